@@ -1,0 +1,504 @@
+package mql
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	_ "time/tzdata" // Olson time zones for $dateToString and date parts without a system tzdata.
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// aggISODate renders a date as MongoDB's ISO string with milliseconds,
+// "2021-01-01T00:00:00.000Z".
+func aggISODate(d bson.DateTime) string {
+	return time.UnixMilli(int64(d)).UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// aggParseTZ resolves a timezone argument: null/missing is UTC; a string is
+// "UTC"/"GMT", an offset "+hh", "+hhmm", "+hh:mm", or an Olson name.
+func aggParseTZ(v any) (*time.Location, error) {
+	if aggNullish(v) {
+		return time.UTC, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, Errorf(40517, "", "timezone must evaluate to a string, found %s", aggTypeName(v))
+	}
+	switch s {
+	case "UTC", "GMT", "Z", "utc":
+		return time.UTC, nil
+	}
+	if len(s) > 0 && (s[0] == '+' || s[0] == '-') {
+		body := strings.ReplaceAll(s[1:], ":", "")
+		var h, m int
+		var err1, err2 error
+		switch len(body) {
+		case 2:
+			h, err1 = strconv.Atoi(body)
+		case 4:
+			h, err1 = strconv.Atoi(body[:2])
+			m, err2 = strconv.Atoi(body[2:])
+		default:
+			err1 = fmt.Errorf("bad offset")
+		}
+		if err1 == nil && err2 == nil && h < 100 && m < 60 && !strings.ContainsAny(body, "+- ") {
+			off := h*3600 + m*60
+			if s[0] == '-' {
+				off = -off
+			}
+			return time.FixedZone(s, off), nil
+		}
+	} else if s != "" && !strings.HasPrefix(s, ".") && !strings.Contains(s, "..") {
+		if loc, err := time.LoadLocation(s); err == nil && s != "Local" {
+			return loc, nil
+		}
+	}
+	return nil, Errorf(40485, "", "unrecognized time zone identifier: \"%s\"", s)
+}
+
+// aggToDate coerces a date, timestamp or ObjectID to a date.
+func aggToDate(v any) (bson.DateTime, error) {
+	switch t := v.(type) {
+	case bson.DateTime:
+		return t, nil
+	case bson.Timestamp:
+		return bson.DateTime(int64(t.T) * 1000), nil
+	case bson.ObjectID:
+		return bson.NewDateTimeFromTime(t.Timestamp()), nil
+	}
+	return 0, Errorf(16006, "", "can't convert from BSON type %s to Date", aggTypeName(v))
+}
+
+// aggFormatDate renders t (already in its zone) with MongoDB's format
+// specifiers.
+func aggFormatDate(t time.Time, format string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(format); i++ {
+		c := format[i]
+		if c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+1 >= len(format) {
+			return "", Errorf(18535, "", "Unmatched '%%' at end of format string")
+		}
+		i++
+		switch format[i] {
+		case '%':
+			b.WriteByte('%')
+		case 'Y':
+			fmt.Fprintf(&b, "%04d", t.Year())
+		case 'm':
+			fmt.Fprintf(&b, "%02d", int(t.Month()))
+		case 'd':
+			fmt.Fprintf(&b, "%02d", t.Day())
+		case 'H':
+			fmt.Fprintf(&b, "%02d", t.Hour())
+		case 'M':
+			fmt.Fprintf(&b, "%02d", t.Minute())
+		case 'S':
+			fmt.Fprintf(&b, "%02d", t.Second())
+		case 'L':
+			fmt.Fprintf(&b, "%03d", t.Nanosecond()/1e6)
+		case 'j':
+			fmt.Fprintf(&b, "%03d", t.YearDay())
+		case 'w':
+			fmt.Fprintf(&b, "%d", int(t.Weekday())+1)
+		case 'u':
+			fmt.Fprintf(&b, "%d", aggISODayOfWeek(t))
+		case 'U':
+			fmt.Fprintf(&b, "%02d", aggWeekOfYear(t))
+		case 'G':
+			y, _ := t.ISOWeek()
+			fmt.Fprintf(&b, "%04d", y)
+		case 'V':
+			_, w := t.ISOWeek()
+			fmt.Fprintf(&b, "%02d", w)
+		case 'z':
+			_, off := t.Zone()
+			sign := '+'
+			if off < 0 {
+				sign, off = '-', -off
+			}
+			fmt.Fprintf(&b, "%c%02d%02d", sign, off/3600, off%3600/60)
+		case 'Z':
+			_, off := t.Zone()
+			fmt.Fprintf(&b, "%+d", off/60)
+		case 'b':
+			b.WriteString(t.Month().String()[:3])
+		case 'B':
+			b.WriteString(t.Month().String())
+		default:
+			return "", Errorf(18536, "", "Invalid format character '%%%c' in format string", format[i])
+		}
+	}
+	return b.String(), nil
+}
+
+// aggISODayOfWeek returns the ISO day of week (Monday 1 … Sunday 7).
+func aggISODayOfWeek(t time.Time) int {
+	d := int(t.Weekday())
+	if d == 0 {
+		return 7
+	}
+	return d
+}
+
+// aggWeekOfYear returns the week of the year with weeks starting on Sunday
+// (days before the first Sunday are week 0), as %U and $week.
+func aggWeekOfYear(t time.Time) int {
+	return (t.YearDay() - 1 + 7 - int(t.Weekday())) / 7
+}
+
+// dateToStringNode is $dateToString.
+type dateToStringNode struct {
+	date, format, timezone, onNull exprNode
+}
+
+func compileDateToString(arg any) (exprNode, error) {
+	args, err := aggNamedArgs("$dateToString", arg, []string{"date"}, []string{"format", "timezone", "onNull"})
+	if err != nil {
+		return nil, err
+	}
+	n := &dateToStringNode{date: args["date"], format: args["format"], timezone: args["timezone"], onNull: args["onNull"]}
+	if c, ok := n.format.(constNode); ok {
+		s, ok := c.v.(string)
+		if !ok && !aggNullish(c.v) {
+			return nil, Errorf(18533, "", "$dateToString requires that 'format' be a string, found: %s with value %s", aggTypeName(c.v), aggFmt(c.v))
+		}
+		if ok {
+			if _, err := aggFormatDate(time.Unix(0, 0).UTC(), s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if c, ok := n.timezone.(constNode); ok {
+		if _, err := aggParseTZ(c.v); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func (n *dateToStringNode) eval(c *evalCtx) (any, error) {
+	d, err := n.date.eval(c)
+	if err != nil {
+		return nil, err
+	}
+	format := "%Y-%m-%dT%H:%M:%S.%LZ"
+	if n.timezone != nil {
+		format = "%Y-%m-%dT%H:%M:%S.%L"
+	}
+	if n.format != nil {
+		fv, err := n.format.eval(c)
+		if err != nil {
+			return nil, err
+		}
+		if aggNullish(fv) {
+			return nil, nil
+		}
+		s, ok := fv.(string)
+		if !ok {
+			return nil, Errorf(18533, "", "$dateToString requires that 'format' be a string, found: %s with value %s", aggTypeName(fv), aggFmt(fv))
+		}
+		format = s
+	}
+	tzv, err := evalOpt(c, n.timezone)
+	if err != nil {
+		return nil, err
+	}
+	loc, err := aggParseTZ(tzv)
+	if err != nil {
+		return nil, err
+	}
+	if n.timezone != nil && aggNullish(tzv) {
+		return nil, nil
+	}
+	if aggNullish(d) {
+		if n.onNull != nil {
+			return n.onNull.eval(c)
+		}
+		return nil, nil
+	}
+	dt, err := aggToDate(d)
+	if err != nil {
+		return nil, err
+	}
+	return aggFormatDate(time.UnixMilli(int64(dt)).In(loc), format)
+}
+
+// datePartNode is $year, $month, ... in either form: an expression or
+// {date, timezone}.
+type datePartNode struct {
+	name     string
+	date, tz exprNode
+}
+
+func compileDatePart(name string, arg any) (exprNode, error) {
+	if d, ok := arg.(bson.D); ok && len(d) > 0 && !strings.HasPrefix(d[0].Key, "$") {
+		n := &datePartNode{name: name}
+		for _, e := range d {
+			sub, err := compileNode(e.Value)
+			if err != nil {
+				return nil, err
+			}
+			switch e.Key {
+			case "date":
+				n.date = sub
+			case "timezone":
+				n.tz = sub
+			default:
+				return nil, Errorf(40535, "", "unrecognized option to %s: \"%s\". Options must be date and timezone", name, e.Key)
+			}
+		}
+		if n.date == nil {
+			return nil, Errorf(40539, "", "missing 'date' argument to %s, provided: %s", name, aggFmt(d))
+		}
+		return n, nil
+	}
+	nodes, err := compileArgs(name, arg, 1, 1)
+	if err != nil {
+		return nil, err
+	}
+	return &datePartNode{name: name, date: nodes[0]}, nil
+}
+
+func (n *datePartNode) eval(c *evalCtx) (any, error) {
+	v, err := n.date.eval(c)
+	if err != nil {
+		return nil, err
+	}
+	tzv, err := evalOpt(c, n.tz)
+	if err != nil {
+		return nil, err
+	}
+	if n.tz != nil && aggNullish(tzv) {
+		return nil, nil
+	}
+	loc, err := aggParseTZ(tzv)
+	if err != nil {
+		return nil, err
+	}
+	if aggNullish(v) {
+		return nil, nil
+	}
+	d, err := aggToDate(v)
+	if err != nil {
+		return nil, err
+	}
+	t := time.UnixMilli(int64(d)).In(loc)
+	switch n.name {
+	case "$year":
+		return int32(t.Year()), nil
+	case "$month":
+		return int32(t.Month()), nil
+	case "$dayOfMonth":
+		return int32(t.Day()), nil
+	case "$hour":
+		return int32(t.Hour()), nil
+	case "$minute":
+		return int32(t.Minute()), nil
+	case "$second":
+		return int32(t.Second()), nil
+	case "$millisecond":
+		return int32(t.Nanosecond() / 1e6), nil
+	case "$dayOfYear":
+		return int32(t.YearDay()), nil
+	case "$dayOfWeek":
+		return int32(t.Weekday()) + 1, nil
+	case "$week":
+		return int32(aggWeekOfYear(t)), nil
+	case "$isoWeek":
+		_, w := t.ISOWeek()
+		return int32(w), nil
+	case "$isoWeekYear":
+		y, _ := t.ISOWeek()
+		return int64(y), nil
+	case "$isoDayOfWeek":
+		return int32(aggISODayOfWeek(t)), nil
+	}
+	return nil, Errorf(CodeInternalError, "", "unknown date part %s", n.name)
+}
+
+// dateFromStringNode is $dateFromString.
+type dateFromStringNode struct {
+	dateString, format, timezone, onError, onNull exprNode
+}
+
+func compileDateFromString(arg any) (exprNode, error) {
+	args, err := aggNamedArgs("$dateFromString", arg, []string{"dateString"}, []string{"format", "timezone", "onError", "onNull"})
+	if err != nil {
+		return nil, err
+	}
+	return &dateFromStringNode{dateString: args["dateString"], format: args["format"], timezone: args["timezone"], onError: args["onError"], onNull: args["onNull"]}, nil
+}
+
+func (n *dateFromStringNode) eval(c *evalCtx) (any, error) {
+	sv, err := n.dateString.eval(c)
+	if err != nil {
+		return nil, err
+	}
+	tzv, err := evalOpt(c, n.timezone)
+	if err != nil {
+		return nil, err
+	}
+	fv, err := evalOpt(c, n.format)
+	if err != nil {
+		return nil, err
+	}
+	if n.timezone != nil && aggNullish(tzv) || n.format != nil && aggNullish(fv) {
+		return nil, nil
+	}
+	loc, err := aggParseTZ(tzv)
+	if err != nil {
+		return nil, err
+	}
+	if aggNullish(sv) {
+		if n.onNull != nil {
+			return n.onNull.eval(c)
+		}
+		return nil, nil
+	}
+	fail := func(e error) (any, error) {
+		if n.onError != nil {
+			return n.onError.eval(c)
+		}
+		return nil, e
+	}
+	s, ok := sv.(string)
+	if !ok {
+		return fail(Errorf(241, "", "$dateFromString requires that 'dateString' be a string, found: %s with value %s", aggTypeName(sv), aggFmt(sv)))
+	}
+	var d bson.DateTime
+	if n.format != nil {
+		f, ok := fv.(string)
+		if !ok {
+			return nil, Errorf(40684, "", "$dateFromString requires that 'format' be a string, found: %s with value %s", aggTypeName(fv), aggFmt(fv))
+		}
+		d, err = aggParseDateFormat(s, f, loc)
+	} else {
+		d, err = aggParseDateString(s, loc)
+	}
+	if err != nil {
+		return fail(Errorf(CodeConversionFailure, "", "Error parsing date string '%s'; %s", s, err.Error()))
+	}
+	return d, nil
+}
+
+// aggParseDateString parses the ISO-8601-like strings $toDate and
+// $dateFromString accept. A string without a zone is read in loc (UTC when
+// nil).
+func aggParseDateString(s string, loc *time.Location) (bson.DateTime, error) {
+	if loc == nil {
+		loc = time.UTC
+	}
+	zoned := []string{
+		"2006-01-02T15:04:05.999999999Z07:00", "2006-01-02T15:04:05Z07:00", "2006-01-02T15:04Z07:00",
+		"2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05Z0700", "2006-01-02T15:04:05.999999999Z07",
+		"2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05Z07:00", "2006-01-02T15:04:05.999999999 MST",
+	}
+	for _, l := range zoned {
+		if t, err := time.Parse(l, s); err == nil {
+			return bson.NewDateTimeFromTime(t), nil
+		}
+	}
+	local := []string{
+		"2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05.999999999",
+		"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02", "2006/01/02", "2006/01/02 15:04:05", "2006-01",
+		"Jan 2, 2006", "January 2, 2006", "2 Jan 2006", "2006-01-02T15",
+	}
+	for _, l := range local {
+		if t, err := time.ParseInLocation(l, s, loc); err == nil {
+			return bson.NewDateTimeFromTime(t), nil
+		}
+	}
+	return 0, Errorf(CodeConversionFailure, "", "an incomplete date/time string has been found, with elements missing: \"%s\"", s)
+}
+
+// aggParseDateFormat parses s with MongoDB format specifiers.
+func aggParseDateFormat(s, format string, loc *time.Location) (bson.DateTime, error) {
+	year, month, day, hour, minute, sec, ms := 1970, 1, 1, 0, 0, 0, 0
+	var zone *time.Location
+	pos := 0
+	num := func(width int) (int, error) {
+		start := pos
+		sign := 1
+		if pos < len(s) && (s[pos] == '-' || s[pos] == '+') && width > 4 {
+			if s[pos] == '-' {
+				sign = -1
+			}
+			pos++
+		}
+		for pos < len(s) && pos-start < width && s[pos] >= '0' && s[pos] <= '9' {
+			pos++
+		}
+		if pos == start {
+			return 0, fmt.Errorf("expected digits at position %d", start)
+		}
+		n, err := strconv.Atoi(strings.TrimLeft(s[start:pos], "+-"))
+		return n * sign, err
+	}
+	var err error
+	for i := 0; i < len(format); i++ {
+		c := format[i]
+		if c != '%' {
+			if pos >= len(s) || s[pos] != c {
+				return 0, fmt.Errorf("format mismatch at position %d", pos)
+			}
+			pos++
+			continue
+		}
+		if i+1 >= len(format) {
+			return 0, Errorf(18535, "", "Unmatched '%%' at end of format string")
+		}
+		i++
+		switch format[i] {
+		case 'Y', 'G':
+			year, err = num(4)
+		case 'm':
+			month, err = num(2)
+		case 'd':
+			day, err = num(2)
+		case 'H':
+			hour, err = num(2)
+		case 'M':
+			minute, err = num(2)
+		case 'S':
+			sec, err = num(2)
+		case 'L':
+			ms, err = num(3)
+		case 'j', 'V', 'U', 'u', 'w':
+			_, err = num(3)
+		case 'z', 'Z':
+			end := pos
+			for end < len(s) && strings.IndexByte("+-:0123456789Z", s[end]) >= 0 {
+				end++
+			}
+			zone, err = aggParseTZ(s[pos:end])
+			pos = end
+		case '%':
+			if pos >= len(s) || s[pos] != '%' {
+				return 0, fmt.Errorf("format mismatch at position %d", pos)
+			}
+			pos++
+		default:
+			return 0, Errorf(18536, "", "Invalid format character '%%%c' in format string", format[i])
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	if pos != len(s) {
+		return 0, fmt.Errorf("trailing data at position %d", pos)
+	}
+	if zone != nil {
+		loc = zone
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, ms*1e6, loc)
+	if t.Month() != time.Month(month) || t.Day() != day {
+		return 0, fmt.Errorf("the parsed date was invalid")
+	}
+	return bson.NewDateTimeFromTime(t), nil
+}

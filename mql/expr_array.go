@@ -1,0 +1,485 @@
+package mql
+
+import (
+	"math"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// evalSize implements $size.
+func evalSize(_ *evalCtx, vals []any) (any, error) {
+	a, ok := vals[0].(bson.A)
+	if !ok {
+		return nil, Errorf(17124, "", "The argument to $size must be an array. Type of argument: %s", aggTypeName(vals[0]))
+	}
+	return int32(len(a)), nil
+}
+
+// evalArrayElemAt implements $arrayElemAt (negative indexes count from the
+// end; out of range yields Missing).
+func evalArrayElemAt(_ *evalCtx, vals []any) (any, error) {
+	if aggNullish(vals[0]) || aggNullish(vals[1]) {
+		return nil, nil
+	}
+	a, ok := vals[0].(bson.A)
+	if !ok {
+		return nil, Errorf(28689, "", "$arrayElemAt's first argument must be an array, but is %s", aggTypeName(vals[0]))
+	}
+	if aggNumKind(vals[1]) == aggKNone {
+		return nil, Errorf(28690, "", "$arrayElemAt's second argument must be a numeric value, but is %s", aggTypeName(vals[1]))
+	}
+	i, ok := aggToInt64Exact(vals[1])
+	if !ok || i > math.MaxInt32 || i < math.MinInt32 {
+		return nil, Errorf(28691, "", "$arrayElemAt's second argument must be representable as a 32-bit integer: %s", aggFmt(vals[1]))
+	}
+	if i < 0 {
+		i += int64(len(a))
+	}
+	if i < 0 || i >= int64(len(a)) {
+		return Missing, nil
+	}
+	return a[i], nil
+}
+
+// evalFirstLast implements the expression forms of $first and $last.
+func evalFirstLast(name string, v any) (any, error) {
+	if aggNullish(v) {
+		return nil, nil
+	}
+	a, ok := v.(bson.A)
+	if !ok {
+		return nil, Errorf(28689, "", "%s's argument must be an array, but is %s", name, aggTypeName(v))
+	}
+	if len(a) == 0 {
+		return Missing, nil
+	}
+	if name == "$first" {
+		return a[0], nil
+	}
+	return a[len(a)-1], nil
+}
+
+// evalIn implements $in.
+func evalIn(_ *evalCtx, vals []any) (any, error) {
+	a, ok := vals[1].(bson.A)
+	if !ok {
+		return nil, Errorf(40081, "", "$in requires an array as a second argument, found: %s", aggTypeName(vals[1]))
+	}
+	for _, el := range a {
+		if aggCompare(vals[0], el) == 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// evalConcatArrays implements $concatArrays.
+func evalConcatArrays(_ *evalCtx, vals []any) (any, error) {
+	n := 0
+	for _, v := range vals {
+		if aggNullish(v) {
+			return nil, nil
+		}
+		a, ok := v.(bson.A)
+		if !ok {
+			return nil, Errorf(28664, "", "$concatArrays only supports arrays, not %s", aggTypeName(v))
+		}
+		n += len(a)
+	}
+	out := make(bson.A, 0, n)
+	for _, v := range vals {
+		out = append(out, v.(bson.A)...)
+	}
+	return out, nil
+}
+
+// evalSlice implements $slice: [array, n] or [array, position, n].
+func evalSlice(_ *evalCtx, vals []any) (any, error) {
+	for _, v := range vals {
+		if aggNullish(v) {
+			return nil, nil
+		}
+	}
+	a, ok := vals[0].(bson.A)
+	if !ok {
+		return nil, Errorf(28724, "", "First argument to $slice must be an array, but is of type: %s", aggTypeName(vals[0]))
+	}
+	toInt := func(v any, code int32, what string) (int64, error) {
+		i, ok := aggToInt64Exact(v)
+		if aggNumKind(v) == aggKNone || !ok || i > math.MaxInt32 || i < math.MinInt32 {
+			return 0, Errorf(code, "", "%s argument to $slice must be numeric and a 32-bit integer, but is of type: %s", what, aggTypeName(v))
+		}
+		return i, nil
+	}
+	l := int64(len(a))
+	if len(vals) == 2 {
+		n, err := toInt(vals[1], 28725, "Second")
+		if err != nil {
+			return nil, err
+		}
+		if n >= 0 {
+			return append(bson.A{}, a[:min(n, l)]...), nil
+		}
+		return append(bson.A{}, a[max(0, l+n):]...), nil
+	}
+	pos, err := toInt(vals[1], 28725, "Second")
+	if err != nil {
+		return nil, err
+	}
+	n, err := toInt(vals[2], 28727, "Third")
+	if err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, Errorf(28729, "", "Third argument to $slice must be positive: %d", n)
+	}
+	if pos < 0 {
+		pos = max(0, l+pos)
+	}
+	if pos >= l {
+		return bson.A{}, nil
+	}
+	return append(bson.A{}, a[pos:min(l, pos+n)]...), nil
+}
+
+// evalReverseArray implements $reverseArray.
+func evalReverseArray(_ *evalCtx, vals []any) (any, error) {
+	if aggNullish(vals[0]) {
+		return nil, nil
+	}
+	a, ok := vals[0].(bson.A)
+	if !ok {
+		return nil, Errorf(34435, "", "The argument to $reverseArray must be an array, but was of type: %s", aggTypeName(vals[0]))
+	}
+	out := make(bson.A, len(a))
+	for i, v := range a {
+		out[len(a)-1-i] = v
+	}
+	return out, nil
+}
+
+// evalRange implements $range (bounded by the evaluation step budget).
+func evalRange(c *evalCtx, vals []any) (any, error) {
+	names := []string{"starting value", "ending value", "step value"}
+	codes := []int32{34443, 34445, 34447}
+	nums := []int64{0, 0, 1}
+	for i, v := range vals {
+		if aggNumKind(v) == aggKNone {
+			return nil, Errorf(codes[i], "", "$range requires a numeric %s, found value of type: %s", names[i], aggTypeName(v))
+		}
+		n, ok := aggToInt64Exact(v)
+		if !ok || n > math.MaxInt32 || n < math.MinInt32 {
+			return nil, Errorf(codes[i]+1, "", "$range requires a %s that can be represented as a 32-bit integer, found value: %s", names[i], aggFmt(v))
+		}
+		nums[i] = n
+	}
+	start, end, step := nums[0], nums[1], nums[2]
+	if step == 0 {
+		return nil, Errorf(34449, "", "$range requires a non-zero step value")
+	}
+	count := int64(0)
+	if step > 0 && end > start {
+		count = (end - start + step - 1) / step
+	} else if step < 0 && end < start {
+		count = (start - end - step - 1) / -step
+	}
+	if err := c.step(int(count)); err != nil {
+		return nil, err
+	}
+	out := make(bson.A, 0, count)
+	for i := start; (step > 0 && i < end) || (step < 0 && i > end); i += step {
+		out = append(out, int32(i))
+	}
+	return out, nil
+}
+
+// evalIndexOfArray implements $indexOfArray.
+func evalIndexOfArray(_ *evalCtx, vals []any) (any, error) {
+	if aggNullish(vals[0]) {
+		return nil, nil
+	}
+	a, ok := vals[0].(bson.A)
+	if !ok {
+		return nil, Errorf(40090, "", "$indexOfArray requires an array as a first argument, found: %s", aggTypeName(vals[0]))
+	}
+	start, end := int64(0), int64(len(a))
+	for i := 2; i < len(vals); i++ {
+		n, ok := aggToInt64Exact(vals[i])
+		if !ok || aggNumKind(vals[i]) == aggKNone {
+			return nil, Errorf(40096, "", "$indexOfArray requires an integral starting index, found a value of type: %s, with value: %s", aggTypeName(vals[i]), aggFmt(vals[i]))
+		}
+		if n < 0 {
+			return nil, Errorf(40097, "", "$indexOfArray requires a nonnegative starting index, found: %d", n)
+		}
+		if i == 2 {
+			start = n
+		} else {
+			end = min(n, end)
+		}
+	}
+	for i := start; i < end && i < int64(len(a)); i++ {
+		if aggCompare(a[i], vals[1]) == 0 {
+			return int32(i), nil
+		}
+	}
+	return int32(-1), nil
+}
+
+// aggMergeInto merges the fields of src into dst (later fields win, in
+// place of the earlier position).
+func aggMergeInto(dst bson.D, src bson.D) bson.D {
+	for _, e := range src {
+		found := false
+		for i := range dst {
+			if dst[i].Key == e.Key {
+				dst[i].Value = e.Value
+				found = true
+				break
+			}
+		}
+		if !found {
+			dst = append(dst, e)
+		}
+	}
+	return dst
+}
+
+// evalMergeObjects implements the expression form of $mergeObjects.
+func evalMergeObjects(_ *evalCtx, vals []any) (any, error) {
+	out := bson.D{}
+	for _, v := range vals {
+		if aggNullish(v) {
+			continue
+		}
+		d, ok := v.(bson.D)
+		if !ok {
+			return nil, Errorf(40400, "", "$mergeObjects requires object inputs, but input %s is of type %s", aggFmt(v), aggTypeName(v))
+		}
+		out = aggMergeInto(out, d)
+	}
+	return out, nil
+}
+
+// evalObjectToArray implements $objectToArray.
+func evalObjectToArray(_ *evalCtx, vals []any) (any, error) {
+	if aggNullish(vals[0]) {
+		return nil, nil
+	}
+	d, ok := vals[0].(bson.D)
+	if !ok {
+		return nil, Errorf(40390, "", "$objectToArray requires a document input, found: %s", aggTypeName(vals[0]))
+	}
+	out := make(bson.A, len(d))
+	for i, e := range d {
+		out[i] = bson.D{{Key: "k", Value: e.Key}, {Key: "v", Value: e.Value}}
+	}
+	return out, nil
+}
+
+// evalArrayToObject implements $arrayToObject for [[k, v], ...] and
+// [{k, v}, ...] (the later duplicate wins).
+func evalArrayToObject(_ *evalCtx, vals []any) (any, error) {
+	if aggNullish(vals[0]) {
+		return nil, nil
+	}
+	a, ok := vals[0].(bson.A)
+	if !ok {
+		return nil, Errorf(40386, "", "$arrayToObject requires an array input, found: %s", aggTypeName(vals[0]))
+	}
+	out := bson.D{}
+	if len(a) == 0 {
+		return out, nil
+	}
+	_, pairs := a[0].(bson.A)
+	for _, el := range a {
+		var k, v any
+		if pairs {
+			p, ok := el.(bson.A)
+			if !ok {
+				return nil, Errorf(40396, "", "$arrayToObject requires a consistent input format. Elements must all be arrays or all be objects. Array was detected, now found: %s", aggTypeName(el))
+			}
+			if len(p) != 2 {
+				return nil, Errorf(40397, "", "$arrayToObject requires an array of size 2 arrays,found array of size: %d", len(p))
+			}
+			k, v = p[0], p[1]
+		} else {
+			d, ok := el.(bson.D)
+			if !ok {
+				return nil, Errorf(40398, "", "Unrecognised input type format for $arrayToObject: %s", aggTypeName(el))
+			}
+			if len(d) != 2 {
+				return nil, Errorf(40392, "", "$arrayToObject requires an object keys of 'k' and 'v'. Found incorrect number of keys:%d", len(d))
+			}
+			k, v = aggLookup(d, "k"), aggLookup(d, "v")
+			if k == Missing || v == Missing {
+				return nil, Errorf(40393, "", "$arrayToObject requires an object with keys 'k' and 'v'. Missing either or both keys from: %s", aggFmt(d))
+			}
+		}
+		ks, ok := k.(string)
+		if !ok {
+			return nil, Errorf(40394, "", "$arrayToObject requires an object with keys 'k' and 'v', where the value of 'k' must be of type string. Found type: %s", aggTypeName(k))
+		}
+		if strings.ContainsRune(ks, 0) {
+			return nil, Errorf(4940400, "", "Key field cannot contain an embedded null byte")
+		}
+		out = aggMergeInto(out, bson.D{{Key: ks, Value: v}})
+	}
+	return out, nil
+}
+
+// getFieldNode is $getField.
+type getFieldNode struct {
+	field string
+	input exprNode
+}
+
+func compileGetField(arg any) (exprNode, error) {
+	var fieldSpec, inputSpec any = nil, "$$CURRENT"
+	d, isDoc := arg.(bson.D)
+	if isDoc && len(d) > 0 && !strings.HasPrefix(d[0].Key, "$") {
+		hasField := false
+		for _, e := range d {
+			switch e.Key {
+			case "field":
+				fieldSpec, hasField = e.Value, true
+			case "input":
+				inputSpec = e.Value
+			default:
+				return nil, Errorf(3041701, "", "$getField found an unknown argument: %s", e.Key)
+			}
+		}
+		if !hasField {
+			return nil, Errorf(3041702, "", "$getField requires 'field' to be specified")
+		}
+	} else {
+		fieldSpec = arg
+	}
+	field, err := aggConstFieldName("$getField", fieldSpec)
+	if err != nil {
+		return nil, err
+	}
+	in, err := compileNode(inputSpec)
+	if err != nil {
+		return nil, err
+	}
+	return &getFieldNode{field: field, input: in}, nil
+}
+
+// aggConstFieldName extracts the constant field name of $getField /
+// $setField (a string or {$literal: string}).
+func aggConstFieldName(name string, spec any) (string, error) {
+	if d, ok := spec.(bson.D); ok && len(d) == 1 && d[0].Key == "$literal" {
+		spec = d[0].Value
+	}
+	s, ok := spec.(string)
+	if !ok {
+		return "", Errorf(5654602, "", "%s requires 'field' to evaluate to a constant, but got a non-constant argument", name)
+	}
+	if strings.HasPrefix(s, "$") {
+		if _, ok := spec.(string); ok {
+			return "", Errorf(5654600, "", "A string that starts with '$' is not a valid field name for %s; use {$literal: %q}", name, s)
+		}
+	}
+	return s, nil
+}
+
+func (n *getFieldNode) eval(c *evalCtx) (any, error) {
+	v, err := n.input.eval(c)
+	if err != nil {
+		return nil, err
+	}
+	if aggNullish(v) {
+		if v == Missing {
+			return Missing, nil
+		}
+		return nil, nil
+	}
+	d, ok := v.(bson.D)
+	if !ok {
+		return Missing, nil
+	}
+	return aggLookup(d, n.field), nil
+}
+
+// setFieldNode is $setField / $unsetField.
+type setFieldNode struct {
+	unset bool
+	field string
+	input exprNode
+	value exprNode
+}
+
+func compileSetField(name string, arg any) (exprNode, error) {
+	d, ok := arg.(bson.D)
+	if !ok {
+		return nil, Errorf(4161100, "", "%s only supports an object as its argument", name)
+	}
+	var fieldSpec, inputSpec, valueSpec any
+	hasField, hasInput, hasValue := false, false, false
+	for _, e := range d {
+		switch {
+		case e.Key == "field":
+			fieldSpec, hasField = e.Value, true
+		case e.Key == "input":
+			inputSpec, hasInput = e.Value, true
+		case e.Key == "value" && name == "$setField":
+			valueSpec, hasValue = e.Value, true
+		default:
+			return nil, Errorf(4161101, "", "%s found an unknown argument: %s", name, e.Key)
+		}
+	}
+	if !hasField || !hasInput || name == "$setField" && !hasValue {
+		return nil, Errorf(4161102, "", "%s requires 'field', 'input'%s to be specified", name, map[bool]string{true: " and 'value'", false: ""}[name == "$setField"])
+	}
+	field, err := aggConstFieldName(name, fieldSpec)
+	if err != nil {
+		return nil, err
+	}
+	n := &setFieldNode{unset: name == "$unsetField", field: field}
+	if n.input, err = compileNode(inputSpec); err != nil {
+		return nil, err
+	}
+	if hasValue {
+		if n.value, err = compileNode(valueSpec); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func (n *setFieldNode) eval(c *evalCtx) (any, error) {
+	v, err := n.input.eval(c)
+	if err != nil {
+		return nil, err
+	}
+	if aggNullish(v) {
+		return nil, nil
+	}
+	d, ok := v.(bson.D)
+	if !ok {
+		return nil, Errorf(4161105, "", "$setField requires 'input' to evaluate to type Object")
+	}
+	var val any = Missing
+	if !n.unset {
+		if val, err = n.value.eval(c); err != nil {
+			return nil, err
+		}
+	}
+	out := make(bson.D, 0, len(d)+1)
+	found := false
+	for _, e := range d {
+		if e.Key == n.field {
+			found = true
+			if val != Missing {
+				out = append(out, bson.E{Key: e.Key, Value: val})
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	if !found && val != Missing {
+		out = append(out, bson.E{Key: n.field, Value: val})
+	}
+	return out, nil
+}

@@ -1,0 +1,622 @@
+package mql
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// aggFormatDouble renders a double as $toString / $convert do: the
+// shortest round-trip digits, fixed notation for exponents in [-4, 16),
+// "NaN", "Infinity", "-Infinity" and "-0".
+func aggFormatDouble(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "NaN"
+	case math.IsInf(f, 1):
+		return "Infinity"
+	case math.IsInf(f, -1):
+		return "-Infinity"
+	case f == 0 && math.Signbit(f):
+		return "-0"
+	}
+	e := strconv.FormatFloat(f, 'e', -1, 64)
+	mant, expStr, _ := strings.Cut(e, "e")
+	exp, _ := strconv.Atoi(expStr)
+	if exp >= -4 && exp < 16 {
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	sign := "+"
+	if exp < 0 {
+		sign, exp = "-", -exp
+	}
+	return fmt.Sprintf("%se%s%02d", mant, sign, exp)
+}
+
+// aggFormatDoubleG renders a double like C's "%g" (six significant
+// digits), which MongoDB uses when coercing to a string in $toUpper,
+// $toLower, $substrBytes and $strcasecmp.
+func aggFormatDoubleG(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "nan"
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	}
+	s := strconv.FormatFloat(f, 'e', 5, 64)
+	mant, expStr, _ := strings.Cut(s, "e")
+	exp, _ := strconv.Atoi(expStr)
+	if exp < -4 || exp >= 6 {
+		if strings.Contains(mant, ".") {
+			mant = strings.TrimRight(strings.TrimRight(mant, "0"), ".")
+		}
+		sign := "+"
+		if exp < 0 {
+			sign, exp = "-", -exp
+		}
+		return fmt.Sprintf("%se%s%02d", mant, sign, exp)
+	}
+	out := strconv.FormatFloat(f, 'f', 5-exp, 64)
+	if strings.Contains(out, ".") {
+		out = strings.TrimRight(strings.TrimRight(out, "0"), ".")
+	}
+	return out
+}
+
+// aggCoerceString converts v to a string the way MongoDB's string
+// coercion does (null and missing are ""), or fails with code 16007.
+func aggCoerceString(v any) (string, error) {
+	switch t := v.(type) {
+	case string:
+		return t, nil
+	case bson.Symbol:
+		return string(t), nil
+	case bson.JavaScript:
+		return string(t), nil
+	case float64:
+		return aggFormatDoubleG(t), nil
+	case int32:
+		return strconv.FormatInt(int64(t), 10), nil
+	case int64:
+		return strconv.FormatInt(t, 10), nil
+	case bson.Decimal128:
+		return t.String(), nil
+	case bson.DateTime:
+		return aggISODate(t), nil
+	case bson.Timestamp:
+		return aggISODate(bson.DateTime(int64(t.T) * 1000))[:19] + ":" + strconv.FormatUint(uint64(t.I), 10), nil
+	}
+	if aggNullish(v) {
+		return "", nil
+	}
+	return "", Errorf(16007, "", "can't convert from BSON type %s to String", aggTypeName(v))
+}
+
+// evalConcat implements $concat: strings only; null or missing yields null.
+func evalConcat(_ *evalCtx, vals []any) (any, error) {
+	var b strings.Builder
+	null := false
+	for _, v := range vals {
+		if aggNullish(v) {
+			null = true
+			continue
+		}
+		s, ok := v.(string)
+		if !ok {
+			return nil, Errorf(16702, "", "$concat only supports strings, not %s", aggTypeName(v))
+		}
+		b.WriteString(s)
+	}
+	if null {
+		return nil, nil
+	}
+	return b.String(), nil
+}
+
+// evalCase implements $toUpper / $toLower (ASCII case mapping, like
+// MongoDB).
+func evalCase(name string, v any) (any, error) {
+	s, err := aggCoerceString(v)
+	if err != nil {
+		return nil, err
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if name == "$toUpper" && c >= 'a' && c <= 'z' {
+			b[i] = c - 32
+		} else if name == "$toLower" && c >= 'A' && c <= 'Z' {
+			b[i] = c + 32
+		}
+	}
+	return string(b), nil
+}
+
+// evalSubstrBytes implements $substrBytes (and its alias $substr).
+func evalSubstrBytes(name string, vals []any) (any, error) {
+	s, err := aggCoerceString(vals[0])
+	if err != nil {
+		return nil, err
+	}
+	if aggNumKind(vals[1]) == aggKNone {
+		return nil, Errorf(16034, "", "%s: starting index must be a numeric type (is BSON type %s)", name, aggTypeName(vals[1]))
+	}
+	if aggNumKind(vals[2]) == aggKNone {
+		return nil, Errorf(16035, "", "%s: length must be a numeric type (is BSON type %s)", name, aggTypeName(vals[2]))
+	}
+	startF, lenF := aggToFloat(vals[1]), aggToFloat(vals[2])
+	if startF < 0 {
+		return nil, Errorf(50752, "", "%s: starting index must be non-negative (got: %v)", name, startF)
+	}
+	start := int(min(startF, float64(len(s))))
+	if start >= len(s) {
+		return "", nil
+	}
+	if start > 0 && !utf8.RuneStart(s[start]) {
+		return nil, Errorf(28656, "", "%s: Invalid range, starting index is a UTF-8 continuation byte.", name)
+	}
+	end := len(s)
+	if lenF >= 0 && float64(start)+lenF < float64(len(s)) {
+		end = start + int(lenF)
+	}
+	if end < len(s) && !utf8.RuneStart(s[end]) {
+		return nil, Errorf(28657, "", "%s: Invalid range, ending index is in the middle of a UTF-8 character.", name)
+	}
+	return s[start:end], nil
+}
+
+// evalSubstrCP implements $substrCP (code point indexes).
+func evalSubstrCP(_ *evalCtx, vals []any) (any, error) {
+	s, err := aggCoerceString(vals[0])
+	if err != nil {
+		return nil, err
+	}
+	if aggNumKind(vals[1]) == aggKNone {
+		return nil, Errorf(34450, "", "$substrCP: starting index must be a numeric type (is BSON type %s)", aggTypeName(vals[1]))
+	}
+	start, ok := aggToInt64Exact(vals[1])
+	if !ok || start > math.MaxInt32 || start < math.MinInt32 {
+		return nil, Errorf(34451, "", "$substrCP: starting index cannot be represented as a 32-bit integral value: %s", aggFmt(vals[1]))
+	}
+	if aggNumKind(vals[2]) == aggKNone {
+		return nil, Errorf(34452, "", "$substrCP: length must be a numeric type (is BSON type %s)", aggTypeName(vals[2]))
+	}
+	length, ok := aggToInt64Exact(vals[2])
+	if !ok || length > math.MaxInt32 || length < math.MinInt32 {
+		return nil, Errorf(34453, "", "$substrCP: length cannot be represented as a 32-bit integral value: %s", aggFmt(vals[2]))
+	}
+	if length < 0 {
+		return nil, Errorf(34454, "", "$substrCP: length must be a nonnegative integer.")
+	}
+	if start < 0 {
+		return nil, Errorf(34455, "", "$substrCP: the starting index must be nonnegative integer.")
+	}
+	i, cp := 0, int64(0)
+	for i < len(s) && cp < start {
+		_, n := utf8.DecodeRuneInString(s[i:])
+		i += n
+		cp++
+	}
+	j, got := i, int64(0)
+	for j < len(s) && got < length {
+		_, n := utf8.DecodeRuneInString(s[j:])
+		j += n
+		got++
+	}
+	return s[i:j], nil
+}
+
+// evalStrLen implements $strLenBytes and $strLenCP.
+func evalStrLen(name string, v any) (any, error) {
+	s, ok := v.(string)
+	if !ok {
+		code := int32(34473)
+		if name == "$strLenCP" {
+			code = 34471
+		}
+		return nil, Errorf(code, "", "%s requires a string argument, found: %s", name, aggTypeName(v))
+	}
+	if name == "$strLenCP" {
+		return int32(utf8.RuneCountInString(s)), nil
+	}
+	return int32(len(s)), nil
+}
+
+// evalSplit implements $split.
+func evalSplit(_ *evalCtx, vals []any) (any, error) {
+	if aggNullish(vals[0]) || aggNullish(vals[1]) {
+		return nil, nil
+	}
+	s, ok := vals[0].(string)
+	if !ok {
+		return nil, Errorf(40085, "", "$split requires an expression that evaluates to a string as a first argument, found: %s", aggTypeName(vals[0]))
+	}
+	sep, ok := vals[1].(string)
+	if !ok {
+		return nil, Errorf(40086, "", "$split requires an expression that evaluates to a string as a second argument, found: %s", aggTypeName(vals[1]))
+	}
+	if sep == "" {
+		return nil, Errorf(40087, "", "$split requires a non-empty separator")
+	}
+	parts := strings.Split(s, sep)
+	out := make(bson.A, len(parts))
+	for i, p := range parts {
+		out[i] = p
+	}
+	return out, nil
+}
+
+// aggDefaultTrim is the set of code points $trim removes by default.
+const aggDefaultTrim = "\x00 \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+
+// trimNode is $trim / $ltrim / $rtrim.
+type trimNode struct {
+	name         string
+	input, chars exprNode
+}
+
+func compileTrim(name string, arg any) (exprNode, error) {
+	d, ok := arg.(bson.D)
+	if !ok {
+		return nil, Errorf(50696, "", "%s only supports an object as an argument, found: %s", name, aggTypeName(arg))
+	}
+	n := &trimNode{name: name}
+	for _, e := range d {
+		sub, err := compileNode(e.Value)
+		if err != nil {
+			return nil, err
+		}
+		switch e.Key {
+		case "input":
+			n.input = sub
+		case "chars":
+			n.chars = sub
+		default:
+			return nil, Errorf(50694, "", "%s found an unknown argument: %s", name, e.Key)
+		}
+	}
+	if n.input == nil {
+		return nil, Errorf(50695, "", "%s requires an 'input' field", name)
+	}
+	return n, nil
+}
+
+func (n *trimNode) eval(c *evalCtx) (any, error) {
+	in, err := n.input.eval(c)
+	if err != nil {
+		return nil, err
+	}
+	if aggNullish(in) {
+		return nil, nil
+	}
+	s, ok := in.(string)
+	if !ok {
+		return nil, Errorf(50699, "", "%s requires its input to be a string, got %s (of type %s) instead.", n.name, aggFmt(in), aggTypeName(in))
+	}
+	cut := aggDefaultTrim
+	if n.chars != nil {
+		cv, err := n.chars.eval(c)
+		if err != nil {
+			return nil, err
+		}
+		if aggNullish(cv) {
+			return nil, nil
+		}
+		cs, ok := cv.(string)
+		if !ok {
+			return nil, Errorf(50700, "", "%s requires 'chars' to be a string, got %s (of type %s) instead.", n.name, aggFmt(cv), aggTypeName(cv))
+		}
+		cut = cs
+	}
+	switch n.name {
+	case "$ltrim":
+		return strings.TrimLeft(s, cut), nil
+	case "$rtrim":
+		return strings.TrimRight(s, cut), nil
+	}
+	return strings.Trim(s, cut), nil
+}
+
+// evalIndexOf implements $indexOfBytes and $indexOfCP.
+func evalIndexOf(name string, vals []any) (any, error) {
+	if aggNullish(vals[0]) {
+		return nil, nil
+	}
+	s, ok := vals[0].(string)
+	if !ok {
+		return nil, Errorf(40091, "", "%s requires a string as the first argument, found: %s", name, aggTypeName(vals[0]))
+	}
+	sub, ok := vals[1].(string)
+	if !ok {
+		return nil, Errorf(40092, "", "%s requires a string as the second argument, found: %s", name, aggTypeName(vals[1]))
+	}
+	cp := name == "$indexOfCP"
+	length := len(s)
+	if cp {
+		length = utf8.RuneCountInString(s)
+	}
+	bounds := [2]int{0, length}
+	for i := 2; i < len(vals); i++ {
+		n, ok := aggToInt64Exact(vals[i])
+		if !ok || aggNumKind(vals[i]) == aggKNone {
+			return nil, Errorf(40096, "", "%s requires an integral starting index, found a value of type: %s, with value: %s", name, aggTypeName(vals[i]), aggFmt(vals[i]))
+		}
+		if n < 0 {
+			return nil, Errorf(40097, "", "%s requires a nonnegative start index, found: %d", name, n)
+		}
+		bounds[i-2] = int(min(n, int64(length)+1))
+	}
+	start, end := bounds[0], bounds[1]
+	if start > length || start > end {
+		return int32(-1), nil
+	}
+	if !cp {
+		i := strings.Index(s[start:end], sub)
+		if i < 0 {
+			return int32(-1), nil
+		}
+		return int32(start + i), nil
+	}
+	runes := []rune(s)
+	hay := string(runes[start:min(end, len(runes))])
+	i := strings.Index(hay, sub)
+	if i < 0 {
+		return int32(-1), nil
+	}
+	return int32(start + utf8.RuneCountInString(hay[:i])), nil
+}
+
+// evalStrcasecmp implements $strcasecmp (ASCII case folding).
+func evalStrcasecmp(_ *evalCtx, vals []any) (any, error) {
+	a, err := aggCoerceString(vals[0])
+	if err != nil {
+		return nil, err
+	}
+	b, err := aggCoerceString(vals[1])
+	if err != nil {
+		return nil, err
+	}
+	r := strings.Compare(aggASCIILower(a), aggASCIILower(b))
+	return int32(r), nil
+}
+
+func aggASCIILower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 32
+		}
+	}
+	return string(b)
+}
+
+// regexNode is $regexMatch / $regexFind / $regexFindAll.
+type regexNode struct {
+	name                  string
+	input, regex, options exprNode
+	compiled              *regexp.Regexp // set when regex and options are constants
+}
+
+func compileRegex(name string, arg any) (exprNode, error) {
+	args, err := aggNamedArgs(name, arg, []string{"input", "regex"}, []string{"options"})
+	if err != nil {
+		return nil, err
+	}
+	n := &regexNode{name: name, input: args["input"], regex: args["regex"], options: args["options"]}
+	rc, rok := n.regex.(constNode)
+	oc, ook := n.options.(constNode)
+	if rok && (n.options == nil || ook) {
+		var opt any = Missing
+		if ook {
+			opt = oc.v
+		}
+		re, err := aggBuildRegex(name, rc.v, opt)
+		if err != nil {
+			return nil, err
+		}
+		n.compiled = re
+	}
+	return n, nil
+}
+
+// aggBuildRegex compiles a pattern (string or bson.Regex) with options,
+// returning nil for a null pattern.
+func aggBuildRegex(name string, pat, opts any) (*regexp.Regexp, error) {
+	var pattern, flags string
+	switch t := pat.(type) {
+	case string:
+		pattern = t
+	case bson.Regex:
+		pattern, flags = t.Pattern, t.Options
+	default:
+		if aggNullish(pat) {
+			return nil, nil
+		}
+		return nil, Errorf(51105, "", "%s needs 'regex' to be of type string or regex", name)
+	}
+	if !aggNullish(opts) {
+		o, ok := opts.(string)
+		if !ok {
+			return nil, Errorf(51106, "", "%s needs 'options' to be of type string", name)
+		}
+		if flags != "" && o != "" {
+			return nil, Errorf(51107, "", "%s found regex option(s) specified in both 'regex' and 'option' fields", name)
+		}
+		if o != "" {
+			flags = o
+		}
+	}
+	if strings.ContainsRune(pattern, 0) {
+		return nil, Errorf(51109, "", "%s: regular expression cannot contain an embedded null byte", name)
+	}
+	prefix := ""
+	for _, f := range flags {
+		switch f {
+		case 'i', 'm', 's':
+			prefix += string(f)
+		case 'x':
+			pattern = aggStripExtended(pattern)
+		case 'u':
+		default:
+			return nil, Errorf(51108, "", "%s invalid flag in regex options: %c", name, f)
+		}
+	}
+	if prefix != "" {
+		pattern = "(?" + prefix + ")" + pattern
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, Errorf(51111, "", "Invalid Regex in %s: %v", name, err)
+	}
+	return re, nil
+}
+
+// aggStripExtended removes unescaped whitespace and #-comments outside
+// character classes (PCRE's x flag).
+func aggStripExtended(p string) string {
+	var b strings.Builder
+	inClass, escaped := false, false
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case escaped:
+			escaped = false
+		case c == '\\':
+			escaped = true
+		case inClass:
+			if c == ']' {
+				inClass = false
+			}
+		case c == '[':
+			inClass = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			continue
+		case c == '#':
+			for i < len(p) && p[i] != '\n' {
+				i++
+			}
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func (n *regexNode) eval(c *evalCtx) (any, error) {
+	in, err := n.input.eval(c)
+	if err != nil {
+		return nil, err
+	}
+	re := n.compiled
+	if re == nil {
+		pat, err := n.regex.eval(c)
+		if err != nil {
+			return nil, err
+		}
+		opts, err := evalOpt(c, n.options)
+		if err != nil {
+			return nil, err
+		}
+		if re, err = aggBuildRegex(n.name, pat, opts); err != nil {
+			return nil, err
+		}
+	}
+	if !aggNullish(in) {
+		if _, ok := in.(string); !ok {
+			return nil, Errorf(51104, "", "%s needs 'input' to be of type string", n.name)
+		}
+	}
+	if aggNullish(in) || re == nil {
+		switch n.name {
+		case "$regexMatch":
+			return false, nil
+		case "$regexFind":
+			return nil, nil
+		}
+		return bson.A{}, nil
+	}
+	s := in.(string)
+	switch n.name {
+	case "$regexMatch":
+		return re.MatchString(s), nil
+	case "$regexFind":
+		m := re.FindStringSubmatchIndex(s)
+		if m == nil {
+			return nil, nil
+		}
+		return aggRegexResult(s, m), nil
+	}
+	all := re.FindAllStringSubmatchIndex(s, -1)
+	out := make(bson.A, 0, len(all))
+	for _, m := range all {
+		out = append(out, aggRegexResult(s, m))
+	}
+	return out, nil
+}
+
+// aggRegexResult builds {match, idx, captures} with idx in code points.
+func aggRegexResult(s string, m []int) bson.D {
+	caps := bson.A{}
+	for i := 2; i+1 < len(m); i += 2 {
+		if m[i] < 0 {
+			caps = append(caps, nil)
+			continue
+		}
+		caps = append(caps, s[m[i]:m[i+1]])
+	}
+	return bson.D{
+		{Key: "match", Value: s[m[0]:m[1]]},
+		{Key: "idx", Value: int32(utf8.RuneCountInString(s[:m[0]]))},
+		{Key: "captures", Value: caps},
+	}
+}
+
+// replaceNode is $replaceOne / $replaceAll.
+type replaceNode struct {
+	name                     string
+	input, find, replacement exprNode
+}
+
+func compileReplace(name string, arg any) (exprNode, error) {
+	args, err := aggNamedArgs(name, arg, []string{"input", "find", "replacement"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &replaceNode{name: name, input: args["input"], find: args["find"], replacement: args["replacement"]}, nil
+}
+
+func (n *replaceNode) eval(c *evalCtx) (any, error) {
+	var vals [3]any
+	for i, x := range []exprNode{n.input, n.find, n.replacement} {
+		v, err := x.eval(c)
+		if err != nil {
+			return nil, err
+		}
+		vals[i] = v
+	}
+	names := [3]string{"input", "find", "replacement"}
+	null := false
+	for i, v := range vals {
+		if aggNullish(v) {
+			null = true
+			continue
+		}
+		if _, ok := v.(string); !ok {
+			return nil, Errorf(51746, "", "%s requires that '%s' be a string, found: %s", n.name, names[i], aggFmt(v))
+		}
+	}
+	if null {
+		return nil, nil
+	}
+	s, f, r := vals[0].(string), vals[1].(string), vals[2].(string)
+	if n.name == "$replaceOne" {
+		return strings.Replace(s, f, r, 1), nil
+	}
+	return strings.ReplaceAll(s, f, r), nil
+}

@@ -1,0 +1,629 @@
+package mql
+
+import (
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Location codes MongoDB reports for invalid projections.
+const (
+	// CodeLocation31252 is reported for an expression inside an exclusion
+	// projection.
+	CodeLocation31252 int32 = 31252
+	// CodeLocation31255 is reported for $elemMatch or a positional
+	// projection on a nested field.
+	CodeLocation31255 int32 = 31255
+	// CodeLocation31276 is reported for more than one positional
+	// projection.
+	CodeLocation31276 int32 = 31276
+	// CodeLocation51246 is reported when the positional projection finds no
+	// matching array element.
+	CodeLocation51246 int32 = 51246
+	// CodeLocation51270 is reported for an empty sub-projection {}.
+	CodeLocation51270 int32 = 51270
+	// CodeLocation51272 is reported for an empty $project specification.
+	CodeLocation51272 int32 = 51272
+	// CodeLocation28724 is reported for a non-positive $slice limit.
+	CodeLocation28724 int32 = 28724
+)
+
+// Projection is a compiled projection: a find projection (CompileProjection)
+// or an aggregation $project stage (CompileProjectStage). It is immutable
+// and safe for concurrent use.
+type Projection struct {
+	fields    []*projField
+	inclusion bool
+	// identity is set for an empty find projection: Apply returns the
+	// document unchanged.
+	identity      bool
+	keepID        bool
+	hasPositional bool
+}
+
+// projKind is what a projection does to one field.
+type projKind uint8
+
+const (
+	projSubtree projKind = iota
+	projInclude
+	projExclude
+	projExpr
+	projSlice
+	projElemMatch
+	projPositional
+)
+
+// projField is one node of the projection tree.
+type projField struct {
+	name     string
+	kind     projKind
+	children []*projField
+	expr     *Expr
+	// $slice: skip (possibly negative) and limit; hasSkip distinguishes
+	// {$slice: n} from {$slice: [skip, n]}.
+	skip, limit int64
+	hasSkip     bool
+	elemMatch   *elemMatchMatch
+	// computed is set when this node or a descendant is projExpr.
+	computed bool
+}
+
+// CompileProjection compiles a find (or findAndModify "fields") projection:
+// 1/true (or any non-zero number) includes a field, 0/false excludes it,
+// {a: {b: 1}} equals {"a.b": 1}, {$slice: n | [skip, n]}, {$elemMatch:
+// {...}} and "a.$" are the find-only operators, and any other value (a
+// string such as "$x", an operator document, a literal) is an aggregation
+// expression computing the field. Inclusion and exclusion cannot be mixed
+// except for _id (Location31254 / Location31253). An empty projection
+// returns documents unchanged.
+func CompileProjection(spec bson.D) (*Projection, error) {
+	return compileProjection(spec, false)
+}
+
+// CompileProjectStage compiles the specification of an aggregation $project
+// stage: the same rules as CompileProjection except that $slice and
+// $elemMatch are the aggregation expressions of those names, positional
+// "a.$" is not allowed, and an empty specification is an error
+// (Location51272).
+func CompileProjectStage(spec bson.D) (*Projection, error) {
+	if len(spec) == 0 {
+		return nil, Errorf(CodeLocation51272, "", "Invalid $project :: caused by :: projection specification must have at least one field")
+	}
+	return compileProjection(spec, true)
+}
+
+// projBuilder accumulates a projection while compiling.
+type projBuilder struct {
+	p *Projection
+	// mode: 0 undecided, 1 inclusion, 2 exclusion.
+	mode  int
+	stage bool
+	// idMode is the _id flag: 0 absent, 1 included, 2 excluded.
+	idMode int
+}
+
+func compileProjection(spec bson.D, stage bool) (*Projection, error) {
+	b := &projBuilder{p: &Projection{}, stage: stage}
+	if len(spec) == 0 {
+		b.p.identity, b.p.keepID = true, true
+		return b.p, nil
+	}
+	if err := b.addSpec("", spec, 0); err != nil {
+		return nil, err
+	}
+	switch b.mode {
+	case 1:
+		b.p.inclusion = true
+	case 0:
+		// Only _id flags and $slice: _id: 1 alone is an inclusion of _id.
+		b.p.inclusion = b.idMode == 1
+	}
+	b.p.keepID = b.idMode != 2
+	if b.p.inclusion && b.idMode == 0 && findProjField(b.p.fields, "_id") == nil {
+		// _id is included by default; its node goes first.
+		b.p.fields = append([]*projField{{name: "_id", kind: projInclude}}, b.p.fields...)
+	}
+	if !b.p.inclusion && b.idMode == 1 {
+		// An explicit _id: 1 in an exclusion projection is the default.
+		b.p.fields = removeProjField(b.p.fields, "_id")
+	}
+	return b.p, nil
+}
+
+func removeProjField(fs []*projField, name string) []*projField {
+	out := fs[:0]
+	for _, f := range fs {
+		if f.name != name {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// addSpec adds the fields of a (sub-)projection document under prefix.
+func (b *projBuilder) addSpec(prefix string, spec bson.D, depth int) error {
+	if depth > maxFilterDepth {
+		return badValue("projection nested too deeply")
+	}
+	for _, e := range spec {
+		path := e.Key
+		if prefix != "" {
+			path = prefix + "." + e.Key
+		}
+		if err := b.addField(path, e.Value, depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addField classifies one projection value and inserts it.
+func (b *projBuilder) addField(path string, v any, depth int) error {
+	if path == "" || strings.HasPrefix(path, "$") && path != "$" {
+		return badValue("FieldPath field names may not start with '$'. Consider using $getField or $setField.")
+	}
+	if strings.HasSuffix(path, ".$") {
+		return b.addPositional(strings.TrimSuffix(path, ".$"), v)
+	}
+	if strings.Contains(path, ".$.") || path == "$" {
+		return badValue("Positional projection '%s' contains the positional operator '.$' in a non-terminal position", path)
+	}
+	parts := splitPath(path)
+	for _, p := range parts {
+		if p == "" {
+			return badValue("FieldPath field names may not be empty strings.")
+		}
+	}
+	switch x := v.(type) {
+	case bool:
+		return b.addFlag(path, parts, x)
+	case bson.D, bson.M, map[string]any:
+		d, _ := AsDocument(x)
+		if len(d) == 0 {
+			return Errorf(CodeLocation51270, "", "An empty sub-projection is not a valid value. Found empty object at path %s", path)
+		}
+		if !strings.HasPrefix(d[0].Key, "$") {
+			return b.addSpec(path, d, depth+1)
+		}
+		if !b.stage && len(d) == 1 {
+			switch d[0].Key {
+			case "$slice":
+				return b.addSlice(path, parts, d[0].Value)
+			case "$elemMatch":
+				return b.addElemMatch(path, parts, d[0].Value, depth)
+			case "$meta":
+				return Errorf(CodeNotImplemented, "", "$meta projection is not supported by devdb")
+			}
+		}
+		return b.addExpr(path, parts, x)
+	}
+	if IsNumber(v) {
+		f, _ := ToFloat64(v)
+		return b.addFlag(path, parts, f != 0)
+	}
+	return b.addExpr(path, parts, v)
+}
+
+// setMode records the projection's mode, failing on a mix.
+func (b *projBuilder) setMode(path string, inclusion bool) error {
+	switch {
+	case b.mode == 0 && inclusion:
+		b.mode = 1
+	case b.mode == 0:
+		b.mode = 2
+	case b.mode == 1 && !inclusion:
+		return Errorf(CodeLocation31254, "", "Cannot do exclusion on field %s in inclusion projection", path)
+	case b.mode == 2 && inclusion:
+		return Errorf(CodeLocation31253, "", "Cannot do inclusion on field %s in exclusion projection", path)
+	}
+	return nil
+}
+
+func (b *projBuilder) addFlag(path string, parts []string, include bool) error {
+	if path == "_id" {
+		b.idMode = 2
+		if include {
+			b.idMode = 1
+		}
+		kind := projExclude
+		if include {
+			kind = projInclude
+		}
+		_, err := b.insert(path, parts, &projField{kind: kind})
+		return err
+	}
+	if err := b.setMode(path, include); err != nil {
+		return err
+	}
+	kind := projExclude
+	if include {
+		kind = projInclude
+	}
+	_, err := b.insert(path, parts, &projField{kind: kind})
+	return err
+}
+
+func (b *projBuilder) addExpr(path string, parts []string, v any) error {
+	if b.mode == 2 {
+		return Errorf(CodeLocation31252, "", "Cannot use expression other than $meta in exclusion projection")
+	}
+	x, err := CompileExpr(v)
+	if err != nil {
+		return err
+	}
+	if err := b.setMode(path, true); err != nil {
+		return err
+	}
+	if path == "_id" {
+		b.idMode = 1
+	}
+	_, err = b.insert(path, parts, &projField{kind: projExpr, expr: x, computed: true})
+	return err
+}
+
+func (b *projBuilder) addSlice(path string, parts []string, v any) error {
+	f := &projField{kind: projSlice}
+	if arr, ok := AsArray(v); ok {
+		if len(arr) != 2 {
+			return badValue("$slice array argument must be of the form [skip, limit]")
+		}
+		skip, ok1 := sliceInt(arr[0])
+		limit, ok2 := sliceInt(arr[1])
+		if !ok1 || !ok2 {
+			return badValue("$slice array argument must contain two numeric values")
+		}
+		if limit <= 0 {
+			return Errorf(CodeLocation28724, "", "First argument to $slice must be an array, limit must be positive")
+		}
+		f.skip, f.limit, f.hasSkip = skip, limit, true
+	} else {
+		n, ok := sliceInt(v)
+		if !ok {
+			return badValue("$slice only supports numbers and [skip, limit] arrays")
+		}
+		f.limit = n
+	}
+	_, err := b.insert(path, parts, f)
+	return err
+}
+
+// sliceInt converts a $slice argument, truncating fractional numbers.
+func sliceInt(v any) (int64, bool) {
+	if !IsNumber(v) {
+		return 0, false
+	}
+	return truncNumberToInt64(v), true
+}
+
+func (b *projBuilder) addElemMatch(path string, parts []string, v any, depth int) error {
+	if len(parts) > 1 {
+		return Errorf(CodeLocation31255, "", "Cannot use $elemMatch projection on a nested field.")
+	}
+	if _, ok := AsDocument(v); !ok {
+		return badValue("elemMatch: Invalid argument, object required.")
+	}
+	m, err := newElemMatchMatch(v, depth)
+	if err != nil {
+		return err
+	}
+	if err := b.setMode(path, true); err != nil {
+		return err
+	}
+	_, err = b.insert(path, parts, &projField{kind: projElemMatch, elemMatch: m})
+	return err
+}
+
+func (b *projBuilder) addPositional(path string, v any) error {
+	if b.stage {
+		return badValue("Cannot use positional projection in aggregation projection")
+	}
+	if b.p.hasPositional {
+		return Errorf(CodeLocation31276, "", "Cannot specify more than one positional projection per query.")
+	}
+	if f, ok := ToFloat64(v); !ok && v != true || ok && f == 0 {
+		return badValue("positional projection only accepts an inclusion (1 or true)")
+	}
+	if path == "" || strings.Contains(path, "$") {
+		return badValue("Positional projection '%s.$' is invalid", path)
+	}
+	if err := b.setMode(path, true); err != nil {
+		return err
+	}
+	b.p.hasPositional = true
+	_, err := b.insert(path, splitPath(path), &projField{kind: projPositional})
+	return err
+}
+
+// insert places leaf at parts, creating subtrees, and reports path
+// collisions as MongoDB does.
+func (b *projBuilder) insert(path string, parts []string, leaf *projField) (*projField, error) {
+	list := &b.p.fields
+	var chain []*projField
+	for i, part := range parts {
+		var found *projField
+		for _, f := range *list {
+			if f.name == part {
+				found = f
+				break
+			}
+		}
+		last := i == len(parts)-1
+		if last {
+			if found != nil {
+				return nil, Errorf(CodeLocation31250, "", "Path collision at %s", path)
+			}
+			leaf.name = part
+			*list = append(*list, leaf)
+			if leaf.computed {
+				for _, c := range chain {
+					c.computed = true
+				}
+			}
+			return leaf, nil
+		}
+		if found == nil {
+			found = &projField{name: part, kind: projSubtree}
+			*list = append(*list, found)
+		} else if found.kind != projSubtree {
+			return nil, Errorf(CodeLocation31249, "", "Path collision at %s remaining portion %s", path, strings.Join(parts[i+1:], "."))
+		}
+		chain = append(chain, found)
+		list = &found.children
+	}
+	return nil, badValue("empty projection path")
+}
+
+// KeepsID reports whether _id survives the projection.
+func (p *Projection) KeepsID() bool { return p.keepID }
+
+// IsInclusion reports whether the projection is an inclusion projection
+// (only the listed fields, plus _id unless excluded, survive).
+func (p *Projection) IsInclusion() bool { return p.inclusion }
+
+// HasPositional reports whether the projection has a positional "a.$"
+// field, which needs ApplyPositional with the index from
+// Filter.MatchPositional.
+func (p *Projection) HasPositional() bool { return p.hasPositional }
+
+// Includes reports whether the top-level field survives the projection in
+// some form (included, computed, sliced or matched); for an exclusion
+// projection, every field not excluded as a whole is included.
+func (p *Projection) Includes(field string) bool {
+	if p.identity {
+		return true
+	}
+	var f *projField
+	for _, x := range p.fields {
+		if x.name == field {
+			f = x
+			break
+		}
+	}
+	if p.inclusion {
+		return f != nil && f.kind != projExclude
+	}
+	return f == nil || f.kind != projExclude
+}
+
+// Apply projects doc; it never modifies doc (the result may share unchanged
+// values with it). It returns an error when an expression fails or when the
+// projection is positional (use ApplyPositional).
+func (p *Projection) Apply(doc bson.D) (bson.D, error) {
+	if p.hasPositional {
+		return nil, Errorf(CodeLocation51246, "", "Executor error during find command :: caused by :: positional operator '.$' couldn't find a matching element in the array")
+	}
+	return p.ApplyPositional(doc, -1)
+}
+
+// ApplyPositional projects doc with index as the array position for the
+// positional "a.$" field (from Filter.MatchPositional). A positional
+// projection with no matching element (index < 0 or out of range) is
+// Location51246, as MongoDB reports it.
+func (p *Projection) ApplyPositional(doc bson.D, index int) (bson.D, error) {
+	if p.identity {
+		return doc, nil
+	}
+	a := projApplier{root: doc, index: index}
+	if p.inclusion {
+		return a.include(doc, p.fields)
+	}
+	return a.exclude(doc, p.fields), nil
+}
+
+// projApplier carries per-document state while projecting.
+type projApplier struct {
+	root  bson.D
+	index int
+}
+
+func findProjField(fs []*projField, name string) *projField {
+	for _, f := range fs {
+		if f.name == name {
+			return f
+		}
+	}
+	return nil
+}
+
+// include applies an inclusion (sub-)projection to a document: listed
+// fields in document order, then computed fields that the document lacks
+// in projection order.
+func (a *projApplier) include(doc bson.D, fields []*projField) (bson.D, error) {
+	out := make(bson.D, 0, len(fields))
+	seen := make([]bool, len(fields))
+	for _, e := range doc {
+		i := -1
+		for j, f := range fields {
+			if f.name == e.Key {
+				i = j
+				break
+			}
+		}
+		if i < 0 || seen[i] {
+			continue
+		}
+		f := fields[i]
+		if f.kind == projExpr {
+			continue
+		}
+		seen[i] = true
+		v, keep, err := a.includeValue(f, e.Value)
+		if err != nil {
+			return nil, err
+		}
+		if keep {
+			out = append(out, bson.E{Key: e.Key, Value: v})
+		}
+	}
+	for i, f := range fields {
+		if seen[i] || !f.computed {
+			continue
+		}
+		var v any
+		if f.kind == projExpr {
+			r, err := f.expr.Eval(a.root)
+			if err != nil {
+				return nil, err
+			}
+			if IsMissing(r) {
+				continue
+			}
+			v = r
+		} else {
+			sub, err := a.include(bson.D{}, f.children)
+			if err != nil {
+				return nil, err
+			}
+			v = sub
+		}
+		out = append(out, bson.E{Key: f.name, Value: v})
+	}
+	return out, nil
+}
+
+// includeValue projects the value of an included field; keep is false
+// when the field is dropped.
+func (a *projApplier) includeValue(f *projField, v any) (any, bool, error) {
+	switch f.kind {
+	case projInclude:
+		return v, true, nil
+	case projExclude:
+		return nil, false, nil
+	case projSlice:
+		return sliceValue(f, v), true, nil
+	case projElemMatch:
+		arr, ok := AsArray(v)
+		if !ok {
+			return nil, false, nil
+		}
+		for _, e := range arr {
+			if f.elemMatch.matchElement(e) {
+				return bson.A{e}, true, nil
+			}
+		}
+		return nil, false, nil
+	case projPositional:
+		arr, ok := AsArray(v)
+		if !ok || a.index < 0 || a.index >= len(arr) {
+			return nil, false, Errorf(CodeLocation51246, "", "Executor error during find command :: caused by :: positional operator '.$' couldn't find a matching element in the array")
+		}
+		return bson.A{arr[a.index]}, true, nil
+	}
+	// Subtree.
+	return a.includeSub(f, v)
+}
+
+// includeSub applies a subtree to a value: documents are projected,
+// arrays element-wise; scalars are dropped unless the subtree computes
+// fields, in which case they are replaced by a document of those fields.
+func (a *projApplier) includeSub(f *projField, v any) (any, bool, error) {
+	if d, ok := AsDocument(v); ok {
+		out, err := a.include(d, f.children)
+		return out, err == nil, err
+	}
+	if arr, ok := AsArray(v); ok {
+		out := make(bson.A, 0, len(arr))
+		for _, e := range arr {
+			x, keep, err := a.includeSub(f, e)
+			if err != nil {
+				return nil, false, err
+			}
+			if keep {
+				out = append(out, x)
+			}
+		}
+		return out, true, nil
+	}
+	if f.computed {
+		out, err := a.include(bson.D{}, f.children)
+		return out, err == nil, err
+	}
+	return nil, false, nil
+}
+
+// exclude applies an exclusion (sub-)projection: every field is kept in
+// document order except the excluded ones; $slice fields are sliced.
+func (a *projApplier) exclude(doc bson.D, fields []*projField) bson.D {
+	out := make(bson.D, 0, len(doc))
+	for _, e := range doc {
+		f := findProjField(fields, e.Key)
+		if f == nil {
+			out = append(out, e)
+			continue
+		}
+		switch f.kind {
+		case projExclude:
+			continue
+		case projSlice:
+			out = append(out, bson.E{Key: e.Key, Value: sliceValue(f, e.Value)})
+		case projSubtree:
+			out = append(out, bson.E{Key: e.Key, Value: a.excludeSub(f, e.Value)})
+		default:
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (a *projApplier) excludeSub(f *projField, v any) any {
+	if d, ok := AsDocument(v); ok {
+		return a.exclude(d, f.children)
+	}
+	if arr, ok := AsArray(v); ok {
+		out := make(bson.A, len(arr))
+		for i, e := range arr {
+			out[i] = a.excludeSub(f, e)
+		}
+		return out
+	}
+	return v
+}
+
+// sliceValue applies find's $slice to an array value; other values are
+// returned unchanged.
+func sliceValue(f *projField, v any) any {
+	arr, ok := AsArray(v)
+	if !ok {
+		return v
+	}
+	n := int64(len(arr))
+	var start, end int64
+	if !f.hasSkip {
+		if f.limit >= 0 {
+			start, end = 0, min(f.limit, n)
+		} else {
+			start, end = max(n+f.limit, 0), n
+		}
+	} else {
+		start = f.skip
+		if start < 0 {
+			start = max(n+start, 0)
+		}
+		start = min(start, n)
+		end = start + min(f.limit, n-start)
+	}
+	out := make(bson.A, end-start)
+	copy(out, arr[start:end])
+	return out
+}

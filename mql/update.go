@@ -1,0 +1,442 @@
+package mql
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// UpdateOptions are the options of an update that affect how it is compiled.
+type UpdateOptions struct {
+	// ArrayFilters are the update's arrayFilters: each is a query filter on
+	// one identifier used as $[<identifier>] in the update's paths, for
+	// example {"elem.grade": {$gte: 85}} or {elem: {$gte: 85}}.
+	ArrayFilters []bson.D
+}
+
+// ApplyContext is what an update needs to know about the write it is part of.
+type ApplyContext struct {
+	// Insert is true when the update builds the document an upsert inserts:
+	// $setOnInsert only applies then.
+	Insert bool
+	// Now is the time $currentDate writes (a date with millisecond
+	// precision). The zero value means time.Now().
+	Now time.Time
+	// ClusterTime is the timestamp $currentDate {$type: "timestamp"} writes.
+	// The zero value means a timestamp built from Now (seconds, increment 1).
+	ClusterTime bson.Timestamp
+	// Positional is the array index the query matched, which the positional
+	// operator `$` stands for; -1 when the query matched no array element.
+	Positional int
+}
+
+// Update is a compiled update: update operators or an aggregation pipeline.
+// It is immutable and safe for concurrent use.
+type Update struct {
+	root       *updObject
+	filters    map[string]*updArrayFilter
+	renames    []*updRenameOp
+	idPath     string
+	positional bool
+	pipeline   *Pipeline
+}
+
+// updArrayFilter is one compiled arrayFilters entry.
+type updArrayFilter struct {
+	id     string
+	filter *Filter
+}
+
+// updNode is a node of the update tree: *updObject, *updArray or *updLeaf.
+type updNode interface{ updNodeKind() string }
+
+// updObject holds the updates below a document (or array) path.
+type updObject struct {
+	children   map[string]updNode
+	order      []string
+	positional updNode
+}
+
+// updArray holds the updates of `$[]` (identifier "") and `$[<id>]`.
+type updArray struct {
+	children map[string]updNode
+	order    []string
+}
+
+// updLeaf is one operator applied to one path.
+type updLeaf struct {
+	op   updOp
+	path string
+}
+
+func (*updObject) updNodeKind() string { return "object" }
+func (*updArray) updNodeKind() string  { return "array" }
+func (*updLeaf) updNodeKind() string   { return "leaf" }
+
+// updModifiers lists the update operators in the form MongoDB accepts.
+var updModifierNames = map[string]bool{
+	"$set": true, "$unset": true, "$inc": true, "$mul": true, "$min": true, "$max": true,
+	"$rename": true, "$setOnInsert": true, "$currentDate": true, "$push": true,
+	"$addToSet": true, "$pop": true, "$pull": true, "$pullAll": true, "$bit": true,
+}
+
+var updIdentifierRe = regexp.MustCompile(`^[a-z][a-zA-Z0-9]*$`)
+
+// IsOperatorUpdate reports whether u is an update-operator document (its
+// first field name starts with "$") rather than a replacement document.
+func IsOperatorUpdate(u bson.D) bool {
+	return len(u) > 0 && strings.HasPrefix(u[0].Key, "$")
+}
+
+// ValidateReplacement checks a replacement document as MongoDB does before
+// it replaces a matched document: no top-level field name may start with
+// "$" (code 52 DollarPrefixedFieldName).
+func ValidateReplacement(doc bson.D) error {
+	for _, e := range doc {
+		if strings.HasPrefix(e.Key, "$") {
+			return Errorf(CodeDollarPrefixedFieldName, "", "The dollar ($) prefixed field '%s' in '%s' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith.", e.Key, e.Key)
+		}
+	}
+	return nil
+}
+
+// CompileUpdate compiles an update-operator document such as
+// {$set: {a: 1}, $inc: {n: 1}}. Errors are *Error values with the codes and
+// messages MongoDB reports when it parses the update: unknown modifiers and
+// malformed arguments (9 FailedToParse, 2 BadValue, 14 TypeMismatch),
+// conflicting paths (40 ConflictingUpdateOperators), invalid paths (56
+// EmptyFieldName, 2 BadValue) and array filters that are malformed, unused or
+// missing (9, 2).
+func CompileUpdate(u bson.D, opts UpdateOptions) (*Update, error) {
+	filters, err := updCompileArrayFilters(opts.ArrayFilters)
+	if err != nil {
+		return nil, err
+	}
+	up := &Update{root: &updObject{}, filters: filters}
+	used := map[string]bool{}
+	for _, mod := range u {
+		if !updModifierNames[mod.Key] {
+			return nil, Errorf(CodeFailedToParse, "", "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", mod.Key)
+		}
+		args, ok := mod.Value.(bson.D)
+		if !ok {
+			return nil, Errorf(CodeFailedToParse, "", "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s}", TypeName(mod.Value), updFormatElement(mod.Key, mod.Value))
+		}
+		if len(args) == 0 {
+			return nil, Errorf(CodeFailedToParse, "", "'%s' is empty. You must specify a field like so: {%s: {<field>: ...}}", mod.Key, mod.Key)
+		}
+		for _, arg := range args {
+			if err := up.addOperator(mod.Key, arg, used); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, id := range updSortedKeys(filters) {
+		if !used[id] {
+			return nil, Errorf(CodeFailedToParse, "", "The array filter for identifier '%s' was not used in the update %s", id, updFormatValue(u))
+		}
+	}
+	updFinish(up.root)
+	return up, nil
+}
+
+func updSortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// updCompileArrayFilters parses arrayFilters as MongoDB does: each filter
+// names exactly one top-level identifier.
+func updCompileArrayFilters(afs []bson.D) (map[string]*updArrayFilter, error) {
+	out := make(map[string]*updArrayFilter, len(afs))
+	for _, af := range afs {
+		ids := map[string]bool{}
+		var order []string
+		updFilterIdentifiers(af, ids, &order)
+		if len(order) == 0 {
+			return nil, Errorf(CodeFailedToParse, "", "Cannot use an expression without a top-level field name in arrayFilters")
+		}
+		if len(order) > 1 {
+			return nil, Errorf(CodeFailedToParse, "", "Error parsing array filter :: caused by :: Expected a single top-level field name, found '%s' and '%s'", order[0], order[1])
+		}
+		id := order[0]
+		if !updIdentifierRe.MatchString(id) {
+			return nil, Errorf(CodeBadValue, "", "Error parsing array filter :: caused by :: The top-level field name must be an alphanumeric string beginning with a lowercase letter, found '%s'", id)
+		}
+		if _, dup := out[id]; dup {
+			return nil, Errorf(CodeFailedToParse, "", "Found multiple array filters with the same top-level field name %s", id)
+		}
+		f, err := CompileFilter(af)
+		if err != nil {
+			if me, ok := err.(*Error); ok {
+				return nil, &Error{Code: me.Code, CodeName: me.CodeName, Message: "Error parsing array filter :: caused by :: " + me.Message}
+			}
+			return nil, fmt.Errorf("compile array filter: %w", err)
+		}
+		out[id] = &updArrayFilter{id: id, filter: f}
+	}
+	return out, nil
+}
+
+// updFilterIdentifiers collects the distinct top-level field names (the
+// part before the first dot) of a filter, looking inside $and/$or/$nor.
+func updFilterIdentifiers(f bson.D, ids map[string]bool, order *[]string) {
+	for _, e := range f {
+		if strings.HasPrefix(e.Key, "$") {
+			switch e.Key {
+			case "$and", "$or", "$nor":
+				if arr, ok := e.Value.(bson.A); ok {
+					for _, c := range arr {
+						if d, ok := c.(bson.D); ok {
+							updFilterIdentifiers(d, ids, order)
+						}
+					}
+				}
+			}
+			continue
+		}
+		id, _, _ := strings.Cut(e.Key, ".")
+		if !ids[id] {
+			ids[id] = true
+			*order = append(*order, id)
+		}
+	}
+}
+
+// updSplitPath validates an update path as MongoDB's fieldchecker does and
+// splits it into its components.
+func updSplitPath(path string) ([]string, error) {
+	if path == "" {
+		return nil, Errorf(CodeEmptyFieldName, "", "An empty update path is not valid.")
+	}
+	parts := strings.Split(path, ".")
+	for _, p := range parts {
+		if p == "" {
+			return nil, Errorf(CodeEmptyFieldName, "", "The update path '%s' contains an empty field name, which is not allowed.", path)
+		}
+	}
+	positional := 0
+	for i, p := range parts {
+		if p == "$" {
+			positional++
+			if i == 0 {
+				return nil, Errorf(CodeBadValue, "", "Cannot have positional (i.e. '$') element in the first position in path '%s'", path)
+			}
+		}
+		if updIsArrayFilterPart(p) && i == 0 {
+			return nil, Errorf(CodeBadValue, "", "Cannot have array filter identifier (i.e. '$[<id>]') element in the first position in path '%s'", path)
+		}
+	}
+	if positional > 1 {
+		return nil, Errorf(CodeBadValue, "", "Too many positional (i.e. '$') elements found in path '%s'", path)
+	}
+	return parts, nil
+}
+
+func updIsArrayFilterPart(p string) bool {
+	return strings.HasPrefix(p, "$[") && strings.HasSuffix(p, "]")
+}
+
+// addOperator parses one {path: argument} of one modifier and merges it
+// into the update tree.
+func (up *Update) addOperator(mod string, arg bson.E, used map[string]bool) error {
+	parts, err := updSplitPath(arg.Key)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if strings.HasPrefix(p, "$") && p != "$" && !updIsArrayFilterPart(p) {
+			return Errorf(CodeDollarPrefixedFieldName, "", "The dollar ($) prefixed field '%s' in '%s' is not valid for storage.", p, arg.Key)
+		}
+	}
+	op, err := updCompileOp(mod, arg)
+	if err != nil {
+		return err
+	}
+	if ren, ok := op.(*updRenameOp); ok {
+		toParts, err := updSplitPath(ren.to)
+		if err != nil {
+			return err
+		}
+		ren.fromParts = parts
+		ren.toParts = toParts
+		// MongoDB places a conflict placeholder at the source and the
+		// rename itself at the destination.
+		if err := up.merge(parts, arg.Key, &updLeaf{op: updPlaceholderOp{}, path: arg.Key}, used); err != nil {
+			return err
+		}
+		if err := up.merge(toParts, ren.to, &updLeaf{op: ren, path: ren.to}, used); err != nil {
+			return err
+		}
+		up.renames = append(up.renames, ren)
+		up.notePath(parts, arg.Key)
+		up.notePath(toParts, ren.to)
+		return nil
+	}
+	if err := up.merge(parts, arg.Key, &updLeaf{op: op, path: arg.Key}, used); err != nil {
+		return err
+	}
+	up.notePath(parts, arg.Key)
+	return nil
+}
+
+// notePath records facts about a path the update touches.
+func (up *Update) notePath(parts []string, path string) {
+	if parts[0] == "_id" && up.idPath == "" {
+		up.idPath = path
+	}
+	for _, p := range parts {
+		if p == "$" {
+			up.positional = true
+		}
+	}
+}
+
+// merge inserts leaf at parts into the tree, reporting conflicts the way
+// UpdateObjectNode::parseAndMerge does.
+func (up *Update) merge(parts []string, path string, leaf *updLeaf, used map[string]bool) error {
+	var cur updNode = up.root
+	for i, p := range parts {
+		last := i == len(parts)-1
+		conflictAt := strings.Join(parts[:i+1], ".")
+		if updIsArrayFilterPart(p) {
+			id := p[2 : len(p)-1]
+			if id != "" {
+				if _, ok := up.filters[id]; !ok {
+					return Errorf(CodeBadValue, "", "No array filter found for identifier '%s' in path '%s'", id, path)
+				}
+				used[id] = true
+			}
+		}
+		// The node at cur must be an array node for $[...] parts and an
+		// object node otherwise.
+		wantArray := updIsArrayFilterPart(p)
+		key := p
+		if wantArray {
+			key = p[2 : len(p)-1]
+		}
+		var children map[string]updNode
+		var existing updNode
+		switch n := cur.(type) {
+		case *updObject:
+			if wantArray {
+				return Errorf(CodeConflictingUpdateOperators, "", "Updating the path '%s' would create a conflict at '%s'", path, strings.Join(parts[:i], "."))
+			}
+			if key == "$" {
+				existing = n.positional
+			} else {
+				if n.children == nil {
+					n.children = map[string]updNode{}
+				}
+				children = n.children
+				existing = n.children[key]
+			}
+		case *updArray:
+			if !wantArray {
+				return Errorf(CodeConflictingUpdateOperators, "", "Updating the path '%s' would create a conflict at '%s'", path, strings.Join(parts[:i], "."))
+			}
+			if n.children == nil {
+				n.children = map[string]updNode{}
+			}
+			children = n.children
+			existing = n.children[key]
+		}
+		if last {
+			if existing != nil {
+				return Errorf(CodeConflictingUpdateOperators, "", "Updating the path '%s' would create a conflict at '%s'", path, path)
+			}
+			updSetChild(cur, children, key, leaf)
+			return nil
+		}
+		if existing != nil {
+			if _, isLeaf := existing.(*updLeaf); isLeaf {
+				return Errorf(CodeConflictingUpdateOperators, "", "Updating the path '%s' would create a conflict at '%s'", path, conflictAt)
+			}
+			cur = existing
+			continue
+		}
+		var next updNode = &updObject{}
+		if updIsArrayFilterPart(parts[i+1]) {
+			next = &updArray{}
+		}
+		updSetChild(cur, children, key, next)
+		cur = next
+	}
+	return nil
+}
+
+func updSetChild(parent updNode, children map[string]updNode, key string, child updNode) {
+	if o, ok := parent.(*updObject); ok && key == "$" {
+		o.positional = child
+		return
+	}
+	children[key] = child
+}
+
+// updFinish computes the processing order of every node's children: since
+// MongoDB 5.0 fields are processed in lexicographic order, numeric field
+// names in numeric order.
+func updFinish(n updNode) {
+	switch x := n.(type) {
+	case *updObject:
+		x.order = updSortedFields(x.children)
+		for _, c := range x.children {
+			updFinish(c)
+		}
+		if x.positional != nil {
+			updFinish(x.positional)
+		}
+	case *updArray:
+		x.order = updSortedKeys(x.children)
+		for _, c := range x.children {
+			updFinish(c)
+		}
+	}
+}
+
+func updSortedFields(m map[string]updNode) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.SliceStable(keys, func(i, j int) bool { return updFieldLess(keys[i], keys[j]) })
+	return keys
+}
+
+// updFieldLess orders field names: two numeric names numerically, anything
+// else bytewise.
+func updFieldLess(a, b string) bool {
+	_, an := updArrayIndex(a)
+	_, bn := updArrayIndex(b)
+	if an && bn {
+		if len(a) != len(b) {
+			return len(a) < len(b)
+		}
+	}
+	return a < b
+}
+
+// updArrayIndex parses a path component as an array index: decimal digits
+// without a leading zero (or "0").
+func updArrayIndex(p string) (int, bool) {
+	if p == "" || len(p) > 9 || (len(p) > 1 && p[0] == '0') {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}

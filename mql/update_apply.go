@@ -1,0 +1,460 @@
+package mql
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// updMaxPad bounds how far an update may extend an array by padding it
+// with nulls ({$set: {"a.1000000000": 1}} would otherwise allocate without
+// limit); MongoDB uses the same bound.
+const updMaxPad = 1500000
+
+// updApply is the state of one Apply call.
+type updApply struct {
+	up    *Update
+	ac    ApplyContext
+	now   time.Time
+	doc   bson.D
+	fired []*updRenameOp
+}
+
+// updPos is where in the document a node is applied.
+type updPos struct {
+	path       []string
+	inArray    bool   // some existing ancestor is an array
+	arrayField string // the field name of the nearest such array
+}
+
+func (p *updPos) dotted() string { return strings.Join(p.path, ".") }
+
+func (p *updPos) field() string {
+	if len(p.path) == 0 {
+		return ""
+	}
+	return p.path[len(p.path)-1]
+}
+
+// child returns the position of the component name below p; parent is the
+// container the component is looked up in.
+func (p *updPos) child(name string, parent any) *updPos {
+	c := &updPos{path: append(append(make([]string, 0, len(p.path)+1), p.path...), name), inArray: p.inArray, arrayField: p.arrayField}
+	if _, ok := parent.(bson.A); ok {
+		c.inArray = true
+		c.arrayField = p.field()
+	}
+	return c
+}
+
+// Apply applies the update to doc and returns the updated document and
+// whether anything changed. doc is never modified: the result shares the
+// parts that did not change. An update that changes nothing reports false
+// (MongoDB's nModified 0, no oplog entry). Errors are *Error values with
+// MongoDB's codes: type errors (14 TypeMismatch, 2 BadValue), paths that
+// cannot be created (28 PathNotViable), positional operators without a
+// match (2 BadValue) and changes to _id (66 ImmutableField).
+func (u *Update) Apply(doc bson.D, ac ApplyContext) (out bson.D, changed bool, err error) {
+	if u.pipeline != nil {
+		return u.applyPipeline(doc, ac)
+	}
+	a := &updApply{up: u, ac: ac, now: ac.Now, doc: doc}
+	if a.now.IsZero() {
+		a.now = time.Now()
+	}
+	if u.positional && ac.Positional < 0 {
+		return nil, false, Errorf(CodeBadValue, "", "The positional operator did not find the match needed from the query.")
+	}
+	v, res, err := a.applyObject(u.root, doc, true, &updPos{})
+	if err != nil {
+		return nil, false, err
+	}
+	if res == updNoop {
+		return doc, false, nil
+	}
+	out, _ = v.(bson.D)
+	if out == nil {
+		out = bson.D{}
+	}
+	for _, r := range a.fired {
+		out = updRemovePath(out, r.fromParts)
+	}
+	if err := u.checkID(doc, out); err != nil {
+		return nil, false, err
+	}
+	return out, true, nil
+}
+
+// checkID enforces the immutability of _id.
+func (u *Update) checkID(before, after bson.D) error {
+	oldID, had := updLookup(before, "_id")
+	if !had {
+		return nil
+	}
+	newID, has := updLookup(after, "_id")
+	if has && updIdentical(oldID, newID) {
+		return nil
+	}
+	path := u.idPath
+	if path == "" {
+		path = "_id"
+	}
+	return Errorf(CodeImmutableField, "", "Performing an update on the path '%s' would modify the immutable field '_id'", path)
+}
+
+// updLookup returns the value of the first field named key.
+func updLookup(d bson.D, key string) (any, bool) {
+	for _, e := range d {
+		if e.Key == key {
+			return e.Value, true
+		}
+	}
+	return nil, false
+}
+
+// applyNode applies n at one position; exists tells whether the element
+// cur exists. For a nonexistent element the result is updModified when the
+// node created a value.
+func (a *updApply) applyNode(n updNode, cur any, exists bool, pos *updPos) (any, updResult, error) {
+	switch x := n.(type) {
+	case *updLeaf:
+		if exists {
+			return x.op.update(a, pos, cur)
+		}
+		v, ok, err := x.op.create(a, pos)
+		if err != nil || !ok {
+			return nil, updNoop, err
+		}
+		return v, updModified, nil
+	case *updObject:
+		return a.applyObject(x, cur, exists, pos)
+	case *updArray:
+		return a.applyArray(x, cur, exists, pos)
+	}
+	return nil, updNoop, fmt.Errorf("apply update: unknown node %T", n)
+}
+
+// updChild is one child of an object node as applied: positional children
+// are resolved to the matched index.
+type updChild struct {
+	name string
+	node updNode
+}
+
+func (a *updApply) children(n *updObject, pos *updPos) ([]updChild, error) {
+	out := make([]updChild, 0, len(n.order)+1)
+	for _, name := range n.order {
+		out = append(out, updChild{name, n.children[name]})
+	}
+	if n.positional == nil {
+		return out, nil
+	}
+	name := strconv.Itoa(a.ac.Positional)
+	for i, c := range out {
+		if c.name == name {
+			merged, err := updMergeNodes(c.node, n.positional, pos.child(name, nil))
+			if err != nil {
+				return nil, err
+			}
+			out[i].node = merged
+			return out, nil
+		}
+	}
+	at := len(out)
+	for i, c := range out {
+		if updFieldLess(name, c.name) {
+			at = i
+			break
+		}
+	}
+	out = append(out, updChild{})
+	copy(out[at+1:], out[at:])
+	out[at] = updChild{name, n.positional}
+	return out, nil
+}
+
+func (a *updApply) applyObject(n *updObject, cur any, exists bool, pos *updPos) (any, updResult, error) {
+	kids, err := a.children(n, pos)
+	if err != nil {
+		return nil, updNoop, err
+	}
+	if !exists {
+		var created bson.D
+		for _, c := range kids {
+			v, res, err := a.applyNode(c.node, nil, false, pos.child(c.name, bson.D(nil)))
+			if err != nil {
+				return nil, updNoop, err
+			}
+			if res == updModified {
+				created = append(created, bson.E{Key: c.name, Value: v})
+			}
+		}
+		if created == nil {
+			return nil, updNoop, nil
+		}
+		return created, updModified, nil
+	}
+	switch c := cur.(type) {
+	case bson.D:
+		return a.applyToDoc(kids, c, pos)
+	case bson.A:
+		return a.applyToArray(kids, c, pos)
+	}
+	// A scalar: nothing below it exists; creating anything is an error.
+	for _, k := range kids {
+		_, res, err := a.applyNode(k.node, nil, false, pos.child(k.name, cur))
+		if err != nil {
+			return nil, updNoop, err
+		}
+		if res == updModified {
+			return nil, updNoop, Errorf(CodePathNotViable, "", "Cannot create field '%s' in element {%s}", k.name, updFormatElement(pos.field(), cur))
+		}
+	}
+	return nil, updNoop, nil
+}
+
+func (a *updApply) applyToDoc(kids []updChild, doc bson.D, pos *updPos) (any, updResult, error) {
+	out := doc
+	copied := false
+	changed := false
+	for _, k := range kids {
+		idx := -1
+		for i := range out {
+			if out[i].Key == k.name {
+				idx = i
+				break
+			}
+		}
+		var cur any
+		if idx >= 0 {
+			cur = out[idx].Value
+		}
+		v, res, err := a.applyNode(k.node, cur, idx >= 0, pos.child(k.name, out))
+		if err != nil {
+			return nil, updNoop, err
+		}
+		if res == updNoop {
+			continue
+		}
+		if !copied {
+			out = append(make(bson.D, 0, len(doc)+len(kids)), doc...)
+			copied = true
+		}
+		changed = true
+		switch {
+		case res == updRemove:
+			out = append(out[:idx], out[idx+1:]...)
+		case idx >= 0:
+			out[idx].Value = v
+		default:
+			out = append(out, bson.E{Key: k.name, Value: v})
+		}
+	}
+	if !changed {
+		return nil, updNoop, nil
+	}
+	return out, updModified, nil
+}
+
+func (a *updApply) applyToArray(kids []updChild, arr bson.A, pos *updPos) (any, updResult, error) {
+	out := arr
+	copied := false
+	changed := false
+	for _, k := range kids {
+		idx, numeric := updArrayIndex(k.name)
+		exists := numeric && idx < len(out)
+		var cur any
+		if exists {
+			cur = out[idx]
+		}
+		v, res, err := a.applyNode(k.node, cur, exists, pos.child(k.name, out))
+		if err != nil {
+			return nil, updNoop, err
+		}
+		if res == updNoop {
+			continue
+		}
+		if !exists {
+			if !numeric {
+				return nil, updNoop, Errorf(CodePathNotViable, "", "Cannot create field '%s' in element {%s}", k.name, updFormatElement(pos.field(), out))
+			}
+			if idx-len(out) > updMaxPad {
+				return nil, updNoop, Errorf(CodePathNotViable, "", "can't backfill more than %d elements", updMaxPad)
+			}
+		}
+		if !copied {
+			n := len(arr)
+			if !exists && idx+1 > n {
+				n = idx + 1
+			}
+			out = append(make(bson.A, 0, n), arr...)
+			copied = true
+		}
+		changed = true
+		for len(out) <= idx {
+			out = append(out, nil)
+		}
+		if res == updRemove {
+			out[idx] = nil // $unset of an array element sets it to null
+		} else {
+			out[idx] = v
+		}
+	}
+	if !changed {
+		return nil, updNoop, nil
+	}
+	return out, updModified, nil
+}
+
+// applyArray applies $[] and $[<id>] children to every matching element.
+func (a *updApply) applyArray(n *updArray, cur any, exists bool, pos *updPos) (any, updResult, error) {
+	if !exists {
+		return nil, updNoop, Errorf(CodeBadValue, "", "The path '%s' must exist in the document in order to apply array updates.", pos.dotted())
+	}
+	arr, ok := cur.(bson.A)
+	if !ok {
+		return nil, updNoop, Errorf(CodeBadValue, "", "Cannot apply array updates to non-array element %s", updFormatElement(pos.field(), cur))
+	}
+	// Decide which updates apply to which element before changing any.
+	matches := make([][]updNode, len(arr))
+	for i, e := range arr {
+		for _, id := range n.order {
+			if id != "" {
+				f := a.up.filters[id]
+				if f == nil || !f.filter.Match(bson.D{{Key: id, Value: e}}) {
+					continue
+				}
+			}
+			matches[i] = append(matches[i], n.children[id])
+		}
+	}
+	out := arr
+	copied := false
+	changed := false
+	for i, nodes := range matches {
+		if len(nodes) == 0 {
+			continue
+		}
+		name := strconv.Itoa(i)
+		cpos := pos.child(name, arr)
+		node := nodes[0]
+		for _, other := range nodes[1:] {
+			merged, err := updMergeNodes(node, other, cpos)
+			if err != nil {
+				return nil, updNoop, err
+			}
+			node = merged
+		}
+		v, res, err := a.applyNode(node, arr[i], true, cpos)
+		if err != nil {
+			return nil, updNoop, err
+		}
+		if res == updNoop {
+			continue
+		}
+		if !copied {
+			out = append(bson.A(nil), arr...)
+			copied = true
+		}
+		changed = true
+		if res == updRemove {
+			out[i] = nil
+		} else {
+			out[i] = v
+		}
+	}
+	if !changed {
+		return nil, updNoop, nil
+	}
+	return out, updModified, nil
+}
+
+// updMergeNodes combines two nodes that apply to the same element (a
+// positional child and a named child, or several array filters matching one
+// element); two leaves conflict as in MongoDB.
+func updMergeNodes(x, y updNode, pos *updPos) (updNode, error) {
+	conflict := func() error {
+		return Errorf(CodeConflictingUpdateOperators, "", "Update created a conflict at '%s'", pos.dotted())
+	}
+	switch l := x.(type) {
+	case *updObject:
+		r, ok := y.(*updObject)
+		if !ok {
+			return nil, conflict()
+		}
+		m := &updObject{children: map[string]updNode{}}
+		for k, v := range l.children {
+			m.children[k] = v
+		}
+		for k, v := range r.children {
+			if prev, ok := m.children[k]; ok {
+				merged, err := updMergeNodes(prev, v, pos.child(k, nil))
+				if err != nil {
+					return nil, err
+				}
+				v = merged
+			}
+			m.children[k] = v
+		}
+		switch {
+		case l.positional != nil && r.positional != nil:
+			merged, err := updMergeNodes(l.positional, r.positional, pos.child("$", nil))
+			if err != nil {
+				return nil, err
+			}
+			m.positional = merged
+		case l.positional != nil:
+			m.positional = l.positional
+		default:
+			m.positional = r.positional
+		}
+		m.order = updSortedFields(m.children)
+		return m, nil
+	case *updArray:
+		r, ok := y.(*updArray)
+		if !ok {
+			return nil, conflict()
+		}
+		m := &updArray{children: map[string]updNode{}}
+		for k, v := range l.children {
+			m.children[k] = v
+		}
+		for k, v := range r.children {
+			if prev, ok := m.children[k]; ok {
+				merged, err := updMergeNodes(prev, v, pos)
+				if err != nil {
+					return nil, err
+				}
+				v = merged
+			}
+			m.children[k] = v
+		}
+		m.order = updSortedKeys(m.children)
+		return m, nil
+	}
+	return nil, conflict()
+}
+
+// updRemovePath removes the field at parts (all parents are documents),
+// copying what it changes.
+func updRemovePath(d bson.D, parts []string) bson.D {
+	for i, e := range d {
+		if e.Key != parts[0] {
+			continue
+		}
+		out := append(bson.D(nil), d...)
+		if len(parts) == 1 {
+			return append(out[:i], out[i+1:]...)
+		}
+		sub, ok := e.Value.(bson.D)
+		if !ok {
+			return d
+		}
+		out[i].Value = updRemovePath(sub, parts[1:])
+		return out
+	}
+	return d
+}

@@ -1,0 +1,114 @@
+package mql
+
+import (
+	"encoding/hex"
+	"math"
+	"strconv"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// updFormatValue renders v the way MongoDB's BSONElement::toString renders a
+// value in error messages: documents as "{ a: 1, b: "x" }", arrays as
+// "[ 1, 2 ]", doubles with a fractional part ("5.0"), strings in double quotes.
+func updFormatValue(v any) string {
+	var b strings.Builder
+	updWriteValue(&b, v)
+	return b.String()
+}
+
+// updFormatElement renders a named element as "name: value".
+func updFormatElement(name string, v any) string {
+	return name + ": " + updFormatValue(v)
+}
+
+func updWriteValue(b *strings.Builder, v any) {
+	switch x := v.(type) {
+	case nil:
+		b.WriteString("null")
+	case bson.D:
+		if len(x) == 0 {
+			b.WriteString("{}")
+			return
+		}
+		b.WriteString("{ ")
+		for i, e := range x {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(e.Key)
+			b.WriteString(": ")
+			updWriteValue(b, e.Value)
+		}
+		b.WriteString(" }")
+	case bson.A:
+		if len(x) == 0 {
+			b.WriteString("[]")
+			return
+		}
+		b.WriteString("[ ")
+		for i, e := range x {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			updWriteValue(b, e)
+		}
+		b.WriteString(" ]")
+	case float64:
+		b.WriteString(updFormatDouble(x))
+	case int32:
+		b.WriteString(strconv.FormatInt(int64(x), 10))
+	case int64:
+		b.WriteString(strconv.FormatInt(x, 10))
+	case string:
+		b.WriteString(strconv.Quote(x))
+	case bool:
+		b.WriteString(strconv.FormatBool(x))
+	case bson.ObjectID:
+		b.WriteString("ObjectId('" + x.Hex() + "')")
+	case bson.DateTime:
+		b.WriteString("new Date(" + strconv.FormatInt(int64(x), 10) + ")")
+	case bson.Timestamp:
+		b.WriteString("Timestamp(" + strconv.FormatUint(uint64(x.T), 10) + ", " + strconv.FormatUint(uint64(x.I), 10) + ")")
+	case bson.Decimal128:
+		b.WriteString("NumberDecimal(\"" + x.String() + "\")")
+	case bson.Regex:
+		b.WriteString("/" + x.Pattern + "/" + x.Options)
+	case bson.Binary:
+		b.WriteString("BinData(" + strconv.Itoa(int(x.Subtype)) + ", " + strings.ToUpper(hex.EncodeToString(x.Data)) + ")")
+	case bson.Undefined:
+		b.WriteString("undefined")
+	case bson.MinKey:
+		b.WriteString("MinKey")
+	case bson.MaxKey:
+		b.WriteString("MaxKey")
+	case bson.JavaScript:
+		b.WriteString(string(x))
+	case bson.Symbol:
+		b.WriteString(strconv.Quote(string(x)))
+	case bson.CodeWithScope:
+		b.WriteString(string(x.Code))
+	case bson.DBPointer:
+		b.WriteString("DBRef('" + x.DB + "', '" + x.Pointer.Hex() + "')")
+	default:
+		b.WriteString(TypeName(v))
+	}
+}
+
+// updFormatDouble renders a double as MongoDB's messages do: integral values
+// keep a ".0" suffix, others use the shortest representation.
+func updFormatDouble(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "nan.0"
+	case math.IsInf(f, 1):
+		return "inf.0"
+	case math.IsInf(f, -1):
+		return "-inf.0"
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
+		return strconv.FormatFloat(f, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
