@@ -40,6 +40,16 @@ type evalCtx struct {
 	maxStep int
 }
 
+// aggMaxValueBytes bounds strings and arrays built by one expression
+// (MongoDB's 16 MB BSON limit), so that doubling tricks with $reduce cannot
+// exhaust memory.
+const aggMaxValueBytes = 16 * 1024 * 1024
+
+// aggTooLarge is the error for a value over aggMaxValueBytes.
+func aggTooLarge(op string) error {
+	return Errorf(10334, "BSONObjectTooLarge", "%s: result exceeds the maximum BSON size of %d bytes", op, aggMaxValueBytes)
+}
+
 // aggMaxEvalSteps bounds the work one evaluation may do (nested $map,
 // $reduce and $range loops), so that a hostile expression cannot pin a CPU.
 const aggMaxEvalSteps = 10_000_000
@@ -107,6 +117,9 @@ func (c *evalCtx) step(n int) error {
 // MongoDB's code for an invalid expression (for example 168
 // InvalidPipelineOperator for an unknown operator).
 func CompileExpr(spec any) (*Expr, error) {
+	if aggNestingDepth(spec, aggMaxNesting) > aggMaxNesting {
+		return nil, aggNestingErr()
+	}
 	n, err := compileNode(spec)
 	if err != nil {
 		return nil, err
@@ -162,6 +175,43 @@ func Truthy(v any) bool {
 		return !aggDecIsZero(t)
 	}
 	return v != Missing
+}
+
+// aggMaxNesting bounds how deeply an expression or stage may nest
+// documents and arrays, keeping compilation's recursion bounded (MongoDB
+// refuses BSON nested deeper than 180 levels in commands).
+const aggMaxNesting = 180
+
+func aggNestingErr() error {
+	return Errorf(15, "Overflow", "expression or stage nests more than %d levels of documents and arrays", aggMaxNesting)
+}
+
+// aggNestingDepth returns the nesting depth of v, stopping early once it
+// exceeds limit.
+func aggNestingDepth(v any, limit int) int {
+	if limit < 0 {
+		return 1
+	}
+	best := 0
+	switch t := v.(type) {
+	case bson.D:
+		for _, e := range t {
+			best = max(best, aggNestingDepth(e.Value, limit-1))
+			if best > limit {
+				break
+			}
+		}
+		return best + 1
+	case bson.A:
+		for _, e := range t {
+			best = max(best, aggNestingDepth(e, limit-1))
+			if best > limit {
+				break
+			}
+		}
+		return best + 1
+	}
+	return 0
 }
 
 // constNode is a constant value.

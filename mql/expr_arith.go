@@ -43,11 +43,9 @@ func aggToFloat(v any) float64 {
 	case float64:
 		return t
 	case bson.Decimal128:
-		f, err := strconv.ParseFloat(aggDecString(t), 64)
-		if err != nil {
-			// ParseFloat reports out-of-range values as ±Inf with an error.
-			return f
-		}
+		// ParseFloat returns ±Inf (with an error) for out-of-range values,
+		// which is the conversion wanted here.
+		f, _ := strconv.ParseFloat(aggDecString(t), 64)
 		return f
 	}
 	return math.NaN()
@@ -101,11 +99,6 @@ type aggDec struct {
 	inf  int
 }
 
-var (
-	// These are read-only big constants.
-	bigTen = big.NewInt(10)
-)
-
 // aggDecFrom converts a number to aggDec; doubles are rounded to 15
 // significant digits as MongoDB does.
 func aggDecFrom(v any) aggDec {
@@ -152,16 +145,16 @@ func (d aggDec) rat() (*big.Rat, bool) {
 	}
 	r := new(big.Rat).SetInt(d.coef)
 	if d.exp > 0 {
-		r.Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(bigTen, big.NewInt(int64(d.exp)), nil)))
+		r.Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(d.exp)), nil)))
 	} else if d.exp < 0 {
-		r.Quo(r, new(big.Rat).SetInt(new(big.Int).Exp(bigTen, big.NewInt(int64(-d.exp)), nil)))
+		r.Quo(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(-d.exp)), nil)))
 	}
 	return r, true
 }
 
 // aggPow10 returns 10^n for n >= 0.
 func aggPow10(n int) *big.Int {
-	return new(big.Int).Exp(bigTen, big.NewInt(int64(n)), nil)
+	return new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n)), nil)
 }
 
 // aggRoundCoef rounds coef (half to even) to at most digits significant
@@ -189,7 +182,7 @@ func aggRoundCoef(coef *big.Int, digits int) (*big.Int, int) {
 	}
 	// Rounding up may add a digit (999 → 1000).
 	if len(new(big.Int).Abs(q).String()) > digits {
-		q.Quo(q, bigTen)
+		q.Quo(q, big.NewInt(10))
 		drop++
 	}
 	return q, drop
@@ -306,7 +299,7 @@ func aggDecDiv(a, b aggDec) aggDec {
 		// Exact: drop trailing zeros down to the preferred exponent.
 		pref := a.exp - b.exp
 		for exp < pref && q.Sign() != 0 {
-			qq, rr := new(big.Int).QuoRem(q, bigTen, new(big.Int))
+			qq, rr := new(big.Int).QuoRem(q, big.NewInt(10), new(big.Int))
 			if rr.Sign() != 0 {
 				break
 			}
@@ -388,9 +381,9 @@ func evalAdd(_ *evalCtx, vals []any) (any, error) {
 	return s.result(), nil
 }
 
-// aggDateOffsetMillis converts the numeric part of a date arithmetic to
-// whole milliseconds (doubles and decimals round half away from zero... to
-// nearest, as MongoDB does).
+// aggDateOffsetMillis converts the numeric part of date arithmetic to whole
+// milliseconds; doubles and decimals are rounded to the nearest millisecond
+// (halves away from zero).
 func aggDateOffsetMillis(v any, op string) (int64, error) {
 	switch t := v.(type) {
 	case int32:
@@ -701,21 +694,31 @@ func evalPow(_ *evalCtx, vals []any) (any, error) {
 	return r, nil
 }
 
-// aggIntPow computes x^y exactly when it fits in int64.
+// aggIntPow computes x^y (y >= 0) exactly when it fits in int64; bases
+// 0, 1 and -1 are answered without looping so huge exponents stay cheap.
 func aggIntPow(x, y int64) (int64, bool) {
+	switch x {
+	case 0:
+		if y == 0 {
+			return 1, true
+		}
+		return 0, true
+	case 1:
+		return 1, true
+	case -1:
+		if y%2 == 0 {
+			return 1, true
+		}
+		return -1, true
+	}
 	r := int64(1)
+	// |x| >= 2, so at most 63 multiplications happen before overflow.
 	for ; y > 0; y-- {
 		of, p := aggMul64(r, x)
 		if of {
 			return 0, false
 		}
 		r = p
-		if r == 0 || r == 1 {
-			if r == 1 && x == -1 {
-				continue
-			}
-			return r, true
-		}
 	}
 	return r, true
 }

@@ -74,8 +74,9 @@ func evalIn(_ *evalCtx, vals []any) (any, error) {
 	return false, nil
 }
 
-// evalConcatArrays implements $concatArrays.
-func evalConcatArrays(_ *evalCtx, vals []any) (any, error) {
+// evalConcatArrays implements $concatArrays; every copied element counts
+// against the evaluation step budget.
+func evalConcatArrays(c *evalCtx, vals []any) (any, error) {
 	n := 0
 	for _, v := range vals {
 		if aggNullish(v) {
@@ -86,6 +87,12 @@ func evalConcatArrays(_ *evalCtx, vals []any) (any, error) {
 			return nil, Errorf(28664, "", "$concatArrays only supports arrays, not %s", aggTypeName(v))
 		}
 		n += len(a)
+	}
+	if err := c.step(n); err != nil {
+		return nil, err
+	}
+	if n > aggMaxValueBytes/8 {
+		return nil, aggTooLarge("$concatArrays")
 	}
 	out := make(bson.A, 0, n)
 	for _, v := range vals {
@@ -186,6 +193,9 @@ func evalRange(c *evalCtx, vals []any) (any, error) {
 	}
 	if err := c.step(int(count)); err != nil {
 		return nil, err
+	}
+	if count > aggMaxValueBytes/8 {
+		return nil, aggTooLarge("$range")
 	}
 	out := make(bson.A, 0, count)
 	for i := start; (step > 0 && i < end) || (step < 0 && i > end); i += step {
@@ -369,17 +379,16 @@ func compileGetField(arg any) (exprNode, error) {
 // aggConstFieldName extracts the constant field name of $getField /
 // $setField (a string or {$literal: string}).
 func aggConstFieldName(name string, spec any) (string, error) {
+	literal := false
 	if d, ok := spec.(bson.D); ok && len(d) == 1 && d[0].Key == "$literal" {
-		spec = d[0].Value
+		spec, literal = d[0].Value, true
 	}
 	s, ok := spec.(string)
 	if !ok {
 		return "", Errorf(5654602, "", "%s requires 'field' to evaluate to a constant, but got a non-constant argument", name)
 	}
-	if strings.HasPrefix(s, "$") {
-		if _, ok := spec.(string); ok {
-			return "", Errorf(5654600, "", "A string that starts with '$' is not a valid field name for %s; use {$literal: %q}", name, s)
-		}
+	if strings.HasPrefix(s, "$") && !literal {
+		return "", Errorf(5654600, "", "A string that starts with '$' is not a valid field name for %s; use {$literal: %q}", name, s)
 	}
 	return s, nil
 }

@@ -45,7 +45,7 @@ func FuzzCompileExpr(f *testing.F) {
 			_, _ = e.Eval(sample)
 		}
 		if p, err := CompilePipeline([]bson.D{d}); err == nil {
-			for _, err := range p.WithMemoryLimit(1<<20).Run(aggTestSource([]bson.D{sample, sample})) {
+			for _, err := range p.WithMemoryLimit(1 << 20).Run(aggTestSource([]bson.D{sample, sample})) {
 				if err != nil {
 					break
 				}

@@ -112,6 +112,9 @@ func evalConcat(_ *evalCtx, vals []any) (any, error) {
 		if !ok {
 			return nil, Errorf(16702, "", "$concat only supports strings, not %s", aggTypeName(v))
 		}
+		if b.Len()+len(s) > aggMaxValueBytes {
+			return nil, aggTooLarge("$concat")
+		}
 		b.WriteString(s)
 	}
 	if null {
@@ -615,6 +618,13 @@ func (n *replaceNode) eval(c *evalCtx) (any, error) {
 		return nil, nil
 	}
 	s, f, r := vals[0].(string), vals[1].(string), vals[2].(string)
+	count := 1
+	if n.name == "$replaceAll" {
+		count = strings.Count(s, f)
+	}
+	if int64(len(s))+int64(count)*int64(len(r)-len(f)) > aggMaxValueBytes {
+		return nil, aggTooLarge(n.name)
+	}
 	if n.name == "$replaceOne" {
 		return strings.Replace(s, f, r, 1), nil
 	}

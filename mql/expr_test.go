@@ -188,6 +188,8 @@ func TestExprArithmetic(t *testing.T) {
 		{name: "trunc default", expr: `{"$trunc": 7.9}`, want: `{"v": 7.0}`},
 		{name: "pow int", expr: `{"$pow": [2, 10]}`, want: `{"v": 1024}`},
 		{name: "pow negative exponent", expr: `{"$pow": [2, -1]}`, want: `{"v": 0.5}`},
+		{name: "pow minus one huge exponent", expr: `{"$pow": [-1, {"$numberLong": "9000000000000000001"}]}`, want: `{"v": {"$numberLong": "-1"}}`},
+		{name: "pow int overflow to double", expr: `{"$pow": [10, 20]}`, want: `{"v": 1e20}`},
 		{name: "pow zero base negative", expr: `{"$pow": [0, -1]}`, code: 28764},
 		{name: "sqrt", expr: `{"$sqrt": 16}`, want: `{"v": 4.0}`},
 		{name: "sqrt negative", expr: `{"$sqrt": -1}`, code: 28714},
@@ -211,6 +213,8 @@ func TestExprStrings(t *testing.T) {
 		{name: "toUpper", expr: `{"$toUpper": "abc"}`, want: `{"v": "ABC"}`},
 		{name: "toLower null", expr: `{"$toLower": null}`, want: `{"v": ""}`},
 		{name: "toLower number", expr: `{"$toLower": 12}`, want: `{"v": "12"}`},
+		{name: "toLower double uses %g", expr: `{"$toLower": 1234567.0}`, want: `{"v": "1.23457e+06"}`},
+		{name: "toLower fraction", expr: `{"$toLower": 2.5}`, want: `{"v": "2.5"}`},
 		{name: "toUpper object", expr: `{"$toUpper": {"$literal": {"a": 1}}}`, code: 16007},
 		{name: "substrBytes", expr: `{"$substrBytes": ["hello", 1, 3]}`, want: `{"v": "ell"}`},
 		{name: "substr negative length", expr: `{"$substr": ["hello", 2, -1]}`, want: `{"v": "llo"}`},
@@ -238,6 +242,8 @@ func TestExprStrings(t *testing.T) {
 		{name: "regexFind", expr: `{"$regexFind": {"input": "xaby", "regex": "a(b)"}}`, want: `{"v": {"match": "ab", "idx": 1, "captures": ["b"]}}`},
 		{name: "regexFindAll", expr: `{"$regexFindAll": {"input": "a1a2", "regex": "a\\d"}}`, want: `{"v": [{"match": "a1", "idx": 0, "captures": []}, {"match": "a2", "idx": 2, "captures": []}]}`},
 		{name: "replaceAll", expr: `{"$replaceAll": {"input": "a-b-c", "find": "-", "replacement": "+"}}`, want: `{"v": "a+b+c"}`},
+		{name: "concat doubling is bounded", expr: `{"$reduce": {"input": {"$range": [0, 40]}, "initialValue": "ab", "in": {"$concat": ["$$value", "$$value"]}}}`, code: 10334},
+		{name: "replaceAll amplification is bounded", expr: `{"$replaceAll": {"input": {"$reduce": {"input": {"$range": [0, 20]}, "initialValue": "a", "in": {"$concat": ["$$value", "$$value"]}}}, "find": "a", "replacement": "0123456789abcdefghij"}}`, code: 10334},
 		{name: "replaceOne", expr: `{"$replaceOne": {"input": "a-b-c", "find": "-", "replacement": "+"}}`, want: `{"v": "a+b-c"}`},
 		{name: "strcasecmp", expr: `{"$strcasecmp": ["ABC", "abc"]}`, want: `{"v": 0}`},
 	})
@@ -273,6 +279,8 @@ func TestExprArraysAndObjects(t *testing.T) {
 		{name: "slice position", expr: `{"$slice": [[1, 2, 3], 1, 1]}`, want: `{"v": [2]}`},
 		{name: "reverseArray", expr: `{"$reverseArray": [[1, 2]]}`, want: `{"v": [2, 1]}`},
 		{name: "range", expr: `{"$range": [0, 10, 3]}`, want: `{"v": [0, 3, 6, 9]}`},
+		{name: "range too large", expr: `{"$range": [0, 2147483647]}`, code: CodeBadValue},
+		{name: "concatArrays doubling is bounded", expr: `{"$reduce": {"input": {"$range": [0, 40]}, "initialValue": [1], "in": {"$concatArrays": ["$$value", "$$value"]}}}`, code: 10334},
 		{name: "range zero step", expr: `{"$range": [0, 10, 0]}`, code: 34449},
 		{name: "indexOfArray", expr: `{"$indexOfArray": [["a", "b"], "b"]}`, want: `{"v": 1}`},
 		{name: "mergeObjects", expr: `{"$mergeObjects": [{"a": 1, "b": 1}, null, {"b": 2, "c": 3}]}`, want: `{"v": {"a": 1, "b": 2, "c": 3}}`},
@@ -283,6 +291,8 @@ func TestExprArraysAndObjects(t *testing.T) {
 		{name: "arrayToObject bad pair", expr: `{"$arrayToObject": [[["a"]]]}`, code: 40397},
 		{name: "getField", expr: `{"$getField": "a.b"}`, doc: `{"a.b": 1, "a": {"b": 2}}`, want: `{"v": 1}`},
 		{name: "getField input", expr: `{"$getField": {"field": "x", "input": {"x": 5}}}`, want: `{"v": 5}`},
+		{name: "getField dollar literal", expr: `{"$getField": {"$literal": "$p"}}`, doc: `{"$p": 3}`, want: `{"v": 3}`},
+		{name: "getField dollar string", expr: `{"$getField": "$p"}`, code: 5654600},
 		{name: "getField missing", expr: `{"$getField": "zz"}`, want: "missing"},
 		{name: "setField", expr: `{"$setField": {"field": "b", "input": {"a": 1}, "value": 2}}`, want: `{"v": {"a": 1, "b": 2}}`},
 		{name: "setField remove", expr: `{"$setField": {"field": "a", "input": {"a": 1}, "value": "$$REMOVE"}}`, want: `{"v": {}}`},
@@ -298,6 +308,9 @@ func TestExprTypesAndConversion(t *testing.T) {
 		{name: "type array", expr: `{"$type": [[1]]}`, want: `{"v": "array"}`},
 		{name: "isNumber", expr: `{"$isNumber": "1"}`, want: `{"v": false}`},
 		{name: "toString double", expr: `{"$toString": 2.5}`, want: `{"v": "2.5"}`},
+		{name: "toString small double", expr: `{"$toString": 0.1}`, want: `{"v": "0.1"}`},
+		{name: "toString large double", expr: `{"$toString": 1e20}`, want: `{"v": "1e+20"}`},
+		{name: "toString tiny double", expr: `{"$toString": 1e-5}`, want: `{"v": "1e-05"}`},
 		{name: "toString whole double", expr: `{"$toString": 3.0}`, want: `{"v": "3"}`},
 		{name: "toString int", expr: `{"$toString": 42}`, want: `{"v": "42"}`},
 		{name: "toString long", expr: `{"$toString": {"$numberLong": "1000"}}`, want: `{"v": "1000"}`},
@@ -448,6 +461,27 @@ func TestExprConcurrentEval(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestExprNestingLimit(t *testing.T) {
+	t.Parallel()
+	var deep any = "$a"
+	for range 1000 {
+		deep = bson.D{{Key: "$not", Value: bson.A{deep}}}
+	}
+	if _, err := CompileExpr(deep); aggTestCode(err) != 15 {
+		t.Fatalf("err = %v, want Overflow", err)
+	}
+	if _, err := CompilePipeline([]bson.D{{{Key: "$project", Value: bson.D{{Key: "x", Value: deep}}}}}); aggTestCode(err) != 15 {
+		t.Fatalf("pipeline err = %v, want Overflow", err)
+	}
+	var ok any = "$a"
+	for range 50 {
+		ok = bson.D{{Key: "$not", Value: bson.A{ok}}}
+	}
+	if _, err := CompileExpr(ok); err != nil {
+		t.Fatalf("50 levels: %v", err)
 	}
 }
 

@@ -15,6 +15,10 @@ import (
 // ($sort, $group, $facet, $sample), MongoDB's 100 MB.
 const DefaultMemoryLimit int64 = 100 * 1024 * 1024
 
+// aggTopKMax is the largest $limit after $sort handled by top-k insertion;
+// larger limits sort the whole input.
+const aggTopKMax = 4096
+
 // CodeQueryExceededMemoryLimit is MongoDB's
 // QueryExceededMemoryLimitNoDiskUseAllowed (292).
 const CodeQueryExceededMemoryLimit int32 = 292
@@ -71,13 +75,17 @@ func CompilePipeline(stages []bson.D) (*Pipeline, error) {
 			return nil, Errorf(40323, "", "A pipeline stage specification object must contain exactly one field.")
 		}
 		name, spec := s[0].Key, s[0].Value
+		if aggNestingDepth(spec, aggMaxNesting) > aggMaxNesting {
+			return nil, aggNestingErr()
+		}
 		st, err := compileStage(name, spec)
 		if err != nil {
 			return nil, err
 		}
-		// $sort followed by $limit keeps only the top documents.
+		// $sort followed by a small $limit keeps only the top documents
+		// (insertion into a sorted buffer, O(limit) per document).
 		if so, ok := st.(*sortStage); ok && i+1 < len(stages) && len(stages[i+1]) == 1 && stages[i+1][0].Key == "$limit" {
-			if n, err := aggStageCount("$limit", stages[i+1][0].Value); err == nil && n > 0 {
+			if n, err := aggStageCount("$limit", stages[i+1][0].Value); err == nil && n > 0 && n <= aggTopKMax {
 				so.limit = n
 			}
 		}
@@ -821,12 +829,13 @@ func (s *groupStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bso
 		var groups []*groupState
 		mem := int64(0)
 		var key []byte
+		c := &evalCtx{now: rc.now, nowSet: true}
 		for d, err := range src {
 			if err != nil {
 				yield(nil, err)
 				return
 			}
-			c := &evalCtx{root: d, current: d, now: rc.now, nowSet: true}
+			c.root, c.current, c.scope, c.steps = d, d, nil, 0
 			id, err := s.id.eval(c)
 			if err != nil {
 				yield(nil, err)
