@@ -1,0 +1,893 @@
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// delivery is one request seen by a receiver.
+type delivery struct {
+	header http.Header
+	body   []byte
+}
+
+// receiver is an httptest endpoint that records requests and answers with
+// a scripted handler.
+type receiver struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	got     []delivery
+	respond func(n int, w http.ResponseWriter, r *http.Request) // n: 1-based request number
+}
+
+func newReceiver(t *testing.T, respond func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
+	t.Helper()
+	rc := &receiver{respond: respond}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body)) // respond may read it again
+		rc.mu.Lock()
+		rc.got = append(rc.got, delivery{header: r.Header.Clone(), body: body})
+		n := len(rc.got)
+		rc.mu.Unlock()
+		if rc.respond == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		rc.respond(n, w, r)
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) deliveries() []delivery {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]delivery(nil), rc.got...)
+}
+
+// statuses answers the n-th request with codes[n-1] (the last code after
+// the script ends).
+func statuses(codes ...int) func(int, http.ResponseWriter, *http.Request) {
+	return func(n int, w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(codes[min(n, len(codes))-1])
+		_, _ = io.WriteString(w, "status "+http.StatusText(codes[min(n, len(codes))-1]))
+	}
+}
+
+func newTestDispatcher(t *testing.T, cfg Config, sink DeadLetterSink, opts ...Option) *Dispatcher {
+	t.Helper()
+	if cfg.Trigger == "" {
+		cfg.Trigger = "orders"
+	}
+	d, err := New(cfg, sink, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = d.Close(ctx)
+	})
+	return d
+}
+
+func TestNewValidates(t *testing.T) {
+	ok := Webhook{URL: "http://127.0.0.1:1/h"}
+	tests := []struct {
+		name    string
+		cfg     Config
+		sink    DeadLetterSink
+		wantErr string
+	}{
+		{"no trigger", Config{Webhook: ok}, nil, "trigger name is empty"},
+		{"bad ordering", Config{Trigger: "t", Webhook: ok, Ordering: "random"}, nil, "unknown ordering"},
+		{"dead letters need a sink", Config{Trigger: "t", Webhook: ok, DeadLetter: true}, nil, "no dead-letter sink"},
+		{"relative url", Config{Trigger: "t", Webhook: Webhook{URL: "/hooks"}}, nil, "absolute http or https"},
+		{"ftp url", Config{Trigger: "t", Webhook: Webhook{URL: "ftp://u:pw@h/x"}}, nil, "ftp://REDACTED@h/x"},
+		{"GET has no body", Config{Trigger: "t", Webhook: Webhook{URL: ok.URL, Method: "get"}}, nil, "cannot carry a body"},
+		{"bad secret", Config{Trigger: "t", Webhook: Webhook{URL: ok.URL, Secrets: []string{"whsec_%%%"}}}, nil, "webhook secret 1"},
+		{"reserved header", Config{Trigger: "t", Webhook: Webhook{URL: ok.URL, Headers: map[string]string{"webhook-id": "x"}}}, nil, "Webhook-Id is set by changehook"},
+		{"header injection", Config{Trigger: "t", Webhook: Webhook{URL: ok.URL, Headers: map[string]string{"X-A": "a\r\nX-B: b"}}}, nil, "line break"},
+		{"bad format", Config{Trigger: "t", Webhook: Webhook{URL: ok.URL, Format: "yaml"}}, nil, "unknown format"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := New(tt.cfg, tt.sink)
+			if err == nil {
+				_ = d.Close(context.Background())
+				t.Fatalf("New succeeded, want error containing %q", tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("New error = %q, want it to contain %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "pw") {
+				t.Fatalf("New error %q leaks a secret", err)
+			}
+		})
+	}
+}
+
+// TestDeliverScripted runs one event through the retry policy against
+// scripted endpoints.
+func TestDeliverScripted(t *testing.T) {
+	tests := []struct {
+		name         string
+		respond      func(int, http.ResponseWriter, *http.Request)
+		retry        RetryPolicy
+		deadLetter   bool
+		timeout      time.Duration
+		wantErr      string // "" = success
+		wantAttempts int
+		wantStatus   int
+		wantReason   string
+		wantSleeps   []time.Duration // nil: not checked
+	}{
+		{
+			name:    "500 500 then 200",
+			respond: statuses(500, 500, 200), retry: RetryPolicy{MaxAttempts: 5}, deadLetter: true,
+			wantAttempts: 3, wantStatus: 200,
+		},
+		{
+			name: "429 with Retry-After seconds then 200",
+			respond: func(n int, w http.ResponseWriter, _ *http.Request) {
+				if n == 1 {
+					w.Header().Set("Retry-After", "7")
+					w.WriteHeader(429)
+					return
+				}
+				w.WriteHeader(200)
+			},
+			retry: RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Minute}, deadLetter: true,
+			wantAttempts: 2, wantStatus: 200, wantSleeps: []time.Duration{7 * time.Second},
+		},
+		{
+			name: "503 with Retry-After date capped at max backoff",
+			respond: func(n int, w http.ResponseWriter, _ *http.Request) {
+				if n == 1 {
+					w.Header().Set("Retry-After", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+					w.WriteHeader(503)
+					return
+				}
+				w.WriteHeader(202)
+			},
+			retry: RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Second}, deadLetter: true,
+			wantAttempts: 2, wantStatus: 202, wantSleeps: []time.Duration{5 * time.Second},
+		},
+		{
+			name: "timeout then 200",
+			respond: func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					<-r.Context().Done() // hold the request until the client gives up
+					return
+				}
+				w.WriteHeader(200)
+			},
+			timeout: 50 * time.Millisecond, retry: RetryPolicy{MaxAttempts: 3}, deadLetter: true,
+			wantAttempts: 2, wantStatus: 200,
+		},
+		{
+			name: "connection reset then 200",
+			respond: func(n int, w http.ResponseWriter, _ *http.Request) {
+				if n == 1 {
+					conn, _, err := w.(http.Hijacker).Hijack()
+					if err == nil {
+						_ = conn.Close()
+					}
+					return
+				}
+				w.WriteHeader(200)
+			},
+			retry: RetryPolicy{MaxAttempts: 3}, deadLetter: true,
+			wantAttempts: 2, wantStatus: 200,
+		},
+		{
+			name:    "500 exhausts attempts",
+			respond: statuses(500), retry: RetryPolicy{MaxAttempts: 4}, deadLetter: true,
+			wantErr: "giving up after 4 attempts: server_error: HTTP 500", wantAttempts: 4, wantStatus: 500, wantReason: ReasonServerError,
+		},
+		{
+			name:    "400 is permanent",
+			respond: statuses(400), retry: RetryPolicy{MaxAttempts: 4}, deadLetter: true,
+			wantErr: "giving up after 1 attempts: client_error: HTTP 400", wantAttempts: 1, wantStatus: 400, wantReason: ReasonClientError,
+		},
+		{
+			name: "redirect is not followed",
+			respond: func(_ int, w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/elsewhere" {
+					w.WriteHeader(200)
+					return
+				}
+				w.Header().Set("Location", "/elsewhere?token=abc")
+				w.WriteHeader(308)
+			},
+			retry: RetryPolicy{MaxAttempts: 4}, deadLetter: true,
+			wantErr: "redirect to /elsewhere?token=REDACTED not followed", wantAttempts: 1, wantStatus: 308, wantReason: ReasonRedirect,
+		},
+		{
+			name:    "without dead letters a 400 is retried until it succeeds",
+			respond: statuses(400, 400, 400, 200), retry: RetryPolicy{MaxAttempts: 1}, deadLetter: false,
+			wantAttempts: 4, wantStatus: 200,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, tt.respond)
+			clock := newFakeClock()
+			var sink DeadLetterSink
+			if tt.deadLetter {
+				sink = &memSink{}
+			}
+			d := newTestDispatcher(t, Config{
+				Webhook:    Webhook{URL: rc.srv.URL + "/hook", Timeout: tt.timeout},
+				Retry:      tt.retry,
+				DeadLetter: tt.deadLetter,
+			}, sink, WithClock(clock))
+			ev := testEvent(t, 1, "k")
+			res, err := d.Deliver(context.Background(), ev)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("Deliver: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("Deliver error = %v, want one containing %q", err, tt.wantErr)
+			}
+			if res.Attempts != tt.wantAttempts || res.Status != tt.wantStatus || res.Reason != tt.wantReason {
+				t.Fatalf("Result = %+v, want attempts %d status %d reason %q", res, tt.wantAttempts, tt.wantStatus, tt.wantReason)
+			}
+			if res.WebhookID != WebhookID("orders", ev.Token) {
+				t.Fatalf("Result.WebhookID = %s, want %s", res.WebhookID, WebhookID("orders", ev.Token))
+			}
+			if got := clock.Sleeps(); len(got) != tt.wantAttempts-1 {
+				t.Fatalf("slept %d times (%v), want %d", len(got), got, tt.wantAttempts-1)
+			} else if tt.wantSleeps != nil && !equalDurations(got, tt.wantSleeps) {
+				t.Fatalf("slept %v, want %v", got, tt.wantSleeps)
+			}
+			// Every attempt carried the same webhook-id.
+			for i, dv := range rc.deliveries() {
+				if id := dv.header.Get("webhook-id"); id != res.WebhookID {
+					t.Fatalf("attempt %d: webhook-id %q, want %q", i+1, id, res.WebhookID)
+				}
+			}
+		})
+	}
+}
+
+func equalDurations(a, b []time.Duration) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestConnectionRefusedThenSuccess starts the endpoint only during the
+// first backoff: the first attempt finds nothing listening.
+func TestConnectionRefusedThenSuccess(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+
+	var hits atomic.Int32
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	t.Cleanup(func() { _ = srv.Close() })
+	clock := newFakeClock()
+	var startErr error
+	clock.onSleep = func(n int) {
+		if n != 1 {
+			return
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			startErr = err
+			return
+		}
+		go func() { _ = srv.Serve(l) }()
+	}
+	d := newTestDispatcher(t, Config{
+		Webhook: Webhook{URL: "http://" + addr + "/h"},
+		Retry:   RetryPolicy{MaxAttempts: 3},
+	}, nil, WithClock(clock))
+	res, err := d.Deliver(context.Background(), testEvent(t, 1, ""))
+	if startErr != nil {
+		t.Skipf("port %s was taken before the endpoint could start: %v", addr, startErr)
+	}
+	if err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if res.Attempts != 2 || hits.Load() != 1 {
+		t.Fatalf("attempts %d, endpoint hits %d; want 2 and 1", res.Attempts, hits.Load())
+	}
+}
+
+func TestRequestHeadersAndSignature(t *testing.T) {
+	rc := newReceiver(t, statuses(500, 200))
+	clock := newFakeClock()
+	rotated := "whsec_" + "c2Vjb25kLWtleS1mb3Itcm90YXRpb24="
+	d := newTestDispatcher(t, Config{
+		Trigger: "low_stock",
+		Webhook: Webhook{
+			URL:     rc.srv.URL + "/hook",
+			Method:  "put",
+			Headers: map[string]string{"Authorization": "Bearer tok", "X-Tenant": "acme"},
+			Secrets: []string{testSecret, rotated},
+		},
+		Retry:     RetryPolicy{MaxAttempts: 2},
+		UserAgent: "changehook/v1.2.3",
+	}, nil, WithClock(clock), WithBackoff(func(time.Duration, time.Duration, int, *http.Response) time.Duration {
+		return time.Minute
+	}))
+	ev := testEvent(t, 3, "k")
+	if _, err := d.Deliver(context.Background(), ev); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	got := rc.deliveries()
+	if len(got) != 2 {
+		t.Fatalf("receiver saw %d requests, want 2", len(got))
+	}
+	want, err := BuildPayload(Webhook{}, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, dv := range got {
+		h := dv.header
+		for k, v := range map[string]string{
+			"Content-Type":         "application/json",
+			"User-Agent":           "changehook/v1.2.3",
+			"Webhook-Id":           WebhookID("low_stock", ev.Token),
+			"X-Changehook-Trigger": "low_stock",
+			"Authorization":        "Bearer tok",
+			"X-Tenant":             "acme",
+		} {
+			if h.Get(k) != v {
+				t.Errorf("attempt %d: %s = %q, want %q", i+1, k, h.Get(k), v)
+			}
+		}
+		if !bytes.Equal(dv.body, want) {
+			t.Errorf("attempt %d: body %s, want %s", i+1, dv.body, want)
+		}
+		// Each attempt is signed at its own (virtual) time, verified by the
+		// independent implementation with both keys.
+		now := clock.Now()
+		for _, s := range []string{testSecret, rotated} {
+			if err := verifySignature(s, h, dv.body, now, 2*time.Minute); err != nil {
+				t.Errorf("attempt %d: signature: %v", i+1, err)
+			}
+		}
+		if err := verifySignature("whsec_"+"d3Jvbmcta2V5", h, dv.body, now, 2*time.Minute); err == nil {
+			t.Errorf("attempt %d: signature verifies with a wrong key", i+1)
+		}
+	}
+	if a, b := got[0].header.Get("webhook-timestamp"), got[1].header.Get("webhook-timestamp"); a == b {
+		t.Errorf("retry reused webhook-timestamp %s; each attempt must be stamped", a)
+	}
+}
+
+func TestNoSignatureWithoutSecrets(t *testing.T) {
+	rc := newReceiver(t, nil)
+	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}}, nil)
+	if _, err := d.Deliver(context.Background(), testEvent(t, 1, "")); err != nil {
+		t.Fatal(err)
+	}
+	h := rc.deliveries()[0].header
+	if h.Get("webhook-signature") != "" || h.Get("webhook-timestamp") == "" || !strings.HasPrefix(h.Get("User-Agent"), "changehook/") {
+		t.Fatalf("headers %v: want no signature, a timestamp and the default user agent", h)
+	}
+}
+
+func TestDeadLetterDetails(t *testing.T) {
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"error":"unknown sku"}`+strings.Repeat(".", 10_000))
+	})
+	sink := &memSink{fail: 2} // the store is briefly unavailable
+	clock := newFakeClock()
+	d := newTestDispatcher(t, Config{
+		Webhook:    Webhook{URL: rc.srv.URL},
+		Retry:      RetryPolicy{MaxAttempts: 5},
+		DeadLetter: true,
+	}, sink, WithClock(clock))
+	ev := testEvent(t, 9, "k")
+	if err := d.Submit(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	closeWithin(t, d, 10*time.Second)
+	dls := sink.All()
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+	dl := dls[0]
+	if dl.Trigger != "orders" || dl.WebhookID != WebhookID("orders", ev.Token) ||
+		!bytes.Equal(dl.Event, ev.Raw) || !bytes.Equal(dl.Token, ev.Token) ||
+		dl.Attempts != 1 || dl.LastStatus != 400 || dl.LastReason != ReasonClientError ||
+		!strings.Contains(dl.LastError, "HTTP 400") ||
+		!strings.HasPrefix(dl.LastResponse, `{"error":"unknown sku"}`) || len(dl.LastResponse) != respBodyLimit ||
+		dl.FirstAttemptAt.IsZero() || dl.DeadLetteredAt.Before(dl.FirstAttemptAt) {
+		t.Fatalf("dead letter = %+v", dl)
+	}
+	if tok, ok := d.Watermark(); !ok || !bytes.Equal(tok, ev.Token) {
+		t.Fatalf("Watermark = %v, %v; a dead-lettered event is done", tok, ok)
+	}
+}
+
+// closeWithin closes d with a grace period and fails the test on error.
+func closeWithin(t *testing.T, d *Dispatcher, grace time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := d.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// TestOrdering checks each mode's guarantee on the receiver side, with
+// random response delays so that deliveries complete out of order.
+func TestOrdering(t *testing.T) {
+	const events, keys, conc = 300, 7, 8
+	tests := []struct {
+		mode        Ordering
+		concurrency int
+		wantMaxPar  int // upper bound of concurrent requests
+		perKey      bool
+		global      bool
+	}{
+		{Strict, conc, 1, true, true},
+		{PerDocument, conc, conc, true, false},
+		{None, conc, conc, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.mode), func(t *testing.T) {
+			var cur, peak atomic.Int32
+			rc := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+				c := cur.Add(1)
+				for p := peak.Load(); c > p && !peak.CompareAndSwap(p, c); p = peak.Load() {
+				}
+				// Yield a random number of times so completions interleave.
+				for range rand.IntN(200) {
+					runtimeGosched()
+				}
+				cur.Add(-1)
+				w.WriteHeader(http.StatusOK)
+			})
+			d := newTestDispatcher(t, Config{
+				Webhook:     Webhook{URL: rc.srv.URL},
+				Ordering:    tt.mode,
+				Concurrency: tt.concurrency,
+			}, nil)
+			for i := range events {
+				key := string(rune('a' + i%keys))
+				if err := d.Submit(context.Background(), testEvent(t, i, key)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			closeWithin(t, d, 30*time.Second)
+			got := rc.deliveries()
+			if len(got) != events {
+				t.Fatalf("receiver saw %d deliveries, want %d", len(got), events)
+			}
+			seen := make(map[int]bool, events)
+			lastPerKey := map[int]int{}
+			last := -1
+			for _, dv := range got {
+				s := seqOf(t, dv.body)
+				if seen[s] {
+					t.Fatalf("event %d delivered twice", s)
+				}
+				seen[s] = true
+				if tt.global && s < last {
+					t.Fatalf("strict: event %d delivered after %d", s, last)
+				}
+				last = s
+				if prev, ok := lastPerKey[s%keys]; tt.perKey && ok && s < prev {
+					t.Fatalf("key %d: event %d delivered after %d", s%keys, s, prev)
+				}
+				lastPerKey[s%keys] = s
+			}
+			if p := int(peak.Load()); p > tt.wantMaxPar {
+				t.Fatalf("peak concurrency %d exceeds %d", p, tt.wantMaxPar)
+			}
+			if tok, ok := d.Watermark(); !ok || !bytes.Equal(tok, testEvent(t, events-1, "").Token) {
+				t.Fatalf("final watermark %v, want the last event's token", tok)
+			}
+		})
+	}
+}
+
+// TestPerDocumentNoHeadOfLineBlocking: while key "slow" is stuck, events of
+// other keys keep being delivered (within the capacity window).
+func TestPerDocumentNoHeadOfLineBlocking(t *testing.T) {
+	release := make(chan struct{})
+	var slowHits atomic.Int32
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if bytes.Contains(body, []byte(`"documentKey":{"_id":"slow"}`)) {
+			slowHits.Add(1)
+			<-release
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	d := newTestDispatcher(t, Config{
+		Webhook:     Webhook{URL: rc.srv.URL},
+		Ordering:    PerDocument,
+		Concurrency: 4,
+	}, nil)
+	ctx := context.Background()
+	if err := d.Submit(ctx, testEvent(t, 0, "slow")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Submit(ctx, testEvent(t, 1, "slow")); err != nil {
+		t.Fatal(err)
+	}
+	// Capacity is 4 + 16 = 20 events held; two are the slow key's.
+	for i := 2; i < 18; i++ {
+		if err := d.Submit(ctx, testEvent(t, i, "fast"+string(rune('a'+i%3)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// All 16 fast events get delivered while the slow key is blocked.
+	waitFor(t, func() bool { return len(rc.deliveries()) >= 17 })
+	if n := slowHits.Load(); n != 1 {
+		t.Fatalf("slow key requests = %d, want 1 (its second event must wait)", n)
+	}
+	if _, ok := d.Watermark(); ok {
+		t.Fatal("watermark advanced past the undelivered first event")
+	}
+	close(release)
+	closeWithin(t, d, 10*time.Second)
+	if tok, _ := d.Watermark(); !bytes.Equal(tok, testEvent(t, 17, "").Token) {
+		t.Fatal("watermark did not reach the last event")
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10s. It is
+// used only where the dispatcher offers no completion signal to a test.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		runtimeGosched()
+	}
+}
+
+// TestWatermarkNeverPassesUndelivered releases held deliveries in random
+// order while a sampler checks that the watermark never covers an event
+// that was not yet released.
+func TestWatermarkNeverPassesUndelivered(t *testing.T) {
+	const n = 24
+	for round := range 5 {
+		t.Run("round"+string(rune('0'+round)), func(t *testing.T) {
+			gates := make([]chan struct{}, n)
+			for i := range gates {
+				gates[i] = make(chan struct{})
+			}
+			var relMu sync.Mutex
+			released := make([]bool, n)
+			rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				<-gates[seqOf(t, body)]
+				w.WriteHeader(http.StatusOK)
+			})
+			d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Ordering: None, Concurrency: n}, nil)
+			tokens := make(map[string]int, n)
+			for i := range n {
+				ev := testEvent(t, i, "")
+				tokens[string(ev.Token)] = i
+				if err := d.Submit(context.Background(), ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stop := make(chan struct{})
+			violations := make(chan string, 1)
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					tok, ok := d.Watermark()
+					if !ok {
+						runtimeGosched()
+						continue
+					}
+					k := tokens[string(tok)]
+					relMu.Lock()
+					for i := 0; i <= k; i++ {
+						if !released[i] {
+							select {
+							case violations <- "watermark at event " + string(rune('0'+k)) + " before event released":
+							default:
+							}
+						}
+					}
+					relMu.Unlock()
+					runtimeGosched()
+				}
+			})
+			for _, i := range rand.Perm(n) {
+				relMu.Lock()
+				released[i] = true
+				relMu.Unlock()
+				close(gates[i])
+			}
+			closeWithin(t, d, 10*time.Second)
+			close(stop)
+			wg.Wait()
+			select {
+			case v := <-violations:
+				t.Fatal(v)
+			default:
+			}
+			if tok, ok := d.Watermark(); !ok || tokens[string(tok)] != n-1 {
+				t.Fatalf("final watermark at %d, want %d", tokens[string(tok)], n-1)
+			}
+		})
+	}
+}
+
+func TestBackpressure(t *testing.T) {
+	release := make(chan struct{})
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		<-release
+		w.WriteHeader(http.StatusOK)
+	})
+	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Ordering: None, Concurrency: 2}, nil)
+	capacity := d.capacity()
+	for i := range capacity {
+		if err := d.Submit(context.Background(), testEvent(t, i, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := d.Submit(ctx, testEvent(t, capacity, "")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Submit beyond capacity = %v, want it to block until ctx ends", err)
+	}
+	if d.Idle() {
+		t.Fatal("Idle with events in flight")
+	}
+	close(release)
+	closeWithin(t, d, 10*time.Second)
+	if !d.Idle() {
+		t.Fatal("not Idle after Close")
+	}
+	if err := d.Submit(context.Background(), testEvent(t, 99, "")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Submit after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestCloseGrace(t *testing.T) {
+	t.Run("in-flight delivery finishes within grace", func(t *testing.T) {
+		entered := make(chan struct{}, 1)
+		release := make(chan struct{})
+		rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+			entered <- struct{}{}
+			<-release
+			w.WriteHeader(http.StatusOK)
+		})
+		d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}}, nil)
+		ev := testEvent(t, 1, "")
+		if err := d.Submit(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+		<-entered
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			done <- d.Close(ctx)
+		}()
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if tok, ok := d.Watermark(); !ok || !bytes.Equal(tok, ev.Token) {
+			t.Fatal("delivered event not in the watermark")
+		}
+	})
+	t.Run("grace ends: delivery canceled and never done", func(t *testing.T) {
+		entered := make(chan struct{}, 1)
+		rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+			entered <- struct{}{}
+			<-r.Context().Done()
+		})
+		sink := &memSink{}
+		d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, DeadLetter: true, Retry: RetryPolicy{MaxAttempts: 1}}, sink)
+		first, second := testEvent(t, 1, ""), testEvent(t, 2, "")
+		for _, ev := range []Event{first, second} {
+			if err := d.Submit(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		<-entered
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // no grace at all
+		if err := d.Close(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Close = %v, want the grace context's error", err)
+		}
+		if tok, ok := d.Watermark(); ok {
+			t.Fatalf("watermark %v after canceled deliveries, want none", tok)
+		}
+		if n := len(sink.All()); n != 0 {
+			t.Fatalf("%d dead letters for canceled deliveries, want 0", n)
+		}
+		if n := len(rc.deliveries()); n != 1 {
+			t.Fatalf("%d requests, want 1 (the queued event is not started after Close)", n)
+		}
+	})
+}
+
+// TestSecretsNeverLeak: secrets in the URL, headers and signing keys appear
+// in no log line, error or dead letter.
+func TestSecretsNeverLeak(t *testing.T) {
+	const (
+		userinfo = "admin:pa55word"
+		query    = "qs-t0ken"
+		bearer   = "b3arer-s3cret"
+	)
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+	})
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	sink := &memSink{}
+	u := strings.Replace(rc.srv.URL, "http://", "http://"+userinfo+"@", 1) + "/h?token=" + query
+	d := newTestDispatcher(t, Config{
+		Webhook: Webhook{
+			URL:     u,
+			Headers: map[string]string{"Authorization": "Bearer " + bearer},
+			Secrets: []string{testSecret},
+		},
+		Retry:      RetryPolicy{MaxAttempts: 3},
+		DeadLetter: true,
+	}, sink, WithLogger(logger), WithClock(newFakeClock()))
+	_, derr := d.Deliver(context.Background(), testEvent(t, 1, ""))
+	if derr == nil {
+		t.Fatal("Deliver succeeded against a 403")
+	}
+	if err := d.Submit(context.Background(), testEvent(t, 2, "")); err != nil {
+		t.Fatal(err)
+	}
+	closeWithin(t, d, 10*time.Second)
+	var texts []string
+	texts = append(texts, logs.String(), derr.Error())
+	for _, dl := range sink.All() {
+		texts = append(texts, dl.LastError, dl.LastResponse)
+	}
+	if !strings.Contains(logs.String(), `"trigger":"orders"`) || !strings.Contains(logs.String(), "connection") {
+		t.Fatalf("logs lack the trigger or the connection failure: %s", logs.String())
+	}
+	for _, s := range []string{"pa55word", "admin", query, bearer, strings.TrimPrefix(testSecret, "whsec_")} {
+		for _, txt := range texts {
+			if strings.Contains(txt, s) {
+				t.Fatalf("secret %q leaked into %q", s, txt)
+			}
+		}
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	rc := newReceiver(t, statuses(500, 200, 400))
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	if again := NewMetrics(reg); again.deliveries != m.deliveries {
+		t.Fatal("second NewMetrics on the same registry did not reuse the collectors")
+	}
+	sink := &memSink{}
+	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Retry: RetryPolicy{MaxAttempts: 3}, DeadLetter: true},
+		sink, WithMetrics(m), WithClock(newFakeClock()))
+	for i := range 2 {
+		if err := d.Submit(context.Background(), testEvent(t, i, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWithin(t, d, 10*time.Second)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		`changehook_deliveries_total{outcome="delivered",trigger="orders"}`:          1,
+		`changehook_deliveries_total{outcome="dead_lettered",trigger="orders"}`:      1,
+		`changehook_delivery_attempts_total{reason="ok",trigger="orders"}`:           1,
+		`changehook_delivery_attempts_total{reason="server_error",trigger="orders"}`: 1,
+		`changehook_delivery_attempts_total{reason="client_error",trigger="orders"}`: 1,
+		`changehook_dead_letters_total{trigger="orders"}`:                            1,
+		`changehook_inflight{trigger="orders"}`:                                      0,
+		`changehook_delivery_duration_seconds_count{trigger="orders"}`:               2,
+	}
+	got := flatten(fams)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (have %v)", k, got[k], v, got)
+		}
+	}
+}
+
+// flatten renders gathered metrics as name{labels} → value.
+func flatten(fams []*dto.MetricFamily) map[string]float64 {
+	out := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			key := "{" + strings.Join(ls, ",") + "}"
+			switch {
+			case m.Counter != nil:
+				out[f.GetName()+key] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[f.GetName()+key] = m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				out[f.GetName()+"_count"+key] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+func TestSubmitCopiesEvent(t *testing.T) {
+	rc := newReceiver(t, nil)
+	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}}, nil)
+	ev := testEvent(t, 5, "")
+	want := bytes.Clone(ev.Raw)
+	if err := d.Submit(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	// The driver reuses its buffers: scribble over them.
+	for i := range ev.Raw {
+		ev.Raw[i] = 0
+	}
+	for i := range ev.Token {
+		ev.Token[i] = 0
+	}
+	closeWithin(t, d, 10*time.Second)
+	got := rc.deliveries()
+	wantBody, _ := BuildPayload(Webhook{}, Event{Raw: want})
+	if len(got) != 1 || !bytes.Equal(got[0].body, wantBody) {
+		t.Fatalf("delivered %d bodies, want the original event", len(got))
+	}
+	if err := d.Submit(context.Background(), Event{Raw: want}); err == nil {
+		t.Fatal("Submit accepted an event without a token")
+	}
+	_ = bson.Raw(want)
+}

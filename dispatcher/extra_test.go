@@ -1,0 +1,145 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/mql"
+)
+
+// TestPayloadFailure: a payload expression that cannot produce a document
+// is dead-lettered without a request, or, without dead letters, blocks the
+// event (never done) until Close.
+func TestPayloadFailure(t *testing.T) {
+	notDoc, err := mql.CompileExpr("$operationType")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("dead letter", func(t *testing.T) {
+		rc := newReceiver(t, nil)
+		sink := &memSink{}
+		d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL, Payload: notDoc}, DeadLetter: true}, sink)
+		if err := d.Submit(context.Background(), testEvent(t, 1, "")); err != nil {
+			t.Fatal(err)
+		}
+		closeWithin(t, d, 10*time.Second)
+		dls := sink.All()
+		if len(dls) != 1 || dls[0].LastReason != ReasonPayload || dls[0].Attempts != 0 ||
+			!strings.Contains(dls[0].LastError, "must evaluate to a document") {
+			t.Fatalf("dead letters = %+v, want one payload_error without attempts", dls)
+		}
+		if n := len(rc.deliveries()); n != 0 {
+			t.Fatalf("%d requests sent for an unbuildable payload", n)
+		}
+	})
+	t.Run("blocks without dead letters", func(t *testing.T) {
+		rc := newReceiver(t, nil)
+		clock := newFakeClock()
+		slept := make(chan struct{}, 1)
+		clock.onSleep = func(int) {
+			select {
+			case slept <- struct{}{}:
+			default:
+			}
+		}
+		d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL, Payload: notDoc}, Retry: RetryPolicy{MaxBackoff: time.Minute}}, nil, WithClock(clock))
+		if err := d.Submit(context.Background(), testEvent(t, 1, "")); err != nil {
+			t.Fatal(err)
+		}
+		<-slept // it is retrying the payload
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if err := d.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Close = %v, want the grace period to end", err)
+		}
+		if _, ok := d.Watermark(); ok {
+			t.Fatal("a never-delivered event was marked done")
+		}
+		for _, s := range clock.Sleeps() {
+			if s != time.Minute {
+				t.Fatalf("payload retry waited %v, want the max backoff", s)
+			}
+		}
+	})
+}
+
+// countingTransport counts round trips.
+type countingTransport struct {
+	n    atomic.Int32
+	base http.RoundTripper
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.base.RoundTrip(r)
+}
+
+func TestWithHTTPClient(t *testing.T) {
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/moved" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		http.Redirect(w, r, "/moved", http.StatusFound)
+	})
+	tr := &countingTransport{base: http.DefaultTransport}
+	base := &http.Client{Transport: tr, Timeout: time.Hour} // follows redirects by default
+	sink := &memSink{}
+	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL + "/h"}, DeadLetter: true, Retry: RetryPolicy{MaxAttempts: 3}},
+		sink, WithHTTPClient(base))
+	res, err := d.Deliver(context.Background(), testEvent(t, 1, ""))
+	if err == nil || res.Reason != ReasonRedirect || res.Status != http.StatusFound {
+		t.Fatalf("Deliver = %+v, %v; want a permanent redirect failure", res, err)
+	}
+	if n := tr.n.Load(); n != 1 {
+		t.Fatalf("transport saw %d requests, want 1 (the given client is used and redirects are not followed)", n)
+	}
+	if base.CheckRedirect != nil || base.Timeout != time.Hour {
+		t.Fatal("WithHTTPClient modified the caller's client")
+	}
+}
+
+func TestCustomCheckRetry(t *testing.T) {
+	rc := newReceiver(t, statuses(418, 200))
+	var calls atomic.Int32
+	policy := func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		calls.Add(1)
+		if resp != nil && resp.StatusCode == http.StatusTeapot {
+			return true, errors.New("teapot") // not an *AttemptError
+		}
+		return DefaultCheckRetry(ctx, resp, err)
+	}
+	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Retry: RetryPolicy{MaxAttempts: 3}}, nil,
+		WithCheckRetry(policy), WithClock(newFakeClock()))
+	res, err := d.Deliver(context.Background(), testEvent(t, 1, ""))
+	if err != nil || res.Attempts != 2 || calls.Load() != 2 {
+		t.Fatalf("Deliver = %+v, %v after %d policy calls; want success on attempt 2", res, err, calls.Load())
+	}
+}
+
+func TestSystemClockSleep(t *testing.T) {
+	var c SystemClock
+	if err := c.Sleep(context.Background(), 0); err != nil {
+		t.Fatalf("Sleep(0) = %v", err)
+	}
+	if err := c.Sleep(context.Background(), time.Millisecond); err != nil {
+		t.Fatalf("Sleep(1ms) = %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	if err := c.Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sleep on a canceled ctx = %v", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Fatal("Sleep did not return promptly on cancellation")
+	}
+	if c.Now().IsZero() {
+		t.Fatal("Now is zero")
+	}
+}

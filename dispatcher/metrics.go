@@ -1,0 +1,124 @@
+package dispatcher
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Delivery outcomes, the values of the outcome label of
+// changehook_deliveries_total.
+const (
+	// OutcomeDelivered: a 2xx response was received.
+	OutcomeDelivered = "delivered"
+	// OutcomeDeadLettered: the event was given up on and stored as a dead letter.
+	OutcomeDeadLettered = "dead_lettered"
+	// OutcomeFailed: the delivery ended without success and without a dead
+	// letter (Deliver gave up, or the dispatcher was closed mid-delivery).
+	OutcomeFailed = "failed"
+)
+
+// Metrics holds the dispatcher's Prometheus collectors. One Metrics is shared
+// by all dispatchers of a process; series are labelled by trigger name. A nil
+// *Metrics records nothing.
+type Metrics struct {
+	deliveries  *prometheus.CounterVec
+	attempts    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	inflight    *prometheus.GaugeVec
+	deadLetters *prometheus.CounterVec
+}
+
+// NewMetrics creates the dispatcher collectors and registers them with reg
+// (nil: not registered). Collectors already registered with reg (a second
+// NewMetrics on the same registry) are reused rather than reported as
+// errors, so NewMetrics never panics. The series are:
+//
+//	changehook_deliveries_total{trigger,outcome}     delivered | dead_lettered | failed
+//	changehook_delivery_attempts_total{trigger,reason} "ok" or a failure reason
+//	changehook_delivery_duration_seconds{trigger}    histogram, submit → done
+//	changehook_inflight{trigger}                     deliveries being attempted
+//	changehook_dead_letters_total{trigger}           dead letters stored
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "changehook_deliveries_total",
+			Help: "Events whose delivery ended, by outcome (delivered, dead_lettered, failed).",
+		}, []string{"trigger", "outcome"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "changehook_delivery_attempts_total",
+			Help: "HTTP delivery attempts, by result: ok or the failure reason.",
+		}, []string{"trigger", "reason"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "changehook_delivery_duration_seconds",
+			Help:    "Time from an event's submission to the end of its delivery, retries included.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900},
+		}, []string{"trigger"}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "changehook_inflight",
+			Help: "Deliveries currently being attempted.",
+		}, []string{"trigger"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "changehook_dead_letters_total",
+			Help: "Events stored as dead letters.",
+		}, []string{"trigger"}),
+	}
+	if reg == nil {
+		return m
+	}
+	m.deliveries = register(reg, m.deliveries)
+	m.attempts = register(reg, m.attempts)
+	m.duration = register(reg, m.duration)
+	m.inflight = register(reg, m.inflight)
+	m.deadLetters = register(reg, m.deadLetters)
+	return m
+}
+
+// register registers c with reg, returning the already registered collector
+// when there is one. A collector that cannot be registered for another
+// reason stays usable but unexported.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+func (m *Metrics) delivery(trigger, outcome string, seconds float64) {
+	if m == nil {
+		return
+	}
+	m.deliveries.WithLabelValues(trigger, outcome).Inc()
+	if seconds >= 0 {
+		m.duration.WithLabelValues(trigger).Observe(seconds)
+	}
+}
+
+func (m *Metrics) attempt(trigger, reason string) {
+	if m == nil {
+		return
+	}
+	if reason == "" {
+		reason = "ok"
+	}
+	m.attempts.WithLabelValues(trigger, reason).Inc()
+}
+
+func (m *Metrics) inflightAdd(trigger string, delta float64) {
+	if m == nil {
+		return
+	}
+	m.inflight.WithLabelValues(trigger).Add(delta)
+}
+
+func (m *Metrics) deadLettered(trigger string) {
+	if m == nil {
+		return
+	}
+	m.deadLetters.WithLabelValues(trigger).Inc()
+}

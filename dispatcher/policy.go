@@ -1,0 +1,187 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Failure reasons: the reason label of changehook_delivery_attempts_total,
+// DeadLetter.LastReason and Result.Reason.
+const (
+	// ReasonClientError: a 4xx response other than 408 and 429 (permanent).
+	ReasonClientError = "client_error"
+	// ReasonServerError: a 5xx (or otherwise unexpected) response (retried).
+	ReasonServerError = "server_error"
+	// ReasonRateLimited: a 429 response (retried, honouring Retry-After).
+	ReasonRateLimited = "rate_limited"
+	// ReasonTimeout: the attempt timed out, or a 408 response (retried).
+	ReasonTimeout = "timeout"
+	// ReasonConnection: no response: refused, reset, DNS, TLS (retried).
+	ReasonConnection = "connection"
+	// ReasonRedirect: a 3xx response. Redirects are not followed: a webhook
+	// URL that redirects is a misconfiguration, and following it could send
+	// signed events to a host the operator did not choose. Permanent.
+	ReasonRedirect = "redirect"
+	// ReasonCanceled: the delivery's context ended (shutdown). The event is
+	// not considered done.
+	ReasonCanceled = "canceled"
+	// ReasonPayload: the payload could not be built (an expression error).
+	// No request was sent.
+	ReasonPayload = "payload_error"
+)
+
+// respBodyLimit bounds how much of a response body is kept (Result.Body,
+// DeadLetter.LastResponse).
+const respBodyLimit = 4 << 10
+
+// drainLimit bounds how much more of a response body is read and discarded
+// so that the connection can be reused.
+const drainLimit = 64 << 10
+
+// AttemptError is the failure of one delivery attempt. Its message never
+// contains secrets: URLs are redacted and header values are never included.
+type AttemptError struct {
+	// Reason is one of the Reason* constants.
+	Reason string
+	// Status is the HTTP status, 0 when there was no response.
+	Status int
+	// Retryable reports whether the failure is transient.
+	Retryable bool
+	// Err is the underlying (redacted) error, nil for status failures.
+	Err error
+	// detail is appended to status failures (a redacted redirect target).
+	detail string
+}
+
+// Error describes the failure.
+func (e *AttemptError) Error() string {
+	if e.Err != nil {
+		return e.Reason + ": " + e.Err.Error()
+	}
+	msg := fmt.Sprintf("%s: HTTP %d %s", e.Reason, e.Status, http.StatusText(e.Status))
+	if e.detail != "" {
+		msg += ": " + e.detail
+	}
+	return msg
+}
+
+// Unwrap returns the underlying error.
+func (e *AttemptError) Unwrap() error { return e.Err }
+
+// DefaultCheckRetry is the retry policy, in go-retryablehttp's CheckRetry
+// form: a 2xx is success (false, nil); connection errors, timeouts, 408, 429
+// and 5xx are retried (true, *AttemptError); 3xx (redirects are not followed)
+// and other 4xx are permanent (false, *AttemptError); a done ctx stops
+// retrying with ctx.Err(). The dispatcher overrides "permanent" with "retry"
+// when dead-lettering is disabled, since an event may then never be skipped.
+func DefaultCheckRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if cerr := ctx.Err(); cerr != nil {
+		return false, cerr
+	}
+	if err != nil {
+		ae := &AttemptError{Reason: ReasonConnection, Retryable: true, Err: redactError(err)}
+		if isTimeout(err) {
+			ae.Reason = ReasonTimeout
+		}
+		return true, ae
+	}
+	code := resp.StatusCode
+	ae := &AttemptError{Status: code}
+	switch {
+	case code >= 200 && code < 300:
+		return false, nil
+	case code >= 300 && code < 400:
+		ae.Reason = ReasonRedirect
+		if loc := resp.Header.Get("Location"); loc != "" {
+			ae.detail = "redirect to " + RedactURL(loc) + " not followed"
+		} else {
+			ae.detail = "redirect not followed"
+		}
+	case code == http.StatusRequestTimeout:
+		ae.Reason, ae.Retryable = ReasonTimeout, true
+	case code == http.StatusTooManyRequests:
+		ae.Reason, ae.Retryable = ReasonRateLimited, true
+	case code >= 400 && code < 500:
+		ae.Reason = ReasonClientError
+	default: // 5xx, 1xx and codes outside the registry
+		ae.Reason, ae.Retryable = ReasonServerError, true
+	}
+	return ae.Retryable, ae
+}
+
+// isTimeout reports whether err is a timeout (http.Client.Timeout, a dial or
+// TLS handshake timeout, a deadline).
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// ExponentialJitterBackoff returns the default backoff policy in
+// go-retryablehttp's Backoff form: for retry attemptNum (0-based) a duration
+// drawn uniformly from [0, min(max, min·2^attemptNum)] — exponential backoff
+// with full jitter — unless resp carries a Retry-After header (delta-seconds
+// or an HTTP-date, relative to now()), which then wins, capped at max. jitter
+// returns a uniform value in [0, n) (math/rand/v2's Int64N when nil).
+func ExponentialJitterBackoff(now func() time.Time, jitter func(n int64) int64) retryablehttp.Backoff {
+	if jitter == nil {
+		jitter = rand.Int64N
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return func(lo, hi time.Duration, attemptNum int, resp *http.Response) time.Duration {
+		if hi <= 0 {
+			hi = lo
+		}
+		if resp != nil {
+			if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now()); ok {
+				return min(d, hi)
+			}
+		}
+		if lo <= 0 || hi <= 0 {
+			return 0
+		}
+		ceiling := hi
+		if attemptNum < 62 {
+			if exp := lo << attemptNum; exp > 0 && exp>>attemptNum == lo && exp < hi {
+				ceiling = exp
+			}
+		}
+		return time.Duration(jitter(int64(ceiling) + 1))
+	}
+}
+
+// parseRetryAfter parses a Retry-After value (RFC 9110 §10.2.3):
+// delta-seconds or an HTTP-date. A date in the past means "now" (0).
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		if secs > int64(365*24*time.Hour/time.Second) {
+			secs = int64(365 * 24 * time.Hour / time.Second)
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}

@@ -1,0 +1,188 @@
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// outcome is the result of sending one event through the retry policy.
+type outcome struct {
+	attempts     int
+	status       int
+	reason       string
+	body         string
+	lastErr      error // last real failure (never a cancellation), redacted
+	firstAttempt time.Time
+}
+
+// sendState is the per-delivery state shared by the retryablehttp hooks.
+type sendState struct {
+	d       *Dispatcher
+	id      string
+	payload []byte
+	out     outcome
+	wait    time.Duration // next wait, computed by the Backoff hook
+	lastLog string        // last logged failure message
+}
+
+// send delivers payload as webhook id through the retry policy.
+//
+// go-retryablehttp runs the attempt loop. Its own wait is a real timer, so the
+// Backoff hook only computes the wait (through the configured Backoff policy)
+// and returns 0, and the PrepareRetry hook sleeps on the injected Clock —
+// honouring ctx — and then stamps and re-signs the request: every attempt
+// carries its own webhook-timestamp and signature.
+//
+// err is nil on a 2xx. Otherwise it wraps the last real failure as
+// "giving up after N attempts: %w", or is ctx's error when ctx ended first.
+func (d *Dispatcher) send(ctx context.Context, id string, payload []byte) (outcome, error) {
+	st := &sendState{d: d, id: id, payload: payload}
+	req, err := retryablehttp.NewRequestWithContext(ctx, d.method, d.url, payload)
+	if err != nil {
+		return st.out, fmt.Errorf("deliver %s: build request for %s: %w", id, d.redactedURL, redactError(err))
+	}
+	req.Header = d.baseHeader.Clone()
+	req.Header.Set("webhook-id", id)
+	st.out.firstAttempt = d.clock.Now()
+	st.stamp(req.Request)
+
+	retryMax := d.cfg.Retry.MaxAttempts - 1
+	if !d.cfg.DeadLetter {
+		retryMax = math.MaxInt
+	}
+	c := &retryablehttp.Client{
+		HTTPClient:   d.http,
+		RetryWaitMin: d.cfg.Retry.InitialBackoff,
+		RetryWaitMax: d.cfg.Retry.MaxBackoff,
+		RetryMax:     retryMax,
+		CheckRetry:   st.checkRetry,
+		Backoff:      st.backoff,
+		PrepareRetry: st.prepareRetry,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	resp, err := c.Do(req)
+	if resp != nil {
+		// checkRetry already replaced the body with the buffered bytes.
+		_ = resp.Body.Close()
+	}
+	if err == nil {
+		st.out.reason = ""
+		return st.out, nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		st.out.reason = ReasonCanceled
+		return st.out, fmt.Errorf("deliver %s to %s: %w", id, d.redactedURL, cerr)
+	}
+	last := st.out.lastErr
+	if last == nil {
+		last = redactError(err)
+	}
+	return st.out, fmt.Errorf("deliver %s to %s: giving up after %d attempts: %w", id, d.redactedURL, st.out.attempts, last)
+}
+
+// stamp sets the attempt's webhook-timestamp and webhook-signature.
+func (st *sendState) stamp(r *http.Request) {
+	ts := st.d.clock.Now()
+	r.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
+	if len(st.d.keys) > 0 {
+		r.Header.Set("webhook-signature", signWithKeys(st.d.keys, st.id, ts, st.payload))
+	}
+}
+
+// checkRetry runs after every attempt: it keeps the response body (up to
+// respBodyLimit), classifies the attempt with the configured CheckRetry,
+// records it, and decides whether to retry.
+func (st *sendState) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	d := st.d
+	st.out.attempts++
+	st.out.status = 0
+	st.out.body = ""
+	if resp != nil {
+		st.out.status = resp.StatusCode
+		st.out.body = readBody(resp)
+	}
+	retry, cerr := d.checkRetry(ctx, resp, err)
+	if ctx.Err() != nil {
+		// Shutdown: not a failure of the endpoint, and never "done".
+		st.out.reason = ReasonCanceled
+		return false, ctx.Err()
+	}
+	if cerr == nil && !retry {
+		st.out.reason = ""
+		d.metrics.attempt(d.cfg.Trigger, "")
+		return false, nil
+	}
+	if cerr == nil {
+		cerr = fmt.Errorf("unexpected HTTP status %d", st.out.status)
+	}
+	var ae *AttemptError
+	if errors.As(cerr, &ae) {
+		st.out.reason = ae.Reason
+	} else {
+		st.out.reason = ReasonServerError
+		if resp == nil {
+			st.out.reason = ReasonConnection
+		}
+	}
+	st.out.lastErr = cerr
+	d.metrics.attempt(d.cfg.Trigger, st.out.reason)
+	if !d.cfg.DeadLetter {
+		// Never skip an event: every failure is retried.
+		retry = true
+	}
+	if msg := cerr.Error(); msg != st.lastLog {
+		st.lastLog = msg
+		d.log.LogAttrs(ctx, slog.LevelWarn, "delivery attempt failed",
+			slog.String("webhook_id", st.id),
+			slog.Int("attempt", st.out.attempts),
+			slog.String("reason", st.out.reason),
+			slog.Int("status", st.out.status),
+			slog.Bool("retry", retry),
+			slog.String("error", msg))
+	}
+	return retry, cerr
+}
+
+// backoff computes the wait before the next attempt; the wait itself happens
+// in prepareRetry on the injected Clock, so the library's timer gets 0.
+func (st *sendState) backoff(lo, hi time.Duration, attemptNum int, resp *http.Response) time.Duration {
+	st.wait = st.d.backoff(lo, hi, attemptNum, resp)
+	return 0
+}
+
+// prepareRetry waits for the computed backoff (returning ctx's error when the
+// delivery is canceled meanwhile) and re-stamps the request.
+func (st *sendState) prepareRetry(r *http.Request) error {
+	if err := st.d.clock.Sleep(r.Context(), st.wait); err != nil {
+		return err
+	}
+	// The previous attempt's request may still be referenced by the
+	// transport: give this attempt its own header map.
+	r.Header = r.Header.Clone()
+	st.stamp(r)
+	return nil
+}
+
+// readBody reads up to respBodyLimit bytes of resp's body, drains a bounded
+// remainder so the connection can be reused, closes it, and replaces it with
+// the bytes read (so later readers and closers are harmless).
+func readBody(resp *http.Response) string {
+	if resp.Body == nil || resp.Body == http.NoBody {
+		return ""
+	}
+	buf, _ := io.ReadAll(io.LimitReader(resp.Body, respBodyLimit))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(buf))
+	return string(buf)
+}
