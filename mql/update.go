@@ -39,7 +39,6 @@ type ApplyContext struct {
 type Update struct {
 	root       *updObject
 	filters    map[string]*updArrayFilter
-	renames    []*updRenameOp
 	idPath     string
 	positional bool
 	pipeline   *Pipeline
@@ -276,7 +275,6 @@ func (up *Update) addOperator(mod string, arg bson.E, used map[string]bool) erro
 		if err := up.merge(toParts, ren.to, &updLeaf{op: ren, path: ren.to}, used); err != nil {
 			return err
 		}
-		up.renames = append(up.renames, ren)
 		up.notePath(parts, arg.Key)
 		up.notePath(toParts, ren.to)
 		return nil

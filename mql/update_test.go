@@ -2,6 +2,7 @@ package mql
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -577,5 +578,67 @@ func TestUpdatePipeline(t *testing.T) {
 				t.Fatalf("got %s changed=%v, want %s changed=%v", updFormatValue(out), changed, tc.want, tc.changed)
 			}
 		})
+	}
+}
+
+func TestUpdateArith(t *testing.T) {
+	dec := func(s string) bson.Decimal128 {
+		d, err := bson.ParseDecimal128(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for _, tc := range []struct {
+		name string
+		mul  bool
+		a, b any
+		want any
+		ok   bool
+	}{
+		{"int32 add", false, int32(2), int32(3), int32(5), true},
+		{"int32 mul overflow widens", true, int32(1 << 20), int32(1 << 20), int64(1 << 40), true},
+		{"int64 mul overflow", true, int64(1 << 62), int32(4), nil, false},
+		{"int64 min times -1", true, int64(-1 << 63), int64(-1), nil, false},
+		{"double mul", true, 1.5, int64(2), 3.0, true},
+		{"decimal add", false, dec("0.1"), dec("0.2"), dec("0.3"), true},
+		{"decimal rounds half to even", false, dec("1234567890123456789012345678901234"), dec("0.5"), dec("1234567890123456789012345678901234"), true},
+		{"decimal rounds up", false, dec("1234567890123456789012345678901235"), dec("0.5"), dec("1.234567890123456789012345678901236E+33"), true},
+		{"decimal overflow is infinity", true, dec("9E+6000"), dec("9E+6000"), dec("Infinity"), true},
+		{"decimal NaN", false, dec("NaN"), int32(1), dec("NaN"), true},
+		{"infinity times zero", true, dec("-Infinity"), int32(0), dec("NaN"), true},
+		{"infinity minus infinity", false, dec("Infinity"), dec("-Infinity"), dec("NaN"), true},
+		{"infinity times negative", true, dec("Infinity"), int32(-2), dec("-Infinity"), true},
+		{"double infinity to decimal", false, dec("1"), math.Inf(-1), dec("-Infinity"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := updArith(tc.mul, tc.a, tc.b)
+			if ok != tc.ok || (ok && !updIdentical(got, tc.want)) {
+				t.Fatalf("got %s %v, want %s %v", updFormatValue(got), ok, updFormatValue(tc.want), tc.ok)
+			}
+		})
+	}
+}
+
+func TestUpdateFormat(t *testing.T) {
+	oid, _ := bson.ObjectIDFromHex("5f0000000000000000000001")
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{bson.D{{Key: "a", Value: bson.A{int32(1), 2.0, "x"}}, {Key: "b", Value: bson.D{}}}, `{ a: [ 1, 2.0, "x" ], b: {} }`},
+		{oid, "ObjectId('5f0000000000000000000001')"},
+		{bson.DateTime(5), "new Date(5)"},
+		{bson.Timestamp{T: 1, I: 2}, "Timestamp(1, 2)"},
+		{0.25, "0.25"},
+		{1e21, "1e+21"},
+		{nil, "null"},
+		{bson.Regex{Pattern: "a", Options: "i"}, "/a/i"},
+		{bson.Binary{Subtype: 0, Data: []byte{0xab}}, "BinData(0, AB)"},
+		{bson.MinKey{}, "MinKey"},
+	} {
+		if got := updFormatValue(tc.v); got != tc.want {
+			t.Errorf("updFormatValue(%#v) = %q, want %q", tc.v, got, tc.want)
+		}
 	}
 }

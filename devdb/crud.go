@@ -1,0 +1,319 @@
+package devdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/devdb/storage"
+	"github.com/changehook/changehook/mql"
+)
+
+// Error codes used by the data commands (in addition to those in errors.go).
+const (
+	codeUnauthorized          int32 = 13
+	codeInvalidLength         int32 = 16
+	codeNamespaceNotFound     int32 = 26
+	codeIndexNotFound         int32 = 27
+	codeNamespaceExists       int32 = 48
+	codeImmutableField        int32 = 66
+	codeCannotCreateIndex     int32 = 67
+	codeDuplicateKey          int32 = 11000
+	codeQueryMemoryLimit      int32 = 292
+	codeInvalidPipeline       int32 = 40324
+	codeNotImplementedFeature int32 = 238
+)
+
+// registerCRUD registers the data commands (CRUD, catalog, indexes and
+// aggregate) and starts the TTL monitor, which stops with the server.
+func (s *Server) registerCRUD() {
+	s.handle("insert", s.cmdInsert)
+	s.handle("delete", s.cmdDelete)
+	s.handle("create", s.cmdCreate)
+	s.handle("drop", s.cmdDrop)
+	s.handle("dropDatabase", s.cmdDropDatabase)
+	s.handle("listDatabases", s.cmdListDatabases)
+	s.handle("listCollections", s.cmdListCollections)
+	s.handle("renameCollection", s.cmdRenameCollection)
+	s.handle("collMod", s.cmdCollMod)
+	s.handle("createIndexes", s.cmdCreateIndexes)
+	s.handle("listIndexes", s.cmdListIndexes)
+	s.handle("dropIndexes", s.cmdDropIndexes)
+	s.handle("deleteIndexes", s.cmdDropIndexes)
+	s.registerQueryCommands()
+	s.startTTLMonitor()
+}
+
+// dataErr converts storage errors into the *CommandError the client sees;
+// other errors pass through unchanged.
+func dataErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *storage.Error
+	if errors.As(err, &se) {
+		return &CommandError{Code: se.Code, CodeName: se.CodeName, Message: se.Message}
+	}
+	var de *storage.DuplicateKeyError
+	if errors.As(err, &de) {
+		return &CommandError{Code: codeDuplicateKey, CodeName: "DuplicateKey", Message: de.Error()}
+	}
+	return err
+}
+
+// writeErrorDoc renders err as one writeErrors entry of a write command:
+// {index, code, [keyPattern, keyValue,] errmsg}.
+func writeErrorDoc(index int, err error) bson.D {
+	var de *storage.DuplicateKeyError
+	if errors.As(err, &de) {
+		return bson.D{{Key: "index", Value: int32(index)}, {Key: "code", Value: codeDuplicateKey},
+			{Key: "keyPattern", Value: de.KeyPattern}, {Key: "keyValue", Value: de.KeyValue}, {Key: "errmsg", Value: de.Error()}}
+	}
+	ce, _ := asCommandError(dataErr(err))
+	return bson.D{{Key: "index", Value: int32(index)}, {Key: "code", Value: ce.Code}, {Key: "errmsg", Value: ce.Message}}
+}
+
+// isWriteError reports whether err fails only one statement of a write
+// command (reported in writeErrors) rather than the whole command.
+func isWriteError(err error) bool {
+	var de *storage.DuplicateKeyError
+	var se *storage.Error
+	var me *mql.Error
+	var ce *CommandError
+	return errors.As(err, &de) || errors.As(err, &se) || errors.As(err, &me) || errors.As(err, &ce)
+}
+
+// collectionArg returns the collection named by the command's first field.
+func collectionArg(req *Request) (string, error) {
+	if len(req.Body) == 0 {
+		return "", NewCommandError(CodeFailedToParse, "empty command")
+	}
+	name, ok := req.Body[0].Value.(string)
+	if !ok {
+		return "", NewCommandError(CodeInvalidNamespace, "collection name has invalid type %s", mql.TypeName(req.Body[0].Value))
+	}
+	if err := storage.ValidateCollName(req.DB, name); err != nil {
+		return "", dataErr(err)
+	}
+	return name, nil
+}
+
+// docArg returns the optional document field key of the command.
+func docArg(req *Request, key string) (bson.D, bool, error) {
+	v, ok := fieldOf(req.Body, key)
+	if !ok || v == nil {
+		return nil, false, nil
+	}
+	d, ok := v.(bson.D)
+	if !ok {
+		return nil, false, NewCommandError(CodeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'object'", req.Name, key, mql.TypeName(v))
+	}
+	return d, true, nil
+}
+
+// boolArg returns the optional boolean field key (numbers are accepted as
+// MongoDB's IDL does).
+func boolArg(req *Request, key string, def bool) (bool, error) {
+	v, ok := fieldOf(req.Body, key)
+	if !ok || v == nil {
+		return def, nil
+	}
+	return boolValue(req.Name+"."+key, v)
+}
+
+func boolValue(field string, v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case int32, int64, float64, bson.Decimal128:
+		f, _ := mql.ToFloat64(x)
+		return f != 0, nil
+	}
+	return false, NewCommandError(CodeTypeMismatch, "BSON field '%s' is the wrong type '%s', expected type 'bool'", field, mql.TypeName(v))
+}
+
+// intArg returns the optional integer field key.
+func intArg(req *Request, key string, def int64) (int64, error) {
+	v, ok := fieldOf(req.Body, key)
+	if !ok || v == nil {
+		return def, nil
+	}
+	return intValue(req.Name+"."+key, v)
+}
+
+// docsArg returns the array-of-documents field key (documents, updates,
+// deletes), which the server has already merged from OP_MSG sequences.
+func docsArg(req *Request, key string) ([]bson.D, error) {
+	v, ok := fieldOf(req.Body, key)
+	if !ok {
+		return nil, NewCommandError(CodeLocation40414, "BSON field '%s.%s' is missing but a required field", req.Name, key)
+	}
+	arr, ok := v.(bson.A)
+	if !ok {
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'array'", req.Name, key, mql.TypeName(v))
+	}
+	out := make([]bson.D, len(arr))
+	for i, el := range arr {
+		d, ok := el.(bson.D)
+		if !ok {
+			return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.%s.%d' is the wrong type '%s', expected type 'object'", req.Name, key, i, mql.TypeName(el))
+		}
+		out[i] = d
+	}
+	if len(out) == 0 || len(out) > maxWriteBatchSize {
+		return nil, NewCommandError(codeInvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatchSize, len(out))
+	}
+	return out, nil
+}
+
+// maxWriteBatchSize is hello's maxWriteBatchSize.
+const maxWriteBatchSize = 100000
+
+// finishWrite honours the command's writeConcern: {j: true} (or fsync)
+// flushes storage to disk before the reply.
+func (s *Server) finishWrite(req *Request) error {
+	wc, ok := fieldOf(req.Body, "writeConcern")
+	if !ok {
+		return nil
+	}
+	d, ok := wc.(bson.D)
+	if !ok {
+		return nil
+	}
+	for _, k := range []string{"j", "fsync"} {
+		if v, ok := fieldOf(d, k); ok {
+			if b, _ := boolValue("writeConcern."+k, v); b {
+				return s.store.Sync()
+			}
+		}
+	}
+	return nil
+}
+
+// checkStorable rejects documents MongoDB refuses to store: _id values of
+// type array, regex or undefined. Dollar-prefixed field names are accepted,
+// top-level and nested, as MongoDB 5.0+ accepts them in inserts and upserts
+// (manual: "Field Names with Periods and Dollar Signs").
+func checkStorable(doc bson.D) error {
+	for _, e := range doc {
+		if e.Key == "_id" {
+			switch e.Value.(type) {
+			case bson.A:
+				return NewCommandError(CodeBadValue, "can't use an array for _id")
+			case bson.Regex:
+				return NewCommandError(CodeBadValue, "can't use a regex for _id")
+			case bson.Undefined:
+				return NewCommandError(CodeBadValue, "can't use a undefined for _id")
+			}
+		}
+	}
+	return nil
+}
+
+// withID returns doc with an _id: a generated ObjectID first when missing,
+// and an existing _id moved to the front (as mongod stores it).
+func withID(doc bson.D) bson.D {
+	for i, e := range doc {
+		if e.Key == "_id" {
+			if i == 0 {
+				return doc
+			}
+			out := make(bson.D, 0, len(doc))
+			out = append(out, e)
+			out = append(out, doc[:i]...)
+			return append(out, doc[i+1:]...)
+		}
+	}
+	out := make(bson.D, 0, len(doc)+1)
+	out = append(out, bson.E{Key: "_id", Value: bson.NewObjectID()})
+	return append(out, doc...)
+}
+
+// cmdInsert answers insert: {n, writeErrors?}. Ordered inserts stop at the
+// first failing document; unordered ones report every failure. Documents
+// that succeed are committed either way.
+func (s *Server) cmdInsert(_ context.Context, req *Request) (bson.D, error) {
+	coll, err := collectionArg(req)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := docsArg(req, "documents")
+	if err != nil {
+		return nil, err
+	}
+	ordered, err := boolArg(req, "ordered", true)
+	if err != nil {
+		return nil, err
+	}
+	var writeErrs bson.A
+	n := 0
+	err = s.store.Update(func(tx *storage.Tx) error {
+		writeErrs, n = nil, 0
+		c, err := tx.EnsureCollection(req.DB, coll)
+		if err != nil {
+			return err
+		}
+		for i, d := range docs {
+			if err := checkStorable(d); err != nil {
+				writeErrs = append(writeErrs, writeErrorDoc(i, err))
+			} else if _, err := tx.Insert(c, withID(d)); err != nil {
+				if !isWriteError(err) {
+					return err
+				}
+				writeErrs = append(writeErrs, writeErrorDoc(i, err))
+			} else {
+				n++
+				continue
+			}
+			if ordered {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert into %s.%s: %w", req.DB, coll, dataErr(err))
+	}
+	if err := s.finishWrite(req); err != nil {
+		return nil, err
+	}
+	reply := bson.D{{Key: "n", Value: int32(n)}}
+	if len(writeErrs) > 0 {
+		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrs})
+	}
+	return reply, nil
+}
+
+// fieldOf returns the value of the first field key of d.
+func fieldOf(d bson.D, key string) (any, bool) {
+	for _, e := range d {
+		if e.Key == key {
+			return e.Value, true
+		}
+	}
+	return nil, false
+}
+
+// intValue converts a numeric command field to int64: int32, int64 and
+// integral doubles are accepted, as MongoDB's IDL does for numeric fields.
+func intValue(field string, v any) (int64, error) {
+	switch n := v.(type) {
+	case int32:
+		return int64(n), nil
+	case int64:
+		return n, nil
+	case float64:
+		if n == math.Trunc(n) && n >= math.MinInt64 && n < math.MaxInt64 {
+			return int64(n), nil
+		}
+		return 0, NewCommandError(CodeBadValue, "BSON field '%s' value must be an integer, got %v", field, n)
+	case bson.Decimal128:
+		if i, ok := mql.ToInt64(n); ok {
+			return i, nil
+		}
+	}
+	return 0, NewCommandError(CodeTypeMismatch, "BSON field '%s' is the wrong type '%s', expected types '[long, int, decimal, double']", field, mql.TypeName(v))
+}

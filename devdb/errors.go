@@ -1,0 +1,143 @@
+package devdb
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/changehook/changehook/devdb/wire"
+	"github.com/changehook/changehook/mql"
+)
+
+// MongoDB error codes devdb reports. The names follow MongoDB's code names.
+const (
+	// CodeInternalError is InternalError (1): an unexpected server failure.
+	CodeInternalError int32 = 1
+	// CodeBadValue is BadValue (2).
+	CodeBadValue int32 = 2
+	// CodeNoSuchKey is NoSuchKey (4).
+	CodeNoSuchKey int32 = 4
+	// CodeFailedToParse is FailedToParse (9).
+	CodeFailedToParse int32 = 9
+	// CodeTypeMismatch is TypeMismatch (14).
+	CodeTypeMismatch int32 = 14
+	// CodeAuthenticationFailed is AuthenticationFailed (18).
+	CodeAuthenticationFailed int32 = 18
+	// CodeIllegalOperation is IllegalOperation (20).
+	CodeIllegalOperation int32 = 20
+	// CodeInvalidBSON is InvalidBSON (22).
+	CodeInvalidBSON int32 = 22
+	// CodeInvalidNamespace is InvalidNamespace (73).
+	CodeInvalidNamespace int32 = 73
+	// CodeCursorNotFound is CursorNotFound (43).
+	CodeCursorNotFound int32 = 43
+	// CodeCommandNotFound is CommandNotFound (59).
+	CodeCommandNotFound int32 = 59
+	// CodeInvalidOptions is InvalidOptions (72).
+	CodeInvalidOptions int32 = 72
+	// CodeCommandNotSupported is CommandNotSupported (115).
+	CodeCommandNotSupported int32 = 115
+	// CodeCursorInUse is CursorInUse (143).
+	CodeCursorInUse int32 = 143
+	// CodeUnsupportedOpQueryCommand is UnsupportedOpQueryCommand (352).
+	CodeUnsupportedOpQueryCommand int32 = 352
+	// CodeLocation40414 is the IDL code (40414) for a missing required field.
+	CodeLocation40414 int32 = 40414
+	// CodeLocation40415 is the IDL code (40415) for an unknown field.
+	CodeLocation40415 int32 = 40415
+	// CodeLocation40571 is the code (40571) for an OP_MSG without $db.
+	CodeLocation40571 int32 = 40571
+	// CodeBSONObjectTooLarge is BSONObjectTooLarge (10334).
+	CodeBSONObjectTooLarge int32 = 10334
+	// CodeMaxTimeMSExpired is MaxTimeMSExpired (50).
+	CodeMaxTimeMSExpired int32 = 50
+	// CodeInterrupted is Interrupted (11601).
+	CodeInterrupted int32 = 11601
+	// CodeCursorKilled is CursorKilled (237).
+	CodeCursorKilled int32 = 237
+)
+
+// devdbCodeName returns MongoDB's name for one of the codes above.
+func devdbCodeName(code int32) (string, bool) {
+	switch code {
+	case CodeInternalError:
+		return "InternalError", true
+	case CodeBadValue:
+		return "BadValue", true
+	case CodeNoSuchKey:
+		return "NoSuchKey", true
+	case CodeFailedToParse:
+		return "FailedToParse", true
+	case CodeTypeMismatch:
+		return "TypeMismatch", true
+	case CodeAuthenticationFailed:
+		return "AuthenticationFailed", true
+	case CodeIllegalOperation:
+		return "IllegalOperation", true
+	case CodeInvalidBSON:
+		return "InvalidBSON", true
+	case CodeInvalidNamespace:
+		return "InvalidNamespace", true
+	case CodeCursorNotFound:
+		return "CursorNotFound", true
+	case CodeCommandNotFound:
+		return "CommandNotFound", true
+	case CodeInvalidOptions:
+		return "InvalidOptions", true
+	case CodeCommandNotSupported:
+		return "CommandNotSupported", true
+	case CodeCursorInUse:
+		return "CursorInUse", true
+	case CodeUnsupportedOpQueryCommand:
+		return "UnsupportedOpQueryCommand", true
+	case CodeBSONObjectTooLarge:
+		return "BSONObjectTooLarge", true
+	case CodeMaxTimeMSExpired:
+		return "MaxTimeMSExpired", true
+	case CodeInterrupted:
+		return "Interrupted", true
+	case CodeCursorKilled:
+		return "CursorKilled", true
+	}
+	return "", false
+}
+
+// CodeNameOf returns MongoDB's code name for code, or "Location<code>" for
+// codes MongoDB reports without a name (and codes devdb does not know).
+func CodeNameOf(code int32) string {
+	if n, ok := devdbCodeName(code); ok {
+		return n
+	}
+	return mql.CodeName(code)
+}
+
+// NewCommandError returns a *CommandError with code, its MongoDB code name
+// (CodeNameOf) and a message formatted with fmt.Sprintf.
+func NewCommandError(code int32, format string, args ...any) *CommandError {
+	return &CommandError{Code: code, CodeName: CodeNameOf(code), Message: fmt.Sprintf(format, args...)}
+}
+
+// asCommandError converts err into the *CommandError sent to the client:
+// *CommandError as is, *mql.Error with its code, wire errors as
+// BSONObjectTooLarge or InvalidBSON, anything else as InternalError. The
+// second result reports whether err was unexpected (and should be logged).
+func asCommandError(err error) (*CommandError, bool) {
+	var ce *CommandError
+	if errors.As(err, &ce) {
+		return ce, false
+	}
+	var me *mql.Error
+	if errors.As(err, &me) {
+		name := me.CodeName
+		if name == "" {
+			name = CodeNameOf(me.Code)
+		}
+		return &CommandError{Code: me.Code, CodeName: name, Message: me.Message}, false
+	}
+	switch {
+	case errors.Is(err, wire.ErrDocumentTooLarge):
+		return NewCommandError(CodeBSONObjectTooLarge, "%v", err), false
+	case errors.Is(err, wire.ErrMalformed):
+		return NewCommandError(CodeInvalidBSON, "%v", err), false
+	}
+	return NewCommandError(CodeInternalError, "%v", err), true
+}

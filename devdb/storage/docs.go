@@ -1,0 +1,308 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// docKey returns the _id of doc as the document key {_id: …}.
+func docKey(doc bson.D) (bson.D, error) {
+	id, ok := lookupField(doc, "_id")
+	if !ok {
+		return nil, errorf(CodeBadValue, "BadValue", "document has no _id")
+	}
+	return bson.D{{Key: "_id", Value: id}}, nil
+}
+
+func (t *Tx) docs(c *Collection) (*bolt.Bucket, error) {
+	b := t.dataBucket(c)
+	if b == nil {
+		return nil, errorf(CodeNamespaceNotFound, "NamespaceNotFound", "collection %s was dropped", c.Namespace())
+	}
+	return b.Bucket(keyDocs), nil
+}
+
+func encodeDoc(doc bson.D) ([]byte, error) {
+	raw, err := bson.Marshal(doc)
+	if err != nil {
+		return nil, errorf(CodeBadValue, "BadValue", "cannot encode document: %v", err)
+	}
+	if len(raw) > MaxDocumentSize {
+		return nil, errorf(CodeBSONObjectTooLarge, "BSONObjectTooLarge", "object to insert too large. size in bytes: %d, max size: %d", len(raw), MaxDocumentSize)
+	}
+	return raw, nil
+}
+
+// uniqueKeys computes doc's keys for every unique index of c, checks that
+// none is held by a record other than self, and returns them per index.
+func (t *Tx) uniqueKeys(c *Collection, doc bson.D, self []byte) ([][]indexKey, error) {
+	b := t.dataBucket(c)
+	out := make([][]indexKey, len(c.Indexes))
+	for i, spec := range c.Indexes {
+		if !spec.Unique && spec.Name != "_id_" {
+			continue
+		}
+		keys, ok, err := t.indexKeys(spec, doc)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		ib := b.Bucket(indexBucketName(spec.Name))
+		if ib == nil {
+			return nil, fmt.Errorf("index %s of %s has no data", spec.Name, c.Namespace())
+		}
+		for _, k := range keys {
+			if rid := ib.Get(k.enc); rid != nil && !bytes.Equal(rid, self) {
+				return nil, &DuplicateKeyError{DB: c.DB, Coll: c.Name, Index: spec.Name, KeyPattern: spec.Key, KeyValue: k.vals}
+			}
+		}
+		out[i] = keys
+	}
+	return out, nil
+}
+
+func (t *Tx) putKeys(c *Collection, keys [][]indexKey, rid []byte) error {
+	b := t.dataBucket(c)
+	for i, ks := range keys {
+		if len(ks) == 0 {
+			continue
+		}
+		ib := b.Bucket(indexBucketName(c.Indexes[i].Name))
+		for _, k := range ks {
+			if err := ib.Put(k.enc, rid); err != nil {
+				return fmt.Errorf("write index %s: %w", c.Indexes[i].Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (t *Tx) deleteKeys(c *Collection, keys [][]indexKey, rid []byte) error {
+	b := t.dataBucket(c)
+	for i, ks := range keys {
+		if len(ks) == 0 {
+			continue
+		}
+		ib := b.Bucket(indexBucketName(c.Indexes[i].Name))
+		for _, k := range ks {
+			if cur := ib.Get(k.enc); cur != nil && bytes.Equal(cur, rid) {
+				if err := ib.Delete(k.enc); err != nil {
+					return fmt.Errorf("delete index key %s: %w", c.Indexes[i].Name, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// allKeys computes doc's unique-index keys without checking for conflicts.
+func (t *Tx) allKeys(c *Collection, doc bson.D) ([][]indexKey, error) {
+	out := make([][]indexKey, len(c.Indexes))
+	for i, spec := range c.Indexes {
+		if !spec.Unique && spec.Name != "_id_" {
+			continue
+		}
+		keys, ok, err := t.indexKeys(spec, doc)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[i] = keys
+		}
+	}
+	return out, nil
+}
+
+// Insert stores doc (which must have an _id) in c and appends an "insert"
+// entry. A unique index violation is a *DuplicateKeyError and a document over
+// 16 MiB is BSONObjectTooLarge (10334); on error nothing is changed.
+func (t *Tx) Insert(c *Collection, doc bson.D) (RecordID, error) {
+	if err := t.writable(); err != nil {
+		return 0, err
+	}
+	dk, err := docKey(doc)
+	if err != nil {
+		return 0, err
+	}
+	raw, err := encodeDoc(doc)
+	if err != nil {
+		return 0, err
+	}
+	docs, err := t.docs(c)
+	if err != nil {
+		return 0, err
+	}
+	keys, err := t.uniqueKeys(c, doc, nil)
+	if err != nil {
+		return 0, err
+	}
+	seq, err := docs.NextSequence()
+	if err != nil {
+		return 0, fmt.Errorf("allocate record id: %w", err)
+	}
+	rid := u64(seq)
+	if err := docs.Put(rid, raw); err != nil {
+		return 0, fmt.Errorf("insert into %s: %w", c.Namespace(), err)
+	}
+	if err := t.putKeys(c, keys, rid); err != nil {
+		return 0, err
+	}
+	if err := t.addStats(c, 1, int64(len(raw))); err != nil {
+		return 0, err
+	}
+	return RecordID(seq), t.appendOplog(&OplogEntry{Op: "insert", DB: c.DB, Coll: c.Name, UUID: c.UUID,
+		DocumentKey: dk, Doc: doc, Images: c.Images()})
+}
+
+// Get returns the document of c whose _id equals id (numerically equal
+// values of different types match), or ok false.
+func (t *Tx) Get(c *Collection, id any) (rid RecordID, doc bson.D, ok bool, err error) {
+	b := t.dataBucket(c)
+	if b == nil {
+		return 0, nil, false, nil
+	}
+	r := b.Bucket(indexBucketName("_id_")).Get(KeyString(id))
+	if r == nil {
+		return 0, nil, false, nil
+	}
+	doc, ok, err = t.load(b.Bucket(keyDocs), r)
+	return RecordID(binary.BigEndian.Uint64(r)), doc, ok, err
+}
+
+// Load returns the document stored under rid, or ok false.
+func (t *Tx) Load(c *Collection, rid RecordID) (bson.D, bool, error) {
+	docs, err := t.docs(c)
+	if err != nil {
+		return nil, false, err
+	}
+	return t.load(docs, u64(uint64(rid)))
+}
+
+func (t *Tx) load(docs *bolt.Bucket, rid []byte) (bson.D, bool, error) {
+	v := docs.Get(rid)
+	if v == nil {
+		return nil, false, nil
+	}
+	var doc bson.D
+	if err := bson.Unmarshal(v, &doc); err != nil {
+		return nil, false, fmt.Errorf("decode document: %w", err)
+	}
+	return doc, true, nil
+}
+
+// Replace overwrites the document stored under rid with doc and appends an
+// entry with operation op ("update" or "replace") carrying the pre- and
+// post-image. The _id must not change (the caller enforces MongoDB's
+// ImmutableField rule). On error nothing is changed.
+func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	docs, err := t.docs(c)
+	if err != nil {
+		return err
+	}
+	key := u64(uint64(rid))
+	old, ok, err := t.load(docs, key)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errorf(CodeBadValue, "BadValue", "record %d of %s does not exist", rid, c.Namespace())
+	}
+	raw, err := encodeDoc(doc)
+	if err != nil {
+		return err
+	}
+	oldKeys, err := t.allKeys(c, old)
+	if err != nil {
+		return err
+	}
+	newKeys, err := t.uniqueKeys(c, doc, key)
+	if err != nil {
+		return err
+	}
+	oldRaw := docs.Get(key)
+	oldSize := int64(len(oldRaw))
+	if err := t.deleteKeys(c, oldKeys, key); err != nil {
+		return err
+	}
+	if err := t.putKeys(c, newKeys, key); err != nil {
+		return err
+	}
+	if err := docs.Put(key, raw); err != nil {
+		return fmt.Errorf("update %s: %w", c.Namespace(), err)
+	}
+	if err := t.addStats(c, 0, int64(len(raw))-oldSize); err != nil {
+		return err
+	}
+	dk, err := docKey(old)
+	if err != nil {
+		return err
+	}
+	return t.appendOplog(&OplogEntry{Op: op, DB: c.DB, Coll: c.Name, UUID: c.UUID, DocumentKey: dk, Doc: doc, Pre: old, Images: c.Images()})
+}
+
+// Delete removes the document stored under rid and appends a "delete"
+// entry; ok is false when there was none.
+func (t *Tx) Delete(c *Collection, rid RecordID) (bool, error) {
+	if err := t.writable(); err != nil {
+		return false, err
+	}
+	docs, err := t.docs(c)
+	if err != nil {
+		return false, err
+	}
+	key := u64(uint64(rid))
+	oldRaw := docs.Get(key)
+	if oldRaw == nil {
+		return false, nil
+	}
+	size := int64(len(oldRaw))
+	old, _, err := t.load(docs, key)
+	if err != nil {
+		return false, err
+	}
+	keys, err := t.allKeys(c, old)
+	if err != nil {
+		return false, err
+	}
+	if err := t.deleteKeys(c, keys, key); err != nil {
+		return false, err
+	}
+	if err := docs.Delete(key); err != nil {
+		return false, fmt.Errorf("delete from %s: %w", c.Namespace(), err)
+	}
+	if err := t.addStats(c, -1, -size); err != nil {
+		return false, err
+	}
+	dk, err := docKey(old)
+	if err != nil {
+		return false, err
+	}
+	return true, t.appendOplog(&OplogEntry{Op: "delete", DB: c.DB, Coll: c.Name, UUID: c.UUID, DocumentKey: dk, Pre: old, Images: c.Images()})
+}
+
+// Scan calls fn for every document of c with a record id greater than after,
+// in record id (natural) order, until fn returns false or an error. raw is
+// valid only during the call.
+func (t *Tx) Scan(c *Collection, after RecordID, fn func(rid RecordID, raw bson.Raw) (bool, error)) error {
+	b := t.dataBucket(c)
+	if b == nil {
+		return nil
+	}
+	cur := b.Bucket(keyDocs).Cursor()
+	for k, v := cur.Seek(u64(uint64(after) + 1)); k != nil; k, v = cur.Next() {
+		more, err := fn(RecordID(binary.BigEndian.Uint64(k)), v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package storage
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Error is a storage failure that maps one-to-one onto a MongoDB error:
+// Code and CodeName are MongoDB's (for example 26 NamespaceNotFound).
+type Error struct {
+	Code     int32
+	CodeName string
+	Message  string
+}
+
+// Error implements error.
+func (e *Error) Error() string { return e.CodeName + ": " + e.Message }
+
+func errorf(code int32, name, format string, args ...any) *Error {
+	return &Error{Code: code, CodeName: name, Message: fmt.Sprintf(format, args...)}
+}
+
+// MongoDB error codes used by the storage engine.
+const (
+	CodeBadValue              = 2
+	CodeIllegalOperation      = 20
+	CodeNamespaceNotFound     = 26
+	CodeIndexNotFound         = 27
+	CodeNamespaceExists       = 48
+	CodeCannotCreateIndex     = 67
+	CodeInvalidOptions        = 72
+	CodeInvalidNamespace      = 73
+	CodeIndexOptionsConflict  = 85
+	CodeIndexKeySpecsConflict = 86
+	CodeCannotIndexParallel   = 171
+	CodeDuplicateKey          = 11000
+	CodeBSONObjectTooLarge    = 10334
+)
+
+// MaxDocumentSize is MongoDB's maximum BSON document size (16 MiB).
+const MaxDocumentSize = 16 * 1024 * 1024
+
+// DuplicateKeyError reports a unique index violation (code 11000). Its Error
+// text is MongoDB's E11000 message, for example
+// `E11000 duplicate key error collection: db.coll index: name_1 dup key: { name: "x" }`.
+type DuplicateKeyError struct {
+	// DB and Coll name the collection, Index the violated index.
+	DB, Coll, Index string
+	// KeyPattern is the index's key pattern, e.g. {name: 1}.
+	KeyPattern bson.D
+	// KeyValue is the duplicated key, e.g. {name: "x"}.
+	KeyValue bson.D
+}
+
+// Error implements error with MongoDB's E11000 message.
+func (e *DuplicateKeyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "E11000 duplicate key error collection: %s.%s index: %s dup key: { ", e.DB, e.Coll, e.Index)
+	for i, kv := range e.KeyValue {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(kv.Key)
+		b.WriteString(": ")
+		b.WriteString(FormatValue(kv.Value))
+	}
+	b.WriteString(" }")
+	return b.String()
+}
+
+// FormatValue renders v the way MongoDB's server log and error messages do
+// (shell-like syntax: strings quoted, ObjectId('…'), new Date(…)).
+func FormatValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case bson.Undefined:
+		return "undefined"
+	case string:
+		return strconv.Quote(x)
+	case bson.Symbol:
+		return strconv.Quote(string(x))
+	case int32:
+		return strconv.FormatInt(int64(x), 10)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case int:
+		return strconv.Itoa(x)
+	case float64:
+		if x == math.Trunc(x) && !math.IsInf(x, 0) && math.Abs(x) < 1e15 {
+			return strconv.FormatFloat(x, 'f', 1, 64)
+		}
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	case bson.ObjectID:
+		return "ObjectId('" + x.Hex() + "')"
+	case bson.DateTime:
+		return "new Date(" + strconv.FormatInt(int64(x), 10) + ")"
+	case bson.Timestamp:
+		return fmt.Sprintf("Timestamp(%d, %d)", x.T, x.I)
+	case bson.Decimal128:
+		return "NumberDecimal('" + x.String() + "')"
+	case bson.MinKey:
+		return "MinKey"
+	case bson.MaxKey:
+		return "MaxKey"
+	case bson.Regex:
+		return "/" + x.Pattern + "/" + x.Options
+	case bson.Binary:
+		return fmt.Sprintf("BinData(%d, %X)", x.Subtype, x.Data)
+	case bson.D:
+		if len(x) == 0 {
+			return "{}"
+		}
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = e.Key + ": " + FormatValue(e.Value)
+		}
+		return "{ " + strings.Join(parts, ", ") + " }"
+	case bson.A:
+		if len(x) == 0 {
+			return "[]"
+		}
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = FormatValue(e)
+		}
+		return "[ " + strings.Join(parts, ", ") + " ]"
+	case time.Time:
+		return "new Date(" + strconv.FormatInt(x.UnixMilli(), 10) + ")"
+	default:
+		return fmt.Sprint(v)
+	}
+}

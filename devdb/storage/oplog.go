@@ -1,0 +1,241 @@
+package storage
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// OplogEntry is one committed change, in cluster-time order. Op is the change
+// event's operationType: "insert", "update", "replace", "delete", "drop",
+// "rename", "dropDatabase", "create", "createIndexes", "dropIndexes" or
+// "modify".
+type OplogEntry struct {
+	// TS is the entry's cluster time, unique and strictly increasing.
+	TS bson.Timestamp `bson:"ts"`
+	// Wall is the wall-clock time of the write.
+	Wall time.Time `bson:"wall"`
+	// Op is the operation type.
+	Op string `bson:"op"`
+	// DB and Coll name the namespace (Coll is empty for dropDatabase).
+	DB   string `bson:"db"`
+	Coll string `bson:"coll,omitempty"`
+	// UUID is the collection's UUID (subtype 4); zero for dropDatabase.
+	UUID bson.Binary `bson:"uuid,omitempty"`
+	// DocumentKey is {_id: …} for document operations.
+	DocumentKey bson.D `bson:"documentKey,omitempty"`
+	// Doc is the post-image for insert, replace and update.
+	Doc bson.D `bson:"doc,omitempty"`
+	// Pre is the pre-image for update, replace and delete. It is always
+	// recorded (change streams derive updateDescription from Pre and Doc);
+	// Images says whether clients may see it as fullDocumentBeforeChange.
+	Pre bson.D `bson:"pre,omitempty"`
+	// Images reports that the collection had changeStreamPreAndPostImages
+	// enabled at write time.
+	Images bool `bson:"images,omitempty"`
+	// ToDB and ToColl are the rename target.
+	ToDB   string `bson:"toDB,omitempty"`
+	ToColl string `bson:"toColl,omitempty"`
+	// Extra carries operationDescription data for expanded events:
+	// {indexes: [spec]} for createIndexes/dropIndexes, the collMod options for
+	// modify, {idIndex, …options} for create, {to: {db, coll}, dropTarget?:
+	// uuid} for rename.
+	Extra bson.D `bson:"extra,omitempty"`
+}
+
+// oplogChunk bounds how many entries OplogAfter decodes per read transaction.
+const oplogChunk = 512
+
+// OplogAfter calls fn for every retained entry with TS > after, in order,
+// until fn returns false or the committed end is reached. fn runs outside any
+// storage transaction, so it may block or call the engine.
+func (e *Engine) OplogAfter(after bson.Timestamp, fn func(*OplogEntry) bool) error {
+	start := packTS(after) + 1
+	if packTS(after) == ^uint64(0) {
+		return nil
+	}
+	for {
+		batch := make([]*OplogEntry, 0, 64)
+		err := e.db.View(func(btx *bolt.Tx) error {
+			c := btx.Bucket(bucketOplog).Cursor()
+			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk; k, v = c.Next() {
+				ent := new(OplogEntry)
+				if err := bson.Unmarshal(v, ent); err != nil {
+					return fmt.Errorf("decode oplog entry %x: %w", k, err)
+				}
+				batch = append(batch, ent)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read oplog: %w", err)
+		}
+		for _, ent := range batch {
+			if !fn(ent) {
+				return nil
+			}
+		}
+		if len(batch) < oplogChunk {
+			return nil
+		}
+		start = packTS(batch[len(batch)-1].TS) + 1
+	}
+}
+
+// appendOplog assigns ent its cluster time and writes it in the current
+// transaction.
+func (t *Tx) appendOplog(ent *OplogEntry) error {
+	if !t.tx.Writable() {
+		return errorf(CodeIllegalOperation, "IllegalOperation", "write in a read-only transaction")
+	}
+	now := t.e.opts.Now()
+	last := unpackTS(t.e.allocTS)
+	sec := uint32(now.Unix())
+	ts := bson.Timestamp{T: sec, I: 1}
+	if sec <= last.T {
+		ts = bson.Timestamp{T: last.T, I: last.I + 1}
+		if ts.I == 0 { // counter wrapped: move to the next second
+			ts = bson.Timestamp{T: last.T + 1, I: 1}
+		}
+	}
+	t.e.allocTS = packTS(ts)
+	ent.TS = ts
+	ent.Wall = now.UTC().Truncate(time.Millisecond)
+	raw, err := bson.Marshal(ent)
+	if err != nil {
+		return fmt.Errorf("encode oplog entry: %w", err)
+	}
+	if err := t.tx.Bucket(bucketOplog).Put(u64(packTS(ts)), raw); err != nil {
+		return fmt.Errorf("write oplog entry: %w", err)
+	}
+	t.maxTS = packTS(ts)
+	t.oplogAdded += int64(len(raw))
+	if t.oldest == 0 && t.e.oldestTS.Load() == 0 {
+		t.oldest = packTS(ts)
+	}
+	return nil
+}
+
+// finish persists the cluster-time counter and the oplog size, and trims the
+// oplog to its bounds, inside the committing transaction.
+func (t *Tx) finish() error {
+	if t.maxTS == 0 {
+		return nil
+	}
+	meta := t.tx.Bucket(bucketMeta)
+	if err := meta.Put(keyTS, u64(t.e.allocTS)); err != nil {
+		return fmt.Errorf("persist cluster time: %w", err)
+	}
+	var size int64
+	if v := meta.Get(keyOplogBytes); len(v) == 8 {
+		size = int64(binary.BigEndian.Uint64(v))
+	}
+	size += t.oplogAdded
+	trimmed := false
+	if size > t.e.opts.OplogMaxBytes || t.e.opts.OplogMaxAge > 0 {
+		var cutoff time.Time
+		if t.e.opts.OplogMaxAge > 0 {
+			cutoff = t.e.opts.Now().Add(-t.e.opts.OplogMaxAge)
+		}
+		var n int64
+		var err error
+		n, err = trimOplog(t.tx, size-t.e.opts.OplogMaxBytes, cutoff, t.maxTS)
+		if err != nil {
+			return err
+		}
+		size -= n
+		trimmed = n > 0
+	}
+	if err := meta.Put(keyOplogBytes, u64(uint64(max(size, 0)))); err != nil {
+		return fmt.Errorf("persist oplog size: %w", err)
+	}
+	if trimmed {
+		if k, _ := t.tx.Bucket(bucketOplog).Cursor().First(); len(k) == 8 {
+			t.oldest = binary.BigEndian.Uint64(k)
+		}
+	}
+	return nil
+}
+
+// trimOplog deletes the oldest entries while more than excess bytes must go
+// or while entries are older than cutoff, never deleting the entry at keep
+// (the newest), so the oplog always holds its newest entry and OldestOpTime
+// is the TS of an existing entry. It returns the bytes removed.
+func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (int64, error) {
+	c := btx.Bucket(bucketOplog).Cursor()
+	var removed int64
+	cutMS := int64(0)
+	if !cutoff.IsZero() {
+		cutMS = cutoff.UnixMilli()
+	}
+	for k, v := c.First(); k != nil; k, v = c.First() {
+		if binary.BigEndian.Uint64(k) >= keep {
+			break
+		}
+		if removed < excess || (cutMS != 0 && entryWallMS(v) < cutMS) {
+			removed += int64(len(v))
+			if err := c.Delete(); err != nil {
+				return removed, fmt.Errorf("trim oplog: %w", err)
+			}
+			continue
+		}
+		break
+	}
+	return removed, nil
+}
+
+// entryWallMS extracts the wall time (ms) of an encoded entry without
+// decoding the whole document.
+func entryWallMS(raw []byte) int64 {
+	v, err := bson.Raw(raw).LookupErr("wall")
+	if err != nil {
+		return 0
+	}
+	if dt, ok := v.DateTimeOK(); ok {
+		return dt
+	}
+	return 0
+}
+
+// trimByAge applies the age limit outside write traffic (janitor).
+func (e *Engine) trimByAge() error {
+	cutoff := e.opts.Now().Add(-e.opts.OplogMaxAge)
+	var oldest uint64
+	var trimmed bool
+	err := e.db.Update(func(btx *bolt.Tx) error {
+		c := btx.Bucket(bucketOplog).Cursor()
+		k, v := c.First()
+		if k == nil || entryWallMS(v) >= cutoff.UnixMilli() {
+			return nil
+		}
+		last, _ := c.Last()
+		n, err := trimOplog(btx, 0, cutoff, binary.BigEndian.Uint64(last))
+		if err != nil {
+			return err
+		}
+		meta := btx.Bucket(bucketMeta)
+		var size int64
+		if v := meta.Get(keyOplogBytes); len(v) == 8 {
+			size = int64(binary.BigEndian.Uint64(v))
+		}
+		if err := meta.Put(keyOplogBytes, u64(uint64(max(size-n, 0)))); err != nil {
+			return err
+		}
+		trimmed = true
+		if k, _ := btx.Bucket(bucketOplog).Cursor().First(); len(k) == 8 {
+			oldest = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("trim oplog by age: %w", err)
+	}
+	if trimmed && oldest != 0 {
+		e.dirty.Store(true)
+		e.oldestTS.Store(oldest)
+	}
+	return nil
+}

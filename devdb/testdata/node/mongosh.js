@@ -1,0 +1,24 @@
+// Run by mongosh against devdb (see node_test.go):
+//   mongosh 'mongodb://127.0.0.1:PORT/?directConnection=true' --quiet --file mongosh.js
+// Prints "ok" when every check passes; a failed check throws, so mongosh exits non-zero.
+function eq(want, got, what) {
+  if (want !== got) throw new Error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+}
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+}
+const d = db.getSiblingDB('shellcheck');
+d.items.drop();
+const r = d.items.insertMany([{ _id: 1, n: 1 }, { _id: 2, n: 2 }, { _id: 3, n: 3 }]);
+eq(3, Object.keys(r.insertedIds).length, 'Object.keys(r.insertedIds).length');
+eq(1, d.items.updateOne({ _id: 2 }, { $set: { n: 20 } }).modifiedCount, 'd.items.updateOne({ _id: 2 }, { $set: { n: 20 } }).modifiedCount');
+eq(20, d.items.findOne({ _id: 2 }).n, 'd.items.findOne({ _id: 2 }).n');
+eq(2, d.items.find({ n: { $gt: 1 } }).toArray().length, 'd.items.find({ n: { $gt: 1 } }).toArray().length');
+eq(3, d.items.countDocuments(), 'd.items.countDocuments()');
+eq(1, d.items.deleteOne({ _id: 1 }).deletedCount, 'd.items.deleteOne({ _id: 1 }).deletedCount');
+eq(2, d.items.countDocuments({}), 'd.items.countDocuments({})');
+check(db.adminCommand({ listDatabases: 1 }).databases.some((x) => x.name === 'shellcheck'), "db.adminCommand({ listDatabases: 1 }).databases.some((x) => x.name === 'shellcheck')");
+check(d.getCollectionNames().includes('items'), "d.getCollectionNames().includes('items')");
+eq('6.0.19', db.version(), 'db.version()');
+d.dropDatabase();
+print('ok');

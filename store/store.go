@@ -1,0 +1,285 @@
+// Package store keeps changehook's state in MongoDB: one checkpoint per
+// trigger (the resume token to restart from) in <database>.checkpoints, and
+// undeliverable events in <database>.deadletters.
+//
+// Resume tokens and events are stored as the exact bytes the change stream
+// returned (embedded documents, never re-encoded), so a token read back is
+// byte-for-byte the one the driver handed out.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/changehook/changehook/dispatcher"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Collection names inside the state database.
+const (
+	CheckpointsCollection = "checkpoints"
+	DeadLettersCollection = "deadletters"
+)
+
+// Store reads and writes checkpoints and dead letters. It is safe for
+// concurrent use.
+type Store struct {
+	checkpoints *mongo.Collection
+	deadLetters *mongo.Collection
+}
+
+// New returns a Store on the database named database of client. It does no
+// I/O; collections are created on first write.
+func New(client *mongo.Client, database string) *Store {
+	db := client.Database(database)
+	return &Store{
+		checkpoints: db.Collection(CheckpointsCollection),
+		deadLetters: db.Collection(DeadLettersCollection),
+	}
+}
+
+// Checkpoint is where a trigger resumes: the resume token of the newest event
+// that, with every earlier one, was delivered or dead-lettered.
+type Checkpoint struct {
+	// Trigger is the trigger name (the document's _id).
+	Trigger string
+	// Token is the resume token exactly as the driver returned it.
+	Token bson.Raw
+	// ClusterTime is the event's clusterTime when known (zero: unknown); it
+	// lets operators see how far behind a checkpoint is.
+	ClusterTime bson.Timestamp
+	// UpdatedAt is when the checkpoint was saved. SaveCheckpoint sets it to
+	// the current time when zero.
+	UpdatedAt time.Time
+}
+
+// checkpointDoc is the stored form of a Checkpoint.
+type checkpointDoc struct {
+	ID          string         `bson:"_id"`
+	Token       bson.Raw       `bson:"token"`
+	ClusterTime bson.Timestamp `bson:"clusterTime,omitempty"`
+	UpdatedAt   time.Time      `bson:"updatedAt"`
+}
+
+func (c checkpointDoc) checkpoint() Checkpoint {
+	return Checkpoint{Trigger: c.ID, Token: c.Token, ClusterTime: c.ClusterTime, UpdatedAt: c.UpdatedAt}
+}
+
+// LoadCheckpoint returns the checkpoint of trigger; ok is false when the
+// trigger has none.
+func (s *Store) LoadCheckpoint(ctx context.Context, trigger string) (cp Checkpoint, ok bool, err error) {
+	var doc checkpointDoc
+	err = s.checkpoints.FindOne(ctx, bson.D{{Key: "_id", Value: trigger}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return Checkpoint{}, false, nil
+	}
+	if err != nil {
+		return Checkpoint{}, false, fmt.Errorf("load checkpoint of trigger %q: %w", trigger, err)
+	}
+	return doc.checkpoint(), true, nil
+}
+
+// SaveCheckpoint creates or replaces the checkpoint of cp.Trigger.
+func (s *Store) SaveCheckpoint(ctx context.Context, cp Checkpoint) error {
+	if cp.Trigger == "" {
+		return errors.New("save checkpoint: empty trigger name")
+	}
+	if len(cp.Token) == 0 {
+		return fmt.Errorf("save checkpoint of trigger %q: empty resume token", cp.Trigger)
+	}
+	if err := cp.Token.Validate(); err != nil {
+		return fmt.Errorf("save checkpoint of trigger %q: resume token is not a document: %w", cp.Trigger, err)
+	}
+	if cp.UpdatedAt.IsZero() {
+		cp.UpdatedAt = time.Now()
+	}
+	doc := checkpointDoc{ID: cp.Trigger, Token: cp.Token, ClusterTime: cp.ClusterTime, UpdatedAt: cp.UpdatedAt}
+	_, err := s.checkpoints.ReplaceOne(ctx, bson.D{{Key: "_id", Value: cp.Trigger}}, doc, options.Replace().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("save checkpoint of trigger %q: %w", cp.Trigger, err)
+	}
+	return nil
+}
+
+// ListCheckpoints returns every checkpoint, ordered by trigger name.
+func (s *Store) ListCheckpoints(ctx context.Context) ([]Checkpoint, error) {
+	cur, err := s.checkpoints.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("list checkpoints: %w", err)
+	}
+	var docs []checkpointDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("list checkpoints: %w", err)
+	}
+	out := make([]Checkpoint, len(docs))
+	for i, d := range docs {
+		out[i] = d.checkpoint()
+	}
+	return out, nil
+}
+
+// DeleteCheckpoint removes the checkpoint of trigger (the trigger then starts
+// from its start_at position). Deleting a missing checkpoint is not an error.
+func (s *Store) DeleteCheckpoint(ctx context.Context, trigger string) error {
+	if _, err := s.checkpoints.DeleteOne(ctx, bson.D{{Key: "_id", Value: trigger}}); err != nil {
+		return fmt.Errorf("delete checkpoint of trigger %q: %w", trigger, err)
+	}
+	return nil
+}
+
+// StoredDeadLetter is a dead letter as stored; ID is its key in the
+// collection (the webhook id, which already identifies the trigger and the
+// event).
+type StoredDeadLetter struct {
+	ID string
+	dispatcher.DeadLetter
+}
+
+// deadLetterDoc is the stored form of a dead letter.
+type deadLetterDoc struct {
+	ID             string    `bson:"_id,omitempty"`
+	Trigger        string    `bson:"trigger"`
+	Event          bson.Raw  `bson:"event"`
+	Token          bson.Raw  `bson:"token"`
+	Attempts       int       `bson:"attempts"`
+	LastStatus     int       `bson:"lastStatus"`
+	LastReason     string    `bson:"lastReason"`
+	LastError      string    `bson:"lastError"`
+	LastResponse   string    `bson:"lastResponse"`
+	FirstAttemptAt time.Time `bson:"firstAttemptAt"`
+	DeadLetteredAt time.Time `bson:"deadLetteredAt"`
+}
+
+func (d deadLetterDoc) stored() StoredDeadLetter {
+	return StoredDeadLetter{ID: d.ID, DeadLetter: dispatcher.DeadLetter{
+		Trigger:        d.Trigger,
+		WebhookID:      d.ID,
+		Event:          d.Event,
+		Token:          d.Token,
+		Attempts:       d.Attempts,
+		LastStatus:     d.LastStatus,
+		LastReason:     d.LastReason,
+		LastError:      d.LastError,
+		LastResponse:   d.LastResponse,
+		FirstAttemptAt: d.FirstAttemptAt,
+		DeadLetteredAt: d.DeadLetteredAt,
+	}}
+}
+
+// PutDeadLetter stores dl under its webhook id. It is idempotent: when a dead
+// letter with that id exists (the same event of the same trigger dead-lettered
+// again after a crash), the stored one is kept and nil is returned. It
+// implements dispatcher.DeadLetterSink.
+func (s *Store) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLetter) error {
+	if dl.Trigger == "" || len(dl.Token) == 0 {
+		return errors.New("put dead letter: trigger and resume token are required")
+	}
+	if dl.WebhookID == "" {
+		dl.WebhookID = dispatcher.WebhookID(dl.Trigger, dl.Token)
+	}
+	doc := deadLetterDoc{
+		ID:             dl.WebhookID,
+		Trigger:        dl.Trigger,
+		Event:          dl.Event,
+		Token:          dl.Token,
+		Attempts:       dl.Attempts,
+		LastStatus:     dl.LastStatus,
+		LastReason:     dl.LastReason,
+		LastError:      dl.LastError,
+		LastResponse:   dl.LastResponse,
+		FirstAttemptAt: dl.FirstAttemptAt,
+		DeadLetteredAt: dl.DeadLetteredAt,
+	}
+	if doc.DeadLetteredAt.IsZero() {
+		doc.DeadLetteredAt = time.Now()
+	}
+	id := doc.ID
+	doc.ID = "" // the upsert takes _id from the filter; never "update" _id
+	_, err := s.deadLetters.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$setOnInsert", Value: doc}},
+		options.UpdateOne().SetUpsert(true))
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		// A duplicate key means a concurrent upsert inserted it first.
+		return fmt.Errorf("put dead letter %s of trigger %q: %w", id, dl.Trigger, err)
+	}
+	return nil
+}
+
+// DeadLetterFilter selects dead letters.
+type DeadLetterFilter struct {
+	// Trigger restricts the result to one trigger ("" = all).
+	Trigger string
+	// Limit caps the number of results (0 = no limit).
+	Limit int
+}
+
+// ListDeadLetters returns the dead letters matching f, oldest first.
+func (s *Store) ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]StoredDeadLetter, error) {
+	filter := bson.D{}
+	if f.Trigger != "" {
+		filter = bson.D{{Key: "trigger", Value: f.Trigger}}
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "deadLetteredAt", Value: 1}, {Key: "_id", Value: 1}})
+	if f.Limit > 0 {
+		opts.SetLimit(int64(f.Limit))
+	}
+	cur, err := s.deadLetters.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	var docs []deadLetterDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	out := make([]StoredDeadLetter, len(docs))
+	for i, d := range docs {
+		out[i] = d.stored()
+	}
+	return out, nil
+}
+
+// GetDeadLetter returns the dead letter with id; ok is false when there is
+// none.
+func (s *Store) GetDeadLetter(ctx context.Context, id string) (dl StoredDeadLetter, ok bool, err error) {
+	var doc deadLetterDoc
+	err = s.deadLetters.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return StoredDeadLetter{}, false, nil
+	}
+	if err != nil {
+		return StoredDeadLetter{}, false, fmt.Errorf("get dead letter %s: %w", id, err)
+	}
+	return doc.stored(), true, nil
+}
+
+// DeleteDeadLetter removes the dead letter with id (after a successful
+// replay); deleted is false when there was none.
+func (s *Store) DeleteDeadLetter(ctx context.Context, id string) (deleted bool, err error) {
+	res, err := s.deadLetters.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+	if err != nil {
+		return false, fmt.Errorf("delete dead letter %s: %w", id, err)
+	}
+	return res.DeletedCount > 0, nil
+}
+
+// PurgeDeadLetters removes the dead letters of trigger ("" = all triggers)
+// and returns how many were removed.
+func (s *Store) PurgeDeadLetters(ctx context.Context, trigger string) (int64, error) {
+	filter := bson.D{}
+	if trigger != "" {
+		filter = bson.D{{Key: "trigger", Value: trigger}}
+	}
+	res, err := s.deadLetters.DeleteMany(ctx, filter)
+	if err != nil {
+		return 0, fmt.Errorf("purge dead letters of trigger %q: %w", trigger, err)
+	}
+	return res.DeletedCount, nil
+}
+
+// Compile-time check that Store is a dead-letter sink.
+var _ dispatcher.DeadLetterSink = (*Store)(nil)
