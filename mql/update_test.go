@@ -642,3 +642,21 @@ func TestUpdateFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestUpdateArrayMerges(t *testing.T) {
+	runUpdateCases(t, []updCase{
+		{name: "filters merged into one element", doc: `{"_id": 1, "a": [{"k": 1}, {"k": 2}]}`,
+			update: `{"$set": {"a.$[].b": 0, "a.$[x].c": 1}}`, filters: []string{`{"x.k": 2}`},
+			want: `{"_id": 1, "a": [{"k": 1, "b": 0}, {"k": 2, "b": 0, "c": 1}]}`, changed: true},
+		{name: "nested array nodes merged", doc: `{"_id": 1, "a": [{"l": [1, 2]}]}`,
+			update: `{"$set": {"a.$[].l.$[y]": 0}, "$inc": {"a.$[x].l.$[]": 10}}`, filters: []string{`{"x.l": 1}`, `{"y": 2}`},
+			code: 40, msg: "Update created a conflict at 'a.0.l.1'"},
+		{name: "object and leaf conflict", doc: `{"_id": 1, "a": [{"k": 1}]}`,
+			update: `{"$set": {"a.$[].b": 0, "a.$[x]": 1}}`, filters: []string{`{"x.k": 1}`},
+			code: 40, msg: "Update created a conflict at 'a.0'"},
+		{name: "$unset through all positional", doc: `{"_id": 1, "a": [{"k": 1, "z": 2}, 5]}`,
+			update: `{"$unset": {"a.$[].z": ""}}`, want: `{"_id": 1, "a": [{"k": 1}, 5]}`, changed: true},
+		{name: "$set through all positional on scalar element", doc: `{"_id": 1, "a": [5]}`,
+			update: `{"$set": {"a.$[].z": 1}}`, code: 28, msg: "Cannot create field 'z' in element {0: 5}"},
+	})
+}
