@@ -18,9 +18,10 @@ const (
 	// Version is the MongoDB version devdb reports in buildInfo and
 	// serverStatus; it matches MaxWireVersion.
 	Version = "6.0.19"
-	// MinWireVersion and MaxWireVersion are the wire protocol versions
-	// devdb speaks (17 = MongoDB 6.0).
+	// MinWireVersion is the oldest wire protocol version devdb speaks.
 	MinWireVersion int32 = 0
+	// MaxWireVersion is the newest wire protocol version devdb speaks
+	// (17 = MongoDB 6.0).
 	MaxWireVersion int32 = 17
 	// FeatureCompatibilityVersion is reported by getParameter.
 	FeatureCompatibilityVersion = "6.0"
@@ -102,6 +103,9 @@ func admOpTimeDate(ts bson.Timestamp) bson.DateTime {
 // single-node replica set. It leaves out topologyVersion (so drivers poll
 // rather than stream) and compression (so they never compress).
 func (s *Server) cmdHello(_ context.Context, req *Request) (bson.D, error) {
+	if client, ok := cmdField(req.Body, "client"); ok {
+		s.log.Debug("devdb: client handshake", "conn", req.ConnID, "remote", req.Remote, "client", client)
+	}
 	ts := s.store.LastOpTime()
 	reply := bson.D{}
 	if v, ok := cmdField(req.Body, "helloOk"); ok && v == true {

@@ -948,3 +948,171 @@ func TestChangeStreamNonexistentNamespace(t *testing.T) {
 	})
 	csField(t, csNext(t, cs), "operationType", "insert")
 }
+
+func TestChangeStreamPipeline(t *testing.T) {
+	t.Parallel()
+	_, client := csStart(t, devdb.Options{})
+	when := bson.NewDateTimeFromTime(time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC))
+	doc := bson.D{
+		{Key: "_id", Value: int32(1)}, {Key: "name", Value: "Widget"}, {Key: "qty", Value: int32(5)},
+		{Key: "price", Value: 2.5}, {Key: "tags", Value: bson.A{"a", "b"}}, {Key: "when", Value: when},
+	}
+	stage := func(name string, spec any) bson.D { return bson.D{{Key: name, Value: spec}} }
+	tests := []struct {
+		name     string
+		pipeline mongo.Pipeline
+		// want maps output fields to values; "absent" expects no field.
+		want map[string]any
+		// wantKeys, when set, is the exact list of output field names.
+		wantKeys []string
+		// filters says the pipeline drops delete events.
+		filters bool
+	}{
+		{
+			name: "$match on the event",
+			pipeline: mongo.Pipeline{stage("$match", bson.D{
+				{Key: "operationType", Value: "insert"},
+				{Key: "fullDocument.qty", Value: bson.D{{Key: "$gte", Value: int32(5)}}},
+				{Key: "fullDocument.tags", Value: bson.D{{Key: "$in", Value: bson.A{"a"}}}},
+			})},
+			want:    map[string]any{"operationType": "insert", "documentKey": bson.D{{Key: "_id", Value: int32(1)}}},
+			filters: true,
+		},
+		{
+			name:     "$project",
+			pipeline: mongo.Pipeline{stage("$project", bson.D{{Key: "operationType", Value: int32(1)}, {Key: "fullDocument.name", Value: int32(1)}})},
+			want:     map[string]any{"fullDocument": bson.D{{Key: "name", Value: "Widget"}}},
+			wantKeys: []string{"_id", "operationType", "fullDocument"},
+		},
+		{
+			name: "$addFields with expressions",
+			pipeline: mongo.Pipeline{stage("$addFields", bson.D{
+				{Key: "lit", Value: bson.D{{Key: "$literal", Value: "$name"}}},
+				{Key: "label", Value: bson.D{{Key: "$concat", Value: bson.A{"$fullDocument.name", "-", bson.D{{Key: "$toString", Value: "$fullDocument.qty"}}}}}},
+				{Key: "size", Value: bson.D{{Key: "$cond", Value: bson.A{bson.D{{Key: "$gte", Value: bson.A{"$fullDocument.qty", int32(5)}}}, "big", "small"}}}},
+				{Key: "dflt", Value: bson.D{{Key: "$ifNull", Value: bson.A{"$fullDocument.nope", "none"}}}},
+				{Key: "cmp", Value: bson.D{{Key: "$and", Value: bson.A{
+					bson.D{{Key: "$gt", Value: bson.A{"$fullDocument.qty", int32(1)}}},
+					bson.D{{Key: "$lt", Value: bson.A{"$fullDocument.price", int32(3)}}},
+					bson.D{{Key: "$lte", Value: bson.A{"$fullDocument.qty", int32(5)}}},
+					bson.D{{Key: "$eq", Value: bson.A{"$fullDocument.name", "Widget"}}},
+					bson.D{{Key: "$ne", Value: bson.A{"$operationType", "delete"}}},
+				}}}},
+				{Key: "bools", Value: bson.D{{Key: "$or", Value: bson.A{false, bson.D{{Key: "$not", Value: bson.A{true}}}}}}},
+				{Key: "sum", Value: bson.D{{Key: "$add", Value: bson.A{"$fullDocument.qty", int32(1)}}}},
+				{Key: "diff", Value: bson.D{{Key: "$subtract", Value: bson.A{int32(10), "$fullDocument.qty"}}}},
+				{Key: "prod", Value: bson.D{{Key: "$multiply", Value: bson.A{"$fullDocument.price", int32(2)}}}},
+				{Key: "quot", Value: bson.D{{Key: "$divide", Value: bson.A{"$fullDocument.qty", int32(2)}}}},
+				{Key: "ntags", Value: bson.D{{Key: "$size", Value: "$fullDocument.tags"}}},
+				{Key: "last", Value: bson.D{{Key: "$arrayElemAt", Value: bson.A{"$fullDocument.tags", int32(-1)}}}},
+				{Key: "day", Value: bson.D{{Key: "$dateToString", Value: bson.D{{Key: "format", Value: "%Y-%m-%d"}, {Key: "date", Value: "$fullDocument.when"}}}}},
+				{Key: "ptype", Value: bson.D{{Key: "$type", Value: "$fullDocument.price"}}},
+				{Key: "tagged", Value: bson.D{{Key: "$in", Value: bson.A{"a", "$fullDocument.tags"}}}},
+			})},
+			want: map[string]any{
+				"lit": "$name", "label": "Widget-5", "size": "big", "dflt": "none", "cmp": true, "bools": false,
+				"sum": int32(6), "diff": int32(5), "prod": 5.0, "quot": 2.5, "ntags": int32(2), "last": "b",
+				"day": "2024-01-02", "ptype": "double", "tagged": true, "operationType": "insert",
+			},
+		},
+		{
+			name: "$set",
+			pipeline: mongo.Pipeline{stage("$set", bson.D{
+				{Key: "upper", Value: bson.D{{Key: "$toUpper", Value: "$fullDocument.name"}}},
+				{Key: "lower", Value: bson.D{{Key: "$toLower", Value: "$fullDocument.name"}}},
+			})},
+			want: map[string]any{"upper": "WIDGET", "lower": "widget"},
+		},
+		{
+			name:     "$unset",
+			pipeline: mongo.Pipeline{stage("$unset", bson.A{"fullDocument", "ns", "wallTime"})},
+			wantKeys: []string{"_id", "operationType", "clusterTime", "documentKey"},
+		},
+		{
+			name:     "$replaceRoot",
+			pipeline: mongo.Pipeline{stage("$replaceRoot", bson.D{{Key: "newRoot", Value: bson.D{{Key: "_id", Value: "$_id"}, {Key: "doc", Value: "$fullDocument.name"}}}})},
+			want:     map[string]any{"doc": "Widget"},
+			wantKeys: []string{"_id", "doc"},
+		},
+		{
+			name:     "$replaceWith",
+			pipeline: mongo.Pipeline{stage("$replaceWith", bson.D{{Key: "_id", Value: "$_id"}, {Key: "op", Value: "$operationType"}})},
+			want:     map[string]any{"op": "insert"},
+			wantKeys: []string{"_id", "op"},
+		},
+		{
+			name: "$redact",
+			pipeline: mongo.Pipeline{stage("$redact", bson.D{{Key: "$cond", Value: bson.D{
+				{Key: "if", Value: bson.D{{Key: "$eq", Value: bson.A{"$operationType", "insert"}}}},
+				{Key: "then", Value: "$$KEEP"}, {Key: "else", Value: "$$PRUNE"},
+			}}})},
+			want:    map[string]any{"operationType": "insert", "fullDocument": doc},
+			filters: true,
+		},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			coll := client.Database("pipe").Collection(fmt.Sprintf("c%d", i))
+			mustDo(t, func() error {
+				_, err := coll.InsertOne(csCtx(t), bson.D{{Key: "_id", Value: int32(0)}})
+				return err
+			})
+			cs := csWatch(t, coll, tc.pipeline, nil)
+			if tc.filters {
+				// A delete event, which $match and $redact drop.
+				mustDo(t, func() error {
+					_, err := coll.DeleteOne(csCtx(t), bson.D{{Key: "_id", Value: int32(0)}})
+					return err
+				})
+			}
+			mustDo(t, func() error {
+				_, err := coll.InsertOne(csCtx(t), doc)
+				return err
+			})
+			got := csNext(t, cs)
+			for k, v := range tc.want {
+				csField(t, got, k, v)
+			}
+			if tc.wantKeys != nil {
+				var keys []string
+				for _, e := range got {
+					keys = append(keys, e.Key)
+				}
+				if !reflect.DeepEqual(keys, tc.wantKeys) {
+					t.Fatalf("fields %v, want %v (event %v)", keys, tc.wantKeys, got)
+				}
+			}
+		})
+	}
+}
+
+func TestChangeStreamPipelineModifiesID(t *testing.T) {
+	t.Parallel()
+	_, client := csStart(t, devdb.Options{})
+	tests := []struct {
+		name     string
+		pipeline mongo.Pipeline
+	}{
+		{"$project removes _id", mongo.Pipeline{{{Key: "$project", Value: bson.D{{Key: "_id", Value: int32(0)}}}}}},
+		{"$set changes _id", mongo.Pipeline{{{Key: "$set", Value: bson.D{{Key: "_id", Value: "mine"}}}}}},
+		{"$replaceWith drops _id", mongo.Pipeline{{{Key: "$replaceWith", Value: "$fullDocument"}}}},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			coll := client.Database("badid").Collection(fmt.Sprintf("c%d", i))
+			cs := csWatch(t, coll, tc.pipeline, nil)
+			mustDo(t, func() error {
+				_, err := coll.InsertOne(csCtx(t), bson.D{{Key: "_id", Value: int32(1)}})
+				return err
+			})
+			if cs.Next(csCtx(t)) {
+				t.Fatalf("got %v, want ChangeStreamFatalError", cs.Current)
+			}
+			if code := csCode(cs.Err()); code != 280 {
+				t.Fatalf("error %v (code %d), want 280", cs.Err(), code)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"syscall"
 
 	"github.com/changehook/changehook/devdb/wire"
 )
@@ -60,7 +61,7 @@ func (c *conn) serve() {
 		msg, err := wire.ReadMessage(br, wire.MaxMessageSize)
 		if err != nil {
 			switch {
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), c.ctx.Err() != nil:
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), c.ctx.Err() != nil:
 				log.Debug("devdb: connection closed")
 			default:
 				log.Warn("devdb: closing connection after a read error", "err", err)

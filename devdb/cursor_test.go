@@ -398,3 +398,34 @@ func TestCursorIDsArePositiveAndUnique(t *testing.T) {
 		t.Fatalf("%d cursors after closeAll", m.len())
 	}
 }
+
+func TestCloseDuringAwaitingGetMore(t *testing.T) {
+	var h cursorHarness
+	s, err := start(testContext(t), Options{Logger: testLogger(t)}, testHooks{register: h.register})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	src := newSliceSource(t, 0)
+	src.endless = true
+	h.add(src)
+	c := connect(t, s)
+	id := get(mustRun(t, c, "test", bson.D{{Key: "testCursor", Value: "c"}, {Key: "awaitable", Value: true}}), "cursor", "id").(int64)
+	src.gate = make(chan struct{}) // never opened: only cancellation ends the getMore
+	src.entered = make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := runCommand(t, c, "test", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "maxTimeMS", Value: int64(time.Hour / time.Millisecond)}})
+		done <- err
+	}()
+	<-src.entered
+	if err := s.Close(); err != nil { // must not wait for the hour-long await
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("getMore succeeded although the server closed")
+	}
+	if src.closed.Load() != 1 {
+		t.Fatalf("source closed %d times", src.closed.Load())
+	}
+}

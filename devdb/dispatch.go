@@ -70,7 +70,7 @@ func (s *Server) handleOpMsg(c *conn, msg wire.Message) ([]byte, error) {
 			return nil, err
 		}
 		ce, _ := asCommandError(err)
-		return s.encodeOpMsg(c, msg.Header.RequestID, s.errorReply(ce)), nil
+		return s.encodeOpMsg(c, msg.Header.RequestID, flags, s.errorReply(ce)), nil
 	}
 	req, err := decodeOpMsgRequest(c, m)
 	var reply bson.D
@@ -86,7 +86,7 @@ func (s *Server) handleOpMsg(c *conn, msg wire.Message) ([]byte, error) {
 		}
 		return nil, nil
 	}
-	return s.encodeOpMsg(c, msg.Header.RequestID, reply), nil
+	return s.encodeOpMsg(c, msg.Header.RequestID, m.Flags, reply), nil
 }
 
 // buildRequest decodes an OP_MSG into a Request: the body, with each
@@ -135,10 +135,11 @@ func checkDBName(name string) error {
 	return nil
 }
 
-// encodeOpMsg marshals reply into an OP_MSG answering requestID. A reply
+// encodeOpMsg marshals reply into an OP_MSG answering requestID, with a
+// CRC-32C checksum when the request's flags had FlagChecksumPresent. A reply
 // that cannot be marshalled or is too large is replaced by an error reply.
-func (s *Server) encodeOpMsg(c *conn, requestID int32, reply bson.D) []byte {
-	return wire.AppendMsg(nil, c.replyID(), requestID, 0, s.marshalReply(reply))
+func (s *Server) encodeOpMsg(c *conn, requestID int32, requestFlags uint32, reply bson.D) []byte {
+	return wire.AppendMsg(nil, c.replyID(), requestID, requestFlags&wire.FlagChecksumPresent, s.marshalReply(reply))
 }
 
 // marshalReply marshals reply, replacing it with an error reply if it cannot
@@ -203,12 +204,6 @@ func (s *Server) runCommand(ctx context.Context, req *Request) bson.D {
 	s.counters.count(req)
 	reply, err := s.invoke(ctx, req)
 	if err != nil {
-		switch {
-		case errors.Is(err, context.Canceled) && !hasClientCode(err):
-			err = NewCommandError(CodeInterrupted, "operation was interrupted")
-		case errors.Is(err, context.DeadlineExceeded) && !hasClientCode(err):
-			err = NewCommandError(CodeMaxTimeMSExpired, "operation exceeded time limit")
-		}
 		ce, unexpected := asCommandError(err)
 		if unexpected {
 			s.log.Error("devdb: command failed unexpectedly", "command", req.Name, "db", req.DB, "conn", req.ConnID, "err", err)
@@ -216,12 +211,6 @@ func (s *Server) runCommand(ctx context.Context, req *Request) bson.D {
 		return s.errorReply(ce)
 	}
 	return s.okReply(reply)
-}
-
-// isCommandError reports whether err carries a client-facing error code.
-func hasClientCode(err error) bool {
-	ce, unexpected := asCommandError(err)
-	return ce != nil && !unexpected
 }
 
 // invoke checks the generic command fields and calls the handler,

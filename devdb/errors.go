@@ -1,9 +1,11 @@
 package devdb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
+	"github.com/changehook/changehook/devdb/storage"
 	"github.com/changehook/changehook/devdb/wire"
 	"github.com/changehook/changehook/mql"
 )
@@ -117,13 +119,22 @@ func NewCommandError(code int32, format string, args ...any) *CommandError {
 }
 
 // asCommandError converts err into the *CommandError sent to the client:
-// *CommandError as is, *mql.Error with its code, wire errors as
-// BSONObjectTooLarge or InvalidBSON, anything else as InternalError. The
+// *CommandError as is, *storage.Error and *mql.Error with their codes,
+// context cancellation as Interrupted and deadlines as MaxTimeMSExpired, wire
+// errors as BSONObjectTooLarge or InvalidBSON, anything else as InternalError. The
 // second result reports whether err was unexpected (and should be logged).
 func asCommandError(err error) (*CommandError, bool) {
 	var ce *CommandError
 	if errors.As(err, &ce) {
 		return ce, false
+	}
+	var se *storage.Error
+	if errors.As(err, &se) {
+		name := se.CodeName
+		if name == "" {
+			name = CodeNameOf(se.Code)
+		}
+		return &CommandError{Code: se.Code, CodeName: name, Message: se.Message}, false
 	}
 	var me *mql.Error
 	if errors.As(err, &me) {
@@ -134,6 +145,10 @@ func asCommandError(err error) (*CommandError, bool) {
 		return &CommandError{Code: me.Code, CodeName: name, Message: me.Message}, false
 	}
 	switch {
+	case errors.Is(err, context.Canceled):
+		return NewCommandError(CodeInterrupted, "operation was interrupted"), false
+	case errors.Is(err, context.DeadlineExceeded):
+		return NewCommandError(CodeMaxTimeMSExpired, "operation exceeded time limit"), false
 	case errors.Is(err, wire.ErrDocumentTooLarge):
 		return NewCommandError(CodeBSONObjectTooLarge, "%v", err), false
 	case errors.Is(err, wire.ErrMalformed):

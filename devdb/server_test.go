@@ -4,16 +4,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/changehook/changehook/devdb/storage"
 	"github.com/changehook/changehook/devdb/wire"
+	"github.com/changehook/changehook/mql"
 )
 
 func TestStartOptions(t *testing.T) {
@@ -274,6 +280,20 @@ func TestOpMsgRequests(t *testing.T) {
 		}
 	})
 
+	t.Run("checksummed request gets a checksummed reply", func(t *testing.T) {
+		r := dialRaw(t, s)
+		b, _ := bson.Marshal(bson.D{{Key: "ping", Value: 1}, {Key: "$db", Value: "admin"}})
+		r.send(wire.AppendMsg(nil, 77, 0, wire.FlagChecksumPresent, b))
+		m, err := wire.ReadMessage(r.nc, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply, err := wire.ParseMsg(m) // verifies the checksum
+		if err != nil || reply.Flags&wire.FlagChecksumPresent == 0 || m.Header.ResponseTo != 77 {
+			t.Fatalf("reply %+v, err %v", reply, err)
+		}
+	})
+
 	t.Run("document sequence appended to body", func(t *testing.T) {
 		var got bson.D
 		srv := startTestServer(t, Options{}, testHooks{register: func(s *Server) {
@@ -380,5 +400,94 @@ func TestConcurrentClients(t *testing.T) {
 	}
 	if st := mustRun(t, c, "admin", bson.D{{Key: "serverStatus", Value: 1}}); get(st, "opcounters", "command").(int64) < 800 {
 		t.Fatalf("opcounters = %v", get(st, "opcounters"))
+	}
+}
+
+func TestRetryableWritesAccepted(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	// retryWrites is on by default: against a replica-set primary the driver
+	// sends lsid and txnNumber with every write.
+	var sawTxn atomic.Int32
+	c := connect(t, s, options.Client().SetRetryWrites(true).SetMonitor(&event.CommandMonitor{
+		Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			if e.CommandName == "insert" || e.CommandName == "update" || e.CommandName == "findAndModify" {
+				if _, err := e.Command.LookupErr("txnNumber"); err == nil {
+					sawTxn.Add(1)
+				}
+			}
+		},
+	}))
+	coll := c.Database("test").Collection("retry")
+	ctx := testContext(t)
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "n", Value: 1}}); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}}}); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	var got bson.D
+	if err := coll.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}}},
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&got); err != nil {
+		t.Fatalf("findAndModify: %v", err)
+	}
+	if get(got, "n") != int32(3) {
+		t.Fatalf("document = %v, want n 3", got)
+	}
+	if sawTxn.Load() != 3 {
+		t.Fatalf("%d writes carried txnNumber, want 3", sawTxn.Load())
+	}
+}
+
+// BenchmarkPingRoundTrip measures command round trips through the Go driver.
+func BenchmarkPingRoundTrip(b *testing.B) {
+	s, err := Start(context.Background(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	c, err := mongo.Connect(options.Client().ApplyURI(s.URI()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	db := c.Database("admin")
+	cmd := bson.D{{Key: "ping", Value: 1}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := db.RunCommand(ctx, cmd).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestAsCommandError(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		code       int32
+		codeName   string
+		unexpected bool
+	}{
+		{name: "command error", err: NewCommandError(CodeCursorNotFound, "x"), code: 43, codeName: "CursorNotFound"},
+		{name: "wrapped command error", err: fmt.Errorf("run: %w", &CommandError{Code: 280, CodeName: "ChangeStreamFatalError", Message: "m", Labels: []string{"L"}}), code: 280, codeName: "ChangeStreamFatalError"},
+		{name: "mql error", err: fmt.Errorf("filter: %w", mql.Errorf(mql.CodeBadValue, "", "bad")), code: 2, codeName: "BadValue"},
+		{name: "storage error", err: fmt.Errorf("insert: %w", &storage.Error{Code: 11000, CodeName: "DuplicateKey", Message: "E11000"}), code: 11000, codeName: "DuplicateKey"},
+		{name: "document too large", err: fmt.Errorf("parse: %w", wire.ErrDocumentTooLarge), code: 10334, codeName: "BSONObjectTooLarge"},
+		{name: "cancelled", err: fmt.Errorf("scan: %w", context.Canceled), code: 11601, codeName: "Interrupted"},
+		{name: "deadline", err: fmt.Errorf("scan: %w", context.DeadlineExceeded), code: 50, codeName: "MaxTimeMSExpired"},
+		{name: "malformed", err: fmt.Errorf("parse: %w", wire.ErrMalformed), code: 22, codeName: "InvalidBSON"},
+		{name: "anything else", err: errors.New("boom"), code: 1, codeName: "InternalError", unexpected: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ce, unexpected := asCommandError(tt.err)
+			if ce.Code != tt.code || ce.CodeName != tt.codeName || unexpected != tt.unexpected {
+				t.Fatalf("got %d %s unexpected=%v, want %d %s unexpected=%v", ce.Code, ce.CodeName, unexpected, tt.code, tt.codeName, tt.unexpected)
+			}
+		})
+	}
+	if got := CodeNameOf(31254); got != "Location31254" {
+		t.Fatalf("CodeNameOf(31254) = %q", got)
 	}
 }

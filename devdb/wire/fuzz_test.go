@@ -93,3 +93,22 @@ func FuzzParseOpMsg(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParseMsgInsert measures parsing an insert of 1,000 documents sent
+// as a document sequence, as the Go driver sends batched inserts.
+func BenchmarkParseMsgInsert(b *testing.B) {
+	body := mustDoc(b, bson.D{{Key: "insert", Value: "c"}, {Key: "$db", Value: "test"}})
+	docs := make([][]byte, 1000)
+	for i := range docs {
+		docs[i] = mustDoc(b, bson.D{{Key: "_id", Value: int32(i)}, {Key: "name", Value: "someone"}, {Key: "n", Value: 3.5}})
+	}
+	raw := AppendMsgSequence(AppendMsg(nil, 1, 0, 0, body), "documents", docs...)
+	m := Message{Header: parseHeader(raw), Raw: raw}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseMsg(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
