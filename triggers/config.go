@@ -1,0 +1,179 @@
+// Package triggers loads and validates triggers.yaml, compiles each trigger
+// into its change stream (namespace, pipeline, options) and runs one watch
+// loop per trigger that feeds a dispatcher and checkpoints resume tokens.
+//
+// Configuration errors are collected while walking the YAML tree and
+// reported together as a *ValidationError whose lines read
+// FILE:LINE:COL: message, sorted by position.
+package triggers
+
+import (
+	"time"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/mql"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Built-in defaults, applied under the file's defaults section.
+const (
+	// DefaultMongoURI is mongodb.uri when the file has no mongodb section.
+	DefaultMongoURI = "mongodb://127.0.0.1:27017/?directConnection=true"
+	// DefaultStateDatabase is state.database when omitted.
+	DefaultStateDatabase = "changehook"
+	// DefaultAdminAddr is admin.addr when omitted.
+	DefaultAdminAddr = "127.0.0.1:9470"
+	// DefaultConcurrency is a trigger's concurrency when omitted.
+	DefaultConcurrency = 16
+	// MaxConcurrency bounds a trigger's concurrency (goroutines per trigger).
+	MaxConcurrency = 1024
+	// DefaultTimeout is webhook.timeout when omitted.
+	DefaultTimeout = 10 * time.Second
+	// DefaultMaxAttempts is retry.max_attempts when omitted.
+	DefaultMaxAttempts = 8
+	// DefaultInitialBackoff is retry.initial_backoff when omitted.
+	DefaultInitialBackoff = 500 * time.Millisecond
+	// DefaultMaxBackoff is retry.max_backoff when omitted.
+	DefaultMaxBackoff = time.Minute
+)
+
+// DefaultOperations returns the operation types a trigger watches when its
+// operations field is omitted: insert, update, replace and delete.
+func DefaultOperations() []string { return []string{"insert", "update", "replace", "delete"} }
+
+// Config is a parsed and validated triggers.yaml. Every field holds its
+// effective value: defaults section and built-in defaults applied, ${ENV}
+// interpolated. Secrets are present in clear; use Redacted to show it.
+type Config struct {
+	// Path is the file the configuration was read from.
+	Path string
+	// MongoDB is the cluster the triggers watch.
+	MongoDB MongoDBConfig
+	// State is where checkpoints and dead letters live.
+	State StateConfig
+	// Admin is the admin HTTP server.
+	Admin AdminConfig
+	// Log configures log/slog.
+	Log LogConfig
+	// Defaults holds the value a trigger gets for each field it omits (the
+	// defaults section over the built-in defaults). Its Name is empty.
+	Defaults *Trigger
+	// Triggers are the triggers in file order.
+	Triggers []*Trigger
+}
+
+// MongoDBConfig is the mongodb section.
+type MongoDBConfig struct {
+	// URI is the connection string (may hold credentials: never log it;
+	// Redacted masks the password).
+	URI string `json:"uri"`
+}
+
+// StateConfig is the state section.
+type StateConfig struct {
+	// Database is the database holding the checkpoints and deadletters
+	// collections.
+	Database string `json:"database"`
+}
+
+// AdminConfig is the admin section.
+type AdminConfig struct {
+	// Addr is the host:port of /healthz, /readyz, /metrics and /api.
+	Addr string `json:"addr"`
+}
+
+// LogConfig is the log section.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `json:"level"`
+	// Format is text or json.
+	Format string `json:"format"`
+}
+
+// StartAt is where a trigger without a checkpoint starts reading.
+type StartAt struct {
+	// Now starts at the current end of the oplog.
+	Now bool
+	// Time starts at the first change at or after Time (when Now is false).
+	Time time.Time
+}
+
+// Trigger is one validated trigger.
+type Trigger struct {
+	// Name is unique in the file and matches [a-z0-9_-]+.
+	Name string
+	// Database is the watched database; "" watches the whole deployment.
+	Database string
+	// Collection is the watched collection; "" watches the whole database.
+	Collection string
+	// Operations are the operation types delivered, in file order.
+	Operations []string
+	// Match is the user's query on the change event (nil: none).
+	Match bson.D
+	// Project is the user's $project stage body (nil: none). It keeps _id.
+	Project bson.D
+	// FullDocument is default, updateLookup, whenAvailable or required.
+	FullDocument options.FullDocument
+	// FullDocumentBeforeChange is off, whenAvailable or required.
+	FullDocumentBeforeChange options.FullDocument
+	// StartAt applies only when the trigger has no checkpoint.
+	StartAt StartAt
+	// Ordering is the delivery order guarantee.
+	Ordering dispatcher.Ordering
+	// Concurrency is the number of deliveries in flight for per_document
+	// and none (strict always uses 1).
+	Concurrency int
+	// Enabled false keeps the trigger in the file without running it.
+	Enabled bool
+	// Webhook is the endpoint.
+	Webhook Webhook
+	// Retry bounds the attempts per event.
+	Retry dispatcher.RetryPolicy
+	// DeadLetter true gives up on an event after Retry and stores it as a
+	// dead letter; false retries forever (the trigger blocks).
+	DeadLetter bool
+	// Pos is where the trigger is declared.
+	Pos Pos
+}
+
+// Webhook is a trigger's webhook section.
+type Webhook struct {
+	// URL is an absolute http or https URL.
+	URL string
+	// Method is POST, PUT or PATCH.
+	Method string
+	// Headers are extra request headers (values are treated as secrets).
+	Headers map[string]string
+	// Secrets are Standard Webhooks signing keys, "whsec_" + base64; the
+	// first signs, all are sent during a rotation.
+	Secrets []string
+	// Timeout bounds one attempt.
+	Timeout time.Duration
+	// Format is json (relaxed Extended JSON) or canonical.
+	Format string
+	// Payload is the compiled payload expression (nil: the whole event).
+	Payload *mql.Expr
+	// PayloadSpec is Payload's source in its BSON form (nil: none).
+	PayloadSpec any
+}
+
+// operationNames returns every operation type a trigger may choose.
+func operationNames() []string {
+	return []string{
+		"insert", "update", "replace", "delete", "drop", "rename", "dropDatabase",
+		"create", "createIndexes", "dropIndexes", "modify",
+		"shardCollection", "reshardCollection", "refineCollectionShardKey",
+	}
+}
+
+// expandedOperation reports whether op is only reported with
+// showExpandedEvents.
+func expandedOperation(op string) bool {
+	switch op {
+	case "create", "createIndexes", "dropIndexes", "modify",
+		"shardCollection", "reshardCollection", "refineCollectionShardKey":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,394 @@
+package triggers
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/dispatcher"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// testSecrets are the values of testEnv that must never show in output.
+var testSecrets = []string{"s3cr3t-pass", "tok-api-123", "tok-orders-456", "whsec_EZQGwCu/jl8apnj/X5Y+X2MOFX/knB2EvA4g1VC4694="}
+
+func testEnv(name string) (string, bool) {
+	v, ok := map[string]string{
+		"MONGO_PASSWORD": "s3cr3t-pass",
+		"API_TOKEN":      "tok-api-123",
+		"ORDERS_TOKEN":   "tok-orders-456",
+		"STOCK_SECRET":   "whsec_EZQGwCu/jl8apnj/X5Y+X2MOFX/knB2EvA4g1VC4694=",
+		"EMPTY":          "",
+	}[name]
+	return v, ok
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (run go test -update to create it): %v", err)
+	}
+	if string(want) != string(got) {
+		t.Errorf("%s mismatch\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
+	}
+}
+
+func TestParseGood(t *testing.T) {
+	files, err := filepath.Glob("testdata/good/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no good test files: %v", err)
+	}
+	files = append(files, "../triggers.yaml")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			cfg, err := Load(f, testEnv)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			out, err := json.MarshalIndent(cfg.Redacted(), "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range testSecrets {
+				if strings.Contains(string(out), s) {
+					t.Errorf("redacted view leaks secret %q", s)
+				}
+			}
+			if f == "../triggers.yaml" {
+				return // the demo may change; its golden is the file itself
+			}
+			golden(t, strings.TrimSuffix(f, ".yaml")+".json", append(out, '\n'))
+		})
+	}
+}
+
+func TestParseBad(t *testing.T) {
+	files, err := filepath.Glob("testdata/bad/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad test files: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			cfg, err := Load(f, testEnv)
+			if err == nil {
+				t.Fatalf("Load succeeded (%d triggers), want errors", len(cfg.Triggers))
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("error is %T, want *ValidationError: %v", err, err)
+			}
+			for _, s := range append(testSecrets, "hunter2") {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error leaks secret %q", s)
+				}
+			}
+			for i := 1; i < len(ve.Problems); i++ {
+				a, b := ve.Problems[i-1].Pos, ve.Problems[i].Pos
+				if a.Line > b.Line || a.Line == b.Line && a.Col > b.Col {
+					t.Errorf("problems not sorted: %v before %v", a, b)
+				}
+			}
+			golden(t, strings.TrimSuffix(f, ".yaml")+".err", []byte(err.Error()+"\n"))
+		})
+	}
+}
+
+func TestParseValues(t *testing.T) {
+	cfg, err := Load("testdata/good/full.yaml", testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.MongoDB.URI, "mongodb://app:s3cr3t-pass@db1.example.com:27017,db2.example.com:27017/?replicaSet=rs0"; got != want {
+		t.Errorf("URI = %q, want %q", got, want)
+	}
+	if got := len(cfg.Triggers); got != 2 {
+		t.Fatalf("got %d triggers, want 2", got)
+	}
+	orders, all := cfg.Triggers[0], cfg.Triggers[1]
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"orders.Database (default)", orders.Database, "shop"},
+		{"orders.Concurrency (interpolated default)", orders.Concurrency, 4},
+		{"orders.Ordering (default)", orders.Ordering, dispatcher.PerDocument},
+		{"orders.FullDocument", orders.FullDocument, options.WhenAvailable},
+		{"orders.FullDocumentBeforeChange", orders.FullDocumentBeforeChange, options.Required},
+		{"orders.StartAt", orders.StartAt, StartAt{Time: time.Date(2025, 1, 31, 12, 0, 0, 0, time.UTC)}},
+		{"orders.Webhook.Method", orders.Webhook.Method, "PUT"},
+		{"orders.Webhook.Timeout (default)", orders.Webhook.Timeout, 5 * time.Second},
+		{"orders.Webhook.Headers merged", len(orders.Webhook.Headers), 2},
+		{"orders.Webhook.Headers[Authorization]", orders.Webhook.Headers["Authorization"], "Bearer tok-api-123"},
+		{"orders.Webhook.Secrets", len(orders.Webhook.Secrets), 2},
+		{"orders.Retry merged", orders.Retry, dispatcher.RetryPolicy{MaxAttempts: 10, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 5 * time.Second}},
+		{"orders.DeadLetter", orders.DeadLetter, false},
+		{"orders.Payload compiled", orders.Webhook.Payload != nil, true},
+		{"orders.Pos", orders.Pos.String(), "testdata/good/full.yaml:15:5"},
+		{"everything.Database cleared by null", all.Database, ""},
+		{"everything.Enabled", all.Enabled, false},
+		{"everything.DispatcherConfig.Concurrency (strict)", all.DispatcherConfig().Concurrency, 1},
+		{"everything.Namespace", all.Namespace(), ""},
+		{"orders.Namespace", orders.Namespace(), "shop.orders"},
+		{"Defaults.Concurrency", cfg.Defaults.Concurrency, 4},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			if !equalAny(c.got, c.want) {
+				t.Errorf("got %#v, want %#v", c.got, c.want)
+			}
+		})
+	}
+}
+
+func equalAny(a, b any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+func TestInterpolate(t *testing.T) {
+	tests := []struct {
+		in, want string
+		errs     []string
+	}{
+		{in: "plain", want: "plain"},
+		{in: "${API_TOKEN}", want: "tok-api-123"},
+		{in: "Bearer ${API_TOKEN}!", want: "Bearer tok-api-123!"},
+		{in: "${UNSET:-fallback}", want: "fallback"},
+		{in: "${EMPTY:-fallback}", want: "fallback"},
+		{in: "${EMPTY}", want: ""},
+		{in: "${API_TOKEN:-fallback}", want: "tok-api-123"},
+		{in: "${UNSET:-}", want: ""},
+		{in: "${UNSET:-mongodb://h:1/?a=b}", want: "mongodb://h:1/?a=b"},
+		{in: "$${API_TOKEN}", want: "${API_TOKEN}"},
+		{in: "$$ROOT and $lt", want: "$$ROOT and $lt"},
+		{in: "cost: $5", want: "cost: $5"},
+		{in: "${A}${API_TOKEN}", want: "tok-api-123", errs: []string{"0:environment variable A is not set"}},
+		{in: "x${UNSET}", want: "x", errs: []string{"1:environment variable UNSET is not set"}},
+		{in: "${1BAD}", want: "", errs: []string{`0:invalid environment variable name "1BAD"`}},
+		{in: "${}", want: "", errs: []string{`0:invalid environment variable name ""`}},
+		{in: "ab${OPEN", want: "ab${OPEN", errs: []string{`2:unterminated "${"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, errs := interpolate(tt.in, testEnv)
+			if got != tt.want {
+				t.Errorf("interpolate(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if len(errs) != len(tt.errs) {
+				t.Fatalf("errors = %v, want %v", errs, tt.errs)
+			}
+			for i, e := range errs {
+				prefix, msg, _ := strings.Cut(tt.errs[i], ":")
+				if gotPrefix := strings.Split(prefix, ":")[0]; gotPrefix != itoa(e.offset) || !strings.HasPrefix(e.msg, msg) {
+					t.Errorf("error %d = %d:%s, want %s", i, e.offset, e.msg, tt.errs[i])
+				}
+			}
+		})
+	}
+}
+
+func itoa(i int) string {
+	b, _ := json.Marshal(i)
+	return string(b)
+}
+
+func TestInterpolationTypes(t *testing.T) {
+	src := `
+triggers:
+  - name: typed
+    database: shop
+    concurrency: ${N:-7}
+    enabled: ${ON:-false}
+    match:
+      fullDocument.qty:
+        $lt: ${LIMIT:-20}
+      fullDocument.code: "${LIMIT:-20}"
+    webhook: { url: "http://localhost/x" }
+`
+	cfg, err := Parse("typed.yaml", []byte(src), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := cfg.Triggers[0]
+	if tr.Concurrency != 7 || tr.Enabled {
+		t.Errorf("Concurrency, Enabled = %d, %v; want 7, false", tr.Concurrency, tr.Enabled)
+	}
+	want := bson.D{
+		{Key: "fullDocument.qty", Value: bson.D{{Key: "$lt", Value: int32(20)}}},
+		{Key: "fullDocument.code", Value: "20"},
+	}
+	if !equalAny(tr.Match, want) {
+		t.Errorf("Match = %v, want %v (plain scalars re-resolved, quoted stay strings)", tr.Match, want)
+	}
+}
+
+func TestPipeline(t *testing.T) {
+	tests := []struct {
+		name     string
+		trigger  Trigger
+		pipeline string
+		options  string
+	}{
+		{
+			name:     "operations only",
+			trigger:  Trigger{Operations: []string{"insert", "update"}},
+			pipeline: `[{"$match":{"$or":[{"operationType":"invalidate"},{"operationType":{"$in":["insert","update"]}}]}}]`,
+			options:  `{}`,
+		},
+		{
+			name: "match is a conjunction",
+			trigger: Trigger{
+				Operations:   []string{"insert"},
+				Match:        bson.D{{Key: "operationType", Value: "insert"}, {Key: "fullDocument.qty", Value: bson.D{{Key: "$lt", Value: int32(20)}}}},
+				FullDocument: options.UpdateLookup,
+			},
+			pipeline: `[{"$match":{"$or":[{"operationType":"invalidate"},{"$and":[{"operationType":{"$in":["insert"]}},{"operationType":"insert","fullDocument.qty":{"$lt":20}}]}]}}]`,
+			options:  `{"FullDocument":"updateLookup"}`,
+		},
+		{
+			name: "project and pre-images",
+			trigger: Trigger{
+				Operations:               []string{"delete"},
+				Project:                  bson.D{{Key: "documentKey", Value: int32(1)}, {Key: "operationType", Value: int32(1)}},
+				FullDocument:             options.Default,
+				FullDocumentBeforeChange: options.Required,
+			},
+			pipeline: `[{"$match":{"$or":[{"operationType":"invalidate"},{"operationType":{"$in":["delete"]}}]}},{"$project":{"documentKey":1,"operationType":1}}]`,
+			options:  `{"FullDocumentBeforeChange":"required"}`,
+		},
+		{
+			name:     "expanded events",
+			trigger:  Trigger{Operations: []string{"insert", "create"}, FullDocumentBeforeChange: options.Off},
+			pipeline: `[{"$match":{"$or":[{"operationType":"invalidate"},{"operationType":{"$in":["insert","create"]}}]}}]`,
+			options:  `{"ShowExpandedEvents":true}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := bson.MarshalExtJSON(bson.D{{Key: "p", Value: tt.trigger.Pipeline()}}, false, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := `{"p":` + tt.pipeline + `}`; string(got) != want {
+				t.Errorf("Pipeline() =\n%s\nwant\n%s", got, want)
+			}
+			var o options.ChangeStreamOptions
+			for _, set := range tt.trigger.ChangeStreamOptions().List() {
+				if err := set(&o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if gotOpts := optionsJSON(o); gotOpts != tt.options {
+				t.Errorf("ChangeStreamOptions() = %s, want %s", gotOpts, tt.options)
+			}
+		})
+	}
+}
+
+// optionsJSON renders the set options (nil pointers omitted).
+func optionsJSON(o options.ChangeStreamOptions) string {
+	m := map[string]any{}
+	if o.FullDocument != nil {
+		m["FullDocument"] = *o.FullDocument
+	}
+	if o.FullDocumentBeforeChange != nil {
+		m["FullDocumentBeforeChange"] = *o.FullDocumentBeforeChange
+	}
+	if o.ShowExpandedEvents != nil {
+		m["ShowExpandedEvents"] = *o.ShowExpandedEvents
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"mongodb://user:pa%40ss@h:27017/db?replicaSet=rs", "mongodb://user:xxxxx@h:27017/db?replicaSet=rs"},
+		{"mongodb://h:27017", "mongodb://h:27017"},
+		{"mongodb+srv://u:p@cluster0.example.net/", "mongodb+srv://u:xxxxx@cluster0.example.net/"},
+		{"no scheme", "xxxxx"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			if got := RedactURI(tt.in); got != tt.want {
+				t.Errorf("RedactURI = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	urls := []struct{ in, want string }{
+		{"https://u:p@example.com/a?token=abc&x=1#frag", "https://u:xxxxx@example.com/a?token=xxxxx&x=xxxxx"},
+		{"http://example.com/hooks", "http://example.com/hooks"},
+	}
+	for _, tt := range urls {
+		t.Run(tt.in, func(t *testing.T) {
+			if got := RedactURL(tt.in); got != tt.want {
+				t.Errorf("RedactURL = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	known := triggerFields()
+	tests := []struct{ in, want string }{
+		{"operatons", "operations"},
+		{"colection", "collection"},
+		{"Name", "name"},
+		{"zzz", ""},
+		{"webhooks", "webhook"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			if got := suggest(tt.in, known); got != tt.want {
+				t.Errorf("suggest(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPrintingDoesNotLeakSecrets(t *testing.T) {
+	cfg, err := Load("testdata/good/full.yaml", testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"%v", "%+v", "%s"} {
+		t.Run(format, func(t *testing.T) {
+			out := fmt.Sprintf(format, *cfg.Triggers[0]) + fmt.Sprintf(format, cfg.MongoDB)
+			for _, s := range testSecrets {
+				if strings.Contains(out, s) {
+					t.Errorf("%s output leaks %q: %s", format, s, out)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	data, err := os.ReadFile("../triggers.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse("triggers.yaml", data, testEnv); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package triggers
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Pos is a position in a configuration file. Line and Col are 1-based; a zero
+// Line means the position is unknown (the whole file).
+type Pos struct {
+	File string
+	Line int
+	Col  int
+}
+
+// String formats p as FILE:LINE:COL (FILE alone when the line is unknown).
+func (p Pos) String() string {
+	if p.Line == 0 {
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// Problem is one configuration problem at a position.
+type Problem struct {
+	Pos     Pos
+	Message string
+}
+
+// String formats the problem as FILE:LINE:COL: message.
+func (p Problem) String() string { return p.Pos.String() + ": " + p.Message }
+
+// ValidationError holds every problem found in a configuration, sorted by
+// position. Load and Parse return it (as error) whenever a file is rejected,
+// so that one run reports all problems at once.
+type ValidationError struct {
+	Problems []Problem
+}
+
+// Error formats every problem on its own line as FILE:LINE:COL: message.
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// sortProblems orders problems by file, line, column and message and drops
+// exact duplicates (a defaults entry is checked once per trigger that
+// inherits it).
+func sortProblems(ps []Problem) []Problem {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		return cmp.Or(
+			cmp.Compare(a.Pos.File, b.Pos.File),
+			cmp.Compare(a.Pos.Line, b.Pos.Line),
+			cmp.Compare(a.Pos.Col, b.Pos.Col),
+			cmp.Compare(a.Message, b.Message),
+		)
+	})
+	return slices.Compact(ps)
+}
+
+// suggest returns the candidate closest to s when it is close enough to be a
+// plausible typo, or "".
+func suggest(s string, candidates []string) string {
+	best, bestDist := "", 0
+	for _, c := range candidates {
+		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		if best == "" || d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	limit := max(1, min(3, len(s)/3))
+	if best == "" || bestDist > limit {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

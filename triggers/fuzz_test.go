@@ -1,0 +1,78 @@
+package triggers
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzParse checks that any input yields a configuration or an error, never
+// a panic, and that a rejected input always carries at least one problem.
+func FuzzParse(f *testing.F) {
+	for _, glob := range []string{"testdata/good/*.yaml", "testdata/bad/*.yaml", "../triggers.yaml"} {
+		files, _ := filepath.Glob(glob)
+		for _, file := range files {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("a: &a [*a]"))
+	f.Add([]byte("triggers: [{name: x, <<: {database: d}, webhook: {url: 'http://h'}}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("fuzz.yaml", data, testEnv)
+		switch {
+		case err == nil && cfg == nil:
+			t.Fatal("nil config and nil error")
+		case err != nil:
+			ve, ok := err.(*ValidationError)
+			if !ok || len(ve.Problems) == 0 {
+				t.Fatalf("error %T with no problems: %v", err, err)
+			}
+		default:
+			for _, tr := range cfg.Triggers {
+				_ = tr.Pipeline()
+				_ = tr.ChangeStreamOptions()
+				_ = tr.DispatcherConfig()
+				_ = tr.Redacted()
+			}
+		}
+	})
+}
+
+// TestParseHostileInputs checks that alias and merge-key bombs are rejected
+// quickly instead of being expanded.
+func TestParseHostileInputs(t *testing.T) {
+	var mergeBomb, aliasBomb strings.Builder
+	mergeBomb.WriteString("x0: &x0 {database: d}\n")
+	aliasBomb.WriteString("x0: &x0 [1, 2]\n")
+	for i := 1; i <= 40; i++ {
+		fmt.Fprintf(&mergeBomb, "x%d: &x%d {<<: [*x%d, *x%d]}\n", i, i, i-1, i-1)
+		fmt.Fprintf(&aliasBomb, "x%d: &x%d [*x%d, *x%d]\n", i, i, i-1, i-1)
+	}
+	tests := []struct{ name, src string }{
+		{"merge bomb in defaults", strings.Replace(mergeBomb.String(), "x40:", "defaults:", 1)},
+		{"alias bomb in match", "a: &a\n" + indent(aliasBomb.String()) + "triggers:\n  - name: t\n    database: d\n    match: {f: {$in: *x40}}\n    webhook: {url: 'http://h'}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := Parse("bomb.yaml", []byte(tt.src), testEnv)
+			if err == nil {
+				t.Fatal("bomb accepted")
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("Parse took %v", d)
+			}
+		})
+	}
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n"
+}

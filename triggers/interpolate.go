@@ -1,0 +1,86 @@
+package triggers
+
+import (
+	"fmt"
+	"strings"
+)
+
+// LookupEnv looks up an environment variable; os.LookupEnv in production,
+// a map lookup in tests.
+type LookupEnv func(name string) (value string, ok bool)
+
+// interpolationError is a problem at a byte offset of the interpolated value.
+type interpolationError struct {
+	offset int
+	msg    string
+}
+
+// interpolate expands ${VAR} and ${VAR:-default} in s.
+//
+// ${VAR} is replaced by the variable's value and is an error when VAR is
+// unset; ${VAR:-default} gives default when VAR is unset or empty (the shell's
+// rule). $${ writes a literal "${". Any other "$" is kept as is, so MongoDB
+// operators and aggregation variables ("$lt", "$$ROOT") need no escaping.
+// The default is literal text up to the first "}"; it is not expanded again.
+func interpolate(s string, env LookupEnv) (string, []interpolationError) {
+	if !strings.Contains(s, "${") {
+		return s, nil
+	}
+	var (
+		b    strings.Builder
+		errs []interpolationError
+	)
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '$' && strings.HasPrefix(s[i:], "$${"):
+			b.WriteString("${")
+			i += 3
+		case c == '$' && strings.HasPrefix(s[i:], "${"):
+			end := strings.IndexByte(s[i+2:], '}')
+			if end < 0 {
+				errs = append(errs, interpolationError{i, `unterminated "${": close it with "}" or write "$${" for a literal "${"`})
+				b.WriteString(s[i:])
+				i = len(s)
+				continue
+			}
+			body := s[i+2 : i+2+end]
+			name, def, hasDef := strings.Cut(body, ":-")
+			switch {
+			case !validVarName(name):
+				errs = append(errs, interpolationError{i, fmt.Sprintf("invalid environment variable name %q in %q (use ${NAME} or ${NAME:-default})", name, "${"+body+"}")})
+			default:
+				v, ok := env(name)
+				switch {
+				case hasDef && (!ok || v == ""):
+					b.WriteString(def)
+				case ok:
+					b.WriteString(v)
+				default:
+					errs = append(errs, interpolationError{i, fmt.Sprintf("environment variable %s is not set (set it, or give a default: ${%s:-default})", name, name)})
+				}
+			}
+			i += 2 + end + 1
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	return b.String(), errs
+}
+
+// validVarName reports whether name is a POSIX-style variable name.
+func validVarName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i, r := range name {
+		switch {
+		case r == '_', 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z':
+		case '0' <= r && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

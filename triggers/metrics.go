@@ -1,0 +1,77 @@
+package triggers
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the watch loop's Prometheus metrics, labelled by trigger:
+// changehook_events_received_total, changehook_checkpoint_lag_seconds and
+// changehook_trigger_up. A nil *Metrics records nothing.
+type Metrics struct {
+	eventsReceived *prometheus.CounterVec
+	checkpointLag  *prometheus.GaugeVec
+	up             *prometheus.GaugeVec
+}
+
+// NewMetrics creates the metrics and registers them with reg (nil: not
+// registered). Registering twice with the same registry reuses the
+// collectors already registered.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		eventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "changehook_events_received_total",
+			Help: "Change events read from the trigger's change stream and handed to its dispatcher.",
+		}, []string{"trigger"}),
+		checkpointLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "changehook_checkpoint_lag_seconds",
+			Help: "Age of the oldest received event not yet covered by the trigger's saved checkpoint (0: caught up).",
+		}, []string{"trigger"}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "changehook_trigger_up",
+			Help: "1 while the trigger's change stream is open, 0 otherwise.",
+		}, []string{"trigger"}),
+	}
+	if reg != nil {
+		m.eventsReceived = register(reg, m.eventsReceived)
+		m.checkpointLag = register(reg, m.checkpointLag)
+		m.up = register(reg, m.up)
+	}
+	return m
+}
+
+// register registers c, or returns the equal collector already registered.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+func (m *Metrics) eventReceived(trigger string) {
+	if m != nil {
+		m.eventsReceived.WithLabelValues(trigger).Inc()
+	}
+}
+
+func (m *Metrics) setLag(trigger string, seconds float64) {
+	if m != nil {
+		m.checkpointLag.WithLabelValues(trigger).Set(seconds)
+	}
+}
+
+func (m *Metrics) setUp(trigger string, up bool) {
+	if m != nil {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		m.up.WithLabelValues(trigger).Set(v)
+	}
+}

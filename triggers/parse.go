@@ -1,0 +1,1242 @@
+package triggers
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/mql"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"gopkg.in/yaml.v3"
+)
+
+// Limits that keep hostile files (alias bombs, deep nesting) cheap to reject.
+const (
+	maxConfigBytes = 4 << 20
+	maxNodeVisits  = 200_000
+	maxDepth       = 64
+)
+
+var (
+	// Read-only after initialisation.
+	triggerNameRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
+	yamlLineRE    = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+)
+
+// Load reads the configuration file at path and parses it with Parse.
+func Load(path string, env LookupEnv) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	return Parse(path, data, env)
+}
+
+// Parse parses, interpolates, defaults and validates a configuration file.
+// filename is only used in messages. env resolves ${VAR} references (nil
+// means no variable is set).
+//
+// On any problem Parse returns a nil *Config and a *ValidationError holding
+// every problem found, each formatted FILE:LINE:COL: message and sorted by
+// position. Messages never contain secrets: signing keys, header values and
+// the passwords of URLs are not echoed.
+func Parse(filename string, data []byte, env LookupEnv) (*Config, error) {
+	if env == nil {
+		env = func(string) (string, bool) { return "", false }
+	}
+	d := &decoder{file: filename, env: env, budget: maxNodeVisits}
+	cfg := d.parse(data)
+	if len(d.problems) > 0 {
+		return nil, &ValidationError{Problems: sortProblems(d.problems)}
+	}
+	cfg.Path = filename
+	return cfg, nil
+}
+
+// decoder walks the YAML tree, collecting problems instead of stopping at
+// the first one.
+type decoder struct {
+	file     string
+	env      LookupEnv
+	budget   int
+	problems []Problem
+	// poisoned holds scalars whose interpolation failed: they are already
+	// reported, so validators skip them instead of adding follow-up noise.
+	poisoned map[*yaml.Node]bool
+}
+
+// entry is one key/value pair of a mapping.
+type entry struct {
+	key, val *yaml.Node
+}
+
+// set reports whether the entry was present in the file.
+func (e entry) set() bool { return e.val != nil }
+
+func (d *decoder) pos(n *yaml.Node) Pos {
+	if n == nil || n.Line == 0 {
+		return Pos{File: d.file, Line: 1, Col: 1}
+	}
+	return Pos{File: d.file, Line: n.Line, Col: n.Column}
+}
+
+func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+	d.problems = append(d.problems, Problem{Pos: d.pos(n), Message: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) parse(data []byte) *Config {
+	if len(data) > maxConfigBytes {
+		d.errorf(nil, "configuration is %d bytes, more than the %d allowed", len(data), maxConfigBytes)
+		return nil
+	}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			d.errorf(nil, "configuration is empty: at least one trigger is required")
+		} else {
+			d.syntaxError(err)
+		}
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		d.errorf(&extra, "configuration must be a single YAML document; remove this second document")
+	} else if !errors.Is(err, io.EOF) {
+		d.syntaxError(err)
+	}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		doc = doc.Content[0]
+	}
+	d.interpolateTree(doc)
+
+	cfg := &Config{
+		MongoDB: MongoDBConfig{URI: DefaultMongoURI},
+		State:   StateConfig{Database: DefaultStateDatabase},
+		Admin:   AdminConfig{Addr: DefaultAdminAddr},
+		Log:     LogConfig{Level: "info", Format: "text"},
+	}
+	top := d.fields(doc, "configuration", []string{"mongodb", "state", "admin", "log", "defaults", "triggers"})
+	if top == nil {
+		return cfg
+	}
+	if e := top["mongodb"]; e.set() {
+		f := d.fields(e.val, "mongodb", []string{"uri"})
+		if u := f["uri"]; u.set() {
+			if s, ok := d.str(u, "mongodb.uri"); ok {
+				cfg.MongoDB.URI = s
+				if msg := checkMongoURI(s); msg != "" {
+					d.errorf(u.val, "mongodb.uri: %s", msg)
+				}
+			}
+		}
+	}
+	if e := top["state"]; e.set() {
+		f := d.fields(e.val, "state", []string{"database"})
+		if db := f["database"]; db.set() {
+			if s, ok := d.str(db, "state.database"); ok {
+				cfg.State.Database = s
+				if msg := checkDatabaseName(s); msg != "" {
+					d.errorf(db.val, "state.database: %s", msg)
+				}
+			}
+		}
+	}
+	if e := top["admin"]; e.set() {
+		f := d.fields(e.val, "admin", []string{"addr"})
+		if a := f["addr"]; a.set() {
+			if s, ok := d.str(a, "admin.addr"); ok {
+				cfg.Admin.Addr = s
+				if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+					d.errorf(a.val, "admin.addr: %q is not a host:port address such as 127.0.0.1:9470", s)
+				} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+					d.errorf(a.val, "admin.addr: port %q is not a number between 0 and 65535", port)
+				}
+			}
+		}
+	}
+	if e := top["log"]; e.set() {
+		f := d.fields(e.val, "log", []string{"level", "format"})
+		cfg.Log.Level = d.enum(f["level"], "log.level", cfg.Log.Level, []string{"debug", "info", "warn", "error"})
+		cfg.Log.Format = d.enum(f["format"], "log.format", cfg.Log.Format, []string{"text", "json"})
+	}
+
+	var defs map[string]entry
+	if e := top["defaults"]; e.set() {
+		defs = d.fields(e.val, "defaults", triggerFields()[1:])
+	}
+	cfg.Defaults = d.trigger(nil, defs, top["defaults"].val, true)
+
+	te := top["triggers"]
+	if !te.set() {
+		d.errorf(doc, "missing field \"triggers\": at least one trigger is required")
+		return cfg
+	}
+	seq := deref(te.val)
+	if seq.Kind != yaml.SequenceNode {
+		d.errorf(seq, "triggers: expected a list of triggers, got %s", describe(seq))
+		return cfg
+	}
+	if len(seq.Content) == 0 {
+		d.errorf(seq, "triggers: at least one trigger is required")
+	}
+	first := map[string]*yaml.Node{}
+	for _, item := range seq.Content {
+		tf := d.fields(item, "trigger", triggerFields())
+		if tf == nil {
+			continue
+		}
+		t := d.trigger(tf, defs, deref(item), false)
+		if t.Name != "" {
+			if prev, dup := first[t.Name]; dup {
+				d.errorf(tf["name"].val, "duplicate trigger name %q (first declared at line %d)", t.Name, prev.Line)
+			} else {
+				first[t.Name] = tf["name"].val
+			}
+		}
+		cfg.Triggers = append(cfg.Triggers, t)
+	}
+	return cfg
+}
+
+// syntaxError records a YAML syntax error at the line yaml.v3 names.
+func (d *decoder) syntaxError(err error) {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		for _, msg := range te.Errors {
+			d.lineError(msg)
+		}
+		return
+	}
+	d.lineError(err.Error())
+}
+
+func (d *decoder) lineError(msg string) {
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		d.problems = append(d.problems, Problem{Pos: Pos{File: d.file, Line: line, Col: 1}, Message: "invalid YAML: " + m[2]})
+		return
+	}
+	d.errorf(nil, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// interpolateTree expands ${VAR} in every scalar value (never in keys).
+// A plain scalar whose text changed is re-resolved, so that
+// "concurrency: ${N:-4}" is an integer; quoted scalars stay strings.
+func (d *decoder) interpolateTree(n *yaml.Node) {
+	if n == nil {
+		return
+	}
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			d.interpolateTree(c)
+		}
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			d.interpolateTree(n.Content[i])
+		}
+	case yaml.ScalarNode:
+		out, errs := interpolate(n.Value, d.env)
+		for _, e := range errs {
+			p := d.pos(n)
+			switch n.Style {
+			case 0:
+				p.Col += utf8.RuneCountInString(n.Value[:e.offset])
+			case yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
+				p.Col += 1 + utf8.RuneCountInString(n.Value[:e.offset])
+			}
+			d.problems = append(d.problems, Problem{Pos: p, Message: e.msg})
+		}
+		if len(errs) > 0 {
+			if d.poisoned == nil {
+				d.poisoned = map[*yaml.Node]bool{}
+			}
+			d.poisoned[n] = true
+		}
+		if out != n.Value {
+			n.Value = out
+			switch {
+			case n.Style != 0:
+			case out == "":
+				n.Tag = "!!str" // an empty variable is an empty string, not null
+			default:
+				n.Tag = (&yaml.Node{Kind: yaml.ScalarNode, Value: out}).ShortTag()
+			}
+		}
+	}
+}
+
+// deref follows aliases to the anchored node.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < maxDepth; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// describe names a node's kind for messages, without echoing its value.
+func describe(n *yaml.Node) string {
+	n = deref(n)
+	if n == nil {
+		return "nothing"
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "null"
+		case "!!bool":
+			return "a boolean"
+		case "!!int", "!!float":
+			return "a number"
+		case "!!timestamp":
+			return "a timestamp"
+		}
+		return "a string"
+	}
+	return "an unsupported YAML node"
+}
+
+// fields collects a mapping's entries, reporting duplicate and unknown keys
+// (with a suggestion when one is close). Merge keys (<<: *anchor) are
+// honoured with the usual lower precedence. It returns nil when n is not a
+// mapping.
+func (d *decoder) fields(n *yaml.Node, section string, known []string) map[string]entry {
+	n = deref(n)
+	if n == nil {
+		return map[string]entry{}
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "%s: expected a mapping, got %s", section, describe(n))
+		return nil
+	}
+	out := map[string]entry{}
+	d.collect(n, section, known, out, 0)
+	return out
+}
+
+func (d *decoder) collect(n *yaml.Node, section string, known []string, out map[string]entry, depth int) {
+	d.budget -= 1 + len(n.Content)/2
+	if d.budget < 0 {
+		if d.budget+1+len(n.Content)/2 >= 0 {
+			d.errorf(n, "%s: too many merge keys (<<) to expand", section)
+		}
+		return
+	}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, "%s: keys must be strings", section)
+			continue
+		}
+		if k.Value == "<<" && k.ShortTag() == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
+		if prev, dup := out[k.Value]; dup {
+			d.errorf(k, "%s: duplicate field %q (first set at line %d)", section, k.Value, prev.key.Line)
+			continue
+		}
+		if !slices.Contains(known, k.Value) {
+			if s := suggest(k.Value, known); s != "" {
+				d.errorf(k, "unknown field %q in %s (did you mean %q?)", k.Value, section, s)
+			} else {
+				d.errorf(k, "unknown field %q in %s; valid fields: %s", k.Value, section, strings.Join(known, ", "))
+			}
+			continue
+		}
+		out[k.Value] = entry{key: k, val: v}
+	}
+	if depth >= maxDepth {
+		return
+	}
+	for _, m := range merges {
+		m = deref(m)
+		var sources []*yaml.Node
+		switch m.Kind {
+		case yaml.MappingNode:
+			sources = []*yaml.Node{m}
+		case yaml.SequenceNode:
+			sources = m.Content
+		}
+		for _, src := range sources {
+			src = deref(src)
+			if src == nil || src.Kind != yaml.MappingNode {
+				d.errorf(m, "%s: a merge key (<<) needs a mapping or a list of mappings", section)
+				continue
+			}
+			merged := map[string]entry{}
+			d.collect(src, section, known, merged, depth+1)
+			for k, e := range merged {
+				if _, ok := out[k]; !ok {
+					out[k] = e
+				}
+			}
+		}
+	}
+}
+
+// str returns a string scalar.
+func (d *decoder) str(e entry, field string) (string, bool) {
+	v := deref(e.val)
+	if d.poisoned[v] {
+		return "", false
+	}
+	if v.Kind != yaml.ScalarNode || v.ShortTag() == "!!null" {
+		d.errorf(v, "%s: expected a string, got %s", field, describe(v))
+		return "", false
+	}
+	return v.Value, true
+}
+
+// enum returns e's value when it is one of allowed, def when e is unset.
+func (d *decoder) enum(e entry, field, def string, allowed []string) string {
+	if !e.set() {
+		return def
+	}
+	s, ok := d.str(e, field)
+	if !ok {
+		return def
+	}
+	if !slices.Contains(allowed, s) {
+		hint := ""
+		if sg := suggest(s, allowed); sg != "" {
+			hint = fmt.Sprintf(" (did you mean %q?)", sg)
+		}
+		d.errorf(deref(e.val), "%s: %q is not one of %s%s", field, s, strings.Join(allowed, ", "), hint)
+		return def
+	}
+	return s
+}
+
+// integer returns an integer scalar within [lo, hi].
+func (d *decoder) integer(e entry, field string, def, lo, hi int) int {
+	if !e.set() {
+		return def
+	}
+	v := deref(e.val)
+	if d.poisoned[v] {
+		return def
+	}
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" {
+		d.errorf(v, "%s: expected an integer, got %s", field, describe(v))
+		return def
+	}
+	n, err := strconv.ParseInt(strings.ReplaceAll(v.Value, "_", ""), 0, 64)
+	if err != nil || n < int64(lo) || n > int64(hi) {
+		d.errorf(v, "%s: must be an integer between %d and %d, got %s", field, lo, hi, v.Value)
+		return def
+	}
+	return int(n)
+}
+
+// boolean returns a boolean scalar.
+func (d *decoder) boolean(e entry, field string, def bool) bool {
+	if !e.set() {
+		return def
+	}
+	v := deref(e.val)
+	if d.poisoned[v] {
+		return def
+	}
+	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!bool" {
+		if b, err := strconv.ParseBool(strings.ToLower(v.Value)); err == nil {
+			return b
+		}
+	}
+	d.errorf(v, "%s: expected true or false, got %s", field, describe(v))
+	return def
+}
+
+// duration returns a positive Go duration ("500ms", "10s", "1m").
+func (d *decoder) duration(e entry, field string, def time.Duration) time.Duration {
+	if !e.set() {
+		return def
+	}
+	v := deref(e.val)
+	if d.poisoned[v] {
+		return def
+	}
+	if v.Kind != yaml.ScalarNode || v.ShortTag() == "!!null" {
+		d.errorf(v, "%s: expected a duration such as 500ms, 10s or 1m, got %s", field, describe(v))
+		return def
+	}
+	dur, err := time.ParseDuration(v.Value)
+	if err != nil {
+		d.errorf(v, "%s: %q is not a duration; use a number with a unit such as 500ms, 10s or 1m", field, v.Value)
+		return def
+	}
+	if dur <= 0 {
+		d.errorf(v, "%s: must be positive, got %s", field, v.Value)
+		return def
+	}
+	return dur
+}
+
+// triggerFields lists a trigger's fields; the first, name, cannot be
+// defaulted.
+func triggerFields() []string {
+	return []string{
+		"name", "database", "collection", "operations", "match", "project",
+		"full_document", "full_document_before_change", "start_at", "ordering",
+		"concurrency", "enabled", "webhook", "retry", "dead_letter",
+	}
+}
+
+// trigger decodes one trigger from its own fields over the defaults section.
+// With defaultsOnly it decodes the defaults section itself (no required
+// fields).
+func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnly bool) *Trigger {
+	// A trigger's explicit null clears a default ("database: ~" watches the
+	// whole deployment even when defaults sets a database).
+	get := func(k string) entry {
+		if e, ok := own[k]; ok {
+			if v := deref(e.val); v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null" {
+				return entry{}
+			}
+			return e
+		}
+		return defs[k]
+	}
+	t := &Trigger{
+		FullDocument:             options.Default,
+		FullDocumentBeforeChange: options.Off,
+		StartAt:                  StartAt{Now: true},
+		Ordering:                 dispatcher.Strict,
+		Concurrency:              DefaultConcurrency,
+		Enabled:                  true,
+		DeadLetter:               true,
+		Pos:                      d.pos(at),
+	}
+	if !defaultsOnly {
+		if e := own["name"]; !e.set() {
+			d.errorf(at, "trigger: missing field \"name\"")
+		} else if s, ok := d.str(e, "name"); ok {
+			t.Name = s
+			if !triggerNameRE.MatchString(s) || len(s) > 64 {
+				d.errorf(deref(e.val), "name: %q must be 1 to 64 characters from a-z, 0-9, _ and -", s)
+			}
+		}
+	}
+	if e := get("database"); e.set() {
+		if s, ok := d.str(e, "database"); ok {
+			t.Database = s
+			if msg := checkDatabaseName(s); msg != "" {
+				d.errorf(deref(e.val), "database: %s", msg)
+			} else if s == "admin" || s == "local" || s == "config" {
+				d.errorf(deref(e.val), "database: MongoDB does not open change streams on the %s database; omit database to watch the whole deployment", s)
+			}
+		}
+	}
+	if e := get("collection"); e.set() {
+		if s, ok := d.str(e, "collection"); ok {
+			t.Collection = s
+			if msg := checkCollectionName(s); msg != "" {
+				d.errorf(deref(e.val), "collection: %s", msg)
+			}
+			if !get("database").set() && !defaultsOnly {
+				d.errorf(deref(e.val), "collection: a collection needs a database; set database too")
+			}
+		}
+	}
+	t.Operations = d.operations(get("operations"), t.Collection != "")
+	t.FullDocument = options.FullDocument(d.enum(get("full_document"), "full_document", string(t.FullDocument),
+		[]string{"default", "updateLookup", "whenAvailable", "required"}))
+	t.FullDocumentBeforeChange = options.FullDocument(d.enum(get("full_document_before_change"), "full_document_before_change",
+		string(t.FullDocumentBeforeChange), []string{"off", "whenAvailable", "required"}))
+	if e := get("start_at"); e.set() {
+		t.StartAt = d.startAt(e)
+	}
+	t.Ordering = dispatcher.Ordering(d.enum(get("ordering"), "ordering", string(t.Ordering),
+		[]string{string(dispatcher.Strict), string(dispatcher.PerDocument), string(dispatcher.None)}))
+	t.Concurrency = d.integer(get("concurrency"), "concurrency", t.Concurrency, 1, MaxConcurrency)
+	t.Enabled = d.boolean(get("enabled"), "enabled", t.Enabled)
+	t.DeadLetter = d.boolean(get("dead_letter"), "dead_letter", t.DeadLetter)
+	t.Retry = d.retry(own["retry"], defs["retry"])
+	t.Webhook = d.webhook(own["webhook"], defs["webhook"], at, defaultsOnly)
+
+	if e := get("match"); e.set() {
+		t.Match = d.match(e)
+	}
+	if e := get("project"); e.set() {
+		t.Project = d.project(e, t.Ordering)
+	}
+	return t
+}
+
+func (d *decoder) operations(e entry, collectionStream bool) []string {
+	if !e.set() {
+		return DefaultOperations()
+	}
+	v := deref(e.val)
+	var items []*yaml.Node
+	switch {
+	case v.Kind == yaml.SequenceNode:
+		items = v.Content
+	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!str":
+		items = []*yaml.Node{v}
+	default:
+		d.errorf(v, "operations: expected a list of operation types, got %s", describe(v))
+		return DefaultOperations()
+	}
+	if len(items) == 0 {
+		d.errorf(v, "operations: at least one operation type is required")
+	}
+	known := operationNames()
+	var ops []string
+	for _, it := range items {
+		s, ok := d.str(entry{val: it}, "operations")
+		if !ok {
+			continue
+		}
+		it = deref(it)
+		switch {
+		case s == "invalidate":
+			d.errorf(it, "operations: invalidate is not a deliverable operation type; changehook always handles it (the trigger stops when its collection is dropped)")
+		case !slices.Contains(known, s):
+			if sg := suggest(s, known); sg != "" {
+				d.errorf(it, "operations: unknown operation type %q (did you mean %q?)", s, sg)
+			} else {
+				d.errorf(it, "operations: unknown operation type %q; valid types: %s", s, strings.Join(known, ", "))
+			}
+		case slices.Contains(ops, s):
+			d.errorf(it, "operations: %q is listed twice", s)
+		case s == "dropDatabase" && collectionStream:
+			d.errorf(it, "operations: a collection stream never reports dropDatabase (it reports drop, then invalidate); remove it or omit collection")
+			ops = append(ops, s)
+		default:
+			ops = append(ops, s)
+		}
+	}
+	return ops
+}
+
+func (d *decoder) startAt(e entry) StartAt {
+	v := deref(e.val)
+	if d.poisoned[v] {
+		return StartAt{Now: true}
+	}
+	if v.Kind == yaml.ScalarNode {
+		if v.Value == "now" {
+			return StartAt{Now: true}
+		}
+		if ts, err := time.Parse(time.RFC3339Nano, v.Value); err == nil {
+			return StartAt{Time: ts}
+		}
+	}
+	d.errorf(v, "start_at: expected now or an RFC 3339 time such as 2025-01-31T12:00:00Z")
+	return StartAt{Now: true}
+}
+
+func (d *decoder) retry(own, def entry) dispatcher.RetryPolicy {
+	f := map[string]entry{}
+	known := []string{"max_attempts", "initial_backoff", "max_backoff"}
+	if def.set() {
+		for k, e := range d.fields(def.val, "retry", known) {
+			f[k] = e
+		}
+	}
+	if own.set() {
+		for k, e := range d.fields(own.val, "retry", known) {
+			f[k] = e
+		}
+	}
+	p := dispatcher.RetryPolicy{
+		MaxAttempts:    d.integer(f["max_attempts"], "retry.max_attempts", DefaultMaxAttempts, 1, 1000),
+		InitialBackoff: d.duration(f["initial_backoff"], "retry.initial_backoff", DefaultInitialBackoff),
+		MaxBackoff:     d.duration(f["max_backoff"], "retry.max_backoff", DefaultMaxBackoff),
+	}
+	if p.MaxBackoff < p.InitialBackoff {
+		at := f["max_backoff"].val
+		if at == nil {
+			at = f["initial_backoff"].val
+		}
+		d.errorf(deref(at), "retry: max_backoff (%s) must not be shorter than initial_backoff (%s)", p.MaxBackoff, p.InitialBackoff)
+	}
+	return p
+}
+
+// reservedHeaders are set by changehook itself.
+func reservedHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "content-type", "content-length", "host", "connection", "transfer-encoding",
+		"webhook-id", "webhook-timestamp", "webhook-signature", "x-changehook-trigger":
+		return true
+	}
+	return false
+}
+
+func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webhook {
+	known := []string{"url", "method", "headers", "secret", "timeout", "format", "payload"}
+	f := map[string]entry{}
+	headers := map[string]entry{}
+	var ownF, defF map[string]entry
+	if def.set() {
+		defF = d.fields(def.val, "webhook", known)
+	}
+	if own.set() {
+		ownF = d.fields(own.val, "webhook", known)
+	}
+	for _, src := range []map[string]entry{defF, ownF} {
+		for k, e := range src {
+			f[k] = e
+		}
+		if h := src["headers"]; h.set() {
+			d.headerEntries(h, headers)
+		}
+	}
+	w := Webhook{Method: "POST", Timeout: DefaultTimeout, Format: "json"}
+	if !defaultsOnly && !own.set() && !def.set() {
+		d.errorf(at, "trigger: missing field \"webhook\"")
+		return w
+	}
+	if e := f["url"]; e.set() {
+		if s, ok := d.str(e, "webhook.url"); ok {
+			w.URL = s
+			if msg := checkWebhookURL(s); msg != "" {
+				d.errorf(deref(e.val), "webhook.url: %s", msg)
+			}
+		}
+	} else if !defaultsOnly {
+		n := at
+		if own.set() {
+			n = deref(own.val)
+		}
+		d.errorf(n, "webhook: missing field \"url\"")
+	}
+	if e := f["method"]; e.set() {
+		if s, ok := d.str(e, "webhook.method"); ok {
+			switch m := strings.ToUpper(s); m {
+			case "POST", "PUT", "PATCH":
+				w.Method = m
+			default:
+				d.errorf(deref(e.val), "webhook.method: %q is not one of POST, PUT, PATCH", s)
+			}
+		}
+	}
+	if len(headers) > 0 {
+		w.Headers = make(map[string]string, len(headers))
+		for name, e := range headers {
+			if s, ok := d.str(e, "webhook.headers."+name); ok {
+				if strings.ContainsAny(s, "\r\n\x00") {
+					d.errorf(deref(e.val), "webhook.headers.%s: value must not contain CR, LF or NUL", name)
+					continue
+				}
+				w.Headers[name] = s
+			}
+		}
+	}
+	if e := f["secret"]; e.set() {
+		w.Secrets = d.secrets(e)
+	}
+	w.Timeout = d.duration(f["timeout"], "webhook.timeout", w.Timeout)
+	w.Format = d.enum(f["format"], "webhook.format", w.Format, []string{"json", "canonical"})
+	if e := f["payload"]; e.set() {
+		spec, ok := d.toBSON(e.val, 0)
+		if ok {
+			w.PayloadSpec = spec
+			if msg := payloadShape(spec); msg != "" {
+				d.errorf(deref(e.val), "webhook.payload: %s", msg)
+			} else if expr, err := mql.CompileExpr(spec); err != nil {
+				d.errorf(locateOperator(deref(e.val), err), "webhook.payload: %s", mqlMessage(err))
+			} else {
+				w.Payload = expr
+			}
+		}
+	}
+	return w
+}
+
+// headerEntries adds a headers mapping to out, keyed by canonical name.
+func (d *decoder) headerEntries(e entry, out map[string]entry) {
+	n := deref(e.val)
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "webhook.headers: expected a mapping of header names to values, got %s", describe(n))
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || !validHeaderName(k.Value) {
+			d.errorf(k, "webhook.headers: %q is not a valid HTTP header name", k.Value)
+			continue
+		}
+		lk := strings.ToLower(k.Value)
+		if seen[lk] {
+			d.errorf(k, "webhook.headers: header %q is set twice", k.Value)
+			continue
+		}
+		seen[lk] = true
+		if reservedHeader(k.Value) {
+			d.errorf(k, "webhook.headers: %q is set by changehook and cannot be configured", k.Value)
+			continue
+		}
+		for name := range out {
+			if strings.EqualFold(name, k.Value) {
+				delete(out, name)
+			}
+		}
+		out[k.Value] = entry{key: k, val: v}
+	}
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// secrets decodes webhook.secret: one key or a list (rotation). An empty
+// string (e.g. ${SECRET:-}) means no signing key.
+func (d *decoder) secrets(e entry) []string {
+	v := deref(e.val)
+	var items []*yaml.Node
+	switch v.Kind {
+	case yaml.SequenceNode:
+		items = v.Content
+	default:
+		items = []*yaml.Node{v}
+	}
+	var out []string
+	for _, it := range items {
+		s, ok := d.str(entry{val: it}, "webhook.secret")
+		if !ok || s == "" {
+			continue
+		}
+		if msg := checkSecret(s); msg != "" {
+			d.errorf(deref(it), "webhook.secret: %s", msg)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// checkSecret validates a Standard Webhooks key without echoing it.
+func checkSecret(s string) string {
+	b64, ok := strings.CutPrefix(s, "whsec_")
+	if !ok {
+		return `must start with "whsec_" followed by the base64 key (Standard Webhooks format)`
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return `the part after "whsec_" is not valid base64`
+	}
+	if len(key) < 24 || len(key) > 64 {
+		return fmt.Sprintf("the key must be 24 to 64 bytes long, got %d bytes", len(key))
+	}
+	return ""
+}
+
+func (d *decoder) match(e entry) bson.D {
+	v := deref(e.val)
+	if v.Kind != yaml.MappingNode {
+		d.errorf(v, "match: expected a query document (a mapping), got %s", describe(v))
+		return nil
+	}
+	spec, ok := d.toBSON(v, 0)
+	if !ok {
+		return nil
+	}
+	doc, _ := spec.(bson.D)
+	if _, err := mql.CompileFilter(doc); err != nil {
+		d.errorf(locateOperator(v, err), "match: %s", mqlMessage(err))
+	}
+	return doc
+}
+
+func (d *decoder) project(e entry, ordering dispatcher.Ordering) bson.D {
+	v := deref(e.val)
+	if v.Kind != yaml.MappingNode {
+		d.errorf(v, "project: expected a $project document (a mapping), got %s", describe(v))
+		return nil
+	}
+	spec, ok := d.toBSON(v, 0)
+	if !ok {
+		return nil
+	}
+	doc, _ := spec.(bson.D)
+	if len(doc) == 0 {
+		d.errorf(v, "project: an empty $project is not allowed; remove project")
+		return nil
+	}
+	p, err := mql.CompileProjectStage(doc)
+	switch {
+	case err != nil:
+		d.errorf(locateOperator(v, err), "project: %s", mqlMessage(err))
+	case !p.KeepsID():
+		d.errorf(v, "project: must keep _id (the resume token); MongoDB fails the change stream with ChangeStreamFatalError (280) otherwise")
+	case !projectionKeeps(doc, "operationType"):
+		d.errorf(v, "project: must keep operationType; changehook needs it to recognise invalidate events")
+	case ordering == dispatcher.PerDocument && !projectionKeeps(doc, "documentKey"):
+		d.errorf(v, "project: must keep documentKey when ordering is per_document (events are ordered by documentKey)")
+	}
+	return doc
+}
+
+// projectionKeeps reports whether a $project body keeps the top-level field
+// (possibly recomputed by an expression): listed in an inclusion
+// projection, or not excluded by an exclusion projection.
+func projectionKeeps(spec bson.D, field string) bool {
+	inclusion, listed, excluded := false, false, false
+	for _, e := range spec {
+		top, _, _ := strings.Cut(e.Key, ".")
+		isExclude := isFalsy(e.Value)
+		if e.Key != "_id" && !isExclude {
+			inclusion = true
+		}
+		if top == field {
+			if isExclude {
+				excluded = excluded || e.Key == field
+			} else {
+				listed = true
+			}
+		}
+	}
+	if inclusion {
+		return listed
+	}
+	return !excluded
+}
+
+// isFalsy reports whether a projection value excludes its field (0 or false).
+func isFalsy(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return !x
+	case int32:
+		return x == 0
+	case int64:
+		return x == 0
+	case float64:
+		return x == 0
+	}
+	return false
+}
+
+// payloadShape rejects payload specs that can never evaluate to a document.
+func payloadShape(spec any) string {
+	switch x := spec.(type) {
+	case bson.D:
+		return ""
+	case string:
+		if strings.HasPrefix(x, "$") {
+			return ""
+		}
+	}
+	return "must be a document (a mapping of fields to expressions), a field path such as $fullDocument, or an operator expression"
+}
+
+// mqlMessage is an mql error's message without its code-name prefix.
+func mqlMessage(err error) string {
+	var me *mql.Error
+	if errors.As(err, &me) {
+		return me.Message
+	}
+	return err.Error()
+}
+
+// locateOperator points at the key of n's subtree named in err (an unknown
+// "$operator"), or at n itself.
+func locateOperator(n *yaml.Node, err error) *yaml.Node {
+	msg := mqlMessage(err)
+	for i := 0; i < len(msg); i++ {
+		if msg[i] != '$' {
+			continue
+		}
+		j := i + 1
+		for j < len(msg) && (msg[j] == '_' || 'a' <= msg[j] && msg[j] <= 'z' || 'A' <= msg[j] && msg[j] <= 'Z' || '0' <= msg[j] && msg[j] <= '9') {
+			j++
+		}
+		if j == i+1 {
+			continue
+		}
+		if k := findKey(n, msg[i:j], 0); k != nil {
+			return k
+		}
+	}
+	return n
+}
+
+func findKey(n *yaml.Node, key string, depth int) *yaml.Node {
+	n = deref(n)
+	if n == nil || depth > maxDepth {
+		return nil
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				return n.Content[i]
+			}
+			if k := findKey(n.Content[i+1], key, depth+1); k != nil {
+				return k
+			}
+		}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			if k := findKey(c, key, depth+1); k != nil {
+				return k
+			}
+		}
+	}
+	return nil
+}
+
+// toBSON converts a YAML value into the shared value model: mappings to
+// bson.D, lists to bson.A, scalars by their resolved tag (int → int32, or
+// int64 when it does not fit; float → float64; timestamp → bson.DateTime).
+// A single-key mapping {$oid | $date | $numberLong | $numberInt |
+// $numberDouble | $numberDecimal: value} is read as Extended JSON.
+func (d *decoder) toBSON(n *yaml.Node, depth int) (any, bool) {
+	n = deref(n)
+	d.budget--
+	if d.budget < 0 {
+		if d.budget == -1 {
+			d.errorf(n, "document too large (more than %d values after expanding aliases)", maxNodeVisits)
+		}
+		return nil, false
+	}
+	if depth > maxDepth {
+		d.errorf(n, "document nested more than %d levels deep", maxDepth)
+		return nil, false
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		doc := make(bson.D, 0, len(n.Content)/2)
+		ok := true
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := deref(n.Content[i])
+			if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
+				d.errorf(k, "field names must be strings")
+				ok = false
+				continue
+			}
+			if slices.ContainsFunc(doc, func(e bson.E) bool { return e.Key == k.Value }) {
+				d.errorf(k, "field %q is set twice", k.Value)
+				ok = false
+				continue
+			}
+			v, vok := d.toBSON(n.Content[i+1], depth+1)
+			ok = ok && vok
+			doc = append(doc, bson.E{Key: k.Value, Value: v})
+		}
+		if !ok {
+			return nil, false
+		}
+		if len(doc) == 1 && strings.HasPrefix(doc[0].Key, "$") {
+			if v, handled, msg := extJSON(doc[0].Key, doc[0].Value); handled {
+				if msg != "" {
+					d.errorf(n, "%s", msg)
+					return nil, false
+				}
+				return v, true
+			}
+		}
+		return doc, true
+	case yaml.SequenceNode:
+		arr := make(bson.A, 0, len(n.Content))
+		ok := true
+		for _, c := range n.Content {
+			v, vok := d.toBSON(c, depth+1)
+			ok = ok && vok
+			arr = append(arr, v)
+		}
+		return arr, ok
+	case yaml.ScalarNode:
+		if d.poisoned[n] {
+			return nil, false
+		}
+		v, msg := scalarToBSON(n)
+		if msg != "" {
+			d.errorf(n, "%s", msg)
+			return nil, false
+		}
+		return v, true
+	}
+	d.errorf(n, "unsupported YAML value")
+	return nil, false
+}
+
+func scalarToBSON(n *yaml.Node) (any, string) {
+	switch n.ShortTag() {
+	case "!!null":
+		return nil, ""
+	case "!!bool":
+		b, err := strconv.ParseBool(strings.ToLower(n.Value))
+		if err != nil {
+			return nil, fmt.Sprintf("%q is not a boolean", n.Value)
+		}
+		return b, ""
+	case "!!int":
+		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+		if err != nil {
+			return nil, fmt.Sprintf("integer %s does not fit in 64 bits", n.Value)
+		}
+		if i >= math.MinInt32 && i <= math.MaxInt32 {
+			return int32(i), ""
+		}
+		return i, ""
+	case "!!float":
+		switch strings.ToLower(n.Value) {
+		case ".inf", "+.inf":
+			return math.Inf(1), ""
+		case "-.inf":
+			return math.Inf(-1), ""
+		case ".nan":
+			return math.NaN(), ""
+		}
+		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
+		if err != nil {
+			return nil, fmt.Sprintf("%q is not a number", n.Value)
+		}
+		return f, ""
+	case "!!timestamp":
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999", "2006-01-02"} {
+			if ts, err := time.Parse(layout, n.Value); err == nil {
+				return bson.NewDateTimeFromTime(ts), ""
+			}
+		}
+		return n.Value, ""
+	case "!!str":
+		return n.Value, ""
+	}
+	return nil, fmt.Sprintf("unsupported YAML tag %s", n.Tag)
+}
+
+// extJSON reads the single-key Extended JSON wrappers. handled is false for
+// any other key (an operator).
+func extJSON(key string, v any) (out any, handled bool, msg string) {
+	s, isStr := v.(string)
+	bad := func(what string) (any, bool, string) {
+		return nil, true, fmt.Sprintf("%s: expected %s", key, what)
+	}
+	switch key {
+	case "$oid":
+		if !isStr {
+			return bad("a 24-digit hex string")
+		}
+		id, err := bson.ObjectIDFromHex(s)
+		if err != nil {
+			return bad("a 24-digit hex string")
+		}
+		return id, true, ""
+	case "$date":
+		switch x := v.(type) {
+		case bson.DateTime:
+			return x, true, ""
+		case string:
+			ts, err := time.Parse(time.RFC3339Nano, x)
+			if err != nil {
+				return bad("an RFC 3339 time")
+			}
+			return bson.NewDateTimeFromTime(ts), true, ""
+		case int32:
+			return bson.DateTime(x), true, ""
+		case int64:
+			return bson.DateTime(x), true, ""
+		}
+		return bad("an RFC 3339 time or milliseconds since the epoch")
+	case "$numberLong":
+		i, err := strconv.ParseInt(s, 10, 64)
+		if !isStr || err != nil {
+			return bad("a decimal integer string")
+		}
+		return i, true, ""
+	case "$numberInt":
+		i, err := strconv.ParseInt(s, 10, 32)
+		if !isStr || err != nil {
+			return bad("a 32-bit decimal integer string")
+		}
+		return int32(i), true, ""
+	case "$numberDouble":
+		f, err := strconv.ParseFloat(s, 64)
+		if !isStr || err != nil {
+			return bad("a number string")
+		}
+		return f, true, ""
+	case "$numberDecimal":
+		dec, err := bson.ParseDecimal128(s)
+		if !isStr || err != nil {
+			return bad("a decimal number string")
+		}
+		return dec, true, ""
+	}
+	return nil, false, ""
+}
+
+// checkDatabaseName applies MongoDB's database naming rules.
+func checkDatabaseName(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case len(s) > 63:
+		return "must be at most 63 bytes"
+	case strings.ContainsAny(s, "/\\. \"$*<>:|?\x00"):
+		return fmt.Sprintf("%q contains a character MongoDB does not allow in database names (/\\. \"$*<>:|?)", s)
+	}
+	return ""
+}
+
+// checkCollectionName applies MongoDB's collection naming rules.
+func checkCollectionName(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case strings.ContainsAny(s, "$\x00"):
+		return fmt.Sprintf("%q contains $ or NUL, which MongoDB does not allow in collection names", s)
+	case strings.HasPrefix(s, "system."):
+		return "MongoDB does not open change streams on system collections"
+	case len(s) > 255:
+		return "must be at most 255 bytes"
+	}
+	return ""
+}
+
+// checkWebhookURL requires an absolute http(s) URL with a host. The message
+// never echoes the URL (it may carry a token).
+func checkWebhookURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "is not a valid URL"
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "must be an absolute URL starting with http:// or https://"
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return "has no host"
+	}
+	return ""
+}

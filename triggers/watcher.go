@@ -1,0 +1,563 @@
+package triggers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/store"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Watch loop defaults (WatcherOptions zero values).
+const (
+	DefaultCheckpointEvery     = 100
+	DefaultCheckpointInterval  = time.Second
+	DefaultShutdownGrace       = 10 * time.Second
+	DefaultInitialRetryBackoff = 500 * time.Millisecond
+	DefaultMaxRetryBackoff     = 30 * time.Second
+	// DefaultCheckpointTimeout bounds one checkpoint write.
+	DefaultCheckpointTimeout = 10 * time.Second
+	// closeTimeout bounds closing a change stream cursor.
+	closeTimeout = 10 * time.Second
+	// maxPendingTracked bounds the lag bookkeeping of received events not
+	// yet checkpointed. The dispatcher admits at most 2·Concurrency events
+	// beyond the watermark, so the bound is never reached in practice.
+	maxPendingTracked = 4 * MaxConcurrency
+)
+
+// CheckpointStore loads and saves a trigger's resume token; *store.Store
+// implements it.
+type CheckpointStore interface {
+	// LoadCheckpoint returns the trigger's checkpoint; ok is false when it
+	// has none.
+	LoadCheckpoint(ctx context.Context, trigger string) (cp store.Checkpoint, ok bool, err error)
+	// SaveCheckpoint creates or replaces the trigger's checkpoint.
+	SaveCheckpoint(ctx context.Context, cp store.Checkpoint) error
+}
+
+// WatcherOptions tune a Watcher; zero values take the defaults.
+type WatcherOptions struct {
+	// Logger receives the loop's logs, each with trigger=NAME (default
+	// slog.Default()).
+	Logger *slog.Logger
+	// Clock is the source of time and of the waits between retries
+	// (default dispatcher.SystemClock).
+	Clock dispatcher.Clock
+	// CheckpointEvery saves a checkpoint after this many events (default 100).
+	CheckpointEvery int
+	// CheckpointInterval saves a checkpoint at least this often while events
+	// are delivered, and bounds each getMore's wait (default 1s).
+	CheckpointInterval time.Duration
+	// Metrics records the loop's metrics (nil: none).
+	Metrics *Metrics
+	// ShutdownGrace is how long in-flight deliveries may take to finish
+	// after ctx is canceled (default 10s).
+	ShutdownGrace time.Duration
+	// CheckpointTimeout bounds one checkpoint read or write (default 10s).
+	CheckpointTimeout time.Duration
+	// InitialRetryBackoff and MaxRetryBackoff bound the waits before
+	// reopening a stream after a transient failure (default 500ms, 30s).
+	InitialRetryBackoff, MaxRetryBackoff time.Duration
+}
+
+// Watcher runs one trigger: it owns the trigger's change stream, submits
+// every event to the trigger's dispatcher in stream order and checkpoints
+// the resume token up to which every event was delivered or dead-lettered.
+//
+// Status may be called from any goroutine; Run must be called once.
+type Watcher struct {
+	t      *Trigger
+	client *mongo.Client
+	cps    CheckpointStore
+	disp   *dispatcher.Dispatcher
+	opts   WatcherOptions
+	log    *slog.Logger
+	clock  dispatcher.Clock
+	ran    atomic.Bool
+
+	// Owned by the Run goroutine.
+	streamToken bson.Raw // newest token handed out by the stream: all events before it were submitted or filtered out
+	savedToken  bson.Raw // the checkpoint as last saved or loaded
+	lastSave    time.Time
+	sinceSave   int
+	lastOp      string
+	lastCluster bson.Timestamp
+	pending     pendingQueue
+
+	mu     sync.Mutex
+	status TriggerStatus
+}
+
+// NewWatcher returns a Watcher for t that reads with client, checkpoints to
+// cps and delivers through disp. Run takes ownership of disp: it closes it
+// (with the shutdown grace period) before returning.
+func NewWatcher(t *Trigger, client *mongo.Client, cps CheckpointStore, disp *dispatcher.Dispatcher, opts WatcherOptions) *Watcher {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Clock == nil {
+		opts.Clock = dispatcher.SystemClock{}
+	}
+	if opts.CheckpointEvery <= 0 {
+		opts.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if opts.CheckpointTimeout <= 0 {
+		opts.CheckpointTimeout = DefaultCheckpointTimeout
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = DefaultShutdownGrace
+	}
+	if opts.InitialRetryBackoff <= 0 {
+		opts.InitialRetryBackoff = DefaultInitialRetryBackoff
+	}
+	if opts.MaxRetryBackoff < opts.InitialRetryBackoff {
+		opts.MaxRetryBackoff = max(DefaultMaxRetryBackoff, opts.InitialRetryBackoff)
+	}
+	w := &Watcher{
+		t:      t,
+		client: client,
+		cps:    cps,
+		disp:   disp,
+		opts:   opts,
+		log:    opts.Logger.With("trigger", t.Name),
+		clock:  opts.Clock,
+	}
+	w.status = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting, Since: w.clock.Now()}
+	return w
+}
+
+// Status returns a snapshot of the trigger's state and counters.
+func (w *Watcher) Status() TriggerStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status
+}
+
+// TriggerError is the permanent failure that ends a Watcher's Run.
+type TriggerError struct {
+	// Trigger is the trigger name.
+	Trigger string
+	// Reason is the failure as shown in the trigger's status.
+	Reason string
+	// Err is the underlying error (nil for an invalidate).
+	Err error
+}
+
+// Error returns "trigger NAME failed: REASON".
+func (e *TriggerError) Error() string { return "trigger " + e.Trigger + " failed: " + e.Reason }
+
+// Unwrap returns the underlying error.
+func (e *TriggerError) Unwrap() error { return e.Err }
+
+// errInvalidated reports an invalidate event (or a server-closed stream).
+var errInvalidated = errors.New("change stream invalidated")
+
+// Run watches the trigger until ctx is canceled, then stops reading, lets
+// in-flight deliveries finish within the shutdown grace period, saves the
+// final checkpoint and returns nil.
+//
+// Transient failures (network trouble, elections, failed checkpoint reads)
+// are retried with capped exponential backoff while the status shows the
+// trigger failed and retrying. Permanent ones — history lost (286),
+// invalid resume token (260), an invalidate (collection dropped or renamed,
+// database dropped), a pipeline the server rejects — mark the trigger
+// failed; Run then waits for the deliveries already submitted, checkpoints
+// them and returns a *TriggerError.
+func (w *Watcher) Run(ctx context.Context) error {
+	if !w.ran.CompareAndSwap(false, true) {
+		return fmt.Errorf("run trigger %s: Run called twice", w.t.Name)
+	}
+	defer w.shutdown(ctx)
+
+	cp, found, ok := w.loadCheckpoint(ctx)
+	if !ok {
+		return nil // ctx canceled
+	}
+	if found {
+		w.savedToken = bytes.Clone(cp.Token)
+		w.update(func(s *TriggerStatus) { s.CheckpointTime = cp.UpdatedAt })
+		w.log.Info("resuming from checkpoint", "checkpoint_saved_at", cp.UpdatedAt)
+	}
+	attempt := 0
+	for {
+		from := w.streamToken
+		if from == nil {
+			from = w.savedToken
+		}
+		opened, err := w.stream(ctx, from)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if opened {
+			attempt = 0
+		}
+		reason, retry := w.classify(err)
+		w.setFailed(reason, retry)
+		if !retry {
+			w.log.Error("trigger failed", "reason", reason)
+			w.drain(ctx)
+			return &TriggerError{Trigger: w.t.Name, Reason: reason, Err: err}
+		}
+		delay := backoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)
+		attempt++
+		w.log.Warn("change stream failed; reopening", "reason", reason, "retry_in", delay)
+		if w.clock.Sleep(ctx, delay) != nil {
+			return nil
+		}
+	}
+}
+
+// loadCheckpoint reads the checkpoint, retrying transient errors; ok is
+// false when ctx ended first.
+func (w *Watcher) loadCheckpoint(ctx context.Context) (cp store.Checkpoint, found, ok bool) {
+	for attempt := 0; ; attempt++ {
+		loadCtx, cancel := context.WithTimeout(ctx, w.opts.CheckpointTimeout)
+		cp, found, err := w.cps.LoadCheckpoint(loadCtx, w.t.Name)
+		cancel()
+		if err == nil {
+			return cp, found, true
+		}
+		if ctx.Err() != nil {
+			return cp, false, false
+		}
+		delay := backoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)
+		w.setFailed(fmt.Sprintf("load checkpoint: %v", err), true)
+		w.log.Warn("cannot load checkpoint; retrying", "error", err, "retry_in", delay)
+		if w.clock.Sleep(ctx, delay) != nil {
+			return cp, false, false
+		}
+	}
+}
+
+// stream opens the change stream after from (or at start_at) and reads it
+// until it fails, is invalidated or ctx ends. opened reports whether the
+// stream was opened.
+func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err error) {
+	opts := w.t.ChangeStreamOptions().SetMaxAwaitTime(min(w.opts.CheckpointInterval, time.Second))
+	switch {
+	case from != nil:
+		opts.SetResumeAfter(from)
+	case !w.t.StartAt.Now:
+		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(w.t.StartAt.Time.Unix())})
+	}
+	cs, err := w.t.Watch(ctx, w.client, opts)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		defer cancel()
+		_ = cs.Close(closeCtx) // the stream is over either way; the server reaps the cursor
+	}()
+	if rt := cs.ResumeToken(); rt != nil && cs.RemainingBatchLength() == 0 {
+		w.streamToken = bytes.Clone(rt)
+	}
+	w.setRunning()
+	w.log.Info("change stream open", "namespace", w.t.Namespace(), "resumed", from != nil)
+	if w.savedToken == nil {
+		// Pin "start_at: now" at once, so that a restart before the first
+		// event does not move the start forward.
+		w.checkpoint(ctx, true, true)
+	}
+	for {
+		if cs.TryNext(ctx) {
+			invalidated, err := w.handle(ctx, cs.Current)
+			if err != nil {
+				return true, err
+			}
+			if invalidated {
+				return true, errInvalidated
+			}
+		} else {
+			if err := cs.Err(); err != nil {
+				return true, err
+			}
+			if cs.ID() == 0 {
+				return true, errInvalidated
+			}
+		}
+		if rt := cs.ResumeToken(); rt != nil {
+			w.streamToken = bytes.Clone(rt)
+		}
+		w.checkpoint(ctx, false, true)
+	}
+}
+
+// handle submits one event; it reports an invalidate without submitting it.
+func (w *Watcher) handle(ctx context.Context, raw bson.Raw) (invalidated bool, err error) {
+	token, ok := raw.Lookup("_id").DocumentOK()
+	if !ok {
+		return false, errors.New("change event without a resume token (_id)")
+	}
+	op, _ := raw.Lookup("operationType").StringValueOK()
+	if op == "invalidate" {
+		return true, nil
+	}
+	if op != "" {
+		w.lastOp = op
+	}
+	var key string
+	if w.t.Ordering == dispatcher.PerDocument {
+		if dk, err := raw.LookupErr("documentKey"); err == nil {
+			ns, _ := raw.LookupErr("ns")
+			key = string(ns.Value) + string(dk.Value)
+		}
+	}
+	if err := w.disp.Submit(ctx, dispatcher.Event{Raw: raw, Token: bson.Raw(token), Key: key}); err != nil {
+		return false, fmt.Errorf("submit event: %w", err)
+	}
+	now := w.clock.Now()
+	t, i, hasCT := raw.Lookup("clusterTime").TimestampOK()
+	if hasCT {
+		w.lastCluster = bson.Timestamp{T: t, I: i}
+	}
+	w.pending.push(pendingEvent{token: bytes.Clone(token), cluster: w.lastCluster, at: now})
+	w.sinceSave++
+	w.opts.Metrics.eventReceived(w.t.Name)
+	w.update(func(s *TriggerStatus) {
+		s.EventsReceived++
+		if hasCT {
+			s.LastEventTime = time.Unix(int64(t), 0).UTC()
+		}
+	})
+	return false, nil
+}
+
+// checkpoint saves the newest safe token when forced or when a batch is
+// due (CheckpointEvery events or CheckpointInterval). The safe token is the
+// stream's own resume token when the dispatcher is idle (allowIdle: every
+// submitted event is done, so everything before the token was delivered,
+// dead-lettered or filtered out), else the dispatcher's watermark.
+func (w *Watcher) checkpoint(ctx context.Context, force, allowIdle bool) {
+	now := w.clock.Now()
+	if !force && w.sinceSave < w.opts.CheckpointEvery && now.Sub(w.lastSave) < w.opts.CheckpointInterval {
+		w.updateLag(now)
+		return
+	}
+	w.lastSave, w.sinceSave = now, 0
+	var (
+		token    bson.Raw
+		cluster  bson.Timestamp
+		caughtUp bool
+	)
+	if allowIdle && w.streamToken != nil && w.disp.Idle() {
+		token, cluster, caughtUp = w.streamToken, w.lastCluster, true
+	} else if wm, ok := w.disp.Watermark(); ok {
+		token, cluster = wm, w.pending.clusterOf(wm)
+	}
+	if token != nil && !bytes.Equal(token, w.savedToken) {
+		saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.CheckpointTimeout)
+		err := w.cps.SaveCheckpoint(saveCtx, store.Checkpoint{Trigger: w.t.Name, Token: token, ClusterTime: cluster, UpdatedAt: now})
+		cancel()
+		if err != nil {
+			w.log.Warn("cannot save checkpoint; will retry", "error", err)
+			w.update(func(s *TriggerStatus) { s.LastError, s.LastErrorAt = fmt.Sprintf("save checkpoint: %v", err), now })
+			w.updateLag(now)
+			return
+		}
+		w.savedToken = bytes.Clone(token)
+		w.update(func(s *TriggerStatus) { s.CheckpointTime = now })
+		w.log.Debug("checkpoint saved", "caught_up", caughtUp)
+	}
+	if token != nil {
+		if caughtUp {
+			w.pending.clear()
+		} else {
+			w.pending.popThrough(token)
+		}
+	}
+	w.updateLag(now)
+}
+
+func (w *Watcher) updateLag(now time.Time) {
+	var lag time.Duration
+	if oldest, ok := w.pending.front(); ok {
+		lag = max(0, now.Sub(oldest.at))
+	}
+	w.opts.Metrics.setLag(w.t.Name, lag.Seconds())
+	w.update(func(s *TriggerStatus) { s.CheckpointLag = lag })
+}
+
+// drain waits for the submitted events after a permanent failure,
+// checkpointing as they complete, until the dispatcher is idle or ctx ends.
+func (w *Watcher) drain(ctx context.Context) {
+	for !w.disp.Idle() {
+		if w.clock.Sleep(ctx, w.opts.CheckpointInterval) != nil {
+			return
+		}
+		w.checkpoint(ctx, true, false)
+	}
+}
+
+// shutdown closes the dispatcher with the grace period and saves the final
+// checkpoint. Only when every delivery finished in time may the stream's own
+// token be saved; otherwise the watermark stops before the abandoned events.
+func (w *Watcher) shutdown(ctx context.Context) {
+	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.ShutdownGrace)
+	closeErr := w.disp.Close(graceCtx)
+	cancel()
+	if closeErr != nil {
+		w.log.Warn("deliveries unfinished at shutdown; they will be redelivered after restart", "error", closeErr)
+	}
+	w.checkpoint(context.WithoutCancel(ctx), true, closeErr == nil)
+	w.opts.Metrics.setUp(w.t.Name, false)
+	w.update(func(s *TriggerStatus) {
+		s.StreamOpen = false
+		s.Retrying = false
+		if s.State != StateFailed {
+			s.State, s.Since = StateStopped, w.clock.Now()
+		}
+	})
+	w.log.Info("trigger stopped")
+}
+
+// classify turns a stream error into a status reason and whether reopening
+// the stream can help.
+func (w *Watcher) classify(err error) (reason string, retry bool) {
+	if errors.Is(err, errInvalidated) {
+		what := "collection dropped"
+		switch {
+		case w.t.Collection == "" && w.t.Database != "":
+			what = "database dropped"
+		case w.lastOp == "rename":
+			what = "collection renamed"
+		}
+		return what + ": the change stream was invalidated; recreate it and run `changehook checkpoints reset --trigger " + w.t.Name + "`, then restart", false
+	}
+	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
+		return err.Error(), true
+	}
+	var ce mongo.CommandError
+	if errors.As(err, &ce) && ce.Code != 0 && !ce.HasErrorLabel("NetworkError") {
+		switch ce.Code {
+		case 286, 260:
+			return fmt.Sprintf("history lost: the checkpoint is no longer in the oplog (%s); events may have been missed. "+
+				"`changehook checkpoints reset --trigger %s` is the way out", ce.Name, w.t.Name), false
+		case 280:
+			return fmt.Sprintf("the server ended the change stream (ChangeStreamFatalError): %s", ce.Message), false
+		}
+		if !transientCode(ce.Code) && !ce.HasErrorLabel("ResumableChangeStreamError") && !ce.HasErrorLabel("RetryableError") {
+			return fmt.Sprintf("the server rejected the change stream (%s %d): %s", ce.Name, ce.Code, ce.Message), false
+		}
+	}
+	return err.Error(), true
+}
+
+// transientCode reports server error codes worth retrying: elections,
+// shutdowns, timeouts, stale routing and permissions an operator may fix.
+func transientCode(code int32) bool {
+	switch code {
+	case 6, 7, 13, 18, 43, 50, 63, 89, 91, 133, 150, 189, 234, 262, 9001, 10107, 11600, 11602, 13388, 13435, 13436:
+		return true
+	}
+	return false
+}
+
+// backoff is the wait before retry attempt n: exponential from initial,
+// capped at maxWait, with "equal jitter" (half fixed, half random) so that
+// many triggers do not reconnect in lockstep.
+func backoff(n int, initial, maxWait time.Duration) time.Duration {
+	d := initial
+	for i := 0; i < n && d < maxWait; i++ {
+		d *= 2
+	}
+	d = min(d, maxWait)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func (w *Watcher) update(f func(*TriggerStatus)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f(&w.status)
+}
+
+func (w *Watcher) setRunning() {
+	w.opts.Metrics.setUp(w.t.Name, true)
+	now := w.clock.Now()
+	w.update(func(s *TriggerStatus) {
+		s.State, s.Since, s.StreamOpen, s.Retrying = StateRunning, now, true, false
+	})
+}
+
+func (w *Watcher) setFailed(reason string, retry bool) {
+	w.opts.Metrics.setUp(w.t.Name, false)
+	now := w.clock.Now()
+	w.update(func(s *TriggerStatus) {
+		if s.State != StateFailed {
+			s.Since = now
+		}
+		s.State, s.StreamOpen, s.Retrying = StateFailed, false, retry
+		s.LastError, s.LastErrorAt = reason, now
+	})
+}
+
+// pendingEvent is a submitted event not yet covered by the saved checkpoint.
+type pendingEvent struct {
+	token   bson.Raw
+	cluster bson.Timestamp
+	at      time.Time
+}
+
+// pendingQueue holds pendingEvents in stream order.
+type pendingQueue struct {
+	items []pendingEvent
+	head  int
+}
+
+func (q *pendingQueue) push(e pendingEvent) {
+	if len(q.items)-q.head >= maxPendingTracked {
+		q.head++ // bounded: forget the oldest (the lag then reads low)
+	}
+	if q.head > 0 && q.head >= len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, e)
+}
+
+func (q *pendingQueue) front() (pendingEvent, bool) {
+	if q.head >= len(q.items) {
+		return pendingEvent{}, false
+	}
+	return q.items[q.head], true
+}
+
+// popThrough drops every event up to and including token (nothing when
+// token is not tracked).
+func (q *pendingQueue) popThrough(token bson.Raw) {
+	for i := q.head; i < len(q.items); i++ {
+		if bytes.Equal(q.items[i].token, token) {
+			clear(q.items[q.head : i+1])
+			q.head = i + 1
+			return
+		}
+	}
+}
+
+func (q *pendingQueue) clusterOf(token bson.Raw) bson.Timestamp {
+	for i := len(q.items) - 1; i >= q.head; i-- {
+		if bytes.Equal(q.items[i].token, token) {
+			return q.items[i].cluster
+		}
+	}
+	return bson.Timestamp{}
+}
+
+func (q *pendingQueue) clear() {
+	clear(q.items)
+	q.items, q.head = q.items[:0], 0
+}
