@@ -159,10 +159,27 @@ func (s *Server) cmdDropDatabase(_ context.Context, req *Request) (bson.D, error
 	return bson.D{{Key: "dropped", Value: req.DB}}, nil
 }
 
-// cmdListDatabases answers listDatabases {filter?, nameOnly?}:
-// {databases: [{name, sizeOnDisk, empty}], totalSize, totalSizeMb}. A
-// database is listed once it has a collection (admin, config and local
-// included).
+// systemDatabases are the databases a MongoDB replica-set member always
+// has, with the collections each holds there: admin (system.version),
+// config (system.sessions, transactions) and local (oplog.rs, startup_log,
+// replset.election, replset.minvalid, system.replset).
+var systemDatabases = [...]struct {
+	name        string
+	collections int
+}{{"admin", 1}, {"config", 2}, {"local", 5}}
+
+// pageSize is the allocation unit listDatabases' sizeOnDisk models: every
+// collection occupies at least one page.
+const pageSize = 4096
+
+// cmdListDatabases answers listDatabases {filter?, nameOnly?,
+// authorizedDatabases?}: {databases: [{name, sizeOnDisk, empty}], totalSize,
+// totalSizeMb}, by name. As on a MongoDB replica set, admin, config and local
+// always exist and are never empty: config's size includes the retryable-write
+// session table (config.transactions) and local's the oplog (local.oplog.rs).
+// sizeOnDisk approximates allocated storage as the documents' BSON size plus
+// one page per collection. With nameOnly the filter sees only {name}, as in
+// MongoDB.
 func (s *Server) cmdListDatabases(_ context.Context, req *Request) (bson.D, error) {
 	if req.DB != "admin" {
 		return nil, NewCommandError(codeUnauthorized, "listDatabases may only be run against the admin database.")
@@ -175,25 +192,33 @@ func (s *Server) cmdListDatabases(_ context.Context, req *Request) (bson.D, erro
 	if err != nil {
 		return nil, err
 	}
+	if _, err := boolArg(req, "authorizedDatabases", false); err != nil {
+		return nil, err
+	}
 	f, err := mql.CompileFilter(filter)
 	if err != nil {
 		return nil, err
 	}
 	var infos []storage.DatabaseInfo
+	var oplogBytes, sessionBytes int64
 	if err := s.store.View(func(tx *storage.Tx) error {
 		var err error
 		infos, err = tx.Databases()
+		oplogBytes = tx.OplogSize()
+		_, sessionBytes = tx.SessionStats()
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("list databases: %w", dataErr(err))
 	}
+	infos = withSystemDatabases(infos, map[string]int64{"config": sessionBytes, "local": oplogBytes})
 	dbs := bson.A{}
 	var total int64
 	for _, in := range infos {
-		// MongoDB reports allocated size; approximate with the data size
-		// rounded up to a 4 KiB page per collection.
-		size := in.SizeOnDisk + int64(in.Collections)*4096
-		doc := bson.D{{Key: "name", Value: in.Name}, {Key: "sizeOnDisk", Value: size}, {Key: "empty", Value: in.Empty}}
+		size := in.SizeOnDisk + int64(in.Collections)*pageSize
+		doc := bson.D{{Key: "name", Value: in.Name}}
+		if !nameOnly {
+			doc = append(doc, bson.E{Key: "sizeOnDisk", Value: size}, bson.E{Key: "empty", Value: in.Empty})
+		}
 		m, err := f.MatchErr(doc)
 		if err != nil {
 			return nil, err
@@ -202,9 +227,6 @@ func (s *Server) cmdListDatabases(_ context.Context, req *Request) (bson.D, erro
 			continue
 		}
 		total += size
-		if nameOnly {
-			doc = doc[:1]
-		}
 		dbs = append(dbs, doc)
 	}
 	reply := bson.D{{Key: "databases", Value: dbs}}
@@ -212,6 +234,24 @@ func (s *Server) cmdListDatabases(_ context.Context, req *Request) (bson.D, erro
 		reply = append(reply, bson.E{Key: "totalSize", Value: total}, bson.E{Key: "totalSizeMb", Value: total >> 20})
 	}
 	return reply, nil
+}
+
+// withSystemDatabases merges the system databases into infos (sorted by
+// name), adding their implicit collections and the sizes in extra.
+func withSystemDatabases(infos []storage.DatabaseInfo, extra map[string]int64) []storage.DatabaseInfo {
+	out := slices.Clone(infos)
+	for _, sys := range systemDatabases {
+		i, found := slices.BinarySearchFunc(out, sys.name, func(d storage.DatabaseInfo, name string) int {
+			return strings.Compare(d.Name, name)
+		})
+		if !found {
+			out = slices.Insert(out, i, storage.DatabaseInfo{Name: sys.name})
+		}
+		out[i].Collections += sys.collections
+		out[i].SizeOnDisk += extra[sys.name]
+		out[i].Empty = false
+	}
+	return out
 }
 
 // collectionInfo renders c as listCollections does.

@@ -110,7 +110,9 @@ func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec chang
 
 // historyLostError is ChangeStreamHistoryLost (286).
 func historyLostError() *CommandError {
-	return NewCommandError(codeChangeStreamHistory, "Resume of change stream was not possible, as the resume point may no longer be in the oplog.")
+	return &CommandError{Code: codeChangeStreamHistory, CodeName: "ChangeStreamHistoryLost",
+		Message: "Resume of change stream was not possible, as the resume point may no longer be in the oplog.",
+		Labels:  []string{labelNonResumable}}
 }
 
 // checkHistory fails with ChangeStreamHistoryLost when the oplog no longer
@@ -122,8 +124,11 @@ func (cs *changeStreamSource) checkHistory(from bson.Timestamp) error {
 		}
 		return nil
 	}
+	// Without the truncation point, a start before the oldest retained entry
+	// counts as lost, except the very beginning (a stream opened before the
+	// first write ever, whose position is the zero timestamp).
 	oldest := cs.s.store.OldestOpTime()
-	if oldest != (bson.Timestamp{}) && csTSLess(from, oldest) && from != (bson.Timestamp{T: 0, I: 1}) {
+	if oldest != (bson.Timestamp{}) && csTSLess(from, oldest) && from != csTSNext(bson.Timestamp{}) {
 		return historyLostError()
 	}
 	return nil
@@ -235,8 +240,9 @@ func (cs *changeStreamSource) Close() {
 }
 
 // take removes up to n queued events within maxBytes and updates the
-// postBatchResumeToken: the last returned event's token while events remain
-// queued, else the high-water mark just after the scanned position.
+// postBatchResumeToken: the last returned event's token when the batch is
+// full or events remain queued (as MongoDB), else the high-water mark just
+// after the scanned position, which covers entries the filters dropped.
 func (cs *changeStreamSource) take(n, maxBytes int) ([]bson.Raw, bool) {
 	var docs []bson.Raw
 	size := 0
@@ -265,7 +271,7 @@ func (cs *changeStreamSource) take(n, maxBytes int) ([]bson.Raw, bool) {
 	cs.queue = cs.queue[i:]
 	if len(cs.queue) == 0 {
 		cs.queue = nil
-		if !exhausted && cs.resume == nil {
+		if !exhausted && cs.resume == nil && (n <= 0 || len(docs) < n) {
 			if hwm := highWaterMark(csTSNext(cs.pos)); hwm.compare(cs.pbrt) > 0 {
 				cs.pbrt = hwm
 			}
@@ -279,6 +285,11 @@ func (cs *changeStreamSource) take(n, maxBytes int) ([]bson.Raw, bool) {
 func (cs *changeStreamSource) fill(n, maxBytes int) error {
 	if cs.done || cs.full(n, maxBytes) {
 		return nil
+	}
+	// Retention may have removed entries this stream has not read yet: fail
+	// rather than skip them silently.
+	if err := cs.checkHistory(csTSNext(cs.pos)); err != nil {
+		return err
 	}
 	var perr error
 	err := cs.s.store.OplogAfter(cs.pos, func(ent *storage.OplogEntry) bool {

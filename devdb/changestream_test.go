@@ -349,6 +349,17 @@ func TestChangeStreamInvalidation(t *testing.T) {
 			ends: true,
 		},
 		{
+			name: "collection stream, another collection renamed onto it",
+			watch: func(t *testing.T, c *mongo.Client) *mongo.ChangeStream {
+				return csWatch(t, c.Database("db1").Collection("c9"), nil, nil)
+			},
+			act: func(t *testing.T, c *mongo.Client) {
+				csRun(t, c.Database("admin"), bson.D{{Key: "renameCollection", Value: "db1.c1"}, {Key: "to", Value: "db1.c9"}})
+			},
+			want: []bson.D{ev("rename", ns("db1", "c1"), bson.E{Key: "to", Value: bson.D{{Key: "db", Value: "db1"}, {Key: "coll", Value: "c9"}}}), invalidate},
+			ends: true,
+		},
+		{
 			name: "database stream, drop and rename do not invalidate",
 			watch: func(t *testing.T, c *mongo.Client) *mongo.ChangeStream {
 				return csWatch(t, c.Database("db1"), nil, nil)
@@ -885,6 +896,14 @@ func TestChangeStreamHistoryLost(t *testing.T) {
 	_, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(old))
 	if csCode(err) != 286 {
 		t.Fatalf("resume from a trimmed token: %v, want ChangeStreamHistoryLost (286)", err)
+	}
+	// The open stream fell behind the retained oplog: its next getMore fails
+	// instead of skipping the trimmed events.
+	if cs.Next(ctx) {
+		t.Fatalf("stream behind the oplog returned %v, want ChangeStreamHistoryLost", cs.Current)
+	}
+	if csCode(cs.Err()) != 286 {
+		t.Fatalf("stream behind the oplog: %v, want 286", cs.Err())
 	}
 	early := bson.Timestamp{T: 1, I: 1}
 	_, err = coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetStartAtOperationTime(&early))

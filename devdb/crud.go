@@ -248,10 +248,18 @@ func (s *Server) cmdInsert(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	var writeErrs bson.A
-	n := 0
+	rw, err := s.retryableWriteOf(req, coll, len(docs), ordered)
+	if err != nil {
+		return nil, err
+	}
+	var reply bson.D
 	err = s.store.Update(func(tx *storage.Tx) error {
-		writeErrs, n = nil, 0
+		if r, done, err := s.replayWrite(tx, rw); err != nil || done {
+			reply = r
+			return err
+		}
+		var writeErrs bson.A
+		n := 0
 		c, err := tx.EnsureCollection(req.DB, coll)
 		if err != nil {
 			return err
@@ -272,17 +280,17 @@ func (s *Server) cmdInsert(_ context.Context, req *Request) (bson.D, error) {
 				break
 			}
 		}
-		return nil
+		reply = bson.D{{Key: "n", Value: int32(n)}}
+		if len(writeErrs) > 0 {
+			reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrs})
+		}
+		return s.recordWrite(tx, rw, reply)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("insert into %s.%s: %w", req.DB, coll, dataErr(err))
 	}
 	if err := s.finishWrite(req); err != nil {
 		return nil, err
-	}
-	reply := bson.D{{Key: "n", Value: int32(n)}}
-	if len(writeErrs) > 0 {
-		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrs})
 	}
 	return reply, nil
 }

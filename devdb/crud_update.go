@@ -177,10 +177,27 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	var res updateResult
-	var writeErrs bson.A
+	rw, err := s.retryableWriteOf(req, coll, len(stmts), ordered)
+	if err != nil {
+		return nil, err
+	}
+	if rw != nil {
+		for _, st := range stmts {
+			if v, ok := fieldOf(st, "multi"); ok {
+				if multi, err := boolValue("update.updates.multi", v); err == nil && multi {
+					return nil, NewCommandError(CodeInvalidOptions, "Cannot use (or request) retryable writes with multi=true")
+				}
+			}
+		}
+	}
+	var reply bson.D
 	err = s.store.Update(func(tx *storage.Tx) error {
-		res, writeErrs = updateResult{}, nil
+		if r, done, err := s.replayWrite(tx, rw); err != nil || done {
+			reply = r
+			return err
+		}
+		var res updateResult
+		var writeErrs bson.A
 		now := time.Now()
 		for i, st := range stmts {
 			err := s.updateStatement(tx, req.DB, coll, i, st, now, &res)
@@ -195,20 +212,20 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 				break
 			}
 		}
-		return nil
+		reply = bson.D{{Key: "n", Value: int32(res.n)}, {Key: "nModified", Value: int32(res.modified)}}
+		if len(res.upserted) > 0 {
+			reply = append(reply, bson.E{Key: "upserted", Value: res.upserted})
+		}
+		if len(writeErrs) > 0 {
+			reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrs})
+		}
+		return s.recordWrite(tx, rw, reply)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update %s.%s: %w", req.DB, coll, dataErr(err))
 	}
 	if err := s.finishWrite(req); err != nil {
 		return nil, err
-	}
-	reply := bson.D{{Key: "n", Value: int32(res.n)}, {Key: "nModified", Value: int32(res.modified)}}
-	if len(res.upserted) > 0 {
-		reply = append(reply, bson.E{Key: "upserted", Value: res.upserted})
-	}
-	if len(writeErrs) > 0 {
-		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrs})
 	}
 	return reply, nil
 }
@@ -366,9 +383,13 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 		}
 	}
 	filter, _, _ := docArg(req, "query")
+	rw, err := s.retryableWriteOf(req, coll, 1, true)
+	if err != nil {
+		return nil, err
+	}
 	var value any
 	var lastErr bson.D
-	err = s.store.Update(func(tx *storage.Tx) error {
+	run := func(tx *storage.Tx) error {
 		value, lastErr = nil, nil
 		c, err := tx.Collection(req.DB, coll)
 		if err != nil {
@@ -454,6 +475,18 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 			value, err = projectOrNil(f, doc)
 		}
 		return err
+	}
+	var reply bson.D
+	err = s.store.Update(func(tx *storage.Tx) error {
+		if r, done, err := s.replayWrite(tx, rw); err != nil || done {
+			reply = r
+			return err
+		}
+		if err := run(tx); err != nil {
+			return err
+		}
+		reply = bson.D{{Key: "lastErrorObject", Value: lastErr}, {Key: "value", Value: value}}
+		return s.recordWrite(tx, rw, reply)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("findAndModify %s.%s: %w", req.DB, coll, dataErr(err))
@@ -461,7 +494,7 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 	if err := s.finishWrite(req); err != nil {
 		return nil, err
 	}
-	return bson.D{{Key: "lastErrorObject", Value: lastErr}, {Key: "value", Value: value}}, nil
+	return reply, nil
 }
 
 // projectOrNil applies findAndModify's fields projection to doc.

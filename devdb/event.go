@@ -51,27 +51,33 @@ type csTarget struct {
 
 // inScope reports whether ent concerns the watched namespace, before the
 // showExpandedEvents filter and the user's pipeline: the collection's own
-// entries (and its database's dropDatabase) for a collection stream; the
-// database's non-system collections for a database stream; every non-system
-// collection outside admin, config and local for a deployment stream.
+// entries, its database's dropDatabase and renames onto it for a collection
+// stream; the database's non-system collections (and renames into it) for a
+// database stream; every non-system collection outside admin, config and
+// local for a deployment stream.
 func (t csTarget) inScope(ent *storage.OplogEntry) bool {
+	renamedInto := ent.Op == opRename && ent.ToDB == t.db
 	switch t.scope {
 	case csCollection:
-		if ent.DB != t.db {
-			return false
+		if ent.DB == t.db && (ent.Coll == t.coll || ent.Op == opDropDatabase) {
+			return true
 		}
-		return ent.Coll == t.coll || ent.Op == opDropDatabase
+		// A collection renamed onto the watched one (MongoDB's o.to match).
+		return renamedInto && ent.ToColl == t.coll
 	case csDatabase:
-		return ent.DB == t.db && !isSystemCollection(ent.Coll)
+		if ent.DB == t.db && !isSystemCollection(ent.Coll) {
+			return true
+		}
+		return renamedInto && !isSystemCollection(ent.ToColl)
 	default:
 		return !internalDatabase(ent.DB) && !isSystemCollection(ent.Coll)
 	}
 }
 
 // invalidates reports whether ent (already in scope) ends the stream with an
-// invalidate event: dropping, renaming or dropping the database of a
-// watched collection, or dropping a watched database. Deployment streams
-// are never invalidated.
+// invalidate event: dropping, renaming (from or onto) or dropping the
+// database of a watched collection, or dropping a watched database.
+// Deployment streams are never invalidated.
 func (t csTarget) invalidates(ent *storage.OplogEntry) bool {
 	switch t.scope {
 	case csCollection:
