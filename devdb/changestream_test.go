@@ -1135,3 +1135,27 @@ func TestChangeStreamPipelineModifiesID(t *testing.T) {
 		})
 	}
 }
+
+// TestChangeStreamStartBeforeFirstWrite checks that a start point older than
+// every entry of an oplog that retention never trimmed is not history lost:
+// nothing was removed, so the stream sees every event from the beginning.
+func TestChangeStreamStartBeforeFirstWrite(t *testing.T) {
+	t.Parallel()
+	_, client := csStart(t, devdb.Options{})
+	ctx := csCtx(t)
+	coll := client.Database("sbfw").Collection("c")
+	for i := range 3 {
+		mustDo(t, func() error {
+			_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: int32(i)}})
+			return err
+		})
+	}
+	early := bson.Timestamp{T: 1, I: 1}
+	cs := csWatch(t, coll, nil, options.ChangeStream().SetStartAtOperationTime(&early))
+	for i := range 3 {
+		got := csNext(t, cs)
+		if id := csGet(csGet(got, "documentKey").(bson.D), "_id"); id != int32(i) {
+			t.Fatalf("event %d has documentKey._id %v, want %d", i, id, i)
+		}
+	}
+}

@@ -43,8 +43,11 @@ var (
 	bucketOplog   = []byte("oplog")
 	keyTS         = []byte("ts")
 	keyOplogBytes = []byte("oplogBytes")
-	keyDocs       = []byte("d")
-	keyStats      = []byte("stats")
+	// keyTruncated holds the TS of the newest oplog entry ever removed by
+	// retention (absent: nothing was ever removed).
+	keyTruncated = []byte("oplogTruncatedThrough")
+	keyDocs      = []byte("d")
+	keyStats     = []byte("stats")
 )
 
 // Options configures Open.
@@ -88,7 +91,9 @@ type Engine struct {
 
 	lastTS   atomic.Uint64
 	oldestTS atomic.Uint64
-	dirty    atomic.Bool
+	// truncTS is the newest oplog TS ever removed by retention (0: none).
+	truncTS atomic.Uint64
+	dirty   atomic.Bool
 
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -153,6 +158,9 @@ func Open(opts Options) (*Engine, error) {
 		}
 		if k, _ := tx.Bucket(bucketOplog).Cursor().First(); len(k) == 8 {
 			e.oldestTS.Store(binary.BigEndian.Uint64(k))
+		}
+		if v := tx.Bucket(bucketMeta).Get(keyTruncated); len(v) == 8 {
+			e.truncTS.Store(binary.BigEndian.Uint64(v))
 		}
 		return nil
 	})
@@ -241,6 +249,13 @@ func (e *Engine) LastOpTime() bson.Timestamp { return unpackTS(e.lastTS.Load()) 
 // (zero when the oplog is empty and has never been written).
 func (e *Engine) OldestOpTime() bson.Timestamp { return unpackTS(e.oldestTS.Load()) }
 
+// OplogTruncatedThrough returns the cluster time of the newest oplog entry
+// ever removed by retention, persisted across restarts; the zero Timestamp
+// when retention never removed anything. A change stream resuming at or
+// before it has lost history (ChangeStreamHistoryLost); one resuming after it
+// has not, even if its position predates the oldest retained entry.
+func (e *Engine) OplogTruncatedThrough() bson.Timestamp { return unpackTS(e.truncTS.Load()) }
+
 // Changed returns a channel that is closed when the next oplog entry is
 // committed. Callers take a fresh channel after every wake-up.
 func (e *Engine) Changed() <-chan struct{} {
@@ -283,6 +298,9 @@ func (e *Engine) Update(fn func(*Tx) error) error {
 	e.dirty.Store(true)
 	if tx.oldest != 0 {
 		e.oldestTS.Store(tx.oldest)
+	}
+	if tx.truncated != 0 {
+		e.truncTS.Store(tx.truncated)
 	}
 	if tx.maxTS != 0 {
 		e.lastTS.Store(tx.maxTS)

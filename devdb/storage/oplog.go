@@ -140,14 +140,18 @@ func (t *Tx) finish() error {
 		if t.e.opts.OplogMaxAge > 0 {
 			cutoff = t.e.opts.Now().Add(-t.e.opts.OplogMaxAge)
 		}
-		var n int64
-		var err error
-		n, err = trimOplog(t.tx, size-t.e.opts.OplogMaxBytes, cutoff, t.maxTS)
+		n, through, err := trimOplog(t.tx, size-t.e.opts.OplogMaxBytes, cutoff, t.maxTS)
 		if err != nil {
 			return err
 		}
 		size -= n
 		trimmed = n > 0
+		if trimmed {
+			if err := meta.Put(keyTruncated, u64(through)); err != nil {
+				return fmt.Errorf("persist oplog truncation point: %w", err)
+			}
+			t.truncated = through
+		}
 	}
 	if err := meta.Put(keyOplogBytes, u64(uint64(max(size, 0)))); err != nil {
 		return fmt.Errorf("persist oplog size: %w", err)
@@ -163,10 +167,10 @@ func (t *Tx) finish() error {
 // trimOplog deletes the oldest entries while more than excess bytes must go
 // or while entries are older than cutoff, never deleting the entry at keep
 // (the newest), so the oplog always holds its newest entry and OldestOpTime
-// is the TS of an existing entry. It returns the bytes removed.
-func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (int64, error) {
+// is the TS of an existing entry. It returns the bytes removed and the packed
+// TS of the newest entry removed (0 when none).
+func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (removed int64, through uint64, err error) {
 	c := btx.Bucket(bucketOplog).Cursor()
-	var removed int64
 	cutMS := int64(0)
 	if !cutoff.IsZero() {
 		cutMS = cutoff.UnixMilli()
@@ -177,14 +181,15 @@ func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (int64
 		}
 		if removed < excess || (cutMS != 0 && entryWallMS(v) < cutMS) {
 			removed += int64(len(v))
+			through = binary.BigEndian.Uint64(k)
 			if err := c.Delete(); err != nil {
-				return removed, fmt.Errorf("trim oplog: %w", err)
+				return removed, through, fmt.Errorf("trim oplog: %w", err)
 			}
 			continue
 		}
 		break
 	}
-	return removed, nil
+	return removed, through, nil
 }
 
 // entryWallMS extracts the wall time (ms) of an encoded entry without
@@ -203,7 +208,7 @@ func entryWallMS(raw []byte) int64 {
 // trimByAge applies the age limit outside write traffic (janitor).
 func (e *Engine) trimByAge() error {
 	cutoff := e.opts.Now().Add(-e.opts.OplogMaxAge)
-	var oldest uint64
+	var oldest, through uint64
 	var trimmed bool
 	err := e.db.Update(func(btx *bolt.Tx) error {
 		c := btx.Bucket(bucketOplog).Cursor()
@@ -212,11 +217,17 @@ func (e *Engine) trimByAge() error {
 			return nil
 		}
 		last, _ := c.Last()
-		n, err := trimOplog(btx, 0, cutoff, binary.BigEndian.Uint64(last))
+		n, thr, err := trimOplog(btx, 0, cutoff, binary.BigEndian.Uint64(last))
 		if err != nil {
 			return err
 		}
+		through = thr
 		meta := btx.Bucket(bucketMeta)
+		if thr != 0 {
+			if err := meta.Put(keyTruncated, u64(thr)); err != nil {
+				return err
+			}
+		}
 		var size int64
 		if v := meta.Get(keyOplogBytes); len(v) == 8 {
 			size = int64(binary.BigEndian.Uint64(v))
@@ -236,6 +247,9 @@ func (e *Engine) trimByAge() error {
 	if trimmed && oldest != 0 {
 		e.dirty.Store(true)
 		e.oldestTS.Store(oldest)
+	}
+	if through != 0 {
+		e.truncTS.Store(through)
 	}
 	return nil
 }

@@ -428,7 +428,30 @@ func TestOplogRetention(t *testing.T) {
 			if ents[len(ents)-1].TS != e.LastOpTime() {
 				t.Errorf("newest entry trimmed")
 			}
+			through := e.OplogTruncatedThrough()
+			if through == (bson.Timestamp{}) || packTS(through) >= packTS(ents[0].TS) {
+				t.Errorf("OplogTruncatedThrough = %v, want non-zero and before the oldest retained %v", through, ents[0].TS)
+			}
 		})
+	}
+}
+
+func TestOplogTruncatedThroughZeroWithoutRetention(t *testing.T) {
+	e := openTest(t, Options{})
+	for i := range 3 {
+		if err := e.Update(func(tx *Tx) error {
+			c, err := tx.EnsureCollection("db", "c")
+			if err != nil {
+				return err
+			}
+			_, err = tx.Insert(c, bson.D{{Key: "_id", Value: i}})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.OplogTruncatedThrough(); got != (bson.Timestamp{}) {
+		t.Fatalf("OplogTruncatedThrough = %v on an untrimmed oplog, want zero", got)
 	}
 }
 

@@ -18,10 +18,13 @@ import (
 // *DuplicateKeyError) it has changed nothing, so a caller may continue and
 // commit the writes that succeeded (unordered inserts).
 type Tx struct {
-	e          *Engine
-	tx         *bolt.Tx
-	maxTS      uint64
-	oldest     uint64
+	e      *Engine
+	tx     *bolt.Tx
+	maxTS  uint64
+	oldest uint64
+	// truncated is the packed TS of the newest oplog entry this transaction
+	// removed by retention (0: none).
+	truncated  uint64
 	oplogAdded int64
 }
 
