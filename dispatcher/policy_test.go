@@ -18,7 +18,11 @@ func TestRedactURL(t *testing.T) {
 		in, want string
 		secrets  []string
 	}{
-		{"https://example.com/hooks/stock", "https://example.com/hooks/stock", nil},
+		{"https://example.com/hooks/stock", "https://example.com/hooks/REDACTED", []string{"stock"}},
+		{"https://example.com/hooks", "https://example.com/hooks", nil},
+		{"https://example.com/hooks/", "https://example.com/hooks/", nil},
+		{"https://hooks.slack.com/services/T0AAA/B0BBB/XXsecretXX", "https://hooks.slack.com/services/REDACTED", []string{"XXsecretXX", "T0AAA"}},
+		{"https://hooks.zapier.com/hooks/catch/123/abcKEY/", "https://hooks.zapier.com/hooks/REDACTED", []string{"abcKEY", "123"}},
 		{"https://user:hunter2@example.com/h", "https://REDACTED@example.com/h", []string{"hunter2", "user"}},
 		{"https://example.com/h?token=s3cr3t&x=1", "https://example.com/h?token=REDACTED&x=REDACTED", []string{"s3cr3t"}},
 		{"https://example.com/h?flag", "https://example.com/h?flag", nil},

@@ -8,10 +8,14 @@ import (
 // redacted replaces secret parts of URLs.
 const redacted = "REDACTED"
 
-// RedactURL returns raw with its secrets removed, for logs and errors: the
-// userinfo is replaced by "REDACTED", every query value by "REDACTED" (keys
-// are kept, so an operator can still see which parameters were set), and the
-// fragment is dropped. A URL that does not parse is replaced entirely, since
+// RedactURL returns raw with its secrets removed, for logs, errors and API
+// output: the userinfo is replaced by "REDACTED", every query value by
+// "REDACTED" (keys are kept, so an operator can still see which parameters
+// were set), the fragment is dropped, and everything after the first path
+// segment becomes "REDACTED", because incoming-webhook services put their
+// token in the path (Slack's /services/T…/B…/<secret>, Zapier's
+// /hooks/catch/<id>/<key>/): scheme, host and the first segment are enough to
+// tell endpoints apart. A URL that does not parse is replaced entirely, since
 // the parse error could echo a secret.
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
@@ -28,6 +32,9 @@ func redactParsedURL(u *url.URL) string {
 		c.User = url.User(redacted)
 	}
 	c.Fragment, c.RawFragment = "", ""
+	if first, rest, ok := strings.Cut(strings.TrimPrefix(c.Path, "/"), "/"); ok && strings.Trim(rest, "/") != "" {
+		c.Path, c.RawPath = "/"+first+"/"+redacted, ""
+	}
 	if c.RawQuery != "" {
 		parts := strings.Split(c.RawQuery, "&")
 		for i, p := range parts {

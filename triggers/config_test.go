@@ -333,8 +333,9 @@ func TestRedact(t *testing.T) {
 		})
 	}
 	urls := []struct{ in, want string }{
-		{"https://u:p@example.com/a?token=abc&x=1#frag", "https://u:xxxxx@example.com/a?token=xxxxx&x=xxxxx"},
+		{"https://u:p@example.com/a?token=abc&x=1#frag", "https://REDACTED@example.com/a?token=REDACTED&x=REDACTED"},
 		{"http://example.com/hooks", "http://example.com/hooks"},
+		{"https://hooks.slack.com/services/T0/B0/secret", "https://hooks.slack.com/services/REDACTED"},
 	}
 	for _, tt := range urls {
 		t.Run(tt.in, func(t *testing.T) {

@@ -3,11 +3,12 @@ package triggers
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/dispatcher"
 )
 
 // RedactedMask is the mask that replaces secret values in redacted views.
@@ -147,26 +148,10 @@ func extJSONValue(v any) json.RawMessage {
 	return m["v"]
 }
 
-// RedactURL masks the password and every query value of a URL. The path is
-// kept so that an operator can see where a trigger posts.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return RedactedMask
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q[k] = []string{"xxxxx"}
-		}
-		u.RawQuery = q.Encode()
-	}
-	u.Fragment = ""
-	return u.String()
-}
+// RedactURL is dispatcher.RedactURL: userinfo, query values and every path
+// segment after the first are masked, so API output and logs show where a
+// trigger posts without its token.
+func RedactURL(raw string) string { return dispatcher.RedactURL(raw) }
 
 // String describes the webhook without secrets (URL redacted, header values
 // and keys masked), so that printing a Trigger with %v cannot leak them.
