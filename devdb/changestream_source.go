@@ -11,15 +11,8 @@ import (
 
 	"github.com/changehook/changehook/devdb/storage"
 	"github.com/changehook/changehook/devdb/wire"
+	"github.com/changehook/changehook/mql"
 )
-
-// oplogTruncationReporter is implemented by a storage engine that records
-// the newest oplog entry it ever removed by retention (zero when none was).
-// With it the history check is exact; without it, a resume point older
-// than the oldest retained entry is reported as lost.
-type oplogTruncationReporter interface {
-	OplogTruncatedThrough() bson.Timestamp
-}
 
 // csQueued is an event produced by the scan but not yet returned.
 type csQueued struct {
@@ -118,17 +111,12 @@ func historyLostError() *CommandError {
 // checkHistory fails with ChangeStreamHistoryLost when the oplog no longer
 // holds every entry at or after from.
 func (cs *changeStreamSource) checkHistory(from bson.Timestamp) error {
-	if tr, ok := any(cs.s.store).(oplogTruncationReporter); ok {
-		if through := tr.OplogTruncatedThrough(); through != (bson.Timestamp{}) && !csTSLess(through, from) {
-			return historyLostError()
-		}
-		return nil
-	}
-	// Without the truncation point, a start before the oldest retained entry
-	// counts as lost, except the very beginning (a stream opened before the
-	// first write ever, whose position is the zero timestamp).
+	// As on MongoDB, a start before the oldest retained entry counts as lost:
+	// the oplog cannot show that nothing was written in between. A new data
+	// directory's oplog starts with a no-op entry (storage.OpNoop), so a
+	// stream opened on a fresh server is never before it.
 	oldest := cs.s.store.OldestOpTime()
-	if oldest != (bson.Timestamp{}) && csTSLess(from, oldest) && from != csTSNext(bson.Timestamp{}) {
+	if csTSLess(from, oldest) {
 		return historyLostError()
 	}
 	return nil
@@ -403,7 +391,7 @@ func (cs *changeStreamSource) emit(ev bson.D, tok resumeToken, final bool) error
 // user's pipeline removed or changed the event's _id (its resume token).
 func checkEventID(out bson.D, tok resumeToken) error {
 	id, ok := csLookup(out, "_id")
-	if d, isDoc := id.(bson.D); ok && isDoc && diffIdentical(d, tok.Doc()) {
+	if d, isDoc := id.(bson.D); ok && isDoc && mql.Identical(d, tok.Doc()) {
 		return nil
 	}
 	found := "missing"

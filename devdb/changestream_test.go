@@ -1136,26 +1136,39 @@ func TestChangeStreamPipelineModifiesID(t *testing.T) {
 	}
 }
 
-// TestChangeStreamStartBeforeFirstWrite checks that a start point older than
-// every entry of an oplog that retention never trimmed is not history lost:
-// nothing was removed, so the stream sees every event from the beginning.
+// TestChangeStreamStartBeforeFirstWrite checks that a start point after the
+// server's oplog began but before the first write sees every write, and one
+// before the oplog began is history lost, as on MongoDB.
 func TestChangeStreamStartBeforeFirstWrite(t *testing.T) {
 	t.Parallel()
 	_, client := csStart(t, devdb.Options{})
 	ctx := csCtx(t)
-	coll := client.Database("sbfw").Collection("c")
+	db := client.Database("sbfw")
+	var hello bson.D
+	if err := db.RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Decode(&hello); err != nil {
+		t.Fatal(err)
+	}
+	start, ok := csGet(hello, "operationTime").(bson.Timestamp)
+	if !ok {
+		t.Fatalf("ping reply has no operationTime: %v", hello)
+	}
+	coll := db.Collection("c")
 	for i := range 3 {
 		mustDo(t, func() error {
 			_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: int32(i)}})
 			return err
 		})
 	}
-	early := bson.Timestamp{T: 1, I: 1}
-	cs := csWatch(t, coll, nil, options.ChangeStream().SetStartAtOperationTime(&early))
+	cs := csWatch(t, coll, nil, options.ChangeStream().SetStartAtOperationTime(&start))
 	for i := range 3 {
 		got := csNext(t, cs)
 		if id := csGet(csGet(got, "documentKey").(bson.D), "_id"); id != int32(i) {
 			t.Fatalf("event %d has documentKey._id %v, want %d", i, id, i)
 		}
+	}
+	early := bson.Timestamp{T: 1, I: 1}
+	_, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetStartAtOperationTime(&early))
+	if csCode(err) != 286 {
+		t.Fatalf("startAtOperationTime before the oplog began: %v, want ChangeStreamHistoryLost (286)", err)
 	}
 }

@@ -56,6 +56,9 @@ type csTarget struct {
 // database stream; every non-system collection outside admin, config and
 // local for a deployment stream.
 func (t csTarget) inScope(ent *storage.OplogEntry) bool {
+	if ent.Op == storage.OpNoop {
+		return false
+	}
 	renamedInto := ent.Op == opRename && ent.ToDB == t.db
 	switch t.scope {
 	case csCollection:
@@ -161,13 +164,9 @@ func buildEvent(ent *storage.OplogEntry, tok resumeToken, im csImages) (bson.D, 
 			}
 			ev = append(ev, bson.E{Key: "fullDocument", Value: csDocOrNull(doc)})
 		case fdWhenAvailable, fdRequired:
-			var doc bson.D
-			if ent.Images && ent.Doc != nil {
-				doc = ent.Doc
-			}
-			if doc == nil && im.fullDocument == fdRequired {
-				return nil, &CommandError{Code: codeNoMatchingDocument, CodeName: "NoMatchingDocument",
-					Message: "Change stream was configured to require a post-image for all update events, but the post-image was not found for event: " + csEventSummary(ent)}
+			doc, err := csStoredImage(ent, ent.Doc, im.fullDocument, "a post-image for all update events, but the post-image")
+			if err != nil {
+				return nil, err
 			}
 			ev = append(ev, bson.E{Key: "fullDocument", Value: csDocOrNull(doc)})
 		}
@@ -198,17 +197,28 @@ func buildEvent(ent *storage.OplogEntry, tok resumeToken, im csImages) (bson.D, 
 		if im.fullDocumentBeforeChange == fdOff || im.fullDocumentBeforeChange == "" {
 			break
 		}
-		var pre bson.D
-		if ent.Images && ent.Pre != nil {
-			pre = ent.Pre
-		}
-		if pre == nil && im.fullDocumentBeforeChange == fdRequired {
-			return nil, &CommandError{Code: codeNoMatchingDocument, CodeName: "NoMatchingDocument",
-				Message: "Change stream was configured to require a pre-image for all update, delete and replace events, but the pre-image was not found for event: " + csEventSummary(ent)}
+		pre, err := csStoredImage(ent, ent.Pre, im.fullDocumentBeforeChange, "a pre-image for all update, delete and replace events, but the pre-image")
+		if err != nil {
+			return nil, err
 		}
 		ev = append(ev, bson.E{Key: "fullDocumentBeforeChange", Value: csDocOrNull(pre)})
 	}
 	return ev, nil
+}
+
+// csStoredImage returns the pre- or post-image img recorded with ent when
+// clients may see it (the collection had changeStreamPreAndPostImages
+// enabled at write time), else nil; with mode "required" a missing image is
+// NoMatchingDocument, its message naming what was required.
+func csStoredImage(ent *storage.OplogEntry, img bson.D, mode, what string) (bson.D, error) {
+	if ent.Images && img != nil {
+		return img, nil
+	}
+	if mode == fdRequired {
+		return nil, &CommandError{Code: codeNoMatchingDocument, CodeName: "NoMatchingDocument",
+			Message: "Change stream was configured to require " + what + " was not found for event: " + csEventSummary(ent)}
+	}
+	return nil, nil
 }
 
 // operationDescription returns the expanded-event operationDescription of

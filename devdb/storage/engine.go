@@ -43,11 +43,8 @@ var (
 	bucketOplog   = []byte("oplog")
 	keyTS         = []byte("ts")
 	keyOplogBytes = []byte("oplogBytes")
-	// keyTruncated holds the TS of the newest oplog entry ever removed by
-	// retention (absent: nothing was ever removed).
-	keyTruncated = []byte("oplogTruncatedThrough")
-	keyDocs      = []byte("d")
-	keyStats     = []byte("stats")
+	keyDocs       = []byte("d")
+	keyStats      = []byte("stats")
 )
 
 // Options configures Open.
@@ -91,9 +88,7 @@ type Engine struct {
 
 	lastTS   atomic.Uint64
 	oldestTS atomic.Uint64
-	// truncTS is the newest oplog TS ever removed by retention (0: none).
-	truncTS atomic.Uint64
-	dirty   atomic.Bool
+	dirty    atomic.Bool
 
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -159,9 +154,6 @@ func Open(opts Options) (*Engine, error) {
 		if k, _ := tx.Bucket(bucketOplog).Cursor().First(); len(k) == 8 {
 			e.oldestTS.Store(binary.BigEndian.Uint64(k))
 		}
-		if v := tx.Bucket(bucketMeta).Get(keyTruncated); len(v) == 8 {
-			e.truncTS.Store(binary.BigEndian.Uint64(v))
-		}
 		return nil
 	})
 	if err == nil {
@@ -174,6 +166,16 @@ func Open(opts Options) (*Engine, error) {
 	}
 	e.lastTS.Store(e.allocTS)
 	go e.loop()
+	if e.allocTS == 0 {
+		// A new data directory: start the oplog, as replSetInitiate does.
+		err := e.Update(func(tx *Tx) error {
+			return tx.appendOplog(&OplogEntry{Op: OpNoop, Extra: bson.D{{Key: "msg", Value: "initiating set"}}})
+		})
+		if err != nil {
+			_ = e.Close()
+			return nil, fmt.Errorf("open storage: start the oplog: %w", err)
+		}
+	}
 	return e, nil
 }
 
@@ -249,13 +251,6 @@ func (e *Engine) LastOpTime() bson.Timestamp { return unpackTS(e.lastTS.Load()) 
 // (zero when the oplog is empty and has never been written).
 func (e *Engine) OldestOpTime() bson.Timestamp { return unpackTS(e.oldestTS.Load()) }
 
-// OplogTruncatedThrough returns the cluster time of the newest oplog entry
-// ever removed by retention, persisted across restarts; the zero Timestamp
-// when retention never removed anything. A change stream resuming at or
-// before it has lost history (ChangeStreamHistoryLost); one resuming after it
-// has not, even if its position predates the oldest retained entry.
-func (e *Engine) OplogTruncatedThrough() bson.Timestamp { return unpackTS(e.truncTS.Load()) }
-
 // Changed returns a channel that is closed when the next oplog entry is
 // committed. Callers take a fresh channel after every wake-up.
 func (e *Engine) Changed() <-chan struct{} {
@@ -298,9 +293,6 @@ func (e *Engine) Update(fn func(*Tx) error) error {
 	e.dirty.Store(true)
 	if tx.oldest != 0 {
 		e.oldestTS.Store(tx.oldest)
-	}
-	if tx.truncated != 0 {
-		e.truncTS.Store(tx.truncated)
 	}
 	if tx.maxTS != 0 {
 		e.lastTS.Store(tx.maxTS)

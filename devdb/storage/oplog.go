@@ -9,10 +9,17 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
+// OpNoop is the Op of an entry that changes nothing: the one a new data
+// directory starts its oplog with, as a new replica set's oplog starts with
+// its "initiating set" entry. It marks how far back history goes: a change
+// stream may start anywhere after it, and one starting before it has lost
+// history, as on MongoDB.
+const OpNoop = "noop"
+
 // OplogEntry is one committed change, in cluster-time order. Op is the change
 // event's operationType: "insert", "update", "replace", "delete", "drop",
 // "rename", "dropDatabase", "create", "createIndexes", "dropIndexes" or
-// "modify".
+// "modify"; or OpNoop, which no change stream reports.
 type OplogEntry struct {
 	// TS is the entry's cluster time, unique and strictly increasing.
 	TS bson.Timestamp `bson:"ts"`
@@ -140,18 +147,12 @@ func (t *Tx) finish() error {
 		if t.e.opts.OplogMaxAge > 0 {
 			cutoff = t.e.opts.Now().Add(-t.e.opts.OplogMaxAge)
 		}
-		n, through, err := trimOplog(t.tx, size-t.e.opts.OplogMaxBytes, cutoff, t.maxTS)
+		n, err := trimOplog(t.tx, size-t.e.opts.OplogMaxBytes, cutoff, t.maxTS)
 		if err != nil {
 			return err
 		}
 		size -= n
 		trimmed = n > 0
-		if trimmed {
-			if err := meta.Put(keyTruncated, u64(through)); err != nil {
-				return fmt.Errorf("persist oplog truncation point: %w", err)
-			}
-			t.truncated = through
-		}
 	}
 	if err := meta.Put(keyOplogBytes, u64(uint64(max(size, 0)))); err != nil {
 		return fmt.Errorf("persist oplog size: %w", err)
@@ -167,10 +168,10 @@ func (t *Tx) finish() error {
 // trimOplog deletes the oldest entries while more than excess bytes must go
 // or while entries are older than cutoff, never deleting the entry at keep
 // (the newest), so the oplog always holds its newest entry and OldestOpTime
-// is the TS of an existing entry. It returns the bytes removed and the packed
-// TS of the newest entry removed (0 when none).
-func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (removed int64, through uint64, err error) {
+// is the TS of an existing entry. It returns the bytes removed.
+func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (int64, error) {
 	c := btx.Bucket(bucketOplog).Cursor()
+	var removed int64
 	cutMS := int64(0)
 	if !cutoff.IsZero() {
 		cutMS = cutoff.UnixMilli()
@@ -181,15 +182,14 @@ func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (remov
 		}
 		if removed < excess || (cutMS != 0 && entryWallMS(v) < cutMS) {
 			removed += int64(len(v))
-			through = binary.BigEndian.Uint64(k)
 			if err := c.Delete(); err != nil {
-				return removed, through, fmt.Errorf("trim oplog: %w", err)
+				return removed, fmt.Errorf("trim oplog: %w", err)
 			}
 			continue
 		}
 		break
 	}
-	return removed, through, nil
+	return removed, nil
 }
 
 // entryWallMS extracts the wall time (ms) of an encoded entry without
@@ -208,7 +208,7 @@ func entryWallMS(raw []byte) int64 {
 // trimByAge applies the age limit outside write traffic (janitor).
 func (e *Engine) trimByAge() error {
 	cutoff := e.opts.Now().Add(-e.opts.OplogMaxAge)
-	var oldest, through uint64
+	var oldest uint64
 	var trimmed bool
 	err := e.db.Update(func(btx *bolt.Tx) error {
 		c := btx.Bucket(bucketOplog).Cursor()
@@ -217,17 +217,11 @@ func (e *Engine) trimByAge() error {
 			return nil
 		}
 		last, _ := c.Last()
-		n, thr, err := trimOplog(btx, 0, cutoff, binary.BigEndian.Uint64(last))
+		n, err := trimOplog(btx, 0, cutoff, binary.BigEndian.Uint64(last))
 		if err != nil {
 			return err
 		}
-		through = thr
 		meta := btx.Bucket(bucketMeta)
-		if thr != 0 {
-			if err := meta.Put(keyTruncated, u64(thr)); err != nil {
-				return err
-			}
-		}
 		var size int64
 		if v := meta.Get(keyOplogBytes); len(v) == 8 {
 			size = int64(binary.BigEndian.Uint64(v))
@@ -247,9 +241,6 @@ func (e *Engine) trimByAge() error {
 	if trimmed && oldest != 0 {
 		e.dirty.Store(true)
 		e.oldestTS.Store(oldest)
-	}
-	if through != 0 {
-		e.truncTS.Store(through)
 	}
 	return nil
 }

@@ -281,7 +281,11 @@ func TestOplogCatalogSequence(t *testing.T) {
 	}
 	var ops []string
 	var prev uint64
-	for _, ent := range collectOplog(t, e, bson.Timestamp{}) {
+	ents := collectOplog(t, e, bson.Timestamp{})
+	if len(ents) == 0 || ents[0].Op != OpNoop {
+		t.Fatalf("oplog does not start with the %q entry: %+v", OpNoop, ents)
+	}
+	for _, ent := range ents[1:] {
 		ops = append(ops, ent.Op+":"+ent.Coll)
 		if packTS(ent.TS) <= prev {
 			t.Errorf("TS not increasing: %v after %v", ent.TS, unpackTS(prev))
@@ -374,8 +378,8 @@ func TestClusterTimeMonotonicAcrossRestartWithClockBackwards(t *testing.T) {
 	if got := e2.LastOpTime(); packTS(got) <= packTS(first) {
 		t.Fatalf("TS went backwards: %v <= %v", got, first)
 	}
-	if n := len(collectOplog(t, e2, bson.Timestamp{})); n != 3 {
-		t.Fatalf("oplog has %d entries after restart, want 3", n)
+	if n := len(collectOplog(t, e2, bson.Timestamp{})); n != 1+3 { // the initial no-op, then 3 inserts
+		t.Fatalf("oplog has %d entries after restart, want 1+3", n)
 	}
 	_ = e2.View(func(tx *Tx) error {
 		c, _ := tx.Collection("db", "c")
@@ -428,30 +432,18 @@ func TestOplogRetention(t *testing.T) {
 			if ents[len(ents)-1].TS != e.LastOpTime() {
 				t.Errorf("newest entry trimmed")
 			}
-			through := e.OplogTruncatedThrough()
-			if through == (bson.Timestamp{}) || packTS(through) >= packTS(ents[0].TS) {
-				t.Errorf("OplogTruncatedThrough = %v, want non-zero and before the oldest retained %v", through, ents[0].TS)
-			}
 		})
 	}
 }
 
-func TestOplogTruncatedThroughZeroWithoutRetention(t *testing.T) {
+func TestNewOplogStartsWithNoop(t *testing.T) {
 	e := openTest(t, Options{})
-	for i := range 3 {
-		if err := e.Update(func(tx *Tx) error {
-			c, err := tx.EnsureCollection("db", "c")
-			if err != nil {
-				return err
-			}
-			_, err = tx.Insert(c, bson.D{{Key: "_id", Value: i}})
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+	ents := collectOplog(t, e, bson.Timestamp{})
+	if len(ents) != 1 || ents[0].Op != OpNoop {
+		t.Fatalf("new oplog = %+v, want one %q entry", ents, OpNoop)
 	}
-	if got := e.OplogTruncatedThrough(); got != (bson.Timestamp{}) {
-		t.Fatalf("OplogTruncatedThrough = %v on an untrimmed oplog, want zero", got)
+	if e.OldestOpTime() != ents[0].TS || e.LastOpTime() != ents[0].TS {
+		t.Fatalf("OldestOpTime %v / LastOpTime %v, want both %v", e.OldestOpTime(), e.LastOpTime(), ents[0].TS)
 	}
 }
 
@@ -535,7 +527,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if n := len(collectOplog(t, e, bson.Timestamp{})); n != writers*per+1 {
-		t.Errorf("oplog entries = %d, want %d", n, writers*per+1)
+	if n := len(collectOplog(t, e, bson.Timestamp{})); n != 1+writers*per+1 { // the initial no-op first
+		t.Errorf("oplog entries = %d, want %d", n, 1+writers*per+1)
 	}
 }

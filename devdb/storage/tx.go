@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -18,13 +20,10 @@ import (
 // *DuplicateKeyError) it has changed nothing, so a caller may continue and
 // commit the writes that succeeded (unordered inserts).
 type Tx struct {
-	e      *Engine
-	tx     *bolt.Tx
-	maxTS  uint64
-	oldest uint64
-	// truncated is the packed TS of the newest oplog entry this transaction
-	// removed by retention (0: none).
-	truncated  uint64
+	e          *Engine
+	tx         *bolt.Tx
+	maxTS      uint64
+	oldest     uint64
 	oplogAdded int64
 }
 
@@ -291,7 +290,7 @@ func (t *Tx) DropCollection(db, coll string) (bool, error) {
 }
 
 func (t *Tx) dropCollection(c *Collection) error {
-	if err := t.tx.Bucket(bucketData).DeleteBucket(u64(c.ID)); err != nil && err != bolt.ErrBucketNotFound {
+	if err := t.tx.Bucket(bucketData).DeleteBucket(u64(c.ID)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 		return fmt.Errorf("drop %s: %w", c.Namespace(), err)
 	}
 	if err := t.tx.Bucket(bucketCatalog).Delete(catalogKey(c.DB, c.Name)); err != nil {
@@ -515,7 +514,7 @@ func (t *Tx) DropIndex(c *Collection, name string) error {
 			continue
 		}
 		if ex.Unique {
-			if err := t.dataBucket(c).DeleteBucket(indexBucketName(name)); err != nil && err != bolt.ErrBucketNotFound {
+			if err := t.dataBucket(c).DeleteBucket(indexBucketName(name)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 				return fmt.Errorf("drop index %s: %w", name, err)
 			}
 		}
