@@ -1,0 +1,123 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/changehook/changehook/triggers"
+)
+
+type fakeRunner struct {
+	ready bool
+	sts   []triggers.TriggerStatus
+}
+
+func (f fakeRunner) Status() []triggers.TriggerStatus { return f.sts }
+func (f fakeRunner) Ready() bool                      { return f.ready }
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	b, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(b)
+}
+
+func TestReadyz(t *testing.T) {
+	running := triggers.TriggerStatus{Name: "a", State: triggers.StateRunning, StreamOpen: true}
+	disabled := triggers.TriggerStatus{Name: "b", State: triggers.StateDisabled}
+	failed := triggers.TriggerStatus{Name: "c", State: triggers.StateFailed, LastError: "history lost: reset it"}
+	for _, tc := range []struct {
+		name     string
+		r        fakeRunner
+		code     int
+		contains string
+	}{
+		{"all open", fakeRunner{ready: true, sts: []triggers.TriggerStatus{running, disabled}}, 200, "ready"},
+		{"one failed", fakeRunner{sts: []triggers.TriggerStatus{running, failed}}, 503, "trigger c: failed, change stream not open: history lost: reset it"},
+		{"not started", fakeRunner{}, 503, "runner not started"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := get(t, Handler(tc.r, nil), "/readyz")
+			if code != tc.code || !strings.Contains(body, tc.contains) {
+				t.Errorf("/readyz = %d %q, want %d containing %q", code, body, tc.code, tc.contains)
+			}
+		})
+	}
+}
+
+func TestHealthzMetricsAPI(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "changehook_deliveries_total"}, []string{"trigger", "outcome"})
+	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "changehook_delivery_attempts_total"}, []string{"trigger", "reason"})
+	dead := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "changehook_dead_letters_total"}, []string{"trigger"})
+	reg.MustRegister(deliveries, attempts, dead)
+	deliveries.WithLabelValues("a", "delivered").Add(3)
+	deliveries.WithLabelValues("a", "dead_lettered").Add(1)
+	attempts.WithLabelValues("a", "ok").Add(3)
+	attempts.WithLabelValues("a", "server_error").Add(2)
+	dead.WithLabelValues("a").Inc()
+	deliveries.WithLabelValues("other", "delivered").Add(9)
+
+	cp := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := fakeRunner{ready: true, sts: []triggers.TriggerStatus{{Name: "a", State: triggers.StateRunning, StreamOpen: true, EventsReceived: 4, CheckpointTime: cp, CheckpointLag: 1500 * time.Millisecond}}}
+	h := Handler(r, reg)
+
+	if code, body := get(t, h, "/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	if code, body := get(t, h, "/metrics"); code != 200 || !strings.Contains(body, `changehook_deliveries_total{outcome="delivered",trigger="a"} 3`) {
+		t.Errorf("/metrics = %d\n%s", code, body)
+	}
+	code, body := get(t, h, "/api/triggers")
+	if code != 200 {
+		t.Fatalf("/api/triggers = %d", code)
+	}
+	var resp TriggersResponse
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Ready || len(resp.Triggers) != 1 {
+		t.Fatalf("response %+v", resp)
+	}
+	v := resp.Triggers[0]
+	if v.Deliveries["delivered"] != 3 || v.Deliveries["dead_lettered"] != 1 || v.Attempts["server_error"] != 2 || v.DeadLetters != 1 ||
+		v.EventsReceived != 4 || !v.CheckpointTime.Equal(cp) || v.CheckpointLagSeconds != 1.5 {
+		t.Errorf("trigger view %+v", v)
+	}
+	if code, _ := get(t, h, "/nope"); code != http.StatusNotFound {
+		t.Errorf("/nope = %d", code)
+	}
+}
+
+func TestServerLifecycle(t *testing.T) {
+	s, err := Start(Options{Addr: "127.0.0.1:0", Runner: fakeRunner{ready: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(s.URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/healthz = %d", resp.StatusCode)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if _, err := http.Get(s.URL() + "/healthz"); err == nil {
+		t.Error("server still answering after Shutdown")
+	}
+	if _, err := Start(Options{Addr: "127.0.0.1:0"}); err == nil {
+		t.Error("Start without a runner succeeded")
+	}
+}

@@ -1,0 +1,201 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+)
+
+func checkpointsCommand(ctx context.Context, args []string, env Env) int {
+	const usage = `Usage:
+  changehook checkpoints list  [-c FILE]
+  changehook checkpoints reset [-c FILE] --trigger NAME [--to now|RFC3339-TIME]
+
+A checkpoint is the resume token a trigger restarts from (one per trigger, in
+<state.database>.checkpoints). When a trigger fails with "history lost" (its
+checkpoint fell off the oplog), changehook never skips events on its own:
+reset the checkpoint explicitly, then restart changehook. Events between the
+old checkpoint and the new position are not delivered.
+
+  --to now    the trigger continues from the current end of the stream
+  --to TIME   the trigger continues from the first change at or after TIME
+              (must still be in the oplog)
+
+Examples:
+  changehook checkpoints list
+  changehook checkpoints reset --trigger low_stock
+  changehook checkpoints reset --trigger low_stock --to 2025-01-31T12:00:00Z
+`
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return ExitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(env.Stdout, usage)
+		return ExitOK
+	case "list":
+		return checkpointsList(ctx, args[1:], env)
+	case "reset":
+		return checkpointsReset(ctx, args[1:], env)
+	}
+	fmt.Fprintf(env.Stderr, "changehook checkpoints: unknown subcommand %q\n\n%s", args[0], usage)
+	return ExitUsage
+}
+
+func checkpointsList(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "checkpoints list", "checkpoints list [-c FILE]", "changehook checkpoints list")
+	path := configFlag(fs)
+	pos, code, done := flagsThenArgs(fs, args, env)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(env, fs, "unexpected argument %q", pos[0])
+	}
+	sc, err := openState(ctx, *path, env)
+	if err != nil {
+		return fail(env, "checkpoints list", err)
+	}
+	defer sc.close(ctx)
+	cps, err := sc.store.ListCheckpoints(ctx)
+	if err != nil {
+		return fail(env, "checkpoints list", err)
+	}
+	byName := make(map[string]store.Checkpoint, len(cps))
+	for _, cp := range cps {
+		byName[cp.Trigger] = cp
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TRIGGER\tPOSITION (CLUSTER TIME)\tSAVED AT\tNOTE")
+	row := func(name string, cp store.Checkpoint, ok bool, note string) {
+		if !ok {
+			fmt.Fprintf(tw, "%s\t-\t-\t%s\n", name, note)
+			return
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, clusterTimeText(cp.ClusterTime), cp.UpdatedAt.UTC().Format(time.RFC3339), note)
+	}
+	for _, t := range sc.cfg.Triggers {
+		cp, ok := byName[t.Name]
+		delete(byName, t.Name)
+		note := ""
+		if !ok {
+			note = "no checkpoint: starts at start_at"
+		}
+		if !t.Enabled {
+			note = "disabled; " + note
+		}
+		row(t.Name, cp, ok, note)
+	}
+	for _, cp := range cps {
+		if _, left := byName[cp.Trigger]; left {
+			row(cp.Trigger, cp, true, "not in "+sc.cfg.Path)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return fail(env, "checkpoints list", err)
+	}
+	return ExitOK
+}
+
+func clusterTimeText(ts bson.Timestamp) string {
+	if ts.T == 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%s (%d.%d)", time.Unix(int64(ts.T), 0).UTC().Format(time.RFC3339), ts.T, ts.I)
+}
+
+func checkpointsReset(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "checkpoints reset", "checkpoints reset [-c FILE] --trigger NAME [--to now|RFC3339-TIME]",
+		"changehook checkpoints reset --trigger low_stock",
+		"changehook checkpoints reset --trigger low_stock --to 2025-01-31T12:00:00Z")
+	path := configFlag(fs)
+	name := fs.String("trigger", "", "the trigger whose checkpoint is reset (required)")
+	to := fs.String("to", "now", "new position: now, or an RFC 3339 time such as 2025-01-31T12:00:00Z")
+	pos, code, done := flagsThenArgs(fs, args, env)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(env, fs, "unexpected argument %q", pos[0])
+	}
+	if *name == "" {
+		return usageError(env, fs, "--trigger is required")
+	}
+	var at time.Time
+	if *to != "now" {
+		var err error
+		if at, err = time.Parse(time.RFC3339, *to); err != nil {
+			return usageError(env, fs, "--to must be now or an RFC 3339 time such as 2025-01-31T12:00:00Z, not %q", *to)
+		}
+	}
+	sc, err := openState(ctx, *path, env)
+	if err != nil {
+		return fail(env, "checkpoints reset", err)
+	}
+	defer sc.close(ctx)
+	t, err := findTrigger(sc.cfg, *name)
+	if err != nil {
+		return usageError(env, fs, "%v", err)
+	}
+	cp, err := positionAt(ctx, sc, t, at)
+	if err != nil {
+		return fail(env, "checkpoints reset", err)
+	}
+	if err := sc.store.SaveCheckpoint(ctx, cp); err != nil {
+		return fail(env, "checkpoints reset", err)
+	}
+	where := "the current end of the stream"
+	if !at.IsZero() {
+		where = "the first change at or after " + at.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(env.Stdout, "checkpoint of %s reset: it continues from %s.\nRestart changehook (a running changehook keeps its own position and overwrites this).\n", t.Name, where)
+	return ExitOK
+}
+
+// positionAt opens the trigger's change stream at time at (zero: now) with
+// an empty first batch and returns its post-batch resume token as a
+// checkpoint: a position before every change at or after at, so that
+// resuming from it delivers exactly those changes.
+func positionAt(ctx context.Context, sc *stateConn, t *triggers.Trigger, at time.Time) (store.Checkpoint, error) {
+	opts := t.ChangeStreamOptions().SetBatchSize(0)
+	if !at.IsZero() {
+		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(at.Unix())})
+	}
+	cs, err := t.Watch(ctx, sc.client, opts)
+	if err != nil {
+		var se mongo.ServerError
+		if !at.IsZero() && errors.As(err, &se) && se.HasErrorCode(codeChangeStreamHistoryLost) {
+			return store.Checkpoint{}, fmt.Errorf("%s is older than the oldest change still in the oplog: pick a later time, or --to now: %w", toText(at), err)
+		}
+		return store.Checkpoint{}, fmt.Errorf("open the change stream of %s at %s: %w", t.Name, toText(at), err)
+	}
+	defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
+	token := cs.ResumeToken()
+	if token == nil {
+		return store.Checkpoint{}, fmt.Errorf("open the change stream of %s: the server returned no resume token", t.Name)
+	}
+	cp := store.Checkpoint{Trigger: t.Name, Token: append(bson.Raw(nil), token...), UpdatedAt: time.Now()}
+	if !at.IsZero() {
+		cp.ClusterTime = bson.Timestamp{T: uint32(at.Unix())}
+	}
+	return cp, nil
+}
+
+// codeChangeStreamHistoryLost is MongoDB's ChangeStreamHistoryLost error code.
+const codeChangeStreamHistoryLost = 286
+
+func toText(at time.Time) string {
+	if at.IsZero() {
+		return "now"
+	}
+	return at.UTC().Format(time.RFC3339)
+}

@@ -1,0 +1,247 @@
+// Package cli implements the changehook subcommands: run, dev, devdb,
+// validate, test, dlq, checkpoints and version.
+//
+// Every subcommand is a function of its arguments and an Env (output streams,
+// environment lookup, version), so that it can be tested without a process.
+// cmd/changehook only installs the signal handling and exits with the code
+// Run returns.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/changehook/changehook/triggers"
+)
+
+// Exit codes returned by Run.
+const (
+	// ExitOK: the command succeeded.
+	ExitOK = 0
+	// ExitFailure: the command failed, or validate found problems.
+	ExitFailure = 1
+	// ExitUsage: the command line was wrong (unknown command or flag,
+	// missing argument).
+	ExitUsage = 2
+)
+
+// DefaultConfigFile is the configuration file used when -c is not given.
+const DefaultConfigFile = "triggers.yaml"
+
+// Env is the process environment a command runs in.
+type Env struct {
+	// Stdin is read by commands given "-" as a file (default: empty).
+	Stdin io.Reader
+	// Stdout receives the command's results.
+	Stdout io.Writer
+	// Stderr receives logs, warnings and error messages.
+	Stderr io.Writer
+	// LookupEnv resolves ${VAR} in configuration files (os.LookupEnv in
+	// production; nil means no variable is set).
+	LookupEnv triggers.LookupEnv
+	// Version is the changehook version ("dev" when empty).
+	Version string
+}
+
+// OSEnv returns the Env of the current process: os.Stdin, os.Stdout, os.Stderr and
+// os.LookupEnv.
+func OSEnv(version string) Env {
+	return Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, LookupEnv: os.LookupEnv, Version: version}
+}
+
+func (e Env) stdin() io.Reader {
+	if e.Stdin == nil {
+		return strings.NewReader("")
+	}
+	return e.Stdin
+}
+
+func (e Env) withDefaults() Env {
+	if e.Stdout == nil {
+		e.Stdout = io.Discard
+	}
+	if e.Stderr == nil {
+		e.Stderr = io.Discard
+	}
+	if e.LookupEnv == nil {
+		e.LookupEnv = func(string) (string, bool) { return "", false }
+	}
+	if e.Version == "" {
+		e.Version = "dev"
+	}
+	return e
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, env Env) int
+}
+
+func commands() []command {
+	return []command{
+		{"run", "run every enabled trigger against a MongoDB deployment", runCommand},
+		{"dev", "run the triggers against an embedded devdb (--demo: the inventory demo)", devCommand},
+		{"devdb", "run the embedded MongoDB-compatible devdb server in the foreground", devdbCommand},
+		{"validate", "check a configuration file and report every problem", validateCommand},
+		{"test", "show what a trigger would do with an event (match, payload, headers)", testCommand},
+		{"dlq", "list, show, replay or purge dead letters", dlqCommand},
+		{"checkpoints", "list checkpoints, or reset one (the way out of history lost)", checkpointsCommand},
+		{"version", "print the changehook version", versionCommand},
+	}
+}
+
+// Run runs the changehook command line args (without the program name) and
+// returns the process exit code: ExitOK, ExitFailure or ExitUsage. ctx is
+// canceled on SIGINT/SIGTERM by the caller; long-running commands (run, dev,
+// devdb) then shut down gracefully and return ExitOK.
+func Run(ctx context.Context, args []string, env Env) int {
+	env = env.withDefaults()
+	if len(args) == 0 {
+		mainUsage(env.Stderr)
+		return ExitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		mainUsage(env.Stdout)
+		return ExitOK
+	case "-v", "-version", "--version":
+		name = "version"
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(ctx, args[1:], env)
+		}
+	}
+	fmt.Fprintf(env.Stderr, "changehook: unknown command %q\n\n", name)
+	mainUsage(env.Stderr)
+	return ExitUsage
+}
+
+func mainUsage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("changehook: webhook triggers for MongoDB change streams.\n\n")
+	b.WriteString("Usage:\n  changehook <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nExamples:\n")
+	b.WriteString("  changehook dev --demo                 # try it: embedded database, demo receiver and writer\n")
+	b.WriteString("  changehook validate -c triggers.yaml\n")
+	b.WriteString("  changehook run -c triggers.yaml\n")
+	b.WriteString("\nRun 'changehook <command> --help' for the flags of a command.\n")
+	io.WriteString(w, b.String())
+}
+
+// newFlagSet returns a FlagSet for a subcommand whose --help prints usage,
+// the flags and the examples on stdout.
+func newFlagSet(env Env, name, usage string, examples ...string) *flag.FlagSet {
+	fs := flag.NewFlagSet("changehook "+name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage:\n  changehook %s\n\n", usage)
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintln(w, "Flags:")
+			fs.PrintDefaults()
+		}
+		if len(examples) > 0 {
+			fmt.Fprintln(w, "\nExamples:")
+			for _, e := range examples {
+				fmt.Fprintf(w, "  %s\n", e)
+			}
+		}
+	}
+	return fs
+}
+
+// parseFlags parses args with fs. It returns done=true with the exit code
+// when the command must stop: ExitOK after --help (usage printed on stdout),
+// ExitUsage on a bad flag (message and usage on stderr).
+func parseFlags(fs *flag.FlagSet, args []string, env Env) (code int, done bool) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(env.Stdout)
+			fs.Usage()
+			return ExitOK, true
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK, true
+		}
+		return ExitUsage, true
+	}
+	return 0, false
+}
+
+// usageError prints a usage problem and the short usage line of fs.
+func usageError(env Env, fs *flag.FlagSet, format string, args ...any) int {
+	fmt.Fprintf(env.Stderr, "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
+	fmt.Fprintf(env.Stderr, "Run '%s --help' for usage.\n", fs.Name())
+	return ExitUsage
+}
+
+// fail prints an error for a person and returns ExitFailure.
+func fail(env Env, cmd string, err error) int {
+	fmt.Fprintf(env.Stderr, "changehook %s: %v\n", cmd, err)
+	return ExitFailure
+}
+
+// configFlag registers -c and --config on fs.
+func configFlag(fs *flag.FlagSet) *string {
+	p := new(string)
+	fs.StringVar(p, "c", DefaultConfigFile, "configuration `file`")
+	fs.StringVar(p, "config", DefaultConfigFile, "configuration `file` (same as -c)")
+	return p
+}
+
+// loadConfig loads and validates the configuration file.
+func loadConfig(path string, env Env) (*triggers.Config, error) {
+	cfg, err := triggers.Load(path, env.LookupEnv)
+	if err != nil {
+		var ve *triggers.ValidationError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("invalid configuration (run 'changehook validate -c %s'):\n%w", path, err)
+		}
+		return nil, fmt.Errorf("load configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func versionCommand(_ context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "version", "version", "changehook version")
+	if code, done := parseFlags(fs, args, env); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(env, fs, "unexpected argument %q", fs.Arg(0))
+	}
+	fmt.Fprintf(env.Stdout, "changehook %s\n", env.Version)
+	return ExitOK
+}
+
+// BuildVersion returns v, or the module version recorded in the binary's
+// build information when v is "dev" or empty and one is recorded.
+func BuildVersion(v string) string {
+	if v != "" && v != "dev" {
+		return v
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,270 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// run runs the command line in-process.
+func run(t *testing.T, env map[string]string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := Env{
+		Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Version: "v9.9.9",
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+	}
+	code := Run(context.Background(), args, e)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpEverywhere(t *testing.T) {
+	cmds := [][]string{
+		{"run"}, {"dev"}, {"devdb"}, {"validate"}, {"test"}, {"version"},
+		{"dlq"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"},
+		{"checkpoints"}, {"checkpoints", "list"}, {"checkpoints", "reset"},
+	}
+	for _, c := range cmds {
+		for _, h := range []string{"--help", "-h"} {
+			t.Run(strings.Join(c, " ")+" "+h, func(t *testing.T) {
+				code, out, errOut := run(t, nil, "", append(c, h)...)
+				if code != ExitOK {
+					t.Errorf("exit code %d, want 0; stderr %q", code, errOut)
+				}
+				if !strings.Contains(out, "Usage:") || !strings.Contains(out, "Examples:") || !strings.Contains(out, "changehook "+c[0]) {
+					t.Errorf("help lacks Usage/Examples/command:\n%s", out)
+				}
+				if errOut != "" {
+					t.Errorf("help wrote to stderr: %q", errOut)
+				}
+			})
+		}
+	}
+	t.Run("top level", func(t *testing.T) {
+		code, out, _ := run(t, nil, "", "--help")
+		if code != ExitOK {
+			t.Errorf("exit code %d", code)
+		}
+		for _, c := range commands() {
+			if !strings.Contains(out, "  "+c.name+" ") {
+				t.Errorf("top-level help does not list %s:\n%s", c.name, out)
+			}
+		}
+	})
+}
+
+func TestUsageErrors(t *testing.T) {
+	cfg := writeConfig(t, okConfig)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"no command", nil, "Usage:"},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"validate", "--nope"}, "flag provided but not defined: -nope"},
+		{"stray argument", []string{"validate", "x.yaml"}, `unexpected argument "x.yaml" (the file goes after -c)`},
+		{"test without event", []string{"test", "-c", cfg}, "--event is required"},
+		{"test unknown trigger", []string{"test", "-c", cfg, "--trigger", "nope", "--event", "-"}, `no trigger "nope"`},
+		{"dlq without subcommand", []string{"dlq"}, "Usage:"},
+		{"dlq unknown subcommand", []string{"dlq", "eat"}, `unknown subcommand "eat"`},
+		{"dlq replay nothing", []string{"dlq", "replay"}, "give the IDs to replay, or --all"},
+		{"dlq replay both", []string{"dlq", "replay", "--all", "msg_x"}, "give IDs or --all, not both"},
+		{"dlq purge without trigger", []string{"dlq", "purge"}, "--trigger is required"},
+		{"checkpoints reset without trigger", []string{"checkpoints", "reset"}, "--trigger is required"},
+		{"checkpoints reset bad time", []string{"checkpoints", "reset", "--trigger", "x", "--to", "yesterday"}, `not "yesterday"`},
+		{"devdb remote without flag", []string{"devdb", "--addr", "0.0.0.0:0"}, "devdb has no authentication"},
+		{"dev remote", []string{"dev", "--addr", "0.0.0.0:0"}, "--addr must be a loopback"},
+		{"bad log level", []string{"run", "-c", cfg, "--log-level", "loud"}, `unknown log level "loud"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := run(t, nil, "", tc.args...)
+			if code != ExitUsage {
+				t.Errorf("exit code %d, want %d", code, ExitUsage)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Errorf("stderr %q does not contain %q", errOut, tc.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, _ := run(t, nil, "", args...)
+		if code != ExitOK || out != "changehook v9.9.9\n" {
+			t.Errorf("%v = %d %q", args, code, out)
+		}
+	}
+	if got := BuildVersion("v1.2.3"); got != "v1.2.3" {
+		t.Errorf("BuildVersion(v1.2.3) = %q", got)
+	}
+}
+
+const okConfig = `
+mongodb: { uri: "mongodb://user:hunter2@127.0.0.1:1/?directConnection=true" }
+triggers:
+  - name: low_stock
+    database: lessons
+    collection: inventory
+    operations: [insert, update]
+    match: { fullDocument.quantity: { $lt: 20 }, fullDocument.type: { $ne: "rocks" } }
+    webhook:
+      url: "http://127.0.0.1:1/hook?token=s3cret"
+      headers: { Authorization: "Bearer ${TOKEN:-tok3n}" }
+      secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+      payload:
+        text: { $concat: ["Only ", { $toString: "$fullDocument.quantity" }, " ", "$fullDocument.type", " left!"] }
+  - name: off
+    enabled: false
+    webhook: { url: "http://127.0.0.1:1/off" }
+`
+
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "triggers.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidate(t *testing.T) {
+	cfg := writeConfig(t, okConfig)
+	code, out, errOut := run(t, nil, "", "validate", "-c", cfg)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	want := cfg + " is valid: 2 triggers (1 enabled)\n" +
+		"  low_stock: lessons.inventory [insert, update] -> POST http://127.0.0.1:1/hook?token=REDACTED, ordering strict\n" +
+		"  off (disabled): whole deployment [insert, update, replace, delete] -> POST http://127.0.0.1:1/off, ordering strict\n"
+	if out != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", out, want)
+	}
+	t.Run("missing file", func(t *testing.T) {
+		code, _, errOut := run(t, nil, "", "validate", "-c", filepath.Join(t.TempDir(), "nope.yaml"))
+		if code != ExitFailure || !strings.Contains(errOut, "no such file") {
+			t.Errorf("exit %d, stderr %q", code, errOut)
+		}
+	})
+}
+
+func TestTestCommand(t *testing.T) {
+	cfg := writeConfig(t, okConfig)
+	event := func(op string, qty int, typ string) string {
+		return `{"_id": {"_data": "82AB"}, "operationType": "` + op + `", "ns": {"db": "lessons", "coll": "inventory"},
+			"documentKey": {"_id": 1}, "fullDocument": {"_id": 1, "type": "` + typ + `", "quantity": ` + strconv.Itoa(qty) + `}}`
+	}
+	for _, tc := range []struct {
+		name, event string
+		want        []string
+		notWant     []string
+	}{
+		{
+			name:  "match",
+			event: event("update", 7, "pears"),
+			want: []string{
+				`match:    yes — operationType "update" is one of [insert, update]`,
+				`body (exact bytes, 29):` + "\n" + `{"text":"Only 7 pears left!"}`,
+				"Authorization: [redacted]", "Webhook-Id: msg_", "Webhook-Signature: v1,", "User-Agent: changehook/v9.9.9",
+				"X-Changehook-Trigger: low_stock", "POST http://127.0.0.1:1/hook?token=REDACTED",
+			},
+			notWant: []string{"tok3n", "s3cret", "whsec_"},
+		},
+		{
+			name:  "operation not watched",
+			event: event("delete", 7, "pears"),
+			want:  []string{`match:    no — operationType "delete" is not one of the trigger's operations [insert, update]`},
+		},
+		{
+			name:  "filter false",
+			event: event("insert", 70, "rocks"),
+			want: []string{`match:    no — false in the match filter: {"fullDocument.quantity":{"$lt":20}} (fullDocument.quantity is 70); ` +
+				`{"fullDocument.type":{"$ne":"rocks"}} (fullDocument.type is "rocks")`},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := run(t, nil, tc.event, "test", "-c", cfg, "--trigger", "low_stock", "--event", "-")
+			if code != ExitOK {
+				t.Fatalf("exit %d: %s%s", code, out, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(out+errOut, w) {
+					t.Errorf("output leaks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+	t.Run("not extended json", func(t *testing.T) {
+		code, _, errOut := run(t, nil, "{nope", "test", "-c", cfg, "--trigger", "low_stock", "--event", "-")
+		if code != ExitFailure || !strings.Contains(errOut, "not an Extended JSON document") {
+			t.Errorf("exit %d, stderr %q", code, errOut)
+		}
+	})
+}
+
+func TestIsRemote(t *testing.T) {
+	for _, tc := range []struct {
+		addr   string
+		remote bool
+		err    bool
+	}{
+		{"127.0.0.1:27017", false, false},
+		{"[::1]:27017", false, false},
+		{"localhost:27017", false, false},
+		{"0.0.0.0:27017", true, false},
+		{":27017", true, false},
+		{"10.1.2.3:27017", true, false},
+		{"db.example.com:27017", true, false},
+		{"127.0.0.1", false, true},
+	} {
+		t.Run(tc.addr, func(t *testing.T) {
+			remote, err := isRemote(tc.addr)
+			if (err != nil) != tc.err || remote != tc.remote {
+				t.Errorf("isRemote(%q) = %v, %v; want %v, err %v", tc.addr, remote, err, tc.remote, tc.err)
+			}
+		})
+	}
+}
+
+func TestReceiverAddr(t *testing.T) {
+	for _, tc := range []struct {
+		url, want string
+		err       bool
+	}{
+		{"http://127.0.0.1:9471/hooks/stock", "127.0.0.1:9471", false},
+		{"http://localhost/x", "localhost:80", false},
+		{"https://127.0.0.1:9471/x", "", true},
+		{"http://example.com:9471/x", "", true},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			got, err := receiverAddr(tc.url)
+			if (err != nil) != tc.err || got != tc.want {
+				t.Errorf("receiverAddr = %q, %v; want %q, err %v", got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
+
+func TestRunUnreachableMongoDB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a connection timeout")
+	}
+	cfg := writeConfig(t, strings.Replace(okConfig, "directConnection=true", "directConnection=true&serverSelectionTimeoutMS=200", 1))
+	code, out, errOut := run(t, nil, "", "run", "-c", cfg, "--admin-addr", "off")
+	if code != ExitFailure || !strings.Contains(errOut, "cannot reach MongoDB at mongodb://user:xxxxx@127.0.0.1:1/") {
+		t.Errorf("exit %d\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(errOut, "hunter2") {
+		t.Errorf("password printed: %s", errOut)
+	}
+}

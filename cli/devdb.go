@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/changehook/changehook/devdb"
+)
+
+func devdbCommand(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "devdb", "devdb [--addr HOST:PORT] [--data DIR] [--allow-remote]",
+		"changehook devdb                                  # 127.0.0.1:27017, data in ./devdb-data",
+		"changehook devdb --addr 127.0.0.1:0 --data /tmp/d  # any free port",
+		"mongosh 'mongodb://127.0.0.1:27017/?directConnection=true'   # from another terminal: any MongoDB client")
+	addr := fs.String("addr", "127.0.0.1:27017", "listen `address` (host:port; port 0 picks a free one)")
+	data := fs.String("data", "devdb-data", "data `directory` (created if missing; kept across restarts)")
+	allowRemote := fs.Bool("allow-remote", false, "allow binding a non-loopback address (devdb has NO authentication)")
+	oplogBytes := fs.Int64("oplog-max-bytes", 0, "bound the oplog's size in `bytes` (0: devdb's default)")
+	oplogAge := fs.Duration("oplog-max-age", 0, "bound the age of oplog entries (0: devdb's default)")
+	var lf logFlags
+	lf.register(fs)
+	if code, done := parseFlags(fs, args, env); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(env, fs, "unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(env.Stderr, lf.format, pick(lf.level, "warn"))
+	if err != nil {
+		return usageError(env, fs, "%v", err)
+	}
+	remote, err := isRemote(*addr)
+	if err != nil {
+		return usageError(env, fs, "bad --addr: %v", err)
+	}
+	if remote && !*allowRemote {
+		fmt.Fprintf(env.Stderr, "changehook devdb: refusing to listen on %s: devdb has no authentication, so anyone who can reach it can read and change every database.\nUse a loopback address (127.0.0.1) or pass --allow-remote if you really mean it.\n", *addr)
+		return ExitUsage
+	}
+	if remote {
+		fmt.Fprintf(env.Stderr, "WARNING: devdb is listening on %s without authentication: anyone who can reach this address can read and change every database. Never use devdb for production data.\n", *addr)
+	}
+	srv, err := devdb.Start(ctx, devdb.Options{
+		Addr: *addr, Data: *data, AllowRemote: *allowRemote, Logger: log,
+		OplogMaxBytes: *oplogBytes, OplogMaxAge: *oplogAge,
+	})
+	if err != nil {
+		return fail(env, "devdb", fmt.Errorf("start devdb: %w", err))
+	}
+	fmt.Fprintln(env.Stdout, srv.URI())
+	fmt.Fprintf(env.Stderr, "devdb %s listening on %s, data in %s. Press Ctrl-C to stop.\n", devdb.Version, srv.Addr(), *data)
+	<-ctx.Done()
+	if err := srv.Close(); err != nil {
+		return fail(env, "devdb", fmt.Errorf("stop devdb: %w", err))
+	}
+	fmt.Fprintln(env.Stderr, "devdb stopped.")
+	return ExitOK
+}
+
+// isRemote reports whether addr binds something other than a loopback
+// address. An empty host (all interfaces) is remote; a host name is resolved
+// only when it is "localhost".
+func isRemote(addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, err
+	}
+	if host == "localhost" {
+		return false, nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return true, nil
+	}
+	return !ip.IsLoopback(), nil
+}

@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/changehook/changehook/triggers"
+)
+
+func validateCommand(_ context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "validate", "validate [-c FILE]",
+		"changehook validate                     # checks ./triggers.yaml",
+		"changehook validate -c prod.yaml        # exit 1 and FILE:LINE:COL: message for every problem")
+	path := configFlag(fs)
+	if code, done := parseFlags(fs, args, env); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(env, fs, "unexpected argument %q (the file goes after -c)", fs.Arg(0))
+	}
+	cfg, err := triggers.Load(*path, env.LookupEnv)
+	if err != nil {
+		var ve *triggers.ValidationError
+		if !errors.As(err, &ve) {
+			return fail(env, "validate", err)
+		}
+		for _, p := range ve.Problems {
+			fmt.Fprintln(env.Stdout, p.String())
+		}
+		fmt.Fprintf(env.Stderr, "%s: %s\n", *path, plural(len(ve.Problems), "problem"))
+		return ExitFailure
+	}
+	writeSummary(env, cfg)
+	return ExitOK
+}
+
+// writeSummary prints a valid configuration's triggers, secrets masked.
+func writeSummary(env Env, cfg *triggers.Config) {
+	enabled := 0
+	for _, t := range cfg.Triggers {
+		if t.Enabled {
+			enabled++
+		}
+	}
+	fmt.Fprintf(env.Stdout, "%s is valid: %s (%d enabled)\n", cfg.Path, plural(len(cfg.Triggers), "trigger"), enabled)
+	for _, t := range cfg.Triggers {
+		ns := t.Namespace()
+		if ns == "" {
+			ns = "whole deployment"
+		}
+		state := ""
+		if !t.Enabled {
+			state = " (disabled)"
+		}
+		fmt.Fprintf(env.Stdout, "  %s%s: %s [%s] -> %s %s, ordering %s\n", t.Name, state, ns,
+			strings.Join(t.Operations, ", "), t.Webhook.Method, triggers.RedactURL(t.Webhook.URL), t.Ordering)
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
