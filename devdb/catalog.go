@@ -136,10 +136,17 @@ func (s *Server) cmdDrop(_ context.Context, req *Request) (bson.D, error) {
 }
 
 // cmdDropDatabase answers dropDatabase: {dropped: db} when the database
-// existed, {} otherwise.
+// existed, {} otherwise. As on a MongoDB replica-set member, admin and local
+// cannot be dropped (IllegalOperation 20).
 func (s *Server) cmdDropDatabase(_ context.Context, req *Request) (bson.D, error) {
 	if err := storage.ValidateDBName(req.DB); err != nil {
 		return nil, dataErr(err)
+	}
+	switch req.DB {
+	case "admin":
+		return nil, NewCommandError(CodeIllegalOperation, "Dropping the 'admin' database is prohibited.")
+	case "local":
+		return nil, NewCommandError(CodeIllegalOperation, "Cannot drop 'local' database while replication is active")
 	}
 	var dropped bool
 	err := s.store.Update(func(tx *storage.Tx) error {
@@ -163,10 +170,16 @@ func (s *Server) cmdDropDatabase(_ context.Context, req *Request) (bson.D, error
 // has, with the collections each holds there: admin (system.version),
 // config (system.sessions, transactions) and local (oplog.rs, startup_log,
 // replset.election, replset.minvalid, system.replset).
-var systemDatabases = [...]struct {
+func systemDatabases() [3]systemDatabase {
+	return [3]systemDatabase{{"admin", 1}, {"config", 2}, {"local", 5}}
+}
+
+// systemDatabase is a database that always exists and how many collections
+// it holds on MongoDB.
+type systemDatabase struct {
 	name        string
 	collections int
-}{{"admin", 1}, {"config", 2}, {"local", 5}}
+}
 
 // pageSize is the allocation unit listDatabases' sizeOnDisk models: every
 // collection occupies at least one page.
@@ -177,9 +190,9 @@ const pageSize = 4096
 // totalSizeMb}, by name. As on a MongoDB replica set, admin, config and local
 // always exist and are never empty: config's size includes the retryable-write
 // session table (config.transactions) and local's the oplog (local.oplog.rs).
-// sizeOnDisk approximates allocated storage as the documents' BSON size plus
-// one page per collection. With nameOnly the filter sees only {name}, as in
-// MongoDB.
+// sizeOnDisk approximates allocated storage: the documents' BSON size rounded
+// up to 4 KiB pages, plus one page per collection. With nameOnly the filter
+// sees only {name}, as in MongoDB.
 func (s *Server) cmdListDatabases(_ context.Context, req *Request) (bson.D, error) {
 	if req.DB != "admin" {
 		return nil, NewCommandError(codeUnauthorized, "listDatabases may only be run against the admin database.")
@@ -214,7 +227,7 @@ func (s *Server) cmdListDatabases(_ context.Context, req *Request) (bson.D, erro
 	dbs := bson.A{}
 	var total int64
 	for _, in := range infos {
-		size := in.SizeOnDisk + int64(in.Collections)*pageSize
+		size := (in.SizeOnDisk+pageSize-1)/pageSize*pageSize + int64(in.Collections)*pageSize
 		doc := bson.D{{Key: "name", Value: in.Name}}
 		if !nameOnly {
 			doc = append(doc, bson.E{Key: "sizeOnDisk", Value: size}, bson.E{Key: "empty", Value: in.Empty})
@@ -240,7 +253,7 @@ func (s *Server) cmdListDatabases(_ context.Context, req *Request) (bson.D, erro
 // name), adding their implicit collections and the sizes in extra.
 func withSystemDatabases(infos []storage.DatabaseInfo, extra map[string]int64) []storage.DatabaseInfo {
 	out := slices.Clone(infos)
-	for _, sys := range systemDatabases {
+	for _, sys := range systemDatabases() {
 		i, found := slices.BinarySearchFunc(out, sys.name, func(d storage.DatabaseInfo, name string) int {
 			return strings.Compare(d.Name, name)
 		})

@@ -26,6 +26,9 @@ type queryPlan struct {
 	filter *mql.Filter
 	id     any
 	byID   bool
+	// pre are top-level equality conditions of the filter that a stored
+	// document's raw bytes can refute without decoding it (see mayMatch).
+	pre []fieldCondition
 }
 
 // compileQuery compiles filter into a plan.
@@ -34,7 +37,7 @@ func compileQuery(filter bson.D) (*queryPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &queryPlan{filter: f}
+	p := &queryPlan{filter: f, pre: fieldConditions(filter)}
 	if v, ok := fieldOf(filter, "_id"); ok {
 		switch x := v.(type) {
 		case bson.Regex, bson.A:
@@ -79,7 +82,11 @@ func (p *queryPlan) each(tx *storage.Tx, c *storage.Collection, fn func(rid stor
 		_, err = fn(rid, doc)
 		return err
 	}
+	var scratch bson.D
 	return tx.Scan(c, 0, func(rid storage.RecordID, raw bson.Raw) (bool, error) {
+		if !p.mayMatch(raw, &scratch) {
+			return true, nil
+		}
 		doc, err := decodeDoc(raw)
 		if err != nil {
 			return false, err
@@ -116,6 +123,7 @@ func (s *Server) stream(db, coll string, p *queryPlan) iter.Seq2[bson.D, error] 
 	return func(yield func(bson.D, error) bool) {
 		var id uint64
 		var after storage.RecordID
+		var scratch bson.D // mayMatch's probe buffer, reused across chunks
 		for first := true; ; first = false {
 			var batch []bson.D
 			done := false
@@ -135,6 +143,9 @@ func (s *Server) stream(db, coll string, p *queryPlan) iter.Seq2[bson.D, error] 
 				err = tx.Scan(c, after, func(rid storage.RecordID, raw bson.Raw) (bool, error) {
 					after = rid
 					scanned++
+					if !p.mayMatch(raw, &scratch) {
+						return scanned < scanChunk, nil
+					}
 					doc, err := decodeDoc(raw)
 					if err != nil {
 						return false, err
@@ -259,6 +270,11 @@ func deleteOne(tx *storage.Tx, c *storage.Collection, st bson.D) (int, error) {
 	if limit != 0 && limit != 1 {
 		return 0, NewCommandError(CodeFailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
 	}
+	if cv, ok := fieldOf(st, "collation"); ok {
+		if cd, _ := cv.(bson.D); !simpleCollation(cd) {
+			return 0, NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
+		}
+	}
 	plan, err := compileQuery(filter)
 	if err != nil {
 		return 0, err
@@ -306,6 +322,9 @@ func (s *Server) cmdCount(_ context.Context, req *Request) (bson.D, error) {
 	if limit < 0 {
 		limit = -limit
 	}
+	if err := checkSimpleCollation(req); err != nil {
+		return nil, err
+	}
 	plan, err := compileQuery(query)
 	if err != nil {
 		return nil, err
@@ -333,6 +352,19 @@ func (s *Server) cmdCount(_ context.Context, req *Request) (bson.D, error) {
 		n = min(n, limit)
 	}
 	return bson.D{{Key: "n", Value: int32OrInt64(n)}}, nil
+}
+
+// checkSimpleCollation refuses a command-level collation other than the
+// binary "simple" one devdb implements (CommandNotSupported 115).
+func checkSimpleCollation(req *Request) error {
+	c, ok, err := docArg(req, "collation")
+	if err != nil {
+		return err
+	}
+	if ok && !simpleCollation(c) {
+		return NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
+	}
+	return nil
 }
 
 // int32OrInt64 returns n as int32 when it fits, as MongoDB encodes counts.
@@ -364,6 +396,9 @@ func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
 	}
 	query, _, err := docArg(req, "query")
 	if err != nil {
+		return nil, err
+	}
+	if err := checkSimpleCollation(req); err != nil {
 		return nil, err
 	}
 	plan, err := compileQuery(query)

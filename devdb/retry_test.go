@@ -410,3 +410,32 @@ func TestWithRetriedStmtIDs(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryableWriteConcurrentDuplicates sends the same retryable insert on
+// several connections at once (as a driver may after a socket timeout while
+// the first attempt still runs): it is applied once and every copy succeeds.
+func TestRetryableWriteConcurrentDuplicates(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	lsid := bson.D{{Key: "id", Value: bson.Binary{Subtype: bson.TypeBinaryUUID, Data: []byte("0123456789abcdef")}}}
+	cmd := bson.D{{Key: "insert", Value: "dup"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: "x"}}, bson.D{{Key: "_id", Value: "y"}}}},
+		{Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: int64(1)}, {Key: "$db", Value: "test"}}
+	const copies = 8
+	conns := make([]*rawConn, copies)
+	ids := make([]int32, copies)
+	for i := range conns {
+		conns[i] = dialRaw(t, s)
+	}
+	for i, r := range conns { // all in flight before any reply is read
+		ids[i] = r.command(0, cmd)
+	}
+	for i, r := range conns {
+		reply := r.readReply(ids[i])
+		if get(reply, "ok") != 1.0 || get(reply, "n") != int32(2) || get(reply, "writeErrors") != nil {
+			t.Fatalf("copy %d: reply %v, want n 2 without write errors", i, reply)
+		}
+	}
+	reply := conns[0].readReply(conns[0].command(0, bson.D{{Key: "count", Value: "dup"}, {Key: "$db", Value: "test"}}))
+	if get(reply, "n") != int32(2) {
+		t.Fatalf("count = %v, want 2", get(reply, "n"))
+	}
+}
