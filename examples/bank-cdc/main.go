@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -128,6 +129,12 @@ func run(ctx context.Context, opts config) (res result, err error) {
 		Listener: ln,
 		Secrets:  cfg.Triggers[0].Webhook.Secrets,
 		Handler:  sc.handle,
+		// Stamp each connection with the runner generation current when it
+		// was accepted: a killed runner's last request can still be read
+		// after its successor started, and must count as the old one's.
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, genKey{}, int(sc.gen.Load()))
+		},
 	})
 	if err != nil {
 		return res, err
@@ -208,9 +215,13 @@ type scenario struct {
 	gen atomic.Int32
 }
 
+// genKey is the request-context key of the runner generation that opened the
+// request's connection.
+type genKey struct{}
+
 // handle is the receiver's handler: it tallies resume_counter deliveries
 // (every delivery is also recorded in the receiver's log).
-func (sc *scenario) handle(_ context.Context, d exampleutil.Delivery) error {
+func (sc *scenario) handle(ctx context.Context, d exampleutil.Delivery) error {
 	if d.Trigger != resumeTrigger {
 		return nil
 	}
@@ -221,7 +232,11 @@ func (sc *scenario) handle(_ context.Context, d exampleutil.Delivery) error {
 	if err := json.Unmarshal(d.Body, &m); err != nil || m.Account == "" {
 		return &exampleutil.HTTPError{Status: 400, Message: "not a resume_counter payload"}
 	}
-	sc.counts.add(m.Account, m.ResumeCounter, int(sc.gen.Load()))
+	gen, ok := ctx.Value(genKey{}).(int)
+	if !ok {
+		gen = int(sc.gen.Load())
+	}
+	sc.counts.add(m.Account, m.ResumeCounter, gen)
 	return nil
 }
 

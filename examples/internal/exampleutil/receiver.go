@@ -92,6 +92,13 @@ type ReceiverOptions struct {
 	Handler Handler
 	// Now is the clock for the timestamp tolerance (default time.Now).
 	Now func() time.Time
+	// ConnContext, when set, derives the context of every request on a new
+	// connection, when the connection is accepted (http.Server.ConnContext).
+	// A scenario that restarts its sender uses it to tell which sender a
+	// request came from: a TCP connection belongs to one process, while a
+	// request's arrival time does not (a killed process's last request can
+	// still be read after its successor started).
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
 }
 
 // Receiver is a webhook endpoint listening on loopback. It verifies every
@@ -131,7 +138,7 @@ func StartReceiver(opts ReceiverOptions) (*Receiver, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
+	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second, ConnContext: opts.ConnContext}
 	go func() {
 		defer close(r.done)
 		_ = r.srv.Serve(ln) // returns http.ErrServerClosed after Close
