@@ -248,7 +248,7 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 	db := req.DB
 	var coll string
 	scope := csDatabase
-	aggTarget, _ := csLookup(req.Body, "aggregate")
+	aggTarget, _ := fieldOf(req.Body, "aggregate")
 	switch v := aggTarget.(type) {
 	case string:
 		coll, scope = v, csCollection
@@ -283,12 +283,12 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 	}
 
 	copts := CursorOptions{Awaitable: true}
-	if cv, ok := csLookup(req.Body, "cursor"); ok {
+	if cv, ok := fieldOf(req.Body, "cursor"); ok {
 		cd, ok := cv.(bson.D)
 		if !ok {
 			return nil, csWrongType("aggregate.cursor", cv, "object")
 		}
-		if bv, ok := csLookup(cd, "batchSize"); ok {
+		if bv, ok := fieldOf(cd, "batchSize"); ok {
 			n, ok := mql.ToInt64(bv)
 			if !ok || !mql.IsNumber(bv) {
 				return nil, csWrongType("aggregate.cursor.batchSize", bv, "int")
@@ -318,14 +318,4 @@ func (spec *changeStreamSpec) token() *resumeToken {
 		return spec.ResumeAfter
 	}
 	return spec.StartAfter
-}
-
-// csLookup returns the value of the first field key of d.
-func csLookup(d bson.D, key string) (any, bool) {
-	for _, e := range d {
-		if e.Key == key {
-			return e.Value, true
-		}
-	}
-	return nil, false
 }

@@ -126,7 +126,7 @@ func (cs *changeStreamSource) checkHistory(from bson.Timestamp) error {
 // collection (fullDocument: updateLookup), or nil when the document or the
 // collection (with the same UUID) no longer exists.
 func (cs *changeStreamSource) lookupCurrent(ent *storage.OplogEntry) (bson.D, error) {
-	id, ok := csLookup(ent.DocumentKey, "_id")
+	id, ok := fieldOf(ent.DocumentKey, "_id")
 	if !ok {
 		return nil, nil
 	}
@@ -390,7 +390,7 @@ func (cs *changeStreamSource) emit(ev bson.D, tok resumeToken, final bool) error
 // checkEventID fails the stream with ChangeStreamFatalError (280) when the
 // user's pipeline removed or changed the event's _id (its resume token).
 func checkEventID(out bson.D, tok resumeToken) error {
-	id, ok := csLookup(out, "_id")
+	id, ok := fieldOf(out, "_id")
 	if d, isDoc := id.(bson.D); ok && isDoc && mql.Identical(d, tok.Doc()) {
 		return nil
 	}

@@ -1,12 +1,11 @@
 package devdb
 
 import (
-	"bytes"
-	"math"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/changehook/changehook/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -89,7 +88,7 @@ func diffDoc(d *updateDescription, path []diffPathPart, pre, post bson.D) {
 	i, j := 0, 0
 	for i < len(pre) && j < len(post) {
 		pv, qv := pre[i], post[j]
-		if pv.Key == qv.Key && diffIdentical(pv.Value, qv.Value) {
+		if pv.Key == qv.Key && mql.Identical(pv.Value, qv.Value) {
 			i++
 			j++
 			continue
@@ -162,7 +161,7 @@ func diffArray(d *updateDescription, path []diffPathPart, pre, post bson.A) {
 		switch {
 		case k >= len(pre):
 			d.setField(p, v)
-		case diffIdentical(pre[k], v):
+		case mql.Identical(pre[k], v):
 		case diffSameKind(pre[k], v):
 			diffValue(d, p, pre[k], v)
 		default:
@@ -250,56 +249,4 @@ func diffSameKind(a, b any) bool {
 		return ok
 	}
 	return false
-}
-
-// diffIdentical reports whether a and b are the same BSON value: same type and
-// same bytes (1 and 1.0 differ; field order matters), as MongoDB's
-// binaryEqual.
-func diffIdentical(a, b any) bool {
-	switch x := a.(type) {
-	case bson.D:
-		y, ok := b.(bson.D)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if x[i].Key != y[i].Key || !diffIdentical(x[i].Value, y[i].Value) {
-				return false
-			}
-		}
-		return true
-	case bson.A:
-		y, ok := b.(bson.A)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !diffIdentical(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	case float64:
-		y, ok := b.(float64)
-		return ok && math.Float64bits(x) == math.Float64bits(y)
-	case string, bool, int32, int64, nil, bson.ObjectID, bson.DateTime, bson.Timestamp,
-		bson.Decimal128, bson.MinKey, bson.MaxKey, bson.Undefined, bson.Null:
-		return a == b
-	case bson.Binary:
-		y, ok := b.(bson.Binary)
-		return ok && x.Subtype == y.Subtype && bytes.Equal(x.Data, y.Data)
-	case bson.Regex:
-		y, ok := b.(bson.Regex)
-		return ok && x == y
-	}
-	// Other types (DBPointer, JavaScript, Symbol, CodeWithScope): compare
-	// their encodings.
-	ra, errA := diffMarshalValue(a)
-	rb, errB := diffMarshalValue(b)
-	return errA == nil && errB == nil && bytes.Equal(ra, rb)
-}
-
-// diffMarshalValue encodes a single value as a one-field document.
-func diffMarshalValue(v any) ([]byte, error) {
-	return bson.Marshal(bson.D{{Key: "v", Value: v}})
 }

@@ -141,36 +141,3 @@ func udesc(updated bson.D, removed, truncated bson.A, disambiguated bson.D) bson
 		{Key: "disambiguatedPaths", Value: disambiguated},
 	}
 }
-
-func TestDiffIdentical(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		a, b any
-		want bool
-	}{
-		{"int32 equal", int32(1), int32(1), true},
-		{"int32 vs double", int32(1), 1.0, false},
-		{"nil", nil, nil, true},
-		{"nil vs string", nil, "", false},
-		{"docs equal", bson.D{{Key: "a", Value: 1}}, bson.D{{Key: "a", Value: 1}}, true},
-		{"docs reordered", bson.D{{Key: "a", Value: 1}, {Key: "b", Value: 1}}, bson.D{{Key: "b", Value: 1}, {Key: "a", Value: 1}}, false},
-		{"binary", bson.Binary{Subtype: 0, Data: []byte{1}}, bson.Binary{Subtype: 0, Data: []byte{1}}, true},
-		{"binary subtype", bson.Binary{Subtype: 0, Data: []byte{1}}, bson.Binary{Subtype: 4, Data: []byte{1}}, false},
-		{"javascript", bson.JavaScript("x"), bson.JavaScript("x"), true},
-		{"negative zero", 0.0, negZero(), false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if got := diffIdentical(tc.a, tc.b); got != tc.want {
-				t.Fatalf("diffIdentical(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
-			}
-		})
-	}
-}
-
-func negZero() float64 {
-	z := 0.0
-	return -z
-}

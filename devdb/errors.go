@@ -10,22 +10,24 @@ import (
 	"github.com/changehook/changehook/mql"
 )
 
-// MongoDB error codes devdb reports. The names follow MongoDB's code names.
+// MongoDB error codes devdb reports. The names follow MongoDB's code names;
+// codes mql reports too are mql's constants, so both packages name a code
+// the same way and CodeNameOf finds its name in one table.
 const (
 	// CodeInternalError is InternalError (1): an unexpected server failure.
-	CodeInternalError int32 = 1
+	CodeInternalError = mql.CodeInternalError
 	// CodeBadValue is BadValue (2).
-	CodeBadValue int32 = 2
+	CodeBadValue = mql.CodeBadValue
 	// CodeNoSuchKey is NoSuchKey (4).
-	CodeNoSuchKey int32 = 4
+	CodeNoSuchKey = mql.CodeNoSuchKey
 	// CodeFailedToParse is FailedToParse (9).
-	CodeFailedToParse int32 = 9
+	CodeFailedToParse = mql.CodeFailedToParse
 	// CodeTypeMismatch is TypeMismatch (14).
-	CodeTypeMismatch int32 = 14
+	CodeTypeMismatch = mql.CodeTypeMismatch
 	// CodeAuthenticationFailed is AuthenticationFailed (18).
 	CodeAuthenticationFailed int32 = 18
 	// CodeIllegalOperation is IllegalOperation (20).
-	CodeIllegalOperation int32 = 20
+	CodeIllegalOperation = mql.CodeIllegalOperation
 	// CodeInvalidBSON is InvalidBSON (22).
 	CodeInvalidBSON int32 = 22
 	// CodeInvalidNamespace is InvalidNamespace (73).
@@ -35,7 +37,7 @@ const (
 	// CodeCommandNotFound is CommandNotFound (59).
 	CodeCommandNotFound int32 = 59
 	// CodeInvalidOptions is InvalidOptions (72).
-	CodeInvalidOptions int32 = 72
+	CodeInvalidOptions = mql.CodeInvalidOptions
 	// CodeCommandNotSupported is CommandNotSupported (115).
 	CodeCommandNotSupported int32 = 115
 	// CodeCursorInUse is CursorInUse (143).
@@ -58,23 +60,12 @@ const (
 	CodeCursorKilled int32 = 237
 )
 
-// devdbCodeName returns MongoDB's name for one of the codes above.
+// devdbCodeName returns MongoDB's name for one of the codes above that mql
+// does not define.
 func devdbCodeName(code int32) (string, bool) {
 	switch code {
-	case CodeInternalError:
-		return "InternalError", true
-	case CodeBadValue:
-		return "BadValue", true
-	case CodeNoSuchKey:
-		return "NoSuchKey", true
-	case CodeFailedToParse:
-		return "FailedToParse", true
-	case CodeTypeMismatch:
-		return "TypeMismatch", true
 	case CodeAuthenticationFailed:
 		return "AuthenticationFailed", true
-	case CodeIllegalOperation:
-		return "IllegalOperation", true
 	case CodeInvalidBSON:
 		return "InvalidBSON", true
 	case CodeInvalidNamespace:
@@ -83,8 +74,6 @@ func devdbCodeName(code int32) (string, bool) {
 		return "CursorNotFound", true
 	case CodeCommandNotFound:
 		return "CommandNotFound", true
-	case CodeInvalidOptions:
-		return "InvalidOptions", true
 	case CodeCommandNotSupported:
 		return "CommandNotSupported", true
 	case CodeCursorInUse:
@@ -118,6 +107,15 @@ func NewCommandError(code int32, format string, args ...any) *CommandError {
 	return &CommandError{Code: code, CodeName: CodeNameOf(code), Message: fmt.Sprintf(format, args...)}
 }
 
+// codedError returns the *CommandError for an error that already carries a
+// MongoDB code, naming the code with CodeNameOf when codeName is empty.
+func codedError(code int32, codeName, message string) *CommandError {
+	if codeName == "" {
+		codeName = CodeNameOf(code)
+	}
+	return &CommandError{Code: code, CodeName: codeName, Message: message}
+}
+
 // asCommandError converts err into the *CommandError sent to the client:
 // *CommandError as is, *storage.Error and *mql.Error with their codes,
 // context cancellation as Interrupted and deadlines as MaxTimeMSExpired, wire
@@ -130,19 +128,11 @@ func asCommandError(err error) (*CommandError, bool) {
 	}
 	var se *storage.Error
 	if errors.As(err, &se) {
-		name := se.CodeName
-		if name == "" {
-			name = CodeNameOf(se.Code)
-		}
-		return &CommandError{Code: se.Code, CodeName: name, Message: se.Message}, false
+		return codedError(se.Code, se.CodeName, se.Message), false
 	}
 	var me *mql.Error
 	if errors.As(err, &me) {
-		name := me.CodeName
-		if name == "" {
-			name = CodeNameOf(me.Code)
-		}
-		return &CommandError{Code: me.Code, CodeName: name, Message: me.Message}, false
+		return codedError(me.Code, me.CodeName, me.Message), false
 	}
 	switch {
 	case errors.Is(err, context.Canceled):

@@ -201,7 +201,7 @@ func (a *mergeAcc) add(v any) int {
 	d, ok := v.(bson.D)
 	if !ok {
 		if a.err == nil {
-			a.err = Errorf(40400, "", "$mergeObjects requires object inputs, but input %s is of type %s", aggFmt(v), aggTypeName(v))
+			a.err = Errorf(40400, "", "$mergeObjects requires object inputs, but input %s is of type %s", aggFmt(v), TypeName(v))
 		}
 		return 0
 	}

@@ -388,3 +388,60 @@ func compareWithDecimal(x, y cmpNumber) int {
 	}
 	return x.rat().Cmp(y.rat())
 }
+
+// Identical reports whether a and b are the same BSON value bit for bit:
+// same types, same field names in the same order, same bytes (1 and 1.0
+// differ, as do -0.0 and 0.0, and {a, b} and {b, a}). It is MongoDB's
+// binaryEqualValues: updates use it to detect no-ops and devdb's change
+// streams to compute update descriptions. Equal is the comparison-order
+// equality ({a: 1} equals {a: 1.0}).
+func Identical(a, b any) bool {
+	switch x := a.(type) {
+	case nil:
+		return b == nil
+	case float64:
+		y, ok := b.(float64)
+		return ok && math.Float64bits(x) == math.Float64bits(y)
+	case bson.D:
+		y, ok := b.(bson.D)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if x[i].Key != y[i].Key || !Identical(x[i].Value, y[i].Value) {
+				return false
+			}
+		}
+		return true
+	case bson.A:
+		y, ok := b.(bson.A)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !Identical(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case bson.Binary:
+		y, ok := b.(bson.Binary)
+		return ok && x.Subtype == y.Subtype && bytes.Equal(x.Data, y.Data)
+	case bson.CodeWithScope:
+		y, ok := b.(bson.CodeWithScope)
+		if !ok || x.Code != y.Code {
+			return false
+		}
+		xs, xok := x.Scope.(bson.D)
+		ys, yok := y.Scope.(bson.D)
+		if xok && yok {
+			return Identical(xs, ys)
+		}
+		return Compare(a, b) == 0
+	case string, int32, int64, bool, bson.ObjectID, bson.DateTime, bson.Timestamp,
+		bson.Decimal128, bson.Regex, bson.Undefined, bson.MinKey, bson.MaxKey,
+		bson.JavaScript, bson.Symbol, bson.DBPointer:
+		return a == b
+	}
+	return Compare(a, b) == 0 && TypeName(a) == TypeName(b)
+}

@@ -138,3 +138,43 @@ func BenchmarkCompare(b *testing.B) {
 		})
 	}
 }
+
+// TestIdentical checks binary equality: type, bytes and field order matter,
+// unlike Equal.
+func TestIdentical(t *testing.T) {
+	t.Parallel()
+	oid := bson.ObjectID{1}
+	tests := []struct {
+		name string
+		a, b any
+		want bool
+	}{
+		{"int32 equal", int32(1), int32(1), true},
+		{"int32 vs double", int32(1), 1.0, false},
+		{"int32 vs int64", int32(1), int64(1), false},
+		{"nil", nil, nil, true},
+		{"nil vs string", nil, "", false},
+		{"docs equal", bson.D{{Key: "a", Value: 1}}, bson.D{{Key: "a", Value: 1}}, true},
+		{"docs reordered", bson.D{{Key: "a", Value: 1}, {Key: "b", Value: 1}}, bson.D{{Key: "b", Value: 1}, {Key: "a", Value: 1}}, false},
+		{"nested number type", bson.D{{Key: "a", Value: bson.A{int32(1)}}}, bson.D{{Key: "a", Value: bson.A{1.0}}}, false},
+		{"array length", bson.A{int32(1)}, bson.A{int32(1), int32(2)}, false},
+		{"binary", bson.Binary{Subtype: 0, Data: []byte{1}}, bson.Binary{Subtype: 0, Data: []byte{1}}, true},
+		{"binary subtype", bson.Binary{Subtype: 0, Data: []byte{1}}, bson.Binary{Subtype: 4, Data: []byte{1}}, false},
+		{"javascript", bson.JavaScript("x"), bson.JavaScript("x"), true},
+		{"javascript vs symbol", bson.JavaScript("x"), bson.Symbol("x"), false},
+		{"code with scope", bson.CodeWithScope{Code: "f", Scope: bson.D{{Key: "x", Value: int32(1)}}}, bson.CodeWithScope{Code: "f", Scope: bson.D{{Key: "x", Value: int32(1)}}}, true},
+		{"code with scope differs", bson.CodeWithScope{Code: "f", Scope: bson.D{{Key: "x", Value: int32(1)}}}, bson.CodeWithScope{Code: "f", Scope: bson.D{{Key: "x", Value: 1.0}}}, false},
+		{"dbpointer", bson.DBPointer{DB: "c", Pointer: oid}, bson.DBPointer{DB: "c", Pointer: oid}, true},
+		{"regex options", bson.Regex{Pattern: "a", Options: "i"}, bson.Regex{Pattern: "a"}, false},
+		{"negative zero", 0.0, math.Copysign(0, -1), false},
+		{"NaN", math.NaN(), math.NaN(), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := Identical(tc.a, tc.b); got != tc.want {
+				t.Fatalf("Identical(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
+			}
+		})
+	}
+}

@@ -24,7 +24,7 @@ func aggParseTZ(v any) (*time.Location, error) {
 	}
 	s, ok := v.(string)
 	if !ok {
-		return nil, Errorf(40517, "", "timezone must evaluate to a string, found %s", aggTypeName(v))
+		return nil, Errorf(40517, "", "timezone must evaluate to a string, found %s", TypeName(v))
 	}
 	switch s {
 	case "UTC", "GMT", "Z", "utc":
@@ -68,7 +68,7 @@ func aggToDate(v any) (bson.DateTime, error) {
 	case bson.ObjectID:
 		return bson.NewDateTimeFromTime(t.Timestamp()), nil
 	}
-	return 0, Errorf(16006, "", "can't convert from BSON type %s to Date", aggTypeName(v))
+	return 0, Errorf(16006, "", "can't convert from BSON type %s to Date", TypeName(v))
 }
 
 // aggFormatDate renders t (already in its zone) with MongoDB's format
@@ -166,7 +166,7 @@ func compileDateToString(arg any) (exprNode, error) {
 	if c, ok := n.format.(constNode); ok {
 		s, ok := c.v.(string)
 		if !ok && !aggNullish(c.v) {
-			return nil, Errorf(18533, "", "$dateToString requires that 'format' be a string, found: %s with value %s", aggTypeName(c.v), aggFmt(c.v))
+			return nil, Errorf(18533, "", "$dateToString requires that 'format' be a string, found: %s with value %s", TypeName(c.v), aggFmt(c.v))
 		}
 		if ok {
 			if _, err := aggFormatDate(time.Unix(0, 0).UTC(), s); err != nil {
@@ -201,7 +201,7 @@ func (n *dateToStringNode) eval(c *evalCtx) (any, error) {
 		}
 		s, ok := fv.(string)
 		if !ok {
-			return nil, Errorf(18533, "", "$dateToString requires that 'format' be a string, found: %s with value %s", aggTypeName(fv), aggFmt(fv))
+			return nil, Errorf(18533, "", "$dateToString requires that 'format' be a string, found: %s with value %s", TypeName(fv), aggFmt(fv))
 		}
 		format = s
 	}
@@ -239,19 +239,11 @@ type datePartNode struct {
 func compileDatePart(name string, arg any) (exprNode, error) {
 	if d, ok := arg.(bson.D); ok && len(d) > 0 && !strings.HasPrefix(d[0].Key, "$") {
 		n := &datePartNode{name: name}
-		for _, e := range d {
-			sub, err := compileNode(e.Value)
-			if err != nil {
-				return nil, err
-			}
-			switch e.Key {
-			case "date":
-				n.date = sub
-			case "timezone":
-				n.tz = sub
-			default:
-				return nil, Errorf(40535, "", "unrecognized option to %s: \"%s\". Options must be date and timezone", name, e.Key)
-			}
+		err := aggCompileNamedArgs(d, func(key string) error {
+			return Errorf(40535, "", "unrecognized option to %s: \"%s\". Options must be date and timezone", name, key)
+		}, aggArg{"date", &n.date}, aggArg{"timezone", &n.tz})
+		if err != nil {
+			return nil, err
 		}
 		if n.date == nil {
 			return nil, Errorf(40539, "", "missing 'date' argument to %s, provided: %s", name, aggFmt(d))
@@ -369,13 +361,13 @@ func (n *dateFromStringNode) eval(c *evalCtx) (any, error) {
 	}
 	s, ok := sv.(string)
 	if !ok {
-		return fail(Errorf(241, "", "$dateFromString requires that 'dateString' be a string, found: %s with value %s", aggTypeName(sv), aggFmt(sv)))
+		return fail(Errorf(241, "", "$dateFromString requires that 'dateString' be a string, found: %s with value %s", TypeName(sv), aggFmt(sv)))
 	}
 	var d bson.DateTime
 	if n.format != nil {
 		f, ok := fv.(string)
 		if !ok {
-			return nil, Errorf(40684, "", "$dateFromString requires that 'format' be a string, found: %s with value %s", aggTypeName(fv), aggFmt(fv))
+			return nil, Errorf(40684, "", "$dateFromString requires that 'format' be a string, found: %s with value %s", TypeName(fv), aggFmt(fv))
 		}
 		d, err = aggParseDateFormat(s, f, loc)
 	} else {

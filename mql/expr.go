@@ -255,7 +255,7 @@ func aggWalkPath(v any, path []string) any {
 	for i, p := range path {
 		switch t := v.(type) {
 		case bson.D:
-			v = aggLookup(t, p)
+			v = docField(t, p)
 		case bson.A:
 			return aggWalkArray(t, path[i:])
 		default:
@@ -278,16 +278,6 @@ func aggWalkArray(a bson.A, path []string) bson.A {
 		}
 	}
 	return out
-}
-
-// aggLookup returns the value of the first field named key in d, or Missing.
-func aggLookup(d bson.D, key string) any {
-	for i := range d {
-		if d[i].Key == key {
-			return d[i].Value
-		}
-	}
-	return Missing
 }
 
 // docNode is a literal document whose fields are expressions; fields that
@@ -343,13 +333,9 @@ func compileNode(spec any) (exprNode, error) {
 	case bson.M:
 		return nil, Errorf(CodeBadValue, "", "expression documents must be ordered (bson.D), got bson.M")
 	case bson.A:
-		nodes := make([]exprNode, len(t))
-		for i, el := range t {
-			n, err := compileNode(el)
-			if err != nil {
-				return nil, err
-			}
-			nodes[i] = n
+		nodes, err := compileNodes(t)
+		if err != nil {
+			return nil, err
 		}
 		return &arrayNode{nodes: nodes}, nil
 	case []any:
@@ -472,7 +458,9 @@ func compileDoc(d bson.D) (exprNode, error) {
 }
 
 // aggFmt renders a value for an error message in a compact extended-JSON
-// like form.
+// like form. It follows the server's Value printing used by aggregation
+// messages ("{a: 1}", "[1, 2]"), which differs on purpose from the
+// BSONObj printing of update and query messages (FormatValue: "{ a: 1 }").
 func aggFmt(v any) string {
 	switch t := v.(type) {
 	case bson.D:
@@ -528,6 +516,40 @@ func aggArgs(arg any) []any {
 	return []any{arg}
 }
 
+// aggArg is one named argument of an operator's object form: the argument
+// name and the node it compiles into.
+type aggArg struct {
+	name string
+	dst  *exprNode
+}
+
+// aggCompileNamedArgs compiles the object-form arguments d of an operator
+// ({input: ..., to: ...}) into the slots of args, in document order. Each
+// value is compiled before its name is checked, so an invalid expression
+// under an unknown name reports the expression's error, as MongoDB does. A
+// name with no slot is reported with unknown's error. Required arguments are
+// the caller's to check (their slots stay nil).
+func aggCompileNamedArgs(d bson.D, unknown func(key string) error, args ...aggArg) error {
+	for _, e := range d {
+		sub, err := compileNode(e.Value)
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, a := range args {
+			if a.name == e.Key {
+				*a.dst = sub
+				found = true
+				break
+			}
+		}
+		if !found {
+			return unknown(e.Key)
+		}
+	}
+	return nil
+}
+
 // compileArgs compiles an operator's argument list, checking its arity
 // (max < 0 means unbounded).
 func compileArgs(name string, arg any, lo, hi int) ([]exprNode, error) {
@@ -544,9 +566,14 @@ func compileArgs(name string, arg any, lo, hi int) ([]exprNode, error) {
 			return nil, Errorf(16021, "", "Expression %s takes at most %d arguments, but %d were passed in.", name, hi, len(args))
 		}
 	}
-	nodes := make([]exprNode, len(args))
-	for i, a := range args {
-		n, err := compileNode(a)
+	return compileNodes(args)
+}
+
+// compileNodes compiles each of specs, stopping at the first error.
+func compileNodes(specs []any) ([]exprNode, error) {
+	nodes := make([]exprNode, len(specs))
+	for i, spec := range specs {
+		n, err := compileNode(spec)
 		if err != nil {
 			return nil, err
 		}
@@ -592,7 +619,7 @@ func fixed(name string, arg any, lo, hi int, fn func(c *evalCtx, vals []any) (an
 func aggNamedArgs(name string, arg any, required []string, optional []string) (map[string]exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(CodeFailedToParse, "", "%s expects an object of named arguments but found: %s", name, aggTypeName(arg))
+		return nil, Errorf(CodeFailedToParse, "", "%s expects an object of named arguments but found: %s", name, TypeName(arg))
 	}
 	out := make(map[string]exprNode, len(d))
 	for _, e := range d {
@@ -635,14 +662,6 @@ func aggNullish(v any) bool {
 	}
 	_, ok := v.(bson.Undefined)
 	return ok
-}
-
-// aggTypeName is TypeName with "missing" for Missing.
-func aggTypeName(v any) string {
-	if v == Missing {
-		return "missing"
-	}
-	return TypeName(v)
 }
 
 // aggCompare compares two values in BSON order, with Missing sorting before

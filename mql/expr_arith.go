@@ -157,72 +157,76 @@ func aggPow10(n int) *big.Int {
 	return new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n)), nil)
 }
 
-// aggRoundCoef rounds coef (half to even) to at most digits significant
-// digits, returning the new coefficient and the exponent increase.
-func aggRoundCoef(coef *big.Int, digits int) (*big.Int, int) {
-	abs := new(big.Int).Abs(coef)
-	n := len(abs.String())
-	if n <= digits {
-		return coef, 0
-	}
-	drop := n - digits
+// Decimal128 limits (IEEE 754-2008 decimal128) and special values, as BSON
+// stores them (high word; the low word is 0).
+const (
+	aggDecMaxDigits         = 34
+	aggDecMinExp            = -6176
+	aggDecNaNHigh    uint64 = 0x7C00000000000000
+	aggDecPosInfHigh uint64 = 0x7800000000000000
+	aggDecNegInfHigh uint64 = 0xF800000000000000
+)
+
+// aggDivPow10HalfEven returns c / 10^drop (drop > 0) rounded half to even;
+// the sign follows c.
+func aggDivPow10HalfEven(c *big.Int, drop int) *big.Int {
 	div := aggPow10(drop)
-	q, r := new(big.Int).QuoRem(abs, div, new(big.Int))
-	half := new(big.Int).Rsh(div, 1) // div is even, so this is exactly half
-	switch r.Cmp(half) {
-	case 1:
-		q.Add(q, big.NewInt(1))
-	case 0:
-		if q.Bit(0) == 1 {
+	q, r := new(big.Int).QuoRem(c, div, new(big.Int)) // truncates toward zero
+	twice := r.Abs(r)
+	twice.Lsh(twice, 1)
+	if cmp := twice.Cmp(div); cmp > 0 || cmp == 0 && q.Bit(0) == 1 {
+		if c.Sign() < 0 {
+			q.Sub(q, big.NewInt(1))
+		} else {
 			q.Add(q, big.NewInt(1))
 		}
 	}
-	if coef.Sign() < 0 {
-		q.Neg(q)
-	}
-	// Rounding up may add a digit (999 → 1000).
-	if len(new(big.Int).Abs(q).String()) > digits {
-		q.Quo(q, big.NewInt(10))
-		drop++
-	}
-	return q, drop
+	return q
 }
 
-// to128 converts back to Decimal128, rounding to 34 digits and saturating
-// to ±Infinity on overflow.
+// aggDecDigits returns the number of decimal digits of |c|.
+func aggDecDigits(c *big.Int) int {
+	n := len(c.String())
+	if c.Sign() < 0 {
+		n--
+	}
+	return n
+}
+
+// to128 converts back to Decimal128 with IEEE 754-2008 decimal128 rules:
+// the coefficient is rounded once, half to even, to 34 digits or to the
+// smallest exponent (subnormals), and values too large saturate to
+// ±Infinity. Every Decimal128 result in mql, from expressions ($add,
+// $round, $avg, ...) and from update operators ($inc, $mul), goes through
+// here.
 func (d aggDec) to128() bson.Decimal128 {
 	switch {
 	case d.nan:
-		r, _ := bson.ParseDecimal128("NaN")
-		return r
+		return bson.NewDecimal128(aggDecNaNHigh, 0)
 	case d.inf > 0:
-		r, _ := bson.ParseDecimal128("Infinity")
-		return r
+		return bson.NewDecimal128(aggDecPosInfHigh, 0)
 	case d.inf < 0:
-		r, _ := bson.ParseDecimal128("-Infinity")
-		return r
+		return bson.NewDecimal128(aggDecNegInfHigh, 0)
 	}
-	coef, up := aggRoundCoef(d.coef, 34)
-	exp := d.exp + up
-	for exp < -6176 && coef.Sign() != 0 {
-		coef, _ = aggRoundCoef(coef, len(new(big.Int).Abs(coef).String())-1)
-		exp++
-		if len(new(big.Int).Abs(coef).String()) <= 1 && coef.Sign() == 0 {
-			break
+	coef, exp := d.coef, d.exp
+	drop := aggDecDigits(coef) - aggDecMaxDigits
+	if exp+max(drop, 0) < aggDecMinExp {
+		drop = aggDecMinExp - exp
+	}
+	if drop > 0 {
+		coef = aggDivPow10HalfEven(coef, drop)
+		exp += drop
+		if aggDecDigits(coef) > aggDecMaxDigits { // 999… rounded up to 1000…
+			coef.Quo(coef, big.NewInt(10))
+			exp++
 		}
-	}
-	if exp < -6176 {
-		exp = -6176
-	}
-	if coef.Sign() == 0 && exp > 6111 {
-		exp = 6111
 	}
 	r, ok := bson.ParseDecimal128FromBigInt(coef, exp)
 	if !ok {
 		if coef.Sign() < 0 {
-			return aggDec{inf: -1}.to128()
+			return bson.NewDecimal128(aggDecNegInfHigh, 0)
 		}
-		return aggDec{inf: 1}.to128()
+		return bson.NewDecimal128(aggDecPosInfHigh, 0)
 	}
 	return r
 }
@@ -367,7 +371,7 @@ func evalAdd(_ *evalCtx, vals []any) (any, error) {
 			continue
 		}
 		if aggNumKind(v) == aggKNone {
-			return nil, Errorf(CodeTypeMismatch, "", "$add only supports numeric or date types, not %s", aggTypeName(v))
+			return nil, Errorf(CodeTypeMismatch, "", "$add only supports numeric or date types, not %s", TypeName(v))
 		}
 		s.add(v)
 	}
@@ -420,11 +424,11 @@ func evalSubtract(_ *evalCtx, vals []any) (any, error) {
 			}
 			return bson.DateTime(int64(da) - ms), nil
 		}
-		return nil, Errorf(16613, "", "can't $subtract %s from date", aggTypeName(b))
+		return nil, Errorf(16613, "", "can't $subtract %s from date", TypeName(b))
 	}
 	ka, kb := aggNumKind(a), aggNumKind(b)
 	if ka == aggKNone || kb == aggKNone {
-		return nil, Errorf(16556, "", "can't $subtract %s from %s", aggTypeName(b), aggTypeName(a))
+		return nil, Errorf(16556, "", "can't $subtract %s from %s", TypeName(b), TypeName(a))
 	}
 	return aggArith('-', a, b), nil
 }
@@ -456,23 +460,26 @@ func aggArith(op byte, a, b any) any {
 	}
 	x, _ := aggToInt64Exact(a)
 	y, _ := aggToInt64Exact(b)
-	var r int64
-	var overflow bool
-	switch op {
-	case '+':
-		r = x + y
-		overflow = (x > 0 && y > 0 && r < 0) || (x < 0 && y < 0 && r >= 0)
-	case '-':
-		r = x - y
-		overflow = (x >= 0 && y < 0 && r < 0) || (x < 0 && y > 0 && r >= 0)
-	default:
-		hi, lo := aggMul64(x, y)
-		r, overflow = lo, hi
-	}
+	r, overflow := aggInt64Op(op, x, y)
 	if overflow {
 		return aggArith(op, float64(x), float64(y))
 	}
 	return aggNarrow(r, k)
+}
+
+// aggInt64Op applies +, - or * to two int64s, reporting whether the result
+// overflowed int64.
+func aggInt64Op(op byte, x, y int64) (r int64, overflow bool) {
+	switch op {
+	case '+':
+		r = x + y
+		return r, (x > 0 && y > 0 && r < 0) || (x < 0 && y < 0 && r >= 0)
+	case '-':
+		r = x - y
+		return r, (x >= 0 && y < 0 && r < 0) || (x < 0 && y > 0 && r >= 0)
+	}
+	overflow, r = aggMul64(x, y)
+	return r, overflow
 }
 
 // aggMul64 multiplies with overflow detection.
@@ -497,7 +504,7 @@ func evalMultiply(_ *evalCtx, vals []any) (any, error) {
 			continue
 		}
 		if aggNumKind(v) == aggKNone {
-			return nil, Errorf(16555, "", "$multiply only supports numeric types, not %s", aggTypeName(v))
+			return nil, Errorf(16555, "", "$multiply only supports numeric types, not %s", TypeName(v))
 		}
 		acc = aggArith('*', acc, v)
 	}
@@ -516,7 +523,7 @@ func evalDivide(_ *evalCtx, vals []any) (any, error) {
 	}
 	ka, kb := aggNumKind(a), aggNumKind(b)
 	if ka == aggKNone || kb == aggKNone {
-		return nil, Errorf(16609, "", "$divide only supports numeric types, not %s and %s", aggTypeName(a), aggTypeName(b))
+		return nil, Errorf(16609, "", "$divide only supports numeric types, not %s and %s", TypeName(a), TypeName(b))
 	}
 	if aggIsZero(b) {
 		return nil, Errorf(CodeBadValue, "", "can't $divide by zero")
@@ -535,7 +542,7 @@ func evalMod(_ *evalCtx, vals []any) (any, error) {
 	}
 	ka, kb := aggNumKind(a), aggNumKind(b)
 	if ka == aggKNone || kb == aggKNone {
-		return nil, Errorf(16611, "", "$mod only supports numeric types, not %s and %s", aggTypeName(a), aggTypeName(b))
+		return nil, Errorf(16611, "", "$mod only supports numeric types, not %s and %s", TypeName(a), TypeName(b))
 	}
 	if aggIsZero(b) {
 		return nil, Errorf(16610, "", "can't $mod by zero")
@@ -571,7 +578,7 @@ func evalUnaryMath(name string, v any) (any, error) {
 	}
 	k := aggNumKind(v)
 	if k == aggKNone {
-		return nil, Errorf(28765, "", "%s only supports numeric types, not %s", name, aggTypeName(v))
+		return nil, Errorf(28765, "", "%s only supports numeric types, not %s", name, TypeName(v))
 	}
 	switch name {
 	case "$abs":
@@ -663,10 +670,10 @@ func evalPow(_ *evalCtx, vals []any) (any, error) {
 	}
 	ka, kb := aggNumKind(a), aggNumKind(b)
 	if ka == aggKNone {
-		return nil, Errorf(28762, "", "$pow's base must be numeric, not %s", aggTypeName(a))
+		return nil, Errorf(28762, "", "$pow's base must be numeric, not %s", TypeName(a))
 	}
 	if kb == aggKNone {
-		return nil, Errorf(28763, "", "$pow's exponent must be numeric, not %s", aggTypeName(b))
+		return nil, Errorf(28763, "", "$pow's exponent must be numeric, not %s", TypeName(b))
 	}
 	if aggIsZero(a) && aggToFloat(b) < 0 {
 		return nil, Errorf(28764, "", "$pow cannot take a base of 0 and a negative exponent")
@@ -749,16 +756,7 @@ func aggDecRoundPlace(d aggDec, place int, mode int) aggDec {
 	if r.Sign() != 0 {
 		switch mode {
 		case aggRoundHalfEven:
-			twice := new(big.Int).Abs(r)
-			twice.Lsh(twice, 1)
-			c := twice.Cmp(div)
-			if c > 0 || c == 0 && q.Bit(0) == 1 {
-				if d.coef.Sign() < 0 {
-					q.Sub(q, big.NewInt(1))
-				} else {
-					q.Add(q, big.NewInt(1))
-				}
-			}
+			q = aggDivPow10HalfEven(d.coef, drop)
 		case aggRoundFloor:
 			if d.coef.Sign() < 0 {
 				q.Sub(q, big.NewInt(1))
@@ -783,7 +781,7 @@ func evalRound(name string, vals []any) (any, error) {
 			return nil, nil
 		}
 		if aggNumKind(p) == aggKNone {
-			return nil, Errorf(51081, "", "%s only supports numeric types, not %s", name, aggTypeName(p))
+			return nil, Errorf(51081, "", "%s only supports numeric types, not %s", name, TypeName(p))
 		}
 		n, ok := aggToInt64Exact(p)
 		if !ok {
@@ -799,7 +797,7 @@ func evalRound(name string, vals []any) (any, error) {
 	}
 	k := aggNumKind(v)
 	if k == aggKNone {
-		return nil, Errorf(51081, "", "%s only supports numeric types, not %s", name, aggTypeName(v))
+		return nil, Errorf(51081, "", "%s only supports numeric types, not %s", name, TypeName(v))
 	}
 	mode := aggRoundHalfEven
 	if name == "$trunc" {
@@ -839,13 +837,12 @@ func evalRound(name string, vals []any) (any, error) {
 // aggSummer accumulates a sum with MongoDB's widening: int32 → int64 →
 // double on overflow; any double makes it a double; any decimal a decimal.
 type aggSummer struct {
-	kind   int
-	long   int64
-	dbl    float64
-	comp   float64 // Kahan compensation
-	dec    aggDec
-	hasDec bool
-	count  int64
+	kind  int
+	long  int64
+	dbl   float64
+	comp  float64 // Kahan compensation
+	dec   aggDec
+	count int64
 }
 
 func (s *aggSummer) add(v any) {

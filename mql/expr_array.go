@@ -11,7 +11,7 @@ import (
 func evalSize(_ *evalCtx, vals []any) (any, error) {
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(17124, "", "The argument to $size must be an array. Type of argument: %s", aggTypeName(vals[0]))
+		return nil, Errorf(17124, "", "The argument to $size must be an array. Type of argument: %s", TypeName(vals[0]))
 	}
 	return int32(len(a)), nil
 }
@@ -24,10 +24,10 @@ func evalArrayElemAt(_ *evalCtx, vals []any) (any, error) {
 	}
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(28689, "", "$arrayElemAt's first argument must be an array, but is %s", aggTypeName(vals[0]))
+		return nil, Errorf(28689, "", "$arrayElemAt's first argument must be an array, but is %s", TypeName(vals[0]))
 	}
 	if aggNumKind(vals[1]) == aggKNone {
-		return nil, Errorf(28690, "", "$arrayElemAt's second argument must be a numeric value, but is %s", aggTypeName(vals[1]))
+		return nil, Errorf(28690, "", "$arrayElemAt's second argument must be a numeric value, but is %s", TypeName(vals[1]))
 	}
 	i, ok := aggToInt64Exact(vals[1])
 	if !ok || i > math.MaxInt32 || i < math.MinInt32 {
@@ -49,7 +49,7 @@ func evalFirstLast(name string, v any) (any, error) {
 	}
 	a, ok := v.(bson.A)
 	if !ok {
-		return nil, Errorf(28689, "", "%s's argument must be an array, but is %s", name, aggTypeName(v))
+		return nil, Errorf(28689, "", "%s's argument must be an array, but is %s", name, TypeName(v))
 	}
 	if len(a) == 0 {
 		return Missing, nil
@@ -64,7 +64,7 @@ func evalFirstLast(name string, v any) (any, error) {
 func evalIn(_ *evalCtx, vals []any) (any, error) {
 	a, ok := vals[1].(bson.A)
 	if !ok {
-		return nil, Errorf(40081, "", "$in requires an array as a second argument, found: %s", aggTypeName(vals[1]))
+		return nil, Errorf(40081, "", "$in requires an array as a second argument, found: %s", TypeName(vals[1]))
 	}
 	for _, el := range a {
 		if aggCompare(vals[0], el) == 0 {
@@ -84,7 +84,7 @@ func evalConcatArrays(c *evalCtx, vals []any) (any, error) {
 		}
 		a, ok := v.(bson.A)
 		if !ok {
-			return nil, Errorf(28664, "", "$concatArrays only supports arrays, not %s", aggTypeName(v))
+			return nil, Errorf(28664, "", "$concatArrays only supports arrays, not %s", TypeName(v))
 		}
 		n += len(a)
 	}
@@ -110,12 +110,12 @@ func evalSlice(_ *evalCtx, vals []any) (any, error) {
 	}
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(28724, "", "First argument to $slice must be an array, but is of type: %s", aggTypeName(vals[0]))
+		return nil, Errorf(28724, "", "First argument to $slice must be an array, but is of type: %s", TypeName(vals[0]))
 	}
 	toInt := func(v any, code int32, what string) (int64, error) {
 		i, ok := aggToInt64Exact(v)
 		if aggNumKind(v) == aggKNone || !ok || i > math.MaxInt32 || i < math.MinInt32 {
-			return 0, Errorf(code, "", "%s argument to $slice must be numeric and a 32-bit integer, but is of type: %s", what, aggTypeName(v))
+			return 0, Errorf(code, "", "%s argument to $slice must be numeric and a 32-bit integer, but is of type: %s", what, TypeName(v))
 		}
 		return i, nil
 	}
@@ -157,7 +157,7 @@ func evalReverseArray(_ *evalCtx, vals []any) (any, error) {
 	}
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(34435, "", "The argument to $reverseArray must be an array, but was of type: %s", aggTypeName(vals[0]))
+		return nil, Errorf(34435, "", "The argument to $reverseArray must be an array, but was of type: %s", TypeName(vals[0]))
 	}
 	out := make(bson.A, len(a))
 	for i, v := range a {
@@ -173,7 +173,7 @@ func evalRange(c *evalCtx, vals []any) (any, error) {
 	nums := []int64{0, 0, 1}
 	for i, v := range vals {
 		if aggNumKind(v) == aggKNone {
-			return nil, Errorf(codes[i], "", "$range requires a numeric %s, found value of type: %s", names[i], aggTypeName(v))
+			return nil, Errorf(codes[i], "", "$range requires a numeric %s, found value of type: %s", names[i], TypeName(v))
 		}
 		n, ok := aggToInt64Exact(v)
 		if !ok || n > math.MaxInt32 || n < math.MinInt32 {
@@ -211,13 +211,13 @@ func evalIndexOfArray(_ *evalCtx, vals []any) (any, error) {
 	}
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(40090, "", "$indexOfArray requires an array as a first argument, found: %s", aggTypeName(vals[0]))
+		return nil, Errorf(40090, "", "$indexOfArray requires an array as a first argument, found: %s", TypeName(vals[0]))
 	}
 	start, end := int64(0), int64(len(a))
 	for i := 2; i < len(vals); i++ {
 		n, ok := aggToInt64Exact(vals[i])
 		if !ok || aggNumKind(vals[i]) == aggKNone {
-			return nil, Errorf(40096, "", "$indexOfArray requires an integral starting index, found a value of type: %s, with value: %s", aggTypeName(vals[i]), aggFmt(vals[i]))
+			return nil, Errorf(40096, "", "$indexOfArray requires an integral starting index, found a value of type: %s, with value: %s", TypeName(vals[i]), aggFmt(vals[i]))
 		}
 		if n < 0 {
 			return nil, Errorf(40097, "", "$indexOfArray requires a nonnegative starting index, found: %d", n)
@@ -264,7 +264,7 @@ func evalMergeObjects(_ *evalCtx, vals []any) (any, error) {
 		}
 		d, ok := v.(bson.D)
 		if !ok {
-			return nil, Errorf(40400, "", "$mergeObjects requires object inputs, but input %s is of type %s", aggFmt(v), aggTypeName(v))
+			return nil, Errorf(40400, "", "$mergeObjects requires object inputs, but input %s is of type %s", aggFmt(v), TypeName(v))
 		}
 		out = aggMergeInto(out, d)
 	}
@@ -278,7 +278,7 @@ func evalObjectToArray(_ *evalCtx, vals []any) (any, error) {
 	}
 	d, ok := vals[0].(bson.D)
 	if !ok {
-		return nil, Errorf(40390, "", "$objectToArray requires a document input, found: %s", aggTypeName(vals[0]))
+		return nil, Errorf(40390, "", "$objectToArray requires a document input, found: %s", TypeName(vals[0]))
 	}
 	out := make(bson.A, len(d))
 	for i, e := range d {
@@ -295,7 +295,7 @@ func evalArrayToObject(_ *evalCtx, vals []any) (any, error) {
 	}
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(40386, "", "$arrayToObject requires an array input, found: %s", aggTypeName(vals[0]))
+		return nil, Errorf(40386, "", "$arrayToObject requires an array input, found: %s", TypeName(vals[0]))
 	}
 	out := bson.D{}
 	if len(a) == 0 {
@@ -307,7 +307,7 @@ func evalArrayToObject(_ *evalCtx, vals []any) (any, error) {
 		if pairs {
 			p, ok := el.(bson.A)
 			if !ok {
-				return nil, Errorf(40396, "", "$arrayToObject requires a consistent input format. Elements must all be arrays or all be objects. Array was detected, now found: %s", aggTypeName(el))
+				return nil, Errorf(40396, "", "$arrayToObject requires a consistent input format. Elements must all be arrays or all be objects. Array was detected, now found: %s", TypeName(el))
 			}
 			if len(p) != 2 {
 				return nil, Errorf(40397, "", "$arrayToObject requires an array of size 2 arrays,found array of size: %d", len(p))
@@ -316,19 +316,19 @@ func evalArrayToObject(_ *evalCtx, vals []any) (any, error) {
 		} else {
 			d, ok := el.(bson.D)
 			if !ok {
-				return nil, Errorf(40398, "", "Unrecognised input type format for $arrayToObject: %s", aggTypeName(el))
+				return nil, Errorf(40398, "", "Unrecognised input type format for $arrayToObject: %s", TypeName(el))
 			}
 			if len(d) != 2 {
 				return nil, Errorf(40392, "", "$arrayToObject requires an object keys of 'k' and 'v'. Found incorrect number of keys:%d", len(d))
 			}
-			k, v = aggLookup(d, "k"), aggLookup(d, "v")
+			k, v = docField(d, "k"), docField(d, "v")
 			if k == Missing || v == Missing {
 				return nil, Errorf(40393, "", "$arrayToObject requires an object with keys 'k' and 'v'. Missing either or both keys from: %s", aggFmt(d))
 			}
 		}
 		ks, ok := k.(string)
 		if !ok {
-			return nil, Errorf(40394, "", "$arrayToObject requires an object with keys 'k' and 'v', where the value of 'k' must be of type string. Found type: %s", aggTypeName(k))
+			return nil, Errorf(40394, "", "$arrayToObject requires an object with keys 'k' and 'v', where the value of 'k' must be of type string. Found type: %s", TypeName(k))
 		}
 		if strings.ContainsRune(ks, 0) {
 			return nil, Errorf(4940400, "", "Key field cannot contain an embedded null byte")
@@ -408,7 +408,7 @@ func (n *getFieldNode) eval(c *evalCtx) (any, error) {
 	if !ok {
 		return Missing, nil
 	}
-	return aggLookup(d, n.field), nil
+	return docField(d, n.field), nil
 }
 
 // setFieldNode is $setField / $unsetField.

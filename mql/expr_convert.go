@@ -31,28 +31,18 @@ func compileToX(name string, arg any) (exprNode, error) {
 func compileConvert(arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(CodeFailedToParse, "", "$convert expects an object of named arguments but found: %s", aggTypeName(arg))
+		return nil, Errorf(CodeFailedToParse, "", "$convert expects an object of named arguments but found: %s", TypeName(arg))
 	}
 	n := &convertNode{}
-	for _, e := range d {
-		sub, err := compileNode(e.Value)
-		if err != nil {
-			return nil, err
-		}
-		switch e.Key {
-		case "input":
-			n.input = sub
-		case "to":
-			n.to = sub
-		case "onError":
-			n.onError = sub
-		case "onNull":
-			n.onNull = sub
+	err := aggCompileNamedArgs(d, func(key string) error {
+		switch key {
 		case "format", "base", "byteOrder", "subtype":
-			return nil, Errorf(CodeNotImplemented, "", "$convert option '%s' is not supported by devdb", e.Key)
-		default:
-			return nil, Errorf(CodeFailedToParse, "", "$convert found an unknown argument: %s", e.Key)
+			return Errorf(CodeNotImplemented, "", "$convert option '%s' is not supported by devdb", key)
 		}
+		return Errorf(CodeFailedToParse, "", "$convert found an unknown argument: %s", key)
+	}, aggArg{"input", &n.input}, aggArg{"to", &n.to}, aggArg{"onError", &n.onError}, aggArg{"onNull", &n.onNull})
+	if err != nil {
+		return nil, err
 	}
 	if n.input == nil {
 		return nil, Errorf(CodeFailedToParse, "", "Missing 'input' parameter to $convert")
@@ -75,15 +65,8 @@ func aggConvertTarget(v any) (string, error) {
 	names := map[int64]string{1: "double", 2: "string", 7: "objectId", 8: "bool", 9: "date", 16: "int", 18: "long", 19: "decimal"}
 	switch t := v.(type) {
 	case string:
-		for _, n := range names {
-			if n == t {
-				return t, nil
-			}
-		}
-		for _, known := range []string{"object", "array", "binData", "undefined", "null", "regex", "dbPointer", "javascript", "symbol", "javascriptWithScope", "timestamp", "minKey", "maxKey"} {
-			if known == t {
-				return t, nil
-			}
+		if _, ok := typeAliasNumber(t); ok {
+			return t, nil
 		}
 		return "", Errorf(CodeBadValue, "", "Unknown type name: %s", t)
 	}
@@ -96,7 +79,7 @@ func aggConvertTarget(v any) (string, error) {
 		}
 		return "", Errorf(CodeFailedToParse, "", "In $convert, numeric value for 'to' does not correspond to a BSON type: %d", n)
 	}
-	return "", Errorf(CodeFailedToParse, "", "$convert's 'to' argument must be a string or number, but is %s", aggTypeName(v))
+	return "", Errorf(CodeFailedToParse, "", "$convert's 'to' argument must be a string or number, but is %s", TypeName(v))
 }
 
 func (n *convertNode) eval(c *evalCtx) (any, error) {
@@ -148,7 +131,7 @@ func aggConvertFail(onError bool, format string, args ...any) error {
 // aggConvert converts a non-null value to the target type as $convert does.
 func aggConvert(v any, target string, onError bool) (any, error) {
 	unsupported := func() error {
-		return aggConvertFail(onError, "Unsupported conversion from %s to %s@@", aggTypeName(v), target)
+		return aggConvertFail(onError, "Unsupported conversion from %s to %s@@", TypeName(v), target)
 	}
 	overflow := func() error {
 		return aggConvertFail(onError, "Conversion would overflow target type@@: %s", aggFmt(v))

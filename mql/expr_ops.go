@@ -112,7 +112,7 @@ func compileOperator(name string, arg any) (exprNode, error) {
 
 	// Types and conversion.
 	case "$type":
-		return fixed(name, arg, 1, 1, func(_ *evalCtx, v []any) (any, error) { return aggTypeName(v[0]), nil })
+		return fixed(name, arg, 1, 1, func(_ *evalCtx, v []any) (any, error) { return TypeName(v[0]), nil })
 	case "$isNumber":
 		return fixed(name, arg, 1, 1, func(_ *evalCtx, v []any) (any, error) { return aggNumKind(v[0]) != 0, nil })
 	case "$toString", "$toInt", "$toLong", "$toDouble", "$toDecimal", "$toBool", "$toDate", "$toObjectId":
@@ -213,21 +213,11 @@ type condNode struct{ ifN, thenN, elseN exprNode }
 func compileCond(arg any) (exprNode, error) {
 	if d, ok := arg.(bson.D); ok {
 		var n condNode
-		for _, e := range d {
-			sub, err := compileNode(e.Value)
-			if err != nil {
-				return nil, err
-			}
-			switch e.Key {
-			case "if":
-				n.ifN = sub
-			case "then":
-				n.thenN = sub
-			case "else":
-				n.elseN = sub
-			default:
-				return nil, Errorf(17083, "", "Unrecognized parameter to $cond: %s", e.Key)
-			}
+		err := aggCompileNamedArgs(d, func(key string) error {
+			return Errorf(17083, "", "Unrecognized parameter to $cond: %s", key)
+		}, aggArg{"if", &n.ifN}, aggArg{"then", &n.thenN}, aggArg{"else", &n.elseN})
+		if err != nil {
+			return nil, err
 		}
 		switch {
 		case n.ifN == nil:
@@ -291,7 +281,7 @@ type switchNode struct {
 func compileSwitch(arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(40060, "", "$switch requires an object as an argument, found: %s", aggTypeName(arg))
+		return nil, Errorf(40060, "", "$switch requires an object as an argument, found: %s", TypeName(arg))
 	}
 	n := &switchNode{}
 	for _, e := range d {
@@ -299,27 +289,19 @@ func compileSwitch(arg any) (exprNode, error) {
 		case "branches":
 			branches, ok := e.Value.(bson.A)
 			if !ok {
-				return nil, Errorf(40061, "", "$switch expected an array for 'branches', found: %s", aggTypeName(e.Value))
+				return nil, Errorf(40061, "", "$switch expected an array for 'branches', found: %s", TypeName(e.Value))
 			}
 			for _, b := range branches {
 				bd, ok := b.(bson.D)
 				if !ok {
-					return nil, Errorf(40062, "", "$switch expected each branch to be an object, found: %s", aggTypeName(b))
+					return nil, Errorf(40062, "", "$switch expected each branch to be an object, found: %s", TypeName(b))
 				}
 				var cs, th exprNode
-				for _, be := range bd {
-					sub, err := compileNode(be.Value)
-					if err != nil {
-						return nil, err
-					}
-					switch be.Key {
-					case "case":
-						cs = sub
-					case "then":
-						th = sub
-					default:
-						return nil, Errorf(40063, "", "$switch found an unknown argument to a branch: %s", be.Key)
-					}
+				err := aggCompileNamedArgs(bd, func(key string) error {
+					return Errorf(40063, "", "$switch found an unknown argument to a branch: %s", key)
+				}, aggArg{"case", &cs}, aggArg{"then", &th})
+				if err != nil {
+					return nil, err
 				}
 				if cs == nil {
 					return nil, Errorf(40064, "", "$switch requires each branch have a 'case' expression")
@@ -502,9 +484,9 @@ func (n *iterNode) eval(c *evalCtx) (any, error) {
 	arr, ok := v.(bson.A)
 	if !ok {
 		if n.filter {
-			return nil, Errorf(28651, "", "input to $filter must be an array not %s", aggTypeName(v))
+			return nil, Errorf(28651, "", "input to $filter must be an array not %s", TypeName(v))
 		}
-		return nil, Errorf(16883, "", "input to $map must be an array not %s", aggTypeName(v))
+		return nil, Errorf(16883, "", "input to $map must be an array not %s", TypeName(v))
 	}
 	limit := -1
 	if n.limit != nil {
@@ -555,24 +537,14 @@ type reduceNode struct{ input, initial, in exprNode }
 func compileReduce(arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(40075, "", "$reduce requires an object as an argument, found: %s", aggTypeName(arg))
+		return nil, Errorf(40075, "", "$reduce requires an object as an argument, found: %s", TypeName(arg))
 	}
 	n := &reduceNode{}
-	for _, e := range d {
-		sub, err := compileNode(e.Value)
-		if err != nil {
-			return nil, err
-		}
-		switch e.Key {
-		case "input":
-			n.input = sub
-		case "initialValue":
-			n.initial = sub
-		case "in":
-			n.in = sub
-		default:
-			return nil, Errorf(40076, "", "$reduce found an unknown argument: %s", e.Key)
-		}
+	err := aggCompileNamedArgs(d, func(key string) error {
+		return Errorf(40076, "", "$reduce found an unknown argument: %s", key)
+	}, aggArg{"input", &n.input}, aggArg{"initialValue", &n.initial}, aggArg{"in", &n.in})
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case n.input == nil:

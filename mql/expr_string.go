@@ -96,7 +96,7 @@ func aggCoerceString(v any) (string, error) {
 	if aggNullish(v) {
 		return "", nil
 	}
-	return "", Errorf(16007, "", "can't convert from BSON type %s to String", aggTypeName(v))
+	return "", Errorf(16007, "", "can't convert from BSON type %s to String", TypeName(v))
 }
 
 // evalConcat implements $concat: strings only; null or missing yields null.
@@ -110,7 +110,7 @@ func evalConcat(_ *evalCtx, vals []any) (any, error) {
 		}
 		s, ok := v.(string)
 		if !ok {
-			return nil, Errorf(16702, "", "$concat only supports strings, not %s", aggTypeName(v))
+			return nil, Errorf(16702, "", "$concat only supports strings, not %s", TypeName(v))
 		}
 		if b.Len()+len(s) > aggMaxValueBytes {
 			return nil, aggTooLarge("$concat")
@@ -148,10 +148,10 @@ func evalSubstrBytes(name string, vals []any) (any, error) {
 		return nil, err
 	}
 	if aggNumKind(vals[1]) == aggKNone {
-		return nil, Errorf(16034, "", "%s: starting index must be a numeric type (is BSON type %s)", name, aggTypeName(vals[1]))
+		return nil, Errorf(16034, "", "%s: starting index must be a numeric type (is BSON type %s)", name, TypeName(vals[1]))
 	}
 	if aggNumKind(vals[2]) == aggKNone {
-		return nil, Errorf(16035, "", "%s: length must be a numeric type (is BSON type %s)", name, aggTypeName(vals[2]))
+		return nil, Errorf(16035, "", "%s: length must be a numeric type (is BSON type %s)", name, TypeName(vals[2]))
 	}
 	startF, lenF := aggToFloat(vals[1]), aggToFloat(vals[2])
 	if startF < 0 {
@@ -181,14 +181,14 @@ func evalSubstrCP(_ *evalCtx, vals []any) (any, error) {
 		return nil, err
 	}
 	if aggNumKind(vals[1]) == aggKNone {
-		return nil, Errorf(34450, "", "$substrCP: starting index must be a numeric type (is BSON type %s)", aggTypeName(vals[1]))
+		return nil, Errorf(34450, "", "$substrCP: starting index must be a numeric type (is BSON type %s)", TypeName(vals[1]))
 	}
 	start, ok := aggToInt64Exact(vals[1])
 	if !ok || start > math.MaxInt32 || start < math.MinInt32 {
 		return nil, Errorf(34451, "", "$substrCP: starting index cannot be represented as a 32-bit integral value: %s", aggFmt(vals[1]))
 	}
 	if aggNumKind(vals[2]) == aggKNone {
-		return nil, Errorf(34452, "", "$substrCP: length must be a numeric type (is BSON type %s)", aggTypeName(vals[2]))
+		return nil, Errorf(34452, "", "$substrCP: length must be a numeric type (is BSON type %s)", TypeName(vals[2]))
 	}
 	length, ok := aggToInt64Exact(vals[2])
 	if !ok || length > math.MaxInt32 || length < math.MinInt32 {
@@ -223,7 +223,7 @@ func evalStrLen(name string, v any) (any, error) {
 		if name == "$strLenCP" {
 			code = 34471
 		}
-		return nil, Errorf(code, "", "%s requires a string argument, found: %s", name, aggTypeName(v))
+		return nil, Errorf(code, "", "%s requires a string argument, found: %s", name, TypeName(v))
 	}
 	if name == "$strLenCP" {
 		return int32(utf8.RuneCountInString(s)), nil
@@ -238,11 +238,11 @@ func evalSplit(_ *evalCtx, vals []any) (any, error) {
 	}
 	s, ok := vals[0].(string)
 	if !ok {
-		return nil, Errorf(40085, "", "$split requires an expression that evaluates to a string as a first argument, found: %s", aggTypeName(vals[0]))
+		return nil, Errorf(40085, "", "$split requires an expression that evaluates to a string as a first argument, found: %s", TypeName(vals[0]))
 	}
 	sep, ok := vals[1].(string)
 	if !ok {
-		return nil, Errorf(40086, "", "$split requires an expression that evaluates to a string as a second argument, found: %s", aggTypeName(vals[1]))
+		return nil, Errorf(40086, "", "$split requires an expression that evaluates to a string as a second argument, found: %s", TypeName(vals[1]))
 	}
 	if sep == "" {
 		return nil, Errorf(40087, "", "$split requires a non-empty separator")
@@ -267,22 +267,14 @@ type trimNode struct {
 func compileTrim(name string, arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(50696, "", "%s only supports an object as an argument, found: %s", name, aggTypeName(arg))
+		return nil, Errorf(50696, "", "%s only supports an object as an argument, found: %s", name, TypeName(arg))
 	}
 	n := &trimNode{name: name}
-	for _, e := range d {
-		sub, err := compileNode(e.Value)
-		if err != nil {
-			return nil, err
-		}
-		switch e.Key {
-		case "input":
-			n.input = sub
-		case "chars":
-			n.chars = sub
-		default:
-			return nil, Errorf(50694, "", "%s found an unknown argument: %s", name, e.Key)
-		}
+	err := aggCompileNamedArgs(d, func(key string) error {
+		return Errorf(50694, "", "%s found an unknown argument: %s", name, key)
+	}, aggArg{"input", &n.input}, aggArg{"chars", &n.chars})
+	if err != nil {
+		return nil, err
 	}
 	if n.input == nil {
 		return nil, Errorf(50695, "", "%s requires an 'input' field", name)
@@ -300,7 +292,7 @@ func (n *trimNode) eval(c *evalCtx) (any, error) {
 	}
 	s, ok := in.(string)
 	if !ok {
-		return nil, Errorf(50699, "", "%s requires its input to be a string, got %s (of type %s) instead.", n.name, aggFmt(in), aggTypeName(in))
+		return nil, Errorf(50699, "", "%s requires its input to be a string, got %s (of type %s) instead.", n.name, aggFmt(in), TypeName(in))
 	}
 	cut := aggDefaultTrim
 	if n.chars != nil {
@@ -313,7 +305,7 @@ func (n *trimNode) eval(c *evalCtx) (any, error) {
 		}
 		cs, ok := cv.(string)
 		if !ok {
-			return nil, Errorf(50700, "", "%s requires 'chars' to be a string, got %s (of type %s) instead.", n.name, aggFmt(cv), aggTypeName(cv))
+			return nil, Errorf(50700, "", "%s requires 'chars' to be a string, got %s (of type %s) instead.", n.name, aggFmt(cv), TypeName(cv))
 		}
 		cut = cs
 	}
@@ -333,11 +325,11 @@ func evalIndexOf(name string, vals []any) (any, error) {
 	}
 	s, ok := vals[0].(string)
 	if !ok {
-		return nil, Errorf(40091, "", "%s requires a string as the first argument, found: %s", name, aggTypeName(vals[0]))
+		return nil, Errorf(40091, "", "%s requires a string as the first argument, found: %s", name, TypeName(vals[0]))
 	}
 	sub, ok := vals[1].(string)
 	if !ok {
-		return nil, Errorf(40092, "", "%s requires a string as the second argument, found: %s", name, aggTypeName(vals[1]))
+		return nil, Errorf(40092, "", "%s requires a string as the second argument, found: %s", name, TypeName(vals[1]))
 	}
 	cp := name == "$indexOfCP"
 	length := len(s)
@@ -348,7 +340,7 @@ func evalIndexOf(name string, vals []any) (any, error) {
 	for i := 2; i < len(vals); i++ {
 		n, ok := aggToInt64Exact(vals[i])
 		if !ok || aggNumKind(vals[i]) == aggKNone {
-			return nil, Errorf(40096, "", "%s requires an integral starting index, found a value of type: %s, with value: %s", name, aggTypeName(vals[i]), aggFmt(vals[i]))
+			return nil, Errorf(40096, "", "%s requires an integral starting index, found a value of type: %s, with value: %s", name, TypeName(vals[i]), aggFmt(vals[i]))
 		}
 		if n < 0 {
 			return nil, Errorf(40097, "", "%s requires a nonnegative start index, found: %d", name, n)
@@ -458,57 +450,15 @@ func aggBuildRegex(name string, pat, opts any) (*regexp.Regexp, error) {
 	if strings.ContainsRune(pattern, 0) {
 		return nil, Errorf(51109, "", "%s: regular expression cannot contain an embedded null byte", name)
 	}
-	prefix := ""
-	for _, f := range flags {
-		switch f {
-		case 'i', 'm', 's':
-			prefix += string(f)
-		case 'x':
-			pattern = aggStripExtended(pattern)
-		case 'u':
-		default:
-			return nil, Errorf(51108, "", "%s invalid flag in regex options: %c", name, f)
-		}
+	src, bad := regexSource(pattern, flags)
+	if bad != 0 {
+		return nil, Errorf(51108, "", "%s invalid flag in regex options: %c", name, bad)
 	}
-	if prefix != "" {
-		pattern = "(?" + prefix + ")" + pattern
-	}
-	re, err := regexp.Compile(pattern)
+	re, err := regexp.Compile(src)
 	if err != nil {
 		return nil, Errorf(51111, "", "Invalid Regex in %s: %v", name, err)
 	}
 	return re, nil
-}
-
-// aggStripExtended removes unescaped whitespace and #-comments outside
-// character classes (PCRE's x flag).
-func aggStripExtended(p string) string {
-	var b strings.Builder
-	inClass, escaped := false, false
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		switch {
-		case escaped:
-			escaped = false
-		case c == '\\':
-			escaped = true
-		case inClass:
-			if c == ']' {
-				inClass = false
-			}
-		case c == '[':
-			inClass = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
-			continue
-		case c == '#':
-			for i < len(p) && p[i] != '\n' {
-				i++
-			}
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }
 
 func (n *regexNode) eval(c *evalCtx) (any, error) {

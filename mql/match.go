@@ -95,10 +95,7 @@ func compileMatchAnd(filter bson.D, depth int) (matchNode, error) {
 			nodes = append(nodes, n)
 		}
 	}
-	if len(nodes) == 1 {
-		return nodes[0], nil
-	}
-	return matchAnd(nodes), nil
+	return matchAllOf(nodes), nil
 }
 
 // compileMatchTopLevel compiles one field of a filter document.
@@ -231,10 +228,7 @@ func compileQueryOperators(parts []string, ops bson.D, depth int) (matchNode, er
 			nodes = append(nodes, n)
 		}
 	}
-	if len(nodes) == 1 {
-		return nodes[0], nil
-	}
-	return matchAnd(nodes), nil
+	return matchAllOf(nodes), nil
 }
 
 // compileQueryOperator compiles one query operator applied to a path.
@@ -425,6 +419,15 @@ func compileRegexOperator(ops bson.D) (matchPred, error) {
 		return nil, badValue("$options needs a $regex")
 	}
 	return newRegexMatch(pattern, options)
+}
+
+// matchAllOf returns the conjunction of nodes: the node itself when there
+// is one, else a matchAnd (which matches everything when nodes is empty).
+func matchAllOf(nodes []matchNode) matchNode {
+	if len(nodes) == 1 {
+		return nodes[0]
+	}
+	return matchAnd(nodes)
 }
 
 // matchAnd matches when every child matches.
@@ -936,55 +939,6 @@ func typeAliasNumber(s string) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-// typeNameOfNumber returns the alias of a BSON type number.
-func typeNameOfNumber(n int) string {
-	switch n {
-	case 1:
-		return "double"
-	case 2:
-		return "string"
-	case 3:
-		return "object"
-	case 4:
-		return "array"
-	case 5:
-		return "binData"
-	case 6:
-		return "undefined"
-	case 7:
-		return "objectId"
-	case 8:
-		return "bool"
-	case 9:
-		return "date"
-	case 10:
-		return "null"
-	case 11:
-		return "regex"
-	case 12:
-		return "dbPointer"
-	case 13:
-		return "javascript"
-	case 14:
-		return "symbol"
-	case 15:
-		return "javascriptWithScope"
-	case 16:
-		return "int"
-	case 17:
-		return "timestamp"
-	case 18:
-		return "long"
-	case 19:
-		return "decimal"
-	case -1:
-		return "minKey"
-	case 127:
-		return "maxKey"
-	}
-	return ""
 }
 
 func (p *typeMatch) test(v any) bool {

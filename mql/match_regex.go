@@ -1,6 +1,7 @@
 package mql
 
 import (
+	"bytes"
 	"regexp"
 	"strings"
 
@@ -34,36 +35,49 @@ func newRegexMatch(pattern, options string) (*regexMatch, error) {
 
 // compileQueryRegex compiles a MongoDB regular expression with its options.
 func compileQueryRegex(pattern, options string) (*regexp.Regexp, error) {
-	var flags strings.Builder
-	extended := false
-	for _, o := range options {
-		switch o {
-		case 'i', 'm', 's':
-			if !strings.ContainsRune(flags.String(), o) {
-				flags.WriteRune(o)
-			}
-		case 'x':
-			extended = true
-		case 'u':
-		default:
-			return nil, Errorf(CodeLocation51108, "", "invalid flag in regex options: %c", o)
-		}
+	src, bad := regexSource(pattern, options)
+	if bad != 0 {
+		return nil, Errorf(CodeLocation51108, "", "invalid flag in regex options: %c", bad)
 	}
 	if strings.IndexByte(pattern, 0) >= 0 {
 		return nil, badValue("Regular expression cannot contain an embedded null byte")
-	}
-	if extended {
-		pattern = stripExtendedRegex(pattern)
-	}
-	src := pattern
-	if flags.Len() > 0 {
-		src = "(?" + flags.String() + ")" + pattern
 	}
 	re, err := regexp.Compile(src)
 	if err != nil {
 		return nil, Errorf(CodeLocation51091, "", "Regular expression is invalid: %v", err)
 	}
 	return re, nil
+}
+
+// regexSource translates a MongoDB pattern and its option letters into Go
+// regexp source, for filters ($regex) and expressions ($regexMatch, ...)
+// alike: i, m and s become one inline flag group, x strips extended-mode
+// whitespace and comments, u is accepted (matching is always UTF-8). bad is
+// the first unknown option letter, 0 when every letter is known; callers
+// report it with their own error code.
+func regexSource(pattern, options string) (src string, bad rune) {
+	var flags []byte
+	extended := false
+	for _, o := range options {
+		switch o {
+		case 'i', 'm', 's':
+			if bytes.IndexByte(flags, byte(o)) < 0 {
+				flags = append(flags, byte(o))
+			}
+		case 'x':
+			extended = true
+		case 'u':
+		default:
+			return "", o
+		}
+	}
+	if extended {
+		pattern = stripExtendedRegex(pattern)
+	}
+	if len(flags) == 0 {
+		return pattern, 0
+	}
+	return "(?" + string(flags) + ")" + pattern, 0
 }
 
 // stripExtendedRegex removes the whitespace and #-comments that PCRE's extended

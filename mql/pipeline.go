@@ -216,7 +216,7 @@ func compileStage(name string, spec any) (stage, error) {
 	case "$addFields", "$set":
 		d, ok := spec.(bson.D)
 		if !ok {
-			return nil, Errorf(40272, "", "%s specification stage must be an object, got %s", name, aggTypeName(spec))
+			return nil, Errorf(40272, "", "%s specification stage must be an object, got %s", name, TypeName(spec))
 		}
 		return compileAddFields(d)
 	case "$unset":
@@ -224,7 +224,7 @@ func compileStage(name string, spec any) (stage, error) {
 	case "$replaceRoot":
 		d, ok := spec.(bson.D)
 		if !ok {
-			return nil, Errorf(40229, "", "expected an object as specification for $replaceRoot stage, got %s", aggTypeName(spec))
+			return nil, Errorf(40229, "", "expected an object as specification for $replaceRoot stage, got %s", TypeName(spec))
 		}
 		var root any
 		found := false
@@ -589,7 +589,7 @@ func (s *replaceRootStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
 	d, ok := v.(bson.D)
 	if !ok {
 		return nil, false, Errorf(40228, "", "%smust evaluate to an object, but resulting value was: %s. Type of resulting value: '%s'. Input document: %s",
-			s.what, aggFmt(v), aggTypeName(v), aggFmt(doc))
+			s.what, aggFmt(v), TypeName(v), aggFmt(doc))
 	}
 	return d, true, nil
 }
@@ -927,13 +927,13 @@ func compileUnwind(spec any) (stage, error) {
 			case "path":
 				p, ok := e.Value.(string)
 				if !ok {
-					return nil, Errorf(28808, "", "expected a string as the path for $unwind stage, got %s", aggTypeName(e.Value))
+					return nil, Errorf(28808, "", "expected a string as the path for $unwind stage, got %s", TypeName(e.Value))
 				}
 				pathStr, hasPath = p, true
 			case "includeArrayIndex":
 				p, ok := e.Value.(string)
 				if !ok || p == "" {
-					return nil, Errorf(28810, "", "expected a non-empty string for the includeArrayIndex  option to $unwind stage, got %s", aggTypeName(e.Value))
+					return nil, Errorf(28810, "", "expected a non-empty string for the includeArrayIndex  option to $unwind stage, got %s", TypeName(e.Value))
 				}
 				if strings.HasPrefix(p, "$") {
 					return nil, Errorf(28822, "", "includeArrayIndex option to $unwind stage should not be prefixed with a '$': %s", p)
@@ -946,7 +946,7 @@ func compileUnwind(spec any) (stage, error) {
 			case "preserveNullAndEmptyArrays":
 				b, ok := e.Value.(bool)
 				if !ok {
-					return nil, Errorf(28809, "", "expected a boolean for the preserveNullAndEmptyArrays option to $unwind stage, got %s", aggTypeName(e.Value))
+					return nil, Errorf(28809, "", "expected a boolean for the preserveNullAndEmptyArrays option to $unwind stage, got %s", TypeName(e.Value))
 				}
 				s.preserve = b
 			default:
@@ -957,7 +957,7 @@ func compileUnwind(spec any) (stage, error) {
 			return nil, Errorf(28812, "", "no path specified to $unwind stage")
 		}
 	default:
-		return nil, Errorf(15981, "", "expected either a string or an object as specification for $unwind stage, got %s", aggTypeName(spec))
+		return nil, Errorf(15981, "", "expected either a string or an object as specification for $unwind stage, got %s", TypeName(spec))
 	}
 	if !strings.HasPrefix(pathStr, "$") {
 		return nil, Errorf(28818, "", "path option to $unwind stage should be prefixed with a '$': %s", pathStr)
@@ -1027,7 +1027,7 @@ func aggDocPath(d bson.D, path []string) any {
 		if !ok {
 			return Missing
 		}
-		v = aggLookup(doc, p)
+		v = docField(doc, p)
 	}
 	return v
 }
@@ -1112,13 +1112,13 @@ func compileFacet(spec any) (stage, error) {
 		}
 		arr, ok := e.Value.(bson.A)
 		if !ok {
-			return nil, Errorf(40170, "", "arguments to $facet must be arrays, %s is type %s", e.Key, aggTypeName(e.Value))
+			return nil, Errorf(40170, "", "arguments to $facet must be arrays, %s is type %s", e.Key, TypeName(e.Value))
 		}
 		stages := make([]bson.D, 0, len(arr))
 		for _, st := range arr {
 			sd, ok := st.(bson.D)
 			if !ok {
-				return nil, Errorf(40171, "", "subpipeline of $facet stage must contain only objects, but %s contained an element of type %s", e.Key, aggTypeName(st))
+				return nil, Errorf(40171, "", "subpipeline of $facet stage must contain only objects, but %s contained an element of type %s", e.Key, TypeName(st))
 			}
 			if len(sd) == 1 {
 				switch sd[0].Key {

@@ -136,7 +136,7 @@ func CompileUpdate(u bson.D, opts UpdateOptions) (*Update, error) {
 	}
 	for _, id := range updSortedKeys(filters) {
 		if !used[id] {
-			return nil, Errorf(CodeFailedToParse, "", "The array filter for identifier '%s' was not used in the update %s", id, updFormatValue(u))
+			return nil, Errorf(CodeFailedToParse, "", "The array filter for identifier '%s' was not used in the update %s", id, FormatValue(u))
 		}
 	}
 	updFinish(up.root)

@@ -95,7 +95,7 @@ func (u *Update) checkID(before, after bson.D) error {
 		return nil
 	}
 	newID, has := updLookup(after, "_id")
-	if has && updIdentical(oldID, newID) {
+	if has && Identical(oldID, newID) {
 		return nil
 	}
 	path := u.idPath
@@ -385,20 +385,11 @@ func updMergeNodes(x, y updNode, pos *updPos) (updNode, error) {
 		if !ok {
 			return nil, conflict()
 		}
-		m := &updObject{children: map[string]updNode{}}
-		for k, v := range l.children {
-			m.children[k] = v
+		children, err := updMergeChildren(l.children, r.children, func(k string) *updPos { return pos.child(k, nil) })
+		if err != nil {
+			return nil, err
 		}
-		for k, v := range r.children {
-			if prev, ok := m.children[k]; ok {
-				merged, err := updMergeNodes(prev, v, pos.child(k, nil))
-				if err != nil {
-					return nil, err
-				}
-				v = merged
-			}
-			m.children[k] = v
-		}
+		m := &updObject{children: children}
 		switch {
 		case l.positional != nil && r.positional != nil:
 			merged, err := updMergeNodes(l.positional, r.positional, pos.child("$", nil))
@@ -418,24 +409,35 @@ func updMergeNodes(x, y updNode, pos *updPos) (updNode, error) {
 		if !ok {
 			return nil, conflict()
 		}
-		m := &updArray{children: map[string]updNode{}}
-		for k, v := range l.children {
-			m.children[k] = v
+		children, err := updMergeChildren(l.children, r.children, func(string) *updPos { return pos })
+		if err != nil {
+			return nil, err
 		}
-		for k, v := range r.children {
-			if prev, ok := m.children[k]; ok {
-				merged, err := updMergeNodes(prev, v, pos)
-				if err != nil {
-					return nil, err
-				}
-				v = merged
-			}
-			m.children[k] = v
-		}
+		m := &updArray{children: children}
 		m.order = updSortedKeys(m.children)
 		return m, nil
 	}
 	return nil, conflict()
+}
+
+// updMergeChildren returns the union of two child maps, merging the nodes
+// of a name both have with updMergeNodes at the position at returns.
+func updMergeChildren(l, r map[string]updNode, at func(name string) *updPos) (map[string]updNode, error) {
+	out := make(map[string]updNode, len(l)+len(r))
+	for k, v := range l {
+		out[k] = v
+	}
+	for k, v := range r {
+		if prev, ok := out[k]; ok {
+			merged, err := updMergeNodes(prev, v, at(k))
+			if err != nil {
+				return nil, err
+			}
+			v = merged
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 // updRemovePath removes the field at parts (all parents are documents),

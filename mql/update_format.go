@@ -9,10 +9,15 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// updFormatValue renders v the way MongoDB's BSONElement::toString renders a
-// value in error messages: documents as "{ a: 1, b: "x" }", arrays as
-// "[ 1, 2 ]", doubles with a fractional part ("5.0"), strings in double quotes.
-func updFormatValue(v any) string {
+// FormatValue renders v the way MongoDB's BSONElement::toString renders a
+// value in error and log messages (update errors, E11000 duplicate keys,
+// index specifications): documents as "{ a: 1, b: "x" }", arrays as
+// "[ 1, 2 ]", integral doubles with ".0" ("5.0"), NaN and infinities as
+// "nan.0" and "inf.0", strings in double quotes, ObjectId('…'),
+// new Date(ms), NumberDecimal("…"). Aggregation messages use the server's
+// Value printing instead (aggFmt). A Go value outside the shared value
+// model renders as its type name.
+func FormatValue(v any) string {
 	var b strings.Builder
 	updWriteValue(&b, v)
 	return b.String()
@@ -20,7 +25,7 @@ func updFormatValue(v any) string {
 
 // updFormatElement renders a named element as "name: value".
 func updFormatElement(name string, v any) string {
-	return name + ": " + updFormatValue(v)
+	return name + ": " + FormatValue(v)
 }
 
 func updWriteValue(b *strings.Builder, v any) {
@@ -61,6 +66,8 @@ func updWriteValue(b *strings.Builder, v any) {
 		b.WriteString(strconv.FormatInt(int64(x), 10))
 	case int64:
 		b.WriteString(strconv.FormatInt(x, 10))
+	case int:
+		b.WriteString(strconv.Itoa(x))
 	case string:
 		b.WriteString(strconv.Quote(x))
 	case bool:

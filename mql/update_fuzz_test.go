@@ -53,11 +53,11 @@ func FuzzCompileUpdate(f *testing.F) {
 			for _, ac := range []ApplyContext{{Positional: -1}, {Positional: 1, Insert: true}} {
 				before := updDeepCopy(sample).(bson.D)
 				out, changed, err := up.Apply(sample, ac)
-				if !updIdentical(sample, before) {
+				if !Identical(sample, before) {
 					t.Fatalf("Apply modified its input")
 				}
-				if err == nil && !changed && !updIdentical(out, sample) {
-					t.Fatalf("unchanged result differs: %s", updFormatValue(out))
+				if err == nil && !changed && !Identical(out, sample) {
+					t.Fatalf("unchanged result differs: %s", FormatValue(out))
 				}
 			}
 		}

@@ -48,7 +48,7 @@ func updCompileOp(mod string, arg bson.E) (updOp, error) {
 	case "$unset":
 		return updUnsetOp{}, nil
 	case "$inc", "$mul":
-		if !updIsNumeric(v) {
+		if aggNumKind(v) == aggKNone {
 			verb := "increment"
 			if mod == "$mul" {
 				verb = "multiply"
@@ -108,7 +108,7 @@ func updCompileOp(mod string, arg bson.E) (updOp, error) {
 // updParseInteger accepts what MongoDB's parseIntegerElementToLong accepts:
 // a number with an integral value that fits in 64 bits.
 func updParseInteger(name string, v any) (int64, error) {
-	if !updIsNumeric(v) {
+	if aggNumKind(v) == aggKNone {
 		return 0, Errorf(CodeFailedToParse, "", "Expected a number in: %s", updFormatElement(name, v))
 	}
 	switch x := v.(type) {
@@ -149,7 +149,7 @@ func (o *updSetOp) update(a *updApply, _ *updPos, cur any) (any, updResult, erro
 	if o.onInsert && !a.ac.Insert {
 		return nil, updNoop, nil
 	}
-	if updIdentical(cur, o.val) {
+	if Identical(cur, o.val) {
 		return nil, updNoop, nil
 	}
 	return updDeepCopy(o.val), updModified, nil
@@ -191,14 +191,14 @@ type updArithOp struct {
 }
 
 func (o *updArithOp) update(a *updApply, at *updPos, cur any) (any, updResult, error) {
-	if !updIsNumeric(cur) {
+	if aggNumKind(cur) == aggKNone {
 		return nil, updNoop, Errorf(CodeTypeMismatch, "", "Cannot apply %s to a value of non-numeric type. {%s} has the field '%s' of non-numeric type %s", o.name, a.idString(""), at.field(), TypeName(cur))
 	}
 	r, ok := updArith(o.mul, o.val, cur)
 	if !ok {
 		return nil, updNoop, Errorf(CodeBadValue, "", "Failed to apply %s operations to current value (%s) for document {%s}", o.name, updSafeNumDebug(cur), a.idString(""))
 	}
-	if updIdentical(r, cur) {
+	if Identical(r, cur) {
 		return nil, updNoop, nil
 	}
 	return r, updModified, nil
@@ -216,11 +216,11 @@ func (o *updArithOp) create(*updApply, *updPos) (any, bool, error) {
 func updSafeNumDebug(v any) string {
 	switch x := v.(type) {
 	case int32:
-		return "(NumberInt)" + updFormatValue(x)
+		return "(NumberInt)" + FormatValue(x)
 	case int64:
-		return "(NumberLong)" + updFormatValue(x)
+		return "(NumberLong)" + FormatValue(x)
 	case float64:
-		return "(NumberDouble)" + updFormatValue(x)
+		return "(NumberDouble)" + FormatValue(x)
 	case bson.Decimal128:
 		return "(NumberDecimal)" + x.String()
 	}
@@ -489,7 +489,7 @@ func updCompilePushSort(v any) (*updSortSpec, error) {
 		spec := &updSortSpec{}
 		for _, e := range d {
 			dir := 0.0
-			if updIsNumeric(e.Value) {
+			if aggNumKind(e.Value) != aggKNone {
 				dir, _ = ToFloat64(e.Value)
 			}
 			if dir != 1 && dir != -1 {
@@ -508,7 +508,7 @@ func updCompilePushSort(v any) (*updSortSpec, error) {
 		}
 		return spec, nil
 	}
-	if updIsNumeric(v) {
+	if aggNumKind(v) != aggKNone {
 		dir, _ := ToFloat64(v)
 		if dir != 1 && dir != -1 {
 			return nil, Errorf(CodeBadValue, "", "The $sort element value must be either 1 or -1")
@@ -645,7 +645,7 @@ func updCompileAddToSet(v any) (updOp, error) {
 			return nil, Errorf(CodeTypeMismatch, "", "The argument to $each in $addToSet must be an array but it was of type %s", TypeName(d[0].Value))
 		}
 		if len(d) > 1 {
-			return nil, Errorf(CodeBadValue, "", "Found unexpected fields after $each in $addToSet: %s", updFormatValue(d))
+			return nil, Errorf(CodeBadValue, "", "Found unexpected fields after $each in $addToSet: %s", FormatValue(d))
 		}
 		vals = arr
 	}
@@ -826,7 +826,7 @@ func (o *updBitOp) update(a *updApply, at *updPos, cur any) (any, updResult, err
 		return nil, updNoop, Errorf(CodeBadValue, "", "Cannot apply $bit to a value of non-integral type.%s has the field %s of non-integer type %s", a.idString(""), at.field(), TypeName(cur))
 	}
 	r := o.apply(cur)
-	if updIdentical(r, cur) {
+	if Identical(r, cur) {
 		return nil, updNoop, nil
 	}
 	return r, updModified, nil

@@ -48,10 +48,10 @@ func (u *Update) applyPipeline(doc bson.D, _ ApplyContext) (bson.D, bool, error)
 		withID := make(bson.D, 0, len(out)+1)
 		withID = append(withID, bson.E{Key: "_id", Value: oldID})
 		out = append(withID, out...)
-	case hadID && !updIdentical(oldID, newID):
+	case hadID && !Identical(oldID, newID):
 		return nil, false, Errorf(CodeImmutableField, "", "After applying the update, the (immutable) field '_id' was found to have been altered to %s", updFormatElement("_id", newID))
 	}
-	if updIdentical(out, doc) {
+	if Identical(out, doc) {
 		return doc, false, nil
 	}
 	return out, true, nil

@@ -53,13 +53,13 @@ func runUpdateCases(t *testing.T, cases []updCase) {
 			if err == nil {
 				out, changed, err = u.Apply(doc, ac)
 			}
-			if !updIdentical(doc, before) {
-				t.Fatalf("Apply modified its input: %s, was %s", updFormatValue(doc), updFormatValue(before))
+			if !Identical(doc, before) {
+				t.Fatalf("Apply modified its input: %s, was %s", FormatValue(doc), FormatValue(before))
 			}
 			if tc.code != 0 {
 				var me *Error
 				if !errors.As(err, &me) {
-					t.Fatalf("want error code %d, got %v (doc %s)", tc.code, err, updFormatValue(out))
+					t.Fatalf("want error code %d, got %v (doc %s)", tc.code, err, FormatValue(out))
 				}
 				if me.Code != tc.code || (tc.msg != "" && me.Message != tc.msg) {
 					t.Fatalf("want error %d %q, got %d %q", tc.code, tc.msg, me.Code, me.Message)
@@ -73,8 +73,8 @@ func runUpdateCases(t *testing.T, cases []updCase) {
 				t.Fatalf("unexpected error: %v", err)
 			}
 			want := updDoc(t, tc.want)
-			if !updIdentical(out, want) {
-				t.Fatalf("got  %s\nwant %s", updFormatValue(out), updFormatValue(want))
+			if !Identical(out, want) {
+				t.Fatalf("got  %s\nwant %s", FormatValue(out), FormatValue(want))
 			}
 			if changed != tc.changed {
 				t.Fatalf("changed = %v, want %v", changed, tc.changed)
@@ -477,8 +477,8 @@ func TestUpsertSeed(t *testing.T) {
 			if err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
-			if want := updDoc(t, tc.want); !updIdentical(got, want) {
-				t.Fatalf("got %s, want %s", updFormatValue(got), updFormatValue(want))
+			if want := updDoc(t, tc.want); !Identical(got, want) {
+				t.Fatalf("got %s, want %s", FormatValue(got), FormatValue(want))
 			}
 		})
 	}
@@ -504,15 +504,15 @@ func TestUpdateConcurrentApply(t *testing.T) {
 	var outs []bson.D
 	for range 8 {
 		out := <-done
-		if !updIdentical(out, want) {
-			t.Fatalf("got %s", updFormatValue(out))
+		if !Identical(out, want) {
+			t.Fatalf("got %s", FormatValue(out))
 		}
 		outs = append(outs, out)
 	}
 	// Results must not share the pushed documents with the compiled update.
 	outs[0][2].Value.(bson.A)[0].(bson.D)[0].Value = int32(9)
-	if !updIdentical(outs[1], want) {
-		t.Fatalf("results share memory: %s", updFormatValue(outs[1]))
+	if !Identical(outs[1], want) {
+		t.Fatalf("results share memory: %s", FormatValue(outs[1]))
 	}
 }
 
@@ -574,8 +574,8 @@ func TestUpdatePipeline(t *testing.T) {
 			if err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
-			if want := updDoc(t, tc.want); !updIdentical(out, want) || changed != tc.changed {
-				t.Fatalf("got %s changed=%v, want %s changed=%v", updFormatValue(out), changed, tc.want, tc.changed)
+			if want := updDoc(t, tc.want); !Identical(out, want) || changed != tc.changed {
+				t.Fatalf("got %s changed=%v, want %s changed=%v", FormatValue(out), changed, tc.want, tc.changed)
 			}
 		})
 	}
@@ -613,8 +613,8 @@ func TestUpdateArith(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := updArith(tc.mul, tc.a, tc.b)
-			if ok != tc.ok || (ok && !updIdentical(got, tc.want)) {
-				t.Fatalf("got %s %v, want %s %v", updFormatValue(got), ok, updFormatValue(tc.want), tc.ok)
+			if ok != tc.ok || (ok && !Identical(got, tc.want)) {
+				t.Fatalf("got %s %v, want %s %v", FormatValue(got), ok, FormatValue(tc.want), tc.ok)
 			}
 		})
 	}
@@ -637,8 +637,8 @@ func TestUpdateFormat(t *testing.T) {
 		{bson.Binary{Subtype: 0, Data: []byte{0xab}}, "BinData(0, AB)"},
 		{bson.MinKey{}, "MinKey"},
 	} {
-		if got := updFormatValue(tc.v); got != tc.want {
-			t.Errorf("updFormatValue(%#v) = %q, want %q", tc.v, got, tc.want)
+		if got := FormatValue(tc.v); got != tc.want {
+			t.Errorf("FormatValue(%#v) = %q, want %q", tc.v, got, tc.want)
 		}
 	}
 }

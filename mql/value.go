@@ -31,7 +31,20 @@ func IsMissing(v any) bool {
 // "maxKey"), "missing" for Missing, and "unknown" for a Go value outside the
 // shared value model.
 func TypeName(v any) string {
-	switch TypeNumber(v) {
+	if name := typeNameOfNumber(TypeNumber(v)); name != "" {
+		return name
+	}
+	if IsMissing(v) {
+		return "missing"
+	}
+	return "unknown"
+}
+
+// typeNameOfNumber returns MongoDB's $type alias for a BSON type number,
+// or "" for a number that names no type. It is the one alias table that
+// TypeName, $type in filters and $convert share.
+func typeNameOfNumber(n int) string {
+	switch n {
 	case 1:
 		return "double"
 	case 2:
@@ -75,10 +88,7 @@ func TypeName(v any) string {
 	case 127:
 		return "maxKey"
 	}
-	if IsMissing(v) {
-		return "missing"
-	}
-	return "unknown"
+	return ""
 }
 
 // typeNumberMissing is TypeNumber's result for Missing and for Go values

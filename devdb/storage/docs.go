@@ -40,61 +40,61 @@ func encodeDoc(doc bson.D) ([]byte, error) {
 // uniqueKeys computes doc's keys for every unique index of c, checks that
 // none is held by a record other than self, and returns them per index.
 func (t *Tx) uniqueKeys(c *Collection, doc bson.D, self []byte) ([][]indexKey, error) {
+	keys, err := t.allKeys(c, doc)
+	if err != nil {
+		return nil, err
+	}
+	err = t.eachIndexKey(c, keys, func(ib *bolt.Bucket, spec IndexSpec, k indexKey) error {
+		if rid := ib.Get(k.enc); rid != nil && !bytes.Equal(rid, self) {
+			return &DuplicateKeyError{DB: c.DB, Coll: c.Name, Index: spec.Name, KeyPattern: spec.Key, KeyValue: k.vals}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// putKeys points every key in keys (per index of c, as uniqueKeys returns
+// them) at record rid.
+func (t *Tx) putKeys(c *Collection, keys [][]indexKey, rid []byte) error {
+	return t.eachIndexKey(c, keys, func(ib *bolt.Bucket, spec IndexSpec, k indexKey) error {
+		if err := ib.Put(k.enc, rid); err != nil {
+			return fmt.Errorf("write index %s: %w", spec.Name, err)
+		}
+		return nil
+	})
+}
+
+// deleteKeys removes the keys in keys that still point at record rid.
+func (t *Tx) deleteKeys(c *Collection, keys [][]indexKey, rid []byte) error {
+	return t.eachIndexKey(c, keys, func(ib *bolt.Bucket, spec IndexSpec, k indexKey) error {
+		if cur := ib.Get(k.enc); cur != nil && bytes.Equal(cur, rid) {
+			if err := ib.Delete(k.enc); err != nil {
+				return fmt.Errorf("delete index key %s: %w", spec.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// eachIndexKey calls fn for every key in keys (one slice per index of c)
+// with the bucket of its index, stopping at the first error.
+func (t *Tx) eachIndexKey(c *Collection, keys [][]indexKey, fn func(ib *bolt.Bucket, spec IndexSpec, k indexKey) error) error {
 	b := t.dataBucket(c)
-	out := make([][]indexKey, len(c.Indexes))
-	for i, spec := range c.Indexes {
-		if !spec.Unique && spec.Name != "_id_" {
+	for i, ks := range keys {
+		if len(ks) == 0 {
 			continue
 		}
-		keys, ok, err := t.indexKeys(spec, doc)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			continue
-		}
+		spec := c.Indexes[i]
 		ib := b.Bucket(indexBucketName(spec.Name))
 		if ib == nil {
-			return nil, fmt.Errorf("index %s of %s has no data", spec.Name, c.Namespace())
+			return fmt.Errorf("look up index %s of %s: index has no data", spec.Name, c.Namespace())
 		}
-		for _, k := range keys {
-			if rid := ib.Get(k.enc); rid != nil && !bytes.Equal(rid, self) {
-				return nil, &DuplicateKeyError{DB: c.DB, Coll: c.Name, Index: spec.Name, KeyPattern: spec.Key, KeyValue: k.vals}
-			}
-		}
-		out[i] = keys
-	}
-	return out, nil
-}
-
-func (t *Tx) putKeys(c *Collection, keys [][]indexKey, rid []byte) error {
-	b := t.dataBucket(c)
-	for i, ks := range keys {
-		if len(ks) == 0 {
-			continue
-		}
-		ib := b.Bucket(indexBucketName(c.Indexes[i].Name))
 		for _, k := range ks {
-			if err := ib.Put(k.enc, rid); err != nil {
-				return fmt.Errorf("write index %s: %w", c.Indexes[i].Name, err)
-			}
-		}
-	}
-	return nil
-}
-
-func (t *Tx) deleteKeys(c *Collection, keys [][]indexKey, rid []byte) error {
-	b := t.dataBucket(c)
-	for i, ks := range keys {
-		if len(ks) == 0 {
-			continue
-		}
-		ib := b.Bucket(indexBucketName(c.Indexes[i].Name))
-		for _, k := range ks {
-			if cur := ib.Get(k.enc); cur != nil && bytes.Equal(cur, rid) {
-				if err := ib.Delete(k.enc); err != nil {
-					return fmt.Errorf("delete index key %s: %w", c.Indexes[i].Name, err)
-				}
+			if err := fn(ib, spec, k); err != nil {
+				return err
 			}
 		}
 	}

@@ -2,11 +2,9 @@ package storage
 
 import (
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
-	"time"
 
+	"github.com/changehook/changehook/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -73,68 +71,9 @@ func (e *DuplicateKeyError) Error() string {
 	return b.String()
 }
 
-// FormatValue renders v the way MongoDB's server log and error messages do
-// (shell-like syntax: strings quoted, ObjectId('…'), new Date(…)).
+// FormatValue renders v the way MongoDB's server messages do; it is
+// mql.FormatValue, the one BSONElement::toString rendering shared by mql and
+// devdb.
 func FormatValue(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "null"
-	case bson.Undefined:
-		return "undefined"
-	case string:
-		return strconv.Quote(x)
-	case bson.Symbol:
-		return strconv.Quote(string(x))
-	case int32:
-		return strconv.FormatInt(int64(x), 10)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case int:
-		return strconv.Itoa(x)
-	case float64:
-		if x == math.Trunc(x) && !math.IsInf(x, 0) && math.Abs(x) < 1e15 {
-			return strconv.FormatFloat(x, 'f', 1, 64)
-		}
-		return strconv.FormatFloat(x, 'g', -1, 64)
-	case bool:
-		return strconv.FormatBool(x)
-	case bson.ObjectID:
-		return "ObjectId('" + x.Hex() + "')"
-	case bson.DateTime:
-		return "new Date(" + strconv.FormatInt(int64(x), 10) + ")"
-	case bson.Timestamp:
-		return fmt.Sprintf("Timestamp(%d, %d)", x.T, x.I)
-	case bson.Decimal128:
-		return "NumberDecimal('" + x.String() + "')"
-	case bson.MinKey:
-		return "MinKey"
-	case bson.MaxKey:
-		return "MaxKey"
-	case bson.Regex:
-		return "/" + x.Pattern + "/" + x.Options
-	case bson.Binary:
-		return fmt.Sprintf("BinData(%d, %X)", x.Subtype, x.Data)
-	case bson.D:
-		if len(x) == 0 {
-			return "{}"
-		}
-		parts := make([]string, len(x))
-		for i, e := range x {
-			parts[i] = e.Key + ": " + FormatValue(e.Value)
-		}
-		return "{ " + strings.Join(parts, ", ") + " }"
-	case bson.A:
-		if len(x) == 0 {
-			return "[]"
-		}
-		parts := make([]string, len(x))
-		for i, e := range x {
-			parts[i] = FormatValue(e)
-		}
-		return "[ " + strings.Join(parts, ", ") + " ]"
-	case time.Time:
-		return "new Date(" + strconv.FormatInt(x.UnixMilli(), 10) + ")"
-	default:
-		return fmt.Sprint(v)
-	}
+	return mql.FormatValue(v)
 }
