@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/wire"
+	"github.com/changehook/changehook/mql"
 )
 
 // Identity devdb presents: a MongoDB 6.0 server (wire version 17).
@@ -269,7 +270,7 @@ func cmdGetLog(_ context.Context, req *Request) (bson.D, error) {
 	}
 	name, ok := req.Body[0].Value.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "Argument to getLog must be of type String; found %s", bsonTypeName(req.Body[0].Value))
+		return nil, NewCommandError(CodeTypeMismatch, "Argument to getLog must be of type String; found %s", mql.TypeName(req.Body[0].Value))
 	}
 	switch name {
 	case "*":

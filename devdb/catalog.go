@@ -20,18 +20,6 @@ var genericCommandFields = map[string]bool{
 	"startTransaction": true, "$audit": true, "$client": true, "mayBypassWriteBlocking": true,
 }
 
-// checkFields rejects command fields outside allowed and the generic ones,
-// as MongoDB's IDL parser does (40415).
-func checkFields(req *Request, allowed ...string) error {
-	for _, e := range req.Body[1:] {
-		if genericCommandFields[e.Key] || slices.Contains(allowed, e.Key) {
-			continue
-		}
-		return NewCommandError(CodeLocation40415, "BSON field '%s.%s' is an unknown field.", req.Name, e.Key)
-	}
-	return nil
-}
-
 // checkPreAndPostImages validates a changeStreamPreAndPostImages option.
 func checkPreAndPostImages(cmd string, v any) error {
 	d, ok := v.(bson.D)

@@ -2,13 +2,11 @@ package devdb
 
 import (
 	"context"
-	"fmt"
 	"iter"
 	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/changehook/changehook/devdb/storage"
 	"github.com/changehook/changehook/mql"
 )
 
@@ -243,13 +241,4 @@ func simpleCollation(c bson.D) bool {
 	}
 	loc, _ := fieldOf(c, "locale")
 	return loc == "simple"
-}
-
-// storageCollection returns db.coll inside tx, or nil.
-func storageCollection(tx *storage.Tx, db, coll string) (*storage.Collection, error) {
-	c, err := tx.Collection(db, coll)
-	if err != nil {
-		return nil, fmt.Errorf("look up %s.%s: %w", db, coll, err)
-	}
-	return c, nil
 }

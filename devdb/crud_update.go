@@ -77,14 +77,14 @@ func (u *updateSpec) apply(doc bson.D, pos int, insert bool, now time.Time) (out
 		case hasOld && !hasNew:
 			out = append(bson.D{{Key: "_id", Value: oldID}}, out...)
 		case hasOld && !mql.Equal(oldID, newID):
-			return nil, false, "", NewCommandError(codeImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", storage.FormatValue(newID))
+			return nil, false, "", NewCommandError(codeImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
 		}
-		return withID(out), !documentsIdentical(doc, withID(out)), "update", nil
+		return withID(out), !mql.Identical(doc, withID(out)), "update", nil
 	}
 	oldID, hasOld := fieldOf(doc, "_id")
 	newID, hasNew := fieldOf(u.replacement, "_id")
 	if hasOld && hasNew && !mql.Equal(oldID, newID) {
-		return nil, false, "", NewCommandError(codeImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", storage.FormatValue(newID))
+		return nil, false, "", NewCommandError(codeImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
 	}
 	out = make(bson.D, 0, len(u.replacement)+1)
 	if hasOld {
@@ -95,14 +95,7 @@ func (u *updateSpec) apply(doc bson.D, pos int, insert bool, now time.Time) (out
 			out = append(out, e)
 		}
 	}
-	return out, !documentsIdentical(doc, out), "replace", nil
-}
-
-// documentsIdentical reports whether two documents are byte-identical in BSON.
-func documentsIdentical(a, b bson.D) bool {
-	ra, err1 := bson.Marshal(a)
-	rb, err2 := bson.Marshal(b)
-	return err1 == nil && err2 == nil && string(ra) == string(rb)
+	return out, !mql.Identical(doc, out), "replace", nil
 }
 
 // arrayFiltersArg reads arrayFilters from d.

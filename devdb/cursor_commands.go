@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/mql"
 )
 
 // registerCursorCommands registers getMore and killCursors.
@@ -21,7 +23,7 @@ func (s *Server) registerCursorCommands() {
 func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 	id, ok := req.Body[0].Value.(int64)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'getMore.getMore' is the wrong type '%s', expected type 'long'", bsonTypeName(req.Body[0].Value))
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'getMore.getMore' is the wrong type '%s', expected type 'long'", mql.TypeName(req.Body[0].Value))
 	}
 	collV, ok := cmdField(req.Body, "collection")
 	if !ok {
@@ -29,11 +31,11 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 	}
 	coll, ok := collV.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'getMore.collection' is the wrong type '%s', expected type 'string'", bsonTypeName(collV))
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'getMore.collection' is the wrong type '%s', expected type 'string'", mql.TypeName(collV))
 	}
 	batchSize := 0
 	if v, ok := cmdField(req.Body, "batchSize"); ok {
-		n, err := cursorIntField("getMore.batchSize", v)
+		n, err := intValue("getMore.batchSize", v)
 		if err != nil {
 			return nil, err
 		}
@@ -44,7 +46,7 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 	}
 	maxTime, hasMaxTime := time.Duration(0), false
 	if v, ok := cmdField(req.Body, "maxTimeMS"); ok && v != nil {
-		n, err := cursorIntField("getMore.maxTimeMS", v)
+		n, err := intValue("getMore.maxTimeMS", v)
 		if err != nil {
 			return nil, err
 		}
@@ -89,7 +91,7 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 func (s *Server) cmdKillCursors(_ context.Context, req *Request) (bson.D, error) {
 	coll, ok := req.Body[0].Value.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.killCursors' is the wrong type '%s', expected type 'string'", bsonTypeName(req.Body[0].Value))
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.killCursors' is the wrong type '%s', expected type 'string'", mql.TypeName(req.Body[0].Value))
 	}
 	idsV, ok := cmdField(req.Body, "cursors")
 	if !ok {
@@ -97,14 +99,14 @@ func (s *Server) cmdKillCursors(_ context.Context, req *Request) (bson.D, error)
 	}
 	ids, ok := idsV.(bson.A)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.cursors' is the wrong type '%s', expected type 'array'", bsonTypeName(idsV))
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.cursors' is the wrong type '%s', expected type 'array'", mql.TypeName(idsV))
 	}
 	ns := req.DB + "." + coll
 	killed, notFound := bson.A{}, bson.A{}
 	for _, v := range ids {
 		id, ok := v.(int64)
 		if !ok {
-			return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.cursors.0' is the wrong type '%s', expected type 'long'", bsonTypeName(v))
+			return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.cursors.0' is the wrong type '%s', expected type 'long'", mql.TypeName(v))
 		}
 		if s.cursors.kill(id, ns) {
 			killed = append(killed, id)
@@ -118,21 +120,4 @@ func (s *Server) cmdKillCursors(_ context.Context, req *Request) (bson.D, error)
 		{Key: "cursorsAlive", Value: bson.A{}},
 		{Key: "cursorsUnknown", Value: bson.A{}},
 	}, nil
-}
-
-// intField converts a numeric command field to int64: int32, int64 and
-// integral doubles are accepted, as MongoDB's IDL does for numeric fields.
-func cursorIntField(field string, v any) (int64, error) {
-	switch n := v.(type) {
-	case int32:
-		return int64(n), nil
-	case int64:
-		return n, nil
-	case float64:
-		if n == math.Trunc(n) && n >= math.MinInt64 && n < math.MaxInt64 {
-			return int64(n), nil
-		}
-		return 0, NewCommandError(CodeBadValue, "BSON field '%s' value must be an integer, got %v", field, n)
-	}
-	return 0, NewCommandError(CodeTypeMismatch, "BSON field '%s' is the wrong type '%s', expected types '[long, int, decimal, double']", field, bsonTypeName(v))
 }

@@ -216,7 +216,7 @@ func (h *cursorHarness) register(s *Server) {
 		h.mu.Unlock()
 		var opts CursorOptions
 		if v, ok := cmdField(req.Body, "batchSize"); ok {
-			n, err := cursorIntField("batchSize", v)
+			n, err := intValue("batchSize", v)
 			if err != nil {
 				return nil, err
 			}

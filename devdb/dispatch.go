@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/wire"
+	"github.com/changehook/changehook/mql"
 )
 
 // opCounters are serverStatus.opcounters.
@@ -119,7 +120,7 @@ func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
 	}
 	dbName, ok := db.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field '$db' is the wrong type '%s', expected type 'string'", bsonTypeName(db))
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field '$db' is the wrong type '%s', expected type 'string'", mql.TypeName(db))
 	}
 	if err := checkDBName(dbName); err != nil {
 		return nil, err
@@ -280,53 +281,4 @@ func (s *Server) appendTimes(reply bson.D) bson.D {
 		}},
 		bson.E{Key: "operationTime", Value: ts},
 	)
-}
-
-// typeName returns MongoDB's type alias for a decoded BSON value.
-func bsonTypeName(v any) string {
-	switch v.(type) {
-	case float64:
-		return "double"
-	case string:
-		return "string"
-	case bson.D, bson.M:
-		return "object"
-	case bson.A:
-		return "array"
-	case bson.Binary:
-		return "binData"
-	case bson.Undefined:
-		return "undefined"
-	case bson.ObjectID:
-		return "objectId"
-	case bool:
-		return "bool"
-	case bson.DateTime:
-		return "date"
-	case nil:
-		return "null"
-	case bson.Regex:
-		return "regex"
-	case bson.DBPointer:
-		return "dbPointer"
-	case bson.JavaScript:
-		return "javascript"
-	case bson.Symbol:
-		return "symbol"
-	case bson.CodeWithScope:
-		return "javascriptWithScope"
-	case int32:
-		return "int"
-	case bson.Timestamp:
-		return "timestamp"
-	case int64:
-		return "long"
-	case bson.Decimal128:
-		return "decimal"
-	case bson.MinKey:
-		return "minKey"
-	case bson.MaxKey:
-		return "maxKey"
-	}
-	return fmt.Sprintf("%T", v)
 }

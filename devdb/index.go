@@ -25,7 +25,7 @@ func indexName(key bson.D) string {
 		case string:
 			parts = append(parts, v)
 		default:
-			parts = append(parts, strings.TrimSuffix(storage.FormatValue(v), ".0"))
+			parts = append(parts, strings.TrimSuffix(mql.FormatValue(v), ".0"))
 		}
 	}
 	return strings.Join(parts, "_")
@@ -36,30 +36,30 @@ func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
 	var spec storage.IndexSpec
 	kv, ok := fieldOf(d, "key")
 	if !ok {
-		return spec, NewCommandError(codeFailedToParseIndex, "Error in specification %s :: caused by :: The 'key' field is a required property of an index specification", storage.FormatValue(d))
+		return spec, NewCommandError(codeFailedToParseIndex, "Error in specification %s :: caused by :: The 'key' field is a required property of an index specification", mql.FormatValue(d))
 	}
 	key, ok := kv.(bson.D)
 	if !ok {
-		return spec, NewCommandError(CodeTypeMismatch, "Error in specification %s :: caused by :: The field 'key' must be an object, but got %s", storage.FormatValue(d), mql.TypeName(kv))
+		return spec, NewCommandError(CodeTypeMismatch, "Error in specification %s :: caused by :: The field 'key' must be an object, but got %s", mql.FormatValue(d), mql.TypeName(kv))
 	}
 	if len(key) == 0 {
-		return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Index keys cannot be empty.", storage.FormatValue(d))
+		return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Index keys cannot be empty.", mql.FormatValue(d))
 	}
 	for _, e := range key {
 		if e.Key == "" || strings.HasPrefix(e.Key, "$") && e.Key != "$**" && !strings.HasSuffix(e.Key, ".$**") {
-			return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Index key contains an illegal field name: field name starts with '$'.", storage.FormatValue(d))
+			return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Index key contains an illegal field name: field name starts with '$'.", mql.FormatValue(d))
 		}
 		switch v := e.Value.(type) {
 		case string:
 			if !indexTypes[v] {
-				return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Unknown index plugin '%s'", storage.FormatValue(d), v)
+				return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Unknown index plugin '%s'", mql.FormatValue(d), v)
 			}
 		case int32, int64, float64, bson.Decimal128:
 			if f, _ := mql.ToFloat64(v); f == 0 {
-				return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Values in the index key pattern can't be 0.", storage.FormatValue(d))
+				return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Values in the index key pattern can't be 0.", mql.FormatValue(d))
 			}
 		default:
-			return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Values in v:2 index key pattern cannot be of type %s. Only numbers > 0, numbers < 0, and strings are allowed.", storage.FormatValue(d), mql.TypeName(v))
+			return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Values in v:2 index key pattern cannot be of type %s. Only numbers > 0, numbers < 0, and strings are allowed.", mql.FormatValue(d), mql.TypeName(v))
 		}
 	}
 	spec.Key = key
@@ -71,7 +71,7 @@ func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
 		case "name":
 			n, ok := e.Value.(string)
 			if !ok || n == "" {
-				return spec, NewCommandError(CodeTypeMismatch, "Error in specification %s :: caused by :: The field 'name' must be a non-empty string", storage.FormatValue(d))
+				return spec, NewCommandError(CodeTypeMismatch, "Error in specification %s :: caused by :: The field 'name' must be a non-empty string", mql.FormatValue(d))
 			}
 			spec.Name = n
 		case "unique":
@@ -81,7 +81,7 @@ func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
 		case "partialFilterExpression":
 			pf, ok := e.Value.(bson.D)
 			if !ok {
-				return spec, NewCommandError(CodeTypeMismatch, "Error in specification %s :: caused by :: The field 'partialFilterExpression' must be an object", storage.FormatValue(d))
+				return spec, NewCommandError(CodeTypeMismatch, "Error in specification %s :: caused by :: The field 'partialFilterExpression' must be an object", mql.FormatValue(d))
 			}
 			if _, err := mql.CompileFilter(pf); err != nil {
 				return spec, err
@@ -99,13 +99,13 @@ func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
 	if spec.Unique {
 		for _, e := range key {
 			if s, ok := e.Value.(string); ok && s != "" {
-				return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Currently only single field hashed index supported unique: false. Index type %s cannot be unique", storage.FormatValue(d), s)
+				return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Currently only single field hashed index supported unique: false. Index type %s cannot be unique", mql.FormatValue(d), s)
 			}
 		}
 	}
 	if spec.Name == "_id_" {
 		if len(key) != 1 || key[0].Key != "_id" {
-			return spec, NewCommandError(codeCannotCreateIndex, "The index name '_id_' is reserved for the _id index, which must have key pattern {_id: 1}, found key: %s", storage.FormatValue(key))
+			return spec, NewCommandError(codeCannotCreateIndex, "The index name '_id_' is reserved for the _id index, which must have key pattern {_id: 1}, found key: %s", mql.FormatValue(key))
 		}
 	}
 	return spec, nil
@@ -246,13 +246,13 @@ func (s *Server) cmdDropIndexes(_ context.Context, req *Request) (bson.D, error)
 		case bson.D:
 			found := false
 			for _, ix := range c.Indexes {
-				if storage.FormatValue(ix.Key) == storage.FormatValue(w) {
+				if mql.FormatValue(ix.Key) == mql.FormatValue(w) {
 					names, found = []string{ix.Name}, true
 					break
 				}
 			}
 			if !found {
-				return NewCommandError(codeIndexNotFound, "can't find index with key: %s", storage.FormatValue(w))
+				return NewCommandError(codeIndexNotFound, "can't find index with key: %s", mql.FormatValue(w))
 			}
 		default:
 			return NewCommandError(CodeTypeMismatch, "BSON field 'dropIndexes.index' is the wrong type '%s', expected types '[string, object, array]'", mql.TypeName(which))

@@ -8,6 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/storage"
+	"github.com/changehook/changehook/mql"
 )
 
 // Retryable writes (driver specification "Retryable Writes"): a write command
@@ -73,7 +74,7 @@ func (s *Server) retryableWriteOf(req *Request, coll string, stmts int, ordered 
 	}
 	txn, ok := tv.(int64)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'OperationSessionInfo.txnNumber' is the wrong type '%s', expected type 'long'", bsonTypeName(tv))
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'OperationSessionInfo.txnNumber' is the wrong type '%s', expected type 'long'", mql.TypeName(tv))
 	}
 	if txn < 0 {
 		return nil, NewCommandError(CodeBadValue, "Transaction number cannot be negative")
@@ -84,7 +85,7 @@ func (s *Server) retryableWriteOf(req *Request, coll string, stmts int, ordered 
 	}
 	lsid, ok := lv.(bson.D)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'OperationSessionInfo.lsid' is the wrong type '%s', expected type 'object'", bsonTypeName(lv))
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'OperationSessionInfo.lsid' is the wrong type '%s', expected type 'object'", mql.TypeName(lv))
 	}
 	if _, ok := fieldOf(lsid, "id"); !ok {
 		return nil, NewCommandError(CodeLocation40414, "BSON field 'OperationSessionInfo.lsid.id' is missing but a required field")
@@ -200,5 +201,5 @@ func sessionString(key []byte) string {
 	if err := bson.Unmarshal(key, &d); err != nil {
 		return "<invalid lsid>"
 	}
-	return storage.FormatValue(d)
+	return mql.FormatValue(d)
 }

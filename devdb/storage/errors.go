@@ -65,15 +65,8 @@ func (e *DuplicateKeyError) Error() string {
 		}
 		b.WriteString(kv.Key)
 		b.WriteString(": ")
-		b.WriteString(FormatValue(kv.Value))
+		b.WriteString(mql.FormatValue(kv.Value))
 	}
 	b.WriteString(" }")
 	return b.String()
-}
-
-// FormatValue renders v the way MongoDB's server messages do; it is
-// mql.FormatValue, the one BSONElement::toString rendering shared by mql and
-// devdb.
-func FormatValue(v any) string {
-	return mql.FormatValue(v)
 }

@@ -12,6 +12,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/mql"
 )
 
 // Tx is one storage transaction, valid only inside the View or Update
@@ -432,12 +434,12 @@ func (t *Tx) CreateIndex(c *Collection, spec IndexSpec) (bool, error) {
 			if !sameKey {
 				return false, errorf(CodeIndexKeySpecsConflict, "IndexKeySpecsConflict",
 					"An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: %s, existing index: %s",
-					FormatValue(indexSpecDoc(spec)), FormatValue(indexSpecDoc(ex)))
+					mql.FormatValue(indexSpecDoc(spec)), mql.FormatValue(indexSpecDoc(ex)))
 			}
 			if ex.Unique != spec.Unique || ex.Sparse != spec.Sparse || !bytes.Equal(KeyString(ex.PartialFilter), KeyString(spec.PartialFilter)) {
 				return false, errorf(CodeIndexOptionsConflict, "IndexOptionsConflict",
 					"An equivalent index already exists with the same name but different options. Requested index: %s, existing index: %s",
-					FormatValue(indexSpecDoc(spec)), FormatValue(indexSpecDoc(ex)))
+					mql.FormatValue(indexSpecDoc(spec)), mql.FormatValue(indexSpecDoc(ex)))
 			}
 			return false, nil
 		}
