@@ -241,14 +241,14 @@ func (cs *changeStreamSource) take(n, maxBytes int) ([]bson.Raw, bool) {
 		if n > 0 && len(docs) >= n {
 			break
 		}
-		if len(docs) > 0 && size+len(q.raw) > maxBytes {
+		if len(docs) > 0 && size+batchElemSize(q.raw) > maxBytes {
 			break
 		}
 		if q.raw != nil {
 			docs = append(docs, q.raw)
-			size += len(q.raw)
+			size += batchElemSize(q.raw)
 		}
-		cs.queueBytes -= len(q.raw)
+		cs.queueBytes -= batchElemSize(q.raw)
 		cs.pbrt = q.token
 		if q.final {
 			exhausted = true
@@ -383,7 +383,7 @@ func (cs *changeStreamSource) emit(ev bson.D, tok resumeToken, final bool) error
 		return NewCommandError(CodeBSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(raw), len(raw), tok.Doc().String())
 	}
 	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok, final: final})
-	cs.queueBytes += len(raw)
+	cs.queueBytes += batchElemSize(raw)
 	return nil
 }
 

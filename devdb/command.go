@@ -51,7 +51,9 @@ func (e *CommandError) Error() string { return e.CodeName + ": " + e.Message }
 // timeout reaping or server shutdown).
 type CursorSource interface {
 	// NextBatch returns up to n documents (n <= 0 means "no limit but
-	// maxBytes") whose total size stays within maxBytes. For awaitable
+	// maxBytes") whose total size, each counted with batchElemSize (the
+	// document plus its array element header in the reply), stays within
+	// maxBytes; a single document larger than maxBytes is returned alone. For awaitable
 	// cursors (change streams) it may block up to await for new data, and
 	// must return early when ctx is done. exhausted reports that the cursor
 	// has nothing more to return, ever.
@@ -79,3 +81,13 @@ type CursorOptions struct {
 	// (default 1s) waiting for data, and are never exhausted by an empty batch.
 	Awaitable bool
 }
+
+// batchElemOverhead is what one document adds to a reply's batch array
+// beyond its own bytes: the element type byte, the decimal index key (at most
+// 7 digits: a 16 MiB batch holds fewer than 10 million documents) and the
+// key's NUL.
+const batchElemOverhead = 1 + 7 + 1
+
+// batchElemSize is the size a document counts for against a batch's byte
+// limit, so that a full batch still fits in the reply size limit.
+func batchElemSize(doc bson.Raw) int { return len(doc) + batchElemOverhead }

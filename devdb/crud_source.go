@@ -67,12 +67,12 @@ func (s *seqSource) NextBatch(ctx context.Context, n, maxBytes int, _ time.Durat
 		if r == nil {
 			return out, true, nil
 		}
-		if len(out) > 0 && size+len(r) > maxBytes {
+		if len(out) > 0 && size+batchElemSize(r) > maxBytes {
 			s.pending = r
 			return out, false, nil
 		}
 		out = append(out, r)
-		size += len(r)
+		size += batchElemSize(r)
 	}
 	// Read one ahead so that a finished sequence closes the cursor now.
 	r, err := s.pull()
