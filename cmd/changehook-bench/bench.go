@@ -1,0 +1,555 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/changehook/changehook/devdb"
+)
+
+const (
+	benchDB   = "bench"
+	stateDB   = "changehook_bench_state"
+	stopGrace = 30 * time.Second
+)
+
+// bench holds what every phase shares: devdb, a driver client, the clock.
+type bench struct {
+	cfg    config
+	dir    string
+	log    io.Writer
+	clock  *clock
+	db     *devdb.Server
+	client *mongo.Client
+}
+
+func newBench(ctx context.Context, cfg config, dir string, log io.Writer) (*bench, error) {
+	srv, err := devdb.Start(ctx, devdb.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("start devdb: %w", err)
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
+	if err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("connect to devdb: %w", err)
+	}
+	b := &bench{cfg: cfg, dir: dir, log: log, clock: newClock(), db: srv, client: client}
+	if err := b.seedOplog(ctx); err != nil {
+		b.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// seedOplog writes one entry to the fresh oplog and waits for the next
+// wall-clock second, so that every backlogStart time that follows is newer
+// than the oldest oplog entry (start_at has a resolution of one second).
+func (b *bench) seedOplog(ctx context.Context) error {
+	if _, err := b.client.Database(benchDB).Collection("seed").InsertOne(ctx, benchDoc(0)); err != nil {
+		return fmt.Errorf("seed the oplog: %w", err)
+	}
+	next := time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)
+	t := time.NewTimer(time.Until(next))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("seed the oplog: %w", ctx.Err())
+	}
+}
+
+func (b *bench) close() {
+	_ = b.client.Disconnect(context.Background())
+	_ = b.db.Close()
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// modeResult is one ordering mode's numbers.
+type modeResult struct {
+	Mode       string
+	Events     int
+	Requests   int64 // requests the receiver got (duplicates included)
+	Rate       float64
+	CPU        time.Duration // runner process, start to last receipt
+	HostCPU    time.Duration // this process (devdb + receiver) over the same span
+	PeakRSS    int64         // runner process VmHWM at the last receipt
+	Steady     []time.Duration
+	SteadyN    int
+	SteadyCPU  time.Duration
+	SteadyPeak int64
+}
+
+// report is everything one run measured.
+type report struct {
+	Machine string
+	Date    time.Time
+	N       int
+
+	// Baseline rates, events/s.
+	StreamA, PostB1, PostB16, NodeC float64
+	NodeNote                        string // why (c) did not run, if it did not
+
+	// CPU per event of baselines (a) and (b) in this process, which runs all
+	// their parties: a machine-time cost that contention from other
+	// processes distorts far less than it distorts rates.
+	StreamACPU, PostB16CPU time.Duration
+
+	Modes []modeResult
+	BP    *bpResult
+	BPErr string // why the backpressure run failed, if it did
+
+	LoadFrom, LoadTo string // /proc/loadavg when the run started and ended
+}
+
+func (b *bench) all(ctx context.Context) (*report, error) {
+	rep := &report{Machine: machine(), Date: time.Now().UTC(), N: b.cfg.n, LoadFrom: loadavg()}
+	defer func() { rep.LoadTo = loadavg() }()
+	var err error
+	b.logf("baseline (a): Go driver change stream, backlog of %d", b.cfg.n)
+	if rep.StreamA, rep.StreamACPU, err = b.baselineA(ctx); err != nil {
+		return nil, err
+	}
+	b.logf("baseline (b): Go client POSTs, %d requests", b.cfg.n)
+	if rep.PostB1, rep.PostB16, rep.PostB16CPU, err = b.baselineB(ctx); err != nil {
+		return nil, err
+	}
+	if b.cfg.node {
+		b.logf("baseline (c): Node.js watch() + fetch, backlog of %d", b.cfg.n)
+		rep.NodeC, err = b.baselineC(ctx)
+		if err != nil {
+			rep.NodeNote = err.Error()
+			b.logf("baseline (c) skipped: %v", err)
+		}
+	} else {
+		rep.NodeNote = "skipped (-node=false)"
+	}
+	for _, m := range b.cfg.modes {
+		b.logf("runner %s: drain a backlog of %d", m, b.cfg.n)
+		r, err := b.drain(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		if b.cfg.steady > 0 {
+			b.logf("runner %s: %d inserts/s for %v", m, b.cfg.steadyRate, b.cfg.steady)
+			if err := b.steadyRun(ctx, m, &r); err != nil {
+				return nil, err
+			}
+		}
+		rep.Modes = append(rep.Modes, r)
+	}
+	if b.cfg.backpressure {
+		b.logf("backpressure: backlog of %d, endpoint %v per request, sampling for %v", b.cfg.bpEvents, b.cfg.bpDelay, b.cfg.bpDuration)
+		if rep.BP, err = b.backpressureRun(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			rep.BPErr = err.Error()
+			b.logf("backpressure run failed: %v", err)
+		}
+	}
+	return rep, nil
+}
+
+// baselineA returns baseline (a)'s rate and this process's CPU time per
+// event while reading (devdb and the driver both run here).
+func (b *bench) baselineA(ctx context.Context) (float64, time.Duration, error) {
+	_, op := backlogStart()
+	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection("base_a"), b.cfg.n); err != nil {
+		return 0, 0, err
+	}
+	var r float64
+	cpu, err := cpuPerEvent(b.cfg.n, func() (err error) {
+		r, err = baselineStream(ctx, b.db.URI(), benchDB, "base_a", b.cfg.n, op, b.clock)
+		return err
+	})
+	return r, cpu, err
+}
+
+// baselineB returns baseline (b)'s rates with 1 and -concurrency requests
+// in flight, and this process's CPU time per request for the latter
+// (client and receiver both run here).
+func (b *bench) baselineB(ctx context.Context) (seq, par float64, parCPU time.Duration, err error) {
+	bodies, err := eventBodies(b.cfg.n)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, w := range []int{1, b.cfg.concurrency} {
+		rec, err := startReceiver(b.clock, b.cfg.n, 0)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		var r float64
+		cpu, err := cpuPerEvent(len(bodies), func() (err error) {
+			r, err = baselinePost(ctx, rec.url(), bodies, w)
+			return err
+		})
+		rec.close()
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if w == 1 {
+			seq = r
+		} else {
+			par, parCPU = r, cpu
+		}
+	}
+	return seq, par, parCPU, nil
+}
+
+// cpuPerEvent runs f and returns this process's CPU time during it divided
+// by n.
+func cpuPerEvent(n int, f func() error) (time.Duration, error) {
+	before, err := readProc(os.Getpid())
+	if err != nil {
+		return 0, err
+	}
+	if err := f(); err != nil {
+		return 0, err
+	}
+	after, err := readProc(os.Getpid())
+	if err != nil {
+		return 0, err
+	}
+	return (after.CPU - before.CPU) / time.Duration(n), nil
+}
+
+func (b *bench) baselineC(ctx context.Context) (float64, error) {
+	script, err := prepareNode(ctx, b.cfg.nodeCache)
+	if err != nil {
+		return 0, err
+	}
+	_, op := backlogStart()
+	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection("base_c"), b.cfg.n); err != nil {
+		return 0, err
+	}
+	rec, err := startReceiver(b.clock, b.cfg.n, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer rec.close()
+	return baselineNode(ctx, script, b.db.URI(), benchDB, "base_c", op, rec, b.cfg.timeout)
+}
+
+// startRunnerFor writes a configuration for spec and starts a runner on it.
+func (b *bench) startRunnerFor(spec triggerSpec) (*runnerProc, error) {
+	path, err := writeRunnerConfig(b.dir, b.db.URI(), stateDB, spec)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	return startRunner(b.cfg.bin, path, admin)
+}
+
+// drain measures one mode's throughput on a backlog.
+func (b *bench) drain(ctx context.Context, mode string) (modeResult, error) {
+	res := modeResult{Mode: mode, Events: b.cfg.n}
+	coll := "drain_" + mode
+	startAt, _ := backlogStart()
+	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.n); err != nil {
+		return res, err
+	}
+	rec, err := startReceiver(b.clock, b.cfg.n, 0)
+	if err != nil {
+		return res, err
+	}
+	defer rec.close()
+	host0, err := readProc(os.Getpid())
+	if err != nil {
+		return res, err
+	}
+	p, err := b.startRunnerFor(triggerSpec{Mode: mode, Concurrency: b.cfg.concurrency, Database: benchDB,
+		Collection: coll, URL: rec.url(), StartAt: startAt})
+	if err != nil {
+		return res, err
+	}
+	waitErr := p.waitDelivered(ctx, rec, b.cfg.timeout)
+	s, sErr := p.sample(b.clock)
+	host1, hErr := readProc(os.Getpid())
+	if sErr == nil {
+		sErr = hErr
+	}
+	res.HostCPU = host1.CPU - host0.CPU
+	_, _, stopErr := p.stop(stopGrace)
+	if waitErr != nil {
+		return res, fmt.Errorf("runner %s: %w\nrunner output:\n%s", mode, waitErr, p.stderr)
+	}
+	if sErr != nil {
+		return res, sErr
+	}
+	if stopErr != nil {
+		return res, stopErr
+	}
+	first, last, err := rec.span()
+	if err != nil {
+		return res, err
+	}
+	res.Rate = rate(b.cfg.n, first, last)
+	res.Requests = rec.requests.Load()
+	res.CPU, res.PeakRSS = s.CPU, s.HWM
+	return res, nil
+}
+
+// steadyRun measures one mode's latency at a steady write rate.
+func (b *bench) steadyRun(ctx context.Context, mode string, res *modeResult) error {
+	n := int(b.cfg.steady.Seconds() * float64(b.cfg.steadyRate))
+	coll := "steady_" + mode
+	rec, err := startReceiver(b.clock, n, 0)
+	if err != nil {
+		return err
+	}
+	defer rec.close()
+	p, err := b.startRunnerFor(triggerSpec{Mode: mode, Concurrency: b.cfg.concurrency, Database: benchDB,
+		Collection: coll, URL: rec.url(), StartAt: "now"})
+	if err != nil {
+		return err
+	}
+	if err := p.waitReady(ctx, 30*time.Second); err != nil {
+		_, _, _ = p.stop(stopGrace)
+		return err
+	}
+	acks, err := writeSteady(ctx, b.client.Database(benchDB).Collection(coll), n, b.cfg.steadyRate, b.clock)
+	if err == nil {
+		err = p.waitDelivered(ctx, rec, b.cfg.timeout)
+	}
+	s, sErr := p.sample(b.clock)
+	_, _, stopErr := p.stop(stopGrace)
+	if err != nil {
+		return fmt.Errorf("runner %s steady: %w\nrunner output:\n%s", mode, err, p.stderr)
+	}
+	if sErr != nil {
+		return sErr
+	}
+	if stopErr != nil {
+		return stopErr
+	}
+	res.Steady = latencies(acks, rec.receipts())
+	res.SteadyN = n
+	res.SteadyCPU, res.SteadyPeak = s.CPU, s.HWM
+	return nil
+}
+
+// bpResult is the backpressure run's outcome.
+type bpResult struct {
+	Backlog   int
+	Delay     time.Duration
+	Mode      string
+	Samples   []procSample
+	Delivered int64
+}
+
+// backpressureRun starts a runner on a large backlog with a slow endpoint
+// and samples its RSS.
+func (b *bench) backpressureRun(ctx context.Context) (*bpResult, error) {
+	res := &bpResult{Backlog: b.cfg.bpEvents, Delay: b.cfg.bpDelay, Mode: "per_document"}
+	coll := "backpressure"
+	startAt, _ := backlogStart()
+	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.bpEvents); err != nil {
+		return nil, err
+	}
+	rec, err := startReceiver(b.clock, b.cfg.bpEvents, b.cfg.bpDelay)
+	if err != nil {
+		return nil, err
+	}
+	defer rec.close()
+	p, err := b.startRunnerFor(triggerSpec{Mode: res.Mode, Concurrency: b.cfg.concurrency, Database: benchDB,
+		Collection: coll, URL: rec.url(), StartAt: startAt})
+	if err != nil {
+		return nil, err
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	failed := p.failures(fctx)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	end := time.NewTimer(b.cfg.bpDuration)
+	defer end.Stop()
+sample:
+	for {
+		select {
+		case <-ctx.Done():
+			break sample
+		case <-end.C:
+			break sample
+		case <-rec.done:
+			break sample
+		case <-p.exited:
+			return nil, fmt.Errorf("backpressure: runner exited (%v):\n%s", p.err, p.stderr)
+		case err := <-failed:
+			_, _, _ = p.stop(stopGrace)
+			return nil, fmt.Errorf("backpressure: after %d of %d events: %w", rec.distinct.Load(), b.cfg.bpEvents, err)
+		case <-tick.C:
+			s, err := p.sample(b.clock)
+			if err != nil {
+				return nil, err
+			}
+			res.Samples = append(res.Samples, s)
+		}
+	}
+	res.Delivered = rec.distinct.Load()
+	if _, _, err := p.stop(stopGrace); err != nil {
+		return nil, err
+	}
+
+	return res, ctx.Err()
+}
+
+// print writes the report as Markdown tables.
+func (r *report) print(w io.Writer, cfg config) {
+	fmt.Fprintf(w, "changehook end-to-end benchmark, %s\n", r.Date.Format(time.RFC3339))
+	fmt.Fprintf(w, "machine: %s\n", r.Machine)
+	fmt.Fprintf(w, "load average (1, 5, 15 min) at start: %s; at end: %s — other processes on the machine compete with the benchmark\n", r.LoadFrom, r.LoadTo)
+	fmt.Fprintf(w, "devdb and the receiver run in the benchmark process; the runner is a child process (`changehook run`), whose CPU and RSS are its own (from /proc). All share the machine.\n\n")
+	fmt.Fprintf(w, "Baselines (backlog of %d inserts; events/s from the first to the last event):\n\n", r.N)
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| baseline\t events/s\t CPU µs/event (all parties)\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t")
+	fmt.Fprintf(tw, "| (a) Go driver change stream, no delivery\t %.0f\t %.1f\t\n", r.StreamA, us(r.StreamACPU))
+	fmt.Fprintf(tw, "| (b) Go client POST, 1 in flight\t %.0f\t\t\n", r.PostB1)
+	fmt.Fprintf(tw, "| (b) Go client POST, %d in flight\t %.0f\t %.1f\t\n", cfg.concurrency, r.PostB16, us(r.PostB16CPU))
+	if r.NodeNote == "" {
+		fmt.Fprintf(tw, "| (c) Node.js %s watch() + await fetch\t %.0f\t\t\n", nodeDriverVersion, r.NodeC)
+	} else {
+		fmt.Fprintf(tw, "| (c) Node.js watch() + await fetch\t skipped: %s\t\t\n", r.NodeNote)
+	}
+	_ = tw.Flush()
+	minAB := min(r.StreamA, r.PostB16)
+	fmt.Fprintf(w, "\nmin(a, b) = %.0f events/s (b with %d in flight)\n\n", minAB, cfg.concurrency)
+	fmt.Fprintf(w, "changehook (drain: backlog of %d; latency: %d inserts/s for %v, write ack → first receipt):\n\n", r.N, cfg.steadyRate, cfg.steady)
+	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| mode\t events\t dup\t events/s\t vs (a)\t vs min(a,b)\t vs (c)\t runner CPU s\t runner µs/event\t devdb+receiver µs/event\t peak RSS MB\t p50 ms\t p99 ms\t max ms\t steady CPU s\t steady peak RSS MB\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	for _, m := range r.Modes {
+		vsC := "n/a"
+		if r.NodeNote == "" && r.NodeC > 0 {
+			vsC = fmt.Sprintf("%.2fx", m.Rate/r.NodeC)
+		}
+		fmt.Fprintf(tw, "| %s\t %d\t %d\t %.0f\t %.0f%%\t %.0f%%\t %s\t %.2f\t %.0f\t %.0f\t %.1f\t %s\t %s\t %s\t %s\t %s\t\n",
+			m.Mode, m.Events, m.Requests-int64(m.Events), m.Rate, 100*m.Rate/r.StreamA, 100*m.Rate/minAB, vsC,
+			m.CPU.Seconds(), float64(m.CPU.Microseconds())/float64(m.Events), float64(m.HostCPU.Microseconds())/float64(m.Events), mb(m.PeakRSS),
+			msOrDash(m.Steady, 50), msOrDash(m.Steady, 99), msOrDash(m.Steady, 100), secOrDash(m.SteadyCPU, m.SteadyN), mbOrDash(m.SteadyPeak, m.SteadyN))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Goals (issue 5):")
+	for _, m := range r.Modes {
+		switch m.Mode {
+		case "none":
+			fmt.Fprintf(w, "  none ≥ 60%% of min(a,b): %.0f%% %s\n", 100*m.Rate/minAB, verdict(m.Rate >= 0.6*minAB))
+		case "per_document":
+			fmt.Fprintf(w, "  per_document ≥ 50%% of min(a,b): %.0f%% %s\n", 100*m.Rate/minAB, verdict(m.Rate >= 0.5*minAB))
+		case "strict":
+			if r.NodeNote == "" {
+				fmt.Fprintf(w, "  strict ≥ Node script: %.0f vs %.0f events/s %s\n", m.Rate, r.NodeC, verdict(m.Rate >= r.NodeC))
+			}
+		}
+		if r.PostB16CPU > 0 && m.Events > 0 {
+			pipe := (m.CPU + m.HostCPU) / time.Duration(m.Events)
+			fmt.Fprintf(w, "  %s: the whole pipeline costs %.0f µs of CPU per event (runner %.0f + devdb/receiver %.0f) vs %.0f µs for (b); CPU-bound on an otherwise idle machine it could reach at most %.0f%% of (b)'s rate\n",
+				m.Mode, us(pipe), us(m.CPU/time.Duration(m.Events)), us(m.HostCPU/time.Duration(m.Events)), us(r.PostB16CPU), 100*float64(r.PostB16CPU)/float64(pipe))
+		}
+		if len(m.Steady) > 0 {
+			p99 := percentile(m.Steady, 99)
+			fmt.Fprintf(w, "  %s p99 < 25 ms at %d/s: %s ms %s\n", m.Mode, cfg.steadyRate, ms(p99), verdict(p99 < 25*time.Millisecond))
+		}
+	}
+	if r.BPErr != "" {
+		fmt.Fprintf(w, "  backpressure peak RSS < 150 MB: NOT MEASURED — the run failed: %s\n", r.BPErr)
+	}
+	if r.BP != nil {
+		peak := int64(0)
+		for _, s := range r.BP.Samples {
+			peak = max(peak, s.HWM)
+		}
+		fmt.Fprintf(w, "  backpressure peak RSS < 150 MB: %.1f MB %s\n", mb(peak), verdict(peak < 150<<20))
+		if n := len(r.BP.Samples); n >= 3 {
+			early, late := maxRSS(r.BP.Samples[:n/3]), maxRSS(r.BP.Samples[n-n/3:])
+			fmt.Fprintf(w, "  backpressure RSS flat: max %.1f MB in the first third of the run, %.1f MB in the last third (%+.1f MB) %s\n",
+				mb(early), mb(late), mb(late-early), verdict(late-early < 10<<20))
+		}
+		fmt.Fprintf(w, "\nBackpressure (%s, concurrency %d, backlog %d, endpoint %v per request): delivered %d during the run; runner RSS over time:\n\n",
+			r.BP.Mode, cfg.concurrency, r.BP.Backlog, r.BP.Delay, r.BP.Delivered)
+		tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+		fmt.Fprintln(tw, "| t s\t RSS MB\t peak MB\t CPU s\t")
+		fmt.Fprintln(tw, "|---\t---\t---\t---\t")
+		step := max(1, len(r.BP.Samples)/12)
+		for i, s := range r.BP.Samples {
+			if i%step != 0 && i != len(r.BP.Samples)-1 {
+				continue
+			}
+			fmt.Fprintf(tw, "| %d\t %.1f\t %.1f\t %.2f\t\n", i+1, mb(s.RSS), mb(s.HWM), s.CPU.Seconds())
+		}
+		_ = tw.Flush()
+	}
+}
+
+// loadavg returns the 1, 5 and 15 minute load averages, or "unknown".
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func maxRSS(samples []procSample) int64 {
+	var m int64
+	for _, s := range samples {
+		m = max(m, s.RSS)
+	}
+	return m
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "— met"
+	}
+	return "— MISSED"
+}
+
+// msOrDash formats the p-th percentile of a steady run's latencies, or "-"
+// when there was no steady run.
+func msOrDash(lat []time.Duration, p float64) string {
+	if len(lat) == 0 {
+		return "-"
+	}
+	return ms(percentile(lat, p))
+}
+
+func secOrDash(d time.Duration, n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", d.Seconds())
+}
+
+func mbOrDash(b int64, n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", mb(b))
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }

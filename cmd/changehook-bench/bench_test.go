@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/changehook/changehook/devdb"
+)
+
+func TestFindSeq(t *testing.T) {
+	tests := []struct {
+		body string
+		want int64
+		ok   bool
+	}{
+		{`{"fullDocument":{"_id":12,"seq":12,"sku":"SKU"}}`, 12, true},
+		{`{"fullDocument": {"seq" : 4711}}`, 4711, true},
+		{"{\"seq\":\n 0}", 0, true},
+		{`{"seq":"12"}`, 0, false},
+		{`{"seqx":12}`, 0, false},
+		{`{"other":1}`, 0, false},
+		{`{"seq":1234567890123456789012}`, 0, false},
+		{`{"seq":`, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.body, func(t *testing.T) {
+			got, ok := findSeq([]byte(tc.body))
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("findSeq = %d, %v; want %d, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with spaces and parentheses; utime 250, stime 50 ticks.
+	stat := "4242 (change (hook) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 1000000 5000 18446744073709551615"
+	got, err := parseStatCPU([]byte(stat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 3 * time.Second; got != want {
+		t.Errorf("parseStatCPU = %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 10 ten 12"} {
+		if _, err := parseStatCPU([]byte(bad)); err == nil {
+			t.Errorf("parseStatCPU(%q): no error", bad)
+		}
+	}
+}
+
+func TestParseStatusRSS(t *testing.T) {
+	status := "Name:\tchangehook\nVmPeak:\t  900000 kB\nVmHWM:\t   30000 kB\nVmRSS:\t   20480 kB\nThreads:\t9\n"
+	rss, hwm, err := parseStatusRSS([]byte(status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss != 20480<<10 || hwm != 30000<<10 {
+		t.Errorf("parseStatusRSS = %d, %d", rss, hwm)
+	}
+	if _, _, err := parseStatusRSS([]byte("VmRSS:\t1 kB\n")); err == nil {
+		t.Error("parseStatusRSS without VmHWM: no error")
+	}
+	if _, _, err := parseStatusRSS([]byte("VmRSS:\t1 MB\nVmHWM:\t1 kB\n")); err == nil {
+		t.Error("parseStatusRSS with a unit other than kB: no error")
+	}
+}
+
+func TestReadProcSelf(t *testing.T) {
+	s, err := readProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RSS <= 0 || s.HWM < s.RSS {
+		t.Errorf("readProc(self) = %+v: want 0 < RSS ≤ HWM", s)
+	}
+}
+
+func TestPercentileAndLatencies(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	acks := []time.Duration{ms(0), ms(10), ms(20), ms(30)}
+	receipts := []time.Duration{ms(1), -1, ms(19), ms(35)} // seq 1 never arrived; seq 2 before its ack
+	got := latencies(acks, receipts)
+	want := []time.Duration{0, ms(1), ms(5)}
+	if len(got) != len(want) {
+		t.Fatalf("latencies = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("latencies = %v, want %v", got, want)
+		}
+	}
+	sorted := make([]time.Duration, 100)
+	for i := range sorted {
+		sorted[i] = ms(i + 1)
+	}
+	for _, tc := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, ms(50)}, {99, ms(99)}, {100, ms(100)}, {1, ms(1)}} {
+		if got := percentile(sorted, tc.p); got != tc.want {
+			t.Errorf("percentile(%v) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if percentile(nil, 50) != 0 {
+		t.Error("percentile of nothing is not 0")
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		modes   string
+		wantErr bool
+	}{
+		{nil, "strict,per_document,none", false},
+		{[]string{"-modes", "none", "-n", "10"}, "none", false},
+		{[]string{"-modes", "fast"}, "", true},
+		{[]string{"-n", "1"}, "", true},
+		{[]string{"extra"}, "", true},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			c, err := parseFlags(tc.args, io.Discard)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("parseFlags error = %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil && strings.Join(c.modes, ",") != tc.modes {
+				t.Errorf("modes = %v, want %s", c.modes, tc.modes)
+			}
+		})
+	}
+}
+
+// TestBaselines runs baselines (a) and (b) at a small size against an
+// in-process devdb and receiver: every event and request must be counted.
+func TestBaselines(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	srv, err := devdb.Start(ctx, devdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	c := newClock()
+	b := &bench{cfg: config{n: 300, concurrency: 4}, log: io.Discard, clock: c, db: srv, client: client}
+	if err := b.seedOplog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("a: change stream", func(t *testing.T) {
+		r, cpu, err := b.baselineA(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r <= 0 || cpu < 0 { // CPU time has a 10 ms resolution: 0 is possible
+			t.Errorf("rate %v, CPU per event %v", r, cpu)
+		}
+	})
+	t.Run("b: POST", func(t *testing.T) {
+		bodies, err := eventBodies(50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := startReceiver(c, len(bodies), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rec.close)
+		r, err := baselinePost(ctx, rec.url(), bodies, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rec.wait(ctx, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if got := rec.requests.Load(); got != 50 || r <= 0 {
+			t.Errorf("receiver got %d requests (want 50), rate %v", got, r)
+		}
+		if first, last, err := rec.span(); err != nil || last < first {
+			t.Errorf("span = %v, %v, %v", first, last, err)
+		}
+	})
+}

@@ -1,0 +1,185 @@
+// Command changehook-bench is changehook's end-to-end benchmark.
+//
+// It starts devdb (in this process), a local webhook receiver (in this
+// process) and the runner as a child process (`changehook run`, built from
+// this module), so that the runner's CPU time and peak RSS are its own and
+// read from /proc and its rusage. For each ordering mode it measures:
+//
+//   - drain throughput: the runner starts on a backlog of -n inserts
+//     (start_at before the writes) and delivers them; events/s from the first
+//     to the last receipt at the receiver;
+//   - latency at a steady rate: -steady-rate inserts/s for -steady, one
+//     insertOne each; write acknowledgement → first receipt (p50, p99, max).
+//
+// Baselines in the same run: (a) one Go driver change stream reading the
+// same backlog with no delivery; (b) a Go client POSTing the same number of
+// event-shaped bodies to the same receiver (1 and 16 in flight); (c) a
+// Node.js script on the official mongodb driver that watch()es and POSTs
+// each change with fetch, awaiting each. Finally a backpressure run: a
+// backlog of -bp-events, an endpoint taking -bp-delay per request, and the
+// runner's RSS sampled over time.
+//
+// Usage (from the module root):
+//
+//	go run ./cmd/changehook-bench [-n 20000] [-modes strict,per_document,none] [-node=false]
+//
+// With -cpuprofile FILE it instead drains each mode with the runner inside
+// this process and writes a CPU profile of the whole process (devdb,
+// receiver and runner) for `go tool pprof`.
+//
+// Results and their interpretation are in BENCHMARKS.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "changehook-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// errUsage reports a bad command line (already explained on stderr).
+var errUsage = errors.New("usage")
+
+// config is the parsed command line.
+type config struct {
+	n            int
+	modes        []string
+	concurrency  int
+	node         bool
+	steady       time.Duration
+	steadyRate   int
+	backpressure bool
+	bpEvents     int
+	bpDelay      time.Duration
+	bpDuration   time.Duration
+	bin          string
+	timeout      time.Duration
+	nodeCache    string
+	cpuprofile   string
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	fs := flag.NewFlagSet("changehook-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&c.n, "n", 20000, "documents written per drain run")
+	modes := fs.String("modes", "strict,per_document,none", "ordering modes to run, comma-separated")
+	fs.IntVar(&c.concurrency, "concurrency", 16, "concurrency of per_document and none")
+	fs.BoolVar(&c.node, "node", true, "run baseline (c), the Node.js script (needs node and npm; installs the mongodb package once)")
+	fs.DurationVar(&c.steady, "steady", 10*time.Second, "length of each steady-rate latency run (0 skips them)")
+	fs.IntVar(&c.steadyRate, "steady-rate", 1000, "inserts per second of the steady-rate runs")
+	fs.BoolVar(&c.backpressure, "backpressure", true, "run the backpressure run")
+	fs.IntVar(&c.bpEvents, "bp-events", 100000, "backlog of the backpressure run")
+	fs.DurationVar(&c.bpDelay, "bp-delay", 50*time.Millisecond, "time the endpoint takes per request in the backpressure run")
+	fs.DurationVar(&c.bpDuration, "bp-duration", 60*time.Second, "how long the backpressure run samples RSS")
+	fs.StringVar(&c.bin, "changehook", "", "changehook binary to run (default: build ./cmd/changehook of this module)")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "bound on each phase")
+	fs.StringVar(&c.nodeCache, "node-cache", filepath.Join(cache, "changehook-bench", "node"), "where the Node baseline's npm packages are installed")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "instead of the benchmark: drain each mode with the runner inside this process and write a CPU profile of it all to `file`")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: go run ./cmd/changehook-bench [flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "changehook-bench: unexpected argument %q\n", fs.Arg(0))
+		return c, errUsage
+	}
+	for _, m := range strings.Split(*modes, ",") {
+		switch m = strings.TrimSpace(m); m {
+		case "strict", "per_document", "none":
+			c.modes = append(c.modes, m)
+		case "":
+		default:
+			fmt.Fprintf(stderr, "changehook-bench: unknown mode %q (strict, per_document, none)\n", m)
+			return c, errUsage
+		}
+	}
+	switch {
+	case c.n < 2:
+		fmt.Fprintln(stderr, "changehook-bench: -n must be at least 2")
+		return c, errUsage
+	case c.steadyRate < 1, c.concurrency < 1, c.bpEvents < 1:
+		fmt.Fprintln(stderr, "changehook-bench: -steady-rate, -concurrency and -bp-events must be positive")
+		return c, errUsage
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "changehook-bench-")
+	if err != nil {
+		return fmt.Errorf("create work directory: %w", err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	if cfg.bin == "" && cfg.cpuprofile == "" {
+		fmt.Fprintln(stderr, "building ./cmd/changehook ...")
+		if cfg.bin, err = buildChangehook(ctx, dir); err != nil {
+			return err
+		}
+	}
+	b, err := newBench(ctx, cfg, dir, stderr)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	if cfg.cpuprofile != "" {
+		return b.profileDrains(ctx, cfg.cpuprofile)
+	}
+	rep, err := b.all(ctx)
+	if err != nil {
+		return err
+	}
+	rep.print(stdout, cfg)
+	return nil
+}
+
+// machine describes where the benchmark ran.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s, %s/%s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime/stime in /proc/PID/stat. It is
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// procSample is one reading of a process's resource use from /proc.
+type procSample struct {
+	CPU   time.Duration // user + system CPU time so far
+	RSS   int64         // resident set size now, bytes
+	HWM   int64         // peak resident set size so far, bytes
+	Taken time.Duration // clock offset when sampled
+}
+
+// readProc reads pid's CPU time (/proc/PID/stat) and RSS (/proc/PID/status).
+func readProc(pid int) (procSample, error) {
+	var s procSample
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, fmt.Errorf("read process stats: %w", err)
+	}
+	cpu, err := parseStatCPU(stat)
+	if err != nil {
+		return s, err
+	}
+	s.CPU = cpu
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, fmt.Errorf("read process status: %w", err)
+	}
+	s.RSS, s.HWM, err = parseStatusRSS(status)
+	return s, err
+}
+
+// parseStatCPU returns utime+stime from the contents of /proc/PID/stat. The
+// command name (field 2) may contain spaces and parentheses, so fields are
+// counted from the last ')'.
+func parseStatCPU(stat []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("parse /proc/PID/stat: no command name")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// After the name: state(3) ppid(4) ... utime(14) stime(15): indexes 11, 12.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("parse /proc/PID/stat: %d fields after the name, want at least 13", len(f))
+	}
+	ut, err := strconv.ParseInt(f[11], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse /proc/PID/stat utime: %w", err)
+	}
+	st, err := strconv.ParseInt(f[12], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse /proc/PID/stat stime: %w", err)
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// parseStatusRSS returns VmRSS and VmHWM (bytes) from /proc/PID/status.
+func parseStatusRSS(status []byte) (rss, hwm int64, err error) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	found := 0
+	for sc.Scan() {
+		line := sc.Text()
+		var dst *int64
+		switch {
+		case strings.HasPrefix(line, "VmRSS:"):
+			dst = &rss
+		case strings.HasPrefix(line, "VmHWM:"):
+			dst = &hwm
+		default:
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 || f[2] != "kB" {
+			return 0, 0, fmt.Errorf("parse /proc/PID/status: unexpected line %q", line)
+		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("parse /proc/PID/status: %w", err)
+		}
+		*dst = kb << 10
+		found++
+	}
+	if found != 2 {
+		return 0, 0, errors.New("parse /proc/PID/status: VmRSS or VmHWM missing")
+	}
+	return rss, hwm, nil
+}
+
+// buildChangehook compiles ./cmd/changehook of the module containing the
+// working directory into dir and returns the binary's path.
+func buildChangehook(ctx context.Context, dir string) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("build changehook: find the module: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("build changehook: run the benchmark inside the changehook module (or pass -changehook)")
+	}
+	bin := filepath.Join(dir, "changehook")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/changehook")
+	cmd.Dir = filepath.Dir(gomod)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build changehook: %w\n%s", err, msg)
+	}
+	return bin, nil
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	return addr, nil
+}
+
+// tailBuffer keeps the last max bytes written to it (a child's stderr).
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// runnerProc is a `changehook run` child process.
+type runnerProc struct {
+	cmd    *exec.Cmd
+	admin  string
+	stderr *tailBuffer
+	exited chan struct{}
+	err    error // Wait's result, valid once exited is closed
+}
+
+// startRunner starts `changehook run -c cfg` with its admin server on
+// adminAddr.
+func startRunner(bin, cfg, adminAddr string) (*runnerProc, error) {
+	p := &runnerProc{admin: adminAddr, stderr: &tailBuffer{max: 64 << 10}, exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, "run", "-c", cfg, "--admin-addr", adminAddr, "--log-level", "warn")
+	p.cmd.Stdout = p.stderr
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start runner: %w", err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// waitReady polls the runner's /readyz until every trigger's stream is open.
+func (p *runnerProc) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	client := &http.Client{Timeout: time.Second}
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+"/readyz", nil)
+		if err != nil {
+			return fmt.Errorf("wait for runner: %w", err)
+		}
+		if resp, err := client.Do(req); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.exited:
+			return fmt.Errorf("wait for runner: it exited (%v):\n%s", p.err, p.stderr)
+		case <-ctx.Done():
+			return fmt.Errorf("wait for runner: not ready within %v:\n%s", timeout, p.stderr)
+		case <-tick.C:
+		}
+	}
+}
+
+// sample reads the runner's resource use now.
+func (p *runnerProc) sample(c *clock) (procSample, error) {
+	s, err := readProc(p.cmd.Process.Pid)
+	s.Taken = c.now()
+	return s, err
+}
+
+// stop sends SIGTERM, waits up to grace for a clean exit, then SIGKILLs.
+// It returns the child's final rusage-based CPU time and peak RSS.
+func (p *runnerProc) stop(grace time.Duration) (cpu time.Duration, maxRSS int64, err error) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-p.exited:
+	case <-t.C:
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		err = fmt.Errorf("stop runner: no clean exit within %v:\n%s", grace, p.stderr)
+	}
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		maxRSS = ru.Maxrss << 10 // kilobytes on Linux
+	}
+	return cpu, maxRSS, err
+}
+
+// failures polls the runner's /api/triggers every 250 ms until ctx ends
+// and reports the first trigger that failed (the runner keeps running when
+// a trigger fails, so its exit cannot tell).
+func (p *runnerProc) failures(ctx context.Context) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		client := &http.Client{Timeout: time.Second}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if err := failedTrigger(ctx, client, "http://"+p.admin+"/api/triggers"); err != nil {
+				out <- err
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// failedTrigger returns an error naming the first failed trigger listed at
+// url, or nil (also when the runner cannot be asked).
+func failedTrigger(ctx context.Context, client *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var body struct {
+		Triggers []struct {
+			Name      string `json:"name"`
+			State     string `json:"state"`
+			LastError string `json:"last_error"`
+		} `json:"triggers"`
+	}
+	if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body) != nil {
+		return nil
+	}
+	for _, t := range body.Triggers {
+		if t.State == "failed" {
+			return fmt.Errorf("trigger %s failed: %s", t.Name, t.LastError)
+		}
+	}
+	return nil
+}
+
+// waitDelivered waits until rec has every event, the runner exits or a
+// trigger fails, ctx ends or timeout passes.
+func (p *runnerProc) waitDelivered(ctx context.Context, rec *receiver, timeout time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	failed := p.failures(ctx)
+	done := make(chan error, 1)
+	go func() { done <- rec.wait(ctx, timeout) }()
+	select {
+	case err := <-done:
+		return err
+	case err := <-failed:
+		return fmt.Errorf("wait for deliveries: %w", err)
+	case <-p.exited:
+		return fmt.Errorf("wait for deliveries: the runner exited (%v)", p.err)
+	}
+}

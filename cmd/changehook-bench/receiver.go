@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// maxBody bounds the request body the receiver reads.
+const maxBody = 1 << 20
+
+// receiver is the local webhook endpoint of one benchmark phase. Every
+// document the phase writes carries a sequence number seq in [0, want); the
+// receiver finds it in the request body and records when each seq first
+// arrived, as a monotonic offset from the benchmark's clock base.
+type receiver struct {
+	clock *clock
+	delay time.Duration // how long each request takes (backpressure run)
+	want  int64
+
+	first    []atomic.Int64 // first receipt per seq, clock offset + 1 (0: not yet)
+	requests atomic.Int64
+	distinct atomic.Int64
+	bad      atomic.Int64 // requests whose body had no usable seq
+	done     chan struct{}
+	doneOnce sync.Once
+
+	ln  net.Listener
+	srv *http.Server
+}
+
+// startReceiver listens on a free loopback port and serves until close.
+// The phase is complete (done is closed) once every seq in [0, want) has
+// arrived at least once.
+func startReceiver(c *clock, want int, delay time.Duration) (*receiver, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("start receiver: %w", err)
+	}
+	r := &receiver{
+		clock: c, delay: delay, want: int64(want),
+		first: make([]atomic.Int64, want),
+		done:  make(chan struct{}),
+		ln:    ln,
+	}
+	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = r.srv.Serve(ln) }()
+	return r, nil
+}
+
+// url is the endpoint's URL.
+func (r *receiver) url() string { return "http://" + r.ln.Addr().String() + "/hook" }
+
+// close stops the server and drops its connections.
+func (r *receiver) close() { _ = r.srv.Close() }
+
+// ServeHTTP records one delivery and answers 204 (after delay, if any).
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxBody))
+	now := r.clock.now()
+	r.requests.Add(1)
+	if err != nil {
+		r.bad.Add(1)
+		http.Error(w, "read body", http.StatusBadRequest)
+		return
+	}
+	seq, ok := findSeq(body)
+	if !ok || seq < 0 || seq >= r.want {
+		r.bad.Add(1)
+		http.Error(w, "no seq in body", http.StatusBadRequest)
+		return
+	}
+	if r.delay > 0 {
+		t := time.NewTimer(r.delay)
+		select {
+		case <-t.C:
+		case <-req.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	if r.first[seq].CompareAndSwap(0, int64(now)+1) {
+		if r.distinct.Add(1) == r.want {
+			r.doneOnce.Do(func() { close(r.done) })
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// wait blocks until every seq arrived, ctx ends or timeout passes.
+func (r *receiver) wait(ctx context.Context, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for deliveries: %w", ctx.Err())
+	case <-t.C:
+		return fmt.Errorf("wait for deliveries: %d of %d events arrived within %v (%d requests, %d unusable)",
+			r.distinct.Load(), r.want, timeout, r.requests.Load(), r.bad.Load())
+	}
+}
+
+// receipts returns the first-receipt offset of every seq that arrived
+// (index = seq; -1 for one that did not).
+func (r *receiver) receipts() []time.Duration {
+	out := make([]time.Duration, len(r.first))
+	for i := range r.first {
+		v := r.first[i].Load()
+		if v == 0 {
+			out[i] = -1
+			continue
+		}
+		out[i] = time.Duration(v - 1)
+	}
+	return out
+}
+
+// span returns the first and last first-receipt offsets.
+func (r *receiver) span() (first, last time.Duration, err error) {
+	first, last = -1, -1
+	for _, d := range r.receipts() {
+		if d < 0 {
+			continue
+		}
+		if first < 0 || d < first {
+			first = d
+		}
+		if d > last {
+			last = d
+		}
+	}
+	if first < 0 {
+		return 0, 0, errors.New("no event arrived")
+	}
+	return first, last, nil
+}
+
+// seqKey is the field every benchmark document carries its sequence
+// number in.
+var seqKey = []byte(`"seq"`)
+
+// findSeq extracts the first "seq": <integer> in a JSON body (relaxed
+// Extended JSON from changehook, JSON.stringify from the Node baseline). It
+// is a scan, not a JSON decoder, so that the receiver costs little CPU on
+// the machine it shares with the system under test.
+func findSeq(body []byte) (int64, bool) {
+	i := bytes.Index(body, seqKey)
+	if i < 0 {
+		return 0, false
+	}
+	rest := body[i+len(seqKey):]
+	j := 0
+	for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t' || rest[j] == '\n' || rest[j] == '\r') {
+		j++
+	}
+	if j >= len(rest) || rest[j] != ':' {
+		return 0, false
+	}
+	j++
+	for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t' || rest[j] == '\n' || rest[j] == '\r') {
+		j++
+	}
+	var n int64
+	digits := 0
+	for ; j < len(rest) && rest[j] >= '0' && rest[j] <= '9'; j++ {
+		if digits >= 18 {
+			return 0, false
+		}
+		n = n*10 + int64(rest[j]-'0')
+		digits++
+	}
+	return n, digits > 0
+}
+
+// clock is the benchmark's single monotonic time base: writers record write
+// acknowledgements and receivers record receipts against it.
+type clock struct{ base time.Time }
+
+func newClock() *clock { return &clock{base: time.Now()} }
+
+// now returns the monotonic offset since the base.
+func (c *clock) now() time.Duration { return time.Since(c.base) }
