@@ -79,6 +79,8 @@ type Dispatcher struct {
 	redactedURL string
 	baseHeader  http.Header
 	keys        [][]byte
+	signers     sync.Pool // *signer of keys
+	sendStates  sync.Pool // *sendState (see getSendState)
 
 	runCtx    context.Context // deliveries; canceled when Close's grace ends
 	cancelRun context.CancelFunc
@@ -315,10 +317,14 @@ func (d *Dispatcher) Submit(ctx context.Context, ev Event) error {
 	case <-d.closing:
 		return fmt.Errorf("submit event: %w", ErrClosed)
 	}
+	// One copy holds both (both are non-empty, checked above).
+	buf := make([]byte, len(ev.Raw)+len(ev.Token))
+	n := copy(buf, ev.Raw)
+	copy(buf[n:], ev.Token)
 	it := &item{
 		ev: Event{
-			Raw:   bytes.Clone(ev.Raw),
-			Token: bytes.Clone(ev.Token),
+			Raw:   buf[:n:n],
+			Token: buf[n:],
 			Key:   ev.Key,
 		},
 		submitted: d.clock.Now(),

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
 	"time"
@@ -36,12 +37,15 @@ var webhookIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").W
 // the same id — across retries, dead-letter replays and redeliveries after a
 // restart — so receivers can use it to deduplicate.
 func WebhookID(trigger string, token bson.Raw) string {
-	h := sha256.New()
-	h.Write([]byte(trigger))
-	h.Write([]byte{0})
-	h.Write(token)
-	var sum [sha256.Size]byte
-	return "msg_" + webhookIDEncoding.EncodeToString(h.Sum(sum[:0])[:16])
+	var small [256]byte
+	msg := append(small[:0], trigger...)
+	msg = append(msg, 0)
+	msg = append(msg, token...)
+	sum := sha256.Sum256(msg)
+	var id [4 + 26]byte
+	copy(id[:], "msg_")
+	webhookIDEncoding.Encode(id[4:], sum[:16])
+	return string(id[:])
 }
 
 // Sign returns the Standard Webhooks v1 webhook-signature header value for a
@@ -81,26 +85,51 @@ func decodeSecret(s string) ([]byte, error) {
 
 // signWithKeys computes the webhook-signature value with decoded keys.
 func signWithKeys(keys [][]byte, id string, ts time.Time, body []byte) string {
-	var b strings.Builder
-	tsText := strconv.FormatInt(ts.Unix(), 10)
-	b.Grow(len(keys) * (3 + base64.StdEncoding.EncodedLen(sha256.Size) + 1))
-	var sum [sha256.Size]byte
-	var enc [44]byte // base64 of 32 bytes
+	_, sig := newSigner(keys).stamp(id, ts.Unix(), body)
+	return sig
+}
+
+// signer computes webhook-signature values for a fixed set of keys. Its
+// HMAC states are keyed once and Reset between messages, so a pooled signer
+// signs with one allocation (the header values). Not safe for concurrent use.
+type signer struct {
+	macs []hash.Hash
+	buf  []byte // "<id>.<ts>." then the signatures
+	sum  [sha256.Size]byte
+}
+
+func newSigner(keys [][]byte) *signer {
+	s := &signer{macs: make([]hash.Hash, len(keys))}
 	for i, k := range keys {
-		m := hmac.New(sha256.New, k)
-		m.Write([]byte(id))
-		m.Write([]byte{'.'})
-		m.Write([]byte(tsText))
-		m.Write([]byte{'.'})
-		m.Write(body)
-		base64.StdEncoding.Encode(enc[:], m.Sum(sum[:0]))
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString("v1,")
-		b.Write(enc[:])
+		s.macs[i] = hmac.New(sha256.New, k)
 	}
-	return b.String()
+	return s
+}
+
+// stamp returns the webhook-timestamp value for unix (decimal seconds) and
+// the webhook-signature value for "<id>.<ts>.<body>": "v1,<base64
+// HMAC-SHA256>" per key, space-separated. Both share one string.
+func (s *signer) stamp(id string, unix int64, body []byte) (ts, sig string) {
+	b := append(s.buf[:0], id...)
+	b = append(b, '.')
+	tsStart := len(b)
+	b = strconv.AppendInt(b, unix, 10)
+	tsEnd := len(b)
+	b = append(b, '.')
+	n := len(b)
+	for i, m := range s.macs {
+		m.Reset()
+		m.Write(b[:n])
+		m.Write(body)
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, "v1,"...)
+		b = base64.StdEncoding.AppendEncode(b, m.Sum(s.sum[:0]))
+	}
+	s.buf = b[:0]
+	both := string(b[tsStart:])
+	return both[:tsEnd-tsStart], both[n-tsStart:]
 }
 
 // BuildPayload returns the request body for ev: the event, or the result of
@@ -119,7 +148,7 @@ func BuildPayload(w Webhook, ev Event) ([]byte, error) {
 		if err := ev.Raw.Validate(); err != nil {
 			return nil, fmt.Errorf("build payload: invalid event document: %w", err)
 		}
-		out, err := bson.MarshalExtJSON(ev.Raw, canonical, false)
+		out, err := marshalExtJSON(ev.Raw, canonical)
 		if err != nil {
 			return nil, fmt.Errorf("build payload: encode event: %w", err)
 		}
@@ -137,11 +166,28 @@ func BuildPayload(w Webhook, ev Event) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("build payload: payload expression must evaluate to a document, got %s", typeName(v))
 	}
-	out, err := bson.MarshalExtJSON(res, canonical, false)
+	out, err := marshalDocExtJSON(res, canonical)
 	if err != nil {
 		return nil, fmt.Errorf("build payload: encode payload: %w", err)
 	}
 	return out, nil
+}
+
+// marshalDocExtJSON returns bson.MarshalExtJSON(doc, canonical, false),
+// byte for byte: doc is encoded to BSON (the driver's encoders make the same
+// writer calls for both writers) and the BSON to Extended JSON by
+// the direct encoder (in its fromDoc mode, which declines empty old-binary
+// values: their driver output depends on how the driver reached them). When
+// the BSON writer refuses doc (a NUL in a key or a regex, which JSON can
+// carry), the driver's JSON path answers instead.
+func marshalDocExtJSON(doc bson.D, canonical bool) ([]byte, error) {
+	raw, err := bson.Marshal(doc)
+	if err == nil {
+		if out, ok := marshalExtJSONFast(raw, canonical, true); ok {
+			return out, nil
+		}
+	}
+	return bson.MarshalExtJSON(doc, canonical, false)
 }
 
 // canonicalFormat maps Webhook.Format to MarshalExtJSON's canonical flag.

@@ -95,10 +95,11 @@ func DefaultCheckRetry(ctx context.Context, resp *http.Response, err error) (boo
 		return true, ae
 	}
 	code := resp.StatusCode
+	if code >= 200 && code < 300 {
+		return false, nil
+	}
 	ae := &AttemptError{Status: code}
 	switch {
-	case code >= 200 && code < 300:
-		return false, nil
 	case code >= 300 && code < 400:
 		ae.Reason = ReasonRedirect
 		if loc := resp.Header.Get("Location"); loc != "" {

@@ -1,15 +1,15 @@
 package dispatcher
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -26,6 +26,9 @@ type outcome struct {
 }
 
 // sendState is the per-delivery state shared by the retryablehttp hooks.
+// sendStates are pooled per Dispatcher (getSendState): each carries its own
+// retryablehttp.Client whose hooks are bound to it once, and is used by one
+// send at a time.
 type sendState struct {
 	d       *Dispatcher
 	id      string
@@ -33,6 +36,44 @@ type sendState struct {
 	out     outcome
 	wait    time.Duration // next wait, computed by the Backoff hook
 	lastLog string        // last logged failure message
+	client  retryablehttp.Client
+}
+
+// newSendState returns a sendState for d with its client's hooks bound.
+func newSendState(d *Dispatcher) *sendState {
+	st := &sendState{d: d}
+	retryMax := d.cfg.Retry.MaxAttempts - 1
+	if !d.cfg.DeadLetter {
+		retryMax = math.MaxInt
+	}
+	st.client = retryablehttp.Client{
+		HTTPClient:   d.http,
+		RetryWaitMin: d.cfg.Retry.InitialBackoff,
+		RetryWaitMax: d.cfg.Retry.MaxBackoff,
+		RetryMax:     retryMax,
+		CheckRetry:   st.checkRetry,
+		Backoff:      st.backoff,
+		PrepareRetry: st.prepareRetry,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	return st
+}
+
+// getSendState takes a sendState from d's pool, reset for a delivery of
+// payload as webhook id.
+func (d *Dispatcher) getSendState(id string, payload []byte) *sendState {
+	st, _ := d.sendStates.Get().(*sendState)
+	if st == nil {
+		st = newSendState(d)
+	}
+	st.id, st.payload, st.out, st.wait, st.lastLog = id, payload, outcome{}, 0, ""
+	return st
+}
+
+// putSendState returns st to d's pool once its send has returned.
+func (d *Dispatcher) putSendState(st *sendState) {
+	st.id, st.payload, st.out, st.lastLog = "", nil, outcome{}, ""
+	d.sendStates.Put(st)
 }
 
 // send delivers payload as webhook id through the retry policy.
@@ -46,31 +87,16 @@ type sendState struct {
 // err is nil on a 2xx. Otherwise it wraps the last real failure as
 // "giving up after N attempts: %w", or is ctx's error when ctx ended first.
 func (d *Dispatcher) send(ctx context.Context, id string, payload []byte) (outcome, error) {
-	st := &sendState{d: d, id: id, payload: payload}
+	st := d.getSendState(id, payload)
+	defer d.putSendState(st)
 	req, err := retryablehttp.NewRequestWithContext(ctx, d.method, d.url, payload)
 	if err != nil {
 		return st.out, fmt.Errorf("deliver %s: build request for %s: %w", id, d.redactedURL, redactError(err))
 	}
-	req.Header = d.baseHeader.Clone()
-	req.Header.Set("webhook-id", id)
 	st.out.firstAttempt = d.clock.Now()
-	st.stamp(req.Request)
+	req.Header = d.firstHeader(id, d.clock.Now(), payload)
 
-	retryMax := d.cfg.Retry.MaxAttempts - 1
-	if !d.cfg.DeadLetter {
-		retryMax = math.MaxInt
-	}
-	c := &retryablehttp.Client{
-		HTTPClient:   d.http,
-		RetryWaitMin: d.cfg.Retry.InitialBackoff,
-		RetryWaitMax: d.cfg.Retry.MaxBackoff,
-		RetryMax:     retryMax,
-		CheckRetry:   st.checkRetry,
-		Backoff:      st.backoff,
-		PrepareRetry: st.prepareRetry,
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}
-	resp, err := c.Do(req)
+	resp, err := st.client.Do(req)
 	if resp != nil {
 		// checkRetry already replaced the body with the buffered bytes.
 		_ = resp.Body.Close()
@@ -90,12 +116,64 @@ func (d *Dispatcher) send(ctx context.Context, id string, payload []byte) (outco
 	return st.out, fmt.Errorf("deliver %s to %s: giving up after %d attempts: %w", id, d.redactedURL, st.out.attempts, last)
 }
 
+// Canonical forms of the per-request headers (what Header.Set stores).
+const (
+	hdrID        = "Webhook-Id"
+	hdrTimestamp = "Webhook-Timestamp"
+	hdrSignature = "Webhook-Signature"
+)
+
+// firstHeader returns the first attempt's header: a copy of the base header
+// plus webhook-id, webhook-timestamp and (with keys) webhook-signature — the
+// header Clone+Set would build, in one map and one value array.
+func (d *Dispatcher) firstHeader(id string, now time.Time, payload []byte) http.Header {
+	n := 3
+	for _, v := range d.baseHeader {
+		n += len(v)
+	}
+	vals := make([]string, 0, n)
+	h := make(http.Header, len(d.baseHeader)+3)
+	for k, v := range d.baseHeader {
+		i := len(vals)
+		vals = append(vals, v...)
+		h[k] = vals[i:len(vals):len(vals)]
+	}
+	add := func(k, v string) {
+		i := len(vals)
+		vals = append(vals, v)
+		h[k] = vals[i : i+1 : i+1]
+	}
+	ts, sig := d.stampValues(id, now, payload)
+	add(hdrID, id)
+	add(hdrTimestamp, ts)
+	if sig != "" {
+		add(hdrSignature, sig)
+	}
+	return h
+}
+
+// stampValues returns the webhook-timestamp and webhook-signature values for
+// an attempt at now ("" signature without keys), signing with a pooled
+// signer of d's keys.
+func (d *Dispatcher) stampValues(id string, now time.Time, payload []byte) (ts, sig string) {
+	if len(d.keys) == 0 {
+		return strconv.FormatInt(now.Unix(), 10), ""
+	}
+	s, _ := d.signers.Get().(*signer)
+	if s == nil {
+		s = newSigner(d.keys)
+	}
+	ts, sig = s.stamp(id, now.Unix(), payload)
+	d.signers.Put(s)
+	return ts, sig
+}
+
 // stamp sets the attempt's webhook-timestamp and webhook-signature.
 func (st *sendState) stamp(r *http.Request) {
-	ts := st.d.clock.Now()
-	r.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
-	if len(st.d.keys) > 0 {
-		r.Header.Set("webhook-signature", signWithKeys(st.d.keys, st.id, ts, st.payload))
+	ts, sig := st.d.stampValues(st.id, st.d.clock.Now(), st.payload)
+	r.Header.Set("webhook-timestamp", ts)
+	if sig != "" {
+		r.Header.Set("webhook-signature", sig)
 	}
 }
 
@@ -180,9 +258,34 @@ func readBody(resp *http.Response) string {
 	if resp.Body == nil || resp.Body == http.NoBody {
 		return ""
 	}
-	buf, _ := io.ReadAll(io.LimitReader(resp.Body, respBodyLimit))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	bp := bodyBufPool.Get().(*[respBodyLimit]byte)
+	defer bodyBufPool.Put(bp)
+	n, err := 0, error(nil)
+	for n < len(bp) && err == nil {
+		var m int
+		m, err = resp.Body.Read(bp[n:])
+		n += m
+	}
+	body := string(bp[:n])
+	if err == nil {
+		// Drain at most drainLimit more bytes (over the kept ones).
+		for left := drainLimit; left > 0 && err == nil; {
+			var m int
+			m, err = resp.Body.Read(bp[:min(left, len(bp))])
+			left -= m
+		}
+	}
 	_ = resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(buf))
-	return string(buf)
+	sb := new(stringBody)
+	sb.Reset(body)
+	resp.Body = sb
+	return body
 }
+
+// bodyBufPool holds readBody's scratch buffers.
+var bodyBufPool = sync.Pool{New: func() any { return new([respBodyLimit]byte) }}
+
+// stringBody is a response body replaced by the bytes kept of it.
+type stringBody struct{ strings.Reader }
+
+func (*stringBody) Close() error { return nil }

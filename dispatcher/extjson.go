@@ -1,0 +1,554 @@
+package dispatcher
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// This file is a direct bson.Raw → Extended JSON encoder. It produces exactly
+// the bytes of the driver's bson.MarshalExtJSON(raw, canonical, false) (the
+// v2 extJSONValueWriter fed by its BSON copier), without reflection and into
+// a caller-supplied buffer. It only encodes documents that are well formed
+// all the way down (every length consistent, every string NUL-terminated,
+// booleans 0 or 1, known types); for anything else appendExtJSON reports
+// false and the caller falls back to the driver, which then produces its own
+// output or error. The differential tests (extjson_test.go) and
+// FuzzExtJSONMatchesDriver hold the two to byte equality.
+
+// rfc3339Milli is the driver's relaxed $date layout.
+const rfc3339Milli = "2006-01-02T15:04:05.999Z07:00"
+
+// BSON type bytes.
+const (
+	tDouble     = 0x01
+	tString     = 0x02
+	tDocument   = 0x03
+	tArray      = 0x04
+	tBinary     = 0x05
+	tUndefined  = 0x06
+	tObjectID   = 0x07
+	tBoolean    = 0x08
+	tDateTime   = 0x09
+	tNull       = 0x0A
+	tRegex      = 0x0B
+	tDBPointer  = 0x0C
+	tJavaScript = 0x0D
+	tSymbol     = 0x0E
+	tCodeScope  = 0x0F
+	tInt32      = 0x10
+	tTimestamp  = 0x11
+	tInt64      = 0x12
+	tDecimal    = 0x13
+	tMinKey     = 0xFF
+	tMaxKey     = 0x7F
+)
+
+// extJSONBufPool holds scratch buffers for encoding payloads.
+var extJSONBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// maxPooledBuf bounds the buffers returned to extJSONBufPool.
+const maxPooledBuf = 1 << 20
+
+// marshalExtJSON returns the Extended JSON of doc, byte for byte what
+// bson.MarshalExtJSON(doc, canonical, false) returns (including its failure
+// on malformed input). The result is a fresh slice owned by the caller.
+func marshalExtJSON(doc []byte, canonical bool) ([]byte, error) {
+	out, ok := marshalExtJSONFast(doc, canonical, false)
+	if ok {
+		return out, nil
+	}
+	return bson.MarshalExtJSON(bson.Raw(doc), canonical, false)
+}
+
+// marshalExtJSONFast encodes doc with the direct encoder into a pooled
+// scratch buffer and returns a copy; ok is false if doc is not well formed.
+func marshalExtJSONFast(doc []byte, canonical, fromDoc bool) ([]byte, bool) {
+	bp := extJSONBufPool.Get().(*[]byte)
+	buf, ok := appendExtJSON((*bp)[:0], doc, canonical, fromDoc)
+	var out []byte
+	if ok {
+		out = make([]byte, len(buf))
+		copy(out, buf)
+	}
+	if cap(buf) <= maxPooledBuf {
+		*bp = buf[:0]
+		extJSONBufPool.Put(bp)
+	}
+	return out, ok
+}
+
+// appendExtJSON appends the Extended JSON of the BSON document doc to dst.
+// Bytes after doc's declared length are ignored (as the driver does). ok is
+// false when doc is not strictly well formed; dst's contents are then
+// unspecified.
+func appendExtJSON(dst, doc []byte, canonical, fromDoc bool) ([]byte, bool) {
+	if len(doc) < 5 {
+		return dst, false
+	}
+	n := int(int32(binary.LittleEndian.Uint32(doc)))
+	if n < 5 || n > len(doc) {
+		return dst, false
+	}
+	e := extJSONEncoder{buf: dst, canonical: canonical, fromDoc: fromDoc}
+	if !e.document(doc[:n], false) {
+		return e.buf, false
+	}
+	return e.buf, true
+}
+
+type extJSONEncoder struct {
+	buf       []byte
+	canonical bool
+	// fromDoc: the BSON was written by bson.Marshal from a bson.D. An empty
+	// old binary (subtype 2, 4 bytes: the inner length 0) then has two
+	// driver answers: "" when the driver's JSON path wrote it from a Go
+	// value, "AAAAAA==" (its bytes) when it copied it from BSON bytes (a
+	// code-with-scope scope, an embedded bson.Raw). The encoder declines it,
+	// and marshalDocExtJSON falls back to the driver.
+	fromDoc bool
+}
+
+// document writes the document or array d (exactly its declared length,
+// checked by the caller) as a JSON object or array.
+func (e *extJSONEncoder) document(d []byte, array bool) bool {
+	if d[len(d)-1] != 0 {
+		return false
+	}
+	open, close := byte('{'), byte('}')
+	if array {
+		open, close = '[', ']'
+	}
+	e.buf = append(e.buf, open)
+	p := 4
+	end := len(d) - 1 // the terminating NUL
+	first := true
+	for p < end {
+		t := d[p]
+		p++
+		if t == 0 {
+			return false // NUL before the end
+		}
+		k := p
+		for p < end && d[p] != 0 {
+			p++
+		}
+		if p >= end {
+			return false
+		}
+		key := d[k:p]
+		p++
+		if !first {
+			e.buf = append(e.buf, ',')
+		}
+		first = false
+		if !array {
+			e.str(key)
+			e.buf = append(e.buf, ':')
+		}
+		var ok bool
+		p, ok = e.value(t, d[:end], p)
+		if !ok {
+			return false
+		}
+	}
+	if p != end {
+		return false
+	}
+	e.buf = append(e.buf, close)
+	return true
+}
+
+// lenAt reads the int32 at d[p:]; ok is false if it does not fit.
+func lenAt(d []byte, p int) (int, bool) {
+	if p < 0 || len(d)-p < 4 {
+		return 0, false
+	}
+	return int(int32(binary.LittleEndian.Uint32(d[p:]))), true
+}
+
+// stringAt reads a BSON string (int32 length including the NUL, bytes, NUL)
+// at d[p:] and returns its content and the position after it.
+func stringAt(d []byte, p int) ([]byte, int, bool) {
+	n, ok := lenAt(d, p)
+	if !ok || n <= 0 || n > len(d)-p-4 {
+		return nil, 0, false
+	}
+	s := d[p+4 : p+4+n]
+	if s[n-1] != 0 {
+		return nil, 0, false
+	}
+	return s[:n-1], p + 4 + n, true
+}
+
+// cstringAt reads a NUL-terminated string at d[p:].
+func cstringAt(d []byte, p int) ([]byte, int, bool) {
+	for i := p; i < len(d); i++ {
+		if d[i] == 0 {
+			return d[p:i], i + 1, true
+		}
+	}
+	return nil, 0, false
+}
+
+// value writes the value of type t at d[p:] (d ends where the enclosing
+// document's elements end) and returns the position after it.
+func (e *extJSONEncoder) value(t byte, d []byte, p int) (int, bool) {
+	switch t {
+	case tDouble:
+		if len(d)-p < 8 {
+			return 0, false
+		}
+		e.double(math.Float64frombits(binary.LittleEndian.Uint64(d[p:])))
+		return p + 8, true
+	case tString:
+		s, np, ok := stringAt(d, p)
+		if !ok {
+			return 0, false
+		}
+		e.str(s)
+		return np, true
+	case tDocument, tArray:
+		n, ok := lenAt(d, p)
+		if !ok || n < 5 || n > len(d)-p {
+			return 0, false
+		}
+		if !e.document(d[p:p+n], t == tArray) {
+			return 0, false
+		}
+		return p + n, true
+	case tBinary:
+		n, ok := lenAt(d, p)
+		if !ok || n < 0 || n > len(d)-p-5 {
+			return 0, false
+		}
+		sub := d[p+4]
+		data := d[p+5 : p+5+n]
+		if sub == 0x02 && n == 4 && e.fromDoc {
+			return 0, false
+		}
+		if sub == 0x02 && n > 4 {
+			// Old binary: an inner length, which must agree.
+			m, ok := lenAt(data, 0)
+			if !ok || m != n-4 {
+				return 0, false
+			}
+			data = data[4:]
+		}
+		e.buf = append(e.buf, `{"$binary":{"base64":"`...)
+		e.buf = base64.StdEncoding.AppendEncode(e.buf, data)
+		e.buf = append(e.buf, `","subType":"`...)
+		e.buf = append(e.buf, hexDigits[sub>>4], hexDigits[sub&0xF])
+		e.buf = append(e.buf, `"}}`...)
+		return p + 5 + n, true
+	case tUndefined:
+		e.buf = append(e.buf, `{"$undefined":true}`...)
+		return p, true
+	case tObjectID:
+		if len(d)-p < 12 {
+			return 0, false
+		}
+		e.buf = append(e.buf, `{"$oid":"`...)
+		e.buf = hex.AppendEncode(e.buf, d[p:p+12])
+		e.buf = append(e.buf, `"}`...)
+		return p + 12, true
+	case tBoolean:
+		if len(d)-p < 1 || d[p] > 1 {
+			return 0, false
+		}
+		if d[p] == 1 {
+			e.buf = append(e.buf, "true"...)
+		} else {
+			e.buf = append(e.buf, "false"...)
+		}
+		return p + 1, true
+	case tDateTime:
+		if len(d)-p < 8 {
+			return 0, false
+		}
+		e.date(int64(binary.LittleEndian.Uint64(d[p:])))
+		return p + 8, true
+	case tNull:
+		e.buf = append(e.buf, "null"...)
+		return p, true
+	case tRegex:
+		pat, np, ok := cstringAt(d, p)
+		if !ok {
+			return 0, false
+		}
+		opts, np, ok := cstringAt(d, np)
+		if !ok {
+			return 0, false
+		}
+		e.buf = append(e.buf, `{"$regularExpression":{"pattern":`...)
+		e.str(pat)
+		e.buf = append(e.buf, `,"options":`...)
+		e.regexOptions(opts)
+		e.buf = append(e.buf, `}}`...)
+		return np, true
+	case tDBPointer:
+		ns, np, ok := stringAt(d, p)
+		if !ok || len(d)-np < 12 {
+			return 0, false
+		}
+		// The driver writes the namespace unescaped.
+		e.buf = append(e.buf, `{"$dbPointer":{"$ref":"`...)
+		e.buf = append(e.buf, ns...)
+		e.buf = append(e.buf, `","$id":{"$oid":"`...)
+		e.buf = hex.AppendEncode(e.buf, d[np:np+12])
+		e.buf = append(e.buf, `"}}}`...)
+		return np + 12, true
+	case tJavaScript, tSymbol:
+		s, np, ok := stringAt(d, p)
+		if !ok {
+			return 0, false
+		}
+		if t == tJavaScript {
+			e.buf = append(e.buf, `{"$code":`...)
+		} else {
+			e.buf = append(e.buf, `{"$symbol":`...)
+		}
+		e.str(s)
+		e.buf = append(e.buf, '}')
+		return np, true
+	case tCodeScope:
+		total, ok := lenAt(d, p)
+		if !ok || total < 4 || total > len(d)-p {
+			return 0, false
+		}
+		cws := d[p : p+total]
+		code, sp, ok := stringAt(cws, 4)
+		if !ok {
+			return 0, false
+		}
+		n, ok := lenAt(cws, sp)
+		if !ok || n < 5 || sp+n != total {
+			return 0, false
+		}
+		e.buf = append(e.buf, `{"$code":`...)
+		e.str(code)
+		e.buf = append(e.buf, `,"$scope":`...)
+		if !e.document(cws[sp:], false) {
+			return 0, false
+		}
+		e.buf = append(e.buf, '}')
+		return p + total, true
+	case tInt32:
+		if len(d)-p < 4 {
+			return 0, false
+		}
+		v := int64(int32(binary.LittleEndian.Uint32(d[p:])))
+		if e.canonical {
+			e.buf = append(e.buf, `{"$numberInt":"`...)
+			e.buf = strconv.AppendInt(e.buf, v, 10)
+			e.buf = append(e.buf, `"}`...)
+		} else {
+			e.buf = strconv.AppendInt(e.buf, v, 10)
+		}
+		return p + 4, true
+	case tTimestamp:
+		if len(d)-p < 8 {
+			return 0, false
+		}
+		i := binary.LittleEndian.Uint32(d[p:])
+		ts := binary.LittleEndian.Uint32(d[p+4:])
+		e.buf = append(e.buf, `{"$timestamp":{"t":`...)
+		e.buf = strconv.AppendUint(e.buf, uint64(ts), 10)
+		e.buf = append(e.buf, `,"i":`...)
+		e.buf = strconv.AppendUint(e.buf, uint64(i), 10)
+		e.buf = append(e.buf, `}}`...)
+		return p + 8, true
+	case tInt64:
+		if len(d)-p < 8 {
+			return 0, false
+		}
+		v := int64(binary.LittleEndian.Uint64(d[p:]))
+		if e.canonical {
+			e.buf = append(e.buf, `{"$numberLong":"`...)
+			e.buf = strconv.AppendInt(e.buf, v, 10)
+			e.buf = append(e.buf, `"}`...)
+		} else {
+			e.buf = strconv.AppendInt(e.buf, v, 10)
+		}
+		return p + 8, true
+	case tDecimal:
+		if len(d)-p < 16 {
+			return 0, false
+		}
+		l := binary.LittleEndian.Uint64(d[p:])
+		h := binary.LittleEndian.Uint64(d[p+8:])
+		e.buf = append(e.buf, `{"$numberDecimal":"`...)
+		e.buf = append(e.buf, bson.NewDecimal128(h, l).String()...)
+		e.buf = append(e.buf, `"}`...)
+		return p + 16, true
+	case tMinKey:
+		e.buf = append(e.buf, `{"$minKey":1}`...)
+		return p, true
+	case tMaxKey:
+		e.buf = append(e.buf, `{"$maxKey":1}`...)
+		return p, true
+	}
+	return 0, false
+}
+
+// double writes f as the driver does: relaxed as a JSON number with at least
+// ".0" for integral values ({"$numberDouble": ...} for non-finite values),
+// canonical always as {"$numberDouble":"..."}.
+func (e *extJSONEncoder) double(f float64) {
+	var special string
+	switch {
+	case math.IsInf(f, 1):
+		special = "Infinity"
+	case math.IsInf(f, -1):
+		special = "-Infinity"
+	case math.IsNaN(f):
+		special = "NaN"
+	}
+	if special != "" {
+		e.buf = append(e.buf, `{"$numberDouble":"`...)
+		e.buf = append(e.buf, special...)
+		e.buf = append(e.buf, `"}`...)
+		return
+	}
+	if e.canonical {
+		e.buf = append(e.buf, `{"$numberDouble":"`...)
+	}
+	start := len(e.buf)
+	e.buf = strconv.AppendFloat(e.buf, f, 'G', -1, 64)
+	plain := true
+	for _, c := range e.buf[start:] {
+		if c == 'E' || c == '.' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		e.buf = append(e.buf, ".0"...)
+	}
+	if e.canonical {
+		e.buf = append(e.buf, `"}`...)
+	}
+}
+
+// date writes a BSON datetime (milliseconds since the epoch).
+func (e *extJSONEncoder) date(ms int64) {
+	t := time.Unix(ms/1e3, ms%1e3*1e6).UTC()
+	if e.canonical || t.Year() < 1970 || t.Year() > 9999 {
+		e.buf = append(e.buf, `{"$date":{"$numberLong":"`...)
+		e.buf = strconv.AppendInt(e.buf, ms, 10)
+		e.buf = append(e.buf, `"}}`...)
+		return
+	}
+	e.buf = append(e.buf, `{"$date":"`...)
+	e.buf = t.AppendFormat(e.buf, rfc3339Milli)
+	e.buf = append(e.buf, `"}`...)
+}
+
+// regexOptions writes the options sorted by code point, as the driver does
+// (it sorts the string's runes, so invalid UTF-8 becomes U+FFFD).
+func (e *extJSONEncoder) regexOptions(opts []byte) {
+	ascii := true
+	for _, c := range opts {
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if !ascii {
+		rs := []rune(string(opts))
+		for i := 1; i < len(rs); i++ {
+			for j := i; j > 0 && rs[j] < rs[j-1]; j-- {
+				rs[j], rs[j-1] = rs[j-1], rs[j]
+			}
+		}
+		e.str([]byte(string(rs)))
+		return
+	}
+	var small [16]byte
+	var s []byte
+	if len(opts) <= len(small) {
+		s = small[:len(opts)]
+	} else {
+		s = make([]byte, len(opts))
+	}
+	copy(s, opts)
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	e.str(s)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// jsonSafe[b] is true for the ASCII bytes the driver writes unescaped (HTML
+// escaping off): everything from 0x20 up except '"' and '\\' (0x7F included).
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\'
+	}
+	return t
+}()
+
+// str writes s as a JSON string with the driver's escaping: \" \\ \n \r \t
+// \b \f, other control bytes as \u00XX, each invalid UTF-8 byte as \ufffd,
+// U+2028 and U+2029 as \u2028 and \u2029; '<', '>' and '&' unescaped.
+func (e *extJSONEncoder) str(s []byte) {
+	b := append(e.buf, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if jsonSafe[c] {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	e.buf = append(b, '"')
+}
