@@ -97,6 +97,7 @@ type Dispatcher struct {
 	order     ring             // admitted events not yet passed by the watermark
 	keyTail   map[string]*item // per key: the newest admitted event
 	watermark bson.Raw
+	idleWait  chan struct{} // closed (and reset) when active drops to 0
 }
 
 // item is one admitted event.
@@ -304,6 +305,55 @@ func (d *Dispatcher) start() {
 // slows the caller down; it returns ctx's error if ctx ends first, and
 // ErrClosed after Close.
 func (d *Dispatcher) Submit(ctx context.Context, ev Event) error {
+	if d.cfg.Ordering == PerDocument && ev.Key == "" {
+		return d.submitBarrier(ctx, ev)
+	}
+	return d.submit(ctx, ev)
+}
+
+// submitBarrier submits a keyless event under PerDocument ordering as a
+// barrier: it waits until every earlier event is done, admits the event,
+// and waits until it is done too, so that a drop or rename is never
+// delivered before, nor overtaken by, the document events around it. Once
+// the event is admitted, an ended ctx only stops the waiting: the event
+// stays admitted and is delivered (or abandoned by Close) like any other.
+func (d *Dispatcher) submitBarrier(ctx context.Context, ev Event) error {
+	if err := d.waitIdle(ctx); err != nil {
+		return fmt.Errorf("submit event: %w", err)
+	}
+	if err := d.submit(ctx, ev); err != nil {
+		return err
+	}
+	_ = d.waitIdle(ctx)
+	return nil
+}
+
+// waitIdle blocks until no admitted event is unfinished, ctx ends or the
+// dispatcher is closed.
+func (d *Dispatcher) waitIdle(ctx context.Context) error {
+	for {
+		d.mu.Lock()
+		if d.active == 0 {
+			d.mu.Unlock()
+			return nil
+		}
+		if d.idleWait == nil {
+			d.idleWait = make(chan struct{})
+		}
+		ch := d.idleWait
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.closing:
+			return ErrClosed
+		}
+	}
+}
+
+// submit admits ev (see Submit).
+func (d *Dispatcher) submit(ctx context.Context, ev Event) error {
 	if len(ev.Token) == 0 {
 		return errors.New("submit event: empty resume token")
 	}
@@ -391,6 +441,10 @@ func (d *Dispatcher) finish(it *item, state itemState) {
 		released++
 	}
 	d.active--
+	if d.active == 0 && d.idleWait != nil {
+		close(d.idleWait)
+		d.idleWait = nil
+	}
 	if d.closed && d.active == 0 {
 		close(d.drained)
 	}

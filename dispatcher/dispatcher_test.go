@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -890,4 +891,63 @@ func TestSubmitCopiesEvent(t *testing.T) {
 		t.Fatal("Submit accepted an event without a token")
 	}
 	_ = bson.Raw(want)
+}
+
+// TestPerDocumentKeylessEventIsBarrier: under per_document, an event without
+// a key (a drop or rename) is sent only after every earlier event is done,
+// and later events only after it is done.
+func TestPerDocumentKeylessEventIsBarrier(t *testing.T) {
+	gate := make(chan struct{})
+	started0 := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var events []string // "start:N" and "end:N" in the receiver's order
+	record := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		n := seqOf(t, body)
+		record(fmt.Sprintf("start:%d", n))
+		if n == 0 {
+			started0 <- struct{}{}
+			<-gate
+		}
+		record(fmt.Sprintf("end:%d", n))
+		w.WriteHeader(http.StatusOK)
+	})
+	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Ordering: PerDocument, Concurrency: 4}, nil)
+	ctx := context.Background()
+	for i := range 4 {
+		if err := d.Submit(ctx, testEvent(t, i, fmt.Sprintf("k%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-started0
+	barrier := make(chan error, 1)
+	go func() { barrier <- d.Submit(ctx, testEvent(t, 4, "")) }()
+	close(gate)
+	if err := <-barrier; err != nil {
+		t.Fatalf("submit barrier: %v", err)
+	}
+	for i := 5; i < 8; i++ {
+		if err := d.Submit(ctx, testEvent(t, i, fmt.Sprintf("k%d", i%4))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWithin(t, d, 10*time.Second)
+
+	mu.Lock()
+	defer mu.Unlock()
+	pos := map[string]int{}
+	for i, e := range events {
+		pos[e] = i
+	}
+	for i := range 4 {
+		if pos["start:4"] < pos[fmt.Sprintf("end:%d", i)] {
+			t.Errorf("barrier sent before event %d was done: %v", i, events)
+		}
+	}
+	for i := 5; i < 8; i++ {
+		if pos[fmt.Sprintf("start:%d", i)] < pos["end:4"] {
+			t.Errorf("event %d sent before the barrier was done: %v", i, events)
+		}
+	}
 }

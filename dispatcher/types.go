@@ -32,8 +32,10 @@ const (
 	// Strict delivers one event at a time, in stream order.
 	Strict Ordering = "strict"
 	// PerDocument delivers events with the same Event.Key in stream order;
-	// events with different keys (or an empty key) go in parallel up to
-	// Config.Concurrency.
+	// events with different keys go in parallel up to Config.Concurrency.
+	// An event with an empty key (a collection-level event such as drop,
+	// rename or dropDatabase) is a barrier: it is delivered after every
+	// earlier event is done, and later events wait until it is done.
 	PerDocument Ordering = "per_document"
 	// None delivers events in parallel up to Config.Concurrency, in no
 	// particular order.
@@ -123,7 +125,7 @@ type Event struct {
 	// returned it; it is never re-encoded.
 	Token bson.Raw
 	// Key is the ordering key for PerDocument (the canonical documentKey
-	// bytes); "" means the event has no key and is not ordered.
+	// bytes); "" makes the event a barrier under PerDocument (see there).
 	Key string
 }
 
