@@ -34,32 +34,17 @@ Examples:
   changehook checkpoints reset --trigger low_stock
   changehook checkpoints reset --trigger low_stock --to 2025-01-31T12:00:00Z
 `
-	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, usage)
-		return ExitUsage
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(env.Stdout, usage)
-		return ExitOK
-	case "list":
-		return checkpointsList(ctx, args[1:], env)
-	case "reset":
-		return checkpointsReset(ctx, args[1:], env)
-	}
-	fmt.Fprintf(env.Stderr, "changehook checkpoints: unknown subcommand %q\n\n%s", args[0], usage)
-	return ExitUsage
+	return runSubcommand(ctx, "checkpoints", usage, map[string]commandFunc{
+		"list":  checkpointsList,
+		"reset": checkpointsReset,
+	}, args, env)
 }
 
 func checkpointsList(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet(env, "checkpoints list", "checkpoints list [-c FILE]", "changehook checkpoints list")
 	path := configFlag(fs)
-	pos, code, done := flagsThenArgs(fs, args, env)
-	if done {
+	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(env, fs, "unexpected argument %q", pos[0])
 	}
 	sc, err := openState(ctx, *path, env)
 	if err != nil {
@@ -120,12 +105,8 @@ func checkpointsReset(ctx context.Context, args []string, env Env) int {
 	path := configFlag(fs)
 	name := fs.String("trigger", "", "the trigger whose checkpoint is reset (required)")
 	to := fs.String("to", "now", "new position: now, or an RFC 3339 time such as 2025-01-31T12:00:00Z")
-	pos, code, done := flagsThenArgs(fs, args, env)
-	if done {
+	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(env, fs, "unexpected argument %q", pos[0])
 	}
 	if *name == "" {
 		return usageError(env, fs, "--trigger is required")

@@ -78,11 +78,37 @@ func (e Env) withDefaults() Env {
 	return e
 }
 
+// commandFunc runs a (sub)command with its arguments and returns the exit
+// code.
+type commandFunc func(ctx context.Context, args []string, env Env) int
+
 // command is one subcommand.
 type command struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, args []string, env Env) int
+	run     commandFunc
+}
+
+// runSubcommand runs the subcommand of "changehook cmd" named by args[0]
+// with the rest of args, and returns its exit code. With no argument it
+// prints usage on stderr (ExitUsage); with -h, -help, --help or help, on
+// stdout (ExitOK). An unknown name is reported on stderr, followed by usage
+// (ExitUsage).
+func runSubcommand(ctx context.Context, cmd, usage string, subs map[string]commandFunc, args []string, env Env) int {
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return ExitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(env.Stdout, usage)
+		return ExitOK
+	}
+	if run, ok := subs[args[0]]; ok {
+		return run(ctx, args[1:], env)
+	}
+	fmt.Fprintf(env.Stderr, "changehook %s: unknown subcommand %q\n\n%s", cmd, args[0], usage)
+	return ExitUsage
 }
 
 func commands() []command {

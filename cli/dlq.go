@@ -33,25 +33,12 @@ Examples:
   changehook dlq replay --all --trigger low_stock
   changehook dlq purge --trigger low_stock --yes
 `
-	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, usage)
-		return ExitUsage
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(env.Stdout, usage)
-		return ExitOK
-	case "list":
-		return dlqList(ctx, args[1:], env)
-	case "show":
-		return dlqShow(ctx, args[1:], env)
-	case "replay":
-		return dlqReplay(ctx, args[1:], env)
-	case "purge":
-		return dlqPurge(ctx, args[1:], env)
-	}
-	fmt.Fprintf(env.Stderr, "changehook dlq: unknown subcommand %q\n\n%s", args[0], usage)
-	return ExitUsage
+	return runSubcommand(ctx, "dlq", usage, map[string]commandFunc{
+		"list":   dlqList,
+		"show":   dlqShow,
+		"replay": dlqReplay,
+		"purge":  dlqPurge,
+	}, args, env)
 }
 
 // stateConn is an open connection to the state database.
@@ -91,18 +78,29 @@ func flagsThenArgs(fs *flag.FlagSet, args []string, env Env) (pos []string, code
 	}
 }
 
+// flagsNoArgs parses interleaved flags as flagsThenArgs does, for a
+// subcommand that takes no positional argument: the first one found is a
+// usage error. done=true means the subcommand must return code (after
+// --help, a bad flag or a stray argument).
+func flagsNoArgs(fs *flag.FlagSet, args []string, env Env) (code int, done bool) {
+	pos, code, done := flagsThenArgs(fs, args, env)
+	if done {
+		return code, true
+	}
+	if len(pos) > 0 {
+		return usageError(env, fs, "unexpected argument %q", pos[0]), true
+	}
+	return 0, false
+}
+
 func dlqList(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet(env, "dlq list", "dlq list [-c FILE] [--trigger NAME] [--limit N]",
 		"changehook dlq list", "changehook dlq list --trigger low_stock --limit 20")
 	path := configFlag(fs)
 	trigger := fs.String("trigger", "", "only the dead letters of this trigger")
 	limit := fs.Int("limit", 0, "show at most `N` (0: all)")
-	pos, code, done := flagsThenArgs(fs, args, env)
-	if done {
+	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(env, fs, "unexpected argument %q", pos[0])
 	}
 	sc, err := openState(ctx, *path, env)
 	if err != nil {
@@ -303,12 +301,8 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 	path := configFlag(fs)
 	trigger := fs.String("trigger", "", "the trigger whose dead letters are deleted (required)")
 	yes := fs.Bool("yes", false, "really delete them")
-	pos, code, done := flagsThenArgs(fs, args, env)
-	if done {
+	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(env, fs, "unexpected argument %q", pos[0])
 	}
 	if *trigger == "" {
 		return usageError(env, fs, "--trigger is required")

@@ -91,30 +91,22 @@ func (c change) apply(ctx context.Context, db *mongo.Database) error {
 	return nil
 }
 
-func d(kv ...any) bson.D {
-	out := make(bson.D, 0, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		out = append(out, bson.E{Key: kv[i].(string), Value: kv[i+1]})
-	}
-	return out
-}
-
 // script returns the application's writes, in order.
 func script() []change {
 	return []change{
-		{Coll: "users", ID: "u1", Op: "insert", Doc: d("name", "Ada", "email", "ada@example.org")},
-		{Coll: "users", ID: "u2", Op: "insert", Doc: d("name", "Grace", "email", "grace@example.org")},
-		{Coll: "products", ID: "p1", Op: "insert", Doc: d("name", "Teapot", "price", 25.0)},
-		{Coll: "products", ID: "p2", Op: "insert", Doc: d("name", "Kettle", "price", 40.0)},
-		{Coll: "orders", ID: "o1", Op: "insert", Doc: d("user", "u1", "items", bson.A{"p1"}, "status", "pending")},
-		{Coll: "orders", ID: "o1", Op: "update", Doc: d("status", "paid")},
-		{Coll: "orders", ID: "o1", Op: "update", Doc: d("note", "gift wrap")}, // no status: no notification
-		{Coll: "orders", ID: "o2", Op: "insert", Doc: d("user", "u2", "items", bson.A{"p2"}, "status", "pending")},
-		{Coll: "orders", ID: "o1", Op: "update", Doc: d("status", "shipped")},
-		{Coll: "orders", ID: "o2", Op: "update", Doc: d("status", "cancelled")},
-		{Coll: "products", ID: "p1", Op: "update", Doc: d("price", 22.5)},
+		{Coll: "users", ID: "u1", Op: "insert", Doc: exampleutil.Doc("name", "Ada", "email", "ada@example.org")},
+		{Coll: "users", ID: "u2", Op: "insert", Doc: exampleutil.Doc("name", "Grace", "email", "grace@example.org")},
+		{Coll: "products", ID: "p1", Op: "insert", Doc: exampleutil.Doc("name", "Teapot", "price", 25.0)},
+		{Coll: "products", ID: "p2", Op: "insert", Doc: exampleutil.Doc("name", "Kettle", "price", 40.0)},
+		{Coll: "orders", ID: "o1", Op: "insert", Doc: exampleutil.Doc("user", "u1", "items", bson.A{"p1"}, "status", "pending")},
+		{Coll: "orders", ID: "o1", Op: "update", Doc: exampleutil.Doc("status", "paid")},
+		{Coll: "orders", ID: "o1", Op: "update", Doc: exampleutil.Doc("note", "gift wrap")}, // no status: no notification
+		{Coll: "orders", ID: "o2", Op: "insert", Doc: exampleutil.Doc("user", "u2", "items", bson.A{"p2"}, "status", "pending")},
+		{Coll: "orders", ID: "o1", Op: "update", Doc: exampleutil.Doc("status", "shipped")},
+		{Coll: "orders", ID: "o2", Op: "update", Doc: exampleutil.Doc("status", "cancelled")},
+		{Coll: "products", ID: "p1", Op: "update", Doc: exampleutil.Doc("price", 22.5)},
 		{Coll: "products", ID: "p2", Op: "delete"},
-		{Coll: "users", ID: "u1", Op: "replace", Doc: d("name", "Ada Lovelace", "email", "ada@example.org")},
+		{Coll: "users", ID: "u1", Op: "replace", Doc: exampleutil.Doc("name", "Ada Lovelace", "email", "ada@example.org")},
 	}
 }
 
@@ -135,24 +127,12 @@ type result struct {
 }
 
 func run(ctx context.Context, opts config) (res result, err error) {
-	if opts.Out == nil {
-		opts.Out = io.Discard
-	}
 	opts.Out = exampleutil.SyncWriter(opts.Out)
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
 	db, err := exampleutil.StartDB(ctx, devdb.Options{})
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		cctx, cancel := exampleutil.CloseContext(ctx)
-		defer cancel()
-		if cerr := db.Close(cctx); err == nil {
-			err = cerr
-		}
-	}()
+	defer exampleutil.CloseOnExit(ctx, db, &err)
 
 	mail := &mailer{out: opts.Out}
 	notify := &notifier{out: opts.Out}
@@ -197,13 +177,7 @@ func run(ctx context.Context, opts config) (res result, err error) {
 			return res, rerr
 		}
 		handedOver++
-		defer func() {
-			cctx, cancel := exampleutil.CloseContext(ctx)
-			defer cancel()
-			if cerr := recv.Close(cctx); err == nil {
-				err = cerr
-			}
-		}()
+		defer exampleutil.CloseOnExit(ctx, recv, &err)
 		fmt.Fprintf(opts.Out, "service %-20s %s\n", cfg.Triggers[i].Name, recv.URL()+s.path)
 	}
 

@@ -95,13 +95,7 @@ func run(ctx context.Context, opts config) (res result, err error) {
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		cctx, cancel := exampleutil.CloseContext(ctx)
-		defer cancel()
-		if cerr := db.Close(cctx); err == nil {
-			err = cerr
-		}
-	}()
+	defer exampleutil.CloseOnExit(ctx, db, &err)
 
 	// `changehook run` reads its configuration from a file.
 	dir, err := os.MkdirTemp("", "bank-cdc-")
@@ -114,21 +108,13 @@ func run(ctx context.Context, opts config) (res result, err error) {
 		return res, fmt.Errorf("write triggers.yaml: %w", err)
 	}
 
-	ln, err := exampleutil.Listen("")
-	if err != nil {
-		return res, err
-	}
-	vars := map[string]string{"MONGODB_URI": db.URI(), "BANK_HOOK_URL": exampleutil.URLOf(ln)}
-	cfg, err := exampleutil.ParseConfig("triggers.yaml", triggersYAML, vars, db.URI())
-	if err != nil {
-		_ = ln.Close()
-		return res, err
-	}
 	sc := &scenario{opts: opts, db: db, counts: newTally(), bank: bank{coll: db.Client.Database(database).Collection(collection)}}
-	sc.recv, err = exampleutil.StartReceiver(exampleutil.ReceiverOptions{
-		Listener: ln,
-		Secrets:  cfg.Triggers[0].Webhook.Secrets,
-		Handler:  sc.handle,
+	var vars map[string]string // the runner process's environment too
+	_, sc.recv, err = exampleutil.StartConfigured("triggers.yaml", triggersYAML, db.URI(), func(base string) map[string]string {
+		vars = map[string]string{"MONGODB_URI": db.URI(), "BANK_HOOK_URL": base}
+		return vars
+	}, exampleutil.ReceiverOptions{
+		Handler: sc.handle,
 		// Stamp each connection with the runner generation current when it
 		// was accepted: a killed runner's last request can still be read
 		// after its successor started, and must count as the old one's.
@@ -139,13 +125,7 @@ func run(ctx context.Context, opts config) (res result, err error) {
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		cctx, cancel := exampleutil.CloseContext(ctx)
-		defer cancel()
-		if cerr := sc.recv.Close(cctx); err == nil {
-			err = cerr
-		}
-	}()
+	defer exampleutil.CloseOnExit(ctx, sc.recv, &err)
 
 	// The runner's admin server tells when its streams are open (/readyz).
 	adminAddr, err := exampleutil.FreeAddr()
@@ -183,9 +163,6 @@ func run(ctx context.Context, opts config) (res result, err error) {
 }
 
 func (c config) withDefaults() config {
-	if c.Out == nil {
-		c.Out = io.Discard
-	}
 	c.Out = exampleutil.SyncWriter(c.Out)
 	if c.RunnerOutput == nil {
 		c.RunnerOutput = io.Discard

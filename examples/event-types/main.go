@@ -117,35 +117,15 @@ func run(ctx context.Context, out io.Writer, logger *slog.Logger) (res result, e
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		cctx, cancel := exampleutil.CloseContext(ctx)
-		defer cancel()
-		if cerr := db.Close(cctx); err == nil {
-			err = cerr
-		}
-	}()
-	ln, err := exampleutil.Listen("")
+	defer exampleutil.CloseOnExit(ctx, db, &err)
+	cfg, recv, err := exampleutil.StartConfigured("triggers.yaml", triggersYAML, db.URI(), func(base string) map[string]string {
+		return map[string]string{"PEOPLE_HOOK_URL": base + peoplePath, "SCHEMA_HOOK_URL": base + schemaPath}
+	}, exampleutil.ReceiverOptions{})
 	if err != nil {
 		return res, err
 	}
-	base := exampleutil.URLOf(ln)
-	cfg, err := exampleutil.ParseConfig("triggers.yaml", triggersYAML,
-		map[string]string{"PEOPLE_HOOK_URL": base + peoplePath, "SCHEMA_HOOK_URL": base + schemaPath}, db.URI())
-	if err != nil {
-		_ = ln.Close()
-		return res, err
-	}
-	recv, err := exampleutil.StartReceiver(exampleutil.ReceiverOptions{Listener: ln, Secrets: cfg.Triggers[0].Webhook.Secrets})
-	if err != nil {
-		return res, err
-	}
-	defer func() {
-		cctx, cancel := exampleutil.CloseContext(ctx)
-		defer cancel()
-		if cerr := recv.Close(cctx); err == nil {
-			err = cerr
-		}
-	}()
+	defer exampleutil.CloseOnExit(ctx, recv, &err)
+	base := recv.URL()
 
 	coll := db.Client.Database(database).Collection(collection)
 	raw, err := watchRaw(ctx, coll)

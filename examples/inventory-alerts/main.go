@@ -97,38 +97,16 @@ type slackMessage struct {
 }
 
 func run(ctx context.Context, opts config) (res result, err error) {
-	if opts.Out == nil {
-		opts.Out = io.Discard
-	}
 	opts.Out = exampleutil.SyncWriter(opts.Out)
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
 	db, err := exampleutil.StartDB(ctx, devdb.Options{})
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		cctx, cancel := exampleutil.CloseContext(ctx)
-		defer cancel()
-		if cerr := db.Close(cctx); err == nil {
-			err = cerr
-		}
-	}()
+	defer exampleutil.CloseOnExit(ctx, db, &err)
 
-	ln, err := exampleutil.Listen("")
-	if err != nil {
-		return res, err
-	}
-	cfg, err := exampleutil.ParseConfig("triggers.yaml", triggersYAML,
-		map[string]string{"SLACK_WEBHOOK_URL": exampleutil.URLOf(ln) + hookPath}, db.URI())
-	if err != nil {
-		_ = ln.Close()
-		return res, err
-	}
-	recv, err := exampleutil.StartReceiver(exampleutil.ReceiverOptions{
-		Listener: ln,
-		Secrets:  cfg.Triggers[0].Webhook.Secrets,
+	cfg, recv, err := exampleutil.StartConfigured("triggers.yaml", triggersYAML, db.URI(), func(base string) map[string]string {
+		return map[string]string{"SLACK_WEBHOOK_URL": base + hookPath}
+	}, exampleutil.ReceiverOptions{
 		Handler: func(_ context.Context, d exampleutil.Delivery) error {
 			var m slackMessage
 			if d.Path != hookPath || json.Unmarshal(d.Body, &m) != nil || m.Text == "" {
@@ -141,13 +119,7 @@ func run(ctx context.Context, opts config) (res result, err error) {
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		cctx, cancel := exampleutil.CloseContext(ctx)
-		defer cancel()
-		if cerr := recv.Close(cctx); err == nil {
-			err = cerr
-		}
-	}()
+	defer exampleutil.CloseOnExit(ctx, recv, &err)
 
 	w := newWriter(db.Client, opts.Seed)
 	if err := w.stock(ctx); err != nil {

@@ -83,31 +83,23 @@ func (w write) apply(ctx context.Context, client *mongo.Client) error {
 	return nil
 }
 
-func doc(kv ...any) bson.D {
-	d := make(bson.D, 0, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		d = append(d, bson.E{Key: kv[i].(string), Value: kv[i+1]})
-	}
-	return d
-}
-
 // firstWrites happen while the runner runs; laterWrites while it is stopped.
 func firstWrites() []write {
 	return []write{
-		{DB: "app", Coll: "users", ID: "u1", Doc: doc("username", "alice", "a", int32(1), "b", int32(2))},
-		{DB: "app", Coll: "users", ID: "u2", Doc: doc("username", "bob", "a", int32(3), "b", int32(4))},
-		{DB: "app", Coll: "orders", ID: "o1", Doc: doc("username", "alice", "a", int32(5), "b", int32(6))},
-		{DB: "billing", Coll: "invoices", ID: "i1", Doc: doc("username", "alice", "total", 42.5)},
-		{DB: "app", Coll: "users", ID: "u1", Update: true, Doc: doc("a", int32(10))},
+		{DB: "app", Coll: "users", ID: "u1", Doc: exampleutil.Doc("username", "alice", "a", int32(1), "b", int32(2))},
+		{DB: "app", Coll: "users", ID: "u2", Doc: exampleutil.Doc("username", "bob", "a", int32(3), "b", int32(4))},
+		{DB: "app", Coll: "orders", ID: "o1", Doc: exampleutil.Doc("username", "alice", "a", int32(5), "b", int32(6))},
+		{DB: "billing", Coll: "invoices", ID: "i1", Doc: exampleutil.Doc("username", "alice", "total", 42.5)},
+		{DB: "app", Coll: "users", ID: "u1", Update: true, Doc: exampleutil.Doc("a", int32(10))},
 	}
 }
 
 func laterWrites() []write {
 	return []write{
-		{DB: "app", Coll: "users", ID: "u1", Update: true, Doc: doc("b", int32(20))},
-		{DB: "app", Coll: "users", ID: "u2", Update: true, Doc: doc("a", int32(30))},
-		{DB: "billing", Coll: "invoices", ID: "i2", Doc: doc("username", "bob", "total", 7.25)},
-		{DB: "app", Coll: "orders", ID: "o2", Doc: doc("username", "alice", "a", int32(7), "b", int32(8))},
+		{DB: "app", Coll: "users", ID: "u1", Update: true, Doc: exampleutil.Doc("b", int32(20))},
+		{DB: "app", Coll: "users", ID: "u2", Update: true, Doc: exampleutil.Doc("a", int32(30))},
+		{DB: "billing", Coll: "invoices", ID: "i2", Doc: exampleutil.Doc("username", "bob", "total", 7.25)},
+		{DB: "app", Coll: "orders", ID: "o2", Doc: exampleutil.Doc("username", "alice", "a", int32(7), "b", int32(8))},
 	}
 }
 
@@ -130,35 +122,15 @@ func run(ctx context.Context, out io.Writer, logger *slog.Logger) (res result, e
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		cctx, cancel := exampleutil.CloseContext(ctx)
-		defer cancel()
-		if cerr := db.Close(cctx); err == nil {
-			err = cerr
-		}
-	}()
-	ln, err := exampleutil.Listen("")
+	defer exampleutil.CloseOnExit(ctx, db, &err)
+	cfg, recv, err := exampleutil.StartConfigured("triggers.yaml", triggersYAML, db.URI(), func(base string) map[string]string {
+		return map[string]string{"ALICE_HOOK_URL": base + alicePath, "INSERTS_HOOK_URL": base + insertsPath}
+	}, exampleutil.ReceiverOptions{})
 	if err != nil {
 		return res, err
 	}
-	base := exampleutil.URLOf(ln)
-	cfg, err := exampleutil.ParseConfig("triggers.yaml", triggersYAML,
-		map[string]string{"ALICE_HOOK_URL": base + alicePath, "INSERTS_HOOK_URL": base + insertsPath}, db.URI())
-	if err != nil {
-		_ = ln.Close()
-		return res, err
-	}
-	recv, err := exampleutil.StartReceiver(exampleutil.ReceiverOptions{Listener: ln, Secrets: cfg.Triggers[0].Webhook.Secrets})
-	if err != nil {
-		return res, err
-	}
-	defer func() {
-		cctx, cancel := exampleutil.CloseContext(ctx)
-		defer cancel()
-		if cerr := recv.Close(cctx); err == nil {
-			err = cerr
-		}
-	}()
+	defer exampleutil.CloseOnExit(ctx, recv, &err)
+	base := recv.URL()
 	wctx, cancel := context.WithTimeout(ctx, 4*waitTimeout)
 	defer cancel()
 

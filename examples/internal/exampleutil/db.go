@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -66,4 +67,17 @@ func Connect(ctx context.Context, uri string) (*mongo.Client, error) {
 		return nil, errors.Join(fmt.Errorf("ping %s: %w", uri, err), client.Disconnect(context.WithoutCancel(ctx)))
 	}
 	return client, nil
+}
+
+// Doc builds a document from alternating keys and values:
+// Doc("name", "Ada", "age", int32(36)) is
+// bson.D{{Key: "name", Value: "Ada"}, {Key: "age", Value: int32(36)}}. Every
+// key must be a string (Doc panics otherwise); a trailing key without a
+// value is ignored.
+func Doc(kv ...any) bson.D {
+	d := make(bson.D, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		d = append(d, bson.E{Key: kv[i].(string), Value: kv[i+1]})
+	}
+	return d
 }

@@ -314,3 +314,57 @@ func TestReceiverClose(t *testing.T) {
 		<-reqDone // the connection was closed under the request: either outcome is fine
 	})
 }
+
+// closer is a component whose Close returns err.
+type closer struct {
+	err    error
+	closed bool
+}
+
+func (c *closer) Close(ctx context.Context) error {
+	c.closed = true
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return c.err
+}
+
+func TestCloseOnExit(t *testing.T) {
+	earlier, closeErr := errors.New("earlier"), errors.New("close")
+	tests := []struct {
+		name     string
+		err      error // the run's error before the deferred close
+		closeErr error
+		want     error
+	}{
+		{name: "close error reported", closeErr: closeErr, want: closeErr},
+		{name: "earlier error kept", err: earlier, closeErr: closeErr, want: earlier},
+		{name: "both nil", want: nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &closer{err: tc.closeErr}
+			// A canceled ctx must not cut the close short (CloseContext).
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			err := tc.err
+			CloseOnExit(ctx, c, &err)
+			if !c.closed || err != tc.want {
+				t.Fatalf("closed %v, err %v, want %v", c.closed, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDoc(t *testing.T) {
+	got := Doc("a", int32(1), "b", "two", "dangling")
+	if len(got) != 2 || got[0].Key != "a" || got[0].Value != int32(1) || got[1].Key != "b" || got[1].Value != "two" {
+		t.Fatalf("Doc: %v", got)
+	}
+}
+
+func TestSyncWriterNil(t *testing.T) {
+	if n, err := SyncWriter(nil).Write([]byte("x")); n != 1 || err != nil {
+		t.Fatalf("Write to SyncWriter(nil): %d, %v", n, err)
+	}
+}

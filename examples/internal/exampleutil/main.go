@@ -52,9 +52,29 @@ func CloseContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), CloseTimeout)
 }
 
-// SyncWriter returns a writer that serialises writes to w, for output shared
-// by a receiver's handlers and the goroutine driving an example.
-func SyncWriter(w io.Writer) io.Writer { return &syncWriter{w: w} }
+// CloseOnExit closes c with a context from CloseContext(ctx) and, when
+// *errp is nil, sets *errp to the error Close returned, so that a failure
+// to shut a component down fails the run without hiding an earlier error.
+// It is meant to be deferred by a function with a named error result:
+//
+//	defer exampleutil.CloseOnExit(ctx, db, &err)
+func CloseOnExit(ctx context.Context, c interface{ Close(context.Context) error }, errp *error) {
+	cctx, cancel := CloseContext(ctx)
+	defer cancel()
+	if cerr := c.Close(cctx); *errp == nil {
+		*errp = cerr
+	}
+}
+
+// SyncWriter returns a writer that serialises writes to w (io.Discard when
+// w is nil), for output shared by a receiver's handlers and the goroutine
+// driving an example.
+func SyncWriter(w io.Writer) io.Writer {
+	if w == nil {
+		w = io.Discard
+	}
+	return &syncWriter{w: w}
+}
 
 type syncWriter struct {
 	mu sync.Mutex

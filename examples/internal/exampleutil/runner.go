@@ -40,6 +40,33 @@ func ParseConfig(name string, data []byte, vars map[string]string, uri string) (
 	return cfg, nil
 }
 
+// StartConfigured listens on a free loopback port, parses an example's
+// triggers.yaml as ParseConfig does, with the variables vars returns for the
+// port's base URL (http://127.0.0.1:PORT, no trailing slash) and pointed at
+// the deployment uri, and starts a receiver on that port (see StartReceiver)
+// that checks signatures against the first trigger's webhook secrets.
+// opts.Listener and opts.Secrets are set by StartConfigured; the other
+// options are the caller's. On success the caller must Close the receiver,
+// whose URL is the base URL; on failure nothing is left listening.
+func StartConfigured(name string, data []byte, uri string, vars func(base string) map[string]string, opts ReceiverOptions) (*triggers.Config, *Receiver, error) {
+	ln, err := Listen("")
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := ParseConfig(name, data, vars(URLOf(ln)), uri)
+	if err != nil {
+		_ = ln.Close()
+		return nil, nil, err
+	}
+	opts.Listener, opts.Secrets = ln, cfg.Triggers[0].Webhook.Secrets
+	recv, err := StartReceiver(opts)
+	if err != nil {
+		_ = ln.Close()
+		return nil, nil, err
+	}
+	return cfg, recv, nil
+}
+
 // Runner is a triggers.Runner running in a background goroutine.
 type Runner struct {
 	*triggers.Runner
