@@ -66,18 +66,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		return m
 	}
-	m.deliveries = register(reg, m.deliveries)
-	m.attempts = register(reg, m.attempts)
-	m.duration = register(reg, m.duration)
-	m.inflight = register(reg, m.inflight)
-	m.deadLetters = register(reg, m.deadLetters)
+	m.deliveries = RegisterCollector(reg, m.deliveries)
+	m.attempts = RegisterCollector(reg, m.attempts)
+	m.duration = RegisterCollector(reg, m.duration)
+	m.inflight = RegisterCollector(reg, m.inflight)
+	m.deadLetters = RegisterCollector(reg, m.deadLetters)
 	return m
 }
 
-// register registers c with reg, returning the already registered collector
-// when there is one. A collector that cannot be registered for another
-// reason stays usable but unexported.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+// RegisterCollector registers c with reg and returns the collector to use:
+// the one already registered when reg holds an equal collector of the same
+// type (a second NewMetrics on the same registry), otherwise c. It never
+// panics; a collector that cannot be registered for another reason is
+// returned usable but unexported. reg must not be nil.
+func RegisterCollector[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {

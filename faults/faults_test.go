@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/hostinfo"
 )
 
 var (
@@ -114,194 +116,170 @@ func waitAll(t *testing.T, w *workload, ep *endpoint, r *runnerProc, timeout tim
 	}
 }
 
-// (a) The runner SIGKILLed at random points during writes, restarted.
-func scenarioRunnerKill(s *suite) []tally {
+// threeRun is a scenario on threeTriggers with devdb, the endpoint, the
+// runner and the workload started.
+type threeRun struct {
+	t     *testing.T
+	dbp   *devdbProc
+	ep    *endpoint
+	trigs []trig
+	r     *runnerProc
+	w     *workload
+}
+
+// startThree starts devdb, an endpoint answering with failRate and delay
+// (see endpoint.set), the runner on threeTriggers with the configuration
+// named cfg (and waits until it is ready) and a workload writing to the
+// triggers' collections.
+func startThree(s *suite, cfg string, failRate float64, delay time.Duration) *threeRun {
 	t := s.t
-	writes, kills, rate := pick(s, 1500, 10000), pick(s, 4, 20), pick(s, 1000, 500)
+	t.Helper()
 	dbp := startDevdb(t, s.bin)
 	ep := newEndpoint(t, s.seed)
+	ep.set(failRate, delay)
 	trigs, watch := threeTriggers()
-	r := newRunner(t, s.bin, writeConfig(t, "a", dbp.uri, ep, trigs))
+	r := newRunner(t, s.bin, writeConfig(t, cfg, dbp.uri, ep, trigs))
 	r.start(true)
 	w := newWorkload(t, dbp.uri, db, s.seed, 50, watch)
-	rng := rand.New(rand.NewPCG(s.seed, 2))
-	points := map[int]bool{}
-	for len(points) < kills {
-		points[writes/20+rng.IntN(writes-writes/20)] = true
-	}
-	ctx := scenarioCtx(t)
+	return &threeRun{t: t, dbp: dbp, ep: ep, trigs: trigs, r: r, w: w}
+}
+
+// writePaced makes n random writes (workload.writeOne) at rate per second,
+// calling before(i), when not nil, ahead of the i-th; any error fails the
+// test at once.
+func (x *threeRun) writePaced(n, rate int, before func(i int)) {
+	x.t.Helper()
+	ctx := scenarioCtx(x.t)
 	p := newPacer(rate)
-	for i := range writes {
-		if points[i] {
-			r.kill()
-			r.start(true)
+	for i := range n {
+		if before != nil {
+			before(i)
 		}
 		if err := p.wait(ctx); err != nil {
-			t.Fatal(err)
+			x.t.Fatal(err)
 		}
-		if err := w.writeOne(ctx); err != nil {
-			t.Fatal(err)
+		if err := x.w.writeOne(ctx); err != nil {
+			x.t.Fatal(err)
 		}
 	}
-	waitAll(t, w, ep, r, pick(s, time.Minute, 5*time.Minute))
-	r.stop()
-	ts := tallies(t, "a: runner SIGKILL", w, ep, trigs)
+}
+
+// waitAll waits up to timeout for every expected event (see waitAll).
+func (x *threeRun) waitAll(timeout time.Duration) {
+	x.t.Helper()
+	waitAll(x.t, x.w, x.ep, x.r, timeout)
+}
+
+// tallies verifies the three triggers (see tallies) and gives every tally
+// the scenario name and note.
+func (x *threeRun) tallies(scenario, note string) []tally {
+	x.t.Helper()
+	ts := tallies(x.t, scenario, x.w, x.ep, x.trigs)
 	for i := range ts {
-		ts[i].Note = fmt.Sprintf("%d kills", kills)
+		ts[i].Note = note
 	}
 	return ts
 }
 
-// (b) devdb SIGKILLed and restarted on its data directory mid-stream.
-func scenarioDevdbKill(s *suite) []tally {
-	t := s.t
-	writes, kills, rate := pick(s, 1000, 5000), pick(s, 2, 5), pick(s, 1000, 500)
-	dbp := startDevdb(t, s.bin)
-	ep := newEndpoint(t, s.seed)
-	trigs, watch := threeTriggers()
-	r := newRunner(t, s.bin, writeConfig(t, "b", dbp.uri, ep, trigs))
-	r.start(true)
-	w := newWorkload(t, dbp.uri, db, s.seed, 50, watch)
-	rng := rand.New(rand.NewPCG(s.seed, 3))
+// killPoints returns kills distinct write numbers in [from, from+span),
+// drawn from a generator seeded with seed and stream.
+func killPoints(seed, stream uint64, kills, from, span int) map[int]bool {
+	rng := rand.New(rand.NewPCG(seed, stream))
 	points := map[int]bool{}
 	for len(points) < kills {
-		points[writes/10+rng.IntN(writes-writes/5)] = true
+		points[from+rng.IntN(span)] = true
 	}
-	ctx := scenarioCtx(t)
-	p := newPacer(rate)
-	for i := range writes {
+	return points
+}
+
+// (a) The runner SIGKILLed at random points during writes, restarted.
+func scenarioRunnerKill(s *suite) []tally {
+	writes, kills, rate := pick(s, 1500, 10000), pick(s, 4, 20), pick(s, 1000, 500)
+	x := startThree(s, "a", 0, 0)
+	points := killPoints(s.seed, 2, kills, writes/20, writes-writes/20)
+	x.writePaced(writes, rate, func(i int) {
 		if points[i] {
-			dbp.kill()
-			dbp.start()
+			x.r.kill()
+			x.r.start(true)
 		}
-		if err := p.wait(ctx); err != nil {
-			t.Fatal(err)
+	})
+	x.waitAll(pick(s, time.Minute, 5*time.Minute))
+	x.r.stop()
+	return x.tallies("a: runner SIGKILL", fmt.Sprintf("%d kills", kills))
+}
+
+// (b) devdb SIGKILLed and restarted on its data directory mid-stream.
+func scenarioDevdbKill(s *suite) []tally {
+	writes, kills, rate := pick(s, 1000, 5000), pick(s, 2, 5), pick(s, 1000, 500)
+	x := startThree(s, "b", 0, 0)
+	points := killPoints(s.seed, 3, kills, writes/10, writes-writes/5)
+	x.writePaced(writes, rate, func(i int) {
+		if points[i] {
+			x.dbp.kill()
+			x.dbp.start()
 		}
-		if err := w.writeOne(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitAll(t, w, ep, r, pick(s, time.Minute, 5*time.Minute))
-	r.stop()
-	ts := tallies(t, "b: devdb SIGKILL", w, ep, trigs)
-	for i := range ts {
-		ts[i].Note = fmt.Sprintf("%d devdb kills", kills)
-	}
-	return ts
+	})
+	x.waitAll(pick(s, time.Minute, 5*time.Minute))
+	x.r.stop()
+	return x.tallies("b: devdb SIGKILL", fmt.Sprintf("%d devdb kills", kills))
 }
 
 // (c) The endpoint down (connection refused) for a third of the writes.
 func scenarioEndpointDown(s *suite) []tally {
 	t := s.t
 	writes, rate := pick(s, 600, 3000), pick(s, 400, 100)
-	dbp := startDevdb(t, s.bin)
-	ep := newEndpoint(t, s.seed)
-	trigs, watch := threeTriggers()
-	r := newRunner(t, s.bin, writeConfig(t, "c", dbp.uri, ep, trigs))
-	r.start(true)
-	w := newWorkload(t, dbp.uri, db, s.seed, 50, watch)
-	ctx := scenarioCtx(t)
-	p := newPacer(rate)
+	x := startThree(s, "c", 0, 0)
 	var downFor time.Duration
 	var downAt time.Time
-	for i := range writes {
+	x.writePaced(writes, rate, func(i int) {
 		switch i {
 		case writes / 3:
-			ep.down()
+			x.ep.down()
 			downAt = time.Now()
 		case 2 * writes / 3:
 			downFor = time.Since(downAt)
-			if err := ep.up(); err != nil {
+			if err := x.ep.up(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := p.wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.writeOne(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitAll(t, w, ep, r, pick(s, time.Minute, 5*time.Minute))
-	failed, err := r.failedAttempts()
+	})
+	x.waitAll(pick(s, time.Minute, 5*time.Minute))
+	failed, err := x.r.failedAttempts()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if failed == 0 {
 		t.Error("no delivery attempt failed: the endpoint was not down while events flowed")
 	}
-	r.stop()
-	ts := tallies(t, "c: endpoint down", w, ep, trigs)
-	for i := range ts {
-		ts[i].Note = fmt.Sprintf("down %.1f s; %d failed attempts (all triggers)", downFor.Seconds(), failed)
-	}
-	return ts
+	x.r.stop()
+	return x.tallies("c: endpoint down", fmt.Sprintf("down %.1f s; %d failed attempts (all triggers)", downFor.Seconds(), failed))
 }
 
 // (d) The endpoint failing 50% of requests with 500.
 func scenarioEndpoint500(s *suite) []tally {
-	t := s.t
 	writes, rate := pick(s, 600, 3000), pick(s, 500, 500)
-	dbp := startDevdb(t, s.bin)
-	ep := newEndpoint(t, s.seed)
-	ep.set(0.5, 0)
-	trigs, watch := threeTriggers()
-	r := newRunner(t, s.bin, writeConfig(t, "d", dbp.uri, ep, trigs))
-	r.start(true)
-	w := newWorkload(t, dbp.uri, db, s.seed, 50, watch)
-	ctx := scenarioCtx(t)
-	p := newPacer(rate)
-	for range writes {
-		if err := p.wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.writeOne(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitAll(t, w, ep, r, pick(s, 2*time.Minute, 10*time.Minute))
-	r.stop()
-	ep.rec.mu.Lock()
-	rejected := ep.rec.rejected
-	ep.rec.mu.Unlock()
-	ts := tallies(t, "d: 50% HTTP 500", w, ep, trigs)
-	for i := range ts {
-		ts[i].Note = fmt.Sprintf("%d requests answered 500 (all triggers)", rejected)
-	}
+	x := startThree(s, "d", 0.5, 0)
+	x.writePaced(writes, rate, nil)
+	x.waitAll(pick(s, 2*time.Minute, 10*time.Minute))
+	x.r.stop()
+	x.ep.rec.mu.Lock()
+	rejected := x.ep.rec.rejected
+	x.ep.rec.mu.Unlock()
+	ts := x.tallies("d: 50% HTTP 500", fmt.Sprintf("%d requests answered 500 (all triggers)", rejected))
 	if rejected == 0 {
-		t.Error("no request was answered 500: the fault was not injected")
+		s.t.Error("no request was answered 500: the fault was not injected")
 	}
 	return ts
 }
 
 // (e) A slow endpoint.
 func scenarioSlowEndpoint(s *suite) []tally {
-	t := s.t
 	writes, rate, delay := pick(s, 300, 1000), pick(s, 200, 50), pick(s, 20*time.Millisecond, 200*time.Millisecond)
-	dbp := startDevdb(t, s.bin)
-	ep := newEndpoint(t, s.seed)
-	ep.set(0, delay)
-	trigs, watch := threeTriggers()
-	r := newRunner(t, s.bin, writeConfig(t, "e", dbp.uri, ep, trigs))
-	r.start(true)
-	w := newWorkload(t, dbp.uri, db, s.seed, 50, watch)
-	ctx := scenarioCtx(t)
-	p := newPacer(rate)
-	for range writes {
-		if err := p.wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.writeOne(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitAll(t, w, ep, r, pick(s, 2*time.Minute, 10*time.Minute))
-	r.stop()
-	ts := tallies(t, "e: slow endpoint", w, ep, trigs)
-	for i := range ts {
-		ts[i].Note = fmt.Sprintf("%v per request", delay)
-	}
-	return ts
+	x := startThree(s, "e", 0, delay)
+	x.writePaced(writes, rate, nil)
+	x.waitAll(pick(s, 2*time.Minute, 10*time.Minute))
+	x.r.stop()
+	return x.tallies("e: slow endpoint", fmt.Sprintf("%v per request", delay))
 }
 
 // (f) The runner down longer than the oplog retention.
@@ -568,15 +546,6 @@ func updateReliability(path string, ts []tally, size string, seed uint64, total 
 
 // machineDescription names the CPU, core count and Go version.
 func machineDescription() string {
-	model := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
 	mem := ""
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -585,5 +554,5 @@ func machineDescription() string {
 			}
 		}
 	}
-	return fmt.Sprintf("%d CPUs (%s)%s, %s %s/%s", runtime.NumCPU(), model, mem, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("%d CPUs (%s)%s, %s %s/%s", runtime.NumCPU(), hostinfo.CPUModel(), mem, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -7,16 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/changehook/changehook/internal/childproc"
 )
 
 // procTimeout bounds how long a child process may take to come up or stop.
@@ -36,86 +35,39 @@ func buildChangehook(t *testing.T) string {
 // freeAddr returns a loopback address whose port was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := childproc.FreeAddr()
 	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("find a free port: %v", err)
+		t.Fatal(err)
 	}
 	return addr
 }
 
-// tailBuffer keeps the last max bytes written to it (a child's output).
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
-}
-
 // child is one run of a child process.
-type child struct {
-	cmd    *exec.Cmd
-	out    *tailBuffer
-	exited chan struct{}
-	err    error // Wait's result, valid once exited is closed
-}
+type child struct{ *childproc.Proc }
 
-func startChild(bin string, out *tailBuffer, stdout io.Writer, args ...string) (*child, error) {
-	c := &child{cmd: exec.Command(bin, args...), out: out, exited: make(chan struct{})}
-	c.cmd.Stderr = out
-	c.cmd.Stdout = stdout
+func startChild(bin string, out *childproc.TailBuffer, stdout io.Writer, args ...string) (*child, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = out
+	cmd.Stdout = stdout
 	if stdout == nil {
-		c.cmd.Stdout = out
+		cmd.Stdout = out
 	}
-	if err := c.cmd.Start(); err != nil {
+	p, err := childproc.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start %s %s: %w", filepath.Base(bin), args[0], err)
 	}
-	go func() {
-		c.err = c.cmd.Wait()
-		close(c.exited)
-	}()
-	return c, nil
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (c *child) kill() {
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.exited
+	return &child{p}, nil
 }
 
 // stop sends SIGTERM and waits for a clean exit; after procTimeout it kills.
 func (c *child) stop() error {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(procTimeout)
-	defer t.Stop()
-	select {
-	case <-c.exited:
-		if c.err != nil {
-			return fmt.Errorf("stop: exit status: %w", c.err)
-		}
-		return nil
-	case <-t.C:
-		c.kill()
+	if !c.Stop(procTimeout) {
 		return fmt.Errorf("stop: no exit within %v after SIGTERM", procTimeout)
 	}
+	if err := c.Err(); err != nil {
+		return fmt.Errorf("stop: exit status: %w", err)
+	}
+	return nil
 }
 
 // devdbProc is devdb run as `changehook devdb` on a fixed address and data
@@ -126,7 +78,7 @@ type devdbProc struct {
 	addr  string
 	data  string
 	extra []string
-	out   *tailBuffer
+	out   *childproc.TailBuffer
 	cur   *child
 	uri   string
 }
@@ -136,11 +88,11 @@ type devdbProc struct {
 func startDevdb(t *testing.T, bin string, extra ...string) *devdbProc {
 	t.Helper()
 	d := &devdbProc{t: t, bin: bin, addr: freeAddr(t), data: filepath.Join(t.TempDir(), "devdb"),
-		extra: extra, out: &tailBuffer{max: 32 << 10}}
+		extra: extra, out: &childproc.TailBuffer{Max: 32 << 10}}
 	d.start()
 	t.Cleanup(func() {
 		if d.cur != nil {
-			d.cur.kill()
+			d.cur.Kill()
 		}
 	})
 	return d
@@ -165,7 +117,7 @@ func (d *devdbProc) start() {
 		_, _ = io.Copy(d.out, pr)
 	}()
 	go func() {
-		<-c.exited
+		<-c.Exited()
 		_ = pw.Close()
 	}()
 	timer := time.NewTimer(procTimeout)
@@ -173,12 +125,12 @@ func (d *devdbProc) start() {
 	select {
 	case line, ok := <-first:
 		if !ok || !strings.HasPrefix(line, "mongodb://") {
-			c.kill()
+			c.Kill()
 			d.t.Fatalf("devdb did not print its URI (got %q):\n%s", line, d.out)
 		}
 		d.uri = line
 	case <-timer.C:
-		c.kill()
+		c.Kill()
 		d.t.Fatalf("devdb not up within %v:\n%s", procTimeout, d.out)
 	}
 	d.cur = c
@@ -186,7 +138,7 @@ func (d *devdbProc) start() {
 
 // kill SIGKILLs devdb.
 func (d *devdbProc) kill() {
-	d.cur.kill()
+	d.cur.Kill()
 	d.cur = nil
 }
 
@@ -197,17 +149,17 @@ type runnerProc struct {
 	cfg   string
 	admin string
 	extra []string
-	out   *tailBuffer
+	out   *childproc.TailBuffer
 	cur   *child
 	http  *http.Client
 }
 
 func newRunner(t *testing.T, bin, cfg string, extra ...string) *runnerProc {
 	r := &runnerProc{t: t, bin: bin, cfg: cfg, admin: freeAddr(t), extra: extra,
-		out: &tailBuffer{max: 64 << 10}, http: &http.Client{Timeout: 5 * time.Second}}
+		out: &childproc.TailBuffer{Max: 64 << 10}, http: &http.Client{Timeout: 5 * time.Second}}
 	t.Cleanup(func() {
 		if r.cur != nil {
-			r.cur.kill()
+			r.cur.Kill()
 		}
 	})
 	return r
@@ -230,7 +182,7 @@ func (r *runnerProc) start(ready bool) {
 
 // kill SIGKILLs the runner.
 func (r *runnerProc) kill() {
-	r.cur.kill()
+	r.cur.Kill()
 	r.cur = nil
 }
 
@@ -317,11 +269,11 @@ func (r *runnerProc) waitFor(what string, cond func() bool) {
 	for !cond() {
 		var exited <-chan struct{}
 		if r.cur != nil {
-			exited = r.cur.exited
+			exited = r.cur.Exited()
 		}
 		select {
 		case <-exited:
-			r.t.Fatalf("runner exited (%v) while waiting for %s:\n%s", r.cur.err, what, r.out)
+			r.t.Fatalf("runner exited (%v) while waiting for %s:\n%s", r.cur.Err(), what, r.out)
 		case <-ctx.Done():
 			r.t.Fatalf("runner: not %s within %v:\n%s", what, procTimeout, r.out)
 		case <-tick.C:

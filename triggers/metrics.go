@@ -1,8 +1,7 @@
 package triggers
 
 import (
-	"errors"
-
+	"github.com/changehook/changehook/dispatcher"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -34,24 +33,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"trigger"}),
 	}
 	if reg != nil {
-		m.eventsReceived = register(reg, m.eventsReceived)
-		m.checkpointLag = register(reg, m.checkpointLag)
-		m.up = register(reg, m.up)
+		m.eventsReceived = dispatcher.RegisterCollector(reg, m.eventsReceived)
+		m.checkpointLag = dispatcher.RegisterCollector(reg, m.checkpointLag)
+		m.up = dispatcher.RegisterCollector(reg, m.up)
 	}
 	return m
-}
-
-// register registers c, or returns the equal collector already registered.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *Metrics) eventReceived(trigger string) {

@@ -18,6 +18,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/changehook/changehook/internal/childproc"
 )
 
 // rate is events per second over the span from the first to the last
@@ -208,7 +210,7 @@ func baselineNode(ctx context.Context, script, uri, db, coll string, op bson.Tim
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", script, uri, db, coll, rec.url(), strconv.FormatUint(uint64(op.T), 10))
 	cmd.Dir = filepath.Dir(script)
-	stderr := &tailBuffer{max: 16 << 10}
+	stderr := &childproc.TailBuffer{Max: 16 << 10}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

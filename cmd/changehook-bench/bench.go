@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/childproc"
 )
 
 const (
@@ -248,7 +249,7 @@ func (b *bench) startRunnerFor(spec triggerSpec) (*runnerProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freeAddr()
+	admin, err := childproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -387,8 +388,8 @@ sample:
 			break sample
 		case <-rec.done:
 			break sample
-		case <-p.exited:
-			return nil, fmt.Errorf("backpressure: runner exited (%v):\n%s", p.err, p.stderr)
+		case <-p.Exited():
+			return nil, fmt.Errorf("backpressure: runner exited (%v):\n%s", p.Err(), p.stderr)
 		case err := <-failed:
 			_, _, _ = p.stop(stopGrace)
 			return nil, fmt.Errorf("backpressure: after %d of %d events: %w", rec.distinct.Load(), b.cfg.bpEvents, err)

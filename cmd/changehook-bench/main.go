@@ -43,6 +43,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/changehook/changehook/internal/hostinfo"
 )
 
 func main() {
@@ -172,14 +174,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // machine describes where the benchmark ran.
 func machine() string {
-	model := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%d CPUs (%s), %s, %s/%s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("%d CPUs (%s), %s, %s/%s", runtime.NumCPU(), hostinfo.CPUModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

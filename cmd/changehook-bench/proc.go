@@ -8,16 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/changehook/changehook/internal/childproc"
 )
 
 // clockTicks is USER_HZ, the unit of utime/stime in /proc/PID/stat. It is
@@ -128,65 +128,25 @@ func buildChangehook(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	return addr, nil
-}
-
-// tailBuffer keeps the last max bytes written to it (a child's stderr).
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
-}
-
 // runnerProc is a `changehook run` child process.
 type runnerProc struct {
-	cmd    *exec.Cmd
+	*childproc.Proc
 	admin  string
-	stderr *tailBuffer
-	exited chan struct{}
-	err    error // Wait's result, valid once exited is closed
+	stderr *childproc.TailBuffer
 }
 
 // startRunner starts `changehook run -c cfg` with its admin server on
 // adminAddr.
 func startRunner(bin, cfg, adminAddr string) (*runnerProc, error) {
-	p := &runnerProc{admin: adminAddr, stderr: &tailBuffer{max: 64 << 10}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "run", "-c", cfg, "--admin-addr", adminAddr, "--log-level", "warn")
-	p.cmd.Stdout = p.stderr
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
+	p := &runnerProc{admin: adminAddr, stderr: &childproc.TailBuffer{Max: 64 << 10}}
+	cmd := exec.Command(bin, "run", "-c", cfg, "--admin-addr", adminAddr, "--log-level", "warn")
+	cmd.Stdout = p.stderr
+	cmd.Stderr = p.stderr
+	proc, err := childproc.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start runner: %w", err)
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
+	p.Proc = proc
 	return p, nil
 }
 
@@ -209,8 +169,8 @@ func (p *runnerProc) waitReady(ctx context.Context, timeout time.Duration) error
 			}
 		}
 		select {
-		case <-p.exited:
-			return fmt.Errorf("wait for runner: it exited (%v):\n%s", p.err, p.stderr)
+		case <-p.Exited():
+			return fmt.Errorf("wait for runner: it exited (%v):\n%s", p.Err(), p.stderr)
 		case <-ctx.Done():
 			return fmt.Errorf("wait for runner: not ready within %v:\n%s", timeout, p.stderr)
 		case <-tick.C:
@@ -220,7 +180,7 @@ func (p *runnerProc) waitReady(ctx context.Context, timeout time.Duration) error
 
 // sample reads the runner's resource use now.
 func (p *runnerProc) sample(c *clock) (procSample, error) {
-	s, err := readProc(p.cmd.Process.Pid)
+	s, err := readProc(p.Cmd.Process.Pid)
 	s.Taken = c.now()
 	return s, err
 }
@@ -228,17 +188,10 @@ func (p *runnerProc) sample(c *clock) (procSample, error) {
 // stop sends SIGTERM, waits up to grace for a clean exit, then SIGKILLs.
 // It returns the child's final rusage-based CPU time and peak RSS.
 func (p *runnerProc) stop(grace time.Duration) (cpu time.Duration, maxRSS int64, err error) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-p.exited:
-	case <-t.C:
-		_ = p.cmd.Process.Kill()
-		<-p.exited
+	if !p.Stop(grace) {
 		err = fmt.Errorf("stop runner: no clean exit within %v:\n%s", grace, p.stderr)
 	}
-	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+	if ru, ok := p.Cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		maxRSS = ru.Maxrss << 10 // kilobytes on Linux
 	}
@@ -312,7 +265,7 @@ func (p *runnerProc) waitDelivered(ctx context.Context, rec *receiver, timeout t
 		return err
 	case err := <-failed:
 		return fmt.Errorf("wait for deliveries: %w", err)
-	case <-p.exited:
-		return fmt.Errorf("wait for deliveries: the runner exited (%v)", p.err)
+	case <-p.Exited():
+		return fmt.Errorf("wait for deliveries: the runner exited (%v)", p.Err())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/cli"
+	"github.com/changehook/changehook/internal/childproc"
 )
 
 // inProcessRunner runs `changehook run` inside the benchmark process (for
@@ -17,12 +18,12 @@ import (
 type inProcessRunner struct {
 	cancel context.CancelFunc
 	done   chan int
-	out    *tailBuffer
+	out    *childproc.TailBuffer
 }
 
 func startInProcessRunner(cfgPath, adminAddr string) *inProcessRunner {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &inProcessRunner{cancel: cancel, done: make(chan int, 1), out: &tailBuffer{max: 64 << 10}}
+	r := &inProcessRunner{cancel: cancel, done: make(chan int, 1), out: &childproc.TailBuffer{Max: 64 << 10}}
 	go func() {
 		r.done <- cli.Run(ctx, []string{"run", "-c", cfgPath, "--admin-addr", adminAddr, "--log-level", "warn"},
 			cli.Env{Stdout: r.out, Stderr: r.out, Version: "bench"})
@@ -74,7 +75,7 @@ func (b *bench) profileDrains(ctx context.Context, path string) error {
 			rec.close()
 			return err
 		}
-		admin, err := freeAddr()
+		admin, err := childproc.FreeAddr()
 		if err != nil {
 			rec.close()
 			return err

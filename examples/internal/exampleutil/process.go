@@ -6,23 +6,15 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/changehook/changehook/internal/childproc"
 )
 
-// FreeAddr returns a loopback host:port that was free a moment ago, for a
-// child process that must be told its listen address in advance. Another
-// process could take the port in between; the child then fails to start
-// and says so.
-func FreeAddr() (string, error) {
-	ln, err := Listen("")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	return addr, nil
-}
+// FreeAddr is childproc.FreeAddr: a loopback host:port that was free a
+// moment ago, for a child process that must be told its listen address in
+// advance. Another process could take the port in between; the child then
+// fails to start and says so.
+func FreeAddr() (string, error) { return childproc.FreeAddr() }
 
 // WaitReadyz polls a changehook admin server's /readyz at base (such as
 // http://127.0.0.1:9470) until it answers 200 OK — every enabled trigger's
