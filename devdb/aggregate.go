@@ -71,10 +71,8 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	if err != nil {
 		return nil, err
 	}
-	if c, ok, err := docArg(req, "collation"); err != nil {
+	if err := checkSimpleCollation(req); err != nil {
 		return nil, err
-	} else if ok && !simpleCollation(c) {
-		return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
 	}
 	for i, st := range stages {
 		if len(st) == 1 {

@@ -1,8 +1,10 @@
 package devdb_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -22,7 +24,9 @@ func TestBatchesLargerThanOneReply(t *testing.T) {
 	}
 	t.Parallel()
 	_, client := csStart(t, devdb.Options{})
-	ctx := csCtx(t)
+	// More time than csCtx gives: 60,000 events take seconds under -race.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
 	db := client.Database("batchlimit")
 	var ping bson.D
 	if err := db.RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Decode(&ping); err != nil {

@@ -86,14 +86,10 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 			}
 		}
 	}
-	err = s.store.Update(func(tx *storage.Tx) error {
+	return s.execWrite(req, "create", coll, nil, func(tx *storage.Tx) (bson.D, error) {
 		_, err := tx.CreateCollection(req.DB, coll, opts)
-		return err
+		return bson.D{}, err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("create %s.%s: %w", req.DB, coll, dataErr(err))
-	}
-	return bson.D{}, s.finishWrite(req)
 }
 
 // cmdDrop answers drop: {nIndexesWas, ns}. A missing collection is
@@ -104,23 +100,20 @@ func (s *Server) cmdDrop(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	var nIndexes int
-	err = s.store.Update(func(tx *storage.Tx) error {
+	return s.execWrite(req, "drop", coll, nil, func(tx *storage.Tx) (bson.D, error) {
 		c, err := tx.Collection(req.DB, coll)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if c == nil {
-			return NewCommandError(codeNamespaceNotFound, "ns not found")
+			return nil, NewCommandError(codeNamespaceNotFound, "ns not found")
 		}
-		nIndexes = len(c.Indexes)
-		_, err = tx.DropCollection(req.DB, coll)
-		return err
+		nIndexes := len(c.Indexes)
+		if _, err := tx.DropCollection(req.DB, coll); err != nil {
+			return nil, err
+		}
+		return bson.D{{Key: "nIndexesWas", Value: int32(nIndexes)}, {Key: "ns", Value: req.DB + "." + coll}}, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("drop %s.%s: %w", req.DB, coll, dataErr(err))
-	}
-	return bson.D{{Key: "nIndexesWas", Value: int32(nIndexes)}, {Key: "ns", Value: req.DB + "." + coll}}, s.finishWrite(req)
 }
 
 // cmdDropDatabase answers dropDatabase: {dropped: db} when the database
@@ -418,12 +411,8 @@ func (s *Server) cmdCollMod(_ context.Context, req *Request) (bson.D, error) {
 			return nil, NewCommandError(CodeLocation40415, "BSON field 'collMod.%s' is an unknown field.", e.Key)
 		}
 	}
-	err = s.store.Update(func(tx *storage.Tx) error {
+	return s.execWrite(req, "collMod", coll, nil, func(tx *storage.Tx) (bson.D, error) {
 		_, err := tx.ModifyCollection(req.DB, coll, opts)
-		return err
+		return bson.D{}, err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("collMod %s.%s: %w", req.DB, coll, dataErr(err))
-	}
-	return bson.D{}, s.finishWrite(req)
 }

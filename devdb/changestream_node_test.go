@@ -2,7 +2,6 @@ package devdb
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -78,27 +77,13 @@ func csWriteScript(t *testing.T, name, body string) string {
 }
 
 func TestChangeStreamNodeDriver(t *testing.T) {
-	mods := nodeModules(t)
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed")
-	}
-	if _, err := os.Stat(filepath.Join(mods, "mongodb")); err != nil {
-		t.Skipf("the mongodb package is not installed in %s", mods)
-	}
+	mods, node := nodeDriver(t)
 	s := startTestServer(t, Options{}, testHooks{})
 	runClient(t, []string{"NODE_PATH=" + mods}, node, csWriteScript(t, "watch.js", csNodeScript), s.URI())
 }
 
 func TestChangeStreamMongosh(t *testing.T) {
-	mods := nodeModules(t)
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
-	shell := filepath.Join(mods, ".bin", "mongosh")
-	if _, err := os.Stat(shell); err != nil {
-		t.Skipf("mongosh is not installed in %s", mods)
-	}
+	shell := mongoshPath(t)
 	s := startTestServer(t, Options{}, testHooks{})
 	runClient(t, []string{"HOME=" + t.TempDir(), "MONGOSH_NO_TELEMETRY=1"}, shell, s.URI(), "--quiet", "--norc",
 		"--file", csWriteScript(t, "watch.js", csMongoshScript))

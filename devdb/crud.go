@@ -193,6 +193,98 @@ func (s *Server) finishWrite(req *Request) error {
 	return nil
 }
 
+// writeBatch is the common part of a batched write command (insert,
+// update, delete).
+type writeBatch struct {
+	coll    string
+	stmts   []bson.D        // the statements of the array field
+	ordered bool            // stop at the first failing statement
+	rw      *retryableWrite // nil for an ordinary (non-retryable) write
+}
+
+// parseWriteBatch reads a batched write command: the collection, the
+// statements array field key (see docsArg), ordered (default true) and the
+// retryable-write identity, in that order, returning the first error.
+func (s *Server) parseWriteBatch(req *Request, key string) (writeBatch, error) {
+	coll, err := collectionArg(req)
+	if err != nil {
+		return writeBatch{}, err
+	}
+	stmts, err := docsArg(req, key)
+	if err != nil {
+		return writeBatch{}, err
+	}
+	ordered, err := boolArg(req, "ordered", true)
+	if err != nil {
+		return writeBatch{}, err
+	}
+	rw, err := s.retryableWriteOf(req, coll, len(stmts), ordered)
+	if err != nil {
+		return writeBatch{}, err
+	}
+	return writeBatch{coll: coll, stmts: stmts, ordered: ordered, rw: rw}, nil
+}
+
+// execWrite runs a write command on db.coll in one storage update
+// transaction and returns its reply. When rw (nil for an ordinary write)
+// was already executed, the recorded reply is replayed and exec is not
+// called; otherwise exec's reply is recorded for rw in the same
+// transaction. A failure is returned as "<op> <db>.<coll>: <err>", storage
+// errors converted by dataErr; after success the command's writeConcern is
+// honoured (finishWrite).
+func (s *Server) execWrite(req *Request, op, coll string, rw *retryableWrite, exec func(tx *storage.Tx) (bson.D, error)) (bson.D, error) {
+	var reply bson.D
+	err := s.store.Update(func(tx *storage.Tx) error {
+		r, done, err := s.replayWrite(tx, rw)
+		if err != nil || done {
+			reply = r
+			return err
+		}
+		if reply, err = exec(tx); err != nil {
+			return err
+		}
+		return s.recordWrite(tx, rw, reply)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s %s.%s: %w", op, req.DB, coll, dataErr(err))
+	}
+	if err := s.finishWrite(req); err != nil {
+		return nil, err
+	}
+	return reply, nil
+}
+
+// eachStatement runs stmt(i) for the statements 0..n-1 of a write batch and
+// returns the writeErrors entries (writeErrorDoc) of those failing with a
+// statement-level error (isWriteError). Any other error aborts the batch and
+// is returned. An ordered batch stops at its first failing statement.
+func eachStatement(n int, ordered bool, stmt func(i int) error) (bson.A, error) {
+	var writeErrs bson.A
+	for i := range n {
+		err := stmt(i)
+		if err == nil {
+			continue
+		}
+		if !isWriteError(err) {
+			return nil, err
+		}
+		writeErrs = append(writeErrs, writeErrorDoc(i, err))
+		if ordered {
+			break
+		}
+	}
+	return writeErrs, nil
+}
+
+// withWriteErrors appends writeErrors to a write command's reply when there
+// are any.
+func withWriteErrors(reply bson.D, writeErrs bson.A) bson.D {
+	if len(writeErrs) > 0 {
+		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrs})
+	}
+	return reply
+}
+
 // checkStorable rejects documents MongoDB refuses to store: _id values of
 // type array, regex or undefined. Dollar-prefixed field names are accepted,
 // top-level and nested, as MongoDB 5.0+ accepts them in inserts and upserts
@@ -236,63 +328,32 @@ func withID(doc bson.D) bson.D {
 // first failing document; unordered ones report every failure. Documents
 // that succeed are committed either way.
 func (s *Server) cmdInsert(_ context.Context, req *Request) (bson.D, error) {
-	coll, err := collectionArg(req)
+	b, err := s.parseWriteBatch(req, "documents")
 	if err != nil {
 		return nil, err
 	}
-	docs, err := docsArg(req, "documents")
-	if err != nil {
-		return nil, err
-	}
-	ordered, err := boolArg(req, "ordered", true)
-	if err != nil {
-		return nil, err
-	}
-	rw, err := s.retryableWriteOf(req, coll, len(docs), ordered)
-	if err != nil {
-		return nil, err
-	}
-	var reply bson.D
-	err = s.store.Update(func(tx *storage.Tx) error {
-		if r, done, err := s.replayWrite(tx, rw); err != nil || done {
-			reply = r
-			return err
-		}
-		var writeErrs bson.A
+	return s.execWrite(req, "insert into", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
 		n := 0
-		c, err := tx.EnsureCollection(req.DB, coll)
+		c, err := tx.EnsureCollection(req.DB, b.coll)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for i, d := range docs {
+		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
+			d := b.stmts[i]
 			if err := checkStorable(d); err != nil {
-				writeErrs = append(writeErrs, writeErrorDoc(i, err))
-			} else if _, err := tx.Insert(c, withID(d)); err != nil {
-				if !isWriteError(err) {
-					return err
-				}
-				writeErrs = append(writeErrs, writeErrorDoc(i, err))
-			} else {
-				n++
-				continue
+				return err
 			}
-			if ordered {
-				break
+			if _, err := tx.Insert(c, withID(d)); err != nil {
+				return err
 			}
+			n++
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		reply = bson.D{{Key: "n", Value: int32(n)}}
-		if len(writeErrs) > 0 {
-			reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrs})
-		}
-		return s.recordWrite(tx, rw, reply)
+		return withWriteErrors(bson.D{{Key: "n", Value: int32(n)}}, writeErrs), nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("insert into %s.%s: %w", req.DB, coll, dataErr(err))
-	}
-	if err := s.finishWrite(req); err != nil {
-		return nil, err
-	}
-	return reply, nil
 }
 
 // fieldOf returns the value of the first field key of d.

@@ -208,10 +208,8 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 			return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support tailable cursors")
 		}
 	}
-	if c, ok, err := docArg(req, "collation"); err != nil {
+	if err := checkSimpleCollation(req); err != nil {
 		return nil, err
-	} else if ok && !simpleCollation(c) {
-		return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
 	}
 	opts := CursorOptions{SingleBatch: singleBatch}
 	if v, ok := fieldOf(req.Body, "batchSize"); ok && v != nil {

@@ -84,14 +84,7 @@ func (p *queryPlan) each(tx *storage.Tx, c *storage.Collection, fn func(rid stor
 	}
 	var scratch bson.D
 	return tx.Scan(c, 0, func(rid storage.RecordID, raw bson.Raw) (bool, error) {
-		if !p.mayMatch(raw, &scratch) {
-			return true, nil
-		}
-		doc, err := decodeDoc(raw)
-		if err != nil {
-			return false, err
-		}
-		m, err := p.filter.MatchErr(doc)
+		doc, m, err := p.matchRaw(raw, &scratch)
 		if err != nil {
 			return false, err
 		}
@@ -100,6 +93,24 @@ func (p *queryPlan) each(tx *storage.Tx, c *storage.Collection, fn func(rid stor
 		}
 		return fn(rid, doc)
 	})
+}
+
+// matchRaw reports whether the stored document raw matches p and returns it
+// decoded when it does. A document that mayMatch refutes (using scratch, its
+// reusable probe buffer) is not decoded.
+func (p *queryPlan) matchRaw(raw bson.Raw, scratch *bson.D) (bson.D, bool, error) {
+	if !p.mayMatch(raw, scratch) {
+		return nil, false, nil
+	}
+	doc, err := decodeDoc(raw)
+	if err != nil {
+		return nil, false, err
+	}
+	m, err := p.filter.MatchErr(doc)
+	if err != nil || !m {
+		return nil, false, err
+	}
+	return doc, true, nil
 }
 
 // matches returns the record ids and documents of c matching p inside tx,
@@ -143,14 +154,7 @@ func (s *Server) stream(db, coll string, p *queryPlan) iter.Seq2[bson.D, error] 
 				err = tx.Scan(c, after, func(rid storage.RecordID, raw bson.Raw) (bool, error) {
 					after = rid
 					scanned++
-					if !p.mayMatch(raw, &scratch) {
-						return scanned < scanChunk, nil
-					}
-					doc, err := decodeDoc(raw)
-					if err != nil {
-						return false, err
-					}
-					m, err := p.filter.MatchErr(doc)
+					doc, m, err := p.matchRaw(raw, &scratch)
 					if err != nil {
 						return false, err
 					}
@@ -182,24 +186,12 @@ func (s *Server) stream(db, coll string, p *queryPlan) iter.Seq2[bson.D, error] 
 
 // cmdDelete answers delete: {n, writeErrors?}.
 func (s *Server) cmdDelete(_ context.Context, req *Request) (bson.D, error) {
-	coll, err := collectionArg(req)
+	b, err := s.parseWriteBatch(req, "deletes")
 	if err != nil {
 		return nil, err
 	}
-	stmts, err := docsArg(req, "deletes")
-	if err != nil {
-		return nil, err
-	}
-	ordered, err := boolArg(req, "ordered", true)
-	if err != nil {
-		return nil, err
-	}
-	rw, err := s.retryableWriteOf(req, coll, len(stmts), ordered)
-	if err != nil {
-		return nil, err
-	}
-	if rw != nil {
-		for _, st := range stmts {
+	if b.rw != nil {
+		for _, st := range b.stmts {
 			if lv, ok := fieldOf(st, "limit"); ok {
 				if l, err := intValue("delete.deletes.limit", lv); err == nil && l == 0 {
 					return nil, NewCommandError(CodeInvalidOptions, "Cannot use (or request) retryable writes with limit=0")
@@ -207,57 +199,30 @@ func (s *Server) cmdDelete(_ context.Context, req *Request) (bson.D, error) {
 			}
 		}
 	}
-	var reply bson.D
-	err = s.store.Update(func(tx *storage.Tx) error {
-		if r, done, err := s.replayWrite(tx, rw); err != nil || done {
-			reply = r
-			return err
-		}
-		var writeErrs bson.A
+	return s.execWrite(req, "delete from", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
 		n := 0
-		c, err := tx.Collection(req.DB, coll)
+		c, err := tx.Collection(req.DB, b.coll)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for i, st := range stmts {
-			deleted, err := deleteOne(tx, c, st)
+		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
+			deleted, err := deleteOne(tx, c, b.stmts[i])
 			n += deleted
-			if err == nil {
-				continue
-			}
-			if !isWriteError(err) {
-				return err
-			}
-			writeErrs = append(writeErrs, writeErrorDoc(i, err))
-			if ordered {
-				break
-			}
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
-		reply = bson.D{{Key: "n", Value: int32(n)}}
-		if len(writeErrs) > 0 {
-			reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrs})
-		}
-		return s.recordWrite(tx, rw, reply)
+		return withWriteErrors(bson.D{{Key: "n", Value: int32(n)}}, writeErrs), nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("delete from %s.%s: %w", req.DB, coll, dataErr(err))
-	}
-	if err := s.finishWrite(req); err != nil {
-		return nil, err
-	}
-	return reply, nil
 }
 
 // deleteOne runs one delete statement {q, limit} against c (nil when the
 // collection does not exist) and returns the number of deleted documents.
 func deleteOne(tx *storage.Tx, c *storage.Collection, st bson.D) (int, error) {
-	q, ok := fieldOf(st, "q")
-	if !ok {
-		return 0, NewCommandError(CodeLocation40414, "BSON field 'delete.deletes.q' is missing but a required field")
-	}
-	filter, ok := q.(bson.D)
-	if !ok {
-		return 0, NewCommandError(CodeTypeMismatch, "BSON field 'delete.deletes.q' is the wrong type '%s', expected type 'object'", mql.TypeName(q))
+	filter, err := stmtFilter(st, "delete.deletes")
+	if err != nil {
+		return 0, err
 	}
 	lv, ok := fieldOf(st, "limit")
 	if !ok {
@@ -270,10 +235,8 @@ func deleteOne(tx *storage.Tx, c *storage.Collection, st bson.D) (int, error) {
 	if limit != 0 && limit != 1 {
 		return 0, NewCommandError(CodeFailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
 	}
-	if cv, ok := fieldOf(st, "collation"); ok {
-		if cd, _ := cv.(bson.D); !simpleCollation(cd) {
-			return 0, NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
-		}
+	if err := checkStmtCollation(st); err != nil {
+		return 0, err
 	}
 	plan, err := compileQuery(filter)
 	if err != nil {
@@ -363,6 +326,32 @@ func checkSimpleCollation(req *Request) error {
 	}
 	if ok && !simpleCollation(c) {
 		return NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
+	}
+	return nil
+}
+
+// stmtFilter returns the required filter document q of a delete or update
+// statement st; field names the statements array in errors
+// ("delete.deletes", "update.updates").
+func stmtFilter(st bson.D, field string) (bson.D, error) {
+	q, ok := fieldOf(st, "q")
+	if !ok {
+		return nil, NewCommandError(CodeLocation40414, "BSON field '%s.q' is missing but a required field", field)
+	}
+	filter, ok := q.(bson.D)
+	if !ok {
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.q' is the wrong type '%s', expected type 'object'", field, mql.TypeName(q))
+	}
+	return filter, nil
+}
+
+// checkStmtCollation is checkSimpleCollation for the collation field of one
+// delete or update statement st (a non-document value counts as simple).
+func checkStmtCollation(st bson.D) error {
+	if cv, ok := fieldOf(st, "collation"); ok {
+		if cd, _ := cv.(bson.D); !simpleCollation(cd) {
+			return NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
+		}
 	}
 	return nil
 }

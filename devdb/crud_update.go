@@ -2,7 +2,6 @@ package devdb
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -158,24 +157,12 @@ type updateResult struct {
 
 // cmdUpdate answers update: {n, nModified, upserted?, writeErrors?}.
 func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
-	coll, err := collectionArg(req)
+	b, err := s.parseWriteBatch(req, "updates")
 	if err != nil {
 		return nil, err
 	}
-	stmts, err := docsArg(req, "updates")
-	if err != nil {
-		return nil, err
-	}
-	ordered, err := boolArg(req, "ordered", true)
-	if err != nil {
-		return nil, err
-	}
-	rw, err := s.retryableWriteOf(req, coll, len(stmts), ordered)
-	if err != nil {
-		return nil, err
-	}
-	if rw != nil {
-		for _, st := range stmts {
+	if b.rw != nil {
+		for _, st := range b.stmts {
 			if v, ok := fieldOf(st, "multi"); ok {
 				if multi, err := boolValue("update.updates.multi", v); err == nil && multi {
 					return nil, NewCommandError(CodeInvalidOptions, "Cannot use (or request) retryable writes with multi=true")
@@ -183,62 +170,34 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 			}
 		}
 	}
-	var reply bson.D
-	err = s.store.Update(func(tx *storage.Tx) error {
-		if r, done, err := s.replayWrite(tx, rw); err != nil || done {
-			reply = r
-			return err
-		}
+	return s.execWrite(req, "update", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
 		var res updateResult
-		var writeErrs bson.A
 		now := time.Now()
-		for i, st := range stmts {
-			err := s.updateStatement(tx, req.DB, coll, i, st, now, &res)
-			if err == nil {
-				continue
-			}
-			if !isWriteError(err) {
-				return err
-			}
-			writeErrs = append(writeErrs, writeErrorDoc(i, err))
-			if ordered {
-				break
-			}
+		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
+			return s.updateStatement(tx, req.DB, b.coll, i, b.stmts[i], now, &res)
+		})
+		if err != nil {
+			return nil, err
 		}
-		reply = bson.D{{Key: "n", Value: int32(res.n)}, {Key: "nModified", Value: int32(res.modified)}}
+		reply := bson.D{{Key: "n", Value: int32(res.n)}, {Key: "nModified", Value: int32(res.modified)}}
 		if len(res.upserted) > 0 {
 			reply = append(reply, bson.E{Key: "upserted", Value: res.upserted})
 		}
-		if len(writeErrs) > 0 {
-			reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrs})
-		}
-		return s.recordWrite(tx, rw, reply)
+		return withWriteErrors(reply, writeErrs), nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("update %s.%s: %w", req.DB, coll, dataErr(err))
-	}
-	if err := s.finishWrite(req); err != nil {
-		return nil, err
-	}
-	return reply, nil
 }
 
 // updateStatement runs one {q, u, upsert, multi, arrayFilters} statement.
 func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st bson.D, now time.Time, res *updateResult) error {
-	qv, ok := fieldOf(st, "q")
-	if !ok {
-		return NewCommandError(CodeLocation40414, "BSON field 'update.updates.q' is missing but a required field")
-	}
-	filter, ok := qv.(bson.D)
-	if !ok {
-		return NewCommandError(CodeTypeMismatch, "BSON field 'update.updates.q' is the wrong type '%s', expected type 'object'", mql.TypeName(qv))
+	filter, err := stmtFilter(st, "update.updates")
+	if err != nil {
+		return err
 	}
 	uv, ok := fieldOf(st, "u")
 	if !ok {
 		return NewCommandError(CodeLocation40414, "BSON field 'update.updates.u' is missing but a required field")
 	}
 	var multi, upsert bool
-	var err error
 	if v, ok := fieldOf(st, "multi"); ok {
 		if multi, err = boolValue("update.updates.multi", v); err != nil {
 			return err
@@ -249,10 +208,8 @@ func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st 
 			return err
 		}
 	}
-	if c, ok := fieldOf(st, "collation"); ok {
-		if cd, _ := c.(bson.D); !simpleCollation(cd) {
-			return NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
-		}
+	if err := checkStmtCollation(st); err != nil {
+		return err
 	}
 	afs, err := arrayFiltersArg("update.updates", st)
 	if err != nil {
@@ -360,10 +317,8 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 	case remove && returnNew:
 		return nil, NewCommandError(CodeFailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
 	}
-	if c, ok, err := docArg(req, "collation"); err != nil {
+	if err := checkSimpleCollation(req); err != nil {
 		return nil, err
-	} else if ok && !simpleCollation(c) {
-		return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
 	}
 	var u *updateSpec
 	if hasUpdate {
@@ -469,25 +424,12 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 		}
 		return err
 	}
-	var reply bson.D
-	err = s.store.Update(func(tx *storage.Tx) error {
-		if r, done, err := s.replayWrite(tx, rw); err != nil || done {
-			reply = r
-			return err
-		}
+	return s.execWrite(req, "findAndModify", coll, rw, func(tx *storage.Tx) (bson.D, error) {
 		if err := run(tx); err != nil {
-			return err
+			return nil, err
 		}
-		reply = bson.D{{Key: "lastErrorObject", Value: lastErr}, {Key: "value", Value: value}}
-		return s.recordWrite(tx, rw, reply)
+		return bson.D{{Key: "lastErrorObject", Value: lastErr}, {Key: "value", Value: value}}, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("findAndModify %s.%s: %w", req.DB, coll, dataErr(err))
-	}
-	if err := s.finishWrite(req); err != nil {
-		return nil, err
-	}
-	return reply, nil
 }
 
 // projectOrNil applies findAndModify's fields projection to doc.

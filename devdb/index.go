@@ -135,41 +135,32 @@ func (s *Server) cmdCreateIndexes(_ context.Context, req *Request) (bson.D, erro
 			specs[i].Unique = false // the _id index is unique by nature; "unique" is not part of its spec
 		}
 	}
-	var before, after int
-	var createdColl, createdAny bool
-	err = s.store.Update(func(tx *storage.Tx) error {
+	return s.execWrite(req, "create indexes on", coll, nil, func(tx *storage.Tx) (bson.D, error) {
 		c, err := tx.Collection(req.DB, coll)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		createdColl = c == nil
+		createdColl := c == nil
 		if c == nil {
 			if c, err = tx.CreateCollection(req.DB, coll, nil); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		before = len(c.Indexes)
+		before := len(c.Indexes)
+		createdAny := false
 		for _, spec := range specs {
 			created, err := tx.CreateIndex(c, spec)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			createdAny = createdAny || created
 		}
-		after = len(c.Indexes)
-		return nil
+		reply := bson.D{{Key: "numIndexesBefore", Value: int32(before)}, {Key: "numIndexesAfter", Value: int32(len(c.Indexes))}}
+		if !createdAny {
+			reply = append(reply, bson.E{Key: "note", Value: "all indexes already exist"})
+		}
+		return append(reply, bson.E{Key: "createdCollectionAutomatically", Value: createdColl}), nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("create indexes on %s.%s: %w", req.DB, coll, dataErr(err))
-	}
-	if err := s.finishWrite(req); err != nil {
-		return nil, err
-	}
-	reply := bson.D{{Key: "numIndexesBefore", Value: int32(before)}, {Key: "numIndexesAfter", Value: int32(after)}}
-	if !createdAny {
-		reply = append(reply, bson.E{Key: "note", Value: "all indexes already exist"})
-	}
-	return append(reply, bson.E{Key: "createdCollectionAutomatically", Value: createdColl}), nil
 }
 
 // cmdListIndexes answers listIndexes with a cursor over index specs; a
@@ -210,17 +201,16 @@ func (s *Server) cmdDropIndexes(_ context.Context, req *Request) (bson.D, error)
 	if !ok {
 		return nil, NewCommandError(CodeLocation40414, "BSON field 'dropIndexes.index' is missing but a required field")
 	}
-	var was int
-	all := false
-	err = s.store.Update(func(tx *storage.Tx) error {
+	return s.execWrite(req, "drop indexes of", coll, nil, func(tx *storage.Tx) (bson.D, error) {
 		c, err := tx.Collection(req.DB, coll)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if c == nil {
-			return NewCommandError(codeNamespaceNotFound, "ns not found %s.%s", req.DB, coll)
+			return nil, NewCommandError(codeNamespaceNotFound, "ns not found %s.%s", req.DB, coll)
 		}
-		was = len(c.Indexes)
+		was := len(c.Indexes)
+		all := false
 		var names []string
 		switch w := which.(type) {
 		case string:
@@ -236,10 +226,10 @@ func (s *Server) cmdDropIndexes(_ context.Context, req *Request) (bson.D, error)
 			for _, el := range w {
 				n, ok := el.(string)
 				if !ok {
-					return NewCommandError(CodeTypeMismatch, "dropIndexes 'index' array elements must be strings")
+					return nil, NewCommandError(CodeTypeMismatch, "dropIndexes 'index' array elements must be strings")
 				}
 				if n == "*" {
-					return NewCommandError(CodeInvalidOptions, "'*' is not allowed in an array of index names")
+					return nil, NewCommandError(CodeInvalidOptions, "'*' is not allowed in an array of index names")
 				}
 				names = append(names, n)
 			}
@@ -252,27 +242,20 @@ func (s *Server) cmdDropIndexes(_ context.Context, req *Request) (bson.D, error)
 				}
 			}
 			if !found {
-				return NewCommandError(codeIndexNotFound, "can't find index with key: %s", mql.FormatValue(w))
+				return nil, NewCommandError(codeIndexNotFound, "can't find index with key: %s", mql.FormatValue(w))
 			}
 		default:
-			return NewCommandError(CodeTypeMismatch, "BSON field 'dropIndexes.index' is the wrong type '%s', expected types '[string, object, array]'", mql.TypeName(which))
+			return nil, NewCommandError(CodeTypeMismatch, "BSON field 'dropIndexes.index' is the wrong type '%s', expected types '[string, object, array]'", mql.TypeName(which))
 		}
 		for _, n := range names {
 			if err := tx.DropIndex(c, n); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		return nil
+		reply := bson.D{{Key: "nIndexesWas", Value: int32(was)}}
+		if all {
+			reply = append(reply, bson.E{Key: "msg", Value: "non-_id indexes dropped for collection"})
+		}
+		return reply, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("drop indexes of %s.%s: %w", req.DB, coll, dataErr(err))
-	}
-	if err := s.finishWrite(req); err != nil {
-		return nil, err
-	}
-	reply := bson.D{{Key: "nIndexesWas", Value: int32(was)}}
-	if all {
-		reply = append(reply, bson.E{Key: "msg", Value: "non-_id indexes dropped for collection"})
-	}
-	return reply, nil
 }

@@ -30,6 +30,38 @@ func nodeModules(t *testing.T) string {
 	return dir
 }
 
+// nodeDriver returns the node_modules directory (see nodeModules) and the
+// node executable, or skips the test unless node and the mongodb package
+// are installed.
+func nodeDriver(t *testing.T) (mods, node string) {
+	t.Helper()
+	mods = nodeModules(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed")
+	}
+	if _, err := os.Stat(filepath.Join(mods, "mongodb")); err != nil {
+		t.Skipf("the mongodb package is not installed in %s", mods)
+	}
+	return mods, node
+}
+
+// mongoshPath returns the mongosh executable of the node_modules directory
+// (see nodeModules), or skips the test unless node and mongosh are
+// installed.
+func mongoshPath(t *testing.T) string {
+	t.Helper()
+	mods := nodeModules(t)
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	shell := filepath.Join(mods, ".bin", "mongosh")
+	if _, err := os.Stat(shell); err != nil {
+		t.Skipf("mongosh is not installed in %s", mods)
+	}
+	return shell
+}
+
 // runClient runs a client command with a deadline and fails the test unless
 // it exits 0 and prints "ok" as its last line.
 func runClient(t *testing.T, env []string, name string, args ...string) {
@@ -46,14 +78,7 @@ func runClient(t *testing.T, env []string, name string, args ...string) {
 }
 
 func TestNodeDriver(t *testing.T) {
-	mods := nodeModules(t)
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed")
-	}
-	if _, err := os.Stat(filepath.Join(mods, "mongodb")); err != nil {
-		t.Skipf("the mongodb package is not installed in %s", mods)
-	}
+	mods, node := nodeDriver(t)
 	s := startTestServer(t, Options{}, testHooks{})
 	script, err := filepath.Abs(filepath.Join("testdata", "node", "crud.js"))
 	if err != nil {
@@ -63,14 +88,7 @@ func TestNodeDriver(t *testing.T) {
 }
 
 func TestMongosh(t *testing.T) {
-	mods := nodeModules(t)
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
-	shell := filepath.Join(mods, ".bin", "mongosh")
-	if _, err := os.Stat(shell); err != nil {
-		t.Skipf("mongosh is not installed in %s", mods)
-	}
+	shell := mongoshPath(t)
 	s := startTestServer(t, Options{}, testHooks{})
 	script, err := filepath.Abs(filepath.Join("testdata", "node", "mongosh.js"))
 	if err != nil {

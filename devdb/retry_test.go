@@ -12,6 +12,17 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
+// closeConn closes the server's connection with the given id, if it is
+// still open (as a network failure would, from the client's side).
+func closeConn(s *Server, id int64) {
+	s.mu.Lock()
+	c := s.conns[id]
+	s.mu.Unlock()
+	if c != nil {
+		c.close()
+	}
+}
+
 // dropAfterApply wraps the handlers of the retryable write commands so that,
 // while armed, the next such command is executed and committed and then its
 // connection is closed before the reply is sent: the driver sees a network
@@ -33,12 +44,7 @@ func (d *dropAfterApply) register(s *Server) {
 			d.executed[name]++
 			d.mu.Unlock()
 			if d.armed.CompareAndSwap(true, false) {
-				s.mu.Lock()
-				c := s.conns[req.ConnID]
-				s.mu.Unlock()
-				if c != nil {
-					c.close()
-				}
+				closeConn(s, req.ConnID)
 			}
 			return reply, err
 		}
@@ -220,12 +226,7 @@ func TestRetryableWriteAcrossRestart(t *testing.T) {
 				// Wait for Close, then make sure no reply is sent: Close
 				// cancels command contexts before closing connections.
 				<-ctx.Done()
-				s.mu.Lock()
-				c := s.conns[req.ConnID]
-				s.mu.Unlock()
-				if c != nil {
-					c.close()
-				}
+				closeConn(s, req.ConnID)
 			}
 			return reply, err
 		}

@@ -27,6 +27,24 @@ func aggTestCode(err error) int32 {
 	return 0
 }
 
+// aggTestWantErr checks err against a table case's expected error code:
+// with code != 0 err must carry that code, with code 0 err must be nil. It
+// reports whether the case expected an error (and so has nothing more to
+// check).
+func aggTestWantErr(tb testing.TB, err error, code int32) bool {
+	tb.Helper()
+	if code != 0 {
+		if aggTestCode(err) != code {
+			tb.Fatalf("error = %v (code %d), want code %d", err, aggTestCode(err), code)
+		}
+		return true
+	}
+	if err != nil {
+		tb.Fatalf("unexpected error: %v", err)
+	}
+	return false
+}
+
 // aggTestJSON renders {"v": v} as canonical Extended JSON so that the
 // comparison is exact about BSON types (int vs long vs double).
 func aggTestJSON(tb testing.TB, v any) string {
@@ -67,14 +85,8 @@ func runExprCases(t *testing.T, cases []aggExprCase) {
 			if err == nil {
 				got, err = e.Eval(doc)
 			}
-			if tc.code != 0 {
-				if aggTestCode(err) != tc.code {
-					t.Fatalf("error = %v (code %d), want code %d", err, aggTestCode(err), tc.code)
-				}
+			if aggTestWantErr(t, err, tc.code) {
 				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
 			}
 			want := tc.want
 			if want != "missing" {
