@@ -444,6 +444,15 @@ func verify(exp []expEvent, counts map[string]int, first []string, ordering stri
 	t.OrderViolations = 0
 	maxAll := -1
 	maxKey := map[string]int{}
+	// per_document: a collection event (drop, rename) is a barrier: first
+	// delivered after every earlier event, and before every later one.
+	var barriers []int
+	for i, e := range exp {
+		if e.barrier {
+			barriers = append(barriers, i)
+		}
+	}
+	seenBarrier := map[int]bool{}
 	for _, id := range first {
 		p, ok := pos[id]
 		if !ok {
@@ -455,14 +464,26 @@ func verify(exp []expEvent, counts map[string]int, first []string, ordering stri
 			if p < maxAll {
 				t.OrderViolations++
 			}
-			maxAll = max(maxAll, p)
 		case e.barrier:
+			if p < maxAll {
+				t.OrderViolations++
+			}
+			seenBarrier[p] = true
 		default:
-			if p < keyMax(maxKey, e.key) {
+			// On the wrong side of a barrier: after it in the stream but
+			// delivered before it, or before it but delivered after it.
+			overtook := false
+			for _, b := range barriers {
+				if (b < p && !seenBarrier[b]) || (b > p && seenBarrier[b]) {
+					overtook = true
+				}
+			}
+			if p < keyMax(maxKey, e.key) || overtook {
 				t.OrderViolations++
 			}
 			maxKey[e.key] = max(keyMax(maxKey, e.key), p)
 		}
+		maxAll = max(maxAll, p)
 	}
 	return t
 }

@@ -48,8 +48,10 @@ func TestVerify(t *testing.T) {
 			tally{Matching: 5, Delivered: 5, OrderViolations: 1}},
 		{"strict: drop before the last event", "strict", once(a0, b0, a1, b1, drop), ids(a0, b0, a1, drop, b1),
 			tally{Matching: 5, Delivered: 5, OrderViolations: 1}},
-		{"per_document: documents interleave freely", "per_document", once(a0, b0, a1, b1, drop), ids(b0, b1, drop, a0, a1),
+		{"per_document: documents interleave freely", "per_document", once(a0, b0, a1, b1, drop), ids(b0, b1, a0, a1, drop),
 			tally{Matching: 5, Delivered: 5}},
+		{"per_document: drop before earlier events", "per_document", once(a0, b0, a1, b1, drop), ids(b0, b1, drop, a0, a1),
+			tally{Matching: 5, Delivered: 5, OrderViolations: 2}}, // a0 and a1 came after the drop
 		{"per_document: versions of one document swapped", "per_document", once(a0, b0, a1, b1, drop), ids(a1, a0, b0, b1, drop),
 			tally{Matching: 5, Delivered: 5, OrderViolations: 1}},
 		{"none: any order", "none", once(a0, b0, a1, b1, drop), ids(drop, b1, a1, b0, a0),
@@ -58,6 +60,15 @@ func TestVerify(t *testing.T) {
 			map[string]int{a0.id: 1, b0.id: 2, a1.id: 2, b1.id: 1, drop.id: 1}, ids(a0, b0, a1, b1, drop),
 			tally{Matching: 5, Delivered: 5, Duplicates: 2}},
 	}
+	// An event after a per_document barrier must not overtake it.
+	t.Run("per_document: event after the drop delivered before it", func(t *testing.T) {
+		exp2 := []expEvent{a0, drop, a1}
+		got := verify(exp2, once(a0, drop, a1), ids(a0, a1, drop), "per_document")
+		want := tally{Ordering: "per_document", Matching: 3, Delivered: 3, OrderViolations: 2} // a1 overtook the drop; the drop came after a1
+		if got != want {
+			t.Errorf("verify:\n got %+v\nwant %+v", got, want)
+		}
+	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := verify(exp, tc.counts, tc.first, tc.ordering)
