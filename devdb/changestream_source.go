@@ -34,6 +34,9 @@ type changeStreamSource struct {
 	target   csTarget
 	images   csImages
 	pipeline csPipeline
+	// matchOnly reports that every stage of pipeline is $match, which
+	// passes an event through unchanged or drops it.
+	matchOnly bool
 
 	pos bson.Timestamp
 	// pbrt is the postBatchResumeToken of the last reply.
@@ -67,6 +70,12 @@ func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec chang
 		},
 	}
 	cs.images.lookup = cs.lookupCurrent
+	if named, ok := p.(interface{ StageNames() []string }); ok && p != nil {
+		cs.matchOnly = true
+		for _, name := range named.StageNames() {
+			cs.matchOnly = cs.matchOnly && name == "$match"
+		}
+	}
 	switch tok := spec.token(); {
 	case tok != nil && tok.HighWaterMark:
 		// Every event at or after the mark.
@@ -280,11 +289,11 @@ func (cs *changeStreamSource) fill(n, maxBytes int) error {
 		return err
 	}
 	var perr error
-	err := cs.s.store.OplogAfter(cs.pos, func(ent *storage.OplogEntry) bool {
-		if perr = cs.process(ent); perr != nil {
+	err := cs.s.store.OplogRawAfter(cs.pos, func(r *storage.RawOplogEntry) bool {
+		if perr = cs.processRaw(r); perr != nil {
 			return false
 		}
-		cs.pos = ent.TS
+		cs.pos = r.TS
 		return !cs.done && !cs.full(n, maxBytes)
 	})
 	if perr != nil {
@@ -302,6 +311,59 @@ func (cs *changeStreamSource) full(n, maxBytes int) bool {
 		return true
 	}
 	return len(cs.queue) > 0 && cs.queueBytes >= maxBytes
+}
+
+// processRaw is process for an encoded entry. Entries outside the stream's
+// scope are skipped without decoding their documents, and the common events
+// are built from the encoded entry (buildEventRaw); everything else is
+// decoded and goes through process.
+func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
+	if cs.resume == nil {
+		hdr := storage.OplogEntry{TS: r.TS, Op: r.Op, DB: r.DB, Coll: r.Coll, ToDB: r.ToDB, ToColl: r.ToColl}
+		if !cs.target.inScope(&hdr) {
+			return nil
+		}
+		// rawEventOK ops are never expanded-only and never invalidate.
+		if (cs.pipeline == nil || cs.matchOnly) && rawEventOK(r, cs.images) {
+			if raw, tok, ok := buildEventRaw(r, cs.images); ok {
+				return cs.emitRaw(raw, tok)
+			}
+		}
+	}
+	ent, err := r.Decode()
+	if err != nil {
+		return fmt.Errorf("read oplog for change stream: read oplog: decode oplog entry %016x: %w", uint64(r.TS.T)<<32|uint64(r.TS.I), err)
+	}
+	return cs.process(ent)
+}
+
+// emitRaw is emit for an encoded event (never final) when the pipeline is
+// absent or matchOnly: the pipeline sees the event decoded, exactly the
+// document buildEvent would have produced, and a kept event is the encoded
+// one unchanged ($match returns its input, so checkEventID holds and
+// re-encoding would give the same bytes).
+func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken) error {
+	if cs.pipeline != nil {
+		ev, ok := decodeEventD(raw)
+		if !ok {
+			if err := bson.Unmarshal(raw, &ev); err != nil {
+				return fmt.Errorf("decode change event: %w", err)
+			}
+		}
+		_, keep, err := cs.pipeline.ApplyOne(ev)
+		if err != nil {
+			return err
+		}
+		if !keep {
+			return nil
+		}
+	}
+	if len(raw) > wire.MaxDocumentSize {
+		return NewCommandError(CodeBSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(raw), len(raw), tok.Doc().String())
+	}
+	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok})
+	cs.queueBytes += batchElemSize(raw)
+	return nil
 }
 
 // process turns one oplog entry into queued events: the resume point check,

@@ -66,6 +66,13 @@ func highWaterMark(ts bson.Timestamp) resumeToken {
 // bytes returns the token's binary form.
 func (t resumeToken) bytes() []byte {
 	b := make([]byte, tokenLen)
+	t.put(b)
+	return b
+}
+
+// put writes the token's binary form into b, which must be zeroed and at
+// least tokenLen long.
+func (t resumeToken) put(b []byte) {
 	b[0] = tokenMarker
 	binary.BigEndian.PutUint32(b[1:5], t.ClusterTime.T)
 	binary.BigEndian.PutUint32(b[5:9], t.ClusterTime.I)
@@ -81,12 +88,18 @@ func (t resumeToken) bytes() []byte {
 		copy(b[13:29], t.UUID[:])
 	}
 	binary.BigEndian.PutUint32(b[29:33], t.EventHash)
-	return b
 }
 
 // String returns the token's _data string: upper-case hex, as MongoDB prints it.
 func (t resumeToken) String() string {
-	return fmt.Sprintf("%X", t.bytes())
+	var raw [tokenLen]byte
+	t.put(raw[:])
+	var s [2 * tokenLen]byte
+	const digits = "0123456789ABCDEF"
+	for i, c := range raw {
+		s[2*i], s[2*i+1] = digits[c>>4], digits[c&0x0f]
+	}
+	return string(s[:])
 }
 
 // Doc returns the token as the event _id / postBatchResumeToken document.

@@ -1,0 +1,159 @@
+package storage
+
+import (
+	"bytes"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// RawOplogEntry is one encoded oplog entry with the fields that say what it
+// concerns (TS, Op, DB, Coll, ToDB, ToColl) decoded, so a reader can decide
+// whether it wants the entry before decoding its documents. Raw is a copy
+// owned by the caller.
+type RawOplogEntry struct {
+	TS     bson.Timestamp
+	Op     string
+	DB     string
+	Coll   string
+	ToDB   string
+	ToColl string
+	// Raw is the whole encoded entry (the BSON form of OplogEntry).
+	Raw bson.Raw
+
+	// parsed reports that vals holds the values of rawFields (Type 0:
+	// absent), pointing into Raw.
+	parsed bool
+	vals   [len(rawFields)]bsoncore.Value
+}
+
+// Decode decodes the whole entry.
+func (r *RawOplogEntry) Decode() (*OplogEntry, error) {
+	ent := new(OplogEntry)
+	if err := bson.Unmarshal(r.Raw, ent); err != nil {
+		return nil, err
+	}
+	return ent, nil
+}
+
+// rawFields are the top-level fields whose values parseRawOplogEntry
+// records, so Lookup finds them without scanning the entry again.
+var rawFields = [...]string{"wall", "uuid", "documentKey", "doc", "pre", "images"}
+
+// Lookup returns the encoded value of the entry's top-level field key
+// ("doc", "documentKey", "pre", "uuid", "wall", "images", …), or ok false
+// when the entry has no such field.
+func (r *RawOplogEntry) Lookup(key string) (bsoncore.Value, bool) {
+	for i, f := range rawFields {
+		if f == key && r.parsed {
+			return r.vals[i], r.vals[i].Type != 0
+		}
+	}
+	v, err := bsoncore.Document(r.Raw).LookupErr(key)
+	if err != nil {
+		return bsoncore.Value{}, false
+	}
+	return v, true
+}
+
+// parseRawOplogEntry fills the header fields of r and the values of
+// rawFields from r.Raw. It returns false when the entry is not shaped as
+// appendOplog writes it (the caller then decodes it fully, to report the
+// same error as OplogAfter).
+func parseRawOplogEntry(r *RawOplogEntry) bool {
+	raw := r.Raw
+	if bsoncore.Document(raw).Validate() != nil {
+		return false
+	}
+	rest := raw[4 : len(raw)-1]
+	haveTS := false
+	for len(rest) > 0 {
+		t := bsoncore.Type(rest[0])
+		end := bytes.IndexByte(rest[1:], 0)
+		if end < 0 {
+			return false
+		}
+		key := rest[1 : 1+end]
+		v, next, ok := bsoncore.ReadValue(rest[2+end:], t)
+		if !ok {
+			return false
+		}
+		rest = next
+		var dst *string
+		switch string(key) {
+		case "ts":
+			ts, inc, ok := v.TimestampOK()
+			if !ok {
+				return false
+			}
+			r.TS, haveTS = bson.Timestamp{T: ts, I: inc}, true
+			continue
+		case "op":
+			dst = &r.Op
+		case "db":
+			dst = &r.DB
+		case "coll":
+			dst = &r.Coll
+		case "toDB":
+			dst = &r.ToDB
+		case "toColl":
+			dst = &r.ToColl
+		default:
+			for i, f := range rawFields {
+				if f == string(key) && r.vals[i].Type == 0 {
+					r.vals[i] = v
+				}
+			}
+			continue
+		}
+		s, ok := v.StringValueOK()
+		if !ok {
+			return false
+		}
+		*dst = s
+	}
+	r.parsed = haveTS
+	return haveTS
+}
+
+// OplogRawAfter is OplogAfter without decoding the entries: fn gets each
+// entry's header fields and encoded form, and decodes what it needs. An
+// entry OplogAfter could not decode fails it with the same error.
+func (e *Engine) OplogRawAfter(after bson.Timestamp, fn func(*RawOplogEntry) bool) error {
+	start := packTS(after) + 1
+	if packTS(after) == ^uint64(0) {
+		return nil
+	}
+	for {
+		var batch []RawOplogEntry
+		err := e.db.View(func(btx *bolt.Tx) error {
+			c := btx.Bucket(bucketOplog).Cursor()
+			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk; k, v = c.Next() {
+				r := RawOplogEntry{Raw: append(bson.Raw(nil), v...)}
+				if !parseRawOplogEntry(&r) {
+					ent := new(OplogEntry)
+					if err := bson.Unmarshal(v, ent); err != nil {
+						return fmt.Errorf("decode oplog entry %x: %w", k, err)
+					}
+					r = RawOplogEntry{TS: ent.TS, Op: ent.Op, DB: ent.DB, Coll: ent.Coll, ToDB: ent.ToDB, ToColl: ent.ToColl, Raw: r.Raw}
+				}
+				batch = append(batch, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read oplog: %w", err)
+		}
+		for i := range batch {
+			if !fn(&batch[i]) {
+				return nil
+			}
+		}
+		if len(batch) < oplogChunk {
+			return nil
+		}
+		start = packTS(batch[len(batch)-1].TS) + 1
+	}
+}
