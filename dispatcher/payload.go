@@ -164,7 +164,7 @@ func BuildPayload(w Webhook, ev Event) ([]byte, error) {
 	}
 	res, ok := v.(bson.D)
 	if !ok {
-		return nil, fmt.Errorf("build payload: payload expression must evaluate to a document, got %s", typeName(v))
+		return nil, fmt.Errorf("build payload: payload expression must evaluate to a document, got %s", mql.TypeName(v))
 	}
 	out, err := marshalDocExtJSON(res, canonical)
 	if err != nil {
@@ -199,34 +199,4 @@ func canonicalFormat(format string) (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("build payload: unknown format %q (want %q or %q)", format, FormatJSON, FormatCanonical)
-}
-
-// typeName names the BSON type of an expression result for error messages.
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bson.A:
-		return "array"
-	case string:
-		return "string"
-	case bool:
-		return "bool"
-	case int32:
-		return "int"
-	case int64:
-		return "long"
-	case float64:
-		return "double"
-	case bson.Decimal128:
-		return "decimal"
-	case bson.DateTime:
-		return "date"
-	case bson.ObjectID:
-		return "objectId"
-	}
-	if mql.IsMissing(v) {
-		return "missing"
-	}
-	return fmt.Sprintf("%T", v)
 }
