@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/mql"
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/mql"
+	"github.com/changehook/changehook/internal/mql"
 )
 
 // TestPayloadFailure: a payload expression that cannot produce a document

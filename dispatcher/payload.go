@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/changehook/changehook/mql"
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 

@@ -21,7 +21,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/changehook/changehook/mql"
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 

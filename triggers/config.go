@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
-	"github.com/changehook/changehook/mql"
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )

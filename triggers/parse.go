@@ -18,7 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/changehook/changehook/dispatcher"
-	"github.com/changehook/changehook/mql"
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"gopkg.in/yaml.v3"

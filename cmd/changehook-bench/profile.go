@@ -7,8 +7,8 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/changehook/changehook/cli"
 	"github.com/changehook/changehook/internal/childproc"
+	"github.com/changehook/changehook/internal/cli"
 )
 
 // inProcessRunner runs `changehook run` inside the benchmark process (for

@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/changehook/changehook/cli"
+	"github.com/changehook/changehook/internal/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".

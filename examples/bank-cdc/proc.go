@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/changehook/changehook/cli"
+	"github.com/changehook/changehook/internal/cli"
 )
 
 // roleEnv selects the role of this executable: unset, it runs the example;

@@ -18,7 +18,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/changehook/changehook/demo"
+	"github.com/changehook/changehook/internal/demo"
 )
 
 // MaxBodyBytes bounds the request body a Receiver reads.

@@ -1,0 +1,164 @@
+package server
+
+import (
+	"context"
+	"iter"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/mql"
+)
+
+// aggregateDiskUseMemoryLimit is the blocking-stage budget with
+// allowDiskUse: devdb cannot spill to disk, so it allows more memory instead.
+const aggregateDiskUseMemoryLimit = 512 << 20
+
+// pipelineArg reads the pipeline field of an aggregate command.
+func pipelineArg(req *Request) (bson.A, []bson.D, error) {
+	v, ok := fieldOf(req.Body, "pipeline")
+	if !ok {
+		return nil, nil, NewCommandError(CodeLocation40414, "BSON field 'aggregate.pipeline' is missing but a required field")
+	}
+	arr, ok := v.(bson.A)
+	if !ok {
+		return nil, nil, NewCommandError(CodeTypeMismatch, "BSON field 'aggregate.pipeline' is the wrong type '%s', expected type 'array'", mql.TypeName(v))
+	}
+	stages := make([]bson.D, len(arr))
+	for i, el := range arr {
+		d, ok := el.(bson.D)
+		if !ok {
+			return nil, nil, NewCommandError(CodeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+		}
+		stages[i] = d
+	}
+	return arr, stages, nil
+}
+
+// cmdAggregate answers aggregate on a collection or (aggregate: 1) on the
+// database, with a cursor over the pipeline's output. A leading
+// $changeStream stage hands the command to the change stream engine; a
+// leading $match uses the _id index when it pins _id.
+func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error) {
+	raw, stages, err := pipelineArg(req)
+	if err != nil {
+		return nil, err
+	}
+	if len(stages) > 0 && len(stages[0]) > 0 && stages[0][0].Key == "$changeStream" {
+		return s.aggregateChangeStream(ctx, req, raw)
+	}
+	var coll string
+	switch x := req.Body[0].Value.(type) {
+	case string:
+		if coll, err = collectionArg(req); err != nil {
+			return nil, err
+		}
+	case int32, int64, float64:
+		if f, _ := mql.ToFloat64(x); f != 1 {
+			return nil, NewCommandError(CodeFailedToParse, "Invalid aggregate namespace specified: the collection-less aggregate requires the value 1")
+		}
+	default:
+		return nil, NewCommandError(CodeInvalidNamespace, "collection name has invalid type %s", mql.TypeName(x))
+	}
+	if explain, err := boolArg(req, "explain", false); err != nil {
+		return nil, err
+	} else if explain {
+		return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support explain")
+	}
+	if _, ok := fieldOf(req.Body, "cursor"); !ok {
+		return nil, NewCommandError(CodeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+	}
+	opts, err := cursorBatchOptions(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSimpleCollation(req); err != nil {
+		return nil, err
+	}
+	for i, st := range stages {
+		if len(st) == 1 {
+			switch st[0].Key {
+			case "$changeStream":
+				if i > 0 {
+					return nil, NewCommandError(40602, "$changeStream is only valid as the first stage in a pipeline")
+				}
+			case "$collStats", "$indexStats", "$currentOp", "$listSessions", "$listLocalSessions", "$planCacheStats":
+				return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support the %s stage", st[0].Key)
+			}
+		}
+	}
+	// A leading $match becomes the scan's filter (and may use the _id index).
+	plan, _ := compileQuery(nil)
+	rest := stages
+	if coll != "" && len(stages) > 0 && len(stages[0]) == 1 && stages[0][0].Key == "$match" {
+		if f, ok := stages[0][0].Value.(bson.D); ok {
+			if plan, err = compileQuery(f); err != nil {
+				return nil, err
+			}
+			rest = stages[1:]
+		}
+	}
+	memLimit := int64(0)
+	if disk, err := boolArg(req, "allowDiskUse", false); err != nil {
+		return nil, err
+	} else if disk {
+		memLimit = aggregateDiskUseMemoryLimit
+	}
+	run, err := s.compileAggregate(req.DB, rest, memLimit)
+	if err != nil {
+		return nil, err
+	}
+	var src iter.Seq2[bson.D, error]
+	ns := req.DB + ".$cmd.aggregate"
+	if coll != "" {
+		src = s.stream(req.DB, coll, plan)
+		ns = req.DB + "." + coll
+	} else {
+		src = func(func(bson.D, error) bool) {}
+	}
+	return s.cursorFirstBatch(ctx, ns, newSeqSource(run(src)), opts)
+}
+
+// compileAggregate compiles stages into a function over a document stream.
+// mql runs the stages; devdb runs those that read other collections
+// ($lookup), splitting the pipeline around them.
+func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64) (func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error], error) {
+	var steps []func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error]
+	addSegment := func(seg []bson.D) error {
+		if len(seg) == 0 {
+			return nil
+		}
+		p, err := mql.CompilePipeline(seg)
+		if err != nil {
+			return err
+		}
+		if memLimit > 0 {
+			p = p.WithMemoryLimit(memLimit)
+		}
+		steps = append(steps, p.Run)
+		return nil
+	}
+	start := 0
+	for i, st := range stages {
+		if len(st) != 1 || st[0].Key != "$lookup" {
+			continue
+		}
+		if err := addSegment(stages[start:i]); err != nil {
+			return nil, err
+		}
+		ls, err := parseLookup(db, st[0].Value)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, func(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] { return ls.run(s, src) })
+		start = i + 1
+	}
+	if err := addSegment(stages[start:]); err != nil {
+		return nil, err
+	}
+	return func(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] {
+		for _, step := range steps {
+			src = step(src)
+		}
+		return src
+	}, nil
+}

@@ -1,0 +1,478 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/devdb/internal/wire"
+	"github.com/changehook/changehook/internal/mql"
+)
+
+// csQueued is an event produced by the scan but not yet returned.
+type csQueued struct {
+	raw   bson.Raw
+	token resumeToken
+	// final marks the invalidate event: the stream ends after it.
+	final bool
+}
+
+// changeStreamSource is the CursorSource of one change stream. The cursor
+// manager calls NextBatch from one goroutine at a time, and Close once.
+//
+// Position: pos is the cluster time up to which the oplog has been
+// scanned (every entry with TS <= pos has been turned into queued events or
+// dropped). Each NextBatch continues from pos with Engine.OplogAfter, so the
+// oplog is never rescanned, and waits on Engine.Changed for new entries.
+type changeStreamSource struct {
+	s        *Server
+	target   csTarget
+	images   csImages
+	pipeline csPipeline
+	// matchOnly reports that every stage of pipeline is $match, which
+	// passes an event through unchanged or drops it.
+	matchOnly bool
+
+	pos bson.Timestamp
+	// pbrt is the postBatchResumeToken of the last reply.
+	pbrt resumeToken
+	// queue holds produced events not yet returned (batch limits), and
+	// queueBytes their total size.
+	queue      []csQueued
+	queueBytes int
+	// resume is the event token the stream must find at its start before
+	// producing events (resumeAfter/startAfter an event); nil once found.
+	resume *resumeToken
+	// done is set once the invalidate event has been queued.
+	done bool
+	// failed is the error that broke the stream; later calls return it.
+	failed error
+	closed bool
+}
+
+// newChangeStreamSource resolves the stream's starting point and checks
+// that the oplog still holds the history it needs (ChangeStreamHistoryLost,
+// 286, otherwise).
+func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec changeStreamSpec, p csPipeline) (*changeStreamSource, error) {
+	cs := &changeStreamSource{
+		s:        s,
+		target:   csTarget{scope: scope, db: db, coll: coll},
+		pipeline: p,
+		images: csImages{
+			fullDocument:             spec.FullDocument,
+			fullDocumentBeforeChange: spec.FullDocumentBeforeChange,
+			expanded:                 spec.ShowExpandedEvents,
+		},
+	}
+	cs.images.lookup = cs.lookupCurrent
+	if named, ok := p.(interface{ StageNames() []string }); ok && p != nil {
+		cs.matchOnly = true
+		for _, name := range named.StageNames() {
+			cs.matchOnly = cs.matchOnly && name == "$match"
+		}
+	}
+	switch tok := spec.token(); {
+	case tok != nil && tok.HighWaterMark:
+		// Every event at or after the mark.
+		if err := cs.checkHistory(tok.ClusterTime); err != nil {
+			return nil, err
+		}
+		cs.pos = csTSPrev(tok.ClusterTime)
+		cs.pbrt = *tok
+	case tok != nil:
+		// Strictly after the event (for startAfter an invalidate: after the
+		// invalidate, i.e. after the event that caused it).
+		if err := cs.checkHistory(tok.ClusterTime); err != nil {
+			return nil, err
+		}
+		cs.pos = csTSPrev(tok.ClusterTime)
+		t := *tok
+		cs.resume = &t
+		cs.pbrt = t
+	case spec.StartAtOperationTime != nil:
+		// Inclusive.
+		at := *spec.StartAtOperationTime
+		if err := cs.checkHistory(at); err != nil {
+			return nil, err
+		}
+		cs.pos = csTSPrev(at)
+		cs.pbrt = highWaterMark(at)
+	default:
+		// Everything after the latest committed entry.
+		cs.pos = s.store.LastOpTime()
+		cs.pbrt = highWaterMark(csTSNext(cs.pos))
+	}
+	return cs, nil
+}
+
+// historyLostError is ChangeStreamHistoryLost (286).
+func historyLostError() *CommandError {
+	return &CommandError{Code: codeChangeStreamHistory, CodeName: "ChangeStreamHistoryLost",
+		Message: "Resume of change stream was not possible, as the resume point may no longer be in the oplog.",
+		Labels:  []string{labelNonResumable}}
+}
+
+// checkHistory fails with ChangeStreamHistoryLost when the oplog no longer
+// holds every entry at or after from.
+func (cs *changeStreamSource) checkHistory(from bson.Timestamp) error {
+	// As on MongoDB, a start before the oldest retained entry counts as lost:
+	// the oplog cannot show that nothing was written in between. A new data
+	// directory's oplog starts with a no-op entry (storage.OpNoop), so a
+	// stream opened on a fresh server is never before it.
+	oldest := cs.s.store.OldestOpTime()
+	if csTSLess(from, oldest) {
+		return historyLostError()
+	}
+	return nil
+}
+
+// lookupCurrent returns the current version of ent's document in its
+// collection (fullDocument: updateLookup), or nil when the document or the
+// collection (with the same UUID) no longer exists.
+func (cs *changeStreamSource) lookupCurrent(ent *storage.OplogEntry) (bson.D, error) {
+	id, ok := fieldOf(ent.DocumentKey, "_id")
+	if !ok {
+		return nil, nil
+	}
+	var doc bson.D
+	err := cs.s.store.View(func(tx *storage.Tx) error {
+		c, err := tx.Collection(ent.DB, ent.Coll)
+		if err != nil || c == nil {
+			return err
+		}
+		if len(ent.UUID.Data) > 0 && !bytes.Equal(c.UUID.Data, ent.UUID.Data) {
+			return nil
+		}
+		_, d, found, err := tx.Get(c, id)
+		if err != nil {
+			return err
+		}
+		if found {
+			doc = d
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up %s.%s: %w", ent.DB, ent.Coll, err)
+	}
+	return doc, nil
+}
+
+// NextBatch returns up to n events (n <= 0: bounded by maxBytes only). When
+// none is available it waits up to await for new oplog entries, woken by the
+// storage engine's commit notification. The batch that carries the
+// invalidate event reports exhausted.
+func (cs *changeStreamSource) NextBatch(ctx context.Context, n, maxBytes int, await time.Duration) ([]bson.Raw, bool, error) {
+	if cs.failed != nil {
+		return nil, true, cs.failed
+	}
+	if cs.closed {
+		return nil, true, &CommandError{Code: codeCursorKilled, CodeName: "CursorKilled", Message: "change stream cursor is closed"}
+	}
+	var timer *time.Timer
+	for {
+		// Take the notification channel before scanning, so that a commit
+		// racing with the scan still wakes the wait below.
+		changed := cs.s.store.Changed()
+		if err := cs.fill(n, maxBytes); err != nil {
+			cs.failed = err
+			if len(cs.queue) == 0 {
+				return nil, true, err
+			}
+			// Return the events before the failing one; the next call
+			// reports the error.
+			docs, _ := cs.take(n, maxBytes)
+			return docs, false, nil
+		}
+		if len(cs.queue) > 0 || cs.done || await <= 0 {
+			docs, exhausted := cs.take(n, maxBytes)
+			return docs, exhausted, nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(await)
+			defer timer.Stop()
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			// Nothing matched in time: the reply still advances the
+			// postBatchResumeToken past everything scanned.
+			docs, exhausted := cs.take(n, maxBytes)
+			return docs, exhausted, nil
+		case <-ctx.Done():
+			return nil, false, cs.interrupted(ctx)
+		}
+	}
+}
+
+// interrupted is the error for a getMore whose wait was cut short: at
+// server shutdown, InterruptedAtShutdown with the ResumableChangeStreamError
+// label (drivers resume elsewhere); when the cursor was killed, CursorKilled.
+func (cs *changeStreamSource) interrupted(ctx context.Context) error {
+	if cs.s.ctx != nil && cs.s.ctx.Err() != nil {
+		return &CommandError{Code: codeInterruptedAtShutdown, CodeName: "InterruptedAtShutdown",
+			Message: "interrupted at shutdown", Labels: []string{labelResumable}}
+	}
+	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		return NewCommandError(CodeMaxTimeMSExpired, "operation exceeded time limit")
+	}
+	return &CommandError{Code: codeCursorKilled, CodeName: "CursorKilled", Message: "cursor killed during getMore"}
+}
+
+// ReplyFields returns the postBatchResumeToken of the batch just returned.
+func (cs *changeStreamSource) ReplyFields() bson.D {
+	return bson.D{{Key: "postBatchResumeToken", Value: cs.pbrt.Doc()}}
+}
+
+// Close releases the source. It holds no goroutines or storage handles, so
+// this only drops buffered events.
+func (cs *changeStreamSource) Close() {
+	cs.closed = true
+	cs.queue, cs.queueBytes = nil, 0
+}
+
+// take removes up to n queued events within maxBytes and updates the
+// postBatchResumeToken: the last returned event's token when the batch is
+// full or events remain queued (as MongoDB), else the high-water mark just
+// after the scanned position, which covers entries the filters dropped.
+func (cs *changeStreamSource) take(n, maxBytes int) ([]bson.Raw, bool) {
+	var docs []bson.Raw
+	size := 0
+	exhausted := false
+	i := 0
+	for ; i < len(cs.queue); i++ {
+		q := cs.queue[i]
+		if n > 0 && len(docs) >= n {
+			break
+		}
+		if len(docs) > 0 && size+batchElemSize(q.raw) > maxBytes {
+			break
+		}
+		if q.raw != nil {
+			docs = append(docs, q.raw)
+			size += batchElemSize(q.raw)
+		}
+		cs.queueBytes -= batchElemSize(q.raw)
+		cs.pbrt = q.token
+		if q.final {
+			exhausted = true
+			i++
+			break
+		}
+	}
+	cs.queue = cs.queue[i:]
+	if len(cs.queue) == 0 {
+		cs.queue = nil
+		if !exhausted && cs.resume == nil && (n <= 0 || len(docs) < n) {
+			if hwm := highWaterMark(csTSNext(cs.pos)); hwm.compare(cs.pbrt) > 0 {
+				cs.pbrt = hwm
+			}
+		}
+	}
+	return docs, exhausted
+}
+
+// fill scans the oplog after pos and queues events until n events or
+// maxBytes are queued, or the committed end of the oplog is reached.
+func (cs *changeStreamSource) fill(n, maxBytes int) error {
+	if cs.done || cs.full(n, maxBytes) {
+		return nil
+	}
+	// Retention may have removed entries this stream has not read yet: fail
+	// rather than skip them silently.
+	if err := cs.checkHistory(csTSNext(cs.pos)); err != nil {
+		return err
+	}
+	var perr error
+	err := cs.s.store.OplogRawAfter(cs.pos, func(r *storage.RawOplogEntry) bool {
+		if perr = cs.processRaw(r); perr != nil {
+			return false
+		}
+		cs.pos = r.TS
+		return !cs.done && !cs.full(n, maxBytes)
+	})
+	if perr != nil {
+		return perr
+	}
+	if err != nil {
+		return fmt.Errorf("read oplog for change stream: %w", err)
+	}
+	return nil
+}
+
+// full reports whether the queue already holds a full batch.
+func (cs *changeStreamSource) full(n, maxBytes int) bool {
+	if n > 0 && len(cs.queue) >= n {
+		return true
+	}
+	return len(cs.queue) > 0 && cs.queueBytes >= maxBytes
+}
+
+// processRaw is process for an encoded entry. Entries outside the stream's
+// scope are skipped without decoding their documents, and the common events
+// are built from the encoded entry (buildEventRaw); everything else is
+// decoded and goes through process.
+func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
+	if cs.resume == nil {
+		hdr := storage.OplogEntry{TS: r.TS, Op: r.Op, DB: r.DB, Coll: r.Coll, ToDB: r.ToDB, ToColl: r.ToColl}
+		if !cs.target.inScope(&hdr) {
+			return nil
+		}
+		// rawEventOK ops are never expanded-only and never invalidate.
+		if (cs.pipeline == nil || cs.matchOnly) && rawEventOK(r, cs.images) {
+			if raw, tok, ok := buildEventRaw(r, cs.images); ok {
+				return cs.emitRaw(raw, tok)
+			}
+		}
+	}
+	ent, err := r.Decode()
+	if err != nil {
+		return fmt.Errorf("read oplog for change stream: read oplog: decode oplog entry %016x: %w", uint64(r.TS.T)<<32|uint64(r.TS.I), err)
+	}
+	return cs.process(ent)
+}
+
+// emitRaw is emit for an encoded event (never final) when the pipeline is
+// absent or matchOnly: the pipeline sees the event decoded, exactly the
+// document buildEvent would have produced, and a kept event is the encoded
+// one unchanged ($match returns its input, so checkEventID holds and
+// re-encoding would give the same bytes).
+func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken) error {
+	if cs.pipeline != nil {
+		ev, ok := decodeEventD(raw)
+		if !ok {
+			if err := bson.Unmarshal(raw, &ev); err != nil {
+				return fmt.Errorf("decode change event: %w", err)
+			}
+		}
+		_, keep, err := cs.pipeline.ApplyOne(ev)
+		if err != nil {
+			return err
+		}
+		if !keep {
+			return nil
+		}
+	}
+	if len(raw) > wire.MaxDocumentSize {
+		return NewCommandError(CodeBSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(raw), len(raw), tok.Doc().String())
+	}
+	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok})
+	cs.queueBytes += batchElemSize(raw)
+	return nil
+}
+
+// process turns one oplog entry into queued events: the resume point check,
+// the namespace filter, the event itself, the user's pipeline, and the
+// invalidate event that follows a drop, rename or dropDatabase of the
+// watched namespace.
+func (cs *changeStreamSource) process(ent *storage.OplogEntry) error {
+	inScope := cs.target.inScope(ent)
+	if cs.resume != nil {
+		tok := *cs.resume
+		if !csTSLess(ent.TS, tok.ClusterTime) {
+			if ent.TS != tok.ClusterTime || !inScope || eventHash(ent.Op, ent.DB, ent.Coll, ent.DocumentKey) != tok.EventHash {
+				return &CommandError{Code: codeChangeStreamFatal, CodeName: "ChangeStreamFatalError",
+					Message: "cannot resume stream; the resume token was not found. " + tok.Doc().String(),
+					Labels:  []string{labelNonResumable}}
+			}
+			cs.resume = nil
+			if !tok.FromInvalidate && cs.target.invalidates(ent) {
+				// Resumed after the invalidating event: the invalidate is next.
+				return cs.emitInvalidate(ent)
+			}
+			return nil
+		}
+	}
+	if !inScope {
+		return nil
+	}
+	if !expandedOnly(ent.Op) || cs.images.expanded {
+		tok := eventTokenFor(ent)
+		ev, err := buildEvent(ent, tok, cs.images)
+		if err != nil {
+			return err
+		}
+		if err := cs.emit(ev, tok, false); err != nil {
+			return err
+		}
+	}
+	if cs.target.invalidates(ent) {
+		return cs.emitInvalidate(ent)
+	}
+	return nil
+}
+
+// emitInvalidate queues the invalidate event caused by ent and ends the stream.
+func (cs *changeStreamSource) emitInvalidate(ent *storage.OplogEntry) error {
+	tok := invalidateTokenFor(ent)
+	cs.done = true
+	return cs.emit(invalidateEvent(ent, tok), tok, true)
+}
+
+// emit runs ev through the user's pipeline and queues the result. A final
+// (invalidate) event is queued even when the pipeline filters it out, with
+// no document, so that the stream still ends there.
+func (cs *changeStreamSource) emit(ev bson.D, tok resumeToken, final bool) error {
+	out, keep := ev, true
+	if cs.pipeline != nil {
+		var err error
+		out, keep, err = cs.pipeline.ApplyOne(ev)
+		if err != nil {
+			return err
+		}
+	}
+	if !keep {
+		if final {
+			cs.queue = append(cs.queue, csQueued{token: tok, final: true})
+		}
+		return nil
+	}
+	if cs.pipeline != nil {
+		if err := checkEventID(out, tok); err != nil {
+			return err
+		}
+	}
+	raw, err := bson.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("encode change event: %w", err)
+	}
+	if len(raw) > wire.MaxDocumentSize {
+		return NewCommandError(CodeBSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(raw), len(raw), tok.Doc().String())
+	}
+	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok, final: final})
+	cs.queueBytes += batchElemSize(raw)
+	return nil
+}
+
+// checkEventID fails the stream with ChangeStreamFatalError (280) when the
+// user's pipeline removed or changed the event's _id (its resume token).
+func checkEventID(out bson.D, tok resumeToken) error {
+	id, ok := fieldOf(out, "_id")
+	if d, isDoc := id.(bson.D); ok && isDoc && mql.Identical(d, tok.Doc()) {
+		return nil
+	}
+	found := "missing"
+	if ok {
+		found = fmt.Sprint(id)
+	}
+	return &CommandError{Code: codeChangeStreamFatal, CodeName: "ChangeStreamFatalError",
+		Message: fmt.Sprintf("Encountered an event whose _id field, which contains the resume token, was modified by the pipeline. Modifying the _id field of an event makes it impossible to resume the stream from that point. Only transformations that retain the unmodified _id field are allowed. Expected: %s but found: %s",
+			tok.Doc().String(), found),
+		Labels: []string{labelNonResumable}}
+}
+
+// csTSPrev returns the largest timestamp before ts (ts itself for zero).
+func csTSPrev(ts bson.Timestamp) bson.Timestamp {
+	switch {
+	case ts.I > 0:
+		return bson.Timestamp{T: ts.T, I: ts.I - 1}
+	case ts.T > 0:
+		return bson.Timestamp{T: ts.T - 1, I: ^uint32(0)}
+	}
+	return ts
+}

@@ -1,0 +1,388 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mql"
+)
+
+// Error codes used by the data commands (in addition to those in errors.go).
+const (
+	codeUnauthorized          int32 = 13
+	codeInvalidLength         int32 = 16
+	codeNamespaceNotFound     int32 = 26
+	codeIndexNotFound         int32 = 27
+	codeNamespaceExists       int32 = 48
+	codeImmutableField        int32 = 66
+	codeCannotCreateIndex     int32 = 67
+	codeDuplicateKey          int32 = 11000
+	codeQueryMemoryLimit      int32 = 292
+	codeInvalidPipeline       int32 = 40324
+	codeNotImplementedFeature int32 = 238
+)
+
+// registerCRUD registers the data commands (CRUD, catalog, indexes and
+// aggregate) and starts the TTL monitor, which stops with the server.
+func (s *Server) registerCRUD() {
+	s.handle("insert", s.cmdInsert)
+	s.handle("delete", s.cmdDelete)
+	s.handle("create", s.cmdCreate)
+	s.handle("drop", s.cmdDrop)
+	s.handle("dropDatabase", s.cmdDropDatabase)
+	s.handle("listDatabases", s.cmdListDatabases)
+	s.handle("listCollections", s.cmdListCollections)
+	s.handle("renameCollection", s.cmdRenameCollection)
+	s.handle("collMod", s.cmdCollMod)
+	s.handle("createIndexes", s.cmdCreateIndexes)
+	s.handle("listIndexes", s.cmdListIndexes)
+	s.handle("dropIndexes", s.cmdDropIndexes)
+	s.handle("deleteIndexes", s.cmdDropIndexes)
+	s.registerQueryCommands()
+	s.startTTLMonitor()
+}
+
+// dataErr converts storage errors into the *CommandError the client sees;
+// other errors pass through unchanged.
+func dataErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *storage.Error
+	if errors.As(err, &se) {
+		return &CommandError{Code: se.Code, CodeName: se.CodeName, Message: se.Message}
+	}
+	var de *storage.DuplicateKeyError
+	if errors.As(err, &de) {
+		return &CommandError{Code: codeDuplicateKey, CodeName: "DuplicateKey", Message: de.Error()}
+	}
+	return err
+}
+
+// writeErrorDoc renders err as one writeErrors entry of a write command:
+// {index, code, [keyPattern, keyValue,] errmsg}.
+func writeErrorDoc(index int, err error) bson.D {
+	var de *storage.DuplicateKeyError
+	if errors.As(err, &de) {
+		return bson.D{{Key: "index", Value: int32(index)}, {Key: "code", Value: codeDuplicateKey},
+			{Key: "keyPattern", Value: de.KeyPattern}, {Key: "keyValue", Value: de.KeyValue}, {Key: "errmsg", Value: de.Error()}}
+	}
+	ce, _ := asCommandError(dataErr(err))
+	return bson.D{{Key: "index", Value: int32(index)}, {Key: "code", Value: ce.Code}, {Key: "errmsg", Value: ce.Message}}
+}
+
+// isWriteError reports whether err fails only one statement of a write
+// command (reported in writeErrors) rather than the whole command.
+func isWriteError(err error) bool {
+	var de *storage.DuplicateKeyError
+	var se *storage.Error
+	var me *mql.Error
+	var ce *CommandError
+	return errors.As(err, &de) || errors.As(err, &se) || errors.As(err, &me) || errors.As(err, &ce)
+}
+
+// collectionArg returns the collection named by the command's first field.
+func collectionArg(req *Request) (string, error) {
+	if len(req.Body) == 0 {
+		return "", NewCommandError(CodeFailedToParse, "empty command")
+	}
+	name, ok := req.Body[0].Value.(string)
+	if !ok {
+		return "", NewCommandError(CodeInvalidNamespace, "collection name has invalid type %s", mql.TypeName(req.Body[0].Value))
+	}
+	if err := storage.ValidateCollName(req.DB, name); err != nil {
+		return "", dataErr(err)
+	}
+	return name, nil
+}
+
+// docArg returns the optional document field key of the command.
+func docArg(req *Request, key string) (bson.D, bool, error) {
+	v, ok := fieldOf(req.Body, key)
+	if !ok || v == nil {
+		return nil, false, nil
+	}
+	d, ok := v.(bson.D)
+	if !ok {
+		return nil, false, NewCommandError(CodeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'object'", req.Name, key, mql.TypeName(v))
+	}
+	return d, true, nil
+}
+
+// boolArg returns the optional boolean field key (numbers are accepted as
+// MongoDB's IDL does).
+func boolArg(req *Request, key string, def bool) (bool, error) {
+	v, ok := fieldOf(req.Body, key)
+	if !ok || v == nil {
+		return def, nil
+	}
+	return boolValue(req.Name+"."+key, v)
+}
+
+func boolValue(field string, v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case int32, int64, float64, bson.Decimal128:
+		f, _ := mql.ToFloat64(x)
+		return f != 0, nil
+	}
+	return false, NewCommandError(CodeTypeMismatch, "BSON field '%s' is the wrong type '%s', expected type 'bool'", field, mql.TypeName(v))
+}
+
+// intArg returns the optional integer field key.
+func intArg(req *Request, key string, def int64) (int64, error) {
+	v, ok := fieldOf(req.Body, key)
+	if !ok || v == nil {
+		return def, nil
+	}
+	return intValue(req.Name+"."+key, v)
+}
+
+// docsArg returns the array-of-documents field key (documents, updates,
+// deletes), which the server has already merged from OP_MSG sequences.
+func docsArg(req *Request, key string) ([]bson.D, error) {
+	v, ok := fieldOf(req.Body, key)
+	if !ok {
+		return nil, NewCommandError(CodeLocation40414, "BSON field '%s.%s' is missing but a required field", req.Name, key)
+	}
+	arr, ok := v.(bson.A)
+	if !ok {
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'array'", req.Name, key, mql.TypeName(v))
+	}
+	out := make([]bson.D, len(arr))
+	for i, el := range arr {
+		d, ok := el.(bson.D)
+		if !ok {
+			return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.%s.%d' is the wrong type '%s', expected type 'object'", req.Name, key, i, mql.TypeName(el))
+		}
+		out[i] = d
+	}
+	if len(out) == 0 || len(out) > maxWriteBatchSize {
+		return nil, NewCommandError(codeInvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatchSize, len(out))
+	}
+	return out, nil
+}
+
+// maxWriteBatchSize is hello's maxWriteBatchSize.
+const maxWriteBatchSize = 100000
+
+// finishWrite honours the command's writeConcern: {j: true} (or fsync)
+// flushes storage to disk before the reply.
+func (s *Server) finishWrite(req *Request) error {
+	wc, ok := fieldOf(req.Body, "writeConcern")
+	if !ok {
+		return nil
+	}
+	d, ok := wc.(bson.D)
+	if !ok {
+		return nil
+	}
+	for _, k := range []string{"j", "fsync"} {
+		if v, ok := fieldOf(d, k); ok {
+			if b, _ := boolValue("writeConcern."+k, v); b {
+				return s.store.Sync()
+			}
+		}
+	}
+	return nil
+}
+
+// writeBatch is the common part of a batched write command (insert,
+// update, delete).
+type writeBatch struct {
+	coll    string
+	stmts   []bson.D        // the statements of the array field
+	ordered bool            // stop at the first failing statement
+	rw      *retryableWrite // nil for an ordinary (non-retryable) write
+}
+
+// parseWriteBatch reads a batched write command: the collection, the
+// statements array field key (see docsArg), ordered (default true) and the
+// retryable-write identity, in that order, returning the first error.
+func (s *Server) parseWriteBatch(req *Request, key string) (writeBatch, error) {
+	coll, err := collectionArg(req)
+	if err != nil {
+		return writeBatch{}, err
+	}
+	stmts, err := docsArg(req, key)
+	if err != nil {
+		return writeBatch{}, err
+	}
+	ordered, err := boolArg(req, "ordered", true)
+	if err != nil {
+		return writeBatch{}, err
+	}
+	rw, err := s.retryableWriteOf(req, coll, len(stmts), ordered)
+	if err != nil {
+		return writeBatch{}, err
+	}
+	return writeBatch{coll: coll, stmts: stmts, ordered: ordered, rw: rw}, nil
+}
+
+// execWrite runs a write command on db.coll in one storage update
+// transaction and returns its reply. When rw (nil for an ordinary write)
+// was already executed, the recorded reply is replayed and exec is not
+// called; otherwise exec's reply is recorded for rw in the same
+// transaction. A failure is returned as "<op> <db>.<coll>: <err>", storage
+// errors converted by dataErr; after success the command's writeConcern is
+// honoured (finishWrite).
+func (s *Server) execWrite(req *Request, op, coll string, rw *retryableWrite, exec func(tx *storage.Tx) (bson.D, error)) (bson.D, error) {
+	var reply bson.D
+	err := s.store.Update(func(tx *storage.Tx) error {
+		r, done, err := s.replayWrite(tx, rw)
+		if err != nil || done {
+			reply = r
+			return err
+		}
+		if reply, err = exec(tx); err != nil {
+			return err
+		}
+		return s.recordWrite(tx, rw, reply)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s %s.%s: %w", op, req.DB, coll, dataErr(err))
+	}
+	if err := s.finishWrite(req); err != nil {
+		return nil, err
+	}
+	return reply, nil
+}
+
+// eachStatement runs stmt(i) for the statements 0..n-1 of a write batch and
+// returns the writeErrors entries (writeErrorDoc) of those failing with a
+// statement-level error (isWriteError). Any other error aborts the batch and
+// is returned. An ordered batch stops at its first failing statement.
+func eachStatement(n int, ordered bool, stmt func(i int) error) (bson.A, error) {
+	var writeErrs bson.A
+	for i := range n {
+		err := stmt(i)
+		if err == nil {
+			continue
+		}
+		if !isWriteError(err) {
+			return nil, err
+		}
+		writeErrs = append(writeErrs, writeErrorDoc(i, err))
+		if ordered {
+			break
+		}
+	}
+	return writeErrs, nil
+}
+
+// withWriteErrors appends writeErrors to a write command's reply when there
+// are any.
+func withWriteErrors(reply bson.D, writeErrs bson.A) bson.D {
+	if len(writeErrs) > 0 {
+		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrs})
+	}
+	return reply
+}
+
+// checkStorable rejects documents MongoDB refuses to store: _id values of
+// type array, regex or undefined. Dollar-prefixed field names are accepted,
+// top-level and nested, as MongoDB 5.0+ accepts them in inserts and upserts
+// (manual: "Field Names with Periods and Dollar Signs").
+func checkStorable(doc bson.D) error {
+	for _, e := range doc {
+		if e.Key == "_id" {
+			switch e.Value.(type) {
+			case bson.A:
+				return NewCommandError(CodeBadValue, "can't use an array for _id")
+			case bson.Regex:
+				return NewCommandError(CodeBadValue, "can't use a regex for _id")
+			case bson.Undefined:
+				return NewCommandError(CodeBadValue, "can't use a undefined for _id")
+			}
+		}
+	}
+	return nil
+}
+
+// withID returns doc with an _id: a generated ObjectID first when missing,
+// and an existing _id moved to the front (as mongod stores it).
+func withID(doc bson.D) bson.D {
+	for i, e := range doc {
+		if e.Key == "_id" {
+			if i == 0 {
+				return doc
+			}
+			out := make(bson.D, 0, len(doc))
+			out = append(out, e)
+			out = append(out, doc[:i]...)
+			return append(out, doc[i+1:]...)
+		}
+	}
+	out := make(bson.D, 0, len(doc)+1)
+	out = append(out, bson.E{Key: "_id", Value: bson.NewObjectID()})
+	return append(out, doc...)
+}
+
+// cmdInsert answers insert: {n, writeErrors?}. Ordered inserts stop at the
+// first failing document; unordered ones report every failure. Documents
+// that succeed are committed either way.
+func (s *Server) cmdInsert(_ context.Context, req *Request) (bson.D, error) {
+	b, err := s.parseWriteBatch(req, "documents")
+	if err != nil {
+		return nil, err
+	}
+	return s.execWrite(req, "insert into", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
+		n := 0
+		c, err := tx.EnsureCollection(req.DB, b.coll)
+		if err != nil {
+			return nil, err
+		}
+		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
+			d := b.stmts[i]
+			if err := checkStorable(d); err != nil {
+				return err
+			}
+			if _, err := tx.Insert(c, withID(d)); err != nil {
+				return err
+			}
+			n++
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return withWriteErrors(bson.D{{Key: "n", Value: int32(n)}}, writeErrs), nil
+	})
+}
+
+// fieldOf returns the value of the first field key of d.
+func fieldOf(d bson.D, key string) (any, bool) {
+	for _, e := range d {
+		if e.Key == key {
+			return e.Value, true
+		}
+	}
+	return nil, false
+}
+
+// intValue converts a numeric command field to int64: int32, int64 and
+// integral doubles are accepted, as MongoDB's IDL does for numeric fields.
+func intValue(field string, v any) (int64, error) {
+	switch n := v.(type) {
+	case int32:
+		return int64(n), nil
+	case int64:
+		return n, nil
+	case float64:
+		if n == math.Trunc(n) && n >= math.MinInt64 && n < math.MaxInt64 {
+			return int64(n), nil
+		}
+		return 0, NewCommandError(CodeBadValue, "BSON field '%s' value must be an integer, got %v", field, n)
+	case bson.Decimal128:
+		if i, ok := mql.ToInt64(n); ok {
+			return i, nil
+		}
+	}
+	return 0, NewCommandError(CodeTypeMismatch, "BSON field '%s' is the wrong type '%s', expected types '[long, int, decimal, double']", field, mql.TypeName(v))
+}

@@ -1,0 +1,242 @@
+package server
+
+import (
+	"context"
+	"iter"
+	"slices"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/mql"
+)
+
+// maxSortBytes is MongoDB's memory limit for a blocking sort (100 MiB);
+// exceeding it is QueryExceededMemoryLimitNoDiskUseAllowed (292).
+const maxSortBytes = 100 << 20
+
+// findSpec is a parsed find command (also used by findAndModify and the
+// aggregate $match prefix).
+type findSpec struct {
+	plan  *queryPlan
+	sort  *mql.Sort
+	proj  *mql.Projection
+	skip  int64
+	limit int64 // 0 = none
+}
+
+// sortDocs sorts seq by spec, keeping only the first keep documents when
+// keep > 0 (top-k for sort+limit). It enforces the blocking-sort memory
+// limit.
+func sortDocs(seq iter.Seq2[bson.D, error], s *mql.Sort, keep int64) ([]bson.D, error) {
+	var out []bson.D
+	var bytes int
+	for d, err := range seq {
+		if err != nil {
+			return nil, err
+		}
+		if keep > 0 && int64(len(out)) == keep {
+			if s.Compare(d, out[len(out)-1]) >= 0 {
+				continue
+			}
+			out = out[:len(out)-1]
+		}
+		// Stable: insert after every element that compares equal.
+		i, _ := slices.BinarySearchFunc(out, d, func(e, t bson.D) int {
+			if s.Compare(e, t) <= 0 {
+				return -1
+			}
+			return 1
+		})
+		out = slices.Insert(out, i, d)
+		if keep <= 0 {
+			bytes += approxSize(d)
+			if bytes > maxSortBytes {
+				return nil, NewCommandError(codeQueryMemoryLimit, "Executor error during find command :: caused by :: Sort exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxSortBytes)
+			}
+		}
+	}
+	return out, nil
+}
+
+// approxSize estimates a document's in-memory size for memory limits.
+func approxSize(d bson.D) int {
+	n := 16
+	for _, e := range d {
+		n += len(e.Key) + 16
+		switch v := e.Value.(type) {
+		case string:
+			n += len(v)
+		case bson.D:
+			n += approxSize(v)
+		case bson.A:
+			n += approxSize(bson.D{{Key: "", Value: nil}}) * len(v)
+			for _, el := range v {
+				if sub, ok := el.(bson.D); ok {
+					n += approxSize(sub)
+				}
+			}
+		case bson.Binary:
+			n += len(v.Data)
+		}
+	}
+	return n
+}
+
+// results returns the documents of db.coll selected by f: filtered, sorted,
+// skipped, limited and projected, lazily unless a sort forces
+// materialisation.
+func (s *Server) results(db, coll string, f *findSpec) iter.Seq2[bson.D, error] {
+	return func(yield func(bson.D, error) bool) {
+		src := s.stream(db, coll, f.plan)
+		if f.sort != nil && f.sort.Len() > 0 {
+			keep := int64(0)
+			if f.limit > 0 {
+				keep = f.skip + f.limit
+			}
+			sorted, err := sortDocs(src, f.sort, keep)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			src = func(y func(bson.D, error) bool) {
+				for _, d := range sorted {
+					if !y(d, nil) {
+						return
+					}
+				}
+			}
+		}
+		var skipped, emitted int64
+		for d, err := range src {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if skipped < f.skip {
+				skipped++
+				continue
+			}
+			if f.limit > 0 && emitted >= f.limit {
+				return
+			}
+			out, err := f.project(d)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			emitted++
+			if !yield(out, nil) {
+				return
+			}
+		}
+	}
+}
+
+// project applies the projection (with the positional index from the
+// filter when it has "a.$").
+func (f *findSpec) project(d bson.D) (bson.D, error) {
+	if f.proj == nil {
+		return d, nil
+	}
+	if f.proj.HasPositional() {
+		_, idx := f.plan.filter.MatchPositional(d)
+		return f.proj.ApplyPositional(d, idx)
+	}
+	return f.proj.Apply(d)
+}
+
+// parseFind reads filter/sort/projection/skip/limit from the command using
+// the given field names (find: filter, projection; findAndModify: query,
+// fields).
+func parseFind(req *Request, filterKey, projKey string) (*findSpec, error) {
+	filter, _, err := docArg(req, filterKey)
+	if err != nil {
+		return nil, err
+	}
+	f := &findSpec{}
+	if f.plan, err = compileQuery(filter); err != nil {
+		return nil, err
+	}
+	if sortSpec, ok, err := docArg(req, "sort"); err != nil {
+		return nil, err
+	} else if ok {
+		if f.sort, err = mql.CompileSort(sortSpec); err != nil {
+			return nil, err
+		}
+	}
+	if projSpec, ok, err := docArg(req, projKey); err != nil {
+		return nil, err
+	} else if ok && len(projSpec) > 0 {
+		if f.proj, err = mql.CompileProjection(projSpec); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// cmdFind answers find with a cursor (default first batch 101 documents).
+func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
+	coll, err := collectionArg(req)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseFind(req, "filter", "projection")
+	if err != nil {
+		return nil, err
+	}
+	if f.skip, err = intArg(req, "skip", 0); err != nil {
+		return nil, err
+	}
+	if f.skip < 0 {
+		return nil, NewCommandError(CodeBadValue, "Skip value must be non-negative, but received: %d", f.skip)
+	}
+	if f.limit, err = intArg(req, "limit", 0); err != nil {
+		return nil, err
+	}
+	singleBatch, err := boolArg(req, "singleBatch", false)
+	if err != nil {
+		return nil, err
+	}
+	if f.limit < 0 {
+		// A negative limit is the legacy "single batch of |limit|".
+		f.limit, singleBatch = -f.limit, true
+	}
+	for _, k := range []string{"tailable", "awaitData"} {
+		if b, err := boolArg(req, k, false); err != nil {
+			return nil, err
+		} else if b {
+			return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support tailable cursors")
+		}
+	}
+	if err := checkSimpleCollation(req); err != nil {
+		return nil, err
+	}
+	opts := CursorOptions{SingleBatch: singleBatch}
+	if v, ok := fieldOf(req.Body, "batchSize"); ok && v != nil {
+		n, err := intValue("find.batchSize", v)
+		if err != nil {
+			return nil, err
+		}
+		if n < 0 {
+			return nil, NewCommandError(CodeBadValue, "BatchSize value must be non-negative, but received: %d", n)
+		}
+		if n == 0 {
+			opts.ZeroBatch = true
+		}
+		opts.BatchSize = int(min(n, 1<<31-1))
+	}
+	if f.limit > 0 && (opts.BatchSize == 0 || int64(opts.BatchSize) > f.limit) && !opts.ZeroBatch {
+		opts.BatchSize = int(min(f.limit, 1<<31-1))
+	}
+	return s.cursorFirstBatch(ctx, req.DB+"."+coll, newSeqSource(s.results(req.DB, coll, f)), opts)
+}
+
+// simpleCollation reports whether a collation document asks for the binary
+// comparison devdb implements ({locale: "simple"} or empty).
+func simpleCollation(c bson.D) bool {
+	if len(c) == 0 {
+		return true
+	}
+	loc, _ := fieldOf(c, "locale")
+	return loc == "simple"
+}

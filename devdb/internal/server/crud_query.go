@@ -1,0 +1,465 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"iter"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mql"
+)
+
+// scanChunk bounds the documents examined per read transaction by streaming
+// readers, so that no read transaction stays open across cursor batches.
+const scanChunk = 1024
+
+// queryPlan is a compiled filter plus the access path: a point lookup on the
+// _id index when the filter pins _id by equality, otherwise a collection
+// scan in natural order.
+type queryPlan struct {
+	filter *mql.Filter
+	id     any
+	byID   bool
+	// pre are top-level equality conditions of the filter that a stored
+	// document's raw bytes can refute without decoding it (see mayMatch).
+	pre []fieldCondition
+}
+
+// compileQuery compiles filter into a plan.
+func compileQuery(filter bson.D) (*queryPlan, error) {
+	f, err := mql.CompileFilter(filter)
+	if err != nil {
+		return nil, err
+	}
+	p := &queryPlan{filter: f, pre: fieldConditions(filter)}
+	if v, ok := fieldOf(filter, "_id"); ok {
+		switch x := v.(type) {
+		case bson.Regex, bson.A:
+		case bson.D:
+			if len(x) == 1 && x[0].Key == "$eq" {
+				switch x[0].Value.(type) {
+				case bson.Regex, bson.A:
+				default:
+					p.id, p.byID = x[0].Value, true
+				}
+			} else if len(x) == 0 || !strings.HasPrefix(x[0].Key, "$") {
+				p.id, p.byID = x, true
+			}
+		default:
+			p.id, p.byID = v, true
+		}
+	}
+	return p, nil
+}
+
+// decodeDoc decodes a stored document.
+func decodeDoc(raw bson.Raw) (bson.D, error) {
+	var d bson.D
+	if err := bson.Unmarshal(raw, &d); err != nil {
+		return nil, fmt.Errorf("decode stored document: %w", err)
+	}
+	return d, nil
+}
+
+// each calls fn for every matching document of c inside tx, in natural
+// order, until fn returns false.
+func (p *queryPlan) each(tx *storage.Tx, c *storage.Collection, fn func(rid storage.RecordID, doc bson.D) (bool, error)) error {
+	if p.byID {
+		rid, doc, ok, err := tx.Get(c, p.id)
+		if err != nil || !ok {
+			return err
+		}
+		m, err := p.filter.MatchErr(doc)
+		if err != nil || !m {
+			return err
+		}
+		_, err = fn(rid, doc)
+		return err
+	}
+	var scratch bson.D
+	return tx.Scan(c, 0, func(rid storage.RecordID, raw bson.Raw) (bool, error) {
+		doc, m, err := p.matchRaw(raw, &scratch)
+		if err != nil {
+			return false, err
+		}
+		if !m {
+			return true, nil
+		}
+		return fn(rid, doc)
+	})
+}
+
+// matchRaw reports whether the stored document raw matches p and returns it
+// decoded when it does. A document that mayMatch refutes (using scratch, its
+// reusable probe buffer) is not decoded.
+func (p *queryPlan) matchRaw(raw bson.Raw, scratch *bson.D) (bson.D, bool, error) {
+	if !p.mayMatch(raw, scratch) {
+		return nil, false, nil
+	}
+	doc, err := decodeDoc(raw)
+	if err != nil {
+		return nil, false, err
+	}
+	m, err := p.filter.MatchErr(doc)
+	if err != nil || !m {
+		return nil, false, err
+	}
+	return doc, true, nil
+}
+
+// matches returns the record ids and documents of c matching p inside tx,
+// at most limit of them (0 = all).
+func (p *queryPlan) matches(tx *storage.Tx, c *storage.Collection, limit int) ([]storage.RecordID, []bson.D, error) {
+	var rids []storage.RecordID
+	var docs []bson.D
+	err := p.each(tx, c, func(rid storage.RecordID, doc bson.D) (bool, error) {
+		rids, docs = append(rids, rid), append(docs, doc)
+		return limit == 0 || len(rids) < limit, nil
+	})
+	return rids, docs, err
+}
+
+// stream yields the documents of db.coll matching p in natural order. It
+// reads in chunks, each in its own short read transaction, and yields
+// outside any transaction, so a consumer may pause between documents for as
+// long as it likes (cursors across getMores). The stream ends early if the
+// collection is dropped or renamed meanwhile.
+func (s *Server) stream(db, coll string, p *queryPlan) iter.Seq2[bson.D, error] {
+	return func(yield func(bson.D, error) bool) {
+		var id uint64
+		var after storage.RecordID
+		var scratch bson.D // mayMatch's probe buffer, reused across chunks
+		for first := true; ; first = false {
+			var batch []bson.D
+			done := false
+			err := s.store.View(func(tx *storage.Tx) error {
+				c, err := tx.Collection(db, coll)
+				if err != nil || c == nil || (!first && c.ID != id) {
+					done = true
+					return err
+				}
+				id = c.ID
+				if p.byID {
+					done = true
+					_, batch, err = p.matches(tx, c, 0)
+					return err
+				}
+				scanned := 0
+				err = tx.Scan(c, after, func(rid storage.RecordID, raw bson.Raw) (bool, error) {
+					after = rid
+					scanned++
+					doc, m, err := p.matchRaw(raw, &scratch)
+					if err != nil {
+						return false, err
+					}
+					if m {
+						batch = append(batch, doc)
+					}
+					return scanned < scanChunk, nil
+				})
+				if scanned < scanChunk {
+					done = true
+				}
+				return err
+			})
+			if err != nil {
+				yield(nil, fmt.Errorf("scan %s.%s: %w", db, coll, dataErr(err)))
+				return
+			}
+			for _, d := range batch {
+				if !yield(d, nil) {
+					return
+				}
+			}
+			if done {
+				return
+			}
+		}
+	}
+}
+
+// cmdDelete answers delete: {n, writeErrors?}.
+func (s *Server) cmdDelete(_ context.Context, req *Request) (bson.D, error) {
+	b, err := s.parseWriteBatch(req, "deletes")
+	if err != nil {
+		return nil, err
+	}
+	if b.rw != nil {
+		for _, st := range b.stmts {
+			if lv, ok := fieldOf(st, "limit"); ok {
+				if l, err := intValue("delete.deletes.limit", lv); err == nil && l == 0 {
+					return nil, NewCommandError(CodeInvalidOptions, "Cannot use (or request) retryable writes with limit=0")
+				}
+			}
+		}
+	}
+	return s.execWrite(req, "delete from", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
+		n := 0
+		c, err := tx.Collection(req.DB, b.coll)
+		if err != nil {
+			return nil, err
+		}
+		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
+			deleted, err := deleteOne(tx, c, b.stmts[i])
+			n += deleted
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		return withWriteErrors(bson.D{{Key: "n", Value: int32(n)}}, writeErrs), nil
+	})
+}
+
+// deleteOne runs one delete statement {q, limit} against c (nil when the
+// collection does not exist) and returns the number of deleted documents.
+func deleteOne(tx *storage.Tx, c *storage.Collection, st bson.D) (int, error) {
+	filter, err := stmtFilter(st, "delete.deletes")
+	if err != nil {
+		return 0, err
+	}
+	lv, ok := fieldOf(st, "limit")
+	if !ok {
+		return 0, NewCommandError(CodeLocation40414, "BSON field 'delete.deletes.limit' is missing but a required field")
+	}
+	limit, err := intValue("delete.deletes.limit", lv)
+	if err != nil {
+		return 0, err
+	}
+	if limit != 0 && limit != 1 {
+		return 0, NewCommandError(CodeFailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
+	}
+	if err := checkStmtCollation(st); err != nil {
+		return 0, err
+	}
+	plan, err := compileQuery(filter)
+	if err != nil {
+		return 0, err
+	}
+	if c == nil {
+		return 0, nil
+	}
+	var rids []storage.RecordID
+	err = plan.each(tx, c, func(rid storage.RecordID, _ bson.D) (bool, error) {
+		rids = append(rids, rid)
+		return limit == 0, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, rid := range rids {
+		if _, err := tx.Delete(c, rid); err != nil {
+			return 0, err
+		}
+	}
+	return len(rids), nil
+}
+
+// cmdCount answers count {query, skip, limit}: {n}.
+func (s *Server) cmdCount(_ context.Context, req *Request) (bson.D, error) {
+	coll, err := collectionArg(req)
+	if err != nil {
+		return nil, err
+	}
+	query, _, err := docArg(req, "query")
+	if err != nil {
+		return nil, err
+	}
+	skip, err := intArg(req, "skip", 0)
+	if err != nil {
+		return nil, err
+	}
+	if skip < 0 {
+		return nil, NewCommandError(CodeBadValue, "Skip value must be non-negative, but received: %d", skip)
+	}
+	limit, err := intArg(req, "limit", 0)
+	if err != nil {
+		return nil, err
+	}
+	if limit < 0 {
+		limit = -limit
+	}
+	if err := checkSimpleCollation(req); err != nil {
+		return nil, err
+	}
+	plan, err := compileQuery(query)
+	if err != nil {
+		return nil, err
+	}
+	var n int64
+	err = s.store.View(func(tx *storage.Tx) error {
+		c, err := tx.Collection(req.DB, coll)
+		if err != nil || c == nil {
+			return err
+		}
+		if len(query) == 0 {
+			n, _ = tx.Stats(c)
+			return nil
+		}
+		return plan.each(tx, c, func(storage.RecordID, bson.D) (bool, error) {
+			n++
+			return limit == 0 || n < skip+limit, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count %s.%s: %w", req.DB, coll, dataErr(err))
+	}
+	n = max(n-skip, 0)
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	return bson.D{{Key: "n", Value: int32OrInt64(n)}}, nil
+}
+
+// checkSimpleCollation refuses a command-level collation other than the
+// binary "simple" one devdb implements (CommandNotSupported 115).
+func checkSimpleCollation(req *Request) error {
+	c, ok, err := docArg(req, "collation")
+	if err != nil {
+		return err
+	}
+	if ok && !simpleCollation(c) {
+		return NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
+	}
+	return nil
+}
+
+// stmtFilter returns the required filter document q of a delete or update
+// statement st; field names the statements array in errors
+// ("delete.deletes", "update.updates").
+func stmtFilter(st bson.D, field string) (bson.D, error) {
+	q, ok := fieldOf(st, "q")
+	if !ok {
+		return nil, NewCommandError(CodeLocation40414, "BSON field '%s.q' is missing but a required field", field)
+	}
+	filter, ok := q.(bson.D)
+	if !ok {
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.q' is the wrong type '%s', expected type 'object'", field, mql.TypeName(q))
+	}
+	return filter, nil
+}
+
+// checkStmtCollation is checkSimpleCollation for the collation field of one
+// delete or update statement st (a non-document value counts as simple).
+func checkStmtCollation(st bson.D) error {
+	if cv, ok := fieldOf(st, "collation"); ok {
+		if cd, _ := cv.(bson.D); !simpleCollation(cd) {
+			return NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
+		}
+	}
+	return nil
+}
+
+// int32OrInt64 returns n as int32 when it fits, as MongoDB encodes counts.
+func int32OrInt64(n int64) any {
+	if n >= -1<<31 && n < 1<<31 {
+		return int32(n)
+	}
+	return n
+}
+
+// cmdDistinct answers distinct {key, query}: {values}. Array values are
+// unwound one level, as MongoDB does; values are returned in MongoDB's sort
+// order, numerically equal values once.
+func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
+	coll, err := collectionArg(req)
+	if err != nil {
+		return nil, err
+	}
+	kv, ok := fieldOf(req.Body, "key")
+	if !ok {
+		return nil, NewCommandError(CodeLocation40414, "BSON field 'distinct.key' is missing but a required field")
+	}
+	key, ok := kv.(string)
+	if !ok {
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'distinct.key' is the wrong type '%s', expected type 'string'", mql.TypeName(kv))
+	}
+	if key == "" {
+		return nil, NewCommandError(CodeFailedToParse, "FieldPath cannot be constructed with empty string")
+	}
+	query, _, err := docArg(req, "query")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSimpleCollation(req); err != nil {
+		return nil, err
+	}
+	plan, err := compileQuery(query)
+	if err != nil {
+		return nil, err
+	}
+	parts := strings.Split(key, ".")
+	type entry struct {
+		key []byte
+		val any
+	}
+	seen := map[string]int{}
+	var vals []entry
+	size := 0
+	for doc, err := range s.stream(req.DB, coll, plan) {
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range distinctValues(doc, parts, nil) {
+			k := storage.KeyString(v)
+			if _, dup := seen[string(k)]; dup {
+				continue
+			}
+			seen[string(k)] = len(vals)
+			vals = append(vals, entry{k, v})
+			size += len(k)
+			if size > storage.MaxDocumentSize {
+				return nil, NewCommandError(17217, "distinct too big, 16mb cap")
+			}
+		}
+	}
+	slices.SortFunc(vals, func(a, b entry) int {
+		if c := mql.Compare(a.val, b.val); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.key, b.key)
+	})
+	out := make(bson.A, len(vals))
+	for i, e := range vals {
+		out[i] = e.val
+	}
+	return bson.D{{Key: "values", Value: out}}, nil
+}
+
+// distinctValues appends the values distinct sees at path in v: arrays met
+// along the path are traversed and a final array is unwound one level.
+func distinctValues(v any, parts []string, out []any) []any {
+	if len(parts) == 0 {
+		if arr, ok := v.(bson.A); ok {
+			return append(out, arr...)
+		}
+		return append(out, v)
+	}
+	switch x := v.(type) {
+	case bson.D:
+		fv, ok := fieldOf(x, parts[0])
+		if !ok {
+			return out
+		}
+		return distinctValues(fv, parts[1:], out)
+	case bson.A:
+		if idx, err := strconv.Atoi(parts[0]); err == nil && idx >= 0 {
+			if idx < len(x) {
+				return distinctValues(x[idx], parts[1:], out)
+			}
+			return out
+		}
+		for _, el := range x {
+			if d, ok := el.(bson.D); ok {
+				out = distinctValues(d, parts, out)
+			}
+		}
+	}
+	return out
+}

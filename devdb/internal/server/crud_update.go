@@ -1,0 +1,442 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mql"
+)
+
+// updateSpec is a compiled update: operators, a pipeline (both *mql.Update)
+// or a replacement document.
+type updateSpec struct {
+	ops         *mql.Update
+	pipeline    *mql.Pipeline
+	replacement bson.D
+}
+
+// compileUpdateSpec compiles the u of an update statement or the update of
+// findAndModify.
+func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, error) {
+	switch x := u.(type) {
+	case bson.D:
+		if mql.IsOperatorUpdate(x) {
+			ops, err := mql.CompileUpdate(x, mql.UpdateOptions{ArrayFilters: arrayFilters})
+			if err != nil {
+				return nil, err
+			}
+			return &updateSpec{ops: ops}, nil
+		}
+		if len(arrayFilters) > 0 {
+			return nil, NewCommandError(CodeFailedToParse, "arrayFilters may not be specified for replacement-style updates")
+		}
+		if err := mql.ValidateReplacement(x); err != nil {
+			return nil, err
+		}
+		return &updateSpec{replacement: x}, nil
+	case bson.A:
+		if len(arrayFilters) > 0 {
+			return nil, NewCommandError(CodeFailedToParse, "arrayFilters may not be specified for pipeline-style updates")
+		}
+		stages := make([]bson.D, len(x))
+		for i, st := range x {
+			d, ok := st.(bson.D)
+			if !ok {
+				return nil, NewCommandError(CodeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+			}
+			stages[i] = d
+		}
+		p, err := compilePipelineUpdate(stages)
+		if err != nil {
+			return nil, err
+		}
+		return &updateSpec{pipeline: p}, nil
+	}
+	return nil, NewCommandError(CodeFailedToParse, "BSON field '%s' is the wrong type '%s', expected types '[object, array]'", cmd, mql.TypeName(u))
+}
+
+// apply computes the new version of doc (matched at array position pos).
+// It reports whether anything changed; op is "update" or "replace".
+func (u *updateSpec) apply(doc bson.D, pos int, insert bool, now time.Time) (out bson.D, changed bool, op string, err error) {
+	if u.ops != nil {
+		out, changed, err = u.ops.Apply(doc, mql.ApplyContext{Insert: insert, Now: now, Positional: pos})
+		return out, changed, "update", err
+	}
+	if u.pipeline != nil {
+		out, _, err = u.pipeline.ApplyOne(doc)
+		if err != nil {
+			return nil, false, "", err
+		}
+		oldID, hasOld := fieldOf(doc, "_id")
+		newID, hasNew := fieldOf(out, "_id")
+		switch {
+		case hasOld && !hasNew:
+			out = append(bson.D{{Key: "_id", Value: oldID}}, out...)
+		case hasOld && !mql.Equal(oldID, newID):
+			return nil, false, "", NewCommandError(codeImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
+		}
+		return withID(out), !mql.Identical(doc, withID(out)), "update", nil
+	}
+	oldID, hasOld := fieldOf(doc, "_id")
+	newID, hasNew := fieldOf(u.replacement, "_id")
+	if hasOld && hasNew && !mql.Equal(oldID, newID) {
+		return nil, false, "", NewCommandError(codeImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
+	}
+	out = make(bson.D, 0, len(u.replacement)+1)
+	if hasOld {
+		out = append(out, bson.E{Key: "_id", Value: oldID})
+	}
+	for _, e := range u.replacement {
+		if e.Key != "_id" || !hasOld {
+			out = append(out, e)
+		}
+	}
+	return out, !mql.Identical(doc, out), "replace", nil
+}
+
+// arrayFiltersArg reads arrayFilters from d.
+func arrayFiltersArg(cmd string, d bson.D) ([]bson.D, error) {
+	v, ok := fieldOf(d, "arrayFilters")
+	if !ok || v == nil {
+		return nil, nil
+	}
+	arr, ok := v.(bson.A)
+	if !ok {
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.arrayFilters' is the wrong type '%s', expected type 'array'", cmd, mql.TypeName(v))
+	}
+	out := make([]bson.D, len(arr))
+	for i, el := range arr {
+		f, ok := el.(bson.D)
+		if !ok {
+			return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.arrayFilters.%d' is the wrong type '%s', expected type 'object'", cmd, i, mql.TypeName(el))
+		}
+		out[i] = f
+	}
+	return out, nil
+}
+
+// upsertDocument builds the document an upsert inserts when nothing matched.
+func upsertDocument(filter bson.D, u *updateSpec, now time.Time) (bson.D, error) {
+	seed, err := mql.UpsertSeed(filter)
+	if err != nil {
+		return nil, err
+	}
+	var doc bson.D
+	switch {
+	case u.ops != nil:
+		doc, _, err = u.ops.Apply(seed, mql.ApplyContext{Insert: true, Now: now, Positional: -1})
+		if err != nil {
+			return nil, err
+		}
+	case u.pipeline != nil:
+		if doc, _, err = u.pipeline.ApplyOne(seed); err != nil {
+			return nil, err
+		}
+	default:
+		doc = append(bson.D(nil), u.replacement...)
+		if id, ok := fieldOf(seed, "_id"); ok {
+			if _, has := fieldOf(doc, "_id"); !has {
+				doc = append(bson.D{{Key: "_id", Value: id}}, doc...)
+			}
+		}
+	}
+	if err := checkStorable(doc); err != nil {
+		return nil, err
+	}
+	return withID(doc), nil
+}
+
+// updateResult accumulates an update command's counters.
+type updateResult struct {
+	n, modified int
+	upserted    bson.A
+}
+
+// cmdUpdate answers update: {n, nModified, upserted?, writeErrors?}.
+func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
+	b, err := s.parseWriteBatch(req, "updates")
+	if err != nil {
+		return nil, err
+	}
+	if b.rw != nil {
+		for _, st := range b.stmts {
+			if v, ok := fieldOf(st, "multi"); ok {
+				if multi, err := boolValue("update.updates.multi", v); err == nil && multi {
+					return nil, NewCommandError(CodeInvalidOptions, "Cannot use (or request) retryable writes with multi=true")
+				}
+			}
+		}
+	}
+	return s.execWrite(req, "update", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
+		var res updateResult
+		now := time.Now()
+		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
+			return s.updateStatement(tx, req.DB, b.coll, i, b.stmts[i], now, &res)
+		})
+		if err != nil {
+			return nil, err
+		}
+		reply := bson.D{{Key: "n", Value: int32(res.n)}, {Key: "nModified", Value: int32(res.modified)}}
+		if len(res.upserted) > 0 {
+			reply = append(reply, bson.E{Key: "upserted", Value: res.upserted})
+		}
+		return withWriteErrors(reply, writeErrs), nil
+	})
+}
+
+// updateStatement runs one {q, u, upsert, multi, arrayFilters} statement.
+func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st bson.D, now time.Time, res *updateResult) error {
+	filter, err := stmtFilter(st, "update.updates")
+	if err != nil {
+		return err
+	}
+	uv, ok := fieldOf(st, "u")
+	if !ok {
+		return NewCommandError(CodeLocation40414, "BSON field 'update.updates.u' is missing but a required field")
+	}
+	var multi, upsert bool
+	if v, ok := fieldOf(st, "multi"); ok {
+		if multi, err = boolValue("update.updates.multi", v); err != nil {
+			return err
+		}
+	}
+	if v, ok := fieldOf(st, "upsert"); ok {
+		if upsert, err = boolValue("update.updates.upsert", v); err != nil {
+			return err
+		}
+	}
+	if err := checkStmtCollation(st); err != nil {
+		return err
+	}
+	afs, err := arrayFiltersArg("update.updates", st)
+	if err != nil {
+		return err
+	}
+	u, err := compileUpdateSpec("update.updates.u", uv, afs)
+	if err != nil {
+		return err
+	}
+	if multi && u.replacement != nil {
+		return NewCommandError(CodeFailedToParse, "multi update is not supported for replacement-style update")
+	}
+	plan, err := compileQuery(filter)
+	if err != nil {
+		return err
+	}
+	c, err := tx.Collection(db, coll)
+	if err != nil {
+		return err
+	}
+	var rids []storage.RecordID
+	var docs []bson.D
+	if c != nil {
+		limit := 1
+		if multi {
+			limit = 0
+		}
+		if rids, docs, err = plan.matches(tx, c, limit); err != nil {
+			return err
+		}
+	}
+	if len(rids) == 0 {
+		if !upsert {
+			return nil
+		}
+		doc, err := upsertDocument(filter, u, now)
+		if err != nil {
+			return err
+		}
+		if c == nil {
+			if c, err = tx.CreateCollection(db, coll, nil); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Insert(c, doc); err != nil {
+			return err
+		}
+		id, _ := fieldOf(doc, "_id")
+		res.n++
+		res.upserted = append(res.upserted, bson.D{{Key: "index", Value: int32(index)}, {Key: "_id", Value: id}})
+		return nil
+	}
+	for i, rid := range rids {
+		_, pos := plan.filter.MatchPositional(docs[i])
+		out, changed, op, err := u.apply(docs[i], pos, false, now)
+		if err != nil {
+			return err
+		}
+		res.n++
+		if !changed {
+			continue
+		}
+		if err := checkStorable(out); err != nil {
+			return err
+		}
+		if err := tx.Replace(c, rid, out, op); err != nil {
+			return err
+		}
+		res.modified++
+	}
+	return nil
+}
+
+// cmdFindAndModify answers findAndModify: {lastErrorObject: {n,
+// updatedExisting?, upserted?}, value}.
+func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, error) {
+	coll, err := collectionArg(req)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseFind(req, "query", "fields")
+	if err != nil {
+		return nil, err
+	}
+	remove, err := boolArg(req, "remove", false)
+	if err != nil {
+		return nil, err
+	}
+	returnNew, err := boolArg(req, "new", false)
+	if err != nil {
+		return nil, err
+	}
+	upsert, err := boolArg(req, "upsert", false)
+	if err != nil {
+		return nil, err
+	}
+	uv, hasUpdate := fieldOf(req.Body, "update")
+	switch {
+	case remove && hasUpdate:
+		return nil, NewCommandError(CodeFailedToParse, "Cannot specify both an update and remove=true")
+	case !remove && !hasUpdate:
+		return nil, NewCommandError(CodeFailedToParse, "Either an update or remove=true must be specified")
+	case remove && upsert:
+		return nil, NewCommandError(CodeFailedToParse, "Cannot specify both upsert=true and remove=true")
+	case remove && returnNew:
+		return nil, NewCommandError(CodeFailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
+	}
+	if err := checkSimpleCollation(req); err != nil {
+		return nil, err
+	}
+	var u *updateSpec
+	if hasUpdate {
+		afs, err := arrayFiltersArg("findAndModify", req.Body)
+		if err != nil {
+			return nil, err
+		}
+		if u, err = compileUpdateSpec("findAndModify.update", uv, afs); err != nil {
+			return nil, err
+		}
+	}
+	filter, _, _ := docArg(req, "query")
+	rw, err := s.retryableWriteOf(req, coll, 1, true)
+	if err != nil {
+		return nil, err
+	}
+	var value any
+	var lastErr bson.D
+	run := func(tx *storage.Tx) error {
+		value, lastErr = nil, nil
+		c, err := tx.Collection(req.DB, coll)
+		if err != nil {
+			return err
+		}
+		var rid storage.RecordID
+		var doc bson.D
+		found := false
+		if c != nil {
+			if f.sort == nil || f.sort.Len() == 0 {
+				rids, docs, err := f.plan.matches(tx, c, 1)
+				if err != nil {
+					return err
+				}
+				if len(rids) > 0 {
+					rid, doc, found = rids[0], docs[0], true
+				}
+			} else {
+				err := f.plan.each(tx, c, func(r storage.RecordID, d bson.D) (bool, error) {
+					if !found || f.sort.Compare(d, doc) < 0 {
+						rid, doc, found = r, d, true
+					}
+					return true, nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+		}
+		now := time.Now()
+		switch {
+		case !found && (remove || !upsert):
+			lastErr = bson.D{{Key: "n", Value: int32(0)}}
+			if !remove {
+				lastErr = append(lastErr, bson.E{Key: "updatedExisting", Value: false})
+			}
+			return nil
+		case !found:
+			ins, err := upsertDocument(filter, u, now)
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				if c, err = tx.CreateCollection(req.DB, coll, nil); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.Insert(c, ins); err != nil {
+				return err
+			}
+			id, _ := fieldOf(ins, "_id")
+			lastErr = bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: false}, {Key: "upserted", Value: id}}
+			if returnNew {
+				value, err = projectOrNil(f, ins)
+				return err
+			}
+			return nil
+		case remove:
+			if _, err := tx.Delete(c, rid); err != nil {
+				return err
+			}
+			lastErr = bson.D{{Key: "n", Value: int32(1)}}
+			value, err = projectOrNil(f, doc)
+			return err
+		}
+		_, pos := f.plan.filter.MatchPositional(doc)
+		out, changed, op, err := u.apply(doc, pos, false, now)
+		if err != nil {
+			return err
+		}
+		if changed {
+			if err := checkStorable(out); err != nil {
+				return err
+			}
+			if err := tx.Replace(c, rid, out, op); err != nil {
+				return err
+			}
+		}
+		lastErr = bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: true}}
+		if returnNew {
+			value, err = projectOrNil(f, out)
+		} else {
+			value, err = projectOrNil(f, doc)
+		}
+		return err
+	}
+	return s.execWrite(req, "findAndModify", coll, rw, func(tx *storage.Tx) (bson.D, error) {
+		if err := run(tx); err != nil {
+			return nil, err
+		}
+		return bson.D{{Key: "lastErrorObject", Value: lastErr}, {Key: "value", Value: value}}, nil
+	})
+}
+
+// projectOrNil applies findAndModify's fields projection to doc.
+func projectOrNil(f *findSpec, doc bson.D) (any, error) {
+	out, err := f.project(doc)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

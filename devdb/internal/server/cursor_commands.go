@@ -1,0 +1,123 @@
+package server
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/mql"
+)
+
+// registerCursorCommands registers getMore and killCursors.
+func (s *Server) registerCursorCommands() {
+	s.handle("getMore", s.cmdGetMore)
+	s.handle("killCursors", s.cmdKillCursors)
+}
+
+// cmdGetMore answers {getMore: <long>, collection, batchSize?, maxTimeMS?}
+// with {cursor: {nextBatch, <ReplyFields>, id, ns}}. An awaitable cursor
+// waits up to maxTimeMS (default 1s) for data and stays open on an empty
+// batch; any cursor is closed when exhausted or when the batch fails.
+func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
+	id, ok := req.Body[0].Value.(int64)
+	if !ok {
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'getMore.getMore' is the wrong type '%s', expected type 'long'", mql.TypeName(req.Body[0].Value))
+	}
+	collV, ok := cmdField(req.Body, "collection")
+	if !ok {
+		return nil, NewCommandError(CodeLocation40414, "BSON field 'getMore.collection' is missing but a required field")
+	}
+	coll, ok := collV.(string)
+	if !ok {
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'getMore.collection' is the wrong type '%s', expected type 'string'", mql.TypeName(collV))
+	}
+	batchSize := 0
+	if v, ok := cmdField(req.Body, "batchSize"); ok {
+		n, err := intValue("getMore.batchSize", v)
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return nil, NewCommandError(CodeBadValue, "Batch size for getMore must be positive, but received: %d", n)
+		}
+		batchSize = int(min(n, math.MaxInt32))
+	}
+	maxTime, hasMaxTime := time.Duration(0), false
+	if v, ok := cmdField(req.Body, "maxTimeMS"); ok && v != nil {
+		n, err := intValue("getMore.maxTimeMS", v)
+		if err != nil {
+			return nil, err
+		}
+		if n < 0 || n > math.MaxInt32 {
+			return nil, NewCommandError(CodeBadValue, "%d value for maxTimeMS is out of range [0, %d]", n, math.MaxInt32)
+		}
+		maxTime, hasMaxTime = time.Duration(n)*time.Millisecond, n > 0
+	}
+	ns := req.DB + "." + coll
+	c, cctx, err := s.cursors.pin(ctx, id, ns)
+	if err != nil {
+		return nil, err
+	}
+	var await time.Duration
+	switch {
+	case c.opts.Awaitable && hasMaxTime:
+		await = maxTime
+	case c.opts.Awaitable:
+		await = cursorDefaultAwait
+	case hasMaxTime:
+		s.cursors.unpin(c, false)
+		return nil, NewCommandError(CodeBadValue, "cannot set maxTimeMS on getMore command for a non-awaitData cursor")
+	}
+	docs, exhausted, err := c.src.NextBatch(cctx, batchSize, cursorMaxBatchBytes, await)
+	if err != nil {
+		killed := cctx.Err() != nil && ctx.Err() == nil
+		s.cursors.unpin(c, true)
+		if killed {
+			return nil, NewCommandError(CodeCursorKilled, "cursor id %d was killed while in use", id)
+		}
+		return nil, err
+	}
+	extra := c.src.ReplyFields()
+	if !s.cursors.unpin(c, exhausted) {
+		id = 0
+	}
+	return bson.D{{Key: "cursor", Value: cursorSubdoc("nextBatch", docs, extra, id, ns)}}, nil
+}
+
+// cmdKillCursors answers {killCursors: coll, cursors: [<long>...]} with
+// {cursorsKilled, cursorsNotFound, cursorsAlive, cursorsUnknown}.
+func (s *Server) cmdKillCursors(_ context.Context, req *Request) (bson.D, error) {
+	coll, ok := req.Body[0].Value.(string)
+	if !ok {
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.killCursors' is the wrong type '%s', expected type 'string'", mql.TypeName(req.Body[0].Value))
+	}
+	idsV, ok := cmdField(req.Body, "cursors")
+	if !ok {
+		return nil, NewCommandError(CodeLocation40414, "BSON field 'killCursors.cursors' is missing but a required field")
+	}
+	ids, ok := idsV.(bson.A)
+	if !ok {
+		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.cursors' is the wrong type '%s', expected type 'array'", mql.TypeName(idsV))
+	}
+	ns := req.DB + "." + coll
+	killed, notFound := bson.A{}, bson.A{}
+	for _, v := range ids {
+		id, ok := v.(int64)
+		if !ok {
+			return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.cursors.0' is the wrong type '%s', expected type 'long'", mql.TypeName(v))
+		}
+		if s.cursors.kill(id, ns) {
+			killed = append(killed, id)
+		} else {
+			notFound = append(notFound, id)
+		}
+	}
+	return bson.D{
+		{Key: "cursorsKilled", Value: killed},
+		{Key: "cursorsNotFound", Value: notFound},
+		{Key: "cursorsAlive", Value: bson.A{}},
+		{Key: "cursorsUnknown", Value: bson.A{}},
+	}, nil
+}

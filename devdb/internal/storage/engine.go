@@ -1,0 +1,308 @@
+// Package storage is devdb's durable storage engine on go.etcd.io/bbolt: the
+// catalog (databases, collections, indexes), documents, unique index
+// enforcement and the oplog that change streams read.
+//
+// Layout of the bbolt file:
+//
+//	meta     "ts" → last allocated cluster time (8 bytes, T<<32|I)
+//	catalog  "<db>\x00<coll>" → collection record (BSON); bucket sequence = next collection id
+//	data     <collection id> → bucket { "d" → {record id → document},
+//	                                    "i:<index>" → {KeyString → record id}, "stats" }
+//	oplog    <cluster time> → OplogEntry (BSON)
+//
+// Documents are stored under a per-collection record id (insertion order, as
+// MongoDB's natural order); the _id index maps KeyString(_id) to it.
+package storage
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/mql"
+)
+
+// DefaultOplogMaxBytes is the oplog size bound used when Options.OplogMaxBytes is 0.
+const DefaultOplogMaxBytes = 128 << 20
+
+// syncInterval is how often unsynced commits are flushed to stable storage,
+// matching MongoDB's default journal commit interval (100 ms).
+const syncInterval = 100 * time.Millisecond
+
+var (
+	bucketMeta    = []byte("meta")
+	bucketCatalog = []byte("catalog")
+	bucketData    = []byte("data")
+	bucketOplog   = []byte("oplog")
+	keyTS         = []byte("ts")
+	keyOplogBytes = []byte("oplogBytes")
+	keyDocs       = []byte("d")
+	keyStats      = []byte("stats")
+)
+
+// Options configures Open.
+type Options struct {
+	// Dir is the data directory; "" means a temporary directory that Close removes.
+	Dir string
+	// OplogMaxBytes bounds the oplog's total size; 0 means DefaultOplogMaxBytes.
+	OplogMaxBytes int64
+	// OplogMaxAge bounds the age of retained oplog entries; 0 means no age limit.
+	OplogMaxAge time.Duration
+	// Now is the wall clock; nil means time.Now.
+	Now func() time.Time
+	// CompileFilter compiles a partialFilterExpression into a predicate;
+	// nil means mql.CompileFilter.
+	CompileFilter func(filter bson.D) (func(doc bson.D) bool, error)
+}
+
+// Engine is an open storage engine. It is safe for concurrent use by many
+// goroutines: bbolt gives one writer and many concurrent readers, and readers
+// never observe a partially applied write.
+//
+// Durability: the bbolt file is opened with NoSync, so a commit writes every
+// changed page into the file (the OS page cache) before Update returns but
+// does not fsync. A write acknowledged to a client therefore survives the
+// devdb process being killed (kill -9), because the kernel still holds and
+// later writes back those pages; only an operating-system crash or power loss
+// can lose the last unsynced commits. A background loop fsyncs every 100 ms
+// when there were commits (MongoDB's journal commit interval), and Sync forces
+// a flush for writeConcern {j: true}. Syncing every commit would cap single
+// inserts at the disk's fsync rate, far below MongoDB's own behaviour with
+// the default write concern.
+type Engine struct {
+	db      *bolt.DB
+	dir     string
+	tempDir bool
+	opts    Options
+
+	// allocTS is the last cluster time handed out; only the single bbolt
+	// writer touches it, inside Update.
+	allocTS uint64
+
+	lastTS   atomic.Uint64
+	oldestTS atomic.Uint64
+	dirty    atomic.Bool
+
+	changedMu sync.Mutex
+	changed   chan struct{}
+
+	filterMu sync.Mutex
+	filters  map[string]func(bson.D) bool
+
+	stop     chan struct{}
+	loopDone chan struct{}
+	closeMu  sync.Mutex
+	closed   bool
+}
+
+// Open opens (or creates) the engine described by opts and starts its
+// background flush loop; Close stops it.
+func Open(opts Options) (*Engine, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.CompileFilter == nil {
+		opts.CompileFilter = func(filter bson.D) (func(bson.D) bool, error) {
+			f, err := mql.CompileFilter(filter)
+			if err != nil {
+				return nil, err
+			}
+			return f.Match, nil
+		}
+	}
+	if opts.OplogMaxBytes <= 0 {
+		opts.OplogMaxBytes = DefaultOplogMaxBytes
+	}
+	e := &Engine{opts: opts, dir: opts.Dir, changed: make(chan struct{}), filters: map[string]func(bson.D) bool{},
+		stop: make(chan struct{}), loopDone: make(chan struct{})}
+	if e.dir == "" {
+		d, err := os.MkdirTemp("", "devdb-*")
+		if err != nil {
+			return nil, fmt.Errorf("open storage: create temp dir: %w", err)
+		}
+		e.dir, e.tempDir = d, true
+	} else if err := os.MkdirAll(e.dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open storage: create data dir: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(e.dir, "devdb.bbolt"), 0o600, &bolt.Options{
+		Timeout:        2 * time.Second,
+		NoSync:         true,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		e.removeTemp()
+		return nil, fmt.Errorf("open storage: open %s: %w", e.dir, err)
+	}
+	e.db = db
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketCatalog, bucketData, bucketOplog} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		if v := tx.Bucket(bucketMeta).Get(keyTS); len(v) == 8 {
+			e.allocTS = binary.BigEndian.Uint64(v)
+		}
+		if k, _ := tx.Bucket(bucketOplog).Cursor().First(); len(k) == 8 {
+			e.oldestTS.Store(binary.BigEndian.Uint64(k))
+		}
+		return nil
+	})
+	if err == nil {
+		err = db.Sync()
+	}
+	if err != nil {
+		_ = db.Close()
+		e.removeTemp()
+		return nil, fmt.Errorf("open storage: initialise: %w", err)
+	}
+	e.lastTS.Store(e.allocTS)
+	go e.loop()
+	if e.allocTS == 0 {
+		// A new data directory: start the oplog, as replSetInitiate does.
+		err := e.Update(func(tx *Tx) error {
+			return tx.appendOplog(&OplogEntry{Op: OpNoop, Extra: bson.D{{Key: "msg", Value: "initiating set"}}})
+		})
+		if err != nil {
+			_ = e.Close()
+			return nil, fmt.Errorf("open storage: start the oplog: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// Dir returns the data directory in use (the temporary one when Options.Dir was "").
+func (e *Engine) Dir() string { return e.dir }
+
+func (e *Engine) removeTemp() {
+	if e.tempDir {
+		_ = os.RemoveAll(e.dir)
+	}
+}
+
+// loop flushes commits to stable storage every syncInterval and applies the
+// oplog age limit when no writes arrive.
+func (e *Engine) loop() {
+	defer close(e.loopDone)
+	t := time.NewTicker(syncInterval)
+	defer t.Stop()
+	ticks := 0
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		if e.dirty.Swap(false) {
+			if err := e.db.Sync(); err != nil {
+				e.dirty.Store(true)
+			}
+		}
+		ticks++
+		if e.opts.OplogMaxAge > 0 && ticks%10 == 0 {
+			_ = e.trimByAge()
+		}
+	}
+}
+
+// Close stops the flush loop, syncs and closes the file; a temporary data
+// directory is removed. Close is idempotent.
+func (e *Engine) Close() error {
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	close(e.stop)
+	<-e.loopDone
+	err := e.db.Sync()
+	if cerr := e.db.Close(); err == nil {
+		err = cerr
+	}
+	e.removeTemp()
+	if err != nil {
+		return fmt.Errorf("close storage: %w", err)
+	}
+	return nil
+}
+
+// Sync flushes every committed write to stable storage (writeConcern j: true).
+func (e *Engine) Sync() error {
+	if err := e.db.Sync(); err != nil {
+		return fmt.Errorf("sync storage: %w", err)
+	}
+	return nil
+}
+
+// LastOpTime returns the cluster time of the last committed oplog entry (zero
+// before the first write). It is a single atomic load.
+func (e *Engine) LastOpTime() bson.Timestamp { return unpackTS(e.lastTS.Load()) }
+
+// OldestOpTime returns the cluster time of the oldest retained oplog entry
+// (zero when the oplog is empty and has never been written).
+func (e *Engine) OldestOpTime() bson.Timestamp { return unpackTS(e.oldestTS.Load()) }
+
+// Changed returns a channel that is closed when the next oplog entry is
+// committed. Callers take a fresh channel after every wake-up.
+func (e *Engine) Changed() <-chan struct{} {
+	e.changedMu.Lock()
+	defer e.changedMu.Unlock()
+	return e.changed
+}
+
+func (e *Engine) broadcast() {
+	e.changedMu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.changedMu.Unlock()
+}
+
+// View runs fn in a read-only transaction that sees a consistent snapshot.
+// fn must not retain the Tx or raw document bytes after returning, and
+// should not run long: a long read blocks the file from growing.
+func (e *Engine) View(fn func(*Tx) error) error {
+	return e.db.View(func(btx *bolt.Tx) error {
+		return fn(&Tx{e: e, tx: btx})
+	})
+}
+
+// Update runs fn in the single read-write transaction. If fn returns nil the
+// transaction commits atomically (documents, catalog and oplog together);
+// otherwise nothing of it is applied and fn's error is returned.
+func (e *Engine) Update(fn func(*Tx) error) error {
+	tx := &Tx{e: e}
+	err := e.db.Update(func(btx *bolt.Tx) error {
+		tx.tx = btx
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return tx.finish()
+	})
+	if err != nil {
+		return err
+	}
+	e.dirty.Store(true)
+	if tx.oldest != 0 {
+		e.oldestTS.Store(tx.oldest)
+	}
+	if tx.maxTS != 0 {
+		e.lastTS.Store(tx.maxTS)
+		e.broadcast()
+	}
+	return nil
+}
+
+func packTS(ts bson.Timestamp) uint64 { return uint64(ts.T)<<32 | uint64(ts.I) }
+
+func unpackTS(v uint64) bson.Timestamp { return bson.Timestamp{T: uint32(v >> 32), I: uint32(v)} }
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

@@ -1,0 +1,186 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/demo"
+	"github.com/changehook/changehook/triggers"
+)
+
+func devCommand(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "dev", "dev [-c FILE] [--demo] [--data DIR] [--addr HOST:PORT]",
+		"changehook dev --demo                    # the whole flow in one process: devdb, runner, demo receiver and writer",
+		"changehook dev -c triggers.yaml          # your triggers against a throw-away devdb",
+		"changehook dev --data ./devdb-data --addr 127.0.0.1:27017   # keep the data; connect other tools to it")
+	var rf runFlags
+	rf.register(fs)
+	demoMode := fs.Bool("demo", false, "also start the demo receiver (prints and verifies each delivery) and the inventory writer")
+	data := fs.String("data", "", "devdb data `directory` (default: a temporary directory removed on exit)")
+	addr := fs.String("addr", devdb.DefaultAddr, "devdb listen `address` (loopback only; port 0 picks a free one)")
+	if code, done := parseFlags(fs, args, env); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(env, fs, "unexpected argument %q (the file goes after -c)", fs.Arg(0))
+	}
+	if remote, err := isRemote(*addr); err != nil || remote {
+		return usageError(env, fs, "--addr must be a loopback host:port such as 127.0.0.1:27017 (use 'changehook devdb --allow-remote' to expose devdb)")
+	}
+	cfg, err := loadConfig(*rf.config, env)
+	if err != nil {
+		return fail(env, "dev", err)
+	}
+	level := pick(rf.log.level, cfg.Log.Level)
+	if *demoMode && rf.log.level == "" {
+		level = "warn" // keep the demo's output readable; --log-level info shows the runner's logs
+	}
+	log, err := newLogger(env.Stderr, pick(rf.log.format, cfg.Log.Format), level)
+	if err != nil {
+		return usageError(env, fs, "%v", err)
+	}
+
+	var demoTrigger *triggers.Trigger
+	if *demoMode {
+		if demoTrigger, err = pickDemoTrigger(cfg); err != nil {
+			return fail(env, "dev", err)
+		}
+	}
+
+	srv, err := devdb.Start(ctx, devdb.Options{Addr: *addr, Data: *data, Logger: log.With("component", "devdb")})
+	if err != nil {
+		return fail(env, "dev", fmt.Errorf("start devdb: %w", err))
+	}
+	defer func() {
+		if err := srv.Close(); err != nil {
+			log.Warn("stop devdb", "error", err)
+		}
+	}()
+	cfg.MongoDB.URI = srv.URI()
+	where := "data in a temporary directory, removed on exit; --data DIR keeps it"
+	if *data != "" {
+		where = "data in " + *data
+	}
+	fmt.Fprintf(env.Stdout, "devdb      %s  (%s)\n", srv.URI(), where)
+
+	runCtx, stopDemo := context.WithCancel(ctx)
+	defer stopDemo()
+	var started func(*triggers.Runner)
+	var wg sync.WaitGroup
+	if demoTrigger != nil {
+		recvAddr, err := receiverAddr(demoTrigger.Webhook.URL)
+		if err != nil {
+			return fail(env, "dev", err)
+		}
+		recv, err := demo.StartReceiver(demo.ReceiverOptions{Addr: recvAddr, Secrets: demoTrigger.Webhook.Secrets, Out: env.Stdout})
+		if err != nil {
+			return fail(env, "dev", fmt.Errorf("%w (set CHANGEHOOK_DEMO_URL to a free address, e.g. http://127.0.0.1:9571/hooks/stock)", err))
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			_ = recv.Close(sctx)
+		}()
+		fmt.Fprintf(env.Stdout, "receiver   http://%s  (prints every delivery; verifies its signature with the demo secret)\n", recv.Addr())
+		fmt.Fprintf(env.Stdout, "trigger    %s: %s where %s -> webhook\n", demoTrigger.Name, demoTrigger.Namespace(), describeMatch(demoTrigger))
+		fmt.Fprintln(env.Stdout, "Press Ctrl-C to stop.")
+		started = func(r *triggers.Runner) {
+			wg.Go(func() {
+				if !waitReady(runCtx, r, 10*time.Second) {
+					if runCtx.Err() == nil {
+						for _, st := range r.Status() {
+							if !st.StreamOpen && st.State != triggers.StateDisabled {
+								fmt.Fprintf(env.Stderr, "trigger %s is not running (%s): %s\n", st.Name, st.State, st.LastError)
+							}
+						}
+						fmt.Fprintln(env.Stderr, "the demo writer waits until every trigger is running; see /api/triggers on the admin server")
+					}
+					if !waitReady(runCtx, r, 0) {
+						return
+					}
+				}
+				client, err := connect(runCtx, srv.URI())
+				if err != nil {
+					log.Error("demo writer", "error", err)
+					return
+				}
+				defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
+				if err := demo.RunWriter(runCtx, demo.WriterOptions{Client: client, Out: env.Stdout, Seed: uint64(time.Now().UnixNano())}); err != nil {
+					log.Error("demo writer stopped", "error", err)
+				}
+			})
+		}
+	}
+	err = serve(runCtx, env, cfg, rf, log, started)
+	stopDemo() // the writer stops with the runner, whatever ended it
+	wg.Wait()
+	if err != nil {
+		return fail(env, "dev", err)
+	}
+	fmt.Fprintln(env.Stdout, "stopped: in-flight deliveries finished, checkpoints saved.")
+	return ExitOK
+}
+
+// pickDemoTrigger returns the first enabled trigger whose webhook points at
+// a loopback address: the demo receiver listens there.
+func pickDemoTrigger(cfg *triggers.Config) (*triggers.Trigger, error) {
+	for _, t := range cfg.Triggers {
+		if !t.Enabled {
+			continue
+		}
+		if _, err := receiverAddr(t.Webhook.URL); err == nil {
+			return t, nil
+		}
+	}
+	return nil, errors.New("--demo needs an enabled trigger whose webhook URL points at this machine (http://127.0.0.1:PORT/...), like low_stock in the repository's triggers.yaml")
+}
+
+// receiverAddr returns the loopback host:port of a webhook URL.
+func receiverAddr(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return "", errors.New("demo webhook URL must be a plain http URL")
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+	}
+	addr := net.JoinHostPort(u.Hostname(), port)
+	if remote, err := isRemote(addr); err != nil || remote {
+		return "", fmt.Errorf("demo webhook URL %s is not a loopback address", triggers.RedactURL(raw))
+	}
+	return addr, nil
+}
+
+// waitReady polls the runner until every stream is open (true), ctx ends
+// or limit passes (false; 0 means no limit).
+func waitReady(ctx context.Context, r *triggers.Runner, limit time.Duration) bool {
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !r.Ready() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+func describeMatch(t *triggers.Trigger) string {
+	if t.Match == nil {
+		return "any change"
+	}
+	return extJSON(t.Match)
+}

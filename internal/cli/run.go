@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/changehook/changehook/internal/admin"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+)
+
+// runFlags are the flags shared by run and dev.
+type runFlags struct {
+	config    *string
+	log       logFlags
+	grace     time.Duration
+	adminAddr string
+	cpEvery   int
+	cpEveryT  time.Duration
+}
+
+func (f *runFlags) register(fs *flag.FlagSet) {
+	f.config = configFlag(fs)
+	f.log.register(fs)
+	fs.DurationVar(&f.grace, "grace", triggers.DefaultShutdownGrace, "on SIGINT/SIGTERM, how long in-flight deliveries may take to finish")
+	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin server `address` (default: the config's admin.addr; port 0 picks a free one; \"off\" disables it)")
+	fs.IntVar(&f.cpEvery, "checkpoint-every", triggers.DefaultCheckpointEvery, "save a trigger's checkpoint after this many events")
+	fs.DurationVar(&f.cpEveryT, "checkpoint-interval", triggers.DefaultCheckpointInterval, "save a trigger's checkpoint at least this often while events flow")
+}
+
+func runCommand(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "run", "run [-c FILE] [--grace 10s] [--log-format text|json] [--log-level info]",
+		"changehook run                                   # ./triggers.yaml",
+		"MONGODB_URI='mongodb+srv://user:pass@cluster/' changehook run -c prod.yaml --log-format json",
+		"changehook run -c triggers.yaml --admin-addr 0.0.0.0:9470")
+	var rf runFlags
+	rf.register(fs)
+	if code, done := parseFlags(fs, args, env); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(env, fs, "unexpected argument %q (the file goes after -c)", fs.Arg(0))
+	}
+	cfg, err := loadConfig(*rf.config, env)
+	if err != nil {
+		return fail(env, "run", err)
+	}
+	log, err := newLogger(env.Stderr, pick(rf.log.format, cfg.Log.Format), pick(rf.log.level, cfg.Log.Level))
+	if err != nil {
+		return usageError(env, fs, "%v", err)
+	}
+	if err := serve(ctx, env, cfg, rf, log, nil); err != nil {
+		return fail(env, "run", err)
+	}
+	return ExitOK
+}
+
+// connect opens a client on uri and checks that the deployment answers.
+// Errors show the URI without its password.
+func connect(ctx context.Context, uri string) (*mongo.Client, error) {
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetAppName("changehook"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", triggers.RedactURI(uri), err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := client.Ping(pctx, nil); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("cannot reach MongoDB at %s (is it running, and is the connection string right?): %w", triggers.RedactURI(uri), err)
+	}
+	return client, nil
+}
+
+// serve connects to cfg.MongoDB.URI, starts the admin server and runs every
+// enabled trigger until ctx is canceled, then shuts down gracefully. started,
+// when not nil, is called once everything is up.
+func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log *slog.Logger, started func(*triggers.Runner)) error {
+	client, err := connect(ctx, cfg.MongoDB.URI)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	runner, err := triggers.NewRunner(cfg, client, store.New(client, cfg.State.Database), triggers.RunnerOptions{
+		Logger:             log,
+		Registry:           reg,
+		Version:            env.Version,
+		ShutdownGrace:      rf.grace,
+		CheckpointEvery:    rf.cpEvery,
+		CheckpointInterval: rf.cpEveryT,
+	})
+	if err != nil {
+		return fmt.Errorf("prepare triggers: %w", err)
+	}
+
+	addr := pick(rf.adminAddr, cfg.Admin.Addr)
+	if addr != "off" {
+		adm, err := admin.Start(admin.Options{Addr: addr, Runner: runner, Gatherer: reg, Logger: log})
+		if err != nil {
+			return fmt.Errorf("%w (another changehook running? change admin.addr or pass --admin-addr)", err)
+		}
+		log.Info("admin server listening", "url", adm.URL(), "endpoints", "/healthz /readyz /metrics /api/triggers")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := adm.Shutdown(sctx); err != nil {
+				log.Warn("admin server shutdown", "error", err)
+			}
+		}()
+	}
+
+	enabled := 0
+	for _, t := range cfg.Triggers {
+		if t.Enabled {
+			enabled++
+		}
+	}
+	log.Info("changehook running", "version", env.Version, "mongodb", triggers.RedactURI(cfg.MongoDB.URI),
+		"triggers", enabled, "state_database", cfg.State.Database)
+	if started != nil {
+		started(runner)
+	}
+	if err := runner.Run(ctx); err != nil {
+		return fmt.Errorf("run triggers: %w", err)
+	}
+	log.Info("changehook stopped: in-flight deliveries finished or timed out, checkpoints saved")
+	return nil
+}

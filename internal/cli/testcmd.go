@@ -1,0 +1,316 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/triggers"
+)
+
+// maxEventBytes bounds the event file read by test.
+const maxEventBytes = 16 << 20
+
+func testCommand(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "test", "test [-c FILE] --trigger NAME --event EVENT.json [--send]",
+		"changehook test --trigger low_stock --event event.json          # does it match, what would be sent",
+		"changehook test --trigger low_stock --event event.json --send   # deliver it once (with retries)",
+		"cat event.json | changehook test --trigger low_stock --event -",
+		"",
+		"The exit code is 0 whether or not the event matches; 1 when --send fails.",
+		"",
+		"EVENT.json is a change event in Extended JSON, as a change stream returns it, e.g.",
+		`{"_id": {"_data": "8263..."}, "operationType": "update", "ns": {"db": "lessons", "coll": "inventory"},`,
+		` "documentKey": {"_id": "apples"}, "fullDocument": {"_id": "apples", "type": "apples", "quantity": 12}}`)
+	path := configFlag(fs)
+	name := fs.String("trigger", "", "trigger `name` (may be omitted when the file has one trigger)")
+	eventFile := fs.String("event", "", "change event `file` in Extended JSON (\"-\": standard input)")
+	send := fs.Bool("send", false, "deliver the event to the webhook once, with the trigger's retry policy, and print the result")
+	if code, done := parseFlags(fs, args, env); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(env, fs, "unexpected argument %q", fs.Arg(0))
+	}
+	if *eventFile == "" {
+		return usageError(env, fs, "--event is required")
+	}
+	cfg, err := loadConfig(*path, env)
+	if err != nil {
+		return fail(env, "test", err)
+	}
+	t, err := findTrigger(cfg, *name)
+	if err != nil {
+		return usageError(env, fs, "%v", err)
+	}
+	data, err := readEvent(*eventFile, env)
+	if err != nil {
+		return fail(env, "test", err)
+	}
+	var event bson.D
+	if err := bson.UnmarshalExtJSON(data, false, &event); err != nil {
+		return fail(env, "test", fmt.Errorf("read event %s: not an Extended JSON document: %w", *eventFile, err))
+	}
+	res, err := evaluate(t, event)
+	if err != nil {
+		return fail(env, "test", err)
+	}
+	w := env.Stdout
+	if !res.matched {
+		fmt.Fprintf(w, "match:    no — %s\n", res.reason)
+		if *send {
+			fmt.Fprintln(w, "not sent: the trigger would not deliver this event")
+		}
+		return ExitOK
+	}
+	fmt.Fprintf(w, "match:    yes — %s\n", res.reason)
+	fmt.Fprintf(w, "\nevent after the trigger's pipeline:\n%s\n", extJSONIndent(res.event))
+
+	raw, err := bson.Marshal(res.event)
+	if err != nil {
+		return fail(env, "test", fmt.Errorf("encode event: %w", err))
+	}
+	token, err := bson.Raw(raw).LookupErr("_id")
+	if err != nil {
+		return fail(env, "test", errors.New("the event has no _id (its resume token): copy a real change event, _id included"))
+	}
+	ev := dispatcher.Event{Raw: raw, Token: token.Value}
+	dcfg := t.DispatcherConfig()
+	payload, err := dispatcher.BuildPayload(dcfg.Webhook, ev)
+	if err != nil {
+		return fail(env, "test", fmt.Errorf("build payload: %w", err))
+	}
+	id := dispatcher.WebhookID(t.Name, ev.Token)
+	fmt.Fprintf(w, "\nrequest:  %s %s\n", dcfg.Webhook.Method, triggers.RedactURL(dcfg.Webhook.URL))
+	writeHeaders(w, t, env.Version, id, payload)
+	fmt.Fprintf(w, "\nbody (exact bytes, %d):\n%s\n", len(payload), payload)
+	if !*send {
+		return ExitOK
+	}
+	return sendOnce(ctx, env, t, ev)
+}
+
+// matchResult is what the trigger's pipeline does with an event.
+type matchResult struct {
+	matched bool
+	reason  string
+	event   bson.D // after $project
+}
+
+// evaluate runs the trigger's compiled pipeline (the stages the server runs
+// after $changeStream) on event with mql, and explains the outcome.
+func evaluate(t *triggers.Trigger, event bson.D) (matchResult, error) {
+	var stages []bson.D
+	for _, s := range t.Pipeline() {
+		d, ok := s.(bson.D)
+		if !ok {
+			return matchResult{}, fmt.Errorf("compile trigger %s: unexpected stage %T", t.Name, s)
+		}
+		stages = append(stages, d)
+	}
+	p, err := mql.CompilePipeline(stages)
+	if err != nil {
+		return matchResult{}, fmt.Errorf("compile trigger %s: %w", t.Name, err)
+	}
+	out, keep, err := p.ApplyOne(event)
+	if err != nil {
+		return matchResult{}, fmt.Errorf("run trigger %s on the event: %w", t.Name, err)
+	}
+	op, _ := mql.Lookup(event, "operationType").(string)
+	if !keep {
+		return matchResult{reason: whyNot(t, event, op)}, nil
+	}
+	if op == "invalidate" {
+		return matchResult{matched: true, event: out, reason: "an invalidate always reaches the watch loop (it ends the stream and fails the trigger; it is not delivered)"}, nil
+	}
+	reason := fmt.Sprintf("operationType %q is one of [%s]", op, strings.Join(t.Operations, ", "))
+	if t.Match != nil {
+		reason += " and the match filter " + extJSON(t.Match) + " is true"
+	}
+	return matchResult{matched: true, event: out, reason: reason}, nil
+}
+
+// whyNot explains why event does not pass the trigger's filter: the
+// operation type, or the top-level conditions of the match that are false.
+func whyNot(t *triggers.Trigger, event bson.D, op string) string {
+	if !slices.Contains(t.Operations, op) {
+		if op == "" {
+			return "the event has no operationType"
+		}
+		return fmt.Sprintf("operationType %q is not one of the trigger's operations [%s]", op, strings.Join(t.Operations, ", "))
+	}
+	var failed []string
+	for _, e := range t.Match {
+		f, err := mql.CompileFilter(bson.D{e})
+		if err != nil {
+			continue
+		}
+		if ok, err := f.MatchErr(event); err == nil && ok {
+			continue
+		}
+		cond := extJSON(bson.D{e})
+		if !strings.HasPrefix(e.Key, "$") {
+			v := mql.Lookup(event, e.Key)
+			if mql.IsMissing(v) {
+				cond += fmt.Sprintf(" (%s is missing from the event)", e.Key)
+			} else {
+				cond += fmt.Sprintf(" (%s is %s)", e.Key, extJSONValue(v))
+			}
+		}
+		failed = append(failed, cond)
+	}
+	if len(failed) == 0 {
+		return "the match filter " + extJSON(t.Match) + " is false"
+	}
+	return "false in the match filter: " + strings.Join(failed, "; ")
+}
+
+// extJSONValue renders one value as relaxed Extended JSON.
+func extJSONValue(v any) string {
+	s := extJSON(bson.D{{Key: "v", Value: v}})
+	s = strings.TrimPrefix(s, `{"v":`)
+	return strings.TrimSuffix(s, "}")
+}
+
+// writeHeaders prints the request headers as the dispatcher would send
+// them, configured header values masked.
+func writeHeaders(w io.Writer, t *triggers.Trigger, version, id string, payload []byte) {
+	h := http.Header{}
+	for k := range t.Webhook.Headers {
+		h.Set(k, triggers.RedactedMask)
+	}
+	if h.Get("User-Agent") == "" {
+		h.Set("User-Agent", "changehook/"+version)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Changehook-Trigger", t.Name)
+	h.Set("webhook-id", id)
+	now := time.Now()
+	h.Set("webhook-timestamp", fmt.Sprint(now.Unix()))
+	if len(t.Webhook.Secrets) > 0 {
+		if sig, err := dispatcher.Sign(t.Webhook.Secrets, id, now, payload); err == nil {
+			h.Set("webhook-signature", sig+"   (changes with webhook-timestamp)")
+		}
+	}
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %s: %s\n", k, h.Get(k))
+	}
+}
+
+// sendOnce delivers ev through the trigger's retry policy and prints the
+// outcome. Nothing is dead-lettered or checkpointed.
+func sendOnce(ctx context.Context, env Env, t *triggers.Trigger, ev dispatcher.Event) int {
+	dcfg := t.DispatcherConfig()
+	dcfg.UserAgent = "changehook/" + env.Version
+	dcfg.DeadLetter = true // bounded attempts; Deliver never stores a dead letter
+	d, err := dispatcher.New(dcfg, refuseDeadLetters{})
+	if err != nil {
+		return fail(env, "test", fmt.Errorf("prepare delivery: %w", err))
+	}
+	defer func() { _ = d.Close(context.WithoutCancel(ctx)) }()
+	fmt.Fprintf(env.Stdout, "\nsending (up to %d attempts)...\n", dcfg.Retry.MaxAttempts)
+	res, err := d.Deliver(ctx, ev)
+	printResult(env.Stdout, res, err)
+	if err != nil {
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+// printResult prints the outcome of a delivery.
+func printResult(w io.Writer, res dispatcher.Result, err error) {
+	if err == nil {
+		fmt.Fprintf(w, "delivered: HTTP %d after %s (webhook-id %s)\n", res.Status, plural(res.Attempts, "attempt"), res.WebhookID)
+		return
+	}
+	status := "no response"
+	if res.Status != 0 {
+		status = fmt.Sprintf("HTTP %d", res.Status)
+	}
+	fmt.Fprintf(w, "FAILED after %s: %s (%s): %v\n", plural(res.Attempts, "attempt"), status, res.Reason, err)
+	if res.Body != "" {
+		fmt.Fprintf(w, "  response body: %s\n", oneLine(res.Body, 300))
+	}
+}
+
+// oneLine shortens s to n bytes on one line.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// refuseDeadLetters is the sink of a dispatcher used only through Deliver,
+// which never dead-letters: any call is reported as an error.
+type refuseDeadLetters struct{}
+
+// PutDeadLetter refuses: test sends and replays never create dead letters.
+func (refuseDeadLetters) PutDeadLetter(context.Context, dispatcher.DeadLetter) error {
+	return errors.New("dead letters are not stored by this command")
+}
+
+// findTrigger returns the trigger called name; "" is accepted when the file
+// has exactly one trigger.
+func findTrigger(cfg *triggers.Config, name string) (*triggers.Trigger, error) {
+	if name == "" {
+		if len(cfg.Triggers) == 1 {
+			return cfg.Triggers[0], nil
+		}
+		return nil, fmt.Errorf("--trigger is required: %s has %d triggers (%s)", cfg.Path, len(cfg.Triggers), triggerNames(cfg))
+	}
+	for _, t := range cfg.Triggers {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	return nil, fmt.Errorf("no trigger %q in %s (triggers: %s)", name, cfg.Path, triggerNames(cfg))
+}
+
+func triggerNames(cfg *triggers.Config) string {
+	names := make([]string, len(cfg.Triggers))
+	for i, t := range cfg.Triggers {
+		names[i] = t.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// readEvent reads the event file ("-": Env.Stdin).
+func readEvent(path string, env Env) ([]byte, error) {
+	var r io.Reader
+	if path == "-" {
+		r = env.stdin()
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("read event: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxEventBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read event %s: %w", path, err)
+	}
+	if len(data) > maxEventBytes {
+		return nil, fmt.Errorf("read event %s: larger than %d bytes", path, maxEventBytes)
+	}
+	return data, nil
+}
