@@ -1,6 +1,6 @@
-// Package triggers loads and validates triggers.yaml, compiles each trigger
-// into its change stream (namespace, pipeline, options) and runs one watch
-// loop per trigger that feeds a dispatcher and checkpoints resume tokens.
+// Package triggers loads and validates triggers.yaml and compiles each
+// trigger into its change stream (namespace, pipeline, options). Package
+// runner runs the watch loops.
 //
 // Configuration errors are collected while walking the YAML tree and
 // reported together as a *ValidationError whose lines read

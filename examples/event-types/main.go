@@ -24,7 +24,7 @@ import (
 
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/examples/internal/exampleutil"
-	"github.com/changehook/changehook/triggers"
+	"github.com/changehook/changehook/runner"
 )
 
 //go:embed triggers.yaml
@@ -109,7 +109,7 @@ type result struct {
 	People   []exampleutil.Delivery // people_events deliveries, in order
 	Schema   []exampleutil.Delivery // demo_schema deliveries, in order
 	Raw      []bson.Raw             // the plain driver stream's events, ending with invalidate
-	Statuses []triggers.TriggerStatus
+	Statuses []runner.TriggerStatus
 }
 
 func run(ctx context.Context, out io.Writer, logger *slog.Logger) (res result, err error) {
@@ -134,12 +134,12 @@ func run(ctx context.Context, out io.Writer, logger *slog.Logger) (res result, e
 	}
 	defer raw.stop()
 
-	runner, err := exampleutil.StartRunner(ctx, cfg, db.Client, exampleutil.RunnerOptions{Logger: logger})
+	rn, err := exampleutil.StartRunner(ctx, cfg, db.Client, exampleutil.RunnerOptions{Logger: logger})
 	if err != nil {
 		return res, err
 	}
-	defer runner.Stop()
-	if err := runner.WaitReady(ctx); err != nil {
+	defer rn.Stop()
+	if err := rn.WaitReady(ctx); err != nil {
 		return res, err
 	}
 	fmt.Fprintf(out, "devdb %s; triggers %s (%s.%s) and %s (database %s) post to %s\n\n",
@@ -178,19 +178,19 @@ func run(ctx context.Context, out io.Writer, logger *slog.Logger) (res result, e
 	}
 	fmt.Fprintf(out, "A plain driver change stream on %s.%s then got invalidate and was closed by the server:\n%s\n\n", database, collection, inv)
 
-	if _, err := runner.WaitStatus(wctx, peopleTrigger, func(s triggers.TriggerStatus) bool {
-		return s.State == triggers.StateFailed && !s.Retrying
+	if _, err := rn.WaitStatus(wctx, peopleTrigger, func(s runner.TriggerStatus) bool {
+		return s.State == runner.StateFailed && !s.Retrying
 	}); err != nil {
 		return res, err
 	}
 	// The runner counts an event once it is handed to delivery, which can be
 	// a moment after the receiver got it.
-	if _, err := runner.WaitStatus(wctx, schemaTrigger, func(s triggers.TriggerStatus) bool {
+	if _, err := rn.WaitStatus(wctx, schemaTrigger, func(s runner.TriggerStatus) bool {
 		return s.EventsReceived >= uint64(len(res.Schema))
 	}); err != nil {
 		return res, err
 	}
-	res.Statuses = runner.Status()
+	res.Statuses = rn.Status()
 	fmt.Fprintln(out, "Runner status:")
 	for _, s := range res.Statuses {
 		line := fmt.Sprintf("  %-14s %-8s events=%d", s.Name, s.State, s.EventsReceived)

@@ -11,7 +11,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/changehook/changehook/triggers"
+	"github.com/changehook/changehook/runner"
 )
 
 const testTimeout = 60 * time.Second
@@ -135,16 +135,16 @@ func TestEventTypes(t *testing.T) {
 	})
 
 	t.Run("runner reports the collection trigger failed", func(t *testing.T) {
-		byName := map[string]triggers.TriggerStatus{}
+		byName := map[string]runner.TriggerStatus{}
 		for _, s := range res.Statuses {
 			byName[s.Name] = s
 		}
 		p := byName[peopleTrigger]
-		if p.State != triggers.StateFailed || p.Retrying || !strings.Contains(p.LastError, "collection dropped") || p.EventsReceived != 5 {
+		if p.State != runner.StateFailed || p.Retrying || !strings.Contains(p.LastError, "collection dropped") || p.EventsReceived != 5 {
 			t.Errorf("%s status %+v, want failed, not retrying, collection dropped, 5 events", peopleTrigger, p)
 		}
 		s := byName[schemaTrigger]
-		if s.State != triggers.StateRunning || s.EventsReceived != 1 {
+		if s.State != runner.StateRunning || s.EventsReceived != 1 {
 			t.Errorf("%s status %+v, want running with 1 event", schemaTrigger, s)
 		}
 		if !strings.Contains(out.String(), "people_events  failed") {

@@ -23,13 +23,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/changehook/changehook/triggers"
+	"github.com/changehook/changehook/runner"
 )
 
-// Runner is what the admin server reports on; *triggers.Runner implements it.
+// Runner is what the admin server reports on; *runner.Runner implements it.
 type Runner interface {
 	// Status returns every trigger's status, in configuration order.
-	Status() []triggers.TriggerStatus
+	Status() []runner.TriggerStatus
 	// Ready reports whether every enabled trigger's change stream is open.
 	Ready() bool
 }
@@ -140,7 +140,7 @@ func Handler(r Runner, g prometheus.Gatherer) http.Handler {
 func notReady(r Runner) []string {
 	var reasons []string
 	for _, st := range r.Status() {
-		if st.State == triggers.StateDisabled || st.StreamOpen {
+		if st.State == runner.StateDisabled || st.StreamOpen {
 			continue
 		}
 		reason := fmt.Sprintf("trigger %s: %s, change stream not open", st.Name, st.State)
@@ -166,7 +166,7 @@ type TriggersResponse struct {
 // TriggerView is one trigger in /api/triggers: its status plus the delivery
 // counters read from the metrics.
 type TriggerView struct {
-	triggers.TriggerStatus
+	runner.TriggerStatus
 	// CheckpointLagSeconds is CheckpointLag in seconds.
 	CheckpointLagSeconds float64 `json:"checkpoint_lag_seconds"`
 	// Deliveries counts finished deliveries by outcome (delivered,
@@ -180,7 +180,7 @@ type TriggerView struct {
 	InFlight int64 `json:"in_flight"`
 }
 
-func triggerViews(sts []triggers.TriggerStatus, g prometheus.Gatherer) []TriggerView {
+func triggerViews(sts []runner.TriggerStatus, g prometheus.Gatherer) []TriggerView {
 	views := make([]TriggerView, len(sts))
 	idx := make(map[string]*TriggerView, len(sts))
 	for i, st := range sts {

@@ -12,16 +12,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/changehook/changehook/triggers"
+	"github.com/changehook/changehook/runner"
 )
 
 type fakeRunner struct {
 	ready bool
-	sts   []triggers.TriggerStatus
+	sts   []runner.TriggerStatus
 }
 
-func (f fakeRunner) Status() []triggers.TriggerStatus { return f.sts }
-func (f fakeRunner) Ready() bool                      { return f.ready }
+func (f fakeRunner) Status() []runner.TriggerStatus { return f.sts }
+func (f fakeRunner) Ready() bool                    { return f.ready }
 
 func get(t *testing.T, h http.Handler, path string) (int, string) {
 	t.Helper()
@@ -32,17 +32,17 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 }
 
 func TestReadyz(t *testing.T) {
-	running := triggers.TriggerStatus{Name: "a", State: triggers.StateRunning, StreamOpen: true}
-	disabled := triggers.TriggerStatus{Name: "b", State: triggers.StateDisabled}
-	failed := triggers.TriggerStatus{Name: "c", State: triggers.StateFailed, LastError: "history lost: reset it"}
+	running := runner.TriggerStatus{Name: "a", State: runner.StateRunning, StreamOpen: true}
+	disabled := runner.TriggerStatus{Name: "b", State: runner.StateDisabled}
+	failed := runner.TriggerStatus{Name: "c", State: runner.StateFailed, LastError: "history lost: reset it"}
 	for _, tc := range []struct {
 		name     string
 		r        fakeRunner
 		code     int
 		contains string
 	}{
-		{"all open", fakeRunner{ready: true, sts: []triggers.TriggerStatus{running, disabled}}, 200, "ready"},
-		{"one failed", fakeRunner{sts: []triggers.TriggerStatus{running, failed}}, 503, "trigger c: failed, change stream not open: history lost: reset it"},
+		{"all open", fakeRunner{ready: true, sts: []runner.TriggerStatus{running, disabled}}, 200, "ready"},
+		{"one failed", fakeRunner{sts: []runner.TriggerStatus{running, failed}}, 503, "trigger c: failed, change stream not open: history lost: reset it"},
 		{"not started", fakeRunner{}, 503, "runner not started"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,7 +68,7 @@ func TestHealthzMetricsAPI(t *testing.T) {
 	deliveries.WithLabelValues("other", "delivered").Add(9)
 
 	cp := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	r := fakeRunner{ready: true, sts: []triggers.TriggerStatus{{Name: "a", State: triggers.StateRunning, StreamOpen: true, EventsReceived: 4, CheckpointTime: cp, CheckpointLag: 1500 * time.Millisecond}}}
+	r := fakeRunner{ready: true, sts: []runner.TriggerStatus{{Name: "a", State: runner.StateRunning, StreamOpen: true, EventsReceived: 4, CheckpointTime: cp, CheckpointLag: 1500 * time.Millisecond}}}
 	h := Handler(r, reg)
 
 	if code, body := get(t, h, "/healthz"); code != 200 || body != "ok\n" {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/internal/demo"
+	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -71,7 +72,7 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 
 	runCtx, stopDemo := context.WithCancel(ctx)
 	defer stopDemo()
-	var started func(*triggers.Runner)
+	var started func(*runner.Runner)
 	var wg sync.WaitGroup
 	if demoTrigger != nil {
 		recvAddr, err := receiverAddr(demoTrigger.Webhook.URL)
@@ -90,12 +91,12 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stdout, "receiver   http://%s  (prints every delivery; verifies its signature with the demo secret)\n", recv.Addr())
 		fmt.Fprintf(env.Stdout, "trigger    %s: %s where %s -> webhook\n", demoTrigger.Name, demoTrigger.Namespace(), describeMatch(demoTrigger))
 		fmt.Fprintln(env.Stdout, "Press Ctrl-C to stop.")
-		started = func(r *triggers.Runner) {
+		started = func(r *runner.Runner) {
 			wg.Go(func() {
 				if !waitReady(runCtx, r, 10*time.Second) {
 					if runCtx.Err() == nil {
 						for _, st := range r.Status() {
-							if !st.StreamOpen && st.State != triggers.StateDisabled {
+							if !st.StreamOpen && st.State != runner.StateDisabled {
 								fmt.Fprintf(env.Stderr, "trigger %s is not running (%s): %s\n", st.Name, st.State, st.LastError)
 							}
 						}
@@ -160,7 +161,7 @@ func receiverAddr(raw string) (string, error) {
 
 // waitReady polls the runner until every stream is open (true), ctx ends
 // or limit passes (false; 0 means no limit).
-func waitReady(ctx context.Context, r *triggers.Runner, limit time.Duration) bool {
+func waitReady(ctx context.Context, r *runner.Runner, limit time.Duration) bool {
 	if limit > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, limit)

@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/internal/admin"
+	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
@@ -30,10 +31,10 @@ type runFlags struct {
 func (f *runFlags) register(fs *flag.FlagSet) {
 	f.config = configFlag(fs)
 	f.log.register(fs)
-	fs.DurationVar(&f.grace, "grace", triggers.DefaultShutdownGrace, "on SIGINT/SIGTERM, how long in-flight deliveries may take to finish")
+	fs.DurationVar(&f.grace, "grace", runner.DefaultShutdownGrace, "on SIGINT/SIGTERM, how long in-flight deliveries may take to finish")
 	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin server `address` (default: the config's admin.addr; port 0 picks a free one; \"off\" disables it)")
-	fs.IntVar(&f.cpEvery, "checkpoint-every", triggers.DefaultCheckpointEvery, "save a trigger's checkpoint after this many events")
-	fs.DurationVar(&f.cpEveryT, "checkpoint-interval", triggers.DefaultCheckpointInterval, "save a trigger's checkpoint at least this often while events flow")
+	fs.IntVar(&f.cpEvery, "checkpoint-every", runner.DefaultCheckpointEvery, "save a trigger's checkpoint after this many events")
+	fs.DurationVar(&f.cpEveryT, "checkpoint-interval", runner.DefaultCheckpointInterval, "save a trigger's checkpoint at least this often while events flow")
 }
 
 func runCommand(ctx context.Context, args []string, env Env) int {
@@ -82,7 +83,7 @@ func connect(ctx context.Context, uri string) (*mongo.Client, error) {
 // serve connects to cfg.MongoDB.URI, starts the admin server and runs every
 // enabled trigger until ctx is canceled, then shuts down gracefully. started,
 // when not nil, is called once everything is up.
-func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log *slog.Logger, started func(*triggers.Runner)) error {
+func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log *slog.Logger, started func(*runner.Runner)) error {
 	client, err := connect(ctx, cfg.MongoDB.URI)
 	if err != nil {
 		return err
@@ -91,7 +92,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	runner, err := triggers.NewRunner(cfg, client, store.New(client, cfg.State.Database), triggers.RunnerOptions{
+	rn, err := runner.New(cfg, client, store.New(client, cfg.State.Database), runner.Options{
 		Logger:             log,
 		Registry:           reg,
 		Version:            env.Version,
@@ -105,7 +106,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 
 	addr := pick(rf.adminAddr, cfg.Admin.Addr)
 	if addr != "off" {
-		adm, err := admin.Start(admin.Options{Addr: addr, Runner: runner, Gatherer: reg, Logger: log})
+		adm, err := admin.Start(admin.Options{Addr: addr, Runner: rn, Gatherer: reg, Logger: log})
 		if err != nil {
 			return fmt.Errorf("%w (another changehook running? change admin.addr or pass --admin-addr)", err)
 		}
@@ -128,9 +129,9 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	log.Info("changehook running", "version", env.Version, "mongodb", triggers.RedactURI(cfg.MongoDB.URI),
 		"triggers", enabled, "state_database", cfg.State.Database)
 	if started != nil {
-		started(runner)
+		started(rn)
 	}
-	if err := runner.Run(ctx); err != nil {
+	if err := rn.Run(ctx); err != nil {
 		return fmt.Errorf("run triggers: %w", err)
 	}
 	log.Info("changehook stopped: in-flight deliveries finished or timed out, checkpoints saved")

@@ -9,6 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
@@ -67,9 +68,9 @@ func StartConfigured(name string, data []byte, uri string, vars func(base string
 	return cfg, recv, nil
 }
 
-// Runner is a triggers.Runner running in a background goroutine.
+// Runner is a runner.Runner running in a background goroutine.
 type Runner struct {
-	*triggers.Runner
+	*runner.Runner
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -92,7 +93,7 @@ func StartRunner(ctx context.Context, cfg *triggers.Config, client *mongo.Client
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r, err := triggers.NewRunner(cfg, client, store.New(client, cfg.State.Database), triggers.RunnerOptions{
+	r, err := runner.New(cfg, client, store.New(client, cfg.State.Database), runner.Options{
 		Logger:             log,
 		Version:            "example",
 		CheckpointInterval: opts.CheckpointInterval,
@@ -129,8 +130,8 @@ func (r *Runner) WaitReady(ctx context.Context) error {
 
 // WaitStatus waits until the status of the trigger named name satisfies
 // cond, and returns it.
-func (r *Runner) WaitStatus(ctx context.Context, name string, cond func(triggers.TriggerStatus) bool) (triggers.TriggerStatus, error) {
-	var last triggers.TriggerStatus
+func (r *Runner) WaitStatus(ctx context.Context, name string, cond func(runner.TriggerStatus) bool) (runner.TriggerStatus, error) {
+	var last runner.TriggerStatus
 	found := false
 	err := poll(ctx, func() bool {
 		for _, s := range r.Status() {

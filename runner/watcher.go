@@ -1,4 +1,4 @@
-package triggers
+package runner
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -31,7 +32,7 @@ const (
 	// maxPendingTracked bounds the lag bookkeeping of received events not
 	// yet checkpointed. The dispatcher admits at most 2·Concurrency events
 	// beyond the watermark, so the bound is never reached in practice.
-	maxPendingTracked = 4 * MaxConcurrency
+	maxPendingTracked = 4 * triggers.MaxConcurrency
 )
 
 // CheckpointStore loads and saves a trigger's resume token; *store.Store
@@ -75,7 +76,7 @@ type WatcherOptions struct {
 //
 // Status may be called from any goroutine; Run must be called once.
 type Watcher struct {
-	t      *Trigger
+	t      *triggers.Trigger
 	client *mongo.Client
 	cps    CheckpointStore
 	disp   *dispatcher.Dispatcher
@@ -100,7 +101,7 @@ type Watcher struct {
 // NewWatcher returns a Watcher for t that reads with client, checkpoints to
 // cps and delivers through disp. Run takes ownership of disp: it closes it
 // (with the shutdown grace period) before returning.
-func NewWatcher(t *Trigger, client *mongo.Client, cps CheckpointStore, disp *dispatcher.Dispatcher, opts WatcherOptions) *Watcher {
+func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, disp *dispatcher.Dispatcher, opts WatcherOptions) *Watcher {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

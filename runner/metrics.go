@@ -1,4 +1,4 @@
-package triggers
+package runner
 
 import (
 	"github.com/changehook/changehook/dispatcher"

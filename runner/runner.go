@@ -1,4 +1,9 @@
-package triggers
+// Package runner runs triggers: one Watcher per enabled trigger owns the
+// trigger's change stream, submits every event to the trigger's dispatcher
+// in stream order and checkpoints the resume token up to which every event
+// was delivered or dead-lettered. A Runner runs every trigger of a
+// configuration independently and reports each one's status.
+package runner
 
 import (
 	"context"
@@ -12,12 +17,13 @@ import (
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
-// RunnerOptions configure a Runner; zero values take defaults.
-type RunnerOptions struct {
+// Options configure a Runner; zero values take defaults.
+type Options struct {
 	// Logger is the base logger (default slog.Default()); every line about a
 	// trigger carries trigger=NAME.
 	Logger *slog.Logger
@@ -44,10 +50,10 @@ type RunnerOptions struct {
 // dispatcher and Watcher, independently: one trigger failing never stops
 // the others.
 type Runner struct {
-	cfg     *Config
+	cfg     *triggers.Config
 	client  *mongo.Client
 	store   *store.Store
-	opts    RunnerOptions
+	opts    Options
 	log     *slog.Logger
 	metrics *Metrics
 	dmet    *dispatcher.Metrics
@@ -57,14 +63,14 @@ type Runner struct {
 
 // slot is one trigger of the runner; w is set once Run has created it.
 type slot struct {
-	t   *Trigger
+	t   *triggers.Trigger
 	w   atomic.Pointer[Watcher]
 	err atomic.Pointer[TriggerStatus] // status of a trigger whose dispatcher could not start
 }
 
-// NewRunner prepares a Runner for cfg. It does no I/O and starts nothing:
+// New prepares a Runner for cfg. It does no I/O and starts nothing:
 // dispatchers and watchers are created by Run.
-func NewRunner(cfg *Config, client *mongo.Client, st *store.Store, opts RunnerOptions) (*Runner, error) {
+func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Options) (*Runner, error) {
 	switch {
 	case cfg == nil:
 		return nil, errors.New("new runner: nil config")

@@ -1,4 +1,4 @@
-package triggers_test
+package runner_test
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 	"github.com/prometheus/client_golang/prometheus"
@@ -179,14 +180,14 @@ func parseTrigger(t *testing.T, yaml string, url string) *triggers.Config {
 
 // runWatcher starts a watcher for tr and returns a stop function that
 // cancels it and returns Run's error.
-func runWatcher(t *testing.T, tr *triggers.Trigger, client *mongo.Client, cps triggers.CheckpointStore) (*triggers.Watcher, func() error) {
+func runWatcher(t *testing.T, tr *triggers.Trigger, client *mongo.Client, cps runner.CheckpointStore) (*runner.Watcher, func() error) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	disp, err := dispatcher.New(tr.DispatcherConfig(), store.New(client, stateDB), dispatcher.WithLogger(logger))
 	if err != nil {
 		t.Fatalf("new dispatcher: %v", err)
 	}
-	w := triggers.NewWatcher(tr, client, cps, disp, triggers.WatcherOptions{
+	w := runner.NewWatcher(tr, client, cps, disp, runner.WatcherOptions{
 		Logger:              logger,
 		CheckpointEvery:     5,
 		CheckpointInterval:  20 * time.Millisecond,
@@ -212,7 +213,7 @@ func runWatcher(t *testing.T, tr *triggers.Trigger, client *mongo.Client, cps tr
 		return runErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	waitFor(t, "stream open", func() bool { return w.Status().StreamOpen || w.Status().State == triggers.StateFailed })
+	waitFor(t, "stream open", func() bool { return w.Status().StreamOpen || w.Status().State == runner.StateFailed })
 	return w, stop
 }
 
@@ -316,7 +317,7 @@ func TestWatcherDeliversMatchingEvents(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if st := w.Status(); st.State != triggers.StateStopped || st.StreamOpen {
+	if st := w.Status(); st.State != runner.StateStopped || st.StreamOpen {
 		t.Errorf("status after stop = %+v, want stopped", st)
 	}
 	cp, ok, err := cps.LoadCheckpoint(context.Background(), "low_stock")
@@ -462,17 +463,17 @@ func TestHistoryLostFailsTrigger(t *testing.T) {
 		insert(t, coll, append(item(i, 100), bson.E{Key: "pad", Value: pad}))
 	}
 	w, stop2 := runWatcher(t, cfg.Triggers[0], client, cps)
-	waitFor(t, "trigger failed", func() bool { return w.Status().State == triggers.StateFailed && !w.Status().Retrying })
+	waitFor(t, "trigger failed", func() bool { return w.Status().State == runner.StateFailed && !w.Status().Retrying })
 	st := w.Status()
 	if !strings.Contains(st.LastError, "history lost") || !strings.Contains(st.LastError, "changehook checkpoints reset --trigger low_stock") {
 		t.Errorf("LastError = %q, want history lost with the way out", st.LastError)
 	}
 	err := stop2()
-	var te *triggers.TriggerError
+	var te *runner.TriggerError
 	if !errors.As(err, &te) {
 		t.Fatalf("Run = %v, want *TriggerError", err)
 	}
-	if st := w.Status(); st.State != triggers.StateFailed {
+	if st := w.Status(); st.State != runner.StateFailed {
 		t.Errorf("state after stop = %s, want failed to stay visible", st.State)
 	}
 }
@@ -498,7 +499,7 @@ triggers:
     webhook: { url: "${HOOK_URL}" }
 `, recv.srv.URL)
 	reg := prometheus.NewRegistry()
-	r, err := triggers.NewRunner(cfg, client, store.New(client, stateDB), triggers.RunnerOptions{
+	r, err := runner.New(cfg, client, store.New(client, stateDB), runner.Options{
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), nil)),
 		Registry: reg, CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, Version: "test",
 	})
@@ -532,16 +533,16 @@ triggers:
 	if op := recv.next(t).Lookup("operationType").StringValue(); op != "drop" {
 		t.Fatalf("delivery after drop %s, want drop", op)
 	}
-	status := func(name string) triggers.TriggerStatus {
+	status := func(name string) runner.TriggerStatus {
 		for _, s := range r.Status() {
 			if s.Name == name {
 				return s
 			}
 		}
 		t.Fatalf("no status for %s", name)
-		return triggers.TriggerStatus{}
+		return runner.TriggerStatus{}
 	}
-	waitFor(t, "dropped trigger failed", func() bool { return status("dropped").State == triggers.StateFailed })
+	waitFor(t, "dropped trigger failed", func() bool { return status("dropped").State == runner.StateFailed })
 	if st := status("dropped"); !strings.Contains(st.LastError, "collection dropped") || st.Retrying {
 		t.Errorf("dropped status = %+v, want failed with collection dropped", st)
 	}
@@ -553,7 +554,7 @@ triggers:
 	if got.Lookup("ns", "coll").StringValue() != "b" || got.Lookup("documentKey", "_id").Int32() != 7 {
 		t.Errorf("survivor delivery = %v", got)
 	}
-	if st := status("off"); st.State != triggers.StateDisabled {
+	if st := status("off"); st.State != runner.StateDisabled {
 		t.Errorf("disabled trigger state = %s", st.State)
 	}
 	mfs, err := reg.Gather()
@@ -610,7 +611,7 @@ func TestWatcherSurvivesNetworkTrouble(t *testing.T) {
 	}
 	waitFor(t, "failed and retrying", func() bool {
 		st := w.Status()
-		return st.State == triggers.StateFailed && st.Retrying && !st.StreamOpen
+		return st.State == runner.StateFailed && st.Retrying && !st.StreamOpen
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

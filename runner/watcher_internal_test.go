@@ -1,0 +1,102 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/triggers"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name      string
+		trigger   triggers.Trigger
+		lastOp    string
+		err       error
+		retry     bool
+		reasonHas string
+	}{
+		{"invalidate on collection", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "drop", errInvalidated, false, "collection dropped"},
+		{"invalidate after rename", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "rename", errInvalidated, false, "collection renamed"},
+		{"invalidate on database", triggers.Trigger{Name: "t", Database: "d"}, "", errInvalidated, false, "database dropped"},
+		{"history lost", triggers.Trigger{Name: "orders"}, "", mongo.CommandError{Code: 286, Name: "ChangeStreamHistoryLost"}, false, "`changehook checkpoints reset --trigger orders` is the way out"},
+		{"invalid token", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 260, Name: "InvalidResumeToken"}, false, "history lost"},
+		{"fatal", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 280, Name: "ChangeStreamFatalError", Message: "_id changed"}, false, "_id changed"},
+		{"pipeline rejected", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 40324, Name: "Location40324", Message: "Unrecognized pipeline stage"}, false, "rejected"},
+		{"election", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 10107, Name: "NotWritablePrimary"}, true, "NotWritablePrimary"},
+		{"resumable label", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 12345, Labels: []string{"ResumableChangeStreamError"}}, true, ""},
+		{"network", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 40324, Labels: []string{"NetworkError"}}, true, ""},
+		{"driver error without a code", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Message: "connection pool was cleared"}, true, "pool"},
+		{"not a server error", triggers.Trigger{Name: "t"}, "", fmt.Errorf("open: %w", errors.New("server selection timeout")), true, "server selection timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &Watcher{t: &tt.trigger, lastOp: tt.lastOp}
+			reason, retry := w.classify(tt.err)
+			if retry != tt.retry || !strings.Contains(reason, tt.reasonHas) {
+				t.Errorf("classify = %q, %v; want retry %v and reason containing %q", reason, retry, tt.retry, tt.reasonHas)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		attempt  int
+		lo, high time.Duration
+	}{
+		{0, 50 * time.Millisecond, 100 * time.Millisecond},
+		{1, 100 * time.Millisecond, 200 * time.Millisecond},
+		{3, 400 * time.Millisecond, 800 * time.Millisecond},
+		{10, 500 * time.Millisecond, time.Second},
+		{1000, 500 * time.Millisecond, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.attempt), func(t *testing.T) {
+			for range 100 {
+				if d := backoff(tt.attempt, 100*time.Millisecond, time.Second); d < tt.lo || d > tt.high {
+					t.Fatalf("backoff(%d) = %v, want within [%v, %v]", tt.attempt, d, tt.lo, tt.high)
+				}
+			}
+		})
+	}
+}
+
+func TestPendingQueue(t *testing.T) {
+	tok := func(i int) bson.Raw {
+		b, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("%04d", i)}})
+		return b
+	}
+	base := time.Unix(1000, 0)
+	var q pendingQueue
+	for i := range 10 {
+		q.push(pendingEvent{token: tok(i), cluster: bson.Timestamp{T: uint32(i)}, at: base.Add(time.Duration(i) * time.Second)})
+	}
+	if got := q.clusterOf(tok(4)); got.T != 4 {
+		t.Errorf("clusterOf(4) = %v", got)
+	}
+	q.popThrough(tok(3))
+	if f, ok := q.front(); !ok || !f.at.Equal(base.Add(4*time.Second)) {
+		t.Errorf("front after popThrough(3) = %v, %v; want event 4", f.at, ok)
+	}
+	q.popThrough(tok(99)) // unknown: no change
+	if f, _ := q.front(); !f.at.Equal(base.Add(4 * time.Second)) {
+		t.Errorf("unknown token popped events")
+	}
+	for i := 10; i < 10+2*maxPendingTracked; i++ {
+		q.push(pendingEvent{token: tok(i), at: base})
+	}
+	if n := len(q.items) - q.head; n > maxPendingTracked {
+		t.Errorf("queue holds %d events, bound is %d", n, maxPendingTracked)
+	}
+	q.clear()
+	if _, ok := q.front(); ok {
+		t.Error("front after clear")
+	}
+}
