@@ -16,6 +16,7 @@ import (
 
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -41,23 +42,7 @@ func startDB(t *testing.T, opts devdb.Options) *mongo.Client {
 // startServer is startDB that also returns the server.
 func startServer(t *testing.T, opts devdb.Options) (*devdb.Server, *mongo.Client) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	srv, err := devdb.Start(ctx, opts)
-	if err != nil {
-		t.Fatalf("start devdb: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		_ = client.Disconnect(ctx)
-	})
-	return srv, client
+	return devdbtest.StartWith(t, opts)
 }
 
 // receiver is an httptest webhook endpoint that records every delivery.
@@ -587,11 +572,7 @@ func TestWatcherSurvivesNetworkTrouble(t *testing.T) {
 	// The watcher's client gives up on server selection quickly, so that the
 	// driver's single resume attempt fails while the server is down and the
 	// watch loop's own reopen-with-backoff takes over.
-	fast, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetServerSelectionTimeout(200 * time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = fast.Disconnect(context.Background()) })
+	fast := devdbtest.Connect(t, srv.URI(), options.Client().SetServerSelectionTimeout(200*time.Millisecond))
 	w, stop := runWatcher(t, cfg.Triggers[0], fast, cps)
 
 	insert(t, coll, item(1, 1))

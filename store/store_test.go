@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -19,18 +19,8 @@ import (
 // and the client (to inspect the raw documents).
 func newStore(t *testing.T) (*store.Store, *mongo.Client) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := devdb.Start(ctx, devdb.Options{})
-	if err != nil {
-		t.Fatalf("start devdb: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetTimeout(10 * time.Second))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	srv, _ := devdbtest.Start(t)
+	client := devdbtest.Connect(t, srv.URI(), options.Client().SetTimeout(10*time.Second))
 	return store.New(client, "changehook_state"), client
 }
 

@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/devdbtest"
 )
 
 func TestFindSeq(t *testing.T) {
@@ -144,16 +141,7 @@ func TestParseFlags(t *testing.T) {
 func TestBaselines(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	srv, err := devdb.Start(ctx, devdb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	srv, client := devdbtest.Start(t)
 	c := newClock()
 	b := &bench{cfg: config{n: 300, concurrency: 4}, log: io.Discard, clock: c, db: srv, client: client}
 	if err := b.seedOplog(ctx); err != nil {

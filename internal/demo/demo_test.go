@@ -13,11 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/devdbtest"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	"github.com/changehook/changehook/devdb"
 )
 
 const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -122,16 +119,7 @@ func TestReceiver(t *testing.T) {
 }
 
 func TestWriter(t *testing.T) {
-	srv, err := devdb.Start(context.Background(), devdb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	_, client := devdbtest.Start(t)
 
 	var out syncBuffer
 	const ticks = 12

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/store"
 )
 
@@ -64,7 +65,7 @@ func TestCrashSafety(t *testing.T) {
 	t.Logf("crash seed %d (rerun with CHANGEHOOK_CRASH_SEED=%d): %d documents, %d writes, %d kills", seed, seed, docs, writes, kills)
 	rng := rand.New(rand.NewPCG(seed, seed))
 
-	srv, client := startDB(t, devdb.Options{Data: filepath.Join(t.TempDir(), "db")})
+	srv, client := devdbtest.StartWith(t, devdb.Options{Data: filepath.Join(t.TempDir(), "db")})
 	rc := newReceiver(t)
 	dir := t.TempDir()
 	st := store.New(client, "chstate")

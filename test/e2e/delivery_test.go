@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/devdbtest"
 )
 
 // baseConfig is a configuration header pointing at uri with the test
@@ -30,7 +31,7 @@ triggers:
 // replace, delete, rename, drop and dropDatabase, in stream order, each
 // signed.
 func TestEveryOperationType(t *testing.T) {
-	srv, client := startDB(t, devdb.Options{})
+	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
 	cfg := writeFile(t, t.TempDir(), "ops.yaml", baseConfig(srv.URI(), rc.URL())+`
   - name: ops
@@ -100,7 +101,7 @@ func TestEveryOperationType(t *testing.T) {
 // TestMatchProjectPayload: match filters on the event, project shapes the
 // delivered event, and a payload expression replaces the body.
 func TestMatchProjectPayload(t *testing.T) {
-	srv, client := startDB(t, devdb.Options{})
+	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
 	cfg := writeFile(t, t.TempDir(), "mpp.yaml", baseConfig(srv.URI(), rc.URL())+`
   - name: projected
@@ -175,7 +176,7 @@ func TestMatchProjectPayload(t *testing.T) {
 // 204 — one event, four attempts, the same webhook-id, each attempt signed
 // anew, and the Retry-After wait honoured.
 func TestRetriesThenSuccess(t *testing.T) {
-	srv, client := startDB(t, devdb.Options{})
+	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
 	rc.setRespond(func(n int, _ delivery, w http.ResponseWriter, r *http.Request) int {
 		switch n {
@@ -242,7 +243,7 @@ func TestRetriesThenSuccess(t *testing.T) {
 // trigger moves on, `dlq replay` delivers it with the same webhook-id and
 // deletes it; `dlq purge` needs --yes.
 func TestDeadLetterAndReplay(t *testing.T) {
-	srv, client := startDB(t, devdb.Options{})
+	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
 	reject := func(_ int, d delivery, _ http.ResponseWriter, _ *http.Request) int {
 		if key, _ := lookup(d.Event, "documentKey").(bson.D); strings.HasPrefix(fmt.Sprint(lookup(key, "_id")), "bad") {
@@ -333,7 +334,7 @@ func TestOrderingModes(t *testing.T) {
 	} {
 		t.Run(tc.ordering, func(t *testing.T) {
 			t.Parallel()
-			srv, client := startDB(t, devdb.Options{})
+			srv, client := devdbtest.StartWith(t, devdb.Options{})
 			rc := newReceiver(t)
 			// The endpoint holds every request until all writes are done, so
 			// the runner has a backlog and every mode may use its parallelism.

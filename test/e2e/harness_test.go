@@ -30,10 +30,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/internal/cli"
 )
 
@@ -66,24 +63,6 @@ var longFlag = flag.Bool("long", false, "run the larger crash-safety test (also 
 // long reports whether the larger runs were asked for (-long or
 // CHANGEHOOK_LONG=1).
 func long() bool { return *longFlag || os.Getenv("CHANGEHOOK_LONG") == "1" }
-
-// startDB starts an in-process devdb and connects a client to it.
-func startDB(t *testing.T, opts devdb.Options) (*devdb.Server, *mongo.Client) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	srv, err := devdb.Start(ctx, opts)
-	if err != nil {
-		t.Fatalf("start devdb: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	return srv, client
-}
 
 // writeFile writes content to name in dir and returns its path.
 func writeFile(t *testing.T, dir, name, content string) string {

@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/devdbtest"
 )
 
 // historyConfig declares the trigger "lost" on e2e.a and, when withAlive,
@@ -62,7 +63,7 @@ func apiTriggers(t *testing.T, body []byte) map[string]apiTrigger {
 // oplog fails visibly (/api/triggers, /readyz) while another trigger keeps
 // delivering; `checkpoints reset` recovers it.
 func TestHistoryLostAndReset(t *testing.T) {
-	srv, client := startDB(t, devdb.Options{OplogMaxBytes: 16 << 10, Data: filepath.Join(t.TempDir(), "db")})
+	srv, client := devdbtest.StartWith(t, devdb.Options{OplogMaxBytes: 16 << 10, Data: filepath.Join(t.TempDir(), "db")})
 	rc := newReceiver(t)
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -157,7 +158,7 @@ func TestCheckpointResetToTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the next wall-clock second")
 	}
-	srv, client := startDB(t, devdb.Options{})
+	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
 	cfg := writeFile(t, t.TempDir(), "t.yaml", baseConfig(srv.URI(), rc.URL())+`
   - { name: t, database: e2e, collection: x, operations: [insert] }

@@ -9,13 +9,14 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/devdbtest"
 )
 
 // TestShutdownGrace: SIGTERM while a delivery hangs exits 0 once --grace
 // has passed, and the unfinished event is not checkpointed: the next run
 // delivers it again, with the same webhook-id.
 func TestShutdownGrace(t *testing.T) {
-	srv, client := startDB(t, devdb.Options{})
+	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
 	release := make(chan struct{})
 	rc.setRespond(func(n int, _ delivery, _ http.ResponseWriter, r *http.Request) int {
