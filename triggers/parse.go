@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -961,7 +962,7 @@ func payloadShape(spec any) string {
 
 // mqlMessage is an mql error's message without its code-name prefix.
 func mqlMessage(err error) string {
-	var me *mql.Error
+	var me *mongoerr.Error
 	if errors.As(err, &me) {
 		return me.Message
 	}

@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -30,27 +31,27 @@ type accumSpec struct {
 func compileAccumulator(field string, spec any) (accumSpec, error) {
 	d, ok := spec.(bson.D)
 	if !ok {
-		return accumSpec{}, Errorf(40234, "", "The field '%s' must be an accumulator object", field)
+		return accumSpec{}, mongoerr.Errorf(mongoerr.GroupFieldNotAccumulator, "The field '%s' must be an accumulator object", field)
 	}
 	if len(d) != 1 {
-		return accumSpec{}, Errorf(40238, "", "The field '%s' must specify one accumulator", field)
+		return accumSpec{}, mongoerr.Errorf(mongoerr.GroupFieldTwoAccumulators, "The field '%s' must specify one accumulator", field)
 	}
 	op, arg := d[0].Key, d[0].Value
 	switch op {
 	case "$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$addToSet", "$mergeObjects", "$stdDevPop", "$stdDevSamp":
 	case "$count":
 		if ad, ok := arg.(bson.D); !ok || len(ad) != 0 {
-			return accumSpec{}, Errorf(CodeTypeMismatch, "", "$count takes no arguments, i.e. $count:{}")
+			return accumSpec{}, mongoerr.Errorf(mongoerr.TypeMismatch, "$count takes no arguments, i.e. $count:{}")
 		}
 		return accumSpec{field: field, op: op, arg: constNode{int32(1)}}, nil
 	default:
 		if !strings.HasPrefix(op, "$") {
-			return accumSpec{}, Errorf(40234, "", "The field '%s' must be an accumulator object", field)
+			return accumSpec{}, mongoerr.Errorf(mongoerr.GroupFieldNotAccumulator, "The field '%s' must be an accumulator object", field)
 		}
-		return accumSpec{}, Errorf(15952, "", "unknown group operator '%s'", op)
+		return accumSpec{}, mongoerr.Errorf(mongoerr.UnknownGroupOperator, "unknown group operator '%s'", op)
 	}
 	if _, ok := arg.(bson.A); ok {
-		return accumSpec{}, Errorf(40237, "", "The %s accumulator is a unary operator", op)
+		return accumSpec{}, mongoerr.Errorf(mongoerr.AccumulatorUnary, "The %s accumulator is a unary operator", op)
 	}
 	n, err := compileNode(arg)
 	if err != nil {
@@ -201,7 +202,7 @@ func (a *mergeAcc) add(v any) int {
 	d, ok := v.(bson.D)
 	if !ok {
 		if a.err == nil {
-			a.err = Errorf(40400, "", "$mergeObjects requires object inputs, but input %s is of type %s", aggFmt(v), TypeName(v))
+			a.err = mongoerr.Errorf(mongoerr.MergeObjectsNotObject, "$mergeObjects requires object inputs, but input %s is of type %s", aggFmt(v), TypeName(v))
 		}
 		return 0
 	}

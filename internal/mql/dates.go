@@ -7,6 +7,7 @@ import (
 	"time"
 	_ "time/tzdata" // Olson time zones for $dateToString and date parts without a system tzdata.
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -24,7 +25,7 @@ func aggParseTZ(v any) (*time.Location, error) {
 	}
 	s, ok := v.(string)
 	if !ok {
-		return nil, Errorf(40517, "", "timezone must evaluate to a string, found %s", TypeName(v))
+		return nil, mongoerr.Errorf(mongoerr.TimezoneNotString, "timezone must evaluate to a string, found %s", TypeName(v))
 	}
 	switch s {
 	case "UTC", "GMT", "Z", "utc":
@@ -55,7 +56,7 @@ func aggParseTZ(v any) (*time.Location, error) {
 			return loc, nil
 		}
 	}
-	return nil, Errorf(40485, "", "unrecognized time zone identifier: \"%s\"", s)
+	return nil, mongoerr.Errorf(mongoerr.UnknownTimezone, "unrecognized time zone identifier: \"%s\"", s)
 }
 
 // aggToDate coerces a date, timestamp or ObjectID to a date.
@@ -68,7 +69,7 @@ func aggToDate(v any) (bson.DateTime, error) {
 	case bson.ObjectID:
 		return bson.NewDateTimeFromTime(t.Timestamp()), nil
 	}
-	return 0, Errorf(16006, "", "can't convert from BSON type %s to Date", TypeName(v))
+	return 0, mongoerr.Errorf(mongoerr.ConvertToDateFailed, "can't convert from BSON type %s to Date", TypeName(v))
 }
 
 // aggFormatDate renders t (already in its zone) with MongoDB's format
@@ -82,7 +83,7 @@ func aggFormatDate(t time.Time, format string) (string, error) {
 			continue
 		}
 		if i+1 >= len(format) {
-			return "", Errorf(18535, "", "Unmatched '%%' at end of format string")
+			return "", mongoerr.Errorf(mongoerr.DateFormatTrailingPercent, "Unmatched '%%' at end of format string")
 		}
 		i++
 		switch format[i] {
@@ -131,7 +132,7 @@ func aggFormatDate(t time.Time, format string) (string, error) {
 		case 'B':
 			b.WriteString(t.Month().String())
 		default:
-			return "", Errorf(18536, "", "Invalid format character '%%%c' in format string", format[i])
+			return "", mongoerr.Errorf(mongoerr.DateFormatBadCharacter, "Invalid format character '%%%c' in format string", format[i])
 		}
 	}
 	return b.String(), nil
@@ -166,7 +167,7 @@ func compileDateToString(arg any) (exprNode, error) {
 	if c, ok := n.format.(constNode); ok {
 		s, ok := c.v.(string)
 		if !ok && !aggNullish(c.v) {
-			return nil, Errorf(18533, "", "$dateToString requires that 'format' be a string, found: %s with value %s", TypeName(c.v), aggFmt(c.v))
+			return nil, mongoerr.Errorf(mongoerr.DateToStringFormatNotString, "$dateToString requires that 'format' be a string, found: %s with value %s", TypeName(c.v), aggFmt(c.v))
 		}
 		if ok {
 			if _, err := aggFormatDate(time.Unix(0, 0).UTC(), s); err != nil {
@@ -201,7 +202,7 @@ func (n *dateToStringNode) eval(c *evalCtx) (any, error) {
 		}
 		s, ok := fv.(string)
 		if !ok {
-			return nil, Errorf(18533, "", "$dateToString requires that 'format' be a string, found: %s with value %s", TypeName(fv), aggFmt(fv))
+			return nil, mongoerr.Errorf(mongoerr.DateToStringFormatNotString, "$dateToString requires that 'format' be a string, found: %s with value %s", TypeName(fv), aggFmt(fv))
 		}
 		format = s
 	}
@@ -240,13 +241,13 @@ func compileDatePart(name string, arg any) (exprNode, error) {
 	if d, ok := arg.(bson.D); ok && len(d) > 0 && !strings.HasPrefix(d[0].Key, "$") {
 		n := &datePartNode{name: name}
 		err := aggCompileNamedArgs(d, func(key string) error {
-			return Errorf(40535, "", "unrecognized option to %s: \"%s\". Options must be date and timezone", name, key)
+			return mongoerr.Errorf(mongoerr.DateUnknownOption, "unrecognized option to %s: \"%s\". Options must be date and timezone", name, key)
 		}, aggArg{"date", &n.date}, aggArg{"timezone", &n.tz})
 		if err != nil {
 			return nil, err
 		}
 		if n.date == nil {
-			return nil, Errorf(40539, "", "missing 'date' argument to %s, provided: %s", name, aggFmt(d))
+			return nil, mongoerr.Errorf(mongoerr.DateMissingDate, "missing 'date' argument to %s, provided: %s", name, aggFmt(d))
 		}
 		return n, nil
 	}
@@ -311,7 +312,7 @@ func (n *datePartNode) eval(c *evalCtx) (any, error) {
 	case "$isoDayOfWeek":
 		return int32(aggISODayOfWeek(t)), nil
 	}
-	return nil, Errorf(CodeInternalError, "", "unknown date part %s", n.name)
+	return nil, mongoerr.Errorf(mongoerr.InternalError, "unknown date part %s", n.name)
 }
 
 // dateFromStringNode is $dateFromString.
@@ -361,20 +362,20 @@ func (n *dateFromStringNode) eval(c *evalCtx) (any, error) {
 	}
 	s, ok := sv.(string)
 	if !ok {
-		return fail(Errorf(241, "", "$dateFromString requires that 'dateString' be a string, found: %s with value %s", TypeName(sv), aggFmt(sv)))
+		return fail(mongoerr.Errorf(mongoerr.ConversionFailure, "$dateFromString requires that 'dateString' be a string, found: %s with value %s", TypeName(sv), aggFmt(sv)))
 	}
 	var d bson.DateTime
 	if n.format != nil {
 		f, ok := fv.(string)
 		if !ok {
-			return nil, Errorf(40684, "", "$dateFromString requires that 'format' be a string, found: %s with value %s", TypeName(fv), aggFmt(fv))
+			return nil, mongoerr.Errorf(mongoerr.DateFromStringFormatNotString, "$dateFromString requires that 'format' be a string, found: %s with value %s", TypeName(fv), aggFmt(fv))
 		}
 		d, err = aggParseDateFormat(s, f, loc)
 	} else {
 		d, err = aggParseDateString(s, loc)
 	}
 	if err != nil {
-		return fail(Errorf(CodeConversionFailure, "", "Error parsing date string '%s'; %s", s, err.Error()))
+		return fail(mongoerr.Errorf(mongoerr.ConversionFailure, "Error parsing date string '%s'; %s", s, err.Error()))
 	}
 	return d, nil
 }
@@ -406,7 +407,7 @@ func aggParseDateString(s string, loc *time.Location) (bson.DateTime, error) {
 			return bson.NewDateTimeFromTime(t), nil
 		}
 	}
-	return 0, Errorf(CodeConversionFailure, "", "an incomplete date/time string has been found, with elements missing: \"%s\"", s)
+	return 0, mongoerr.Errorf(mongoerr.ConversionFailure, "an incomplete date/time string has been found, with elements missing: \"%s\"", s)
 }
 
 // aggParseDateFormat parses s with MongoDB format specifiers.
@@ -443,7 +444,7 @@ func aggParseDateFormat(s, format string, loc *time.Location) (bson.DateTime, er
 			continue
 		}
 		if i+1 >= len(format) {
-			return 0, Errorf(18535, "", "Unmatched '%%' at end of format string")
+			return 0, mongoerr.Errorf(mongoerr.DateFormatTrailingPercent, "Unmatched '%%' at end of format string")
 		}
 		i++
 		switch format[i] {
@@ -476,7 +477,7 @@ func aggParseDateFormat(s, format string, loc *time.Location) (bson.DateTime, er
 			}
 			pos++
 		default:
-			return 0, Errorf(18536, "", "Invalid format character '%%%c' in format string", format[i])
+			return 0, mongoerr.Errorf(mongoerr.DateFormatBadCharacter, "Invalid format character '%%%c' in format string", format[i])
 		}
 		if err != nil {
 			return 0, err

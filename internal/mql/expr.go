@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -47,7 +48,7 @@ const aggMaxValueBytes = 16 * 1024 * 1024
 
 // aggTooLarge is the error for a value over aggMaxValueBytes.
 func aggTooLarge(op string) error {
-	return Errorf(10334, "BSONObjectTooLarge", "%s: result exceeds the maximum BSON size of %d bytes", op, aggMaxValueBytes)
+	return mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "%s: result exceeds the maximum BSON size of %d bytes", op, aggMaxValueBytes)
 }
 
 // aggMaxEvalSteps bounds the work one evaluation may do (nested $map,
@@ -89,7 +90,7 @@ func (c *evalCtx) lookupVar(name string) (any, error) {
 	case "KEEP", "PRUNE", "DESCEND":
 		return "$$" + name, nil
 	}
-	return nil, Errorf(17276, "", "Use of undefined variable: %s", name)
+	return nil, mongoerr.Errorf(mongoerr.UndefinedVariable, "Use of undefined variable: %s", name)
 }
 
 // bind returns a child scope binding name to val.
@@ -105,7 +106,7 @@ func (c *evalCtx) step(n int) error {
 		limit = aggMaxEvalSteps
 	}
 	if c.steps > limit {
-		return Errorf(CodeBadValue, "", "expression evaluation exceeded %d steps", limit)
+		return mongoerr.Errorf(mongoerr.BadValue, "expression evaluation exceeded %d steps", limit)
 	}
 	return nil
 }
@@ -113,7 +114,7 @@ func (c *evalCtx) step(n int) error {
 // CompileExpr compiles an aggregation expression given in its BSON form:
 // a literal, a field path ("$a.b"), a variable ("$$ROOT", "$$x.y"), an
 // operator document ({$concat: [...]}), a literal document whose fields are
-// expressions, or an array of expressions. It returns a *Error with
+// expressions, or an array of expressions. It returns a *mongoerr.Error with
 // MongoDB's code for an invalid expression (for example 168
 // InvalidPipelineOperator for an unknown operator).
 func CompileExpr(spec any) (*Expr, error) {
@@ -183,7 +184,7 @@ func Truthy(v any) bool {
 const aggMaxNesting = 180
 
 func aggNestingErr() error {
-	return Errorf(15, "Overflow", "expression or stage nests more than %d levels of documents and arrays", aggMaxNesting)
+	return mongoerr.Errorf(mongoerr.Overflow, "expression or stage nests more than %d levels of documents and arrays", aggMaxNesting)
 }
 
 // aggNestingDepth returns the nesting depth of v, stopping early once it
@@ -331,7 +332,7 @@ func compileNode(spec any) (exprNode, error) {
 	case bson.D:
 		return compileDoc(t)
 	case bson.M:
-		return nil, Errorf(CodeBadValue, "", "expression documents must be ordered (bson.D), got bson.M")
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "expression documents must be ordered (bson.D), got bson.M")
 	case bson.A:
 		nodes, err := compileNodes(t)
 		if err != nil {
@@ -363,7 +364,7 @@ func compilePath(s string) (exprNode, error) {
 		return n, nil
 	}
 	if s == "$" {
-		return nil, Errorf(16872, "", "'$' by itself is not a valid FieldPath")
+		return nil, mongoerr.Errorf(mongoerr.FieldPathDollarOnly, "'$' by itself is not a valid FieldPath")
 	}
 	p, err := aggSplitFieldPath(s[1:])
 	if err != nil {
@@ -377,13 +378,13 @@ func aggSplitFieldPath(s string) ([]string, error) {
 	parts := strings.Split(s, ".")
 	for _, p := range parts {
 		if p == "" {
-			return nil, Errorf(15998, "", "FieldPath field names may not be empty strings.")
+			return nil, mongoerr.Errorf(mongoerr.FieldPathEmptyComponent, "FieldPath field names may not be empty strings.")
 		}
 		if strings.HasPrefix(p, "$") {
-			return nil, Errorf(16410, "", "FieldPath field names may not start with '$'. Consider using $getField or $setField.")
+			return nil, mongoerr.Errorf(mongoerr.FieldPathDollarPrefix, "FieldPath field names may not start with '$'. Consider using $getField or $setField.")
 		}
 		if strings.ContainsRune(p, 0) {
-			return nil, Errorf(16411, "", "FieldPath field names may not contain '\\0'.")
+			return nil, mongoerr.Errorf(mongoerr.FieldPathNullByte, "FieldPath field names may not contain '\\0'.")
 		}
 	}
 	return parts, nil
@@ -392,12 +393,12 @@ func aggSplitFieldPath(s string) ([]string, error) {
 // aggCheckVarRef validates a referenced variable name.
 func aggCheckVarRef(name string) error {
 	if name == "" {
-		return Errorf(9, "FailedToParse", "empty variable names are not allowed")
+		return mongoerr.Errorf(mongoerr.FailedToParse, "empty variable names are not allowed")
 	}
 	for i, r := range name {
 		ok := r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r > 127 || i > 0 && r >= '0' && r <= '9'
 		if !ok {
-			return Errorf(16870, "", "'%s' contains an invalid character for a variable name: '%c'", name, r)
+			return mongoerr.Errorf(mongoerr.VariableNameBadCharInLet, "'%s' contains an invalid character for a variable name: '%c'", name, r)
 		}
 	}
 	return nil
@@ -407,17 +408,17 @@ func aggCheckVarRef(name string) error {
 // $map/$filter "as").
 func aggCheckVarDef(name string) error {
 	if name == "" {
-		return Errorf(16866, "", "empty variable names are not allowed")
+		return mongoerr.Errorf(mongoerr.VariableNameEmpty, "empty variable names are not allowed")
 	}
 	for i, r := range name {
 		if i == 0 {
 			if !(r >= 'a' && r <= 'z' || r > 127) {
-				return Errorf(16867, "", "'%s' starts with an invalid character for a user variable name", name)
+				return mongoerr.Errorf(mongoerr.VariableNameBadStart, "'%s' starts with an invalid character for a user variable name", name)
 			}
 			continue
 		}
 		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r > 127) {
-			return Errorf(16868, "", "'%s' contains an invalid character for a variable name: '%c'", name, r)
+			return mongoerr.Errorf(mongoerr.VariableNameBadChar, "'%s' contains an invalid character for a variable name: '%c'", name, r)
 		}
 	}
 	return nil
@@ -427,7 +428,7 @@ func aggCheckVarDef(name string) error {
 func compileDoc(d bson.D) (exprNode, error) {
 	if len(d) > 0 && strings.HasPrefix(d[0].Key, "$") {
 		if len(d) != 1 {
-			return nil, Errorf(15983, "", "an expression specification must contain exactly one field, the name of the expression. Found %d fields in %s", len(d), aggFmt(d))
+			return nil, mongoerr.Errorf(mongoerr.ExpressionNotOneField, "an expression specification must contain exactly one field, the name of the expression. Found %d fields in %s", len(d), aggFmt(d))
 		}
 		return compileOperator(d[0].Key, d[0].Value)
 	}
@@ -435,16 +436,16 @@ func compileDoc(d bson.D) (exprNode, error) {
 	seen := make(map[string]bool, len(d))
 	for _, e := range d {
 		if strings.HasPrefix(e.Key, "$") {
-			return nil, Errorf(16404, "", "a nested object must not contain a field beginning with '$' ('%s'); use $getField/$setField or $literal", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.NestedDollarField, "a nested object must not contain a field beginning with '$' ('%s'); use $getField/$setField or $literal", e.Key)
 		}
 		if strings.Contains(e.Key, ".") {
-			return nil, Errorf(16412, "", "FieldPath field names may not contain '.'. Consider using $getField or $setField.")
+			return nil, mongoerr.Errorf(mongoerr.FieldPathDot, "FieldPath field names may not contain '.'. Consider using $getField or $setField.")
 		}
 		if e.Key == "" {
-			return nil, Errorf(16410, "", "FieldPath field names may not be empty strings.")
+			return nil, mongoerr.Errorf(mongoerr.FieldPathDollarPrefix, "FieldPath field names may not be empty strings.")
 		}
 		if seen[e.Key] {
-			return nil, Errorf(16406, "", "duplicate field name specified in object literal: %s", aggFmt(d))
+			return nil, mongoerr.Errorf(mongoerr.DuplicateFieldName, "duplicate field name specified in object literal: %s", aggFmt(d))
 		}
 		seen[e.Key] = true
 		sub, err := compileNode(e.Value)
@@ -557,13 +558,13 @@ func compileArgs(name string, arg any, lo, hi int) ([]exprNode, error) {
 	if len(args) < lo || hi >= 0 && len(args) > hi {
 		switch {
 		case lo == hi:
-			return nil, Errorf(16020, "", "Expression %s takes exactly %d arguments. %d were passed in.", name, lo, len(args))
+			return nil, mongoerr.Errorf(mongoerr.ExpressionArgCountExact, "Expression %s takes exactly %d arguments. %d were passed in.", name, lo, len(args))
 		case hi < 0:
-			return nil, Errorf(16021, "", "Expression %s takes at least %d arguments, but %d were passed in.", name, lo, len(args))
+			return nil, mongoerr.Errorf(mongoerr.ExpressionArgCountRange, "Expression %s takes at least %d arguments, but %d were passed in.", name, lo, len(args))
 		case len(args) < lo:
-			return nil, Errorf(16021, "", "Expression %s takes at least %d arguments, but %d were passed in.", name, lo, len(args))
+			return nil, mongoerr.Errorf(mongoerr.ExpressionArgCountRange, "Expression %s takes at least %d arguments, but %d were passed in.", name, lo, len(args))
 		default:
-			return nil, Errorf(16021, "", "Expression %s takes at most %d arguments, but %d were passed in.", name, hi, len(args))
+			return nil, mongoerr.Errorf(mongoerr.ExpressionArgCountRange, "Expression %s takes at most %d arguments, but %d were passed in.", name, hi, len(args))
 		}
 	}
 	return compileNodes(args)
@@ -619,7 +620,7 @@ func fixed(name string, arg any, lo, hi int, fn func(c *evalCtx, vals []any) (an
 func aggNamedArgs(name string, arg any, required []string, optional []string) (map[string]exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(CodeFailedToParse, "", "%s expects an object of named arguments but found: %s", name, TypeName(arg))
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "%s expects an object of named arguments but found: %s", name, TypeName(arg))
 	}
 	out := make(map[string]exprNode, len(d))
 	for _, e := range d {
@@ -631,7 +632,7 @@ func aggNamedArgs(name string, arg any, required []string, optional []string) (m
 			known = known || k == e.Key
 		}
 		if !known {
-			return nil, Errorf(CodeFailedToParse, "", "%s found an unknown argument: %s", name, e.Key)
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "%s found an unknown argument: %s", name, e.Key)
 		}
 		n, err := compileNode(e.Value)
 		if err != nil {
@@ -641,7 +642,7 @@ func aggNamedArgs(name string, arg any, required []string, optional []string) (m
 	}
 	for _, k := range required {
 		if out[k] == nil {
-			return nil, Errorf(CodeFailedToParse, "", "Missing '%s' parameter to %s", k, name)
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Missing '%s' parameter to %s", k, name)
 		}
 	}
 	return out, nil

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -364,14 +365,14 @@ func evalAdd(_ *evalCtx, vals []any) (any, error) {
 		switch t := v.(type) {
 		case bson.DateTime:
 			if date != nil {
-				return nil, Errorf(16612, "", "only one date allowed in an $add expression")
+				return nil, mongoerr.Errorf(mongoerr.AddMultipleDates, "only one date allowed in an $add expression")
 			}
 			d := t
 			date = &d
 			continue
 		}
 		if aggNumKind(v) == aggKNone {
-			return nil, Errorf(CodeTypeMismatch, "", "$add only supports numeric or date types, not %s", TypeName(v))
+			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "$add only supports numeric or date types, not %s", TypeName(v))
 		}
 		s.add(v)
 	}
@@ -396,7 +397,7 @@ func aggDateOffsetMillis(v any, op string) (int64, error) {
 		return t, nil
 	case float64:
 		if math.IsNaN(t) || math.IsInf(t, 0) || math.Abs(t) > 9.2e18 {
-			return 0, Errorf(CodeOverflow, "", "date overflow in %s", op)
+			return 0, mongoerr.Errorf(mongoerr.Overflow, "date overflow in %s", op)
 		}
 		return int64(math.Round(t)), nil
 	case bson.Decimal128:
@@ -424,11 +425,11 @@ func evalSubtract(_ *evalCtx, vals []any) (any, error) {
 			}
 			return bson.DateTime(int64(da) - ms), nil
 		}
-		return nil, Errorf(16613, "", "can't $subtract %s from date", TypeName(b))
+		return nil, mongoerr.Errorf(mongoerr.SubtractFromDate, "can't $subtract %s from date", TypeName(b))
 	}
 	ka, kb := aggNumKind(a), aggNumKind(b)
 	if ka == aggKNone || kb == aggKNone {
-		return nil, Errorf(16556, "", "can't $subtract %s from %s", TypeName(b), TypeName(a))
+		return nil, mongoerr.Errorf(mongoerr.SubtractBadTypes, "can't $subtract %s from %s", TypeName(b), TypeName(a))
 	}
 	return aggArith('-', a, b), nil
 }
@@ -504,7 +505,7 @@ func evalMultiply(_ *evalCtx, vals []any) (any, error) {
 			continue
 		}
 		if aggNumKind(v) == aggKNone {
-			return nil, Errorf(16555, "", "$multiply only supports numeric types, not %s", TypeName(v))
+			return nil, mongoerr.Errorf(mongoerr.MultiplyNotNumeric, "$multiply only supports numeric types, not %s", TypeName(v))
 		}
 		acc = aggArith('*', acc, v)
 	}
@@ -523,10 +524,10 @@ func evalDivide(_ *evalCtx, vals []any) (any, error) {
 	}
 	ka, kb := aggNumKind(a), aggNumKind(b)
 	if ka == aggKNone || kb == aggKNone {
-		return nil, Errorf(16609, "", "$divide only supports numeric types, not %s and %s", TypeName(a), TypeName(b))
+		return nil, mongoerr.Errorf(mongoerr.DivideNotNumeric, "$divide only supports numeric types, not %s and %s", TypeName(a), TypeName(b))
 	}
 	if aggIsZero(b) {
-		return nil, Errorf(CodeBadValue, "", "can't $divide by zero")
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "can't $divide by zero")
 	}
 	if ka == aggKDecimal || kb == aggKDecimal {
 		return aggDecDiv(aggDecFrom(a), aggDecFrom(b)).to128(), nil
@@ -542,10 +543,10 @@ func evalMod(_ *evalCtx, vals []any) (any, error) {
 	}
 	ka, kb := aggNumKind(a), aggNumKind(b)
 	if ka == aggKNone || kb == aggKNone {
-		return nil, Errorf(16611, "", "$mod only supports numeric types, not %s and %s", TypeName(a), TypeName(b))
+		return nil, mongoerr.Errorf(mongoerr.ModNotNumeric, "$mod only supports numeric types, not %s and %s", TypeName(a), TypeName(b))
 	}
 	if aggIsZero(b) {
-		return nil, Errorf(16610, "", "can't $mod by zero")
+		return nil, mongoerr.Errorf(mongoerr.ModByZero, "can't $mod by zero")
 	}
 	k := max(ka, kb)
 	switch k {
@@ -578,7 +579,7 @@ func evalUnaryMath(name string, v any) (any, error) {
 	}
 	k := aggNumKind(v)
 	if k == aggKNone {
-		return nil, Errorf(28765, "", "%s only supports numeric types, not %s", name, TypeName(v))
+		return nil, mongoerr.Errorf(mongoerr.NumericOnly, "%s only supports numeric types, not %s", name, TypeName(v))
 	}
 	switch name {
 	case "$abs":
@@ -593,7 +594,7 @@ func evalUnaryMath(name string, v any) (any, error) {
 			return t, nil
 		case int64:
 			if t == math.MinInt64 {
-				return nil, Errorf(28680, "", "can't take $abs of long long min")
+				return nil, mongoerr.Errorf(mongoerr.AbsLongMin, "can't take $abs of long long min")
 			}
 			if t < 0 {
 				return -t, nil
@@ -643,23 +644,23 @@ func evalUnaryFloat(name string, f float64) (any, error) {
 	switch name {
 	case "$sqrt":
 		if f < 0 {
-			return nil, Errorf(28714, "", "$sqrt's argument must be greater than or equal to 0")
+			return nil, mongoerr.Errorf(mongoerr.SqrtNegative, "$sqrt's argument must be greater than or equal to 0")
 		}
 		return math.Sqrt(f), nil
 	case "$exp":
 		return math.Exp(f), nil
 	case "$ln":
 		if f <= 0 {
-			return nil, Errorf(28766, "", "$ln's argument must be a positive number, but %v", f)
+			return nil, mongoerr.Errorf(mongoerr.LnNotPositive, "$ln's argument must be a positive number, but %v", f)
 		}
 		return math.Log(f), nil
 	case "$log10":
 		if f <= 0 {
-			return nil, Errorf(28761, "", "$log10's argument must be a positive number, but %v", f)
+			return nil, mongoerr.Errorf(mongoerr.Log10NotPositive, "$log10's argument must be a positive number, but %v", f)
 		}
 		return math.Log10(f), nil
 	}
-	return nil, Errorf(CodeInternalError, "", "unknown math operator %s", name)
+	return nil, mongoerr.Errorf(mongoerr.InternalError, "unknown math operator %s", name)
 }
 
 // evalPow implements $pow.
@@ -670,13 +671,13 @@ func evalPow(_ *evalCtx, vals []any) (any, error) {
 	}
 	ka, kb := aggNumKind(a), aggNumKind(b)
 	if ka == aggKNone {
-		return nil, Errorf(28762, "", "$pow's base must be numeric, not %s", TypeName(a))
+		return nil, mongoerr.Errorf(mongoerr.PowBaseNotNumeric, "$pow's base must be numeric, not %s", TypeName(a))
 	}
 	if kb == aggKNone {
-		return nil, Errorf(28763, "", "$pow's exponent must be numeric, not %s", TypeName(b))
+		return nil, mongoerr.Errorf(mongoerr.PowExponentNotNumeric, "$pow's exponent must be numeric, not %s", TypeName(b))
 	}
 	if aggIsZero(a) && aggToFloat(b) < 0 {
-		return nil, Errorf(28764, "", "$pow cannot take a base of 0 and a negative exponent")
+		return nil, mongoerr.Errorf(mongoerr.PowZeroNegativeExponent, "$pow cannot take a base of 0 and a negative exponent")
 	}
 	k := max(ka, kb)
 	if k <= aggKLong {
@@ -781,14 +782,14 @@ func evalRound(name string, vals []any) (any, error) {
 			return nil, nil
 		}
 		if aggNumKind(p) == aggKNone {
-			return nil, Errorf(51081, "", "%s only supports numeric types, not %s", name, TypeName(p))
+			return nil, mongoerr.Errorf(mongoerr.RoundNotNumeric, "%s only supports numeric types, not %s", name, TypeName(p))
 		}
 		n, ok := aggToInt64Exact(p)
 		if !ok {
-			return nil, Errorf(51082, "", "precision argument to %s must be a integral value", name)
+			return nil, mongoerr.Errorf(mongoerr.RoundPrecisionNotIntegral, "precision argument to %s must be a integral value", name)
 		}
 		if n < -20 || n > 100 {
-			return nil, Errorf(51083, "", "cannot apply %s with precision value %d value must be in [-20, 100]", name, n)
+			return nil, mongoerr.Errorf(mongoerr.RoundPrecisionOutOfRange, "cannot apply %s with precision value %d value must be in [-20, 100]", name, n)
 		}
 		place = n
 	}
@@ -797,7 +798,7 @@ func evalRound(name string, vals []any) (any, error) {
 	}
 	k := aggNumKind(v)
 	if k == aggKNone {
-		return nil, Errorf(51081, "", "%s only supports numeric types, not %s", name, TypeName(v))
+		return nil, mongoerr.Errorf(mongoerr.RoundNotNumeric, "%s only supports numeric types, not %s", name, TypeName(v))
 	}
 	mode := aggRoundHalfEven
 	if name == "$trunc" {
@@ -812,7 +813,7 @@ func evalRound(name string, vals []any) (any, error) {
 		r := aggDecRoundPlace(aggDec{coef: big.NewInt(x)}, int(place), mode)
 		val, _ := r.rat()
 		if !val.IsInt() || !val.Num().IsInt64() {
-			return nil, Errorf(CodeOverflow, "", "%s overflowed", name)
+			return nil, mongoerr.Errorf(mongoerr.Overflow, "%s overflowed", name)
 		}
 		return aggNarrow(val.Num().Int64(), k), nil
 	case float64:

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -11,7 +12,7 @@ import (
 func evalSize(_ *evalCtx, vals []any) (any, error) {
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(17124, "", "The argument to $size must be an array. Type of argument: %s", TypeName(vals[0]))
+		return nil, mongoerr.Errorf(mongoerr.SizeNotArray, "The argument to $size must be an array. Type of argument: %s", TypeName(vals[0]))
 	}
 	return int32(len(a)), nil
 }
@@ -24,14 +25,14 @@ func evalArrayElemAt(_ *evalCtx, vals []any) (any, error) {
 	}
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(28689, "", "$arrayElemAt's first argument must be an array, but is %s", TypeName(vals[0]))
+		return nil, mongoerr.Errorf(mongoerr.ArrayElemAtNotArray, "$arrayElemAt's first argument must be an array, but is %s", TypeName(vals[0]))
 	}
 	if aggNumKind(vals[1]) == aggKNone {
-		return nil, Errorf(28690, "", "$arrayElemAt's second argument must be a numeric value, but is %s", TypeName(vals[1]))
+		return nil, mongoerr.Errorf(mongoerr.ArrayElemAtIndexNotNumeric, "$arrayElemAt's second argument must be a numeric value, but is %s", TypeName(vals[1]))
 	}
 	i, ok := aggToInt64Exact(vals[1])
 	if !ok || i > math.MaxInt32 || i < math.MinInt32 {
-		return nil, Errorf(28691, "", "$arrayElemAt's second argument must be representable as a 32-bit integer: %s", aggFmt(vals[1]))
+		return nil, mongoerr.Errorf(mongoerr.ArrayElemAtIndexNotInt32, "$arrayElemAt's second argument must be representable as a 32-bit integer: %s", aggFmt(vals[1]))
 	}
 	if i < 0 {
 		i += int64(len(a))
@@ -49,7 +50,7 @@ func evalFirstLast(name string, v any) (any, error) {
 	}
 	a, ok := v.(bson.A)
 	if !ok {
-		return nil, Errorf(28689, "", "%s's argument must be an array, but is %s", name, TypeName(v))
+		return nil, mongoerr.Errorf(mongoerr.ArrayElemAtNotArray, "%s's argument must be an array, but is %s", name, TypeName(v))
 	}
 	if len(a) == 0 {
 		return Missing, nil
@@ -64,7 +65,7 @@ func evalFirstLast(name string, v any) (any, error) {
 func evalIn(_ *evalCtx, vals []any) (any, error) {
 	a, ok := vals[1].(bson.A)
 	if !ok {
-		return nil, Errorf(40081, "", "$in requires an array as a second argument, found: %s", TypeName(vals[1]))
+		return nil, mongoerr.Errorf(mongoerr.InNotArray, "$in requires an array as a second argument, found: %s", TypeName(vals[1]))
 	}
 	for _, el := range a {
 		if aggCompare(vals[0], el) == 0 {
@@ -84,7 +85,7 @@ func evalConcatArrays(c *evalCtx, vals []any) (any, error) {
 		}
 		a, ok := v.(bson.A)
 		if !ok {
-			return nil, Errorf(28664, "", "$concatArrays only supports arrays, not %s", TypeName(v))
+			return nil, mongoerr.Errorf(mongoerr.ConcatArraysNotArray, "$concatArrays only supports arrays, not %s", TypeName(v))
 		}
 		n += len(a)
 	}
@@ -110,18 +111,18 @@ func evalSlice(_ *evalCtx, vals []any) (any, error) {
 	}
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(28724, "", "First argument to $slice must be an array, but is of type: %s", TypeName(vals[0]))
+		return nil, mongoerr.Errorf(mongoerr.SliceInvalid, "First argument to $slice must be an array, but is of type: %s", TypeName(vals[0]))
 	}
-	toInt := func(v any, code int32, what string) (int64, error) {
+	toInt := func(v any, code mongoerr.Code, what string) (int64, error) {
 		i, ok := aggToInt64Exact(v)
 		if aggNumKind(v) == aggKNone || !ok || i > math.MaxInt32 || i < math.MinInt32 {
-			return 0, Errorf(code, "", "%s argument to $slice must be numeric and a 32-bit integer, but is of type: %s", what, TypeName(v))
+			return 0, mongoerr.Errorf(code, "%s argument to $slice must be numeric and a 32-bit integer, but is of type: %s", what, TypeName(v))
 		}
 		return i, nil
 	}
 	l := int64(len(a))
 	if len(vals) == 2 {
-		n, err := toInt(vals[1], 28725, "Second")
+		n, err := toInt(vals[1], mongoerr.SliceSecondNotInt32, "Second")
 		if err != nil {
 			return nil, err
 		}
@@ -130,16 +131,16 @@ func evalSlice(_ *evalCtx, vals []any) (any, error) {
 		}
 		return append(bson.A{}, a[max(0, l+n):]...), nil
 	}
-	pos, err := toInt(vals[1], 28725, "Second")
+	pos, err := toInt(vals[1], mongoerr.SliceSecondNotInt32, "Second")
 	if err != nil {
 		return nil, err
 	}
-	n, err := toInt(vals[2], 28727, "Third")
+	n, err := toInt(vals[2], mongoerr.SliceThirdNotInt32, "Third")
 	if err != nil {
 		return nil, err
 	}
 	if n <= 0 {
-		return nil, Errorf(28729, "", "Third argument to $slice must be positive: %d", n)
+		return nil, mongoerr.Errorf(mongoerr.SliceCountNotPositive, "Third argument to $slice must be positive: %d", n)
 	}
 	if pos < 0 {
 		pos = max(0, l+pos)
@@ -157,7 +158,7 @@ func evalReverseArray(_ *evalCtx, vals []any) (any, error) {
 	}
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(34435, "", "The argument to $reverseArray must be an array, but was of type: %s", TypeName(vals[0]))
+		return nil, mongoerr.Errorf(mongoerr.ReverseArrayNotArray, "The argument to $reverseArray must be an array, but was of type: %s", TypeName(vals[0]))
 	}
 	out := make(bson.A, len(a))
 	for i, v := range a {
@@ -169,21 +170,22 @@ func evalReverseArray(_ *evalCtx, vals []any) (any, error) {
 // evalRange implements $range (bounded by the evaluation step budget).
 func evalRange(c *evalCtx, vals []any) (any, error) {
 	names := []string{"starting value", "ending value", "step value"}
-	codes := []int32{34443, 34445, 34447}
+	notNumeric := []mongoerr.Code{mongoerr.RangeStartNotNumeric, mongoerr.RangeEndNotNumeric, mongoerr.RangeStepNotNumeric}
+	notInt32 := []mongoerr.Code{mongoerr.RangeStartNotInt32, mongoerr.RangeEndNotInt32, mongoerr.RangeStepNotInt32}
 	nums := []int64{0, 0, 1}
 	for i, v := range vals {
 		if aggNumKind(v) == aggKNone {
-			return nil, Errorf(codes[i], "", "$range requires a numeric %s, found value of type: %s", names[i], TypeName(v))
+			return nil, mongoerr.Errorf(notNumeric[i], "$range requires a numeric %s, found value of type: %s", names[i], TypeName(v))
 		}
 		n, ok := aggToInt64Exact(v)
 		if !ok || n > math.MaxInt32 || n < math.MinInt32 {
-			return nil, Errorf(codes[i]+1, "", "$range requires a %s that can be represented as a 32-bit integer, found value: %s", names[i], aggFmt(v))
+			return nil, mongoerr.Errorf(notInt32[i], "$range requires a %s that can be represented as a 32-bit integer, found value: %s", names[i], aggFmt(v))
 		}
 		nums[i] = n
 	}
 	start, end, step := nums[0], nums[1], nums[2]
 	if step == 0 {
-		return nil, Errorf(34449, "", "$range requires a non-zero step value")
+		return nil, mongoerr.Errorf(mongoerr.RangeZeroStep, "$range requires a non-zero step value")
 	}
 	count := int64(0)
 	if step > 0 && end > start {
@@ -211,16 +213,16 @@ func evalIndexOfArray(_ *evalCtx, vals []any) (any, error) {
 	}
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(40090, "", "$indexOfArray requires an array as a first argument, found: %s", TypeName(vals[0]))
+		return nil, mongoerr.Errorf(mongoerr.IndexOfArrayNotArray, "$indexOfArray requires an array as a first argument, found: %s", TypeName(vals[0]))
 	}
 	start, end := int64(0), int64(len(a))
 	for i := 2; i < len(vals); i++ {
 		n, ok := aggToInt64Exact(vals[i])
 		if !ok || aggNumKind(vals[i]) == aggKNone {
-			return nil, Errorf(40096, "", "$indexOfArray requires an integral starting index, found a value of type: %s, with value: %s", TypeName(vals[i]), aggFmt(vals[i]))
+			return nil, mongoerr.Errorf(mongoerr.IndexOfStartNotIntegral, "$indexOfArray requires an integral starting index, found a value of type: %s, with value: %s", TypeName(vals[i]), aggFmt(vals[i]))
 		}
 		if n < 0 {
-			return nil, Errorf(40097, "", "$indexOfArray requires a nonnegative starting index, found: %d", n)
+			return nil, mongoerr.Errorf(mongoerr.IndexOfStartNegative, "$indexOfArray requires a nonnegative starting index, found: %d", n)
 		}
 		if i == 2 {
 			start = n
@@ -264,7 +266,7 @@ func evalMergeObjects(_ *evalCtx, vals []any) (any, error) {
 		}
 		d, ok := v.(bson.D)
 		if !ok {
-			return nil, Errorf(40400, "", "$mergeObjects requires object inputs, but input %s is of type %s", aggFmt(v), TypeName(v))
+			return nil, mongoerr.Errorf(mongoerr.MergeObjectsNotObject, "$mergeObjects requires object inputs, but input %s is of type %s", aggFmt(v), TypeName(v))
 		}
 		out = aggMergeInto(out, d)
 	}
@@ -278,7 +280,7 @@ func evalObjectToArray(_ *evalCtx, vals []any) (any, error) {
 	}
 	d, ok := vals[0].(bson.D)
 	if !ok {
-		return nil, Errorf(40390, "", "$objectToArray requires a document input, found: %s", TypeName(vals[0]))
+		return nil, mongoerr.Errorf(mongoerr.ObjectToArrayNotObject, "$objectToArray requires a document input, found: %s", TypeName(vals[0]))
 	}
 	out := make(bson.A, len(d))
 	for i, e := range d {
@@ -295,7 +297,7 @@ func evalArrayToObject(_ *evalCtx, vals []any) (any, error) {
 	}
 	a, ok := vals[0].(bson.A)
 	if !ok {
-		return nil, Errorf(40386, "", "$arrayToObject requires an array input, found: %s", TypeName(vals[0]))
+		return nil, mongoerr.Errorf(mongoerr.ArrayToObjectNotArray, "$arrayToObject requires an array input, found: %s", TypeName(vals[0]))
 	}
 	out := bson.D{}
 	if len(a) == 0 {
@@ -307,31 +309,31 @@ func evalArrayToObject(_ *evalCtx, vals []any) (any, error) {
 		if pairs {
 			p, ok := el.(bson.A)
 			if !ok {
-				return nil, Errorf(40396, "", "$arrayToObject requires a consistent input format. Elements must all be arrays or all be objects. Array was detected, now found: %s", TypeName(el))
+				return nil, mongoerr.Errorf(mongoerr.ArrayToObjectMixedFormat, "$arrayToObject requires a consistent input format. Elements must all be arrays or all be objects. Array was detected, now found: %s", TypeName(el))
 			}
 			if len(p) != 2 {
-				return nil, Errorf(40397, "", "$arrayToObject requires an array of size 2 arrays,found array of size: %d", len(p))
+				return nil, mongoerr.Errorf(mongoerr.ArrayToObjectPairSize, "$arrayToObject requires an array of size 2 arrays,found array of size: %d", len(p))
 			}
 			k, v = p[0], p[1]
 		} else {
 			d, ok := el.(bson.D)
 			if !ok {
-				return nil, Errorf(40398, "", "Unrecognised input type format for $arrayToObject: %s", TypeName(el))
+				return nil, mongoerr.Errorf(mongoerr.ArrayToObjectBadElement, "Unrecognised input type format for $arrayToObject: %s", TypeName(el))
 			}
 			if len(d) != 2 {
-				return nil, Errorf(40392, "", "$arrayToObject requires an object keys of 'k' and 'v'. Found incorrect number of keys:%d", len(d))
+				return nil, mongoerr.Errorf(mongoerr.ArrayToObjectBadKeys, "$arrayToObject requires an object keys of 'k' and 'v'. Found incorrect number of keys:%d", len(d))
 			}
 			k, v = docField(d, "k"), docField(d, "v")
 			if k == Missing || v == Missing {
-				return nil, Errorf(40393, "", "$arrayToObject requires an object with keys 'k' and 'v'. Missing either or both keys from: %s", aggFmt(d))
+				return nil, mongoerr.Errorf(mongoerr.ArrayToObjectMissingKey, "$arrayToObject requires an object with keys 'k' and 'v'. Missing either or both keys from: %s", aggFmt(d))
 			}
 		}
 		ks, ok := k.(string)
 		if !ok {
-			return nil, Errorf(40394, "", "$arrayToObject requires an object with keys 'k' and 'v', where the value of 'k' must be of type string. Found type: %s", TypeName(k))
+			return nil, mongoerr.Errorf(mongoerr.ArrayToObjectKeyNotString, "$arrayToObject requires an object with keys 'k' and 'v', where the value of 'k' must be of type string. Found type: %s", TypeName(k))
 		}
 		if strings.ContainsRune(ks, 0) {
-			return nil, Errorf(4940400, "", "Key field cannot contain an embedded null byte")
+			return nil, mongoerr.Errorf(mongoerr.NullByteInKey, "Key field cannot contain an embedded null byte")
 		}
 		out = aggMergeInto(out, bson.D{{Key: ks, Value: v}})
 	}
@@ -356,11 +358,11 @@ func compileGetField(arg any) (exprNode, error) {
 			case "input":
 				inputSpec = e.Value
 			default:
-				return nil, Errorf(3041701, "", "$getField found an unknown argument: %s", e.Key)
+				return nil, mongoerr.Errorf(mongoerr.GetFieldUnknownArgument, "$getField found an unknown argument: %s", e.Key)
 			}
 		}
 		if !hasField {
-			return nil, Errorf(3041702, "", "$getField requires 'field' to be specified")
+			return nil, mongoerr.Errorf(mongoerr.GetFieldMissingField, "$getField requires 'field' to be specified")
 		}
 	} else {
 		fieldSpec = arg
@@ -385,10 +387,10 @@ func aggConstFieldName(name string, spec any) (string, error) {
 	}
 	s, ok := spec.(string)
 	if !ok {
-		return "", Errorf(5654602, "", "%s requires 'field' to evaluate to a constant, but got a non-constant argument", name)
+		return "", mongoerr.Errorf(mongoerr.FieldNotConstant, "%s requires 'field' to evaluate to a constant, but got a non-constant argument", name)
 	}
 	if strings.HasPrefix(s, "$") && !literal {
-		return "", Errorf(5654600, "", "A string that starts with '$' is not a valid field name for %s; use {$literal: %q}", name, s)
+		return "", mongoerr.Errorf(mongoerr.InvalidFieldNameForOperator, "A string that starts with '$' is not a valid field name for %s; use {$literal: %q}", name, s)
 	}
 	return s, nil
 }
@@ -422,7 +424,7 @@ type setFieldNode struct {
 func compileSetField(name string, arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(4161100, "", "%s only supports an object as its argument", name)
+		return nil, mongoerr.Errorf(mongoerr.SetFieldNotObject, "%s only supports an object as its argument", name)
 	}
 	var fieldSpec, inputSpec, valueSpec any
 	hasField, hasInput, hasValue := false, false, false
@@ -435,11 +437,11 @@ func compileSetField(name string, arg any) (exprNode, error) {
 		case e.Key == "value" && name == "$setField":
 			valueSpec, hasValue = e.Value, true
 		default:
-			return nil, Errorf(4161101, "", "%s found an unknown argument: %s", name, e.Key)
+			return nil, mongoerr.Errorf(mongoerr.SetFieldUnknownArgument, "%s found an unknown argument: %s", name, e.Key)
 		}
 	}
 	if !hasField || !hasInput || name == "$setField" && !hasValue {
-		return nil, Errorf(4161102, "", "%s requires 'field', 'input'%s to be specified", name, map[bool]string{true: " and 'value'", false: ""}[name == "$setField"])
+		return nil, mongoerr.Errorf(mongoerr.SetFieldMissingArgument, "%s requires 'field', 'input'%s to be specified", name, map[bool]string{true: " and 'value'", false: ""}[name == "$setField"])
 	}
 	field, err := aggConstFieldName(name, fieldSpec)
 	if err != nil {
@@ -467,7 +469,7 @@ func (n *setFieldNode) eval(c *evalCtx) (any, error) {
 	}
 	d, ok := v.(bson.D)
 	if !ok {
-		return nil, Errorf(4161105, "", "$setField requires 'input' to evaluate to type Object")
+		return nil, mongoerr.Errorf(mongoerr.SetFieldInputNotObject, "$setField requires 'input' to evaluate to type Object")
 	}
 	var val any = Missing
 	if !n.unset {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -31,24 +32,24 @@ func compileToX(name string, arg any) (exprNode, error) {
 func compileConvert(arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(CodeFailedToParse, "", "$convert expects an object of named arguments but found: %s", TypeName(arg))
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "$convert expects an object of named arguments but found: %s", TypeName(arg))
 	}
 	n := &convertNode{}
 	err := aggCompileNamedArgs(d, func(key string) error {
 		switch key {
 		case "format", "base", "byteOrder", "subtype":
-			return Errorf(CodeNotImplemented, "", "$convert option '%s' is not supported by devdb", key)
+			return mongoerr.Errorf(mongoerr.NotImplemented, "$convert option '%s' is not supported by devdb", key)
 		}
-		return Errorf(CodeFailedToParse, "", "$convert found an unknown argument: %s", key)
+		return mongoerr.Errorf(mongoerr.FailedToParse, "$convert found an unknown argument: %s", key)
 	}, aggArg{"input", &n.input}, aggArg{"to", &n.to}, aggArg{"onError", &n.onError}, aggArg{"onNull", &n.onNull})
 	if err != nil {
 		return nil, err
 	}
 	if n.input == nil {
-		return nil, Errorf(CodeFailedToParse, "", "Missing 'input' parameter to $convert")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Missing 'input' parameter to $convert")
 	}
 	if n.to == nil {
-		return nil, Errorf(CodeFailedToParse, "", "Missing 'to' parameter to $convert")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Missing 'to' parameter to $convert")
 	}
 	if c, ok := n.to.(constNode); ok && !aggNullish(c.v) {
 		t, err := aggConvertTarget(c.v)
@@ -68,7 +69,7 @@ func aggConvertTarget(v any) (string, error) {
 		if _, ok := typeAliasNumber(t); ok {
 			return t, nil
 		}
-		return "", Errorf(CodeBadValue, "", "Unknown type name: %s", t)
+		return "", mongoerr.Errorf(mongoerr.BadValue, "Unknown type name: %s", t)
 	}
 	if n, ok := aggToInt64Exact(v); ok && aggNumKind(v) != aggKNone {
 		if name, ok := names[n]; ok {
@@ -77,9 +78,9 @@ func aggConvertTarget(v any) (string, error) {
 		if n >= -1 && n <= 127 {
 			return strconv.FormatInt(n, 10), nil
 		}
-		return "", Errorf(CodeFailedToParse, "", "In $convert, numeric value for 'to' does not correspond to a BSON type: %d", n)
+		return "", mongoerr.Errorf(mongoerr.FailedToParse, "In $convert, numeric value for 'to' does not correspond to a BSON type: %d", n)
 	}
-	return "", Errorf(CodeFailedToParse, "", "$convert's 'to' argument must be a string or number, but is %s", TypeName(v))
+	return "", mongoerr.Errorf(mongoerr.FailedToParse, "$convert's 'to' argument must be a string or number, but is %s", TypeName(v))
 }
 
 func (n *convertNode) eval(c *evalCtx) (any, error) {
@@ -109,7 +110,7 @@ func (n *convertNode) eval(c *evalCtx) (any, error) {
 	out, err := aggConvert(in, target, n.onError != nil)
 	if err != nil {
 		if n.onError != nil {
-			if e, ok := err.(*Error); ok && e.Code == CodeConversionFailure {
+			if e, ok := err.(*mongoerr.Error); ok && e.Code == mongoerr.ConversionFailure {
 				return n.onError.eval(c)
 			}
 		}
@@ -125,7 +126,7 @@ func aggConvertFail(onError bool, format string, args ...any) error {
 	if onError {
 		suffix = ""
 	}
-	return Errorf(CodeConversionFailure, "", strings.Replace(format, "@@", suffix, 1), args...)
+	return mongoerr.Errorf(mongoerr.ConversionFailure, strings.Replace(format, "@@", suffix, 1), args...)
 }
 
 // aggConvert converts a non-null value to the target type as $convert does.
@@ -319,14 +320,14 @@ func aggParseNumberString(s string) (float64, error) {
 		return math.NaN(), nil
 	}
 	if s == "" || strings.ContainsAny(s, "xXpP_ \t\n") || strings.HasPrefix(s, "+") {
-		return 0, Errorf(CodeConversionFailure, "", "Did not consume whole string.")
+		return 0, mongoerr.Errorf(mongoerr.ConversionFailure, "Did not consume whole string.")
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
-			return 0, Errorf(CodeConversionFailure, "", "Out of range")
+			return 0, mongoerr.Errorf(mongoerr.ConversionFailure, "Out of range")
 		}
-		return 0, Errorf(CodeConversionFailure, "", "Did not consume whole string.")
+		return 0, mongoerr.Errorf(mongoerr.ConversionFailure, "Did not consume whole string.")
 	}
 	return f, nil
 }

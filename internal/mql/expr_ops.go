@@ -1,6 +1,7 @@
 package mql
 
 import (
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -129,7 +130,7 @@ func compileOperator(name string, arg any) (exprNode, error) {
 	case "$dateFromString":
 		return compileDateFromString(arg)
 	}
-	return nil, Errorf(CodeInvalidPipelineOperator, "", "Unrecognized expression '%s'", name)
+	return nil, mongoerr.Errorf(mongoerr.InvalidPipelineOperator, "Unrecognized expression '%s'", name)
 }
 
 // letNode is $let.
@@ -142,7 +143,7 @@ type letNode struct {
 func compileLet(arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(16874, "", "$let only supports an object as its argument")
+		return nil, mongoerr.Errorf(mongoerr.LetNotObject, "$let only supports an object as its argument")
 	}
 	var varsSpec, inSpec any
 	hasVars, hasIn := false, false
@@ -153,18 +154,18 @@ func compileLet(arg any) (exprNode, error) {
 		case "in":
 			inSpec, hasIn = e.Value, true
 		default:
-			return nil, Errorf(16875, "", "Unrecognized parameter to $let: %s", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.LetUnknownParameter, "Unrecognized parameter to $let: %s", e.Key)
 		}
 	}
 	if !hasVars {
-		return nil, Errorf(16876, "", "Missing 'vars' parameter to $let")
+		return nil, mongoerr.Errorf(mongoerr.LetMissingVars, "Missing 'vars' parameter to $let")
 	}
 	if !hasIn {
-		return nil, Errorf(16877, "", "Missing 'in' parameter to $let")
+		return nil, mongoerr.Errorf(mongoerr.LetMissingIn, "Missing 'in' parameter to $let")
 	}
 	vd, ok := varsSpec.(bson.D)
 	if !ok {
-		return nil, Errorf(CodeFailedToParse, "", "invalid parameter: expected an object (vars)")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "invalid parameter: expected an object (vars)")
 	}
 	n := &letNode{}
 	for _, e := range vd {
@@ -214,18 +215,18 @@ func compileCond(arg any) (exprNode, error) {
 	if d, ok := arg.(bson.D); ok {
 		var n condNode
 		err := aggCompileNamedArgs(d, func(key string) error {
-			return Errorf(17083, "", "Unrecognized parameter to $cond: %s", key)
+			return mongoerr.Errorf(mongoerr.CondUnknownParameter, "Unrecognized parameter to $cond: %s", key)
 		}, aggArg{"if", &n.ifN}, aggArg{"then", &n.thenN}, aggArg{"else", &n.elseN})
 		if err != nil {
 			return nil, err
 		}
 		switch {
 		case n.ifN == nil:
-			return nil, Errorf(17080, "", "Missing 'if' parameter to $cond")
+			return nil, mongoerr.Errorf(mongoerr.CondMissingIf, "Missing 'if' parameter to $cond")
 		case n.thenN == nil:
-			return nil, Errorf(17081, "", "Missing 'then' parameter to $cond")
+			return nil, mongoerr.Errorf(mongoerr.CondMissingThen, "Missing 'then' parameter to $cond")
 		case n.elseN == nil:
-			return nil, Errorf(17082, "", "Missing 'else' parameter to $cond")
+			return nil, mongoerr.Errorf(mongoerr.CondMissingElse, "Missing 'else' parameter to $cond")
 		}
 		return &n, nil
 	}
@@ -254,7 +255,7 @@ type ifNullNode struct{ args []exprNode }
 func compileIfNull(arg any) (exprNode, error) {
 	nodes, err := compileArgs("$ifNull", arg, 2, -1)
 	if err != nil {
-		return nil, Errorf(1257300, "", "$ifNull needs at least two arguments, had: %d", len(aggArgs(arg)))
+		return nil, mongoerr.Errorf(mongoerr.IfNullTooFewArguments, "$ifNull needs at least two arguments, had: %d", len(aggArgs(arg)))
 	}
 	return &ifNullNode{nodes}, nil
 }
@@ -281,7 +282,7 @@ type switchNode struct {
 func compileSwitch(arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(40060, "", "$switch requires an object as an argument, found: %s", TypeName(arg))
+		return nil, mongoerr.Errorf(mongoerr.SwitchNotObject, "$switch requires an object as an argument, found: %s", TypeName(arg))
 	}
 	n := &switchNode{}
 	for _, e := range d {
@@ -289,25 +290,25 @@ func compileSwitch(arg any) (exprNode, error) {
 		case "branches":
 			branches, ok := e.Value.(bson.A)
 			if !ok {
-				return nil, Errorf(40061, "", "$switch expected an array for 'branches', found: %s", TypeName(e.Value))
+				return nil, mongoerr.Errorf(mongoerr.SwitchBranchesNotArray, "$switch expected an array for 'branches', found: %s", TypeName(e.Value))
 			}
 			for _, b := range branches {
 				bd, ok := b.(bson.D)
 				if !ok {
-					return nil, Errorf(40062, "", "$switch expected each branch to be an object, found: %s", TypeName(b))
+					return nil, mongoerr.Errorf(mongoerr.SwitchBranchNotObject, "$switch expected each branch to be an object, found: %s", TypeName(b))
 				}
 				var cs, th exprNode
 				err := aggCompileNamedArgs(bd, func(key string) error {
-					return Errorf(40063, "", "$switch found an unknown argument to a branch: %s", key)
+					return mongoerr.Errorf(mongoerr.SwitchUnknownBranchArgument, "$switch found an unknown argument to a branch: %s", key)
 				}, aggArg{"case", &cs}, aggArg{"then", &th})
 				if err != nil {
 					return nil, err
 				}
 				if cs == nil {
-					return nil, Errorf(40064, "", "$switch requires each branch have a 'case' expression")
+					return nil, mongoerr.Errorf(mongoerr.SwitchBranchMissingCase, "$switch requires each branch have a 'case' expression")
 				}
 				if th == nil {
-					return nil, Errorf(40065, "", "$switch requires each branch have a 'then' expression.")
+					return nil, mongoerr.Errorf(mongoerr.SwitchBranchMissingThen, "$switch requires each branch have a 'then' expression.")
 				}
 				n.cases = append(n.cases, cs)
 				n.thens = append(n.thens, th)
@@ -319,11 +320,11 @@ func compileSwitch(arg any) (exprNode, error) {
 			}
 			n.def = sub
 		default:
-			return nil, Errorf(40067, "", "$switch found an unknown argument: %s", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.SwitchUnknownArgument, "$switch found an unknown argument: %s", e.Key)
 		}
 	}
 	if len(n.cases) == 0 {
-		return nil, Errorf(40068, "", "$switch requires at least one branch.")
+		return nil, mongoerr.Errorf(mongoerr.SwitchNoBranches, "$switch requires at least one branch.")
 	}
 	return n, nil
 }
@@ -339,7 +340,7 @@ func (n *switchNode) eval(c *evalCtx) (any, error) {
 		}
 	}
 	if n.def == nil {
-		return nil, Errorf(40066, "", "$switch could not find a matching branch for an input, and no default was specified.")
+		return nil, mongoerr.Errorf(mongoerr.SwitchNoMatchingBranch, "$switch could not find a matching branch for an input, and no default was specified.")
 	}
 	return n.def.eval(c)
 }
@@ -398,7 +399,7 @@ func compileCmp(name string, arg any) (exprNode, error) {
 func parseIterArgs(name string, arg any, body string, extra ...string) (input exprNode, as string, bodyN exprNode, extras map[string]exprNode, err error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, "", nil, nil, Errorf(28646, "", "%s only supports an object as its argument", name)
+		return nil, "", nil, nil, mongoerr.Errorf(mongoerr.MapFilterNotObject, "%s only supports an object as its argument", name)
 	}
 	as = "this"
 	extras = map[string]exprNode{}
@@ -413,7 +414,7 @@ func parseIterArgs(name string, arg any, body string, extra ...string) (input ex
 		case e.Key == "as":
 			s, ok := e.Value.(string)
 			if !ok {
-				return nil, "", nil, nil, Errorf(CodeFailedToParse, "", "%s 'as' must be a string", name)
+				return nil, "", nil, nil, mongoerr.Errorf(mongoerr.FailedToParse, "%s 'as' must be a string", name)
 			}
 			if err = aggCheckVarDef(s); err != nil {
 				return
@@ -434,15 +435,15 @@ func parseIterArgs(name string, arg any, body string, extra ...string) (input ex
 				}
 			}
 			if !known {
-				return nil, "", nil, nil, Errorf(28647, "", "Unrecognized parameter to %s: %s", name, e.Key)
+				return nil, "", nil, nil, mongoerr.Errorf(mongoerr.MapFilterUnknownParameter, "Unrecognized parameter to %s: %s", name, e.Key)
 			}
 		}
 	}
 	if input == nil {
-		return nil, "", nil, nil, Errorf(28648, "", "Missing 'input' parameter to %s", name)
+		return nil, "", nil, nil, mongoerr.Errorf(mongoerr.MapFilterMissingInput, "Missing 'input' parameter to %s", name)
 	}
 	if !hasBody {
-		return nil, "", nil, nil, Errorf(28649, "", "Missing '%s' parameter to %s", body, name)
+		return nil, "", nil, nil, mongoerr.Errorf(mongoerr.MapFilterMissingParameter, "Missing '%s' parameter to %s", body, name)
 	}
 	bodyN, err = compileNode(bodySpec)
 	return
@@ -484,9 +485,9 @@ func (n *iterNode) eval(c *evalCtx) (any, error) {
 	arr, ok := v.(bson.A)
 	if !ok {
 		if n.filter {
-			return nil, Errorf(28651, "", "input to $filter must be an array not %s", TypeName(v))
+			return nil, mongoerr.Errorf(mongoerr.FilterInputNotArray, "input to $filter must be an array not %s", TypeName(v))
 		}
-		return nil, Errorf(16883, "", "input to $map must be an array not %s", TypeName(v))
+		return nil, mongoerr.Errorf(mongoerr.MapInputNotArray, "input to $map must be an array not %s", TypeName(v))
 	}
 	limit := -1
 	if n.limit != nil {
@@ -497,7 +498,7 @@ func (n *iterNode) eval(c *evalCtx) (any, error) {
 		if !aggNullish(lv) {
 			l, ok := aggToInt64Exact(lv)
 			if !ok || l <= 0 || l > 1<<31-1 {
-				return nil, Errorf(327391, "", "$filter: limit must be a positive 32-bit integer, got %s", aggFmt(lv))
+				return nil, mongoerr.Errorf(mongoerr.FilterLimitNotPositive, "$filter: limit must be a positive 32-bit integer, got %s", aggFmt(lv))
 			}
 			limit = int(l)
 		}
@@ -537,22 +538,22 @@ type reduceNode struct{ input, initial, in exprNode }
 func compileReduce(arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(40075, "", "$reduce requires an object as an argument, found: %s", TypeName(arg))
+		return nil, mongoerr.Errorf(mongoerr.ReduceNotObject, "$reduce requires an object as an argument, found: %s", TypeName(arg))
 	}
 	n := &reduceNode{}
 	err := aggCompileNamedArgs(d, func(key string) error {
-		return Errorf(40076, "", "$reduce found an unknown argument: %s", key)
+		return mongoerr.Errorf(mongoerr.ReduceUnknownArgument, "$reduce found an unknown argument: %s", key)
 	}, aggArg{"input", &n.input}, aggArg{"initialValue", &n.initial}, aggArg{"in", &n.in})
 	if err != nil {
 		return nil, err
 	}
 	switch {
 	case n.input == nil:
-		return nil, Errorf(40077, "", "$reduce requires 'input' to be specified")
+		return nil, mongoerr.Errorf(mongoerr.ReduceMissingInput, "$reduce requires 'input' to be specified")
 	case n.initial == nil:
-		return nil, Errorf(40078, "", "$reduce requires 'initialValue' to be specified")
+		return nil, mongoerr.Errorf(mongoerr.ReduceMissingInitialValue, "$reduce requires 'initialValue' to be specified")
 	case n.in == nil:
-		return nil, Errorf(40079, "", "$reduce requires 'in' to be specified")
+		return nil, mongoerr.Errorf(mongoerr.ReduceMissingIn, "$reduce requires 'in' to be specified")
 	}
 	return n, nil
 }
@@ -567,7 +568,7 @@ func (n *reduceNode) eval(c *evalCtx) (any, error) {
 	}
 	arr, ok := v.(bson.A)
 	if !ok {
-		return nil, Errorf(40080, "", "$reduce requires that 'input' be an array, found: %s", aggFmt(v))
+		return nil, mongoerr.Errorf(mongoerr.ReduceInputNotArray, "$reduce requires that 'input' be an array, found: %s", aggFmt(v))
 	}
 	acc, err := n.initial.eval(c)
 	if err != nil {

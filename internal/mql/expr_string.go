@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -96,7 +97,7 @@ func aggCoerceString(v any) (string, error) {
 	if aggNullish(v) {
 		return "", nil
 	}
-	return "", Errorf(16007, "", "can't convert from BSON type %s to String", TypeName(v))
+	return "", mongoerr.Errorf(mongoerr.ConvertToStringFailed, "can't convert from BSON type %s to String", TypeName(v))
 }
 
 // evalConcat implements $concat: strings only; null or missing yields null.
@@ -110,7 +111,7 @@ func evalConcat(_ *evalCtx, vals []any) (any, error) {
 		}
 		s, ok := v.(string)
 		if !ok {
-			return nil, Errorf(16702, "", "$concat only supports strings, not %s", TypeName(v))
+			return nil, mongoerr.Errorf(mongoerr.ConcatNotString, "$concat only supports strings, not %s", TypeName(v))
 		}
 		if b.Len()+len(s) > aggMaxValueBytes {
 			return nil, aggTooLarge("$concat")
@@ -148,28 +149,28 @@ func evalSubstrBytes(name string, vals []any) (any, error) {
 		return nil, err
 	}
 	if aggNumKind(vals[1]) == aggKNone {
-		return nil, Errorf(16034, "", "%s: starting index must be a numeric type (is BSON type %s)", name, TypeName(vals[1]))
+		return nil, mongoerr.Errorf(mongoerr.SubstrStartNotNumeric, "%s: starting index must be a numeric type (is BSON type %s)", name, TypeName(vals[1]))
 	}
 	if aggNumKind(vals[2]) == aggKNone {
-		return nil, Errorf(16035, "", "%s: length must be a numeric type (is BSON type %s)", name, TypeName(vals[2]))
+		return nil, mongoerr.Errorf(mongoerr.SubstrLengthNotNumeric, "%s: length must be a numeric type (is BSON type %s)", name, TypeName(vals[2]))
 	}
 	startF, lenF := aggToFloat(vals[1]), aggToFloat(vals[2])
 	if startF < 0 {
-		return nil, Errorf(50752, "", "%s: starting index must be non-negative (got: %v)", name, startF)
+		return nil, mongoerr.Errorf(mongoerr.SubstrStartNegative, "%s: starting index must be non-negative (got: %v)", name, startF)
 	}
 	start := int(min(startF, float64(len(s))))
 	if start >= len(s) {
 		return "", nil
 	}
 	if start > 0 && !utf8.RuneStart(s[start]) {
-		return nil, Errorf(28656, "", "%s: Invalid range, starting index is a UTF-8 continuation byte.", name)
+		return nil, mongoerr.Errorf(mongoerr.SubstrStartContinuationByte, "%s: Invalid range, starting index is a UTF-8 continuation byte.", name)
 	}
 	end := len(s)
 	if lenF >= 0 && float64(start)+lenF < float64(len(s)) {
 		end = start + int(lenF)
 	}
 	if end < len(s) && !utf8.RuneStart(s[end]) {
-		return nil, Errorf(28657, "", "%s: Invalid range, ending index is in the middle of a UTF-8 character.", name)
+		return nil, mongoerr.Errorf(mongoerr.SubstrEndInsideCharacter, "%s: Invalid range, ending index is in the middle of a UTF-8 character.", name)
 	}
 	return s[start:end], nil
 }
@@ -181,24 +182,24 @@ func evalSubstrCP(_ *evalCtx, vals []any) (any, error) {
 		return nil, err
 	}
 	if aggNumKind(vals[1]) == aggKNone {
-		return nil, Errorf(34450, "", "$substrCP: starting index must be a numeric type (is BSON type %s)", TypeName(vals[1]))
+		return nil, mongoerr.Errorf(mongoerr.SubstrCPStartNotNumeric, "$substrCP: starting index must be a numeric type (is BSON type %s)", TypeName(vals[1]))
 	}
 	start, ok := aggToInt64Exact(vals[1])
 	if !ok || start > math.MaxInt32 || start < math.MinInt32 {
-		return nil, Errorf(34451, "", "$substrCP: starting index cannot be represented as a 32-bit integral value: %s", aggFmt(vals[1]))
+		return nil, mongoerr.Errorf(mongoerr.SubstrCPStartNotInt32, "$substrCP: starting index cannot be represented as a 32-bit integral value: %s", aggFmt(vals[1]))
 	}
 	if aggNumKind(vals[2]) == aggKNone {
-		return nil, Errorf(34452, "", "$substrCP: length must be a numeric type (is BSON type %s)", TypeName(vals[2]))
+		return nil, mongoerr.Errorf(mongoerr.SubstrCPLengthNotNumeric, "$substrCP: length must be a numeric type (is BSON type %s)", TypeName(vals[2]))
 	}
 	length, ok := aggToInt64Exact(vals[2])
 	if !ok || length > math.MaxInt32 || length < math.MinInt32 {
-		return nil, Errorf(34453, "", "$substrCP: length cannot be represented as a 32-bit integral value: %s", aggFmt(vals[2]))
+		return nil, mongoerr.Errorf(mongoerr.SubstrCPLengthNotInt32, "$substrCP: length cannot be represented as a 32-bit integral value: %s", aggFmt(vals[2]))
 	}
 	if length < 0 {
-		return nil, Errorf(34454, "", "$substrCP: length must be a nonnegative integer.")
+		return nil, mongoerr.Errorf(mongoerr.SubstrCPLengthNegative, "$substrCP: length must be a nonnegative integer.")
 	}
 	if start < 0 {
-		return nil, Errorf(34455, "", "$substrCP: the starting index must be nonnegative integer.")
+		return nil, mongoerr.Errorf(mongoerr.SubstrCPStartNegative, "$substrCP: the starting index must be nonnegative integer.")
 	}
 	i, cp := 0, int64(0)
 	for i < len(s) && cp < start {
@@ -219,11 +220,11 @@ func evalSubstrCP(_ *evalCtx, vals []any) (any, error) {
 func evalStrLen(name string, v any) (any, error) {
 	s, ok := v.(string)
 	if !ok {
-		code := int32(34473)
+		code := mongoerr.StrLenBytesNotString
 		if name == "$strLenCP" {
-			code = 34471
+			code = mongoerr.StrLenCPNotString
 		}
-		return nil, Errorf(code, "", "%s requires a string argument, found: %s", name, TypeName(v))
+		return nil, mongoerr.Errorf(code, "%s requires a string argument, found: %s", name, TypeName(v))
 	}
 	if name == "$strLenCP" {
 		return int32(utf8.RuneCountInString(s)), nil
@@ -238,14 +239,14 @@ func evalSplit(_ *evalCtx, vals []any) (any, error) {
 	}
 	s, ok := vals[0].(string)
 	if !ok {
-		return nil, Errorf(40085, "", "$split requires an expression that evaluates to a string as a first argument, found: %s", TypeName(vals[0]))
+		return nil, mongoerr.Errorf(mongoerr.SplitInputNotString, "$split requires an expression that evaluates to a string as a first argument, found: %s", TypeName(vals[0]))
 	}
 	sep, ok := vals[1].(string)
 	if !ok {
-		return nil, Errorf(40086, "", "$split requires an expression that evaluates to a string as a second argument, found: %s", TypeName(vals[1]))
+		return nil, mongoerr.Errorf(mongoerr.SplitSeparatorNotString, "$split requires an expression that evaluates to a string as a second argument, found: %s", TypeName(vals[1]))
 	}
 	if sep == "" {
-		return nil, Errorf(40087, "", "$split requires a non-empty separator")
+		return nil, mongoerr.Errorf(mongoerr.SplitEmptySeparator, "$split requires a non-empty separator")
 	}
 	parts := strings.Split(s, sep)
 	out := make(bson.A, len(parts))
@@ -267,17 +268,17 @@ type trimNode struct {
 func compileTrim(name string, arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, Errorf(50696, "", "%s only supports an object as an argument, found: %s", name, TypeName(arg))
+		return nil, mongoerr.Errorf(mongoerr.TrimNotObject, "%s only supports an object as an argument, found: %s", name, TypeName(arg))
 	}
 	n := &trimNode{name: name}
 	err := aggCompileNamedArgs(d, func(key string) error {
-		return Errorf(50694, "", "%s found an unknown argument: %s", name, key)
+		return mongoerr.Errorf(mongoerr.TrimUnknownArgument, "%s found an unknown argument: %s", name, key)
 	}, aggArg{"input", &n.input}, aggArg{"chars", &n.chars})
 	if err != nil {
 		return nil, err
 	}
 	if n.input == nil {
-		return nil, Errorf(50695, "", "%s requires an 'input' field", name)
+		return nil, mongoerr.Errorf(mongoerr.TrimMissingInput, "%s requires an 'input' field", name)
 	}
 	return n, nil
 }
@@ -292,7 +293,7 @@ func (n *trimNode) eval(c *evalCtx) (any, error) {
 	}
 	s, ok := in.(string)
 	if !ok {
-		return nil, Errorf(50699, "", "%s requires its input to be a string, got %s (of type %s) instead.", n.name, aggFmt(in), TypeName(in))
+		return nil, mongoerr.Errorf(mongoerr.TrimInputNotString, "%s requires its input to be a string, got %s (of type %s) instead.", n.name, aggFmt(in), TypeName(in))
 	}
 	cut := aggDefaultTrim
 	if n.chars != nil {
@@ -305,7 +306,7 @@ func (n *trimNode) eval(c *evalCtx) (any, error) {
 		}
 		cs, ok := cv.(string)
 		if !ok {
-			return nil, Errorf(50700, "", "%s requires 'chars' to be a string, got %s (of type %s) instead.", n.name, aggFmt(cv), TypeName(cv))
+			return nil, mongoerr.Errorf(mongoerr.TrimCharsNotString, "%s requires 'chars' to be a string, got %s (of type %s) instead.", n.name, aggFmt(cv), TypeName(cv))
 		}
 		cut = cs
 	}
@@ -325,11 +326,11 @@ func evalIndexOf(name string, vals []any) (any, error) {
 	}
 	s, ok := vals[0].(string)
 	if !ok {
-		return nil, Errorf(40091, "", "%s requires a string as the first argument, found: %s", name, TypeName(vals[0]))
+		return nil, mongoerr.Errorf(mongoerr.IndexOfNotString, "%s requires a string as the first argument, found: %s", name, TypeName(vals[0]))
 	}
 	sub, ok := vals[1].(string)
 	if !ok {
-		return nil, Errorf(40092, "", "%s requires a string as the second argument, found: %s", name, TypeName(vals[1]))
+		return nil, mongoerr.Errorf(mongoerr.IndexOfSubstringNotString, "%s requires a string as the second argument, found: %s", name, TypeName(vals[1]))
 	}
 	cp := name == "$indexOfCP"
 	length := len(s)
@@ -340,10 +341,10 @@ func evalIndexOf(name string, vals []any) (any, error) {
 	for i := 2; i < len(vals); i++ {
 		n, ok := aggToInt64Exact(vals[i])
 		if !ok || aggNumKind(vals[i]) == aggKNone {
-			return nil, Errorf(40096, "", "%s requires an integral starting index, found a value of type: %s, with value: %s", name, TypeName(vals[i]), aggFmt(vals[i]))
+			return nil, mongoerr.Errorf(mongoerr.IndexOfStartNotIntegral, "%s requires an integral starting index, found a value of type: %s, with value: %s", name, TypeName(vals[i]), aggFmt(vals[i]))
 		}
 		if n < 0 {
-			return nil, Errorf(40097, "", "%s requires a nonnegative start index, found: %d", name, n)
+			return nil, mongoerr.Errorf(mongoerr.IndexOfStartNegative, "%s requires a nonnegative start index, found: %d", name, n)
 		}
 		bounds[i-2] = int(min(n, int64(length)+1))
 	}
@@ -433,30 +434,30 @@ func aggBuildRegex(name string, pat, opts any) (*regexp.Regexp, error) {
 		if aggNullish(pat) {
 			return nil, nil
 		}
-		return nil, Errorf(51105, "", "%s needs 'regex' to be of type string or regex", name)
+		return nil, mongoerr.Errorf(mongoerr.RegexPatternBadType, "%s needs 'regex' to be of type string or regex", name)
 	}
 	if !aggNullish(opts) {
 		o, ok := opts.(string)
 		if !ok {
-			return nil, Errorf(51106, "", "%s needs 'options' to be of type string", name)
+			return nil, mongoerr.Errorf(mongoerr.RegexOptionsNotString, "%s needs 'options' to be of type string", name)
 		}
 		if flags != "" && o != "" {
-			return nil, Errorf(51107, "", "%s found regex option(s) specified in both 'regex' and 'option' fields", name)
+			return nil, mongoerr.Errorf(mongoerr.RegexOptionsTwice, "%s found regex option(s) specified in both 'regex' and 'option' fields", name)
 		}
 		if o != "" {
 			flags = o
 		}
 	}
 	if strings.ContainsRune(pattern, 0) {
-		return nil, Errorf(51109, "", "%s: regular expression cannot contain an embedded null byte", name)
+		return nil, mongoerr.Errorf(mongoerr.RegexNullByte, "%s: regular expression cannot contain an embedded null byte", name)
 	}
 	src, bad := regexSource(pattern, flags)
 	if bad != 0 {
-		return nil, Errorf(51108, "", "%s invalid flag in regex options: %c", name, bad)
+		return nil, mongoerr.Errorf(mongoerr.RegexBadOption, "%s invalid flag in regex options: %c", name, bad)
 	}
 	re, err := regexp.Compile(src)
 	if err != nil {
-		return nil, Errorf(51111, "", "Invalid Regex in %s: %v", name, err)
+		return nil, mongoerr.Errorf(mongoerr.RegexCompileFailed, "Invalid Regex in %s: %v", name, err)
 	}
 	return re, nil
 }
@@ -482,7 +483,7 @@ func (n *regexNode) eval(c *evalCtx) (any, error) {
 	}
 	if !aggNullish(in) {
 		if _, ok := in.(string); !ok {
-			return nil, Errorf(51104, "", "%s needs 'input' to be of type string", n.name)
+			return nil, mongoerr.Errorf(mongoerr.RegexInputNotString, "%s needs 'input' to be of type string", n.name)
 		}
 	}
 	if aggNullish(in) || re == nil {
@@ -561,7 +562,7 @@ func (n *replaceNode) eval(c *evalCtx) (any, error) {
 			continue
 		}
 		if _, ok := v.(string); !ok {
-			return nil, Errorf(51746, "", "%s requires that '%s' be a string, found: %s", n.name, names[i], aggFmt(v))
+			return nil, mongoerr.Errorf(mongoerr.StringArgumentNotString, "%s requires that '%s' be a string, found: %s", n.name, names[i], aggFmt(v))
 		}
 	}
 	if null {

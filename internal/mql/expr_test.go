@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -18,9 +19,9 @@ func aggTestDoc(tb testing.TB, s string) bson.D {
 	return d
 }
 
-// aggTestCode returns the *Error code of err, or 0.
-func aggTestCode(err error) int32 {
-	var e *Error
+// aggTestCode returns the *mongoerr.Error code of err, or 0.
+func aggTestCode(err error) mongoerr.Code {
+	var e *mongoerr.Error
 	if errors.As(err, &e) {
 		return e.Code
 	}
@@ -31,7 +32,7 @@ func aggTestCode(err error) int32 {
 // with code != 0 err must carry that code, with code 0 err must be nil. It
 // reports whether the case expected an error (and so has nothing more to
 // check).
-func aggTestWantErr(tb testing.TB, err error, code int32) bool {
+func aggTestWantErr(tb testing.TB, err error, code mongoerr.Code) bool {
 	tb.Helper()
 	if code != 0 {
 		if aggTestCode(err) != code {
@@ -67,7 +68,7 @@ type aggExprCase struct {
 	expr string
 	doc  string
 	want string
-	code int32
+	code mongoerr.Code
 }
 
 func runExprCases(t *testing.T, cases []aggExprCase) {
@@ -291,7 +292,7 @@ func TestExprArraysAndObjects(t *testing.T) {
 		{name: "slice position", expr: `{"$slice": [[1, 2, 3], 1, 1]}`, want: `{"v": [2]}`},
 		{name: "reverseArray", expr: `{"$reverseArray": [[1, 2]]}`, want: `{"v": [2, 1]}`},
 		{name: "range", expr: `{"$range": [0, 10, 3]}`, want: `{"v": [0, 3, 6, 9]}`},
-		{name: "range too large", expr: `{"$range": [0, 2147483647]}`, code: CodeBadValue},
+		{name: "range too large", expr: `{"$range": [0, 2147483647]}`, code: mongoerr.BadValue},
 		{name: "concatArrays doubling is bounded", expr: `{"$reduce": {"input": {"$range": [0, 40]}, "initialValue": [1], "in": {"$concatArrays": ["$$value", "$$value"]}}}`, code: 10334},
 		{name: "range zero step", expr: `{"$range": [0, 10, 0]}`, code: 34449},
 		{name: "indexOfArray", expr: `{"$indexOfArray": [["a", "b"], "b"]}`, want: `{"v": 1}`},
@@ -509,7 +510,7 @@ func TestExprStepBudget(t *testing.T) {
 	if _, err := e.Eval(bson.D{}); err != nil {
 		t.Fatalf("default budget: %v", err)
 	}
-	if _, err := e.evalCtx(&evalCtx{root: bson.D{}, maxStep: 1000}); aggTestCode(err) != CodeBadValue {
+	if _, err := e.evalCtx(&evalCtx{root: bson.D{}, maxStep: 1000}); aggTestCode(err) != mongoerr.BadValue {
 		t.Fatalf("err = %v, want step budget error", err)
 	}
 }

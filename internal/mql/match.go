@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -31,7 +32,7 @@ type matchState struct {
 }
 
 // CompileFilter compiles a query filter document as find, count, delete,
-// update and $match accept it. It returns a *Error naming the offending
+// update and $match accept it. It returns a *mongoerr.Error naming the offending
 // operator for an invalid filter: "unknown top level operator: $foo" and
 // "unknown operator: $foo" (BadValue, code 2), and NotImplemented (238) or
 // the error MongoDB reports without the needed index for $where, $text,
@@ -52,7 +53,7 @@ func (f *Filter) Match(doc bson.D) bool {
 }
 
 // MatchErr is Match that also returns the first $expr evaluation error (a
-// *Error), as MongoDB fails the query in that case. When err is non-nil,
+// *mongoerr.Error), as MongoDB fails the query in that case. When err is non-nil,
 // matched is false.
 func (f *Filter) MatchErr(doc bson.D) (matched bool, err error) {
 	st := matchState{pos: -1}
@@ -130,13 +131,13 @@ func compileMatchTopLevel(e bson.E, depth int) (matchNode, error) {
 		}
 		return matchExprNode{x}, nil
 	case "$where":
-		return nil, Errorf(CodeNotImplemented, "", "$where is not supported by devdb")
+		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "$where is not supported by devdb")
 	case "$text":
-		return nil, Errorf(CodeIndexNotFound, "", "text index required for $text query")
+		return nil, mongoerr.Errorf(mongoerr.IndexNotFound, "text index required for $text query")
 	case "$jsonSchema":
-		return nil, Errorf(CodeNotImplemented, "", "$jsonSchema is not supported by devdb")
+		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "$jsonSchema is not supported by devdb")
 	case "$sampleRate":
-		return nil, Errorf(CodeNotImplemented, "", "$sampleRate is not supported by devdb")
+		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "$sampleRate is not supported by devdb")
 	}
 	return nil, badValue("unknown top level operator: %s. If you are trying to match a field name starting with '$', use $getField or $expr", e.Key)
 }
@@ -298,9 +299,9 @@ func compileQueryOperator(parts []string, op bson.E, depth int) (matchNode, erro
 	case "$comment":
 		return nil, nil
 	case "$near", "$nearSphere":
-		return nil, Errorf(CodeNoQueryExecutionPlans, "", "error processing query: planner returned error :: caused by :: unable to find index for $geoNear query")
+		return nil, mongoerr.Errorf(mongoerr.NoQueryExecutionPlans, "error processing query: planner returned error :: caused by :: unable to find index for $geoNear query")
 	case "$geoWithin", "$geoIntersects", "$within", "$maxDistance", "$minDistance":
-		return nil, Errorf(CodeNotImplemented, "", "%s is not supported by devdb", op.Key)
+		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "%s is not supported by devdb", op.Key)
 	case "$where", "$text", "$expr", "$and", "$or", "$nor", "$jsonSchema":
 		return nil, badValue("unknown operator: %s", op.Key)
 	}
@@ -894,7 +895,7 @@ func newTypeMatch(v any) (*typeMatch, error) {
 			return nil
 		}
 		if !IsNumber(x) {
-			return Errorf(CodeTypeMismatch, "", "type must be represented as a number or a string")
+			return mongoerr.Errorf(mongoerr.TypeMismatch, "type must be represented as a number or a string")
 		}
 		n, ok := ToInt64(x)
 		if !ok || !validTypeNumber(n) {

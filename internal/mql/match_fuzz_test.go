@@ -3,6 +3,7 @@ package mql
 import (
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -38,8 +39,8 @@ func FuzzCompileFilter(f *testing.F) {
 		}
 		flt, err := CompileFilter(filter)
 		if err != nil {
-			if _, ok := err.(*Error); !ok {
-				t.Fatalf("CompileFilter returned %T, want *Error: %v", err, err)
+			if _, ok := err.(*mongoerr.Error); !ok {
+				t.Fatalf("CompileFilter returned %T, want *mongoerr.Error: %v", err, err)
 			}
 			return
 		}

@@ -5,12 +5,9 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
-
-// CodeLocation51108 is the code MongoDB reports for an unknown regular
-// expression option letter.
-const CodeLocation51108 int32 = 51108
 
 // regexMatch implements $regex and regex values in filters: strings and
 // symbols match by regular-expression search, and a stored regex matches
@@ -37,14 +34,14 @@ func newRegexMatch(pattern, options string) (*regexMatch, error) {
 func compileQueryRegex(pattern, options string) (*regexp.Regexp, error) {
 	src, bad := regexSource(pattern, options)
 	if bad != 0 {
-		return nil, Errorf(CodeLocation51108, "", "invalid flag in regex options: %c", bad)
+		return nil, mongoerr.Errorf(mongoerr.RegexBadOption, "invalid flag in regex options: %c", bad)
 	}
 	if strings.IndexByte(pattern, 0) >= 0 {
 		return nil, badValue("Regular expression cannot contain an embedded null byte")
 	}
 	re, err := regexp.Compile(src)
 	if err != nil {
-		return nil, Errorf(CodeLocation51091, "", "Regular expression is invalid: %v", err)
+		return nil, mongoerr.Errorf(mongoerr.RegexInvalid, "Regular expression is invalid: %v", err)
 	}
 	return re, nil
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -19,9 +20,9 @@ func coreDoc(tb testing.TB, s string) bson.D {
 	return d
 }
 
-// coreErrCode returns the *Error code of err, or 0.
-func coreErrCode(err error) int32 {
-	var e *Error
+// coreErrCode returns the *mongoerr.Error code of err, or 0.
+func coreErrCode(err error) mongoerr.Code {
+	var e *mongoerr.Error
 	if errors.As(err, &e) {
 		return e.Code
 	}
@@ -256,49 +257,49 @@ func TestCompileFilterErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		filter  string
-		code    int32
+		code    mongoerr.Code
 		message string
 	}{
-		{"unknown operator", `{"a": {"$foo": 1}}`, CodeBadValue, "unknown operator: $foo"},
-		{"unknown top level", `{"$foo": 1}`, CodeBadValue, "unknown top level operator: $foo"},
-		{"mixed operator doc", `{"a": {"$gt": 1, "b": 2}}`, CodeBadValue, "unknown operator: b"},
-		{"in not array", `{"a": {"$in": 1}}`, CodeBadValue, "$in needs an array"},
-		{"nin not array", `{"a": {"$nin": 1}}`, CodeBadValue, "$nin needs an array"},
-		{"and empty", `{"$and": []}`, CodeBadValue, "$and must be a nonempty array"},
-		{"or not array", `{"$or": {"a": 1}}`, CodeBadValue, "$or must be a nonempty array"},
-		{"nor entry not object", `{"$nor": [1]}`, CodeBadValue, "$nor argument's entries must be objects"},
-		{"not empty", `{"a": {"$not": {}}}`, CodeBadValue, "$not cannot be empty"},
-		{"not scalar", `{"a": {"$not": 1}}`, CodeBadValue, "$not needs a regex or a document"},
-		{"size negative", `{"a": {"$size": -1}}`, CodeBadValue, "$size may not be negative"},
-		{"size fraction", `{"a": {"$size": 1.5}}`, CodeBadValue, "$size must be a whole number"},
-		{"size string", `{"a": {"$size": "1"}}`, CodeBadValue, "$size needs a number"},
-		{"mod not array", `{"a": {"$mod": 1}}`, CodeBadValue, "malformed mod, needs to be an array"},
-		{"mod short", `{"a": {"$mod": [1]}}`, CodeBadValue, "malformed mod, not enough elements"},
-		{"mod long", `{"a": {"$mod": [1, 2, 3]}}`, CodeBadValue, "malformed mod, too many elements"},
-		{"mod zero", `{"a": {"$mod": [0, 1]}}`, CodeBadValue, "divisor cannot be 0"},
-		{"type alias", `{"a": {"$type": "foo"}}`, CodeBadValue, "Unknown type name alias: foo"},
-		{"type code", `{"a": {"$type": 99}}`, CodeBadValue, "Invalid numerical type code: 99"},
-		{"type bool", `{"a": {"$type": true}}`, CodeTypeMismatch, "type must be represented as a number or a string"},
-		{"regex bad", `{"a": {"$regex": "("}}`, CodeLocation51091, ""},
-		{"regex bad option", `{"a": {"$regex": "a", "$options": "z"}}`, CodeLocation51108, "invalid flag in regex options: z"},
-		{"options alone", `{"a": {"$options": "i"}}`, CodeBadValue, "$options needs a $regex"},
-		{"regex non-string", `{"a": {"$regex": 1}}`, CodeBadValue, "$regex has to be a string"},
-		{"elemMatch non-object", `{"a": {"$elemMatch": 1}}`, CodeBadValue, "$elemMatch needs an Object"},
-		{"elemMatch unknown", `{"a": {"$elemMatch": {"$foo": 1}}}`, CodeBadValue, "unknown operator: $foo"},
-		{"all not array", `{"a": {"$all": 1}}`, CodeBadValue, "$all needs an array"},
-		{"in with operator", `{"a": {"$in": [{"$gt": 1}]}}`, CodeBadValue, "cannot nest $ under $in"},
-		{"where", `{"$where": "true"}`, CodeNotImplemented, ""},
-		{"text", `{"$text": {"$search": "x"}}`, CodeIndexNotFound, "text index required for $text query"},
-		{"jsonSchema", `{"$jsonSchema": {}}`, CodeNotImplemented, ""},
-		{"near", `{"a": {"$near": [0, 0]}}`, CodeNoQueryExecutionPlans, ""},
-		{"geoWithin", `{"a": {"$geoWithin": {}}}`, CodeNotImplemented, ""},
-		{"bits negative", `{"a": {"$bitsAllSet": -1}}`, CodeBadValue, ""},
-		{"bits bad type", `{"a": {"$bitsAllSet": "x"}}`, CodeBadValue, ""},
-		{"alwaysTrue arg", `{"$alwaysTrue": 2}`, CodeBadValue, "$alwaysTrue must be an integer value of 1"},
-		{"nested unknown in and", `{"$and": [{"a": {"$bar": 1}}]}`, CodeBadValue, "unknown operator: $bar"},
-		{"expr invalid", `{"$expr": {"$bad": 1}}`, CodeInvalidPipelineOperator, ""},
-		{"expr in elemMatch", `{"a": {"$elemMatch": {"$expr": true}}}`, CodeBadValue, "$expr can only be applied to the top-level document"},
-		{"eq undefined", `{"a": {"$undefined": true}}`, CodeBadValue, "cannot compare to undefined"},
+		{"unknown operator", `{"a": {"$foo": 1}}`, mongoerr.BadValue, "unknown operator: $foo"},
+		{"unknown top level", `{"$foo": 1}`, mongoerr.BadValue, "unknown top level operator: $foo"},
+		{"mixed operator doc", `{"a": {"$gt": 1, "b": 2}}`, mongoerr.BadValue, "unknown operator: b"},
+		{"in not array", `{"a": {"$in": 1}}`, mongoerr.BadValue, "$in needs an array"},
+		{"nin not array", `{"a": {"$nin": 1}}`, mongoerr.BadValue, "$nin needs an array"},
+		{"and empty", `{"$and": []}`, mongoerr.BadValue, "$and must be a nonempty array"},
+		{"or not array", `{"$or": {"a": 1}}`, mongoerr.BadValue, "$or must be a nonempty array"},
+		{"nor entry not object", `{"$nor": [1]}`, mongoerr.BadValue, "$nor argument's entries must be objects"},
+		{"not empty", `{"a": {"$not": {}}}`, mongoerr.BadValue, "$not cannot be empty"},
+		{"not scalar", `{"a": {"$not": 1}}`, mongoerr.BadValue, "$not needs a regex or a document"},
+		{"size negative", `{"a": {"$size": -1}}`, mongoerr.BadValue, "$size may not be negative"},
+		{"size fraction", `{"a": {"$size": 1.5}}`, mongoerr.BadValue, "$size must be a whole number"},
+		{"size string", `{"a": {"$size": "1"}}`, mongoerr.BadValue, "$size needs a number"},
+		{"mod not array", `{"a": {"$mod": 1}}`, mongoerr.BadValue, "malformed mod, needs to be an array"},
+		{"mod short", `{"a": {"$mod": [1]}}`, mongoerr.BadValue, "malformed mod, not enough elements"},
+		{"mod long", `{"a": {"$mod": [1, 2, 3]}}`, mongoerr.BadValue, "malformed mod, too many elements"},
+		{"mod zero", `{"a": {"$mod": [0, 1]}}`, mongoerr.BadValue, "divisor cannot be 0"},
+		{"type alias", `{"a": {"$type": "foo"}}`, mongoerr.BadValue, "Unknown type name alias: foo"},
+		{"type code", `{"a": {"$type": 99}}`, mongoerr.BadValue, "Invalid numerical type code: 99"},
+		{"type bool", `{"a": {"$type": true}}`, mongoerr.TypeMismatch, "type must be represented as a number or a string"},
+		{"regex bad", `{"a": {"$regex": "("}}`, mongoerr.RegexInvalid, ""},
+		{"regex bad option", `{"a": {"$regex": "a", "$options": "z"}}`, mongoerr.RegexBadOption, "invalid flag in regex options: z"},
+		{"options alone", `{"a": {"$options": "i"}}`, mongoerr.BadValue, "$options needs a $regex"},
+		{"regex non-string", `{"a": {"$regex": 1}}`, mongoerr.BadValue, "$regex has to be a string"},
+		{"elemMatch non-object", `{"a": {"$elemMatch": 1}}`, mongoerr.BadValue, "$elemMatch needs an Object"},
+		{"elemMatch unknown", `{"a": {"$elemMatch": {"$foo": 1}}}`, mongoerr.BadValue, "unknown operator: $foo"},
+		{"all not array", `{"a": {"$all": 1}}`, mongoerr.BadValue, "$all needs an array"},
+		{"in with operator", `{"a": {"$in": [{"$gt": 1}]}}`, mongoerr.BadValue, "cannot nest $ under $in"},
+		{"where", `{"$where": "true"}`, mongoerr.NotImplemented, ""},
+		{"text", `{"$text": {"$search": "x"}}`, mongoerr.IndexNotFound, "text index required for $text query"},
+		{"jsonSchema", `{"$jsonSchema": {}}`, mongoerr.NotImplemented, ""},
+		{"near", `{"a": {"$near": [0, 0]}}`, mongoerr.NoQueryExecutionPlans, ""},
+		{"geoWithin", `{"a": {"$geoWithin": {}}}`, mongoerr.NotImplemented, ""},
+		{"bits negative", `{"a": {"$bitsAllSet": -1}}`, mongoerr.BadValue, ""},
+		{"bits bad type", `{"a": {"$bitsAllSet": "x"}}`, mongoerr.BadValue, ""},
+		{"alwaysTrue arg", `{"$alwaysTrue": 2}`, mongoerr.BadValue, "$alwaysTrue must be an integer value of 1"},
+		{"nested unknown in and", `{"$and": [{"a": {"$bar": 1}}]}`, mongoerr.BadValue, "unknown operator: $bar"},
+		{"expr invalid", `{"$expr": {"$bad": 1}}`, mongoerr.InvalidPipelineOperator, ""},
+		{"expr in elemMatch", `{"a": {"$elemMatch": {"$expr": true}}}`, mongoerr.BadValue, "$expr can only be applied to the top-level document"},
+		{"eq undefined", `{"a": {"$undefined": true}}`, mongoerr.BadValue, "cannot compare to undefined"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -307,9 +308,9 @@ func TestCompileFilterErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("CompileFilter(%s) succeeded, want code %d", tc.filter, tc.code)
 			}
-			var me *Error
+			var me *mongoerr.Error
 			if !errors.As(err, &me) {
-				t.Fatalf("error %v is %T, want *Error", err, err)
+				t.Fatalf("error %v is %T, want *mongoerr.Error", err, err)
 			}
 			if me.Code != tc.code {
 				t.Errorf("code = %d (%s), want %d", me.Code, me.Message, tc.code)
@@ -317,7 +318,7 @@ func TestCompileFilterErrors(t *testing.T) {
 			if tc.message != "" && me.Message != tc.message && !startsWith(me.Message, tc.message) {
 				t.Errorf("message = %q, want %q", me.Message, tc.message)
 			}
-			if me.CodeName == "" {
+			if me.Code.String() == "" {
 				t.Errorf("empty CodeName")
 			}
 		})
@@ -332,7 +333,7 @@ func TestFilterDepthLimit(t *testing.T) {
 	for range 150 {
 		f = bson.D{{Key: "$and", Value: bson.A{f}}}
 	}
-	if _, err := CompileFilter(f); coreErrCode(err) != CodeBadValue {
+	if _, err := CompileFilter(f); coreErrCode(err) != mongoerr.BadValue {
 		t.Fatalf("deep filter: err = %v, want BadValue", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -18,10 +19,6 @@ const DefaultMemoryLimit int64 = 100 * 1024 * 1024
 // aggTopKMax is the largest $limit after $sort handled by top-k insertion;
 // larger limits sort the whole input.
 const aggTopKMax = 4096
-
-// CodeQueryExceededMemoryLimit is MongoDB's
-// QueryExceededMemoryLimitNoDiskUseAllowed (292).
-const CodeQueryExceededMemoryLimit int32 = 292
 
 // Pipeline is a compiled aggregation pipeline. It is immutable and safe
 // for concurrent use; every Run or ApplyOne has its own state.
@@ -57,14 +54,14 @@ func (rc *runCtx) evalDoc(e *Expr, doc bson.D) (any, error) {
 // memErr is the memory-limit error for a stage.
 func (rc *runCtx) memErr(stageName string) error {
 	if stageName == "$sort" {
-		return Errorf(CodeQueryExceededMemoryLimit, "QueryExceededMemoryLimitNoDiskUseAllowed",
+		return mongoerr.Errorf(mongoerr.QueryExceededMemoryLimitNoDiskUseAllowed,
 			"Sort exceeded memory limit of %d bytes, but did not opt in to external sorting.", rc.memLimit)
 	}
-	return Errorf(CodeQueryExceededMemoryLimit, "QueryExceededMemoryLimitNoDiskUseAllowed",
+	return mongoerr.Errorf(mongoerr.QueryExceededMemoryLimitNoDiskUseAllowed,
 		"Exceeded memory limit for %s, but didn't allow external sort. Pass allowDiskUse:true to opt in.", stageName)
 }
 
-// CompilePipeline compiles aggregation stages. It returns a *Error with
+// CompilePipeline compiles aggregation stages. It returns a *mongoerr.Error with
 // MongoDB's code for an invalid stage, for example 40324 for an unknown
 // stage name and 40323 for a stage document without exactly one field.
 func CompilePipeline(stages []bson.D) (*Pipeline, error) {
@@ -72,7 +69,7 @@ func CompilePipeline(stages []bson.D) (*Pipeline, error) {
 	for i := 0; i < len(stages); i++ {
 		s := stages[i]
 		if len(s) != 1 {
-			return nil, Errorf(40323, "", "A pipeline stage specification object must contain exactly one field.")
+			return nil, mongoerr.Errorf(mongoerr.StageNotOneField, "A pipeline stage specification object must contain exactly one field.")
 		}
 		name, spec := s[0].Key, s[0].Value
 		if aggNestingDepth(spec, aggMaxNesting) > aggMaxNesting {
@@ -129,7 +126,7 @@ func (p *Pipeline) ApplyOne(doc bson.D) (out bson.D, keep bool, err error) {
 	for i, s := range p.stages {
 		ds, ok := s.(docStage)
 		if !ok {
-			return nil, false, Errorf(CodeBadValue, "", "ApplyOne: stage %s is not a per-document stage", p.names[i])
+			return nil, false, mongoerr.Errorf(mongoerr.BadValue, "ApplyOne: stage %s is not a per-document stage", p.names[i])
 		}
 		out, keep, err = ds.apply(rc, out)
 		if err != nil || !keep {
@@ -196,7 +193,7 @@ func compileStage(name string, spec any) (stage, error) {
 	case "$match":
 		d, ok := spec.(bson.D)
 		if !ok {
-			return nil, Errorf(15959, "", "the match filter must be an expression in an object")
+			return nil, mongoerr.Errorf(mongoerr.MatchNotObject, "the match filter must be an expression in an object")
 		}
 		f, err := CompileFilter(d)
 		if err != nil {
@@ -206,7 +203,7 @@ func compileStage(name string, spec any) (stage, error) {
 	case "$project":
 		d, ok := spec.(bson.D)
 		if !ok {
-			return nil, Errorf(15969, "", "$project specification must be an object")
+			return nil, mongoerr.Errorf(mongoerr.ProjectNotObject, "$project specification must be an object")
 		}
 		pr, err := CompileProjectStage(d)
 		if err != nil {
@@ -216,7 +213,7 @@ func compileStage(name string, spec any) (stage, error) {
 	case "$addFields", "$set":
 		d, ok := spec.(bson.D)
 		if !ok {
-			return nil, Errorf(40272, "", "%s specification stage must be an object, got %s", name, TypeName(spec))
+			return nil, mongoerr.Errorf(mongoerr.StageNotObject, "%s specification stage must be an object, got %s", name, TypeName(spec))
 		}
 		return compileAddFields(d)
 	case "$unset":
@@ -224,18 +221,18 @@ func compileStage(name string, spec any) (stage, error) {
 	case "$replaceRoot":
 		d, ok := spec.(bson.D)
 		if !ok {
-			return nil, Errorf(40229, "", "expected an object as specification for $replaceRoot stage, got %s", TypeName(spec))
+			return nil, mongoerr.Errorf(mongoerr.ReplaceRootNotObject, "expected an object as specification for $replaceRoot stage, got %s", TypeName(spec))
 		}
 		var root any
 		found := false
 		for _, e := range d {
 			if e.Key != "newRoot" {
-				return nil, Errorf(40415, "", "BSON field '$replaceRoot.%s' is an unknown field.", e.Key)
+				return nil, mongoerr.Errorf(mongoerr.IDLUnknownField, "BSON field '$replaceRoot.%s' is an unknown field.", e.Key)
 			}
 			root, found = e.Value, true
 		}
 		if !found {
-			return nil, Errorf(40414, "", "BSON field '$replaceRoot.newRoot' is missing but a required field")
+			return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field '$replaceRoot.newRoot' is missing but a required field")
 		}
 		e, err := CompileExpr(root)
 		if err != nil {
@@ -257,7 +254,7 @@ func compileStage(name string, spec any) (stage, error) {
 	case "$sort":
 		d, ok := spec.(bson.D)
 		if !ok {
-			return nil, Errorf(15973, "", "the $sort key specification must be an object")
+			return nil, mongoerr.Errorf(mongoerr.SortNotObject, "the $sort key specification must be an object")
 		}
 		s, err := CompileSort(d)
 		if err != nil {
@@ -279,11 +276,11 @@ func compileStage(name string, spec any) (stage, error) {
 		s, ok := spec.(string)
 		switch {
 		case !ok || s == "":
-			return nil, Errorf(40156, "", "the count field must be a non-empty string")
+			return nil, mongoerr.Errorf(mongoerr.CountFieldEmpty, "the count field must be a non-empty string")
 		case strings.HasPrefix(s, "$"):
-			return nil, Errorf(40158, "", "the count field cannot be a $-prefixed path")
+			return nil, mongoerr.Errorf(mongoerr.CountFieldDollar, "the count field cannot be a $-prefixed path")
 		case strings.Contains(s, "."):
-			return nil, Errorf(40160, "", "the count field cannot contain '.'")
+			return nil, mongoerr.Errorf(mongoerr.CountFieldDotted, "the count field cannot contain '.'")
 		}
 		return &countStage{field: s}, nil
 	case "$unwind":
@@ -292,14 +289,14 @@ func compileStage(name string, spec any) (stage, error) {
 		switch t := spec.(type) {
 		case string:
 			if !strings.HasPrefix(t, "$") {
-				return nil, Errorf(40148, "", "the sortByCount field must be defined as a $-prefixed path or an expression")
+				return nil, mongoerr.Errorf(mongoerr.SortByCountBadPath, "the sortByCount field must be defined as a $-prefixed path or an expression")
 			}
 		case bson.D:
 			if len(t) != 1 || !strings.HasPrefix(t[0].Key, "$") {
-				return nil, Errorf(40147, "", "the sortByCount field must be specified as a $-prefixed path or an expression object")
+				return nil, mongoerr.Errorf(mongoerr.SortByCountNotExpression, "the sortByCount field must be specified as a $-prefixed path or an expression object")
 			}
 		default:
-			return nil, Errorf(40149, "", "the sortByCount field must be defined as a $-prefixed path or an expression")
+			return nil, mongoerr.Errorf(mongoerr.SortByCountBadObject, "the sortByCount field must be defined as a $-prefixed path or an expression")
 		}
 		g, err := compileGroup(bson.D{{Key: "_id", Value: spec}, {Key: "count", Value: bson.D{{Key: "$sum", Value: int32(1)}}}})
 		if err != nil {
@@ -316,28 +313,28 @@ func compileStage(name string, spec any) (stage, error) {
 		return compileFacet(spec)
 	}
 	if aggUnsupportedStage(name) {
-		return nil, Errorf(CodeNotImplemented, "", "%s is not supported by devdb", name)
+		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "%s is not supported by devdb", name)
 	}
-	return nil, Errorf(40324, "", "Unrecognized pipeline stage name: '%s'", name)
+	return nil, mongoerr.Errorf(mongoerr.UnrecognizedStage, "Unrecognized pipeline stage name: '%s'", name)
 }
 
 // aggStageCount validates the argument of $skip / $limit.
 func aggStageCount(name string, spec any) (int64, error) {
 	if aggNumKind(spec) == aggKNone {
 		if name == "$limit" {
-			return 0, Errorf(15957, "", "the limit must be specified as a number")
+			return 0, mongoerr.Errorf(mongoerr.LimitNotNumber, "the limit must be specified as a number")
 		}
-		return 0, Errorf(15972, "", "Argument to $skip must be a number")
+		return 0, mongoerr.Errorf(mongoerr.SkipNotNumber, "Argument to $skip must be a number")
 	}
 	n, ok := aggToInt64Exact(spec)
 	if !ok {
-		return 0, Errorf(CodeFailedToParse, "", "invalid argument to %s stage: Cannot represent as a 64-bit integer: %s: %s", name, name, aggFmt(spec))
+		return 0, mongoerr.Errorf(mongoerr.FailedToParse, "invalid argument to %s stage: Cannot represent as a 64-bit integer: %s: %s", name, name, aggFmt(spec))
 	}
 	if name == "$limit" && n <= 0 {
-		return 0, Errorf(15958, "", "the limit must be positive")
+		return 0, mongoerr.Errorf(mongoerr.LimitNotPositive, "the limit must be positive")
 	}
 	if n < 0 {
-		return 0, Errorf(15956, "", "invalid argument to $skip stage: Expected a non-negative number in: $skip: %d", n)
+		return 0, mongoerr.Errorf(mongoerr.SkipNegative, "invalid argument to $skip stage: Expected a non-negative number in: $skip: %d", n)
 	}
 	return n, nil
 }
@@ -390,10 +387,10 @@ func compileAddFields(spec bson.D) (stage, error) {
 	walk = func(prefix []string, d bson.D) error {
 		for _, e := range d {
 			if e.Key == "" {
-				return Errorf(40352, "", "FieldPath cannot be constructed with empty string")
+				return mongoerr.Errorf(mongoerr.FieldPathEmpty, "FieldPath cannot be constructed with empty string")
 			}
 			if strings.HasPrefix(e.Key, "$") {
-				return Errorf(16410, "", "FieldPath field names may not start with '$'. Consider using $getField or $setField.")
+				return mongoerr.Errorf(mongoerr.FieldPathDollarPrefix, "FieldPath field names may not start with '$'. Consider using $getField or $setField.")
 			}
 			parts, err := aggSplitFieldPath(e.Key)
 			if err != nil {
@@ -409,7 +406,7 @@ func compileAddFields(spec bson.D) (stage, error) {
 			key := strings.Join(path, ".")
 			for p := range seen {
 				if p == key || strings.HasPrefix(p, key+".") || strings.HasPrefix(key, p+".") {
-					return Errorf(40176, "", "specification contains two conflicting paths. Cannot specify both '%s' and '%s'", p, key)
+					return mongoerr.Errorf(mongoerr.ConflictingPaths, "specification contains two conflicting paths. Cannot specify both '%s' and '%s'", p, key)
 				}
 			}
 			seen[key] = true
@@ -506,23 +503,23 @@ func compileUnset(spec any) (stage, error) {
 		fields = []any{t}
 	case bson.A:
 		if len(t) == 0 {
-			return nil, Errorf(31119, "", "$unset specification must be a string or an array with at least one field")
+			return nil, mongoerr.Errorf(mongoerr.UnsetEmpty, "$unset specification must be a string or an array with at least one field")
 		}
 		fields = t
 	default:
-		return nil, Errorf(31120, "", "$unset specification must be a string or an array")
+		return nil, mongoerr.Errorf(mongoerr.UnsetNotString, "$unset specification must be a string or an array")
 	}
 	s := &unsetStage{}
 	for _, f := range fields {
 		str, ok := f.(string)
 		if !ok {
-			return nil, Errorf(31120, "", "$unset specification must be a string or an array containing only string values")
+			return nil, mongoerr.Errorf(mongoerr.UnsetNotString, "$unset specification must be a string or an array containing only string values")
 		}
 		if str == "" {
-			return nil, Errorf(40352, "", "FieldPath cannot be constructed with empty string")
+			return nil, mongoerr.Errorf(mongoerr.FieldPathEmpty, "FieldPath cannot be constructed with empty string")
 		}
 		if strings.HasPrefix(str, "$") {
-			return nil, Errorf(16410, "", "FieldPath field names may not start with '$'. Consider using $getField or $setField.")
+			return nil, mongoerr.Errorf(mongoerr.FieldPathDollarPrefix, "FieldPath field names may not start with '$'. Consider using $getField or $setField.")
 		}
 		parts, err := aggSplitFieldPath(str)
 		if err != nil {
@@ -588,7 +585,7 @@ func (s *replaceRootStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
 	}
 	d, ok := v.(bson.D)
 	if !ok {
-		return nil, false, Errorf(40228, "", "%smust evaluate to an object, but resulting value was: %s. Type of resulting value: '%s'. Input document: %s",
+		return nil, false, mongoerr.Errorf(mongoerr.ReplaceRootNewRootNotObject, "%smust evaluate to an object, but resulting value was: %s. Type of resulting value: '%s'. Input document: %s",
 			s.what, aggFmt(v), TypeName(v), aggFmt(doc))
 	}
 	return d, true, nil
@@ -617,7 +614,7 @@ func (s *redactStage) redact(rc *runCtx, root, cur bson.D) (bson.D, bool, error)
 		return nil, false, nil
 	case "$$DESCEND":
 	default:
-		return nil, false, Errorf(17053, "", "$redact's expression should not return anything aside from the variables $$KEEP, $$DESCEND, and $$PRUNE, but returned %s", aggFmt(v))
+		return nil, false, mongoerr.Errorf(mongoerr.RedactBadResult, "$redact's expression should not return anything aside from the variables $$KEEP, $$DESCEND, and $$PRUNE, but returned %s", aggFmt(v))
 	}
 	out := make(bson.D, 0, len(cur))
 	for _, e := range cur {
@@ -779,14 +776,14 @@ type groupStage struct {
 func compileGroup(spec any) (stage, error) {
 	d, ok := spec.(bson.D)
 	if !ok {
-		return nil, Errorf(15947, "", "a group's fields must be specified in an object")
+		return nil, mongoerr.Errorf(mongoerr.GroupNotObject, "a group's fields must be specified in an object")
 	}
 	g := &groupStage{}
 	seen := map[string]bool{}
 	for _, e := range d {
 		if e.Key == "_id" {
 			if g.id != nil {
-				return nil, Errorf(16410, "", "duplicate _id in $group")
+				return nil, mongoerr.Errorf(mongoerr.FieldPathDollarPrefix, "duplicate _id in $group")
 			}
 			n, err := compileNode(e.Value)
 			if err != nil {
@@ -796,13 +793,13 @@ func compileGroup(spec any) (stage, error) {
 			continue
 		}
 		if strings.HasPrefix(e.Key, "$") {
-			return nil, Errorf(40236, "", "The field name '%s' cannot be an operator name", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.GroupFieldOperatorName, "The field name '%s' cannot be an operator name", e.Key)
 		}
 		if strings.Contains(e.Key, ".") {
-			return nil, Errorf(40235, "", "The field name '%s' cannot contain '.'", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.GroupFieldDotted, "The field name '%s' cannot contain '.'", e.Key)
 		}
 		if seen[e.Key] {
-			return nil, Errorf(16406, "", "duplicate field name specified in $group: %s", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.DuplicateFieldName, "duplicate field name specified in $group: %s", e.Key)
 		}
 		seen[e.Key] = true
 		a, err := compileAccumulator(e.Key, e.Value)
@@ -812,7 +809,7 @@ func compileGroup(spec any) (stage, error) {
 		g.accums = append(g.accums, a)
 	}
 	if g.id == nil {
-		return nil, Errorf(15955, "", "a group specification must include an _id")
+		return nil, mongoerr.Errorf(mongoerr.GroupMissingID, "a group specification must include an _id")
 	}
 	return g, nil
 }
@@ -927,16 +924,16 @@ func compileUnwind(spec any) (stage, error) {
 			case "path":
 				p, ok := e.Value.(string)
 				if !ok {
-					return nil, Errorf(28808, "", "expected a string as the path for $unwind stage, got %s", TypeName(e.Value))
+					return nil, mongoerr.Errorf(mongoerr.UnwindPathNotString, "expected a string as the path for $unwind stage, got %s", TypeName(e.Value))
 				}
 				pathStr, hasPath = p, true
 			case "includeArrayIndex":
 				p, ok := e.Value.(string)
 				if !ok || p == "" {
-					return nil, Errorf(28810, "", "expected a non-empty string for the includeArrayIndex  option to $unwind stage, got %s", TypeName(e.Value))
+					return nil, mongoerr.Errorf(mongoerr.UnwindIndexFieldEmpty, "expected a non-empty string for the includeArrayIndex  option to $unwind stage, got %s", TypeName(e.Value))
 				}
 				if strings.HasPrefix(p, "$") {
-					return nil, Errorf(28822, "", "includeArrayIndex option to $unwind stage should not be prefixed with a '$': %s", p)
+					return nil, mongoerr.Errorf(mongoerr.UnwindIndexFieldDollar, "includeArrayIndex option to $unwind stage should not be prefixed with a '$': %s", p)
 				}
 				parts, err := aggSplitFieldPath(p)
 				if err != nil {
@@ -946,21 +943,21 @@ func compileUnwind(spec any) (stage, error) {
 			case "preserveNullAndEmptyArrays":
 				b, ok := e.Value.(bool)
 				if !ok {
-					return nil, Errorf(28809, "", "expected a boolean for the preserveNullAndEmptyArrays option to $unwind stage, got %s", TypeName(e.Value))
+					return nil, mongoerr.Errorf(mongoerr.UnwindPreserveNotBool, "expected a boolean for the preserveNullAndEmptyArrays option to $unwind stage, got %s", TypeName(e.Value))
 				}
 				s.preserve = b
 			default:
-				return nil, Errorf(28811, "", "unrecognized option to $unwind stage: %s", e.Key)
+				return nil, mongoerr.Errorf(mongoerr.UnwindUnknownOption, "unrecognized option to $unwind stage: %s", e.Key)
 			}
 		}
 		if !hasPath {
-			return nil, Errorf(28812, "", "no path specified to $unwind stage")
+			return nil, mongoerr.Errorf(mongoerr.UnwindMissingPath, "no path specified to $unwind stage")
 		}
 	default:
-		return nil, Errorf(15981, "", "expected either a string or an object as specification for $unwind stage, got %s", TypeName(spec))
+		return nil, mongoerr.Errorf(mongoerr.UnwindNotStringOrObject, "expected either a string or an object as specification for $unwind stage, got %s", TypeName(spec))
 	}
 	if !strings.HasPrefix(pathStr, "$") {
-		return nil, Errorf(28818, "", "path option to $unwind stage should be prefixed with a '$': %s", pathStr)
+		return nil, mongoerr.Errorf(mongoerr.UnwindPathNoDollar, "path option to $unwind stage should be prefixed with a '$': %s", pathStr)
 	}
 	parts, err := aggSplitFieldPath(pathStr[1:])
 	if err != nil {
@@ -1038,27 +1035,27 @@ type sampleStage struct{ size int64 }
 func compileSample(spec any) (stage, error) {
 	d, ok := spec.(bson.D)
 	if !ok {
-		return nil, Errorf(28745, "", "the $sample stage specification must be an object")
+		return nil, mongoerr.Errorf(mongoerr.SampleNotObject, "the $sample stage specification must be an object")
 	}
 	s := &sampleStage{}
 	found := false
 	for _, e := range d {
 		if e.Key != "size" {
-			return nil, Errorf(28748, "", "unrecognized option to $sample: %s", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.SampleUnknownOption, "unrecognized option to $sample: %s", e.Key)
 		}
 		if aggNumKind(e.Value) == aggKNone {
-			return nil, Errorf(28746, "", "size argument to $sample must be a number")
+			return nil, mongoerr.Errorf(mongoerr.SampleSizeNotNumber, "size argument to $sample must be a number")
 		}
 		n, _ := aggToInt64Exact(e.Value)
 		if f := aggToFloat(e.Value); f < 0 {
-			return nil, Errorf(28747, "", "size argument to $sample must not be negative")
+			return nil, mongoerr.Errorf(mongoerr.SampleSizeNegative, "size argument to $sample must not be negative")
 		} else if n == 0 && f > 0 {
 			n = int64(f)
 		}
 		s.size, found = n, true
 	}
 	if !found {
-		return nil, Errorf(28749, "", "$sample stage must specify a size")
+		return nil, mongoerr.Errorf(mongoerr.SampleMissingSize, "$sample stage must specify a size")
 	}
 	return s, nil
 }
@@ -1103,27 +1100,27 @@ type facetStage struct {
 func compileFacet(spec any) (stage, error) {
 	d, ok := spec.(bson.D)
 	if !ok || len(d) == 0 {
-		return nil, Errorf(40169, "", "the $facet specification must be a non-empty object, but found: %s", aggFmt(spec))
+		return nil, mongoerr.Errorf(mongoerr.FacetNotObject, "the $facet specification must be a non-empty object, but found: %s", aggFmt(spec))
 	}
 	s := &facetStage{}
 	for _, e := range d {
 		if e.Key == "" || strings.HasPrefix(e.Key, "$") || strings.Contains(e.Key, ".") {
-			return nil, Errorf(40353, "", "the $facet output field name '%s' is not valid", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.FacetBadOutputName, "the $facet output field name '%s' is not valid", e.Key)
 		}
 		arr, ok := e.Value.(bson.A)
 		if !ok {
-			return nil, Errorf(40170, "", "arguments to $facet must be arrays, %s is type %s", e.Key, TypeName(e.Value))
+			return nil, mongoerr.Errorf(mongoerr.FacetPipelineNotArray, "arguments to $facet must be arrays, %s is type %s", e.Key, TypeName(e.Value))
 		}
 		stages := make([]bson.D, 0, len(arr))
 		for _, st := range arr {
 			sd, ok := st.(bson.D)
 			if !ok {
-				return nil, Errorf(40171, "", "subpipeline of $facet stage must contain only objects, but %s contained an element of type %s", e.Key, TypeName(st))
+				return nil, mongoerr.Errorf(mongoerr.FacetStageNotObject, "subpipeline of $facet stage must contain only objects, but %s contained an element of type %s", e.Key, TypeName(st))
 			}
 			if len(sd) == 1 {
 				switch sd[0].Key {
 				case "$facet", "$out", "$merge", "$collStats", "$indexStats", "$changeStream", "$geoNear":
-					return nil, Errorf(40600, "", "%s is not allowed to be used within a $facet stage", sd[0].Key)
+					return nil, mongoerr.Errorf(mongoerr.FacetStageNotAllowed, "%s is not allowed to be used within a $facet stage", sd[0].Key)
 				}
 			}
 			stages = append(stages, sd)
@@ -1178,7 +1175,7 @@ func (s *facetStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bso
 				res = append(res, d)
 				outMem += int64(aggSize(d))
 				if outMem > 16*1024*1024 {
-					yield(nil, Errorf(4031700, "", "document constructed by $facet is %d bytes, which exceeds the limit of 16777216 bytes", outMem))
+					yield(nil, mongoerr.Errorf(mongoerr.FacetTooLarge, "document constructed by $facet is %d bytes, which exceeds the limit of 16777216 bytes", outMem))
 					return
 				}
 			}

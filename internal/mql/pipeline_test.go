@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -65,7 +66,7 @@ func TestPipelineStages(t *testing.T) {
 		name     string
 		pipeline string
 		want     string
-		code     int32
+		code     mongoerr.Code
 	}{
 		{name: "match", pipeline: `[{"$match": {"item": "a"}}, {"$project": {"_id": 1}}]`, want: `[{"_id": 1}, {"_id": 3}]`},
 		{name: "match expr", pipeline: `[{"$match": {"$expr": {"$gt": ["$qty", 4]}}}, {"$project": {"_id": 1}}]`, want: `[{"_id": 1}, {"_id": 4}]`},
@@ -101,7 +102,7 @@ func TestPipelineStages(t *testing.T) {
 		{name: "facet", pipeline: `[{"$facet": {"n": [{"$count": "c"}], "top": [{"$sort": {"qty": -1}}, {"$limit": 1}, {"$project": {"_id": 1}}]}}]`, want: `[{"n": [{"c": 4}], "top": [{"_id": 4}]}]`},
 		{name: "sample size covers all", pipeline: `[{"$sample": {"size": 10}}, {"$count": "n"}]`, want: `[{"n": 4}]`},
 		{name: "unknown stage", pipeline: `[{"$foo": {}}]`, code: 40324},
-		{name: "unsupported stage", pipeline: `[{"$lookup": {}}]`, code: CodeNotImplemented},
+		{name: "unsupported stage", pipeline: `[{"$lookup": {}}]`, code: mongoerr.NotImplemented},
 		{name: "two fields in stage", pipeline: `[{"$match": {}, "$limit": 1}]`, code: 40323},
 		{name: "limit zero", pipeline: `[{"$limit": 0}]`, code: 15958},
 		{name: "skip negative", pipeline: `[{"$skip": -1}]`, code: 15956},
@@ -110,7 +111,7 @@ func TestPipelineStages(t *testing.T) {
 		{name: "group non-accumulator field", pipeline: `[{"$group": {"_id": 1, "n": 1}}]`, code: 40234},
 		{name: "group array argument", pipeline: `[{"$group": {"_id": 1, "n": {"$push": [1, 2]}}}]`, code: 40237},
 		{name: "count bad name", pipeline: `[{"$count": "$x"}]`, code: 40158},
-		{name: "eval error surfaces", pipeline: `[{"$project": {"x": {"$divide": [1, 0]}}}]`, code: CodeBadValue},
+		{name: "eval error surfaces", pipeline: `[{"$project": {"x": {"$divide": [1, 0]}}}]`, code: mongoerr.BadValue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,11 +209,11 @@ func TestPipelineMemoryLimit(t *testing.T) {
 		name     string
 		pipeline string
 		limit    int64
-		code     int32
+		code     mongoerr.Code
 	}{
-		{name: "sort over limit", pipeline: `[{"$sort": {"s": 1}}]`, limit: 1000, code: CodeQueryExceededMemoryLimit},
+		{name: "sort over limit", pipeline: `[{"$sort": {"s": 1}}]`, limit: 1000, code: mongoerr.QueryExceededMemoryLimitNoDiskUseAllowed},
 		{name: "sort with small limit stays under", pipeline: `[{"$sort": {"_id": -1}}, {"$limit": 2}]`, limit: 1000},
-		{name: "group push over limit", pipeline: `[{"$group": {"_id": null, "all": {"$push": "$s"}}}]`, limit: 1000, code: CodeQueryExceededMemoryLimit},
+		{name: "group push over limit", pipeline: `[{"$group": {"_id": null, "all": {"$push": "$s"}}}]`, limit: 1000, code: mongoerr.QueryExceededMemoryLimitNoDiskUseAllowed},
 		{name: "group count stays under", pipeline: `[{"$group": {"_id": null, "n": {"$sum": 1}}}]`, limit: 1000},
 	}
 	for _, tc := range tests {
@@ -227,9 +228,9 @@ func TestPipelineMemoryLimit(t *testing.T) {
 				t.Fatalf("err = %v, want code %d", err, tc.code)
 			}
 			if err != nil {
-				var e *Error
-				if errors.As(err, &e); e.CodeName != "QueryExceededMemoryLimitNoDiskUseAllowed" {
-					t.Fatalf("code name = %q", e.CodeName)
+				var e *mongoerr.Error
+				if errors.As(err, &e); e.Code.String() != "QueryExceededMemoryLimitNoDiskUseAllowed" {
+					t.Fatalf("code name = %q", e.Code.String())
 				}
 			}
 		})

@@ -3,29 +3,8 @@ package mql
 import (
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
-)
-
-// Location codes MongoDB reports for invalid projections.
-const (
-	// CodeLocation31252 is reported for an expression inside an exclusion
-	// projection.
-	CodeLocation31252 int32 = 31252
-	// CodeLocation31255 is reported for $elemMatch or a positional
-	// projection on a nested field.
-	CodeLocation31255 int32 = 31255
-	// CodeLocation31276 is reported for more than one positional
-	// projection.
-	CodeLocation31276 int32 = 31276
-	// CodeLocation51246 is reported when the positional projection finds no
-	// matching array element.
-	CodeLocation51246 int32 = 51246
-	// CodeLocation51270 is reported for an empty sub-projection {}.
-	CodeLocation51270 int32 = 51270
-	// CodeLocation51272 is reported for an empty $project specification.
-	CodeLocation51272 int32 = 51272
-	// CodeLocation28724 is reported for a non-positive $slice limit.
-	CodeLocation28724 int32 = 28724
 )
 
 // Projection is a compiled projection: a find projection (CompileProjection)
@@ -88,7 +67,7 @@ func CompileProjection(spec bson.D) (*Projection, error) {
 // (Location51272).
 func CompileProjectStage(spec bson.D) (*Projection, error) {
 	if len(spec) == 0 {
-		return nil, Errorf(CodeLocation51272, "", "Invalid $project :: caused by :: projection specification must have at least one field")
+		return nil, mongoerr.Errorf(mongoerr.ProjectionEmpty, "Invalid $project :: caused by :: projection specification must have at least one field")
 	}
 	return compileProjection(spec, true)
 }
@@ -181,7 +160,7 @@ func (b *projBuilder) addField(path string, v any, depth int) error {
 	case bson.D, bson.M, map[string]any:
 		d, _ := AsDocument(x)
 		if len(d) == 0 {
-			return Errorf(CodeLocation51270, "", "An empty sub-projection is not a valid value. Found empty object at path %s", path)
+			return mongoerr.Errorf(mongoerr.ProjectionEmptySubProjection, "An empty sub-projection is not a valid value. Found empty object at path %s", path)
 		}
 		if !strings.HasPrefix(d[0].Key, "$") {
 			return b.addSpec(path, d, depth+1)
@@ -193,7 +172,7 @@ func (b *projBuilder) addField(path string, v any, depth int) error {
 			case "$elemMatch":
 				return b.addElemMatch(path, parts, d[0].Value, depth)
 			case "$meta":
-				return Errorf(CodeNotImplemented, "", "$meta projection is not supported by devdb")
+				return mongoerr.Errorf(mongoerr.NotImplemented, "$meta projection is not supported by devdb")
 			}
 		}
 		return b.addExpr(path, parts, x)
@@ -213,9 +192,9 @@ func (b *projBuilder) setMode(path string, inclusion bool) error {
 	case b.mode == 0:
 		b.mode = 2
 	case b.mode == 1 && !inclusion:
-		return Errorf(CodeLocation31254, "", "Cannot do exclusion on field %s in inclusion projection", path)
+		return mongoerr.Errorf(mongoerr.ProjectionExclusionInInclusion, "Cannot do exclusion on field %s in inclusion projection", path)
 	case b.mode == 2 && inclusion:
-		return Errorf(CodeLocation31253, "", "Cannot do inclusion on field %s in exclusion projection", path)
+		return mongoerr.Errorf(mongoerr.ProjectionInclusionInExclusion, "Cannot do inclusion on field %s in exclusion projection", path)
 	}
 	return nil
 }
@@ -246,7 +225,7 @@ func (b *projBuilder) addFlag(path string, parts []string, include bool) error {
 
 func (b *projBuilder) addExpr(path string, parts []string, v any) error {
 	if b.mode == 2 {
-		return Errorf(CodeLocation31252, "", "Cannot use expression other than $meta in exclusion projection")
+		return mongoerr.Errorf(mongoerr.ProjectionExpressionInExclusion, "Cannot use expression other than $meta in exclusion projection")
 	}
 	x, err := CompileExpr(v)
 	if err != nil {
@@ -274,7 +253,7 @@ func (b *projBuilder) addSlice(path string, parts []string, v any) error {
 			return badValue("$slice array argument must contain two numeric values")
 		}
 		if limit <= 0 {
-			return Errorf(CodeLocation28724, "", "First argument to $slice must be an array, limit must be positive")
+			return mongoerr.Errorf(mongoerr.SliceInvalid, "First argument to $slice must be an array, limit must be positive")
 		}
 		f.skip, f.limit, f.hasSkip = skip, limit, true
 	} else {
@@ -298,7 +277,7 @@ func sliceInt(v any) (int64, bool) {
 
 func (b *projBuilder) addElemMatch(path string, parts []string, v any, depth int) error {
 	if len(parts) > 1 {
-		return Errorf(CodeLocation31255, "", "Cannot use $elemMatch projection on a nested field.")
+		return mongoerr.Errorf(mongoerr.ProjectionNestedPositional, "Cannot use $elemMatch projection on a nested field.")
 	}
 	if _, ok := AsDocument(v); !ok {
 		return badValue("elemMatch: Invalid argument, object required.")
@@ -319,7 +298,7 @@ func (b *projBuilder) addPositional(path string, v any) error {
 		return badValue("Cannot use positional projection in aggregation projection")
 	}
 	if b.p.hasPositional {
-		return Errorf(CodeLocation31276, "", "Cannot specify more than one positional projection per query.")
+		return mongoerr.Errorf(mongoerr.ProjectionPositionalTwice, "Cannot specify more than one positional projection per query.")
 	}
 	if f, ok := ToFloat64(v); !ok && v != true || ok && f == 0 {
 		return badValue("positional projection only accepts an inclusion (1 or true)")
@@ -351,7 +330,7 @@ func (b *projBuilder) insert(path string, parts []string, leaf *projField) (*pro
 		last := i == len(parts)-1
 		if last {
 			if found != nil {
-				return nil, Errorf(CodeLocation31250, "", "Path collision at %s", path)
+				return nil, mongoerr.Errorf(mongoerr.ProjectionPathCollision, "Path collision at %s", path)
 			}
 			leaf.name = part
 			*list = append(*list, leaf)
@@ -366,7 +345,7 @@ func (b *projBuilder) insert(path string, parts []string, leaf *projField) (*pro
 			found = &projField{name: part, kind: projSubtree}
 			*list = append(*list, found)
 		} else if found.kind != projSubtree {
-			return nil, Errorf(CodeLocation31249, "", "Path collision at %s remaining portion %s", path, strings.Join(parts[i+1:], "."))
+			return nil, mongoerr.Errorf(mongoerr.ProjectionPathPrefixCollision, "Path collision at %s remaining portion %s", path, strings.Join(parts[i+1:], "."))
 		}
 		chain = append(chain, found)
 		list = &found.children
@@ -411,7 +390,7 @@ func (p *Projection) Includes(field string) bool {
 // projection is positional (use ApplyPositional).
 func (p *Projection) Apply(doc bson.D) (bson.D, error) {
 	if p.hasPositional {
-		return nil, Errorf(CodeLocation51246, "", "Executor error during find command :: caused by :: positional operator '.$' couldn't find a matching element in the array")
+		return nil, mongoerr.Errorf(mongoerr.ProjectionPositionalNoMatch, "Executor error during find command :: caused by :: positional operator '.$' couldn't find a matching element in the array")
 	}
 	return p.ApplyPositional(doc, -1)
 }
@@ -526,7 +505,7 @@ func (a *projApplier) includeValue(f *projField, v any) (any, bool, error) {
 	case projPositional:
 		arr, ok := AsArray(v)
 		if !ok || a.index < 0 || a.index >= len(arr) {
-			return nil, false, Errorf(CodeLocation51246, "", "Executor error during find command :: caused by :: positional operator '.$' couldn't find a matching element in the array")
+			return nil, false, mongoerr.Errorf(mongoerr.ProjectionPositionalNoMatch, "Executor error during find command :: caused by :: positional operator '.$' couldn't find a matching element in the array")
 		}
 		return bson.A{arr[a.index]}, true, nil
 	}

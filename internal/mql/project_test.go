@@ -3,6 +3,7 @@ package mql
 import (
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -118,10 +119,10 @@ func TestProjectionPositional(t *testing.T) {
 	if g, w := coreExtJSON(t, got), `{"_id":1,"grades":[87]}`; g != w {
 		t.Errorf("got %s, want %s", g, w)
 	}
-	if _, err := p.ApplyPositional(doc, -1); coreErrCode(err) != CodeLocation51246 {
+	if _, err := p.ApplyPositional(doc, -1); coreErrCode(err) != mongoerr.ProjectionPositionalNoMatch {
 		t.Errorf("no index: err = %v, want Location51246", err)
 	}
-	if _, err := p.Apply(doc); coreErrCode(err) != CodeLocation51246 {
+	if _, err := p.Apply(doc); coreErrCode(err) != mongoerr.ProjectionPositionalNoMatch {
 		t.Errorf("Apply on positional: err = %v, want Location51246", err)
 	}
 }
@@ -154,10 +155,10 @@ func TestProjectStage(t *testing.T) {
 			}
 		})
 	}
-	if _, err := CompileProjectStage(bson.D{}); coreErrCode(err) != CodeLocation51272 {
+	if _, err := CompileProjectStage(bson.D{}); coreErrCode(err) != mongoerr.ProjectionEmpty {
 		t.Errorf("empty $project: err = %v, want Location51272", err)
 	}
-	if _, err := CompileProjectStage(coreDoc(t, `{"a.$": 1}`)); coreErrCode(err) != CodeBadValue {
+	if _, err := CompileProjectStage(coreDoc(t, `{"a.$": 1}`)); coreErrCode(err) != mongoerr.BadValue {
 		t.Errorf("positional in $project: err = %v, want BadValue", err)
 	}
 }
@@ -167,23 +168,23 @@ func TestProjectionErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		spec string
-		code int32
+		code mongoerr.Code
 	}{
-		{"exclusion in inclusion", `{"a": 1, "b": 0}`, CodeLocation31254},
-		{"inclusion in exclusion", `{"a": 0, "b": 1}`, CodeLocation31253},
-		{"expression in exclusion", `{"a": 0, "b": "$x"}`, CodeLocation31252},
-		{"path collision", `{"a": 1, "a.b": 1}`, CodeLocation31249},
-		{"path collision reverse", `{"a.b": 1, "a": 1}`, CodeLocation31250},
-		{"empty sub-projection", `{"a": {}}`, CodeLocation51270},
-		{"two positionals", `{"a.$": 1, "b.$": 1}`, CodeLocation31276},
-		{"elemMatch nested", `{"a.b": {"$elemMatch": {"c": 1}}}`, CodeLocation31255},
-		{"slice bad limit", `{"a": {"$slice": [1, 0]}}`, CodeLocation28724},
-		{"slice bad type", `{"a": {"$slice": "x"}}`, CodeBadValue},
-		{"slice bad array", `{"a": {"$slice": [1]}}`, CodeBadValue},
-		{"meta", `{"s": {"$meta": "textScore"}}`, CodeNotImplemented},
-		{"dollar field", `{"$a": 1}`, CodeBadValue},
-		{"empty component", `{"a..b": 1}`, CodeBadValue},
-		{"bad expression", `{"a": {"$bad": 1}}`, CodeInvalidPipelineOperator},
+		{"exclusion in inclusion", `{"a": 1, "b": 0}`, mongoerr.ProjectionExclusionInInclusion},
+		{"inclusion in exclusion", `{"a": 0, "b": 1}`, mongoerr.ProjectionInclusionInExclusion},
+		{"expression in exclusion", `{"a": 0, "b": "$x"}`, mongoerr.ProjectionExpressionInExclusion},
+		{"path collision", `{"a": 1, "a.b": 1}`, mongoerr.ProjectionPathPrefixCollision},
+		{"path collision reverse", `{"a.b": 1, "a": 1}`, mongoerr.ProjectionPathCollision},
+		{"empty sub-projection", `{"a": {}}`, mongoerr.ProjectionEmptySubProjection},
+		{"two positionals", `{"a.$": 1, "b.$": 1}`, mongoerr.ProjectionPositionalTwice},
+		{"elemMatch nested", `{"a.b": {"$elemMatch": {"c": 1}}}`, mongoerr.ProjectionNestedPositional},
+		{"slice bad limit", `{"a": {"$slice": [1, 0]}}`, mongoerr.SliceInvalid},
+		{"slice bad type", `{"a": {"$slice": "x"}}`, mongoerr.BadValue},
+		{"slice bad array", `{"a": {"$slice": [1]}}`, mongoerr.BadValue},
+		{"meta", `{"s": {"$meta": "textScore"}}`, mongoerr.NotImplemented},
+		{"dollar field", `{"$a": 1}`, mongoerr.BadValue},
+		{"empty component", `{"a..b": 1}`, mongoerr.BadValue},
+		{"bad expression", `{"a": {"$bad": 1}}`, mongoerr.InvalidPipelineOperator},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,12 +3,9 @@ package mql
 import (
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
-
-// CodeLocation15975 is the code MongoDB reports for a sort direction other
-// than 1 or -1.
-const CodeLocation15975 int32 = 15975
 
 // Sort is a compiled sort specification. It is immutable after CompileSort
 // and safe for concurrent use.
@@ -44,13 +41,13 @@ func CompileSort(spec bson.D) (*Sort, error) {
 		}
 		if d, ok := AsDocument(e.Value); ok {
 			if len(d) > 0 && d[0].Key == "$meta" {
-				return nil, Errorf(CodeNotImplemented, "", "$meta sort by %v is not supported by devdb", d[0].Value)
+				return nil, mongoerr.Errorf(mongoerr.NotImplemented, "$meta sort by %v is not supported by devdb", d[0].Value)
 			}
-			return nil, Errorf(CodeLocation15975, "", "$sort key ordering must be 1 (for ascending) or -1 (for descending)")
+			return nil, mongoerr.Errorf(mongoerr.SortBadDirection, "$sort key ordering must be 1 (for ascending) or -1 (for descending)")
 		}
 		f, ok := ToFloat64(e.Value)
 		if !ok || (f != 1 && f != -1) {
-			return nil, Errorf(CodeLocation15975, "", "$sort key ordering must be 1 (for ascending) or -1 (for descending)")
+			return nil, mongoerr.Errorf(mongoerr.SortBadDirection, "$sort key ordering must be 1 (for ascending) or -1 (for descending)")
 		}
 		s.keys = append(s.keys, sortKey{parts: parts, desc: f < 0})
 	}

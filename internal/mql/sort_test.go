@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -98,15 +99,15 @@ func TestCompileSortErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		spec string
-		code int32
+		code mongoerr.Code
 	}{
-		{"direction 2", `{"a": 2}`, CodeLocation15975},
-		{"direction string", `{"a": "asc"}`, CodeLocation15975},
-		{"meta", `{"score": {"$meta": "textScore"}}`, CodeNotImplemented},
-		{"object", `{"a": {"b": 1}}`, CodeLocation15975},
-		{"empty name", `{"": 1}`, CodeBadValue},
-		{"dollar name", `{"$a": 1}`, CodeBadValue},
-		{"empty component", `{"a..b": 1}`, CodeBadValue},
+		{"direction 2", `{"a": 2}`, mongoerr.SortBadDirection},
+		{"direction string", `{"a": "asc"}`, mongoerr.SortBadDirection},
+		{"meta", `{"score": {"$meta": "textScore"}}`, mongoerr.NotImplemented},
+		{"object", `{"a": {"b": 1}}`, mongoerr.SortBadDirection},
+		{"empty name", `{"": 1}`, mongoerr.BadValue},
+		{"dollar name", `{"$a": 1}`, mongoerr.BadValue},
+		{"empty component", `{"a..b": 1}`, mongoerr.BadValue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

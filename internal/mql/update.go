@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -97,14 +98,14 @@ func IsOperatorUpdate(u bson.D) bool {
 func ValidateReplacement(doc bson.D) error {
 	for _, e := range doc {
 		if strings.HasPrefix(e.Key, "$") {
-			return Errorf(CodeDollarPrefixedFieldName, "", "The dollar ($) prefixed field '%s' in '%s' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith.", e.Key, e.Key)
+			return mongoerr.Errorf(mongoerr.DollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith.", e.Key, e.Key)
 		}
 	}
 	return nil
 }
 
 // CompileUpdate compiles an update-operator document such as
-// {$set: {a: 1}, $inc: {n: 1}}. Errors are *Error values with the codes and
+// {$set: {a: 1}, $inc: {n: 1}}. Errors are *mongoerr.Error values with the codes and
 // messages MongoDB reports when it parses the update: unknown modifiers and
 // malformed arguments (9 FailedToParse, 2 BadValue, 14 TypeMismatch),
 // conflicting paths (40 ConflictingUpdateOperators), invalid paths (56
@@ -119,14 +120,14 @@ func CompileUpdate(u bson.D, opts UpdateOptions) (*Update, error) {
 	used := map[string]bool{}
 	for _, mod := range u {
 		if !updModifierNames[mod.Key] {
-			return nil, Errorf(CodeFailedToParse, "", "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", mod.Key)
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", mod.Key)
 		}
 		args, ok := mod.Value.(bson.D)
 		if !ok {
-			return nil, Errorf(CodeFailedToParse, "", "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s}", TypeName(mod.Value), updFormatElement(mod.Key, mod.Value))
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s}", TypeName(mod.Value), updFormatElement(mod.Key, mod.Value))
 		}
 		if len(args) == 0 {
-			return nil, Errorf(CodeFailedToParse, "", "'%s' is empty. You must specify a field like so: {%s: {<field>: ...}}", mod.Key, mod.Key)
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "'%s' is empty. You must specify a field like so: {%s: {<field>: ...}}", mod.Key, mod.Key)
 		}
 		for _, arg := range args {
 			if err := up.addOperator(mod.Key, arg, used); err != nil {
@@ -136,7 +137,7 @@ func CompileUpdate(u bson.D, opts UpdateOptions) (*Update, error) {
 	}
 	for _, id := range updSortedKeys(filters) {
 		if !used[id] {
-			return nil, Errorf(CodeFailedToParse, "", "The array filter for identifier '%s' was not used in the update %s", id, FormatValue(u))
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "The array filter for identifier '%s' was not used in the update %s", id, FormatValue(u))
 		}
 	}
 	updFinish(up.root)
@@ -161,22 +162,22 @@ func updCompileArrayFilters(afs []bson.D) (map[string]*updArrayFilter, error) {
 		var order []string
 		updFilterIdentifiers(af, ids, &order)
 		if len(order) == 0 {
-			return nil, Errorf(CodeFailedToParse, "", "Cannot use an expression without a top-level field name in arrayFilters")
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Cannot use an expression without a top-level field name in arrayFilters")
 		}
 		if len(order) > 1 {
-			return nil, Errorf(CodeFailedToParse, "", "Error parsing array filter :: caused by :: Expected a single top-level field name, found '%s' and '%s'", order[0], order[1])
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Error parsing array filter :: caused by :: Expected a single top-level field name, found '%s' and '%s'", order[0], order[1])
 		}
 		id := order[0]
 		if !updIdentifierRe.MatchString(id) {
-			return nil, Errorf(CodeBadValue, "", "Error parsing array filter :: caused by :: The top-level field name must be an alphanumeric string beginning with a lowercase letter, found '%s'", id)
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "Error parsing array filter :: caused by :: The top-level field name must be an alphanumeric string beginning with a lowercase letter, found '%s'", id)
 		}
 		if _, dup := out[id]; dup {
-			return nil, Errorf(CodeFailedToParse, "", "Found multiple array filters with the same top-level field name %s", id)
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Found multiple array filters with the same top-level field name %s", id)
 		}
 		f, err := CompileFilter(af)
 		if err != nil {
-			if me, ok := err.(*Error); ok {
-				return nil, &Error{Code: me.Code, CodeName: me.CodeName, Message: "Error parsing array filter :: caused by :: " + me.Message}
+			if me, ok := err.(*mongoerr.Error); ok {
+				return nil, &mongoerr.Error{Code: me.Code, Message: "Error parsing array filter :: caused by :: " + me.Message}
 			}
 			return nil, fmt.Errorf("compile array filter: %w", err)
 		}
@@ -214,12 +215,12 @@ func updFilterIdentifiers(f bson.D, ids map[string]bool, order *[]string) {
 // splits it into its components.
 func updSplitPath(path string) ([]string, error) {
 	if path == "" {
-		return nil, Errorf(CodeEmptyFieldName, "", "An empty update path is not valid.")
+		return nil, mongoerr.Errorf(mongoerr.EmptyFieldName, "An empty update path is not valid.")
 	}
 	parts := strings.Split(path, ".")
 	for _, p := range parts {
 		if p == "" {
-			return nil, Errorf(CodeEmptyFieldName, "", "The update path '%s' contains an empty field name, which is not allowed.", path)
+			return nil, mongoerr.Errorf(mongoerr.EmptyFieldName, "The update path '%s' contains an empty field name, which is not allowed.", path)
 		}
 	}
 	positional := 0
@@ -227,15 +228,15 @@ func updSplitPath(path string) ([]string, error) {
 		if p == "$" {
 			positional++
 			if i == 0 {
-				return nil, Errorf(CodeBadValue, "", "Cannot have positional (i.e. '$') element in the first position in path '%s'", path)
+				return nil, mongoerr.Errorf(mongoerr.BadValue, "Cannot have positional (i.e. '$') element in the first position in path '%s'", path)
 			}
 		}
 		if updIsArrayFilterPart(p) && i == 0 {
-			return nil, Errorf(CodeBadValue, "", "Cannot have array filter identifier (i.e. '$[<id>]') element in the first position in path '%s'", path)
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "Cannot have array filter identifier (i.e. '$[<id>]') element in the first position in path '%s'", path)
 		}
 	}
 	if positional > 1 {
-		return nil, Errorf(CodeBadValue, "", "Too many positional (i.e. '$') elements found in path '%s'", path)
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "Too many positional (i.e. '$') elements found in path '%s'", path)
 	}
 	return parts, nil
 }
@@ -253,7 +254,7 @@ func (up *Update) addOperator(mod string, arg bson.E, used map[string]bool) erro
 	}
 	for _, p := range parts {
 		if strings.HasPrefix(p, "$") && p != "$" && !updIsArrayFilterPart(p) {
-			return Errorf(CodeDollarPrefixedFieldName, "", "The dollar ($) prefixed field '%s' in '%s' is not valid for storage.", p, arg.Key)
+			return mongoerr.Errorf(mongoerr.DollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not valid for storage.", p, arg.Key)
 		}
 	}
 	op, err := updCompileOp(mod, arg)
@@ -309,7 +310,7 @@ func (up *Update) merge(parts []string, path string, leaf *updLeaf, used map[str
 			id := p[2 : len(p)-1]
 			if id != "" {
 				if _, ok := up.filters[id]; !ok {
-					return Errorf(CodeBadValue, "", "No array filter found for identifier '%s' in path '%s'", id, path)
+					return mongoerr.Errorf(mongoerr.BadValue, "No array filter found for identifier '%s' in path '%s'", id, path)
 				}
 				used[id] = true
 			}
@@ -326,7 +327,7 @@ func (up *Update) merge(parts []string, path string, leaf *updLeaf, used map[str
 		switch n := cur.(type) {
 		case *updObject:
 			if wantArray {
-				return Errorf(CodeConflictingUpdateOperators, "", "Updating the path '%s' would create a conflict at '%s'", path, strings.Join(parts[:i], "."))
+				return mongoerr.Errorf(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", path, strings.Join(parts[:i], "."))
 			}
 			if key == "$" {
 				existing = n.positional
@@ -339,7 +340,7 @@ func (up *Update) merge(parts []string, path string, leaf *updLeaf, used map[str
 			}
 		case *updArray:
 			if !wantArray {
-				return Errorf(CodeConflictingUpdateOperators, "", "Updating the path '%s' would create a conflict at '%s'", path, strings.Join(parts[:i], "."))
+				return mongoerr.Errorf(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", path, strings.Join(parts[:i], "."))
 			}
 			if n.children == nil {
 				n.children = map[string]updNode{}
@@ -349,14 +350,14 @@ func (up *Update) merge(parts []string, path string, leaf *updLeaf, used map[str
 		}
 		if last {
 			if existing != nil {
-				return Errorf(CodeConflictingUpdateOperators, "", "Updating the path '%s' would create a conflict at '%s'", path, path)
+				return mongoerr.Errorf(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", path, path)
 			}
 			updSetChild(cur, children, key, leaf)
 			return nil
 		}
 		if existing != nil {
 			if _, isLeaf := existing.(*updLeaf); isLeaf {
-				return Errorf(CodeConflictingUpdateOperators, "", "Updating the path '%s' would create a conflict at '%s'", path, conflictAt)
+				return mongoerr.Errorf(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", path, conflictAt)
 			}
 			cur = existing
 			continue

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -53,7 +54,7 @@ func (p *updPos) child(name string, parent any) *updPos {
 // Apply applies the update to doc and returns the updated document and
 // whether anything changed. doc is never modified: the result shares the
 // parts that did not change. An update that changes nothing reports false
-// (MongoDB's nModified 0, no oplog entry). Errors are *Error values with
+// (MongoDB's nModified 0, no oplog entry). Errors are *mongoerr.Error values with
 // MongoDB's codes: type errors (14 TypeMismatch, 2 BadValue), paths that
 // cannot be created (28 PathNotViable), positional operators without a
 // match (2 BadValue) and changes to _id (66 ImmutableField).
@@ -66,7 +67,7 @@ func (u *Update) Apply(doc bson.D, ac ApplyContext) (out bson.D, changed bool, e
 		a.now = time.Now()
 	}
 	if u.positional && ac.Positional < 0 {
-		return nil, false, Errorf(CodeBadValue, "", "The positional operator did not find the match needed from the query.")
+		return nil, false, mongoerr.Errorf(mongoerr.BadValue, "The positional operator did not find the match needed from the query.")
 	}
 	v, res, err := a.applyObject(u.root, doc, true, &updPos{})
 	if err != nil {
@@ -102,7 +103,7 @@ func (u *Update) checkID(before, after bson.D) error {
 	if path == "" {
 		path = "_id"
 	}
-	return Errorf(CodeImmutableField, "", "Performing an update on the path '%s' would modify the immutable field '_id'", path)
+	return mongoerr.Errorf(mongoerr.ImmutableField, "Performing an update on the path '%s' would modify the immutable field '_id'", path)
 }
 
 // updLookup returns the value of the first field named key.
@@ -210,7 +211,7 @@ func (a *updApply) applyObject(n *updObject, cur any, exists bool, pos *updPos) 
 			return nil, updNoop, err
 		}
 		if res == updModified {
-			return nil, updNoop, Errorf(CodePathNotViable, "", "Cannot create field '%s' in element {%s}", k.name, updFormatElement(pos.field(), cur))
+			return nil, updNoop, mongoerr.Errorf(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s}", k.name, updFormatElement(pos.field(), cur))
 		}
 	}
 	return nil, updNoop, nil
@@ -279,10 +280,10 @@ func (a *updApply) applyToArray(kids []updChild, arr bson.A, pos *updPos) (any, 
 		}
 		if !exists {
 			if !numeric {
-				return nil, updNoop, Errorf(CodePathNotViable, "", "Cannot create field '%s' in element {%s}", k.name, updFormatElement(pos.field(), out))
+				return nil, updNoop, mongoerr.Errorf(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s}", k.name, updFormatElement(pos.field(), out))
 			}
 			if idx-len(out) > updMaxPad {
-				return nil, updNoop, Errorf(CodePathNotViable, "", "can't backfill more than %d elements", updMaxPad)
+				return nil, updNoop, mongoerr.Errorf(mongoerr.PathNotViable, "can't backfill more than %d elements", updMaxPad)
 			}
 		}
 		if !copied {
@@ -312,11 +313,11 @@ func (a *updApply) applyToArray(kids []updChild, arr bson.A, pos *updPos) (any, 
 // applyArray applies $[] and $[<id>] children to every matching element.
 func (a *updApply) applyArray(n *updArray, cur any, exists bool, pos *updPos) (any, updResult, error) {
 	if !exists {
-		return nil, updNoop, Errorf(CodeBadValue, "", "The path '%s' must exist in the document in order to apply array updates.", pos.dotted())
+		return nil, updNoop, mongoerr.Errorf(mongoerr.BadValue, "The path '%s' must exist in the document in order to apply array updates.", pos.dotted())
 	}
 	arr, ok := cur.(bson.A)
 	if !ok {
-		return nil, updNoop, Errorf(CodeBadValue, "", "Cannot apply array updates to non-array element %s", updFormatElement(pos.field(), cur))
+		return nil, updNoop, mongoerr.Errorf(mongoerr.BadValue, "Cannot apply array updates to non-array element %s", updFormatElement(pos.field(), cur))
 	}
 	// Decide which updates apply to which element before changing any.
 	matches := make([][]updNode, len(arr))
@@ -377,7 +378,7 @@ func (a *updApply) applyArray(n *updArray, cur any, exists bool, pos *updPos) (a
 // element); two leaves conflict as in MongoDB.
 func updMergeNodes(x, y updNode, pos *updPos) (updNode, error) {
 	conflict := func() error {
-		return Errorf(CodeConflictingUpdateOperators, "", "Update created a conflict at '%s'", pos.dotted())
+		return mongoerr.Errorf(mongoerr.ConflictingUpdateOperators, "Update created a conflict at '%s'", pos.dotted())
 	}
 	switch l := x.(type) {
 	case *updObject:

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -53,7 +54,7 @@ func updCompileOp(mod string, arg bson.E) (updOp, error) {
 			if mod == "$mul" {
 				verb = "multiply"
 			}
-			return nil, Errorf(CodeTypeMismatch, "", "Cannot %s with non-numeric argument: {%s}", verb, updFormatElement(arg.Key, v))
+			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "Cannot %s with non-numeric argument: {%s}", verb, updFormatElement(arg.Key, v))
 		}
 		return &updArithOp{mul: mod == "$mul", name: mod, val: v}, nil
 	case "$min", "$max":
@@ -63,7 +64,7 @@ func updCompileOp(mod string, arg bson.E) (updOp, error) {
 	case "$rename":
 		to, ok := v.(string)
 		if !ok {
-			return nil, Errorf(CodeBadValue, "", "The 'to' field for $rename must be a string: %s", updFormatElement(arg.Key, v))
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "The 'to' field for $rename must be a string: %s", updFormatElement(arg.Key, v))
 		}
 		return updCompileRename(arg.Key, to)
 	case "$push":
@@ -76,7 +77,7 @@ func updCompileOp(mod string, arg bson.E) (updOp, error) {
 			return nil, err
 		}
 		if n != 1 && n != -1 {
-			return nil, Errorf(CodeFailedToParse, "", "$pop expects 1 or -1, found: %d", n)
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "$pop expects 1 or -1, found: %d", n)
 		}
 		return &updPopOp{front: n == -1}, nil
 	case "$pull":
@@ -88,7 +89,7 @@ func updCompileOp(mod string, arg bson.E) (updOp, error) {
 	case "$pullAll":
 		arr, ok := v.(bson.A)
 		if !ok {
-			return nil, Errorf(CodeBadValue, "", "$pullAll requires an array argument but was given a %s", TypeName(v))
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "$pullAll requires an array argument but was given a %s", TypeName(v))
 		}
 		vals := arr
 		return &updPullOp{match: func(e any) bool {
@@ -102,14 +103,14 @@ func updCompileOp(mod string, arg bson.E) (updOp, error) {
 	case "$bit":
 		return updCompileBit(v)
 	}
-	return nil, Errorf(CodeFailedToParse, "", "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", mod)
+	return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", mod)
 }
 
 // updParseInteger accepts what MongoDB's parseIntegerElementToLong accepts:
 // a number with an integral value that fits in 64 bits.
 func updParseInteger(name string, v any) (int64, error) {
 	if aggNumKind(v) == aggKNone {
-		return 0, Errorf(CodeFailedToParse, "", "Expected a number in: %s", updFormatElement(name, v))
+		return 0, mongoerr.Errorf(mongoerr.FailedToParse, "Expected a number in: %s", updFormatElement(name, v))
 	}
 	switch x := v.(type) {
 	case int32:
@@ -119,10 +120,10 @@ func updParseInteger(name string, v any) (int64, error) {
 	}
 	f, _ := ToFloat64(v)
 	if math.IsNaN(f) || f != math.Trunc(f) {
-		return 0, Errorf(CodeFailedToParse, "", "Expected an integer: %s", updFormatElement(name, v))
+		return 0, mongoerr.Errorf(mongoerr.FailedToParse, "Expected an integer: %s", updFormatElement(name, v))
 	}
 	if f < -9.223372036854775808e18 || f >= 9.223372036854775808e18 {
-		return 0, Errorf(CodeFailedToParse, "", "Cannot represent as a 64-bit integer: %s", updFormatElement(name, v))
+		return 0, mongoerr.Errorf(mongoerr.FailedToParse, "Cannot represent as a 64-bit integer: %s", updFormatElement(name, v))
 	}
 	return int64(f), nil
 }
@@ -192,11 +193,11 @@ type updArithOp struct {
 
 func (o *updArithOp) update(a *updApply, at *updPos, cur any) (any, updResult, error) {
 	if aggNumKind(cur) == aggKNone {
-		return nil, updNoop, Errorf(CodeTypeMismatch, "", "Cannot apply %s to a value of non-numeric type. {%s} has the field '%s' of non-numeric type %s", o.name, a.idString(""), at.field(), TypeName(cur))
+		return nil, updNoop, mongoerr.Errorf(mongoerr.TypeMismatch, "Cannot apply %s to a value of non-numeric type. {%s} has the field '%s' of non-numeric type %s", o.name, a.idString(""), at.field(), TypeName(cur))
 	}
 	r, ok := updArith(o.mul, o.val, cur)
 	if !ok {
-		return nil, updNoop, Errorf(CodeBadValue, "", "Failed to apply %s operations to current value (%s) for document {%s}", o.name, updSafeNumDebug(cur), a.idString(""))
+		return nil, updNoop, mongoerr.Errorf(mongoerr.BadValue, "Failed to apply %s operations to current value (%s) for document {%s}", o.name, updSafeNumDebug(cur), a.idString(""))
 	}
 	if Identical(r, cur) {
 		return nil, updNoop, nil
@@ -258,7 +259,7 @@ func updCompileCurrentDate(v any) (updOp, error) {
 		found, ts := false, false
 		for _, e := range x {
 			if e.Key != "$type" {
-				return nil, Errorf(CodeBadValue, "", "Unrecognized $currentDate option: %s", e.Key)
+				return nil, mongoerr.Errorf(mongoerr.BadValue, "Unrecognized $currentDate option: %s", e.Key)
 			}
 			if s, ok := e.Value.(string); ok {
 				switch s {
@@ -270,11 +271,11 @@ func updCompileCurrentDate(v any) (updOp, error) {
 			}
 		}
 		if !found {
-			return nil, Errorf(CodeBadValue, "", "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}")
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}")
 		}
 		return &updCurrentDateOp{timestamp: ts}, nil
 	}
-	return nil, Errorf(CodeBadValue, "", "%s is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).", TypeName(v))
+	return nil, mongoerr.Errorf(mongoerr.BadValue, "%s is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).", TypeName(v))
 }
 
 func (o *updCurrentDateOp) value(a *updApply) any {
@@ -306,19 +307,19 @@ type updRenameOp struct {
 func updCompileRename(from, to string) (updOp, error) {
 	elem := updFormatElement(from, to)
 	if strings.IndexByte(to, 0) >= 0 {
-		return nil, Errorf(CodeBadValue, "", "The 'to' field for $rename cannot contain an embedded null byte")
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "The 'to' field for $rename cannot contain an embedded null byte")
 	}
 	if from == to {
-		return nil, Errorf(CodeBadValue, "", "The source and target field for $rename must differ: %s", elem)
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "The source and target field for $rename must differ: %s", elem)
 	}
 	if strings.HasPrefix(to, from+".") || strings.HasPrefix(from, to+".") {
-		return nil, Errorf(CodeBadValue, "", "The source and target field for $rename must not be on the same path: %s", elem)
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "The source and target field for $rename must not be on the same path: %s", elem)
 	}
 	if updIsDynamic(from) {
-		return nil, Errorf(CodeBadValue, "", "The source field for $rename may not be dynamic: %s", from)
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "The source field for $rename may not be dynamic: %s", from)
 	}
 	if updIsDynamic(to) {
-		return nil, Errorf(CodeBadValue, "", "The destination field for $rename may not be dynamic: %s", to)
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "The destination field for $rename may not be dynamic: %s", to)
 	}
 	return &updRenameOp{from: from, to: to}, nil
 }
@@ -355,7 +356,7 @@ func (o *updRenameOp) source(a *updApply, at *updPos) (any, bool, error) {
 			}
 			return nil, false, o.arrayErr(a, "source", o.from, arrayName)
 		default:
-			return nil, false, Errorf(CodePathNotViable, "", "cannot use the part (%s of %s) to traverse the element ({%s})", p, o.from, updFormatElement(o.fromParts[i-1], cur))
+			return nil, false, mongoerr.Errorf(mongoerr.PathNotViable, "cannot use the part (%s of %s) to traverse the element ({%s})", p, o.from, updFormatElement(o.fromParts[i-1], cur))
 		}
 		_, parentIsArray = cur.(bson.A)
 		arrayName = p
@@ -367,7 +368,7 @@ func (o *updRenameOp) source(a *updApply, at *updPos) (any, bool, error) {
 }
 
 func (o *updRenameOp) arrayErr(a *updApply, which, path, arrayField string) error {
-	return Errorf(CodeBadValue, "", "The %s field cannot be an array element, '%s' in doc with %s has an array field called '%s'", which, path, a.idString("no id"), arrayField)
+	return mongoerr.Errorf(mongoerr.BadValue, "The %s field cannot be an array element, '%s' in doc with %s has an array field called '%s'", which, path, a.idString("no id"), arrayField)
 }
 
 func (o *updRenameOp) update(a *updApply, at *updPos, cur any) (any, updResult, error) {
@@ -431,10 +432,10 @@ func updCompilePush(v any) (updOp, error) {
 		switch e.Key {
 		case "$each", "$slice", "$sort", "$position":
 		default:
-			return nil, Errorf(CodeBadValue, "", "Unrecognized clause in $push: %s", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "Unrecognized clause in $push: %s", e.Key)
 		}
 		if seen[e.Key] {
-			return nil, Errorf(CodeBadValue, "", "Only one %s is supported.", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "Only one %s is supported.", e.Key)
 		}
 		seen[e.Key] = true
 	}
@@ -444,7 +445,7 @@ func updCompilePush(v any) (updOp, error) {
 		}
 		arr, ok := e.Value.(bson.A)
 		if !ok {
-			return nil, Errorf(CodeBadValue, "", "The argument to $each in $push must be an array but it was of type: %s", TypeName(e.Value))
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "The argument to $each in $push must be an array but it was of type: %s", TypeName(e.Value))
 		}
 		op.vals = arr
 	}
@@ -454,7 +455,7 @@ func updCompilePush(v any) (updOp, error) {
 		}
 		n, err := updParseInteger(e.Key, e.Value)
 		if err != nil {
-			return nil, Errorf(CodeBadValue, "", "The value for $slice must be an integer value but was given type: %s", TypeName(e.Value))
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "The value for $slice must be an integer value but was given type: %s", TypeName(e.Value))
 		}
 		op.slice = &n
 	}
@@ -474,7 +475,7 @@ func updCompilePush(v any) (updOp, error) {
 		}
 		n, err := updParseInteger(e.Key, e.Value)
 		if err != nil {
-			return nil, Errorf(CodeBadValue, "", "The value for $position must be an integer value, not of type: %s", TypeName(e.Value))
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "The value for $position must be an integer value, not of type: %s", TypeName(e.Value))
 		}
 		op.position = n
 	}
@@ -484,7 +485,7 @@ func updCompilePush(v any) (updOp, error) {
 func updCompilePushSort(v any) (*updSortSpec, error) {
 	if d, ok := v.(bson.D); ok {
 		if len(d) == 0 {
-			return nil, Errorf(CodeBadValue, "", "The $sort pattern is empty when it should be a set of fields.")
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "The $sort pattern is empty when it should be a set of fields.")
 		}
 		spec := &updSortSpec{}
 		for _, e := range d {
@@ -493,15 +494,15 @@ func updCompilePushSort(v any) (*updSortSpec, error) {
 				dir, _ = ToFloat64(e.Value)
 			}
 			if dir != 1 && dir != -1 {
-				return nil, Errorf(CodeBadValue, "", "The $sort element value must be either 1 or -1")
+				return nil, mongoerr.Errorf(mongoerr.BadValue, "The $sort element value must be either 1 or -1")
 			}
 			if e.Key == "" {
-				return nil, Errorf(CodeBadValue, "", "The $sort field cannot be empty")
+				return nil, mongoerr.Errorf(mongoerr.BadValue, "The $sort field cannot be empty")
 			}
 			parts := strings.Split(e.Key, ".")
 			for _, p := range parts {
 				if p == "" {
-					return nil, Errorf(CodeBadValue, "", "The $sort field is a dotted field but has an empty part: %s", e.Key)
+					return nil, mongoerr.Errorf(mongoerr.BadValue, "The $sort field is a dotted field but has an empty part: %s", e.Key)
 				}
 			}
 			spec.pattern = append(spec.pattern, updSortKey{parts: parts, dir: int(dir)})
@@ -511,11 +512,11 @@ func updCompilePushSort(v any) (*updSortSpec, error) {
 	if aggNumKind(v) != aggKNone {
 		dir, _ := ToFloat64(v)
 		if dir != 1 && dir != -1 {
-			return nil, Errorf(CodeBadValue, "", "The $sort element value must be either 1 or -1")
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "The $sort element value must be either 1 or -1")
 		}
 		return &updSortSpec{whole: int(dir)}, nil
 	}
-	return nil, Errorf(CodeBadValue, "", "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
+	return nil, mongoerr.Errorf(mongoerr.BadValue, "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
 }
 
 // less orders two array elements by the sort specification.
@@ -619,7 +620,7 @@ func (o *updPushOp) apply(arr bson.A) (bson.A, updResult) {
 func (o *updPushOp) update(a *updApply, at *updPos, cur any) (any, updResult, error) {
 	arr, ok := cur.(bson.A)
 	if !ok {
-		return nil, updNoop, Errorf(CodeBadValue, "", "The field '%s' must be an array but is of type %s in document {%s}", at.dotted(), TypeName(cur), a.idString("no id"))
+		return nil, updNoop, mongoerr.Errorf(mongoerr.BadValue, "The field '%s' must be an array but is of type %s in document {%s}", at.dotted(), TypeName(cur), a.idString("no id"))
 	}
 	out, res := o.apply(arr)
 	return out, res, nil
@@ -642,10 +643,10 @@ func updCompileAddToSet(v any) (updOp, error) {
 	if d, ok := v.(bson.D); ok && len(d) > 0 && d[0].Key == "$each" {
 		arr, ok := d[0].Value.(bson.A)
 		if !ok {
-			return nil, Errorf(CodeTypeMismatch, "", "The argument to $each in $addToSet must be an array but it was of type %s", TypeName(d[0].Value))
+			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "The argument to $each in $addToSet must be an array but it was of type %s", TypeName(d[0].Value))
 		}
 		if len(d) > 1 {
-			return nil, Errorf(CodeBadValue, "", "Found unexpected fields after $each in $addToSet: %s", FormatValue(d))
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "Found unexpected fields after $each in $addToSet: %s", FormatValue(d))
 		}
 		vals = arr
 	}
@@ -670,7 +671,7 @@ func updContains(arr bson.A, x any) bool {
 func (o *updAddToSetOp) update(_ *updApply, at *updPos, cur any) (any, updResult, error) {
 	arr, ok := cur.(bson.A)
 	if !ok {
-		return nil, updNoop, Errorf(CodeBadValue, "", "Cannot apply $addToSet to non-array field. Field named '%s' has non-array type %s", at.field(), TypeName(cur))
+		return nil, updNoop, mongoerr.Errorf(mongoerr.BadValue, "Cannot apply $addToSet to non-array field. Field named '%s' has non-array type %s", at.field(), TypeName(cur))
 	}
 	var out bson.A
 	for _, x := range o.vals {
@@ -702,7 +703,7 @@ type updPopOp struct{ front bool }
 func (o *updPopOp) update(_ *updApply, at *updPos, cur any) (any, updResult, error) {
 	arr, ok := cur.(bson.A)
 	if !ok {
-		return nil, updNoop, Errorf(CodeTypeMismatch, "", "Path '%s' contains an element of non-array type '%s'", at.dotted(), TypeName(cur))
+		return nil, updNoop, mongoerr.Errorf(mongoerr.TypeMismatch, "Path '%s' contains an element of non-array type '%s'", at.dotted(), TypeName(cur))
 	}
 	if len(arr) == 0 {
 		return nil, updNoop, nil
@@ -757,7 +758,7 @@ func updWrapperMatcher(cond any) (func(any) bool, error) {
 func (o *updPullOp) update(_ *updApply, _ *updPos, cur any) (any, updResult, error) {
 	arr, ok := cur.(bson.A)
 	if !ok {
-		return nil, updNoop, Errorf(CodeBadValue, "", "Cannot apply $pull to a non-array value")
+		return nil, updNoop, mongoerr.Errorf(mongoerr.BadValue, "Cannot apply $pull to a non-array value")
 	}
 	var out bson.A
 	removed := false
@@ -790,24 +791,24 @@ type updBitOp struct {
 func updCompileBit(v any) (updOp, error) {
 	d, ok := v.(bson.D)
 	if !ok {
-		return nil, Errorf(CodeBadValue, "", "The $bit modifier is not compatible with a %s. You must pass in an embedded document: {$bit: {field: {and/or/xor: #}}", TypeName(v))
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "The $bit modifier is not compatible with a %s. You must pass in an embedded document: {$bit: {field: {and/or/xor: #}}", TypeName(v))
 	}
 	op := &updBitOp{}
 	for _, e := range d {
 		switch e.Key {
 		case "and", "or", "xor":
 		default:
-			return nil, Errorf(CodeBadValue, "", "The $bit modifier only supports 'and', 'or', and 'xor', not '%s' which is an unknown operator: {%s}", e.Key, updFormatElement(e.Key, e.Value))
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "The $bit modifier only supports 'and', 'or', and 'xor', not '%s' which is an unknown operator: {%s}", e.Key, updFormatElement(e.Key, e.Value))
 		}
 		switch e.Value.(type) {
 		case int32, int64:
 		default:
-			return nil, Errorf(CodeBadValue, "", "The $bit modifier field must be an Integer(32/64 bit); a '%s' is not supported here: {%s}", TypeName(e.Value), updFormatElement(e.Key, e.Value))
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "The $bit modifier field must be an Integer(32/64 bit); a '%s' is not supported here: {%s}", TypeName(e.Value), updFormatElement(e.Key, e.Value))
 		}
 		op.ops = append(op.ops, e)
 	}
 	if len(op.ops) == 0 {
-		return nil, Errorf(CodeBadValue, "", "You must pass in at least one bitwise operation. The format is: {$bit: {field: {and/or/xor: #}}")
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "You must pass in at least one bitwise operation. The format is: {$bit: {field: {and/or/xor: #}}")
 	}
 	return op, nil
 }
@@ -823,7 +824,7 @@ func (o *updBitOp) update(a *updApply, at *updPos, cur any) (any, updResult, err
 	switch cur.(type) {
 	case int32, int64:
 	default:
-		return nil, updNoop, Errorf(CodeBadValue, "", "Cannot apply $bit to a value of non-integral type.%s has the field %s of non-integer type %s", a.idString(""), at.field(), TypeName(cur))
+		return nil, updNoop, mongoerr.Errorf(mongoerr.BadValue, "Cannot apply $bit to a value of non-integral type.%s has the field %s of non-integer type %s", a.idString(""), at.field(), TypeName(cur))
 	}
 	r := o.apply(cur)
 	if Identical(r, cur) {

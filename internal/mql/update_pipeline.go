@@ -1,6 +1,7 @@
 package mql
 
 import (
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -19,7 +20,7 @@ var updPipelineStages = map[string]bool{
 func CompilePipelineUpdate(stages []bson.D) (*Update, error) {
 	for _, s := range stages {
 		if len(s) == 1 && !updPipelineStages[s[0].Key] {
-			return nil, Errorf(CodeInvalidOptions, "", "%s is not allowed to be used within an update", s[0].Key)
+			return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "%s is not allowed to be used within an update", s[0].Key)
 		}
 	}
 	p, err := CompilePipeline(stages)
@@ -49,7 +50,7 @@ func (u *Update) applyPipeline(doc bson.D, _ ApplyContext) (bson.D, bool, error)
 		withID = append(withID, bson.E{Key: "_id", Value: oldID})
 		out = append(withID, out...)
 	case hadID && !Identical(oldID, newID):
-		return nil, false, Errorf(CodeImmutableField, "", "After applying the update, the (immutable) field '_id' was found to have been altered to %s", updFormatElement("_id", newID))
+		return nil, false, mongoerr.Errorf(mongoerr.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to %s", updFormatElement("_id", newID))
 	}
 	if Identical(out, doc) {
 		return doc, false, nil

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -114,16 +115,16 @@ func updEqualityValue(v any) (any, bool) {
 func updAddEquality(eqs *[]updEquality, path string, v any) error {
 	parts := strings.Split(path, ".")
 	if parts[0] == "_id" && len(parts) > 1 {
-		return Errorf(111, "NotExactValueField", "field at '_id' must be exactly specified, field at sub-path '%s'found", path)
+		return mongoerr.Errorf(mongoerr.NotExactValueField, "field at '_id' must be exactly specified, field at sub-path '%s'found", path)
 	}
 	for _, prev := range *eqs {
 		switch {
 		case prev.path == path:
-			return Errorf(CodeNotSingleValueField, "", "cannot infer query fields to set, path '%s' is matched twice", path)
+			return mongoerr.Errorf(mongoerr.NotSingleValueField, "cannot infer query fields to set, path '%s' is matched twice", path)
 		case strings.HasPrefix(path, prev.path+"."):
-			return Errorf(CodeNotSingleValueField, "", "cannot infer query fields to set, both paths '%s' and '%s' are matched", path, prev.path)
+			return mongoerr.Errorf(mongoerr.NotSingleValueField, "cannot infer query fields to set, both paths '%s' and '%s' are matched", path, prev.path)
 		case strings.HasPrefix(prev.path, path+"."):
-			return Errorf(CodeNotSingleValueField, "", "cannot infer query fields to set, both paths '%s' and '%s' are matched", prev.path, path)
+			return mongoerr.Errorf(mongoerr.NotSingleValueField, "cannot infer query fields to set, both paths '%s' and '%s' are matched", prev.path, path)
 		}
 	}
 	*eqs = append(*eqs, updEquality{path: path, parts: parts, value: v})

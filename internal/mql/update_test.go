@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -29,8 +30,8 @@ type updCase struct {
 	ctx     *ApplyContext
 	want    string // expected document; "" when an error is expected
 	changed bool
-	code    int32  // expected error code (compile or apply)
-	msg     string // expected error message, if set
+	code    mongoerr.Code // expected error code (compile or apply)
+	msg     string        // expected error message, if set
 }
 
 func runUpdateCases(t *testing.T, cases []updCase) {
@@ -57,14 +58,14 @@ func runUpdateCases(t *testing.T, cases []updCase) {
 				t.Fatalf("Apply modified its input: %s, was %s", FormatValue(doc), FormatValue(before))
 			}
 			if tc.code != 0 {
-				var me *Error
+				var me *mongoerr.Error
 				if !errors.As(err, &me) {
 					t.Fatalf("want error code %d, got %v (doc %s)", tc.code, err, FormatValue(out))
 				}
 				if me.Code != tc.code || (tc.msg != "" && me.Message != tc.msg) {
 					t.Fatalf("want error %d %q, got %d %q", tc.code, tc.msg, me.Code, me.Message)
 				}
-				if me.CodeName == "" {
+				if me.Code.String() == "" {
 					t.Fatalf("error without code name: %v", me)
 				}
 				return
@@ -438,7 +439,7 @@ func TestUpdateHelpers(t *testing.T) {
 			t.Fatalf("unexpected error: %v", err)
 		}
 		err := ValidateReplacement(updDoc(t, `{"a": 1, "$set": {"b": 1}}`))
-		var me *Error
+		var me *mongoerr.Error
 		if !errors.As(err, &me) || me.Code != 52 || me.Message != "The dollar ($) prefixed field '$set' in '$set' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith." {
 			t.Fatalf("got %v", err)
 		}
@@ -450,7 +451,7 @@ func TestUpsertSeed(t *testing.T) {
 		name   string
 		filter string
 		want   string
-		code   int32
+		code   mongoerr.Code
 		msg    string
 	}{
 		{name: "equality", filter: `{"name": "Andy"}`, want: `{"name": "Andy"}`},
@@ -468,7 +469,7 @@ func TestUpsertSeed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := UpsertSeed(updDoc(t, tc.filter))
 			if tc.code != 0 {
-				var me *Error
+				var me *mongoerr.Error
 				if !errors.As(err, &me) || me.Code != tc.code || me.Message != tc.msg {
 					t.Fatalf("want %d %q, got %v", tc.code, tc.msg, err)
 				}
@@ -538,7 +539,7 @@ func TestUpdatePipeline(t *testing.T) {
 		stages  []string
 		want    string
 		changed bool
-		code    int32
+		code    mongoerr.Code
 	}{
 		{name: "manual $set and $unset", doc: `{"_id": 1, "member": "abc123", "status": "A", "misc1": "note to self", "misc2": "Need to activate"}`,
 			stages: []string{`{"$set": {"status": "Modified", "comments": ["$misc1", "$misc2"]}}`, `{"$unset": ["misc1", "misc2"]}`},
@@ -565,7 +566,7 @@ func TestUpdatePipeline(t *testing.T) {
 				out, changed, err = u.Apply(doc, ApplyContext{Positional: -1})
 			}
 			if tc.code != 0 {
-				var me *Error
+				var me *mongoerr.Error
 				if !errors.As(err, &me) || me.Code != tc.code {
 					t.Fatalf("want code %d, got %v", tc.code, err)
 				}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -130,11 +131,11 @@ func TestNormalize(t *testing.T) {
 
 func TestErrorFormatting(t *testing.T) {
 	t.Parallel()
-	e := Errorf(CodeBadValue, "", "unknown operator: %s", "$foo")
-	if e.CodeName != "BadValue" || e.Error() != "BadValue: unknown operator: $foo" {
-		t.Errorf("got %q / %q", e.CodeName, e.Error())
+	e := mongoerr.Errorf(mongoerr.BadValue, "unknown operator: %s", "$foo")
+	if e.Code.String() != "BadValue" || e.Error() != "BadValue: unknown operator: $foo" {
+		t.Errorf("got %q / %q", e.Code.String(), e.Error())
 	}
-	if got := Errorf(CodeLocation31254, "", "x").CodeName; got != "Location31254" {
+	if got := mongoerr.Errorf(mongoerr.ProjectionExclusionInInclusion, "x").Code.String(); got != "Location31254" {
 		t.Errorf("CodeName = %q, want Location31254", got)
 	}
 }

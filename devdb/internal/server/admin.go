@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/wire"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -32,8 +33,6 @@ const (
 	admSessionTimeoutMinutes int32 = 30
 	// admReplTerm is the constant election term of the single node.
 	admReplTerm int64 = 1
-	// admCodeOperationFailed is OperationFailed (96).
-	admCodeOperationFailed int32 = 96
 )
 
 // versionArray is buildInfo's versionArray for Version.
@@ -41,12 +40,12 @@ func admVersionArray() bson.A { return bson.A{int32(6), int32(0), int32(19), int
 
 // noTransactions is the error for every transaction command.
 func admNoTransactions() error {
-	return NewCommandError(CodeIllegalOperation, "devdb does not support multi-document transactions")
+	return mongoerr.Errorf(mongoerr.IllegalOperation, "devdb does not support multi-document transactions")
 }
 
 // noAuth is the error for every authentication command.
 func admNoAuth() error {
-	return NewCommandError(CodeAuthenticationFailed, "devdb has no authentication: connect without credentials (remove the user name, password and authMechanism from the connection string)")
+	return mongoerr.Errorf(mongoerr.AuthenticationFailed, "devdb has no authentication: connect without credentials (remove the user name, password and authMechanism from the connection string)")
 }
 
 // registerAdmin registers the handshake, diagnostic, session and refusal
@@ -85,7 +84,7 @@ func admOK(context.Context, *Request) (bson.D, error) { return bson.D{}, nil }
 // requireAdmin fails commands that MongoDB accepts only on the admin database.
 func admRequireAdmin(req *Request) error {
 	if req.DB != "admin" {
-		return NewCommandError(13, "%s may only be run against the admin database.", req.Name)
+		return mongoerr.Errorf(mongoerr.Unauthorized, "%s may only be run against the admin database.", req.Name)
 	}
 	return nil
 }
@@ -223,7 +222,7 @@ func (s *Server) cmdGetParameter(_ context.Context, req *Request) (bson.D, error
 			case "showDetails":
 				details = admTruthy(e.Value)
 			default:
-				return nil, NewCommandError(CodeLocation40415, "BSON field 'getParameter.%s' is an unknown field.", e.Key)
+				return nil, mongoerr.Errorf(mongoerr.IDLUnknownField, "BSON field 'getParameter.%s' is an unknown field.", e.Key)
 			}
 		}
 	}
@@ -240,7 +239,7 @@ func (s *Server) cmdGetParameter(_ context.Context, req *Request) (bson.D, error
 		reply = append(reply, p)
 	}
 	if len(reply) == 0 {
-		return nil, NewCommandError(CodeInvalidOptions, "no option found to get")
+		return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "no option found to get")
 	}
 	return reply, nil
 }
@@ -270,7 +269,7 @@ func cmdGetLog(_ context.Context, req *Request) (bson.D, error) {
 	}
 	name, ok := req.Body[0].Value.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "Argument to getLog must be of type String; found %s", mql.TypeName(req.Body[0].Value))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "Argument to getLog must be of type String; found %s", mql.TypeName(req.Body[0].Value))
 	}
 	switch name {
 	case "*":
@@ -278,7 +277,7 @@ func cmdGetLog(_ context.Context, req *Request) (bson.D, error) {
 	case "global", "startupWarnings":
 		return bson.D{{Key: "totalLinesWritten", Value: int32(0)}, {Key: "log", Value: bson.A{}}}, nil
 	}
-	return nil, NewCommandError(admCodeOperationFailed, "No log named '%s'", name)
+	return nil, mongoerr.Errorf(mongoerr.OperationFailed, "No log named '%s'", name)
 }
 
 // cmdHostInfo answers hostInfo with what the Go runtime knows.

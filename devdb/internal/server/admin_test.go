@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -229,7 +230,7 @@ func TestAdminCommandErrors(t *testing.T) {
 		name    string
 		db      string
 		cmd     bson.D
-		code    int32
+		code    mongoerr.Code
 		codeStr string
 		msg     string
 	}{
@@ -268,7 +269,7 @@ func TestDriverTransactionRefused(t *testing.T) {
 		return nil, c.Database("test").RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Err()
 	})
 	var ce mongo.CommandError
-	if !errors.As(err, &ce) || ce.Code != CodeIllegalOperation {
+	if !errors.As(err, &ce) || mongoerr.Code(ce.Code) != mongoerr.IllegalOperation {
 		t.Fatalf("transaction error = %v, want IllegalOperation", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -17,17 +18,17 @@ const aggregateDiskUseMemoryLimit = 512 << 20
 func pipelineArg(req *Request) (bson.A, []bson.D, error) {
 	v, ok := fieldOf(req.Body, "pipeline")
 	if !ok {
-		return nil, nil, NewCommandError(CodeLocation40414, "BSON field 'aggregate.pipeline' is missing but a required field")
+		return nil, nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'aggregate.pipeline' is missing but a required field")
 	}
 	arr, ok := v.(bson.A)
 	if !ok {
-		return nil, nil, NewCommandError(CodeTypeMismatch, "BSON field 'aggregate.pipeline' is the wrong type '%s', expected type 'array'", mql.TypeName(v))
+		return nil, nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'aggregate.pipeline' is the wrong type '%s', expected type 'array'", mql.TypeName(v))
 	}
 	stages := make([]bson.D, len(arr))
 	for i, el := range arr {
 		d, ok := el.(bson.D)
 		if !ok {
-			return nil, nil, NewCommandError(CodeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+			return nil, nil, mongoerr.Errorf(mongoerr.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 		}
 		stages[i] = d
 	}
@@ -54,18 +55,18 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		}
 	case int32, int64, float64:
 		if f, _ := mql.ToFloat64(x); f != 1 {
-			return nil, NewCommandError(CodeFailedToParse, "Invalid aggregate namespace specified: the collection-less aggregate requires the value 1")
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Invalid aggregate namespace specified: the collection-less aggregate requires the value 1")
 		}
 	default:
-		return nil, NewCommandError(CodeInvalidNamespace, "collection name has invalid type %s", mql.TypeName(x))
+		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "collection name has invalid type %s", mql.TypeName(x))
 	}
 	if explain, err := boolArg(req, "explain", false); err != nil {
 		return nil, err
 	} else if explain {
-		return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support explain")
+		return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support explain")
 	}
 	if _, ok := fieldOf(req.Body, "cursor"); !ok {
-		return nil, NewCommandError(CodeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
 	}
 	opts, err := cursorBatchOptions(req)
 	if err != nil {
@@ -79,10 +80,10 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 			switch st[0].Key {
 			case "$changeStream":
 				if i > 0 {
-					return nil, NewCommandError(40602, "$changeStream is only valid as the first stage in a pipeline")
+					return nil, mongoerr.Errorf(mongoerr.StageNotFirst, "$changeStream is only valid as the first stage in a pipeline")
 				}
 			case "$collStats", "$indexStats", "$currentOp", "$listSessions", "$listLocalSessions", "$planCacheStats":
-				return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support the %s stage", st[0].Key)
+				return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support the %s stage", st[0].Key)
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -30,7 +31,7 @@ type lookupStage struct {
 func parseLookup(db string, spec any) (*lookupStage, error) {
 	d, ok := spec.(bson.D)
 	if !ok {
-		return nil, NewCommandError(CodeFailedToParse, "the $lookup specification must be an Object, but found %s", mql.TypeName(spec))
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "the $lookup specification must be an Object, but found %s", mql.TypeName(spec))
 	}
 	ls := &lookupStage{db: db}
 	hasPipeline := false
@@ -42,13 +43,13 @@ func parseLookup(db string, spec any) (*lookupStage, error) {
 			case string:
 				ls.from = f
 			case bson.D:
-				return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support $lookup from another database")
+				return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support $lookup from another database")
 			default:
-				return nil, NewCommandError(CodeFailedToParse, "$lookup 'from' field must be a string, but found %s", mql.TypeName(e.Value))
+				return nil, mongoerr.Errorf(mongoerr.FailedToParse, "$lookup 'from' field must be a string, but found %s", mql.TypeName(e.Value))
 			}
 		case "localField", "foreignField", "as":
 			if !isStr {
-				return nil, NewCommandError(CodeFailedToParse, "$lookup argument '%s' must be a string, found %s", e.Key, mql.TypeName(e.Value))
+				return nil, mongoerr.Errorf(mongoerr.FailedToParse, "$lookup argument '%s' must be a string, found %s", e.Key, mql.TypeName(e.Value))
 			}
 			switch e.Key {
 			case "localField":
@@ -61,12 +62,12 @@ func parseLookup(db string, spec any) (*lookupStage, error) {
 		case "pipeline":
 			arr, ok := e.Value.(bson.A)
 			if !ok {
-				return nil, NewCommandError(CodeFailedToParse, "$lookup argument 'pipeline' must be an array, found %s", mql.TypeName(e.Value))
+				return nil, mongoerr.Errorf(mongoerr.FailedToParse, "$lookup argument 'pipeline' must be an array, found %s", mql.TypeName(e.Value))
 			}
 			stages := make([]bson.D, len(arr))
 			for i, st := range arr {
 				if stages[i], ok = st.(bson.D); !ok {
-					return nil, NewCommandError(CodeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+					return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 				}
 			}
 			p, err := mql.CompilePipeline(stages)
@@ -78,22 +79,22 @@ func parseLookup(db string, spec any) (*lookupStage, error) {
 			if ld, ok := e.Value.(bson.D); ok && len(ld) == 0 {
 				continue
 			}
-			return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support $lookup with let (correlated sub-pipelines)")
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support $lookup with let (correlated sub-pipelines)")
 		default:
-			return nil, NewCommandError(CodeFailedToParse, "unknown argument to $lookup: %s", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "unknown argument to $lookup: %s", e.Key)
 		}
 	}
 	if ls.as == "" {
-		return nil, NewCommandError(CodeFailedToParse, "must specify 'as' field for a $lookup")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "must specify 'as' field for a $lookup")
 	}
 	if ls.from == "" {
-		return nil, NewCommandError(CodeFailedToParse, "must specify 'from' field for a $lookup")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "must specify 'from' field for a $lookup")
 	}
 	if (ls.localField == "") != (ls.foreignField == "") {
-		return nil, NewCommandError(CodeFailedToParse, "$lookup requires both or neither of 'localField' and 'foreignField' to be specified")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "$lookup requires both or neither of 'localField' and 'foreignField' to be specified")
 	}
 	if ls.localField == "" && !hasPipeline {
-		return nil, NewCommandError(CodeFailedToParse, "$lookup requires either 'pipeline' or both 'localField' and 'foreignField' to be specified")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "$lookup requires either 'pipeline' or both 'localField' and 'foreignField' to be specified")
 	}
 	return ls, nil
 }
@@ -159,7 +160,7 @@ func (ls *lookupStage) collect(s *Server, d bson.D) (bson.A, error) {
 		}
 		size += approxSize(doc)
 		if size > maxLookupBytes {
-			return nil, NewCommandError(CodeBSONObjectTooLarge, "Total size of documents in %s matching pipeline's $lookup stage exceeds %d bytes", ls.from, maxLookupBytes)
+			return nil, mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "Total size of documents in %s matching pipeline's $lookup stage exceeds %d bytes", ls.from, maxLookupBytes)
 		}
 		out = append(out, doc)
 	}

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -63,7 +64,7 @@ func TestAggregate(t *testing.T) {
 	errTests := []struct {
 		name     string
 		pipeline bson.A
-		code     int32
+		code     mongoerr.Code
 	}{
 		{"unknown stage", bson.A{bson.D{{Key: "$bogus", Value: 1}}}, -1},
 		{"$collStats refused", bson.A{bson.D{{Key: "$collStats", Value: bson.D{}}}}, 115},

@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -24,18 +25,18 @@ var genericCommandFields = map[string]bool{
 func checkPreAndPostImages(cmd string, v any) error {
 	d, ok := v.(bson.D)
 	if !ok {
-		return NewCommandError(CodeTypeMismatch, "BSON field '%s.changeStreamPreAndPostImages' is the wrong type '%s', expected type 'object'", cmd, mql.TypeName(v))
+		return mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.changeStreamPreAndPostImages' is the wrong type '%s', expected type 'object'", cmd, mql.TypeName(v))
 	}
 	en, ok := fieldOf(d, "enabled")
 	if !ok {
-		return NewCommandError(CodeLocation40414, "BSON field '%s.changeStreamPreAndPostImages.enabled' is missing but a required field", cmd)
+		return mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field '%s.changeStreamPreAndPostImages.enabled' is missing but a required field", cmd)
 	}
 	if _, ok := en.(bool); !ok {
-		return NewCommandError(CodeTypeMismatch, "BSON field '%s.changeStreamPreAndPostImages.enabled' is the wrong type '%s', expected type 'bool'", cmd, mql.TypeName(en))
+		return mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.changeStreamPreAndPostImages.enabled' is the wrong type '%s', expected type 'bool'", cmd, mql.TypeName(en))
 	}
 	for _, e := range d {
 		if e.Key != "enabled" {
-			return NewCommandError(CodeLocation40415, "BSON field '%s.changeStreamPreAndPostImages.%s' is an unknown field.", cmd, e.Key)
+			return mongoerr.Errorf(mongoerr.IDLUnknownField, "BSON field '%s.changeStreamPreAndPostImages.%s' is an unknown field.", cmd, e.Key)
 		}
 	}
 	return nil
@@ -62,27 +63,27 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 			opts = append(opts, e)
 		case "capped":
 			if b, _ := boolValue("create.capped", e.Value); b {
-				return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support capped collections")
+				return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support capped collections")
 			}
 		case "size", "max", "autoIndexId", "flags":
 		case "timeseries", "expireAfterSeconds":
-			return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support time-series collections")
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support time-series collections")
 		case "clusteredIndex":
-			return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support clustered collections")
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support clustered collections")
 		case "viewOn", "pipeline":
-			return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support views")
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support views")
 		case "validator":
 			if d, ok := e.Value.(bson.D); ok && len(d) == 0 {
 				continue
 			}
-			return nil, NewCommandError(CodeCommandNotSupported, "devdb does not enforce document validators; remove the validator option")
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not enforce document validators; remove the validator option")
 		case "collation":
-			return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations")
 		case "encryptedFields":
-			return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support queryable encryption")
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support queryable encryption")
 		default:
 			if !genericCommandFields[e.Key] {
-				return nil, NewCommandError(CodeLocation40415, "BSON field 'create.%s' is an unknown field.", e.Key)
+				return nil, mongoerr.Errorf(mongoerr.IDLUnknownField, "BSON field 'create.%s' is an unknown field.", e.Key)
 			}
 		}
 	}
@@ -106,7 +107,7 @@ func (s *Server) cmdDrop(_ context.Context, req *Request) (bson.D, error) {
 			return nil, err
 		}
 		if c == nil {
-			return nil, NewCommandError(codeNamespaceNotFound, "ns not found")
+			return nil, mongoerr.Errorf(mongoerr.NamespaceNotFound, "ns not found")
 		}
 		nIndexes := len(c.Indexes)
 		if _, err := tx.DropCollection(req.DB, coll); err != nil {
@@ -125,9 +126,9 @@ func (s *Server) cmdDropDatabase(_ context.Context, req *Request) (bson.D, error
 	}
 	switch req.DB {
 	case "admin":
-		return nil, NewCommandError(CodeIllegalOperation, "Dropping the 'admin' database is prohibited.")
+		return nil, mongoerr.Errorf(mongoerr.IllegalOperation, "Dropping the 'admin' database is prohibited.")
 	case "local":
-		return nil, NewCommandError(CodeIllegalOperation, "Cannot drop 'local' database while replication is active")
+		return nil, mongoerr.Errorf(mongoerr.IllegalOperation, "Cannot drop 'local' database while replication is active")
 	}
 	var dropped bool
 	err := s.store.Update(func(tx *storage.Tx) error {
@@ -176,7 +177,7 @@ const pageSize = 4096
 // sees only {name}, as in MongoDB.
 func (s *Server) cmdListDatabases(_ context.Context, req *Request) (bson.D, error) {
 	if req.DB != "admin" {
-		return nil, NewCommandError(codeUnauthorized, "listDatabases may only be run against the admin database.")
+		return nil, mongoerr.Errorf(mongoerr.Unauthorized, "listDatabases may only be run against the admin database.")
 	}
 	filter, _, err := docArg(req, "filter")
 	if err != nil {
@@ -335,7 +336,7 @@ func cursorBatchOptions(req *Request) (CursorOptions, error) {
 		return CursorOptions{}, err
 	}
 	if n < 0 {
-		return CursorOptions{}, NewCommandError(CodeBadValue, "BSON field 'batchSize' value must be >= 0, actual value '%d'", n)
+		return CursorOptions{}, mongoerr.Errorf(mongoerr.BadValue, "BSON field 'batchSize' value must be >= 0, actual value '%d'", n)
 	}
 	if n == 0 {
 		return CursorOptions{ZeroBatch: true}, nil
@@ -352,19 +353,19 @@ func splitNamespace(ns string) (string, string, bool) {
 // cmdRenameCollection answers renameCollection {to, dropTarget?} on admin.
 func (s *Server) cmdRenameCollection(_ context.Context, req *Request) (bson.D, error) {
 	if req.DB != "admin" {
-		return nil, NewCommandError(codeUnauthorized, "renameCollection may only be run against the admin database.")
+		return nil, mongoerr.Errorf(mongoerr.Unauthorized, "renameCollection may only be run against the admin database.")
 	}
 	from, ok := req.Body[0].Value.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'renameCollection.renameCollection' is the wrong type '%s', expected type 'string'", mql.TypeName(req.Body[0].Value))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'renameCollection.renameCollection' is the wrong type '%s', expected type 'string'", mql.TypeName(req.Body[0].Value))
 	}
 	tv, ok := fieldOf(req.Body, "to")
 	if !ok {
-		return nil, NewCommandError(CodeLocation40414, "BSON field 'renameCollection.to' is missing but a required field")
+		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'renameCollection.to' is missing but a required field")
 	}
 	to, ok := tv.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'renameCollection.to' is the wrong type '%s', expected type 'string'", mql.TypeName(tv))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'renameCollection.to' is the wrong type '%s', expected type 'string'", mql.TypeName(tv))
 	}
 	dropTarget, err := boolArg(req, "dropTarget", false)
 	if err != nil {
@@ -372,11 +373,11 @@ func (s *Server) cmdRenameCollection(_ context.Context, req *Request) (bson.D, e
 	}
 	fromDB, fromColl, ok := splitNamespace(from)
 	if !ok {
-		return nil, NewCommandError(CodeInvalidNamespace, "Invalid source namespace: %s", from)
+		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "Invalid source namespace: %s", from)
 	}
 	toDB, toColl, ok := splitNamespace(to)
 	if !ok {
-		return nil, NewCommandError(CodeInvalidNamespace, "Invalid target namespace: %s", to)
+		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "Invalid target namespace: %s", to)
 	}
 	err = s.store.Update(func(tx *storage.Tx) error {
 		return tx.RenameCollection(fromDB, fromColl, toDB, toColl, dropTarget)
@@ -406,9 +407,9 @@ func (s *Server) cmdCollMod(_ context.Context, req *Request) (bson.D, error) {
 		case e.Key == "validator" || e.Key == "validationLevel" || e.Key == "validationAction" ||
 			e.Key == "index" || e.Key == "viewOn" || e.Key == "pipeline" || e.Key == "expireAfterSeconds" ||
 			e.Key == "timeseries" || e.Key == "cappedSize" || e.Key == "cappedMax":
-			return nil, NewCommandError(CodeCommandNotSupported, "devdb's collMod supports only changeStreamPreAndPostImages, not %s", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb's collMod supports only changeStreamPreAndPostImages, not %s", e.Key)
 		default:
-			return nil, NewCommandError(CodeLocation40415, "BSON field 'collMod.%s' is an unknown field.", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.IDLUnknownField, "BSON field 'collMod.%s' is an unknown field.", e.Key)
 		}
 	}
 	return s.execWrite(req, "collMod", coll, nil, func(tx *storage.Tx) (bson.D, error) {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -128,10 +129,10 @@ func TestDropDatabaseSystemDatabases(t *testing.T) {
 	ctx := testContext(t)
 	tests := []struct {
 		db   string
-		code int32 // 0: dropped
+		code mongoerr.Code // 0: dropped
 	}{
-		{db: "admin", code: CodeIllegalOperation},
-		{db: "local", code: CodeIllegalOperation},
+		{db: "admin", code: mongoerr.IllegalOperation},
+		{db: "local", code: mongoerr.IllegalOperation},
 		{db: "config"},
 		{db: "app"},
 	}
@@ -188,10 +189,10 @@ func TestNonSimpleCollationRefused(t *testing.T) {
 			}
 			// delete reports the statement's failure as a write error.
 			var we mongo.WriteException
-			if errors.As(err, &we) && len(we.WriteErrors) == 1 && we.WriteErrors[0].Code == int(CodeCommandNotSupported) {
+			if errors.As(err, &we) && len(we.WriteErrors) == 1 && we.WriteErrors[0].Code == int(mongoerr.CommandNotSupported) {
 				return
 			}
-			wantCode(t, err, CodeCommandNotSupported, "CommandNotSupported")
+			wantCode(t, err, mongoerr.CommandNotSupported, "CommandNotSupported")
 		})
 	}
 	if n, err := c.Database("test").Collection("coll").CountDocuments(testContext(t), bson.D{}); err != nil || n != 1 {

@@ -7,24 +7,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
-)
-
-// Change stream error codes (MongoDB's values).
-const (
-	codeNoMatchingDocument    int32 = 47
-	codeInvalidResumeToken    int32 = 260
-	codeChangeStreamFatal     int32 = 280
-	codeChangeStreamHistory   int32 = 286
-	codeInterruptedAtShutdown int32 = 11600
-	codeCursorKilled          int32 = 237
-	codeUnrecognizedStage     int32 = 40324
-	codeStageNotFirst         int32 = 40602
-	codeStageOneField         int32 = 40323
-	codeChangeStreamNotObject int32 = 50808
-	codeBothResumeOptions     int32 = 50865
-	codeMultipleResumeOptions int32 = 40674
-	codeDuplicateField        int32 = 40413
 )
 
 // Error labels MongoDB attaches to change stream errors.
@@ -73,13 +57,13 @@ func parseChangeStreamSpec(v any) (changeStreamSpec, error) {
 	spec := changeStreamSpec{FullDocument: fdDefault, FullDocumentBeforeChange: fdOff}
 	d, ok := v.(bson.D)
 	if !ok {
-		return spec, NewCommandError(codeChangeStreamNotObject, "$changeStream stage expects a document as argument")
+		return spec, mongoerr.Errorf(mongoerr.ChangeStreamNotObject, "$changeStream stage expects a document as argument")
 	}
 	seen := map[string]bool{}
 	for _, e := range d {
 		field := "$changeStream." + e.Key
 		if seen[e.Key] {
-			return spec, NewCommandError(codeDuplicateField, "BSON field '%s' is a duplicate field", field)
+			return spec, mongoerr.Errorf(mongoerr.IDLDuplicateField, "BSON field '%s' is a duplicate field", field)
 		}
 		seen[e.Key] = true
 		switch e.Key {
@@ -125,17 +109,17 @@ func parseChangeStreamSpec(v any) (changeStreamSpec, error) {
 				spec.AllChangesForCluster = b
 			}
 		default:
-			return spec, NewCommandError(CodeLocation40415, "BSON field '%s' is an unknown field.", field)
+			return spec, mongoerr.Errorf(mongoerr.IDLUnknownField, "BSON field '%s' is an unknown field.", field)
 		}
 	}
 	if spec.ResumeAfter != nil && spec.StartAfter != nil {
-		return spec, NewCommandError(codeBothResumeOptions, "Do not specify both 'resumeAfter' and 'startAfter' in a $changeStream stage")
+		return spec, mongoerr.Errorf(mongoerr.ResumeAfterAndStartAfter, "Do not specify both 'resumeAfter' and 'startAfter' in a $changeStream stage")
 	}
 	if spec.StartAtOperationTime != nil && (spec.ResumeAfter != nil || spec.StartAfter != nil) {
-		return spec, NewCommandError(codeMultipleResumeOptions, "Only one type of resume option is allowed, but multiple were found")
+		return spec, mongoerr.Errorf(mongoerr.MultipleResumeOptions, "Only one type of resume option is allowed, but multiple were found")
 	}
 	if spec.ResumeAfter != nil && spec.ResumeAfter.FromInvalidate {
-		return spec, NewCommandError(codeInvalidResumeToken, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification")
+		return spec, mongoerr.Errorf(mongoerr.InvalidResumeToken, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification")
 	}
 	return spec, nil
 }
@@ -151,12 +135,12 @@ func csEnum(field string, v any, allowed ...string) (string, error) {
 			return s, nil
 		}
 	}
-	return "", NewCommandError(CodeBadValue, "Enumeration value '%s' for field '%s' is not a valid value.", s, field)
+	return "", mongoerr.Errorf(mongoerr.BadValue, "Enumeration value '%s' for field '%s' is not a valid value.", s, field)
 }
 
 // csWrongType is the IDL type-mismatch error.
 func csWrongType(field string, v any, want string) error {
-	return NewCommandError(CodeTypeMismatch, "BSON field '%s' is the wrong type '%s', expected type '%s'", field, mql.TypeName(v), want)
+	return mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s' is the wrong type '%s', expected type '%s'", field, mql.TypeName(v), want)
 }
 
 // changeStreamStageAllowed reports whether MongoDB allows stage name after
@@ -195,20 +179,20 @@ func compileChangeStreamPipeline(stages bson.A) (csPipeline, error) {
 	for _, st := range stages {
 		d, ok := st.(bson.D)
 		if !ok {
-			return nil, NewCommandError(CodeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 		}
 		if len(d) != 1 {
-			return nil, NewCommandError(codeStageOneField, "A pipeline stage specification object must contain exactly one field.")
+			return nil, mongoerr.Errorf(mongoerr.StageNotOneField, "A pipeline stage specification object must contain exactly one field.")
 		}
 		name := d[0].Key
 		switch {
 		case name == "$changeStream":
-			return nil, NewCommandError(codeStageNotFirst, "$changeStream is only valid as the first stage in a pipeline")
+			return nil, mongoerr.Errorf(mongoerr.StageNotFirst, "$changeStream is only valid as the first stage in a pipeline")
 		case changeStreamStageAllowed(name):
 		case knownAggregationStage(name):
-			return nil, NewCommandError(CodeIllegalOperation, "%s is not permitted in a $changeStream pipeline", name)
+			return nil, mongoerr.Errorf(mongoerr.IllegalOperation, "%s is not permitted in a $changeStream pipeline", name)
 		default:
-			return nil, NewCommandError(codeUnrecognizedStage, "Unrecognized pipeline stage name: '%s'", name)
+			return nil, mongoerr.Errorf(mongoerr.UnrecognizedStage, "Unrecognized pipeline stage name: '%s'", name)
 		}
 		docs = append(docs, d)
 	}
@@ -234,11 +218,11 @@ type csPipeline interface {
 // events already available, without waiting. getMore continues the stream.
 func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeline bson.A) (bson.D, error) {
 	if len(pipeline) == 0 {
-		return nil, NewCommandError(CodeBadValue, "empty change stream pipeline")
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "empty change stream pipeline")
 	}
 	first, ok := pipeline[0].(bson.D)
 	if !ok || len(first) != 1 || first[0].Key != "$changeStream" {
-		return nil, NewCommandError(codeStageNotFirst, "$changeStream is only valid as the first stage in a pipeline")
+		return nil, mongoerr.Errorf(mongoerr.StageNotFirst, "$changeStream is only valid as the first stage in a pipeline")
 	}
 	spec, err := parseChangeStreamSpec(first[0].Value)
 	if err != nil {
@@ -254,7 +238,7 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 		coll, scope = v, csCollection
 	default:
 		if n, ok := mql.ToInt64(v); !ok || n != 1 || !mql.IsNumber(v) {
-			return nil, NewCommandError(CodeFailedToParse, "Invalid command format: the 'aggregate' field must specify a collection name or 1")
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Invalid command format: the 'aggregate' field must specify a collection name or 1")
 		}
 	}
 	if spec.AllChangesForCluster {
@@ -263,18 +247,18 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 			if scope != csCollection {
 				ns = db + ".$cmd.aggregate"
 			}
-			return nil, NewCommandError(CodeInvalidOptions, "A $changeStream with 'allChangesForCluster:true' may only be opened on the 'admin' database, and with no collection name; found %s", ns)
+			return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "A $changeStream with 'allChangesForCluster:true' may only be opened on the 'admin' database, and with no collection name; found %s", ns)
 		}
 		scope = csCluster
 	}
 	switch {
 	case db == "admin" && !spec.AllChangesForCluster, db == "local", db == "config":
-		return nil, NewCommandError(CodeInvalidNamespace, "$changeStream may not be opened on the internal %s database", db)
+		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "$changeStream may not be opened on the internal %s database", db)
 	case scope == csCollection && strings.HasPrefix(coll, "system."):
-		return nil, NewCommandError(CodeInvalidNamespace, "$changeStream may not be opened on the internal %s.%s collection", db, coll)
+		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "$changeStream may not be opened on the internal %s.%s collection", db, coll)
 	}
 	if tok := spec.token(); tok != nil && scope == csCollection && !tok.HighWaterMark && !tok.HasUUID {
-		return nil, NewCommandError(codeInvalidResumeToken, "Attempted to resume a single-collection stream, but the resume token does not include a UUID")
+		return nil, mongoerr.Errorf(mongoerr.InvalidResumeToken, "Attempted to resume a single-collection stream, but the resume token does not include a UUID")
 	}
 
 	userPipeline, err := compileChangeStreamPipeline(pipeline[1:])
@@ -294,7 +278,7 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 				return nil, csWrongType("aggregate.cursor.batchSize", bv, "int")
 			}
 			if n < 0 {
-				return nil, NewCommandError(CodeBadValue, "BSON field 'batchSize' value must be >= 0, actual value '%d'", n)
+				return nil, mongoerr.Errorf(mongoerr.BadValue, "BSON field 'batchSize' value must be >= 0, actual value '%d'", n)
 			}
 			copts.BatchSize = int(n)
 			copts.ZeroBatch = n == 0

@@ -3,6 +3,7 @@ package server
 import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -15,7 +16,7 @@ func compileUserStages(stages []bson.D) (csPipeline, error) {
 		return nil, err
 	}
 	if !p.Streaming() {
-		return nil, NewCommandError(CodeIllegalOperation, "%v is not permitted in a $changeStream pipeline", p.StageNames())
+		return nil, mongoerr.Errorf(mongoerr.IllegalOperation, "%v is not permitted in a $changeStream pipeline", p.StageNames())
 	}
 	return p, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/changehook/changehook/devdb/internal/storage"
 	"github.com/changehook/changehook/devdb/internal/wire"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -111,8 +112,8 @@ func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec chang
 }
 
 // historyLostError is ChangeStreamHistoryLost (286).
-func historyLostError() *CommandError {
-	return &CommandError{Code: codeChangeStreamHistory, CodeName: "ChangeStreamHistoryLost",
+func historyLostError() *mongoerr.Error {
+	return &mongoerr.Error{Code: mongoerr.ChangeStreamHistoryLost,
 		Message: "Resume of change stream was not possible, as the resume point may no longer be in the oplog.",
 		Labels:  []string{labelNonResumable}}
 }
@@ -172,7 +173,7 @@ func (cs *changeStreamSource) NextBatch(ctx context.Context, n, maxBytes int, aw
 		return nil, true, cs.failed
 	}
 	if cs.closed {
-		return nil, true, &CommandError{Code: codeCursorKilled, CodeName: "CursorKilled", Message: "change stream cursor is closed"}
+		return nil, true, &mongoerr.Error{Code: mongoerr.CursorKilled, Message: "change stream cursor is closed"}
 	}
 	var timer *time.Timer
 	for {
@@ -215,13 +216,13 @@ func (cs *changeStreamSource) NextBatch(ctx context.Context, n, maxBytes int, aw
 // label (drivers resume elsewhere); when the cursor was killed, CursorKilled.
 func (cs *changeStreamSource) interrupted(ctx context.Context) error {
 	if cs.s.ctx != nil && cs.s.ctx.Err() != nil {
-		return &CommandError{Code: codeInterruptedAtShutdown, CodeName: "InterruptedAtShutdown",
+		return &mongoerr.Error{Code: mongoerr.InterruptedAtShutdown,
 			Message: "interrupted at shutdown", Labels: []string{labelResumable}}
 	}
 	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
-		return NewCommandError(CodeMaxTimeMSExpired, "operation exceeded time limit")
+		return mongoerr.Errorf(mongoerr.MaxTimeMSExpired, "operation exceeded time limit")
 	}
-	return &CommandError{Code: codeCursorKilled, CodeName: "CursorKilled", Message: "cursor killed during getMore"}
+	return &mongoerr.Error{Code: mongoerr.CursorKilled, Message: "cursor killed during getMore"}
 }
 
 // ReplyFields returns the postBatchResumeToken of the batch just returned.
@@ -359,7 +360,7 @@ func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken) error {
 		}
 	}
 	if len(raw) > wire.MaxDocumentSize {
-		return NewCommandError(CodeBSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(raw), len(raw), tok.Doc().String())
+		return mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(raw), len(raw), tok.Doc().String())
 	}
 	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok})
 	cs.queueBytes += batchElemSize(raw)
@@ -376,7 +377,7 @@ func (cs *changeStreamSource) process(ent *storage.OplogEntry) error {
 		tok := *cs.resume
 		if !csTSLess(ent.TS, tok.ClusterTime) {
 			if ent.TS != tok.ClusterTime || !inScope || eventHash(ent.Op, ent.DB, ent.Coll, ent.DocumentKey) != tok.EventHash {
-				return &CommandError{Code: codeChangeStreamFatal, CodeName: "ChangeStreamFatalError",
+				return &mongoerr.Error{Code: mongoerr.ChangeStreamFatalError,
 					Message: "cannot resume stream; the resume token was not found. " + tok.Doc().String(),
 					Labels:  []string{labelNonResumable}}
 			}
@@ -442,7 +443,7 @@ func (cs *changeStreamSource) emit(ev bson.D, tok resumeToken, final bool) error
 		return fmt.Errorf("encode change event: %w", err)
 	}
 	if len(raw) > wire.MaxDocumentSize {
-		return NewCommandError(CodeBSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(raw), len(raw), tok.Doc().String())
+		return mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(raw), len(raw), tok.Doc().String())
 	}
 	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok, final: final})
 	cs.queueBytes += batchElemSize(raw)
@@ -460,7 +461,7 @@ func checkEventID(out bson.D, tok resumeToken) error {
 	if ok {
 		found = fmt.Sprint(id)
 	}
-	return &CommandError{Code: codeChangeStreamFatal, CodeName: "ChangeStreamFatalError",
+	return &mongoerr.Error{Code: mongoerr.ChangeStreamFatalError,
 		Message: fmt.Sprintf("Encountered an event whose _id field, which contains the resume token, was modified by the pipeline. Modifying the _id field of an event makes it impossible to resume the stream from that point. Only transformations that retain the unmodified _id field are allowed. Expected: %s but found: %s",
 			tok.Doc().String(), found),
 		Labels: []string{labelNonResumable}}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -136,11 +137,11 @@ func TestChangeStreamSourceInterrupted(t *testing.T) {
 	tests := []struct {
 		name      string
 		interrupt func(s *Server, cancel context.CancelFunc)
-		code      int32
+		code      mongoerr.Code
 		label     string
 	}{
-		{"shutdown", func(s *Server, _ context.CancelFunc) { s.cancel() }, codeInterruptedAtShutdown, labelResumable},
-		{"cursor killed", func(_ *Server, cancel context.CancelFunc) { cancel() }, codeCursorKilled, ""},
+		{"shutdown", func(s *Server, _ context.CancelFunc) { s.cancel() }, mongoerr.InterruptedAtShutdown, labelResumable},
+		{"cursor killed", func(_ *Server, cancel context.CancelFunc) { cancel() }, mongoerr.CursorKilled, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,7 +152,7 @@ func TestChangeStreamSourceInterrupted(t *testing.T) {
 			defer cancel()
 			tc.interrupt(s, cancel)
 			_, _, err := src.NextBatch(ctx, 0, 16<<20, time.Hour)
-			var ce *CommandError
+			var ce *mongoerr.Error
 			if !errors.As(err, &ce) || ce.Code != tc.code {
 				t.Fatalf("NextBatch error %v, want code %d", err, tc.code)
 			}

@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/devdb/internal/server"
+	"github.com/changehook/changehook/internal/mongoerr"
 )
 
 // csTimeout bounds every wait for a change event in these tests.
@@ -159,12 +160,12 @@ func dkey(id any) bson.E {
 func fullDoc(d bson.D) bson.E { return bson.E{Key: "fullDocument", Value: d} }
 
 // csCode returns the server error code of err, or 0.
-func csCode(err error) int32 {
+func csCode(err error) mongoerr.Code {
 	var se mongo.ServerError
 	if errors.As(err, &se) {
 		for _, c := range []int32{20, 47, 72, 73, 237, 260, 280, 286, 40415, 40324, 40602, 40674, 50865, 14, 2} {
 			if se.HasErrorCode(int(c)) {
-				return c
+				return mongoerr.Code(c)
 			}
 		}
 		return -1
@@ -439,7 +440,7 @@ func TestChangeStreamFullDocumentModes(t *testing.T) {
 		// want is fullDocument (for the update) and fullDocumentBeforeChange
 		// (for update and delete); nil means null, "absent" the field is absent.
 		fullDocument, before any
-		code                 int32
+		code                 mongoerr.Code
 	}
 	post := bson.D{{Key: "_id", Value: int32(1)}, {Key: "v", Value: int32(2)}}
 	pre := bson.D{{Key: "_id", Value: int32(1)}, {Key: "v", Value: int32(1)}}
@@ -639,7 +640,7 @@ func TestChangeStreamOptionErrors(t *testing.T) {
 		db       string
 		target   any
 		pipeline bson.A
-		code     int32
+		code     mongoerr.Code
 	}{
 		{"unknown option", "opt", "c", bson.A{stage(bson.D{{Key: "foo", Value: 1}})}, 40415},
 		{"bad fullDocument", "opt", "c", bson.A{stage(bson.D{{Key: "fullDocument", Value: "nope"}})}, 2},

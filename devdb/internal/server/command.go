@@ -28,22 +28,9 @@ type Request struct {
 
 // HandlerFunc answers one command. It returns the reply fields without "ok",
 // "operationTime" and "$clusterTime", which the server adds. An error that is
-// (or wraps) a *CommandError or *mql.Error is sent as a command error with its
+// (or wraps) a *mongoerr.Error is sent as a command error with its
 // code; any other error is sent as InternalError (code 1).
 type HandlerFunc func(ctx context.Context, req *Request) (bson.D, error)
-
-// CommandError is a command failure as MongoDB reports it:
-// {ok: 0, errmsg, code, codeName, errorLabels}.
-type CommandError struct {
-	Code     int32
-	CodeName string
-	Message  string
-	// Labels are errorLabels such as "ResumableChangeStreamError".
-	Labels []string
-}
-
-// Error implements error.
-func (e *CommandError) Error() string { return e.CodeName + ": " + e.Message }
 
 // CursorSource produces the documents of one server-side cursor. The cursor
 // manager owns a registered source: it calls NextBatch from at most one

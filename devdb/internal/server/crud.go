@@ -9,22 +9,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
-)
-
-// Error codes used by the data commands (in addition to those in errors.go).
-const (
-	codeUnauthorized          int32 = 13
-	codeInvalidLength         int32 = 16
-	codeNamespaceNotFound     int32 = 26
-	codeIndexNotFound         int32 = 27
-	codeNamespaceExists       int32 = 48
-	codeImmutableField        int32 = 66
-	codeCannotCreateIndex     int32 = 67
-	codeDuplicateKey          int32 = 11000
-	codeQueryMemoryLimit      int32 = 292
-	codeInvalidPipeline       int32 = 40324
-	codeNotImplementedFeature int32 = 238
 )
 
 // registerCRUD registers the data commands (CRUD, catalog, indexes and
@@ -47,19 +33,12 @@ func (s *Server) registerCRUD() {
 	s.startTTLMonitor()
 }
 
-// dataErr converts storage errors into the *CommandError the client sees;
-// other errors pass through unchanged.
+// dataErr converts a storage duplicate-key error into the DuplicateKey
+// *mongoerr.Error the client sees; other errors pass through unchanged.
 func dataErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var se *storage.Error
-	if errors.As(err, &se) {
-		return &CommandError{Code: se.Code, CodeName: se.CodeName, Message: se.Message}
-	}
 	var de *storage.DuplicateKeyError
 	if errors.As(err, &de) {
-		return &CommandError{Code: codeDuplicateKey, CodeName: "DuplicateKey", Message: de.Error()}
+		return &mongoerr.Error{Code: mongoerr.DuplicateKey, Message: de.Error()}
 	}
 	return err
 }
@@ -69,31 +48,29 @@ func dataErr(err error) error {
 func writeErrorDoc(index int, err error) bson.D {
 	var de *storage.DuplicateKeyError
 	if errors.As(err, &de) {
-		return bson.D{{Key: "index", Value: int32(index)}, {Key: "code", Value: codeDuplicateKey},
+		return bson.D{{Key: "index", Value: int32(index)}, {Key: "code", Value: int32(mongoerr.DuplicateKey)},
 			{Key: "keyPattern", Value: de.KeyPattern}, {Key: "keyValue", Value: de.KeyValue}, {Key: "errmsg", Value: de.Error()}}
 	}
 	ce, _ := asCommandError(dataErr(err))
-	return bson.D{{Key: "index", Value: int32(index)}, {Key: "code", Value: ce.Code}, {Key: "errmsg", Value: ce.Message}}
+	return bson.D{{Key: "index", Value: int32(index)}, {Key: "code", Value: int32(ce.Code)}, {Key: "errmsg", Value: ce.Message}}
 }
 
 // isWriteError reports whether err fails only one statement of a write
 // command (reported in writeErrors) rather than the whole command.
 func isWriteError(err error) bool {
 	var de *storage.DuplicateKeyError
-	var se *storage.Error
-	var me *mql.Error
-	var ce *CommandError
-	return errors.As(err, &de) || errors.As(err, &se) || errors.As(err, &me) || errors.As(err, &ce)
+	var me *mongoerr.Error
+	return errors.As(err, &de) || errors.As(err, &me)
 }
 
 // collectionArg returns the collection named by the command's first field.
 func collectionArg(req *Request) (string, error) {
 	if len(req.Body) == 0 {
-		return "", NewCommandError(CodeFailedToParse, "empty command")
+		return "", mongoerr.Errorf(mongoerr.FailedToParse, "empty command")
 	}
 	name, ok := req.Body[0].Value.(string)
 	if !ok {
-		return "", NewCommandError(CodeInvalidNamespace, "collection name has invalid type %s", mql.TypeName(req.Body[0].Value))
+		return "", mongoerr.Errorf(mongoerr.InvalidNamespace, "collection name has invalid type %s", mql.TypeName(req.Body[0].Value))
 	}
 	if err := storage.ValidateCollName(req.DB, name); err != nil {
 		return "", dataErr(err)
@@ -109,7 +86,7 @@ func docArg(req *Request, key string) (bson.D, bool, error) {
 	}
 	d, ok := v.(bson.D)
 	if !ok {
-		return nil, false, NewCommandError(CodeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'object'", req.Name, key, mql.TypeName(v))
+		return nil, false, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'object'", req.Name, key, mql.TypeName(v))
 	}
 	return d, true, nil
 }
@@ -132,7 +109,7 @@ func boolValue(field string, v any) (bool, error) {
 		f, _ := mql.ToFloat64(x)
 		return f != 0, nil
 	}
-	return false, NewCommandError(CodeTypeMismatch, "BSON field '%s' is the wrong type '%s', expected type 'bool'", field, mql.TypeName(v))
+	return false, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s' is the wrong type '%s', expected type 'bool'", field, mql.TypeName(v))
 }
 
 // intArg returns the optional integer field key.
@@ -149,22 +126,22 @@ func intArg(req *Request, key string, def int64) (int64, error) {
 func docsArg(req *Request, key string) ([]bson.D, error) {
 	v, ok := fieldOf(req.Body, key)
 	if !ok {
-		return nil, NewCommandError(CodeLocation40414, "BSON field '%s.%s' is missing but a required field", req.Name, key)
+		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field '%s.%s' is missing but a required field", req.Name, key)
 	}
 	arr, ok := v.(bson.A)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'array'", req.Name, key, mql.TypeName(v))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'array'", req.Name, key, mql.TypeName(v))
 	}
 	out := make([]bson.D, len(arr))
 	for i, el := range arr {
 		d, ok := el.(bson.D)
 		if !ok {
-			return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.%s.%d' is the wrong type '%s', expected type 'object'", req.Name, key, i, mql.TypeName(el))
+			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.%s.%d' is the wrong type '%s', expected type 'object'", req.Name, key, i, mql.TypeName(el))
 		}
 		out[i] = d
 	}
 	if len(out) == 0 || len(out) > maxWriteBatchSize {
-		return nil, NewCommandError(codeInvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatchSize, len(out))
+		return nil, mongoerr.Errorf(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatchSize, len(out))
 	}
 	return out, nil
 }
@@ -294,11 +271,11 @@ func checkStorable(doc bson.D) error {
 		if e.Key == "_id" {
 			switch e.Value.(type) {
 			case bson.A:
-				return NewCommandError(CodeBadValue, "can't use an array for _id")
+				return mongoerr.Errorf(mongoerr.BadValue, "can't use an array for _id")
 			case bson.Regex:
-				return NewCommandError(CodeBadValue, "can't use a regex for _id")
+				return mongoerr.Errorf(mongoerr.BadValue, "can't use a regex for _id")
 			case bson.Undefined:
-				return NewCommandError(CodeBadValue, "can't use a undefined for _id")
+				return mongoerr.Errorf(mongoerr.BadValue, "can't use a undefined for _id")
 			}
 		}
 	}
@@ -378,11 +355,11 @@ func intValue(field string, v any) (int64, error) {
 		if n == math.Trunc(n) && n >= math.MinInt64 && n < math.MaxInt64 {
 			return int64(n), nil
 		}
-		return 0, NewCommandError(CodeBadValue, "BSON field '%s' value must be an integer, got %v", field, n)
+		return 0, mongoerr.Errorf(mongoerr.BadValue, "BSON field '%s' value must be an integer, got %v", field, n)
 	case bson.Decimal128:
 		if i, ok := mql.ToInt64(n); ok {
 			return i, nil
 		}
 	}
-	return 0, NewCommandError(CodeTypeMismatch, "BSON field '%s' is the wrong type '%s', expected types '[long, int, decimal, double']", field, mql.TypeName(v))
+	return 0, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s' is the wrong type '%s', expected types '[long, int, decimal, double']", field, mql.TypeName(v))
 }

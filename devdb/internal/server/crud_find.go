@@ -7,6 +7,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -51,7 +52,7 @@ func sortDocs(seq iter.Seq2[bson.D, error], s *mql.Sort, keep int64) ([]bson.D, 
 		if keep <= 0 {
 			bytes += approxSize(d)
 			if bytes > maxSortBytes {
-				return nil, NewCommandError(codeQueryMemoryLimit, "Executor error during find command :: caused by :: Sort exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxSortBytes)
+				return nil, mongoerr.Errorf(mongoerr.QueryExceededMemoryLimitNoDiskUseAllowed, "Executor error during find command :: caused by :: Sort exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxSortBytes)
 			}
 		}
 	}
@@ -188,7 +189,7 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 		return nil, err
 	}
 	if f.skip < 0 {
-		return nil, NewCommandError(CodeBadValue, "Skip value must be non-negative, but received: %d", f.skip)
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "Skip value must be non-negative, but received: %d", f.skip)
 	}
 	if f.limit, err = intArg(req, "limit", 0); err != nil {
 		return nil, err
@@ -205,7 +206,7 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 		if b, err := boolArg(req, k, false); err != nil {
 			return nil, err
 		} else if b {
-			return nil, NewCommandError(CodeCommandNotSupported, "devdb does not support tailable cursors")
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support tailable cursors")
 		}
 	}
 	if err := checkSimpleCollation(req); err != nil {
@@ -218,7 +219,7 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 			return nil, err
 		}
 		if n < 0 {
-			return nil, NewCommandError(CodeBadValue, "BatchSize value must be non-negative, but received: %d", n)
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "BatchSize value must be non-negative, but received: %d", n)
 		}
 		if n == 0 {
 			opts.ZeroBatch = true

@@ -3,6 +3,7 @@ package server
 import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -27,10 +28,10 @@ var updatePipelineStages = map[string]bool{
 func compilePipelineUpdate(stages []bson.D) (*mql.Pipeline, error) {
 	for _, st := range stages {
 		if len(st) != 1 {
-			return nil, NewCommandError(40323, "A pipeline stage specification object must contain exactly one field.")
+			return nil, mongoerr.Errorf(mongoerr.StageNotOneField, "A pipeline stage specification object must contain exactly one field.")
 		}
 		if !updatePipelineStages[st[0].Key] {
-			return nil, NewCommandError(CodeInvalidOptions, "%s is not allowed to be used within an update", st[0].Key)
+			return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "%s is not allowed to be used within an update", st[0].Key)
 		}
 	}
 	return mql.CompilePipeline(stages)

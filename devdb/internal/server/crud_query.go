@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -194,7 +195,7 @@ func (s *Server) cmdDelete(_ context.Context, req *Request) (bson.D, error) {
 		for _, st := range b.stmts {
 			if lv, ok := fieldOf(st, "limit"); ok {
 				if l, err := intValue("delete.deletes.limit", lv); err == nil && l == 0 {
-					return nil, NewCommandError(CodeInvalidOptions, "Cannot use (or request) retryable writes with limit=0")
+					return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "Cannot use (or request) retryable writes with limit=0")
 				}
 			}
 		}
@@ -226,14 +227,14 @@ func deleteOne(tx *storage.Tx, c *storage.Collection, st bson.D) (int, error) {
 	}
 	lv, ok := fieldOf(st, "limit")
 	if !ok {
-		return 0, NewCommandError(CodeLocation40414, "BSON field 'delete.deletes.limit' is missing but a required field")
+		return 0, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'delete.deletes.limit' is missing but a required field")
 	}
 	limit, err := intValue("delete.deletes.limit", lv)
 	if err != nil {
 		return 0, err
 	}
 	if limit != 0 && limit != 1 {
-		return 0, NewCommandError(CodeFailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
+		return 0, mongoerr.Errorf(mongoerr.FailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
 	}
 	if err := checkStmtCollation(st); err != nil {
 		return 0, err
@@ -276,7 +277,7 @@ func (s *Server) cmdCount(_ context.Context, req *Request) (bson.D, error) {
 		return nil, err
 	}
 	if skip < 0 {
-		return nil, NewCommandError(CodeBadValue, "Skip value must be non-negative, but received: %d", skip)
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "Skip value must be non-negative, but received: %d", skip)
 	}
 	limit, err := intArg(req, "limit", 0)
 	if err != nil {
@@ -325,7 +326,7 @@ func checkSimpleCollation(req *Request) error {
 		return err
 	}
 	if ok && !simpleCollation(c) {
-		return NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
+		return mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations")
 	}
 	return nil
 }
@@ -336,11 +337,11 @@ func checkSimpleCollation(req *Request) error {
 func stmtFilter(st bson.D, field string) (bson.D, error) {
 	q, ok := fieldOf(st, "q")
 	if !ok {
-		return nil, NewCommandError(CodeLocation40414, "BSON field '%s.q' is missing but a required field", field)
+		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field '%s.q' is missing but a required field", field)
 	}
 	filter, ok := q.(bson.D)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.q' is the wrong type '%s', expected type 'object'", field, mql.TypeName(q))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.q' is the wrong type '%s', expected type 'object'", field, mql.TypeName(q))
 	}
 	return filter, nil
 }
@@ -350,7 +351,7 @@ func stmtFilter(st bson.D, field string) (bson.D, error) {
 func checkStmtCollation(st bson.D) error {
 	if cv, ok := fieldOf(st, "collation"); ok {
 		if cd, _ := cv.(bson.D); !simpleCollation(cd) {
-			return NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
+			return mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations")
 		}
 	}
 	return nil
@@ -374,14 +375,14 @@ func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
 	}
 	kv, ok := fieldOf(req.Body, "key")
 	if !ok {
-		return nil, NewCommandError(CodeLocation40414, "BSON field 'distinct.key' is missing but a required field")
+		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'distinct.key' is missing but a required field")
 	}
 	key, ok := kv.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'distinct.key' is the wrong type '%s', expected type 'string'", mql.TypeName(kv))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'distinct.key' is the wrong type '%s', expected type 'string'", mql.TypeName(kv))
 	}
 	if key == "" {
-		return nil, NewCommandError(CodeFailedToParse, "FieldPath cannot be constructed with empty string")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "FieldPath cannot be constructed with empty string")
 	}
 	query, _, err := docArg(req, "query")
 	if err != nil {
@@ -415,7 +416,7 @@ func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
 			vals = append(vals, entry{k, v})
 			size += len(k)
 			if size > storage.MaxDocumentSize {
-				return nil, NewCommandError(17217, "distinct too big, 16mb cap")
+				return nil, mongoerr.Errorf(mongoerr.DistinctTooBig, "distinct too big, 16mb cap")
 			}
 		}
 	}

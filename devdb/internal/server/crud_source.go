@@ -5,6 +5,7 @@ import (
 	"iter"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -47,7 +48,7 @@ func (s *seqSource) pull() (bson.Raw, error) {
 	raw, err := bson.Marshal(d)
 	if err != nil {
 		s.done = true
-		return nil, NewCommandError(CodeInternalError, "encode result document: %v", err)
+		return nil, mongoerr.Errorf(mongoerr.InternalError, "encode result document: %v", err)
 	}
 	return raw, nil
 }

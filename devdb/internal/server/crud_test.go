@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/devdb/internal/server"
+	"github.com/changehook/changehook/internal/mongoerr"
 )
 
 // crudTimeout bounds every driver call in these tests.
@@ -82,18 +83,18 @@ func crudIDs(docs []bson.D) []any {
 
 // crudCode returns the server error code of err: the command error's code
 // or the first write error's (0 when err is not a server error).
-func crudCode(err error) int32 {
+func crudCode(err error) mongoerr.Code {
 	var ce mongo.CommandError
 	if errors.As(err, &ce) {
-		return ce.Code
+		return mongoerr.Code(ce.Code)
 	}
 	var we mongo.WriteException
 	if errors.As(err, &we) && len(we.WriteErrors) > 0 {
-		return int32(we.WriteErrors[0].Code)
+		return mongoerr.Code(we.WriteErrors[0].Code)
 	}
 	var bwe mongo.BulkWriteException
 	if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 {
-		return int32(bwe.WriteErrors[0].Code)
+		return mongoerr.Code(bwe.WriteErrors[0].Code)
 	}
 	return 0
 }
@@ -659,7 +660,7 @@ func TestCRUDRenameCollection(t *testing.T) {
 	tests := []struct {
 		name string
 		cmd  bson.D
-		code int32
+		code mongoerr.Code
 	}{
 		{"missing source", bson.D{{Key: "renameCollection", Value: "r.nope"}, {Key: "to", Value: "r.x"}}, 26},
 		{"existing target", bson.D{{Key: "renameCollection", Value: "r.src"}, {Key: "to", Value: "r.other"}}, 48},
@@ -696,7 +697,7 @@ func TestCRUDInsertValidation(t *testing.T) {
 	tests := []struct {
 		name string
 		doc  bson.D
-		code int32
+		code mongoerr.Code
 	}{
 		{"array _id", bson.D{{Key: "_id", Value: bson.A{1}}}, 2},
 		{"too large", bson.D{{Key: "b", Value: bson.Binary{Data: big[:16<<20]}}}, 10334},

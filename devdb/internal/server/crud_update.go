@@ -7,6 +7,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -31,7 +32,7 @@ func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, e
 			return &updateSpec{ops: ops}, nil
 		}
 		if len(arrayFilters) > 0 {
-			return nil, NewCommandError(CodeFailedToParse, "arrayFilters may not be specified for replacement-style updates")
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "arrayFilters may not be specified for replacement-style updates")
 		}
 		if err := mql.ValidateReplacement(x); err != nil {
 			return nil, err
@@ -39,13 +40,13 @@ func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, e
 		return &updateSpec{replacement: x}, nil
 	case bson.A:
 		if len(arrayFilters) > 0 {
-			return nil, NewCommandError(CodeFailedToParse, "arrayFilters may not be specified for pipeline-style updates")
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "arrayFilters may not be specified for pipeline-style updates")
 		}
 		stages := make([]bson.D, len(x))
 		for i, st := range x {
 			d, ok := st.(bson.D)
 			if !ok {
-				return nil, NewCommandError(CodeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+				return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 			}
 			stages[i] = d
 		}
@@ -55,7 +56,7 @@ func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, e
 		}
 		return &updateSpec{pipeline: p}, nil
 	}
-	return nil, NewCommandError(CodeFailedToParse, "BSON field '%s' is the wrong type '%s', expected types '[object, array]'", cmd, mql.TypeName(u))
+	return nil, mongoerr.Errorf(mongoerr.FailedToParse, "BSON field '%s' is the wrong type '%s', expected types '[object, array]'", cmd, mql.TypeName(u))
 }
 
 // apply computes the new version of doc (matched at array position pos).
@@ -76,14 +77,14 @@ func (u *updateSpec) apply(doc bson.D, pos int, insert bool, now time.Time) (out
 		case hasOld && !hasNew:
 			out = append(bson.D{{Key: "_id", Value: oldID}}, out...)
 		case hasOld && !mql.Equal(oldID, newID):
-			return nil, false, "", NewCommandError(codeImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
+			return nil, false, "", mongoerr.Errorf(mongoerr.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
 		}
 		return withID(out), !mql.Identical(doc, withID(out)), "update", nil
 	}
 	oldID, hasOld := fieldOf(doc, "_id")
 	newID, hasNew := fieldOf(u.replacement, "_id")
 	if hasOld && hasNew && !mql.Equal(oldID, newID) {
-		return nil, false, "", NewCommandError(codeImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
+		return nil, false, "", mongoerr.Errorf(mongoerr.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
 	}
 	out = make(bson.D, 0, len(u.replacement)+1)
 	if hasOld {
@@ -105,13 +106,13 @@ func arrayFiltersArg(cmd string, d bson.D) ([]bson.D, error) {
 	}
 	arr, ok := v.(bson.A)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.arrayFilters' is the wrong type '%s', expected type 'array'", cmd, mql.TypeName(v))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.arrayFilters' is the wrong type '%s', expected type 'array'", cmd, mql.TypeName(v))
 	}
 	out := make([]bson.D, len(arr))
 	for i, el := range arr {
 		f, ok := el.(bson.D)
 		if !ok {
-			return nil, NewCommandError(CodeTypeMismatch, "BSON field '%s.arrayFilters.%d' is the wrong type '%s', expected type 'object'", cmd, i, mql.TypeName(el))
+			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.arrayFilters.%d' is the wrong type '%s', expected type 'object'", cmd, i, mql.TypeName(el))
 		}
 		out[i] = f
 	}
@@ -165,7 +166,7 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 		for _, st := range b.stmts {
 			if v, ok := fieldOf(st, "multi"); ok {
 				if multi, err := boolValue("update.updates.multi", v); err == nil && multi {
-					return nil, NewCommandError(CodeInvalidOptions, "Cannot use (or request) retryable writes with multi=true")
+					return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "Cannot use (or request) retryable writes with multi=true")
 				}
 			}
 		}
@@ -195,7 +196,7 @@ func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st 
 	}
 	uv, ok := fieldOf(st, "u")
 	if !ok {
-		return NewCommandError(CodeLocation40414, "BSON field 'update.updates.u' is missing but a required field")
+		return mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'update.updates.u' is missing but a required field")
 	}
 	var multi, upsert bool
 	if v, ok := fieldOf(st, "multi"); ok {
@@ -220,7 +221,7 @@ func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st 
 		return err
 	}
 	if multi && u.replacement != nil {
-		return NewCommandError(CodeFailedToParse, "multi update is not supported for replacement-style update")
+		return mongoerr.Errorf(mongoerr.FailedToParse, "multi update is not supported for replacement-style update")
 	}
 	plan, err := compileQuery(filter)
 	if err != nil {
@@ -309,13 +310,13 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 	uv, hasUpdate := fieldOf(req.Body, "update")
 	switch {
 	case remove && hasUpdate:
-		return nil, NewCommandError(CodeFailedToParse, "Cannot specify both an update and remove=true")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Cannot specify both an update and remove=true")
 	case !remove && !hasUpdate:
-		return nil, NewCommandError(CodeFailedToParse, "Either an update or remove=true must be specified")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Either an update or remove=true must be specified")
 	case remove && upsert:
-		return nil, NewCommandError(CodeFailedToParse, "Cannot specify both upsert=true and remove=true")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Cannot specify both upsert=true and remove=true")
 	case remove && returnNew:
-		return nil, NewCommandError(CodeFailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
 	}
 	if err := checkSimpleCollation(req); err != nil {
 		return nil, err

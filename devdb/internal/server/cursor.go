@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/wire"
+	"github.com/changehook/changehook/internal/mongoerr"
 )
 
 // Cursor batching limits.
@@ -81,10 +82,10 @@ func (m *cursorManager) pin(ctx context.Context, id int64, ns string) (*cursor, 
 	defer m.mu.Unlock()
 	c, ok := m.cursors[id]
 	if !ok || c.ns != ns {
-		return nil, nil, NewCommandError(CodeCursorNotFound, "cursor id %d not found", id)
+		return nil, nil, mongoerr.Errorf(mongoerr.CursorNotFound, "cursor id %d not found", id)
 	}
 	if c.inUse {
-		return nil, nil, NewCommandError(CodeCursorInUse, "cursor id %d is already in use", id)
+		return nil, nil, mongoerr.Errorf(mongoerr.CursorInUse, "cursor id %d is already in use", id)
 	}
 	c.inUse = true
 	cctx, cancel := context.WithCancel(ctx)

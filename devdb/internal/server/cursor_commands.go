@@ -7,6 +7,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -23,15 +24,15 @@ func (s *Server) registerCursorCommands() {
 func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 	id, ok := req.Body[0].Value.(int64)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'getMore.getMore' is the wrong type '%s', expected type 'long'", mql.TypeName(req.Body[0].Value))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'getMore.getMore' is the wrong type '%s', expected type 'long'", mql.TypeName(req.Body[0].Value))
 	}
 	collV, ok := cmdField(req.Body, "collection")
 	if !ok {
-		return nil, NewCommandError(CodeLocation40414, "BSON field 'getMore.collection' is missing but a required field")
+		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'getMore.collection' is missing but a required field")
 	}
 	coll, ok := collV.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'getMore.collection' is the wrong type '%s', expected type 'string'", mql.TypeName(collV))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'getMore.collection' is the wrong type '%s', expected type 'string'", mql.TypeName(collV))
 	}
 	batchSize := 0
 	if v, ok := cmdField(req.Body, "batchSize"); ok {
@@ -40,7 +41,7 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 			return nil, err
 		}
 		if n <= 0 {
-			return nil, NewCommandError(CodeBadValue, "Batch size for getMore must be positive, but received: %d", n)
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "Batch size for getMore must be positive, but received: %d", n)
 		}
 		batchSize = int(min(n, math.MaxInt32))
 	}
@@ -51,7 +52,7 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 			return nil, err
 		}
 		if n < 0 || n > math.MaxInt32 {
-			return nil, NewCommandError(CodeBadValue, "%d value for maxTimeMS is out of range [0, %d]", n, math.MaxInt32)
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "%d value for maxTimeMS is out of range [0, %d]", n, math.MaxInt32)
 		}
 		maxTime, hasMaxTime = time.Duration(n)*time.Millisecond, n > 0
 	}
@@ -68,14 +69,14 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 		await = cursorDefaultAwait
 	case hasMaxTime:
 		s.cursors.unpin(c, false)
-		return nil, NewCommandError(CodeBadValue, "cannot set maxTimeMS on getMore command for a non-awaitData cursor")
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "cannot set maxTimeMS on getMore command for a non-awaitData cursor")
 	}
 	docs, exhausted, err := c.src.NextBatch(cctx, batchSize, cursorMaxBatchBytes, await)
 	if err != nil {
 		killed := cctx.Err() != nil && ctx.Err() == nil
 		s.cursors.unpin(c, true)
 		if killed {
-			return nil, NewCommandError(CodeCursorKilled, "cursor id %d was killed while in use", id)
+			return nil, mongoerr.Errorf(mongoerr.CursorKilled, "cursor id %d was killed while in use", id)
 		}
 		return nil, err
 	}
@@ -91,22 +92,22 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 func (s *Server) cmdKillCursors(_ context.Context, req *Request) (bson.D, error) {
 	coll, ok := req.Body[0].Value.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.killCursors' is the wrong type '%s', expected type 'string'", mql.TypeName(req.Body[0].Value))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'killCursors.killCursors' is the wrong type '%s', expected type 'string'", mql.TypeName(req.Body[0].Value))
 	}
 	idsV, ok := cmdField(req.Body, "cursors")
 	if !ok {
-		return nil, NewCommandError(CodeLocation40414, "BSON field 'killCursors.cursors' is missing but a required field")
+		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'killCursors.cursors' is missing but a required field")
 	}
 	ids, ok := idsV.(bson.A)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.cursors' is the wrong type '%s', expected type 'array'", mql.TypeName(idsV))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'killCursors.cursors' is the wrong type '%s', expected type 'array'", mql.TypeName(idsV))
 	}
 	ns := req.DB + "." + coll
 	killed, notFound := bson.A{}, bson.A{}
 	for _, v := range ids {
 		id, ok := v.(int64)
 		if !ok {
-			return nil, NewCommandError(CodeTypeMismatch, "BSON field 'killCursors.cursors.0' is the wrong type '%s', expected type 'long'", mql.TypeName(v))
+			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'killCursors.cursors.0' is the wrong type '%s', expected type 'long'", mql.TypeName(v))
 		}
 		if s.cursors.kill(id, ns) {
 			killed = append(killed, id)

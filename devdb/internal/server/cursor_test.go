@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -122,7 +123,7 @@ func TestCursorReplyShape(t *testing.T) {
 			t.Fatalf("last getMore = %v", last)
 		}
 		_, err := runCommand(t, c, "test", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}})
-		wantCode(t, err, CodeCursorNotFound, "CursorNotFound")
+		wantCode(t, err, mongoerr.CursorNotFound, "CursorNotFound")
 	})
 	t.Run("singleBatch closes", func(t *testing.T) {
 		src := newSliceSource(t, 5)
@@ -150,15 +151,15 @@ func TestGetMoreErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		cmd  bson.D
-		code int32
+		code mongoerr.Code
 	}{
-		{name: "unknown id", cmd: bson.D{{Key: "getMore", Value: id + 1}, {Key: "collection", Value: "c"}}, code: CodeCursorNotFound},
-		{name: "wrong collection", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "other"}}, code: CodeCursorNotFound},
-		{name: "id not a long", cmd: bson.D{{Key: "getMore", Value: int32(1)}, {Key: "collection", Value: "c"}}, code: CodeTypeMismatch},
-		{name: "missing collection", cmd: bson.D{{Key: "getMore", Value: id}}, code: CodeLocation40414},
-		{name: "collection not a string", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: 1}}, code: CodeTypeMismatch},
-		{name: "negative batchSize", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "batchSize", Value: -1}}, code: CodeBadValue},
-		{name: "maxTimeMS on a non-awaitable cursor", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "maxTimeMS", Value: 100}}, code: CodeBadValue},
+		{name: "unknown id", cmd: bson.D{{Key: "getMore", Value: id + 1}, {Key: "collection", Value: "c"}}, code: mongoerr.CursorNotFound},
+		{name: "wrong collection", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "other"}}, code: mongoerr.CursorNotFound},
+		{name: "id not a long", cmd: bson.D{{Key: "getMore", Value: int32(1)}, {Key: "collection", Value: "c"}}, code: mongoerr.TypeMismatch},
+		{name: "missing collection", cmd: bson.D{{Key: "getMore", Value: id}}, code: mongoerr.IDLMissingField},
+		{name: "collection not a string", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: 1}}, code: mongoerr.TypeMismatch},
+		{name: "negative batchSize", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "batchSize", Value: -1}}, code: mongoerr.BadValue},
+		{name: "maxTimeMS on a non-awaitable cursor", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "maxTimeMS", Value: 100}}, code: mongoerr.BadValue},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,7 +169,7 @@ func TestGetMoreErrors(t *testing.T) {
 	}
 	t.Run("other database", func(t *testing.T) {
 		_, err := runCommand(t, c, "otherdb", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}})
-		wantCode(t, err, CodeCursorNotFound, "CursorNotFound")
+		wantCode(t, err, mongoerr.CursorNotFound, "CursorNotFound")
 	})
 	// None of the failures above consumed or killed the cursor.
 	more := mustRun(t, c, "test", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}})
@@ -198,14 +199,14 @@ func TestKillCursors(t *testing.T) {
 		t.Fatalf("killed source closed %d times", src.closed.Load())
 	}
 	_, err := runCommand(t, c, "test", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}})
-	wantCode(t, err, CodeCursorNotFound, "CursorNotFound")
+	wantCode(t, err, mongoerr.CursorNotFound, "CursorNotFound")
 
 	again := mustRun(t, c, "test", bson.D{{Key: "killCursors", Value: "c"}, {Key: "cursors", Value: bson.A{id}}})
 	if nf := get(again, "cursorsNotFound").(bson.A); len(nf) != 1 {
 		t.Fatalf("second kill: %v", again)
 	}
 	_, err = runCommand(t, c, "test", bson.D{{Key: "killCursors", Value: "c"}, {Key: "cursors", Value: bson.A{int32(1)}}})
-	wantCode(t, err, CodeTypeMismatch, "TypeMismatch")
+	wantCode(t, err, mongoerr.TypeMismatch, "TypeMismatch")
 
 	t.Run("driver Close kills", func(t *testing.T) {
 		src := newSliceSource(t, 10)
@@ -245,7 +246,7 @@ func TestCursorInUse(t *testing.T) {
 	}()
 	<-src.entered
 	_, err := runCommand(t, c2, "test", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}})
-	wantCode(t, err, CodeCursorInUse, "CursorInUse")
+	wantCode(t, err, mongoerr.CursorInUse, "CursorInUse")
 	// A pinned cursor is never reaped.
 	if n := s.cursors.reap(time.Now().Add(24 * time.Hour)); n != 0 {
 		t.Fatalf("reaped %d cursors in use", n)
@@ -280,7 +281,7 @@ func TestKillCursorInUse(t *testing.T) {
 	if k := get(reply, "cursorsKilled").(bson.A); len(k) != 1 {
 		t.Fatalf("killCursors = %v", reply)
 	}
-	wantCode(t, <-done, CodeCursorKilled, "CursorKilled")
+	wantCode(t, <-done, mongoerr.CursorKilled, "CursorKilled")
 	if src.closed.Load() != 1 || s.cursors.len() != 0 {
 		t.Fatalf("source closed %d times, %d cursors left", src.closed.Load(), s.cursors.len())
 	}
@@ -357,7 +358,7 @@ func TestCursorReaping(t *testing.T) {
 		t.Fatalf("closed: A %d, B %d", srcA.closed.Load(), srcB.closed.Load())
 	}
 	_, err := runCommand(t, c, "test", bson.D{{Key: "getMore", Value: idA}, {Key: "collection", Value: "c"}})
-	wantCode(t, err, CodeCursorNotFound, "CursorNotFound")
+	wantCode(t, err, mongoerr.CursorNotFound, "CursorNotFound")
 	clock.advance(61 * time.Second)
 	if n := tick(); n != 1 || srcB.closed.Load() != 1 {
 		t.Fatalf("reaped %d, B closed %d", n, srcB.closed.Load())

@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/devdb/internal/wire"
+	"github.com/changehook/changehook/internal/mongoerr"
 )
 
 // testContext returns a context bounded by the test's deadline (or 30s).
@@ -93,13 +94,13 @@ func mustRun(t *testing.T, c *mongo.Client, db string, cmd bson.D) bson.D {
 
 // wantCode checks that err is a server error with code (and, if not empty,
 // the code name).
-func wantCode(t *testing.T, err error, code int32, name string) {
+func wantCode(t *testing.T, err error, code mongoerr.Code, name string) {
 	t.Helper()
 	var ce mongo.CommandError
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v (%T), want a command error with code %d", err, err, code)
 	}
-	if ce.Code != code || (name != "" && ce.Name != name) {
+	if mongoerr.Code(ce.Code) != code || (name != "" && ce.Name != name) {
 		t.Fatalf("err = code %d %s %q, want code %d %s", ce.Code, ce.Name, ce.Message, code, name)
 	}
 }
@@ -209,7 +210,7 @@ func (h *cursorHarness) register(s *Server) {
 		h.mu.Lock()
 		if len(h.sources) == 0 {
 			h.mu.Unlock()
-			return nil, NewCommandError(CodeBadValue, "no test source queued")
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "no test source queued")
 		}
 		src := h.sources[0]
 		h.sources = h.sources[1:]

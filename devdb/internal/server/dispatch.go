@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/wire"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -95,20 +96,20 @@ func (s *Server) handleOpMsg(c *conn, msg wire.Message) ([]byte, error) {
 func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
 	var body bson.D
 	if err := bson.Unmarshal(m.Body, &body); err != nil {
-		return nil, NewCommandError(CodeInvalidBSON, "decode command: %v", err)
+		return nil, mongoerr.Errorf(mongoerr.InvalidBSON, "decode command: %v", err)
 	}
 	if len(body) == 0 {
-		return nil, NewCommandError(CodeFailedToParse, "empty command document")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "empty command document")
 	}
 	for _, seq := range m.Sequences {
 		if _, dup := cmdField(body, seq.Identifier); dup {
-			return nil, NewCommandError(CodeBadValue, "duplicate field %q in OP_MSG body and document sequence", seq.Identifier)
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "duplicate field %q in OP_MSG body and document sequence", seq.Identifier)
 		}
 		docs := make(bson.A, len(seq.Documents))
 		for i, raw := range seq.Documents {
 			var d bson.D
 			if err := bson.Unmarshal(raw, &d); err != nil {
-				return nil, NewCommandError(CodeInvalidBSON, "decode document %d of sequence %q: %v", i, seq.Identifier, err)
+				return nil, mongoerr.Errorf(mongoerr.InvalidBSON, "decode document %d of sequence %q: %v", i, seq.Identifier, err)
 			}
 			docs[i] = d
 		}
@@ -116,11 +117,11 @@ func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
 	}
 	db, ok := cmdField(body, "$db")
 	if !ok {
-		return nil, NewCommandError(CodeLocation40571, "OP_MSG requests require a $db argument")
+		return nil, mongoerr.Errorf(mongoerr.OpMsgMissingDB, "OP_MSG requests require a $db argument")
 	}
 	dbName, ok := db.(string)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field '$db' is the wrong type '%s', expected type 'string'", mql.TypeName(db))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '$db' is the wrong type '%s', expected type 'string'", mql.TypeName(db))
 	}
 	if err := checkDBName(dbName); err != nil {
 		return nil, err
@@ -131,7 +132,7 @@ func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
 // validateDBName applies MongoDB's database name rules.
 func checkDBName(name string) error {
 	if name == "" || len(name) >= 64 || strings.ContainsAny(name, "/\\. \"$\x00") {
-		return NewCommandError(CodeInvalidNamespace, "Invalid database name: '%s'", name)
+		return mongoerr.Errorf(mongoerr.InvalidNamespace, "Invalid database name: '%s'", name)
 	}
 	return nil
 }
@@ -149,11 +150,11 @@ func (s *Server) marshalReply(reply bson.D) []byte {
 	b, err := bson.Marshal(reply)
 	if err != nil {
 		s.log.Error("devdb: cannot marshal a reply", "err", err)
-		b, _ = bson.Marshal(s.errorReply(NewCommandError(CodeInternalError, "marshal reply: %v", err)))
+		b, _ = bson.Marshal(s.errorReply(mongoerr.Errorf(mongoerr.InternalError, "marshal reply: %v", err)))
 		return b
 	}
 	if len(b) > wire.MaxCommandSize {
-		b, _ = bson.Marshal(s.errorReply(NewCommandError(CodeBSONObjectTooLarge, "BSONObj size: %d (0x%x) is invalid. Size must be between 0 and %d(16MB)", len(b), len(b), wire.MaxDocumentSize)))
+		b, _ = bson.Marshal(s.errorReply(mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "BSONObj size: %d (0x%x) is invalid. Size must be between 0 and %d(16MB)", len(b), len(b), wire.MaxDocumentSize)))
 	}
 	return b
 }
@@ -167,8 +168,8 @@ func (s *Server) handleOpQuery(c *conn, msg wire.Message) ([]byte, error) {
 	}
 	db, coll, _ := strings.Cut(q.FullCollectionName, ".")
 	if coll != "$cmd" {
-		ce := NewCommandError(CodeUnsupportedOpQueryCommand, "Unsupported OP_QUERY on %s. The client driver may require an upgrade.", q.FullCollectionName)
-		doc, _ := bson.Marshal(bson.D{{Key: "$err", Value: ce.Message}, {Key: "code", Value: ce.Code}, {Key: "codeName", Value: ce.CodeName}})
+		ce := mongoerr.Errorf(mongoerr.UnsupportedOpQueryCommand, "Unsupported OP_QUERY on %s. The client driver may require an upgrade.", q.FullCollectionName)
+		doc, _ := bson.Marshal(bson.D{{Key: "$err", Value: ce.Message}, {Key: "code", Value: int32(ce.Code)}, {Key: "codeName", Value: ce.Code.String()}})
 		return wire.AppendReply(nil, c.replyID(), msg.Header.RequestID, wire.ReplyQueryFailure, doc), nil
 	}
 	var body bson.D
@@ -184,9 +185,9 @@ func (s *Server) handleOpQuery(c *conn, msg wire.Message) ([]byte, error) {
 	var reply bson.D
 	switch {
 	case len(body) == 0:
-		reply = s.errorReply(NewCommandError(CodeFailedToParse, "empty command document"))
+		reply = s.errorReply(mongoerr.Errorf(mongoerr.FailedToParse, "empty command document"))
 	case body[0].Key != "hello" && body[0].Key != "isMaster" && body[0].Key != "ismaster":
-		reply = s.errorReply(NewCommandError(CodeUnsupportedOpQueryCommand,
+		reply = s.errorReply(mongoerr.Errorf(mongoerr.UnsupportedOpQueryCommand,
 			"Unsupported OP_QUERY command: %s. The client driver may require an upgrade. For more details see https://dochub.mongodb.org/core/legacy-opcode-removal", body[0].Key))
 	default:
 		if err := checkDBName(db); err != nil {
@@ -218,20 +219,20 @@ func (s *Server) runCommand(ctx context.Context, req *Request) bson.D {
 // recovering a panic into an InternalError.
 func (s *Server) invoke(ctx context.Context, req *Request) (reply bson.D, err error) {
 	if v, ok := cmdField(req.Body, "startTransaction"); ok && v == true {
-		return nil, NewCommandError(CodeIllegalOperation, "devdb does not support multi-document transactions")
+		return nil, mongoerr.Errorf(mongoerr.IllegalOperation, "devdb does not support multi-document transactions")
 	}
 	if v, ok := cmdField(req.Body, "autocommit"); ok && v == false {
-		return nil, NewCommandError(CodeIllegalOperation, "devdb does not support multi-document transactions")
+		return nil, mongoerr.Errorf(mongoerr.IllegalOperation, "devdb does not support multi-document transactions")
 	}
 	h, ok := s.handlers[req.Name]
 	if !ok {
-		return nil, NewCommandError(CodeCommandNotFound, "no such command: '%s'", req.Name)
+		return nil, mongoerr.Errorf(mongoerr.CommandNotFound, "no such command: '%s'", req.Name)
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("devdb: command handler panicked", "command", req.Name, "db", req.DB, "conn", req.ConnID,
 				"panic", r, "stack", string(debug.Stack()))
-			reply, err = nil, NewCommandError(CodeInternalError, "internal error while running command '%s'", req.Name)
+			reply, err = nil, mongoerr.Errorf(mongoerr.InternalError, "internal error while running command '%s'", req.Name)
 		}
 	}()
 	return h(ctx, req)
@@ -251,12 +252,12 @@ func (s *Server) okReply(fields bson.D) bson.D {
 
 // errorReply builds {ok: 0, errmsg, code, codeName, errorLabels?} plus the
 // cluster time fields.
-func (s *Server) errorReply(ce *CommandError) bson.D {
+func (s *Server) errorReply(ce *mongoerr.Error) bson.D {
 	reply := bson.D{
 		{Key: "ok", Value: 0.0},
 		{Key: "errmsg", Value: ce.Message},
-		{Key: "code", Value: ce.Code},
-		{Key: "codeName", Value: ce.CodeName},
+		{Key: "code", Value: int32(ce.Code)},
+		{Key: "codeName", Value: ce.Code.String()},
 	}
 	if len(ce.Labels) > 0 {
 		labels := make(bson.A, len(ce.Labels))

@@ -7,6 +7,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mongoerr"
 )
 
 // Change event operation types.
@@ -215,7 +216,7 @@ func csStoredImage(ent *storage.OplogEntry, img bson.D, mode, what string) (bson
 		return img, nil
 	}
 	if mode == fdRequired {
-		return nil, &CommandError{Code: codeNoMatchingDocument, CodeName: "NoMatchingDocument",
+		return nil, &mongoerr.Error{Code: mongoerr.NoMatchingDocument,
 			Message: "Change stream was configured to require " + what + " was not found for event: " + csEventSummary(ent)}
 	}
 	return nil, nil

@@ -8,6 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -36,30 +37,30 @@ func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
 	var spec storage.IndexSpec
 	kv, ok := fieldOf(d, "key")
 	if !ok {
-		return spec, NewCommandError(codeFailedToParseIndex, "Error in specification %s :: caused by :: The 'key' field is a required property of an index specification", mql.FormatValue(d))
+		return spec, mongoerr.Errorf(mongoerr.FailedToParse, "Error in specification %s :: caused by :: The 'key' field is a required property of an index specification", mql.FormatValue(d))
 	}
 	key, ok := kv.(bson.D)
 	if !ok {
-		return spec, NewCommandError(CodeTypeMismatch, "Error in specification %s :: caused by :: The field 'key' must be an object, but got %s", mql.FormatValue(d), mql.TypeName(kv))
+		return spec, mongoerr.Errorf(mongoerr.TypeMismatch, "Error in specification %s :: caused by :: The field 'key' must be an object, but got %s", mql.FormatValue(d), mql.TypeName(kv))
 	}
 	if len(key) == 0 {
-		return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Index keys cannot be empty.", mql.FormatValue(d))
+		return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Index keys cannot be empty.", mql.FormatValue(d))
 	}
 	for _, e := range key {
 		if e.Key == "" || strings.HasPrefix(e.Key, "$") && e.Key != "$**" && !strings.HasSuffix(e.Key, ".$**") {
-			return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Index key contains an illegal field name: field name starts with '$'.", mql.FormatValue(d))
+			return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Index key contains an illegal field name: field name starts with '$'.", mql.FormatValue(d))
 		}
 		switch v := e.Value.(type) {
 		case string:
 			if !indexTypes[v] {
-				return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Unknown index plugin '%s'", mql.FormatValue(d), v)
+				return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Unknown index plugin '%s'", mql.FormatValue(d), v)
 			}
 		case int32, int64, float64, bson.Decimal128:
 			if f, _ := mql.ToFloat64(v); f == 0 {
-				return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Values in the index key pattern can't be 0.", mql.FormatValue(d))
+				return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Values in the index key pattern can't be 0.", mql.FormatValue(d))
 			}
 		default:
-			return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Values in v:2 index key pattern cannot be of type %s. Only numbers > 0, numbers < 0, and strings are allowed.", mql.FormatValue(d), mql.TypeName(v))
+			return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Values in v:2 index key pattern cannot be of type %s. Only numbers > 0, numbers < 0, and strings are allowed.", mql.FormatValue(d), mql.TypeName(v))
 		}
 	}
 	spec.Key = key
@@ -71,7 +72,7 @@ func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
 		case "name":
 			n, ok := e.Value.(string)
 			if !ok || n == "" {
-				return spec, NewCommandError(CodeTypeMismatch, "Error in specification %s :: caused by :: The field 'name' must be a non-empty string", mql.FormatValue(d))
+				return spec, mongoerr.Errorf(mongoerr.TypeMismatch, "Error in specification %s :: caused by :: The field 'name' must be a non-empty string", mql.FormatValue(d))
 			}
 			spec.Name = n
 		case "unique":
@@ -81,14 +82,14 @@ func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
 		case "partialFilterExpression":
 			pf, ok := e.Value.(bson.D)
 			if !ok {
-				return spec, NewCommandError(CodeTypeMismatch, "Error in specification %s :: caused by :: The field 'partialFilterExpression' must be an object", mql.FormatValue(d))
+				return spec, mongoerr.Errorf(mongoerr.TypeMismatch, "Error in specification %s :: caused by :: The field 'partialFilterExpression' must be an object", mql.FormatValue(d))
 			}
 			if _, err := mql.CompileFilter(pf); err != nil {
 				return spec, err
 			}
 			spec.PartialFilter = pf
 		case "collation":
-			return spec, NewCommandError(CodeCommandNotSupported, "devdb does not support collations")
+			return spec, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations")
 		default:
 			spec.Extra = append(spec.Extra, e)
 		}
@@ -99,20 +100,17 @@ func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
 	if spec.Unique {
 		for _, e := range key {
 			if s, ok := e.Value.(string); ok && s != "" {
-				return spec, NewCommandError(codeCannotCreateIndex, "Error in specification %s :: caused by :: Currently only single field hashed index supported unique: false. Index type %s cannot be unique", mql.FormatValue(d), s)
+				return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Currently only single field hashed index supported unique: false. Index type %s cannot be unique", mql.FormatValue(d), s)
 			}
 		}
 	}
 	if spec.Name == "_id_" {
 		if len(key) != 1 || key[0].Key != "_id" {
-			return spec, NewCommandError(codeCannotCreateIndex, "The index name '_id_' is reserved for the _id index, which must have key pattern {_id: 1}, found key: %s", mql.FormatValue(key))
+			return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "The index name '_id_' is reserved for the _id index, which must have key pattern {_id: 1}, found key: %s", mql.FormatValue(key))
 		}
 	}
 	return spec, nil
 }
-
-// codeFailedToParseIndex is FailedToParse (9), used for malformed specs.
-const codeFailedToParseIndex = CodeFailedToParse
 
 // cmdCreateIndexes answers createIndexes {indexes: [...]}: the collection is
 // created when missing; unique indexes are built from existing documents
@@ -177,7 +175,7 @@ func (s *Server) cmdListIndexes(ctx context.Context, req *Request) (bson.D, erro
 			return err
 		}
 		if c == nil {
-			return NewCommandError(codeNamespaceNotFound, "ns does not exist: %s.%s", req.DB, coll)
+			return mongoerr.Errorf(mongoerr.NamespaceNotFound, "ns does not exist: %s.%s", req.DB, coll)
 		}
 		for _, ix := range c.Indexes {
 			docs = append(docs, storage.IndexSpecDocument(ix))
@@ -199,7 +197,7 @@ func (s *Server) cmdDropIndexes(_ context.Context, req *Request) (bson.D, error)
 	}
 	which, ok := fieldOf(req.Body, "index")
 	if !ok {
-		return nil, NewCommandError(CodeLocation40414, "BSON field 'dropIndexes.index' is missing but a required field")
+		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'dropIndexes.index' is missing but a required field")
 	}
 	return s.execWrite(req, "drop indexes of", coll, nil, func(tx *storage.Tx) (bson.D, error) {
 		c, err := tx.Collection(req.DB, coll)
@@ -207,7 +205,7 @@ func (s *Server) cmdDropIndexes(_ context.Context, req *Request) (bson.D, error)
 			return nil, err
 		}
 		if c == nil {
-			return nil, NewCommandError(codeNamespaceNotFound, "ns not found %s.%s", req.DB, coll)
+			return nil, mongoerr.Errorf(mongoerr.NamespaceNotFound, "ns not found %s.%s", req.DB, coll)
 		}
 		was := len(c.Indexes)
 		all := false
@@ -226,10 +224,10 @@ func (s *Server) cmdDropIndexes(_ context.Context, req *Request) (bson.D, error)
 			for _, el := range w {
 				n, ok := el.(string)
 				if !ok {
-					return nil, NewCommandError(CodeTypeMismatch, "dropIndexes 'index' array elements must be strings")
+					return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "dropIndexes 'index' array elements must be strings")
 				}
 				if n == "*" {
-					return nil, NewCommandError(CodeInvalidOptions, "'*' is not allowed in an array of index names")
+					return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "'*' is not allowed in an array of index names")
 				}
 				names = append(names, n)
 			}
@@ -242,10 +240,10 @@ func (s *Server) cmdDropIndexes(_ context.Context, req *Request) (bson.D, error)
 				}
 			}
 			if !found {
-				return nil, NewCommandError(codeIndexNotFound, "can't find index with key: %s", mql.FormatValue(w))
+				return nil, mongoerr.Errorf(mongoerr.IndexNotFound, "can't find index with key: %s", mql.FormatValue(w))
 			}
 		default:
-			return nil, NewCommandError(CodeTypeMismatch, "BSON field 'dropIndexes.index' is the wrong type '%s', expected types '[string, object, array]'", mql.TypeName(which))
+			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'dropIndexes.index' is the wrong type '%s', expected types '[string, object, array]'", mql.TypeName(which))
 		}
 		for _, n := range names {
 			if err := tx.DropIndex(c, n); err != nil {

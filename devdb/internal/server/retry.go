@@ -8,6 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -22,8 +23,6 @@ import (
 // the table is capped (least recently used records are evicted first).
 
 const (
-	// codeTransactionTooOld is MongoDB's TransactionTooOld.
-	codeTransactionTooOld int32 = 225
 	// retrySessionTimeout is how long a session's record outlives its last
 	// retryable write: hello's logicalSessionTimeoutMinutes.
 	retrySessionTimeout = time.Duration(admSessionTimeoutMinutes) * time.Minute
@@ -74,28 +73,28 @@ func (s *Server) retryableWriteOf(req *Request, coll string, stmts int, ordered 
 	}
 	txn, ok := tv.(int64)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'OperationSessionInfo.txnNumber' is the wrong type '%s', expected type 'long'", mql.TypeName(tv))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'OperationSessionInfo.txnNumber' is the wrong type '%s', expected type 'long'", mql.TypeName(tv))
 	}
 	if txn < 0 {
-		return nil, NewCommandError(CodeBadValue, "Transaction number cannot be negative")
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "Transaction number cannot be negative")
 	}
 	lv, ok := fieldOf(req.Body, "lsid")
 	if !ok {
-		return nil, NewCommandError(CodeInvalidOptions, "Transaction number requires a session ID to also be specified")
+		return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "Transaction number requires a session ID to also be specified")
 	}
 	lsid, ok := lv.(bson.D)
 	if !ok {
-		return nil, NewCommandError(CodeTypeMismatch, "BSON field 'OperationSessionInfo.lsid' is the wrong type '%s', expected type 'object'", mql.TypeName(lv))
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'OperationSessionInfo.lsid' is the wrong type '%s', expected type 'object'", mql.TypeName(lv))
 	}
 	if _, ok := fieldOf(lsid, "id"); !ok {
-		return nil, NewCommandError(CodeLocation40414, "BSON field 'OperationSessionInfo.lsid.id' is missing but a required field")
+		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'OperationSessionInfo.lsid.id' is missing but a required field")
 	}
 	key, err := bson.Marshal(lsid)
 	if err != nil {
-		return nil, NewCommandError(CodeBadValue, "encode lsid: %v", err)
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "encode lsid: %v", err)
 	}
 	if len(key) > storage.MaxSessionKey {
-		return nil, NewCommandError(CodeBadValue, "lsid is too large (%d bytes)", len(key))
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "lsid is too large (%d bytes)", len(key))
 	}
 	return &retryableWrite{
 		session:       key,
@@ -123,11 +122,11 @@ func (s *Server) replayWrite(tx *storage.Tx, rw *retryableWrite) (reply bson.D, 
 		return nil, false, err
 	}
 	if rw.txn < rec.TxnNumber {
-		return nil, false, &CommandError{Code: codeTransactionTooOld, CodeName: "TransactionTooOld",
+		return nil, false, &mongoerr.Error{Code: mongoerr.TransactionTooOld,
 			Message: fmt.Sprintf("Cannot start transaction %d on session %s because a newer transaction %d has already started.", rw.txn, sessionString(rw.session), rec.TxnNumber)}
 	}
 	if rec.Command != rw.command {
-		return nil, false, NewCommandError(CodeIllegalOperation,
+		return nil, false, mongoerr.Errorf(mongoerr.IllegalOperation,
 			"txnNumber %d of session %s was already used by a different write (%s); a retry must repeat the same command", rw.txn, sessionString(rw.session), rec.Command)
 	}
 	if err := bson.Unmarshal(rec.Reply, &reply); err != nil {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -305,7 +306,7 @@ func TestRetryableWriteCommandRules(t *testing.T) {
 	tests := []struct {
 		name     string
 		cmd      bson.D
-		code     int32
+		code     mongoerr.Code
 		codeName string
 	}{
 		{
@@ -342,7 +343,7 @@ func TestRetryableWriteCommandRules(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			reply := run(tc.cmd)
-			if get(reply, "ok") != 0.0 || get(reply, "code") != tc.code || get(reply, "codeName") != tc.codeName {
+			if get(reply, "ok") != 0.0 || get(reply, "code") != int32(tc.code) || get(reply, "codeName") != tc.codeName {
 				t.Fatalf("reply = %v, want error %d %s", reply, tc.code, tc.codeName)
 			}
 		})

@@ -17,9 +17,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/changehook/changehook/devdb/internal/storage"
 	"github.com/changehook/changehook/devdb/internal/wire"
-	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/internal/mongoerr"
 )
 
 func TestStartOptions(t *testing.T) {
@@ -101,11 +100,11 @@ func TestHandlerPanicKeepsConnection(t *testing.T) {
 	c := connect(t, s, options.Client().SetMaxPoolSize(1))
 	for range 2 {
 		_, err := runCommand(t, c, "admin", bson.D{{Key: "testPanic", Value: 1}})
-		wantCode(t, err, CodeInternalError, "InternalError")
+		wantCode(t, err, mongoerr.InternalError, "InternalError")
 		mustRun(t, c, "admin", bson.D{{Key: "ping", Value: 1}})
 	}
 	_, err := runCommand(t, c, "admin", bson.D{{Key: "testPlainError", Value: 1}})
-	wantCode(t, err, CodeInternalError, "InternalError")
+	wantCode(t, err, mongoerr.InternalError, "InternalError")
 	if got := s.totalCreated.Load(); got > 3 {
 		// 1 monitoring + 1 pooled (+1 RTT monitor at most): a panic must not cost a reconnect.
 		t.Fatalf("%d connections created, want the pooled one reused", got)
@@ -227,7 +226,7 @@ func TestOversizedCommandGetsBSONObjectTooLarge(t *testing.T) {
 	big := bson.D{{Key: "ping", Value: 1}, {Key: "pad", Value: strings.Repeat("x", wire.MaxCommandSize)}, {Key: "$db", Value: "admin"}}
 	id := r.command(0, big)
 	reply := r.readReply(id)
-	if get(reply, "code") != CodeBSONObjectTooLarge || get(reply, "ok") != 0.0 {
+	if get(reply, "code") != int32(mongoerr.BSONObjectTooLarge) || get(reply, "ok") != 0.0 {
 		t.Fatalf("reply = %v, want BSONObjectTooLarge", reply)
 	}
 	// The connection stays usable.
@@ -242,13 +241,13 @@ func TestOpMsgRequests(t *testing.T) {
 	tests := []struct {
 		name     string
 		cmd      bson.D
-		wantCode int32
+		wantCode mongoerr.Code
 	}{
-		{name: "missing $db", cmd: bson.D{{Key: "ping", Value: 1}}, wantCode: CodeLocation40571},
-		{name: "non-string $db", cmd: bson.D{{Key: "ping", Value: 1}, {Key: "$db", Value: 1}}, wantCode: CodeTypeMismatch},
-		{name: "invalid db name", cmd: bson.D{{Key: "ping", Value: 1}, {Key: "$db", Value: "a.b"}}, wantCode: CodeInvalidNamespace},
-		{name: "unknown command", cmd: bson.D{{Key: "foo", Value: 1}, {Key: "$db", Value: "admin"}}, wantCode: CodeCommandNotFound},
-		{name: "command names are case-sensitive", cmd: bson.D{{Key: "PING", Value: 1}, {Key: "$db", Value: "admin"}}, wantCode: CodeCommandNotFound},
+		{name: "missing $db", cmd: bson.D{{Key: "ping", Value: 1}}, wantCode: mongoerr.OpMsgMissingDB},
+		{name: "non-string $db", cmd: bson.D{{Key: "ping", Value: 1}, {Key: "$db", Value: 1}}, wantCode: mongoerr.TypeMismatch},
+		{name: "invalid db name", cmd: bson.D{{Key: "ping", Value: 1}, {Key: "$db", Value: "a.b"}}, wantCode: mongoerr.InvalidNamespace},
+		{name: "unknown command", cmd: bson.D{{Key: "foo", Value: 1}, {Key: "$db", Value: "admin"}}, wantCode: mongoerr.CommandNotFound},
+		{name: "command names are case-sensitive", cmd: bson.D{{Key: "PING", Value: 1}, {Key: "$db", Value: "admin"}}, wantCode: mongoerr.CommandNotFound},
 		{name: "ping", cmd: bson.D{{Key: "ping", Value: 1}, {Key: "$db", Value: "admin"}}},
 	}
 	for _, tt := range tests {
@@ -259,7 +258,7 @@ func TestOpMsgRequests(t *testing.T) {
 				if get(reply, "ok") != 1.0 {
 					t.Fatalf("reply = %v, want ok", reply)
 				}
-			} else if get(reply, "code") != tt.wantCode || get(reply, "ok") != 0.0 {
+			} else if get(reply, "code") != int32(tt.wantCode) || get(reply, "ok") != 0.0 {
 				t.Fatalf("reply = %v, want code %d", reply, tt.wantCode)
 			}
 			for _, f := range []string{"operationTime", "$clusterTime"} {
@@ -363,7 +362,7 @@ func TestLegacyOpQuery(t *testing.T) {
 	})
 	t.Run("other commands refused", func(t *testing.T) {
 		rep := query(t, "admin.$cmd", bson.D{{Key: "ping", Value: 1}})
-		if d := decode(t, rep.Documents[0]); get(d, "code") != CodeUnsupportedOpQueryCommand {
+		if d := decode(t, rep.Documents[0]); get(d, "code") != int32(mongoerr.UnsupportedOpQueryCommand) {
 			t.Fatalf("reply = %v, want UnsupportedOpQueryCommand", d)
 		}
 	})
@@ -465,14 +464,14 @@ func TestAsCommandError(t *testing.T) {
 	tests := []struct {
 		name       string
 		err        error
-		code       int32
+		code       mongoerr.Code
 		codeName   string
 		unexpected bool
 	}{
-		{name: "command error", err: NewCommandError(CodeCursorNotFound, "x"), code: 43, codeName: "CursorNotFound"},
-		{name: "wrapped command error", err: fmt.Errorf("run: %w", &CommandError{Code: 280, CodeName: "ChangeStreamFatalError", Message: "m", Labels: []string{"L"}}), code: 280, codeName: "ChangeStreamFatalError"},
-		{name: "mql error", err: fmt.Errorf("filter: %w", mql.Errorf(mql.CodeBadValue, "", "bad")), code: 2, codeName: "BadValue"},
-		{name: "storage error", err: fmt.Errorf("insert: %w", &storage.Error{Code: 11000, CodeName: "DuplicateKey", Message: "E11000"}), code: 11000, codeName: "DuplicateKey"},
+		{name: "command error", err: mongoerr.Errorf(mongoerr.CursorNotFound, "x"), code: 43, codeName: "CursorNotFound"},
+		{name: "wrapped command error", err: fmt.Errorf("run: %w", &mongoerr.Error{Code: 280, Message: "m", Labels: []string{"L"}}), code: 280, codeName: "ChangeStreamFatalError"},
+		{name: "mql error", err: fmt.Errorf("filter: %w", mongoerr.Errorf(mongoerr.BadValue, "bad")), code: 2, codeName: "BadValue"},
+		{name: "storage error", err: fmt.Errorf("insert: %w", &mongoerr.Error{Code: 11000, Message: "E11000"}), code: 11000, codeName: "DuplicateKey"},
 		{name: "document too large", err: fmt.Errorf("parse: %w", wire.ErrDocumentTooLarge), code: 10334, codeName: "BSONObjectTooLarge"},
 		{name: "cancelled", err: fmt.Errorf("scan: %w", context.Canceled), code: 11601, codeName: "Interrupted"},
 		{name: "deadline", err: fmt.Errorf("scan: %w", context.DeadlineExceeded), code: 50, codeName: "MaxTimeMSExpired"},
@@ -482,12 +481,9 @@ func TestAsCommandError(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ce, unexpected := asCommandError(tt.err)
-			if ce.Code != tt.code || ce.CodeName != tt.codeName || unexpected != tt.unexpected {
-				t.Fatalf("got %d %s unexpected=%v, want %d %s unexpected=%v", ce.Code, ce.CodeName, unexpected, tt.code, tt.codeName, tt.unexpected)
+			if ce.Code != tt.code || ce.Code.String() != tt.codeName || unexpected != tt.unexpected {
+				t.Fatalf("got %d %s unexpected=%v, want %d %s unexpected=%v", ce.Code, ce.Code.String(), unexpected, tt.code, tt.codeName, tt.unexpected)
 			}
 		})
-	}
-	if got := CodeNameOf(31254); got != "Location31254" {
-		t.Fatalf("CodeNameOf(31254) = %q", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -113,11 +114,10 @@ func (t resumeToken) compare(u resumeToken) int {
 }
 
 // invalidTokenError is the error for a resume token that cannot be decoded.
-func invalidTokenError(format string, args ...any) *CommandError {
-	return &CommandError{
-		Code:     260,
-		CodeName: "InvalidResumeToken",
-		Message:  "Bad resume token: " + fmt.Sprintf(format, args...),
+func invalidTokenError(format string, args ...any) *mongoerr.Error {
+	return &mongoerr.Error{
+		Code:    260,
+		Message: "Bad resume token: " + fmt.Sprintf(format, args...),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -93,8 +94,8 @@ func TestParseResumeTokenErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := parseResumeToken(tc.v)
-			var ce *CommandError
-			if !errors.As(err, &ce) || ce.Code != 260 || ce.CodeName != "InvalidResumeToken" {
+			var ce *mongoerr.Error
+			if !errors.As(err, &ce) || ce.Code != 260 || ce.Code.String() != "InvalidResumeToken" {
 				t.Fatalf("parseResumeToken(%v) error = %v, want InvalidResumeToken (260)", tc.v, err)
 			}
 		})

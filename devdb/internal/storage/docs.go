@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	bolt "go.etcd.io/bbolt"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -13,7 +14,7 @@ import (
 func docKey(doc bson.D) (bson.D, error) {
 	id, ok := lookupField(doc, "_id")
 	if !ok {
-		return nil, errorf(CodeBadValue, "BadValue", "document has no _id")
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "document has no _id")
 	}
 	return bson.D{{Key: "_id", Value: id}}, nil
 }
@@ -21,7 +22,7 @@ func docKey(doc bson.D) (bson.D, error) {
 func (t *Tx) docs(c *Collection) (*bolt.Bucket, error) {
 	b := t.dataBucket(c)
 	if b == nil {
-		return nil, errorf(CodeNamespaceNotFound, "NamespaceNotFound", "collection %s was dropped", c.Namespace())
+		return nil, mongoerr.Errorf(mongoerr.NamespaceNotFound, "collection %s was dropped", c.Namespace())
 	}
 	return b.Bucket(keyDocs), nil
 }
@@ -29,10 +30,10 @@ func (t *Tx) docs(c *Collection) (*bolt.Bucket, error) {
 func encodeDoc(doc bson.D) ([]byte, error) {
 	raw, err := bson.Marshal(doc)
 	if err != nil {
-		return nil, errorf(CodeBadValue, "BadValue", "cannot encode document: %v", err)
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "cannot encode document: %v", err)
 	}
 	if len(raw) > MaxDocumentSize {
-		return nil, errorf(CodeBSONObjectTooLarge, "BSONObjectTooLarge", "object to insert too large. size in bytes: %d, max size: %d", len(raw), MaxDocumentSize)
+		return nil, mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "object to insert too large. size in bytes: %d, max size: %d", len(raw), MaxDocumentSize)
 	}
 	return raw, nil
 }
@@ -214,7 +215,7 @@ func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 		return err
 	}
 	if !ok {
-		return errorf(CodeBadValue, "BadValue", "record %d of %s does not exist", rid, c.Namespace())
+		return mongoerr.Errorf(mongoerr.BadValue, "record %d of %s does not exist", rid, c.Namespace())
 	}
 	raw, err := encodeDoc(doc)
 	if err != nil {

@@ -8,38 +8,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// Error is a storage failure that maps one-to-one onto a MongoDB error:
-// Code and CodeName are MongoDB's (for example 26 NamespaceNotFound).
-type Error struct {
-	Code     int32
-	CodeName string
-	Message  string
-}
-
-// Error implements error.
-func (e *Error) Error() string { return e.CodeName + ": " + e.Message }
-
-func errorf(code int32, name, format string, args ...any) *Error {
-	return &Error{Code: code, CodeName: name, Message: fmt.Sprintf(format, args...)}
-}
-
-// MongoDB error codes used by the storage engine.
-const (
-	CodeBadValue              = 2
-	CodeIllegalOperation      = 20
-	CodeNamespaceNotFound     = 26
-	CodeIndexNotFound         = 27
-	CodeNamespaceExists       = 48
-	CodeCannotCreateIndex     = 67
-	CodeInvalidOptions        = 72
-	CodeInvalidNamespace      = 73
-	CodeIndexOptionsConflict  = 85
-	CodeIndexKeySpecsConflict = 86
-	CodeCannotIndexParallel   = 171
-	CodeDuplicateKey          = 11000
-	CodeBSONObjectTooLarge    = 10334
-)
-
 // MaxDocumentSize is MongoDB's maximum BSON document size (16 MiB).
 const MaxDocumentSize = 16 * 1024 * 1024
 

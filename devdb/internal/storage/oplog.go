@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	bolt "go.etcd.io/bbolt"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -96,7 +97,7 @@ func (e *Engine) OplogAfter(after bson.Timestamp, fn func(*OplogEntry) bool) err
 // transaction.
 func (t *Tx) appendOplog(ent *OplogEntry) error {
 	if !t.tx.Writable() {
-		return errorf(CodeIllegalOperation, "IllegalOperation", "write in a read-only transaction")
+		return mongoerr.Errorf(mongoerr.IllegalOperation, "write in a read-only transaction")
 	}
 	now := t.e.opts.Now()
 	last := unpackTS(t.e.allocTS)

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -86,8 +87,7 @@ func documentKeys(doc bson.D, pattern bson.D, sparse bool) (keys []indexKey, ok 
 		if len(vals) > 1 {
 			arrays++
 			if arrays > 1 {
-				return nil, false, errorf(CodeCannotIndexParallel, "CannotIndexParallelArrays",
-					"cannot index parallel arrays [%s]", f.Key)
+				return nil, false, mongoerr.Errorf(mongoerr.CannotIndexParallelArrays, "cannot index parallel arrays [%s]", f.Key)
 			}
 		}
 		next := make([]indexKey, 0, len(keys)*len(vals))
@@ -99,7 +99,7 @@ func documentKeys(doc bson.D, pattern bson.D, sparse bool) (keys []indexKey, ok 
 			}
 		}
 		if len(next) > maxKeysPerDocument {
-			return nil, false, errorf(CodeBadValue, "BadValue", "document generates more than %d keys for one index", maxKeysPerDocument)
+			return nil, false, mongoerr.Errorf(mongoerr.BadValue, "document generates more than %d keys for one index", maxKeysPerDocument)
 		}
 		keys = next
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	bolt "go.etcd.io/bbolt"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -97,10 +98,10 @@ func (t *Tx) PutSessionTxn(session []byte, rec *SessionTxn, lim SessionLimits) e
 		return err
 	}
 	if len(session) == 0 || len(session) > MaxSessionKey {
-		return errorf(CodeBadValue, "BadValue", "session key must be 1 to %d bytes, got %d", MaxSessionKey, len(session))
+		return mongoerr.Errorf(mongoerr.BadValue, "session key must be 1 to %d bytes, got %d", MaxSessionKey, len(session))
 	}
 	if len(rec.Command) > 0xffff {
-		return errorf(CodeBadValue, "BadValue", "session command fingerprint too long: %d bytes", len(rec.Command))
+		return mongoerr.Errorf(mongoerr.BadValue, "session command fingerprint too long: %d bytes", len(rec.Command))
 	}
 	root, err := t.tx.CreateBucketIfNotExists(bucketSessions)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -323,16 +324,16 @@ func TestRenameErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		from, to string
-		code     int32
+		code     mongoerr.Code
 	}{
-		{"missing source", "nope", "x", CodeNamespaceNotFound},
-		{"existing target", "a", "b", CodeNamespaceExists},
-		{"itself", "a", "a", CodeIllegalOperation},
+		{"missing source", "nope", "x", mongoerr.NamespaceNotFound},
+		{"existing target", "a", "b", mongoerr.NamespaceExists},
+		{"itself", "a", "a", mongoerr.IllegalOperation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := e.Update(func(tx *Tx) error { return tx.RenameCollection("db", tc.from, "db", tc.to, false) })
-			var se *Error
+			var se *mongoerr.Error
 			if !errors.As(err, &se) || se.Code != tc.code {
 				t.Fatalf("got %v, want code %d", err, tc.code)
 			}

@@ -13,6 +13,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
@@ -93,7 +94,7 @@ func catalogKey(db, coll string) []byte { return []byte(db + "\x00" + coll) }
 
 func (t *Tx) writable() error {
 	if !t.tx.Writable() {
-		return errorf(CodeIllegalOperation, "IllegalOperation", "write in a read-only transaction")
+		return mongoerr.Errorf(mongoerr.IllegalOperation, "write in a read-only transaction")
 	}
 	return nil
 }
@@ -101,13 +102,13 @@ func (t *Tx) writable() error {
 // ValidateDBName checks a database name as MongoDB does (InvalidNamespace 73).
 func ValidateDBName(db string) error {
 	if db == "" {
-		return errorf(CodeInvalidNamespace, "InvalidNamespace", "Invalid empty database name")
+		return mongoerr.Errorf(mongoerr.InvalidNamespace, "Invalid empty database name")
 	}
 	if len(db) >= 64 {
-		return errorf(CodeInvalidNamespace, "InvalidNamespace", "db name is too long: '%s'", db)
+		return mongoerr.Errorf(mongoerr.InvalidNamespace, "db name is too long: '%s'", db)
 	}
 	if strings.ContainsAny(db, "/\\. \"$\x00") {
-		return errorf(CodeInvalidNamespace, "InvalidNamespace", "Invalid database name: '%s'", db)
+		return mongoerr.Errorf(mongoerr.InvalidNamespace, "Invalid database name: '%s'", db)
 	}
 	return nil
 }
@@ -119,13 +120,13 @@ func ValidateCollName(db, coll string) error {
 		return err
 	}
 	if coll == "" {
-		return errorf(CodeInvalidNamespace, "InvalidNamespace", "Invalid namespace specified '%s.'", db)
+		return mongoerr.Errorf(mongoerr.InvalidNamespace, "Invalid namespace specified '%s.'", db)
 	}
 	if strings.ContainsAny(coll, "$\x00") || !utf8.ValidString(coll) || strings.HasPrefix(coll, ".") {
-		return errorf(CodeInvalidNamespace, "InvalidNamespace", "Invalid collection name: %s", coll)
+		return mongoerr.Errorf(mongoerr.InvalidNamespace, "Invalid collection name: %s", coll)
 	}
 	if len(db)+1+len(coll) > 255 {
-		return errorf(CodeInvalidNamespace, "InvalidNamespace", "Fully qualified namespace is too long. Namespace: %s.%s Max: 255", db, coll)
+		return mongoerr.Errorf(mongoerr.InvalidNamespace, "Fully qualified namespace is too long. Namespace: %s.%s Max: 255", db, coll)
 	}
 	return nil
 }
@@ -233,7 +234,7 @@ func (t *Tx) CreateCollection(db, coll string, options bson.D) (*Collection, err
 	if existing, err := t.Collection(db, coll); err != nil {
 		return nil, err
 	} else if existing != nil {
-		return nil, errorf(CodeNamespaceExists, "NamespaceExists", "Collection %s.%s already exists.", db, coll)
+		return nil, mongoerr.Errorf(mongoerr.NamespaceExists, "Collection %s.%s already exists.", db, coll)
 	}
 	cat := t.tx.Bucket(bucketCatalog)
 	id, err := cat.NextSequence()
@@ -337,10 +338,10 @@ func (t *Tx) RenameCollection(fromDB, from, toDB, to string, dropTarget bool) er
 		return err
 	}
 	if src == nil {
-		return errorf(CodeNamespaceNotFound, "NamespaceNotFound", "Source collection %s.%s does not exist", fromDB, from)
+		return mongoerr.Errorf(mongoerr.NamespaceNotFound, "Source collection %s.%s does not exist", fromDB, from)
 	}
 	if fromDB == toDB && from == to {
-		return errorf(CodeIllegalOperation, "IllegalOperation", "Can't rename a collection to itself")
+		return mongoerr.Errorf(mongoerr.IllegalOperation, "Can't rename a collection to itself")
 	}
 	dst, err := t.Collection(toDB, to)
 	if err != nil {
@@ -349,7 +350,7 @@ func (t *Tx) RenameCollection(fromDB, from, toDB, to string, dropTarget bool) er
 	extra := bson.D{{Key: "to", Value: bson.D{{Key: "db", Value: toDB}, {Key: "coll", Value: to}}}}
 	if dst != nil {
 		if !dropTarget {
-			return errorf(CodeNamespaceExists, "NamespaceExists", "Target namespace exists")
+			return mongoerr.Errorf(mongoerr.NamespaceExists, "Target namespace exists")
 		}
 		if err := t.dropCollection(dst); err != nil {
 			return err
@@ -379,7 +380,7 @@ func (t *Tx) ModifyCollection(db, coll string, options bson.D) (*Collection, err
 		return nil, err
 	}
 	if c == nil {
-		return nil, errorf(CodeNamespaceNotFound, "NamespaceNotFound", "ns does not exist: %s.%s", db, coll)
+		return nil, mongoerr.Errorf(mongoerr.NamespaceNotFound, "ns does not exist: %s.%s", db, coll)
 	}
 	for _, o := range options {
 		replaced := false
@@ -432,19 +433,17 @@ func (t *Tx) CreateIndex(c *Collection, spec IndexSpec) (bool, error) {
 		sameKey := bytes.Equal(KeyString(ex.Key), KeyString(spec.Key)) && keyNamesEqual(ex.Key, spec.Key)
 		if ex.Name == spec.Name {
 			if !sameKey {
-				return false, errorf(CodeIndexKeySpecsConflict, "IndexKeySpecsConflict",
-					"An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: %s, existing index: %s",
+				return false, mongoerr.Errorf(mongoerr.IndexKeySpecsConflict, "An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: %s, existing index: %s",
 					mql.FormatValue(indexSpecDoc(spec)), mql.FormatValue(indexSpecDoc(ex)))
 			}
 			if ex.Unique != spec.Unique || ex.Sparse != spec.Sparse || !bytes.Equal(KeyString(ex.PartialFilter), KeyString(spec.PartialFilter)) {
-				return false, errorf(CodeIndexOptionsConflict, "IndexOptionsConflict",
-					"An equivalent index already exists with the same name but different options. Requested index: %s, existing index: %s",
+				return false, mongoerr.Errorf(mongoerr.IndexOptionsConflict, "An equivalent index already exists with the same name but different options. Requested index: %s, existing index: %s",
 					mql.FormatValue(indexSpecDoc(spec)), mql.FormatValue(indexSpecDoc(ex)))
 			}
 			return false, nil
 		}
 		if sameKey && ex.Unique == spec.Unique && ex.Sparse == spec.Sparse && bytes.Equal(KeyString(ex.PartialFilter), KeyString(spec.PartialFilter)) {
-			return false, errorf(CodeIndexOptionsConflict, "IndexOptionsConflict", "Index already exists with a different name: %s", ex.Name)
+			return false, mongoerr.Errorf(mongoerr.IndexOptionsConflict, "Index already exists with a different name: %s", ex.Name)
 		}
 	}
 	if spec.PartialFilter != nil {
@@ -509,7 +508,7 @@ func (t *Tx) DropIndex(c *Collection, name string) error {
 		return err
 	}
 	if name == "_id_" {
-		return errorf(CodeInvalidOptions, "InvalidOptions", "cannot drop _id index")
+		return mongoerr.Errorf(mongoerr.InvalidOptions, "cannot drop _id index")
 	}
 	for i, ex := range c.Indexes {
 		if ex.Name != name {
@@ -527,7 +526,7 @@ func (t *Tx) DropIndex(c *Collection, name string) error {
 		return t.appendOplog(&OplogEntry{Op: "dropIndexes", DB: c.DB, Coll: c.Name, UUID: c.UUID,
 			Extra: bson.D{{Key: "indexes", Value: bson.A{indexSpecDoc(ex)}}}})
 	}
-	return errorf(CodeIndexNotFound, "IndexNotFound", "index not found with name [%s]", name)
+	return mongoerr.Errorf(mongoerr.IndexNotFound, "index not found with name [%s]", name)
 }
 
 // indexKeys returns the keys doc contributes to a unique index; ok is false
