@@ -131,13 +131,13 @@ func TestMatchProjectPayload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := rc.waitFor(t, "both triggers", func(ds []delivery) bool { return len(ds) >= 2 })
+	rc.waitFor(t, "both triggers", func(ds []delivery) bool { return len(ds) >= 2 })
 	// The unmatched insert must not arrive: a marker insert that matches
 	// both triggers comes after it in the stream.
 	if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: "marker"}, {Key: "name", Value: "kiwis"}, {Key: "qty", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	got = rc.waitFor(t, "markers", func(ds []delivery) bool { return len(ds) >= 4 })
+	got := rc.waitFor(t, "markers", func(ds []delivery) bool { return len(ds) >= 4 })
 	for _, d := range got {
 		if d.SigErr != nil {
 			t.Errorf("%s: %v", d.ID, d.SigErr)
