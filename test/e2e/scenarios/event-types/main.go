@@ -23,8 +23,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/changehook/changehook/devdb"
-	"github.com/changehook/changehook/test/e2e/scenarios/internal/scenarioutil"
 	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/test/e2e/scenarios/internal/scenarioutil"
 )
 
 //go:embed triggers.yaml
@@ -108,7 +108,7 @@ func replacementDoc() bson.D {
 type result struct {
 	People   []scenarioutil.Delivery // people_events deliveries, in order
 	Schema   []scenarioutil.Delivery // demo_schema deliveries, in order
-	Raw      []bson.Raw             // the plain driver stream's events, ending with invalidate
+	Raw      []bson.Raw              // the plain driver stream's events, ending with invalidate
 	Statuses []runner.TriggerStatus
 }
 

@@ -76,7 +76,7 @@ type stage struct {
 // result is what a run did and what the receiver got.
 type result struct {
 	Sales      []sale
-	Alerts     []string               // the text of every message about a fruit, in arrival order
+	Alerts     []string                // the text of every message about a fruit, in arrival order
 	Deliveries []scenarioutil.Delivery // every request the receiver acknowledged
 }
 

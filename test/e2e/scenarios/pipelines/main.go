@@ -24,8 +24,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/devdb"
-	"github.com/changehook/changehook/test/e2e/scenarios/internal/scenarioutil"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/test/e2e/scenarios/internal/scenarioutil"
 	"github.com/changehook/changehook/triggers"
 )
 
