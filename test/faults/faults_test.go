@@ -18,7 +18,7 @@ import (
 
 var (
 	longFlag   = flag.Bool("long", false, "run every scenario at full size (also CHANGEHOOK_LONG=1)")
-	updateFlag = flag.Bool("update-reliability", false, "rewrite the results table in ../RELIABILITY.md")
+	updateFlag = flag.Bool("update-reliability", false, "rewrite the results table in ../../RELIABILITY.md")
 	seedFlag   = flag.Uint64("seed", 20261121, "seed of the random kill points, writes and failures")
 )
 
