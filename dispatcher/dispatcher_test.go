@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -58,7 +57,6 @@ func newReceiver(t *testing.T, respond func(n int, w http.ResponseWriter, r *htt
 	t.Cleanup(rc.srv.Close)
 	return rc
 }
-
 func (rc *receiver) deliveries() []delivery {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -73,7 +71,6 @@ func statuses(codes ...int) func(int, http.ResponseWriter, *http.Request) {
 		_, _ = io.WriteString(w, "status "+http.StatusText(codes[min(n, len(codes))-1]))
 	}
 }
-
 func newTestDispatcher(t *testing.T, cfg Config, sink DeadLetterSink, opts ...Option) *Dispatcher {
 	t.Helper()
 	if cfg.Trigger == "" {
@@ -90,7 +87,6 @@ func newTestDispatcher(t *testing.T, cfg Config, sink DeadLetterSink, opts ...Op
 	})
 	return d
 }
-
 func TestNewValidates(t *testing.T) {
 	ok := Webhook{URL: "http://127.0.0.1:1/h"}
 	tests := []struct {
@@ -126,283 +122,6 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
-
-// TestDeliverScripted runs one event through the retry policy against
-// scripted endpoints.
-func TestDeliverScripted(t *testing.T) {
-	tests := []struct {
-		name         string
-		respond      func(int, http.ResponseWriter, *http.Request)
-		retry        RetryPolicy
-		deadLetter   bool
-		timeout      time.Duration
-		wantErr      string // "" = success
-		wantAttempts int
-		wantStatus   int
-		wantReason   string
-		wantSleeps   []time.Duration // nil: not checked
-	}{
-		{
-			name:    "500 500 then 200",
-			respond: statuses(500, 500, 200), retry: RetryPolicy{MaxAttempts: 5}, deadLetter: true,
-			wantAttempts: 3, wantStatus: 200,
-		},
-		{
-			name: "429 with Retry-After seconds then 200",
-			respond: func(n int, w http.ResponseWriter, _ *http.Request) {
-				if n == 1 {
-					w.Header().Set("Retry-After", "7")
-					w.WriteHeader(429)
-					return
-				}
-				w.WriteHeader(200)
-			},
-			retry: RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Minute}, deadLetter: true,
-			wantAttempts: 2, wantStatus: 200, wantSleeps: []time.Duration{7 * time.Second},
-		},
-		{
-			name: "503 with Retry-After date capped at max backoff",
-			respond: func(n int, w http.ResponseWriter, _ *http.Request) {
-				if n == 1 {
-					w.Header().Set("Retry-After", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
-					w.WriteHeader(503)
-					return
-				}
-				w.WriteHeader(202)
-			},
-			retry: RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Second}, deadLetter: true,
-			wantAttempts: 2, wantStatus: 202, wantSleeps: []time.Duration{5 * time.Second},
-		},
-		{
-			name: "timeout then 200",
-			respond: func(n int, w http.ResponseWriter, r *http.Request) {
-				if n == 1 {
-					<-r.Context().Done() // hold the request until the client gives up
-					return
-				}
-				w.WriteHeader(200)
-			},
-			timeout: 50 * time.Millisecond, retry: RetryPolicy{MaxAttempts: 3}, deadLetter: true,
-			wantAttempts: 2, wantStatus: 200,
-		},
-		{
-			name: "connection reset then 200",
-			respond: func(n int, w http.ResponseWriter, _ *http.Request) {
-				if n == 1 {
-					conn, _, err := w.(http.Hijacker).Hijack()
-					if err == nil {
-						_ = conn.Close()
-					}
-					return
-				}
-				w.WriteHeader(200)
-			},
-			retry: RetryPolicy{MaxAttempts: 3}, deadLetter: true,
-			wantAttempts: 2, wantStatus: 200,
-		},
-		{
-			name:    "500 exhausts attempts",
-			respond: statuses(500), retry: RetryPolicy{MaxAttempts: 4}, deadLetter: true,
-			wantErr: "giving up after 4 attempts: server_error: HTTP 500", wantAttempts: 4, wantStatus: 500, wantReason: ReasonServerError,
-		},
-		{
-			name:    "400 is permanent",
-			respond: statuses(400), retry: RetryPolicy{MaxAttempts: 4}, deadLetter: true,
-			wantErr: "giving up after 1 attempts: client_error: HTTP 400", wantAttempts: 1, wantStatus: 400, wantReason: ReasonClientError,
-		},
-		{
-			name: "redirect is not followed",
-			respond: func(_ int, w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/elsewhere" {
-					w.WriteHeader(200)
-					return
-				}
-				w.Header().Set("Location", "/elsewhere?token=abc")
-				w.WriteHeader(308)
-			},
-			retry: RetryPolicy{MaxAttempts: 4}, deadLetter: true,
-			wantErr: "redirect to /elsewhere?token=REDACTED not followed", wantAttempts: 1, wantStatus: 308, wantReason: ReasonRedirect,
-		},
-		{
-			name:    "without dead letters a 400 is retried until it succeeds",
-			respond: statuses(400, 400, 400, 200), retry: RetryPolicy{MaxAttempts: 1}, deadLetter: false,
-			wantAttempts: 4, wantStatus: 200,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rc := newReceiver(t, tt.respond)
-			clock := newFakeClock()
-			var sink DeadLetterSink
-			if tt.deadLetter {
-				sink = &memSink{}
-			}
-			d := newTestDispatcher(t, Config{
-				Webhook:    Webhook{URL: rc.srv.URL + "/hook", Timeout: tt.timeout},
-				Retry:      tt.retry,
-				DeadLetter: tt.deadLetter,
-			}, sink, WithClock(clock))
-			ev := testEvent(t, 1, "k")
-			res, err := d.Deliver(context.Background(), ev)
-			if tt.wantErr == "" && err != nil {
-				t.Fatalf("Deliver: %v", err)
-			}
-			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Fatalf("Deliver error = %v, want one containing %q", err, tt.wantErr)
-			}
-			if res.Attempts != tt.wantAttempts || res.Status != tt.wantStatus || res.Reason != tt.wantReason {
-				t.Fatalf("Result = %+v, want attempts %d status %d reason %q", res, tt.wantAttempts, tt.wantStatus, tt.wantReason)
-			}
-			if res.WebhookID != WebhookID("orders", ev.Token) {
-				t.Fatalf("Result.WebhookID = %s, want %s", res.WebhookID, WebhookID("orders", ev.Token))
-			}
-			if got := clock.Sleeps(); len(got) != tt.wantAttempts-1 {
-				t.Fatalf("slept %d times (%v), want %d", len(got), got, tt.wantAttempts-1)
-			} else if tt.wantSleeps != nil && !equalDurations(got, tt.wantSleeps) {
-				t.Fatalf("slept %v, want %v", got, tt.wantSleeps)
-			}
-			// Every attempt carried the same webhook-id.
-			for i, dv := range rc.deliveries() {
-				if id := dv.header.Get("webhook-id"); id != res.WebhookID {
-					t.Fatalf("attempt %d: webhook-id %q, want %q", i+1, id, res.WebhookID)
-				}
-			}
-		})
-	}
-}
-
-func equalDurations(a, b []time.Duration) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// TestConnectionRefusedThenSuccess starts the endpoint only during the
-// first backoff: the first attempt finds nothing listening.
-func TestConnectionRefusedThenSuccess(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-
-	var hits atomic.Int32
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		hits.Add(1)
-		w.WriteHeader(http.StatusOK)
-	}), ReadHeaderTimeout: 5 * time.Second}
-	t.Cleanup(func() { _ = srv.Close() })
-	clock := newFakeClock()
-	var startErr error
-	clock.onSleep = func(n int) {
-		if n != 1 {
-			return
-		}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			startErr = err
-			return
-		}
-		go func() { _ = srv.Serve(l) }()
-	}
-	d := newTestDispatcher(t, Config{
-		Webhook: Webhook{URL: "http://" + addr + "/h"},
-		Retry:   RetryPolicy{MaxAttempts: 3},
-	}, nil, WithClock(clock))
-	res, err := d.Deliver(context.Background(), testEvent(t, 1, ""))
-	if startErr != nil {
-		t.Skipf("port %s was taken before the endpoint could start: %v", addr, startErr)
-	}
-	if err != nil {
-		t.Fatalf("Deliver: %v", err)
-	}
-	if res.Attempts != 2 || hits.Load() != 1 {
-		t.Fatalf("attempts %d, endpoint hits %d; want 2 and 1", res.Attempts, hits.Load())
-	}
-}
-
-func TestRequestHeadersAndSignature(t *testing.T) {
-	rc := newReceiver(t, statuses(500, 200))
-	clock := newFakeClock()
-	rotated := "whsec_" + "c2Vjb25kLWtleS1mb3Itcm90YXRpb24="
-	d := newTestDispatcher(t, Config{
-		Trigger: "low_stock",
-		Webhook: Webhook{
-			URL:     rc.srv.URL + "/hook",
-			Method:  "put",
-			Headers: map[string]string{"Authorization": "Bearer tok", "X-Tenant": "acme"},
-			Secrets: []string{testSecret, rotated},
-		},
-		Retry:     RetryPolicy{MaxAttempts: 2},
-		UserAgent: "changehook/v1.2.3",
-	}, nil, WithClock(clock), WithBackoff(func(time.Duration, time.Duration, int, *http.Response) time.Duration {
-		return time.Minute
-	}))
-	ev := testEvent(t, 3, "k")
-	if _, err := d.Deliver(context.Background(), ev); err != nil {
-		t.Fatalf("Deliver: %v", err)
-	}
-	got := rc.deliveries()
-	if len(got) != 2 {
-		t.Fatalf("receiver saw %d requests, want 2", len(got))
-	}
-	want, err := BuildPayload(Webhook{}, ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, dv := range got {
-		h := dv.header
-		for k, v := range map[string]string{
-			"Content-Type":         "application/json",
-			"User-Agent":           "changehook/v1.2.3",
-			"Webhook-Id":           WebhookID("low_stock", ev.Token),
-			"X-Changehook-Trigger": "low_stock",
-			"Authorization":        "Bearer tok",
-			"X-Tenant":             "acme",
-		} {
-			if h.Get(k) != v {
-				t.Errorf("attempt %d: %s = %q, want %q", i+1, k, h.Get(k), v)
-			}
-		}
-		if !bytes.Equal(dv.body, want) {
-			t.Errorf("attempt %d: body %s, want %s", i+1, dv.body, want)
-		}
-		// Each attempt is signed at its own (virtual) time, verified by the
-		// independent implementation with both keys.
-		now := clock.Now()
-		for _, s := range []string{testSecret, rotated} {
-			if err := verifySignature(s, h, dv.body, now, 2*time.Minute); err != nil {
-				t.Errorf("attempt %d: signature: %v", i+1, err)
-			}
-		}
-		if err := verifySignature("whsec_"+"d3Jvbmcta2V5", h, dv.body, now, 2*time.Minute); err == nil {
-			t.Errorf("attempt %d: signature verifies with a wrong key", i+1)
-		}
-	}
-	if a, b := got[0].header.Get("webhook-timestamp"), got[1].header.Get("webhook-timestamp"); a == b {
-		t.Errorf("retry reused webhook-timestamp %s; each attempt must be stamped", a)
-	}
-}
-
-func TestNoSignatureWithoutSecrets(t *testing.T) {
-	rc := newReceiver(t, nil)
-	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}}, nil)
-	if _, err := d.Deliver(context.Background(), testEvent(t, 1, "")); err != nil {
-		t.Fatal(err)
-	}
-	h := rc.deliveries()[0].header
-	if h.Get("webhook-signature") != "" || h.Get("webhook-timestamp") == "" || !strings.HasPrefix(h.Get("User-Agent"), "changehook/") {
-		t.Fatalf("headers %v: want no signature, a timestamp and the default user agent", h)
-	}
-}
-
 func TestDeadLetterDetails(t *testing.T) {
 	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
@@ -656,7 +375,6 @@ func TestWatermarkNeverPassesUndelivered(t *testing.T) {
 		})
 	}
 }
-
 func TestBackpressure(t *testing.T) {
 	release := make(chan struct{})
 	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
@@ -687,7 +405,6 @@ func TestBackpressure(t *testing.T) {
 		t.Fatalf("Submit after Close = %v, want ErrClosed", err)
 	}
 }
-
 func TestCloseGrace(t *testing.T) {
 	t.Run("in-flight delivery finishes within grace", func(t *testing.T) {
 		entered := make(chan struct{}, 1)
@@ -771,7 +488,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sink := &memSink{}
 	u := strings.Replace(rc.srv.URL, "http://", "http://"+userinfo+"@", 1) + "/h?token=" + query
-	d := newTestDispatcher(t, Config{
+	cfg := Config{
+		Trigger: "orders",
 		Webhook: Webhook{
 			URL:     u,
 			Headers: map[string]string{"Authorization": "Bearer " + bearer},
@@ -779,8 +497,10 @@ func TestSecretsNeverLeak(t *testing.T) {
 		},
 		Retry:      RetryPolicy{MaxAttempts: 3},
 		DeadLetter: true,
-	}, sink, WithLogger(logger), WithClock(newFakeClock()))
-	_, derr := d.Deliver(context.Background(), testEvent(t, 1, ""))
+	}
+	d := newTestDispatcher(t, cfg, sink, WithLogger(logger), WithClock(newFakeClock()))
+	// A one-off send (dead-letter replay, test --send) logs through its Sender.
+	_, derr := newTestSender(t, cfg, WithLogger(logger), WithClock(newFakeClock())).Deliver(context.Background(), testEvent(t, 1, ""))
 	if derr == nil {
 		t.Fatal("Deliver succeeded against a 403")
 	}
@@ -804,7 +524,6 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 	}
 }
-
 func TestMetrics(t *testing.T) {
 	rc := newReceiver(t, statuses(500, 200, 400))
 	reg := prometheus.NewRegistry()
@@ -865,7 +584,6 @@ func flatten(fams []*dto.MetricFamily) map[string]float64 {
 	}
 	return out
 }
-
 func TestSubmitCopiesEvent(t *testing.T) {
 	rc := newReceiver(t, nil)
 	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}}, nil)

@@ -89,10 +89,9 @@ func TestWithHTTPClient(t *testing.T) {
 	})
 	tr := &countingTransport{base: http.DefaultTransport}
 	base := &http.Client{Transport: tr, Timeout: time.Hour} // follows redirects by default
-	sink := &memSink{}
-	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL + "/h"}, DeadLetter: true, Retry: RetryPolicy{MaxAttempts: 3}},
-		sink, WithHTTPClient(base))
-	res, err := d.Deliver(context.Background(), testEvent(t, 1, ""))
+	s := newTestSender(t, Config{Webhook: Webhook{URL: rc.srv.URL + "/h"}, Retry: RetryPolicy{MaxAttempts: 3}},
+		WithHTTPClient(base))
+	res, err := s.Deliver(context.Background(), testEvent(t, 1, ""))
 	if err == nil || res.Reason != ReasonRedirect || res.Status != http.StatusFound {
 		t.Fatalf("Deliver = %+v, %v; want a permanent redirect failure", res, err)
 	}
@@ -114,9 +113,9 @@ func TestCustomCheckRetry(t *testing.T) {
 		}
 		return DefaultCheckRetry(ctx, resp, err)
 	}
-	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Retry: RetryPolicy{MaxAttempts: 3}}, nil,
+	s := newTestSender(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Retry: RetryPolicy{MaxAttempts: 3}},
 		WithCheckRetry(policy), WithClock(newFakeClock()))
-	res, err := d.Deliver(context.Background(), testEvent(t, 1, ""))
+	res, err := s.Deliver(context.Background(), testEvent(t, 1, ""))
 	if err != nil || res.Attempts != 2 || calls.Load() != 2 {
 		t.Fatalf("Deliver = %+v, %v after %d policy calls; want success on attempt 2", res, err, calls.Load())
 	}

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Failure reasons: the reason label of changehook_delivery_attempts_total,
@@ -77,12 +75,24 @@ func (e *AttemptError) Error() string {
 // Unwrap returns the underlying error.
 func (e *AttemptError) Unwrap() error { return e.Err }
 
-// DefaultCheckRetry is the retry policy, in go-retryablehttp's CheckRetry
-// form: a 2xx is success (false, nil); connection errors, timeouts, 408, 429
+// CheckRetry is a retry policy, in go-retryablehttp's form: it classifies
+// the outcome of one attempt (resp is nil when err, the transport's error,
+// is not) and says whether to retry it. (false, nil) is success; any error
+// is the attempt's failure, best an *AttemptError so its reason is known.
+// The response body has already been read (up to 4 KiB) and replaced.
+type CheckRetry func(ctx context.Context, resp *http.Response, err error) (bool, error)
+
+// Backoff is a backoff policy, in go-retryablehttp's form: the wait before
+// retry attemptNum (0 for the first retry) between lo and hi, given the
+// failed attempt's response (nil when there was none).
+type Backoff func(lo, hi time.Duration, attemptNum int, resp *http.Response) time.Duration
+
+// DefaultCheckRetry is the default CheckRetry: a 2xx is success (false, nil); connection errors, timeouts, 408, 429
 // and 5xx are retried (true, *AttemptError); 3xx (redirects are not followed)
 // and other 4xx are permanent (false, *AttemptError); a done ctx stops
-// retrying with ctx.Err(). The dispatcher overrides "permanent" with "retry"
-// when dead-lettering is disabled, since an event may then never be skipped.
+// retrying with ctx.Err(). Sender.DeliverUntilSuccess (a trigger without
+// dead letters) overrides "permanent" with "retry", since an event may then
+// never be skipped.
 func DefaultCheckRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if cerr := ctx.Err(); cerr != nil {
 		return false, cerr
@@ -129,13 +139,13 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// ExponentialJitterBackoff returns the default backoff policy in
-// go-retryablehttp's Backoff form: for retry attemptNum (0-based) a duration
-// drawn uniformly from [0, min(max, min·2^attemptNum)] — exponential backoff
-// with full jitter — unless resp carries a Retry-After header (delta-seconds
-// or an HTTP-date, relative to now()), which then wins, capped at max. jitter
-// returns a uniform value in [0, n) (math/rand/v2's Int64N when nil).
-func ExponentialJitterBackoff(now func() time.Time, jitter func(n int64) int64) retryablehttp.Backoff {
+// ExponentialJitterBackoff returns the default Backoff policy: for retry
+// attemptNum (0-based) FullJitterBackoff(attemptNum, lo, hi) — exponential
+// backoff with full jitter — unless resp carries a Retry-After header
+// (delta-seconds or an HTTP-date, relative to now()), which then wins,
+// capped at hi. jitter returns a uniform value in [0, n) (math/rand/v2's
+// Int64N when nil).
+func ExponentialJitterBackoff(now func() time.Time, jitter func(n int64) int64) Backoff {
 	if jitter == nil {
 		jitter = rand.Int64N
 	}
@@ -151,17 +161,32 @@ func ExponentialJitterBackoff(now func() time.Time, jitter func(n int64) int64) 
 				return min(d, hi)
 			}
 		}
-		if lo <= 0 || hi <= 0 {
-			return 0
-		}
-		ceiling := hi
-		if attemptNum < 62 {
-			if exp := lo << attemptNum; exp > 0 && exp>>attemptNum == lo && exp < hi {
-				ceiling = exp
-			}
-		}
-		return time.Duration(jitter(int64(ceiling) + 1))
+		return fullJitter(attemptNum, lo, hi, jitter)
 	}
+}
+
+// FullJitterBackoff is changehook's one backoff function, used between
+// delivery attempts and between the watch loop's reconnects: the wait before
+// retry n (0-based) is drawn uniformly from [0, min(maxWait, initial·2ⁿ)]
+// ("full jitter", so that many triggers or events failing together do not
+// retry in lockstep). It is 0 when initial or maxWait is not positive.
+func FullJitterBackoff(n int, initial, maxWait time.Duration) time.Duration {
+	return fullJitter(n, initial, maxWait, rand.Int64N)
+}
+
+// fullJitter is FullJitterBackoff with the random source jitter, which
+// returns a uniform value in [0, n).
+func fullJitter(n int, initial, maxWait time.Duration, jitter func(int64) int64) time.Duration {
+	if initial <= 0 || maxWait <= 0 {
+		return 0
+	}
+	ceiling := maxWait
+	if n >= 0 && n < 62 {
+		if exp := initial << n; exp > 0 && exp>>n == initial && exp < maxWait {
+			ceiling = exp
+		}
+	}
+	return time.Duration(jitter(int64(ceiling) + 1))
 }
 
 // parseRetryAfter parses a Retry-After value (RFC 9110 §10.2.3):

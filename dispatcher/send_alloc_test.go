@@ -61,26 +61,26 @@ func TestSignerReuse(t *testing.T) {
 	}
 }
 
-// TestFirstHeaderMatchesCloneAndSet checks that the first attempt's header
+// TestHeaderMatchesCloneAndSet checks that an attempt's header
 // is exactly what Clone plus Set would build, and does not share value
 // slices with the base header.
-func TestFirstHeaderMatchesCloneAndSet(t *testing.T) {
+func TestHeaderMatchesCloneAndSet(t *testing.T) {
 	for _, secrets := range [][]string{nil, {testSecret}} {
-		d, err := New(Config{
+		s, err := NewSender(Config{
 			Trigger: "hdr",
 			Webhook: Webhook{URL: "http://127.0.0.1:1/x", Secrets: secrets, Headers: map[string]string{"authorization": "Bearer t", "X-Extra": "1"}},
-		}, nil)
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		now := time.Unix(1700000000, 0)
 		body := []byte(`{"a":1}`)
-		got := d.firstHeader("msg_abc", now, body)
-		want := d.baseHeader.Clone()
+		got := s.header("msg_abc", now, body)
+		want := s.baseHeader.Clone()
 		want.Set("webhook-id", "msg_abc")
 		want.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-		if len(d.keys) > 0 {
-			want.Set("webhook-signature", signWithKeys(d.keys, "msg_abc", now, body))
+		if len(s.keys) > 0 {
+			want.Set("webhook-signature", signWithKeys(s.keys, "msg_abc", now, body))
 		}
 		if len(got) != len(want) {
 			t.Fatalf("header %v, want %v", got, want)
@@ -91,9 +91,8 @@ func TestFirstHeaderMatchesCloneAndSet(t *testing.T) {
 			}
 		}
 		got["User-Agent"] = append(got["User-Agent"], "more")
-		if len(d.baseHeader["User-Agent"]) != 1 {
+		if len(s.baseHeader["User-Agent"]) != 1 {
 			t.Fatal("first header shares value storage with the base header")
 		}
-		_ = d.Close(t.Context())
 	}
 }

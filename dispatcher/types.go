@@ -1,17 +1,23 @@
 // Package dispatcher delivers change events to a trigger's webhook.
 //
-// Delivery is a pipeline of small stages, in the style of Alertmanager's
-// notify package: build the payload (BuildPayload), sign it (Sign, Standard
-// Webhooks v1), send it with retries (go-retryablehttp with swappable
-// CheckRetry and Backoff policies, an injectable Clock for the waits), and
-// record the outcome (metrics, dead letters, the acknowledgement watermark).
+// It has two small parts. A Sender delivers one event, in the style of
+// Alertmanager's notify package: build the payload (BuildPayload), sign it
+// (Standard Webhooks v1), make one attempt (SendOnce, which answers "retry?"
+// and the failure), and a retry stage (Deliver) driven by two small
+// swappable policies in go-retryablehttp's style, CheckRetry and Backoff
+// (exponential backoff with full jitter, honouring Retry-After), with an
+// injectable Clock for the waits; the outcome is a Result. A Tracker is an
+// ordered-acknowledgement tracker after redpanda connect's
+// checkpoint.Capped: it admits events in stream order with bounded capacity
+// (backpressure), starts them according to the trigger's Ordering, and keeps
+// the low-water mark, the newest resume token that is safe to checkpoint.
 //
-// A Dispatcher serves one trigger. Submit accepts events in stream order and
-// schedules them according to the trigger's Ordering with at most Concurrency
-// deliveries in flight and a small bounded queue behind them, so a slow
-// endpoint slows the reader down instead of growing memory. Watermark reports
-// the newest resume token whose event and every earlier event are delivered or
-// dead-lettered: the token that is safe to checkpoint.
+// A Dispatcher is the worker pool that combines them for the watch loop:
+// Submit accepts events in stream order, at most Concurrency deliveries are
+// in flight with a small bounded queue behind them, failures are
+// dead-lettered or retried until they succeed, and Watermark reports the
+// checkpointable token. One-off sends (dead-letter replay, test sends) call
+// a Sender directly.
 //
 // Secrets (signing keys, header values, URL userinfo and query values) never
 // appear in errors, logs or metric labels; see RedactURL.
@@ -163,7 +169,7 @@ type DeadLetterSink interface {
 	PutDeadLetter(ctx context.Context, dl DeadLetter) error
 }
 
-// Result describes the outcome of Dispatcher.Deliver.
+// Result describes the outcome of Sender.Deliver.
 type Result struct {
 	// WebhookID is the webhook-id the requests carried.
 	WebhookID string
@@ -175,6 +181,12 @@ type Result struct {
 	Reason string
 	// Body is the last response body, truncated to 4 KiB.
 	Body string
+	// FirstAttemptAt is when the first attempt started (when the payload
+	// failed, when it was given up on).
+	FirstAttemptAt time.Time
+	// Latency is the time from the first attempt's start to the end of the
+	// last one, backoff waits included.
+	Latency time.Duration
 }
 
 // Clock is the dispatcher's source of time: the webhook-timestamp, the

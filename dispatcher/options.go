@@ -1,0 +1,52 @@
+package dispatcher
+
+import (
+	"log/slog"
+	"net/http"
+)
+
+// Option configures a Sender, or a Dispatcher and the Sender it builds.
+type Option func(*options)
+
+// options are the settings shared by NewSender and New.
+type options struct {
+	httpClient *http.Client
+	clock      Clock
+	log        *slog.Logger
+	metrics    *Metrics
+	checkRetry CheckRetry
+	backoff    Backoff
+	observer   func(Attempt)
+}
+
+// WithHTTPClient sends requests with a shallow copy of c whose Timeout is the
+// webhook's timeout and whose redirect policy is "do not follow". Default: a
+// client on a clone of http.DefaultTransport with enough idle connections
+// per host for Concurrency.
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.httpClient = c } }
+
+// WithClock sets the clock used for timestamps, metrics and backoff waits.
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithLogger sets the logger; every line carries the trigger name. Default:
+// discard.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithMetrics records into m (shared by all senders and dispatchers of a
+// process).
+func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// WithCheckRetry replaces DefaultCheckRetry. The policy's error should be an
+// *AttemptError so the failure reason is known; other errors count as
+// server_error (or connection when there was no response).
+func WithCheckRetry(p CheckRetry) Option { return func(o *options) { o.checkRetry = p } }
+
+// WithBackoff replaces ExponentialJitterBackoff. It is called with
+// RetryPolicy.InitialBackoff and MaxBackoff.
+func WithBackoff(b Backoff) Option { return func(o *options) { o.backoff = b } }
+
+// WithObserver calls f after every delivery attempt, on the delivering
+// goroutine, with what the attempt did. A Dispatcher delivers from several
+// goroutines at once, so f must be safe for concurrent use, and it must
+// return quickly: delivery waits for it.
+func WithObserver(f func(Attempt)) Option { return func(o *options) { o.observer = f } }

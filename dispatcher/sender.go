@@ -1,0 +1,470 @@
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// reservedHeaders may not be set through Webhook.Headers.
+var reservedHeaders = []string{"Content-Type", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", "X-Changehook-Trigger"}
+
+// Defaults applied by NewSender and New to zero Config fields.
+const (
+	DefaultInitialBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff     = time.Minute
+	DefaultTimeout        = 10 * time.Second
+	DefaultMaxAttempts    = 8
+)
+
+// Attempt describes one delivery attempt: what WithObserver's callback
+// receives and what Sender.SendOnce returns.
+type Attempt struct {
+	// WebhookID is the webhook-id the request carried.
+	WebhookID string
+	// Number is the attempt's number within its delivery, from 1.
+	Number int
+	// Status is the HTTP status (0: no response).
+	Status int
+	// Reason is "" on success, otherwise the failure reason (see Reason*),
+	// ReasonCanceled when the context ended.
+	Reason string
+	// Err is the failure, nil on success. Its text never contains secrets.
+	Err error
+	// Retry reports whether the retry policy judged the failure transient.
+	Retry bool
+	// Latency is the time from sending the request to the end of reading
+	// the response (on the Sender's Clock).
+	Latency time.Duration
+	// Body is the response body, truncated to 4 KiB.
+	Body string
+
+	// resp is the response (its body already read and closed), for the
+	// Backoff policy's Retry-After.
+	resp *http.Response
+}
+
+// Sender delivers one event of one trigger to its webhook: it builds the
+// payload, signs it (Standard Webhooks v1) and sends it, one attempt at a
+// time (SendOnce), retrying as the CheckRetry and Backoff policies say
+// (Deliver, DeliverUntilSuccess). It holds no queue and no state between
+// deliveries other than pooled buffers; its methods are safe for concurrent
+// use.
+type Sender struct {
+	trigger     string
+	retry       RetryPolicy
+	webhook     Webhook
+	clock       Clock
+	log         *slog.Logger
+	metrics     *Metrics
+	http        *http.Client
+	checkRetry  CheckRetry
+	backoff     Backoff
+	observer    func(Attempt)
+	method      string
+	url         string
+	redactedURL string
+	baseHeader  http.Header
+	keys        [][]byte
+	signers     sync.Pool // *signer of keys
+}
+
+// NewSender returns the Sender of cfg's trigger. It uses cfg.Trigger,
+// Webhook, Retry, UserAgent and Concurrency (for the HTTP client's idle
+// connections); zero fields take defaults (see the Default* constants;
+// Method POST; Format json). It checks the URL, method, headers, secrets and
+// format; its errors never contain secrets.
+func NewSender(cfg Config, opts ...Option) (*Sender, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	s, err := newSender(cfg, o)
+	if err != nil {
+		return nil, fmt.Errorf("new sender for trigger %q: %w", cfg.Trigger, err)
+	}
+	return s, nil
+}
+
+// newSender validates cfg and builds the Sender.
+func newSender(cfg Config, o options) (*Sender, error) {
+	if cfg.Trigger == "" {
+		return nil, errors.New("trigger name is empty")
+	}
+	s := &Sender{
+		trigger:    cfg.Trigger,
+		retry:      cfg.Retry,
+		webhook:    cfg.Webhook,
+		clock:      o.clock,
+		log:        o.log,
+		metrics:    o.metrics,
+		checkRetry: o.checkRetry,
+		backoff:    o.backoff,
+		observer:   o.observer,
+	}
+	r := &s.retry
+	if r.MaxAttempts < 1 {
+		r.MaxAttempts = 1
+	}
+	if r.InitialBackoff <= 0 {
+		r.InitialBackoff = DefaultInitialBackoff
+	}
+	if r.MaxBackoff <= 0 {
+		r.MaxBackoff = DefaultMaxBackoff
+	}
+	r.MaxBackoff = max(r.MaxBackoff, r.InitialBackoff)
+	w := &s.webhook
+	if w.Timeout <= 0 {
+		w.Timeout = DefaultTimeout
+	}
+	if _, err := canonicalFormat(w.Format); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(w.URL)
+	if err != nil {
+		return nil, fmt.Errorf("webhook url %s does not parse", RedactURL(w.URL))
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("webhook url %s: want an absolute http or https URL", redactParsedURL(u))
+	}
+	s.url, s.redactedURL = w.URL, redactParsedURL(u)
+	s.method = strings.ToUpper(w.Method)
+	if s.method == "" {
+		s.method = http.MethodPost
+	}
+	if s.method == http.MethodGet || s.method == http.MethodHead {
+		return nil, fmt.Errorf("webhook method %s cannot carry a body", s.method)
+	}
+	if _, err := http.NewRequest(s.method, s.url, nil); err != nil {
+		return nil, fmt.Errorf("webhook method %q or url %s is not valid in a request", s.method, s.redactedURL)
+	}
+	for i, sec := range w.Secrets {
+		k, err := decodeSecret(sec)
+		if err != nil {
+			return nil, fmt.Errorf("webhook secret %d: %w", i+1, err)
+		}
+		s.keys = append(s.keys, k)
+	}
+	if s.baseHeader, err = baseHeader(cfg.Trigger, cfg.UserAgent, w.Headers); err != nil {
+		return nil, err
+	}
+	if s.clock == nil {
+		s.clock = SystemClock{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With(slog.String("trigger", cfg.Trigger))
+	if s.checkRetry == nil {
+		s.checkRetry = DefaultCheckRetry
+	}
+	if s.backoff == nil {
+		s.backoff = ExponentialJitterBackoff(s.clock.Now, nil)
+	}
+	conc := cfg.Concurrency
+	if conc < 1 || cfg.Ordering == Strict || cfg.Ordering == "" {
+		conc = 1
+	}
+	s.http = httpClient(o.httpClient, conc, w.Timeout)
+	return s, nil
+}
+
+// baseHeader returns the header every request of trigger carries: the
+// configured headers (checked), User-Agent, Content-Type and
+// X-Changehook-Trigger.
+func baseHeader(trigger, ua string, headers map[string]string) (http.Header, error) {
+	if ua == "" {
+		ua = defaultUserAgent()
+	}
+	h := make(http.Header, len(headers)+4)
+	for k, v := range headers {
+		ck := http.CanonicalHeaderKey(k)
+		for _, r := range reservedHeaders {
+			if ck == r {
+				return nil, fmt.Errorf("webhook header %s is set by changehook and cannot be configured", ck)
+			}
+		}
+		if ck == "" || strings.ContainsAny(ck, " \t\r\n:") {
+			return nil, fmt.Errorf("webhook header name %q is invalid", k)
+		}
+		if strings.ContainsAny(v, "\r\n") {
+			return nil, fmt.Errorf("webhook header %s: value contains a line break", ck)
+		}
+		h.Set(ck, v)
+	}
+	if h.Get("User-Agent") == "" {
+		h.Set("User-Agent", ua)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Changehook-Trigger", trigger)
+	return h, nil
+}
+
+// httpClient returns the client deliveries use: a copy of base (or of a
+// client on a cloned default transport with idle connections for conc
+// deliveries) with the webhook timeout and redirects not followed.
+func httpClient(base *http.Client, conc int, timeout time.Duration) *http.Client {
+	var hc http.Client
+	if base != nil {
+		hc = *base
+	} else {
+		var t *http.Transport
+		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+			t = dt.Clone()
+		} else {
+			t = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
+		}
+		t.MaxIdleConnsPerHost = max(conc, 2)
+		hc.Transport = t
+	}
+	hc.Timeout = timeout
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &hc
+}
+
+// Deliver sends ev through the retry policy: at most Retry.MaxAttempts
+// attempts, stopping at the first success or permanent failure, waiting
+// between attempts as the Backoff policy says (on the Clock, honouring ctx).
+// It never dead-letters or checkpoints. The Result describes the last
+// attempt; the error wraps the last failure ("giving up after N attempts")
+// or ctx's error (Result.Reason is then ReasonCanceled). A payload that
+// cannot be built fails with ReasonPayload and no attempt.
+func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
+	return s.deliver(ctx, ev, false)
+}
+
+// DeliverUntilSuccess is Deliver for a trigger without dead letters, whose
+// events may never be skipped: every failure, permanent ones included, is
+// retried without an attempt limit, and a payload that cannot be built is
+// retried every Retry.MaxBackoff (the configuration may be fixed and
+// reloaded), until the delivery succeeds or ctx ends.
+func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, error) {
+	return s.deliver(ctx, ev, true)
+}
+
+// deliver builds the payload and runs the retry stage; forever: see
+// DeliverUntilSuccess.
+func (s *Sender) deliver(ctx context.Context, ev Event, forever bool) (Result, error) {
+	if len(ev.Token) == 0 {
+		return Result{}, errors.New("deliver event: empty resume token")
+	}
+	id := WebhookID(s.trigger, ev.Token)
+	for {
+		payload, err := BuildPayload(s.webhook, ev)
+		if err == nil {
+			return s.retryStage(ctx, id, payload, forever)
+		}
+		res := Result{WebhookID: id, Reason: ReasonPayload, FirstAttemptAt: s.clock.Now()}
+		if !forever {
+			return res, fmt.Errorf("deliver %s: %w", id, err)
+		}
+		s.log.LogAttrs(ctx, slog.LevelError, "payload cannot be built; dead letters are disabled, so the event blocks until the configuration is fixed",
+			slog.String("webhook_id", id), slog.String("error", err.Error()))
+		if serr := s.clock.Sleep(ctx, s.retry.MaxBackoff); serr != nil {
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("deliver %s: %w", id, serr)
+		}
+	}
+}
+
+// retryStage sends payload as webhook id with SendOnce until an attempt
+// succeeds, the policy gives up (never when forever) or ctx ends.
+func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, forever bool) (Result, error) {
+	res := Result{WebhookID: id, FirstAttemptAt: s.clock.Now()}
+	lastLog := ""
+	for n := 1; ; n++ {
+		at, retry, err := s.SendOnce(ctx, id, payload, n)
+		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
+		res.Latency = s.clock.Now().Sub(res.FirstAttemptAt)
+		if err == nil {
+			return res, nil
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			// Shutdown: not a failure of the endpoint, and never "done".
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, cerr)
+		}
+		if forever {
+			retry = true // never skip an event
+		}
+		if msg := err.Error(); msg != lastLog {
+			lastLog = msg
+			s.log.LogAttrs(ctx, slog.LevelWarn, "delivery attempt failed",
+				slog.String("webhook_id", id),
+				slog.Int("attempt", n),
+				slog.String("reason", at.Reason),
+				slog.Int("status", at.Status),
+				slog.Bool("retry", retry),
+				slog.String("error", msg))
+		}
+		if !retry || (!forever && n >= s.retry.MaxAttempts) {
+			return res, fmt.Errorf("deliver %s to %s: giving up after %d attempts: %w", id, s.redactedURL, n, err)
+		}
+		wait := s.backoff(s.retry.InitialBackoff, s.retry.MaxBackoff, n-1, at.resp)
+		if serr := s.clock.Sleep(ctx, wait); serr != nil {
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, serr)
+		}
+	}
+}
+
+// SendOnce makes one attempt, number n (from 1), to send payload as webhook
+// id: a request stamped and signed now, its response body kept (up to 4 KiB)
+// and classified by the CheckRetry policy. It returns nil on success;
+// otherwise the failure (an *AttemptError with the built-in policy) and
+// whether the policy judged it transient. When ctx ends the Attempt's Reason
+// is ReasonCanceled and the error is ctx's. It records the attempt metric and
+// calls the observer.
+func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int) (Attempt, bool, error) {
+	at := Attempt{WebhookID: id, Number: n}
+	start := s.clock.Now()
+	req, err := http.NewRequestWithContext(ctx, s.method, s.url, bytes.NewReader(payload))
+	if err != nil {
+		// Only a nil ctx gets here: method and URL were checked by NewSender.
+		at.Reason, at.Err = ReasonConnection, fmt.Errorf("build request for %s: %w", s.redactedURL, redactError(err))
+		s.observe(at)
+		return at, false, at.Err
+	}
+	req.Header = s.header(id, start, payload)
+	resp, doErr := s.http.Do(req)
+	if resp != nil {
+		at.Status = resp.StatusCode
+		at.Body = readBody(resp) // also closes the body
+		at.resp = resp
+	}
+	at.Latency = s.clock.Now().Sub(start)
+	retry, cerr := s.checkRetry(ctx, resp, doErr)
+	if ctx.Err() != nil {
+		at.Reason, at.Err = ReasonCanceled, ctx.Err()
+		s.observe(at)
+		return at, false, at.Err
+	}
+	if cerr == nil && !retry {
+		s.metrics.attempt(s.trigger, "")
+		s.observe(at)
+		return at, false, nil
+	}
+	if cerr == nil {
+		cerr = fmt.Errorf("unexpected HTTP status %d", at.Status)
+	}
+	var ae *AttemptError
+	switch {
+	case errors.As(cerr, &ae):
+		at.Reason = ae.Reason
+	case resp == nil:
+		at.Reason = ReasonConnection
+	default:
+		at.Reason = ReasonServerError
+	}
+	at.Err, at.Retry = cerr, retry
+	s.metrics.attempt(s.trigger, at.Reason)
+	s.observe(at)
+	return at, retry, cerr
+}
+
+// observe hands at to the observer, if any.
+func (s *Sender) observe(at Attempt) {
+	if s.observer != nil {
+		at.resp = nil
+		s.observer(at)
+	}
+}
+
+// Canonical forms of the per-request headers (what Header.Set stores).
+const (
+	hdrID        = "Webhook-Id"
+	hdrTimestamp = "Webhook-Timestamp"
+	hdrSignature = "Webhook-Signature"
+)
+
+// header returns an attempt's header: a copy of the base header plus
+// webhook-id, webhook-timestamp and (with keys) webhook-signature — the
+// header Clone+Set would build, in one map and one value array.
+func (s *Sender) header(id string, now time.Time, payload []byte) http.Header {
+	n := 3
+	for _, v := range s.baseHeader {
+		n += len(v)
+	}
+	vals := make([]string, 0, n)
+	h := make(http.Header, len(s.baseHeader)+3)
+	for k, v := range s.baseHeader {
+		i := len(vals)
+		vals = append(vals, v...)
+		h[k] = vals[i:len(vals):len(vals)]
+	}
+	add := func(k, v string) {
+		i := len(vals)
+		vals = append(vals, v)
+		h[k] = vals[i : i+1 : i+1]
+	}
+	ts, sig := s.stampValues(id, now, payload)
+	add(hdrID, id)
+	add(hdrTimestamp, ts)
+	if sig != "" {
+		add(hdrSignature, sig)
+	}
+	return h
+}
+
+// stampValues returns the webhook-timestamp and webhook-signature values for
+// an attempt at now ("" signature without keys), signing with a pooled
+// signer of s's keys.
+func (s *Sender) stampValues(id string, now time.Time, payload []byte) (ts, sig string) {
+	if len(s.keys) == 0 {
+		return strconv.FormatInt(now.Unix(), 10), ""
+	}
+	sg, _ := s.signers.Get().(*signer)
+	if sg == nil {
+		sg = newSigner(s.keys)
+	}
+	ts, sig = sg.stamp(id, now.Unix(), payload)
+	s.signers.Put(sg)
+	return ts, sig
+}
+
+// readBody reads up to respBodyLimit bytes of resp's body, drains a bounded
+// remainder so the connection can be reused, closes it, and replaces it with
+// the bytes read (so later readers and closers are harmless).
+func readBody(resp *http.Response) string {
+	if resp.Body == nil || resp.Body == http.NoBody {
+		return ""
+	}
+	bp := bodyBufPool.Get().(*[respBodyLimit]byte)
+	defer bodyBufPool.Put(bp)
+	n, err := 0, error(nil)
+	for n < len(bp) && err == nil {
+		var m int
+		m, err = resp.Body.Read(bp[n:])
+		n += m
+	}
+	body := string(bp[:n])
+	if err == nil {
+		// Drain at most drainLimit more bytes (over the kept ones).
+		for left := drainLimit; left > 0 && err == nil; {
+			var m int
+			m, err = resp.Body.Read(bp[:min(left, len(bp))])
+			left -= m
+		}
+	}
+	_ = resp.Body.Close()
+	sb := new(stringBody)
+	sb.Reset(body)
+	resp.Body = sb
+	return body
+}
+
+// bodyBufPool holds readBody's scratch buffers.
+var bodyBufPool = sync.Pool{New: func() any { return new([respBodyLimit]byte) }}
+
+// stringBody is a response body replaced by the bytes kept of it.
+type stringBody struct{ strings.Reader }
+
+func (*stringBody) Close() error { return nil }

@@ -1,0 +1,319 @@
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// ErrClosed is returned by Dispatcher.Submit and Tracker.Track after Close.
+var ErrClosed = errors.New("dispatcher closed")
+
+// Tracker is an ordered-acknowledgement tracker, after redpanda connect's
+// checkpoint.Capped: events are tracked in stream order, each gets a Ticket
+// whose Resolve acknowledges it, and the low-water mark (Watermark) is the
+// token of the newest event such that it and every earlier event were
+// resolved as done — the token that is safe to checkpoint. An event resolved
+// as not done (abandoned at shutdown) is never passed.
+//
+// It also decides when each event may start, by Ordering: Strict starts one
+// event at a time in stream order; PerDocument starts events of the same key
+// one at a time in stream order and different keys in parallel, and a
+// keyless event is a barrier (Track waits until every earlier event is
+// resolved, and returns only once the barrier itself is resolved); None
+// starts every event at once. Started events are handed out by Ready.
+//
+// At most capacity events are held, from Track until the watermark passes
+// them; Track blocks while the tracker is full, so a slow oldest event slows
+// the producer down. Track must be called from one goroutine (submission
+// order is stream order); the other methods are safe for concurrent use.
+type Tracker[T any] struct {
+	ordering Ordering
+	slots    chan struct{}         // admission semaphore: one token per held event
+	ready    chan *Ticket[T]       // started events; closed once closed and drained
+	closing  chan struct{}         // closed by Close: wakes blocked Tracks
+	drained  chan struct{}         // closed with ready
+	order    ring[*Ticket[T]]      // held events not yet passed by the watermark
+	keyTail  map[string]*Ticket[T] // per key: the newest held event
+
+	mu        sync.Mutex
+	closed    bool
+	active    int // tracked events not yet resolved
+	watermark bson.Raw
+	idleWait  chan struct{} // closed (and reset) when active drops to 0
+}
+
+// Ticket is one tracked event.
+type Ticket[T any] struct {
+	// Value is the value given to Track.
+	Value T
+
+	t     *Tracker[T]
+	token bson.Raw
+	key   string
+	state ticketState
+	next  *Ticket[T] // the next held event with the same key
+}
+
+type ticketState uint8
+
+const (
+	statePending   ticketState = iota
+	stateDone                  // delivered or dead-lettered
+	stateAbandoned             // resolved as not done: never passed
+)
+
+// strictKey chains every event under Strict (the keys given are ignored).
+const strictKey = "\x00strict"
+
+// NewTracker returns a Tracker for ordering (Strict when "") holding at
+// most capacity events (at least 1).
+func NewTracker[T any](ordering Ordering, capacity int) *Tracker[T] {
+	if ordering == "" {
+		ordering = Strict
+	}
+	capacity = max(capacity, 1)
+	return &Tracker[T]{
+		ordering: ordering,
+		slots:    make(chan struct{}, capacity),
+		ready:    make(chan *Ticket[T], capacity),
+		closing:  make(chan struct{}),
+		drained:  make(chan struct{}),
+		order:    newRing[*Ticket[T]](capacity),
+		keyTail:  make(map[string]*Ticket[T], capacity),
+	}
+}
+
+// Capacity returns the number of events the tracker holds at most.
+func (t *Tracker[T]) Capacity() int { return cap(t.slots) }
+
+// Track admits the event with resume token token and ordering key key,
+// carrying v, in stream order. It blocks while capacity events are held; it
+// returns ctx's error if ctx ends first and ErrClosed after Close, and then
+// the event is not tracked. The returned Ticket comes out of Ready when the
+// event may start; its Resolve must then be called exactly once. The
+// tracker keeps token until the watermark passes it: the caller must not
+// modify it.
+//
+// Under PerDocument an empty key makes the event a barrier (see Tracker):
+// once it is admitted an ended ctx only stops the waiting, and Track
+// returns the Ticket without error.
+func (t *Tracker[T]) Track(ctx context.Context, token bson.Raw, key string, v T) (*Ticket[T], error) {
+	switch t.ordering {
+	case Strict:
+		key = strictKey
+	case PerDocument:
+		if key == "" {
+			return t.trackBarrier(ctx, token, v)
+		}
+	default:
+		key = ""
+	}
+	return t.admit(ctx, token, key, v)
+}
+
+// trackBarrier admits a keyless PerDocument event once nothing is active
+// and waits until it is resolved.
+func (t *Tracker[T]) trackBarrier(ctx context.Context, token bson.Raw, v T) (*Ticket[T], error) {
+	if err := t.waitIdle(ctx); err != nil {
+		return nil, fmt.Errorf("track barrier event: %w", err)
+	}
+	tk, err := t.admit(ctx, token, "", v)
+	if err != nil {
+		return nil, err
+	}
+	_ = t.waitIdle(ctx)
+	return tk, nil
+}
+
+// admit holds a slot for the event and starts it, or chains it behind the
+// newest held event of its key.
+func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, v T) (*Ticket[T], error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("track event: %w", err)
+	}
+	select {
+	case t.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("track event: %w", ctx.Err())
+	case <-t.closing:
+		return nil, fmt.Errorf("track event: %w", ErrClosed)
+	}
+	tk := &Ticket[T]{Value: v, t: t, token: token, key: key}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		<-t.slots
+		return nil, fmt.Errorf("track event: %w", ErrClosed)
+	}
+	t.active++
+	t.order.push(tk)
+	if key != "" {
+		if tail, busy := t.keyTail[key]; busy {
+			// Wait behind the key's previous event; its Resolve starts tk.
+			tail.next = tk
+			t.keyTail[key] = tk
+			return tk, nil
+		}
+		t.keyTail[key] = tk
+	}
+	t.ready <- tk // never blocks: len(ready) <= active <= len(order) <= cap(ready)
+	return tk, nil
+}
+
+// Ready returns the channel of started events, in the order they may start.
+// It is closed once the tracker is closed and every tracked event resolved.
+func (t *Tracker[T]) Ready() <-chan *Ticket[T] { return t.ready }
+
+// Resolve acknowledges the ticket's event: done true when it was delivered
+// or dead-lettered, false when it was abandoned (then the watermark never
+// passes it). It starts the next event of the same key, advances the
+// watermark over the done prefix of the stream and frees the slots of the
+// events it passed. Calls after the first are ignored.
+func (tk *Ticket[T]) Resolve(done bool) {
+	t := tk.t
+	released := 0
+	t.mu.Lock()
+	if tk.state != statePending {
+		t.mu.Unlock()
+		return
+	}
+	tk.state = stateAbandoned
+	if done {
+		tk.state = stateDone
+	}
+	if k := tk.key; k != "" {
+		if tk.next != nil {
+			t.ready <- tk.next // never blocks: see admit
+			tk.next = nil
+		} else if t.keyTail[k] == tk {
+			delete(t.keyTail, k)
+		}
+	}
+	// An abandoned event is never popped: the watermark stays behind it.
+	for {
+		head, ok := t.order.peek()
+		if !ok || head.state != stateDone {
+			break
+		}
+		t.watermark = head.token
+		t.order.pop()
+		released++
+	}
+	t.active--
+	if t.active == 0 {
+		if t.idleWait != nil {
+			close(t.idleWait)
+			t.idleWait = nil
+		}
+		if t.closed {
+			t.finish()
+		}
+	}
+	t.mu.Unlock()
+	for range released {
+		<-t.slots
+	}
+}
+
+// waitIdle blocks until no tracked event is unresolved, ctx ends or the
+// tracker is closed.
+func (t *Tracker[T]) waitIdle(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		if t.active == 0 {
+			t.mu.Unlock()
+			return nil
+		}
+		if t.idleWait == nil {
+			t.idleWait = make(chan struct{})
+		}
+		ch := t.idleWait
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.closing:
+			return ErrClosed
+		}
+	}
+}
+
+// Watermark returns the low-water mark: the resume token of the newest
+// tracked event such that it and every event tracked before it were resolved
+// as done. ok is false until there is one. The token is a copy.
+func (t *Tracker[T]) Watermark() (token bson.Raw, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.watermark == nil {
+		return nil, false
+	}
+	return bytes.Clone(t.watermark), true
+}
+
+// Pending returns the number of tracked events not yet resolved.
+func (t *Tracker[T]) Pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.active
+}
+
+// Close stops admitting events: blocked and later Tracks return ErrClosed.
+// Ready is closed once every tracked event is resolved (Drained). Calling
+// Close again does nothing.
+func (t *Tracker[T]) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	t.closed = true
+	close(t.closing)
+	if t.active == 0 {
+		t.finish()
+	}
+}
+
+// Drained returns a channel closed once the tracker is closed and every
+// tracked event resolved.
+func (t *Tracker[T]) Drained() <-chan struct{} { return t.drained }
+
+// finish closes ready and drained; t.mu is held, t is closed and idle, so
+// nothing can be started any more.
+func (t *Tracker[T]) finish() {
+	close(t.ready)
+	close(t.drained)
+}
+
+// ring is a FIFO with a fixed capacity.
+type ring[E any] struct {
+	buf        []E
+	head, size int
+}
+
+func newRing[E any](n int) ring[E] { return ring[E]{buf: make([]E, n)} }
+
+func (r *ring[E]) push(e E) {
+	r.buf[(r.head+r.size)%len(r.buf)] = e
+	r.size++
+}
+
+func (r *ring[E]) peek() (E, bool) {
+	if r.size == 0 {
+		var zero E
+		return zero, false
+	}
+	return r.buf[r.head], true
+}
+
+func (r *ring[E]) pop() {
+	var zero E
+	r.buf[r.head] = zero
+	r.head = (r.head + 1) % len(r.buf)
+	r.size--
+}
