@@ -7,7 +7,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/changehook/changehook/dispatcher"
@@ -220,8 +219,7 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintln(env.Stdout, "no dead letters to replay")
 		return ExitOK
 	}
-	r := replayer{env: env, cfg: sc.cfg, store: sc.store, dispatchers: map[string]*dispatcher.Dispatcher{}}
-	defer r.close(ctx)
+	r := replayer{env: env, cfg: sc.cfg, store: sc.store, senders: map[string]*dispatcher.Sender{}}
 	failed := 0
 	for _, dl := range dls {
 		if err := r.replay(ctx, dl); err != nil {
@@ -239,37 +237,28 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 	return ExitOK
 }
 
-// replayer delivers dead letters with one dispatcher per trigger.
+// replayer delivers dead letters with one Sender per trigger.
 type replayer struct {
-	env         Env
-	cfg         *triggers.Config
-	store       *store.Store
-	dispatchers map[string]*dispatcher.Dispatcher
-}
-
-func (r *replayer) close(ctx context.Context) {
-	for _, d := range r.dispatchers {
-		_ = d.Close(context.WithoutCancel(ctx))
-	}
+	env     Env
+	cfg     *triggers.Config
+	store   *store.Store
+	senders map[string]*dispatcher.Sender
 }
 
 // replay delivers one dead letter and deletes it once delivered.
 func (r *replayer) replay(ctx context.Context, dl store.StoredDeadLetter) error {
-	d, ok := r.dispatchers[dl.Trigger]
+	s, ok := r.senders[dl.Trigger]
 	if !ok {
 		t, err := findTrigger(r.cfg, dl.Trigger)
 		if err != nil || dl.Trigger == "" {
 			return fmt.Errorf("trigger %q is not in %s: its webhook is unknown", dl.Trigger, r.cfg.Path)
 		}
-		dcfg := t.DispatcherConfig()
-		dcfg.UserAgent = "changehook/" + r.env.Version
-		dcfg.DeadLetter = true // bounded attempts; Deliver never stores a dead letter
-		if d, err = dispatcher.New(dcfg, refuseDeadLetters{}); err != nil {
-			return fmt.Errorf("prepare delivery: %w", err)
+		if s, err = newSender(t, r.env); err != nil {
+			return err
 		}
-		r.dispatchers[dl.Trigger] = d
+		r.senders[dl.Trigger] = s
 	}
-	res, err := d.Deliver(ctx, dispatcher.Event{Raw: dl.Event, Token: dl.Token, Key: documentKey(dl.Event)})
+	res, err := s.Deliver(ctx, dispatcher.Event{Raw: dl.Event, Token: dl.Token})
 	if err != nil {
 		status := "no response"
 		if res.Status != 0 {
@@ -282,16 +271,6 @@ func (r *replayer) replay(ctx context.Context, dl store.StoredDeadLetter) error 
 	}
 	fmt.Fprintf(r.env.Stdout, "%s  %s  delivered: HTTP %d after %s\n", dl.ID, dl.Trigger, res.Status, plural(res.Attempts, "attempt"))
 	return nil
-}
-
-// documentKey returns the canonical documentKey bytes of an event ("" if
-// none).
-func documentKey(event bson.Raw) string {
-	v, err := event.LookupErr("documentKey")
-	if err != nil {
-		return ""
-	}
-	return string(v.Value)
 }
 
 func dlqPurge(ctx context.Context, args []string, env Env) int {

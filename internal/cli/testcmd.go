@@ -213,19 +213,16 @@ func writeHeaders(w io.Writer, t *triggers.Trigger, version, id string, payload 
 	}
 }
 
-// sendOnce delivers ev through the trigger's retry policy and prints the
-// outcome. Nothing is dead-lettered or checkpointed.
+// sendOnce delivers ev through the trigger's retry policy (at most its
+// max_attempts attempts) and prints the outcome. Nothing is dead-lettered or
+// checkpointed.
 func sendOnce(ctx context.Context, env Env, t *triggers.Trigger, ev dispatcher.Event) int {
-	dcfg := t.DispatcherConfig()
-	dcfg.UserAgent = "changehook/" + env.Version
-	dcfg.DeadLetter = true // bounded attempts; Deliver never stores a dead letter
-	d, err := dispatcher.New(dcfg, refuseDeadLetters{})
+	s, err := newSender(t, env)
 	if err != nil {
-		return fail(env, "test", fmt.Errorf("prepare delivery: %w", err))
+		return fail(env, "test", err)
 	}
-	defer func() { _ = d.Close(context.WithoutCancel(ctx)) }()
-	fmt.Fprintf(env.Stdout, "\nsending (up to %d attempts)...\n", dcfg.Retry.MaxAttempts)
-	res, err := d.Deliver(ctx, ev)
+	fmt.Fprintf(env.Stdout, "\nsending (up to %d attempts)...\n", t.DispatcherConfig().Retry.MaxAttempts)
+	res, err := s.Deliver(ctx, ev)
 	printResult(env.Stdout, res, err)
 	if err != nil {
 		return ExitFailure
@@ -258,13 +255,16 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// refuseDeadLetters is the sink of a dispatcher used only through Deliver,
-// which never dead-letters: any call is reported as an error.
-type refuseDeadLetters struct{}
-
-// PutDeadLetter refuses: test sends and replays never create dead letters.
-func (refuseDeadLetters) PutDeadLetter(context.Context, dispatcher.DeadLetter) error {
-	return errors.New("dead letters are not stored by this command")
+// newSender returns the Sender of t for a one-off delivery from the command
+// line (a test send or a dead-letter replay).
+func newSender(t *triggers.Trigger, env Env) (*dispatcher.Sender, error) {
+	dcfg := t.DispatcherConfig()
+	dcfg.UserAgent = "changehook/" + env.Version
+	s, err := dispatcher.NewSender(dcfg)
+	if err != nil {
+		return nil, fmt.Errorf("prepare delivery: %w", err)
+	}
+	return s, nil
 }
 
 // findTrigger returns the trigger called name; "" is accepted when the file
