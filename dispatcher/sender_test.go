@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -293,5 +294,79 @@ func TestNoSignatureWithoutSecrets(t *testing.T) {
 	h := rc.deliveries()[0].header
 	if h.Get("webhook-signature") != "" || h.Get("webhook-timestamp") == "" || !strings.HasPrefix(h.Get("User-Agent"), "changehook/") {
 		t.Fatalf("headers %v: want no signature, a timestamp and the default user agent", h)
+	}
+}
+
+// TestObserverSeesEveryAttempt: the observer gets each attempt's number,
+// status, reason, retry verdict, error and response body, in order.
+func TestObserverSeesEveryAttempt(t *testing.T) {
+	rc := newReceiver(t, statuses(503, 429, 200))
+	var seen []Attempt
+	s := newTestSender(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Retry: RetryPolicy{MaxAttempts: 5}},
+		WithClock(newFakeClock()), WithObserver(func(a Attempt) { seen = append(seen, a) }))
+	ev := testEvent(t, 1, "")
+	res, err := s.Deliver(context.Background(), ev)
+	if err != nil || res.Attempts != 3 {
+		t.Fatalf("Deliver = %+v, %v; want success on attempt 3", res, err)
+	}
+	want := []struct {
+		status int
+		reason string
+		retry  bool
+	}{{503, ReasonServerError, true}, {429, ReasonRateLimited, true}, {200, "", false}}
+	if len(seen) != len(want) {
+		t.Fatalf("observer saw %d attempts, want %d", len(seen), len(want))
+	}
+	for i, a := range seen {
+		w := want[i]
+		if a.Number != i+1 || a.WebhookID != res.WebhookID || a.Status != w.status || a.Reason != w.reason || a.Retry != w.retry ||
+			(a.Err == nil) != (w.reason == "") || a.Body != "status "+http.StatusText(w.status) || a.Latency < 0 {
+			t.Fatalf("attempt %d = %+v, want status %d reason %q retry %v", i+1, a, w.status, w.reason, w.retry)
+		}
+	}
+}
+
+// TestSendOnce: one attempt, classified; a permanent failure says "do not
+// retry", a canceled context says canceled.
+func TestSendOnce(t *testing.T) {
+	rc := newReceiver(t, statuses(404))
+	s := newTestSender(t, Config{Webhook: Webhook{URL: rc.srv.URL}})
+	at, retry, err := s.SendOnce(context.Background(), "msg_x", []byte(`{}`), 1)
+	var ae *AttemptError
+	if retry || !errors.As(err, &ae) || ae.Status != 404 || at.Reason != ReasonClientError || at.Number != 1 {
+		t.Fatalf("SendOnce = %+v, %v, %v; want a permanent client_error", at, retry, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	at, retry, err = s.SendOnce(ctx, "msg_x", []byte(`{}`), 2)
+	if retry || !errors.Is(err, context.Canceled) || at.Reason != ReasonCanceled {
+		t.Fatalf("SendOnce on a canceled ctx = %+v, %v, %v", at, retry, err)
+	}
+}
+
+// TestFullJitterBackoff: the wait before retry n lies in [0, min(max,
+// initial·2ⁿ)], with both ends reachable, and no overflow for large n.
+func TestFullJitterBackoff(t *testing.T) {
+	tests := []struct {
+		n             int
+		initial, maxW time.Duration
+		ceiling       time.Duration
+	}{
+		{0, time.Second, time.Minute, time.Second},
+		{3, time.Second, time.Minute, 8 * time.Second},
+		{10, time.Second, time.Minute, time.Minute},
+		{200, time.Second, time.Minute, time.Minute},
+		{-1, time.Second, time.Minute, time.Minute},
+		{2, 0, time.Minute, 0},
+	}
+	for _, tt := range tests {
+		lo := fullJitter(tt.n, tt.initial, tt.maxW, func(int64) int64 { return 0 })
+		hi := fullJitter(tt.n, tt.initial, tt.maxW, func(n int64) int64 { return n - 1 })
+		if lo != 0 || hi != tt.ceiling {
+			t.Errorf("fullJitter(%d, %v, %v) spans [%v, %v], want [0, %v]", tt.n, tt.initial, tt.maxW, lo, hi, tt.ceiling)
+		}
+		if d := FullJitterBackoff(tt.n, tt.initial, tt.maxW); d < 0 || d > tt.ceiling {
+			t.Errorf("FullJitterBackoff(%d, %v, %v) = %v, outside [0, %v]", tt.n, tt.initial, tt.maxW, d, tt.ceiling)
+		}
 	}
 }
