@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,7 +169,8 @@ var errInvalidated = errors.New("change stream invalidated")
 // final checkpoint and returns nil.
 //
 // Transient failures (network trouble, elections, failed checkpoint reads)
-// are retried with capped exponential backoff while the status shows the
+// are retried with capped exponential backoff (full jitter,
+// dispatcher.FullJitterBackoff) while the status shows the
 // trigger failed and retrying. Permanent ones — history lost (286),
 // invalid resume token (260), an invalidate (collection dropped or renamed,
 // database dropped), a pipeline the server rejects — mark the trigger
@@ -211,7 +211,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.drain(ctx)
 			return &TriggerError{Trigger: w.t.Name, Reason: reason, Err: err}
 		}
-		delay := backoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)
+		delay := dispatcher.FullJitterBackoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)
 		attempt++
 		w.log.Warn("change stream failed; reopening", "reason", reason, "retry_in", delay)
 		if w.clock.Sleep(ctx, delay) != nil {
@@ -233,7 +233,7 @@ func (w *Watcher) loadCheckpoint(ctx context.Context) (cp store.Checkpoint, foun
 		if ctx.Err() != nil {
 			return cp, false, false
 		}
-		delay := backoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)
+		delay := dispatcher.FullJitterBackoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)
 		w.setFailed(fmt.Sprintf("load checkpoint: %v", err), true)
 		w.log.Warn("cannot load checkpoint; retrying", "error", err, "retry_in", delay)
 		if w.clock.Sleep(ctx, delay) != nil {
@@ -464,19 +464,6 @@ func transientCode(code int32) bool {
 		return true
 	}
 	return false
-}
-
-// backoff is the wait before retry attempt n: exponential from initial,
-// capped at maxWait, with "equal jitter" (half fixed, half random) so that
-// many triggers do not reconnect in lockstep.
-func backoff(n int, initial, maxWait time.Duration) time.Duration {
-	d := initial
-	for i := 0; i < n && d < maxWait; i++ {
-		d *= 2
-	}
-	d = min(d, maxWait)
-	half := d / 2
-	return half + rand.N(half+1)
 }
 
 func (w *Watcher) update(f func(*TriggerStatus)) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/triggers"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -46,21 +47,24 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestBackoff checks the reconnect waits the watch loop gets from
+// dispatcher.FullJitterBackoff with its defaults' shape: full jitter, so
+// anywhere from 0 up to the capped exponential ceiling.
 func TestBackoff(t *testing.T) {
 	tests := []struct {
 		attempt  int
 		lo, high time.Duration
 	}{
-		{0, 50 * time.Millisecond, 100 * time.Millisecond},
-		{1, 100 * time.Millisecond, 200 * time.Millisecond},
-		{3, 400 * time.Millisecond, 800 * time.Millisecond},
-		{10, 500 * time.Millisecond, time.Second},
-		{1000, 500 * time.Millisecond, time.Second},
+		{0, 0, 100 * time.Millisecond},
+		{1, 0, 200 * time.Millisecond},
+		{3, 0, 800 * time.Millisecond},
+		{10, 0, time.Second},
+		{1000, 0, time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.attempt), func(t *testing.T) {
 			for range 100 {
-				if d := backoff(tt.attempt, 100*time.Millisecond, time.Second); d < tt.lo || d > tt.high {
+				if d := dispatcher.FullJitterBackoff(tt.attempt, 100*time.Millisecond, time.Second); d < tt.lo || d > tt.high {
 					t.Fatalf("backoff(%d) = %v, want within [%v, %v]", tt.attempt, d, tt.lo, tt.high)
 				}
 			}
