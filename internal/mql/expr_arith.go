@@ -985,3 +985,29 @@ func aggReduceList(name string, items []any) any {
 	}
 	return best
 }
+
+// SafeArith applies $inc (mul false) or $mul (mul true) to two numbers with
+// MongoDB's SafeNum type rules: decimal wins over double, double over long,
+// long over int; int32 results that overflow widen to int64; an int64
+// overflow is invalid (ok false).
+//
+// Decimal arithmetic is the aggregation expressions' (aggDec).
+// The integer rules are kept apart from $add/$multiply's (aggArith) on
+// purpose: MongoDB's update operators use SafeNum, which rejects an int64
+// overflow, while expressions widen an overflowing long to a double.
+func SafeArith(mul bool, a, b any) (any, bool) {
+	op := byte('+')
+	if mul {
+		op = '*'
+	}
+	if k := max(aggNumKind(a), aggNumKind(b)); k == aggKInt || k == aggKLong {
+		x, _ := ToInt64(a)
+		y, _ := ToInt64(b)
+		r, overflow := aggInt64Op(op, x, y)
+		if overflow {
+			return nil, false
+		}
+		return aggNarrow(r, k), true
+	}
+	return aggArith(op, a, b), true
+}

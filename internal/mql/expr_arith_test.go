@@ -1,8 +1,11 @@
 package mql
 
 import (
+	"math"
 	"math/big"
 	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // TestDecimalTo128 checks the one Decimal128 rounding shared by expressions
@@ -44,6 +47,45 @@ func TestDecimalTo128(t *testing.T) {
 			t.Parallel()
 			if got := tc.d.to128().String(); got != tc.want {
 				t.Fatalf("to128 = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSafeArith(t *testing.T) {
+	dec := func(s string) bson.Decimal128 {
+		d, err := bson.ParseDecimal128(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for _, tc := range []struct {
+		name string
+		mul  bool
+		a, b any
+		want any
+		ok   bool
+	}{
+		{"int32 add", false, int32(2), int32(3), int32(5), true},
+		{"int32 mul overflow widens", true, int32(1 << 20), int32(1 << 20), int64(1 << 40), true},
+		{"int64 mul overflow", true, int64(1 << 62), int32(4), nil, false},
+		{"int64 min times -1", true, int64(-1 << 63), int64(-1), nil, false},
+		{"double mul", true, 1.5, int64(2), 3.0, true},
+		{"decimal add", false, dec("0.1"), dec("0.2"), dec("0.3"), true},
+		{"decimal rounds half to even", false, dec("1234567890123456789012345678901234"), dec("0.5"), dec("1234567890123456789012345678901234"), true},
+		{"decimal rounds up", false, dec("1234567890123456789012345678901235"), dec("0.5"), dec("1.234567890123456789012345678901236E+33"), true},
+		{"decimal overflow is infinity", true, dec("9E+6000"), dec("9E+6000"), dec("Infinity"), true},
+		{"decimal NaN", false, dec("NaN"), int32(1), dec("NaN"), true},
+		{"infinity times zero", true, dec("-Infinity"), int32(0), dec("NaN"), true},
+		{"infinity minus infinity", false, dec("Infinity"), dec("-Infinity"), dec("NaN"), true},
+		{"infinity times negative", true, dec("Infinity"), int32(-2), dec("-Infinity"), true},
+		{"double infinity to decimal", false, dec("1"), math.Inf(-1), dec("-Infinity"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := SafeArith(tc.mul, tc.a, tc.b)
+			if ok != tc.ok || (ok && !Identical(got, tc.want)) {
+				t.Fatalf("got %s %v, want %s %v", FormatValue(got), ok, FormatValue(tc.want), tc.ok)
 			}
 		})
 	}

@@ -164,15 +164,6 @@ func IsNumber(v any) bool {
 	return false
 }
 
-// IsArray reports whether v is an array (bson.A or []any).
-func IsArray(v any) bool {
-	switch v.(type) {
-	case bson.A, []any:
-		return true
-	}
-	return false
-}
-
 // AsArray returns v as a bson.A when it is an array (bson.A or []any).
 func AsArray(v any) (bson.A, bool) {
 	switch x := v.(type) {
@@ -370,16 +361,6 @@ func floatToInt64(f float64) (int64, bool) {
 		return 0, false
 	}
 	return int64(f), true
-}
-
-// ToInt32 converts a number with an integral value representable as int32
-// to int32, with the same rules as ToInt64.
-func ToInt32(v any) (int32, bool) {
-	i, ok := ToInt64(v)
-	if !ok || i < math.MinInt32 || i > math.MaxInt32 {
-		return 0, false
-	}
-	return int32(i), true
 }
 
 // decimalToFloat64 rounds a decimal128 to the nearest double.

@@ -28,7 +28,7 @@ type csQueued struct {
 //
 // Position: pos is the cluster time up to which the oplog has been
 // scanned (every entry with TS <= pos has been turned into queued events or
-// dropped). Each NextBatch continues from pos with Engine.OplogAfter, so the
+// dropped). Each NextBatch continues from pos with Engine.OplogRawAfter, so the
 // oplog is never rescanned, and waits on Engine.Changed for new entries.
 type changeStreamSource struct {
 	s        *Server

@@ -7,14 +7,15 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/devdb/internal/update"
 	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 )
 
-// updateSpec is a compiled update: operators, a pipeline (both *mql.Update)
-// or a replacement document.
+// updateSpec is a compiled update: operators, a pipeline or a replacement
+// document.
 type updateSpec struct {
-	ops         *mql.Update
+	ops         *update.Update
 	pipeline    *mql.Pipeline
 	replacement bson.D
 }
@@ -24,8 +25,8 @@ type updateSpec struct {
 func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, error) {
 	switch x := u.(type) {
 	case bson.D:
-		if mql.IsOperatorUpdate(x) {
-			ops, err := mql.CompileUpdate(x, mql.UpdateOptions{ArrayFilters: arrayFilters})
+		if update.IsOperatorUpdate(x) {
+			ops, err := update.Compile(x, update.Options{ArrayFilters: arrayFilters})
 			if err != nil {
 				return nil, err
 			}
@@ -34,7 +35,7 @@ func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, e
 		if len(arrayFilters) > 0 {
 			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "arrayFilters may not be specified for replacement-style updates")
 		}
-		if err := mql.ValidateReplacement(x); err != nil {
+		if err := update.ValidateReplacement(x); err != nil {
 			return nil, err
 		}
 		return &updateSpec{replacement: x}, nil
@@ -50,7 +51,7 @@ func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, e
 			}
 			stages[i] = d
 		}
-		p, err := compilePipelineUpdate(stages)
+		p, err := update.CompilePipeline(stages)
 		if err != nil {
 			return nil, err
 		}
@@ -63,7 +64,7 @@ func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, e
 // It reports whether anything changed; op is "update" or "replace".
 func (u *updateSpec) apply(doc bson.D, pos int, insert bool, now time.Time) (out bson.D, changed bool, op string, err error) {
 	if u.ops != nil {
-		out, changed, err = u.ops.Apply(doc, mql.ApplyContext{Insert: insert, Now: now, Positional: pos})
+		out, changed, err = u.ops.Apply(doc, update.ApplyContext{Insert: insert, Now: now, Positional: pos})
 		return out, changed, "update", err
 	}
 	if u.pipeline != nil {
@@ -121,14 +122,14 @@ func arrayFiltersArg(cmd string, d bson.D) ([]bson.D, error) {
 
 // upsertDocument builds the document an upsert inserts when nothing matched.
 func upsertDocument(filter bson.D, u *updateSpec, now time.Time) (bson.D, error) {
-	seed, err := mql.UpsertSeed(filter)
+	seed, err := update.UpsertSeed(filter)
 	if err != nil {
 		return nil, err
 	}
 	var doc bson.D
 	switch {
 	case u.ops != nil:
-		doc, _, err = u.ops.Apply(seed, mql.ApplyContext{Insert: true, Now: now, Positional: -1})
+		doc, _, err = u.ops.Apply(seed, update.ApplyContext{Insert: true, Now: now, Positional: -1})
 		if err != nil {
 			return nil, err
 		}

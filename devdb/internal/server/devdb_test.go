@@ -228,9 +228,7 @@ func (h *cursorHarness) register(s *Server) {
 		return s.cursorFirstBatch(ctx, req.DB+"."+req.Body[0].Value.(string), src, opts)
 	})
 	s.handle("testPanic", func(context.Context, *Request) (bson.D, error) {
-		var m map[string]int
-		m["boom"]++ // nil map write: a deliberate panic
-		return nil, nil
+		panic("testPanic: a deliberate handler panic")
 	})
 	s.handle("testPlainError", func(context.Context, *Request) (bson.D, error) {
 		return nil, errors.New("disk on fire")

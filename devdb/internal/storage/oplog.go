@@ -54,45 +54,6 @@ type OplogEntry struct {
 	Extra bson.D `bson:"extra,omitempty"`
 }
 
-// oplogChunk bounds how many entries OplogAfter decodes per read transaction.
-const oplogChunk = 512
-
-// OplogAfter calls fn for every retained entry with TS > after, in order,
-// until fn returns false or the committed end is reached. fn runs outside any
-// storage transaction, so it may block or call the engine.
-func (e *Engine) OplogAfter(after bson.Timestamp, fn func(*OplogEntry) bool) error {
-	start := packTS(after) + 1
-	if packTS(after) == ^uint64(0) {
-		return nil
-	}
-	for {
-		batch := make([]*OplogEntry, 0, 64)
-		err := e.db.View(func(btx *bolt.Tx) error {
-			c := btx.Bucket(bucketOplog).Cursor()
-			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk; k, v = c.Next() {
-				ent := new(OplogEntry)
-				if err := bson.Unmarshal(v, ent); err != nil {
-					return fmt.Errorf("decode oplog entry %x: %w", k, err)
-				}
-				batch = append(batch, ent)
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("read oplog: %w", err)
-		}
-		for _, ent := range batch {
-			if !fn(ent) {
-				return nil
-			}
-		}
-		if len(batch) < oplogChunk {
-			return nil
-		}
-		start = packTS(batch[len(batch)-1].TS) + 1
-	}
-}
-
 // appendOplog assigns ent its cluster time and writes it in the current
 // transaction.
 func (t *Tx) appendOplog(ent *OplogEntry) error {

@@ -61,7 +61,7 @@ func (r *RawOplogEntry) Lookup(key string) (bsoncore.Value, bool) {
 // parseRawOplogEntry fills the header fields of r and the values of
 // rawFields from r.Raw. It returns false when the entry is not shaped as
 // appendOplog writes it (the caller then decodes it fully, to report the
-// same error as OplogAfter).
+// same error as the decoding reference in the tests).
 func parseRawOplogEntry(r *RawOplogEntry) bool {
 	raw := r.Raw
 	if bsoncore.Document(raw).Validate() != nil {
@@ -118,9 +118,14 @@ func parseRawOplogEntry(r *RawOplogEntry) bool {
 	return haveTS
 }
 
-// OplogRawAfter is OplogAfter without decoding the entries: fn gets each
+// oplogChunk bounds how many entries OplogRawAfter reads per read transaction.
+const oplogChunk = 512
+
+// OplogRawAfter calls fn for every retained entry with TS > after, in order,
+// until fn returns false or the committed end is reached; fn gets each
 // entry's header fields and encoded form, and decodes what it needs. An
-// entry OplogAfter could not decode fails it with the same error.
+// entry whose header cannot be read fails it with "decode oplog entry". fn
+// runs outside any storage transaction, so it may block or call the engine.
 func (e *Engine) OplogRawAfter(after bson.Timestamp, fn func(*RawOplogEntry) bool) error {
 	start := packTS(after) + 1
 	if packTS(after) == ^uint64(0) {

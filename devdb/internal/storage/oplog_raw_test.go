@@ -2,9 +2,11 @@ package storage
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -60,5 +62,41 @@ func TestOplogRawAfterMatchesOplogAfter(t *testing.T) {
 				t.Errorf("entry %d: Lookup(%q) = %v %v, want %v %v", i, f, v, ok, wv, err)
 			}
 		}
+	}
+}
+
+// oplogAfter, the decoding reference OplogRawAfter is checked against, calls fn for every retained entry with TS > after, in order,
+// until fn returns false or the committed end is reached. fn runs outside any
+// storage transaction, so it may block or call the engine.
+func (e *Engine) oplogAfter(after bson.Timestamp, fn func(*OplogEntry) bool) error {
+	start := packTS(after) + 1
+	if packTS(after) == ^uint64(0) {
+		return nil
+	}
+	for {
+		batch := make([]*OplogEntry, 0, 64)
+		err := e.db.View(func(btx *bolt.Tx) error {
+			c := btx.Bucket(bucketOplog).Cursor()
+			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk; k, v = c.Next() {
+				ent := new(OplogEntry)
+				if err := bson.Unmarshal(v, ent); err != nil {
+					return fmt.Errorf("decode oplog entry %x: %w", k, err)
+				}
+				batch = append(batch, ent)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read oplog: %w", err)
+		}
+		for _, ent := range batch {
+			if !fn(ent) {
+				return nil
+			}
+		}
+		if len(batch) < oplogChunk {
+			return nil
+		}
+		start = packTS(batch[len(batch)-1].TS) + 1
 	}
 }

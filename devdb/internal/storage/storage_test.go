@@ -240,7 +240,7 @@ func TestCreateIndexOnDuplicatesFails(t *testing.T) {
 func collectOplog(t *testing.T, e *Engine, after bson.Timestamp) []*OplogEntry {
 	t.Helper()
 	var out []*OplogEntry
-	if err := e.OplogAfter(after, func(ent *OplogEntry) bool { out = append(out, ent); return true }); err != nil {
+	if err := e.oplogAfter(after, func(ent *OplogEntry) bool { out = append(out, ent); return true }); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -1,4 +1,4 @@
-package mql
+package update
 
 import (
 	"fmt"
@@ -7,33 +7,34 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/internal/mongoerr"
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// updMaxPad bounds how far an update may extend an array by padding it
+// maxPad bounds how far an update may extend an array by padding it
 // with nulls ({$set: {"a.1000000000": 1}} would otherwise allocate without
 // limit); MongoDB uses the same bound.
-const updMaxPad = 1500000
+const maxPad = 1500000
 
-// updApply is the state of one Apply call.
-type updApply struct {
+// applier is the state of one Apply call.
+type applier struct {
 	up    *Update
 	ac    ApplyContext
 	now   time.Time
 	doc   bson.D
-	fired []*updRenameOp
+	fired []*renameOp
 }
 
-// updPos is where in the document a node is applied.
-type updPos struct {
+// position is where in the document a node is applied.
+type position struct {
 	path       []string
 	inArray    bool   // some existing ancestor is an array
 	arrayField string // the field name of the nearest such array
 }
 
-func (p *updPos) dotted() string { return strings.Join(p.path, ".") }
+func (p *position) dotted() string { return strings.Join(p.path, ".") }
 
-func (p *updPos) field() string {
+func (p *position) field() string {
 	if len(p.path) == 0 {
 		return ""
 	}
@@ -42,8 +43,8 @@ func (p *updPos) field() string {
 
 // child returns the position of the component name below p; parent is the
 // container the component is looked up in.
-func (p *updPos) child(name string, parent any) *updPos {
-	c := &updPos{path: append(append(make([]string, 0, len(p.path)+1), p.path...), name), inArray: p.inArray, arrayField: p.arrayField}
+func (p *position) child(name string, parent any) *position {
+	c := &position{path: append(append(make([]string, 0, len(p.path)+1), p.path...), name), inArray: p.inArray, arrayField: p.arrayField}
 	if _, ok := parent.(bson.A); ok {
 		c.inArray = true
 		c.arrayField = p.field()
@@ -59,21 +60,18 @@ func (p *updPos) child(name string, parent any) *updPos {
 // cannot be created (28 PathNotViable), positional operators without a
 // match (2 BadValue) and changes to _id (66 ImmutableField).
 func (u *Update) Apply(doc bson.D, ac ApplyContext) (out bson.D, changed bool, err error) {
-	if u.pipeline != nil {
-		return u.applyPipeline(doc, ac)
-	}
-	a := &updApply{up: u, ac: ac, now: ac.Now, doc: doc}
+	a := &applier{up: u, ac: ac, now: ac.Now, doc: doc}
 	if a.now.IsZero() {
 		a.now = time.Now()
 	}
 	if u.positional && ac.Positional < 0 {
 		return nil, false, mongoerr.Errorf(mongoerr.BadValue, "The positional operator did not find the match needed from the query.")
 	}
-	v, res, err := a.applyObject(u.root, doc, true, &updPos{})
+	v, res, err := a.applyObject(u.root, doc, true, &position{})
 	if err != nil {
 		return nil, false, err
 	}
-	if res == updNoop {
+	if res == noop {
 		return doc, false, nil
 	}
 	out, _ = v.(bson.D)
@@ -81,7 +79,7 @@ func (u *Update) Apply(doc bson.D, ac ApplyContext) (out bson.D, changed bool, e
 		out = bson.D{}
 	}
 	for _, r := range a.fired {
-		out = updRemovePath(out, r.fromParts)
+		out = removePath(out, r.fromParts)
 	}
 	if err := u.checkID(doc, out); err != nil {
 		return nil, false, err
@@ -91,12 +89,12 @@ func (u *Update) Apply(doc bson.D, ac ApplyContext) (out bson.D, changed bool, e
 
 // checkID enforces the immutability of _id.
 func (u *Update) checkID(before, after bson.D) error {
-	oldID, had := updLookup(before, "_id")
+	oldID, had := lookup(before, "_id")
 	if !had {
 		return nil
 	}
-	newID, has := updLookup(after, "_id")
-	if has && Identical(oldID, newID) {
+	newID, has := lookup(after, "_id")
+	if has && mql.Identical(oldID, newID) {
 		return nil
 	}
 	path := u.idPath
@@ -106,8 +104,8 @@ func (u *Update) checkID(before, after bson.D) error {
 	return mongoerr.Errorf(mongoerr.ImmutableField, "Performing an update on the path '%s' would modify the immutable field '_id'", path)
 }
 
-// updLookup returns the value of the first field named key.
-func updLookup(d bson.D, key string) (any, bool) {
+// lookup returns the value of the first field named key.
+func lookup(d bson.D, key string) (any, bool) {
 	for _, e := range d {
 		if e.Key == key {
 			return e.Value, true
@@ -117,38 +115,38 @@ func updLookup(d bson.D, key string) (any, bool) {
 }
 
 // applyNode applies n at one position; exists tells whether the element
-// cur exists. For a nonexistent element the result is updModified when the
+// cur exists. For a nonexistent element the result is modified when the
 // node created a value.
-func (a *updApply) applyNode(n updNode, cur any, exists bool, pos *updPos) (any, updResult, error) {
+func (a *applier) applyNode(n node, cur any, exists bool, pos *position) (any, result, error) {
 	switch x := n.(type) {
-	case *updLeaf:
+	case *leafNode:
 		if exists {
 			return x.op.update(a, pos, cur)
 		}
 		v, ok, err := x.op.create(a, pos)
 		if err != nil || !ok {
-			return nil, updNoop, err
+			return nil, noop, err
 		}
-		return v, updModified, nil
-	case *updObject:
+		return v, modified, nil
+	case *objectNode:
 		return a.applyObject(x, cur, exists, pos)
-	case *updArray:
+	case *arrayNode:
 		return a.applyArray(x, cur, exists, pos)
 	}
-	return nil, updNoop, fmt.Errorf("apply update: unknown node %T", n)
+	return nil, noop, fmt.Errorf("apply update: unknown node %T", n)
 }
 
-// updChild is one child of an object node as applied: positional children
+// childUpdate is one child of an object node as applied: positional children
 // are resolved to the matched index.
-type updChild struct {
+type childUpdate struct {
 	name string
-	node updNode
+	node node
 }
 
-func (a *updApply) children(n *updObject, pos *updPos) ([]updChild, error) {
-	out := make([]updChild, 0, len(n.order)+1)
+func (a *applier) children(n *objectNode, pos *position) ([]childUpdate, error) {
+	out := make([]childUpdate, 0, len(n.order)+1)
 	for _, name := range n.order {
-		out = append(out, updChild{name, n.children[name]})
+		out = append(out, childUpdate{name, n.children[name]})
 	}
 	if n.positional == nil {
 		return out, nil
@@ -156,7 +154,7 @@ func (a *updApply) children(n *updObject, pos *updPos) ([]updChild, error) {
 	name := strconv.Itoa(a.ac.Positional)
 	for i, c := range out {
 		if c.name == name {
-			merged, err := updMergeNodes(c.node, n.positional, pos.child(name, nil))
+			merged, err := mergeNodes(c.node, n.positional, pos.child(name, nil))
 			if err != nil {
 				return nil, err
 			}
@@ -166,37 +164,37 @@ func (a *updApply) children(n *updObject, pos *updPos) ([]updChild, error) {
 	}
 	at := len(out)
 	for i, c := range out {
-		if updFieldLess(name, c.name) {
+		if fieldLess(name, c.name) {
 			at = i
 			break
 		}
 	}
-	out = append(out, updChild{})
+	out = append(out, childUpdate{})
 	copy(out[at+1:], out[at:])
-	out[at] = updChild{name, n.positional}
+	out[at] = childUpdate{name, n.positional}
 	return out, nil
 }
 
-func (a *updApply) applyObject(n *updObject, cur any, exists bool, pos *updPos) (any, updResult, error) {
+func (a *applier) applyObject(n *objectNode, cur any, exists bool, pos *position) (any, result, error) {
 	kids, err := a.children(n, pos)
 	if err != nil {
-		return nil, updNoop, err
+		return nil, noop, err
 	}
 	if !exists {
 		var created bson.D
 		for _, c := range kids {
 			v, res, err := a.applyNode(c.node, nil, false, pos.child(c.name, bson.D(nil)))
 			if err != nil {
-				return nil, updNoop, err
+				return nil, noop, err
 			}
-			if res == updModified {
+			if res == modified {
 				created = append(created, bson.E{Key: c.name, Value: v})
 			}
 		}
 		if created == nil {
-			return nil, updNoop, nil
+			return nil, noop, nil
 		}
-		return created, updModified, nil
+		return created, modified, nil
 	}
 	switch c := cur.(type) {
 	case bson.D:
@@ -208,16 +206,16 @@ func (a *updApply) applyObject(n *updObject, cur any, exists bool, pos *updPos) 
 	for _, k := range kids {
 		_, res, err := a.applyNode(k.node, nil, false, pos.child(k.name, cur))
 		if err != nil {
-			return nil, updNoop, err
+			return nil, noop, err
 		}
-		if res == updModified {
-			return nil, updNoop, mongoerr.Errorf(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s}", k.name, updFormatElement(pos.field(), cur))
+		if res == modified {
+			return nil, noop, mongoerr.Errorf(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s}", k.name, formatElement(pos.field(), cur))
 		}
 	}
-	return nil, updNoop, nil
+	return nil, noop, nil
 }
 
-func (a *updApply) applyToDoc(kids []updChild, doc bson.D, pos *updPos) (any, updResult, error) {
+func (a *applier) applyToDoc(kids []childUpdate, doc bson.D, pos *position) (any, result, error) {
 	out := doc
 	copied := false
 	changed := false
@@ -235,9 +233,9 @@ func (a *updApply) applyToDoc(kids []updChild, doc bson.D, pos *updPos) (any, up
 		}
 		v, res, err := a.applyNode(k.node, cur, idx >= 0, pos.child(k.name, out))
 		if err != nil {
-			return nil, updNoop, err
+			return nil, noop, err
 		}
-		if res == updNoop {
+		if res == noop {
 			continue
 		}
 		if !copied {
@@ -246,7 +244,7 @@ func (a *updApply) applyToDoc(kids []updChild, doc bson.D, pos *updPos) (any, up
 		}
 		changed = true
 		switch {
-		case res == updRemove:
+		case res == remove:
 			out = append(out[:idx], out[idx+1:]...)
 		case idx >= 0:
 			out[idx].Value = v
@@ -255,17 +253,17 @@ func (a *updApply) applyToDoc(kids []updChild, doc bson.D, pos *updPos) (any, up
 		}
 	}
 	if !changed {
-		return nil, updNoop, nil
+		return nil, noop, nil
 	}
-	return out, updModified, nil
+	return out, modified, nil
 }
 
-func (a *updApply) applyToArray(kids []updChild, arr bson.A, pos *updPos) (any, updResult, error) {
+func (a *applier) applyToArray(kids []childUpdate, arr bson.A, pos *position) (any, result, error) {
 	out := arr
 	copied := false
 	changed := false
 	for _, k := range kids {
-		idx, numeric := updArrayIndex(k.name)
+		idx, numeric := arrayIndex(k.name)
 		exists := numeric && idx < len(out)
 		var cur any
 		if exists {
@@ -273,17 +271,17 @@ func (a *updApply) applyToArray(kids []updChild, arr bson.A, pos *updPos) (any, 
 		}
 		v, res, err := a.applyNode(k.node, cur, exists, pos.child(k.name, out))
 		if err != nil {
-			return nil, updNoop, err
+			return nil, noop, err
 		}
-		if res == updNoop {
+		if res == noop {
 			continue
 		}
 		if !exists {
 			if !numeric {
-				return nil, updNoop, mongoerr.Errorf(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s}", k.name, updFormatElement(pos.field(), out))
+				return nil, noop, mongoerr.Errorf(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s}", k.name, formatElement(pos.field(), out))
 			}
-			if idx-len(out) > updMaxPad {
-				return nil, updNoop, mongoerr.Errorf(mongoerr.PathNotViable, "can't backfill more than %d elements", updMaxPad)
+			if idx-len(out) > maxPad {
+				return nil, noop, mongoerr.Errorf(mongoerr.PathNotViable, "can't backfill more than %d elements", maxPad)
 			}
 		}
 		if !copied {
@@ -298,29 +296,29 @@ func (a *updApply) applyToArray(kids []updChild, arr bson.A, pos *updPos) (any, 
 		for len(out) <= idx {
 			out = append(out, nil)
 		}
-		if res == updRemove {
+		if res == remove {
 			out[idx] = nil // $unset of an array element sets it to null
 		} else {
 			out[idx] = v
 		}
 	}
 	if !changed {
-		return nil, updNoop, nil
+		return nil, noop, nil
 	}
-	return out, updModified, nil
+	return out, modified, nil
 }
 
 // applyArray applies $[] and $[<id>] children to every matching element.
-func (a *updApply) applyArray(n *updArray, cur any, exists bool, pos *updPos) (any, updResult, error) {
+func (a *applier) applyArray(n *arrayNode, cur any, exists bool, pos *position) (any, result, error) {
 	if !exists {
-		return nil, updNoop, mongoerr.Errorf(mongoerr.BadValue, "The path '%s' must exist in the document in order to apply array updates.", pos.dotted())
+		return nil, noop, mongoerr.Errorf(mongoerr.BadValue, "The path '%s' must exist in the document in order to apply array updates.", pos.dotted())
 	}
 	arr, ok := cur.(bson.A)
 	if !ok {
-		return nil, updNoop, mongoerr.Errorf(mongoerr.BadValue, "Cannot apply array updates to non-array element %s", updFormatElement(pos.field(), cur))
+		return nil, noop, mongoerr.Errorf(mongoerr.BadValue, "Cannot apply array updates to non-array element %s", formatElement(pos.field(), cur))
 	}
 	// Decide which updates apply to which element before changing any.
-	matches := make([][]updNode, len(arr))
+	matches := make([][]node, len(arr))
 	for i, e := range arr {
 		for _, id := range n.order {
 			if id != "" {
@@ -343,17 +341,17 @@ func (a *updApply) applyArray(n *updArray, cur any, exists bool, pos *updPos) (a
 		cpos := pos.child(name, arr)
 		node := nodes[0]
 		for _, other := range nodes[1:] {
-			merged, err := updMergeNodes(node, other, cpos)
+			merged, err := mergeNodes(node, other, cpos)
 			if err != nil {
-				return nil, updNoop, err
+				return nil, noop, err
 			}
 			node = merged
 		}
 		v, res, err := a.applyNode(node, arr[i], true, cpos)
 		if err != nil {
-			return nil, updNoop, err
+			return nil, noop, err
 		}
-		if res == updNoop {
+		if res == noop {
 			continue
 		}
 		if !copied {
@@ -361,39 +359,39 @@ func (a *updApply) applyArray(n *updArray, cur any, exists bool, pos *updPos) (a
 			copied = true
 		}
 		changed = true
-		if res == updRemove {
+		if res == remove {
 			out[i] = nil
 		} else {
 			out[i] = v
 		}
 	}
 	if !changed {
-		return nil, updNoop, nil
+		return nil, noop, nil
 	}
-	return out, updModified, nil
+	return out, modified, nil
 }
 
-// updMergeNodes combines two nodes that apply to the same element (a
+// mergeNodes combines two nodes that apply to the same element (a
 // positional child and a named child, or several array filters matching one
 // element); two leaves conflict as in MongoDB.
-func updMergeNodes(x, y updNode, pos *updPos) (updNode, error) {
+func mergeNodes(x, y node, pos *position) (node, error) {
 	conflict := func() error {
 		return mongoerr.Errorf(mongoerr.ConflictingUpdateOperators, "Update created a conflict at '%s'", pos.dotted())
 	}
 	switch l := x.(type) {
-	case *updObject:
-		r, ok := y.(*updObject)
+	case *objectNode:
+		r, ok := y.(*objectNode)
 		if !ok {
 			return nil, conflict()
 		}
-		children, err := updMergeChildren(l.children, r.children, func(k string) *updPos { return pos.child(k, nil) })
+		children, err := mergeChildren(l.children, r.children, func(k string) *position { return pos.child(k, nil) })
 		if err != nil {
 			return nil, err
 		}
-		m := &updObject{children: children}
+		m := &objectNode{children: children}
 		switch {
 		case l.positional != nil && r.positional != nil:
-			merged, err := updMergeNodes(l.positional, r.positional, pos.child("$", nil))
+			merged, err := mergeNodes(l.positional, r.positional, pos.child("$", nil))
 			if err != nil {
 				return nil, err
 			}
@@ -403,34 +401,34 @@ func updMergeNodes(x, y updNode, pos *updPos) (updNode, error) {
 		default:
 			m.positional = r.positional
 		}
-		m.order = updSortedFields(m.children)
+		m.order = sortedFields(m.children)
 		return m, nil
-	case *updArray:
-		r, ok := y.(*updArray)
+	case *arrayNode:
+		r, ok := y.(*arrayNode)
 		if !ok {
 			return nil, conflict()
 		}
-		children, err := updMergeChildren(l.children, r.children, func(string) *updPos { return pos })
+		children, err := mergeChildren(l.children, r.children, func(string) *position { return pos })
 		if err != nil {
 			return nil, err
 		}
-		m := &updArray{children: children}
-		m.order = updSortedKeys(m.children)
+		m := &arrayNode{children: children}
+		m.order = sortedKeys(m.children)
 		return m, nil
 	}
 	return nil, conflict()
 }
 
-// updMergeChildren returns the union of two child maps, merging the nodes
-// of a name both have with updMergeNodes at the position at returns.
-func updMergeChildren(l, r map[string]updNode, at func(name string) *updPos) (map[string]updNode, error) {
-	out := make(map[string]updNode, len(l)+len(r))
+// mergeChildren returns the union of two child maps, merging the nodes
+// of a name both have with mergeNodes at the position at returns.
+func mergeChildren(l, r map[string]node, at func(name string) *position) (map[string]node, error) {
+	out := make(map[string]node, len(l)+len(r))
 	for k, v := range l {
 		out[k] = v
 	}
 	for k, v := range r {
 		if prev, ok := out[k]; ok {
-			merged, err := updMergeNodes(prev, v, at(k))
+			merged, err := mergeNodes(prev, v, at(k))
 			if err != nil {
 				return nil, err
 			}
@@ -441,9 +439,9 @@ func updMergeChildren(l, r map[string]updNode, at func(name string) *updPos) (ma
 	return out, nil
 }
 
-// updRemovePath removes the field at parts (all parents are documents),
+// removePath removes the field at parts (all parents are documents),
 // copying what it changes.
-func updRemovePath(d bson.D, parts []string) bson.D {
+func removePath(d bson.D, parts []string) bson.D {
 	for i, e := range d {
 		if e.Key != parts[0] {
 			continue
@@ -456,7 +454,7 @@ func updRemovePath(d bson.D, parts []string) bson.D {
 		if !ok {
 			return d
 		}
-		out[i].Value = updRemovePath(sub, parts[1:])
+		out[i].Value = removePath(sub, parts[1:])
 		return out
 	}
 	return d

@@ -1,4 +1,4 @@
-package mql
+package update
 
 import (
 	"sort"
@@ -8,8 +8,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// updEquality is one equality clause of an upsert's filter.
-type updEquality struct {
+// equality is one equality clause of an upsert's filter.
+type equality struct {
 	path  string
 	parts []string
 	value any
@@ -24,14 +24,14 @@ type updEquality struct {
 // are an error (54 NotSingleValueField), and so is a dotted path below _id
 // (111 NotExactValueField), as in MongoDB.
 func UpsertSeed(filter bson.D) (bson.D, error) {
-	var eqs []updEquality
-	if err := updCollectEqualities(filter, &eqs); err != nil {
+	var eqs []equality
+	if err := collectEqualities(filter, &eqs); err != nil {
 		return nil, err
 	}
 	sort.SliceStable(eqs, func(i, j int) bool { return eqs[i].path < eqs[j].path })
 	out := bson.D{}
 	for _, e := range eqs {
-		out = updSetPath(out, e.parts, updDeepCopy(e.value))
+		out = setPath(out, e.parts, deepCopy(e.value))
 	}
 	for i, e := range out {
 		if e.Key == "_id" && i > 0 {
@@ -43,27 +43,27 @@ func UpsertSeed(filter bson.D) (bson.D, error) {
 	return out, nil
 }
 
-func updCollectEqualities(filter bson.D, eqs *[]updEquality) error {
+func collectEqualities(filter bson.D, eqs *[]equality) error {
 	for _, e := range filter {
 		switch {
 		case e.Key == "$and":
-			if err := updCollectClauses(e.Value, eqs); err != nil {
+			if err := collectClauses(e.Value, eqs); err != nil {
 				return err
 			}
 		case e.Key == "$or":
 			if arr, ok := e.Value.(bson.A); ok && len(arr) == 1 {
-				if err := updCollectClauses(arr, eqs); err != nil {
+				if err := collectClauses(arr, eqs); err != nil {
 					return err
 				}
 			}
 		case strings.HasPrefix(e.Key, "$"):
 			// $nor, $expr, $comment, ... imply no equality.
 		default:
-			v, ok := updEqualityValue(e.Value)
+			v, ok := equalityValue(e.Value)
 			if !ok {
 				continue
 			}
-			if err := updAddEquality(eqs, e.Key, v); err != nil {
+			if err := addEquality(eqs, e.Key, v); err != nil {
 				return err
 			}
 		}
@@ -71,14 +71,14 @@ func updCollectEqualities(filter bson.D, eqs *[]updEquality) error {
 	return nil
 }
 
-func updCollectClauses(v any, eqs *[]updEquality) error {
+func collectClauses(v any, eqs *[]equality) error {
 	arr, ok := v.(bson.A)
 	if !ok {
 		return nil
 	}
 	for _, c := range arr {
 		if d, ok := c.(bson.D); ok {
-			if err := updCollectEqualities(d, eqs); err != nil {
+			if err := collectEqualities(d, eqs); err != nil {
 				return err
 			}
 		}
@@ -86,8 +86,8 @@ func updCollectClauses(v any, eqs *[]updEquality) error {
 	return nil
 }
 
-// updEqualityValue returns the value a field condition pins the field to.
-func updEqualityValue(v any) (any, bool) {
+// equalityValue returns the value a field condition pins the field to.
+func equalityValue(v any) (any, bool) {
 	switch x := v.(type) {
 	case bson.Regex:
 		return nil, false
@@ -112,7 +112,7 @@ func updEqualityValue(v any) (any, bool) {
 	return v, true
 }
 
-func updAddEquality(eqs *[]updEquality, path string, v any) error {
+func addEquality(eqs *[]equality, path string, v any) error {
 	parts := strings.Split(path, ".")
 	if parts[0] == "_id" && len(parts) > 1 {
 		return mongoerr.Errorf(mongoerr.NotExactValueField, "field at '_id' must be exactly specified, field at sub-path '%s'found", path)
@@ -127,13 +127,13 @@ func updAddEquality(eqs *[]updEquality, path string, v any) error {
 			return mongoerr.Errorf(mongoerr.NotSingleValueField, "cannot infer query fields to set, both paths '%s' and '%s' are matched", prev.path, path)
 		}
 	}
-	*eqs = append(*eqs, updEquality{path: path, parts: parts, value: v})
+	*eqs = append(*eqs, equality{path: path, parts: parts, value: v})
 	return nil
 }
 
-// updSetPath sets a dotted path in a document it owns, creating embedded
+// setPath sets a dotted path in a document it owns, creating embedded
 // documents for missing components.
-func updSetPath(d bson.D, parts []string, v any) bson.D {
+func setPath(d bson.D, parts []string, v any) bson.D {
 	for i := range d {
 		if d[i].Key != parts[0] {
 			continue
@@ -146,11 +146,11 @@ func updSetPath(d bson.D, parts []string, v any) bson.D {
 		if !ok {
 			sub = bson.D{}
 		}
-		d[i].Value = updSetPath(sub, parts[1:], v)
+		d[i].Value = setPath(sub, parts[1:], v)
 		return d
 	}
 	if len(parts) == 1 {
 		return append(d, bson.E{Key: parts[0], Value: v})
 	}
-	return append(d, bson.E{Key: parts[0], Value: updSetPath(bson.D{}, parts[1:], v)})
+	return append(d, bson.E{Key: parts[0], Value: setPath(bson.D{}, parts[1:], v)})
 }

@@ -1,4 +1,4 @@
-package mql
+package update
 
 import (
 	"fmt"
@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/internal/mongoerr"
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// UpdateOptions are the options of an update that affect how it is compiled.
-type UpdateOptions struct {
+// Options are the options of an update that affect how it is compiled.
+type Options struct {
 	// ArrayFilters are the update's arrayFilters: each is a query filter on
 	// one identifier used as $[<identifier>] in the update's paths, for
 	// example {"elem.grade": {$gte: 85}} or {elem: {$gte: 85}}.
@@ -35,56 +36,55 @@ type ApplyContext struct {
 	Positional int
 }
 
-// Update is a compiled update: update operators or an aggregation pipeline.
+// Update is a compiled operator update ({$set: ..., $inc: ...}).
 // It is immutable and safe for concurrent use.
 type Update struct {
-	root       *updObject
-	filters    map[string]*updArrayFilter
+	root       *objectNode
+	filters    map[string]*arrayFilter
 	idPath     string
 	positional bool
-	pipeline   *Pipeline
 }
 
-// updArrayFilter is one compiled arrayFilters entry.
-type updArrayFilter struct {
+// arrayFilter is one compiled arrayFilters entry.
+type arrayFilter struct {
 	id     string
-	filter *Filter
+	filter *mql.Filter
 }
 
-// updNode is a node of the update tree: *updObject, *updArray or *updLeaf.
-type updNode interface{ updNodeKind() string }
+// node is a node of the update tree: *objectNode, *arrayNode or *leafNode.
+type node interface{ nodeKind() string }
 
-// updObject holds the updates below a document (or array) path.
-type updObject struct {
-	children   map[string]updNode
+// objectNode holds the updates below a document (or array) path.
+type objectNode struct {
+	children   map[string]node
 	order      []string
-	positional updNode
+	positional node
 }
 
-// updArray holds the updates of `$[]` (identifier "") and `$[<id>]`.
-type updArray struct {
-	children map[string]updNode
+// arrayNode holds the updates of `$[]` (identifier "") and `$[<id>]`.
+type arrayNode struct {
+	children map[string]node
 	order    []string
 }
 
-// updLeaf is one operator applied to one path.
-type updLeaf struct {
-	op   updOp
+// leafNode is one operator applied to one path.
+type leafNode struct {
+	op   operator
 	path string
 }
 
-func (*updObject) updNodeKind() string { return "object" }
-func (*updArray) updNodeKind() string  { return "array" }
-func (*updLeaf) updNodeKind() string   { return "leaf" }
+func (*objectNode) nodeKind() string { return "object" }
+func (*arrayNode) nodeKind() string  { return "array" }
+func (*leafNode) nodeKind() string   { return "leaf" }
 
-// updModifiers lists the update operators in the form MongoDB accepts.
-var updModifierNames = map[string]bool{
+// modifiers lists the update operators in the form MongoDB accepts.
+var modifierNames = map[string]bool{
 	"$set": true, "$unset": true, "$inc": true, "$mul": true, "$min": true, "$max": true,
 	"$rename": true, "$setOnInsert": true, "$currentDate": true, "$push": true,
 	"$addToSet": true, "$pop": true, "$pull": true, "$pullAll": true, "$bit": true,
 }
 
-var updIdentifierRe = regexp.MustCompile(`^[a-z][a-zA-Z0-9]*$`)
+var identifierRe = regexp.MustCompile(`^[a-z][a-zA-Z0-9]*$`)
 
 // IsOperatorUpdate reports whether u is an update-operator document (its
 // first field name starts with "$") rather than a replacement document.
@@ -104,27 +104,27 @@ func ValidateReplacement(doc bson.D) error {
 	return nil
 }
 
-// CompileUpdate compiles an update-operator document such as
+// Compile compiles an update-operator document such as
 // {$set: {a: 1}, $inc: {n: 1}}. Errors are *mongoerr.Error values with the codes and
 // messages MongoDB reports when it parses the update: unknown modifiers and
 // malformed arguments (9 FailedToParse, 2 BadValue, 14 TypeMismatch),
 // conflicting paths (40 ConflictingUpdateOperators), invalid paths (56
 // EmptyFieldName, 2 BadValue) and array filters that are malformed, unused or
 // missing (9, 2).
-func CompileUpdate(u bson.D, opts UpdateOptions) (*Update, error) {
-	filters, err := updCompileArrayFilters(opts.ArrayFilters)
+func Compile(u bson.D, opts Options) (*Update, error) {
+	filters, err := compileArrayFilters(opts.ArrayFilters)
 	if err != nil {
 		return nil, err
 	}
-	up := &Update{root: &updObject{}, filters: filters}
+	up := &Update{root: &objectNode{}, filters: filters}
 	used := map[string]bool{}
 	for _, mod := range u {
-		if !updModifierNames[mod.Key] {
+		if !modifierNames[mod.Key] {
 			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", mod.Key)
 		}
 		args, ok := mod.Value.(bson.D)
 		if !ok {
-			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s}", TypeName(mod.Value), updFormatElement(mod.Key, mod.Value))
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s}", mql.TypeName(mod.Value), formatElement(mod.Key, mod.Value))
 		}
 		if len(args) == 0 {
 			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "'%s' is empty. You must specify a field like so: {%s: {<field>: ...}}", mod.Key, mod.Key)
@@ -135,16 +135,16 @@ func CompileUpdate(u bson.D, opts UpdateOptions) (*Update, error) {
 			}
 		}
 	}
-	for _, id := range updSortedKeys(filters) {
+	for _, id := range sortedKeys(filters) {
 		if !used[id] {
-			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "The array filter for identifier '%s' was not used in the update %s", id, FormatValue(u))
+			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "The array filter for identifier '%s' was not used in the update %s", id, mql.FormatValue(u))
 		}
 	}
-	updFinish(up.root)
+	finish(up.root)
 	return up, nil
 }
 
-func updSortedKeys[V any](m map[string]V) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -153,14 +153,14 @@ func updSortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// updCompileArrayFilters parses arrayFilters as MongoDB does: each filter
+// compileArrayFilters parses arrayFilters as MongoDB does: each filter
 // names exactly one top-level identifier.
-func updCompileArrayFilters(afs []bson.D) (map[string]*updArrayFilter, error) {
-	out := make(map[string]*updArrayFilter, len(afs))
+func compileArrayFilters(afs []bson.D) (map[string]*arrayFilter, error) {
+	out := make(map[string]*arrayFilter, len(afs))
 	for _, af := range afs {
 		ids := map[string]bool{}
 		var order []string
-		updFilterIdentifiers(af, ids, &order)
+		filterIdentifiers(af, ids, &order)
 		if len(order) == 0 {
 			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Cannot use an expression without a top-level field name in arrayFilters")
 		}
@@ -168,27 +168,27 @@ func updCompileArrayFilters(afs []bson.D) (map[string]*updArrayFilter, error) {
 			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Error parsing array filter :: caused by :: Expected a single top-level field name, found '%s' and '%s'", order[0], order[1])
 		}
 		id := order[0]
-		if !updIdentifierRe.MatchString(id) {
+		if !identifierRe.MatchString(id) {
 			return nil, mongoerr.Errorf(mongoerr.BadValue, "Error parsing array filter :: caused by :: The top-level field name must be an alphanumeric string beginning with a lowercase letter, found '%s'", id)
 		}
 		if _, dup := out[id]; dup {
 			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Found multiple array filters with the same top-level field name %s", id)
 		}
-		f, err := CompileFilter(af)
+		f, err := mql.CompileFilter(af)
 		if err != nil {
 			if me, ok := err.(*mongoerr.Error); ok {
 				return nil, &mongoerr.Error{Code: me.Code, Message: "Error parsing array filter :: caused by :: " + me.Message}
 			}
 			return nil, fmt.Errorf("compile array filter: %w", err)
 		}
-		out[id] = &updArrayFilter{id: id, filter: f}
+		out[id] = &arrayFilter{id: id, filter: f}
 	}
 	return out, nil
 }
 
-// updFilterIdentifiers collects the distinct top-level field names (the
+// filterIdentifiers collects the distinct top-level field names (the
 // part before the first dot) of a filter, looking inside $and/$or/$nor.
-func updFilterIdentifiers(f bson.D, ids map[string]bool, order *[]string) {
+func filterIdentifiers(f bson.D, ids map[string]bool, order *[]string) {
 	for _, e := range f {
 		if strings.HasPrefix(e.Key, "$") {
 			switch e.Key {
@@ -196,7 +196,7 @@ func updFilterIdentifiers(f bson.D, ids map[string]bool, order *[]string) {
 				if arr, ok := e.Value.(bson.A); ok {
 					for _, c := range arr {
 						if d, ok := c.(bson.D); ok {
-							updFilterIdentifiers(d, ids, order)
+							filterIdentifiers(d, ids, order)
 						}
 					}
 				}
@@ -211,9 +211,9 @@ func updFilterIdentifiers(f bson.D, ids map[string]bool, order *[]string) {
 	}
 }
 
-// updSplitPath validates an update path as MongoDB's fieldchecker does and
+// splitPath validates an update path as MongoDB's fieldchecker does and
 // splits it into its components.
-func updSplitPath(path string) ([]string, error) {
+func splitPath(path string) ([]string, error) {
 	if path == "" {
 		return nil, mongoerr.Errorf(mongoerr.EmptyFieldName, "An empty update path is not valid.")
 	}
@@ -231,7 +231,7 @@ func updSplitPath(path string) ([]string, error) {
 				return nil, mongoerr.Errorf(mongoerr.BadValue, "Cannot have positional (i.e. '$') element in the first position in path '%s'", path)
 			}
 		}
-		if updIsArrayFilterPart(p) && i == 0 {
+		if isArrayFilterPart(p) && i == 0 {
 			return nil, mongoerr.Errorf(mongoerr.BadValue, "Cannot have array filter identifier (i.e. '$[<id>]') element in the first position in path '%s'", path)
 		}
 	}
@@ -241,28 +241,28 @@ func updSplitPath(path string) ([]string, error) {
 	return parts, nil
 }
 
-func updIsArrayFilterPart(p string) bool {
+func isArrayFilterPart(p string) bool {
 	return strings.HasPrefix(p, "$[") && strings.HasSuffix(p, "]")
 }
 
 // addOperator parses one {path: argument} of one modifier and merges it
 // into the update tree.
 func (up *Update) addOperator(mod string, arg bson.E, used map[string]bool) error {
-	parts, err := updSplitPath(arg.Key)
+	parts, err := splitPath(arg.Key)
 	if err != nil {
 		return err
 	}
 	for _, p := range parts {
-		if strings.HasPrefix(p, "$") && p != "$" && !updIsArrayFilterPart(p) {
+		if strings.HasPrefix(p, "$") && p != "$" && !isArrayFilterPart(p) {
 			return mongoerr.Errorf(mongoerr.DollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not valid for storage.", p, arg.Key)
 		}
 	}
-	op, err := updCompileOp(mod, arg)
+	op, err := compileOp(mod, arg)
 	if err != nil {
 		return err
 	}
-	if ren, ok := op.(*updRenameOp); ok {
-		toParts, err := updSplitPath(ren.to)
+	if ren, ok := op.(*renameOp); ok {
+		toParts, err := splitPath(ren.to)
 		if err != nil {
 			return err
 		}
@@ -270,17 +270,17 @@ func (up *Update) addOperator(mod string, arg bson.E, used map[string]bool) erro
 		ren.toParts = toParts
 		// MongoDB places a conflict placeholder at the source and the
 		// rename itself at the destination.
-		if err := up.merge(parts, arg.Key, &updLeaf{op: updPlaceholderOp{}, path: arg.Key}, used); err != nil {
+		if err := up.merge(parts, arg.Key, &leafNode{op: placeholderOp{}, path: arg.Key}, used); err != nil {
 			return err
 		}
-		if err := up.merge(toParts, ren.to, &updLeaf{op: ren, path: ren.to}, used); err != nil {
+		if err := up.merge(toParts, ren.to, &leafNode{op: ren, path: ren.to}, used); err != nil {
 			return err
 		}
 		up.notePath(parts, arg.Key)
 		up.notePath(toParts, ren.to)
 		return nil
 	}
-	if err := up.merge(parts, arg.Key, &updLeaf{op: op, path: arg.Key}, used); err != nil {
+	if err := up.merge(parts, arg.Key, &leafNode{op: op, path: arg.Key}, used); err != nil {
 		return err
 	}
 	up.notePath(parts, arg.Key)
@@ -301,12 +301,12 @@ func (up *Update) notePath(parts []string, path string) {
 
 // merge inserts leaf at parts into the tree, reporting conflicts the way
 // UpdateObjectNode::parseAndMerge does.
-func (up *Update) merge(parts []string, path string, leaf *updLeaf, used map[string]bool) error {
-	var cur updNode = up.root
+func (up *Update) merge(parts []string, path string, leaf *leafNode, used map[string]bool) error {
+	var cur node = up.root
 	for i, p := range parts {
 		last := i == len(parts)-1
 		conflictAt := strings.Join(parts[:i+1], ".")
-		if updIsArrayFilterPart(p) {
+		if isArrayFilterPart(p) {
 			id := p[2 : len(p)-1]
 			if id != "" {
 				if _, ok := up.filters[id]; !ok {
@@ -317,15 +317,15 @@ func (up *Update) merge(parts []string, path string, leaf *updLeaf, used map[str
 		}
 		// The node at cur must be an array node for $[...] parts and an
 		// object node otherwise.
-		wantArray := updIsArrayFilterPart(p)
+		wantArray := isArrayFilterPart(p)
 		key := p
 		if wantArray {
 			key = p[2 : len(p)-1]
 		}
-		var children map[string]updNode
-		var existing updNode
+		var children map[string]node
+		var existing node
 		switch n := cur.(type) {
-		case *updObject:
+		case *objectNode:
 			if wantArray {
 				return mongoerr.Errorf(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", path, strings.Join(parts[:i], "."))
 			}
@@ -333,17 +333,17 @@ func (up *Update) merge(parts []string, path string, leaf *updLeaf, used map[str
 				existing = n.positional
 			} else {
 				if n.children == nil {
-					n.children = map[string]updNode{}
+					n.children = map[string]node{}
 				}
 				children = n.children
 				existing = n.children[key]
 			}
-		case *updArray:
+		case *arrayNode:
 			if !wantArray {
 				return mongoerr.Errorf(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", path, strings.Join(parts[:i], "."))
 			}
 			if n.children == nil {
-				n.children = map[string]updNode{}
+				n.children = map[string]node{}
 			}
 			children = n.children
 			existing = n.children[key]
@@ -352,69 +352,69 @@ func (up *Update) merge(parts []string, path string, leaf *updLeaf, used map[str
 			if existing != nil {
 				return mongoerr.Errorf(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", path, path)
 			}
-			updSetChild(cur, children, key, leaf)
+			setChild(cur, children, key, leaf)
 			return nil
 		}
 		if existing != nil {
-			if _, isLeaf := existing.(*updLeaf); isLeaf {
+			if _, isLeaf := existing.(*leafNode); isLeaf {
 				return mongoerr.Errorf(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", path, conflictAt)
 			}
 			cur = existing
 			continue
 		}
-		var next updNode = &updObject{}
-		if updIsArrayFilterPart(parts[i+1]) {
-			next = &updArray{}
+		var next node = &objectNode{}
+		if isArrayFilterPart(parts[i+1]) {
+			next = &arrayNode{}
 		}
-		updSetChild(cur, children, key, next)
+		setChild(cur, children, key, next)
 		cur = next
 	}
 	return nil
 }
 
-func updSetChild(parent updNode, children map[string]updNode, key string, child updNode) {
-	if o, ok := parent.(*updObject); ok && key == "$" {
+func setChild(parent node, children map[string]node, key string, child node) {
+	if o, ok := parent.(*objectNode); ok && key == "$" {
 		o.positional = child
 		return
 	}
 	children[key] = child
 }
 
-// updFinish computes the processing order of every node's children: since
+// finish computes the processing order of every node's children: since
 // MongoDB 5.0 fields are processed in lexicographic order, numeric field
 // names in numeric order.
-func updFinish(n updNode) {
+func finish(n node) {
 	switch x := n.(type) {
-	case *updObject:
-		x.order = updSortedFields(x.children)
+	case *objectNode:
+		x.order = sortedFields(x.children)
 		for _, c := range x.children {
-			updFinish(c)
+			finish(c)
 		}
 		if x.positional != nil {
-			updFinish(x.positional)
+			finish(x.positional)
 		}
-	case *updArray:
-		x.order = updSortedKeys(x.children)
+	case *arrayNode:
+		x.order = sortedKeys(x.children)
 		for _, c := range x.children {
-			updFinish(c)
+			finish(c)
 		}
 	}
 }
 
-func updSortedFields(m map[string]updNode) []string {
+func sortedFields(m map[string]node) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.SliceStable(keys, func(i, j int) bool { return updFieldLess(keys[i], keys[j]) })
+	sort.SliceStable(keys, func(i, j int) bool { return fieldLess(keys[i], keys[j]) })
 	return keys
 }
 
-// updFieldLess orders field names: two numeric names numerically, anything
+// fieldLess orders field names: two numeric names numerically, anything
 // else bytewise.
-func updFieldLess(a, b string) bool {
-	_, an := updArrayIndex(a)
-	_, bn := updArrayIndex(b)
+func fieldLess(a, b string) bool {
+	_, an := arrayIndex(a)
+	_, bn := arrayIndex(b)
 	if an && bn {
 		if len(a) != len(b) {
 			return len(a) < len(b)
@@ -423,9 +423,9 @@ func updFieldLess(a, b string) bool {
 	return a < b
 }
 
-// updArrayIndex parses a path component as an array index: decimal digits
+// arrayIndex parses a path component as an array index: decimal digits
 // without a leading zero (or "0").
-func updArrayIndex(p string) (int, bool) {
+func arrayIndex(p string) (int, bool) {
 	if p == "" || len(p) > 9 || (len(p) > 1 && p[0] == '0') {
 		return 0, false
 	}

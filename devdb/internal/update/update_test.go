@@ -1,18 +1,18 @@
-package mql
+package update
 
 import (
 	"errors"
-	"math"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/internal/mongoerr"
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// updDoc parses relaxed extended JSON into a bson.D (integers that fit
+// parseDoc parses relaxed extended JSON into a bson.D (integers that fit
 // become int32, others int64; numbers with a fraction or exponent double).
-func updDoc(tb testing.TB, s string) bson.D {
+func parseDoc(tb testing.TB, s string) bson.D {
 	tb.Helper()
 	var d bson.D
 	if err := bson.UnmarshalExtJSON([]byte(s), false, &d); err != nil {
@@ -21,8 +21,8 @@ func updDoc(tb testing.TB, s string) bson.D {
 	return d
 }
 
-// updCase is one Apply scenario.
-type updCase struct {
+// testCase is one Apply scenario.
+type testCase struct {
 	name    string
 	doc     string
 	update  string
@@ -34,33 +34,33 @@ type updCase struct {
 	msg     string        // expected error message, if set
 }
 
-func runUpdateCases(t *testing.T, cases []updCase) {
+func runUpdateCases(t *testing.T, cases []testCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := updDoc(t, tc.doc)
-			before := updDeepCopy(doc).(bson.D)
-			var opts UpdateOptions
+			doc := parseDoc(t, tc.doc)
+			before := deepCopy(doc).(bson.D)
+			var opts Options
 			for _, f := range tc.filters {
-				opts.ArrayFilters = append(opts.ArrayFilters, updDoc(t, f))
+				opts.ArrayFilters = append(opts.ArrayFilters, parseDoc(t, f))
 			}
 			ac := ApplyContext{Positional: -1, Now: time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)}
 			if tc.ctx != nil {
 				ac = *tc.ctx
 			}
-			u, err := CompileUpdate(updDoc(t, tc.update), opts)
+			u, err := Compile(parseDoc(t, tc.update), opts)
 			var out bson.D
 			var changed bool
 			if err == nil {
 				out, changed, err = u.Apply(doc, ac)
 			}
-			if !Identical(doc, before) {
-				t.Fatalf("Apply modified its input: %s, was %s", FormatValue(doc), FormatValue(before))
+			if !mql.Identical(doc, before) {
+				t.Fatalf("Apply modified its input: %s, was %s", mql.FormatValue(doc), mql.FormatValue(before))
 			}
 			if tc.code != 0 {
 				var me *mongoerr.Error
 				if !errors.As(err, &me) {
-					t.Fatalf("want error code %d, got %v (doc %s)", tc.code, err, FormatValue(out))
+					t.Fatalf("want error code %d, got %v (doc %s)", tc.code, err, mql.FormatValue(out))
 				}
 				if me.Code != tc.code || (tc.msg != "" && me.Message != tc.msg) {
 					t.Fatalf("want error %d %q, got %d %q", tc.code, tc.msg, me.Code, me.Message)
@@ -73,9 +73,9 @@ func runUpdateCases(t *testing.T, cases []updCase) {
 			if err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
-			want := updDoc(t, tc.want)
-			if !Identical(out, want) {
-				t.Fatalf("got  %s\nwant %s", FormatValue(out), FormatValue(want))
+			want := parseDoc(t, tc.want)
+			if !mql.Identical(out, want) {
+				t.Fatalf("got  %s\nwant %s", mql.FormatValue(out), mql.FormatValue(want))
 			}
 			if changed != tc.changed {
 				t.Fatalf("changed = %v, want %v", changed, tc.changed)
@@ -85,7 +85,7 @@ func runUpdateCases(t *testing.T, cases []updCase) {
 }
 
 func TestUpdateSet(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual top-level fields",
 			doc:     `{"_id": 100, "quantity": 250, "instock": true, "details": {"model": "14QQ", "make": "Clothes Corp"}, "tags": ["apparel", "clothing"]}`,
 			update:  `{"$set": {"quantity": 500, "details": {"model": "2600", "make": "Fashionaires"}, "tags": ["coats", "outerwear", "clothing"]}}`,
@@ -136,7 +136,7 @@ func TestUpdateSet(t *testing.T) {
 }
 
 func TestUpdateParseErrors(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "unknown modifier", doc: `{}`, update: `{"$foo": {"a": 1}}`, code: 9,
 			msg: "Unknown modifier: $foo. Expected a valid update modifier or pipeline-style update specified as an array"},
 		{name: "empty modifier", doc: `{}`, update: `{"$set": {}}`, code: 9,
@@ -173,7 +173,7 @@ func TestUpdateParseErrors(t *testing.T) {
 }
 
 func TestUpdateUnset(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual", doc: `{"_id": 1, "sku": "unknown", "quantity": 2, "instock": true}`,
 			update: `{"$unset": {"quantity": "", "instock": ""}}`, want: `{"_id": 1, "sku": "unknown"}`, changed: true},
 		{name: "missing field", doc: `{"_id": 1}`, update: `{"$unset": {"a.b": ""}}`, want: `{"_id": 1}`},
@@ -187,7 +187,7 @@ func TestUpdateUnset(t *testing.T) {
 }
 
 func TestUpdateIncMul(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual $inc",
 			doc:    `{"_id": 1, "sku": "abc123", "quantity": 10, "metrics": {"orders": 2, "ratings": 3.5}}`,
 			update: `{"$inc": {"quantity": -2, "metrics.orders": 1}}`,
@@ -224,7 +224,7 @@ func TestUpdateIncMul(t *testing.T) {
 }
 
 func TestUpdateMinMax(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual $min lower", doc: `{"_id": 1, "highScore": 800, "lowScore": 200}`, update: `{"$min": {"lowScore": 150}}`,
 			want: `{"_id": 1, "highScore": 800, "lowScore": 150}`, changed: true},
 		{name: "manual $min higher", doc: `{"_id": 1, "highScore": 800, "lowScore": 150}`, update: `{"$min": {"lowScore": 250}}`,
@@ -240,7 +240,7 @@ func TestUpdateMinMax(t *testing.T) {
 }
 
 func TestUpdateRename(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual top-level",
 			doc:    `{"_id": 1, "alias": ["The American Cincinnatus"], "mobile": "555-555-5555", "nmae": {"first": "george", "last": "washington"}}`,
 			update: `{"$rename": {"nmae": "name"}}`,
@@ -267,7 +267,7 @@ func TestUpdateRename(t *testing.T) {
 
 func TestUpdateSetOnInsertCurrentDate(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "$setOnInsert on insert", doc: `{"_id": 1}`, update: `{"$set": {"item": "apple"}, "$setOnInsert": {"defaultQty": 100}}`,
 			ctx: &ApplyContext{Insert: true, Positional: -1}, want: `{"_id": 1, "defaultQty": 100, "item": "apple"}`, changed: true},
 		{name: "$setOnInsert on update", doc: `{"_id": 1}`, update: `{"$set": {"item": "apple"}, "$setOnInsert": {"defaultQty": 100}}`,
@@ -284,7 +284,7 @@ func TestUpdateSetOnInsertCurrentDate(t *testing.T) {
 }
 
 func TestUpdatePush(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual append", doc: `{"_id": 1, "scores": [44, 78, 38, 80]}`, update: `{"$push": {"scores": 89}}`,
 			want: `{"_id": 1, "scores": [44, 78, 38, 80, 89]}`, changed: true},
 		{name: "manual $each", doc: `{"_id": 1, "scores": [44]}`, update: `{"$push": {"scores": {"$each": [90, 92, 85]}}}`,
@@ -316,7 +316,7 @@ func TestUpdatePush(t *testing.T) {
 }
 
 func TestUpdateAddToSet(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual array value", doc: `{"_id": 1, "letters": ["a", "b"]}`, update: `{"$addToSet": {"letters": ["c", "d"]}}`,
 			want: `{"_id": 1, "letters": ["a", "b", ["c", "d"]]}`, changed: true},
 		{name: "manual existing value", doc: `{"_id": 1, "colors": ["blue", "green", "red"]}`, update: `{"$addToSet": {"colors": "green"}}`,
@@ -335,7 +335,7 @@ func TestUpdateAddToSet(t *testing.T) {
 }
 
 func TestUpdatePop(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual first", doc: `{"_id": 1, "scores": [8, 9, 10]}`, update: `{"$pop": {"scores": -1}}`, want: `{"_id": 1, "scores": [9, 10]}`, changed: true},
 		{name: "manual last", doc: `{"_id": 1, "scores": [9, 10]}`, update: `{"$pop": {"scores": 1}}`, want: `{"_id": 1, "scores": [9]}`, changed: true},
 		{name: "empty array", doc: `{"_id": 1, "a": []}`, update: `{"$pop": {"a": 1}}`, want: `{"_id": 1, "a": []}`},
@@ -346,7 +346,7 @@ func TestUpdatePop(t *testing.T) {
 }
 
 func TestUpdatePull(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual $in and value",
 			doc:    `{"_id": 1, "fruits": ["apples", "pears", "oranges", "grapes", "bananas"], "vegetables": ["carrots", "celery", "squash", "carrots"]}`,
 			update: `{"$pull": {"fruits": {"$in": ["apples", "oranges"]}, "vegetables": "carrots"}}`,
@@ -369,7 +369,7 @@ func TestUpdatePull(t *testing.T) {
 }
 
 func TestUpdateBit(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual and", doc: `{"_id": 1, "expdata": 13}`, update: `{"$bit": {"expdata": {"and": 10}}}`, want: `{"_id": 1, "expdata": 8}`, changed: true},
 		{name: "manual or with long", doc: `{"_id": 2, "expdata": {"$numberLong": "3"}}`, update: `{"$bit": {"expdata": {"or": 5}}}`,
 			want: `{"_id": 2, "expdata": {"$numberLong": "7"}}`, changed: true},
@@ -386,7 +386,7 @@ func TestUpdateBit(t *testing.T) {
 
 func TestUpdateArrays(t *testing.T) {
 	pos := func(i int) *ApplyContext { return &ApplyContext{Positional: i} }
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "manual positional", doc: `{"_id": 1, "grades": [85, 80, 80]}`, update: `{"$set": {"grades.$": 82}}`, ctx: pos(1),
 			want: `{"_id": 1, "grades": [85, 82, 80]}`, changed: true},
 		{name: "positional in documents", doc: `{"_id": 4, "grades": [{"grade": 80, "mean": 75}, {"grade": 85, "mean": 90}]}`,
@@ -429,16 +429,16 @@ func TestUpdateHelpers(t *testing.T) {
 			doc  string
 			want bool
 		}{{`{"$set": {"a": 1}}`, true}, {`{"a": 1}`, false}, {`{}`, false}, {`{"a": 1, "$set": {}}`, false}} {
-			if got := IsOperatorUpdate(updDoc(t, tc.doc)); got != tc.want {
+			if got := IsOperatorUpdate(parseDoc(t, tc.doc)); got != tc.want {
 				t.Errorf("IsOperatorUpdate(%s) = %v", tc.doc, got)
 			}
 		}
 	})
 	t.Run("ValidateReplacement", func(t *testing.T) {
-		if err := ValidateReplacement(updDoc(t, `{"a": 1, "b": {"$c": 1}}`)); err != nil {
+		if err := ValidateReplacement(parseDoc(t, `{"a": 1, "b": {"$c": 1}}`)); err != nil {
 			t.Fatalf("unexpected error: %v", err)
 		}
-		err := ValidateReplacement(updDoc(t, `{"a": 1, "$set": {"b": 1}}`))
+		err := ValidateReplacement(parseDoc(t, `{"a": 1, "$set": {"b": 1}}`))
 		var me *mongoerr.Error
 		if !errors.As(err, &me) || me.Code != 52 || me.Message != "The dollar ($) prefixed field '$set' in '$set' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith." {
 			t.Fatalf("got %v", err)
@@ -467,7 +467,7 @@ func TestUpsertSeed(t *testing.T) {
 			msg: "field at '_id' must be exactly specified, field at sub-path '_id.name'found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := UpsertSeed(updDoc(t, tc.filter))
+			got, err := UpsertSeed(parseDoc(t, tc.filter))
 			if tc.code != 0 {
 				var me *mongoerr.Error
 				if !errors.As(err, &me) || me.Code != tc.code || me.Message != tc.msg {
@@ -478,19 +478,19 @@ func TestUpsertSeed(t *testing.T) {
 			if err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
-			if want := updDoc(t, tc.want); !Identical(got, want) {
-				t.Fatalf("got %s, want %s", FormatValue(got), FormatValue(want))
+			if want := parseDoc(t, tc.want); !mql.Identical(got, want) {
+				t.Fatalf("got %s, want %s", mql.FormatValue(got), mql.FormatValue(want))
 			}
 		})
 	}
 }
 
 func TestUpdateConcurrentApply(t *testing.T) {
-	u, err := CompileUpdate(updDoc(t, `{"$inc": {"n": 1}, "$push": {"l": {"$each": [{"x": 1}]}}}`), UpdateOptions{})
+	u, err := Compile(parseDoc(t, `{"$inc": {"n": 1}, "$push": {"l": {"$each": [{"x": 1}]}}}`), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := updDoc(t, `{"_id": 1, "n": 1, "l": []}`)
+	doc := parseDoc(t, `{"_id": 1, "n": 1, "l": []}`)
 	done := make(chan bson.D, 8)
 	for range 8 {
 		go func() {
@@ -501,123 +501,34 @@ func TestUpdateConcurrentApply(t *testing.T) {
 			done <- out
 		}()
 	}
-	want := updDoc(t, `{"_id": 1, "n": 2, "l": [{"x": 1}]}`)
+	want := parseDoc(t, `{"_id": 1, "n": 2, "l": [{"x": 1}]}`)
 	var outs []bson.D
 	for range 8 {
 		out := <-done
-		if !Identical(out, want) {
-			t.Fatalf("got %s", FormatValue(out))
+		if !mql.Identical(out, want) {
+			t.Fatalf("got %s", mql.FormatValue(out))
 		}
 		outs = append(outs, out)
 	}
 	// Results must not share the pushed documents with the compiled update.
 	outs[0][2].Value.(bson.A)[0].(bson.D)[0].Value = int32(9)
-	if !Identical(outs[1], want) {
-		t.Fatalf("results share memory: %s", FormatValue(outs[1]))
+	if !mql.Identical(outs[1], want) {
+		t.Fatalf("results share memory: %s", mql.FormatValue(outs[1]))
 	}
 }
 
 func BenchmarkApplySetInc(b *testing.B) {
-	u, err := CompileUpdate(updDoc(b, `{"$set": {"status": "done", "meta.updatedBy": "bench"}, "$inc": {"count": 1, "meta.version": 1}}`), UpdateOptions{})
+	u, err := Compile(parseDoc(b, `{"$set": {"status": "done", "meta.updatedBy": "bench"}, "$inc": {"count": 1, "meta.version": 1}}`), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	doc := updDoc(b, `{"_id": 1, "name": "widget", "status": "new", "count": 41, "tags": ["a", "b", "c"], "meta": {"version": 3, "createdBy": "x"}}`)
+	doc := parseDoc(b, `{"_id": 1, "name": "widget", "status": "new", "count": 41, "tags": ["a", "b", "c"], "meta": {"version": 3, "createdBy": "x"}}`)
 	ac := ApplyContext{Positional: -1}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, _, err := u.Apply(doc, ac); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func TestUpdatePipeline(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		doc     string
-		stages  []string
-		want    string
-		changed bool
-		code    mongoerr.Code
-	}{
-		{name: "manual $set and $unset", doc: `{"_id": 1, "member": "abc123", "status": "A", "misc1": "note to self", "misc2": "Need to activate"}`,
-			stages: []string{`{"$set": {"status": "Modified", "comments": ["$misc1", "$misc2"]}}`, `{"$unset": ["misc1", "misc2"]}`},
-			want:   `{"_id": 1, "member": "abc123", "status": "Modified", "comments": ["note to self", "Need to activate"]}`, changed: true},
-		{name: "$project keeps _id", doc: `{"_id": 1, "a": 1, "b": 2}`, stages: []string{`{"$project": {"_id": 0, "a": 1}}`},
-			want: `{"_id": 1, "a": 1}`, changed: true},
-		{name: "$replaceWith without _id", doc: `{"_id": 1, "a": {"x": 1}}`, stages: []string{`{"$replaceWith": "$a"}`},
-			want: `{"_id": 1, "x": 1}`, changed: true},
-		{name: "no-op", doc: `{"_id": 1, "a": 1}`, stages: []string{`{"$set": {"a": 1}}`}, want: `{"_id": 1, "a": 1}`},
-		{name: "empty pipeline", doc: `{"_id": 1, "a": 1}`, stages: nil, want: `{"_id": 1, "a": 1}`},
-		{name: "changing _id", doc: `{"_id": 1}`, stages: []string{`{"$set": {"_id": 2}}`}, code: 66},
-		{name: "stage not allowed", doc: `{"_id": 1}`, stages: []string{`{"$match": {"a": 1}}`}, code: 72},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var stages []bson.D
-			for _, s := range tc.stages {
-				stages = append(stages, updDoc(t, s))
-			}
-			doc := updDoc(t, tc.doc)
-			u, err := CompilePipelineUpdate(stages)
-			var out bson.D
-			var changed bool
-			if err == nil {
-				out, changed, err = u.Apply(doc, ApplyContext{Positional: -1})
-			}
-			if tc.code != 0 {
-				var me *mongoerr.Error
-				if !errors.As(err, &me) || me.Code != tc.code {
-					t.Fatalf("want code %d, got %v", tc.code, err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if want := updDoc(t, tc.want); !Identical(out, want) || changed != tc.changed {
-				t.Fatalf("got %s changed=%v, want %s changed=%v", FormatValue(out), changed, tc.want, tc.changed)
-			}
-		})
-	}
-}
-
-func TestUpdateArith(t *testing.T) {
-	dec := func(s string) bson.Decimal128 {
-		d, err := bson.ParseDecimal128(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	for _, tc := range []struct {
-		name string
-		mul  bool
-		a, b any
-		want any
-		ok   bool
-	}{
-		{"int32 add", false, int32(2), int32(3), int32(5), true},
-		{"int32 mul overflow widens", true, int32(1 << 20), int32(1 << 20), int64(1 << 40), true},
-		{"int64 mul overflow", true, int64(1 << 62), int32(4), nil, false},
-		{"int64 min times -1", true, int64(-1 << 63), int64(-1), nil, false},
-		{"double mul", true, 1.5, int64(2), 3.0, true},
-		{"decimal add", false, dec("0.1"), dec("0.2"), dec("0.3"), true},
-		{"decimal rounds half to even", false, dec("1234567890123456789012345678901234"), dec("0.5"), dec("1234567890123456789012345678901234"), true},
-		{"decimal rounds up", false, dec("1234567890123456789012345678901235"), dec("0.5"), dec("1.234567890123456789012345678901236E+33"), true},
-		{"decimal overflow is infinity", true, dec("9E+6000"), dec("9E+6000"), dec("Infinity"), true},
-		{"decimal NaN", false, dec("NaN"), int32(1), dec("NaN"), true},
-		{"infinity times zero", true, dec("-Infinity"), int32(0), dec("NaN"), true},
-		{"infinity minus infinity", false, dec("Infinity"), dec("-Infinity"), dec("NaN"), true},
-		{"infinity times negative", true, dec("Infinity"), int32(-2), dec("-Infinity"), true},
-		{"double infinity to decimal", false, dec("1"), math.Inf(-1), dec("-Infinity"), true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := updArith(tc.mul, tc.a, tc.b)
-			if ok != tc.ok || (ok && !Identical(got, tc.want)) {
-				t.Fatalf("got %s %v, want %s %v", FormatValue(got), ok, FormatValue(tc.want), tc.ok)
-			}
-		})
 	}
 }
 
@@ -638,14 +549,14 @@ func TestUpdateFormat(t *testing.T) {
 		{bson.Binary{Subtype: 0, Data: []byte{0xab}}, "BinData(0, AB)"},
 		{bson.MinKey{}, "MinKey"},
 	} {
-		if got := FormatValue(tc.v); got != tc.want {
-			t.Errorf("FormatValue(%#v) = %q, want %q", tc.v, got, tc.want)
+		if got := mql.FormatValue(tc.v); got != tc.want {
+			t.Errorf("mql.FormatValue(%#v) = %q, want %q", tc.v, got, tc.want)
 		}
 	}
 }
 
 func TestUpdateArrayMerges(t *testing.T) {
-	runUpdateCases(t, []updCase{
+	runUpdateCases(t, []testCase{
 		{name: "filters merged into one element", doc: `{"_id": 1, "a": [{"k": 1}, {"k": 2}]}`,
 			update: `{"$set": {"a.$[].b": 0, "a.$[x].c": 1}}`, filters: []string{`{"x.k": 2}`},
 			want: `{"_id": 1, "a": [{"k": 1, "b": 0}, {"k": 2, "b": 0, "c": 1}]}`, changed: true},

@@ -1,19 +1,20 @@
-package mql
+package update
 
 import (
 	"testing"
 
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// updFuzzSample is the document every fuzzed update is applied to: it has
+// fuzzSample is the document every fuzzed update is applied to: it has
 // scalars, embedded documents and arrays of scalars and documents.
-const updFuzzSample = `{"_id": 1, "a": 1, "b": {"c": [1, 2, {"d": 3}], "e": "x"}, "f": [{"g": 1}, {"g": 2}], "h": [3, 1, 2], "i": null, "j": {"$numberLong": "9223372036854775807"}, "k": {"$numberDecimal": "1.5"}, "l": 2.5}`
+const fuzzSample = `{"_id": 1, "a": 1, "b": {"c": [1, 2, {"d": 3}], "e": "x"}, "f": [{"g": 1}, {"g": 2}], "h": [3, 1, 2], "i": null, "j": {"$numberLong": "9223372036854775807"}, "k": {"$numberDecimal": "1.5"}, "l": 2.5}`
 
-// FuzzCompileUpdate feeds arbitrary BSON to CompileUpdate: it must return an
+// FuzzCompile feeds arbitrary BSON to Compile: it must return an
 // error or an update, and applying that update to a sample document must
 // return an error or a document, never panic, and never modify the sample.
-func FuzzCompileUpdate(f *testing.F) {
+func FuzzCompile(f *testing.F) {
 	for _, s := range []string{
 		`{"$set": {"a": 2, "b.c.5": 1, "f.$.g": 3}}`,
 		`{"$inc": {"a": 1, "j": 1, "k": 0.1, "l": 2}, "$mul": {"h.0": 2}}`,
@@ -36,7 +37,7 @@ func FuzzCompileUpdate(f *testing.F) {
 		f.Add(raw)
 	}
 	var sample bson.D
-	if err := bson.UnmarshalExtJSON([]byte(updFuzzSample), false, &sample); err != nil {
+	if err := bson.UnmarshalExtJSON([]byte(fuzzSample), false, &sample); err != nil {
 		f.Fatal(err)
 	}
 	filters := []bson.D{{{Key: "x", Value: bson.D{{Key: "$gt", Value: int32(1)}}}}}
@@ -45,19 +46,19 @@ func FuzzCompileUpdate(f *testing.F) {
 		if err := bson.Unmarshal(data, &u); err != nil {
 			return
 		}
-		for _, opts := range []UpdateOptions{{}, {ArrayFilters: filters}} {
-			up, err := CompileUpdate(u, opts)
+		for _, opts := range []Options{{}, {ArrayFilters: filters}} {
+			up, err := Compile(u, opts)
 			if err != nil {
 				continue
 			}
 			for _, ac := range []ApplyContext{{Positional: -1}, {Positional: 1, Insert: true}} {
-				before := updDeepCopy(sample).(bson.D)
+				before := deepCopy(sample).(bson.D)
 				out, changed, err := up.Apply(sample, ac)
-				if !Identical(sample, before) {
+				if !mql.Identical(sample, before) {
 					t.Fatalf("Apply modified its input")
 				}
-				if err == nil && !changed && !Identical(out, sample) {
-					t.Fatalf("unchanged result differs: %s", FormatValue(out))
+				if err == nil && !changed && !mql.Identical(out, sample) {
+					t.Fatalf("unchanged result differs: %s", mql.FormatValue(out))
 				}
 			}
 		}

@@ -19,16 +19,11 @@ import (
 // model renders as its type name.
 func FormatValue(v any) string {
 	var b strings.Builder
-	updWriteValue(&b, v)
+	writeValue(&b, v)
 	return b.String()
 }
 
-// updFormatElement renders a named element as "name: value".
-func updFormatElement(name string, v any) string {
-	return name + ": " + FormatValue(v)
-}
-
-func updWriteValue(b *strings.Builder, v any) {
+func writeValue(b *strings.Builder, v any) {
 	switch x := v.(type) {
 	case nil:
 		b.WriteString("null")
@@ -44,7 +39,7 @@ func updWriteValue(b *strings.Builder, v any) {
 			}
 			b.WriteString(e.Key)
 			b.WriteString(": ")
-			updWriteValue(b, e.Value)
+			writeValue(b, e.Value)
 		}
 		b.WriteString(" }")
 	case bson.A:
@@ -57,11 +52,11 @@ func updWriteValue(b *strings.Builder, v any) {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			updWriteValue(b, e)
+			writeValue(b, e)
 		}
 		b.WriteString(" ]")
 	case float64:
-		b.WriteString(updFormatDouble(x))
+		b.WriteString(formatDouble(x))
 	case int32:
 		b.WriteString(strconv.FormatInt(int64(x), 10))
 	case int64:
@@ -103,9 +98,9 @@ func updWriteValue(b *strings.Builder, v any) {
 	}
 }
 
-// updFormatDouble renders a double as MongoDB's messages do: integral values
+// formatDouble renders a double as MongoDB's messages do: integral values
 // keep a ".0" suffix, others use the shortest representation.
-func updFormatDouble(f float64) string {
+func formatDouble(f float64) string {
 	switch {
 	case math.IsNaN(f):
 		return "nan.0"
