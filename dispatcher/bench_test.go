@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"github.com/changehook/changehook/triggers"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +15,7 @@ import (
 // per ordering mode. It reports events/s; -benchmem gives allocs/event
 // (client and in-process server together).
 func BenchmarkDeliver(b *testing.B) {
-	for _, mode := range []Ordering{Strict, PerDocument, None} {
+	for _, mode := range []triggers.Ordering{triggers.Strict, triggers.PerDocument, triggers.None} {
 		b.Run(string(mode), func(b *testing.B) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
@@ -23,8 +24,8 @@ func BenchmarkDeliver(b *testing.B) {
 			b.Cleanup(srv.Close)
 			d, err := New(Config{
 				Trigger:     "bench",
-				Webhook:     Webhook{URL: srv.URL, Secrets: []string{testSecret}},
-				Retry:       RetryPolicy{MaxAttempts: 3},
+				Webhook:     triggers.Webhook{URL: srv.URL, Secrets: []triggers.Secret{testSecret}},
+				Retry:       triggers.RetryPolicy{MaxAttempts: 3},
 				Ordering:    mode,
 				Concurrency: 16,
 			}, nil)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -42,7 +43,7 @@ type job struct {
 
 // New returns a Dispatcher for cfg, with its workers started. sink receives
 // dead letters; it is required when cfg.DeadLetter is true. Zero fields take
-// defaults (see the Default* constants; Ordering Strict; Concurrency 1;
+// defaults (triggers' Default* constants; Ordering Strict; Concurrency 1;
 // Method POST; Format json). New checks the URL, method, headers, secrets and
 // format; its errors never contain secrets.
 func New(cfg Config, sink DeadLetterSink, opts ...Option) (*Dispatcher, error) {
@@ -60,14 +61,12 @@ func newDispatcher(cfg Config, sink DeadLetterSink, opts []Option) (*Dispatcher,
 		return nil, errors.New("trigger name is empty")
 	}
 	if cfg.Ordering == "" {
-		cfg.Ordering = Strict
+		cfg.Ordering = triggers.Strict
 	}
 	if !cfg.Ordering.Valid() {
 		return nil, fmt.Errorf("unknown ordering %q (want strict, per_document or none)", cfg.Ordering)
 	}
-	if cfg.Concurrency < 1 || cfg.Ordering == Strict {
-		cfg.Concurrency = 1
-	}
+	cfg.Concurrency = cfg.Ordering.Concurrency(cfg.Concurrency)
 	if cfg.DeadLetter && sink == nil {
 		return nil, errors.New("dead letters enabled but no dead-letter sink given")
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/changehook/changehook/triggers"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -88,7 +89,7 @@ func newTestDispatcher(t *testing.T, cfg Config, sink DeadLetterSink, opts ...Op
 	return d
 }
 func TestNewValidates(t *testing.T) {
-	ok := Webhook{URL: "http://127.0.0.1:1/h"}
+	ok := triggers.Webhook{URL: "http://127.0.0.1:1/h"}
 	tests := []struct {
 		name    string
 		cfg     Config
@@ -98,13 +99,13 @@ func TestNewValidates(t *testing.T) {
 		{"no trigger", Config{Webhook: ok}, nil, "trigger name is empty"},
 		{"bad ordering", Config{Trigger: "t", Webhook: ok, Ordering: "random"}, nil, "unknown ordering"},
 		{"dead letters need a sink", Config{Trigger: "t", Webhook: ok, DeadLetter: true}, nil, "no dead-letter sink"},
-		{"relative url", Config{Trigger: "t", Webhook: Webhook{URL: "/hooks"}}, nil, "absolute http or https"},
-		{"ftp url", Config{Trigger: "t", Webhook: Webhook{URL: "ftp://u:pw@h/x"}}, nil, "ftp://REDACTED@h/x"},
-		{"GET has no body", Config{Trigger: "t", Webhook: Webhook{URL: ok.URL, Method: "get"}}, nil, "cannot carry a body"},
-		{"bad secret", Config{Trigger: "t", Webhook: Webhook{URL: ok.URL, Secrets: []string{"whsec_%%%"}}}, nil, "webhook secret 1"},
-		{"reserved header", Config{Trigger: "t", Webhook: Webhook{URL: ok.URL, Headers: map[string]string{"webhook-id": "x"}}}, nil, "Webhook-Id is set by changehook"},
-		{"header injection", Config{Trigger: "t", Webhook: Webhook{URL: ok.URL, Headers: map[string]string{"X-A": "a\r\nX-B: b"}}}, nil, "line break"},
-		{"bad format", Config{Trigger: "t", Webhook: Webhook{URL: ok.URL, Format: "yaml"}}, nil, "unknown format"},
+		{"relative url", Config{Trigger: "t", Webhook: triggers.Webhook{URL: "/hooks"}}, nil, "absolute http or https"},
+		{"ftp url", Config{Trigger: "t", Webhook: triggers.Webhook{URL: "ftp://u:pw@h/x"}}, nil, "ftp://REDACTED@h/x"},
+		{"method outside POST, PUT, PATCH", Config{Trigger: "t", Webhook: triggers.Webhook{URL: ok.URL, Method: "get"}}, nil, "is not one of POST, PUT, PATCH"},
+		{"bad secret", Config{Trigger: "t", Webhook: triggers.Webhook{URL: ok.URL, Secrets: []triggers.Secret{"whsec_%%%"}}}, nil, "webhook secret 1"},
+		{"reserved header", Config{Trigger: "t", Webhook: triggers.Webhook{URL: ok.URL, Headers: map[string]triggers.Secret{"webhook-id": "x"}}}, nil, "Webhook-Id is set by changehook"},
+		{"header injection", Config{Trigger: "t", Webhook: triggers.Webhook{URL: ok.URL, Headers: map[string]triggers.Secret{"X-A": "a\r\nX-B: b"}}}, nil, "line break"},
+		{"bad format", Config{Trigger: "t", Webhook: triggers.Webhook{URL: ok.URL, Format: "yaml"}}, nil, "unknown format"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,8 +131,8 @@ func TestDeadLetterDetails(t *testing.T) {
 	sink := &memSink{fail: 2} // the store is briefly unavailable
 	clock := newFakeClock()
 	d := newTestDispatcher(t, Config{
-		Webhook:    Webhook{URL: rc.srv.URL},
-		Retry:      RetryPolicy{MaxAttempts: 5},
+		Webhook:    triggers.Webhook{URL: rc.srv.URL},
+		Retry:      triggers.RetryPolicy{MaxAttempts: 5},
 		DeadLetter: true,
 	}, sink, WithClock(clock))
 	ev := testEvent(t, 9, "k")
@@ -172,15 +173,15 @@ func closeWithin(t *testing.T, d *Dispatcher, grace time.Duration) {
 func TestOrdering(t *testing.T) {
 	const events, keys, conc = 300, 7, 8
 	tests := []struct {
-		mode        Ordering
+		mode        triggers.Ordering
 		concurrency int
 		wantMaxPar  int // upper bound of concurrent requests
 		perKey      bool
 		global      bool
 	}{
-		{Strict, conc, 1, true, true},
-		{PerDocument, conc, conc, true, false},
-		{None, conc, conc, false, false},
+		{triggers.Strict, conc, 1, true, true},
+		{triggers.PerDocument, conc, conc, true, false},
+		{triggers.None, conc, conc, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.mode), func(t *testing.T) {
@@ -197,7 +198,7 @@ func TestOrdering(t *testing.T) {
 				w.WriteHeader(http.StatusOK)
 			})
 			d := newTestDispatcher(t, Config{
-				Webhook:     Webhook{URL: rc.srv.URL},
+				Webhook:     triggers.Webhook{URL: rc.srv.URL},
 				Ordering:    tt.mode,
 				Concurrency: tt.concurrency,
 			}, nil)
@@ -254,8 +255,8 @@ func TestPerDocumentNoHeadOfLineBlocking(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	d := newTestDispatcher(t, Config{
-		Webhook:     Webhook{URL: rc.srv.URL},
-		Ordering:    PerDocument,
+		Webhook:     triggers.Webhook{URL: rc.srv.URL},
+		Ordering:    triggers.PerDocument,
 		Concurrency: 4,
 	}, nil)
 	ctx := context.Background()
@@ -317,7 +318,7 @@ func TestWatermarkNeverPassesUndelivered(t *testing.T) {
 				<-gates[seqOf(t, body)]
 				w.WriteHeader(http.StatusOK)
 			})
-			d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Ordering: None, Concurrency: n}, nil)
+			d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Ordering: triggers.None, Concurrency: n}, nil)
 			tokens := make(map[string]int, n)
 			for i := range n {
 				ev := testEvent(t, i, "")
@@ -381,7 +382,7 @@ func TestBackpressure(t *testing.T) {
 		<-release
 		w.WriteHeader(http.StatusOK)
 	})
-	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Ordering: None, Concurrency: 2}, nil)
+	d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Ordering: triggers.None, Concurrency: 2}, nil)
 	capacity := d.capacity()
 	for i := range capacity {
 		if err := d.Submit(context.Background(), testEvent(t, i, "")); err != nil {
@@ -414,7 +415,7 @@ func TestCloseGrace(t *testing.T) {
 			<-release
 			w.WriteHeader(http.StatusOK)
 		})
-		d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}}, nil)
+		d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}}, nil)
 		ev := testEvent(t, 1, "")
 		if err := d.Submit(context.Background(), ev); err != nil {
 			t.Fatal(err)
@@ -441,7 +442,7 @@ func TestCloseGrace(t *testing.T) {
 			<-r.Context().Done()
 		})
 		sink := &memSink{}
-		d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, DeadLetter: true, Retry: RetryPolicy{MaxAttempts: 1}}, sink)
+		d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, DeadLetter: true, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, sink)
 		first, second := testEvent(t, 1, ""), testEvent(t, 2, "")
 		for _, ev := range []Event{first, second} {
 			if err := d.Submit(context.Background(), ev); err != nil {
@@ -490,12 +491,12 @@ func TestSecretsNeverLeak(t *testing.T) {
 	u := strings.Replace(rc.srv.URL, "http://", "http://"+userinfo+"@", 1) + "/h?token=" + query
 	cfg := Config{
 		Trigger: "orders",
-		Webhook: Webhook{
+		Webhook: triggers.Webhook{
 			URL:     u,
-			Headers: map[string]string{"Authorization": "Bearer " + bearer},
-			Secrets: []string{testSecret},
+			Headers: map[string]triggers.Secret{"Authorization": triggers.Secret("Bearer " + bearer)},
+			Secrets: []triggers.Secret{testSecret},
 		},
-		Retry:      RetryPolicy{MaxAttempts: 3},
+		Retry:      triggers.RetryPolicy{MaxAttempts: 3},
 		DeadLetter: true,
 	}
 	d := newTestDispatcher(t, cfg, sink, WithLogger(logger), WithClock(newFakeClock()))
@@ -532,7 +533,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("second NewMetrics on the same registry did not reuse the collectors")
 	}
 	sink := &memSink{}
-	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Retry: RetryPolicy{MaxAttempts: 3}, DeadLetter: true},
+	d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 3}, DeadLetter: true},
 		sink, WithMetrics(m), WithClock(newFakeClock()))
 	for i := range 2 {
 		if err := d.Submit(context.Background(), testEvent(t, i, "")); err != nil {
@@ -586,7 +587,7 @@ func flatten(fams []*dto.MetricFamily) map[string]float64 {
 }
 func TestSubmitCopiesEvent(t *testing.T) {
 	rc := newReceiver(t, nil)
-	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}}, nil)
+	d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}}, nil)
 	ev := testEvent(t, 5, "")
 	want := bytes.Clone(ev.Raw)
 	if err := d.Submit(context.Background(), ev); err != nil {
@@ -601,7 +602,7 @@ func TestSubmitCopiesEvent(t *testing.T) {
 	}
 	closeWithin(t, d, 10*time.Second)
 	got := rc.deliveries()
-	wantBody, _ := BuildPayload(Webhook{}, Event{Raw: want})
+	wantBody, _ := BuildPayload(triggers.Webhook{}, Event{Raw: want})
 	if len(got) != 1 || !bytes.Equal(got[0].body, wantBody) {
 		t.Fatalf("delivered %d bodies, want the original event", len(got))
 	}
@@ -631,7 +632,7 @@ func TestPerDocumentKeylessEventIsBarrier(t *testing.T) {
 		record(fmt.Sprintf("end:%d", n))
 		w.WriteHeader(http.StatusOK)
 	})
-	d := newTestDispatcher(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Ordering: PerDocument, Concurrency: 4}, nil)
+	d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Ordering: triggers.PerDocument, Concurrency: 4}, nil)
 	ctx := context.Background()
 	for i := range 4 {
 		if err := d.Submit(ctx, testEvent(t, i, fmt.Sprintf("k%d", i))); err != nil {

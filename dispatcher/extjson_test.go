@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/changehook/changehook/triggers"
 	"math"
 	"testing"
 	"time"
@@ -382,11 +383,11 @@ func BenchmarkBuildPayload(b *testing.B) {
 	}
 	for _, c := range []struct {
 		name string
-		w    Webhook
+		w    triggers.Webhook
 	}{
-		{"event/json", Webhook{Format: FormatJSON}},
-		{"event/canonical", Webhook{Format: FormatCanonical}},
-		{"expression/json", Webhook{Format: FormatJSON, Payload: expr}},
+		{"event/json", triggers.Webhook{Format: FormatJSON}},
+		{"event/canonical", triggers.Webhook{Format: FormatCanonical}},
+		{"expression/json", triggers.Webhook{Format: FormatJSON, Payload: expr}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -13,10 +13,11 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// Payload formats accepted in Webhook.Format.
+// Payload formats accepted in triggers.Webhook.Format.
 const (
 	// FormatJSON is relaxed Extended JSON (the default).
 	FormatJSON = "json"
@@ -136,7 +137,7 @@ func (s *signer) stamp(id string, unix int64, body []byte) (ts, sig string) {
 // w.Payload evaluated on it, as relaxed (Format "json" or "") or canonical
 // (Format "canonical") Extended JSON. A payload expression whose result is
 // not a document is an error.
-func BuildPayload(w Webhook, ev Event) ([]byte, error) {
+func BuildPayload(w triggers.Webhook, ev Event) ([]byte, error) {
 	canonical, err := canonicalFormat(w.Format)
 	if err != nil {
 		return nil, err
@@ -190,7 +191,7 @@ func marshalDocExtJSON(doc bson.D, canonical bool) ([]byte, error) {
 	return bson.MarshalExtJSON(doc, canonical, false)
 }
 
-// canonicalFormat maps Webhook.Format to MarshalExtJSON's canonical flag.
+// canonicalFormat maps triggers.Webhook.Format to MarshalExtJSON's canonical flag.
 func canonicalFormat(format string) (bool, error) {
 	switch format {
 	case "", FormatJSON:

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/changehook/changehook/triggers"
 	"net/http"
 	"regexp"
 	"strings"
@@ -115,19 +116,19 @@ func TestBuildPayload(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		w       Webhook
+		w       triggers.Webhook
 		ev      Event
 		want    string // substring of the JSON
 		wantErr string
 	}{
 		{name: "relaxed by default", ev: ev, want: `"seq":7`},
-		{name: "relaxed json", w: Webhook{Format: "json"}, ev: ev, want: `"_data":"8200000007"`},
-		{name: "canonical", w: Webhook{Format: "canonical"}, ev: ev, want: `"seq":{"$numberInt":"7"}`},
-		{name: "unknown format", w: Webhook{Format: "xml"}, ev: ev, wantErr: "unknown format"},
+		{name: "relaxed json", w: triggers.Webhook{Format: "json"}, ev: ev, want: `"_data":"8200000007"`},
+		{name: "canonical", w: triggers.Webhook{Format: "canonical"}, ev: ev, want: `"seq":{"$numberInt":"7"}`},
+		{name: "unknown format", w: triggers.Webhook{Format: "xml"}, ev: ev, wantErr: "unknown format"},
 		{name: "empty event", ev: Event{}, wantErr: "empty event"},
 		{name: "corrupt event", ev: Event{Raw: []byte{5, 0, 0, 0, 1}}, wantErr: "invalid event"},
-		{name: "payload expression", w: Webhook{Payload: mustExpr(bson.D{{Key: "op", Value: "$operationType"}})}, ev: ev, want: `{"op":"insert"}`},
-		{name: "payload must be a document", w: Webhook{Payload: mustExpr("$operationType")}, ev: ev, wantErr: "must evaluate to a document, got string"},
+		{name: "payload expression", w: triggers.Webhook{Payload: mustExpr(bson.D{{Key: "op", Value: "$operationType"}})}, ev: ev, want: `{"op":"insert"}`},
+		{name: "payload must be a document", w: triggers.Webhook{Payload: mustExpr("$operationType")}, ev: ev, wantErr: "must evaluate to a document, got string"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

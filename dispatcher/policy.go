@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/changehook/changehook/triggers"
 )
 
 // Failure reasons: the reason label of changehook_delivery_attempts_total,
@@ -113,7 +115,7 @@ func DefaultCheckRetry(ctx context.Context, resp *http.Response, err error) (boo
 	case code >= 300 && code < 400:
 		ae.Reason = ReasonRedirect
 		if loc := resp.Header.Get("Location"); loc != "" {
-			ae.detail = "redirect to " + RedactURL(loc) + " not followed"
+			ae.detail = "redirect to " + triggers.RedactURL(loc) + " not followed"
 		} else {
 			ae.detail = "redirect not followed"
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"github.com/changehook/changehook/triggers"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,10 +66,10 @@ func TestSignerReuse(t *testing.T) {
 // is exactly what Clone plus Set would build, and does not share value
 // slices with the base header.
 func TestHeaderMatchesCloneAndSet(t *testing.T) {
-	for _, secrets := range [][]string{nil, {testSecret}} {
+	for _, secrets := range [][]triggers.Secret{nil, {testSecret}} {
 		s, err := NewSender(Config{
 			Trigger: "hdr",
-			Webhook: Webhook{URL: "http://127.0.0.1:1/x", Secrets: secrets, Headers: map[string]string{"authorization": "Bearer t", "X-Extra": "1"}},
+			Webhook: triggers.Webhook{URL: "http://127.0.0.1:1/x", Secrets: secrets, Headers: map[string]triggers.Secret{"authorization": "Bearer t", "X-Extra": "1"}},
 		})
 		if err != nil {
 			t.Fatal(err)

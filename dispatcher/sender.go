@@ -12,17 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// reservedHeaders may not be set through Webhook.Headers.
-var reservedHeaders = []string{"Content-Type", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", "X-Changehook-Trigger"}
-
-// Defaults applied by NewSender and New to zero Config fields.
-const (
-	DefaultInitialBackoff = 500 * time.Millisecond
-	DefaultMaxBackoff     = time.Minute
-	DefaultTimeout        = 10 * time.Second
-	DefaultMaxAttempts    = 8
+	"github.com/changehook/changehook/triggers"
 )
 
 // Attempt describes one delivery attempt: what WithObserver's callback
@@ -60,8 +51,8 @@ type Attempt struct {
 // use.
 type Sender struct {
 	trigger     string
-	retry       RetryPolicy
-	webhook     Webhook
+	retry       triggers.RetryPolicy
+	webhook     triggers.Webhook
 	clock       Clock
 	log         *slog.Logger
 	metrics     *Metrics
@@ -79,7 +70,7 @@ type Sender struct {
 
 // NewSender returns the Sender of cfg's trigger. It uses cfg.Trigger,
 // Webhook, Retry, UserAgent and Concurrency (for the HTTP client's idle
-// connections); zero fields take defaults (see the Default* constants;
+// connections); zero fields take defaults (triggers' Default* constants;
 // Method POST; Format json). It checks the URL, method, headers, secrets and
 // format; its errors never contain secrets.
 func NewSender(cfg Config, opts ...Option) (*Sender, error) {
@@ -110,44 +101,34 @@ func newSender(cfg Config, o options) (*Sender, error) {
 		backoff:    o.backoff,
 		observer:   o.observer,
 	}
-	r := &s.retry
-	if r.MaxAttempts < 1 {
-		r.MaxAttempts = 1
-	}
-	if r.InitialBackoff <= 0 {
-		r.InitialBackoff = DefaultInitialBackoff
-	}
-	if r.MaxBackoff <= 0 {
-		r.MaxBackoff = DefaultMaxBackoff
-	}
-	r.MaxBackoff = max(r.MaxBackoff, r.InitialBackoff)
+	s.retry = s.retry.WithDefaults()
 	w := &s.webhook
 	if w.Timeout <= 0 {
-		w.Timeout = DefaultTimeout
+		w.Timeout = triggers.DefaultTimeout
 	}
 	if _, err := canonicalFormat(w.Format); err != nil {
 		return nil, err
 	}
 	u, err := url.Parse(w.URL)
 	if err != nil {
-		return nil, fmt.Errorf("webhook url %s does not parse", RedactURL(w.URL))
+		return nil, fmt.Errorf("webhook url %s does not parse", triggers.RedactURL(w.URL))
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("webhook url %s: want an absolute http or https URL", redactParsedURL(u))
+		return nil, fmt.Errorf("webhook url %s: want an absolute http or https URL", triggers.RedactURL(w.URL))
 	}
-	s.url, s.redactedURL = w.URL, redactParsedURL(u)
+	s.url, s.redactedURL = w.URL, triggers.RedactURL(w.URL)
 	s.method = strings.ToUpper(w.Method)
 	if s.method == "" {
 		s.method = http.MethodPost
 	}
-	if s.method == http.MethodGet || s.method == http.MethodHead {
-		return nil, fmt.Errorf("webhook method %s cannot carry a body", s.method)
+	if !triggers.AllowedMethod(s.method) {
+		return nil, fmt.Errorf("webhook method %s is not one of %s", s.method, strings.Join(triggers.Methods(), ", "))
 	}
 	if _, err := http.NewRequest(s.method, s.url, nil); err != nil {
 		return nil, fmt.Errorf("webhook method %q or url %s is not valid in a request", s.method, s.redactedURL)
 	}
 	for i, sec := range w.Secrets {
-		k, err := decodeSecret(sec)
+		k, err := decodeSecret(sec.Reveal())
 		if err != nil {
 			return nil, fmt.Errorf("webhook secret %d: %w", i+1, err)
 		}
@@ -169,10 +150,11 @@ func newSender(cfg Config, o options) (*Sender, error) {
 	if s.backoff == nil {
 		s.backoff = ExponentialJitterBackoff(s.clock.Now, nil)
 	}
-	conc := cfg.Concurrency
-	if conc < 1 || cfg.Ordering == Strict || cfg.Ordering == "" {
-		conc = 1
+	ordering := cfg.Ordering
+	if ordering == "" {
+		ordering = triggers.Strict
 	}
+	conc := ordering.Concurrency(cfg.Concurrency)
 	s.http = httpClient(o.httpClient, conc, w.Timeout)
 	return s, nil
 }
@@ -180,25 +162,23 @@ func newSender(cfg Config, o options) (*Sender, error) {
 // baseHeader returns the header every request of trigger carries: the
 // configured headers (checked), User-Agent, Content-Type and
 // X-Changehook-Trigger.
-func baseHeader(trigger, ua string, headers map[string]string) (http.Header, error) {
+func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.Header, error) {
 	if ua == "" {
 		ua = defaultUserAgent()
 	}
 	h := make(http.Header, len(headers)+4)
 	for k, v := range headers {
 		ck := http.CanonicalHeaderKey(k)
-		for _, r := range reservedHeaders {
-			if ck == r {
-				return nil, fmt.Errorf("webhook header %s is set by changehook and cannot be configured", ck)
-			}
+		if triggers.IsReservedHeader(ck) {
+			return nil, fmt.Errorf("webhook header %s is set by changehook and cannot be configured", ck)
 		}
 		if ck == "" || strings.ContainsAny(ck, " \t\r\n:") {
 			return nil, fmt.Errorf("webhook header name %q is invalid", k)
 		}
-		if strings.ContainsAny(v, "\r\n") {
+		if strings.ContainsAny(v.Reveal(), "\r\n") {
 			return nil, fmt.Errorf("webhook header %s: value contains a line break", ck)
 		}
-		h.Set(ck, v)
+		h.Set(ck, v.Reveal())
 	}
 	if h.Get("User-Agent") == "" {
 		h.Set("User-Agent", ua)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/changehook/changehook/triggers"
 	"net"
 	"net/http"
 	"strings"
@@ -31,7 +32,7 @@ func TestDeliverScripted(t *testing.T) {
 	tests := []struct {
 		name         string
 		respond      func(int, http.ResponseWriter, *http.Request)
-		retry        RetryPolicy
+		retry        triggers.RetryPolicy
 		untilSuccess bool // DeliverUntilSuccess (a trigger without dead letters)
 		timeout      time.Duration
 		wantErr      string // "" = success
@@ -42,7 +43,7 @@ func TestDeliverScripted(t *testing.T) {
 	}{
 		{
 			name:    "500 500 then 200",
-			respond: statuses(500, 500, 200), retry: RetryPolicy{MaxAttempts: 5},
+			respond: statuses(500, 500, 200), retry: triggers.RetryPolicy{MaxAttempts: 5},
 			wantAttempts: 3, wantStatus: 200,
 		},
 		{
@@ -55,7 +56,7 @@ func TestDeliverScripted(t *testing.T) {
 				}
 				w.WriteHeader(200)
 			},
-			retry:        RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Minute},
+			retry:        triggers.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Minute},
 			wantAttempts: 2, wantStatus: 200, wantSleeps: []time.Duration{7 * time.Second},
 		},
 		{
@@ -68,7 +69,7 @@ func TestDeliverScripted(t *testing.T) {
 				}
 				w.WriteHeader(202)
 			},
-			retry:        RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Second},
+			retry:        triggers.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Second},
 			wantAttempts: 2, wantStatus: 202, wantSleeps: []time.Duration{5 * time.Second},
 		},
 		{
@@ -80,7 +81,7 @@ func TestDeliverScripted(t *testing.T) {
 				}
 				w.WriteHeader(200)
 			},
-			timeout: 50 * time.Millisecond, retry: RetryPolicy{MaxAttempts: 3},
+			timeout: 50 * time.Millisecond, retry: triggers.RetryPolicy{MaxAttempts: 3},
 			wantAttempts: 2, wantStatus: 200,
 		},
 		{
@@ -95,17 +96,17 @@ func TestDeliverScripted(t *testing.T) {
 				}
 				w.WriteHeader(200)
 			},
-			retry:        RetryPolicy{MaxAttempts: 3},
+			retry:        triggers.RetryPolicy{MaxAttempts: 3},
 			wantAttempts: 2, wantStatus: 200,
 		},
 		{
 			name:    "500 exhausts attempts",
-			respond: statuses(500), retry: RetryPolicy{MaxAttempts: 4},
+			respond: statuses(500), retry: triggers.RetryPolicy{MaxAttempts: 4},
 			wantErr: "giving up after 4 attempts: server_error: HTTP 500", wantAttempts: 4, wantStatus: 500, wantReason: ReasonServerError,
 		},
 		{
 			name:    "400 is permanent",
-			respond: statuses(400), retry: RetryPolicy{MaxAttempts: 4},
+			respond: statuses(400), retry: triggers.RetryPolicy{MaxAttempts: 4},
 			wantErr: "giving up after 1 attempts: client_error: HTTP 400", wantAttempts: 1, wantStatus: 400, wantReason: ReasonClientError,
 		},
 		{
@@ -118,12 +119,12 @@ func TestDeliverScripted(t *testing.T) {
 				w.Header().Set("Location", "/elsewhere?token=abc")
 				w.WriteHeader(308)
 			},
-			retry:   RetryPolicy{MaxAttempts: 4},
+			retry:   triggers.RetryPolicy{MaxAttempts: 4},
 			wantErr: "redirect to /elsewhere?token=REDACTED not followed", wantAttempts: 1, wantStatus: 308, wantReason: ReasonRedirect,
 		},
 		{
 			name:    "without dead letters a 400 is retried until it succeeds",
-			respond: statuses(400, 400, 400, 200), retry: RetryPolicy{MaxAttempts: 1}, untilSuccess: true,
+			respond: statuses(400, 400, 400, 200), retry: triggers.RetryPolicy{MaxAttempts: 1}, untilSuccess: true,
 			wantAttempts: 4, wantStatus: 200,
 		},
 	}
@@ -132,7 +133,7 @@ func TestDeliverScripted(t *testing.T) {
 			rc := newReceiver(t, tt.respond)
 			clock := newFakeClock()
 			s := newTestSender(t, Config{
-				Webhook: Webhook{URL: rc.srv.URL + "/hook", Timeout: tt.timeout},
+				Webhook: triggers.Webhook{URL: rc.srv.URL + "/hook", Timeout: tt.timeout},
 				Retry:   tt.retry,
 			}, WithClock(clock))
 			ev := testEvent(t, 1, "k")
@@ -209,8 +210,8 @@ func TestConnectionRefusedThenSuccess(t *testing.T) {
 		go func() { _ = srv.Serve(l) }()
 	}
 	s := newTestSender(t, Config{
-		Webhook: Webhook{URL: "http://" + addr + "/h"},
-		Retry:   RetryPolicy{MaxAttempts: 3},
+		Webhook: triggers.Webhook{URL: "http://" + addr + "/h"},
+		Retry:   triggers.RetryPolicy{MaxAttempts: 3},
 	}, WithClock(clock))
 	res, err := s.Deliver(context.Background(), testEvent(t, 1, ""))
 	if startErr != nil {
@@ -229,13 +230,13 @@ func TestRequestHeadersAndSignature(t *testing.T) {
 	rotated := "whsec_" + "c2Vjb25kLWtleS1mb3Itcm90YXRpb24="
 	s := newTestSender(t, Config{
 		Trigger: "low_stock",
-		Webhook: Webhook{
+		Webhook: triggers.Webhook{
 			URL:     rc.srv.URL + "/hook",
 			Method:  "put",
-			Headers: map[string]string{"Authorization": "Bearer tok", "X-Tenant": "acme"},
-			Secrets: []string{testSecret, rotated},
+			Headers: map[string]triggers.Secret{"Authorization": "Bearer tok", "X-Tenant": "acme"},
+			Secrets: []triggers.Secret{testSecret, triggers.Secret(rotated)},
 		},
-		Retry:     RetryPolicy{MaxAttempts: 2},
+		Retry:     triggers.RetryPolicy{MaxAttempts: 2},
 		UserAgent: "changehook/v1.2.3",
 	}, WithClock(clock), WithBackoff(func(time.Duration, time.Duration, int, *http.Response) time.Duration {
 		return time.Minute
@@ -248,7 +249,7 @@ func TestRequestHeadersAndSignature(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("receiver saw %d requests, want 2", len(got))
 	}
-	want, err := BuildPayload(Webhook{}, ev)
+	want, err := BuildPayload(triggers.Webhook{}, ev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +288,7 @@ func TestRequestHeadersAndSignature(t *testing.T) {
 }
 func TestNoSignatureWithoutSecrets(t *testing.T) {
 	rc := newReceiver(t, nil)
-	s := newTestSender(t, Config{Webhook: Webhook{URL: rc.srv.URL}})
+	s := newTestSender(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}})
 	if _, err := s.Deliver(context.Background(), testEvent(t, 1, "")); err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +303,7 @@ func TestNoSignatureWithoutSecrets(t *testing.T) {
 func TestObserverSeesEveryAttempt(t *testing.T) {
 	rc := newReceiver(t, statuses(503, 429, 200))
 	var seen []Attempt
-	s := newTestSender(t, Config{Webhook: Webhook{URL: rc.srv.URL}, Retry: RetryPolicy{MaxAttempts: 5}},
+	s := newTestSender(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 5}},
 		WithClock(newFakeClock()), WithObserver(func(a Attempt) { seen = append(seen, a) }))
 	ev := testEvent(t, 1, "")
 	res, err := s.Deliver(context.Background(), ev)
@@ -330,7 +331,7 @@ func TestObserverSeesEveryAttempt(t *testing.T) {
 // retry", a canceled context says canceled.
 func TestSendOnce(t *testing.T) {
 	rc := newReceiver(t, statuses(404))
-	s := newTestSender(t, Config{Webhook: Webhook{URL: rc.srv.URL}})
+	s := newTestSender(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}})
 	at, retry, err := s.SendOnce(context.Background(), "msg_x", []byte(`{}`), 1)
 	var ae *AttemptError
 	if retry || !errors.As(err, &ae) || ae.Status != 404 || at.Reason != ReasonClientError || at.Number != 1 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -32,7 +33,7 @@ var ErrClosed = errors.New("dispatcher closed")
 // the producer down. Track must be called from one goroutine (submission
 // order is stream order); the other methods are safe for concurrent use.
 type Tracker[T any] struct {
-	ordering Ordering
+	ordering triggers.Ordering
 	slots    chan struct{}         // admission semaphore: one token per held event
 	ready    chan *Ticket[T]       // started events; closed once closed and drained
 	closing  chan struct{}         // closed by Close: wakes blocked Tracks
@@ -72,9 +73,9 @@ const strictKey = "\x00strict"
 
 // NewTracker returns a Tracker for ordering (Strict when "") holding at
 // most capacity events (at least 1).
-func NewTracker[T any](ordering Ordering, capacity int) *Tracker[T] {
+func NewTracker[T any](ordering triggers.Ordering, capacity int) *Tracker[T] {
 	if ordering == "" {
-		ordering = Strict
+		ordering = triggers.Strict
 	}
 	capacity = max(capacity, 1)
 	return &Tracker[T]{
@@ -104,9 +105,9 @@ func (t *Tracker[T]) Capacity() int { return cap(t.slots) }
 // returns the Ticket without error.
 func (t *Tracker[T]) Track(ctx context.Context, token bson.Raw, key string, v T) (*Ticket[T], error) {
 	switch t.ordering {
-	case Strict:
+	case triggers.Strict:
 		key = strictKey
-	case PerDocument:
+	case triggers.PerDocument:
 		if key == "" {
 			return t.trackBarrier(ctx, token, v)
 		}

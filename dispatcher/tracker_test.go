@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/changehook/changehook/triggers"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -60,35 +61,35 @@ func readyNow(tr *Tracker[int], got map[int]*Ticket[int]) []int {
 func TestTrackerScripts(t *testing.T) {
 	tests := []struct {
 		name     string
-		ordering Ordering
+		ordering triggers.Ordering
 		script   string
 	}{
-		{"strict starts one at a time in order", Strict, `
+		{"strict starts one at a time in order", triggers.Strict, `
 			track a; track b; track c; ready 0; mark -
 			resolve 0; ready 1; mark 0
 			resolve 1; ready 2; mark 1
 			resolve 2; ready; mark 2; pending 0`},
-		{"strict ignores keys and empty keys", Strict, `
+		{"strict ignores keys and empty keys", triggers.Strict, `
 			track -; track -; ready 0; resolve 0; ready 1; resolve 1; mark 1`},
-		{"per_document: same key in order, other keys in parallel", PerDocument, `
+		{"per_document: same key in order, other keys in parallel", triggers.PerDocument, `
 			track a; track b; track a; track c; track b; ready 0 1 3
 			resolve 1; ready 4; mark -
 			resolve 0; ready 2; mark 1
 			resolve 3; resolve 4; ready; mark 1
 			resolve 2; mark 4; pending 0`},
-		{"none starts everything at once", None, `
+		{"none starts everything at once", triggers.None, `
 			track a; track a; track -; ready 0 1 2
 			resolve 2; mark -; resolve 1; mark -; resolve 0; mark 2`},
-		{"watermark is the done prefix", None, `
+		{"watermark is the done prefix", triggers.None, `
 			track x; track x; track x; track x; track x; ready 0 1 2 3 4
 			resolve 2; mark -; resolve 0; mark 0; resolve 3; mark 0
 			resolve 1; mark 3; pending 1; resolve 4; mark 4`},
-		{"an abandoned event holds the watermark forever", None, `
+		{"an abandoned event holds the watermark forever", triggers.None, `
 			track x; track x; track x; ready 0 1 2
 			abandon 1; resolve 0; resolve 2; mark 0; pending 0`},
-		{"an abandoned event still starts its key's next", PerDocument, `
+		{"an abandoned event still starts its key's next", triggers.PerDocument, `
 			track k; track k; ready 0; abandon 0; ready 1; resolve 1; mark -`},
-		{"a second resolve is ignored", None, `
+		{"a second resolve is ignored", triggers.None, `
 			track x; ready 0; abandon 0; resolve 0; mark -; pending 0`},
 	}
 	for _, tt := range tests {
@@ -157,7 +158,7 @@ func TestTrackerScripts(t *testing.T) {
 // every earlier event is resolved, and Track returns only once it is
 // resolved itself, so later events cannot overtake it.
 func TestTrackerBarrier(t *testing.T) {
-	tr := NewTracker[int](PerDocument, 16)
+	tr := NewTracker[int](triggers.PerDocument, 16)
 	got := map[int]*Ticket[int]{}
 	ctx := context.Background()
 	for i, key := range []string{"a", "b"} {
@@ -219,7 +220,7 @@ func TestTrackerBarrier(t *testing.T) {
 // TestTrackerBackpressure: at capacity Track blocks until the watermark
 // passes an event (resolving out of order frees nothing) or ctx ends.
 func TestTrackerBackpressure(t *testing.T) {
-	tr := NewTracker[int](None, 2)
+	tr := NewTracker[int](triggers.None, 2)
 	got := map[int]*Ticket[int]{}
 	ctx := context.Background()
 	for i := range 2 {
@@ -252,7 +253,7 @@ func TestTrackerBackpressure(t *testing.T) {
 // events, and closes Ready and Drained only once every tracked event is
 // resolved.
 func TestTrackerClose(t *testing.T) {
-	tr := NewTracker[int](None, 1)
+	tr := NewTracker[int](triggers.None, 1)
 	got := map[int]*Ticket[int]{}
 	ctx := context.Background()
 	if _, err := tr.Track(ctx, tok(0), "", 0); err != nil {
@@ -287,7 +288,7 @@ func TestTrackerClose(t *testing.T) {
 	tr.Close() // again: nothing happens
 
 	// A canceled ctx is refused even with free capacity.
-	tr2 := NewTracker[int](None, 4)
+	tr2 := NewTracker[int](triggers.None, 4)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := tr2.Track(cctx, tok(0), "", 0); !errors.Is(err, context.Canceled) {
@@ -301,7 +302,7 @@ func TestTrackerClose(t *testing.T) {
 // same-key events start in order and one at a time, and that the watermark
 // ends at the last event before the first abandoned one.
 func TestTrackerWatermarkNeverPassesUnresolved(t *testing.T) {
-	for _, ordering := range []Ordering{Strict, PerDocument, None} { // keyed events; barriers: TestTrackerBarrier
+	for _, ordering := range []triggers.Ordering{triggers.Strict, triggers.PerDocument, triggers.None} { // keyed events; barriers: TestTrackerBarrier
 		for seed := range uint64(20) {
 			t.Run(fmt.Sprintf("%s/%d", ordering, seed), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(seed, 7))
@@ -324,10 +325,10 @@ func TestTrackerWatermarkNeverPassesUnresolved(t *testing.T) {
 						select {
 						case tk := <-tr.Ready():
 							k := keys[tk.Value]
-							if ordering == Strict {
+							if ordering == triggers.Strict {
 								k = "all"
 							}
-							if ordering != None {
+							if ordering != triggers.None {
 								if running[k] {
 									t.Fatalf("event %d started while another of its key runs", tk.Value)
 								}
@@ -354,7 +355,7 @@ func TestTrackerWatermarkNeverPassesUnresolved(t *testing.T) {
 						firstAbandoned = min(firstAbandoned, tk.Value)
 					}
 					k := keys[tk.Value]
-					if ordering == Strict {
+					if ordering == triggers.Strict {
 						k = "all"
 					}
 					running[k] = false

@@ -20,107 +20,53 @@
 // a Sender directly.
 //
 // Secrets (signing keys, header values, URL userinfo and query values) never
-// appear in errors, logs or metric labels; see RedactURL.
+// appear in errors, logs or metric labels; see triggers.RedactURL.
 package dispatcher
 
 import (
 	"context"
 	"time"
 
-	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// Ordering selects the delivery order guarantee of a trigger.
-type Ordering string
-
-const (
-	// Strict delivers one event at a time, in stream order.
-	Strict Ordering = "strict"
-	// PerDocument delivers events with the same Event.Key in stream order;
-	// events with different keys go in parallel up to Config.Concurrency.
-	// An event with an empty key (a collection-level event such as drop,
-	// rename or dropDatabase) is a barrier: it is delivered after every
-	// earlier event is done, and later events wait until it is done.
-	PerDocument Ordering = "per_document"
-	// None delivers events in parallel up to Config.Concurrency, in no
-	// particular order.
-	None Ordering = "none"
-)
-
-// Valid reports whether o is one of Strict, PerDocument and None.
-func (o Ordering) Valid() bool {
-	switch o {
-	case Strict, PerDocument, None:
-		return true
-	}
-	return false
-}
-
-// RetryPolicy bounds the attempts made for one event.
-//
-// The wait before retry n (n = 0 for the first retry) is drawn uniformly from
-// [0, min(MaxBackoff, InitialBackoff·2ⁿ)] ("full jitter"). When the failed
-// response carries a Retry-After header (delta-seconds or HTTP-date), that
-// delay is used instead of the jittered one, capped at MaxBackoff so that an
-// endpoint cannot stall a trigger for longer than the operator allowed.
-type RetryPolicy struct {
-	// MaxAttempts is the total number of attempts, including the first.
-	// Values below 1 mean 1. Ignored when Config.DeadLetter is false
-	// (deliveries are then retried until they succeed).
-	MaxAttempts int
-	// InitialBackoff is the base of the exponential backoff (default 500ms).
-	InitialBackoff time.Duration
-	// MaxBackoff caps every wait, Retry-After included (default 1m).
-	MaxBackoff time.Duration
-}
-
-// Webhook describes the endpoint of a trigger and how its requests are built.
-type Webhook struct {
-	// URL is the absolute http or https endpoint.
-	URL string
-	// Method is the HTTP method (default POST).
-	Method string
-	// Headers are sent with every request. They may not set the reserved
-	// headers Content-Type, webhook-id, webhook-timestamp, webhook-signature
-	// and X-Changehook-Trigger. Their values are treated as secrets.
-	Headers map[string]string
-	// Secrets are Standard Webhooks signing keys ("whsec_" + base64). With
-	// several keys (rotation) every request carries one signature per key.
-	// No secret: no webhook-signature header.
-	Secrets []string
-	// Timeout bounds each attempt, response body included (default 10s).
-	Timeout time.Duration
-	// Format is "json" (relaxed Extended JSON, the default) or "canonical"
-	// (canonical Extended JSON).
-	Format string
-	// Payload, when set, is evaluated on the change event and its result
-	// (which must be a document) is sent instead of the whole event.
-	Payload *mql.Expr
-}
-
-// Config is the delivery configuration of one trigger.
+// Config is the delivery configuration of one trigger; ConfigFor builds it
+// from the trigger's validated configuration.
 type Config struct {
 	// Trigger is the trigger name: a metric label, a log attribute, the
 	// X-Changehook-Trigger header and part of every webhook id.
 	Trigger string
 	// Webhook is the endpoint.
-	Webhook Webhook
+	Webhook triggers.Webhook
 	// Retry is the retry policy.
-	Retry RetryPolicy
+	Retry triggers.RetryPolicy
 	// DeadLetter true: an event that fails permanently (a 4xx other than
 	// 408/429, a redirect) or exhausts Retry.MaxAttempts is handed to the
 	// DeadLetterSink and counts as done. False: every failure is retried with
 	// capped backoff until it succeeds; the event is never skipped, so it
 	// blocks the trigger (Strict) or its key (PerDocument).
 	DeadLetter bool
-	// Ordering is the ordering guarantee (default Strict).
-	Ordering Ordering
-	// Concurrency is the maximum number of deliveries in flight for
-	// PerDocument and None (default 1; Strict always uses 1).
+	// Ordering is the ordering guarantee (default triggers.Strict).
+	Ordering triggers.Ordering
+	// Concurrency is the maximum number of deliveries in flight, as
+	// Ordering.Concurrency allows it (strict: always 1).
 	Concurrency int
 	// UserAgent is the User-Agent header (default "changehook/<module version>").
 	UserAgent string
+}
+
+// ConfigFor returns the delivery configuration of t, a trigger as
+// triggers.Parse validated it. UserAgent is left empty (the default).
+func ConfigFor(t *triggers.Trigger) Config {
+	return Config{
+		Trigger:     t.Name,
+		Webhook:     t.Webhook,
+		Retry:       t.Retry,
+		DeadLetter:  t.DeadLetter,
+		Ordering:    t.Ordering,
+		Concurrency: t.Ordering.Concurrency(t.Concurrency),
+	}
 }
 
 // Event is one change event handed to the dispatcher.
@@ -130,8 +76,9 @@ type Event struct {
 	// Token is the event's _id (its resume token) exactly as the driver
 	// returned it; it is never re-encoded.
 	Token bson.Raw
-	// Key is the ordering key for PerDocument (the canonical documentKey
-	// bytes); "" makes the event a barrier under PerDocument (see there).
+	// Key is the ordering key for triggers.PerDocument (the canonical
+	// documentKey bytes); "" makes the event a barrier under PerDocument
+	// (see there).
 	Key string
 }
 

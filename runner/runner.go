@@ -115,7 +115,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			continue
 		}
 		log := r.log.With("trigger", s.t.Name)
-		dcfg := s.t.DispatcherConfig()
+		dcfg := dispatcher.ConfigFor(s.t)
 		dcfg.UserAgent = "changehook/" + r.opts.Version
 		dopts := []dispatcher.Option{dispatcher.WithLogger(r.log), dispatcher.WithClock(r.opts.Clock)}
 		if r.dmet != nil {

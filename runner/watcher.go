@@ -310,7 +310,7 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw) (invalidated bool, e
 		w.lastOp = op
 	}
 	var key string
-	if w.t.Ordering == dispatcher.PerDocument {
+	if w.t.Ordering == triggers.PerDocument {
 		if dk, err := raw.LookupErr("documentKey"); err == nil {
 			ns, _ := raw.LookupErr("ns")
 			key = string(ns.Value) + string(dk.Value)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/changehook/changehook/dispatcher"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -94,37 +93,4 @@ func (t *Trigger) Watch(ctx context.Context, client *mongo.Client, opts *options
 		return nil, fmt.Errorf("open change stream for trigger %s: %w", t.Name, err)
 	}
 	return cs, nil
-}
-
-// DispatcherConfig returns the dispatcher configuration of the trigger.
-// UserAgent is left empty (the dispatcher's default); the runner sets it.
-// Strict ordering always gets Concurrency 1.
-func (t *Trigger) DispatcherConfig() dispatcher.Config {
-	conc := t.Concurrency
-	if t.Ordering == dispatcher.Strict {
-		conc = 1
-	}
-	var headers map[string]string
-	if t.Webhook.Headers != nil {
-		headers = make(map[string]string, len(t.Webhook.Headers))
-		for k, v := range t.Webhook.Headers {
-			headers[k] = v
-		}
-	}
-	return dispatcher.Config{
-		Trigger: t.Name,
-		Webhook: dispatcher.Webhook{
-			URL:     t.Webhook.URL,
-			Method:  t.Webhook.Method,
-			Headers: headers,
-			Secrets: slices.Clone(t.Webhook.Secrets),
-			Timeout: t.Webhook.Timeout,
-			Format:  t.Webhook.Format,
-			Payload: t.Webhook.Payload,
-		},
-		Retry:       t.Retry,
-		DeadLetter:  t.DeadLetter,
-		Ordering:    t.Ordering,
-		Concurrency: conc,
-	}
 }

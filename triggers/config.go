@@ -10,8 +10,6 @@ package triggers
 import (
 	"time"
 
-	"github.com/changehook/changehook/dispatcher"
-	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -44,30 +42,32 @@ func DefaultOperations() []string { return []string{"insert", "update", "replace
 
 // Config is a parsed and validated triggers.yaml. Every field holds its
 // effective value: defaults section and built-in defaults applied, ${ENV}
-// interpolated. Secrets are present in clear; use Redacted to show it.
+// interpolated. Printing it, marshalling it to JSON or logging it never
+// shows a secret: the MongoDB password and the webhook URLs are redacted,
+// header values and signing keys are Secrets.
 type Config struct {
 	// Path is the file the configuration was read from.
-	Path string
+	Path string `json:"path"`
 	// MongoDB is the cluster the triggers watch.
-	MongoDB MongoDBConfig
+	MongoDB MongoDBConfig `json:"mongodb"`
 	// State is where checkpoints and dead letters live.
-	State StateConfig
+	State StateConfig `json:"state"`
 	// Admin is the admin HTTP server.
-	Admin AdminConfig
+	Admin AdminConfig `json:"admin"`
 	// Log configures log/slog.
-	Log LogConfig
+	Log LogConfig `json:"log"`
 	// Defaults holds the value a trigger gets for each field it omits (the
 	// defaults section over the built-in defaults). Its Name is empty.
-	Defaults *Trigger
+	Defaults *Trigger `json:"-"`
 	// Triggers are the triggers in file order.
-	Triggers []*Trigger
+	Triggers []*Trigger `json:"triggers"`
 }
 
 // MongoDBConfig is the mongodb section.
 type MongoDBConfig struct {
-	// URI is the connection string (may hold credentials: never log it;
-	// Redacted masks the password).
-	URI string `json:"uri"`
+	// URI is the connection string. It may hold credentials: show it only
+	// through RedactURI (or the MongoDBConfig, which prints it that way).
+	URI string
 }
 
 // StateConfig is the state section.
@@ -120,42 +120,22 @@ type Trigger struct {
 	// StartAt applies only when the trigger has no checkpoint.
 	StartAt StartAt
 	// Ordering is the delivery order guarantee.
-	Ordering dispatcher.Ordering
-	// Concurrency is the number of deliveries in flight for per_document
-	// and none (strict always uses 1).
+	Ordering Ordering
+	// Concurrency is the number of deliveries in flight: as configured for
+	// per_document and none, always 1 for strict (see
+	// Ordering.Concurrency).
 	Concurrency int
 	// Enabled false keeps the trigger in the file without running it.
 	Enabled bool
 	// Webhook is the endpoint.
 	Webhook Webhook
 	// Retry bounds the attempts per event.
-	Retry dispatcher.RetryPolicy
+	Retry RetryPolicy
 	// DeadLetter true gives up on an event after Retry and stores it as a
 	// dead letter; false retries forever (the trigger blocks).
 	DeadLetter bool
 	// Pos is where the trigger is declared.
 	Pos Pos
-}
-
-// Webhook is a trigger's webhook section.
-type Webhook struct {
-	// URL is an absolute http or https URL.
-	URL string
-	// Method is POST, PUT or PATCH.
-	Method string
-	// Headers are extra request headers (values are treated as secrets).
-	Headers map[string]string
-	// Secrets are Standard Webhooks signing keys, "whsec_" + base64; the
-	// first signs, all are sent during a rotation.
-	Secrets []string
-	// Timeout bounds one attempt.
-	Timeout time.Duration
-	// Format is json (relaxed Extended JSON) or canonical.
-	Format string
-	// Payload is the compiled payload expression (nil: the whole event).
-	Payload *mql.Expr
-	// PayloadSpec is Payload's source in its BSON form (nil: none).
-	PayloadSpec any
 }
 
 // operationNames returns every operation type a trigger may choose.

@@ -1,17 +1,18 @@
 package triggers
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/dispatcher"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -61,7 +62,7 @@ func TestParseGood(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			out, err := json.MarshalIndent(cfg.Redacted(), "", "  ")
+			out, err := encodeJSON(cfg, "  ")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,9 +74,20 @@ func TestParseGood(t *testing.T) {
 			if f == "../triggers.yaml" {
 				return // the demo may change; its golden is the file itself
 			}
-			golden(t, strings.TrimSuffix(f, ".yaml")+".json", append(out, '\n'))
+			golden(t, strings.TrimSuffix(f, ".yaml")+".json", out)
 		})
 	}
+}
+
+// encodeJSON marshals v as JSON without HTML escaping (so that
+// RedactedMask reads as written), indented by indent, newline-terminated.
+func encodeJSON(v any, indent string) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", indent)
+	err := enc.Encode(v)
+	return buf.Bytes(), err
 }
 
 func TestParseBad(t *testing.T) {
@@ -127,22 +139,22 @@ func TestParseValues(t *testing.T) {
 	}{
 		{"orders.Database (default)", orders.Database, "shop"},
 		{"orders.Concurrency (interpolated default)", orders.Concurrency, 4},
-		{"orders.Ordering (default)", orders.Ordering, dispatcher.PerDocument},
+		{"orders.Ordering (default)", orders.Ordering, PerDocument},
 		{"orders.FullDocument", orders.FullDocument, options.WhenAvailable},
 		{"orders.FullDocumentBeforeChange", orders.FullDocumentBeforeChange, options.Required},
 		{"orders.StartAt", orders.StartAt, StartAt{Time: time.Date(2025, 1, 31, 12, 0, 0, 0, time.UTC)}},
 		{"orders.Webhook.Method", orders.Webhook.Method, "PUT"},
 		{"orders.Webhook.Timeout (default)", orders.Webhook.Timeout, 5 * time.Second},
 		{"orders.Webhook.Headers merged", len(orders.Webhook.Headers), 2},
-		{"orders.Webhook.Headers[Authorization]", orders.Webhook.Headers["Authorization"], "Bearer tok-api-123"},
+		{"orders.Webhook.Headers[Authorization]", orders.Webhook.Headers["Authorization"].Reveal(), "Bearer tok-api-123"},
 		{"orders.Webhook.Secrets", len(orders.Webhook.Secrets), 2},
-		{"orders.Retry merged", orders.Retry, dispatcher.RetryPolicy{MaxAttempts: 10, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 5 * time.Second}},
+		{"orders.Retry merged", orders.Retry, RetryPolicy{MaxAttempts: 10, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 5 * time.Second}},
 		{"orders.DeadLetter", orders.DeadLetter, false},
 		{"orders.Payload compiled", orders.Webhook.Payload != nil, true},
 		{"orders.Pos", orders.Pos.String(), "testdata/good/full.yaml:15:5"},
 		{"everything.Database cleared by null", all.Database, ""},
 		{"everything.Enabled", all.Enabled, false},
-		{"everything.DispatcherConfig.Concurrency (strict)", all.DispatcherConfig().Concurrency, 1},
+		{"everything.Concurrency (strict)", all.Concurrency, 1},
 		{"everything.Namespace", all.Namespace(), ""},
 		{"orders.Namespace", orders.Namespace(), "shop.orders"},
 		{"Defaults.Concurrency", cfg.Defaults.Concurrency, 4},
@@ -214,6 +226,7 @@ func TestInterpolationTypes(t *testing.T) {
 triggers:
   - name: typed
     database: shop
+    ordering: none
     concurrency: ${N:-7}
     enabled: ${ON:-false}
     match:
@@ -369,15 +382,72 @@ func TestPrintingDoesNotLeakSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, format := range []string{"%v", "%+v", "%s"} {
+	tr := cfg.Triggers[0]
+	check := func(t *testing.T, what, out string) {
+		t.Helper()
+		for _, s := range testSecrets {
+			if strings.Contains(out, s) {
+				t.Errorf("%s output leaks %q: %s", what, s, out)
+			}
+		}
+	}
+	for _, format := range []string{"%v", "%+v", "%s", "%#v", "%q"} {
 		t.Run(format, func(t *testing.T) {
-			out := fmt.Sprintf(format, *cfg.Triggers[0]) + fmt.Sprintf(format, cfg.MongoDB)
-			for _, s := range testSecrets {
-				if strings.Contains(out, s) {
-					t.Errorf("%s output leaks %q: %s", format, s, out)
-				}
+			check(t, format, fmt.Sprintf(format, *tr)+fmt.Sprintf(format, cfg.MongoDB)+fmt.Sprintf(format, *cfg)+
+				fmt.Sprintf(format, tr.Webhook)+fmt.Sprintf(format, tr.Webhook.Headers)+fmt.Sprintf(format, tr.Webhook.Secrets))
+		})
+	}
+	t.Run("json", func(t *testing.T) {
+		out, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, "json", string(out))
+	})
+	t.Run("slog", func(t *testing.T) {
+		var buf strings.Builder
+		log := slog.New(slog.NewJSONHandler(&buf, nil))
+		log.Info("config", "trigger", tr, "webhook", tr.Webhook, "mongodb", cfg.MongoDB,
+			"secret", tr.Webhook.Secrets[0], "headers", tr.Webhook.Headers)
+		log = slog.New(slog.NewTextHandler(&buf, nil))
+		log.Info("config", "webhook", tr.Webhook, "mongodb", cfg.MongoDB, "secret", tr.Webhook.Secrets[0])
+		check(t, "slog", buf.String())
+	})
+}
+
+func TestSecret(t *testing.T) {
+	s := Secret("hunter2")
+	for _, format := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%10s", "%T"} {
+		t.Run(format, func(t *testing.T) {
+			if out := fmt.Sprintf(format, s); strings.Contains(out, "hunter2") || strings.Contains(out, "68756e74657232") {
+				t.Errorf("Sprintf(%q) = %q leaks the secret", format, out)
 			}
 		})
+	}
+	if got := fmt.Sprint(s); got != RedactedMask {
+		t.Errorf("Sprint = %q, want %q", got, RedactedMask)
+	}
+	if got := fmt.Sprintf("%#v", s); got != `"`+RedactedMask+`"` {
+		t.Errorf("%%#v = %q", got)
+	}
+	if got := fmt.Sprintf("%q", s); got != `"`+RedactedMask+`"` {
+		t.Errorf("%%q = %q", got)
+	}
+	b, err := encodeJSON(map[string]any{"k": s, "list": []Secret{s}, "m": map[string]Secret{"h": s}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"k":"<secret>","list":["<secret>"],"m":{"h":"<secret>"}}` + "\n"; string(b) != want {
+		t.Errorf("json = %s, want %s", b, want)
+	}
+	if txt, _ := s.MarshalText(); string(txt) != RedactedMask {
+		t.Errorf("MarshalText = %q", txt)
+	}
+	if v := s.LogValue(); v.String() != RedactedMask {
+		t.Errorf("LogValue = %q", v.String())
+	}
+	if s.Reveal() != "hunter2" {
+		t.Errorf("Reveal = %q, want the value", s.Reveal())
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -524,7 +523,7 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 		FullDocument:             options.Default,
 		FullDocumentBeforeChange: options.Off,
 		StartAt:                  StartAt{Now: true},
-		Ordering:                 dispatcher.Strict,
+		Ordering:                 Strict,
 		Concurrency:              DefaultConcurrency,
 		Enabled:                  true,
 		DeadLetter:               true,
@@ -569,9 +568,17 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 	if e := get("start_at"); e.set() {
 		t.StartAt = d.startAt(e)
 	}
-	t.Ordering = dispatcher.Ordering(d.enum(get("ordering"), "ordering", string(t.Ordering),
-		[]string{string(dispatcher.Strict), string(dispatcher.PerDocument), string(dispatcher.None)}))
+	orderings := make([]string, 0, 3)
+	for _, o := range Orderings() {
+		orderings = append(orderings, string(o))
+	}
+	t.Ordering = Ordering(d.enum(get("ordering"), "ordering", string(t.Ordering), orderings))
 	t.Concurrency = d.integer(get("concurrency"), "concurrency", t.Concurrency, 1, MaxConcurrency)
+	if !defaultsOnly {
+		// The defaults section keeps its concurrency for the triggers that
+		// choose another ordering.
+		t.Concurrency = t.Ordering.Concurrency(t.Concurrency)
+	}
 	t.Enabled = d.boolean(get("enabled"), "enabled", t.Enabled)
 	t.DeadLetter = d.boolean(get("dead_letter"), "dead_letter", t.DeadLetter)
 	t.Retry = d.retry(own["retry"], defs["retry"])
@@ -650,7 +657,7 @@ func (d *decoder) startAt(e entry) StartAt {
 	return StartAt{Now: true}
 }
 
-func (d *decoder) retry(own, def entry) dispatcher.RetryPolicy {
+func (d *decoder) retry(own, def entry) RetryPolicy {
 	f := map[string]entry{}
 	known := []string{"max_attempts", "initial_backoff", "max_backoff"}
 	if def.set() {
@@ -663,7 +670,7 @@ func (d *decoder) retry(own, def entry) dispatcher.RetryPolicy {
 			f[k] = e
 		}
 	}
-	p := dispatcher.RetryPolicy{
+	p := RetryPolicy{
 		MaxAttempts:    d.integer(f["max_attempts"], "retry.max_attempts", DefaultMaxAttempts, 1, 1000),
 		InitialBackoff: d.duration(f["initial_backoff"], "retry.initial_backoff", DefaultInitialBackoff),
 		MaxBackoff:     d.duration(f["max_backoff"], "retry.max_backoff", DefaultMaxBackoff),
@@ -676,16 +683,6 @@ func (d *decoder) retry(own, def entry) dispatcher.RetryPolicy {
 		d.errorf(deref(at), "retry: max_backoff (%s) must not be shorter than initial_backoff (%s)", p.MaxBackoff, p.InitialBackoff)
 	}
 	return p
-}
-
-// reservedHeaders are set by changehook itself.
-func reservedHeader(name string) bool {
-	switch strings.ToLower(name) {
-	case "content-type", "content-length", "host", "connection", "transfer-encoding",
-		"webhook-id", "webhook-timestamp", "webhook-signature", "x-changehook-trigger":
-		return true
-	}
-	return false
 }
 
 func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webhook {
@@ -728,23 +725,22 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 	}
 	if e := f["method"]; e.set() {
 		if s, ok := d.str(e, "webhook.method"); ok {
-			switch m := strings.ToUpper(s); m {
-			case "POST", "PUT", "PATCH":
-				w.Method = m
-			default:
-				d.errorf(deref(e.val), "webhook.method: %q is not one of POST, PUT, PATCH", s)
+			if AllowedMethod(s) {
+				w.Method = strings.ToUpper(s)
+			} else {
+				d.errorf(deref(e.val), "webhook.method: %q is not one of %s", s, strings.Join(Methods(), ", "))
 			}
 		}
 	}
 	if len(headers) > 0 {
-		w.Headers = make(map[string]string, len(headers))
+		w.Headers = make(map[string]Secret, len(headers))
 		for name, e := range headers {
 			if s, ok := d.str(e, "webhook.headers."+name); ok {
 				if strings.ContainsAny(s, "\r\n\x00") {
 					d.errorf(deref(e.val), "webhook.headers.%s: value must not contain CR, LF or NUL", name)
 					continue
 				}
-				w.Headers[name] = s
+				w.Headers[name] = Secret(s)
 			}
 		}
 	}
@@ -789,7 +785,7 @@ func (d *decoder) headerEntries(e entry, out map[string]entry) {
 			continue
 		}
 		seen[lk] = true
-		if reservedHeader(k.Value) {
+		if IsReservedHeader(k.Value) {
 			d.errorf(k, "webhook.headers: %q is set by changehook and cannot be configured", k.Value)
 			continue
 		}
@@ -821,7 +817,7 @@ func validHeaderName(s string) bool {
 
 // secrets decodes webhook.secret: one key or a list (rotation). An empty
 // string (e.g. ${SECRET:-}) means no signing key.
-func (d *decoder) secrets(e entry) []string {
+func (d *decoder) secrets(e entry) []Secret {
 	v := deref(e.val)
 	var items []*yaml.Node
 	switch v.Kind {
@@ -830,7 +826,7 @@ func (d *decoder) secrets(e entry) []string {
 	default:
 		items = []*yaml.Node{v}
 	}
-	var out []string
+	var out []Secret
 	for _, it := range items {
 		s, ok := d.str(entry{val: it}, "webhook.secret")
 		if !ok || s == "" {
@@ -840,7 +836,7 @@ func (d *decoder) secrets(e entry) []string {
 			d.errorf(deref(it), "webhook.secret: %s", msg)
 			continue
 		}
-		out = append(out, s)
+		out = append(out, Secret(s))
 	}
 	return out
 }
@@ -878,7 +874,7 @@ func (d *decoder) match(e entry) bson.D {
 	return doc
 }
 
-func (d *decoder) project(e entry, ordering dispatcher.Ordering) bson.D {
+func (d *decoder) project(e entry, ordering Ordering) bson.D {
 	v := deref(e.val)
 	if v.Kind != yaml.MappingNode {
 		d.errorf(v, "project: expected a $project document (a mapping), got %s", describe(v))
@@ -901,7 +897,7 @@ func (d *decoder) project(e entry, ordering dispatcher.Ordering) bson.D {
 		d.errorf(v, "project: must keep _id (the resume token); MongoDB fails the change stream with ChangeStreamFatalError (280) otherwise")
 	case !projectionKeeps(doc, "operationType"):
 		d.errorf(v, "project: must keep operationType; changehook needs it to recognise invalidate events")
-	case ordering == dispatcher.PerDocument && !projectionKeeps(doc, "documentKey"):
+	case ordering == PerDocument && !projectionKeeps(doc, "documentKey"):
 		d.errorf(v, "project: must keep documentKey when ordering is per_document (events are ordered by documentKey)")
 	}
 	return doc

@@ -1,88 +1,81 @@
 package triggers
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-
-	"github.com/changehook/changehook/dispatcher"
 )
 
-// RedactedMask is the mask that replaces secret values in redacted views.
-const RedactedMask = "[redacted]"
+// redacted replaces secret parts of URLs.
+const redacted = "REDACTED"
 
-// ConfigView is a configuration with every secret masked, safe to log and to
-// serve from /api. It marshals to JSON.
-type ConfigView struct {
-	Path     string        `json:"path"`
-	MongoDB  MongoDBConfig `json:"mongodb"`
-	State    StateConfig   `json:"state"`
-	Admin    AdminConfig   `json:"admin"`
-	Log      LogConfig     `json:"log"`
-	Triggers []TriggerView `json:"triggers"`
-}
-
-// TriggerView is a trigger with every secret masked: the webhook URL without
-// password and query values, header values and signing keys replaced by
-// RedactedMask. Match, Project and Payload are relaxed Extended JSON.
-type TriggerView struct {
-	Name                     string          `json:"name"`
-	Database                 string          `json:"database,omitempty"`
-	Collection               string          `json:"collection,omitempty"`
-	Operations               []string        `json:"operations"`
-	Match                    json.RawMessage `json:"match,omitempty"`
-	Project                  json.RawMessage `json:"project,omitempty"`
-	FullDocument             string          `json:"full_document"`
-	FullDocumentBeforeChange string          `json:"full_document_before_change"`
-	StartAt                  string          `json:"start_at"`
-	Ordering                 string          `json:"ordering"`
-	Concurrency              int             `json:"concurrency"`
-	Enabled                  bool            `json:"enabled"`
-	Webhook                  WebhookView     `json:"webhook"`
-	Retry                    RetryView       `json:"retry"`
-	DeadLetter               bool            `json:"dead_letter"`
-}
-
-// WebhookView is the masked webhook section of a TriggerView.
-type WebhookView struct {
-	URL     string            `json:"url"`
-	Method  string            `json:"method"`
-	Headers map[string]string `json:"headers,omitempty"`
-	Secrets []string          `json:"secrets,omitempty"`
-	Timeout string            `json:"timeout"`
-	Format  string            `json:"format"`
-	Payload json.RawMessage   `json:"payload,omitempty"`
-}
-
-// RetryView is the retry section of a TriggerView.
-type RetryView struct {
-	MaxAttempts    int    `json:"max_attempts"`
-	InitialBackoff string `json:"initial_backoff"`
-	MaxBackoff     string `json:"max_backoff"`
-}
-
-// Redacted returns c with every secret masked (see ConfigView).
-func (c *Config) Redacted() ConfigView {
-	v := ConfigView{
-		Path:     c.Path,
-		MongoDB:  MongoDBConfig{URI: RedactURI(c.MongoDB.URI)},
-		State:    c.State,
-		Admin:    c.Admin,
-		Log:      c.Log,
-		Triggers: make([]TriggerView, 0, len(c.Triggers)),
+// RedactURL returns raw with its secrets removed, for logs, errors and API
+// output: the userinfo is replaced by "REDACTED", every query value by
+// "REDACTED" (keys are kept, so an operator can still see which parameters
+// were set), the fragment is dropped, and everything after the first path
+// segment becomes "REDACTED", because incoming-webhook services put their
+// token in the path (Slack's /services/T…/B…/<secret>, Zapier's
+// /hooks/catch/<id>/<key>/): scheme, host and the first segment are enough to
+// tell endpoints apart. A URL that does not parse is replaced entirely, since
+// the parse error could echo a secret.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
 	}
-	for _, t := range c.Triggers {
-		v.Triggers = append(v.Triggers, t.Redacted())
+	c := *u
+	if c.User != nil {
+		c.User = url.User(redacted)
 	}
-	return v
+	c.Fragment, c.RawFragment = "", ""
+	if first, rest, ok := strings.Cut(strings.TrimPrefix(c.Path, "/"), "/"); ok && strings.Trim(rest, "/") != "" {
+		c.Path, c.RawPath = "/"+first+"/"+redacted, ""
+	}
+	if c.RawQuery != "" {
+		parts := strings.Split(c.RawQuery, "&")
+		for i, p := range parts {
+			if k, _, ok := strings.Cut(p, "="); ok {
+				parts[i] = k + "=" + redacted
+			}
+		}
+		c.RawQuery = strings.Join(parts, "&")
+	}
+	if c.Opaque != "" {
+		// "scheme:opaque" URLs have no structure to keep.
+		c.Opaque = redacted
+	}
+	return c.String()
 }
 
-// Redacted returns t with every secret masked (see TriggerView).
-func (t *Trigger) Redacted() TriggerView {
-	v := TriggerView{
+// MarshalJSON writes the trigger as the configuration file spells it, with
+// every secret hidden: the webhook as Webhook.MarshalJSON writes it, match,
+// project and payload as relaxed Extended JSON, start_at as "now" or an
+// RFC 3339 time.
+func (t *Trigger) MarshalJSON() ([]byte, error) {
+	v := struct {
+		Name                     string          `json:"name"`
+		Database                 string          `json:"database,omitempty"`
+		Collection               string          `json:"collection,omitempty"`
+		Operations               []string        `json:"operations"`
+		Match                    json.RawMessage `json:"match,omitempty"`
+		Project                  json.RawMessage `json:"project,omitempty"`
+		FullDocument             string          `json:"full_document"`
+		FullDocumentBeforeChange string          `json:"full_document_before_change"`
+		StartAt                  string          `json:"start_at"`
+		Ordering                 Ordering        `json:"ordering"`
+		Concurrency              int             `json:"concurrency"`
+		Enabled                  bool            `json:"enabled"`
+		Webhook                  Webhook         `json:"webhook"`
+		Retry                    RetryPolicy     `json:"retry"`
+		DeadLetter               bool            `json:"dead_letter"`
+	}{
 		Name:                     t.Name,
 		Database:                 t.Database,
 		Collection:               t.Collection,
@@ -92,38 +85,29 @@ func (t *Trigger) Redacted() TriggerView {
 		FullDocument:             string(t.FullDocument),
 		FullDocumentBeforeChange: string(t.FullDocumentBeforeChange),
 		StartAt:                  "now",
-		Ordering:                 string(t.Ordering),
+		Ordering:                 t.Ordering,
 		Concurrency:              t.Concurrency,
 		Enabled:                  t.Enabled,
-		Webhook: WebhookView{
-			URL:     RedactURL(t.Webhook.URL),
-			Method:  t.Webhook.Method,
-			Timeout: t.Webhook.Timeout.String(),
-			Format:  t.Webhook.Format,
-		},
-		Retry: RetryView{
-			MaxAttempts:    t.Retry.MaxAttempts,
-			InitialBackoff: t.Retry.InitialBackoff.String(),
-			MaxBackoff:     t.Retry.MaxBackoff.String(),
-		},
-		DeadLetter: t.DeadLetter,
+		Webhook:                  t.Webhook,
+		Retry:                    t.Retry,
+		DeadLetter:               t.DeadLetter,
 	}
 	if !t.StartAt.Now {
 		v.StartAt = t.StartAt.Time.Format(time.RFC3339Nano)
 	}
-	if len(t.Webhook.Headers) > 0 {
-		v.Webhook.Headers = make(map[string]string, len(t.Webhook.Headers))
-		for k := range t.Webhook.Headers {
-			v.Webhook.Headers[k] = RedactedMask
-		}
+	return marshalJSON(v)
+}
+
+// marshalJSON is json.Marshal without HTML escaping, so that RedactedMask
+// and URLs read as written ("<secret>", "&"), not as \u003c escapes.
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
-	for range t.Webhook.Secrets {
-		v.Webhook.Secrets = append(v.Webhook.Secrets, RedactedMask)
-	}
-	if t.Webhook.PayloadSpec != nil {
-		v.Webhook.Payload = extJSONValue(t.Webhook.PayloadSpec)
-	}
-	return v
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // extJSONDoc marshals a document as relaxed Extended JSON (nil when empty).
@@ -148,17 +132,51 @@ func extJSONValue(v any) json.RawMessage {
 	return m["v"]
 }
 
-// RedactURL is dispatcher.RedactURL: userinfo, query values and every path
-// segment after the first are masked, so API output and logs show where a
-// trigger posts without its token.
-func RedactURL(raw string) string { return dispatcher.RedactURL(raw) }
-
-// String describes the webhook without secrets (URL redacted, header values
-// and keys masked), so that printing a Trigger with %v cannot leak them.
-func (w Webhook) String() string {
-	return fmt.Sprintf("{%s %s headers:%d secrets:%d timeout:%s format:%s}",
-		w.Method, RedactURL(w.URL), len(w.Headers), len(w.Secrets), w.Timeout, w.Format)
-}
-
 // String returns the connection string with its password masked.
 func (m MongoDBConfig) String() string { return RedactURI(m.URI) }
+
+// GoString is String, so that %#v cannot show the password either.
+func (m MongoDBConfig) GoString() string { return "triggers.MongoDBConfig{" + m.String() + "}" }
+
+// Format prints String for every verb (GoString for %#v).
+func (m MongoDBConfig) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		fmt.Fprint(f, m.GoString())
+		return
+	}
+	fmt.Fprint(f, m.String())
+}
+
+// LogValue logs the connection string with its password masked.
+func (m MongoDBConfig) LogValue() slog.Value { return slog.StringValue(m.String()) }
+
+// MarshalJSON writes {"uri": <the connection string, password masked>}.
+func (m MongoDBConfig) MarshalJSON() ([]byte, error) {
+	return marshalJSON(struct {
+		URI string `json:"uri"`
+	}{RedactURI(m.URI)})
+}
+
+// String describes the trigger without secrets: its name, namespace,
+// delivery settings and the webhook as Webhook.String shows it.
+func (t Trigger) String() string {
+	return fmt.Sprintf("{%s ns:%q ops:%v ordering:%s concurrency:%d enabled:%t webhook:%s retry:{%d %s %s} dead_letter:%t}",
+		t.Name, t.Namespace(), t.Operations, t.Ordering, t.Concurrency, t.Enabled, t.Webhook,
+		t.Retry.MaxAttempts, t.Retry.InitialBackoff, t.Retry.MaxBackoff, t.DeadLetter)
+}
+
+// GoString is String, so that %#v cannot show a secret either.
+func (t Trigger) GoString() string { return "triggers.Trigger" + t.String() }
+
+// Format prints String for every verb (GoString for %#v), so that no verb
+// prints the trigger's fields raw.
+func (t Trigger) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		fmt.Fprint(f, t.GoString())
+		return
+	}
+	fmt.Fprint(f, t.String())
+}
+
+// LogValue logs the trigger as String.
+func (t Trigger) LogValue() slog.Value { return slog.StringValue(t.String()) }

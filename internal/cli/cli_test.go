@@ -170,7 +170,7 @@ func TestTestCommand(t *testing.T) {
 			want: []string{
 				`match:    yes — operationType "update" is one of [insert, update]`,
 				`body (exact bytes, 29):` + "\n" + `{"text":"Only 7 pears left!"}`,
-				"Authorization: [redacted]", "Webhook-Id: msg_", "Webhook-Signature: v1,", "User-Agent: changehook/v9.9.9",
+				"Authorization: <secret>", "Webhook-Id: msg_", "Webhook-Signature: v1,", "User-Agent: changehook/v9.9.9",
 				"X-Changehook-Trigger: low_stock", "POST http://127.0.0.1:1/hook?token=REDACTED",
 			},
 			notWant: []string{"tok3n", "s3cret", "whsec_"},

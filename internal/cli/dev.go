@@ -79,7 +79,7 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 		if err != nil {
 			return fail(env, "dev", err)
 		}
-		recv, err := demo.StartReceiver(demo.ReceiverOptions{Addr: recvAddr, Secrets: demoTrigger.Webhook.Secrets, Out: env.Stdout})
+		recv, err := demo.StartReceiver(demo.ReceiverOptions{Addr: recvAddr, Secrets: demoTrigger.Webhook.SigningKeys(), Out: env.Stdout})
 		if err != nil {
 			return fail(env, "dev", fmt.Errorf("%w (set CHANGEHOOK_DEMO_URL to a free address, e.g. http://127.0.0.1:9571/hooks/stock)", err))
 		}

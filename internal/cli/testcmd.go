@@ -86,7 +86,7 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 		return fail(env, "test", errors.New("the event has no _id (its resume token): copy a real change event, _id included"))
 	}
 	ev := dispatcher.Event{Raw: raw, Token: token.Value}
-	dcfg := t.DispatcherConfig()
+	dcfg := dispatcher.ConfigFor(t)
 	payload, err := dispatcher.BuildPayload(dcfg.Webhook, ev)
 	if err != nil {
 		return fail(env, "test", fmt.Errorf("build payload: %w", err))
@@ -199,7 +199,7 @@ func writeHeaders(w io.Writer, t *triggers.Trigger, version, id string, payload 
 	now := time.Now()
 	h.Set("webhook-timestamp", fmt.Sprint(now.Unix()))
 	if len(t.Webhook.Secrets) > 0 {
-		if sig, err := dispatcher.Sign(t.Webhook.Secrets, id, now, payload); err == nil {
+		if sig, err := dispatcher.Sign(t.Webhook.SigningKeys(), id, now, payload); err == nil {
 			h.Set("webhook-signature", sig+"   (changes with webhook-timestamp)")
 		}
 	}
@@ -221,7 +221,7 @@ func sendOnce(ctx context.Context, env Env, t *triggers.Trigger, ev dispatcher.E
 	if err != nil {
 		return fail(env, "test", err)
 	}
-	fmt.Fprintf(env.Stdout, "\nsending (up to %d attempts)...\n", t.DispatcherConfig().Retry.MaxAttempts)
+	fmt.Fprintf(env.Stdout, "\nsending (up to %d attempts)...\n", dispatcher.ConfigFor(t).Retry.MaxAttempts)
 	res, err := s.Deliver(ctx, ev)
 	printResult(env.Stdout, res, err)
 	if err != nil {
@@ -258,7 +258,7 @@ func oneLine(s string, n int) string {
 // newSender returns the Sender of t for a one-off delivery from the command
 // line (a test send or a dead-letter replay).
 func newSender(t *triggers.Trigger, env Env) (*dispatcher.Sender, error) {
-	dcfg := t.DispatcherConfig()
+	dcfg := dispatcher.ConfigFor(t)
 	dcfg.UserAgent = "changehook/" + env.Version
 	s, err := dispatcher.NewSender(dcfg)
 	if err != nil {

@@ -171,7 +171,7 @@ func run(ctx context.Context, opts config) (res result, err error) {
 	}
 	for i, s := range services {
 		recv, rerr := scenarioutil.StartReceiver(scenarioutil.ReceiverOptions{
-			Listener: lns[i], Secrets: cfg.Triggers[0].Webhook.Secrets, Handler: s.handler,
+			Listener: lns[i], Secrets: cfg.Triggers[0].Webhook.SigningKeys(), Handler: s.handler,
 		})
 		if rerr != nil {
 			return res, rerr

@@ -59,7 +59,7 @@ func StartConfigured(name string, data []byte, uri string, vars func(base string
 		_ = ln.Close()
 		return nil, nil, err
 	}
-	opts.Listener, opts.Secrets = ln, cfg.Triggers[0].Webhook.Secrets
+	opts.Listener, opts.Secrets = ln, cfg.Triggers[0].Webhook.SigningKeys()
 	recv, err := StartReceiver(opts)
 	if err != nil {
 		_ = ln.Close()

@@ -1,0 +1,218 @@
+package triggers
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/changehook/changehook/internal/mql"
+)
+
+// Ordering selects the delivery order guarantee of a trigger.
+type Ordering string
+
+const (
+	// Strict delivers one event at a time, in stream order.
+	Strict Ordering = "strict"
+	// PerDocument delivers events of the same document in stream order;
+	// events of different documents go in parallel up to the trigger's
+	// Concurrency. An event without a document key (a collection-level
+	// event such as drop, rename or dropDatabase) is a barrier: it is
+	// delivered after every earlier event is done, and later events wait
+	// until it is done.
+	PerDocument Ordering = "per_document"
+	// None delivers events in parallel up to the trigger's Concurrency, in
+	// no particular order.
+	None Ordering = "none"
+)
+
+// Orderings returns every valid Ordering, in the order the documentation
+// lists them.
+func Orderings() []Ordering { return []Ordering{Strict, PerDocument, None} }
+
+// Valid reports whether o is one of Strict, PerDocument and None.
+func (o Ordering) Valid() bool {
+	switch o {
+	case Strict, PerDocument, None:
+		return true
+	}
+	return false
+}
+
+// Concurrency returns the number of deliveries in flight that o allows
+// when n are configured: always 1 for Strict, otherwise n but at least 1.
+// It is the one place where strict ordering implies a concurrency of 1.
+func (o Ordering) Concurrency(n int) int {
+	if o == Strict || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// RetryPolicy bounds the attempts made for one event.
+//
+// The wait before retry n (n = 0 for the first retry) is drawn uniformly from
+// [0, min(MaxBackoff, InitialBackoff·2ⁿ)] ("full jitter"). When the failed
+// response carries a Retry-After header (delta-seconds or HTTP-date), that
+// delay is used instead of the jittered one, capped at MaxBackoff so that an
+// endpoint cannot stall a trigger for longer than the operator allowed.
+type RetryPolicy struct {
+	// MaxAttempts is the total number of attempts, including the first
+	// (default DefaultMaxAttempts; values below 1 mean 1). Ignored when the
+	// trigger's DeadLetter is false (deliveries are then retried until they
+	// succeed).
+	MaxAttempts int `json:"max_attempts"`
+	// InitialBackoff is the base of the exponential backoff (default
+	// DefaultInitialBackoff).
+	InitialBackoff time.Duration `json:"initial_backoff"`
+	// MaxBackoff caps every wait, Retry-After included (default
+	// DefaultMaxBackoff; never shorter than InitialBackoff).
+	MaxBackoff time.Duration `json:"max_backoff"`
+}
+
+// WithDefaults returns p with every zero or out-of-range field replaced by
+// its default: MaxAttempts at least 1, InitialBackoff DefaultInitialBackoff
+// and MaxBackoff DefaultMaxBackoff when not positive, and MaxBackoff at
+// least InitialBackoff.
+func (p RetryPolicy) WithDefaults() RetryPolicy {
+	if p.MaxAttempts < 1 {
+		p.MaxAttempts = 1
+	}
+	if p.InitialBackoff <= 0 {
+		p.InitialBackoff = DefaultInitialBackoff
+	}
+	if p.MaxBackoff <= 0 {
+		p.MaxBackoff = DefaultMaxBackoff
+	}
+	p.MaxBackoff = max(p.MaxBackoff, p.InitialBackoff)
+	return p
+}
+
+// MarshalJSON writes the durations as Go duration strings ("500ms").
+func (p RetryPolicy) MarshalJSON() ([]byte, error) {
+	return marshalJSON(struct {
+		MaxAttempts    int    `json:"max_attempts"`
+		InitialBackoff string `json:"initial_backoff"`
+		MaxBackoff     string `json:"max_backoff"`
+	}{p.MaxAttempts, p.InitialBackoff.String(), p.MaxBackoff.String()})
+}
+
+// reservedHeaders are the request headers changehook sets itself (or that
+// the HTTP client owns); a webhook's headers may not set them. Canonical
+// form.
+var reservedHeaders = []string{
+	"Content-Type", "Content-Length", "Host", "Connection", "Transfer-Encoding",
+	"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", "X-Changehook-Trigger",
+}
+
+// ReservedHeaders returns the headers a webhook's headers may not set, in
+// canonical form: the ones changehook sets on every request and the ones
+// the HTTP client owns.
+func ReservedHeaders() []string { return append([]string(nil), reservedHeaders...) }
+
+// IsReservedHeader reports whether name (any case) is one of
+// ReservedHeaders.
+func IsReservedHeader(name string) bool {
+	ck := http.CanonicalHeaderKey(name)
+	for _, r := range reservedHeaders {
+		if ck == r {
+			return true
+		}
+	}
+	return false
+}
+
+// Methods returns the HTTP methods a webhook may use: POST, PUT and PATCH.
+func Methods() []string { return []string{http.MethodPost, http.MethodPut, http.MethodPatch} }
+
+// AllowedMethod reports whether method (any case) is one of Methods.
+func AllowedMethod(method string) bool {
+	switch strings.ToUpper(method) {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		return true
+	}
+	return false
+}
+
+// Webhook is a trigger's webhook section.
+//
+// Printing a Webhook (%v, %s, %q, %#v), marshalling it to JSON or logging
+// it shows the URL redacted (RedactURL) and neither header values nor
+// signing keys, which are Secrets.
+type Webhook struct {
+	// URL is an absolute http or https URL. It may carry a token (userinfo,
+	// query, path): show it only through RedactURL.
+	URL string
+	// Method is POST, PUT or PATCH (default POST).
+	Method string
+	// Headers are extra request headers, keyed by the name as configured.
+	// None of them is one of ReservedHeaders.
+	Headers map[string]Secret
+	// Secrets are Standard Webhooks signing keys, "whsec_" + base64; the
+	// first signs, all are sent during a rotation. None: requests are not
+	// signed.
+	Secrets []Secret
+	// Timeout bounds one attempt, response body included (default
+	// DefaultTimeout).
+	Timeout time.Duration
+	// Format is json (relaxed Extended JSON, the default) or canonical
+	// (canonical Extended JSON).
+	Format string
+	// Payload is the compiled payload expression (nil: the whole event). Its
+	// result must be a document.
+	Payload *mql.Expr
+	// PayloadSpec is Payload's source in its BSON form (nil: none).
+	PayloadSpec any
+}
+
+// String describes the webhook without secrets (URL redacted, header values
+// and keys counted, not shown).
+func (w Webhook) String() string {
+	return fmt.Sprintf("{%s %s headers:%d secrets:%d timeout:%s format:%s}",
+		w.Method, RedactURL(w.URL), len(w.Headers), len(w.Secrets), w.Timeout, w.Format)
+}
+
+// GoString is String, so that %#v cannot show the URL's token either.
+func (w Webhook) GoString() string { return "triggers.Webhook" + w.String() }
+
+// LogValue logs the webhook as String.
+func (w Webhook) LogValue() slog.Value { return slog.StringValue(w.String()) }
+
+// MarshalJSON writes the webhook with its URL redacted, header values and
+// signing keys as RedactedMask, the timeout as a duration string and the
+// payload as relaxed Extended JSON.
+func (w Webhook) MarshalJSON() ([]byte, error) {
+	v := struct {
+		URL     string            `json:"url"`
+		Method  string            `json:"method"`
+		Headers map[string]Secret `json:"headers,omitempty"`
+		Secrets []Secret          `json:"secrets,omitempty"`
+		Timeout string            `json:"timeout"`
+		Format  string            `json:"format"`
+		Payload json.RawMessage   `json:"payload,omitempty"`
+	}{
+		URL:     RedactURL(w.URL),
+		Method:  w.Method,
+		Headers: w.Headers,
+		Secrets: w.Secrets,
+		Timeout: w.Timeout.String(),
+		Format:  w.Format,
+	}
+	if w.PayloadSpec != nil {
+		v.Payload = extJSONValue(w.PayloadSpec)
+	}
+	return marshalJSON(v)
+}
+
+// SigningKeys returns the values of the signing keys, in order, for the
+// code that signs requests.
+func (w Webhook) SigningKeys() []string {
+	out := make([]string, len(w.Secrets))
+	for i, s := range w.Secrets {
+		out[i] = s.Reveal()
+	}
+	return out
+}
