@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -80,15 +79,6 @@ func newDispatcher(cfg Config, sink DeadLetterSink, opts []Option) (*Dispatcher,
 	}
 	cfg.Retry = s.retry
 	return &Dispatcher{cfg: cfg, sender: s, sink: sink, clock: s.clock, log: s.log, metrics: s.metrics}, nil
-}
-
-// defaultUserAgent is "changehook/<main module version>".
-func defaultUserAgent() string {
-	v := "devel"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	return "changehook/" + v
 }
 
 // queueLen is the minimum length of the queue behind the deliveries in flight.

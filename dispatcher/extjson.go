@@ -22,6 +22,12 @@ import (
 // false and the caller falls back to the driver, which then produces its own
 // output or error. The differential tests (extjson_test.go) and
 // FuzzExtJSONMatchesDriver hold the two to byte equality.
+//
+// It earns its keep (BENCHMARKS.md): building a payload costs 344 ns and 1
+// allocation against about 3 µs and 53 allocations for the driver; in the
+// end-to-end profile BuildPayload fell from 9.3% of all samples (8.3 µs per
+// event) to 2.1% (1.5 µs), and the runner's CPU per event from 38–46 µs to
+// 30–32 µs (per_document, none).
 
 // rfc3339Milli is the driver's relaxed $date layout.
 const rfc3339Milli = "2006-01-02T15:04:05.999Z07:00"
