@@ -1,8 +1,7 @@
 package dispatcher
 
 import (
-	"errors"
-
+	"github.com/changehook/changehook/internal/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -66,29 +65,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		return m
 	}
-	m.deliveries = RegisterCollector(reg, m.deliveries)
-	m.attempts = RegisterCollector(reg, m.attempts)
-	m.duration = RegisterCollector(reg, m.duration)
-	m.inflight = RegisterCollector(reg, m.inflight)
-	m.deadLetters = RegisterCollector(reg, m.deadLetters)
+	m.deliveries = metrics.Register(reg, m.deliveries)
+	m.attempts = metrics.Register(reg, m.attempts)
+	m.duration = metrics.Register(reg, m.duration)
+	m.inflight = metrics.Register(reg, m.inflight)
+	m.deadLetters = metrics.Register(reg, m.deadLetters)
 	return m
-}
-
-// RegisterCollector registers c with reg and returns the collector to use:
-// the one already registered when reg holds an equal collector of the same
-// type (a second NewMetrics on the same registry), otherwise c. It never
-// panics; a collector that cannot be registered for another reason is
-// returned usable but unexported. reg must not be nil.
-func RegisterCollector[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *Metrics) delivery(trigger, outcome string, seconds float64) {

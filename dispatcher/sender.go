@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/changehook/changehook/internal/version"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -165,7 +166,7 @@ func newSender(cfg Config, o options) (*Sender, error) {
 // X-Changehook-Trigger.
 func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.Header, error) {
 	if ua == "" {
-		ua = defaultUserAgent()
+		ua = version.UserAgent("")
 	}
 	h := make(http.Header, len(headers)+4)
 	for k, v := range headers {

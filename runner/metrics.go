@@ -1,7 +1,7 @@
 package runner
 
 import (
-	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -33,9 +33,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"trigger"}),
 	}
 	if reg != nil {
-		m.eventsReceived = dispatcher.RegisterCollector(reg, m.eventsReceived)
-		m.checkpointLag = dispatcher.RegisterCollector(reg, m.checkpointLag)
-		m.up = dispatcher.RegisterCollector(reg, m.up)
+		m.eventsReceived = metrics.Register(reg, m.eventsReceived)
+		m.checkpointLag = metrics.Register(reg, m.checkpointLag)
+		m.up = metrics.Register(reg, m.up)
 	}
 	return m
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/version"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +36,8 @@ type Options struct {
 	// Clock is the source of time of watchers and dispatchers (default
 	// dispatcher.SystemClock).
 	Clock dispatcher.Clock
-	// Version goes into User-Agent: changehook/<Version> (default "dev").
+	// Version goes into User-Agent (see version.UserAgent; default
+	// version.Dev).
 	Version string
 	// ShutdownGrace bounds how long in-flight deliveries may finish after
 	// Run's context is canceled (default 10s).
@@ -86,7 +88,7 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 		opts.Clock = dispatcher.SystemClock{}
 	}
 	if opts.Version == "" {
-		opts.Version = "dev"
+		opts.Version = version.Dev
 	}
 	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger}
 	if opts.Registry != nil {
@@ -116,7 +118,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		log := r.log.With("trigger", s.t.Name)
 		dcfg := dispatcher.ConfigFor(s.t)
-		dcfg.UserAgent = "changehook/" + r.opts.Version
+		dcfg.UserAgent = version.UserAgent(r.opts.Version)
 		dopts := []dispatcher.Option{dispatcher.WithLogger(r.log), dispatcher.WithClock(r.opts.Clock)}
 		if r.dmet != nil {
 			dopts = append(dopts, dispatcher.WithMetrics(r.dmet))

@@ -28,5 +28,5 @@ func run() int {
 		<-ctx.Done()
 		stop() // restore the default handlers: a second signal terminates at once
 	}()
-	return cli.Run(ctx, os.Args[1:], cli.OSEnv(cli.BuildVersion(version)))
+	return cli.Run(ctx, os.Args[1:], cli.OSEnv(version))
 }

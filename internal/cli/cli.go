@@ -14,9 +14,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 
+	"github.com/changehook/changehook/internal/version"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -49,10 +49,11 @@ type Env struct {
 	Version string
 }
 
-// OSEnv returns the Env of the current process: os.Stdin, os.Stdout, os.Stderr and
-// os.LookupEnv.
-func OSEnv(version string) Env {
-	return Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, LookupEnv: os.LookupEnv, Version: version}
+// OSEnv returns the Env of the current process: os.Stdin, os.Stdout, os.Stderr,
+// os.LookupEnv and ver resolved by version.Resolve (the module version
+// recorded in the binary when ver is "" or "dev").
+func OSEnv(ver string) Env {
+	return Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, LookupEnv: os.LookupEnv, Version: version.Resolve(ver)}
 }
 
 func (e Env) stdin() io.Reader {
@@ -73,7 +74,7 @@ func (e Env) withDefaults() Env {
 		e.LookupEnv = func(string) (string, bool) { return "", false }
 	}
 	if e.Version == "" {
-		e.Version = "dev"
+		e.Version = version.Dev
 	}
 	return e
 }
@@ -258,16 +259,4 @@ func versionCommand(_ context.Context, args []string, env Env) int {
 	}
 	fmt.Fprintf(env.Stdout, "changehook %s\n", env.Version)
 	return ExitOK
-}
-
-// BuildVersion returns v, or the module version recorded in the binary's
-// build information when v is "dev" or empty and one is recorded.
-func BuildVersion(v string) string {
-	if v != "" && v != "dev" {
-		return v
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
 }

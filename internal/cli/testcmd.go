@@ -16,6 +16,7 @@ import (
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/internal/version"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -185,13 +186,13 @@ func extJSONValue(v any) string {
 
 // writeHeaders prints the request headers as the dispatcher would send
 // them, configured header values masked.
-func writeHeaders(w io.Writer, t *triggers.Trigger, version, id string, payload []byte) {
+func writeHeaders(w io.Writer, t *triggers.Trigger, ver, id string, payload []byte) {
 	h := http.Header{}
 	for k := range t.Webhook.Headers {
 		h.Set(k, triggers.RedactedMask)
 	}
 	if h.Get("User-Agent") == "" {
-		h.Set("User-Agent", "changehook/"+version)
+		h.Set("User-Agent", version.UserAgent(ver))
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Changehook-Trigger", t.Name)
@@ -259,7 +260,7 @@ func oneLine(s string, n int) string {
 // line (a test send or a dead-letter replay).
 func newSender(t *triggers.Trigger, env Env) (*dispatcher.Sender, error) {
 	dcfg := dispatcher.ConfigFor(t)
-	dcfg.UserAgent = "changehook/" + env.Version
+	dcfg.UserAgent = version.UserAgent(env.Version)
 	s, err := dispatcher.NewSender(dcfg)
 	if err != nil {
 		return nil, fmt.Errorf("prepare delivery: %w", err)
