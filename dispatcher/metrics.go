@@ -1,6 +1,9 @@
 package dispatcher
 
 import (
+	"maps"
+	"sync"
+
 	"github.com/changehook/changehook/internal/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,15 +20,72 @@ const (
 	OutcomeFailed = "failed"
 )
 
-// Metrics holds the dispatcher's Prometheus collectors. One Metrics is shared
-// by all dispatchers of a process; series are labelled by trigger name. A nil
-// *Metrics records nothing.
+// Metrics holds the dispatcher's Prometheus collectors and the same counters
+// per trigger in memory (Counts), for callers that report them without
+// reading Prometheus series back. One Metrics is shared by all dispatchers
+// of a process; series are labelled by trigger name. A nil *Metrics records
+// nothing.
 type Metrics struct {
 	deliveries  *prometheus.CounterVec
 	attempts    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	inflight    *prometheus.GaugeVec
 	deadLetters *prometheus.CounterVec
+
+	counts sync.Map // trigger name → *triggerCounts
+}
+
+// Counts are one trigger's delivery counters since its Metrics were created:
+// the values of the trigger's Prometheus series.
+type Counts struct {
+	// Deliveries counts finished deliveries by outcome (OutcomeDelivered,
+	// OutcomeDeadLettered, OutcomeFailed); never nil.
+	Deliveries map[string]uint64
+	// Attempts counts delivery attempts by result: "ok" or the failure
+	// reason (see Reason*); never nil.
+	Attempts map[string]uint64
+	// DeadLetters counts the dead letters stored.
+	DeadLetters uint64
+	// InFlight is the number of deliveries being attempted now.
+	InFlight int64
+}
+
+// triggerCounts are one trigger's Counts, updated under mu.
+type triggerCounts struct {
+	mu sync.Mutex
+	c  Counts
+}
+
+// Counts returns a copy of trigger's counters (all zero for a trigger that
+// recorded nothing, or a nil *Metrics).
+func (m *Metrics) Counts(trigger string) Counts {
+	out := Counts{Deliveries: map[string]uint64{}, Attempts: map[string]uint64{}}
+	if m == nil {
+		return out
+	}
+	v, ok := m.counts.Load(trigger)
+	if !ok {
+		return out
+	}
+	tc := v.(*triggerCounts)
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	maps.Copy(out.Deliveries, tc.c.Deliveries)
+	maps.Copy(out.Attempts, tc.c.Attempts)
+	out.DeadLetters, out.InFlight = tc.c.DeadLetters, tc.c.InFlight
+	return out
+}
+
+// update applies f to trigger's counters.
+func (m *Metrics) update(trigger string, f func(*Counts)) {
+	v, ok := m.counts.Load(trigger)
+	if !ok {
+		v, _ = m.counts.LoadOrStore(trigger, &triggerCounts{c: Counts{Deliveries: map[string]uint64{}, Attempts: map[string]uint64{}}})
+	}
+	tc := v.(*triggerCounts)
+	tc.mu.Lock()
+	f(&tc.c)
+	tc.mu.Unlock()
 }
 
 // NewMetrics creates the dispatcher collectors and registers them with reg
@@ -78,6 +138,7 @@ func (m *Metrics) delivery(trigger, outcome string, seconds float64) {
 		return
 	}
 	m.deliveries.WithLabelValues(trigger, outcome).Inc()
+	m.update(trigger, func(c *Counts) { c.Deliveries[outcome]++ })
 	if seconds >= 0 {
 		m.duration.WithLabelValues(trigger).Observe(seconds)
 	}
@@ -91,6 +152,7 @@ func (m *Metrics) attempt(trigger, reason string) {
 		reason = "ok"
 	}
 	m.attempts.WithLabelValues(trigger, reason).Inc()
+	m.update(trigger, func(c *Counts) { c.Attempts[reason]++ })
 }
 
 func (m *Metrics) inflightAdd(trigger string, delta float64) {
@@ -98,6 +160,7 @@ func (m *Metrics) inflightAdd(trigger string, delta float64) {
 		return
 	}
 	m.inflight.WithLabelValues(trigger).Add(delta)
+	m.update(trigger, func(c *Counts) { c.InFlight += int64(delta) })
 }
 
 func (m *Metrics) deadLettered(trigger string) {
@@ -105,4 +168,5 @@ func (m *Metrics) deadLettered(trigger string) {
 		return
 	}
 	m.deadLetters.WithLabelValues(trigger).Inc()
+	m.update(trigger, func(c *Counts) { c.DeadLetters++ })
 }

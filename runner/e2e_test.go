@@ -559,6 +559,53 @@ triggers:
 	if err != nil || !bytes.Contains(js, []byte(`"state":"running"`)) {
 		t.Errorf("status JSON = %s, %v", js, err)
 	}
+
+	// The delivery counters in Status are the values of the Prometheus
+	// series, without reading them back from the registry.
+	waitFor(t, "delivery counters", func() bool {
+		return status("survivor").Deliveries["delivered"] == 1 && status("dropped").Deliveries["delivered"] == 2
+	})
+	series := func(name, trigger, label, value string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				var tr, lv string
+				for _, l := range m.GetLabel() {
+					switch l.GetName() {
+					case "trigger":
+						tr = l.GetValue()
+					case label:
+						lv = l.GetValue()
+					}
+				}
+				if tr == trigger && lv == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return 0
+	}
+	for _, name := range []string{"dropped", "survivor"} {
+		st := status(name)
+		if got, want := float64(st.Deliveries["delivered"]), series("changehook_deliveries_total", name, "outcome", "delivered"); got != want {
+			t.Errorf("%s: Status delivered = %v, Prometheus %v", name, got, want)
+		}
+		if got, want := float64(st.Attempts["ok"]), series("changehook_delivery_attempts_total", name, "reason", "ok"); got != want || got == 0 {
+			t.Errorf("%s: Status attempts ok = %v, Prometheus %v", name, got, want)
+		}
+		if st.InFlight != 0 || st.DeadLetters != 0 {
+			t.Errorf("%s: in flight %d, dead letters %d; want 0, 0", name, st.InFlight, st.DeadLetters)
+		}
+	}
+	if st := status("off"); st.Deliveries == nil || len(st.Deliveries) != 0 {
+		t.Errorf("disabled trigger deliveries = %v, want empty", st.Deliveries)
+	}
 }
 
 func TestWatcherSurvivesNetworkTrouble(t *testing.T) {

@@ -93,8 +93,10 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger}
 	if opts.Registry != nil {
 		r.metrics = NewMetrics(opts.Registry)
-		r.dmet = dispatcher.NewMetrics(opts.Registry)
 	}
+	// The dispatchers always record into dmet: Status reads the delivery
+	// counters from it, registered with Prometheus or not.
+	r.dmet = dispatcher.NewMetrics(opts.Registry)
 	for _, t := range cfg.Triggers {
 		r.slots = append(r.slots, &slot{t: t})
 	}
@@ -119,10 +121,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		log := r.log.With("trigger", s.t.Name)
 		dcfg := dispatcher.ConfigFor(s.t)
 		dcfg.UserAgent = version.UserAgent(r.opts.Version)
-		dopts := []dispatcher.Option{dispatcher.WithLogger(r.log), dispatcher.WithClock(r.opts.Clock)}
-		if r.dmet != nil {
-			dopts = append(dopts, dispatcher.WithMetrics(r.dmet))
-		}
+		dopts := []dispatcher.Option{dispatcher.WithLogger(r.log), dispatcher.WithClock(r.opts.Clock), dispatcher.WithMetrics(r.dmet)}
 		if r.opts.HTTPClient != nil {
 			dopts = append(dopts, dispatcher.WithHTTPClient(r.opts.HTTPClient))
 		}
@@ -154,20 +153,26 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-// Status returns every trigger's status, in configuration order.
+// Status returns every trigger's status and counters, in configuration
+// order: the watch loop's state and counters and the trigger's delivery
+// counters (the values of its Prometheus series, read from memory).
 func (r *Runner) Status() []TriggerStatus {
 	out := make([]TriggerStatus, 0, len(r.slots))
 	for _, s := range r.slots {
+		var st TriggerStatus
 		switch {
 		case !s.t.Enabled:
-			out = append(out, TriggerStatus{Name: s.t.Name, Namespace: s.t.Namespace(), State: StateDisabled})
+			st = TriggerStatus{Name: s.t.Name, Namespace: s.t.Namespace(), State: StateDisabled}
 		case s.w.Load() != nil:
-			out = append(out, s.w.Load().Status())
+			st = s.w.Load().Status()
 		case s.err.Load() != nil:
-			out = append(out, *s.err.Load())
+			st = *s.err.Load()
 		default:
-			out = append(out, TriggerStatus{Name: s.t.Name, Namespace: s.t.Namespace(), State: StateStarting})
+			st = TriggerStatus{Name: s.t.Name, Namespace: s.t.Namespace(), State: StateStarting}
 		}
+		c := r.dmet.Counts(s.t.Name)
+		st.Deliveries, st.Attempts, st.DeadLetters, st.InFlight = c.Deliveries, c.Attempts, c.DeadLetters, c.InFlight
+		out = append(out, st)
 	}
 	return out
 }

@@ -23,8 +23,8 @@ const (
 	StateDisabled State = "disabled"
 )
 
-// TriggerStatus is a snapshot of one trigger, for /api/triggers and logs. It
-// never contains secrets.
+// TriggerStatus is a snapshot of one trigger's state and counters, for
+// /api/triggers and logs. It never contains secrets.
 type TriggerStatus struct {
 	// Name is the trigger name.
 	Name string `json:"name"`
@@ -51,4 +51,15 @@ type TriggerStatus struct {
 	// CheckpointLag is the age of the oldest received event not yet covered
 	// by the saved checkpoint (0: caught up).
 	CheckpointLag time.Duration `json:"checkpoint_lag_ns"`
+	// Deliveries counts finished deliveries by outcome (delivered,
+	// dead_lettered, failed). Filled in by Runner.Status (never nil there);
+	// a Watcher's own Status leaves it nil.
+	Deliveries map[string]uint64 `json:"deliveries"`
+	// Attempts counts delivery attempts by result ("ok" or a failure
+	// reason). Filled in by Runner.Status, like Deliveries.
+	Attempts map[string]uint64 `json:"attempts"`
+	// DeadLetters counts the dead letters stored since start.
+	DeadLetters uint64 `json:"dead_letters"`
+	// InFlight is the number of deliveries being attempted now.
+	InFlight int64 `json:"in_flight"`
 }

@@ -5,7 +5,8 @@
 //	                    503 with one reason per line otherwise
 //	GET /metrics        Prometheus exposition of the given gatherer
 //	GET /api/triggers   JSON: per trigger state, last error, counters and
-//	                    checkpoint time (never secrets)
+//	                    checkpoint time, as the Runner reports them (never
+//	                    secrets)
 package admin
 
 import (
@@ -21,14 +22,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/changehook/changehook/runner"
 )
 
 // Runner is what the admin server reports on; *runner.Runner implements it.
 type Runner interface {
-	// Status returns every trigger's status, in configuration order.
+	// Status returns every trigger's status and counters, in configuration
+	// order.
 	Status() []runner.TriggerStatus
 	// Ready reports whether every enabled trigger's change stream is open.
 	Ready() bool
@@ -40,8 +41,7 @@ type Options struct {
 	Addr string
 	// Runner provides the triggers' status. Required.
 	Runner Runner
-	// Gatherer is exposed on /metrics and read for the counters of
-	// /api/triggers (nil: /metrics is empty and counters are zero).
+	// Gatherer is exposed on /metrics (nil: /metrics is empty).
 	Gatherer prometheus.Gatherer
 	// Logger receives the server's logs (nil: discarded).
 	Logger *slog.Logger
@@ -127,7 +127,7 @@ func Handler(r Runner, g prometheus.Gatherer) http.Handler {
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/triggers", func(w http.ResponseWriter, _ *http.Request) {
-		resp := TriggersResponse{Ready: len(notReady(r)) == 0, Triggers: triggerViews(r.Status(), g)}
+		resp := TriggersResponse{Ready: len(notReady(r)) == 0, Triggers: triggerViews(r.Status())}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -163,65 +163,24 @@ type TriggersResponse struct {
 	Triggers []TriggerView `json:"triggers"`
 }
 
-// TriggerView is one trigger in /api/triggers: its status plus the delivery
-// counters read from the metrics.
+// TriggerView is one trigger in /api/triggers: its status and counters as
+// the Runner reports them, plus the checkpoint lag in seconds.
 type TriggerView struct {
 	runner.TriggerStatus
 	// CheckpointLagSeconds is CheckpointLag in seconds.
 	CheckpointLagSeconds float64 `json:"checkpoint_lag_seconds"`
-	// Deliveries counts finished deliveries by outcome (delivered,
-	// dead_lettered, failed).
-	Deliveries map[string]uint64 `json:"deliveries"`
-	// Attempts counts delivery attempts by result ("ok" or a failure reason).
-	Attempts map[string]uint64 `json:"attempts"`
-	// DeadLetters counts dead letters stored since start.
-	DeadLetters uint64 `json:"dead_letters"`
-	// InFlight is the number of deliveries being attempted now.
-	InFlight int64 `json:"in_flight"`
 }
 
-func triggerViews(sts []runner.TriggerStatus, g prometheus.Gatherer) []TriggerView {
+func triggerViews(sts []runner.TriggerStatus) []TriggerView {
 	views := make([]TriggerView, len(sts))
-	idx := make(map[string]*TriggerView, len(sts))
 	for i, st := range sts {
-		views[i] = TriggerView{
-			TriggerStatus:        st,
-			CheckpointLagSeconds: st.CheckpointLag.Seconds(),
-			Deliveries:           map[string]uint64{},
-			Attempts:             map[string]uint64{},
+		if st.Deliveries == nil {
+			st.Deliveries = map[string]uint64{}
 		}
-		idx[st.Name] = &views[i]
-	}
-	mfs, err := g.Gather()
-	if err != nil && len(mfs) == 0 {
-		return views
-	}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			v := idx[label(m, "trigger")]
-			if v == nil {
-				continue
-			}
-			switch mf.GetName() {
-			case "changehook_deliveries_total":
-				v.Deliveries[label(m, "outcome")] += uint64(m.GetCounter().GetValue())
-			case "changehook_delivery_attempts_total":
-				v.Attempts[label(m, "reason")] += uint64(m.GetCounter().GetValue())
-			case "changehook_dead_letters_total":
-				v.DeadLetters += uint64(m.GetCounter().GetValue())
-			case "changehook_inflight":
-				v.InFlight += int64(m.GetGauge().GetValue())
-			}
+		if st.Attempts == nil {
+			st.Attempts = map[string]uint64{}
 		}
+		views[i] = TriggerView{TriggerStatus: st, CheckpointLagSeconds: st.CheckpointLag.Seconds()}
 	}
 	return views
-}
-
-func label(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
 }

@@ -57,18 +57,12 @@ func TestReadyz(t *testing.T) {
 func TestHealthzMetricsAPI(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "changehook_deliveries_total"}, []string{"trigger", "outcome"})
-	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "changehook_delivery_attempts_total"}, []string{"trigger", "reason"})
-	dead := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "changehook_dead_letters_total"}, []string{"trigger"})
-	reg.MustRegister(deliveries, attempts, dead)
+	reg.MustRegister(deliveries)
 	deliveries.WithLabelValues("a", "delivered").Add(3)
-	deliveries.WithLabelValues("a", "dead_lettered").Add(1)
-	attempts.WithLabelValues("a", "ok").Add(3)
-	attempts.WithLabelValues("a", "server_error").Add(2)
-	dead.WithLabelValues("a").Inc()
-	deliveries.WithLabelValues("other", "delivered").Add(9)
 
 	cp := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	r := fakeRunner{ready: true, sts: []runner.TriggerStatus{{Name: "a", State: runner.StateRunning, StreamOpen: true, EventsReceived: 4, CheckpointTime: cp, CheckpointLag: 1500 * time.Millisecond}}}
+	r := fakeRunner{ready: true, sts: []runner.TriggerStatus{{Name: "a", State: runner.StateRunning, StreamOpen: true, EventsReceived: 4, CheckpointTime: cp, CheckpointLag: 1500 * time.Millisecond,
+		Deliveries: map[string]uint64{"delivered": 3, "dead_lettered": 1}, Attempts: map[string]uint64{"ok": 3, "server_error": 2}, DeadLetters: 1, InFlight: 2}}}
 	h := Handler(r, reg)
 
 	if code, body := get(t, h, "/healthz"); code != 200 || body != "ok\n" {
@@ -89,7 +83,7 @@ func TestHealthzMetricsAPI(t *testing.T) {
 		t.Fatalf("response %+v", resp)
 	}
 	v := resp.Triggers[0]
-	if v.Deliveries["delivered"] != 3 || v.Deliveries["dead_lettered"] != 1 || v.Attempts["server_error"] != 2 || v.DeadLetters != 1 ||
+	if v.Deliveries["delivered"] != 3 || v.Deliveries["dead_lettered"] != 1 || v.Attempts["server_error"] != 2 || v.DeadLetters != 1 || v.InFlight != 2 ||
 		v.EventsReceived != 4 || !v.CheckpointTime.Equal(cp) || v.CheckpointLagSeconds != 1.5 {
 		t.Errorf("trigger view %+v", v)
 	}
