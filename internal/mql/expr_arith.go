@@ -10,6 +10,32 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
+// arithOperators is the table of arithmetic operators, including the
+// expression forms of $sum $avg $min $max.
+func arithOperators() map[string]exprCompiler {
+	return map[string]exprCompiler{
+		"$add":      fixedOp(0, -1, evalAdd),
+		"$subtract": fixedOp(2, 2, evalSubtract),
+		"$multiply": fixedOp(0, -1, evalMultiply),
+		"$divide":   fixedOp(2, 2, evalDivide),
+		"$mod":      fixedOp(2, 2, evalMod),
+		"$abs":      unaryOp(evalUnaryMath),
+		"$ceil":     unaryOp(evalUnaryMath),
+		"$floor":    unaryOp(evalUnaryMath),
+		"$sqrt":     unaryOp(evalUnaryMath),
+		"$exp":      unaryOp(evalUnaryMath),
+		"$ln":       unaryOp(evalUnaryMath),
+		"$log10":    unaryOp(evalUnaryMath),
+		"$pow":      fixedOp(2, 2, evalPow),
+		"$round":    namedOp(1, 2, evalRound),
+		"$trunc":    namedOp(1, 2, evalRound),
+		"$sum":      compileExprAccum,
+		"$avg":      compileExprAccum,
+		"$min":      compileExprAccum,
+		"$max":      compileExprAccum,
+	}
+}
+
 // Numeric kinds in MongoDB's widening order.
 const (
 	aggKNone = iota

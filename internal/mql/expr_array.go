@@ -8,6 +8,33 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
+// arrayOperators is the table of array and object operators, including
+// the iterating $filter, $map and $reduce.
+func arrayOperators() map[string]exprCompiler {
+	return map[string]exprCompiler{
+		"$size":          fixedOp(1, 1, evalSize),
+		"$arrayElemAt":   fixedOp(2, 2, evalArrayElemAt),
+		"$first":         unaryOp(evalFirstLast),
+		"$last":          unaryOp(evalFirstLast),
+		"$in":            fixedOp(2, 2, evalIn),
+		"$concatArrays":  fixedOp(0, -1, evalConcatArrays),
+		"$isArray":       fixedOp(1, 1, func(_ *evalCtx, v []any) (any, error) { _, ok := v[0].(bson.A); return ok, nil }),
+		"$filter":        argOnly(compileFilterExpr),
+		"$map":           argOnly(compileMap),
+		"$reduce":        argOnly(compileReduce),
+		"$slice":         fixedOp(2, 3, evalSlice),
+		"$reverseArray":  fixedOp(1, 1, evalReverseArray),
+		"$range":         fixedOp(2, 3, evalRange),
+		"$indexOfArray":  fixedOp(2, 4, evalIndexOfArray),
+		"$mergeObjects":  fixedOp(0, -1, evalMergeObjects),
+		"$objectToArray": fixedOp(1, 1, evalObjectToArray),
+		"$arrayToObject": fixedOp(1, 1, evalArrayToObject),
+		"$getField":      argOnly(compileGetField),
+		"$setField":      compileSetField,
+		"$unsetField":    compileSetField,
+	}
+}
+
 // evalSize implements $size.
 func evalSize(_ *evalCtx, vals []any) (any, error) {
 	a, ok := vals[0].(bson.A)
@@ -493,4 +520,199 @@ func (n *setFieldNode) eval(c *evalCtx) (any, error) {
 		out = append(out, bson.E{Key: n.field, Value: val})
 	}
 	return out, nil
+}
+
+// parseIterArgs parses the {input, as, cond|in, ...} document of $filter
+// and $map.
+func parseIterArgs(name string, arg any, body string, extra ...string) (input exprNode, as string, bodyN exprNode, extras map[string]exprNode, err error) {
+	d, ok := arg.(bson.D)
+	if !ok {
+		return nil, "", nil, nil, mongoerr.Errorf(mongoerr.MapFilterNotObject, "%s only supports an object as its argument", name)
+	}
+	as = "this"
+	extras = map[string]exprNode{}
+	var bodySpec any
+	hasBody := false
+	for _, e := range d {
+		switch {
+		case e.Key == "input":
+			if input, err = compileNode(e.Value); err != nil {
+				return
+			}
+		case e.Key == "as":
+			s, ok := e.Value.(string)
+			if !ok {
+				return nil, "", nil, nil, mongoerr.Errorf(mongoerr.FailedToParse, "%s 'as' must be a string", name)
+			}
+			if err = aggCheckVarDef(s); err != nil {
+				return
+			}
+			as = s
+		case e.Key == body:
+			bodySpec, hasBody = e.Value, true
+		default:
+			known := false
+			for _, x := range extra {
+				if x == e.Key {
+					known = true
+					var n exprNode
+					if n, err = compileNode(e.Value); err != nil {
+						return
+					}
+					extras[x] = n
+				}
+			}
+			if !known {
+				return nil, "", nil, nil, mongoerr.Errorf(mongoerr.MapFilterUnknownParameter, "Unrecognized parameter to %s: %s", name, e.Key)
+			}
+		}
+	}
+	if input == nil {
+		return nil, "", nil, nil, mongoerr.Errorf(mongoerr.MapFilterMissingInput, "Missing 'input' parameter to %s", name)
+	}
+	if !hasBody {
+		return nil, "", nil, nil, mongoerr.Errorf(mongoerr.MapFilterMissingParameter, "Missing '%s' parameter to %s", body, name)
+	}
+	bodyN, err = compileNode(bodySpec)
+	return
+}
+
+// iterNode is $filter (filter=true) or $map.
+type iterNode struct {
+	filter bool
+	input  exprNode
+	as     string
+	body   exprNode
+	limit  exprNode
+}
+
+func compileFilterExpr(arg any) (exprNode, error) {
+	in, as, body, extras, err := parseIterArgs("$filter", arg, "cond", "limit")
+	if err != nil {
+		return nil, err
+	}
+	return &iterNode{filter: true, input: in, as: as, body: body, limit: extras["limit"]}, nil
+}
+
+func compileMap(arg any) (exprNode, error) {
+	in, as, body, _, err := parseIterArgs("$map", arg, "in")
+	if err != nil {
+		return nil, err
+	}
+	return &iterNode{input: in, as: as, body: body}, nil
+}
+
+func (n *iterNode) eval(c *evalCtx) (any, error) {
+	v, err := n.input.eval(c)
+	if err != nil {
+		return nil, err
+	}
+	if aggNullish(v) {
+		return nil, nil
+	}
+	arr, ok := v.(bson.A)
+	if !ok {
+		if n.filter {
+			return nil, mongoerr.Errorf(mongoerr.FilterInputNotArray, "input to $filter must be an array not %s", TypeName(v))
+		}
+		return nil, mongoerr.Errorf(mongoerr.MapInputNotArray, "input to $map must be an array not %s", TypeName(v))
+	}
+	limit := -1
+	if n.limit != nil {
+		lv, err := n.limit.eval(c)
+		if err != nil {
+			return nil, err
+		}
+		if !aggNullish(lv) {
+			l, ok := aggToInt64Exact(lv)
+			if !ok || l <= 0 || l > 1<<31-1 {
+				return nil, mongoerr.Errorf(mongoerr.FilterLimitNotPositive, "$filter: limit must be a positive 32-bit integer, got %s", aggFmt(lv))
+			}
+			limit = int(l)
+		}
+	}
+	if err := c.step(len(arr)); err != nil {
+		return nil, err
+	}
+	out := make(bson.A, 0, len(arr))
+	saved := c.scope
+	defer func() { c.scope = saved }()
+	for _, el := range arr {
+		c.scope = &varScope{name: n.as, val: el, parent: saved}
+		r, err := n.body.eval(c)
+		if err != nil {
+			return nil, err
+		}
+		if n.filter {
+			if Truthy(r) {
+				out = append(out, el)
+				if limit > 0 && len(out) >= limit {
+					break
+				}
+			}
+			continue
+		}
+		if r == Missing {
+			r = nil
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// reduceNode is $reduce.
+type reduceNode struct{ input, initial, in exprNode }
+
+func compileReduce(arg any) (exprNode, error) {
+	d, ok := arg.(bson.D)
+	if !ok {
+		return nil, mongoerr.Errorf(mongoerr.ReduceNotObject, "$reduce requires an object as an argument, found: %s", TypeName(arg))
+	}
+	n := &reduceNode{}
+	err := aggCompileNamedArgs(d, func(key string) error {
+		return mongoerr.Errorf(mongoerr.ReduceUnknownArgument, "$reduce found an unknown argument: %s", key)
+	}, aggArg{"input", &n.input}, aggArg{"initialValue", &n.initial}, aggArg{"in", &n.in})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case n.input == nil:
+		return nil, mongoerr.Errorf(mongoerr.ReduceMissingInput, "$reduce requires 'input' to be specified")
+	case n.initial == nil:
+		return nil, mongoerr.Errorf(mongoerr.ReduceMissingInitialValue, "$reduce requires 'initialValue' to be specified")
+	case n.in == nil:
+		return nil, mongoerr.Errorf(mongoerr.ReduceMissingIn, "$reduce requires 'in' to be specified")
+	}
+	return n, nil
+}
+
+func (n *reduceNode) eval(c *evalCtx) (any, error) {
+	v, err := n.input.eval(c)
+	if err != nil {
+		return nil, err
+	}
+	if aggNullish(v) {
+		return nil, nil
+	}
+	arr, ok := v.(bson.A)
+	if !ok {
+		return nil, mongoerr.Errorf(mongoerr.ReduceInputNotArray, "$reduce requires that 'input' be an array, found: %s", aggFmt(v))
+	}
+	acc, err := n.initial.eval(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.step(len(arr)); err != nil {
+		return nil, err
+	}
+	saved := c.scope
+	defer func() { c.scope = saved }()
+	for _, el := range arr {
+		c.scope = &varScope{name: "this", val: el, parent: &varScope{name: "value", val: acc, parent: saved}}
+		acc, err = n.in.eval(c)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return acc, nil
 }

@@ -10,6 +10,23 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
+// convertOperators is the table of type and conversion operators.
+func convertOperators() map[string]exprCompiler {
+	return map[string]exprCompiler{
+		"$type":       fixedOp(1, 1, func(_ *evalCtx, v []any) (any, error) { return TypeName(v[0]), nil }),
+		"$isNumber":   fixedOp(1, 1, func(_ *evalCtx, v []any) (any, error) { return aggNumKind(v[0]) != 0, nil }),
+		"$toString":   compileToX,
+		"$toInt":      compileToX,
+		"$toLong":     compileToX,
+		"$toDouble":   compileToX,
+		"$toDecimal":  compileToX,
+		"$toBool":     compileToX,
+		"$toDate":     compileToX,
+		"$toObjectId": compileToX,
+		"$convert":    argOnly(compileConvert),
+	}
+}
+
 // convertNode is $convert and the $toX shorthands.
 type convertNode struct {
 	input, to, onError, onNull exprNode

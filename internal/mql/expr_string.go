@@ -12,6 +12,32 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
+// stringOperators is the table of string operators.
+func stringOperators() map[string]exprCompiler {
+	return map[string]exprCompiler{
+		"$concat":       fixedOp(0, -1, evalConcat),
+		"$toUpper":      unaryOp(evalCase),
+		"$toLower":      unaryOp(evalCase),
+		"$substr":       namedOp(3, 3, evalSubstrBytes),
+		"$substrBytes":  namedOp(3, 3, evalSubstrBytes),
+		"$substrCP":     fixedOp(3, 3, evalSubstrCP),
+		"$strLenBytes":  unaryOp(evalStrLen),
+		"$strLenCP":     unaryOp(evalStrLen),
+		"$split":        fixedOp(2, 2, evalSplit),
+		"$trim":         compileTrim,
+		"$ltrim":        compileTrim,
+		"$rtrim":        compileTrim,
+		"$indexOfBytes": namedOp(2, 4, evalIndexOf),
+		"$indexOfCP":    namedOp(2, 4, evalIndexOf),
+		"$strcasecmp":   fixedOp(2, 2, evalStrcasecmp),
+		"$regexMatch":   compileRegex,
+		"$regexFind":    compileRegex,
+		"$regexFindAll": compileRegex,
+		"$replaceOne":   compileReplace,
+		"$replaceAll":   compileReplace,
+	}
+}
+
 // aggFormatDouble renders a double as $toString / $convert do: the
 // shortest round-trip digits, fixed notation for exponents in [-4, 16),
 // "NaN", "Infinity", "-Infinity" and "-0".

@@ -11,6 +11,27 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
+// dateOperators is the table of date operators.
+func dateOperators() map[string]exprCompiler {
+	return map[string]exprCompiler{
+		"$dateToString":   argOnly(compileDateToString),
+		"$dateFromString": argOnly(compileDateFromString),
+		"$year":           compileDatePart,
+		"$month":          compileDatePart,
+		"$dayOfMonth":     compileDatePart,
+		"$hour":           compileDatePart,
+		"$minute":         compileDatePart,
+		"$second":         compileDatePart,
+		"$millisecond":    compileDatePart,
+		"$dayOfYear":      compileDatePart,
+		"$dayOfWeek":      compileDatePart,
+		"$week":           compileDatePart,
+		"$isoWeek":        compileDatePart,
+		"$isoWeekYear":    compileDatePart,
+		"$isoDayOfWeek":   compileDatePart,
+	}
+}
+
 // aggISODate renders a date as MongoDB's ISO string with milliseconds,
 // "2021-01-01T00:00:00.000Z".
 func aggISODate(d bson.DateTime) string {
