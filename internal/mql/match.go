@@ -2,10 +2,8 @@ package mql
 
 import (
 	"fmt"
-	"math"
 	"strings"
 
-	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -99,68 +97,64 @@ func compileMatchAnd(filter bson.D, depth int) (matchNode, error) {
 	return matchAllOf(nodes), nil
 }
 
+// topLevelCompiler compiles the value v of the top-level filter operator
+// key ($and, $expr, ...) at nesting depth.
+type topLevelCompiler func(key string, v any, depth int) (matchNode, error)
+
+// queryCompiler compiles the query operator op ($gt, $in, ...) applied to
+// the path parts at nesting depth. A nil node with a nil error means the
+// operator constrains nothing ($comment).
+type queryCompiler func(parts []string, op bson.E, depth int) (matchNode, error)
+
+// topLevelOperators and queryOperators map every filter operator name to
+// its compiler. init assembles them from the per-family tables (logical in
+// match_logical.go, comparison in match_compare.go, element in
+// match_element.go, evaluation in match_eval.go, array in match_array.go,
+// bitwise in match_bits.go, geospatial in match_geo.go); they are only read
+// afterwards. $regex and $options are compiled together by
+// compileQueryOperators, not through queryOperators.
+var (
+	topLevelOperators = map[string]topLevelCompiler{}
+	queryOperators    = map[string]queryCompiler{}
+)
+
+func init() {
+	for _, family := range []map[string]topLevelCompiler{logicalTopLevel(), evalTopLevel()} {
+		for name, c := range family {
+			if _, dup := topLevelOperators[name]; dup {
+				panic(fmt.Sprintf("mql: top-level filter operator %s registered twice", name))
+			}
+			topLevelOperators[name] = c
+		}
+	}
+	for _, family := range []map[string]queryCompiler{
+		logicalQuery(), compareQuery(), elementQuery(), evalQuery(), arrayQuery(), bitsQuery(), geoQuery(),
+	} {
+		for name, c := range family {
+			if _, dup := queryOperators[name]; dup {
+				panic(fmt.Sprintf("mql: query operator %s registered twice", name))
+			}
+			queryOperators[name] = c
+		}
+	}
+}
+
+// isTopLevelOperator reports whether s is a top-level filter operator
+// ($and, $expr, ...), as opposed to a query operator applied to a path.
+func isTopLevelOperator(s string) bool {
+	_, ok := topLevelOperators[s]
+	return ok
+}
+
 // compileMatchTopLevel compiles one field of a filter document.
 func compileMatchTopLevel(e bson.E, depth int) (matchNode, error) {
 	if !strings.HasPrefix(e.Key, "$") {
 		return compileMatchPathValue(e.Key, e.Value, depth)
 	}
-	switch e.Key {
-	case "$and", "$or", "$nor":
-		children, err := compileMatchClauses(e.Key, e.Value, depth)
-		if err != nil {
-			return nil, err
-		}
-		switch e.Key {
-		case "$and":
-			return matchAnd(children), nil
-		case "$or":
-			return matchOr(children), nil
-		}
-		return matchNot{matchOr(children)}, nil
-	case "$comment":
-		return nil, nil
-	case "$alwaysTrue", "$alwaysFalse":
-		if n, ok := ToFloat64(e.Value); !ok || n != 1 {
-			return nil, badValue("%s must be an integer value of 1", e.Key)
-		}
-		return matchConst(e.Key == "$alwaysTrue"), nil
-	case "$expr":
-		x, err := CompileExpr(e.Value)
-		if err != nil {
-			return nil, err
-		}
-		return matchExprNode{x}, nil
-	case "$where":
-		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "$where is not supported by devdb")
-	case "$text":
-		return nil, mongoerr.Errorf(mongoerr.IndexNotFound, "text index required for $text query")
-	case "$jsonSchema":
-		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "$jsonSchema is not supported by devdb")
-	case "$sampleRate":
-		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "$sampleRate is not supported by devdb")
+	if c, ok := topLevelOperators[e.Key]; ok {
+		return c(e.Key, e.Value, depth)
 	}
 	return nil, badValue("unknown top level operator: %s. If you are trying to match a field name starting with '$', use $getField or $expr", e.Key)
-}
-
-// compileMatchClauses compiles the array argument of $and, $or and $nor.
-func compileMatchClauses(op string, v any, depth int) ([]matchNode, error) {
-	arr, ok := AsArray(v)
-	if !ok || len(arr) == 0 {
-		return nil, badValue("%s must be a nonempty array", op)
-	}
-	out := make([]matchNode, 0, len(arr))
-	for _, c := range arr {
-		d, ok := AsDocument(c)
-		if !ok {
-			return nil, badValue("%s argument's entries must be objects", op)
-		}
-		n, err := compileMatchAnd(d, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 // isOperatorDoc reports whether v is a document whose first field starts
@@ -234,149 +228,10 @@ func compileQueryOperators(parts []string, ops bson.D, depth int) (matchNode, er
 
 // compileQueryOperator compiles one query operator applied to a path.
 func compileQueryOperator(parts []string, op bson.E, depth int) (matchNode, error) {
-	switch op.Key {
-	case "$eq", "$ne", "$gt", "$gte", "$lt", "$lte":
-		kind := map[string]matchOp{"$eq": mEQ, "$ne": mEQ, "$gt": mGT, "$gte": mGTE, "$lt": mLT, "$lte": mLTE}[op.Key]
-		p, err := newCmpMatch(kind, op.Value, op.Key)
-		if err != nil {
-			return nil, err
-		}
-		n := newMatchPath(parts, p, true)
-		if op.Key == "$ne" {
-			return matchNot{n}, nil
-		}
-		return n, nil
-	case "$in", "$nin":
-		p, err := newInMatch(op.Key, op.Value)
-		if err != nil {
-			return nil, err
-		}
-		n := newMatchPath(parts, p, true)
-		if op.Key == "$nin" {
-			return matchNot{n}, nil
-		}
-		return n, nil
-	case "$exists":
-		n := newMatchPath(parts, existsMatch{}, true)
-		if Truthy(op.Value) {
-			return n, nil
-		}
-		return matchNot{n}, nil
-	case "$type":
-		p, err := newTypeMatch(op.Value)
-		if err != nil {
-			return nil, err
-		}
-		return newMatchPath(parts, p, true), nil
-	case "$mod":
-		p, err := newModMatch(op.Value)
-		if err != nil {
-			return nil, err
-		}
-		return newMatchPath(parts, p, true), nil
-	case "$size":
-		p, err := newSizeMatch(op.Value)
-		if err != nil {
-			return nil, err
-		}
-		return newMatchPath(parts, p, false), nil
-	case "$all":
-		return compileMatchAll(parts, op.Value, depth)
-	case "$elemMatch":
-		p, err := newElemMatchMatch(op.Value, depth)
-		if err != nil {
-			return nil, err
-		}
-		return newMatchPath(parts, p, false), nil
-	case "$not":
-		return compileMatchNot(parts, op.Value, depth)
-	case "$bitsAllSet", "$bitsAnySet", "$bitsAllClear", "$bitsAnyClear":
-		p, err := newBitsMatch(op.Key, op.Value)
-		if err != nil {
-			return nil, err
-		}
-		return newMatchPath(parts, p, true), nil
-	case "$comment":
-		return nil, nil
-	case "$near", "$nearSphere":
-		return nil, mongoerr.Errorf(mongoerr.NoQueryExecutionPlans, "error processing query: planner returned error :: caused by :: unable to find index for $geoNear query")
-	case "$geoWithin", "$geoIntersects", "$within", "$maxDistance", "$minDistance":
-		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "%s is not supported by devdb", op.Key)
-	case "$where", "$text", "$expr", "$and", "$or", "$nor", "$jsonSchema":
-		return nil, badValue("unknown operator: %s", op.Key)
+	if c, ok := queryOperators[op.Key]; ok {
+		return c(parts, op, depth)
 	}
 	return nil, badValue("unknown operator: %s", op.Key)
-}
-
-// compileMatchNot compiles {$not: {...}} or {$not: /re/}.
-func compileMatchNot(parts []string, v any, depth int) (matchNode, error) {
-	if re, ok := v.(bson.Regex); ok {
-		p, err := newRegexMatch(re.Pattern, re.Options)
-		if err != nil {
-			return nil, err
-		}
-		return matchNot{newMatchPath(parts, p, true)}, nil
-	}
-	d, ok := AsDocument(v)
-	if !ok {
-		return nil, badValue("$not needs a regex or a document")
-	}
-	if len(d) == 0 {
-		return nil, badValue("$not cannot be empty")
-	}
-	for _, e := range d {
-		if !strings.HasPrefix(e.Key, "$") {
-			return nil, badValue("unknown operator: %s", e.Key)
-		}
-	}
-	inner, err := compileQueryOperators(parts, d, depth+1)
-	if err != nil {
-		return nil, err
-	}
-	return matchNot{inner}, nil
-}
-
-// compileMatchAll compiles {$all: [...]}: the AND of equalities (or of
-// $elemMatch clauses); an empty $all matches nothing.
-func compileMatchAll(parts []string, v any, depth int) (matchNode, error) {
-	arr, ok := AsArray(v)
-	if !ok {
-		return nil, badValue("$all needs an array")
-	}
-	if len(arr) == 0 {
-		return matchConst(false), nil
-	}
-	nodes := make([]matchNode, 0, len(arr))
-	elemMatch := 0
-	for _, x := range arr {
-		if d, ok := isOperatorDoc(x); ok && d[0].Key == "$elemMatch" {
-			elemMatch++
-			p, err := newElemMatchMatch(d[0].Value, depth)
-			if err != nil {
-				return nil, err
-			}
-			nodes = append(nodes, newMatchPath(parts, p, false))
-			continue
-		}
-		if _, ok := isOperatorDoc(x); ok {
-			return nil, badValue("no $ expressions in $all")
-		}
-		var p matchPred
-		var err error
-		if re, ok := x.(bson.Regex); ok {
-			p, err = newRegexMatch(re.Pattern, re.Options)
-		} else {
-			p, err = newCmpMatch(mEQ, x, "$all")
-		}
-		if err != nil {
-			return nil, err
-		}
-		nodes = append(nodes, newMatchPath(parts, p, true))
-	}
-	if elemMatch != 0 && elemMatch != len(arr) {
-		return nil, badValue("$all/$elemMatch has to be consistent")
-	}
-	return matchAnd(nodes), nil
 }
 
 // compileRegexOperator compiles the $regex / $options pair of an operator
@@ -420,74 +275,6 @@ func compileRegexOperator(ops bson.D) (matchPred, error) {
 		return nil, badValue("$options needs a $regex")
 	}
 	return newRegexMatch(pattern, options)
-}
-
-// matchAllOf returns the conjunction of nodes: the node itself when there
-// is one, else a matchAnd (which matches everything when nodes is empty).
-func matchAllOf(nodes []matchNode) matchNode {
-	if len(nodes) == 1 {
-		return nodes[0]
-	}
-	return matchAnd(nodes)
-}
-
-// matchAnd matches when every child matches.
-type matchAnd []matchNode
-
-func (n matchAnd) match(doc bson.D, st *matchState) bool {
-	for _, c := range n {
-		if !c.match(doc, st) {
-			return false
-		}
-	}
-	return true
-}
-
-// matchOr matches when any child matches.
-type matchOr []matchNode
-
-func (n matchOr) match(doc bson.D, st *matchState) bool {
-	for _, c := range n {
-		if c.match(doc, st) {
-			return true
-		}
-	}
-	return false
-}
-
-// matchNot negates its child; positions recorded inside a negation are not
-// kept (MongoDB records none for a negated predicate).
-type matchNot struct{ n matchNode }
-
-func (n matchNot) match(doc bson.D, st *matchState) bool {
-	if st == nil {
-		return !n.n.match(doc, nil)
-	}
-	inner := matchState{pos: -1}
-	ok := n.n.match(doc, &inner)
-	if inner.err != nil && st.err == nil {
-		st.err = inner.err
-	}
-	return !ok
-}
-
-// matchConst always or never matches ($alwaysTrue, $alwaysFalse, $all: []).
-type matchConst bool
-
-func (n matchConst) match(bson.D, *matchState) bool { return bool(n) }
-
-// matchExprNode evaluates an aggregation expression ($expr) for truthiness.
-type matchExprNode struct{ x *Expr }
-
-func (n matchExprNode) match(doc bson.D, st *matchState) bool {
-	v, err := n.x.Eval(doc)
-	if err != nil {
-		if st != nil && st.err == nil {
-			st.err = err
-		}
-		return false
-	}
-	return Truthy(v)
 }
 
 // matchPred tests one candidate value reached through a path.
@@ -624,464 +411,4 @@ func (n *matchPath) leaf(v any, outer int, st *matchState) bool {
 		}
 	}
 	return true
-}
-
-// matchOp is a comparison operator.
-type matchOp uint8
-
-const (
-	mEQ matchOp = iota
-	mGT
-	mGTE
-	mLT
-	mLTE
-)
-
-// cmpMatch implements $eq, $gt, $gte, $lt and $lte with MongoDB's type
-// bracketing: values of different canonical types never compare, except
-// that null equals missing (and undefined) and MinKey/MaxKey operands
-// bound everything.
-type cmpMatch struct {
-	op  matchOp
-	rhs any
-}
-
-func newCmpMatch(op matchOp, rhs any, name string) (*cmpMatch, error) {
-	rhs = Normalize(rhs)
-	if _, ok := rhs.(bson.Undefined); ok {
-		return nil, badValue("cannot compare to undefined")
-	}
-	if TypeNumber(rhs) == typeNumberMissing && !IsMissing(rhs) {
-		return nil, badValue("%s: unsupported value of Go type %T", name, rhs)
-	}
-	return &cmpMatch{op: op, rhs: rhs}, nil
-}
-
-// matchRank is canonicalRank except that Missing ranks as undefined (BSON
-// EOO), as it does in the server's matcher.
-func matchRank(v any) int {
-	if IsMissing(v) {
-		return rankUndefined
-	}
-	return canonicalRank(v)
-}
-
-func (p *cmpMatch) test(v any) bool {
-	return compareMatches(p.op, v, p.rhs)
-}
-
-// compareMatches evaluates "v op rhs" as a query comparison.
-func compareMatches(op matchOp, v, rhs any) bool {
-	rv, rr := matchRank(v), matchRank(rhs)
-	if rv != rr {
-		// null and missing/undefined are equal for matching.
-		if rv+rr == rankUndefined+rankNull {
-			return op == mEQ || op == mGTE || op == mLTE
-		}
-		switch rhs.(type) {
-		case bson.MaxKey:
-			return op == mLT || op == mLTE
-		case bson.MinKey:
-			return op == mGT || op == mGTE
-		}
-		return false
-	}
-	if rv == rankNumber {
-		vn, rn := isNaNValue(v), isNaNValue(rhs)
-		if vn || rn {
-			return vn && rn && (op == mEQ || op == mGTE || op == mLTE)
-		}
-	}
-	c := Compare(v, rhs)
-	switch op {
-	case mEQ:
-		return c == 0
-	case mGT:
-		return c > 0
-	case mGTE:
-		return c >= 0
-	case mLT:
-		return c < 0
-	}
-	return c <= 0
-}
-
-// isNaNValue reports whether a number is NaN (double or decimal).
-func isNaNValue(v any) bool {
-	switch x := v.(type) {
-	case float64:
-		return math.IsNaN(x)
-	case bson.Decimal128:
-		return x.IsNaN()
-	case float32:
-		return math.IsNaN(float64(x))
-	}
-	return false
-}
-
-// inMatch implements $in: equality with any listed value, or a match of any
-// listed regex.
-type inMatch struct {
-	eq      []any
-	regexes []*regexMatch
-}
-
-func newInMatch(op string, v any) (*inMatch, error) {
-	arr, ok := AsArray(v)
-	if !ok {
-		return nil, badValue("%s needs an array", op)
-	}
-	p := &inMatch{}
-	for _, x := range arr {
-		if re, ok := x.(bson.Regex); ok {
-			rp, err := newRegexMatch(re.Pattern, re.Options)
-			if err != nil {
-				return nil, err
-			}
-			p.regexes = append(p.regexes, rp)
-			continue
-		}
-		if _, ok := isOperatorDoc(x); ok {
-			return nil, badValue("cannot nest $ under %s", op)
-		}
-		x = Normalize(x)
-		if _, ok := x.(bson.Undefined); ok {
-			return nil, badValue("InMatchExpression equality cannot be undefined")
-		}
-		p.eq = append(p.eq, x)
-	}
-	return p, nil
-}
-
-func (p *inMatch) test(v any) bool {
-	for _, x := range p.eq {
-		if compareMatches(mEQ, v, x) {
-			return true
-		}
-	}
-	for _, r := range p.regexes {
-		if r.test(v) {
-			return true
-		}
-	}
-	return false
-}
-
-// existsMatch implements $exists: true (the path reaches a value).
-type existsMatch struct{}
-
-func (existsMatch) test(v any) bool { return !IsMissing(v) }
-
-// sizeMatch implements $size: an array with exactly n elements.
-type sizeMatch struct{ n int }
-
-func newSizeMatch(v any) (*sizeMatch, error) {
-	if !IsNumber(v) {
-		return nil, badValue("$size needs a number")
-	}
-	f, _ := ToFloat64(v)
-	if f < 0 {
-		return nil, badValue("$size may not be negative")
-	}
-	n, ok := ToInt64(v)
-	if !ok {
-		return nil, badValue("$size must be a whole number")
-	}
-	if n > math.MaxInt32 {
-		return nil, badValue("$size must be a whole number")
-	}
-	return &sizeMatch{n: int(n)}, nil
-}
-
-func (p *sizeMatch) test(v any) bool {
-	arr, ok := AsArray(v)
-	return ok && len(arr) == p.n
-}
-
-// modMatch implements $mod: [divisor, remainder] on numbers, truncating
-// both the value and the operands to integers as MongoDB does.
-type modMatch struct{ div, rem int64 }
-
-func newModMatch(v any) (*modMatch, error) {
-	arr, ok := AsArray(v)
-	if !ok {
-		return nil, badValue("malformed mod, needs to be an array")
-	}
-	if len(arr) < 2 {
-		return nil, badValue("malformed mod, not enough elements")
-	}
-	if len(arr) > 2 {
-		return nil, badValue("malformed mod, too many elements")
-	}
-	div, err := modOperandValue(arr[0], "divisor")
-	if err != nil {
-		return nil, err
-	}
-	rem, err := modOperandValue(arr[1], "remainder")
-	if err != nil {
-		return nil, err
-	}
-	if div == 0 {
-		return nil, badValue("divisor cannot be 0")
-	}
-	return &modMatch{div: div, rem: rem}, nil
-}
-
-func modOperandValue(v any, what string) (int64, error) {
-	if !IsNumber(v) {
-		return 0, badValue("malformed mod, %s not a number", what)
-	}
-	f, _ := ToFloat64(v)
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, badValue("malformed mod, %s value is invalid :: caused by :: Unable to coerce NaN/Inf to integral type", what)
-	}
-	return truncNumberToInt64(v), nil
-}
-
-// truncNumberToInt64 truncates a number toward zero, saturating at the int64
-// range.
-func truncNumberToInt64(v any) int64 {
-	if i, ok := ToInt64(v); ok {
-		return i
-	}
-	f, _ := ToFloat64(v)
-	switch {
-	case math.IsNaN(f):
-		return 0
-	case f >= 1<<63:
-		return math.MaxInt64
-	case f < -(1 << 63):
-		return math.MinInt64
-	}
-	return int64(math.Trunc(f))
-}
-
-func (p *modMatch) test(v any) bool {
-	if !IsNumber(v) {
-		return false
-	}
-	if f, _ := ToFloat64(v); math.IsNaN(f) || math.IsInf(f, 0) {
-		return false
-	}
-	x := truncNumberToInt64(v)
-	if p.div == -1 {
-		// Avoid the MinInt64 % -1 overflow; the remainder is always 0.
-		return p.rem == 0
-	}
-	return x%p.div == p.rem
-}
-
-// typeMatch implements $type with type numbers and aliases ("number" means
-// any numeric type).
-type typeMatch struct {
-	types  []int
-	number bool
-}
-
-func newTypeMatch(v any) (*typeMatch, error) {
-	p := &typeMatch{}
-	add := func(x any) error {
-		switch t := x.(type) {
-		case string:
-			if t == "number" {
-				p.number = true
-				return nil
-			}
-			n, ok := typeAliasNumber(t)
-			if !ok {
-				return badValue("Unknown type name alias: %s", t)
-			}
-			p.types = append(p.types, n)
-			return nil
-		}
-		if !IsNumber(x) {
-			return mongoerr.Errorf(mongoerr.TypeMismatch, "type must be represented as a number or a string")
-		}
-		n, ok := ToInt64(x)
-		if !ok || !validTypeNumber(n) {
-			return badValue("Invalid numerical type code: %s", formatTypeCode(x))
-		}
-		p.types = append(p.types, int(n))
-		return nil
-	}
-	if arr, ok := AsArray(v); ok {
-		for _, x := range arr {
-			if err := add(x); err != nil {
-				return nil, err
-			}
-		}
-		return p, nil
-	}
-	if err := add(v); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-func formatTypeCode(v any) string {
-	if f, ok := v.(float64); ok {
-		return fmt.Sprint(f)
-	}
-	return fmt.Sprint(v)
-}
-
-func validTypeNumber(n int64) bool {
-	return (n >= 1 && n <= 19) || n == -1 || n == 127
-}
-
-// typeAliasNumber maps a $type alias to its BSON type number.
-func typeAliasNumber(s string) (int, bool) {
-	for n := -1; n <= 127; n++ {
-		if !validTypeNumber(int64(n)) {
-			continue
-		}
-		if typeNameOfNumber(n) == s {
-			return n, true
-		}
-	}
-	return 0, false
-}
-
-func (p *typeMatch) test(v any) bool {
-	if IsMissing(v) {
-		return false
-	}
-	if p.number && IsNumber(v) {
-		return true
-	}
-	t := TypeNumber(v)
-	for _, x := range p.types {
-		if x == t {
-			return true
-		}
-	}
-	return false
-}
-
-// elemMatchMatch implements $elemMatch on an array: with a query document
-// ({$elemMatch: {b: 1}}) each element document (or array) is matched as a
-// document; with operators ({$elemMatch: {$gt: 1}}) each element must
-// satisfy all of them.
-type elemMatchMatch struct {
-	// doc is set for the query-document form.
-	doc matchNode
-	// value is set for the operator form; it is applied to each element
-	// with the element as the root of an empty path.
-	value matchNode
-}
-
-// elemMatchValueKey is the internal field name under which an element is
-// wrapped to evaluate the operator form of $elemMatch.
-const elemMatchValueKey = ""
-
-func newElemMatchMatch(v any, depth int) (*elemMatchMatch, error) {
-	d, ok := AsDocument(v)
-	if !ok {
-		return nil, badValue("$elemMatch needs an Object")
-	}
-	if depth+1 > maxFilterDepth {
-		return nil, badValue("exceeded depth limit of %d when parsing match expression", maxFilterDepth)
-	}
-	if len(d) > 0 && strings.HasPrefix(d[0].Key, "$") && !isTopLevelOperator(d[0].Key) {
-		n, err := compileElemMatchValue(d, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		return &elemMatchMatch{value: n}, nil
-	}
-	for _, e := range d {
-		switch e.Key {
-		case "$expr", "$where", "$text":
-			return nil, badValue("%s can only be applied to the top-level document", e.Key)
-		}
-	}
-	n, err := compileMatchAnd(d, depth+1)
-	if err != nil {
-		return nil, err
-	}
-	return &elemMatchMatch{doc: n}, nil
-}
-
-// compileElemMatchValue compiles the operator form: operators applied to
-// the element itself, without expanding an element that is an array.
-func compileElemMatchValue(ops bson.D, depth int) (matchNode, error) {
-	for _, op := range ops {
-		if !strings.HasPrefix(op.Key, "$") {
-			return nil, badValue("unknown operator: %s", op.Key)
-		}
-	}
-	n, err := compileQueryOperators([]string{elemMatchValueKey}, ops, depth)
-	if err != nil {
-		return nil, err
-	}
-	matchNoExpand(n)
-	return n, nil
-}
-
-// matchNoExpand turns off leaf-array expansion in the path nodes of a compiled
-// $elemMatch value form (the server applies those operators to the element
-// as a single value).
-func matchNoExpand(n matchNode) {
-	switch x := n.(type) {
-	case *matchPath:
-		x.expand = false
-	case matchAnd:
-		for _, c := range x {
-			matchNoExpand(c)
-		}
-	case matchOr:
-		for _, c := range x {
-			matchNoExpand(c)
-		}
-	case matchNot:
-		matchNoExpand(x.n)
-	}
-}
-
-func isTopLevelOperator(s string) bool {
-	switch s {
-	case "$and", "$or", "$nor", "$expr", "$where", "$text", "$comment", "$jsonSchema", "$alwaysTrue", "$alwaysFalse", "$sampleRate":
-		return true
-	}
-	return false
-}
-
-func (p *elemMatchMatch) test(v any) bool {
-	ok, _ := p.testElem(v)
-	return ok
-}
-
-func (p *elemMatchMatch) testElem(v any) (bool, int) {
-	arr, ok := AsArray(v)
-	if !ok {
-		return false, -1
-	}
-	for j, e := range arr {
-		if p.matchElement(e) {
-			return true, j
-		}
-	}
-	return false, -1
-}
-
-func (p *elemMatchMatch) matchElement(e any) bool {
-	if p.value != nil {
-		return p.value.match(bson.D{{Key: elemMatchValueKey, Value: e}}, nil)
-	}
-	switch x := e.(type) {
-	case bson.D:
-		return p.doc.match(x, nil)
-	case bson.M, map[string]any:
-		d, _ := AsDocument(x)
-		return p.doc.match(d, nil)
-	}
-	if arr, ok := AsArray(e); ok {
-		// An array element is matched as a document with keys "0", "1", ...
-		d := make(bson.D, len(arr))
-		for i, x := range arr {
-			d[i] = bson.E{Key: fmt.Sprint(i), Value: x}
-		}
-		return p.doc.match(d, nil)
-	}
-	return false
 }

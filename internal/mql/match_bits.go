@@ -6,6 +6,23 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
+// bitsQuery is the table of bitwise query operators.
+func bitsQuery() map[string]queryCompiler {
+	bits := func(parts []string, op bson.E, _ int) (matchNode, error) {
+		p, err := newBitsMatch(op.Key, op.Value)
+		if err != nil {
+			return nil, err
+		}
+		return newMatchPath(parts, p, true), nil
+	}
+	return map[string]queryCompiler{
+		"$bitsAllSet":   bits,
+		"$bitsAnySet":   bits,
+		"$bitsAllClear": bits,
+		"$bitsAnyClear": bits,
+	}
+}
+
 // bitsMatch implements $bitsAllSet, $bitsAnySet, $bitsAllClear and
 // $bitsAnyClear. The operand is a non-negative integral bitmask, an array
 // of non-negative bit positions, or binData; candidate values are

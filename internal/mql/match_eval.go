@@ -1,0 +1,131 @@
+package mql
+
+import (
+	"math"
+
+	"github.com/changehook/changehook/internal/mongoerr"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// evalTopLevel is the table of top-level evaluation operators: $expr, and
+// those devdb refuses with the error MongoDB gives without the needed
+// index or feature.
+func evalTopLevel() map[string]topLevelCompiler {
+	refuse := func(code mongoerr.Code, msg string) topLevelCompiler {
+		return func(string, any, int) (matchNode, error) { return nil, mongoerr.Errorf(code, "%s", msg) }
+	}
+	return map[string]topLevelCompiler{
+		"$expr": func(_ string, v any, _ int) (matchNode, error) {
+			x, err := CompileExpr(v)
+			if err != nil {
+				return nil, err
+			}
+			return matchExprNode{x}, nil
+		},
+		"$where":      refuse(mongoerr.NotImplemented, "$where is not supported by devdb"),
+		"$text":       refuse(mongoerr.IndexNotFound, "text index required for $text query"),
+		"$jsonSchema": refuse(mongoerr.NotImplemented, "$jsonSchema is not supported by devdb"),
+		"$sampleRate": refuse(mongoerr.NotImplemented, "$sampleRate is not supported by devdb"),
+	}
+}
+
+// evalQuery is the table of evaluation query operators applied to a path
+// ($regex and $options are compiled by compileQueryOperators).
+func evalQuery() map[string]queryCompiler {
+	return map[string]queryCompiler{
+		"$mod": func(parts []string, op bson.E, _ int) (matchNode, error) {
+			p, err := newModMatch(op.Value)
+			if err != nil {
+				return nil, err
+			}
+			return newMatchPath(parts, p, true), nil
+		},
+	}
+}
+
+// modMatch implements $mod: [divisor, remainder] on numbers, truncating
+// both the value and the operands to integers as MongoDB does.
+type modMatch struct{ div, rem int64 }
+
+func newModMatch(v any) (*modMatch, error) {
+	arr, ok := AsArray(v)
+	if !ok {
+		return nil, badValue("malformed mod, needs to be an array")
+	}
+	if len(arr) < 2 {
+		return nil, badValue("malformed mod, not enough elements")
+	}
+	if len(arr) > 2 {
+		return nil, badValue("malformed mod, too many elements")
+	}
+	div, err := modOperandValue(arr[0], "divisor")
+	if err != nil {
+		return nil, err
+	}
+	rem, err := modOperandValue(arr[1], "remainder")
+	if err != nil {
+		return nil, err
+	}
+	if div == 0 {
+		return nil, badValue("divisor cannot be 0")
+	}
+	return &modMatch{div: div, rem: rem}, nil
+}
+
+func modOperandValue(v any, what string) (int64, error) {
+	if !IsNumber(v) {
+		return 0, badValue("malformed mod, %s not a number", what)
+	}
+	f, _ := ToFloat64(v)
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, badValue("malformed mod, %s value is invalid :: caused by :: Unable to coerce NaN/Inf to integral type", what)
+	}
+	return truncNumberToInt64(v), nil
+}
+
+// truncNumberToInt64 truncates a number toward zero, saturating at the int64
+// range.
+func truncNumberToInt64(v any) int64 {
+	if i, ok := ToInt64(v); ok {
+		return i
+	}
+	f, _ := ToFloat64(v)
+	switch {
+	case math.IsNaN(f):
+		return 0
+	case f >= 1<<63:
+		return math.MaxInt64
+	case f < -(1 << 63):
+		return math.MinInt64
+	}
+	return int64(math.Trunc(f))
+}
+
+func (p *modMatch) test(v any) bool {
+	if !IsNumber(v) {
+		return false
+	}
+	if f, _ := ToFloat64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+		return false
+	}
+	x := truncNumberToInt64(v)
+	if p.div == -1 {
+		// Avoid the MinInt64 % -1 overflow; the remainder is always 0.
+		return p.rem == 0
+	}
+	return x%p.div == p.rem
+}
+
+// matchExprNode evaluates an aggregation expression ($expr) for truthiness.
+type matchExprNode struct{ x *Expr }
+
+func (n matchExprNode) match(doc bson.D, st *matchState) bool {
+	v, err := n.x.Eval(doc)
+	if err != nil {
+		if st != nil && st.err == nil {
+			st.err = err
+		}
+		return false
+	}
+	return Truthy(v)
+}

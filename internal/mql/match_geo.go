@@ -1,0 +1,27 @@
+package mql
+
+import (
+	"github.com/changehook/changehook/internal/mongoerr"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// geoQuery is the table of geospatial query operators, which devdb does
+// not implement: $near and $nearSphere fail as MongoDB does without a
+// geospatial index, the others with NotImplemented.
+func geoQuery() map[string]queryCompiler {
+	near := func([]string, bson.E, int) (matchNode, error) {
+		return nil, mongoerr.Errorf(mongoerr.NoQueryExecutionPlans, "error processing query: planner returned error :: caused by :: unable to find index for $geoNear query")
+	}
+	unsupported := func(_ []string, op bson.E, _ int) (matchNode, error) {
+		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "%s is not supported by devdb", op.Key)
+	}
+	return map[string]queryCompiler{
+		"$near":          near,
+		"$nearSphere":    near,
+		"$geoWithin":     unsupported,
+		"$geoIntersects": unsupported,
+		"$within":        unsupported,
+		"$maxDistance":   unsupported,
+		"$minDistance":   unsupported,
+	}
+}
