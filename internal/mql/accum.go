@@ -23,11 +23,30 @@ type accumulator interface {
 // accumSpec is a compiled {field: {$op: expr}} of a $group stage.
 type accumSpec struct {
 	field string
-	op    string
 	arg   exprNode
+	// newAcc returns fresh state for one group.
+	newAcc func() accumulator
+}
+
+// accumulators maps every $group accumulator devdb implements to the
+// constructor of its per-group state. It is only read.
+var accumulators = map[string]func() accumulator{
+	"$sum":          func() accumulator { return &sumAcc{} },
+	"$count":        func() accumulator { return &sumAcc{} },
+	"$avg":          func() accumulator { return &sumAcc{avg: true} },
+	"$min":          func() accumulator { return &minMaxAcc{min: true, best: Missing} },
+	"$max":          func() accumulator { return &minMaxAcc{best: Missing} },
+	"$first":        func() accumulator { return &firstAcc{} },
+	"$last":         func() accumulator { return &lastAcc{} },
+	"$push":         func() accumulator { return &pushAcc{out: bson.A{}} },
+	"$addToSet":     func() accumulator { return &pushAcc{out: bson.A{}, seen: map[string]bool{}} },
+	"$mergeObjects": func() accumulator { return &mergeAcc{out: bson.D{}} },
+	"$stdDevPop":    func() accumulator { return &stdDevAcc{} },
+	"$stdDevSamp":   func() accumulator { return &stdDevAcc{sample: true} },
 }
 
 // compileAccumulator compiles the {$op: expr} document of a $group field.
+// An unknown $op is code 15952 UnknownGroupOperator.
 func compileAccumulator(field string, spec any) (accumSpec, error) {
 	d, ok := spec.(bson.D)
 	if !ok {
@@ -37,18 +56,19 @@ func compileAccumulator(field string, spec any) (accumSpec, error) {
 		return accumSpec{}, mongoerr.Errorf(mongoerr.GroupFieldTwoAccumulators, "The field '%s' must specify one accumulator", field)
 	}
 	op, arg := d[0].Key, d[0].Value
-	switch op {
-	case "$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$addToSet", "$mergeObjects", "$stdDevPop", "$stdDevSamp":
-	case "$count":
-		if ad, ok := arg.(bson.D); !ok || len(ad) != 0 {
-			return accumSpec{}, mongoerr.Errorf(mongoerr.TypeMismatch, "$count takes no arguments, i.e. $count:{}")
-		}
-		return accumSpec{field: field, op: op, arg: constNode{int32(1)}}, nil
-	default:
+	newAcc, ok := accumulators[op]
+	if !ok {
 		if !strings.HasPrefix(op, "$") {
 			return accumSpec{}, mongoerr.Errorf(mongoerr.GroupFieldNotAccumulator, "The field '%s' must be an accumulator object", field)
 		}
 		return accumSpec{}, mongoerr.Errorf(mongoerr.UnknownGroupOperator, "unknown group operator '%s'", op)
+	}
+	if op == "$count" {
+		// $count is $sum: 1 and takes no argument.
+		if ad, ok := arg.(bson.D); !ok || len(ad) != 0 {
+			return accumSpec{}, mongoerr.Errorf(mongoerr.TypeMismatch, "$count takes no arguments, i.e. $count:{}")
+		}
+		return accumSpec{field: field, arg: constNode{int32(1)}, newAcc: newAcc}, nil
 	}
 	if _, ok := arg.(bson.A); ok {
 		return accumSpec{}, mongoerr.Errorf(mongoerr.AccumulatorUnary, "The %s accumulator is a unary operator", op)
@@ -57,36 +77,7 @@ func compileAccumulator(field string, spec any) (accumSpec, error) {
 	if err != nil {
 		return accumSpec{}, err
 	}
-	return accumSpec{field: field, op: op, arg: n}, nil
-}
-
-// newAccumulator returns fresh state for op.
-func newAccumulator(op string) accumulator {
-	switch op {
-	case "$sum", "$count":
-		return &sumAcc{}
-	case "$avg":
-		return &sumAcc{avg: true}
-	case "$min":
-		return &minMaxAcc{min: true, best: Missing}
-	case "$max":
-		return &minMaxAcc{best: Missing}
-	case "$first":
-		return &firstAcc{}
-	case "$last":
-		return &lastAcc{}
-	case "$push":
-		return &pushAcc{out: bson.A{}}
-	case "$addToSet":
-		return &pushAcc{out: bson.A{}, seen: map[string]bool{}}
-	case "$mergeObjects":
-		return &mergeAcc{out: bson.D{}}
-	case "$stdDevPop":
-		return &stdDevAcc{}
-	case "$stdDevSamp":
-		return &stdDevAcc{sample: true}
-	}
-	return &firstAcc{}
+	return accumSpec{field: field, arg: n, newAcc: newAcc}, nil
 }
 
 // sumAcc is $sum (non-numbers ignored) and $avg (null without numbers).

@@ -39,7 +39,7 @@ func TestAccumulators(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			acc := newAccumulator(tc.op)
+			acc := accumulators[tc.op]()
 			for _, v := range aggTestDoc(t, `{"a": `+tc.inputs+`}`)[0].Value.(bson.A) {
 				if v == "$missing" {
 					v = Missing
