@@ -270,7 +270,7 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 	if w.savedToken == nil {
 		// Pin "start_at: now" at once, so that a restart before the first
 		// event does not move the start forward.
-		w.checkpoint(ctx, true, true)
+		w.checkpointNow(ctx)
 	}
 	for {
 		if cs.TryNext(ctx) {
@@ -292,7 +292,7 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 		if rt := cs.ResumeToken(); rt != nil {
 			w.streamToken = bytes.Clone(rt)
 		}
-		w.checkpoint(ctx, false, true)
+		w.checkpointIfDue(ctx)
 	}
 }
 
@@ -336,24 +336,50 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw) (invalidated bool, e
 	return false, nil
 }
 
-// checkpoint saves the newest safe token when forced or when a batch is
-// due (CheckpointEvery events or CheckpointInterval). The safe token is the
-// stream's own resume token when the dispatcher is idle (allowIdle: every
-// submitted event is done, so everything before the token was delivered,
-// dead-lettered or filtered out), else the dispatcher's watermark.
-func (w *Watcher) checkpoint(ctx context.Context, force, allowIdle bool) {
-	now := w.clock.Now()
-	if !force && w.sinceSave < w.opts.CheckpointEvery && now.Sub(w.lastSave) < w.opts.CheckpointInterval {
+// safeToken says which token a checkpoint may save.
+type safeToken int
+
+const (
+	// streamWhenIdle saves the stream's own resume token when the
+	// dispatcher is idle (every submitted event is done, so everything
+	// before the token was delivered, dead-lettered or filtered out), else
+	// the dispatcher's watermark.
+	streamWhenIdle safeToken = iota
+	// watermarkOnly saves the dispatcher's watermark: used when submitted
+	// events may have been abandoned, so idleness proves nothing.
+	watermarkOnly
+)
+
+// checkpointIfDue saves the newest safe token (streamWhenIdle) when a batch
+// is due: CheckpointEvery events or CheckpointInterval since the last save.
+// Otherwise it only updates the checkpoint lag.
+func (w *Watcher) checkpointIfDue(ctx context.Context) {
+	if now := w.clock.Now(); w.sinceSave < w.opts.CheckpointEvery && now.Sub(w.lastSave) < w.opts.CheckpointInterval {
 		w.updateLag(now)
 		return
 	}
+	w.saveCheckpoint(ctx, streamWhenIdle)
+}
+
+// checkpointNow saves the newest safe token (streamWhenIdle) at once.
+func (w *Watcher) checkpointNow(ctx context.Context) { w.saveCheckpoint(ctx, streamWhenIdle) }
+
+// checkpointWatermark saves the dispatcher's watermark at once, never the
+// stream's own token.
+func (w *Watcher) checkpointWatermark(ctx context.Context) { w.saveCheckpoint(ctx, watermarkOnly) }
+
+// saveCheckpoint saves the newest token that upTo allows, unless it is the
+// one saved already, and updates the lag bookkeeping. A failed save is
+// logged and shown in the status; the next checkpoint retries it.
+func (w *Watcher) saveCheckpoint(ctx context.Context, upTo safeToken) {
+	now := w.clock.Now()
 	w.lastSave, w.sinceSave = now, 0
 	var (
 		token    bson.Raw
 		cluster  bson.Timestamp
 		caughtUp bool
 	)
-	if allowIdle && w.streamToken != nil && w.disp.Idle() {
+	if upTo == streamWhenIdle && w.streamToken != nil && w.disp.Idle() {
 		token, cluster, caughtUp = w.streamToken, w.lastCluster, true
 	} else if wm, ok := w.disp.Watermark(); ok {
 		token, cluster = wm, w.pending.clusterOf(wm)
@@ -398,7 +424,7 @@ func (w *Watcher) drain(ctx context.Context) {
 		if w.clock.Sleep(ctx, w.opts.CheckpointInterval) != nil {
 			return
 		}
-		w.checkpoint(ctx, true, false)
+		w.checkpointWatermark(ctx)
 	}
 }
 
@@ -412,7 +438,11 @@ func (w *Watcher) shutdown(ctx context.Context) {
 	if closeErr != nil {
 		w.log.Warn("deliveries unfinished at shutdown; they will be redelivered after restart", "error", closeErr)
 	}
-	w.checkpoint(context.WithoutCancel(ctx), true, closeErr == nil)
+	if closeErr == nil {
+		w.checkpointNow(context.WithoutCancel(ctx))
+	} else {
+		w.checkpointWatermark(context.WithoutCancel(ctx))
+	}
 	w.opts.Metrics.setUp(w.t.Name, false)
 	w.update(func(s *TriggerStatus) {
 		s.StreamOpen = false
