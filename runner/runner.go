@@ -42,9 +42,12 @@ type Options struct {
 	// ShutdownGrace bounds how long in-flight deliveries may finish after
 	// Run's context is canceled (default 10s).
 	ShutdownGrace time.Duration
-	// CheckpointEvery and CheckpointInterval batch checkpoint writes (see
-	// WatcherOptions).
-	CheckpointEvery    int
+	// CheckpointEvery saves a trigger's checkpoint after this many events
+	// (see WatcherOptions; default DefaultCheckpointEvery).
+	CheckpointEvery int
+	// CheckpointInterval saves a trigger's checkpoint at least this often
+	// while events are delivered (see WatcherOptions; default
+	// DefaultCheckpointInterval).
 	CheckpointInterval time.Duration
 }
 

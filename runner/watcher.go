@@ -19,11 +19,19 @@ import (
 
 // Watch loop defaults (WatcherOptions zero values).
 const (
-	DefaultCheckpointEvery     = 100
-	DefaultCheckpointInterval  = time.Second
-	DefaultShutdownGrace       = 10 * time.Second
+	// DefaultCheckpointEvery is WatcherOptions.CheckpointEvery when zero.
+	DefaultCheckpointEvery = 100
+	// DefaultCheckpointInterval is WatcherOptions.CheckpointInterval when
+	// zero.
+	DefaultCheckpointInterval = time.Second
+	// DefaultShutdownGrace is WatcherOptions.ShutdownGrace when zero.
+	DefaultShutdownGrace = 10 * time.Second
+	// DefaultInitialRetryBackoff is the first wait before reopening a
+	// failed stream (WatcherOptions.InitialRetryBackoff when zero).
 	DefaultInitialRetryBackoff = 500 * time.Millisecond
-	DefaultMaxRetryBackoff     = 30 * time.Second
+	// DefaultMaxRetryBackoff caps the waits before reopening a failed
+	// stream (WatcherOptions.MaxRetryBackoff when zero).
+	DefaultMaxRetryBackoff = 30 * time.Second
 	// DefaultCheckpointTimeout bounds one checkpoint write.
 	DefaultCheckpointTimeout = 10 * time.Second
 	// closeTimeout bounds closing a change stream cursor.

@@ -21,7 +21,10 @@ import (
 
 // Collection names inside the state database.
 const (
+	// CheckpointsCollection holds one checkpoint per trigger, keyed by
+	// trigger name.
 	CheckpointsCollection = "checkpoints"
+	// DeadLettersCollection holds the dead letters, keyed by webhook id.
 	DeadLettersCollection = "deadletters"
 )
 
@@ -135,6 +138,7 @@ func (s *Store) DeleteCheckpoint(ctx context.Context, trigger string) error {
 // collection (the webhook id, which already identifies the trigger and the
 // event).
 type StoredDeadLetter struct {
+	// ID is the dead letter's key: its webhook id.
 	ID string
 	dispatcher.DeadLetter
 }

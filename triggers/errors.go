@@ -10,9 +10,12 @@ import (
 // Pos is a position in a configuration file. Line and Col are 1-based; a zero
 // Line means the position is unknown (the whole file).
 type Pos struct {
+	// File is the path the configuration was read from.
 	File string
+	// Line is the 1-based line (0: unknown).
 	Line int
-	Col  int
+	// Col is the 1-based column.
+	Col int
 }
 
 // String formats p as FILE:LINE:COL (FILE alone when the line is unknown).
@@ -25,7 +28,10 @@ func (p Pos) String() string {
 
 // Problem is one configuration problem at a position.
 type Problem struct {
-	Pos     Pos
+	// Pos is where the problem is.
+	Pos Pos
+	// Message says what is wrong and, where it helps, what would be right.
+	// It never contains a secret.
 	Message string
 }
 
@@ -36,6 +42,7 @@ func (p Problem) String() string { return p.Pos.String() + ": " + p.Message }
 // position. Load and Parse return it (as error) whenever a file is rejected,
 // so that one run reports all problems at once.
 type ValidationError struct {
+	// Problems are the problems found, sorted by position; never empty.
 	Problems []Problem
 }
 
