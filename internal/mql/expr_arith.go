@@ -369,7 +369,7 @@ func aggDecIsZero(d bson.Decimal128) bool {
 	return err == nil && bi.Sign() == 0
 }
 
-// aggNumber builds an integer result of the narrowest type allowed by kind:
+// aggNarrow builds an integer result of the narrowest type allowed by kind:
 // int32 if kind is aggKInt and it fits, else int64.
 func aggNarrow(v int64, kind int) any {
 	if kind == aggKInt && v >= math.MinInt32 && v <= math.MaxInt32 {

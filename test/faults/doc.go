@@ -4,7 +4,7 @@
 // run`) — against a webhook endpoint in the test process, inject a fault,
 // and check at the receiver that nothing was lost.
 //
-// Scenarios (issue 5, item 3):
+// Scenarios:
 //
 //	(a) the runner killed with SIGKILL at random (seeded) points during
 //	    writes across 3 triggers (strict, per_document, none), restarted

@@ -35,15 +35,15 @@ const (
 	admReplTerm int64 = 1
 )
 
-// versionArray is buildInfo's versionArray for Version.
+// admVersionArray is buildInfo's versionArray for Version.
 func admVersionArray() bson.A { return bson.A{int32(6), int32(0), int32(19), int32(0)} }
 
-// noTransactions is the error for every transaction command.
+// admNoTransactions is the error for every transaction command.
 func admNoTransactions() error {
 	return mongoerr.Errorf(mongoerr.IllegalOperation, "devdb does not support multi-document transactions")
 }
 
-// noAuth is the error for every authentication command.
+// admNoAuth is the error for every authentication command.
 func admNoAuth() error {
 	return mongoerr.Errorf(mongoerr.AuthenticationFailed, "devdb has no authentication: connect without credentials (remove the user name, password and authMechanism from the connection string)")
 }
@@ -81,7 +81,7 @@ func (s *Server) registerAdmin() {
 // admOK answers {ok: 1}.
 func admOK(context.Context, *Request) (bson.D, error) { return bson.D{}, nil }
 
-// requireAdmin fails commands that MongoDB accepts only on the admin database.
+// admRequireAdmin fails commands that MongoDB accepts only on the admin database.
 func admRequireAdmin(req *Request) error {
 	if req.DB != "admin" {
 		return mongoerr.Errorf(mongoerr.Unauthorized, "%s may only be run against the admin database.", req.Name)
@@ -89,12 +89,12 @@ func admRequireAdmin(req *Request) error {
 	return nil
 }
 
-// opTimeDoc is a replication optime {ts, t}.
+// admOpTimeDoc is a replication optime {ts, t}.
 func admOpTimeDoc(ts bson.Timestamp) bson.D {
 	return bson.D{{Key: "ts", Value: ts}, {Key: "t", Value: admReplTerm}}
 }
 
-// opTimeDate is the wall time of an optime (its seconds).
+// admOpTimeDate is the wall time of an optime (its seconds).
 func admOpTimeDate(ts bson.Timestamp) bson.DateTime {
 	return bson.DateTime(int64(ts.T) * 1000)
 }
@@ -145,7 +145,7 @@ func (s *Server) cmdHello(_ context.Context, req *Request) (bson.D, error) {
 	return reply, nil
 }
 
-// connIDValue is a connection id as MongoDB encodes it: int32 while it fits.
+// admConnID is a connection id as MongoDB encodes it: int32 while it fits.
 func admConnID(id int64) any {
 	if id <= 1<<31-1 {
 		return int32(id)
@@ -244,7 +244,7 @@ func (s *Server) cmdGetParameter(_ context.Context, req *Request) (bson.D, error
 	return reply, nil
 }
 
-// truthy is MongoDB's truthiness for option values.
+// admTruthy is MongoDB's truthiness for option values.
 func admTruthy(v any) bool {
 	switch x := v.(type) {
 	case bool:

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// newUUID returns a random (version 4) UUID.
+// admNewUUID returns a random (version 4) UUID.
 func admNewUUID() ([]byte, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/changehook/changehook/internal/mql"
 )
 
-// genericFields are command fields every command accepts.
+// genericCommandFields are command fields every command accepts.
 var genericCommandFields = map[string]bool{
 	"$db": true, "lsid": true, "txnNumber": true, "$clusterTime": true, "$readPreference": true,
 	"readConcern": true, "writeConcern": true, "apiVersion": true, "apiStrict": true,

@@ -227,7 +227,7 @@ func (s *Server) cursorFirstBatch(ctx context.Context, ns string, src CursorSour
 	return bson.D{{Key: "cursor", Value: cursorSubdoc("firstBatch", docs, extra, id, ns)}}, nil
 }
 
-// cursorDoc builds a cursor subdocument.
+// cursorSubdoc builds a cursor subdocument.
 func cursorSubdoc(batchKey string, docs []bson.Raw, extra bson.D, id int64, ns string) bson.D {
 	batch := make(bson.A, len(docs))
 	for i, d := range docs {

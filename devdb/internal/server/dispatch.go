@@ -39,7 +39,7 @@ func (o *opCounters) count(req *Request) {
 	}
 }
 
-// arrayLen returns the length of the array field key of d, or 0.
+// dispatchArrayLen returns the length of the array field key of d, or 0.
 func dispatchArrayLen(d bson.D, key string) int {
 	for _, e := range d {
 		if e.Key == key {
@@ -51,7 +51,7 @@ func dispatchArrayLen(d bson.D, key string) int {
 	return 0
 }
 
-// lookup returns the value of the first field key of d.
+// cmdField returns the value of the first field key of d.
 func cmdField(d bson.D, key string) (any, bool) {
 	for _, e := range d {
 		if e.Key == key {
@@ -91,7 +91,7 @@ func (s *Server) handleOpMsg(c *conn, msg wire.Message) ([]byte, error) {
 	return s.encodeOpMsg(c, msg.Header.RequestID, m.Flags, reply), nil
 }
 
-// buildRequest decodes an OP_MSG into a Request: the body, with each
+// decodeOpMsgRequest decodes an OP_MSG into a Request: the body, with each
 // document sequence appended as a bson.A of bson.D under its identifier.
 func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
 	var body bson.D
@@ -129,7 +129,7 @@ func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
 	return &Request{DB: dbName, Name: body[0].Key, Body: body, ConnID: c.id, Remote: c.remote}, nil
 }
 
-// validateDBName applies MongoDB's database name rules.
+// checkDBName applies MongoDB's database name rules.
 func checkDBName(name string) error {
 	if name == "" || len(name) >= 64 || strings.ContainsAny(name, "/\\. \"$\x00") {
 		return mongoerr.Errorf(mongoerr.InvalidNamespace, "Invalid database name: '%s'", name)

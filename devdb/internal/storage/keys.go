@@ -161,7 +161,8 @@ func appendString(b []byte, s string) []byte {
 	return append(b, 0, 0)
 }
 
-// Numbers are encoded as classNumber, an 8-byte order-preserving image of the
+// appendInt appends the key encoding of the integer v. Numbers are encoded
+// as classNumber, an 8-byte order-preserving image of the
 // nearest float64, and an 8-byte signed correction (value - float64 image)
 // that is non-zero only for int64 values float64 cannot represent. Two
 // numbers are equal exactly when both parts are, and the pair orders like the

@@ -77,7 +77,7 @@ func (*objectNode) nodeKind() string { return "object" }
 func (*arrayNode) nodeKind() string  { return "array" }
 func (*leafNode) nodeKind() string   { return "leaf" }
 
-// modifiers lists the update operators in the form MongoDB accepts.
+// modifierNames lists the update operators in the form MongoDB accepts.
 var modifierNames = map[string]bool{
 	"$set": true, "$unset": true, "$inc": true, "$mul": true, "$min": true, "$max": true,
 	"$rename": true, "$setOnInsert": true, "$currentDate": true, "$push": true,

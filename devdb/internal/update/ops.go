@@ -129,7 +129,7 @@ func parseInteger(name string, v any) (int64, error) {
 	return int64(f), nil
 }
 
-// iDString renders the document's _id element for error messages
+// idString renders the document's _id element for error messages
 // ("_id: 1"), or fallback when the document has none.
 func (a *applier) idString(fallback string) string {
 	for _, e := range a.doc {
@@ -520,7 +520,8 @@ func compilePushSort(v any) (*sortSpec, error) {
 	return nil, mongoerr.Errorf(mongoerr.BadValue, "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
 }
 
-// less orders two array elements by the sort specification.
+// compare orders two array elements by the sort specification: negative,
+// zero or positive as x sorts before, with or after y.
 func (s *sortSpec) compare(x, y any) int {
 	if s.pattern == nil {
 		return s.whole * mql.Compare(x, y)
