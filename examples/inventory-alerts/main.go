@@ -110,8 +110,15 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 	}
 
-	// 5. The store: stock 100 of each fruit, then sell.
-	inventory := client.Database("fruitstore").Collection("inventory")
+	// 5. The store: stock 100 of each fruit, then sell. Post-images give
+	// each update event the document as that sale left it.
+	fruitstore := client.Database("fruitstore")
+	err = fruitstore.CreateCollection(ctx, "inventory",
+		options.CreateCollection().SetChangeStreamPreAndPostImages(bson.D{{Key: "enabled", Value: true}}))
+	if err != nil {
+		return err
+	}
+	inventory := fruitstore.Collection("inventory")
 	for _, fruit := range []string{"apples", "bananas"} {
 		if _, err := inventory.InsertOne(ctx, bson.D{{Key: "type", Value: fruit}, {Key: "quantity", Value: 100}}); err != nil {
 			return err
@@ -137,8 +144,7 @@ func run(ctx context.Context, out io.Writer) error {
 		if doc.Quantity >= 20 {
 			continue
 		}
-		// Below 20: low_stock posts a message. Waiting for it before the
-		// next sale keeps updateLookup's document the one this sale left.
+		// Below 20: low_stock posts a message; print it under its sale.
 		select {
 		case text := <-alerts:
 			fmt.Fprintf(out, "  #fruitstore  %s\n", text)
