@@ -385,9 +385,9 @@ func BenchmarkBuildPayload(b *testing.B) {
 		name string
 		w    triggers.Webhook
 	}{
-		{"event/json", triggers.Webhook{Format: FormatJSON}},
-		{"event/canonical", triggers.Webhook{Format: FormatCanonical}},
-		{"expression/json", triggers.Webhook{Format: FormatJSON, Payload: expr}},
+		{"event/json", triggers.Webhook{Format: triggers.FormatJSON}},
+		{"event/canonical", triggers.Webhook{Format: triggers.FormatCanonical}},
+		{"expression/json", triggers.Webhook{Format: triggers.FormatJSON, Payload: expr}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -17,14 +17,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// Payload formats accepted in triggers.Webhook.Format.
-const (
-	// FormatJSON is relaxed Extended JSON (the default).
-	FormatJSON = "json"
-	// FormatCanonical is canonical Extended JSON.
-	FormatCanonical = "canonical"
-)
-
 // secretPrefix marks a Standard Webhooks signing key.
 const secretPrefix = "whsec_"
 
@@ -194,10 +186,10 @@ func marshalDocExtJSON(doc bson.D, canonical bool) ([]byte, error) {
 // canonicalFormat maps triggers.Webhook.Format to MarshalExtJSON's canonical flag.
 func canonicalFormat(format string) (bool, error) {
 	switch format {
-	case "", FormatJSON:
+	case "", triggers.FormatJSON:
 		return false, nil
-	case FormatCanonical:
+	case triggers.FormatCanonical:
 		return true, nil
 	}
-	return false, fmt.Errorf("build payload: unknown format %q (want %q or %q)", format, FormatJSON, FormatCanonical)
+	return false, fmt.Errorf("build payload: unknown format %q (want %q or %q)", format, triggers.FormatJSON, triggers.FormatCanonical)
 }

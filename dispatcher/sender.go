@@ -104,10 +104,8 @@ func newSender(cfg Config, o options) (*Sender, error) {
 		observer:   o.observer,
 	}
 	s.retry = s.retry.WithDefaults()
+	s.webhook = s.webhook.WithDefaults()
 	w := &s.webhook
-	if w.Timeout <= 0 {
-		w.Timeout = triggers.DefaultTimeout
-	}
 	if _, err := canonicalFormat(w.Format); err != nil {
 		return nil, err
 	}
@@ -120,9 +118,6 @@ func newSender(cfg Config, o options) (*Sender, error) {
 	}
 	s.url, s.redactedURL = w.URL, triggers.RedactURL(w.URL)
 	s.method = strings.ToUpper(w.Method)
-	if s.method == "" {
-		s.method = http.MethodPost
-	}
 	if !triggers.AllowedMethod(s.method) {
 		return nil, fmt.Errorf("webhook method %s is not one of %s", s.method, strings.Join(triggers.Methods(), ", "))
 	}

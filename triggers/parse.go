@@ -704,7 +704,7 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 			d.headerEntries(h, headers)
 		}
 	}
-	w := Webhook{Method: "POST", Timeout: DefaultTimeout, Format: "json"}
+	w := Webhook{}.WithDefaults()
 	if !defaultsOnly && !own.set() && !def.set() {
 		d.errorf(at, "trigger: missing field \"webhook\"")
 		return w
@@ -748,7 +748,7 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 		w.Secrets = d.secrets(e)
 	}
 	w.Timeout = d.duration(f["timeout"], "webhook.timeout", w.Timeout)
-	w.Format = d.enum(f["format"], "webhook.format", w.Format, []string{"json", "canonical"})
+	w.Format = d.enum(f["format"], "webhook.format", w.Format, Formats())
 	if e := f["payload"]; e.set() {
 		spec, ok := d.toBSON(e.val, 0)
 		if ok {

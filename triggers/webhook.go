@@ -137,6 +137,17 @@ func AllowedMethod(method string) bool {
 	return false
 }
 
+// Payload formats, the values of Webhook.Format.
+const (
+	// FormatJSON is relaxed Extended JSON (the default).
+	FormatJSON = "json"
+	// FormatCanonical is canonical Extended JSON.
+	FormatCanonical = "canonical"
+)
+
+// Formats returns every payload format: FormatJSON and FormatCanonical.
+func Formats() []string { return []string{FormatJSON, FormatCanonical} }
+
 // Webhook is a trigger's webhook section.
 //
 // Printing a Webhook (%v, %s, %q, %#v), marshalling it to JSON or logging
@@ -158,14 +169,29 @@ type Webhook struct {
 	// Timeout bounds one attempt, response body included (default
 	// DefaultTimeout).
 	Timeout time.Duration
-	// Format is json (relaxed Extended JSON, the default) or canonical
-	// (canonical Extended JSON).
+	// Format is FormatJSON (relaxed Extended JSON, the default) or
+	// FormatCanonical.
 	Format string
 	// Payload is the compiled payload expression (nil: the whole event). Its
 	// result must be a document.
 	Payload *mql.Expr
 	// PayloadSpec is Payload's source in its BSON form (nil: none).
 	PayloadSpec any
+}
+
+// WithDefaults returns w with its empty fields set to the defaults: Method
+// POST, Timeout DefaultTimeout (when not positive), Format FormatJSON.
+func (w Webhook) WithDefaults() Webhook {
+	if w.Method == "" {
+		w.Method = http.MethodPost
+	}
+	if w.Timeout <= 0 {
+		w.Timeout = DefaultTimeout
+	}
+	if w.Format == "" {
+		w.Format = FormatJSON
+	}
+	return w
 }
 
 // String describes the webhook without secrets (URL redacted, header values
