@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -183,15 +182,6 @@ func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.He
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Changehook-Trigger", trigger)
 	return h, nil
-}
-
-// defaultUserAgent is "changehook/<main module version>".
-func defaultUserAgent() string {
-	v := "devel"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	return "changehook/" + v
 }
 
 // httpClient returns the client deliveries use: a copy of base (or of a
