@@ -9,7 +9,7 @@ import (
 )
 
 func devdbCommand(ctx context.Context, args []string, env Env) int {
-	fs := newFlagSet(env, "devdb", "devdb [--addr HOST:PORT] [--data DIR] [--allow-remote]",
+	fs := newFlagSet(env, "devdb", "devdb [--addr HOST:PORT] [--data DIR] [--allow-remote] [--enable-test-commands]",
 		"changehook devdb                                  # 127.0.0.1:27017, data in ./devdb-data",
 		"changehook devdb --addr 127.0.0.1:0 --data /tmp/d  # any free port",
 		"mongosh 'mongodb://127.0.0.1:27017/?directConnection=true'   # from another terminal: any MongoDB client")
@@ -18,6 +18,7 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 	allowRemote := fs.Bool("allow-remote", false, "allow binding a non-loopback address (devdb has NO authentication)")
 	oplogBytes := fs.Int64("oplog-max-bytes", 0, "bound the oplog's size in `bytes` (0: devdb's default)")
 	oplogAge := fs.Duration("oplog-max-age", 0, "bound the age of oplog entries (0: devdb's default)")
+	testCommands := fs.Bool("enable-test-commands", false, "enable MongoDB's test commands (configureFailPoint: failCommand, failGetMoreAfterCursorCheckout, onPrimaryTransactionalWrite) for driver and fault tests; never for real data")
 	var lf logFlags
 	lf.register(fs)
 	if code, done := parseFlags(fs, args, env); done {
@@ -43,7 +44,7 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 	}
 	srv, err := devdb.Start(ctx, devdb.Options{
 		Addr: *addr, Data: *data, AllowRemote: *allowRemote, Logger: log,
-		OplogMaxBytes: *oplogBytes, OplogMaxAge: *oplogAge,
+		OplogMaxBytes: *oplogBytes, OplogMaxAge: *oplogAge, EnableTestCommands: *testCommands,
 	})
 	if err != nil {
 		return fail(env, "devdb", fmt.Errorf("start devdb: %w", err))

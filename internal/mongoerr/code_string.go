@@ -110,6 +110,68 @@ func (c Code) String() string {
 		return "InterruptedAtShutdown"
 	case Interrupted:
 		return "Interrupted"
+	case HostUnreachable:
+		return "HostUnreachable"
+	case HostNotFound:
+		return "HostNotFound"
+	case UnknownError:
+		return "UnknownError"
+	case LockTimeout:
+		return "LockTimeout"
+	case ManualInterventionRequired:
+		return "ManualInterventionRequired"
+	case StaleShardVersion:
+		return "StaleShardVersion"
+	case WriteConcernFailed:
+		return "WriteConcernFailed"
+	case UnknownReplWriteConcern:
+		return "UnknownReplWriteConcern"
+	case NetworkTimeout:
+		return "NetworkTimeout"
+	case ShutdownInProgress:
+		return "ShutdownInProgress"
+	case UnsatisfiableWriteConcern:
+		return "UnsatisfiableWriteConcern"
+	case WriteConflict:
+		return "WriteConflict"
+	case DocumentValidationFailure:
+		return "DocumentValidationFailure"
+	case FailedToSatisfyReadPreference:
+		return "FailedToSatisfyReadPreference"
+	case ReadConcernMajorityNotAvailableYet:
+		return "ReadConcernMajorityNotAvailableYet"
+	case StaleEpoch:
+		return "StaleEpoch"
+	case PrimarySteppedDown:
+		return "PrimarySteppedDown"
+	case ElectionInProgress:
+		return "ElectionInProgress"
+	case RetryChangeStream:
+		return "RetryChangeStream"
+	case SnapshotUnavailable:
+		return "SnapshotUnavailable"
+	case NoSuchTransaction:
+		return "NoSuchTransaction"
+	case ExceededTimeLimit:
+		return "ExceededTimeLimit"
+	case OperationNotSupportedInTransaction:
+		return "OperationNotSupportedInTransaction"
+	case FailPointSetFailed:
+		return "FailPointSetFailed"
+	case PreparedTransactionInProgress:
+		return "PreparedTransactionInProgress"
+	case SocketException:
+		return "SocketException"
+	case NotWritablePrimary:
+		return "NotWritablePrimary"
+	case InterruptedDueToReplStateChange:
+		return "InterruptedDueToReplStateChange"
+	case StaleConfig:
+		return "StaleConfig"
+	case NotPrimaryNoSecondaryOk:
+		return "NotPrimaryNoSecondaryOk"
+	case NotPrimaryOrSecondary:
+		return "NotPrimaryOrSecondary"
 	}
 	return "Location" + strconv.Itoa(int(c))
 }

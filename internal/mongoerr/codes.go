@@ -67,6 +67,44 @@ const (
 	Interrupted                              Code = 11601
 )
 
+// Codes of replication, networking, sharding and transactions that devdb
+// itself never causes but that a client can be told about: fail points
+// (configureFailPoint failCommand's errorCode) answer with them, and the
+// retryable-write and change-stream error labels depend on them.
+const (
+	HostUnreachable                    Code = 6
+	HostNotFound                       Code = 7
+	UnknownError                       Code = 8
+	LockTimeout                        Code = 24
+	ManualInterventionRequired         Code = 51
+	StaleShardVersion                  Code = 63
+	WriteConcernFailed                 Code = 64
+	UnknownReplWriteConcern            Code = 79
+	NetworkTimeout                     Code = 89
+	ShutdownInProgress                 Code = 91
+	UnsatisfiableWriteConcern          Code = 100
+	WriteConflict                      Code = 112
+	DocumentValidationFailure          Code = 121
+	FailedToSatisfyReadPreference      Code = 133
+	ReadConcernMajorityNotAvailableYet Code = 134
+	StaleEpoch                         Code = 150
+	PrimarySteppedDown                 Code = 189
+	ElectionInProgress                 Code = 216
+	RetryChangeStream                  Code = 234
+	SnapshotUnavailable                Code = 246
+	NoSuchTransaction                  Code = 251
+	ExceededTimeLimit                  Code = 262
+	OperationNotSupportedInTransaction Code = 263
+	FailPointSetFailed                 Code = 266
+	PreparedTransactionInProgress      Code = 267
+	SocketException                    Code = 9001
+	NotWritablePrimary                 Code = 10107
+	InterruptedDueToReplStateChange    Code = 11602
+	StaleConfig                        Code = 13388
+	NotPrimaryNoSecondaryOk            Code = 13435
+	NotPrimaryOrSecondary              Code = 13436
+)
+
 // Location codes of commands, requests and pipelines as a whole.
 const (
 	DistinctTooBig           Code = 17217 // Location17217

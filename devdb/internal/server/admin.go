@@ -105,6 +105,9 @@ func admOpTimeDate(ts bson.Timestamp) bson.DateTime {
 func (s *Server) cmdHello(_ context.Context, req *Request) (bson.D, error) {
 	if client, ok := cmdField(req.Body, "client"); ok {
 		s.log.Debug("devdb: client handshake", "conn", req.ConnID, "remote", req.Remote, "client", client)
+		if req.conn != nil {
+			req.conn.appName = handshakeAppName(client)
+		}
 	}
 	ts := s.store.LastOpTime()
 	reply := bson.D{}
@@ -143,6 +146,17 @@ func (s *Server) cmdHello(_ context.Context, req *Request) (bson.D, error) {
 		bson.E{Key: "readOnly", Value: false},
 	)
 	return reply, nil
+}
+
+// handshakeAppName returns client.application.name of a handshake's client
+// document, or "".
+func handshakeAppName(client any) string {
+	d, _ := client.(bson.D)
+	app, _ := cmdField(d, "application")
+	ad, _ := app.(bson.D)
+	name, _ := cmdField(ad, "name")
+	s, _ := name.(string)
+	return s
 }
 
 // admConnID is a connection id as MongoDB encodes it: int32 while it fits.

@@ -24,6 +24,19 @@ type Request struct {
 	ConnID int64
 	// Remote is the client's address as host:port.
 	Remote string
+
+	// conn is the connection the request came on; nil for requests built
+	// by tests.
+	conn *conn
+}
+
+// appName returns the application name the request's connection gave in its
+// handshake (client.application.name), or "".
+func (r *Request) appName() string {
+	if r.conn == nil {
+		return ""
+	}
+	return r.conn.appName
 }
 
 // HandlerFunc answers one command. It returns the reply fields without "ok",

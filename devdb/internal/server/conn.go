@@ -31,6 +31,9 @@ type conn struct {
 	closeOnce sync.Once
 	// nextReqID numbers this connection's replies; only serve touches it.
 	nextReqID int32
+	// appName is the application name of the handshake (hello's
+	// client.application.name); only the serving goroutine touches it.
+	appName string
 }
 
 // close cancels the connection's commands and closes the socket, which ends

@@ -209,8 +209,15 @@ func (s *Server) parseWriteBatch(req *Request, key string) (writeBatch, error) {
 // transaction. A failure is returned as "<op> <db>.<coll>: <err>", storage
 // errors converted by dataErr; after success the command's writeConcern is
 // honoured (finishWrite).
+//
+// A retryable write evaluates the onPrimaryTransactionalWrite fail point
+// for each document it wrote, before it commits: the fail point closes the
+// connection (errCloseConnection, the default) after the write commits, or
+// rolls the write back (failBeforeCommitExceptionCode) and then closes the
+// connection or fails with that code.
 func (s *Server) execWrite(req *Request, op, coll string, rw *retryableWrite, exec func(tx *storage.Tx) (bson.D, error)) (bson.D, error) {
 	var reply bson.D
+	var tw transactionalWrite
 	err := s.store.Update(func(tx *storage.Tx) error {
 		r, done, err := s.replayWrite(tx, rw)
 		if err != nil || done {
@@ -220,13 +227,24 @@ func (s *Server) execWrite(req *Request, op, coll string, rw *retryableWrite, ex
 		if reply, err = exec(tx); err != nil {
 			return err
 		}
+		if rw != nil {
+			if tw = s.onTransactionalWrite(tx.DocumentWrites()); tw.fail != nil {
+				return tw.fail
+			}
+		}
 		return s.recordWrite(tx, rw, reply)
 	})
+	if tw.fail != nil && tw.closeConn {
+		return nil, errCloseConnection // rolled back, and the client sees a network error
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s.%s: %w", op, req.DB, coll, dataErr(err))
 	}
 	if err := s.finishWrite(req); err != nil {
 		return nil, err
+	}
+	if tw.closeConn {
+		return nil, errCloseConnection
 	}
 	return reply, nil
 }

@@ -61,6 +61,10 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.failGetMore(c.opts.Awaitable); err != nil {
+		s.cursors.unpin(c, true) // a getMore failing after checkout destroys its cursor
+		return nil, err
+	}
 	var await time.Duration
 	switch {
 	case c.opts.Awaitable && hasMaxTime:

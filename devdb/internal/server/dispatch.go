@@ -79,8 +79,8 @@ func (s *Server) handleOpMsg(c *conn, msg wire.Message) ([]byte, error) {
 	if err != nil {
 		ce, _ := asCommandError(err)
 		reply = s.errorReply(ce)
-	} else {
-		reply = s.runCommand(c.ctx, req)
+	} else if reply, err = s.runCommand(c.ctx, req); err != nil {
+		return nil, err
 	}
 	if moreToCome {
 		if ok, _ := cmdField(reply, "ok"); ok != 1.0 {
@@ -126,7 +126,7 @@ func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
 	if err := checkDBName(dbName); err != nil {
 		return nil, err
 	}
-	return &Request{DB: dbName, Name: body[0].Key, Body: body, ConnID: c.id, Remote: c.remote}, nil
+	return &Request{DB: dbName, Name: body[0].Key, Body: body, ConnID: c.id, Remote: c.remote, conn: c}, nil
 }
 
 // checkDBName applies MongoDB's database name rules.
@@ -195,24 +195,39 @@ func (s *Server) handleOpQuery(c *conn, msg wire.Message) ([]byte, error) {
 			reply = s.errorReply(ce)
 			break
 		}
-		reply = s.runCommand(c.ctx, &Request{DB: db, Name: body[0].Key, Body: body, ConnID: c.id, Remote: c.remote})
+		reply, err = s.runCommand(c.ctx, &Request{DB: db, Name: body[0].Key, Body: body, ConnID: c.id, Remote: c.remote, conn: c})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return wire.AppendReply(nil, c.replyID(), msg.Header.RequestID, 0, s.marshalReply(reply)), nil
 }
 
 // runCommand runs one command and returns the complete reply, envelope
 // included. It never panics: a handler panic becomes an InternalError reply.
-func (s *Server) runCommand(ctx context.Context, req *Request) bson.D {
+// An error means the connection must be closed without a reply (a fail
+// point's closeConnection).
+func (s *Server) runCommand(ctx context.Context, req *Request) (bson.D, error) {
 	s.counters.count(req)
-	reply, err := s.invoke(ctx, req)
+	err := s.failCommandBefore(ctx, req)
+	var reply bson.D
+	if err == nil {
+		reply, err = s.invoke(ctx, req)
+	}
+	if errors.Is(err, errCloseConnection) {
+		return nil, fmt.Errorf("run %s: %w", req.Name, err)
+	}
 	if err != nil {
 		ce, unexpected := asCommandError(err)
 		if unexpected {
 			s.log.Error("devdb: command failed unexpectedly", "command", req.Name, "db", req.DB, "conn", req.ConnID, "err", err)
 		}
-		return s.errorReply(ce)
+		if labels := errorLabelsFor(req, ce); len(labels) != len(ce.Labels) {
+			ce = &mongoerr.Error{Code: ce.Code, Message: ce.Message, Labels: labels}
+		}
+		return s.errorReply(ce), nil
 	}
-	return s.okReply(reply)
+	return s.okReply(s.failCommandAfter(req, reply)), nil
 }
 
 // invoke checks the generic command fields and calls the handler,

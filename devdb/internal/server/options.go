@@ -54,6 +54,12 @@ type Options struct {
 	// connections are accepted and closed at once, as MongoDB does when
 	// net.maxIncomingConnections is reached. 0 means DefaultMaxConnections.
 	MaxConnections int
+	// EnableTestCommands enables MongoDB's test commands, as mongod's
+	// enableTestCommands parameter: configureFailPoint with the fail points
+	// failCommand, failGetMoreAfterCursorCheckout and
+	// onPrimaryTransactionalWrite. Off, configureFailPoint does not exist
+	// (CommandNotFound). Never enable it for anything but tests.
+	EnableTestCommands bool
 }
 
 // withDefaults returns opts with every zero field replaced by its default,

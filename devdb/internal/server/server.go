@@ -58,6 +58,10 @@ type Server struct {
 	closeErr  error
 
 	hooks testHooks
+
+	// failPoints are the fail points configured with configureFailPoint
+	// (only with Options.EnableTestCommands).
+	failPoints failPoints
 }
 
 // testHooks let package tests register extra commands and control time;
@@ -126,6 +130,9 @@ func start(ctx context.Context, opts Options, hooks testHooks) (*Server, error) 
 	s.registerAdmin()
 	s.registerCursorCommands()
 	s.registerCRUD()
+	if opts.EnableTestCommands {
+		s.registerTestCommands()
+	}
 	if hooks.register != nil {
 		hooks.register(s)
 	}

@@ -82,11 +82,19 @@ func (t *Tx) appendOplog(ent *OplogEntry) error {
 	}
 	t.maxTS = packTS(ts)
 	t.oplogAdded += int64(len(raw))
+	switch ent.Op {
+	case "insert", "update", "replace", "delete":
+		t.docWrites++
+	}
 	if t.oldest == 0 && t.e.oldestTS.Load() == 0 {
 		t.oldest = packTS(ts)
 	}
 	return nil
 }
+
+// DocumentWrites returns how many documents this transaction has inserted,
+// updated, replaced or deleted so far (one per oplog entry of those kinds).
+func (t *Tx) DocumentWrites() int { return t.docWrites }
 
 // finish persists the cluster-time counter and the oplog size, and trims the
 // oplog to its bounds, inside the committing transaction.

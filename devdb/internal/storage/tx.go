@@ -28,6 +28,7 @@ type Tx struct {
 	maxTS      uint64
 	oldest     uint64
 	oplogAdded int64
+	docWrites  int
 }
 
 // RecordID identifies a stored document within its collection; record ids
