@@ -446,7 +446,7 @@ func (r *report) print(w io.Writer, cfg config) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Goals (issue 5):")
+	fmt.Fprintln(w, "Goals:")
 	for _, m := range r.Modes {
 		switch m.Mode {
 		case "none":
