@@ -88,6 +88,19 @@ func (s *Store) LoadCheckpoint(ctx context.Context, trigger string) (cp Checkpoi
 
 // SaveCheckpoint creates or replaces the checkpoint of cp.Trigger.
 func (s *Store) SaveCheckpoint(ctx context.Context, cp Checkpoint) error {
+	if err := validCheckpoint(&cp); err != nil {
+		return err
+	}
+	doc := checkpointDoc{ID: cp.Trigger, Token: cp.Token, ClusterTime: cp.ClusterTime, UpdatedAt: cp.UpdatedAt}
+	_, err := s.checkpoints.ReplaceOne(ctx, bson.D{{Key: "_id", Value: cp.Trigger}}, doc, options.Replace().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("save checkpoint of trigger %q: %w", cp.Trigger, err)
+	}
+	return nil
+}
+
+// validCheckpoint checks cp before a save and sets UpdatedAt when zero.
+func validCheckpoint(cp *Checkpoint) error {
 	if cp.Trigger == "" {
 		return errors.New("save checkpoint: empty trigger name")
 	}
@@ -99,11 +112,6 @@ func (s *Store) SaveCheckpoint(ctx context.Context, cp Checkpoint) error {
 	}
 	if cp.UpdatedAt.IsZero() {
 		cp.UpdatedAt = time.Now()
-	}
-	doc := checkpointDoc{ID: cp.Trigger, Token: cp.Token, ClusterTime: cp.ClusterTime, UpdatedAt: cp.UpdatedAt}
-	_, err := s.checkpoints.ReplaceOne(ctx, bson.D{{Key: "_id", Value: cp.Trigger}}, doc, options.Replace().SetUpsert(true))
-	if err != nil {
-		return fmt.Errorf("save checkpoint of trigger %q: %w", cp.Trigger, err)
 	}
 	return nil
 }

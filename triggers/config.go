@@ -56,11 +56,36 @@ type Config struct {
 	Admin AdminConfig `json:"admin"`
 	// Log configures log/slog.
 	Log LogConfig `json:"log"`
+	// Cluster configures running several instances on one state database.
+	Cluster ClusterConfig `json:"cluster"`
 	// Defaults holds the value a trigger gets for each field it omits (the
 	// defaults section over the built-in defaults). Its Name is empty.
 	Defaults *Trigger `json:"-"`
 	// Triggers are the triggers in file order.
 	Triggers []*Trigger `json:"triggers"`
+}
+
+// Cluster defaults (the cluster section's zero values).
+const (
+	// DefaultLeaseTTL is cluster.lease_ttl when omitted.
+	DefaultLeaseTTL = 10 * time.Second
+	// MinLeaseTTL is the smallest accepted cluster.lease_ttl: below it a
+	// loaded machine or a slow state database would drop leases.
+	MinLeaseTTL = time.Second
+)
+
+// ClusterConfig is the cluster section: how instances sharing one state
+// database split the triggers between them (see the cluster package).
+type ClusterConfig struct {
+	// InstanceID names this instance in <state>.members and as lease owner;
+	// "" means a generated hostname-pid-random id, new at every start.
+	InstanceID string `json:"instance_id"`
+	// LeaseTTL is how long a lease and a membership heartbeat stay valid,
+	// measured by the state database's clock (default DefaultLeaseTTL).
+	LeaseTTL time.Duration `json:"lease_ttl"`
+	// RenewEvery is how often leases and the heartbeat are renewed; always
+	// less than LeaseTTL/2 (default LeaseTTL/3).
+	RenewEvery time.Duration `json:"renew_every"`
 }
 
 // MongoDBConfig is the mongodb section.

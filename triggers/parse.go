@@ -130,8 +130,9 @@ func (d *decoder) parse(data []byte) *Config {
 		State:   StateConfig{Database: DefaultStateDatabase},
 		Admin:   AdminConfig{Addr: DefaultAdminAddr},
 		Log:     LogConfig{Level: "info", Format: "text"},
+		Cluster: ClusterConfig{LeaseTTL: DefaultLeaseTTL, RenewEvery: DefaultLeaseTTL / 3},
 	}
-	top := d.fields(doc, "configuration", []string{"mongodb", "state", "admin", "log", "defaults", "triggers"})
+	top := d.fields(doc, "configuration", []string{"mongodb", "state", "admin", "log", "cluster", "defaults", "triggers"})
 	if top == nil {
 		return cfg
 	}
@@ -174,6 +175,10 @@ func (d *decoder) parse(data []byte) *Config {
 		f := d.fields(e.val, "log", []string{"level", "format"})
 		cfg.Log.Level = d.enum(f["level"], "log.level", cfg.Log.Level, []string{"debug", "info", "warn", "error"})
 		cfg.Log.Format = d.enum(f["format"], "log.format", cfg.Log.Format, []string{"text", "json"})
+	}
+
+	if e := top["cluster"]; e.set() {
+		cfg.Cluster = d.cluster(e)
 	}
 
 	var defs map[string]entry
@@ -492,6 +497,39 @@ func (d *decoder) duration(e entry, field string, def time.Duration) time.Durati
 		return def
 	}
 	return dur
+}
+
+// cluster decodes the cluster section: instance_id, lease_ttl and
+// renew_every (default lease_ttl/3, and less than lease_ttl/2 so that one
+// lost renewal never costs the lease).
+func (d *decoder) cluster(e entry) ClusterConfig {
+	c := ClusterConfig{LeaseTTL: DefaultLeaseTTL}
+	f := d.fields(e.val, "cluster", []string{"instance_id", "lease_ttl", "renew_every"})
+	if id := f["instance_id"]; id.set() {
+		if s, ok := d.str(id, "cluster.instance_id"); ok {
+			switch {
+			case len(s) > 128:
+				d.errorf(id.val, "cluster.instance_id: longer than 128 bytes")
+			case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+				d.errorf(id.val, "cluster.instance_id: contains a control character")
+			default:
+				c.InstanceID = s
+			}
+		}
+	}
+	ttl := f["lease_ttl"]
+	c.LeaseTTL = d.duration(ttl, "cluster.lease_ttl", DefaultLeaseTTL)
+	if c.LeaseTTL < MinLeaseTTL {
+		d.errorf(ttl.val, "cluster.lease_ttl: must be at least %s, got %s", MinLeaseTTL, c.LeaseTTL)
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	re := f["renew_every"]
+	c.RenewEvery = d.duration(re, "cluster.renew_every", c.LeaseTTL/3)
+	if re.set() && c.RenewEvery >= c.LeaseTTL/2 {
+		d.errorf(re.val, "cluster.renew_every: must be less than half of lease_ttl (%s), got %s", c.LeaseTTL, c.RenewEvery)
+		c.RenewEvery = c.LeaseTTL / 3
+	}
+	return c
 }
 
 // triggerFields lists a trigger's fields; the first, name, cannot be

@@ -1,0 +1,305 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Cluster collection names inside the state database.
+const (
+	// MembersCollection holds one document per running instance, keyed by
+	// instance id, refreshed by its heartbeat.
+	MembersCollection = "members"
+	// LeasesCollection holds one lease per trigger (partition), keyed by the
+	// checkpoint key.
+	LeasesCollection = "leases"
+)
+
+// ErrLeaseHeld is returned by AcquireLease when another instance holds a
+// lease that has not expired.
+var ErrLeaseHeld = errors.New("lease held by another instance")
+
+// ErrLeaseLost is returned by RenewLease when the lease is no longer held by
+// the caller with the caller's epoch (it expired, was released or was taken
+// over), and by fenced checkpoint writes whose epoch is stale.
+var ErrLeaseLost = errors.New("lease lost")
+
+// Member is one running instance as registered in <state>.members.
+type Member struct {
+	// ID is the instance id (the document's _id).
+	ID string `bson:"_id" json:"id"`
+	// Host and PID say where the instance runs.
+	Host string `bson:"host" json:"host"`
+	PID  int    `bson:"pid" json:"pid"`
+	// Version is the changehook version.
+	Version string `bson:"version" json:"version"`
+	// ConfigHash is a hash of the whole configuration's trigger definitions.
+	ConfigHash string `bson:"configHash" json:"config_hash"`
+	// Triggers maps each enabled trigger to the hash of its definition, so
+	// members can tell which triggers differ between them.
+	Triggers map[string]string `bson:"triggers" json:"triggers"`
+	// Started is when the instance started (its own clock).
+	Started time.Time `bson:"started" json:"started"`
+	// Heartbeat and ExpiresAt are set by the state database's clock at each
+	// heartbeat; the member counts as live while ExpiresAt is in the future.
+	Heartbeat time.Time `bson:"heartbeat" json:"heartbeat"`
+	ExpiresAt time.Time `bson:"expiresAt" json:"expires_at"`
+	// RemainingMS is ExpiresAt minus the state database's time when the
+	// member was read (negative: expired).
+	RemainingMS int64 `bson:"remainingMs,omitempty" json:"remaining_ms"`
+}
+
+// Lease is the ownership of one trigger (partition) as stored in
+// <state>.leases.
+type Lease struct {
+	// Key is the checkpoint key the lease guards (the document's _id).
+	Key string `bson:"_id" json:"key"`
+	// Owner is the holder's instance id; "" when released.
+	Owner string `bson:"owner" json:"owner"`
+	// Epoch grows by one at every acquisition; checkpoint writes carry it.
+	Epoch int64 `bson:"epoch" json:"epoch"`
+	// ExpiresAt is the state database's time at which the lease lapses.
+	ExpiresAt time.Time `bson:"expiresAt" json:"expires_at"`
+	// AcquiredAt is the state database's time of the acquisition.
+	AcquiredAt time.Time `bson:"acquiredAt" json:"acquired_at"`
+	// RemainingMS is ExpiresAt minus the state database's time when the
+	// lease was read by ListLeases (negative: expired); 0 elsewhere.
+	RemainingMS int64 `bson:"remainingMs,omitempty" json:"remaining_ms"`
+}
+
+// Fence identifies a lease holder for checkpoint writes: only the holder of
+// the newest epoch of a key may move its checkpoint.
+type Fence struct {
+	// Owner is the holder's instance id.
+	Owner string
+	// Epoch is the lease epoch returned by AcquireLease.
+	Epoch int64
+}
+
+func (s *Store) members() *mongo.Collection { return s.checkpoints.Database().Collection(MembersCollection) }
+func (s *Store) leases() *mongo.Collection  { return s.checkpoints.Database().Collection(LeasesCollection) }
+
+// expiresIn is the update-pipeline expression "server time + ttl".
+func expiresIn(ttl time.Duration) bson.D {
+	return bson.D{{Key: "$add", Value: bson.A{"$$NOW", ttl.Milliseconds()}}}
+}
+
+// Heartbeat registers m (or refreshes its registration): Heartbeat becomes
+// the state database's current time and ExpiresAt that time plus ttl. The
+// caller's Heartbeat and ExpiresAt are ignored.
+func (s *Store) Heartbeat(ctx context.Context, m Member, ttl time.Duration) error {
+	if m.ID == "" {
+		return errors.New("heartbeat: empty instance id")
+	}
+	triggers := bson.D{}
+	for name, h := range m.Triggers {
+		triggers = append(triggers, bson.E{Key: name, Value: h})
+	}
+	set := bson.D{
+		{Key: "host", Value: m.Host},
+		{Key: "pid", Value: m.PID},
+		{Key: "version", Value: m.Version},
+		{Key: "configHash", Value: m.ConfigHash},
+		// $literal: trigger names are user text and may start with "$".
+		{Key: "triggers", Value: bson.D{{Key: "$literal", Value: triggers}}},
+		{Key: "started", Value: m.Started},
+		{Key: "heartbeat", Value: "$$NOW"},
+		{Key: "expiresAt", Value: expiresIn(ttl)},
+	}
+	_, err := s.members().UpdateOne(ctx, bson.D{{Key: "_id", Value: m.ID}},
+		mongo.Pipeline{{{Key: "$set", Value: set}}}, options.UpdateOne().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("heartbeat of instance %q: %w", m.ID, err)
+	}
+	return nil
+}
+
+// LiveMembers returns the members whose registration has not expired by the
+// state database's clock, ordered by id.
+func (s *Store) LiveMembers(ctx context.Context) ([]Member, error) {
+	return s.listMembers(ctx, bson.D{{Key: "$expr", Value: bson.D{{Key: "$gt", Value: bson.A{"$expiresAt", "$$NOW"}}}}})
+}
+
+// ListMembers returns every registered member, live or expired, ordered by
+// id.
+func (s *Store) ListMembers(ctx context.Context) ([]Member, error) {
+	return s.listMembers(ctx, bson.D{})
+}
+
+// withRemaining is the aggregation stage adding remainingMs (expiresAt minus
+// the state database's time).
+var withRemaining = bson.D{{Key: "$addFields", Value: bson.D{{Key: "remainingMs", Value: bson.D{{Key: "$subtract", Value: bson.A{"$expiresAt", "$$NOW"}}}}}}}
+
+func (s *Store) listMembers(ctx context.Context, filter bson.D) ([]Member, error) {
+	cur, err := s.members().Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: filter}}, {{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}}, {{Key: "$limit", Value: 10000}}, withRemaining,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	var out []Member
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	return out, nil
+}
+
+// RemoveMember deletes the registration of id (at a clean shutdown).
+func (s *Store) RemoveMember(ctx context.Context, id string) error {
+	if _, err := s.members().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+		return fmt.Errorf("remove member %q: %w", id, err)
+	}
+	return nil
+}
+
+// PruneMembers deletes registrations that expired more than olderThan ago
+// by the state database's clock, so crashed instances do not accumulate.
+func (s *Store) PruneMembers(ctx context.Context, olderThan time.Duration) error {
+	_, err := s.members().DeleteMany(ctx, bson.D{{Key: "$expr", Value: bson.D{{Key: "$lt", Value: bson.A{
+		bson.D{{Key: "$add", Value: bson.A{"$expiresAt", olderThan.Milliseconds()}}}, "$$NOW"}}}}})
+	if err != nil {
+		return fmt.Errorf("prune members: %w", err)
+	}
+	return nil
+}
+
+// AcquireLease makes owner the holder of key's lease for ttl (by the state
+// database's clock) when the lease is free: never taken, released, or
+// expired. The epoch grows by one. It returns ErrLeaseHeld when someone
+// holds an unexpired lease — including owner itself: a holder renews with
+// RenewLease, and a new acquisition always fences out the previous one.
+func (s *Store) AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (Lease, error) {
+	if key == "" || owner == "" {
+		return Lease{}, errors.New("acquire lease: empty key or owner")
+	}
+	free := bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "$eq", Value: bson.A{bson.D{{Key: "$ifNull", Value: bson.A{"$owner", ""}}}, ""}}},
+		bson.D{{Key: "$lte", Value: bson.A{"$expiresAt", "$$NOW"}}},
+	}}}
+	filter := bson.D{{Key: "_id", Value: key}, {Key: "$expr", Value: free}}
+	update := mongo.Pipeline{{{Key: "$set", Value: bson.D{
+		{Key: "owner", Value: owner},
+		{Key: "epoch", Value: bson.D{{Key: "$add", Value: bson.A{bson.D{{Key: "$ifNull", Value: bson.A{"$epoch", int64(0)}}}, int64(1)}}}},
+		{Key: "acquiredAt", Value: "$$NOW"},
+		{Key: "expiresAt", Value: expiresIn(ttl)},
+	}}}}
+	var l Lease
+	err := s.leases().FindOneAndUpdate(ctx, filter, update,
+		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&l)
+	switch {
+	case mongo.IsDuplicateKeyError(err):
+		// The lease exists and is not free: the upsert's insert collided.
+		return Lease{}, ErrLeaseHeld
+	case err != nil:
+		return Lease{}, fmt.Errorf("acquire lease %q: %w", key, err)
+	}
+	return l, nil
+}
+
+// RenewLease extends key's lease to ttl from the state database's current
+// time, provided f still holds it unexpired. It returns the renewed lease,
+// or ErrLeaseLost.
+func (s *Store) RenewLease(ctx context.Context, key string, f Fence, ttl time.Duration) (Lease, error) {
+	filter := bson.D{
+		{Key: "_id", Value: key}, {Key: "owner", Value: f.Owner}, {Key: "epoch", Value: f.Epoch},
+		{Key: "$expr", Value: bson.D{{Key: "$gt", Value: bson.A{"$expiresAt", "$$NOW"}}}},
+	}
+	update := mongo.Pipeline{{{Key: "$set", Value: bson.D{{Key: "expiresAt", Value: expiresIn(ttl)}}}}}
+	var l Lease
+	err := s.leases().FindOneAndUpdate(ctx, filter, update, options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&l)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return Lease{}, ErrLeaseLost
+	case err != nil:
+		return Lease{}, fmt.Errorf("renew lease %q: %w", key, err)
+	}
+	return l, nil
+}
+
+// ReleaseLease gives key's lease up when f still holds it, so a successor
+// can acquire it at once; the epoch is kept (the next acquisition increments
+// it). Releasing a lease f no longer holds is not an error.
+func (s *Store) ReleaseLease(ctx context.Context, key string, f Fence) error {
+	_, err := s.leases().UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: key}, {Key: "owner", Value: f.Owner}, {Key: "epoch", Value: f.Epoch}},
+		mongo.Pipeline{{{Key: "$set", Value: bson.D{{Key: "owner", Value: ""}, {Key: "expiresAt", Value: "$$NOW"}}}}})
+	if err != nil {
+		return fmt.Errorf("release lease %q: %w", key, err)
+	}
+	return nil
+}
+
+// ListLeases returns every lease document, ordered by key, with
+// RemainingMS set.
+func (s *Store) ListLeases(ctx context.Context) ([]Lease, error) {
+	cur, err := s.leases().Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}}, {{Key: "$limit", Value: 100000}}, withRemaining,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	var out []Lease
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	return out, nil
+}
+
+// ClaimCheckpoint fences key's checkpoint for f right after f's lease was
+// acquired: from then on a writer with an older epoch can no longer move
+// it (see SaveFencedCheckpoint). It then returns the checkpoint like
+// LoadCheckpoint. ErrLeaseLost means a newer epoch already claimed it.
+func (s *Store) ClaimCheckpoint(ctx context.Context, key string, f Fence) (cp Checkpoint, ok bool, err error) {
+	res, err := s.checkpoints.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: key}, {Key: "$or", Value: bson.A{
+			bson.D{{Key: "epoch", Value: bson.D{{Key: "$lte", Value: f.Epoch}}}},
+			bson.D{{Key: "epoch", Value: bson.D{{Key: "$exists", Value: false}}}},
+		}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "owner", Value: f.Owner}, {Key: "epoch", Value: f.Epoch}}}})
+	if err != nil {
+		return Checkpoint{}, false, fmt.Errorf("claim checkpoint of %q: %w", key, err)
+	}
+	cp, ok, err = s.LoadCheckpoint(ctx, key)
+	if err != nil {
+		return Checkpoint{}, false, err
+	}
+	if ok && res.MatchedCount == 0 {
+		return Checkpoint{}, false, fmt.Errorf("claim checkpoint of %q with epoch %d: %w", key, f.Epoch, ErrLeaseLost)
+	}
+	return cp, ok, nil
+}
+
+// SaveFencedCheckpoint saves cp like SaveCheckpoint, but only while no
+// newer epoch than f's has claimed or written the checkpoint; otherwise it
+// returns an error wrapping ErrLeaseLost and leaves the checkpoint alone.
+func (s *Store) SaveFencedCheckpoint(ctx context.Context, cp Checkpoint, f Fence) error {
+	if err := validCheckpoint(&cp); err != nil {
+		return err
+	}
+	filter := bson.D{{Key: "_id", Value: cp.Trigger}, {Key: "$or", Value: bson.A{
+		bson.D{{Key: "epoch", Value: bson.D{{Key: "$lte", Value: f.Epoch}}}},
+		bson.D{{Key: "epoch", Value: bson.D{{Key: "$exists", Value: false}}}},
+	}}}
+	update := bson.D{{Key: "$set", Value: bson.D{
+		{Key: "token", Value: cp.Token},
+		{Key: "clusterTime", Value: cp.ClusterTime},
+		{Key: "updatedAt", Value: cp.UpdatedAt},
+		{Key: "owner", Value: f.Owner},
+		{Key: "epoch", Value: f.Epoch},
+	}}}
+	_, err := s.checkpoints.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(true))
+	if mongo.IsDuplicateKeyError(err) {
+		// The checkpoint exists with a newer epoch: the upsert collided.
+		return fmt.Errorf("save checkpoint of %q with epoch %d: %w", cp.Trigger, f.Epoch, ErrLeaseLost)
+	}
+	if err != nil {
+		return fmt.Errorf("save checkpoint of %q: %w", cp.Trigger, err)
+	}
+	return nil
+}

@@ -1,0 +1,158 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/store"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+func TestLeaseLifecycle(t *testing.T) {
+	s, client := newStore(t)
+	ctx := context.Background()
+	const ttl = time.Hour
+
+	a, err := s.AcquireLease(ctx, "orders", "a", ttl)
+	if err != nil {
+		t.Fatalf("acquire free lease: %v", err)
+	}
+	if a.Owner != "a" || a.Epoch != 1 || !a.ExpiresAt.After(a.AcquiredAt) {
+		t.Fatalf("acquired lease = %+v, want owner a, epoch 1, expiry after acquisition", a)
+	}
+	if d := a.ExpiresAt.Sub(a.AcquiredAt); d != ttl {
+		t.Errorf("expiry - acquisition = %s, want %s (both from the server's clock)", d, ttl)
+	}
+	fa := store.Fence{Owner: "a", Epoch: a.Epoch}
+
+	steps := []struct {
+		name string
+		run  func() error
+		want error
+	}{
+		{"held lease refuses b", func() error { _, err := s.AcquireLease(ctx, "orders", "b", ttl); return err }, store.ErrLeaseHeld},
+		{"held lease refuses its owner", func() error { _, err := s.AcquireLease(ctx, "orders", "a", ttl); return err }, store.ErrLeaseHeld},
+		{"owner renews", func() error { _, err := s.RenewLease(ctx, "orders", fa, ttl); return err }, nil},
+		{"wrong epoch cannot renew", func() error {
+			_, err := s.RenewLease(ctx, "orders", store.Fence{Owner: "a", Epoch: 7}, ttl)
+			return err
+		}, store.ErrLeaseLost},
+		{"other owner cannot renew", func() error {
+			_, err := s.RenewLease(ctx, "orders", store.Fence{Owner: "b", Epoch: 1}, ttl)
+			return err
+		}, store.ErrLeaseLost},
+		{"other owner's release is ignored", func() error { return s.ReleaseLease(ctx, "orders", store.Fence{Owner: "b", Epoch: 1}) }, nil},
+		{"still held after that", func() error { _, err := s.AcquireLease(ctx, "orders", "b", ttl); return err }, store.ErrLeaseHeld},
+		{"owner releases", func() error { return s.ReleaseLease(ctx, "orders", fa) }, nil},
+		{"released lease cannot be renewed", func() error { _, err := s.RenewLease(ctx, "orders", fa, ttl); return err }, store.ErrLeaseLost},
+	}
+	for _, st := range steps {
+		if err := st.run(); !errors.Is(err, st.want) {
+			t.Fatalf("%s: err = %v, want %v", st.name, err, st.want)
+		}
+	}
+	b, err := s.AcquireLease(ctx, "orders", "b", ttl)
+	if err != nil || b.Owner != "b" || b.Epoch != 2 {
+		t.Fatalf("acquire released lease = %+v, %v; want owner b epoch 2", b, err)
+	}
+
+	// An expired lease is free: expire it by the server's clock.
+	if _, err := client.Database("changehook_state").Collection(store.LeasesCollection).UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: "orders"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "expiresAt", Value: time.Unix(0, 0)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RenewLease(ctx, "orders", store.Fence{Owner: "b", Epoch: 2}, ttl); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("renew expired lease: err = %v, want ErrLeaseLost", err)
+	}
+	c, err := s.AcquireLease(ctx, "orders", "c", ttl)
+	if err != nil || c.Epoch != 3 {
+		t.Fatalf("take over expired lease = %+v, %v; want epoch 3", c, err)
+	}
+	ls, err := s.ListLeases(ctx)
+	if err != nil || len(ls) != 1 || ls[0].Owner != "c" || ls[0].RemainingMS <= 0 || ls[0].RemainingMS > ttl.Milliseconds() {
+		t.Fatalf("ListLeases = %+v, %v", ls, err)
+	}
+}
+
+func TestFencedCheckpoints(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	tok1, tok2, tok3 := token(t, "01"), token(t, "02"), token(t, "03")
+	old, cur := store.Fence{Owner: "a", Epoch: 1}, store.Fence{Owner: "b", Epoch: 2}
+
+	if _, ok, err := s.ClaimCheckpoint(ctx, "orders", old); err != nil || ok {
+		t.Fatalf("claim missing checkpoint = ok %v, err %v; want none, nil", ok, err)
+	}
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "orders", Token: tok1}, old); err != nil {
+		t.Fatalf("save with epoch 1: %v", err)
+	}
+	cp, ok, err := s.ClaimCheckpoint(ctx, "orders", cur)
+	if err != nil || !ok || string(cp.Token) != string(tok1) {
+		t.Fatalf("claim with epoch 2 = %v %v %v; want tok1", cp, ok, err)
+	}
+	// The old owner is fenced out from the claim on, before b wrote anything.
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "orders", Token: tok3}, old); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale save: err = %v, want ErrLeaseLost", err)
+	}
+	if _, _, err := s.ClaimCheckpoint(ctx, "orders", old); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale claim: err = %v, want ErrLeaseLost", err)
+	}
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "orders", Token: tok2}, cur); err != nil {
+		t.Fatalf("save with epoch 2: %v", err)
+	}
+	cp, _, err = s.LoadCheckpoint(ctx, "orders")
+	if err != nil || string(cp.Token) != string(tok2) {
+		t.Fatalf("checkpoint = %v, %v; want tok2", cp, err)
+	}
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "orders"}, cur); err == nil {
+		t.Fatal("save without token succeeded")
+	}
+}
+
+func TestMembers(t *testing.T) {
+	s, client := newStore(t)
+	ctx := context.Background()
+	started := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, id := range []string{"b", "a"} {
+		m := store.Member{ID: id, Host: "h", PID: 42, Version: "v1", ConfigHash: "c1",
+			Triggers: map[string]string{"$odd name": "h1"}, Started: started}
+		if err := s.Heartbeat(ctx, m, time.Hour); err != nil {
+			t.Fatalf("heartbeat %s: %v", id, err)
+		}
+	}
+	if err := s.Heartbeat(ctx, store.Member{}, time.Hour); err == nil {
+		t.Fatal("heartbeat without id succeeded")
+	}
+	live, err := s.LiveMembers(ctx)
+	if err != nil || len(live) != 2 || live[0].ID != "a" || live[1].Triggers["$odd name"] != "h1" {
+		t.Fatalf("LiveMembers = %+v, %v", live, err)
+	}
+	if rem := live[0].RemainingMS; rem <= 0 || rem > time.Hour.Milliseconds() {
+		t.Errorf("remainingMs = %d, want in (0, 1h]", rem)
+	}
+	if d := live[0].ExpiresAt.Sub(live[0].Heartbeat); d != time.Hour {
+		t.Errorf("expiresAt - heartbeat = %s, want 1h", d)
+	}
+	// Expire b by the server's clock: it is no longer live, then pruned.
+	if _, err := client.Database("changehook_state").Collection(store.MembersCollection).UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: "b"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "expiresAt", Value: time.Unix(0, 0)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if live, err = s.LiveMembers(ctx); err != nil || len(live) != 1 || live[0].ID != "a" {
+		t.Fatalf("LiveMembers after expiry = %+v, %v", live, err)
+	}
+	if err := s.PruneMembers(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := s.ListMembers(ctx); err != nil || len(all) != 1 {
+		t.Fatalf("ListMembers after prune = %+v, %v", all, err)
+	}
+	if err := s.RemoveMember(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := s.ListMembers(ctx); len(all) != 0 {
+		t.Fatalf("members after remove = %+v", all)
+	}
+}
