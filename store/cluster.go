@@ -82,8 +82,12 @@ type Fence struct {
 	Epoch int64
 }
 
-func (s *Store) members() *mongo.Collection { return s.checkpoints.Database().Collection(MembersCollection) }
-func (s *Store) leases() *mongo.Collection  { return s.checkpoints.Database().Collection(LeasesCollection) }
+func (s *Store) members() *mongo.Collection {
+	return s.checkpoints.Database().Collection(MembersCollection)
+}
+func (s *Store) leases() *mongo.Collection {
+	return s.checkpoints.Database().Collection(LeasesCollection)
+}
 
 // expiresIn is the update-pipeline expression "server time + ttl".
 func expiresIn(ttl time.Duration) bson.D {
