@@ -12,14 +12,20 @@ import (
 
 // Pipeline returns the aggregation stages that follow $changeStream:
 //
+//	{$match: {"ns.db": {$ne: <state database>}}}   (deployment-wide triggers only)
 //	{$match: {$or: [{operationType: "invalidate"},
 //	                {$and: [{operationType: {$in: [<operations>]}}, <match>]}]}}
 //	{$project: <project>}            (only when project is set)
 //
-// The user's match is a conjunction with the operation filter, so a match on
-// operationType still narrows it; an invalidate always passes so that the
-// watch loop sees the end of the stream. The result is freshly built on each
-// call.
+// The first stage is the loop guard: a trigger watching the whole
+// deployment never sees the state database (StateDatabase), so
+// changehook's own checkpoint and dead-letter writes cannot trigger
+// deliveries that cause more writes. The server applies it, so those events
+// never cross the network. (A database or collection trigger cannot name the
+// state database: Parse rejects it.) The user's match is a conjunction with
+// the operation filter, so a match on operationType still narrows it; an
+// invalidate always passes so that the watch loop sees the end of the
+// stream. The result is freshly built on each call.
 func (t *Trigger) Pipeline() bson.A {
 	ops := make(bson.A, len(t.Operations))
 	for i, op := range t.Operations {
@@ -29,12 +35,14 @@ func (t *Trigger) Pipeline() bson.A {
 	if len(t.Match) > 0 {
 		cond = bson.D{{Key: "$and", Value: bson.A{cond, slices.Clone(t.Match)}}}
 	}
-	p := bson.A{
-		bson.D{{Key: "$match", Value: bson.D{{Key: "$or", Value: bson.A{
-			bson.D{{Key: "operationType", Value: "invalidate"}},
-			cond,
-		}}}}},
+	var p bson.A
+	if t.Database == "" && t.StateDatabase != "" {
+		p = append(p, bson.D{{Key: "$match", Value: bson.D{{Key: "ns.db", Value: bson.D{{Key: "$ne", Value: t.StateDatabase}}}}}})
 	}
+	p = append(p, bson.D{{Key: "$match", Value: bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "operationType", Value: "invalidate"}},
+		cond,
+	}}}}})
 	if len(t.Project) > 0 {
 		p = append(p, bson.D{{Key: "$project", Value: slices.Clone(t.Project)}})
 	}

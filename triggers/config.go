@@ -161,6 +161,11 @@ type Trigger struct {
 	DeadLetter bool
 	// Pos is where the trigger is declared.
 	Pos Pos
+	// StateDatabase is the configuration's state.database, set by Parse.
+	// Pipeline filters it out of a deployment-wide stream, so that a
+	// trigger never sees changehook's own writes (checkpoints, dead
+	// letters, ...) and cannot feed on them. Empty: no filter.
+	StateDatabase string
 }
 
 // operationNames returns every operation type a trigger may choose.

@@ -287,6 +287,18 @@ func TestPipeline(t *testing.T) {
 			options:  `{"FullDocumentBeforeChange":"required"}`,
 		},
 		{
+			name:     "deployment-wide: the state database is filtered out first",
+			trigger:  Trigger{Operations: []string{"insert"}, StateDatabase: "changehook"},
+			pipeline: `[{"$match":{"ns.db":{"$ne":"changehook"}}},{"$match":{"$or":[{"operationType":"invalidate"},{"operationType":{"$in":["insert"]}}]}}]`,
+			options:  `{}`,
+		},
+		{
+			name:     "database-wide: no loop filter needed (the state database cannot be watched)",
+			trigger:  Trigger{Database: "shop", Operations: []string{"insert"}, StateDatabase: "changehook"},
+			pipeline: `[{"$match":{"$or":[{"operationType":"invalidate"},{"operationType":{"$in":["insert"]}}]}}]`,
+			options:  `{}`,
+		},
+		{
 			name:     "expanded events",
 			trigger:  Trigger{Operations: []string{"insert", "create"}, FullDocumentBeforeChange: options.Off},
 			pipeline: `[{"$match":{"$or":[{"operationType":"invalidate"},{"operationType":{"$in":["insert","create"]}}]}}]`,

@@ -207,6 +207,14 @@ func (d *decoder) parse(data []byte) *Config {
 			continue
 		}
 		t := d.trigger(tf, defs, deref(item), false)
+		t.StateDatabase = cfg.State.Database
+		if t.Database == cfg.State.Database {
+			e := tf["database"]
+			if !e.set() {
+				e = defs["database"]
+			}
+			d.errorf(deref(e.val), "database: %q is changehook's state database (state.database), where it writes checkpoints and dead letters; a trigger on it would feed on changehook's own writes. Watch another database, or move state.database", t.Database)
+		}
 		if t.Name != "" {
 			if prev, dup := first[t.Name]; dup {
 				d.errorf(tf["name"].val, "duplicate trigger name %q (first declared at line %d)", t.Name, prev.Line)
