@@ -22,8 +22,8 @@ func BenchmarkDeliver(b *testing.B) {
 				w.WriteHeader(http.StatusNoContent)
 			}))
 			b.Cleanup(srv.Close)
-			d, err := New(Config{
-				Trigger:     "bench",
+			d, err := New(&triggers.Trigger{
+				Name:        "bench",
 				Webhook:     triggers.Webhook{URL: srv.URL, Secrets: []triggers.Secret{testSecret}},
 				Retry:       triggers.RetryPolicy{MaxAttempts: 3},
 				Ordering:    mode,

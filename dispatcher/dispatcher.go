@@ -14,18 +14,21 @@ import (
 
 // Dispatcher is the worker pool that delivers the events of one trigger: a
 // Tracker orders and acknowledges them, Concurrency workers deliver them
-// with a Sender, and failures are dead-lettered (Config.DeadLetter) or
+// with a Sender, and failures are dead-lettered (Trigger.DeadLetter) or
 // retried until they succeed. Its methods are safe for concurrent use,
 // except that Submit must be called from one goroutine (the trigger's stream
 // reader): submission order is stream order.
 type Dispatcher struct {
-	cfg     Config
-	sender  *Sender
-	sink    DeadLetterSink
-	tracker *Tracker[job]
-	clock   Clock
-	log     *slog.Logger
-	metrics *Metrics
+	trigger     string
+	deadLetter  bool
+	ordering    triggers.Ordering
+	concurrency int
+	sender      *Sender
+	sink        DeadLetterSink
+	tracker     *Tracker[job]
+	clock       Clock
+	log         *slog.Logger
+	metrics     *Metrics
 
 	runCtx    context.Context // deliveries; canceled when Close's grace ends
 	cancelRun context.CancelFunc
@@ -40,45 +43,56 @@ type job struct {
 	submitted time.Time
 }
 
-// New returns a Dispatcher for cfg, with its workers started. sink receives
-// dead letters; it is required when cfg.DeadLetter is true. Zero fields take
+// New returns the Dispatcher of trigger t, a trigger as triggers.Parse
+// validated it (tests may build one by hand), with its workers started. It
+// reads t and never modifies it. sink receives dead letters; it is required
+// when t.DeadLetter is true: an event that fails permanently (a 4xx other
+// than 408/429, a redirect) or exhausts t.Retry.MaxAttempts is handed to the
+// sink and counts as done. Without dead letters every failure is retried
+// with capped backoff until it succeeds; the event is never skipped, so it
+// blocks the trigger (Strict) or its key (PerDocument). Zero fields take
 // defaults (triggers' Default* constants; Ordering Strict; Concurrency 1;
 // Method POST; Format json). New checks the URL, method, headers, secrets and
 // format; its errors never contain secrets.
-func New(cfg Config, sink DeadLetterSink, opts ...Option) (*Dispatcher, error) {
-	d, err := newDispatcher(cfg, sink, opts)
+func New(t *triggers.Trigger, sink DeadLetterSink, opts ...Option) (*Dispatcher, error) {
+	if t == nil {
+		return nil, errors.New("new dispatcher: nil trigger")
+	}
+	d, err := newDispatcher(t, sink, opts)
 	if err != nil {
-		return nil, fmt.Errorf("new dispatcher for trigger %q: %w", cfg.Trigger, err)
+		return nil, fmt.Errorf("new dispatcher for trigger %q: %w", t.Name, err)
 	}
 	d.start()
 	return d, nil
 }
 
-// newDispatcher validates cfg and builds the Dispatcher and its Sender.
-func newDispatcher(cfg Config, sink DeadLetterSink, opts []Option) (*Dispatcher, error) {
-	if cfg.Trigger == "" {
+// newDispatcher validates t and builds the Dispatcher and its Sender.
+func newDispatcher(t *triggers.Trigger, sink DeadLetterSink, opts []Option) (*Dispatcher, error) {
+	if t.Name == "" {
 		return nil, errors.New("trigger name is empty")
 	}
-	if cfg.Ordering == "" {
-		cfg.Ordering = triggers.Strict
+	ordering := t.Ordering
+	if ordering == "" {
+		ordering = triggers.Strict
 	}
-	if !cfg.Ordering.Valid() {
-		return nil, fmt.Errorf("unknown ordering %q (want strict, per_document or none)", cfg.Ordering)
+	if !ordering.Valid() {
+		return nil, fmt.Errorf("unknown ordering %q (want strict, per_document or none)", ordering)
 	}
-	cfg.Concurrency = cfg.Ordering.Concurrency(cfg.Concurrency)
-	if cfg.DeadLetter && sink == nil {
+	if t.DeadLetter && sink == nil {
 		return nil, errors.New("dead letters enabled but no dead-letter sink given")
 	}
 	var o options
 	for _, f := range opts {
 		f(&o)
 	}
-	s, err := newSender(cfg, o)
+	s, err := newSender(t, o)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Retry = s.retry
-	return &Dispatcher{cfg: cfg, sender: s, sink: sink, clock: s.clock, log: s.log, metrics: s.metrics}, nil
+	return &Dispatcher{
+		trigger: t.Name, deadLetter: t.DeadLetter, ordering: ordering, concurrency: ordering.Concurrency(t.Concurrency),
+		sender: s, sink: sink, clock: s.clock, log: s.log, metrics: s.metrics,
+	}, nil
 }
 
 // queueLen is the minimum length of the queue behind the deliveries in flight.
@@ -88,15 +102,15 @@ const queueLen = 16
 // from Submit until the watermark passes it, so this is Concurrency
 // deliveries in flight plus a queue of max(Concurrency, 16) events, and a slow
 // (or blocked) oldest event stops admission once that window is full.
-func (d *Dispatcher) capacity() int { return d.cfg.Concurrency + max(d.cfg.Concurrency, queueLen) }
+func (d *Dispatcher) capacity() int { return d.concurrency + max(d.concurrency, queueLen) }
 
 // start creates the tracker and starts the workers.
 func (d *Dispatcher) start() {
-	d.tracker = NewTracker[job](d.cfg.Ordering, d.capacity())
+	d.tracker = NewTracker[job](d.ordering, d.capacity())
 	d.runCtx, d.cancelRun = context.WithCancel(context.Background())
 	d.stopped = make(chan struct{})
 	var workers sync.WaitGroup
-	for range d.cfg.Concurrency {
+	for range d.concurrency {
 		workers.Go(d.worker)
 	}
 	go func() {
@@ -185,12 +199,12 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 // process delivers one event and reports whether it is done (delivered or
 // dead-lettered).
 func (d *Dispatcher) process(ctx context.Context, j job) bool {
-	trigger := d.cfg.Trigger
+	trigger := d.trigger
 	d.metrics.inflightAdd(trigger, 1)
 	defer d.metrics.inflightAdd(trigger, -1)
 	var res Result
 	var err error
-	if d.cfg.DeadLetter {
+	if d.deadLetter {
 		res, err = d.sender.Deliver(ctx, j.ev)
 	} else {
 		res, err = d.sender.DeliverUntilSuccess(ctx, j.ev)
@@ -204,7 +218,7 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		d.log.LogAttrs(ctx, slog.LevelInfo, "delivery canceled by shutdown",
 			slog.String("webhook_id", res.WebhookID), slog.Int("attempts", res.Attempts))
 		return false
-	case !d.cfg.DeadLetter:
+	case !d.deadLetter:
 		// Unreachable: DeliverUntilSuccess ends only on success or
 		// cancellation. Never skip the event.
 		d.metrics.delivery(trigger, OutcomeFailed, -1)
@@ -238,7 +252,7 @@ func (d *Dispatcher) putDeadLetter(ctx context.Context, dl DeadLetter) bool {
 		dl.DeadLetteredAt = d.clock.Now()
 		err := d.sink.PutDeadLetter(ctx, dl)
 		if err == nil {
-			d.metrics.deadLettered(d.cfg.Trigger)
+			d.metrics.deadLettered(d.trigger)
 			d.log.LogAttrs(ctx, slog.LevelWarn, "event dead-lettered",
 				slog.String("webhook_id", dl.WebhookID),
 				slog.Int("attempts", dl.Attempts),
@@ -255,7 +269,7 @@ func (d *Dispatcher) putDeadLetter(ctx context.Context, dl DeadLetter) bool {
 			d.log.LogAttrs(ctx, slog.LevelError, "store dead letter failed; retrying",
 				slog.String("webhook_id", dl.WebhookID), slog.String("error", msg))
 		}
-		wait := d.sender.backoff(d.cfg.Retry.InitialBackoff, d.cfg.Retry.MaxBackoff, attempt, nil)
+		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, attempt, nil)
 		if d.clock.Sleep(ctx, wait) != nil {
 			return false
 		}

@@ -72,10 +72,10 @@ func statuses(codes ...int) func(int, http.ResponseWriter, *http.Request) {
 		_, _ = io.WriteString(w, "status "+http.StatusText(codes[min(n, len(codes))-1]))
 	}
 }
-func newTestDispatcher(t *testing.T, cfg Config, sink DeadLetterSink, opts ...Option) *Dispatcher {
+func newTestDispatcher(t *testing.T, cfg *triggers.Trigger, sink DeadLetterSink, opts ...Option) *Dispatcher {
 	t.Helper()
-	if cfg.Trigger == "" {
-		cfg.Trigger = "orders"
+	if cfg.Name == "" {
+		cfg.Name = "orders"
 	}
 	d, err := New(cfg, sink, opts...)
 	if err != nil {
@@ -92,20 +92,20 @@ func TestNewValidates(t *testing.T) {
 	ok := triggers.Webhook{URL: "http://127.0.0.1:1/h"}
 	tests := []struct {
 		name    string
-		cfg     Config
+		cfg     *triggers.Trigger
 		sink    DeadLetterSink
 		wantErr string
 	}{
-		{"no trigger", Config{Webhook: ok}, nil, "trigger name is empty"},
-		{"bad ordering", Config{Trigger: "t", Webhook: ok, Ordering: "random"}, nil, "unknown ordering"},
-		{"dead letters need a sink", Config{Trigger: "t", Webhook: ok, DeadLetter: true}, nil, "no dead-letter sink"},
-		{"relative url", Config{Trigger: "t", Webhook: triggers.Webhook{URL: "/hooks"}}, nil, "absolute http or https"},
-		{"ftp url", Config{Trigger: "t", Webhook: triggers.Webhook{URL: "ftp://u:pw@h/x"}}, nil, "ftp://REDACTED@h/x"},
-		{"method outside POST, PUT, PATCH", Config{Trigger: "t", Webhook: triggers.Webhook{URL: ok.URL, Method: "get"}}, nil, "is not one of POST, PUT, PATCH"},
-		{"bad secret", Config{Trigger: "t", Webhook: triggers.Webhook{URL: ok.URL, Secrets: []triggers.Secret{"whsec_%%%"}}}, nil, "webhook secret 1"},
-		{"reserved header", Config{Trigger: "t", Webhook: triggers.Webhook{URL: ok.URL, Headers: map[string]triggers.Secret{"webhook-id": "x"}}}, nil, "Webhook-Id is set by changehook"},
-		{"header injection", Config{Trigger: "t", Webhook: triggers.Webhook{URL: ok.URL, Headers: map[string]triggers.Secret{"X-A": "a\r\nX-B: b"}}}, nil, "line break"},
-		{"bad format", Config{Trigger: "t", Webhook: triggers.Webhook{URL: ok.URL, Format: "yaml"}}, nil, "unknown format"},
+		{"no trigger", &triggers.Trigger{Webhook: ok}, nil, "trigger name is empty"},
+		{"bad ordering", &triggers.Trigger{Name: "t", Webhook: ok, Ordering: "random"}, nil, "unknown ordering"},
+		{"dead letters need a sink", &triggers.Trigger{Name: "t", Webhook: ok, DeadLetter: true}, nil, "no dead-letter sink"},
+		{"relative url", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: "/hooks"}}, nil, "absolute http or https"},
+		{"ftp url", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: "ftp://u:pw@h/x"}}, nil, "ftp://REDACTED@h/x"},
+		{"method outside POST, PUT, PATCH", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Method: "get"}}, nil, "is not one of POST, PUT, PATCH"},
+		{"bad secret", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Secrets: []triggers.Secret{"whsec_%%%"}}}, nil, "webhook secret 1"},
+		{"reserved header", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Headers: map[string]triggers.Secret{"webhook-id": "x"}}}, nil, "Webhook-Id is set by changehook"},
+		{"header injection", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Headers: map[string]triggers.Secret{"X-A": "a\r\nX-B: b"}}}, nil, "line break"},
+		{"bad format", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Format: "yaml"}}, nil, "unknown format"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,7 +130,7 @@ func TestDeadLetterDetails(t *testing.T) {
 	})
 	sink := &memSink{fail: 2} // the store is briefly unavailable
 	clock := newFakeClock()
-	d := newTestDispatcher(t, Config{
+	d := newTestDispatcher(t, &triggers.Trigger{
 		Webhook:    triggers.Webhook{URL: rc.srv.URL},
 		Retry:      triggers.RetryPolicy{MaxAttempts: 5},
 		DeadLetter: true,
@@ -197,7 +197,7 @@ func TestOrdering(t *testing.T) {
 				cur.Add(-1)
 				w.WriteHeader(http.StatusOK)
 			})
-			d := newTestDispatcher(t, Config{
+			d := newTestDispatcher(t, &triggers.Trigger{
 				Webhook:     triggers.Webhook{URL: rc.srv.URL},
 				Ordering:    tt.mode,
 				Concurrency: tt.concurrency,
@@ -254,7 +254,7 @@ func TestPerDocumentNoHeadOfLineBlocking(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	d := newTestDispatcher(t, Config{
+	d := newTestDispatcher(t, &triggers.Trigger{
 		Webhook:     triggers.Webhook{URL: rc.srv.URL},
 		Ordering:    triggers.PerDocument,
 		Concurrency: 4,
@@ -318,7 +318,7 @@ func TestWatermarkNeverPassesUndelivered(t *testing.T) {
 				<-gates[seqOf(t, body)]
 				w.WriteHeader(http.StatusOK)
 			})
-			d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Ordering: triggers.None, Concurrency: n}, nil)
+			d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, Ordering: triggers.None, Concurrency: n}, nil)
 			tokens := make(map[string]int, n)
 			for i := range n {
 				ev := testEvent(t, i, "")
@@ -382,7 +382,7 @@ func TestBackpressure(t *testing.T) {
 		<-release
 		w.WriteHeader(http.StatusOK)
 	})
-	d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Ordering: triggers.None, Concurrency: 2}, nil)
+	d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, Ordering: triggers.None, Concurrency: 2}, nil)
 	capacity := d.capacity()
 	for i := range capacity {
 		if err := d.Submit(context.Background(), testEvent(t, i, "")); err != nil {
@@ -415,7 +415,7 @@ func TestCloseGrace(t *testing.T) {
 			<-release
 			w.WriteHeader(http.StatusOK)
 		})
-		d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}}, nil)
+		d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}}, nil)
 		ev := testEvent(t, 1, "")
 		if err := d.Submit(context.Background(), ev); err != nil {
 			t.Fatal(err)
@@ -442,7 +442,7 @@ func TestCloseGrace(t *testing.T) {
 			<-r.Context().Done()
 		})
 		sink := &memSink{}
-		d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, DeadLetter: true, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, sink)
+		d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, DeadLetter: true, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, sink)
 		first, second := testEvent(t, 1, ""), testEvent(t, 2, "")
 		for _, ev := range []Event{first, second} {
 			if err := d.Submit(context.Background(), ev); err != nil {
@@ -489,8 +489,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sink := &memSink{}
 	u := strings.Replace(rc.srv.URL, "http://", "http://"+userinfo+"@", 1) + "/h?token=" + query
-	cfg := Config{
-		Trigger: "orders",
+	cfg := &triggers.Trigger{
+		Name: "orders",
 		Webhook: triggers.Webhook{
 			URL:     u,
 			Headers: map[string]triggers.Secret{"Authorization": triggers.Secret("Bearer " + bearer)},
@@ -533,7 +533,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("second NewMetrics on the same registry did not reuse the collectors")
 	}
 	sink := &memSink{}
-	d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 3}, DeadLetter: true},
+	d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 3}, DeadLetter: true},
 		sink, WithMetrics(m), WithClock(newFakeClock()))
 	for i := range 2 {
 		if err := d.Submit(context.Background(), testEvent(t, i, "")); err != nil {
@@ -587,7 +587,7 @@ func flatten(fams []*dto.MetricFamily) map[string]float64 {
 }
 func TestSubmitCopiesEvent(t *testing.T) {
 	rc := newReceiver(t, nil)
-	d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}}, nil)
+	d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}}, nil)
 	ev := testEvent(t, 5, "")
 	want := bytes.Clone(ev.Raw)
 	if err := d.Submit(context.Background(), ev); err != nil {
@@ -632,7 +632,7 @@ func TestPerDocumentKeylessEventIsBarrier(t *testing.T) {
 		record(fmt.Sprintf("end:%d", n))
 		w.WriteHeader(http.StatusOK)
 	})
-	d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Ordering: triggers.PerDocument, Concurrency: 4}, nil)
+	d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, Ordering: triggers.PerDocument, Concurrency: 4}, nil)
 	ctx := context.Background()
 	for i := range 4 {
 		if err := d.Submit(ctx, testEvent(t, i, fmt.Sprintf("k%d", i))); err != nil {

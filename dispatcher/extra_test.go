@@ -24,7 +24,7 @@ func TestPayloadFailure(t *testing.T) {
 	t.Run("dead letter", func(t *testing.T) {
 		rc := newReceiver(t, nil)
 		sink := &memSink{}
-		d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL, Payload: notDoc}, DeadLetter: true}, sink)
+		d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL, Payload: notDoc}, DeadLetter: true}, sink)
 		if err := d.Submit(context.Background(), testEvent(t, 1, "")); err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +48,7 @@ func TestPayloadFailure(t *testing.T) {
 			default:
 			}
 		}
-		d := newTestDispatcher(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL, Payload: notDoc}, Retry: triggers.RetryPolicy{MaxBackoff: time.Minute}}, nil, WithClock(clock))
+		d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL, Payload: notDoc}, Retry: triggers.RetryPolicy{MaxBackoff: time.Minute}}, nil, WithClock(clock))
 		if err := d.Submit(context.Background(), testEvent(t, 1, "")); err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +90,7 @@ func TestWithHTTPClient(t *testing.T) {
 	})
 	tr := &countingTransport{base: http.DefaultTransport}
 	base := &http.Client{Transport: tr, Timeout: time.Hour} // follows redirects by default
-	s := newTestSender(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL + "/h"}, Retry: triggers.RetryPolicy{MaxAttempts: 3}},
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL + "/h"}, Retry: triggers.RetryPolicy{MaxAttempts: 3}},
 		WithHTTPClient(base))
 	res, err := s.Deliver(context.Background(), testEvent(t, 1, ""))
 	if err == nil || res.Reason != ReasonRedirect || res.Status != http.StatusFound {
@@ -114,7 +114,7 @@ func TestCustomCheckRetry(t *testing.T) {
 		}
 		return DefaultCheckRetry(ctx, resp, err)
 	}
-	s := newTestSender(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 3}},
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 3}},
 		WithCheckRetry(policy), WithClock(newFakeClock()))
 	res, err := s.Deliver(context.Background(), testEvent(t, 1, ""))
 	if err != nil || res.Attempts != 2 || calls.Load() != 2 {

@@ -17,6 +17,7 @@ type options struct {
 	checkRetry CheckRetry
 	backoff    Backoff
 	observer   func(Attempt)
+	userAgent  string
 }
 
 // WithHTTPClient sends requests with a shallow copy of c whose Timeout is the
@@ -50,3 +51,7 @@ func WithBackoff(b Backoff) Option { return func(o *options) { o.backoff = b } }
 // goroutines at once, so f must be safe for concurrent use, and it must
 // return quickly: delivery waits for it.
 func WithObserver(f func(Attempt)) Option { return func(o *options) { o.observer = f } }
+
+// WithUserAgent sets the User-Agent header of requests that do not configure
+// one (default version.UserAgent("")).
+func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }

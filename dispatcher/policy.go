@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/triggers"
+	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Failure reasons: the reason label of changehook_delivery_attempts_total,
@@ -77,17 +78,25 @@ func (e *AttemptError) Error() string {
 // Unwrap returns the underlying error.
 func (e *AttemptError) Unwrap() error { return e.Err }
 
-// CheckRetry is a retry policy, in go-retryablehttp's form: it classifies
-// the outcome of one attempt (resp is nil when err, the transport's error,
-// is not) and says whether to retry it. (false, nil) is success; any error
-// is the attempt's failure, best an *AttemptError so its reason is known.
-// The response body has already been read (up to 4 KiB) and replaced.
-type CheckRetry func(ctx context.Context, resp *http.Response, err error) (bool, error)
+// CheckRetry is a retry policy: go-retryablehttp's CheckRetry, so its stock
+// policies (retryablehttp.DefaultRetryPolicy, ErrorPropagatedRetryPolicy)
+// plug in as they are. It classifies the outcome of one attempt (resp is nil
+// when err, the transport's error, is not) and says whether to retry it.
+// (false, nil) is success — but only for a response the trigger's
+// retry.success_on accepts: a policy that answers (false, nil) to anything
+// else (retryablehttp's policies do so for a 404) gets a permanent failure,
+// classified by the trigger's status rules. Any error is the attempt's
+// failure, best an *AttemptError so its reason is known; (true, nil) is a
+// retryable failure classified by the status rules. The response body has
+// already been read (up to 4 KiB) and replaced.
+type CheckRetry = retryablehttp.CheckRetry
 
-// Backoff is a backoff policy, in go-retryablehttp's form: the wait before
-// retry attemptNum (0 for the first retry) between lo and hi, given the
-// failed attempt's response (nil when there was none).
-type Backoff func(lo, hi time.Duration, attemptNum int, resp *http.Response) time.Duration
+// Backoff is a backoff policy: go-retryablehttp's Backoff, so its stock
+// policies (retryablehttp.DefaultBackoff, LinearJitterBackoff) plug in as
+// they are. It returns the wait before retry attemptNum (0 for the first
+// retry) between min and max (retry.initial_backoff and max_backoff), given
+// the failed attempt's response (nil when there was none).
+type Backoff = retryablehttp.Backoff
 
 // DefaultCheckRetry is the default CheckRetry: a 2xx is success (false, nil); connection errors, timeouts, 408, 429
 // and 5xx are retried (true, *AttemptError); 3xx (redirects are not followed)

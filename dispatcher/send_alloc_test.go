@@ -67,8 +67,8 @@ func TestSignerReuse(t *testing.T) {
 // slices with the base header.
 func TestHeaderMatchesCloneAndSet(t *testing.T) {
 	for _, secrets := range [][]triggers.Secret{nil, {testSecret}} {
-		s, err := NewSender(Config{
-			Trigger: "hdr",
+		s, err := NewSender(&triggers.Trigger{
+			Name:    "hdr",
 			Webhook: triggers.Webhook{URL: "http://127.0.0.1:1/x", Secrets: secrets, Headers: map[string]triggers.Secret{"authorization": "Bearer t", "X-Extra": "1"}},
 		})
 		if err != nil {

@@ -59,6 +59,7 @@ type Sender struct {
 	metrics     *Metrics
 	http        *http.Client
 	checkRetry  CheckRetry
+	rules       CheckRetry // the trigger's own status rules
 	backoff     Backoff
 	observer    func(Attempt)
 	method      string
@@ -69,32 +70,36 @@ type Sender struct {
 	signers     sync.Pool // *signer of keys
 }
 
-// NewSender returns the Sender of cfg's trigger. It uses cfg.Trigger,
-// Webhook, Retry, UserAgent and Concurrency (for the HTTP client's idle
-// connections); zero fields take defaults (triggers' Default* constants;
-// Method POST; Format json). It checks the URL, method, headers, secrets and
-// format; its errors never contain secrets.
-func NewSender(cfg Config, opts ...Option) (*Sender, error) {
+// NewSender returns the Sender of trigger t, a trigger as triggers.Parse
+// validated it (tests may build one by hand). It reads t's Name, Webhook,
+// Retry, Ordering and Concurrency (for the HTTP client's idle connections)
+// and never modifies t; zero fields take defaults (triggers' Default*
+// constants; Method POST; Format json). It checks the URL, method, headers,
+// secrets and format; its errors never contain secrets.
+func NewSender(t *triggers.Trigger, opts ...Option) (*Sender, error) {
+	if t == nil {
+		return nil, errors.New("new sender: nil trigger")
+	}
 	var o options
 	for _, f := range opts {
 		f(&o)
 	}
-	s, err := newSender(cfg, o)
+	s, err := newSender(t, o)
 	if err != nil {
-		return nil, fmt.Errorf("new sender for trigger %q: %w", cfg.Trigger, err)
+		return nil, fmt.Errorf("new sender for trigger %q: %w", t.Name, err)
 	}
 	return s, nil
 }
 
-// newSender validates cfg and builds the Sender.
-func newSender(cfg Config, o options) (*Sender, error) {
-	if cfg.Trigger == "" {
+// newSender validates t and builds the Sender.
+func newSender(t *triggers.Trigger, o options) (*Sender, error) {
+	if t.Name == "" {
 		return nil, errors.New("trigger name is empty")
 	}
 	s := &Sender{
-		trigger:    cfg.Trigger,
-		retry:      cfg.Retry,
-		webhook:    cfg.Webhook,
+		trigger:    t.Name,
+		retry:      t.Retry,
+		webhook:    t.Webhook,
 		clock:      o.clock,
 		log:        o.log,
 		metrics:    o.metrics,
@@ -130,7 +135,7 @@ func newSender(cfg Config, o options) (*Sender, error) {
 		}
 		s.keys = append(s.keys, k)
 	}
-	if s.baseHeader, err = baseHeader(cfg.Trigger, cfg.UserAgent, w.Headers); err != nil {
+	if s.baseHeader, err = baseHeader(t.Name, o.userAgent, w.Headers); err != nil {
 		return nil, err
 	}
 	if s.clock == nil {
@@ -139,18 +144,19 @@ func newSender(cfg Config, o options) (*Sender, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.log = s.log.With(slog.String("trigger", cfg.Trigger))
+	s.log = s.log.With(slog.String("trigger", t.Name))
+	s.rules = DefaultCheckRetry
 	if s.checkRetry == nil {
-		s.checkRetry = DefaultCheckRetry
+		s.checkRetry = s.rules
 	}
 	if s.backoff == nil {
 		s.backoff = ExponentialJitterBackoff(s.clock.Now, nil)
 	}
-	ordering := cfg.Ordering
+	ordering := t.Ordering
 	if ordering == "" {
 		ordering = triggers.Strict
 	}
-	conc := ordering.Concurrency(cfg.Concurrency)
+	conc := ordering.Concurrency(t.Concurrency)
 	s.http = httpClient(o.httpClient, conc, w.Timeout)
 	return s, nil
 }
@@ -323,13 +329,18 @@ func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int)
 		s.observe(at)
 		return at, false, at.Err
 	}
-	if cerr == nil && !retry {
+	if cerr == nil && (retry || !s.succeeded(resp)) {
+		// A plugged-in policy (go-retryablehttp's answer (false, nil) to a
+		// 404) judged without a reason: the trigger's rules classify, and
+		// a "no retry" stays one.
+		if _, cerr = s.rules(ctx, resp, doErr); cerr == nil {
+			cerr = fmt.Errorf("unexpected HTTP status %d", at.Status)
+		}
+	}
+	if cerr == nil {
 		s.metrics.attempt(s.trigger, "")
 		s.observe(at)
 		return at, false, nil
-	}
-	if cerr == nil {
-		cerr = fmt.Errorf("unexpected HTTP status %d", at.Status)
 	}
 	var ae *AttemptError
 	switch {
@@ -344,6 +355,12 @@ func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int)
 	s.metrics.attempt(s.trigger, at.Reason)
 	s.observe(at)
 	return at, retry, cerr
+}
+
+// succeeded reports whether resp is a success by the trigger's rules (a
+// 2xx).
+func (s *Sender) succeeded(resp *http.Response) bool {
+	return resp != nil && resp.StatusCode >= 200 && resp.StatusCode < 300
 }
 
 // observe hands at to the observer, if any.

@@ -14,10 +14,10 @@ import (
 )
 
 // newTestSender returns a Sender for cfg (trigger "orders" by default).
-func newTestSender(t *testing.T, cfg Config, opts ...Option) *Sender {
+func newTestSender(t *testing.T, cfg *triggers.Trigger, opts ...Option) *Sender {
 	t.Helper()
-	if cfg.Trigger == "" {
-		cfg.Trigger = "orders"
+	if cfg.Name == "" {
+		cfg.Name = "orders"
 	}
 	s, err := NewSender(cfg, opts...)
 	if err != nil {
@@ -132,7 +132,7 @@ func TestDeliverScripted(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t, tt.respond)
 			clock := newFakeClock()
-			s := newTestSender(t, Config{
+			s := newTestSender(t, &triggers.Trigger{
 				Webhook: triggers.Webhook{URL: rc.srv.URL + "/hook", Timeout: tt.timeout},
 				Retry:   tt.retry,
 			}, WithClock(clock))
@@ -209,7 +209,7 @@ func TestConnectionRefusedThenSuccess(t *testing.T) {
 		}
 		go func() { _ = srv.Serve(l) }()
 	}
-	s := newTestSender(t, Config{
+	s := newTestSender(t, &triggers.Trigger{
 		Webhook: triggers.Webhook{URL: "http://" + addr + "/h"},
 		Retry:   triggers.RetryPolicy{MaxAttempts: 3},
 	}, WithClock(clock))
@@ -228,17 +228,16 @@ func TestRequestHeadersAndSignature(t *testing.T) {
 	rc := newReceiver(t, statuses(500, 200))
 	clock := newFakeClock()
 	rotated := "whsec_" + "c2Vjb25kLWtleS1mb3Itcm90YXRpb24="
-	s := newTestSender(t, Config{
-		Trigger: "low_stock",
+	s := newTestSender(t, &triggers.Trigger{
+		Name: "low_stock",
 		Webhook: triggers.Webhook{
 			URL:     rc.srv.URL + "/hook",
 			Method:  "put",
 			Headers: map[string]triggers.Secret{"Authorization": "Bearer tok", "X-Tenant": "acme"},
 			Secrets: []triggers.Secret{testSecret, triggers.Secret(rotated)},
 		},
-		Retry:     triggers.RetryPolicy{MaxAttempts: 2},
-		UserAgent: "changehook/v1.2.3",
-	}, WithClock(clock), WithBackoff(func(time.Duration, time.Duration, int, *http.Response) time.Duration {
+		Retry: triggers.RetryPolicy{MaxAttempts: 2},
+	}, WithUserAgent("changehook/v1.2.3"), WithClock(clock), WithBackoff(func(time.Duration, time.Duration, int, *http.Response) time.Duration {
 		return time.Minute
 	}))
 	ev := testEvent(t, 3, "k")
@@ -288,7 +287,7 @@ func TestRequestHeadersAndSignature(t *testing.T) {
 }
 func TestNoSignatureWithoutSecrets(t *testing.T) {
 	rc := newReceiver(t, nil)
-	s := newTestSender(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}})
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}})
 	if _, err := s.Deliver(context.Background(), testEvent(t, 1, "")); err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +302,7 @@ func TestNoSignatureWithoutSecrets(t *testing.T) {
 func TestObserverSeesEveryAttempt(t *testing.T) {
 	rc := newReceiver(t, statuses(503, 429, 200))
 	var seen []Attempt
-	s := newTestSender(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 5}},
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 5}},
 		WithClock(newFakeClock()), WithObserver(func(a Attempt) { seen = append(seen, a) }))
 	ev := testEvent(t, 1, "")
 	res, err := s.Deliver(context.Background(), ev)
@@ -331,7 +330,7 @@ func TestObserverSeesEveryAttempt(t *testing.T) {
 // retry", a canceled context says canceled.
 func TestSendOnce(t *testing.T) {
 	rc := newReceiver(t, statuses(404))
-	s := newTestSender(t, Config{Webhook: triggers.Webhook{URL: rc.srv.URL}})
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}})
 	at, retry, err := s.SendOnce(context.Background(), "msg_x", []byte(`{}`), 1)
 	var ae *AttemptError
 	if retry || !errors.As(err, &ae) || ae.Status != 404 || at.Reason != ReasonClientError || at.Number != 1 {

@@ -27,47 +27,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
-
-// Config is the delivery configuration of one trigger; ConfigFor builds it
-// from the trigger's validated configuration.
-type Config struct {
-	// Trigger is the trigger name: a metric label, a log attribute, the
-	// X-Changehook-Trigger header and part of every webhook id.
-	Trigger string
-	// Webhook is the endpoint.
-	Webhook triggers.Webhook
-	// Retry is the retry policy.
-	Retry triggers.RetryPolicy
-	// DeadLetter true: an event that fails permanently (a 4xx other than
-	// 408/429, a redirect) or exhausts Retry.MaxAttempts is handed to the
-	// DeadLetterSink and counts as done. False: every failure is retried with
-	// capped backoff until it succeeds; the event is never skipped, so it
-	// blocks the trigger (Strict) or its key (PerDocument).
-	DeadLetter bool
-	// Ordering is the ordering guarantee (default triggers.Strict).
-	Ordering triggers.Ordering
-	// Concurrency is the maximum number of deliveries in flight, as
-	// Ordering.Concurrency allows it (strict: always 1).
-	Concurrency int
-	// UserAgent is the User-Agent header (default "changehook/<module version>").
-	UserAgent string
-}
-
-// ConfigFor returns the delivery configuration of t, a trigger as
-// triggers.Parse validated it. UserAgent is left empty (the default).
-func ConfigFor(t *triggers.Trigger) Config {
-	return Config{
-		Trigger:     t.Name,
-		Webhook:     t.Webhook,
-		Retry:       t.Retry,
-		DeadLetter:  t.DeadLetter,
-		Ordering:    t.Ordering,
-		Concurrency: t.Ordering.Concurrency(t.Concurrency),
-	}
-}
 
 // Event is one change event handed to the dispatcher.
 type Event struct {

@@ -168,7 +168,7 @@ func parseTrigger(t *testing.T, yaml string, url string) *triggers.Config {
 func runWatcher(t *testing.T, tr *triggers.Trigger, client *mongo.Client, cps runner.CheckpointStore) (*runner.Watcher, func() error) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	disp, err := dispatcher.New(dispatcher.ConfigFor(tr), store.New(client, stateDB), dispatcher.WithLogger(logger))
+	disp, err := dispatcher.New(tr, store.New(client, stateDB), dispatcher.WithLogger(logger))
 	if err != nil {
 		t.Fatalf("new dispatcher: %v", err)
 	}

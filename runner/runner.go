@@ -122,13 +122,11 @@ func (r *Runner) Run(ctx context.Context) error {
 			continue
 		}
 		log := r.log.With("trigger", s.t.Name)
-		dcfg := dispatcher.ConfigFor(s.t)
-		dcfg.UserAgent = version.UserAgent(r.opts.Version)
-		dopts := []dispatcher.Option{dispatcher.WithLogger(r.log), dispatcher.WithClock(r.opts.Clock), dispatcher.WithMetrics(r.dmet)}
+		dopts := []dispatcher.Option{dispatcher.WithUserAgent(version.UserAgent(r.opts.Version)), dispatcher.WithLogger(r.log), dispatcher.WithClock(r.opts.Clock), dispatcher.WithMetrics(r.dmet)}
 		if r.opts.HTTPClient != nil {
 			dopts = append(dopts, dispatcher.WithHTTPClient(r.opts.HTTPClient))
 		}
-		disp, err := dispatcher.New(dcfg, r.store, dopts...)
+		disp, err := dispatcher.New(s.t, r.store, dopts...)
 		if err != nil {
 			log.Error("trigger failed", "reason", err.Error())
 			now := r.opts.Clock.Now()

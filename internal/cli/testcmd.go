@@ -87,13 +87,12 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 		return fail(env, "test", errors.New("the event has no _id (its resume token): copy a real change event, _id included"))
 	}
 	ev := dispatcher.Event{Raw: raw, Token: token.Value}
-	dcfg := dispatcher.ConfigFor(t)
-	payload, err := dispatcher.BuildPayload(dcfg.Webhook, ev)
+	payload, err := dispatcher.BuildPayload(t.Webhook, ev)
 	if err != nil {
 		return fail(env, "test", fmt.Errorf("build payload: %w", err))
 	}
 	id := dispatcher.WebhookID(t.Name, ev.Token)
-	fmt.Fprintf(w, "\nrequest:  %s %s\n", dcfg.Webhook.Method, triggers.RedactURL(dcfg.Webhook.URL))
+	fmt.Fprintf(w, "\nrequest:  %s %s\n", t.Webhook.Method, triggers.RedactURL(t.Webhook.URL))
 	writeHeaders(w, t, env.Version, id, payload)
 	fmt.Fprintf(w, "\nbody (exact bytes, %d):\n%s\n", len(payload), payload)
 	if !*send {
@@ -222,7 +221,7 @@ func sendOnce(ctx context.Context, env Env, t *triggers.Trigger, ev dispatcher.E
 	if err != nil {
 		return fail(env, "test", err)
 	}
-	fmt.Fprintf(env.Stdout, "\nsending (up to %d attempts)...\n", dispatcher.ConfigFor(t).Retry.MaxAttempts)
+	fmt.Fprintf(env.Stdout, "\nsending (up to %d attempts)...\n", t.Retry.MaxAttempts)
 	res, err := s.Deliver(ctx, ev)
 	printResult(env.Stdout, res, err)
 	if err != nil {
@@ -259,9 +258,7 @@ func oneLine(s string, n int) string {
 // newSender returns the Sender of t for a one-off delivery from the command
 // line (a test send or a dead-letter replay).
 func newSender(t *triggers.Trigger, env Env) (*dispatcher.Sender, error) {
-	dcfg := dispatcher.ConfigFor(t)
-	dcfg.UserAgent = version.UserAgent(env.Version)
-	s, err := dispatcher.NewSender(dcfg)
+	s, err := dispatcher.NewSender(t, dispatcher.WithUserAgent(version.UserAgent(env.Version)))
 	if err != nil {
 		return nil, fmt.Errorf("prepare delivery: %w", err)
 	}
