@@ -58,8 +58,11 @@ func Parse(filename string, data []byte, env LookupEnv) (*Config, error) {
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
-	d := &decoder{file: filename, env: env, budget: maxNodeVisits}
+	d := &decoder{file: filename, env: env, budget: maxNodeVisits, stopAt: -1}
 	cfg := d.parse(data)
+	if d.stopAt >= 0 {
+		d.problems = d.problems[:d.stopAt]
+	}
 	if len(d.problems) > 0 {
 		return nil, &ValidationError{Problems: sortProblems(d.problems)}
 	}
@@ -74,6 +77,10 @@ type decoder struct {
 	env      LookupEnv
 	budget   int
 	problems []Problem
+	// stopAt is the number of problems when the budget ran out (-1: it
+	// did not): the ones after it are follow-ups of an unfinished walk
+	// (fields not read, so "missing"), which Parse drops.
+	stopAt int
 	// poisoned holds scalars whose interpolation failed: they are already
 	// reported, so validators skip them instead of adding follow-up noise.
 	poisoned map[*yaml.Node]bool
@@ -227,6 +234,17 @@ func (d *decoder) parse(data []byte) *Config {
 	return cfg
 }
 
+// exhausted reports, once, that the walk ran out of its budget of visits at
+// n (an alias bomb or a huge file). Every later problem is dropped: the
+// walk no longer reads the fields, so they would read as missing.
+func (d *decoder) exhausted(n *yaml.Node) {
+	if d.stopAt >= 0 {
+		return
+	}
+	d.errorf(n, "the file expands to more than %d values once aliases (*name) and merge keys (<<) are expanded, which looks like an alias bomb; remove the repeated aliases (checking stopped here)", maxNodeVisits)
+	d.stopAt = len(d.problems)
+}
+
 // syntaxError records a YAML syntax error at the line yaml.v3 names.
 func (d *decoder) syntaxError(err error) {
 	var te *yaml.TypeError
@@ -351,9 +369,7 @@ func (d *decoder) fields(n *yaml.Node, section string, known []string) map[strin
 func (d *decoder) collect(n *yaml.Node, section string, known []string, out map[string]entry, depth int) {
 	d.budget -= 1 + len(n.Content)/2
 	if d.budget < 0 {
-		if d.budget+1+len(n.Content)/2 >= 0 {
-			d.errorf(n, "%s: too many merge keys (<<) to expand", section)
-		}
+		d.exhausted(n)
 		return
 	}
 	var merges []*yaml.Node
@@ -862,7 +878,8 @@ func validHeaderName(s string) bool {
 }
 
 // secrets decodes webhook.secret: one key or a list (rotation). An empty
-// string (e.g. ${SECRET:-}) means no signing key.
+// key (an empty list item, or ${SECRET} with SECRET set to "") is an error:
+// a trigger that has secret: never sends unsigned requests.
 func (d *decoder) secrets(e entry) []Secret {
 	v := deref(e.val)
 	var items []*yaml.Node
@@ -872,10 +889,17 @@ func (d *decoder) secrets(e entry) []Secret {
 	default:
 		items = []*yaml.Node{v}
 	}
+	if len(items) == 0 {
+		d.errorf(v, "webhook.secret: the list of keys is empty; give at least one key, or remove secret to send unsigned requests")
+	}
 	var out []Secret
 	for _, it := range items {
 		s, ok := d.str(entry{val: it}, "webhook.secret")
-		if !ok || s == "" {
+		if !ok {
+			continue
+		}
+		if s == "" {
+			d.errorf(deref(it), "webhook.secret: the key is empty (a ${VAR} set to an empty string?); a trigger with secret never sends unsigned requests: set the key, or remove secret")
 			continue
 		}
 		if msg := checkSecret(s); msg != "" {
@@ -914,10 +938,68 @@ func (d *decoder) match(e entry) bson.D {
 		return nil
 	}
 	doc, _ := spec.(bson.D)
-	if _, err := mql.CompileFilter(doc); err != nil {
+	for _, err := range filterErrors(doc) {
 		d.errorf(locateOperator(v, err), "match: %s", mqlMessage(err))
 	}
 	return doc
+}
+
+// filterErrors returns every problem of a query filter, not only the first
+// one mql.CompileFilter stops at: each condition, each operator of a
+// field's operator document and each branch of $and, $or and $nor is
+// compiled on its own. Only when no part fails alone is the whole filter's
+// error returned (a problem of the combination).
+func filterErrors(doc bson.D) []error {
+	if _, err := mql.CompileFilter(doc); err == nil {
+		return nil
+	} else if len(doc) == 0 {
+		return []error{err}
+	}
+	var errs []error
+	seen := map[string]bool{}
+	add := func(err error) {
+		if msg := err.Error(); !seen[msg] {
+			seen[msg] = true
+			errs = append(errs, err)
+		}
+	}
+	for _, e := range doc {
+		one := bson.D{e}
+		if _, err := mql.CompileFilter(one); err == nil {
+			continue
+		} else {
+			var parts []error
+			switch v := e.Value.(type) {
+			case bson.A:
+				if e.Key == "$and" || e.Key == "$or" || e.Key == "$nor" {
+					for _, branch := range v {
+						if bd, ok := branch.(bson.D); ok {
+							parts = append(parts, filterErrors(bd)...)
+						}
+					}
+				}
+			case bson.D:
+				if !strings.HasPrefix(e.Key, "$") && len(v) > 1 && strings.HasPrefix(v[0].Key, "$") {
+					for _, op := range v {
+						if _, perr := mql.CompileFilter(bson.D{{Key: e.Key, Value: bson.D{op}}}); perr != nil {
+							parts = append(parts, perr)
+						}
+					}
+				}
+			}
+			if len(parts) == 0 {
+				parts = []error{err}
+			}
+			for _, p := range parts {
+				add(p)
+			}
+		}
+	}
+	if len(errs) == 0 {
+		_, err := mql.CompileFilter(doc)
+		errs = append(errs, err)
+	}
+	return errs
 }
 
 func (d *decoder) project(e entry, ordering Ordering) bson.D {
@@ -1067,9 +1149,7 @@ func (d *decoder) toBSON(n *yaml.Node, depth int) (any, bool) {
 	n = deref(n)
 	d.budget--
 	if d.budget < 0 {
-		if d.budget == -1 {
-			d.errorf(n, "document too large (more than %d values after expanding aliases)", maxNodeVisits)
-		}
+		d.exhausted(n)
 		return nil, false
 	}
 	if depth > maxDepth {
@@ -1280,6 +1360,11 @@ func checkWebhookURL(s string) string {
 	}
 	if u.Host == "" || u.Hostname() == "" {
 		return "has no host"
+	}
+	if port := u.Port(); port != "" {
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return fmt.Sprintf("port %s is not between 1 and 65535", port)
+		}
 	}
 	return ""
 }
