@@ -3,6 +3,35 @@
 // in stream order and checkpoints the resume token up to which every event
 // was delivered or dead-lettered. A Runner runs every trigger of a
 // configuration independently and reports each one's status.
+//
+// # Supervisor
+//
+// The Runner supervises each trigger separately: Start, Stop and Restart
+// start and stop one trigger's watcher while the others keep running (the
+// HA leases build on them), and Pause and Resume hold a trigger without
+// losing events. At most one watcher of a trigger runs at a time: a trigger
+// is started again only after its previous watcher has stopped and saved its
+// final checkpoint.
+//
+// A trigger runs when all of these hold: Run is running, the trigger is
+// enabled, it is wanted (every enabled trigger is wanted when Run starts,
+// unless Options.StartStopped; Start and Stop change it), it is not paused,
+// it did not fail permanently (Restart or Resume clear that), and no
+// control operation (Resume from a position, Skip, Redeliver) holds it
+// stopped while it rewrites its checkpoint.
+//
+// # Pause
+//
+// Pause(name, reason, by) records the pause and returns at once, without
+// waiting: it is safe to call from any goroutine, including a dispatcher's
+// worker (the payload-error pause and the circuit breaker do). The trigger's
+// watcher stops reading its change stream at once; the deliveries already
+// admitted into its dispatcher (at most its capacity) may finish within the
+// shutdown grace period, and whatever is cut off is not checkpointed. So the
+// checkpoint stays at the watermark and no event is lost: Resume with the
+// zero ResumeFrom continues from the checkpoint and delivers everything
+// written during the pause, in order. Status shows the trigger paused (with
+// who, why and since) from the moment Pause returns.
 package runner
 
 import (
@@ -40,7 +69,8 @@ type Options struct {
 	// version.Dev).
 	Version string
 	// ShutdownGrace bounds how long in-flight deliveries may finish after
-	// Run's context is canceled (default 10s).
+	// Run's context is canceled, or a trigger is stopped or paused (default
+	// 10s).
 	ShutdownGrace time.Duration
 	// CheckpointEvery saves a trigger's checkpoint after this many events
 	// (see WatcherOptions; default DefaultCheckpointEvery).
@@ -49,28 +79,43 @@ type Options struct {
 	// while events are delivered (see WatcherOptions; default
 	// DefaultCheckpointInterval).
 	CheckpointInterval time.Duration
+	// StartStopped makes Run start no trigger by itself: each one runs only
+	// after Start(name) (the HA lease holder does that). Default false:
+	// every enabled trigger starts when Run starts.
+	StartStopped bool
+	// DispatcherOptions, when set, returns extra dispatcher options for a
+	// trigger's dispatcher, appended after the Runner's own (logger, clock,
+	// metrics, HTTP client). It is called each time the trigger starts.
+	DispatcherOptions func(t *triggers.Trigger) []dispatcher.Option
 }
+
+// ErrUnknownTrigger is returned (wrapped) by the control methods for a name
+// that is not a trigger of the configuration.
+var ErrUnknownTrigger = errors.New("unknown trigger")
+
+// ErrNotRunning is returned (wrapped) by control methods that need Run to be
+// running (Resume from a position, Skip, Redeliver) when it is not.
+var ErrNotRunning = errors.New("runner not running")
 
 // Runner runs every enabled trigger of a configuration, each with its own
 // dispatcher and Watcher, independently: one trigger failing never stops
-// the others.
+// the others. Its methods are safe for concurrent use.
 type Runner struct {
-	cfg     *triggers.Config
 	client  *mongo.Client
 	store   *store.Store
 	opts    Options
 	log     *slog.Logger
 	metrics *Metrics
 	dmet    *dispatcher.Metrics
-	slots   []*slot
 	started atomic.Bool
-}
 
-// slot is one trigger of the runner; w is set once Run has created it.
-type slot struct {
-	t   *triggers.Trigger
-	w   atomic.Pointer[Watcher]
-	err atomic.Pointer[TriggerStatus] // status of a trigger whose dispatcher could not start
+	mu      sync.Mutex // guards cfg, slots, order, runCtx, closing and adding to wg
+	cfg     *triggers.Config
+	slots   map[string]*slot
+	order   []string
+	runCtx  context.Context
+	closing bool
+	wg      sync.WaitGroup
 }
 
 // New prepares a Runner for cfg. It does no I/O and starts nothing:
@@ -93,7 +138,10 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	if opts.Version == "" {
 		opts.Version = version.Dev
 	}
-	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = DefaultShutdownGrace
+	}
+	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}}
 	if opts.Registry != nil {
 		r.metrics = NewMetrics(opts.Registry)
 	}
@@ -101,95 +149,110 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	// counters from it, registered with Prometheus or not.
 	r.dmet = dispatcher.NewMetrics(opts.Registry)
 	for _, t := range cfg.Triggers {
-		r.slots = append(r.slots, &slot{t: t})
+		r.slots[t.Name] = &slot{t: t, want: !opts.StartStopped}
+		r.order = append(r.order, t.Name)
 	}
 	return r, nil
 }
 
-// Run starts a dispatcher and a Watcher for every enabled trigger and
-// blocks until ctx is canceled. Then every watcher stops reading, lets its
-// in-flight deliveries finish within the grace period and saves its final
-// checkpoint, and Run returns nil. A trigger that fails permanently stays
-// failed (see Status) while the others keep running. Run may be called once.
+// Run starts a dispatcher and a Watcher for every enabled trigger (unless
+// Options.StartStopped) and blocks until ctx is canceled. Then every
+// watcher stops reading, lets its in-flight deliveries finish within the
+// grace period and saves its final checkpoint, and Run returns nil. A
+// trigger that fails permanently stays failed (see Status) while the others
+// keep running. Run may be called once.
 func (r *Runner) Run(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
 		return errors.New("run triggers: Run called twice")
 	}
-	var wg sync.WaitGroup
-	for _, s := range r.slots {
+	r.mu.Lock()
+	r.runCtx = ctx
+	slots := r.orderedSlots()
+	r.mu.Unlock()
+	for _, s := range slots {
 		if !s.t.Enabled {
 			r.log.Info("trigger disabled", "trigger", s.t.Name)
-			continue
 		}
-		log := r.log.With("trigger", s.t.Name)
-		dopts := []dispatcher.Option{dispatcher.WithUserAgent(version.UserAgent(r.opts.Version)), dispatcher.WithLogger(r.log), dispatcher.WithClock(r.opts.Clock), dispatcher.WithMetrics(r.dmet)}
-		if r.opts.HTTPClient != nil {
-			dopts = append(dopts, dispatcher.WithHTTPClient(r.opts.HTTPClient))
-		}
-		disp, err := dispatcher.New(s.t, r.store, dopts...)
-		if err != nil {
-			log.Error("trigger failed", "reason", err.Error())
-			now := r.opts.Clock.Now()
-			s.err.Store(&TriggerStatus{Name: s.t.Name, Namespace: s.t.Namespace(), State: StateFailed, Since: now,
-				LastError: fmt.Sprintf("start dispatcher: %v", err), LastErrorAt: now})
-			continue
-		}
-		w := NewWatcher(s.t, r.client, r.store, disp, WatcherOptions{
-			Logger:             r.log,
-			Clock:              r.opts.Clock,
-			CheckpointEvery:    r.opts.CheckpointEvery,
-			CheckpointInterval: r.opts.CheckpointInterval,
-			Metrics:            r.metrics,
-			ShutdownGrace:      r.opts.ShutdownGrace,
-		})
-		s.w.Store(w)
-		wg.Go(func() {
-			if err := w.Run(ctx); err != nil {
-				log.Error("trigger stopped after a permanent failure; the other triggers keep running", "error", err)
-			}
-		})
+		s.mu.Lock()
+		r.reconcile(s)
+		s.mu.Unlock()
 	}
 	<-ctx.Done()
-	wg.Wait()
+	r.mu.Lock()
+	r.closing = true
+	r.mu.Unlock()
+	r.wg.Wait()
 	return nil
+}
+
+// orderedSlots returns the slots in configuration order; r.mu must be held.
+func (r *Runner) orderedSlots() []*slot {
+	out := make([]*slot, 0, len(r.order))
+	for _, name := range r.order {
+		out = append(out, r.slots[name])
+	}
+	return out
+}
+
+// slot finds a trigger's slot.
+func (r *Runner) slot(name string) (*slot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.slots[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownTrigger, name)
+	}
+	return s, nil
 }
 
 // Status returns every trigger's status and counters, in configuration
 // order: the watch loop's state and counters and the trigger's delivery
-// counters (the values of its Prometheus series, read from memory).
+// counters (the values of its Prometheus series, read from memory). A
+// paused trigger is StatePaused with Paused set.
 func (r *Runner) Status() []TriggerStatus {
-	out := make([]TriggerStatus, 0, len(r.slots))
-	for _, s := range r.slots {
-		var st TriggerStatus
-		switch {
-		case !s.t.Enabled:
-			st = TriggerStatus{Name: s.t.Name, Namespace: s.t.Namespace(), State: StateDisabled}
-		case s.w.Load() != nil:
-			st = s.w.Load().Status()
-		case s.err.Load() != nil:
-			st = *s.err.Load()
-		default:
-			st = TriggerStatus{Name: s.t.Name, Namespace: s.t.Namespace(), State: StateStarting}
-		}
-		c := r.dmet.Counts(s.t.Name)
+	r.mu.Lock()
+	slots := r.orderedSlots()
+	r.mu.Unlock()
+	out := make([]TriggerStatus, 0, len(slots))
+	for _, s := range slots {
+		st := s.status()
+		c := r.dmet.Counts(st.Name)
 		st.Deliveries, st.Attempts, st.DeadLetters, st.InFlight = c.Deliveries, c.Attempts, c.DeadLetters, c.InFlight
 		out = append(out, st)
 	}
 	return out
 }
 
-// Ready reports whether Run has started and every enabled trigger's change
-// stream is open.
+// TriggerStatus returns the status of one trigger, like Status.
+func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
+	s, err := r.slot(name)
+	if err != nil {
+		return TriggerStatus{}, err
+	}
+	st := s.status()
+	c := r.dmet.Counts(st.Name)
+	st.Deliveries, st.Attempts, st.DeadLetters, st.InFlight = c.Deliveries, c.Attempts, c.DeadLetters, c.InFlight
+	return st, nil
+}
+
+// Ready reports whether Run has started and every trigger that should run
+// (enabled, wanted, not paused) has its change stream open. A paused
+// trigger does not make the runner unready: it is held on purpose.
 func (r *Runner) Ready() bool {
 	if !r.started.Load() {
 		return false
 	}
-	for _, s := range r.slots {
-		if !s.t.Enabled {
+	r.mu.Lock()
+	slots := r.orderedSlots()
+	r.mu.Unlock()
+	for _, s := range slots {
+		s.mu.Lock()
+		expected := s.t.Enabled && s.want && s.pause == nil
+		s.mu.Unlock()
+		if !expected {
 			continue
 		}
-		w := s.w.Load()
-		if w == nil || !w.Status().StreamOpen {
+		if st := s.status(); !st.StreamOpen {
 			return false
 		}
 	}

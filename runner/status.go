@@ -17,7 +17,11 @@ const (
 	// failed until the configuration or checkpoint is fixed and changehook
 	// restarted.
 	StateFailed State = "failed"
-	// StateStopped: the runner shut down.
+	// StatePaused: held by Runner.Pause; TriggerStatus.Paused says who,
+	// why and since when. The checkpoint stays at the watermark.
+	StatePaused State = "paused"
+	// StateStopped: the runner shut down, or the trigger was stopped
+	// (Runner.Stop, or not started under Options.StartStopped).
 	StateStopped State = "stopped"
 	// StateDisabled: enabled is false in the configuration.
 	StateDisabled State = "disabled"
@@ -38,6 +42,8 @@ type TriggerStatus struct {
 	StreamOpen bool `json:"stream_open"`
 	// Retrying is true in StateFailed when the watch loop will try again.
 	Retrying bool `json:"retrying,omitempty"`
+	// Paused is set in StatePaused.
+	Paused *PauseInfo `json:"paused,omitempty"`
 	// LastError is the reason of the last failure ("" if none).
 	LastError string `json:"last_error,omitempty"`
 	// LastErrorAt is when LastError happened.

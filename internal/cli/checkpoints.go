@@ -2,14 +2,13 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
@@ -142,37 +141,10 @@ func checkpointsReset(ctx context.Context, args []string, env Env) int {
 	return ExitOK
 }
 
-// positionAt opens the trigger's change stream at time at (zero: now) with
-// an empty first batch and returns its post-batch resume token as a
-// checkpoint: a position before every change at or after at, so that
-// resuming from it delivers exactly those changes.
+// positionAt is runner.PositionAt on the state connection's client.
 func positionAt(ctx context.Context, sc *stateConn, t *triggers.Trigger, at time.Time) (store.Checkpoint, error) {
-	opts := t.ChangeStreamOptions().SetBatchSize(0)
-	if !at.IsZero() {
-		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(at.Unix())})
-	}
-	cs, err := t.Watch(ctx, sc.client, opts)
-	if err != nil {
-		var se mongo.ServerError
-		if !at.IsZero() && errors.As(err, &se) && se.HasErrorCode(codeChangeStreamHistoryLost) {
-			return store.Checkpoint{}, fmt.Errorf("%s is older than the oldest change still in the oplog: pick a later time, or --to now: %w", toText(at), err)
-		}
-		return store.Checkpoint{}, fmt.Errorf("open the change stream of %s at %s: %w", t.Name, toText(at), err)
-	}
-	defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
-	token := cs.ResumeToken()
-	if token == nil {
-		return store.Checkpoint{}, fmt.Errorf("open the change stream of %s: the server returned no resume token", t.Name)
-	}
-	cp := store.Checkpoint{Trigger: t.Name, Token: append(bson.Raw(nil), token...), UpdatedAt: time.Now()}
-	if !at.IsZero() {
-		cp.ClusterTime = bson.Timestamp{T: uint32(at.Unix())}
-	}
-	return cp, nil
+	return runner.PositionAt(ctx, sc.client, t, at)
 }
-
-// codeChangeStreamHistoryLost is MongoDB's ChangeStreamHistoryLost error code.
-const codeChangeStreamHistoryLost = 286
 
 func toText(at time.Time) string {
 	if at.IsZero() {

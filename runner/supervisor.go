@@ -1,0 +1,397 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/version"
+	"github.com/changehook/changehook/triggers"
+)
+
+// PauseInfo says who paused a trigger, why and since when.
+type PauseInfo struct {
+	// Reason is the free text given with the pause ("" if none).
+	Reason string `json:"reason,omitempty"`
+	// By names who paused: "cli", "api", "payload_errors", "circuit", …
+	By string `json:"by,omitempty"`
+	// Since is when the pause was recorded.
+	Since time.Time `json:"since"`
+}
+
+// ResumeFrom says where Resume continues. The zero value continues from the
+// trigger's checkpoint, so every event held by the pause is delivered.
+type ResumeFrom struct {
+	// Now skips every event up to now (the skipped range is reported by
+	// Resume).
+	Now bool
+	// Time continues from the first change at or after Time (when not
+	// zero and Now is false); it must still be in the oplog.
+	Time time.Time
+}
+
+// ParseResumeFrom parses the --from / "from" value: "" (continue from the
+// checkpoint), "now", or an RFC 3339 time.
+func ParseResumeFrom(s string) (ResumeFrom, error) {
+	switch s {
+	case "":
+		return ResumeFrom{}, nil
+	case "now":
+		return ResumeFrom{Now: true}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return ResumeFrom{}, fmt.Errorf("parse resume position: want now or an RFC 3339 time such as 2025-01-31T12:00:00Z, not %q", s)
+	}
+	return ResumeFrom{Time: t}, nil
+}
+
+// IsCheckpoint reports whether f is the zero value (continue from the
+// checkpoint).
+func (f ResumeFrom) IsCheckpoint() bool { return !f.Now && f.Time.IsZero() }
+
+// String returns "checkpoint", "now" or the RFC 3339 time.
+func (f ResumeFrom) String() string {
+	switch {
+	case f.Now:
+		return "now"
+	case !f.Time.IsZero():
+		return f.Time.UTC().Format(time.RFC3339)
+	}
+	return "checkpoint"
+}
+
+// slot is one trigger of the runner and its supervision state. Every field
+// except the atomics is guarded by mu.
+type slot struct {
+	mu     sync.Mutex
+	t      *triggers.Trigger
+	want   bool       // the supervisor wants it running (Start/Stop)
+	pause  *PauseInfo // non-nil while paused
+	failed bool       // its last watcher ended permanently: not restarted until Restart/Resume
+	holds  int        // control operations holding it stopped
+	cur    *instance  // the running (or stopping) watcher, nil when none
+
+	last atomic.Pointer[Watcher]       // the newest watcher, for Status
+	err  atomic.Pointer[TriggerStatus] // status of a trigger whose dispatcher could not start
+}
+
+// instance is one run of a trigger's watcher.
+type instance struct {
+	w        *Watcher
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the watcher's Run returned
+	stopping bool          // canceled on purpose (guarded by the slot's mu)
+}
+
+// shouldRun reports whether s should have a watcher; s.mu must be held.
+func (r *Runner) shouldRun(s *slot) bool {
+	return s.t.Enabled && s.want && s.pause == nil && !s.failed && s.holds == 0
+}
+
+// reconcile starts or stops s's watcher to match shouldRun; s.mu must be
+// held. A new watcher starts only once the previous one has stopped (its
+// exit calls reconcile again).
+func (r *Runner) reconcile(s *slot) {
+	if s.cur != nil {
+		if !r.shouldRun(s) && !s.cur.stopping {
+			s.cur.stopping = true
+			s.cur.cancel()
+		}
+		return
+	}
+	if !r.shouldRun(s) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.runCtx == nil || r.closing || r.runCtx.Err() != nil {
+		return
+	}
+	r.startLocked(s)
+}
+
+// startLocked creates s's dispatcher and watcher and runs it; s.mu and r.mu
+// must be held, Run running.
+func (r *Runner) startLocked(s *slot) {
+	t := s.t
+	log := r.log.With("trigger", t.Name)
+	dopts := []dispatcher.Option{dispatcher.WithUserAgent(version.UserAgent(r.opts.Version)), dispatcher.WithLogger(r.log), dispatcher.WithClock(r.opts.Clock), dispatcher.WithMetrics(r.dmet)}
+	if r.opts.HTTPClient != nil {
+		dopts = append(dopts, dispatcher.WithHTTPClient(r.opts.HTTPClient))
+	}
+	if r.opts.DispatcherOptions != nil {
+		dopts = append(dopts, r.opts.DispatcherOptions(t)...)
+	}
+	disp, err := dispatcher.New(t, r.store, dopts...)
+	if err != nil {
+		log.Error("trigger failed", "reason", err.Error())
+		now := r.opts.Clock.Now()
+		s.failed = true
+		s.err.Store(&TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateFailed, Since: now,
+			LastError: fmt.Sprintf("start dispatcher: %v", err), LastErrorAt: now})
+		return
+	}
+	w := NewWatcher(t, r.client, r.store, disp, WatcherOptions{
+		Logger:             r.log,
+		Clock:              r.opts.Clock,
+		CheckpointEvery:    r.opts.CheckpointEvery,
+		CheckpointInterval: r.opts.CheckpointInterval,
+		Metrics:            r.metrics,
+		ShutdownGrace:      r.opts.ShutdownGrace,
+	})
+	ctx, cancel := context.WithCancel(r.runCtx)
+	inst := &instance{w: w, cancel: cancel, done: make(chan struct{})}
+	s.cur = inst
+	s.err.Store(nil)
+	s.last.Store(w)
+	r.wg.Go(func() {
+		defer close(inst.done)
+		defer cancel()
+		err := w.Run(ctx)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err != nil {
+			log.Error("trigger stopped after a permanent failure; the other triggers keep running", "error", err)
+			if !inst.stopping {
+				s.failed = true
+			}
+		}
+		if s.cur == inst {
+			s.cur = nil
+		}
+		r.reconcile(s)
+	})
+}
+
+// status returns the slot's status without the delivery counters.
+func (s *slot) status() TriggerStatus {
+	s.mu.Lock()
+	t, pause, want, failed := s.t, s.pause, s.want, s.failed
+	s.mu.Unlock()
+	var st TriggerStatus
+	switch {
+	case !t.Enabled:
+		return TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateDisabled}
+	case s.err.Load() != nil:
+		st = *s.err.Load()
+	case s.last.Load() != nil:
+		st = s.last.Load().Status()
+	case !want:
+		st = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStopped}
+	default:
+		st = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting}
+	}
+	if pause != nil {
+		p := *pause
+		st.State, st.Since, st.Paused = StatePaused, p.Since, &p
+	} else if !want && !failed && st.State != StateFailed {
+		st.State = StateStopped
+	}
+	return st
+}
+
+// Start marks the trigger wanted and starts its watcher if it may run (see
+// the package documentation); it returns without waiting for the stream to
+// open. Starting a running trigger does nothing.
+func (r *Runner) Start(name string) error {
+	s, err := r.slot(name)
+	if err != nil {
+		return fmt.Errorf("start trigger: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.want = true
+	r.reconcile(s)
+	return nil
+}
+
+// Stop marks the trigger unwanted and stops its watcher: it stops reading,
+// lets in-flight deliveries finish within the shutdown grace period and
+// saves its checkpoint. Stop waits until the watcher has stopped or ctx
+// ends (the watcher then still stops in the background).
+func (r *Runner) Stop(ctx context.Context, name string) error {
+	s, err := r.slot(name)
+	if err != nil {
+		return fmt.Errorf("stop trigger: %w", err)
+	}
+	s.mu.Lock()
+	s.want = false
+	r.reconcile(s)
+	done := s.doneChan()
+	s.mu.Unlock()
+	return waitDone(ctx, done, "stop trigger "+name)
+}
+
+// Restart stops the trigger's watcher (waiting as Stop does), clears a
+// permanent failure and starts it again from its checkpoint, unless it is
+// paused, disabled or unwanted.
+func (r *Runner) Restart(ctx context.Context, name string) error {
+	return r.holding(ctx, name, "restart trigger", func(s *slot) error {
+		s.mu.Lock()
+		s.failed = false
+		s.mu.Unlock()
+		return nil
+	})
+}
+
+// Pause holds the trigger: see the package documentation. It returns
+// without waiting for the watcher to stop, so it may be called from any
+// goroutine, including the trigger's own dispatcher workers. Pausing a
+// paused trigger keeps the first pause's information.
+func (r *Runner) Pause(name, reason, by string) error {
+	s, err := r.slot(name)
+	if err != nil {
+		return fmt.Errorf("pause trigger: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pause != nil {
+		return nil
+	}
+	s.pause = &PauseInfo{Reason: reason, By: by, Since: r.opts.Clock.Now()}
+	r.log.Warn("trigger paused", "trigger", name, "by", by, "reason", reason)
+	r.reconcile(s)
+	return nil
+}
+
+// Paused returns the trigger's pause, ok false when it is not paused.
+func (r *Runner) Paused(name string) (p PauseInfo, ok bool, err error) {
+	s, err := r.slot(name)
+	if err != nil {
+		return PauseInfo{}, false, fmt.Errorf("paused: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pause == nil {
+		return PauseInfo{}, false, nil
+	}
+	return *s.pause, true, nil
+}
+
+// Skipped is the range of the stream a Resume from now or from a time
+// jumped over, for the history: From is the old checkpoint's position
+// (cluster time, or when it was saved when the cluster time is unknown;
+// zero when the trigger had no checkpoint), To the new position.
+type Skipped struct {
+	// From is where the old checkpoint stood.
+	From time.Time
+	// To is where the trigger continues.
+	To time.Time
+}
+
+// Resume lifts the trigger's pause (and a permanent failure) and runs it
+// again. With the zero ResumeFrom it continues from its checkpoint: nothing
+// written during the pause is lost. With from.Now or from.Time it first
+// waits for the old watcher to stop (until ctx ends), moves the checkpoint to
+// that position (every change before it is skipped) and returns the skipped
+// range. Resuming a trigger that is not paused from its checkpoint does
+// nothing but clear a permanent failure.
+func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skipped, error) {
+	var skipped Skipped
+	if from.IsCheckpoint() {
+		s, err := r.slot(name)
+		if err != nil {
+			return skipped, fmt.Errorf("resume trigger: %w", err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.pause != nil {
+			r.log.Info("trigger resumed", "trigger", name, "from", from.String())
+		}
+		s.pause, s.failed = nil, false
+		r.reconcile(s)
+		return skipped, nil
+	}
+	err := r.holding(ctx, name, "resume trigger", func(s *slot) error {
+		s.mu.Lock()
+		t := s.t
+		s.mu.Unlock()
+		old, found, err := r.store.LoadCheckpoint(ctx, name)
+		if err != nil {
+			return err
+		}
+		cp, err := PositionAt(ctx, r.client, t, from.Time)
+		if err != nil {
+			return err
+		}
+		if err := r.store.SaveCheckpoint(ctx, cp); err != nil {
+			return err
+		}
+		if found {
+			skipped.From = old.UpdatedAt
+			if old.ClusterTime.T != 0 {
+				skipped.From = time.Unix(int64(old.ClusterTime.T), 0).UTC()
+			}
+		}
+		skipped.To = cp.UpdatedAt
+		if cp.ClusterTime.T != 0 {
+			skipped.To = time.Unix(int64(cp.ClusterTime.T), 0).UTC()
+		}
+		s.mu.Lock()
+		s.pause, s.failed = nil, false
+		s.mu.Unlock()
+		r.log.Warn("trigger resumed, skipping changes", "trigger", name, "from", from.String(),
+			"skipped_from", skipped.From, "skipped_to", skipped.To)
+		return nil
+	})
+	return skipped, err
+}
+
+// holding stops the trigger's watcher and keeps it stopped (waiting until it
+// has stopped or ctx ends) while f runs, then lets it run again if it
+// should. It needs Run to be running, so that no other watcher of the
+// trigger can appear while f rewrites its state.
+func (r *Runner) holding(ctx context.Context, name, action string, f func(s *slot) error) error {
+	s, err := r.slot(name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", action, err)
+	}
+	r.mu.Lock()
+	running := r.runCtx != nil && !r.closing
+	r.mu.Unlock()
+	if !running {
+		return fmt.Errorf("%s %s: %w", action, name, ErrNotRunning)
+	}
+	s.mu.Lock()
+	s.holds++
+	r.reconcile(s)
+	done := s.doneChan()
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.holds--
+		r.reconcile(s)
+		s.mu.Unlock()
+	}()
+	if err := waitDone(ctx, done, action+" "+name); err != nil {
+		return err
+	}
+	if err := f(s); err != nil {
+		return fmt.Errorf("%s %s: %w", action, name, err)
+	}
+	return nil
+}
+
+// doneChan returns a channel closed once the slot's current watcher has
+// stopped (already closed when none runs); s.mu must be held.
+func (s *slot) doneChan() <-chan struct{} {
+	if s.cur == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return s.cur.done
+}
+
+func waitDone(ctx context.Context, done <-chan struct{}, action string) error {
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: waiting for the watcher to stop: %w", action, ctx.Err())
+	}
+}

@@ -1,0 +1,185 @@
+package runner_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// startRunner runs a Runner for cfg until the test ends.
+func startRunner(t *testing.T, cfg *triggers.Config, client *mongo.Client, opts runner.Options) *runner.Runner {
+	t.Helper()
+	opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	opts.CheckpointInterval = 20 * time.Millisecond
+	if opts.ShutdownGrace == 0 {
+		opts.ShutdownGrace = 5 * time.Second
+	}
+	opts.Version = "test"
+	r, err := runner.New(cfg, client, store.New(client, stateDB), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+func statusOf(t *testing.T, r *runner.Runner, name string) runner.TriggerStatus {
+	t.Helper()
+	st, err := r.TriggerStatus(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+const twoTriggersYAML = `
+triggers:
+  - name: held
+    database: shop
+    collection: a
+    webhook: { url: "${HOOK_URL}/held" }
+  - name: other
+    database: shop
+    collection: b
+    webhook: { url: "${HOOK_URL}/other" }
+`
+
+func docID(raw bson.Raw) int32 { return raw.Lookup("documentKey", "_id").Int32() }
+
+func TestPauseHoldsEventsAndResumeDeliversThemInOrder(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	cfg := parseTrigger(t, twoTriggersYAML, recv.srv.URL)
+	r := startRunner(t, cfg, client, runner.Options{})
+	waitFor(t, "runner ready", r.Ready)
+	db := client.Database("shop")
+
+	insert(t, db.Collection("a"), bson.D{{Key: "_id", Value: int32(1)}})
+	if id := docID(recv.next(t)); id != 1 {
+		t.Fatalf("first delivery %d, want 1", id)
+	}
+	if err := r.Pause("held", "maintenance", "test"); err != nil {
+		t.Fatal(err)
+	}
+	st := statusOf(t, r, "held")
+	if st.State != runner.StatePaused || st.Paused == nil || st.Paused.Reason != "maintenance" || st.Paused.By != "test" {
+		t.Fatalf("status after Pause = %+v", st)
+	}
+	waitFor(t, "paused watcher stopped", func() bool { return !statusOf(t, r, "held").StreamOpen })
+	if !r.Ready() {
+		t.Error("a paused trigger made the runner unready")
+	}
+	for i := int32(2); i <= 6; i++ {
+		insert(t, db.Collection("a"), bson.D{{Key: "_id", Value: i}})
+	}
+	// The other trigger keeps delivering while held is paused.
+	insert(t, db.Collection("b"), bson.D{{Key: "_id", Value: int32(100)}})
+	if id := docID(recv.next(t)); id != 100 {
+		t.Fatalf("delivery while paused = %d, want only the other trigger's 100", id)
+	}
+	recv.none(t, 200*time.Millisecond)
+	if err := r.Pause("held", "second", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if p := statusOf(t, r, "held").Paused; p.Reason != "maintenance" {
+		t.Errorf("second Pause replaced the first: %+v", p)
+	}
+
+	if _, err := r.Resume(context.Background(), "held", runner.ResumeFrom{}); err != nil {
+		t.Fatal(err)
+	}
+	for want := int32(2); want <= 6; want++ {
+		if id := docID(recv.next(t)); id != want {
+			t.Fatalf("after resume got %d, want %d (in order)", id, want)
+		}
+	}
+	waitFor(t, "running again", func() bool { return statusOf(t, r, "held").State == runner.StateRunning })
+}
+
+func TestResumeFromNowSkipsHeldEvents(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	cfg := parseTrigger(t, twoTriggersYAML, recv.srv.URL)
+	r := startRunner(t, cfg, client, runner.Options{})
+	waitFor(t, "runner ready", r.Ready)
+	coll := client.Database("shop").Collection("a")
+	if err := r.Pause("held", "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "paused watcher stopped", func() bool { return !statusOf(t, r, "held").StreamOpen })
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}}, bson.D{{Key: "_id", Value: int32(2)}})
+	skipped, err := r.Resume(context.Background(), "held", runner.ResumeFrom{Now: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skipped.From.IsZero() || skipped.To.Before(skipped.From) {
+		t.Errorf("skipped range = %+v", skipped)
+	}
+	waitFor(t, "running again", func() bool { return statusOf(t, r, "held").StreamOpen })
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(3)}})
+	if id := docID(recv.next(t)); id != 3 {
+		t.Fatalf("first delivery after resume from now = %d, want 3 (1 and 2 skipped)", id)
+	}
+}
+
+func TestStopStartAndStartStopped(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	cfg := parseTrigger(t, twoTriggersYAML, recv.srv.URL)
+	r := startRunner(t, cfg, client, runner.Options{StartStopped: true})
+	// Nothing runs before Start.
+	if st := statusOf(t, r, "held"); st.State != runner.StateStopped {
+		t.Fatalf("state before Start = %s, want stopped", st.State)
+	}
+	if err := r.Start("held"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "held open", func() bool { return statusOf(t, r, "held").StreamOpen })
+	coll := client.Database("shop").Collection("a")
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	if id := docID(recv.next(t)); id != 1 {
+		t.Fatalf("delivery = %d, want 1", id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := r.Stop(ctx, "held"); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(t, r, "held"); st.State != runner.StateStopped || st.StreamOpen {
+		t.Fatalf("after Stop: %+v", st)
+	}
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	recv.none(t, 200*time.Millisecond)
+	if err := r.Start("held"); err != nil {
+		t.Fatal(err)
+	}
+	if id := docID(recv.next(t)); id != 2 {
+		t.Fatalf("delivery after restart = %d, want 2 (from the checkpoint)", id)
+	}
+	if err := r.Restart(ctx, "held"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "held open after Restart", func() bool { return statusOf(t, r, "held").StreamOpen })
+	if err := r.Pause("nope", "", ""); err == nil {
+		t.Error("Pause of an unknown trigger succeeded")
+	}
+}
