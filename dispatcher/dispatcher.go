@@ -210,6 +210,9 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		res, err = d.sender.DeliverUntilSuccess(ctx, j.ev)
 	}
 	switch {
+	case err == nil && res.Dropped:
+		d.metrics.delivery(trigger, OutcomeDropped, d.clock.Now().Sub(j.submitted).Seconds())
+		return true
 	case err == nil:
 		d.metrics.delivery(trigger, OutcomeDelivered, d.clock.Now().Sub(j.submitted).Seconds())
 		return true

@@ -15,6 +15,9 @@ const (
 	OutcomeDelivered = "delivered"
 	// OutcomeDeadLettered: the event was given up on and stored as a dead letter.
 	OutcomeDeadLettered = "dead_lettered"
+	// OutcomeDropped: the endpoint answered a status in retry.drop_on; the
+	// event is done without a dead letter.
+	OutcomeDropped = "dropped"
 	// OutcomeFailed: the delivery ended without success and without a dead
 	// letter (Deliver gave up, or the dispatcher was closed mid-delivery).
 	OutcomeFailed = "failed"
@@ -93,7 +96,7 @@ func (m *Metrics) update(trigger string, f func(*Counts)) {
 // NewMetrics on the same registry) are reused rather than reported as
 // errors, so NewMetrics never panics. The series are:
 //
-//	changehook_deliveries_total{trigger,outcome}     delivered | dead_lettered | failed
+//	changehook_deliveries_total{trigger,outcome}     delivered | dropped | dead_lettered | failed
 //	changehook_delivery_attempts_total{trigger,reason} "ok" or a failure reason
 //	changehook_delivery_duration_seconds{trigger}    histogram, submit → done
 //	changehook_inflight{trigger}                     deliveries being attempted
@@ -102,7 +105,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "changehook_deliveries_total",
-			Help: "Events whose delivery ended, by outcome (delivered, dead_lettered, failed).",
+			Help: "Events whose delivery ended, by outcome (delivered, dropped, dead_lettered, failed).",
 		}, []string{"trigger", "outcome"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "changehook_delivery_attempts_total",

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,13 @@ const (
 	// ReasonPayload: the payload could not be built (an expression error).
 	// No request was sent.
 	ReasonPayload = "payload_error"
+	// ReasonDropped: the response status is in retry.drop_on: the endpoint
+	// acknowledged the event without accepting it ("409: already have
+	// it"). The event is done, without a dead letter.
+	ReasonDropped = "dropped"
+	// ReasonBlocked: the network guard refused the endpoint's address
+	// (network.deny, or a cloud metadata address). Permanent.
+	ReasonBlocked = "blocked"
 )
 
 // respBodyLimit bounds how much of a response body is kept (Result.Body,
@@ -98,29 +106,64 @@ type CheckRetry = retryablehttp.CheckRetry
 // the failed attempt's response (nil when there was none).
 type Backoff = retryablehttp.Backoff
 
-// DefaultCheckRetry is the default CheckRetry: a 2xx is success (false, nil); connection errors, timeouts, 408, 429
-// and 5xx are retried (true, *AttemptError); 3xx (redirects are not followed)
-// and other 4xx are permanent (false, *AttemptError); a done ctx stops
-// retrying with ctx.Err(). Sender.DeliverUntilSuccess (a trigger without
-// dead letters) overrides "permanent" with "retry", since an event may then
-// never be skipped.
+// DefaultCheckRetry is the CheckRetry of the default status rules
+// (StatusCheckRetry of triggers' DefaultRetryOn and DefaultSuccessOn, no
+// drop_on): a 2xx is success (false, nil); connection errors, timeouts,
+// 408, 429 and 5xx are retried (true, *AttemptError); 3xx (redirects are not
+// followed) and other 4xx are permanent (false, *AttemptError); a done ctx
+// stops retrying with ctx.Err(). Sender.DeliverUntilSuccess (a trigger
+// without dead letters) overrides "permanent" with "retry", since an event
+// may then never be skipped.
 func DefaultCheckRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	return classify(ctx, resp, err, &defaultRules)
+}
+
+// defaultRules are the default status rules. Read-only.
+var defaultRules = triggers.RetryPolicy{}.WithDefaults()
+
+// StatusCheckRetry returns the CheckRetry of p's status rules (a Sender's
+// default policy): a response in p.SuccessOn is success; one in p.DropOn is
+// an *AttemptError with ReasonDropped (the event is acknowledged without a
+// dead letter); anything else is a failure with its reason (see Reason*),
+// retried when p.RetryOn lists its status, its class, RuleTimeout (a
+// timeout) or RuleConnection (no response), permanent otherwise. A status
+// outside 100–599 is a server error, retried when 5xx is listed. nil lists
+// take triggers' defaults. A done ctx stops retrying with ctx.Err().
+func StatusCheckRetry(p triggers.RetryPolicy) CheckRetry {
+	p = p.WithDefaults()
+	return func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		return classify(ctx, resp, err, &p)
+	}
+}
+
+// classify is StatusCheckRetry's policy for the rules of p.
+func classify(ctx context.Context, resp *http.Response, err error, p *triggers.RetryPolicy) (bool, error) {
 	if cerr := ctx.Err(); cerr != nil {
 		return false, cerr
 	}
 	if err != nil {
-		ae := &AttemptError{Reason: ReasonConnection, Retryable: true, Err: redactError(err)}
+		var be *BlockedError
+		if errors.As(err, &be) {
+			return false, &AttemptError{Reason: ReasonBlocked, Err: redactError(err)}
+		}
+		ae := &AttemptError{Reason: ReasonConnection, Err: redactError(err)}
 		if isTimeout(err) {
 			ae.Reason = ReasonTimeout
+			ae.Retryable = p.RetryOn.Has(triggers.RuleTimeout)
+		} else {
+			ae.Retryable = p.RetryOn.Has(triggers.RuleConnection)
 		}
-		return true, ae
+		return ae.Retryable, ae
 	}
 	code := resp.StatusCode
-	if code >= 200 && code < 300 {
+	if p.SuccessOn.MatchStatus(code) {
 		return false, nil
 	}
 	ae := &AttemptError{Status: code}
 	switch {
+	case p.DropOn.MatchStatus(code):
+		ae.Reason = ReasonDropped
+		return false, ae
 	case code >= 300 && code < 400:
 		ae.Reason = ReasonRedirect
 		if loc := resp.Header.Get("Location"); loc != "" {
@@ -129,13 +172,18 @@ func DefaultCheckRetry(ctx context.Context, resp *http.Response, err error) (boo
 			ae.detail = "redirect not followed"
 		}
 	case code == http.StatusRequestTimeout:
-		ae.Reason, ae.Retryable = ReasonTimeout, true
+		ae.Reason = ReasonTimeout
 	case code == http.StatusTooManyRequests:
-		ae.Reason, ae.Retryable = ReasonRateLimited, true
+		ae.Reason = ReasonRateLimited
 	case code >= 400 && code < 500:
 		ae.Reason = ReasonClientError
-	default: // 5xx, 1xx and codes outside the registry
-		ae.Reason, ae.Retryable = ReasonServerError, true
+	default: // 5xx, 1xx, 2xx outside success_on and codes outside the registry
+		ae.Reason = ReasonServerError
+	}
+	ae.Retryable = p.RetryOn.MatchStatus(code)
+	if code < 100 || code > 599 {
+		// Outside the registry: a server error, retried with 5xx.
+		ae.Retryable = slices.Contains(p.RetryOn, "5xx")
 	}
 	return ae.Retryable, ae
 }

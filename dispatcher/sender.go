@@ -145,7 +145,7 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With(slog.String("trigger", t.Name))
-	s.rules = DefaultCheckRetry
+	s.rules = StatusCheckRetry(s.retry)
 	if s.checkRetry == nil {
 		s.checkRetry = s.rules
 	}
@@ -269,6 +269,14 @@ func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, fore
 		if err == nil {
 			return res, nil
 		}
+		if at.Reason == ReasonDropped {
+			// retry.drop_on: acknowledged by the endpoint, done without a
+			// dead letter.
+			res.Dropped = true
+			s.log.LogAttrs(ctx, slog.LevelInfo, "event dropped: the endpoint's status is in retry.drop_on",
+				slog.String("webhook_id", id), slog.Int("status", at.Status))
+			return res, nil
+		}
 		if cerr := ctx.Err(); cerr != nil {
 			// Shutdown: not a failure of the endpoint, and never "done".
 			res.Reason = ReasonCanceled
@@ -357,10 +365,10 @@ func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int)
 	return at, retry, cerr
 }
 
-// succeeded reports whether resp is a success by the trigger's rules (a
-// 2xx).
+// succeeded reports whether resp is a success by the trigger's
+// retry.success_on.
 func (s *Sender) succeeded(resp *http.Response) bool {
-	return resp != nil && resp.StatusCode >= 200 && resp.StatusCode < 300
+	return resp != nil && s.retry.SuccessOn.MatchStatus(resp.StatusCode)
 }
 
 // observe hands at to the observer, if any.

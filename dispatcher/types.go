@@ -85,8 +85,13 @@ type Result struct {
 	Attempts int
 	// Status is the HTTP status of the last attempt (0: no response).
 	Status int
-	// Reason is the failure reason of the last attempt ("" on success).
+	// Reason is the failure reason of the last attempt ("" on success,
+	// ReasonDropped when Dropped).
 	Reason string
+	// Dropped reports that the endpoint answered a status in retry.drop_on:
+	// the delivery succeeded (nil error) without the endpoint accepting the
+	// event, and nothing is dead-lettered.
+	Dropped bool
 	// Body is the last response body, truncated to 4 KiB.
 	Body string
 	// FirstAttemptAt is when the first attempt started (when the payload

@@ -148,7 +148,7 @@ func TestParseValues(t *testing.T) {
 		{"orders.Webhook.Headers merged", len(orders.Webhook.Headers), 2},
 		{"orders.Webhook.Headers[Authorization]", orders.Webhook.Headers["Authorization"].Reveal(), "Bearer tok-api-123"},
 		{"orders.Webhook.Secrets", len(orders.Webhook.Secrets), 2},
-		{"orders.Retry merged", orders.Retry, RetryPolicy{MaxAttempts: 10, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 5 * time.Second}},
+		{"orders.Retry merged", orders.Retry, RetryPolicy{MaxAttempts: 10, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 5 * time.Second, RetryOn: DefaultRetryOn(), SuccessOn: DefaultSuccessOn()}},
 		{"orders.DeadLetter", orders.DeadLetter, false},
 		{"orders.Payload compiled", orders.Webhook.Payload != nil, true},
 		{"orders.Pos", orders.Pos.String(), "testdata/good/full.yaml:15:5"},

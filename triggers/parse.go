@@ -721,7 +721,7 @@ func (d *decoder) startAt(e entry) StartAt {
 
 func (d *decoder) retry(own, def entry) RetryPolicy {
 	f := map[string]entry{}
-	known := []string{"max_attempts", "initial_backoff", "max_backoff"}
+	known := []string{"max_attempts", "initial_backoff", "max_backoff", "retry_on", "success_on", "drop_on"}
 	if def.set() {
 		for k, e := range d.fields(def.val, "retry", known) {
 			f[k] = e
@@ -736,7 +736,11 @@ func (d *decoder) retry(own, def entry) RetryPolicy {
 		MaxAttempts:    d.integer(f["max_attempts"], "retry.max_attempts", DefaultMaxAttempts, 1, 1000),
 		InitialBackoff: d.duration(f["initial_backoff"], "retry.initial_backoff", DefaultInitialBackoff),
 		MaxBackoff:     d.duration(f["max_backoff"], "retry.max_backoff", DefaultMaxBackoff),
+		RetryOn:        d.statusRules(f["retry_on"], "retry.retry_on", DefaultRetryOn(), true),
+		SuccessOn:      d.statusRules(f["success_on"], "retry.success_on", DefaultSuccessOn(), false),
+		DropOn:         d.statusRules(f["drop_on"], "retry.drop_on", nil, false),
 	}
+	d.checkRuleOverlap(f, p)
 	if p.MaxBackoff < p.InitialBackoff {
 		at := f["max_backoff"].val
 		if at == nil {

@@ -71,12 +71,24 @@ type RetryPolicy struct {
 	// MaxBackoff caps every wait, Retry-After included (default
 	// DefaultMaxBackoff; never shorter than InitialBackoff).
 	MaxBackoff time.Duration `json:"max_backoff"`
+	// RetryOn lists what is retried: statuses, classes, RuleTimeout and
+	// RuleConnection (nil: DefaultRetryOn). A failure that is not listed is
+	// permanent.
+	RetryOn StatusRules `json:"retry_on"`
+	// SuccessOn lists the statuses that mean delivered (nil:
+	// DefaultSuccessOn). It is checked first.
+	SuccessOn StatusRules `json:"success_on"`
+	// DropOn lists the statuses that acknowledge the event without a dead
+	// letter ("409: already have it"); checked after SuccessOn, before
+	// RetryOn. nil: none.
+	DropOn StatusRules `json:"drop_on"`
 }
 
 // WithDefaults returns p with every zero or out-of-range field replaced by
 // its default: MaxAttempts at least 1, InitialBackoff DefaultInitialBackoff
-// and MaxBackoff DefaultMaxBackoff when not positive, and MaxBackoff at
-// least InitialBackoff.
+// and MaxBackoff DefaultMaxBackoff when not positive, MaxBackoff at least
+// InitialBackoff, nil RetryOn DefaultRetryOn and nil SuccessOn
+// DefaultSuccessOn.
 func (p RetryPolicy) WithDefaults() RetryPolicy {
 	if p.MaxAttempts < 1 {
 		p.MaxAttempts = 1
@@ -88,16 +100,25 @@ func (p RetryPolicy) WithDefaults() RetryPolicy {
 		p.MaxBackoff = DefaultMaxBackoff
 	}
 	p.MaxBackoff = max(p.MaxBackoff, p.InitialBackoff)
+	if p.RetryOn == nil {
+		p.RetryOn = DefaultRetryOn()
+	}
+	if p.SuccessOn == nil {
+		p.SuccessOn = DefaultSuccessOn()
+	}
 	return p
 }
 
 // MarshalJSON writes the durations as Go duration strings ("500ms").
 func (p RetryPolicy) MarshalJSON() ([]byte, error) {
 	return marshalJSON(struct {
-		MaxAttempts    int    `json:"max_attempts"`
-		InitialBackoff string `json:"initial_backoff"`
-		MaxBackoff     string `json:"max_backoff"`
-	}{p.MaxAttempts, p.InitialBackoff.String(), p.MaxBackoff.String()})
+		MaxAttempts    int         `json:"max_attempts"`
+		InitialBackoff string      `json:"initial_backoff"`
+		MaxBackoff     string      `json:"max_backoff"`
+		RetryOn        StatusRules `json:"retry_on"`
+		SuccessOn      StatusRules `json:"success_on"`
+		DropOn         StatusRules `json:"drop_on,omitempty"`
+	}{p.MaxAttempts, p.InitialBackoff.String(), p.MaxBackoff.String(), p.RetryOn, p.SuccessOn, p.DropOn})
 }
 
 // reservedHeaders are the request headers changehook sets itself (or that
