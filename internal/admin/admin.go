@@ -7,6 +7,8 @@
 //	GET /api/triggers   JSON: per trigger state, last error, counters and
 //	                    checkpoint time, as the Runner reports them (never
 //	                    secrets)
+//	GET /               the web console (package console): triggers, one
+//	                    trigger, dead letters; read-only, never secrets
 package admin
 
 import (
@@ -23,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/changehook/changehook/internal/admin/console"
 	"github.com/changehook/changehook/runner"
 )
 
@@ -45,14 +48,25 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Logger receives the server's logs (nil: discarded).
 	Logger *slog.Logger
+	// Store lets the console show checkpoints and dead letters (nil: its
+	// pages say the state database is not available).
+	Store console.Store
+	// Oplog lets the console show each checkpoint's distance to the oldest
+	// oplog entry (nil: not shown).
+	Oplog console.Oplog
+	// ConsoleSampleEvery is how often the console samples the counters for
+	// its sparklines (0: console.DefaultSampleEvery).
+	ConsoleSampleEvery time.Duration
 }
 
 // Server is a running admin HTTP server.
 type Server struct {
-	ln   net.Listener
-	srv  *http.Server
-	done chan error
-	log  *slog.Logger
+	ln       net.Listener
+	srv      *http.Server
+	done     chan error
+	log      *slog.Logger
+	stopCons context.CancelFunc
+	consDone chan struct{}
 }
 
 // Start listens on opts.Addr and serves the admin endpoints in a background
@@ -64,16 +78,30 @@ func Start(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	cons, err := console.New(console.Options{Runner: opts.Runner, Store: opts.Store, Oplog: opts.Oplog,
+		SampleEvery: opts.ConsoleSampleEvery, Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("start admin server: %w", err)
+	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("start admin server: %w", err)
 	}
+	mux := routes(opts.Runner, opts.Gatherer)
+	mux.Handle("/", cons)
+	consCtx, stopCons := context.WithCancel(context.Background())
 	s := &Server{
-		ln:   ln,
-		srv:  &http.Server{Handler: Handler(opts.Runner, opts.Gatherer), ReadHeaderTimeout: 5 * time.Second},
-		done: make(chan error, 1),
-		log:  opts.Logger,
+		ln:       ln,
+		srv:      &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		done:     make(chan error, 1),
+		log:      opts.Logger,
+		stopCons: stopCons,
+		consDone: make(chan struct{}),
 	}
+	go func() {
+		defer close(s.consDone)
+		cons.Run(consCtx)
+	}()
 	go func() {
 		err := s.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -93,6 +121,8 @@ func (s *Server) URL() string { return "http://" + s.Addr() }
 // Shutdown stops accepting connections and waits for the active requests to
 // finish until ctx is done, then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopCons()
+	<-s.consDone
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		_ = s.srv.Close()
@@ -105,8 +135,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Handler returns the admin endpoints as an http.Handler, for embedding in
-// another server or testing.
-func Handler(r Runner, g prometheus.Gatherer) http.Handler {
+// another server or testing. It has no web console: Start adds it.
+func Handler(r Runner, g prometheus.Gatherer) http.Handler { return routes(r, g) }
+
+// routes registers the admin endpoints on a new mux.
+func routes(r Runner, g prometheus.Gatherer) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/internal/admin"
+	"github.com/changehook/changehook/internal/admin/console"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -92,7 +93,8 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rn, err := runner.New(cfg, client, store.New(client, cfg.State.Database), runner.Options{
+	st := store.New(client, cfg.State.Database)
+	rn, err := runner.New(cfg, client, st, runner.Options{
 		Logger:             log,
 		Registry:           reg,
 		Version:            env.Version,
@@ -106,11 +108,12 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 
 	addr := pick(rf.adminAddr, cfg.Admin.Addr)
 	if addr != "off" {
-		adm, err := admin.Start(admin.Options{Addr: addr, Runner: rn, Gatherer: reg, Logger: log})
+		adm, err := admin.Start(admin.Options{Addr: addr, Runner: rn, Gatherer: reg, Logger: log,
+			Store: st, Oplog: console.MongoOplog{Client: client}})
 		if err != nil {
 			return fmt.Errorf("%w (another changehook running? change admin.addr or pass --admin-addr)", err)
 		}
-		log.Info("admin server listening", "url", adm.URL(), "endpoints", "/healthz /readyz /metrics /api/triggers")
+		log.Info("admin server listening", "url", adm.URL(), "endpoints", "/ (console) /healthz /readyz /metrics /api/triggers")
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()

@@ -1,0 +1,374 @@
+package console_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/admin"
+	"github.com/changehook/changehook/internal/admin/console"
+	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+)
+
+var screenshotDir = flag.String("console-screenshots", "", "save the console test's screenshots in this directory (default: $CHANGEHOOK_CONSOLE_SCREENSHOTS, else a temporary directory)")
+
+// browserTimeout bounds each browser step; the machine running the tests may
+// be heavily loaded, so it is generous. It is an upper bound, never a wait.
+const browserTimeout = 90 * time.Second
+
+// findChromium returns the path of a Chromium or Chrome binary, or "".
+func findChromium() string {
+	if p := os.Getenv("CHANGEHOOK_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// Secrets configured for the test's triggers: none of them may appear in any
+// page.
+const (
+	signingKey  = "whsec_c2VjcmV0LXNpZ25pbmcta2V5LWZvci10aGUtY29uc29sZQ=="
+	headerValue = "Bearer header-secret-0c7f"
+	urlToken    = "url-token-5e1d"
+)
+
+// TestConsoleInBrowser runs a real runner on devdb with httptest receivers
+// behind the admin server and drives the console in headless Chromium: the
+// pages render live data, the live region refreshes, dead letters can be
+// browsed, the keyboard reaches the skip link first, no page shows a secret
+// and the browser logs no error.
+func TestConsoleInBrowser(t *testing.T) {
+	chrome := findChromium()
+	if chrome == "" {
+		t.Skip("no chromium binary found (apt-get install chromium, or set CHANGEHOOK_CHROMIUM): the console's browser test is skipped")
+	}
+	_, client := devdbtest.Start(t)
+
+	var delivered atomic.Int64
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		delivered.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(ok.Close)
+	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"this endpoint is gone"}`, http.StatusGone)
+	}))
+	t.Cleanup(gone.Close)
+
+	env := map[string]string{"OK_URL": ok.URL + "/hooks/orders?token=" + urlToken, "GONE_URL": gone.URL + "/hooks/gone", "KEY": signingKey, "HDR": headerValue}
+	cfg, err := triggers.Parse("console.yaml", []byte(`
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    ordering: none
+    webhook:
+      url: ${OK_URL}
+      secret: ${KEY}
+      headers: { Authorization: "${HDR}" }
+  - name: legacy
+    database: shop
+    collection: legacy
+    retry: { max_attempts: 1 }
+    webhook: { url: "${GONE_URL}", secret: "${KEY}" }
+  - name: archive
+    database: shop
+    collection: archive
+    enabled: false
+    webhook: { url: "${OK_URL}" }
+`), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(client, "changehook")
+	rn, err := runner.New(cfg, client, st, runner.Options{
+		Logger:             slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+		CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, Version: "test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stopRunner := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- rn.Run(runCtx) }()
+	t.Cleanup(func() {
+		stopRunner()
+		if err := <-runDone; err != nil {
+			t.Errorf("runner: %v", err)
+		}
+	})
+	adm, err := admin.Start(admin.Options{Addr: "127.0.0.1:0", Runner: rn, Store: st,
+		Oplog: console.MongoOplog{Client: client}, ConsoleSampleEvery: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := adm.Shutdown(context.Background()); err != nil {
+			t.Errorf("admin shutdown: %v", err)
+		}
+	})
+	waitUntil(t, "runner ready", rn.Ready)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	shop := client.Database("shop")
+	for i := range 5 {
+		if _, err := shop.Collection("orders").InsertOne(ctx, bson.D{{Key: "_id", Value: i}, {Key: "total", Value: 10 * i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		if _, err := shop.Collection("legacy").InsertOne(ctx, bson.D{{Key: "_id", Value: i}, {Key: "sku", Value: fmt.Sprintf("sku-%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "5 deliveries and 2 dead letters", func() bool {
+		dls, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{})
+		return err == nil && len(dls) == 2 && delivered.Load() == 5
+	})
+	waitUntil(t, "orders checkpoint saved", func() bool {
+		cp, ok, err := st.LoadCheckpoint(ctx, "orders")
+		return err == nil && ok && cp.ClusterTime.T != 0
+	})
+
+	b := startBrowser(t, chrome)
+	base := adm.URL()
+	shots := shotDir(t)
+
+	// Overview: live data from the runner.
+	b.run(t, "overview", chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-trigger="orders"]`)))
+	row := b.text(t, `tr[data-trigger="orders"]`)
+	for _, want := range []string{"orders", "shop.orders", "running"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("overview row of orders = %q, want it to contain %q", row, want)
+		}
+	}
+	if got := b.text(t, `tr[data-trigger="orders"] td:nth-of-type(5)`); got != "5" {
+		t.Errorf("orders delivered = %q, want 5", got)
+	}
+	if got := b.text(t, `tr[data-trigger="legacy"] td:nth-of-type(6)`); got != "2" {
+		t.Errorf("legacy dead letters = %q, want 2", got)
+	}
+	if row := b.text(t, `tr[data-trigger="archive"]`); !strings.Contains(row, "disabled") {
+		t.Errorf("archive row = %q, want disabled", row)
+	}
+	// The live region refreshes itself: more deliveries and the sparklines
+	// appear without a reload.
+	for i := 5; i < 8; i++ {
+		if _, err := shop.Collection("orders").InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.run(t, "live refresh", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Poll[bool](`(() => {
+		const c = document.querySelector('tr[data-trigger="orders"] td:nth-of-type(5)');
+		return c && c.textContent.trim() === "8" && document.querySelector('tr[data-trigger="orders"] polyline') !== null;
+	})()`, chromedp.WithPollingInterval(200*time.Millisecond))(ctx, tg)
+		return err
+	}))
+	b.shot(t, shots, "overview.png")
+	// The keyboard reaches the skip link first.
+	b.run(t, "tab to the skip link", chromedp.KeyEvent(kb.Tab))
+	focused := eval[string](t, b, `document.activeElement.className`)
+	if focused != "skip" {
+		t.Errorf("first Tab focuses %q, want the skip link", focused)
+	}
+
+	// Trigger page: status, counters, checkpoint.
+	b.run(t, "trigger page", chromedp.Navigate(base+"/triggers/orders"), chromedp.WaitVisible(chromedp.CSS(`#cp-h`)))
+	page := b.text(t, "main")
+	for _, want := range []string{"Trigger orders", "shop.orders", "delivered", "Saved", "Distance to the oldest oplog entry"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("trigger page lacks %q:\n%s", want, page)
+		}
+	}
+	b.shot(t, shots, "trigger.png")
+
+	// Dead letters: list, filter by trigger, show one.
+	b.run(t, "dead letters", chromedp.Navigate(base+"/deadletters"), chromedp.WaitVisible(chromedp.CSS(`table.grid`)))
+	rows := eval[int](t, b, `document.querySelectorAll("table.grid tbody tr").length`)
+	if rows != 2 {
+		t.Errorf("dead-letter rows = %d, want 2", rows)
+	}
+	b.run(t, "filter", chromedp.SetValue(chromedp.CSS(`#trigger`), "orders"),
+		chromedp.Click(chromedp.CSS(`form.filter button`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[contains(., "No dead letters for trigger orders")]`)))
+	b.run(t, "filter legacy", chromedp.SetValue(chromedp.CSS(`#trigger`), "legacy"),
+		chromedp.Click(chromedp.CSS(`form.filter button`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.grid tbody tr`)))
+	b.shot(t, shots, "deadletters.png")
+	b.run(t, "show one", chromedp.Click(chromedp.CSS(`table.grid tbody tr a`)),
+		chromedp.WaitVisible(chromedp.CSS(`#event-h`)))
+	page = b.text(t, "main")
+	for _, want := range []string{"legacy", "HTTP 410", "this endpoint is gone", "sku-0"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("dead-letter page lacks %q:\n%s", want, page)
+		}
+	}
+	b.shot(t, shots, "deadletter.png")
+
+	// No page shows a secret.
+	for _, path := range []string{"/", "/triggers/orders", "/triggers/legacy", "/deadletters"} {
+		b.run(t, "read "+path, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS("main")))
+		html := eval[string](t, b, `document.documentElement.outerHTML`)
+		for _, secret := range []string{signingKey, strings.TrimPrefix(signingKey, "whsec_"), headerValue, urlToken} {
+			if strings.Contains(html, secret) {
+				t.Errorf("%s shows a secret", path)
+			}
+		}
+	}
+	b.checkNoErrors(t)
+	t.Logf("screenshots in %s", shots)
+}
+
+// browser is a headless Chromium tab that records console errors and
+// uncaught exceptions.
+type browser struct {
+	ctx    context.Context
+	mu     sync.Mutex
+	errors []string
+}
+
+func startBrowser(t *testing.T, path string) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 800), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	b := &browser{ctx: ctx}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		var msg string
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning || ev.Type == runtime.ConsoleAPICalledTypeAssert {
+				var parts []string
+				for _, a := range ev.Args {
+					parts = append(parts, string(a.Value)+a.Description)
+				}
+				msg = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(parts, " "))
+			}
+		case *runtime.EventExceptionThrown:
+			msg = "uncaught exception: " + ev.ExceptionDetails.Text
+			if ev.ExceptionDetails.Exception != nil {
+				msg += " " + ev.ExceptionDetails.Exception.Description
+			}
+		case *log.EventEntryAdded:
+			if ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning {
+				msg = fmt.Sprintf("browser log %s: %s %s", ev.Entry.Level, ev.Entry.Text, ev.Entry.URL)
+			}
+		}
+		if msg != "" {
+			b.mu.Lock()
+			b.errors = append(b.errors, msg)
+			b.mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return b
+}
+
+func (b *browser) run(t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("browser: %s: %v", what, err)
+	}
+}
+
+// get runs an action that returns a value.
+func get[T any](t *testing.T, b *browser, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("browser: %s: %v", what, err)
+	}
+	return v
+}
+
+func eval[T any](t *testing.T, b *browser, expr string) T {
+	t.Helper()
+	return get(t, b, expr, chromedp.Evaluate[T](expr))
+}
+
+func (b *browser) text(t *testing.T, sel string) string {
+	t.Helper()
+	return strings.TrimSpace(get(t, b, "text of "+sel, chromedp.Text(chromedp.CSS(sel))))
+}
+
+func (b *browser) shot(t *testing.T, dir, name string) {
+	t.Helper()
+	png := get(t, b, "screenshot "+name, chromedp.FullScreenshot(100))
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (b *browser) checkNoErrors(t *testing.T) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.errors {
+		t.Errorf("browser reported: %s", e)
+	}
+}
+
+func shotDir(t *testing.T) string {
+	dir := *screenshotDir
+	if dir == "" {
+		dir = os.Getenv("CHANGEHOOK_CONSOLE_SCREENSHOTS")
+	}
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// waitUntil polls cond until it holds; the bound is generous because the
+// machine may be loaded, and only reached on failure.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(browserTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}

@@ -1,0 +1,412 @@
+// Package console is the web console served at / on the admin server:
+// server-rendered pages (html/template) with a little plain JavaScript, every
+// asset embedded in the binary, so it works offline.
+//
+//	GET /                     triggers: state, lag, events/s and deliveries/s
+//	                          sparklines, in-flight, last error
+//	GET /triggers/{name}      one trigger: status, counters, checkpoint and its
+//	                          distance to the oldest oplog entry
+//	GET /deadletters          dead letters, optionally ?trigger=NAME
+//	GET /deadletters/{id}     one dead letter: event, attempts, last response
+//	GET /assets/{file}        the embedded stylesheet and script
+//
+// Every page is read-only and shows no secrets: it renders the runner's
+// status and stored dead letters, never the configuration's secret values.
+// The rates behind the sparklines come from a bounded in-memory ring of
+// counter samples per trigger (Run takes them).
+package console
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed assets
+var assetFS embed.FS
+
+// Runner is what the console reports on; *runner.Runner implements it.
+type Runner interface {
+	// Status returns every trigger's status and counters, in configuration
+	// order.
+	Status() []runner.TriggerStatus
+}
+
+// Store reads the state database; *store.Store implements it.
+type Store interface {
+	// LoadCheckpoint returns the checkpoint of trigger (ok false: none).
+	LoadCheckpoint(ctx context.Context, trigger string) (store.Checkpoint, bool, error)
+	// ListDeadLetters returns the dead letters matching f, oldest first.
+	ListDeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]store.StoredDeadLetter, error)
+	// GetDeadLetter returns the dead letter with id (ok false: none).
+	GetDeadLetter(ctx context.Context, id string) (store.StoredDeadLetter, bool, error)
+}
+
+// Oplog tells how far back the watched deployment's oplog reaches.
+type Oplog interface {
+	// OldestEntry returns the time of the oldest oplog entry.
+	OldestEntry(ctx context.Context) (time.Time, error)
+}
+
+// MongoOplog reads the oldest entry of local.oplog.rs (which needs the find
+// privilege on local.oplog.rs; without it the console says the distance is
+// not available).
+type MongoOplog struct {
+	// Client is connected to the watched deployment.
+	Client *mongo.Client
+}
+
+// OldestEntry returns the wall time of the oldest entry of local.oplog.rs.
+func (o MongoOplog) OldestEntry(ctx context.Context) (time.Time, error) {
+	var doc struct {
+		TS bson.Timestamp `bson:"ts"`
+	}
+	// An unsorted find on the capped oplog returns entries in natural
+	// (insertion) order, oldest first.
+	err := o.Client.Database("local").Collection("oplog.rs").FindOne(ctx, bson.D{},
+		options.FindOne().SetProjection(bson.D{{Key: "ts", Value: 1}})).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return time.Time{}, errors.New("local.oplog.rs has no entries to read")
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the oldest oplog entry: %w", err)
+	}
+	return time.Unix(int64(doc.TS.T), 0).UTC(), nil
+}
+
+// Defaults of Options.
+const (
+	// DefaultSampleEvery is how often Run samples the counters.
+	DefaultSampleEvery = 2 * time.Second
+	// DefaultSamples is how many samples each trigger's ring keeps (with
+	// DefaultSampleEvery, three minutes).
+	DefaultSamples = 90
+	// deadLetterPage is how many dead letters the list page shows.
+	deadLetterPage = 100
+	// storeTimeout bounds each state-database read of a page.
+	storeTimeout = 5 * time.Second
+)
+
+// Options configure a Console.
+type Options struct {
+	// Runner provides the triggers' status. Required.
+	Runner Runner
+	// Store reads checkpoints and dead letters (nil: the pages say the
+	// state database is not available).
+	Store Store
+	// Oplog gives the oldest oplog entry (nil: not shown).
+	Oplog Oplog
+	// SampleEvery is the sampling interval of Run (0: DefaultSampleEvery).
+	SampleEvery time.Duration
+	// Samples is the ring size per trigger (0: DefaultSamples).
+	Samples int
+	// Now returns the current time (nil: time.Now).
+	Now func() time.Time
+	// Logger receives rendering errors (nil: discarded).
+	Logger *slog.Logger
+}
+
+// Console serves the web console. Create it with New.
+type Console struct {
+	opts    Options
+	samples *sampler
+	pages   map[string]*template.Template
+	mux     *http.ServeMux
+}
+
+// New returns a Console for opts. It starts nothing; call Run to sample the
+// counters for the sparklines.
+func New(opts Options) (*Console, error) {
+	if opts.Runner == nil {
+		return nil, errors.New("new console: nil runner")
+	}
+	if opts.SampleEvery <= 0 {
+		opts.SampleEvery = DefaultSampleEvery
+	}
+	if opts.Samples <= 1 {
+		opts.Samples = DefaultSamples
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Console{opts: opts, samples: newSampler(opts.Samples), pages: map[string]*template.Template{}}
+	for _, page := range []string{"overview", "trigger", "deadletters", "deadletter", "notfound"} {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
+		if err != nil {
+			return nil, fmt.Errorf("new console: parse %s template: %w", page, err)
+		}
+		c.pages[page] = t
+	}
+	assets, err := fs.Sub(assetFS, "assets")
+	if err != nil {
+		return nil, fmt.Errorf("new console: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", c.overview)
+	mux.HandleFunc("GET /triggers/{name}", c.trigger)
+	mux.HandleFunc("GET /deadletters", c.deadLetters)
+	mux.HandleFunc("GET /deadletters/{id}", c.deadLetter)
+	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Message: "There is no page at " + r.URL.Path + "."})
+	})
+	c.mux = mux
+	return c, nil
+}
+
+// ServeHTTP serves the console's pages and assets; other paths get a 404
+// page.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.mux.ServeHTTP(w, r) }
+
+// Run samples every trigger's counters every SampleEvery until ctx is
+// canceled.
+func (c *Console) Run(ctx context.Context) {
+	c.Sample()
+	t := time.NewTicker(c.opts.SampleEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.Sample()
+		}
+	}
+}
+
+// Sample records one sample of every trigger's counters now.
+func (c *Console) Sample() { c.samples.record(c.opts.Now(), c.opts.Runner.Status()) }
+
+// page is the data every template gets.
+type page struct {
+	Title   string
+	Nav     string // which navigation entry is current
+	Message string // notfound's text
+	Refresh bool   // the page refreshes its live region
+	Now     time.Time
+	Data    any
+}
+
+// render executes the named page into a buffer first, so a template error
+// becomes a 500 instead of half a page.
+func (c *Console) render(w http.ResponseWriter, _ *http.Request, code int, name string, p page) {
+	p.Now = c.opts.Now()
+	var buf bytes.Buffer
+	if err := c.pages[name].Execute(&buf, p); err != nil {
+		c.opts.Logger.Error("render console page", "page", name, "error", err)
+		http.Error(w, "the console could not render this page; see the logs", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// triggerRow is one trigger on the overview and trigger pages.
+type triggerRow struct {
+	runner.TriggerStatus
+	EventsRate, DeliveriesRate Sparkline
+	Delivered                  uint64
+}
+
+func (c *Console) rows() []triggerRow {
+	sts := c.opts.Runner.Status()
+	rows := make([]triggerRow, len(sts))
+	for i, st := range sts {
+		ev, dl := c.samples.rates(st.Name)
+		rows[i] = triggerRow{TriggerStatus: st,
+			EventsRate:     sparkline("events received per second", ev),
+			DeliveriesRate: sparkline("deliveries finished per second", dl),
+			Delivered:      st.Deliveries["delivered"]}
+	}
+	return rows
+}
+
+func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, http.StatusOK, "overview", page{Title: "Triggers", Nav: "triggers", Refresh: true, Data: c.rows()})
+}
+
+// checkpointView is the trigger page's checkpoint section.
+type checkpointView struct {
+	Available   bool   // a checkpoint was read
+	Problem     string // why it is not shown ("" when Available or none saved)
+	Saved       time.Time
+	ClusterTime time.Time // zero: unknown
+	Oplog       string    // the oplog distance sentence
+}
+
+func (c *Console) trigger(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var row *triggerRow
+	for _, x := range c.rows() {
+		if x.Name == name {
+			row = &x
+			break
+		}
+	}
+	if row == nil {
+		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Message: fmt.Sprintf("There is no trigger named %q in the running configuration.", name)})
+		return
+	}
+	c.render(w, r, http.StatusOK, "trigger", page{Title: "Trigger " + name, Nav: "triggers", Refresh: true,
+		Data: struct {
+			Row        triggerRow
+			Checkpoint checkpointView
+		}{*row, c.checkpoint(r.Context(), name)}})
+}
+
+func (c *Console) checkpoint(ctx context.Context, name string) checkpointView {
+	if c.opts.Store == nil {
+		return checkpointView{Problem: "The state database is not available to the console."}
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	cp, ok, err := c.opts.Store.LoadCheckpoint(ctx, name)
+	switch {
+	case err != nil:
+		return checkpointView{Problem: "The checkpoint could not be read: " + err.Error()}
+	case !ok:
+		return checkpointView{Problem: "No checkpoint saved yet: the trigger starts at its start_at position."}
+	}
+	v := checkpointView{Available: true, Saved: cp.UpdatedAt}
+	if cp.ClusterTime.T != 0 {
+		v.ClusterTime = time.Unix(int64(cp.ClusterTime.T), 0).UTC()
+	}
+	switch {
+	case c.opts.Oplog == nil:
+		v.Oplog = "The oplog's oldest entry is not known to the console."
+	case v.ClusterTime.IsZero():
+		v.Oplog = "The checkpoint's cluster time is not known yet, so its distance to the oldest oplog entry is not either."
+	default:
+		oldest, err := c.opts.Oplog.OldestEntry(ctx)
+		switch d := v.ClusterTime.Sub(oldest); {
+		case err != nil:
+			v.Oplog = "The oldest oplog entry is not available (" + err.Error() + ")."
+		case d < 0:
+			v.Oplog = fmt.Sprintf("The checkpoint is %s older than the oldest oplog entry (%s): its history is lost.", roundDur(-d), fmtTime(oldest))
+		default:
+			v.Oplog = fmt.Sprintf("%s ahead of the oldest oplog entry (%s): the oplog can roll over that much before this trigger's history is lost.", roundDur(d), fmtTime(oldest))
+		}
+	}
+	return v
+}
+
+func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request) {
+	trigger := r.URL.Query().Get("trigger")
+	data := struct {
+		Trigger   string
+		Triggers  []string
+		Problem   string
+		Letters   []store.StoredDeadLetter
+		More      bool
+		PageLimit int
+	}{Trigger: trigger, PageLimit: deadLetterPage}
+	for _, st := range c.opts.Runner.Status() {
+		data.Triggers = append(data.Triggers, st.Name)
+	}
+	if c.opts.Store == nil {
+		data.Problem = "The state database is not available to the console."
+	} else {
+		ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+		defer cancel()
+		dls, err := c.opts.Store.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: trigger, Limit: deadLetterPage + 1})
+		if err != nil {
+			data.Problem = "The dead letters could not be read: " + err.Error()
+		}
+		if len(dls) > deadLetterPage {
+			dls, data.More = dls[:deadLetterPage], true
+		}
+		data.Letters = dls
+	}
+	c.render(w, r, http.StatusOK, "deadletters", page{Title: "Dead letters", Nav: "deadletters", Data: data})
+}
+
+func (c *Console) deadLetter(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if c.opts.Store == nil {
+		c.render(w, r, http.StatusServiceUnavailable, "notfound", page{Title: "Not available", Nav: "deadletters", Message: "The state database is not available to the console."})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	dl, ok, err := c.opts.Store.GetDeadLetter(ctx, id)
+	switch {
+	case err != nil:
+		c.render(w, r, http.StatusInternalServerError, "notfound", page{Title: "Not available", Nav: "deadletters", Message: "The dead letter could not be read: " + err.Error()})
+		return
+	case !ok:
+		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Nav: "deadletters", Message: fmt.Sprintf("There is no dead letter %q (replayed or purged?).", id)})
+		return
+	}
+	event := "(not decodable)"
+	if b, err := bson.MarshalExtJSONIndent(dl.Event, false, false, "", "  "); err == nil {
+		event = string(b)
+	}
+	c.render(w, r, http.StatusOK, "deadletter", page{Title: "Dead letter " + id, Nav: "deadletters",
+		Data: struct {
+			store.StoredDeadLetter
+			EventJSON string
+		}{dl, event}})
+}
+
+var funcs = template.FuncMap{
+	"time": fmtTime,
+	"ago": func(now, t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return roundDur(now.Sub(t)) + " ago"
+	},
+	"dur":    roundDur,
+	"rate":   formatRate,
+	"lower":  strings.ToLower,
+	"sparkW": func() int { return sparkWidth },
+	"sparkH": func() int { return sparkHeight },
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// roundDur prints d rounded to a readable precision.
+func roundDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	default:
+		return d.Round(time.Minute).String()
+	}
+}

@@ -1,0 +1,210 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+)
+
+type fakeRunner struct{ sts []runner.TriggerStatus }
+
+func (f *fakeRunner) Status() []runner.TriggerStatus { return f.sts }
+
+type fakeStore struct {
+	cps map[string]store.Checkpoint
+	dls []store.StoredDeadLetter
+	err error
+}
+
+func (f *fakeStore) LoadCheckpoint(_ context.Context, trigger string) (store.Checkpoint, bool, error) {
+	cp, ok := f.cps[trigger]
+	return cp, ok, f.err
+}
+
+func (f *fakeStore) ListDeadLetters(_ context.Context, flt store.DeadLetterFilter) ([]store.StoredDeadLetter, error) {
+	var out []store.StoredDeadLetter
+	for _, d := range f.dls {
+		if flt.Trigger == "" || d.Trigger == flt.Trigger {
+			out = append(out, d)
+		}
+	}
+	if flt.Limit > 0 && len(out) > flt.Limit {
+		out = out[:flt.Limit]
+	}
+	return out, f.err
+}
+
+func (f *fakeStore) GetDeadLetter(_ context.Context, id string) (store.StoredDeadLetter, bool, error) {
+	for _, d := range f.dls {
+		if d.ID == id {
+			return d, true, f.err
+		}
+	}
+	return store.StoredDeadLetter{}, false, f.err
+}
+
+type fakeOplog struct {
+	oldest time.Time
+	err    error
+}
+
+func (f fakeOplog) OldestEntry(context.Context) (time.Time, error) { return f.oldest, f.err }
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newTestConsole(t *testing.T, r Runner, s Store, o Oplog) *Console {
+	t.Helper()
+	now := t0
+	c, err := New(Options{Runner: r, Store: s, Oplog: o, Samples: 4, Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	b, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(b)
+}
+
+func TestPages(t *testing.T) {
+	r := &fakeRunner{sts: []runner.TriggerStatus{
+		{Name: "orders", Namespace: "shop.orders", State: runner.StateRunning, StreamOpen: true, Since: t0.Add(-time.Minute),
+			EventsReceived: 12, Deliveries: map[string]uint64{"delivered": 10, "dead_lettered": 2}, Attempts: map[string]uint64{"ok": 10, "client_error": 2}, InFlight: 3},
+		{Name: "broken", State: runner.StateFailed, LastError: "history lost: <script>alert(1)</script>", LastErrorAt: t0},
+	}}
+	event, _ := bson.Marshal(bson.D{{Key: "operationType", Value: "insert"}, {Key: "fullDocument", Value: bson.D{{Key: "sku", Value: "apple"}}}})
+	s := &fakeStore{
+		cps: map[string]store.Checkpoint{"orders": {Trigger: "orders", ClusterTime: bson.Timestamp{T: uint32(t0.Add(-10 * time.Second).Unix())}, UpdatedAt: t0}},
+		dls: []store.StoredDeadLetter{{ID: "msg_1", DeadLetter: dispatcher.DeadLetter{Trigger: "orders", Event: event, Attempts: 2, LastStatus: 410, LastResponse: "gone for good", DeadLetteredAt: t0}}},
+	}
+	c := newTestConsole(t, r, s, fakeOplog{oldest: t0.Add(-2 * time.Hour)})
+	for _, tc := range []struct {
+		path string
+		code int
+		want []string
+	}{
+		{"/", 200, []string{`<main id="main"`, `href="/triggers/orders"`, "shop.orders", "whole deployment", "state-failed",
+			"history lost: &lt;script&gt;alert(1)&lt;/script&gt;", `<th scope="col">`, "not enough samples yet"}},
+		{"/triggers/orders", 200, []string{"Trigger orders", "dead_lettered", "client_error", "2026-03-01 11:59:50Z",
+			"2h0m0s ahead of the oldest oplog entry (2026-03-01 10:00:00Z)"}},
+		{"/triggers/broken", 200, []string{"No checkpoint saved yet"}},
+		{"/triggers/nope", 404, []string{`There is no trigger named &#34;nope&#34;`}},
+		{"/deadletters", 200, []string{`href="/deadletters/msg_1"`, "HTTP 410", `<label for="trigger">`}},
+		{"/deadletters?trigger=broken", 200, []string{"No dead letters for trigger broken."}},
+		{"/deadletters/msg_1", 200, []string{"gone for good", `&#34;sku&#34;: &#34;apple&#34;`, "changehook dlq replay msg_1"}},
+		{"/deadletters/msg_2", 404, []string{"There is no dead letter"}},
+		{"/nowhere", 404, []string{"There is no page at /nowhere."}},
+		{"/assets/console.js", 200, []string{"autorefresh"}},
+		{"/assets/console.css", 200, []string{"--fg"}},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			code, body := get(t, c, tc.path)
+			if code != tc.code {
+				t.Errorf("GET %s = %d, want %d\n%s", tc.path, code, tc.code, body)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("GET %s lacks %q:\n%s", tc.path, w, body)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckpointOplogDistance(t *testing.T) {
+	r := &fakeRunner{sts: []runner.TriggerStatus{{Name: "a", State: runner.StateRunning}}}
+	cp := map[string]store.Checkpoint{"a": {Trigger: "a", ClusterTime: bson.Timestamp{T: uint32(t0.Unix())}, UpdatedAt: t0}}
+	for _, tc := range []struct {
+		name  string
+		store Store
+		oplog Oplog
+		want  string
+	}{
+		{"ahead", &fakeStore{cps: cp}, fakeOplog{oldest: t0.Add(-30 * time.Minute)}, "30m0s ahead of the oldest oplog entry"},
+		{"lost", &fakeStore{cps: cp}, fakeOplog{oldest: t0.Add(time.Minute)}, "1m0s older than the oldest oplog entry (2026-03-01 12:01:00Z): its history is lost"},
+		{"oplog unreadable", &fakeStore{cps: cp}, fakeOplog{err: errors.New("not authorized")}, "The oldest oplog entry is not available (not authorized)."},
+		{"no oplog", &fakeStore{cps: cp}, nil, "not known to the console"},
+		{"store error", &fakeStore{err: errors.New("no reachable servers")}, nil, "The checkpoint could not be read: no reachable servers"},
+		{"no store", nil, nil, "The state database is not available to the console."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, body := get(t, newTestConsole(t, r, tc.store, tc.oplog), "/triggers/a")
+			if !strings.Contains(body, tc.want) {
+				t.Errorf("trigger page lacks %q:\n%s", tc.want, body)
+			}
+		})
+	}
+}
+
+func TestSamplerBoundedRates(t *testing.T) {
+	s := newSampler(3)
+	st := func(name string, events, delivered uint64) runner.TriggerStatus {
+		return runner.TriggerStatus{Name: name, EventsReceived: events, Deliveries: map[string]uint64{"delivered": delivered, "failed": 1}}
+	}
+	s.record(t0, []runner.TriggerStatus{st("a", 0, 0), st("gone", 0, 0)})
+	s.record(t0.Add(2*time.Second), []runner.TriggerStatus{st("a", 10, 4)})
+	s.record(t0.Add(4*time.Second), []runner.TriggerStatus{st("a", 30, 8)})
+	s.record(t0.Add(6*time.Second), []runner.TriggerStatus{st("a", 2, 0)}) // restarted: counters went down
+	if _, ok := s.rings["gone"]; ok {
+		t.Error("a trigger no longer reported keeps its ring")
+	}
+	if n := len(s.rings["a"].buf); n != 3 {
+		t.Errorf("ring size %d, want 3", n)
+	}
+	ev, dl := s.rates("a")
+	if want := []float64{10, 0}; !equal(ev, want) {
+		t.Errorf("event rates %v, want %v (the oldest sample dropped)", ev, want)
+	}
+	if want := []float64{2, 0}; !equal(dl, want) {
+		t.Errorf("delivery rates %v, want %v", dl, want)
+	}
+	if ev, _ := s.rates("nope"); ev != nil {
+		t.Errorf("rates of an unknown trigger = %v", ev)
+	}
+}
+
+func equal(a, b []float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSparkline(t *testing.T) {
+	for _, tc := range []struct {
+		vals   []float64
+		points string
+		label  string
+	}{
+		{nil, "", "x: not enough samples yet"},
+		{[]float64{3}, "", "x: not enough samples yet"},
+		{[]float64{0, 0}, "0.0,23.0 120.0,23.0", "x: now 0/s, peak 0/s over the last 2 samples"},
+		{[]float64{0, 5, 10}, "0.0,23.0 60.0,12.0 120.0,1.0", "x: now 10/s, peak 10/s over the last 3 samples"},
+	} {
+		sp := sparkline("x", tc.vals)
+		if sp.Points != tc.points || sp.Label != tc.label {
+			t.Errorf("sparkline(%v) = %q %q, want %q %q", tc.vals, sp.Points, sp.Label, tc.points, tc.label)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package console
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/changehook/changehook/runner"
+)
+
+// sample is one reading of a trigger's cumulative counters.
+type sample struct {
+	at         time.Time
+	events     uint64
+	deliveries uint64
+}
+
+// ring holds the newest samples of one trigger; it never grows past its
+// capacity.
+type ring struct {
+	buf  []sample
+	next int
+	full bool
+}
+
+func (r *ring) add(s sample) {
+	r.buf[r.next] = s
+	r.next = (r.next + 1) % len(r.buf)
+	if r.next == 0 {
+		r.full = true
+	}
+}
+
+// ordered returns the samples oldest first.
+func (r *ring) ordered() []sample {
+	if !r.full {
+		return append([]sample(nil), r.buf[:r.next]...)
+	}
+	return append(append([]sample(nil), r.buf[r.next:]...), r.buf[:r.next]...)
+}
+
+// sampler keeps a bounded ring of counter samples per trigger: at most one
+// ring per trigger the runner reports, each of at most size samples.
+type sampler struct {
+	size  int
+	mu    sync.Mutex
+	rings map[string]*ring
+}
+
+func newSampler(size int) *sampler {
+	return &sampler{size: size, rings: map[string]*ring{}}
+}
+
+// record adds one sample per trigger in sts, taken at now, and forgets the
+// triggers that are no longer reported.
+func (s *sampler) record(now time.Time, sts []runner.TriggerStatus) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]bool, len(sts))
+	for _, st := range sts {
+		seen[st.Name] = true
+		r := s.rings[st.Name]
+		if r == nil {
+			r = &ring{buf: make([]sample, s.size)}
+			s.rings[st.Name] = r
+		}
+		var d uint64
+		for _, n := range st.Deliveries {
+			d += n
+		}
+		r.add(sample{at: now, events: st.EventsReceived, deliveries: d})
+	}
+	for name := range s.rings {
+		if !seen[name] {
+			delete(s.rings, name)
+		}
+	}
+}
+
+// rates returns the events/s and deliveries/s between consecutive samples
+// of trigger, oldest first (nil with fewer than two samples). A counter that
+// went down (the trigger restarted) counts as 0 for that interval.
+func (s *sampler) rates(trigger string) (events, deliveries []float64) {
+	s.mu.Lock()
+	r := s.rings[trigger]
+	var smp []sample
+	if r != nil {
+		smp = r.ordered()
+	}
+	s.mu.Unlock()
+	for i := 1; i < len(smp); i++ {
+		dt := smp[i].at.Sub(smp[i-1].at).Seconds()
+		if dt <= 0 {
+			continue
+		}
+		events = append(events, rate(smp[i-1].events, smp[i].events, dt))
+		deliveries = append(deliveries, rate(smp[i-1].deliveries, smp[i].deliveries, dt))
+	}
+	return events, deliveries
+}
+
+func rate(before, after uint64, dt float64) float64 {
+	if after < before {
+		return 0
+	}
+	return float64(after-before) / dt
+}
+
+// Sparkline is a small line chart of a rate series, drawn as inline SVG.
+type Sparkline struct {
+	// Points is the SVG polyline's points attribute ("" with fewer than two
+	// values).
+	Points string
+	// Current is the newest value, Max the largest one.
+	Current, Max float64
+	// Label describes the chart for assistive technology.
+	Label string
+}
+
+// Sparkline geometry (SVG user units).
+const (
+	sparkWidth  = 120
+	sparkHeight = 24
+)
+
+func sparkline(what string, vals []float64) Sparkline {
+	sp := Sparkline{}
+	for _, v := range vals {
+		sp.Max = max(sp.Max, v)
+	}
+	if len(vals) > 0 {
+		sp.Current = vals[len(vals)-1]
+	}
+	sp.Label = fmt.Sprintf("%s: now %s, peak %s over the last %d samples", what, formatRate(sp.Current), formatRate(sp.Max), len(vals))
+	if len(vals) < 2 {
+		sp.Label = what + ": not enough samples yet"
+		return sp
+	}
+	top := sp.Max
+	if top == 0 {
+		top = 1
+	}
+	var b strings.Builder
+	step := float64(sparkWidth) / float64(len(vals)-1)
+	for i, v := range vals {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		y := float64(sparkHeight-1) - v/top*float64(sparkHeight-2)
+		fmt.Fprintf(&b, "%.1f,%.1f", float64(i)*step, y)
+	}
+	sp.Points = b.String()
+	return sp
+}
+
+func formatRate(v float64) string {
+	switch {
+	case v == 0:
+		return "0/s"
+	case v < 10:
+		return fmt.Sprintf("%.1f/s", v)
+	default:
+		return fmt.Sprintf("%.0f/s", v)
+	}
+}
