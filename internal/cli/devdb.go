@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 
 	"github.com/changehook/changehook/devdb"
 )
@@ -33,7 +35,7 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 	}
 	remote, err := isRemote(*addr)
 	if err != nil {
-		return usageError(env, fs, "bad --addr: %v", err)
+		return usageError(env, fs, "invalid --addr: %v", err)
 	}
 	if remote && !*allowRemote {
 		fmt.Fprintf(env.Stderr, "changehook devdb: refusing to listen on %s: devdb has no authentication, so anyone who can reach it can read and change every database.\nUse a loopback address (127.0.0.1) or pass --allow-remote if you really mean it.\n", *addr)
@@ -62,17 +64,51 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 // isRemote reports whether addr binds something other than a loopback
 // address. An empty host (all interfaces) is remote; a host name is resolved
 // only when it is "localhost".
+// An address that is not HOST:PORT with a port from 0 to 65535 and a host
+// that is empty, an IP address or a host name is an error saying which part
+// is wrong.
 func isRemote(addr string) (bool, error) {
-	host, _, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("%q is not HOST:PORT: %w", addr, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return false, fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
 	}
 	if host == "localhost" {
 		return false, nil
 	}
 	ip := net.ParseIP(host)
 	if ip == nil {
+		if !validHostName(host) {
+			return false, fmt.Errorf("%q: %q is neither an IP address nor a host name", addr, host)
+		}
 		return true, nil
 	}
 	return !ip.IsLoopback(), nil
+}
+
+// validHostName reports whether h is a syntactically valid DNS host name
+// that cannot be mistaken for an IPv4 address (999.1.1.1 is neither).
+func validHostName(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return h == "" // empty host: all interfaces
+	}
+	allNumeric := true
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			switch {
+			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '-':
+				allNumeric = false
+			case r >= '0' && r <= '9':
+			default:
+				return false
+			}
+		}
+	}
+	return !allNumeric
 }

@@ -34,14 +34,26 @@ func (s *Server) registerCRUD() {
 }
 
 // dataErr converts a storage duplicate-key error into the DuplicateKey
-// *mongoerr.Error the client sees; other errors pass through unchanged.
+// *mongoerr.Error the client sees, keeping the storage error reachable
+// (errors.As) for the reply's keyPattern and keyValue; other errors pass
+// through unchanged.
 func dataErr(err error) error {
 	var de *storage.DuplicateKeyError
 	if errors.As(err, &de) {
-		return &mongoerr.Error{Code: mongoerr.DuplicateKey, Message: de.Error()}
+		return &dupKeyError{ce: &mongoerr.Error{Code: mongoerr.DuplicateKey, Message: de.Error()}, de: de}
 	}
 	return err
 }
+
+// dupKeyError is a DuplicateKey command error: both the *mongoerr.Error and
+// the *storage.DuplicateKeyError it was made from.
+type dupKeyError struct {
+	ce *mongoerr.Error
+	de *storage.DuplicateKeyError
+}
+
+func (e *dupKeyError) Error() string   { return e.ce.Error() }
+func (e *dupKeyError) Unwrap() []error { return []error{e.ce, e.de} }
 
 // writeErrorDoc renders err as one writeErrors entry of a write command:
 // {index, code, [keyPattern, keyValue,] errmsg}.
@@ -284,20 +296,96 @@ func withWriteErrors(reply bson.D, writeErrs bson.A) bson.D {
 // type array, regex or undefined. Dollar-prefixed field names are accepted,
 // top-level and nested, as MongoDB 5.0+ accepts them in inserts and upserts
 // (manual: "Field Names with Periods and Dollar Signs").
+//
+// Inside _id, MongoDB 5.0+ refuses $-prefixed field names at any depth
+// (DollarPrefixedFieldName 52). A document nested deeper than
+// maxStoredDepth levels is Overflow (15).
 func checkStorable(doc bson.D) error {
+	if docDepth(doc, 1) > maxStoredDepth {
+		return mongoerr.Errorf(mongoerr.Overflow, "cannot insert document because it exceeds %d levels of nesting", maxStoredDepth)
+	}
 	for _, e := range doc {
 		if e.Key == "_id" {
-			switch e.Value.(type) {
+			switch v := e.Value.(type) {
 			case bson.A:
 				return mongoerr.Errorf(mongoerr.BadValue, "can't use an array for _id")
 			case bson.Regex:
 				return mongoerr.Errorf(mongoerr.BadValue, "can't use a regex for _id")
 			case bson.Undefined:
 				return mongoerr.Errorf(mongoerr.BadValue, "can't use a undefined for _id")
+			case bson.D:
+				if name, ok := dollarKeyIn(v, 0); ok {
+					return mongoerr.Errorf(mongoerr.DollarPrefixedFieldName, "_id fields may not contain '$'-prefixed fields: %s is not valid for storage.", name)
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// maxStoredDepth is MongoDB's documented nesting limit for stored
+// documents: the document itself is level 1 and every embedded document or
+// array adds one.
+const maxStoredDepth = 100
+
+// docDepth returns the nesting depth of v, which is at level depth, counting
+// at most to maxStoredDepth+1 (deeper levels are not visited).
+func docDepth(v any, depth int) int {
+	if depth > maxStoredDepth {
+		return depth
+	}
+	deepest := depth
+	switch x := v.(type) {
+	case bson.D:
+		for _, e := range x {
+			switch e.Value.(type) {
+			case bson.D, bson.A:
+				if d := docDepth(e.Value, depth+1); d > deepest {
+					if deepest = d; deepest > maxStoredDepth {
+						return deepest
+					}
+				}
+			}
+		}
+	case bson.A:
+		for _, el := range x {
+			switch el.(type) {
+			case bson.D, bson.A:
+				if d := docDepth(el, depth+1); d > deepest {
+					if deepest = d; deepest > maxStoredDepth {
+						return deepest
+					}
+				}
+			}
+		}
+	}
+	return deepest
+}
+
+// dollarKeyIn returns the first $-prefixed field name in v (a document or
+// array, searched depth first to maxStoredDepth levels), if any.
+func dollarKeyIn(v any, depth int) (string, bool) {
+	if depth > maxStoredDepth {
+		return "", false
+	}
+	switch x := v.(type) {
+	case bson.D:
+		for _, e := range x {
+			if len(e.Key) > 0 && e.Key[0] == '$' {
+				return e.Key, true
+			}
+			if name, ok := dollarKeyIn(e.Value, depth+1); ok {
+				return name, true
+			}
+		}
+	case bson.A:
+		for _, el := range x {
+			if name, ok := dollarKeyIn(el, depth+1); ok {
+				return name, true
+			}
+		}
+	}
+	return "", false
 }
 
 // withID returns doc with an _id: a generated ObjectID first when missing,

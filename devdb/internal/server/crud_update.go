@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -163,6 +164,13 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, st := range b.stmts {
+		for _, e := range st {
+			if !slices.Contains(updateStatementFields, e.Key) {
+				return nil, mongoerr.Errorf(mongoerr.IDLUnknownField, "BSON field 'update.updates.%s' is an unknown field.", e.Key)
+			}
+		}
+	}
 	if b.rw != nil {
 		for _, st := range b.stmts {
 			if v, ok := fieldOf(st, "multi"); ok {
@@ -188,6 +196,10 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 		return withWriteErrors(reply, writeErrs), nil
 	})
 }
+
+// updateStatementFields are the fields of an update statement MongoDB 6.0
+// accepts; any other (such as 8.0's sort) is IDLUnknownField (40415).
+var updateStatementFields = []string{"q", "u", "c", "arrayFilters", "hint", "multi", "upsert", "upsertSupplied", "collation"}
 
 // updateStatement runs one {q, u, upsert, multi, arrayFilters} statement.
 func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st bson.D, now time.Time, res *updateResult) error {

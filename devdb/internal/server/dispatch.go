@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/devdb/internal/storage"
 	"github.com/changehook/changehook/devdb/internal/wire"
 	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
@@ -68,7 +70,7 @@ func (s *Server) handleOpMsg(c *conn, msg wire.Message) ([]byte, error) {
 	moreToCome := flags&wire.FlagMoreToCome != 0
 	m, err := wire.ParseMsg(msg)
 	if err != nil {
-		if moreToCome || !errors.Is(err, wire.ErrDocumentTooLarge) {
+		if moreToCome || !(errors.Is(err, wire.ErrDocumentTooLarge) || errors.Is(err, wire.ErrTooDeep)) {
 			return nil, err
 		}
 		ce, _ := asCommandError(err)
@@ -225,7 +227,13 @@ func (s *Server) runCommand(ctx context.Context, req *Request) (bson.D, error) {
 		if labels := errorLabelsFor(req, ce); len(labels) != len(ce.Labels) {
 			ce = &mongoerr.Error{Code: ce.Code, Message: ce.Message, Labels: labels}
 		}
-		return s.errorReply(ce), nil
+		reply := s.errorReply(ce)
+		var de *storage.DuplicateKeyError
+		if ce.Code == mongoerr.DuplicateKey && errors.As(err, &de) {
+			// As MongoDB's DuplicateKey command errors (findAndModify): after codeName.
+			reply = slices.Insert(reply, 4, bson.E{Key: "keyPattern", Value: de.KeyPattern}, bson.E{Key: "keyValue", Value: de.KeyValue})
+		}
+		return reply, nil
 	}
 	return s.okReply(s.failCommandAfter(req, reply)), nil
 }

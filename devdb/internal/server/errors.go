@@ -23,6 +23,8 @@ func asCommandError(err error) (*mongoerr.Error, bool) {
 		return mongoerr.Errorf(mongoerr.Interrupted, "operation was interrupted"), false
 	case errors.Is(err, context.DeadlineExceeded):
 		return mongoerr.Errorf(mongoerr.MaxTimeMSExpired, "operation exceeded time limit"), false
+	case errors.Is(err, wire.ErrTooDeep):
+		return mongoerr.Errorf(mongoerr.Overflow, "%s: %d", wire.ErrTooDeep.Error(), wire.MaxDepth), false
 	case errors.Is(err, wire.ErrDocumentTooLarge):
 		return mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "%v", err), false
 	case errors.Is(err, wire.ErrMalformed):

@@ -16,9 +16,11 @@ package storage
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +62,9 @@ type Options struct {
 	// CompileFilter compiles a partialFilterExpression into a predicate;
 	// nil means mql.CompileFilter.
 	CompileFilter func(filter bson.D) (func(doc bson.D) bool, error)
+	// CheckTimeout bounds the consistency check of an existing data file on
+	// open; 0 means DefaultCheckTimeout, negative skips the check.
+	CheckTimeout time.Duration
 }
 
 // Engine is an open storage engine. It is safe for concurrent use by many
@@ -78,6 +83,7 @@ type Options struct {
 // the default write concern.
 type Engine struct {
 	db      *bolt.DB
+	lock    *os.File // the data directory's lock (nil where unsupported)
 	dir     string
 	tempDir bool
 	opts    Options
@@ -131,14 +137,30 @@ func Open(opts Options) (*Engine, error) {
 	} else if err := os.MkdirAll(e.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open storage: create data dir: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(e.dir, "devdb.bbolt"), 0o600, &bolt.Options{
-		Timeout:        2 * time.Second,
-		NoSync:         true,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
+	lock, err := lockDir(e.dir)
 	if err != nil {
 		e.removeTemp()
+		return nil, fmt.Errorf("open storage: %w", err)
+	}
+	e.lock = lock
+	path := filepath.Join(e.dir, "devdb.bbolt")
+	if opts.CheckTimeout >= 0 {
+		timeout := opts.CheckTimeout
+		if timeout == 0 {
+			timeout = DefaultCheckTimeout
+		}
+		if err := checkFile(path, timeout); err != nil && !errors.Is(err, errCheckTimeout) {
+			e.unlock()
+			return nil, fmt.Errorf("open storage: %w", &DamagedError{Dir: e.dir, Err: err})
+		}
+	}
+	db, err := openBolt(path)
+	if err != nil {
+		e.unlock()
+		e.removeTemp()
+		if isDamage(err) {
+			err = &DamagedError{Dir: e.dir, Err: err}
+		}
 		return nil, fmt.Errorf("open storage: open %s: %w", e.dir, err)
 	}
 	e.db = db
@@ -161,6 +183,7 @@ func Open(opts Options) (*Engine, error) {
 	}
 	if err != nil {
 		_ = db.Close()
+		e.unlock()
 		e.removeTemp()
 		return nil, fmt.Errorf("open storage: initialise: %w", err)
 	}
@@ -177,6 +200,31 @@ func Open(opts Options) (*Engine, error) {
 		}
 	}
 	return e, nil
+}
+
+// openBolt opens the bbolt file for reading and writing, turning a panic of
+// the library on a damaged file into an error.
+func openBolt(path string) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("the storage library failed opening it: %v: %w", r, bolt.ErrInvalid)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        2 * time.Second,
+		NoSync:         true,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+}
+
+// unlock releases the data directory's lock.
+func (e *Engine) unlock() {
+	if e.lock != nil {
+		_ = e.lock.Close()
+		e.lock = nil
+	}
 }
 
 // Dir returns the data directory in use (the temporary one when Options.Dir was "").
@@ -228,6 +276,7 @@ func (e *Engine) Close() error {
 	if cerr := e.db.Close(); err == nil {
 		err = cerr
 	}
+	e.unlock()
 	e.removeTemp()
 	if err != nil {
 		return fmt.Errorf("close storage: %w", err)

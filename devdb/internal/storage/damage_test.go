@@ -1,0 +1,126 @@
+package storage
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// writeDataDir creates a real data directory with some documents and
+// returns the bytes of its data file.
+func writeDataDir(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	e, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.Update(func(tx *Tx) error {
+		c, err := tx.EnsureCollection("app", "c")
+		if err != nil {
+			return err
+		}
+		for i := range 3000 {
+			if _, err := tx.Insert(c, bson.D{{Key: "_id", Value: int32(i)}, {Key: "pad", Value: string(make([]byte, 200))}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "devdb.bbolt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A damaged copy of a real data file is refused with DamagedError, never a
+// panic.
+func TestOpenDamagedDataFile(t *testing.T) {
+	good := writeDataDir(t)
+	const page = 4096
+	tests := []struct {
+		name   string
+		damage func(b []byte) []byte
+	}{
+		{"truncated to half", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"page 3 zeroed", func(b []byte) []byte { clear(b[3*page : 4*page]); return b }},
+		{"both meta pages zeroed", func(b []byte) []byte { clear(b[:2*page]); return b }},
+		{"16 bytes flipped in every page header", func(b []byte) []byte {
+			for off := 2 * page; off+16 <= len(b); off += page {
+				for i := range 16 {
+					b[off+i] ^= 0xff
+				}
+			}
+			return b
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := tt.damage(append([]byte(nil), good...))
+			if err := os.WriteFile(filepath.Join(dir, "devdb.bbolt"), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e, err := Open(Options{Dir: dir})
+			if err == nil {
+				_ = e.Close()
+				t.Fatal("Open succeeded on a damaged file")
+			}
+			var de *DamagedError
+			if !errors.As(err, &de) {
+				t.Fatalf("err = %v, want a DamagedError", err)
+			}
+			if want := "data directory " + dir + " is damaged: "; len(err.Error()) < len(want) || !containsStr(err.Error(), want) || !containsStr(err.Error(), "move it away or restore a backup") {
+				t.Errorf("message = %q", err.Error())
+			}
+		})
+	}
+	// The undamaged copy opens.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "devdb.bbolt"), good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("open of the good copy: %v", err)
+	}
+	_ = e.Close()
+}
+
+func containsStr(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// A second Open of a locked data directory fails at once naming the holder.
+func TestOpenLockedDataDir(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	_, err = Open(Options{Dir: dir})
+	var ie *InUseError
+	if !errors.As(err, &ie) {
+		t.Fatalf("second open: err = %v, want InUseError", err)
+	}
+	if ie.PID != os.Getpid() || !containsStr(err.Error(), "(pid "+strconv.Itoa(os.Getpid())+")") {
+		t.Errorf("err = %v, want this process's pid %d", err, os.Getpid())
+	}
+}
