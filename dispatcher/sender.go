@@ -120,7 +120,7 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("webhook url %s: want an absolute http or https URL", triggers.RedactURL(w.URL))
 	}
-	s.url, s.redactedURL = w.URL, triggers.RedactURL(w.URL)
+	s.url, s.redactedURL = w.URL, w.RedactedURL()
 	s.method = strings.ToUpper(w.Method)
 	if !triggers.AllowedMethod(s.method) {
 		return nil, fmt.Errorf("webhook method %s is not one of %s", s.method, strings.Join(triggers.Methods(), ", "))
@@ -325,6 +325,11 @@ func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int)
 	}
 	req.Header = s.header(id, start, payload)
 	resp, doErr := s.http.Do(req)
+	if ue, ok := doErr.(*url.Error); ok { //nolint:errorlint // net/http returns *url.Error unwrapped.
+		// The trigger's own redaction (webhook.secret_path included),
+		// before any policy sees the error.
+		doErr = &url.Error{Op: ue.Op, URL: s.redactedURL, Err: ue.Err}
+	}
 	if resp != nil {
 		at.Status = resp.StatusCode
 		at.Body = readBody(resp) // also closes the body

@@ -752,7 +752,7 @@ func (d *decoder) retry(own, def entry) RetryPolicy {
 }
 
 func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webhook {
-	known := []string{"url", "method", "headers", "secret", "timeout", "format", "payload"}
+	known := []string{"url", "method", "headers", "secret", "timeout", "format", "payload", "secret_path"}
 	f := map[string]entry{}
 	headers := map[string]entry{}
 	var ownF, defF map[string]entry
@@ -813,6 +813,7 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 	if e := f["secret"]; e.set() {
 		w.Secrets = d.secrets(e)
 	}
+	w.SecretPath = d.boolean(f["secret_path"], "webhook.secret_path", w.SecretPath)
 	w.Timeout = d.duration(f["timeout"], "webhook.timeout", w.Timeout)
 	w.Format = d.enum(f["format"], "webhook.format", w.Format, Formats())
 	if e := f["payload"]; e.set() {

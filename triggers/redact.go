@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -16,16 +17,29 @@ import (
 // redacted replaces secret parts of URLs.
 const redacted = "REDACTED"
 
-// RedactURL returns raw with its secrets removed, for logs, errors and API
-// output: the userinfo is replaced by "REDACTED", every query value by
-// "REDACTED" (keys are kept, so an operator can still see which parameters
-// were set), the fragment is dropped, and everything after the first path
-// segment becomes "REDACTED", because incoming-webhook services put their
-// token in the path (Slack's /services/T…/B…/<secret>, Zapier's
-// /hooks/catch/<id>/<key>/): scheme, host and the first segment are enough to
-// tell endpoints apart. A URL that does not parse is replaced entirely, since
-// the parse error could echo a secret.
-func RedactURL(raw string) string {
+// RedactURL returns a webhook URL with its secrets removed, for logs,
+// errors, dead letters and API output. It is the one rule for webhook URLs:
+//
+//   - the userinfo becomes "REDACTED";
+//   - every query value becomes "REDACTED" (the keys stay, so an operator
+//     can see which parameters were set); the fragment is dropped;
+//   - the path of a known incoming-webhook service, whose token is in the
+//     path (Slack, Discord, Microsoft Teams, Zapier, Make, n8n), keeps its
+//     first segment and the rest becomes "REDACTED";
+//   - any path segment shaped like a token (SecretShapedSegment) becomes
+//     "REDACTED";
+//   - every other path prints as written ("/status/429" stays readable).
+//
+// Local commands (validate, test) use the same rule: an ordinary path reads
+// as the user wrote it, a token never shows. A trigger's
+// webhook.secret_path hides the whole path: use Webhook.RedactedURL, which
+// applies it. A URL that does not parse is replaced entirely, since the
+// parse error could echo a secret.
+func RedactURL(raw string) string { return redactURL(raw, false, true) }
+
+// redactURL applies RedactURL's rule; secretPath hides the whole path,
+// hidePath=false prints the path as written.
+func redactURL(raw string, secretPath, hidePath bool) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "<unparsable URL>"
@@ -35,8 +49,11 @@ func RedactURL(raw string) string {
 		c.User = url.User(redacted)
 	}
 	c.Fragment, c.RawFragment = "", ""
-	if first, rest, ok := strings.Cut(strings.TrimPrefix(c.Path, "/"), "/"); ok && strings.Trim(rest, "/") != "" {
-		c.Path, c.RawPath = "/"+first+"/"+redacted, ""
+	if hidePath {
+		c.Path, c.RawPath = redactPath(c.Hostname(), c.EscapedPath(), secretPath), ""
+		if p, err := url.PathUnescape(c.Path); err == nil {
+			c.Path = p
+		}
 	}
 	if c.RawQuery != "" {
 		parts := strings.Split(c.RawQuery, "&")
@@ -53,6 +70,86 @@ func RedactURL(raw string) string {
 	}
 	return c.String()
 }
+
+// redactPath applies the path part of RedactURL's rule to an escaped path.
+func redactPath(host, path string, secretPath bool) string {
+	trimmed := strings.Trim(path, "/")
+	if trimmed == "" {
+		return path
+	}
+	if secretPath {
+		return "/" + redacted
+	}
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if secretPathService(strings.ToLower(host), strings.ToLower(path)) {
+		if len(segs) > 1 && strings.Join(segs[1:], "") != "" {
+			return "/" + segs[0] + "/" + redacted
+		}
+		return "/" + redacted
+	}
+	for i, s := range segs {
+		if SecretShapedSegment(s) {
+			segs[i] = redacted
+		}
+	}
+	return "/" + strings.Join(segs, "/")
+}
+
+// secretPathService reports whether host and path (lower case) belong to an
+// incoming-webhook service that carries its token in the path: Slack
+// (hooks.slack.com), Discord (/api/webhooks/), Microsoft Teams
+// (*.webhook.office.com, outlook.office.com/webhook), Zapier
+// (hooks.zapier.com), Make (hook.*.make.com, hook.integromat.com) and n8n
+// (/webhook/ and /webhook-test/ paths).
+func secretPathService(host, path string) bool {
+	switch {
+	case host == "hooks.slack.com",
+		host == "hooks.zapier.com",
+		host == "hook.integromat.com",
+		strings.HasPrefix(host, "hook.") && strings.HasSuffix(host, ".make.com"),
+		strings.HasSuffix(host, ".webhook.office.com"),
+		host == "outlook.office.com" || strings.HasSuffix(host, ".office.com") && strings.Contains(path, "/webhook"),
+		(host == "discord.com" || host == "discordapp.com" || strings.HasSuffix(host, ".discord.com")) && strings.Contains(path, "/webhooks/"),
+		strings.HasPrefix(path, "/webhook/") || strings.HasPrefix(path, "/webhook-test/") ||
+			strings.Contains(path, "/webhook/") && strings.Contains(host, "n8n"):
+		return true
+	}
+	return false
+}
+
+// SecretShapedSegment reports whether a URL path segment looks like a
+// webhook token rather than a name: at least 16 characters from
+// [A-Za-z0-9_.~+=-] (or %-escapes), mixing letters and digits, or 24 and
+// more mixing upper and lower case. Words, numbers and short identifiers
+// ("hooks", "status", "429", "v1") are not.
+func SecretShapedSegment(seg string) bool {
+	if len(seg) < 16 {
+		return false
+	}
+	letters, digits := false, false
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+			letters = true
+		case '0' <= c && c <= '9':
+			digits = true
+		case strings.IndexByte("_.~+=-%", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return letters && digits || len(seg) >= 24 && mixedCase(seg)
+}
+
+// mixedCase reports whether s has both upper- and lower-case letters.
+func mixedCase(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsUpper) && strings.ContainsFunc(s, unicode.IsLower)
+}
+
+// RedactedURL returns the webhook's URL as RedactURL shows it, with the
+// whole path hidden when SecretPath is set.
+func (w Webhook) RedactedURL() string { return redactURL(w.URL, w.SecretPath, true) }
 
 // MarshalJSON writes the trigger as the configuration file spells it, with
 // every secret hidden: the webhook as Webhook.MarshalJSON writes it, match,

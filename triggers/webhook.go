@@ -198,6 +198,10 @@ type Webhook struct {
 	Payload *mql.Expr
 	// PayloadSpec is Payload's source in its BSON form (nil: none).
 	PayloadSpec any
+	// SecretPath true hides the URL's whole path wherever it is shown
+	// (RedactedURL): for endpoints whose path is a token RedactURL does not
+	// recognise.
+	SecretPath bool
 }
 
 // WithDefaults returns w with its empty fields set to the defaults: Method
@@ -219,7 +223,7 @@ func (w Webhook) WithDefaults() Webhook {
 // and keys counted, not shown).
 func (w Webhook) String() string {
 	return fmt.Sprintf("{%s %s headers:%d secrets:%d timeout:%s format:%s}",
-		w.Method, RedactURL(w.URL), len(w.Headers), len(w.Secrets), w.Timeout, w.Format)
+		w.Method, w.RedactedURL(), len(w.Headers), len(w.Secrets), w.Timeout, w.Format)
 }
 
 // GoString is String, so that %#v cannot show the URL's token either.
@@ -241,7 +245,7 @@ func (w Webhook) MarshalJSON() ([]byte, error) {
 		Format  string            `json:"format"`
 		Payload json.RawMessage   `json:"payload,omitempty"`
 	}{
-		URL:     RedactURL(w.URL),
+		URL:     w.RedactedURL(),
 		Method:  w.Method,
 		Headers: w.Headers,
 		Secrets: w.Secrets,

@@ -265,3 +265,51 @@ func TestRunUnreachableMongoDB(t *testing.T) {
 		t.Errorf("password printed: %s", errOut)
 	}
 }
+
+// TestRedactionInLocalOutputs: validate and test print ordinary webhook
+// paths as written (/status/429 stays readable) and hide what the one
+// redaction rule calls a secret: a token-shaped path segment, a known
+// incoming-webhook path, query values and header values.
+func TestRedactionInLocalOutputs(t *testing.T) {
+	cfg := writeConfig(t, `
+triggers:
+  - name: status
+    database: lessons
+    collection: inventory
+    webhook:
+      url: "https://httpbin.example/status/429?key=qv4lue"
+      headers: { Authorization: "Bearer h34derv4l" }
+  - name: token
+    database: lessons
+    webhook: { url: "https://hooks.example.com/Zx81kQp0aBc9dEf7GhI2" }
+  - name: slack
+    database: lessons
+    webhook: { url: "https://hooks.slack.com/services/T0AAA/B0BBB/XXsecretXX" }
+  - name: hidden
+    database: lessons
+    webhook: { url: "https://example.com/in/plainword", secret_path: true }
+`)
+	secrets := []string{"qv4lue", "h34derv4l", "Zx81kQp0aBc9dEf7GhI2", "XXsecretXX", "B0BBB", "plainword"}
+	code, out, errOut := run(t, nil, "", "validate", "-c", cfg)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	for _, w := range []string{
+		"https://httpbin.example/status/429?key=REDACTED", "https://hooks.example.com/REDACTED",
+		"https://hooks.slack.com/services/REDACTED", "https://example.com/REDACTED",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("validate output lacks %q:\n%s", w, out)
+		}
+	}
+	ev := `{"_id": {"_data": "82AB"}, "operationType": "insert", "ns": {"db": "lessons", "coll": "inventory"}, "documentKey": {"_id": 1}, "fullDocument": {"_id": 1}}`
+	_, tout, terr := run(t, nil, ev, "test", "-c", cfg, "--trigger", "status", "--event", "-")
+	if !strings.Contains(tout, "request:  POST https://httpbin.example/status/429?key=REDACTED") {
+		t.Errorf("test output lacks the readable request line:\n%s%s", tout, terr)
+	}
+	for _, s := range secrets {
+		if strings.Contains(out+errOut+tout+terr, s) {
+			t.Errorf("local output shows secret %q:\n%s%s", s, out, tout)
+		}
+	}
+}

@@ -92,7 +92,7 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 		return fail(env, "test", fmt.Errorf("build payload: %w", err))
 	}
 	id := dispatcher.WebhookID(t.Name, ev.Token)
-	fmt.Fprintf(w, "\nrequest:  %s %s\n", t.Webhook.Method, triggers.RedactURL(t.Webhook.URL))
+	fmt.Fprintf(w, "\nrequest:  %s %s\n", t.Webhook.Method, t.Webhook.RedactedURL())
 	writeHeaders(w, t, env.Version, id, payload)
 	fmt.Fprintf(w, "\nbody (exact bytes, %d):\n%s\n", len(payload), payload)
 	if !*send {

@@ -55,7 +55,7 @@ func writeSummary(env Env, cfg *triggers.Config) {
 			state = " (disabled)"
 		}
 		fmt.Fprintf(env.Stdout, "  %s%s: %s [%s] -> %s %s, ordering %s\n", t.Name, state, ns,
-			strings.Join(t.Operations, ", "), t.Webhook.Method, triggers.RedactURL(t.Webhook.URL), t.Ordering)
+			strings.Join(t.Operations, ", "), t.Webhook.Method, t.Webhook.RedactedURL(), t.Ordering)
 	}
 }
 
