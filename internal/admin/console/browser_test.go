@@ -156,6 +156,15 @@ triggers:
 		return err == nil && ok && cp.ClusterTime.T != 0
 	})
 
+	// A paused trigger shows who paused it and why.
+	if err := rn.Pause("legacy", "endpoint maintenance", "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "legacy paused", func() bool {
+		st, err := rn.TriggerStatus("legacy")
+		return err == nil && st.State == runner.StatePaused
+	})
+
 	b := startBrowser(t, chrome)
 	base := adm.URL()
 	shots := shotDir(t)
@@ -174,6 +183,9 @@ triggers:
 	}
 	if got := b.text(t, `tr[data-trigger="legacy"] td:nth-of-type(6)`); got != "2" {
 		t.Errorf("legacy dead letters = %q, want 2", got)
+	}
+	if row := b.text(t, `tr[data-trigger="legacy"]`); !strings.Contains(row, "paused") || !strings.Contains(row, "by test: endpoint maintenance") {
+		t.Errorf("legacy row = %q, want paused by test: endpoint maintenance", row)
 	}
 	if row := b.text(t, `tr[data-trigger="archive"]`); !strings.Contains(row, "disabled") {
 		t.Errorf("archive row = %q, want disabled", row)
