@@ -117,6 +117,7 @@ func commands() []command {
 		{"run", "run every enabled trigger against a MongoDB deployment", runCommand},
 		{"dev", "run the triggers against an embedded devdb (--demo: the inventory demo)", devCommand},
 		{"devdb", "run the embedded MongoDB-compatible devdb server in the foreground", devdbCommand},
+		{"init", "write a commented starter triggers.yaml (never overwrites)", initCommand},
 		{"validate", "check a configuration file and report every problem", validateCommand},
 		{"test", "show what a trigger would do with an event (match, payload, headers)", testCommand},
 		{"dlq", "list, show, replay or purge dead letters", dlqCommand},

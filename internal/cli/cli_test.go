@@ -24,7 +24,7 @@ func run(t *testing.T, env map[string]string, stdin string, args ...string) (int
 
 func TestHelpEverywhere(t *testing.T) {
 	cmds := [][]string{
-		{"run"}, {"dev"}, {"devdb"}, {"validate"}, {"test"}, {"version"},
+		{"run"}, {"dev"}, {"devdb"}, {"init"}, {"validate"}, {"test"}, {"version"},
 		{"dlq"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"},
 		{"checkpoints"}, {"checkpoints", "list"}, {"checkpoints", "reset"},
 	}
@@ -311,5 +311,41 @@ triggers:
 		if strings.Contains(out+errOut+tout+terr, s) {
 			t.Errorf("local output shows secret %q:\n%s%s", s, out, tout)
 		}
+	}
+}
+
+// TestDevDemoNeedsNoFile: dev --demo in a directory without triggers.yaml
+// uses the built-in demo configuration (it gets as far as starting devdb,
+// which the canceled context stops) instead of failing to open the file.
+func TestDevDemoNeedsNoFile(t *testing.T) {
+	t.Chdir(t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	Run(ctx, []string{"dev", "--demo", "--admin-addr", "off", "--addr", "127.0.0.1:0"}, Env{Stdout: &out, Stderr: &errb})
+	if s := out.String() + errb.String(); strings.Contains(s, "triggers.yaml: no such file") || strings.Contains(s, "invalid built-in") {
+		t.Fatalf("dev --demo did not use the built-in configuration:\n%s", s)
+	}
+}
+
+func TestInit(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "triggers.yaml")
+	code, out, errOut := run(t, nil, "", "init", "-c", path)
+	if code != ExitOK || !strings.Contains(out, "wrote "+path) {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	if code, out, errOut := run(t, nil, "", "validate", "-c", path); code != ExitOK {
+		t.Fatalf("the starter file does not validate: %s%s", out, errOut)
+	}
+	if err := os.WriteFile(path, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = run(t, nil, "", "init", "-c", path)
+	if code != ExitFailure || !strings.Contains(errOut, "already exists; not overwriting") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "mine" {
+		t.Fatalf("init overwrote the file: %q", b)
 	}
 }

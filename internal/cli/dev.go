@@ -3,9 +3,11 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,7 +19,7 @@ import (
 
 func devCommand(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet(env, "dev", "dev [-c FILE] [--demo] [--data DIR] [--addr HOST:PORT]",
-		"changehook dev --demo                    # the whole flow in one process: devdb, runner, demo receiver and writer",
+		"changehook dev --demo                    # the whole flow in one process: devdb, runner, demo receiver and writer (built-in config; works from any directory)",
 		"changehook dev -c triggers.yaml          # your triggers against a throw-away devdb",
 		"changehook dev --data ./devdb-data --addr 127.0.0.1:27017   # keep the data; connect other tools to it")
 	var rf runFlags
@@ -34,7 +36,18 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	if remote, err := isRemote(*addr); err != nil || remote {
 		return usageError(env, fs, "--addr must be a loopback host:port such as 127.0.0.1:27017 (use 'changehook devdb --allow-remote' to expose devdb)")
 	}
-	cfg, err := loadConfig(*rf.config, env)
+	var cfg *triggers.Config
+	var err error
+	if *demoMode && !flagSet(fs, "c", "config") {
+		// The demo needs no file: its configuration is built in, so that
+		// it works from any directory.
+		cfg, err = triggers.Parse(demo.ConfigName, demo.Config, env.LookupEnv)
+		if err != nil {
+			err = fmt.Errorf("invalid built-in demo configuration: %w", err)
+		}
+	} else {
+		cfg, err = loadConfig(*rf.config, env)
+	}
 	if err != nil {
 		return fail(env, "dev", err)
 	}
@@ -184,4 +197,16 @@ func describeMatch(t *triggers.Trigger) string {
 		return "any change"
 	}
 	return extJSON(t.Match)
+}
+
+// flagSet reports whether any of the named flags was given on the command
+// line.
+func flagSet(fs *flag.FlagSet, names ...string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if slices.Contains(names, f.Name) {
+			set = true
+		}
+	})
+	return set
 }

@@ -170,3 +170,11 @@ func TestWriter(t *testing.T) {
 		}
 	}
 }
+
+func TestFruitCount(t *testing.T) {
+	for n, want := range map[int]string{1: "1 apple", 2: "2 apples", 0: "0 apples"} {
+		if got := fruitCount(n, "apples"); got != want {
+			t.Errorf("fruitCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

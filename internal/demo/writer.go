@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -96,7 +97,7 @@ func RunWriter(ctx context.Context, opts WriterOptions) error {
 			}
 			update := bson.D{{Key: "$inc", Value: bson.D{{Key: "quantity", Value: -sold}}}}
 			next := qty[i] - sold
-			verb := fmt.Sprintf("sold %d %s: %d left", sold, f.name, next)
+			verb := fmt.Sprintf("sold %s: %d left", fruitCount(sold, f.name), next)
 			if next <= 0 {
 				update = bson.D{{Key: "$set", Value: bson.D{{Key: "quantity", Value: Restock}}}}
 				next = Restock
@@ -115,4 +116,13 @@ func RunWriter(ctx context.Context, opts WriterOptions) error {
 		}
 	}
 	return nil
+}
+
+// fruitCount writes n of a fruit whose plural is name: "1 apple",
+// "7 apples".
+func fruitCount(n int, name string) string {
+	if n == 1 {
+		return "1 " + strings.TrimSuffix(name, "s")
+	}
+	return fmt.Sprintf("%d %s", n, name)
 }

@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/changehook/changehook/internal/demo"
+)
+
+// initCommand writes a commented starter configuration: the demo's
+// triggers.yaml, every field explained. It never overwrites a file.
+func initCommand(_ context.Context, args []string, env Env) int {
+	fset := newFlagSet(env, "init", "init [-c FILE]",
+		"changehook init                      # writes ./triggers.yaml",
+		"changehook init -c shop.yaml         # writes shop.yaml",
+		"",
+		"The file is the commented demo configuration: run it with 'changehook dev -c FILE --demo',",
+		"then edit the trigger (database, collection, match, webhook.url) for your own data.")
+	path := configFlag(fset)
+	if code, done := parseFlags(fset, args, env); done {
+		return code
+	}
+	if fset.NArg() > 0 {
+		return usageError(env, fset, "unexpected argument %q (the file goes after -c)", fset.Arg(0))
+	}
+	f, err := os.OpenFile(*path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return fail(env, "init", fmt.Errorf("%s already exists; not overwriting it (choose another file with -c)", *path))
+	}
+	if err != nil {
+		return fail(env, "init", fmt.Errorf("create %s: %w", *path, err))
+	}
+	if _, err := f.Write(demo.Config); err != nil {
+		f.Close()
+		return fail(env, "init", fmt.Errorf("write %s: %w", *path, err))
+	}
+	if err := f.Close(); err != nil {
+		return fail(env, "init", fmt.Errorf("write %s: %w", *path, err))
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s: a commented starter configuration with one trigger (low_stock).\n", *path)
+	fmt.Fprintf(env.Stdout, "Next: changehook validate -c %s, then changehook dev -c %s --demo\n", *path, *path)
+	return ExitOK
+}
