@@ -3,6 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -347,5 +350,36 @@ func TestInit(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "mine" {
 		t.Fatalf("init overwrote the file: %q", b)
+	}
+}
+
+// TestTestSendPrintsEachAttempt: test --send reports every attempt as it
+// ends, not only the final outcome.
+func TestTestSendPrintsEachAttempt(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	cfg := writeConfig(t, `
+triggers:
+  - name: send
+    database: lessons
+    webhook: { url: "`+srv.URL+`/hooks/send" }
+    retry: { max_attempts: 3, initial_backoff: 1ms, max_backoff: 2ms }
+`)
+	ev := `{"_id": {"_data": "82AB"}, "operationType": "insert", "ns": {"db": "lessons", "coll": "x"}, "documentKey": {"_id": 1}, "fullDocument": {"_id": 1}}`
+	code, out, errOut := run(t, nil, ev, "test", "-c", cfg, "--event", "-", "--send")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	for _, w := range []string{"attempt 1: HTTP 503 (server_error)", "will retry", "response body: busy", "attempt 2: HTTP 204", "delivered: HTTP 204 after 2 attempts"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
 	}
 }

@@ -217,7 +217,9 @@ func writeHeaders(w io.Writer, t *triggers.Trigger, ver, id string, payload []by
 // max_attempts attempts) and prints the outcome. Nothing is dead-lettered or
 // checkpointed.
 func sendOnce(ctx context.Context, env Env, t *triggers.Trigger, ev dispatcher.Event) int {
-	s, err := newSender(t, env)
+	s, err := newSender(t, env, dispatcher.WithObserver(func(a dispatcher.Attempt) {
+		printAttempt(env.Stdout, a)
+	}))
 	if err != nil {
 		return fail(env, "test", err)
 	}
@@ -228,6 +230,29 @@ func sendOnce(ctx context.Context, env Env, t *triggers.Trigger, ev dispatcher.E
 		return ExitFailure
 	}
 	return ExitOK
+}
+
+// printAttempt prints one delivery attempt as it ends: its number, the
+// status or failure reason, the latency and, for a failure, the error
+// (whose text never contains secrets) and the start of the response body.
+func printAttempt(w io.Writer, a dispatcher.Attempt) {
+	lat := a.Latency.Round(time.Millisecond)
+	if a.Err == nil {
+		fmt.Fprintf(w, "  attempt %d: HTTP %d in %s\n", a.Number, a.Status, lat)
+		return
+	}
+	status := "no response"
+	if a.Status != 0 {
+		status = fmt.Sprintf("HTTP %d", a.Status)
+	}
+	next := "permanent, no retry"
+	if a.Retry {
+		next = "will retry"
+	}
+	fmt.Fprintf(w, "  attempt %d: %s (%s) in %s, %s: %v\n", a.Number, status, a.Reason, lat, next, a.Err)
+	if a.Body != "" {
+		fmt.Fprintf(w, "    response body: %s\n", oneLine(a.Body, 200))
+	}
 }
 
 // printResult prints the outcome of a delivery.
@@ -257,8 +282,8 @@ func oneLine(s string, n int) string {
 
 // newSender returns the Sender of t for a one-off delivery from the command
 // line (a test send or a dead-letter replay).
-func newSender(t *triggers.Trigger, env Env) (*dispatcher.Sender, error) {
-	s, err := dispatcher.NewSender(t, dispatcher.WithUserAgent(version.UserAgent(env.Version)))
+func newSender(t *triggers.Trigger, env Env, opts ...dispatcher.Option) (*dispatcher.Sender, error) {
+	s, err := dispatcher.NewSender(t, append([]dispatcher.Option{dispatcher.WithUserAgent(version.UserAgent(env.Version))}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("prepare delivery: %w", err)
 	}
