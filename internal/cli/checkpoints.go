@@ -45,7 +45,7 @@ func checkpointsList(ctx context.Context, args []string, env Env) int {
 	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
 	}
-	sc, err := openState(ctx, *path, env)
+	sc, err := openState(ctx, fs, *path, env)
 	if err != nil {
 		return fail(env, "checkpoints list", err)
 	}
@@ -117,7 +117,7 @@ func checkpointsReset(ctx context.Context, args []string, env Env) int {
 			return usageError(env, fs, "--to must be now or an RFC 3339 time such as 2025-01-31T12:00:00Z, not %q", *to)
 		}
 	}
-	sc, err := openState(ctx, *path, env)
+	sc, err := openState(ctx, fs, *path, env)
 	if err != nil {
 		return fail(env, "checkpoints reset", err)
 	}

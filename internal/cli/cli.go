@@ -47,6 +47,9 @@ type Env struct {
 	LookupEnv triggers.LookupEnv
 	// Version is the changehook version ("dev" when empty).
 	Version string
+	// RuntimeDir holds the file in which a running dev records its devdb
+	// (default: $XDG_RUNTIME_DIR, else the system's temporary directory).
+	RuntimeDir string
 }
 
 // OSEnv returns the Env of the current process: os.Stdin, os.Stdout, os.Stderr,

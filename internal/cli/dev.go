@@ -77,6 +77,15 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 		}
 	}()
 	cfg.MongoDB.URI = srv.URI()
+	configName := *rf.config
+	if cfg.Path == demo.ConfigName {
+		configName = demo.ConfigName
+	}
+	if forget, err := writeDevRuntime(env, srv.URI(), configName); err != nil {
+		log.Warn("other commands will not find this dev (pass them -c and MONGODB_URI)", "error", err)
+	} else {
+		defer forget()
+	}
 	where := "data in a temporary directory, removed on exit; --data DIR keeps it"
 	if *data != "" {
 		where = "data in " + *data

@@ -49,9 +49,10 @@ type stateConn struct {
 
 func (c *stateConn) close(ctx context.Context) { _ = c.client.Disconnect(context.WithoutCancel(ctx)) }
 
-// openState loads the configuration and connects to its state database.
-func openState(ctx context.Context, path string, env Env) (*stateConn, error) {
-	cfg, err := loadConfig(path, env)
+// openState loads the configuration (stateConfig: a running dev is found
+// without -c) and connects to its state database.
+func openState(ctx context.Context, fs *flag.FlagSet, path string, env Env) (*stateConn, error) {
+	cfg, err := stateConfig(fs, path, env)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +102,7 @@ func dlqList(ctx context.Context, args []string, env Env) int {
 	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
 	}
-	sc, err := openState(ctx, *path, env)
+	sc, err := openState(ctx, fs, *path, env)
 	if err != nil {
 		return fail(env, "dlq list", err)
 	}
@@ -145,7 +146,7 @@ func dlqShow(ctx context.Context, args []string, env Env) int {
 	if len(pos) != 1 {
 		return usageError(env, fs, "give exactly one dead letter ID (see 'changehook dlq list')")
 	}
-	sc, err := openState(ctx, *path, env)
+	sc, err := openState(ctx, fs, *path, env)
 	if err != nil {
 		return fail(env, "dlq show", err)
 	}
@@ -192,7 +193,7 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 	case !*all && *trigger != "":
 		return usageError(env, fs, "--trigger only applies with --all")
 	}
-	sc, err := openState(ctx, *path, env)
+	sc, err := openState(ctx, fs, *path, env)
 	if err != nil {
 		return fail(env, "dlq replay", err)
 	}
@@ -286,7 +287,7 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 	if *trigger == "" {
 		return usageError(env, fs, "--trigger is required")
 	}
-	sc, err := openState(ctx, *path, env)
+	sc, err := openState(ctx, fs, *path, env)
 	if err != nil {
 		return fail(env, "dlq purge", err)
 	}

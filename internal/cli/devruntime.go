@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/changehook/changehook/internal/demo"
+	"github.com/changehook/changehook/triggers"
+)
+
+// devRuntimeFile is the name of the file a running `changehook dev`
+// records itself in, so that dlq, checkpoints and the other state commands
+// find its devdb without -c or MONGODB_URI.
+const devRuntimeFile = "changehook-dev.json"
+
+// devRuntime is the content of the runtime file.
+type devRuntime struct {
+	// PID is the dev process; the file is ignored when it is not alive.
+	PID int `json:"pid"`
+	// URI is devdb's connection string (loopback, no credentials).
+	URI string `json:"uri"`
+	// Config is the absolute path of the configuration dev runs, or
+	// demo.ConfigName for the built-in demo configuration.
+	Config string `json:"config"`
+}
+
+// runtimeDir is where the runtime file lives: Env.RuntimeDir,
+// $XDG_RUNTIME_DIR, or the system's temporary directory.
+func (e Env) runtimeDir() string {
+	if e.RuntimeDir != "" {
+		return e.RuntimeDir
+	}
+	if d, ok := e.LookupEnv("XDG_RUNTIME_DIR"); ok && d != "" {
+		return d
+	}
+	return os.TempDir()
+}
+
+// writeDevRuntime records a running dev in the runtime file and returns a
+// function that removes it again (only while it still names this process).
+func writeDevRuntime(env Env, uri, config string) (func(), error) {
+	if config != demo.ConfigName {
+		if abs, err := filepath.Abs(config); err == nil {
+			config = abs
+		}
+	}
+	rt := devRuntime{PID: os.Getpid(), URI: uri, Config: config}
+	b, err := json.Marshal(rt)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(env.runtimeDir(), devRuntimeFile)
+	tmp := path + fmt.Sprintf(".%d.tmp", rt.PID)
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return nil, fmt.Errorf("record dev runtime file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("record dev runtime file: %w", err)
+	}
+	return func() {
+		if cur, ok := readDevRuntime(env); ok && cur.PID == rt.PID {
+			_ = os.Remove(path)
+		}
+	}, nil
+}
+
+// readDevRuntime returns the running dev recorded in the runtime file, if
+// the file exists and its process is alive.
+func readDevRuntime(env Env) (devRuntime, bool) {
+	b, err := os.ReadFile(filepath.Join(env.runtimeDir(), devRuntimeFile))
+	if err != nil {
+		return devRuntime{}, false
+	}
+	var rt devRuntime
+	if json.Unmarshal(b, &rt) != nil || rt.PID <= 0 || rt.URI == "" {
+		return devRuntime{}, false
+	}
+	return rt, processAlive(rt.PID)
+}
+
+// processAlive reports whether a process with pid exists (signal 0).
+func processAlive(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// stateConfig loads the configuration of a state command (dlq,
+// checkpoints, ...). Without -c and without MONGODB_URI, a running
+// `changehook dev` recorded in the runtime file is used: its configuration
+// and its devdb. Otherwise the file given by -c (default triggers.yaml).
+func stateConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, error) {
+	if !flagSet(fs, "c", "config") {
+		if _, set := env.LookupEnv("MONGODB_URI"); !set {
+			if rt, ok := readDevRuntime(env); ok {
+				var cfg *triggers.Config
+				var err error
+				if rt.Config == demo.ConfigName {
+					cfg, err = triggers.Parse(demo.ConfigName, demo.Config, env.LookupEnv)
+				} else {
+					cfg, err = loadConfig(rt.Config, env)
+				}
+				if err != nil {
+					return nil, err
+				}
+				cfg.MongoDB.URI = rt.URI
+				fmt.Fprintf(env.Stderr, "using the running 'changehook dev' (pid %d): %s, %s\n", rt.PID, rt.URI, rt.Config)
+				return cfg, nil
+			}
+		}
+	}
+	return loadConfig(path, env)
+}
