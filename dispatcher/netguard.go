@@ -1,6 +1,12 @@
 package dispatcher
 
-import "net/netip"
+import (
+	"net"
+	"net/netip"
+	"syscall"
+
+	"github.com/changehook/changehook/triggers"
+)
 
 // BlockedError is the dial error of an address the network guard refuses:
 // network.deny lists it, or it is a cloud metadata address and
@@ -9,11 +15,61 @@ import "net/netip"
 type BlockedError struct {
 	// Addr is the resolved address that was refused.
 	Addr netip.Addr
-	// Rule says why: the network.deny CIDR, or "cloud metadata address".
+	// Rule says why: the network.deny range, or "cloud metadata address".
 	Rule string
 }
 
 // Error names the address and the rule.
 func (e *BlockedError) Error() string {
 	return "address " + e.Addr.String() + " is blocked by the network guard (" + e.Rule + ")"
+}
+
+// netGuard checks dialled addresses against a NetworkPolicy.
+type netGuard struct {
+	deny     []netip.Prefix
+	metadata []netip.Addr // refused unless allow_metadata
+}
+
+// newNetGuard returns the guard of p.
+func newNetGuard(p triggers.NetworkPolicy) *netGuard {
+	g := &netGuard{deny: p.Deny}
+	if !p.AllowMetadata {
+		g.metadata = triggers.MetadataAddrs()
+	}
+	return g
+}
+
+// check returns a *BlockedError when addr may not be dialled.
+func (g *netGuard) check(addr netip.Addr) error {
+	addr = addr.Unmap().WithZone("")
+	for _, m := range g.metadata {
+		if addr == m {
+			return &BlockedError{Addr: addr, Rule: "cloud metadata address; set network.allow_metadata: true to allow it"}
+		}
+	}
+	for _, p := range g.deny {
+		if p.Contains(addr) {
+			return &BlockedError{Addr: addr, Rule: "network.deny " + p.String()}
+		}
+	}
+	return nil
+}
+
+// control is a net.Dialer Control function: it runs after DNS resolution,
+// before the connection is made, with the address actually dialled, so a
+// name that resolves (or re-resolves) to a refused address cannot reach it.
+func (g *netGuard) control(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		host, _, serr := net.SplitHostPort(address)
+		if serr != nil {
+			return &BlockedError{Rule: "unparseable address"}
+		}
+		a, perr := netip.ParseAddr(host)
+		if perr != nil {
+			return &BlockedError{Rule: "unparseable address"}
+		}
+		return g.check(a)
+	}
+	return g.check(ap.Addr())
 }

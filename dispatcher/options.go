@@ -18,12 +18,15 @@ type options struct {
 	backoff    Backoff
 	observer   func(Attempt)
 	userAgent  string
+	limiters   *Limiters
 }
 
 // WithHTTPClient sends requests with a shallow copy of c whose Timeout is the
 // webhook's timeout and whose redirect policy is "do not follow". Default: a
 // client on a clone of http.DefaultTransport with enough idle connections
-// per host for Concurrency.
+// per host for Concurrency, whose dialer applies the trigger's network
+// policy (the network guard). A client given here is used as it is: the
+// network guard does not apply to it.
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.httpClient = c } }
 
 // WithClock sets the clock used for timestamps, metrics and backoff waits.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/changehook/changehook/internal/version"
 	"github.com/changehook/changehook/triggers"
+	"golang.org/x/time/rate"
 )
 
 // Attempt describes one delivery attempt: what WithObserver's callback
@@ -68,6 +70,7 @@ type Sender struct {
 	baseHeader  http.Header
 	keys        [][]byte
 	signers     sync.Pool // *signer of keys
+	limiters    []*rate.Limiter
 }
 
 // NewSender returns the Sender of trigger t, a trigger as triggers.Parse
@@ -157,7 +160,17 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		ordering = triggers.Strict
 	}
 	conc := ordering.Concurrency(t.Concurrency)
-	s.http = httpClient(o.httpClient, conc, w.Timeout)
+	s.http = httpClient(o.httpClient, conc, w.Timeout, newNetGuard(t.Network))
+	if w.RateLimit != nil {
+		s.limiters = append(s.limiters, newLimiter(*w.RateLimit))
+	}
+	if ep := w.Endpoint; ep != nil {
+		if o.limiters != nil {
+			s.limiters = append(s.limiters, o.limiters.For(ep))
+		} else {
+			s.limiters = append(s.limiters, newLimiter(ep.RateLimit))
+		}
+	}
 	return s, nil
 }
 
@@ -192,8 +205,9 @@ func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.He
 
 // httpClient returns the client deliveries use: a copy of base (or of a
 // client on a cloned default transport with idle connections for conc
-// deliveries) with the webhook timeout and redirects not followed.
-func httpClient(base *http.Client, conc int, timeout time.Duration) *http.Client {
+// deliveries, dialling through guard) with the webhook timeout and
+// redirects not followed.
+func httpClient(base *http.Client, conc int, timeout time.Duration, guard *netGuard) *http.Client {
 	var hc http.Client
 	if base != nil {
 		hc = *base
@@ -205,6 +219,8 @@ func httpClient(base *http.Client, conc int, timeout time.Duration) *http.Client
 			t = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
 		}
 		t.MaxIdleConnsPerHost = max(conc, 2)
+		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: guard.control}
+		t.DialContext = dialer.DialContext
 		hc.Transport = t
 	}
 	hc.Timeout = timeout
@@ -315,6 +331,13 @@ func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, fore
 // calls the observer.
 func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int) (Attempt, bool, error) {
 	at := Attempt{WebhookID: id, Number: n}
+	if s.limiters != nil {
+		if err := s.waitRate(ctx); err != nil {
+			at.Reason, at.Err = ReasonCanceled, err
+			s.observe(at)
+			return at, false, err
+		}
+	}
 	start := s.clock.Now()
 	req, err := http.NewRequestWithContext(ctx, s.method, s.url, bytes.NewReader(payload))
 	if err != nil {

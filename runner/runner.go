@@ -107,6 +107,8 @@ type Runner struct {
 	log     *slog.Logger
 	metrics *Metrics
 	dmet    *dispatcher.Metrics
+	// limits are the endpoints' rate limiters, shared by every trigger.
+	limits  *dispatcher.Limiters
 	started atomic.Bool
 
 	mu      sync.Mutex // guards cfg, slots, order, runCtx, closing and adding to wg
@@ -148,6 +150,7 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	// The dispatchers always record into dmet: Status reads the delivery
 	// counters from it, registered with Prometheus or not.
 	r.dmet = dispatcher.NewMetrics(opts.Registry)
+	r.limits = dispatcher.NewLimiters()
 	for _, t := range cfg.Triggers {
 		r.slots[t.Name] = &slot{t: t, want: !opts.StartStopped}
 		r.order = append(r.order, t.Name)

@@ -119,7 +119,7 @@ func (r *Runner) reconcile(s *slot) {
 func (r *Runner) startLocked(s *slot) {
 	t := s.t
 	log := r.log.With("trigger", t.Name)
-	dopts := []dispatcher.Option{dispatcher.WithUserAgent(version.UserAgent(r.opts.Version)), dispatcher.WithLogger(r.log), dispatcher.WithClock(r.opts.Clock), dispatcher.WithMetrics(r.dmet)}
+	dopts := []dispatcher.Option{dispatcher.WithUserAgent(version.UserAgent(r.opts.Version)), dispatcher.WithLogger(r.log), dispatcher.WithClock(r.opts.Clock), dispatcher.WithMetrics(r.dmet), dispatcher.WithLimiters(r.limits)}
 	if r.opts.HTTPClient != nil {
 		dopts = append(dopts, dispatcher.WithHTTPClient(r.opts.HTTPClient))
 	}

@@ -61,6 +61,11 @@ type Config struct {
 	// Defaults holds the value a trigger gets for each field it omits (the
 	// defaults section over the built-in defaults). Its Name is empty.
 	Defaults *Trigger `json:"-"`
+	// Network limits the addresses webhook requests connect to.
+	Network NetworkPolicy `json:"network"`
+	// Endpoints are rate limits shared by the triggers whose webhook URL
+	// starts with their URLPrefix.
+	Endpoints []*Endpoint `json:"endpoints,omitempty"`
 	// Triggers are the triggers in file order.
 	Triggers []*Trigger `json:"triggers"`
 }
@@ -159,6 +164,9 @@ type Trigger struct {
 	// DeadLetter true gives up on an event after Retry and stores it as a
 	// dead letter; false retries forever (the trigger blocks).
 	DeadLetter bool
+	// Network is the configuration's network section (the same for every
+	// trigger), so that a Sender built from the trigger alone applies it.
+	Network NetworkPolicy
 	// Pos is where the trigger is declared.
 	Pos Pos
 	// StateDatabase is the configuration's state.database, set by Parse.

@@ -139,7 +139,7 @@ func (d *decoder) parse(data []byte) *Config {
 		Log:     LogConfig{Level: "info", Format: "text"},
 		Cluster: ClusterConfig{LeaseTTL: DefaultLeaseTTL, RenewEvery: DefaultLeaseTTL / 3},
 	}
-	top := d.fields(doc, "configuration", []string{"mongodb", "state", "admin", "log", "cluster", "defaults", "triggers"})
+	top := d.fields(doc, "configuration", []string{"mongodb", "state", "admin", "log", "cluster", "network", "endpoints", "defaults", "triggers"})
 	if top == nil {
 		return cfg
 	}
@@ -231,6 +231,7 @@ func (d *decoder) parse(data []byte) *Config {
 		}
 		cfg.Triggers = append(cfg.Triggers, t)
 	}
+	d.applyPolicy(cfg, top)
 	return cfg
 }
 
@@ -752,7 +753,7 @@ func (d *decoder) retry(own, def entry) RetryPolicy {
 }
 
 func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webhook {
-	known := []string{"url", "method", "headers", "secret", "timeout", "format", "payload", "secret_path"}
+	known := []string{"url", "method", "headers", "secret", "timeout", "format", "payload", "secret_path", "rate_limit"}
 	f := map[string]entry{}
 	headers := map[string]entry{}
 	var ownF, defF map[string]entry
@@ -814,6 +815,9 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 		w.Secrets = d.secrets(e)
 	}
 	w.SecretPath = d.boolean(f["secret_path"], "webhook.secret_path", w.SecretPath)
+	if e := f["rate_limit"]; e.set() && !isNull(e) {
+		w.RateLimit = d.rateLimit(e, "webhook.rate_limit")
+	}
 	w.Timeout = d.duration(f["timeout"], "webhook.timeout", w.Timeout)
 	w.Format = d.enum(f["format"], "webhook.format", w.Format, Formats())
 	if e := f["payload"]; e.set() {

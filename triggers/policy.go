@@ -2,6 +2,8 @@ package triggers
 
 import (
 	"fmt"
+	"math"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,5 +137,198 @@ func (d *decoder) checkRuleOverlap(f map[string]entry, p RetryPolicy) {
 				}
 			}
 		}
+	}
+}
+
+// RateLimit is a token bucket: PerSecond requests per second on average,
+// at most Burst at once. Every attempt takes a token; a trigger without one
+// waits (its stream reading slows down), nothing is dropped.
+type RateLimit struct {
+	// PerSecond is the sustained rate (> 0; fractions allowed: 0.5 is one
+	// request every two seconds).
+	PerSecond float64 `json:"per_second"`
+	// Burst is the bucket size (default: PerSecond rounded up, at least 1).
+	Burst int `json:"burst"`
+}
+
+// Endpoint is one entry of the top-level endpoints section: a rate limit
+// shared by every trigger whose webhook URL starts with URLPrefix.
+type Endpoint struct {
+	// Name identifies the endpoint (the key of its shared limiter).
+	Name string `json:"name"`
+	// URLPrefix selects the triggers: the longest matching prefix wins.
+	// It may carry a token: it is only shown redacted.
+	URLPrefix string `json:"-"`
+	// RateLimit is shared by the endpoint's triggers.
+	RateLimit RateLimit `json:"rate_limit"`
+}
+
+// MarshalJSON writes the endpoint with its URL prefix redacted.
+func (e Endpoint) MarshalJSON() ([]byte, error) {
+	return marshalJSON(struct {
+		Name      string    `json:"name"`
+		URLPrefix string    `json:"url_prefix"`
+		RateLimit RateLimit `json:"rate_limit"`
+	}{e.Name, RedactURL(e.URLPrefix), e.RateLimit})
+}
+
+// NetworkPolicy is the network section: which resolved addresses webhook
+// requests may connect to. It is checked when a connection is dialled, on
+// the address DNS returned, so a name that re-resolves elsewhere (DNS
+// rebinding) cannot bypass it. Loopback and private ranges are allowed by
+// default: changehook is self-hosted and often delivers inside its own
+// network.
+type NetworkPolicy struct {
+	// Deny lists the refused ranges.
+	Deny []netip.Prefix `json:"deny"`
+	// AllowMetadata false (the default) refuses the cloud metadata
+	// addresses (MetadataAddrs), from which a webhook URL could read
+	// instance credentials.
+	AllowMetadata bool `json:"allow_metadata"`
+}
+
+// MetadataAddrs returns the cloud metadata service addresses that
+// NetworkPolicy refuses unless AllowMetadata: 169.254.169.254 (AWS, GCP,
+// Azure, …) and fd00:ec2::254 (AWS over IPv6).
+func MetadataAddrs() []netip.Addr {
+	return []netip.Addr{netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254")}
+}
+
+// rateLimit decodes a {per_second, burst} mapping.
+func (d *decoder) rateLimit(e entry, field string) *RateLimit {
+	f := d.fields(e.val, field, []string{"per_second", "burst"})
+	if f == nil {
+		return nil
+	}
+	rl := &RateLimit{}
+	ps := f["per_second"]
+	if !ps.set() {
+		d.errorf(deref(e.val), "%s: missing field \"per_second\"", field)
+		return nil
+	}
+	v := deref(ps.val)
+	if d.poisoned[v] {
+		return nil
+	}
+	n, err := strconv.ParseFloat(strings.ReplaceAll(v.Value, "_", ""), 64)
+	if v.Kind != yaml.ScalarNode || (v.ShortTag() != "!!int" && v.ShortTag() != "!!float") || err != nil || !(n > 0) || n > 1e6 {
+		d.errorf(v, "%s.per_second: expected a number of requests per second above 0 and at most 1000000", field)
+		return nil
+	}
+	rl.PerSecond = n
+	rl.Burst = d.integer(f["burst"], field+".burst", max(1, int(math.Ceil(n))), 1, 1_000_000)
+	return rl
+}
+
+// network decodes the top-level network section.
+func (d *decoder) network(e entry) NetworkPolicy {
+	p := NetworkPolicy{Deny: []netip.Prefix{}}
+	if !e.set() {
+		return p
+	}
+	f := d.fields(e.val, "network", []string{"deny", "allow_metadata"})
+	if f == nil {
+		return p
+	}
+	p.AllowMetadata = d.boolean(f["allow_metadata"], "network.allow_metadata", false)
+	if de := f["deny"]; de.set() {
+		v := deref(de.val)
+		if v.Kind != yaml.SequenceNode {
+			d.errorf(v, "network.deny: expected a list of CIDR ranges such as [10.0.0.0/8], got %s", describe(v))
+			return p
+		}
+		for _, it := range v.Content {
+			s, ok := d.str(entry{val: it}, "network.deny")
+			if !ok {
+				continue
+			}
+			pfx, err := netip.ParsePrefix(s)
+			if err != nil {
+				if a, aerr := netip.ParseAddr(s); aerr == nil {
+					pfx = netip.PrefixFrom(a, a.BitLen())
+				} else {
+					d.errorf(deref(it), "network.deny: %q is not a CIDR range such as 10.0.0.0/8 or an IP address", s)
+					continue
+				}
+			}
+			p.Deny = append(p.Deny, pfx.Masked())
+		}
+	}
+	return p
+}
+
+// endpoints decodes the top-level endpoints section.
+func (d *decoder) endpoints(e entry) []*Endpoint {
+	if !e.set() {
+		return nil
+	}
+	v := deref(e.val)
+	if v.Kind != yaml.SequenceNode {
+		d.errorf(v, "endpoints: expected a list of endpoints, got %s", describe(v))
+		return nil
+	}
+	var out []*Endpoint
+	names := map[string]bool{}
+	for _, it := range v.Content {
+		f := d.fields(it, "endpoint", []string{"name", "url_prefix", "rate_limit"})
+		if f == nil {
+			continue
+		}
+		ep := &Endpoint{}
+		at := deref(it)
+		if n := f["name"]; !n.set() {
+			d.errorf(at, "endpoint: missing field \"name\"")
+		} else if s, ok := d.str(n, "endpoints.name"); ok {
+			ep.Name = s
+			if names[s] {
+				d.errorf(deref(n.val), "endpoints.name: %q is used twice", s)
+			}
+			names[s] = true
+		}
+		if u := f["url_prefix"]; !u.set() {
+			d.errorf(at, "endpoint: missing field \"url_prefix\"")
+		} else if s, ok := d.str(u, "endpoints.url_prefix"); ok {
+			ep.URLPrefix = s
+			if msg := checkWebhookURL(s); msg != "" {
+				d.errorf(deref(u.val), "endpoints.url_prefix: %s", msg)
+			}
+		}
+		if r := f["rate_limit"]; !r.set() {
+			d.errorf(at, "endpoint: missing field \"rate_limit\"")
+		} else if rl := d.rateLimit(r, "endpoints.rate_limit"); rl != nil {
+			ep.RateLimit = *rl
+		}
+		out = append(out, ep)
+	}
+	return out
+}
+
+// endpointFor returns the endpoint whose URLPrefix is the longest prefix of
+// url (nil: none).
+func endpointFor(eps []*Endpoint, url string) *Endpoint {
+	var best *Endpoint
+	for _, ep := range eps {
+		if ep.URLPrefix != "" && strings.HasPrefix(url, ep.URLPrefix) && (best == nil || len(ep.URLPrefix) > len(best.URLPrefix)) {
+			best = ep
+		}
+	}
+	return best
+}
+
+// isNull reports whether e's value is an explicit null.
+func isNull(e entry) bool {
+	v := deref(e.val)
+	return v != nil && v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null"
+}
+
+// applyPolicy decodes the network and endpoints sections and hands them to
+// the triggers (every trigger carries the network policy; each webhook its
+// endpoint).
+func (d *decoder) applyPolicy(cfg *Config, top map[string]entry) {
+	cfg.Network = d.network(top["network"])
+	cfg.Endpoints = d.endpoints(top["endpoints"])
+	for _, t := range cfg.Triggers {
+		t.Network = cfg.Network
+		t.Webhook.Endpoint = endpointFor(cfg.Endpoints, t.Webhook.URL)
 	}
 }

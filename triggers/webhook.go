@@ -202,6 +202,11 @@ type Webhook struct {
 	// (RedactedURL): for endpoints whose path is a token RedactURL does not
 	// recognise.
 	SecretPath bool
+	// RateLimit limits this trigger's attempts (nil: unlimited).
+	RateLimit *RateLimit
+	// Endpoint is the endpoints entry whose url_prefix matches URL (nil:
+	// none); its rate limit is shared with the other triggers it matches.
+	Endpoint *Endpoint
 }
 
 // WithDefaults returns w with its empty fields set to the defaults: Method
@@ -244,7 +249,10 @@ func (w Webhook) MarshalJSON() ([]byte, error) {
 		Timeout string            `json:"timeout"`
 		Format  string            `json:"format"`
 		Payload json.RawMessage   `json:"payload,omitempty"`
+		RateLim *RateLimit        `json:"rate_limit,omitempty"`
+		Endpt   string            `json:"endpoint,omitempty"`
 	}{
+		RateLim: w.RateLimit,
 		URL:     w.RedactedURL(),
 		Method:  w.Method,
 		Headers: w.Headers,
@@ -254,6 +262,9 @@ func (w Webhook) MarshalJSON() ([]byte, error) {
 	}
 	if w.PayloadSpec != nil {
 		v.Payload = extJSONValue(w.PayloadSpec)
+	}
+	if w.Endpoint != nil {
+		v.Endpt = w.Endpoint.Name
 	}
 	return marshalJSON(v)
 }

@@ -1,0 +1,64 @@
+package dispatcher
+
+import (
+	"context"
+	"sync"
+
+	"github.com/changehook/changehook/triggers"
+	"golang.org/x/time/rate"
+)
+
+// Limiters holds the rate limiters of the configuration's endpoints, shared
+// by every Sender given it (WithLimiters): the triggers whose webhook
+// matches one endpoint draw from one bucket. Safe for concurrent use.
+type Limiters struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter // endpoint name → limiter
+}
+
+// NewLimiters returns an empty set of shared limiters.
+func NewLimiters() *Limiters { return &Limiters{m: map[string]*rate.Limiter{}} }
+
+// For returns ep's shared limiter, creating it on first use.
+func (l *Limiters) For(ep *triggers.Endpoint) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.m[ep.Name]
+	if !ok {
+		lim = newLimiter(ep.RateLimit)
+		l.m[ep.Name] = lim
+	}
+	return lim
+}
+
+// WithLimiters shares the endpoints' rate limiters through l (a Runner
+// passes one to every dispatcher). Without it a Sender whose webhook
+// matches an endpoint gets a limiter of its own with the endpoint's rate.
+func WithLimiters(l *Limiters) Option { return func(o *options) { o.limiters = l } }
+
+// newLimiter returns the token bucket of rl.
+func newLimiter(rl triggers.RateLimit) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(rl.PerSecond), max(rl.Burst, 1))
+}
+
+// waitRate takes one token from each of the Sender's limiters, waiting on
+// the Sender's Clock (so a fake clock drives it in tests). The wait is the
+// backpressure: the worker does not send, so the tracker fills and Submit,
+// and with it the stream reading, slows down. Nothing is dropped. It
+// returns ctx's error when ctx ends first (the reservation is returned).
+func (s *Sender) waitRate(ctx context.Context) error {
+	for _, lim := range s.limiters {
+		now := s.clock.Now()
+		r := lim.ReserveN(now, 1)
+		if !r.OK() {
+			continue // burst ≥ 1 always admits one token
+		}
+		if d := r.DelayFrom(now); d > 0 {
+			if err := s.clock.Sleep(ctx, d); err != nil {
+				r.CancelAt(s.clock.Now())
+				return err
+			}
+		}
+	}
+	return nil
+}
