@@ -15,6 +15,7 @@ import (
 func arithOperators() map[string]exprCompiler {
 	return map[string]exprCompiler{
 		"$add":      fixedOp(0, -1, evalAdd),
+		"$rand":     compileRand,
 		"$subtract": fixedOp(2, 2, evalSubtract),
 		"$multiply": fixedOp(0, -1, evalMultiply),
 		"$divide":   fixedOp(2, 2, evalDivide),

@@ -11,6 +11,8 @@ import (
 // and safe for concurrent use by multiple goroutines.
 type Filter struct {
 	root matchNode
+	// vars are the command's let variables, visible to $expr.
+	vars map[string]any
 }
 
 // matchNode is one compiled match expression.
@@ -27,6 +29,8 @@ type matchState struct {
 	pos int
 	// err is the first evaluation error ($expr).
 	err error
+	// vars are the variables $expr sees besides the system ones.
+	vars map[string]any
 }
 
 // CompileFilter compiles a query filter document as find, count, delete,
@@ -47,14 +51,35 @@ func CompileFilter(filter bson.D) (*Filter, error) {
 // Match reports whether doc matches the filter. An $expr evaluation error
 // makes the document not match; use MatchErr to see the error.
 func (f *Filter) Match(doc bson.D) bool {
+	if f.vars != nil {
+		st := matchState{pos: -1, vars: f.vars}
+		return f.root.match(doc, &st) && st.err == nil
+	}
 	return f.root.match(doc, nil)
+}
+
+// WithVars returns a copy of f in which vars (a command's let variables,
+// from CompileLet) are visible to $expr as $$name. vars is only read.
+func (f *Filter) WithVars(vars map[string]any) *Filter {
+	g := *f
+	g.vars = vars
+	return &g
 }
 
 // MatchErr is Match that also returns the first $expr evaluation error (a
 // *mongoerr.Error), as MongoDB fails the query in that case. When err is non-nil,
 // matched is false.
 func (f *Filter) MatchErr(doc bson.D) (matched bool, err error) {
-	st := matchState{pos: -1}
+	return f.matchErrVars(doc, f.vars)
+}
+
+// matchErrVars is MatchErr with vars visible to $expr (a pipeline's
+// variables for $match).
+func (f *Filter) matchErrVars(doc bson.D, vars map[string]any) (matched bool, err error) {
+	if vars == nil {
+		vars = f.vars
+	}
+	st := matchState{pos: -1, vars: vars}
 	ok := f.root.match(doc, &st)
 	if st.err != nil {
 		return false, st.err
@@ -68,7 +93,7 @@ func (f *Filter) MatchErr(doc bson.D) (matched bool, err error) {
 // filter traversed for the last predicate that went through an array, or
 // -1 when no predicate went through an array.
 func (f *Filter) MatchPositional(doc bson.D) (matched bool, index int) {
-	st := matchState{pos: -1}
+	st := matchState{pos: -1, vars: f.vars}
 	if !f.root.match(doc, &st) || st.err != nil {
 		return false, -1
 	}

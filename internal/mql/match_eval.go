@@ -120,7 +120,11 @@ func (p *modMatch) test(v any) bool {
 type matchExprNode struct{ x *Expr }
 
 func (n matchExprNode) match(doc bson.D, st *matchState) bool {
-	v, err := n.x.Eval(doc)
+	var vars map[string]any
+	if st != nil {
+		vars = st.vars
+	}
+	v, err := n.x.EvalVars(doc, vars)
 	if err != nil {
 		if st != nil && st.err == nil {
 			st.err = err

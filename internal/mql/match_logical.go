@@ -139,7 +139,7 @@ func (n matchNot) match(doc bson.D, st *matchState) bool {
 	if st == nil {
 		return !n.n.match(doc, nil)
 	}
-	inner := matchState{pos: -1}
+	inner := matchState{pos: -1, vars: st.vars}
 	ok := n.n.match(doc, &inner)
 	if inner.err != nil && st.err == nil {
 		st.err = inner.err

@@ -24,6 +24,8 @@ type Pipeline struct {
 	stages   []stage
 	names    []string
 	memLimit int64
+	// vars are the command's let variables, visible as $$name.
+	vars map[string]any
 }
 
 // stage is one compiled pipeline stage.
@@ -42,11 +44,12 @@ type docStage interface {
 type runCtx struct {
 	now      bson.DateTime
 	memLimit int64
+	vars     map[string]any
 }
 
 // evalDoc evaluates e against doc sharing the run's $$NOW.
 func (rc *runCtx) evalDoc(e *Expr, doc bson.D) (any, error) {
-	return e.evalCtx(&evalCtx{root: doc, current: doc, now: rc.now, nowSet: true})
+	return e.evalCtx(&evalCtx{root: doc, current: doc, vars: rc.vars, now: rc.now, nowSet: true})
 }
 
 // memErr is the memory-limit error for a stage.
@@ -98,6 +101,24 @@ func (p *Pipeline) WithMemoryLimit(limit int64) *Pipeline {
 	return &q
 }
 
+// WithVars returns a copy of p in which vars (a command's let variables,
+// from CompileLet) are visible to every expression and $expr as $$name. A
+// "NOW" entry fixes $$NOW for the whole run. vars is only read.
+func (p *Pipeline) WithVars(vars map[string]any) *Pipeline {
+	q := *p
+	q.vars = vars
+	return &q
+}
+
+// newRunCtx returns the state of one execution of p.
+func (p *Pipeline) newRunCtx() *runCtx {
+	now, ok := p.vars["NOW"].(bson.DateTime)
+	if !ok {
+		now = bson.NewDateTimeFromTime(time.Now())
+	}
+	return &runCtx{now: now, memLimit: p.memLimit, vars: p.vars}
+}
+
 // StageNames returns the stage names in order, as written ("$match", ...).
 func (p *Pipeline) StageNames() []string {
 	return slices.Clone(p.names)
@@ -119,7 +140,7 @@ func (p *Pipeline) Streaming() bool {
 // and keep is false when a $match or $redact dropped it. It fails for a
 // pipeline that is not Streaming.
 func (p *Pipeline) ApplyOne(doc bson.D) (out bson.D, keep bool, err error) {
-	rc := &runCtx{now: bson.NewDateTimeFromTime(time.Now()), memLimit: p.memLimit}
+	rc := p.newRunCtx()
 	out = doc
 	for i, s := range p.stages {
 		ds, ok := s.(docStage)
@@ -140,7 +161,7 @@ func (p *Pipeline) ApplyOne(doc bson.D) (out bson.D, keep bool, err error) {
 // ends the sequence.
 func (p *Pipeline) Run(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] {
 	return func(yield func(bson.D, error) bool) {
-		rc := &runCtx{now: bson.NewDateTimeFromTime(time.Now()), memLimit: p.memLimit}
+		rc := p.newRunCtx()
 		seq := src
 		for _, s := range p.stages {
 			seq = s.run(rc, seq)

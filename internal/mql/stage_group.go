@@ -117,7 +117,7 @@ func (s *groupStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bso
 		var groups []*groupState
 		mem := int64(0)
 		var key []byte
-		c := &evalCtx{now: rc.now, nowSet: true}
+		c := &evalCtx{vars: rc.vars, now: rc.now, nowSet: true}
 		for d, err := range src {
 			if err != nil {
 				yield(nil, err)

@@ -49,8 +49,8 @@ func selectStages() map[string]stageCompiler {
 // matchStage is $match.
 type matchStage struct{ f *Filter }
 
-func (s *matchStage) apply(_ *runCtx, doc bson.D) (bson.D, bool, error) {
-	ok, err := s.f.MatchErr(doc)
+func (s *matchStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
+	ok, err := s.f.matchErrVars(doc, rc.vars)
 	return doc, ok, err
 }
 
@@ -66,7 +66,7 @@ func (s *redactStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
 }
 
 func (s *redactStage) redact(rc *runCtx, root, cur bson.D) (bson.D, bool, error) {
-	v, err := s.e.evalCtx(&evalCtx{root: root, current: cur, now: rc.now, nowSet: true})
+	v, err := s.e.evalCtx(&evalCtx{root: root, current: cur, vars: rc.vars, now: rc.now, nowSet: true})
 	if err != nil {
 		return nil, false, err
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"iter"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -87,6 +88,10 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 			}
 		}
 	}
+	vars, err := letArg(req, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	// A leading $match becomes the scan's filter (and may use the _id index).
 	plan, _ := compileQuery(nil)
 	rest := stages
@@ -95,6 +100,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 			if plan, err = compileQuery(f); err != nil {
 				return nil, err
 			}
+			plan = plan.withVars(vars)
 			rest = stages[1:]
 		}
 	}
@@ -104,7 +110,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	} else if disk {
 		memLimit = aggregateDiskUseMemoryLimit
 	}
-	run, err := s.compileAggregate(req.DB, rest, memLimit)
+	run, err := s.compileAggregate(req.DB, rest, memLimit, vars)
 	if err != nil {
 		return nil, err
 	}
@@ -119,10 +125,11 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	return s.cursorFirstBatch(ctx, ns, newSeqSource(run(src)), opts)
 }
 
-// compileAggregate compiles stages into a function over a document stream.
-// mql runs the stages; devdb runs those that read other collections
-// ($lookup), splitting the pipeline around them.
-func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64) (func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error], error) {
+// compileAggregate compiles stages into a function over a document stream
+// in which the command's let variables vars are visible as $$name (also
+// inside $lookup sub-pipelines). mql runs the stages; devdb runs those that
+// read other collections ($lookup), splitting the pipeline around them.
+func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64, vars map[string]any) (func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error], error) {
 	var steps []func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error]
 	addSegment := func(seg []bson.D) error {
 		if len(seg) == 0 {
@@ -135,7 +142,7 @@ func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64) (f
 		if memLimit > 0 {
 			p = p.WithMemoryLimit(memLimit)
 		}
-		steps = append(steps, p.Run)
+		steps = append(steps, p.WithVars(vars).Run)
 		return nil
 	}
 	start := 0
@@ -149,6 +156,9 @@ func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64) (f
 		ls, err := parseLookup(db, st[0].Value)
 		if err != nil {
 			return nil, err
+		}
+		if ls.sub != nil {
+			ls.sub = ls.sub.WithVars(vars)
 		}
 		steps = append(steps, func(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] { return ls.run(s, src) })
 		start = i + 1

@@ -4,6 +4,7 @@ import (
 	"context"
 	"iter"
 	"slices"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -19,6 +20,7 @@ const maxSortBytes = 100 << 20
 // aggregate $match prefix).
 type findSpec struct {
 	plan  *queryPlan
+	vars  map[string]any // the command's let variables and $$NOW
 	sort  *mql.Sort
 	proj  *mql.Projection
 	skip  int64
@@ -158,6 +160,10 @@ func parseFind(req *Request, filterKey, projKey string) (*findSpec, error) {
 	if f.plan, err = compileQuery(filter); err != nil {
 		return nil, err
 	}
+	if f.vars, err = letArg(req, time.Now()); err != nil {
+		return nil, err
+	}
+	f.plan = f.plan.withVars(f.vars)
 	if sortSpec, ok, err := docArg(req, "sort"); err != nil {
 		return nil, err
 	} else if ok {

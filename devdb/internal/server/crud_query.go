@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -30,6 +31,25 @@ type queryPlan struct {
 	// pre are top-level equality conditions of the filter that a stored
 	// document's raw bytes can refute without decoding it (see mayMatch).
 	pre []fieldCondition
+}
+
+// letArg evaluates the command's optional let document (MongoDB 5.0+ on
+// find, aggregate, update, delete and findAndModify) into the variables
+// its filters and pipelines see as $$name; without let the result holds
+// only $$NOW, fixed for the whole command.
+func letArg(req *Request, now time.Time) (map[string]any, error) {
+	let, _, err := docArg(req, "let")
+	if err != nil {
+		return nil, err
+	}
+	return mql.CompileLet(let, now)
+}
+
+// withVars makes vars visible to the plan's $expr.
+func (p *queryPlan) withVars(vars map[string]any) *queryPlan {
+	q := *p
+	q.filter = p.filter.WithVars(vars)
+	return &q
 }
 
 // compileQuery compiles filter into a plan.
@@ -200,6 +220,10 @@ func (s *Server) cmdDelete(_ context.Context, req *Request) (bson.D, error) {
 			}
 		}
 	}
+	vars, err := letArg(req, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	return s.execWrite(req, "delete from", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
 		n := 0
 		c, err := tx.Collection(req.DB, b.coll)
@@ -207,7 +231,7 @@ func (s *Server) cmdDelete(_ context.Context, req *Request) (bson.D, error) {
 			return nil, err
 		}
 		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
-			deleted, err := deleteOne(tx, c, b.stmts[i])
+			deleted, err := deleteOne(tx, c, b.stmts[i], vars)
 			n += deleted
 			return err
 		})
@@ -219,8 +243,9 @@ func (s *Server) cmdDelete(_ context.Context, req *Request) (bson.D, error) {
 }
 
 // deleteOne runs one delete statement {q, limit} against c (nil when the
-// collection does not exist) and returns the number of deleted documents.
-func deleteOne(tx *storage.Tx, c *storage.Collection, st bson.D) (int, error) {
+// collection does not exist), with the command's let variables vars, and
+// returns the number of deleted documents.
+func deleteOne(tx *storage.Tx, c *storage.Collection, st bson.D, vars map[string]any) (int, error) {
 	filter, err := stmtFilter(st, "delete.deletes")
 	if err != nil {
 		return 0, err
@@ -243,6 +268,7 @@ func deleteOne(tx *storage.Tx, c *storage.Collection, st bson.D) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	plan = plan.withVars(vars)
 	if c == nil {
 		return 0, nil
 	}

@@ -61,6 +61,45 @@ func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, e
 	return nil, mongoerr.Errorf(mongoerr.FailedToParse, "BSON field '%s' is the wrong type '%s', expected types '[object, array]'", cmd, mql.TypeName(u))
 }
 
+// withVars makes vars visible to a pipeline update.
+func (u *updateSpec) withVars(vars map[string]any) *updateSpec {
+	if u == nil || u.pipeline == nil {
+		return u
+	}
+	v := *u
+	v.pipeline = u.pipeline.WithVars(vars)
+	return &v
+}
+
+// stmtConstants adds an update statement's constants c (a document,
+// evaluated like let) to the command's variables vars; without c it
+// returns vars unchanged.
+func stmtConstants(st bson.D, vars map[string]any) (map[string]any, error) {
+	cv, ok := fieldOf(st, "c")
+	if !ok || cv == nil {
+		return vars, nil
+	}
+	cd, ok := cv.(bson.D)
+	if !ok {
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'update.updates.c' is the wrong type '%s', expected type 'object'", mql.TypeName(cv))
+	}
+	now, _ := vars["NOW"].(bson.DateTime)
+	consts, err := mql.CompileLet(cd, now.Time())
+	if err != nil {
+		return nil, err
+	}
+	merged := make(map[string]any, len(vars)+len(consts))
+	for k, v := range vars {
+		merged[k] = v
+	}
+	for k, v := range consts {
+		if k != "NOW" {
+			merged[k] = v
+		}
+	}
+	return merged, nil
+}
+
 // apply computes the new version of doc (matched at array position pos).
 // It reports whether anything changed; op is "update" or "replace".
 func (u *updateSpec) apply(doc bson.D, pos int, insert bool, now time.Time) (out bson.D, changed bool, op string, err error) {
@@ -180,11 +219,15 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 			}
 		}
 	}
+	vars, err := letArg(req, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	return s.execWrite(req, "update", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
 		var res updateResult
 		now := time.Now()
 		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
-			return s.updateStatement(tx, req.DB, b.coll, i, b.stmts[i], now, &res)
+			return s.updateStatement(tx, req.DB, b.coll, i, b.stmts[i], vars, now, &res)
 		})
 		if err != nil {
 			return nil, err
@@ -201,8 +244,10 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 // accepts; any other (such as 8.0's sort) is IDLUnknownField (40415).
 var updateStatementFields = []string{"q", "u", "c", "arrayFilters", "hint", "multi", "upsert", "upsertSupplied", "collation"}
 
-// updateStatement runs one {q, u, upsert, multi, arrayFilters} statement.
-func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st bson.D, now time.Time, res *updateResult) error {
+// updateStatement runs one {q, u, c, upsert, multi, arrayFilters}
+// statement; the filter and a pipeline u see the command's let variables
+// vars and the statement's constants c as $$name.
+func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st bson.D, vars map[string]any, now time.Time, res *updateResult) error {
 	filter, err := stmtFilter(st, "update.updates")
 	if err != nil {
 		return err
@@ -240,6 +285,11 @@ func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st 
 	if err != nil {
 		return err
 	}
+	if vars, err = stmtConstants(st, vars); err != nil {
+		return err
+	}
+	plan = plan.withVars(vars)
+	u = u.withVars(vars)
 	c, err := tx.Collection(db, coll)
 	if err != nil {
 		return err
@@ -343,6 +393,7 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 		if u, err = compileUpdateSpec("findAndModify.update", uv, afs); err != nil {
 			return nil, err
 		}
+		u = u.withVars(f.vars)
 	}
 	filter, _, _ := docArg(req, "query")
 	rw, err := s.retryableWriteOf(req, coll, 1, true)
