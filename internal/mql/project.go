@@ -18,6 +18,16 @@ type Projection struct {
 	identity      bool
 	keepID        bool
 	hasPositional bool
+	// vars are variables computed fields see as $$name (a command's let).
+	vars map[string]any
+}
+
+// WithVars returns a copy of p whose computed fields see vars (a command's
+// let variables, from CompileLet) as $$name. vars is only read.
+func (p *Projection) WithVars(vars map[string]any) *Projection {
+	q := *p
+	q.vars = vars
+	return &q
 }
 
 // projKind is what a projection does to one field.
@@ -400,10 +410,15 @@ func (p *Projection) Apply(doc bson.D) (bson.D, error) {
 // projection with no matching element (index < 0 or out of range) is
 // Location51246, as MongoDB reports it.
 func (p *Projection) ApplyPositional(doc bson.D, index int) (bson.D, error) {
+	return p.applyVars(doc, index, p.vars)
+}
+
+// applyVars is ApplyPositional with vars visible to computed fields.
+func (p *Projection) applyVars(doc bson.D, index int, vars map[string]any) (bson.D, error) {
 	if p.identity {
 		return doc, nil
 	}
-	a := projApplier{root: doc, index: index}
+	a := projApplier{root: doc, index: index, vars: vars}
 	if p.inclusion {
 		return a.include(doc, p.fields)
 	}
@@ -414,6 +429,7 @@ func (p *Projection) ApplyPositional(doc bson.D, index int) (bson.D, error) {
 type projApplier struct {
 	root  bson.D
 	index int
+	vars  map[string]any
 }
 
 func findProjField(fs []*projField, name string) *projField {
@@ -461,7 +477,7 @@ func (a *projApplier) include(doc bson.D, fields []*projField) (bson.D, error) {
 		}
 		var v any
 		if f.kind == projExpr {
-			r, err := f.expr.Eval(a.root)
+			r, err := f.expr.EvalVars(a.root, a.vars)
 			if err != nil {
 				return nil, err
 			}

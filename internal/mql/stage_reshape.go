@@ -74,8 +74,12 @@ func compileReplaceRoot(spec any) (stage, error) {
 // projectStage is $project.
 type projectStage struct{ p *Projection }
 
-func (s *projectStage) apply(_ *runCtx, doc bson.D) (bson.D, bool, error) {
-	out, err := s.p.Apply(doc)
+func (s *projectStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
+	if s.p.hasPositional {
+		_, err := s.p.Apply(doc)
+		return nil, false, err
+	}
+	out, err := s.p.applyVars(doc, -1, rc.vars)
 	return out, err == nil, err
 }
 

@@ -177,6 +177,7 @@ func parseFind(req *Request, filterKey, projKey string) (*findSpec, error) {
 		if f.proj, err = mql.CompileProjection(projSpec); err != nil {
 			return nil, err
 		}
+		f.proj = f.proj.WithVars(f.vars)
 	}
 	return f, nil
 }
