@@ -828,6 +828,10 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 				d.errorf(deref(e.val), "webhook.payload: %s", msg)
 			} else if expr, err := mql.CompileExpr(spec); err != nil {
 				d.errorf(locateOperator(deref(e.val), err), "webhook.payload: %s", mqlMessage(err))
+			} else if msgs := checkPayloadStatic(spec); len(msgs) > 0 {
+				for _, m := range msgs {
+					d.errorf(locateOperator(deref(e.val), fmt.Errorf("%s", m)), "webhook.payload: %s", m)
+				}
 			} else {
 				w.Payload = expr
 			}

@@ -383,3 +383,21 @@ triggers:
 		}
 	}
 }
+
+// TestPayloadErrorSaysItOnce: a payload that fails on an event says
+// "build payload" once.
+func TestPayloadErrorSaysItOnce(t *testing.T) {
+	cfg := writeConfig(t, `
+triggers:
+  - name: total
+    database: shop
+    webhook:
+      url: "http://127.0.0.1:1/p"
+      payload: { text: { $concat: ["Order total: ", "$fullDocument.total"] } }
+`)
+	ev := `{"_id": {"_data": "82AB"}, "operationType": "insert", "ns": {"db": "shop", "coll": "orders"}, "documentKey": {"_id": 1}, "fullDocument": {"_id": 1, "total": 12.5}}`
+	code, out, errOut := run(t, nil, ev, "test", "-c", cfg, "--event", "-")
+	if code != ExitFailure || strings.Count(errOut, "build payload") != 1 {
+		t.Fatalf("exit %d, want 1 and \"build payload\" once:\n%s%s", code, out, errOut)
+	}
+}

@@ -89,7 +89,7 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 	ev := dispatcher.Event{Raw: raw, Token: token.Value}
 	payload, err := dispatcher.BuildPayload(t.Webhook, ev)
 	if err != nil {
-		return fail(env, "test", fmt.Errorf("build payload: %w", err))
+		return fail(env, "test", err) // BuildPayload's errors say "build payload:"
 	}
 	id := dispatcher.WebhookID(t.Name, ev.Token)
 	fmt.Fprintf(w, "\nrequest:  %s %s\n", t.Webhook.Method, t.Webhook.RedactedURL())
