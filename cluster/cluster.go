@@ -1,0 +1,684 @@
+// Package cluster lets several changehook instances share one configuration
+// and one state database without delivering a trigger twice: each instance
+// registers in <state>.members and heartbeats, and runs a trigger only while
+// it holds the trigger's lease in <state>.leases.
+//
+// Leases expire by the state database's clock ($$NOW), so clock skew between
+// hosts cannot give a lease two owners. An owner renews every RenewEvery;
+// when it cannot, it fences itself: its Ownership's local deadline (the
+// instant the renewal request was sent plus the TTL, minus a margin, on its
+// own monotonic clock) passes before the lease can expire at the server,
+// and from then on Ownership.Valid is false (no delivery may start, no
+// checkpoint may be written) and Ownership.Context is canceled (stop
+// reading). Checkpoint writes are also fenced in the database by the lease
+// epoch (see store.SaveFencedCheckpoint).
+//
+// Triggers are spread over the live members by rendezvous hashing; a member
+// whose definition of a trigger differs from the majority of members does
+// not run it. When the preferred owner of a trigger changes (a member
+// joined), the current owner's Ownership.Context is canceled while the lease
+// is still renewed: the runner stops reading, drains, checkpoints and calls
+// Release, and the new owner acquires the lease at its next round.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Store is the part of *store.Store the Manager uses.
+type Store interface {
+	Heartbeat(ctx context.Context, m store.Member, ttl time.Duration) error
+	LiveMembers(ctx context.Context) ([]store.Member, error)
+	RemoveMember(ctx context.Context, id string) error
+	PruneMembers(ctx context.Context, olderThan time.Duration) error
+	AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (store.Lease, error)
+	RenewLease(ctx context.Context, key string, f store.Fence, ttl time.Duration) (store.Lease, error)
+	ReleaseLease(ctx context.Context, key string, f store.Fence) error
+	ListLeases(ctx context.Context) ([]store.Lease, error)
+}
+
+// Options configure a Manager; zero values take defaults.
+type Options struct {
+	// InstanceID names this instance (default: NewInstanceID()).
+	InstanceID string
+	// LeaseTTL is the lease and heartbeat lifetime (default
+	// triggers.DefaultLeaseTTL).
+	LeaseTTL time.Duration
+	// RenewEvery is the period of heartbeats, renewals and acquisition
+	// rounds (default LeaseTTL/3).
+	RenewEvery time.Duration
+	// Version is recorded in the member document.
+	Version string
+	// Clock is the local monotonic clock for self-fencing (default
+	// dispatcher.SystemClock).
+	Clock dispatcher.Clock
+	// Logger receives membership and lease changes (default slog.Default()).
+	Logger *slog.Logger
+	// Registry receives the cluster metrics (nil: not registered).
+	Registry prometheus.Registerer
+}
+
+// Manager keeps this instance's membership and leases. Its methods are safe
+// for concurrent use.
+type Manager struct {
+	st     Store
+	opts   Options
+	log    *slog.Logger
+	clock  dispatcher.Clock
+	margin time.Duration
+	self   store.Member
+	met    *clusterMetrics
+
+	mu      sync.Mutex
+	keys    map[string]*keyState // every key a runner awaits or owns
+	members []store.Member       // live members as last read
+	drift   map[string]bool      // triggers this instance does not run because its definition is in the minority
+	wake    chan struct{}
+	stopped bool
+}
+
+// keyState is one lease key this instance wants (a runner is in Await) or
+// holds.
+type keyState struct {
+	trigger   string
+	partition int
+	waiters   int
+	deliver   chan *Ownership // buffered (1): the acquired ownership for Await
+	own       *Ownership      // held lease, nil when none
+}
+
+// NewInstanceID returns hostname-pid-random, the default instance id.
+func NewInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "host"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// DefinitionHash returns a hash of t's definition (everything but its
+// position in the file), used to detect members whose triggers differ.
+// Secret values are not part of it: they are hashed as their redacted form.
+func DefinitionHash(t *triggers.Trigger) string {
+	c := *t
+	c.Pos = triggers.Pos{}
+	b, err := json.Marshal(&c)
+	if err != nil {
+		b = []byte(t.Name) // cannot happen for a parsed trigger; hash the name alone
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// ConfigHash hashes the definitions of every trigger of cfg.
+func ConfigHash(hashes map[string]string) string {
+	names := make([]string, 0, len(hashes))
+	for n := range hashes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%s=%s\n", n, hashes[n])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// New returns a Manager for the enabled triggers of cfg; it does no I/O.
+func New(st Store, cfg *triggers.Config, opts Options) (*Manager, error) {
+	if st == nil || cfg == nil {
+		return nil, errors.New("new cluster manager: nil store or config")
+	}
+	if opts.InstanceID == "" {
+		opts.InstanceID = cfg.Cluster.InstanceID
+	}
+	if opts.InstanceID == "" {
+		opts.InstanceID = NewInstanceID()
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = cfg.Cluster.LeaseTTL
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = triggers.DefaultLeaseTTL
+	}
+	if opts.RenewEvery <= 0 {
+		opts.RenewEvery = cfg.Cluster.RenewEvery
+	}
+	if opts.RenewEvery <= 0 || opts.RenewEvery >= opts.LeaseTTL/2 {
+		opts.RenewEvery = opts.LeaseTTL / 3
+	}
+	if opts.Clock == nil {
+		opts.Clock = dispatcher.SystemClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	hashes := map[string]string{}
+	for _, t := range cfg.Triggers {
+		if t.Enabled {
+			hashes[t.Name] = DefinitionHash(t)
+		}
+	}
+	host, _ := os.Hostname()
+	m := &Manager{
+		st:    st,
+		opts:  opts,
+		log:   opts.Logger.With("instance", opts.InstanceID),
+		clock: opts.Clock,
+		// The local deadline stays a safety margin short of the server's
+		// expiry: clock rate differences and the time between the server
+		// reading $$NOW and our next check.
+		margin: opts.LeaseTTL / 5,
+		self: store.Member{ID: opts.InstanceID, Host: host, PID: os.Getpid(), Version: opts.Version,
+			ConfigHash: ConfigHash(hashes), Triggers: hashes, Started: opts.Clock.Now()},
+		met:   newMetrics(opts.Registry),
+		keys:  map[string]*keyState{},
+		drift: map[string]bool{},
+		wake:  make(chan struct{}, 1),
+	}
+	return m, nil
+}
+
+// InstanceID returns this instance's id.
+func (m *Manager) InstanceID() string { return m.opts.InstanceID }
+
+// LeaseTTL returns the lease lifetime in use.
+func (m *Manager) LeaseTTL() time.Duration { return m.opts.LeaseTTL }
+
+// Key returns the lease (and checkpoint) key of partition p of n of trigger:
+// the trigger name when n is 1, else "NAME/p<p>of<n>".
+func Key(trigger string, p, n int) string {
+	if n <= 1 {
+		return trigger
+	}
+	return fmt.Sprintf("%s/p%dof%d", trigger, p, n)
+}
+
+// Ownership is this instance's hold of one lease, handed out by Await.
+type Ownership struct {
+	m       *Manager
+	key     string
+	trigger string
+	part    int
+	fence   store.Fence
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	mu      sync.Mutex
+	expires time.Time // local monotonic deadline
+	lost    bool
+	stopped bool // graceful handoff asked
+	done    bool // released
+}
+
+// Errors given as the cause of an Ownership's context.
+var (
+	// ErrHandoff: another member is now the trigger's preferred owner; stop,
+	// drain, checkpoint and Release.
+	ErrHandoff = errors.New("lease handed off to another member")
+	// ErrFenced: the lease could not be renewed in time or was lost; stop at
+	// once, without a checkpoint.
+	ErrFenced = errors.New("lease lost: self-fenced")
+)
+
+// Key returns the lease key.
+func (o *Ownership) Key() string { return o.key }
+
+// Fence returns the owner and epoch for fenced checkpoint writes.
+func (o *Ownership) Fence() store.Fence { return o.fence }
+
+// Context is canceled when the trigger must stop: at handoff (cause
+// ErrHandoff; the lease is still renewed until Release), when the lease is
+// lost or its local deadline passes (cause ErrFenced), or when the context
+// given to Await ends.
+func (o *Ownership) Context() context.Context { return o.ctx }
+
+// Deadline returns the local instant after which this instance may no
+// longer deliver or checkpoint under this lease (it moves on each renewal).
+func (o *Ownership) Deadline() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.lost || o.done {
+		return time.Time{}
+	}
+	return o.expires
+}
+
+// Valid reports whether a delivery may start or a checkpoint be written now.
+func (o *Ownership) Valid() bool {
+	d := o.Deadline()
+	return !d.IsZero() && o.m.clock.Now().Before(d)
+}
+
+// Release gives the lease up after the final checkpoint, so that the next
+// owner starts at once. It is called once the runner stopped the trigger;
+// further calls do nothing.
+func (o *Ownership) Release(ctx context.Context) {
+	o.mu.Lock()
+	if o.done {
+		o.mu.Unlock()
+		return
+	}
+	o.done = true
+	lost := o.lost
+	o.mu.Unlock()
+	o.cancel(context.Canceled)
+	m := o.m
+	m.mu.Lock()
+	if ks := m.keys[o.key]; ks != nil && ks.own == o {
+		ks.own = nil
+		if ks.waiters == 0 {
+			delete(m.keys, o.key)
+		}
+	}
+	m.mu.Unlock()
+	m.met.owned(o.trigger, o.part, false)
+	if lost {
+		return
+	}
+	if err := m.st.ReleaseLease(context.WithoutCancel(ctx), o.key, o.fence); err != nil {
+		m.log.Warn("cannot release lease; it will expire", "key", o.key, "error", err)
+		return
+	}
+	m.met.transition(o.trigger, o.part, "released")
+	m.log.Info("lease released", "key", o.key, "epoch", o.fence.Epoch)
+	m.poke()
+}
+
+// Await blocks until this instance holds the lease of partition p of n of
+// trigger, then returns the Ownership; the caller runs the trigger under
+// Ownership.Context and calls Release when done. It returns ctx's error when
+// ctx ends first.
+func (m *Manager) Await(ctx context.Context, trigger string, p, n int) (*Ownership, error) {
+	key := Key(trigger, p, n)
+	m.mu.Lock()
+	ks := m.keys[key]
+	if ks == nil {
+		ks = &keyState{trigger: trigger, partition: p, deliver: make(chan *Ownership, 1)}
+		m.keys[key] = ks
+	}
+	ks.waiters++
+	m.mu.Unlock()
+	m.poke()
+	defer func() {
+		m.mu.Lock()
+		ks.waiters--
+		if ks.waiters == 0 && ks.own == nil {
+			delete(m.keys, key)
+		}
+		m.mu.Unlock()
+	}()
+	select {
+	case o := <-ks.deliver:
+		return o, nil
+	case <-ctx.Done():
+		// An ownership delivered concurrently must not leak its lease.
+		select {
+		case o := <-ks.deliver:
+			o.Release(ctx)
+		default:
+		}
+		return nil, ctx.Err()
+	}
+}
+
+func (m *Manager) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run heartbeats and manages leases every RenewEvery until ctx ends; then
+// it releases what is still held and removes this member. Runners should
+// have stopped (and released) first: a lease released here may be taken by
+// another member at once.
+func (m *Manager) Run(ctx context.Context) error {
+	m.log.Info("cluster member started", "lease_ttl", m.opts.LeaseTTL, "renew_every", m.opts.RenewEvery,
+		"config_hash", m.self.ConfigHash)
+	for {
+		m.round(ctx)
+		roundCtx, cancel := context.WithCancel(ctx)
+		select {
+		case <-ctx.Done():
+			cancel()
+			m.shutdown()
+			return nil
+		case <-m.wake:
+		case <-m.after(roundCtx, m.opts.RenewEvery):
+		}
+		cancel()
+	}
+}
+
+// after returns a channel closed after d on the Manager's clock.
+func (m *Manager) after(ctx context.Context, d time.Duration) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		_ = m.clock.Sleep(ctx, d)
+		close(ch)
+	}()
+	return ch
+}
+
+func (m *Manager) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), m.opts.LeaseTTL)
+	defer cancel()
+	m.mu.Lock()
+	m.stopped = true
+	var owns []*Ownership
+	for _, ks := range m.keys {
+		if ks.own != nil {
+			owns = append(owns, ks.own)
+		}
+	}
+	m.mu.Unlock()
+	for _, o := range owns {
+		o.Release(ctx)
+	}
+	if err := m.st.RemoveMember(ctx, m.self.ID); err != nil {
+		m.log.Warn("cannot remove member registration; it will expire", "error", err)
+	}
+	m.met.members.Set(0)
+	m.log.Info("cluster member stopped")
+}
+
+// round is one heartbeat, renewal and acquisition pass.
+func (m *Manager) round(ctx context.Context) {
+	opCtx, cancel := context.WithTimeout(ctx, m.opts.RenewEvery)
+	defer cancel()
+	// Renew first: it is what keeps the leases.
+	m.renewAll(opCtx)
+	if err := m.st.Heartbeat(opCtx, m.self, m.opts.LeaseTTL); err != nil {
+		m.log.Warn("heartbeat failed", "error", err)
+		return
+	}
+	live, err := m.st.LiveMembers(opCtx)
+	if err != nil {
+		m.log.Warn("cannot read members", "error", err)
+		return
+	}
+	if !slices.ContainsFunc(live, func(x store.Member) bool { return x.ID == m.self.ID }) {
+		return // our own heartbeat is not visible yet: decide nothing
+	}
+	m.met.members.Set(float64(len(live)))
+	m.mu.Lock()
+	m.members = live
+	m.mu.Unlock()
+	m.reportDrift(live)
+
+	m.mu.Lock()
+	var acquire []string
+	var handoff []*Ownership
+	for key, ks := range m.keys {
+		pref := m.preferred(live, ks.trigger, key)
+		switch {
+		case ks.own != nil && pref != m.self.ID:
+			handoff = append(handoff, ks.own)
+		case ks.own == nil && ks.waiters > 0 && pref == m.self.ID && len(ks.deliver) == 0:
+			acquire = append(acquire, key)
+		}
+	}
+	m.mu.Unlock()
+	for _, o := range handoff {
+		o.handoff()
+	}
+	sort.Strings(acquire)
+	for _, key := range acquire {
+		m.acquire(ctx, opCtx, key)
+	}
+	_ = m.st.PruneMembers(opCtx, 24*time.Hour)
+}
+
+// preferred returns the member that should own key of trigger: the highest
+// rendezvous score among live members whose definition of trigger is the
+// majority's. "" when no live member has the trigger.
+func (m *Manager) preferred(live []store.Member, trigger, key string) string {
+	maj := majorityHash(live, trigger)
+	best, bestScore := "", uint64(0)
+	for _, mem := range live {
+		if h, ok := mem.Triggers[trigger]; !ok || h != maj {
+			continue
+		}
+		if s := score(mem.ID, key); best == "" || s > bestScore || s == bestScore && mem.ID < best {
+			best, bestScore = mem.ID, s
+		}
+	}
+	return best
+}
+
+// majorityHash is the definition hash of trigger held by most live members
+// (ties: the smallest hash, so every member decides the same).
+func majorityHash(live []store.Member, trigger string) string {
+	counts := map[string]int{}
+	for _, mem := range live {
+		if h, ok := mem.Triggers[trigger]; ok {
+			counts[h]++
+		}
+	}
+	best, n := "", 0
+	for h, c := range counts {
+		if c > n || c == n && h < best {
+			best, n = h, c
+		}
+	}
+	return best
+}
+
+// score is the rendezvous hash of member and key.
+func score(member, key string) uint64 {
+	sum := sha256.Sum256([]byte(member + "\x00" + key))
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+func (m *Manager) reportDrift(live []store.Member) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, mine := range m.self.Triggers {
+		maj := majorityHash(live, name)
+		drift := maj != "" && maj != mine
+		if drift != m.drift[name] {
+			if drift {
+				m.log.Warn("trigger definition differs from the majority of members; this member does not run it",
+					"trigger", name, "hash", mine, "majority_hash", maj)
+			} else {
+				m.log.Info("trigger definition agrees with the majority again", "trigger", name)
+			}
+		}
+		m.drift[name] = drift
+		m.met.setDrift(name, drift)
+	}
+}
+
+func (m *Manager) acquire(ctx, opCtx context.Context, key string) {
+	sent := m.clock.Now()
+	l, err := m.st.AcquireLease(opCtx, key, m.self.ID, m.opts.LeaseTTL)
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return
+	}
+	if err != nil {
+		m.log.Warn("cannot acquire lease", "key", key, "error", err)
+		return
+	}
+	m.mu.Lock()
+	ks := m.keys[key]
+	if ks == nil || ks.waiters == 0 || m.stopped {
+		m.mu.Unlock()
+		_ = m.st.ReleaseLease(opCtx, key, store.Fence{Owner: m.self.ID, Epoch: l.Epoch})
+		return
+	}
+	octx, cancel := context.WithCancelCause(ctx)
+	o := &Ownership{m: m, key: key, trigger: ks.trigger, part: ks.partition, fence: store.Fence{Owner: m.self.ID, Epoch: l.Epoch},
+		ctx: octx, cancel: cancel, expires: sent.Add(m.opts.LeaseTTL - m.margin)}
+	ks.own = o
+	ks.deliver <- o
+	m.mu.Unlock()
+	m.met.owned(o.trigger, o.part, true)
+	m.met.transition(o.trigger, o.part, "acquired")
+	m.log.Info("lease acquired", "key", key, "epoch", l.Epoch)
+	go o.watchdog()
+}
+
+// renewAll renews every held lease; a lease that is lost fences its owner.
+func (m *Manager) renewAll(ctx context.Context) {
+	m.mu.Lock()
+	var owns []*Ownership
+	for _, ks := range m.keys {
+		if ks.own != nil {
+			owns = append(owns, ks.own)
+		}
+	}
+	m.mu.Unlock()
+	for _, o := range owns {
+		sent := m.clock.Now()
+		_, err := m.st.RenewLease(ctx, o.key, o.fence, m.opts.LeaseTTL)
+		switch {
+		case err == nil:
+			o.extend(sent.Add(m.opts.LeaseTTL - m.margin))
+		case errors.Is(err, store.ErrLeaseLost):
+			o.fenced("lease lost at renewal")
+		default:
+			// Keep the old deadline: the watchdog fences at it.
+			m.log.Warn("cannot renew lease; will fence itself at the deadline unless a renewal succeeds",
+				"key", o.key, "error", err, "deadline_in", o.Deadline().Sub(m.clock.Now()))
+		}
+	}
+}
+
+func (o *Ownership) extend(d time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.lost && d.After(o.expires) {
+		o.expires = d
+	}
+}
+
+// fenced marks the lease lost and cancels the trigger at once.
+func (o *Ownership) fenced(why string) {
+	o.mu.Lock()
+	if o.lost || o.done {
+		o.mu.Unlock()
+		return
+	}
+	o.lost = true
+	o.mu.Unlock()
+	o.m.met.owned(o.trigger, o.part, false)
+	o.m.met.transition(o.trigger, o.part, "lost")
+	o.m.log.Warn("self-fenced: stopped reading and delivering; no checkpoint will be written", "key", o.key,
+		"epoch", o.fence.Epoch, "reason", why)
+	o.cancel(ErrFenced)
+}
+
+// handoff asks the runner to stop the trigger gracefully; the lease stays
+// renewed until Release.
+func (o *Ownership) handoff() {
+	o.mu.Lock()
+	if o.stopped || o.lost || o.done {
+		o.mu.Unlock()
+		return
+	}
+	o.stopped = true
+	o.mu.Unlock()
+	o.m.met.transition(o.trigger, o.part, "handoff")
+	o.m.log.Info("handing lease off to the preferred member: draining", "key", o.key)
+	o.cancel(ErrHandoff)
+}
+
+// watchdog fences the ownership when its local deadline passes without a
+// renewal.
+func (o *Ownership) watchdog() {
+	for {
+		o.mu.Lock()
+		exp, over := o.expires, o.lost || o.done
+		o.mu.Unlock()
+		if over {
+			return
+		}
+		d := exp.Sub(o.m.clock.Now())
+		if d <= 0 {
+			o.fenced("lease not renewed before its local deadline")
+			return
+		}
+		// Sleep on a context that ends only at release or fencing, not at
+		// handoff: a draining owner still needs its deadline watched.
+		if o.m.clock.Sleep(context.Background(), min(d, o.m.opts.RenewEvery)) != nil {
+			return
+		}
+	}
+}
+
+// Status is what /api/cluster and `changehook cluster status` show.
+type Status struct {
+	// InstanceID is this instance.
+	InstanceID string `json:"instance_id"`
+	// LeaseTTL and RenewEvery are this instance's settings.
+	LeaseTTL   string `json:"lease_ttl"`
+	RenewEvery string `json:"renew_every"`
+	// ConfigHash is this instance's configuration hash.
+	ConfigHash string `json:"config_hash"`
+	// Members are the live members (state database's view).
+	Members []store.Member `json:"members"`
+	// Leases are every lease document.
+	Leases []store.Lease `json:"leases"`
+	// Drift lists triggers this instance does not run because its
+	// definition differs from the majority's.
+	Drift []string `json:"drift"`
+}
+
+// Status reads the members and leases from the state database.
+func (m *Manager) Status(ctx context.Context) (Status, error) {
+	return ReadStatus(ctx, m.st, m)
+}
+
+// ReadStatus reads the cluster's members and leases; m (may be nil) adds
+// this instance's own view.
+func ReadStatus(ctx context.Context, st Store, m *Manager) (Status, error) {
+	var s Status
+	live, err := st.LiveMembers(ctx)
+	if err != nil {
+		return s, fmt.Errorf("read cluster status: %w", err)
+	}
+	leases, err := st.ListLeases(ctx)
+	if err != nil {
+		return s, fmt.Errorf("read cluster status: %w", err)
+	}
+	s.Members, s.Leases, s.Drift = live, leases, []string{}
+	if s.Members == nil {
+		s.Members = []store.Member{}
+	}
+	if s.Leases == nil {
+		s.Leases = []store.Lease{}
+	}
+	if m != nil {
+		s.InstanceID, s.ConfigHash = m.self.ID, m.self.ConfigHash
+		s.LeaseTTL, s.RenewEvery = m.opts.LeaseTTL.String(), m.opts.RenewEvery.String()
+		m.mu.Lock()
+		for name, d := range m.drift {
+			if d {
+				s.Drift = append(s.Drift, name)
+			}
+		}
+		m.mu.Unlock()
+		sort.Strings(s.Drift)
+	}
+	return s, nil
+}

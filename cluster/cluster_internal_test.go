@@ -1,0 +1,328 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// fakeClock is a manual clock: Sleep returns once Advance moved past the
+// wake-up time.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+	ch  chan struct{} // closed and replaced at every Advance
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), ch: make(chan struct{})}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	close(c.ch)
+	c.ch = make(chan struct{})
+	c.mu.Unlock()
+}
+
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	until := c.now.Add(d)
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		now, ch := c.now, c.ch
+		c.mu.Unlock()
+		if !now.Before(until) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// flakyStore fails renewals while failRenew is set.
+type flakyStore struct {
+	*store.Store
+	failRenew atomic.Bool
+}
+
+func (f *flakyStore) RenewLease(ctx context.Context, key string, fe store.Fence, ttl time.Duration) (store.Lease, error) {
+	if f.failRenew.Load() {
+		return store.Lease{}, errors.New("network unreachable")
+	}
+	return f.Store.RenewLease(ctx, key, fe, ttl)
+}
+
+func testConfig(t *testing.T, names ...string) *triggers.Config {
+	t.Helper()
+	cfg := &triggers.Config{Cluster: triggers.ClusterConfig{LeaseTTL: 10 * time.Second, RenewEvery: 3 * time.Second}}
+	for _, n := range names {
+		cfg.Triggers = append(cfg.Triggers, &triggers.Trigger{Name: n, Database: "shop", Enabled: true})
+	}
+	return cfg
+}
+
+func newTestStore(t *testing.T) *store.Store {
+	t.Helper()
+	srv, _ := devdbtest.Start(t)
+	client := devdbtest.Connect(t, srv.URI(), options.Client().SetTimeout(10*time.Second))
+	return store.New(client, "changehook_state")
+}
+
+func newManager(t *testing.T, st Store, cfg *triggers.Config, id string, clock *fakeClock) *Manager {
+	t.Helper()
+	m, err := New(st, cfg, Options{InstanceID: id, Clock: clock, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// await starts Await in the background and returns a channel with its result.
+func await(ctx context.Context, m *Manager, trigger string) <-chan *Ownership {
+	ch := make(chan *Ownership, 1)
+	go func() {
+		o, _ := m.Await(ctx, trigger, 0, 1)
+		ch <- o
+	}()
+	return ch
+}
+
+// waitRegistered waits until n keys wait in m (Await registered them).
+func waitRegistered(t *testing.T, m *Manager, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		m.mu.Lock()
+		got := 0
+		for _, ks := range m.keys {
+			got += ks.waiters
+		}
+		m.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("Await did not register %d keys", n)
+}
+
+func TestSelfFencing(t *testing.T) {
+	st := &flakyStore{Store: newTestStore(t)}
+	clock := newFakeClock()
+	m := newManager(t, st, testConfig(t, "orders"), "a", clock)
+	ctx := t.Context()
+
+	got := await(ctx, m, "orders")
+	waitRegistered(t, m, 1)
+	m.round(ctx)
+	o := <-got
+	if o == nil || !o.Valid() || o.Fence().Epoch != 1 {
+		t.Fatalf("ownership = %+v, want valid epoch 1", o)
+	}
+	// The local deadline is the TTL minus the margin after the request.
+	if d := o.Deadline().Sub(clock.Now()); d != 8*time.Second {
+		t.Fatalf("deadline in %s, want 8s (ttl 10s - margin 2s)", d)
+	}
+	// A renewal moves the deadline.
+	clock.Advance(3 * time.Second)
+	m.round(ctx)
+	if d := o.Deadline().Sub(clock.Now()); d != 8*time.Second {
+		t.Fatalf("after renewal deadline in %s, want 8s", d)
+	}
+	// Renewals fail: the ownership stays valid until the deadline, then
+	// fences itself without any round running.
+	st.failRenew.Store(true)
+	clock.Advance(3 * time.Second)
+	m.round(ctx)
+	if !o.Valid() || o.Context().Err() != nil {
+		t.Fatal("ownership invalid before its deadline")
+	}
+	clock.Advance(5 * time.Second) // 8s after the last successful renewal
+	select {
+	case <-o.Context().Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("ownership not fenced after its local deadline")
+	}
+	if !errors.Is(context.Cause(o.Context()), ErrFenced) || o.Valid() {
+		t.Fatalf("cause = %v, valid = %v; want ErrFenced, invalid", context.Cause(o.Context()), o.Valid())
+	}
+	o.Release(ctx) // lost: no release is sent, nothing panics
+}
+
+func TestLostLeaseFencesAtOnce(t *testing.T) {
+	st := newTestStore(t)
+	clock := newFakeClock()
+	m := newManager(t, st, testConfig(t, "orders"), "a", clock)
+	ctx := t.Context()
+	got := await(ctx, m, "orders")
+	waitRegistered(t, m, 1)
+	m.round(ctx)
+	o := <-got
+	// Someone releases it behind our back and another instance takes it.
+	if err := st.ReleaseLease(ctx, "orders", o.Fence()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AcquireLease(ctx, "orders", "b", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	m.round(ctx)
+	if !errors.Is(context.Cause(o.Context()), ErrFenced) || o.Valid() {
+		t.Fatalf("after losing the lease: cause %v, valid %v", context.Cause(o.Context()), o.Valid())
+	}
+}
+
+func TestRendezvousSpreadAndHandoff(t *testing.T) {
+	st := newTestStore(t)
+	ctx := t.Context()
+	var names []string
+	for i := range 12 {
+		names = append(names, fmt.Sprintf("t%02d", i))
+	}
+	cfg := testConfig(t, names...)
+	clock := newFakeClock()
+	a := newManager(t, st, cfg, "a", clock)
+	owns := map[string]<-chan *Ownership{}
+	for _, n := range names {
+		owns[n] = await(ctx, a, n)
+	}
+	waitRegistered(t, a, len(names))
+	a.round(ctx)
+	held := map[string]*Ownership{}
+	for _, n := range names {
+		held[n] = <-owns[n]
+	}
+
+	// b joins: it heartbeats, a sees it and hands off b's share.
+	b := newManager(t, st, cfg, "b", clock)
+	bOwns := map[string]<-chan *Ownership{}
+	for _, n := range names {
+		bOwns[n] = await(ctx, b, n)
+	}
+	waitRegistered(t, b, len(names))
+	b.round(ctx) // registers b; a still holds everything
+	a.round(ctx)
+	live, err := st.LiveMembers(ctx)
+	if err != nil || len(live) != 2 {
+		t.Fatalf("live = %v, %v", live, err)
+	}
+	moved := 0
+	for _, n := range names {
+		pref := a.preferred(live, n, n)
+		cause := context.Cause(held[n].Context())
+		switch {
+		case pref == "b" && !errors.Is(cause, ErrHandoff):
+			t.Errorf("%s: preferred b, but a's cause = %v", n, cause)
+		case pref == "a" && cause != nil:
+			t.Errorf("%s: preferred a, but a was stopped: %v", n, cause)
+		}
+		if pref == "b" {
+			moved++
+			if !held[n].Valid() {
+				t.Errorf("%s: draining ownership must stay valid until Release", n)
+			}
+			held[n].Release(ctx) // the runner drained and checkpointed
+		}
+	}
+	if moved == 0 || moved == len(names) {
+		t.Fatalf("%d of %d triggers moved to b; rendezvous should split them", moved, len(names))
+	}
+	b.round(ctx)
+	for _, n := range names {
+		if a.preferred(live, n, n) != "b" {
+			continue
+		}
+		select {
+		case o := <-bOwns[n]:
+			if o.Fence().Epoch != 2 {
+				t.Errorf("%s: b's epoch = %d, want 2", n, o.Fence().Epoch)
+			}
+		default:
+			t.Errorf("%s: b did not acquire it after the handoff", n)
+		}
+	}
+}
+
+func TestDriftMinorityDoesNotRun(t *testing.T) {
+	st := newTestStore(t)
+	ctx := t.Context()
+	clock := newFakeClock()
+	cfg := testConfig(t, "orders")
+	changed := testConfig(t, "orders")
+	changed.Triggers[0].Collection = "orders_v2"
+	a := newManager(t, st, cfg, "a", clock)
+	b := newManager(t, st, cfg, "b", clock)
+	c := newManager(t, st, changed, "c", clock)
+	for _, m := range []*Manager{a, b, c} {
+		m.round(ctx)
+	}
+	c.round(ctx)
+	live, _ := st.LiveMembers(ctx)
+	if p := c.preferred(live, "orders", "orders"); p == "c" || p == "" {
+		t.Fatalf("preferred = %q; the minority member c must never be chosen", p)
+	}
+	s, err := c.Status(ctx)
+	if err != nil || len(s.Drift) != 1 || s.Drift[0] != "orders" || len(s.Members) != 3 {
+		t.Fatalf("status = %+v, %v; want drift [orders] and 3 members", s, err)
+	}
+	if s2, _ := a.Status(ctx); len(s2.Drift) != 0 {
+		t.Fatalf("majority member reports drift %v", s2.Drift)
+	}
+}
+
+func TestShutdownReleasesAndLeaves(t *testing.T) {
+	st := newTestStore(t)
+	m, err := New(st, testConfig(t, "orders"), Options{InstanceID: "a", LeaseTTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	o, err := m.Await(t.Context(), "orders", 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Release(t.Context())
+	if l, _ := st.ListLeases(t.Context()); len(l) != 1 || l[0].Owner != "" {
+		t.Fatalf("leases after release = %+v", l)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := st.ListMembers(t.Context()); len(ms) != 0 {
+		t.Fatalf("members after shutdown = %+v", ms)
+	}
+}
+
+func TestKey(t *testing.T) {
+	for _, tc := range []struct {
+		p, n int
+		want string
+	}{{0, 1, "orders"}, {0, 0, "orders"}, {2, 4, "orders/p2of4"}} {
+		if got := Key("orders", tc.p, tc.n); got != tc.want {
+			t.Errorf("Key(orders, %d, %d) = %q, want %q", tc.p, tc.n, got, tc.want)
+		}
+	}
+}
