@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 	"github.com/prometheus/client_golang/prometheus"
@@ -267,6 +268,15 @@ func (o *Ownership) Deadline() time.Time {
 func (o *Ownership) Valid() bool {
 	d := o.Deadline()
 	return !d.IsZero() && o.m.clock.Now().Before(d)
+}
+
+// abandon forgets the ownership without releasing the lease (the trigger
+// did not stop in time): the lease expires by itself.
+func (o *Ownership) abandon() {
+	o.mu.Lock()
+	o.lost = true
+	o.mu.Unlock()
+	o.Release(context.Background())
 }
 
 // Release gives the lease up after the final checkpoint, so that the next
@@ -626,6 +636,20 @@ func (o *Ownership) watchdog() {
 	}
 }
 
+// Standby reports whether, as of the last round, another live member is
+// the preferred owner of trigger (partition 0 of 1): this instance then
+// stands by. It is false before the first round, so an instance is not
+// reported ready before it knows its share.
+func (m *Manager) Standby(trigger string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.members == nil {
+		return false
+	}
+	p := m.preferred(m.members, trigger, Key(trigger, 0, 1))
+	return p != "" && p != m.self.ID
+}
+
 // Status is what /api/cluster and `changehook cluster status` show.
 type Status struct {
 	// InstanceID is this instance.
@@ -681,4 +705,61 @@ func ReadStatus(ctx context.Context, st Store, m *Manager) (Status, error) {
 		sort.Strings(s.Drift)
 	}
 	return s, nil
+}
+
+// Supervisor starts and stops single triggers (*runner.Runner implements
+// it; see runner.Runner.StartLeased and Stop).
+type Supervisor interface {
+	// StartLeased starts the trigger under the lease: fenced checkpoints,
+	// no delivery once the lease is invalid. It does not wait.
+	StartLeased(name string, l runner.Lease) error
+	// Stop stops the trigger: stop reading, drain within the grace period
+	// (never beyond the lease's deadline), save the final checkpoint. It
+	// waits until the trigger stopped or ctx ends.
+	Stop(ctx context.Context, name string) error
+}
+
+// Drive runs every enabled trigger of cfg on sup whenever m holds its
+// lease, until ctx ends: it awaits the lease, starts the trigger under it,
+// and when the lease is handed off or lost (or ctx ends) stops the trigger
+// — waiting at most grace plus the lease TTL for its final checkpoint — and
+// releases the lease, then awaits it again. Drive returns once every
+// trigger stopped and released its lease; m.Run must keep running until
+// then.
+func Drive(ctx context.Context, m *Manager, sup Supervisor, cfg *triggers.Config, grace time.Duration) {
+	var wg sync.WaitGroup
+	for _, t := range cfg.Triggers {
+		if !t.Enabled {
+			continue
+		}
+		wg.Go(func() {
+			for {
+				o, err := m.Await(ctx, t.Name, 0, 1)
+				if err != nil {
+					return // ctx ended
+				}
+				if err := sup.StartLeased(t.Name, o); err != nil {
+					m.log.Error("cannot start trigger under its lease", "trigger", t.Name, "error", err)
+				} else {
+					select {
+					case <-o.Context().Done():
+					case <-ctx.Done():
+					}
+				}
+				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace+m.opts.LeaseTTL)
+				if err := sup.Stop(stopCtx, t.Name); err != nil {
+					m.log.Warn("trigger did not stop in time; its lease is left to expire", "trigger", t.Name, "error", err)
+					cancel()
+					o.abandon()
+				} else {
+					cancel()
+					o.Release(ctx)
+				}
+				if ctx.Err() != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -87,6 +87,14 @@ type Options struct {
 	// trigger's dispatcher, appended after the Runner's own (logger, clock,
 	// metrics, HTTP client). It is called each time the trigger starts.
 	DispatcherOptions func(t *triggers.Trigger) []dispatcher.Option
+	// Clustered means triggers run only under cluster leases (StartLeased;
+	// use with StartStopped).
+	Clustered bool
+	// Standby, in a clustered runner, reports whether another member is
+	// meant to run the trigger: such a stopped trigger shows StateStandby
+	// and does not hold readiness back (*cluster.Manager's Standby). nil:
+	// none is.
+	Standby func(trigger string) bool
 }
 
 // ErrUnknownTrigger is returned (wrapped) by the control methods for a name
@@ -218,7 +226,7 @@ func (r *Runner) Status() []TriggerStatus {
 	r.mu.Unlock()
 	out := make([]TriggerStatus, 0, len(slots))
 	for _, s := range slots {
-		st := s.status()
+		st := r.clusterState(s.status())
 		c := r.dmet.Counts(st.Name)
 		st.Deliveries, st.Attempts, st.DeadLetters, st.InFlight = c.Deliveries, c.Attempts, c.DeadLetters, c.InFlight
 		out = append(out, st)
@@ -232,7 +240,7 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	if err != nil {
 		return TriggerStatus{}, err
 	}
-	st := s.status()
+	st := r.clusterState(s.status())
 	c := r.dmet.Counts(st.Name)
 	st.Deliveries, st.Attempts, st.DeadLetters, st.InFlight = c.Deliveries, c.Attempts, c.DeadLetters, c.InFlight
 	return st, nil
@@ -250,7 +258,9 @@ func (r *Runner) Ready() bool {
 	r.mu.Unlock()
 	for _, s := range slots {
 		s.mu.Lock()
-		expected := s.t.Enabled && s.want && s.pause == nil
+		// Clustered: a trigger another member runs is not expected here;
+		// one this member should run is, from before its lease is held.
+		expected := s.t.Enabled && (s.want || r.opts.Clustered && !r.standby(s.t.Name)) && s.pause == nil
 		s.mu.Unlock()
 		if !expected {
 			continue
@@ -260,4 +270,24 @@ func (r *Runner) Ready() bool {
 		}
 	}
 	return true
+}
+
+// standby reports whether another cluster member is meant to run trigger.
+func (r *Runner) standby(trigger string) bool {
+	return r.opts.Clustered && r.opts.Standby != nil && r.opts.Standby(trigger)
+}
+
+// clusterState shows a clustered trigger that is stopped because this
+// member does not hold its lease as StateStandby (another member runs it)
+// or StateStarting (this member waits for the lease).
+func (r *Runner) clusterState(st TriggerStatus) TriggerStatus {
+	if !r.opts.Clustered || st.State != StateStopped {
+		return st
+	}
+	if r.standby(st.Name) {
+		st.State = StateStandby
+	} else {
+		st.State = StateStarting
+	}
+	return st
 }

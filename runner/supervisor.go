@@ -74,6 +74,7 @@ type slot struct {
 	failed bool       // its last watcher ended permanently: not restarted until Restart/Resume
 	holds  int        // control operations holding it stopped
 	cur    *instance  // the running (or stopping) watcher, nil when none
+	lease  Lease      // the cluster lease it runs under (StartLeased), nil when none
 
 	last atomic.Pointer[Watcher]       // the newest watcher, for Status
 	err  atomic.Pointer[TriggerStatus] // status of a trigger whose dispatcher could not start
@@ -126,7 +127,9 @@ func (r *Runner) startLocked(s *slot) {
 	if r.opts.DispatcherOptions != nil {
 		dopts = append(dopts, r.opts.DispatcherOptions(t)...)
 	}
-	disp, err := dispatcher.New(t, r.store, dopts...)
+	leaseOpts, sink, cps, deadline := r.leased(s)
+	dopts = append(dopts, leaseOpts...)
+	disp, err := dispatcher.New(t, sink, dopts...)
 	if err != nil {
 		log.Error("trigger failed", "reason", err.Error())
 		now := r.opts.Clock.Now()
@@ -135,13 +138,14 @@ func (r *Runner) startLocked(s *slot) {
 			LastError: fmt.Sprintf("start dispatcher: %v", err), LastErrorAt: now})
 		return
 	}
-	w := NewWatcher(t, r.client, r.store, disp, WatcherOptions{
+	w := NewWatcher(t, r.client, cps, disp, WatcherOptions{
 		Logger:             r.log,
 		Clock:              r.opts.Clock,
 		CheckpointEvery:    r.opts.CheckpointEvery,
 		CheckpointInterval: r.opts.CheckpointInterval,
 		Metrics:            r.metrics,
 		ShutdownGrace:      r.opts.ShutdownGrace,
+		Deadline:           deadline,
 	})
 	ctx, cancel := context.WithCancel(r.runCtx)
 	inst := &instance{w: w, cancel: cancel, done: make(chan struct{})}

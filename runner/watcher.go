@@ -75,6 +75,10 @@ type WatcherOptions struct {
 	// InitialRetryBackoff and MaxRetryBackoff bound the waits before
 	// reopening a stream after a transient failure (default 500ms, 30s).
 	InitialRetryBackoff, MaxRetryBackoff time.Duration
+	// Deadline, when set, returns the instant after which the trigger may no
+	// longer deliver (its cluster lease's local deadline; zero: already
+	// past). The shutdown grace period never extends beyond it.
+	Deadline func() time.Time
 }
 
 // Watcher runs one trigger: it owns the trigger's change stream, submits
@@ -440,7 +444,11 @@ func (w *Watcher) drain(ctx context.Context) {
 // checkpoint. Only when every delivery finished in time may the stream's own
 // token be saved; otherwise the watermark stops before the abandoned events.
 func (w *Watcher) shutdown(ctx context.Context) {
-	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.ShutdownGrace)
+	grace := w.opts.ShutdownGrace
+	if w.opts.Deadline != nil {
+		grace = max(0, min(grace, w.opts.Deadline().Sub(w.clock.Now())))
+	}
+	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	closeErr := w.disp.Close(graceCtx)
 	cancel()
 	if closeErr != nil {

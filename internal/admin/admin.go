@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/changehook/changehook/cluster"
 	"github.com/changehook/changehook/internal/admin/console"
 	"github.com/changehook/changehook/runner"
 )
@@ -57,6 +58,34 @@ type Options struct {
 	// ConsoleSampleEvery is how often the console samples the counters for
 	// its sparklines (0: console.DefaultSampleEvery).
 	ConsoleSampleEvery time.Duration
+	// Cluster, when set, serves GET /api/cluster (members, leases, drift).
+	Cluster Cluster
+}
+
+// Cluster reports the cluster's members and leases; *cluster.Manager
+// implements it.
+type Cluster interface {
+	// Status reads the live members and the leases from the state database.
+	Status(ctx context.Context) (cluster.Status, error)
+}
+
+// ClusterHandler serves GET /api/cluster: c's status as JSON, or 503 with
+// {"error": ...} when the state database cannot be read.
+func ClusterHandler(c Cluster) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+		defer cancel()
+		st, err := c.Status(ctx)
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = enc.Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		_ = enc.Encode(st)
+	})
 }
 
 // Server is a running admin HTTP server.
@@ -89,6 +118,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	mux := routes(opts.Runner, opts.Gatherer)
 	mux.Handle("/", cons)
+	if opts.Cluster != nil {
+		mux.Handle("GET /api/cluster", ClusterHandler(opts.Cluster))
+	}
 	consCtx, stopCons := context.WithCancel(context.Background())
 	s := &Server{
 		ln:       ln,
@@ -173,7 +205,7 @@ func routes(r Runner, g prometheus.Gatherer) *http.ServeMux {
 func notReady(r Runner) []string {
 	var reasons []string
 	for _, st := range r.Status() {
-		if st.State == runner.StateDisabled || st.StreamOpen {
+		if st.State == runner.StateDisabled || st.State == runner.StateStandby || st.StreamOpen {
 			continue
 		}
 		reason := fmt.Sprintf("trigger %s: %s, change stream not open", st.Name, st.State)

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/changehook/changehook/cluster"
 	"github.com/changehook/changehook/internal/admin"
 	"github.com/changehook/changehook/internal/admin/console"
 	"github.com/changehook/changehook/runner"
@@ -27,6 +28,8 @@ type runFlags struct {
 	adminAddr string
 	cpEvery   int
 	cpEveryT  time.Duration
+	// clustered runs triggers under cluster leases (run, not dev).
+	clustered bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -59,6 +62,7 @@ func runCommand(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		return usageError(env, fs, "%v", err)
 	}
+	rf.clustered = true
 	if err := serve(ctx, env, cfg, rf, log, nil); err != nil {
 		return fail(env, "run", err)
 	}
@@ -94,6 +98,14 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st := store.New(client, cfg.State.Database)
+	var mgr *cluster.Manager
+	var standby func(string) bool
+	if rf.clustered {
+		if mgr, err = cluster.New(st, cfg, cluster.Options{Version: env.Version, Logger: log, Registry: reg}); err != nil {
+			return fmt.Errorf("prepare cluster membership: %w", err)
+		}
+		standby = mgr.Standby
+	}
 	rn, err := runner.New(cfg, client, st, runner.Options{
 		Logger:             log,
 		Registry:           reg,
@@ -101,6 +113,9 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		ShutdownGrace:      rf.grace,
 		CheckpointEvery:    rf.cpEvery,
 		CheckpointInterval: rf.cpEveryT,
+		StartStopped:       rf.clustered,
+		Clustered:          rf.clustered,
+		Standby:            standby,
 	})
 	if err != nil {
 		return fmt.Errorf("prepare triggers: %w", err)
@@ -108,12 +123,18 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 
 	addr := pick(rf.adminAddr, cfg.Admin.Addr)
 	if addr != "off" {
-		adm, err := admin.Start(admin.Options{Addr: addr, Runner: rn, Gatherer: reg, Logger: log,
-			Store: st, Oplog: console.MongoOplog{Client: client}})
+		aopts := admin.Options{Addr: addr, Runner: rn, Gatherer: reg, Logger: log,
+			Store: st, Oplog: console.MongoOplog{Client: client}}
+		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers"
+		if mgr != nil {
+			aopts.Cluster = mgr
+			endpoints += " /api/cluster"
+		}
+		adm, err := admin.Start(aopts)
 		if err != nil {
 			return fmt.Errorf("%w (another changehook running? change admin.addr or pass --admin-addr)", err)
 		}
-		log.Info("admin server listening", "url", adm.URL(), "endpoints", "/ (console) /healthz /readyz /metrics /api/triggers")
+		log.Info("admin server listening", "url", adm.URL(), "endpoints", endpoints)
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
@@ -134,7 +155,24 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	if started != nil {
 		started(rn)
 	}
-	if err := rn.Run(ctx); err != nil {
+	if mgr != nil {
+		// The membership outlives the triggers: on shutdown every trigger
+		// drains, saves its final checkpoint and releases its lease first,
+		// then the member leaves.
+		mctx, stopMembership := context.WithCancel(context.WithoutCancel(ctx))
+		mdone := make(chan error, 1)
+		go func() { mdone <- mgr.Run(mctx) }()
+		rdone := make(chan error, 1)
+		go func() { rdone <- rn.Run(ctx) }()
+		log.Info("cluster member", "instance", mgr.InstanceID(), "lease_ttl", mgr.LeaseTTL())
+		cluster.Drive(ctx, mgr, rn, cfg, rf.grace)
+		err := <-rdone
+		stopMembership()
+		<-mdone
+		if err != nil {
+			return fmt.Errorf("run triggers: %w", err)
+		}
+	} else if err := rn.Run(ctx); err != nil {
 		return fmt.Errorf("run triggers: %w", err)
 	}
 	log.Info("changehook stopped: in-flight deliveries finished or timed out, checkpoints saved")

@@ -1,0 +1,160 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/store"
+)
+
+// StateStandby: the runner is clustered (Options.Clustered) and this
+// instance does not hold the trigger's lease; another member runs it, or
+// this one waits to acquire it.
+const StateStandby State = "standby"
+
+// Lease is the cluster lease a trigger runs under (*cluster.Ownership
+// implements it).
+type Lease interface {
+	// Key is the lease's checkpoint key.
+	Key() string
+	// Fence is the owner and epoch every checkpoint write carries.
+	Fence() store.Fence
+	// Deadline is the local instant after which nothing may be delivered or
+	// checkpointed under the lease (zero: already lost).
+	Deadline() time.Time
+	// Valid reports whether a delivery may start or a checkpoint be written
+	// now.
+	Valid() bool
+}
+
+// ErrFenced is returned (wrapped) by deliveries, dead letters and
+// checkpoints attempted after the trigger's lease was lost or its local
+// deadline passed.
+var ErrFenced = errors.New("cluster lease no longer held; refusing to deliver or checkpoint")
+
+// StartLeased starts the trigger name (like Start) under lease l: until
+// the next StartLeased, the trigger's checkpoint is read and written only
+// as l's epoch (a newer owner fences it out: store.ClaimCheckpoint,
+// store.SaveFencedCheckpoint); no delivery attempt, dead letter or
+// checkpoint starts once l.Valid() is false; and the shutdown grace period
+// of a stop never extends beyond l's deadline. The lease holder calls Stop
+// when the lease is handed off or lost, and releases the lease after Stop
+// returned (the final checkpoint is then saved).
+func (r *Runner) StartLeased(name string, l Lease) error {
+	s, err := r.slot(name)
+	if err != nil {
+		return fmt.Errorf("start trigger under lease: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lease = l
+	s.want = true
+	r.reconcile(s)
+	return nil
+}
+
+// leased returns the extra dispatcher options, the dead-letter sink, the
+// checkpoint store and the watcher deadline for a start of s under its
+// lease (the plain store and no options without a lease); s.mu must be
+// held.
+func (r *Runner) leased(s *slot) (dopts []dispatcher.Option, sink dispatcher.DeadLetterSink, cps CheckpointStore, deadline func() time.Time) {
+	if s.lease == nil {
+		return nil, r.store, r.store, nil
+	}
+	l := s.lease
+	return []dispatcher.Option{dispatcher.WithHTTPClient(gatedClient(r.opts.HTTPClient, s.t.Concurrency, l))},
+		gatedSink{r.store, l}, fencedCheckpoints{r.store, l}, l.Deadline
+}
+
+// fencedCheckpoints reads and writes a trigger's checkpoint as its lease's
+// epoch.
+type fencedCheckpoints struct {
+	st *store.Store
+	l  Lease
+}
+
+// LoadCheckpoint claims the checkpoint for the lease's epoch and reads it.
+func (f fencedCheckpoints) LoadCheckpoint(ctx context.Context, _ string) (store.Checkpoint, bool, error) {
+	if !f.l.Valid() {
+		return store.Checkpoint{}, false, fmt.Errorf("load checkpoint of %q: %w", f.l.Key(), ErrFenced)
+	}
+	return f.st.ClaimCheckpoint(ctx, f.l.Key(), f.l.Fence())
+}
+
+// SaveCheckpoint writes cp under the lease's key and epoch, unless the
+// lease's local deadline passed.
+func (f fencedCheckpoints) SaveCheckpoint(ctx context.Context, cp store.Checkpoint) error {
+	if !f.l.Valid() {
+		return fmt.Errorf("save checkpoint of %q: %w", f.l.Key(), ErrFenced)
+	}
+	cp.Trigger = f.l.Key()
+	return f.st.SaveFencedCheckpoint(ctx, cp, f.l.Fence())
+}
+
+// gatedSink refuses dead letters once the lease is no longer valid: the
+// dispatcher then keeps the event undone, so it is neither checkpointed nor
+// dead-lettered by a member that lost the trigger.
+type gatedSink struct {
+	st *store.Store
+	l  Lease
+}
+
+// PutDeadLetter stores dl while the lease is valid.
+func (g gatedSink) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLetter) error {
+	if !g.l.Valid() {
+		return fmt.Errorf("put dead letter: %w", ErrFenced)
+	}
+	return g.st.PutDeadLetter(ctx, dl)
+}
+
+// gatedClient returns base (or a default client like the dispatcher's) with
+// a transport that refuses to start a request once l is no longer valid.
+func gatedClient(base *http.Client, conc int, l Lease) *http.Client {
+	var hc http.Client
+	var next http.RoundTripper
+	if base != nil {
+		hc = *base
+		next = base.Transport
+	}
+	if next == nil {
+		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+			t := dt.Clone()
+			t.MaxIdleConnsPerHost = max(conc, 2)
+			next = t
+		} else {
+			next = http.DefaultTransport
+		}
+	}
+	hc.Transport = gateTransport{next: next, l: l}
+	return &hc
+}
+
+// gateTransport is an http.RoundTripper that starts a request only while
+// the lease is valid.
+type gateTransport struct {
+	next http.RoundTripper
+	l    Lease
+}
+
+// RoundTrip sends req through the wrapped transport while the lease is
+// valid; otherwise it fails without sending anything.
+func (g gateTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !g.l.Valid() {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, fmt.Errorf("deliver: %w", ErrFenced)
+	}
+	return g.next.RoundTrip(req)
+}
+
+// CloseIdleConnections closes the wrapped transport's idle connections.
+func (g gateTransport) CloseIdleConnections() {
+	if c, ok := g.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
