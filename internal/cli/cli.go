@@ -125,6 +125,7 @@ func commands() []command {
 		{"test", "show what a trigger would do with an event (match, payload, headers)", testCommand},
 		{"dlq", "list, show, replay or purge dead letters", dlqCommand},
 		{"checkpoints", "list checkpoints, or reset one (the way out of history lost)", checkpointsCommand},
+		{"cluster", "show the members of a cluster of run processes and who holds which trigger", clusterCommand},
 		{"version", "print the changehook version", versionCommand},
 	}
 }
