@@ -95,6 +95,10 @@ type Options struct {
 	// and does not hold readiness back (*cluster.Manager's Standby). nil:
 	// none is.
 	Standby func(trigger string) bool
+	// Controls applies the runtime controls stored in the state database
+	// (see Runner.Skip and the controls section of controls.go): paused
+	// triggers start paused and new requests are applied while Run runs.
+	Controls bool
 }
 
 // ErrUnknownTrigger is returned (wrapped) by the control methods for a name
@@ -180,6 +184,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.runCtx = ctx
 	slots := r.orderedSlots()
 	r.mu.Unlock()
+	if r.opts.Controls {
+		r.loadPauses(ctx)
+		r.mu.Lock()
+		r.wg.Go(func() { r.watchControls(ctx) })
+		r.mu.Unlock()
+	}
 	for _, s := range slots {
 		if !s.t.Enabled {
 			r.log.Info("trigger disabled", "trigger", s.t.Name)

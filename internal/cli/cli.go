@@ -126,6 +126,10 @@ func commands() []command {
 		{"dlq", "list, show, replay or purge dead letters", dlqCommand},
 		{"checkpoints", "list checkpoints, or reset one (the way out of history lost)", checkpointsCommand},
 		{"cluster", "show the members of a cluster of run processes and who holds which trigger", clusterCommand},
+		{"pause", "hold a trigger without losing events (applied by the running changehook)", pauseCommand},
+		{"resume", "resume a paused trigger from its checkpoint, now or a time", resumeCommand},
+		{"skip", "dead-letter the event a stuck trigger is holding on", skipCommand},
+		{"redeliver", "rewind a running trigger to a time and deliver everything since again", redeliverCommand},
 		{"version", "print the changehook version", versionCommand},
 	}
 }

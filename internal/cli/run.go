@@ -116,6 +116,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		StartStopped:       rf.clustered,
 		Clustered:          rf.clustered,
 		Standby:            standby,
+		Controls:           true,
 	})
 	if err != nil {
 		return fmt.Errorf("prepare triggers: %w", err)

@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+)
+
+// controlWait is how long pause, resume, skip and redeliver wait for the
+// running changehook to apply the request (skip and redeliver first stop the
+// trigger, which may take the shutdown grace period).
+const controlWait = 30 * time.Second
+
+func pauseCommand(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "pause", "pause [-c FILE] NAME [--reason TEXT]",
+		"changehook pause low_stock --reason 'endpoint maintenance'")
+	path := configFlag(fs)
+	reason := fs.String("reason", "", "why (shown in the status)")
+	return controlCommand(ctx, fs, path, args, env, func(string) (store.ControlRequest, string, error) {
+		return store.ControlRequest{Kind: store.RequestPause}, *reason, nil
+	})
+}
+
+func resumeCommand(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "resume", "resume [-c FILE] NAME [--from now|RFC3339-TIME]",
+		"changehook resume low_stock                # deliver everything held by the pause",
+		"changehook resume low_stock --from now     # skip what was written meanwhile",
+		"changehook resume low_stock --from 2025-01-31T12:00:00Z")
+	path := configFlag(fs)
+	from := fs.String("from", "", "where to continue: the checkpoint (default), now, or an RFC 3339 time")
+	return controlCommand(ctx, fs, path, args, env, func(string) (store.ControlRequest, string, error) {
+		if _, err := runner.ParseResumeFrom(*from); err != nil {
+			return store.ControlRequest{}, "", errors.New("--from must be now or an RFC 3339 time such as 2025-01-31T12:00:00Z")
+		}
+		return store.ControlRequest{Kind: store.RequestResume, From: *from}, "", nil
+	})
+}
+
+func skipCommand(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "skip", "skip [-c FILE] NAME",
+		"changehook skip orders   # dead-letter the event a strict or dead_letter: false trigger is stuck on")
+	path := configFlag(fs)
+	return controlCommand(ctx, fs, path, args, env, func(string) (store.ControlRequest, string, error) {
+		return store.ControlRequest{Kind: store.RequestSkip}, "", nil
+	})
+}
+
+func redeliverCommand(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "redeliver", "redeliver [-c FILE] NAME --since RFC3339-TIME",
+		"changehook redeliver orders --since 2025-01-31T12:00:00Z")
+	path := configFlag(fs)
+	since := fs.String("since", "", "redeliver every change at or after this RFC 3339 time (required)")
+	return controlCommand(ctx, fs, path, args, env, func(string) (store.ControlRequest, string, error) {
+		if *since == "" {
+			return store.ControlRequest{}, "", errors.New("--since is required")
+		}
+		at, err := time.Parse(time.RFC3339, *since)
+		if err != nil {
+			return store.ControlRequest{}, "", fmt.Errorf("--since must be an RFC 3339 time such as 2025-01-31T12:00:00Z, not %q", *since)
+		}
+		return store.ControlRequest{Kind: store.RequestRedeliver, Since: at}, "", nil
+	})
+}
+
+// controlCommand records the request built by build for the trigger named
+// by the one positional argument and waits for a running changehook to
+// apply it.
+func controlCommand(ctx context.Context, flagSet *flag.FlagSet, path *string, args []string, env Env, build func(name string) (store.ControlRequest, string, error)) int {
+	cmd := strings.TrimPrefix(flagSet.Name(), "changehook ")
+	pos, code, done := flagsThenArgs(flagSet, args, env)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(env, flagSet, "want exactly one trigger name")
+	}
+	req, reason, err := build(pos[0])
+	if err != nil {
+		return usageError(env, flagSet, "%v", err)
+	}
+	sc, err := openState(ctx, *path, env)
+	if err != nil {
+		return fail(env, cmd, err)
+	}
+	defer sc.close(ctx)
+	t, err := findTrigger(sc.cfg, pos[0])
+	if err != nil {
+		return usageError(env, flagSet, "%v", err)
+	}
+	req.By = "cli"
+	wctx, cancel := context.WithTimeout(ctx, controlWait)
+	defer cancel()
+	msg, err := runner.RequestControl(wctx, sc.store, t.Name, reason, req)
+	switch {
+	case err == nil:
+		fmt.Fprintf(env.Stdout, "%s: %s\n", t.Name, msg)
+		return ExitOK
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		fmt.Fprintf(env.Stdout, "%s: %s recorded; no running changehook applied it within %s, so it applies when changehook runs the trigger.\n", t.Name, req.Kind, controlWait)
+		return ExitOK
+	}
+	return fail(env, cmd, err)
+}
