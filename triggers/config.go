@@ -111,6 +111,10 @@ type StateConfig struct {
 type AdminConfig struct {
 	// Addr is the host:port of /healthz, /readyz, /metrics and /api.
 	Addr string `json:"addr"`
+	// Token authorises the admin API's mutating calls (Authorization:
+	// Bearer TOKEN). Empty: they are allowed only when Addr is a loopback
+	// address.
+	Token Secret `json:"token"`
 }
 
 // LogConfig is the log section.

@@ -166,7 +166,12 @@ func (d *decoder) parse(data []byte) *Config {
 		}
 	}
 	if e := top["admin"]; e.set() {
-		f := d.fields(e.val, "admin", []string{"addr"})
+		f := d.fields(e.val, "admin", []string{"addr", "token"})
+		if tok := f["token"]; tok.set() {
+			if s, ok := d.str(tok, "admin.token"); ok {
+				cfg.Admin.Token = Secret(s)
+			}
+		}
 		if a := f["addr"]; a.set() {
 			if s, ok := d.str(a, "admin.addr"); ok {
 				cfg.Admin.Addr = s
