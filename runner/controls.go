@@ -246,6 +246,15 @@ func timeText(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
+// RequestControl is the package function RequestControl on the Runner's
+// store, for a trigger of its configuration (else ErrUnknownTrigger).
+func (r *Runner) RequestControl(ctx context.Context, name, reason string, req store.ControlRequest) (string, error) {
+	if _, err := r.slot(name); err != nil {
+		return "", fmt.Errorf("%s: %w", req.Kind, err)
+	}
+	return RequestControl(ctx, r.store, name, reason, req)
+}
+
 // RequestControl records a control request for trigger name in the state
 // database and waits (until ctx ends) for the process running the trigger to
 // apply it; it returns the result's message, or the request's error. It is

@@ -55,6 +55,12 @@ type Options struct {
 	// Oplog lets the console show each checkpoint's distance to the oldest
 	// oplog entry (nil: not shown).
 	Oplog console.Oplog
+	// Control applies the POST /api/triggers/{name}/pause|resume|skip|
+	// redeliver calls (nil: those routes are absent).
+	Control Controller
+	// Token authorises mutating calls (Authorization: Bearer TOKEN). When
+	// empty they are accepted only if the server listens on loopback.
+	Token string
 	// ConsoleSampleEvery is how often the console samples the counters for
 	// its sparklines (0: console.DefaultSampleEvery).
 	ConsoleSampleEvery time.Duration
@@ -117,6 +123,9 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("start admin server: %w", err)
 	}
 	mux := routes(opts.Runner, opts.Gatherer)
+	if opts.Control != nil {
+		controlRoutes(mux, opts.Control, authorizer{token: opts.Token, loopback: isLoopback(ln.Addr())})
+	}
 	mux.Handle("/", cons)
 	if opts.Cluster != nil {
 		mux.Handle("GET /api/cluster", ClusterHandler(opts.Cluster))
@@ -205,7 +214,7 @@ func routes(r Runner, g prometheus.Gatherer) *http.ServeMux {
 func notReady(r Runner) []string {
 	var reasons []string
 	for _, st := range r.Status() {
-		if st.State == runner.StateDisabled || st.State == runner.StateStandby || st.StreamOpen {
+		if st.State == runner.StateDisabled || st.State == runner.StateStandby || st.State == runner.StatePaused || st.StreamOpen {
 			continue
 		}
 		reason := fmt.Sprintf("trigger %s: %s, change stream not open", st.Name, st.State)

@@ -125,7 +125,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	addr := pick(rf.adminAddr, cfg.Admin.Addr)
 	if addr != "off" {
 		aopts := admin.Options{Addr: addr, Runner: rn, Gatherer: reg, Logger: log,
-			Store: st, Oplog: console.MongoOplog{Client: client}}
+			Store: st, Oplog: console.MongoOplog{Client: client}, Control: rn, Token: cfg.Admin.Token.Reveal()}
 		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers"
 		if mgr != nil {
 			aopts.Cluster = mgr
