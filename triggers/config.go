@@ -114,7 +114,7 @@ type AdminConfig struct {
 	// Token authorises the admin API's mutating calls (Authorization:
 	// Bearer TOKEN). Empty: they are allowed only when Addr is a loopback
 	// address.
-	Token Secret `json:"token"`
+	Token Secret `json:"token,omitzero"`
 }
 
 // LogConfig is the log section.
