@@ -84,7 +84,7 @@ func controlCommand(ctx context.Context, flagSet *flag.FlagSet, path *string, ar
 	if err != nil {
 		return usageError(env, flagSet, "%v", err)
 	}
-	sc, err := openState(ctx, *path, env)
+	sc, err := openState(ctx, flagSet, *path, env)
 	if err != nil {
 		return fail(env, cmd, err)
 	}
