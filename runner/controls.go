@@ -192,6 +192,18 @@ func (r *Runner) applyControl(ctx context.Context, c store.Control) {
 		return
 	}
 	req := *c.Request
+	if req.Kind == store.RequestSkip || req.Kind == store.RequestRedeliver || (req.Kind == store.RequestResume && req.From != "") {
+		// Checkpoint rewrites belong to the process running the trigger:
+		// a member that does not run it leaves the request to the owner.
+		if s, err := r.slot(c.Trigger); err == nil {
+			s.mu.Lock()
+			want := s.want
+			s.mu.Unlock()
+			if !want {
+				return
+			}
+		}
+	}
 	res := store.ControlResult{ID: req.ID}
 	var msg string
 	var err error
