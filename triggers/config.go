@@ -34,6 +34,33 @@ const (
 	DefaultInitialBackoff = 500 * time.Millisecond
 	// DefaultMaxBackoff is retry.max_backoff when omitted.
 	DefaultMaxBackoff = time.Minute
+	// DefaultAdminReadHeaderTimeout bounds reading one request's headers on
+	// the admin server (not configurable: slow headers are an attack).
+	DefaultAdminReadHeaderTimeout = 5 * time.Second
+	// DefaultAdminReadTimeout is admin.read_timeout when omitted.
+	DefaultAdminReadTimeout = 10 * time.Second
+	// DefaultAdminWriteTimeout is admin.write_timeout when omitted.
+	DefaultAdminWriteTimeout = 30 * time.Second
+	// DefaultAdminIdleTimeout is admin.idle_timeout when omitted.
+	DefaultAdminIdleTimeout = 60 * time.Second
+	// DefaultAdminMaxConnections is admin.max_connections when omitted.
+	DefaultAdminMaxConnections = 64
+	// MaxAdminMaxConnections bounds admin.max_connections.
+	MaxAdminMaxConnections = 65536
+	// DefaultCheckpointIdleInterval is checkpoint.idle_interval when
+	// omitted: how often a trigger that delivered nothing saves the
+	// position its stream moved to.
+	DefaultCheckpointIdleInterval = 30 * time.Second
+	// DefaultMaxInflightBytes is a trigger's max_inflight_bytes when
+	// omitted.
+	DefaultMaxInflightBytes int64 = 64 << 20
+	// DefaultProcessMaxInflightBytes is limits.max_inflight_bytes when
+	// omitted.
+	DefaultProcessMaxInflightBytes int64 = 256 << 20
+	// MinInflightBytes is the smallest max_inflight_bytes accepted.
+	MinInflightBytes int64 = 1 << 10
+	// MaxInflightBytes is the largest max_inflight_bytes accepted (1 TiB).
+	MaxInflightBytes int64 = 1 << 40
 )
 
 // DefaultOperations returns the operation types a trigger watches when its
@@ -58,6 +85,10 @@ type Config struct {
 	Log LogConfig `json:"log"`
 	// Cluster configures running several instances on one state database.
 	Cluster ClusterConfig `json:"cluster"`
+	// Checkpoint configures how often checkpoints are saved.
+	Checkpoint CheckpointConfig `json:"checkpoint"`
+	// Limits are the process-wide resource bounds.
+	Limits LimitsConfig `json:"limits"`
 	// Defaults holds the value a trigger gets for each field it omits (the
 	// defaults section over the built-in defaults). Its Name is empty.
 	Defaults *Trigger `json:"-"`
@@ -115,6 +146,34 @@ type AdminConfig struct {
 	// Bearer TOKEN). Empty: they are allowed only when Addr is a loopback
 	// address.
 	Token Secret `json:"token,omitzero"`
+	// ReadTimeout bounds reading one whole request, body included.
+	ReadTimeout time.Duration `json:"read_timeout"`
+	// WriteTimeout bounds writing one response (from the end of the
+	// request's headers).
+	WriteTimeout time.Duration `json:"write_timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long.
+	IdleTimeout time.Duration `json:"idle_timeout"`
+	// MaxConnections caps the open connections; further ones wait in the
+	// listen backlog until one closes.
+	MaxConnections int `json:"max_connections"`
+}
+
+// CheckpointConfig is the checkpoint section.
+type CheckpointConfig struct {
+	// IdleInterval is how often a trigger saves a checkpoint that only
+	// moves its position (no event delivered since the last save): the
+	// stream's own resume token advancing past writes the trigger does
+	// not deliver.
+	IdleInterval time.Duration `json:"idle_interval"`
+}
+
+// LimitsConfig is the limits section: bounds over all triggers together.
+type LimitsConfig struct {
+	// MaxInflightBytes bounds the bytes of the events in flight (submitted,
+	// not yet delivered or dead-lettered) over every trigger. One event
+	// larger than the budget is still admitted when nothing else is in
+	// flight.
+	MaxInflightBytes int64 `json:"max_inflight_bytes"`
 }
 
 // LogConfig is the log section.
@@ -159,6 +218,9 @@ type Trigger struct {
 	// per_document and none, always 1 for strict (see
 	// Ordering.Concurrency).
 	Concurrency int
+	// MaxInflightBytes bounds the bytes of this trigger's events in flight;
+	// one event larger than it is still admitted alone.
+	MaxInflightBytes int64
 	// Enabled false keeps the trigger in the file without running it.
 	Enabled bool
 	// Webhook is the endpoint.
@@ -198,4 +260,23 @@ func expandedOperation(op string) bool {
 		return true
 	}
 	return false
+}
+
+// MarshalJSON writes the timeouts as Go duration strings ("30s"); every
+// other field as its tag says.
+func (a AdminConfig) MarshalJSON() ([]byte, error) {
+	type plain AdminConfig // without the method; shallower fields below win
+	return marshalJSON(struct {
+		plain
+		ReadTimeout  string `json:"read_timeout"`
+		WriteTimeout string `json:"write_timeout"`
+		IdleTimeout  string `json:"idle_timeout"`
+	}{plain(a), a.ReadTimeout.String(), a.WriteTimeout.String(), a.IdleTimeout.String()})
+}
+
+// MarshalJSON writes the interval as a Go duration string ("30s").
+func (c CheckpointConfig) MarshalJSON() ([]byte, error) {
+	return marshalJSON(struct {
+		IdleInterval string `json:"idle_interval"`
+	}{c.IdleInterval.String()})
 }

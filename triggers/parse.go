@@ -135,11 +135,14 @@ func (d *decoder) parse(data []byte) *Config {
 	cfg := &Config{
 		MongoDB: MongoDBConfig{URI: DefaultMongoURI},
 		State:   StateConfig{Database: DefaultStateDatabase},
-		Admin:   AdminConfig{Addr: DefaultAdminAddr},
-		Log:     LogConfig{Level: "info", Format: "text"},
-		Cluster: ClusterConfig{LeaseTTL: DefaultLeaseTTL, RenewEvery: DefaultLeaseTTL / 3},
+		Admin: AdminConfig{Addr: DefaultAdminAddr, ReadTimeout: DefaultAdminReadTimeout, WriteTimeout: DefaultAdminWriteTimeout,
+			IdleTimeout: DefaultAdminIdleTimeout, MaxConnections: DefaultAdminMaxConnections},
+		Log:        LogConfig{Level: "info", Format: "text"},
+		Cluster:    ClusterConfig{LeaseTTL: DefaultLeaseTTL, RenewEvery: DefaultLeaseTTL / 3},
+		Checkpoint: CheckpointConfig{IdleInterval: DefaultCheckpointIdleInterval},
+		Limits:     LimitsConfig{MaxInflightBytes: DefaultProcessMaxInflightBytes},
 	}
-	top := d.fields(doc, "configuration", []string{"mongodb", "state", "admin", "log", "cluster", "network", "endpoints", "defaults", "triggers"})
+	top := d.fields(doc, "configuration", []string{"mongodb", "state", "admin", "log", "cluster", "network", "endpoints", "checkpoint", "limits", "defaults", "triggers"})
 	if top == nil {
 		return cfg
 	}
@@ -166,7 +169,11 @@ func (d *decoder) parse(data []byte) *Config {
 		}
 	}
 	if e := top["admin"]; e.set() {
-		f := d.fields(e.val, "admin", []string{"addr", "token"})
+		f := d.fields(e.val, "admin", []string{"addr", "token", "read_timeout", "write_timeout", "idle_timeout", "max_connections"})
+		cfg.Admin.ReadTimeout = d.duration(f["read_timeout"], "admin.read_timeout", cfg.Admin.ReadTimeout)
+		cfg.Admin.WriteTimeout = d.duration(f["write_timeout"], "admin.write_timeout", cfg.Admin.WriteTimeout)
+		cfg.Admin.IdleTimeout = d.duration(f["idle_timeout"], "admin.idle_timeout", cfg.Admin.IdleTimeout)
+		cfg.Admin.MaxConnections = d.integer(f["max_connections"], "admin.max_connections", cfg.Admin.MaxConnections, 1, MaxAdminMaxConnections)
 		if tok := f["token"]; tok.set() {
 			if s, ok := d.str(tok, "admin.token"); ok {
 				cfg.Admin.Token = Secret(s)
@@ -191,6 +198,14 @@ func (d *decoder) parse(data []byte) *Config {
 
 	if e := top["cluster"]; e.set() {
 		cfg.Cluster = d.cluster(e)
+	}
+	if e := top["checkpoint"]; e.set() {
+		f := d.fields(e.val, "checkpoint", []string{"idle_interval"})
+		cfg.Checkpoint.IdleInterval = d.duration(f["idle_interval"], "checkpoint.idle_interval", cfg.Checkpoint.IdleInterval)
+	}
+	if e := top["limits"]; e.set() {
+		f := d.fields(e.val, "limits", []string{"max_inflight_bytes"})
+		cfg.Limits.MaxInflightBytes = d.byteSize(f["max_inflight_bytes"], "limits.max_inflight_bytes", cfg.Limits.MaxInflightBytes)
 	}
 
 	var defs map[string]entry
@@ -562,13 +577,45 @@ func (d *decoder) cluster(e entry) ClusterConfig {
 	return c
 }
 
+// byteSizeRE matches a byte size: an integer with an optional binary unit.
+var byteSizeRE = regexp.MustCompile(`^([0-9]+)\s*(B|KiB|MiB|GiB|TiB)?$`)
+
+// byteSize returns a byte size between MinInflightBytes and
+// MaxInflightBytes: an integer (bytes) or an integer with a binary unit
+// ("64MiB", "512KiB", "1GiB").
+func (d *decoder) byteSize(e entry, field string, def int64) int64 {
+	if !e.set() {
+		return def
+	}
+	v := deref(e.val)
+	if d.poisoned[v] {
+		return def
+	}
+	m := byteSizeRE.FindStringSubmatch(strings.ReplaceAll(v.Value, "_", ""))
+	if v.Kind != yaml.ScalarNode || v.ShortTag() == "!!null" {
+		d.errorf(v, "%s: expected a size such as 65536, 512KiB, 64MiB or 1GiB, got %s", field, describe(v))
+		return def
+	}
+	if m == nil {
+		d.errorf(v, "%s: %q is not a size; use bytes or a number with KiB, MiB or GiB such as 64MiB", field, v.Value)
+		return def
+	}
+	shift := map[string]uint{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}[m[2]]
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n > MaxInflightBytes>>shift || n<<shift < MinInflightBytes {
+		d.errorf(v, "%s: must be between 1KiB and 1TiB, got %s", field, v.Value)
+		return def
+	}
+	return n << shift
+}
+
 // triggerFields lists a trigger's fields; the first, name, cannot be
 // defaulted.
 func triggerFields() []string {
 	return []string{
 		"name", "database", "collection", "operations", "match", "project",
 		"full_document", "full_document_before_change", "start_at", "ordering",
-		"concurrency", "enabled", "webhook", "retry", "dead_letter",
+		"concurrency", "max_inflight_bytes", "enabled", "webhook", "retry", "dead_letter",
 	}
 }
 
@@ -593,6 +640,7 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 		StartAt:                  StartAt{Now: true},
 		Ordering:                 Strict,
 		Concurrency:              DefaultConcurrency,
+		MaxInflightBytes:         DefaultMaxInflightBytes,
 		Enabled:                  true,
 		DeadLetter:               true,
 		Pos:                      d.pos(at),
@@ -647,6 +695,7 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 		// choose another ordering.
 		t.Concurrency = t.Ordering.Concurrency(t.Concurrency)
 	}
+	t.MaxInflightBytes = d.byteSize(get("max_inflight_bytes"), "max_inflight_bytes", t.MaxInflightBytes)
 	t.Enabled = d.boolean(get("enabled"), "enabled", t.Enabled)
 	t.DeadLetter = d.boolean(get("dead_letter"), "dead_letter", t.DeadLetter)
 	t.Retry = d.retry(own["retry"], defs["retry"])

@@ -168,6 +168,7 @@ func (t *Trigger) MarshalJSON() ([]byte, error) {
 		StartAt                  string          `json:"start_at"`
 		Ordering                 Ordering        `json:"ordering"`
 		Concurrency              int             `json:"concurrency"`
+		MaxInflightBytes         int64           `json:"max_inflight_bytes"`
 		Enabled                  bool            `json:"enabled"`
 		Webhook                  Webhook         `json:"webhook"`
 		Retry                    RetryPolicy     `json:"retry"`
@@ -184,6 +185,7 @@ func (t *Trigger) MarshalJSON() ([]byte, error) {
 		StartAt:                  "now",
 		Ordering:                 t.Ordering,
 		Concurrency:              t.Concurrency,
+		MaxInflightBytes:         t.MaxInflightBytes,
 		Enabled:                  t.Enabled,
 		Webhook:                  t.Webhook,
 		Retry:                    t.Retry,

@@ -12,6 +12,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"github.com/changehook/changehook/cluster"
 	"github.com/changehook/changehook/internal/admin/console"
 	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/triggers"
 )
 
 // Runner is what the admin server reports on; *runner.Runner implements it.
@@ -64,6 +66,20 @@ type Options struct {
 	// ConsoleSampleEvery is how often the console samples the counters for
 	// its sparklines (0: console.DefaultSampleEvery).
 	ConsoleSampleEvery time.Duration
+	// ReadTimeout bounds reading one request, body included (0:
+	// triggers.DefaultAdminReadTimeout). Headers always have at most
+	// triggers.DefaultAdminReadHeaderTimeout.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response (0:
+	// triggers.DefaultAdminWriteTimeout).
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long (0:
+	// triggers.DefaultAdminIdleTimeout).
+	IdleTimeout time.Duration
+	// MaxConnections caps the open connections (0:
+	// triggers.DefaultAdminMaxConnections); further ones are accepted only
+	// once one closes.
+	MaxConnections int
 	// Cluster, when set, serves GET /api/cluster (members, leases, drift).
 	Cluster Cluster
 }
@@ -94,6 +110,14 @@ func ClusterHandler(c Cluster) http.Handler {
 	})
 }
 
+// OptionsFor returns the server options that cfg's admin section sets
+// (address, timeouts, connection cap); the caller adds Runner, Gatherer,
+// Logger, Store and Oplog.
+func OptionsFor(cfg triggers.AdminConfig) Options {
+	return Options{Addr: cfg.Addr, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
+		IdleTimeout: cfg.IdleTimeout, MaxConnections: cfg.MaxConnections}
+}
+
 // Server is a running admin HTTP server.
 type Server struct {
 	ln       net.Listener
@@ -112,6 +136,13 @@ func Start(opts Options) (*Server, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts.ReadTimeout = cmp.Or(opts.ReadTimeout, triggers.DefaultAdminReadTimeout)
+	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, triggers.DefaultAdminWriteTimeout)
+	opts.IdleTimeout = cmp.Or(opts.IdleTimeout, triggers.DefaultAdminIdleTimeout)
+	opts.MaxConnections = cmp.Or(opts.MaxConnections, triggers.DefaultAdminMaxConnections)
+	if opts.ReadTimeout < 0 || opts.WriteTimeout < 0 || opts.IdleTimeout < 0 || opts.MaxConnections < 0 {
+		return nil, errors.New("start admin server: negative timeout or connection cap")
 	}
 	cons, err := console.New(console.Options{Runner: opts.Runner, Store: opts.Store, Oplog: opts.Oplog,
 		SampleEvery: opts.ConsoleSampleEvery, Logger: opts.Logger})
@@ -132,8 +163,15 @@ func Start(opts Options) (*Server, error) {
 	}
 	consCtx, stopCons := context.WithCancel(context.Background())
 	s := &Server{
-		ln:       ln,
-		srv:      &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		ln: ln,
+		srv: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: min(triggers.DefaultAdminReadHeaderTimeout, opts.ReadTimeout),
+			ReadTimeout:       opts.ReadTimeout,
+			WriteTimeout:      opts.WriteTimeout,
+			IdleTimeout:       opts.IdleTimeout,
+			ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+		},
 		done:     make(chan error, 1),
 		log:      opts.Logger,
 		stopCons: stopCons,
@@ -144,7 +182,7 @@ func Start(opts Options) (*Server, error) {
 		cons.Run(consCtx)
 	}()
 	go func() {
-		err := s.srv.Serve(ln)
+		err := s.srv.Serve(newLimitListener(ln, opts.MaxConnections))
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}

@@ -124,8 +124,10 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 
 	addr := pick(rf.adminAddr, cfg.Admin.Addr)
 	if addr != "off" {
-		aopts := admin.Options{Addr: addr, Runner: rn, Gatherer: reg, Logger: log,
-			Store: st, Oplog: console.MongoOplog{Client: client}, Control: rn, Token: cfg.Admin.Token.Reveal()}
+		aopts := admin.OptionsFor(cfg.Admin)
+		aopts.Addr, aopts.Runner, aopts.Gatherer, aopts.Logger = addr, rn, reg, log
+		aopts.Store, aopts.Oplog = st, console.MongoOplog{Client: client}
+		aopts.Control, aopts.Token = rn, cfg.Admin.Token.Reveal()
 		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers"
 		if mgr != nil {
 			aopts.Cluster = mgr
