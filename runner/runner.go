@@ -35,6 +35,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -99,6 +100,9 @@ type Options struct {
 	// (see Runner.Skip and the controls section of controls.go): paused
 	// triggers start paused and new requests are applied while Run runs.
 	Controls bool
+	// IdleCheckpointInterval overrides the configuration's
+	// checkpoint.idle_interval when not zero (see WatcherOptions).
+	IdleCheckpointInterval time.Duration
 }
 
 // ErrUnknownTrigger is returned (wrapped) by the control methods for a name
@@ -155,6 +159,8 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = DefaultShutdownGrace
 	}
+	// Set once: a reload keeps the first configuration's idle interval.
+	opts.IdleCheckpointInterval = cmp.Or(opts.IdleCheckpointInterval, cfg.Checkpoint.IdleInterval)
 	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}}
 	if opts.Registry != nil {
 		r.metrics = NewMetrics(opts.Registry)

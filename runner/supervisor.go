@@ -139,13 +139,14 @@ func (r *Runner) startLocked(s *slot) {
 		return
 	}
 	w := NewWatcher(t, r.client, cps, disp, WatcherOptions{
-		Logger:             r.log,
-		Clock:              r.opts.Clock,
-		CheckpointEvery:    r.opts.CheckpointEvery,
-		CheckpointInterval: r.opts.CheckpointInterval,
-		Metrics:            r.metrics,
-		ShutdownGrace:      r.opts.ShutdownGrace,
-		Deadline:           deadline,
+		Logger:                 r.log,
+		Clock:                  r.opts.Clock,
+		CheckpointEvery:        r.opts.CheckpointEvery,
+		CheckpointInterval:     r.opts.CheckpointInterval,
+		IdleCheckpointInterval: r.opts.IdleCheckpointInterval,
+		Metrics:                r.metrics,
+		ShutdownGrace:          r.opts.ShutdownGrace,
+		Deadline:               deadline,
 	})
 	ctx, cancel := context.WithCancel(r.runCtx)
 	inst := &instance{w: w, cancel: cancel, done: make(chan struct{})}

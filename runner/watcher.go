@@ -65,6 +65,13 @@ type WatcherOptions struct {
 	// CheckpointInterval saves a checkpoint at least this often while events
 	// are delivered, and bounds each getMore's wait (default 1s).
 	CheckpointInterval time.Duration
+	// IdleCheckpointInterval is how often an idle-only checkpoint is saved:
+	// one that only moves the position past changes the trigger did not
+	// deliver (no event submitted since the last save). Default
+	// triggers.DefaultCheckpointIdleInterval. Idle saves are rare so that
+	// many triggers on one deployment do not feed each other: every save
+	// is a write that moves every other stream's resume token.
+	IdleCheckpointInterval time.Duration
 	// Metrics records the loop's metrics (nil: none).
 	Metrics *Metrics
 	// ShutdownGrace is how long in-flight deliveries may take to finish
@@ -124,6 +131,9 @@ func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, 
 	}
 	if opts.CheckpointInterval <= 0 {
 		opts.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if opts.IdleCheckpointInterval <= 0 {
+		opts.IdleCheckpointInterval = triggers.DefaultCheckpointIdleInterval
 	}
 	if opts.CheckpointTimeout <= 0 {
 		opts.CheckpointTimeout = DefaultCheckpointTimeout
@@ -363,10 +373,18 @@ const (
 )
 
 // checkpointIfDue saves the newest safe token (streamWhenIdle) when a batch
-// is due: CheckpointEvery events or CheckpointInterval since the last save.
-// Otherwise it only updates the checkpoint lag.
+// is due: CheckpointEvery events or CheckpointInterval since the last save
+// while events were submitted since it or are not yet checkpointed, or
+// IdleCheckpointInterval since the last save when the only change is the
+// stream's position (idle-only). Otherwise it only updates the checkpoint
+// lag.
 func (w *Watcher) checkpointIfDue(ctx context.Context) {
-	if now := w.clock.Now(); w.sinceSave < w.opts.CheckpointEvery && now.Sub(w.lastSave) < w.opts.CheckpointInterval {
+	now := w.clock.Now()
+	interval := w.opts.CheckpointInterval
+	if _, pending := w.pending.front(); w.sinceSave == 0 && !pending && w.disp.Idle() {
+		interval = w.opts.IdleCheckpointInterval
+	}
+	if w.sinceSave < w.opts.CheckpointEvery && now.Sub(w.lastSave) < interval {
 		w.updateLag(now)
 		return
 	}
