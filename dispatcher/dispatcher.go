@@ -29,6 +29,8 @@ type Dispatcher struct {
 	clock       Clock
 	log         *slog.Logger
 	metrics     *Metrics
+	maxBytes    int64       // this trigger's in-flight bytes (0: no bound)
+	shared      *ByteBudget // process-wide in-flight bytes (nil: none)
 
 	runCtx    context.Context // deliveries; canceled when Close's grace ends
 	cancelRun context.CancelFunc
@@ -89,9 +91,13 @@ func newDispatcher(t *triggers.Trigger, sink DeadLetterSink, opts []Option) (*Di
 	if err != nil {
 		return nil, err
 	}
+	if t.MaxInflightBytes < 0 {
+		return nil, fmt.Errorf("negative max_inflight_bytes %d", t.MaxInflightBytes)
+	}
 	return &Dispatcher{
 		trigger: t.Name, deadLetter: t.DeadLetter, ordering: ordering, concurrency: ordering.Concurrency(t.Concurrency),
 		sender: s, sink: sink, clock: s.clock, log: s.log, metrics: s.metrics,
+		maxBytes: t.MaxInflightBytes, shared: o.shared,
 	}, nil
 }
 
@@ -107,6 +113,7 @@ func (d *Dispatcher) capacity() int { return d.concurrency + max(d.concurrency, 
 // start creates the tracker and starts the workers.
 func (d *Dispatcher) start() {
 	d.tracker = NewTracker[job](d.ordering, d.capacity())
+	d.tracker.SetByteBudgets(d.maxBytes, d.shared)
 	d.runCtx, d.cancelRun = context.WithCancel(context.Background())
 	d.stopped = make(chan struct{})
 	var workers sync.WaitGroup
@@ -122,8 +129,10 @@ func (d *Dispatcher) start() {
 // Submit hands ev to the dispatcher. Events must be submitted in stream
 // order, from one goroutine. Submit copies ev, so the caller may reuse its
 // buffers afterwards. It blocks while the dispatcher is at capacity
-// (Concurrency deliveries in flight and as many queued), so a slow endpoint
-// slows the caller down; it returns ctx's error if ctx ends first, and
+// (Concurrency deliveries in flight and as many queued) or its events' bytes
+// would exceed Config.MaxInflightBytes or the shared budget (an event larger
+// than a budget waits until nothing else is held, then passes alone), so a
+// slow endpoint slows the caller down; it returns ctx's error if ctx ends first, and
 // ErrClosed after Close. Under PerDocument a keyless event is a barrier: Submit
 // returns once it is delivered (see PerDocument).
 func (d *Dispatcher) Submit(ctx context.Context, ev Event) error {
@@ -138,7 +147,7 @@ func (d *Dispatcher) Submit(ctx context.Context, ev Event) error {
 	n := copy(buf, ev.Raw)
 	copy(buf[n:], ev.Token)
 	j := job{ev: Event{Raw: buf[:n:n], Token: buf[n:], Key: ev.Key}, submitted: d.clock.Now()}
-	if _, err := d.tracker.Track(ctx, j.ev.Token, j.ev.Key, j); err != nil {
+	if _, err := d.tracker.TrackSized(ctx, j.ev.Token, j.ev.Key, int64(len(buf)), j); err != nil {
 		return fmt.Errorf("submit event: %w", err)
 	}
 	return nil

@@ -19,6 +19,7 @@ type options struct {
 	observer   func(Attempt)
 	userAgent  string
 	limiters   *Limiters
+	shared     *ByteBudget
 }
 
 // WithHTTPClient sends requests with a shallow copy of c whose Timeout is the
@@ -58,3 +59,10 @@ func WithObserver(f func(Attempt)) Option { return func(o *options) { o.observer
 // WithUserAgent sets the User-Agent header of requests that do not configure
 // one (default version.UserAgent("")).
 func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
+
+// WithSharedByteBudget bounds the bytes of the dispatcher's held events by
+// b too, a budget shared with the process's other dispatchers
+// (limits.max_inflight_bytes). A dispatcher holding nothing may always take
+// one event, so no trigger starves; the sum exceeds b's limit by at most one
+// event per dispatcher. Only New uses it.
+func WithSharedByteBudget(b *ByteBudget) Option { return func(o *options) { o.shared = b } }

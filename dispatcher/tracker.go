@@ -41,9 +41,13 @@ type Tracker[T any] struct {
 	order    ring[*Ticket[T]]      // held events not yet passed by the watermark
 	keyTail  map[string]*Ticket[T] // per key: the newest held event
 
+	bytes  *ByteBudget // this tracker's byte budget (nil: none)
+	shared *ByteBudget // the budget shared with other trackers (nil: none)
+
 	mu        sync.Mutex
 	closed    bool
-	active    int // tracked events not yet resolved
+	held      int64 // bytes of the held events, taken from bytes and shared
+	active    int   // tracked events not yet resolved
 	watermark bson.Raw
 	idleWait  chan struct{} // closed (and reset) when active drops to 0
 }
@@ -56,6 +60,7 @@ type Ticket[T any] struct {
 	t     *Tracker[T]
 	token bson.Raw
 	key   string
+	size  int64
 	state ticketState
 	next  *Ticket[T] // the next held event with the same key
 }
@@ -89,6 +94,26 @@ func NewTracker[T any](ordering triggers.Ordering, capacity int) *Tracker[T] {
 	}
 }
 
+// SetByteBudgets bounds the bytes of the held events (the sizes given to
+// TrackSized) by limit (0: no own bound) and by shared, a budget shared with
+// other trackers (nil: none). An event larger than a budget is still
+// admitted when the tracker holds nothing, so it passes alone and never
+// deadlocks. Call it before the first Track.
+func (t *Tracker[T]) SetByteBudgets(limit int64, shared *ByteBudget) {
+	if limit > 0 {
+		t.bytes = NewByteBudget(limit)
+	}
+	t.shared = shared
+}
+
+// HeldBytes returns the bytes of the held events (tracked, not yet passed
+// by the watermark).
+func (t *Tracker[T]) HeldBytes() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.held
+}
+
 // Capacity returns the number of events the tracker holds at most.
 func (t *Tracker[T]) Capacity() int { return cap(t.slots) }
 
@@ -104,26 +129,32 @@ func (t *Tracker[T]) Capacity() int { return cap(t.slots) }
 // once it is admitted an ended ctx only stops the waiting, and Track
 // returns the Ticket without error.
 func (t *Tracker[T]) Track(ctx context.Context, token bson.Raw, key string, v T) (*Ticket[T], error) {
+	return t.TrackSized(ctx, token, key, 0, v)
+}
+
+// TrackSized is Track for an event of size bytes: it also waits while the
+// event does not fit in the byte budgets (see SetByteBudgets).
+func (t *Tracker[T]) TrackSized(ctx context.Context, token bson.Raw, key string, size int64, v T) (*Ticket[T], error) {
 	switch t.ordering {
 	case triggers.Strict:
 		key = strictKey
 	case triggers.PerDocument:
 		if key == "" {
-			return t.trackBarrier(ctx, token, v)
+			return t.trackBarrier(ctx, token, size, v)
 		}
 	default:
 		key = ""
 	}
-	return t.admit(ctx, token, key, v)
+	return t.admit(ctx, token, key, size, v)
 }
 
 // trackBarrier admits a keyless PerDocument event once nothing is active
 // and waits until it is resolved.
-func (t *Tracker[T]) trackBarrier(ctx context.Context, token bson.Raw, v T) (*Ticket[T], error) {
+func (t *Tracker[T]) trackBarrier(ctx context.Context, token bson.Raw, size int64, v T) (*Ticket[T], error) {
 	if err := t.waitIdle(ctx); err != nil {
 		return nil, fmt.Errorf("track barrier event: %w", err)
 	}
-	tk, err := t.admit(ctx, token, "", v)
+	tk, err := t.admit(ctx, token, "", size, v)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +164,7 @@ func (t *Tracker[T]) trackBarrier(ctx context.Context, token bson.Raw, v T) (*Ti
 
 // admit holds a slot for the event and starts it, or chains it behind the
 // newest held event of its key.
-func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, v T) (*Ticket[T], error) {
+func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, size int64, v T) (*Ticket[T], error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("track event: %w", err)
 	}
@@ -144,13 +175,20 @@ func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, v T)
 	case <-t.closing:
 		return nil, fmt.Errorf("track event: %w", ErrClosed)
 	}
-	tk := &Ticket[T]{Value: v, t: t, token: token, key: key}
+	if err := t.acquireBytes(ctx, size); err != nil {
+		<-t.slots
+		return nil, err
+	}
+	tk := &Ticket[T]{Value: v, t: t, token: token, key: key, size: size}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed {
+		t.mu.Unlock()
+		t.releaseBytes(size)
 		<-t.slots
 		return nil, fmt.Errorf("track event: %w", ErrClosed)
 	}
+	defer t.mu.Unlock()
+	t.held += size
 	t.active++
 	t.order.push(tk)
 	if key != "" {
@@ -164,6 +202,50 @@ func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, v T)
 	}
 	t.ready <- tk // never blocks: len(ready) <= active <= len(order) <= cap(ready)
 	return tk, nil
+}
+
+// acquireBytes takes size bytes from the tracker's budgets, waiting while
+// they do not fit. Holding nothing, the tracker always gets them.
+func (t *Tracker[T]) acquireBytes(ctx context.Context, size int64) error {
+	if size <= 0 {
+		return nil
+	}
+	alone := func() bool {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.held == 0
+	}
+	if t.bytes != nil && !t.bytes.acquire(ctx, size, alone, t.closing) {
+		return t.acquireErr(ctx)
+	}
+	if t.shared != nil && !t.shared.acquire(ctx, size, alone, t.closing) {
+		if t.bytes != nil {
+			t.bytes.release(size)
+		}
+		return t.acquireErr(ctx)
+	}
+	return nil
+}
+
+func (t *Tracker[T]) acquireErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("track event: %w", err)
+	}
+	return fmt.Errorf("track event: %w", ErrClosed)
+}
+
+// releaseBytes gives size bytes back to the tracker's budgets; t.mu must
+// not be held.
+func (t *Tracker[T]) releaseBytes(size int64) {
+	if size <= 0 {
+		return
+	}
+	if t.bytes != nil {
+		t.bytes.release(size)
+	}
+	if t.shared != nil {
+		t.shared.release(size)
+	}
 }
 
 // Ready returns the channel of started events, in the order they may start.
@@ -187,6 +269,7 @@ func (tk *Ticket[T]) Resolve(done bool) {
 	if done {
 		tk.state = stateDone
 	}
+	var freed int64
 	if k := tk.key; k != "" {
 		if tk.next != nil {
 			t.ready <- tk.next // never blocks: see admit
@@ -204,7 +287,9 @@ func (tk *Ticket[T]) Resolve(done bool) {
 		t.watermark = head.token
 		t.order.pop()
 		released++
+		freed += head.size
 	}
+	t.held -= freed
 	t.active--
 	if t.active == 0 {
 		if t.idleWait != nil {
@@ -212,10 +297,11 @@ func (tk *Ticket[T]) Resolve(done bool) {
 			t.idleWait = nil
 		}
 		if t.closed {
-			t.finish()
+			freed += t.finish()
 		}
 	}
 	t.mu.Unlock()
+	t.releaseBytes(freed)
 	for range released {
 		<-t.slots
 	}
@@ -269,15 +355,18 @@ func (t *Tracker[T]) Pending() int {
 // Close again does nothing.
 func (t *Tracker[T]) Close() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed {
+		t.mu.Unlock()
 		return
 	}
 	t.closed = true
 	close(t.closing)
+	var freed int64
 	if t.active == 0 {
-		t.finish()
+		freed = t.finish()
 	}
+	t.mu.Unlock()
+	t.releaseBytes(freed)
 }
 
 // Drained returns a channel closed once the tracker is closed and every
@@ -285,10 +374,16 @@ func (t *Tracker[T]) Close() {
 func (t *Tracker[T]) Drained() <-chan struct{} { return t.drained }
 
 // finish closes ready and drained; t.mu is held, t is closed and idle, so
-// nothing can be started any more.
-func (t *Tracker[T]) finish() {
+// nothing can be started any more. It returns the bytes still held (by
+// abandoned events and the done ones behind them), which the caller gives
+// back to the budgets once t.mu is released: a stopped trigger must not
+// keep a share of the process-wide budget.
+func (t *Tracker[T]) finish() int64 {
 	close(t.ready)
 	close(t.drained)
+	freed := t.held
+	t.held = 0
+	return freed
 }
 
 // ring is a FIFO with a fixed capacity.

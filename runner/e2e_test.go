@@ -173,13 +173,16 @@ func runWatcher(t *testing.T, tr *triggers.Trigger, client *mongo.Client, cps ru
 		t.Fatalf("new dispatcher: %v", err)
 	}
 	w := runner.NewWatcher(tr, client, cps, disp, runner.WatcherOptions{
-		Logger:              logger,
-		CheckpointEvery:     5,
-		CheckpointInterval:  20 * time.Millisecond,
-		ShutdownGrace:       5 * time.Second,
-		CheckpointTimeout:   time.Second,
-		InitialRetryBackoff: 10 * time.Millisecond,
-		MaxRetryBackoff:     100 * time.Millisecond,
+		Logger:             logger,
+		CheckpointEvery:    5,
+		CheckpointInterval: 20 * time.Millisecond,
+		// Idle-only saves as often as the others, so tests see the
+		// position follow the stream quickly.
+		IdleCheckpointInterval: 20 * time.Millisecond,
+		ShutdownGrace:          5 * time.Second,
+		CheckpointTimeout:      time.Second,
+		InitialRetryBackoff:    10 * time.Millisecond,
+		MaxRetryBackoff:        100 * time.Millisecond,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

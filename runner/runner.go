@@ -125,6 +125,7 @@ type Runner struct {
 	dmet    *dispatcher.Metrics
 	// limits are the endpoints' rate limiters, shared by every trigger.
 	limits  *dispatcher.Limiters
+	budget  *dispatcher.ByteBudget // limits.max_inflight_bytes, shared by every trigger (nil: none)
 	started atomic.Bool
 
 	mu      sync.Mutex // guards cfg, slots, order, runCtx, closing and adding to wg
@@ -159,9 +160,13 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = DefaultShutdownGrace
 	}
-	// Set once: a reload keeps the first configuration's idle interval.
+	// Set once: a reload keeps the first configuration's idle interval and
+	// process-wide byte budget.
 	opts.IdleCheckpointInterval = cmp.Or(opts.IdleCheckpointInterval, cfg.Checkpoint.IdleInterval)
 	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}}
+	if n := cfg.Limits.MaxInflightBytes; n > 0 {
+		r.budget = dispatcher.NewByteBudget(n)
+	}
 	if opts.Registry != nil {
 		r.metrics = NewMetrics(opts.Registry)
 	}

@@ -124,6 +124,9 @@ func (r *Runner) startLocked(s *slot) {
 	if r.opts.HTTPClient != nil {
 		dopts = append(dopts, dispatcher.WithHTTPClient(r.opts.HTTPClient))
 	}
+	if r.budget != nil {
+		dopts = append(dopts, dispatcher.WithSharedByteBudget(r.budget))
+	}
 	if r.opts.DispatcherOptions != nil {
 		dopts = append(dopts, r.opts.DispatcherOptions(t)...)
 	}
