@@ -87,7 +87,7 @@ func TestValidateRepositoryConfig(t *testing.T) {
 		t.Fatalf("exit code %d\n%s%s", code, stdout, stderr)
 	}
 	want := "../../triggers.yaml is valid: 1 trigger (1 enabled)\n" +
-		"  low_stock: lessons.inventory [insert, update, replace] -> POST http://127.0.0.1:9471/hooks/REDACTED, ordering per_document\n"
+		"  low_stock: lessons.inventory [insert, update, replace] -> POST http://127.0.0.1:9471/hooks/stock, ordering per_document\n"
 	if stdout != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
 	}
