@@ -118,6 +118,10 @@ type Options struct {
 	SampleEvery time.Duration
 	// Samples is the ring size per trigger (0: DefaultSamples).
 	Samples int
+	// Controls shows pause and resume buttons; set it when the admin server
+	// serves POST /api/triggers/{name}/pause and /resume, which the buttons
+	// call with the admin token as a bearer header.
+	Controls bool
 	// Now returns the current time (nil: time.Now).
 	Now func() time.Time
 	// Logger receives rendering errors (nil: discarded).
@@ -200,18 +204,20 @@ func (c *Console) Sample() { c.samples.record(c.opts.Now(), c.opts.Runner.Status
 
 // page is the data every template gets.
 type page struct {
-	Title   string
-	Nav     string // which navigation entry is current
-	Message string // notfound's text
-	Refresh bool   // the page refreshes its live region
-	Now     time.Time
-	Data    any
+	Title    string
+	Nav      string // which navigation entry is current
+	Message  string // notfound's text
+	Refresh  bool   // the page refreshes its live region
+	Controls bool   // pause/resume buttons and the token dialog are shown
+	Now      time.Time
+	Data     any
 }
 
 // render executes the named page into a buffer first, so a template error
 // becomes a 500 instead of half a page.
 func (c *Console) render(w http.ResponseWriter, _ *http.Request, code int, name string, p page) {
 	p.Now = c.opts.Now()
+	p.Controls = c.opts.Controls
 	var buf bytes.Buffer
 	if err := c.pages[name].Execute(&buf, p); err != nil {
 		c.opts.Logger.Error("render console page", "page", name, "error", err)

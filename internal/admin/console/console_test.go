@@ -210,3 +210,32 @@ func TestSparkline(t *testing.T) {
 		}
 	}
 }
+
+func TestControlButtons(t *testing.T) {
+	r := &fakeRunner{sts: []runner.TriggerStatus{
+		{Name: "run", State: runner.StateRunning},
+		{Name: "held", State: runner.StatePaused, Paused: &runner.PauseInfo{By: "api"}},
+		{Name: "off", State: runner.StateDisabled},
+	}}
+	c := newTestConsole(t, r, nil, nil)
+	if _, body := get(t, c, "/"); strings.Contains(body, "data-action") || strings.Contains(body, "token-dialog") {
+		t.Errorf("buttons shown without Controls:\n%s", body)
+	}
+	c.opts.Controls = true
+	_, body := get(t, c, "/")
+	for _, want := range []string{
+		`data-action="pause" data-trigger="run" aria-label="Pause run"`,
+		`data-action="resume" data-trigger="held" aria-label="Resume held"`,
+		`<label for="admin-token">`, `role="status"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `data-action="pause" data-trigger="off"`) {
+		t.Error("a disabled trigger has a control button")
+	}
+	if _, body := get(t, c, "/triggers/held"); !strings.Contains(body, `data-action="resume" data-trigger="held"`) {
+		t.Errorf("trigger page lacks the resume button:\n%s", body)
+	}
+}
