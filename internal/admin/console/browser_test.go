@@ -55,12 +55,14 @@ const (
 	signingKey  = "whsec_c2VjcmV0LXNpZ25pbmcta2V5LWZvci10aGUtY29uc29sZQ=="
 	headerValue = "Bearer header-secret-0c7f"
 	urlToken    = "url-token-5e1d"
+	adminToken  = "admin-token-93b2"
 )
 
 // TestConsoleInBrowser runs a real runner on devdb with httptest receivers
 // behind the admin server and drives the console in headless Chromium: the
 // pages render live data, the live region refreshes, dead letters can be
-// browsed, the keyboard reaches the skip link first, no page shows a secret
+// browsed, the keyboard reaches the skip link first, pause and resume work
+// with the admin token and are refused without it, no page shows a secret
 // and the browser logs no error.
 func TestConsoleInBrowser(t *testing.T) {
 	chrome := findChromium()
@@ -108,7 +110,7 @@ triggers:
 	st := store.New(client, "changehook")
 	rn, err := runner.New(cfg, client, st, runner.Options{
 		Logger:             slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-		CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, Version: "test",
+		CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, Version: "test", Controls: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +125,8 @@ triggers:
 		}
 	})
 	adm, err := admin.Start(admin.Options{Addr: "127.0.0.1:0", Runner: rn, Store: st,
-		Oplog: console.MongoOplog{Client: client}, ConsoleSampleEvery: 100 * time.Millisecond})
+		Oplog: console.MongoOplog{Client: client}, ConsoleSampleEvery: 100 * time.Millisecond,
+		Control: rn, Token: adminToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,11 +248,54 @@ triggers:
 	}
 	b.shot(t, shots, "deadletter.png")
 
+	// Pause and resume from the console: refused without the admin token
+	// (the console asks for it), refused with a wrong one, done with the
+	// right one, which the tab then keeps.
+	state := func() runner.State {
+		st, err := rn.TriggerStatus("orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.State
+	}
+	pause := chromedp.CSS(`tr[data-trigger="orders"] button[data-action="pause"]`)
+	b.run(t, "pause without a token", chromedp.Navigate(base+"/"), chromedp.Click(pause),
+		chromedp.WaitVisible(chromedp.CSS("#admin-token")))
+	if got := b.text(t, "#token-message"); !strings.Contains(got, "enter the admin token") {
+		t.Errorf("token dialog says %q", got)
+	}
+	b.shot(t, shots, "token.png")
+	b.run(t, "a wrong token", chromedp.SendKeys(chromedp.CSS("#admin-token"), "not-the-token"),
+		chromedp.Click(chromedp.CSS(`#token-dialog button[value="ok"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="token-message"][contains(., "was refused")]`)))
+	b.run(t, "cancel", chromedp.Click(chromedp.CSS(`#token-dialog button[value="cancel"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="action-status"][contains(., "not done: it needs the admin token")]`)))
+	if st := state(); st != runner.StateRunning {
+		t.Fatalf("orders is %s after refused pauses, want running", st)
+	}
+	b.run(t, "the right token", chromedp.Click(pause), chromedp.WaitVisible(chromedp.CSS("#admin-token")),
+		chromedp.SendKeys(chromedp.CSS("#admin-token"), adminToken),
+		chromedp.Click(chromedp.CSS(`#token-dialog button[value="ok"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-trigger="orders"] button[data-action="resume"]`)))
+	if st := state(); st != runner.StatePaused {
+		t.Errorf("orders is %s after pausing from the console, want paused", st)
+	}
+	if row := b.text(t, `tr[data-trigger="orders"]`); !strings.Contains(row, "paused") || !strings.Contains(row, "by api: paused from the web console") {
+		t.Errorf("orders row after pause = %q", row)
+	}
+	b.shot(t, shots, "paused.png")
+	b.run(t, "resume with the kept token", chromedp.Click(chromedp.CSS(`tr[data-trigger="orders"] button[data-action="resume"]`)),
+		chromedp.WaitVisible(pause))
+	if open := eval[bool](t, b, `document.getElementById("token-dialog").open`); open {
+		t.Error("the console asked for the token again on resume")
+	}
+	waitUntil(t, "orders running again", func() bool { return state() == runner.StateRunning })
+
 	// No page shows a secret.
 	for _, path := range []string{"/", "/triggers/orders", "/triggers/legacy", "/deadletters"} {
 		b.run(t, "read "+path, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS("main")))
 		html := eval[string](t, b, `document.documentElement.outerHTML`)
-		for _, secret := range []string{signingKey, strings.TrimPrefix(signingKey, "whsec_"), headerValue, urlToken} {
+		for _, secret := range []string{signingKey, strings.TrimPrefix(signingKey, "whsec_"), headerValue, urlToken, adminToken} {
 			if strings.Contains(html, secret) {
 				t.Errorf("%s shows a secret", path)
 			}
@@ -293,7 +339,9 @@ func startBrowser(t *testing.T, path string) *browser {
 				msg += " " + ev.ExceptionDetails.Exception.Description
 			}
 		case *log.EventEntryAdded:
-			if ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning {
+			// The refused control calls are expected: they are the test.
+			refused := strings.Contains(ev.Entry.Text, "status of 401") && strings.Contains(ev.Entry.URL, "/api/triggers/")
+			if (ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning) && !refused {
 				msg = fmt.Sprintf("browser log %s: %s %s", ev.Entry.Level, ev.Entry.Text, ev.Entry.URL)
 			}
 		}

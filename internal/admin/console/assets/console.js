@@ -93,6 +93,7 @@
       .then(function (r) {
         if (r.status === 401) {
           sessionStorage.removeItem(TOKEN_KEY);
+          say(action + " " + name + ": waiting for the admin token");
           askToken(token ? "The admin token was refused. Enter it again to " + action + " " + name + "."
             : "To " + action + " " + name + ", enter the admin token (admin.token).", function (tok) {
             if (!tok) {
