@@ -145,10 +145,3 @@ func checkpointsReset(ctx context.Context, args []string, env Env) int {
 func positionAt(ctx context.Context, sc *stateConn, t *triggers.Trigger, at time.Time) (store.Checkpoint, error) {
 	return runner.PositionAt(ctx, sc.client, t, at)
 }
-
-func toText(at time.Time) string {
-	if at.IsZero() {
-		return "now"
-	}
-	return at.UTC().Format(time.RFC3339)
-}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // DamagedError reports a data file that cannot be used: it failed the
@@ -127,6 +128,6 @@ var errCheckTimeout = errors.New("consistency check ran out of time")
 // isDamage reports whether err from opening a bbolt file means the file is
 // unusable rather than, say, unreadable for permissions.
 func isDamage(err error) bool {
-	return errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) ||
-		errors.Is(err, bolt.ErrInvalidMapping)
+	return errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) ||
+		errors.Is(err, berrors.ErrInvalidMapping)
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/internal/mql"
@@ -208,7 +209,7 @@ func openBolt(path string) (db *bolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("the storage library failed opening it: %v: %w", r, bolt.ErrInvalid)
+			db, err = nil, fmt.Errorf("the storage library failed opening it: %v: %w", r, berrors.ErrInvalid)
 		}
 	}()
 	return bolt.Open(path, 0o600, &bolt.Options{
