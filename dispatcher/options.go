@@ -16,7 +16,7 @@ type options struct {
 	metrics    *Metrics
 	checkRetry CheckRetry
 	backoff    Backoff
-	observer   func(Attempt)
+	observers  []func(Attempt)
 	userAgent  string
 	limiters   *Limiters
 	shared     *ByteBudget
@@ -50,11 +50,20 @@ func WithCheckRetry(p CheckRetry) Option { return func(o *options) { o.checkRetr
 // RetryPolicy.InitialBackoff and MaxBackoff.
 func WithBackoff(b Backoff) Option { return func(o *options) { o.backoff = b } }
 
-// WithObserver calls f after every delivery attempt, on the delivering
-// goroutine, with what the attempt did. A Dispatcher delivers from several
-// goroutines at once, so f must be safe for concurrent use, and it must
-// return quickly: delivery waits for it.
-func WithObserver(f func(Attempt)) Option { return func(o *options) { o.observer = f } }
+// WithObserver adds f to the functions called after every delivery attempt,
+// on the delivering goroutine, with what the attempt did. Options may
+// install several observers (each WithObserver appends; a nil f is
+// ignored); they are called one after the other, in the order the options
+// were given. A Dispatcher delivers from several goroutines at once, so f
+// must be safe for concurrent use, and it must return quickly: delivery
+// waits for it.
+func WithObserver(f func(Attempt)) Option {
+	return func(o *options) {
+		if f != nil {
+			o.observers = append(o.observers, f)
+		}
+	}
+}
 
 // WithUserAgent sets the User-Agent header of requests that do not configure
 // one (default version.UserAgent("")).

@@ -63,7 +63,7 @@ type Sender struct {
 	checkRetry  CheckRetry
 	rules       CheckRetry // the trigger's own status rules
 	backoff     Backoff
-	observer    func(Attempt)
+	observers   []func(Attempt)
 	method      string
 	url         string
 	redactedURL string
@@ -108,7 +108,7 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		metrics:    o.metrics,
 		checkRetry: o.checkRetry,
 		backoff:    o.backoff,
-		observer:   o.observer,
+		observers:  o.observers,
 	}
 	s.retry = s.retry.WithDefaults()
 	s.webhook = s.webhook.WithDefaults()
@@ -328,7 +328,7 @@ func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, fore
 // otherwise the failure (an *AttemptError with the built-in policy) and
 // whether the policy judged it transient. When ctx ends the Attempt's Reason
 // is ReasonCanceled and the error is ctx's. It records the attempt metric and
-// calls the observer.
+// calls the observers.
 func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int) (Attempt, bool, error) {
 	at := Attempt{WebhookID: id, Number: n}
 	if s.limiters != nil {
@@ -399,11 +399,11 @@ func (s *Sender) succeeded(resp *http.Response) bool {
 	return resp != nil && s.retry.SuccessOn.MatchStatus(resp.StatusCode)
 }
 
-// observe hands at to the observer, if any.
+// observe hands at to the observers, in order.
 func (s *Sender) observe(at Attempt) {
-	if s.observer != nil {
-		at.resp = nil
-		s.observer(at)
+	at.resp = nil
+	for _, f := range s.observers {
+		f(at)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"github.com/changehook/changehook/triggers"
 	"net"
 	"net/http"
@@ -323,6 +324,25 @@ func TestObserverSeesEveryAttempt(t *testing.T) {
 			(a.Err == nil) != (w.reason == "") || a.Body != "status "+http.StatusText(w.status) || a.Latency < 0 {
 			t.Fatalf("attempt %d = %+v, want status %d reason %q retry %v", i+1, a, w.status, w.reason, w.retry)
 		}
+	}
+}
+
+// TestObserversAppend: every WithObserver adds an observer (a nil one is
+// ignored); all of them see every attempt, in the order they were given.
+func TestObserversAppend(t *testing.T) {
+	rc := newReceiver(t, statuses(503, 200))
+	var calls []string
+	obs := func(name string) func(Attempt) {
+		return func(a Attempt) { calls = append(calls, fmt.Sprintf("%s:%d", name, a.Number)) }
+	}
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 3}},
+		WithClock(newFakeClock()), WithObserver(obs("a")), WithObserver(nil), WithObserver(obs("b")), WithObserver(obs("c")))
+	if _, err := s.Deliver(context.Background(), testEvent(t, 1, "")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a:1", "b:1", "c:1", "a:2", "b:2", "c:2"}
+	if fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Fatalf("observer calls %v, want %v", calls, want)
 	}
 }
 
