@@ -66,8 +66,9 @@ func (s *Server) registerAdmin() {
 	s.handle("serverStatus", s.cmdServerStatus)
 	s.handle("replSetGetStatus", s.cmdReplSetGetStatus)
 	s.handle("getFreeMonitoringStatus", cmdFreeMonitoring)
-	s.handle("startSession", cmdStartSession)
-	for _, name := range []string{"endSessions", "killSessions", "killAllSessions", "killAllSessionsByPattern", "refreshSessions", "logout"} {
+	s.handle("startSession", s.cmdStartSession)
+	s.handle("endSessions", s.cmdEndSessions)
+	for _, name := range []string{"killSessions", "killAllSessions", "killAllSessionsByPattern", "refreshSessions", "logout"} {
 		s.handle(name, admOK)
 	}
 	for _, name := range []string{"abortTransaction", "commitTransaction"} {
@@ -417,12 +418,16 @@ func cmdFreeMonitoring(context.Context, *Request) (bson.D, error) {
 	return bson.D{{Key: "state", Value: "disabled"}}, nil
 }
 
-// cmdStartSession returns a fresh session id (a random UUID, subtype 4).
-func cmdStartSession(context.Context, *Request) (bson.D, error) {
+// cmdStartSession returns a fresh session id (a random UUID, subtype 4) and
+// adds it to the logical session cache.
+func (s *Server) cmdStartSession(context.Context, *Request) (bson.D, error) {
 	id, err := admNewUUID()
 	if err != nil {
 		return nil, fmt.Errorf("start session: %w", err)
 	}
+	var k [16]byte
+	copy(k[:], id)
+	s.sessions.touch(k, s.now())
 	return bson.D{
 		{Key: "id", Value: bson.D{{Key: "id", Value: bson.Binary{Subtype: 4, Data: id}}}},
 		{Key: "timeoutMinutes", Value: admSessionTimeoutMinutes},

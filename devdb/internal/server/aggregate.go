@@ -49,6 +49,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		return s.aggregateChangeStream(ctx, req, raw)
 	}
 	var coll string
+	collectionLess := false
 	switch x := req.Body[0].Value.(type) {
 	case string:
 		if coll, err = collectionArg(req); err != nil {
@@ -58,6 +59,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		if f, _ := mql.ToFloat64(x); f != 1 {
 			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Invalid aggregate namespace specified: the collection-less aggregate requires the value 1")
 		}
+		collectionLess = true
 	default:
 		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "collection name has invalid type %s", mql.TypeName(x))
 	}
@@ -83,7 +85,11 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 				if i > 0 {
 					return nil, mongoerr.Errorf(mongoerr.StageNotFirst, "$changeStream is only valid as the first stage in a pipeline")
 				}
-			case "$collStats", "$indexStats", "$currentOp", "$listSessions", "$listLocalSessions", "$planCacheStats":
+			case "$listLocalSessions":
+				if i > 0 {
+					return nil, mongoerr.Errorf(mongoerr.StageNotFirst, "$listLocalSessions is only valid as the first stage in a pipeline")
+				}
+			case "$collStats", "$indexStats", "$currentOp", "$listSessions", "$planCacheStats":
 				return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support the %s stage", st[0].Key)
 			}
 		}
@@ -95,6 +101,13 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	// A leading $match becomes the scan's filter (and may use the _id index).
 	plan, _ := compileQuery(nil)
 	rest := stages
+	var sessions []bson.D
+	if len(stages) > 0 && len(stages[0]) == 1 && stages[0][0].Key == "$listLocalSessions" {
+		if sessions, err = s.listLocalSessionsSource(req, collectionLess, stages[0][0].Value); err != nil {
+			return nil, err
+		}
+		rest = stages[1:]
+	}
 	if coll != "" && len(stages) > 0 && len(stages[0]) == 1 && stages[0][0].Key == "$match" {
 		if f, ok := stages[0][0].Value.(bson.D); ok {
 			if plan, err = compileQuery(f); err != nil {
@@ -120,7 +133,13 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		src = s.stream(req.DB, coll, plan)
 		ns = req.DB + "." + coll
 	} else {
-		src = func(func(bson.D, error) bool) {}
+		src = func(yield func(bson.D, error) bool) {
+			for _, d := range sessions {
+				if !yield(d, nil) {
+					return
+				}
+			}
+		}
 	}
 	return s.cursorFirstBatch(ctx, ns, newSeqSource(run(src)), opts)
 }

@@ -211,6 +211,7 @@ func (s *Server) handleOpQuery(c *conn, msg wire.Message) ([]byte, error) {
 // point's closeConnection).
 func (s *Server) runCommand(ctx context.Context, req *Request) (bson.D, error) {
 	s.counters.count(req)
+	s.trackSession(req)
 	err := s.failCommandBefore(ctx, req)
 	var reply bson.D
 	if err == nil {

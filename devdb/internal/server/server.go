@@ -62,6 +62,9 @@ type Server struct {
 	// failPoints are the fail points configured with configureFailPoint
 	// (only with Options.EnableTestCommands).
 	failPoints failPoints
+
+	// sessions is the logical session cache ($listLocalSessions).
+	sessions sessionCache
 }
 
 // testHooks let package tests register extra commands and control time;
