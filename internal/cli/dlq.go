@@ -60,7 +60,14 @@ func openState(ctx context.Context, fs *flag.FlagSet, path string, env Env) (*st
 	if err != nil {
 		return nil, err
 	}
-	return &stateConn{cfg: cfg, client: client, store: store.New(client, cfg.State.Database)}, nil
+	st := store.New(client, cfg.State.Database)
+	if err := st.EnsureIndexes(ctx); err != nil {
+		// The state commands still work without the indexes, only slower
+		// (and dead-letter listings of many large ones may hit the
+		// database's sort memory limit): warn and go on.
+		fmt.Fprintf(env.Stderr, "warning: %v\n", err)
+	}
+	return &stateConn{cfg: cfg, client: client, store: st}, nil
 }
 
 // flagsThenArgs parses interleaved flags and positional arguments.

@@ -98,6 +98,9 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st := store.New(client, cfg.State.Database)
+	if err := st.EnsureIndexes(ctx); err != nil {
+		return fmt.Errorf("prepare the state database: %w", err)
+	}
 	var mgr *cluster.Manager
 	var standby func(string) bool
 	if rf.clustered {
