@@ -47,6 +47,8 @@ type trig struct {
 	coll     string // "" = database-wide
 	ordering string
 	ops      string // YAML flow list
+	// partitions > 1 splits the trigger (cluster scenarios).
+	partitions int
 }
 
 // writeConfig writes a triggers.yaml for trigs against uri, delivering to ep.
@@ -54,8 +56,15 @@ type trig struct {
 // event the receiver does not get is really lost, not dead-lettered.
 func writeConfig(t *testing.T, name, uri string, ep *endpoint, trigs []trig) string {
 	t.Helper()
+	return writeFile(t, t.TempDir(), name+".yaml", configText(uri, ep, trigs, ""))
+}
+
+// configText is writeConfig's file content; extra (YAML, may be "") is
+// added at the top level.
+func configText(uri string, ep *endpoint, trigs []trig, extra string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "mongodb:\n  uri: %q\nstate:\n  database: changehook\nlog:\n  level: warn\n", uri)
+	b.WriteString(extra)
 	b.WriteString("defaults:\n  retry: { max_attempts: 10, initial_backoff: 20ms, max_backoff: 300ms }\n  dead_letter: false\n  concurrency: 16\n")
 	b.WriteString("triggers:\n")
 	for _, tr := range trigs {
@@ -68,9 +77,12 @@ func writeConfig(t *testing.T, name, uri string, ep *endpoint, trigs []trig) str
 			ops = "[insert, update]"
 		}
 		fmt.Fprintf(&b, "    operations: %s\n    ordering: %s\n", ops, tr.ordering)
+		if tr.partitions > 1 {
+			fmt.Fprintf(&b, "    partitions: %d\n", tr.partitions)
+		}
 		fmt.Fprintf(&b, "    webhook:\n      url: %q\n      timeout: 5s\n      secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", ep.url(tr.name))
 	}
-	return writeFile(t, t.TempDir(), name+".yaml", b.String())
+	return b.String()
 }
 
 // tallies verifies every trigger of trigs against what ep received; it
@@ -425,7 +437,11 @@ func scenarioDropRename(s *suite) []tally {
 	return ts
 }
 
-// TestFaults runs scenarios (a)–(g) in order and, with -update-reliability,
+// clusterScenario is scenario (h), set where the platform can attribute
+// deliveries to members (Linux: see cluster_test.go).
+var clusterScenario func(*suite) []tally
+
+// TestFaults runs scenarios (a)–(h) in order and, with -update-reliability,
 // writes their table into RELIABILITY.md.
 func TestFaults(t *testing.T) {
 	if testing.Short() {
@@ -444,6 +460,12 @@ func TestFaults(t *testing.T) {
 		{"e_slow_endpoint", scenarioSlowEndpoint},
 		{"f_history_lost", scenarioHistoryLost},
 		{"g_drop_rename", scenarioDropRename},
+	}
+	if clusterScenario != nil {
+		scenarios = append(scenarios, struct {
+			name string
+			run  func(*suite) []tally
+		}{"h_cluster_members", clusterScenario})
 	}
 	var all []tally
 	var durations []time.Duration

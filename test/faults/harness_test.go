@@ -32,7 +32,15 @@ type endpoint struct {
 	failRate float64    // share of requests answered 500
 	rng      *rand.Rand // decides which requests fail (seeded)
 	delay    time.Duration
+
+	// peer, when set before up, names the process that opened each
+	// connection (the cluster scenarios' sender attribution); its result
+	// is recorded with every delivery of that connection.
+	peer func(net.Conn) int
 }
+
+// peerKey is the request context key of the sending process's id.
+type peerKey struct{}
 
 func newEndpoint(t *testing.T, seed uint64) *endpoint {
 	t.Helper()
@@ -59,6 +67,12 @@ func (e *endpoint) up() error {
 		return fmt.Errorf("endpoint up: %w", err)
 	}
 	e.srv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	if e.peer != nil {
+		peer := e.peer
+		e.srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, peerKey{}, peer(c))
+		}
+	}
 	go func(srv *http.Server) { _ = srv.Serve(ln) }(e.srv)
 	return nil
 }
@@ -82,6 +96,7 @@ func (e *endpoint) set(failRate float64, delay time.Duration) {
 }
 
 func (e *endpoint) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	at := time.Now()
 	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
 	if err != nil {
 		http.Error(w, "read body", http.StatusBadRequest)
@@ -109,7 +124,8 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if trigger == "" {
 		trigger = strings.TrimPrefix(req.URL.Path, "/hook/")
 	}
-	if err := e.rec.record(trigger, body); err != nil {
+	pid, _ := req.Context().Value(peerKey{}).(int)
+	if err := e.rec.record(trigger, body, pid, at); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -125,6 +141,17 @@ type recorder struct {
 	rejected int                 // requests answered 500 on purpose
 	bad      []string            // bodies that could not be identified
 	notify   chan struct{}       // signalled (non-blocking) on every delivery
+	keepLog  bool                // record every delivery in log (cluster scenarios)
+	log      []delivery
+}
+
+// delivery is one 2xx delivery as the receiver saw it.
+type delivery struct {
+	trigger string
+	id      string    // event identity
+	pid     int       // sending process (0: unknown)
+	at      time.Time // arrival of the request
+	ct      uint64    // the event's clusterTime, t<<32 | i
 }
 
 func newRecorder() *recorder {
@@ -137,9 +164,14 @@ func (r *recorder) reject() {
 	r.mu.Unlock()
 }
 
-// record identifies the event in body and counts it.
-func (r *recorder) record(trigger string, body []byte) error {
+// record identifies the event in body, sent by process pid and arrived at
+// at, and counts it.
+func (r *recorder) record(trigger string, body []byte, pid int, at time.Time) error {
 	id, err := eventIdentity(trigger, body)
+	var ct uint64
+	if err == nil && r.keepLog {
+		ct, err = eventClusterTime(body)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
@@ -149,6 +181,9 @@ func (r *recorder) record(trigger string, body []byte) error {
 		return err
 	}
 	r.counts[id]++
+	if r.keepLog {
+		r.log = append(r.log, delivery{trigger: trigger, id: id, pid: pid, at: at, ct: ct})
+	}
 	if r.counts[id] == 1 {
 		r.first[trigger] = append(r.first[trigger], id)
 	}
@@ -218,6 +253,26 @@ func eventIdentity(trigger string, body []byte) (string, error) {
 	default:
 		return "", fmt.Errorf("identify event: unexpected operationType %q", ev.OperationType)
 	}
+}
+
+// eventClusterTime returns the clusterTime of the delivered event in body
+// as t<<32 | i.
+func eventClusterTime(body []byte) (uint64, error) {
+	var ev struct {
+		ClusterTime *struct {
+			TS struct {
+				T uint32 `json:"t"`
+				I uint32 `json:"i"`
+			} `json:"$timestamp"`
+		} `json:"clusterTime"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return 0, fmt.Errorf("event cluster time: %w", err)
+	}
+	if ev.ClusterTime == nil || ev.ClusterTime.TS.T == 0 {
+		return 0, errors.New("event cluster time: no clusterTime in the event")
+	}
+	return uint64(ev.ClusterTime.TS.T)<<32 | uint64(ev.ClusterTime.TS.I), nil
 }
 
 func docIdentity(trigger, ns, key string, v int64) string {
