@@ -60,6 +60,8 @@ func (c Code) String() string {
 		return "CommandNotFound"
 	case ImmutableField:
 		return "ImmutableField"
+	case MergeStageNoMatchingDocument:
+		return "MergeStageNoMatchingDocument"
 	case CannotCreateIndex:
 		return "CannotCreateIndex"
 	case InvalidOptions:

@@ -40,6 +40,7 @@ const (
 	DottedFieldName                          Code = 57
 	CommandNotFound                          Code = 59
 	ImmutableField                           Code = 66
+	MergeStageNoMatchingDocument             Code = 13113
 	CannotCreateIndex                        Code = 67
 	InvalidOptions                           Code = 72
 	InvalidNamespace                         Code = 73
@@ -335,4 +336,18 @@ const (
 	ProjectionPositionalNoMatch     Code = 51246   // Location51246
 	ProjectionEmptySubProjection    Code = 51270   // Location51270
 	ProjectionEmpty                 Code = 51272   // Location51272
+)
+
+// Location codes of the $out and $merge stages.
+const (
+	OutputStageNotLast        Code = 40601   // Location40601
+	MergeOnNotStringOrArray   Code = 51186   // Location51186
+	MergeOnEmpty              Code = 51187   // Location51187
+	MergeOnElementNotString   Code = 51134   // Location51134
+	MergeOnFieldMissing       Code = 51132   // Location51132
+	MergeOnFieldArray         Code = 51185   // Location51185
+	MergeOnNoUniqueIndex      Code = 51183   // Location51183
+	MergeWhenMatchedBad       Code = 51191   // Location51191
+	MergeOutInvalidTarget     Code = 31321   // Location31321
+	DocumentsNotArrayOfObject Code = 5858203 // Location5858203
 )

@@ -79,8 +79,18 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		return nil, err
 	}
 	for i, st := range stages {
+		if isOutputStage(st) && i != len(stages)-1 {
+			return nil, mongoerr.Errorf(mongoerr.OutputStageNotLast, "%s can only be the final stage in the pipeline", st[0].Key)
+		}
 		if len(st) == 1 {
 			switch st[0].Key {
+			case "$documents":
+				if i > 0 {
+					return nil, mongoerr.Errorf(mongoerr.StageNotFirst, "$documents is only valid as the first stage in a pipeline")
+				}
+				if !collectionLess {
+					return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "$documents can only be run with {aggregate: 1}")
+				}
 			case "$changeStream":
 				if i > 0 {
 					return nil, mongoerr.Errorf(mongoerr.StageNotFirst, "$changeStream is only valid as the first stage in a pipeline")
@@ -97,6 +107,20 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	vars, err := letArg(req, time.Now())
 	if err != nil {
 		return nil, err
+	}
+	var out *outStage
+	if n := len(stages); n > 0 && isOutputStage(stages[n-1]) {
+		if out, err = parseOutStage(req.DB, stages[n-1]); err != nil {
+			return nil, err
+		}
+		if rc, ok := fieldOf(req.Body, "readConcern"); ok {
+			if d, ok := rc.(bson.D); ok {
+				if lvl, _ := fieldOf(d, "level"); lvl == "linearizable" {
+					return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "%s cannot be used with a 'linearizable' read concern level", stages[n-1][0].Key)
+				}
+			}
+		}
+		stages = stages[:n-1]
 	}
 	// A leading $match becomes the scan's filter (and may use the _id index).
 	plan, _ := compileQuery(nil)
@@ -117,6 +141,13 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 			rest = stages[1:]
 		}
 	}
+	var documents iter.Seq2[bson.D, error]
+	if len(stages) > 0 && len(stages[0]) == 1 && stages[0][0].Key == "$documents" {
+		if documents, err = documentsSource(stages[0][0].Value, vars); err != nil {
+			return nil, err
+		}
+		rest = stages[1:]
+	}
 	memLimit := int64(0)
 	if disk, err := boolArg(req, "allowDiskUse", false); err != nil {
 		return nil, err
@@ -132,6 +163,8 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	if coll != "" {
 		src = s.stream(req.DB, coll, plan)
 		ns = req.DB + "." + coll
+	} else if documents != nil {
+		src = documents
 	} else {
 		src = func(yield func(bson.D, error) bool) {
 			for _, d := range sessions {
@@ -140,6 +173,9 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 				}
 			}
 		}
+	}
+	if out != nil {
+		return s.runOutStage(req, ns, out, run(src), vars)
 	}
 	return s.cursorFirstBatch(ctx, ns, newSeqSource(run(src)), opts)
 }
