@@ -31,6 +31,7 @@ type Dispatcher struct {
 	metrics     *Metrics
 	maxBytes    int64       // this trigger's in-flight bytes (0: no bound)
 	shared      *ByteBudget // process-wide in-flight bytes (nil: none)
+	fail        failTrack   // FailingSince
 
 	runCtx    context.Context // deliveries; canceled when Close's grace ends
 	cancelRun context.CancelFunc
@@ -43,6 +44,7 @@ type Dispatcher struct {
 type job struct {
 	ev        Event
 	submitted time.Time
+	prog      *progress // its attempts so far, for HeadOfLine
 }
 
 // New returns the Dispatcher of trigger t, a trigger as triggers.Parse
@@ -94,11 +96,13 @@ func newDispatcher(t *triggers.Trigger, sink DeadLetterSink, opts []Option) (*Di
 	if t.MaxInflightBytes < 0 {
 		return nil, fmt.Errorf("negative max_inflight_bytes %d", t.MaxInflightBytes)
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		trigger: t.Name, deadLetter: t.DeadLetter, ordering: ordering, concurrency: ordering.Concurrency(t.Concurrency),
 		sender: s, sink: sink, clock: s.clock, log: s.log, metrics: s.metrics,
 		maxBytes: t.MaxInflightBytes, shared: o.shared,
-	}, nil
+	}
+	d.fail.clock = d.clock
+	return d, nil
 }
 
 // queueLen is the minimum length of the queue behind the deliveries in flight.
@@ -146,7 +150,7 @@ func (d *Dispatcher) Submit(ctx context.Context, ev Event) error {
 	buf := make([]byte, len(ev.Raw)+len(ev.Token))
 	n := copy(buf, ev.Raw)
 	copy(buf[n:], ev.Token)
-	j := job{ev: Event{Raw: buf[:n:n], Token: buf[n:], Key: ev.Key}, submitted: d.clock.Now()}
+	j := job{ev: Event{Raw: buf[:n:n], Token: buf[n:], Key: ev.Key}, submitted: d.clock.Now(), prog: &progress{fail: &d.fail}}
 	if _, err := d.tracker.TrackSized(ctx, j.ev.Token, j.ev.Key, int64(len(buf)), j); err != nil {
 		return fmt.Errorf("submit event: %w", err)
 	}
@@ -213,11 +217,7 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 	defer d.metrics.inflightAdd(trigger, -1)
 	var res Result
 	var err error
-	if d.deadLetter {
-		res, err = d.sender.Deliver(ctx, j.ev)
-	} else {
-		res, err = d.sender.DeliverUntilSuccess(ctx, j.ev)
-	}
+	res, err = d.sender.deliver(ctx, j.ev, !d.deadLetter, j.prog)
 	switch {
 	case err == nil && res.Dropped:
 		d.metrics.delivery(trigger, OutcomeDropped, d.clock.Now().Sub(j.submitted).Seconds())

@@ -173,3 +173,41 @@ func (m *Metrics) deadLettered(trigger string) {
 	m.deadLetters.WithLabelValues(trigger).Inc()
 	m.update(trigger, func(c *Counts) { c.DeadLetters++ })
 }
+
+// initReasons are the reason label values SendOnce records (besides "ok").
+var initReasons = []string{ReasonClientError, ReasonServerError, ReasonRateLimited, ReasonTimeout, ReasonConnection,
+	ReasonRedirect, ReasonDropped, ReasonBlocked}
+
+// Init creates every series of trigger at zero (each outcome, "ok" and each
+// failure reason SendOnce records, the duration histogram, in-flight and
+// dead letters), so that rates and alerts work before the first delivery.
+func (m *Metrics) Init(trigger string) {
+	if m == nil {
+		return
+	}
+	for _, o := range []string{OutcomeDelivered, OutcomeDropped, OutcomeDeadLettered, OutcomeFailed} {
+		m.deliveries.WithLabelValues(trigger, o)
+	}
+	m.attempts.WithLabelValues(trigger, "ok")
+	for _, r := range initReasons {
+		m.attempts.WithLabelValues(trigger, r)
+	}
+	m.duration.WithLabelValues(trigger)
+	m.inflight.WithLabelValues(trigger)
+	m.deadLetters.WithLabelValues(trigger)
+}
+
+// Forget deletes every series and counter of trigger (a trigger removed
+// from the configuration).
+func (m *Metrics) Forget(trigger string) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"trigger": trigger}
+	m.deliveries.DeletePartialMatch(l)
+	m.attempts.DeletePartialMatch(l)
+	m.duration.DeletePartialMatch(l)
+	m.inflight.DeletePartialMatch(l)
+	m.deadLetters.DeletePartialMatch(l)
+	m.counts.Delete(trigger)
+}

@@ -236,7 +236,7 @@ func httpClient(base *http.Client, conc int, timeout time.Duration, guard *netGu
 // or ctx's error (Result.Reason is then ReasonCanceled). A payload that
 // cannot be built fails with ReasonPayload and no attempt.
 func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
-	return s.deliver(ctx, ev, false)
+	return s.deliver(ctx, ev, false, nil)
 }
 
 // DeliverUntilSuccess is Deliver for a trigger without dead letters, whose
@@ -245,12 +245,12 @@ func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
 // retried every Retry.MaxBackoff (the configuration may be fixed and
 // reloaded), until the delivery succeeds or ctx ends.
 func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, error) {
-	return s.deliver(ctx, ev, true)
+	return s.deliver(ctx, ev, true, nil)
 }
 
 // deliver builds the payload and runs the retry stage; forever: see
-// DeliverUntilSuccess.
-func (s *Sender) deliver(ctx context.Context, ev Event, forever bool) (Result, error) {
+// DeliverUntilSuccess. prog (may be nil) follows the attempts.
+func (s *Sender) deliver(ctx context.Context, ev Event, forever bool, prog *progress) (Result, error) {
 	if len(ev.Token) == 0 {
 		return Result{}, errors.New("deliver event: empty resume token")
 	}
@@ -258,12 +258,14 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever bool) (Result, e
 	for {
 		payload, err := BuildPayload(s.webhook, ev)
 		if err == nil {
-			return s.retryStage(ctx, id, payload, forever)
+			return s.retryStage(ctx, id, payload, forever, prog)
 		}
 		res := Result{WebhookID: id, Reason: ReasonPayload, FirstAttemptAt: s.clock.Now()}
 		if !forever {
+			prog.failedPayload(err, time.Time{})
 			return res, fmt.Errorf("deliver %s: %w", id, err)
 		}
+		prog.failedPayload(err, s.clock.Now().Add(s.retry.MaxBackoff))
 		s.log.LogAttrs(ctx, slog.LevelError, "payload cannot be built; dead letters are disabled, so the event blocks until the configuration is fixed",
 			slog.String("webhook_id", id), slog.String("error", err.Error()))
 		if serr := s.clock.Sleep(ctx, s.retry.MaxBackoff); serr != nil {
@@ -274,8 +276,9 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever bool) (Result, e
 }
 
 // retryStage sends payload as webhook id with SendOnce until an attempt
-// succeeds, the policy gives up (never when forever) or ctx ends.
-func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, forever bool) (Result, error) {
+// succeeds, the policy gives up (never when forever) or ctx ends. prog (may
+// be nil) follows the attempts.
+func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, forever bool, prog *progress) (Result, error) {
 	res := Result{WebhookID: id, FirstAttemptAt: s.clock.Now()}
 	lastLog := ""
 	for n := 1; ; n++ {
@@ -283,9 +286,11 @@ func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, fore
 		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
 		res.Latency = s.clock.Now().Sub(res.FirstAttemptAt)
 		if err == nil {
+			prog.attempted(at, false, time.Time{})
 			return res, nil
 		}
 		if at.Reason == ReasonDropped {
+			prog.attempted(at, false, time.Time{})
 			// retry.drop_on: acknowledged by the endpoint, done without a
 			// dead letter.
 			res.Dropped = true
@@ -298,6 +303,7 @@ func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, fore
 			res.Reason = ReasonCanceled
 			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, cerr)
 		}
+		permanent := !retry
 		if forever {
 			retry = true // never skip an event
 		}
@@ -312,9 +318,11 @@ func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, fore
 				slog.String("error", msg))
 		}
 		if !retry || (!forever && n >= s.retry.MaxAttempts) {
+			prog.attempted(at, permanent, time.Time{})
 			return res, fmt.Errorf("deliver %s to %s: giving up after %d attempts: %w", id, s.redactedURL, n, err)
 		}
 		wait := s.backoff(s.retry.InitialBackoff, s.retry.MaxBackoff, n-1, at.resp)
+		prog.attempted(at, permanent, s.clock.Now().Add(wait))
 		if serr := s.clock.Sleep(ctx, wait); serr != nil {
 			res.Reason = ReasonCanceled
 			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, serr)

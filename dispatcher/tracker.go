@@ -343,6 +343,18 @@ func (t *Tracker[T]) Watermark() (token bson.Raw, ok bool) {
 	return bytes.Clone(t.watermark), true
 }
 
+// Oldest returns the value of the oldest held event that is not resolved
+// as done (the one the watermark waits for), ok false when none is held.
+func (t *Tracker[T]) Oldest() (v T, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	head, ok := t.order.peek()
+	if !ok {
+		return v, false
+	}
+	return head.Value, true
+}
+
 // Pending returns the number of tracked events not yet resolved.
 func (t *Tracker[T]) Pending() int {
 	t.mu.Lock()

@@ -456,6 +456,9 @@ func TestHistoryLostFailsTrigger(t *testing.T) {
 	if !strings.Contains(st.LastError, "history lost") || !strings.Contains(st.LastError, "changehook checkpoints reset --trigger low_stock") {
 		t.Errorf("LastError = %q, want history lost with the way out", st.LastError)
 	}
+	if !strings.Contains(st.WayOut, "changehook resume low_stock --from now") {
+		t.Errorf("WayOut = %q, want resume --from now", st.WayOut)
+	}
 	err := stop2()
 	var te *runner.TriggerError
 	if !errors.As(err, &te) {
@@ -640,9 +643,9 @@ func TestWatcherSurvivesNetworkTrouble(t *testing.T) {
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "failed and retrying", func() bool {
+	waitFor(t, "retrying", func() bool {
 		st := w.Status()
-		return st.State == runner.StateFailed && st.Retrying && !st.StreamOpen
+		return st.State == runner.StateRetrying && st.Retrying && !st.StreamOpen
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

@@ -61,3 +61,22 @@ func (m *Metrics) setUp(trigger string, up bool) {
 		m.up.WithLabelValues(trigger).Set(v)
 	}
 }
+
+// initTrigger creates trigger's series at zero.
+func (m *Metrics) initTrigger(trigger string) {
+	if m != nil {
+		m.eventsReceived.WithLabelValues(trigger)
+		m.checkpointLag.WithLabelValues(trigger)
+		m.up.WithLabelValues(trigger)
+	}
+}
+
+// forget deletes trigger's series (a trigger removed by a reload).
+func (m *Metrics) forget(trigger string) {
+	if m != nil {
+		l := prometheus.Labels{"trigger": trigger}
+		m.eventsReceived.DeletePartialMatch(l)
+		m.checkpointLag.DeletePartialMatch(l)
+		m.up.DeletePartialMatch(l)
+	}
+}

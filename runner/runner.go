@@ -100,6 +100,11 @@ type Options struct {
 	// (see Runner.Skip and the controls section of controls.go): paused
 	// triggers start paused and new requests are applied while Run runs.
 	Controls bool
+	// DeadLetterRefresh is how often the triggers' current dead-letter
+	// counts are read from the state database (default
+	// DefaultDeadLetterRefresh); RefreshDeadLetters and every stored dead
+	// letter also ask for a refresh.
+	DeadLetterRefresh time.Duration
 	// IdleCheckpointInterval overrides the configuration's
 	// checkpoint.idle_interval when not zero (see WatcherOptions).
 	IdleCheckpointInterval time.Duration
@@ -126,6 +131,7 @@ type Runner struct {
 	// limits are the endpoints' rate limiters, shared by every trigger.
 	limits  *dispatcher.Limiters
 	budget  *dispatcher.ByteBudget // limits.max_inflight_bytes, shared by every trigger (nil: none)
+	dl      deadLetterCounts
 	started atomic.Bool
 
 	mu      sync.Mutex // guards cfg, slots, order, runCtx, closing and adding to wg
@@ -167,8 +173,13 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	if n := cfg.Limits.MaxInflightBytes; n > 0 {
 		r.budget = dispatcher.NewByteBudget(n)
 	}
+	r.dl = deadLetterCounts{n: map[string]int64{}, poke: make(chan struct{}, 1)}
 	if opts.Registry != nil {
 		r.metrics = NewMetrics(opts.Registry)
+		if err := opts.Registry.Register(newStateCollector(r)); err != nil {
+			// A second runner on one registry: the first one's series stay.
+			opts.Logger.Warn("trigger state metrics not registered", "error", err)
+		}
 	}
 	// The dispatchers always record into dmet: Status reads the delivery
 	// counters from it, registered with Prometheus or not.
@@ -177,8 +188,15 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	for _, t := range cfg.Triggers {
 		r.slots[t.Name] = &slot{t: t, want: !opts.StartStopped}
 		r.order = append(r.order, t.Name)
+		r.initSeries(t.Name)
 	}
 	return r, nil
+}
+
+// initSeries creates every per-trigger metric series of trigger at zero.
+func (r *Runner) initSeries(trigger string) {
+	r.dmet.Init(trigger)
+	r.metrics.initTrigger(trigger)
 }
 
 // Run starts a dispatcher and a Watcher for every enabled trigger (unless
@@ -194,6 +212,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.runCtx = ctx
 	slots := r.orderedSlots()
+	r.mu.Unlock()
+	r.mu.Lock()
+	r.wg.Go(func() { r.refreshDeadLetters(ctx) })
 	r.mu.Unlock()
 	if r.opts.Controls {
 		r.loadPauses(ctx)
@@ -247,10 +268,7 @@ func (r *Runner) Status() []TriggerStatus {
 	r.mu.Unlock()
 	out := make([]TriggerStatus, 0, len(slots))
 	for _, s := range slots {
-		st := r.clusterState(s.status())
-		c := r.dmet.Counts(st.Name)
-		st.Deliveries, st.Attempts, st.DeadLetters, st.InFlight = c.Deliveries, c.Attempts, c.DeadLetters, c.InFlight
-		out = append(out, st)
+		out = append(out, r.fullStatus(s))
 	}
 	return out
 }
@@ -261,10 +279,17 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	if err != nil {
 		return TriggerStatus{}, err
 	}
+	return r.fullStatus(s), nil
+}
+
+// fullStatus is s's status with the cluster state, the delivery counters
+// and the current dead-letter count.
+func (r *Runner) fullStatus(s *slot) TriggerStatus {
 	st := r.clusterState(s.status())
 	c := r.dmet.Counts(st.Name)
 	st.Deliveries, st.Attempts, st.DeadLetters, st.InFlight = c.Deliveries, c.Attempts, c.DeadLetters, c.InFlight
-	return st, nil
+	st.DeadLettersCurrent = r.dl.get(st.Name)
+	return st
 }
 
 // Ready reports whether Run has started and every trigger that should run

@@ -11,11 +11,19 @@ const (
 	StateStarting State = "starting"
 	// StateRunning: the change stream is open and being read.
 	StateRunning State = "running"
-	// StateFailed: the stream could not be opened or ended with an error.
-	// With Retrying the watch loop tries again after a backoff; otherwise
-	// (history lost, invalidated, a pipeline the server rejects) it stays
-	// failed until the configuration or checkpoint is fixed and changehook
-	// restarted.
+	// StateRetrying: something transient is failing and is being retried:
+	// the change stream could not be opened or broke (network trouble, an
+	// election) and is reopened after a backoff, or the head-of-line
+	// delivery's last attempt failed and another one is scheduled
+	// (TriggerStatus.HeadOfLine says when). Since is when the failures
+	// started; LastError is the newest one. Nothing is lost meanwhile.
+	StateRetrying State = "retrying"
+	// StateFailed: the trigger cannot go on without an operator: the
+	// change stream ended permanently (history lost, invalidated, a
+	// pipeline the server rejects, a dispatcher that cannot start), or —
+	// in a trigger without dead letters — the endpoint rejects the
+	// head-of-line event permanently (it is retried anyway and blocks the
+	// trigger). LastError says why and WayOut what to do.
 	StateFailed State = "failed"
 	// StatePaused: held by Runner.Pause; TriggerStatus.Paused says who,
 	// why and since when. The checkpoint stays at the watermark.
@@ -40,7 +48,7 @@ type TriggerStatus struct {
 	Since time.Time `json:"since"`
 	// StreamOpen reports whether the change stream is open.
 	StreamOpen bool `json:"stream_open"`
-	// Retrying is true in StateFailed when the watch loop will try again.
+	// Retrying is true in StateRetrying.
 	Retrying bool `json:"retrying,omitempty"`
 	// Paused is set in StatePaused.
 	Paused *PauseInfo `json:"paused,omitempty"`
@@ -48,6 +56,12 @@ type TriggerStatus struct {
 	LastError string `json:"last_error,omitempty"`
 	// LastErrorAt is when LastError happened.
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// WayOut says, in StateFailed, what gets the trigger going again.
+	WayOut string `json:"way_out,omitempty"`
+	// HeadOfLine describes the oldest event not yet delivered or
+	// dead-lettered, the one holding the checkpoint (nil when none is
+	// held).
+	HeadOfLine *HeadOfLine `json:"head_of_line,omitempty"`
 	// EventsReceived counts events handed to the dispatcher since start.
 	EventsReceived uint64 `json:"events_received"`
 	// LastEventTime is the clusterTime of the newest event received.
@@ -64,8 +78,39 @@ type TriggerStatus struct {
 	// Attempts counts delivery attempts by result ("ok" or a failure
 	// reason). Filled in by Runner.Status, like Deliveries.
 	Attempts map[string]uint64 `json:"attempts"`
-	// DeadLetters counts the dead letters stored since start.
+	// DeadLetters counts the dead letters this process stored since start.
 	DeadLetters uint64 `json:"dead_letters"`
+	// DeadLettersCurrent is the number of the trigger's dead letters in the
+	// state database now (replayed and purged ones are gone), as last read
+	// (see Options.DeadLetterRefresh); -1 when it could not be read yet.
+	DeadLettersCurrent int64 `json:"dead_letters_current"`
 	// InFlight is the number of deliveries being attempted now.
 	InFlight int64 `json:"in_flight"`
+}
+
+// HeadOfLine is the oldest event a trigger holds that is not yet delivered
+// or dead-lettered: under strict ordering every later event waits for it,
+// and the checkpoint cannot pass it in any ordering.
+type HeadOfLine struct {
+	// WebhookID is the webhook-id its requests carry (look it up with
+	// `changehook history --webhook-id`).
+	WebhookID string `json:"webhook_id"`
+	// EventAge is how long ago changehook read the event.
+	EventAge time.Duration `json:"event_age_ns"`
+	// Attempts is the number of attempts made (0: not yet tried).
+	Attempts int `json:"attempts"`
+	// LastStatus is the HTTP status of the last attempt (0: none, or no
+	// response).
+	LastStatus int `json:"last_status,omitempty"`
+	// LastReason is the last attempt's failure reason ("" after a success
+	// or before the first attempt).
+	LastReason string `json:"last_reason,omitempty"`
+	// LastError is the last attempt's error.
+	LastError string `json:"last_error,omitempty"`
+	// NextAttemptAt is when the next attempt is due (zero when none is
+	// scheduled).
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+	// Permanent reports that the last failure is permanent by the retry
+	// policy (a trigger without dead letters retries it anyway).
+	Permanent bool `json:"permanent,omitempty"`
 }

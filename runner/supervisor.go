@@ -132,13 +132,14 @@ func (r *Runner) startLocked(s *slot) {
 	}
 	leaseOpts, sink, cps, deadline := r.leased(s)
 	dopts = append(dopts, leaseOpts...)
-	disp, err := dispatcher.New(t, sink, dopts...)
+	disp, err := dispatcher.New(t, refreshingSink{sink, r}, dopts...)
 	if err != nil {
 		log.Error("trigger failed", "reason", err.Error())
 		now := r.opts.Clock.Now()
 		s.failed = true
 		s.err.Store(&TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateFailed, Since: now,
-			LastError: fmt.Sprintf("start dispatcher: %v", err), LastErrorAt: now})
+			LastError: fmt.Sprintf("start dispatcher: %v", err), LastErrorAt: now,
+			WayOut: "fix the trigger in the configuration and reload (kill -HUP, or POST /api/reload)"})
 		return
 	}
 	w := NewWatcher(t, r.client, cps, disp, WatcherOptions{

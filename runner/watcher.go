@@ -160,11 +160,51 @@ func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, 
 	return w
 }
 
-// Status returns a snapshot of the trigger's state and counters.
+// Status returns a snapshot of the trigger's state and counters, with its
+// head-of-line delivery. A running trigger whose head-of-line delivery is
+// failing shows StateRetrying (since its dispatcher's first failure), or
+// StateFailed when the failure is permanent and the trigger has no dead
+// letters, so it cannot get past the event.
 func (w *Watcher) Status() TriggerStatus {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.status
+	st := w.status
+	w.mu.Unlock()
+	if st.State == StateStopped {
+		return st // what a stopped dispatcher still holds is redelivered at the next start
+	}
+	h, ok := w.disp.HeadOfLine()
+	if !ok {
+		return st
+	}
+	now := w.clock.Now()
+	st.HeadOfLine = &HeadOfLine{WebhookID: h.WebhookID, EventAge: max(0, now.Sub(h.Submitted)), Attempts: h.Attempts,
+		LastStatus: h.LastStatus, LastReason: h.LastReason, LastError: h.LastError, NextAttemptAt: h.NextAttemptAt,
+		Permanent: h.Permanent}
+	if st.State != StateRunning || h.LastReason == "" || h.NextAttemptAt.IsZero() {
+		return st
+	}
+	st.LastError = "delivery " + h.WebhookID + ": " + h.LastError
+	st.LastErrorAt = h.NextAttemptAt // approximately: the attempt ended just before the wait
+	if since := w.disp.FailingSince(); !since.IsZero() {
+		st.Since = since
+	}
+	if h.Permanent && !w.t.DeadLetter {
+		st.State = StateFailed
+		st.WayOut = "the endpoint rejects event " + h.WebhookID + " permanently" + statusText(h.LastStatus) +
+			"; without dead letters it is retried and every later event waits: fix the endpoint (or the trigger, then reload), " +
+			"or run `changehook skip " + w.t.Name + "` to dead-letter it"
+		return st
+	}
+	st.State, st.Retrying = StateRetrying, true
+	return st
+}
+
+// statusText is " (HTTP n)", or "" for no response.
+func statusText(code int) string {
+	if code == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (HTTP %d)", code)
 }
 
 // TriggerError is the permanent failure that ends a Watcher's Run.
@@ -226,8 +266,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if opened {
 			attempt = 0
 		}
-		reason, retry := w.classify(err)
-		w.setFailed(reason, retry)
+		reason, wayOut, retry := w.classify(err)
+		w.setFailed(reason, wayOut, retry)
 		if !retry {
 			w.log.Error("trigger failed", "reason", reason)
 			w.drain(ctx)
@@ -256,7 +296,7 @@ func (w *Watcher) loadCheckpoint(ctx context.Context) (cp store.Checkpoint, foun
 			return cp, false, false
 		}
 		delay := dispatcher.FullJitterBackoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)
-		w.setFailed(fmt.Sprintf("load checkpoint: %v", err), true)
+		w.setFailed(fmt.Sprintf("load checkpoint: %v", err), "", true)
 		w.log.Warn("cannot load checkpoint; retrying", "error", err, "retry_in", delay)
 		if w.clock.Sleep(ctx, delay) != nil {
 			return cp, false, false
@@ -488,9 +528,10 @@ func (w *Watcher) shutdown(ctx context.Context) {
 	w.log.Info("trigger stopped")
 }
 
-// classify turns a stream error into a status reason and whether reopening
-// the stream can help.
-func (w *Watcher) classify(err error) (reason string, retry bool) {
+// classify turns a stream error into a status reason, the way out of a
+// permanent failure and whether reopening the stream can help.
+func (w *Watcher) classify(err error) (reason, wayOut string, retry bool) {
+	name := w.t.Name
 	if errors.Is(err, errInvalidated) {
 		what := "collection dropped"
 		switch {
@@ -499,25 +540,30 @@ func (w *Watcher) classify(err error) (reason string, retry bool) {
 		case w.lastOp == "rename":
 			what = "collection renamed"
 		}
-		return what + ": the change stream was invalidated; recreate it and run `changehook checkpoints reset --trigger " + w.t.Name + "`, then restart", false
+		return what + ": the change stream was invalidated; recreate it and run `changehook checkpoints reset --trigger " + name + "`, then restart",
+			"recreate it (or point the trigger elsewhere and reload), then run `changehook resume " + name + " --from now` on the running changehook", false
 	}
 	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
-		return err.Error(), true
+		return err.Error(), "", true
 	}
 	var ce mongo.CommandError
 	if errors.As(err, &ce) && ce.Code != 0 && !ce.HasErrorLabel("NetworkError") {
 		switch ce.Code {
 		case 286, 260:
 			return fmt.Sprintf("history lost: the checkpoint is no longer in the oplog (%s); events may have been missed. "+
-				"`changehook checkpoints reset --trigger %s` is the way out", ce.Name, w.t.Name), false
+					"`changehook checkpoints reset --trigger %s` is the way out", ce.Name, name),
+				"on the running changehook, run `changehook resume " + name + " --from now` to continue from now (the lost range is skipped), " +
+					"or `changehook resume " + name + " --from TIME` with a time still in the oplog; when it is stopped, `changehook checkpoints reset --trigger " + name + "`", false
 		case 280:
-			return fmt.Sprintf("the server ended the change stream (ChangeStreamFatalError): %s", ce.Message), false
+			return fmt.Sprintf("the server ended the change stream (ChangeStreamFatalError): %s", ce.Message),
+				"fix the cause, then run `changehook resume " + name + "`", false
 		}
 		if !transientCode(ce.Code) && !ce.HasErrorLabel("ResumableChangeStreamError") && !ce.HasErrorLabel("RetryableError") {
-			return fmt.Sprintf("the server rejected the change stream (%s %d): %s", ce.Name, ce.Code, ce.Message), false
+			return fmt.Sprintf("the server rejected the change stream (%s %d): %s", ce.Name, ce.Code, ce.Message),
+				"fix the trigger's match/pipeline in the configuration and reload (kill -HUP, or POST /api/reload)", false
 		}
 	}
-	return err.Error(), true
+	return err.Error(), "", true
 }
 
 // transientCode reports server error codes worth retrying: elections,
@@ -540,19 +586,25 @@ func (w *Watcher) setRunning() {
 	w.opts.Metrics.setUp(w.t.Name, true)
 	now := w.clock.Now()
 	w.update(func(s *TriggerStatus) {
-		s.State, s.Since, s.StreamOpen, s.Retrying = StateRunning, now, true, false
+		s.State, s.Since, s.StreamOpen, s.Retrying, s.WayOut = StateRunning, now, true, false, ""
 	})
 }
 
-func (w *Watcher) setFailed(reason string, retry bool) {
+// setFailed shows a stream failure: StateRetrying when the loop tries
+// again, else StateFailed with wayOut.
+func (w *Watcher) setFailed(reason, wayOut string, retry bool) {
 	w.opts.Metrics.setUp(w.t.Name, false)
 	now := w.clock.Now()
+	state := StateFailed
+	if retry {
+		state = StateRetrying
+	}
 	w.update(func(s *TriggerStatus) {
-		if s.State != StateFailed {
+		if s.State != state {
 			s.Since = now
 		}
-		s.State, s.StreamOpen, s.Retrying = StateFailed, false, retry
-		s.LastError, s.LastErrorAt = reason, now
+		s.State, s.StreamOpen, s.Retrying = state, false, retry
+		s.LastError, s.LastErrorAt, s.WayOut = reason, now, wayOut
 	})
 }
 

@@ -39,9 +39,12 @@ func TestClassify(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := &Watcher{t: &tt.trigger, lastOp: tt.lastOp}
-			reason, retry := w.classify(tt.err)
+			reason, wayOut, retry := w.classify(tt.err)
 			if retry != tt.retry || !strings.Contains(reason, tt.reasonHas) {
 				t.Errorf("classify = %q, %v; want retry %v and reason containing %q", reason, retry, tt.retry, tt.reasonHas)
+			}
+			if (wayOut == "") != retry {
+				t.Errorf("classify way out = %q with retry %v: a permanent failure needs one, a transient one none", wayOut, retry)
 			}
 		})
 	}

@@ -45,6 +45,9 @@ const (
 	DefaultAdminIdleTimeout = 60 * time.Second
 	// DefaultAdminMaxConnections is admin.max_connections when omitted.
 	DefaultAdminMaxConnections = 64
+	// DefaultRetryingUnreadyAfter is admin.retrying_unready_after when
+	// omitted.
+	DefaultRetryingUnreadyAfter = 5 * time.Minute
 	// MaxAdminMaxConnections bounds admin.max_connections.
 	MaxAdminMaxConnections = 65536
 	// DefaultCheckpointIdleInterval is checkpoint.idle_interval when
@@ -156,6 +159,9 @@ type AdminConfig struct {
 	// MaxConnections caps the open connections; further ones wait in the
 	// listen backlog until one closes.
 	MaxConnections int `json:"max_connections"`
+	// RetryingUnreadyAfter is how long a trigger may be retrying (a
+	// failing endpoint or change stream) before /readyz reports it.
+	RetryingUnreadyAfter time.Duration `json:"retrying_unready_after"`
 }
 
 // CheckpointConfig is the checkpoint section.
@@ -271,7 +277,8 @@ func (a AdminConfig) MarshalJSON() ([]byte, error) {
 		ReadTimeout  string `json:"read_timeout"`
 		WriteTimeout string `json:"write_timeout"`
 		IdleTimeout  string `json:"idle_timeout"`
-	}{plain(a), a.ReadTimeout.String(), a.WriteTimeout.String(), a.IdleTimeout.String()})
+		Retrying     string `json:"retrying_unready_after"`
+	}{plain(a), a.ReadTimeout.String(), a.WriteTimeout.String(), a.IdleTimeout.String(), a.RetryingUnreadyAfter.String()})
 }
 
 // MarshalJSON writes the interval as a Go duration string ("30s").

@@ -136,7 +136,7 @@ func (d *decoder) parse(data []byte) *Config {
 		MongoDB: MongoDBConfig{URI: DefaultMongoURI},
 		State:   StateConfig{Database: DefaultStateDatabase},
 		Admin: AdminConfig{Addr: DefaultAdminAddr, ReadTimeout: DefaultAdminReadTimeout, WriteTimeout: DefaultAdminWriteTimeout,
-			IdleTimeout: DefaultAdminIdleTimeout, MaxConnections: DefaultAdminMaxConnections},
+			IdleTimeout: DefaultAdminIdleTimeout, MaxConnections: DefaultAdminMaxConnections, RetryingUnreadyAfter: DefaultRetryingUnreadyAfter},
 		Log:        LogConfig{Level: "info", Format: "text"},
 		Cluster:    ClusterConfig{LeaseTTL: DefaultLeaseTTL, RenewEvery: DefaultLeaseTTL / 3},
 		Checkpoint: CheckpointConfig{IdleInterval: DefaultCheckpointIdleInterval},
@@ -169,10 +169,11 @@ func (d *decoder) parse(data []byte) *Config {
 		}
 	}
 	if e := top["admin"]; e.set() {
-		f := d.fields(e.val, "admin", []string{"addr", "token", "read_timeout", "write_timeout", "idle_timeout", "max_connections"})
+		f := d.fields(e.val, "admin", []string{"addr", "token", "read_timeout", "write_timeout", "idle_timeout", "max_connections", "retrying_unready_after"})
 		cfg.Admin.ReadTimeout = d.duration(f["read_timeout"], "admin.read_timeout", cfg.Admin.ReadTimeout)
 		cfg.Admin.WriteTimeout = d.duration(f["write_timeout"], "admin.write_timeout", cfg.Admin.WriteTimeout)
 		cfg.Admin.IdleTimeout = d.duration(f["idle_timeout"], "admin.idle_timeout", cfg.Admin.IdleTimeout)
+		cfg.Admin.RetryingUnreadyAfter = d.duration(f["retrying_unready_after"], "admin.retrying_unready_after", cfg.Admin.RetryingUnreadyAfter)
 		cfg.Admin.MaxConnections = d.integer(f["max_connections"], "admin.max_connections", cfg.Admin.MaxConnections, 1, MaxAdminMaxConnections)
 		if tok := f["token"]; tok.set() {
 			if s, ok := d.str(tok, "admin.token"); ok {

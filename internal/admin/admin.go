@@ -1,8 +1,11 @@
 // Package admin serves changehook's operational HTTP endpoints:
 //
 //	GET /healthz        200 while the process is alive
-//	GET /readyz         200 when every enabled trigger's change stream is open,
-//	                    503 with one reason per line otherwise
+//	GET /readyz         200 when every trigger that should run is running:
+//	                    503 with one reason per line for a trigger that
+//	                    failed, one retrying longer than
+//	                    admin.retrying_unready_after, or one whose change
+//	                    stream is not open yet
 //	GET /metrics        Prometheus exposition of the given gatherer
 //	GET /api/triggers   JSON: per trigger state, last error, counters and
 //	                    checkpoint time, as the Runner reports them (never
@@ -82,6 +85,11 @@ type Options struct {
 	MaxConnections int
 	// Cluster, when set, serves GET /api/cluster (members, leases, drift).
 	Cluster Cluster
+	// RetryingUnreadyAfter is how long a trigger may be retrying before
+	// /readyz reports it (0: triggers.DefaultRetryingUnreadyAfter).
+	RetryingUnreadyAfter time.Duration
+	// Now is the clock of the readiness rules (nil: time.Now).
+	Now func() time.Time
 }
 
 // Cluster reports the cluster's members and leases; *cluster.Manager
@@ -115,7 +123,7 @@ func ClusterHandler(c Cluster) http.Handler {
 // Logger, Store and Oplog.
 func OptionsFor(cfg triggers.AdminConfig) Options {
 	return Options{Addr: cfg.Addr, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
-		IdleTimeout: cfg.IdleTimeout, MaxConnections: cfg.MaxConnections}
+		IdleTimeout: cfg.IdleTimeout, MaxConnections: cfg.MaxConnections, RetryingUnreadyAfter: cfg.RetryingUnreadyAfter}
 }
 
 // Server is a running admin HTTP server.
@@ -153,7 +161,7 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start admin server: %w", err)
 	}
-	mux := routes(opts.Runner, opts.Gatherer)
+	mux := routes(opts.Runner, opts.Gatherer, readiness{limit: opts.RetryingUnreadyAfter, now: opts.Now})
 	if opts.Control != nil {
 		controlRoutes(mux, opts.Control, authorizer{token: opts.Token, loopback: isLoopback(ln.Addr())})
 	}
@@ -215,10 +223,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Handler returns the admin endpoints as an http.Handler, for embedding in
 // another server or testing. It has no web console: Start adds it.
-func Handler(r Runner, g prometheus.Gatherer) http.Handler { return routes(r, g) }
+func Handler(r Runner, g prometheus.Gatherer) http.Handler { return routes(r, g, readiness{}) }
+
+// readiness are the /readyz rules' settings.
+type readiness struct {
+	limit time.Duration    // retrying longer than this is not ready (0: the default)
+	now   func() time.Time // nil: time.Now
+}
 
 // routes registers the admin endpoints on a new mux.
-func routes(r Runner, g prometheus.Gatherer) *http.ServeMux {
+func routes(r Runner, g prometheus.Gatherer, rd readiness) *http.ServeMux {
+	if rd.limit <= 0 {
+		rd.limit = triggers.DefaultRetryingUnreadyAfter
+	}
+	if rd.now == nil {
+		rd.now = time.Now
+	}
+	notReady := func(r Runner) []string { return notReady(r, rd) }
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -248,11 +269,46 @@ func routes(r Runner, g prometheus.Gatherer) *http.ServeMux {
 	return mux
 }
 
-// notReady lists why the runner is not ready (nil when it is).
-func notReady(r Runner) []string {
+// notReady lists why the runner is not ready (nil when it is): a failed
+// trigger, one retrying longer than rd.limit, one that should run and whose
+// change stream is not open. Disabled, paused and standby triggers are held
+// on purpose; a trigger retrying for less than rd.limit (an election, an
+// endpoint's short outage) is ready.
+func notReady(r Runner, rd readiness) []string {
 	var reasons []string
+	tolerated := false
+	now := rd.now()
 	for _, st := range r.Status() {
-		if st.State == runner.StateDisabled || st.State == runner.StateStandby || st.State == runner.StatePaused || st.StreamOpen {
+		switch st.State {
+		case runner.StateDisabled, runner.StateStandby, runner.StatePaused:
+			continue
+		case runner.StateFailed:
+			reason := fmt.Sprintf("trigger %s: failed", st.Name)
+			if st.LastError != "" {
+				reason += ": " + st.LastError
+			}
+			if st.WayOut != "" {
+				reason += "; way out: " + st.WayOut
+			}
+			reasons = append(reasons, reason)
+			continue
+		case runner.StateRetrying:
+			for_ := now.Sub(st.Since)
+			if st.Since.IsZero() || for_ < rd.limit {
+				tolerated = true
+				continue
+			}
+			reason := fmt.Sprintf("trigger %s: retrying for %s (longer than %s)", st.Name, for_.Round(time.Second), rd.limit)
+			if st.LastError != "" {
+				reason += ": " + st.LastError
+			}
+			if h := st.HeadOfLine; h != nil && !h.NextAttemptAt.IsZero() {
+				reason += fmt.Sprintf("; next attempt at %s", h.NextAttemptAt.UTC().Format(time.RFC3339))
+			}
+			reasons = append(reasons, reason)
+			continue
+		}
+		if st.StreamOpen {
 			continue
 		}
 		reason := fmt.Sprintf("trigger %s: %s, change stream not open", st.Name, st.State)
@@ -261,7 +317,7 @@ func notReady(r Runner) []string {
 		}
 		reasons = append(reasons, reason)
 	}
-	if len(reasons) == 0 && !r.Ready() {
+	if len(reasons) == 0 && !tolerated && !r.Ready() {
 		reasons = append(reasons, "runner not started")
 	}
 	return reasons

@@ -32,21 +32,38 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 }
 
 func TestReadyz(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	running := runner.TriggerStatus{Name: "a", State: runner.StateRunning, StreamOpen: true}
 	disabled := runner.TriggerStatus{Name: "b", State: runner.StateDisabled}
-	failed := runner.TriggerStatus{Name: "c", State: runner.StateFailed, LastError: "history lost: reset it"}
+	failed := runner.TriggerStatus{Name: "c", State: runner.StateFailed, LastError: "history lost", WayOut: "resume it --from now"}
+	blocked := runner.TriggerStatus{Name: "d", State: runner.StateFailed, StreamOpen: true, LastError: "delivery msg_1: HTTP 410",
+		WayOut: "changehook skip d"}
+	retryingShort := runner.TriggerStatus{Name: "e", State: runner.StateRetrying, StreamOpen: true, Since: now.Add(-time.Minute), LastError: "HTTP 503"}
+	retryingLong := runner.TriggerStatus{Name: "f", State: runner.StateRetrying, StreamOpen: true, Since: now.Add(-6 * time.Minute),
+		LastError: "delivery msg_2: HTTP 503", HeadOfLine: &runner.HeadOfLine{NextAttemptAt: now.Add(30 * time.Second)}}
+	streamRetrying := runner.TriggerStatus{Name: "g", State: runner.StateRetrying, Since: now.Add(-10 * time.Second), LastError: "connection refused"}
+	paused := runner.TriggerStatus{Name: "h", State: runner.StatePaused}
+	starting := runner.TriggerStatus{Name: "i", State: runner.StateStarting}
 	for _, tc := range []struct {
 		name     string
 		r        fakeRunner
 		code     int
 		contains string
 	}{
-		{"all open", fakeRunner{ready: true, sts: []runner.TriggerStatus{running, disabled}}, 200, "ready"},
-		{"one failed", fakeRunner{sts: []runner.TriggerStatus{running, failed}}, 503, "trigger c: failed, change stream not open: history lost: reset it"},
+		{"all open", fakeRunner{ready: true, sts: []runner.TriggerStatus{running, disabled, paused}}, 200, "ready"},
+		{"one failed", fakeRunner{sts: []runner.TriggerStatus{running, failed}}, 503, "trigger c: failed: history lost; way out: resume it --from now"},
+		{"head of line failed permanently", fakeRunner{ready: true, sts: []runner.TriggerStatus{running, blocked}}, 503,
+			"trigger d: failed: delivery msg_1: HTTP 410; way out: changehook skip d"},
+		{"retrying shorter than the limit", fakeRunner{ready: true, sts: []runner.TriggerStatus{running, retryingShort}}, 200, "ready"},
+		{"stream retrying shorter than the limit", fakeRunner{sts: []runner.TriggerStatus{running, streamRetrying}}, 200, "ready"},
+		{"retrying longer than the limit", fakeRunner{ready: true, sts: []runner.TriggerStatus{running, retryingLong}}, 503,
+			"trigger f: retrying for 6m0s (longer than 5m0s): delivery msg_2: HTTP 503; next attempt at 2026-01-02T03:04:35Z"},
+		{"starting", fakeRunner{sts: []runner.TriggerStatus{running, starting}}, 503, "trigger i: starting, change stream not open"},
 		{"not started", fakeRunner{}, 503, "runner not started"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := get(t, Handler(tc.r, nil), "/readyz")
+			h := routes(tc.r, nil, readiness{limit: 5 * time.Minute, now: func() time.Time { return now }})
+			code, body := get(t, h, "/readyz")
 			if code != tc.code || !strings.Contains(body, tc.contains) {
 				t.Errorf("/readyz = %d %q, want %d containing %q", code, body, tc.code, tc.contains)
 			}

@@ -1,0 +1,130 @@
+package dispatcher
+
+import (
+	"sync"
+	"time"
+)
+
+// HeadOfLine describes the oldest event a Dispatcher holds that is not yet
+// delivered or dead-lettered: the event that holds the trigger's checkpoint
+// (under Strict, every later event waits for it too).
+type HeadOfLine struct {
+	// WebhookID is the webhook-id its requests carry.
+	WebhookID string
+	// Submitted is when it was submitted; its age is now minus Submitted.
+	Submitted time.Time
+	// Attempts is the number of attempts made so far (0: not yet tried).
+	Attempts int
+	// LastStatus is the HTTP status of the last attempt (0: no response
+	// or no attempt yet).
+	LastStatus int
+	// LastReason is the failure reason of the last attempt ("" when it
+	// succeeded or none was made; see Reason*).
+	LastReason string
+	// LastError is the last attempt's error (never secrets).
+	LastError string
+	// NextAttemptAt is when the next attempt is due (zero when none is
+	// scheduled: the event is being attempted or not yet started).
+	NextAttemptAt time.Time
+	// Permanent reports that the retry policy judged the last failure
+	// permanent (a 4xx other than 408/429, a redirect, a blocked address,
+	// a payload error): a trigger without dead letters retries it anyway
+	// and cannot get past it until the endpoint or the configuration is
+	// fixed, or the event is skipped.
+	Permanent bool
+}
+
+// progress is a delivery's state as its attempts go by, shared between the
+// delivering worker and HeadOfLine.
+type progress struct {
+	mu   sync.Mutex
+	hol  HeadOfLine
+	fail *failTrack // the dispatcher's FailingSince (nil: none)
+}
+
+// failTrack is a dispatcher's FailingSince.
+type failTrack struct {
+	mu    sync.Mutex
+	since time.Time
+	clock Clock
+}
+
+// note keeps since: a failure starts it, a success (or an acknowledged
+// drop) clears it.
+func (f *failTrack) note(failed bool) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case !failed:
+		f.since = time.Time{}
+	case f.since.IsZero():
+		f.since = f.clock.Now()
+	}
+}
+
+// attempted records an attempt; next is when the following one is due
+// (zero: none is scheduled).
+func (p *progress) attempted(at Attempt, permanent bool, next time.Time) {
+	if p == nil {
+		return
+	}
+	if at.Reason != ReasonCanceled {
+		p.fail.note(at.Err != nil && at.Reason != ReasonDropped)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hol.Attempts = at.Number
+	p.hol.LastStatus, p.hol.LastReason, p.hol.LastError = at.Status, at.Reason, ""
+	if at.Err != nil {
+		p.hol.LastError = at.Err.Error()
+	}
+	p.hol.Permanent = permanent && at.Err != nil
+	p.hol.NextAttemptAt = next
+}
+
+// failedPayload records a payload that could not be built; next is when it
+// is built again (zero: never).
+func (p *progress) failedPayload(err error, next time.Time) {
+	if p == nil {
+		return
+	}
+	p.fail.note(true)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hol.LastStatus, p.hol.LastReason, p.hol.LastError = 0, ReasonPayload, err.Error()
+	p.hol.Permanent, p.hol.NextAttemptAt = true, next
+}
+
+// snapshot returns a copy of the progress.
+func (p *progress) snapshot() HeadOfLine {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.hol
+}
+
+// HeadOfLine returns the oldest held event that is neither delivered nor
+// dead-lettered, ok false when the dispatcher holds none. It is cheap (no
+// scan: the tracker keeps its held events in stream order) and safe for
+// concurrent use.
+func (d *Dispatcher) HeadOfLine() (h HeadOfLine, ok bool) {
+	j, ok := d.tracker.Oldest()
+	if !ok {
+		return HeadOfLine{}, false
+	}
+	h = j.prog.snapshot()
+	h.WebhookID = WebhookID(d.trigger, j.ev.Token)
+	h.Submitted = j.submitted
+	return h, true
+}
+
+// FailingSince returns when the trigger's deliveries started failing: the
+// first failed attempt since the last successful one (zero while the last
+// attempt succeeded, or none failed).
+func (d *Dispatcher) FailingSince() time.Time {
+	d.fail.mu.Lock()
+	defer d.fail.mu.Unlock()
+	return d.fail.since
+}
