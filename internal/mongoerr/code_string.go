@@ -60,6 +60,12 @@ func (c Code) String() string {
 		return "CommandNotFound"
 	case ImmutableField:
 		return "ImmutableField"
+	case ViewDepthLimitExceeded:
+		return "ViewDepthLimitExceeded"
+	case CommandNotSupportedOnView:
+		return "CommandNotSupportedOnView"
+	case OptionNotSupportedOnView:
+		return "OptionNotSupportedOnView"
 	case MergeStageNoMatchingDocument:
 		return "MergeStageNoMatchingDocument"
 	case CannotCreateIndex:

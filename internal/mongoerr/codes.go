@@ -40,6 +40,9 @@ const (
 	DottedFieldName                          Code = 57
 	CommandNotFound                          Code = 59
 	ImmutableField                           Code = 66
+	ViewDepthLimitExceeded                   Code = 149
+	CommandNotSupportedOnView                Code = 166
+	OptionNotSupportedOnView                 Code = 167
 	MergeStageNoMatchingDocument             Code = 13113
 	CannotCreateIndex                        Code = 67
 	InvalidOptions                           Code = 72

@@ -174,6 +174,9 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 			}
 		}
 	}
+	if req.cursorNS != "" {
+		ns = req.cursorNS
+	}
 	if out != nil {
 		return s.runOutStage(req, ns, out, run(src), vars)
 	}

@@ -52,6 +52,7 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 		return nil, err
 	}
 	var opts bson.D
+	isView := false
 	for _, e := range req.Body[1:] {
 		switch e.Key {
 		case "changeStreamPreAndPostImages":
@@ -71,7 +72,7 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 		case "clusteredIndex":
 			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support clustered collections")
 		case "viewOn", "pipeline":
-			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support views")
+			isView = true
 		case "validator":
 			if d, ok := e.Value.(bson.D); ok && len(d) == 0 {
 				continue
@@ -86,6 +87,18 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 				return nil, mongoerr.Errorf(mongoerr.IDLUnknownField, "BSON field 'create.%s' is an unknown field.", e.Key)
 			}
 		}
+	}
+	if isView {
+		if len(opts) > 0 {
+			return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "options other than viewOn and pipeline cannot be used with a view")
+		}
+		if _, ok := fieldOf(req.Body, "viewOn"); !ok {
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "'pipeline' requires 'viewOn' to also be specified")
+		}
+		if opts, err = viewOptions(req.DB, req.Body); err != nil {
+			return nil, err
+		}
+		s.hasViews.Store(true)
 	}
 	return s.execWrite(req, "create", coll, nil, func(tx *storage.Tx) (bson.D, error) {
 		_, err := tx.CreateCollection(req.DB, coll, opts)
@@ -251,6 +264,13 @@ func withSystemDatabases(infos []storage.DatabaseInfo, extra map[string]int64) [
 
 // collectionInfo renders c as listCollections does.
 func collectionInfo(c *storage.Collection, nameOnly bool) bson.D {
+	if _, _, ok := viewDefinition(c.Options); ok {
+		d := bson.D{{Key: "name", Value: c.Name}, {Key: "type", Value: "view"}}
+		if nameOnly {
+			return d
+		}
+		return append(d, bson.E{Key: "options", Value: c.Options}, bson.E{Key: "info", Value: bson.D{{Key: "readOnly", Value: true}}})
+	}
 	d := bson.D{{Key: "name", Value: c.Name}, {Key: "type", Value: "collection"}}
 	if nameOnly {
 		return d

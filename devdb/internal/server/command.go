@@ -28,6 +28,9 @@ type Request struct {
 	// conn is the connection the request came on; nil for requests built
 	// by tests.
 	conn *conn
+	// cursorNS, when set, is the namespace an aggregate registers its
+	// cursor under (a view's, for reads on views).
+	cursorNS string
 }
 
 // appName returns the application name the request's connection gave in its

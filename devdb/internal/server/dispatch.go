@@ -259,6 +259,11 @@ func (s *Server) invoke(ctx context.Context, req *Request) (reply bson.D, err er
 			reply, err = nil, mongoerr.Errorf(mongoerr.InternalError, "internal error while running command '%s'", req.Name)
 		}
 	}()
+	if s.hasViews.Load() {
+		if reply, handled, err := s.viewRewrite(req); handled {
+			return reply, err
+		}
+	}
 	return h(ctx, req)
 }
 

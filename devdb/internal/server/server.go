@@ -65,6 +65,10 @@ type Server struct {
 
 	// sessions is the logical session cache ($listLocalSessions).
 	sessions sessionCache
+
+	// hasViews is set once a view exists (found at start or created), so
+	// that commands check for views only then.
+	hasViews atomic.Bool
 }
 
 // testHooks let package tests register extra commands and control time;
@@ -117,6 +121,28 @@ func start(ctx context.Context, opts Options, hooks testHooks) (*Server, error) 
 	if err != nil {
 		s.removeTmp()
 		return nil, fmt.Errorf("start devdb: open storage in %s: %w", dir, err)
+	}
+	if err := s.store.View(func(tx *storage.Tx) error {
+		dbs, err := tx.Databases()
+		if err != nil {
+			return err
+		}
+		for _, d := range dbs {
+			cols, err := tx.Collections(d.Name)
+			if err != nil {
+				return err
+			}
+			for _, c := range cols {
+				if _, _, ok := viewDefinition(c.Options); ok {
+					s.hasViews.Store(true)
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		cerr := s.store.Close()
+		s.removeTmp()
+		return nil, fmt.Errorf("start devdb: read the catalog: %w", errors.Join(err, cerr))
 	}
 	var lc net.ListenConfig
 	s.ln, err = lc.Listen(ctx, "tcp", opts.Addr)

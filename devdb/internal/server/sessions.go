@@ -146,12 +146,12 @@ func (s *Server) cmdEndSessions(_ context.Context, req *Request) (bson.D, error)
 
 // listLocalSessionsSource checks a leading {$listLocalSessions: {...}} stage
 // and returns the sessions it lists. MongoDB runs it only as the first stage
-// of {aggregate: 1} on the admin database; without authentication every
+// of a collection-less aggregate ({aggregate: 1}); without authentication every
 // session belongs to the same (empty) user, so allUsers and users select
 // the same sessions.
 func (s *Server) listLocalSessionsSource(req *Request, collectionLess bool, spec any) ([]bson.D, error) {
-	if req.DB != "admin" || !collectionLess {
-		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "$listLocalSessions must be run against the 'admin' database with {aggregate: 1}")
+	if !collectionLess {
+		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "$listLocalSessions must be run with {aggregate: 1}")
 	}
 	d, ok := spec.(bson.D)
 	if !ok {

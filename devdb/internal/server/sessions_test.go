@@ -14,7 +14,7 @@ import (
 )
 
 // $listLocalSessions lists the sessions commands used; endSessions removes
-// them; the stage runs only first, in {aggregate: 1} on admin.
+// them; the stage runs only first, in a collection-less aggregate.
 func TestListLocalSessions(t *testing.T) {
 	s := startTestServer(t, Options{}, testHooks{})
 	c := connect(t, s)
@@ -91,7 +91,6 @@ func TestListLocalSessions(t *testing.T) {
 		cmd  bson.D
 		code mongoerr.Code
 	}{
-		{"not admin", "test", bson.D{{Key: "aggregate", Value: 1}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$listLocalSessions", Value: bson.D{}}}}}, {Key: "cursor", Value: bson.D{}}}, mongoerr.InvalidNamespace},
 		{"on a collection", "admin", bson.D{{Key: "aggregate", Value: "c"}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$listLocalSessions", Value: bson.D{}}}}}, {Key: "cursor", Value: bson.D{}}}, mongoerr.InvalidNamespace},
 		{"not first", "admin", bson.D{{Key: "aggregate", Value: 1}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$match", Value: bson.D{}}}, bson.D{{Key: "$listLocalSessions", Value: bson.D{}}}}}, {Key: "cursor", Value: bson.D{}}}, mongoerr.StageNotFirst},
 		{"unknown option", "admin", bson.D{{Key: "aggregate", Value: 1}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$listLocalSessions", Value: bson.D{{Key: "nope", Value: 1}}}}}}, {Key: "cursor", Value: bson.D{}}}, mongoerr.IDLUnknownField},

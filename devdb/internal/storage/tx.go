@@ -261,6 +261,10 @@ func (t *Tx) CreateCollection(db, coll string, options bson.D) (*Collection, err
 		return nil, err
 	}
 	extra := append(bson.D{{Key: "idIndex", Value: indexSpecDoc(IDIndexSpec())}}, options...)
+	if len(options) > 0 && options[0].Key == "viewOn" {
+		// A view has no _id index (create event: {viewOn, pipeline}).
+		extra = options
+	}
 	if err := t.appendOplog(&OplogEntry{Op: "create", DB: db, Coll: coll, UUID: uuid, Extra: extra}); err != nil {
 		return nil, err
 	}
