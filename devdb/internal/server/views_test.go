@@ -86,11 +86,17 @@ func TestViews(t *testing.T) {
 		t.Fatalf("listCollections = %+v, %v", specs, err)
 	}
 	for name, op := range map[string]func() error{
-		"insert":      func() error { _, err := evens.InsertOne(ctx, bson.D{}); return err },
-		"update":      func() error { _, err := evens.UpdateOne(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: 1}}}}); return err },
-		"delete":      func() error { _, err := evens.DeleteMany(ctx, bson.D{}); return err },
-		"createIndex": func() error { _, err := evens.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "a", Value: 1}}}); return err },
-		"watch":       func() error { _, err := evens.Watch(ctx, mongo.Pipeline{}); return err },
+		"insert": func() error { _, err := evens.InsertOne(ctx, bson.D{}); return err },
+		"update": func() error {
+			_, err := evens.UpdateOne(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: 1}}}})
+			return err
+		},
+		"delete": func() error { _, err := evens.DeleteMany(ctx, bson.D{}); return err },
+		"createIndex": func() error {
+			_, err := evens.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "a", Value: 1}}})
+			return err
+		},
+		"watch": func() error { _, err := evens.Watch(ctx, mongo.Pipeline{}); return err },
 	} {
 		var se mongo.ServerError
 		if err := op(); !errors.As(err, &se) || !se.HasErrorCode(int(mongoerr.CommandNotSupportedOnView)) {
@@ -100,7 +106,7 @@ func TestViews(t *testing.T) {
 	// The view's create event (after base's create and inserts).
 	for cs.Next(ctx) {
 		var ev struct {
-			Op   string `bson:"operationType"`
+			Op   string                `bson:"operationType"`
 			NS   struct{ Coll string } `bson:"ns"`
 			Desc bson.D                `bson:"operationDescription"`
 		}
