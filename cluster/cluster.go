@@ -94,6 +94,9 @@ type Manager struct {
 	drift   map[string]bool      // triggers this instance does not run because its definition is in the minority
 	wake    chan struct{}
 	stopped bool
+	// checkedPrevious: the previous process with this instance id was
+	// looked at (see releasePrevious); only the first rounds do.
+	checkedPrevious bool
 }
 
 // keyState is one lease key this instance wants (a runner is in Await) or
@@ -191,7 +194,8 @@ func New(st Store, cfg *triggers.Config, opts Options) (*Manager, error) {
 		// reading $$NOW and our next check.
 		margin: opts.LeaseTTL / 5,
 		self: store.Member{ID: opts.InstanceID, Host: host, PID: os.Getpid(), Version: opts.Version,
-			ConfigHash: ConfigHash(hashes), Triggers: hashes, Started: opts.Clock.Now()},
+			ConfigHash: ConfigHash(hashes), Triggers: hashes, Started: opts.Clock.Now(),
+			Incarnation: incarnation(os.Getpid())},
 		met:   newMetrics(opts.Registry),
 		keys:  map[string]*keyState{},
 		drift: map[string]bool{},
@@ -418,6 +422,15 @@ func (m *Manager) round(ctx context.Context) {
 	defer cancel()
 	// Renew first: it is what keeps the leases.
 	m.renewAll(opCtx)
+	if !m.checkedPrevious {
+		// Before the first heartbeat overwrites the previous process's
+		// registration under this id.
+		if err := m.releasePrevious(opCtx); err != nil {
+			m.log.Warn("cannot check for leases left by a previous process with this instance id", "error", err)
+			return
+		}
+		m.checkedPrevious = true
+	}
 	if err := m.st.Heartbeat(opCtx, m.self, m.opts.LeaseTTL); err != nil {
 		m.log.Warn("heartbeat failed", "error", err)
 		return
@@ -457,6 +470,55 @@ func (m *Manager) round(ctx context.Context) {
 		m.acquire(ctx, opCtx, key)
 	}
 	_ = m.st.PruneMembers(opCtx, 24*time.Hour)
+}
+
+// releasePrevious releases the unexpired leases that a previous process
+// with this instance id left behind (it was SIGKILLed or crashed), when
+// that process is certainly dead: its registration names a process on this
+// kernel, in this pid namespace, whose pid is free or now belongs to a
+// process with another start time (see incarnationDead). Releasing them is
+// then as safe as their expiry: the dead process can neither deliver nor
+// write a checkpoint, and the next acquisition increments the epoch, which
+// fences its checkpoint writes still in flight at the state database. In
+// every other case (another host, a container restarted into a new pid
+// namespace, the previous process only paused, a second live process
+// misconfigured with the same id) nothing is released and the leases are
+// taken once they expire, as without this. It runs before this process's
+// first heartbeat and before it acquires anything, so the leases its id
+// holds are the previous process's.
+func (m *Manager) releasePrevious(ctx context.Context) error {
+	live, err := m.st.LiveMembers(ctx)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(live, func(x store.Member) bool { return x.ID == m.self.ID })
+	if i < 0 {
+		return nil
+	}
+	prev := live[i]
+	if prev.Incarnation == "" || prev.Incarnation == m.self.Incarnation {
+		return nil
+	}
+	if !incarnationDead(prev.Incarnation) {
+		m.log.Warn("a previous process with this instance id may still be running (or runs elsewhere); its leases are taken when they expire",
+			"previous_host", prev.Host, "previous_pid", prev.PID)
+		return nil
+	}
+	leases, err := m.st.ListLeases(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range leases {
+		if l.Owner != m.self.ID || l.RemainingMS <= 0 {
+			continue
+		}
+		if err := m.st.ReleaseLease(ctx, l.Key, store.Fence{Owner: m.self.ID, Epoch: l.Epoch}); err != nil {
+			return err
+		}
+		m.log.Info("released a lease left by this instance's previous process, which is no longer running",
+			"key", l.Key, "epoch", l.Epoch, "previous_pid", prev.PID)
+	}
+	return nil
 }
 
 // preferred returns the member that should own key of trigger: the highest

@@ -46,6 +46,11 @@ type Member struct {
 	Triggers map[string]string `bson:"triggers" json:"triggers"`
 	// Started is when the instance started (its own clock).
 	Started time.Time `bson:"started" json:"started"`
+	// Incarnation identifies the process on its kernel (boot id, pid
+	// namespace, pid and process start time; "" where unknown). A restarted
+	// instance with the same ID uses it to tell whether the previous
+	// process is certainly dead (see the cluster package).
+	Incarnation string `bson:"incarnation,omitempty" json:"incarnation,omitempty"`
 	// Heartbeat and ExpiresAt are set by the state database's clock at each
 	// heartbeat; the member counts as live while ExpiresAt is in the future.
 	Heartbeat time.Time `bson:"heartbeat" json:"heartbeat"`
@@ -113,6 +118,7 @@ func (s *Store) Heartbeat(ctx context.Context, m Member, ttl time.Duration) erro
 		// $literal: trigger names are user text and may start with "$".
 		{Key: "triggers", Value: bson.D{{Key: "$literal", Value: triggers}}},
 		{Key: "started", Value: m.Started},
+		{Key: "incarnation", Value: m.Incarnation},
 		{Key: "heartbeat", Value: "$$NOW"},
 		{Key: "expiresAt", Value: expiresIn(ttl)},
 	}

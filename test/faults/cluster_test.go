@@ -64,8 +64,20 @@ func clusterTriggers() ([]trig, map[string][]string) {
 }
 
 // startCluster starts devdb, the attributing endpoint, the checkpoint
-// watcher and n members (waiting until each is ready).
+// watcher and n members with lease TTL clusterTTL (waiting until each is
+// ready).
 func startCluster(s *suite, n int) *clusterRun {
+	x := newClusterRun(s, fmt.Sprintf("cluster:\n  lease_ttl: %s\n", clusterTTL))
+	for range n {
+		x.addMember()
+	}
+	return x
+}
+
+// newClusterRun starts devdb, the attributing endpoint and the checkpoint
+// watcher, and writes the configuration (clusterTriggers plus the
+// top-level YAML extra); it starts no member.
+func newClusterRun(s *suite, extra string) *clusterRun {
 	t := s.t
 	t.Helper()
 	x := &clusterRun{t: t, s: s, pids: newPIDSet(), names: map[*runnerProc]string{}, started: time.Now()}
@@ -78,7 +90,6 @@ func startCluster(s *suite, n int) *clusterRun {
 	t.Cleanup(x.ep.down)
 	trigs, watch := clusterTriggers()
 	x.trigs = trigs
-	extra := fmt.Sprintf("cluster:\n  lease_ttl: %s\n", clusterTTL)
 	x.cfg = writeFile(t, t.TempDir(), "cluster.yaml", configText(x.dbp.uri, x.ep, trigs, extra))
 	client, err := mongo.Connect(options.Client().ApplyURI(x.dbp.uri).SetTimeout(0))
 	if err != nil {
@@ -87,9 +98,6 @@ func startCluster(s *suite, n int) *clusterRun {
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	x.client = client
 	x.cps = watchCheckpoints(t, x.dbp.uri)
-	for range n {
-		x.addMember()
-	}
 	x.w = newWorkload(t, x.dbp.uri, db, s.seed, 50, watch)
 	return x
 }
@@ -101,8 +109,8 @@ func (x *clusterRun) logf(format string, args ...any) {
 }
 
 // addMember starts one more member and waits until it is ready.
-func (x *clusterRun) addMember() *runnerProc {
-	r := newRunner(x.t, x.s.bin, x.cfg)
+func (x *clusterRun) addMember(extra ...string) *runnerProc {
+	r := newRunner(x.t, x.s.bin, x.cfg, extra...)
 	x.names[r] = fmt.Sprintf("m%d", len(x.members)+1)
 	x.members = append(x.members, r)
 	x.startMember(r)
@@ -158,6 +166,9 @@ func (x *clusterRun) owner(trigger, key string, since time.Time) (*runnerProc, i
 		l, err := x.lease(key)
 		if err == nil && l.Owner != "" {
 			pid := instancePID(l.Owner)
+			if pid == 0 && len(x.members) == 1 && x.members[0].cur != nil { // a configured instance_id
+				pid = x.members[0].cur.Cmd.Process.Pid
+			}
 			if r := x.memberByPID(pid); r != nil && x.deliveredSince(trigger, pid, since) {
 				return r, pid, l
 			}
@@ -809,4 +820,40 @@ func scenarioCluster(s *suite) []tally {
 		ts[i].Note = clusterNote(as[i], what)
 	}
 	return ts
+}
+
+// TestClusterRestartSameID: a single member with a stable instance_id is
+// SIGKILLed and restarted at once; the new process sees that the previous
+// one (same id, same host and pid namespace) is dead and takes its leases
+// without waiting for them to expire (lease TTL 10 s, the default).
+func TestClusterRestartSameID(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs child processes; skipped with -short")
+	}
+	s := &suite{t: t, bin: buildChangehook(t), seed: *seedFlag}
+	const ttl = 10 * time.Second
+	x := newClusterRun(s, fmt.Sprintf("cluster:\n  instance_id: solo\n  lease_ttl: %s\n", ttl))
+	r := x.addMember("--log-level", "info")
+	x.startWriter(600, 200)
+	x.waitWrites(200)
+	_, pid, _ := x.owner("strict", "strict", time.Now())
+	killedAt := time.Now()
+	r.kill()
+	x.logf("SIGKILL %s (pid %d), instance_id solo", x.names[r], pid)
+	x.startMember(r)
+	d, ok := x.firstFrom("strict", pid, killedAt, 2*ttl+procTimeout)
+	if !ok {
+		t.Fatal("the restarted member delivered nothing")
+	}
+	took := d.at.Sub(killedAt)
+	x.logf("restarted with the same instance id: first delivery %v after the kill (lease TTL %v)", took.Round(time.Millisecond), ttl)
+	if !strings.Contains(r.out.String(), "released a lease left by this instance's previous process") {
+		t.Errorf("the restarted member did not release its dead predecessor's leases:\n%s", r.out)
+	}
+	if took >= ttl {
+		t.Errorf("first delivery %v after the kill: waited for the lease TTL (%v)", took, ttl)
+	}
+	x.finish(2 * time.Minute)
+	checkTallies(t, tallies(t, "restart same id", x.w, x.ep, x.trigs))
+	checkAudits(t, auditCluster(x.ep.rec, x.cps.snapshot(), x.trigs, nil))
 }

@@ -1,0 +1,77 @@
+package cluster
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/store"
+)
+
+// TestRestartReleasesDeadPredecessorsLeases: a process restarted with the
+// same instance id takes its previous process's unexpired leases at once
+// when that process is certainly dead, and waits for them to expire in
+// every other case.
+func TestRestartReleasesDeadPredecessorsLeases(t *testing.T) {
+	self := incarnation(os.Getpid())
+	if self == "" {
+		t.Skip("process incarnations are not known on this platform")
+	}
+	parts := strings.Split(self, "/")
+	start, _ := strconv.ParseUint(parts[3], 10, 64)
+	with := func(i int, v string) string {
+		p := append([]string(nil), parts...)
+		p[i] = v
+		return strings.Join(p, "/")
+	}
+	tests := []struct {
+		name     string
+		previous string // the previous process's incarnation
+		taken    bool   // the restarted process holds the lease after one round
+	}{
+		{"same pid, other start time: the pid was reused, the previous process is dead", with(3, strconv.FormatUint(start+1, 10)), true},
+		{"previous process still running (the test's parent)", incarnation(os.Getppid()), false},
+		{"another boot or host", with(0, "00000000-0000-0000-0000-000000000000"), false},
+		{"another pid namespace (a container restart)", with(1, "pid:[1]"), false},
+		{"no incarnation recorded", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newTestStore(t)
+			ctx := t.Context()
+			// The previous process registered and acquired the lease, then
+			// vanished without releasing it.
+			if err := st.Heartbeat(ctx, store.Member{ID: "a", Incarnation: tc.previous}, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			prev, err := st.AcquireLease(ctx, "orders", "a", time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := newManager(t, st, testConfig(t, "orders"), "a", newFakeClock())
+			got := await(ctx, m, "orders")
+			waitRegistered(t, m, 1)
+			m.round(ctx)
+			var o *Ownership
+			select {
+			case o = <-got:
+			default:
+			}
+			if taken := o != nil; taken != tc.taken {
+				t.Fatalf("lease taken after one round = %v, want %v", taken, tc.taken)
+			}
+			if tc.taken {
+				if o.Fence().Epoch != prev.Epoch+1 {
+					t.Errorf("epoch %d, want %d (a new acquisition fences the previous process)", o.Fence().Epoch, prev.Epoch+1)
+				}
+				return
+			}
+			ls, err := st.ListLeases(ctx)
+			if err != nil || len(ls) != 1 || ls[0].Epoch != prev.Epoch || ls[0].Owner != "a" {
+				t.Errorf("leases = %+v (%v), want the previous process's untouched", ls, err)
+			}
+		})
+	}
+}
