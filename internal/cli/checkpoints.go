@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -21,8 +24,15 @@ func checkpointsCommand(ctx context.Context, args []string, env Env) int {
 A checkpoint is the resume token a trigger restarts from (one per trigger, in
 <state.database>.checkpoints). When a trigger fails with "history lost" (its
 checkpoint fell off the oplog), changehook never skips events on its own:
-reset the checkpoint explicitly, then restart changehook. Events between the
-old checkpoint and the new position are not delivered.
+reset the checkpoint explicitly. Events between the old checkpoint and the
+new position are not delivered.
+
+reset takes the trigger's cluster lease while it writes, like a member would:
+it is refused while a running changehook holds the lease (that process keeps
+its own position and would overwrite the reset; use
+"changehook resume NAME --from now|TIME", which the running process applies,
+or stop every member first), and no member can run the trigger meanwhile. A
+member that starts the trigger afterwards continues from the new position.
 
   --to now    the trigger continues from the current end of the stream
   --to TIME   the trigger continues from the first change at or after TIME
@@ -130,15 +140,58 @@ func checkpointsReset(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		return fail(env, "checkpoints reset", err)
 	}
-	if err := sc.store.SaveCheckpoint(ctx, cp); err != nil {
+	if err := resetFenced(ctx, sc.store, cp, sc.cfg.Cluster.LeaseTTL, env.Stderr); err != nil {
 		return fail(env, "checkpoints reset", err)
 	}
 	where := "the current end of the stream"
 	if !at.IsZero() {
 		where = "the first change at or after " + at.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(env.Stdout, "checkpoint of %s reset: it continues from %s.\nRestart changehook (a running changehook keeps its own position and overwrites this).\n", t.Name, where)
+	fmt.Fprintf(env.Stdout, "checkpoint of %s reset: it continues from %s.\nNo changehook run held the trigger; the next one to run it starts there (a running changehook dev keeps its own position: restart it).\n", t.Name, where)
 	return ExitOK
+}
+
+// resetOwner names the lease holder while checkpoints reset writes.
+func resetOwner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("checkpoints-reset@%s-%d", host, os.Getpid())
+}
+
+// resetFenced writes cp as the holder of its trigger's lease (ttl long):
+// refused with a clear error while a member holds the lease; once written,
+// a member that held the lease before can no longer overwrite it (its epoch
+// is older), and the next member to acquire the lease reads it.
+func resetFenced(ctx context.Context, st *store.Store, cp store.Checkpoint, ttl time.Duration, warn io.Writer) error {
+	if ttl <= 0 {
+		ttl = triggers.DefaultLeaseTTL
+	}
+	key := cp.Trigger
+	l, err := st.AcquireLease(ctx, key, resetOwner(), ttl)
+	if errors.Is(err, store.ErrLeaseHeld) {
+		held := "another process"
+		if ls, lerr := st.ListLeases(ctx); lerr == nil {
+			for _, x := range ls {
+				if x.Key == key && x.Owner != "" {
+					held = fmt.Sprintf("cluster member %s (its lease expires in %s unless renewed)", x.Owner, time.Duration(x.RemainingMS)*time.Millisecond)
+				}
+			}
+		}
+		return fmt.Errorf("trigger %s is running on %s: it keeps its own position and would overwrite a reset. "+
+			"Move it through the running process with `changehook resume %s --from now|TIME`, or stop every changehook run first and reset again", key, held, key)
+	}
+	if err != nil {
+		return err
+	}
+	f := store.Fence{Owner: l.Owner, Epoch: l.Epoch}
+	defer func() {
+		if err := st.ReleaseLease(context.WithoutCancel(ctx), key, f); err != nil {
+			fmt.Fprintf(warn, "changehook: checkpoints reset: %v (the lease expires in %s)\n", err, ttl)
+		}
+	}()
+	if _, _, err := st.ClaimCheckpoint(ctx, key, f); err != nil {
+		return err
+	}
+	return st.SaveFencedCheckpoint(ctx, cp, f)
 }
 
 // positionAt is runner.PositionAt on the state connection's client.

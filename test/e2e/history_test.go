@@ -118,12 +118,19 @@ func TestHistoryLostAndReset(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "2001-01-01T00:00:00Z is older than the oldest change still in the oplog") {
 		t.Errorf("reset to a time before the oplog = %d, stderr %q", code, errOut)
 	}
-	code, out, errOut := runCLI(t, "checkpoints", "reset", "-c", cfg2, "--trigger", "lost")
-	if code != 0 || !strings.Contains(out, "reset") {
-		t.Fatalf("checkpoints reset = %d\n%s%s", code, out, errOut)
+	// While the runner holds the failed trigger's lease, reset is refused
+	// (the runner would overwrite it) and says what to do instead.
+	code, _, errOut = runCLI(t, "checkpoints", "reset", "-c", cfg2, "--trigger", "lost")
+	if code != 1 || !strings.Contains(errOut, "trigger lost is running on cluster member") ||
+		!strings.Contains(errOut, "changehook resume lost --from now|TIME") {
+		t.Errorf("reset while the runner holds the lease = %d, stderr %q; want refused with the way out", code, errOut)
 	}
 	if code := r.stop(); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
+	}
+	code, out, errOut := runCLI(t, "checkpoints", "reset", "-c", cfg2, "--trigger", "lost")
+	if code != 0 || !strings.Contains(out, "reset") {
+		t.Fatalf("checkpoints reset = %d\n%s%s", code, out, errOut)
 	}
 	r = startRunner(t, runArgs(cfg2)...)
 	r.waitReady()
