@@ -222,39 +222,6 @@ func (s *Store) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLetter) err
 	return nil
 }
 
-// DeadLetterFilter selects dead letters.
-type DeadLetterFilter struct {
-	// Trigger restricts the result to one trigger ("" = all).
-	Trigger string
-	// Limit caps the number of results (0 = no limit).
-	Limit int
-}
-
-// ListDeadLetters returns the dead letters matching f, oldest first.
-func (s *Store) ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]StoredDeadLetter, error) {
-	filter := bson.D{}
-	if f.Trigger != "" {
-		filter = bson.D{{Key: "trigger", Value: f.Trigger}}
-	}
-	opts := options.Find().SetSort(bson.D{{Key: "deadLetteredAt", Value: 1}, {Key: "_id", Value: 1}})
-	if f.Limit > 0 {
-		opts.SetLimit(int64(f.Limit))
-	}
-	cur, err := s.deadLetters.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, fmt.Errorf("list dead letters: %w", err)
-	}
-	var docs []deadLetterDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("list dead letters: %w", err)
-	}
-	out := make([]StoredDeadLetter, len(docs))
-	for i, d := range docs {
-		out[i] = d.stored()
-	}
-	return out, nil
-}
-
 // GetDeadLetter returns the dead letter with id; ok is false when there is
 // none.
 func (s *Store) GetDeadLetter(ctx context.Context, id string) (dl StoredDeadLetter, ok bool, err error) {
@@ -277,20 +244,6 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, id string) (deleted bool, 
 		return false, fmt.Errorf("delete dead letter %s: %w", id, err)
 	}
 	return res.DeletedCount > 0, nil
-}
-
-// PurgeDeadLetters removes the dead letters of trigger ("" = all triggers)
-// and returns how many were removed.
-func (s *Store) PurgeDeadLetters(ctx context.Context, trigger string) (int64, error) {
-	filter := bson.D{}
-	if trigger != "" {
-		filter = bson.D{{Key: "trigger", Value: trigger}}
-	}
-	res, err := s.deadLetters.DeleteMany(ctx, filter)
-	if err != nil {
-		return 0, fmt.Errorf("purge dead letters of trigger %q: %w", trigger, err)
-	}
-	return res.DeletedCount, nil
 }
 
 // Compile-time check that Store is a dead-letter sink.

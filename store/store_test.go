@@ -201,10 +201,10 @@ func TestDeadLetters(t *testing.T) {
 	if deleted, err := s.DeleteDeadLetter(ctx, a2.WebhookID); err != nil || deleted {
 		t.Fatalf("DeleteDeadLetter again = %v, %v; want false, nil", deleted, err)
 	}
-	if n, err := s.PurgeDeadLetters(ctx, "orders"); err != nil || n != 1 {
+	if n, err := s.PurgeDeadLetters(ctx, store.DeadLetterFilter{Trigger: "orders"}); err != nil || n != 1 {
 		t.Fatalf("PurgeDeadLetters(orders) = %d, %v; want 1", n, err)
 	}
-	if n, err := s.PurgeDeadLetters(ctx, ""); err != nil || n != 1 {
+	if n, err := s.PurgeDeadLetters(ctx, store.DeadLetterFilter{}); err != nil || n != 1 {
 		t.Fatalf("PurgeDeadLetters(all) = %d, %v; want 1", n, err)
 	}
 	if err := s.PutDeadLetter(ctx, dispatcher.DeadLetter{Trigger: "x"}); err == nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"text/tabwriter"
@@ -10,21 +11,25 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/deadletter"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
 
 func dlqCommand(ctx context.Context, args []string, env Env) int {
 	const usage = `Usage:
-  changehook dlq list    [-c FILE] [--trigger NAME] [--limit N]
+  changehook dlq list    [-c FILE] [--trigger NAME] [--limit N] [--after CURSOR|ID]
   changehook dlq show    [-c FILE] ID
   changehook dlq replay  [-c FILE] ID... | --all [--trigger NAME]
-  changehook dlq purge   [-c FILE] --trigger NAME [--yes]
+  changehook dlq purge   [-c FILE] ID... | --trigger NAME | --all [--yes]
 
 Dead letters are events a trigger gave up on (a 4xx answer, or every retry
 failed). They live in <state.database>.deadletters, keyed by webhook-id.
 replay delivers them again with the trigger's current webhook settings and
-retry policy, and deletes each one that is delivered.
+retry policy, and deletes each one that is delivered. Listings are ordered
+by trigger, then oldest first, one page at a time (--limit, default 100;
+the next page with --after); replay --all and purge work through any number
+of dead letters in batches.
 
 Examples:
   changehook dlq list --trigger low_stock
@@ -101,39 +106,95 @@ func flagsNoArgs(fs *flag.FlagSet, args []string, env Env) (code int, done bool)
 }
 
 func dlqList(ctx context.Context, args []string, env Env) int {
-	fs := newFlagSet(env, "dlq list", "dlq list [-c FILE] [--trigger NAME] [--limit N]",
-		"changehook dlq list", "changehook dlq list --trigger low_stock --limit 20")
+	fs := newFlagSet(env, "dlq list", "dlq list [-c FILE] [--trigger NAME] [--limit N] [--after CURSOR|ID]",
+		"changehook dlq list", "changehook dlq list --trigger low_stock --limit 20",
+		"changehook dlq list --after dlc_MTc2NDY5...   # the next page, as the previous one printed")
 	path := configFlag(fs)
 	trigger := fs.String("trigger", "", "only the dead letters of this trigger")
-	limit := fs.Int("limit", 0, "show at most `N` (0: all)")
+	limit := fs.Int("limit", 100, "show at most `N` (0: all of them, read in batches)")
+	after := fs.String("after", "", "start after this `position`: the cursor a previous page printed, or a dead letter id")
 	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
+	}
+	if *limit < 0 {
+		return usageError(env, fs, "--limit must be 0 (all) or more")
 	}
 	sc, err := openState(ctx, fs, *path, env)
 	if err != nil {
 		return fail(env, "dlq list", err)
 	}
 	defer sc.close(ctx)
-	dls, err := sc.store.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: *trigger, Limit: *limit})
-	if err != nil {
+	f := store.DeadLetterFilter{Trigger: *trigger, Summary: true}
+	if f.After, err = afterPosition(ctx, sc.store, *after); err != nil {
 		return fail(env, "dlq list", err)
 	}
-	if len(dls) == 0 {
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	shown, more := 0, false
+	for {
+		// A page of summaries at a time: memory stays bounded even
+		// without --limit.
+		n := store.DeadLetterBatch
+		if *limit > 0 {
+			n = min(n, *limit-shown)
+		}
+		f.Limit = n + 1
+		dls, err := sc.store.ListDeadLetters(ctx, f)
+		if err != nil {
+			return fail(env, "dlq list", err)
+		}
+		more = len(dls) > n
+		if more {
+			dls = dls[:n]
+		}
+		if shown == 0 && len(dls) > 0 {
+			fmt.Fprintln(tw, "ID\tTRIGGER\tOPERATION\tATTEMPTS\tLAST STATUS\tREASON\tDEAD-LETTERED AT")
+		}
+		for _, dl := range dls {
+			op, _ := dl.Event.Lookup("operationType").StringValueOK()
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", dl.ID, dl.Trigger, op, dl.Attempts, statusText(dl.LastStatus),
+				dl.LastReason, dl.DeadLetteredAt.UTC().Format(time.RFC3339))
+			f.After = dl.Cursor()
+		}
+		shown += len(dls)
+		if err := tw.Flush(); err != nil {
+			return fail(env, "dlq list", err)
+		}
+		if !more || (*limit > 0 && shown >= *limit) {
+			break
+		}
+	}
+	if shown == 0 {
 		fmt.Fprintln(env.Stdout, "no dead letters")
 		return ExitOK
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTRIGGER\tOPERATION\tATTEMPTS\tLAST STATUS\tREASON\tDEAD-LETTERED AT")
-	for _, dl := range dls {
-		op, _ := dl.Event.Lookup("operationType").StringValueOK()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", dl.ID, dl.Trigger, op, dl.Attempts, statusText(dl.LastStatus),
-			dl.LastReason, dl.DeadLetteredAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(env.Stderr, "%s\n", plural(shown, "dead letter"))
+	if more {
+		next := "changehook dlq list --after " + f.After.String()
+		if *trigger != "" {
+			next += " --trigger " + *trigger
+		}
+		fmt.Fprintf(env.Stderr, "more: %s\n", next)
 	}
-	if err := tw.Flush(); err != nil {
-		return fail(env, "dlq list", err)
-	}
-	fmt.Fprintf(env.Stderr, "%s\n", plural(len(dls), "dead letter"))
 	return ExitOK
+}
+
+// afterPosition resolves --after: a cursor printed by a previous page, or
+// the id of a dead letter (which must still exist).
+func afterPosition(ctx context.Context, st *store.Store, after string) (store.DeadLetterCursor, error) {
+	if after == "" {
+		return store.DeadLetterCursor{}, nil
+	}
+	if store.IsDeadLetterCursor(after) {
+		return store.ParseDeadLetterCursor(after)
+	}
+	dl, ok, err := st.GetDeadLetter(ctx, after)
+	if err != nil {
+		return store.DeadLetterCursor{}, err
+	}
+	if !ok {
+		return store.DeadLetterCursor{}, fmt.Errorf("--after %q: no such dead letter (replayed or purged?); give the cursor the previous page printed", after)
+	}
+	return dl.Cursor(), nil
 }
 
 func statusText(s int) string {
@@ -206,93 +267,61 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 	}
 	defer sc.close(ctx)
 
-	var dls []store.StoredDeadLetter
-	if *all {
-		if dls, err = sc.store.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: *trigger}); err != nil {
-			return fail(env, "dlq replay", err)
+	r := deadletter.Replayer{Store: sc.store, Config: sc.cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
+		return newSender(t, env)
+	}}
+	sum, err := r.Replay(ctx, deadletter.Selection{IDs: ids, Trigger: *trigger, All: *all}, func(res deadletter.Result) {
+		switch {
+		case errors.Is(res.Err, deadletter.ErrNotFound):
+			fmt.Fprintf(env.Stdout, "%s  FAILED: no such dead letter (see 'changehook dlq list')\n", res.ID)
+		case res.Err != nil:
+			fmt.Fprintf(env.Stdout, "%s  %s  FAILED: %v\n", res.ID, res.Trigger, res.Err)
+		default:
+			fmt.Fprintf(env.Stdout, "%s  %s  delivered: HTTP %d after %s\n", res.ID, res.Trigger, res.Status, plural(res.Attempts, "attempt"))
 		}
-	} else {
-		for _, id := range ids {
-			dl, ok, err := sc.store.GetDeadLetter(ctx, id)
-			if err != nil {
-				return fail(env, "dlq replay", err)
-			}
-			if !ok {
-				return fail(env, "dlq replay", fmt.Errorf("no dead letter %q (see 'changehook dlq list'); nothing replayed", id))
-			}
-			dls = append(dls, dl)
-		}
+	})
+	total := sum.Replayed + sum.Failed
+	if err != nil {
+		fmt.Fprintf(env.Stdout, "replayed %d of %d so far; %d failed\n", sum.Replayed, total, sum.Failed)
+		return fail(env, "dlq replay", err)
 	}
-	if len(dls) == 0 {
+	if total == 0 {
 		fmt.Fprintln(env.Stdout, "no dead letters to replay")
 		return ExitOK
 	}
-	r := replayer{env: env, cfg: sc.cfg, store: sc.store, senders: map[string]*dispatcher.Sender{}}
-	failed := 0
-	for _, dl := range dls {
-		if err := r.replay(ctx, dl); err != nil {
-			failed++
-			fmt.Fprintf(env.Stdout, "%s  %s  FAILED: %v\n", dl.ID, dl.Trigger, err)
-			if ctx.Err() != nil {
-				break
-			}
-		}
-	}
-	fmt.Fprintf(env.Stdout, "replayed %d of %d; %d left in the dead letters\n", len(dls)-failed, len(dls), failed)
-	if failed > 0 {
+	fmt.Fprintf(env.Stdout, "replayed %d of %d; %d left in the dead letters\n", sum.Replayed, total, sum.Failed)
+	if sum.Failed > 0 {
 		return ExitFailure
 	}
 	return ExitOK
 }
 
-// replayer delivers dead letters with one Sender per trigger.
-type replayer struct {
-	env     Env
-	cfg     *triggers.Config
-	store   *store.Store
-	senders map[string]*dispatcher.Sender
-}
-
-// replay delivers one dead letter and deletes it once delivered.
-func (r *replayer) replay(ctx context.Context, dl store.StoredDeadLetter) error {
-	s, ok := r.senders[dl.Trigger]
-	if !ok {
-		t, err := findTrigger(r.cfg, dl.Trigger)
-		if err != nil || dl.Trigger == "" {
-			return fmt.Errorf("trigger %q is not in %s: its webhook is unknown", dl.Trigger, r.cfg.Path)
-		}
-		if s, err = newSender(t, r.env); err != nil {
-			return err
-		}
-		r.senders[dl.Trigger] = s
-	}
-	res, err := s.Deliver(ctx, dispatcher.Event{Raw: dl.Event, Token: dl.Token})
-	if err != nil {
-		status := "no response"
-		if res.Status != 0 {
-			status = fmt.Sprintf("HTTP %d", res.Status)
-		}
-		return fmt.Errorf("%s after %s: %w", status, plural(res.Attempts, "attempt"), err)
-	}
-	if _, err := r.store.DeleteDeadLetter(ctx, dl.ID); err != nil {
-		return fmt.Errorf("delivered (HTTP %d) but could not delete the dead letter; a later replay would deliver it again: %w", res.Status, err)
-	}
-	fmt.Fprintf(r.env.Stdout, "%s  %s  delivered: HTTP %d after %s\n", dl.ID, dl.Trigger, res.Status, plural(res.Attempts, "attempt"))
-	return nil
-}
-
 func dlqPurge(ctx context.Context, args []string, env Env) int {
-	fs := newFlagSet(env, "dlq purge", "dlq purge [-c FILE] --trigger NAME [--yes]",
+	fs := newFlagSet(env, "dlq purge", "dlq purge [-c FILE] ID... | --trigger NAME | --all [--yes]",
 		"changehook dlq purge --trigger low_stock          # shows how many would be deleted",
-		"changehook dlq purge --trigger low_stock --yes    # deletes them")
+		"changehook dlq purge --trigger low_stock --yes    # deletes them",
+		"changehook dlq purge msg_2f6yq3x4kq7m3v5bq6w4zq2x7a --yes")
 	path := configFlag(fs)
-	trigger := fs.String("trigger", "", "the trigger whose dead letters are deleted (required)")
+	trigger := fs.String("trigger", "", "delete the dead letters of this trigger")
+	all := fs.Bool("all", false, "delete every dead letter (of --trigger, when given)")
 	yes := fs.Bool("yes", false, "really delete them")
-	if code, done := flagsNoArgs(fs, args, env); done {
+	ids, code, done := flagsThenArgs(fs, args, env)
+	if done {
 		return code
 	}
-	if *trigger == "" {
-		return usageError(env, fs, "--trigger is required")
+	switch {
+	case len(ids) > 0 && (*all || *trigger != ""):
+		return usageError(env, fs, "give IDs, or --trigger and/or --all, not both")
+	case len(ids) == 0 && !*all && *trigger == "":
+		return usageError(env, fs, "--trigger is required (or --all, or IDs)")
+	}
+	sel := deadletter.Selection{IDs: ids, Trigger: *trigger, All: *all}
+	what := "of trigger " + *trigger
+	switch {
+	case len(ids) > 0:
+		what = "of the given IDs"
+	case *trigger == "":
+		what = "of all triggers"
 	}
 	sc, err := openState(ctx, fs, *path, env)
 	if err != nil {
@@ -300,17 +329,18 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 	}
 	defer sc.close(ctx)
 	if !*yes {
-		dls, err := sc.store.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: *trigger})
+		n, err := sc.store.CountDeadLetters(ctx, sel.Filter())
 		if err != nil {
 			return fail(env, "dlq purge", err)
 		}
-		fmt.Fprintf(env.Stdout, "would delete %s of trigger %s; nothing deleted. Run again with --yes to delete them.\n", plural(len(dls), "dead letter"), *trigger)
+		fmt.Fprintf(env.Stdout, "would delete %s %s; nothing deleted. Run again with --yes to delete them.\n", plural(int(n), "dead letter"), what)
 		return ExitFailure
 	}
-	n, err := sc.store.PurgeDeadLetters(ctx, *trigger)
+	n, err := deadletter.Purge(ctx, sc.store, sel)
 	if err != nil {
+		fmt.Fprintf(env.Stdout, "deleted %s %s before the error\n", plural(int(n), "dead letter"), what)
 		return fail(env, "dlq purge", err)
 	}
-	fmt.Fprintf(env.Stdout, "deleted %s of trigger %s\n", plural(int(n), "dead letter"), *trigger)
+	fmt.Fprintf(env.Stdout, "deleted %s %s\n", plural(int(n), "dead letter"), what)
 	return ExitOK
 }

@@ -54,7 +54,8 @@ type Runner interface {
 type Store interface {
 	// LoadCheckpoint returns the checkpoint of trigger (ok false: none).
 	LoadCheckpoint(ctx context.Context, trigger string) (store.Checkpoint, bool, error)
-	// ListDeadLetters returns the dead letters matching f, oldest first.
+	// ListDeadLetters returns the dead letters matching f, by trigger, then
+	// oldest first.
 	ListDeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]store.StoredDeadLetter, error)
 	// GetDeadLetter returns the dead letter with id (ok false: none).
 	GetDeadLetter(ctx context.Context, id string) (store.StoredDeadLetter, bool, error)
@@ -341,7 +342,7 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 		defer cancel()
-		dls, err := c.opts.Store.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: trigger, Limit: deadLetterPage + 1})
+		dls, err := c.opts.Store.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: trigger, Limit: deadLetterPage + 1, Summary: true})
 		if err != nil {
 			data.Problem = "The dead letters could not be read: " + err.Error()
 		}

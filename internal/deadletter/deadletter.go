@@ -1,0 +1,192 @@
+// Package deadletter replays and purges dead letters for the dlq commands
+// and the admin API, streaming through the state database in batches
+// (store.EachDeadLetter, store.PurgeDeadLetters) so that any number of dead
+// letters of any size is handled in bounded memory.
+package deadletter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+)
+
+// Selection says which dead letters an operation applies to: exactly one
+// of IDs, Trigger or All (Trigger with All: that trigger's).
+type Selection struct {
+	// Trigger selects one trigger's dead letters.
+	Trigger string `json:"trigger,omitempty"`
+	// IDs selects dead letters by id.
+	IDs []string `json:"ids,omitempty"`
+	// All selects every dead letter (of Trigger when set).
+	All bool `json:"all,omitempty"`
+}
+
+// Validate reports a selection that names nothing or mixes ids with a
+// trigger or all.
+func (s Selection) Validate() error {
+	switch {
+	case len(s.IDs) > 0 && (s.All || s.Trigger != ""):
+		return errors.New("give ids, or a trigger and/or all, not both")
+	case len(s.IDs) == 0 && !s.All && s.Trigger == "":
+		return errors.New("give ids, a trigger or all")
+	}
+	for _, id := range s.IDs {
+		if id == "" {
+			return errors.New("empty dead letter id")
+		}
+	}
+	return nil
+}
+
+// Filter returns the store filter of s (assumed valid).
+func (s Selection) Filter() store.DeadLetterFilter {
+	if len(s.IDs) > 0 {
+		return store.DeadLetterFilter{IDs: s.IDs}
+	}
+	return store.DeadLetterFilter{Trigger: s.Trigger}
+}
+
+// Result is the outcome of replaying one dead letter.
+type Result struct {
+	// ID and Trigger identify the dead letter.
+	ID      string
+	Trigger string
+	// Status is the last HTTP status (0: no response).
+	Status int
+	// Attempts is how many attempts the replay made.
+	Attempts int
+	// Err is nil when the event was delivered and its dead letter
+	// deleted; otherwise the dead letter stays and Err says why.
+	Err error
+}
+
+// Summary counts a replay's results.
+type Summary struct {
+	// Replayed were delivered and deleted; Failed stay dead-lettered.
+	Replayed int `json:"replayed"`
+	Failed   int `json:"failed"`
+}
+
+// ErrNotFound is the Result.Err of an id with no dead letter.
+var ErrNotFound = errors.New("no such dead letter")
+
+// Replayer delivers dead letters again with their trigger's current webhook
+// settings and retry policy and deletes each one that is delivered. A
+// Replayer is used by one goroutine at a time.
+type Replayer struct {
+	// Store holds the dead letters.
+	Store *store.Store
+	// Config is the configuration whose triggers' webhooks are used.
+	Config *triggers.Config
+	// NewSender builds the Sender of a trigger (options such as the user
+	// agent and observers are the caller's).
+	NewSender func(*triggers.Trigger) (*dispatcher.Sender, error)
+
+	senders map[string]*dispatcher.Sender
+}
+
+// Replay replays the dead letters sel selects, in the dead-letter order
+// (ids: in the order given), calling each (when not nil) after every one.
+// It stops early only when ctx ends or the state database fails, returning
+// the summary so far with the error; a delivery that fails is counted and
+// reported, and the replay goes on.
+func (r *Replayer) Replay(ctx context.Context, sel Selection, each func(Result)) (Summary, error) {
+	var sum Summary
+	if err := sel.Validate(); err != nil {
+		return sum, err
+	}
+	report := func(res Result) {
+		if res.Err != nil {
+			sum.Failed++
+		} else {
+			sum.Replayed++
+		}
+		if each != nil {
+			each(res)
+		}
+	}
+	if len(sel.IDs) > 0 {
+		for _, id := range sel.IDs {
+			if err := ctx.Err(); err != nil {
+				return sum, err
+			}
+			dl, ok, err := r.Store.GetDeadLetter(ctx, id)
+			if err != nil {
+				return sum, err
+			}
+			if !ok {
+				report(Result{ID: id, Err: ErrNotFound})
+				continue
+			}
+			report(r.replayOne(ctx, dl))
+		}
+		return sum, ctx.Err()
+	}
+	err := r.Store.EachDeadLetter(ctx, sel.Filter(), func(dl store.StoredDeadLetter) error {
+		report(r.replayOne(ctx, dl))
+		return ctx.Err()
+	})
+	return sum, err
+}
+
+// replayOne delivers dl and deletes it once delivered.
+func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Result {
+	res := Result{ID: dl.ID, Trigger: dl.Trigger}
+	s, err := r.sender(dl.Trigger)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	out, err := s.Deliver(ctx, dispatcher.Event{Raw: dl.Event, Token: dl.Token})
+	res.Status, res.Attempts = out.Status, out.Attempts
+	if err != nil {
+		status := "no response"
+		if out.Status != 0 {
+			status = fmt.Sprintf("HTTP %d", out.Status)
+		}
+		res.Err = fmt.Errorf("%s after %d attempt(s): %w", status, out.Attempts, err)
+		return res
+	}
+	if _, err := r.Store.DeleteDeadLetter(ctx, dl.ID); err != nil {
+		res.Err = fmt.Errorf("delivered (HTTP %d) but could not delete the dead letter; a later replay would deliver it again: %w", out.Status, err)
+	}
+	return res
+}
+
+// sender returns the cached Sender of trigger.
+func (r *Replayer) sender(trigger string) (*dispatcher.Sender, error) {
+	if s, ok := r.senders[trigger]; ok {
+		return s, nil
+	}
+	var t *triggers.Trigger
+	for _, c := range r.Config.Triggers {
+		if c.Name == trigger {
+			t = c
+		}
+	}
+	if t == nil || trigger == "" {
+		return nil, fmt.Errorf("trigger %q is not in %s: its webhook is unknown", trigger, r.Config.Path)
+	}
+	s, err := r.NewSender(t)
+	if err != nil {
+		return nil, fmt.Errorf("prepare delivery: %w", err)
+	}
+	if r.senders == nil {
+		r.senders = map[string]*dispatcher.Sender{}
+	}
+	r.senders[trigger] = s
+	return s, nil
+}
+
+// Purge deletes the dead letters sel selects, in batches, and returns how
+// many were deleted (with the number deleted so far on an error).
+func Purge(ctx context.Context, st *store.Store, sel Selection) (int64, error) {
+	if err := sel.Validate(); err != nil {
+		return 0, err
+	}
+	return st.PurgeDeadLetters(ctx, sel.Filter())
+}
