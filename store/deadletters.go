@@ -228,9 +228,9 @@ func (s *Store) EachDeadLetter(ctx context.Context, f DeadLetterFilter, fn func(
 	}
 }
 
-// CountDeadLetters returns how many dead letters match f (Limit, After and
+// CountDeadLettersMatching returns how many dead letters match f (Limit, After and
 // Summary ignored).
-func (s *Store) CountDeadLetters(ctx context.Context, f DeadLetterFilter) (int64, error) {
+func (s *Store) CountDeadLettersMatching(ctx context.Context, f DeadLetterFilter) (int64, error) {
 	f.After = DeadLetterCursor{}
 	n, err := s.deadLetters.CountDocuments(ctx, f.query())
 	if err != nil {

@@ -136,7 +136,7 @@ func TestDeadLetterPages(t *testing.T) {
 		if !slices.Equal(seen, order[:7]) {
 			t.Fatalf("each = %v, want %v", seen, order[:7])
 		}
-		if n, err := s.CountDeadLetters(ctx, store.DeadLetterFilter{}); err != nil || n != 7 {
+		if n, err := s.CountDeadLettersMatching(ctx, store.DeadLetterFilter{}); err != nil || n != 7 {
 			t.Fatalf("count after deleting trigger a = %d, %v; want 7", n, err)
 		}
 	})

@@ -329,7 +329,7 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 	}
 	defer sc.close(ctx)
 	if !*yes {
-		n, err := sc.store.CountDeadLetters(ctx, sel.Filter())
+		n, err := sc.store.CountDeadLettersMatching(ctx, sel.Filter())
 		if err != nil {
 			return fail(env, "dlq purge", err)
 		}
