@@ -132,7 +132,7 @@ func TestStatusTellsTheTruth(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if _, err := st.PurgeDeadLetters(ctx, "rejected"); err != nil {
+	if _, err := st.PurgeDeadLetters(ctx, store.DeadLetterFilter{Trigger: "rejected"}); err != nil {
 		t.Fatal(err)
 	}
 	r.RefreshDeadLetters()
