@@ -808,7 +808,7 @@ func (d *decoder) retry(own, def entry) RetryPolicy {
 }
 
 func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webhook {
-	known := []string{"url", "method", "headers", "secret", "timeout", "format", "payload", "secret_path", "rate_limit"}
+	known := []string{"url", "method", "headers", "secret", "timeout", "format", "payload", "secret_path", "rate_limit", "cloudevents", "auth", "tls"}
 	f := map[string]entry{}
 	headers := map[string]entry{}
 	var ownF, defF map[string]entry
@@ -875,6 +875,20 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 	}
 	w.Timeout = d.duration(f["timeout"], "webhook.timeout", w.Timeout)
 	w.Format = d.enum(f["format"], "webhook.format", w.Format, Formats())
+	if e := f["cloudevents"]; e.set() && !isNull(e) {
+		if IsCloudEvents(w.Format) {
+			w.CloudEvents = d.cloudEvents(e)
+		} else {
+			d.errorf(e.key, "webhook.cloudevents: applies only with format: %s or %s", FormatCloudEvents, FormatCloudEventsBinary)
+		}
+	}
+	if e := f["auth"]; e.set() && !isNull(e) {
+		w.Auth = d.auth(e)
+	}
+	if e := f["tls"]; e.set() && !isNull(e) {
+		w.TLS = d.tlsSection(e, w.URL)
+	}
+	d.checkEdgeHeaders(&w, headers)
 	if e := f["payload"]; e.set() {
 		spec, ok := d.toBSON(e.val, 0)
 		if ok {

@@ -166,8 +166,11 @@ const (
 	FormatCanonical = "canonical"
 )
 
-// Formats returns every payload format: FormatJSON and FormatCanonical.
-func Formats() []string { return []string{FormatJSON, FormatCanonical} }
+// Formats returns every payload format: FormatJSON, FormatCanonical,
+// FormatCloudEvents and FormatCloudEventsBinary.
+func Formats() []string {
+	return []string{FormatJSON, FormatCanonical, FormatCloudEvents, FormatCloudEventsBinary}
+}
 
 // Webhook is a trigger's webhook section.
 //
@@ -190,9 +193,18 @@ type Webhook struct {
 	// Timeout bounds one attempt, response body included (default
 	// DefaultTimeout).
 	Timeout time.Duration
-	// Format is FormatJSON (relaxed Extended JSON, the default) or
-	// FormatCanonical.
+	// Format is FormatJSON (relaxed Extended JSON, the default),
+	// FormatCanonical, FormatCloudEvents or FormatCloudEventsBinary.
 	Format string
+	// CloudEvents holds the CloudEvents attributes' settings (nil:
+	// defaults); set only with a CloudEvents Format.
+	CloudEvents *CloudEvents
+	// Auth authenticates requests to the endpoint (nil: no Authorization
+	// header other than a configured one).
+	Auth *Auth
+	// TLS configures connections to an https endpoint: custom CA, client
+	// certificate, minimum version (nil: system roots, TLS 1.2).
+	TLS *TLS
 	// Payload is the compiled payload expression (nil: the whole event). Its
 	// result must be a document.
 	Payload *mql.Expr
@@ -251,7 +263,13 @@ func (w Webhook) MarshalJSON() ([]byte, error) {
 		Payload json.RawMessage   `json:"payload,omitempty"`
 		RateLim *RateLimit        `json:"rate_limit,omitempty"`
 		Endpt   string            `json:"endpoint,omitempty"`
+		CE      *CloudEvents      `json:"cloudevents,omitempty"`
+		Auth    *Auth             `json:"auth,omitempty"`
+		TLS     *TLS              `json:"tls,omitempty"`
 	}{
+		CE:      w.CloudEvents,
+		Auth:    w.Auth,
+		TLS:     w.TLS,
 		RateLim: w.RateLimit,
 		URL:     w.RedactedURL(),
 		Method:  w.Method,
