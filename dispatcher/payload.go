@@ -125,10 +125,12 @@ func (s *signer) stamp(id string, unix int64, body []byte) (ts, sig string) {
 	return both[:tsEnd-tsStart], both[n-tsStart:]
 }
 
-// BuildPayload returns the request body for ev: the event, or the result of
-// w.Payload evaluated on it, as relaxed (Format "json" or "") or canonical
-// (Format "canonical") Extended JSON. A payload expression whose result is
-// not a document is an error.
+// BuildPayload returns the payload for ev: the event, or the result of
+// w.Payload evaluated on it, as relaxed (Format "json", "" and the
+// CloudEvents formats) or canonical (Format "canonical") Extended JSON. It
+// is the request body except with FormatCloudEvents, whose body
+// (BuildMessage) carries it as the CloudEvent's data. A payload expression
+// whose result is not a document is an error.
 func BuildPayload(w triggers.Webhook, ev Event) ([]byte, error) {
 	canonical, err := canonicalFormat(w.Format)
 	if err != nil {
@@ -186,10 +188,10 @@ func marshalDocExtJSON(doc bson.D, canonical bool) ([]byte, error) {
 // canonicalFormat maps triggers.Webhook.Format to MarshalExtJSON's canonical flag.
 func canonicalFormat(format string) (bool, error) {
 	switch format {
-	case "", triggers.FormatJSON:
+	case "", triggers.FormatJSON, triggers.FormatCloudEvents, triggers.FormatCloudEventsBinary:
 		return false, nil
 	case triggers.FormatCanonical:
 		return true, nil
 	}
-	return false, fmt.Errorf("build payload: unknown format %q (want %q or %q)", format, triggers.FormatJSON, triggers.FormatCanonical)
+	return false, fmt.Errorf("build payload: unknown format %q (want one of %s)", format, strings.Join(triggers.Formats(), ", "))
 }

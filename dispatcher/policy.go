@@ -147,7 +147,10 @@ func classify(ctx context.Context, resp *http.Response, err error, p *triggers.R
 			return false, &AttemptError{Reason: ReasonBlocked, Err: redactError(err)}
 		}
 		ae := &AttemptError{Reason: ReasonConnection, Err: redactError(err)}
-		if isTimeout(err) {
+		if hint := tlsFailure(err); hint != "" {
+			ae.Reason, ae.Err = ReasonTLS, &tlsError{err: ae.Err, hint: hint}
+			ae.Retryable = p.RetryOn.Has(triggers.RuleConnection)
+		} else if isTimeout(err) {
 			ae.Reason = ReasonTimeout
 			ae.Retryable = p.RetryOn.Has(triggers.RuleTimeout)
 		} else {

@@ -76,7 +76,7 @@ func TestHeaderMatchesCloneAndSet(t *testing.T) {
 		}
 		now := time.Unix(1700000000, 0)
 		body := []byte(`{"a":1}`)
-		got := s.header("msg_abc", now, body)
+		got := s.header("msg_abc", now, body, nil)
 		want := s.baseHeader.Clone()
 		want.Set("webhook-id", "msg_abc")
 		want.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,6 +72,7 @@ type Sender struct {
 	keys        [][]byte
 	signers     sync.Pool // *signer of keys
 	limiters    []*rate.Limiter
+	tokens      *tokenSource // webhook.auth.oauth2_client_credentials (nil: none)
 }
 
 // NewSender returns the Sender of trigger t, a trigger as triggers.Parse
@@ -116,6 +118,9 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 	if _, err := canonicalFormat(w.Format); err != nil {
 		return nil, err
 	}
+	if w.Auth != nil && w.Auth.Kind() == "" {
+		return nil, errors.New("webhook auth: no method set")
+	}
 	u, err := url.Parse(w.URL)
 	if err != nil {
 		return nil, fmt.Errorf("webhook url %s does not parse", triggers.RedactURL(w.URL))
@@ -141,6 +146,15 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 	if s.baseHeader, err = baseHeader(t.Name, o.userAgent, w.Headers); err != nil {
 		return nil, err
 	}
+	if w.Auth != nil && s.baseHeader.Get("Authorization") != "" {
+		return nil, errors.New("webhook header Authorization is set by webhook auth and cannot be configured")
+	}
+	if v := staticAuthorization(w.Auth); v != "" {
+		s.baseHeader.Set("Authorization", v)
+	}
+	if w.Format == triggers.FormatCloudEvents {
+		s.baseHeader.Set("Content-Type", ContentTypeCloudEventsJSON)
+	}
 	if s.clock == nil {
 		s.clock = SystemClock{}
 	}
@@ -160,7 +174,23 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		ordering = triggers.Strict
 	}
 	conc := ordering.Concurrency(t.Concurrency)
-	s.http = httpClient(o.httpClient, conc, w.Timeout, newNetGuard(t.Network))
+	guard := newNetGuard(t.Network)
+	var tlsConf *tls.Config
+	if w.TLS != nil {
+		tlsConf = w.TLS.ClientConfig()
+	}
+	s.http = httpClient(o.httpClient, conc, w.Timeout, guard, tlsConf)
+	if w.Auth != nil && w.Auth.OAuth2 != nil {
+		var tokenTLS *tls.Config
+		if w.TLS != nil {
+			tokenTLS = w.TLS.TokenClientConfig()
+		}
+		tr := s.http.Transport
+		if o.httpClient == nil {
+			tr = httpClient(nil, 1, w.Timeout, guard, tokenTLS).Transport
+		}
+		s.tokens = newTokenSource(w.Auth.OAuth2, tr, w.Timeout, s.retry)
+	}
 	if w.RateLimit != nil {
 		s.limiters = append(s.limiters, newLimiter(*w.RateLimit))
 	}
@@ -205,9 +235,9 @@ func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.He
 
 // httpClient returns the client deliveries use: a copy of base (or of a
 // client on a cloned default transport with idle connections for conc
-// deliveries, dialling through guard) with the webhook timeout and
-// redirects not followed.
-func httpClient(base *http.Client, conc int, timeout time.Duration, guard *netGuard) *http.Client {
+// deliveries, dialling through guard, with tlsConf when not nil) with the
+// webhook timeout and redirects not followed.
+func httpClient(base *http.Client, conc int, timeout time.Duration, guard *netGuard, tlsConf *tls.Config) *http.Client {
 	var hc http.Client
 	if base != nil {
 		hc = *base
@@ -221,6 +251,10 @@ func httpClient(base *http.Client, conc int, timeout time.Duration, guard *netGu
 		t.MaxIdleConnsPerHost = max(conc, 2)
 		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: guard.control}
 		t.DialContext = dialer.DialContext
+		if tlsConf != nil {
+			// webhook.tls; the dialer (and so the network guard) stays.
+			t.TLSClientConfig = tlsConf
+		}
 		hc.Transport = t
 	}
 	hc.Timeout = timeout
@@ -257,8 +291,12 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever bool, prog *prog
 	id := WebhookID(s.trigger, ev.Token)
 	for {
 		payload, err := BuildPayload(s.webhook, ev)
+		var msg Message
 		if err == nil {
-			return s.retryStage(ctx, id, payload, forever, prog)
+			msg, err = wrapMessage(&s.webhook, id, ev.Raw, payload)
+		}
+		if err == nil {
+			return s.retryStage(ctx, msg, forever, prog)
 		}
 		res := Result{WebhookID: id, Reason: ReasonPayload, FirstAttemptAt: s.clock.Now()}
 		if !forever {
@@ -275,14 +313,15 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever bool, prog *prog
 	}
 }
 
-// retryStage sends payload as webhook id with SendOnce until an attempt
-// succeeds, the policy gives up (never when forever) or ctx ends. prog (may
-// be nil) follows the attempts.
-func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, forever bool, prog *progress) (Result, error) {
+// retryStage sends msg with sendOnce until an attempt succeeds, the policy
+// gives up (never when forever) or ctx ends. prog (may be nil) follows the
+// attempts.
+func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress) (Result, error) {
+	id := msg.ID
 	res := Result{WebhookID: id, FirstAttemptAt: s.clock.Now()}
 	lastLog := ""
 	for n := 1; ; n++ {
-		at, retry, err := s.SendOnce(ctx, id, payload, n)
+		at, retry, err := s.sendOnce(ctx, msg, n)
 		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
 		res.Latency = s.clock.Now().Sub(res.FirstAttemptAt)
 		if err == nil {
@@ -336,8 +375,17 @@ func (s *Sender) retryStage(ctx context.Context, id string, payload []byte, fore
 // otherwise the failure (an *AttemptError with the built-in policy) and
 // whether the policy judged it transient. When ctx ends the Attempt's Reason
 // is ReasonCanceled and the error is ctx's. It records the attempt metric and
-// calls the observers.
+// calls the observers. payload is sent as it is, with the trigger's headers:
+// a cloudevents-binary trigger's ce-* headers are added by Deliver only.
 func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int) (Attempt, bool, error) {
+	return s.sendOnce(ctx, Message{ID: id, Body: payload}, n)
+}
+
+// sendOnce is SendOnce for a Message. With OAuth2 auth, a 401 answer to a
+// cached token drops it and the attempt is sent once more with a new token
+// (once: no loop).
+func (s *Sender) sendOnce(ctx context.Context, msg Message, n int) (Attempt, bool, error) {
+	id := msg.ID
 	at := Attempt{WebhookID: id, Number: n}
 	if s.limiters != nil {
 		if err := s.waitRate(ctx); err != nil {
@@ -347,19 +395,37 @@ func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int)
 		}
 	}
 	start := s.clock.Now()
-	req, err := http.NewRequestWithContext(ctx, s.method, s.url, bytes.NewReader(payload))
-	if err != nil {
-		// Only a nil ctx gets here: method and URL were checked by NewSender.
-		at.Reason, at.Err = ReasonConnection, fmt.Errorf("build request for %s: %w", s.redactedURL, redactError(err))
-		s.observe(at)
-		return at, false, at.Err
+	resp, doErr, authErr := s.do(ctx, msg, start)
+	if authErr == nil && doErr == nil && s.tokens != nil && resp.StatusCode == http.StatusUnauthorized {
+		readBody(resp)
+		s.tokens.invalidate(bearerToken(resp.Request))
+		if s.limiters != nil {
+			if err := s.waitRate(ctx); err != nil {
+				at.Reason, at.Err = ReasonCanceled, err
+				s.observe(at)
+				return at, false, err
+			}
+		}
+		resp, doErr, authErr = s.do(ctx, msg, s.clock.Now())
 	}
-	req.Header = s.header(id, start, payload)
-	resp, doErr := s.http.Do(req)
-	if ue, ok := doErr.(*url.Error); ok { //nolint:errorlint // net/http returns *url.Error unwrapped.
-		// The trigger's own redaction (webhook.secret_path included),
-		// before any policy sees the error.
-		doErr = &url.Error{Op: ue.Op, URL: s.redactedURL, Err: ue.Err}
+	if authErr != nil {
+		at.Latency = s.clock.Now().Sub(start)
+		if ctx.Err() != nil {
+			at.Reason, at.Err = ReasonCanceled, ctx.Err()
+			s.observe(at)
+			return at, false, at.Err
+		}
+		var ae *AttemptError
+		if !errors.As(authErr, &ae) {
+			// Only a nil ctx gets here: method and URL were checked by NewSender.
+			at.Reason, at.Err = ReasonConnection, authErr
+			s.observe(at)
+			return at, false, at.Err
+		}
+		at.Reason, at.Err, at.Retry = ae.Reason, ae, ae.Retryable
+		s.metrics.attempt(s.trigger, at.Reason)
+		s.observe(at)
+		return at, ae.Retryable, ae
 	}
 	if resp != nil {
 		at.Status = resp.StatusCode
@@ -401,6 +467,40 @@ func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int)
 	return at, retry, cerr
 }
 
+// do sends one request of msg stamped at now. authErr is a failure before
+// sending: the OAuth2 token could not be obtained (an *AttemptError), or the
+// request could not be built.
+func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http.Response, doErr, authErr error) {
+	req, err := http.NewRequestWithContext(ctx, s.method, s.url, bytes.NewReader(msg.Body))
+	if err != nil {
+		return nil, nil, fmt.Errorf("build request for %s: %w", s.redactedURL, redactError(err))
+	}
+	req.Header = s.header(msg.ID, now, msg.Body, msg.Header)
+	if s.tokens != nil {
+		tok, err := s.tokens.token(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		req.Header["Authorization"] = []string{"Bearer " + tok}
+	}
+	resp, doErr = s.http.Do(req)
+	if ue, ok := doErr.(*url.Error); ok { //nolint:errorlint // net/http returns *url.Error unwrapped.
+		// The trigger's own redaction (webhook.secret_path included),
+		// before any policy sees the error.
+		doErr = &url.Error{Op: ue.Op, URL: s.redactedURL, Err: ue.Err}
+	}
+	return resp, doErr, nil
+}
+
+// bearerToken returns the token of req's Authorization: Bearer header.
+func bearerToken(req *http.Request) string {
+	if req == nil {
+		return ""
+	}
+	tok, _ := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	return tok
+}
+
 // succeeded reports whether resp is a success by the trigger's
 // retry.success_on.
 func (s *Sender) succeeded(resp *http.Response) bool {
@@ -425,13 +525,21 @@ const (
 // header returns an attempt's header: a copy of the base header plus
 // webhook-id, webhook-timestamp and (with keys) webhook-signature — the
 // header Clone+Set would build, in one map and one value array.
-func (s *Sender) header(id string, now time.Time, payload []byte) http.Header {
-	n := 3
+func (s *Sender) header(id string, now time.Time, payload []byte, extra http.Header) http.Header {
+	n := 4
 	for _, v := range s.baseHeader {
 		n += len(v)
 	}
+	for _, v := range extra {
+		n += len(v)
+	}
 	vals := make([]string, 0, n)
-	h := make(http.Header, len(s.baseHeader)+3)
+	h := make(http.Header, len(s.baseHeader)+len(extra)+4)
+	for k, v := range extra {
+		i := len(vals)
+		vals = append(vals, v...)
+		h[k] = vals[i:len(vals):len(vals)]
+	}
 	for k, v := range s.baseHeader {
 		i := len(vals)
 		vals = append(vals, v...)

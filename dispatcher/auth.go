@@ -1,0 +1,190 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/changehook/changehook/triggers"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// ReasonAuth: the endpoint's credentials could not be obtained (the OAuth2
+// token request failed). Retried when the token endpoint's status (or
+// timeout / connection) is in retry.retry_on, permanent otherwise (a 401
+// from the token endpoint: wrong client credentials).
+const ReasonAuth = "auth"
+
+// ReasonTLS: the TLS handshake failed: the server's certificate is not
+// trusted (webhook.tls.ca_file), or the server refused the client
+// certificate or its absence (webhook.tls.cert_file). A connection failure:
+// retried when retry.retry_on lists connection (the default), since
+// certificates are rotated while events wait.
+const ReasonTLS = "tls"
+
+// staticAuthorization returns the Authorization header value of basic and
+// bearer auth ("" for none or OAuth2).
+func staticAuthorization(a *triggers.Auth) string {
+	switch {
+	case a == nil:
+		return ""
+	case a.Basic != nil:
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(a.Basic.Username+":"+a.Basic.Password.Reveal()))
+	case a.Bearer != nil:
+		return "Bearer " + a.Bearer.Token.Reveal()
+	}
+	return ""
+}
+
+// tokenSource is an OAuth2 client-credentials token cache shared by a
+// Sender's deliveries: one token request at a time, the token reused until
+// it expires (oauth2.Token.Valid: ten seconds before its expiry), and
+// dropped when the endpoint answers 401 to it (invalidate).
+type tokenSource struct {
+	cfg      clientcredentials.Config
+	client   *http.Client
+	tokenURL string // redacted
+	rules    triggers.RetryPolicy
+
+	mu  sync.Mutex
+	tok *oauth2.Token
+
+	// fetches counts token requests (tests, metrics).
+	fetches atomic.Int64
+}
+
+// newTokenSource returns the token cache of o; token requests go through
+// a client whose transport is transport (the network guard's dialer), with
+// the webhook's timeout.
+func newTokenSource(o *triggers.OAuth2ClientCredentials, transport http.RoundTripper, timeout time.Duration, rules triggers.RetryPolicy) *tokenSource {
+	return &tokenSource{
+		cfg: clientcredentials.Config{
+			ClientID:     o.ClientID,
+			ClientSecret: o.ClientSecret.Reveal(),
+			TokenURL:     o.TokenURL,
+			Scopes:       o.Scopes,
+		},
+		client: &http.Client{
+			Transport:     transport,
+			Timeout:       timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		tokenURL: triggers.RedactURL(o.TokenURL),
+		rules:    rules,
+	}
+}
+
+// token returns a valid access token, requesting one when none is cached
+// or the cached one expired. Its error is an *AttemptError with ReasonAuth.
+func (ts *tokenSource) token(ctx context.Context) (string, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.tok != nil && ts.tok.Valid() {
+		return ts.tok.AccessToken, nil
+	}
+	ts.fetches.Add(1)
+	tok, err := ts.cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, ts.client))
+	if err != nil {
+		return "", ts.tokenError(ctx, err)
+	}
+	if tok.AccessToken == "" {
+		return "", &AttemptError{Reason: ReasonAuth, Err: fmt.Errorf("token endpoint %s returned an empty access token", ts.tokenURL)}
+	}
+	ts.tok = tok
+	return tok.AccessToken, nil
+}
+
+// invalidate drops the cached token if it is still used (the endpoint
+// answered 401 to it); a token another delivery already replaced stays.
+func (ts *tokenSource) invalidate(used string) {
+	ts.mu.Lock()
+	if ts.tok != nil && ts.tok.AccessToken == used {
+		ts.tok = nil
+	}
+	ts.mu.Unlock()
+}
+
+// tokenError classifies a failed token request by the trigger's retry
+// rules, without the response body or the client secret.
+func (ts *tokenSource) tokenError(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	ae := &AttemptError{Reason: ReasonAuth}
+	var re *oauth2.RetrieveError
+	switch {
+	case errors.As(err, &re) && re.Response != nil:
+		code := re.Response.StatusCode
+		msg := fmt.Sprintf("token endpoint %s answered HTTP %d %s", ts.tokenURL, code, http.StatusText(code))
+		if re.ErrorCode != "" {
+			msg += " (" + re.ErrorCode + ")"
+		}
+		ae.Err = errors.New(msg)
+		ae.Retryable = ts.rules.RetryOn.MatchStatus(code)
+	default:
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = &url.Error{Op: ue.Op, URL: ts.tokenURL, Err: ue.Err}
+		}
+		ae.Err = fmt.Errorf("request a token from %s: %w", ts.tokenURL, redactError(err))
+		if isTimeout(err) {
+			ae.Retryable = ts.rules.RetryOn.Has(triggers.RuleTimeout)
+		} else {
+			ae.Retryable = ts.rules.RetryOn.Has(triggers.RuleConnection)
+		}
+	}
+	return ae
+}
+
+// tlsFailure returns a hint for a TLS handshake failure, "" when err is
+// not one. crypto/tls reports a peer's alert as a *net.OpError with Op
+// "remote error" whose Err (an unexported alert type) reads "tls: <alert
+// description>".
+func tlsFailure(err error) string {
+	var (
+		cve *tls.CertificateVerificationError
+		ua  x509.UnknownAuthorityError
+		he  x509.HostnameError
+		ci  x509.CertificateInvalidError
+		rh  tls.RecordHeaderError
+		oe  *net.OpError
+	)
+	switch {
+	case errors.As(err, &cve), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
+		return "the server's certificate is not trusted; check webhook.tls.ca_file and the URL's host name"
+	case errors.As(err, &rh):
+		return "the server does not speak TLS; check the URL's scheme and port"
+	case errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil && strings.HasPrefix(oe.Err.Error(), "tls: "):
+		switch oe.Err.Error() {
+		case "tls: certificate required", "tls: bad certificate", "tls: unknown certificate authority",
+			"tls: certificate expired", "tls: revoked certificate", "tls: unsupported certificate", "tls: unknown certificate":
+			return "the server refused the client certificate (or its absence); check webhook.tls.cert_file and key_file"
+		case "tls: handshake failure":
+			return "the server refused the TLS handshake (a server that requires a client certificate does this under TLS 1.2); check webhook.tls.cert_file and key_file"
+		case "tls: protocol version not supported":
+			return "the server accepts no TLS version allowed here; check webhook.tls.min_version"
+		}
+		return "the server ended the TLS handshake"
+	}
+	return ""
+}
+
+// tlsError is a TLS failure with its hint.
+type tlsError struct {
+	err  error
+	hint string
+}
+
+func (e *tlsError) Error() string { return e.hint + ": " + e.err.Error() }
+func (e *tlsError) Unwrap() error { return e.err }

@@ -1,0 +1,414 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/triggers"
+)
+
+func TestStaticAuth(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		auth *triggers.Auth
+		want string
+	}{
+		{"basic", &triggers.Auth{Basic: &triggers.BasicAuth{Username: "shop", Password: "pa55:word"}},
+			"Basic " + base64.StdEncoding.EncodeToString([]byte("shop:pa55:word"))},
+		{"bearer", &triggers.Auth{Bearer: &triggers.BearerAuth{Token: "tok-123"}}, "Bearer tok-123"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan string, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got <- r.Header.Get("Authorization") }))
+			t.Cleanup(srv.Close)
+			s, err := NewSender(&triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: srv.URL, Auth: tc.auth}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Deliver(context.Background(), testEvent(t, 1, "a")); err != nil {
+				t.Fatal(err)
+			}
+			if g := <-got; g != tc.want {
+				t.Errorf("Authorization %q, want %q", g, tc.want)
+			}
+		})
+	}
+	_, err := NewSender(&triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: "http://x", Auth: &triggers.Auth{Bearer: &triggers.BearerAuth{Token: "x"}},
+		Headers: map[string]triggers.Secret{"authorization": "y"}}})
+	if err == nil || !strings.Contains(err.Error(), "Authorization is set by webhook auth") {
+		t.Errorf("Authorization in headers and auth: %v", err)
+	}
+}
+
+// tokenServer is an OAuth2 token endpoint that counts requests and issues
+// tok-1, tok-2, … valid for expiresIn seconds.
+type tokenServer struct {
+	*httptest.Server
+	requests  atomic.Int64
+	expiresIn int
+	status    int // answer this status instead (0: issue tokens)
+	mu        sync.Mutex
+	forms     []string
+}
+
+func newTokenServer(t *testing.T, expiresIn int) *tokenServer {
+	ts := &tokenServer{expiresIn: expiresIn}
+	ts.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := ts.requests.Add(1)
+		_ = r.ParseForm()
+		user, pass, _ := r.BasicAuth()
+		ts.mu.Lock()
+		ts.forms = append(ts.forms, fmt.Sprintf("%s %s:%s scope=%s", r.PostForm.Get("grant_type"), user, pass, r.PostForm.Get("scope")))
+		ts.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if ts.status != 0 {
+			w.WriteHeader(ts.status)
+			fmt.Fprint(w, `{"error":"invalid_client","error_description":"client secret is sup3rs3cret"}`)
+			return
+		}
+		fmt.Fprintf(w, `{"access_token":"tok-%d","token_type":"Bearer","expires_in":%d}`, n, ts.expiresIn)
+	}))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// authEndpoint answers 401 to tokens listed in reject, 200 otherwise, and
+// records the Authorization of every request.
+type authEndpoint struct {
+	*httptest.Server
+	mu     sync.Mutex
+	seen   []string
+	reject map[string]bool
+	always bool // 401 to everything
+}
+
+func newAuthEndpoint(t *testing.T, reject ...string) *authEndpoint {
+	e := &authEndpoint{reject: map[string]bool{}}
+	for _, r := range reject {
+		e.reject[r] = true
+	}
+	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := r.Header.Get("Authorization")
+		e.mu.Lock()
+		e.seen = append(e.seen, a)
+		deny := e.always || e.reject[strings.TrimPrefix(a, "Bearer ")]
+		e.mu.Unlock()
+		if deny {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	t.Cleanup(e.Close)
+	return e
+}
+
+func (e *authEndpoint) Seen() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.seen...)
+}
+
+func oauthSender(t *testing.T, url, tokenURL string, opts ...Option) *Sender {
+	t.Helper()
+	s, err := NewSender(&triggers.Trigger{Name: "t", Retry: triggers.RetryPolicy{MaxAttempts: 3}, Webhook: triggers.Webhook{URL: url,
+		Auth: &triggers.Auth{OAuth2: &triggers.OAuth2ClientCredentials{TokenURL: tokenURL, ClientID: "changehook", ClientSecret: "sup3rs3cret", Scopes: []string{"events.write", "b"}}}}},
+		append([]Option{WithClock(newFakeClock())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestOAuth2TokenCachedAndExpiring(t *testing.T) {
+	tokens := newTokenServer(t, 3600)
+	ep := newAuthEndpoint(t)
+	s := oauthSender(t, ep.URL, tokens.URL)
+	for i := range 5 {
+		if _, err := s.Deliver(context.Background(), testEvent(t, i, "a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := tokens.requests.Load(); n != 1 {
+		t.Errorf("token requests for 5 deliveries with a 1h token: %d, want 1", n)
+	}
+	for _, a := range ep.Seen() {
+		if a != "Bearer tok-1" {
+			t.Errorf("Authorization %q, want Bearer tok-1", a)
+		}
+	}
+	if f := tokens.forms[0]; f != "client_credentials changehook:sup3rs3cret scope=events.write b" {
+		t.Errorf("token request %q", f)
+	}
+
+	// A token that expires within oauth2's 10 s margin is requested again
+	// for every delivery.
+	short := newTokenServer(t, 5)
+	ep2 := newAuthEndpoint(t)
+	s2 := oauthSender(t, ep2.URL, short.URL)
+	for i := range 3 {
+		if _, err := s2.Deliver(context.Background(), testEvent(t, i, "a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := short.requests.Load(); n != 3 {
+		t.Errorf("token requests with expiring tokens: %d, want 3", n)
+	}
+	if got := strings.Join(ep2.Seen(), ","); got != "Bearer tok-1,Bearer tok-2,Bearer tok-3" {
+		t.Errorf("endpoint saw %s", got)
+	}
+}
+
+func TestOAuth2UnauthorizedRefreshesOnce(t *testing.T) {
+	// The endpoint revoked tok-1: the 401 drops it, a new token is
+	// requested and the attempt is sent again, once.
+	tokens := newTokenServer(t, 3600)
+	ep := newAuthEndpoint(t, "tok-1")
+	var attempts []Attempt
+	s := oauthSender(t, ep.URL, tokens.URL, WithObserver(func(a Attempt) { attempts = append(attempts, a) }))
+	res, err := s.Deliver(context.Background(), testEvent(t, 1, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Attempts != 1 || len(attempts) != 1 || tokens.requests.Load() != 2 {
+		t.Errorf("attempts %d observed %d token requests %d, want 1 1 2", res.Attempts, len(attempts), tokens.requests.Load())
+	}
+	if got := strings.Join(ep.Seen(), ","); got != "Bearer tok-1,Bearer tok-2" {
+		t.Errorf("endpoint saw %s", got)
+	}
+	// The new token is cached.
+	if _, err := s.Deliver(context.Background(), testEvent(t, 2, "a")); err != nil || tokens.requests.Load() != 2 {
+		t.Errorf("second delivery: %v, token requests %d", err, tokens.requests.Load())
+	}
+
+	// An endpoint that refuses every token: each attempt refreshes once and
+	// retries once, no loop; 401 is permanent by the default rules.
+	tokens2 := newTokenServer(t, 3600)
+	ep2 := newAuthEndpoint(t)
+	ep2.always = true
+	s2 := oauthSender(t, ep2.URL, tokens2.URL)
+	res, err = s2.Deliver(context.Background(), testEvent(t, 1, "a"))
+	var ae *AttemptError
+	if err == nil || !errors.As(err, &ae) || ae.Status != 401 || ae.Retryable || res.Attempts != 1 {
+		t.Fatalf("always 401: res %+v err %v", res, err)
+	}
+	if n, m := tokens2.requests.Load(), len(ep2.Seen()); n != 2 || m != 2 {
+		t.Errorf("always 401: token requests %d, endpoint requests %d, want 2 and 2", n, m)
+	}
+}
+
+func TestOAuth2TokenEndpointFailures(t *testing.T) {
+	ep := newAuthEndpoint(t)
+	for _, tc := range []struct {
+		status int
+		retry  bool
+	}{{http.StatusUnauthorized, false}, {http.StatusServiceUnavailable, true}} {
+		tokens := newTokenServer(t, 3600)
+		tokens.status = tc.status
+		s := oauthSender(t, ep.URL, tokens.URL+"/token?key=qu3ryv4l")
+		res, err := s.Deliver(context.Background(), testEvent(t, 1, "a"))
+		var ae *AttemptError
+		if err == nil || !errors.As(err, &ae) || ae.Reason != ReasonAuth || ae.Retryable != tc.retry || res.Reason != ReasonAuth {
+			t.Fatalf("token status %d: res %+v err %v", tc.status, res, err)
+		}
+		wantAttempts := 1
+		if tc.retry {
+			wantAttempts = 3
+		}
+		if res.Attempts != wantAttempts {
+			t.Errorf("token status %d: %d attempts, want %d", tc.status, res.Attempts, wantAttempts)
+		}
+		for _, leak := range []string{"sup3rs3cret", "qu3ryv4l"} {
+			if strings.Contains(err.Error(), leak) {
+				t.Errorf("error leaks %q: %v", leak, err)
+			}
+		}
+		if !strings.Contains(err.Error(), fmt.Sprintf("answered HTTP %d", tc.status)) || !strings.Contains(err.Error(), "(invalid_client)") {
+			t.Errorf("error %v", err)
+		}
+	}
+	if len(ep.Seen()) != 0 {
+		t.Errorf("the endpoint got %d requests without a token", len(ep.Seen()))
+	}
+	// The network guard applies to the token endpoint too.
+	tokens := newTokenServer(t, 3600)
+	s, err := NewSender(&triggers.Trigger{Name: "t", Network: triggers.NetworkPolicy{Deny: denyLoopback()}, Webhook: triggers.Webhook{URL: "http://192.0.2.1/",
+		Auth: &triggers.Auth{OAuth2: &triggers.OAuth2ClientCredentials{TokenURL: tokens.URL, ClientID: "c", ClientSecret: "s"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Deliver(context.Background(), testEvent(t, 1, "a"))
+	if err == nil || !strings.Contains(err.Error(), "blocked by the network guard") || tokens.requests.Load() != 0 {
+		t.Errorf("token request to a denied address: %v (token requests %d)", err, tokens.requests.Load())
+	}
+}
+
+// testPKI is a CA with a server certificate for 127.0.0.1 and a client
+// certificate, written as PEM files under dir.
+type testPKI struct {
+	ca                    *x509.Certificate
+	caFile                string
+	serverCert            tls.Certificate
+	clientCert, clientKey string
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	p := &testPKI{ca: ca, caFile: filepath.Join(dir, "ca.pem")}
+	writePEM(t, p.caFile, "CERTIFICATE", caDER)
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ip bool) ([]byte, *ecdsa.PrivateKey) {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
+			NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature}
+		if ip {
+			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der, k
+	}
+	sDER, sKey := issue(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, true)
+	p.serverCert = tls.Certificate{Certificate: [][]byte{sDER}, PrivateKey: sKey}
+	cDER, cKey := issue(3, "changehook", x509.ExtKeyUsageClientAuth, false)
+	p.clientCert, p.clientKey = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	writePEM(t, p.clientCert, "CERTIFICATE", cDER)
+	kDER, _ := x509.MarshalECPrivateKey(cKey)
+	writePEM(t, p.clientKey, "EC PRIVATE KEY", kDER)
+	return p
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mtlsServer is an httptest TLS server that requires a client certificate
+// signed by p's CA and records the client's common name.
+func (p *testPKI) mtlsServer(t *testing.T, maxVersion uint16) (*httptest.Server, chan string) {
+	cns := make(chan string, 8)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		cns <- r.TLS.PeerCertificates[0].Subject.CommonName
+	}))
+	pool := x509.NewCertPool()
+	pool.AddCert(p.ca)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MaxVersion: maxVersion}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, cns
+}
+
+func TestMutualTLS(t *testing.T) {
+	p := newTestPKI(t)
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(version), func(t *testing.T) {
+			srv, cns := p.mtlsServer(t, version)
+			send := func(tl *triggers.TLS, retryOn triggers.StatusRules) (Result, error) {
+				t.Helper()
+				if err := tl.LoadFiles(); err != nil {
+					t.Fatal(err)
+				}
+				s, err := NewSender(&triggers.Trigger{Name: "t", Retry: triggers.RetryPolicy{MaxAttempts: 1, RetryOn: retryOn},
+					Webhook: triggers.Webhook{URL: srv.URL, TLS: tl}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s.Deliver(context.Background(), testEvent(t, 1, "a"))
+			}
+			// With the client certificate: delivered, the server saw it.
+			if _, err := send(&triggers.TLS{CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey}, nil); err != nil {
+				t.Fatalf("with client certificate: %v", err)
+			}
+			if cn := <-cns; cn != "changehook" {
+				t.Errorf("server saw client %q", cn)
+			}
+			// Without: a tls failure that names the client certificate,
+			// retried by the default rules (connection), permanent without.
+			for _, retryOn := range []triggers.StatusRules{nil, {"5xx"}} {
+				res, err := send(&triggers.TLS{CAFile: p.caFile}, retryOn)
+				var ae *AttemptError
+				if err == nil || !errors.As(err, &ae) || ae.Reason != ReasonTLS || res.Reason != ReasonTLS || ae.Retryable != (retryOn == nil) {
+					t.Fatalf("without client certificate (retry_on %v): res %+v err %v", retryOn, res, err)
+				}
+				if !strings.Contains(err.Error(), "check webhook.tls.cert_file and key_file") {
+					t.Errorf("message: %v", err)
+				}
+			}
+			// Without the CA: the server is not trusted.
+			res, err := send(&triggers.TLS{CertFile: p.clientCert, KeyFile: p.clientKey}, nil)
+			if err == nil || res.Reason != ReasonTLS || !strings.Contains(err.Error(), "the server's certificate is not trusted; check webhook.tls.ca_file") {
+				t.Errorf("without the CA: res %+v err %v", res, err)
+			}
+		})
+	}
+	// min_version 1.3 against a TLS 1.2-only server fails the handshake.
+	srv, _ := p.mtlsServer(t, tls.VersionTLS12)
+	tl := &triggers.TLS{CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey, MinVersion: triggers.TLSVersion13}
+	if err := tl.LoadFiles(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSender(&triggers.Trigger{Name: "t", Retry: triggers.RetryPolicy{MaxAttempts: 1}, Webhook: triggers.Webhook{URL: srv.URL, TLS: tl}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Deliver(context.Background(), testEvent(t, 1, "a"))
+	if err == nil || res.Reason != ReasonTLS {
+		t.Errorf("min_version 1.3 against 1.2: res %+v err %v", res, err)
+	}
+}
+
+func TestTLSKeepsNetworkGuard(t *testing.T) {
+	p := newTestPKI(t)
+	srv, _ := p.mtlsServer(t, 0)
+	tl := &triggers.TLS{CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey}
+	if err := tl.LoadFiles(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSender(&triggers.Trigger{Name: "t", Network: triggers.NetworkPolicy{Deny: denyLoopback()}, Webhook: triggers.Webhook{URL: srv.URL, TLS: tl}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Deliver(context.Background(), testEvent(t, 1, "a"))
+	if err == nil || res.Reason != ReasonBlocked {
+		t.Errorf("TLS webhook on a denied address: res %+v err %v", res, err)
+	}
+}
+
+// denyLoopback is a network.deny of every loopback address.
+func denyLoopback() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
