@@ -87,13 +87,13 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 		return fail(env, "test", errors.New("the event has no _id (its resume token): copy a real change event, _id included"))
 	}
 	ev := dispatcher.Event{Raw: raw, Token: token.Value}
-	payload, err := dispatcher.BuildPayload(t.Webhook, ev)
+	msg, err := dispatcher.BuildMessage(t.Name, t.Webhook, ev)
 	if err != nil {
 		return fail(env, "test", err) // BuildPayload's errors say "build payload:"
 	}
-	id := dispatcher.WebhookID(t.Name, ev.Token)
+	id, payload := msg.ID, msg.Body
 	fmt.Fprintf(w, "\nrequest:  %s %s\n", t.Webhook.Method, t.Webhook.RedactedURL())
-	writeHeaders(w, t, env.Version, id, payload)
+	writeHeaders(w, t, env.Version, id, payload, msg.Header)
 	fmt.Fprintf(w, "\nbody (exact bytes, %d):\n%s\n", len(payload), payload)
 	if !*send {
 		return ExitOK
@@ -185,15 +185,27 @@ func extJSONValue(v any) string {
 
 // writeHeaders prints the request headers as the dispatcher would send
 // them, configured header values masked.
-func writeHeaders(w io.Writer, t *triggers.Trigger, ver, id string, payload []byte) {
+func writeHeaders(w io.Writer, t *triggers.Trigger, ver, id string, payload []byte, extra http.Header) {
 	h := http.Header{}
 	for k := range t.Webhook.Headers {
 		h.Set(k, triggers.RedactedMask)
 	}
+	for k, v := range extra {
+		h[k] = v // the CloudEvents binary attributes: not secret
+	}
 	if h.Get("User-Agent") == "" {
 		h.Set("User-Agent", version.UserAgent(ver))
 	}
+	switch k := t.Webhook.Auth.Kind(); k {
+	case "basic", "bearer":
+		h.Set("Authorization", triggers.RedactedMask+"   (webhook.auth."+k+")")
+	case "oauth2_client_credentials":
+		h.Set("Authorization", "Bearer "+triggers.RedactedMask+"   (an OAuth2 access token, requested when sent)")
+	}
 	h.Set("Content-Type", "application/json")
+	if t.Webhook.Format == triggers.FormatCloudEvents {
+		h.Set("Content-Type", dispatcher.ContentTypeCloudEventsJSON)
+	}
 	h.Set("X-Changehook-Trigger", t.Name)
 	h.Set("webhook-id", id)
 	now := time.Now()
