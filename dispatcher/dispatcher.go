@@ -224,6 +224,10 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		return true
 	case err == nil:
 		d.metrics.delivery(trigger, OutcomeDelivered, d.clock.Now().Sub(j.submitted).Seconds())
+		if d.log.Enabled(ctx, slog.LevelDebug) {
+			d.log.LogAttrs(ctx, slog.LevelDebug, "event delivered", slog.String("webhook_id", res.WebhookID),
+				slog.Int("status", res.Status), slog.Int("attempts", res.Attempts), slog.Duration("latency", res.Latency))
+		}
 		return true
 	case res.Reason == ReasonCanceled || ctx.Err() != nil:
 		d.metrics.delivery(trigger, OutcomeFailed, -1)

@@ -346,9 +346,14 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 		if forever {
 			retry = true // never skip an event
 		}
-		if msg := err.Error(); msg != lastLog {
+		// Warn when the failure changes; at debug level, every attempt.
+		if msg := err.Error(); msg != lastLog || s.log.Enabled(ctx, slog.LevelDebug) {
+			level := slog.LevelWarn
+			if msg == lastLog {
+				level = slog.LevelDebug
+			}
 			lastLog = msg
-			s.log.LogAttrs(ctx, slog.LevelWarn, "delivery attempt failed",
+			s.log.LogAttrs(ctx, level, "delivery attempt failed",
 				slog.String("webhook_id", id),
 				slog.Int("attempt", n),
 				slog.String("reason", at.Reason),

@@ -1,15 +1,13 @@
 // Command changehook runs webhook triggers for MongoDB change streams.
 //
-// All logic lives in package cli; main only wires the process: arguments,
-// SIGINT/SIGTERM (the first one stops gracefully, a second one kills the
-// process at once) and the exit code.
+// All logic lives in package cli; main only runs it as the process (see
+// cli.Main: the first SIGINT/SIGTERM stops gracefully, a second one exits at
+// once after removing what must not outlive the process) and exits with its
+// code.
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/changehook/changehook/internal/cli"
 )
@@ -18,15 +16,5 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run())
-}
-
-func run() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // restore the default handlers: a second signal terminates at once
-	}()
-	return cli.Run(ctx, os.Args[1:], cli.OSEnv(version))
+	os.Exit(cli.Main(os.Args[1:], cli.OSEnv(version)))
 }

@@ -67,7 +67,18 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 		}
 	}
 
-	srv, err := devdb.Start(ctx, devdb.Options{Addr: *addr, Data: *data, Logger: log.With("component", "devdb")})
+	dataDir := *data
+	if dataDir == "" {
+		// Our own temporary directory rather than devdb's, so that it is
+		// removed on every exit path (see devDir).
+		dd, err := newDevDir("", log)
+		if err != nil {
+			return fail(env, "dev", err)
+		}
+		defer dd.remove()
+		dataDir = dd.path
+	}
+	srv, err := devdb.Start(ctx, devdb.Options{Addr: *addr, Data: dataDir, Logger: log.With("component", "devdb")})
 	if err != nil {
 		return fail(env, "dev", fmt.Errorf("start devdb: %w", err))
 	}
@@ -84,13 +95,20 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	if forget, err := writeDevRuntime(env, srv.URI(), configName); err != nil {
 		log.Warn("other commands will not find this dev (pass them -c and MONGODB_URI)", "error", err)
 	} else {
-		defer forget()
+		unhook := atForcedExit(forget)
+		defer func() {
+			unhook()
+			forget()
+		}()
 	}
-	where := "data in a temporary directory, removed on exit; --data DIR keeps it"
+	where := "data in " + dataDir + ", removed on exit; --data DIR keeps it"
 	if *data != "" {
 		where = "data in " + *data
 	}
 	fmt.Fprintf(env.Stdout, "devdb      %s  (%s)\n", srv.URI(), where)
+
+	rf.deliveries = env.Stdout
+	fmt.Fprintln(env.Stdout, "deliveries one line per attempt: time, trigger, HTTP status, latency, webhook-id (and the failure reason)")
 
 	runCtx, stopDemo := context.WithCancel(ctx)
 	defer stopDemo()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/cluster"
+	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/admin"
 	"github.com/changehook/changehook/internal/admin/console"
 	"github.com/changehook/changehook/runner"
@@ -30,6 +32,8 @@ type runFlags struct {
 	cpEveryT  time.Duration
 	// clustered runs triggers under cluster leases (run, not dev).
 	clustered bool
+	// deliveries, when set, receives one line per delivery attempt (dev).
+	deliveries io.Writer
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -120,6 +124,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		Clustered:          rf.clustered,
 		Standby:            standby,
 		Controls:           true,
+		DispatcherOptions:  dispatcherOptions(rf),
 	})
 	if err != nil {
 		return fmt.Errorf("prepare triggers: %w", err)
@@ -161,6 +166,16 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	if started != nil {
 		started(rn)
 	}
+	served := make(chan struct{})
+	defer close(served)
+	go func() {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: in-flight deliveries may finish within the grace period, then checkpoints are saved; a second SIGINT/SIGTERM exits at once",
+				"grace", rf.grace)
+		case <-served:
+		}
+	}()
 	if mgr != nil {
 		// The membership outlives the triggers: on shutdown every trigger
 		// drains, saves its final checkpoint and releases its lease first,
@@ -183,4 +198,16 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	}
 	log.Info("changehook stopped: in-flight deliveries finished or timed out, checkpoints saved")
 	return nil
+}
+
+// dispatcherOptions returns the runner's extra dispatcher options: dev's
+// per-delivery printer when rf.deliveries is set.
+func dispatcherOptions(rf runFlags) func(*triggers.Trigger) []dispatcher.Option {
+	if rf.deliveries == nil {
+		return nil
+	}
+	p := &deliveryPrinter{w: rf.deliveries, now: time.Now}
+	return func(t *triggers.Trigger) []dispatcher.Option {
+		return []dispatcher.Option{dispatcher.WithObserver(p.observer(t.Name))}
+	}
 }

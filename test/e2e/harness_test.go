@@ -20,7 +20,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,10 +48,7 @@ const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 // runnerEnv is set, exactly as cmd/changehook does.
 func TestMain(m *testing.M) {
 	if os.Getenv(runnerEnv) == "1" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		code := cli.Run(ctx, os.Args[1:], cli.OSEnv("e2e"))
-		stop()
-		os.Exit(code)
+		os.Exit(cli.Main(os.Args[1:], cli.OSEnv("e2e")))
 	}
 	os.Exit(m.Run())
 }
@@ -296,8 +292,14 @@ func (b *syncBuffer) String() string {
 // until its admin server is up.
 func startRunner(t *testing.T, args ...string) *runner {
 	t.Helper()
+	return startRunnerEnv(t, nil, args...)
+}
+
+// startRunnerEnv is startRunner with extra environment variables (NAME=value).
+func startRunnerEnv(t *testing.T, env []string, args ...string) *runner {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), runnerEnv+"=1")
+	cmd.Env = append(append(os.Environ(), runnerEnv+"=1"), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
