@@ -24,7 +24,7 @@ func evalTopLevel() map[string]topLevelCompiler {
 		},
 		"$where":      refuse(mongoerr.NotImplemented, "$where is not supported by devdb"),
 		"$text":       refuse(mongoerr.IndexNotFound, "text index required for $text query"),
-		"$jsonSchema": refuse(mongoerr.NotImplemented, "$jsonSchema is not supported by devdb"),
+		"$jsonSchema": compileJSONSchemaTop,
 		"$sampleRate": refuse(mongoerr.NotImplemented, "$sampleRate is not supported by devdb"),
 	}
 }

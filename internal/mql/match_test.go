@@ -290,7 +290,7 @@ func TestCompileFilterErrors(t *testing.T) {
 		{"in with operator", `{"a": {"$in": [{"$gt": 1}]}}`, mongoerr.BadValue, "cannot nest $ under $in"},
 		{"where", `{"$where": "true"}`, mongoerr.NotImplemented, ""},
 		{"text", `{"$text": {"$search": "x"}}`, mongoerr.IndexNotFound, "text index required for $text query"},
-		{"jsonSchema", `{"$jsonSchema": {}}`, mongoerr.NotImplemented, ""},
+		{"jsonSchema unknown keyword", `{"$jsonSchema": {"nope": 1}}`, mongoerr.FailedToParse, ""},
 		{"near", `{"a": {"$near": [0, 0]}}`, mongoerr.NoQueryExecutionPlans, ""},
 		{"geoWithin", `{"a": {"$geoWithin": {}}}`, mongoerr.NotImplemented, ""},
 		{"bits negative", `{"a": {"$bitsAllSet": -1}}`, mongoerr.BadValue, ""},

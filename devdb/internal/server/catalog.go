@@ -60,7 +60,12 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 				return nil, err
 			}
 			opts = append(opts, e)
-		case "storageEngine", "indexOptionDefaults", "validationLevel", "validationAction":
+		case "storageEngine", "indexOptionDefaults":
+			opts = append(opts, e)
+		case "validator", "validationLevel", "validationAction":
+			if err := checkValidationOption("create", e); err != nil {
+				return nil, err
+			}
 			opts = append(opts, e)
 		case "capped":
 			if b, _ := boolValue("create.capped", e.Value); b {
@@ -73,11 +78,6 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support clustered collections")
 		case "viewOn", "pipeline":
 			isView = true
-		case "validator":
-			if d, ok := e.Value.(bson.D); ok && len(d) == 0 {
-				continue
-			}
-			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not enforce document validators; remove the validator option")
 		case "collation":
 			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations")
 		case "encryptedFields":
@@ -424,10 +424,14 @@ func (s *Server) cmdCollMod(_ context.Context, req *Request) (bson.D, error) {
 			}
 			opts = append(opts, e)
 		case genericCommandFields[e.Key]:
-		case e.Key == "validator" || e.Key == "validationLevel" || e.Key == "validationAction" ||
-			e.Key == "index" || e.Key == "viewOn" || e.Key == "pipeline" || e.Key == "expireAfterSeconds" ||
+		case e.Key == "validator" || e.Key == "validationLevel" || e.Key == "validationAction":
+			if err := checkValidationOption("collMod", e); err != nil {
+				return nil, err
+			}
+			opts = append(opts, e)
+		case e.Key == "index" || e.Key == "viewOn" || e.Key == "pipeline" || e.Key == "expireAfterSeconds" ||
 			e.Key == "timeseries" || e.Key == "cappedSize" || e.Key == "cappedMax":
-			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb's collMod supports only changeStreamPreAndPostImages, not %s", e.Key)
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb's collMod supports only changeStreamPreAndPostImages and validation options, not %s", e.Key)
 		default:
 			return nil, mongoerr.Errorf(mongoerr.IDLUnknownField, "BSON field 'collMod.%s' is an unknown field.", e.Key)
 		}
@@ -436,4 +440,30 @@ func (s *Server) cmdCollMod(_ context.Context, req *Request) (bson.D, error) {
 		_, err := tx.ModifyCollection(req.DB, coll, opts)
 		return bson.D{}, err
 	})
+}
+
+// checkValidationOption checks a validator, validationLevel or
+// validationAction option of create or collMod. A validator is a query
+// filter (compiled here so that an unknown operator fails the command).
+func checkValidationOption(cmd string, e bson.E) error {
+	switch e.Key {
+	case "validator":
+		d, ok := e.Value.(bson.D)
+		if !ok {
+			return mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.validator' is the wrong type '%s', expected type 'object'", cmd, mql.TypeName(e.Value))
+		}
+		if _, err := mql.CompileFilter(d); err != nil {
+			return err
+		}
+	case "validationLevel", "validationAction":
+		v, _ := e.Value.(string)
+		allowed := []string{"off", "strict", "moderate"}
+		if e.Key == "validationAction" {
+			allowed = []string{"error", "warn"}
+		}
+		if !slices.Contains(allowed, v) {
+			return mongoerr.Errorf(mongoerr.BadValue, "Enumeration value '%v' for field '%s.%s' is not a valid value.", e.Value, cmd, e.Key)
+		}
+	}
+	return nil
 }

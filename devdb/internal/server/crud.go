@@ -42,7 +42,27 @@ func dataErr(err error) error {
 	if errors.As(err, &de) {
 		return &dupKeyError{ce: &mongoerr.Error{Code: mongoerr.DuplicateKey, Message: de.Error()}, de: de}
 	}
+	var ve *storage.ValidationError
+	if errors.As(err, &ve) {
+		return &validationErr{ce: &mongoerr.Error{Code: mongoerr.DocumentValidationFailure, Message: ve.Error()}, ve: ve}
+	}
 	return err
+}
+
+// validationErr is a DocumentValidationFailure command error: both the
+// *mongoerr.Error and the *storage.ValidationError (for errInfo).
+type validationErr struct {
+	ce *mongoerr.Error
+	ve *storage.ValidationError
+}
+
+func (e *validationErr) Error() string   { return e.ce.Error() }
+func (e *validationErr) Unwrap() []error { return []error{e.ce, e.ve} }
+
+// validationErrInfo is a DocumentValidationFailure's errInfo:
+// {failingDocumentId, details}.
+func validationErrInfo(ve *storage.ValidationError) bson.D {
+	return bson.D{{Key: "failingDocumentId", Value: ve.ID}, {Key: "details", Value: ve.Details}}
 }
 
 // dupKeyError is a DuplicateKey command error: both the *mongoerr.Error and
@@ -64,15 +84,21 @@ func writeErrorDoc(index int, err error) bson.D {
 			{Key: "keyPattern", Value: de.KeyPattern}, {Key: "keyValue", Value: de.KeyValue}, {Key: "errmsg", Value: de.Error()}}
 	}
 	ce, _ := asCommandError(dataErr(err))
-	return bson.D{{Key: "index", Value: int32(index)}, {Key: "code", Value: int32(ce.Code)}, {Key: "errmsg", Value: ce.Message}}
+	d := bson.D{{Key: "index", Value: int32(index)}, {Key: "code", Value: int32(ce.Code)}, {Key: "errmsg", Value: ce.Message}}
+	var ve *storage.ValidationError
+	if errors.As(err, &ve) {
+		d = append(d, bson.E{Key: "errInfo", Value: validationErrInfo(ve)})
+	}
+	return d
 }
 
 // isWriteError reports whether err fails only one statement of a write
 // command (reported in writeErrors) rather than the whole command.
 func isWriteError(err error) bool {
 	var de *storage.DuplicateKeyError
+	var ve *storage.ValidationError
 	var me *mongoerr.Error
-	return errors.As(err, &de) || errors.As(err, &me)
+	return errors.As(err, &de) || errors.As(err, &ve) || errors.As(err, &me)
 }
 
 // collectionArg returns the collection named by the command's first field.
@@ -230,7 +256,14 @@ func (s *Server) parseWriteBatch(req *Request, key string) (writeBatch, error) {
 func (s *Server) execWrite(req *Request, op, coll string, rw *retryableWrite, exec func(tx *storage.Tx) (bson.D, error)) (bson.D, error) {
 	var reply bson.D
 	var tw transactionalWrite
-	err := s.store.Update(func(tx *storage.Tx) error {
+	bypass, err := boolArg(req, "bypassDocumentValidation", false)
+	if err != nil {
+		return nil, err
+	}
+	err = s.store.Update(func(tx *storage.Tx) error {
+		if bypass {
+			tx.SkipValidation()
+		}
 		r, done, err := s.replayWrite(tx, rw)
 		if err != nil || done {
 			reply = r

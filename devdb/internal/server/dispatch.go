@@ -234,6 +234,10 @@ func (s *Server) runCommand(ctx context.Context, req *Request) (bson.D, error) {
 			// As MongoDB's DuplicateKey command errors (findAndModify): after codeName.
 			reply = slices.Insert(reply, 4, bson.E{Key: "keyPattern", Value: de.KeyPattern}, bson.E{Key: "keyValue", Value: de.KeyValue})
 		}
+		var ve *storage.ValidationError
+		if ce.Code == mongoerr.DocumentValidationFailure && errors.As(err, &ve) {
+			reply = slices.Insert(reply, 4, bson.E{Key: "errInfo", Value: validationErrInfo(ve)})
+		}
 		return reply, nil
 	}
 	return s.okReply(s.failCommandAfter(req, reply)), nil

@@ -139,6 +139,9 @@ func (t *Tx) Insert(c *Collection, doc bson.D) (RecordID, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := t.validate(c, nil, doc); err != nil {
+		return 0, err
+	}
 	keys, err := t.uniqueKeys(c, doc, nil)
 	if err != nil {
 		return 0, err
@@ -216,6 +219,9 @@ func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 	}
 	if !ok {
 		return mongoerr.Errorf(mongoerr.BadValue, "record %d of %s does not exist", rid, c.Namespace())
+	}
+	if err := t.validate(c, old, doc); err != nil {
+		return err
 	}
 	raw, err := encodeDoc(doc)
 	if err != nil {

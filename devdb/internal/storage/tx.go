@@ -29,6 +29,9 @@ type Tx struct {
 	oldest     uint64
 	oplogAdded int64
 	docWrites  int
+
+	// skipValidation is set by SkipValidation (bypassDocumentValidation).
+	skipValidation bool
 }
 
 // RecordID identifies a stored document within its collection; record ids
