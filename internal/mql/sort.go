@@ -156,3 +156,43 @@ func collectSortValues(v any, parts []string, fn func(any), empty *bool) {
 		}
 	}
 }
+
+// KeyValues returns the values doc sorts by, one per sort key (as Compare
+// computes them), so that a caller can keep only these instead of the
+// whole document; CompareKeys orders two such slices as Compare orders the
+// documents.
+func (s *Sort) KeyValues(doc bson.D) []any {
+	out := make([]any, len(s.keys))
+	for i, k := range s.keys {
+		out[i] = sortKeyValue(doc, k)
+	}
+	return out
+}
+
+// CompareKeys orders two KeyValues results of s as Compare orders their
+// documents.
+func (s *Sort) CompareKeys(a, b []any) int {
+	for i, k := range s.keys {
+		c := Compare(a[i], b[i])
+		if k.desc {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// Fields returns the sort's field paths and directions (1 or -1), in order.
+func (s *Sort) Fields() bson.D {
+	out := make(bson.D, len(s.keys))
+	for i, k := range s.keys {
+		dir := 1
+		if k.desc {
+			dir = -1
+		}
+		out[i] = bson.E{Key: strings.Join(k.parts, "."), Value: dir}
+	}
+	return out
+}

@@ -29,9 +29,10 @@ type findSpec struct {
 
 // sortDocs sorts seq by spec, keeping only the first keep documents when
 // keep > 0 (top-k for sort+limit). It enforces the blocking-sort memory
-// limit.
+// limit on the documents it holds (all of them, or the k kept).
 func sortDocs(seq iter.Seq2[bson.D, error], s *mql.Sort, keep int64) ([]bson.D, error) {
 	var out []bson.D
+	var sizes []int // per kept document, for top-k
 	var bytes int
 	for d, err := range seq {
 		if err != nil {
@@ -42,6 +43,8 @@ func sortDocs(seq iter.Seq2[bson.D, error], s *mql.Sort, keep int64) ([]bson.D, 
 				continue
 			}
 			out = out[:len(out)-1]
+			bytes -= sizes[len(sizes)-1]
+			sizes = sizes[:len(sizes)-1]
 		}
 		// Stable: insert after every element that compares equal.
 		i, _ := slices.BinarySearchFunc(out, d, func(e, t bson.D) int {
@@ -51,11 +54,15 @@ func sortDocs(seq iter.Seq2[bson.D, error], s *mql.Sort, keep int64) ([]bson.D, 
 			return 1
 		})
 		out = slices.Insert(out, i, d)
-		if keep <= 0 {
-			bytes += approxSize(d)
-			if bytes > maxSortBytes {
-				return nil, mongoerr.Errorf(mongoerr.QueryExceededMemoryLimitNoDiskUseAllowed, "Executor error during find command :: caused by :: Sort exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxSortBytes)
-			}
+		// A top-k sort (sort + limit) holds only the k best documents, and
+		// only they count against the limit, as in MongoDB.
+		sz := approxSize(d)
+		if keep > 0 {
+			sizes = slices.Insert(sizes, i, sz)
+		}
+		bytes += sz
+		if bytes > maxSortBytes {
+			return nil, mongoerr.Errorf(mongoerr.QueryExceededMemoryLimitNoDiskUseAllowed, "Executor error during find command :: caused by :: Sort exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxSortBytes)
 		}
 	}
 	return out, nil
@@ -96,6 +103,10 @@ func (s *Server) results(db, coll string, f *findSpec) iter.Seq2[bson.D, error] 
 			if f.limit > 0 {
 				keep = f.skip + f.limit
 			}
+			if s.indexProvidesSort(db, coll, f) {
+				src = s.indexOrder(db, coll, f.plan, f.sort, keep)
+				goto emit
+			}
 			sorted, err := sortDocs(src, f.sort, keep)
 			if err != nil {
 				yield(nil, err)
@@ -109,6 +120,7 @@ func (s *Server) results(db, coll string, f *findSpec) iter.Seq2[bson.D, error] 
 				}
 			}
 		}
+	emit:
 		var skipped, emitted int64
 		for d, err := range src {
 			if err != nil {

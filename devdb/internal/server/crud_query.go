@@ -31,6 +31,9 @@ type queryPlan struct {
 	// pre are top-level equality conditions of the filter that a stored
 	// document's raw bytes can refute without decoding it (see mayMatch).
 	pre []fieldCondition
+	// pinned are the fields the filter pins to one value by top-level
+	// equality (for index-provided sorts).
+	pinned map[string]bool
 }
 
 // letArg evaluates the command's optional let document (MongoDB 5.0+ on
@@ -58,7 +61,7 @@ func compileQuery(filter bson.D) (*queryPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &queryPlan{filter: f, pre: fieldConditions(filter)}
+	p := &queryPlan{filter: f, pre: fieldConditions(filter), pinned: equalityFields(filter)}
 	if v, ok := fieldOf(filter, "_id"); ok {
 		switch x := v.(type) {
 		case bson.Regex, bson.A:
