@@ -26,6 +26,7 @@ func init() {
 		arrayOperators(),
 		convertOperators(),
 		dateOperators(),
+		hashOperators(),
 	} {
 		for name, c := range family {
 			if _, dup := exprOperators[name]; dup {
