@@ -212,12 +212,7 @@ func (m *Manager) LeaseTTL() time.Duration { return m.opts.LeaseTTL }
 
 // Key returns the lease (and checkpoint) key of partition p of n of trigger:
 // the trigger name when n is 1, else "NAME/p<p>of<n>".
-func Key(trigger string, p, n int) string {
-	if n <= 1 {
-		return trigger
-	}
-	return fmt.Sprintf("%s/p%dof%d", trigger, p, n)
-}
+func Key(trigger string, p, n int) string { return triggers.PartitionKey(trigger, p, n) }
 
 // Ownership is this instance's hold of one lease, handed out by Await.
 type Ownership struct {

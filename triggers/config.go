@@ -64,6 +64,14 @@ const (
 	MinInflightBytes int64 = 1 << 10
 	// MaxInflightBytes is the largest max_inflight_bytes accepted (1 TiB).
 	MaxInflightBytes int64 = 1 << 40
+	// MaxPartitions bounds a trigger's partitions. Every partition is a
+	// change stream of its own, and the server reads the whole oplog once
+	// per stream (the partition filter only spares the network), so the
+	// server's oplog reading grows linearly with the partitions; each is
+	// also a lease, a checkpoint and a dispatcher with concurrency workers.
+	// 64 partitions spread one trigger over 64 processes, far beyond what
+	// one trigger's event rate needs.
+	MaxPartitions = 64
 )
 
 // DefaultOperations returns the operation types a trigger watches when its
@@ -224,9 +232,22 @@ type Trigger struct {
 	// per_document and none, always 1 for strict (see
 	// Ordering.Concurrency).
 	Concurrency int
-	// MaxInflightBytes bounds the bytes of this trigger's events in flight;
-	// one event larger than it is still admitted alone.
+	// MaxInflightBytes bounds the bytes of this trigger's events in flight
+	// (per partition); one event larger than it is still admitted alone.
 	MaxInflightBytes int64
+	// Partitions splits the trigger into this many change streams, 1 to
+	// MaxPartitions (1: not partitioned). Partition i reads the events
+	// whose documentKey._id hashes to i (hash mod Partitions, computed by
+	// the server with $toHashedIndexKey), so a document's changes always
+	// go through the same partition, in order; events without a
+	// documentKey (drop, rename, dropDatabase, DDL events) go through
+	// partition 0 only. Each partition has its own checkpoint and lease,
+	// keyed PartitionKey(Name, i, Partitions); Concurrency and
+	// MaxInflightBytes apply per partition. Never with Ordering Strict.
+	Partitions int
+	// unit is 1 + the partition this value reads, set by Partition on a
+	// copy; 0 on the trigger as configured, which reads every event.
+	unit int
 	// Enabled false keeps the trigger in the file without running it.
 	Enabled bool
 	// Webhook is the endpoint.

@@ -616,7 +616,7 @@ func triggerFields() []string {
 	return []string{
 		"name", "database", "collection", "operations", "match", "project",
 		"full_document", "full_document_before_change", "start_at", "ordering",
-		"concurrency", "max_inflight_bytes", "enabled", "webhook", "retry", "dead_letter",
+		"concurrency", "max_inflight_bytes", "partitions", "enabled", "webhook", "retry", "dead_letter",
 	}
 }
 
@@ -642,6 +642,7 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 		Ordering:                 Strict,
 		Concurrency:              DefaultConcurrency,
 		MaxInflightBytes:         DefaultMaxInflightBytes,
+		Partitions:               1,
 		Enabled:                  true,
 		DeadLetter:               true,
 		Pos:                      d.pos(at),
@@ -697,6 +698,15 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 		t.Concurrency = t.Ordering.Concurrency(t.Concurrency)
 	}
 	t.MaxInflightBytes = d.byteSize(get("max_inflight_bytes"), "max_inflight_bytes", t.MaxInflightBytes)
+	t.Partitions = d.integer(get("partitions"), "partitions", t.Partitions, 1, MaxPartitions)
+	if !defaultsOnly && t.Partitions > 1 && t.Ordering == Strict {
+		at, from := at, " (from defaults)"
+		if e := own["partitions"]; e.set() {
+			at, from = deref(e.val), ""
+		}
+		d.errorf(at, "partitions: %d partitions%s cannot keep ordering strict (one event at a time, in stream order); "+
+			"use ordering: per_document, which keeps every document's changes in order across partitions, or partitions: 1", t.Partitions, from)
+	}
 	t.Enabled = d.boolean(get("enabled"), "enabled", t.Enabled)
 	t.DeadLetter = d.boolean(get("dead_letter"), "dead_letter", t.DeadLetter)
 	t.Retry = d.retry(own["retry"], defs["retry"])

@@ -169,6 +169,7 @@ func (t *Trigger) MarshalJSON() ([]byte, error) {
 		Ordering                 Ordering        `json:"ordering"`
 		Concurrency              int             `json:"concurrency"`
 		MaxInflightBytes         int64           `json:"max_inflight_bytes"`
+		Partitions               int             `json:"partitions,omitempty"`
 		Enabled                  bool            `json:"enabled"`
 		Webhook                  Webhook         `json:"webhook"`
 		Retry                    RetryPolicy     `json:"retry"`
@@ -193,6 +194,11 @@ func (t *Trigger) MarshalJSON() ([]byte, error) {
 	}
 	if !t.StartAt.Now {
 		v.StartAt = t.StartAt.Time.Format(time.RFC3339Nano)
+	}
+	if t.Partitions > 1 {
+		// Shown only when partitioned, so that the dump and the cluster's
+		// definition hash of an unpartitioned trigger are as before.
+		v.Partitions = t.Partitions
 	}
 	return marshalJSON(v)
 }
