@@ -694,16 +694,21 @@ func (o *Ownership) watchdog() {
 }
 
 // Standby reports whether, as of the last round, another live member is
-// the preferred owner of trigger (partition 0 of 1): this instance then
-// stands by. It is false before the first round, so an instance is not
-// reported ready before it knows its share.
-func (m *Manager) Standby(trigger string) bool {
+// the preferred owner of key — a trigger's name, or a partition's key
+// "NAME/p<i>of<N>": this instance then stands by. It is false before the
+// first round, so an instance is not reported ready before it knows its
+// share.
+func (m *Manager) Standby(key string) bool {
+	trigger, _, _, ok := triggers.ParsePartitionKey(key)
+	if !ok {
+		return false
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.members == nil {
 		return false
 	}
-	p := m.preferred(m.members, trigger, Key(trigger, 0, 1))
+	p := m.preferred(m.members, trigger, key)
 	return p != "" && p != m.self.ID
 }
 
@@ -780,43 +785,49 @@ type Supervisor interface {
 // lease, until ctx ends: it awaits the lease, starts the trigger under it,
 // and when the lease is handed off or lost (or ctx ends) stops the trigger
 // — waiting at most grace plus the lease TTL for its final checkpoint — and
-// releases the lease, then awaits it again. Drive returns once every
-// trigger stopped and released its lease; m.Run must keep running until
-// then.
+// releases the lease, then awaits it again. A partitioned trigger is driven
+// as one unit per partition, each under its own lease (key
+// "NAME/p<i>of<N>"), so the members share its partitions. Drive returns
+// once every unit stopped and released its lease; m.Run must keep running
+// until then.
 func Drive(ctx context.Context, m *Manager, sup Supervisor, cfg *triggers.Config, grace time.Duration) {
 	var wg sync.WaitGroup
 	for _, t := range cfg.Triggers {
 		if !t.Enabled {
 			continue
 		}
-		wg.Go(func() {
-			for {
-				o, err := m.Await(ctx, t.Name, 0, 1)
-				if err != nil {
-					return // ctx ended
-				}
-				if err := sup.StartLeased(t.Name, o); err != nil {
-					m.log.Error("cannot start trigger under its lease", "trigger", t.Name, "error", err)
-				} else {
-					select {
-					case <-o.Context().Done():
-					case <-ctx.Done():
+		for _, u := range t.Units() {
+			i, _ := u.PartitionIndex()
+			key := u.Key()
+			wg.Go(func() {
+				for {
+					o, err := m.Await(ctx, t.Name, i, t.Partitions)
+					if err != nil {
+						return // ctx ended
+					}
+					if err := sup.StartLeased(key, o); err != nil {
+						m.log.Error("cannot start trigger under its lease", "trigger", t.Name, "key", key, "error", err)
+					} else {
+						select {
+						case <-o.Context().Done():
+						case <-ctx.Done():
+						}
+					}
+					stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace+m.opts.LeaseTTL)
+					if err := sup.Stop(stopCtx, key); err != nil {
+						m.log.Warn("trigger did not stop in time; its lease is left to expire", "trigger", t.Name, "key", key, "error", err)
+						cancel()
+						o.abandon()
+					} else {
+						cancel()
+						o.Release(ctx)
+					}
+					if ctx.Err() != nil {
+						return
 					}
 				}
-				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace+m.opts.LeaseTTL)
-				if err := sup.Stop(stopCtx, t.Name); err != nil {
-					m.log.Warn("trigger did not stop in time; its lease is left to expire", "trigger", t.Name, "error", err)
-					cancel()
-					o.abandon()
-				} else {
-					cancel()
-					o.Release(ctx)
-				}
-				if ctx.Err() != nil {
-					return
-				}
-			}
-		})
+			})
+		}
 	}
 	wg.Wait()
 }

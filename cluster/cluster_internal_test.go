@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -324,5 +325,100 @@ func TestKey(t *testing.T) {
 		if got := Key("orders", tc.p, tc.n); got != tc.want {
 			t.Errorf("Key(orders, %d, %d) = %q, want %q", tc.p, tc.n, got, tc.want)
 		}
+	}
+}
+
+// sharedSup is a Supervisor for several members at once: it records which
+// member runs each unit and flags a unit started while another member runs
+// it.
+type sharedSup struct {
+	mu      sync.Mutex
+	running map[string]string // unit key → member
+	double  []string
+}
+
+type memberSup struct {
+	s  *sharedSup
+	id string
+}
+
+func (m memberSup) StartLeased(key string, _ runner.Lease) error {
+	m.s.mu.Lock()
+	defer m.s.mu.Unlock()
+	if other, ok := m.s.running[key]; ok {
+		m.s.double = append(m.s.double, key+" on "+other+" and "+m.id)
+	}
+	m.s.running[key] = m.id
+	return nil
+}
+
+func (m memberSup) Stop(_ context.Context, key string) error {
+	m.s.mu.Lock()
+	defer m.s.mu.Unlock()
+	if m.s.running[key] == m.id {
+		delete(m.s.running, key)
+	}
+	return nil
+}
+
+// TestDrivePartitionsOverMembers drives a trigger with 8 partitions on two
+// members: each partition runs under its own lease on exactly one member,
+// the members share them, and Standby agrees with who runs what.
+func TestDrivePartitionsOverMembers(t *testing.T) {
+	st := newTestStore(t)
+	cfg := testConfig(t, "orders")
+	cfg.Triggers[0].Partitions = 8
+	sup := &sharedSup{running: map[string]string{}}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	mgrs := map[string]*Manager{}
+	for _, id := range []string{"a", "b"} {
+		m, err := New(st, cfg, Options{InstanceID: id, LeaseTTL: 2 * time.Second, RenewEvery: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mgrs[id] = m
+		wg.Go(func() { _ = m.Run(ctx) })
+		wg.Go(func() { Drive(ctx, m, memberSup{sup, id}, cfg, time.Second) })
+	}
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	settled := func() bool {
+		sup.mu.Lock()
+		defer sup.mu.Unlock()
+		if len(sup.running) != 8 {
+			return false
+		}
+		per := map[string]int{}
+		for i := range 8 {
+			key := Key("orders", i, 8)
+			owner := sup.running[key]
+			per[owner]++
+			for id, m := range mgrs {
+				if m.Standby(key) != (id != owner) {
+					return false
+				}
+			}
+		}
+		return per["a"] > 0 && per["b"] > 0
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !settled() {
+		if time.Now().After(deadline) {
+			sup.mu.Lock()
+			t.Fatalf("partitions not shared: running = %v", sup.running)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	if len(sup.double) > 0 {
+		t.Fatalf("units started while another member ran them: %v", sup.double)
+	}
+	leases, err := st.ListLeases(t.Context())
+	if err != nil || len(leases) != 8 {
+		t.Fatalf("leases = %+v, %v; want one per partition", leases, err)
 	}
 }

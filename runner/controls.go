@@ -32,12 +32,22 @@ const skipWait = 10 * time.Second
 // checkpoint past it. It stops the trigger's watcher first (waiting for it
 // as Stop does) and starts it again afterwards. The dead letter's last error
 // says it was skipped by by; it returns its webhook id.
+//
+// A partitioned trigger holds events per partition, so Skip on one needs
+// the partition: name is then the partition's key, "NAME/p<i>of<N>" (the
+// trigger's status shows which partition is held); the trigger's own name
+// is refused without touching anything.
 func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, err error) {
-	err = r.holding(ctx, name, "skip event", func(s *slot) error {
+	if _, err := r.slot(name); err != nil {
+		return "", fmt.Errorf("skip event: %w", err)
+	}
+	err = r.holding(ctx, name, "skip event", func(ss []*slot) error {
+		s := ss[0]
 		s.mu.Lock()
 		t := s.t
 		s.mu.Unlock()
-		cp, found, err := r.store.LoadCheckpoint(ctx, name)
+		key := t.Key()
+		cp, found, err := r.store.LoadCheckpoint(ctx, key)
 		if err != nil {
 			return err
 		}
@@ -66,20 +76,20 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 			return errors.New("the held event has no resume token")
 		}
 		now := r.opts.Clock.Now()
-		webhookID = dispatcher.WebhookID(name, bson.Raw(token))
-		dl := dispatcher.DeadLetter{Trigger: name, WebhookID: webhookID, Event: raw, Token: bson.Raw(token),
+		webhookID = dispatcher.WebhookID(t.Name, bson.Raw(token))
+		dl := dispatcher.DeadLetter{Trigger: t.Name, WebhookID: webhookID, Event: raw, Token: bson.Raw(token),
 			LastReason: "skipped", LastError: "skipped by " + by, FirstAttemptAt: now, DeadLetteredAt: now}
 		if err := r.store.PutDeadLetter(ctx, dl); err != nil {
 			return err
 		}
-		next := store.Checkpoint{Trigger: name, Token: bson.Raw(token), UpdatedAt: now}
+		next := store.Checkpoint{Trigger: key, Token: bson.Raw(token), UpdatedAt: now}
 		if ts, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
 			next.ClusterTime = bson.Timestamp{T: ts, I: i}
 		}
 		if err := r.store.SaveCheckpoint(ctx, next); err != nil {
 			return err
 		}
-		r.log.Warn("event skipped and dead-lettered", "trigger", name, "webhook_id", webhookID, "by", by)
+		r.log.Warn("event skipped and dead-lettered", "trigger", t.Name, "key", key, "webhook_id", webhookID, "by", by)
 		return nil
 	})
 	return webhookID, err
@@ -90,20 +100,23 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 // rewind), moves the checkpoint to the first change at or after since and
 // starts it again, so every change since then is delivered again with the
 // same webhook-ids. since must still be in the oplog and not in the future.
+// On a partitioned trigger every partition is rewound.
 func (r *Runner) Redeliver(ctx context.Context, name string, since time.Time) error {
 	if since.IsZero() || since.After(r.opts.Clock.Now()) {
 		return fmt.Errorf("redeliver trigger %s: since must be a time in the past, not %v", name, since)
 	}
-	return r.holding(ctx, name, "redeliver trigger", func(s *slot) error {
-		s.mu.Lock()
-		t := s.t
-		s.mu.Unlock()
-		cp, err := PositionAt(ctx, r.client, t, since)
-		if err != nil {
-			return err
-		}
-		if err := r.store.SaveCheckpoint(ctx, cp); err != nil {
-			return err
+	return r.holding(ctx, name, "redeliver trigger", func(ss []*slot) error {
+		for _, s := range ss {
+			s.mu.Lock()
+			t := s.t
+			s.mu.Unlock()
+			cp, err := PositionAt(ctx, r.client, t, since)
+			if err != nil {
+				return err
+			}
+			if err := r.store.SaveCheckpoint(ctx, cp); err != nil {
+				return err
+			}
 		}
 		r.log.Warn("trigger rewound for redelivery", "trigger", name, "since", since.UTC().Format(time.RFC3339))
 		return nil
@@ -129,22 +142,25 @@ func (r *Runner) loadPauses(ctx context.Context) {
 }
 
 func (r *Runner) pauseFromControl(c store.Control) {
-	s, err := r.slot(c.Trigger)
+	ss, err := r.slotsOf(c.Trigger)
 	if err != nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pause != nil {
 		return
 	}
 	since := c.PausedAt
 	if since.IsZero() {
 		since = r.opts.Clock.Now()
 	}
-	s.pause = &PauseInfo{Reason: c.Reason, By: c.By, Since: since}
-	r.log.Warn("trigger paused", "trigger", c.Trigger, "by", c.By, "reason", c.Reason)
-	r.reconcile(s)
+	for i, s := range ss {
+		s.mu.Lock()
+		if s.pause == nil {
+			s.pause = &PauseInfo{Reason: c.Reason, By: c.By, Since: since}
+			if i == 0 {
+				r.log.Warn("trigger paused", "trigger", c.Trigger, "by", c.By, "reason", c.Reason)
+			}
+			r.reconcile(s)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // watchControls applies control requests until ctx ends: it opens the
@@ -195,10 +211,16 @@ func (r *Runner) applyControl(ctx context.Context, c store.Control) {
 	if req.Kind == store.RequestSkip || req.Kind == store.RequestRedeliver || (req.Kind == store.RequestResume && req.From != "") {
 		// Checkpoint rewrites belong to the process running the trigger:
 		// a member that does not run it leaves the request to the owner.
-		if s, err := r.slot(c.Trigger); err == nil {
-			s.mu.Lock()
-			want := s.want
-			s.mu.Unlock()
+		// A partitioned trigger's rewrite (redeliver, resume from) needs
+		// every partition held here: in a cluster whose members share the
+		// partitions, stop the others or run it with one member.
+		if ss, err := r.slotsOf(c.Trigger); err == nil {
+			want := true
+			for _, s := range ss {
+				s.mu.Lock()
+				want = want && s.want
+				s.mu.Unlock()
+			}
 			if !want {
 				return
 			}
@@ -261,7 +283,7 @@ func timeText(t time.Time) string {
 // RequestControl is the package function RequestControl on the Runner's
 // store, for a trigger of its configuration (else ErrUnknownTrigger).
 func (r *Runner) RequestControl(ctx context.Context, name, reason string, req store.ControlRequest) (string, error) {
-	if _, err := r.slot(name); err != nil {
+	if _, err := r.slotsOf(name); err != nil {
 		return "", fmt.Errorf("%s: %w", req.Kind, err)
 	}
 	return RequestControl(ctx, r.store, name, reason, req)

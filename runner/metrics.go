@@ -1,11 +1,15 @@
 package runner
 
 import (
+	"strconv"
+
 	"github.com/changehook/changehook/internal/metrics"
+	"github.com/changehook/changehook/triggers"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the watch loop's Prometheus metrics, labelled by trigger:
+// Metrics are the watch loop's Prometheus metrics, labelled by trigger and
+// partition ("0" for an unpartitioned trigger):
 // changehook_events_received_total, changehook_checkpoint_lag_seconds and
 // changehook_trigger_up. A nil *Metrics records nothing.
 type Metrics struct {
@@ -22,15 +26,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		eventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "changehook_events_received_total",
 			Help: "Change events read from the trigger's change stream and handed to its dispatcher.",
-		}, []string{"trigger"}),
+		}, []string{"trigger", "partition"}),
 		checkpointLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "changehook_checkpoint_lag_seconds",
 			Help: "Age of the oldest received event not yet covered by the trigger's saved checkpoint (0: caught up).",
-		}, []string{"trigger"}),
+		}, []string{"trigger", "partition"}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "changehook_trigger_up",
 			Help: "1 while the trigger's change stream is open, 0 otherwise.",
-		}, []string{"trigger"}),
+		}, []string{"trigger", "partition"}),
 	}
 	if reg != nil {
 		m.eventsReceived = metrics.Register(reg, m.eventsReceived)
@@ -40,25 +44,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) eventReceived(trigger string) {
+// partitionLabel is the partition label of t: its index, "0" when it is
+// not partitioned.
+func partitionLabel(t *triggers.Trigger) string {
+	i, _ := t.PartitionIndex()
+	return strconv.Itoa(i)
+}
+
+func (m *Metrics) eventReceived(t *triggers.Trigger) {
 	if m != nil {
-		m.eventsReceived.WithLabelValues(trigger).Inc()
+		m.eventsReceived.WithLabelValues(t.Name, partitionLabel(t)).Inc()
 	}
 }
 
-func (m *Metrics) setLag(trigger string, seconds float64) {
+func (m *Metrics) setLag(t *triggers.Trigger, seconds float64) {
 	if m != nil {
-		m.checkpointLag.WithLabelValues(trigger).Set(seconds)
+		m.checkpointLag.WithLabelValues(t.Name, partitionLabel(t)).Set(seconds)
 	}
 }
 
-func (m *Metrics) setUp(trigger string, up bool) {
+func (m *Metrics) setUp(t *triggers.Trigger, up bool) {
 	if m != nil {
 		v := 0.0
 		if up {
 			v = 1
 		}
-		m.up.WithLabelValues(trigger).Set(v)
+		m.up.WithLabelValues(t.Name, partitionLabel(t)).Set(v)
 	}
 }
 

@@ -19,7 +19,8 @@ const codeChangeStreamHistoryLost = 286
 // first batch and returns its post-batch resume token as a checkpoint of t:
 // a position before every change at or after at, so that resuming from it
 // delivers exactly those changes. ClusterTime is at (zero for now: unknown)
-// and UpdatedAt the current time.
+// and UpdatedAt the current time. For a partition (triggers.Partition) the
+// checkpoint is the partition's (Trigger is its key).
 func PositionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at time.Time) (store.Checkpoint, error) {
 	opts := t.ChangeStreamOptions().SetBatchSize(0)
 	if !at.IsZero() {
@@ -39,7 +40,7 @@ func PositionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, 
 		return store.Checkpoint{}, fmt.Errorf("open the change stream of %s: the server returned no resume token", t.Name)
 	}
 	now := time.Now()
-	cp := store.Checkpoint{Trigger: t.Name, Token: append(bson.Raw(nil), token...), UpdatedAt: now}
+	cp := store.Checkpoint{Trigger: t.Key(), Token: append(bson.Raw(nil), token...), UpdatedAt: now}
 	if !at.IsZero() {
 		cp.ClusterTime = bson.Timestamp{T: uint32(at.Unix())}
 	}

@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,9 +93,9 @@ type Options struct {
 	// use with StartStopped).
 	Clustered bool
 	// Standby, in a clustered runner, reports whether another member is
-	// meant to run the trigger: such a stopped trigger shows StateStandby
-	// and does not hold readiness back (*cluster.Manager's Standby). nil:
-	// none is.
+	// meant to run the unit — a trigger's name, or a partition's key
+	// "NAME/p<i>of<N>": such a stopped unit shows StateStandby and does not
+	// hold readiness back (*cluster.Manager's Standby). nil: none is.
 	Standby func(trigger string) bool
 	// Controls applies the runtime controls stored in the state database
 	// (see Runner.Skip and the controls section of controls.go): paused
@@ -134,10 +135,11 @@ type Runner struct {
 	dl      deadLetterCounts
 	started atomic.Bool
 
-	mu      sync.Mutex // guards cfg, slots, order, runCtx, closing and adding to wg
+	mu      sync.Mutex // guards cfg, slots, order, units, runCtx, closing and adding to wg
 	cfg     *triggers.Config
-	slots   map[string]*slot
-	order   []string
+	slots   map[string]*slot    // by unit key: the trigger's name, or NAME/p<i>of<N> per partition
+	order   []string            // trigger names in configuration order
+	units   map[string][]string // trigger name → its unit keys in partition order
 	runCtx  context.Context
 	closing bool
 	wg      sync.WaitGroup
@@ -169,7 +171,7 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	// Set once: a reload keeps the first configuration's idle interval and
 	// process-wide byte budget.
 	opts.IdleCheckpointInterval = cmp.Or(opts.IdleCheckpointInterval, cfg.Checkpoint.IdleInterval)
-	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}}
+	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}, units: map[string][]string{}}
 	if n := cfg.Limits.MaxInflightBytes; n > 0 {
 		r.budget = dispatcher.NewByteBudget(n)
 	}
@@ -186,7 +188,12 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	r.dmet = dispatcher.NewMetrics(opts.Registry)
 	r.limits = dispatcher.NewLimiters()
 	for _, t := range cfg.Triggers {
-		r.slots[t.Name] = &slot{t: t, want: !opts.StartStopped}
+		// A partitioned trigger runs as one unit per partition, each with
+		// its own watcher, dispatcher and checkpoint (triggers.Partition).
+		for _, u := range t.Units() {
+			r.slots[u.Key()] = &slot{t: u, want: !opts.StartStopped}
+			r.units[t.Name] = append(r.units[t.Name], u.Key())
+		}
 		r.order = append(r.order, t.Name)
 		r.initSeries(t.Name)
 	}
@@ -223,7 +230,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.mu.Unlock()
 	}
 	for _, s := range slots {
-		if !s.t.Enabled {
+		if i, _ := s.t.PartitionIndex(); !s.t.Enabled && i == 0 {
 			r.log.Info("trigger disabled", "trigger", s.t.Name)
 		}
 		s.mu.Lock()
@@ -238,24 +245,49 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-// orderedSlots returns the slots in configuration order; r.mu must be held.
+// orderedSlots returns every unit's slot in configuration (then
+// partition) order; r.mu must be held.
 func (r *Runner) orderedSlots() []*slot {
-	out := make([]*slot, 0, len(r.order))
+	out := make([]*slot, 0, len(r.slots))
 	for _, name := range r.order {
-		out = append(out, r.slots[name])
+		for _, key := range r.units[name] {
+			out = append(out, r.slots[key])
+		}
 	}
 	return out
 }
 
-// slot finds a trigger's slot.
-func (r *Runner) slot(name string) (*slot, error) {
+// slotsOf finds the slots a control on name applies to: every partition of
+// the trigger name, or the one partition whose key ("NAME/p<i>of<N>") name
+// is.
+func (r *Runner) slotsOf(name string) ([]*slot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s, ok := r.slots[name]
-	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownTrigger, name)
+	if keys, ok := r.units[name]; ok {
+		out := make([]*slot, len(keys))
+		for i, k := range keys {
+			out[i] = r.slots[k]
+		}
+		return out, nil
 	}
-	return s, nil
+	if s, ok := r.slots[name]; ok {
+		return []*slot{s}, nil
+	}
+	return nil, fmt.Errorf("%w %q", ErrUnknownTrigger, name)
+}
+
+// slot finds the one slot of name: an unpartitioned trigger or one
+// partition's key. A partitioned trigger's name is an error naming its
+// partitions' keys.
+func (r *Runner) slot(name string) (*slot, error) {
+	ss, err := r.slotsOf(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(ss) != 1 {
+		return nil, fmt.Errorf("trigger %q has %d partitions: name one of them (%s … %s)", name, len(ss), ss[0].t.Key(), ss[len(ss)-1].t.Key())
+	}
+	return ss[0], nil
 }
 
 // Status returns every trigger's status and counters, in configuration
@@ -264,32 +296,37 @@ func (r *Runner) slot(name string) (*slot, error) {
 // paused trigger is StatePaused with Paused set.
 func (r *Runner) Status() []TriggerStatus {
 	r.mu.Lock()
-	slots := r.orderedSlots()
+	names := slices.Clone(r.order)
 	r.mu.Unlock()
-	out := make([]TriggerStatus, 0, len(slots))
-	for _, s := range slots {
-		out = append(out, r.fullStatus(s))
+	out := make([]TriggerStatus, 0, len(names))
+	for _, name := range names {
+		if st, err := r.TriggerStatus(name); err == nil {
+			out = append(out, st)
+		}
 	}
 	return out
 }
 
-// TriggerStatus returns the status of one trigger, like Status.
+// TriggerStatus returns the status of one trigger, like Status. A
+// partitioned trigger's status sums its partitions (see
+// TriggerStatus.Partitions); a partition's key gives that partition alone.
 func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
-	s, err := r.slot(name)
+	ss, err := r.slotsOf(name)
 	if err != nil {
 		return TriggerStatus{}, err
 	}
-	return r.fullStatus(s), nil
-}
-
-// fullStatus is s's status with the cluster state, the delivery counters
-// and the current dead-letter count.
-func (r *Runner) fullStatus(s *slot) TriggerStatus {
-	st := r.clusterState(s.status())
+	parts := make([]TriggerStatus, len(ss))
+	for i, s := range ss {
+		parts[i] = r.clusterState(s.t.Key(), s.status())
+	}
+	st := parts[0]
+	if len(ss) > 1 {
+		st = combinePartitions(parts, ss[0].t.Partitions)
+	}
 	c := r.dmet.Counts(st.Name)
 	st.Deliveries, st.Attempts, st.DeadLetters, st.InFlight = c.Deliveries, c.Attempts, c.DeadLetters, c.InFlight
 	st.DeadLettersCurrent = r.dl.get(st.Name)
-	return st
+	return st, nil
 }
 
 // Ready reports whether Run has started and every trigger that should run
@@ -306,7 +343,7 @@ func (r *Runner) Ready() bool {
 		s.mu.Lock()
 		// Clustered: a trigger another member runs is not expected here;
 		// one this member should run is, from before its lease is held.
-		expected := s.t.Enabled && (s.want || r.opts.Clustered && !r.standby(s.t.Name)) && s.pause == nil
+		expected := s.t.Enabled && (s.want || r.opts.Clustered && !r.standby(s.t.Key())) && s.pause == nil
 		s.mu.Unlock()
 		if !expected {
 			continue
@@ -318,19 +355,20 @@ func (r *Runner) Ready() bool {
 	return true
 }
 
-// standby reports whether another cluster member is meant to run trigger.
-func (r *Runner) standby(trigger string) bool {
-	return r.opts.Clustered && r.opts.Standby != nil && r.opts.Standby(trigger)
+// standby reports whether another cluster member is meant to run the unit
+// key (a trigger name, or a partition's key).
+func (r *Runner) standby(key string) bool {
+	return r.opts.Clustered && r.opts.Standby != nil && r.opts.Standby(key)
 }
 
 // clusterState shows a clustered trigger that is stopped because this
 // member does not hold its lease as StateStandby (another member runs it)
 // or StateStarting (this member waits for the lease).
-func (r *Runner) clusterState(st TriggerStatus) TriggerStatus {
+func (r *Runner) clusterState(key string, st TriggerStatus) TriggerStatus {
 	if !r.opts.Clustered || st.State != StateStopped {
 		return st
 	}
-	if r.standby(st.Name) {
+	if r.standby(key) {
 		st.State = StateStandby
 	} else {
 		st.State = StateStarting

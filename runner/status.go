@@ -1,6 +1,11 @@
 package runner
 
-import "time"
+import (
+	"slices"
+	"time"
+
+	"github.com/changehook/changehook/triggers"
+)
 
 // State is a trigger's lifecycle state.
 type State string
@@ -86,6 +91,83 @@ type TriggerStatus struct {
 	DeadLettersCurrent int64 `json:"dead_letters_current"`
 	// InFlight is the number of deliveries being attempted now.
 	InFlight int64 `json:"in_flight"`
+	// Partitions is each partition's own state, in partition order, for a
+	// partitioned trigger (partitions > 1); absent otherwise. The fields
+	// above then sum the partitions: see combinePartitions.
+	Partitions []PartitionStatus `json:"partitions,omitempty"`
+}
+
+// PartitionStatus is one partition of a partitioned trigger as this
+// process sees it (a partition another cluster member runs is standby here).
+type PartitionStatus struct {
+	// Partition is the partition's index, from 0.
+	Partition int `json:"partition"`
+	// Key is its checkpoint and lease key, "NAME/p<i>of<N>".
+	Key string `json:"key"`
+	// State is its lifecycle state.
+	State State `json:"state"`
+	// Since is when State was entered.
+	Since time.Time `json:"since,omitzero"`
+	// StreamOpen reports whether its change stream is open here.
+	StreamOpen bool `json:"stream_open"`
+	// LastError is its last failure ("" if none).
+	LastError string `json:"last_error,omitempty"`
+	// EventsReceived counts the events it read since start.
+	EventsReceived uint64 `json:"events_received"`
+	// LastEventTime is the clusterTime of the newest event it read.
+	LastEventTime time.Time `json:"last_event_time,omitzero"`
+	// CheckpointTime is when its checkpoint was last saved here.
+	CheckpointTime time.Time `json:"checkpoint_time,omitzero"`
+	// CheckpointLag is its checkpoint lag.
+	CheckpointLag time.Duration `json:"checkpoint_lag_ns"`
+}
+
+// statePriority orders states for a partitioned trigger's overall state:
+// the first state in this list that any partition is in wins, so a failed
+// partition shows the trigger failed, and a trigger some of whose
+// partitions run here shows running.
+var statePriority = []State{StateFailed, StatePaused, StateRunning, StateStarting, StateStandby, StateStopped, StateDisabled}
+
+// combinePartitions folds the partitions' statuses (as from Watcher.Status,
+// in partition order) into the trigger's: State by statePriority, with
+// Since, LastError and Paused from the first partition in that state;
+// StreamOpen when every partition that is running or starting here has its
+// stream open (and at least one does); EventsReceived summed;
+// LastEventTime the newest; CheckpointTime the oldest (the trigger as a
+// whole is checkpointed up to there); CheckpointLag the largest.
+// Partitions lists each one.
+func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
+	out := TriggerStatus{Name: parts[0].Name, Namespace: parts[0].Namespace, State: parts[len(parts)-1].State}
+	best := len(statePriority)
+	anyOpen, allOpen := false, true
+	for i, p := range parts {
+		if k := slices.Index(statePriority, p.State); k >= 0 && k < best {
+			best = k
+			out.State, out.Since, out.Retrying, out.Paused = p.State, p.Since, p.Retrying, p.Paused
+		}
+		if p.LastError != "" && (out.LastError == "" || p.LastErrorAt.After(out.LastErrorAt)) {
+			out.LastError, out.LastErrorAt = p.LastError, p.LastErrorAt
+		}
+		if p.State == StateRunning || p.State == StateStarting {
+			allOpen = allOpen && p.StreamOpen
+		}
+		anyOpen = anyOpen || p.StreamOpen
+		out.EventsReceived += p.EventsReceived
+		if p.LastEventTime.After(out.LastEventTime) {
+			out.LastEventTime = p.LastEventTime
+		}
+		if !p.CheckpointTime.IsZero() && (out.CheckpointTime.IsZero() || p.CheckpointTime.Before(out.CheckpointTime)) {
+			out.CheckpointTime = p.CheckpointTime
+		}
+		out.CheckpointLag = max(out.CheckpointLag, p.CheckpointLag)
+		out.Partitions = append(out.Partitions, PartitionStatus{
+			Partition: i, Key: triggers.PartitionKey(p.Name, i, n), State: p.State, Since: p.Since,
+			StreamOpen: p.StreamOpen, LastError: p.LastError, EventsReceived: p.EventsReceived,
+			LastEventTime: p.LastEventTime, CheckpointTime: p.CheckpointTime, CheckpointLag: p.CheckpointLag,
+		})
+	}
+	out.StreamOpen = anyOpen && allOpen
+	return out
 }
 
 // HeadOfLine is the oldest event a trigger holds that is not yet delivered

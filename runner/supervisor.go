@@ -205,44 +205,55 @@ func (s *slot) status() TriggerStatus {
 
 // Start marks the trigger wanted and starts its watcher if it may run (see
 // the package documentation); it returns without waiting for the stream to
-// open. Starting a running trigger does nothing.
+// open. Starting a running trigger does nothing. On a partitioned trigger
+// it applies to every partition; name may also be one partition's key.
 func (r *Runner) Start(name string) error {
-	s, err := r.slot(name)
+	ss, err := r.slotsOf(name)
 	if err != nil {
 		return fmt.Errorf("start trigger: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.want = true
-	r.reconcile(s)
+	for _, s := range ss {
+		s.mu.Lock()
+		s.want = true
+		r.reconcile(s)
+		s.mu.Unlock()
+	}
 	return nil
 }
 
 // Stop marks the trigger unwanted and stops its watcher: it stops reading,
 // lets in-flight deliveries finish within the shutdown grace period and
 // saves its checkpoint. Stop waits until the watcher has stopped or ctx
-// ends (the watcher then still stops in the background).
+// ends (the watcher then still stops in the background). On a partitioned
+// trigger it applies to every partition; name may also be one partition's
+// key.
 func (r *Runner) Stop(ctx context.Context, name string) error {
-	s, err := r.slot(name)
+	ss, err := r.slotsOf(name)
 	if err != nil {
 		return fmt.Errorf("stop trigger: %w", err)
 	}
-	s.mu.Lock()
-	s.want = false
-	r.reconcile(s)
-	done := s.doneChan()
-	s.mu.Unlock()
-	return waitDone(ctx, done, "stop trigger "+name)
+	dones := make([]<-chan struct{}, len(ss))
+	for i, s := range ss {
+		s.mu.Lock()
+		s.want = false
+		r.reconcile(s)
+		dones[i] = s.doneChan()
+		s.mu.Unlock()
+	}
+	return waitAll(ctx, dones, "stop trigger "+name)
 }
 
 // Restart stops the trigger's watcher (waiting as Stop does), clears a
 // permanent failure and starts it again from its checkpoint, unless it is
-// paused, disabled or unwanted.
+// paused, disabled or unwanted. On a partitioned trigger it applies to
+// every partition.
 func (r *Runner) Restart(ctx context.Context, name string) error {
-	return r.holding(ctx, name, "restart trigger", func(s *slot) error {
-		s.mu.Lock()
-		s.failed = false
-		s.mu.Unlock()
+	return r.holding(ctx, name, "restart trigger", func(ss []*slot) error {
+		for _, s := range ss {
+			s.mu.Lock()
+			s.failed = false
+			s.mu.Unlock()
+		}
 		return nil
 	})
 }
@@ -250,35 +261,46 @@ func (r *Runner) Restart(ctx context.Context, name string) error {
 // Pause holds the trigger: see the package documentation. It returns
 // without waiting for the watcher to stop, so it may be called from any
 // goroutine, including the trigger's own dispatcher workers. Pausing a
-// paused trigger keeps the first pause's information.
+// paused trigger keeps the first pause's information. On a partitioned
+// trigger it pauses every partition.
 func (r *Runner) Pause(name, reason, by string) error {
-	s, err := r.slot(name)
+	ss, err := r.slotsOf(name)
 	if err != nil {
 		return fmt.Errorf("pause trigger: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pause != nil {
-		return nil
+	since := r.opts.Clock.Now()
+	logged := false
+	for _, s := range ss {
+		s.mu.Lock()
+		if s.pause == nil {
+			s.pause = &PauseInfo{Reason: reason, By: by, Since: since}
+			if !logged {
+				r.log.Warn("trigger paused", "trigger", name, "by", by, "reason", reason)
+				logged = true
+			}
+			r.reconcile(s)
+		}
+		s.mu.Unlock()
 	}
-	s.pause = &PauseInfo{Reason: reason, By: by, Since: r.opts.Clock.Now()}
-	r.log.Warn("trigger paused", "trigger", name, "by", by, "reason", reason)
-	r.reconcile(s)
 	return nil
 }
 
-// Paused returns the trigger's pause, ok false when it is not paused.
+// Paused returns the trigger's pause, ok false when it is not paused (for a
+// partitioned trigger: the first paused partition's).
 func (r *Runner) Paused(name string) (p PauseInfo, ok bool, err error) {
-	s, err := r.slot(name)
+	ss, err := r.slotsOf(name)
 	if err != nil {
 		return PauseInfo{}, false, fmt.Errorf("paused: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pause == nil {
-		return PauseInfo{}, false, nil
+	for _, s := range ss {
+		s.mu.Lock()
+		pause := s.pause
+		s.mu.Unlock()
+		if pause != nil {
+			return *pause, true, nil
+		}
 	}
-	return *s.pause, true, nil
+	return PauseInfo{}, false, nil
 }
 
 // Skipped is the range of the stream a Resume from now or from a time
@@ -298,51 +320,65 @@ type Skipped struct {
 // waits for the old watcher to stop (until ctx ends), moves the checkpoint to
 // that position (every change before it is skipped) and returns the skipped
 // range. Resuming a trigger that is not paused from its checkpoint does
-// nothing but clear a permanent failure.
+// nothing but clear a permanent failure. On a partitioned trigger it
+// applies to every partition; the skipped range then runs from the oldest
+// partition checkpoint to the newest new position.
 func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skipped, error) {
 	var skipped Skipped
 	if from.IsCheckpoint() {
-		s, err := r.slot(name)
+		ss, err := r.slotsOf(name)
 		if err != nil {
 			return skipped, fmt.Errorf("resume trigger: %w", err)
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.pause != nil {
-			r.log.Info("trigger resumed", "trigger", name, "from", from.String())
+		for i, s := range ss {
+			s.mu.Lock()
+			if s.pause != nil && i == 0 {
+				r.log.Info("trigger resumed", "trigger", name, "from", from.String())
+			}
+			s.pause, s.failed = nil, false
+			r.reconcile(s)
+			s.mu.Unlock()
 		}
-		s.pause, s.failed = nil, false
-		r.reconcile(s)
 		return skipped, nil
 	}
-	err := r.holding(ctx, name, "resume trigger", func(s *slot) error {
-		s.mu.Lock()
-		t := s.t
-		s.mu.Unlock()
-		old, found, err := r.store.LoadCheckpoint(ctx, name)
-		if err != nil {
-			return err
-		}
-		cp, err := PositionAt(ctx, r.client, t, from.Time)
-		if err != nil {
-			return err
-		}
-		if err := r.store.SaveCheckpoint(ctx, cp); err != nil {
-			return err
-		}
-		if found {
-			skipped.From = old.UpdatedAt
-			if old.ClusterTime.T != 0 {
-				skipped.From = time.Unix(int64(old.ClusterTime.T), 0).UTC()
+	err := r.holding(ctx, name, "resume trigger", func(ss []*slot) error {
+		for _, s := range ss {
+			s.mu.Lock()
+			t := s.t
+			s.mu.Unlock()
+			old, found, err := r.store.LoadCheckpoint(ctx, t.Key())
+			if err != nil {
+				return err
+			}
+			cp, err := PositionAt(ctx, r.client, t, from.Time)
+			if err != nil {
+				return err
+			}
+			if err := r.store.SaveCheckpoint(ctx, cp); err != nil {
+				return err
+			}
+			if found {
+				f := old.UpdatedAt
+				if old.ClusterTime.T != 0 {
+					f = time.Unix(int64(old.ClusterTime.T), 0).UTC()
+				}
+				if skipped.From.IsZero() || f.Before(skipped.From) {
+					skipped.From = f
+				}
+			}
+			to := cp.UpdatedAt
+			if cp.ClusterTime.T != 0 {
+				to = time.Unix(int64(cp.ClusterTime.T), 0).UTC()
+			}
+			if to.After(skipped.To) {
+				skipped.To = to
 			}
 		}
-		skipped.To = cp.UpdatedAt
-		if cp.ClusterTime.T != 0 {
-			skipped.To = time.Unix(int64(cp.ClusterTime.T), 0).UTC()
+		for _, s := range ss {
+			s.mu.Lock()
+			s.pause, s.failed = nil, false
+			s.mu.Unlock()
 		}
-		s.mu.Lock()
-		s.pause, s.failed = nil, false
-		s.mu.Unlock()
 		r.log.Warn("trigger resumed, skipping changes", "trigger", name, "from", from.String(),
 			"skipped_from", skipped.From, "skipped_to", skipped.To)
 		return nil
@@ -350,12 +386,13 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 	return skipped, err
 }
 
-// holding stops the trigger's watcher and keeps it stopped (waiting until it
-// has stopped or ctx ends) while f runs, then lets it run again if it
-// should. It needs Run to be running, so that no other watcher of the
-// trigger can appear while f rewrites its state.
-func (r *Runner) holding(ctx context.Context, name, action string, f func(s *slot) error) error {
-	s, err := r.slot(name)
+// holding stops the watchers of the trigger's units (every partition, or
+// the one partition name is the key of) and keeps them stopped (waiting
+// until they have stopped or ctx ends) while f runs, then lets them run
+// again if they should. It needs Run to be running, so that no other
+// watcher of the trigger can appear while f rewrites its state.
+func (r *Runner) holding(ctx context.Context, name, action string, f func(ss []*slot) error) error {
+	ss, err := r.slotsOf(name)
 	if err != nil {
 		return fmt.Errorf("%s: %w", action, err)
 	}
@@ -365,22 +402,37 @@ func (r *Runner) holding(ctx context.Context, name, action string, f func(s *slo
 	if !running {
 		return fmt.Errorf("%s %s: %w", action, name, ErrNotRunning)
 	}
-	s.mu.Lock()
-	s.holds++
-	r.reconcile(s)
-	done := s.doneChan()
-	s.mu.Unlock()
-	defer func() {
+	dones := make([]<-chan struct{}, len(ss))
+	for i, s := range ss {
 		s.mu.Lock()
-		s.holds--
+		s.holds++
 		r.reconcile(s)
+		dones[i] = s.doneChan()
 		s.mu.Unlock()
+	}
+	defer func() {
+		for _, s := range ss {
+			s.mu.Lock()
+			s.holds--
+			r.reconcile(s)
+			s.mu.Unlock()
+		}
 	}()
-	if err := waitDone(ctx, done, action+" "+name); err != nil {
+	if err := waitAll(ctx, dones, action+" "+name); err != nil {
 		return err
 	}
-	if err := f(s); err != nil {
+	if err := f(ss); err != nil {
 		return fmt.Errorf("%s %s: %w", action, name, err)
+	}
+	return nil
+}
+
+// waitAll waits until every channel is closed or ctx ends.
+func waitAll(ctx context.Context, dones []<-chan struct{}, action string) error {
+	for _, d := range dones {
+		if err := waitDone(ctx, d, action); err != nil {
+			return err
+		}
 	}
 	return nil
 }

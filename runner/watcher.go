@@ -153,11 +153,19 @@ func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, 
 		cps:    cps,
 		disp:   disp,
 		opts:   opts,
-		log:    opts.Logger.With("trigger", t.Name),
+		log:    watcherLogger(opts.Logger, t),
 		clock:  opts.Clock,
 	}
 	w.status = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting, Since: w.clock.Now()}
 	return w
+}
+
+// watcherLogger is base with trigger=NAME, and partition=i for a partition.
+func watcherLogger(base *slog.Logger, t *triggers.Trigger) *slog.Logger {
+	if i, ok := t.PartitionIndex(); ok {
+		return base.With("trigger", t.Name, "partition", i)
+	}
+	return base.With("trigger", t.Name)
 }
 
 // Status returns a snapshot of the trigger's state and counters, with its
@@ -287,7 +295,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 func (w *Watcher) loadCheckpoint(ctx context.Context) (cp store.Checkpoint, found, ok bool) {
 	for attempt := 0; ; attempt++ {
 		loadCtx, cancel := context.WithTimeout(ctx, w.opts.CheckpointTimeout)
-		cp, found, err := w.cps.LoadCheckpoint(loadCtx, w.t.Name)
+		cp, found, err := w.cps.LoadCheckpoint(loadCtx, w.t.Key())
 		cancel()
 		if err == nil {
 			return cp, found, true
@@ -388,7 +396,7 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw) (invalidated bool, e
 	}
 	w.pending.push(pendingEvent{token: bytes.Clone(token), cluster: w.lastCluster, at: now})
 	w.sinceSave++
-	w.opts.Metrics.eventReceived(w.t.Name)
+	w.opts.Metrics.eventReceived(w.t)
 	w.update(func(s *TriggerStatus) {
 		s.EventsReceived++
 		if hasCT {
@@ -456,7 +464,7 @@ func (w *Watcher) saveCheckpoint(ctx context.Context, upTo safeToken) {
 	}
 	if token != nil && !bytes.Equal(token, w.savedToken) {
 		saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.CheckpointTimeout)
-		err := w.cps.SaveCheckpoint(saveCtx, store.Checkpoint{Trigger: w.t.Name, Token: token, ClusterTime: cluster, UpdatedAt: now})
+		err := w.cps.SaveCheckpoint(saveCtx, store.Checkpoint{Trigger: w.t.Key(), Token: token, ClusterTime: cluster, UpdatedAt: now})
 		cancel()
 		if err != nil {
 			w.log.Warn("cannot save checkpoint; will retry", "error", err)
@@ -483,7 +491,7 @@ func (w *Watcher) updateLag(now time.Time) {
 	if oldest, ok := w.pending.front(); ok {
 		lag = max(0, now.Sub(oldest.at))
 	}
-	w.opts.Metrics.setLag(w.t.Name, lag.Seconds())
+	w.opts.Metrics.setLag(w.t, lag.Seconds())
 	w.update(func(s *TriggerStatus) { s.CheckpointLag = lag })
 }
 
@@ -517,7 +525,7 @@ func (w *Watcher) shutdown(ctx context.Context) {
 	} else {
 		w.checkpointWatermark(context.WithoutCancel(ctx))
 	}
-	w.opts.Metrics.setUp(w.t.Name, false)
+	w.opts.Metrics.setUp(w.t, false)
 	w.update(func(s *TriggerStatus) {
 		s.StreamOpen = false
 		s.Retrying = false
@@ -583,7 +591,7 @@ func (w *Watcher) update(f func(*TriggerStatus)) {
 }
 
 func (w *Watcher) setRunning() {
-	w.opts.Metrics.setUp(w.t.Name, true)
+	w.opts.Metrics.setUp(w.t, true)
 	now := w.clock.Now()
 	w.update(func(s *TriggerStatus) {
 		s.State, s.Since, s.StreamOpen, s.Retrying, s.WayOut = StateRunning, now, true, false, ""
@@ -593,7 +601,7 @@ func (w *Watcher) setRunning() {
 // setFailed shows a stream failure: StateRetrying when the loop tries
 // again, else StateFailed with wayOut.
 func (w *Watcher) setFailed(reason, wayOut string, retry bool) {
-	w.opts.Metrics.setUp(w.t.Name, false)
+	w.opts.Metrics.setUp(w.t, false)
 	now := w.clock.Now()
 	state := StateFailed
 	if retry {

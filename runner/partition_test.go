@@ -1,0 +1,152 @@
+package runner_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+const partitionedYAML = `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    operations: [insert, update, drop]
+    ordering: per_document
+    concurrency: 4
+    partitions: 4
+    webhook: { url: "${HOOK_URL}" }
+`
+
+// TestPartitionedTriggerDeliversEveryEventOnce runs a trigger with four
+// partitions in one process against devdb: every event is delivered exactly
+// once, each document's changes in order, the events spread over the
+// partitions (each with its own checkpoint under NAME/p<i>of4), the drop
+// (no documentKey) is delivered once, and the status lists the partitions.
+func TestPartitionedTriggerDeliversEveryEventOnce(t *testing.T) {
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	cfg := parseTrigger(t, partitionedYAML, recv.srv.URL)
+	r := startRunner(t, cfg, client, runner.Options{})
+	waitFor(t, "runner ready", r.Ready)
+
+	coll := client.Database("shop").Collection("orders")
+	const docs, updates = 60, 2
+	for id := range int32(docs) {
+		insert(t, coll, bson.D{{Key: "_id", Value: id}, {Key: "v", Value: int32(0)}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	for v := int32(1); v <= updates; v++ {
+		for id := range int32(docs) {
+			if _, err := coll.UpdateByID(ctx, id, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: v}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	total := docs * (1 + updates)
+	last := map[int32]int32{}
+	seen := map[string]bool{}
+	for range total {
+		d := recv.next(t)
+		id := d.Lookup("documentKey", "_id").Int32()
+		var v int32
+		if d.Lookup("operationType").StringValue() == "insert" {
+			v = d.Lookup("fullDocument", "v").Int32()
+		} else {
+			v = d.Lookup("updateDescription", "updatedFields", "v").Int32()
+		}
+		k := fmt.Sprintf("%d/%d", id, v)
+		if seen[k] {
+			t.Fatalf("document %d version %d delivered twice", id, v)
+		}
+		seen[k] = true
+		if prev, ok := last[id]; ok && v != prev+1 || !ok && v != 0 {
+			t.Fatalf("document %d: version %d delivered after %d (per-document order broken)", id, v, prev)
+		}
+		last[id] = v
+	}
+	recv.none(t, 200*time.Millisecond)
+
+	st := statusOf(t, r, "orders")
+	if st.State != runner.StateRunning || !st.StreamOpen || len(st.Partitions) != 4 || st.EventsReceived != uint64(total) {
+		t.Fatalf("status = %+v, want running, open, 4 partitions, %d events", st, total)
+	}
+	for i, p := range st.Partitions {
+		if p.Partition != i || p.Key != fmt.Sprintf("orders/p%dof4", i) || p.State != runner.StateRunning || p.EventsReceived == 0 {
+			t.Errorf("partition %d status = %+v", i, p)
+		}
+	}
+	if js, _ := json.Marshal(st); !strings.Contains(string(js), `"partitions":[{"partition":0,"key":"orders/p0of4","state":"running"`) {
+		t.Errorf("status JSON = %s", js)
+	}
+	st2, err := r.TriggerStatus("orders/p2of4")
+	if err != nil || st2.Partitions != nil || st2.EventsReceived != st.Partitions[2].EventsReceived {
+		t.Errorf("partition status = %+v, %v", st2, err)
+	}
+	stStore := store.New(client, stateDB)
+	waitFor(t, "every partition checkpointed", func() bool {
+		for i := range 4 {
+			if _, ok, err := stStore.LoadCheckpoint(ctx, fmt.Sprintf("orders/p%dof4", i)); err != nil || !ok {
+				return false
+			}
+		}
+		_, ok, err := stStore.LoadCheckpoint(ctx, "orders")
+		return err == nil && !ok // no whole-trigger checkpoint
+	})
+
+	// A skip needs the partition; a pause and a resume apply to all.
+	if _, err := r.Skip(ctx, "orders", "test"); err == nil || !strings.Contains(err.Error(), "orders/p0of4") {
+		t.Errorf("Skip(orders) = %v, want an error naming the partitions", err)
+	}
+	if err := r.Pause("orders", "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all partitions paused", func() bool {
+		st := statusOf(t, r, "orders")
+		for _, p := range st.Partitions {
+			if p.State != runner.StatePaused {
+				return false
+			}
+		}
+		return st.State == runner.StatePaused
+	})
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1000)}, {Key: "v", Value: int32(0)}})
+	recv.none(t, 200*time.Millisecond)
+	if _, err := r.Resume(ctx, "orders", runner.ResumeFrom{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := recv.next(t); d.Lookup("documentKey", "_id").Int32() != 1000 {
+		t.Fatalf("after resume: %v", d)
+	}
+
+	// The drop has no documentKey: partition 0 delivers it, once; then
+	// every partition's stream is invalidated.
+	if err := coll.Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := recv.next(t); d.Lookup("operationType").StringValue() != "drop" {
+		t.Fatalf("delivery after drop: %v", d)
+	}
+	recv.none(t, 300*time.Millisecond)
+	waitFor(t, "every partition failed", func() bool {
+		for _, p := range statusOf(t, r, "orders").Partitions {
+			if p.State != runner.StateFailed {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := r.TriggerStatus("orders/p4of4"); !errors.Is(err, runner.ErrUnknownTrigger) {
+		t.Errorf("TriggerStatus(orders/p4of4) = %v, want ErrUnknownTrigger", err)
+	}
+}
