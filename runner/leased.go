@@ -95,6 +95,12 @@ func (f fencedCheckpoints) SaveCheckpoint(ctx context.Context, cp store.Checkpoi
 	return f.st.SaveFencedCheckpoint(ctx, cp, f.l.Fence())
 }
 
+// TriggerCheckpoints lists the trigger's checkpoints under every
+// partitioning (reading needs no fence).
+func (f fencedCheckpoints) TriggerCheckpoints(ctx context.Context, trigger string) ([]store.Checkpoint, error) {
+	return f.st.TriggerCheckpoints(ctx, trigger)
+}
+
 // gatedSink refuses dead letters once the lease is no longer valid: the
 // dispatcher then keeps the event undone, so it is neither checkpointed nor
 // dead-lettered by a member that lost the trigger.

@@ -150,3 +150,36 @@ func TestPartitionedTriggerDeliversEveryEventOnce(t *testing.T) {
 		t.Errorf("TriggerStatus(orders/p4of4) = %v, want ErrUnknownTrigger", err)
 	}
 }
+
+// TestChangedPartitionsRefuseToStart: a trigger whose partitions changed in
+// the configuration, without `checkpoints repartition`, has checkpoints
+// only under the old keys; it must fail with the way out instead of
+// starting at start_at (which would skip every change since).
+func TestChangedPartitionsRefuseToStart(t *testing.T) {
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	st := store.New(client, stateDB)
+	ctx := t.Context()
+	cfg := parseTrigger(t, partitionedYAML, recv.srv.URL)
+	tr := cfg.Triggers[0]
+	old := tr.Partition(1)
+	cp, err := runner.PositionAt(ctx, client, old, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Trigger = "orders/p1of3" // as if it ran with partitions: 3
+	if err := st.SaveCheckpoint(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	r := startRunner(t, cfg, client, runner.Options{})
+	waitFor(t, "trigger failed", func() bool { return statusOf(t, r, "orders").State == runner.StateFailed })
+	st0 := statusOf(t, r, "orders")
+	if !strings.Contains(st0.LastError, "checkpoints repartition --trigger orders --partitions 4") || !strings.Contains(st0.LastError, "orders/p1of3") {
+		t.Fatalf("last error = %q", st0.LastError)
+	}
+	for i := range 4 {
+		if _, ok, _ := st.LoadCheckpoint(ctx, fmt.Sprintf("orders/p%dof4", i)); ok {
+			t.Errorf("partition %d wrote a checkpoint; it must not start", i)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,6 +261,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.savedToken = bytes.Clone(cp.Token)
 		w.update(func(s *TriggerStatus) { s.CheckpointTime = cp.UpdatedAt })
 		w.log.Info("resuming from checkpoint", "checkpoint_saved_at", cp.UpdatedAt)
+	} else if reason := w.otherLayout(ctx); reason != "" {
+		w.setFailed(reason, false)
+		w.log.Error("trigger failed", "reason", reason)
+		return &TriggerError{Trigger: w.t.Name, Reason: reason}
 	}
 	attempt := 0
 	for {
@@ -310,6 +315,48 @@ func (w *Watcher) loadCheckpoint(ctx context.Context) (cp store.Checkpoint, foun
 			return cp, false, false
 		}
 	}
+}
+
+// TriggerCheckpointLister is implemented by checkpoint stores that can list
+// a trigger's checkpoints under every partitioning (*store.Store).
+type TriggerCheckpointLister interface {
+	// TriggerCheckpoints returns the checkpoints under the trigger's name
+	// and under any of its partition keys.
+	TriggerCheckpoints(ctx context.Context, trigger string) ([]store.Checkpoint, error)
+}
+
+// otherLayout returns why the trigger must not start when it has no
+// checkpoint under its key but has some under another partitioning (its
+// partitions were changed in the configuration without `checkpoints
+// repartition`): starting at start_at would skip every change since those
+// checkpoints. "" when there are none, or they cannot be listed (the store
+// does not support it, or the read failed: then it starts as before).
+func (w *Watcher) otherLayout(ctx context.Context) string {
+	l, ok := w.cps.(TriggerCheckpointLister)
+	if !ok {
+		return ""
+	}
+	listCtx, cancel := context.WithTimeout(ctx, w.opts.CheckpointTimeout)
+	defer cancel()
+	cps, err := l.TriggerCheckpoints(listCtx, w.t.Name)
+	if err != nil || len(cps) == 0 {
+		return ""
+	}
+	var keys []string
+	for _, cp := range cps {
+		// The other partitions of the same partitioning start on their
+		// own (each pins start_at); only another partitioning counts.
+		if _, _, n, ok := triggers.ParsePartitionKey(cp.Trigger); ok && n == max(1, w.t.Partitions) {
+			continue
+		}
+		keys = append(keys, cp.Trigger)
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("no checkpoint under %s, but checkpoints of another partitioning exist (%s): partitions changed in the configuration. "+
+		"Run `changehook checkpoints repartition --trigger %s --partitions %d` (every new partition then starts from the oldest old checkpoint), then restart",
+		w.t.Key(), strings.Join(keys, ", "), w.t.Name, max(1, w.t.Partitions))
 }
 
 // stream opens the change stream after from (or at start_at) and reads it
