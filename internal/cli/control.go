@@ -10,6 +10,7 @@ import (
 
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 )
 
 // controlWait is how long pause, resume, skip and redeliver wait for the
@@ -89,21 +90,39 @@ func controlCommand(ctx context.Context, flagSet *flag.FlagSet, path *string, ar
 		return fail(env, cmd, err)
 	}
 	defer sc.close(ctx)
-	t, err := findTrigger(sc.cfg, pos[0])
+	t, err := findUnit(sc.cfg, pos[0])
 	if err != nil {
 		return usageError(env, flagSet, "%v", err)
 	}
 	req.By = "cli"
 	wctx, cancel := context.WithTimeout(ctx, controlWait)
 	defer cancel()
-	msg, err := runner.RequestControl(wctx, sc.store, t.Name, reason, req)
+	msg, err := runner.RequestControl(wctx, sc.store, t.Key(), reason, req)
 	switch {
 	case err == nil:
-		fmt.Fprintf(env.Stdout, "%s: %s\n", t.Name, msg)
+		fmt.Fprintf(env.Stdout, "%s: %s\n", t.Key(), msg)
 		return ExitOK
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		fmt.Fprintf(env.Stdout, "%s: %s recorded; no running changehook applied it within %s, so it applies when changehook runs the trigger.\n", t.Name, req.Kind, controlWait)
+		fmt.Fprintf(env.Stdout, "%s: %s recorded; no running changehook applied it within %s, so it applies when changehook runs the trigger.\n", t.Key(), req.Kind, controlWait)
 		return ExitOK
 	}
 	return fail(env, cmd, err)
+}
+
+// findUnit is findTrigger that also accepts one partition's key of a
+// partitioned trigger ("NAME/p<i>of<N>", N its configured partitions) and
+// returns that partition.
+func findUnit(cfg *triggers.Config, name string) (*triggers.Trigger, error) {
+	trigger, i, n, ok := triggers.ParsePartitionKey(name)
+	if !ok || n == 1 {
+		return findTrigger(cfg, name)
+	}
+	t, err := findTrigger(cfg, trigger)
+	if err != nil {
+		return nil, err
+	}
+	if t.Partitions != n {
+		return nil, fmt.Errorf("trigger %s has %d partitions, so %s is not one of them", trigger, t.Partitions, name)
+	}
+	return t.Partition(i), nil
 }
