@@ -174,8 +174,8 @@ func TestChangedPartitionsRefuseToStart(t *testing.T) {
 	r := startRunner(t, cfg, client, runner.Options{})
 	waitFor(t, "trigger failed", func() bool { return statusOf(t, r, "orders").State == runner.StateFailed })
 	st0 := statusOf(t, r, "orders")
-	if !strings.Contains(st0.LastError, "checkpoints repartition --trigger orders --partitions 4") || !strings.Contains(st0.LastError, "orders/p1of3") {
-		t.Fatalf("last error = %q", st0.LastError)
+	if !strings.Contains(st0.WayOut, "checkpoints repartition --trigger orders --partitions 4") || !strings.Contains(st0.LastError, "orders/p1of3") {
+		t.Fatalf("last error = %q, way out = %q", st0.LastError, st0.WayOut)
 	}
 	for i := range 4 {
 		if _, ok, _ := st.LoadCheckpoint(ctx, fmt.Sprintf("orders/p%dof4", i)); ok {

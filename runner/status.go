@@ -112,6 +112,10 @@ type PartitionStatus struct {
 	StreamOpen bool `json:"stream_open"`
 	// LastError is its last failure ("" if none).
 	LastError string `json:"last_error,omitempty"`
+	// WayOut says, in StateFailed, what gets it going again.
+	WayOut string `json:"way_out,omitempty"`
+	// HeadOfLine is its oldest event not yet delivered or dead-lettered.
+	HeadOfLine *HeadOfLine `json:"head_of_line,omitempty"`
 	// EventsReceived counts the events it read since start.
 	EventsReceived uint64 `json:"events_received"`
 	// LastEventTime is the clusterTime of the newest event it read.
@@ -126,11 +130,12 @@ type PartitionStatus struct {
 // the first state in this list that any partition is in wins, so a failed
 // partition shows the trigger failed, and a trigger some of whose
 // partitions run here shows running.
-var statePriority = []State{StateFailed, StatePaused, StateRunning, StateStarting, StateStandby, StateStopped, StateDisabled}
+var statePriority = []State{StateFailed, StateRetrying, StatePaused, StateRunning, StateStarting, StateStandby, StateStopped, StateDisabled}
 
 // combinePartitions folds the partitions' statuses (as from Watcher.Status,
 // in partition order) into the trigger's: State by statePriority, with
-// Since, LastError and Paused from the first partition in that state;
+// Since, Paused and WayOut from the first partition in that state;
+// LastError the newest; HeadOfLine the oldest event held;
 // StreamOpen when every partition that is running or starting here has its
 // stream open (and at least one does); EventsReceived summed;
 // LastEventTime the newest; CheckpointTime the oldest (the trigger as a
@@ -143,7 +148,10 @@ func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 	for i, p := range parts {
 		if k := slices.Index(statePriority, p.State); k >= 0 && k < best {
 			best = k
-			out.State, out.Since, out.Retrying, out.Paused = p.State, p.Since, p.Retrying, p.Paused
+			out.State, out.Since, out.Retrying, out.Paused, out.WayOut = p.State, p.Since, p.Retrying, p.Paused, p.WayOut
+		}
+		if p.HeadOfLine != nil && (out.HeadOfLine == nil || p.HeadOfLine.EventAge > out.HeadOfLine.EventAge) {
+			out.HeadOfLine = p.HeadOfLine
 		}
 		if p.LastError != "" && (out.LastError == "" || p.LastErrorAt.After(out.LastErrorAt)) {
 			out.LastError, out.LastErrorAt = p.LastError, p.LastErrorAt
@@ -162,7 +170,7 @@ func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 		out.CheckpointLag = max(out.CheckpointLag, p.CheckpointLag)
 		out.Partitions = append(out.Partitions, PartitionStatus{
 			Partition: i, Key: triggers.PartitionKey(p.Name, i, n), State: p.State, Since: p.Since,
-			StreamOpen: p.StreamOpen, LastError: p.LastError, EventsReceived: p.EventsReceived,
+			StreamOpen: p.StreamOpen, LastError: p.LastError, WayOut: p.WayOut, HeadOfLine: p.HeadOfLine, EventsReceived: p.EventsReceived,
 			LastEventTime: p.LastEventTime, CheckpointTime: p.CheckpointTime, CheckpointLag: p.CheckpointLag,
 		})
 	}

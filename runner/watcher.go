@@ -261,8 +261,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.savedToken = bytes.Clone(cp.Token)
 		w.update(func(s *TriggerStatus) { s.CheckpointTime = cp.UpdatedAt })
 		w.log.Info("resuming from checkpoint", "checkpoint_saved_at", cp.UpdatedAt)
-	} else if reason := w.otherLayout(ctx); reason != "" {
-		w.setFailed(reason, false)
+	} else if reason, wayOut := w.otherLayout(ctx); reason != "" {
+		w.setFailed(reason, wayOut, false)
 		w.log.Error("trigger failed", "reason", reason)
 		return &TriggerError{Trigger: w.t.Name, Reason: reason}
 	}
@@ -331,16 +331,16 @@ type TriggerCheckpointLister interface {
 // repartition`): starting at start_at would skip every change since those
 // checkpoints. "" when there are none, or they cannot be listed (the store
 // does not support it, or the read failed: then it starts as before).
-func (w *Watcher) otherLayout(ctx context.Context) string {
+func (w *Watcher) otherLayout(ctx context.Context) (reason, wayOut string) {
 	l, ok := w.cps.(TriggerCheckpointLister)
 	if !ok {
-		return ""
+		return "", ""
 	}
 	listCtx, cancel := context.WithTimeout(ctx, w.opts.CheckpointTimeout)
 	defer cancel()
 	cps, err := l.TriggerCheckpoints(listCtx, w.t.Name)
 	if err != nil || len(cps) == 0 {
-		return ""
+		return "", ""
 	}
 	var keys []string
 	for _, cp := range cps {
@@ -352,11 +352,13 @@ func (w *Watcher) otherLayout(ctx context.Context) string {
 		keys = append(keys, cp.Trigger)
 	}
 	if len(keys) == 0 {
-		return ""
+		return "", ""
 	}
-	return fmt.Sprintf("no checkpoint under %s, but checkpoints of another partitioning exist (%s): partitions changed in the configuration. "+
-		"Run `changehook checkpoints repartition --trigger %s --partitions %d` (every new partition then starts from the oldest old checkpoint), then restart",
-		w.t.Key(), strings.Join(keys, ", "), w.t.Name, max(1, w.t.Partitions))
+	reason = fmt.Sprintf("no checkpoint under %s, but checkpoints of another partitioning exist (%s): partitions changed in the configuration; "+
+		"starting at start_at would skip the changes since them", w.t.Key(), strings.Join(keys, ", "))
+	wayOut = fmt.Sprintf("run `changehook checkpoints repartition --trigger %s --partitions %d` (every new partition then starts from the oldest old checkpoint), then restart",
+		w.t.Name, max(1, w.t.Partitions))
+	return reason, wayOut
 }
 
 // stream opens the change stream after from (or at start_at) and reads it
