@@ -73,12 +73,13 @@ func (m *Metrics) setUp(t *triggers.Trigger, up bool) {
 	}
 }
 
-// initTrigger creates trigger's series at zero.
-func (m *Metrics) initTrigger(trigger string) {
+// initTrigger creates the series of t (a trigger, or one partition) at
+// zero.
+func (m *Metrics) initTrigger(t *triggers.Trigger) {
 	if m != nil {
-		m.eventsReceived.WithLabelValues(trigger)
-		m.checkpointLag.WithLabelValues(trigger)
-		m.up.WithLabelValues(trigger)
+		m.eventsReceived.WithLabelValues(t.Name, partitionLabel(t))
+		m.checkpointLag.WithLabelValues(t.Name, partitionLabel(t))
+		m.up.WithLabelValues(t.Name, partitionLabel(t))
 	}
 }
 

@@ -114,8 +114,11 @@ func (r *Runner) refreshDeadLetters(ctx context.Context) {
 func (r *Runner) slotNamed(name string) (*slot, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s, ok := r.slots[name]
-	return s, ok
+	keys, ok := r.units[name]
+	if !ok {
+		return nil, false
+	}
+	return r.slots[keys[0]], true
 }
 
 // sleepReal waits d of real time; false when ctx ended first.

@@ -195,15 +195,18 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 			r.units[t.Name] = append(r.units[t.Name], u.Key())
 		}
 		r.order = append(r.order, t.Name)
-		r.initSeries(t.Name)
+		r.initSeries(t)
 	}
 	return r, nil
 }
 
-// initSeries creates every per-trigger metric series of trigger at zero.
-func (r *Runner) initSeries(trigger string) {
-	r.dmet.Init(trigger)
-	r.metrics.initTrigger(trigger)
+// initSeries creates every per-trigger metric series of t at zero (the
+// watch loop's once per partition).
+func (r *Runner) initSeries(t *triggers.Trigger) {
+	r.dmet.Init(t.Name)
+	for _, u := range t.Units() {
+		r.metrics.initTrigger(u)
+	}
 }
 
 // Run starts a dispatcher and a Watcher for every enabled trigger (unless

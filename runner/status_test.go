@@ -78,7 +78,7 @@ func TestStatusTellsTheTruth(t *testing.T) {
 		`changehook_deliveries_total{outcome="dead_lettered",trigger="fine"} 0`,
 		`changehook_delivery_attempts_total{reason="server_error",trigger="fine"} 0`,
 		`changehook_dead_letters_total{trigger="fine"} 0`,
-		`changehook_events_received_total{trigger="fine"} 0`,
+		`changehook_events_received_total{partition="0",trigger="fine"} 0`,
 		`changehook_dead_letters{trigger="fine"} 0`,
 		`changehook_trigger_state{state="running",trigger="fine"} 1`,
 		`changehook_trigger_state{state="failed",trigger="fine"} 0`,
