@@ -109,6 +109,19 @@ func TestFencedCheckpoints(t *testing.T) {
 	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "orders"}, cur); err == nil {
 		t.Fatal("save without token succeeded")
 	}
+	// An unfenced save by the holder (a runtime control: skip, resume
+	// --from) moves the checkpoint but keeps the fence: the old owner is
+	// still refused afterwards.
+	if err := s.SaveCheckpoint(ctx, store.Checkpoint{Trigger: "orders", Token: tok1}); err != nil {
+		t.Fatalf("unfenced save: %v", err)
+	}
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "orders", Token: tok3}, old); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale save after an unfenced save: err = %v, want ErrLeaseLost", err)
+	}
+	cp, _, err = s.LoadCheckpoint(ctx, "orders")
+	if err != nil || string(cp.Token) != string(tok1) {
+		t.Fatalf("checkpoint = %v, %v; want tok1 (the unfenced save)", cp, err)
+	}
 }
 
 func TestMembers(t *testing.T) {

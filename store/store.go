@@ -86,13 +86,23 @@ func (s *Store) LoadCheckpoint(ctx context.Context, trigger string) (cp Checkpoi
 	return doc.checkpoint(), true, nil
 }
 
-// SaveCheckpoint creates or replaces the checkpoint of cp.Trigger.
+// SaveCheckpoint creates or moves the checkpoint of cp.Trigger. It keeps
+// the lease owner and epoch a fenced writer recorded (see
+// SaveFencedCheckpoint): an unfenced save by the lease holder (a runtime
+// control such as skip or resume --from) must not reopen the checkpoint to
+// writers with an older epoch.
 func (s *Store) SaveCheckpoint(ctx context.Context, cp Checkpoint) error {
 	if err := validCheckpoint(&cp); err != nil {
 		return err
 	}
-	doc := checkpointDoc{ID: cp.Trigger, Token: cp.Token, ClusterTime: cp.ClusterTime, UpdatedAt: cp.UpdatedAt}
-	_, err := s.checkpoints.ReplaceOne(ctx, bson.D{{Key: "_id", Value: cp.Trigger}}, doc, options.Replace().SetUpsert(true))
+	set := bson.D{{Key: "token", Value: cp.Token}, {Key: "updatedAt", Value: cp.UpdatedAt}}
+	update := bson.D{{Key: "$set", Value: set}}
+	if cp.ClusterTime.IsZero() {
+		update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "clusterTime", Value: ""}}})
+	} else {
+		update[0].Value = append(set, bson.E{Key: "clusterTime", Value: cp.ClusterTime})
+	}
+	_, err := s.checkpoints.UpdateOne(ctx, bson.D{{Key: "_id", Value: cp.Trigger}}, update, options.UpdateOne().SetUpsert(true))
 	if err != nil {
 		return fmt.Errorf("save checkpoint of trigger %q: %w", cp.Trigger, err)
 	}
