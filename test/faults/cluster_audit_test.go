@@ -30,31 +30,36 @@ func TestAuditCluster(t *testing.T) {
 		cps    []cpEvent
 		paused []pausedMember
 		check  func(clusterAudit) bool
+		kills  []time.Time
 	}{
 		{"clean failover", clean, cps, nil, func(a clusterAudit) bool {
 			return a.Spans == 2 && a.Redelivered == 1 && a.Strays == 0 && a.BeforeCheckpoint == 0 && a.StaleCheckpoints == 0
-		}},
+		}, nil},
 		{"old owner delivers inside the new owner's span, within the window", append(clean[:4:4], d(1, 3005, "e4", 4), d(2, 3010, "e4", 4), d(2, 3020, "e5", 5)), cps, nil,
-			func(a clusterAudit) bool { return a.Strays == 1 && a.StraysBeyond == 0 }},
+			func(a clusterAudit) bool { return a.Strays == 1 && a.StraysBeyond == 0 }, nil},
 		{"old owner delivers long after the new owner started", append(clean[:5:5], d(1, 3009+int(fenceWindow/time.Millisecond), "e5", 5), d(2, 3900, "e6", 6)), cps, nil,
-			func(a clusterAudit) bool { return a.StraysBeyond == 1 }},
+			func(a clusterAudit) bool { return a.StraysBeyond == 1 }, nil},
 		{"successor redelivers a checkpointed event", append(clean[:3:3], d(2, 3000, "e2", 2), d(2, 3010, "e3", 3)), cps, nil,
-			func(a clusterAudit) bool { return a.BeforeCheckpoint == 1 }},
+			func(a clusterAudit) bool { return a.BeforeCheckpoint == 1 }, nil},
 		{"checkpoint written by a superseded epoch", clean, append(cps[:2:2], cpEvent{key: "t", ct: 3, owner: "h-1-a", epoch: 1, at: ms(3100)}), nil,
-			func(a clusterAudit) bool { return a.StaleCheckpoints == 1 }},
+			func(a clusterAudit) bool { return a.StaleCheckpoints == 1 }, nil},
 		{"paused member delivers after its successor took over", append(clean[:6:6], d(1, 5000, "e6", 6)), cps,
 			[]pausedMember{{pid: 1, instance: "h-1-a", leases: []store.Lease{{Key: "t", Epoch: 1}}, stopped: ms(100), taken: ms(3000), resumed: ms(4000)}},
-			func(a clusterAudit) bool { return a.PausedAfter == 1 }},
+			func(a clusterAudit) bool { return a.PausedAfter == 1 }, nil},
 		{"paused member delivers again after reacquiring", append(clean[:6:6], d(1, 6000, "e6", 6)),
 			append(cps[:2:2], cpEvent{key: "t", owner: "h-1-a", epoch: 3, at: ms(5900)}),
 			[]pausedMember{{pid: 1, instance: "h-1-a", leases: []store.Lease{{Key: "t", Epoch: 1}}, stopped: ms(100), taken: ms(3000), resumed: ms(4000)}},
-			func(a clusterAudit) bool { return a.PausedAfter == 0 && a.Spans == 3 }},
+			func(a clusterAudit) bool { return a.PausedAfter == 0 && a.Spans == 3 }, nil},
+		{"unattributed delivery right after a SIGKILL", append(clean[:3:3], d(0, 25, "e3", 3), d(2, 3000, "e3", 3)), cps, nil,
+			func(a clusterAudit) bool { return a.Unknown == 1 && a.UnknownElsewhere == 0 }, []time.Time{ms(22)}},
+		{"unattributed delivery elsewhere", append(clean[:3:3], d(0, 2000, "e3", 3), d(2, 3000, "e3", 3)), cps, nil,
+			func(a clusterAudit) bool { return a.Unknown == 1 && a.UnknownElsewhere == 1 }, []time.Time{ms(22)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
 			rec.log = tc.log
-			as := auditCluster(rec, tc.cps, []trig{{name: "t"}}, tc.paused)
+			as := auditCluster(rec, tc.cps, []trig{{name: "t"}}, tc.paused, tc.kills)
 			if len(as) != 1 || !tc.check(as[0]) {
 				t.Errorf("audit = %+v", as)
 			}

@@ -5,11 +5,13 @@ package faults
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // pidSet is the set of child processes whose connections the endpoint
@@ -17,9 +19,69 @@ import (
 type pidSet struct {
 	mu   sync.Mutex
 	pids map[int]string // pid → member name
+	// byPort maps the local port of a member's connection to the endpoint
+	// to the member's pid, as last seen by scan: a member SIGKILLed right
+	// after sending leaves requests whose connection the endpoint accepts
+	// after the process is gone.
+	byPort map[int]int
 }
 
-func newPIDSet() *pidSet { return &pidSet{pids: map[int]string{}} }
+func newPIDSet() *pidSet { return &pidSet{pids: map[int]string{}, byPort: map[int]int{}} }
+
+// scanEvery records, every d until stop is closed, which registered
+// process owns each connection to the endpoint port (see byPort).
+func (ps *pidSet) scanEvery(d time.Duration, port int, stop <-chan struct{}) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		ps.scan(port)
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (ps *pidSet) scan(port int) {
+	ports := map[string]int{} // socket inode → local port, for connections to port
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fs := strings.Fields(line)
+			if len(fs) < 10 || fs[0] == "sl" || hexPort(fs[2]) != port || fs[9] == "0" {
+				continue
+			}
+			ports[fs[9]] = hexPort(fs[1])
+		}
+	}
+	if len(ports) == 0 {
+		return
+	}
+	found := map[int]int{}
+	for _, pid := range ps.list() {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			l, err := os.Readlink(dir + "/" + e.Name())
+			if err != nil || !strings.HasPrefix(l, "socket:[") {
+				continue
+			}
+			if lp, ok := ports[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")]; ok {
+				found[lp] = pid
+			}
+		}
+	}
+	ps.mu.Lock()
+	maps.Copy(ps.byPort, found)
+	ps.mu.Unlock()
+}
 
 func (ps *pidSet) add(pid int, name string) {
 	ps.mu.Lock()
@@ -60,8 +122,8 @@ func (ps *pidSet) peer(c net.Conn) int {
 		return 0
 	}
 	inode := socketInode(ra.Port, la.Port)
-	if inode == "" {
-		return 0
+	if inode == "" || inode == "0" {
+		return ps.seen(ra.Port)
 	}
 	want := "socket:[" + inode + "]"
 	for _, pid := range ps.list() {
@@ -76,7 +138,15 @@ func (ps *pidSet) peer(c net.Conn) int {
 			}
 		}
 	}
-	return 0
+	return ps.seen(ra.Port)
+}
+
+// seen returns the pid the last scan saw on the connection from local
+// port p (0: none).
+func (ps *pidSet) seen(p int) int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.byPort[p]
 }
 
 // socketInode returns the inode of the TCP socket whose local port is
@@ -93,7 +163,9 @@ func socketInode(local, remote int) string {
 			if len(fs) < 10 || fs[0] == "sl" {
 				continue
 			}
-			if hexPort(fs[1]) == local && hexPort(fs[2]) == remote {
+			// Inode 0: a socket no process holds any more (TIME_WAIT of an
+			// earlier connection on the same ports, or a closed one).
+			if hexPort(fs[1]) == local && hexPort(fs[2]) == remote && fs[9] != "0" {
 				_ = fh.Close()
 				return fs[9]
 			}
