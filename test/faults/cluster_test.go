@@ -639,7 +639,9 @@ func auditCluster(rec *recorder, cps []cpEvent, trigs []trig, paused []pausedMem
 				a.Redelivered++
 			}
 			seen[d.id] = true
-			byPID[d.pid] = append(byPID[d.pid], d)
+			if d.pid != 0 { // unattributed deliveries are judged above, not as a member
+				byPID[d.pid] = append(byPID[d.pid], d)
+			}
 		}
 		var spans []span
 		for pid, pds := range byPID {
@@ -659,7 +661,7 @@ func auditCluster(rec *recorder, cps []cpEvent, trigs []trig, paused []pausedMem
 		// Two members at once: a delivery by one inside another's span.
 		for _, s := range spans {
 			for _, d := range ds {
-				if d.pid == s.pid || !d.at.After(s.start) || !d.at.Before(s.end) {
+				if d.pid == s.pid || d.pid == 0 || !d.at.After(s.start) || !d.at.Before(s.end) {
 					continue
 				}
 				a.Strays++
