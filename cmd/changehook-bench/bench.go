@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
@@ -30,6 +31,7 @@ type bench struct {
 	clock  *clock
 	db     *devdb.Server
 	client *mongo.Client
+	pki    *benchPKI // the HTTPS receiver's CA and certificate
 }
 
 func newBench(ctx context.Context, cfg config, dir string, log io.Writer) (*bench, error) {
@@ -43,6 +45,12 @@ func newBench(ctx context.Context, cfg config, dir string, log io.Writer) (*benc
 		return nil, fmt.Errorf("connect to devdb: %w", err)
 	}
 	b := &bench{cfg: cfg, dir: dir, log: log, clock: newClock(), db: srv, client: client}
+	if cfg.https {
+		if b.pki, err = newBenchPKI(dir); err != nil {
+			b.close()
+			return nil, err
+		}
+	}
 	if err := b.seedOplog(ctx); err != nil {
 		b.close()
 		return nil, err
@@ -86,6 +94,8 @@ type modeResult struct {
 	CPU        time.Duration // runner process, start to last receipt
 	HostCPU    time.Duration // this process (devdb + receiver) over the same span
 	PeakRSS    int64         // runner process VmHWM at the last receipt
+	Conns      int64         // connections the receiver accepted
+	HTTPS      bool          // drained to the HTTPS receiver
 	Steady     []time.Duration
 	SteadyN    int
 	SteadyCPU  time.Duration
@@ -108,6 +118,8 @@ type report struct {
 	StreamACPU, PostB16CPU time.Duration
 
 	Modes []modeResult
+	HTTPS []modeResult // HTTPS drains, one per mode (-https)
+	Rate  *rateResult  // real-time rate-limit check (-rate-limit)
 	BP    *bpResult
 	BPErr string // why the backpressure run failed, if it did
 
@@ -138,9 +150,17 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 	}
 	for _, m := range b.cfg.modes {
 		b.logf("runner %s: drain a backlog of %d", m, b.cfg.n)
-		r, err := b.drain(ctx, m)
+		r, err := b.drain(ctx, m, false)
 		if err != nil {
 			return nil, err
+		}
+		if b.cfg.https {
+			b.logf("runner %s: drain a backlog of %d to an HTTPS receiver", m, b.cfg.n)
+			h, err := b.drain(ctx, m, true)
+			if err != nil {
+				return nil, err
+			}
+			rep.HTTPS = append(rep.HTTPS, h)
 		}
 		if b.cfg.steady > 0 {
 			b.logf("runner %s: %d inserts/s for %v", m, b.cfg.steadyRate, b.cfg.steady)
@@ -149,6 +169,12 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 			}
 		}
 		rep.Modes = append(rep.Modes, r)
+	}
+	if b.cfg.rateLimit > 0 {
+		b.logf("rate limit: webhook.rate_limit %g/s, backlog of %d", b.cfg.rateLimit, int(b.cfg.rateLimit*b.cfg.rateDuration.Seconds())+1)
+		if rep.Rate, err = b.rateRun(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if b.cfg.backpressure {
 		b.logf("backpressure: backlog of %d, endpoint %v per request, sampling for %v", b.cfg.bpEvents, b.cfg.bpDelay, b.cfg.bpDuration)
@@ -256,15 +282,22 @@ func (b *bench) startRunnerFor(spec triggerSpec) (*runnerProc, error) {
 	return startRunner(b.cfg.bin, path, admin)
 }
 
-// drain measures one mode's throughput on a backlog.
-func (b *bench) drain(ctx context.Context, mode string) (modeResult, error) {
-	res := modeResult{Mode: mode, Events: b.cfg.n}
+// drain measures one mode's throughput on a backlog, to the HTTPS
+// receiver when https.
+func (b *bench) drain(ctx context.Context, mode string, https bool) (modeResult, error) {
+	res := modeResult{Mode: mode, Events: b.cfg.n, HTTPS: https}
 	coll := "drain_" + mode
+	var serverTLS *tls.Config
+	caFile := ""
+	if https {
+		coll = "drain_https_" + mode
+		serverTLS, caFile = b.pki.server, b.pki.caFile
+	}
 	startAt, _ := backlogStart()
 	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.n); err != nil {
 		return res, err
 	}
-	rec, err := startReceiver(b.clock, b.cfg.n, 0)
+	rec, err := startReceiverTLS(b.clock, b.cfg.n, 0, serverTLS)
 	if err != nil {
 		return res, err
 	}
@@ -274,7 +307,7 @@ func (b *bench) drain(ctx context.Context, mode string) (modeResult, error) {
 		return res, err
 	}
 	p, err := b.startRunnerFor(triggerSpec{Mode: mode, Concurrency: b.cfg.concurrency, Database: benchDB,
-		Collection: coll, URL: rec.url(), StartAt: startAt})
+		Collection: coll, URL: rec.url(), StartAt: startAt, CAFile: caFile})
 	if err != nil {
 		return res, err
 	}
@@ -301,6 +334,7 @@ func (b *bench) drain(ctx context.Context, mode string) (modeResult, error) {
 	}
 	res.Rate = rate(b.cfg.n, first, last)
 	res.Requests = rec.requests.Load()
+	res.Conns = rec.conns.Load()
 	res.CPU, res.PeakRSS = s.CPU, s.HWM
 	return res, nil
 }
@@ -467,6 +501,47 @@ func (r *report) print(w io.Writer, cfg config) {
 			p99 := percentile(m.Steady, 99)
 			fmt.Fprintf(w, "  %s p99 < 25 ms at %d/s: %s ms %s\n", m.Mode, cfg.steadyRate, ms(p99), verdict(p99 < 25*time.Millisecond))
 		}
+	}
+	if r.Rate != nil {
+		pct := 100 * r.Rate.Measured / r.Rate.Limit
+		fmt.Fprintf(w, "  rate limit (webhook.rate_limit %g/s, burst 1, real time): %d events in %.2f s = %.1f/s, %.1f%% of the limit, within 10%%: %s\n",
+			r.Rate.Limit, r.Rate.Events, r.Rate.Span.Seconds(), r.Rate.Measured, pct, verdict(pct >= 90 && pct <= 110))
+	}
+	if len(r.HTTPS) > 0 {
+		plain := map[string]modeResult{}
+		for _, m := range r.Modes {
+			plain[m.Mode] = m
+		}
+		fmt.Fprintf(w, "\nHTTPS drains (same backlog of %d; receiver serves TLS with a certificate of a private CA the runner trusts through webhook.tls.ca_file; HTTP/1.1):\n\n", r.N)
+		tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+		fmt.Fprintln(tw, "| mode\t scheme\t events/s\t connections opened\t in-flight limit\t runner µs/event\t devdb+receiver µs/event\t peak RSS MB\t")
+		fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t")
+		for _, h := range r.HTTPS {
+			limit := cfg.concurrency
+			if h.Mode == "strict" {
+				limit = 1
+			}
+			for _, m := range []modeResult{plain[h.Mode], h} {
+				if m.Events == 0 {
+					continue
+				}
+				scheme := "http"
+				if m.HTTPS {
+					scheme = "https"
+				}
+				fmt.Fprintf(tw, "| %s\t %s\t %.0f\t %d\t %d\t %.0f\t %.0f\t %.1f\t\n", m.Mode, scheme, m.Rate, m.Conns, limit,
+					float64(m.CPU.Microseconds())/float64(m.Events), float64(m.HostCPU.Microseconds())/float64(m.Events), mb(m.PeakRSS))
+			}
+		}
+		_ = tw.Flush()
+		for _, h := range r.HTTPS {
+			limit := int64(cfg.concurrency)
+			if h.Mode == "strict" {
+				limit = 1
+			}
+			fmt.Fprintf(w, "  %s over HTTPS: connections opened = in-flight limit (%d): %d %s\n", h.Mode, limit, h.Conns, verdict(h.Conns == limit))
+		}
+		fmt.Fprintln(w)
 	}
 	if r.BPErr != "" {
 		fmt.Fprintf(w, "  backpressure peak RSS < 150 MB: NOT MEASURED — the run failed: %s\n", r.BPErr)

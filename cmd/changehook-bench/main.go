@@ -81,6 +81,9 @@ type config struct {
 	timeout      time.Duration
 	nodeCache    string
 	cpuprofile   string
+	https        bool
+	rateLimit    float64
+	rateDuration time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -104,6 +107,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.bin, "changehook", "", "changehook binary to run (default: build ./cmd/changehook of this module)")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "bound on each phase")
 	fs.StringVar(&c.nodeCache, "node-cache", filepath.Join(cache, "changehook-bench", "node"), "where the Node baseline's npm packages are installed")
+	fs.BoolVar(&c.https, "https", true, "after each mode's drain, drain the same backlog to an HTTPS receiver (self-signed CA passed through webhook.tls.ca_file) and count connections")
+	fs.Float64Var(&c.rateLimit, "rate-limit", 200, "real-time rate-limit check: a trigger with webhook.rate_limit {per_second: this, burst: 1} drains a backlog; 0 skips it")
+	fs.DurationVar(&c.rateDuration, "rate-duration", 10*time.Second, "how long the rate-limit check's backlog takes at the limit")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "instead of the benchmark: drain each mode with the runner inside this process and write a CPU profile of it all to `file`")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./cmd/changehook-bench [flags]")
@@ -132,6 +138,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case c.n < 2:
 		fmt.Fprintln(stderr, "changehook-bench: -n must be at least 2")
+		return c, errUsage
+	case c.rateLimit < 0 || c.rateLimit > 1e5 || c.rateDuration <= 0:
+		fmt.Fprintln(stderr, "changehook-bench: -rate-limit must be between 0 and 100000 and -rate-duration positive")
 		return c, errUsage
 	case c.steadyRate < 1, c.concurrency < 1, c.bpEvents < 1:
 		fmt.Fprintln(stderr, "changehook-bench: -steady-rate, -concurrency and -bp-events must be positive")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,8 @@ type receiver struct {
 	requests atomic.Int64
 	distinct atomic.Int64
 	bad      atomic.Int64 // requests whose body had no usable seq
+	conns    atomic.Int64 // connections accepted
+	scheme   string
 	done     chan struct{}
 	doneOnce sync.Once
 
@@ -40,23 +43,39 @@ type receiver struct {
 // The phase is complete (done is closed) once every seq in [0, want) has
 // arrived at least once.
 func startReceiver(c *clock, want int, delay time.Duration) (*receiver, error) {
+	return startReceiverTLS(c, want, delay, nil)
+}
+
+// startReceiverTLS is startReceiver serving HTTPS (HTTP/1.1) with tc when
+// it is not nil.
+func startReceiverTLS(c *clock, want int, delay time.Duration, tc *tls.Config) (*receiver, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("start receiver: %w", err)
 	}
 	r := &receiver{
 		clock: c, delay: delay, want: int64(want),
-		first: make([]atomic.Int64, want),
-		done:  make(chan struct{}),
-		ln:    ln,
+		first:  make([]atomic.Int64, want),
+		done:   make(chan struct{}),
+		ln:     ln,
+		scheme: "http",
 	}
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = r.srv.Serve(ln) }()
+	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			r.conns.Add(1)
+		}
+	}}
+	if tc != nil {
+		r.scheme = "https"
+		r.srv.TLSConfig = tc
+		r.ln = tls.NewListener(ln, tc)
+	}
+	go func() { _ = r.srv.Serve(r.ln) }()
 	return r, nil
 }
 
 // url is the endpoint's URL.
-func (r *receiver) url() string { return "http://" + r.ln.Addr().String() + "/hook" }
+func (r *receiver) url() string { return r.scheme + "://" + r.ln.Addr().String() + "/hook" }
 
 // close stops the server and drops its connections.
 func (r *receiver) close() { _ = r.srv.Close() }

@@ -110,7 +110,9 @@ type triggerSpec struct {
 	Database    string
 	Collection  string
 	URL         string
-	StartAt     string // "now" or an RFC 3339 time
+	StartAt     string  // "now" or an RFC 3339 time
+	CAFile      string  // webhook.tls.ca_file ("": none)
+	RateLimit   float64 // webhook.rate_limit.per_second, burst 1 (0: none)
 }
 
 // writeRunnerConfig writes a triggers.yaml for one trigger and returns its
@@ -119,6 +121,13 @@ func writeRunnerConfig(dir, uri, stateDB string, t triggerSpec) (string, error) 
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return "", fmt.Errorf("write runner config: %w", err)
+	}
+	extra := ""
+	if t.CAFile != "" {
+		extra += fmt.Sprintf("      tls: { ca_file: %q }\n", t.CAFile)
+	}
+	if t.RateLimit > 0 {
+		extra += fmt.Sprintf("      rate_limit: { per_second: %g, burst: 1 }\n", t.RateLimit)
 	}
 	cfg := fmt.Sprintf(`mongodb:
   uri: %q
@@ -138,9 +147,9 @@ triggers:
       url: %q
       secret: %q
       timeout: 10s
-    retry: { max_attempts: 5, initial_backoff: 100ms, max_backoff: 2s }
+%s    retry: { max_attempts: 5, initial_backoff: 100ms, max_backoff: 2s }
 `, uri, stateDB, t.Database, t.Collection, t.Mode, t.Concurrency, t.StartAt, t.URL,
-		"whsec_"+base64.StdEncoding.EncodeToString(key))
+		"whsec_"+base64.StdEncoding.EncodeToString(key), extra)
 	path := filepath.Join(dir, "bench-"+t.Collection+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return "", fmt.Errorf("write runner config: %w", err)
