@@ -412,3 +412,39 @@ func TestTLSKeepsNetworkGuard(t *testing.T) {
 func denyLoopback() []netip.Prefix {
 	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 }
+
+// TestTransportWrapperKeepsGuardAndTLS: a wrapped transport (the runner's
+// lease gate) still dials through the network guard and uses webhook.tls.
+func TestTransportWrapperKeepsGuardAndTLS(t *testing.T) {
+	p := newTestPKI(t)
+	srv, cns := p.mtlsServer(t, 0)
+	tl := &triggers.TLS{CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey}
+	if err := tl.LoadFiles(); err != nil {
+		t.Fatal(err)
+	}
+	var wrapped atomic.Int64
+	wrap := WithTransportWrapper(func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) { wrapped.Add(1); return next.RoundTrip(r) })
+	})
+	s, err := NewSender(&triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: srv.URL, TLS: tl}}, wrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deliver(context.Background(), testEvent(t, 1, "a")); err != nil {
+		t.Fatalf("wrapped mTLS delivery: %v", err)
+	}
+	if cn := <-cns; cn != "changehook" || wrapped.Load() != 1 {
+		t.Errorf("client %q, wrapper calls %d", cn, wrapped.Load())
+	}
+	s, err = NewSender(&triggers.Trigger{Name: "t", Network: triggers.NetworkPolicy{Deny: denyLoopback()}, Webhook: triggers.Webhook{URL: srv.URL, TLS: tl}}, wrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Deliver(context.Background(), testEvent(t, 1, "a")); err == nil || res.Reason != ReasonBlocked {
+		t.Errorf("wrapped transport to a denied address: res %+v err %v", res, err)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

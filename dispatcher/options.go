@@ -20,6 +20,7 @@ type options struct {
 	userAgent  string
 	limiters   *Limiters
 	shared     *ByteBudget
+	wrapRT     func(http.RoundTripper) http.RoundTripper
 }
 
 // WithHTTPClient sends requests with a shallow copy of c whose Timeout is the
@@ -75,3 +76,12 @@ func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = u
 // one event, so no trigger starves; the sum exceeds b's limit by at most one
 // event per dispatcher. Only New uses it.
 func WithSharedByteBudget(b *ByteBudget) Option { return func(o *options) { o.shared = b } }
+
+// WithTransportWrapper wraps the transport requests are sent through (the
+// default one, with the network guard and webhook.tls, or WithHTTPClient's)
+// in f's RoundTripper, e.g. to refuse requests once a lease is lost. Unlike
+// WithHTTPClient it keeps the network guard and the TLS settings. OAuth2
+// token requests do not go through it.
+func WithTransportWrapper(f func(http.RoundTripper) http.RoundTripper) Option {
+	return func(o *options) { o.wrapRT = f }
+}

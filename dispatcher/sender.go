@@ -180,6 +180,13 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		tlsConf = w.TLS.ClientConfig()
 	}
 	s.http = httpClient(o.httpClient, conc, w.Timeout, guard, tlsConf)
+	if o.wrapRT != nil {
+		next := s.http.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		s.http.Transport = o.wrapRT(next)
+	}
 	if w.Auth != nil && w.Auth.OAuth2 != nil {
 		var tokenTLS *tls.Config
 		if w.TLS != nil {

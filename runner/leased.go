@@ -66,8 +66,13 @@ func (r *Runner) leased(s *slot) (dopts []dispatcher.Option, sink dispatcher.Dea
 		return nil, r.store, r.store, nil
 	}
 	l := s.lease
-	return []dispatcher.Option{dispatcher.WithHTTPClient(gatedClient(r.opts.HTTPClient, s.t.Concurrency, l))},
-		gatedSink{r.store, l}, fencedCheckpoints{r.store, l}, l.Deadline
+	gate := dispatcher.WithTransportWrapper(func(next http.RoundTripper) http.RoundTripper { return gateTransport{next: next, l: l} })
+	if r.opts.HTTPClient != nil {
+		gate = dispatcher.WithHTTPClient(gatedClient(r.opts.HTTPClient, s.t.Concurrency, l))
+	}
+	// Without a caller's client the dispatcher's own transport (network
+	// guard, webhook.tls) is wrapped, not replaced.
+	return []dispatcher.Option{gate}, gatedSink{r.store, l}, fencedCheckpoints{r.store, l}, l.Deadline
 }
 
 // fencedCheckpoints reads and writes a trigger's checkpoint as its lease's
