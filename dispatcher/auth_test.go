@@ -448,3 +448,42 @@ func TestTransportWrapperKeepsGuardAndTLS(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestConnectionsBoundedByConcurrency: concurrent deliveries of a trigger
+// open at most Concurrency connections, reused for every event.
+func TestConnectionsBoundedByConcurrency(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	const conc, per = 4, 100
+	s, err := NewSender(&triggers.Trigger{Name: "t", Ordering: triggers.None, Concurrency: conc, Webhook: triggers.Webhook{URL: srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, conc)
+	for w := range conc {
+		wg.Go(func() {
+			for i := range per {
+				if _, err := s.Deliver(context.Background(), testEvent(t, w*per+i, "a")); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := conns.Load(); n < 1 || n > conc {
+		t.Errorf("%d deliveries, %d in flight, opened %d connections; want at most %d", conc*per, conc, n, conc)
+	}
+}

@@ -256,6 +256,12 @@ func httpClient(base *http.Client, conc int, timeout time.Duration, guard *netGu
 			t = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
 		}
 		t.MaxIdleConnsPerHost = max(conc, 2)
+		// At most conc connections: a delivery that finishes returns its
+		// connection to the pool asynchronously, and without this bound
+		// the next delivery of the same worker may dial a new one in that
+		// window, which the idle limit then closes: connections churn
+		// (with TLS, a handshake each) instead of staying at conc.
+		t.MaxConnsPerHost = conc
 		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: guard.control}
 		t.DialContext = dialer.DialContext
 		if tlsConf != nil {
