@@ -72,6 +72,17 @@ const (
 	// 64 partitions spread one trigger over 64 processes, far beyond what
 	// one trigger's event rate needs.
 	MaxPartitions = 64
+	// DefaultHistoryRetention is history.retention when omitted (7 days).
+	DefaultHistoryRetention = 168 * time.Hour
+	// MinHistoryRetention is the smallest history.retention accepted.
+	MinHistoryRetention = time.Minute
+	// DefaultHistoryMaxRecords is history.max_records when omitted.
+	DefaultHistoryMaxRecords = 1_000_000
+	// MinHistoryMaxRecords and MaxHistoryMaxRecords bound
+	// history.max_records.
+	MinHistoryMaxRecords = 100
+	// MaxHistoryMaxRecords is the largest history.max_records accepted.
+	MaxHistoryMaxRecords = 1_000_000_000
 )
 
 // DefaultOperations returns the operation types a trigger watches when its
@@ -100,6 +111,8 @@ type Config struct {
 	Checkpoint CheckpointConfig `json:"checkpoint"`
 	// Limits are the process-wide resource bounds.
 	Limits LimitsConfig `json:"limits"`
+	// History configures the delivery history (<state.database>.attempts).
+	History HistoryConfig `json:"history"`
 	// Defaults holds the value a trigger gets for each field it omits (the
 	// defaults section over the built-in defaults). Its Name is empty.
 	Defaults *Trigger `json:"-"`
@@ -188,6 +201,20 @@ type LimitsConfig struct {
 	// larger than the budget is still admitted when nothing else is in
 	// flight.
 	MaxInflightBytes int64 `json:"max_inflight_bytes"`
+}
+
+// HistoryConfig is the history section: the record of every delivery
+// attempt kept in <state.database>.attempts.
+type HistoryConfig struct {
+	// Enabled records attempts (default true).
+	Enabled bool `json:"enabled"`
+	// Retention is how long a record is kept: the attempts collection's TTL
+	// index expires records this long after their attempt (default
+	// DefaultHistoryRetention, at least MinHistoryRetention).
+	Retention time.Duration `json:"retention"`
+	// MaxRecords caps the records kept: the history writer deletes the
+	// oldest ones beyond it (default DefaultHistoryMaxRecords).
+	MaxRecords int `json:"max_records"`
 }
 
 // LogConfig is the log section.
@@ -300,6 +327,15 @@ func (a AdminConfig) MarshalJSON() ([]byte, error) {
 		IdleTimeout  string `json:"idle_timeout"`
 		Retrying     string `json:"retrying_unready_after"`
 	}{plain(a), a.ReadTimeout.String(), a.WriteTimeout.String(), a.IdleTimeout.String(), a.RetryingUnreadyAfter.String()})
+}
+
+// MarshalJSON writes the retention as a Go duration string ("168h0m0s").
+func (h HistoryConfig) MarshalJSON() ([]byte, error) {
+	type plain HistoryConfig // without the method; shallower fields below win
+	return marshalJSON(struct {
+		plain
+		Retention string `json:"retention"`
+	}{plain(h), h.Retention.String()})
 }
 
 // MarshalJSON writes the interval as a Go duration string ("30s").

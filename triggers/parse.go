@@ -141,8 +141,9 @@ func (d *decoder) parse(data []byte) *Config {
 		Cluster:    ClusterConfig{LeaseTTL: DefaultLeaseTTL, RenewEvery: DefaultLeaseTTL / 3},
 		Checkpoint: CheckpointConfig{IdleInterval: DefaultCheckpointIdleInterval},
 		Limits:     LimitsConfig{MaxInflightBytes: DefaultProcessMaxInflightBytes},
+		History:    HistoryConfig{Enabled: true, Retention: DefaultHistoryRetention, MaxRecords: DefaultHistoryMaxRecords},
 	}
-	top := d.fields(doc, "configuration", []string{"mongodb", "state", "admin", "log", "cluster", "network", "endpoints", "checkpoint", "limits", "defaults", "triggers"})
+	top := d.fields(doc, "configuration", []string{"mongodb", "state", "admin", "log", "cluster", "network", "endpoints", "checkpoint", "limits", "history", "defaults", "triggers"})
 	if top == nil {
 		return cfg
 	}
@@ -207,6 +208,9 @@ func (d *decoder) parse(data []byte) *Config {
 	if e := top["limits"]; e.set() {
 		f := d.fields(e.val, "limits", []string{"max_inflight_bytes"})
 		cfg.Limits.MaxInflightBytes = d.byteSize(f["max_inflight_bytes"], "limits.max_inflight_bytes", cfg.Limits.MaxInflightBytes)
+	}
+	if e := top["history"]; e.set() {
+		cfg.History = d.history(e, cfg.History)
 	}
 
 	var defs map[string]entry
@@ -576,6 +580,22 @@ func (d *decoder) cluster(e entry) ClusterConfig {
 		c.RenewEvery = c.LeaseTTL / 3
 	}
 	return c
+}
+
+// history decodes the history section over def: enabled, retention (at
+// least MinHistoryRetention) and max_records.
+func (d *decoder) history(e entry, def HistoryConfig) HistoryConfig {
+	h := def
+	f := d.fields(e.val, "history", []string{"retention", "max_records", "enabled"})
+	h.Enabled = d.boolean(f["enabled"], "history.enabled", def.Enabled)
+	r := f["retention"]
+	h.Retention = d.duration(r, "history.retention", def.Retention)
+	if h.Retention < MinHistoryRetention {
+		d.errorf(r.val, "history.retention: must be at least %s, got %s", MinHistoryRetention, h.Retention)
+		h.Retention = def.Retention
+	}
+	h.MaxRecords = d.integer(f["max_records"], "history.max_records", def.MaxRecords, MinHistoryMaxRecords, MaxHistoryMaxRecords)
+	return h
 }
 
 // byteSizeRE matches a byte size: an integer with an optional binary unit.
