@@ -17,6 +17,7 @@ import (
 
 	"github.com/changehook/changehook/internal/version"
 	"github.com/changehook/changehook/triggers"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"golang.org/x/time/rate"
 )
 
@@ -41,6 +42,16 @@ type Attempt struct {
 	Latency time.Duration
 	// Body is the response body, truncated to 4 KiB.
 	Body string
+	// Trigger is the trigger's name.
+	Trigger string
+	// Start is when the attempt started (on the Sender's Clock).
+	Start time.Time
+	// DocumentKey is the event's documentKey as the stream returned it, nil
+	// when the event has none or the attempt came from SendOnce. It aliases
+	// the event's bytes: an observer that keeps it must copy it.
+	DocumentKey bson.Raw
+	// Operation is the event's operationType ("" from SendOnce).
+	Operation string
 
 	// resp is the response (its body already read and closed), for the
 	// Backoff policy's Retry-After.
@@ -309,7 +320,7 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever bool, prog *prog
 			msg, err = wrapMessage(&s.webhook, id, ev.Raw, payload)
 		}
 		if err == nil {
-			return s.retryStage(ctx, msg, forever, prog)
+			return s.retryStage(ctx, msg, forever, prog, s.eventInfo(ev))
 		}
 		res := Result{WebhookID: id, Reason: ReasonPayload, FirstAttemptAt: s.clock.Now()}
 		if !forever {
@@ -328,13 +339,13 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever bool, prog *prog
 
 // retryStage sends msg with sendOnce until an attempt succeeds, the policy
 // gives up (never when forever) or ctx ends. prog (may be nil) follows the
-// attempts.
-func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress) (Result, error) {
+// attempts; info is what the observers learn about the event.
+func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress, info eventInfo) (Result, error) {
 	id := msg.ID
 	res := Result{WebhookID: id, FirstAttemptAt: s.clock.Now()}
 	lastLog := ""
 	for n := 1; ; n++ {
-		at, retry, err := s.sendOnce(ctx, msg, n)
+		at, retry, err := s.sendOnce(ctx, msg, n, info)
 		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
 		res.Latency = s.clock.Now().Sub(res.FirstAttemptAt)
 		if err == nil {
@@ -396,23 +407,46 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 // calls the observers. payload is sent as it is, with the trigger's headers:
 // a cloudevents-binary trigger's ce-* headers are added by Deliver only.
 func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int) (Attempt, bool, error) {
-	return s.sendOnce(ctx, Message{ID: id, Body: payload}, n)
+	return s.sendOnce(ctx, Message{ID: id, Body: payload}, n, eventInfo{})
+}
+
+// eventInfo is what the observers learn about the event being delivered.
+type eventInfo struct {
+	documentKey bson.Raw
+	operation   string
+}
+
+// eventInfo reads ev's documentKey and operationType for the observers
+// (nothing when there are none: delivery pays for it only when observed).
+func (s *Sender) eventInfo(ev Event) eventInfo {
+	if len(s.observers) == 0 {
+		return eventInfo{}
+	}
+	var info eventInfo
+	if v, err := ev.Raw.LookupErr("documentKey"); err == nil {
+		info.documentKey, _ = v.DocumentOK()
+	}
+	if v, err := ev.Raw.LookupErr("operationType"); err == nil {
+		info.operation, _ = v.StringValueOK()
+	}
+	return info
 }
 
 // sendOnce is SendOnce for a Message. With OAuth2 auth, a 401 answer to a
 // cached token drops it and the attempt is sent once more with a new token
 // (once: no loop).
-func (s *Sender) sendOnce(ctx context.Context, msg Message, n int) (Attempt, bool, error) {
+func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInfo) (Attempt, bool, error) {
 	id := msg.ID
-	at := Attempt{WebhookID: id, Number: n}
+	at := Attempt{WebhookID: id, Number: n, Trigger: s.trigger, DocumentKey: info.documentKey, Operation: info.operation}
 	if s.limiters != nil {
 		if err := s.waitRate(ctx); err != nil {
-			at.Reason, at.Err = ReasonCanceled, err
+			at.Start, at.Reason, at.Err = s.clock.Now(), ReasonCanceled, err
 			s.observe(at)
 			return at, false, err
 		}
 	}
 	start := s.clock.Now()
+	at.Start = start
 	resp, doErr, authErr := s.do(ctx, msg, start)
 	if authErr == nil && doErr == nil && s.tokens != nil && resp.StatusCode == http.StatusUnauthorized {
 		readBody(resp)

@@ -305,7 +305,7 @@ func TestObserverSeesEveryAttempt(t *testing.T) {
 	var seen []Attempt
 	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 5}},
 		WithClock(newFakeClock()), WithObserver(func(a Attempt) { seen = append(seen, a) }))
-	ev := testEvent(t, 1, "")
+	ev := testEvent(t, 1, "k1")
 	res, err := s.Deliver(context.Background(), ev)
 	if err != nil || res.Attempts != 3 {
 		t.Fatalf("Deliver = %+v, %v; want success on attempt 3", res, err)
@@ -323,6 +323,10 @@ func TestObserverSeesEveryAttempt(t *testing.T) {
 		if a.Number != i+1 || a.WebhookID != res.WebhookID || a.Status != w.status || a.Reason != w.reason || a.Retry != w.retry ||
 			(a.Err == nil) != (w.reason == "") || a.Body != "status "+http.StatusText(w.status) || a.Latency < 0 {
 			t.Fatalf("attempt %d = %+v, want status %d reason %q retry %v", i+1, a, w.status, w.reason, w.retry)
+		}
+		if a.Trigger != "orders" || a.Operation != "insert" || a.DocumentKey.Lookup("_id").StringValue() != "k1" || a.Start.IsZero() {
+			t.Fatalf("attempt %d: trigger %q operation %q documentKey %v start %v; want orders, insert, {_id: k1}, set",
+				i+1, a.Trigger, a.Operation, a.DocumentKey, a.Start)
 		}
 	}
 }
