@@ -29,21 +29,30 @@ type indexSpec struct {
 // indexSpecs lists every index changehook keeps on its state collections.
 // Each is created by EnsureIndexes; add new ones here.
 func (s *Store) indexSpecs() []indexSpec {
-	return []indexSpec{
+	specs := []indexSpec{
 		{collection: DeadLettersCollection, model: mongo.IndexModel{
 			Keys:    bson.D{{Key: "trigger", Value: 1}, {Key: "deadLetteredAt", Value: 1}, {Key: "_id", Value: 1}},
 			Options: options.Index().SetName(DeadLettersIndex),
 		}},
 	}
+	for _, m := range attemptIndexes(s.retention()) {
+		specs = append(specs, indexSpec{collection: AttemptsCollection, model: m})
+	}
+	return specs
 }
 
 // EnsureIndexes creates every index of the state collections that does not
 // exist yet (creating a missing collection). It is idempotent: an index that
 // already exists with the same key pattern and options is left as it is. It
 // is called when run and dev start and by the state commands; an error names
-// the collection and the index.
+// the collection and the index. The attempts collection's TTL index follows
+// SetHistoryRetention: when the retention changed, its expireAfterSeconds
+// is changed first.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
 	db := s.checkpoints.Database()
+	if err := s.retimeAttemptsTTL(ctx); err != nil {
+		return err
+	}
 	for _, spec := range s.indexSpecs() {
 		if _, err := db.Collection(spec.collection).Indexes().CreateOne(ctx, spec.model); err != nil {
 			return fmt.Errorf("create index %s on %s.%s: %w", indexName(spec.model), db.Name(), spec.collection, err)

@@ -33,6 +33,8 @@ const (
 type Store struct {
 	checkpoints *mongo.Collection
 	deadLetters *mongo.Collection
+	// historyRetention is the attempts TTL (0: the default).
+	historyRetention time.Duration
 }
 
 // New returns a Store on the database named database of client. It does no
