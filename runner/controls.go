@@ -31,7 +31,8 @@ const skipWait = 10 * time.Second
 // holding a stuck strict or dead_letter: false trigger — and moves the
 // checkpoint past it. It stops the trigger's watcher first (waiting for it
 // as Stop does) and starts it again afterwards. The dead letter's last error
-// says it was skipped by by; it returns its webhook id.
+// says it was skipped by by (and the history records the skip); it returns
+// its webhook id.
 //
 // A partitioned trigger holds events per partition, so Skip on one needs
 // the partition: name is then the partition's key, "NAME/p<i>of<N>" (the
@@ -90,6 +91,12 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 			return err
 		}
 		r.log.Warn("event skipped and dead-lettered", "trigger", t.Name, "key", key, "webhook_id", webhookID, "by", by)
+		if r.opts.History != nil {
+			op, _ := raw.Lookup("operationType").StringValueOK()
+			dk, _ := raw.Lookup("documentKey").DocumentOK()
+			r.opts.History.Record(store.AttemptRecord{Kind: store.KindSkipped, Trigger: t.Name, Partition: historyPartition(t),
+				WebhookID: webhookID, DocumentKey: dk, Operation: op, Reason: "skipped", By: by, At: now})
+		}
 		return nil
 	})
 	return webhookID, err

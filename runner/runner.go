@@ -106,6 +106,11 @@ type Options struct {
 	// DefaultDeadLetterRefresh); RefreshDeadLetters and every stored dead
 	// letter also ask for a refresh.
 	DeadLetterRefresh time.Duration
+	// History, when set, records every delivery attempt of every trigger
+	// (an observer on each dispatcher; it never waits), the changes a
+	// Resume from now or from a time skips and the events Skip
+	// dead-letters. The caller creates and closes it.
+	History *store.HistoryWriter
 	// IdleCheckpointInterval overrides the configuration's
 	// checkpoint.idle_interval when not zero (see WatcherOptions).
 	IdleCheckpointInterval time.Duration

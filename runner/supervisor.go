@@ -3,12 +3,14 @@ package runner
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/version"
+	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -126,6 +128,9 @@ func (r *Runner) startLocked(s *slot) {
 	}
 	if r.budget != nil {
 		dopts = append(dopts, dispatcher.WithSharedByteBudget(r.budget))
+	}
+	if r.opts.History != nil {
+		dopts = append(dopts, dispatcher.WithObserver(r.opts.History.Observer(t.Name, historyPartition(t), store.KindDelivery, "")))
 	}
 	if r.opts.DispatcherOptions != nil {
 		dopts = append(dopts, r.opts.DispatcherOptions(t)...)
@@ -319,10 +324,11 @@ type Skipped struct {
 // written during the pause is lost. With from.Now or from.Time it first
 // waits for the old watcher to stop (until ctx ends), moves the checkpoint to
 // that position (every change before it is skipped) and returns the skipped
-// range. Resuming a trigger that is not paused from its checkpoint does
-// nothing but clear a permanent failure. On a partitioned trigger it
-// applies to every partition; the skipped range then runs from the oldest
-// partition checkpoint to the newest new position.
+// range, which it also records in the history (Options.History).
+// Resuming a trigger that is not paused from its checkpoint does nothing but
+// clear a permanent failure. On a partitioned trigger it applies to every
+// partition; the skipped range then runs from the oldest partition
+// checkpoint to the newest new position.
 func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skipped, error) {
 	var skipped Skipped
 	if from.IsCheckpoint() {
@@ -381,6 +387,10 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 		}
 		r.log.Warn("trigger resumed, skipping changes", "trigger", name, "from", from.String(),
 			"skipped_from", skipped.From, "skipped_to", skipped.To)
+		if r.opts.History != nil {
+			r.opts.History.Record(store.AttemptRecord{Kind: store.KindSkipped, Trigger: name,
+				Reason: "resumed from " + from.String(), SkippedFrom: skipped.From, SkippedTo: skipped.To, At: r.opts.Clock.Now()})
+		}
 		return nil
 	})
 	return skipped, err
@@ -455,4 +465,14 @@ func waitDone(ctx context.Context, done <-chan struct{}, action string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%s: waiting for the watcher to stop: %w", action, ctx.Err())
 	}
+}
+
+// historyPartition is the partition a history record names: "p<i>of<N>" for
+// one partition of a partitioned trigger, "" otherwise.
+func historyPartition(t *triggers.Trigger) string {
+	if _, ok := t.PartitionIndex(); ok {
+		_, part, _ := strings.Cut(t.Key(), "/")
+		return part
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -404,3 +405,78 @@ func attemptIndexes(retention time.Duration) []mongo.IndexModel {
 	}
 }
 
+// attemptJSON is the JSON form of an AttemptRecord (snake_case, the
+// document key as relaxed Extended JSON, zero fields left out).
+type attemptJSON struct {
+	ID                 string          `json:"id"`
+	Cursor             string          `json:"cursor"`
+	Kind               string          `json:"kind"`
+	Trigger            string          `json:"trigger"`
+	Partition          string          `json:"partition,omitempty"`
+	WebhookID          string          `json:"webhook_id,omitempty"`
+	DocumentKey        json.RawMessage `json:"document_key,omitempty"`
+	DocumentKeyOmitted bool            `json:"document_key_omitted,omitempty"`
+	Operation          string          `json:"operation,omitempty"`
+	Attempt            int             `json:"attempt,omitempty"`
+	Failed             bool            `json:"failed"`
+	Status             int             `json:"status,omitempty"`
+	Reason             string          `json:"reason,omitempty"`
+	Error              string          `json:"error,omitempty"`
+	LatencyMS          float64         `json:"latency_ms"`
+	Response           string          `json:"response,omitempty"`
+	StartedAt          *time.Time      `json:"started_at,omitempty"`
+	At                 time.Time       `json:"at"`
+	SkippedFrom        *time.Time      `json:"skipped_from,omitempty"`
+	SkippedTo          *time.Time      `json:"skipped_to,omitempty"`
+	By                 string          `json:"by,omitempty"`
+}
+
+// MarshalJSON writes the record as the admin API and `changehook history
+// --json` show it.
+func (r AttemptRecord) MarshalJSON() ([]byte, error) {
+	opt := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		u := t.UTC()
+		return &u
+	}
+	j := attemptJSON{
+		ID: r.ID.Hex(), Cursor: r.Cursor(), Kind: r.Kind, Trigger: r.Trigger, Partition: r.Partition, WebhookID: r.WebhookID,
+		DocumentKeyOmitted: r.DocumentKeyOmitted, Operation: r.Operation, Attempt: r.Attempt, Failed: r.Failed,
+		Status: r.Status, Reason: r.Reason, Error: r.Error, LatencyMS: r.LatencyMS, Response: r.Response,
+		StartedAt: opt(r.StartedAt), At: r.At.UTC(), SkippedFrom: opt(r.SkippedFrom), SkippedTo: opt(r.SkippedTo), By: r.By,
+	}
+	if len(r.DocumentKey) > 0 {
+		if b, err := bson.MarshalExtJSON(r.DocumentKey, false, false); err == nil {
+			j.DocumentKey = b
+		}
+	}
+	return json.Marshal(j)
+}
+
+// ParseDocumentKey reads a documentKey given as (relaxed or canonical)
+// Extended JSON, such as {"_id": {"$oid": "..."}} or {"_id": 42}.
+func ParseDocumentKey(s string) (bson.Raw, error) {
+	var d bson.D
+	if err := bson.UnmarshalExtJSON([]byte(s), false, &d); err != nil {
+		return nil, fmt.Errorf("document key %q is not an Extended JSON document such as {\"_id\": 42}: %w", s, err)
+	}
+	b, err := bson.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("document key %q: %w", s, err)
+	}
+	return b, nil
+}
+
+// ParseSince reads a history start: an RFC 3339 time, or a duration (such
+// as 90m or 24h) meaning that long before now.
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("since %q is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a duration such as 90m or 24h", s)
+}

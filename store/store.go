@@ -258,5 +258,29 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, id string) (deleted bool, 
 	return res.DeletedCount > 0, nil
 }
 
+// RecordReplayFailure updates the dead letter with id after a replay that
+// did not deliver it: res.Attempts more attempts, and the last status,
+// reason, error and response (truncated to 4 KiB) of the replay's last
+// attempt. found is false when the dead letter no longer exists.
+func (s *Store) RecordReplayFailure(ctx context.Context, id string, res dispatcher.Result, replayErr error) (found bool, err error) {
+	msg := ""
+	if replayErr != nil {
+		msg = replayErr.Error()
+	}
+	u, err := s.deadLetters.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{
+		{Key: "$inc", Value: bson.D{{Key: "attempts", Value: res.Attempts}}},
+		{Key: "$set", Value: bson.D{
+			{Key: "lastStatus", Value: res.Status},
+			{Key: "lastReason", Value: res.Reason},
+			{Key: "lastError", Value: msg},
+			{Key: "lastResponse", Value: truncateUTF8(res.Body, 4<<10)},
+		}},
+	})
+	if err != nil {
+		return false, fmt.Errorf("record the failed replay of dead letter %s: %w", id, err)
+	}
+	return u.MatchedCount > 0, nil
+}
+
 // Compile-time check that Store is a dead-letter sink.
 var _ dispatcher.DeadLetterSink = (*Store)(nil)

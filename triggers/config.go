@@ -76,6 +76,9 @@ const (
 	DefaultHistoryRetention = 168 * time.Hour
 	// MinHistoryRetention is the smallest history.retention accepted.
 	MinHistoryRetention = time.Minute
+	// MaxHistoryRetention is the largest history.retention accepted (10
+	// years; a TTL index's expireAfterSeconds is a 32-bit number).
+	MaxHistoryRetention = 87600 * time.Hour
 	// DefaultHistoryMaxRecords is history.max_records when omitted.
 	DefaultHistoryMaxRecords = 1_000_000
 	// MinHistoryMaxRecords and MaxHistoryMaxRecords bound
@@ -210,7 +213,8 @@ type HistoryConfig struct {
 	Enabled bool `json:"enabled"`
 	// Retention is how long a record is kept: the attempts collection's TTL
 	// index expires records this long after their attempt (default
-	// DefaultHistoryRetention, at least MinHistoryRetention).
+	// DefaultHistoryRetention, between MinHistoryRetention and
+	// MaxHistoryRetention).
 	Retention time.Duration `json:"retention"`
 	// MaxRecords caps the records kept: the history writer deletes the
 	// oldest ones beyond it (default DefaultHistoryMaxRecords).

@@ -583,15 +583,15 @@ func (d *decoder) cluster(e entry) ClusterConfig {
 }
 
 // history decodes the history section over def: enabled, retention (at
-// least MinHistoryRetention) and max_records.
+// least MinHistoryRetention, at most MaxHistoryRetention) and max_records.
 func (d *decoder) history(e entry, def HistoryConfig) HistoryConfig {
 	h := def
 	f := d.fields(e.val, "history", []string{"retention", "max_records", "enabled"})
 	h.Enabled = d.boolean(f["enabled"], "history.enabled", def.Enabled)
 	r := f["retention"]
 	h.Retention = d.duration(r, "history.retention", def.Retention)
-	if h.Retention < MinHistoryRetention {
-		d.errorf(r.val, "history.retention: must be at least %s, got %s", MinHistoryRetention, h.Retention)
+	if h.Retention < MinHistoryRetention || h.Retention > MaxHistoryRetention {
+		d.errorf(r.val, "history.retention: must be between %s and %s, got %s", MinHistoryRetention, MaxHistoryRetention, h.Retention)
 		h.Retention = def.Retention
 	}
 	h.MaxRecords = d.integer(f["max_records"], "history.max_records", def.MaxRecords, MinHistoryMaxRecords, MaxHistoryMaxRecords)

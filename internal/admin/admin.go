@@ -10,6 +10,9 @@
 //	GET /api/triggers   JSON: per trigger state, last error, counters and
 //	                    checkpoint time, as the Runner reports them (never
 //	                    secrets)
+//	GET /api/history    JSON: the delivery history, newest first, filtered
+//	                    (trigger, webhook_id, document_key, since, failed,
+//	                    limit, after)
 //	GET /               the web console (package console): triggers, one
 //	                    trigger, dead letters; read-only, never secrets
 package admin
@@ -90,6 +93,9 @@ type Options struct {
 	RetryingUnreadyAfter time.Duration
 	// Now is the clock of the readiness rules (nil: time.Now).
 	Now func() time.Time
+	// History, when set, serves GET /api/history and the console's recent
+	// attempts.
+	History History
 }
 
 // Cluster reports the cluster's members and leases; *cluster.Manager
@@ -168,6 +174,9 @@ func Start(opts Options) (*Server, error) {
 	mux.Handle("/", cons)
 	if opts.Cluster != nil {
 		mux.Handle("GET /api/cluster", ClusterHandler(opts.Cluster))
+	}
+	if opts.History != nil {
+		mux.Handle("GET /api/history", HistoryHandler(opts.History))
 	}
 	consCtx, stopCons := context.WithCancel(context.Background())
 	s := &Server{

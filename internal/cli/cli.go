@@ -124,6 +124,7 @@ func commands() []command {
 		{"validate", "check a configuration file and report every problem", validateCommand},
 		{"test", "show what a trigger would do with an event (match, payload, headers)", testCommand},
 		{"dlq", "list, show, replay or purge dead letters", dlqCommand},
+		{"history", "show the delivery history: every attempt, filtered by trigger, document, webhook-id, time", historyCommand},
 		{"checkpoints", "list checkpoints, or reset one (the way out of history lost)", checkpointsCommand},
 		{"cluster", "show the members of a cluster of run processes and who holds which trigger", clusterCommand},
 		{"pause", "hold a trigger without losing events (applied by the running changehook)", pauseCommand},

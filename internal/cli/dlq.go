@@ -66,6 +66,7 @@ func openState(ctx context.Context, fs *flag.FlagSet, path string, env Env) (*st
 		return nil, err
 	}
 	st := store.New(client, cfg.State.Database)
+	st.SetHistoryRetention(cfg.History.Retention)
 	if err := st.EnsureIndexes(ctx); err != nil {
 		// The state commands still work without the indexes, only slower
 		// (and dead-letter listings of many large ones may hit the
@@ -267,8 +268,23 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 	}
 	defer sc.close(ctx)
 
+	var hist *store.HistoryWriter
+	if sc.cfg.History.Enabled {
+		// The replay's attempts go to the delivery history too.
+		hist = store.NewHistoryWriter(sc.store, store.HistoryWriterOptions{})
+		defer func() {
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := hist.Close(hctx); err != nil || hist.Dropped() > 0 {
+				fmt.Fprintf(env.Stderr, "note: %d replay attempts were not recorded in the history\n", hist.Dropped())
+			}
+		}()
+	}
 	r := deadletter.Replayer{Store: sc.store, Config: sc.cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
-		return newSender(t, env)
+		if hist == nil {
+			return newSender(t, env)
+		}
+		return newSender(t, env, dispatcher.WithObserver(hist.Observer(t.Name, "", store.KindReplay, "cli")))
 	}}
 	sum, err := r.Replay(ctx, deadletter.Selection{IDs: ids, Trigger: *trigger, All: *all}, func(res deadletter.Result) {
 		switch {

@@ -102,8 +102,22 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st := store.New(client, cfg.State.Database)
+	st.SetHistoryRetention(cfg.History.Retention)
 	if err := st.EnsureIndexes(ctx); err != nil {
 		return fmt.Errorf("prepare the state database: %w", err)
+	}
+	var hist *store.HistoryWriter
+	if cfg.History.Enabled {
+		hist = store.NewHistoryWriter(st, store.HistoryWriterOptions{
+			Retention: cfg.History.Retention, MaxRecords: cfg.History.MaxRecords, Registry: reg, Logger: log})
+		defer func() {
+			// After the triggers stopped: their last attempts are queued.
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := hist.Close(hctx); err != nil {
+				log.Warn("delivery history: records left unwritten at shutdown", "dropped_total", hist.Dropped(), "error", err)
+			}
+		}()
 	}
 	var mgr *cluster.Manager
 	var standby func(string) bool
@@ -125,6 +139,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		Standby:            standby,
 		Controls:           true,
 		DispatcherOptions:  dispatcherOptions(rf),
+		History:            hist,
 	})
 	if err != nil {
 		return fmt.Errorf("prepare triggers: %w", err)
@@ -136,7 +151,8 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		aopts.Addr, aopts.Runner, aopts.Gatherer, aopts.Logger = addr, rn, reg, log
 		aopts.Store, aopts.Oplog = st, console.MongoOplog{Client: client}
 		aopts.Control, aopts.Token = rn, cfg.Admin.Token.Reveal()
-		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers"
+		aopts.History = st
+		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers /api/history"
 		if mgr != nil {
 			aopts.Cluster = mgr
 			endpoints += " /api/cluster"

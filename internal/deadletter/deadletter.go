@@ -75,8 +75,9 @@ type Summary struct {
 var ErrNotFound = errors.New("no such dead letter")
 
 // Replayer delivers dead letters again with their trigger's current webhook
-// settings and retry policy and deletes each one that is delivered. A
-// Replayer is used by one goroutine at a time.
+// settings and retry policy and deletes each one that is delivered; one that
+// is not keeps the replay's attempts, last status and error. A Replayer is
+// used by one goroutine at a time.
 type Replayer struct {
 	// Store holds the dead letters.
 	Store *store.Store
@@ -133,7 +134,8 @@ func (r *Replayer) Replay(ctx context.Context, sel Selection, each func(Result))
 	return sum, err
 }
 
-// replayOne delivers dl and deletes it once delivered.
+// replayOne delivers dl and deletes it once delivered; a failed replay adds
+// its attempts and last outcome to the dead letter.
 func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Result {
 	res := Result{ID: dl.ID, Trigger: dl.Trigger}
 	s, err := r.sender(dl.Trigger)
@@ -149,6 +151,11 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 			status = fmt.Sprintf("HTTP %d", out.Status)
 		}
 		res.Err = fmt.Errorf("%s after %d attempt(s): %w", status, out.Attempts, err)
+		// The dead letter keeps the replay's trace: its attempts and last
+		// status, reason, error and response.
+		if _, uerr := r.Store.RecordReplayFailure(ctx, dl.ID, out, err); uerr != nil {
+			res.Err = fmt.Errorf("%w (and the dead letter was not updated: %v)", res.Err, uerr)
+		}
 		return res
 	}
 	if _, err := r.Store.DeleteDeadLetter(ctx, dl.ID); err != nil {
