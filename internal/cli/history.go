@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -101,7 +102,10 @@ func printHistory(env Env, recs []store.AttemptRecord) error {
 		case r.Failed:
 			result = r.Reason
 			if r.Error != "" {
-				result += ": " + oneLine(r.Error, 80)
+				result = oneLine(r.Error, 80)
+				if !strings.HasPrefix(r.Error, r.Reason) {
+					result = r.Reason + ": " + result
+				}
 			}
 		case r.Reason != "":
 			result = r.Reason
