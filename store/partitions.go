@@ -33,3 +33,18 @@ func (s *Store) TriggerCheckpoints(ctx context.Context, trigger string) ([]Check
 	}
 	return out, nil
 }
+
+// DeleteFreeLease removes the lease document of key unless someone holds it
+// unexpired (by the state database's clock): used when a key is no longer
+// in use (after `checkpoints repartition`). Deleting a missing or held lease
+// does nothing and is not an error.
+func (s *Store) DeleteFreeLease(ctx context.Context, key string) error {
+	free := bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "$eq", Value: bson.A{bson.D{{Key: "$ifNull", Value: bson.A{"$owner", ""}}}, ""}}},
+		bson.D{{Key: "$lte", Value: bson.A{"$expiresAt", "$$NOW"}}},
+	}}}
+	if _, err := s.leases().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "$expr", Value: free}}); err != nil {
+		return fmt.Errorf("delete lease %q: %w", key, err)
+	}
+	return nil
+}

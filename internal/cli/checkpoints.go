@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +21,7 @@ func checkpointsCommand(ctx context.Context, args []string, env Env) int {
 	const usage = `Usage:
   changehook checkpoints list  [-c FILE]
   changehook checkpoints reset [-c FILE] --trigger NAME [--to now|RFC3339-TIME]
+  changehook checkpoints repartition [-c FILE] --trigger NAME --partitions N [--force]
 
 A checkpoint is the resume token a trigger restarts from (one per trigger, in
 <state.database>.checkpoints). When a trigger fails with "history lost" (its
@@ -38,14 +40,23 @@ member that starts the trigger afterwards continues from the new position.
   --to TIME   the trigger continues from the first change at or after TIME
               (must still be in the oplog)
 
+A partitioned trigger has one checkpoint per partition, NAME/p<i>of<N>.
+Changing its partitions is explicit: stop every changehook running it, run
+repartition (every new partition continues from the OLDEST old checkpoint, so
+nothing is skipped; the changes between the oldest and the newest old
+checkpoint are delivered again, with the same webhook-id), set partitions: N
+in the configuration, start changehook again.
+
 Examples:
   changehook checkpoints list
   changehook checkpoints reset --trigger low_stock
   changehook checkpoints reset --trigger low_stock --to 2025-01-31T12:00:00Z
+  changehook checkpoints repartition --trigger orders --partitions 4
 `
 	return runSubcommand(ctx, "checkpoints", usage, map[string]commandFunc{
-		"list":  checkpointsList,
-		"reset": checkpointsReset,
+		"list":        checkpointsList,
+		"reset":       checkpointsReset,
+		"repartition": checkpointsRepartition,
 	}, args, env)
 }
 
@@ -78,16 +89,18 @@ func checkpointsList(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, clusterTimeText(cp.ClusterTime), cp.UpdatedAt.UTC().Format(time.RFC3339), note)
 	}
 	for _, t := range sc.cfg.Triggers {
-		cp, ok := byName[t.Name]
-		delete(byName, t.Name)
-		note := ""
-		if !ok {
-			note = "no checkpoint: starts at start_at"
+		for _, u := range t.Units() {
+			cp, ok := byName[u.Key()]
+			delete(byName, u.Key())
+			note := ""
+			if !ok {
+				note = "no checkpoint: starts at start_at"
+			}
+			if !t.Enabled {
+				note = "disabled; " + note
+			}
+			row(u.Key(), cp, ok, note)
 		}
-		if !t.Enabled {
-			note = "disabled; " + note
-		}
-		row(t.Name, cp, ok, note)
 	}
 	for _, cp := range cps {
 		if _, left := byName[cp.Trigger]; left {
@@ -132,22 +145,30 @@ func checkpointsReset(ctx context.Context, args []string, env Env) int {
 		return fail(env, "checkpoints reset", err)
 	}
 	defer sc.close(ctx)
-	t, err := findTrigger(sc.cfg, *name)
+	t, err := findUnit(sc.cfg, *name)
 	if err != nil {
 		return usageError(env, fs, "%v", err)
 	}
-	cp, err := positionAt(ctx, sc, t, at)
-	if err != nil {
-		return fail(env, "checkpoints reset", err)
+	// A partitioned trigger's name resets every partition; a partition's
+	// key resets that one.
+	units := []*triggers.Trigger{t}
+	if _, one := t.PartitionIndex(); !one {
+		units = t.Units()
 	}
-	if err := resetFenced(ctx, sc.store, cp, sc.cfg.Cluster.LeaseTTL, env.Stderr); err != nil {
-		return fail(env, "checkpoints reset", err)
+	for _, u := range units {
+		cp, err := positionAt(ctx, sc, u, at)
+		if err != nil {
+			return fail(env, "checkpoints reset", err)
+		}
+		if err := resetFenced(ctx, sc.store, cp, sc.cfg.Cluster.LeaseTTL, env.Stderr); err != nil {
+			return fail(env, "checkpoints reset", err)
+		}
 	}
 	where := "the current end of the stream"
 	if !at.IsZero() {
 		where = "the first change at or after " + at.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(env.Stdout, "checkpoint of %s reset: it continues from %s.\nNo changehook run held the trigger; the next one to run it starts there (a running changehook dev keeps its own position: restart it).\n", t.Name, where)
+	fmt.Fprintf(env.Stdout, "checkpoint of %s reset: it continues from %s.\nNo changehook run held the trigger; the next one to run it starts there (a running changehook dev keeps its own position: restart it).\n", t.Key(), where)
 	return ExitOK
 }
 
@@ -197,4 +218,70 @@ func resetFenced(ctx context.Context, st *store.Store, cp store.Checkpoint, ttl 
 // positionAt is runner.PositionAt on the state connection's client.
 func positionAt(ctx context.Context, sc *stateConn, t *triggers.Trigger, at time.Time) (store.Checkpoint, error) {
 	return runner.PositionAt(ctx, sc.client, t, at)
+}
+
+func checkpointsRepartition(ctx context.Context, args []string, env Env) int {
+	fs := newFlagSet(env, "checkpoints repartition", "checkpoints repartition [-c FILE] --trigger NAME --partitions N [--force]",
+		"changehook checkpoints repartition --trigger orders --partitions 4")
+	path := configFlag(fs)
+	name := fs.String("trigger", "", "the trigger to repartition (required)")
+	n := fs.Int("partitions", 0, fmt.Sprintf("the new number of partitions, 1 to %d (required)", triggers.MaxPartitions))
+	force := fs.Bool("force", false, "do not refuse while cluster members list the trigger or hold its leases")
+	if code, done := flagsNoArgs(fs, args, env); done {
+		return code
+	}
+	switch {
+	case *name == "":
+		return usageError(env, fs, "--trigger is required")
+	case *n < 1 || *n > triggers.MaxPartitions:
+		return usageError(env, fs, "--partitions must be between 1 and %d, got %d", triggers.MaxPartitions, *n)
+	}
+	sc, err := openState(ctx, fs, *path, env)
+	if err != nil {
+		return fail(env, "checkpoints repartition", err)
+	}
+	defer sc.close(ctx)
+	t, err := findTrigger(sc.cfg, *name)
+	if err != nil {
+		return usageError(env, fs, "%v", err)
+	}
+	if *n > 1 && t.Ordering == triggers.Strict {
+		return usageError(env, fs, "trigger %s has ordering strict, which partitions cannot keep; change its ordering first", t.Name)
+	}
+	res, err := runner.Repartition(ctx, sc.store, t.Name, *n, *force)
+	if err != nil {
+		return fail(env, "checkpoints repartition", err)
+	}
+	w := env.Stdout
+	if len(res.Old) == 0 {
+		fmt.Fprintf(w, "trigger %s has no checkpoint: with partitions: %d each partition starts at start_at, as a new trigger does. Nothing written.\n", t.Name, *n)
+	} else {
+		var oldKeys []string
+		for _, cp := range res.Old {
+			oldKeys = append(oldKeys, cp.Trigger)
+		}
+		fmt.Fprintf(w, "trigger %s: %d checkpoint(s) (%s) -> %d partition(s) (%s).\n", t.Name, len(res.Old),
+			strings.Join(oldKeys, ", "), *n, strings.Join(res.Keys, ", "))
+		fmt.Fprintf(w, "Every partition continues after the oldest old checkpoint, %s at %s: nothing is skipped.\n",
+			res.Start.Trigger, tokenTimeText(res.Start))
+		if res.Start.Trigger != res.Newest.Trigger {
+			fmt.Fprintf(w, "The changes from %s to %s (the newest old checkpoint, %s) are delivered again, with the same webhook-id.\n",
+				tokenTimeText(res.Start), tokenTimeText(res.Newest), res.Newest.Trigger)
+		}
+	}
+	if t.Partitions != *n {
+		fmt.Fprintf(w, "%s says partitions: %d for %s: set it to %d before starting changehook.\n", sc.cfg.Path, t.Partitions, t.Name, *n)
+	} else {
+		fmt.Fprintln(w, "Start changehook (every member with this configuration).")
+	}
+	return ExitOK
+}
+
+// tokenTimeText shows where a checkpoint stands: the cluster time its
+// resume token encodes, else its recorded cluster time.
+func tokenTimeText(cp store.Checkpoint) string {
+	if at, ok := runner.TokenTime(cp.Token); ok {
+		return at.Format(time.RFC3339)
+	}
+	return clusterTimeText(cp.ClusterTime)
 }
