@@ -29,7 +29,7 @@ func TestHelpEverywhere(t *testing.T) {
 	cmds := [][]string{
 		{"run"}, {"dev"}, {"devdb"}, {"init"}, {"validate"}, {"test"}, {"version"},
 		{"dlq"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"},
-		{"checkpoints"}, {"checkpoints", "list"}, {"checkpoints", "reset"},
+		{"checkpoints"}, {"checkpoints", "list"}, {"checkpoints", "reset"}, {"checkpoints", "repartition"},
 	}
 	for _, c := range cmds {
 		for _, h := range []string{"--help", "-h"} {
@@ -80,6 +80,9 @@ func TestUsageErrors(t *testing.T) {
 		{"dlq purge without trigger", []string{"dlq", "purge"}, "--trigger is required"},
 		{"checkpoints reset without trigger", []string{"checkpoints", "reset"}, "--trigger is required"},
 		{"checkpoints reset bad time", []string{"checkpoints", "reset", "--trigger", "x", "--to", "yesterday"}, `not "yesterday"`},
+		{"checkpoints repartition without trigger", []string{"checkpoints", "repartition", "--partitions", "2"}, "--trigger is required"},
+		{"checkpoints repartition without partitions", []string{"checkpoints", "repartition", "--trigger", "x"}, "--partitions must be between 1 and 64, got 0"},
+		{"checkpoints repartition too many", []string{"checkpoints", "repartition", "--trigger", "x", "--partitions", "65"}, "--partitions must be between 1 and 64, got 65"},
 		{"devdb remote without flag", []string{"devdb", "--addr", "0.0.0.0:0"}, "devdb has no authentication"},
 		{"dev remote", []string{"dev", "--addr", "0.0.0.0:0"}, "--addr must be a loopback"},
 		{"bad log level", []string{"run", "-c", cfg, "--log-level", "loud"}, `unknown log level "loud"`},
