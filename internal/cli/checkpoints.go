@@ -149,20 +149,22 @@ func checkpointsReset(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		return usageError(env, fs, "%v", err)
 	}
-	// A partitioned trigger's name resets every partition; a partition's
-	// key resets that one.
+	// A partitioned trigger's name resets every partition (all under their
+	// leases, or none); a partition's key resets that one.
 	units := []*triggers.Trigger{t}
 	if _, one := t.PartitionIndex(); !one {
 		units = t.Units()
 	}
+	var cps []store.Checkpoint
 	for _, u := range units {
 		cp, err := positionAt(ctx, sc, u, at)
 		if err != nil {
 			return fail(env, "checkpoints reset", err)
 		}
-		if err := resetFenced(ctx, sc.store, cp, sc.cfg.Cluster.LeaseTTL, env.Stderr); err != nil {
-			return fail(env, "checkpoints reset", err)
-		}
+		cps = append(cps, cp)
+	}
+	if err := resetFenced(ctx, sc.store, cps, sc.cfg.Cluster.LeaseTTL, env.Stderr); err != nil {
+		return fail(env, "checkpoints reset", err)
 	}
 	where := "the current end of the stream"
 	if !at.IsZero() {
@@ -178,41 +180,55 @@ func resetOwner() string {
 	return fmt.Sprintf("checkpoints-reset@%s-%d", host, os.Getpid())
 }
 
-// resetFenced writes cp as the holder of its trigger's lease (ttl long):
-// refused with a clear error while a member holds the lease; once written,
-// a member that held the lease before can no longer overwrite it (its epoch
-// is older), and the next member to acquire the lease reads it.
-func resetFenced(ctx context.Context, st *store.Store, cp store.Checkpoint, ttl time.Duration, warn io.Writer) error {
+// resetFenced writes cps (one trigger's checkpoints: one per partition) as
+// the holder of their leases (ttl long): refused with a clear error, and
+// nothing written, while a member holds any of them; once written, a member
+// that held a lease before can no longer overwrite its checkpoint (its
+// epoch is older), and the next member to acquire the lease reads it.
+func resetFenced(ctx context.Context, st *store.Store, cps []store.Checkpoint, ttl time.Duration, warn io.Writer) error {
 	if ttl <= 0 {
 		ttl = triggers.DefaultLeaseTTL
 	}
-	key := cp.Trigger
-	l, err := st.AcquireLease(ctx, key, resetOwner(), ttl)
-	if errors.Is(err, store.ErrLeaseHeld) {
-		held := "another process"
-		if ls, lerr := st.ListLeases(ctx); lerr == nil {
-			for _, x := range ls {
-				if x.Key == key && x.Owner != "" {
-					held = fmt.Sprintf("cluster member %s (its lease expires in %s unless renewed)", x.Owner, time.Duration(x.RemainingMS)*time.Millisecond)
-				}
+	owner := resetOwner()
+	fences := map[string]store.Fence{}
+	defer func() {
+		for key, f := range fences {
+			if err := st.ReleaseLease(context.WithoutCancel(ctx), key, f); err != nil {
+				fmt.Fprintf(warn, "changehook: checkpoints reset: %v (the lease expires in %s)\n", err, ttl)
 			}
 		}
-		return fmt.Errorf("trigger %s is running on %s: it keeps its own position and would overwrite a reset. "+
-			"Move it through the running process with `changehook resume %s --from now|TIME`, or stop every changehook run first and reset again", key, held, key)
-	}
-	if err != nil {
-		return err
-	}
-	f := store.Fence{Owner: l.Owner, Epoch: l.Epoch}
-	defer func() {
-		if err := st.ReleaseLease(context.WithoutCancel(ctx), key, f); err != nil {
-			fmt.Fprintf(warn, "changehook: checkpoints reset: %v (the lease expires in %s)\n", err, ttl)
-		}
 	}()
-	if _, _, err := st.ClaimCheckpoint(ctx, key, f); err != nil {
-		return err
+	for _, cp := range cps {
+		key := cp.Trigger
+		l, err := st.AcquireLease(ctx, key, owner, ttl)
+		if errors.Is(err, store.ErrLeaseHeld) {
+			held := "another process"
+			if ls, lerr := st.ListLeases(ctx); lerr == nil {
+				for _, x := range ls {
+					if x.Key == key && x.Owner != "" {
+						held = fmt.Sprintf("cluster member %s (its lease expires in %s unless renewed)", x.Owner, time.Duration(x.RemainingMS)*time.Millisecond)
+					}
+				}
+			}
+			name, _, _, _ := triggers.ParsePartitionKey(key)
+			return fmt.Errorf("trigger %s is running on %s: it keeps its own position and would overwrite a reset; nothing was reset. "+
+				"Move it through the running process with `changehook resume %s --from now|TIME`, or stop every changehook run first and reset again", key, held, name)
+		}
+		if err != nil {
+			return err
+		}
+		fences[key] = store.Fence{Owner: l.Owner, Epoch: l.Epoch}
 	}
-	return st.SaveFencedCheckpoint(ctx, cp, f)
+	for _, cp := range cps {
+		f := fences[cp.Trigger]
+		if _, _, err := st.ClaimCheckpoint(ctx, cp.Trigger, f); err != nil {
+			return err
+		}
+		if err := st.SaveFencedCheckpoint(ctx, cp, f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // positionAt is runner.PositionAt on the state connection's client.

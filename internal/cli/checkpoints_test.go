@@ -37,7 +37,7 @@ func TestResetFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	var warn bytes.Buffer
-	err = resetFenced(ctx, st, cp(100), time.Minute, &warn)
+	err = resetFenced(ctx, st, []store.Checkpoint{cp(100)}, time.Minute, &warn)
 	if err == nil || !strings.Contains(err.Error(), "trigger orders is running on cluster member m1") ||
 		!strings.Contains(err.Error(), "changehook resume orders --from now|TIME") {
 		t.Fatalf("reset while m1 holds the lease: %v; want refused naming m1 and the way out", err)
@@ -50,7 +50,7 @@ func TestResetFenced(t *testing.T) {
 	if err := st.ReleaseLease(ctx, "orders", f1); err != nil {
 		t.Fatal(err)
 	}
-	if err := resetFenced(ctx, st, cp(100), time.Minute, &warn); err != nil {
+	if err := resetFenced(ctx, st, []store.Checkpoint{cp(100)}, time.Minute, &warn); err != nil {
 		t.Fatalf("reset with the lease free: %v", err)
 	}
 	if warn.Len() > 0 {
@@ -68,5 +68,37 @@ func TestResetFenced(t *testing.T) {
 	got, ok, err := st.ClaimCheckpoint(ctx, "orders", store.Fence{Owner: "m2", Epoch: l2.Epoch})
 	if err != nil || !ok || got.ClusterTime.T != 100 {
 		t.Fatalf("next member's checkpoint = %v, %v, %v; want the reset position", got.ClusterTime, ok, err)
+	}
+}
+
+// TestResetFencedPartitions: a partitioned trigger's partitions are reset
+// together or not at all.
+func TestResetFencedPartitions(t *testing.T) {
+	_, client := devdbtest.Start(t)
+	st := store.New(client, "state")
+	ctx := t.Context()
+	cp := func(key string, n int32) store.Checkpoint {
+		tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: n}})
+		return store.Checkpoint{Trigger: key, Token: tok, ClusterTime: bson.Timestamp{T: uint32(n), I: 1}}
+	}
+	p0, p1 := "orders/p0of2", "orders/p1of2"
+	l1, err := st.AcquireLease(ctx, p1, "m1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warn bytes.Buffer
+	err = resetFenced(ctx, st, []store.Checkpoint{cp(p0, 100), cp(p1, 100)}, time.Minute, &warn)
+	if err == nil || !strings.Contains(err.Error(), "trigger orders/p1of2 is running on cluster member m1") ||
+		!strings.Contains(err.Error(), "nothing was reset") || !strings.Contains(err.Error(), "changehook resume orders --from") {
+		t.Fatalf("reset with one partition held: %v", err)
+	}
+	if _, ok, _ := st.LoadCheckpoint(ctx, p0); ok {
+		t.Error("partition 0 was reset although partition 1 was refused")
+	}
+	if _, err := st.AcquireLease(ctx, p0, "m2", time.Hour); err != nil {
+		t.Errorf("partition 0's lease not released after the refusal: %v", err)
+	}
+	if err := st.ReleaseLease(ctx, p1, store.Fence{Owner: "m1", Epoch: l1.Epoch}); err != nil {
+		t.Fatal(err)
 	}
 }
