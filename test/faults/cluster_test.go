@@ -20,7 +20,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/changehook/changehook/internal/mql"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 )
 
 // clusterTTL is the lease TTL of the cluster scenarios: short, so that
@@ -61,8 +63,59 @@ func clusterTriggers() ([]trig, map[string][]string) {
 		{name: "strict", coll: "a", ordering: "strict"},
 		{name: "perdoc", coll: "b", ordering: "per_document"},
 		{name: "none", coll: "c", ordering: "none"},
+		{name: "parts", coll: "d", ordering: "per_document", partitions: 4},
 	}
-	return trigs, map[string][]string{"a": {"strict"}, "b": {"perdoc"}, "c": {"none"}}
+	return trigs, map[string][]string{"a": {"strict"}, "b": {"perdoc"}, "c": {"none"}, "d": {"parts"}}
+}
+
+// unit is one lease key: a trigger, or one partition of a partitioned one.
+type unit struct {
+	trigger string
+	key     string
+	part    int // -1: not partitioned
+	n       int
+}
+
+// units lists the lease keys of trigs.
+func units(trigs []trig) []unit {
+	var out []unit
+	for _, tr := range trigs {
+		if tr.partitions <= 1 {
+			out = append(out, unit{trigger: tr.name, key: tr.name, part: -1, n: 1})
+			continue
+		}
+		for i := range tr.partitions {
+			out = append(out, unit{trigger: tr.name, key: fmt.Sprintf("%s/p%dof%d", tr.name, i, tr.partitions), part: i, n: tr.partitions})
+		}
+	}
+	return out
+}
+
+// has reports whether delivery d belongs to u: its trigger, and for a
+// partition, a document whose key hashes to it (as the server's filter
+// does: |hashed index key of _id mod n|).
+func (u unit) has(d delivery) bool {
+	if d.trigger != u.trigger {
+		return false
+	}
+	if u.part < 0 {
+		return true
+	}
+	return partitionOf(d.id, u.n) == u.part
+}
+
+// partitionOf returns the partition of the document in event identity id
+// (trigger|ns|key|version) among n.
+func partitionOf(id string, n int) int {
+	f := strings.Split(id, "|")
+	if len(f) < 3 {
+		return -1
+	}
+	h := mql.HashedIndexKey(f[2]) % int64(n)
+	if h < 0 {
+		h = -h
+	}
+	return int(h)
 }
 
 // startCluster starts devdb, the attributing endpoint, the checkpoint
@@ -178,10 +231,11 @@ func instancePID(id string) int {
 	return pid
 }
 
-// owner waits until key's lease is held by a running member that has
-// delivered for trigger since since, and returns that member, its pid
-// and the lease.
-func (x *clusterRun) owner(trigger, key string, since time.Time) (*runnerProc, int, store.Lease) {
+// owner waits until u's lease is held by a running member that has
+// delivered for u since since, and returns that member, its pid and the
+// lease.
+func (x *clusterRun) owner(u unit, since time.Time) (*runnerProc, int, store.Lease) {
+	key := u.key
 	x.t.Helper()
 	deadline := time.Now().Add(procTimeout)
 	for time.Now().Before(deadline) {
@@ -191,7 +245,7 @@ func (x *clusterRun) owner(trigger, key string, since time.Time) (*runnerProc, i
 			if pid == 0 && len(x.members) == 1 && x.members[0].cur != nil { // a configured instance_id
 				pid = x.members[0].cur.Cmd.Process.Pid
 			}
-			if r := x.memberByPID(pid); r != nil && x.deliveredSince(trigger, pid, since) {
+			if r := x.memberByPID(pid); r != nil && x.deliveredSince(u, pid, since) {
 				return r, pid, l
 			}
 		}
@@ -202,7 +256,7 @@ func (x *clusterRun) owner(trigger, key string, since time.Time) (*runnerProc, i
 }
 
 // deliveredSince reports whether pid delivered for trigger after since.
-func (x *clusterRun) deliveredSince(trigger string, pid int, since time.Time) bool {
+func (x *clusterRun) deliveredSince(u unit, pid int, since time.Time) bool {
 	rec := x.ep.rec
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -211,7 +265,7 @@ func (x *clusterRun) deliveredSince(trigger string, pid int, since time.Time) bo
 		if d.at.Before(since) {
 			return false
 		}
-		if d.trigger == trigger && d.pid == pid {
+		if u.has(d) && d.pid == pid {
 			return true
 		}
 	}
@@ -220,7 +274,7 @@ func (x *clusterRun) deliveredSince(trigger string, pid int, since time.Time) bo
 
 // firstFrom waits until trigger is delivered by a process other than
 // notPID after after, and returns that delivery.
-func (x *clusterRun) firstFrom(trigger string, notPID int, after time.Time, timeout time.Duration) (delivery, bool) {
+func (x *clusterRun) firstFrom(u unit, notPID int, after time.Time, timeout time.Duration) (delivery, bool) {
 	rec := x.ep.rec
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -231,7 +285,7 @@ func (x *clusterRun) firstFrom(trigger string, notPID int, after time.Time, time
 		rec.mu.Lock()
 		for ; from < len(rec.log); from++ {
 			d := rec.log[from]
-			if d.trigger == trigger && d.pid != notPID && d.pid != 0 && d.at.After(after) {
+			if u.has(d) && d.pid != notPID && d.pid != 0 && d.at.After(after) {
 				rec.mu.Unlock()
 				return d, true
 			}
@@ -329,14 +383,16 @@ func (x *clusterRun) finish(timeout time.Duration) {
 // delivered something), measures the failover — the time from the kill to
 // the first delivery of the trigger by another member — and restarts the
 // killed member.
-func (x *clusterRun) killOwner(trigger string) time.Duration {
+func (x *clusterRun) killOwner(key string) time.Duration {
 	x.t.Helper()
-	r, pid, l := x.owner(trigger, trigger, time.Now())
+	u := x.unit(key)
+	trigger := key
+	r, pid, l := x.owner(u, time.Now())
 	killedAt := time.Now()
 	r.kill()
 	x.kills = append(x.kills, killedAt)
 	x.logf("SIGKILL %s (pid %d), owner of %s (epoch %d)", x.names[r], pid, trigger, l.Epoch)
-	d, ok := x.firstFrom(trigger, pid, killedAt, 10*clusterTTL+procTimeout)
+	d, ok := x.firstFrom(u, pid, killedAt, 10*clusterTTL+procTimeout)
 	if !ok {
 		x.t.Fatalf("no member delivered %s after its owner was killed", trigger)
 	}
@@ -344,6 +400,18 @@ func (x *clusterRun) killOwner(trigger string) time.Duration {
 	x.logf("failover of %s: %s took over, first delivery %v after the kill", trigger, x.pids.name(d.pid), fo.Round(time.Millisecond))
 	x.startMember(r)
 	return fo
+}
+
+// unit returns the lease key key of the scenario's triggers.
+func (x *clusterRun) unit(key string) unit {
+	x.t.Helper()
+	for _, u := range units(x.trigs) {
+		if u.key == key {
+			return u
+		}
+	}
+	x.t.Fatalf("no lease key %q", key)
+	return unit{}
 }
 
 // pausedMember is a member SIGSTOPped for longer than the lease TTL.
@@ -360,12 +428,14 @@ type pausedMember struct {
 // pauseOwner SIGSTOPs the member holding trigger's lease until another
 // member delivered the trigger and at least TTL + 1 s passed, then
 // SIGCONTs it.
-func (x *clusterRun) pauseOwner(trigger string) pausedMember {
+func (x *clusterRun) pauseOwner(key string) pausedMember {
 	x.t.Helper()
-	r, pid, l := x.owner(trigger, trigger, time.Now())
+	u := x.unit(key)
+	trigger := key
+	r, pid, l := x.owner(u, time.Now())
 	p := pausedMember{name: x.names[r], pid: pid, instance: l.Owner}
-	for _, tr := range x.trigs {
-		if hl, err := x.lease(tr.name); err == nil && hl.Owner == l.Owner {
+	for _, ou := range units(x.trigs) {
+		if hl, err := x.lease(ou.key); err == nil && hl.Owner == l.Owner {
 			p.leases = append(p.leases, hl)
 		}
 	}
@@ -374,7 +444,7 @@ func (x *clusterRun) pauseOwner(trigger string) pausedMember {
 	}
 	p.stopped = time.Now()
 	x.logf("SIGSTOP %s (pid %d), owner of %s (epoch %d)", p.name, pid, trigger, l.Epoch)
-	d, ok := x.firstFrom(trigger, pid, p.stopped, 10*clusterTTL+procTimeout)
+	d, ok := x.firstFrom(u, pid, p.stopped, 10*clusterTTL+procTimeout)
 	if !ok {
 		x.t.Fatalf("no member delivered %s while its owner was stopped", trigger)
 	}
@@ -611,11 +681,12 @@ func auditCluster(rec *recorder, cps []cpEvent, trigs []trig, paused []pausedMem
 	log := slices.Clone(rec.log)
 	rec.mu.Unlock()
 	var out []clusterAudit
-	for _, tr := range trigs {
-		a := clusterAudit{Trigger: tr.name}
+	for _, u := range units(trigs) {
+		tr := trig{name: u.key}
+		a := clusterAudit{Trigger: u.key}
 		var ds []delivery
 		for _, d := range log {
-			if d.trigger == tr.name {
+			if u.has(d) {
 				ds = append(ds, d)
 			}
 		}
@@ -808,7 +879,7 @@ func TestCluster(t *testing.T) {
 	x.waitWrites(200)
 
 	var failovers []time.Duration
-	triggersRR := []string{"strict", "perdoc", "none"}
+	triggersRR := []string{"strict", "perdoc", "none", "parts/p1of4"}
 	failovers = append(failovers, x.killOwner("strict"))
 	paused := x.pauseOwner("perdoc")
 	x.addMember()
@@ -869,9 +940,26 @@ func scenarioCluster(s *suite) []tally {
 	what := fmt.Sprintf("3 members, TTL %v: owner SIGKILLed (failover %.1f s), owner SIGSTOPped %.1f s, devdb SIGKILLed",
 		clusterTTL, fo.Seconds(), paused.resumed.Sub(paused.stopped).Seconds())
 	for i := range ts {
-		ts[i].Note = clusterNote(as[i], what)
+		ts[i].Note = clusterNote(sumAudits(as, ts[i].Trigger), what)
 	}
 	return ts
+}
+
+// sumAudits adds up the audits of trigger's lease keys (its partitions).
+func sumAudits(as []clusterAudit, trigger string) clusterAudit {
+	sum := clusterAudit{Trigger: trigger}
+	for _, a := range as {
+		if name, _, _, _ := triggers.ParsePartitionKey(a.Trigger); name != trigger {
+			continue
+		}
+		sum.Deliveries += a.Deliveries
+		sum.Redelivered += a.Redelivered
+		sum.Spans += a.Spans
+		sum.Strays += a.Strays
+		sum.MaxStray = max(sum.MaxStray, a.MaxStray)
+		sum.StraysBeyond += a.StraysBeyond
+	}
+	return sum
 }
 
 // TestClusterRestartSameID: a single member with a stable instance_id is
@@ -888,13 +976,14 @@ func TestClusterRestartSameID(t *testing.T) {
 	r := x.addMember("--log-level", "info")
 	x.startWriter(600, 200)
 	x.waitWrites(200)
-	_, pid, _ := x.owner("strict", "strict", time.Now())
+	su := x.unit("strict")
+	_, pid, _ := x.owner(su, time.Now())
 	killedAt := time.Now()
 	r.kill()
 	x.kills = append(x.kills, killedAt)
 	x.logf("SIGKILL %s (pid %d), instance_id solo", x.names[r], pid)
 	x.startMember(r)
-	d, ok := x.firstFrom("strict", pid, killedAt, 2*ttl+procTimeout)
+	d, ok := x.firstFrom(su, pid, killedAt, 2*ttl+procTimeout)
 	if !ok {
 		t.Fatal("the restarted member delivered nothing")
 	}
