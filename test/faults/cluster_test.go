@@ -484,7 +484,7 @@ type cpEvent struct {
 	ct    uint64 // the checkpoint's clusterTime (0: the write did not move it, e.g. a claim)
 	owner string
 	epoch int64
-	at    time.Time
+	at    time.Time // the event's wallTime (when the write happened), else when it was seen
 }
 
 // cpWatch follows <state>.checkpoints with a change stream for the whole
@@ -567,6 +567,12 @@ func (c *cpWatch) note(err error) {
 // add records one change event of the checkpoints collection.
 func (c *cpWatch) add(ev bson.Raw) {
 	e := cpEvent{at: time.Now()}
+	if wt, ok := ev.Lookup("wallTime").TimeOK(); ok {
+		// The write's time by the server's clock (the same host's):
+		// observation through the stream lags behind, by hundreds of
+		// milliseconds on a loaded machine.
+		e.at = wt
+	}
 	key, _ := ev.Lookup("documentKey", "_id").StringValueOK()
 	e.key = key
 	fields := func(doc bson.Raw) {
