@@ -426,7 +426,10 @@ func (m *Manager) round(ctx context.Context) {
 		}
 		m.checkedPrevious = true
 	}
-	if err := m.st.Heartbeat(opCtx, m.self, m.opts.LeaseTTL); err != nil {
+	m.mu.Lock()
+	self := m.self // SetTriggers replaces Triggers and ConfigHash under mu
+	m.mu.Unlock()
+	if err := m.st.Heartbeat(opCtx, self, m.opts.LeaseTTL); err != nil {
 		m.log.Warn("heartbeat failed", "error", err)
 		return
 	}
@@ -755,9 +758,9 @@ func ReadStatus(ctx context.Context, st Store, m *Manager) (Status, error) {
 		s.Leases = []store.Lease{}
 	}
 	if m != nil {
-		s.InstanceID, s.ConfigHash = m.self.ID, m.self.ConfigHash
 		s.LeaseTTL, s.RenewEvery = m.opts.LeaseTTL.String(), m.opts.RenewEvery.String()
 		m.mu.Lock()
+		s.InstanceID, s.ConfigHash = m.self.ID, m.self.ConfigHash
 		for name, d := range m.drift {
 			if d {
 				s.Drift = append(s.Drift, name)
@@ -789,45 +792,11 @@ type Supervisor interface {
 // as one unit per partition, each under its own lease (key
 // "NAME/p<i>of<N>"), so the members share its partitions. Drive returns
 // once every unit stopped and released its lease; m.Run must keep running
-// until then.
+// until then. A Driver does the same for a set of triggers that a reload
+// changes.
 func Drive(ctx context.Context, m *Manager, sup Supervisor, cfg *triggers.Config, grace time.Duration) {
-	var wg sync.WaitGroup
-	for _, t := range cfg.Triggers {
-		if !t.Enabled {
-			continue
-		}
-		for _, u := range t.Units() {
-			i, _ := u.PartitionIndex()
-			key := u.Key()
-			wg.Go(func() {
-				for {
-					o, err := m.Await(ctx, t.Name, i, t.Partitions)
-					if err != nil {
-						return // ctx ended
-					}
-					if err := sup.StartLeased(key, o); err != nil {
-						m.log.Error("cannot start trigger under its lease", "trigger", t.Name, "key", key, "error", err)
-					} else {
-						select {
-						case <-o.Context().Done():
-						case <-ctx.Done():
-						}
-					}
-					stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace+m.opts.LeaseTTL)
-					if err := sup.Stop(stopCtx, key); err != nil {
-						m.log.Warn("trigger did not stop in time; its lease is left to expire", "trigger", t.Name, "key", key, "error", err)
-						cancel()
-						o.abandon()
-					} else {
-						cancel()
-						o.Release(ctx)
-					}
-					if ctx.Err() != nil {
-						return
-					}
-				}
-			})
-		}
-	}
-	wg.Wait()
+	d := NewDriver(ctx, m, sup, grace)
+	d.Add(cfg)
+	<-ctx.Done()
+	d.Wait()
 }

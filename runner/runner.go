@@ -135,10 +135,11 @@ type Runner struct {
 	metrics *Metrics
 	dmet    *dispatcher.Metrics
 	// limits are the endpoints' rate limiters, shared by every trigger.
-	limits  *dispatcher.Limiters
-	budget  *dispatcher.ByteBudget // limits.max_inflight_bytes, shared by every trigger (nil: none)
-	dl      deadLetterCounts
-	started atomic.Bool
+	limits   *dispatcher.Limiters
+	budget   *dispatcher.ByteBudget // limits.max_inflight_bytes, shared by every trigger (nil: none)
+	dl       deadLetterCounts
+	reloadMu sync.Mutex // one Reload at a time
+	started  atomic.Bool
 
 	mu      sync.Mutex // guards cfg, slots, order, units, runCtx, closing and adding to wg
 	cfg     *triggers.Config

@@ -13,6 +13,7 @@
 //	GET /api/history    JSON: the delivery history, newest first, filtered
 //	                    (trigger, webhook_id, document_key, since, failed,
 //	                    limit, after)
+//	POST /api/reload    re-read and apply the configuration file (token)
 //	GET /               the web console (package console): triggers, one
 //	                    trigger, dead letters; read-only, never secrets
 package admin
@@ -91,6 +92,9 @@ type Options struct {
 	// RetryingUnreadyAfter is how long a trigger may be retrying before
 	// /readyz reports it (0: triggers.DefaultRetryingUnreadyAfter).
 	RetryingUnreadyAfter time.Duration
+	// Reload serves POST /api/reload (nil: the route is absent), authorised
+	// like Control.
+	Reload Reloader
 	// Now is the clock of the readiness rules (nil: time.Now).
 	Now func() time.Time
 	// History, when set, serves GET /api/history and the console's recent
@@ -168,8 +172,12 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("start admin server: %w", err)
 	}
 	mux := routes(opts.Runner, opts.Gatherer, readiness{limit: opts.RetryingUnreadyAfter, now: opts.Now})
+	auth := authorizer{token: opts.Token, loopback: isLoopback(ln.Addr())}
 	if opts.Control != nil {
-		controlRoutes(mux, opts.Control, authorizer{token: opts.Token, loopback: isLoopback(ln.Addr())})
+		controlRoutes(mux, opts.Control, auth)
+	}
+	if opts.Reload != nil {
+		reloadRoute(mux, opts.Reload, auth)
 	}
 	mux.Handle("/", cons)
 	if opts.Cluster != nil {

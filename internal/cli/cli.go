@@ -50,13 +50,19 @@ type Env struct {
 	// RuntimeDir holds the file in which a running dev records its devdb
 	// (default: $XDG_RUNTIME_DIR, else the system's temporary directory).
 	RuntimeDir string
+	// WatchReload, when set, subscribes run and dev to reload requests
+	// (SIGHUP in OSEnv) while they serve: the channel receives one value
+	// per request until stop is called. nil: no reload requests.
+	WatchReload func() (requests <-chan struct{}, stop func())
 }
 
 // OSEnv returns the Env of the current process: os.Stdin, os.Stdout, os.Stderr,
-// os.LookupEnv and ver resolved by version.Resolve (the module version
-// recorded in the binary when ver is "" or "dev").
+// os.LookupEnv, ver resolved by version.Resolve (the module version
+// recorded in the binary when ver is "" or "dev") and SIGHUP as the reload
+// request.
 func OSEnv(ver string) Env {
-	return Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, LookupEnv: os.LookupEnv, Version: version.Resolve(ver)}
+	return Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, LookupEnv: os.LookupEnv, Version: version.Resolve(ver),
+		WatchReload: osWatchReload}
 }
 
 func (e Env) stdin() io.Reader {

@@ -34,6 +34,8 @@ type runFlags struct {
 	clustered bool
 	// deliveries, when set, receives one line per delivery attempt (dev).
 	deliveries io.Writer
+	// watchConfig reloads the configuration when its file changes.
+	watchConfig bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -43,13 +45,15 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin server `address` (default: the config's admin.addr; port 0 picks a free one; \"off\" disables it)")
 	fs.IntVar(&f.cpEvery, "checkpoint-every", runner.DefaultCheckpointEvery, "save a trigger's checkpoint after this many events")
 	fs.DurationVar(&f.cpEveryT, "checkpoint-interval", runner.DefaultCheckpointInterval, "save a trigger's checkpoint at least this often while events flow")
+	fs.BoolVar(&f.watchConfig, "watch-config", false, "reload the configuration whenever its file changes (as SIGHUP and POST /api/reload do)")
 }
 
 func runCommand(ctx context.Context, args []string, env Env) int {
-	fs := newFlagSet(env, "run", "run [-c FILE] [--grace 10s] [--log-format text|json] [--log-level info]",
+	fs := newFlagSet(env, "run", "run [-c FILE] [--watch-config] [--grace 10s] [--log-format text|json] [--log-level info]",
 		"changehook run                                   # ./triggers.yaml",
 		"MONGODB_URI='mongodb+srv://user:pass@cluster/' changehook run -c prod.yaml --log-format json",
-		"changehook run -c triggers.yaml --admin-addr 0.0.0.0:9470")
+		"changehook run -c triggers.yaml --admin-addr 0.0.0.0:9470",
+		"kill -HUP $(pidof changehook)                    # reload triggers.yaml: only changed triggers restart")
 	var rf runFlags
 	rf.register(fs)
 	if code, done := parseFlags(fs, args, env); done {
@@ -145,14 +149,32 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		return fmt.Errorf("prepare triggers: %w", err)
 	}
 
+	rl := newReloader(cfg.Path, env, log, cfg, rn, reg)
+	var driver *cluster.Driver
+	if mgr != nil {
+		driver = cluster.NewDriver(ctx, mgr, rn, rf.grace)
+		rl.mgr, rl.driver = mgr, driver
+	}
+	if env.WatchReload != nil {
+		requests, stop := env.WatchReload()
+		defer stop()
+		go rl.watchSignals(ctx, requests)
+	}
+	if rf.watchConfig {
+		if err := rl.watchFile(ctx); err != nil {
+			return err
+		}
+		log.Info("watching the configuration file; changes are reloaded", "file", cfg.Path)
+	}
+
 	addr := pick(rf.adminAddr, cfg.Admin.Addr)
 	if addr != "off" {
 		aopts := admin.OptionsFor(cfg.Admin)
 		aopts.Addr, aopts.Runner, aopts.Gatherer, aopts.Logger = addr, rn, reg, log
 		aopts.Store, aopts.Oplog = st, console.MongoOplog{Client: client}
-		aopts.Control, aopts.Token = rn, cfg.Admin.Token.Reveal()
+		aopts.Control, aopts.Token, aopts.Reload = rn, cfg.Admin.Token.Reveal(), rl
 		aopts.History = st
-		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers /api/history"
+		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers /api/history /api/reload"
 		if mgr != nil {
 			aopts.Cluster = mgr
 			endpoints += " /api/cluster"
@@ -202,7 +224,9 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		rdone := make(chan error, 1)
 		go func() { rdone <- rn.Run(ctx) }()
 		log.Info("cluster member", "instance", mgr.InstanceID(), "lease_ttl", mgr.LeaseTTL())
-		cluster.Drive(ctx, mgr, rn, cfg, rf.grace)
+		driver.Add(cfg)
+		<-ctx.Done()
+		driver.Wait()
 		err := <-rdone
 		stopMembership()
 		<-mdone

@@ -1,0 +1,61 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/changehook/changehook/runner"
+)
+
+// Reloader re-reads and applies the configuration file (the cli's reloader
+// implements it): on a rejected file the running configuration stays and
+// the error lists the problems.
+type Reloader interface {
+	// Reload reloads the configuration; why names the caller in the logs.
+	Reload(ctx context.Context, why string) (runner.ReloadResult, error)
+}
+
+// ReloadProblems is implemented by a rejected reload's error: the
+// configuration's problems as FILE:LINE:COL: message.
+type ReloadProblems interface {
+	error
+	// ProblemList returns the problems.
+	ProblemList() []string
+}
+
+// ReloadResponse is the body of POST /api/reload: what the reload did, or
+// why it was rejected (then the running configuration stays).
+type ReloadResponse struct {
+	// Result is "success" or "failure".
+	Result string `json:"result"`
+	runner.ReloadResult
+	// Error says why the reload failed.
+	Error string `json:"error,omitempty"`
+	// Problems are the configuration's problems (FILE:LINE:COL: message).
+	Problems []string `json:"problems,omitempty"`
+}
+
+// reloadRoute serves POST /api/reload: 200 with what changed, 422 with the
+// problems when the file is rejected, 500 when applying it failed;
+// authorised like the other mutating calls.
+func reloadRoute(mux *http.ServeMux, rl Reloader, auth authorizer) {
+	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, r *http.Request) {
+		if !auth.allow(w, r) {
+			return
+		}
+		res, err := rl.Reload(r.Context(), "POST /api/reload")
+		if err == nil {
+			writeJSON(w, http.StatusOK, ReloadResponse{Result: "success", ReloadResult: res})
+			return
+		}
+		resp := ReloadResponse{Result: "failure", Error: err.Error()}
+		var rp ReloadProblems
+		if errors.As(err, &rp) {
+			resp.Problems = rp.ProblemList()
+			writeJSON(w, http.StatusUnprocessableEntity, resp)
+			return
+		}
+		writeJSON(w, http.StatusInternalServerError, resp)
+	})
+}

@@ -1,0 +1,280 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/changehook/changehook/cluster"
+	"github.com/changehook/changehook/internal/demo"
+	"github.com/changehook/changehook/internal/metrics"
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/triggers"
+)
+
+// reloadTimeout bounds one reload (stopping changed triggers waits for
+// their in-flight deliveries within the grace period).
+const reloadTimeout = 2 * time.Minute
+
+// watchDebounce coalesces the burst of events one save makes.
+const watchDebounce = 250 * time.Millisecond
+
+// ReloadError is a rejected reload: the running configuration stays.
+type ReloadError struct {
+	// Problems are the configuration's problems as FILE:LINE:COL: message
+	// (one entry with the error when the file could not be read).
+	Problems []string
+	err      error
+}
+
+// Error returns every problem, one per line.
+func (e *ReloadError) Error() string {
+	return "reload rejected, the running configuration stays: " + e.err.Error()
+}
+
+// ProblemList returns Problems (admin.ReloadProblems).
+func (e *ReloadError) ProblemList() []string { return e.Problems }
+
+// Unwrap returns the load error.
+func (e *ReloadError) Unwrap() error { return e.err }
+
+// reloader re-reads the configuration file and applies its triggers to the
+// running runner (and, clustered, to the lease driver and the membership).
+// One reload runs at a time.
+type reloader struct {
+	mu      sync.Mutex
+	path    string
+	env     Env
+	log     *slog.Logger
+	cfg     *triggers.Config // the running configuration
+	rn      *runner.Runner
+	mgr     *cluster.Manager // nil: not clustered
+	driver  *cluster.Driver  // nil: not clustered
+	reloads *prometheus.CounterVec
+}
+
+// newReloader prepares the reloads of cfg's file; reg receives
+// changehook_config_reloads_total{result} (both results at zero from the
+// start).
+func newReloader(path string, env Env, log *slog.Logger, cfg *triggers.Config, rn *runner.Runner, reg prometheus.Registerer) *reloader {
+	c := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "changehook_config_reloads_total",
+		Help: "Configuration reloads (SIGHUP, --watch-config, POST /api/reload), by result: success or failure.",
+	}, []string{"result"}))
+	c.WithLabelValues("success")
+	c.WithLabelValues("failure")
+	return &reloader{path: path, env: env, log: log, cfg: cfg, rn: rn, reloads: c}
+}
+
+// Reload re-reads and validates the file and applies it (see
+// runner.Runner.Reload); why names the trigger of the reload in the logs.
+// On any problem the running configuration stays, every problem is logged
+// as FILE:LINE:COL and a *ReloadError is returned.
+func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult, error) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
+	cfg, err := rl.load()
+	if err != nil {
+		rl.reloads.WithLabelValues("failure").Inc()
+		var re *ReloadError
+		errors.As(err, &re)
+		for _, p := range re.Problems {
+			rl.log.Error("reload rejected: configuration problem; the running configuration stays", "by", why, "problem", p)
+		}
+		return runner.ReloadResult{}, err
+	}
+	if diff := restartOnly(rl.cfg, cfg); len(diff) > 0 {
+		rl.log.Warn("reload applies the triggers only; these settings changed and need a restart", "by", why, "settings", diff)
+	}
+	if rl.driver != nil {
+		if err := rl.driver.Retain(ctx, cfg); err != nil {
+			rl.reloads.WithLabelValues("failure").Inc()
+			return runner.ReloadResult{}, fmt.Errorf("reload: stop removed triggers: %w", err)
+		}
+	}
+	res, err := rl.rn.Reload(ctx, cfg)
+	if rl.mgr != nil {
+		rl.mgr.SetTriggers(cfg)
+		rl.driver.Add(cfg)
+	}
+	if err != nil {
+		rl.reloads.WithLabelValues("failure").Inc()
+		rl.log.Error("reload did not finish", "by", why, "error", err)
+		return res, fmt.Errorf("reload: %w", err)
+	}
+	rl.cfg = cfg
+	rl.reloads.WithLabelValues("success").Inc()
+	rl.log.Info("configuration reloaded", "by", why, "file", rl.path, "added", res.Added, "removed", res.Removed,
+		"changed", res.Changed, "unchanged", len(res.Unchanged))
+	return res, nil
+}
+
+// load reads and validates the file; the running MongoDB URI stays (dev
+// overrides it with its devdb).
+func (rl *reloader) load() (*triggers.Config, error) {
+	if rl.path == demo.ConfigName {
+		err := errors.New("the built-in demo configuration cannot be reloaded; run dev -c FILE to reload a file")
+		return nil, &ReloadError{Problems: []string{err.Error()}, err: err}
+	}
+	cfg, err := triggers.Load(rl.path, rl.env.LookupEnv)
+	if err != nil {
+		re := &ReloadError{err: err}
+		var ve *triggers.ValidationError
+		if errors.As(err, &ve) {
+			for _, p := range ve.Problems {
+				re.Problems = append(re.Problems, p.String())
+			}
+		} else {
+			re.Problems = []string{err.Error()}
+		}
+		return nil, re
+	}
+	cfg.MongoDB.URI = rl.cfg.MongoDB.URI
+	return cfg, nil
+}
+
+// restartOnly lists the settings outside the triggers that differ between
+// the running configuration and the new one.
+func restartOnly(old, cur *triggers.Config) []string {
+	var out []string
+	same := func(a, b any) bool {
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		return string(ja) == string(jb)
+	}
+	if !same(old.State, cur.State) {
+		out = append(out, "state")
+	}
+	if !same(old.Admin, cur.Admin) || old.Admin.Token.Reveal() != cur.Admin.Token.Reveal() {
+		out = append(out, "admin")
+	}
+	if !same(old.Cluster, cur.Cluster) {
+		out = append(out, "cluster")
+	}
+	if !same(old.Limits, cur.Limits) {
+		out = append(out, "limits")
+	}
+	if !same(old.Checkpoint, cur.Checkpoint) {
+		out = append(out, "checkpoint")
+	}
+	if !same(old.Log, cur.Log) {
+		out = append(out, "log")
+	}
+	return out
+}
+
+// watchSignals reloads on every reload request from env.WatchReload (SIGHUP)
+// until ctx ends.
+func (rl *reloader) watchSignals(ctx context.Context, requests <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-requests:
+			_, _ = rl.Reload(ctx, "SIGHUP")
+		}
+	}
+}
+
+// watchFile reloads when the configuration file changes, until ctx ends. It
+// watches the file's directory, so that editors that save by writing a new
+// file and renaming it over the old one are seen too.
+func (rl *reloader) watchFile(ctx context.Context) error {
+	if rl.path == demo.ConfigName {
+		return errors.New("--watch-config needs a configuration file: pass -c FILE")
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch configuration: %w", err)
+	}
+	abs, err := filepath.Abs(rl.path)
+	if err != nil {
+		_ = w.Close()
+		return fmt.Errorf("watch configuration: %w", err)
+	}
+	if err := w.Add(filepath.Dir(abs)); err != nil {
+		_ = w.Close()
+		return fmt.Errorf("watch configuration directory %s: %w", filepath.Dir(abs), err)
+	}
+	go func() {
+		defer w.Close()
+		var timer *time.Timer
+		var fire <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				if timer != nil {
+					timer.Stop()
+				}
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if filepath.Clean(ev.Name) != abs || !ev.Has(fsnotify.Write|fsnotify.Create|fsnotify.Rename) {
+					continue
+				}
+				if timer == nil {
+					timer = time.NewTimer(watchDebounce)
+				} else {
+					timer.Reset(watchDebounce)
+				}
+				fire = timer.C
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				rl.log.Warn("watching the configuration file", "error", err)
+			case <-fire:
+				fire = nil
+				if _, err := os.Stat(abs); err != nil {
+					continue // renamed away and not (yet) back: wait for the new file
+				}
+				_, _ = rl.Reload(ctx, "--watch-config")
+			}
+		}
+	}()
+	return nil
+}
+
+// osWatchReload subscribes to SIGHUP: the channel receives one value per
+// signal (coalesced while a reload is pending) until stop is called.
+func osWatchReload() (requests <-chan struct{}, stop func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	out := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-sig:
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			signal.Stop(sig)
+			close(done)
+		})
+	}
+}

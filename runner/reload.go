@@ -1,0 +1,287 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"math"
+	"reflect"
+	"sort"
+	"strconv"
+
+	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/triggers"
+)
+
+// ReloadResult says what Reload did, by trigger name.
+type ReloadResult struct {
+	// Added triggers were started (when enabled).
+	Added []string `json:"added"`
+	// Removed triggers were stopped; their checkpoints are kept.
+	Removed []string `json:"removed"`
+	// Changed triggers were restarted from their checkpoints with the new
+	// definition.
+	Changed []string `json:"changed"`
+	// Unchanged triggers were not touched.
+	Unchanged []string `json:"unchanged"`
+}
+
+// Reload replaces the triggers with cfg's, a configuration as
+// triggers.Parse validated it: a trigger whose definition is unchanged is
+// not touched (its watcher keeps running, no event is delayed); a changed one
+// is stopped (in-flight deliveries finish within the grace period, the
+// checkpoint is saved) and started again from its checkpoint with the new
+// definition, keeping a pause; a removed one is stopped and its checkpoint
+// and dead letters are kept; a new one starts. Settings outside the triggers
+// (mongodb, state, admin, cluster, limits, checkpoint) keep the values the
+// Runner was created with. Reload waits (until ctx ends) for the stops;
+// reloads are applied one at a time. In a clustered runner the caller stops
+// and starts the lease drivers of removed and added triggers around it.
+func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult, error) {
+	if cfg == nil {
+		return ReloadResult{}, fmt.Errorf("reload: nil config")
+	}
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+
+	res := r.Diff(cfg)
+	byName := map[string]*triggers.Trigger{}
+	for _, t := range cfg.Triggers {
+		byName[t.Name] = t
+	}
+	r.mu.Lock()
+	oldSlots := map[string][]*slot{}
+	for _, name := range append(append([]string(nil), res.Removed...), res.Changed...) {
+		for _, key := range r.units[name] {
+			oldSlots[name] = append(oldSlots[name], r.slots[key])
+		}
+	}
+	r.mu.Unlock()
+
+	// stopAll stops the slots for good (removed, or repartitioned).
+	stopAll := func(name string, ss []*slot) error {
+		for _, s := range ss {
+			s.mu.Lock()
+			s.want = false
+			r.reconcile(s)
+			done := s.doneChan()
+			s.mu.Unlock()
+			if err := waitDone(ctx, done, "reload: stop trigger "+name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, name := range res.Removed {
+		if err := stopAll(name, oldSlots[name]); err != nil {
+			return res, err
+		}
+		r.log.Info("trigger removed by reload; its checkpoint is kept", "trigger", name)
+	}
+	var fresh []string // triggers whose slots are created anew: added or repartitioned
+	fresh = append(fresh, res.Added...)
+	for _, name := range res.Changed {
+		t, ss := byName[name], oldSlots[name]
+		units := t.Units()
+		if len(units) != len(ss) {
+			if err := stopAll(name, ss); err != nil {
+				return res, err
+			}
+			fresh = append(fresh, name)
+			r.log.Info("trigger changed by reload: partitions changed; restarted", "trigger", name, "partitions", len(units))
+			continue
+		}
+		// Hold every partition, swap the definitions, let them run again.
+		for i, s := range ss {
+			s.mu.Lock()
+			s.holds++
+			r.reconcile(s)
+			done := s.doneChan()
+			s.mu.Unlock()
+			err := waitDone(ctx, done, "reload: stop changed trigger "+name)
+			s.mu.Lock()
+			if err == nil {
+				s.t, s.failed = units[i], false
+				s.err.Store(nil)
+				if !t.Enabled {
+					s.last.Store(nil)
+				}
+			}
+			s.holds--
+			r.reconcile(s)
+			s.mu.Unlock()
+			if err != nil {
+				return res, err
+			}
+		}
+		r.log.Info("trigger changed by reload; restarted from its checkpoint", "trigger", name, "enabled", t.Enabled)
+	}
+
+	r.mu.Lock()
+	drop := func(name string) {
+		for _, key := range r.units[name] {
+			delete(r.slots, key)
+		}
+		delete(r.units, name)
+	}
+	for _, name := range res.Removed {
+		drop(name)
+		r.dmet.Forget(name)
+		r.metrics.forget(name)
+	}
+	var added []*slot
+	for _, name := range fresh {
+		drop(name)
+		t := byName[name]
+		for _, u := range t.Units() {
+			s := &slot{t: u, want: !r.opts.StartStopped}
+			r.slots[u.Key()] = s
+			r.units[name] = append(r.units[name], u.Key())
+			added = append(added, s)
+		}
+		r.initSeries(t)
+	}
+	r.order = r.order[:0:0]
+	for _, t := range cfg.Triggers {
+		r.order = append(r.order, t.Name)
+	}
+	r.cfg = cfg
+	r.mu.Unlock()
+	for _, s := range added {
+		s.mu.Lock()
+		r.reconcile(s)
+		s.mu.Unlock()
+	}
+	for _, name := range res.Added {
+		r.log.Info("trigger added by reload", "trigger", name, "enabled", byName[name].Enabled)
+	}
+	r.RefreshDeadLetters()
+	return res, nil
+}
+
+// Diff returns what Reload(cfg) would do, without doing it.
+func (r *Runner) Diff(cfg *triggers.Config) ReloadResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := ReloadResult{Added: []string{}, Removed: []string{}, Changed: []string{}, Unchanged: []string{}}
+	seen := map[string]bool{}
+	for _, t := range cfg.Triggers {
+		seen[t.Name] = true
+		keys, ok := r.units[t.Name]
+		if !ok {
+			res.Added = append(res.Added, t.Name)
+			continue
+		}
+		units := t.Units()
+		same := len(units) == len(keys)
+		for i := 0; same && i < len(keys); i++ {
+			s := r.slots[keys[i]]
+			s.mu.Lock()
+			same = keys[i] == units[i].Key() && SameDefinition(s.t, units[i])
+			s.mu.Unlock()
+		}
+		if same {
+			res.Unchanged = append(res.Unchanged, t.Name)
+		} else {
+			res.Changed = append(res.Changed, t.Name)
+		}
+	}
+	for _, name := range r.order {
+		if !seen[name] {
+			res.Removed = append(res.Removed, name)
+		}
+	}
+	return res
+}
+
+// SameDefinition reports whether a and b define the same trigger:
+// everything but the position in the file, secrets included (by value),
+// compiled payload expressions compared by their source.
+func SameDefinition(a, b *triggers.Trigger) bool {
+	return fingerprint(a) == fingerprint(b)
+}
+
+// exprType is the compiled payload expression's type, skipped by
+// fingerprint (Webhook.PayloadSpec holds its source).
+var exprType = reflect.TypeFor[mql.Expr]()
+
+// fingerprint hashes t's definition without its position.
+func fingerprint(t *triggers.Trigger) uint64 {
+	c := *t
+	c.Pos = triggers.Pos{}
+	h := fnv.New64a()
+	walk(h, reflect.ValueOf(c), 0)
+	return h.Sum64()
+}
+
+// walk writes v's content to h: every field, element and map entry (sorted),
+// type-tagged; functions, channels and compiled expressions are skipped.
+func walk(h hash.Hash64, v reflect.Value, depth int) {
+	if depth > 64 {
+		return
+	}
+	w := func(s string) { _, _ = h.Write([]byte(s)); _, _ = h.Write([]byte{0}) }
+	if !v.IsValid() {
+		w("invalid")
+		return
+	}
+	if v.Type() == exprType {
+		return
+	}
+	w(v.Kind().String())
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			w("nil")
+			return
+		}
+		walk(h, v.Elem(), depth+1)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			w(v.Type().Field(i).Name)
+			walk(h, v.Field(i), depth+1)
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.IsNil() {
+			w("nil")
+			return
+		}
+		w(strconv.Itoa(v.Len()))
+		for i := range v.Len() {
+			walk(h, v.Index(i), depth+1)
+		}
+	case reflect.Map:
+		keys := v.MapKeys()
+		type kv struct {
+			k string
+			v reflect.Value
+		}
+		entries := make([]kv, 0, len(keys))
+		for _, k := range keys {
+			kh := fnv.New64a()
+			walk(kh, k, depth+1)
+			entries = append(entries, kv{strconv.FormatUint(kh.Sum64(), 16), v.MapIndex(k)})
+		}
+		sort.Slice(entries, func(i, j int) bool { return entries[i].k < entries[j].k })
+		w(strconv.Itoa(len(entries)))
+		for _, e := range entries {
+			w(e.k)
+			walk(h, e.v, depth+1)
+		}
+	case reflect.String:
+		w(v.String())
+	case reflect.Bool:
+		w(strconv.FormatBool(v.Bool()))
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		w(strconv.FormatInt(v.Int(), 10))
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		w(strconv.FormatUint(v.Uint(), 10))
+	case reflect.Float32, reflect.Float64:
+		w(strconv.FormatUint(math.Float64bits(v.Float()), 16))
+	case reflect.Complex64, reflect.Complex128:
+		c := v.Complex()
+		w(strconv.FormatUint(math.Float64bits(real(c)), 16) + "," + strconv.FormatUint(math.Float64bits(imag(c)), 16))
+	default: // func, chan, unsafe pointer: not part of a definition
+	}
+}
