@@ -27,6 +27,13 @@
 // this process and writes a CPU profile of the whole process (devdb,
 // receiver and runner) for `go tool pprof`.
 //
+// With -triggers 1,50,200 it runs only the many-triggers benchmark
+// (many.go): for each count, devdb and the runner as two child processes of
+// the changehook binary, N idle triggers on N collections; the idle CPU of
+// each over -idle-window, checkpoint and lease writes per second to the
+// state database, and write-to-delivery latency with writes round robin
+// over the collections.
+//
 // Results and their interpretation are in BENCHMARKS.md.
 package main
 
@@ -84,6 +91,14 @@ type config struct {
 	https        bool
 	rateLimit    float64
 	rateDuration time.Duration
+
+	// The many-triggers benchmark (many.go); it runs instead of the others
+	// when triggers is set.
+	triggers   []int
+	idleSettle time.Duration
+	idleWindow time.Duration
+	manyWrites int
+	manyRate   int
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -111,6 +126,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.rateLimit, "rate-limit", 200, "real-time rate-limit check: a trigger with webhook.rate_limit {per_second: this, burst: 1} drains a backlog; 0 skips it")
 	fs.DurationVar(&c.rateDuration, "rate-duration", 10*time.Second, "how long the rate-limit check's backlog takes at the limit")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "instead of the benchmark: drain each mode with the runner inside this process and write a CPU profile of it all to `file`")
+	triggerCounts := fs.String("triggers", "", "run only the many-triggers benchmark, once per `count` in this comma-separated list (e.g. 1,50,200): idle CPU of runner and devdb, checkpoint writes/s, write-to-delivery latency")
+	fs.DurationVar(&c.idleSettle, "idle-settle", 10*time.Second, "many-triggers: wait after the runner is ready before the idle window")
+	fs.DurationVar(&c.idleWindow, "idle-window", 60*time.Second, "many-triggers: length of the idle window (no writes) over which CPU and checkpoint writes are measured")
+	fs.IntVar(&c.manyWrites, "many-writes", 600, "many-triggers: inserts of the latency run, round robin over the trigger collections")
+	fs.IntVar(&c.manyRate, "many-rate", 50, "many-triggers: inserts per second of the latency run")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./cmd/changehook-bench [flags]")
 		fs.PrintDefaults()
@@ -135,7 +155,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			return c, errUsage
 		}
 	}
+	if *triggerCounts != "" {
+		if c.triggers, err = parseTriggerCounts(*triggerCounts); err != nil {
+			fmt.Fprintf(stderr, "changehook-bench: -triggers: %v\n", err)
+			return c, errUsage
+		}
+	}
 	switch {
+	case c.manyWrites < 1, c.manyRate < 1, c.idleWindow <= 0, c.idleSettle < 0:
+		fmt.Fprintln(stderr, "changehook-bench: -many-writes, -many-rate and -idle-window must be positive, -idle-settle not negative")
+		return c, errUsage
 	case c.n < 2:
 		fmt.Fprintln(stderr, "changehook-bench: -n must be at least 2")
 		return c, errUsage
@@ -164,6 +193,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cfg.bin, err = buildChangehook(ctx, dir); err != nil {
 			return err
 		}
+	}
+	if len(cfg.triggers) > 0 {
+		rs, err := cfg.manyAll(ctx, dir, stderr)
+		if len(rs) > 0 {
+			printMany(stdout, rs, cfg)
+		}
+		return err
 	}
 	b, err := newBench(ctx, cfg, dir, stderr)
 	if err != nil {
