@@ -166,8 +166,10 @@ func (cs *changeStreamSource) lookupCurrent(ent *storage.OplogEntry) (bson.D, er
 
 // NextBatch returns up to n events (n <= 0: bounded by maxBytes only). When
 // none is available it waits up to await for new oplog entries, woken by the
-// storage engine's commit notification. The batch that carries the
-// invalidate event reports exhausted.
+// storage engine only for commits in the stream's scope (a write elsewhere
+// does not wake it), and scans once more when await ends, so that the empty
+// batch's postBatchResumeToken covers every entry committed by then. The
+// batch that carries the invalidate event reports exhausted.
 func (cs *changeStreamSource) NextBatch(ctx context.Context, n, maxBytes int, await time.Duration) ([]bson.Raw, bool, error) {
 	if cs.failed != nil {
 		return nil, true, cs.failed
@@ -175,11 +177,21 @@ func (cs *changeStreamSource) NextBatch(ctx context.Context, n, maxBytes int, aw
 	if cs.closed {
 		return nil, true, &mongoerr.Error{Code: mongoerr.CursorKilled, Message: "change stream cursor is closed"}
 	}
-	var timer *time.Timer
+	var (
+		timer    *time.Timer
+		waiter   *storage.Waiter
+		timedOut bool
+	)
+	if await > 0 {
+		// Registered before the first scan, so that a commit racing with
+		// the scan still wakes the wait below. Entries outside the scope
+		// (the target is immutable, so its test is safe from the committing
+		// goroutine) cannot produce events; the scan at the end of the wait
+		// still moves the position past them.
+		waiter = cs.s.store.Wait(cs.target.inScope)
+		defer waiter.Close()
+	}
 	for {
-		// Take the notification channel before scanning, so that a commit
-		// racing with the scan still wakes the wait below.
-		changed := cs.s.store.Changed()
 		if err := cs.fill(n, maxBytes); err != nil {
 			cs.failed = err
 			if len(cs.queue) == 0 {
@@ -190,7 +202,10 @@ func (cs *changeStreamSource) NextBatch(ctx context.Context, n, maxBytes int, aw
 			docs, _ := cs.take(n, maxBytes)
 			return docs, false, nil
 		}
-		if len(cs.queue) > 0 || cs.done || await <= 0 {
+		if len(cs.queue) > 0 || cs.done || await <= 0 || timedOut {
+			// After a wait that ended with nothing matching, the reply
+			// still advances the postBatchResumeToken past everything
+			// scanned.
 			docs, exhausted := cs.take(n, maxBytes)
 			return docs, exhausted, nil
 		}
@@ -199,12 +214,9 @@ func (cs *changeStreamSource) NextBatch(ctx context.Context, n, maxBytes int, aw
 			defer timer.Stop()
 		}
 		select {
-		case <-changed:
+		case <-waiter.C():
 		case <-timer.C:
-			// Nothing matched in time: the reply still advances the
-			// postBatchResumeToken past everything scanned.
-			docs, exhausted := cs.take(n, maxBytes)
-			return docs, exhausted, nil
+			timedOut = true
 		case <-ctx.Done():
 			return nil, false, cs.interrupted(ctx)
 		}

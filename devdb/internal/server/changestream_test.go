@@ -786,6 +786,56 @@ func TestChangeStreamPostBatchResumeTokenAdvances(t *testing.T) {
 	csField(t, got, "documentKey", bson.D{{Key: "_id", Value: int32(4)}})
 }
 
+// TestChangeStreamPostBatchResumeTokenAdvancesPastOtherNamespaces: a
+// stream waiting in getMore is not woken by writes to other collections,
+// yet the empty batch it returns at maxAwaitTimeMS carries a
+// postBatchResumeToken past them (as MongoDB's), and resuming from it
+// still finds the next event of its own collection.
+func TestChangeStreamPostBatchResumeTokenAdvancesPastOtherNamespaces(t *testing.T) {
+	t.Parallel()
+	_, client := csStart(t, server.Options{})
+	ctx := csCtx(t)
+	db := client.Database("pbrtns")
+	watched, other := db.Collection("watched"), db.Collection("other")
+	mustDo(t, func() error { return db.CreateCollection(ctx, "watched") })
+	cs := csWatch(t, watched, nil, nil)
+	before := cs.ResumeToken()
+	if before == nil {
+		t.Fatal("no resume token after the first batch")
+	}
+	for i := range 5 {
+		mustDo(t, func() error {
+			_, err := other.InsertOne(ctx, bson.D{{Key: "_id", Value: int32(i)}})
+			return err
+		})
+	}
+	// Nothing wakes the stream's getMore now: only the scan at the end of
+	// its wait can move the token past the other collection's writes.
+	for bytesEqual(cs.ResumeToken(), before) {
+		if cs.TryNext(ctx) {
+			t.Fatalf("unexpected event %v", cs.Current)
+		}
+		if err := cs.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("resume token never advanced")
+		}
+	}
+	advanced := cs.ResumeToken()
+	mustDo(t, func() error {
+		_, err := watched.InsertOne(ctx, bson.D{{Key: "_id", Value: "after"}})
+		return err
+	})
+	if !cs.Next(ctx) {
+		t.Fatalf("the waiting stream missed the write to its collection: %v", cs.Err())
+	}
+	r := csWatch(t, watched, nil, options.ChangeStream().SetResumeAfter(advanced))
+	got := csNext(t, r)
+	csField(t, got, "operationType", "insert")
+	csField(t, got, "documentKey", bson.D{{Key: "_id", Value: "after"}})
+}
+
 func bytesEqual(a, b bson.Raw) bool { return string(a) == string(b) }
 
 func TestChangeStreamAutoResumeAfterDisconnect(t *testing.T) {

@@ -99,6 +99,7 @@ type Engine struct {
 
 	changedMu sync.Mutex
 	changed   chan struct{}
+	waiters   waiters
 
 	filterMu sync.Mutex
 	filters  map[string]func(bson.D) bool
@@ -347,6 +348,7 @@ func (e *Engine) Update(fn func(*Tx) error) error {
 	if tx.maxTS != 0 {
 		e.lastTS.Store(tx.maxTS)
 		e.broadcast()
+		e.notify(tx.heads)
 	}
 	return nil
 }

@@ -81,6 +81,7 @@ func (t *Tx) appendOplog(ent *OplogEntry) error {
 		return fmt.Errorf("write oplog entry: %w", err)
 	}
 	t.maxTS = packTS(ts)
+	t.addHead(ent)
 	t.oplogAdded += int64(len(raw))
 	switch ent.Op {
 	case "insert", "update", "replace", "delete":

@@ -32,6 +32,8 @@ type Tx struct {
 
 	// skipValidation is set by SkipValidation (bypassDocumentValidation).
 	skipValidation bool
+	// heads are the headers of the oplog entries written, for Waiters.
+	heads []OplogEntry
 }
 
 // RecordID identifies a stored document within its collection; record ids
