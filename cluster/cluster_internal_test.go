@@ -74,6 +74,13 @@ func (f *flakyStore) RenewLease(ctx context.Context, key string, fe store.Fence,
 	return f.Store.RenewLease(ctx, key, fe, ttl)
 }
 
+func (f *flakyStore) RenewLeases(ctx context.Context, refs []store.LeaseRef, ttl time.Duration) (int, error) {
+	if f.failRenew.Load() {
+		return 0, errors.New("network unreachable")
+	}
+	return f.Store.RenewLeases(ctx, refs, ttl)
+}
+
 func testConfig(t *testing.T, names ...string) *triggers.Config {
 	t.Helper()
 	cfg := &triggers.Config{Cluster: triggers.ClusterConfig{LeaseTTL: 10 * time.Second, RenewEvery: 3 * time.Second}}
@@ -420,5 +427,79 @@ func TestDrivePartitionsOverMembers(t *testing.T) {
 	leases, err := st.ListLeases(t.Context())
 	if err != nil || len(leases) != 8 {
 		t.Fatalf("leases = %+v, %v; want one per partition", leases, err)
+	}
+}
+
+// countingStore counts lease renewal writes.
+type countingStore struct {
+	*store.Store
+	single, batch atomic.Int64
+}
+
+func (c *countingStore) RenewLease(ctx context.Context, key string, fe store.Fence, ttl time.Duration) (store.Lease, error) {
+	c.single.Add(1)
+	return c.Store.RenewLease(ctx, key, fe, ttl)
+}
+
+func (c *countingStore) RenewLeases(ctx context.Context, refs []store.LeaseRef, ttl time.Duration) (int, error) {
+	c.batch.Add(1)
+	return c.Store.RenewLeases(ctx, refs, ttl)
+}
+
+// TestRenewalsAreOneWrite: a member holding many leases renews them all in
+// one write per round (per-lease round trips grow with the number of
+// triggers until a round no longer fits in renew_every); when one of them
+// was lost, the round falls back to one renewal per lease and fences only
+// that one.
+func TestRenewalsAreOneWrite(t *testing.T) {
+	st := &countingStore{Store: newTestStore(t)}
+	clock := newFakeClock()
+	names := make([]string, 20)
+	for i := range names {
+		names[i] = fmt.Sprintf("t%02d", i)
+	}
+	m := newManager(t, st, testConfig(t, names...), "a", clock)
+	ctx := t.Context()
+	chans := make([]<-chan *Ownership, len(names))
+	for i, n := range names {
+		chans[i] = await(ctx, m, n)
+	}
+	waitRegistered(t, m, len(names))
+	m.round(ctx)
+	owns := make([]*Ownership, len(names))
+	for i, ch := range chans {
+		if owns[i] = <-ch; owns[i] == nil {
+			t.Fatalf("no ownership of %s", names[i])
+		}
+	}
+	for round := 1; round <= 3; round++ {
+		clock.Advance(3 * time.Second)
+		m.round(ctx)
+		if got := st.batch.Load(); got != int64(round) || st.single.Load() != 0 {
+			t.Fatalf("after %d renewal rounds: %d batch and %d single renewals, want %d and 0", round, got, st.single.Load(), round)
+		}
+	}
+	for i, o := range owns {
+		if d := o.Deadline().Sub(clock.Now()); !o.Valid() || d != 8*time.Second {
+			t.Fatalf("%s: valid %v, deadline in %s; want valid, 8s", names[i], o.Valid(), d)
+		}
+	}
+	// t03 is taken away: the batch matches 19 of 20, and the fallback
+	// fences exactly t03.
+	if err := st.ReleaseLease(ctx, "t03", owns[3].Fence()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AcquireLease(ctx, "t03", "b", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(3 * time.Second)
+	m.round(ctx)
+	if got := st.single.Load(); got != int64(len(names)) {
+		t.Fatalf("fallback sent %d single renewals, want %d", got, len(names))
+	}
+	for i, o := range owns {
+		if lost := i == 3; o.Valid() == lost {
+			t.Fatalf("%s: valid %v after the round, want %v", names[i], o.Valid(), !lost)
+		}
 	}
 }

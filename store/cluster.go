@@ -232,6 +232,39 @@ func (s *Store) RenewLease(ctx context.Context, key string, f Fence, ttl time.Du
 	return l, nil
 }
 
+// LeaseRef names one held lease for RenewLeases: its key and the fence
+// under which it is held.
+type LeaseRef struct {
+	Key   string
+	Fence Fence
+}
+
+// RenewLeases extends every lease in refs to ttl from the state database's
+// current time in one updateMany, each only while its fence still holds it
+// unexpired (the RenewLease condition), and returns how many matched. When
+// that is fewer than len(refs), some lease was lost or the call raced with
+// its expiry: renew the leases one by one with RenewLease to learn which.
+// An error leaves it unknown which leases were renewed.
+func (s *Store) RenewLeases(ctx context.Context, refs []LeaseRef, ttl time.Duration) (int, error) {
+	if len(refs) == 0 {
+		return 0, nil
+	}
+	held := make(bson.A, 0, len(refs))
+	for _, r := range refs {
+		held = append(held, bson.D{{Key: "_id", Value: r.Key}, {Key: "owner", Value: r.Fence.Owner}, {Key: "epoch", Value: r.Fence.Epoch}})
+	}
+	filter := bson.D{
+		{Key: "$or", Value: held},
+		{Key: "$expr", Value: bson.D{{Key: "$gt", Value: bson.A{"$expiresAt", "$$NOW"}}}},
+	}
+	update := mongo.Pipeline{{{Key: "$set", Value: bson.D{{Key: "expiresAt", Value: expiresIn(ttl)}}}}}
+	res, err := s.leases().UpdateMany(ctx, filter, update)
+	if err != nil {
+		return 0, fmt.Errorf("renew %d leases: %w", len(refs), err)
+	}
+	return int(res.MatchedCount), nil
+}
+
 // ReleaseLease gives key's lease up when f still holds it, so a successor
 // can acquire it at once; the epoch is kept (the next acquisition increments
 // it). Releasing a lease f no longer holds is not an error.
