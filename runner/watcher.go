@@ -33,6 +33,9 @@ const (
 	// DefaultMaxRetryBackoff caps the waits before reopening a failed
 	// stream (WatcherOptions.MaxRetryBackoff when zero).
 	DefaultMaxRetryBackoff = 30 * time.Second
+	// DefaultMaxAwait is WatcherOptions.MaxAwait when zero: how long one
+	// getMore of an idle stream waits for a change.
+	DefaultMaxAwait = 10 * time.Second
 	// DefaultCheckpointTimeout bounds one checkpoint write.
 	DefaultCheckpointTimeout = 10 * time.Second
 	// closeTimeout bounds closing a change stream cursor.
@@ -64,8 +67,16 @@ type WatcherOptions struct {
 	// CheckpointEvery saves a checkpoint after this many events (default 100).
 	CheckpointEvery int
 	// CheckpointInterval saves a checkpoint at least this often while events
-	// are delivered, and bounds each getMore's wait (default 1s).
+	// are delivered (default 1s). The saves of delivered events do not wait
+	// for the stream: while events are pending, a flusher goroutine saves
+	// every CheckpointInterval even when the getMore waits longer.
 	CheckpointInterval time.Duration
+	// MaxAwait bounds each getMore's wait for new changes (the change
+	// stream's maxAwaitTimeMS; default DefaultMaxAwait, never more than
+	// IdleCheckpointInterval). An event ends the wait at once, so it costs
+	// no latency; a long wait keeps an idle trigger from sending a getMore
+	// every second (hundreds per second across hundreds of triggers).
+	MaxAwait time.Duration
 	// IdleCheckpointInterval is how often an idle-only checkpoint is saved:
 	// one that only moves the position past changes the trigger did not
 	// deliver (no event submitted since the last save). Default
@@ -105,13 +116,21 @@ type Watcher struct {
 	ran    atomic.Bool
 
 	// Owned by the Run goroutine.
+	lastOp string
+
+	// The checkpoint state, shared by the Run goroutine and the flusher
+	// (flushLoop), which saves delivered events while the Run goroutine
+	// waits in a getMore. cpMu is held for a whole save, so saves never
+	// overtake each other.
+	cpMu        sync.Mutex
 	streamToken bson.Raw // newest token handed out by the stream: all events before it were submitted or filtered out
 	savedToken  bson.Raw // the checkpoint as last saved or loaded
 	lastSave    time.Time
 	sinceSave   int
-	lastOp      string
 	lastCluster bson.Timestamp
 	pending     pendingQueue
+	// kick wakes the flusher after an event was submitted.
+	kick chan struct{}
 
 	mu     sync.Mutex
 	status TriggerStatus
@@ -136,6 +155,10 @@ func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, 
 	if opts.IdleCheckpointInterval <= 0 {
 		opts.IdleCheckpointInterval = triggers.DefaultCheckpointIdleInterval
 	}
+	if opts.MaxAwait <= 0 {
+		opts.MaxAwait = DefaultMaxAwait
+	}
+	opts.MaxAwait = min(opts.MaxAwait, opts.IdleCheckpointInterval)
 	if opts.CheckpointTimeout <= 0 {
 		opts.CheckpointTimeout = DefaultCheckpointTimeout
 	}
@@ -156,6 +179,7 @@ func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, 
 		opts:   opts,
 		log:    watcherLogger(opts.Logger, t),
 		clock:  opts.Clock,
+		kick:   make(chan struct{}, 1),
 	}
 	w.status = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting, Since: w.clock.Now()}
 	return w
@@ -268,10 +292,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	attempt := 0
 	for {
+		w.cpMu.Lock()
 		from := w.streamToken
 		if from == nil {
 			from = w.savedToken
 		}
+		w.cpMu.Unlock()
 		opened, err := w.stream(ctx, from)
 		if ctx.Err() != nil {
 			return nil
@@ -365,7 +391,7 @@ func (w *Watcher) otherLayout(ctx context.Context) (reason, wayOut string) {
 // until it fails, is invalidated or ctx ends. opened reports whether the
 // stream was opened.
 func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err error) {
-	opts := w.t.ChangeStreamOptions().SetMaxAwaitTime(min(w.opts.CheckpointInterval, time.Second))
+	opts := w.t.ChangeStreamOptions().SetMaxAwaitTime(w.opts.MaxAwait)
 	switch {
 	case from != nil:
 		opts.SetResumeAfter(from)
@@ -382,11 +408,31 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 		_ = cs.Close(closeCtx) // the stream is over either way; the server reaps the cursor
 	}()
 	if rt := cs.ResumeToken(); rt != nil && cs.RemainingBatchLength() == 0 {
-		w.streamToken = bytes.Clone(rt)
+		w.setStreamToken(rt)
 	}
 	w.setRunning()
 	w.log.Info("change stream open", "namespace", w.t.Namespace(), "resumed", from != nil)
-	if w.savedToken == nil {
+	fctx, stopFlusher := context.WithCancel(ctx)
+	flusherDone := make(chan struct{})
+	go func() {
+		defer close(flusherDone)
+		w.flushLoop(fctx)
+	}()
+	// The flusher stops before the stream is closed and before Run's
+	// shutdown or drain: after Close abandons events, only the watermark
+	// may be saved, and the flusher would save the stream's token.
+	defer func() {
+		stopFlusher()
+		<-flusherDone
+	}()
+	select {
+	case w.kick <- struct{}{}: // events still pending from a previous stream
+	default:
+	}
+	w.cpMu.Lock()
+	unsaved := w.savedToken == nil
+	w.cpMu.Unlock()
+	if unsaved {
 		// Pin "start_at: now" at once, so that a restart before the first
 		// event does not move the start forward.
 		w.checkpointNow(ctx)
@@ -409,7 +455,7 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 			}
 		}
 		if rt := cs.ResumeToken(); rt != nil {
-			w.streamToken = bytes.Clone(rt)
+			w.setStreamToken(rt)
 		}
 		w.checkpointIfDue(ctx)
 	}
@@ -440,11 +486,17 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw) (invalidated bool, e
 	}
 	now := w.clock.Now()
 	t, i, hasCT := raw.Lookup("clusterTime").TimestampOK()
+	w.cpMu.Lock()
 	if hasCT {
 		w.lastCluster = bson.Timestamp{T: t, I: i}
 	}
 	w.pending.push(pendingEvent{token: bytes.Clone(token), cluster: w.lastCluster, at: now})
 	w.sinceSave++
+	w.cpMu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default: // the flusher is already awake or kicked
+	}
 	w.opts.Metrics.eventReceived(w.t)
 	w.update(func(s *TriggerStatus) {
 		s.EventsReceived++
@@ -476,6 +528,8 @@ const (
 // stream's position (idle-only). Otherwise it only updates the checkpoint
 // lag.
 func (w *Watcher) checkpointIfDue(ctx context.Context) {
+	w.cpMu.Lock()
+	defer w.cpMu.Unlock()
 	now := w.clock.Now()
 	interval := w.opts.CheckpointInterval
 	if _, pending := w.pending.front(); w.sinceSave == 0 && !pending && w.disp.Idle() {
@@ -485,7 +539,57 @@ func (w *Watcher) checkpointIfDue(ctx context.Context) {
 		w.updateLag(now)
 		return
 	}
-	w.saveCheckpoint(ctx, streamWhenIdle)
+	w.saveCheckpointLocked(ctx, streamWhenIdle)
+}
+
+// setStreamToken records the stream's newest resume token.
+func (w *Watcher) setStreamToken(rt bson.Raw) {
+	tok := bytes.Clone(rt)
+	w.cpMu.Lock()
+	w.streamToken = tok
+	w.cpMu.Unlock()
+}
+
+// flushLoop saves the checkpoint of delivered events every
+// CheckpointInterval while events are pending, until ctx ends, so that a
+// burst's last events are checkpointed on time although the Run goroutine
+// waits up to MaxAwait in a getMore. It sleeps while nothing is pending
+// (woken by kick): idle triggers cost no timer. Idle-only saves stay with
+// the Run goroutine (checkpointIfDue), whose getMores return at least every
+// MaxAwait.
+func (w *Watcher) flushLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kick:
+		}
+		for w.flushIfDue(ctx) {
+			if w.clock.Sleep(ctx, w.opts.CheckpointInterval) != nil {
+				return
+			}
+		}
+	}
+}
+
+// flushIfDue saves the newest safe token when events were submitted since
+// the last save or are not yet covered by it and CheckpointInterval has
+// passed since the last save. It reports whether such events remain
+// (the flusher keeps ticking).
+func (w *Watcher) flushIfDue(ctx context.Context) (pending bool) {
+	w.cpMu.Lock()
+	defer w.cpMu.Unlock()
+	if _, p := w.pending.front(); !p && w.sinceSave == 0 {
+		return false
+	}
+	now := w.clock.Now()
+	if now.Sub(w.lastSave) >= w.opts.CheckpointInterval {
+		w.saveCheckpointLocked(ctx, streamWhenIdle)
+	} else {
+		w.updateLag(now)
+	}
+	_, p := w.pending.front()
+	return p || w.sinceSave > 0
 }
 
 // checkpointNow saves the newest safe token (streamWhenIdle) at once.
@@ -499,6 +603,13 @@ func (w *Watcher) checkpointWatermark(ctx context.Context) { w.saveCheckpoint(ct
 // one saved already, and updates the lag bookkeeping. A failed save is
 // logged and shown in the status; the next checkpoint retries it.
 func (w *Watcher) saveCheckpoint(ctx context.Context, upTo safeToken) {
+	w.cpMu.Lock()
+	defer w.cpMu.Unlock()
+	w.saveCheckpointLocked(ctx, upTo)
+}
+
+// saveCheckpointLocked is saveCheckpoint with cpMu held.
+func (w *Watcher) saveCheckpointLocked(ctx context.Context, upTo safeToken) {
 	now := w.clock.Now()
 	w.lastSave, w.sinceSave = now, 0
 	var (
