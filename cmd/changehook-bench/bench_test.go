@@ -4,11 +4,13 @@ import (
 	"context"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/triggers"
 )
 
 func TestFindSeq(t *testing.T) {
@@ -180,4 +182,53 @@ func TestBaselines(t *testing.T) {
 			t.Errorf("span = %v, %v, %v", first, last, err)
 		}
 	})
+}
+
+func TestParseTriggerCounts(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{"1,50,200", []int{1, 50, 200}, false},
+		{" 7 ", []int{7}, false},
+		{"1,,2", []int{1, 2}, false},
+		{"", nil, true},
+		{"0", nil, true},
+		{"1001", nil, true},
+		{"5x", nil, true},
+		{"-3", nil, true},
+	}
+	for _, tc := range tests {
+		got, err := parseTriggerCounts(tc.in)
+		if (err != nil) != tc.wantErr || !slices.Equal(got, tc.want) {
+			t.Errorf("parseTriggerCounts(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+// TestManyConfigParses checks the many-triggers configuration against the
+// configuration parser: N triggers, each on its own collection.
+func TestManyConfigParses(t *testing.T) {
+	dir := t.TempDir()
+	path, err := writeManyConfig(dir, "mongodb://127.0.0.1:1/", stateDB, 3, 16, "http://127.0.0.1:2/hook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := triggers.Parse(path, data, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("parse %s: %v\n%s", path, err, data)
+	}
+	if len(cfg.Triggers) != 3 {
+		t.Fatalf("%d triggers, want 3", len(cfg.Triggers))
+	}
+	for i, tr := range cfg.Triggers {
+		if tr.Collection != manyColl(i) || tr.Database != benchDB {
+			t.Errorf("trigger %d watches %s.%s, want %s.%s", i, tr.Database, tr.Collection, benchDB, manyColl(i))
+		}
+	}
 }
