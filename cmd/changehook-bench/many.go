@@ -45,22 +45,22 @@ import (
 
 // manyResult is one trigger count's numbers.
 type manyResult struct {
-	Triggers              int
-	Load                  string        // /proc/loadavg at the start of the idle window
-	Window                time.Duration // wall time of the idle window
-	RunnerCPU, DevdbCPU   time.Duration // CPU time of each over the window
-	CheckpointWrites      int64         // writes to the checkpoints collection in the window
-	LeaseWrites           int64         // writes to the leases and members collections (cluster leases, heartbeats)
-	OtherStateWrites      int64         // other writes to the state database in the window
-	Latency               []time.Duration
-	Writes                int
-	LoadAfter             string
-	RunnerRSS, DevdbRSS   int64 // at the end of the idle window
-	LatencyCPU            time.Duration
-	LatencySpan           time.Duration
-	InProcess             bool // -cpuprofile: devdb and runner in this process
-	NotReady              string // why the runner was not ready (then no latency run)
-	ProcessCPU            time.Duration
+	Triggers            int
+	Load                string        // /proc/loadavg at the start of the idle window
+	Window              time.Duration // wall time of the idle window
+	RunnerCPU, DevdbCPU time.Duration // CPU time of each over the window
+	CheckpointWrites    int64         // writes to the checkpoints collection in the window
+	LeaseWrites         int64         // writes to the leases and members collections (cluster leases, heartbeats)
+	OtherStateWrites    int64         // other writes to the state database in the window
+	Latency             []time.Duration
+	Writes              int
+	LoadAfter           string
+	RunnerRSS, DevdbRSS int64 // at the end of the idle window
+	LatencyCPU          time.Duration
+	LatencySpan         time.Duration
+	InProcess           bool   // -cpuprofile: devdb and runner in this process
+	NotReady            string // why the runner was not ready (then no latency run)
+	ProcessCPU          time.Duration
 }
 
 // cpuPct is d over window as a percentage of one CPU.
