@@ -53,11 +53,9 @@ type manyResult struct {
 	LeaseWrites         int64         // writes to the leases and members collections (cluster leases, heartbeats)
 	OtherStateWrites    int64         // other writes to the state database in the window
 	Latency             []time.Duration
-	Writes              int
-	LoadAfter           string
-	RunnerRSS, DevdbRSS int64 // at the end of the idle window
-	LatencyCPU          time.Duration
-	LatencySpan         time.Duration
+	Writes              int    // inserts of the latency run
+	LoadAfter           string // /proc/loadavg at the end of the latency run
+	RunnerRSS, DevdbRSS int64  // at the end of the idle window
 	InProcess           bool   // -cpuprofile: devdb and runner in this process
 	NotReady            string // why the runner was not ready (then no latency run)
 	ProcessCPU          time.Duration
@@ -353,6 +351,7 @@ func (c config) manyRun(ctx context.Context, dir string, log io.Writer, n int) (
 		n, cpuPct(res.RunnerCPU, res.Window), cpuPct(res.DevdbCPU, res.Window), res.CheckpointWrites, res.Window.Round(time.Millisecond))
 
 	if res.NotReady != "" {
+		res.LoadAfter = loadavg()
 		return res, nil
 	}
 	logf("%d triggers: %d writes round robin over the collections at %d/s", n, c.manyWrites, c.manyRate)
@@ -360,11 +359,6 @@ func (c config) manyRun(ctx context.Context, dir string, log io.Writer, n int) (
 	for i := range colls {
 		colls[i] = client.Database(benchDB).Collection(manyColl(i))
 	}
-	l0, ld0, _, err := sampleBoth(runnerPid, devdbPid)
-	if err != nil {
-		return res, err
-	}
-	t0 := time.Now()
 	acks, err := writeRoundRobin(ctx, colls, c.manyWrites, c.manyRate, clk)
 	if err == nil {
 		if inProc != nil {
@@ -376,12 +370,6 @@ func (c config) manyRun(ctx context.Context, dir string, log io.Writer, n int) (
 	if err != nil {
 		return res, fmt.Errorf("latency run: %w\nrunner output:\n%s", err, p.stderr)
 	}
-	l1, ld1, _, err := sampleBoth(runnerPid, devdbPid)
-	if err != nil {
-		return res, err
-	}
-	res.LatencySpan = time.Since(t0)
-	res.LatencyCPU = (l1.CPU - l0.CPU) + (ld1.CPU - ld0.CPU)
 	res.Latency = latencies(acks, rec.receipts())
 	res.LoadAfter = loadavg()
 	return res, nil
@@ -459,16 +447,16 @@ func printMany(w io.Writer, rs []manyResult, c config) {
 	fmt.Fprintf(w, "idle: no writes for %v after %v of settling; checkpoint writes counted with a change stream on the state database (same devdb)\n", c.idleWindow, c.idleSettle)
 	fmt.Fprintf(w, "latency: %d insertOne round robin over the trigger collections at %d/s; write acknowledgement → first receipt\n\n", c.manyWrites, c.manyRate)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| triggers\t load avg (1/5/15) at idle start\t idle CPU runner %\t idle CPU devdb %\t idle CPU total %\t checkpoint writes/s\t lease+member writes/s\t other state writes/s\t p50 ms\t p90 ms\t p99 ms\t max ms\t runner RSS MB\t devdb RSS MB\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	fmt.Fprintln(tw, "| triggers\t load avg (1/5/15) at idle start\t load avg at end\t idle CPU runner %\t idle CPU devdb %\t idle CPU total %\t checkpoint writes/s\t lease+member writes/s\t other state writes/s\t p50 ms\t p90 ms\t p99 ms\t max ms\t runner RSS MB\t devdb RSS MB\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
 	for _, r := range rs {
 		runner, db := fmt.Sprintf("%.1f", cpuPct(r.RunnerCPU, r.Window)), fmt.Sprintf("%.1f", cpuPct(r.DevdbCPU, r.Window))
 		total := cpuPct(r.RunnerCPU+r.DevdbCPU, r.Window)
 		if r.InProcess {
 			runner, db, total = "in process", "in process", cpuPct(r.ProcessCPU, r.Window)
 		}
-		fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %.1f\t %.2f\t %.2f\t %.2f\t %s\t %s\t %s\t %s\t %.1f\t %.1f\t\n",
-			r.Triggers, r.Load, runner, db, total,
+		fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %s\t %.1f\t %.2f\t %.2f\t %.2f\t %s\t %s\t %s\t %s\t %.1f\t %.1f\t\n",
+			r.Triggers, r.Load, r.LoadAfter, runner, db, total,
 			float64(r.CheckpointWrites)/r.Window.Seconds(), float64(r.LeaseWrites)/r.Window.Seconds(), float64(r.OtherStateWrites)/r.Window.Seconds(),
 			msOrDash(r.Latency, 50), msOrDash(r.Latency, 90), msOrDash(r.Latency, 99), msOrDash(r.Latency, 100),
 			mb(r.RunnerRSS), mb(r.DevdbRSS))
