@@ -80,7 +80,25 @@ func runCommand(ctx context.Context, args []string, env Env) int {
 // connect opens a client on uri and checks that the deployment answers.
 // Errors show the URI without its password.
 func connect(ctx context.Context, uri string) (*mongo.Client, error) {
-	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetAppName("changehook"))
+	return connectStreams(ctx, uri, 0)
+}
+
+// defaultMaxPoolSize is the driver's default maxPoolSize.
+const defaultMaxPoolSize = 100
+
+// poolHeadroom is how many connections beyond the waiting change streams the
+// state database's reads and writes (checkpoints, leases, heartbeats, dead
+// letters, controls) get.
+const poolHeadroom = 32
+
+// connectStreams is connect for a process that keeps streams change streams
+// waiting in getMore at once: each waiting getMore holds a connection for
+// its whole wait, so unless the URI sets maxPoolSize the pool is sized
+// max(driver default, streams + poolHeadroom). With the driver's 100, 200
+// triggers left half their streams and every state write queueing for a
+// connection, and lease renewals then timed out.
+func connectStreams(ctx context.Context, uri string, streams int) (*mongo.Client, error) {
+	client, err := mongo.Connect(clientOptions(uri, streams))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", triggers.RedactURI(uri), err)
 	}
@@ -97,11 +115,15 @@ func connect(ctx context.Context, uri string) (*mongo.Client, error) {
 // enabled trigger until ctx is canceled, then shuts down gracefully. started,
 // when not nil, is called once everything is up.
 func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log *slog.Logger, started func(*runner.Runner)) error {
-	client, err := connect(ctx, cfg.MongoDB.URI)
+	client, err := connectStreams(ctx, cfg.MongoDB.URI, streamCount(cfg))
 	if err != nil {
 		return err
 	}
 	defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
+	if o := options.Client().ApplyURI(cfg.MongoDB.URI); o.MaxPoolSize != nil && *o.MaxPoolSize != 0 && int(*o.MaxPoolSize) < streamCount(cfg)+poolHeadroom {
+		log.Warn("maxPoolSize in the MongoDB URI is smaller than the change streams plus headroom: every waiting change stream holds a connection, so state writes (checkpoints, leases) may wait for one",
+			"max_pool_size", *o.MaxPoolSize, "change_streams", streamCount(cfg), "recommended_at_least", streamCount(cfg)+poolHeadroom)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -250,4 +272,25 @@ func dispatcherOptions(rf runFlags) func(*triggers.Trigger) []dispatcher.Option 
 	return func(t *triggers.Trigger) []dispatcher.Option {
 		return []dispatcher.Option{dispatcher.WithObserver(p.observer(t.Name))}
 	}
+}
+
+// clientOptions are the client options of connectStreams.
+func clientOptions(uri string, streams int) *options.ClientOptions {
+	opts := options.Client().ApplyURI(uri).SetAppName("changehook")
+	if opts.MaxPoolSize == nil && streams+poolHeadroom > defaultMaxPoolSize {
+		opts.SetMaxPoolSize(uint64(streams + poolHeadroom))
+	}
+	return opts
+}
+
+// streamCount is how many change streams serve keeps open at once for cfg:
+// one per enabled trigger, and the controls stream.
+func streamCount(cfg *triggers.Config) int {
+	n := 1
+	for _, t := range cfg.Triggers {
+		if t.Enabled {
+			n++
+		}
+	}
+	return n
 }
