@@ -301,8 +301,15 @@ func (cs *changeStreamSource) fill(n, maxBytes int) error {
 	if err := cs.checkHistory(csTSNext(cs.pos)); err != nil {
 		return err
 	}
+	// Entries outside the scope are skipped by processRaw on their header
+	// alone, so the scan need not copy them out of storage — except while
+	// the resume token is being looked for, which checks every entry.
+	var in func(*storage.OplogEntry) bool
+	if cs.resume == nil {
+		in = cs.target.inScope
+	}
 	var perr error
-	err := cs.s.store.OplogRawAfter(cs.pos, func(r *storage.RawOplogEntry) bool {
+	err := cs.s.store.OplogRawAfterIn(cs.pos, in, func(r *storage.RawOplogEntry) bool {
 		if perr = cs.processRaw(r); perr != nil {
 			return false
 		}

@@ -127,6 +127,15 @@ const oplogChunk = 512
 // entry whose header cannot be read fails it with "decode oplog entry". fn
 // runs outside any storage transaction, so it may block or call the engine.
 func (e *Engine) OplogRawAfter(after bson.Timestamp, fn func(*RawOplogEntry) bool) error {
+	return e.OplogRawAfterIn(after, nil, fn)
+}
+
+// OplogRawAfterIn is OplogRawAfter for a reader interested only in entries
+// for which in returns true (nil: all): the others reach fn with their
+// header fields only (TS, Op, DB, Coll, ToDB, ToColl; Raw nil), without
+// their encoded form being copied out of storage. in sees a header-only
+// entry. A change stream scanning past other collections' writes uses it.
+func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool, fn func(*RawOplogEntry) bool) error {
 	start := packTS(after) + 1
 	if packTS(after) == ^uint64(0) {
 		return nil
@@ -136,6 +145,18 @@ func (e *Engine) OplogRawAfter(after bson.Timestamp, fn func(*RawOplogEntry) boo
 		err := e.db.View(func(btx *bolt.Tx) error {
 			c := btx.Bucket(bucketOplog).Cursor()
 			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk; k, v = c.Next() {
+				if in != nil {
+					// Parsed in place: v is valid only in this transaction,
+					// so only the header (copied strings) may leave it.
+					h := RawOplogEntry{Raw: bson.Raw(v)}
+					if parseRawOplogEntry(&h) {
+						hdr := OplogEntry{TS: h.TS, Op: h.Op, DB: h.DB, Coll: h.Coll, ToDB: h.ToDB, ToColl: h.ToColl}
+						if !in(&hdr) {
+							batch = append(batch, RawOplogEntry{TS: h.TS, Op: h.Op, DB: h.DB, Coll: h.Coll, ToDB: h.ToDB, ToColl: h.ToColl})
+							continue
+						}
+					}
+				}
 				r := RawOplogEntry{Raw: append(bson.Raw(nil), v...)}
 				if !parseRawOplogEntry(&r) {
 					ent := new(OplogEntry)

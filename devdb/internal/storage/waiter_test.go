@@ -2,6 +2,7 @@ package storage
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -83,5 +84,41 @@ func TestWaiterWokenOnlyByInterestingCommits(t *testing.T) {
 	})
 	if pending(all) {
 		t.Error("woken by a rolled-back transaction")
+	}
+}
+
+func TestOplogRawAfterInCopiesOnlyWantedEntries(t *testing.T) {
+	e := openTest(t, Options{})
+	start := e.LastOpTime()
+	for _, coll := range []string{"a", "b", "a"} {
+		if err := e.Update(func(tx *Tx) error {
+			c, err := tx.EnsureCollection("db", coll)
+			if err != nil {
+				return err
+			}
+			_, err = tx.Insert(c, bson.D{{Key: "_id", Value: e.LastOpTime().I}, {Key: "coll", Value: coll}})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	onA := func(h *OplogEntry) bool { return h.Coll == "a" && h.Op == "insert" }
+	if err := e.OplogRawAfterIn(start, onA, func(r *RawOplogEntry) bool {
+		desc := r.Op + " " + r.Coll
+		if r.Raw != nil {
+			desc += " raw"
+			if _, err := r.Decode(); err != nil {
+				t.Errorf("decode %s: %v", desc, err)
+			}
+		}
+		got = append(got, desc)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"create a", "insert a raw", "create b", "insert b", "insert a raw"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("entries %q, want %q", got, want)
 	}
 }
