@@ -118,8 +118,65 @@ func parseRawOplogEntry(r *RawOplogEntry) bool {
 	return haveTS
 }
 
-// oplogChunk bounds how many entries OplogRawAfter reads per read transaction.
-const oplogChunk = 512
+// oplogChunk bounds how many entries OplogRawAfter returns per read
+// transaction, and oplogScanChunk how many it reads (entries skipped by
+// OplogRawAfterIn's in are read but not returned).
+const (
+	oplogChunk     = 512
+	oplogScanChunk = 8 * oplogChunk
+)
+
+// parseOplogHeader reads the header fields (TS, Op, DB, Coll, ToDB, ToColl)
+// of the encoded entry raw into h without validating or copying the rest.
+// It returns false when raw is not shaped as appendOplog writes it.
+func parseOplogHeader(raw []byte, h *OplogEntry) bool {
+	if len(raw) < 5 {
+		return false
+	}
+	rest := raw[4 : len(raw)-1]
+	haveTS := false
+	for len(rest) > 0 {
+		t := bsoncore.Type(rest[0])
+		end := bytes.IndexByte(rest[1:], 0)
+		if end < 0 {
+			return false
+		}
+		key := rest[1 : 1+end]
+		v, next, ok := bsoncore.ReadValue(rest[2+end:], t)
+		if !ok {
+			return false
+		}
+		rest = next
+		var dst *string
+		switch string(key) {
+		case "ts":
+			ts, inc, ok := v.TimestampOK()
+			if !ok {
+				return false
+			}
+			h.TS, haveTS = bson.Timestamp{T: ts, I: inc}, true
+			continue
+		case "op":
+			dst = &h.Op
+		case "db":
+			dst = &h.DB
+		case "coll":
+			dst = &h.Coll
+		case "toDB":
+			dst = &h.ToDB
+		case "toColl":
+			dst = &h.ToColl
+		default:
+			continue
+		}
+		s, ok := v.StringValueOK()
+		if !ok {
+			return false
+		}
+		*dst = s
+	}
+	return haveTS
+}
 
 // OplogRawAfter calls fn for every retained entry with TS > after, in order,
 // until fn returns false or the committed end is reached; fn gets each
@@ -133,8 +190,10 @@ func (e *Engine) OplogRawAfter(after bson.Timestamp, fn func(*RawOplogEntry) boo
 // OplogRawAfterIn is OplogRawAfter for a reader interested only in entries
 // for which in returns true (nil: all): the others reach fn with their
 // header fields only (TS, Op, DB, Coll, ToDB, ToColl; Raw nil), without
-// their encoded form being copied out of storage. in sees a header-only
-// entry. A change stream scanning past other collections' writes uses it.
+// their encoded form being copied out of storage, and a run of them in a
+// row reaches fn as its last entry only (a reader that skips them needs
+// only to know how far the scan got). in sees a header-only entry. A change
+// stream scanning past other collections' writes uses it.
 func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool, fn func(*RawOplogEntry) bool) error {
 	start := packTS(after) + 1
 	if packTS(after) == ^uint64(0) {
@@ -144,17 +203,21 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 		var batch []RawOplogEntry
 		err := e.db.View(func(btx *bolt.Tx) error {
 			c := btx.Bucket(bucketOplog).Cursor()
-			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk; k, v = c.Next() {
+			scanned := 0
+			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk && scanned < oplogScanChunk; k, v = c.Next() {
+				scanned++
 				if in != nil {
-					// Parsed in place: v is valid only in this transaction,
+					// Read in place: v is valid only in this transaction,
 					// so only the header (copied strings) may leave it.
-					h := RawOplogEntry{Raw: bson.Raw(v)}
-					if parseRawOplogEntry(&h) {
-						hdr := OplogEntry{TS: h.TS, Op: h.Op, DB: h.DB, Coll: h.Coll, ToDB: h.ToDB, ToColl: h.ToColl}
-						if !in(&hdr) {
-							batch = append(batch, RawOplogEntry{TS: h.TS, Op: h.Op, DB: h.DB, Coll: h.Coll, ToDB: h.ToDB, ToColl: h.ToColl})
-							continue
+					var hdr OplogEntry
+					if parseOplogHeader(v, &hdr) && !in(&hdr) {
+						skip := RawOplogEntry{TS: hdr.TS, Op: hdr.Op, DB: hdr.DB, Coll: hdr.Coll, ToDB: hdr.ToDB, ToColl: hdr.ToColl}
+						if n := len(batch); n > 0 && batch[n-1].Raw == nil {
+							batch[n-1] = skip // a run of skipped entries: its last
+						} else {
+							batch = append(batch, skip)
 						}
+						continue
 					}
 				}
 				r := RawOplogEntry{Raw: append(bson.Raw(nil), v...)}
