@@ -288,6 +288,10 @@ type Trigger struct {
 	// DeadLetter true gives up on an event after Retry and stores it as a
 	// dead letter; false retries forever (the trigger blocks).
 	DeadLetter bool
+	// PayloadErrors says when payload errors pause the trigger.
+	PayloadErrors PayloadErrorPolicy
+	// Circuit is the endpoint's circuit breaker.
+	Circuit CircuitPolicy
 	// Network is the configuration's network section (the same for every
 	// trigger), so that a Sender built from the trigger alone applies it.
 	Network NetworkPolicy

@@ -637,6 +637,7 @@ func triggerFields() []string {
 		"name", "database", "collection", "operations", "match", "project",
 		"full_document", "full_document_before_change", "start_at", "ordering",
 		"concurrency", "max_inflight_bytes", "partitions", "enabled", "webhook", "retry", "dead_letter",
+		"payload_errors", "circuit",
 	}
 }
 
@@ -730,6 +731,8 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 	t.Enabled = d.boolean(get("enabled"), "enabled", t.Enabled)
 	t.DeadLetter = d.boolean(get("dead_letter"), "dead_letter", t.DeadLetter)
 	t.Retry = d.retry(own["retry"], defs["retry"])
+	t.PayloadErrors = d.payloadErrors(own["payload_errors"], defs["payload_errors"])
+	t.Circuit = d.circuit(own["circuit"], defs["circuit"])
 	t.Webhook = d.webhook(own["webhook"], defs["webhook"], at, defaultsOnly)
 
 	if e := get("match"); e.set() {

@@ -157,23 +157,25 @@ func (w Webhook) RedactedURL() string { return redactURL(w.URL, w.SecretPath, tr
 // RFC 3339 time.
 func (t *Trigger) MarshalJSON() ([]byte, error) {
 	v := struct {
-		Name                     string          `json:"name"`
-		Database                 string          `json:"database,omitempty"`
-		Collection               string          `json:"collection,omitempty"`
-		Operations               []string        `json:"operations"`
-		Match                    json.RawMessage `json:"match,omitempty"`
-		Project                  json.RawMessage `json:"project,omitempty"`
-		FullDocument             string          `json:"full_document"`
-		FullDocumentBeforeChange string          `json:"full_document_before_change"`
-		StartAt                  string          `json:"start_at"`
-		Ordering                 Ordering        `json:"ordering"`
-		Concurrency              int             `json:"concurrency"`
-		MaxInflightBytes         int64           `json:"max_inflight_bytes"`
-		Partitions               int             `json:"partitions,omitempty"`
-		Enabled                  bool            `json:"enabled"`
-		Webhook                  Webhook         `json:"webhook"`
-		Retry                    RetryPolicy     `json:"retry"`
-		DeadLetter               bool            `json:"dead_letter"`
+		Name                     string             `json:"name"`
+		Database                 string             `json:"database,omitempty"`
+		Collection               string             `json:"collection,omitempty"`
+		Operations               []string           `json:"operations"`
+		Match                    json.RawMessage    `json:"match,omitempty"`
+		Project                  json.RawMessage    `json:"project,omitempty"`
+		FullDocument             string             `json:"full_document"`
+		FullDocumentBeforeChange string             `json:"full_document_before_change"`
+		StartAt                  string             `json:"start_at"`
+		Ordering                 Ordering           `json:"ordering"`
+		Concurrency              int                `json:"concurrency"`
+		MaxInflightBytes         int64              `json:"max_inflight_bytes"`
+		Partitions               int                `json:"partitions,omitempty"`
+		Enabled                  bool               `json:"enabled"`
+		Webhook                  Webhook            `json:"webhook"`
+		Retry                    RetryPolicy        `json:"retry"`
+		DeadLetter               bool               `json:"dead_letter"`
+		PayloadErrors            PayloadErrorPolicy `json:"payload_errors"`
+		Circuit                  CircuitPolicy      `json:"circuit"`
 	}{
 		Name:                     t.Name,
 		Database:                 t.Database,
@@ -191,6 +193,8 @@ func (t *Trigger) MarshalJSON() ([]byte, error) {
 		Webhook:                  t.Webhook,
 		Retry:                    t.Retry,
 		DeadLetter:               t.DeadLetter,
+		PayloadErrors:            t.PayloadErrors,
+		Circuit:                  t.Circuit,
 	}
 	if !t.StartAt.Now {
 		v.StartAt = t.StartAt.Time.Format(time.RFC3339Nano)
