@@ -32,6 +32,8 @@ type Dispatcher struct {
 	maxBytes    int64       // this trigger's in-flight bytes (0: no bound)
 	shared      *ByteBudget // process-wide in-flight bytes (nil: none)
 	fail        failTrack   // FailingSince
+	payload     payloadGuard
+	circuit     *circuit // nil: disabled
 
 	runCtx    context.Context // deliveries; canceled when Close's grace ends
 	cancelRun context.CancelFunc
@@ -100,6 +102,8 @@ func newDispatcher(t *triggers.Trigger, sink DeadLetterSink, opts []Option) (*Di
 		trigger: t.Name, deadLetter: t.DeadLetter, ordering: ordering, concurrency: ordering.Concurrency(t.Concurrency),
 		sender: s, sink: sink, clock: s.clock, log: s.log, metrics: s.metrics,
 		maxBytes: t.MaxInflightBytes, shared: o.shared,
+		payload: payloadGuard{max: t.PayloadErrors.MaxConsecutive, pause: o.payloadPause},
+		circuit: newCircuit(t, s.retry, s.clock, s.metrics),
 	}
 	d.fail.clock = d.clock
 	return d, nil
@@ -175,8 +179,10 @@ func (d *Dispatcher) worker() {
 // the watermark never passes them. The returned token is a copy.
 func (d *Dispatcher) Watermark() (token bson.Raw, ok bool) { return d.tracker.Watermark() }
 
-// Idle reports whether no event is in flight or queued.
-func (d *Dispatcher) Idle() bool { return d.tracker.Pending() == 0 }
+// Idle reports whether no event is in flight or queued and none was held
+// back by a payload-error pause (see Halted): only then may the caller
+// checkpoint past the watermark.
+func (d *Dispatcher) Idle() bool { return d.tracker.Pending() == 0 && !d.payload.halted.Load() }
 
 // Close stops accepting events and lets the admitted ones finish until ctx
 // is done (the grace period); then it cancels the remaining deliveries,
@@ -215,10 +221,12 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 	trigger := d.trigger
 	d.metrics.inflightAdd(trigger, 1)
 	defer d.metrics.inflightAdd(trigger, -1)
-	var res Result
-	var err error
-	res, err = d.sender.deliver(ctx, j.ev, !d.deadLetter, j.prog)
+	res, err, held := d.deliverGuarded(ctx, j)
 	switch {
+	case held:
+		// Payload errors paused the trigger: the event stays undone, so
+		// resuming (with the configuration fixed) delivers it.
+		return false
 	case err == nil && res.Dropped:
 		d.metrics.delivery(trigger, OutcomeDropped, d.clock.Now().Sub(j.submitted).Seconds())
 		return true

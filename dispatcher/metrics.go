@@ -34,6 +34,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	inflight    *prometheus.GaugeVec
 	deadLetters *prometheus.CounterVec
+	circuit     *circuitMetrics // see circuit_metrics.go
 
 	counts sync.Map // trigger name → *triggerCounts
 }
@@ -125,6 +126,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events stored as dead letters.",
 		}, []string{"trigger"}),
 	}
+	m.circuit = newCircuitMetrics(reg)
 	if reg == nil {
 		return m
 	}

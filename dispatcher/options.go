@@ -21,6 +21,8 @@ type options struct {
 	limiters   *Limiters
 	shared     *ByteBudget
 	wrapRT     func(http.RoundTripper) http.RoundTripper
+	// payloadPause: WithPayloadErrorPause.
+	payloadPause func(reason string)
 }
 
 // WithHTTPClient sends requests with a shallow copy of c whose Timeout is the

@@ -294,7 +294,7 @@ func httpClient(base *http.Client, conc int, timeout time.Duration, guard *netGu
 // or ctx's error (Result.Reason is then ReasonCanceled). A payload that
 // cannot be built fails with ReasonPayload and no attempt.
 func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
-	return s.deliver(ctx, ev, false, nil)
+	return s.deliver(ctx, ev, false, false, nil)
 }
 
 // DeliverUntilSuccess is Deliver for a trigger without dead letters, whose
@@ -303,12 +303,15 @@ func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
 // retried every Retry.MaxBackoff (the configuration may be fixed and
 // reloaded), until the delivery succeeds or ctx ends.
 func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, error) {
-	return s.deliver(ctx, ev, true, nil)
+	return s.deliver(ctx, ev, true, true, nil)
 }
 
-// deliver builds the payload and runs the retry stage; forever: see
-// DeliverUntilSuccess. prog (may be nil) follows the attempts.
-func (s *Sender) deliver(ctx context.Context, ev Event, forever bool, prog *progress) (Result, error) {
+// deliver builds the payload and runs the retry stage; forever: failed
+// attempts are retried without a limit, payloadForever: a payload error is
+// retried every Retry.MaxBackoff (see DeliverUntilSuccess) instead of being
+// returned. Every payload error counts as an attempt with reason
+// payload_error. prog (may be nil) follows the attempts.
+func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever bool, prog *progress) (Result, error) {
 	if len(ev.Token) == 0 {
 		return Result{}, errors.New("deliver event: empty resume token")
 	}
@@ -322,8 +325,9 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever bool, prog *prog
 		if err == nil {
 			return s.retryStage(ctx, msg, forever, prog, s.eventInfo(ev))
 		}
+		s.metrics.attempt(s.trigger, ReasonPayload)
 		res := Result{WebhookID: id, Reason: ReasonPayload, FirstAttemptAt: s.clock.Now()}
-		if !forever {
+		if !payloadForever {
 			prog.failedPayload(err, time.Time{})
 			return res, fmt.Errorf("deliver %s: %w", id, err)
 		}
@@ -396,6 +400,20 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, serr)
 		}
 	}
+}
+
+// probeOnce builds ev's payload and makes attempt n: a circuit probe.
+func (s *Sender) probeOnce(ctx context.Context, ev Event, n int) (Attempt, error) {
+	id := WebhookID(s.trigger, ev.Token)
+	payload, err := BuildPayload(s.webhook, ev)
+	if err != nil {
+		// Unreachable: the payload was built for the delivery that opened
+		// the circuit, and the webhook does not change.
+		s.metrics.attempt(s.trigger, ReasonPayload)
+		return Attempt{WebhookID: id, Number: n, Reason: ReasonPayload, Err: err}, err
+	}
+	at, _, err := s.SendOnce(ctx, id, payload, n)
+	return at, err
 }
 
 // SendOnce makes one attempt, number n (from 1), to send payload as webhook

@@ -338,9 +338,13 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	return st, nil
 }
 
-// Ready reports whether Run has started and every trigger that should run
-// (enabled, wanted, not paused) has its change stream open. A paused
-// trigger does not make the runner unready: it is held on purpose.
+// Ready reports whether Run has started, every trigger that should run
+// (enabled, wanted, not paused) has its change stream open, and no trigger
+// is paused by PauseByPayloadErrors. A trigger paused by an operator does
+// not make the runner unready (it is held on purpose); one paused by its
+// payload errors does, because nobody asked for it and it needs a fixed
+// configuration (and a rollout of a configuration that breaks a payload
+// should stop there).
 func (r *Runner) Ready() bool {
 	if !r.started.Load() {
 		return false
@@ -353,7 +357,11 @@ func (r *Runner) Ready() bool {
 		// Clustered: a trigger another member runs is not expected here;
 		// one this member should run is, from before its lease is held.
 		expected := s.t.Enabled && (s.want || r.opts.Clustered && !r.standby(s.t.Key())) && s.pause == nil
+		payloadPaused := s.pause != nil && s.pause.By == PauseByPayloadErrors
 		s.mu.Unlock()
+		if payloadPaused {
+			return false
+		}
 		if !expected {
 			continue
 		}

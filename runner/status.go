@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -91,6 +92,10 @@ type TriggerStatus struct {
 	DeadLettersCurrent int64 `json:"dead_letters_current"`
 	// InFlight is the number of deliveries being attempted now.
 	InFlight int64 `json:"in_flight"`
+	// Circuit is the endpoint circuit breaker's state (nil when the
+	// trigger's circuit section cannot open it, or no dispatcher runs). A
+	// partitioned trigger shows its most open partition's.
+	Circuit *dispatcher.CircuitStatus `json:"circuit,omitempty"`
 	// Partitions is each partition's own state, in partition order, for a
 	// partitioned trigger (partitions > 1); absent otherwise. The fields
 	// above then sum the partitions: see combinePartitions.
@@ -116,6 +121,8 @@ type PartitionStatus struct {
 	WayOut string `json:"way_out,omitempty"`
 	// HeadOfLine is its oldest event not yet delivered or dead-lettered.
 	HeadOfLine *HeadOfLine `json:"head_of_line,omitempty"`
+	// Circuit is its endpoint circuit (each partition has its own).
+	Circuit *dispatcher.CircuitStatus `json:"circuit,omitempty"`
 	// EventsReceived counts the events it read since start.
 	EventsReceived uint64 `json:"events_received"`
 	// LastEventTime is the clusterTime of the newest event it read.
@@ -150,6 +157,9 @@ func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 			best = k
 			out.State, out.Since, out.Retrying, out.Paused, out.WayOut = p.State, p.Since, p.Retrying, p.Paused, p.WayOut
 		}
+		if p.Circuit != nil && (out.Circuit == nil || circuitRank(p.Circuit.State) > circuitRank(out.Circuit.State)) {
+			out.Circuit = p.Circuit
+		}
 		if p.HeadOfLine != nil && (out.HeadOfLine == nil || p.HeadOfLine.EventAge > out.HeadOfLine.EventAge) {
 			out.HeadOfLine = p.HeadOfLine
 		}
@@ -170,7 +180,7 @@ func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 		out.CheckpointLag = max(out.CheckpointLag, p.CheckpointLag)
 		out.Partitions = append(out.Partitions, PartitionStatus{
 			Partition: i, Key: triggers.PartitionKey(p.Name, i, n), State: p.State, Since: p.Since,
-			StreamOpen: p.StreamOpen, LastError: p.LastError, WayOut: p.WayOut, HeadOfLine: p.HeadOfLine, EventsReceived: p.EventsReceived,
+			StreamOpen: p.StreamOpen, LastError: p.LastError, WayOut: p.WayOut, HeadOfLine: p.HeadOfLine, Circuit: p.Circuit, EventsReceived: p.EventsReceived,
 			LastEventTime: p.LastEventTime, CheckpointTime: p.CheckpointTime, CheckpointLag: p.CheckpointLag,
 		})
 	}

@@ -18,7 +18,7 @@ import (
 type PauseInfo struct {
 	// Reason is the free text given with the pause ("" if none).
 	Reason string `json:"reason,omitempty"`
-	// By names who paused: "cli", "api", "payload_errors", "circuit", …
+	// By names who paused: "cli", "api", PauseByPayloadErrors, …
 	By string `json:"by,omitempty"`
 	// Since is when the pause was recorded.
 	Since time.Time `json:"since"`
@@ -135,6 +135,9 @@ func (r *Runner) startLocked(s *slot) {
 	if r.opts.DispatcherOptions != nil {
 		dopts = append(dopts, r.opts.DispatcherOptions(t)...)
 	}
+	dopts = append(dopts, dispatcher.WithPayloadErrorPause(func(reason string) {
+		_ = r.Pause(t.Name, reason, PauseByPayloadErrors) // t is a trigger of r: never ErrUnknownTrigger
+	}))
 	leaseOpts, sink, cps, deadline := r.leased(s)
 	dopts = append(dopts, leaseOpts...)
 	disp, err := dispatcher.New(t, refreshingSink{sink, r}, dopts...)

@@ -202,6 +202,11 @@ func (w *Watcher) Status() TriggerStatus {
 	w.mu.Lock()
 	st := w.status
 	w.mu.Unlock()
+	return withCircuit(w.withHeadOfLine(st), w.disp)
+}
+
+// withHeadOfLine adds the head-of-line delivery to st (see Status).
+func (w *Watcher) withHeadOfLine(st TriggerStatus) TriggerStatus {
 	if st.State == StateStopped {
 		return st // what a stopped dispatcher still holds is redelivered at the next start
 	}

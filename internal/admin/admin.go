@@ -4,8 +4,9 @@
 //	GET /readyz         200 when every trigger that should run is running:
 //	                    503 with one reason per line for a trigger that
 //	                    failed, one retrying longer than
-//	                    admin.retrying_unready_after, or one whose change
-//	                    stream is not open yet
+//	                    admin.retrying_unready_after, one paused by its
+//	                    payload errors, or one whose change stream is not
+//	                    open yet
 //	GET /metrics        Prometheus exposition of the given gatherer
 //	GET /api/triggers   JSON: per trigger state, last error, counters and
 //	                    checkpoint time, as the Runner reports them (never
@@ -287,9 +288,10 @@ func routes(r Runner, g prometheus.Gatherer, rd readiness) *http.ServeMux {
 }
 
 // notReady lists why the runner is not ready (nil when it is): a failed
-// trigger, one retrying longer than rd.limit, one that should run and whose
-// change stream is not open. Disabled, paused and standby triggers are held
-// on purpose; a trigger retrying for less than rd.limit (an election, an
+// trigger, one retrying longer than rd.limit, one paused by its payload
+// errors (nobody asked for that pause), one that should run and whose
+// change stream is not open. Disabled, standby and otherwise paused triggers
+// are held on purpose; a trigger retrying for less than rd.limit (an election, an
 // endpoint's short outage) is ready.
 func notReady(r Runner, rd readiness) []string {
 	var reasons []string
@@ -297,7 +299,13 @@ func notReady(r Runner, rd readiness) []string {
 	now := rd.now()
 	for _, st := range r.Status() {
 		switch st.State {
-		case runner.StateDisabled, runner.StateStandby, runner.StatePaused:
+		case runner.StatePaused:
+			if st.Paused != nil && st.Paused.By == runner.PauseByPayloadErrors {
+				// Nobody asked for this pause: the configuration needs fixing.
+				reasons = append(reasons, fmt.Sprintf("trigger %s: paused by payload_errors: %s", st.Name, st.Paused.Reason))
+			}
+			continue
+		case runner.StateDisabled, runner.StateStandby:
 			continue
 		case runner.StateFailed:
 			reason := fmt.Sprintf("trigger %s: failed", st.Name)

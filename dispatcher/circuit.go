@@ -1,0 +1,215 @@
+package dispatcher
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/changehook/changehook/triggers"
+)
+
+// CircuitState is the state of a trigger's endpoint circuit.
+type CircuitState string
+
+// Circuit states: the values of CircuitStatus.State and of the to label of
+// changehook_circuit_transitions_total.
+const (
+	// CircuitClosed: deliveries flow.
+	CircuitClosed CircuitState = "closed"
+	// CircuitOpen: no delivery starts; the delivery that opened the circuit
+	// waits for its next probe.
+	CircuitOpen CircuitState = "open"
+	// CircuitHalfOpen: the probe is being sent.
+	CircuitHalfOpen CircuitState = "half_open"
+)
+
+// gaugeValue is the value of changehook_circuit_state for s.
+func (s CircuitState) gaugeValue() float64 {
+	switch s {
+	case CircuitOpen:
+		return 2
+	case CircuitHalfOpen:
+		return 1
+	}
+	return 0
+}
+
+// CircuitStatus is a snapshot of a trigger's circuit (Dispatcher.Circuit).
+type CircuitStatus struct {
+	// State is closed, open or half_open.
+	State CircuitState `json:"state"`
+	// Since is when State was entered (zero: closed since the dispatcher
+	// started).
+	Since time.Time `json:"since,omitzero"`
+	// Failures is the number of consecutive failed deliveries counted
+	// towards circuit.failures.
+	Failures int `json:"failures"`
+	// NextProbeAt is when the held delivery is tried again (open only).
+	NextProbeAt time.Time `json:"next_probe_at,omitzero"`
+	// LastStatus is the HTTP status of the failure that opened the circuit
+	// or of the last failed probe (0: no response).
+	LastStatus int `json:"last_status,omitempty"`
+	// LastError is that failure's error (never secrets).
+	LastError string `json:"last_error,omitempty"`
+}
+
+// circuit is a trigger's circuit breaker: a small state machine of its own
+// rather than sony/gobreaker. gobreaker's open state rejects calls
+// (ErrOpenState), which for a change stream would mean skipping or
+// dead-lettering events, and its half-open state admits requests after a
+// fixed timeout. Here an open circuit must block instead (workers wait at
+// gate before any attempt, so the dispatcher's tracker fills and Submit
+// applies backpressure to the stream), and the probe must be the very
+// delivery that opened the circuit, retried at doubling intervals up to
+// circuit.max_probe_interval, so that nothing is skipped, reordered or
+// dead-lettered while the endpoint is down. Both fit in a few dozen lines
+// on the dispatcher's injectable Clock, which also makes them testable
+// without sleeping.
+//
+// Only the worker whose failure opened the circuit probes (see
+// Dispatcher.probe); the other workers wait at gate and redeliver their
+// events after the circuit closes. A nil *circuit is disabled: gate returns
+// at once and nothing is counted.
+type circuit struct {
+	trigger  string
+	policy   triggers.CircuitPolicy
+	initial  time.Duration // first probe interval (retry.initial_backoff)
+	clock    Clock
+	metrics  *Metrics
+	mu       sync.Mutex
+	st       CircuitStatus
+	interval time.Duration // current probe interval
+	closedCh chan struct{} // closed when the circuit closes; nil while closed
+}
+
+// newCircuit returns t's circuit, nil when t's circuit section cannot open
+// it (a hand-built trigger's zero value).
+func newCircuit(t *triggers.Trigger, retry triggers.RetryPolicy, clock Clock, m *Metrics) *circuit {
+	if !t.Circuit.Enabled() {
+		return nil
+	}
+	p := t.Circuit
+	if p.MaxProbeInterval <= 0 {
+		p.MaxProbeInterval = triggers.DefaultCircuitMaxProbeInterval
+	}
+	c := &circuit{trigger: t.Name, policy: p, initial: min(retry.InitialBackoff, p.MaxProbeInterval), clock: clock, metrics: m,
+		st: CircuitStatus{State: CircuitClosed}}
+	m.circuitInit(t.Name)
+	return c
+}
+
+// status returns a snapshot (zero State for a nil circuit).
+func (c *circuit) status() CircuitStatus {
+	if c == nil {
+		return CircuitStatus{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st
+}
+
+// gate returns at once while the circuit is closed; otherwise it waits until
+// it closes or ctx ends (ctx's error).
+func (c *circuit) gate(ctx context.Context) error {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	ch := c.closedCh
+	c.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// succeeded records a successful delivery: it resets the count and closes
+// an open circuit.
+func (c *circuit) succeeded() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st.Failures = 0
+	if c.st.State != CircuitClosed {
+		c.st.NextProbeAt, c.st.LastStatus, c.st.LastError = time.Time{}, 0, ""
+		c.transition(CircuitClosed)
+		close(c.closedCh)
+		c.closedCh = nil
+	}
+}
+
+// failed records a failed delivery (status 0: no response) and reports
+// whether this failure opened the circuit, so that the caller's delivery
+// becomes the probe. When the circuit is already open, it reports false and
+// counts nothing: the caller holds its event and waits at gate.
+func (c *circuit) failed(status int, msg string) (opened bool) {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.st.State != CircuitClosed {
+		return false
+	}
+	c.st.Failures++
+	if !(status > 0 && c.policy.OpenOn.MatchStatus(status)) && (c.policy.Failures == 0 || c.st.Failures < c.policy.Failures) {
+		return false
+	}
+	c.interval = c.initial
+	c.st.NextProbeAt = c.clock.Now().Add(c.interval)
+	c.st.LastStatus, c.st.LastError = status, msg
+	c.closedCh = make(chan struct{})
+	c.transition(CircuitOpen)
+	return true
+}
+
+// open reports whether the circuit is not closed.
+func (c *circuit) open() bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.State != CircuitClosed
+}
+
+// nextProbe returns how long to wait before the next probe.
+func (c *circuit) nextProbe() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.NextProbeAt.Sub(c.clock.Now())
+}
+
+// halfOpen marks the probe as being sent.
+func (c *circuit) halfOpen() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.transition(CircuitHalfOpen)
+}
+
+// probeFailed reopens the circuit after a failed probe, doubling the
+// interval up to circuit.max_probe_interval.
+func (c *circuit) probeFailed(status int, msg string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.interval = min(2*c.interval, c.policy.MaxProbeInterval)
+	c.st.NextProbeAt = c.clock.Now().Add(c.interval)
+	c.st.LastStatus, c.st.LastError = status, msg
+	c.transition(CircuitOpen)
+}
+
+// transition enters state to; c.mu must be held.
+func (c *circuit) transition(to CircuitState) {
+	if c.st.State == to {
+		return
+	}
+	c.st.State, c.st.Since = to, c.clock.Now()
+	c.metrics.circuitTransition(c.trigger, to)
+}

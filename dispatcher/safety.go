@@ -1,0 +1,170 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// WithPayloadErrorPause sets the function a Dispatcher calls, once, when its
+// trigger's payload_errors.max_consecutive is reached (see
+// triggers.PayloadErrorPolicy): the runner pauses the trigger with
+// Runner.Pause(name, reason, "payload_errors"). reason names the limit and
+// the last payload error. f is called on a delivering goroutine and must not
+// block. Without it (or with max_consecutive 0) payload errors never pause:
+// they are dead-lettered, or retried every retry.max_backoff without dead
+// letters. Only New uses it.
+func WithPayloadErrorPause(f func(reason string)) Option {
+	return func(o *options) { o.payloadPause = f }
+}
+
+// payloadGuard counts a dispatcher's consecutive payload errors and halts it
+// when they reach the limit.
+type payloadGuard struct {
+	max    int          // payload_errors.max_consecutive (0: never halts)
+	pause  func(string) // WithPayloadErrorPause (nil: never halts)
+	streak atomic.Int64 // consecutive payload errors
+	halted atomic.Bool  // the limit was reached: nothing more is delivered
+}
+
+// enabled reports whether payload errors can halt the dispatcher.
+func (g *payloadGuard) enabled() bool { return g.max > 0 && g.pause != nil }
+
+// Circuit returns a snapshot of the trigger's endpoint circuit; ok is false
+// when the trigger's circuit section cannot open it.
+func (d *Dispatcher) Circuit() (st CircuitStatus, ok bool) {
+	if d.circuit == nil {
+		return CircuitStatus{}, false
+	}
+	return d.circuit.status(), true
+}
+
+// Halted reports whether payload errors reached payload_errors.max_consecutive:
+// the dispatcher then delivers nothing more (every held event stays
+// undone, so the checkpoint does not pass it) until it is replaced.
+func (d *Dispatcher) Halted() bool { return d.payload.halted.Load() }
+
+// deliverGuarded delivers j's event under the payload-error pause and the
+// circuit breaker. held reports that the event must stay undone (not
+// delivered, not dead-lettered): the dispatcher halted on payload errors.
+// Otherwise res and err are the delivery's outcome, as Deliver (with dead
+// letters) or DeliverUntilSuccess (without) report it: a failure returned
+// here is dead-lettered by the caller. While the circuit is open the event
+// is never returned as failed: it waits at the gate, or is the probe.
+func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err error, held bool) {
+	forever := !d.deadLetter
+	for round := 0; ; round++ {
+		if d.payload.halted.Load() {
+			return Result{}, nil, true
+		}
+		if gerr := d.circuit.gate(ctx); gerr != nil {
+			return Result{WebhookID: WebhookID(d.trigger, j.ev.Token), Reason: ReasonCanceled}, fmt.Errorf("wait for the circuit to close: %w", gerr), false
+		}
+		// Bounded rounds when something must see each failure: a payload
+		// error that may pause, or a circuit that counts failed deliveries
+		// (without dead letters a round is retry.max_attempts attempts).
+		bounded := !forever || d.circuit != nil
+		payloadForever := forever && !d.payload.enabled()
+		res, err = d.sender.deliver(ctx, j.ev, forever && !bounded, payloadForever, j.prog)
+		switch {
+		case err == nil:
+			d.payload.streak.Store(0)
+			d.circuit.succeeded()
+			return res, nil, false
+		case res.Reason == ReasonCanceled || ctx.Err() != nil:
+			return res, err, false
+		case res.Reason == ReasonPayload:
+			if d.payloadError(ctx, err) {
+				return res, err, true
+			}
+			return res, err, false // dead-lettered by the caller
+		}
+		d.payload.streak.Store(0)
+		if d.circuit.failed(res.Status, err.Error()) {
+			return d.probe(ctx, j, res, err)
+		}
+		if d.circuit.open() {
+			// Opened by another delivery: hold this one, redeliver after
+			// the circuit closes.
+			continue
+		}
+		if !forever {
+			return res, err, false
+		}
+		// Without dead letters: the next round after a backoff.
+		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(round, 30), nil)
+		if serr := d.clock.Sleep(ctx, wait); serr != nil {
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("deliver %s: %w", res.WebhookID, serr), false
+		}
+	}
+}
+
+// payloadError counts a payload error and reports whether the event must
+// be held: the limit is reached (the dispatcher halts and pauses the
+// trigger) or, without dead letters, the event can never be skipped.
+func (d *Dispatcher) payloadError(ctx context.Context, err error) (held bool) {
+	if !d.payload.enabled() {
+		return false
+	}
+	n := d.payload.streak.Add(1)
+	if d.deadLetter && n < int64(d.payload.max) {
+		return false
+	}
+	if d.payload.halted.CompareAndSwap(false, true) {
+		reason := fmt.Sprintf("%d consecutive payload errors (payload_errors.max_consecutive is %d); the last: %s", n, d.payload.max, payloadCause(err))
+		if !d.deadLetter {
+			reason = fmt.Sprintf("payload error without dead letters: %s", payloadCause(err))
+		}
+		d.payload.pause(reason) // the runner logs the pause and its reason
+
+	}
+	return true
+}
+
+// payloadCause is a payload error's message without the "deliver <id>: "
+// prefix, so that the pause reason says each thing once.
+func payloadCause(err error) string {
+	if u := errors.Unwrap(err); u != nil {
+		return u.Error()
+	}
+	return err.Error()
+}
+
+// probe retries j's event alone while the circuit its failure opened is
+// open: one attempt at each probe time (doubling intervals), until one
+// succeeds (the circuit closes, the event is delivered) or ctx ends (the
+// event stays undone). Nothing is dead-lettered here.
+func (d *Dispatcher) probe(ctx context.Context, j job, res Result, err error) (Result, error, bool) {
+	j.prog.attempted(Attempt{Number: res.Attempts, Status: res.Status, Reason: res.Reason, Err: err}, false, d.circuit.status().NextProbeAt)
+	d.log.LogAttrs(ctx, slog.LevelWarn, "circuit opened: deliveries wait; the failed event is retried alone as a probe",
+		slog.String("webhook_id", res.WebhookID), slog.Int("status", res.Status), slog.String("error", err.Error()))
+	for n := res.Attempts + 1; ; n++ {
+		if serr := d.clock.Sleep(ctx, d.circuit.nextProbe()); serr != nil {
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("wait for the next circuit probe of %s: %w", res.WebhookID, serr), false
+		}
+		d.circuit.halfOpen()
+		at, perr := d.sender.probeOnce(ctx, j.ev, n)
+		var next time.Time
+		if perr != nil && at.Reason != ReasonDropped && ctx.Err() == nil {
+			d.circuit.probeFailed(at.Status, perr.Error())
+			next = d.circuit.status().NextProbeAt
+		}
+		j.prog.attempted(at, false, next)
+		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
+		if perr == nil || at.Reason == ReasonDropped {
+			res.Dropped = at.Reason == ReasonDropped
+			d.circuit.succeeded()
+			d.log.LogAttrs(ctx, slog.LevelInfo, "circuit closed: the probe succeeded", slog.String("webhook_id", res.WebhookID))
+			return res, nil, false
+		}
+		if ctx.Err() != nil || at.Reason == ReasonCanceled {
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("probe %s: %w", res.WebhookID, perr), false
+		}
+	}
+}

@@ -1,0 +1,44 @@
+package runner
+
+import "github.com/changehook/changehook/dispatcher"
+
+// PauseByPayloadErrors is PauseInfo.By of a trigger paused because
+// payload_errors.max_consecutive consecutive events' payloads could not be
+// built (see triggers.PayloadErrorPolicy). Such a pause makes the runner
+// unready (Ready, /readyz) until the trigger is resumed: with the zero
+// ResumeFrom after the configuration is fixed (a reload or a restart
+// applies it), the held events are delivered. A restart also clears it,
+// since the pause lives in memory.
+const PauseByPayloadErrors = "payload_errors"
+
+// withCircuit adds disp's circuit to st, and shows a running trigger whose
+// circuit is not closed as StateRetrying (TriggerStatus.Circuit says until
+// when): the stream is open but deliveries wait for the probe.
+func withCircuit(st TriggerStatus, disp *dispatcher.Dispatcher) TriggerStatus {
+	if disp == nil {
+		return st
+	}
+	c, ok := disp.Circuit()
+	if !ok {
+		return st
+	}
+	st.Circuit = &c
+	if c.State != dispatcher.CircuitClosed && (st.State == StateRunning || st.State == StateRetrying) {
+		st.State, st.Since, st.Retrying = StateRetrying, c.Since, true
+		if st.LastError == "" || st.LastErrorAt.Before(c.Since) {
+			st.LastError, st.LastErrorAt = "circuit "+string(c.State)+": "+c.LastError, c.Since
+		}
+	}
+	return st
+}
+
+// circuitRank orders circuit states from closed (0) to open (2).
+func circuitRank(s dispatcher.CircuitState) int {
+	switch s {
+	case dispatcher.CircuitOpen:
+		return 2
+	case dispatcher.CircuitHalfOpen:
+		return 1
+	}
+	return 0
+}
