@@ -134,12 +134,23 @@ func payloadCause(err error) string {
 	return err.Error()
 }
 
+// scheduled records when the next attempt of a delivery is due (its last
+// attempt as recorded).
+func (p *progress) scheduled(next time.Time) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hol.NextAttemptAt = next
+}
+
 // probe retries j's event alone while the circuit its failure opened is
 // open: one attempt at each probe time (doubling intervals), until one
 // succeeds (the circuit closes, the event is delivered) or ctx ends (the
 // event stays undone). Nothing is dead-lettered here.
 func (d *Dispatcher) probe(ctx context.Context, j job, res Result, err error) (Result, error, bool) {
-	j.prog.attempted(Attempt{Number: res.Attempts, Status: res.Status, Reason: res.Reason, Err: err}, false, d.circuit.status().NextProbeAt)
+	j.prog.scheduled(d.circuit.status().NextProbeAt)
 	d.log.LogAttrs(ctx, slog.LevelWarn, "circuit opened: deliveries wait; the failed event is retried alone as a probe",
 		slog.String("webhook_id", res.WebhookID), slog.Int("status", res.Status), slog.String("error", err.Error()))
 	for n := res.Attempts + 1; ; n++ {
@@ -154,7 +165,7 @@ func (d *Dispatcher) probe(ctx context.Context, j job, res Result, err error) (R
 			d.circuit.probeFailed(at.Status, perr.Error())
 			next = d.circuit.status().NextProbeAt
 		}
-		j.prog.attempted(at, false, next)
+		j.prog.attempted(at, !at.Retry, next)
 		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
 		if perr == nil || at.Reason == ReasonDropped {
 			res.Dropped = at.Reason == ReasonDropped

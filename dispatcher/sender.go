@@ -402,7 +402,9 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 	}
 }
 
-// probeOnce builds ev's payload and makes attempt n: a circuit probe.
+// probeOnce builds ev's payload and makes attempt n: a circuit probe. It
+// returns SendOnce's attempt and error; Attempt.Retry says whether the
+// policy judged a failure transient.
 func (s *Sender) probeOnce(ctx context.Context, ev Event, n int) (Attempt, error) {
 	id := WebhookID(s.trigger, ev.Token)
 	payload, err := BuildPayload(s.webhook, ev)
@@ -412,7 +414,8 @@ func (s *Sender) probeOnce(ctx context.Context, ev Event, n int) (Attempt, error
 		s.metrics.attempt(s.trigger, ReasonPayload)
 		return Attempt{WebhookID: id, Number: n, Reason: ReasonPayload, Err: err}, err
 	}
-	at, _, err := s.SendOnce(ctx, id, payload, n)
+	at, retry, err := s.SendOnce(ctx, id, payload, n)
+	at.Retry = retry
 	return at, err
 }
 
