@@ -126,14 +126,3 @@ func TestPayloadErrorsPauseTheTrigger(t *testing.T) {
 		t.Fatalf("/readyz after the fix = %d %s", code, body)
 	}
 }
-
-// grepLines returns the lines of s containing sub.
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
