@@ -90,6 +90,10 @@ type Options struct {
 	MaxConnections int
 	// Cluster, when set, serves GET /api/cluster (members, leases, drift).
 	Cluster Cluster
+	// DeadLetters, when set, serves POST /api/deadletters/replay and
+	// /purge, authorised as the control calls; Store alone serves GET
+	// /api/deadletters and /api/deadletters/{id}.
+	DeadLetters DeadLetterOps
 	// RetryingUnreadyAfter is how long a trigger may be retrying before
 	// /readyz reports it (0: triggers.DefaultRetryingUnreadyAfter).
 	RetryingUnreadyAfter time.Duration
@@ -180,6 +184,7 @@ func Start(opts Options) (*Server, error) {
 	if opts.Reload != nil {
 		reloadRoute(mux, opts.Reload, auth)
 	}
+	deadLetterRoutes(mux, opts.Store, opts.DeadLetters, authorizer{token: opts.Token, loopback: isLoopback(ln.Addr())})
 	mux.Handle("/", cons)
 	if opts.Cluster != nil {
 		mux.Handle("GET /api/cluster", ClusterHandler(opts.Cluster))

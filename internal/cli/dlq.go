@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -359,4 +360,37 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 	}
 	fmt.Fprintf(env.Stdout, "deleted %s %s\n", plural(int(n), "dead letter"), what)
 	return ExitOK
+}
+
+// deadLetterOps serves the admin API's dead-letter replay and purge with
+// the configuration the process started with, one call at a time.
+type deadLetterOps struct {
+	mu  sync.Mutex
+	st  *store.Store
+	cfg *triggers.Config
+	env Env
+}
+
+// errDeadLetterBusy answers a replay or purge call while another runs.
+var errDeadLetterBusy = errors.New("another dead-letter replay or purge is running; try again when it ends")
+
+// Replay implements admin.DeadLetterOps.
+func (o *deadLetterOps) Replay(ctx context.Context, sel deadletter.Selection) (deadletter.Summary, error) {
+	if !o.mu.TryLock() {
+		return deadletter.Summary{}, errDeadLetterBusy
+	}
+	defer o.mu.Unlock()
+	r := deadletter.Replayer{Store: o.st, Config: o.cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
+		return newSender(t, o.env)
+	}}
+	return r.Replay(ctx, sel, nil)
+}
+
+// Purge implements admin.DeadLetterOps.
+func (o *deadLetterOps) Purge(ctx context.Context, sel deadletter.Selection) (int64, error) {
+	if !o.mu.TryLock() {
+		return 0, errDeadLetterBusy
+	}
+	defer o.mu.Unlock()
+	return deadletter.Purge(ctx, o.st, sel)
 }

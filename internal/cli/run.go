@@ -196,7 +196,8 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		aopts.Store, aopts.Oplog = st, console.MongoOplog{Client: client}
 		aopts.Control, aopts.Token, aopts.Reload = rn, cfg.Admin.Token.Reveal(), rl
 		aopts.History = st
-		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers /api/history /api/reload"
+		aopts.DeadLetters = &deadLetterOps{st: st, cfg: cfg, env: env}
+		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers /api/history /api/deadletters /api/reload"
 		if mgr != nil {
 			aopts.Cluster = mgr
 			endpoints += " /api/cluster"

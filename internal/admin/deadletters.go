@@ -1,0 +1,220 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/admin/console"
+	"github.com/changehook/changehook/internal/deadletter"
+	"github.com/changehook/changehook/store"
+)
+
+// DeadLetterOps replays and purges dead letters for the admin API; the CLI
+// wires one on deadletter.Replayer and deadletter.Purge.
+type DeadLetterOps interface {
+	// Replay replays the selected dead letters until done or ctx ends.
+	Replay(ctx context.Context, sel deadletter.Selection) (deadletter.Summary, error)
+	// Purge deletes the selected dead letters until done or ctx ends and
+	// returns how many it deleted.
+	Purge(ctx context.Context, sel deadletter.Selection) (int64, error)
+}
+
+// Dead-letter API bounds.
+const (
+	// deadLetterPageDefault and deadLetterPageMax bound ?limit=.
+	deadLetterPageDefault = 100
+	deadLetterPageMax     = 1000
+	// deadLetterWork bounds one replay or purge call; a call that did not
+	// finish answers done: false and is called again to continue (below
+	// the default write timeout of 30s).
+	deadLetterWork = 20 * time.Second
+)
+
+// DeadLetterJSON is a dead letter in the API. Event (GET by id only) and
+// DocumentKey are relaxed Extended JSON.
+type DeadLetterJSON struct {
+	ID             string          `json:"id"`
+	Trigger        string          `json:"trigger"`
+	OperationType  string          `json:"operation_type,omitempty"`
+	DocumentKey    json.RawMessage `json:"document_key,omitempty"`
+	Attempts       int             `json:"attempts"`
+	LastStatus     int             `json:"last_status,omitempty"`
+	LastReason     string          `json:"last_reason,omitempty"`
+	LastError      string          `json:"last_error,omitempty"`
+	FirstAttemptAt time.Time       `json:"first_attempt_at"`
+	DeadLetteredAt time.Time       `json:"dead_lettered_at"`
+	LastResponse   string          `json:"last_response,omitempty"`
+	Event          json.RawMessage `json:"event,omitempty"`
+}
+
+// DeadLetterPage is the body of GET /api/deadletters.
+type DeadLetterPage struct {
+	// DeadLetters are ordered by trigger, then oldest first.
+	DeadLetters []DeadLetterJSON `json:"dead_letters"`
+	// Next is the ?after= of the next page ("" on the last page).
+	Next string `json:"next,omitempty"`
+}
+
+// DeadLetterResult is the body of a replay or purge call.
+type DeadLetterResult struct {
+	Replayed int   `json:"replayed"`
+	Failed   int   `json:"failed"`
+	Deleted  int64 `json:"deleted"`
+	// Done is false when the call stopped after its time budget (or the
+	// state database failed: see Error); call again to continue.
+	Done  bool   `json:"done"`
+	Error string `json:"error,omitempty"`
+}
+
+func extJSON(raw bson.Raw) json.RawMessage {
+	if len(raw) == 0 {
+		return nil
+	}
+	b, err := bson.MarshalExtJSON(raw, false, false)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func deadLetterJSON(dl store.StoredDeadLetter, full bool) DeadLetterJSON {
+	out := DeadLetterJSON{ID: dl.ID, Trigger: dl.Trigger, Attempts: dl.Attempts, LastStatus: dl.LastStatus,
+		LastReason: dl.LastReason, LastError: dl.LastError, FirstAttemptAt: dl.FirstAttemptAt, DeadLetteredAt: dl.DeadLetteredAt}
+	if len(dl.Event) > 0 {
+		out.OperationType, _ = dl.Event.Lookup("operationType").StringValueOK()
+		if key, ok := dl.Event.Lookup("documentKey").DocumentOK(); ok {
+			out.DocumentKey = extJSON(key)
+		}
+	}
+	if full {
+		out.LastResponse = dl.LastResponse
+		out.Event = extJSON(dl.Event)
+	}
+	return out
+}
+
+// deadLetterRoutes registers GET /api/deadletters, GET
+// /api/deadletters/{id} (with st) and POST /api/deadletters/replay|purge
+// (with ops, authorised as the control calls).
+func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, auth authorizer) {
+	if st != nil {
+		mux.HandleFunc("GET /api/deadletters", func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			f := store.DeadLetterFilter{Trigger: q.Get("trigger"), Limit: deadLetterPageDefault, Summary: true}
+			if s := q.Get("limit"); s != "" {
+				n, err := strconv.Atoi(s)
+				if err != nil || n < 1 || n > deadLetterPageMax {
+					writeError(w, http.StatusBadRequest, "limit must be a number from 1 to 1000")
+					return
+				}
+				f.Limit = n
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			defer cancel()
+			if after := q.Get("after"); after != "" {
+				if store.IsDeadLetterCursor(after) {
+					c, err := store.ParseDeadLetterCursor(after)
+					if err != nil {
+						writeError(w, http.StatusBadRequest, "after: "+err.Error())
+						return
+					}
+					f.After = c
+				} else {
+					dl, ok, err := st.GetDeadLetter(ctx, after)
+					if err != nil {
+						writeError(w, http.StatusServiceUnavailable, err.Error())
+						return
+					}
+					if !ok {
+						writeError(w, http.StatusBadRequest, "after: no dead letter "+strconv.Quote(after)+"; give the next value of the previous page")
+						return
+					}
+					f.After = dl.Cursor()
+				}
+			}
+			limit := f.Limit
+			f.Limit++
+			dls, err := st.ListDeadLetters(ctx, f)
+			if err != nil {
+				writeError(w, http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			page := DeadLetterPage{DeadLetters: []DeadLetterJSON{}}
+			if len(dls) > limit {
+				dls = dls[:limit]
+				page.Next = dls[limit-1].Cursor().String()
+			}
+			for _, dl := range dls {
+				page.DeadLetters = append(page.DeadLetters, deadLetterJSON(dl, false))
+			}
+			writeJSON(w, http.StatusOK, page)
+		})
+		mux.HandleFunc("GET /api/deadletters/{id}", func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			defer cancel()
+			dl, ok, err := st.GetDeadLetter(ctx, r.PathValue("id"))
+			switch {
+			case err != nil:
+				writeError(w, http.StatusServiceUnavailable, err.Error())
+			case !ok:
+				writeError(w, http.StatusNotFound, "no dead letter "+strconv.Quote(r.PathValue("id"))+" (replayed or purged?)")
+			default:
+				writeJSON(w, http.StatusOK, deadLetterJSON(dl, true))
+			}
+		})
+	}
+	if ops == nil {
+		return
+	}
+	handle := func(action string, run func(ctx context.Context, sel deadletter.Selection) (DeadLetterResult, error)) {
+		mux.HandleFunc("POST /api/deadletters/"+action, func(w http.ResponseWriter, r *http.Request) {
+			if !auth.allow(w, r) {
+				return
+			}
+			data, err := io.ReadAll(io.LimitReader(r.Body, maxControlBody+1))
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+				return
+			}
+			if len(data) > maxControlBody {
+				writeError(w, http.StatusRequestEntityTooLarge, "body larger than 64 KiB")
+				return
+			}
+			var sel deadletter.Selection
+			dec := json.NewDecoder(strings.NewReader(string(data)))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&sel); err != nil {
+				writeError(w, http.StatusBadRequest, `body: want {"trigger": NAME} | {"ids": [ID, ...]} | {"all": true}: `+err.Error())
+				return
+			}
+			if err := sel.Validate(); err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), deadLetterWork)
+			defer cancel()
+			res, err := run(ctx, sel)
+			res.Done = err == nil
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				res.Error = err.Error()
+			}
+			writeJSON(w, http.StatusOK, res)
+		})
+	}
+	handle("replay", func(ctx context.Context, sel deadletter.Selection) (DeadLetterResult, error) {
+		sum, err := ops.Replay(ctx, sel)
+		return DeadLetterResult{Replayed: sum.Replayed, Failed: sum.Failed}, err
+	})
+	handle("purge", func(ctx context.Context, sel deadletter.Selection) (DeadLetterResult, error) {
+		n, err := ops.Purge(ctx, sel)
+		return DeadLetterResult{Deleted: n}, err
+	})
+}

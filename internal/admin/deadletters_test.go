@@ -1,0 +1,131 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/deadletter"
+	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/store"
+)
+
+// fakeOps records the selections of replay and purge calls.
+type fakeOps struct{ sels []deadletter.Selection }
+
+func (f *fakeOps) Replay(_ context.Context, sel deadletter.Selection) (deadletter.Summary, error) {
+	f.sels = append(f.sels, sel)
+	return deadletter.Summary{Replayed: 2, Failed: 1}, nil
+}
+
+func (f *fakeOps) Purge(_ context.Context, sel deadletter.Selection) (int64, error) {
+	f.sels = append(f.sels, sel)
+	return 3, nil
+}
+
+// TestDeadLetterAPI pages through dead letters with limit and after, reads
+// one with its event, and checks that replay and purge need the token and
+// pass the selection on.
+func TestDeadLetterAPI(t *testing.T) {
+	srv, _ := devdbtest.Start(t)
+	client := devdbtest.Connect(t, srv.URI(), options.Client().SetTimeout(10*time.Second))
+	st := store.New(client, "chstate")
+	ctx := context.Background()
+	if err := st.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprint(i)}})
+		ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
+			{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(i)}}}})
+		if err := st.PutDeadLetter(ctx, dispatcher.DeadLetter{Trigger: "orders", Event: ev, Token: tok, Attempts: 2, LastStatus: 500,
+			DeadLetteredAt: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops := &fakeOps{}
+	s, err := Start(Options{Addr: "127.0.0.1:0", Runner: fakeRunner{}, Store: st, DeadLetters: ops, Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	call := func(method, path, token, body string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, s.URL()+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+
+	var ids []string
+	after := ""
+	for range 3 {
+		code, body := call("GET", "/api/deadletters?trigger=orders&limit=2&after="+after, "", "")
+		var page DeadLetterPage
+		if code != 200 || json.Unmarshal(body, &page) != nil {
+			t.Fatalf("GET /api/deadletters = %d %s", code, body)
+		}
+		for _, dl := range page.DeadLetters {
+			ids = append(ids, dl.ID)
+			if dl.OperationType != "insert" || string(dl.DocumentKey) == "" || dl.Event != nil {
+				t.Fatalf("listed dead letter = %+v; want operation type and key, no event", dl)
+			}
+		}
+		after = page.Next
+		if after == "" {
+			break
+		}
+	}
+	if len(ids) != 5 || after != "" {
+		t.Fatalf("pages gave %d dead letters (next %q), want 5 and no next", len(ids), after)
+	}
+	code, body := call("GET", "/api/deadletters/"+ids[4], "", "")
+	var one DeadLetterJSON
+	if code != 200 || json.Unmarshal(body, &one) != nil || one.ID != ids[4] || !strings.Contains(string(one.Event), `"insert"`) {
+		t.Fatalf("GET one = %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/deadletters/msg_nope", "", ""); code != 404 {
+		t.Fatalf("GET missing = %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/deadletters?limit=0", "", ""); code != 400 {
+		t.Fatalf("GET limit=0 = %d %s", code, body)
+	}
+
+	for _, tc := range []struct {
+		path, token, body string
+		code              int
+		want              string
+	}{
+		{"/api/deadletters/replay", "", `{"all": true}`, 401, "bearer token"},
+		{"/api/deadletters/replay", "wrong", `{"all": true}`, 401, "bearer token"},
+		{"/api/deadletters/replay", "s3cret", `{}`, 400, "give ids, a trigger or all"},
+		{"/api/deadletters/replay", "s3cret", `{"ids": ["a"], "all": true}`, 400, "not both"},
+		{"/api/deadletters/replay", "s3cret", `{"every": true}`, 400, "unknown field"},
+		{"/api/deadletters/replay", "s3cret", `{"trigger": "orders"}`, 200, `"replayed": 2`},
+		{"/api/deadletters/purge", "s3cret", `{"ids": ["a", "b"]}`, 200, `"deleted": 3`},
+	} {
+		code, body := call("POST", tc.path, tc.token, tc.body)
+		if code != tc.code || !strings.Contains(string(body), tc.want) {
+			t.Errorf("POST %s %s (token %q) = %d %s; want %d with %q", tc.path, tc.body, tc.token, code, body, tc.code, tc.want)
+		}
+	}
+	if len(ops.sels) != 2 || ops.sels[0].Trigger != "orders" || len(ops.sels[1].IDs) != 2 {
+		t.Fatalf("selections passed on = %+v", ops.sels)
+	}
+}
