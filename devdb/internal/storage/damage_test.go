@@ -124,3 +124,68 @@ func TestOpenLockedDataDir(t *testing.T) {
 		t.Errorf("err = %v, want this process's pid %d", err, os.Getpid())
 	}
 }
+
+// A data file damaged while devdb runs (pages overwritten under it) makes
+// reads fail with DamagedError — the data directory named, the way out
+// given — instead of a panic that ends the process.
+func TestDamagedWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	err = e.Update(func(tx *Tx) error {
+		c, err := tx.EnsureCollection("app", "c")
+		if err != nil {
+			return err
+		}
+		for i := range 3000 {
+			if _, err := tx.Insert(c, bson.D{{Key: "_id", Value: int32(i)}, {Key: "pad", Value: string(make([]byte, 200))}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// Overwrite every page after the meta pages with a garbage header
+	// through the file: the engine's memory map sees it.
+	f, err := os.OpenFile(filepath.Join(dir, "devdb.bbolt"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	junk := make([]byte, 16)
+	for i := range junk {
+		junk[i] = 0xA5
+	}
+	for off := int64(2 * 4096); off+16 <= st.Size(); off += 4096 {
+		if _, err := f.WriteAt(junk, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = f.Close()
+	err = e.View(func(tx *Tx) error {
+		c, err := tx.Collection("app", "c")
+		if err != nil || c == nil {
+			return err
+		}
+		return tx.Scan(c, 0, func(RecordID, bson.Raw) (bool, error) { return true, nil })
+	})
+	var de *DamagedError
+	if !errors.As(err, &de) || !containsStr(err.Error(), "data directory "+dir+" is damaged: ") || !containsStr(err.Error(), "move it away or restore a backup") {
+		t.Fatalf("scan of a file damaged at run time: err = %v, want a DamagedError", err)
+	}
+	// A panic outside the storage library is not mistaken for damage.
+	defer func() {
+		if r := recover(); r != "devdb bug" {
+			t.Fatalf("recovered %v, want the re-raised devdb bug", r)
+		}
+	}()
+	_ = e.View(func(*Tx) error { panic("devdb bug") })
+}

@@ -320,7 +320,9 @@ func (e *Engine) broadcast() {
 // View runs fn in a read-only transaction that sees a consistent snapshot.
 // fn must not retain the Tx or raw document bytes after returning, and
 // should not run long: a long read blocks the file from growing.
-func (e *Engine) View(fn func(*Tx) error) error {
+func (e *Engine) View(fn func(*Tx) error) (err error) {
+	defer faultsPanic()()
+	defer e.storagePanic(&err)
 	return e.db.View(func(btx *bolt.Tx) error {
 		return fn(&Tx{e: e, tx: btx})
 	})
@@ -331,13 +333,7 @@ func (e *Engine) View(fn func(*Tx) error) error {
 // otherwise nothing of it is applied and fn's error is returned.
 func (e *Engine) Update(fn func(*Tx) error) error {
 	tx := &Tx{e: e}
-	err := e.db.Update(func(btx *bolt.Tx) error {
-		tx.tx = btx
-		if err := fn(tx); err != nil {
-			return err
-		}
-		return tx.finish()
-	})
+	err := e.update(tx, fn)
 	if err != nil {
 		return err
 	}
@@ -358,3 +354,18 @@ func packTS(ts bson.Timestamp) uint64 { return uint64(ts.T)<<32 | uint64(ts.I) }
 func unpackTS(v uint64) bson.Timestamp { return bson.Timestamp{T: uint32(v >> 32), I: uint32(v)} }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// update runs fn and commits in bbolt's read-write transaction; a panic of
+// the storage library becomes a *DamagedError (the transaction is rolled
+// back).
+func (e *Engine) update(tx *Tx, fn func(*Tx) error) (err error) {
+	defer faultsPanic()()
+	defer e.storagePanic(&err)
+	return e.db.Update(func(btx *bolt.Tx) error {
+		tx.tx = btx
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return tx.finish()
+	})
+}
