@@ -555,19 +555,26 @@ func aggCompileNamedArgs(d bson.D, unknown func(key string) error, args ...aggAr
 // (max < 0 means unbounded).
 func compileArgs(name string, arg any, lo, hi int) ([]exprNode, error) {
 	args := aggArgs(arg)
-	if len(args) < lo || hi >= 0 && len(args) > hi {
-		switch {
-		case lo == hi:
-			return nil, mongoerr.Errorf(mongoerr.ExpressionArgCountExact, "Expression %s takes exactly %d arguments. %d were passed in.", name, lo, len(args))
-		case hi < 0:
-			return nil, mongoerr.Errorf(mongoerr.ExpressionArgCountRange, "Expression %s takes at least %d arguments, but %d were passed in.", name, lo, len(args))
-		case len(args) < lo:
-			return nil, mongoerr.Errorf(mongoerr.ExpressionArgCountRange, "Expression %s takes at least %d arguments, but %d were passed in.", name, lo, len(args))
-		default:
-			return nil, mongoerr.Errorf(mongoerr.ExpressionArgCountRange, "Expression %s takes at most %d arguments, but %d were passed in.", name, hi, len(args))
-		}
+	if err := arityError(name, lo, hi, len(args)); err != nil {
+		return nil, err
 	}
 	return compileNodes(args)
+}
+
+// arityError is MongoDB's error for n arguments passed to name, which
+// takes lo..hi (hi < 0: no upper bound); nil when n is within bounds.
+func arityError(name string, lo, hi, n int) error {
+	if n >= lo && (hi < 0 || n <= hi) {
+		return nil
+	}
+	switch {
+	case lo == hi:
+		return mongoerr.Errorf(mongoerr.ExpressionArgCountExact, "Expression %s takes exactly %d arguments. %d were passed in.", name, lo, n)
+	case hi < 0 || n < lo:
+		return mongoerr.Errorf(mongoerr.ExpressionArgCountRange, "Expression %s takes at least %d arguments, but %d were passed in.", name, lo, n)
+	default:
+		return mongoerr.Errorf(mongoerr.ExpressionArgCountRange, "Expression %s takes at most %d arguments, but %d were passed in.", name, hi, n)
+	}
 }
 
 // compileNodes compiles each of specs, stopping at the first error.

@@ -1,0 +1,131 @@
+package mql
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+func pathString(p []PathStep) string {
+	var b strings.Builder
+	for _, s := range p {
+		if s.IsIndex {
+			fmt.Fprintf(&b, "[%d]", s.Index)
+		} else {
+			b.WriteString("." + s.Key)
+		}
+	}
+	return b.String()
+}
+
+func TestCheckExpr(t *testing.T) {
+	tests := []struct {
+		name string
+		expr string
+		want []string // "path: message"
+	}{
+		{name: "field path", expr: `{"v": "$a"}`},
+		{name: "good mix", expr: `{"a": {"$concat": ["x", "$b", {"$toString": 1}, null]}, "b": {"$add": [1, "$n", {"$date": "2024-01-01T00:00:00Z"}]}, "c": {"$round": ["$x", 2]}, "d": {"$size": [[1, 2]]}, "e": {"$dateToString": {"format": "%Y", "date": "$$NOW"}}, "f": {"$literal": {"$concat": 1}}}`},
+		{name: "number in concat", expr: `{"t": {"$concat": ["a", 42, "b"]}}`,
+			want: []string{".t.$concat[1]: $concat takes strings, but argument 2 is the number 42; convert it with {$toString: ...}"}},
+		{name: "string in add", expr: `{"$add": [1, "two"]}`,
+			want: []string{`.$add[1]: $add takes numbers or dates, but argument 2 is the string "two"`}},
+		{name: "unary literal", expr: `{"$strLenCP": 42}`,
+			want: []string{".$strLenCP: $strLenCP takes strings, but argument 1 is the number 42; convert it with {$toString: ...}"}},
+		{name: "exact arity", expr: `{"$subtract": [1, 2, 3]}`,
+			want: []string{".$subtract: Expression $subtract takes exactly 2 arguments. 3 were passed in."}},
+		{name: "range arity", expr: `{"$round": [1, 2, 3]}`,
+			want: []string{".$round: Expression $round takes at most 2 arguments, but 3 were passed in."}},
+		{name: "min arity", expr: `{"$indexOfCP": ["a"]}`,
+			want: []string{".$indexOfCP: Expression $indexOfCP takes at least 2 arguments, but 1 were passed in."}},
+		{name: "array operator", expr: `{"$size": "abc"}`,
+			want: []string{`.$size: $size takes arrays, but argument 1 is the string "abc"`}},
+		{name: "round place", expr: `{"$round": ["$x", "2"]}`,
+			want: []string{`.$round[1]: $round takes numbers, but argument 2 is the string "2"`}},
+		{name: "dateToString format", expr: `{"$dateToString": {"date": "$$NOW", "format": 5}}`,
+			want: []string{".$dateToString.format: $dateToString.format takes a string, but it is the number 5; convert it with {$toString: ...}"}},
+		{name: "named not a doc", expr: `{"$dateToString": 5}`,
+			want: []string{".$dateToString: $dateToString expects an object of named arguments but found: int"}},
+		{name: "map input", expr: `{"$map": {"input": 3, "in": "$$this"}}`,
+			want: []string{".$map.input: $map.input takes an array, but it is the number 3"}},
+		{name: "document in concatArrays", expr: `{"$concatArrays": [[1], {"a": 1}]}`,
+			want: []string{".$concatArrays[1]: $concatArrays takes arrays, but argument 2 is a document"}},
+		{name: "unknown operator", expr: `{"a": {"$nope": 1}, "b": {"$toUpper": {"$alsoNope": 2}}}`,
+			want: []string{".a.$nope: Unrecognized expression '$nope'", ".b.$toUpper.$alsoNope: Unrecognized expression '$alsoNope'"}},
+		{name: "every problem", expr: `{"a": {"$concat": [1, true]}, "b": {"$multiply": ["x"]}, "c": [{"$eq": [1]}]}`,
+			want: []string{
+				".a.$concat[0]: $concat takes strings, but argument 1 is the number 1; convert it with {$toString: ...}",
+				".a.$concat[1]: $concat takes strings, but argument 2 is the boolean true; convert it with {$toString: ...}",
+				`.b.$multiply[0]: $multiply takes numbers, but argument 1 is the string "x"`,
+				".c[0].$eq: Expression $eq takes exactly 2 arguments. 1 were passed in.",
+			}},
+		{name: "nested in cond", expr: `{"$cond": {"if": true, "then": {"$abs": "x"}, "else": 1}}`,
+			want: []string{`.$cond.then.$abs: $abs takes numbers, but argument 1 is the string "x"`}},
+		{name: "null accepted", expr: `{"$concat": [null, "a"]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var spec bson.D
+			if err := bson.UnmarshalExtJSON([]byte(`{"e": `+tt.expr+`}`), false, &spec); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range CheckExpr(spec[0].Value) {
+				got = append(got, pathString(p.Path)+": "+p.Message)
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("CheckExpr(%s):\n got %q\nwant %q", tt.expr, got, tt.want)
+			}
+			// What CheckExpr rejects CompileExpr must not accept as is
+			// for arity and unknown operators (the compiler's own errors).
+			if len(tt.want) == 0 {
+				if _, err := CompileExpr(spec[0].Value); err != nil {
+					t.Errorf("CheckExpr found nothing but CompileExpr failed: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// TestExprSignaturesMatchCompilers keeps the signature table and the
+// compilers from drifting: every entry names a registered operator, and a
+// positional entry's argument counts are exactly those its compiler accepts.
+func TestExprSignaturesMatchCompilers(t *testing.T) {
+	for name, sig := range exprSignatures {
+		if _, ok := exprOperators[name]; !ok {
+			t.Errorf("%s: in exprSignatures but not a registered operator", name)
+			continue
+		}
+		if sig.named != nil {
+			continue
+		}
+		args := func(n int) bson.A {
+			a := bson.A{}
+			for i := 0; i < n; i++ {
+				a = append(a, "$x")
+			}
+			return a
+		}
+		isArity := func(err error) bool {
+			return err != nil && strings.Contains(err.Error(), "argument")
+		}
+		if _, err := CompileExpr(bson.D{{Key: name, Value: args(sig.lo)}}); isArity(err) {
+			t.Errorf("%s: table says %d arguments are enough, compiler says %v", name, sig.lo, err)
+		}
+		if sig.lo > 0 {
+			if _, err := CompileExpr(bson.D{{Key: name, Value: args(sig.lo - 1)}}); !isArity(err) {
+				t.Errorf("%s: table says at least %d arguments, compiler accepts %d (err %v)", name, sig.lo, sig.lo-1, err)
+			}
+		}
+		if sig.hi >= 0 {
+			if _, err := CompileExpr(bson.D{{Key: name, Value: args(sig.hi)}}); isArity(err) {
+				t.Errorf("%s: table says %d arguments are allowed, compiler says %v", name, sig.hi, err)
+			}
+			if _, err := CompileExpr(bson.D{{Key: name, Value: args(sig.hi + 1)}}); !isArity(err) {
+				t.Errorf("%s: table says at most %d arguments, compiler accepts %d (err %v)", name, sig.hi, sig.hi+1, err)
+			}
+		}
+	}
+}
