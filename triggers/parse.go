@@ -928,14 +928,22 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 			w.PayloadSpec = spec
 			if msg := payloadShape(spec); msg != "" {
 				d.errorf(deref(e.val), "webhook.payload: %s", msg)
-			} else if expr, err := mql.CompileExpr(spec); err != nil {
-				d.errorf(locateOperator(deref(e.val), err), "webhook.payload: %s", mqlMessage(err))
-			} else if msgs := checkPayloadStatic(spec); len(msgs) > 0 {
-				for _, m := range msgs {
-					d.errorf(locateOperator(deref(e.val), fmt.Errorf("%s", m)), "webhook.payload: %s", m)
-				}
 			} else {
-				w.Payload = expr
+				bad := false
+				if msg := scalarPayload(spec); msg != "" {
+					d.errorf(findKey(deref(e.val), spec.(bson.D)[0].Key, 0), "webhook.payload: %s", msg)
+					bad = true
+				}
+				if d.exprProblems(e.val, spec, "webhook.payload") > 0 {
+					bad = true
+				}
+				if expr, err := mql.CompileExpr(spec); err != nil {
+					if !bad {
+						d.errorf(locateOperator(deref(e.val), err), "webhook.payload: %s", mqlMessage(err))
+					}
+				} else if !bad {
+					w.Payload = expr
+				}
 			}
 		}
 	}
@@ -1053,10 +1061,42 @@ func (d *decoder) match(e entry) bson.D {
 		return nil
 	}
 	doc, _ := spec.(bson.D)
+	reported := map[string]bool{}
+	d.matchExprProblems(v, doc, nil, reported, 0)
 	for _, err := range filterErrors(doc) {
-		d.errorf(locateOperator(v, err), "match: %s", mqlMessage(err))
+		if !reported[mqlMessage(err)] {
+			d.errorf(locateOperator(v, err), "match: %s", mqlMessage(err))
+		}
 	}
 	return doc
+}
+
+// matchExprProblems reports every static problem of the $expr expressions
+// in a query filter (at the top level and inside $and, $or and $nor),
+// recording each message in reported so that the compiler's first error
+// for the same mistake is not reported twice.
+func (d *decoder) matchExprProblems(root *yaml.Node, doc bson.D, path []mql.PathStep, reported map[string]bool, depth int) {
+	if depth > maxDepth {
+		return
+	}
+	for _, e := range doc {
+		p := append(append([]mql.PathStep(nil), path...), mql.PathStep{Key: e.Key})
+		switch e.Key {
+		case "$expr":
+			for _, prob := range mql.CheckExpr(e.Value) {
+				full := append(append([]mql.PathStep(nil), p...), prob.Path...)
+				d.errorf(locatePath(root, full), "match: $expr: %s", prob.Message)
+				reported[prob.Message] = true
+			}
+		case "$and", "$or", "$nor":
+			branches, _ := e.Value.(bson.A)
+			for i, b := range branches {
+				if bd, ok := b.(bson.D); ok {
+					d.matchExprProblems(root, bd, append(append([]mql.PathStep(nil), p...), mql.PathStep{Index: i, IsIndex: true}), reported, depth+1)
+				}
+			}
+		}
+	}
 }
 
 // filterErrors returns every problem of a query filter, not only the first
@@ -1132,10 +1172,22 @@ func (d *decoder) project(e entry, ordering Ordering) bson.D {
 		d.errorf(v, "project: an empty $project is not allowed; remove project")
 		return nil
 	}
+	bad := false
+	for _, f := range doc {
+		switch f.Value.(type) {
+		case bson.D, bson.A:
+			// A field's expression (or sub-projection, which has no
+			// operators); its problems are located under its key.
+			bad = d.exprProblems(v, bson.D{f}, "project") > 0 || bad
+		}
+	}
 	p, err := mql.CompileProjectStage(doc)
 	switch {
 	case err != nil:
-		d.errorf(locateOperator(v, err), "project: %s", mqlMessage(err))
+		if !bad {
+			d.errorf(locateOperator(v, err), "project: %s", mqlMessage(err))
+		}
+	case bad:
 	case !p.KeepsID():
 		d.errorf(v, "project: must keep _id (the resume token); MongoDB fails the change stream with ChangeStreamFatalError (280) otherwise")
 	case !projectionKeeps(doc, "operationType"):

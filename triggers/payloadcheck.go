@@ -5,15 +5,10 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-)
+	"gopkg.in/yaml.v3"
 
-// stringOperators take only strings (or expressions, which are checked
-// when they run): a literal of another type is a mistake known before any
-// event arrives.
-var stringOperators = map[string]bool{
-	"$concat":   true,
-	"$strLenCP": true, "$strLenBytes": true,
-}
+	"github.com/changehook/changehook/internal/mql"
+)
 
 // scalarResult names what an operator always returns when that is never a
 // document (so a payload that is only this operator can never be a body).
@@ -29,61 +24,58 @@ var scalarResult = map[string]string{
 	"$concatArrays": "an array", "$split": "an array", "$map": "an array", "$filter": "an array",
 }
 
-// checkPayloadStatic returns what is wrong with a payload expression
-// without evaluating it: a top-level operator that never returns a
-// document, and literal arguments of the wrong type to string operators
-// (a number literal in $concat). Each problem is one message; nil when
-// none is known before data arrives.
-func checkPayloadStatic(spec any) []string {
-	var out []string
+// scalarPayload returns why a payload that is only one operator can never
+// be a document (the request body), or "" when it can be.
+func scalarPayload(spec any) string {
 	if d, ok := spec.(bson.D); ok && len(d) == 1 && strings.HasPrefix(d[0].Key, "$") {
 		if what, ok := scalarResult[d[0].Key]; ok {
-			out = append(out, fmt.Sprintf("%s always evaluates to %s, never to a document (the request body); wrap it in a field, e.g. {text: {%s: ...}}", d[0].Key, what, d[0].Key))
+			return fmt.Sprintf("%s always evaluates to %s, never to a document (the request body); wrap it in a field, e.g. {text: {%s: ...}}", d[0].Key, what, d[0].Key)
 		}
 	}
-	walkPayload(spec, 0, &out)
-	return out
+	return ""
 }
 
-func walkPayload(v any, depth int, out *[]string) {
-	if depth > maxDepth {
-		return
+// exprProblems reports every problem mql.CheckExpr finds in the
+// expression spec, each at the YAML node it concerns under n, with prefix
+// ("webhook.payload") before the message. It returns how many it reported.
+func (d *decoder) exprProblems(n *yaml.Node, spec any, prefix string) int {
+	probs := mql.CheckExpr(spec)
+	for _, p := range probs {
+		d.errorf(locatePath(n, p.Path), "%s: %s", prefix, p.Message)
 	}
-	switch x := v.(type) {
-	case bson.D:
-		for _, e := range x {
-			if stringOperators[e.Key] {
-				args, ok := e.Value.(bson.A)
-				if !ok {
-					args = bson.A{e.Value}
-				}
-				for i, a := range args {
-					if what := literalNonString(a); what != "" {
-						*out = append(*out, fmt.Sprintf("%s takes strings, but argument %d is %s %s; convert it with {$toString: ...}", e.Key, i+1, what, extJSONValue(a)))
+	return len(probs)
+}
+
+// locatePath follows path from n: a document key step leads to the key's
+// value, or to the key itself when it is the last step (an operator named
+// in the problem); an index step to the sequence element. It stops at the
+// deepest node it can reach.
+func locatePath(n *yaml.Node, path []mql.PathStep) *yaml.Node {
+	n = deref(n)
+	for i, s := range path {
+		if n == nil {
+			return nil
+		}
+		switch {
+		case s.IsIndex && n.Kind == yaml.SequenceNode && s.Index < len(n.Content):
+			n = deref(n.Content[s.Index])
+		case !s.IsIndex && n.Kind == yaml.MappingNode:
+			var next *yaml.Node
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if deref(n.Content[j]).Value == s.Key {
+					next = n.Content[j+1]
+					if i == len(path)-1 {
+						next = n.Content[j]
 					}
 				}
 			}
-			walkPayload(e.Value, depth+1, out)
-		}
-	case bson.A:
-		for _, a := range x {
-			walkPayload(a, depth+1, out)
+			if next == nil {
+				return n
+			}
+			n = deref(next)
+		default:
+			return n
 		}
 	}
-}
-
-// literalNonString names the type of a literal that is not a string ("a
-// number"), or "" for strings, field paths, expressions and null.
-func literalNonString(v any) string {
-	switch v.(type) {
-	case int32, int64, float64, bson.Decimal128:
-		return "the number"
-	case bool:
-		return "the boolean"
-	case bson.DateTime:
-		return "the date"
-	case bson.A:
-		return "the array"
-	}
-	return ""
+	return n
 }

@@ -44,6 +44,7 @@ func FuzzCompileExpr(f *testing.F) {
 		if e, err := CompileExpr(d[0].Value); err == nil {
 			_, _ = e.Eval(sample)
 		}
+		_ = CheckExpr(d[0].Value)
 		if p, err := CompilePipeline([]bson.D{d}); err == nil {
 			for _, err := range p.WithMemoryLimit(1 << 20).Run(aggTestSource([]bson.D{sample, sample})) {
 				if err != nil {
