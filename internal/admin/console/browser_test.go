@@ -97,6 +97,7 @@ triggers:
     database: shop
     collection: legacy
     retry: { max_attempts: 1 }
+    circuit: { open_on: [] } # 410 dead-letters each event here instead of opening the circuit
     webhook: { url: "${GONE_URL}", secret: "${KEY}" }
   - name: archive
     database: shop
