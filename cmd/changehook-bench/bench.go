@@ -35,7 +35,9 @@ type bench struct {
 }
 
 func newBench(ctx context.Context, cfg config, dir string, log io.Writer) (*bench, error) {
-	srv, err := devdb.Start(ctx, devdb.Options{})
+	// Test commands: the history phase's slow writer is a failCommand
+	// fail point.
+	srv, err := devdb.Start(ctx, devdb.Options{EnableTestCommands: true})
 	if err != nil {
 		return nil, fmt.Errorf("start devdb: %w", err)
 	}
@@ -122,6 +124,8 @@ type report struct {
 	Rate  *rateResult  // real-time rate-limit check (-rate-limit)
 	BP    *bpResult
 	BPErr string // why the backpressure run failed, if it did
+	// History is the history phase (nil: not run).
+	History *historyResult
 
 	LoadFrom, LoadTo string // /proc/loadavg when the run started and ended
 }
@@ -173,6 +177,11 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 	if b.cfg.rateLimit > 0 {
 		b.logf("rate limit: webhook.rate_limit %g/s, backlog of %d", b.cfg.rateLimit, int(b.cfg.rateLimit*b.cfg.rateDuration.Seconds())+1)
 		if rep.Rate, err = b.rateRun(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if b.cfg.history {
+		if rep.History, err = b.historyPhase(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -541,6 +550,10 @@ func (r *report) print(w io.Writer, cfg config) {
 			}
 			fmt.Fprintf(w, "  %s over HTTPS: connections opened = in-flight limit (%d): %d %s\n", h.Mode, limit, h.Conns, verdict(h.Conns == limit))
 		}
+		fmt.Fprintln(w)
+	}
+	if r.History != nil {
+		r.History.print(w)
 		fmt.Fprintln(w)
 	}
 	if r.BPErr != "" {

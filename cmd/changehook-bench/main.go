@@ -15,9 +15,12 @@
 // same backlog with no delivery; (b) a Go client POSTing the same number of
 // event-shaped bodies to the same receiver (1 and 16 in flight); (c) a
 // Node.js script on the official mongodb driver that watch()es and POSTs
-// each change with fetch, awaiting each. Finally a backpressure run: a
-// backlog of -bp-events, an endpoint taking -bp-delay per request, and the
-// runner's RSS sampled over time.
+// each change with fetch, awaiting each. Then the history phase (-history):
+// drains with the delivery history off, on, and on with every history insert
+// blocked by a devdb fail point, rounds rotated, medians compared (the
+// history must cost < 5% of events/s; -history-only runs just this).
+// Finally a backpressure run: a backlog of -bp-events, an endpoint taking
+// -bp-delay per request, and the runner's RSS sampled over time.
 //
 // Usage (from the module root):
 //
@@ -92,6 +95,10 @@ type config struct {
 	rateLimit    float64
 	rateDuration time.Duration
 
+	history       bool
+	historyOnly   bool
+	historyRounds int
+
 	// The many-triggers benchmark (many.go); it runs instead of the others
 	// when triggers is set.
 	triggers   []int
@@ -125,6 +132,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.https, "https", true, "after each mode's drain, drain the same backlog to an HTTPS receiver (self-signed CA passed through webhook.tls.ca_file) and count connections")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 200, "real-time rate-limit check: a trigger with webhook.rate_limit {per_second: this, burst: 1} drains a backlog; 0 skips it")
 	fs.DurationVar(&c.rateDuration, "rate-duration", 10*time.Second, "how long the rate-limit check's backlog takes at the limit")
+	fs.BoolVar(&c.history, "history", true, "run the history phase: drains with the delivery history off, on, and on with a slowed writer")
+	fs.BoolVar(&c.historyOnly, "history-only", false, "run only the history phase")
+	fs.IntVar(&c.historyRounds, "history-rounds", 3, "rounds of the history phase (each drains every variant once)")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "instead of the benchmark: drain each mode with the runner inside this process and write a CPU profile of it all to `file`")
 	triggerCounts := fs.String("triggers", "", "run only the many-triggers benchmark, once per `count` in this comma-separated list (e.g. 1,50,200): idle CPU of runner and devdb, checkpoint writes/s, write-to-delivery latency")
 	fs.DurationVar(&c.idleSettle, "idle-settle", 10*time.Second, "many-triggers: wait after the runner is ready before the idle window")
@@ -171,8 +181,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	case c.rateLimit < 0 || c.rateLimit > 1e5 || c.rateDuration <= 0:
 		fmt.Fprintln(stderr, "changehook-bench: -rate-limit must be between 0 and 100000 and -rate-duration positive")
 		return c, errUsage
-	case c.steadyRate < 1, c.concurrency < 1, c.bpEvents < 1:
-		fmt.Fprintln(stderr, "changehook-bench: -steady-rate, -concurrency and -bp-events must be positive")
+	case c.steadyRate < 1, c.concurrency < 1, c.bpEvents < 1, c.historyRounds < 1:
+		fmt.Fprintln(stderr, "changehook-bench: -steady-rate, -concurrency, -bp-events and -history-rounds must be positive")
 		return c, errUsage
 	}
 	return c, nil
@@ -208,6 +218,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer b.close()
 	if cfg.cpuprofile != "" {
 		return b.profileDrains(ctx, cfg.cpuprofile)
+	}
+	if cfg.historyOnly {
+		return b.runHistoryOnly(ctx, stdout)
 	}
 	rep, err := b.all(ctx)
 	if err != nil {

@@ -113,6 +113,7 @@ type triggerSpec struct {
 	StartAt     string  // "now" or an RFC 3339 time
 	CAFile      string  // webhook.tls.ca_file ("": none)
 	RateLimit   float64 // webhook.rate_limit.per_second, burst 1 (0: none)
+	History     string  // the history section as YAML flow ("" leaves it out: enabled by default)
 }
 
 // writeRunnerConfig writes a triggers.yaml for one trigger and returns its
@@ -135,7 +136,7 @@ state:
   database: %q
 log:
   level: warn
-triggers:
+%striggers:
   - name: bench
     database: %q
     collection: %q
@@ -148,13 +149,22 @@ triggers:
       secret: %q
       timeout: 10s
 %s    retry: { max_attempts: 5, initial_backoff: 100ms, max_backoff: 2s }
-`, uri, stateDB, t.Database, t.Collection, t.Mode, t.Concurrency, t.StartAt, t.URL,
+`, uri, stateDB, historySection(t.History), t.Database, t.Collection, t.Mode, t.Concurrency, t.StartAt, t.URL,
 		"whsec_"+base64.StdEncoding.EncodeToString(key), extra)
 	path := filepath.Join(dir, "bench-"+t.Collection+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return "", fmt.Errorf("write runner config: %w", err)
 	}
 	return path, nil
+}
+
+// historySection is the configuration's history line for h ("" when h is
+// empty).
+func historySection(h string) string {
+	if h == "" {
+		return ""
+	}
+	return "history: " + h + "\n"
 }
 
 // backlogStart returns a start_at time (whole seconds, RFC 3339) not after
