@@ -167,7 +167,7 @@ func Start(opts Options) (*Server, error) {
 	if opts.ReadTimeout < 0 || opts.WriteTimeout < 0 || opts.IdleTimeout < 0 || opts.MaxConnections < 0 {
 		return nil, errors.New("start admin server: negative timeout or connection cap")
 	}
-	cons, err := console.New(console.Options{Runner: opts.Runner, Store: opts.Store, Oplog: opts.Oplog, Controls: opts.Control != nil,
+	cons, err := console.New(console.Options{Runner: opts.Runner, Store: opts.Store, Oplog: opts.Oplog, History: opts.History, Controls: opts.Control != nil,
 		SampleEvery: opts.ConsoleSampleEvery, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("start admin server: %w", err)

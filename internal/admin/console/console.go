@@ -61,6 +61,72 @@ type Store interface {
 	GetDeadLetter(ctx context.Context, id string) (store.StoredDeadLetter, bool, error)
 }
 
+// History reads the delivery history; *store.Store implements it.
+type History interface {
+	// ListAttempts returns one page of the records matching f, newest
+	// first.
+	ListAttempts(ctx context.Context, f store.AttemptFilter) ([]store.AttemptRecord, string, error)
+}
+
+// recentAttempts is how many history records the trigger page shows.
+const recentAttempts = 20
+
+// attemptRow is one history record on the trigger page.
+type attemptRow struct {
+	At                       time.Time
+	Kind, WebhookID, Result  string
+	Attempt, Status, Latency string
+	Failed                   bool
+	DocumentKey              string
+}
+
+// attemptsView is the trigger page's recent attempts section.
+type attemptsView struct {
+	Shown   bool   // the console has the history
+	Problem string // why the records are not shown
+	Rows    []attemptRow
+}
+
+// attempts reads the trigger's latest history records.
+func (c *Console) attempts(ctx context.Context, name string) attemptsView {
+	if c.opts.History == nil {
+		return attemptsView{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	recs, _, err := c.opts.History.ListAttempts(ctx, store.AttemptFilter{Trigger: name, Limit: recentAttempts})
+	if err != nil {
+		return attemptsView{Shown: true, Problem: "The history could not be read: " + err.Error()}
+	}
+	v := attemptsView{Shown: true}
+	for _, r := range recs {
+		row := attemptRow{At: r.At, Kind: r.Kind, WebhookID: r.WebhookID, Failed: r.Failed, Attempt: "-", Status: "-", Latency: "-", DocumentKey: "-", Result: "ok"}
+		if r.Attempt > 0 {
+			row.Attempt, row.Latency = fmt.Sprint(r.Attempt), fmt.Sprintf("%.1f ms", r.LatencyMS)
+		}
+		if r.Status != 0 {
+			row.Status = fmt.Sprint(r.Status)
+		}
+		switch {
+		case r.Kind == store.KindSkipped && !r.SkippedTo.IsZero():
+			row.Result = fmt.Sprintf("%s: changes from %s to %s not delivered", r.Reason, fmtTime(r.SkippedFrom), fmtTime(r.SkippedTo))
+		case r.Kind == store.KindSkipped:
+			row.Result = "skipped and dead-lettered"
+		case r.Error != "":
+			row.Result = r.Error
+		case r.Reason != "":
+			row.Result = r.Reason
+		}
+		if len(r.DocumentKey) > 0 {
+			if b, err := bson.MarshalExtJSON(r.DocumentKey, false, false); err == nil {
+				row.DocumentKey = string(b)
+			}
+		}
+		v.Rows = append(v.Rows, row)
+	}
+	return v
+}
+
 // Oplog tells how far back the watched deployment's oplog reaches.
 type Oplog interface {
 	// OldestEntry returns the time of the oldest oplog entry.
@@ -115,6 +181,9 @@ type Options struct {
 	Store Store
 	// Oplog gives the oldest oplog entry (nil: not shown).
 	Oplog Oplog
+	// History reads the delivery history for the trigger page's recent
+	// attempts (nil: not shown).
+	History History
 	// SampleEvery is the sampling interval of Run (0: DefaultSampleEvery).
 	SampleEvery time.Duration
 	// Samples is the ring size per trigger (0: DefaultSamples).
@@ -285,7 +354,8 @@ func (c *Console) trigger(w http.ResponseWriter, r *http.Request) {
 		Data: struct {
 			Row        triggerRow
 			Checkpoint checkpointView
-		}{*row, c.checkpoint(r.Context(), name)}})
+			Attempts   attemptsView
+		}{*row, c.checkpoint(r.Context(), name), c.attempts(r.Context(), name)}})
 }
 
 func (c *Console) checkpoint(ctx context.Context, name string) checkpointView {

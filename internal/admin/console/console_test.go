@@ -239,3 +239,59 @@ func TestControlButtons(t *testing.T) {
 		t.Errorf("trigger page lacks the resume button:\n%s", body)
 	}
 }
+
+// fakeHistory serves fixed history records and records the filter asked.
+type fakeHistory struct {
+	recs []store.AttemptRecord
+	got  store.AttemptFilter
+	err  error
+}
+
+func (f *fakeHistory) ListAttempts(_ context.Context, flt store.AttemptFilter) ([]store.AttemptRecord, string, error) {
+	f.got = flt
+	return f.recs, "", f.err
+}
+
+// TestRecentAttempts: the trigger page lists the trigger's latest history
+// records (a failure with its error, a success, a skipped range), and says
+// so when the history cannot be read.
+func TestRecentAttempts(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	r := &fakeRunner{sts: []runner.TriggerStatus{{Name: "a", State: runner.StateRunning}}}
+	dk := bson.Raw(must(bson.Marshal(bson.D{{Key: "_id", Value: int32(7)}})))
+	h := &fakeHistory{recs: []store.AttemptRecord{
+		{Kind: store.KindSkipped, Trigger: "a", Reason: "resumed from now", SkippedFrom: t0.Add(-time.Minute), SkippedTo: t0, At: t0.Add(3 * time.Second)},
+		{Kind: store.KindDelivery, Trigger: "a", WebhookID: "msg_1", Attempt: 2, Status: 200, LatencyMS: 3.25, DocumentKey: dk, At: t0.Add(2 * time.Second)},
+		{Kind: store.KindDelivery, Trigger: "a", WebhookID: "msg_1", Attempt: 1, Status: 500, Failed: true, Reason: "server_error",
+			Error: "server_error: HTTP 500 Internal Server Error", LatencyMS: 1.5, DocumentKey: dk, At: t0.Add(time.Second)},
+	}}
+	c, err := New(Options{Runner: r, History: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, c, "/triggers/a")
+	for _, want := range []string{"Recent attempts", "The latest 3 delivery history records", "msg_1", "3.2 ms", `class="err">server_error: HTTP 500 Internal Server Error`,
+		"{&#34;_id&#34;:7}", "resumed from now: changes from 2026-03-01 11:59:00Z to 2026-03-01 12:00:00Z not delivered"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("trigger page lacks %q:\n%s", want, body)
+		}
+	}
+	if h.got.Trigger != "a" || h.got.Limit != recentAttempts {
+		t.Errorf("history asked with %+v, want trigger a, limit %d", h.got, recentAttempts)
+	}
+	h.err = errors.New("no reachable servers")
+	if _, body := get(t, c, "/triggers/a"); !strings.Contains(body, "The history could not be read: no reachable servers") {
+		t.Errorf("history error not shown:\n%s", body)
+	}
+	c, _ = New(Options{Runner: r})
+	if _, body := get(t, c, "/triggers/a"); strings.Contains(body, "Recent attempts") {
+		t.Error("recent attempts shown without a history")
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
