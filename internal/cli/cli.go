@@ -129,6 +129,7 @@ func commands() []command {
 		{"init", "write a commented starter triggers.yaml (never overwrites)", initCommand},
 		{"validate", "check a configuration file and report every problem", validateCommand},
 		{"test", "show what a trigger would do with an event (match, payload, headers)", testCommand},
+		{"capture", "record a trigger's real change events as Extended JSON lines (never delivers)", captureCommand},
 		{"dlq", "list, show, replay or purge dead letters", dlqCommand},
 		{"history", "show the delivery history: every attempt, filtered by trigger, document, webhook-id, time", historyCommand},
 		{"checkpoints", "list checkpoints, or reset one (the way out of history lost)", checkpointsCommand},

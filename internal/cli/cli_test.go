@@ -27,7 +27,7 @@ func run(t *testing.T, env map[string]string, stdin string, args ...string) (int
 
 func TestHelpEverywhere(t *testing.T) {
 	cmds := [][]string{
-		{"run"}, {"dev"}, {"devdb"}, {"init"}, {"validate"}, {"test"}, {"version"},
+		{"run"}, {"dev"}, {"devdb"}, {"init"}, {"validate"}, {"test"}, {"capture"}, {"version"},
 		{"dlq"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"},
 		{"checkpoints"}, {"checkpoints", "list"}, {"checkpoints", "reset"}, {"checkpoints", "repartition"},
 	}
@@ -71,7 +71,12 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"unknown flag", []string{"validate", "--nope"}, "flag provided but not defined: -nope"},
 		{"stray argument", []string{"validate", "x.yaml"}, `unexpected argument "x.yaml" (the file goes after -c)`},
-		{"test without event", []string{"test", "-c", cfg}, "--event is required"},
+		{"test without event", []string{"test", "-c", cfg}, "--event or --events is required"},
+		{"test event and events", []string{"test", "-c", cfg, "--event", "a.json", "--events", "b.jsonl"}, "--event and --events exclude each other"},
+		{"test events and send", []string{"test", "-c", cfg, "--events", "b.jsonl", "--send"}, "--send takes one --event, not --events"},
+		{"capture without trigger", []string{"capture", "-c", cfg}, "want exactly one trigger name"},
+		{"capture zero events", []string{"capture", "-c", cfg, "-n", "0", "low_stock"}, "-n must be 1 or more"},
+		{"capture misspelt trigger", []string{"capture", "-c", cfg, "low_stok"}, `no trigger "low_stok" in ` + cfg + `: did you mean "low_stock"?`},
 		{"test unknown trigger", []string{"test", "-c", cfg, "--trigger", "nope", "--event", "-"}, `no trigger "nope"`},
 		{"dlq without subcommand", []string{"dlq"}, "Usage:"},
 		{"dlq unknown subcommand", []string{"dlq", "eat"}, `unknown subcommand "eat"`},

@@ -24,12 +24,14 @@ import (
 const maxEventBytes = 16 << 20
 
 func testCommand(ctx context.Context, args []string, env Env) int {
-	fs := newFlagSet(env, "test", "test [-c FILE] --trigger NAME --event EVENT.json [--send]",
+	fs := newFlagSet(env, "test", "test [-c FILE] --trigger NAME (--event EVENT.json [--send] | --events FILE)",
 		"changehook test --trigger low_stock --event event.json          # does it match, what would be sent",
 		"changehook test --trigger low_stock --event event.json --send   # deliver it once (with retries)",
 		"cat event.json | changehook test --trigger low_stock --event -",
+		"changehook test --trigger low_stock --events events.jsonl     # every event recorded by changehook capture",
 		"",
-		"The exit code is 0 whether or not the event matches; 1 when --send fails.",
+		"The exit code is 0 whether or not the event matches; 1 when the payload fails or --send fails.",
+		"--events FILE takes one change event a line and prints, per event, the match and the body or the error.",
 		"",
 		"EVENT.json is a change event in Extended JSON, as a change stream returns it, e.g.",
 		`{"_id": {"_data": "8263..."}, "operationType": "update", "ns": {"db": "lessons", "coll": "inventory"},`,
@@ -37,6 +39,7 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 	path := configFlag(fs)
 	name := fs.String("trigger", "", "trigger `name` (may be omitted when the file has one trigger)")
 	eventFile := fs.String("event", "", "change event `file` in Extended JSON (\"-\": standard input)")
+	eventsFile := fs.String("events", "", "`file` of change events, one Extended JSON document a line, as changehook capture writes (\"-\": standard input)")
 	send := fs.Bool("send", false, "deliver the event to the webhook once, with the trigger's retry policy, and print the result")
 	if code, done := parseFlags(fs, args, env); done {
 		return code
@@ -44,8 +47,13 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 	if fs.NArg() > 0 {
 		return usageError(env, fs, "unexpected argument %q", fs.Arg(0))
 	}
-	if *eventFile == "" {
-		return usageError(env, fs, "--event is required")
+	switch {
+	case *eventFile != "" && *eventsFile != "":
+		return usageError(env, fs, "--event and --events exclude each other")
+	case *eventsFile != "" && *send:
+		return usageError(env, fs, "--send takes one --event, not --events")
+	case *eventFile == "" && *eventsFile == "":
+		return usageError(env, fs, "--event or --events is required")
 	}
 	cfg, err := loadConfig(*path, env)
 	if err != nil {
@@ -54,6 +62,9 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 	t, err := findTrigger(cfg, *name)
 	if err != nil {
 		return usageError(env, fs, "%v", err)
+	}
+	if *eventsFile != "" {
+		return testEvents(t, *eventsFile, env)
 	}
 	data, err := readEvent(*eventFile, env)
 	if err != nil {
@@ -316,7 +327,43 @@ func findTrigger(cfg *triggers.Config, name string) (*triggers.Trigger, error) {
 			return t, nil
 		}
 	}
+	if s := closestTrigger(cfg, name); s != "" {
+		return nil, fmt.Errorf("no trigger %q in %s: did you mean %q? (triggers: %s)", name, cfg.Path, s, triggerNames(cfg))
+	}
 	return nil, fmt.Errorf("no trigger %q in %s (triggers: %s)", name, cfg.Path, triggerNames(cfg))
+}
+
+// closestTrigger returns the name of cfg's trigger nearest to name (edit
+// distance at most a third of its length, at least 1), or "".
+func closestTrigger(cfg *triggers.Config, name string) string {
+	best, bestD := "", max(1, len(name)/3)+1
+	for _, t := range cfg.Triggers {
+		if d := editDistance(strings.ToLower(name), t.Name); d < bestD {
+			best, bestD = t.Name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func triggerNames(cfg *triggers.Config) string {

@@ -10,10 +10,16 @@ import (
 )
 
 func validateCommand(_ context.Context, args []string, env Env) int {
-	fs := newFlagSet(env, "validate", "validate [-c FILE]",
+	fs := newFlagSet(env, "validate", "validate [-c FILE] [--events FILE]",
 		"changehook validate                     # checks ./triggers.yaml",
-		"changehook validate -c prod.yaml        # exit 1 and FILE:LINE:COL: message for every problem")
+		"changehook validate -c prod.yaml        # exit 1 and FILE:LINE:COL: message for every problem",
+		"changehook validate --events events.jsonl   # also run every trigger on recorded events (changehook capture)",
+		"",
+		"With --events, each line of the file (a change event in Extended JSON) goes through every",
+		"trigger's namespace, match, project and payload; one line per event and trigger says whether it",
+		"matched and whether its payload was built. Exit 1 when a payload (or pipeline) fails on one.")
 	path := configFlag(fs)
+	events := fs.String("events", "", "recorded change events `file`, one Extended JSON document a line (\"-\": standard input)")
 	if code, done := parseFlags(fs, args, env); done {
 		return code
 	}
@@ -33,6 +39,9 @@ func validateCommand(_ context.Context, args []string, env Env) int {
 		return ExitFailure
 	}
 	writeSummary(env, cfg)
+	if *events != "" {
+		return validateEvents(cfg, *events, env)
+	}
 	return ExitOK
 }
 
