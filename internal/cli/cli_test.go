@@ -76,7 +76,7 @@ func TestUsageErrors(t *testing.T) {
 		{"test events and send", []string{"test", "-c", cfg, "--events", "b.jsonl", "--send"}, "--send takes one --event, not --events"},
 		{"capture without trigger", []string{"capture", "-c", cfg}, "want exactly one trigger name"},
 		{"capture zero events", []string{"capture", "-c", cfg, "-n", "0", "low_stock"}, "-n must be 1 or more"},
-		{"capture misspelt trigger", []string{"capture", "-c", cfg, "low_stok"}, `no trigger "low_stok" in ` + cfg + `: did you mean "low_stock"?`},
+		{"capture misspelt trigger", []string{"capture", "-c", cfg, "low_stok"}, `no trigger "low_stok" in ` + cfg + ` (did you mean "low_stock"?); triggers: low_stock, off`},
 		{"test unknown trigger", []string{"test", "-c", cfg, "--trigger", "nope", "--event", "-"}, `no trigger "nope"`},
 		{"dlq without subcommand", []string{"dlq"}, "Usage:"},
 		{"dlq unknown subcommand", []string{"dlq", "eat"}, `unknown subcommand "eat"`},

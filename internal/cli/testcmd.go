@@ -328,7 +328,7 @@ func findTrigger(cfg *triggers.Config, name string) (*triggers.Trigger, error) {
 		}
 	}
 	if s := closestTrigger(cfg, name); s != "" {
-		return nil, fmt.Errorf("no trigger %q in %s: did you mean %q? (triggers: %s)", name, cfg.Path, s, triggerNames(cfg))
+		return nil, fmt.Errorf("no trigger %q in %s (did you mean %q?); triggers: %s", name, cfg.Path, s, triggerNames(cfg))
 	}
 	return nil, fmt.Errorf("no trigger %q in %s (triggers: %s)", name, cfg.Path, triggerNames(cfg))
 }
