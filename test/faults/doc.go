@@ -19,7 +19,13 @@
 //	    and a trigger without that problem keeps delivering meanwhile;
 //	(g) the watched collections dropped and renamed: collection triggers
 //	    deliver every event up to the drop/rename, then fail visibly
-//	    (invalidate), and a database-wide trigger keeps delivering.
+//	    (invalidate), and a database-wide trigger keeps delivering;
+//	(h) cluster members (Linux; see cluster_test.go);
+//	(i) devdb's data directory damaged: copies of the real data file
+//	    (bytes flipped, truncated, a page zeroed) are refused at once with
+//	    exit 1 and the "damaged … move it away or restore a backup" error, a
+//	    directory in use names its holder's pid, and the documented recovery
+//	    (move the directory away, start afresh) delivers again.
 //
 // Each scenario reports, per trigger: writes, matching events, delivered
 // (distinct events acknowledged with a 2xx), duplicates (further 2xx

@@ -441,7 +441,7 @@ func scenarioDropRename(s *suite) []tally {
 // deliveries to members (Linux: see cluster_test.go).
 var clusterScenario func(*suite) []tally
 
-// TestFaults runs scenarios (a)–(h) in order and, with -update-reliability,
+// TestFaults runs scenarios (a)–(i) in order and, with -update-reliability,
 // writes their table into RELIABILITY.md.
 func TestFaults(t *testing.T) {
 	if testing.Short() {
@@ -460,6 +460,7 @@ func TestFaults(t *testing.T) {
 		{"e_slow_endpoint", scenarioSlowEndpoint},
 		{"f_history_lost", scenarioHistoryLost},
 		{"g_drop_rename", scenarioDropRename},
+		{"i_damaged_data_dir", scenarioDamagedDataDir},
 	}
 	if clusterScenario != nil {
 		scenarios = append(scenarios, struct {
