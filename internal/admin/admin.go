@@ -168,7 +168,8 @@ func Start(opts Options) (*Server, error) {
 		return nil, errors.New("start admin server: negative timeout or connection cap")
 	}
 	cons, err := console.New(console.Options{Runner: opts.Runner, Store: opts.Store, Oplog: opts.Oplog, History: opts.History, Controls: opts.Control != nil,
-		SampleEvery: opts.ConsoleSampleEvery, Logger: opts.Logger})
+		DeadLetterControls: opts.DeadLetters != nil,
+		SampleEvery:        opts.ConsoleSampleEvery, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("start admin server: %w", err)
 	}

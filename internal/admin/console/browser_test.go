@@ -22,8 +22,10 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/admin"
 	"github.com/changehook/changehook/internal/admin/console"
+	"github.com/changehook/changehook/internal/deadletter"
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
@@ -77,7 +79,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(ok.Close)
+	var goneBack atomic.Bool // the gone endpoint answers 204 from now on
 	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if goneBack.Load() {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		http.Error(w, `{"error":"this endpoint is gone"}`, http.StatusGone)
 	}))
 	t.Cleanup(gone.Close)
@@ -127,7 +134,7 @@ triggers:
 	})
 	adm, err := admin.Start(admin.Options{Addr: "127.0.0.1:0", Runner: rn, Store: st,
 		Oplog: console.MongoOplog{Client: client}, ConsoleSampleEvery: 100 * time.Millisecond,
-		Control: rn, Token: adminToken})
+		Control: rn, Token: adminToken, DeadLetters: &testDeadLetterOps{st: st, cfg: cfg}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,6 +299,108 @@ triggers:
 	}
 	waitUntil(t, "orders running again", func() bool { return state() == runner.StateRunning })
 
+	// Dead letters from the console: purge one and replay a trigger's,
+	// refused without the admin token or with a wrong one (401 said on
+	// the page), each behind a confirmation step.
+	legacyDLs, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: "legacy"})
+	if err != nil || len(legacyDLs) != 2 {
+		t.Fatalf("legacy dead letters = %d, %v; want 2", len(legacyDLs), err)
+	}
+	purged, kept := legacyDLs[0].ID, legacyDLs[1].ID
+	exists := func(id string) bool {
+		_, ok, err := st.GetDeadLetter(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	purgeOne := chromedp.CSS(`#dl-actions button[data-dlq="purge"]`)
+	b.run(t, "dead letter without a token", chromedp.Navigate(base+"/deadletters/"+purged),
+		chromedp.WaitVisible(purgeOne))
+	eval[bool](t, b, `(sessionStorage.clear(), true)`)
+	if label := eval[string](t, b, `document.querySelector('#dl-actions button[data-dlq="replay"]').getAttribute("aria-label")`); label != "Replay dead letter "+purged {
+		t.Errorf("replay button label = %q", label)
+	}
+	b.run(t, "purge: confirm", chromedp.Click(purgeOne), chromedp.WaitVisible(chromedp.CSS("#confirm-ok")))
+	if got := b.text(t, "#confirm-message"); !strings.Contains(got, "Purge dead letter "+purged) {
+		t.Errorf("confirmation says %q", got)
+	}
+	if f := eval[string](t, b, `document.activeElement.id`); f != "confirm-ok" {
+		t.Errorf("focus in the confirmation dialog is on %q, want confirm-ok", f)
+	}
+	b.shot(t, shots, "dlq-confirm.png")
+	b.run(t, "purge without a token", chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitVisible(chromedp.CSS("#admin-token")))
+	b.run(t, "purge: a wrong token", chromedp.SendKeys(chromedp.CSS("#admin-token"), "not-the-token"),
+		chromedp.Click(chromedp.CSS(`#token-dialog button[value="ok"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="token-message"][contains(., "was refused (401)")]`)))
+	b.run(t, "purge: cancel", chromedp.Click(chromedp.CSS(`#token-dialog button[value="cancel"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="action-status"][contains(., "not done: refused (401), it needs the admin token")]`)))
+	if !exists(purged) {
+		t.Fatal("the dead letter was purged without the admin token")
+	}
+	b.shot(t, shots, "dlq-refused.png")
+	b.run(t, "purge: cancel the confirmation", chromedp.Click(purgeOne), chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS(`#confirm-dialog button[value="cancel"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="action-status"][contains(., "Purge cancelled")]`)))
+	b.run(t, "purge with the right token", chromedp.Click(purgeOne), chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")), chromedp.WaitVisible(chromedp.CSS("#admin-token")),
+		chromedp.SendKeys(chromedp.CSS("#admin-token"), adminToken),
+		chromedp.Click(chromedp.CSS(`#token-dialog button[value="ok"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="action-status"][contains(., "done: 1 deleted")]`)),
+		chromedp.WaitVisible(chromedp.Search(`//a[contains(., "This dead letter is gone")]`)))
+	if exists(purged) {
+		t.Error("the purged dead letter is still stored")
+	}
+	if !exists(kept) {
+		t.Error("purging one dead letter removed the other")
+	}
+	b.shot(t, shots, "dlq-purged.png")
+
+	// Replay while the endpoint still answers 410: the dead letter stays,
+	// with the replay's attempt recorded.
+	before, _, err := st.GetDeadLetter(ctx, kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replayAll := chromedp.CSS(`#dl-actions button[data-dlq="replay"][data-trigger="legacy"]`)
+	b.run(t, "replay one, still failing", chromedp.Navigate(base+"/deadletters/"+kept),
+		chromedp.Click(chromedp.CSS(`#dl-actions button[data-dlq="replay"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="action-status"][contains(., "done: 0 delivered and removed, 1 failed")]`)))
+	if open := eval[bool](t, b, `document.getElementById("token-dialog").open`); open {
+		t.Error("the console asked for the token again on replay")
+	}
+	after, found, err := st.GetDeadLetter(ctx, kept)
+	if err != nil || !found {
+		t.Fatalf("the dead letter whose replay failed: found %v, %v", found, err)
+	}
+	if after.Attempts != before.Attempts+1 {
+		t.Errorf("attempts after a failed replay = %d, want %d (the replay's attempt added)", after.Attempts, before.Attempts+1)
+	}
+	// The page shows the updated count without a reload.
+	want := fmt.Sprintf("Attempts%d", after.Attempts)
+	if got := strings.Join(strings.Fields(b.text(t, "#dl-facts")), ""); !strings.Contains(got, want) {
+		t.Errorf("dead-letter facts after the failed replay = %q, want %q", got, want)
+	}
+	// The endpoint is back: replaying the trigger's dead letters from the
+	// list delivers it and removes it.
+	goneBack.Store(true)
+	b.run(t, "replay all of legacy", chromedp.Navigate(base+"/deadletters?trigger=legacy"),
+		chromedp.Click(replayAll), chromedp.WaitVisible(chromedp.CSS("#confirm-ok")))
+	if got := b.text(t, "#confirm-message"); !strings.Contains(got, "Replay every dead letter of trigger legacy") {
+		t.Errorf("confirmation says %q", got)
+	}
+	b.run(t, "replay all: yes", chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="action-status"][contains(., "done: 1 delivered and removed, 0 failed")]`)),
+		chromedp.WaitVisible(chromedp.Search(`//div[@id="dl-list"]/p[contains(., "No dead letters for trigger legacy")]`)))
+	if exists(kept) {
+		t.Error("the replayed dead letter is still stored")
+	}
+	if f := eval[string](t, b, `document.activeElement.id`); f != "action-status" {
+		t.Errorf("focus after the replay is on %q, want the status line", f)
+	}
+	b.shot(t, shots, "dlq-replayed.png")
+
 	// No page shows a secret.
 	for _, path := range []string{"/", "/triggers/orders", "/triggers/legacy", "/deadletters"} {
 		b.run(t, "read "+path, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS("main")))
@@ -304,6 +413,24 @@ triggers:
 	}
 	b.checkNoErrors(t)
 	t.Logf("screenshots in %s", shots)
+}
+
+// testDeadLetterOps replays and purges with the test's configuration, as
+// the CLI's serve wiring does.
+type testDeadLetterOps struct {
+	st  *store.Store
+	cfg *triggers.Config
+}
+
+func (o *testDeadLetterOps) Replay(ctx context.Context, sel deadletter.Selection) (deadletter.Summary, error) {
+	r := deadletter.Replayer{Store: o.st, Config: o.cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
+		return dispatcher.NewSender(t)
+	}}
+	return r.Replay(ctx, sel, nil)
+}
+
+func (o *testDeadLetterOps) Purge(ctx context.Context, sel deadletter.Selection) (int64, error) {
+	return deadletter.Purge(ctx, o.st, sel)
 }
 
 // browser is a headless Chromium tab that records console errors and
@@ -341,7 +468,7 @@ func startBrowser(t *testing.T, path string) *browser {
 			}
 		case *log.EventEntryAdded:
 			// The refused control calls are expected: they are the test.
-			refused := strings.Contains(ev.Entry.Text, "status of 401") && strings.Contains(ev.Entry.URL, "/api/triggers/")
+			refused := strings.Contains(ev.Entry.Text, "status of 401") && (strings.Contains(ev.Entry.URL, "/api/triggers/") || strings.Contains(ev.Entry.URL, "/api/deadletters/"))
 			if (ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning) && !refused {
 				msg = fmt.Sprintf("browser log %s: %s %s", ev.Entry.Level, ev.Entry.Text, ev.Entry.URL)
 			}

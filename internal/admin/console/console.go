@@ -192,6 +192,11 @@ type Options struct {
 	// serves POST /api/triggers/{name}/pause and /resume, which the buttons
 	// call with the admin token as a bearer header.
 	Controls bool
+	// DeadLetterControls shows the dead-letter replay and purge buttons; set
+	// it when the admin server serves POST /api/deadletters/replay and
+	// /purge, which the buttons call with the admin token as a bearer
+	// header.
+	DeadLetterControls bool
 	// Now returns the current time (nil: time.Now).
 	Now func() time.Time
 	// Logger receives rendering errors (nil: discarded).
@@ -279,8 +284,10 @@ type page struct {
 	Message  string // notfound's text
 	Refresh  bool   // the page refreshes its live region
 	Controls bool   // pause/resume buttons and the token dialog are shown
-	Now      time.Time
-	Data     any
+	// DeadLetterControls: replay/purge buttons and the token dialog are shown
+	DeadLetterControls bool
+	Now                time.Time
+	Data               any
 }
 
 // render executes the named page into a buffer first, so a template error
@@ -288,6 +295,7 @@ type page struct {
 func (c *Console) render(w http.ResponseWriter, _ *http.Request, code int, name string, p page) {
 	p.Now = c.opts.Now()
 	p.Controls = c.opts.Controls
+	p.DeadLetterControls = c.opts.DeadLetterControls
 	var buf bytes.Buffer
 	if err := c.pages[name].Execute(&buf, p); err != nil {
 		c.opts.Logger.Error("render console page", "page", name, "error", err)

@@ -8,6 +8,10 @@
 //    first tries without one (a loopback server without admin.token accepts
 //    that), asks for the token when the server answers 401, and keeps it in
 //    sessionStorage for this tab only.
+// 3. Dead-letter replay and purge buttons POST {ids} or {trigger} to
+//    /api/deadletters/replay|purge the same way, after a confirmation
+//    dialog for purges and whole-trigger replays; a call answering
+//    done: false is repeated (bounded) and the counts are added up.
 "use strict";
 (function () {
   var TOKEN_KEY = "changehook.adminToken";
@@ -117,7 +121,153 @@
       });
   }
 
+  // confirmStep opens the confirmation dialog and calls done when the user
+  // said yes.
+  function confirmStep(message, yes, done) {
+    var dialog = document.getElementById("confirm-dialog");
+    document.getElementById("confirm-message").textContent = message;
+    document.getElementById("confirm-ok").textContent = yes;
+    dialog.addEventListener("close", function onClose() {
+      dialog.removeEventListener("close", onClose);
+      if (dialog.returnValue === "ok") {
+        done();
+      } else {
+        say(yes + " cancelled: nothing was changed.");
+      }
+    });
+    dialog.returnValue = "";
+    dialog.showModal();
+    document.getElementById("confirm-ok").focus();
+  }
+
+  // reloadPart replaces the element with id by the one of a fresh copy of
+  // this page; it reports false when the page is gone (404).
+  function reloadPart(id) {
+    return fetch(window.location.href, { headers: { Accept: "text/html" }, cache: "no-store", credentials: "omit" })
+      .then(function (resp) {
+        if (!resp.ok) {
+          return false;
+        }
+        return resp.text().then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(id);
+          var old = document.getElementById(id);
+          if (fresh && old) {
+            old.replaceWith(fresh);
+          }
+          return true;
+        });
+      });
+  }
+
+  var MAX_DLQ_CALLS = 50;
+
+  // dlq runs one replay or purge of sel ({ids} or {trigger}), what naming
+  // it for the status line, and repeats the call while the server answers
+  // done: false.
+  function dlq(action, sel, what, token, total, calls) {
+    var verb = action === "replay" ? "Replay" : "Purge";
+    var headers = { "Content-Type": "application/json" };
+    if (token) {
+      headers.Authorization = "Bearer " + token;
+    }
+    say(verb + " " + what + ": sending…");
+    fetch("/api/deadletters/" + action, {
+      method: "POST", headers: headers, body: JSON.stringify(sel), credentials: "omit", cache: "no-store"
+    })
+      .then(function (resp) {
+        return resp.json().catch(function () { return {}; }).then(function (data) {
+          return { status: resp.status, data: data };
+        });
+      })
+      .then(function (r) {
+        if (r.status === 401) {
+          sessionStorage.removeItem(TOKEN_KEY);
+          say(verb + " " + what + ": refused (401), waiting for the admin token");
+          askToken(token ? "The admin token was refused (401). Enter it again to " + action + " " + what + "."
+            : "To " + action + " " + what + ", enter the admin token (admin.token).", function (tok) {
+            if (!tok) {
+              say(verb + " " + what + " not done: refused (401), it needs the admin token.");
+              return;
+            }
+            sessionStorage.setItem(TOKEN_KEY, tok);
+            dlq(action, sel, what, tok, total, calls);
+          });
+          return;
+        }
+        if (r.status !== 200) {
+          say(verb + " " + what + " refused: " + (r.data.error || "HTTP " + r.status));
+          return;
+        }
+        total.replayed += r.data.replayed || 0;
+        total.failed += r.data.failed || 0;
+        total.deleted += r.data.deleted || 0;
+        var counts = action === "replay"
+          ? total.replayed + " delivered and removed, " + total.failed + " failed and still dead-lettered (attempts updated)"
+          : total.deleted + " deleted";
+        if (r.data.error) {
+          say(verb + " " + what + " stopped: " + r.data.error + "; so far " + counts + ".");
+        } else if (!r.data.done && calls + 1 < MAX_DLQ_CALLS) {
+          say(verb + " " + what + ": " + counts + " so far; continuing…");
+          dlq(action, sel, what, token, total, calls + 1);
+          return;
+        } else if (!r.data.done) {
+          say(verb + " " + what + ": " + counts + "; not finished, press the button again to continue.");
+        } else {
+          say(verb + " " + what + " done: " + counts + ".");
+        }
+        var part = document.getElementById("dl-facts") ? "dl-facts" : "dl-list";
+        // A dead letter replayed or purged from its own page is gone: no
+        // need to ask for the page again (it would answer 404).
+        var gone = part === "dl-facts" && (total.replayed + total.deleted) > 0;
+        (gone ? Promise.resolve(false) : reloadPart(part)).then(function (exists) {
+          if (!exists && part === "dl-facts") {
+            var acts = document.getElementById("dl-actions");
+            if (acts) {
+              acts.innerHTML = "";
+              var a = document.createElement("a");
+              a.href = "/deadletters";
+              a.textContent = "This dead letter is gone; back to the dead letters";
+              acts.appendChild(a);
+            }
+          }
+          document.getElementById("action-status").focus();
+        }).catch(function () {});
+      })
+      .catch(function (err) {
+        say(verb + " " + what + " failed: " + err.message);
+      });
+  }
+
+  function dlqClick(btn) {
+    var action = btn.dataset.dlq;
+    var sel, what, ask;
+    if (btn.dataset.id) {
+      sel = { ids: [btn.dataset.id] };
+      what = "dead letter " + btn.dataset.id;
+      ask = action === "purge" ? "Purge dead letter " + btn.dataset.id + "? Its event is deleted and cannot be replayed afterwards." : "";
+    } else {
+      sel = { trigger: btn.dataset.trigger };
+      what = "the dead letters of " + btn.dataset.trigger;
+      ask = action === "purge"
+        ? "Purge every dead letter of trigger " + btn.dataset.trigger + " (not only the ones shown)? Their events are deleted and cannot be replayed afterwards."
+        : "Replay every dead letter of trigger " + btn.dataset.trigger + " (not only the ones shown) to its webhook now?";
+    }
+    var go = function () {
+      dlq(action, sel, what, sessionStorage.getItem(TOKEN_KEY) || "", { replayed: 0, failed: 0, deleted: 0 }, 0);
+    };
+    if (ask) {
+      confirmStep(ask, action === "purge" ? "Purge" : "Replay", go);
+    } else {
+      go();
+    }
+  }
+
   document.addEventListener("click", function (ev) {
+    var d = ev.target.closest("button[data-dlq]");
+    if (d) {
+      dlqClick(d);
+      return;
+    }
     var btn = ev.target.closest("button[data-action]");
     if (!btn) {
       return;
