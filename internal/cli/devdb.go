@@ -49,7 +49,7 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 		OplogMaxBytes: *oplogBytes, OplogMaxAge: *oplogAge, EnableTestCommands: *testCommands,
 	})
 	if err != nil {
-		return fail(env, "devdb", fmt.Errorf("start devdb: %w", err))
+		return fail(env, "devdb", err) // devdb.Start errors say "start devdb: …"
 	}
 	fmt.Fprintln(env.Stdout, srv.URI())
 	fmt.Fprintf(env.Stderr, "devdb %s listening on %s, data in %s. Press Ctrl-C to stop.\n", devdb.Version, srv.Addr(), *data)
