@@ -34,7 +34,8 @@ func TestHashedIndexKey(t *testing.T) {
 		t.Error("NaN must hash as 0")
 	}
 	oid := bson.NewObjectID()
-	if HashedIndexKey(oid) != HashedIndexKey(oid) || HashedIndexKey(oid) == HashedIndexKey(bson.NewObjectID()) {
+	first, again := HashedIndexKey(oid), HashedIndexKey(oid)
+	if first != again || first == HashedIndexKey(bson.NewObjectID()) {
 		t.Error("object ids: same value same hash, different values different hashes")
 	}
 	a := bson.D{{Key: "a", Value: int32(1)}, {Key: "b", Value: "x"}}
