@@ -382,8 +382,8 @@ func TestSuggest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			if got := suggest(tt.in, known); got != tt.want {
-				t.Errorf("suggest(%q) = %q, want %q", tt.in, got, tt.want)
+			if got := Suggest(tt.in, known); got != tt.want {
+				t.Errorf("Suggest(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}

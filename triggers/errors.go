@@ -70,9 +70,10 @@ func sortProblems(ps []Problem) []Problem {
 	return slices.Compact(ps)
 }
 
-// suggest returns the candidate closest to s when it is close enough to be a
-// plausible typo, or "".
-func suggest(s string, candidates []string) string {
+// Suggest returns the candidate closest to s (case-insensitive edit
+// distance) when it is close enough to be a plausible typo, or "". It is
+// the rule behind every "did you mean" of the configuration and the CLI.
+func Suggest(s string, candidates []string) string {
 	best, bestDist := "", 0
 	for _, c := range candidates {
 		d := editDistance(strings.ToLower(s), strings.ToLower(c))

@@ -414,7 +414,7 @@ func (d *decoder) collect(n *yaml.Node, section string, known []string, out map[
 			continue
 		}
 		if !slices.Contains(known, k.Value) {
-			if s := suggest(k.Value, known); s != "" {
+			if s := Suggest(k.Value, known); s != "" {
 				d.errorf(k, "unknown field %q in %s (did you mean %q?)", k.Value, section, s)
 			} else {
 				d.errorf(k, "unknown field %q in %s; valid fields: %s", k.Value, section, strings.Join(known, ", "))
@@ -476,7 +476,7 @@ func (d *decoder) enum(e entry, field, def string, allowed []string) string {
 	}
 	if !slices.Contains(allowed, s) {
 		hint := ""
-		if sg := suggest(s, allowed); sg != "" {
+		if sg := Suggest(s, allowed); sg != "" {
 			hint = fmt.Sprintf(" (did you mean %q?)", sg)
 		}
 		d.errorf(deref(e.val), "%s: %q is not one of %s%s", field, s, strings.Join(allowed, ", "), hint)
@@ -774,7 +774,7 @@ func (d *decoder) operations(e entry, collectionStream bool) []string {
 		case s == "invalidate":
 			d.errorf(it, "operations: invalidate is not a deliverable operation type; changehook always handles it (the trigger stops when its collection is dropped)")
 		case !slices.Contains(known, s):
-			if sg := suggest(s, known); sg != "" {
+			if sg := Suggest(s, known); sg != "" {
 				d.errorf(it, "operations: unknown operation type %q (did you mean %q?)", s, sg)
 			} else {
 				d.errorf(it, "operations: unknown operation type %q; valid types: %s", s, strings.Join(known, ", "))

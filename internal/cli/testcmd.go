@@ -333,37 +333,14 @@ func findTrigger(cfg *triggers.Config, name string) (*triggers.Trigger, error) {
 	return nil, fmt.Errorf("no trigger %q in %s (triggers: %s)", name, cfg.Path, triggerNames(cfg))
 }
 
-// closestTrigger returns the name of cfg's trigger nearest to name (edit
-// distance at most a third of its length, at least 1), or "".
+// closestTrigger returns the name of cfg's trigger nearest to name by
+// triggers.Suggest's rule, or "".
 func closestTrigger(cfg *triggers.Config, name string) string {
-	best, bestD := "", max(1, len(name)/3)+1
-	for _, t := range cfg.Triggers {
-		if d := editDistance(strings.ToLower(name), t.Name); d < bestD {
-			best, bestD = t.Name, d
-		}
+	names := make([]string, len(cfg.Triggers))
+	for i, t := range cfg.Triggers {
+		names[i] = t.Name
 	}
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return triggers.Suggest(name, names)
 }
 
 func triggerNames(cfg *triggers.Config) string {
