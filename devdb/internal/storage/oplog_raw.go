@@ -63,73 +63,33 @@ func (r *RawOplogEntry) Lookup(key string) (bsoncore.Value, bool) {
 // appendOplog writes it (the caller then decodes it fully, to report the
 // same error as the decoding reference in the tests).
 func parseRawOplogEntry(r *RawOplogEntry) bool {
-	raw := r.Raw
-	if bsoncore.Document(raw).Validate() != nil {
+	if bsoncore.Document(r.Raw).Validate() != nil {
 		return false
 	}
-	rest := raw[4 : len(raw)-1]
-	haveTS := false
-	for len(rest) > 0 {
-		t := bsoncore.Type(rest[0])
-		end := bytes.IndexByte(rest[1:], 0)
-		if end < 0 {
-			return false
-		}
-		key := rest[1 : 1+end]
-		v, next, ok := bsoncore.ReadValue(rest[2+end:], t)
-		if !ok {
-			return false
-		}
-		rest = next
-		var dst *string
-		switch string(key) {
-		case "ts":
-			ts, inc, ok := v.TimestampOK()
-			if !ok {
-				return false
+	h := oplogHeader{&r.TS, &r.Op, &r.DB, &r.Coll, &r.ToDB, &r.ToColl}
+	r.parsed = walkOplogEntry(r.Raw, h, func(key []byte, v bsoncore.Value) {
+		for i, f := range rawFields {
+			if f == string(key) && r.vals[i].Type == 0 {
+				r.vals[i] = v
 			}
-			r.TS, haveTS = bson.Timestamp{T: ts, I: inc}, true
-			continue
-		case "op":
-			dst = &r.Op
-		case "db":
-			dst = &r.DB
-		case "coll":
-			dst = &r.Coll
-		case "toDB":
-			dst = &r.ToDB
-		case "toColl":
-			dst = &r.ToColl
-		default:
-			for i, f := range rawFields {
-				if f == string(key) && r.vals[i].Type == 0 {
-					r.vals[i] = v
-				}
-			}
-			continue
 		}
-		s, ok := v.StringValueOK()
-		if !ok {
-			return false
-		}
-		*dst = s
-	}
-	r.parsed = haveTS
-	return haveTS
+	})
+	return r.parsed
 }
 
-// oplogChunk bounds how many entries OplogRawAfter returns per read
-// transaction, and oplogScanChunk how many it reads (entries skipped by
-// OplogRawAfterIn's in are read but not returned).
-const (
-	oplogChunk     = 512
-	oplogScanChunk = 8 * oplogChunk
-)
+// oplogHeader points at where walkOplogEntry stores an entry's header
+// fields.
+type oplogHeader struct {
+	ts                         *bson.Timestamp
+	op, db, coll, toDB, toColl *string
+}
 
-// parseOplogHeader reads the header fields (TS, Op, DB, Coll, ToDB, ToColl)
-// of the encoded entry raw into h without validating or copying the rest.
-// It returns false when raw is not shaped as appendOplog writes it.
-func parseOplogHeader(raw []byte, h *OplogEntry) bool {
+// walkOplogEntry reads the top-level fields of the encoded entry raw,
+// storing the header fields through h and handing every other field to
+// other (when not nil). It returns false when raw is not shaped as
+// appendOplog writes it (no ts, or a header field of the wrong type); it
+// does not validate raw.
+func walkOplogEntry(raw []byte, h oplogHeader, other func(key []byte, v bsoncore.Value)) bool {
 	if len(raw) < 5 {
 		return false
 	}
@@ -154,19 +114,22 @@ func parseOplogHeader(raw []byte, h *OplogEntry) bool {
 			if !ok {
 				return false
 			}
-			h.TS, haveTS = bson.Timestamp{T: ts, I: inc}, true
+			*h.ts, haveTS = bson.Timestamp{T: ts, I: inc}, true
 			continue
 		case "op":
-			dst = &h.Op
+			dst = h.op
 		case "db":
-			dst = &h.DB
+			dst = h.db
 		case "coll":
-			dst = &h.Coll
+			dst = h.coll
 		case "toDB":
-			dst = &h.ToDB
+			dst = h.toDB
 		case "toColl":
-			dst = &h.ToColl
+			dst = h.toColl
 		default:
+			if other != nil {
+				other(key, v)
+			}
 			continue
 		}
 		s, ok := v.StringValueOK()
@@ -176,6 +139,21 @@ func parseOplogHeader(raw []byte, h *OplogEntry) bool {
 		*dst = s
 	}
 	return haveTS
+}
+
+// oplogChunk bounds how many entries OplogRawAfter returns per read
+// transaction, and oplogScanChunk how many it reads (entries skipped by
+// OplogRawAfterIn's in are read but not returned).
+const (
+	oplogChunk     = 512
+	oplogScanChunk = 8 * oplogChunk
+)
+
+// parseOplogHeader reads the header fields (TS, Op, DB, Coll, ToDB, ToColl)
+// of the encoded entry raw into h without validating or copying the rest.
+// It returns false when raw is not shaped as appendOplog writes it.
+func parseOplogHeader(raw []byte, h *OplogEntry) bool {
+	return walkOplogEntry(raw, oplogHeader{&h.TS, &h.Op, &h.DB, &h.Coll, &h.ToDB, &h.ToColl}, nil)
 }
 
 // OplogRawAfter calls fn for every retained entry with TS > after, in order,
