@@ -15,6 +15,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/cluster"
 	"github.com/changehook/changehook/internal/demo"
@@ -62,6 +63,11 @@ type reloader struct {
 	mgr     *cluster.Manager // nil: not clustered
 	driver  *cluster.Driver  // nil: not clustered
 	reloads *prometheus.CounterVec
+	// poolCap is the connection pool's size, fixed when the client was
+	// made (0: unlimited or unknown). A reload that needs more change
+	// streams than it holds (beside poolHeadroom) is refused: waiting
+	// streams would starve lease renewals and checkpoints.
+	poolCap int
 }
 
 // newReloader prepares the reloads of cfg's file; reg receives
@@ -96,6 +102,11 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 		}
 		return runner.ReloadResult{}, err
 	}
+	if err := rl.fitsPool(cfg); err != nil {
+		rl.reloads.WithLabelValues("failure").Inc()
+		rl.log.Error("reload rejected; the running configuration stays", "by", why, "problem", err.Error())
+		return runner.ReloadResult{}, &ReloadError{Problems: []string{err.Error()}, err: err}
+	}
 	if diff := restartOnly(rl.cfg, cfg); len(diff) > 0 {
 		rl.log.Warn("reload applies the triggers only; these settings changed and need a restart", "by", why, "settings", diff)
 	}
@@ -120,6 +131,23 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 	rl.log.Info("configuration reloaded", "by", why, "file", rl.path, "added", res.Added, "removed", res.Removed,
 		"changed", res.Changed, "unchanged", len(res.Unchanged))
 	return res, nil
+}
+
+// fitsPool reports whether cfg's change streams fit the connection pool made
+// at start. When the URI set maxPoolSize the user chose the size: a reload
+// that exceeds it is applied with a warning, as at start.
+func (rl *reloader) fitsPool(cfg *triggers.Config) error {
+	need := streamCount(cfg) + poolHeadroom
+	if rl.poolCap <= 0 || need <= rl.poolCap {
+		return nil
+	}
+	if o := options.Client().ApplyURI(rl.cfg.MongoDB.URI); o.MaxPoolSize != nil {
+		rl.log.Warn("maxPoolSize in the MongoDB URI is smaller than the change streams plus headroom: every waiting change stream holds a connection, so state writes (checkpoints, leases) may wait for one",
+			"max_pool_size", rl.poolCap, "change_streams", streamCount(cfg), "recommended_at_least", need)
+		return nil
+	}
+	return fmt.Errorf("the new configuration keeps %d change streams open (one per trigger partition and one for controls), but the connection pool was sized for at most %d at start (room for %d streams); restart changehook to apply it, or set maxPoolSize in the MongoDB URI",
+		streamCount(cfg), rl.poolCap, rl.poolCap-poolHeadroom)
 }
 
 // load reads and validates the file; the running MongoDB URI stays (dev

@@ -172,6 +172,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	}
 
 	rl := newReloader(cfg.Path, env, log, cfg, rn, reg)
+	rl.poolCap = poolCapacity(cfg.MongoDB.URI, streamCount(cfg))
 	var driver *cluster.Driver
 	if mgr != nil {
 		driver = cluster.NewDriver(ctx, mgr, rn, rf.grace)
@@ -275,22 +276,44 @@ func dispatcherOptions(rf runFlags) func(*triggers.Trigger) []dispatcher.Option 
 	}
 }
 
-// clientOptions are the client options of connectStreams.
+// clientOptions are the client options of connectStreams. Unless the URI
+// sets maxPoolSize, the pool has room for twice the streams plus
+// poolHeadroom (poolSize), so a hot reload can add triggers; connections are
+// opened only when needed, so the room costs nothing until it is used.
 func clientOptions(uri string, streams int) *options.ClientOptions {
 	opts := options.Client().ApplyURI(uri).SetAppName("changehook")
-	if opts.MaxPoolSize == nil && streams+poolHeadroom > defaultMaxPoolSize {
-		opts.SetMaxPoolSize(uint64(streams + poolHeadroom))
+	if opts.MaxPoolSize == nil {
+		if n := poolSize(streams); n > defaultMaxPoolSize {
+			opts.SetMaxPoolSize(uint64(n))
+		}
 	}
 	return opts
 }
 
+// poolSize is the connection pool serve asks for when it starts with
+// streams change streams: twice the streams (a reload may add as many
+// again) plus poolHeadroom for the state database's reads and writes.
+func poolSize(streams int) int { return 2*streams + poolHeadroom }
+
+// poolCapacity is the maxPoolSize of the client clientOptions(uri, streams)
+// makes; 0 means unlimited (maxPoolSize=0 in the URI).
+func poolCapacity(uri string, streams int) int {
+	o := clientOptions(uri, streams)
+	if o.MaxPoolSize == nil {
+		return defaultMaxPoolSize
+	}
+	return int(*o.MaxPoolSize)
+}
+
 // streamCount is how many change streams serve keeps open at once for cfg:
-// one per enabled trigger, and the controls stream.
+// one per partition of every enabled trigger (one for an unpartitioned
+// trigger), and the controls stream. A cluster member may hold fewer; this
+// is the most it can hold.
 func streamCount(cfg *triggers.Config) int {
 	n := 1
 	for _, t := range cfg.Triggers {
 		if t.Enabled {
-			n++
+			n += max(1, t.Partitions)
 		}
 	}
 	return n
