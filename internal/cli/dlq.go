@@ -363,12 +363,14 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 }
 
 // deadLetterOps serves the admin API's dead-letter replay and purge with
-// the configuration the process started with, one call at a time.
+// the running configuration, one call at a time.
 type deadLetterOps struct {
-	mu  sync.Mutex
-	st  *store.Store
-	cfg *triggers.Config
-	env Env
+	mu sync.Mutex
+	st *store.Store
+	// config returns the running configuration, so a replay after a hot
+	// reload uses the reloaded webhook (URL, secret, headers).
+	config func() *triggers.Config
+	env    Env
 }
 
 // errDeadLetterBusy answers a replay or purge call while another runs.
@@ -380,7 +382,7 @@ func (o *deadLetterOps) Replay(ctx context.Context, sel deadletter.Selection) (d
 		return deadletter.Summary{}, errDeadLetterBusy
 	}
 	defer o.mu.Unlock()
-	r := deadletter.Replayer{Store: o.st, Config: o.cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
+	r := deadletter.Replayer{Store: o.st, Config: o.config(), NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
 		return newSender(t, o.env)
 	}}
 	return r.Replay(ctx, sel, nil)

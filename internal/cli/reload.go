@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,7 +69,14 @@ type reloader struct {
 	// streams than it holds (beside poolHeadroom) is refused: waiting
 	// streams would starve lease renewals and checkpoints.
 	poolCap int
+	// current is cfg for readers outside the reload lock (the admin API's
+	// dead-letter replays), so they never wait for a reload in progress.
+	current atomic.Pointer[triggers.Config]
 }
+
+// Config returns the running configuration: the one loaded at start, or
+// the last one a reload applied.
+func (rl *reloader) Config() *triggers.Config { return rl.current.Load() }
 
 // newReloader prepares the reloads of cfg's file; reg receives
 // changehook_config_reloads_total{result} (both results at zero from the
@@ -80,7 +88,9 @@ func newReloader(path string, env Env, log *slog.Logger, cfg *triggers.Config, r
 	}, []string{"result"}))
 	c.WithLabelValues("success")
 	c.WithLabelValues("failure")
-	return &reloader{path: path, env: env, log: log, cfg: cfg, rn: rn, reloads: c}
+	rl := &reloader{path: path, env: env, log: log, cfg: cfg, rn: rn, reloads: c}
+	rl.current.Store(cfg)
+	return rl
 }
 
 // Reload re-reads and validates the file and applies it (see
@@ -127,6 +137,7 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 		return res, fmt.Errorf("reload: %w", err)
 	}
 	rl.cfg = cfg
+	rl.current.Store(cfg)
 	rl.reloads.WithLabelValues("success").Inc()
 	rl.log.Info("configuration reloaded", "by", why, "file", rl.path, "added", res.Added, "removed", res.Removed,
 		"changed", res.Changed, "unchanged", len(res.Unchanged))

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -300,5 +302,73 @@ func TestStatusStatesOverAPI(t *testing.T) {
 	})
 	if !strings.Contains(string(body), "trigger gone: failed") || !strings.Contains(string(body), "way out: ") {
 		t.Errorf("/readyz = %s, want gone failed with its way out", body)
+	}
+}
+
+// TestDeadLetterReplayAfterReload: POST /api/deadletters/replay uses the
+// running configuration, so after a reload that fixes a trigger's webhook
+// the replayed dead letter goes to the new endpoint, signed with the new
+// secret, and the dead letter is gone.
+func TestDeadLetterReplayAfterReload(t *testing.T) {
+	srv, client := devdbtest.StartWith(t, devdb.Options{})
+	rc := newReceiver(t)
+	var rejected atomic.Int32
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		rejected.Add(1)
+		w.WriteHeader(http.StatusBadRequest)
+	}))
+	t.Cleanup(broken.Close)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "replay.yaml")
+	write := func(url string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(reloadConfig(srv.URI(), url, triggerA)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(broken.URL)
+	r := startRunner(t, runArgs(path)...)
+	r.waitReady()
+	st := store.New(client, "chstate")
+	ctx := context.Background()
+	insertOne(t, client, "a", 1)
+	r.waitAdmin("/api/triggers", func(_ int, body []byte) bool {
+		var resp struct {
+			Triggers []struct {
+				DeadLettersCurrent int64 `json:"dead_letters_current"`
+			} `json:"triggers"`
+		}
+		return json.Unmarshal(body, &resp) == nil && len(resp.Triggers) == 1 && resp.Triggers[0].DeadLettersCurrent == 1
+	})
+
+	write(rc.URL())
+	if code, body := r.postReload("reload-token"); code != http.StatusOK {
+		t.Fatalf("POST /api/reload = %d %s", code, body)
+	}
+	req, _ := http.NewRequest(http.MethodPost, r.admin+"/api/deadletters/replay", strings.NewReader(`{"trigger": "a"}`))
+	req.Header.Set("Authorization", "Bearer reload-token")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var res struct {
+		Replayed, Failed int
+		Done             bool
+	}
+	if err := json.Unmarshal(body, &res); err != nil || resp.StatusCode != http.StatusOK || res.Replayed != 1 || res.Failed != 0 || !res.Done {
+		t.Fatalf("POST /api/deadletters/replay = %d %s, want 1 replayed to the reloaded webhook", resp.StatusCode, body)
+	}
+	deliveredTo(t, rc, "a", 1)
+	if n := rejected.Load(); n != 1 {
+		t.Errorf("the old endpoint got %d requests, want only the first attempt", n)
+	}
+	if n, err := st.CountDeadLetters(ctx, "a"); err != nil || n != 0 {
+		t.Errorf("dead letters after the replay: %d, %v; want 0", n, err)
+	}
+	if code := r.stop(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
 	}
 }
