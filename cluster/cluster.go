@@ -530,16 +530,13 @@ func (m *Manager) releasePrevious(ctx context.Context) error {
 // majority's. "" when no live member has the trigger.
 func (m *Manager) preferred(live []store.Member, trigger, key string) string {
 	maj := majorityHash(live, trigger)
-	best, bestScore := "", uint64(0)
+	var ids []string
 	for _, mem := range live {
-		if h, ok := mem.Triggers[trigger]; !ok || h != maj {
-			continue
-		}
-		if s := score(mem.ID, key); best == "" || s > bestScore || s == bestScore && mem.ID < best {
-			best, bestScore = mem.ID, s
+		if h, ok := mem.Triggers[trigger]; ok && h == maj {
+			ids = append(ids, mem.ID)
 		}
 	}
-	return best
+	return PreferredMember(ids, key)
 }
 
 // majorityHash is the definition hash of trigger held by most live members
@@ -555,6 +552,20 @@ func majorityHash(live []store.Member, trigger string) string {
 	for h, c := range counts {
 		if c > n || c == n && h < best {
 			best, n = h, c
+		}
+	}
+	return best
+}
+
+// PreferredMember returns the member of ids that rendezvous hashing makes
+// the owner of key (a trigger's name or a partition's key), when every
+// member of ids is live and has the same definition of the trigger; "" for
+// no ids. Every member computes the same answer.
+func PreferredMember(ids []string, key string) string {
+	best, bestScore := "", uint64(0)
+	for _, id := range ids {
+		if s := score(id, key); best == "" || s > bestScore || s == bestScore && id < best {
+			best, bestScore = id, s
 		}
 	}
 	return best

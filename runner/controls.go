@@ -1,9 +1,12 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
@@ -19,10 +22,15 @@ import (
 // <state.database>.controls (see store.Control): when Run starts, every
 // trigger whose document says paused starts paused; then Run watches the
 // collection's own change stream and applies each new request (pause,
-// resume from a position, skip, redeliver) once, recording the result in the
-// document (store.Control.Applied), which is what `changehook pause|resume|
-// skip|redeliver` and the admin API wait for. Pauses therefore survive
-// restarts and reach the process running the trigger.
+// resume from the checkpoint or a position, skip, redeliver). A request
+// applies to every unit of its trigger — the trigger itself, or each
+// partition of a partitioned one — and each unit's runner (in a cluster,
+// the member holding the unit's lease) applies it to its unit and records
+// the unit's result (store.Control.Units); once every unit has, the
+// combined result is recorded (store.Control.Applied), which is what
+// `changehook pause|resume|skip|redeliver` and the admin API wait for.
+// Pauses therefore survive restarts and reach every process running a
+// part of the trigger. See applyControl for the details.
 
 // skipWait bounds how long Skip waits for the held event to be read again.
 const skipWait = 10 * time.Second
@@ -107,27 +115,98 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 // rewind), moves the checkpoint to the first change at or after since and
 // starts it again, so every change since then is delivered again with the
 // same webhook-ids. since must still be in the oplog and not in the future.
-// On a partitioned trigger every partition is rewound.
+// On a partitioned trigger every partition of this Runner is rewound (in a
+// cluster, the control request reaches each partition's owner instead: see
+// the controls section above).
 func (r *Runner) Redeliver(ctx context.Context, name string, since time.Time) error {
 	if since.IsZero() || since.After(r.opts.Clock.Now()) {
 		return fmt.Errorf("redeliver trigger %s: since must be a time in the past, not %v", name, since)
 	}
 	return r.holding(ctx, name, "redeliver trigger", func(ss []*slot) error {
 		for _, s := range ss {
-			s.mu.Lock()
-			t := s.t
-			s.mu.Unlock()
-			cp, err := PositionAt(ctx, r.client, t, since)
-			if err != nil {
-				return err
-			}
-			if err := r.store.SaveCheckpoint(ctx, cp); err != nil {
+			if err := r.rewind(ctx, s, since); err != nil {
 				return err
 			}
 		}
 		r.log.Warn("trigger rewound for redelivery", "trigger", name, "since", since.UTC().Format(time.RFC3339))
 		return nil
 	})
+}
+
+// rewind moves the checkpoint of s's unit to the first change at or after
+// since; the unit must be held stopped.
+func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time) error {
+	s.mu.Lock()
+	t := s.t
+	s.mu.Unlock()
+	cp, err := PositionAt(ctx, r.client, t, since)
+	if err != nil {
+		return err
+	}
+	return r.saveUnitCheckpoint(ctx, s, cp)
+}
+
+// saveUnitCheckpoint writes a control's new checkpoint of s's unit: under
+// the unit's lease when it runs under one (so a member that lost the lease
+// can no longer move it, and an older epoch cannot overwrite it), plainly
+// otherwise. The unit must be held stopped.
+func (r *Runner) saveUnitCheckpoint(ctx context.Context, s *slot, cp store.Checkpoint) error {
+	s.mu.Lock()
+	l := s.lease
+	s.mu.Unlock()
+	if l == nil {
+		return r.store.SaveCheckpoint(ctx, cp)
+	}
+	if !l.Valid() {
+		return fmt.Errorf("save checkpoint of %q: %w", cp.Trigger, ErrFenced)
+	}
+	cp.Trigger = l.Key()
+	if err := r.store.SaveFencedCheckpoint(ctx, cp, l.Fence()); err != nil {
+		if errors.Is(err, store.ErrLeaseLost) {
+			return fmt.Errorf("%w: %w", ErrFenced, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// resumeFrom moves the checkpoint of s's unit to from (now or a time),
+// records the skipped range in the history and lifts the unit's pause and
+// permanent failure; the unit must be held stopped.
+func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom) (Skipped, error) {
+	var skipped Skipped
+	s.mu.Lock()
+	t := s.t
+	s.mu.Unlock()
+	old, found, err := r.store.LoadCheckpoint(ctx, t.Key())
+	if err != nil {
+		return skipped, err
+	}
+	cp, err := PositionAt(ctx, r.client, t, from.Time)
+	if err != nil {
+		return skipped, err
+	}
+	if err := r.saveUnitCheckpoint(ctx, s, cp); err != nil {
+		return skipped, err
+	}
+	if found {
+		skipped.From = old.UpdatedAt
+		if old.ClusterTime.T != 0 {
+			skipped.From = time.Unix(int64(old.ClusterTime.T), 0).UTC()
+		}
+	}
+	skipped.To = cp.UpdatedAt
+	if cp.ClusterTime.T != 0 {
+		skipped.To = time.Unix(int64(cp.ClusterTime.T), 0).UTC()
+	}
+	s.mu.Lock()
+	s.pause, s.failed = nil, false
+	s.mu.Unlock()
+	if r.opts.History != nil {
+		r.opts.History.Record(store.AttemptRecord{Kind: store.KindSkipped, Trigger: t.Name, Partition: historyPartition(t),
+			Reason: "resumed from " + from.String(), SkippedFrom: skipped.From, SkippedTo: skipped.To, At: r.opts.Clock.Now()})
+	}
+	return skipped, nil
 }
 
 // loadPauses pauses every trigger whose control document says paused,
@@ -170,26 +249,84 @@ func (r *Runner) pauseFromControl(c store.Control) {
 	}
 }
 
-// watchControls applies control requests until ctx ends: it opens the
+// controlQueue bounds the control documents read from the change stream
+// and not applied yet; the reader waits when it is full.
+const controlQueue = 64
+
+// pokeControls asks the controls goroutine to read every control document
+// again (a unit started under a new lease may have requests to apply). It
+// never blocks.
+func (r *Runner) pokeControls() {
+	select {
+	case r.ctlPoke <- struct{}{}:
+	default:
+	}
+}
+
+// watchControls applies control requests until ctx ends. A reader opens the
 // controls collection's change stream, then reads every document (so no
-// request written before the stream opened is missed), then applies each
-// change. A failed stream is reopened with backoff.
+// request written before the stream opened is missed) and hands each
+// changed document over; a failed stream is reopened with backoff. This
+// goroutine alone applies them, in the order read, and reads every
+// document again when poked (pokeControls).
 func (r *Runner) watchControls(ctx context.Context) {
+	docs := make(chan store.Control, controlQueue)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		r.readControls(ctx, docs)
+	}()
+	defer func() { <-readerDone }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-docs:
+			r.applyControl(ctx, c)
+		case <-r.ctlPoke:
+			lctx, cancel := context.WithTimeout(ctx, DefaultCheckpointTimeout)
+			all, err := r.store.ListControls(lctx)
+			cancel()
+			if err != nil {
+				// The reader reads them all again when its stream reopens.
+				r.log.Warn("cannot read the runtime controls", "error", err)
+				continue
+			}
+			for _, c := range all {
+				r.applyControl(ctx, c)
+			}
+		}
+	}
+}
+
+// readControls sends every control document, then every changed one, to
+// docs until ctx ends.
+func (r *Runner) readControls(ctx context.Context, docs chan<- store.Control) {
+	send := func(c store.Control) bool {
+		select {
+		case docs <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	coll := r.store.ControlsCollection()
 	for attempt := 0; ; attempt++ {
 		cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetFullDocument(options.UpdateLookup))
 		if err == nil {
-			if docs, lerr := r.store.ListControls(ctx); lerr == nil {
-				for _, c := range docs {
-					r.applyControl(ctx, c)
+			if all, lerr := r.store.ListControls(ctx); lerr == nil {
+				for _, c := range all {
+					if !send(c) {
+						break
+					}
 				}
 				for cs.Next(ctx) {
 					attempt = 0
 					var ev struct {
 						FullDocument *store.Control `bson:"fullDocument"`
 					}
-					if cs.Decode(&ev) == nil && ev.FullDocument != nil {
-						r.applyControl(ctx, *ev.FullDocument)
+					if cs.Decode(&ev) == nil && ev.FullDocument != nil && !send(*ev.FullDocument) {
+						break
 					}
 				}
 				err = cs.Err()
@@ -209,71 +346,321 @@ func (r *Runner) watchControls(ctx context.Context) {
 	}
 }
 
-// applyControl applies c's pending request and records the result.
+// rewrites reports whether req rewrites its units' checkpoints (redeliver,
+// resume from now or a time): each unit is then held stopped from when this
+// Runner learns of the request until the unit's runner has applied it, so
+// that no member runs it from the old position meanwhile.
+func rewrites(req store.ControlRequest) bool {
+	return req.Kind == store.RequestRedeliver || req.Kind == store.RequestResume && req.From != ""
+}
+
+// applyControl brings this Runner in line with control document c (the
+// controls goroutine alone calls it). A request applies to every unit of
+// its trigger — the trigger, or each partition of a partitioned one; a
+// partition's key names that partition alone:
+//
+//   - Its effect on this process's state — a pause, or lifting one — is
+//     applied once per request to every unit, run here or not (a unit
+//     acquired later then starts in the right state).
+//   - The runner of each unit (the lease holder in a cluster; a disabled
+//     trigger, which nobody runs, by every member for pause and resume)
+//     applies it to that unit — a checkpoint rewrite under the unit's lease
+//     — and records the unit's result in the document
+//     (store.Store.RecordUnitApplied). Units nobody runs now are applied
+//     by whichever member acquires them later (StartLeased pokes this
+//     goroutine), before they read anything.
+//   - Once every unit has recorded a result, the combined result is stored
+//     as c.Applied, which `changehook pause|resume|skip|redeliver` and the
+//     admin API wait for.
 func (r *Runner) applyControl(ctx context.Context, c store.Control) {
+	if c.Request == nil {
+		return
+	}
+	ss, err := r.slotsOf(c.Trigger)
+	if err != nil {
+		return // not a trigger of this configuration
+	}
+	req := *c.Request
+	if req.Kind == store.RequestSkip && len(ss) > 1 {
+		// The held event is one partition's: the request must name it.
+		if c.Pending() {
+			_, err := r.slot(c.Trigger)
+			r.finish(ctx, c, store.ControlResult{ID: req.ID, At: r.opts.Clock.Now().UTC(), Error: "skip event: " + err.Error()})
+		}
+		return
+	}
+	done := c.UnitsDone()
+	r.mirrorRewrites(c, ss, done)
+	if r.ctlSeen[c.Trigger] != req.ID {
+		r.ctlSeen[c.Trigger] = req.ID
+		r.applyLocally(c, ss, c.Pending())
+	}
 	if !c.Pending() {
 		return
 	}
-	req := *c.Request
-	if req.Kind == store.RequestSkip || req.Kind == store.RequestRedeliver || (req.Kind == store.RequestResume && req.From != "") {
-		// Checkpoint rewrites belong to the process running the trigger:
-		// a member that does not run it leaves the request to the owner.
-		// A partitioned trigger's rewrite (redeliver, resume from) needs
-		// every partition held here: in a cluster whose members share the
-		// partitions, stop the others or run it with one member.
-		if ss, err := r.slotsOf(c.Trigger); err == nil {
-			want := true
-			for _, s := range ss {
-				s.mu.Lock()
-				want = want && s.want
-				s.mu.Unlock()
+	fresh := false
+	for _, s := range ss {
+		s.mu.Lock()
+		key := s.t.Key()
+		mine := r.runsUnit(s, req)
+		s.mu.Unlock()
+		if _, ok := done[key]; ok || !mine {
+			continue
+		}
+		if !fresh {
+			// c may be older than what other members recorded since (a
+			// unit handed over to this member after its previous owner
+			// applied the request): read it again before applying.
+			lctx, cancel := context.WithTimeout(ctx, DefaultCheckpointTimeout)
+			now, found, err := r.store.LoadControl(lctx, c.Trigger)
+			cancel()
+			if err != nil || !found || now.Request == nil || now.Request.ID != req.ID {
+				return // unreadable (applied at the next read) or replaced
 			}
-			if !want {
-				return
+			c, done, fresh = now, now.UnitsDone(), true
+			r.mirrorRewrites(c, ss, done)
+			if _, ok := done[key]; ok || !c.Pending() {
+				continue
 			}
 		}
+		r.applyAndRecord(ctx, &c, s)
 	}
-	res := store.ControlResult{ID: req.ID}
+	if !c.Pending() {
+		return
+	}
+	if res, ok := r.combine(c, ss); ok {
+		r.finish(ctx, c, res)
+	}
+}
+
+// mirrorRewrites holds every unit of ss that a pending rewrite of c has not
+// been applied to yet (see rewrites), and releases the others.
+func (r *Runner) mirrorRewrites(c store.Control, ss []*slot, done map[string]store.UnitResult) {
+	req := *c.Request
+	for _, s := range ss {
+		s.mu.Lock()
+		_, unitDone := done[s.t.Key()]
+		hold := rewrites(req) && c.Pending() && !unitDone && s.applied[c.Trigger].ID != req.ID
+		_, held := s.rewrite[c.Trigger]
+		switch {
+		case hold && !held:
+			if s.rewrite == nil {
+				s.rewrite = map[string]string{}
+			}
+			s.rewrite[c.Trigger] = req.ID
+			r.reconcile(s)
+		case !hold && held:
+			delete(s.rewrite, c.Trigger)
+			r.reconcile(s)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// applyLocally applies c's effect on this process's state to every unit
+// of ss: the document's pause, or a resume's lifting of a pause and a
+// permanent failure (a resume from a position lifts them here too; its
+// units stay held by mirrorRewrites until rewritten). A resume that was
+// already applied everywhere before this process saw it (it was not
+// watching the controls then) lifts only operators' pauses.
+func (r *Runner) applyLocally(c store.Control, ss []*slot, pending bool) {
+	switch {
+	case c.Paused:
+		r.pauseFromControl(c)
+	case c.Request.Kind == store.RequestResume:
+		logged := false
+		for _, s := range ss {
+			s.mu.Lock()
+			lift := s.pause != nil && (pending || s.pause.By != PauseByPayloadErrors)
+			if lift && !logged {
+				r.log.Info("trigger resumed", "trigger", c.Trigger, "from", cmp.Or(c.Request.From, "checkpoint"))
+				logged = true
+			}
+			if lift {
+				s.pause = nil
+			}
+			if pending {
+				s.failed = false
+			}
+			r.reconcile(s)
+			s.mu.Unlock()
+		}
+	}
+}
+
+// runsUnit reports whether this Runner is the one to apply req to the unit
+// of s and record its result: it runs the unit (holds its lease in a
+// cluster); a pause or resume from the checkpoint outside a cluster, or of
+// a disabled trigger (which no member runs), is every Runner's. s.mu must
+// be held.
+func (r *Runner) runsUnit(s *slot, req store.ControlRequest) bool {
+	switch {
+	case s.want:
+		return true
+	case rewrites(req) || req.Kind == store.RequestSkip:
+		return false
+	}
+	return !r.opts.Clustered || !s.t.Enabled
+}
+
+// applyAndRecord applies c's request to the unit of s and records the
+// unit's result in the control document (updating *c). Meanwhile a Stop of
+// the unit (a handoff) waits, so that its lease is released only after the
+// result is recorded and the next owner does not apply it again.
+func (r *Runner) applyAndRecord(ctx context.Context, c *store.Control, s *slot) {
+	busy := make(chan struct{})
+	s.mu.Lock()
+	s.ctl = busy
+	key := s.t.Key()
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.ctl = nil
+		s.mu.Unlock()
+		close(busy)
+	}()
+	res, ok := r.applyUnit(ctx, *c, s)
+	if !ok {
+		return
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultCheckpointTimeout)
+	defer cancel()
+	after, recorded, err := r.store.RecordUnitApplied(mctx, c.Trigger, res)
+	if err != nil {
+		r.log.Warn("cannot record a control request's result; recorded again when the controls are next read", "trigger", c.Trigger, "key", key, "error", err)
+		return
+	}
+	if recorded {
+		*c = after
+	}
+}
+
+// applyUnit applies c's request to the unit of s, which this Runner runs,
+// and returns the unit's result; ok is false when the lease was lost
+// meanwhile (the next owner applies it) or Run is stopping (the request
+// stays pending). A result this Runner already produced for the request
+// (its recording failed) is returned again.
+func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res store.UnitResult, ok bool) {
+	req := *c.Request
+	s.mu.Lock()
+	prev := s.applied[c.Trigger]
+	t, l := s.t, s.lease
+	s.mu.Unlock()
+	if prev.ID == req.ID {
+		return prev, true
+	}
+	res = store.UnitResult{Key: t.Key(), ID: req.ID}
+	if l != nil {
+		res.By = l.Fence().Owner
+	}
 	var msg string
 	var err error
 	switch req.Kind {
 	case store.RequestPause:
-		if err = r.Pause(c.Trigger, c.Reason, req.By); err == nil {
-			msg = "paused"
-		}
+		msg = "paused"
 	case store.RequestResume:
 		var from ResumeFrom
-		if from, err = ParseResumeFrom(req.From); err == nil {
-			var sk Skipped
-			if sk, err = r.Resume(ctx, c.Trigger, from); err == nil {
-				msg = "resumed from the checkpoint"
-				if !from.IsCheckpoint() {
-					msg = fmt.Sprintf("resumed from %s; skipped the changes from %s to %s", from,
-						timeText(sk.From), timeText(sk.To))
-				}
-			}
+		if from, err = ParseResumeFrom(req.From); err != nil {
+			break
+		}
+		if from.IsCheckpoint() {
+			msg = "resumed from the checkpoint"
+			break
+		}
+		var sk Skipped
+		err = r.holding(ctx, t.Key(), "resume trigger", func(ss []*slot) error {
+			sk, err = r.resumeFrom(ctx, ss[0], from)
+			return err
+		})
+		if err == nil {
+			msg = fmt.Sprintf("resumed from %s; skipped the changes from %s to %s", from, timeText(sk.From), timeText(sk.To))
+			r.log.Warn("trigger resumed, skipping changes", "trigger", t.Name, "key", t.Key(), "from", from.String(),
+				"skipped_from", sk.From, "skipped_to", sk.To)
 		}
 	case store.RequestSkip:
 		var id string
-		if id, err = r.Skip(ctx, c.Trigger, req.By); err == nil {
+		if id, err = r.Skip(ctx, t.Key(), req.By); err == nil {
 			msg = "skipped and dead-lettered " + id
 		}
 	case store.RequestRedeliver:
-		if err = r.Redeliver(ctx, c.Trigger, req.Since); err == nil {
+		if req.Since.IsZero() || req.Since.After(r.opts.Clock.Now()) {
+			err = fmt.Errorf("since must be a time in the past, not %v", req.Since)
+			break
+		}
+		err = r.holding(ctx, t.Key(), "redeliver trigger", func(ss []*slot) error { return r.rewind(ctx, ss[0], req.Since) })
+		if err == nil {
 			msg = "redelivering every change since " + timeText(req.Since)
+			r.log.Warn("trigger rewound for redelivery", "trigger", t.Name, "key", t.Key(), "since", timeText(req.Since))
 		}
 	default:
 		err = fmt.Errorf("unknown control request %q", req.Kind)
 	}
-	if ctx.Err() != nil {
-		return // shutting down: the request stays pending for the next start
+	if ctx.Err() != nil || errors.Is(err, ErrFenced) {
+		return res, false
 	}
 	res.At, res.Message = r.opts.Clock.Now().UTC(), msg
 	if err != nil {
 		res.Error = err.Error()
-		r.log.Warn("control request failed", "trigger", c.Trigger, "kind", req.Kind, "error", err)
+		r.log.Warn("control request failed", "trigger", t.Name, "key", t.Key(), "kind", req.Kind, "error", err)
 	}
-	mctx, cancel := context.WithTimeout(ctx, DefaultCheckpointTimeout)
+	s.mu.Lock()
+	if s.applied == nil {
+		s.applied = map[string]store.UnitResult{}
+	}
+	s.applied[c.Trigger] = res
+	delete(s.rewrite, c.Trigger)
+	r.reconcile(s)
+	s.mu.Unlock()
+	return res, true
+}
+
+// combine returns the combined result of c's request once every unit of ss
+// has recorded one (ok false before): for one unit its result; for several,
+// each unit's, and an error naming the units that failed.
+func (r *Runner) combine(c store.Control, ss []*slot) (store.ControlResult, bool) {
+	done := c.UnitsDone()
+	units := make([]store.UnitResult, 0, len(ss))
+	for _, s := range ss {
+		s.mu.Lock()
+		key := s.t.Key()
+		s.mu.Unlock()
+		u, ok := done[key]
+		if !ok {
+			return store.ControlResult{}, false
+		}
+		units = append(units, u)
+	}
+	res := store.ControlResult{ID: c.Request.ID, At: r.opts.Clock.Now().UTC()}
+	if len(units) == 1 {
+		res.Message, res.Error = units[0].Message, units[0].Error
+		return res, true
+	}
+	var failed, lines []string
+	same := true
+	for _, u := range units {
+		if u.Error != "" {
+			failed = append(failed, u.Key+": "+u.Error)
+			lines = append(lines, "  "+u.Key+": failed: "+u.Error)
+		} else {
+			lines = append(lines, "  "+u.Key+": "+u.Message)
+		}
+		same = same && u.Error == "" && u.Message == units[0].Message
+	}
+	switch {
+	case same:
+		res.Message = fmt.Sprintf("%s (all %d partitions)", units[0].Message, len(units))
+	default:
+		res.Message = fmt.Sprintf("applied by each of the %d partitions:\n%s", len(units), strings.Join(lines, "\n"))
+	}
+	if len(failed) > 0 {
+		res.Error = fmt.Sprintf("failed on %d of %d partitions (%s); per partition:\n%s", len(failed), len(units), strings.Join(failed, "; "), strings.Join(lines, "\n"))
+	}
+	return res, true
+}
+
+// finish stores res as the result of c's request.
+func (r *Runner) finish(ctx context.Context, c store.Control, res store.ControlResult) {
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultCheckpointTimeout)
 	defer cancel()
 	if err := r.store.MarkControlApplied(mctx, c.Trigger, res); err != nil {
 		r.log.Warn("cannot record a control request's result", "trigger", c.Trigger, "error", err)
@@ -297,11 +684,14 @@ func (r *Runner) RequestControl(ctx context.Context, name, reason string, req st
 }
 
 // RequestControl records a control request for trigger name in the state
-// database and waits (until ctx ends) for the process running the trigger to
-// apply it; it returns the result's message, or the request's error. It is
-// how the admin API and the CLI reach whichever process runs the trigger.
-// When ctx ends first the request stays recorded and is applied when a
-// process runs the trigger; the error then wraps ctx's error.
+// database and waits (until ctx ends) for the processes running the
+// trigger to apply it; it returns the result's message, or the request's
+// error. It is how the admin API and the CLI reach whichever process runs
+// the trigger — on a partitioned trigger, the owner of each partition:
+// the result comes once every partition has applied it. When ctx ends first
+// the request stays recorded and is applied when a process runs the trigger
+// (each partition that has none yet); the error is then a *PendingError,
+// which wraps ctx's error and names the partitions that applied it so far.
 func RequestControl(ctx context.Context, st *store.Store, name, reason string, req store.ControlRequest) (string, error) {
 	id, err := st.RequestControl(ctx, name, reason, req)
 	if err != nil {
@@ -309,6 +699,7 @@ func RequestControl(ctx context.Context, st *store.Store, name, reason string, r
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var last store.Control
 	for {
 		c, ok, err := st.LoadControl(ctx, name)
 		if err == nil && ok && c.Applied != nil && c.Applied.ID == id {
@@ -320,10 +711,42 @@ func RequestControl(ctx context.Context, st *store.Store, name, reason string, r
 		if ok && c.Request != nil && c.Request.ID != id {
 			return "", fmt.Errorf("%s %s: replaced by a newer request before it was applied", req.Kind, name)
 		}
+		if err == nil && ok {
+			last = c
+		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("%s %s: recorded, but no running changehook applied it yet (it applies when changehook runs the trigger): %w", req.Kind, name, ctx.Err())
+			pe := &PendingError{Kind: req.Kind, Trigger: name, Err: ctx.Err()}
+			for key := range last.UnitsDone() {
+				pe.Applied = append(pe.Applied, key)
+			}
+			slices.Sort(pe.Applied)
+			return "", pe
 		case <-tick.C:
 		}
 	}
 }
+
+// PendingError is RequestControl's error when its context ended before
+// the request was applied everywhere; the request stays recorded.
+type PendingError struct {
+	// Kind and Trigger say which request, for which trigger.
+	Kind, Trigger string
+	// Applied are the units (partitions' keys, or the trigger's name) that
+	// applied it so far; the others apply it when a process runs them.
+	Applied []string
+	// Err is the context's error.
+	Err error
+}
+
+// Error says what was applied and what waits.
+func (e *PendingError) Error() string {
+	if len(e.Applied) == 0 {
+		return fmt.Sprintf("%s %s: recorded, but no running changehook applied it yet (it applies when changehook runs the trigger): %v", e.Kind, e.Trigger, e.Err)
+	}
+	return fmt.Sprintf("%s %s: recorded and applied by %s so far; the other partitions apply it when a changehook runs them: %v",
+		e.Kind, e.Trigger, strings.Join(e.Applied, ", "), e.Err)
+}
+
+// Unwrap returns the context's error.
+func (e *PendingError) Unwrap() error { return e.Err }

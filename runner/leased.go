@@ -50,10 +50,12 @@ func (r *Runner) StartLeased(name string, l Lease) error {
 		return fmt.Errorf("start trigger under lease: %w", err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.lease = l
 	s.want = true
 	r.reconcile(s)
+	s.mu.Unlock()
+	// Control requests pending for the unit are now this member's to apply.
+	r.pokeControls()
 	return nil
 }
 

@@ -157,6 +157,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		r.log.Info("trigger added by reload", "trigger", name, "enabled", byName[name].Enabled)
 	}
 	r.RefreshDeadLetters()
+	r.pokeControls() // new units take the pending control requests
 	return res, nil
 }
 

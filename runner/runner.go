@@ -149,6 +149,12 @@ type Runner struct {
 	runCtx  context.Context
 	closing bool
 	wg      sync.WaitGroup
+
+	// ctlPoke asks the controls goroutine to read every control document
+	// again; ctlSeen (that goroutine's alone) is, per control document, the
+	// newest request whose effect on this process was applied.
+	ctlPoke chan struct{}
+	ctlSeen map[string]string
 }
 
 // New prepares a Runner for cfg. It does no I/O and starts nothing:
@@ -177,7 +183,8 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	// Set once: a reload keeps the first configuration's idle interval and
 	// process-wide byte budget.
 	opts.IdleCheckpointInterval = cmp.Or(opts.IdleCheckpointInterval, cfg.Checkpoint.IdleInterval)
-	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}, units: map[string][]string{}}
+	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}, units: map[string][]string{},
+		ctlPoke: make(chan struct{}, 1), ctlSeen: map[string]string{}}
 	if n := cfg.Limits.MaxInflightBytes; n > 0 {
 		r.budget = dispatcher.NewByteBudget(n)
 	}

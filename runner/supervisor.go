@@ -77,6 +77,15 @@ type slot struct {
 	holds  int        // control operations holding it stopped
 	cur    *instance  // the running (or stopping) watcher, nil when none
 	lease  Lease      // the cluster lease it runs under (StartLeased), nil when none
+	// rewrite holds the unit stopped while a control request rewriting its
+	// checkpoint is pending for it: control document → request id.
+	rewrite map[string]string
+	// applied is this Runner's result of the newest control request it
+	// applied to the unit, per control document.
+	applied map[string]store.UnitResult
+	// ctl is closed when the control request being applied to the unit
+	// has been applied and recorded (nil when none is).
+	ctl chan struct{}
 
 	last atomic.Pointer[Watcher]       // the newest watcher, for Status
 	err  atomic.Pointer[TriggerStatus] // status of a trigger whose dispatcher could not start
@@ -92,7 +101,7 @@ type instance struct {
 
 // shouldRun reports whether s should have a watcher; s.mu must be held.
 func (r *Runner) shouldRun(s *slot) bool {
-	return s.t.Enabled && s.want && s.pause == nil && !s.failed && s.holds == 0
+	return s.t.Enabled && s.want && s.pause == nil && !s.failed && s.holds == 0 && len(s.rewrite) == 0
 }
 
 // reconcile starts or stops s's watcher to match shouldRun; s.mu must be
@@ -231,7 +240,8 @@ func (r *Runner) Start(name string) error {
 
 // Stop marks the trigger unwanted and stops its watcher: it stops reading,
 // lets in-flight deliveries finish within the shutdown grace period and
-// saves its checkpoint. Stop waits until the watcher has stopped or ctx
+// saves its checkpoint. Stop waits until the watcher has stopped, and a
+// control request being applied to the trigger has been recorded, or ctx
 // ends (the watcher then still stops in the background). On a partitioned
 // trigger it applies to every partition; name may also be one partition's
 // key.
@@ -240,12 +250,15 @@ func (r *Runner) Stop(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("stop trigger: %w", err)
 	}
-	dones := make([]<-chan struct{}, len(ss))
-	for i, s := range ss {
+	var dones []<-chan struct{}
+	for _, s := range ss {
 		s.mu.Lock()
 		s.want = false
 		r.reconcile(s)
-		dones[i] = s.doneChan()
+		dones = append(dones, s.doneChan())
+		if s.ctl != nil {
+			dones = append(dones, s.ctl) // a control request being applied finishes first
+		}
 		s.mu.Unlock()
 	}
 	return waitAll(ctx, dones, "stop trigger "+name)
@@ -352,48 +365,19 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 	}
 	err := r.holding(ctx, name, "resume trigger", func(ss []*slot) error {
 		for _, s := range ss {
-			s.mu.Lock()
-			t := s.t
-			s.mu.Unlock()
-			old, found, err := r.store.LoadCheckpoint(ctx, t.Key())
+			sk, err := r.resumeFrom(ctx, s, from)
 			if err != nil {
 				return err
 			}
-			cp, err := PositionAt(ctx, r.client, t, from.Time)
-			if err != nil {
-				return err
+			if !sk.From.IsZero() && (skipped.From.IsZero() || sk.From.Before(skipped.From)) {
+				skipped.From = sk.From
 			}
-			if err := r.store.SaveCheckpoint(ctx, cp); err != nil {
-				return err
+			if sk.To.After(skipped.To) {
+				skipped.To = sk.To
 			}
-			if found {
-				f := old.UpdatedAt
-				if old.ClusterTime.T != 0 {
-					f = time.Unix(int64(old.ClusterTime.T), 0).UTC()
-				}
-				if skipped.From.IsZero() || f.Before(skipped.From) {
-					skipped.From = f
-				}
-			}
-			to := cp.UpdatedAt
-			if cp.ClusterTime.T != 0 {
-				to = time.Unix(int64(cp.ClusterTime.T), 0).UTC()
-			}
-			if to.After(skipped.To) {
-				skipped.To = to
-			}
-		}
-		for _, s := range ss {
-			s.mu.Lock()
-			s.pause, s.failed = nil, false
-			s.mu.Unlock()
 		}
 		r.log.Warn("trigger resumed, skipping changes", "trigger", name, "from", from.String(),
 			"skipped_from", skipped.From, "skipped_to", skipped.To)
-		if r.opts.History != nil {
-			r.opts.History.Record(store.AttemptRecord{Kind: store.KindSkipped, Trigger: name,
-				Reason: "resumed from " + from.String(), SkippedFrom: skipped.From, SkippedTo: skipped.To, At: r.opts.Clock.Now()})
-		}
 		return nil
 	})
 	return skipped, err

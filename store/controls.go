@@ -14,8 +14,9 @@ import (
 )
 
 // ControlsCollection holds one runtime control document per trigger, keyed
-// by trigger name: whether it is paused and the newest control request
-// (resume from a position, skip, redeliver) with its result.
+// by trigger name (or by one partition's key, "NAME/p<i>of<N>"): whether it
+// is paused and the newest control request (pause, resume, skip,
+// redeliver) with each unit's result and the combined result.
 const ControlsCollection = "controls"
 
 // Control request kinds.
@@ -32,8 +33,10 @@ const (
 )
 
 // ControlRequest is one control operation asked for by the CLI or the admin
-// API; the process running the trigger applies it once and records the
-// result in Control.Applied.
+// API. The process running each unit of the trigger (the trigger, or each
+// of its partitions: in a cluster, the unit's lease holder) applies it once
+// to that unit and records the unit's result in Control.Units; once every
+// unit has, the combined result is recorded in Control.Applied.
 type ControlRequest struct {
 	// ID identifies the request (random, unique).
 	ID string `bson:"id"`
@@ -61,6 +64,25 @@ type ControlResult struct {
 	Message string `bson:"message,omitempty"`
 }
 
+// UnitResult is what applying a request did to one unit of its trigger: the
+// trigger itself, or one partition of a partitioned trigger. Each unit's
+// runner (the cluster member holding its lease) records its own.
+type UnitResult struct {
+	// Key is the unit's checkpoint key: the trigger name, or
+	// "NAME/p<i>of<N>".
+	Key string `bson:"key"`
+	// ID is the request's ID.
+	ID string `bson:"id"`
+	// By is the instance that applied it ("" outside a cluster).
+	By string `bson:"by,omitempty"`
+	// At is when it was applied.
+	At time.Time `bson:"at"`
+	// Error is why it failed ("" on success).
+	Error string `bson:"error,omitempty"`
+	// Message says what was done to this unit.
+	Message string `bson:"message,omitempty"`
+}
+
 // Control is a trigger's runtime control document.
 type Control struct {
 	// Trigger is the trigger name (_id).
@@ -74,11 +96,31 @@ type Control struct {
 	PausedAt time.Time `bson:"pausedAt,omitzero"`
 	// Request is the newest request (nil: none).
 	Request *ControlRequest `bson:"request,omitempty"`
-	// Applied is the result of the newest applied request (nil: none).
+	// Applied is the result of the newest applied request (nil: none): set
+	// once every unit of the trigger has recorded its result in Units.
 	Applied *ControlResult `bson:"applied,omitempty"`
+	// Units are the results recorded so far for the newest request, one
+	// per unit (partition) that applied it; a new request empties it.
+	Units []UnitResult `bson:"units,omitempty"`
 }
 
-// Pending reports whether c's request has not been applied yet.
+// UnitsDone returns the keys of the units that recorded a result for the
+// newest request.
+func (c Control) UnitsDone() map[string]UnitResult {
+	out := map[string]UnitResult{}
+	if c.Request == nil {
+		return out
+	}
+	for _, u := range c.Units {
+		if u.ID == c.Request.ID {
+			out[u.Key] = u
+		}
+	}
+	return out
+}
+
+// Pending reports whether c's request has not been applied by every unit
+// yet (Applied does not carry its ID).
 func (c Control) Pending() bool {
 	return c.Request != nil && (c.Applied == nil || c.Applied.ID != c.Request.ID)
 }
@@ -90,8 +132,8 @@ func (s *Store) controls() *mongo.Collection {
 // ControlsCollection returns the controls collection, for watching it.
 func (s *Store) ControlsCollection() *mongo.Collection { return s.controls() }
 
-// RequestControl records req for trigger (replacing an earlier request) and
-// returns its ID. A pause request also sets Paused with reason; a resume
+// RequestControl records req for trigger (replacing an earlier request and
+// its units' results) and returns its ID. A pause request also sets Paused with reason; a resume
 // clears it. req.ID and req.At are filled in when empty.
 func (s *Store) RequestControl(ctx context.Context, trigger, reason string, req ControlRequest) (string, error) {
 	if trigger == "" {
@@ -105,7 +147,7 @@ func (s *Store) RequestControl(ctx context.Context, trigger, reason string, req 
 	if req.At.IsZero() {
 		req.At = time.Now().UTC()
 	}
-	set := bson.D{{Key: "request", Value: req}}
+	set := bson.D{{Key: "request", Value: req}, {Key: "units", Value: bson.A{}}}
 	switch req.Kind {
 	case RequestPause:
 		set = append(set, bson.E{Key: "paused", Value: true}, bson.E{Key: "reason", Value: reason},
@@ -123,8 +165,9 @@ func (s *Store) RequestControl(ctx context.Context, trigger, reason string, req 
 	return req.ID, nil
 }
 
-// MarkControlApplied records res as the result of trigger's request res.ID,
-// unless a newer request replaced it meanwhile.
+// MarkControlApplied records res as the combined result of trigger's
+// request res.ID, unless a newer request replaced it meanwhile. Writing the
+// same result twice (two members saw the last unit's result) is harmless.
 func (s *Store) MarkControlApplied(ctx context.Context, trigger string, res ControlResult) error {
 	_, err := s.controls().UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: trigger}, {Key: "request.id", Value: res.ID}},
@@ -133,6 +176,28 @@ func (s *Store) MarkControlApplied(ctx context.Context, trigger string, res Cont
 		return fmt.Errorf("record control result of trigger %q: %w", trigger, err)
 	}
 	return nil
+}
+
+// RecordUnitApplied records res as unit res.Key's result of trigger's
+// request res.ID, once: it does nothing (ok false) when that unit already
+// recorded one, or a newer request replaced res.ID. On success it returns the
+// control document as it is after the write, so the caller can tell whether
+// every unit has now applied the request.
+func (s *Store) RecordUnitApplied(ctx context.Context, trigger string, res UnitResult) (c Control, ok bool, err error) {
+	if res.Key == "" || res.ID == "" {
+		return Control{}, false, fmt.Errorf("record control result of trigger %q: empty unit key or request id", trigger)
+	}
+	filter := bson.D{{Key: "_id", Value: trigger}, {Key: "request.id", Value: res.ID},
+		{Key: "units", Value: bson.D{{Key: "$not", Value: bson.D{{Key: "$elemMatch", Value: bson.D{{Key: "key", Value: res.Key}, {Key: "id", Value: res.ID}}}}}}}}
+	err = s.controls().FindOneAndUpdate(ctx, filter, bson.D{{Key: "$push", Value: bson.D{{Key: "units", Value: res}}}},
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&c)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return Control{}, false, nil
+	}
+	if err != nil {
+		return Control{}, false, fmt.Errorf("record control result of %s for trigger %q: %w", res.Key, trigger, err)
+	}
+	return c, true, nil
 }
 
 // LoadControl returns trigger's control document; ok is false when it has

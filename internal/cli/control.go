@@ -103,6 +103,12 @@ func controlCommand(ctx context.Context, flagSet *flag.FlagSet, path *string, ar
 		fmt.Fprintf(env.Stdout, "%s: %s\n", t.Key(), msg)
 		return ExitOK
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		var pe *runner.PendingError
+		if errors.As(err, &pe) && len(pe.Applied) > 0 {
+			fmt.Fprintf(env.Stdout, "%s: %s recorded; within %s it was applied by %s only, so the other partitions apply it when a changehook runs them.\n",
+				t.Key(), req.Kind, controlWait, strings.Join(pe.Applied, ", "))
+			return ExitOK
+		}
 		fmt.Fprintf(env.Stdout, "%s: %s recorded; no running changehook applied it within %s, so it applies when changehook runs the trigger.\n", t.Key(), req.Kind, controlWait)
 		return ExitOK
 	}
