@@ -225,13 +225,13 @@ func TestRepartitionLosesNothing(t *testing.T) {
 	if err := st.Heartbeat(ctx, store.Member{ID: "other", Triggers: map[string]string{"orders": "h"}}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runner.Repartition(ctx, st, "orders", 2, false); !errors.Is(err, runner.ErrTriggerRunning) || !strings.Contains(err.Error(), "other") {
+	if _, err := runner.Repartition(ctx, st, "orders", 2, runner.RepartitionOptions{}); !errors.Is(err, runner.ErrTriggerRunning) || !strings.Contains(err.Error(), "other") {
 		t.Fatalf("Repartition with a live member = %v, want ErrTriggerRunning naming it", err)
 	}
 	if err := st.RemoveMember(ctx, "other"); err != nil {
 		t.Fatal(err)
 	}
-	res, err := runner.Repartition(ctx, st, "orders", 2, false)
+	res, err := runner.Repartition(ctx, st, "orders", 2, runner.RepartitionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestRepartitionLosesNothing(t *testing.T) {
 	if err != nil || len(cps) != 2 || cps[0].Trigger != "orders/p0of2" || cps[1].Trigger != "orders/p1of2" {
 		t.Fatalf("checkpoints after repartition = %+v, %v", cps, err)
 	}
-	again, err := runner.Repartition(ctx, st, "orders", 2, false)
+	again, err := runner.Repartition(ctx, st, "orders", 2, runner.RepartitionOptions{})
 	if err != nil || string(again.Start.Token) != string(res.Start.Token) {
 		t.Fatalf("repartition again = %+v, %v; want the same start", again, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,44 +39,115 @@ type Repartitioned struct {
 	Keys []string
 }
 
+// RepartitionOptions tune Repartition.
+type RepartitionOptions struct {
+	// Force skips the refusal while live cluster members list the trigger
+	// in their configuration. A lease held by anyone always refuses.
+	Force bool
+	// Owner names the holder of the leases while Repartition rewrites
+	// (default "checkpoints-repartition@HOST-PID").
+	Owner string
+	// LeaseTTL is how long those leases are taken for (default
+	// triggers.DefaultLeaseTTL); they are released when it is done.
+	LeaseTTL time.Duration
+}
+
 // Repartition rewrites the checkpoints of trigger for n partitions (1 to
 // triggers.MaxPartitions): every new partition's checkpoint becomes the
 // oldest of the trigger's checkpoints under any partitioning, so no change
-// is skipped; then the other checkpoints, and the free lease documents of
-// their keys, are removed. The changes between the oldest and the newest
-// old checkpoint were delivered by the partitions that were ahead and are
+// is skipped; then the other checkpoints, and the lease documents of their
+// keys, are removed. The changes between the oldest and the newest old
+// checkpoint were delivered by the partitions that were ahead and are
 // delivered again after the restart (same webhook-id); nothing else is.
 // Running it again (after a crash in the middle) gives the same result.
 //
-// It refuses (ErrTriggerRunning) while a live cluster member lists the
-// trigger in its configuration or anyone holds an unexpired lease of one
-// of its keys, because a running member would keep moving the checkpoints
-// it holds; force skips that check (then a member still running the old
-// partitions can write old keys again, which the new partitions ignore: at
-// worst more duplicates). A `changehook dev` process takes no leases: stop
-// it first.
-func Repartition(ctx context.Context, st *store.Store, trigger string, n int, force bool) (Repartitioned, error) {
+// It rewrites as the holder of the lease of every old and new key (the
+// keys of the trigger's checkpoints and lease documents, and the new
+// partitions' keys), taken for opts.LeaseTTL and released at the end, like
+// a cluster member would: while it holds them no member can start one of
+// those partitions, and a member that held one before can no longer write
+// its checkpoint (its epoch is older). It refuses (ErrTriggerRunning),
+// changing nothing, while anyone holds an unexpired lease of one of those
+// keys, naming the holder, and — unless opts.Force — while a live cluster
+// member lists the trigger in its configuration (such a member would take
+// the old partitions again and, finding their checkpoints gone, fail until
+// its configuration says partitions: n). A `changehook dev` process takes
+// no leases: stop it first.
+func Repartition(ctx context.Context, st *store.Store, trigger string, n int, opts RepartitionOptions) (Repartitioned, error) {
 	res := Repartitioned{Trigger: trigger, Partitions: n}
 	if n < 1 || n > triggers.MaxPartitions {
 		return res, fmt.Errorf("repartition %s: partitions must be between 1 and %d, got %d", trigger, triggers.MaxPartitions, n)
 	}
-	if !force {
-		if err := notRunning(ctx, st, trigger); err != nil {
+	if !opts.Force {
+		if err := notListed(ctx, st, trigger); err != nil {
 			return res, fmt.Errorf("repartition %s: %w", trigger, err)
 		}
 	}
-	old, err := st.TriggerCheckpoints(ctx, trigger)
-	if err != nil {
-		return res, fmt.Errorf("repartition %s: %w", trigger, err)
+	if opts.Owner == "" {
+		host, _ := os.Hostname()
+		opts.Owner = fmt.Sprintf("checkpoints-repartition@%s-%d", host, os.Getpid())
 	}
-	res.Old = old
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = triggers.DefaultLeaseTTL
+	}
 	for i := range n {
 		res.Keys = append(res.Keys, triggers.PartitionKey(trigger, i, n))
 	}
-	if len(old) == 0 {
+	held := map[string]store.Fence{}
+	defer func() {
+		for key, f := range held {
+			_ = st.ReleaseLease(context.WithoutCancel(ctx), key, f)
+		}
+	}()
+	// Take the leases of every key in use, until no checkpoint or lease of
+	// the trigger appears that is not held (a member may have started a
+	// partition meanwhile).
+	var old []store.Checkpoint
+	for round := 0; ; round++ {
+		keys, cps, err := triggerKeys(ctx, st, trigger, res.Keys)
+		if err != nil {
+			return res, fmt.Errorf("repartition %s: %w", trigger, err)
+		}
+		fresh := 0
+		for _, key := range keys {
+			if _, ok := held[key]; ok {
+				continue
+			}
+			fresh++
+			l, err := st.AcquireLease(ctx, key, opts.Owner, opts.LeaseTTL)
+			if errors.Is(err, store.ErrLeaseHeld) {
+				return res, fmt.Errorf("repartition %s: %w: %s; nothing was changed. Stop every changehook running it, then repartition again",
+					trigger, ErrTriggerRunning, leaseHolder(ctx, st, key))
+			}
+			if err != nil {
+				return res, fmt.Errorf("repartition %s: %w", trigger, err)
+			}
+			held[key] = store.Fence{Owner: l.Owner, Epoch: l.Epoch}
+		}
+		if fresh == 0 {
+			old = cps
+			break
+		}
+		if round == 5 {
+			return res, fmt.Errorf("repartition %s: %w: its partitions keep changing while the leases are taken; nothing was changed", trigger, ErrTriggerRunning)
+		}
+	}
+	// Claim each checkpoint for this epoch, fencing out its former writers,
+	// and read it as claimed.
+	res.Old = res.Old[:0]
+	for _, cp := range old {
+		claimed, ok, err := st.ClaimCheckpoint(ctx, cp.Trigger, held[cp.Trigger])
+		if err != nil {
+			return res, fmt.Errorf("repartition %s: %w", trigger, err)
+		}
+		if ok {
+			res.Old = append(res.Old, claimed)
+		}
+	}
+	if len(res.Old) == 0 {
 		return res, nil
 	}
-	for i, cp := range old {
+	for i, cp := range res.Old {
 		a, err := TokenPosition(cp.Token)
 		if err != nil {
 			return res, fmt.Errorf("repartition %s: checkpoint %s: %w", trigger, cp.Trigger, err)
@@ -94,27 +166,75 @@ func Repartition(ctx context.Context, st *store.Store, trigger string, n int, fo
 	now := time.Now()
 	for _, key := range res.Keys {
 		cp := store.Checkpoint{Trigger: key, Token: res.Start.Token, ClusterTime: res.Start.ClusterTime, UpdatedAt: now}
-		if err := st.SaveCheckpoint(ctx, cp); err != nil {
+		if err := st.SaveFencedCheckpoint(ctx, cp, held[key]); err != nil {
 			return res, fmt.Errorf("repartition %s: %w", trigger, err)
 		}
 	}
-	for _, cp := range old {
+	for _, cp := range res.Old {
 		if slices.Contains(res.Keys, cp.Trigger) {
 			continue
 		}
 		if err := st.DeleteCheckpoint(ctx, cp.Trigger); err != nil {
 			return res, fmt.Errorf("repartition %s: %w", trigger, err)
 		}
-		if err := st.DeleteFreeLease(ctx, cp.Trigger); err != nil {
+	}
+	// The old keys' leases go with their checkpoints; the new keys' are
+	// released (their epochs stay, so the next holder fences this one out).
+	for key, f := range held {
+		if slices.Contains(res.Keys, key) {
+			continue
+		}
+		if err := st.ReleaseLease(ctx, key, f); err != nil {
+			return res, fmt.Errorf("repartition %s: %w", trigger, err)
+		}
+		delete(held, key)
+		if err := st.DeleteFreeLease(ctx, key); err != nil {
 			return res, fmt.Errorf("repartition %s: %w", trigger, err)
 		}
 	}
 	return res, nil
 }
 
-// notRunning fails when a live member lists trigger or an unexpired lease
-// of one of its keys is held.
-func notRunning(ctx context.Context, st *store.Store, trigger string) error {
+// triggerKeys returns the keys Repartition must hold for trigger: those of
+// its checkpoints (returned too) and lease documents under any
+// partitioning, and the new keys, sorted.
+func triggerKeys(ctx context.Context, st *store.Store, trigger string, newKeys []string) ([]string, []store.Checkpoint, error) {
+	cps, err := st.TriggerCheckpoints(ctx, trigger)
+	if err != nil {
+		return nil, nil, err
+	}
+	leases, err := st.ListLeases(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys := slices.Clone(newKeys)
+	for _, cp := range cps {
+		keys = append(keys, cp.Trigger)
+	}
+	for _, l := range leases {
+		if name, _, _, ok := triggers.ParsePartitionKey(l.Key); ok && name == trigger {
+			keys = append(keys, l.Key)
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), cps, nil
+}
+
+// leaseHolder says who holds key's lease, for a refusal.
+func leaseHolder(ctx context.Context, st *store.Store, key string) string {
+	if ls, err := st.ListLeases(ctx); err == nil {
+		for _, l := range ls {
+			if l.Key == key && l.Owner != "" {
+				return fmt.Sprintf("%s holds the lease of %s (it expires in %s unless renewed)", l.Owner, key, time.Duration(l.RemainingMS)*time.Millisecond)
+			}
+		}
+	}
+	return "another process holds the lease of " + key
+}
+
+// notListed fails when a live cluster member lists trigger in its
+// configuration.
+func notListed(ctx context.Context, st *store.Store, trigger string) error {
 	live, err := st.LiveMembers(ctx)
 	if err != nil {
 		return err
@@ -127,15 +247,6 @@ func notRunning(ctx context.Context, st *store.Store, trigger string) error {
 	}
 	if len(ids) > 0 {
 		return fmt.Errorf("%w on cluster members %s: stop them (or remove the trigger from their configuration) first, or use --force", ErrTriggerRunning, strings.Join(ids, ", "))
-	}
-	leases, err := st.ListLeases(ctx)
-	if err != nil {
-		return err
-	}
-	for _, l := range leases {
-		if name, _, _, ok := triggers.ParsePartitionKey(l.Key); ok && name == trigger && l.Owner != "" && l.RemainingMS > 0 {
-			return fmt.Errorf("%w: %s holds the lease %s for %dms more: stop it first, or use --force", ErrTriggerRunning, l.Owner, l.Key, l.RemainingMS)
-		}
 	}
 	return nil
 }

@@ -45,7 +45,10 @@ Changing its partitions is explicit: stop every changehook running it, run
 repartition (every new partition continues from the OLDEST old checkpoint, so
 nothing is skipped; the changes between the oldest and the newest old
 checkpoint are delivered again, with the same webhook-id), set partitions: N
-in the configuration, start changehook again.
+in the configuration, start changehook again. repartition holds the leases of
+every old and new partition while it rewrites, like reset: it is refused,
+changing nothing, while any process holds one of them (it names the holder),
+and while a live cluster member lists the trigger unless --force.
 
 Examples:
   changehook checkpoints list
@@ -242,7 +245,7 @@ func checkpointsRepartition(ctx context.Context, args []string, env Env) int {
 	path := configFlag(fs)
 	name := fs.String("trigger", "", "the trigger to repartition (required)")
 	n := fs.Int("partitions", 0, fmt.Sprintf("the new number of partitions, 1 to %d (required)", triggers.MaxPartitions))
-	force := fs.Bool("force", false, "do not refuse while cluster members list the trigger or hold its leases")
+	force := fs.Bool("force", false, "do not refuse while live cluster members list the trigger (a held lease still refuses)")
 	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
 	}
@@ -264,7 +267,7 @@ func checkpointsRepartition(ctx context.Context, args []string, env Env) int {
 	if *n > 1 && t.Ordering == triggers.Strict {
 		return usageError(env, fs, "trigger %s has ordering strict, which partitions cannot keep; change its ordering first", t.Name)
 	}
-	res, err := runner.Repartition(ctx, sc.store, t.Name, *n, *force)
+	res, err := runner.Repartition(ctx, sc.store, t.Name, *n, runner.RepartitionOptions{Force: *force, LeaseTTL: sc.cfg.Cluster.LeaseTTL})
 	if err != nil {
 		return fail(env, "checkpoints repartition", err)
 	}

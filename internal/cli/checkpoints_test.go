@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +101,135 @@ func TestResetFencedPartitions(t *testing.T) {
 	}
 	if err := st.ReleaseLease(ctx, p1, store.Fence{Owner: "m1", Epoch: l1.Epoch}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRepartitionCommandUnderLeases: `checkpoints repartition` rewrites
+// only while it can hold the lease of every old and new partition: a lease
+// held on an old or on a new key, or (without --force) a live member
+// listing the trigger, refuses it naming the holder, with nothing changed;
+// then it moves every new partition to the oldest old checkpoint, removes
+// the old keys' checkpoints and leases, and a writer of a new key's older
+// epoch can no longer move its checkpoint.
+func TestRepartitionCommandUnderLeases(t *testing.T) {
+	srv, client := devdbtest.Start(t)
+	st := store.New(client, "chstate")
+	ctx := t.Context()
+	cfg := writeConfig(t, fmt.Sprintf(`
+mongodb: { uri: %q }
+state: { database: chstate }
+cluster: { lease_ttl: 3s }
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    ordering: per_document
+    partitions: 2
+    webhook: { url: "http://127.0.0.1:1/orders" }
+`, srv.URI()))
+	tokens := map[string]string{"orders/p0of4": "82000000B0", "orders/p1of4": "82000000A0", "orders/p2of4": "82000000C0", "orders/p3of4": "82000000D0"}
+	for key, data := range tokens {
+		tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: data}})
+		if err := st.SaveCheckpoint(ctx, store.Checkpoint{Trigger: key, Token: tok}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repartition := func(extra ...string) (int, string, string) {
+		return run(t, nil, "", append([]string{"checkpoints", "repartition", "-c", cfg, "--trigger", "orders", "--partitions", "2"}, extra...)...)
+	}
+	unchanged := func(when string) {
+		t.Helper()
+		cps, err := st.TriggerCheckpoints(ctx, "orders")
+		if err != nil || len(cps) != 4 {
+			t.Fatalf("%s: checkpoints %+v, %v; want the 4 old ones untouched", when, cps, err)
+		}
+		for _, cp := range cps {
+			if got := cp.Token.Lookup("_data").StringValue(); got != tokens[cp.Trigger] {
+				t.Errorf("%s: %s moved to %s", when, cp.Trigger, got)
+			}
+		}
+		ls, err := st.ListLeases(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			if strings.HasPrefix(l.Owner, "checkpoints-repartition@") {
+				t.Errorf("%s: lease %s still held by the refused repartition", when, l.Key)
+			}
+		}
+	}
+
+	// A member holds an old partition.
+	l1, err := st.AcquireLease(ctx, "orders/p2of4", "m1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := repartition()
+	if code == 0 || !strings.Contains(errOut, "m1 holds the lease of orders/p2of4") || !strings.Contains(errOut, "nothing was changed") {
+		t.Fatalf("repartition while m1 holds an old partition: exit %d, stderr %q", code, errOut)
+	}
+	unchanged("refused for an old partition's lease")
+	if err := st.ReleaseLease(ctx, "orders/p2of4", store.Fence{Owner: "m1", Epoch: l1.Epoch}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A member already runs a new partition.
+	l3, err := st.AcquireLease(ctx, "orders/p1of2", "m3", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = repartition()
+	if code == 0 || !strings.Contains(errOut, "m3 holds the lease of orders/p1of2") {
+		t.Fatalf("repartition while m3 holds a new partition: exit %d, stderr %q", code, errOut)
+	}
+	unchanged("refused for a new partition's lease")
+	f3 := store.Fence{Owner: "m3", Epoch: l3.Epoch}
+	if err := st.ReleaseLease(ctx, "orders/p1of2", f3); err != nil {
+		t.Fatal(err)
+	}
+
+	// A live member lists the trigger: refused unless --force.
+	if err := st.Heartbeat(ctx, store.Member{ID: "m4", Triggers: map[string]string{"orders": "h"}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = repartition()
+	if code == 0 || !strings.Contains(errOut, "cluster members m4") {
+		t.Fatalf("repartition while m4 lists the trigger: exit %d, stderr %q", code, errOut)
+	}
+	unchanged("refused for a live member")
+	code, out, errOut := repartition("--force")
+	if code != 0 || !strings.Contains(out, "-> 2 partition(s) (orders/p0of2, orders/p1of2)") ||
+		!strings.Contains(out, "oldest old checkpoint, orders/p1of4") || !strings.Contains(out, "delivered again") {
+		t.Fatalf("repartition --force: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	cps, err := st.TriggerCheckpoints(ctx, "orders")
+	if err != nil || len(cps) != 2 || cps[0].Trigger != "orders/p0of2" || cps[1].Trigger != "orders/p1of2" {
+		t.Fatalf("checkpoints after repartition: %+v, %v", cps, err)
+	}
+	for _, cp := range cps {
+		if got := cp.Token.Lookup("_data").StringValue(); got != "82000000A0" {
+			t.Errorf("%s continues from %s, want the oldest old checkpoint 82000000A0", cp.Trigger, got)
+		}
+	}
+	ls, err := st.ListLeases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epochs := map[string]int64{}
+	for _, l := range ls {
+		if strings.HasPrefix(l.Key, "orders/") {
+			epochs[l.Key] = l.Epoch
+			if l.Owner != "" {
+				t.Errorf("lease %s held by %q after the repartition, want released", l.Key, l.Owner)
+			}
+		}
+	}
+	if len(epochs) != 2 || epochs["orders/p0of2"] < 1 || epochs["orders/p1of2"] <= l3.Epoch {
+		t.Errorf("leases after repartition %v: want only the new keys, each taken while rewriting (p1of2 past m3's epoch %d)", epochs, l3.Epoch)
+	}
+	// m3's older epoch is fenced out of the new checkpoint.
+	tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: "82000000FF"}})
+	if err := st.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "orders/p1of2", Token: tok}, f3); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("m3 writing orders/p1of2 with its old epoch after the repartition: %v, want ErrLeaseLost", err)
 	}
 }
