@@ -273,7 +273,8 @@ var errInvalidated = errors.New("change stream invalidated")
 // dispatcher.FullJitterBackoff) while the status shows the
 // trigger failed and retrying. Permanent ones — history lost (286),
 // invalid resume token (260), an invalidate (collection dropped or renamed,
-// database dropped), a pipeline the server rejects — mark the trigger
+// database dropped), a pipeline the server rejects, a server error ending
+// the open stream that is neither resumable nor transient — mark the trigger
 // failed; Run then waits for the deliveries already submitted, checkpoints
 // them and returns a *TriggerError.
 func (w *Watcher) Run(ctx context.Context) error {
@@ -310,7 +311,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if opened {
 			attempt = 0
 		}
-		reason, wayOut, retry := w.classify(err)
+		reason, wayOut, retry := w.classify(err, opened)
 		w.setFailed(reason, wayOut, retry)
 		if !retry {
 			w.log.Error("trigger failed", "reason", reason)
@@ -702,8 +703,12 @@ func (w *Watcher) shutdown(ctx context.Context) {
 }
 
 // classify turns a stream error into a status reason, the way out of a
-// permanent failure and whether reopening the stream can help.
-func (w *Watcher) classify(err error) (reason, wayOut string, retry bool) {
+// permanent failure and whether reopening the stream can help. opened says
+// whether the stream was open when it failed: a server error that neither
+// the driver resumes (no ResumableChangeStreamError label) nor is a
+// transient code is then the server ending a running stream, not the
+// server rejecting the trigger's pipeline.
+func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry bool) {
 	name := w.t.Name
 	if errors.Is(err, errInvalidated) {
 		what := "collection dropped"
@@ -732,6 +737,10 @@ func (w *Watcher) classify(err error) (reason, wayOut string, retry bool) {
 				"fix the cause, then run `changehook resume " + name + "`", false
 		}
 		if !transientCode(ce.Code) && !ce.HasErrorLabel("ResumableChangeStreamError") && !ce.HasErrorLabel("RetryableError") {
+			if opened {
+				return fmt.Sprintf("the server ended the change stream with an error that is not resumable (%s %d): %s", ce.Name, ce.Code, ce.Message),
+					"find the cause in the server's log, then run `changehook resume " + name + "`: it reopens the stream from the checkpoint and delivers every change since", false
+			}
 			return fmt.Sprintf("the server rejected the change stream (%s %d): %s", ce.Name, ce.Code, ce.Message),
 				"fix the trigger's match/pipeline in the configuration and reload (kill -HUP, or POST /api/reload)", false
 		}

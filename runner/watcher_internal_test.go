@@ -20,26 +20,31 @@ func TestClassify(t *testing.T) {
 		trigger   triggers.Trigger
 		lastOp    string
 		err       error
+		opened    bool // the stream was open when err ended it
 		retry     bool
 		reasonHas string
 	}{
-		{"invalidate on collection", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "drop", errInvalidated, false, "collection dropped"},
-		{"invalidate after rename", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "rename", errInvalidated, false, "collection renamed"},
-		{"invalidate on database", triggers.Trigger{Name: "t", Database: "d"}, "", errInvalidated, false, "database dropped"},
-		{"history lost", triggers.Trigger{Name: "orders"}, "", mongo.CommandError{Code: 286, Name: "ChangeStreamHistoryLost"}, false, "`changehook checkpoints reset --trigger orders` is the way out"},
-		{"invalid token", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 260, Name: "InvalidResumeToken"}, false, "history lost"},
-		{"fatal", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 280, Name: "ChangeStreamFatalError", Message: "_id changed"}, false, "_id changed"},
-		{"pipeline rejected", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 40324, Name: "Location40324", Message: "Unrecognized pipeline stage"}, false, "rejected"},
-		{"election", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 10107, Name: "NotWritablePrimary"}, true, "NotWritablePrimary"},
-		{"resumable label", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 12345, Labels: []string{"ResumableChangeStreamError"}}, true, ""},
-		{"network", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 40324, Labels: []string{"NetworkError"}}, true, ""},
-		{"driver error without a code", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Message: "connection pool was cleared"}, true, "pool"},
-		{"not a server error", triggers.Trigger{Name: "t"}, "", fmt.Errorf("open: %w", errors.New("server selection timeout")), true, "server selection timeout"},
+		{"invalidate on collection", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "drop", errInvalidated, false, false, "collection dropped"},
+		{"invalidate after rename", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "rename", errInvalidated, false, false, "collection renamed"},
+		{"invalidate on database", triggers.Trigger{Name: "t", Database: "d"}, "", errInvalidated, false, false, "database dropped"},
+		{"history lost", triggers.Trigger{Name: "orders"}, "", mongo.CommandError{Code: 286, Name: "ChangeStreamHistoryLost"}, false, false, "`changehook checkpoints reset --trigger orders` is the way out"},
+		{"invalid token", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 260, Name: "InvalidResumeToken"}, false, false, "history lost"},
+		{"fatal", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 280, Name: "ChangeStreamFatalError", Message: "_id changed"}, false, false, "_id changed"},
+		{"pipeline rejected", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 40324, Name: "Location40324", Message: "Unrecognized pipeline stage"}, false, false, "rejected"},
+		{"election", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 10107, Name: "NotWritablePrimary"}, false, true, "NotWritablePrimary"},
+		{"resumable label", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 12345, Labels: []string{"ResumableChangeStreamError"}}, false, true, ""},
+		{"network", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 40324, Labels: []string{"NetworkError"}}, false, true, ""},
+		{"driver error without a code", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Message: "connection pool was cleared"}, false, true, "pool"},
+		{"fatal on an open stream", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 280, Name: "ChangeStreamFatalError", Message: "_id changed"}, true, false, "_id changed"},
+		{"non-resumable getMore error", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 216, Name: "ElectionInProgress", Message: "m"}, true, false, "not resumable (ElectionInProgress 216)"},
+		{"resumable label on an open stream", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 216, Labels: []string{"ResumableChangeStreamError"}}, true, true, ""},
+		{"stepdown on an open stream", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 189, Name: "PrimarySteppedDown"}, true, true, "PrimarySteppedDown"},
+		{"not a server error", triggers.Trigger{Name: "t"}, "", fmt.Errorf("open: %w", errors.New("server selection timeout")), false, true, "server selection timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := &Watcher{t: &tt.trigger, lastOp: tt.lastOp}
-			reason, wayOut, retry := w.classify(tt.err)
+			reason, wayOut, retry := w.classify(tt.err, tt.opened)
 			if retry != tt.retry || !strings.Contains(reason, tt.reasonHas) {
 				t.Errorf("classify = %q, %v; want retry %v and reason containing %q", reason, retry, tt.retry, tt.reasonHas)
 			}
