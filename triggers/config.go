@@ -292,6 +292,9 @@ type Trigger struct {
 	PayloadErrors PayloadErrorPolicy
 	// Circuit is the endpoint's circuit breaker.
 	Circuit CircuitPolicy
+	// Batch delivers several events per request (nil: one event per
+	// request).
+	Batch *BatchPolicy
 	// Network is the configuration's network section (the same for every
 	// trigger), so that a Sender built from the trigger alone applies it.
 	Network NetworkPolicy

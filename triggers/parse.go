@@ -637,7 +637,7 @@ func triggerFields() []string {
 		"name", "database", "collection", "operations", "match", "project",
 		"full_document", "full_document_before_change", "start_at", "ordering",
 		"concurrency", "max_inflight_bytes", "partitions", "enabled", "webhook", "retry", "dead_letter",
-		"payload_errors", "circuit",
+		"payload_errors", "circuit", "batch",
 	}
 }
 
@@ -734,6 +734,10 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 	t.PayloadErrors = d.payloadErrors(own["payload_errors"], defs["payload_errors"])
 	t.Circuit = d.circuit(own["circuit"], defs["circuit"])
 	t.Webhook = d.webhook(own["webhook"], defs["webhook"], at, defaultsOnly)
+	t.Batch = d.batch(own["batch"], defs["batch"], at, defaultsOnly, t.MaxInflightBytes)
+	if !defaultsOnly {
+		d.checkBatch(t, own, at)
+	}
 
 	if e := get("match"); e.set() {
 		t.Match = d.match(e)

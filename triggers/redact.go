@@ -176,6 +176,7 @@ func (t *Trigger) MarshalJSON() ([]byte, error) {
 		DeadLetter               bool               `json:"dead_letter"`
 		PayloadErrors            PayloadErrorPolicy `json:"payload_errors"`
 		Circuit                  CircuitPolicy      `json:"circuit"`
+		Batch                    *BatchPolicy       `json:"batch,omitempty"`
 	}{
 		Name:                     t.Name,
 		Database:                 t.Database,
@@ -195,6 +196,7 @@ func (t *Trigger) MarshalJSON() ([]byte, error) {
 		DeadLetter:               t.DeadLetter,
 		PayloadErrors:            t.PayloadErrors,
 		Circuit:                  t.Circuit,
+		Batch:                    t.Batch,
 	}
 	if !t.StartAt.Now {
 		v.StartAt = t.StartAt.Time.Format(time.RFC3339Nano)
