@@ -30,8 +30,9 @@ type Message struct {
 	ID string
 	// Body is the exact request body (what is signed).
 	Body []byte
-	// Header holds the event's own headers: the ce-* attributes of the
-	// cloudevents-binary format; nil otherwise.
+	// Header holds the message's own headers, which win over the
+	// trigger's: the ce-* attributes of the cloudevents-binary format, a
+	// batch's Content-Type; nil otherwise.
 	Header http.Header
 }
 

@@ -34,6 +34,7 @@ type Dispatcher struct {
 	fail        failTrack   // FailingSince
 	payload     payloadGuard
 	circuit     *circuit // nil: disabled
+	batcher     *batcher // nil: one event per request
 
 	runCtx    context.Context // deliveries; canceled when Close's grace ends
 	cancelRun context.CancelFunc
@@ -59,7 +60,9 @@ type job struct {
 // blocks the trigger (Strict) or its key (PerDocument). Zero fields take
 // defaults (triggers' Default* constants; Ordering Strict; Concurrency 1;
 // Method POST; Format json). New checks the URL, method, headers, secrets and
-// format; its errors never contain secrets.
+// format; its errors never contain secrets. With t.Batch the events are
+// delivered in batches (see triggers.BatchPolicy): one request per batch,
+// whose events are done together, or dead-lettered one by one.
 func New(t *triggers.Trigger, sink DeadLetterSink, opts ...Option) (*Dispatcher, error) {
 	if t == nil {
 		return nil, errors.New("new dispatcher: nil trigger")
@@ -106,6 +109,11 @@ func newDispatcher(t *triggers.Trigger, sink DeadLetterSink, opts []Option) (*Di
 		circuit: newCircuit(t, s.retry, s.clock, s.metrics),
 	}
 	d.fail.clock = d.clock
+	if t.Batch != nil {
+		if d.batcher, err = newBatcher(d, t, t.Batch); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
@@ -116,17 +124,32 @@ const queueLen = 16
 // from Submit until the watermark passes it, so this is Concurrency
 // deliveries in flight plus a queue of max(Concurrency, 16) events, and a slow
 // (or blocked) oldest event stops admission once that window is full.
-func (d *Dispatcher) capacity() int { return d.concurrency + max(d.concurrency, queueLen) }
+// Batched: the sealed batches and the open one, full (batcher.capacity).
+func (d *Dispatcher) capacity() int {
+	if d.batcher != nil {
+		return d.batcher.capacity()
+	}
+	return d.concurrency + max(d.concurrency, queueLen)
+}
 
 // start creates the tracker and starts the workers.
 func (d *Dispatcher) start() {
-	d.tracker = NewTracker[job](d.ordering, d.capacity())
+	ordering, worker := d.ordering, d.worker
+	if d.batcher != nil {
+		// Every event is handed to the batcher at once, in stream order;
+		// the batcher applies the ordering to whole batches.
+		ordering, worker = triggers.None, d.batchWorker
+	}
+	d.tracker = NewTracker[job](ordering, d.capacity())
 	d.tracker.SetByteBudgets(d.maxBytes, d.shared)
 	d.runCtx, d.cancelRun = context.WithCancel(context.Background())
 	d.stopped = make(chan struct{})
 	var workers sync.WaitGroup
+	if d.batcher != nil {
+		workers.Go(d.batcher.run)
+	}
 	for range d.concurrency {
-		workers.Go(d.worker)
+		workers.Go(worker)
 	}
 	go func() {
 		workers.Wait()
@@ -142,7 +165,9 @@ func (d *Dispatcher) start() {
 // than a budget waits until nothing else is held, then passes alone), so a
 // slow endpoint slows the caller down; it returns ctx's error if ctx ends first, and
 // ErrClosed after Close. Under PerDocument a keyless event is a barrier: Submit
-// returns once it is delivered (see PerDocument).
+// returns once it is delivered (see PerDocument); a batched trigger's
+// barrier is kept by its batches instead (see triggers.BatchPolicy), and
+// Submit does not wait for it.
 func (d *Dispatcher) Submit(ctx context.Context, ev Event) error {
 	if len(ev.Token) == 0 {
 		return errors.New("submit event: empty resume token")

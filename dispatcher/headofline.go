@@ -98,6 +98,14 @@ func (p *progress) failedPayload(err error, next time.Time) {
 	p.hol.Permanent, p.hol.NextAttemptAt = true, next
 }
 
+// batched records that the delivery is the batch id's (HeadOfLine then
+// shows id).
+func (p *progress) batched(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hol.WebhookID = id
+}
+
 // snapshot returns a copy of the progress.
 func (p *progress) snapshot() HeadOfLine {
 	p.mu.Lock()
@@ -115,7 +123,11 @@ func (d *Dispatcher) HeadOfLine() (h HeadOfLine, ok bool) {
 		return HeadOfLine{}, false
 	}
 	h = j.prog.snapshot()
-	h.WebhookID = WebhookID(d.trigger, j.ev.Token)
+	if h.WebhookID == "" {
+		// Not the first event of a sealed batch (whose progress carries
+		// the batch's id): the event's own.
+		h.WebhookID = WebhookID(d.trigger, j.ev.Token)
+	}
 	h.Submitted = j.submitted
 	return h, true
 }

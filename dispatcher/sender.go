@@ -52,6 +52,11 @@ type Attempt struct {
 	DocumentKey bson.Raw
 	// Operation is the event's operationType ("" from SendOnce).
 	Operation string
+	// Events is the number of events the request carried when it was a
+	// batch (a trigger with batch: its body is a JSON array of Events
+	// elements, WebhookID is the batch's id and DocumentKey and Operation
+	// are the first event's); 0 for a request of one event.
+	Events int
 
 	// resp is the response (its body already read and closed), for the
 	// Backoff policy's Retry-After.
@@ -435,6 +440,7 @@ func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int)
 type eventInfo struct {
 	documentKey bson.Raw
 	operation   string
+	events      int // Attempt.Events
 }
 
 // eventInfo reads ev's documentKey and operationType for the observers
@@ -458,7 +464,7 @@ func (s *Sender) eventInfo(ev Event) eventInfo {
 // (once: no loop).
 func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInfo) (Attempt, bool, error) {
 	id := msg.ID
-	at := Attempt{WebhookID: id, Number: n, Trigger: s.trigger, DocumentKey: info.documentKey, Operation: info.operation}
+	at := Attempt{WebhookID: id, Number: n, Trigger: s.trigger, DocumentKey: info.documentKey, Operation: info.operation, Events: info.events}
 	if s.limiters != nil {
 		if err := s.waitRate(ctx); err != nil {
 			at.Start, at.Reason, at.Err = s.clock.Now(), ReasonCanceled, err
@@ -608,12 +614,13 @@ func (s *Sender) header(id string, now time.Time, payload []byte, extra http.Hea
 	}
 	vals := make([]string, 0, n)
 	h := make(http.Header, len(s.baseHeader)+len(extra)+4)
-	for k, v := range extra {
+	for k, v := range s.baseHeader {
 		i := len(vals)
 		vals = append(vals, v...)
 		h[k] = vals[i:len(vals):len(vals)]
 	}
-	for k, v := range s.baseHeader {
+	// The message's own headers win (a batch's Content-Type).
+	for k, v := range extra {
 		i := len(vals)
 		vals = append(vals, v...)
 		h[k] = vals[i:len(vals):len(vals)]

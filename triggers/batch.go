@@ -11,8 +11,9 @@ const (
 	// MinBatchEvents is the smallest batch.max_events accepted: a batch of
 	// one is an unbatched delivery, which is what omitting batch gives.
 	MinBatchEvents = 2
-	// MaxBatchEvents bounds batch.max_events.
-	MaxBatchEvents = 10000
+	// MaxBatchEvents bounds batch.max_events: a batched trigger holds at
+	// most 2·MaxConcurrency events, as many as the largest unbatched one.
+	MaxBatchEvents = 1000
 	// DefaultBatchMaxBytes is batch.max_bytes when omitted (1 MiB).
 	DefaultBatchMaxBytes int64 = 1 << 20
 	// DefaultBatchMaxWait is batch.max_wait when omitted.

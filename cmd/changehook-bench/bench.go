@@ -98,6 +98,7 @@ type modeResult struct {
 	PeakRSS    int64         // runner process VmHWM at the last receipt
 	Conns      int64         // connections the receiver accepted
 	HTTPS      bool          // drained to the HTTPS receiver
+	Batch      int           // batch.max_events (0: unbatched)
 	Steady     []time.Duration
 	SteadyN    int
 	SteadyCPU  time.Duration
@@ -121,9 +122,11 @@ type report struct {
 
 	Modes []modeResult
 	HTTPS []modeResult // HTTPS drains, one per mode (-https)
-	Rate  *rateResult  // real-time rate-limit check (-rate-limit)
-	BP    *bpResult
-	BPErr string // why the backpressure run failed, if it did
+	// Batched is the batched drains (-batch), one per mode but strict.
+	Batched []modeResult
+	Rate    *rateResult // real-time rate-limit check (-rate-limit)
+	BP      *bpResult
+	BPErr   string // why the backpressure run failed, if it did
 	// History is the history phase (nil: not run).
 	History *historyResult
 
@@ -154,13 +157,13 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 	}
 	for _, m := range b.cfg.modes {
 		b.logf("runner %s: drain a backlog of %d", m, b.cfg.n)
-		r, err := b.drain(ctx, m, false)
+		r, err := b.drain(ctx, m, false, 0)
 		if err != nil {
 			return nil, err
 		}
 		if b.cfg.https {
 			b.logf("runner %s: drain a backlog of %d to an HTTPS receiver", m, b.cfg.n)
-			h, err := b.drain(ctx, m, true)
+			h, err := b.drain(ctx, m, true, 0)
 			if err != nil {
 				return nil, err
 			}
@@ -173,6 +176,9 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 			}
 		}
 		rep.Modes = append(rep.Modes, r)
+	}
+	if err := b.batchedDrains(ctx, rep); err != nil {
+		return nil, err
 	}
 	if b.cfg.rateLimit > 0 {
 		b.logf("rate limit: webhook.rate_limit %g/s, backlog of %d", b.cfg.rateLimit, int(b.cfg.rateLimit*b.cfg.rateDuration.Seconds())+1)
@@ -292,10 +298,13 @@ func (b *bench) startRunnerFor(spec triggerSpec) (*runnerProc, error) {
 }
 
 // drain measures one mode's throughput on a backlog, to the HTTPS
-// receiver when https.
-func (b *bench) drain(ctx context.Context, mode string, https bool) (modeResult, error) {
-	res := modeResult{Mode: mode, Events: b.cfg.n, HTTPS: https}
+// receiver when https, in batches of batch events when batch > 0.
+func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (modeResult, error) {
+	res := modeResult{Mode: mode, Events: b.cfg.n, HTTPS: https, Batch: batch}
 	coll := "drain_" + mode
+	if batch > 0 {
+		coll = "drain_batched_" + mode
+	}
 	var serverTLS *tls.Config
 	caFile := ""
 	if https {
@@ -316,7 +325,7 @@ func (b *bench) drain(ctx context.Context, mode string, https bool) (modeResult,
 		return res, err
 	}
 	p, err := b.startRunnerFor(triggerSpec{Mode: mode, Concurrency: b.cfg.concurrency, Database: benchDB,
-		Collection: coll, URL: rec.url(), StartAt: startAt, CAFile: caFile})
+		Collection: coll, URL: rec.url(), StartAt: startAt, CAFile: caFile, Batch: batch})
 	if err != nil {
 		return res, err
 	}
@@ -348,17 +357,21 @@ func (b *bench) drain(ctx context.Context, mode string, https bool) (modeResult,
 	return res, nil
 }
 
-// steadyRun measures one mode's latency at a steady write rate.
+// steadyRun measures one mode's latency at a steady write rate (batched
+// as res.Batch says).
 func (b *bench) steadyRun(ctx context.Context, mode string, res *modeResult) error {
 	n := int(b.cfg.steady.Seconds() * float64(b.cfg.steadyRate))
 	coll := "steady_" + mode
+	if res.Batch > 0 {
+		coll = "steady_batched_" + mode
+	}
 	rec, err := startReceiver(b.clock, n, 0)
 	if err != nil {
 		return err
 	}
 	defer rec.close()
 	p, err := b.startRunnerFor(triggerSpec{Mode: mode, Concurrency: b.cfg.concurrency, Database: benchDB,
-		Collection: coll, URL: rec.url(), StartAt: "now"})
+		Collection: coll, URL: rec.url(), StartAt: "now", Batch: res.Batch})
 	if err != nil {
 		return err
 	}
@@ -552,6 +565,7 @@ func (r *report) print(w io.Writer, cfg config) {
 		}
 		fmt.Fprintln(w)
 	}
+	r.printBatched(w, cfg)
 	if r.History != nil {
 		r.History.print(w)
 		fmt.Fprintln(w)

@@ -11,6 +11,10 @@
 //   - latency at a steady rate: -steady-rate inserts/s for -steady, one
 //     insertOne each; write acknowledgement → first receipt (p50, p99, max).
 //
+// With -batch N (default 100), per_document and none (those of -modes) are
+// drained again with batch: {max_events: N}, their rate compared with (a):
+// batched, the stream read rate is the limit.
+//
 // Baselines in the same run: (a) one Go driver change stream reading the
 // same backlog with no delivery; (b) a Go client POSTing the same number of
 // event-shaped bodies to the same receiver (1 and 16 in flight); (c) a
@@ -94,6 +98,7 @@ type config struct {
 	https        bool
 	rateLimit    float64
 	rateDuration time.Duration
+	batch        int // batch.max_events of the batched drains (0: none)
 
 	history       bool
 	historyOnly   bool
@@ -132,6 +137,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.https, "https", true, "after each mode's drain, drain the same backlog to an HTTPS receiver (self-signed CA passed through webhook.tls.ca_file) and count connections")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 200, "real-time rate-limit check: a trigger with webhook.rate_limit {per_second: this, burst: 1} drains a backlog; 0 skips it")
 	fs.DurationVar(&c.rateDuration, "rate-duration", 10*time.Second, "how long the rate-limit check's backlog takes at the limit")
+	fs.IntVar(&c.batch, "batch", 100, "after the modes, drain per_document and none again with batch.max_events this (0 skips); with -steady, their latency too")
 	fs.BoolVar(&c.history, "history", true, "run the history phase: drains with the delivery history off, on, and on with a slowed writer")
 	fs.BoolVar(&c.historyOnly, "history-only", false, "run only the history phase")
 	fs.IntVar(&c.historyRounds, "history-rounds", 3, "rounds of the history phase (each drains every variant once)")
@@ -180,6 +186,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errUsage
 	case c.rateLimit < 0 || c.rateLimit > 1e5 || c.rateDuration <= 0:
 		fmt.Fprintln(stderr, "changehook-bench: -rate-limit must be between 0 and 100000 and -rate-duration positive")
+		return c, errUsage
+	case c.batch != 0 && (c.batch < 2 || c.batch > 1000):
+		fmt.Fprintln(stderr, "changehook-bench: -batch must be 0 or between 2 and 1000")
 		return c, errUsage
 	case c.steadyRate < 1, c.concurrency < 1, c.bpEvents < 1, c.historyRounds < 1:
 		fmt.Fprintln(stderr, "changehook-bench: -steady-rate, -concurrency, -bp-events and -history-rounds must be positive")

@@ -90,11 +90,25 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "read body", http.StatusBadRequest)
 		return
 	}
-	seq, ok := findSeq(body)
-	if !ok || seq < 0 || seq >= r.want {
+	var seqs [1]int64
+	found := seqs[:0]
+	if len(body) > 0 && body[0] == '[' {
+		// A batch: every element's seq, in order.
+		found = findSeqs(body)
+	} else if seq, ok := findSeq(body); ok {
+		found = append(found, seq)
+	}
+	if len(found) == 0 {
 		r.bad.Add(1)
 		http.Error(w, "no seq in body", http.StatusBadRequest)
 		return
+	}
+	for _, seq := range found {
+		if seq < 0 || seq >= r.want {
+			r.bad.Add(1)
+			http.Error(w, "seq out of range", http.StatusBadRequest)
+			return
+		}
 	}
 	if r.delay > 0 {
 		t := time.NewTimer(r.delay)
@@ -105,9 +119,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	if r.first[seq].CompareAndSwap(0, int64(now)+1) {
-		if r.distinct.Add(1) == r.want {
-			r.doneOnce.Do(func() { close(r.done) })
+	for _, seq := range found {
+		if r.first[seq].CompareAndSwap(0, int64(now)+1) {
+			if r.distinct.Add(1) == r.want {
+				r.doneOnce.Do(func() { close(r.done) })
+			}
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -198,6 +214,22 @@ func findSeq(body []byte) (int64, bool) {
 		digits++
 	}
 	return n, digits > 0
+}
+
+// findSeqs extracts every "seq": <integer> of a batch body (a JSON array
+// of events, one seq each), in order.
+func findSeqs(body []byte) []int64 {
+	var out []int64
+	for {
+		i := bytes.Index(body, seqKey)
+		if i < 0 {
+			return out
+		}
+		if seq, ok := findSeq(body[i:]); ok {
+			out = append(out, seq)
+		}
+		body = body[i+len(seqKey):]
+	}
 }
 
 // clock is the benchmark's single monotonic time base: writers record write

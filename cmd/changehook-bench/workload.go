@@ -114,6 +114,7 @@ type triggerSpec struct {
 	CAFile      string  // webhook.tls.ca_file ("": none)
 	RateLimit   float64 // webhook.rate_limit.per_second, burst 1 (0: none)
 	History     string  // the history section as YAML flow ("" leaves it out: enabled by default)
+	Batch       int     // batch.max_events (0: unbatched)
 }
 
 // writeRunnerConfig writes a triggers.yaml for one trigger and returns its
@@ -129,6 +130,9 @@ func writeRunnerConfig(dir, uri, stateDB string, t triggerSpec) (string, error) 
 	}
 	if t.RateLimit > 0 {
 		extra += fmt.Sprintf("      rate_limit: { per_second: %g, burst: 1 }\n", t.RateLimit)
+	}
+	if t.Batch > 0 {
+		extra += fmt.Sprintf("    batch: { max_events: %d }\n", t.Batch)
 	}
 	cfg := fmt.Sprintf(`mongodb:
   uri: %q

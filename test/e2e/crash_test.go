@@ -19,9 +19,13 @@ import (
 )
 
 // crashConfig is the trigger of the crash test: every insert and update of
-// e2e.items, per-document ordering, frequent checkpoints. The incarnation
-// header tells the receiver which process sent a request.
-func crashConfig(uri, url string, incarnation int) string {
+// e2e.items, per-document ordering, frequent checkpoints, batched when
+// batch (a YAML flow mapping) is not "". The incarnation header tells the
+// receiver which process sent a request.
+func crashConfig(uri, url string, incarnation int, batch string) string {
+	if batch != "" {
+		batch = "\n    batch: " + batch
+	}
 	return fmt.Sprintf(`
 mongodb: { uri: %q }
 state: { database: chstate }
@@ -38,8 +42,8 @@ triggers:
       secret: %s
       timeout: 2s
       headers: { X-Incarnation: "%d" }
-    retry: { max_attempts: 100, initial_backoff: 10ms, max_backoff: 100ms }
-`, uri, url, testSecret, incarnation)
+    retry: { max_attempts: 100, initial_backoff: 10ms, max_backoff: 100ms }%s
+`, uri, url, testSecret, incarnation, batch)
 }
 
 // TestCrashSafety kills the runner with SIGKILL at random (seeded, logged)
@@ -47,7 +51,17 @@ triggers:
 // checks on the receiver side: every write delivered at least once, order
 // per document within each process, and no event at or before the
 // checkpoint saved before a kill delivered again after it.
-func TestCrashSafety(t *testing.T) {
+func TestCrashSafety(t *testing.T) { crashSafety(t, "") }
+
+// TestCrashSafetyBatched is TestCrashSafety with batched delivery: a batch
+// is acknowledged as a whole, so a kill mid-batch redelivers it whole, and
+// still nothing at or before a saved checkpoint comes again.
+func TestCrashSafetyBatched(t *testing.T) {
+	crashSafety(t, "{ max_events: 20, max_wait: 20ms }")
+}
+
+// crashSafety runs the crash test on the trigger of crashConfig(batch).
+func crashSafety(t *testing.T, batch string) {
 	if testing.Short() {
 		t.Skip("kills processes; skipped with -short")
 	}
@@ -72,7 +86,7 @@ func TestCrashSafety(t *testing.T) {
 	coll := client.Database("e2e").Collection("items")
 
 	start := func(inc int) *runner {
-		cfg := writeFile(t, dir, fmt.Sprintf("triggers-%d.yaml", inc), crashConfig(srv.URI(), rc.URL(), inc))
+		cfg := writeFile(t, dir, fmt.Sprintf("triggers-%d.yaml", inc), crashConfig(srv.URI(), rc.URL(), inc, batch))
 		r := startRunner(t, runArgs(cfg, "--checkpoint-every", "50", "--checkpoint-interval", "50ms")...)
 		r.waitReady()
 		return r
@@ -160,6 +174,16 @@ func TestCrashSafety(t *testing.T) {
 		if tok := firstTok[k+1]; tok != "" && tok <= cp {
 			t.Errorf("incarnation %d delivered token %s, at or before the checkpoint %s saved before its start", k+1, tok, cp)
 		}
+	}
+	if batch != "" {
+		batches := map[string]bool{}
+		for _, d := range got {
+			if d.Batch == "" || d.Events > 20 {
+				t.Fatalf("delivery %s not in a batch of at most 20 events (batch %q of %d)", d.ID, d.Batch, d.Events)
+			}
+			batches[d.Batch] = true
+		}
+		t.Logf("%d batch requests", len(batches))
 	}
 	t.Logf("%d writes, %d deliveries, %d duplicates (redelivered after the last checkpoint before a kill)", want, len(got), duplicates)
 }

@@ -30,6 +30,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/cli"
 )
 
@@ -91,6 +92,12 @@ type delivery struct {
 	At        time.Time
 	Status    int // what the receiver answered
 	SigErr    error
+	// Batch is the webhook-id of the batch request the event came in ("":
+	// a request of one event); ID is then the event's own webhook-id
+	// (dispatcher.WebhookID of its resume token), Body the event's
+	// element of the array and Events the batch's size.
+	Batch  string
+	Events int
 }
 
 // Token returns the _data of the event's resume token ("" if none).
@@ -110,8 +117,9 @@ func lookup(doc bson.D, key string) any {
 }
 
 // receiver is an httptest webhook endpoint that verifies every signature
-// with verifySignature and records every request. respond, when set,
-// chooses the answer to the n-th request (0-based).
+// with verifySignature and records every request (a batch request as one
+// delivery per event). respond, when set, chooses the answer to the n-th
+// request (0-based: the number of deliveries before it).
 type receiver struct {
 	srv *httptest.Server
 
@@ -150,9 +158,14 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 		Header: r.Header.Clone(), Body: body, At: time.Now(),
 	}
 	d.SigErr = verifySignature(testSecret, d.ID, d.Timestamp, r.Header.Get("webhook-signature"), body, time.Now())
-	if err := bson.UnmarshalExtJSON(body, false, &d.Event); err != nil {
-		d.SigErr = errors.Join(d.SigErr, fmt.Errorf("body is not Extended JSON: %w", err))
+	ds := []delivery{d}
+	if bytes.HasPrefix(body, []byte("[")) {
+		ds = batchDeliveries(d)
+	} else if err := bson.UnmarshalExtJSON(body, false, &ds[0].Event); err != nil {
+		ds[0].SigErr = errors.Join(d.SigErr, fmt.Errorf("body is not Extended JSON: %w", err))
 	}
+	d = ds[0]
+	d.Body = body // respond sees the whole request
 	rc.mu.Lock()
 	n := len(rc.got)
 	respond := rc.respond
@@ -168,13 +181,42 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.mu.Lock()
 	rc.inflight--
-	rc.got = append(rc.got, d)
+	for _, e := range ds {
+		e.Status = d.Status
+		rc.got = append(rc.got, e)
+	}
 	close(rc.changed)
 	rc.changed = make(chan struct{})
 	rc.mu.Unlock()
 	if d.Status != 0 {
 		w.WriteHeader(d.Status)
 	}
+}
+
+// batchDeliveries splits the batch request d (a JSON array of events)
+// into one delivery per event, in the array's order; respond sees the
+// first with the whole body.
+func batchDeliveries(d delivery) []delivery {
+	var elems []json.RawMessage
+	if err := json.Unmarshal(d.Body, &elems); err != nil || len(elems) == 0 {
+		d.SigErr = errors.Join(d.SigErr, fmt.Errorf("batch body is not a non-empty JSON array: %v", err))
+		return []delivery{d}
+	}
+	out := make([]delivery, len(elems))
+	for i, e := range elems {
+		ev := d
+		ev.Batch, ev.Events, ev.Body, ev.Event = d.ID, len(elems), e, nil
+		if err := bson.UnmarshalExtJSON(e, false, &ev.Event); err != nil {
+			ev.SigErr = errors.Join(ev.SigErr, fmt.Errorf("batch element %d is not Extended JSON: %w", i, err))
+		}
+		tok, err := bson.Marshal(lookup(ev.Event, "_id"))
+		if err != nil {
+			ev.SigErr = errors.Join(ev.SigErr, fmt.Errorf("batch element %d has no resume token: %w", i, err))
+		}
+		ev.ID = dispatcher.WebhookID(d.Header.Get("X-Changehook-Trigger"), tok)
+		out[i] = ev
+	}
+	return out
 }
 
 // deliveries returns a copy of everything received so far.

@@ -49,6 +49,8 @@ type trig struct {
 	ops      string // YAML flow list
 	// partitions > 1 splits the trigger (cluster scenarios).
 	partitions int
+	// batch, when not "", is the trigger's batch section (YAML flow).
+	batch string
 }
 
 // writeConfig writes a triggers.yaml for trigs against uri, delivering to ep.
@@ -79,6 +81,9 @@ func configText(uri string, ep *endpoint, trigs []trig, extra string) string {
 		fmt.Fprintf(&b, "    operations: %s\n    ordering: %s\n", ops, tr.ordering)
 		if tr.partitions > 1 {
 			fmt.Fprintf(&b, "    partitions: %d\n", tr.partitions)
+		}
+		if tr.batch != "" {
+			fmt.Fprintf(&b, "    batch: %s\n", tr.batch)
 		}
 		fmt.Fprintf(&b, "    webhook:\n      url: %q\n      timeout: 5s\n      secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", ep.url(tr.name))
 	}
@@ -111,13 +116,18 @@ func scenarioCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// threeTriggers returns a trigger per ordering, each on its own
+// collection, and a fourth, batched per_document trigger (requests of up to
+// 50 events, acknowledged and redelivered whole), with the collections they
+// watch.
 func threeTriggers() ([]trig, map[string][]string) {
 	trigs := []trig{
 		{name: "strict", coll: "a", ordering: "strict"},
 		{name: "perdoc", coll: "b", ordering: "per_document"},
 		{name: "none", coll: "c", ordering: "none"},
+		{name: "batched", coll: "d", ordering: "per_document", batch: "{ max_events: 50, max_wait: 20ms }"},
 	}
-	return trigs, map[string][]string{"a": {"strict"}, "b": {"perdoc"}, "c": {"none"}}
+	return trigs, map[string][]string{"a": {"strict"}, "b": {"perdoc"}, "c": {"none"}, "d": {"batched"}}
 }
 
 // waitAll waits for every expected event or fails with the runner's output.

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -164,9 +165,27 @@ func (r *recorder) reject() {
 	r.mu.Unlock()
 }
 
-// record identifies the event in body, sent by process pid and arrived at
-// at, and counts it.
+// record identifies the event in body — or each event of a batch, a JSON
+// array, in its order — sent by process pid and arrived at at, and counts
+// it.
 func (r *recorder) record(trigger string, body []byte, pid int, at time.Time) error {
+	if bytes.HasPrefix(body, []byte("[")) {
+		var elems []json.RawMessage
+		if err := json.Unmarshal(body, &elems); err != nil || len(elems) == 0 {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if len(r.bad) < 10 {
+				r.bad = append(r.bad, fmt.Sprintf("batch body is not a non-empty JSON array: %v", err))
+			}
+			return fmt.Errorf("identify batch: %v", err)
+		}
+		for _, e := range elems {
+			if err := r.record(trigger, e, pid, at); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	id, err := eventIdentity(trigger, body)
 	var ct uint64
 	if err == nil && r.keepLog {

@@ -1,0 +1,603 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/changehook/changehook/triggers"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// ContentTypeCloudEventsBatch is the Content-Type of a batch of structured
+// CloudEvents in the JSON event format (the CloudEvents HTTP binding's
+// batched content mode): the body is a JSON array of CloudEvents.
+const ContentTypeCloudEventsBatch = "application/cloudevents-batch+json"
+
+// batchIDPrefix starts every batch's webhook-id.
+const batchIDPrefix = "batch_"
+
+// maxBatchHeld bounds the events a batched dispatcher's tracker holds,
+// whatever max_events times the batches in flight come to: as many as the
+// largest unbatched dispatcher holds (the watcher's lag bookkeeping is
+// sized for that).
+const maxBatchHeld = 2 * triggers.MaxConcurrency
+
+// BatchWebhookID returns the webhook-id of a batch of trigger's events whose
+// first and last events have the resume tokens first and last: "batch_"
+// followed by the hex of the first 16 bytes of a SHA-256 over the trigger
+// name and both tokens. A batch's retries carry the same id, and so does
+// a redelivery of the same run of events after a restart; a run cut
+// differently (the batches are formed as events arrive) has another id, so
+// receivers deduplicate by event (the event's _id, or each CloudEvent's id)
+// rather than by batch.
+func BatchWebhookID(trigger string, first, last bson.Raw) string {
+	h := sha256.New()
+	h.Write([]byte(trigger))
+	h.Write([]byte{0})
+	h.Write(first)
+	h.Write([]byte{0})
+	h.Write(last)
+	var sum [sha256.Size]byte
+	var id [len(batchIDPrefix) + 32]byte
+	copy(id[:], batchIDPrefix)
+	hex.Encode(id[len(batchIDPrefix):], h.Sum(sum[:0])[:16])
+	return string(id[:])
+}
+
+// batch is one request's events (or, single, one event whose payload could
+// not be built, delivered alone by Dispatcher.process so that payload errors
+// are dead-lettered, held or retried exactly as without batching).
+type batch struct {
+	seq     uint64
+	tickets []*Ticket[job]
+	single  bool
+	body    []byte // "[e1,e2,…]" once sealed
+	id      string // webhook-id, set when sealed
+	barrier bool   // per_document: holds a keyless event
+
+	// Scheduling, under batcher.mu.
+	waiting    int      // unresolved batches it must wait for
+	dependents []*batch // batches waiting for it
+	resolved   bool
+	mark       uint64 // seq of the batch last counting it as a dependency
+}
+
+// batcher forms a batched trigger's requests. One goroutine (run) takes
+// the started events from the tracker, which runs with Ordering None so that
+// every event is handed out at once, in stream order, and appends each
+// event's payload to the open batch; a batch is sealed when it is full
+// (max_events, or the next event would take the body over max_bytes), when
+// max_wait has passed since its first event, or at once when no other batch
+// is in flight and no event is waiting (so a quiet trigger is not
+// delayed). Sealed batches are started by the trigger's ordering: under
+// None at once; under Strict there is one worker and batches start in
+// order; under PerDocument a batch waits for every earlier unresolved batch
+// holding an event of the same document, and a batch with a keyless event
+// waits for every earlier batch and every later one waits for it. At most
+// maxSealed batches are sealed and unresolved; then the open batch stops
+// growing and the tracker's bound pushes back on Submit.
+type batcher struct {
+	d         *Dispatcher
+	maxEvents int
+	maxBytes  int
+	maxWait   time.Duration
+	direct    bool // the payload is the event's Extended JSON (no expression, no CloudEvents)
+	canonical bool
+	header    http.Header // each request's own headers (a CloudEvents batch's Content-Type)
+	maxSealed int
+	start     chan *batch   // sealed batches that may be sent; capacity maxSealed
+	wake      chan struct{} // a batch was resolved
+	timerC    chan uint64   // max_wait expired for the batch with this seq
+
+	mu          sync.Mutex
+	inflight    int // sealed, unresolved batches
+	unresolved  map[*batch]struct{}
+	keyTail     map[string]*batch // per_document: the newest sealed batch per key
+	lastBarrier *batch
+
+	// The run goroutine's own state.
+	seq         uint64
+	open        *batch
+	openKeys    []string
+	expired     bool
+	stopTimer   context.CancelFunc
+	pending     *Ticket[job] // taken from the tracker, not yet placed
+	pendingElem []byte       // its payload
+	pendingErr  bool         // its payload could not be built
+	closing     bool
+	canceled    bool
+	lastBody    int // the last sealed body's size, to size the next
+}
+
+// newBatcher returns the batcher of d for policy p, validated.
+func newBatcher(d *Dispatcher, t *triggers.Trigger, p *triggers.BatchPolicy) (*batcher, error) {
+	if p.MaxEvents < triggers.MinBatchEvents || p.MaxEvents > triggers.MaxBatchEvents {
+		return nil, fmt.Errorf("batch max_events %d: want %d to %d", p.MaxEvents, triggers.MinBatchEvents, triggers.MaxBatchEvents)
+	}
+	if p.MaxBytes < 0 || p.MaxWait < 0 {
+		return nil, errors.New("batch max_bytes and max_wait must not be negative")
+	}
+	bt := &batcher{
+		d: d, maxEvents: p.MaxEvents, maxBytes: int(min(p.MaxBytes, 1<<40)), maxWait: p.MaxWait,
+		wake: make(chan struct{}, 1), timerC: make(chan uint64),
+		unresolved: map[*batch]struct{}{}, keyTail: map[string]*batch{},
+	}
+	if bt.maxBytes == 0 {
+		bt.maxBytes = int(triggers.DefaultBatchMaxBytes)
+	}
+	if bt.maxWait == 0 {
+		bt.maxWait = triggers.DefaultBatchMaxWait
+	}
+	w := d.sender.webhook
+	switch w.Format {
+	case triggers.FormatCloudEventsBinary:
+		return nil, errors.New("batch: the cloudevents-binary format carries one event per request; use cloudevents")
+	case triggers.FormatCloudEvents:
+		bt.header = http.Header{"Content-Type": {ContentTypeCloudEventsBatch}}
+	}
+	bt.canonical, _ = canonicalFormat(w.Format)
+	bt.direct = w.Payload == nil && w.Format != triggers.FormatCloudEvents
+	// Every in-flight batch plus one queued, but the bodies of the sealed
+	// batches together within max_inflight_bytes (they are a second copy
+	// of the held events).
+	bt.maxSealed = d.concurrency + 1
+	if t.MaxInflightBytes > 0 {
+		bt.maxSealed = int(max(1, min(int64(bt.maxSealed), t.MaxInflightBytes/int64(bt.maxBytes))))
+	}
+	bt.start = make(chan *batch, bt.maxSealed)
+	return bt, nil
+}
+
+// capacity is the tracker's capacity under batching: the sealed batches
+// and the open one, full.
+func (bt *batcher) capacity() int {
+	return min(bt.maxEvents*(bt.maxSealed+1), max(maxBatchHeld, bt.maxEvents+1))
+}
+
+// run forms batches until the tracker is closed and every event resolved.
+func (bt *batcher) run() {
+	d := bt.d
+	ready := d.tracker.Ready()
+	closing := d.tracker.closing
+	runDone := d.runCtx.Done()
+	defer close(bt.start)
+	defer bt.disarm()
+	for {
+		bt.settle(ready)
+		in := ready
+		if bt.pending != nil {
+			in = nil // no slot to seal into: wait for a batch to resolve
+		}
+		select {
+		case tk, ok := <-in:
+			if !ok {
+				return // closed and drained: nothing is open or pending
+			}
+			bt.take(tk)
+		case seq := <-bt.timerC:
+			if bt.open != nil && bt.open.seq == seq {
+				bt.expired = true
+			}
+		case <-bt.wake:
+		case <-closing:
+			closing, bt.closing = nil, true
+		case <-runDone:
+			runDone, bt.canceled = nil, true
+		}
+	}
+}
+
+// take builds tk's payload and makes it pending.
+func (bt *batcher) take(tk *Ticket[job]) {
+	bt.pending, bt.pendingErr = tk, false
+	if bt.canceled {
+		return
+	}
+	elem, ok := bt.element(bt.pendingElem[:0], tk.Value.ev)
+	bt.pendingElem, bt.pendingErr = elem, !ok
+}
+
+// element appends ev's element of a batch body to dst: what one unbatched
+// request would carry (the payload, or for cloudevents the structured
+// CloudEvent). ok is false when the payload cannot be built.
+func (bt *batcher) element(dst []byte, ev Event) ([]byte, bool) {
+	if bt.direct && ev.Raw.Validate() == nil {
+		if out, ok := appendExtJSON(dst, ev.Raw, bt.canonical, false); ok {
+			return out, true
+		}
+	}
+	msg, err := BuildMessage(bt.d.trigger, bt.d.sender.webhook, ev)
+	if err != nil {
+		return dst[:0], false
+	}
+	return append(dst[:0], msg.Body...), true
+}
+
+// settle places the pending event and seals the batches that are due, as
+// far as the sealed-batch bound allows.
+func (bt *batcher) settle(ready <-chan *Ticket[job]) {
+	if bt.canceled {
+		bt.abandon()
+		return
+	}
+	for {
+		if bt.pending != nil && !bt.place() {
+			return
+		}
+		if bt.open == nil || !bt.due(ready) || !bt.canSeal() {
+			return
+		}
+		bt.sealOpen()
+	}
+}
+
+// abandon resolves the open batch's and the pending event as not done:
+// the deliveries were canceled (Close's grace period ended).
+func (bt *batcher) abandon() {
+	if bt.open != nil {
+		for _, tk := range bt.open.tickets {
+			tk.Resolve(false)
+		}
+		bt.open = nil
+		bt.disarm()
+	}
+	if bt.pending != nil {
+		bt.pending.Resolve(false)
+		bt.pending = nil
+	}
+}
+
+// place adds the pending event to the open batch (sealing it first when
+// the event does not fit), or seals it alone when its payload failed. It
+// returns false when that needs a seal and no slot is free.
+func (bt *batcher) place() bool {
+	tk := bt.pending
+	if bt.pendingErr {
+		if bt.open != nil {
+			if !bt.canSeal() {
+				return false
+			}
+			bt.sealOpen()
+		}
+		if !bt.canSeal() {
+			return false
+		}
+		bt.seq++
+		b := &batch{seq: bt.seq, tickets: []*Ticket[job]{tk}, single: true}
+		b.id = WebhookID(bt.d.trigger, tk.Value.ev.Token)
+		bt.schedule(b, []string{tk.Value.ev.Key})
+		bt.pending = nil
+		return true
+	}
+	elem := bt.pendingElem
+	if bt.open != nil && (len(bt.open.tickets) >= bt.maxEvents || len(bt.open.body)+1+len(elem)+1 > bt.maxBytes) {
+		if !bt.canSeal() {
+			return false
+		}
+		bt.sealOpen()
+	}
+	if bt.open == nil {
+		bt.seq++
+		size := min(bt.maxBytes, max(bt.lastBody+bt.lastBody/8, len(elem))+64)
+		bt.open = &batch{seq: bt.seq, body: append(make([]byte, 0, size), '['), tickets: make([]*Ticket[job], 0, bt.maxEvents)}
+		bt.openKeys = bt.openKeys[:0]
+		bt.expired = false
+		bt.arm(bt.open.seq)
+	} else {
+		bt.open.body = append(bt.open.body, ',')
+	}
+	bt.open.body = append(bt.open.body, elem...)
+	bt.open.tickets = append(bt.open.tickets, tk)
+	bt.openKeys = append(bt.openKeys, tk.Value.ev.Key)
+	bt.pending = nil
+	return true
+}
+
+// due reports whether the open batch should be sealed now.
+func (bt *batcher) due(ready <-chan *Ticket[job]) bool {
+	b := bt.open
+	if len(b.tickets) >= bt.maxEvents || len(b.body)+2 >= bt.maxBytes || bt.expired {
+		return true
+	}
+	if len(ready) > 0 {
+		return false // more events are there already
+	}
+	if bt.closing {
+		return true
+	}
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	return bt.inflight == 0
+}
+
+// canSeal reports whether one more batch may be sealed.
+func (bt *batcher) canSeal() bool {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	return bt.inflight < bt.maxSealed
+}
+
+// sealOpen closes the open batch and schedules it.
+func (bt *batcher) sealOpen() {
+	b := bt.open
+	bt.open = nil
+	bt.disarm()
+	b.body = append(b.body, ']')
+	bt.lastBody = len(b.body)
+	first, last := b.tickets[0].Value, b.tickets[len(b.tickets)-1].Value
+	b.id = BatchWebhookID(bt.d.trigger, first.ev.Token, last.ev.Token)
+	first.prog.batched(b.id)
+	bt.schedule(b, bt.openKeys)
+}
+
+// schedule registers the sealed batch b with the ordering keys of its
+// events and starts it unless it must wait for earlier batches.
+func (bt *batcher) schedule(b *batch, keys []string) {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	bt.inflight++
+	bt.unresolved[b] = struct{}{}
+	if bt.d.ordering == triggers.PerDocument {
+		dep := func(on *batch) {
+			if on != nil && on != b && !on.resolved && on.mark != b.seq {
+				on.mark = b.seq
+				on.dependents = append(on.dependents, b)
+				b.waiting++
+			}
+		}
+		for _, k := range keys {
+			if k == "" {
+				b.barrier = true
+			}
+		}
+		if b.barrier {
+			for on := range bt.unresolved {
+				dep(on)
+			}
+			bt.lastBarrier = b
+		} else {
+			dep(bt.lastBarrier)
+		}
+		for _, k := range keys {
+			if k != "" {
+				dep(bt.keyTail[k])
+				bt.keyTail[k] = b
+			}
+		}
+	}
+	if b.waiting == 0 {
+		bt.start <- b // never blocks: at most maxSealed batches are unresolved
+	}
+}
+
+// resolved records that b's events were resolved and starts the batches
+// that waited only for it.
+func (bt *batcher) resolved(b *batch) {
+	bt.mu.Lock()
+	b.resolved = true
+	bt.inflight--
+	delete(bt.unresolved, b)
+	if bt.lastBarrier == b {
+		bt.lastBarrier = nil
+	}
+	if bt.d.ordering == triggers.PerDocument {
+		for _, tk := range b.tickets {
+			if k := tk.Value.ev.Key; k != "" && bt.keyTail[k] == b {
+				delete(bt.keyTail, k)
+			}
+		}
+	}
+	for _, next := range b.dependents {
+		if next.waiting--; next.waiting == 0 {
+			bt.start <- next // never blocks: see schedule
+		}
+	}
+	b.dependents = nil
+	bt.mu.Unlock()
+	select {
+	case bt.wake <- struct{}{}:
+	default: // the batcher is already woken
+	}
+}
+
+// arm starts the max_wait timer of the open batch seq.
+func (bt *batcher) arm(seq uint64) {
+	ctx, cancel := context.WithCancel(bt.d.runCtx)
+	bt.stopTimer = cancel
+	go func() {
+		if bt.d.clock.Sleep(ctx, bt.maxWait) != nil {
+			return
+		}
+		select {
+		case bt.timerC <- seq:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// disarm stops the max_wait timer, if any.
+func (bt *batcher) disarm() {
+	if bt.stopTimer != nil {
+		bt.stopTimer()
+		bt.stopTimer = nil
+	}
+}
+
+// batchWorker delivers started batches until the batcher has stopped.
+func (d *Dispatcher) batchWorker() {
+	bt := d.batcher
+	for b := range bt.start {
+		done := false
+		if d.runCtx.Err() == nil {
+			if b.single {
+				done = d.process(d.runCtx, b.tickets[0].Value)
+			} else {
+				done = d.processBatch(d.runCtx, b)
+			}
+		}
+		for _, tk := range b.tickets {
+			tk.Resolve(done)
+		}
+		bt.resolved(b)
+	}
+}
+
+// processBatch delivers b and reports whether its events are done
+// (delivered, or dead-lettered one by one).
+func (d *Dispatcher) processBatch(ctx context.Context, b *batch) bool {
+	trigger, n := d.trigger, len(b.tickets)
+	d.metrics.inflightAdd(trigger, float64(n))
+	defer d.metrics.inflightAdd(trigger, -float64(n))
+	res, err, held := d.deliverBatchGuarded(ctx, b)
+	outcome := func(o string) {
+		now := d.clock.Now()
+		for _, tk := range b.tickets {
+			d.metrics.delivery(trigger, o, now.Sub(tk.Value.submitted).Seconds())
+		}
+	}
+	failed := func(tks []*Ticket[job]) {
+		for range tks {
+			d.metrics.delivery(trigger, OutcomeFailed, -1)
+		}
+	}
+	switch {
+	case held:
+		return false
+	case err == nil && res.Dropped:
+		outcome(OutcomeDropped)
+		return true
+	case err == nil:
+		outcome(OutcomeDelivered)
+		if d.log.Enabled(ctx, slog.LevelDebug) {
+			d.log.LogAttrs(ctx, slog.LevelDebug, "batch delivered", slog.String("webhook_id", res.WebhookID), slog.Int("events", n),
+				slog.Int("status", res.Status), slog.Int("attempts", res.Attempts), slog.Duration("latency", res.Latency))
+		}
+		return true
+	case res.Reason == ReasonCanceled || ctx.Err() != nil:
+		failed(b.tickets)
+		d.log.LogAttrs(ctx, slog.LevelInfo, "batch delivery canceled by shutdown",
+			slog.String("webhook_id", res.WebhookID), slog.Int("events", n), slog.Int("attempts", res.Attempts))
+		return false
+	case !d.deadLetter:
+		// Unreachable: without dead letters a batch is retried until it is
+		// delivered or canceled. Never skip its events.
+		failed(b.tickets)
+		return false
+	}
+	// Given up on: each event becomes its own dead letter, replayable
+	// alone, with the batch's attempts and failure.
+	for i, tk := range b.tickets {
+		j := tk.Value
+		dl := DeadLetter{
+			Trigger:        trigger,
+			WebhookID:      WebhookID(trigger, j.ev.Token),
+			Event:          j.ev.Raw,
+			Token:          j.ev.Token,
+			Attempts:       res.Attempts,
+			LastStatus:     res.Status,
+			LastReason:     res.Reason,
+			LastError:      err.Error(),
+			LastResponse:   res.Body,
+			FirstAttemptAt: res.FirstAttemptAt,
+		}
+		if !d.putDeadLetter(ctx, dl) {
+			// Canceled: the batch stays undone (those already stored are
+			// stored again, idempotently, after the redelivery fails).
+			failed(b.tickets[i:])
+			return false
+		}
+		d.metrics.delivery(trigger, OutcomeDeadLettered, d.clock.Now().Sub(j.submitted).Seconds())
+	}
+	return true
+}
+
+// batchInfo is what the observers learn about a batch request: the first
+// event's documentKey and operationType, and the number of events.
+func (d *Dispatcher) batchInfo(b *batch) eventInfo {
+	info := d.sender.eventInfo(b.tickets[0].Value.ev)
+	info.events = len(b.tickets)
+	return info
+}
+
+// deliverBatchGuarded is deliverGuarded for a batch (whose payloads were
+// built already): the request goes through the circuit breaker and the
+// retry stage; held reports that payload errors halted the dispatcher.
+func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, b *batch) (res Result, err error, held bool) {
+	msg := Message{ID: b.id, Body: b.body, Header: d.batcher.header}
+	info := d.batchInfo(b)
+	prog := b.tickets[0].Value.prog
+	forever := !d.deadLetter
+	for round := 0; ; round++ {
+		if d.payload.halted.Load() {
+			return Result{}, nil, true
+		}
+		if gerr := d.circuit.gate(ctx); gerr != nil {
+			return Result{WebhookID: b.id, Reason: ReasonCanceled}, fmt.Errorf("wait for the circuit to close: %w", gerr), false
+		}
+		bounded := !forever || d.circuit != nil
+		res, err = d.sender.retryStage(ctx, msg, forever && !bounded, prog, info)
+		switch {
+		case err == nil:
+			d.payload.streak.Store(0)
+			d.circuit.succeeded()
+			return res, nil, false
+		case res.Reason == ReasonCanceled || ctx.Err() != nil:
+			return res, err, false
+		}
+		if d.circuit.failed(res.Status, err.Error()) {
+			return d.probeBatch(ctx, msg, info, prog, res, err)
+		}
+		if d.circuit.open() {
+			continue // opened by another delivery: redeliver after it closes
+		}
+		if !forever {
+			return res, err, false
+		}
+		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(round, 30), nil)
+		if serr := d.clock.Sleep(ctx, wait); serr != nil {
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("deliver %s: %w", res.WebhookID, serr), false
+		}
+	}
+}
+
+// probeBatch is probe for a batch: the request that opened the circuit is
+// sent again, alone, at each probe time until it succeeds or ctx ends.
+func (d *Dispatcher) probeBatch(ctx context.Context, msg Message, info eventInfo, prog *progress, res Result, err error) (Result, error, bool) {
+	prog.scheduled(d.circuit.status().NextProbeAt)
+	d.log.LogAttrs(ctx, slog.LevelWarn, "circuit opened: deliveries wait; the failed batch is retried alone as a probe",
+		slog.String("webhook_id", res.WebhookID), slog.Int("events", info.events), slog.Int("status", res.Status), slog.String("error", err.Error()))
+	for n := res.Attempts + 1; ; n++ {
+		if serr := d.clock.Sleep(ctx, d.circuit.nextProbe()); serr != nil {
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("wait for the next circuit probe of %s: %w", res.WebhookID, serr), false
+		}
+		d.circuit.halfOpen()
+		at, retry, perr := d.sender.sendOnce(ctx, msg, n, info)
+		at.Retry = retry
+		var next time.Time
+		if perr != nil && at.Reason != ReasonDropped && ctx.Err() == nil {
+			d.circuit.probeFailed(at.Status, perr.Error())
+			next = d.circuit.status().NextProbeAt
+		}
+		prog.attempted(at, !at.Retry, next)
+		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
+		if perr == nil || at.Reason == ReasonDropped {
+			res.Dropped = at.Reason == ReasonDropped
+			d.circuit.succeeded()
+			d.log.LogAttrs(ctx, slog.LevelInfo, "circuit closed: the probe succeeded", slog.String("webhook_id", res.WebhookID))
+			return res, nil, false
+		}
+		if ctx.Err() != nil || at.Reason == ReasonCanceled {
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("probe %s: %w", res.WebhookID, perr), false
+		}
+	}
+}

@@ -1,0 +1,656 @@
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/triggers"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// manualClock is a Clock whose Sleeps wait until Advance moves Now past
+// their end; every Sleep that starts is announced on started.
+type manualClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	wakers  []manualSleeper
+	started chan time.Duration
+}
+
+type manualSleeper struct {
+	until time.Time
+	ch    chan struct{}
+}
+
+func newManualClock() *manualClock {
+	return &manualClock{now: time.Now(), started: make(chan time.Duration, 64)}
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) Sleep(ctx context.Context, d time.Duration) error {
+	ch := make(chan struct{})
+	c.mu.Lock()
+	c.wakers = append(c.wakers, manualSleeper{until: c.now.Add(d), ch: ch})
+	c.mu.Unlock()
+	c.started <- d
+	select {
+	case <-ch:
+		return ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Advance moves Now by d and wakes the sleeps that have ended.
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.wakers[:0]
+	for _, w := range c.wakers {
+		if !w.until.After(c.now) {
+			close(w.ch)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	c.wakers = kept
+}
+
+// batchSeqs returns fullDocument.seq of every element of a batch body,
+// failing unless the body is a JSON array of change events.
+func batchSeqs(t testing.TB, body []byte) []int {
+	t.Helper()
+	var elems []json.RawMessage
+	if err := json.Unmarshal(body, &elems); err != nil {
+		t.Errorf("batch body is not a JSON array: %v: %.200s", err, body)
+		return nil
+	}
+	seqs := make([]int, len(elems))
+	for i, e := range elems {
+		seqs[i] = seqOf(t, e)
+	}
+	return seqs
+}
+
+// batchEvents builds n test events; keyOf gives event i's ordering key.
+func batchEvents(t testing.TB, n int, keyOf func(i int) string) []Event {
+	evs := make([]Event, n)
+	for i := range evs {
+		evs[i] = testEvent(t, i, keyOf(i))
+	}
+	return evs
+}
+
+// checkBatchRequest checks a batch request's framing: an array of at most
+// maxEvents events in stream order, whose webhook-id is BatchWebhookID of
+// its first and last events and whose signature verifies.
+func checkBatchRequest(t testing.TB, evs []Event, h http.Header, body []byte, maxEvents int) []int {
+	t.Helper()
+	seqs := batchSeqs(t, body)
+	if len(seqs) == 0 || len(seqs) > maxEvents {
+		t.Errorf("batch of %d events, want 1 to %d", len(seqs), maxEvents)
+		return seqs
+	}
+	if !slices.IsSorted(seqs) {
+		t.Errorf("batch not in stream order: %v", seqs)
+	}
+	if want := BatchWebhookID("orders", evs[seqs[0]].Token, evs[seqs[len(seqs)-1]].Token); h.Get("Webhook-Id") != want {
+		t.Errorf("webhook-id %q, want %q", h.Get("Webhook-Id"), want)
+	}
+	if err := verifySignature(testSecret, h, body, time.Now(), time.Minute); err != nil {
+		t.Errorf("signature: %v", err)
+	}
+	return seqs
+}
+
+// TestBatchOrdering checks each ordering's guarantee across batches on the
+// receiver side, with random response times, and that every event is
+// delivered exactly once, in a correctly framed batch, before the
+// watermark reaches the last event.
+func TestBatchOrdering(t *testing.T) {
+	const events, maxEvents = 300, 7
+	for _, tc := range []struct {
+		ordering triggers.Ordering
+		conc     int
+		keyOf    func(i int) string
+	}{
+		{triggers.Strict, 1, func(i int) string { return "" }},
+		{triggers.None, 6, func(i int) string { return "" }},
+		{triggers.PerDocument, 6, func(i int) string {
+			if i%53 == 20 {
+				return "" // keyless: a barrier
+			}
+			return fmt.Sprintf("k%d", i%5)
+		}},
+	} {
+		t.Run(string(tc.ordering), func(t *testing.T) {
+			evs := batchEvents(t, events, tc.keyOf)
+			var (
+				mu        sync.Mutex
+				inflight  = map[int]bool{} // seqs being delivered
+				acked     = map[int]bool{}
+				received  []int
+				requests  int
+				active    int
+				maxActive int
+			)
+			rng := rand.New(rand.NewPCG(1, 2))
+			rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				seqs := checkBatchRequest(t, evs, r.Header, body, maxEvents)
+				mu.Lock()
+				requests++
+				active++
+				maxActive = max(maxActive, active)
+				in := map[int]bool{}
+				for _, s := range seqs {
+					in[s] = true
+				}
+				switch tc.ordering {
+				case triggers.Strict:
+					if len(inflight) > 0 {
+						t.Errorf("strict: batch %v sent while %d events are in flight", seqs, len(inflight))
+					}
+					for _, s := range seqs {
+						if s != len(received) {
+							t.Errorf("strict: got event %d, want %d", s, len(received))
+						}
+						received = append(received, s)
+					}
+				case triggers.PerDocument:
+					for _, x := range seqs {
+						k := tc.keyOf(x)
+						for y := range events {
+							switch {
+							case in[y]:
+							case y < x && (k == "" || tc.keyOf(y) == "") && !acked[y]:
+								t.Errorf("per_document: event %d sent before event %d (one of them keyless) was acknowledged", x, y)
+							case k != "" && tc.keyOf(y) == k && inflight[y]:
+								t.Errorf("per_document: event %d sent while event %d of the same document is in flight", x, y)
+							case k != "" && tc.keyOf(y) == k && y > x && acked[y]:
+								t.Errorf("per_document: event %d delivered after the later event %d of its document", x, y)
+							}
+						}
+					}
+				}
+				for _, s := range seqs {
+					if acked[s] || inflight[s] {
+						t.Errorf("event %d delivered twice", s)
+					}
+					inflight[s] = true
+				}
+				delay := time.Duration(rng.IntN(400)) * time.Microsecond
+				mu.Unlock()
+				time.Sleep(delay) // the endpoint's work, so that responses overtake each other
+				mu.Lock()
+				for _, s := range seqs {
+					delete(inflight, s)
+					acked[s] = true
+				}
+				active--
+				mu.Unlock()
+				w.WriteHeader(http.StatusOK)
+			})
+			d := newTestDispatcher(t, &triggers.Trigger{
+				Webhook:  triggers.Webhook{URL: rc.srv.URL, Secrets: []triggers.Secret{testSecret}},
+				Ordering: tc.ordering, Concurrency: tc.conc,
+				Batch: &triggers.BatchPolicy{MaxEvents: maxEvents, MaxWait: time.Millisecond},
+			}, nil)
+			for _, ev := range evs {
+				if err := d.Submit(context.Background(), ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			closeWithin(t, d, 30*time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(acked) != events {
+				t.Fatalf("%d events acknowledged, want %d", len(acked), events)
+			}
+			if maxActive > tc.conc {
+				t.Errorf("%d requests in flight at once, more than concurrency %d", maxActive, tc.conc)
+			}
+			if requests >= events {
+				t.Errorf("%d requests for %d events: nothing was batched", requests, events)
+			}
+			if tok, ok := d.Watermark(); !ok || !bytes.Equal(tok, evs[events-1].Token) {
+				t.Fatal("watermark did not reach the last event")
+			}
+		})
+	}
+}
+
+// TestBatchMaxWaitAndWholeBatchAcknowledgement: a batch that is not full
+// waits while others are in flight and is sent when max_wait has passed on
+// the dispatcher's clock; the watermark passes a batch only once the
+// endpoint acknowledged all of it; the head of line names the batch.
+func TestBatchMaxWaitAndWholeBatchAcknowledgement(t *testing.T) {
+	arrived := make(chan []int, 8)
+	release := map[int]chan struct{}{}
+	for i := 1; i <= 4; i++ {
+		release[i] = make(chan struct{})
+	}
+	evs := batchEvents(t, 5, func(int) string { return "" })
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		arrived <- checkBatchRequest(t, evs, r.Header, body, 3)
+		<-release[n]
+		w.WriteHeader(http.StatusNoContent)
+	})
+	clock := newManualClock()
+	d := newTestDispatcher(t, &triggers.Trigger{
+		Webhook:  triggers.Webhook{URL: rc.srv.URL, Secrets: []triggers.Secret{testSecret}},
+		Ordering: triggers.None, Concurrency: 2,
+		Batch: &triggers.BatchPolicy{MaxEvents: 3, MaxWait: 50 * time.Millisecond},
+	}, nil, WithClock(clock))
+	submit := func(i int) {
+		t.Helper()
+		if err := d.Submit(context.Background(), evs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(seqs ...int) {
+		t.Helper()
+		select {
+		case got := <-arrived:
+			if !slices.Equal(got, seqs) {
+				t.Fatalf("batch %v, want %v", got, seqs)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("batch %v not sent within 10s", seqs)
+		}
+	}
+	timers := 0
+	waitTimer := func() {
+		t.Helper()
+		for timers++; ; {
+			select {
+			case d := <-clock.started:
+				if d == 50*time.Millisecond {
+					return
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("max_wait timer %d not started", timers)
+			}
+		}
+	}
+	// Nothing in flight: the first event goes at once.
+	submit(0)
+	want(0)
+	waitTimer()
+	// One batch in flight: the next three wait for each other (max_events).
+	submit(1)
+	submit(2)
+	submit(3)
+	want(1, 2, 3)
+	waitTimer()
+	if h, ok := d.HeadOfLine(); !ok || h.WebhookID != BatchWebhookID("orders", evs[0].Token, evs[0].Token) {
+		t.Errorf("head of line %+v, want the first batch's id", h)
+	}
+	// A partial batch behind two in flight waits for max_wait.
+	submit(4)
+	waitTimer()
+	clock.Advance(50 * time.Millisecond)
+	close(release[1]) // frees a worker; the batch of 4 must have been sealed by the timer
+	want(4)
+	if tok, ok := d.Watermark(); !ok || !bytes.Equal(tok, evs[0].Token) {
+		t.Fatalf("watermark %v %v, want the first event's token", tok, ok)
+	}
+	close(release[3])
+	close(release[2])
+	closeWithin(t, d, 10*time.Second)
+	if tok, _ := d.Watermark(); !bytes.Equal(tok, evs[4].Token) {
+		t.Fatal("watermark did not reach the last event")
+	}
+}
+
+// TestBatchDeadLetteredAsEvents: a batch given up on becomes one dead
+// letter per event, each with the event's own webhook-id and the batch's
+// failure, and each replays alone as an unbatched request; retries of a
+// batch carry the same webhook-id and body.
+func TestBatchDeadLetteredAsEvents(t *testing.T) {
+	const events = 6
+	evs := batchEvents(t, events, func(int) string { return "" })
+	var mu sync.Mutex
+	ids := map[string][][]byte{} // webhook-id → bodies
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		id := r.Header.Get("Webhook-Id")
+		ids[id] = append(ids[id], body)
+		tries := len(ids[id])
+		mu.Unlock()
+		switch {
+		case bytes.Contains(body, []byte(`"seq":3}`)):
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			_, _ = io.WriteString(w, "bad event 3")
+		case tries == 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			w.WriteHeader(http.StatusOK)
+		}
+	})
+	sink := &memSink{}
+	trig := &triggers.Trigger{
+		Name:     "orders",
+		Webhook:  triggers.Webhook{URL: rc.srv.URL, Secrets: []triggers.Secret{testSecret}},
+		Ordering: triggers.Strict, DeadLetter: true,
+		Retry: triggers.RetryPolicy{MaxAttempts: 3},
+		Batch: &triggers.BatchPolicy{MaxEvents: 4, MaxWait: time.Millisecond},
+	}
+	d := newTestDispatcher(t, trig, sink, WithClock(newFakeClock()))
+	for _, ev := range evs {
+		if err := d.Submit(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWithin(t, d, 10*time.Second)
+	if tok, _ := d.Watermark(); !bytes.Equal(tok, evs[events-1].Token) {
+		t.Fatal("watermark did not reach the last event")
+	}
+	// The failed batch: every event that was in it is one dead letter.
+	var failed []int
+	mu.Lock()
+	for id, bodies := range ids {
+		seqs := batchSeqs(t, bodies[0])
+		for _, b := range bodies[1:] {
+			if !bytes.Equal(b, bodies[0]) {
+				t.Errorf("retry of %s with another body", id)
+			}
+		}
+		if !strings.HasPrefix(id, "batch_") || id != BatchWebhookID("orders", evs[seqs[0]].Token, evs[seqs[len(seqs)-1]].Token) {
+			t.Errorf("webhook-id %q is not the batch's id", id)
+		}
+		if slices.Contains(seqs, 3) {
+			failed = seqs
+			if len(bodies) != 1 {
+				t.Errorf("the 422 batch was sent %d times, want once (permanent)", len(bodies))
+			}
+		} else if len(bodies) != 2 {
+			t.Errorf("batch %v sent %d times, want twice (503, then 200)", seqs, len(bodies))
+		}
+	}
+	mu.Unlock()
+	dls := sink.All()
+	if len(dls) != len(failed) {
+		t.Fatalf("%d dead letters for the failed batch %v, want one per event", len(dls), failed)
+	}
+	for i, dl := range dls {
+		ev := evs[failed[i]]
+		if dl.WebhookID != WebhookID("orders", ev.Token) || !bytes.Equal(dl.Event, ev.Raw) || !bytes.Equal(dl.Token, ev.Token) {
+			t.Errorf("dead letter %d is not event %d with its own webhook-id: %+v", i, failed[i], dl)
+		}
+		if dl.LastStatus != http.StatusUnprocessableEntity || dl.LastReason != ReasonClientError || dl.Attempts != 1 ||
+			dl.LastResponse != "bad event 3" || !strings.Contains(dl.LastError, "batch_") {
+			t.Errorf("dead letter %d does not carry the batch's failure: %+v", i, dl)
+		}
+	}
+	// Each dead letter replays alone: a single event, not an array.
+	replayed := newReceiver(t, nil)
+	replay := *trig
+	replay.Webhook.URL = replayed.srv.URL
+	s, err := NewSender(&replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := dls[len(dls)-1]
+	if _, err := s.Deliver(context.Background(), Event{Raw: dl.Event, Token: dl.Token}); err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	got := replayed.deliveries()
+	if len(got) != 1 || got[0].header.Get("Webhook-Id") != dl.WebhookID || seqOf(t, got[0].body) != failed[len(failed)-1] {
+		t.Fatalf("replay sent %d requests, want the one event with its own id", len(got))
+	}
+}
+
+// TestBatchMaxBytes: no body exceeds max_bytes, except an event larger
+// than it, which goes alone.
+func TestBatchMaxBytes(t *testing.T) {
+	const events, maxBytes = 40, 1024
+	evs := batchEvents(t, events, func(int) string { return "" })
+	big, err := bson.Marshal(bson.D{
+		{Key: "_id", Value: bson.Raw(evs[20].Token)}, {Key: "operationType", Value: "insert"},
+		{Key: "fullDocument", Value: bson.D{{Key: "pad", Value: strings.Repeat("x", 2*maxBytes)}, {Key: "seq", Value: int32(20)}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs[20].Raw = big
+	var mu sync.Mutex
+	seen := map[int]int{}
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		seqs := checkBatchRequest(t, evs, r.Header, body, 100)
+		if len(body) > maxBytes && !slices.Equal(seqs, []int{20}) {
+			t.Errorf("body of %d bytes (events %v), more than max_bytes %d", len(body), seqs, maxBytes)
+		}
+		mu.Lock()
+		for _, s := range seqs {
+			seen[s]++
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})
+	d := newTestDispatcher(t, &triggers.Trigger{
+		Webhook:  triggers.Webhook{URL: rc.srv.URL, Secrets: []triggers.Secret{testSecret}},
+		Ordering: triggers.None, Concurrency: 2,
+		Batch: &triggers.BatchPolicy{MaxEvents: 100, MaxBytes: maxBytes, MaxWait: time.Millisecond},
+	}, nil)
+	for _, ev := range evs {
+		if err := d.Submit(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWithin(t, d, 10*time.Second)
+	if len(seen) != events {
+		t.Fatalf("%d events delivered, want %d", len(seen), events)
+	}
+}
+
+// TestBatchPayloadsAndCloudEvents: with a payload expression the array holds
+// the expression's results; with format cloudevents it is a CloudEvents
+// batch (application/cloudevents-batch+json) that sdk-go reads, each event
+// with its own id; replaying one event sends a single structured CloudEvent.
+func TestBatchPayloadsAndCloudEvents(t *testing.T) {
+	expr, err := mql.CompileExpr(bson.D{{Key: "seq", Value: "$fullDocument.seq"}, {Key: "op", Value: "$operationType"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := batchEvents(t, 5, func(int) string { return "" })
+	for _, tc := range []struct {
+		name   string
+		format string
+		ct     string
+	}{
+		{"json", triggers.FormatJSON, "application/json"},
+		{"cloudevents", triggers.FormatCloudEvents, ContentTypeCloudEventsBatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var seqs []int
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				if ct := r.Header.Get("Content-Type"); ct != tc.ct {
+					t.Errorf("Content-Type %q, want %q", ct, tc.ct)
+				}
+				if err := verifySignature(testSecret, r.Header, body, time.Now(), time.Minute); err != nil {
+					t.Errorf("signature: %v", err)
+				}
+				var datas []json.RawMessage
+				if tc.format == triggers.FormatCloudEvents {
+					ces, err := cehttp.NewEventsFromHTTPRequest(r)
+					if err != nil {
+						t.Errorf("sdk-go rejects the batch: %v: %s", err, body)
+					}
+					for _, e := range ces {
+						if err := e.Validate(); err != nil {
+							t.Errorf("invalid CloudEvent: %v", err)
+						}
+						var p struct{ Seq int }
+						_ = json.Unmarshal(e.Data(), &p)
+						if e.ID() != WebhookID("orders", evs[p.Seq].Token) || e.Source() != "/shop/orders" || e.Type() != "com.changehook.insert" {
+							t.Errorf("CloudEvent %s %s %s, want the event's own id, source and type", e.ID(), e.Source(), e.Type())
+						}
+						datas = append(datas, e.Data())
+					}
+				} else if err := json.Unmarshal(body, &datas); err != nil {
+					t.Errorf("body is not an array: %s", body)
+				}
+				for _, d := range datas {
+					var p map[string]any
+					if err := json.Unmarshal(d, &p); err != nil || len(p) != 2 || p["op"] != "insert" {
+						t.Errorf("element %s is not the payload expression's result", d)
+					}
+					mu.Lock()
+					seqs = append(seqs, int(p["seq"].(float64)))
+					mu.Unlock()
+				}
+				w.WriteHeader(http.StatusOK)
+			}))
+			t.Cleanup(srv.Close)
+			trig := &triggers.Trigger{
+				Name:    "orders",
+				Webhook: triggers.Webhook{URL: srv.URL, Format: tc.format, Payload: expr, Secrets: []triggers.Secret{testSecret}},
+				Batch:   &triggers.BatchPolicy{MaxEvents: 3, MaxWait: time.Millisecond},
+			}
+			d := newTestDispatcher(t, trig, nil)
+			for _, ev := range evs {
+				if err := d.Submit(context.Background(), ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			closeWithin(t, d, 10*time.Second)
+			mu.Lock()
+			if !slices.Equal(seqs, []int{0, 1, 2, 3, 4}) {
+				t.Errorf("delivered %v, want 0..4 in order (strict)", seqs)
+			}
+			mu.Unlock()
+		})
+	}
+}
+
+// TestBatchPayloadErrorGoesAlone: an event whose payload cannot be built is
+// dead-lettered on its own (payload_error, no request); the others are
+// batched around it in order.
+func TestBatchPayloadErrorGoesAlone(t *testing.T) {
+	expr, err := mql.CompileExpr(bson.D{{Key: "n", Value: bson.D{{Key: "$toInt", Value: "$documentKey._id"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := batchEvents(t, 7, func(i int) string {
+		if i == 3 {
+			return "not a number"
+		}
+		return fmt.Sprint(i)
+	})
+	var mu sync.Mutex
+	var got []int
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var elems []struct{ N int }
+		if err := json.Unmarshal(body, &elems); err != nil {
+			t.Errorf("body is not an array: %s", body)
+		}
+		mu.Lock()
+		for _, e := range elems {
+			got = append(got, e.N)
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})
+	sink := &memSink{}
+	var attempts []Attempt
+	d := newTestDispatcher(t, &triggers.Trigger{
+		Webhook:  triggers.Webhook{URL: rc.srv.URL, Payload: expr},
+		Ordering: triggers.PerDocument, Concurrency: 2, DeadLetter: true,
+		Batch: &triggers.BatchPolicy{MaxEvents: 10, MaxWait: time.Millisecond},
+	}, sink, WithObserver(func(a Attempt) { mu.Lock(); attempts = append(attempts, a); mu.Unlock() }))
+	for _, ev := range evs {
+		if err := d.Submit(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWithin(t, d, 10*time.Second)
+	slices.Sort(got)
+	if !slices.Equal(got, []int{0, 1, 2, 4, 5, 6}) {
+		t.Errorf("delivered %v, want every event but 3", got)
+	}
+	dls := sink.All()
+	if len(dls) != 1 || dls[0].LastReason != ReasonPayload || dls[0].WebhookID != WebhookID("orders", evs[3].Token) || dls[0].Attempts != 0 {
+		t.Fatalf("dead letters %+v, want event 3 alone with payload_error", dls)
+	}
+	if tok, _ := d.Watermark(); !bytes.Equal(tok, evs[6].Token) {
+		t.Fatal("watermark did not reach the last event")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, a := range attempts {
+		if !strings.HasPrefix(a.WebhookID, "batch_") || a.Events < 1 || a.Operation != "insert" || a.DocumentKey == nil {
+			t.Errorf("attempt %+v: want a batch id, its event count and the first event's key", a)
+		}
+		total += a.Events
+	}
+	if total != 6 {
+		t.Errorf("attempts carried %d events, want 6", total)
+	}
+}
+
+// TestBatchIDs: the batch id is stable for the same first and last events
+// and trigger, and differs otherwise.
+func TestBatchIDs(t *testing.T) {
+	a, b, c := testEvent(t, 1, "").Token, testEvent(t, 2, "").Token, testEvent(t, 3, "").Token
+	id := BatchWebhookID("orders", a, c)
+	if id != BatchWebhookID("orders", a, c) || !strings.HasPrefix(id, "batch_") || len(id) != len("batch_")+32 {
+		t.Fatalf("id %q not stable or not batch_ + 32 hex", id)
+	}
+	for _, other := range []string{BatchWebhookID("orders", a, b), BatchWebhookID("orders", b, c), BatchWebhookID("users", a, c), BatchWebhookID("orders", c, a)} {
+		if other == id {
+			t.Errorf("distinct batches share id %s", id)
+		}
+	}
+}
+
+// TestNewValidatesBatch: settings a batch cannot use are refused.
+func TestNewValidatesBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		w    triggers.Webhook
+		b    triggers.BatchPolicy
+		want string
+	}{
+		{"one event", triggers.Webhook{URL: "http://127.0.0.1:1/h"}, triggers.BatchPolicy{MaxEvents: 1}, "max_events 1"},
+		{"binary cloudevents", triggers.Webhook{URL: "http://127.0.0.1:1/h", Format: triggers.FormatCloudEventsBinary}, triggers.BatchPolicy{MaxEvents: 5}, "cloudevents-binary"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := New(&triggers.Trigger{Name: "t", Webhook: tc.w, Batch: &tc.b}, nil)
+			if err == nil {
+				_ = d.Close(context.Background())
+				t.Fatalf("New succeeded, want %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q, want %q", err, tc.want)
+			}
+		})
+	}
+}
