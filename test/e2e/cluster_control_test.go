@@ -92,7 +92,8 @@ func heldLeases(t *testing.T, body []byte) map[string]string {
 // Redeliver re-sends exactly the changes since the time, with the same
 // webhook-ids; resume --from now skips exactly what was written during the
 // pause, each partition's skipped range is in the history, and nothing
-// else is lost.
+// else is lost. When a member dies, a redeliver asked before its
+// partitions were taken over is applied to them by their new owner.
 func TestControlsOnPartitionsSpreadOverMembers(t *testing.T) {
 	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
@@ -279,6 +280,31 @@ func TestControlsOnPartitionsSpreadOverMembers(t *testing.T) {
 	for i, m := range members {
 		if text := m.logText(); strings.Contains(text, "control request failed") {
 			t.Errorf("member %s logged a failed control request:\n%s", ids[i], text)
+		}
+	}
+
+	// 3. The owner of two partitions dies; a redeliver asked right away is
+	// applied to its partitions by the member that takes them over, before
+	// that member reads them.
+	since2 := time.Now().UTC().Truncate(time.Second).Add(time.Second)
+	time.Sleep(time.Until(since2))
+	insertIDs(t, coll, 81, 100)
+	rc.waitFor(t, "ids 81..100", deliveredAll(81, 100, 1))
+	members[1].kill()
+	code, out, errOut = runCLI(t, "redeliver", "-c", cfgs[0], "parts", "--since", since2.Format(time.RFC3339))
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("all %d partitions", partsN)) {
+		t.Fatalf("redeliver after %s died: code %d, stdout %q, stderr %q", ids[1], code, out, errOut)
+	}
+	survivor := map[string]string{}
+	for key := range owner {
+		survivor[key] = ids[0]
+	}
+	checkAppliedBy(t, client, "parts", survivor)
+	all = rc.waitFor(t, "ids 81..100 again", deliveredAll(81, 100, 2))
+	n = count(all)
+	for id := int32(61); id <= 80; id++ {
+		if n[id] != 1 {
+			t.Errorf("id %d (before the second --since) delivered %d times, want 1", id, n[id])
 		}
 	}
 }
