@@ -783,6 +783,7 @@ func ReadStatus(ctx context.Context, st Store, m *Manager) (Status, error) {
 	if err != nil {
 		return s, fmt.Errorf("read cluster status: %w", err)
 	}
+	sortLeases(leases)
 	s.Members, s.Leases, s.Drift = live, leases, []string{}
 	if s.Members == nil {
 		s.Members = []store.Member{}
@@ -803,6 +804,23 @@ func ReadStatus(ctx context.Context, st Store, m *Manager) (Status, error) {
 		sort.Strings(s.Drift)
 	}
 	return s, nil
+}
+
+// sortLeases orders leases by trigger, then by partition number (p2of12
+// before p10of12, which the keys' text order reverses); keys that are not
+// a trigger's or partition's key keep their text order.
+func sortLeases(leases []store.Lease) {
+	sort.SliceStable(leases, func(a, b int) bool {
+		na, ia, _, oka := triggers.ParsePartitionKey(leases[a].Key)
+		nb, ib, _, okb := triggers.ParsePartitionKey(leases[b].Key)
+		if !oka || !okb || na != nb {
+			return leases[a].Key < leases[b].Key
+		}
+		if ia != ib {
+			return ia < ib
+		}
+		return leases[a].Key < leases[b].Key
+	})
 }
 
 // Supervisor starts and stops single triggers (*runner.Runner implements

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -501,5 +502,27 @@ func TestRenewalsAreOneWrite(t *testing.T) {
 		if lost := i == 3; o.Valid() == lost {
 			t.Fatalf("%s: valid %v after the round, want %v", names[i], o.Valid(), !lost)
 		}
+	}
+}
+
+// TestReadStatusOrdersPartitions: /api/cluster and `cluster status` list a
+// trigger's partition leases in partition order, p2 before p10.
+func TestReadStatusOrdersPartitions(t *testing.T) {
+	st := newTestStore(t)
+	for _, key := range []string{"t/p10of12", "t/p2of12", "b", "t/p0of12", "a"} {
+		if _, err := st.AcquireLease(t.Context(), key, "m1", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := ReadStatus(t.Context(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range s.Leases {
+		got = append(got, l.Key)
+	}
+	if want := []string{"a", "b", "t/p0of12", "t/p2of12", "t/p10of12"}; !slices.Equal(got, want) {
+		t.Errorf("leases in order %v, want %v", got, want)
 	}
 }
