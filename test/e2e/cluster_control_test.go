@@ -94,6 +94,8 @@ func heldLeases(t *testing.T, body []byte) map[string]string {
 // pause, each partition's skipped range is in the history, and nothing
 // else is lost. When a member dies, a redeliver asked before its
 // partitions were taken over is applied to them by their new owner.
+// /api/triggers, /api/cluster and `changehook cluster status` show which
+// member runs which partition.
 func TestControlsOnPartitionsSpreadOverMembers(t *testing.T) {
 	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
@@ -129,6 +131,36 @@ func TestControlsOnPartitionsSpreadOverMembers(t *testing.T) {
 		m.waitReady()
 	}
 	t.Logf("partition owners: %v", owner)
+	// Each member's /api/triggers shows the partitions it runs as running
+	// and the others as standby.
+	for i, m := range members {
+		var resp struct {
+			Triggers []struct {
+				Name       string `json:"name"`
+				State      string `json:"state"`
+				Partitions []struct {
+					Key   string `json:"key"`
+					State string `json:"state"`
+				} `json:"partitions"`
+			} `json:"triggers"`
+		}
+		_, body := m.get("/api/triggers")
+		if err := json.Unmarshal(body, &resp); err != nil || len(resp.Triggers) != 1 || len(resp.Triggers[0].Partitions) != partsN {
+			t.Fatalf("member %s /api/triggers: %v: %s", ids[i], err, body)
+		}
+		if tr := resp.Triggers[0]; tr.State != "running" {
+			t.Errorf("member %s shows parts %s, want running (it runs two partitions)", ids[i], tr.State)
+		}
+		for _, p := range resp.Triggers[0].Partitions {
+			want := "standby"
+			if owner[p.Key] == ids[i] {
+				want = "running"
+			}
+			if p.State != want {
+				t.Errorf("member %s shows %s %s, want %s", ids[i], p.Key, p.State, want)
+			}
+		}
+	}
 	// `changehook cluster status` shows both members and each partition's
 	// owner.
 	code, out, errOut := runCLI(t, "cluster", "status", "-c", cfgs[0])
