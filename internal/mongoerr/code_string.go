@@ -90,6 +90,8 @@ func (c Code) String() string {
 		return "InvalidPipelineOperator"
 	case CannotIndexParallelArrays:
 		return "CannotIndexParallelArrays"
+	case IncompatibleCollationVersion:
+		return "IncompatibleCollationVersion"
 	case TransactionTooOld:
 		return "TransactionTooOld"
 	case CursorKilled:

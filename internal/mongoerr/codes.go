@@ -55,6 +55,7 @@ const (
 	CursorInUse                              Code = 143
 	InvalidPipelineOperator                  Code = 168
 	CannotIndexParallelArrays                Code = 171
+	IncompatibleCollationVersion             Code = 174
 	TransactionTooOld                        Code = 225
 	CursorKilled                             Code = 237
 	NotImplemented                           Code = 238

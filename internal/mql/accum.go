@@ -20,6 +20,12 @@ type accumulator interface {
 	result() any
 }
 
+// collatedAcc is an accumulator whose result depends on how strings
+// compare ($min, $max, $addToSet); the group stage sets its collation.
+type collatedAcc interface {
+	setCollation(c *Collation)
+}
+
 // accumSpec is a compiled {field: {$op: expr}} of a $group stage.
 type accumSpec struct {
 	field string
@@ -98,7 +104,10 @@ func (a *sumAcc) result() any {
 type minMaxAcc struct {
 	min  bool
 	best any
+	coll *Collation
 }
+
+func (a *minMaxAcc) setCollation(c *Collation) { a.coll = c }
 
 func (a *minMaxAcc) add(v any) int {
 	if aggNullish(v) {
@@ -108,7 +117,7 @@ func (a *minMaxAcc) add(v any) int {
 		a.best = v
 		return aggSize(v)
 	}
-	c := aggCompare(v, a.best)
+	c := aggCompare(v, a.best, a.coll)
 	if a.min && c < 0 || !a.min && c > 0 {
 		a.best = v
 		return aggSize(v)
@@ -159,14 +168,17 @@ func (a *lastAcc) result() any {
 type pushAcc struct {
 	out  bson.A
 	seen map[string]bool
+	coll *Collation
 }
+
+func (a *pushAcc) setCollation(c *Collation) { a.coll = c }
 
 func (a *pushAcc) add(v any) int {
 	if v == Missing {
 		return 0
 	}
 	if a.seen != nil {
-		k := string(aggKey(nil, v))
+		k := string(aggKey(nil, v, a.coll))
 		if a.seen[k] {
 			return 0
 		}
@@ -273,7 +285,7 @@ func aggSize(v any) int {
 // the same key exactly when MongoDB's $group / $addToSet treat them as
 // equal (numbers compare by value across types; null and missing are one
 // key).
-func aggKey(b []byte, v any) []byte {
+func aggKey(b []byte, v any, coll *Collation) []byte {
 	switch t := v.(type) {
 	case nil:
 		return append(b, 'n')
@@ -298,34 +310,40 @@ func aggKey(b []byte, v any) []byte {
 		case d.nan:
 			return append(b, 'N')
 		case d.inf != 0:
-			return aggKey(b, math.Inf(d.inf))
+			return aggKey(b, math.Inf(d.inf), coll)
 		}
 		r, _ := d.rat()
 		if r.IsInt() && r.Num().IsInt64() {
 			return aggKeyInt(b, r.Num().Int64())
 		}
 		if f, exact := r.Float64(); exact {
-			return aggKey(b, f)
+			return aggKey(b, f, coll)
 		}
 		b = append(b, 'd')
 		return aggKeyStr(b, new(big.Rat).Set(r).String())
 	case string:
+		if coll != nil {
+			return aggKeyStr(append(b, 's'), string(coll.Key(t)))
+		}
 		return aggKeyStr(append(b, 's'), t)
 	case bson.Symbol:
+		if coll != nil {
+			return aggKeyStr(append(b, 's'), string(coll.Key(string(t))))
+		}
 		return aggKeyStr(append(b, 's'), string(t))
 	case bson.D:
 		b = append(b, 'o')
 		b = binary.AppendUvarint(b, uint64(len(t)))
 		for _, e := range t {
 			b = aggKeyStr(b, e.Key)
-			b = aggKey(b, e.Value)
+			b = aggKey(b, e.Value, coll)
 		}
 		return b
 	case bson.A:
 		b = append(b, 'a')
 		b = binary.AppendUvarint(b, uint64(len(t)))
 		for _, e := range t {
-			b = aggKey(b, e)
+			b = aggKey(b, e, coll)
 		}
 		return b
 	case bool:

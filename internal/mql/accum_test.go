@@ -80,7 +80,7 @@ func TestAggKeyEquality(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if got := string(aggKey(nil, tc.a)) == string(aggKey(nil, tc.b)); got != tc.same {
+			if got := string(aggKey(nil, tc.a, nil)) == string(aggKey(nil, tc.b, nil)); got != tc.same {
 				t.Fatalf("same key = %v, want %v", got, tc.same)
 			}
 		})

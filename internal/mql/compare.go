@@ -93,6 +93,18 @@ func canonicalRank(v any) int {
 // compares by length, then subtype, then bytes. Compare never panics; Go
 // values outside the value model sort after MaxKey.
 func Compare(a, b any) int {
+	return compareValues(a, b, nil)
+}
+
+// CompareCollated is Compare with strings (and symbols), also inside
+// documents and arrays, compared under the collation c; field names still
+// compare bytewise, as in MongoDB. A nil c is Compare.
+func CompareCollated(a, b any, c *Collation) int {
+	return compareValues(a, b, c)
+}
+
+// compareValues is Compare with an optional collation for strings.
+func compareValues(a, b any, coll *Collation) int {
 	ra, rb := canonicalRank(a), canonicalRank(b)
 	if ra != rb {
 		return cmp.Compare(ra, rb)
@@ -103,15 +115,18 @@ func Compare(a, b any) int {
 	case rankNumber:
 		return compareNumbers(a, b)
 	case rankString:
+		if coll != nil {
+			return coll.CompareStrings(stringValue(a), stringValue(b))
+		}
 		return strings.Compare(stringValue(a), stringValue(b))
 	case rankObject:
 		da, _ := AsDocument(a)
 		db, _ := AsDocument(b)
-		return compareDocs(da, db)
+		return compareDocs(da, db, coll)
 	case rankArray:
 		aa, _ := AsArray(a)
 		ab, _ := AsArray(b)
-		return compareArrays(aa, ab)
+		return compareArrays(aa, ab, coll)
 	case rankBinData:
 		return compareBinary(toBinary(a), toBinary(b))
 	case rankObjectID:
@@ -199,7 +214,7 @@ func compareBinary(x, y bson.Binary) int {
 // compareDocs compares documents as BSONObj::woCompare does: element by
 // element, each by canonical type, then field name, then value; a document
 // that is a prefix of the other is smaller.
-func compareDocs(a, b bson.D) int {
+func compareDocs(a, b bson.D, coll *Collation) int {
 	for i := 0; i < len(a) && i < len(b); i++ {
 		if c := cmp.Compare(canonicalRank(a[i].Value), canonicalRank(b[i].Value)); c != 0 {
 			return c
@@ -207,7 +222,7 @@ func compareDocs(a, b bson.D) int {
 		if c := strings.Compare(a[i].Key, b[i].Key); c != 0 {
 			return c
 		}
-		if c := Compare(a[i].Value, b[i].Value); c != 0 {
+		if c := compareValues(a[i].Value, b[i].Value, coll); c != 0 {
 			return c
 		}
 	}
@@ -215,9 +230,9 @@ func compareDocs(a, b bson.D) int {
 }
 
 // compareArrays compares arrays element-wise, a prefix first.
-func compareArrays(a, b bson.A) int {
+func compareArrays(a, b bson.A, coll *Collation) int {
 	for i := 0; i < len(a) && i < len(b); i++ {
-		if c := Compare(a[i], b[i]); c != 0 {
+		if c := compareValues(a[i], b[i], coll); c != 0 {
 			return c
 		}
 	}

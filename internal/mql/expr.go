@@ -39,6 +39,8 @@ type evalCtx struct {
 	nowSet  bool
 	steps   int
 	maxStep int
+	// coll is the collation string comparisons use (nil: binary).
+	coll *Collation
 }
 
 // aggMaxValueBytes bounds strings and arrays built by one expression
@@ -140,6 +142,15 @@ func (e *Expr) Eval(root bson.D) (any, error) {
 // only read.
 func (e *Expr) EvalVars(root bson.D, vars map[string]any) (any, error) {
 	c := &evalCtx{root: root, current: root, vars: vars}
+	if now, ok := vars["NOW"].(bson.DateTime); ok {
+		c.now, c.nowSet = now, true
+	}
+	return e.evalCtx(c)
+}
+
+// evalColl is EvalVars with string comparisons made under coll.
+func (e *Expr) evalColl(root bson.D, vars map[string]any, coll *Collation) (any, error) {
+	c := &evalCtx{root: root, current: root, vars: vars, coll: coll}
 	if now, ok := vars["NOW"].(bson.DateTime); ok {
 		c.now, c.nowSet = now, true
 	}
@@ -674,7 +685,7 @@ func aggNullish(v any) bool {
 
 // aggCompare compares two values in BSON order, with Missing sorting before
 // every other value (as MongoDB's expression comparisons do).
-func aggCompare(a, b any) int {
+func aggCompare(a, b any, coll *Collation) int {
 	am, bm := a == Missing, b == Missing
 	switch {
 	case am && bm:
@@ -684,5 +695,5 @@ func aggCompare(a, b any) int {
 	case bm:
 		return 1
 	}
-	return Compare(a, b)
+	return compareValues(a, b, coll)
 }

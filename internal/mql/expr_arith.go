@@ -969,19 +969,20 @@ func compileExprAccum(name string, arg any) (exprNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &funcNode{args: nodes, fn: func(_ *evalCtx, vals []any) (any, error) {
+	return &funcNode{args: nodes, fn: func(c *evalCtx, vals []any) (any, error) {
 		items := vals
 		if len(vals) == 1 {
 			if a, ok := vals[0].(bson.A); ok {
 				items = a
 			}
 		}
-		return aggReduceList(name, items), nil
+		return aggReduceList(name, items, c.coll), nil
 	}}, nil
 }
 
-// aggReduceList applies $sum $avg $min $max to a list of values.
-func aggReduceList(name string, items []any) any {
+// aggReduceList applies $sum $avg $min $max to a list of values, comparing
+// strings under coll for $min and $max.
+func aggReduceList(name string, items []any, coll *Collation) any {
 	switch name {
 	case "$sum", "$avg":
 		var s aggSummer
@@ -1002,7 +1003,7 @@ func aggReduceList(name string, items []any) any {
 			best = v
 			continue
 		}
-		c := aggCompare(v, best)
+		c := aggCompare(v, best, coll)
 		if name == "$min" && c < 0 || name == "$max" && c > 0 {
 			best = v
 		}

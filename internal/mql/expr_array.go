@@ -89,13 +89,13 @@ func evalFirstLast(name string, v any) (any, error) {
 }
 
 // evalIn implements $in.
-func evalIn(_ *evalCtx, vals []any) (any, error) {
+func evalIn(c *evalCtx, vals []any) (any, error) {
 	a, ok := vals[1].(bson.A)
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.InNotArray, "$in requires an array as a second argument, found: %s", TypeName(vals[1]))
 	}
 	for _, el := range a {
-		if aggCompare(vals[0], el) == 0 {
+		if aggCompare(vals[0], el, c.coll) == 0 {
 			return true, nil
 		}
 	}
@@ -234,7 +234,7 @@ func evalRange(c *evalCtx, vals []any) (any, error) {
 }
 
 // evalIndexOfArray implements $indexOfArray.
-func evalIndexOfArray(_ *evalCtx, vals []any) (any, error) {
+func evalIndexOfArray(c *evalCtx, vals []any) (any, error) {
 	if aggNullish(vals[0]) {
 		return nil, nil
 	}
@@ -258,7 +258,7 @@ func evalIndexOfArray(_ *evalCtx, vals []any) (any, error) {
 		}
 	}
 	for i := start; i < end && i < int64(len(a)); i++ {
-		if aggCompare(a[i], vals[1]) == 0 {
+		if aggCompare(a[i], vals[1], c.coll) == 0 {
 			return int32(i), nil
 		}
 	}

@@ -268,8 +268,8 @@ func (n *andOrNode) eval(c *evalCtx) (any, error) {
 
 // compileCmp compiles the comparison operators.
 func compileCmp(name string, arg any) (exprNode, error) {
-	return fixed(name, arg, 2, 2, func(_ *evalCtx, v []any) (any, error) {
-		r := aggCompare(v[0], v[1])
+	return fixed(name, arg, 2, 2, func(c *evalCtx, v []any) (any, error) {
+		r := aggCompare(v[0], v[1], c.coll)
 		switch name {
 		case "$eq":
 			return r == 0, nil

@@ -41,11 +41,32 @@ type matchState struct {
 // $jsonSchema and geospatial operators. A nil or empty filter matches
 // every document.
 func CompileFilter(filter bson.D) (*Filter, error) {
-	n, err := compileMatchAnd(filter, 0)
+	return CompileFilterCollation(filter, nil)
+}
+
+// CompileFilterCollation is CompileFilter with string comparisons ($eq,
+// $ne, $gt, $gte, $lt, $lte, $in, $nin, $all, equality, $elemMatch and the
+// comparisons of $expr) made under the collation c; $regex, $type, $size
+// and field names are not affected, as in MongoDB. A nil c is CompileFilter.
+func CompileFilterCollation(filter bson.D, c *Collation) (*Filter, error) {
+	n, err := compileMatchAnd(filter, compileCx{coll: c})
 	if err != nil {
 		return nil, err
 	}
 	return &Filter{root: n}, nil
+}
+
+// compileCx is the compilation context of a filter: the nesting depth of
+// the part being compiled and the collation its comparisons use.
+type compileCx struct {
+	depth int
+	coll  *Collation
+}
+
+// deeper returns the context one nesting level down.
+func (cx compileCx) deeper() compileCx {
+	cx.depth++
+	return cx
 }
 
 // Match reports whether doc matches the filter. An $expr evaluation error
@@ -105,13 +126,13 @@ func (f *Filter) MatchPositional(doc bson.D) (matched bool, index int) {
 const maxFilterDepth = 100
 
 // compileMatchAnd compiles a filter document: the implicit AND of its fields.
-func compileMatchAnd(filter bson.D, depth int) (matchNode, error) {
-	if depth > maxFilterDepth {
+func compileMatchAnd(filter bson.D, cx compileCx) (matchNode, error) {
+	if cx.depth > maxFilterDepth {
 		return nil, badValue("exceeded depth limit of %d when parsing match expression", maxFilterDepth)
 	}
 	nodes := make([]matchNode, 0, len(filter))
 	for _, e := range filter {
-		n, err := compileMatchTopLevel(e, depth)
+		n, err := compileMatchTopLevel(e, cx)
 		if err != nil {
 			return nil, err
 		}
@@ -124,12 +145,12 @@ func compileMatchAnd(filter bson.D, depth int) (matchNode, error) {
 
 // topLevelCompiler compiles the value v of the top-level filter operator
 // key ($and, $expr, ...) at nesting depth.
-type topLevelCompiler func(key string, v any, depth int) (matchNode, error)
+type topLevelCompiler func(key string, v any, cx compileCx) (matchNode, error)
 
 // queryCompiler compiles the query operator op ($gt, $in, ...) applied to
 // the path parts at nesting depth. A nil node with a nil error means the
 // operator constrains nothing ($comment).
-type queryCompiler func(parts []string, op bson.E, depth int) (matchNode, error)
+type queryCompiler func(parts []string, op bson.E, cx compileCx) (matchNode, error)
 
 // topLevelOperators and queryOperators map every filter operator name to
 // its compiler. init assembles them from the per-family tables (logical in
@@ -172,12 +193,12 @@ func isTopLevelOperator(s string) bool {
 }
 
 // compileMatchTopLevel compiles one field of a filter document.
-func compileMatchTopLevel(e bson.E, depth int) (matchNode, error) {
+func compileMatchTopLevel(e bson.E, cx compileCx) (matchNode, error) {
 	if !strings.HasPrefix(e.Key, "$") {
-		return compileMatchPathValue(e.Key, e.Value, depth)
+		return compileMatchPathValue(e.Key, e.Value, cx)
 	}
 	if c, ok := topLevelOperators[e.Key]; ok {
-		return c(e.Key, e.Value, depth)
+		return c(e.Key, e.Value, cx)
 	}
 	return nil, badValue("unknown top level operator: %s. If you are trying to match a field name starting with '$', use $getField or $expr", e.Key)
 }
@@ -199,10 +220,10 @@ func isOperatorDoc(v any) (bson.D, bool) {
 
 // compileMatchPathValue compiles {path: value}: an operator document, a regex,
 // or an equality.
-func compileMatchPathValue(path string, v any, depth int) (matchNode, error) {
+func compileMatchPathValue(path string, v any, cx compileCx) (matchNode, error) {
 	parts := splitPath(path)
 	if ops, ok := isOperatorDoc(v); ok {
-		return compileQueryOperators(parts, ops, depth)
+		return compileQueryOperators(parts, ops, cx)
 	}
 	if re, ok := v.(bson.Regex); ok {
 		p, err := newRegexMatch(re.Pattern, re.Options)
@@ -211,7 +232,7 @@ func compileMatchPathValue(path string, v any, depth int) (matchNode, error) {
 		}
 		return newMatchPath(parts, p, true), nil
 	}
-	p, err := newCmpMatch(mEQ, v, "$eq")
+	p, err := newCmpMatch(mEQ, v, "$eq", cx.coll)
 	if err != nil {
 		return nil, err
 	}
@@ -220,8 +241,8 @@ func compileMatchPathValue(path string, v any, depth int) (matchNode, error) {
 
 // compileQueryOperators compiles an operator document {$gt: 1, $lt: 5} on a
 // path: the AND of its operators.
-func compileQueryOperators(parts []string, ops bson.D, depth int) (matchNode, error) {
-	if depth > maxFilterDepth {
+func compileQueryOperators(parts []string, ops bson.D, cx compileCx) (matchNode, error) {
+	if cx.depth > maxFilterDepth {
 		return nil, badValue("exceeded depth limit of %d when parsing match expression", maxFilterDepth)
 	}
 	var nodes []matchNode
@@ -240,7 +261,7 @@ func compileQueryOperators(parts []string, ops bson.D, depth int) (matchNode, er
 			nodes = append(nodes, newMatchPath(parts, p, true))
 			continue
 		}
-		n, err := compileQueryOperator(parts, op, depth)
+		n, err := compileQueryOperator(parts, op, cx)
 		if err != nil {
 			return nil, err
 		}
@@ -252,9 +273,9 @@ func compileQueryOperators(parts []string, ops bson.D, depth int) (matchNode, er
 }
 
 // compileQueryOperator compiles one query operator applied to a path.
-func compileQueryOperator(parts []string, op bson.E, depth int) (matchNode, error) {
+func compileQueryOperator(parts []string, op bson.E, cx compileCx) (matchNode, error) {
 	if c, ok := queryOperators[op.Key]; ok {
-		return c(parts, op, depth)
+		return c(parts, op, cx)
 	}
 	return nil, badValue("unknown operator: %s", op.Key)
 }

@@ -11,17 +11,17 @@ import (
 // arrayQuery is the table of array query operators.
 func arrayQuery() map[string]queryCompiler {
 	return map[string]queryCompiler{
-		"$all": func(parts []string, op bson.E, depth int) (matchNode, error) {
-			return compileMatchAll(parts, op.Value, depth)
+		"$all": func(parts []string, op bson.E, cx compileCx) (matchNode, error) {
+			return compileMatchAll(parts, op.Value, cx)
 		},
-		"$elemMatch": func(parts []string, op bson.E, depth int) (matchNode, error) {
-			p, err := newElemMatchMatch(op.Value, depth)
+		"$elemMatch": func(parts []string, op bson.E, cx compileCx) (matchNode, error) {
+			p, err := newElemMatchMatch(op.Value, cx)
 			if err != nil {
 				return nil, err
 			}
 			return newMatchPath(parts, p, false), nil
 		},
-		"$size": func(parts []string, op bson.E, _ int) (matchNode, error) {
+		"$size": func(parts []string, op bson.E, _ compileCx) (matchNode, error) {
 			p, err := newSizeMatch(op.Value)
 			if err != nil {
 				return nil, err
@@ -73,16 +73,16 @@ type elemMatchMatch struct {
 // wrapped to evaluate the operator form of $elemMatch.
 const elemMatchValueKey = ""
 
-func newElemMatchMatch(v any, depth int) (*elemMatchMatch, error) {
+func newElemMatchMatch(v any, cx compileCx) (*elemMatchMatch, error) {
 	d, ok := AsDocument(v)
 	if !ok {
 		return nil, badValue("$elemMatch needs an Object")
 	}
-	if depth+1 > maxFilterDepth {
+	if cx.depth+1 > maxFilterDepth {
 		return nil, badValue("exceeded depth limit of %d when parsing match expression", maxFilterDepth)
 	}
 	if len(d) > 0 && strings.HasPrefix(d[0].Key, "$") && !isTopLevelOperator(d[0].Key) {
-		n, err := compileElemMatchValue(d, depth+1)
+		n, err := compileElemMatchValue(d, cx.deeper())
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +94,7 @@ func newElemMatchMatch(v any, depth int) (*elemMatchMatch, error) {
 			return nil, badValue("%s can only be applied to the top-level document", e.Key)
 		}
 	}
-	n, err := compileMatchAnd(d, depth+1)
+	n, err := compileMatchAnd(d, cx.deeper())
 	if err != nil {
 		return nil, err
 	}
@@ -103,13 +103,13 @@ func newElemMatchMatch(v any, depth int) (*elemMatchMatch, error) {
 
 // compileElemMatchValue compiles the operator form: operators applied to
 // the element itself, without expanding an element that is an array.
-func compileElemMatchValue(ops bson.D, depth int) (matchNode, error) {
+func compileElemMatchValue(ops bson.D, cx compileCx) (matchNode, error) {
 	for _, op := range ops {
 		if !strings.HasPrefix(op.Key, "$") {
 			return nil, badValue("unknown operator: %s", op.Key)
 		}
 	}
-	n, err := compileQueryOperators([]string{elemMatchValueKey}, ops, depth)
+	n, err := compileQueryOperators([]string{elemMatchValueKey}, ops, cx)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +179,7 @@ func (p *elemMatchMatch) matchElement(e any) bool {
 
 // compileMatchAll compiles {$all: [...]}: the AND of equalities (or of
 // $elemMatch clauses); an empty $all matches nothing.
-func compileMatchAll(parts []string, v any, depth int) (matchNode, error) {
+func compileMatchAll(parts []string, v any, cx compileCx) (matchNode, error) {
 	arr, ok := AsArray(v)
 	if !ok {
 		return nil, badValue("$all needs an array")
@@ -192,7 +192,7 @@ func compileMatchAll(parts []string, v any, depth int) (matchNode, error) {
 	for _, x := range arr {
 		if d, ok := isOperatorDoc(x); ok && d[0].Key == "$elemMatch" {
 			elemMatch++
-			p, err := newElemMatchMatch(d[0].Value, depth)
+			p, err := newElemMatchMatch(d[0].Value, cx)
 			if err != nil {
 				return nil, err
 			}
@@ -207,7 +207,7 @@ func compileMatchAll(parts []string, v any, depth int) (matchNode, error) {
 		if re, ok := x.(bson.Regex); ok {
 			p, err = newRegexMatch(re.Pattern, re.Options)
 		} else {
-			p, err = newCmpMatch(mEQ, x, "$all")
+			p, err = newCmpMatch(mEQ, x, "$all", cx.coll)
 		}
 		if err != nil {
 			return nil, err

@@ -8,7 +8,7 @@ import (
 
 // bitsQuery is the table of bitwise query operators.
 func bitsQuery() map[string]queryCompiler {
-	bits := func(parts []string, op bson.E, _ int) (matchNode, error) {
+	bits := func(parts []string, op bson.E, _ compileCx) (matchNode, error) {
 		p, err := newBitsMatch(op.Key, op.Value)
 		if err != nil {
 			return nil, err

@@ -9,8 +9,8 @@ import (
 // compareQuery is the table of comparison query operators.
 func compareQuery() map[string]queryCompiler {
 	cmp := func(kind matchOp) queryCompiler {
-		return func(parts []string, op bson.E, _ int) (matchNode, error) {
-			p, err := newCmpMatch(kind, op.Value, op.Key)
+		return func(parts []string, op bson.E, cx compileCx) (matchNode, error) {
+			p, err := newCmpMatch(kind, op.Value, op.Key, cx.coll)
 			if err != nil {
 				return nil, err
 			}
@@ -21,8 +21,8 @@ func compareQuery() map[string]queryCompiler {
 			return n, nil
 		}
 	}
-	in := func(parts []string, op bson.E, _ int) (matchNode, error) {
-		p, err := newInMatch(op.Key, op.Value)
+	in := func(parts []string, op bson.E, cx compileCx) (matchNode, error) {
+		p, err := newInMatch(op.Key, op.Value, cx.coll)
 		if err != nil {
 			return nil, err
 		}
@@ -62,9 +62,11 @@ const (
 type cmpMatch struct {
 	op  matchOp
 	rhs any
+	// coll is the collation strings compare under (nil: binary).
+	coll *Collation
 }
 
-func newCmpMatch(op matchOp, rhs any, name string) (*cmpMatch, error) {
+func newCmpMatch(op matchOp, rhs any, name string, coll *Collation) (*cmpMatch, error) {
 	rhs = Normalize(rhs)
 	if _, ok := rhs.(bson.Undefined); ok {
 		return nil, badValue("cannot compare to undefined")
@@ -72,7 +74,7 @@ func newCmpMatch(op matchOp, rhs any, name string) (*cmpMatch, error) {
 	if TypeNumber(rhs) == typeNumberMissing && !IsMissing(rhs) {
 		return nil, badValue("%s: unsupported value of Go type %T", name, rhs)
 	}
-	return &cmpMatch{op: op, rhs: rhs}, nil
+	return &cmpMatch{op: op, rhs: rhs, coll: coll}, nil
 }
 
 // matchRank is canonicalRank except that Missing ranks as undefined (BSON
@@ -85,11 +87,12 @@ func matchRank(v any) int {
 }
 
 func (p *cmpMatch) test(v any) bool {
-	return compareMatches(p.op, v, p.rhs)
+	return compareMatches(p.op, v, p.rhs, p.coll)
 }
 
-// compareMatches evaluates "v op rhs" as a query comparison.
-func compareMatches(op matchOp, v, rhs any) bool {
+// compareMatches evaluates "v op rhs" as a query comparison, comparing
+// strings under coll (nil: binary).
+func compareMatches(op matchOp, v, rhs any, coll *Collation) bool {
 	rv, rr := matchRank(v), matchRank(rhs)
 	if rv != rr {
 		// null and missing/undefined are equal for matching.
@@ -110,7 +113,7 @@ func compareMatches(op matchOp, v, rhs any) bool {
 			return vn && rn && (op == mEQ || op == mGTE || op == mLTE)
 		}
 	}
-	c := Compare(v, rhs)
+	c := compareValues(v, rhs, coll)
 	switch op {
 	case mEQ:
 		return c == 0
@@ -142,14 +145,15 @@ func isNaNValue(v any) bool {
 type inMatch struct {
 	eq      []any
 	regexes []*regexMatch
+	coll    *Collation
 }
 
-func newInMatch(op string, v any) (*inMatch, error) {
+func newInMatch(op string, v any, coll *Collation) (*inMatch, error) {
 	arr, ok := AsArray(v)
 	if !ok {
 		return nil, badValue("%s needs an array", op)
 	}
-	p := &inMatch{}
+	p := &inMatch{coll: coll}
 	for _, x := range arr {
 		if re, ok := x.(bson.Regex); ok {
 			rp, err := newRegexMatch(re.Pattern, re.Options)
@@ -173,7 +177,7 @@ func newInMatch(op string, v any) (*inMatch, error) {
 
 func (p *inMatch) test(v any) bool {
 	for _, x := range p.eq {
-		if compareMatches(mEQ, v, x) {
+		if compareMatches(mEQ, v, x, p.coll) {
 			return true
 		}
 	}

@@ -10,14 +10,14 @@ import (
 // elementQuery is the table of element query operators.
 func elementQuery() map[string]queryCompiler {
 	return map[string]queryCompiler{
-		"$exists": func(parts []string, op bson.E, _ int) (matchNode, error) {
+		"$exists": func(parts []string, op bson.E, _ compileCx) (matchNode, error) {
 			n := newMatchPath(parts, existsMatch{}, true)
 			if Truthy(op.Value) {
 				return n, nil
 			}
 			return matchNot{n}, nil
 		},
-		"$type": func(parts []string, op bson.E, _ int) (matchNode, error) {
+		"$type": func(parts []string, op bson.E, _ compileCx) (matchNode, error) {
 			p, err := newTypeMatch(op.Value)
 			if err != nil {
 				return nil, err

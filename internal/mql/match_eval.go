@@ -12,15 +12,15 @@ import (
 // index or feature.
 func evalTopLevel() map[string]topLevelCompiler {
 	refuse := func(code mongoerr.Code, msg string) topLevelCompiler {
-		return func(string, any, int) (matchNode, error) { return nil, mongoerr.Errorf(code, "%s", msg) }
+		return func(string, any, compileCx) (matchNode, error) { return nil, mongoerr.Errorf(code, "%s", msg) }
 	}
 	return map[string]topLevelCompiler{
-		"$expr": func(_ string, v any, _ int) (matchNode, error) {
+		"$expr": func(_ string, v any, cx compileCx) (matchNode, error) {
 			x, err := CompileExpr(v)
 			if err != nil {
 				return nil, err
 			}
-			return matchExprNode{x}, nil
+			return matchExprNode{x: x, coll: cx.coll}, nil
 		},
 		"$where":      refuse(mongoerr.NotImplemented, "$where is not supported by devdb"),
 		"$text":       refuse(mongoerr.IndexNotFound, "text index required for $text query"),
@@ -33,7 +33,7 @@ func evalTopLevel() map[string]topLevelCompiler {
 // ($regex and $options are compiled by compileQueryOperators).
 func evalQuery() map[string]queryCompiler {
 	return map[string]queryCompiler{
-		"$mod": func(parts []string, op bson.E, _ int) (matchNode, error) {
+		"$mod": func(parts []string, op bson.E, _ compileCx) (matchNode, error) {
 			p, err := newModMatch(op.Value)
 			if err != nil {
 				return nil, err
@@ -117,14 +117,18 @@ func (p *modMatch) test(v any) bool {
 }
 
 // matchExprNode evaluates an aggregation expression ($expr) for truthiness.
-type matchExprNode struct{ x *Expr }
+type matchExprNode struct {
+	x *Expr
+	// coll is the collation the expression's comparisons use.
+	coll *Collation
+}
 
 func (n matchExprNode) match(doc bson.D, st *matchState) bool {
 	var vars map[string]any
 	if st != nil {
 		vars = st.vars
 	}
-	v, err := n.x.EvalVars(doc, vars)
+	v, err := n.x.evalColl(doc, vars, n.coll)
 	if err != nil {
 		if st != nil && st.err == nil {
 			st.err = err

@@ -9,10 +9,10 @@ import (
 // not implement: $near and $nearSphere fail as MongoDB does without a
 // geospatial index, the others with NotImplemented.
 func geoQuery() map[string]queryCompiler {
-	near := func([]string, bson.E, int) (matchNode, error) {
+	near := func([]string, bson.E, compileCx) (matchNode, error) {
 		return nil, mongoerr.Errorf(mongoerr.NoQueryExecutionPlans, "error processing query: planner returned error :: caused by :: unable to find index for $geoNear query")
 	}
-	unsupported := func(_ []string, op bson.E, _ int) (matchNode, error) {
+	unsupported := func(_ []string, op bson.E, _ compileCx) (matchNode, error) {
 		return nil, mongoerr.Errorf(mongoerr.NotImplemented, "%s is not supported by devdb", op.Key)
 	}
 	return map[string]queryCompiler{

@@ -58,7 +58,7 @@ type jsonSchemaNode struct{ s *jsonSchema }
 func (n jsonSchemaNode) match(doc bson.D, _ *matchState) bool { return n.s.valid(doc) }
 
 // compileJSONSchemaTop compiles {$jsonSchema: <schema>}.
-func compileJSONSchemaTop(_ string, v any, _ int) (matchNode, error) {
+func compileJSONSchemaTop(_ string, v any, _ compileCx) (matchNode, error) {
 	s, err := compileJSONSchema(v, 0)
 	if err != nil {
 		return nil, err

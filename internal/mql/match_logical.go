@@ -9,8 +9,8 @@ import (
 // logicalTopLevel is the table of top-level logical operators and the
 // constant filters.
 func logicalTopLevel() map[string]topLevelCompiler {
-	logical := func(key string, v any, depth int) (matchNode, error) {
-		children, err := compileMatchClauses(key, v, depth)
+	logical := func(key string, v any, cx compileCx) (matchNode, error) {
+		children, err := compileMatchClauses(key, v, cx)
 		if err != nil {
 			return nil, err
 		}
@@ -22,7 +22,7 @@ func logicalTopLevel() map[string]topLevelCompiler {
 		}
 		return matchNot{matchOr(children)}, nil
 	}
-	constant := func(key string, v any, _ int) (matchNode, error) {
+	constant := func(key string, v any, _ compileCx) (matchNode, error) {
 		if n, ok := ToFloat64(v); !ok || n != 1 {
 			return nil, badValue("%s must be an integer value of 1", key)
 		}
@@ -32,7 +32,7 @@ func logicalTopLevel() map[string]topLevelCompiler {
 		"$and":         logical,
 		"$or":          logical,
 		"$nor":         logical,
-		"$comment":     func(string, any, int) (matchNode, error) { return nil, nil },
+		"$comment":     func(string, any, compileCx) (matchNode, error) { return nil, nil },
 		"$alwaysTrue":  constant,
 		"$alwaysFalse": constant,
 	}
@@ -42,15 +42,15 @@ func logicalTopLevel() map[string]topLevelCompiler {
 // path-level $comment.
 func logicalQuery() map[string]queryCompiler {
 	return map[string]queryCompiler{
-		"$not": func(parts []string, op bson.E, depth int) (matchNode, error) {
-			return compileMatchNot(parts, op.Value, depth)
+		"$not": func(parts []string, op bson.E, cx compileCx) (matchNode, error) {
+			return compileMatchNot(parts, op.Value, cx)
 		},
-		"$comment": func([]string, bson.E, int) (matchNode, error) { return nil, nil },
+		"$comment": func([]string, bson.E, compileCx) (matchNode, error) { return nil, nil },
 	}
 }
 
 // compileMatchClauses compiles the array argument of $and, $or and $nor.
-func compileMatchClauses(op string, v any, depth int) ([]matchNode, error) {
+func compileMatchClauses(op string, v any, cx compileCx) ([]matchNode, error) {
 	arr, ok := AsArray(v)
 	if !ok || len(arr) == 0 {
 		return nil, badValue("%s must be a nonempty array", op)
@@ -61,7 +61,7 @@ func compileMatchClauses(op string, v any, depth int) ([]matchNode, error) {
 		if !ok {
 			return nil, badValue("%s argument's entries must be objects", op)
 		}
-		n, err := compileMatchAnd(d, depth+1)
+		n, err := compileMatchAnd(d, cx.deeper())
 		if err != nil {
 			return nil, err
 		}
@@ -71,7 +71,7 @@ func compileMatchClauses(op string, v any, depth int) ([]matchNode, error) {
 }
 
 // compileMatchNot compiles {$not: {...}} or {$not: /re/}.
-func compileMatchNot(parts []string, v any, depth int) (matchNode, error) {
+func compileMatchNot(parts []string, v any, cx compileCx) (matchNode, error) {
 	if re, ok := v.(bson.Regex); ok {
 		p, err := newRegexMatch(re.Pattern, re.Options)
 		if err != nil {
@@ -91,7 +91,7 @@ func compileMatchNot(parts []string, v any, depth int) (matchNode, error) {
 			return nil, badValue("unknown operator: %s", e.Key)
 		}
 	}
-	inner, err := compileQueryOperators(parts, d, depth+1)
+	inner, err := compileQueryOperators(parts, d, cx.deeper())
 	if err != nil {
 		return nil, err
 	}

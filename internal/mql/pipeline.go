@@ -26,6 +26,8 @@ type Pipeline struct {
 	memLimit int64
 	// vars are the command's let variables, visible as $$name.
 	vars map[string]any
+	// coll is the collation string comparisons use (nil: binary).
+	coll *Collation
 }
 
 // stage is one compiled pipeline stage.
@@ -45,11 +47,12 @@ type runCtx struct {
 	now      bson.DateTime
 	memLimit int64
 	vars     map[string]any
+	coll     *Collation
 }
 
 // evalDoc evaluates e against doc sharing the run's $$NOW.
 func (rc *runCtx) evalDoc(e *Expr, doc bson.D) (any, error) {
-	return e.evalCtx(&evalCtx{root: doc, current: doc, vars: rc.vars, now: rc.now, nowSet: true})
+	return e.evalCtx(&evalCtx{root: doc, current: doc, vars: rc.vars, now: rc.now, nowSet: true, coll: rc.coll})
 }
 
 // memErr is the memory-limit error for a stage.
@@ -110,13 +113,24 @@ func (p *Pipeline) WithVars(vars map[string]any) *Pipeline {
 	return &q
 }
 
+// WithCollation returns a copy of p whose string comparisons use the
+// collation c: $match, $sort, $group keys, $addToSet, $min and $max
+// accumulators, $sortByCount, $facet sub-pipelines and the comparison
+// expressions ($eq, $cmp, $in, …), as a command-level collation does in
+// MongoDB. A nil c is the simple binary comparison.
+func (p *Pipeline) WithCollation(c *Collation) *Pipeline {
+	q := *p
+	q.coll = c
+	return &q
+}
+
 // newRunCtx returns the state of one execution of p.
 func (p *Pipeline) newRunCtx() *runCtx {
 	now, ok := p.vars["NOW"].(bson.DateTime)
 	if !ok {
 		now = bson.NewDateTimeFromTime(time.Now())
 	}
-	return &runCtx{now: now, memLimit: p.memLimit, vars: p.vars}
+	return &runCtx{now: now, memLimit: p.memLimit, vars: p.vars, coll: p.coll}
 }
 
 // StageNames returns the stage names in order, as written ("$match", ...).

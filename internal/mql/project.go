@@ -20,6 +20,8 @@ type Projection struct {
 	hasPositional bool
 	// vars are variables computed fields see as $$name (a command's let).
 	vars map[string]any
+	// coll is the collation computed fields compare strings under.
+	coll *Collation
 }
 
 // WithVars returns a copy of p whose computed fields see vars (a command's
@@ -292,7 +294,7 @@ func (b *projBuilder) addElemMatch(path string, parts []string, v any, depth int
 	if _, ok := AsDocument(v); !ok {
 		return badValue("elemMatch: Invalid argument, object required.")
 	}
-	m, err := newElemMatchMatch(v, depth)
+	m, err := newElemMatchMatch(v, compileCx{depth: depth})
 	if err != nil {
 		return err
 	}
@@ -410,19 +412,27 @@ func (p *Projection) Apply(doc bson.D) (bson.D, error) {
 // projection with no matching element (index < 0 or out of range) is
 // Location51246, as MongoDB reports it.
 func (p *Projection) ApplyPositional(doc bson.D, index int) (bson.D, error) {
-	return p.applyVars(doc, index, p.vars)
+	return p.applyVars(doc, index, p.vars, p.coll)
 }
 
 // applyVars is ApplyPositional with vars visible to computed fields.
-func (p *Projection) applyVars(doc bson.D, index int, vars map[string]any) (bson.D, error) {
+func (p *Projection) applyVars(doc bson.D, index int, vars map[string]any, coll *Collation) (bson.D, error) {
 	if p.identity {
 		return doc, nil
 	}
-	a := projApplier{root: doc, index: index, vars: vars}
+	a := projApplier{root: doc, index: index, vars: vars, coll: coll}
 	if p.inclusion {
 		return a.include(doc, p.fields)
 	}
 	return a.exclude(doc, p.fields), nil
+}
+
+// WithCollation returns a copy of p whose computed fields compare strings
+// under the collation c (nil: binary), as a find with a collation does.
+func (p *Projection) WithCollation(c *Collation) *Projection {
+	q := *p
+	q.coll = c
+	return &q
 }
 
 // projApplier carries per-document state while projecting.
@@ -430,6 +440,7 @@ type projApplier struct {
 	root  bson.D
 	index int
 	vars  map[string]any
+	coll  *Collation
 }
 
 func findProjField(fs []*projField, name string) *projField {
@@ -477,7 +488,7 @@ func (a *projApplier) include(doc bson.D, fields []*projField) (bson.D, error) {
 		}
 		var v any
 		if f.kind == projExpr {
-			r, err := f.expr.EvalVars(a.root, a.vars)
+			r, err := f.expr.evalColl(a.root, a.vars, a.coll)
 			if err != nil {
 				return nil, err
 			}

@@ -11,6 +11,8 @@ import (
 // and safe for concurrent use.
 type Sort struct {
 	keys []sortKey
+	// coll is the collation strings compare under (nil: binary).
+	coll *Collation
 }
 
 type sortKey struct {
@@ -54,6 +56,17 @@ func CompileSort(spec bson.D) (*Sort, error) {
 	return s, nil
 }
 
+// WithCollation returns a copy of s that compares strings under the
+// collation c (nil: binary), as a command-level collation sorts in MongoDB.
+func (s *Sort) WithCollation(c *Collation) *Sort {
+	if s.coll == c {
+		return s
+	}
+	t := *s
+	t.coll = c
+	return &t
+}
+
 // Len returns the number of sort keys.
 func (s *Sort) Len() int { return len(s.keys) }
 
@@ -65,8 +78,8 @@ func (s *Sort) Len() int { return len(s.keys) }
 // before null, as MongoDB's manual describes in "Comparison/Sort Order".
 func (s *Sort) Compare(a, b bson.D) int {
 	for _, k := range s.keys {
-		va, vb := sortKeyValue(a, k), sortKeyValue(b, k)
-		c := Compare(va, vb)
+		va, vb := sortKeyValue(a, k, s.coll), sortKeyValue(b, k, s.coll)
+		c := compareValues(va, vb, s.coll)
 		if k.desc {
 			c = -c
 		}
@@ -80,7 +93,7 @@ func (s *Sort) Compare(a, b bson.D) int {
 // sortKeyValue returns the value a document sorts by for one key: the
 // minimum (ascending) or maximum (descending) of the values the path
 // reaches with implicit array traversal, null when it reaches none.
-func sortKeyValue(doc bson.D, k sortKey) any {
+func sortKeyValue(doc bson.D, k sortKey, coll *Collation) any {
 	var best any
 	found := false
 	sawEmpty := false
@@ -92,7 +105,7 @@ func sortKeyValue(doc bson.D, k sortKey) any {
 			best, found = v, true
 			return
 		}
-		c := Compare(v, best)
+		c := compareValues(v, best, coll)
 		if (!k.desc && c < 0) || (k.desc && c > 0) {
 			best = v
 		}
@@ -164,7 +177,7 @@ func collectSortValues(v any, parts []string, fn func(any), empty *bool) {
 func (s *Sort) KeyValues(doc bson.D) []any {
 	out := make([]any, len(s.keys))
 	for i, k := range s.keys {
-		out[i] = sortKeyValue(doc, k)
+		out[i] = sortKeyValue(doc, k, s.coll)
 	}
 	return out
 }
@@ -173,7 +186,7 @@ func (s *Sort) KeyValues(doc bson.D) []any {
 // documents.
 func (s *Sort) CompareKeys(a, b []any) int {
 	for i, k := range s.keys {
-		c := Compare(a[i], b[i])
+		c := compareValues(a[i], b[i], s.coll)
 		if k.desc {
 			c = -c
 		}

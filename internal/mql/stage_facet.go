@@ -78,7 +78,7 @@ func (s *facetStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bso
 		out := make(bson.D, 0, len(s.names))
 		outMem := int64(0)
 		for i, p := range s.subs {
-			sub := &runCtx{now: rc.now, memLimit: rc.memLimit, vars: rc.vars}
+			sub := &runCtx{now: rc.now, memLimit: rc.memLimit, vars: rc.vars, coll: rc.coll}
 			seq := func(y func(bson.D, error) bool) {
 				for _, d := range buf {
 					if !y(d, nil) {

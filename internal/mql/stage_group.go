@@ -117,7 +117,7 @@ func (s *groupStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bso
 		var groups []*groupState
 		mem := int64(0)
 		var key []byte
-		c := &evalCtx{vars: rc.vars, now: rc.now, nowSet: true}
+		c := &evalCtx{vars: rc.vars, now: rc.now, nowSet: true, coll: rc.coll}
 		for d, err := range src {
 			if err != nil {
 				yield(nil, err)
@@ -132,12 +132,15 @@ func (s *groupStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bso
 			if id == Missing {
 				id = nil
 			}
-			key = aggKey(key[:0], id)
+			key = aggKey(key[:0], id, rc.coll)
 			gi, ok := index[string(key)]
 			if !ok {
 				g := &groupState{id: id, accums: make([]accumulator, len(s.accums))}
 				for i, a := range s.accums {
 					g.accums[i] = a.newAcc()
+					if ca, ok := g.accums[i].(collatedAcc); ok {
+						ca.setCollation(rc.coll)
+					}
 				}
 				gi = len(groups)
 				groups = append(groups, g)

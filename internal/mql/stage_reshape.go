@@ -79,7 +79,7 @@ func (s *projectStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
 		_, err := s.p.Apply(doc)
 		return nil, false, err
 	}
-	out, err := s.p.applyVars(doc, -1, rc.vars)
+	out, err := s.p.applyVars(doc, -1, rc.vars, rc.coll)
 	return out, err == nil, err
 }
 

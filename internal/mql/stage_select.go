@@ -31,7 +31,7 @@ func selectStages() map[string]stageCompiler {
 			if err != nil {
 				return nil, err
 			}
-			return &matchStage{f: f}, nil
+			return &matchStage{f: f, spec: d}, nil
 		},
 		"$redact": func(_ string, spec any) (stage, error) {
 			e, err := CompileExpr(spec)
@@ -46,16 +46,39 @@ func selectStages() map[string]stageCompiler {
 	}
 }
 
-// matchStage is $match.
-type matchStage struct{ f *Filter }
+// matchStage is $match; spec is the filter document, compiled again under
+// the run's collation when it has one.
+type matchStage struct {
+	f    *Filter
+	spec bson.D
+}
+
+// filter returns the stage's filter for the run's collation.
+func (s *matchStage) filter(rc *runCtx) (*Filter, error) {
+	if rc.coll == nil {
+		return s.f, nil
+	}
+	return CompileFilterCollation(s.spec, rc.coll)
+}
 
 func (s *matchStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
-	ok, err := s.f.matchErrVars(doc, rc.vars)
+	f, err := s.filter(rc)
+	if err != nil {
+		return nil, false, err
+	}
+	ok, err := f.matchErrVars(doc, rc.vars)
 	return doc, ok, err
 }
 
 func (s *matchStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] {
-	return streamRun(rc, src, s.apply)
+	f, err := s.filter(rc)
+	if err != nil {
+		return func(yield func(bson.D, error) bool) { yield(nil, err) }
+	}
+	return streamRun(rc, src, func(rc *runCtx, doc bson.D) (bson.D, bool, error) {
+		ok, err := f.matchErrVars(doc, rc.vars)
+		return doc, ok, err
+	})
 }
 
 // redactStage is $redact.
@@ -66,7 +89,7 @@ func (s *redactStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
 }
 
 func (s *redactStage) redact(rc *runCtx, root, cur bson.D) (bson.D, bool, error) {
-	v, err := s.e.evalCtx(&evalCtx{root: root, current: cur, vars: rc.vars, now: rc.now, nowSet: true})
+	v, err := s.e.evalCtx(&evalCtx{root: root, current: cur, vars: rc.vars, now: rc.now, nowSet: true, coll: rc.coll})
 	if err != nil {
 		return nil, false, err
 	}

@@ -36,6 +36,7 @@ type sortStage struct {
 
 func (s *sortStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] {
 	return func(yield func(bson.D, error) bool) {
+		so := s.s.WithCollation(rc.coll)
 		var buf []bson.D
 		var sizes []int
 		mem := int64(0)
@@ -47,7 +48,7 @@ func (s *sortStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bson
 			sz := aggSize(d)
 			if s.limit > 0 {
 				// Insert after equal keys (stable), drop the tail beyond limit.
-				i := sort.Search(len(buf), func(i int) bool { return s.s.Compare(buf[i], d) > 0 })
+				i := sort.Search(len(buf), func(i int) bool { return so.Compare(buf[i], d) > 0 })
 				if int64(i) >= s.limit {
 					continue
 				}
@@ -68,7 +69,7 @@ func (s *sortStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bson
 			}
 		}
 		if s.limit == 0 {
-			slices.SortStableFunc(buf, s.s.Compare)
+			slices.SortStableFunc(buf, so.Compare)
 		}
 		for _, d := range buf {
 			if !yield(d, nil) {
