@@ -165,13 +165,14 @@ func (t *Tx) Insert(c *Collection, doc bson.D) (RecordID, error) {
 }
 
 // Get returns the document of c whose _id equals id (numerically equal
-// values of different types match), or ok false.
+// values of different types match; strings compare under the _id index's
+// collation, the collection's default), or ok false.
 func (t *Tx) Get(c *Collection, id any) (rid RecordID, doc bson.D, ok bool, err error) {
 	b := t.dataBucket(c)
 	if b == nil {
 		return 0, nil, false, nil
 	}
-	r := b.Bucket(indexBucketName("_id_")).Get(KeyString(id))
+	r := b.Bucket(indexBucketName("_id_")).Get(KeyStringCollation(id, c.IDCollation()))
 	if r == nil {
 		return 0, nil, false, nil
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/mql"
 )
 
 // Canonical type classes in MongoDB's comparison order (BSON spec
@@ -43,7 +45,17 @@ const (
 // float64 approximation with the decimal string as a tie-breaker.
 func KeyString(v any) []byte { return appendKey(nil, v) }
 
-func appendKey(b []byte, v any) []byte {
+// KeyStringCollation is KeyString with strings and symbols (also inside
+// documents and arrays) encoded by their collation keys under c, so that
+// values equal under the collation encode identically and bytewise order
+// follows the collation's order: the key of an index with a collation. A
+// nil c is KeyString.
+func KeyStringCollation(v any, c *mql.Collation) []byte { return appendKeyColl(nil, v, c) }
+
+func appendKey(b []byte, v any) []byte { return appendKeyColl(b, v, nil) }
+
+// appendKeyColl appends the key encoding of v, strings under coll.
+func appendKeyColl(b []byte, v any, coll *mql.Collation) []byte {
 	switch x := v.(type) {
 	case nil, bson.Undefined:
 		return append(b, classNull)
@@ -62,26 +74,32 @@ func appendKey(b []byte, v any) []byte {
 	case bson.Decimal128:
 		return appendDecimal(b, x)
 	case string:
+		if coll != nil {
+			return appendString(append(b, classString), string(coll.Key(x)))
+		}
 		return appendString(append(b, classString), x)
 	case bson.Symbol:
+		if coll != nil {
+			return appendString(append(b, classString), string(coll.Key(string(x))))
+		}
 		return appendString(append(b, classString), string(x))
 	case bson.D:
 		b = append(b, classObject)
 		for _, e := range x {
-			b = appendKey(b, e.Value)
+			b = appendKeyColl(b, e.Value, coll)
 			b = appendString(b, e.Key)
 		}
 		return append(b, classEnd)
 	case bson.M:
-		return appendKey(b, mapToD(x))
+		return appendKeyColl(b, mapToD(x), coll)
 	case bson.A:
 		b = append(b, classArray)
 		for _, e := range x {
-			b = appendKey(b, e)
+			b = appendKeyColl(b, e, coll)
 		}
 		return append(b, classEnd)
 	case []any:
-		return appendKey(b, bson.A(x))
+		return appendKeyColl(b, bson.A(x), coll)
 	case bson.Binary:
 		b = append(b, classBinary)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(x.Data)))

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/mql"
 )
 
 // LookupUnique returns the document of c whose key in the unique index
@@ -20,9 +22,15 @@ func (t *Tx) LookupUnique(c *Collection, index string, values []any) (rid Record
 	if ib == nil {
 		return 0, nil, false, fmt.Errorf("look up index %s of %s: index has no data", index, c.Namespace())
 	}
+	var coll *mql.Collation
+	for _, spec := range c.Indexes {
+		if spec.Name == index {
+			coll = spec.Collation()
+		}
+	}
 	var enc []byte
 	for _, v := range values {
-		enc = appendKey(enc, v)
+		enc = appendKeyColl(enc, v, coll)
 	}
 	r := ib.Get(enc)
 	if r == nil {

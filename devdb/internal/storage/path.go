@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/changehook/changehook/internal/mongoerr"
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -74,7 +75,7 @@ func pathValues(v any, parts []string, out []any) (vals []any, present bool) {
 // documentKeys returns the distinct index keys of doc for key pattern
 // pattern. ok is false when a sparse index skips the document (no key field
 // present).
-func documentKeys(doc bson.D, pattern bson.D, sparse bool) (keys []indexKey, ok bool, err error) {
+func documentKeys(doc bson.D, pattern bson.D, sparse bool, coll *mql.Collation) (keys []indexKey, ok bool, err error) {
 	keys = []indexKey{{}}
 	anyPresent := false
 	arrays := 0
@@ -93,7 +94,7 @@ func documentKeys(doc bson.D, pattern bson.D, sparse bool) (keys []indexKey, ok 
 		next := make([]indexKey, 0, len(keys)*len(vals))
 		for _, k := range keys {
 			for _, v := range vals {
-				enc := append(append([]byte(nil), k.enc...), KeyString(v)...)
+				enc := appendKeyColl(append([]byte(nil), k.enc...), v, coll)
 				vv := append(append(bson.D(nil), k.vals...), bson.E{Key: f.Key, Value: v})
 				next = append(next, indexKey{enc: enc, vals: vv})
 			}

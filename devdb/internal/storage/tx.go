@@ -91,6 +91,33 @@ func (c *Collection) Images() bool {
 	return b
 }
 
+// IDCollation returns the collation of c's _id index, which is the
+// collection's default collation (nil: simple binary comparison).
+func (c *Collection) IDCollation() *mql.Collation {
+	for _, spec := range c.Indexes {
+		if spec.Name == "_id_" {
+			return spec.Collation()
+		}
+	}
+	return nil
+}
+
+// DefaultCollation returns the collection's default collation (the
+// create command's collation option), nil for the simple binary comparison.
+func (c *Collection) DefaultCollation() *mql.Collation {
+	v, ok := lookupField(c.Options, "collation")
+	if !ok {
+		return nil
+	}
+	d, _ := v.(bson.D)
+	// The document was validated by create.
+	coll, err := mql.ParseCollation(d)
+	if err != nil {
+		return nil
+	}
+	return coll
+}
+
 // IDIndexSpec is the spec of the _id index every collection has.
 func IDIndexSpec() IndexSpec {
 	return IndexSpec{Name: "_id_", Key: bson.D{{Key: "_id", Value: int32(1)}}}
@@ -251,7 +278,12 @@ func (t *Tx) CreateCollection(db, coll string, options bson.D) (*Collection, err
 	if err != nil {
 		return nil, err
 	}
-	c := &Collection{DB: db, Name: coll, ID: id, UUID: uuid, Options: options, Indexes: []IndexSpec{IDIndexSpec()}}
+	idSpec := IDIndexSpec()
+	if cv, ok := lookupField(options, "collation"); ok {
+		// The collection's default collation is its _id index's collation.
+		idSpec.Extra = bson.D{{Key: "collation", Value: cv}}
+	}
+	c := &Collection{DB: db, Name: coll, ID: id, UUID: uuid, Options: options, Indexes: []IndexSpec{idSpec}}
 	b, err := t.tx.Bucket(bucketData).CreateBucket(u64(id))
 	if err != nil {
 		return nil, fmt.Errorf("create collection bucket: %w", err)
@@ -265,7 +297,7 @@ func (t *Tx) CreateCollection(db, coll string, options bson.D) (*Collection, err
 	if err := t.putCatalog(c); err != nil {
 		return nil, err
 	}
-	extra := append(bson.D{{Key: "idIndex", Value: indexSpecDoc(IDIndexSpec())}}, options...)
+	extra := append(bson.D{{Key: "idIndex", Value: indexSpecDoc(idSpec)}}, options...)
 	if len(options) > 0 && options[0].Key == "viewOn" {
 		// A view has no _id index (create event: {viewOn, pipeline}).
 		extra = options
@@ -446,13 +478,13 @@ func (t *Tx) CreateIndex(c *Collection, spec IndexSpec) (bool, error) {
 				return false, mongoerr.Errorf(mongoerr.IndexKeySpecsConflict, "An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: %s, existing index: %s",
 					mql.FormatValue(indexSpecDoc(spec)), mql.FormatValue(indexSpecDoc(ex)))
 			}
-			if ex.Unique != spec.Unique || ex.Sparse != spec.Sparse || !bytes.Equal(KeyString(ex.PartialFilter), KeyString(spec.PartialFilter)) {
+			if ex.Unique != spec.Unique || ex.Sparse != spec.Sparse || !bytes.Equal(KeyString(ex.PartialFilter), KeyString(spec.PartialFilter)) || !mql.SameCollation(ex.Collation(), spec.Collation()) {
 				return false, mongoerr.Errorf(mongoerr.IndexOptionsConflict, "An equivalent index already exists with the same name but different options. Requested index: %s, existing index: %s",
 					mql.FormatValue(indexSpecDoc(spec)), mql.FormatValue(indexSpecDoc(ex)))
 			}
 			return false, nil
 		}
-		if sameKey && ex.Unique == spec.Unique && ex.Sparse == spec.Sparse && bytes.Equal(KeyString(ex.PartialFilter), KeyString(spec.PartialFilter)) {
+		if sameKey && ex.Unique == spec.Unique && ex.Sparse == spec.Sparse && bytes.Equal(KeyString(ex.PartialFilter), KeyString(spec.PartialFilter)) && mql.SameCollation(ex.Collation(), spec.Collation()) {
 			return false, mongoerr.Errorf(mongoerr.IndexOptionsConflict, "Index already exists with a different name: %s", ex.Name)
 		}
 	}
@@ -553,9 +585,27 @@ func (t *Tx) indexKeys(spec IndexSpec, doc bson.D) ([]indexKey, bool, error) {
 	}
 	if spec.Name == "_id_" {
 		id, _ := lookupField(doc, "_id")
-		return []indexKey{{enc: KeyString(id), vals: bson.D{{Key: "_id", Value: id}}}}, true, nil
+		return []indexKey{{enc: KeyStringCollation(id, spec.Collation()), vals: bson.D{{Key: "_id", Value: id}}}}, true, nil
 	}
-	return documentKeys(doc, spec.Key, spec.Sparse)
+	return documentKeys(doc, spec.Key, spec.Sparse, spec.Collation())
+}
+
+// Collation returns the index's collation (from the "collation" option
+// createIndexes recorded in Extra), nil for the simple binary comparison.
+// Index keys of string values are their collation keys, so a unique index
+// compares strings under its collation, as in MongoDB.
+func (spec IndexSpec) Collation() *mql.Collation {
+	v, ok := lookupField(spec.Extra, "collation")
+	if !ok {
+		return nil
+	}
+	d, _ := v.(bson.D)
+	// The document was validated when the index was created.
+	c, err := mql.ParseCollation(d)
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // partialMatcher compiles (and caches) a partialFilterExpression.

@@ -18,6 +18,10 @@ type Options struct {
 	// one identifier used as $[<identifier>] in the update's paths, for
 	// example {"elem.grade": {$gte: 85}} or {elem: {$gte: 85}}.
 	ArrayFilters []bson.D
+	// Collation is the update's collation (nil: simple binary comparison):
+	// array filters, $pull, $pullAll, $addToSet, $min, $max and $push's
+	// $sort compare strings under it, as in MongoDB.
+	Collation *mql.Collation
 }
 
 // ApplyContext is what an update needs to know about the write it is part of.
@@ -43,6 +47,7 @@ type Update struct {
 	filters    map[string]*arrayFilter
 	idPath     string
 	positional bool
+	coll       *mql.Collation
 }
 
 // arrayFilter is one compiled arrayFilters entry.
@@ -112,11 +117,11 @@ func ValidateReplacement(doc bson.D) error {
 // EmptyFieldName, 2 BadValue) and array filters that are malformed, unused or
 // missing (9, 2).
 func Compile(u bson.D, opts Options) (*Update, error) {
-	filters, err := compileArrayFilters(opts.ArrayFilters)
+	filters, err := compileArrayFilters(opts.ArrayFilters, opts.Collation)
 	if err != nil {
 		return nil, err
 	}
-	up := &Update{root: &objectNode{}, filters: filters}
+	up := &Update{root: &objectNode{}, filters: filters, coll: opts.Collation}
 	used := map[string]bool{}
 	for _, mod := range u {
 		if !modifierNames[mod.Key] {
@@ -155,7 +160,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // compileArrayFilters parses arrayFilters as MongoDB does: each filter
 // names exactly one top-level identifier.
-func compileArrayFilters(afs []bson.D) (map[string]*arrayFilter, error) {
+func compileArrayFilters(afs []bson.D, coll *mql.Collation) (map[string]*arrayFilter, error) {
 	out := make(map[string]*arrayFilter, len(afs))
 	for _, af := range afs {
 		ids := map[string]bool{}
@@ -174,7 +179,7 @@ func compileArrayFilters(afs []bson.D) (map[string]*arrayFilter, error) {
 		if _, dup := out[id]; dup {
 			return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Found multiple array filters with the same top-level field name %s", id)
 		}
-		f, err := mql.CompileFilter(af)
+		f, err := mql.CompileFilterCollation(af, coll)
 		if err != nil {
 			if me, ok := err.(*mongoerr.Error); ok {
 				return nil, &mongoerr.Error{Code: me.Code, Message: "Error parsing array filter :: caused by :: " + me.Message}
@@ -257,7 +262,7 @@ func (up *Update) addOperator(mod string, arg bson.E, used map[string]bool) erro
 			return mongoerr.Errorf(mongoerr.DollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not valid for storage.", p, arg.Key)
 		}
 	}
-	op, err := compileOp(mod, arg)
+	op, err := compileOp(mod, arg, up.coll)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ var pathAccepting = map[string]bool{
 }
 
 // compileOp parses the argument of one modifier for one path.
-func compileOp(mod string, arg bson.E) (operator, error) {
+func compileOp(mod string, arg bson.E, coll *mql.Collation) (operator, error) {
 	v := arg.Value
 	switch mod {
 	case "$set":
@@ -59,7 +59,7 @@ func compileOp(mod string, arg bson.E) (operator, error) {
 		}
 		return &arithOp{mul: mod == "$mul", name: mod, val: v}, nil
 	case "$min", "$max":
-		return &minMaxOp{max: mod == "$max", val: v}, nil
+		return &minMaxOp{max: mod == "$max", val: v, coll: coll}, nil
 	case "$currentDate":
 		return compileCurrentDate(v)
 	case "$rename":
@@ -69,9 +69,9 @@ func compileOp(mod string, arg bson.E) (operator, error) {
 		}
 		return compileRename(arg.Key, to)
 	case "$push":
-		return compilePush(v)
+		return compilePush(v, coll)
 	case "$addToSet":
-		return compileAddToSet(v)
+		return compileAddToSet(v, coll)
 	case "$pop":
 		n, err := parseInteger(arg.Key, v)
 		if err != nil {
@@ -82,7 +82,7 @@ func compileOp(mod string, arg bson.E) (operator, error) {
 		}
 		return &popOp{front: n == -1}, nil
 	case "$pull":
-		m, err := compilePullMatcher(v)
+		m, err := compilePullMatcher(v, coll)
 		if err != nil {
 			return nil, err
 		}
@@ -95,7 +95,7 @@ func compileOp(mod string, arg bson.E) (operator, error) {
 		vals := arr
 		return &pullOp{match: func(e any) bool {
 			for _, x := range vals {
-				if mql.Compare(e, x) == 0 {
+				if mql.CompareCollated(e, x, coll) == 0 {
 					return true
 				}
 			}
@@ -232,12 +232,13 @@ func safeNumDebug(v any) string {
 // --- $min / $max ---
 
 type minMaxOp struct {
-	max bool
-	val any
+	max  bool
+	val  any
+	coll *mql.Collation
 }
 
 func (o *minMaxOp) update(_ *applier, _ *position, cur any) (any, result, error) {
-	c := mql.Compare(cur, o.val)
+	c := mql.CompareCollated(cur, o.val, o.coll)
 	if c == 0 || (c < 0) != o.max {
 		return nil, noop, nil
 	}
@@ -406,6 +407,7 @@ type pushOp struct {
 type sortSpec struct {
 	whole   int
 	pattern []sortKey
+	coll    *mql.Collation
 }
 
 type sortKey struct {
@@ -413,7 +415,7 @@ type sortKey struct {
 	dir   int
 }
 
-func compilePush(v any) (operator, error) {
+func compilePush(v any, coll *mql.Collation) (operator, error) {
 	op := &pushOp{position: math.MaxInt64}
 	d, ok := v.(bson.D)
 	hasEach := false
@@ -468,6 +470,7 @@ func compilePush(v any) (operator, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.coll = coll
 		op.sort = s
 	}
 	for _, e := range d {
@@ -524,10 +527,10 @@ func compilePushSort(v any) (*sortSpec, error) {
 // zero or positive as x sorts before, with or after y.
 func (s *sortSpec) compare(x, y any) int {
 	if s.pattern == nil {
-		return s.whole * mql.Compare(x, y)
+		return s.whole * mql.CompareCollated(x, y, s.coll)
 	}
 	for _, k := range s.pattern {
-		c := mql.Compare(sortKeyValue(x, k.parts), sortKeyValue(y, k.parts)) * k.dir
+		c := mql.CompareCollated(sortKeyValue(x, k.parts), sortKeyValue(y, k.parts), s.coll) * k.dir
 		if c != 0 {
 			return c
 		}
@@ -638,9 +641,12 @@ func (o *pushOp) create(*applier, *position) (any, bool, error) {
 
 // --- $addToSet ---
 
-type addToSetOp struct{ vals bson.A }
+type addToSetOp struct {
+	vals bson.A
+	coll *mql.Collation
+}
 
-func compileAddToSet(v any) (operator, error) {
+func compileAddToSet(v any, coll *mql.Collation) (operator, error) {
 	vals := bson.A{v}
 	if d, ok := v.(bson.D); ok && len(d) > 0 && d[0].Key == "$each" {
 		arr, ok := d[0].Value.(bson.A)
@@ -654,16 +660,17 @@ func compileAddToSet(v any) (operator, error) {
 	}
 	var dedup bson.A
 	for _, x := range vals {
-		if !contains(dedup, x) {
+		if !contains(dedup, x, coll) {
 			dedup = append(dedup, x)
 		}
 	}
-	return &addToSetOp{vals: dedup}, nil
+	return &addToSetOp{vals: dedup, coll: coll}, nil
 }
 
-func contains(arr bson.A, x any) bool {
+// contains reports whether arr has an element equal to x under coll.
+func contains(arr bson.A, x any, coll *mql.Collation) bool {
 	for _, e := range arr {
-		if mql.Compare(e, x) == 0 {
+		if mql.CompareCollated(e, x, coll) == 0 {
 			return true
 		}
 	}
@@ -677,7 +684,7 @@ func (o *addToSetOp) update(_ *applier, at *position, cur any) (any, result, err
 	}
 	var out bson.A
 	for _, x := range o.vals {
-		if !contains(arr, x) {
+		if !contains(arr, x, o.coll) {
 			if out == nil {
 				out = append(make(bson.A, 0, len(arr)+len(o.vals)), arr...)
 			}
@@ -726,11 +733,11 @@ type pullOp struct{ match func(any) bool }
 // document whose first field is not a query operator is a query on document
 // elements; a document of operators or a regex is a condition on the element
 // itself; anything else is compared for equality.
-func compilePullMatcher(v any) (func(any) bool, error) {
+func compilePullMatcher(v any, coll *mql.Collation) (func(any) bool, error) {
 	switch x := v.(type) {
 	case bson.D:
 		if len(x) == 0 || !pathAccepting[x[0].Key] {
-			f, err := mql.CompileFilter(x)
+			f, err := mql.CompileFilterCollation(x, coll)
 			if err != nil {
 				return nil, err
 			}
@@ -739,18 +746,18 @@ func compilePullMatcher(v any) (func(any) bool, error) {
 				return ok && f.Match(d)
 			}, nil
 		}
-		return wrapperMatcher(x)
+		return wrapperMatcher(x, coll)
 	case bson.Regex:
-		return wrapperMatcher(x)
+		return wrapperMatcher(x, coll)
 	}
-	return func(e any) bool { return mql.Compare(e, v) == 0 }, nil
+	return func(e any) bool { return mql.CompareCollated(e, v, coll) == 0 }, nil
 }
 
 // wrapperMatcher matches an element against a condition by wrapping it
 // in a one-field document.
-func wrapperMatcher(cond any) (func(any) bool, error) {
+func wrapperMatcher(cond any, coll *mql.Collation) (func(any) bool, error) {
 	const key = "pull"
-	f, err := mql.CompileFilter(bson.D{{Key: key, Value: cond}})
+	f, err := mql.CompileFilterCollation(bson.D{{Key: key, Value: cond}}, coll)
 	if err != nil {
 		return nil, err
 	}
