@@ -75,8 +75,15 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSimpleCollation(req); err != nil {
+	qc, err := collationArg(req)
+	if err != nil {
 		return nil, err
+	}
+	collation := qc.coll
+	if coll != "" {
+		if collation, err = s.resolveCollation(req.DB, coll, qc); err != nil {
+			return nil, err
+		}
 	}
 	for i, st := range stages {
 		if isOutputStage(st) && i != len(stages)-1 {
@@ -123,7 +130,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		stages = stages[:n-1]
 	}
 	// A leading $match becomes the scan's filter (and may use the _id index).
-	plan, _ := compileQuery(nil)
+	plan, _ := compileQuery(nil, collation)
 	rest := stages
 	var sessions []bson.D
 	if len(stages) > 0 && len(stages[0]) == 1 && stages[0][0].Key == "$listLocalSessions" {
@@ -134,7 +141,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	}
 	if coll != "" && len(stages) > 0 && len(stages[0]) == 1 && stages[0][0].Key == "$match" {
 		if f, ok := stages[0][0].Value.(bson.D); ok {
-			if plan, err = compileQuery(f); err != nil {
+			if plan, err = compileQuery(f, collation); err != nil {
 				return nil, err
 			}
 			plan = plan.withVars(vars)
@@ -154,7 +161,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	} else if disk {
 		memLimit = aggregateDiskUseMemoryLimit
 	}
-	run, err := s.compileAggregate(req.DB, rest, memLimit, vars)
+	run, err := s.compileAggregate(req.DB, rest, memLimit, vars, collation)
 	if err != nil {
 		return nil, err
 	}
@@ -185,9 +192,10 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 
 // compileAggregate compiles stages into a function over a document stream
 // in which the command's let variables vars are visible as $$name (also
-// inside $lookup sub-pipelines). mql runs the stages; devdb runs those that
+// inside $lookup sub-pipelines) and strings compare under the collation
+// coll (nil: binary). mql runs the stages; devdb runs those that
 // read other collections ($lookup), splitting the pipeline around them.
-func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64, vars map[string]any) (func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error], error) {
+func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64, vars map[string]any, coll *mql.Collation) (func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error], error) {
 	var steps []func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error]
 	addSegment := func(seg []bson.D) error {
 		if len(seg) == 0 {
@@ -200,7 +208,7 @@ func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64, va
 		if memLimit > 0 {
 			p = p.WithMemoryLimit(memLimit)
 		}
-		steps = append(steps, p.WithVars(vars).Run)
+		steps = append(steps, p.WithVars(vars).WithCollation(coll).Run)
 		return nil
 	}
 	start := 0
@@ -216,8 +224,9 @@ func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64, va
 			return nil, err
 		}
 		if ls.sub != nil {
-			ls.sub = ls.sub.WithVars(vars)
+			ls.sub = ls.sub.WithVars(vars).WithCollation(coll)
 		}
+		ls.coll = coll
 		steps = append(steps, func(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] { return ls.run(s, src) })
 		start = i + 1
 	}

@@ -25,6 +25,8 @@ type lookupStage struct {
 	foreignField string
 	as           string
 	sub          *mql.Pipeline // nil when absent
+	// coll is the aggregate's collation, used for the join's equality.
+	coll *mql.Collation
 }
 
 // parseLookup compiles a $lookup specification.
@@ -144,7 +146,7 @@ func (ls *lookupStage) collect(s *Server, d bson.D) (bson.A, error) {
 		}
 		filter = bson.D{{Key: ls.foreignField, Value: bson.D{{Key: "$in", Value: vals}}}}
 	}
-	plan, err := compileQuery(filter)
+	plan, err := compileQuery(filter, ls.coll)
 	if err != nil {
 		return nil, err
 	}

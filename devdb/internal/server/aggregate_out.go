@@ -157,7 +157,7 @@ func parseOutStage(db string, st bson.D) (*outStage, error) {
 		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field '$merge.into' is missing but a required field")
 	}
 	if matchedPipeline != nil {
-		u, err := compileUpdateSpec("$merge.whenMatched", matchedPipeline, nil)
+		u, err := compileUpdateSpec("$merge.whenMatched", matchedPipeline, nil, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -42,9 +42,11 @@ func checkPreAndPostImages(cmd string, v any) error {
 	return nil
 }
 
-// cmdCreate answers create. Supported options: changeStreamPreAndPostImages
-// (and the ignorable storageEngine/indexOptionDefaults); capped, time-series,
-// clustered collections, views, validators and collations are refused with
+// cmdCreate answers create. Supported options: changeStreamPreAndPostImages,
+// validators, collation (the collection's default collation, stored as the
+// full collation document; {locale: "simple"} stores nothing), views (and
+// the ignorable storageEngine/indexOptionDefaults); capped, time-series and
+// clustered collections and collations on views are refused with
 // CommandNotSupported rather than silently not enforced.
 func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 	coll, err := collectionArg(req)
@@ -53,6 +55,7 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 	}
 	var opts bson.D
 	isView := false
+	var collation bson.D
 	for _, e := range req.Body[1:] {
 		switch e.Key {
 		case "changeStreamPreAndPostImages":
@@ -79,7 +82,9 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 		case "viewOn", "pipeline":
 			isView = true
 		case "collation":
-			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations")
+			if collation, err = collationOption("create.collation", e.Value); err != nil {
+				return nil, err
+			}
 		case "encryptedFields":
 			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support queryable encryption")
 		default:
@@ -87,6 +92,13 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 				return nil, mongoerr.Errorf(mongoerr.IDLUnknownField, "BSON field 'create.%s' is an unknown field.", e.Key)
 			}
 		}
+	}
+	if isView && collation != nil {
+		return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations on views")
+	}
+	if collation != nil {
+		opts = append(opts, bson.E{Key: "collation", Value: collation})
+		s.hasCollations.Store(true)
 	}
 	if isView {
 		if len(opts) > 0 {
@@ -282,7 +294,17 @@ func collectionInfo(c *storage.Collection, nameOnly bool) bson.D {
 	return append(d,
 		bson.E{Key: "options", Value: opts},
 		bson.E{Key: "info", Value: bson.D{{Key: "readOnly", Value: false}, {Key: "uuid", Value: c.UUID}}},
-		bson.E{Key: "idIndex", Value: storage.IndexSpecDocument(storage.IDIndexSpec())})
+		bson.E{Key: "idIndex", Value: storage.IndexSpecDocument(idIndexOf(c))})
+}
+
+// idIndexOf returns c's _id index (with the collection's default collation).
+func idIndexOf(c *storage.Collection) storage.IndexSpec {
+	for _, ix := range c.Indexes {
+		if ix.Name == "_id_" {
+			return ix
+		}
+	}
+	return storage.IDIndexSpec()
 }
 
 // cmdListCollections answers listCollections {filter?, nameOnly?,

@@ -1,13 +1,11 @@
 package server
 
 import (
-	"errors"
 	"slices"
 	"testing"
 
 	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -156,46 +154,5 @@ func TestDropDatabaseSystemDatabases(t *testing.T) {
 				t.Fatalf("after drop: collections %v, %v", names, err)
 			}
 		})
-	}
-}
-
-func TestNonSimpleCollationRefused(t *testing.T) {
-	s := startTestServer(t, Options{}, testHooks{})
-	c := connect(t, s)
-	if _, err := c.Database("test").Collection("coll").InsertOne(testContext(t), bson.D{{Key: "x", Value: "a"}}); err != nil {
-		t.Fatalf("insert: %v", err)
-	}
-	fr := bson.D{{Key: "locale", Value: "fr"}}
-	simple := bson.D{{Key: "locale", Value: "simple"}}
-	tests := []struct {
-		name string
-		cmd  bson.D
-		ok   bool
-	}{
-		{"count", bson.D{{Key: "count", Value: "coll"}, {Key: "collation", Value: fr}}, false},
-		{"count simple", bson.D{{Key: "count", Value: "coll"}, {Key: "collation", Value: simple}}, true},
-		{"distinct", bson.D{{Key: "distinct", Value: "coll"}, {Key: "key", Value: "x"}, {Key: "collation", Value: fr}}, false},
-		{"delete", bson.D{{Key: "delete", Value: "coll"}, {Key: "deletes", Value: bson.A{
-			bson.D{{Key: "q", Value: bson.D{}}, {Key: "limit", Value: int32(1)}, {Key: "collation", Value: fr}}}}}, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := runCommand(t, c, "test", tc.cmd)
-			if tc.ok {
-				if err != nil {
-					t.Fatalf("%v: %v", tc.cmd, err)
-				}
-				return
-			}
-			// delete reports the statement's failure as a write error.
-			var we mongo.WriteException
-			if errors.As(err, &we) && len(we.WriteErrors) == 1 && we.WriteErrors[0].Code == int(mongoerr.CommandNotSupported) {
-				return
-			}
-			wantCode(t, err, mongoerr.CommandNotSupported, "CommandNotSupported")
-		})
-	}
-	if n, err := c.Database("test").Collection("coll").CountDocuments(testContext(t), bson.D{}); err != nil || n != 1 {
-		t.Fatalf("count = %d, %v; want the document kept", n, err)
 	}
 }

@@ -162,14 +162,14 @@ func (f *findSpec) project(d bson.D) (bson.D, error) {
 
 // parseFind reads filter/sort/projection/skip/limit from the command using
 // the given field names (find: filter, projection; findAndModify: query,
-// fields).
-func parseFind(req *Request, filterKey, projKey string) (*findSpec, error) {
+// fields); the filter and the sort compare strings under collation.
+func parseFind(req *Request, filterKey, projKey string, collation *mql.Collation) (*findSpec, error) {
 	filter, _, err := docArg(req, filterKey)
 	if err != nil {
 		return nil, err
 	}
 	f := &findSpec{}
-	if f.plan, err = compileQuery(filter); err != nil {
+	if f.plan, err = compileQuery(filter, collation); err != nil {
 		return nil, err
 	}
 	if f.vars, err = letArg(req, time.Now()); err != nil {
@@ -182,6 +182,7 @@ func parseFind(req *Request, filterKey, projKey string) (*findSpec, error) {
 		if f.sort, err = mql.CompileSort(sortSpec); err != nil {
 			return nil, err
 		}
+		f.sort = f.sort.WithCollation(collation)
 	}
 	if projSpec, ok, err := docArg(req, projKey); err != nil {
 		return nil, err
@@ -189,7 +190,7 @@ func parseFind(req *Request, filterKey, projKey string) (*findSpec, error) {
 		if f.proj, err = mql.CompileProjection(projSpec); err != nil {
 			return nil, err
 		}
-		f.proj = f.proj.WithVars(f.vars)
+		f.proj = f.proj.WithVars(f.vars).WithCollation(collation)
 	}
 	return f, nil
 }
@@ -200,7 +201,15 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := parseFind(req, "filter", "projection")
+	qc, err := collationArg(req)
+	if err != nil {
+		return nil, err
+	}
+	collation, err := s.resolveCollation(req.DB, coll, qc)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseFind(req, "filter", "projection", collation)
 	if err != nil {
 		return nil, err
 	}
@@ -228,9 +237,6 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support tailable cursors")
 		}
 	}
-	if err := checkSimpleCollation(req); err != nil {
-		return nil, err
-	}
 	opts := CursorOptions{SingleBatch: singleBatch}
 	if v, ok := fieldOf(req.Body, "batchSize"); ok && v != nil {
 		n, err := intValue("find.batchSize", v)
@@ -249,14 +255,4 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 		opts.BatchSize = int(min(f.limit, 1<<31-1))
 	}
 	return s.cursorFirstBatch(ctx, req.DB+"."+coll, newSeqSource(s.results(req.DB, coll, f)), opts)
-}
-
-// simpleCollation reports whether a collation document asks for the binary
-// comparison devdb implements ({locale: "simple"} or empty).
-func simpleCollation(c bson.D) bool {
-	if len(c) == 0 {
-		return true
-	}
-	loc, _ := fieldOf(c, "locale")
-	return loc == "simple"
 }

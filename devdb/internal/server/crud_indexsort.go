@@ -111,7 +111,8 @@ func sortFromIndex(key bson.D, sort bson.D, pinned map[string]bool) bool {
 // included) provides f's sort for f's filter, so that MongoDB would run
 // the query without a blocking sort. Sparse and partial indexes are not
 // used for sorting (MongoDB uses them only when the filter implies their
-// condition).
+// condition), nor is an index whose collation differs from the query's
+// (its key order is not the order the query asks for).
 func (s *Server) indexProvidesSort(db, coll string, f *findSpec) bool {
 	var indexes []storage.IndexSpec
 	err := s.store.View(func(tx *storage.Tx) error {
@@ -127,7 +128,7 @@ func (s *Server) indexProvidesSort(db, coll string, f *findSpec) bool {
 	}
 	sort := f.sort.Fields()
 	for _, ix := range indexes {
-		if ix.Sparse || len(ix.PartialFilter) > 0 {
+		if ix.Sparse || len(ix.PartialFilter) > 0 || !mql.SameCollation(ix.Collation(), f.plan.coll) {
 			continue
 		}
 		if sortFromIndex(ix.Key, sort, f.plan.pinned) {
@@ -222,7 +223,7 @@ func (s *Server) sortKeys(db, coll string, p *queryPlan, sort *mql.Sort) ([]keye
 				return err
 			}
 			id = c.ID
-			if p.byID {
+			if p.useID(c) {
 				done = true
 				return p.each(tx, c, func(rid storage.RecordID, doc bson.D) (bool, error) {
 					recs = append(recs, keyedRecord{key: sort.KeyValues(doc), rid: rid})

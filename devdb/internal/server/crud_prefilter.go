@@ -23,13 +23,13 @@ type fieldCondition struct {
 // failing one of them cannot match the filter. Operator entries ($and, $or,
 // $expr, …), dotted paths and field names given twice are left to the full
 // matcher.
-func fieldConditions(filter bson.D) []fieldCondition {
+func fieldConditions(filter bson.D, coll *mql.Collation) []fieldCondition {
 	var out []fieldCondition
 	for i, e := range filter {
 		if e.Key == "" || strings.HasPrefix(e.Key, "$") || strings.Contains(e.Key, ".") || repeatedKey(filter, i) {
 			continue
 		}
-		f, err := mql.CompileFilter(bson.D{e})
+		f, err := mql.CompileFilterCollation(bson.D{e}, coll)
 		if err != nil {
 			continue // the full filter reports it
 		}

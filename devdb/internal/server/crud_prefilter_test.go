@@ -44,7 +44,7 @@ func TestRawPrefilterAgreesWithMatcher(t *testing.T) {
 		{{Key: "$expr", Value: bson.D{{Key: "$eq", Value: bson.A{"$f", int32(42)}}}}},
 	}
 	for _, f := range filters {
-		plan, err := compileQuery(f)
+		plan, err := compileQuery(f, nil)
 		if err != nil {
 			t.Fatalf("compile %v: %v", f, err)
 		}
@@ -95,7 +95,7 @@ func TestRawPrefilterConditions(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, c := range fieldConditions(tc.filter) {
+			for _, c := range fieldConditions(tc.filter, nil) {
 				got = append(got, c.field)
 			}
 			if strings.Join(got, ",") != strings.Join(tc.want, ",") {

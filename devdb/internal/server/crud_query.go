@@ -22,12 +22,14 @@ import (
 const scanChunk = 1024
 
 // queryPlan is a compiled filter plus the access path: a point lookup on the
-// _id index when the filter pins _id by equality, otherwise a collection
-// scan in natural order.
+// _id index when the filter pins _id by equality and the index can answer
+// it (see useID), otherwise a collection scan in natural order.
 type queryPlan struct {
 	filter *mql.Filter
 	id     any
 	byID   bool
+	// coll is the collation the filter compares strings under.
+	coll *mql.Collation
 	// pre are top-level equality conditions of the filter that a stored
 	// document's raw bytes can refute without decoding it (see mayMatch).
 	pre []fieldCondition
@@ -55,13 +57,14 @@ func (p *queryPlan) withVars(vars map[string]any) *queryPlan {
 	return &q
 }
 
-// compileQuery compiles filter into a plan.
-func compileQuery(filter bson.D) (*queryPlan, error) {
-	f, err := mql.CompileFilter(filter)
+// compileQuery compiles filter into a plan whose string comparisons use
+// the collation coll (nil: binary).
+func compileQuery(filter bson.D, coll *mql.Collation) (*queryPlan, error) {
+	f, err := mql.CompileFilterCollation(filter, coll)
 	if err != nil {
 		return nil, err
 	}
-	p := &queryPlan{filter: f, pre: fieldConditions(filter), pinned: equalityFields(filter)}
+	p := &queryPlan{filter: f, coll: coll, pre: fieldConditions(filter, coll), pinned: equalityFields(filter)}
 	if v, ok := fieldOf(filter, "_id"); ok {
 		switch x := v.(type) {
 		case bson.Regex, bson.A:
@@ -82,6 +85,14 @@ func compileQuery(filter bson.D) (*queryPlan, error) {
 	return p, nil
 }
 
+// useID reports whether the plan's _id equality can be answered by c's _id
+// index: as in MongoDB, an index serves a query only when their collations
+// match, unless the value compares the same under every collation (no
+// strings in it).
+func (p *queryPlan) useID(c *storage.Collection) bool {
+	return p.byID && (mql.SameCollation(p.coll, c.IDCollation()) || !collationSensitive(p.id))
+}
+
 // decodeDoc decodes a stored document.
 func decodeDoc(raw bson.Raw) (bson.D, error) {
 	var d bson.D
@@ -94,7 +105,7 @@ func decodeDoc(raw bson.Raw) (bson.D, error) {
 // each calls fn for every matching document of c inside tx, in natural
 // order, until fn returns false.
 func (p *queryPlan) each(tx *storage.Tx, c *storage.Collection, fn func(rid storage.RecordID, doc bson.D) (bool, error)) error {
-	if p.byID {
+	if p.useID(c) {
 		rid, doc, ok, err := tx.Get(c, p.id)
 		if err != nil || !ok {
 			return err
@@ -169,7 +180,7 @@ func (s *Server) stream(db, coll string, p *queryPlan) iter.Seq2[bson.D, error] 
 					return err
 				}
 				id = c.ID
-				if p.byID {
+				if p.useID(c) {
 					done = true
 					_, batch, err = p.matches(tx, c, 0)
 					return err
@@ -264,10 +275,11 @@ func deleteOne(tx *storage.Tx, c *storage.Collection, st bson.D, vars map[string
 	if limit != 0 && limit != 1 {
 		return 0, mongoerr.Errorf(mongoerr.FailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
 	}
-	if err := checkStmtCollation(st); err != nil {
+	qc, err := stmtCollation(st, "delete.deletes")
+	if err != nil {
 		return 0, err
 	}
-	plan, err := compileQuery(filter)
+	plan, err := compileQuery(filter, qc.resolve(c))
 	if err != nil {
 		return 0, err
 	}
@@ -315,10 +327,15 @@ func (s *Server) cmdCount(_ context.Context, req *Request) (bson.D, error) {
 	if limit < 0 {
 		limit = -limit
 	}
-	if err := checkSimpleCollation(req); err != nil {
+	qc, err := collationArg(req)
+	if err != nil {
 		return nil, err
 	}
-	plan, err := compileQuery(query)
+	collation, err := s.resolveCollation(req.DB, coll, qc)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := compileQuery(query, collation)
 	if err != nil {
 		return nil, err
 	}
@@ -347,19 +364,6 @@ func (s *Server) cmdCount(_ context.Context, req *Request) (bson.D, error) {
 	return bson.D{{Key: "n", Value: int32OrInt64(n)}}, nil
 }
 
-// checkSimpleCollation refuses a command-level collation other than the
-// binary "simple" one devdb implements (CommandNotSupported 115).
-func checkSimpleCollation(req *Request) error {
-	c, ok, err := docArg(req, "collation")
-	if err != nil {
-		return err
-	}
-	if ok && !simpleCollation(c) {
-		return mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations")
-	}
-	return nil
-}
-
 // stmtFilter returns the required filter document q of a delete or update
 // statement st; field names the statements array in errors
 // ("delete.deletes", "update.updates").
@@ -375,17 +379,6 @@ func stmtFilter(st bson.D, field string) (bson.D, error) {
 	return filter, nil
 }
 
-// checkStmtCollation is checkSimpleCollation for the collation field of one
-// delete or update statement st (a non-document value counts as simple).
-func checkStmtCollation(st bson.D) error {
-	if cv, ok := fieldOf(st, "collation"); ok {
-		if cd, _ := cv.(bson.D); !simpleCollation(cd) {
-			return mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations")
-		}
-	}
-	return nil
-}
-
 // int32OrInt64 returns n as int32 when it fits, as MongoDB encodes counts.
 func int32OrInt64(n int64) any {
 	if n >= -1<<31 && n < 1<<31 {
@@ -394,9 +387,10 @@ func int32OrInt64(n int64) any {
 	return n
 }
 
-// cmdDistinct answers distinct {key, query}: {values}. Array values are
-// unwound one level, as MongoDB does; values are returned in MongoDB's sort
-// order, numerically equal values once.
+// cmdDistinct answers distinct {key, query, collation}: {values}. Array
+// values are unwound one level, as MongoDB does; values are returned in
+// MongoDB's sort order, numerically equal values (and strings equal under
+// the collation) once, the first one met representing them.
 func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
 	coll, err := collectionArg(req)
 	if err != nil {
@@ -417,10 +411,15 @@ func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSimpleCollation(req); err != nil {
+	qc, err := collationArg(req)
+	if err != nil {
 		return nil, err
 	}
-	plan, err := compileQuery(query)
+	collation, err := s.resolveCollation(req.DB, coll, qc)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := compileQuery(query, collation)
 	if err != nil {
 		return nil, err
 	}
@@ -437,7 +436,7 @@ func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
 			return nil, err
 		}
 		for _, v := range distinctValues(doc, parts, nil) {
-			k := storage.KeyString(v)
+			k := storage.KeyStringCollation(v, collation)
 			if _, dup := seen[string(k)]; dup {
 				continue
 			}
@@ -450,7 +449,7 @@ func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
 		}
 	}
 	slices.SortFunc(vals, func(a, b entry) int {
-		if c := mql.Compare(a.val, b.val); c != 0 {
+		if c := mql.CompareCollated(a.val, b.val, collation); c != 0 {
 			return c
 		}
 		return bytes.Compare(a.key, b.key)

@@ -23,11 +23,11 @@ type updateSpec struct {
 
 // compileUpdateSpec compiles the u of an update statement or the update of
 // findAndModify.
-func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, error) {
+func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D, coll *mql.Collation) (*updateSpec, error) {
 	switch x := u.(type) {
 	case bson.D:
 		if update.IsOperatorUpdate(x) {
-			ops, err := update.Compile(x, update.Options{ArrayFilters: arrayFilters})
+			ops, err := update.Compile(x, update.Options{ArrayFilters: arrayFilters, Collation: coll})
 			if err != nil {
 				return nil, err
 			}
@@ -56,7 +56,7 @@ func compileUpdateSpec(cmd string, u any, arrayFilters []bson.D) (*updateSpec, e
 		if err != nil {
 			return nil, err
 		}
-		return &updateSpec{pipeline: p}, nil
+		return &updateSpec{pipeline: p.WithCollation(coll)}, nil
 	}
 	return nil, mongoerr.Errorf(mongoerr.FailedToParse, "BSON field '%s' is the wrong type '%s', expected types '[object, array]'", cmd, mql.TypeName(u))
 }
@@ -267,21 +267,27 @@ func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st 
 			return err
 		}
 	}
-	if err := checkStmtCollation(st); err != nil {
+	qc, err := stmtCollation(st, "update.updates")
+	if err != nil {
 		return err
 	}
 	afs, err := arrayFiltersArg("update.updates", st)
 	if err != nil {
 		return err
 	}
-	u, err := compileUpdateSpec("update.updates.u", uv, afs)
+	c, err := tx.Collection(db, coll)
+	if err != nil {
+		return err
+	}
+	collation := qc.resolve(c)
+	u, err := compileUpdateSpec("update.updates.u", uv, afs, collation)
 	if err != nil {
 		return err
 	}
 	if multi && u.replacement != nil {
 		return mongoerr.Errorf(mongoerr.FailedToParse, "multi update is not supported for replacement-style update")
 	}
-	plan, err := compileQuery(filter)
+	plan, err := compileQuery(filter, collation)
 	if err != nil {
 		return err
 	}
@@ -290,10 +296,6 @@ func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st 
 	}
 	plan = plan.withVars(vars)
 	u = u.withVars(vars)
-	c, err := tx.Collection(db, coll)
-	if err != nil {
-		return err
-	}
 	var rids []storage.RecordID
 	var docs []bson.D
 	if c != nil {
@@ -354,7 +356,15 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 	if err != nil {
 		return nil, err
 	}
-	f, err := parseFind(req, "query", "fields")
+	qc, err := collationArg(req)
+	if err != nil {
+		return nil, err
+	}
+	collation, err := s.resolveCollation(req.DB, coll, qc)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseFind(req, "query", "fields", collation)
 	if err != nil {
 		return nil, err
 	}
@@ -381,16 +391,13 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 	case remove && returnNew:
 		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
 	}
-	if err := checkSimpleCollation(req); err != nil {
-		return nil, err
-	}
 	var u *updateSpec
 	if hasUpdate {
 		afs, err := arrayFiltersArg("findAndModify", req.Body)
 		if err != nil {
 			return nil, err
 		}
-		if u, err = compileUpdateSpec("findAndModify.update", uv, afs); err != nil {
+		if u, err = compileUpdateSpec("findAndModify.update", uv, afs, collation); err != nil {
 			return nil, err
 		}
 		u = u.withVars(f.vars)

@@ -50,7 +50,7 @@ func TestPipelineUpdateApply(t *testing.T) {
 			for _, s := range tc.stages {
 				stages = append(stages, extDoc(t, s))
 			}
-			u, err := compileUpdateSpec("update", stages, nil)
+			u, err := compileUpdateSpec("update", stages, nil, nil)
 			var out bson.D
 			var changed bool
 			if err == nil {

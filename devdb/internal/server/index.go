@@ -32,35 +32,37 @@ func indexName(key bson.D) string {
 	return strings.Join(parts, "_")
 }
 
-// parseIndexSpec validates one createIndexes spec.
-func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
-	var spec storage.IndexSpec
+// parseIndexSpec validates one createIndexes spec. collationGiven reports
+// whether it has a collation option: an index without one inherits the
+// collection's default collation. A non-simple collation is kept in Extra
+// as the full collation document.
+func parseIndexSpec(d bson.D) (spec storage.IndexSpec, collationGiven bool, err error) {
 	kv, ok := fieldOf(d, "key")
 	if !ok {
-		return spec, mongoerr.Errorf(mongoerr.FailedToParse, "Error in specification %s :: caused by :: The 'key' field is a required property of an index specification", mql.FormatValue(d))
+		return spec, false, mongoerr.Errorf(mongoerr.FailedToParse, "Error in specification %s :: caused by :: The 'key' field is a required property of an index specification", mql.FormatValue(d))
 	}
 	key, ok := kv.(bson.D)
 	if !ok {
-		return spec, mongoerr.Errorf(mongoerr.TypeMismatch, "Error in specification %s :: caused by :: The field 'key' must be an object, but got %s", mql.FormatValue(d), mql.TypeName(kv))
+		return spec, false, mongoerr.Errorf(mongoerr.TypeMismatch, "Error in specification %s :: caused by :: The field 'key' must be an object, but got %s", mql.FormatValue(d), mql.TypeName(kv))
 	}
 	if len(key) == 0 {
-		return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Index keys cannot be empty.", mql.FormatValue(d))
+		return spec, false, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Index keys cannot be empty.", mql.FormatValue(d))
 	}
 	for _, e := range key {
 		if e.Key == "" || strings.HasPrefix(e.Key, "$") && e.Key != "$**" && !strings.HasSuffix(e.Key, ".$**") {
-			return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Index key contains an illegal field name: field name starts with '$'.", mql.FormatValue(d))
+			return spec, false, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Index key contains an illegal field name: field name starts with '$'.", mql.FormatValue(d))
 		}
 		switch v := e.Value.(type) {
 		case string:
 			if !indexTypes[v] {
-				return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Unknown index plugin '%s'", mql.FormatValue(d), v)
+				return spec, false, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Unknown index plugin '%s'", mql.FormatValue(d), v)
 			}
 		case int32, int64, float64, bson.Decimal128:
 			if f, _ := mql.ToFloat64(v); f == 0 {
-				return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Values in the index key pattern can't be 0.", mql.FormatValue(d))
+				return spec, false, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Values in the index key pattern can't be 0.", mql.FormatValue(d))
 			}
 		default:
-			return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Values in v:2 index key pattern cannot be of type %s. Only numbers > 0, numbers < 0, and strings are allowed.", mql.FormatValue(d), mql.TypeName(v))
+			return spec, false, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Values in v:2 index key pattern cannot be of type %s. Only numbers > 0, numbers < 0, and strings are allowed.", mql.FormatValue(d), mql.TypeName(v))
 		}
 	}
 	spec.Key = key
@@ -72,7 +74,7 @@ func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
 		case "name":
 			n, ok := e.Value.(string)
 			if !ok || n == "" {
-				return spec, mongoerr.Errorf(mongoerr.TypeMismatch, "Error in specification %s :: caused by :: The field 'name' must be a non-empty string", mql.FormatValue(d))
+				return spec, false, mongoerr.Errorf(mongoerr.TypeMismatch, "Error in specification %s :: caused by :: The field 'name' must be a non-empty string", mql.FormatValue(d))
 			}
 			spec.Name = n
 		case "unique":
@@ -82,34 +84,41 @@ func parseIndexSpec(d bson.D) (storage.IndexSpec, error) {
 		case "partialFilterExpression":
 			pf, ok := e.Value.(bson.D)
 			if !ok {
-				return spec, mongoerr.Errorf(mongoerr.TypeMismatch, "Error in specification %s :: caused by :: The field 'partialFilterExpression' must be an object", mql.FormatValue(d))
+				return spec, false, mongoerr.Errorf(mongoerr.TypeMismatch, "Error in specification %s :: caused by :: The field 'partialFilterExpression' must be an object", mql.FormatValue(d))
 			}
 			if _, err := mql.CompileFilter(pf); err != nil {
-				return spec, err
+				return spec, false, err
 			}
 			spec.PartialFilter = pf
 		case "collation":
-			return spec, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations")
+			var cd bson.D
+			if cd, err = collationOption("collation", e.Value); err != nil {
+				return spec, false, err
+			}
+			collationGiven = true
+			if cd != nil {
+				spec.Extra = append(spec.Extra, bson.E{Key: "collation", Value: cd})
+			}
 		default:
 			spec.Extra = append(spec.Extra, e)
 		}
 		if err != nil {
-			return spec, err
+			return spec, false, err
 		}
 	}
 	if spec.Unique {
 		for _, e := range key {
 			if s, ok := e.Value.(string); ok && s != "" {
-				return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Currently only single field hashed index supported unique: false. Index type %s cannot be unique", mql.FormatValue(d), s)
+				return spec, false, mongoerr.Errorf(mongoerr.CannotCreateIndex, "Error in specification %s :: caused by :: Currently only single field hashed index supported unique: false. Index type %s cannot be unique", mql.FormatValue(d), s)
 			}
 		}
 	}
 	if spec.Name == "_id_" {
 		if len(key) != 1 || key[0].Key != "_id" {
-			return spec, mongoerr.Errorf(mongoerr.CannotCreateIndex, "The index name '_id_' is reserved for the _id index, which must have key pattern {_id: 1}, found key: %s", mql.FormatValue(key))
+			return spec, false, mongoerr.Errorf(mongoerr.CannotCreateIndex, "The index name '_id_' is reserved for the _id index, which must have key pattern {_id: 1}, found key: %s", mql.FormatValue(key))
 		}
 	}
-	return spec, nil
+	return spec, collationGiven, nil
 }
 
 // cmdCreateIndexes answers createIndexes {indexes: [...]}: the collection is
@@ -125,10 +134,13 @@ func (s *Server) cmdCreateIndexes(_ context.Context, req *Request) (bson.D, erro
 		return nil, err
 	}
 	specs := make([]storage.IndexSpec, len(raw))
+	inherit := make([]bool, len(raw))
 	for i, d := range raw {
-		if specs[i], err = parseIndexSpec(d); err != nil {
+		var given bool
+		if specs[i], given, err = parseIndexSpec(d); err != nil {
 			return nil, err
 		}
+		inherit[i] = !given
 		if specs[i].Name == "_id_" && specs[i].Unique {
 			specs[i].Unique = false // the _id index is unique by nature; "unique" is not part of its spec
 		}
@@ -146,7 +158,10 @@ func (s *Server) cmdCreateIndexes(_ context.Context, req *Request) (bson.D, erro
 		}
 		before := len(c.Indexes)
 		createdAny := false
-		for _, spec := range specs {
+		for i, spec := range specs {
+			if dc := c.DefaultCollation(); inherit[i] && dc != nil {
+				spec.Extra = append(append(bson.D(nil), spec.Extra...), bson.E{Key: "collation", Value: dc.Document()})
+			}
 			created, err := tx.CreateIndex(c, spec)
 			if err != nil {
 				return nil, err

@@ -81,7 +81,7 @@ func (s *Server) ttlPass(ctx context.Context, now time.Time) (int, error) {
 	for _, ix := range idx {
 		cutoff := bson.NewDateTimeFromTime(now.Add(-ix.expire))
 		filter := bson.D{{Key: ix.field, Value: bson.D{{Key: "$lt", Value: cutoff}}}}
-		plan, err := compileQuery(filter)
+		plan, err := compileQuery(filter, nil)
 		if err != nil {
 			return total, fmt.Errorf("ttl: compile filter: %w", err)
 		}

@@ -69,6 +69,10 @@ type Server struct {
 	// hasViews is set once a view exists (found at start or created), so
 	// that commands check for views only then.
 	hasViews atomic.Bool
+	// hasCollations is set once a collection with a default collation
+	// exists (found at start or created), so that commands without a
+	// collation read the catalog for the default only then.
+	hasCollations atomic.Bool
 }
 
 // testHooks let package tests register extra commands and control time;
@@ -135,6 +139,9 @@ func start(ctx context.Context, opts Options, hooks testHooks) (*Server, error) 
 			for _, c := range cols {
 				if _, _, ok := viewDefinition(c.Options); ok {
 					s.hasViews.Store(true)
+				}
+				if c.DefaultCollation() != nil {
+					s.hasCollations.Store(true)
 				}
 			}
 		}

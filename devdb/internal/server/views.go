@@ -121,6 +121,13 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 		return nil, false, nil
 	}
 	ns := req.DB + "." + coll
+	// A view's default collation is the simple one (devdb refuses others
+	// at create); a read may not override it, as in MongoDB.
+	if qc, err := collationArg(req); err != nil {
+		return nil, true, err
+	} else if qc.coll != nil {
+		return nil, true, mongoerr.Errorf(mongoerr.OptionNotSupportedOnView, "Cannot override a view's default collation")
+	}
 	notOnView := mongoerr.Errorf(mongoerr.CommandNotSupportedOnView, "Namespace %s is a view, not a collection", ns)
 	var pipeline bson.A
 	pipeline = append(pipeline, viewPipeline...)
@@ -285,6 +292,8 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 // viewAggregate runs the aggregate agg built for a read on the view ns; its
 // cursor is registered under the view's namespace, as MongoDB's is.
 func (s *Server) viewAggregate(req *Request, agg bson.D, ns string) (bson.D, error) {
+	// The view's simple collation, not the underlying collection's default.
+	agg = append(agg, bson.E{Key: "collation", Value: bson.D{{Key: "locale", Value: "simple"}}})
 	sub := &Request{DB: req.DB, Name: "aggregate", Body: agg, ConnID: req.ConnID, Remote: req.Remote, conn: req.conn, cursorNS: ns}
 	ctx := s.ctx
 	if req.conn != nil {
