@@ -1,0 +1,76 @@
+package store_test
+
+import (
+	"testing"
+
+	"github.com/changehook/changehook/store"
+)
+
+// TestRecordUnitApplied: each unit records its result of the newest
+// request once; a result for a replaced request is dropped; a new request
+// starts with no unit results.
+func TestRecordUnitApplied(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := t.Context()
+	id, err := st.RequestControl(ctx, "orders", "", store.ControlRequest{Kind: store.RequestRedeliver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name     string
+		res      store.UnitResult
+		recorded bool
+		done     []string
+	}{
+		{"first partition", store.UnitResult{Key: "orders/p0of2", ID: id, By: "m1", Message: "ok"}, true, []string{"orders/p0of2"}},
+		{"same partition again", store.UnitResult{Key: "orders/p0of2", ID: id, By: "m2", Message: "again"}, false, nil},
+		{"a replaced request", store.UnitResult{Key: "orders/p1of2", ID: "old", By: "m2"}, false, nil},
+		{"second partition", store.UnitResult{Key: "orders/p1of2", ID: id, By: "m2", Error: "boom"}, true, []string{"orders/p0of2", "orders/p1of2"}},
+	}
+	for _, s := range steps {
+		c, ok, err := st.RecordUnitApplied(ctx, "orders", s.res)
+		if err != nil || ok != s.recorded {
+			t.Fatalf("%s: recorded %v, %v; want %v", s.name, ok, err, s.recorded)
+		}
+		if !ok {
+			continue
+		}
+		done := c.UnitsDone()
+		if len(done) != len(s.done) {
+			t.Fatalf("%s: units done %v, want %v", s.name, done, s.done)
+		}
+		for _, k := range s.done {
+			if _, ok := done[k]; !ok {
+				t.Fatalf("%s: units done %v, want %v", s.name, done, s.done)
+			}
+		}
+		if !c.Pending() {
+			t.Errorf("%s: unit results alone must not mark the request applied", s.name)
+		}
+	}
+	c, _, err := st.LoadControl(ctx, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := c.UnitsDone()["orders/p0of2"]; u.By != "m1" || u.Message != "ok" {
+		t.Errorf("partition 0's result %+v, want the first one recorded (m1)", u)
+	}
+	if err := st.MarkControlApplied(ctx, "orders", store.ControlResult{ID: id, Message: "both"}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, _ := st.LoadControl(ctx, "orders"); c.Pending() {
+		t.Error("still pending after MarkControlApplied")
+	}
+	// A new request forgets the old results.
+	id2, err := st.RequestControl(ctx, "orders", "", store.ControlRequest{Kind: store.RequestPause})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ = st.LoadControl(ctx, "orders")
+	if !c.Pending() || len(c.UnitsDone()) != 0 || len(c.Units) != 0 || c.Request.ID != id2 {
+		t.Errorf("after a new request: pending %v, units %+v", c.Pending(), c.Units)
+	}
+	if _, _, err := st.RecordUnitApplied(ctx, "orders", store.UnitResult{ID: id2}); err == nil {
+		t.Error("a result without a unit key was accepted")
+	}
+}
