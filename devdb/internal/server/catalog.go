@@ -43,10 +43,10 @@ func checkPreAndPostImages(cmd string, v any) error {
 }
 
 // cmdCreate answers create. Supported options: changeStreamPreAndPostImages,
-// validators, collation (the collection's default collation, stored as the
-// full collation document; {locale: "simple"} stores nothing), views (and
-// the ignorable storageEngine/indexOptionDefaults); capped, time-series and
-// clustered collections and collations on views are refused with
+// validators, collation (the collection's or view's default collation,
+// stored as the full collation document; {locale: "simple"} stores
+// nothing), views (and the ignorable storageEngine/indexOptionDefaults);
+// capped, time-series and clustered collections are refused with
 // CommandNotSupported rather than silently not enforced.
 func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 	coll, err := collectionArg(req)
@@ -93,10 +93,7 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 			}
 		}
 	}
-	if isView && collation != nil {
-		return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support collations on views")
-	}
-	if collation != nil {
+	if collation != nil && !isView {
 		opts = append(opts, bson.E{Key: "collation", Value: collation})
 		s.hasCollations.Store(true)
 	}
@@ -110,12 +107,39 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 		if opts, err = viewOptions(req.DB, req.Body); err != nil {
 			return nil, err
 		}
+		if collation != nil {
+			opts = append(opts, bson.E{Key: "collation", Value: collation})
+		}
 		s.hasViews.Store(true)
 	}
 	return s.execWrite(req, "create", coll, nil, func(tx *storage.Tx) (bson.D, error) {
+		if isView {
+			if err := checkViewSourceCollation(tx, req.DB, coll, opts); err != nil {
+				return nil, err
+			}
+		}
 		_, err := tx.CreateCollection(req.DB, coll, opts)
 		return bson.D{}, err
 	})
+}
+
+// checkViewSourceCollation refuses a view defined on another view with a
+// different collation (OptionNotSupportedOnView 167), as MongoDB does; a
+// view on a collection need not share the collection's default.
+func checkViewSourceCollation(tx *storage.Tx, db, view string, opts bson.D) error {
+	viewOn, _, _ := viewDefinition(opts)
+	src, err := tx.Collection(db, viewOn)
+	if err != nil || src == nil {
+		return err
+	}
+	if _, _, ok := viewDefinition(src.Options); !ok {
+		return nil
+	}
+	self := storage.Collection{Options: opts}
+	if !mql.SameCollation(self.DefaultCollation(), src.DefaultCollation()) {
+		return mongoerr.Errorf(mongoerr.OptionNotSupportedOnView, "View %s.%s has a collation that does not match the collation of view %s.%s", db, view, db, viewOn)
+	}
+	return nil
 }
 
 // cmdDrop answers drop: {nIndexesWas, ns}. A missing collection is

@@ -372,7 +372,6 @@ func TestCollationErrorsOnCommands(t *testing.T) {
 		{"create", bson.D{{Key: "create", Value: "d"}, {Key: "collation", Value: bad}}, mongoerr.BadValue},
 		{"createIndexes", bson.D{{Key: "createIndexes", Value: "c"}, {Key: "indexes", Value: bson.A{bson.D{{Key: "key", Value: bson.D{{Key: "a", Value: int32(1)}}}, {Key: "name", Value: "a"}, {Key: "collation", Value: bad}}}}}, mongoerr.BadValue},
 		{"view override", bson.D{{Key: "find", Value: "v"}, {Key: "collation", Value: caseInsensitive}}, mongoerr.OptionNotSupportedOnView},
-		{"view with collation", bson.D{{Key: "create", Value: "w"}, {Key: "viewOn", Value: "c"}, {Key: "pipeline", Value: bson.A{}}, {Key: "collation", Value: caseInsensitive}}, mongoerr.CommandNotSupported},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := runCommand(t, c, "test", tc.cmd)
@@ -406,5 +405,54 @@ func TestCollectionDefaultCollationAfterRestart(t *testing.T) {
 	c = connect(t, s)
 	if got := collationIDs(t, c.Database("test").Collection("ci"), bson.D{{Key: "x", Value: "PING"}}); !reflect.DeepEqual(got, []any{int32(1)}) {
 		t.Fatalf("after restart: ids = %v, want [1] (the stored default collation)", got)
+	}
+}
+
+func TestViewCollation(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	db := c.Database("test")
+	ctx := testContext(t)
+	mustRun(t, c, "test", bson.D{{Key: "create", Value: "c"}, {Key: "collation", Value: caseInsensitive}})
+	if _, err := db.Collection("c").InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: int32(1)}, {Key: "x", Value: "ping"}},
+		bson.D{{Key: "_id", Value: int32(2)}, {Key: "x", Value: "PING"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	view := func(name, on string, collation bson.D) bson.D {
+		cmd := bson.D{{Key: "create", Value: name}, {Key: "viewOn", Value: on}, {Key: "pipeline", Value: bson.A{}}}
+		if collation != nil {
+			cmd = append(cmd, bson.E{Key: "collation", Value: collation})
+		}
+		return cmd
+	}
+	mustRun(t, c, "test", view("vci", "c", caseInsensitive))
+	mustRun(t, c, "test", view("vsimple", "c", nil))
+	mustRun(t, c, "test", view("vci2", "vci", caseInsensitive))
+	_, err := runCommand(t, c, "test", view("vbad", "vci", nil))
+	wantCode(t, err, mongoerr.OptionNotSupportedOnView, "OptionNotSupportedOnView")
+
+	ping := bson.D{{Key: "x", Value: "Ping"}}
+	for _, tc := range []struct {
+		view string
+		opts *options.FindOptionsBuilder
+		want []any
+	}{
+		{"vci", options.Find(), []any{int32(1), int32(2)}},
+		{"vci", options.Find().SetCollation(&options.Collation{Locale: "en_US", Strength: 2}), []any{int32(1), int32(2)}},
+		{"vci2", options.Find(), []any{int32(1), int32(2)}},
+		// A view does not inherit its collection's default collation.
+		{"vsimple", options.Find(), []any{}},
+	} {
+		if got := collationIDs(t, db.Collection(tc.view), ping, tc.opts); !reflect.DeepEqual(got, tc.want) {
+			t.Fatalf("find on %s = %v, want %v", tc.view, got, tc.want)
+		}
+	}
+	_, err = runCommand(t, c, "test", bson.D{{Key: "find", Value: "vci"}, {Key: "collation", Value: simpleColl}})
+	wantCode(t, err, mongoerr.OptionNotSupportedOnView, "OptionNotSupportedOnView")
+	reply := mustRun(t, c, "test", bson.D{{Key: "listCollections", Value: 1}, {Key: "filter", Value: bson.D{{Key: "name", Value: "vci"}}}})
+	if fb := firstBatch(reply); len(fb) != 1 || !reflect.DeepEqual(get(fb[0], "options", "collation"), fullCollation) {
+		t.Fatalf("listCollections = %v, want the view's collation in its options", fb)
 	}
 }

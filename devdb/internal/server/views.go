@@ -68,9 +68,10 @@ func viewOptions(db string, body bson.D) (bson.D, error) {
 }
 
 // resolveView follows db.coll through views: it returns the underlying
-// collection and the concatenated view pipelines, with isView false (and no
-// pipeline) when db.coll is not a view.
-func (s *Server) resolveView(db, coll string) (source string, pipeline bson.A, isView bool, err error) {
+// collection, the concatenated view pipelines and the view's collation
+// (nil: simple), with isView false (and no pipeline) when db.coll is not a
+// view.
+func (s *Server) resolveView(db, coll string) (source string, pipeline bson.A, collation *mql.Collation, isView bool, err error) {
 	err = s.store.View(func(tx *storage.Tx) error {
 		name := coll
 		for depth := 0; ; depth++ {
@@ -87,15 +88,18 @@ func (s *Server) resolveView(db, coll string) (source string, pipeline bson.A, i
 			if depth == maxViewDepth {
 				return mongoerr.Errorf(mongoerr.ViewDepthLimitExceeded, "View depth too deep or view cycle detected; maximum depth is %d", maxViewDepth)
 			}
+			if !isView {
+				collation = c.DefaultCollation()
+			}
 			isView = true
 			pipeline = append(append(bson.A{}, p...), pipeline...)
 			name = viewOn
 		}
 	})
 	if err != nil {
-		return "", nil, false, fmt.Errorf("resolve view %s.%s: %w", db, coll, dataErr(err))
+		return "", nil, nil, false, fmt.Errorf("resolve view %s.%s: %w", db, coll, dataErr(err))
 	}
-	return source, pipeline, isView, nil
+	return source, pipeline, collation, isView, nil
 }
 
 // viewRewrite answers req when it names a view: reads become an aggregate
@@ -113,7 +117,7 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 	if !ok {
 		return nil, false, nil
 	}
-	source, viewPipeline, isView, err := s.resolveView(req.DB, coll)
+	source, viewPipeline, viewColl, isView, err := s.resolveView(req.DB, coll)
 	if err != nil {
 		return nil, true, err
 	}
@@ -121,11 +125,11 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 		return nil, false, nil
 	}
 	ns := req.DB + "." + coll
-	// A view's default collation is the simple one (devdb refuses others
-	// at create); a read may not override it, as in MongoDB.
+	// A read on a view uses the view's collation (not the underlying
+	// collection's) and may not ask for another, as in MongoDB.
 	if qc, err := collationArg(req); err != nil {
 		return nil, true, err
-	} else if qc.coll != nil {
+	} else if qc.given && !mql.SameCollation(qc.coll, viewColl) {
 		return nil, true, mongoerr.Errorf(mongoerr.OptionNotSupportedOnView, "Cannot override a view's default collation")
 	}
 	notOnView := mongoerr.Errorf(mongoerr.CommandNotSupportedOnView, "Namespace %s is a view, not a collection", ns)
@@ -243,7 +247,7 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 		pipeline = append(pipeline, bson.D{{Key: "$count", Value: "n"}})
 		agg = append(agg, bson.E{Key: "pipeline", Value: pipeline}, bson.E{Key: "cursor", Value: bson.D{}})
 		generic()
-		out, err := s.viewAggregate(req, agg, ns)
+		out, err := s.viewAggregate(req, agg, ns, viewColl)
 		if err != nil {
 			return nil, true, err
 		}
@@ -271,7 +275,7 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 			bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: nil}, {Key: "values", Value: bson.D{{Key: "$addToSet", Value: "$" + key}}}}}})
 		agg = append(agg, bson.E{Key: "pipeline", Value: pipeline}, bson.E{Key: "cursor", Value: bson.D{}})
 		generic()
-		out, err := s.viewAggregate(req, agg, ns)
+		out, err := s.viewAggregate(req, agg, ns, viewColl)
 		if err != nil {
 			return nil, true, err
 		}
@@ -285,15 +289,16 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 	default:
 		return nil, true, notOnView
 	}
-	out, err := s.viewAggregate(req, agg, ns)
+	out, err := s.viewAggregate(req, agg, ns, viewColl)
 	return out, true, err
 }
 
-// viewAggregate runs the aggregate agg built for a read on the view ns; its
-// cursor is registered under the view's namespace, as MongoDB's is.
-func (s *Server) viewAggregate(req *Request, agg bson.D, ns string) (bson.D, error) {
-	// The view's simple collation, not the underlying collection's default.
-	agg = append(agg, bson.E{Key: "collation", Value: bson.D{{Key: "locale", Value: "simple"}}})
+// viewAggregate runs the aggregate agg built for a read on the view ns
+// under the view's collation coll; its cursor is registered under the
+// view's namespace, as MongoDB's is.
+func (s *Server) viewAggregate(req *Request, agg bson.D, ns string, coll *mql.Collation) (bson.D, error) {
+	// The view's collation, not the underlying collection's default.
+	agg = append(agg, bson.E{Key: "collation", Value: coll.Document()})
 	sub := &Request{DB: req.DB, Name: "aggregate", Body: agg, ConnID: req.ConnID, Remote: req.Remote, conn: req.conn, cursorNS: ns}
 	ctx := s.ctx
 	if req.conn != nil {
