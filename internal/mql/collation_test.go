@@ -253,6 +253,31 @@ func TestSortCollation(t *testing.T) {
 	}
 }
 
+func TestProjectionCollation(t *testing.T) {
+	c := mustCollation(t, bson.D{{Key: "locale", Value: "en"}, {Key: "strength", Value: int32(2)}})
+	spec := coreDoc(t, `{"tags": {"$elemMatch": {"$eq": "GO"}}, "same": {"$eq": ["$name", "ADA"]}}`)
+	doc := bson.D{{Key: "name", Value: "Ada"}, {Key: "tags", Value: bson.A{"rust", "go"}}}
+	for _, tc := range []struct {
+		coll *Collation
+		want bson.D
+	}{
+		{nil, bson.D{{Key: "same", Value: false}}},
+		{c, bson.D{{Key: "tags", Value: bson.A{"go"}}, {Key: "same", Value: true}}},
+	} {
+		p, err := CompileProjectionCollation(spec, tc.coll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := p.Apply(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Fatalf("collation %v: projection = %v, want %v", tc.coll.Document(), got, tc.want)
+		}
+	}
+}
+
 func BenchmarkCompareCollated(b *testing.B) {
 	c := mustCollation(b, bson.D{{Key: "locale", Value: "en"}, {Key: "strength", Value: int32(2)}})
 	b.ReportAllocs()

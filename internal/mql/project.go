@@ -69,7 +69,14 @@ type projField struct {
 // except for _id (Location31254 / Location31253). An empty projection
 // returns documents unchanged.
 func CompileProjection(spec bson.D) (*Projection, error) {
-	return compileProjection(spec, false)
+	return compileProjection(spec, false, nil)
+}
+
+// CompileProjectionCollation is CompileProjection for a find with the
+// collation c: $elemMatch and computed fields compare strings under it
+// (nil: binary).
+func CompileProjectionCollation(spec bson.D, c *Collation) (*Projection, error) {
+	return compileProjection(spec, false, c)
 }
 
 // CompileProjectStage compiles the specification of an aggregation $project
@@ -81,7 +88,7 @@ func CompileProjectStage(spec bson.D) (*Projection, error) {
 	if len(spec) == 0 {
 		return nil, mongoerr.Errorf(mongoerr.ProjectionEmpty, "Invalid $project :: caused by :: projection specification must have at least one field")
 	}
-	return compileProjection(spec, true)
+	return compileProjection(spec, true, nil)
 }
 
 // projBuilder accumulates a projection while compiling.
@@ -94,8 +101,8 @@ type projBuilder struct {
 	idMode int
 }
 
-func compileProjection(spec bson.D, stage bool) (*Projection, error) {
-	b := &projBuilder{p: &Projection{}, stage: stage}
+func compileProjection(spec bson.D, stage bool, coll *Collation) (*Projection, error) {
+	b := &projBuilder{p: &Projection{coll: coll}, stage: stage}
 	if len(spec) == 0 {
 		b.p.identity, b.p.keepID = true, true
 		return b.p, nil
@@ -294,7 +301,7 @@ func (b *projBuilder) addElemMatch(path string, parts []string, v any, depth int
 	if _, ok := AsDocument(v); !ok {
 		return badValue("elemMatch: Invalid argument, object required.")
 	}
-	m, err := newElemMatchMatch(v, compileCx{depth: depth})
+	m, err := newElemMatchMatch(v, compileCx{depth: depth, coll: b.p.coll})
 	if err != nil {
 		return err
 	}
@@ -425,14 +432,6 @@ func (p *Projection) applyVars(doc bson.D, index int, vars map[string]any, coll 
 		return a.include(doc, p.fields)
 	}
 	return a.exclude(doc, p.fields), nil
-}
-
-// WithCollation returns a copy of p whose computed fields compare strings
-// under the collation c (nil: binary), as a find with a collation does.
-func (p *Projection) WithCollation(c *Collation) *Projection {
-	q := *p
-	q.coll = c
-	return &q
 }
 
 // projApplier carries per-document state while projecting.

@@ -187,10 +187,10 @@ func parseFind(req *Request, filterKey, projKey string, collation *mql.Collation
 	if projSpec, ok, err := docArg(req, projKey); err != nil {
 		return nil, err
 	} else if ok && len(projSpec) > 0 {
-		if f.proj, err = mql.CompileProjection(projSpec); err != nil {
+		if f.proj, err = mql.CompileProjectionCollation(projSpec, collation); err != nil {
 			return nil, err
 		}
-		f.proj = f.proj.WithVars(f.vars).WithCollation(collation)
+		f.proj = f.proj.WithVars(f.vars)
 	}
 	return f, nil
 }
