@@ -16,6 +16,7 @@ import (
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -305,29 +306,36 @@ func configureFailPoint(t *testing.T, admin *mongo.Client, name string, mode any
 	return n
 }
 
-// faultRig is a devdb with test commands, a runner of the audit trigger on
-// its own client (application faultApp), the auditing endpoint and the
-// writer.
+// faultRig is a devdb with test commands, the runner's client on it
+// (application faultApp), the audit trigger, the auditing endpoint and the
+// writer; newFaultRig also runs the trigger in a Runner.
 type faultRig struct {
-	admin *mongo.Client
-	st    *store.Store
-	r     *runner.Runner
-	aud   *auditor
-	w     *faultWriter
+	admin  *mongo.Client
+	client *mongo.Client // the runner's
+	st     *store.Store
+	cfg    *triggers.Config
+	r      *runner.Runner
+	aud    *auditor
+	w      *faultWriter
+}
+
+// newFaultDB is a faultRig without a runner.
+func newFaultDB(t *testing.T) *faultRig {
+	t.Helper()
+	srv, admin := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
+	aud := newAuditor(t)
+	return &faultRig{admin: admin, client: devdbtest.Connect(t, srv.URI(), options.Client().SetAppName(faultApp)),
+		st: store.New(admin, stateDB), cfg: parseTrigger(t, faultYAML, aud.srv.URL), aud: aud,
+		w: newFaultWriter(admin.Database("faults").Collection("items"), 4)}
 }
 
 func newFaultRig(t *testing.T) *faultRig {
 	t.Helper()
-	srv, admin := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
-	client := devdbtest.Connect(t, srv.URI(), options.Client().SetAppName(faultApp))
-	aud := newAuditor(t)
-	cfg := parseTrigger(t, faultYAML, aud.srv.URL)
+	rig := newFaultDB(t)
 	// A getMore waits at most 100ms for changes (MaxAwait follows the idle
 	// checkpoint interval), so that a blocked getMore outlasts it tenfold.
-	r := startRunner(t, cfg, client, runner.Options{IdleCheckpointInterval: 100 * time.Millisecond})
-	rig := &faultRig{admin: admin, st: store.New(admin, stateDB), r: r, aud: aud,
-		w: newFaultWriter(admin.Database("faults").Collection("items"), 4)}
-	waitFor(t, "stream open", func() bool { return statusOf(t, r, "audit").StreamOpen })
+	rig.r = startRunner(t, rig.cfg, rig.client, runner.Options{IdleCheckpointInterval: 100 * time.Millisecond})
+	waitFor(t, "stream open", func() bool { return statusOf(t, rig.r, "audit").StreamOpen })
 	return rig
 }
 
@@ -536,5 +544,64 @@ func TestRunnerStopsOnNonResumableGetMoreError(t *testing.T) {
 			dups := rig.aud.audit(t, rig.w, cp)
 			t.Logf("%d changes, %d redelivered after the checkpoint at %v", rig.w.total(), dups, cp.ClusterTime)
 		})
+	}
+}
+
+// TestWatcherReadsOnWhileCheckpointWritesFail makes the checkpoint writes
+// fail (NotWritablePrimary on the state database's updates, as in a
+// stepdown the stream itself survives: the driver retries each write until
+// its timeout) while a writer keeps changing documents. Deliveries go on
+// and the failing writes show in the status; the trigger is then
+// restarted before they recover, and it redelivers exactly the changes
+// after the last saved checkpoint — each once more, none before it — and
+// nothing is lost.
+func TestWatcherReadsOnWhileCheckpointWritesFail(t *testing.T) {
+	t.Parallel()
+	rig := newFaultDB(t)
+	tr := rig.cfg.Triggers[0]
+	cps := store.New(rig.client, stateDB)
+	w, stop := runWatcher(t, tr, rig.client, cps)
+	rig.w.mustWrite(t, 20)
+	cp := rig.settle(t)
+	before := rig.w.total()
+
+	configureFailPoint(t, rig.admin, "failCommand", "alwaysOn", bson.D{{Key: "failCommands", Value: bson.A{"update"}},
+		{Key: "appName", Value: faultApp}, {Key: "errorCode", Value: 10107}})
+	rig.writeDuring(100)(t)
+	rig.aud.waitDelivered(t, rig.w)
+	waitFor(t, "the failing checkpoint write in the status", func() bool {
+		return strings.Contains(w.Status().LastError, "save checkpoint")
+	})
+	if st := w.Status(); st.State != runner.StateRunning {
+		t.Errorf("state %s while checkpoint writes fail, want running", st.State)
+	}
+	if got := rig.checkpoint(t); !got.ClusterTime.Equal(cp.ClusterTime) {
+		t.Fatalf("checkpoint moved to %v while its writes fail", got.ClusterTime)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	runWatcher(t, tr, rig.client, cps)
+	after := rig.w.total() - before
+	waitFor(t, "the changes after the checkpoint redelivered", func() bool {
+		rig.aud.mu.Lock()
+		defer rig.aud.mu.Unlock()
+		n := 0
+		for _, c := range rig.aud.count {
+			n += c - 1
+		}
+		return n >= after
+	})
+	if n := configureFailPoint(t, rig.admin, "failCommand", "off", nil); n == 0 {
+		t.Fatal("the fail point never fired")
+	}
+	rig.w.mustWrite(t, 20)
+	rig.settle(t)
+
+	dups := rig.aud.audit(t, rig.w, cp)
+	t.Logf("%d changes, %d after the checkpoint at %v, %d redelivered", rig.w.total(), after, cp.ClusterTime, dups)
+	if dups != after {
+		t.Errorf("%d changes redelivered, want the %d made after the checkpoint, each once", dups, after)
 	}
 }

@@ -72,7 +72,7 @@ func TestIdleCheckpointsAreRare(t *testing.T) {
 	for i := 1; i <= seconds; i++ {
 		clock.now = clock.now.Add(time.Second)
 		w.streamToken = tok(i) // the position moved; nothing delivered
-		w.checkpointIfDue(ctx)
+		w.flushIfDue(ctx)
 	}
 	if got, want := cps.count(), 1+seconds/30; got != want {
 		t.Fatalf("%d checkpoint saves in %ds of idle-only movement, want %d (one per 30s idle interval)", got, seconds, want)
@@ -85,7 +85,7 @@ func TestIdleCheckpointsAreRare(t *testing.T) {
 	w.sinceSave++
 	clock.now = clock.now.Add(time.Second)
 	w.streamToken = tok(1001)
-	w.checkpointIfDue(ctx)
+	w.flushIfDue(ctx)
 	if got := cps.count(); got != before+1 {
 		t.Fatalf("after an event: %d saves, want %d (due after the 1s checkpoint interval)", got, before+1)
 	}

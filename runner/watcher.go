@@ -67,9 +67,10 @@ type WatcherOptions struct {
 	// CheckpointEvery saves a checkpoint after this many events (default 100).
 	CheckpointEvery int
 	// CheckpointInterval saves a checkpoint at least this often while events
-	// are delivered (default 1s). The saves of delivered events do not wait
-	// for the stream: while events are pending, a flusher goroutine saves
-	// every CheckpointInterval even when the getMore waits longer.
+	// are delivered (default 1s). The saves do not wait for the stream, nor
+	// the stream for the saves: a flusher goroutine does them, every
+	// CheckpointInterval while events are pending even when the getMore
+	// waits longer, and reading goes on while a save is slow or failing.
 	CheckpointInterval time.Duration
 	// MaxAwait bounds each getMore's wait for new changes (the change
 	// stream's maxAwaitTimeMS; default DefaultMaxAwait, never more than
@@ -119,9 +120,13 @@ type Watcher struct {
 	lastOp string
 
 	// The checkpoint state, shared by the Run goroutine and the flusher
-	// (flushLoop), which saves delivered events while the Run goroutine
-	// waits in a getMore. cpMu is held for a whole save, so saves never
-	// overtake each other.
+	// (flushLoop), which does every save while the stream is open, so that
+	// the Run goroutine never waits for the state database. saveMu is held
+	// for a whole save, so saves never overtake each other; cpMu guards the
+	// fields below and is never held across a write, so a slow or failing
+	// save (a stepdown, a majority write concern waiting for a lagging
+	// secondary) does not hold back reading and submitting events.
+	saveMu      sync.Mutex
 	cpMu        sync.Mutex
 	streamToken bson.Raw // newest token handed out by the stream: all events before it were submitted or filtered out
 	savedToken  bson.Raw // the checkpoint as last saved or loaded
@@ -129,8 +134,11 @@ type Watcher struct {
 	sinceSave   int
 	lastCluster bson.Timestamp
 	pending     pendingQueue
-	// kick wakes the flusher after an event was submitted.
-	kick chan struct{}
+	pushed      uint64 // sequence number of the newest pendingEvent
+	// kick wakes the flusher after an event was submitted; due wakes it
+	// (also from its wait between saves) when the Run goroutine finds a
+	// save due.
+	kick, due chan struct{}
 
 	mu     sync.Mutex
 	status TriggerStatus
@@ -180,6 +188,7 @@ func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, 
 		log:    watcherLogger(opts.Logger, t),
 		clock:  opts.Clock,
 		kick:   make(chan struct{}, 1),
+		due:    make(chan struct{}, 1),
 	}
 	w.status = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting, Since: w.clock.Now()}
 	return w
@@ -463,7 +472,7 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 		if rt := cs.ResumeToken(); rt != nil {
 			w.setStreamToken(rt)
 		}
-		w.checkpointIfDue(ctx)
+		w.checkpointIfDue()
 	}
 }
 
@@ -496,7 +505,8 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw) (invalidated bool, e
 	if hasCT {
 		w.lastCluster = bson.Timestamp{T: t, I: i}
 	}
-	w.pending.push(pendingEvent{token: bytes.Clone(token), cluster: w.lastCluster, at: now})
+	w.pushed++
+	w.pending.push(pendingEvent{token: bytes.Clone(token), cluster: w.lastCluster, at: now, seq: w.pushed})
 	w.sinceSave++
 	w.cpMu.Unlock()
 	select {
@@ -527,25 +537,36 @@ const (
 	watermarkOnly
 )
 
-// checkpointIfDue saves the newest safe token (streamWhenIdle) when a batch
-// is due: CheckpointEvery events or CheckpointInterval since the last save
-// while events were submitted since it or are not yet checkpointed, or
-// IdleCheckpointInterval since the last save when the only change is the
-// stream's position (idle-only). Otherwise it only updates the checkpoint
-// lag.
-func (w *Watcher) checkpointIfDue(ctx context.Context) {
+// checkpointIfDue, on the Run goroutine, wakes the flusher when a save is
+// due (see dueLocked); otherwise it only updates the checkpoint lag. It
+// never writes itself, so the stream is read on while a save is slow.
+func (w *Watcher) checkpointIfDue() {
 	w.cpMu.Lock()
-	defer w.cpMu.Unlock()
 	now := w.clock.Now()
+	due := w.dueLocked(now)
+	if !due {
+		w.updateLag(now)
+	}
+	w.cpMu.Unlock()
+	if due {
+		select {
+		case w.due <- struct{}{}:
+		default: // the flusher is already told
+		}
+	}
+}
+
+// dueLocked reports whether a save of the newest safe token is due:
+// CheckpointEvery events or CheckpointInterval since the last save while
+// events were submitted since it or are not yet checkpointed, or
+// IdleCheckpointInterval since the last save when the only change is the
+// stream's position (idle-only). cpMu must be held.
+func (w *Watcher) dueLocked(now time.Time) bool {
 	interval := w.opts.CheckpointInterval
 	if _, pending := w.pending.front(); w.sinceSave == 0 && !pending && w.disp.Idle() {
 		interval = w.opts.IdleCheckpointInterval
 	}
-	if w.sinceSave < w.opts.CheckpointEvery && now.Sub(w.lastSave) < interval {
-		w.updateLag(now)
-		return
-	}
-	w.saveCheckpointLocked(ctx, streamWhenIdle)
+	return w.sinceSave >= w.opts.CheckpointEvery || now.Sub(w.lastSave) >= interval
 }
 
 // setStreamToken records the stream's newest resume token.
@@ -556,44 +577,64 @@ func (w *Watcher) setStreamToken(rt bson.Raw) {
 	w.cpMu.Unlock()
 }
 
-// flushLoop saves the checkpoint of delivered events every
-// CheckpointInterval while events are pending, until ctx ends, so that a
-// burst's last events are checkpointed on time although the Run goroutine
-// waits up to MaxAwait in a getMore. It sleeps while nothing is pending
-// (woken by kick): idle triggers cost no timer. Idle-only saves stay with
-// the Run goroutine (checkpointIfDue), whose getMores return at least every
-// MaxAwait.
+// flushLoop does the saves while the stream is open, until ctx ends: every
+// CheckpointInterval while events are pending (so that a burst's last
+// events are checkpointed on time although the Run goroutine waits up to
+// MaxAwait in a getMore), and at once when the Run goroutine finds one due
+// (CheckpointEvery events, or an idle-only save). It sleeps while nothing
+// is pending (woken by kick or due): idle triggers cost no timer.
 func (w *Watcher) flushLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.kick:
+		case <-w.due:
 		}
 		for w.flushIfDue(ctx) {
-			if w.clock.Sleep(ctx, w.opts.CheckpointInterval) != nil {
+			if w.waitInterval(ctx) != nil {
 				return
 			}
 		}
 	}
 }
 
-// flushIfDue saves the newest safe token when events were submitted since
-// the last save or are not yet covered by it and CheckpointInterval has
-// passed since the last save. It reports whether such events remain
-// (the flusher keeps ticking).
+// waitInterval waits CheckpointInterval on the clock, or until the Run
+// goroutine finds a save due; it returns ctx's error when ctx ends.
+func (w *Watcher) waitInterval(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-w.due:
+			cancel()
+		case <-stop:
+		}
+	}()
+	_ = w.clock.Sleep(sctx, w.opts.CheckpointInterval)
+	return ctx.Err()
+}
+
+// flushIfDue saves the newest safe token (streamWhenIdle) when a save is
+// due (dueLocked), else updates the lag. It reports whether events remain
+// that the saved checkpoint does not cover (the flusher keeps ticking).
 func (w *Watcher) flushIfDue(ctx context.Context) (pending bool) {
+	w.saveMu.Lock()
+	defer w.saveMu.Unlock()
 	w.cpMu.Lock()
-	defer w.cpMu.Unlock()
-	if _, p := w.pending.front(); !p && w.sinceSave == 0 {
-		return false
-	}
 	now := w.clock.Now()
-	if now.Sub(w.lastSave) >= w.opts.CheckpointInterval {
-		w.saveCheckpointLocked(ctx, streamWhenIdle)
-	} else {
+	due := w.dueLocked(now)
+	if !due {
 		w.updateLag(now)
 	}
+	w.cpMu.Unlock()
+	if due {
+		w.saveLocked(ctx, streamWhenIdle)
+	}
+	w.cpMu.Lock()
+	defer w.cpMu.Unlock()
 	_, p := w.pending.front()
 	return p || w.sinceSave > 0
 }
@@ -609,13 +650,17 @@ func (w *Watcher) checkpointWatermark(ctx context.Context) { w.saveCheckpoint(ct
 // one saved already, and updates the lag bookkeeping. A failed save is
 // logged and shown in the status; the next checkpoint retries it.
 func (w *Watcher) saveCheckpoint(ctx context.Context, upTo safeToken) {
-	w.cpMu.Lock()
-	defer w.cpMu.Unlock()
-	w.saveCheckpointLocked(ctx, upTo)
+	w.saveMu.Lock()
+	defer w.saveMu.Unlock()
+	w.saveLocked(ctx, upTo)
 }
 
-// saveCheckpointLocked is saveCheckpoint with cpMu held.
-func (w *Watcher) saveCheckpointLocked(ctx context.Context, upTo safeToken) {
+// saveLocked is saveCheckpoint with saveMu held. It picks the token under
+// cpMu and writes it without: a token safe when picked stays safe, since
+// deliveries only complete, and saveMu keeps a newer save from being
+// overwritten by an older one.
+func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
+	w.cpMu.Lock()
 	now := w.clock.Now()
 	w.lastSave, w.sinceSave = now, 0
 	var (
@@ -628,28 +673,37 @@ func (w *Watcher) saveCheckpointLocked(ctx context.Context, upTo safeToken) {
 	} else if wm, ok := w.disp.Watermark(); ok {
 		token, cluster = wm, w.pending.clusterOf(wm)
 	}
-	if token != nil && !bytes.Equal(token, w.savedToken) {
+	pushed := w.pushed // the events submitted so far: all done when caughtUp
+	write := token != nil && !bytes.Equal(token, w.savedToken)
+	w.cpMu.Unlock()
+	if write {
 		saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.CheckpointTimeout)
 		err := w.cps.SaveCheckpoint(saveCtx, store.Checkpoint{Trigger: w.t.Key(), Token: token, ClusterTime: cluster, UpdatedAt: now})
 		cancel()
 		if err != nil {
 			w.log.Warn("cannot save checkpoint; will retry", "error", err)
 			w.update(func(s *TriggerStatus) { s.LastError, s.LastErrorAt = fmt.Sprintf("save checkpoint: %v", err), now })
-			w.updateLag(now)
+			w.cpMu.Lock()
+			w.updateLag(w.clock.Now())
+			w.cpMu.Unlock()
 			return
 		}
-		w.savedToken = bytes.Clone(token)
 		w.update(func(s *TriggerStatus) { s.CheckpointTime = now })
 		w.log.Debug("checkpoint saved", "caught_up", caughtUp)
 	}
+	w.cpMu.Lock()
+	defer w.cpMu.Unlock()
+	if write {
+		w.savedToken = bytes.Clone(token)
+	}
 	if token != nil {
 		if caughtUp {
-			w.pending.clear()
+			w.pending.popUpTo(pushed)
 		} else {
 			w.pending.popThrough(token)
 		}
 	}
-	w.updateLag(now)
+	w.updateLag(w.clock.Now())
 }
 
 func (w *Watcher) updateLag(now time.Time) {
@@ -795,6 +849,7 @@ type pendingEvent struct {
 	token   bson.Raw
 	cluster bson.Timestamp
 	at      time.Time
+	seq     uint64 // Watcher.pushed when it was pushed
 }
 
 // pendingQueue holds pendingEvents in stream order.
@@ -834,6 +889,16 @@ func (q *pendingQueue) popThrough(token bson.Raw) {
 	}
 }
 
+// popUpTo drops every event whose seq is at most seq.
+func (q *pendingQueue) popUpTo(seq uint64) {
+	i := q.head
+	for i < len(q.items) && q.items[i].seq <= seq {
+		i++
+	}
+	clear(q.items[q.head:i])
+	q.head = i
+}
+
 func (q *pendingQueue) clusterOf(token bson.Raw) bson.Timestamp {
 	for i := len(q.items) - 1; i >= q.head; i-- {
 		if bytes.Equal(q.items[i].token, token) {
@@ -841,9 +906,4 @@ func (q *pendingQueue) clusterOf(token bson.Raw) bson.Timestamp {
 		}
 	}
 	return bson.Timestamp{}
-}
-
-func (q *pendingQueue) clear() {
-	clear(q.items)
-	q.items, q.head = q.items[:0], 0
 }

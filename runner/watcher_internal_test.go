@@ -88,7 +88,7 @@ func TestPendingQueue(t *testing.T) {
 	base := time.Unix(1000, 0)
 	var q pendingQueue
 	for i := range 10 {
-		q.push(pendingEvent{token: tok(i), cluster: bson.Timestamp{T: uint32(i)}, at: base.Add(time.Duration(i) * time.Second)})
+		q.push(pendingEvent{token: tok(i), cluster: bson.Timestamp{T: uint32(i)}, at: base.Add(time.Duration(i) * time.Second), seq: uint64(i + 1)})
 	}
 	if got := q.clusterOf(tok(4)); got.T != 4 {
 		t.Errorf("clusterOf(4) = %v", got)
@@ -101,14 +101,18 @@ func TestPendingQueue(t *testing.T) {
 	if f, _ := q.front(); !f.at.Equal(base.Add(4 * time.Second)) {
 		t.Errorf("unknown token popped events")
 	}
+	q.popUpTo(6) // events 0..5: 4 and 5 go
+	if f, ok := q.front(); !ok || f.seq != 7 {
+		t.Errorf("front after popUpTo(6) = seq %d, %v; want seq 7", f.seq, ok)
+	}
 	for i := 10; i < 10+2*maxPendingTracked; i++ {
-		q.push(pendingEvent{token: tok(i), at: base})
+		q.push(pendingEvent{token: tok(i), at: base, seq: uint64(i + 1)})
 	}
 	if n := len(q.items) - q.head; n > maxPendingTracked {
 		t.Errorf("queue holds %d events, bound is %d", n, maxPendingTracked)
 	}
-	q.clear()
+	q.popUpTo(uint64(10 + 2*maxPendingTracked))
 	if _, ok := q.front(); ok {
-		t.Error("front after clear")
+		t.Error("front after popUpTo of every event")
 	}
 }
