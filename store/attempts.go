@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,12 +11,15 @@ import (
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // AttemptsCollection holds the delivery history: one record per delivery
-// attempt (and per range of changes a resume skipped), expired by a TTL
-// index on "at" and capped by the HistoryWriter.
+// attempt (and per range of changes a resume skipped). Records are stored in
+// bucket documents, one per trigger per writer batch (see InsertAttempts),
+// so that a batch of attempts costs one document, one oplog entry and a few
+// index keys instead of one of each per attempt. Buckets expire by a TTL
+// index on their newest record's time and the HistoryWriter caps the number
+// of records. Read it with ListAttempts and CountAttempts, never directly.
 const AttemptsCollection = "attempts"
 
 // Kinds of history records.
@@ -46,30 +48,39 @@ const (
 	DefaultHistoryPage = 100
 )
 
-// Index names of the attempts collection.
+// Index names of the attempts collection (bucket documents).
 const (
-	// AttemptsTTLIndex is the TTL index on {at: 1}: MongoDB deletes a
-	// record history.retention after its attempt. It also serves listing
+	// AttemptsTTLIndex is the TTL index on the buckets' {last: 1} (the
+	// time of a bucket's newest record): MongoDB deletes a bucket
+	// history.retention after its newest attempt (the writer's trims
+	// remove older records of a bucket sooner). It also serves listing
 	// every trigger's records newest first and trimming the oldest.
-	AttemptsTTLIndex = "at_1_ttl"
-	// AttemptsTriggerIndex serves one trigger's records newest first.
-	AttemptsTriggerIndex = "trigger_1_at_-1__id_-1"
-	// AttemptsWebhookIDIndex serves the records of one webhook-id.
-	AttemptsWebhookIDIndex = "webhookId_1_at_-1"
-	// AttemptsDocumentKeyIndex serves the records of one document.
-	AttemptsDocumentKeyIndex = "documentKey_1_at_-1"
+	AttemptsTTLIndex = "last_1_ttl"
+	// AttemptsTriggerIndex serves one trigger's buckets newest first.
+	AttemptsTriggerIndex = "trigger_1_last_-1"
+	// AttemptsWebhookIDIndex (multikey) finds the buckets holding records
+	// of one webhook-id.
+	AttemptsWebhookIDIndex = "webhookIds_1"
+	// AttemptsDocumentKeyIndex (multikey) finds the buckets holding
+	// records of one document.
+	AttemptsDocumentKeyIndex = "documentKeys_1"
 )
+
+// legacyAttemptIndexes are the indexes of the layout with one document per
+// record; EnsureIndexes drops them (see migrateLegacyAttempts).
+var legacyAttemptIndexes = []string{"at_1_ttl", "trigger_1_at_-1__id_-1", "webhookId_1_at_-1", "documentKey_1_at_-1"}
 
 // AttemptRecord is one record of the delivery history. Nothing in it is a
 // secret: errors are redacted by the dispatcher, and the response snippet is
 // what the endpoint answered.
 type AttemptRecord struct {
-	// ID is the record's key, set when it is written.
+	// ID is the record's key, set when it is written (unique, and
+	// increasing in the order records are given to InsertAttempts).
 	ID bson.ObjectID `bson:"_id,omitempty"`
 	// Kind is one of the Kind* constants.
 	Kind string `bson:"kind"`
-	// Trigger is the trigger's name.
-	Trigger string `bson:"trigger"`
+	// Trigger is the trigger's name (stored once per bucket).
+	Trigger string `bson:"trigger,omitempty"`
 	// Partition is the partition's key ("p0of4"), "" for a trigger that
 	// is not partitioned.
 	Partition string `bson:"partition,omitempty"`
@@ -148,34 +159,6 @@ func (s *Store) attempts() *mongo.Collection {
 // AttemptsCollection returns the attempts collection (for tests and tools).
 func (s *Store) AttemptsCollection() *mongo.Collection { return s.attempts() }
 
-// InsertAttempts writes records in one unordered batch, giving each record
-// without an ID a new one. It returns how many were written.
-func (s *Store) InsertAttempts(ctx context.Context, records []AttemptRecord) (int, error) {
-	if len(records) == 0 {
-		return 0, nil
-	}
-	docs := make([]any, len(records))
-	for i := range records {
-		if records[i].ID.IsZero() {
-			records[i].ID = bson.NewObjectID()
-		}
-		docs[i] = &records[i]
-	}
-	res, err := s.attempts().InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	n := 0
-	if res != nil {
-		n = len(res.InsertedIDs)
-	}
-	if err != nil {
-		var bwe mongo.BulkWriteException
-		if errors.As(err, &bwe) {
-			n = len(records) - len(bwe.WriteErrors)
-		}
-		return n, fmt.Errorf("write %d history records: %w", len(records), err)
-	}
-	return n, nil
-}
-
 // AttemptFilter selects history records. Records are returned newest first
 // (by At, then ID).
 type AttemptFilter struct {
@@ -237,110 +220,6 @@ func ValidateAttemptFilter(f AttemptFilter) error {
 	return nil
 }
 
-// ListAttempts returns one page of the records matching f, newest first,
-// and the cursor of the next page ("" when this is the last one).
-func (s *Store) ListAttempts(ctx context.Context, f AttemptFilter) (records []AttemptRecord, next string, err error) {
-	if err := ValidateAttemptFilter(f); err != nil {
-		return nil, "", fmt.Errorf("list history: %w", err)
-	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = DefaultHistoryPage
-	}
-	and := bson.A{}
-	if f.Trigger != "" {
-		and = append(and, bson.D{{Key: "trigger", Value: f.Trigger}})
-	}
-	if f.WebhookID != "" {
-		and = append(and, bson.D{{Key: "webhookId", Value: f.WebhookID}})
-	}
-	if len(f.DocumentKey) > 0 {
-		and = append(and, bson.D{{Key: "documentKey", Value: f.DocumentKey}})
-	}
-	if !f.Since.IsZero() {
-		and = append(and, bson.D{{Key: "at", Value: bson.D{{Key: "$gte", Value: f.Since}}}})
-	}
-	if f.Failed {
-		and = append(and, bson.D{{Key: "failed", Value: true}})
-	}
-	if f.After != "" {
-		at, id, _ := parseCursor(f.After)
-		and = append(and, bson.D{{Key: "$or", Value: bson.A{
-			bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: at}}}},
-			bson.D{{Key: "at", Value: at}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: id}}}},
-		}}})
-	}
-	filter := bson.D{}
-	switch len(and) {
-	case 0:
-	case 1:
-		filter = and[0].(bson.D)
-	default:
-		filter = bson.D{{Key: "$and", Value: and}}
-	}
-	opts := options.Find().SetSort(bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(limit) + 1)
-	cur, err := s.attempts().Find(ctx, filter, opts)
-	if err != nil {
-		return nil, "", fmt.Errorf("list history: %w", err)
-	}
-	if err := cur.All(ctx, &records); err != nil {
-		return nil, "", fmt.Errorf("list history: %w", err)
-	}
-	if len(records) > limit {
-		records = records[:limit]
-		next = records[limit-1].Cursor()
-	}
-	return records, next, nil
-}
-
-// TrimAttempts enforces the history's bounds: it deletes the records older
-// than retention (before now-retention; the TTL index does the same on
-// MongoDB's own schedule, about once a minute) and, when more than
-// maxRecords remain, the oldest ones beyond maxRecords. It returns how many
-// it deleted. The count comes from the collection's metadata
-// (estimatedDocumentCount), so the cap costs one cheap command while the
-// history is below it; above it, one indexed query finds the newest record
-// to delete and one delete removes it and everything older.
-func (s *Store) TrimAttempts(ctx context.Context, now time.Time, retention time.Duration, maxRecords int) (int64, error) {
-	var deleted int64
-	if retention > 0 {
-		res, err := s.attempts().DeleteMany(ctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: now.Add(-retention)}}}})
-		if err != nil {
-			return 0, fmt.Errorf("trim history older than %s: %w", retention, err)
-		}
-		deleted += res.DeletedCount
-	}
-	if maxRecords <= 0 {
-		return deleted, nil
-	}
-	n, err := s.attempts().EstimatedDocumentCount(ctx)
-	if err != nil {
-		return deleted, fmt.Errorf("trim history: count records: %w", err)
-	}
-	if n <= int64(maxRecords) {
-		return deleted, nil
-	}
-	var edge AttemptRecord
-	err = s.attempts().FindOne(ctx, bson.D{}, options.FindOne().
-		SetSort(bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}}).
-		SetSkip(int64(maxRecords)).
-		SetProjection(bson.D{{Key: "at", Value: 1}})).Decode(&edge)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return deleted, nil // the estimate ran ahead of deletions
-	}
-	if err != nil {
-		return deleted, fmt.Errorf("trim history to %d records: %w", maxRecords, err)
-	}
-	res, err := s.attempts().DeleteMany(ctx, bson.D{{Key: "$or", Value: bson.A{
-		bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: edge.At}}}},
-		bson.D{{Key: "at", Value: edge.At}, {Key: "_id", Value: bson.D{{Key: "$lte", Value: edge.ID}}}},
-	}}})
-	if err != nil {
-		return deleted, fmt.Errorf("trim history to %d records: %w", maxRecords, err)
-	}
-	return deleted + res.DeletedCount, nil
-}
-
 // SetHistoryRetention sets the history.retention the attempts collection's
 // TTL index applies (default triggers.DefaultHistoryRetention); call it
 // before EnsureIndexes.
@@ -354,15 +233,23 @@ func (s *Store) retention() time.Duration {
 	return s.historyRetention
 }
 
-// retimeAttemptsTTL changes the attempts collection's TTL index when it
-// exists with another expireAfterSeconds (history.retention changed): with
-// collMod, or by dropping and creating it again where collMod cannot change
-// it (devdb). EnsureIndexes then finds it as it wants it.
-func (s *Store) retimeAttemptsTTL(ctx context.Context) error {
+// prepareAttempts converts a history stored one document per record
+// (migrateLegacyAttempts) and changes the attempts collection's TTL index
+// when it exists with another expireAfterSeconds (history.retention
+// changed): with collMod, or by dropping and creating it again where collMod
+// cannot change it (devdb). EnsureIndexes then finds it as it wants it.
+func (s *Store) prepareAttempts(ctx context.Context) error {
 	coll := s.attempts()
 	specs, err := coll.Indexes().ListSpecifications(ctx)
 	if err != nil {
 		return fmt.Errorf("list the indexes of %s.%s: %w", coll.Database().Name(), AttemptsCollection, err)
+	}
+	var names []string
+	for _, sp := range specs {
+		names = append(names, sp.Name)
+	}
+	if err := s.migrateLegacyAttempts(ctx, names); err != nil {
+		return fmt.Errorf("%s.%s: %w", coll.Database().Name(), AttemptsCollection, err)
 	}
 	for _, sp := range specs {
 		if sp.Name == AttemptsTTLIndex && (sp.ExpireAfterSeconds == nil || *sp.ExpireAfterSeconds != ttlSeconds(s.retention())) {
@@ -392,17 +279,6 @@ func (s *Store) retimeTTL(ctx context.Context, m mongo.IndexModel, retention tim
 		return fmt.Errorf("change the retention: %w", err)
 	}
 	return nil
-}
-
-// attemptIndexes returns the attempts collection's indexes, the TTL index
-// (first) expiring records after retention.
-func attemptIndexes(retention time.Duration) []mongo.IndexModel {
-	return []mongo.IndexModel{
-		{Keys: bson.D{{Key: "at", Value: 1}}, Options: options.Index().SetName(AttemptsTTLIndex).SetExpireAfterSeconds(ttlSeconds(retention))},
-		{Keys: bson.D{{Key: "trigger", Value: 1}, {Key: "at", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName(AttemptsTriggerIndex)},
-		{Keys: bson.D{{Key: "webhookId", Value: 1}, {Key: "at", Value: -1}}, Options: options.Index().SetName(AttemptsWebhookIDIndex)},
-		{Keys: bson.D{{Key: "documentKey", Value: 1}, {Key: "at", Value: -1}}, Options: options.Index().SetName(AttemptsDocumentKeyIndex)},
-	}
 }
 
 // attemptJSON is the JSON form of an AttemptRecord (snake_case, the

@@ -47,10 +47,11 @@ func (s *Store) indexSpecs() []indexSpec {
 // is called when run and dev start and by the state commands; an error names
 // the collection and the index. The attempts collection's TTL index follows
 // SetHistoryRetention: when the retention changed, its expireAfterSeconds
-// is changed first.
+// is changed first; a history stored in the older layout of one document per
+// record is converted into buckets first.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
 	db := s.checkpoints.Database()
-	if err := s.retimeAttemptsTTL(ctx); err != nil {
+	if err := s.prepareAttempts(ctx); err != nil {
 		return err
 	}
 	for _, spec := range s.indexSpecs() {

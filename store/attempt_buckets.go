@@ -1,0 +1,581 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Bucket bounds: InsertAttempts cuts a trigger's records into buckets that
+// respect all three.
+const (
+	// maxBucketRecords bounds the records of one bucket.
+	maxBucketRecords = 512
+	// bucketSpan bounds the time between a bucket's oldest and newest
+	// record, so that a listing continued after a cursor reads only the
+	// buckets whose newest record is at most bucketSpan after it, and the
+	// TTL index keeps a record at most bucketSpan longer than a record of
+	// its own.
+	bucketSpan = time.Minute
+	// maxBucketBytes bounds a bucket's estimated size, far below MongoDB's
+	// 16 MiB document limit (a record is at most about 3.5 KiB after
+	// Truncate, so the record bound usually comes first).
+	maxBucketBytes = 4 << 20
+	// recordOverhead estimates a record's size without its variable text.
+	recordOverhead = 256
+)
+
+// attemptBucket is the stored form of the history: the records of one
+// trigger written together, oldest first, with what the lookups need at the
+// top level (the multikey indexes on webhookIds and documentKeys, the
+// range first..last of the records' times).
+type attemptBucket struct {
+	ID      bson.ObjectID `bson:"_id"`
+	Trigger string        `bson:"trigger"`
+	// First and Last are the oldest and newest record's At.
+	First time.Time `bson:"first"`
+	Last  time.Time `bson:"last"`
+	// N is len(Records).
+	N int `bson:"n"`
+	// Failed reports that at least one record is a failed attempt.
+	Failed bool `bson:"failed"`
+	// WebhookIDs and DocumentKeys are the records' distinct values.
+	WebhookIDs   []string   `bson:"webhookIds,omitempty"`
+	DocumentKeys []bson.Raw `bson:"documentKeys,omitempty"`
+	// Records have no Trigger (the bucket's).
+	Records []AttemptRecord `bson:"records"`
+}
+
+// newBucket builds the bucket of trigger's records (sorted oldest first,
+// their Trigger cleared) with id.
+func newBucket(id bson.ObjectID, trigger string, recs []AttemptRecord) attemptBucket {
+	b := attemptBucket{ID: id, Trigger: trigger, N: len(recs), Records: recs}
+	if len(recs) == 0 {
+		return b
+	}
+	b.First, b.Last = recs[0].At, recs[0].At
+	seenW := map[string]bool{}
+	seenD := map[string]bool{}
+	for _, r := range recs {
+		if r.At.Before(b.First) {
+			b.First = r.At
+		}
+		if r.At.After(b.Last) {
+			b.Last = r.At
+		}
+		b.Failed = b.Failed || r.Failed
+		if r.WebhookID != "" && !seenW[r.WebhookID] {
+			seenW[r.WebhookID] = true
+			b.WebhookIDs = append(b.WebhookIDs, r.WebhookID)
+		}
+		if len(r.DocumentKey) > 0 && !seenD[string(r.DocumentKey)] {
+			seenD[string(r.DocumentKey)] = true
+			b.DocumentKeys = append(b.DocumentKeys, r.DocumentKey)
+		}
+	}
+	return b
+}
+
+// recordSize estimates r's stored size.
+func recordSize(r *AttemptRecord) int {
+	return recordOverhead + len(r.WebhookID) + len(r.DocumentKey) + len(r.Operation) + len(r.Reason) + len(r.Error) + len(r.Response) + len(r.By)
+}
+
+// compareRecords orders records by (At, ID), oldest first.
+func compareRecords(a, b AttemptRecord) int {
+	if c := a.At.Compare(b.At); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.ID[:], b.ID[:])
+}
+
+// bucketsOf cuts records into buckets: per trigger (in the order triggers
+// first appear), oldest first, each bucket within maxBucketRecords,
+// bucketSpan and maxBucketBytes. Every record must have its ID and At set.
+// newID gives each bucket its _id.
+func bucketsOf(records []AttemptRecord, newID func(first AttemptRecord) bson.ObjectID) []attemptBucket {
+	var order []string
+	byTrigger := map[string][]AttemptRecord{}
+	for _, r := range records {
+		if _, ok := byTrigger[r.Trigger]; !ok {
+			order = append(order, r.Trigger)
+		}
+		t := r.Trigger
+		r.Trigger = ""
+		byTrigger[t] = append(byTrigger[t], r)
+	}
+	var out []attemptBucket
+	for _, t := range order {
+		recs := byTrigger[t]
+		slices.SortStableFunc(recs, compareRecords)
+		start, size := 0, 0
+		for i := range recs {
+			sz := recordSize(&recs[i])
+			if i > start && (i-start >= maxBucketRecords || recs[i].At.Sub(recs[start].At) > bucketSpan || size+sz > maxBucketBytes) {
+				out = append(out, newBucket(newID(recs[start]), t, recs[start:i:i]))
+				start, size = i, 0
+			}
+			size += sz
+		}
+		out = append(out, newBucket(newID(recs[start]), t, recs[start:len(recs):len(recs)]))
+	}
+	return out
+}
+
+// InsertAttempts writes records: the records of each trigger in as few
+// bucket documents as the bucket bounds allow (usually one per trigger),
+// in one unordered batch. It gives each record without an ID a new one and
+// each record without a time the current time, and returns how many records
+// were written.
+func (s *Store) InsertAttempts(ctx context.Context, records []AttemptRecord) (int, error) {
+	if len(records) == 0 {
+		return 0, nil
+	}
+	now := time.Now()
+	for i := range records {
+		if records[i].ID.IsZero() {
+			records[i].ID = bson.NewObjectID()
+		}
+		if records[i].At.IsZero() {
+			records[i].At = now
+		}
+	}
+	buckets := bucketsOf(records, func(AttemptRecord) bson.ObjectID { return bson.NewObjectID() })
+	return s.insertBuckets(ctx, buckets, len(records))
+}
+
+// insertBuckets writes buckets (of total records in all) and returns how
+// many records were written; a bucket refused because it exists already
+// (same _id) counts as written.
+func (s *Store) insertBuckets(ctx context.Context, buckets []attemptBucket, total int) (int, error) {
+	docs := make([]any, len(buckets))
+	for i := range buckets {
+		docs[i] = &buckets[i]
+	}
+	_, err := s.attempts().InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return total, nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+		return 0, fmt.Errorf("write %d history records: %w", total, err)
+	}
+	n, dups := total, 0
+	for _, we := range bwe.WriteErrors {
+		if we.Index >= 0 && we.Index < len(buckets) {
+			if mongo.IsDuplicateKeyError(we) {
+				dups++
+				continue
+			}
+			n -= buckets[we.Index].N
+		}
+	}
+	if dups == len(bwe.WriteErrors) {
+		return n, nil
+	}
+	return n, fmt.Errorf("write %d history records: %w", total, err)
+}
+
+// recordFilter is the part of an AttemptFilter checked on each record.
+type recordFilter struct {
+	f         AttemptFilter
+	cursor    bool
+	cAt       time.Time
+	cID       bson.ObjectID
+	sinceSet  bool
+	keyFilter bool
+}
+
+func newRecordFilter(f AttemptFilter) recordFilter {
+	rf := recordFilter{f: f, sinceSet: !f.Since.IsZero(), keyFilter: len(f.DocumentKey) > 0}
+	if f.After != "" {
+		rf.cAt, rf.cID, _ = parseCursor(f.After)
+		rf.cursor = true
+	}
+	return rf
+}
+
+// match reports whether r (its Trigger set) is selected.
+func (rf *recordFilter) match(r *AttemptRecord) bool {
+	f := &rf.f
+	switch {
+	case f.Trigger != "" && r.Trigger != f.Trigger,
+		f.WebhookID != "" && r.WebhookID != f.WebhookID,
+		rf.keyFilter && !bytes.Equal(r.DocumentKey, f.DocumentKey),
+		rf.sinceSet && r.At.Before(f.Since),
+		f.Failed && !r.Failed:
+		return false
+	}
+	if rf.cursor {
+		ms := r.At.UnixMilli()
+		c := rf.cAt.UnixMilli()
+		if ms > c || ms == c && bytes.Compare(r.ID[:], rf.cID[:]) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// bucketFilter selects the buckets that may hold records matching rf: the
+// indexed fields first (trigger, webhookIds, documentKeys, last).
+func bucketFilter(rf recordFilter) bson.D {
+	f := rf.f
+	filter := bson.D{}
+	if f.Trigger != "" {
+		filter = append(filter, bson.E{Key: "trigger", Value: f.Trigger})
+	}
+	if f.WebhookID != "" {
+		filter = append(filter, bson.E{Key: "webhookIds", Value: f.WebhookID})
+	}
+	if rf.keyFilter {
+		filter = append(filter, bson.E{Key: "documentKeys", Value: f.DocumentKey})
+	}
+	last := bson.D{}
+	if rf.sinceSet {
+		last = append(last, bson.E{Key: "$gte", Value: f.Since})
+	}
+	if rf.cursor {
+		// A record before the cursor is in a bucket that starts at or
+		// before it and (by bucketSpan) ends at most bucketSpan after it.
+		last = append(last, bson.E{Key: "$lte", Value: rf.cAt.Add(bucketSpan)})
+		filter = append(filter, bson.E{Key: "first", Value: bson.D{{Key: "$lte", Value: rf.cAt}}})
+	}
+	if len(last) > 0 {
+		filter = append(filter, bson.E{Key: "last", Value: last})
+	}
+	if f.Failed {
+		filter = append(filter, bson.E{Key: "failed", Value: true})
+	}
+	return filter
+}
+
+// newestFirst is the buckets' order for listings: by their newest record.
+var newestFirst = bson.D{{Key: "last", Value: -1}, {Key: "_id", Value: -1}}
+
+// ListAttempts returns one page of the records matching f, newest first
+// (by At, then ID), and the cursor of the next page ("" when this is the
+// last one). It reads the matching buckets by their newest record, newest
+// first, and merges their records: a record is placed once no bucket still
+// unread can hold a newer one.
+func (s *Store) ListAttempts(ctx context.Context, f AttemptFilter) (records []AttemptRecord, next string, err error) {
+	if err := ValidateAttemptFilter(f); err != nil {
+		return nil, "", fmt.Errorf("list history: %w", err)
+	}
+	limit := f.Limit
+	if limit == 0 {
+		limit = DefaultHistoryPage
+	}
+	rf := newRecordFilter(f)
+	cur, err := s.attempts().Find(ctx, bucketFilter(rf), options.Find().SetSort(newestFirst).SetBatchSize(16))
+	if err != nil {
+		return nil, "", fmt.Errorf("list history: %w", err)
+	}
+	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
+	newer := func(a, b AttemptRecord) int { return compareRecords(b, a) }
+	var pending []AttemptRecord // matching records not yet placed, newest first
+	// place moves the pending records newer than frontier (all of them
+	// when all is set) to records, up to limit+1.
+	place := func(frontier time.Time, all bool) {
+		slices.SortFunc(pending, newer)
+		i := 0
+		for i < len(pending) && len(records) <= limit && (all || pending[i].At.After(frontier)) {
+			records = append(records, pending[i])
+			i++
+		}
+		pending = slices.Delete(pending, 0, i)
+	}
+	for len(records) <= limit && cur.Next(ctx) {
+		var b attemptBucket
+		if err := cur.Decode(&b); err != nil {
+			return nil, "", fmt.Errorf("list history: read a bucket: %w", err)
+		}
+		place(b.Last, false)
+		for i := range b.Records {
+			r := &b.Records[i]
+			r.Trigger = b.Trigger
+			if rf.match(r) {
+				pending = append(pending, *r)
+			}
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, "", fmt.Errorf("list history: %w", err)
+	}
+	place(time.Time{}, true)
+	if len(records) > limit {
+		records = records[:limit]
+		next = records[limit-1].Cursor()
+	}
+	return records, next, nil
+}
+
+// CountAttempts returns how many records match f (Limit and After are
+// ignored). It reads every bucket that may hold one.
+func (s *Store) CountAttempts(ctx context.Context, f AttemptFilter) (int64, error) {
+	f.Limit, f.After = 0, ""
+	if err := ValidateAttemptFilter(f); err != nil {
+		return 0, fmt.Errorf("count history: %w", err)
+	}
+	rf := newRecordFilter(f)
+	cur, err := s.attempts().Find(ctx, bucketFilter(rf))
+	if err != nil {
+		return 0, fmt.Errorf("count history: %w", err)
+	}
+	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
+	var n int64
+	for cur.Next(ctx) {
+		var b attemptBucket
+		if err := cur.Decode(&b); err != nil {
+			return 0, fmt.Errorf("count history: read a bucket: %w", err)
+		}
+		for i := range b.Records {
+			b.Records[i].Trigger = b.Trigger
+			if rf.match(&b.Records[i]) {
+				n++
+			}
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return 0, fmt.Errorf("count history: %w", err)
+	}
+	return n, nil
+}
+
+// TrimAttempts enforces the history's bounds: it deletes the records older
+// than retention (before now-retention; the TTL index deletes whole buckets
+// on MongoDB's own schedule, about once a minute) and, when more than
+// maxRecords remain, the oldest ones beyond maxRecords (by bucket, newest
+// bucket first, then by record time within the bucket at the edge). It
+// returns how many records it deleted (counted before deleting: a
+// concurrent trim by another member can make it an overcount).
+//
+// While the buckets are too few to hold more than maxRecords records
+// (estimatedDocumentCount × the most records of a bucket), the cap costs one
+// cheap command; above that, one pass over the buckets' sizes, newest first,
+// finds the edge.
+func (s *Store) TrimAttempts(ctx context.Context, now time.Time, retention time.Duration, maxRecords int) (int64, error) {
+	var deleted int64
+	if retention > 0 {
+		n, err := s.trimBefore(ctx, now.Add(-retention))
+		deleted += n
+		if err != nil {
+			return deleted, fmt.Errorf("trim history older than %s: %w", retention, err)
+		}
+	}
+	if maxRecords <= 0 {
+		return deleted, nil
+	}
+	n, err := s.trimToCap(ctx, maxRecords)
+	deleted += n
+	if err != nil {
+		return deleted, fmt.Errorf("trim history to %d records: %w", maxRecords, err)
+	}
+	return deleted, nil
+}
+
+// trimBefore deletes the records older than cutoff: the buckets whose
+// newest record is, and the older records of buckets that straddle it.
+func (s *Store) trimBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+	old := bson.D{{Key: "last", Value: bson.D{{Key: "$lt", Value: cutoff}}}}
+	n, err := s.deleteBuckets(ctx, old)
+	if err != nil {
+		return n, err
+	}
+	cur, err := s.attempts().Find(ctx, bson.D{{Key: "first", Value: bson.D{{Key: "$lt", Value: cutoff}}}})
+	if err != nil {
+		return n, err
+	}
+	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
+	for cur.Next(ctx) {
+		var b attemptBucket
+		if err := cur.Decode(&b); err != nil {
+			return n, fmt.Errorf("read a bucket: %w", err)
+		}
+		keep := slices.DeleteFunc(slices.Clone(b.Records), func(r AttemptRecord) bool { return r.At.Before(cutoff) })
+		m, err := s.rewriteBucket(ctx, b, keep)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, cur.Err()
+}
+
+// trimToCap deletes the oldest records beyond maxRecords.
+func (s *Store) trimToCap(ctx context.Context, maxRecords int) (int64, error) {
+	nb, err := s.attempts().EstimatedDocumentCount(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count buckets: %w", err)
+	}
+	if nb*maxBucketRecords <= int64(maxRecords) {
+		return 0, nil
+	}
+	cur, err := s.attempts().Find(ctx, bson.D{}, options.Find().SetSort(newestFirst).
+		SetProjection(bson.D{{Key: "n", Value: 1}, {Key: "last", Value: 1}}).SetBatchSize(1000))
+	if err != nil {
+		return 0, err
+	}
+	var edge attemptBucket
+	sum, found := 0, false
+	for cur.Next(ctx) {
+		if err := cur.Decode(&edge); err != nil {
+			_ = cur.Close(context.WithoutCancel(ctx))
+			return 0, fmt.Errorf("read a bucket: %w", err)
+		}
+		if sum+edge.N > maxRecords {
+			found = true
+			break
+		}
+		sum += edge.N
+	}
+	err = cur.Err()
+	_ = cur.Close(context.WithoutCancel(ctx))
+	if err != nil || !found {
+		return 0, err
+	}
+	n, err := s.deleteBuckets(ctx, bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "last", Value: bson.D{{Key: "$lt", Value: edge.Last}}}},
+		bson.D{{Key: "last", Value: edge.Last}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: edge.ID}}}},
+	}}})
+	if err != nil {
+		return n, err
+	}
+	var b attemptBucket
+	err = s.attempts().FindOne(ctx, bson.D{{Key: "_id", Value: edge.ID}}).Decode(&b)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return n, nil // trimmed meanwhile
+	}
+	if err != nil {
+		return n, err
+	}
+	keep := maxRecords - sum
+	recs := slices.Clone(b.Records)
+	slices.SortFunc(recs, compareRecords)
+	m, err := s.rewriteBucket(ctx, b, recs[max(len(recs)-keep, 0):])
+	return n + m, err
+}
+
+// deleteBuckets deletes the buckets matching filter and returns how many
+// records they held.
+func (s *Store) deleteBuckets(ctx context.Context, filter bson.D) (int64, error) {
+	cur, err := s.attempts().Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: filter}},
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: nil}, {Key: "n", Value: bson.D{{Key: "$sum", Value: "$n"}}}}}},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count the records to delete: %w", err)
+	}
+	var sums []struct {
+		N int64 `bson:"n"`
+	}
+	if err := cur.All(ctx, &sums); err != nil {
+		return 0, fmt.Errorf("count the records to delete: %w", err)
+	}
+	if len(sums) == 0 || sums[0].N == 0 {
+		return 0, nil
+	}
+	if _, err := s.attempts().DeleteMany(ctx, filter); err != nil {
+		return 0, fmt.Errorf("delete buckets: %w", err)
+	}
+	return sums[0].N, nil
+}
+
+// rewriteBucket replaces b by a bucket of keep (a subset of its records),
+// or deletes it when keep is empty, unless another trim changed it first;
+// it returns how many records were removed.
+func (s *Store) rewriteBucket(ctx context.Context, b attemptBucket, keep []AttemptRecord) (int64, error) {
+	removed := int64(b.N - len(keep))
+	if removed == 0 {
+		return 0, nil
+	}
+	same := bson.D{{Key: "_id", Value: b.ID}, {Key: "n", Value: b.N}}
+	if len(keep) == 0 {
+		res, err := s.attempts().DeleteOne(ctx, same)
+		if err != nil {
+			return 0, fmt.Errorf("delete a bucket: %w", err)
+		}
+		return removed * res.DeletedCount, nil
+	}
+	for i := range keep {
+		keep[i].Trigger = ""
+	}
+	nb := newBucket(b.ID, b.Trigger, keep)
+	res, err := s.attempts().ReplaceOne(ctx, same, &nb)
+	if err != nil {
+		return 0, fmt.Errorf("rewrite a bucket: %w", err)
+	}
+	return removed * res.ModifiedCount, nil
+}
+
+// attemptIndexes returns the attempts collection's indexes, the TTL index
+// (first) expiring buckets after retention.
+func attemptIndexes(retention time.Duration) []mongo.IndexModel {
+	return []mongo.IndexModel{
+		{Keys: bson.D{{Key: "last", Value: 1}}, Options: options.Index().SetName(AttemptsTTLIndex).SetExpireAfterSeconds(ttlSeconds(retention))},
+		{Keys: bson.D{{Key: "trigger", Value: 1}, {Key: "last", Value: -1}}, Options: options.Index().SetName(AttemptsTriggerIndex)},
+		{Keys: bson.D{{Key: "webhookIds", Value: 1}}, Options: options.Index().SetName(AttemptsWebhookIDIndex)},
+		{Keys: bson.D{{Key: "documentKeys", Value: 1}}, Options: options.Index().SetName(AttemptsDocumentKeyIndex)},
+	}
+}
+
+// migrateLegacyAttempts converts the attempts collection from the layout
+// with one document per record (documents without a records array) into
+// buckets, and drops that layout's indexes. Each bucket's _id is its first
+// record's, so that two members converting at once write each bucket once.
+func (s *Store) migrateLegacyAttempts(ctx context.Context, indexNames []string) error {
+	coll := s.attempts()
+	for _, name := range legacyAttemptIndexes {
+		if slices.Contains(indexNames, name) {
+			if err := coll.Indexes().DropOne(ctx, name); err != nil && !isNotFound(err) {
+				return fmt.Errorf("drop the old history index %s: %w", name, err)
+			}
+		}
+	}
+	legacy := bson.D{{Key: "records", Value: bson.D{{Key: "$exists", Value: false}}}}
+	for {
+		cur, err := coll.Find(ctx, legacy, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(maxBucketRecords))
+		if err != nil {
+			return fmt.Errorf("read old history records: %w", err)
+		}
+		var recs []AttemptRecord
+		if err := cur.All(ctx, &recs); err != nil {
+			return fmt.Errorf("read old history records: %w", err)
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		ids := make(bson.A, len(recs))
+		for i := range recs {
+			ids[i] = recs[i].ID
+		}
+		buckets := bucketsOf(recs, func(first AttemptRecord) bson.ObjectID { return legacyBucketID(first.ID) })
+		if _, err := s.insertBuckets(ctx, buckets, len(recs)); err != nil {
+			return fmt.Errorf("convert old history records: %w", err)
+		}
+		if _, err := coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "records", Value: bson.D{{Key: "$exists", Value: false}}}}); err != nil {
+			return fmt.Errorf("delete converted history records: %w", err)
+		}
+	}
+}
+
+// legacyBucketID derives a converted bucket's _id from its first record's
+// ObjectID by flipping the top bit of its process-random part: it differs
+// from every id of the records being converted (which share the
+// collection until they are deleted) and is the same for every converter.
+func legacyBucketID(first bson.ObjectID) bson.ObjectID {
+	first[4] ^= 0x80
+	return first
+}
+
+// isNotFound reports MongoDB's IndexNotFound (27) or NamespaceNotFound (26).
+func isNotFound(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && (ce.Code == 26 || ce.Code == 27)
+}
