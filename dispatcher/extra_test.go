@@ -6,11 +6,13 @@ import (
 	"github.com/changehook/changehook/triggers"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/internal/mql"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // TestPayloadFailure: a payload expression that cannot produce a document
@@ -24,11 +26,28 @@ func TestPayloadFailure(t *testing.T) {
 	t.Run("dead letter", func(t *testing.T) {
 		rc := newReceiver(t, nil)
 		sink := &memSink{}
-		d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL, Payload: notDoc}, DeadLetter: true}, sink)
-		if err := d.Submit(context.Background(), testEvent(t, 1, "")); err != nil {
+		var mu sync.Mutex
+		var observed []Attempt
+		d := newTestDispatcher(t, &triggers.Trigger{Name: "orders", Webhook: triggers.Webhook{URL: rc.srv.URL, Payload: notDoc}, DeadLetter: true}, sink,
+			WithObserver(func(a Attempt) {
+				mu.Lock()
+				defer mu.Unlock()
+				a.DocumentKey = append(bson.Raw(nil), a.DocumentKey...)
+				observed = append(observed, a)
+			}))
+		if err := d.Submit(context.Background(), testEvent(t, 1, "k1")); err != nil {
 			t.Fatal(err)
 		}
 		closeWithin(t, d, 10*time.Second)
+		// The observers (the delivery history) see the attempt that sent
+		// nothing.
+		mu.Lock()
+		if len(observed) != 1 || observed[0].Number != 1 || observed[0].Reason != ReasonPayload || observed[0].Status != 0 ||
+			observed[0].Err == nil || !strings.Contains(observed[0].Err.Error(), "must evaluate to a document") ||
+			observed[0].Operation != "insert" || observed[0].DocumentKey.Lookup("_id").StringValue() != "k1" || observed[0].Start.IsZero() {
+			t.Errorf("observed %+v, want one payload_error attempt with the event's document key", observed)
+		}
+		mu.Unlock()
 		dls := sink.All()
 		if len(dls) != 1 || dls[0].LastReason != ReasonPayload || dls[0].Attempts != 0 ||
 			!strings.Contains(dls[0].LastError, "must evaluate to a document") {

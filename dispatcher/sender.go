@@ -297,7 +297,8 @@ func httpClient(base *http.Client, conc int, timeout time.Duration, guard *netGu
 // It never dead-letters or checkpoints. The Result describes the last
 // attempt; the error wraps the last failure ("giving up after N attempts")
 // or ctx's error (Result.Reason is then ReasonCanceled). A payload that
-// cannot be built fails with ReasonPayload and no attempt.
+// cannot be built fails with ReasonPayload and sends nothing (the observers
+// see one attempt with that reason).
 func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
 	return s.deliver(ctx, ev, false, false, nil)
 }
@@ -315,13 +316,14 @@ func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, err
 // attempts are retried without a limit, payloadForever: a payload error is
 // retried every Retry.MaxBackoff (see DeliverUntilSuccess) instead of being
 // returned. Every payload error counts as an attempt with reason
-// payload_error. prog (may be nil) follows the attempts.
+// payload_error (metric and observers; nothing is sent). prog (may be nil)
+// follows the attempts.
 func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever bool, prog *progress) (Result, error) {
 	if len(ev.Token) == 0 {
 		return Result{}, errors.New("deliver event: empty resume token")
 	}
 	id := WebhookID(s.trigger, ev.Token)
-	for {
+	for n := 1; ; n++ {
 		payload, err := BuildPayload(s.webhook, ev)
 		var msg Message
 		if err == nil {
@@ -331,7 +333,14 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 			return s.retryStage(ctx, msg, forever, prog, s.eventInfo(ev))
 		}
 		s.metrics.attempt(s.trigger, ReasonPayload)
-		res := Result{WebhookID: id, Reason: ReasonPayload, FirstAttemptAt: s.clock.Now()}
+		now := s.clock.Now()
+		// The observers (the delivery history) learn of the attempt that
+		// could not be sent, so a dead-lettered payload error leaves a
+		// record.
+		info := s.eventInfo(ev)
+		s.observe(Attempt{WebhookID: id, Number: n, Reason: ReasonPayload, Err: err, Trigger: s.trigger, Start: now,
+			DocumentKey: info.documentKey, Operation: info.operation})
+		res := Result{WebhookID: id, Reason: ReasonPayload, FirstAttemptAt: now}
 		if !payloadForever {
 			prog.failedPayload(err, time.Time{})
 			return res, fmt.Errorf("deliver %s: %w", id, err)

@@ -45,7 +45,8 @@ type pausedTrigger struct {
 // reason payload_error and counted as attempts; the 10th pauses the trigger
 // (visible in /api/triggers, /readyz and the metrics) and is held; nothing
 // is skipped: after the configuration is fixed and changehook restarted,
-// the held event and every later one are delivered.
+// the held event and every later one are delivered. Each payload error
+// leaves a record in the delivery history.
 func TestPayloadErrorsPauseTheTrigger(t *testing.T) {
 	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
@@ -98,6 +99,24 @@ func TestPayloadErrorsPauseTheTrigger(t *testing.T) {
 	}
 	if code, out, _ := runCLI(t, "dlq", "list", "-c", cfg); code != 0 || strings.Count(out, "payload_error") != 9 {
 		t.Fatalf("dlq list = %d, want 9 payload_error dead letters\n%s", code, out)
+	}
+	// Every payload error, sent to no endpoint, leaves a history record
+	// with the event's document key.
+	hbody := r.waitAdmin("/api/history?trigger=orders", func(_ int, b []byte) bool { return len(apiHistory(t, b)) >= 10 })
+	recs := apiHistory(t, hbody)
+	keys := map[string]bool{}
+	for _, a := range recs {
+		var key struct {
+			ID string `json:"_id"`
+		}
+		_ = json.Unmarshal(a.DocumentKey, &key)
+		keys[key.ID] = true
+		if a.Kind != "delivery" || a.Reason != "payload_error" || !a.Failed || a.Status != 0 || a.Attempt != 1 || !strings.Contains(a.Error, "$concat") || a.Operation != "insert" {
+			t.Errorf("history record %+v, want a failed payload_error attempt", a)
+		}
+	}
+	if len(recs) != 10 || !keys["o01"] || !keys["o10"] || len(keys) != 10 {
+		t.Errorf("history of orders: %d records for %d documents, want one for each of o01..o10:\n%s", len(recs), len(keys), hbody)
 	}
 	if code := r.stop(); code != 0 {
 		t.Fatalf("changehook exited %d", code)
