@@ -363,7 +363,9 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 }
 
 // deadLetterOps serves the admin API's dead-letter replay and purge with
-// the running configuration, one call at a time.
+// the running configuration, one call at a time. A replay's attempts are
+// recorded in the delivery history by hist (the serve process's writer; nil
+// when the history is disabled) as kind replay, by "api".
 type deadLetterOps struct {
 	mu sync.Mutex
 	st *store.Store
@@ -371,6 +373,7 @@ type deadLetterOps struct {
 	// reload uses the reloaded webhook (URL, secret, headers).
 	config func() *triggers.Config
 	env    Env
+	hist   *store.HistoryWriter
 }
 
 // errDeadLetterBusy answers a replay or purge call while another runs.
@@ -383,7 +386,10 @@ func (o *deadLetterOps) Replay(ctx context.Context, sel deadletter.Selection) (d
 	}
 	defer o.mu.Unlock()
 	r := deadletter.Replayer{Store: o.st, Config: o.config(), NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
-		return newSender(t, o.env)
+		if o.hist == nil {
+			return newSender(t, o.env)
+		}
+		return newSender(t, o.env, dispatcher.WithObserver(o.hist.Observer(t.Name, "", store.KindReplay, "api")))
 	}}
 	return r.Replay(ctx, sel, nil)
 }

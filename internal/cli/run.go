@@ -197,7 +197,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		aopts.Store, aopts.Oplog = st, console.MongoOplog{Client: client}
 		aopts.Control, aopts.Token, aopts.Reload = rn, cfg.Admin.Token.Reveal(), rl
 		aopts.History = st
-		aopts.DeadLetters = &deadLetterOps{st: st, config: rl.Config, env: env}
+		aopts.DeadLetters = &deadLetterOps{st: st, config: rl.Config, env: env, hist: hist}
 		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers /api/history /api/deadletters /api/reload"
 		if mgr != nil {
 			aopts.Cluster = mgr

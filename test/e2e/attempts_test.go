@@ -248,7 +248,8 @@ func TestHistoryRetentionAndCap(t *testing.T) {
 
 // TestReplayAndSkipsRecordedInHistory: a failing `dlq replay` records its
 // attempt (kind replay, by cli) and updates the dead letter's attempts and
-// last status; a successful one is recorded too; `resume --from now`
+// last status; so does a replay through the admin API (by api); a
+// successful one is recorded too; `resume --from now`
 // records the range it skipped, covering the changes written meanwhile.
 func TestReplayAndSkipsRecordedInHistory(t *testing.T) {
 	srv, client := devdbtest.StartWith(t, devdb.Options{})
@@ -276,16 +277,31 @@ func TestReplayAndSkipsRecordedInHistory(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "attempts:         2") || !strings.Contains(out, "last status:      400") {
 		t.Errorf("dlq show after a failed replay = %d\n%s", code, out)
 	}
+	// A replay through the admin API is recorded by the serving process's
+	// history writer, and updates the dead letter too.
+	code, b := r.post("/api/deadletters/replay", `{"ids": ["`+id+`"]}`)
+	var replay struct {
+		Replayed, Failed int
+		Done             bool
+	}
+	if err := json.Unmarshal(b, &replay); code != http.StatusOK || err != nil || replay.Failed != 1 || replay.Replayed != 0 || !replay.Done {
+		t.Fatalf("POST /api/deadletters/replay = %d %s", code, b)
+	}
+	code, out, _ = runCLI(t, "dlq", "show", "-c", cfg, id)
+	if code != 0 || !strings.Contains(out, "attempts:         3") {
+		t.Errorf("dlq show after a failed API replay = %d\n%s", code, out)
+	}
 	accept.Store(true)
 	if code, out, errOut := runCLI(t, "dlq", "replay", "-c", cfg, id); code != 0 {
 		t.Fatalf("replay = %d\n%s%s", code, out, errOut)
 	}
-	body := r.waitAdmin("/api/history?webhook_id="+id, func(_ int, b []byte) bool { return len(apiHistory(t, b)) >= 3 })
+	body := r.waitAdmin("/api/history?webhook_id="+id, func(_ int, b []byte) bool { return len(apiHistory(t, b)) >= 4 })
 	recs := apiHistory(t, body)
-	if len(recs) != 3 || recs[0].Kind != "replay" || recs[0].Status != 204 || recs[0].By != "cli" || recs[0].Failed ||
-		recs[1].Kind != "replay" || recs[1].Status != 400 || !recs[1].Failed ||
-		recs[2].Kind != "delivery" || recs[2].Status != 400 {
-		t.Errorf("history of %s:\n%s\nwant replay 204, replay 400, delivery 400", id, body)
+	if len(recs) != 4 || recs[0].Kind != "replay" || recs[0].Status != 204 || recs[0].By != "cli" || recs[0].Failed ||
+		recs[1].Kind != "replay" || recs[1].Status != 400 || recs[1].By != "api" || !recs[1].Failed ||
+		recs[2].Kind != "replay" || recs[2].Status != 400 || recs[2].By != "cli" || !recs[2].Failed ||
+		recs[3].Kind != "delivery" || recs[3].Status != 400 {
+		t.Errorf("history of %s:\n%s\nwant replay 204 (cli), replay 400 (api), replay 400 (cli), delivery 400", id, body)
 	}
 
 	// resume --from now: the skipped range is recorded and covers the

@@ -93,6 +93,19 @@ func (r *runner) postReload(token string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
+// post calls POST path on the admin server with a JSON body and no token
+// (the e2e admin server listens on loopback).
+func (r *runner) post(path, body string) (int, []byte) {
+	r.t.Helper()
+	resp, err := http.Post(r.admin+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		r.t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
 func insertOne(t *testing.T, client *mongo.Client, coll string, id int) {
 	t.Helper()
 	if _, err := client.Database("e2e").Collection(coll).InsertOne(context.Background(), bson.D{{Key: "_id", Value: id}}); err != nil {
