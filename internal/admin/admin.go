@@ -88,7 +88,8 @@ type Options struct {
 	// triggers.DefaultAdminMaxConnections); further ones are accepted only
 	// once one closes.
 	MaxConnections int
-	// Cluster, when set, serves GET /api/cluster (members, leases, drift).
+	// Cluster, when set, serves GET /api/cluster (members, leases, drift)
+	// and the console's cluster members.
 	Cluster Cluster
 	// DeadLetters, when set, serves POST /api/deadletters/replay and
 	// /purge, authorised as the control calls; Store alone serves GET
@@ -167,7 +168,11 @@ func Start(opts Options) (*Server, error) {
 	if opts.ReadTimeout < 0 || opts.WriteTimeout < 0 || opts.IdleTimeout < 0 || opts.MaxConnections < 0 {
 		return nil, errors.New("start admin server: negative timeout or connection cap")
 	}
-	cons, err := console.New(console.Options{Runner: opts.Runner, Store: opts.Store, Oplog: opts.Oplog, History: opts.History, Controls: opts.Control != nil,
+	var consCluster console.Cluster
+	if opts.Cluster != nil {
+		consCluster = opts.Cluster
+	}
+	cons, err := console.New(console.Options{Runner: opts.Runner, Store: opts.Store, Oplog: opts.Oplog, History: opts.History, Cluster: consCluster, Controls: opts.Control != nil,
 		DeadLetterControls: opts.DeadLetters != nil,
 		SampleEvery:        opts.ConsoleSampleEvery, Logger: opts.Logger})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/cluster"
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/admin"
 	"github.com/changehook/changehook/internal/admin/console"
@@ -37,6 +38,19 @@ var screenshotDir = flag.String("console-screenshots", "", "save the console tes
 // browserTimeout bounds each browser step; the machine running the tests may
 // be heavily loaded, so it is generous. It is an upper bound, never a wait.
 const browserTimeout = 90 * time.Second
+
+// storeCluster reports the cluster as /api/cluster does for the member
+// self, reading the members and leases from the state database.
+type storeCluster struct {
+	st               *store.Store
+	self, configHash string
+}
+
+func (c storeCluster) Status(ctx context.Context) (cluster.Status, error) {
+	s, err := cluster.ReadStatus(ctx, c.st, nil)
+	s.InstanceID, s.ConfigHash, s.LeaseTTL = c.self, c.configHash, "10m0s"
+	return s, err
+}
 
 // findChromium returns the path of a Chromium or Chrome binary, or "".
 func findChromium() string {
@@ -132,9 +146,26 @@ triggers:
 			t.Errorf("runner: %v", err)
 		}
 	})
+	// Two cluster members registered in the state database, each holding
+	// a lease: the overview lists them as /api/cluster reports them.
+	ctx0 := context.Background()
+	for _, m := range []store.Member{
+		{ID: "node-a", Host: "host-a", PID: 101, Version: "test", ConfigHash: "cfg-1", Started: time.Now().Add(-time.Hour)},
+		{ID: "node-b", Host: "host-b", PID: 202, Version: "test", ConfigHash: "cfg-2", Started: time.Now().Add(-time.Minute)},
+	} {
+		if err := st.Heartbeat(ctx0, m, 10*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for key, owner := range map[string]string{"orders": "node-a", "legacy": "node-b"} {
+		if _, err := st.AcquireLease(ctx0, key, owner, 10*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
 	adm, err := admin.Start(admin.Options{Addr: "127.0.0.1:0", Runner: rn, Store: st,
 		Oplog: console.MongoOplog{Client: client}, ConsoleSampleEvery: 100 * time.Millisecond,
-		Control: rn, Token: adminToken, DeadLetters: &testDeadLetterOps{st: st, cfg: cfg}})
+		Control: rn, Token: adminToken, DeadLetters: &testDeadLetterOps{st: st, cfg: cfg},
+		Cluster: storeCluster{st: st, self: "node-a", configHash: "cfg-1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +231,27 @@ triggers:
 	}
 	if row := b.text(t, `tr[data-trigger="archive"]`); !strings.Contains(row, "disabled") {
 		t.Errorf("archive row = %q, want disabled", row)
+	}
+	// Cluster members, read from the state database as /api/cluster reads
+	// them: this instance marked, the leases each holds, a configuration
+	// that differs.
+	if row := b.text(t, `tr[data-member="node-a"]`); !strings.Contains(row, "node-a (this instance)") || !strings.Contains(row, "host-a pid 101") ||
+		!strings.Contains(row, "orders") || strings.Contains(row, "legacy") || !strings.Contains(row, "same") {
+		t.Errorf("member row of node-a = %q", row)
+	}
+	if row := b.text(t, `tr[data-member="node-b"]`); !strings.Contains(row, "legacy") || !strings.Contains(row, "differs from this instance's") {
+		t.Errorf("member row of node-b = %q", row)
+	}
+	if href := eval[string](t, b, `document.querySelector('tr[data-member="node-b"] a').getAttribute("href")`); href != "/triggers/legacy" {
+		t.Errorf("node-b's lease links to %q, want /triggers/legacy", href)
+	}
+	// A member that joins appears with the live region's refresh.
+	if err := st.Heartbeat(ctx, store.Member{ID: "node-c", Host: "host-c", PID: 303, Version: "test", ConfigHash: "cfg-1", Started: time.Now()}, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	b.run(t, "new member", chromedp.WaitVisible(chromedp.CSS(`tr[data-member="node-c"]`)))
+	if n := eval[int](t, b, `document.querySelectorAll("#cluster tbody tr").length`); n != 3 {
+		t.Errorf("%d member rows, want 3", n)
 	}
 	// The live region refreshes itself: more deliveries and the sparklines
 	// appear without a reload.

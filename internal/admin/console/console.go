@@ -3,7 +3,8 @@
 // asset embedded in the binary, so it works offline.
 //
 //	GET /                     triggers: state, lag, events/s and deliveries/s
-//	                          sparklines, in-flight, last error
+//	                          sparklines, in-flight, last error; the cluster's
+//	                          members and the leases each holds
 //	GET /triggers/{name}      one trigger: status, counters, checkpoint and its
 //	                          distance to the oldest oplog entry
 //	GET /deadletters          dead letters, optionally ?trigger=NAME
@@ -11,7 +12,8 @@
 //	GET /assets/{file}        the embedded stylesheet and script
 //
 // Every page is read-only and shows no secrets: it renders the runner's
-// status and stored dead letters, never the configuration's secret values.
+// status, stored dead letters and cluster members, never the configuration's
+// secret values.
 // The rates behind the sparklines come from a bounded in-memory ring of
 // counter samples per trigger (Run takes them).
 package console
@@ -33,6 +35,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/changehook/changehook/cluster"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 )
@@ -66,6 +69,71 @@ type History interface {
 	// ListAttempts returns one page of the records matching f, newest
 	// first.
 	ListAttempts(ctx context.Context, f store.AttemptFilter) ([]store.AttemptRecord, string, error)
+}
+
+// Cluster reports the cluster's members and leases; *cluster.Manager
+// implements it.
+type Cluster interface {
+	// Status reads the live members and the leases from the state database.
+	Status(ctx context.Context) (cluster.Status, error)
+}
+
+// memberRow is one cluster member on the overview.
+type memberRow struct {
+	store.Member
+	// Self marks the instance serving the console.
+	Self bool
+	// Owns lists the lease keys (triggers, partitions) the member holds
+	// and that have not expired.
+	Owns []string
+	// ConfigDiffers reports a configuration hash other than this
+	// instance's.
+	ConfigDiffers bool
+}
+
+// clusterView is the overview's cluster section.
+type clusterView struct {
+	Shown    bool   // the console has the cluster
+	Problem  string // why the members are not shown
+	LeaseTTL string
+	Members  []memberRow
+	// Unowned lists the lease keys that no live member holds.
+	Unowned []string
+	// Drift lists the triggers this instance does not run because its
+	// definition differs from the majority's.
+	Drift []string
+}
+
+// cluster reads the members and leases for the overview.
+func (c *Console) cluster(ctx context.Context) clusterView {
+	if c.opts.Cluster == nil {
+		return clusterView{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	st, err := c.opts.Cluster.Status(ctx)
+	if err != nil {
+		return clusterView{Shown: true, Problem: "The cluster's members could not be read: " + err.Error()}
+	}
+	v := clusterView{Shown: true, LeaseTTL: st.LeaseTTL, Drift: st.Drift}
+	owns := map[string][]string{}
+	for _, l := range st.Leases {
+		if l.Owner != "" && l.RemainingMS > 0 {
+			owns[l.Owner] = append(owns[l.Owner], l.Key)
+		}
+	}
+	live := map[string]bool{}
+	for _, m := range st.Members {
+		live[m.ID] = true
+		v.Members = append(v.Members, memberRow{Member: m, Self: m.ID == st.InstanceID, Owns: owns[m.ID],
+			ConfigDiffers: st.ConfigHash != "" && m.ConfigHash != st.ConfigHash})
+	}
+	for _, l := range st.Leases {
+		if l.Owner == "" || l.RemainingMS <= 0 || !live[l.Owner] {
+			v.Unowned = append(v.Unowned, l.Key)
+		}
+	}
+	return v
 }
 
 // recentAttempts is how many history records the trigger page shows.
@@ -184,6 +252,9 @@ type Options struct {
 	// History reads the delivery history for the trigger page's recent
 	// attempts (nil: not shown).
 	History History
+	// Cluster reads the cluster's members and leases for the overview
+	// (nil: not a cluster member; not shown).
+	Cluster Cluster
 	// SampleEvery is the sampling interval of Run (0: DefaultSampleEvery).
 	SampleEvery time.Duration
 	// Samples is the ring size per trigger (0: DefaultSamples).
@@ -333,7 +404,10 @@ func (c *Console) rows() []triggerRow {
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
-	c.render(w, r, http.StatusOK, "overview", page{Title: "Triggers", Nav: "triggers", Refresh: true, Data: c.rows()})
+	c.render(w, r, http.StatusOK, "overview", page{Title: "Triggers", Nav: "triggers", Refresh: true, Data: struct {
+		Rows    []triggerRow
+		Cluster clusterView
+	}{c.rows(), c.cluster(r.Context())}})
 }
 
 // checkpointView is the trigger page's checkpoint section.
@@ -473,6 +547,15 @@ var funcs = template.FuncMap{
 	"lower":  strings.ToLower,
 	"sparkW": func() int { return sparkWidth },
 	"sparkH": func() int { return sparkHeight },
+	"ms":     func(ms int64) string { return roundDur(time.Duration(ms) * time.Millisecond) },
+	// leaseTrigger is the trigger of a lease key: the key itself, or NAME
+	// of a partition's NAME/p<i>of<N>.
+	"leaseTrigger": func(key string) string {
+		if i := strings.LastIndex(key, "/p"); i > 0 && strings.Contains(key[i:], "of") {
+			return key[:i]
+		}
+		return key
+	},
 }
 
 func fmtTime(t time.Time) string {

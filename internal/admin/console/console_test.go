@@ -13,6 +13,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/changehook/changehook/cluster"
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
@@ -286,6 +287,67 @@ func TestRecentAttempts(t *testing.T) {
 	c, _ = New(Options{Runner: r})
 	if _, body := get(t, c, "/triggers/a"); strings.Contains(body, "Recent attempts") {
 		t.Error("recent attempts shown without a history")
+	}
+}
+
+// fakeCluster serves a fixed cluster status.
+type fakeCluster struct {
+	st  cluster.Status
+	err error
+}
+
+func (f *fakeCluster) Status(context.Context) (cluster.Status, error) { return f.st, f.err }
+
+// TestClusterMembers: the overview lists the live members (this instance
+// marked), the unexpired leases each holds (a partition's linking to its
+// trigger), a member whose configuration differs, leases no live member
+// holds and this instance's drift; an error is shown; without a cluster
+// there is no section.
+func TestClusterMembers(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	r := &fakeRunner{sts: []runner.TriggerStatus{{Name: "orders", State: runner.StateRunning}}}
+	fc := &fakeCluster{st: cluster.Status{InstanceID: "node-a", LeaseTTL: "10s", ConfigHash: "h1",
+		Members: []store.Member{
+			{ID: "node-a", Host: "host-a", PID: 11, Version: "1.2.0", ConfigHash: "h1", Started: now.Add(-time.Hour), Heartbeat: now.Add(-2 * time.Second), RemainingMS: 8000},
+			{ID: "node-b", Host: "host-b", PID: 22, Version: "1.2.0", ConfigHash: "h2", Started: now.Add(-time.Minute), Heartbeat: now.Add(-time.Second), RemainingMS: 9000},
+		},
+		Leases: []store.Lease{
+			{Key: "orders/p0of2", Owner: "node-a", RemainingMS: 5000},
+			{Key: "orders/p1of2", Owner: "node-b", RemainingMS: 5000},
+			{Key: "users", Owner: "node-b", RemainingMS: -10}, // expired
+			{Key: "audit", Owner: "node-gone", RemainingMS: 3000},
+		},
+		Drift: []string{"billing"},
+	}}
+	c, err := New(Options{Runner: r, Cluster: fc, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, c, "/")
+	for _, want := range []string{
+		"Cluster members", "lease TTL 10s",
+		`<tr data-member="node-a">`, `node-a <span class="muted">(this instance)</span>`, "host-a <span class=\"muted\">pid 11</span>", "1h0m0s ago", "expires in 8s",
+		`<a href="/triggers/orders">orders/p0of2</a>`, `<a href="/triggers/orders">orders/p1of2</a>`,
+		`<span class="err">differs from this instance's</span>`,
+		"Not held by a live member: users, audit.", "differs from the majority's: billing.",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("overview lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, `>users</a>`) {
+		t.Error("an expired lease is shown as held")
+	}
+	if i := strings.Index(body, `id="live"`); i < 0 || i > strings.Index(body, `id="cluster"`) {
+		t.Error("the cluster section is outside the refreshed live region")
+	}
+	fc.err = errors.New("state database unreachable")
+	if _, body := get(t, c, "/"); !strings.Contains(body, "The cluster&#39;s members could not be read: state database unreachable") {
+		t.Errorf("cluster error not shown:\n%s", body)
+	}
+	c, _ = New(Options{Runner: r})
+	if _, body := get(t, c, "/"); strings.Contains(body, "Cluster members") {
+		t.Error("cluster members shown without a cluster")
 	}
 }
 
