@@ -604,15 +604,24 @@ func TestBatchPayloadErrorGoesAlone(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	total := 0
+	total, payloadErrors := 0, 0
 	for _, a := range attempts {
+		if a.Reason == ReasonPayload {
+			// The observers (the history) see the event whose payload
+			// failed as an attempt of its own that sent nothing.
+			payloadErrors++
+			if a.WebhookID != WebhookID("orders", evs[3].Token) || a.Events != 0 || a.DocumentKey == nil {
+				t.Errorf("payload error attempt %+v: want event 3's own webhook-id and key", a)
+			}
+			continue
+		}
 		if !strings.HasPrefix(a.WebhookID, "batch_") || a.Events < 1 || a.Operation != "insert" || a.DocumentKey == nil {
 			t.Errorf("attempt %+v: want a batch id, its event count and the first event's key", a)
 		}
 		total += a.Events
 	}
-	if total != 6 {
-		t.Errorf("attempts carried %d events, want 6", total)
+	if total != 6 || payloadErrors != 1 {
+		t.Errorf("attempts carried %d events and %d payload errors, want 6 and 1", total, payloadErrors)
 	}
 }
 
