@@ -81,6 +81,9 @@ func appendRecord(dst []byte, key string, r *AttemptRecord) ([]byte, error) {
 		dst = bsoncore.AppendBooleanElement(dst, "documentKeyOmitted", true)
 	}
 	dst = appendString(dst, "operation", r.Operation)
+	if r.Events != 0 {
+		dst = appendInt(dst, "events", r.Events)
+	}
 	if r.Attempt != 0 {
 		dst = appendInt(dst, "attempt", r.Attempt)
 	}

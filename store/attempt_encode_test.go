@@ -35,6 +35,7 @@ func TestBucketEncodingMatchesTheDriver(t *testing.T) {
 			full,
 			{ID: bson.NewObjectID(), Kind: KindSkipped, Reason: "resumed from now", SkippedFrom: at.Add(-time.Hour), SkippedTo: at, At: at, By: "cli"},
 			{ID: bson.NewObjectID(), Kind: KindDelivery, WebhookID: "msg_big", DocumentKeyOmitted: true, Attempt: math.MaxInt32 + 1, Status: -1, LatencyMS: math.Inf(1), At: at.Add(time.Millisecond)},
+			{ID: bson.NewObjectID(), Kind: KindDelivery, WebhookID: "batch_0123", DocumentKey: key, Operation: "insert", Events: 100, Attempt: 1, Status: 200, At: at},
 			{ID: bson.NewObjectID(), Kind: KindReplay, Trigger: "kept-when-set", WebhookID: "msg_abc", DocumentKey: key, At: time.Unix(-1, -500_000).UTC()},
 		},
 	}

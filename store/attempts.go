@@ -93,6 +93,10 @@ type AttemptRecord struct {
 	DocumentKeyOmitted bool `bson:"documentKeyOmitted,omitempty"`
 	// Operation is the event's operationType.
 	Operation string `bson:"operation,omitempty"`
+	// Events is how many events a batched request carried (0: a request
+	// of one event); DocumentKey and Operation are then the first event's
+	// and WebhookID is the batch's.
+	Events int `bson:"events,omitempty"`
 	// Attempt is the attempt's number within its delivery, from 1.
 	Attempt int `bson:"attempt,omitempty"`
 	// Failed reports a failed attempt (anything but a success or a
@@ -293,6 +297,7 @@ type attemptJSON struct {
 	DocumentKey        json.RawMessage `json:"document_key,omitempty"`
 	DocumentKeyOmitted bool            `json:"document_key_omitted,omitempty"`
 	Operation          string          `json:"operation,omitempty"`
+	Events             int             `json:"events,omitempty"`
 	Attempt            int             `json:"attempt,omitempty"`
 	Failed             bool            `json:"failed"`
 	Status             int             `json:"status,omitempty"`
@@ -319,7 +324,7 @@ func (r AttemptRecord) MarshalJSON() ([]byte, error) {
 	}
 	j := attemptJSON{
 		ID: r.ID.Hex(), Cursor: r.Cursor(), Kind: r.Kind, Trigger: r.Trigger, Partition: r.Partition, WebhookID: r.WebhookID,
-		DocumentKeyOmitted: r.DocumentKeyOmitted, Operation: r.Operation, Attempt: r.Attempt, Failed: r.Failed,
+		DocumentKeyOmitted: r.DocumentKeyOmitted, Operation: r.Operation, Events: r.Events, Attempt: r.Attempt, Failed: r.Failed,
 		Status: r.Status, Reason: r.Reason, Error: r.Error, LatencyMS: r.LatencyMS, Response: r.Response,
 		StartedAt: opt(r.StartedAt), At: r.At.UTC(), SkippedFrom: opt(r.SkippedFrom), SkippedTo: opt(r.SkippedTo), By: r.By,
 	}

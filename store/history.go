@@ -180,7 +180,7 @@ func AttemptFromDispatcher(a dispatcher.Attempt, trigger, partition, kind, by st
 	}
 	r := AttemptRecord{
 		Kind: kind, Trigger: trigger, Partition: partition, By: by,
-		WebhookID: a.WebhookID, DocumentKey: a.DocumentKey, Operation: a.Operation, Attempt: a.Number,
+		WebhookID: a.WebhookID, DocumentKey: a.DocumentKey, Operation: a.Operation, Events: a.Events, Attempt: a.Number,
 		Failed: a.Err != nil && a.Reason != dispatcher.ReasonDropped, Status: a.Status, Reason: a.Reason,
 		LatencyMS: float64(a.Latency) / float64(time.Millisecond), Response: a.Body, StartedAt: a.Start,
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -291,5 +292,29 @@ func TestHistoryWriterNeverBlocks(t *testing.T) {
 	}
 	if w.Record(rec) || w.Dropped() != 1003 {
 		t.Fatal("Record after Close was accepted")
+	}
+}
+
+// TestBatchAttemptRecord: a batched request's attempt keeps its event count
+// through the record, its storage and its JSON form.
+func TestBatchAttemptRecord(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	at := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	r := store.AttemptFromDispatcher(dispatcher.Attempt{WebhookID: "batch_00ff", Number: 1, Status: 200, Events: 100,
+		DocumentKey: docKey(t, "first"), Operation: "insert", Start: at, Latency: time.Millisecond}, "orders", "", store.KindDelivery, "")
+	if r.Events != 100 || r.WebhookID != "batch_00ff" || r.Trigger != "orders" {
+		t.Fatalf("record %+v, want 100 events of batch_00ff", r)
+	}
+	if _, err := s.InsertAttempts(ctx, []store.AttemptRecord{r}); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.ListAttempts(ctx, store.AttemptFilter{WebhookID: "batch_00ff"})
+	if err != nil || len(got) != 1 || got[0].Events != 100 || got[0].DocumentKey.Lookup("_id").StringValue() != "first" {
+		t.Fatalf("stored %+v, %v", got, err)
+	}
+	b, err := json.Marshal(got[0])
+	if err != nil || !strings.Contains(string(b), `"events":100`) {
+		t.Fatalf("JSON %s, %v; want events 100", b, err)
 	}
 }

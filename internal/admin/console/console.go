@@ -190,6 +190,9 @@ func (c *Console) attempts(ctx context.Context, name string) attemptsView {
 				row.DocumentKey = string(b)
 			}
 		}
+		if r.Events > 0 {
+			row.DocumentKey += fmt.Sprintf(" (first of %d events)", r.Events)
+		}
 		v.Rows = append(v.Rows, row)
 	}
 	return v

@@ -262,6 +262,7 @@ func TestRecentAttempts(t *testing.T) {
 	dk := bson.Raw(must(bson.Marshal(bson.D{{Key: "_id", Value: int32(7)}})))
 	h := &fakeHistory{recs: []store.AttemptRecord{
 		{Kind: store.KindSkipped, Trigger: "a", Reason: "resumed from now", SkippedFrom: t0.Add(-time.Minute), SkippedTo: t0, At: t0.Add(3 * time.Second)},
+		{Kind: store.KindDelivery, Trigger: "a", WebhookID: "batch_1", Attempt: 1, Status: 200, Events: 3, DocumentKey: dk, At: t0.Add(2500 * time.Millisecond)},
 		{Kind: store.KindDelivery, Trigger: "a", WebhookID: "msg_1", Attempt: 2, Status: 200, LatencyMS: 3.25, DocumentKey: dk, At: t0.Add(2 * time.Second)},
 		{Kind: store.KindDelivery, Trigger: "a", WebhookID: "msg_1", Attempt: 1, Status: 500, Failed: true, Reason: "server_error",
 			Error: "server_error: HTTP 500 Internal Server Error", LatencyMS: 1.5, DocumentKey: dk, At: t0.Add(time.Second)},
@@ -271,8 +272,8 @@ func TestRecentAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, body := get(t, c, "/triggers/a")
-	for _, want := range []string{"Recent attempts", "The latest 3 delivery history records", "msg_1", "3.2 ms", `class="err">server_error: HTTP 500 Internal Server Error`,
-		"{&#34;_id&#34;:7}", "resumed from now: changes from 2026-03-01 11:59:00Z to 2026-03-01 12:00:00Z not delivered"} {
+	for _, want := range []string{"Recent attempts", "The latest 4 delivery history records", "msg_1", "3.2 ms", `class="err">server_error: HTTP 500 Internal Server Error`,
+		"{&#34;_id&#34;:7}", "{&#34;_id&#34;:7} (first of 3 events)", "resumed from now: changes from 2026-03-01 11:59:00Z to 2026-03-01 12:00:00Z not delivered"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("trigger page lacks %q:\n%s", want, body)
 		}
