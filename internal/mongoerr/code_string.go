@@ -144,6 +144,8 @@ func (c Code) String() string {
 		return "UnsatisfiableWriteConcern"
 	case WriteConflict:
 		return "WriteConflict"
+	case ConflictingOperationInProgress:
+		return "ConflictingOperationInProgress"
 	case DocumentValidationFailure:
 		return "DocumentValidationFailure"
 	case FailedToSatisfyReadPreference:
@@ -158,16 +160,22 @@ func (c Code) String() string {
 		return "ElectionInProgress"
 	case RetryChangeStream:
 		return "RetryChangeStream"
+	case SnapshotTooOld:
+		return "SnapshotTooOld"
 	case SnapshotUnavailable:
 		return "SnapshotUnavailable"
 	case NoSuchTransaction:
 		return "NoSuchTransaction"
+	case TransactionCommitted:
+		return "TransactionCommitted"
 	case ExceededTimeLimit:
 		return "ExceededTimeLimit"
 	case OperationNotSupportedInTransaction:
 		return "OperationNotSupportedInTransaction"
 	case FailPointSetFailed:
 		return "FailPointSetFailed"
+	case TransactionTooLarge:
+		return "TransactionTooLarge"
 	case PreparedTransactionInProgress:
 		return "PreparedTransactionInProgress"
 	case SocketException:

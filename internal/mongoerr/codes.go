@@ -89,6 +89,7 @@ const (
 	ShutdownInProgress                 Code = 91
 	UnsatisfiableWriteConcern          Code = 100
 	WriteConflict                      Code = 112
+	ConflictingOperationInProgress     Code = 117
 	DocumentValidationFailure          Code = 121
 	FailedToSatisfyReadPreference      Code = 133
 	ReadConcernMajorityNotAvailableYet Code = 134
@@ -96,11 +97,14 @@ const (
 	PrimarySteppedDown                 Code = 189
 	ElectionInProgress                 Code = 216
 	RetryChangeStream                  Code = 234
+	SnapshotTooOld                     Code = 239
 	SnapshotUnavailable                Code = 246
 	NoSuchTransaction                  Code = 251
+	TransactionCommitted               Code = 256
 	ExceededTimeLimit                  Code = 262
 	OperationNotSupportedInTransaction Code = 263
 	FailPointSetFailed                 Code = 266
+	TransactionTooLarge                Code = 334
 	PreparedTransactionInProgress      Code = 267
 	SocketException                    Code = 9001
 	NotWritablePrimary                 Code = 10107

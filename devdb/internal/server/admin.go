@@ -38,11 +38,6 @@ const (
 // admVersionArray is buildInfo's versionArray for Version.
 func admVersionArray() bson.A { return bson.A{int32(6), int32(0), int32(19), int32(0)} }
 
-// admNoTransactions is the error for every transaction command.
-func admNoTransactions() error {
-	return mongoerr.Errorf(mongoerr.IllegalOperation, "devdb does not support multi-document transactions")
-}
-
 // admNoAuth is the error for every authentication command.
 func admNoAuth() error {
 	return mongoerr.Errorf(mongoerr.AuthenticationFailed, "devdb has no authentication: connect without credentials (remove the user name, password and authMechanism from the connection string)")
@@ -68,11 +63,15 @@ func (s *Server) registerAdmin() {
 	s.handle("getFreeMonitoringStatus", cmdFreeMonitoring)
 	s.handle("startSession", s.cmdStartSession)
 	s.handle("endSessions", s.cmdEndSessions)
-	for _, name := range []string{"killSessions", "killAllSessions", "killAllSessionsByPattern", "refreshSessions", "logout"} {
+	for _, name := range []string{"killSessions", "killAllSessions", "killAllSessionsByPattern"} {
+		s.handle(name, s.cmdKillSessions)
+	}
+	for _, name := range []string{"refreshSessions", "logout"} {
 		s.handle(name, admOK)
 	}
 	for _, name := range []string{"abortTransaction", "commitTransaction"} {
-		s.handle(name, func(context.Context, *Request) (bson.D, error) { return nil, admNoTransactions() })
+		// Run by invokeInTxn; invoke refuses them outside a transaction.
+		s.handle(name, admOK)
 	}
 	for _, name := range []string{"saslStart", "saslContinue", "authenticate", "getnonce"} {
 		s.handle(name, func(context.Context, *Request) (bson.D, error) { return nil, admNoAuth() })

@@ -242,9 +242,9 @@ func TestAdminCommandErrors(t *testing.T) {
 		{name: "getLog non-string", db: "admin", cmd: bson.D{{Key: "getLog", Value: 1}}, code: 14, codeStr: "TypeMismatch"},
 		{name: "saslStart", db: "admin", cmd: bson.D{{Key: "saslStart", Value: 1}}, code: 18, codeStr: "AuthenticationFailed", msg: "no authentication"},
 		{name: "authenticate", db: "admin", cmd: bson.D{{Key: "authenticate", Value: 1}}, code: 18},
-		{name: "commitTransaction", db: "admin", cmd: bson.D{{Key: "commitTransaction", Value: 1}}, code: 20, codeStr: "IllegalOperation", msg: "multi-document transactions"},
-		{name: "abortTransaction", db: "admin", cmd: bson.D{{Key: "abortTransaction", Value: 1}}, code: 20},
-		{name: "startTransaction on any command", db: "test", cmd: bson.D{{Key: "ping", Value: 1}, {Key: "startTransaction", Value: true}, {Key: "autocommit", Value: false}}, code: 20},
+		{name: "commitTransaction outside a transaction", db: "admin", cmd: bson.D{{Key: "commitTransaction", Value: 1}}, code: 72, codeStr: "InvalidOptions", msg: "must be run within a transaction"},
+		{name: "abortTransaction outside a transaction", db: "admin", cmd: bson.D{{Key: "abortTransaction", Value: 1}}, code: 72},
+		{name: "startTransaction without txnNumber", db: "test", cmd: bson.D{{Key: "ping", Value: 1}, {Key: "startTransaction", Value: true}, {Key: "autocommit", Value: false}}, code: 72},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -257,7 +257,7 @@ func TestAdminCommandErrors(t *testing.T) {
 	}
 }
 
-func TestDriverTransactionRefused(t *testing.T) {
+func TestDriverTransactionRefusesCommandsNotAllowedInTransactions(t *testing.T) {
 	s := startTestServer(t, Options{}, testHooks{})
 	c := connect(t, s)
 	sess, err := c.StartSession()
@@ -269,8 +269,8 @@ func TestDriverTransactionRefused(t *testing.T) {
 		return nil, c.Database("test").RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Err()
 	})
 	var ce mongo.CommandError
-	if !errors.As(err, &ce) || mongoerr.Code(ce.Code) != mongoerr.IllegalOperation {
-		t.Fatalf("transaction error = %v, want IllegalOperation", err)
+	if !errors.As(err, &ce) || mongoerr.Code(ce.Code) != mongoerr.OperationNotSupportedInTransaction {
+		t.Fatalf("transaction error = %v, want OperationNotSupportedInTransaction", err)
 	}
 }
 

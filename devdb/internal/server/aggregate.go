@@ -46,6 +46,9 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		return nil, err
 	}
 	if len(stages) > 0 && len(stages[0]) > 0 && stages[0][0].Key == "$changeStream" {
+		if req.txn != nil {
+			return nil, mongoerr.Errorf(mongoerr.OperationNotSupportedInTransaction, "Operation not permitted in transaction :: caused by :: $changeStream cannot run in a multi-document transaction")
+		}
 		return s.aggregateChangeStream(ctx, req, raw)
 	}
 	var coll string
@@ -117,6 +120,9 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	}
 	var out *outStage
 	if n := len(stages); n > 0 && isOutputStage(stages[n-1]) {
+		if req.txn != nil {
+			return nil, mongoerr.Errorf(mongoerr.OperationNotSupportedInTransaction, "%s cannot be used in a transaction", stages[n-1][0].Key)
+		}
 		if out, err = parseOutStage(req.DB, stages[n-1]); err != nil {
 			return nil, err
 		}
@@ -161,14 +167,14 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	} else if disk {
 		memLimit = aggregateDiskUseMemoryLimit
 	}
-	run, err := s.compileAggregate(req.DB, rest, memLimit, vars, collation)
+	run, err := s.compileAggregate(s.data(req), req.DB, rest, memLimit, vars, collation)
 	if err != nil {
 		return nil, err
 	}
 	var src iter.Seq2[bson.D, error]
 	ns := req.DB + ".$cmd.aggregate"
 	if coll != "" {
-		src = s.stream(req.DB, coll, plan)
+		src = s.stream(s.data(req), req.DB, coll, plan)
 		ns = req.DB + "." + coll
 	} else if documents != nil {
 		src = documents
@@ -195,7 +201,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 // inside $lookup sub-pipelines) and strings compare under the collation
 // coll (nil: binary). mql runs the stages; devdb runs those that
 // read other collections ($lookup), splitting the pipeline around them.
-func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64, vars map[string]any, coll *mql.Collation) (func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error], error) {
+func (s *Server) compileAggregate(ds dataStore, db string, stages []bson.D, memLimit int64, vars map[string]any, coll *mql.Collation) (func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error], error) {
 	var steps []func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error]
 	addSegment := func(seg []bson.D) error {
 		if len(seg) == 0 {
@@ -227,6 +233,7 @@ func (s *Server) compileAggregate(db string, stages []bson.D, memLimit int64, va
 			ls.sub = ls.sub.WithVars(vars).WithCollation(coll)
 		}
 		ls.coll = coll
+		ls.st = ds
 		steps = append(steps, func(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] { return ls.run(s, src) })
 		start = i + 1
 	}

@@ -27,6 +27,9 @@ type lookupStage struct {
 	sub          *mql.Pipeline // nil when absent
 	// coll is the aggregate's collation, used for the join's equality.
 	coll *mql.Collation
+	// st is the store the foreign collection is read through (the
+	// command's, a transaction's view inside a transaction).
+	st dataStore
 }
 
 // parseLookup compiles a $lookup specification.
@@ -150,7 +153,7 @@ func (ls *lookupStage) collect(s *Server, d bson.D) (bson.A, error) {
 	if err != nil {
 		return nil, err
 	}
-	seq := s.stream(ls.db, ls.from, plan)
+	seq := s.stream(ls.st, ls.db, ls.from, plan)
 	if ls.sub != nil {
 		seq = ls.sub.Run(seq)
 	}

@@ -31,6 +31,8 @@ type Request struct {
 	// cursorNS, when set, is the namespace an aggregate registers its
 	// cursor under (a view's, for reads on views).
 	cursorNS string
+	// txn is the multi-document transaction the command runs in, or nil.
+	txn *transaction
 }
 
 // appName returns the application name the request's connection gave in its

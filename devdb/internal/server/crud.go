@@ -93,12 +93,24 @@ func writeErrorDoc(index int, err error) bson.D {
 }
 
 // isWriteError reports whether err fails only one statement of a write
-// command (reported in writeErrors) rather than the whole command.
+// command (reported in writeErrors) rather than the whole command. The
+// errors that end a multi-document transaction (a write conflict, a
+// snapshot too old, a transaction too large) fail the whole command.
 func isWriteError(err error) bool {
 	var de *storage.DuplicateKeyError
 	var ve *storage.ValidationError
 	var me *mongoerr.Error
-	return errors.As(err, &de) || errors.As(err, &ve) || errors.As(err, &me)
+	if errors.As(err, &de) || errors.As(err, &ve) {
+		return true
+	}
+	if !errors.As(err, &me) {
+		return false
+	}
+	switch me.Code {
+	case mongoerr.WriteConflict, mongoerr.SnapshotTooOld, mongoerr.TransactionTooLarge, mongoerr.NoSuchTransaction, mongoerr.TransactionCommitted:
+		return false
+	}
+	return true
 }
 
 // collectionArg returns the collection named by the command's first field.
@@ -260,7 +272,7 @@ func (s *Server) execWrite(req *Request, op, coll string, rw *retryableWrite, ex
 	if err != nil {
 		return nil, err
 	}
-	err = s.store.Update(func(tx *storage.Tx) error {
+	err = s.data(req).Update(func(tx *storage.Tx) error {
 		if bypass {
 			tx.SkipValidation()
 		}

@@ -95,16 +95,16 @@ func approxSize(d bson.D) int {
 // results returns the documents of db.coll selected by f: filtered, sorted,
 // skipped, limited and projected, lazily unless a sort forces
 // materialisation.
-func (s *Server) results(db, coll string, f *findSpec) iter.Seq2[bson.D, error] {
+func (s *Server) results(st dataStore, db, coll string, f *findSpec) iter.Seq2[bson.D, error] {
 	return func(yield func(bson.D, error) bool) {
-		src := s.stream(db, coll, f.plan)
+		src := s.stream(st, db, coll, f.plan)
 		if f.sort != nil && f.sort.Len() > 0 {
 			keep := int64(0)
 			if f.limit > 0 {
 				keep = f.skip + f.limit
 			}
 			if s.indexProvidesSort(db, coll, f) {
-				src = s.indexOrder(db, coll, f.plan, f.sort, keep)
+				src = s.indexOrder(st, db, coll, f.plan, f.sort, keep)
 				goto emit
 			}
 			sorted, err := sortDocs(src, f.sort, keep)
@@ -254,5 +254,5 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 	if f.limit > 0 && (opts.BatchSize == 0 || int64(opts.BatchSize) > f.limit) && !opts.ZeroBatch {
 		opts.BatchSize = int(min(f.limit, 1<<31-1))
 	}
-	return s.cursorFirstBatch(ctx, req.DB+"."+coll, newSeqSource(s.results(req.DB, coll, f)), opts)
+	return s.cursorFirstBatch(ctx, req.DB+"."+coll, newSeqSource(s.results(s.data(req), req.DB, coll, f)), opts)
 }

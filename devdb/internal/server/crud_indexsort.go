@@ -151,9 +151,9 @@ type keyedRecord struct {
 // chunk; a document deleted meanwhile is skipped and one changed so that
 // it no longer matches is left out, as a yielding index scan would. No
 // memory limit applies (see indexProvidesSort).
-func (s *Server) indexOrder(db, coll string, p *queryPlan, sort *mql.Sort, keep int64) iter.Seq2[bson.D, error] {
+func (s *Server) indexOrder(st dataStore, db, coll string, p *queryPlan, sort *mql.Sort, keep int64) iter.Seq2[bson.D, error] {
 	return func(yield func(bson.D, error) bool) {
-		recs, collID, err := s.sortKeys(db, coll, p, sort)
+		recs, collID, err := s.sortKeys(st, db, coll, p, sort)
 		if err != nil {
 			yield(nil, err)
 			return
@@ -167,7 +167,7 @@ func (s *Server) indexOrder(db, coll string, p *queryPlan, sort *mql.Sort, keep 
 			recs = recs[len(chunk):]
 			var docs []bson.D
 			gone := false
-			err := s.store.View(func(tx *storage.Tx) error {
+			err := st.View(func(tx *storage.Tx) error {
 				c, err := tx.Collection(db, coll)
 				if err != nil || c == nil || c.ID != collID {
 					gone = true
@@ -209,14 +209,14 @@ func (s *Server) indexOrder(db, coll string, p *queryPlan, sort *mql.Sort, keep 
 // matching p, in natural order, and the collection's id (0: no
 // collection). It reads in chunks of scanChunk documents, each in its own
 // read transaction, and keeps no document.
-func (s *Server) sortKeys(db, coll string, p *queryPlan, sort *mql.Sort) ([]keyedRecord, uint64, error) {
+func (s *Server) sortKeys(st dataStore, db, coll string, p *queryPlan, sort *mql.Sort) ([]keyedRecord, uint64, error) {
 	var recs []keyedRecord
 	var id uint64
 	var after storage.RecordID
 	var scratch bson.D
 	for first := true; ; first = false {
 		done := false
-		err := s.store.View(func(tx *storage.Tx) error {
+		err := st.View(func(tx *storage.Tx) error {
 			c, err := tx.Collection(db, coll)
 			if err != nil || c == nil || (!first && c.ID != id) {
 				done = true

@@ -165,7 +165,7 @@ func (p *queryPlan) matches(tx *storage.Tx, c *storage.Collection, limit int) ([
 // outside any transaction, so a consumer may pause between documents for as
 // long as it likes (cursors across getMores). The stream ends early if the
 // collection is dropped or renamed meanwhile.
-func (s *Server) stream(db, coll string, p *queryPlan) iter.Seq2[bson.D, error] {
+func (s *Server) stream(st dataStore, db, coll string, p *queryPlan) iter.Seq2[bson.D, error] {
 	return func(yield func(bson.D, error) bool) {
 		var id uint64
 		var after storage.RecordID
@@ -173,7 +173,7 @@ func (s *Server) stream(db, coll string, p *queryPlan) iter.Seq2[bson.D, error] 
 		for first := true; ; first = false {
 			var batch []bson.D
 			done := false
-			err := s.store.View(func(tx *storage.Tx) error {
+			err := st.View(func(tx *storage.Tx) error {
 				c, err := tx.Collection(db, coll)
 				if err != nil || c == nil || (!first && c.ID != id) {
 					done = true
@@ -431,7 +431,7 @@ func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
 	seen := map[string]int{}
 	var vals []entry
 	size := 0
-	for doc, err := range s.stream(req.DB, coll, plan) {
+	for doc, err := range s.stream(s.data(req), req.DB, coll, plan) {
 		if err != nil {
 			return nil, err
 		}

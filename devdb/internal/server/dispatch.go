@@ -246,16 +246,27 @@ func (s *Server) runCommand(ctx context.Context, req *Request) (bson.D, error) {
 // invoke checks the generic command fields and calls the handler,
 // recovering a panic into an InternalError.
 func (s *Server) invoke(ctx context.Context, req *Request) (reply bson.D, err error) {
-	if v, ok := cmdField(req.Body, "startTransaction"); ok && v == true {
-		return nil, mongoerr.Errorf(mongoerr.IllegalOperation, "devdb does not support multi-document transactions")
-	}
-	if v, ok := cmdField(req.Body, "autocommit"); ok && v == false {
-		return nil, mongoerr.Errorf(mongoerr.IllegalOperation, "devdb does not support multi-document transactions")
-	}
 	h, ok := s.handlers[req.Name]
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.CommandNotFound, "no such command: '%s'", req.Name)
 	}
+	if _, ok := cmdField(req.Body, "autocommit"); ok {
+		return s.invokeInTxn(ctx, req, func(ctx context.Context, req *Request) (bson.D, error) {
+			return s.invokeHandler(ctx, req, h)
+		})
+	}
+	if _, ok := cmdField(req.Body, "startTransaction"); ok {
+		return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "startTransaction requires autocommit: false")
+	}
+	if req.Name == "commitTransaction" || req.Name == "abortTransaction" {
+		return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "%s must be run within a transaction", req.Name)
+	}
+	return s.invokeHandler(ctx, req, h)
+}
+
+// invokeHandler calls the handler h of req, recovering a panic into an
+// InternalError.
+func (s *Server) invokeHandler(ctx context.Context, req *Request, h HandlerFunc) (reply bson.D, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("devdb: command handler panicked", "command", req.Name, "db", req.DB, "conn", req.ConnID,

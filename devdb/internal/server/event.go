@@ -140,7 +140,8 @@ type csImages struct {
 // buildEvent renders ent as a change event, with MongoDB's field order:
 // _id, operationType, clusterTime, collectionUUID (expanded), wallTime,
 // fullDocument, ns, to (rename), documentKey, operationDescription
-// (expanded), updateDescription, fullDocumentBeforeChange.
+// (expanded), updateDescription, fullDocumentBeforeChange, and for a write
+// of a multi-document transaction txnNumber and lsid.
 func buildEvent(ent *storage.OplogEntry, tok resumeToken, im csImages) (bson.D, error) {
 	ev := make(bson.D, 0, 12)
 	ev = append(ev,
@@ -203,6 +204,10 @@ func buildEvent(ent *storage.OplogEntry, tok resumeToken, im csImages) (bson.D, 
 			return nil, err
 		}
 		ev = append(ev, bson.E{Key: "fullDocumentBeforeChange", Value: csDocOrNull(pre)})
+	}
+	if ent.LSID != nil {
+		// A write of a multi-document transaction.
+		ev = append(ev, bson.E{Key: "txnNumber", Value: ent.TxnNumber}, bson.E{Key: "lsid", Value: ent.LSID})
 	}
 	return ev, nil
 }

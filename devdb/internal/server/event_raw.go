@@ -18,6 +18,9 @@ import (
 // rawEventOK reports whether the event of entry r can be built by
 // buildEventRaw for a stream with images im.
 func rawEventOK(r *storage.RawOplogEntry, im csImages) bool {
+	if _, txn := r.Lookup("lsid"); txn {
+		return false // a transaction's write: buildEvent adds txnNumber and lsid
+	}
 	switch r.Op {
 	case opInsert:
 		return true

@@ -422,21 +422,51 @@ func (s *Server) onTransactionalWrite(writes int) transactionalWrite {
 }
 
 // Error labels MongoDB computes (see errorLabelsFor).
-const labelRetryableWrite = "RetryableWriteError"
+const (
+	labelRetryableWrite = "RetryableWriteError"
+	labelTransientTxn   = "TransientTransactionError"
+)
 
 // isRetryableWriteCommand reports whether req is a retryable write: a write
-// command with txnNumber outside a multi-document transaction.
+// command with txnNumber outside a multi-document transaction, or a
+// transaction's commitTransaction or abortTransaction.
 func isRetryableWriteCommand(req *Request) bool {
-	switch req.Name {
-	case "insert", "update", "delete", "findAndModify", "findandmodify":
-	default:
-		return false
-	}
 	if _, ok := cmdField(req.Body, "txnNumber"); !ok {
 		return false
 	}
 	_, inTxn := cmdField(req.Body, "autocommit")
-	return !inTxn
+	switch req.Name {
+	case "insert", "update", "delete", "findAndModify", "findandmodify":
+		return !inTxn
+	case "commitTransaction", "abortTransaction":
+		return inTxn
+	}
+	return false
+}
+
+// isTransientTransactionError reports whether a command of a
+// multi-document transaction failing with code earns the
+// TransientTransactionError label (MongoDB's isTransientTransactionError):
+// write conflicts, snapshot and routing errors, and, except for
+// commitTransaction and abortTransaction, retryable errors; NoSuchTransaction
+// always.
+func isTransientTransactionError(req *Request, code mongoerr.Code) bool {
+	if _, ok := cmdField(req.Body, "txnNumber"); !ok {
+		return false
+	}
+	if _, ok := cmdField(req.Body, "autocommit"); !ok {
+		return false
+	}
+	switch code {
+	case mongoerr.WriteConflict, mongoerr.LockTimeout, mongoerr.PreparedTransactionInProgress, mongoerr.SnapshotTooOld,
+		mongoerr.SnapshotUnavailable, mongoerr.StaleConfig, mongoerr.StaleShardVersion, mongoerr.StaleEpoch,
+		mongoerr.NoSuchTransaction:
+		return true
+	}
+	if req.Name == "commitTransaction" || req.Name == "abortTransaction" {
+		return false
+	}
+	return isRetryableWriteErrorCode(code)
 }
 
 // isRetryableWriteErrorCode reports whether code is in MongoDB's
@@ -466,15 +496,21 @@ func isResumableChangeStreamCode(code mongoerr.Code) bool {
 
 // errorLabelsFor returns the labels of an error reply to req: the error's
 // own labels when it has them (a nil Labels means none were decided), else
-// RetryableWriteError for a retryable write failing with a retryable code.
+// TransientTransactionError for a transaction's command failing with a
+// transient code (isTransientTransactionError) and RetryableWriteError for a
+// retryable write or a commit or abort failing with a retryable code.
 func errorLabelsFor(req *Request, ce *mongoerr.Error) []string {
 	if ce.Labels != nil {
 		return ce.Labels
 	}
-	if isRetryableWriteCommand(req) && isRetryableWriteErrorCode(ce.Code) {
-		return []string{labelRetryableWrite}
+	var labels []string
+	if isTransientTransactionError(req, ce.Code) {
+		labels = append(labels, labelTransientTxn)
 	}
-	return nil
+	if isRetryableWriteCommand(req) && isRetryableWriteErrorCode(ce.Code) {
+		labels = append(labels, labelRetryableWrite)
+	}
+	return labels
 }
 
 // stringsToA converts labels to a BSON array.

@@ -60,6 +60,11 @@ type Options struct {
 	// onPrimaryTransactionalWrite. Off, configureFailPoint does not exist
 	// (CommandNotFound). Never enable it for anything but tests.
 	EnableTestCommands bool
+	// TransactionLifetimeLimit aborts a multi-document transaction that is
+	// still open this long after it started (MongoDB's
+	// transactionLifetimeLimitSeconds); 0 means
+	// DefaultTransactionLifetimeLimit.
+	TransactionLifetimeLimit time.Duration
 }
 
 // withDefaults returns opts with every zero field replaced by its default,
@@ -76,6 +81,9 @@ func (opts Options) withDefaults() (Options, error) {
 	}
 	if opts.OplogMaxAge == 0 {
 		opts.OplogMaxAge = DefaultOplogMaxAge
+	}
+	if opts.TransactionLifetimeLimit == 0 {
+		opts.TransactionLifetimeLimit = DefaultTransactionLifetimeLimit
 	}
 	if opts.CursorTimeout == 0 {
 		opts.CursorTimeout = DefaultCursorTimeout

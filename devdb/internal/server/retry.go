@@ -68,7 +68,9 @@ func (s *Server) now() time.Time {
 // long, is negative or comes without lsid is refused as MongoDB does.
 func (s *Server) retryableWriteOf(req *Request, coll string, stmts int, ordered bool) (*retryableWrite, error) {
 	tv, ok := fieldOf(req.Body, "txnNumber")
-	if !ok {
+	if !ok || req.txn != nil {
+		// An ordinary write, or a statement of a multi-document
+		// transaction (whose commit is retryable instead).
 		return nil, nil
 	}
 	txn, ok := tv.(int64)

@@ -73,6 +73,9 @@ type Server struct {
 	// exists (found at start or created), so that commands without a
 	// collation read the catalog for the default only then.
 	hasCollations atomic.Bool
+
+	// txns are the sessions' multi-document transactions.
+	txns txnTable
 }
 
 // testHooks let package tests register extra commands and control time;

@@ -136,10 +136,41 @@ func (s *Server) cmdEndSessions(_ context.Context, req *Request) (bson.D, error)
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'array'", req.Name, req.Name, mql.TypeName(v))
 	}
+	var keys [][16]byte
 	for _, id := range ids {
 		if k, ok := sessionKey(id); ok {
 			s.sessions.end(k)
+			keys = append(keys, k)
 		}
+	}
+	if len(keys) > 0 {
+		s.abortSessions(keys)
+	}
+	return bson.D{}, nil
+}
+
+// cmdKillSessions aborts the open transactions of the listed sessions
+// (killSessions: [{id: UUID}, …]), of every session (killAllSessions,
+// killAllSessionsByPattern: devdb has no users, so every pattern matches
+// every session).
+func (s *Server) cmdKillSessions(_ context.Context, req *Request) (bson.D, error) {
+	if req.Name != "killSessions" {
+		s.abortSessions(nil)
+		return bson.D{}, nil
+	}
+	v := req.Body[0].Value
+	ids, ok := v.(bson.A)
+	if !ok {
+		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'array'", req.Name, req.Name, mql.TypeName(v))
+	}
+	keys := make([][16]byte, 0, len(ids))
+	for _, id := range ids {
+		if k, ok := sessionKey(id); ok {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > 0 {
+		s.abortSessions(keys)
 	}
 	return bson.D{}, nil
 }

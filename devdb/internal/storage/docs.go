@@ -131,6 +131,9 @@ func (t *Tx) Insert(c *Collection, doc bson.D) (RecordID, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := t.checkWrite(c, dk[0].Value); err != nil {
+		return 0, err
+	}
 	raw, err := encodeDoc(doc)
 	if err != nil {
 		return 0, err
@@ -221,6 +224,11 @@ func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 	if !ok {
 		return mongoerr.Errorf(mongoerr.BadValue, "record %d of %s does not exist", rid, c.Namespace())
 	}
+	if id, _ := lookupField(old, "_id"); t.shadow != nil {
+		if err := t.checkWrite(c, id); err != nil {
+			return err
+		}
+	}
 	if err := t.validate(c, old, doc); err != nil {
 		return err
 	}
@@ -276,6 +284,11 @@ func (t *Tx) Delete(c *Collection, rid RecordID) (bool, error) {
 	old, _, err := t.load(docs, key)
 	if err != nil {
 		return false, err
+	}
+	if id, _ := lookupField(old, "_id"); t.shadow != nil {
+		if err := t.checkWrite(c, id); err != nil {
+			return false, err
+		}
 	}
 	keys, err := t.allKeys(c, old)
 	if err != nil {

@@ -52,6 +52,10 @@ type OplogEntry struct {
 	// modify, {idIndex, …options} for create, {to: {db, coll}, dropTarget?:
 	// uuid} for rename.
 	Extra bson.D `bson:"extra,omitempty"`
+	// LSID and TxnNumber identify the multi-document transaction whose
+	// commit wrote the entry (absent for every other write).
+	LSID      bson.D `bson:"lsid,omitempty"`
+	TxnNumber int64  `bson:"txnNumber,omitempty"`
 }
 
 // appendOplog assigns ent its cluster time and writes it in the current
@@ -59,6 +63,12 @@ type OplogEntry struct {
 func (t *Tx) appendOplog(ent *OplogEntry) error {
 	if !t.tx.Writable() {
 		return mongoerr.Errorf(mongoerr.IllegalOperation, "write in a read-only transaction")
+	}
+	if t.shadow != nil {
+		return t.capture(ent)
+	}
+	if t.txn != nil {
+		ent.LSID, ent.TxnNumber = t.txn.LSID, t.txn.TxnNumber
 	}
 	now := t.e.opts.Now()
 	last := unpackTS(t.e.allocTS)

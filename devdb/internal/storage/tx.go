@@ -34,6 +34,12 @@ type Tx struct {
 	skipValidation bool
 	// heads are the headers of the oplog entries written, for Waiters.
 	heads []OplogEntry
+	// shadow is set in a transaction InShadow runs (always rolled back):
+	// oplog entries are captured there instead of being written.
+	shadow *shadowState
+	// txn, when set, marks the oplog entries written as a committing
+	// multi-document transaction's (CommitTxn).
+	txn *TxnInfo
 }
 
 // RecordID identifies a stored document within its collection; record ids

@@ -1,0 +1,348 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/changehook/changehook/internal/mongoerr"
+)
+
+// txnSession starts a driver session with a transaction open on it.
+func txnSession(t *testing.T, c *mongo.Client) (*mongo.Session, context.Context) {
+	t.Helper()
+	sess, err := c.StartSession()
+	if err != nil {
+		t.Fatalf("start session: %v", err)
+	}
+	t.Cleanup(func() { sess.EndSession(context.Background()) })
+	if err := sess.StartTransaction(); err != nil {
+		t.Fatalf("start transaction: %v", err)
+	}
+	return sess, mongo.NewSessionContext(testContext(t), sess)
+}
+
+// findIDs returns the _id values of coll's documents matching filter, in
+// natural order, read in ctx (a session context reads in its transaction).
+func findIDs(t *testing.T, ctx context.Context, coll *mongo.Collection, filter bson.D) []any {
+	t.Helper()
+	cur, err := coll.Find(ctx, filter)
+	if err != nil {
+		t.Fatalf("find: %v", err)
+	}
+	var docs []bson.D
+	if err := cur.All(ctx, &docs); err != nil {
+		t.Fatalf("find: %v", err)
+	}
+	ids := []any{}
+	for _, d := range docs {
+		ids = append(ids, get(d, "_id"))
+	}
+	return ids
+}
+
+// wantLabel checks that err is a server error with code and error label.
+func wantLabel(t *testing.T, err error, code mongoerr.Code, label string) {
+	t.Helper()
+	var se mongo.ServerError
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v (%T), want a server error", err, err)
+	}
+	if !se.HasErrorCode(int(code)) || !se.HasErrorLabel(label) {
+		t.Fatalf("err = %v, want code %d with label %s", err, code, label)
+	}
+}
+
+func TestTransactionCommitIsAtomicAndVisibleOnlyAfterCommit(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("bank").Collection("accounts")
+	if _, err := coll.InsertMany(ctx, []any{bson.D{{Key: "_id", Value: "a"}, {Key: "balance", Value: 100}},
+		bson.D{{Key: "_id", Value: "b"}, {Key: "balance", Value: 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := coll.Watch(ctx, mongo.Pipeline{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+
+	sess, sctx := txnSession(t, c)
+	for _, u := range []struct {
+		id  string
+		inc int
+	}{{"a", -30}, {"b", 30}} {
+		if _, err := coll.UpdateByID(sctx, u.id, bson.D{{Key: "$inc", Value: bson.D{{Key: "balance", Value: u.inc}}}}); err != nil {
+			t.Fatalf("update %s in the transaction: %v", u.id, err)
+		}
+	}
+	if _, err := coll.InsertOne(sctx, bson.D{{Key: "_id", Value: "log1"}}); err != nil {
+		t.Fatal(err)
+	}
+	balance := func(ctx context.Context, id string) int32 {
+		var d bson.D
+		if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d); err != nil {
+			t.Fatalf("find %s: %v", id, err)
+		}
+		return get(d, "balance").(int32)
+	}
+	if got := balance(sctx, "a"); got != 70 {
+		t.Errorf("inside the transaction a = %d, want its own write 70", got)
+	}
+	if got := balance(ctx, "a"); got != 100 {
+		t.Errorf("outside the transaction a = %d before commit, want 100", got)
+	}
+	if got := findIDs(t, ctx, coll, bson.D{{Key: "_id", Value: "log1"}}); len(got) != 0 {
+		t.Errorf("outside the transaction the inserted document is visible before commit: %v", got)
+	}
+	// A marker written outside the transaction before the commit: the
+	// stream must show it before any of the transaction's events.
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "marker"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.CommitTransaction(ctx); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if a, b := balance(ctx, "a"), balance(ctx, "b"); a != 70 || b != 30 {
+		t.Errorf("after commit a, b = %d, %d, want 70, 30", a, b)
+	}
+	type ev struct {
+		Op        string `bson:"operationType"`
+		Key       bson.D `bson:"documentKey"`
+		TxnNumber *int64 `bson:"txnNumber"`
+		LSID      bson.D `bson:"lsid"`
+	}
+	var got []ev
+	for len(got) < 4 && cs.Next(ctx) {
+		var e ev
+		if err := cs.Decode(&e); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e)
+	}
+	if len(got) != 4 {
+		t.Fatalf("got %d events (%v), want 4", len(got), cs.Err())
+	}
+	if got[0].Key[0].Value != "marker" || got[0].TxnNumber != nil {
+		t.Errorf("first event %+v, want the marker's insert without txnNumber", got[0])
+	}
+	wantOps := []string{"update", "update", "insert"}
+	wantIDs := []any{"a", "b", "log1"}
+	lsid := sess.ID()
+	for i, e := range got[1:] {
+		if e.Op != wantOps[i] || e.Key[0].Value != wantIDs[i] {
+			t.Errorf("event %d = %s %v, want %s %v", i+1, e.Op, e.Key, wantOps[i], wantIDs[i])
+		}
+		if e.TxnNumber == nil || *e.TxnNumber != 1 {
+			t.Errorf("event %d txnNumber = %v, want 1", i+1, e.TxnNumber)
+		}
+		if len(e.LSID) < 2 || e.LSID[0].Key != "id" || e.LSID[1].Key != "uid" {
+			t.Errorf("event %d lsid = %v, want {id, uid}", i+1, e.LSID)
+		} else if _, id, _ := lsid.Lookup("id").BinaryOK(); !bytesEqual(id, e.LSID[0].Value.(bson.Binary).Data) {
+			t.Errorf("event %d lsid.id = %v, want the session's", i+1, e.LSID[0].Value)
+		}
+	}
+	// A retried commit is answered with success again.
+	if err := sess.CommitTransaction(ctx); err != nil {
+		t.Errorf("second commit: %v", err)
+	}
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+func TestTransactionAbortDiscardsWrites(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("db").Collection("new")
+	sess, sctx := txnSession(t, c)
+	// The collection does not exist: the transaction creates it implicitly.
+	if _, err := coll.InsertOne(sctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := findIDs(t, sctx, coll, bson.D{}); len(got) != 1 {
+		t.Errorf("inside: %v, want [1]", got)
+	}
+	if err := sess.AbortTransaction(ctx); err != nil {
+		t.Fatal(err)
+	}
+	names, err := c.Database("db").ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 0 {
+		t.Errorf("collections after abort: %v, want none", names)
+	}
+	if got := findIDs(t, ctx, coll, bson.D{}); len(got) != 0 {
+		t.Errorf("documents after abort: %v", got)
+	}
+}
+
+func TestTransactionSnapshotIsolationAndWriteConflicts(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("db").Collection("c")
+	if _, err := coll.InsertMany(ctx, []any{bson.D{{Key: "_id", Value: 1}, {Key: "n", Value: 1}},
+		bson.D{{Key: "_id", Value: 2}, {Key: "n", Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	sess, sctx := txnSession(t, c)
+	if got := findIDs(t, sctx, coll, bson.D{{Key: "n", Value: 1}}); len(got) != 2 {
+		t.Fatalf("first read: %v", got)
+	}
+	// Changes committed after the snapshot are not seen by the transaction.
+	if _, err := coll.UpdateByID(ctx, 1, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: 2}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 3}, {Key: "n", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := findIDs(t, sctx, coll, bson.D{{Key: "n", Value: 1}}); len(got) != 2 || got[0] != int32(1) || got[1] != int32(2) {
+		t.Errorf("snapshot read after outside writes: %v, want [1 2]", got)
+	}
+	// Writing a document changed since the snapshot is a write conflict,
+	// which aborts the transaction.
+	_, err := coll.UpdateByID(sctx, 1, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: 3}}}})
+	wantLabel(t, err, mongoerr.WriteConflict, "TransientTransactionError")
+	err = sess.CommitTransaction(ctx)
+	wantLabel(t, err, mongoerr.NoSuchTransaction, "TransientTransactionError")
+
+	// Two transactions writing the same document: the second writer fails.
+	s1, ctx1 := txnSession(t, c)
+	_, ctx2 := txnSession(t, c)
+	if _, err := coll.InsertOne(ctx1, bson.D{{Key: "_id", Value: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = coll.InsertOne(ctx2, bson.D{{Key: "_id", Value: 10}})
+	wantLabel(t, err, mongoerr.WriteConflict, "TransientTransactionError")
+	if err := s1.CommitTransaction(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A write outside any transaction is not blocked by an open one; the
+	// transaction then fails to commit.
+	s3, ctx3 := txnSession(t, c)
+	if _, err := coll.UpdateByID(ctx3, 10, bson.D{{Key: "$set", Value: bson.D{{Key: "by", Value: "txn"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.UpdateByID(ctx, 10, bson.D{{Key: "$set", Value: bson.D{{Key: "by", Value: "outside"}}}}); err != nil {
+		t.Fatalf("write outside the transaction: %v", err)
+	}
+	err = s3.CommitTransaction(ctx)
+	wantLabel(t, err, mongoerr.WriteConflict, "TransientTransactionError")
+	var d bson.D
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: 10}}).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	if get(d, "by") != "outside" {
+		t.Errorf("document 10 = %v, want the outside write", d)
+	}
+}
+
+func TestTransactionCommandRules(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("db").Collection("c")
+	_, sctx := txnSession(t, c)
+	_, err := coll.EstimatedDocumentCount(sctx)
+	wantCode(t, err, mongoerr.OperationNotSupportedInTransaction, "OperationNotSupportedInTransaction")
+
+	// Raw commands: a statement of an unknown transaction, a second
+	// readConcern, a commit without a transaction.
+	sess, err := c.StartSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.EndSession(ctx)
+	lsid := sess.ID()
+	var lsidDoc bson.D
+	if err := bson.Unmarshal(lsid, &lsidDoc); err != nil {
+		t.Fatal(err)
+	}
+	cmd := func(n int64, extra ...bson.E) bson.D {
+		d := bson.D{{Key: "find", Value: "c"}, {Key: "lsid", Value: lsidDoc}, {Key: "txnNumber", Value: n}, {Key: "autocommit", Value: false}}
+		return append(d, extra...)
+	}
+	snapshot := bson.E{Key: "readConcern", Value: bson.D{{Key: "level", Value: "snapshot"}}}
+	_, err = runCommand(t, c, "db", cmd(5))
+	wantLabel(t, err, mongoerr.NoSuchTransaction, "TransientTransactionError")
+	mustRun(t, c, "db", cmd(5, bson.E{Key: "startTransaction", Value: true}, snapshot))
+	_, err = runCommand(t, c, "db", cmd(5, snapshot))
+	wantCode(t, err, mongoerr.InvalidOptions, "")
+	mustRun(t, c, "admin", bson.D{{Key: "commitTransaction", Value: 1}, {Key: "lsid", Value: lsidDoc},
+		{Key: "txnNumber", Value: int64(5)}, {Key: "autocommit", Value: false}})
+	_, err = runCommand(t, c, "db", cmd(5, bson.E{Key: "startTransaction", Value: true}))
+	wantCode(t, err, mongoerr.ConflictingOperationInProgress, "")
+	_, err = runCommand(t, c, "db", cmd(4, bson.E{Key: "startTransaction", Value: true}))
+	wantCode(t, err, mongoerr.TransactionTooOld, "")
+	_, err = runCommand(t, c, "db", cmd(6, bson.E{Key: "startTransaction", Value: true}, bson.E{Key: "readConcern", Value: bson.D{{Key: "level", Value: "linearizable"}}}))
+	wantCode(t, err, mongoerr.InvalidOptions, "")
+	_, err = runCommand(t, c, "db", cmd(7, bson.E{Key: "startTransaction", Value: true}, bson.E{Key: "writeConcern", Value: bson.D{{Key: "w", Value: 1}}}))
+	wantCode(t, err, mongoerr.InvalidOptions, "")
+	_, err = runCommand(t, c, "admin", bson.D{{Key: "commitTransaction", Value: 1}})
+	wantCode(t, err, mongoerr.InvalidOptions, "")
+
+	// A write concern a single node cannot satisfy: the commit is applied
+	// and the reply carries a writeConcernError.
+	mustRun(t, c, "db", bson.D{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: "wc"}}}},
+		{Key: "lsid", Value: lsidDoc}, {Key: "txnNumber", Value: int64(8)}, {Key: "autocommit", Value: false}, {Key: "startTransaction", Value: true}})
+	_, err = runCommand(t, c, "admin", bson.D{{Key: "commitTransaction", Value: 1}, {Key: "lsid", Value: lsidDoc},
+		{Key: "txnNumber", Value: int64(8)}, {Key: "autocommit", Value: false}, {Key: "writeConcern", Value: bson.D{{Key: "w", Value: 10}}}})
+	var we mongo.WriteException
+	if !errors.As(err, &we) || we.WriteConcernError == nil || we.WriteConcernError.Code != int(mongoerr.UnsatisfiableWriteConcern) {
+		t.Errorf("commit with w: 10 = %v, want writeConcernError UnsatisfiableWriteConcern", err)
+	}
+	if got := findIDs(t, ctx, coll, bson.D{{Key: "_id", Value: "wc"}}); len(got) != 1 {
+		t.Errorf("document of the commit with a writeConcernError: %v, want it stored", got)
+	}
+}
+
+func TestTransactionLifetimeLimit(t *testing.T) {
+	s := startTestServer(t, Options{TransactionLifetimeLimit: time.Millisecond}, testHooks{})
+	c := connect(t, s, options.Client().SetRetryWrites(false))
+	coll := c.Database("db").Collection("c")
+	sess, sctx := txnSession(t, c)
+	_, err := coll.InsertOne(sctx, bson.D{{Key: "_id", Value: 1}})
+	if err != nil && !errors.As(err, new(mongo.ServerError)) {
+		t.Fatal(err)
+	}
+	// Wait (bounded) until the server has aborted the transaction.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s.txns.mu.Lock()
+		var tr *transaction
+		for _, x := range s.txns.bySession {
+			tr = x
+		}
+		s.txns.mu.Unlock()
+		done := false
+		if tr != nil {
+			tr.mu.Lock()
+			done = tr.state == txnAborted
+			tr.mu.Unlock()
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the transaction was not aborted after its lifetime limit")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	err = sess.CommitTransaction(testContext(t))
+	wantLabel(t, err, mongoerr.NoSuchTransaction, "TransientTransactionError")
+	if got := findIDs(t, testContext(t), coll, bson.D{}); len(got) != 0 {
+		t.Errorf("documents of the expired transaction: %v", got)
+	}
+}
