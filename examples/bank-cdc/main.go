@@ -1,7 +1,10 @@
 // Command bank-cdc mirrors a bank's accounts through change data capture:
 // every account opened, every transfer and every closure reaches a webhook
 // receiver, which rebuilds each balance from the deliveries alone and
-// checks that every change starts where the previous one left off.
+// checks that every change starts where the previous one left off. Each
+// transfer is a multi-document transaction (debit and credit); the receiver
+// groups its two deliveries by their txnNumber and checks that they move
+// the same amount out of one account and into the other.
 //
 // Everything runs in this one process: an embedded MongoDB-compatible
 // server (devdb), the receiver, the changehook runner with the
@@ -23,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -38,13 +42,18 @@ import (
 //go:embed triggers.yaml
 var triggersYAML []byte
 
-// change is one webhook body; Before and After are nil when absent.
+// change is one webhook body; Before and After are nil when absent, Txn is
+// the txnNumber of the transaction that made the change (nil outside one).
 type change struct {
 	Account   string `json:"account"`
 	Operation string `json:"operation"`
 	Before    *int   `json:"before"`
 	After     *int   `json:"after"`
+	Txn       *int64 `json:"txn"`
 }
+
+// errRefused ends a transfer's transaction without writing anything.
+var errRefused = errors.New("insufficient funds")
 
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -123,9 +132,9 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 	}
 
-	// 5. The bank: open three accounts, make transfers, close one.
-	// devdb has no multi-document transactions; on MongoDB the two halves
-	// of a transfer belong in one.
+	// 5. The bank: open three accounts, make transfers, close one. A
+	// transfer is one transaction: the debit and the credit commit together
+	// (or not at all), and their change events share lsid and txnNumber.
 	writes := 0
 	for _, a := range []struct {
 		name    string
@@ -137,22 +146,44 @@ func run(ctx context.Context, out io.Writer) error {
 		writes++
 		fmt.Fprintf(out, "open %s with %d\n", a.name, a.balance)
 	}
+	// The teller makes every transfer in one session of its own client
+	// (a session pool shared with other writes would hand out a session
+	// whose numbers they already advanced), so its transactions are
+	// numbered 1, 2, 3, … in order; a refused transfer uses its number too.
+	teller, err := mongo.Connect(options.Client().ApplyURI(db.URI()))
+	if err != nil {
+		return err
+	}
+	defer teller.Disconnect(context.WithoutCancel(ctx))
+	tellerAccounts := teller.Database("bank").Collection("accounts")
+	session, err := teller.StartSession()
+	if err != nil {
+		return err
+	}
+	defer session.EndSession(context.WithoutCancel(ctx))
 	for _, t := range []struct {
 		from, to string
 		amount   int
 	}{{"alice", "bob", 30}, {"bob", "carol", 70}, {"carol", "alice", 100}, {"carol", "alice", 70}} {
-		debit, err := accounts.UpdateOne(ctx,
-			bson.D{{Key: "_id", Value: t.from}, {Key: "balance", Value: bson.D{{Key: "$gte", Value: t.amount}}}},
-			bson.D{{Key: "$inc", Value: bson.D{{Key: "balance", Value: -t.amount}}}})
-		if err != nil {
-			return err
-		}
-		if debit.ModifiedCount == 0 { // no write, so no change event either
+		_, err := session.WithTransaction(ctx, func(ctx context.Context) (any, error) {
+			debit, err := tellerAccounts.UpdateOne(ctx,
+				bson.D{{Key: "_id", Value: t.from}, {Key: "balance", Value: bson.D{{Key: "$gte", Value: t.amount}}}},
+				bson.D{{Key: "$inc", Value: bson.D{{Key: "balance", Value: -t.amount}}}})
+			if err != nil {
+				return nil, err
+			}
+			if debit.ModifiedCount == 0 {
+				return nil, errRefused // aborted: no write, so no change event either
+			}
+			_, err = tellerAccounts.UpdateOne(ctx, bson.D{{Key: "_id", Value: t.to}},
+				bson.D{{Key: "$inc", Value: bson.D{{Key: "balance", Value: t.amount}}}})
+			return nil, err
+		})
+		if errors.Is(err, errRefused) {
 			fmt.Fprintf(out, "transfer %d %s -> %s: refused, insufficient funds\n", t.amount, t.from, t.to)
 			continue
 		}
-		if _, err := accounts.UpdateOne(ctx, bson.D{{Key: "_id", Value: t.to}},
-			bson.D{{Key: "$inc", Value: bson.D{{Key: "balance", Value: t.amount}}}}); err != nil {
+		if err != nil {
 			return err
 		}
 		writes += 2
@@ -168,6 +199,7 @@ func run(ctx context.Context, out io.Writer) error {
 	// from the balance the previous change of that account left.
 	replica := map[string]int{}
 	history := map[string][]string{}
+	transfers := map[int64][]change{} // by txnNumber
 	for range writes {
 		var c change
 		select {
@@ -178,6 +210,9 @@ func run(ctx context.Context, out io.Writer) error {
 		have, known := replica[c.Account]
 		if c.Before != nil && (!known || *c.Before != have) {
 			return fmt.Errorf("%s: %s from %d, but the replica holds %d", c.Account, c.Operation, *c.Before, have)
+		}
+		if c.Txn != nil {
+			transfers[*c.Txn] = append(transfers[*c.Txn], c)
 		}
 		line := fmt.Sprintf("%-6s %s -> %s", c.Operation, show(c.Before), show(c.After))
 		history[c.Account] = append(history[c.Account], line)
@@ -194,7 +229,23 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 	}
 
-	// 7. The replica against the collection.
+	// 7. The transfers: each transaction's deliveries, grouped by its
+	// txnNumber, are one debit and one credit of the same amount.
+	fmt.Fprintln(out, "\ntransfers, grouped by txnNumber:")
+	for _, n := range slices.Sorted(maps.Keys(transfers)) {
+		legs := transfers[n]
+		slices.SortFunc(legs, func(a, b change) int { return strings.Compare(a.Account, b.Account) })
+		if len(legs) != 2 || legs[0].Before == nil || legs[0].After == nil || legs[1].Before == nil || legs[1].After == nil {
+			return fmt.Errorf("transaction %d: want a debit and a credit, got %d changes", n, len(legs))
+		}
+		d0, d1 := *legs[0].After-*legs[0].Before, *legs[1].After-*legs[1].Before
+		if d0+d1 != 0 || d0 == 0 {
+			return fmt.Errorf("transaction %d: %s moved %d and %s %d, want opposite amounts", n, legs[0].Account, d0, legs[1].Account, d1)
+		}
+		fmt.Fprintf(out, "  txn %d  %s %+d, %s %+d\n", n, legs[0].Account, d0, legs[1].Account, d1)
+	}
+
+	// 8. The replica against the collection.
 	var stored []struct {
 		ID      string `bson:"_id"`
 		Balance int    `bson:"balance"`

@@ -8,8 +8,9 @@ import (
 )
 
 // TestRun runs the example and checks what it printed: the bank's writes,
-// every delivered change per account in order, and the balances rebuilt
-// from the webhooks equal to the collection's.
+// every delivered change per account in order, each transfer's two
+// deliveries grouped by txnNumber, and the balances rebuilt from the
+// webhooks equal to the collection's.
 func TestRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -37,6 +38,11 @@ delivered, per account in order:
   carol  update 0 -> 70
   carol  update 70 -> 0
   carol  delete 0 -> -
+
+transfers, grouped by txnNumber:
+  txn 1  alice -30, bob +30
+  txn 2  bob -70, carol +70
+  txn 4  alice +70, carol -70
 
 balances  in bank.accounts  rebuilt from the webhooks
   alice   140              140
