@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -661,5 +662,72 @@ func TestNewValidatesBatch(t *testing.T) {
 				t.Fatalf("error %q, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestBatchBackpressure: with the endpoint stuck, a batched dispatcher holds
+// at most its sealed batches and one open batch, full, then Submit blocks;
+// at most concurrency requests are in flight; everything is delivered once
+// the endpoint answers.
+func TestBatchBackpressure(t *testing.T) {
+	const maxEvents, conc = 5, 2
+	release := make(chan struct{})
+	var mu sync.Mutex
+	inflight, maxInflight, delivered := 0, 0, 0
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		n := len(batchSeqs(t, body))
+		mu.Lock()
+		inflight++
+		maxInflight = max(maxInflight, inflight)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		inflight--
+		delivered += n
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})
+	d := newTestDispatcher(t, &triggers.Trigger{
+		Webhook:  triggers.Webhook{URL: rc.srv.URL},
+		Ordering: triggers.None, Concurrency: conc,
+		Batch: &triggers.BatchPolicy{MaxEvents: maxEvents, MaxWait: time.Millisecond},
+	}, nil)
+	// conc batches in flight, one sealed behind them, one open: full.
+	want := maxEvents * (conc + 2)
+	if got := d.capacity(); got != want {
+		t.Fatalf("capacity %d, want %d", got, want)
+	}
+	submitted := 0
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		err := d.Submit(ctx, testEvent(t, submitted, ""))
+		cancel()
+		if err != nil {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatal(err)
+			}
+			break
+		}
+		submitted++
+		if submitted > want {
+			t.Fatalf("Submit admitted %d events, more than the %d the dispatcher may hold", submitted, want)
+		}
+	}
+	if submitted != want {
+		t.Errorf("Submit blocked after %d events, want %d", submitted, want)
+	}
+	d.batcher.mu.Lock()
+	sealed := d.batcher.inflight
+	d.batcher.mu.Unlock()
+	if sealed > conc+1 {
+		t.Errorf("%d sealed batches held, more than concurrency + 1", sealed)
+	}
+	close(release)
+	closeWithin(t, d, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if maxInflight > conc || delivered != submitted {
+		t.Errorf("%d requests in flight at most (want ≤ %d); %d of %d events delivered", maxInflight, conc, delivered, submitted)
 	}
 }
