@@ -601,3 +601,51 @@ func (d *Dispatcher) probeBatch(ctx context.Context, msg Message, info eventInfo
 		}
 	}
 }
+
+// BuildBatchMessage returns the request a batch of trigger's events evs (in
+// stream order, at least one) becomes with webhook w: the body is a JSON
+// array of what BuildMessage's body would be for each event (for the
+// cloudevents format, structured CloudEvents, with Content-Type
+// ContentTypeCloudEventsBatch), the id BatchWebhookID of the first and last
+// events. Its errors are BuildPayload's, for the first event whose payload
+// cannot be built; the cloudevents-binary format cannot be batched.
+func BuildBatchMessage(trigger string, w triggers.Webhook, evs []Event) (Message, error) {
+	if len(evs) == 0 {
+		return Message{}, errors.New("build batch: no events")
+	}
+	m := Message{ID: BatchWebhookID(trigger, evs[0].Token, evs[len(evs)-1].Token)}
+	switch w.Format {
+	case triggers.FormatCloudEventsBinary:
+		return m, errors.New("build batch: the cloudevents-binary format carries one event per request")
+	case triggers.FormatCloudEvents:
+		m.Header = http.Header{"Content-Type": {ContentTypeCloudEventsBatch}}
+	}
+	body := []byte{'['}
+	for i, ev := range evs {
+		one, err := BuildMessage(trigger, w, ev)
+		if err != nil {
+			return m, err
+		}
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, one.Body...)
+	}
+	m.Body = append(body, ']')
+	return m, nil
+}
+
+// DeliverBatch sends evs as one batch request (BuildBatchMessage) through
+// the retry policy, as Deliver does for one event: it never dead-letters or
+// checkpoints, and the observers see Attempt.Events. A batch whose payload
+// cannot be built fails with ReasonPayload and no attempt.
+func (s *Sender) DeliverBatch(ctx context.Context, evs []Event) (Result, error) {
+	msg, err := BuildBatchMessage(s.trigger, s.webhook, evs)
+	if err != nil {
+		s.metrics.attempt(s.trigger, ReasonPayload)
+		return Result{WebhookID: msg.ID, Reason: ReasonPayload, FirstAttemptAt: s.clock.Now()}, fmt.Errorf("deliver %s: %w", msg.ID, err)
+	}
+	info := s.eventInfo(evs[0])
+	info.events = len(evs)
+	return s.retryStage(ctx, msg, false, nil, info)
+}

@@ -731,3 +731,62 @@ func TestBatchBackpressure(t *testing.T) {
 		t.Errorf("%d requests in flight at most (want ≤ %d); %d of %d events delivered", maxInflight, conc, delivered, submitted)
 	}
 }
+
+// TestBuildBatchMessageIsWhatTheDispatcherSends: the batcher's body for a
+// run of events is byte for byte BuildBatchMessage's, and DeliverBatch sends
+// it through the retry policy with the batch's id on every attempt.
+func TestBuildBatchMessageIsWhatTheDispatcherSends(t *testing.T) {
+	evs := batchEvents(t, 4, func(int) string { return "" })
+	first := make(chan struct{})
+	release := make(chan struct{})
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		if n == 1 {
+			close(first)
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	w := triggers.Webhook{URL: rc.srv.URL, Secrets: []triggers.Secret{testSecret}}
+	d := newTestDispatcher(t, &triggers.Trigger{Webhook: w, Batch: &triggers.BatchPolicy{MaxEvents: 3}}, nil)
+	for i, ev := range evs {
+		if err := d.Submit(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			<-first // [e0] is in flight: e1..e3 fill the next batch
+		}
+	}
+	close(release)
+	closeWithin(t, d, 10*time.Second)
+	got := rc.deliveries()
+	if len(got) != 2 {
+		t.Fatalf("%d requests, want 2 ([e0], [e1 e2 e3])", len(got))
+	}
+	for i, run := range [][]Event{evs[:1], evs[1:]} {
+		want, err := BuildBatchMessage("orders", w, run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[i].body, want.Body) || got[i].header.Get("Webhook-Id") != want.ID {
+			t.Errorf("request %d: %s %s, want %s %s", i, got[i].header.Get("Webhook-Id"), got[i].body, want.ID, want.Body)
+		}
+	}
+
+	// DeliverBatch: the same request, retried with the same id.
+	again := newReceiver(t, statuses(http.StatusServiceUnavailable, http.StatusOK))
+	var events []int
+	s, err := NewSender(&triggers.Trigger{Name: "orders", Webhook: triggers.Webhook{URL: again.srv.URL, Format: triggers.FormatCloudEvents}, Retry: triggers.RetryPolicy{MaxAttempts: 3}},
+		WithClock(newFakeClock()), WithObserver(func(a Attempt) { events = append(events, a.Events) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.DeliverBatch(context.Background(), evs[1:])
+	if err != nil || res.Attempts != 2 {
+		t.Fatalf("DeliverBatch: %+v, %v; want delivered on the second attempt", res, err)
+	}
+	sent := again.deliveries()
+	if sent[0].header.Get("Webhook-Id") != sent[1].header.Get("Webhook-Id") || !bytes.Equal(sent[0].body, sent[1].body) ||
+		sent[1].header.Get("Content-Type") != ContentTypeCloudEventsBatch || !slices.Equal(events, []int{3, 3}) {
+		t.Errorf("retry changed the request, or the batch's Content-Type or event count is wrong: %v %v", sent[1].header, events)
+	}
+}

@@ -405,6 +405,7 @@ type bpResult struct {
 	Backlog   int
 	Delay     time.Duration
 	Mode      string
+	Batch     int // batch.max_events (0: unbatched)
 	Samples   []procSample
 	Delivered int64
 }
@@ -412,7 +413,7 @@ type bpResult struct {
 // backpressureRun starts a runner on a large backlog with a slow endpoint
 // and samples its RSS.
 func (b *bench) backpressureRun(ctx context.Context) (*bpResult, error) {
-	res := &bpResult{Backlog: b.cfg.bpEvents, Delay: b.cfg.bpDelay, Mode: "per_document"}
+	res := &bpResult{Backlog: b.cfg.bpEvents, Delay: b.cfg.bpDelay, Mode: "per_document", Batch: b.cfg.bpBatch}
 	coll := "backpressure"
 	startAt, _ := backlogStart()
 	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.bpEvents); err != nil {
@@ -424,7 +425,7 @@ func (b *bench) backpressureRun(ctx context.Context) (*bpResult, error) {
 	}
 	defer rec.close()
 	p, err := b.startRunnerFor(triggerSpec{Mode: res.Mode, Concurrency: b.cfg.concurrency, Database: benchDB,
-		Collection: coll, URL: rec.url(), StartAt: startAt})
+		Collection: coll, URL: rec.url(), StartAt: startAt, Batch: res.Batch})
 	if err != nil {
 		return nil, err
 	}
@@ -584,8 +585,12 @@ func (r *report) print(w io.Writer, cfg config) {
 			fmt.Fprintf(w, "  backpressure RSS flat: max %.1f MB in the first third of the run, %.1f MB in the last third (%+.1f MB) %s\n",
 				mb(early), mb(late), mb(late-early), verdict(late-early < 10<<20))
 		}
-		fmt.Fprintf(w, "\nBackpressure (%s, concurrency %d, backlog %d, endpoint %v per request): delivered %d during the run; runner RSS over time:\n\n",
-			r.BP.Mode, cfg.concurrency, r.BP.Backlog, r.BP.Delay, r.BP.Delivered)
+		batched := ""
+		if r.BP.Batch > 0 {
+			batched = fmt.Sprintf(", batch max_events %d", r.BP.Batch)
+		}
+		fmt.Fprintf(w, "\nBackpressure (%s%s, concurrency %d, backlog %d, endpoint %v per request): delivered %d during the run; runner RSS over time:\n\n",
+			r.BP.Mode, batched, cfg.concurrency, r.BP.Backlog, r.BP.Delay, r.BP.Delivered)
 		tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
 		fmt.Fprintln(tw, "| t s\t RSS MB\t peak MB\t CPU s\t")
 		fmt.Fprintln(tw, "|---\t---\t---\t---\t")

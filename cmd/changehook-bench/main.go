@@ -99,6 +99,7 @@ type config struct {
 	rateLimit    float64
 	rateDuration time.Duration
 	batch        int // batch.max_events of the batched drains (0: none)
+	bpBatch      int // batch.max_events of the backpressure run (0: unbatched)
 
 	history       bool
 	historyOnly   bool
@@ -138,6 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.rateLimit, "rate-limit", 200, "real-time rate-limit check: a trigger with webhook.rate_limit {per_second: this, burst: 1} drains a backlog; 0 skips it")
 	fs.DurationVar(&c.rateDuration, "rate-duration", 10*time.Second, "how long the rate-limit check's backlog takes at the limit")
 	fs.IntVar(&c.batch, "batch", 100, "after the modes, drain per_document and none again with batch.max_events this (0 skips); with -steady, their latency too")
+	fs.IntVar(&c.bpBatch, "bp-batch", 0, "batch.max_events of the backpressure run's trigger (0: unbatched); -bp-delay is then per request of up to this many events")
 	fs.BoolVar(&c.history, "history", true, "run the history phase: drains with the delivery history off, on, and on with a slowed writer")
 	fs.BoolVar(&c.historyOnly, "history-only", false, "run only the history phase")
 	fs.IntVar(&c.historyRounds, "history-rounds", 3, "rounds of the history phase (each drains every variant once)")
@@ -187,8 +189,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	case c.rateLimit < 0 || c.rateLimit > 1e5 || c.rateDuration <= 0:
 		fmt.Fprintln(stderr, "changehook-bench: -rate-limit must be between 0 and 100000 and -rate-duration positive")
 		return c, errUsage
-	case c.batch != 0 && (c.batch < 2 || c.batch > 1000):
-		fmt.Fprintln(stderr, "changehook-bench: -batch must be 0 or between 2 and 1000")
+	case c.batch != 0 && (c.batch < 2 || c.batch > 1000), c.bpBatch != 0 && (c.bpBatch < 2 || c.bpBatch > 1000):
+		fmt.Fprintln(stderr, "changehook-bench: -batch and -bp-batch must be 0 or between 2 and 1000")
 		return c, errUsage
 	case c.steadyRate < 1, c.concurrency < 1, c.bpEvents < 1, c.historyRounds < 1:
 		fmt.Fprintln(stderr, "changehook-bench: -steady-rate, -concurrency, -bp-events and -history-rounds must be positive")

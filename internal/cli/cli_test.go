@@ -212,6 +212,19 @@ func TestTestCommand(t *testing.T) {
 			}
 		})
 	}
+	t.Run("batched", func(t *testing.T) {
+		batched := writeConfig(t, strings.Replace(okConfig, "    webhook:\n      url: \"http://127.0.0.1:1/hook", "    batch: { max_events: 50 }\n    webhook:\n      format: cloudevents\n      url: \"http://127.0.0.1:1/hook", 1))
+		code, out, errOut := run(t, nil, event("update", 7, "pears"), "test", "-c", batched, "--trigger", "low_stock", "--event", "-")
+		if code != ExitOK {
+			t.Fatalf("exit %d: %s%s", code, out, errOut)
+		}
+		for _, w := range []string{"a batch of this one event: the trigger's requests carry a JSON array of up to 50 events",
+			"Webhook-Id: batch_", "Content-Type: application/cloudevents-batch+json", `body (exact bytes, `, `[{"specversion":"1.0","id":"msg_`, `"data":{"text":"Only 7 pears left!"}}]`} {
+			if !strings.Contains(out, w) {
+				t.Errorf("output lacks %q:\n%s", w, out)
+			}
+		}
+	})
 	t.Run("not extended json", func(t *testing.T) {
 		code, _, errOut := run(t, nil, "{nope", "test", "-c", cfg, "--trigger", "low_stock", "--event", "-")
 		if code != ExitFailure || !strings.Contains(errOut, "not an Extended JSON document") {

@@ -98,12 +98,20 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 		return fail(env, "test", errors.New("the event has no _id (its resume token): copy a real change event, _id included"))
 	}
 	ev := dispatcher.Event{Raw: raw, Token: token.Value}
-	msg, err := dispatcher.BuildMessage(t.Name, t.Webhook, ev)
+	var msg dispatcher.Message
+	if t.Batch != nil {
+		msg, err = dispatcher.BuildBatchMessage(t.Name, t.Webhook, []dispatcher.Event{ev})
+	} else {
+		msg, err = dispatcher.BuildMessage(t.Name, t.Webhook, ev)
+	}
 	if err != nil {
 		return fail(env, "test", err) // BuildPayload's errors say "build payload:"
 	}
 	id, payload := msg.ID, msg.Body
 	fmt.Fprintf(w, "\nrequest:  %s %s\n", t.Webhook.Method, t.Webhook.RedactedURL())
+	if t.Batch != nil {
+		fmt.Fprintf(w, "          a batch of this one event: the trigger's requests carry a JSON array of up to %d events\n", t.Batch.MaxEvents)
+	}
 	writeHeaders(w, t, env.Version, id, payload, msg.Header)
 	fmt.Fprintf(w, "\nbody (exact bytes, %d):\n%s\n", len(payload), payload)
 	if !*send {
@@ -201,9 +209,6 @@ func writeHeaders(w io.Writer, t *triggers.Trigger, ver, id string, payload []by
 	for k := range t.Webhook.Headers {
 		h.Set(k, triggers.RedactedMask)
 	}
-	for k, v := range extra {
-		h[k] = v // the CloudEvents binary attributes: not secret
-	}
 	if h.Get("User-Agent") == "" {
 		h.Set("User-Agent", version.UserAgent(ver))
 	}
@@ -216,6 +221,9 @@ func writeHeaders(w io.Writer, t *triggers.Trigger, ver, id string, payload []by
 	h.Set("Content-Type", "application/json")
 	if t.Webhook.Format == triggers.FormatCloudEvents {
 		h.Set("Content-Type", dispatcher.ContentTypeCloudEventsJSON)
+	}
+	for k, v := range extra {
+		h[k] = v // the message's own: CloudEvents binary attributes, a batch's Content-Type; not secret
 	}
 	h.Set("X-Changehook-Trigger", t.Name)
 	h.Set("webhook-id", id)
@@ -247,7 +255,12 @@ func sendOnce(ctx context.Context, env Env, t *triggers.Trigger, ev dispatcher.E
 		return fail(env, "test", err)
 	}
 	fmt.Fprintf(env.Stdout, "\nsending (up to %d attempts)...\n", t.Retry.MaxAttempts)
-	res, err := s.Deliver(ctx, ev)
+	var res dispatcher.Result
+	if t.Batch != nil {
+		res, err = s.DeliverBatch(ctx, []dispatcher.Event{ev})
+	} else {
+		res, err = s.Deliver(ctx, ev)
+	}
 	printResult(env.Stdout, res, err)
 	if err != nil {
 		return ExitFailure
