@@ -359,9 +359,10 @@ func rewrites(req store.ControlRequest) bool {
 // its trigger — the trigger, or each partition of a partitioned one; a
 // partition's key names that partition alone:
 //
-//   - Its effect on this process's state — a pause, or lifting one — is
-//     applied once per request to every unit, run here or not (a unit
-//     acquired later then starts in the right state).
+//   - Its effect on this process's state is applied to every unit, run
+//     here or not, so that a unit acquired later starts in the right
+//     state: a paused document pauses them (at every reading, so units a
+//     reload created are paused too); a resume lifts it, once.
 //   - The runner of each unit (the lease holder in a cluster; a disabled
 //     trigger, which nobody runs, by every member for pause and resume)
 //     applies it to that unit — a checkpoint rewrite under the unit's lease
@@ -391,6 +392,10 @@ func (r *Runner) applyControl(ctx context.Context, c store.Control) {
 	}
 	done := c.UnitsDone()
 	r.mirrorRewrites(c, ss, done)
+	if c.Paused {
+		// Every time: units a reload created since start paused too.
+		r.pauseFromControl(c)
+	}
 	if r.ctlSeen[c.Trigger] != req.ID {
 		r.ctlSeen[c.Trigger] = req.ID
 		r.applyLocally(c, ss, c.Pending())
@@ -457,34 +462,32 @@ func (r *Runner) mirrorRewrites(c store.Control, ss []*slot, done map[string]sto
 	}
 }
 
-// applyLocally applies c's effect on this process's state to every unit
-// of ss: the document's pause, or a resume's lifting of a pause and a
-// permanent failure (a resume from a position lifts them here too; its
-// units stay held by mirrorRewrites until rewritten). A resume that was
-// already applied everywhere before this process saw it (it was not
-// watching the controls then) lifts only operators' pauses.
+// applyLocally applies a resume's effect on this process's state to every
+// unit of ss, once per request: it lifts the pause and a permanent failure
+// (a resume from a position too: its units stay held by mirrorRewrites
+// until rewritten). A resume that was already applied everywhere before
+// this process saw it (it was not watching the controls then) lifts only
+// operators' pauses.
 func (r *Runner) applyLocally(c store.Control, ss []*slot, pending bool) {
-	switch {
-	case c.Paused:
-		r.pauseFromControl(c)
-	case c.Request.Kind == store.RequestResume:
-		logged := false
-		for _, s := range ss {
-			s.mu.Lock()
-			lift := s.pause != nil && (pending || s.pause.By != PauseByPayloadErrors)
-			if lift && !logged {
-				r.log.Info("trigger resumed", "trigger", c.Trigger, "from", cmp.Or(c.Request.From, "checkpoint"))
-				logged = true
-			}
-			if lift {
-				s.pause = nil
-			}
-			if pending {
-				s.failed = false
-			}
-			r.reconcile(s)
-			s.mu.Unlock()
+	if c.Paused || c.Request.Kind != store.RequestResume {
+		return
+	}
+	logged := false
+	for _, s := range ss {
+		s.mu.Lock()
+		lift := s.pause != nil && (pending || s.pause.By != PauseByPayloadErrors)
+		if lift && !logged {
+			r.log.Info("trigger resumed", "trigger", c.Trigger, "from", cmp.Or(c.Request.From, "checkpoint"))
+			logged = true
 		}
+		if lift {
+			s.pause = nil
+		}
+		if pending {
+			s.failed = false
+		}
+		r.reconcile(s)
+		s.mu.Unlock()
 	}
 }
 

@@ -280,3 +280,35 @@ func got40to80(got map[int32]int) int {
 	}
 	return n
 }
+
+// TestPauseHoldsPartitionsARepartitioningReloadCreates: a trigger paused
+// through the controls stays paused when a reload changes its partitions
+// (the reload creates new partitions, which read the stored pause).
+func TestPauseHoldsPartitionsARepartitioningReloadCreates(t *testing.T) {
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	st := store.New(client, stateDB)
+	r := startRunner(t, parseTrigger(t, strings.Replace(partitionedYAML, "partitions: 4", "partitions: 2", 1), recv.srv.URL), client, runner.Options{Controls: true})
+	waitFor(t, "2 partitions ready", r.Ready)
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	msg, err := runner.RequestControl(ctx, st, "orders", "test", store.ControlRequest{Kind: store.RequestPause, By: "test"})
+	if err != nil || msg != "paused (all 2 partitions)" {
+		t.Fatalf("pause = %q, %v", msg, err)
+	}
+	if _, err := r.Reload(ctx, parseTrigger(t, partitionedYAML, recv.srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the 4 new partitions paused", func() bool {
+		st, err := r.TriggerStatus("orders")
+		if err != nil || len(st.Partitions) != 4 {
+			return false
+		}
+		for _, p := range st.Partitions {
+			if p.State != runner.StatePaused {
+				return false
+			}
+		}
+		return true
+	})
+}
