@@ -282,8 +282,8 @@ func got40to80(got map[int32]int) int {
 }
 
 // TestPauseHoldsPartitionsARepartitioningReloadCreates: a trigger paused
-// through the controls stays paused when a reload changes its partitions
-// (the reload creates new partitions, which read the stored pause).
+// through the controls stays paused when a reload changes its partitions:
+// the new partitions start paused and deliver nothing.
 func TestPauseHoldsPartitionsARepartitioningReloadCreates(t *testing.T) {
 	client := startDB(t, devdb.Options{})
 	recv := newReceiver(t)
@@ -298,6 +298,16 @@ func TestPauseHoldsPartitionsARepartitioningReloadCreates(t *testing.T) {
 	}
 	if _, err := r.Reload(ctx, parseTrigger(t, partitionedYAML, recv.srv.URL)); err != nil {
 		t.Fatal(err)
+	}
+	// Paused from their creation: none ever opened a stream.
+	st4, err := r.TriggerStatus("orders")
+	if err != nil || len(st4.Partitions) != 4 {
+		t.Fatalf("status after reload: %+v, %v", st4, err)
+	}
+	for _, p := range st4.Partitions {
+		if p.State != runner.StatePaused || p.EventsReceived != 0 {
+			t.Errorf("partition %s after the reload: %s, %d events read; want paused from the start", p.Key, p.State, p.EventsReceived)
+		}
 	}
 	waitFor(t, "the 4 new partitions paused", func() bool {
 		st, err := r.TriggerStatus("orders")

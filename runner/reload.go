@@ -132,10 +132,20 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	}
 	var added []*slot
 	for _, name := range fresh {
+		// Repartitioned: the new partitions keep the trigger's pause.
+		var pause *PauseInfo
+		for _, old := range oldSlots[name] {
+			old.mu.Lock()
+			if old.pause != nil && pause == nil {
+				p := *old.pause
+				pause = &p
+			}
+			old.mu.Unlock()
+		}
 		drop(name)
 		t := byName[name]
 		for _, u := range t.Units() {
-			s := &slot{t: u, want: !r.opts.StartStopped}
+			s := &slot{t: u, want: !r.opts.StartStopped, pause: pause}
 			r.slots[u.Key()] = s
 			r.units[name] = append(r.units[name], u.Key())
 			added = append(added, s)
