@@ -62,9 +62,12 @@ func (s *matchStage) filter(rc *runCtx) (*Filter, error) {
 }
 
 func (s *matchStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
-	f, err := s.filter(rc)
-	if err != nil {
-		return nil, false, err
+	f := s.f
+	if rc.coll != nil {
+		var err error
+		if f, err = s.filter(rc); err != nil {
+			return nil, false, err
+		}
 	}
 	ok, err := f.matchErrVars(doc, rc.vars)
 	return doc, ok, err
