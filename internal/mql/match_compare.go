@@ -1,6 +1,7 @@
 package mql
 
 import (
+	"bytes"
 	"math"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -64,6 +65,9 @@ type cmpMatch struct {
 	rhs any
 	// coll is the collation strings compare under (nil: binary).
 	coll *Collation
+	// rhsKey is the collation key of a string rhs (with coll), computed
+	// once so that each candidate string costs one key, not two.
+	rhsKey []byte
 }
 
 func newCmpMatch(op matchOp, rhs any, name string, coll *Collation) (*cmpMatch, error) {
@@ -74,7 +78,41 @@ func newCmpMatch(op matchOp, rhs any, name string, coll *Collation) (*cmpMatch, 
 	if TypeNumber(rhs) == typeNumberMissing && !IsMissing(rhs) {
 		return nil, badValue("%s: unsupported value of Go type %T", name, rhs)
 	}
-	return &cmpMatch{op: op, rhs: rhs, coll: coll}, nil
+	p := &cmpMatch{op: op, rhs: rhs, coll: coll}
+	if s, ok := collatedString(rhs, coll); ok {
+		p.rhsKey = coll.Key(s)
+	}
+	return p, nil
+}
+
+// collatedString returns v's text when v is a string or symbol and coll is
+// a collation, the case in which comparisons use collation keys.
+func collatedString(v any, coll *Collation) (string, bool) {
+	if coll == nil {
+		return "", false
+	}
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case bson.Symbol:
+		return string(x), true
+	}
+	return "", false
+}
+
+// opHolds reports whether a comparison result c satisfies op.
+func opHolds(op matchOp, c int) bool {
+	switch op {
+	case mEQ:
+		return c == 0
+	case mGT:
+		return c > 0
+	case mGTE:
+		return c >= 0
+	case mLT:
+		return c < 0
+	}
+	return c <= 0
 }
 
 // matchRank is canonicalRank except that Missing ranks as undefined (BSON
@@ -87,6 +125,12 @@ func matchRank(v any) int {
 }
 
 func (p *cmpMatch) test(v any) bool {
+	if p.rhsKey != nil {
+		if s, ok := collatedString(v, p.coll); ok {
+			var buf [64]byte
+			return opHolds(p.op, bytes.Compare(p.coll.AppendKey(buf[:0], s), p.rhsKey))
+		}
+	}
 	return compareMatches(p.op, v, p.rhs, p.coll)
 }
 
@@ -113,18 +157,7 @@ func compareMatches(op matchOp, v, rhs any, coll *Collation) bool {
 			return vn && rn && (op == mEQ || op == mGTE || op == mLTE)
 		}
 	}
-	c := compareValues(v, rhs, coll)
-	switch op {
-	case mEQ:
-		return c == 0
-	case mGT:
-		return c > 0
-	case mGTE:
-		return c >= 0
-	case mLT:
-		return c < 0
-	}
-	return c <= 0
+	return opHolds(op, compareValues(v, rhs, coll))
 }
 
 // isNaNValue reports whether a number is NaN (double or decimal).
@@ -146,6 +179,9 @@ type inMatch struct {
 	eq      []any
 	regexes []*regexMatch
 	coll    *Collation
+	// keys are the collation keys of the string values (with coll), which
+	// are then not in eq: a candidate string is looked up by its key.
+	keys map[string]struct{}
 }
 
 func newInMatch(op string, v any, coll *Collation) (*inMatch, error) {
@@ -170,12 +206,27 @@ func newInMatch(op string, v any, coll *Collation) (*inMatch, error) {
 		if _, ok := x.(bson.Undefined); ok {
 			return nil, badValue("InMatchExpression equality cannot be undefined")
 		}
+		if s, ok := collatedString(x, coll); ok {
+			if p.keys == nil {
+				p.keys = map[string]struct{}{}
+			}
+			p.keys[string(coll.Key(s))] = struct{}{}
+			continue
+		}
 		p.eq = append(p.eq, x)
 	}
 	return p, nil
 }
 
 func (p *inMatch) test(v any) bool {
+	if p.keys != nil {
+		if s, ok := collatedString(v, p.coll); ok {
+			var buf [64]byte
+			if _, hit := p.keys[string(p.coll.AppendKey(buf[:0], s))]; hit {
+				return true
+			}
+		}
+	}
 	for _, x := range p.eq {
 		if compareMatches(mEQ, v, x, p.coll) {
 			return true
