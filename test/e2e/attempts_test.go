@@ -42,6 +42,7 @@ type apiAttempt struct {
 	WebhookID   string          `json:"webhook_id"`
 	DocumentKey json.RawMessage `json:"document_key"`
 	Operation   string          `json:"operation"`
+	Events      int             `json:"events"`
 	Attempt     int             `json:"attempt"`
 	Failed      bool            `json:"failed"`
 	Status      int             `json:"status"`

@@ -25,10 +25,12 @@ func TestBatchedDelivery(t *testing.T) {
 	rc := newReceiver(t)
 	var mu sync.Mutex
 	refused := map[string]bool{} // webhook-ids of the events of refused batches
+	refusedBatch := ""
 	rc.setRespond(func(_ int, d delivery, _ http.ResponseWriter, _ *http.Request) int {
 		if d.Batch != "" && bytes.Contains(d.Body, []byte(`"_id":"bad`)) {
 			mu.Lock()
 			defer mu.Unlock()
+			refusedBatch = d.Batch
 			for _, e := range batchDeliveries(d) {
 				refused[e.ID] = true
 			}
@@ -99,6 +101,7 @@ func TestBatchedDelivery(t *testing.T) {
 	for id := range refused {
 		want = append(want, id)
 	}
+	batchID := refusedBatch
 	mu.Unlock()
 	sort.Strings(want)
 	r.waitAdmin("/api/triggers", func(_ int, body []byte) bool {
@@ -116,6 +119,18 @@ func TestBatchedDelivery(t *testing.T) {
 	if n := strings.Count(out, "client_error"); n != len(want) {
 		t.Errorf("dlq list shows %d client_error dead letters, want %d (one per event of the refused batch):\n%s", n, len(want), out)
 	}
+	// The history: one record per request, with its event count.
+	r.waitAdmin("/api/history?trigger=batched", func(code int, body []byte) bool {
+		if code != http.StatusOK {
+			return false
+		}
+		for _, a := range apiHistory(t, body) {
+			if a.WebhookID == batchID && a.Failed && a.Status == http.StatusBadRequest && a.Events == len(want) {
+				return true
+			}
+		}
+		return false
+	})
 	var badID string
 	for _, d := range rc.deliveries() {
 		if key, _ := lookup(d.Event, "documentKey").(bson.D); lookup(key, "_id") == "bad1" {
