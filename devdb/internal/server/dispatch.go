@@ -261,6 +261,9 @@ func (s *Server) invoke(ctx context.Context, req *Request) (reply bson.D, err er
 	if req.Name == "commitTransaction" || req.Name == "abortTransaction" {
 		return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "%s must be run within a transaction", req.Name)
 	}
+	if tv, ok := cmdField(req.Body, "txnNumber"); ok {
+		s.abortOlderTxn(req, tv)
+	}
 	return s.invokeHandler(ctx, req, h)
 }
 

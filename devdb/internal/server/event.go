@@ -144,10 +144,14 @@ type csImages struct {
 // of a multi-document transaction txnNumber and lsid.
 func buildEvent(ent *storage.OplogEntry, tok resumeToken, im csImages) (bson.D, error) {
 	ev := make(bson.D, 0, 12)
+	clusterTime := ent.TS
+	if ent.CommitTS != nil {
+		clusterTime = *ent.CommitTS // a transaction's events share its commit time
+	}
 	ev = append(ev,
 		bson.E{Key: "_id", Value: tok.Doc()},
 		bson.E{Key: "operationType", Value: ent.Op},
-		bson.E{Key: "clusterTime", Value: ent.TS},
+		bson.E{Key: "clusterTime", Value: clusterTime},
 	)
 	if im.expanded && len(ent.UUID.Data) > 0 {
 		ev = append(ev, bson.E{Key: "collectionUUID", Value: ent.UUID})

@@ -238,6 +238,27 @@ func (s *Server) abortSessions(keys [][16]byte) {
 	}
 }
 
+// abortOlderTxn aborts the open transaction of req's session when req, a
+// command outside any transaction (a retryable write), carries a newer
+// txnNumber, as MongoDB does.
+func (s *Server) abortOlderTxn(req *Request, tv any) {
+	n, ok := tv.(int64)
+	if !ok {
+		return
+	}
+	lv, _ := cmdField(req.Body, "lsid")
+	key, ok := sessionKey(lv)
+	if !ok {
+		return
+	}
+	s.txns.mu.Lock()
+	t := s.txns.bySession[key]
+	s.txns.mu.Unlock()
+	if t != nil && t.number < n {
+		s.abortTxn(t, "a newer retryable write started on its session")
+	}
+}
+
 // abortTxn aborts t if it is still active, after its running command (if
 // any) finished: commands of t hold t.run, so a commit never races an abort.
 func (s *Server) abortTxn(t *transaction, reason string) {

@@ -113,10 +113,12 @@ func TestTransactionCommitIsAtomicAndVisibleOnlyAfterCommit(t *testing.T) {
 		t.Errorf("after commit a, b = %d, %d, want 70, 30", a, b)
 	}
 	type ev struct {
-		Op        string `bson:"operationType"`
-		Key       bson.D `bson:"documentKey"`
-		TxnNumber *int64 `bson:"txnNumber"`
-		LSID      bson.D `bson:"lsid"`
+		Op        string         `bson:"operationType"`
+		Time      bson.Timestamp `bson:"clusterTime"`
+		Wall      bson.DateTime  `bson:"wallTime"`
+		Key       bson.D         `bson:"documentKey"`
+		TxnNumber *int64         `bson:"txnNumber"`
+		LSID      bson.D         `bson:"lsid"`
 	}
 	var got []ev
 	for len(got) < 4 && cs.Next(ctx) {
@@ -138,6 +140,10 @@ func TestTransactionCommitIsAtomicAndVisibleOnlyAfterCommit(t *testing.T) {
 	for i, e := range got[1:] {
 		if e.Op != wantOps[i] || e.Key[0].Value != wantIDs[i] {
 			t.Errorf("event %d = %s %v, want %s %v", i+1, e.Op, e.Key, wantOps[i], wantIDs[i])
+		}
+		if e.Time != got[1].Time || e.Wall != got[1].Wall || !got[0].Time.Before(e.Time) {
+			t.Errorf("event %d clusterTime %v wallTime %v, want the commit's (%v, %v), after the marker's %v",
+				i+1, e.Time, e.Wall, got[1].Time, got[1].Wall, got[0].Time)
 		}
 		if e.TxnNumber == nil || *e.TxnNumber != 1 {
 			t.Errorf("event %d txnNumber = %v, want 1", i+1, e.TxnNumber)
@@ -305,6 +311,19 @@ func TestTransactionCommandRules(t *testing.T) {
 	}
 	if got := findIDs(t, ctx, coll, bson.D{{Key: "_id", Value: "wc"}}); len(got) != 1 {
 		t.Errorf("document of the commit with a writeConcernError: %v, want it stored", got)
+	}
+
+	// A retryable write with a newer txnNumber aborts the session's open
+	// transaction.
+	mustRun(t, c, "db", bson.D{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: "open"}}}},
+		{Key: "lsid", Value: lsidDoc}, {Key: "txnNumber", Value: int64(9)}, {Key: "autocommit", Value: false}, {Key: "startTransaction", Value: true}})
+	mustRun(t, c, "db", bson.D{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: "retryable"}}}},
+		{Key: "lsid", Value: lsidDoc}, {Key: "txnNumber", Value: int64(10)}})
+	_, err = runCommand(t, c, "admin", bson.D{{Key: "commitTransaction", Value: 1}, {Key: "lsid", Value: lsidDoc},
+		{Key: "txnNumber", Value: int64(9)}, {Key: "autocommit", Value: false}})
+	wantLabel(t, err, mongoerr.NoSuchTransaction, "TransientTransactionError")
+	if got := findIDs(t, ctx, coll, bson.D{{Key: "_id", Value: "open"}}); len(got) != 0 {
+		t.Errorf("write of the aborted transaction stored: %v", got)
 	}
 }
 

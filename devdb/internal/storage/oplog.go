@@ -56,6 +56,10 @@ type OplogEntry struct {
 	// commit wrote the entry (absent for every other write).
 	LSID      bson.D `bson:"lsid,omitempty"`
 	TxnNumber int64  `bson:"txnNumber,omitempty"`
+	// CommitTS is, for a transaction's entry, the cluster time of the
+	// transaction's first entry: the commit's time, which all its change
+	// events report as clusterTime (MongoDB writes one applyOps entry).
+	CommitTS *bson.Timestamp `bson:"commitTs,omitempty"`
 }
 
 // appendOplog assigns ent its cluster time and writes it in the current
@@ -83,6 +87,13 @@ func (t *Tx) appendOplog(ent *OplogEntry) error {
 	t.e.allocTS = packTS(ts)
 	ent.TS = ts
 	ent.Wall = now.UTC().Truncate(time.Millisecond)
+	if t.txn != nil {
+		if t.txnTS.IsZero() {
+			t.txnTS, t.txnWall = ts, ent.Wall
+		}
+		commit := t.txnTS
+		ent.CommitTS, ent.Wall = &commit, t.txnWall
+	}
 	raw, err := bson.Marshal(ent)
 	if err != nil {
 		return fmt.Errorf("encode oplog entry: %w", err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,6 +41,10 @@ type Tx struct {
 	// txn, when set, marks the oplog entries written as a committing
 	// multi-document transaction's (CommitTxn).
 	txn *TxnInfo
+	// txnTS and txnWall are the cluster and wall time of the committing
+	// transaction's first entry.
+	txnTS   bson.Timestamp
+	txnWall time.Time
 }
 
 // RecordID identifies a stored document within its collection; record ids
