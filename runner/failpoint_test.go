@@ -402,6 +402,7 @@ func TestRunnerRidesThroughGetMoreFaults(t *testing.T) {
 		name      string
 		failPoint string
 		data      bson.D
+		times     int // the fail point's times (0: 1); each firing follows from the first
 		// runnerSees is what the trigger's last error shows when the
 		// error reaches the watch loop, which reopens the stream itself;
 		// "" when the driver resumes without surfacing an error.
@@ -427,6 +428,12 @@ func TestRunnerRidesThroughGetMoreFaults(t *testing.T) {
 			data: getMoreFault(bson.E{Key: "errorCode", Value: 91}), runnerSees: "ShutdownInProgress"},
 		{name: "NotWritablePrimary", failPoint: "failCommand",
 			data: getMoreFault(bson.E{Key: "errorCode", Value: 10107}), runnerSees: "NotWritablePrimary"},
+		// The getMore's connection drops, and so do the driver's resume and
+		// its one retry of it: the error reaches the watch loop, which
+		// reopens.
+		{name: "network error on the getMore and the resumes", failPoint: "failCommand", times: 3,
+			data:       bson.D{{Key: "failCommands", Value: bson.A{"getMore", "aggregate"}}, {Key: "appName", Value: faultApp}, {Key: "closeConnection", Value: true}},
+			runnerSees: "connection"},
 		// A getMore held ten times its await time, then answered.
 		{name: "slow getMore", failPoint: "failCommand",
 			data: getMoreFault(bson.E{Key: "blockConnection", Value: true}, bson.E{Key: "blockTimeMS", Value: 1000})},
@@ -443,7 +450,8 @@ func TestRunnerRidesThroughGetMoreFaults(t *testing.T) {
 			cp := rig.settle(t)
 			opened := statusOf(t, rig.r, "audit").Since // when the stream was (last) opened
 
-			configureFailPoint(t, rig.admin, tc.failPoint, bson.D{{Key: "times", Value: 1}}, tc.data)
+			times := max(1, tc.times)
+			configureFailPoint(t, rig.admin, tc.failPoint, bson.D{{Key: "times", Value: times}}, tc.data)
 			// One change, delivered: the getMore that returned it may have
 			// started before the fail point was set, but the next one
 			// cannot, so the fault hits the getMore that is to return the
@@ -453,8 +461,8 @@ func TestRunnerRidesThroughGetMoreFaults(t *testing.T) {
 			wait := rig.writeDuring(200)
 			wait(t)
 			rig.aud.waitDelivered(t, rig.w)
-			if n := configureFailPoint(t, rig.admin, tc.failPoint, "off", nil); n != 1 {
-				t.Fatalf("the fail point fired %d times, want 1", n)
+			if n := configureFailPoint(t, rig.admin, tc.failPoint, "off", nil); n != int64(times) {
+				t.Fatalf("the fail point fired %d times, want %d", n, times)
 			}
 			// The stream goes on after the fault.
 			rig.w.mustWrite(t, 20)
