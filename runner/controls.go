@@ -124,7 +124,7 @@ func (r *Runner) Redeliver(ctx context.Context, name string, since time.Time) er
 	}
 	return r.holding(ctx, name, "redeliver trigger", func(ss []*slot) error {
 		for _, s := range ss {
-			if err := r.rewind(ctx, s, since); err != nil {
+			if err := r.rewind(ctx, s, since, ""); err != nil {
 				return err
 			}
 		}
@@ -134,8 +134,9 @@ func (r *Runner) Redeliver(ctx context.Context, name string, since time.Time) er
 }
 
 // rewind moves the checkpoint of s's unit to the first change at or after
-// since; the unit must be held stopped.
-func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time) error {
+// since, marked as control request control's rewrite ("" for none); the
+// unit must be held stopped.
+func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control string) error {
 	s.mu.Lock()
 	t := s.t
 	s.mu.Unlock()
@@ -143,8 +144,40 @@ func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time) error {
 	if err != nil {
 		return err
 	}
+	cp.Control = control
 	return r.saveUnitCheckpoint(ctx, s, cp)
 }
+
+// rewrittenBy reports whether the checkpoint of s's unit was last set by
+// the rewrite of control request id: a previous lease holder applied it
+// and could not record its result. Under a lease it first claims the
+// checkpoint for the lease's epoch, so that a previous holder's rewrite
+// either is seen here or fails afterwards (fenced), never both missed and
+// written.
+func (r *Runner) rewrittenBy(ctx context.Context, s *slot, id string) (bool, error) {
+	s.mu.Lock()
+	key, l := s.t.Key(), s.lease
+	s.mu.Unlock()
+	var cp store.Checkpoint
+	var found bool
+	var err error
+	switch {
+	case l == nil:
+		cp, found, err = r.store.LoadCheckpoint(ctx, key)
+	case !l.Valid():
+		return false, fmt.Errorf("claim checkpoint of %q: %w", key, ErrFenced)
+	default:
+		cp, found, err = r.store.ClaimCheckpoint(ctx, l.Key(), l.Fence())
+		if errors.Is(err, store.ErrLeaseLost) {
+			return false, fmt.Errorf("%w: %w", ErrFenced, err)
+		}
+	}
+	return found && cp.Control == id, err
+}
+
+// appliedBefore is a unit's message for a rewrite its previous lease
+// holder had already written.
+const appliedBefore = "already applied to this partition by its previous lease holder, which could not record it"
 
 // saveUnitCheckpoint writes a control's new checkpoint of s's unit: under
 // the unit's lease when it runs under one (so a member that lost the lease
@@ -171,9 +204,10 @@ func (r *Runner) saveUnitCheckpoint(ctx context.Context, s *slot, cp store.Check
 }
 
 // resumeFrom moves the checkpoint of s's unit to from (now or a time),
-// records the skipped range in the history and lifts the unit's pause and
-// permanent failure; the unit must be held stopped.
-func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom) (Skipped, error) {
+// marked as control request control's rewrite ("" for none), records the
+// skipped range in the history and lifts the unit's pause and permanent
+// failure; the unit must be held stopped.
+func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom, control string) (Skipped, error) {
 	var skipped Skipped
 	s.mu.Lock()
 	t := s.t
@@ -186,6 +220,7 @@ func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom) (Skip
 	if err != nil {
 		return skipped, err
 	}
+	cp.Control = control
 	if err := r.saveUnitCheckpoint(ctx, s, cp); err != nil {
 		return skipped, err
 	}
@@ -571,11 +606,25 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			break
 		}
 		var sk Skipped
+		already := false
 		err = r.holding(ctx, t.Key(), "resume trigger", func(ss []*slot) error {
-			sk, err = r.resumeFrom(ctx, ss[0], from)
+			done, err := r.rewrittenBy(ctx, ss[0], req.ID)
+			if err != nil {
+				return err
+			}
+			if already = done; already {
+				ss[0].mu.Lock()
+				ss[0].pause, ss[0].failed = nil, false
+				ss[0].mu.Unlock()
+				return nil
+			}
+			sk, err = r.resumeFrom(ctx, ss[0], from, req.ID)
 			return err
 		})
-		if err == nil {
+		switch {
+		case err == nil && already:
+			msg = appliedBefore
+		case err == nil:
 			msg = fmt.Sprintf("resumed from %s; skipped the changes from %s to %s", from, timeText(sk.From), timeText(sk.To))
 			r.log.Warn("trigger resumed, skipping changes", "trigger", t.Name, "key", t.Key(), "from", from.String(),
 				"skipped_from", sk.From, "skipped_to", sk.To)
@@ -590,8 +639,19 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			err = fmt.Errorf("since must be a time in the past, not %v", req.Since)
 			break
 		}
-		err = r.holding(ctx, t.Key(), "redeliver trigger", func(ss []*slot) error { return r.rewind(ctx, ss[0], req.Since) })
-		if err == nil {
+		already := false
+		err = r.holding(ctx, t.Key(), "redeliver trigger", func(ss []*slot) error {
+			done, err := r.rewrittenBy(ctx, ss[0], req.ID)
+			if err != nil || done {
+				already = done
+				return err
+			}
+			return r.rewind(ctx, ss[0], req.Since, req.ID)
+		})
+		switch {
+		case err == nil && already:
+			msg = appliedBefore
+		case err == nil:
 			msg = "redelivering every change since " + timeText(req.Since)
 			r.log.Warn("trigger rewound for redelivery", "trigger", t.Name, "key", t.Key(), "since", timeText(req.Since))
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/mql"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -321,4 +322,75 @@ func TestPauseHoldsPartitionsARepartitioningReloadCreates(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestRewriteAppliedBeforeIsNotRepeated: a partition whose checkpoint was
+// already rewritten by a redeliver (by a previous lease holder that could
+// not record its result) is not rewound again; the others are, and the
+// result says which was which.
+func TestRewriteAppliedBeforeIsNotRepeated(t *testing.T) {
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	st := store.New(client, stateDB)
+	coll := client.Database("shop").Collection("orders")
+	r := startRunner(t, parseTrigger(t, strings.Replace(partitionedYAML, "partitions: 4", "partitions: 2", 1), recv.srv.URL), client, runner.Options{Controls: true})
+	waitFor(t, "2 partitions ready", r.Ready)
+	partOf := func(id int32) int {
+		h := mql.HashedIndexKey(id) % 2
+		return int(max(h, -h))
+	}
+	// A change before the range, then the range from the next whole
+	// second on (positions have one-second resolution).
+	insert(t, coll, bson.D{{Key: "_id", Value: 0}})
+	recv.next(t)
+	since := time.Now().Truncate(time.Second).Add(time.Second)
+	time.Sleep(time.Until(since))
+	var ids [2][]int32
+	for id := int32(1); id <= 12; id++ {
+		insert(t, coll, bson.D{{Key: "_id", Value: id}})
+		ids[partOf(id)] = append(ids[partOf(id)], id)
+	}
+	if len(ids[0]) == 0 || len(ids[1]) == 0 {
+		t.Fatalf("ids 1..12 fall into one partition: %v", ids)
+	}
+	for range 12 {
+		recv.next(t)
+	}
+	// Partition 0's checkpoint says request "r-before" rewrote it.
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	cp, ok, err := st.LoadCheckpoint(ctx, "orders/p0of2")
+	if err != nil || !ok {
+		t.Fatalf("partition 0's checkpoint: %v %v", ok, err)
+	}
+	cp.Control = "r-before"
+	if err := st.SaveCheckpoint(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := runner.RequestControl(ctx, st, "orders", "", store.ControlRequest{ID: "r-before", Kind: store.RequestRedeliver, Since: since})
+	if err != nil || !strings.Contains(msg, "orders/p0of2: already applied to this partition by its previous lease holder") ||
+		!strings.Contains(msg, "orders/p1of2: redelivering every change since") {
+		t.Fatalf("redeliver = %q, %v", msg, err)
+	}
+	// Partition 1 delivers its changes again; partition 0 only what comes
+	// next (a rewind would deliver its old changes before that).
+	marker := int32(100)
+	for partOf(marker) != 0 {
+		marker++
+	}
+	insert(t, coll, bson.D{{Key: "_id", Value: marker}})
+	again := map[int32]int{}
+	for again[marker] == 0 {
+		again[recv.next(t).Lookup("documentKey", "_id").Int32()]++
+	}
+	for _, id := range ids[0] {
+		if again[id] != 0 {
+			t.Errorf("partition 0's document %d delivered again although its rewrite was already applied", id)
+		}
+	}
+	for _, id := range ids[1] {
+		for again[id] == 0 {
+			again[recv.next(t).Lookup("documentKey", "_id").Int32()]++
+		}
+	}
 }

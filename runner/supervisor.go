@@ -365,7 +365,7 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 	}
 	err := r.holding(ctx, name, "resume trigger", func(ss []*slot) error {
 		for _, s := range ss {
-			sk, err := r.resumeFrom(ctx, s, from)
+			sk, err := r.resumeFrom(ctx, s, from, "")
 			if err != nil {
 				return err
 			}

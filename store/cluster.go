@@ -329,13 +329,17 @@ func (s *Store) SaveFencedCheckpoint(ctx context.Context, cp Checkpoint, f Fence
 		bson.D{{Key: "epoch", Value: bson.D{{Key: "$lte", Value: f.Epoch}}}},
 		bson.D{{Key: "epoch", Value: bson.D{{Key: "$exists", Value: false}}}},
 	}}}
-	update := bson.D{{Key: "$set", Value: bson.D{
+	set := bson.D{
 		{Key: "token", Value: cp.Token},
 		{Key: "clusterTime", Value: cp.ClusterTime},
 		{Key: "updatedAt", Value: cp.UpdatedAt},
 		{Key: "owner", Value: f.Owner},
 		{Key: "epoch", Value: f.Epoch},
-	}}}
+	}
+	if cp.Control != "" {
+		set = append(set, bson.E{Key: "control", Value: cp.Control})
+	}
+	update := bson.D{{Key: "$set", Value: set}}
 	_, err := s.checkpoints.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(true))
 	if mongo.IsDuplicateKeyError(err) {
 		// The checkpoint exists with a newer epoch: the upsert collided.

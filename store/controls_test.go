@@ -74,3 +74,39 @@ func TestRecordUnitApplied(t *testing.T) {
 		t.Error("a result without a unit key was accepted")
 	}
 }
+
+// TestCheckpointNamesTheRewrite: a checkpoint written by a control's
+// rewrite names the request until another rewrite replaces it; ordinary
+// saves, fenced or not, keep it.
+func TestCheckpointNamesTheRewrite(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := t.Context()
+	control := func(want string) {
+		t.Helper()
+		cp, ok, err := st.LoadCheckpoint(ctx, "orders")
+		if err != nil || !ok || cp.Control != want {
+			t.Fatalf("checkpoint %+v, %v, %v; want control %q", cp, ok, err, want)
+		}
+	}
+	if err := st.SaveCheckpoint(ctx, store.Checkpoint{Trigger: "orders", Token: token(t, "01"), Control: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	control("r1")
+	if err := st.SaveCheckpoint(ctx, store.Checkpoint{Trigger: "orders", Token: token(t, "02")}); err != nil {
+		t.Fatal(err)
+	}
+	control("r1")
+	f := store.Fence{Owner: "m1", Epoch: 1}
+	cp, _, err := st.ClaimCheckpoint(ctx, "orders", f)
+	if err != nil || cp.Control != "r1" {
+		t.Fatalf("claim: %+v, %v", cp, err)
+	}
+	if err := st.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "orders", Token: token(t, "03")}, f); err != nil {
+		t.Fatal(err)
+	}
+	control("r1")
+	if err := st.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "orders", Token: token(t, "04"), Control: "r2"}, f); err != nil {
+		t.Fatal(err)
+	}
+	control("r2")
+}

@@ -60,6 +60,12 @@ type Checkpoint struct {
 	// UpdatedAt is when the checkpoint was saved. SaveCheckpoint sets it to
 	// the current time when zero.
 	UpdatedAt time.Time
+	// Control is the ID of the runtime control request (redeliver, resume
+	// from a position) whose rewrite last set this checkpoint; it stays
+	// through later saves, which leave it empty, until another rewrite
+	// replaces it. A runner that takes the checkpoint over from one that
+	// applied a request but could not record it sees it was applied.
+	Control string
 }
 
 // checkpointDoc is the stored form of a Checkpoint.
@@ -68,10 +74,11 @@ type checkpointDoc struct {
 	Token       bson.Raw       `bson:"token"`
 	ClusterTime bson.Timestamp `bson:"clusterTime,omitempty"`
 	UpdatedAt   time.Time      `bson:"updatedAt"`
+	Control     string         `bson:"control,omitempty"`
 }
 
 func (c checkpointDoc) checkpoint() Checkpoint {
-	return Checkpoint{Trigger: c.ID, Token: c.Token, ClusterTime: c.ClusterTime, UpdatedAt: c.UpdatedAt}
+	return Checkpoint{Trigger: c.ID, Token: c.Token, ClusterTime: c.ClusterTime, UpdatedAt: c.UpdatedAt, Control: c.Control}
 }
 
 // LoadCheckpoint returns the checkpoint of trigger; ok is false when the
@@ -98,6 +105,9 @@ func (s *Store) SaveCheckpoint(ctx context.Context, cp Checkpoint) error {
 		return err
 	}
 	set := bson.D{{Key: "token", Value: cp.Token}, {Key: "updatedAt", Value: cp.UpdatedAt}}
+	if cp.Control != "" {
+		set = append(set, bson.E{Key: "control", Value: cp.Control})
+	}
 	update := bson.D{{Key: "$set", Value: set}}
 	if cp.ClusterTime.IsZero() {
 		update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "clusterTime", Value: ""}}})
