@@ -456,3 +456,28 @@ func TestViewCollation(t *testing.T) {
 		t.Fatalf("listCollections = %v, want the view's collation in its options", fb)
 	}
 }
+
+func TestCollationInTransaction(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	mustRun(t, c, "test", bson.D{{Key: "create", Value: "ci"}, {Key: "collation", Value: caseInsensitive}})
+	coll := c.Database("test").Collection("ci")
+	sess, ctx := txnSession(t, c)
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}, {Key: "x", Value: "ping"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Inside the transaction: its own write, under the collection's default.
+	if got := findIDs(t, ctx, coll, bson.D{{Key: "x", Value: "PING"}}); !reflect.DeepEqual(got, []any{"a"}) {
+		t.Fatalf("find in the transaction = %v, want [a]", got)
+	}
+	res, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "A"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "y", Value: 1}}}})
+	if err != nil || res.MatchedCount != 1 {
+		t.Fatalf("update by _id A in the transaction = %+v, %v; want the document a", res, err)
+	}
+	if err := sess.CommitTransaction(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := collationIDs(t, coll, bson.D{{Key: "y", Value: 1}, {Key: "x", Value: "Ping"}}); !reflect.DeepEqual(got, []any{"a"}) {
+		t.Fatalf("after commit = %v, want [a]", got)
+	}
+}
