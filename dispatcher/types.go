@@ -16,8 +16,12 @@
 // Submit accepts events in stream order, at most Concurrency deliveries are
 // in flight with a small bounded queue behind them, failures are
 // dead-lettered or retried until they succeed, and Watermark reports the
-// checkpointable token. One-off sends (dead-letter replay, test sends) call
-// a Sender directly.
+// checkpointable token. With triggers.Trigger.Batch the Dispatcher delivers
+// batches instead: one signed request carries a JSON array of events, is
+// acknowledged (or dead-lettered, event by event) as a whole, and the
+// trigger's ordering holds between batches (BatchWebhookID,
+// BuildBatchMessage). One-off sends (dead-letter replay, test sends) call a
+// Sender directly.
 //
 // Secrets (signing keys, header values, URL userinfo and query values) never
 // appear in errors, logs or metric labels; see triggers.RedactURL.
