@@ -21,12 +21,17 @@ type options struct {
 	limiters   *Limiters
 	shared     *ByteBudget
 	wrapRT     func(http.RoundTripper) http.RoundTripper
+	// netHTTPOnly sends plain-http webhooks through net/http's Transport
+	// rather than the direct transport (tests compare the two).
+	netHTTPOnly bool
 	// payloadPause: WithPayloadErrorPause.
 	payloadPause func(reason string)
 }
 
-// WithHTTPClient sends requests with a shallow copy of c whose Timeout is the
-// webhook's timeout and whose redirect policy is "do not follow". Default: a
+// WithHTTPClient sends requests with a shallow copy of c whose redirect
+// policy is "do not follow" and whose Timeout is replaced by the webhook's
+// timeout, applied to each attempt (connection, request and response body)
+// through the request's context. Default: a
 // client on a clone of http.DefaultTransport with enough idle connections
 // per host for Concurrency, whose dialer applies the trigger's network
 // policy (the network guard). A client given here is used as it is: the

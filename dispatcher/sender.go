@@ -77,6 +77,7 @@ type Sender struct {
 	log         *slog.Logger
 	metrics     *Metrics
 	http        *http.Client
+	timeout     time.Duration // webhook.timeout of each attempt (0: none)
 	checkRetry  CheckRetry
 	rules       CheckRetry // the trigger's own status rules
 	backoff     Backoff
@@ -195,7 +196,8 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 	if w.TLS != nil {
 		tlsConf = w.TLS.ClientConfig()
 	}
-	s.http = httpClient(o.httpClient, conc, w.Timeout, guard, tlsConf)
+	s.http = httpClient(o.httpClient, u, conc, guard, tlsConf, !o.netHTTPOnly)
+	s.timeout = w.Timeout
 	if o.wrapRT != nil {
 		next := s.http.Transport
 		if next == nil {
@@ -210,7 +212,7 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		}
 		tr := s.http.Transport
 		if o.httpClient == nil {
-			tr = httpClient(nil, 1, w.Timeout, guard, tokenTLS).Transport
+			tr = httpClient(nil, u, 1, guard, tokenTLS, false).Transport
 		}
 		s.tokens = newTokenSource(w.Auth.OAuth2, tr, w.Timeout, s.retry)
 	}
@@ -256,11 +258,12 @@ func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.He
 	return h, nil
 }
 
-// httpClient returns the client deliveries use: a copy of base (or of a
-// client on a cloned default transport with idle connections for conc
-// deliveries, dialling through guard, with tlsConf when not nil) with the
-// webhook timeout and redirects not followed.
-func httpClient(base *http.Client, conc int, timeout time.Duration, guard *netGuard, tlsConf *tls.Config) *http.Client {
+// httpClient returns the client deliveries to u use: a copy of base (or of
+// a client on a cloned default transport with idle connections for conc
+// deliveries, dialling through guard, with tlsConf when not nil, which a
+// plain-http u reaches through the direct transport unless direct is false)
+// without a Timeout of its own and with redirects not followed.
+func httpClient(base *http.Client, u *url.URL, conc int, guard *netGuard, tlsConf *tls.Config, direct bool) *http.Client {
 	var hc http.Client
 	if base != nil {
 		hc = *base
@@ -284,9 +287,19 @@ func httpClient(base *http.Client, conc int, timeout time.Duration, guard *netGu
 			// webhook.tls; the dialer (and so the network guard) stays.
 			t.TLSClientConfig = tlsConf
 		}
+		// No "Accept-Encoding: gzip" added to requests, nor responses
+		// decompressed: response bodies are only kept (4 KiB) for the
+		// delivery history, and the direct transport writes exactly what
+		// this one does.
+		t.DisableCompression = true
 		hc.Transport = t
+		if dt := newDirectTransport(u, conc, dialer.DialContext, t.Proxy, t); direct && dt != nil {
+			hc.Transport = dt
+		}
 	}
-	hc.Timeout = timeout
+	// No Client.Timeout: Sender.do puts webhook.timeout on each request's
+	// context.
+	hc.Timeout = 0
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &hc
 }
@@ -483,9 +496,8 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 	}
 	start := s.clock.Now()
 	at.Start = start
-	resp, doErr, authErr := s.do(ctx, msg, start)
+	resp, body, doErr, authErr := s.do(ctx, msg, start)
 	if authErr == nil && doErr == nil && s.tokens != nil && resp.StatusCode == http.StatusUnauthorized {
-		readBody(resp)
 		s.tokens.invalidate(bearerToken(resp.Request))
 		if s.limiters != nil {
 			if err := s.waitRate(ctx); err != nil {
@@ -494,7 +506,7 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 				return at, false, err
 			}
 		}
-		resp, doErr, authErr = s.do(ctx, msg, s.clock.Now())
+		resp, body, doErr, authErr = s.do(ctx, msg, s.clock.Now())
 	}
 	if authErr != nil {
 		at.Latency = s.clock.Now().Sub(start)
@@ -517,7 +529,7 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 	}
 	if resp != nil {
 		at.Status = resp.StatusCode
-		at.Body = readBody(resp) // also closes the body
+		at.Body = body
 		at.resp = resp
 	}
 	at.Latency = s.clock.Now().Sub(start)
@@ -555,30 +567,79 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 	return at, retry, cerr
 }
 
-// do sends one request of msg stamped at now. authErr is a failure before
-// sending: the OAuth2 token could not be obtained (an *AttemptError), or the
-// request could not be built.
-func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http.Response, doErr, authErr error) {
-	req, err := http.NewRequestWithContext(ctx, s.method, s.url, bytes.NewReader(msg.Body))
+// do sends one request of msg stamped at now, within webhook.timeout, and
+// reads its response body (kept up to 4 KiB; resp's body is then replaced
+// by the kept bytes). authErr is a failure before sending: the OAuth2 token
+// could not be obtained (an *AttemptError), or the request could not be
+// built.
+//
+// The timeout is a deadline on the request's context rather than
+// http.Client.Timeout: with a wrapped transport (WithTransportWrapper, the
+// runner's lease gate) net/http enforces Client.Timeout with a goroutine, a
+// timer and two channels per request, whereas a context deadline costs one
+// timer whatever the transport. Like Client.Timeout it covers the
+// connection, the request and reading the response body.
+func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http.Response, body string, doErr, authErr error) {
+	rctx := ctx
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(rctx, s.method, s.url, bytes.NewReader(msg.Body))
 	if err != nil {
-		return nil, nil, fmt.Errorf("build request for %s: %w", s.redactedURL, redactError(err))
+		return nil, "", nil, fmt.Errorf("build request for %s: %w", s.redactedURL, redactError(err))
 	}
 	req.Header = s.header(msg.ID, now, msg.Body, msg.Header)
 	if s.tokens != nil {
 		tok, err := s.tokens.token(ctx)
 		if err != nil {
-			return nil, nil, err
+			return nil, "", nil, err
 		}
 		req.Header["Authorization"] = []string{"Bearer " + tok}
 	}
 	resp, doErr = s.http.Do(req)
-	if ue, ok := doErr.(*url.Error); ok { //nolint:errorlint // net/http returns *url.Error unwrapped.
+	if dl, ok := rctx.Deadline(); doErr != nil && ctx.Err() == nil && s.timeout > 0 && ok && !time.Now().Before(dl) {
+		// The webhook's timeout, not the caller's context (a connection's
+		// deadline may fire before the context's own timer).
+		doErr = &url.Error{Op: urlErrorOp(req.Method), URL: s.redactedURL, Err: &attemptTimeoutError{timeout: s.timeout}}
+	} else if ue, ok := doErr.(*url.Error); ok { //nolint:errorlint // net/http returns *url.Error unwrapped.
 		// The trigger's own redaction (webhook.secret_path included),
 		// before any policy sees the error.
 		doErr = &url.Error{Op: ue.Op, URL: s.redactedURL, Err: ue.Err}
 	}
-	return resp, doErr, nil
+	if resp != nil {
+		body = readBody(resp) // before the deadline's cancel; also closes the body
+	}
+	return resp, body, doErr, nil
 }
+
+// urlErrorOp is the Op of net/http's *url.Error for a request of method:
+// "Post" for POST, as http.Client.Do names it.
+func urlErrorOp(method string) string {
+	if method == "" {
+		return "Get"
+	}
+	return method[:1] + strings.ToLower(method[1:])
+}
+
+// attemptTimeoutError is an attempt that did not finish within
+// webhook.timeout. It is a timeout for the retry policy (net.Error's
+// Timeout, and context.DeadlineExceeded for errors.Is).
+type attemptTimeoutError struct{ timeout time.Duration }
+
+func (e *attemptTimeoutError) Error() string {
+	return "no response within the webhook timeout (" + e.timeout.String() + ")"
+}
+
+// Timeout reports true: the attempt timed out.
+func (e *attemptTimeoutError) Timeout() bool { return true }
+
+// Temporary reports true, as net/http's timeouts do.
+func (e *attemptTimeoutError) Temporary() bool { return true }
+
+// Unwrap returns context.DeadlineExceeded.
+func (e *attemptTimeoutError) Unwrap() error { return context.DeadlineExceeded }
 
 // bearerToken returns the token of req's Authorization: Bearer header.
 func bearerToken(req *http.Request) string {

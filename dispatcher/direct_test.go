@@ -1,0 +1,358 @@
+package dispatcher
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/triggers"
+)
+
+// withNetHTTPOnly sends plain-http webhooks through net/http's Transport,
+// the reference the direct transport is compared with.
+func withNetHTTPOnly() Option { return func(o *options) { o.netHTTPOnly = true } }
+
+// rawServer is a TCP endpoint that records every request's exact bytes
+// and answers each with a scripted raw HTTP response.
+type rawServer struct {
+	ln net.Listener
+	// respond returns the raw response to request n (from 1), and whether
+	// to close the connection after writing it. An empty response holds
+	// the request unanswered until the client closes the connection.
+	respond func(n int) (resp string, closeConn bool)
+
+	mu       sync.Mutex
+	requests [][]byte
+	conns    int
+	open     []net.Conn
+	closed   chan struct{} // one value per connection the server closed
+	wg       sync.WaitGroup
+}
+
+func newRawServer(t *testing.T, respond func(n int) (string, bool)) *rawServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &rawServer{ln: ln, respond: respond, closed: make(chan struct{}, 64)}
+	s.wg.Go(s.accept)
+	t.Cleanup(func() {
+		_ = ln.Close()
+		s.mu.Lock()
+		for _, c := range s.open { // idle keep-alive connections
+			_ = c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return s
+}
+
+func (s *rawServer) url() string { return "http://" + s.ln.Addr().String() + "/hook?x=1" }
+
+func (s *rawServer) accept() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns++
+		s.open = append(s.open, c)
+		s.mu.Unlock()
+		s.wg.Go(func() { s.serve(c) })
+	}
+}
+
+// serve reads requests (head up to the blank line, then Content-Length
+// bytes) and answers them until the connection ends.
+func (s *rawServer) serve(c net.Conn) {
+	defer func() { _ = c.Close() }()
+	br := bufio.NewReader(c)
+	for {
+		var req bytes.Buffer
+		length := 0
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			req.WriteString(line)
+			if line == "\r\n" {
+				break
+			}
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
+				length, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+		}
+		body := make([]byte, length)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return
+		}
+		req.Write(body)
+		s.mu.Lock()
+		s.requests = append(s.requests, req.Bytes())
+		n := len(s.requests)
+		s.mu.Unlock()
+		resp, closeConn := s.respond(n)
+		if resp == "" {
+			_, _ = io.Copy(io.Discard, br) // hold until the client gives up
+			return
+		}
+		if _, err := io.WriteString(c, resp); err != nil {
+			return
+		}
+		if closeConn {
+			_ = c.Close()
+			s.closed <- struct{}{}
+			return
+		}
+	}
+}
+
+func (s *rawServer) recorded() (requests [][]byte, conns int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.requests...), s.conns
+}
+
+// script answers request n with resps[n-1] (the last one for later
+// requests); a response prefixed with "close:" closes the connection after
+// it is written.
+func script(resps ...string) func(int) (string, bool) {
+	return func(n int) (string, bool) {
+		r := resps[min(n, len(resps))-1]
+		after, closeConn := strings.CutPrefix(r, "close:")
+		return after, closeConn
+	}
+}
+
+// deliveryOutcome is what one scripted run of Sender.Deliver shows: the
+// bytes on the wire, the connections, the result and the backoff waits.
+type deliveryOutcome struct {
+	requests [][]byte
+	conns    int
+	res      Result
+	err      string
+	sleeps   []time.Duration
+	attempts []string // per observed attempt: status, reason, retry
+}
+
+// runScripted delivers two events one after the other with a fresh
+// Sender (net/http's Transport when netHTTP) against a fresh rawServer
+// answering as resp says; the clock is fake, so timestamps and signatures
+// are the same in every run.
+func runScripted(t *testing.T, netHTTP bool, retry triggers.RetryPolicy, timeout time.Duration, resp func(int) (string, bool)) deliveryOutcome {
+	t.Helper()
+	srv := newRawServer(t, resp)
+	var out deliveryOutcome
+	var mu sync.Mutex
+	fc := newFakeClock()
+	// The longest wait the jitter allows: deterministic, and Retry-After
+	// still wins.
+	backoff := ExponentialJitterBackoff(fc.Now, func(n int64) int64 { return n - 1 })
+	opts := []Option{WithClock(fc), WithBackoff(backoff), WithObserver(func(a Attempt) {
+		mu.Lock()
+		defer mu.Unlock()
+		out.attempts = append(out.attempts, fmt.Sprintf("%d %s %v %q", a.Status, a.Reason, a.Retry, a.Body))
+	})}
+	if netHTTP {
+		opts = append(opts, withNetHTTPOnly())
+	}
+	s := newTestSender(t, &triggers.Trigger{
+		Webhook: triggers.Webhook{URL: srv.url(), Secrets: []triggers.Secret{testSecret}, Timeout: timeout,
+			Headers: map[string]triggers.Secret{"X-Tenant": "acme", "Authorization": "Bearer abc"}},
+		Retry: retry,
+	}, opts...)
+	_, direct := s.http.Transport.(*directTransport)
+	if direct == netHTTP {
+		t.Fatalf("transport %T with netHTTPOnly %v", s.http.Transport, netHTTP)
+	}
+	var errs []string
+	for i := range 2 {
+		res, err := s.Deliver(context.Background(), testEvent(t, i+1, "k"))
+		out.res = res
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	// The two runs' servers listen on different ports.
+	addr := srv.ln.Addr().String()
+	out.err = strings.ReplaceAll(strings.Join(errs, "; "), addr, "ENDPOINT")
+	out.requests, out.conns = srv.recorded()
+	for i, r := range out.requests {
+		out.requests[i] = bytes.ReplaceAll(r, []byte(addr), []byte("ENDPOINT"))
+	}
+	out.sleeps = fc.Sleeps()
+	return out
+}
+
+// TestDirectTransportMatchesNetHTTP is the differential test of the direct
+// transport: for each scripted endpoint, the same deliveries through it and
+// through net/http's Transport put the same bytes on the wire (headers,
+// signature and body), open the same number of connections, and end with
+// the same results, attempts and backoff waits (Retry-After included).
+func TestDirectTransportMatchesNetHTTP(t *testing.T) {
+	big := strings.Repeat("x", 10<<10)
+	huge := strings.Repeat("y", 100<<10)
+	tests := []struct {
+		name    string
+		retry   triggers.RetryPolicy
+		resp    func(int) (string, bool)
+		timeout time.Duration
+		conns   int
+	}{
+		{name: "200 empty", resp: script("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 1},
+		{name: "204", resp: script("HTTP/1.1 204 No Content\r\n\r\n"), conns: 1},
+		{name: "200 with body", resp: script("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), conns: 1},
+		{name: "500 then 200", retry: triggers.RetryPolicy{MaxAttempts: 3},
+			resp: script("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 1},
+		{name: "429 Retry-After seconds", retry: triggers.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Minute},
+			resp: script("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 1},
+		{name: "503 Retry-After date capped", retry: triggers.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Second},
+			resp: script("HTTP/1.1 503 Service Unavailable\r\nRetry-After: Fri, 31 Dec 2099 23:59:59 GMT\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"), conns: 1},
+		{name: "chunked 400 is permanent", retry: triggers.RetryPolicy{MaxAttempts: 3},
+			resp: script("HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nbad r\r\n6\r\nequest\r\n0\r\n\r\n"), conns: 1},
+		{name: "100 Continue then 201", resp: script("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"), conns: 1},
+		{name: "10 KiB body kept to 4 KiB, connection reused", retry: triggers.RetryPolicy{MaxAttempts: 2},
+			resp: script("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 10240\r\n\r\n"+big, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 1},
+		{name: "100 KiB body not drained, connection closed", retry: triggers.RetryPolicy{MaxAttempts: 2},
+			resp: script("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 102400\r\n\r\n"+huge, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 2},
+		{name: "Connection: close", resp: script("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), conns: 2},
+		{name: "body until close", resp: script("close:HTTP/1.1 200 OK\r\n\r\ndone"), conns: 2},
+		{name: "timeout then 200", retry: triggers.RetryPolicy{MaxAttempts: 3}, timeout: 50 * time.Millisecond,
+			resp: script("", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 2},
+		{name: "answer cut short", retry: triggers.RetryPolicy{MaxAttempts: 3},
+			resp: script("close:HTTP/1.1 200 OK\r\nContent-Len", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ref := runScripted(t, true, tt.retry, tt.timeout, tt.resp)
+			got := runScripted(t, false, tt.retry, tt.timeout, tt.resp)
+			if len(got.requests) != len(ref.requests) {
+				t.Fatalf("direct sent %d requests, net/http %d", len(got.requests), len(ref.requests))
+			}
+			for i := range ref.requests {
+				if !bytes.Equal(got.requests[i], ref.requests[i]) {
+					t.Fatalf("request %d differs:\ndirect:\n%s\nnet/http:\n%s", i+1, got.requests[i], ref.requests[i])
+				}
+			}
+			if got.conns != ref.conns || got.conns != tt.conns {
+				t.Errorf("connections: direct %d, net/http %d, want %d", got.conns, ref.conns, tt.conns)
+			}
+			if got.res != ref.res {
+				t.Errorf("result: direct %+v, net/http %+v", got.res, ref.res)
+			}
+			if got.err != ref.err {
+				t.Errorf("error: direct %q, net/http %q", got.err, ref.err)
+			}
+			if !equalDurations(got.sleeps, ref.sleeps) {
+				t.Errorf("backoff waits: direct %v, net/http %v", got.sleeps, ref.sleeps)
+			}
+			if strings.Join(got.attempts, "\n") != strings.Join(ref.attempts, "\n") {
+				t.Errorf("attempts:\ndirect:   %q\nnet/http: %q", got.attempts, ref.attempts)
+			}
+		})
+	}
+}
+
+// TestDirectTransportSkipsClosedIdleConnection checks that a keep-alive
+// connection the server closed while it was idle is not used for the next
+// delivery: it goes out on a new connection at its first attempt.
+func TestDirectTransportSkipsClosedIdleConnection(t *testing.T) {
+	srv := newRawServer(t, script("close:HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.url()}, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, WithClock(newFakeClock()))
+	if _, ok := s.http.Transport.(*directTransport); !ok {
+		t.Fatalf("transport %T, want the direct transport", s.http.Transport)
+	}
+	for i := range 3 {
+		res, err := s.Deliver(context.Background(), testEvent(t, i, "k"))
+		if err != nil || res.Attempts != 1 {
+			t.Fatalf("delivery %d: %+v, %v; want success at the first attempt", i+1, res, err)
+		}
+		<-srv.closed // the server closed the (keep-alive) connection
+	}
+	if _, conns := srv.recorded(); conns != 3 {
+		t.Fatalf("%d connections, want 3", conns)
+	}
+}
+
+// TestDirectTransportCancel checks that canceling the delivery's context
+// aborts a request in flight (the endpoint never answers; the webhook
+// timeout is far away).
+func TestDirectTransportCancel(t *testing.T) {
+	srv := newRawServer(t, script(""))
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.url(), Timeout: time.Hour}, Retry: triggers.RetryPolicy{MaxAttempts: 1}},
+		WithClock(newFakeClock()))
+	ctx, cancel := context.WithCancel(context.Background())
+	seen := make(chan struct{})
+	var once sync.Once
+	srv.respond = func(int) (string, bool) {
+		once.Do(func() { close(seen) })
+		return "", false
+	}
+	go func() {
+		<-seen
+		cancel()
+	}()
+	res, err := s.Deliver(ctx, testEvent(t, 1, "k"))
+	if res.Reason != ReasonCanceled || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Deliver = %+v, %v; want canceled", res, err)
+	}
+}
+
+// TestDirectTransportConnectionBound delivers many events through a
+// dispatcher with concurrency 4 over the direct transport: every event is
+// delivered once, on at most 4 connections.
+func TestDirectTransportConnectionBound(t *testing.T) {
+	var conns, requests atomic.Int64
+	seen := sync.Map{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if _, dup := seen.LoadOrStore(r.Header.Get("webhook-id"), true); dup {
+			t.Errorf("webhook-id %s delivered twice", r.Header.Get("webhook-id"))
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.URL}, Ordering: triggers.None, Concurrency: 4}, nil)
+	if _, ok := d.sender.http.Transport.(*directTransport); !ok {
+		t.Fatalf("transport %T, want the direct transport", d.sender.http.Transport)
+	}
+	const n = 300
+	for i := range n {
+		if err := d.Submit(context.Background(), testEvent(t, i, strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := d.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := requests.Load(); got != n {
+		t.Fatalf("%d requests, want %d", got, n)
+	}
+	if c := conns.Load(); c < 1 || c > 4 {
+		t.Fatalf("%d connections, want 1 to 4", c)
+	}
+}
