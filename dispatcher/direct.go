@@ -36,11 +36,21 @@ import (
 // reader goroutine would have noticed the close). Requests it does not
 // handle (another scheme or host, Expect: 100-continue, a body that cannot
 // be replayed) go to fallback.
+//
+// It also enforces the webhook timeout itself, as a deadline on the
+// connection covering the request, the response and its body (and the
+// dial), so that a delivery needs no context of its own: a per-request
+// context with a deadline costs a timer and a registration with the
+// dispatcher's context shared by every worker. Cancellation of the caller's
+// context still aborts a request at once: each connection watches the
+// context of its last request (context.AfterFunc), registered again only
+// when a request brings another context.
 type directTransport struct {
 	host        string // the URL's host (as written) requests must have
 	addr        string // host:port dialled
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	fallback    http.RoundTripper
+	timeout     time.Duration    // webhook.timeout of each request (0: none)
 	open        chan struct{}    // one token per open connection
 	idle        chan *directConn // idle connections, oldest first
 	idleTimeout time.Duration
@@ -58,7 +68,7 @@ const directIdleTimeout = 90 * time.Second
 // not a plain-http URL it can serve (another scheme, a host that is not
 // ASCII, a proxy configured for it) or the platform cannot check idle
 // connections.
-func newDirectTransport(u *url.URL, maxConns int, dial func(ctx context.Context, network, addr string) (net.Conn, error),
+func newDirectTransport(u *url.URL, maxConns int, timeout time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error),
 	proxy func(*http.Request) (*url.URL, error), fallback http.RoundTripper) *directTransport {
 	if !peekSupported || u.Scheme != "http" || u.Host == "" || u.User != nil {
 		return nil
@@ -80,7 +90,7 @@ func newDirectTransport(u *url.URL, maxConns int, dial func(ctx context.Context,
 	}
 	maxConns = max(maxConns, 1)
 	return &directTransport{
-		host: u.Host, addr: net.JoinHostPort(host, port), dial: dial, fallback: fallback,
+		host: u.Host, addr: net.JoinHostPort(host, port), dial: dial, fallback: fallback, timeout: max(timeout, 0),
 		open: make(chan struct{}, maxConns), idle: make(chan *directConn, maxConns), idleTimeout: directIdleTimeout,
 	}
 }
@@ -95,34 +105,87 @@ func (t *directTransport) handles(req *http.Request) bool {
 // RoundTrip sends req and returns its response, whose body must be read and
 // closed (the connection is reused when the body was read to its end).
 func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !t.handles(req) {
-		return t.fallback.RoundTrip(req)
-	}
 	ctx := req.Context()
-	deadline, _ := ctx.Deadline()
+	var deadline time.Time
+	if t.timeout > 0 {
+		deadline = time.Now().Add(t.timeout)
+	}
+	if dl, ok := ctx.Deadline(); ok && (deadline.IsZero() || dl.Before(deadline)) {
+		deadline = dl
+	}
+	if !t.handles(req) {
+		return t.roundTripFallback(req, deadline)
+	}
+	if err := ctx.Err(); err != nil {
+		closeRequestBody(req)
+		return nil, err
+	}
 	for {
-		c, reused, err := t.get(ctx)
+		c, reused, err := t.get(ctx, deadline)
 		if err != nil {
 			closeRequestBody(req)
-			return nil, err
+			return nil, t.failure(ctx, deadline, err)
 		}
-		// Every use sets the deadline (none: cleared), before the peek:
-		// an expired one would fail it.
+		// Every use sets the deadline (none: cleared) before anything
+		// else: an expired one would fail the peek, and an abort by the
+		// context (watch) must come after it to stick.
 		_ = c.nc.SetDeadline(deadline)
-		if reused && !c.reusable() {
+		if !c.watch(ctx) || (reused && !c.reusable()) {
 			c.discard()
 			continue
 		}
-		resp, err := c.roundTrip(ctx, req)
+		resp, err := c.roundTrip(req)
 		if err != nil {
 			c.discard()
-			if cerr := ctx.Err(); cerr != nil {
-				return nil, cerr
-			}
-			return nil, err
+			return nil, t.failure(ctx, deadline, err)
 		}
 		return resp, nil
 	}
+}
+
+// failure is the error RoundTrip returns for err: the context's error once
+// it ended, a timeout error once the deadline passed, else err.
+func (t *directTransport) failure(ctx context.Context, deadline time.Time, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if t.timeout > 0 && !deadline.IsZero() && !time.Now().Before(deadline) {
+		return &attemptTimeoutError{timeout: t.timeout}
+	}
+	return err
+}
+
+// roundTripFallback sends req through the fallback transport within
+// deadline (a context deadline there), released when the response body is
+// closed.
+func (t *directTransport) roundTripFallback(req *http.Request, deadline time.Time) (*http.Response, error) {
+	if deadline.IsZero() {
+		return t.fallback.RoundTrip(req)
+	}
+	ctx, cancel := context.WithDeadline(req.Context(), deadline)
+	resp, err := t.fallback.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() == nil {
+			err = &attemptTimeoutError{timeout: t.timeout}
+		}
+		return nil, err
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelBody releases a request's context when its response body is
+// closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // CloseIdleConnections closes the idle connections (and the fallback's).
@@ -143,7 +206,7 @@ func (t *directTransport) CloseIdleConnections() {
 
 // get returns an idle connection (reused) or a new one, waiting while
 // maxConns connections are open and none is idle.
-func (t *directTransport) get(ctx context.Context) (c *directConn, reused bool, err error) {
+func (t *directTransport) get(ctx context.Context, deadline time.Time) (c *directConn, reused bool, err error) {
 	for {
 		select {
 		case c = <-t.idle:
@@ -151,7 +214,7 @@ func (t *directTransport) get(ctx context.Context) (c *directConn, reused bool, 
 			select {
 			case c = <-t.idle:
 			case t.open <- struct{}{}:
-				c, err = t.dialConn(ctx)
+				c, err = t.dialConn(ctx, deadline)
 				return c, false, err
 			case <-ctx.Done():
 				return nil, false, ctx.Err()
@@ -164,9 +227,14 @@ func (t *directTransport) get(ctx context.Context) (c *directConn, reused bool, 
 	}
 }
 
-// dialConn dials a new connection; the caller holds an open token, which
-// a failed dial gives back.
-func (t *directTransport) dialConn(ctx context.Context) (*directConn, error) {
+// dialConn dials a new connection (by deadline, when set); the caller
+// holds an open token, which a failed dial gives back.
+func (t *directTransport) dialConn(ctx context.Context, deadline time.Time) (*directConn, error) {
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
 	nc, err := t.dial(ctx, "tcp", t.addr)
 	if err != nil {
 		<-t.open
@@ -201,6 +269,28 @@ type directConn struct {
 	bw        *bufio.Writer
 	idleTimer *time.Timer // running while idle: expire
 	expired   atomic.Bool
+	watched   context.Context // whose end aborts c (see watch)
+	unwatch   func() bool     // stops watching it
+	aborted   atomic.Bool     // watched ended: c must not be reused
+}
+
+// watch makes the end of ctx abort c's request (and retire c), keeping the
+// registration of the previous request when ctx is the same context. It
+// reports false when c was aborted and must be discarded.
+func (c *directConn) watch(ctx context.Context) bool {
+	if ctx != c.watched {
+		if c.unwatch != nil && !c.unwatch() {
+			c.aborted.Store(true) // the previous context ended meanwhile
+		}
+		c.watched, c.unwatch = ctx, context.AfterFunc(ctx, c.abort)
+	}
+	return !c.aborted.Load()
+}
+
+// abort fails c's reads and writes at once.
+func (c *directConn) abort() {
+	c.aborted.Store(true)
+	_ = c.nc.SetDeadline(aLongTimeAgo)
 }
 
 // expire closes c after idleTimeout unused; it stays in the pool until a
@@ -213,6 +303,9 @@ func (c *directConn) expire() {
 // discard closes c and gives its open token back. Called once, by the
 // connection's holder.
 func (c *directConn) discard() {
+	if c.unwatch != nil {
+		c.unwatch()
+	}
 	_ = c.nc.Close()
 	<-c.t.open
 }
@@ -227,8 +320,7 @@ func (c *directConn) reusable() bool {
 // roundTrip writes req on c and reads the final response's header. The
 // returned response's body hands c back to the pool when closed after
 // being read to its end.
-func (c *directConn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
+func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 	c.lr.n = directMaxHeaderBytes
 	err := req.Write(c.bw) // closes req.Body
 	if err == nil {
@@ -244,7 +336,6 @@ func (c *directConn) roundTrip(ctx context.Context, req *http.Request) (*http.Re
 		// one follows.
 	}
 	if err != nil {
-		stop()
 		if errors.Is(err, errHeaderLimit) {
 			err = fmt.Errorf("server response headers exceeded %d bytes; aborted", directMaxHeaderBytes)
 		}
@@ -252,7 +343,7 @@ func (c *directConn) roundTrip(ctx context.Context, req *http.Request) (*http.Re
 	}
 	c.lr.n = math.MaxInt64
 	keep := !resp.Close && !req.Close && !connectionClose(req.Header) && resp.StatusCode != http.StatusSwitchingProtocols
-	b := &directBody{rc: resp.Body, c: c, stop: stop, keep: keep}
+	b := &directBody{rc: resp.Body, c: c, keep: keep}
 	if resp.Body == http.NoBody {
 		b.eof = true
 	}
@@ -302,8 +393,7 @@ func (l *limitReader) Read(p []byte) (int, error) {
 type directBody struct {
 	rc     io.ReadCloser
 	c      *directConn
-	stop   func() bool // stops the context's abort of the connection
-	keep   bool        // the connection may be reused after the body
+	keep   bool // the connection may be reused after the body
 	eof    bool
 	closed bool
 }
@@ -330,8 +420,7 @@ func (b *directBody) Close() error {
 		return nil
 	}
 	b.closed = true
-	stopped := b.stop() // false: the context ended and aborted the connection
-	if b.eof && b.keep && stopped {
+	if b.eof && b.keep && !b.c.aborted.Load() {
 		_ = b.rc.Close()
 		b.c.t.put(b.c)
 		return nil

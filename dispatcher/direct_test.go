@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,8 +21,9 @@ import (
 	"github.com/changehook/changehook/triggers"
 )
 
-// withNetHTTPOnly sends plain-http webhooks through net/http's Transport,
-// the reference the direct transport is compared with.
+// withNetHTTPOnly sends requests through http.Client and net/http's
+// Transport (the path before the direct transport): the reference the
+// direct path is compared with.
 func withNetHTTPOnly() Option { return func(o *options) { o.netHTTPOnly = true } }
 
 // rawServer is a TCP endpoint that records every request's exact bytes
@@ -354,5 +356,55 @@ func TestDirectTransportConnectionBound(t *testing.T) {
 	}
 	if c := conns.Load(); c < 1 || c > 4 {
 		t.Fatalf("%d connections, want 1 to 4", c)
+	}
+}
+
+// TestDirectTransportFallbackTimeout checks the requests the direct
+// transport hands to its fallback (here: one with Expect: 100-continue):
+// they get the webhook timeout as a context deadline, a timeout is reported
+// as the webhook timeout, and the deadline's context lives until the
+// response body is closed.
+func TestDirectTransportFallbackTimeout(t *testing.T) {
+	u, err := url.Parse("http://127.0.0.1:1/hook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqCtx context.Context
+	fallback := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		reqCtx = r.Context()
+		if r.Header.Get("X-Hold") != "" {
+			<-r.Context().Done()
+			return nil, r.Context().Err()
+		}
+		return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("ok")), Request: r}, nil
+	})
+	dt := newDirectTransport(u, 1, 20*time.Millisecond, (&net.Dialer{}).DialContext, nil, fallback)
+	if dt == nil {
+		t.Skip("no direct transport on this platform")
+	}
+	req, err := http.NewRequest(http.MethodPost, u.String(), strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Expect", "100-continue")
+	req.Header.Set("X-Hold", "1")
+	_, err = dt.RoundTrip(req)
+	var te *attemptTimeoutError
+	if !errors.As(err, &te) || !isTimeout(err) {
+		t.Fatalf("held fallback request: %v, want the webhook timeout", err)
+	}
+	req.Header.Del("X-Hold")
+	resp, err := dt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reqCtx.Deadline(); !ok || reqCtx.Err() != nil {
+		t.Fatalf("fallback request context: deadline set %v, err %v; want a live deadline until the body is closed", ok, reqCtx.Err())
+	}
+	if body := readBody(resp); body != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	if !errors.Is(reqCtx.Err(), context.Canceled) {
+		t.Fatalf("after the body was closed the request context is %v, want canceled", reqCtx.Err())
 	}
 }

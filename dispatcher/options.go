@@ -21,8 +21,9 @@ type options struct {
 	limiters   *Limiters
 	shared     *ByteBudget
 	wrapRT     func(http.RoundTripper) http.RoundTripper
-	// netHTTPOnly sends plain-http webhooks through net/http's Transport
-	// rather than the direct transport (tests compare the two).
+	// netHTTPOnly sends every request through http.Client and net/http's
+	// Transport, never the direct transport or Sender.send's shortcut:
+	// the reference tests compare them with.
 	netHTTPOnly bool
 	// payloadPause: WithPayloadErrorPause.
 	payloadPause func(reason string)

@@ -77,7 +77,8 @@ type Sender struct {
 	log         *slog.Logger
 	metrics     *Metrics
 	http        *http.Client
-	timeout     time.Duration // webhook.timeout of each attempt (0: none)
+	timeout     time.Duration // webhook.timeout put on each attempt's context (0: none, or the transport applies it)
+	viaClient   bool          // send through http.Client (see send)
 	checkRetry  CheckRetry
 	rules       CheckRetry // the trigger's own status rules
 	backoff     Backoff
@@ -196,8 +197,8 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 	if w.TLS != nil {
 		tlsConf = w.TLS.ClientConfig()
 	}
-	s.http = httpClient(o.httpClient, u, conc, guard, tlsConf, !o.netHTTPOnly)
-	s.timeout = w.Timeout
+	s.http, s.timeout = httpClient(o.httpClient, u, conc, w.Timeout, guard, tlsConf, !o.netHTTPOnly)
+	s.viaClient = s.http.Jar != nil || u.User != nil || o.netHTTPOnly
 	if o.wrapRT != nil {
 		next := s.http.Transport
 		if next == nil {
@@ -212,7 +213,8 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		}
 		tr := s.http.Transport
 		if o.httpClient == nil {
-			tr = httpClient(nil, u, 1, guard, tokenTLS, false).Transport
+			hc, _ := httpClient(nil, u, 1, 0, guard, tokenTLS, false)
+			tr = hc.Transport
 		}
 		s.tokens = newTokenSource(w.Auth.OAuth2, tr, w.Timeout, s.retry)
 	}
@@ -262,11 +264,13 @@ func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.He
 // a client on a cloned default transport with idle connections for conc
 // deliveries, dialling through guard, with tlsConf when not nil, which a
 // plain-http u reaches through the direct transport unless direct is false)
-// without a Timeout of its own and with redirects not followed.
-func httpClient(base *http.Client, u *url.URL, conc int, guard *netGuard, tlsConf *tls.Config, direct bool) *http.Client {
-	var hc http.Client
+// without a Timeout of its own and with redirects not followed. ctxTimeout
+// is the timeout each request's context must carry: timeout, or 0 when
+// the direct transport applies it itself.
+func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, guard *netGuard, tlsConf *tls.Config, direct bool) (hc *http.Client, ctxTimeout time.Duration) {
+	hc = new(http.Client)
 	if base != nil {
-		hc = *base
+		*hc = *base
 	} else {
 		var t *http.Transport
 		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
@@ -293,15 +297,16 @@ func httpClient(base *http.Client, u *url.URL, conc int, guard *netGuard, tlsCon
 		// this one does.
 		t.DisableCompression = true
 		hc.Transport = t
-		if dt := newDirectTransport(u, conc, dialer.DialContext, t.Proxy, t); direct && dt != nil {
+		if dt := newDirectTransport(u, conc, timeout, dialer.DialContext, t.Proxy, t); direct && dt != nil {
 			hc.Transport = dt
+			timeout = 0 // the direct transport applies it
 		}
 	}
 	// No Client.Timeout: Sender.do puts webhook.timeout on each request's
 	// context.
 	hc.Timeout = 0
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &hc
+	return hc, timeout
 }
 
 // Deliver sends ev through the retry policy: at most Retry.MaxAttempts
@@ -573,11 +578,11 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 // could not be obtained (an *AttemptError), or the request could not be
 // built.
 //
-// The timeout is a deadline on the request's context rather than
-// http.Client.Timeout: with a wrapped transport (WithTransportWrapper, the
-// runner's lease gate) net/http enforces Client.Timeout with a goroutine, a
-// timer and two channels per request, whereas a context deadline costs one
-// timer whatever the transport. Like Client.Timeout it covers the
+// The timeout is not http.Client.Timeout: with a wrapped transport
+// (WithTransportWrapper, the runner's lease gate) net/http enforces that
+// with a goroutine, a timer and two channels per request. It is a deadline
+// on the request's context (s.timeout), or, on the direct transport, on its
+// connection (see directTransport). Like Client.Timeout it covers the
 // connection, the request and reading the response body.
 func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http.Response, body string, doErr, authErr error) {
 	rctx := ctx
@@ -598,7 +603,7 @@ func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http
 		}
 		req.Header["Authorization"] = []string{"Bearer " + tok}
 	}
-	resp, doErr = s.http.Do(req)
+	resp, doErr = s.send(req)
 	if dl, ok := rctx.Deadline(); doErr != nil && ctx.Err() == nil && s.timeout > 0 && ok && !time.Now().Before(dl) {
 		// The webhook's timeout, not the caller's context (a connection's
 		// deadline may fire before the context's own timer).
@@ -612,6 +617,32 @@ func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http
 		body = readBody(resp) // before the deadline's cancel; also closes the body
 	}
 	return resp, body, doErr, nil
+}
+
+// send sends req through the client's transport, or through http.Client
+// when the client adds something to the request (a cookie jar, the basic
+// auth of a URL's userinfo). Redirects are never followed, so for every
+// other request http.Client only copies the request's headers (kept for a
+// redirect) and wraps errors; send wraps them as it does (*url.Error).
+func (s *Sender) send(req *http.Request) (*http.Response, error) {
+	if s.viaClient {
+		return s.http.Do(req)
+	}
+	rt := s.http.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	resp, err := rt.RoundTrip(req)
+	if err == nil && resp == nil {
+		err = errors.New("transport returned neither a response nor an error")
+	}
+	if err != nil {
+		return nil, &url.Error{Op: urlErrorOp(req.Method), URL: s.redactedURL, Err: err}
+	}
+	if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
+	return resp, nil
 }
 
 // urlErrorOp is the Op of net/http's *url.Error for a request of method:
