@@ -30,11 +30,15 @@ var ErrClosed = errors.New("dispatcher closed")
 //
 // At most capacity events are held, from Track until the watermark passes
 // them; Track blocks while the tracker is full, so a slow oldest event slows
-// the producer down. Track must be called from one goroutine (submission
-// order is stream order); the other methods are safe for concurrent use.
+// the producer down. A blocked Track resumes once a quarter of the capacity
+// is free again (resumeAt), not at every freed slot: the producer then
+// admits several events per wake-up instead of being woken for each. Track
+// must be called from one goroutine (submission order is stream order); the
+// other methods are safe for concurrent use.
 type Tracker[T any] struct {
 	ordering triggers.Ordering
-	slots    chan struct{}         // admission semaphore: one token per held event
+	capacity int
+	resumeAt int                   // free slots that wake a blocked Track
 	ready    chan *Ticket[T]       // started events; closed once closed and drained
 	closing  chan struct{}         // closed by Close: wakes blocked Tracks
 	drained  chan struct{}         // closed with ready
@@ -46,8 +50,10 @@ type Tracker[T any] struct {
 
 	mu        sync.Mutex
 	closed    bool
-	held      int64 // bytes of the held events, taken from bytes and shared
-	active    int   // tracked events not yet resolved
+	slots     int           // held events (admitted, not yet passed by the watermark)
+	roomWait  chan struct{} // closed (and reset) when resumeAt slots are free
+	held      int64         // bytes of the held events, taken from bytes and shared
+	active    int           // tracked events not yet resolved
 	watermark bson.Raw
 	idleWait  chan struct{} // closed (and reset) when active drops to 0
 }
@@ -85,7 +91,8 @@ func NewTracker[T any](ordering triggers.Ordering, capacity int) *Tracker[T] {
 	capacity = max(capacity, 1)
 	return &Tracker[T]{
 		ordering: ordering,
-		slots:    make(chan struct{}, capacity),
+		capacity: capacity,
+		resumeAt: max(1, capacity/4),
 		ready:    make(chan *Ticket[T], capacity),
 		closing:  make(chan struct{}),
 		drained:  make(chan struct{}),
@@ -115,7 +122,7 @@ func (t *Tracker[T]) HeldBytes() int64 {
 }
 
 // Capacity returns the number of events the tracker holds at most.
-func (t *Tracker[T]) Capacity() int { return cap(t.slots) }
+func (t *Tracker[T]) Capacity() int { return t.capacity }
 
 // Track admits the event with resume token token and ordering key key,
 // carrying v, in stream order. It blocks while capacity events are held; it
@@ -168,15 +175,11 @@ func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, size
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("track event: %w", err)
 	}
-	select {
-	case t.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("track event: %w", ctx.Err())
-	case <-t.closing:
-		return nil, fmt.Errorf("track event: %w", ErrClosed)
+	if err := t.takeSlot(ctx); err != nil {
+		return nil, err
 	}
 	if err := t.acquireBytes(ctx, size); err != nil {
-		<-t.slots
+		t.freeSlots(1)
 		return nil, err
 	}
 	tk := &Ticket[T]{Value: v, t: t, token: token, key: key, size: size}
@@ -184,7 +187,7 @@ func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, size
 	if t.closed {
 		t.mu.Unlock()
 		t.releaseBytes(size)
-		<-t.slots
+		t.freeSlots(1)
 		return nil, fmt.Errorf("track event: %w", ErrClosed)
 	}
 	defer t.mu.Unlock()
@@ -202,6 +205,52 @@ func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, size
 	}
 	t.ready <- tk // never blocks: len(ready) <= active <= len(order) <= cap(ready)
 	return tk, nil
+}
+
+// takeSlot holds a slot for an event, waiting while the tracker is full
+// until resumeAt slots are free, ctx ends or the tracker is closed.
+func (t *Tracker[T]) takeSlot(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return fmt.Errorf("track event: %w", ErrClosed)
+		}
+		if t.slots < t.capacity {
+			t.slots++
+			t.mu.Unlock()
+			return nil
+		}
+		if t.roomWait == nil {
+			t.roomWait = make(chan struct{})
+		}
+		ch := t.roomWait
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("track event: %w", ctx.Err())
+		case <-t.closing:
+			return fmt.Errorf("track event: %w", ErrClosed)
+		}
+	}
+}
+
+// freeSlots gives n slots back; t.mu must not be held.
+func (t *Tracker[T]) freeSlots(n int) {
+	t.mu.Lock()
+	t.freeSlotsLocked(n)
+	t.mu.Unlock()
+}
+
+// freeSlotsLocked gives n slots back and wakes a blocked Track once
+// resumeAt slots are free; t.mu is held.
+func (t *Tracker[T]) freeSlotsLocked(n int) {
+	t.slots -= n
+	if t.roomWait != nil && t.capacity-t.slots >= t.resumeAt {
+		close(t.roomWait)
+		t.roomWait = nil
+	}
 }
 
 // acquireBytes takes size bytes from the tracker's budgets, waiting while
@@ -290,6 +339,7 @@ func (tk *Ticket[T]) Resolve(done bool) {
 		freed += head.size
 	}
 	t.held -= freed
+	t.freeSlotsLocked(released)
 	t.active--
 	if t.active == 0 {
 		if t.idleWait != nil {
@@ -302,9 +352,6 @@ func (tk *Ticket[T]) Resolve(done bool) {
 	}
 	t.mu.Unlock()
 	t.releaseBytes(freed)
-	for range released {
-		<-t.slots
-	}
 }
 
 // waitIdle blocks until no tracked event is unresolved, ctx ends or the
