@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -35,7 +36,11 @@ const (
 // attemptBucket is the stored form of the history: the records of one
 // trigger written together, oldest first, with what the lookups need at the
 // top level (the multikey indexes on webhookIds and documentKeys, the
-// range first..last of the records' times).
+// range first..last of the records' times). The records themselves are one
+// BSON array document stored as a single binary value (see MarshalBSON):
+// every lookup is by the top-level fields and every record-level filter
+// runs in the reader, so the database never needs to look inside, and a
+// batch of records costs it one value instead of a dozen per record.
 type attemptBucket struct {
 	ID      bson.ObjectID `bson:"_id"`
 	Trigger string        `bson:"trigger"`
@@ -49,8 +54,9 @@ type attemptBucket struct {
 	// WebhookIDs and DocumentKeys are the records' distinct values.
 	WebhookIDs   []string   `bson:"webhookIds,omitempty"`
 	DocumentKeys []bson.Raw `bson:"documentKeys,omitempty"`
-	// Records have no Trigger (the bucket's).
-	Records []AttemptRecord `bson:"records"`
+	// Records have no Trigger (the bucket's). MarshalBSON and
+	// UnmarshalBSON store them as the binary "records".
+	Records []AttemptRecord `bson:"-"`
 }
 
 // newBucket builds the bucket of trigger's records (sorted oldest first,
@@ -191,10 +197,14 @@ type recordFilter struct {
 	cID       bson.ObjectID
 	sinceSet  bool
 	keyFilter bool
+	key       bson.D // the filter's document key, decoded
 }
 
 func newRecordFilter(f AttemptFilter) recordFilter {
 	rf := recordFilter{f: f, sinceSet: !f.Since.IsZero(), keyFilter: len(f.DocumentKey) > 0}
+	if rf.keyFilter {
+		_ = bson.Unmarshal(f.DocumentKey, &rf.key) // validated by ValidateAttemptFilter
+	}
 	if f.After != "" {
 		rf.cAt, rf.cID, _ = parseCursor(f.After)
 		rf.cursor = true
@@ -208,7 +218,7 @@ func (rf *recordFilter) match(r *AttemptRecord) bool {
 	switch {
 	case f.Trigger != "" && r.Trigger != f.Trigger,
 		f.WebhookID != "" && r.WebhookID != f.WebhookID,
-		rf.keyFilter && !bytes.Equal(r.DocumentKey, f.DocumentKey),
+		rf.keyFilter && !rf.sameKey(r.DocumentKey),
 		rf.sinceSet && r.At.Before(f.Since),
 		f.Failed && !r.Failed:
 		return false
@@ -221,6 +231,21 @@ func (rf *recordFilter) match(r *AttemptRecord) bool {
 		}
 	}
 	return true
+}
+
+// sameKey reports whether key equals the filter's document key as MongoDB
+// compares documents (the buckets were selected that way): the same field
+// names in the same order with equal values, numbers equal by value across
+// types.
+func (rf *recordFilter) sameKey(key bson.Raw) bool {
+	if bytes.Equal(key, rf.f.DocumentKey) {
+		return true
+	}
+	var d bson.D
+	if len(key) == 0 || bson.Unmarshal(key, &d) != nil {
+		return false
+	}
+	return mql.Equal(d, rf.key)
 }
 
 // bucketFilter selects the buckets that may hold records matching rf: the

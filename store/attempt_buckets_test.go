@@ -30,14 +30,28 @@ func bucketDocs(t *testing.T, s *store.Store) []bson.Raw {
 	return docs
 }
 
-// arrayLen returns the length of d's array field.
+// arrayLen returns the length of d's array field ("records": of the array
+// its binary value holds).
 func arrayLen(t *testing.T, d bson.Raw, field string) int {
 	t.Helper()
-	vals, err := d.Lookup(field).Array().Values()
+	return len(arrayValues(t, d, field))
+}
+
+// arrayValues returns the values of d's array field ("records": of the
+// array its binary value holds).
+func arrayValues(t *testing.T, d bson.Raw, field string) []bson.RawValue {
+	t.Helper()
+	var arr []byte
+	if field == "records" {
+		_, arr = d.Lookup(field).Binary()
+	} else {
+		arr = d.Lookup(field).Array()
+	}
+	vals, err := bson.Raw(arr).Values()
 	if err != nil {
 		t.Fatalf("%s: %v", field, err)
 	}
-	return len(vals)
+	return vals
 }
 
 // TestAttemptBuckets: one write of many records is stored as a few bucket
@@ -74,7 +88,7 @@ func TestAttemptBuckets(t *testing.T) {
 	if first, last := docs[0].Lookup("first").Time(), docs[0].Lookup("last").Time(); !first.Equal(base) || !last.Equal(base.Add(511*time.Millisecond)) {
 		t.Errorf("first bucket spans %v..%v, want %v..%v", first, last, base, base.Add(511*time.Millisecond))
 	}
-	if rec := docs[0].Lookup("records", "0").Document(); rec.Lookup("trigger").Type != 0 || rec.Lookup("skippedFrom").Type != 0 {
+	if rec := arrayValues(t, docs[0], "records")[0].Document(); rec.Lookup("trigger").Type != 0 || rec.Lookup("skippedFrom").Type != 0 {
 		t.Errorf("a bucket's record repeats the trigger or holds a zero time: %v", rec)
 	}
 	// Records more than bucketSpan (a minute) apart go to separate buckets.
@@ -171,6 +185,36 @@ func TestListAttemptsMergesBuckets(t *testing.T) {
 				t.Fatalf("CountAttempts = %d, %v; want %d", n, err, len(want))
 			}
 		})
+	}
+}
+
+// TestDocumentKeyEquality: a document key matches as MongoDB compares
+// documents (a number equal by value across types), not by its bytes.
+func TestDocumentKeyEquality(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	long, err := bson.Marshal(bson.D{{Key: "_id", Value: int64(42)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := bson.Marshal(bson.D{{Key: "_id", Value: int64(43)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	if _, err := s.InsertAttempts(ctx, []store.AttemptRecord{
+		{Kind: store.KindDelivery, Trigger: "t", WebhookID: "a", DocumentKey: long, At: at},
+		{Kind: store.KindDelivery, Trigger: "t", WebhookID: "b", DocumentKey: other, At: at},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := store.ParseDocumentKey(`{"_id": 42}`) // an int32
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.ListAttempts(ctx, store.AttemptFilter{DocumentKey: key})
+	if err != nil || len(got) != 1 || got[0].WebhookID != "a" {
+		t.Fatalf("records of {_id: 42} = %+v, %v; want the one stored with a long 42", got, err)
 	}
 }
 
