@@ -18,8 +18,10 @@ import (
 const (
 	// DefaultHistoryQueue is HistoryWriterOptions.Queue when zero.
 	DefaultHistoryQueue = 4096
-	// DefaultHistoryBatch is HistoryWriterOptions.Batch when zero.
-	DefaultHistoryBatch = 256
+	// DefaultHistoryBatch is HistoryWriterOptions.Batch when zero: one
+	// full bucket (maxBucketRecords), so that a busy trigger's history
+	// costs one insert per 512 attempts.
+	DefaultHistoryBatch = maxBucketRecords
 	// DefaultHistoryFlushEvery is HistoryWriterOptions.FlushEvery when zero.
 	DefaultHistoryFlushEvery = 200 * time.Millisecond
 	// DefaultHistoryTrimEvery is HistoryWriterOptions.TrimEvery when zero.
