@@ -69,7 +69,7 @@ func TestBucketEncoding(t *testing.T) {
 			if err != nil || len(vals) != len(recs) {
 				t.Fatalf("records blob holds %d values (%v), want the %d records", len(vals), err, len(recs))
 			}
-			driver, err := bson.Marshal(driverBucket{b.ID, b.Trigger, b.First, b.Last, b.N, b.Failed, b.WebhookIDs, b.DocumentKeys, b.Records})
+			driver, err := bson.Marshal(driverBucket(b))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -142,7 +142,7 @@ func BenchmarkBucketEncoding(b *testing.B) {
 	})
 	b.Run("driver", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := bson.Marshal(driverBucket{bk.ID, bk.Trigger, bk.First, bk.Last, bk.N, bk.Failed, bk.WebhookIDs, bk.DocumentKeys, bk.Records}); err != nil {
+			if _, err := bson.Marshal(driverBucket(bk)); err != nil {
 				b.Fatal(err)
 			}
 		}
