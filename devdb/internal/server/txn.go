@@ -382,7 +382,19 @@ func (s *Server) beginTxnCommand(req *Request) (*transaction, error) {
 		})
 	case t == nil || a.number > t.number:
 		s.txns.mu.Unlock()
-		return nil, mongoerr.Errorf(mongoerr.NoSuchTransaction, "Given transaction number %d does not match any in-progress transactions.", a.number)
+		if !commitOrAbort || !s.committedBefore(a) {
+			return nil, mongoerr.Errorf(mongoerr.NoSuchTransaction, "Given transaction number %d does not match any in-progress transactions.", a.number)
+		}
+		// Committed before devdb restarted (or before the table forgot it).
+		t = &transaction{key: a.key, lsid: a.lsid, number: a.number, state: txnCommitted}
+		s.txns.mu.Lock()
+		if cur := s.txns.bySession[a.key]; cur == nil || cur.number < a.number {
+			if s.txns.bySession == nil {
+				s.txns.bySession = map[[16]byte]*transaction{}
+			}
+			s.txns.pruneLocked()
+			s.txns.bySession[a.key] = t
+		}
 	}
 	s.txns.mu.Unlock()
 	if old != nil {
@@ -395,6 +407,22 @@ func (s *Server) beginTxnCommand(req *Request) (*transaction, error) {
 	}
 	t.run.Lock()
 	return t, nil
+}
+
+// commitRecord is the session table's command fingerprint of a committed
+// transaction.
+const commitRecord = "commitTransaction"
+
+// committedBefore reports whether the session table records the commit of
+// transaction a.number of a's session.
+func (s *Server) committedBefore(a txnArgs) bool {
+	var rec *storage.SessionTxn
+	err := s.store.View(func(tx *storage.Tx) error {
+		var err error
+		rec, err = tx.SessionTxn(mustMarshal(a.lsid[:1]), s.now(), retrySessionTimeout)
+		return err
+	})
+	return err == nil && rec != nil && rec.TxnNumber == a.number && rec.Command == commitRecord
 }
 
 // pruneLocked forgets finished transactions when the table is full (tt.mu held).
@@ -476,7 +504,15 @@ func (s *Server) commitTxn(req *Request, t *transaction) (bson.D, error) {
 		return nil, err
 	}
 	if state == txnActive {
-		err := s.store.CommitTxn(snap, ops, &storage.TxnInfo{LSID: t.lsid, TxnNumber: t.number})
+		// The session table records the commit in the same storage
+		// transaction, so a commit retried after a restart still succeeds
+		// (MongoDB's config.transactions).
+		session, now := mustMarshal(t.lsid[:1]), s.now()
+		reply := mustMarshal(bson.D{})
+		record := func(tx *storage.Tx) error {
+			return tx.PutSessionTxn(session, &storage.SessionTxn{TxnNumber: t.number, Command: commitRecord, Reply: reply, LastUse: now}, retryLimits())
+		}
+		err := s.store.CommitTxn(snap, ops, &storage.TxnInfo{LSID: t.lsid, TxnNumber: t.number}, record)
 		if err != nil {
 			s.finishTxn(t, txnAborted, "its commit failed")
 			var ce *mongoerr.Error

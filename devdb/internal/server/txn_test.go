@@ -365,3 +365,34 @@ func TestTransactionLifetimeLimit(t *testing.T) {
 		t.Errorf("documents of the expired transaction: %v", got)
 	}
 }
+
+func TestTransactionCommitRetriedAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	lsid := bson.D{{Key: "id", Value: bson.Binary{Subtype: bson.TypeBinaryUUID, Data: []byte("0123456789abcdef")}}}
+	commit := bson.D{{Key: "commitTransaction", Value: 1}, {Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: int64(3)}, {Key: "autocommit", Value: false}}
+
+	s := startTestServer(t, Options{Data: dir}, testHooks{})
+	c := connect(t, s)
+	mustRun(t, c, "db", bson.D{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: 1}}}},
+		{Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: int64(3)}, {Key: "autocommit", Value: false}, {Key: "startTransaction", Value: true}})
+	mustRun(t, c, "admin", commit)
+	if err := c.Disconnect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startTestServer(t, Options{Data: dir}, testHooks{})
+	c = connect(t, s)
+	mustRun(t, c, "admin", commit) // the retried commit succeeds again
+	abort := append(bson.D{{Key: "abortTransaction", Value: 1}}, commit[1:]...)
+	_, err := runCommand(t, c, "admin", abort)
+	wantCode(t, err, mongoerr.TransactionCommitted, "")
+	other := append(bson.D{{Key: "commitTransaction", Value: 1}, {Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: int64(4)}}, commit[3:]...)
+	_, err = runCommand(t, c, "admin", other)
+	wantLabel(t, err, mongoerr.NoSuchTransaction, "TransientTransactionError")
+	if got := findIDs(t, testContext(t), c.Database("db").Collection("c"), bson.D{}); len(got) != 1 {
+		t.Errorf("documents after restart: %v, want the committed one", got)
+	}
+}

@@ -132,7 +132,10 @@ func (e *Engine) InShadow(snap *Snapshot, fn func(*Tx) error) ([]*OplogEntry, er
 // in one storage transaction, each as an oplog entry carrying info, after
 // checking that no document they write was written by another writer after
 // at: otherwise nothing is applied and the error is WriteConflict (112).
-func (e *Engine) CommitTxn(at bson.Timestamp, ops []*OplogEntry, info *TxnInfo) error {
+// record, when not nil, runs last in the same storage transaction (the
+// session table's commit record). A transaction without writes stores
+// nothing.
+func (e *Engine) CommitTxn(at bson.Timestamp, ops []*OplogEntry, info *TxnInfo, record func(*Tx) error) error {
 	if len(ops) == 0 {
 		return nil
 	}
@@ -159,6 +162,10 @@ func (e *Engine) CommitTxn(at bson.Timestamp, ops []*OplogEntry, info *TxnInfo) 
 				}
 				return err
 			}
+		}
+		tx.txn, tx.skipValidation = nil, false
+		if record != nil {
+			return record(tx)
 		}
 		return nil
 	})

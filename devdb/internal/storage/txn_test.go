@@ -109,7 +109,7 @@ func TestShadowSeesSnapshotAndCommitsAtomically(t *testing.T) {
 	if err := e.Update(func(tx *Tx) error { return setN(tx, 3, 30) }); err != nil {
 		t.Fatal(err)
 	}
-	err = e.CommitTxn(snap.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 7})
+	err = e.CommitTxn(snap.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 7}, nil)
 	if !isCode(err, mongoerr.WriteConflict) {
 		t.Fatalf("conflicting commit: %v, want WriteConflict", err)
 	}
@@ -130,7 +130,7 @@ func TestShadowSeesSnapshotAndCommitsAtomically(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := e.LastOpTime()
-	if err := e.CommitTxn(snap2.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 8}); err != nil {
+	if err := e.CommitTxn(snap2.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 8}, nil); err != nil {
 		t.Fatal(err)
 	}
 	ents := collectOplog(t, e, at)
