@@ -551,17 +551,24 @@ func attemptIndexes(retention time.Duration) []mongo.IndexModel {
 }
 
 // migrateLegacyAttempts converts the attempts collection from the layout
-// with one document per record (documents without a records array) into
-// buckets, and drops that layout's indexes. Each bucket's _id is its first
-// record's, so that two members converting at once write each bucket once.
+// with one document per record (documents without records) into buckets,
+// then drops that layout's indexes; it does nothing when none of them
+// exists (indexNames are the collection's). Each bucket's _id is derived
+// from its first record's (legacyBucketID), so that two members converting
+// the same records at once write each bucket once.
 func (s *Store) migrateLegacyAttempts(ctx context.Context, indexNames []string) error {
 	coll := s.attempts()
+	var legacyIndexes []string
 	for _, name := range legacyAttemptIndexes {
 		if slices.Contains(indexNames, name) {
-			if err := coll.Indexes().DropOne(ctx, name); err != nil && !isNotFound(err) {
-				return fmt.Errorf("drop the old history index %s: %w", name, err)
-			}
+			legacyIndexes = append(legacyIndexes, name)
 		}
+	}
+	if len(legacyIndexes) == 0 {
+		// Converted (or never in the old layout): the old indexes are
+		// dropped only once every record is converted, so no scan for
+		// old records is needed at every start.
+		return nil
 	}
 	legacy := bson.D{{Key: "records", Value: bson.D{{Key: "$exists", Value: false}}}}
 	for {
@@ -574,7 +581,7 @@ func (s *Store) migrateLegacyAttempts(ctx context.Context, indexNames []string) 
 			return fmt.Errorf("read old history records: %w", err)
 		}
 		if len(recs) == 0 {
-			return nil
+			break
 		}
 		ids := make(bson.A, len(recs))
 		for i := range recs {
@@ -588,6 +595,12 @@ func (s *Store) migrateLegacyAttempts(ctx context.Context, indexNames []string) 
 			return fmt.Errorf("delete converted history records: %w", err)
 		}
 	}
+	for _, name := range legacyIndexes {
+		if err := coll.Indexes().DropOne(ctx, name); err != nil && !isNotFound(err) {
+			return fmt.Errorf("drop the old history index %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // legacyBucketID derives a converted bucket's _id from its first record's
