@@ -322,12 +322,19 @@ func (c *directConn) reusable() bool {
 // being read to its end.
 func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 	c.lr.n = directMaxHeaderBytes
-	err := req.Write(c.bw) // closes req.Body
-	if err == nil {
-		err = c.bw.Flush()
+	werr := req.Write(c.bw) // closes req.Body
+	if werr == nil {
+		werr = c.bw.Flush()
 	}
+	// The response is read even after a failed write: a server may answer
+	// (413 Content Too Large) and close before reading all of a large body
+	// (net/http's Transport returns that answer when it comes in before the
+	// write error). A connection that broke for other reasons fails this
+	// read at once (or at the deadline, already passed when the write timed
+	// out).
 	var resp *http.Response
-	for err == nil {
+	var err error
+	for {
 		resp, err = http.ReadResponse(c.br, req)
 		if err != nil || resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
@@ -336,13 +343,16 @@ func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 		// one follows.
 	}
 	if err != nil {
+		if werr != nil {
+			return nil, werr
+		}
 		if errors.Is(err, errHeaderLimit) {
 			err = fmt.Errorf("server response headers exceeded %d bytes; aborted", directMaxHeaderBytes)
 		}
 		return nil, err
 	}
 	c.lr.n = math.MaxInt64
-	keep := !resp.Close && !req.Close && !connectionClose(req.Header) && resp.StatusCode != http.StatusSwitchingProtocols
+	keep := werr == nil && !resp.Close && !req.Close && !connectionClose(req.Header) && resp.StatusCode != http.StatusSwitchingProtocols
 	b := &directBody{rc: resp.Body, c: c, keep: keep}
 	if resp.Body == http.NoBody {
 		b.eof = true
