@@ -77,6 +77,8 @@ type HistoryWriter struct {
 	st       *Store
 	o        HistoryWriterOptions
 	queue    chan AttemptRecord
+	bell     chan struct{} // rung by Record once bellAt records are queued
+	bellAt   int
 	closing  chan struct{}
 	done     chan struct{}
 	ctx      context.Context // the writes'; canceled when Close gives up
@@ -117,6 +119,8 @@ func NewHistoryWriter(st *Store, o HistoryWriterOptions) *HistoryWriter {
 	w := &HistoryWriter{
 		st: st, o: o,
 		queue:    make(chan AttemptRecord, o.Queue),
+		bell:     make(chan struct{}, 1),
+		bellAt:   max(1, min(o.Batch, o.Queue/2)),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 		flushReq: make(chan chan struct{}),
@@ -151,6 +155,12 @@ func (w *HistoryWriter) Record(r AttemptRecord) bool {
 	if !w.closed {
 		select {
 		case w.queue <- r:
+			if len(w.queue) >= w.bellAt {
+				select {
+				case w.bell <- struct{}{}:
+				default: // already rung
+				}
+			}
 			return true
 		default:
 		}
@@ -293,18 +303,28 @@ func (w *HistoryWriter) run() {
 		sinceTrim = 0
 	}
 	doTrim() // enforce the bounds once at start
+	// The writer takes a batch's first record from the queue and then
+	// leaves the queue alone until the batch's FlushEvery ends or Record
+	// rings the bell (bellAt records queued): receiving every record as it
+	// came woke this goroutine once per delivery attempt, a cross-thread
+	// wake-up per event for a trigger delivering one event at a time.
+	armed := false // flush is running for the pending batch
 	for {
+		var queue <-chan AttemptRecord
+		if len(batch) == 0 {
+			queue = w.queue
+		}
 		select {
-		case r := <-w.queue:
-			if len(batch) == 0 {
-				flush.Reset(w.o.FlushEvery)
-			}
+		case r := <-queue:
 			batch = append(batch, r)
 			if len(batch) >= w.o.Batch {
-				flush.Stop()
 				write()
 			}
+		case <-w.bell:
+			w.drainInto(&batch, write) // full batches; a rest waits for flush
 		case <-flush.C:
+			armed = false
+			w.drainInto(&batch, write)
 			write()
 		case ack := <-w.flushReq:
 			w.drainInto(&batch, write)
@@ -323,6 +343,14 @@ func (w *HistoryWriter) run() {
 		}
 		if w.o.MaxRecords > 0 && sinceTrim >= trimAfter {
 			doTrim()
+		}
+		switch {
+		case len(batch) == 0 && armed:
+			flush.Stop()
+			armed = false
+		case len(batch) > 0 && !armed:
+			flush.Reset(w.o.FlushEvery)
+			armed = true
 		}
 	}
 }

@@ -248,6 +248,35 @@ func TestHistoryWriterBatches(t *testing.T) {
 	}
 }
 
+// TestHistoryWriterWritesFullBatchesWithoutTimer: with a flush interval
+// that never ends, full batches are still written as records come in (the
+// queue's bell), and only the rest waits for Flush.
+func TestHistoryWriterWritesFullBatchesWithoutTimer(t *testing.T) {
+	s, _ := newStore(t)
+	inserted := make(chan int, 8)
+	w := store.NewHistoryWriter(s, store.HistoryWriterOptions{Queue: 16, Batch: 2, FlushEvery: time.Hour, TrimEvery: time.Hour,
+		Insert: func(ctx context.Context, rs []store.AttemptRecord) (int, error) {
+			inserted <- len(rs)
+			return s.InsertAttempts(ctx, rs)
+		}})
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	obs := w.Observer("orders", "", store.KindDelivery, "")
+	for i := range 5 {
+		obs(dispatcher.Attempt{WebhookID: "msg_1", Number: i + 1, Status: 200, Trigger: "orders", Start: time.Now()})
+	}
+	for range 2 { // no Flush yet: written because the batches filled
+		if n := <-inserted; n != 2 {
+			t.Fatalf("a batch of %d records written, want 2", n)
+		}
+	}
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-inserted; n != 1 || w.Written() != 5 {
+		t.Fatalf("Flush wrote %d records (%d in all), want the last 1 (5)", n, w.Written())
+	}
+}
+
 // TestHistoryWriterNeverBlocks: with the state database's write blocked, a
 // full queue drops records (counted) and Record never waits; Close gives up
 // at its deadline and counts what was left.
