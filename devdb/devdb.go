@@ -52,6 +52,10 @@ func (s *Server) URI() string { return s.s.URI() }
 // Addr returns the address the server listens on, as host:port.
 func (s *Server) Addr() string { return s.s.Addr() }
 
+// SecondaryAddr returns the address of the secondary member
+// (Options.SecondaryAddr) as host:port, or "" without one.
+func (s *Server) SecondaryAddr() string { return s.s.SecondaryAddr() }
+
 // CloseClientConnections drops every open client connection and waits for
 // their goroutines, but keeps serving new connections. Cursors survive (as
 // in MongoDB), so drivers see a network error and resume change streams on a

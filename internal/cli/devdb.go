@@ -11,7 +11,7 @@ import (
 )
 
 func devdbCommand(ctx context.Context, args []string, env Env) int {
-	fs := newFlagSet(env, "devdb", "devdb [--addr HOST:PORT] [--data DIR] [--allow-remote] [--enable-test-commands]",
+	fs := newFlagSet(env, "devdb", "devdb [--addr HOST:PORT] [--data DIR] [--allow-remote] [--enable-test-commands] [--secondary-addr HOST:PORT]",
 		"changehook devdb                                  # 127.0.0.1:27017, data in ./devdb-data",
 		"changehook devdb --addr 127.0.0.1:0 --data /tmp/d  # any free port",
 		"mongosh 'mongodb://127.0.0.1:27017/?directConnection=true'   # from another terminal: any MongoDB client")
@@ -21,6 +21,7 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 	oplogBytes := fs.Int64("oplog-max-bytes", 0, "bound the oplog's size in `bytes` (0: devdb's default)")
 	oplogAge := fs.Duration("oplog-max-age", 0, "bound the age of oplog entries (0: devdb's default)")
 	testCommands := fs.Bool("enable-test-commands", false, "enable MongoDB's test commands (configureFailPoint: failCommand, failGetMoreAfterCursorCheckout, onPrimaryTransactionalWrite) for driver and fault tests; never for real data")
+	secondary := fs.String("secondary-addr", "", "also serve a secondary member of the replica set on this `address` (same data, no lag; for read-preference tests); drivers find it with ?replicaSet=rs0")
 	var lf logFlags
 	lf.register(fs)
 	if code, done := parseFlags(fs, args, env); done {
@@ -37,22 +38,36 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		return usageError(env, fs, "invalid --addr: %v", err)
 	}
+	listen := *addr // the address the remote checks below name
+	if *secondary != "" {
+		secRemote, err := isRemote(*secondary)
+		if err != nil {
+			return usageError(env, fs, "invalid --secondary-addr: %v", err)
+		}
+		if secRemote && !remote {
+			remote, listen = true, *secondary
+		}
+	}
 	if remote && !*allowRemote {
-		fmt.Fprintf(env.Stderr, "changehook devdb: refusing to listen on %s: devdb has no authentication, so anyone who can reach it can read and change every database.\nUse a loopback address (127.0.0.1) or pass --allow-remote if you really mean it.\n", *addr)
+		fmt.Fprintf(env.Stderr, "changehook devdb: refusing to listen on %s: devdb has no authentication, so anyone who can reach it can read and change every database.\nUse a loopback address (127.0.0.1) or pass --allow-remote if you really mean it.\n", listen)
 		return ExitUsage
 	}
 	if remote {
-		fmt.Fprintf(env.Stderr, "WARNING: devdb is listening on %s without authentication: anyone who can reach this address can read and change every database. Never use devdb for production data.\n", *addr)
+		fmt.Fprintf(env.Stderr, "WARNING: devdb is listening on %s without authentication: anyone who can reach this address can read and change every database. Never use devdb for production data.\n", listen)
 	}
 	srv, err := devdb.Start(ctx, devdb.Options{
 		Addr: *addr, Data: *data, AllowRemote: *allowRemote, Logger: log,
 		OplogMaxBytes: *oplogBytes, OplogMaxAge: *oplogAge, EnableTestCommands: *testCommands,
+		SecondaryAddr: *secondary,
 	})
 	if err != nil {
 		return fail(env, "devdb", err) // devdb.Start errors say "start devdb: …"
 	}
 	fmt.Fprintln(env.Stdout, srv.URI())
 	fmt.Fprintf(env.Stderr, "devdb %s listening on %s, data in %s. Press Ctrl-C to stop.\n", devdb.Version, srv.Addr(), *data)
+	if a := srv.SecondaryAddr(); a != "" {
+		fmt.Fprintf(env.Stderr, "a secondary of the same data listens on %s (connect with ?replicaSet=rs0 to use both).\n", a)
+	}
 	<-ctx.Done()
 	if err := srv.Close(); err != nil {
 		return fail(env, "devdb", fmt.Errorf("stop devdb: %w", err))

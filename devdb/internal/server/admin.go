@@ -99,8 +99,9 @@ func admOpTimeDate(ts bson.Timestamp) bson.DateTime {
 	return bson.DateTime(int64(ts.T) * 1000)
 }
 
-// cmdHello answers hello / isMaster / ismaster as the primary of a
-// single-node replica set. It leaves out topologyVersion (so drivers poll
+// cmdHello answers hello / isMaster / ismaster as the primary of the
+// replica set, or as its secondary on a connection to the secondary member
+// (Options.SecondaryAddr). It leaves out topologyVersion (so drivers poll
 // rather than stream) and compression (so they never compress).
 func (s *Server) cmdHello(_ context.Context, req *Request) (bson.D, error) {
 	if client, ok := cmdField(req.Body, "client"); ok {
@@ -114,21 +115,33 @@ func (s *Server) cmdHello(_ context.Context, req *Request) (bson.D, error) {
 	if v, ok := cmdField(req.Body, "helloOk"); ok && v == true {
 		reply = append(reply, bson.E{Key: "helloOk", Value: true})
 	}
+	hosts, me := bson.A{s.advertised}, s.advertised
+	if s.secLn != nil {
+		hosts = append(hosts, s.secAdvertised)
+	}
+	secondary := req.conn != nil && req.conn.secondary
+	if secondary {
+		me = s.secAdvertised
+	}
 	reply = append(reply,
-		bson.E{Key: "hosts", Value: bson.A{s.advertised}},
+		bson.E{Key: "hosts", Value: hosts},
 		bson.E{Key: "setName", Value: s.opts.ReplSetName},
 		bson.E{Key: "setVersion", Value: int32(1)},
 	)
 	if req.Name == "hello" {
-		reply = append(reply, bson.E{Key: "isWritablePrimary", Value: true})
+		reply = append(reply, bson.E{Key: "isWritablePrimary", Value: !secondary})
 	} else {
-		reply = append(reply, bson.E{Key: "ismaster", Value: true})
+		reply = append(reply, bson.E{Key: "ismaster", Value: !secondary})
 	}
 	reply = append(reply,
-		bson.E{Key: "secondary", Value: false},
+		bson.E{Key: "secondary", Value: secondary},
 		bson.E{Key: "primary", Value: s.advertised},
-		bson.E{Key: "me", Value: s.advertised},
-		bson.E{Key: "electionId", Value: s.electionID},
+		bson.E{Key: "me", Value: me},
+	)
+	if !secondary {
+		reply = append(reply, bson.E{Key: "electionId", Value: s.electionID})
+	}
+	reply = append(reply,
 		bson.E{Key: "lastWrite", Value: bson.D{
 			{Key: "opTime", Value: admOpTimeDoc(ts)},
 			{Key: "lastWriteDate", Value: admOpTimeDate(ts)},

@@ -34,6 +34,8 @@ type conn struct {
 	// appName is the application name of the handshake (hello's
 	// client.application.name); only the serving goroutine touches it.
 	appName string
+	// secondary: the connection came in on the secondary member's listener.
+	secondary bool
 }
 
 // close cancels the connection's commands and closes the socket, which ends

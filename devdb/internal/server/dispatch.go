@@ -250,6 +250,11 @@ func (s *Server) invoke(ctx context.Context, req *Request) (reply bson.D, err er
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.CommandNotFound, "no such command: '%s'", req.Name)
 	}
+	if req.conn != nil && req.conn.secondary {
+		if err := secondaryRefuses(req); err != nil {
+			return nil, err
+		}
+	}
 	if _, ok := cmdField(req.Body, "autocommit"); ok {
 		return s.invokeInTxn(ctx, req, func(ctx context.Context, req *Request) (bson.D, error) {
 			return s.invokeHandler(ctx, req, h)

@@ -60,6 +60,16 @@ type Options struct {
 	// onPrimaryTransactionalWrite. Off, configureFailPoint does not exist
 	// (CommandNotFound). Never enable it for anything but tests.
 	EnableTestCommands bool
+	// SecondaryAddr, when set, is the listen address of a second member of
+	// the replica set: a secondary serving the same data with no replication
+	// lag. Both members list each other in hello's hosts, so drivers
+	// connecting with replicaSet= discover it and can select it by read
+	// preference. Writes sent to it fail with NotWritablePrimary (10107)
+	// and reads without a read preference that allows a secondary with
+	// NotPrimaryNoSecondaryOk (13435), as on a MongoDB secondary. "" (the
+	// default) means a single-member replica set. The same loopback rule as
+	// Addr applies.
+	SecondaryAddr string
 	// TransactionLifetimeLimit aborts a multi-document transaction that is
 	// still open this long after it started (MongoDB's
 	// transactionLifetimeLimitSeconds); 0 means
@@ -110,6 +120,15 @@ func (opts Options) withDefaults() (Options, error) {
 	}
 	if !opts.AllowRemote && !isLoopbackHost(host) {
 		return opts, fmt.Errorf("check options: address %q is not a loopback address; devdb has no authentication, set AllowRemote to bind it anyway", opts.Addr)
+	}
+	if opts.SecondaryAddr != "" {
+		host, _, err := net.SplitHostPort(opts.SecondaryAddr)
+		if err != nil {
+			return opts, fmt.Errorf("check options: secondary address %q: %w", opts.SecondaryAddr, err)
+		}
+		if !opts.AllowRemote && !isLoopbackHost(host) {
+			return opts, fmt.Errorf("check options: secondary address %q is not a loopback address; devdb has no authentication, set AllowRemote to bind it anyway", opts.SecondaryAddr)
+		}
 	}
 	return opts, nil
 }

@@ -32,7 +32,11 @@ type Server struct {
 	ln         net.Listener
 	addr       string // the listener's address, host:port
 	advertised string // the address presented in hello (hosts/me/primary)
-	tmpDir     string // removed on Close when Options.Data was empty
+	// secLn is the secondary member's listener (Options.SecondaryAddr), nil
+	// without one; secAdvertised is its address in hello.
+	secLn         net.Listener
+	secAdvertised string
+	tmpDir        string // removed on Close when Options.Data was empty
 
 	handlers map[string]HandlerFunc
 	cursors  *cursorManager
@@ -163,6 +167,14 @@ func start(ctx context.Context, opts Options, hooks testHooks) (*Server, error) 
 	}
 	s.addr = s.ln.Addr().String()
 	s.advertised = advertisedAddr(s.addr)
+	if opts.SecondaryAddr != "" {
+		if s.secLn, err = lc.Listen(ctx, "tcp", opts.SecondaryAddr); err != nil {
+			cerr := errors.Join(s.ln.Close(), s.store.Close())
+			s.removeTmp()
+			return nil, fmt.Errorf("start devdb: listen on %s (secondary): %w", opts.SecondaryAddr, errors.Join(err, cerr))
+		}
+		s.secAdvertised = advertisedAddr(s.secLn.Addr().String())
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cursors = newCursorManager(opts.CursorTimeout, s.log, hooks.now)
 
@@ -189,10 +201,26 @@ func start(ctx context.Context, opts Options, hooks testHooks) (*Server, error) 
 	}()
 	go func() {
 		defer s.bgWG.Done()
-		s.acceptLoop()
+		s.acceptLoop(s.ln, false)
 	}()
+	if s.secLn != nil {
+		s.bgWG.Add(1)
+		go func() {
+			defer s.bgWG.Done()
+			s.acceptLoop(s.secLn, true)
+		}()
+	}
 	s.log.Info("devdb listening", "addr", s.addr, "data", dir, "replSet", opts.ReplSetName)
 	return s, nil
+}
+
+// SecondaryAddr returns the address the secondary member listens on, or ""
+// without one (Options.SecondaryAddr).
+func (s *Server) SecondaryAddr() string {
+	if s.secLn == nil {
+		return ""
+	}
+	return s.secLn.Addr().String()
 }
 
 // advertisedAddr is the address presented in hello: the listen address, with
@@ -237,11 +265,12 @@ func (s *Server) handle(name string, h HandlerFunc) {
 	s.handlers[name] = h
 }
 
-// acceptLoop accepts connections until the listener is closed.
-func (s *Server) acceptLoop() {
+// acceptLoop accepts connections on ln until it is closed; secondary marks
+// them as connections to the secondary member.
+func (s *Server) acceptLoop(ln net.Listener, secondary bool) {
 	var delay time.Duration
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -259,13 +288,13 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		delay = 0
-		s.startConn(nc)
+		s.startConn(nc, secondary)
 	}
 }
 
 // startConn registers nc and serves it in its own goroutine, or closes it at
 // once when the server is closed or at its connection limit.
-func (s *Server) startConn(nc net.Conn) {
+func (s *Server) startConn(nc net.Conn, secondary bool) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -282,7 +311,7 @@ func (s *Server) startConn(nc net.Conn) {
 	id := s.nextConnID.Add(1)
 	s.totalCreated.Add(1)
 	ctx, cancel := context.WithCancel(s.ctx)
-	c := &conn{srv: s, id: id, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	c := &conn{srv: s, id: id, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel, done: make(chan struct{}), secondary: secondary}
 	s.conns[id] = c
 	s.connWG.Add(1)
 	s.mu.Unlock()
@@ -342,6 +371,11 @@ func (s *Server) Close() error {
 		s.cancel()
 		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close listener: %w", err))
+		}
+		if s.secLn != nil {
+			if err := s.secLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, fmt.Errorf("close the secondary's listener: %w", err))
+			}
 		}
 		for _, c := range conns {
 			c.close()
