@@ -2,7 +2,10 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"strings"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -66,7 +69,7 @@ func parseRawOplogEntry(r *RawOplogEntry) bool {
 	if bsoncore.Document(r.Raw).Validate() != nil {
 		return false
 	}
-	h := oplogHeader{&r.TS, &r.Op, &r.DB, &r.Coll, &r.ToDB, &r.ToColl}
+	h := oplogHeader{ts: &r.TS, op: &r.Op, db: &r.DB, coll: &r.Coll, toDB: &r.ToDB, toColl: &r.ToColl}
 	r.parsed = walkOplogEntry(r.Raw, h, func(key []byte, v bsoncore.Value) {
 		for i, f := range rawFields {
 			if f == string(key) && r.vals[i].Type == 0 {
@@ -82,6 +85,9 @@ func parseRawOplogEntry(r *RawOplogEntry) bool {
 type oplogHeader struct {
 	ts                         *bson.Timestamp
 	op, db, coll, toDB, toColl *string
+	// view stores the strings as views of raw's bytes instead of copies:
+	// valid only while raw is (parseOplogHeaderView).
+	view bool
 }
 
 // walkOplogEntry reads the top-level fields of the encoded entry raw,
@@ -132,13 +138,34 @@ func walkOplogEntry(raw []byte, h oplogHeader, other func(key []byte, v bsoncore
 			}
 			continue
 		}
-		s, ok := v.StringValueOK()
+		var s string
+		if h.view {
+			s, ok = stringView(v)
+		} else {
+			s, ok = v.StringValueOK()
+		}
 		if !ok {
 			return false
 		}
 		*dst = s
 	}
 	return haveTS
+}
+
+// stringView returns the BSON string v as a string sharing v's bytes (no
+// copy), or false when v is not a well-formed string.
+func stringView(v bsoncore.Value) (string, bool) {
+	if v.Type != bsoncore.TypeString || len(v.Data) < 5 {
+		return "", false
+	}
+	n := int(int32(binary.LittleEndian.Uint32(v.Data)))
+	if n < 1 || 4+n > len(v.Data) || v.Data[3+n] != 0 {
+		return "", false
+	}
+	if n == 1 {
+		return "", true
+	}
+	return unsafe.String(&v.Data[4], n-1), true
 }
 
 // oplogChunk bounds how many entries OplogRawAfter returns per read
@@ -153,7 +180,14 @@ const (
 // of the encoded entry raw into h without validating or copying the rest.
 // It returns false when raw is not shaped as appendOplog writes it.
 func parseOplogHeader(raw []byte, h *OplogEntry) bool {
-	return walkOplogEntry(raw, oplogHeader{&h.TS, &h.Op, &h.DB, &h.Coll, &h.ToDB, &h.ToColl}, nil)
+	return walkOplogEntry(raw, oplogHeader{ts: &h.TS, op: &h.Op, db: &h.DB, coll: &h.Coll, toDB: &h.ToDB, toColl: &h.ToColl}, nil)
+}
+
+// parseOplogHeaderView is parseOplogHeader with h's strings sharing raw's
+// bytes: nothing is allocated, and h's strings are valid only while raw is
+// (inside the storage transaction that read it); clone them to keep them.
+func parseOplogHeaderView(raw []byte, h *OplogEntry) bool {
+	return walkOplogEntry(raw, oplogHeader{ts: &h.TS, op: &h.Op, db: &h.DB, coll: &h.Coll, toDB: &h.ToDB, toColl: &h.ToColl, view: true}, nil)
 }
 
 // OplogRawAfter calls fn for every retained entry with TS > after, in order,
@@ -170,8 +204,10 @@ func (e *Engine) OplogRawAfter(after bson.Timestamp, fn func(*RawOplogEntry) boo
 // header fields only (TS, Op, DB, Coll, ToDB, ToColl; Raw nil), without
 // their encoded form being copied out of storage, and a run of them in a
 // row reaches fn as its last entry only (a reader that skips them needs
-// only to know how far the scan got). in sees a header-only entry. A change
-// stream scanning past other collections' writes uses it.
+// only to know how far the scan got). in sees a header-only entry whose
+// strings share storage's bytes: it must not keep the entry or its strings
+// after it returns. A change stream scanning past other collections' writes
+// uses it.
 func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool, fn func(*RawOplogEntry) bool) error {
 	start := packTS(after) + 1
 	if packTS(after) == ^uint64(0) {
@@ -182,14 +218,17 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 		err := e.db.View(func(btx *bolt.Tx) error {
 			c := btx.Bucket(bucketOplog).Cursor()
 			scanned := 0
+			var hdr OplogEntry // reused: in may not keep it
 			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk && scanned < oplogScanChunk; k, v = c.Next() {
 				scanned++
 				if in != nil {
 					// Read in place: v is valid only in this transaction,
-					// so only the header (copied strings) may leave it.
-					var hdr OplogEntry
-					if parseOplogHeader(v, &hdr) && !in(&hdr) {
-						skip := RawOplogEntry{TS: hdr.TS, Op: hdr.Op, DB: hdr.DB, Coll: hdr.Coll, ToDB: hdr.ToDB, ToColl: hdr.ToColl}
+					// so only the header, with its strings cloned, may
+					// leave it.
+					hdr = OplogEntry{}
+					if parseOplogHeaderView(v, &hdr) && !in(&hdr) {
+						skip := RawOplogEntry{TS: hdr.TS, Op: strings.Clone(hdr.Op), DB: strings.Clone(hdr.DB), Coll: strings.Clone(hdr.Coll),
+							ToDB: strings.Clone(hdr.ToDB), ToColl: strings.Clone(hdr.ToColl)}
 						if n := len(batch); n > 0 && batch[n-1].Raw == nil {
 							batch[n-1] = skip // a run of skipped entries: its last
 						} else {

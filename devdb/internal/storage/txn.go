@@ -220,7 +220,7 @@ func (t *Tx) laterDocEntries(at uint64) ([]*OplogEntry, error) {
 		var op string
 		var ts bson.Timestamp
 		var db, coll, toDB, toColl string
-		if !walkOplogEntry(v, oplogHeader{&ts, &op, &db, &coll, &toDB, &toColl}, nil) {
+		if !walkOplogEntry(v, oplogHeader{ts: &ts, op: &op, db: &db, coll: &coll, toDB: &toDB, toColl: &toColl}, nil) {
 			return nil, fmt.Errorf("read oplog entry %v: malformed entry", unpackTS(binary.BigEndian.Uint64(k)))
 		}
 		switch op {
