@@ -324,6 +324,14 @@ func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 	c.lr.n = directMaxHeaderBytes
 	werr := req.Write(c.bw) // closes req.Body
 	if werr == nil {
+		// The last check before the request leaves the process (a
+		// request up to the buffer's size is still all in it): a failed
+		// check abandons it, and the caller discards c with it.
+		if check := sendCheckFrom(req.Context()); check != nil {
+			if err := check(); err != nil {
+				return nil, err
+			}
+		}
 		werr = c.bw.Flush()
 	}
 	// The response is read even after a failed write: a server may answer
@@ -445,4 +453,29 @@ func closeRequestBody(req *http.Request) {
 	if req.Body != nil {
 		_ = req.Body.Close()
 	}
+}
+
+// sendCheckKey is the context key of WithSendCheck.
+type sendCheckKey struct{}
+
+// WithSendCheck returns ctx carrying check, which the dispatcher's HTTP
+// transport for plain-http webhooks calls immediately before a request's
+// buffered bytes are written to the connection (after the connection was
+// obtained and the request encoded). A non-nil error abandons the request:
+// nothing more of it is written, the connection is closed and RoundTrip
+// returns that error. The runner's lease gate uses it so that a process
+// frozen between its lease check and the write (SIGSTOP, a long GC or VM
+// pause) cannot send a request after its lease passed to another member;
+// bodies larger than the 4 KiB write buffer have been partly written by
+// then and reach the server truncated, which no server accepts as a
+// request. Requests sent through net/http (HTTPS, proxies) are checked only
+// before they start.
+func WithSendCheck(ctx context.Context, check func() error) context.Context {
+	return context.WithValue(ctx, sendCheckKey{}, check)
+}
+
+// sendCheckFrom returns the check of WithSendCheck in ctx, or nil.
+func sendCheckFrom(ctx context.Context) func() error {
+	f, _ := ctx.Value(sendCheckKey{}).(func() error)
+	return f
 }

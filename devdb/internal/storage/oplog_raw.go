@@ -176,16 +176,12 @@ const (
 	oplogScanChunk = 8 * oplogChunk
 )
 
-// parseOplogHeader reads the header fields (TS, Op, DB, Coll, ToDB, ToColl)
-// of the encoded entry raw into h without validating or copying the rest.
-// It returns false when raw is not shaped as appendOplog writes it.
-func parseOplogHeader(raw []byte, h *OplogEntry) bool {
-	return walkOplogEntry(raw, oplogHeader{ts: &h.TS, op: &h.Op, db: &h.DB, coll: &h.Coll, toDB: &h.ToDB, toColl: &h.ToColl}, nil)
-}
-
-// parseOplogHeaderView is parseOplogHeader with h's strings sharing raw's
-// bytes: nothing is allocated, and h's strings are valid only while raw is
-// (inside the storage transaction that read it); clone them to keep them.
+// parseOplogHeaderView reads the header fields (TS, Op, DB, Coll, ToDB,
+// ToColl) of the encoded entry raw into h without validating or copying the
+// rest; h's strings share raw's bytes: nothing is allocated, and they are
+// valid only while raw is (inside the storage transaction that read it);
+// clone them to keep them. It returns false when raw is not shaped as
+// appendOplog writes it.
 func parseOplogHeaderView(raw []byte, h *OplogEntry) bool {
 	return walkOplogEntry(raw, oplogHeader{ts: &h.TS, op: &h.Op, db: &h.DB, coll: &h.Coll, toDB: &h.ToDB, toColl: &h.ToColl, view: true}, nil)
 }
