@@ -458,3 +458,50 @@ func TestDirectTransportAnswerBeforeBody(t *testing.T) {
 		t.Fatalf("Deliver = %+v, %v; want the endpoint's 413 at the first attempt, permanent", res, err)
 	}
 }
+
+// TestDirectSendCheck: a request whose WithSendCheck check fails when it is
+// about to be written never reaches the server, RoundTrip returns the
+// check's error, and the next request (check passing) is sent normally on a
+// new connection.
+func TestDirectSendCheck(t *testing.T) {
+	var got atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt := newDirectTransport(u, 1, 5*time.Second, (&net.Dialer{}).DialContext, nil, http.DefaultTransport)
+	if dt == nil {
+		t.Skip("no direct transport on this platform")
+	}
+	errFenced := errors.New("lease lost")
+	checks := 0
+	refuse := func() error { checks++; return errFenced }
+	req, err := http.NewRequestWithContext(WithSendCheck(context.Background(), refuse), http.MethodPost, srv.URL, strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dt.RoundTrip(req); !errors.Is(err, errFenced) {
+		t.Fatalf("RoundTrip with a failing send check: %v, want its error", err)
+	}
+	if checks != 1 {
+		t.Errorf("send check called %d times, want 1", checks)
+	}
+	req, err = http.NewRequestWithContext(WithSendCheck(context.Background(), func() error { return nil }), http.MethodPost, srv.URL, strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := dt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || got.Load() != 1 {
+		t.Errorf("after a refused request: status %d, server saw %d requests; want 204 and only the second", resp.StatusCode, got.Load())
+	}
+}

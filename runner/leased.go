@@ -156,13 +156,25 @@ type gateTransport struct {
 // RoundTrip sends req through the wrapped transport while the lease is
 // valid; otherwise it fails without sending anything.
 func (g gateTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !g.l.Valid() {
+	if err := g.check(); err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close()
 		}
-		return nil, fmt.Errorf("deliver: %w", ErrFenced)
+		return nil, err
 	}
-	return g.next.RoundTrip(req)
+	// Checked again right before the request is written (plain http): a
+	// process frozen between here and the write must not send it after
+	// its lease passed to another member.
+	return g.next.RoundTrip(req.WithContext(dispatcher.WithSendCheck(req.Context(), g.check)))
+}
+
+// check fails with ErrFenced once the lease is no longer valid by the
+// local monotonic deadline.
+func (g gateTransport) check() error {
+	if !g.l.Valid() {
+		return fmt.Errorf("deliver: %w", ErrFenced)
+	}
+	return nil
 }
 
 // CloseIdleConnections closes the wrapped transport's idle connections.
