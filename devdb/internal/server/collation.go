@@ -61,6 +61,16 @@ func (q queryCollation) resolve(c *storage.Collection) *mql.Collation {
 	return c.DefaultCollation()
 }
 
+// commandCollation returns the collation a command on req.DB.coll uses: its
+// collation argument, else the collection's default (resolveCollation).
+func (s *Server) commandCollation(req *Request, coll string) (*mql.Collation, error) {
+	qc, err := collationArg(req)
+	if err != nil {
+		return nil, err
+	}
+	return s.resolveCollation(req.DB, coll, qc)
+}
+
 // resolveCollation is resolve for db.coll read from the catalog, for
 // commands that compile their query before opening a transaction. While no
 // collection has a default collation it reads nothing.

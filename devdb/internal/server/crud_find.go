@@ -201,11 +201,7 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	qc, err := collationArg(req)
-	if err != nil {
-		return nil, err
-	}
-	collation, err := s.resolveCollation(req.DB, coll, qc)
+	collation, err := s.commandCollation(req, coll)
 	if err != nil {
 		return nil, err
 	}

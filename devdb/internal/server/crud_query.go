@@ -327,11 +327,7 @@ func (s *Server) cmdCount(_ context.Context, req *Request) (bson.D, error) {
 	if limit < 0 {
 		limit = -limit
 	}
-	qc, err := collationArg(req)
-	if err != nil {
-		return nil, err
-	}
-	collation, err := s.resolveCollation(req.DB, coll, qc)
+	collation, err := s.commandCollation(req, coll)
 	if err != nil {
 		return nil, err
 	}
@@ -411,11 +407,7 @@ func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	qc, err := collationArg(req)
-	if err != nil {
-		return nil, err
-	}
-	collation, err := s.resolveCollation(req.DB, coll, qc)
+	collation, err := s.commandCollation(req, coll)
 	if err != nil {
 		return nil, err
 	}

@@ -356,11 +356,7 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 	if err != nil {
 		return nil, err
 	}
-	qc, err := collationArg(req)
-	if err != nil {
-		return nil, err
-	}
-	collation, err := s.resolveCollation(req.DB, coll, qc)
+	collation, err := s.commandCollation(req, coll)
 	if err != nil {
 		return nil, err
 	}
