@@ -574,32 +574,11 @@ func (d *Dispatcher) probeBatch(ctx context.Context, msg Message, info eventInfo
 	prog.scheduled(d.circuit.status().NextProbeAt)
 	d.log.LogAttrs(ctx, slog.LevelWarn, "circuit opened: deliveries wait; the failed batch is retried alone as a probe",
 		slog.String("webhook_id", res.WebhookID), slog.Int("events", info.events), slog.Int("status", res.Status), slog.String("error", err.Error()))
-	for n := res.Attempts + 1; ; n++ {
-		if serr := d.clock.Sleep(ctx, d.circuit.nextProbe()); serr != nil {
-			res.Reason = ReasonCanceled
-			return res, fmt.Errorf("wait for the next circuit probe of %s: %w", res.WebhookID, serr), false
-		}
-		d.circuit.halfOpen()
+	return d.probeLoop(ctx, prog, res, func(n int) (Attempt, error) {
 		at, retry, perr := d.sender.sendOnce(ctx, msg, n, info)
 		at.Retry = retry
-		var next time.Time
-		if perr != nil && at.Reason != ReasonDropped && ctx.Err() == nil {
-			d.circuit.probeFailed(at.Status, perr.Error())
-			next = d.circuit.status().NextProbeAt
-		}
-		prog.attempted(at, !at.Retry, next)
-		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
-		if perr == nil || at.Reason == ReasonDropped {
-			res.Dropped = at.Reason == ReasonDropped
-			d.circuit.succeeded()
-			d.log.LogAttrs(ctx, slog.LevelInfo, "circuit closed: the probe succeeded", slog.String("webhook_id", res.WebhookID))
-			return res, nil, false
-		}
-		if ctx.Err() != nil || at.Reason == ReasonCanceled {
-			res.Reason = ReasonCanceled
-			return res, fmt.Errorf("probe %s: %w", res.WebhookID, perr), false
-		}
-	}
+		return at, perr
+	})
 }
 
 // BuildBatchMessage returns the request a batch of trigger's events evs (in

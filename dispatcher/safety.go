@@ -153,19 +153,27 @@ func (d *Dispatcher) probe(ctx context.Context, j job, res Result, err error) (R
 	j.prog.scheduled(d.circuit.status().NextProbeAt)
 	d.log.LogAttrs(ctx, slog.LevelWarn, "circuit opened: deliveries wait; the failed event is retried alone as a probe",
 		slog.String("webhook_id", res.WebhookID), slog.Int("status", res.Status), slog.String("error", err.Error()))
+	return d.probeLoop(ctx, j.prog, res, func(n int) (Attempt, error) { return d.sender.probeOnce(ctx, j.ev, n) })
+}
+
+// probeLoop sends the delivery whose failure opened the circuit again (send,
+// attempt number n), one attempt at each probe time (doubling intervals),
+// until one succeeds (the circuit closes) or ctx ends; res is that
+// delivery's result so far. Nothing is dead-lettered here.
+func (d *Dispatcher) probeLoop(ctx context.Context, prog *progress, res Result, send func(n int) (Attempt, error)) (Result, error, bool) {
 	for n := res.Attempts + 1; ; n++ {
 		if serr := d.clock.Sleep(ctx, d.circuit.nextProbe()); serr != nil {
 			res.Reason = ReasonCanceled
 			return res, fmt.Errorf("wait for the next circuit probe of %s: %w", res.WebhookID, serr), false
 		}
 		d.circuit.halfOpen()
-		at, perr := d.sender.probeOnce(ctx, j.ev, n)
+		at, perr := send(n)
 		var next time.Time
 		if perr != nil && at.Reason != ReasonDropped && ctx.Err() == nil {
 			d.circuit.probeFailed(at.Status, perr.Error())
 			next = d.circuit.status().NextProbeAt
 		}
-		j.prog.attempted(at, !at.Retry, next)
+		prog.attempted(at, !at.Retry, next)
 		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
 		if perr == nil || at.Reason == ReasonDropped {
 			res.Dropped = at.Reason == ReasonDropped
