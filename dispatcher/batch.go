@@ -495,18 +495,7 @@ func (d *Dispatcher) processBatch(ctx context.Context, b *batch) bool {
 	// alone, with the batch's attempts and failure.
 	for i, tk := range b.tickets {
 		j := tk.Value
-		dl := DeadLetter{
-			Trigger:        trigger,
-			WebhookID:      WebhookID(trigger, j.ev.Token),
-			Event:          j.ev.Raw,
-			Token:          j.ev.Token,
-			Attempts:       res.Attempts,
-			LastStatus:     res.Status,
-			LastReason:     res.Reason,
-			LastError:      err.Error(),
-			LastResponse:   res.Body,
-			FirstAttemptAt: res.FirstAttemptAt,
-		}
+		dl := deadLetterOf(trigger, WebhookID(trigger, j.ev.Token), j.ev, res, err)
 		if !d.putDeadLetter(ctx, dl) {
 			// Canceled: the batch stays undone (those already stored are
 			// stored again, idempotently, after the redelivery fails).

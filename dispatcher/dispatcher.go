@@ -50,6 +50,24 @@ type job struct {
 	prog      *progress // its attempts so far, for HeadOfLine
 }
 
+// deadLetterOf is the dead letter of ev, delivered as webhookID (its own, or
+// for a batch's events each one's own) after the attempts res ended with
+// err.
+func deadLetterOf(trigger, webhookID string, ev Event, res Result, err error) DeadLetter {
+	return DeadLetter{
+		Trigger:        trigger,
+		WebhookID:      webhookID,
+		Event:          ev.Raw,
+		Token:          ev.Token,
+		Attempts:       res.Attempts,
+		LastStatus:     res.Status,
+		LastReason:     res.Reason,
+		LastError:      err.Error(),
+		LastResponse:   res.Body,
+		FirstAttemptAt: res.FirstAttemptAt,
+	}
+}
+
 // New returns the Dispatcher of trigger t, a trigger as triggers.Parse
 // validated it (tests may build one by hand), with its workers started. It
 // reads t and never modifies it. sink receives dead letters; it is required
@@ -273,18 +291,7 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		d.metrics.delivery(trigger, OutcomeFailed, -1)
 		return false
 	}
-	dl := DeadLetter{
-		Trigger:        trigger,
-		WebhookID:      res.WebhookID,
-		Event:          j.ev.Raw,
-		Token:          j.ev.Token,
-		Attempts:       res.Attempts,
-		LastStatus:     res.Status,
-		LastReason:     res.Reason,
-		LastError:      err.Error(),
-		LastResponse:   res.Body,
-		FirstAttemptAt: res.FirstAttemptAt,
-	}
+	dl := deadLetterOf(trigger, res.WebhookID, j.ev, res, err)
 	if !d.putDeadLetter(ctx, dl) {
 		d.metrics.delivery(trigger, OutcomeFailed, -1)
 		return false
