@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +44,7 @@ type historyRun struct {
 	Round   int
 	Rate    float64       // events/s, first to last receipt
 	CPU     time.Duration // runner process, start to last receipt
+	HostCPU time.Duration // this process (devdb and the receiver), runner start to last receipt
 	Written float64       // changehook_history_written_total at the last receipt
 	Dropped float64       // changehook_history_dropped_total at the last receipt
 }
@@ -103,6 +105,10 @@ func (b *bench) historyDrain(ctx context.Context, v historyVariant, round int) (
 		}
 		defer func() { _ = b.blockRunnerInserts(context.WithoutCancel(ctx), false) }()
 	}
+	host0, err := readProc(os.Getpid())
+	if err != nil {
+		return run, err
+	}
 	p, err := b.startRunnerFor(triggerSpec{Mode: "none", Concurrency: b.cfg.concurrency, Database: benchDB,
 		Collection: coll, URL: rec.url(), StartAt: startAt, History: v.History})
 	if err != nil {
@@ -110,6 +116,11 @@ func (b *bench) historyDrain(ctx context.Context, v historyVariant, round int) (
 	}
 	waitErr := p.waitDelivered(ctx, rec, b.cfg.timeout)
 	s, sErr := p.sample(b.clock)
+	host1, hErr := readProc(os.Getpid())
+	if sErr == nil {
+		sErr = hErr
+	}
+	run.HostCPU = host1.CPU - host0.CPU
 	run.Written, run.Dropped = historyCounters(ctx, p.admin)
 	_, _, stopErr := p.stop(stopGrace)
 	if waitErr != nil {
@@ -200,11 +211,11 @@ func (h *historyResult) print(w io.Writer) {
 	fmt.Fprintf(w, "\nHistory overhead (mode none, concurrency %d, backlog %d per drain, %d rounds after one uncounted warm-up drain, variant order rotated each round; load average at start %s, at end %s):\n\n",
 		h.Concurrency, h.Events, h.Rounds, h.LoadFrom, h.LoadTo)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| history\t events/s by round\t median events/s\t vs off\t median runner µs/event\t written / dropped (each round)\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t")
+	fmt.Fprintln(tw, "| history\t events/s by round\t median events/s\t vs off\t median runner µs/event\t median devdb+receiver µs/event\t written / dropped (each round)\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t")
 	med := map[string]float64{}
 	for _, v := range historyVariants {
-		var rates, cpus []float64
+		var rates, cpus, hosts []float64
 		var rounds, counts []string
 		for _, r := range h.Runs {
 			if r.Variant != v.Name {
@@ -212,6 +223,7 @@ func (h *historyResult) print(w io.Writer) {
 			}
 			rates = append(rates, r.Rate)
 			cpus = append(cpus, float64(r.CPU.Microseconds())/float64(h.Events))
+			hosts = append(hosts, float64(r.HostCPU.Microseconds())/float64(h.Events))
 			rounds = append(rounds, fmt.Sprintf("%.0f", r.Rate))
 			if r.Written < 0 {
 				counts = append(counts, "-")
@@ -228,7 +240,7 @@ func (h *historyResult) print(w io.Writer) {
 		if v.Name != "off" && med["off"] > 0 {
 			vs = fmt.Sprintf("%+.1f%%", 100*(med[v.Name]-med["off"])/med["off"])
 		}
-		fmt.Fprintf(tw, "| %s\t %s\t %.0f\t %s\t %.0f\t %s\t\n", label, strings.Join(rounds, ", "), med[v.Name], vs, median(cpus), strings.Join(counts, ", "))
+		fmt.Fprintf(tw, "| %s\t %s\t %.0f\t %s\t %.0f\t %.0f\t %s\t\n", label, strings.Join(rounds, ", "), med[v.Name], vs, median(cpus), median(hosts), strings.Join(counts, ", "))
 	}
 	_ = tw.Flush()
 	if med["off"] <= 0 {

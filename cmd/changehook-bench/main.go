@@ -104,6 +104,9 @@ type config struct {
 	history       bool
 	historyOnly   bool
 	historyRounds int
+	// runs is how many times the benchmark runs (its summary reports
+	// the medians).
+	runs int
 
 	// The many-triggers benchmark (many.go); it runs instead of the others
 	// when triggers is set.
@@ -143,6 +146,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.history, "history", true, "run the history phase: drains with the delivery history off, on, and on with a slowed writer")
 	fs.BoolVar(&c.historyOnly, "history-only", false, "run only the history phase")
 	fs.IntVar(&c.historyRounds, "history-rounds", 3, "rounds of the history phase (each drains every variant once)")
+	fs.IntVar(&c.runs, "runs", 1, "run the whole benchmark this many times, print each run, then the medians of every figure and the goals' verdicts on the medians")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "instead of the benchmark: drain each mode with the runner inside this process and write a CPU profile of it all to `file`")
 	triggerCounts := fs.String("triggers", "", "run only the many-triggers benchmark, once per `count` in this comma-separated list (e.g. 1,50,200): idle CPU of runner and devdb, checkpoint writes/s, write-to-delivery latency")
 	fs.DurationVar(&c.idleSettle, "idle-settle", 10*time.Second, "many-triggers: wait after the runner is ready before the idle window")
@@ -192,8 +196,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	case c.batch != 0 && (c.batch < 2 || c.batch > 1000), c.bpBatch != 0 && (c.bpBatch < 2 || c.bpBatch > 1000):
 		fmt.Fprintln(stderr, "changehook-bench: -batch and -bp-batch must be 0 or between 2 and 1000")
 		return c, errUsage
-	case c.steadyRate < 1, c.concurrency < 1, c.bpEvents < 1, c.historyRounds < 1:
-		fmt.Fprintln(stderr, "changehook-bench: -steady-rate, -concurrency, -bp-events and -history-rounds must be positive")
+	case c.steadyRate < 1, c.concurrency < 1, c.bpEvents < 1, c.historyRounds < 1, c.runs < 1:
+		fmt.Fprintln(stderr, "changehook-bench: -steady-rate, -concurrency, -bp-events, -history-rounds and -runs must be positive")
 		return c, errUsage
 	}
 	return c, nil
@@ -233,11 +237,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.historyOnly {
 		return b.runHistoryOnly(ctx, stdout)
 	}
-	rep, err := b.all(ctx)
-	if err != nil {
-		return err
+	var reps []*report
+	for i := range cfg.runs {
+		if cfg.runs > 1 {
+			b.logf("run %d of %d", i+1, cfg.runs)
+		}
+		rep, err := b.all(ctx)
+		if err != nil {
+			return err
+		}
+		if cfg.runs > 1 {
+			fmt.Fprintf(stdout, "\n## Run %d of %d\n\n", i+1, cfg.runs)
+		}
+		rep.print(stdout, cfg)
+		reps = append(reps, rep)
 	}
-	rep.print(stdout, cfg)
+	printSummary(stdout, reps)
 	return nil
 }
 
