@@ -124,7 +124,13 @@ func printHistory(env Env, recs []store.AttemptRecord) error {
 			attempt = fmt.Sprint(r.Attempt)
 			latency = fmt.Sprintf("%.1fms", r.LatencyMS)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fmtTime(r.At), r.Trigger, r.Kind, dash(r.WebhookID), attempt,
+		trigger := r.Trigger
+		if r.Partition != "" {
+			// One partition of a partitioned trigger: its key, as the
+			// status and the controls name it.
+			trigger += "/" + r.Partition
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fmtTime(r.At), trigger, r.Kind, dash(r.WebhookID), attempt,
 			statusText(r.Status), result, latency, key)
 	}
 	return tw.Flush()

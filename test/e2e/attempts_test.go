@@ -39,6 +39,7 @@ triggers:
 type apiAttempt struct {
 	Kind        string          `json:"kind"`
 	Trigger     string          `json:"trigger"`
+	Partition   string          `json:"partition"`
 	WebhookID   string          `json:"webhook_id"`
 	DocumentKey json.RawMessage `json:"document_key"`
 	Operation   string          `json:"operation"`
