@@ -107,6 +107,13 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 		}
 		return nil
 	})
+	if err == nil {
+		// The gauge and the status count the new dead letter before the
+		// control's result is recorded.
+		if cerr := r.RecountDeadLetters(ctx, name); cerr != nil {
+			r.RefreshDeadLetters()
+		}
+	}
 	return webhookID, err
 }
 

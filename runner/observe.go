@@ -2,11 +2,14 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // DefaultDeadLetterRefresh is Options.DeadLetterRefresh when zero.
@@ -23,9 +26,12 @@ var AllStates = []State{StateStarting, StateRunning, StateRetrying, StatePaused,
 // deadLetterCounts are the triggers' current dead-letter counts as last
 // read from the state database.
 type deadLetterCounts struct {
-	mu   sync.Mutex
-	n    map[string]int64
-	poke chan struct{}
+	// countMu is held for a whole count, so counts are stored in the
+	// order they started.
+	countMu sync.Mutex
+	mu      sync.Mutex
+	n       map[string]int64
+	poke    chan struct{}
 }
 
 // get returns trigger's count, -1 when it was never read.
@@ -52,7 +58,10 @@ func (r *Runner) RefreshDeadLetters() {
 
 // refreshDeadLetters counts the dead letters of every trigger of the
 // configuration until ctx ends (real time, not Options.Clock: it is
-// housekeeping, not delivery).
+// housekeeping, not delivery): every Options.DeadLetterRefresh, and at most
+// deadLetterRefreshMin after RefreshDeadLetters asks (the runner's own
+// dead letters, and any dead letter another process adds, replays or
+// purges: see watchDeadLetters).
 func (r *Runner) refreshDeadLetters(ctx context.Context) {
 	every := r.opts.DeadLetterRefresh
 	if every <= 0 {
@@ -60,41 +69,17 @@ func (r *Runner) refreshDeadLetters(ctx context.Context) {
 	}
 	failing := false
 	for {
-		r.mu.Lock()
-		names := append([]string(nil), r.order...)
-		r.mu.Unlock()
-		counts := make(map[string]int64, len(names))
-		var firstErr error
-		for _, name := range names {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			n, err := r.store.CountDeadLetters(cctx, name)
-			cancel()
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				firstErr = err
-				continue
-			}
-			counts[name] = n
+		err := r.countDeadLetters(ctx, nil)
+		if ctx.Err() != nil {
+			return
 		}
-		r.dl.mu.Lock()
-		for name, n := range counts {
-			r.dl.n[name] = n
-		}
-		for name := range r.dl.n {
-			if _, ok := r.slotNamed(name); !ok {
-				delete(r.dl.n, name) // removed by a reload
-			}
-		}
-		r.dl.mu.Unlock()
 		switch {
-		case firstErr != nil && !failing:
-			r.log.Warn("cannot count dead letters; the dead-letter gauges keep their last value", "error", firstErr)
-		case firstErr == nil && failing:
+		case err != nil && !failing:
+			r.log.Warn("cannot count dead letters; the dead-letter gauges keep their last value", "error", err)
+		case err == nil && failing:
 			r.log.Info("dead letters counted again")
 		}
-		failing = firstErr != nil
+		failing = err != nil
 		if !sleepReal(ctx, deadLetterRefreshMin) {
 			return
 		}
@@ -107,6 +92,113 @@ func (r *Runner) refreshDeadLetters(ctx context.Context) {
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// RecountDeadLetters reads the current dead-letter counts of the named
+// triggers (every trigger when none is named; names that are not triggers
+// of the configuration are ignored) from the state database now and
+// returns once TriggerStatus.DeadLettersCurrent and changehook_dead_letters
+// show them: the admin API calls it after replaying or purging dead
+// letters, so that the response's request cycle already sees the new
+// count. Counts never go back to an older reading: a periodic count that
+// started before the change finishes first. A trigger whose count failed
+// keeps its last value; the first error is returned.
+func (r *Runner) RecountDeadLetters(ctx context.Context, triggers ...string) error {
+	if len(triggers) == 0 {
+		return r.countDeadLetters(ctx, nil)
+	}
+	var names []string
+	for _, name := range triggers {
+		if _, ok := r.slotNamed(name); ok {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return r.countDeadLetters(ctx, names)
+}
+
+// countDeadLetters counts the dead letters of names (nil: every trigger of
+// the configuration, and the counts of removed triggers are forgotten) and
+// stores the counts. Counts are taken one at a time (r.dl.countMu), so a
+// count that started before a change never overwrites one taken after it.
+func (r *Runner) countDeadLetters(ctx context.Context, names []string) error {
+	r.dl.countMu.Lock()
+	defer r.dl.countMu.Unlock()
+	all := names == nil
+	if all {
+		r.mu.Lock()
+		names = append([]string(nil), r.order...)
+		r.mu.Unlock()
+	}
+	counts := make(map[string]int64, len(names))
+	var firstErr error
+	for _, name := range names {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		n, err := r.store.CountDeadLetters(cctx, name)
+		cancel()
+		if ctx.Err() != nil {
+			return fmt.Errorf("count dead letters: %w", ctx.Err())
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		counts[name] = n
+	}
+	r.dl.mu.Lock()
+	for name, n := range counts {
+		r.dl.n[name] = n
+	}
+	if all {
+		for name := range r.dl.n {
+			if _, ok := r.slotNamed(name); !ok {
+				delete(r.dl.n, name) // removed by a reload
+			}
+		}
+	}
+	r.dl.mu.Unlock()
+	return firstErr
+}
+
+// watchDeadLetters asks for a dead-letter recount (RefreshDeadLetters)
+// whenever the deadletters collection changes, until ctx ends: its own
+// change stream, reduced to the operation type, so that a replay or purge
+// by another process (`changehook dlq replay|purge`, another member's
+// admin API) shows in this runner's gauges within deadLetterRefreshMin
+// instead of at the next periodic count. A failed stream is reopened with
+// backoff; meanwhile the periodic count still runs.
+func (r *Runner) watchDeadLetters(ctx context.Context) {
+	pipeline := mongo.Pipeline{
+		{{Key: "$match", Value: bson.D{{Key: "operationType", Value: bson.D{{Key: "$in", Value: bson.A{"insert", "replace", "delete"}}}}}}},
+		{{Key: "$project", Value: bson.D{{Key: "operationType", Value: 1}}}},
+	}
+	coll := r.store.DeadLettersCollection()
+	for attempt := 0; ; attempt++ {
+		cs, err := coll.Watch(ctx, pipeline)
+		if err == nil {
+			// Whatever changed before the stream opened is in the next
+			// count.
+			r.RefreshDeadLetters()
+			for cs.Next(ctx) {
+				attempt = 0
+				r.RefreshDeadLetters()
+			}
+			err = cs.Err()
+			_ = cs.Close(context.WithoutCancel(ctx))
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		delay := dispatcher.FullJitterBackoff(attempt, DefaultInitialRetryBackoff, DefaultMaxRetryBackoff)
+		r.log.Warn("cannot watch the dead letters; their gauges are refreshed periodically meanwhile", "error", err, "retry_in", delay)
+		if !sleepReal(ctx, delay) {
+			return
+		}
 	}
 }
 

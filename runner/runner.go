@@ -238,6 +238,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Unlock()
 	r.mu.Lock()
 	r.wg.Go(func() { r.refreshDeadLetters(ctx) })
+	r.wg.Go(func() { r.watchDeadLetters(ctx) })
 	r.mu.Unlock()
 	if r.opts.Controls {
 		r.loadPauses(ctx)

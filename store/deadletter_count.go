@@ -5,7 +5,13 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
+
+// DeadLettersCollection returns the deadletters collection, for watching
+// its change stream (a runner recounts its dead-letter gauges when it
+// changes).
+func (s *Store) DeadLettersCollection() *mongo.Collection { return s.deadLetters }
 
 // CountDeadLetters returns the number of dead letters of trigger stored now
 // (an index-backed count on MongoDB: deadletters has an index led by

@@ -95,6 +95,11 @@ type Options struct {
 	// /purge, authorised as the control calls; Store alone serves GET
 	// /api/deadletters and /api/deadletters/{id}.
 	DeadLetters DeadLetterOps
+	// DeadLetterCounts, when set, recounts the current dead letters after
+	// every replay or purge call, before it answers (see
+	// DeadLetterCounter); nil: the counts catch up at the runner's next
+	// refresh.
+	DeadLetterCounts DeadLetterCounter
 	// RetryingUnreadyAfter is how long a trigger may be retrying before
 	// /readyz reports it (0: triggers.DefaultRetryingUnreadyAfter).
 	RetryingUnreadyAfter time.Duration
@@ -190,7 +195,7 @@ func Start(opts Options) (*Server, error) {
 	if opts.Reload != nil {
 		reloadRoute(mux, opts.Reload, auth)
 	}
-	deadLetterRoutes(mux, opts.Store, opts.DeadLetters, authorizer{token: opts.Token, loopback: isLoopback(ln.Addr())})
+	deadLetterRoutes(mux, opts.Store, opts.DeadLetters, opts.DeadLetterCounts, auth, opts.Logger)
 	mux.Handle("/", cons)
 	if opts.Cluster != nil {
 		mux.Handle("GET /api/cluster", ClusterHandler(opts.Cluster))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -26,6 +27,20 @@ type DeadLetterOps interface {
 	// returns how many it deleted.
 	Purge(ctx context.Context, sel deadletter.Selection) (int64, error)
 }
+
+// DeadLetterCounter recounts the triggers' current dead letters (the
+// changehook_dead_letters gauge and /api/triggers' dead_letters_current);
+// *runner.Runner implements it. The replay and purge calls use it before
+// they answer, so that the same request cycle sees the new count.
+type DeadLetterCounter interface {
+	// RecountDeadLetters reads the counts of the named triggers (every
+	// trigger when none is named) now and returns once they show.
+	RecountDeadLetters(ctx context.Context, triggers ...string) error
+}
+
+// recountWait bounds the recount after a replay or purge; it gets its own
+// time, since the call may have used its whole budget.
+const recountWait = 5 * time.Second
 
 // Dead-letter API bounds.
 const (
@@ -104,7 +119,7 @@ func deadLetterJSON(dl store.StoredDeadLetter, full bool) DeadLetterJSON {
 // deadLetterRoutes registers GET /api/deadletters, GET
 // /api/deadletters/{id} (with st) and POST /api/deadletters/replay|purge
 // (with ops, authorised as the control calls).
-func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, auth authorizer) {
+func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, counter DeadLetterCounter, auth authorizer, log *slog.Logger) {
 	if st != nil {
 		mux.HandleFunc("GET /api/deadletters", func(w http.ResponseWriter, r *http.Request) {
 			q := r.URL.Query()
@@ -202,6 +217,20 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, a
 			ctx, cancel := context.WithTimeout(r.Context(), deadLetterWork)
 			defer cancel()
 			res, err := run(ctx, sel)
+			if counter != nil {
+				// Whatever was deleted — all of it, or part before an
+				// error or the time budget — shows in the counts before
+				// the answer.
+				var names []string
+				if sel.Trigger != "" {
+					names = []string{sel.Trigger}
+				}
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recountWait)
+				if cerr := counter.RecountDeadLetters(cctx, names...); cerr != nil {
+					log.Warn("dead letters: cannot recount after "+action+"; the gauges catch up at the next periodic count", "error", cerr)
+				}
+				cancel()
+			}
 			res.Done = err == nil
 			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				res.Error = err.Error()

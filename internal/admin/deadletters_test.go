@@ -32,6 +32,14 @@ func (f *fakeOps) Purge(_ context.Context, sel deadletter.Selection) (int64, err
 	return 3, nil
 }
 
+// fakeCounter records the recounts asked for.
+type fakeCounter struct{ calls [][]string }
+
+func (f *fakeCounter) RecountDeadLetters(_ context.Context, triggers ...string) error {
+	f.calls = append(f.calls, triggers)
+	return nil
+}
+
 // TestDeadLetterAPI pages through dead letters with limit and after, reads
 // one with its event, and checks that replay and purge need the token and
 // pass the selection on.
@@ -53,7 +61,8 @@ func TestDeadLetterAPI(t *testing.T) {
 		}
 	}
 	ops := &fakeOps{}
-	s, err := Start(Options{Addr: "127.0.0.1:0", Runner: fakeRunner{}, Store: st, DeadLetters: ops, Token: "s3cret"})
+	counter := &fakeCounter{}
+	s, err := Start(Options{Addr: "127.0.0.1:0", Runner: fakeRunner{}, Store: st, DeadLetters: ops, DeadLetterCounts: counter, Token: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,5 +136,11 @@ func TestDeadLetterAPI(t *testing.T) {
 	}
 	if len(ops.sels) != 2 || ops.sels[0].Trigger != "orders" || len(ops.sels[1].IDs) != 2 {
 		t.Fatalf("selections passed on = %+v", ops.sels)
+	}
+	// Each call that ran recounted before answering: the replay of one
+	// trigger that trigger, the purge by ids every trigger; the refused
+	// calls nothing.
+	if fmt.Sprint(counter.calls) != "[[orders] []]" {
+		t.Errorf("recounts = %q, want [[orders] []]", counter.calls)
 	}
 }

@@ -40,8 +40,8 @@ func TestStreamCountCountsPartitions(t *testing.T) {
 		{Name: "b", Enabled: true, Partitions: 8},
 		{Name: "c", Enabled: false, Partitions: 4},
 	}}
-	if got, want := streamCount(cfg), 1+1+8; got != want {
-		t.Errorf("streamCount = %d, want %d (controls + a + b's 8 partitions; c disabled)", got, want)
+	if got, want := streamCount(cfg), 2+1+8; got != want {
+		t.Errorf("streamCount = %d, want %d (controls and dead letters + a + b's 8 partitions; c disabled)", got, want)
 	}
 }
 
@@ -59,15 +59,15 @@ func TestReloadBeyondThePoolIsRefused(t *testing.T) {
 	running := manyTriggers(uri, 10)
 	rl := &reloader{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: running, poolCap: poolCapacity(uri, streamCount(running))}
 	if rl.poolCap != defaultMaxPoolSize {
-		t.Fatalf("poolCap = %d, want the driver default %d for 11 streams", rl.poolCap, defaultMaxPoolSize)
+		t.Fatalf("poolCap = %d, want the driver default %d for 12 streams", rl.poolCap, defaultMaxPoolSize)
 	}
-	if err := rl.fitsPool(manyTriggers(uri, 67)); err != nil {
-		t.Errorf("67 triggers + controls + headroom = 100 fit a pool of 100, got %v", err)
+	if err := rl.fitsPool(manyTriggers(uri, 66)); err != nil {
+		t.Errorf("66 triggers + controls + dead letters + headroom = 100 fit a pool of 100, got %v", err)
 	}
-	err := rl.fitsPool(manyTriggers(uri, 68))
-	want := "the new configuration keeps 69 change streams open (one per trigger partition and one for controls), but the connection pool was sized for at most 100 at start (room for 68 streams); restart changehook to apply it, or set maxPoolSize in the MongoDB URI"
+	err := rl.fitsPool(manyTriggers(uri, 67))
+	want := "the new configuration keeps 69 change streams open (one per trigger partition, one for controls and one for dead letters), but the connection pool was sized for at most 100 at start (room for 68 streams); restart changehook to apply it, or set maxPoolSize in the MongoDB URI"
 	if err == nil || err.Error() != want {
-		t.Errorf("fitsPool(68 triggers) = %v, want %q", err, want)
+		t.Errorf("fitsPool(67 triggers) = %v, want %q", err, want)
 	}
 
 	// A pool size the user chose in the URI is theirs: warned, not refused.

@@ -157,7 +157,7 @@ func (rl *reloader) fitsPool(cfg *triggers.Config) error {
 			"max_pool_size", rl.poolCap, "change_streams", streamCount(cfg), "recommended_at_least", need)
 		return nil
 	}
-	return fmt.Errorf("the new configuration keeps %d change streams open (one per trigger partition and one for controls), but the connection pool was sized for at most %d at start (room for %d streams); restart changehook to apply it, or set maxPoolSize in the MongoDB URI",
+	return fmt.Errorf("the new configuration keeps %d change streams open (one per trigger partition, one for controls and one for dead letters), but the connection pool was sized for at most %d at start (room for %d streams); restart changehook to apply it, or set maxPoolSize in the MongoDB URI",
 		streamCount(cfg), rl.poolCap, rl.poolCap-poolHeadroom)
 }
 

@@ -198,6 +198,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		aopts.Control, aopts.Token, aopts.Reload = rn, cfg.Admin.Token.Reveal(), rl
 		aopts.History = st
 		aopts.DeadLetters = &deadLetterOps{st: st, config: rl.Config, env: env, hist: hist}
+		aopts.DeadLetterCounts = rn
 		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers /api/history /api/deadletters /api/reload"
 		if mgr != nil {
 			aopts.Cluster = mgr
@@ -307,10 +308,11 @@ func poolCapacity(uri string, streams int) int {
 
 // streamCount is how many change streams serve keeps open at once for cfg:
 // one per partition of every enabled trigger (one for an unpartitioned
-// trigger), and the controls stream. A cluster member may hold fewer; this
-// is the most it can hold.
+// trigger), the controls stream and the dead letters' stream (the runner
+// recounts its dead-letter gauges when they change). A cluster member may
+// hold fewer; this is the most it can hold.
 func streamCount(cfg *triggers.Config) int {
-	n := 1
+	n := 2
 	for _, t := range cfg.Triggers {
 		if t.Enabled {
 			n += max(1, t.Partitions)
