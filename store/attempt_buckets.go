@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"time"
 
@@ -29,47 +30,103 @@ const (
 	// 16 MiB document limit (a record is at most about 3.5 KiB after
 	// Truncate, so the record bound usually comes first).
 	maxBucketBytes = 4 << 20
-	// recordOverhead estimates a record's size without its variable text.
-	recordOverhead = 256
+	// recordOverhead bounds a record's stored size without its variable
+	// text (format 1: flags, codes, id, times, numbers, indexes and
+	// lengths take at most about 80 bytes; its webhook-id and document
+	// key's elements of the top-level arrays about 20 more).
+	recordOverhead = 128
 )
 
 // attemptBucket is the stored form of the history: the records of one
 // trigger written together, oldest first, with what the lookups need at the
 // top level (the multikey indexes on webhookIds and documentKeys, the
 // range first..last of the records' times). The records themselves are one
-// BSON array document stored as a single binary value (see MarshalBSON):
-// every lookup is by the top-level fields and every record-level filter
-// runs in the reader, so the database never needs to look inside, and a
-// batch of records costs it one value instead of a dozen per record.
+// binary value in a compact format (see MarshalBSON and the format's
+// description in attempt_encode.go): every lookup is by the top-level
+// fields and every record-level filter runs in the reader, so the database
+// never needs to look inside, and a batch of records costs it one value
+// instead of a dozen per record.
 type attemptBucket struct {
 	ID      bson.ObjectID `bson:"_id"`
 	Trigger string        `bson:"trigger"`
 	// First and Last are the oldest and newest record's At.
 	First time.Time `bson:"first"`
 	Last  time.Time `bson:"last"`
-	// N is len(Records).
+	// N is the number of records.
 	N int `bson:"n"`
 	// Failed reports that at least one record is a failed attempt.
 	Failed bool `bson:"failed"`
 	// WebhookIDs and DocumentKeys are the records' distinct values.
 	WebhookIDs   []string   `bson:"webhookIds,omitempty"`
 	DocumentKeys []bson.Raw `bson:"documentKeys,omitempty"`
-	// Records have no Trigger (the bucket's). MarshalBSON and
-	// UnmarshalBSON store them as the binary "records".
+	// Records are the bucket's records (their Trigger is not stored:
+	// the bucket's) or, with order, the records they are taken from.
+	// MarshalBSON and UnmarshalBSON store them as the binary "records".
 	Records []AttemptRecord `bson:"-"`
+	// order, when set, lists the bucket's records as indexes into
+	// Records, oldest first (a bucket of a writer batch refers to the
+	// caller's records instead of copying them).
+	order []int32
+	// refs holds, for the i-th record, the index of its webhook-id in
+	// WebhookIDs (refs[2i]) and of its document key in DocumentKeys
+	// (refs[2i+1]), -1 for none; set by index.
+	refs []int32
 }
 
-// newBucket builds the bucket of trigger's records (sorted oldest first,
-// their Trigger cleared) with id.
-func newBucket(id bson.ObjectID, trigger string, recs []AttemptRecord) attemptBucket {
-	b := attemptBucket{ID: id, Trigger: trigger, N: len(recs), Records: recs}
-	if len(recs) == 0 {
-		return b
+// len returns the number of records of b.
+func (b *attemptBucket) len() int {
+	if b.order != nil {
+		return len(b.order)
 	}
-	b.First, b.Last = recs[0].At, recs[0].At
-	seenW := map[string]bool{}
-	seenD := map[string]bool{}
-	for _, r := range recs {
+	return len(b.Records)
+}
+
+// rec returns b's i-th record.
+func (b *attemptBucket) rec(i int) *AttemptRecord {
+	if b.order != nil {
+		return &b.Records[b.order[i]]
+	}
+	return &b.Records[i]
+}
+
+// newBucket builds the bucket with id of trigger's records: recs (sorted
+// oldest first) or, when order is not nil, the records of recs it lists in
+// that order. Their Trigger is ignored.
+func newBucket(id bson.ObjectID, trigger string, recs []AttemptRecord, order []int32) attemptBucket {
+	b := attemptBucket{ID: id, Trigger: trigger, Records: recs, order: order}
+	b.index()
+	return b
+}
+
+// hashSeed seeds the hashes of index's tables.
+var hashSeed = maphash.MakeSeed()
+
+// index sets b's N, First, Last, Failed, WebhookIDs, DocumentKeys and refs
+// from its records. Distinct values are found with open-addressing tables
+// of indexes (no allocation per record).
+func (b *attemptBucket) index() {
+	n := b.len()
+	b.N = n
+	b.First, b.Last, b.Failed = time.Time{}, time.Time{}, false
+	b.WebhookIDs, b.DocumentKeys = nil, nil
+	b.refs = make([]int32, 2*n)
+	if n == 0 {
+		return
+	}
+	b.WebhookIDs = make([]string, 0, n)
+	b.DocumentKeys = make([]bson.Raw, 0, n)
+	size := 8
+	for size < 2*n {
+		size *= 2
+	}
+	mask := uint64(size - 1)
+	tables := make([]int32, 2*size) // index+1 into WebhookIDs, DocumentKeys; 0: free
+	wt, dt := tables[:size], tables[size:]
+	first := b.rec(0)
+	b.First, b.Last = first.At, first.At
+	prevW, prevD := int32(-1), int32(-1)
+	for i := range n {
+		r := b.rec(i)
 		if r.At.Before(b.First) {
 			b.First = r.At
 		}
@@ -77,21 +134,54 @@ func newBucket(id bson.ObjectID, trigger string, recs []AttemptRecord) attemptBu
 			b.Last = r.At
 		}
 		b.Failed = b.Failed || r.Failed
-		if r.WebhookID != "" && !seenW[r.WebhookID] {
-			seenW[r.WebhookID] = true
-			b.WebhookIDs = append(b.WebhookIDs, r.WebhookID)
+		w := int32(-1)
+		switch {
+		case r.WebhookID == "":
+		case prevW >= 0 && b.WebhookIDs[prevW] == r.WebhookID:
+			w = prevW
+		default:
+			for h := maphash.String(hashSeed, r.WebhookID) & mask; ; h = (h + 1) & mask {
+				if wt[h] == 0 {
+					b.WebhookIDs = append(b.WebhookIDs, r.WebhookID)
+					w = int32(len(b.WebhookIDs) - 1)
+					wt[h] = w + 1
+					break
+				}
+				if b.WebhookIDs[wt[h]-1] == r.WebhookID {
+					w = wt[h] - 1
+					break
+				}
+			}
+			prevW = w
 		}
-		if len(r.DocumentKey) > 0 && !seenD[string(r.DocumentKey)] {
-			seenD[string(r.DocumentKey)] = true
-			b.DocumentKeys = append(b.DocumentKeys, r.DocumentKey)
+		d := int32(-1)
+		switch {
+		case len(r.DocumentKey) == 0:
+		case prevD >= 0 && bytes.Equal(b.DocumentKeys[prevD], r.DocumentKey):
+			d = prevD
+		default:
+			for h := maphash.Bytes(hashSeed, r.DocumentKey) & mask; ; h = (h + 1) & mask {
+				if dt[h] == 0 {
+					b.DocumentKeys = append(b.DocumentKeys, r.DocumentKey)
+					d = int32(len(b.DocumentKeys) - 1)
+					dt[h] = d + 1
+					break
+				}
+				if bytes.Equal(b.DocumentKeys[dt[h]-1], r.DocumentKey) {
+					d = dt[h] - 1
+					break
+				}
+			}
+			prevD = d
 		}
+		b.refs[2*i], b.refs[2*i+1] = w, d
 	}
-	return b
 }
 
 // recordSize estimates r's stored size.
 func recordSize(r *AttemptRecord) int {
-	return recordOverhead + len(r.WebhookID) + len(r.DocumentKey) + len(r.Operation) + len(r.Reason) + len(r.Error) + len(r.Response) + len(r.By)
+	return recordOverhead + len(r.WebhookID) + len(r.DocumentKey) + len(r.Kind) + len(r.Operation) + len(r.Reason) +
+		len(r.Partition) + len(r.Error) + len(r.Response) + len(r.By)
 }
 
 // compareRecords orders records by (At, ID), oldest first.
@@ -102,36 +192,92 @@ func compareRecords(a, b AttemptRecord) int {
 	return bytes.Compare(a.ID[:], b.ID[:])
 }
 
+// recordPos is a record's place in bucketsOf's order.
+type recordPos struct {
+	trigger int32 // the rank of the record's trigger among the batch's
+	i       int32 // the record's index
+	ms      int64 // At as stored (milliseconds)
+}
+
 // bucketsOf cuts records into buckets: per trigger (in the order triggers
-// first appear), oldest first, each bucket within maxBucketRecords,
-// bucketSpan and maxBucketBytes. Every record must have its ID and At set.
-// newID gives each bucket its _id.
-func bucketsOf(records []AttemptRecord, newID func(first AttemptRecord) bson.ObjectID) []attemptBucket {
-	var order []string
-	byTrigger := map[string][]AttemptRecord{}
-	for _, r := range records {
-		if _, ok := byTrigger[r.Trigger]; !ok {
-			order = append(order, r.Trigger)
+// first appear), oldest first (by At as stored, in milliseconds, then ID),
+// each bucket within maxBucketRecords, bucketSpan and maxBucketBytes. Every
+// record must have its ID and At set. newID gives each bucket its _id. The
+// buckets refer to records (which must not change until they are written)
+// instead of copying them.
+func bucketsOf(records []AttemptRecord, newID func(first *AttemptRecord) bson.ObjectID) []attemptBucket {
+	if len(records) == 0 {
+		return nil
+	}
+	pos := make([]recordPos, len(records))
+	var triggers []string // distinct, in order of appearance
+	last := int32(-1)     // the previous record's trigger rank
+	var ranks map[string]int32
+	for i := range records {
+		t := records[i].Trigger
+		switch {
+		case last >= 0 && triggers[last] == t:
+		case ranks != nil:
+			r, ok := ranks[t]
+			if !ok {
+				r = int32(len(triggers))
+				triggers = append(triggers, t)
+				ranks[t] = r
+			}
+			last = r
+		default:
+			last = int32(slices.Index(triggers, t))
+			if last < 0 {
+				last = int32(len(triggers))
+				triggers = append(triggers, t)
+				if len(triggers) > 8 {
+					ranks = make(map[string]int32, 2*len(triggers))
+					for j, name := range triggers {
+						ranks[name] = int32(j)
+					}
+				}
+			}
 		}
-		t := r.Trigger
-		r.Trigger = ""
-		byTrigger[t] = append(byTrigger[t], r)
+		pos[i] = recordPos{trigger: last, i: int32(i), ms: msOf(records[i].At)}
+	}
+	cmp := func(a, b recordPos) int {
+		switch {
+		case a.trigger != b.trigger:
+			return int(a.trigger - b.trigger)
+		case a.ms != b.ms:
+			if a.ms < b.ms {
+				return -1
+			}
+			return 1
+		}
+		if c := bytes.Compare(records[a.i].ID[:], records[b.i].ID[:]); c != 0 {
+			return c
+		}
+		return int(a.i - b.i)
+	}
+	if !slices.IsSortedFunc(pos, cmp) {
+		slices.SortFunc(pos, cmp)
+	}
+	order := make([]int32, len(pos))
+	for i, p := range pos {
+		order[i] = p.i
 	}
 	var out []attemptBucket
-	for _, t := range order {
-		recs := byTrigger[t]
-		slices.SortStableFunc(recs, compareRecords)
-		start, size := 0, 0
-		for i := range recs {
-			sz := recordSize(&recs[i])
-			if i > start && (i-start >= maxBucketRecords || recs[i].At.Sub(recs[start].At) > bucketSpan || size+sz > maxBucketBytes) {
-				out = append(out, newBucket(newID(recs[start]), t, recs[start:i:i]))
-				start, size = i, 0
-			}
-			size += sz
-		}
-		out = append(out, newBucket(newID(recs[start]), t, recs[start:len(recs):len(recs)]))
+	cut := func(start, end int) {
+		o := order[start:end:end]
+		out = append(out, newBucket(newID(&records[o[0]]), triggers[pos[start].trigger], records, o))
 	}
+	start, size := 0, 0
+	for i := range pos {
+		sz := recordSize(&records[pos[i].i])
+		if i > start && (pos[i].trigger != pos[start].trigger || i-start >= maxBucketRecords ||
+			pos[i].ms-pos[start].ms > bucketSpan.Milliseconds() || size+sz > maxBucketBytes) {
+			cut(start, i)
+			start, size = i, 0
+		}
+		size += sz
+	}
+	cut(start, len(pos))
 	return out
 }
 
@@ -153,7 +299,7 @@ func (s *Store) InsertAttempts(ctx context.Context, records []AttemptRecord) (in
 			records[i].At = now
 		}
 	}
-	buckets := bucketsOf(records, func(AttemptRecord) bson.ObjectID { return bson.NewObjectID() })
+	buckets := bucketsOf(records, func(*AttemptRecord) bson.ObjectID { return bson.NewObjectID() })
 	return s.insertBuckets(ctx, buckets, len(records))
 }
 
@@ -528,10 +674,7 @@ func (s *Store) rewriteBucket(ctx context.Context, b attemptBucket, keep []Attem
 		}
 		return removed * res.DeletedCount, nil
 	}
-	for i := range keep {
-		keep[i].Trigger = ""
-	}
-	nb := newBucket(b.ID, b.Trigger, keep)
+	nb := newBucket(b.ID, b.Trigger, keep, nil)
 	res, err := s.attempts().ReplaceOne(ctx, same, &nb)
 	if err != nil {
 		return 0, fmt.Errorf("rewrite a bucket: %w", err)
@@ -587,7 +730,7 @@ func (s *Store) migrateLegacyAttempts(ctx context.Context, indexNames []string) 
 		for i := range recs {
 			ids[i] = recs[i].ID
 		}
-		buckets := bucketsOf(recs, func(first AttemptRecord) bson.ObjectID { return legacyBucketID(first.ID) })
+		buckets := bucketsOf(recs, func(first *AttemptRecord) bson.ObjectID { return legacyBucketID(first.ID) })
 		if _, err := s.insertBuckets(ctx, buckets, len(recs)); err != nil {
 			return fmt.Errorf("convert old history records: %w", err)
 		}

@@ -2,7 +2,9 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -10,23 +12,128 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
+// The stored form of a bucket's records.
+//
+// A bucket document's "records" field is one binary value that the database
+// never looks inside: every lookup is by the bucket's top-level fields. Two
+// layouts exist.
+//
+// Format 0 (written by earlier versions, still read): binary subtype 0x00
+// holding a BSON array document of the records, each a document with
+// AttemptRecord's BSON field names.
+//
+// Format 1 (written now): binary subtype 0x80 (user defined) holding
+//
+//	version   1 byte, 0x01
+//	count     uvarint: the number of records
+//	base      varint: a time, in milliseconds since the Unix epoch (the
+//	          bucket's oldest record's "at")
+//	records   count records, oldest first
+//
+// where a uvarint is an unsigned LEB128 varint and a varint a zigzag-coded
+// signed one (Go's encoding/binary AppendUvarint and AppendVarint). Times
+// are milliseconds since the Unix epoch, the precision of a BSON date, and
+// decode in UTC as a BSON date does. Each record is
+//
+//	flags        uvarint, the bits recFlag* below; unknown bits are an error
+//	kind         code (see below) of Kind: "delivery", "replay", "skipped"
+//	operation    code of Operation: "insert", "update", "replace",
+//	             "delete", "drop", "rename", "dropDatabase", "invalidate"
+//	reason       code of Reason: "client_error", "server_error",
+//	             "rate_limited", "timeout", "connection", "redirect",
+//	             "canceled", "payload_error", "dropped", "blocked", "auth",
+//	             "tls", "skipped"
+//	id           with recFlagIDDelta: varint, the difference of the 3-byte
+//	             counter (bytes 9..11) from the previous record's ID, whose
+//	             first 9 bytes it shares (before the first record: the zero
+//	             ID); with recFlagIDFull: the 12 bytes; with neither: the
+//	             zero ID
+//	at           varint: At minus the previous record's At (the first
+//	             record: minus base)
+//	startedAt    if recFlagStarted: varint, At minus StartedAt
+//	skippedFrom  if recFlagSkippedFrom: varint, SkippedFrom minus At
+//	skippedTo    if recFlagSkippedTo: varint, SkippedTo minus At
+//	webhookId    if recFlagWebhook: uvarint index into the bucket's
+//	             top-level webhookIds
+//	documentKey  if recFlagDocumentKey: uvarint index into the bucket's
+//	             top-level documentKeys
+//	events       if recFlagEvents: varint
+//	attempt      if recFlagAttempt: varint
+//	status       if recFlagStatus: varint
+//	latencyMs    if recFlagLatencyNs: uvarint n, the value being the
+//	             float64 n/1e6 (a latency measured in nanoseconds); if
+//	             recFlagLatencyBits: 8 bytes, the IEEE 754 bits little
+//	             endian; with neither: +0
+//	partition, error, response, by
+//	             each if its flag is set: uvarint length L and L bytes, or
+//	             L = 0: the previous record's value of the same field
+//
+// A code is one byte: 0 is "", 1 is followed by a uvarint length and that
+// many bytes of the value, and 2+i is the i-th value of the field's list
+// above (the lists are part of the format: never reordered, only extended).
+// A field absent by its flag is its zero value (the fields format 0 left
+// out as empty). Records hold no trigger (the bucket's).
+const (
+	recordsSubtypeV0 = 0x00
+	recordsSubtypeV1 = 0x80
+	recordsVersion1  = 0x01
+)
+
+// Bits of a format 1 record's flags.
+const (
+	recFlagIDDelta = 1 << iota
+	recFlagIDFull
+	recFlagWebhook
+	recFlagDocumentKey
+	recFlagFailed
+	recFlagStarted
+	recFlagAttempt
+	recFlagStatus
+	recFlagLatencyNs
+	recFlagLatencyBits
+	recFlagPartition
+	recFlagError
+	recFlagResponse
+	recFlagEvents
+	recFlagDocumentKeyOmitted
+	recFlagSkippedFrom
+	recFlagSkippedTo
+	recFlagBy
+	recFlagsKnown = recFlagBy<<1 - 1
+)
+
+// Coded values of format 1 (see the format's description: append only).
+var (
+	kindCodes      = []string{"delivery", "replay", "skipped"}
+	operationCodes = []string{"insert", "update", "replace", "delete", "drop", "rename", "dropDatabase", "invalidate"}
+	reasonCodes    = []string{"client_error", "server_error", "rate_limited", "timeout", "connection", "redirect",
+		"canceled", "payload_error", "dropped", "blocked", "auth", "tls", "skipped"}
+)
+
 // MarshalBSON encodes the bucket: its top-level fields as the driver's
-// reflection encoder does from the struct tags, and "records" as a binary
-// value (subtype 0) holding the BSON array of the records, each encoded as
-// the driver would encode an AttemptRecord except that zero times are left
-// out (the driver ignores omitzero and writes year 1; both decode to the
-// zero time, and a test compares the two). It takes a fraction of the
-// driver's time: the history writer encodes every record the runner's
-// deliveries make, on the runner's CPU.
+// reflection encoder does from the struct tags, and "records" as a format 1
+// binary value (see above). The history writer encodes every record the
+// runner's deliveries make, on the runner's CPU.
 func (b *attemptBucket) MarshalBSON() ([]byte, error) {
-	size := 256
-	for i := range b.Records {
-		size += recordSize(&b.Records[i])
+	if b.refs == nil {
+		b.index()
+	}
+	n := b.len()
+	size := 128 + len(b.Trigger) + 24*n
+	for _, w := range b.WebhookIDs {
+		size += len(w) + 12
+	}
+	for _, k := range b.DocumentKeys {
+		size += len(k) + 6
+	}
+	for i := range n {
+		r := b.rec(i)
+		size += len(r.Partition) + len(r.Error) + len(r.Response) + len(r.By)
 	}
 	return appendBucket(make([]byte, 0, size), b)
 }
 
-// appendBucket appends b's BSON document to dst.
+// appendBucket appends b's BSON document to dst (b indexed).
 func appendBucket(dst []byte, b *attemptBucket) ([]byte, error) {
 	idx, dst := bsoncore.AppendDocumentStart(dst)
 	dst = bsoncore.AppendObjectIDElement(dst, "_id", b.ID)
@@ -40,7 +147,7 @@ func appendBucket(dst []byte, b *attemptBucket) ([]byte, error) {
 		var aidx int32
 		aidx, dst = bsoncore.AppendArrayElementStart(dst, "webhookIds")
 		for i, w := range b.WebhookIDs {
-			dst = bsoncore.AppendStringElement(dst, strconv.Itoa(i), w)
+			dst = bsoncore.AppendString(appendArrayKey(dst, bsoncore.TypeString, i), w)
 		}
 		if dst, err = bsoncore.AppendArrayEnd(dst, aidx); err != nil {
 			return nil, err
@@ -50,29 +157,203 @@ func appendBucket(dst []byte, b *attemptBucket) ([]byte, error) {
 		var aidx int32
 		aidx, dst = bsoncore.AppendArrayElementStart(dst, "documentKeys")
 		for i, k := range b.DocumentKeys {
-			dst = bsoncore.AppendDocumentElement(dst, strconv.Itoa(i), k)
+			dst = append(appendArrayKey(dst, bsoncore.TypeEmbeddedDocument, i), k...)
 		}
 		if dst, err = bsoncore.AppendArrayEnd(dst, aidx); err != nil {
 			return nil, err
 		}
 	}
-	// "records": binary subtype 0, written in place: type, key, length,
-	// subtype, then the array document, whose length is patched in.
+	// "records": binary subtype 0x80, written in place: type, key,
+	// length, subtype, then the data, whose length is patched in.
 	dst = bsoncore.AppendHeader(dst, bsoncore.TypeBinary, "records")
 	lenAt := len(dst)
-	dst = append(dst, 0, 0, 0, 0, 0x00)
+	dst = append(dst, 0, 0, 0, 0, recordsSubtypeV1)
 	start := len(dst)
-	ridx, dst := bsoncore.AppendArrayStart(dst)
-	for i := range b.Records {
-		if dst, err = appendRecord(dst, strconv.Itoa(i), &b.Records[i]); err != nil {
-			return nil, err
-		}
-	}
-	if dst, err = bsoncore.AppendArrayEnd(dst, ridx); err != nil {
-		return nil, err
-	}
+	dst = b.appendRecords(dst)
 	binary.LittleEndian.PutUint32(dst[lenAt:], uint32(len(dst)-start))
 	return bsoncore.AppendDocumentEnd(dst, idx)
+}
+
+// appendArrayKey appends the header of an array's element i of type t
+// (its key is i in decimal).
+func appendArrayKey(dst []byte, t bsoncore.Type, i int) []byte {
+	dst = append(dst, byte(t))
+	dst = strconv.AppendInt(dst, int64(i), 10)
+	return append(dst, 0)
+}
+
+// msOf is t as a BSON date's milliseconds.
+func msOf(t time.Time) int64 { return int64(bson.NewDateTimeFromTime(t)) }
+
+// timeOfMS is the time of a BSON date's milliseconds, as the driver decodes
+// it.
+func timeOfMS(ms int64) time.Time { return time.Unix(ms/1000, ms%1000*1000000).UTC() }
+
+// appendRecords appends b's records in format 1 (b indexed).
+func (b *attemptBucket) appendRecords(dst []byte) []byte {
+	n := b.len()
+	base := msOf(b.First)
+	dst = append(dst, recordsVersion1)
+	dst = binary.AppendUvarint(dst, uint64(n))
+	dst = binary.AppendVarint(dst, base)
+	var prevID bson.ObjectID
+	prevAt := base
+	var zero AttemptRecord
+	prev := &zero
+	for i := range n {
+		r := b.rec(i)
+		w, d := b.refs[2*i], b.refs[2*i+1]
+		var flags uint64
+		switch {
+		case r.ID.IsZero():
+		case [9]byte(r.ID[:9]) == [9]byte(prevID[:9]):
+			flags |= recFlagIDDelta
+		default:
+			flags |= recFlagIDFull
+		}
+		if w >= 0 {
+			flags |= recFlagWebhook
+		}
+		if d >= 0 {
+			flags |= recFlagDocumentKey
+		}
+		if r.DocumentKeyOmitted {
+			flags |= recFlagDocumentKeyOmitted
+		}
+		if r.Failed {
+			flags |= recFlagFailed
+		}
+		if !r.StartedAt.IsZero() {
+			flags |= recFlagStarted
+		}
+		if !r.SkippedFrom.IsZero() {
+			flags |= recFlagSkippedFrom
+		}
+		if !r.SkippedTo.IsZero() {
+			flags |= recFlagSkippedTo
+		}
+		if r.Events != 0 {
+			flags |= recFlagEvents
+		}
+		if r.Attempt != 0 {
+			flags |= recFlagAttempt
+		}
+		if r.Status != 0 {
+			flags |= recFlagStatus
+		}
+		latNs, latMode := latencyMode(r.LatencyMS)
+		flags |= latMode
+		if r.Partition != "" {
+			flags |= recFlagPartition
+		}
+		if r.Error != "" {
+			flags |= recFlagError
+		}
+		if r.Response != "" {
+			flags |= recFlagResponse
+		}
+		if r.By != "" {
+			flags |= recFlagBy
+		}
+		dst = binary.AppendUvarint(dst, flags)
+		dst = appendCode(dst, kindCodes, r.Kind)
+		dst = appendCode(dst, operationCodes, r.Operation)
+		dst = appendCode(dst, reasonCodes, r.Reason)
+		switch {
+		case flags&recFlagIDDelta != 0:
+			dst = binary.AppendVarint(dst, int64(idCounter(r.ID))-int64(idCounter(prevID)))
+		case flags&recFlagIDFull != 0:
+			dst = append(dst, r.ID[:]...)
+		}
+		prevID = r.ID
+		at := msOf(r.At)
+		dst = binary.AppendVarint(dst, at-prevAt)
+		prevAt = at
+		if flags&recFlagStarted != 0 {
+			dst = binary.AppendVarint(dst, at-msOf(r.StartedAt))
+		}
+		if flags&recFlagSkippedFrom != 0 {
+			dst = binary.AppendVarint(dst, msOf(r.SkippedFrom)-at)
+		}
+		if flags&recFlagSkippedTo != 0 {
+			dst = binary.AppendVarint(dst, msOf(r.SkippedTo)-at)
+		}
+		if w >= 0 {
+			dst = binary.AppendUvarint(dst, uint64(w))
+		}
+		if d >= 0 {
+			dst = binary.AppendUvarint(dst, uint64(d))
+		}
+		if r.Events != 0 {
+			dst = binary.AppendVarint(dst, int64(r.Events))
+		}
+		if r.Attempt != 0 {
+			dst = binary.AppendVarint(dst, int64(r.Attempt))
+		}
+		if r.Status != 0 {
+			dst = binary.AppendVarint(dst, int64(r.Status))
+		}
+		switch latMode {
+		case recFlagLatencyNs:
+			dst = binary.AppendUvarint(dst, latNs)
+		case recFlagLatencyBits:
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(r.LatencyMS))
+		}
+		dst = appendRepeatable(dst, r.Partition, prev.Partition)
+		dst = appendRepeatable(dst, r.Error, prev.Error)
+		dst = appendRepeatable(dst, r.Response, prev.Response)
+		dst = appendRepeatable(dst, r.By, prev.By)
+		prev = r
+	}
+	return dst
+}
+
+// latencyMode returns how a latency is stored: not at all (+0), as
+// nanoseconds n when l is exactly float64(n)/1e6, or as its bits.
+func latencyMode(l float64) (uint64, uint64) {
+	if math.Float64bits(l) == 0 {
+		return 0, 0
+	}
+	if l > 0 && l < 1<<53/1e6 {
+		n := uint64(math.Round(l * 1e6))
+		if float64(n)/1e6 == l {
+			return n, recFlagLatencyNs
+		}
+	}
+	return 0, recFlagLatencyBits
+}
+
+// idCounter is the counter of an ObjectID (its last 3 bytes).
+func idCounter(id bson.ObjectID) uint32 {
+	return uint32(id[9])<<16 | uint32(id[10])<<8 | uint32(id[11])
+}
+
+// appendCode appends s as a code of the values list.
+func appendCode(dst []byte, values []string, s string) []byte {
+	if s == "" {
+		return append(dst, 0)
+	}
+	for i, v := range values {
+		if v == s {
+			return append(dst, byte(2+i))
+		}
+	}
+	dst = append(dst, 1)
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// appendRepeatable appends s (not empty; nothing when empty, its flag
+// unset) as a length and its bytes, or a length 0 when it is prev.
+func appendRepeatable(dst []byte, s, prev string) []byte {
+	switch {
+	case s == "":
+		return dst
+	case s == prev:
+		return append(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
 }
 
 // storedBucket is a bucket as stored, its records still encoded.
@@ -88,8 +369,9 @@ type storedBucket struct {
 	Records      bson.Binary   `bson:"records"`
 }
 
-// UnmarshalBSON decodes a bucket written by MarshalBSON (a projection
-// without "records" leaves Records empty).
+// UnmarshalBSON decodes a bucket with records in format 1 or format 0 (a
+// projection without "records" leaves Records empty). Records that do not
+// decode are an error naming the bucket.
 func (b *attemptBucket) UnmarshalBSON(data []byte) error {
 	var sb storedBucket
 	if err := bson.Unmarshal(data, &sb); err != nil {
@@ -100,75 +382,254 @@ func (b *attemptBucket) UnmarshalBSON(data []byte) error {
 	if len(sb.Records.Data) == 0 {
 		return nil
 	}
-	vals, err := bson.Raw(sb.Records.Data).Values()
+	var err error
+	switch sb.Records.Subtype {
+	case recordsSubtypeV1:
+		b.Records, err = decodeRecords(sb.Records.Data, sb.WebhookIDs, sb.DocumentKeys)
+	case recordsSubtypeV0:
+		b.Records, err = decodeRecordsV0(sb.Records.Data)
+	default:
+		err = fmt.Errorf("binary subtype %#x is not a records format this version knows", sb.Records.Subtype)
+	}
 	if err != nil {
 		return fmt.Errorf("decode the records of history bucket %s: %w", sb.ID.Hex(), err)
-	}
-	b.Records = make([]AttemptRecord, len(vals))
-	for i, v := range vals {
-		doc, ok := v.DocumentOK()
-		if !ok {
-			return fmt.Errorf("decode the records of history bucket %s: record %d is a %s, not a document", sb.ID.Hex(), i, v.Type)
-		}
-		if err := bson.Unmarshal(doc, &b.Records[i]); err != nil {
-			return fmt.Errorf("decode the records of history bucket %s: record %d: %w", sb.ID.Hex(), i, err)
-		}
 	}
 	return nil
 }
 
-// appendRecord appends r as the embedded document key of dst, field by
-// field as AttemptRecord's struct tags say (omitempty, omitzero).
-func appendRecord(dst []byte, key string, r *AttemptRecord) ([]byte, error) {
-	idx, dst := bsoncore.AppendDocumentElementStart(dst, key)
-	if !r.ID.IsZero() {
-		dst = bsoncore.AppendObjectIDElement(dst, "_id", r.ID)
+// decodeRecordsV0 decodes format 0: a BSON array of record documents.
+func decodeRecordsV0(data []byte) ([]AttemptRecord, error) {
+	vals, err := bson.Raw(data).Values()
+	if err != nil {
+		return nil, err
 	}
-	dst = bsoncore.AppendStringElement(dst, "kind", r.Kind)
-	dst = appendString(dst, "trigger", r.Trigger)
-	dst = appendString(dst, "partition", r.Partition)
-	dst = appendString(dst, "webhookId", r.WebhookID)
-	if len(r.DocumentKey) > 0 {
-		dst = bsoncore.AppendDocumentElement(dst, "documentKey", r.DocumentKey)
+	recs := make([]AttemptRecord, len(vals))
+	for i, v := range vals {
+		doc, ok := v.DocumentOK()
+		if !ok {
+			return nil, fmt.Errorf("record %d is a %s, not a document", i, v.Type)
+		}
+		if err := bson.Unmarshal(doc, &recs[i]); err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
 	}
-	if r.DocumentKeyOmitted {
-		dst = bsoncore.AppendBooleanElement(dst, "documentKeyOmitted", true)
-	}
-	dst = appendString(dst, "operation", r.Operation)
-	if r.Events != 0 {
-		dst = appendInt(dst, "events", r.Events)
-	}
-	if r.Attempt != 0 {
-		dst = appendInt(dst, "attempt", r.Attempt)
-	}
-	dst = bsoncore.AppendBooleanElement(dst, "failed", r.Failed)
-	if r.Status != 0 {
-		dst = appendInt(dst, "status", r.Status)
-	}
-	dst = appendString(dst, "reason", r.Reason)
-	dst = appendString(dst, "error", r.Error)
-	dst = bsoncore.AppendDoubleElement(dst, "latencyMs", r.LatencyMS)
-	dst = appendString(dst, "response", r.Response)
-	if !r.StartedAt.IsZero() {
-		dst = appendTime(dst, "startedAt", r.StartedAt)
-	}
-	dst = appendTime(dst, "at", r.At)
-	if !r.SkippedFrom.IsZero() {
-		dst = appendTime(dst, "skippedFrom", r.SkippedFrom)
-	}
-	if !r.SkippedTo.IsZero() {
-		dst = appendTime(dst, "skippedTo", r.SkippedTo)
-	}
-	dst = appendString(dst, "by", r.By)
-	return bsoncore.AppendDocumentEnd(dst, idx)
+	return recs, nil
 }
 
-// appendString appends a string element unless s is empty (omitempty).
-func appendString(dst []byte, key, s string) []byte {
-	if s == "" {
-		return dst
+// errShortRecords reports records data that ends inside a record.
+var errShortRecords = errors.New("records data ends early")
+
+// recordsReader reads format 1 data (held as one string, so that the
+// records' strings share its memory).
+type recordsReader struct {
+	s   string
+	off int
+	err error
+}
+
+func (rd *recordsReader) fail(err error) {
+	if rd.err == nil {
+		rd.err = err
 	}
-	return bsoncore.AppendStringElement(dst, key, s)
+}
+
+func (rd *recordsReader) byte() byte {
+	if rd.off >= len(rd.s) {
+		rd.fail(errShortRecords)
+		return 0
+	}
+	c := rd.s[rd.off]
+	rd.off++
+	return c
+}
+
+func (rd *recordsReader) uvarint() uint64 {
+	var x uint64
+	for shift := uint(0); ; shift += 7 {
+		if rd.off >= len(rd.s) {
+			rd.fail(errShortRecords)
+			return 0
+		}
+		c := rd.s[rd.off]
+		rd.off++
+		if shift == 63 && c > 1 {
+			rd.fail(errors.New("records data holds a varint that overflows 64 bits"))
+			return 0
+		}
+		x |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return x
+		}
+	}
+}
+
+func (rd *recordsReader) varint() int64 {
+	u := rd.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
+}
+
+// bytes returns the next n bytes.
+func (rd *recordsReader) bytes(n uint64) string {
+	if n > uint64(len(rd.s)-rd.off) {
+		rd.fail(errShortRecords)
+		rd.off = len(rd.s)
+		return ""
+	}
+	s := rd.s[rd.off : rd.off+int(n)]
+	rd.off += int(n)
+	return s
+}
+
+// code reads a code of values.
+func (rd *recordsReader) code(values []string) string {
+	c := rd.byte()
+	switch {
+	case c == 0:
+		return ""
+	case c == 1:
+		s := rd.bytes(rd.uvarint())
+		if s == "" && rd.err == nil {
+			rd.fail(errors.New("records data holds an empty literal"))
+		}
+		return s
+	case int(c-2) < len(values):
+		return values[c-2]
+	}
+	rd.fail(fmt.Errorf("records data holds the unknown code %d", c))
+	return ""
+}
+
+// repeatable reads a length-prefixed string or, for length 0, prev.
+func (rd *recordsReader) repeatable(prev string) string {
+	n := rd.uvarint()
+	if n == 0 {
+		if prev == "" && rd.err == nil {
+			rd.fail(errors.New("records data repeats an empty value"))
+		}
+		return prev
+	}
+	return rd.bytes(n)
+}
+
+// decodeRecords decodes format 1 data of a bucket with webhookIDs and
+// documentKeys.
+func decodeRecords(data []byte, webhookIDs []string, documentKeys []bson.Raw) ([]AttemptRecord, error) {
+	rd := recordsReader{s: string(data)}
+	if v := rd.byte(); v != recordsVersion1 {
+		return nil, fmt.Errorf("records format version %d is not one this version knows", v)
+	}
+	n := rd.uvarint()
+	base := rd.varint()
+	if rd.err != nil {
+		return nil, rd.err
+	}
+	// A record takes at least 5 bytes (flags, three codes, at).
+	if n > uint64(len(data))/5 {
+		return nil, fmt.Errorf("records data of %d bytes cannot hold %d records", len(data), n)
+	}
+	if n == 0 {
+		if rd.off != len(rd.s) {
+			return nil, errors.New("records data has bytes after its records")
+		}
+		return nil, nil
+	}
+	recs := make([]AttemptRecord, n)
+	var prevID bson.ObjectID
+	prevAt := base
+	prev := &AttemptRecord{}
+	for i := range recs {
+		r := &recs[i]
+		flags := rd.uvarint()
+		if flags&^recFlagsKnown != 0 && rd.err == nil {
+			return nil, fmt.Errorf("record %d has unknown flags %#x", i, flags&^recFlagsKnown)
+		}
+		r.Kind = rd.code(kindCodes)
+		r.Operation = rd.code(operationCodes)
+		r.Reason = rd.code(reasonCodes)
+		switch flags & (recFlagIDDelta | recFlagIDFull) {
+		case recFlagIDDelta:
+			c := int64(idCounter(prevID)) + rd.varint()
+			if (c < 0 || c >= 1<<24) && rd.err == nil {
+				return nil, fmt.Errorf("record %d has an id counter out of range", i)
+			}
+			r.ID = prevID
+			r.ID[9], r.ID[10], r.ID[11] = byte(c>>16), byte(c>>8), byte(c)
+		case recFlagIDFull:
+			copy(r.ID[:], rd.bytes(12))
+		case recFlagIDDelta | recFlagIDFull:
+			return nil, fmt.Errorf("record %d has two id forms", i)
+		}
+		prevID = r.ID
+		at := prevAt + rd.varint()
+		prevAt = at
+		r.At = timeOfMS(at)
+		if flags&recFlagStarted != 0 {
+			r.StartedAt = timeOfMS(at - rd.varint())
+		}
+		if flags&recFlagSkippedFrom != 0 {
+			r.SkippedFrom = timeOfMS(at + rd.varint())
+		}
+		if flags&recFlagSkippedTo != 0 {
+			r.SkippedTo = timeOfMS(at + rd.varint())
+		}
+		if flags&recFlagWebhook != 0 {
+			switch w := rd.uvarint(); {
+			case w < uint64(len(webhookIDs)):
+				r.WebhookID = webhookIDs[w]
+			case rd.err == nil:
+				return nil, fmt.Errorf("record %d names webhook-id %d of the bucket's %d", i, w, len(webhookIDs))
+			}
+		}
+		if flags&recFlagDocumentKey != 0 {
+			switch d := rd.uvarint(); {
+			case d < uint64(len(documentKeys)):
+				r.DocumentKey = documentKeys[d]
+			case rd.err == nil:
+				return nil, fmt.Errorf("record %d names document key %d of the bucket's %d", i, d, len(documentKeys))
+			}
+		}
+		r.DocumentKeyOmitted = flags&recFlagDocumentKeyOmitted != 0
+		r.Failed = flags&recFlagFailed != 0
+		if flags&recFlagEvents != 0 {
+			r.Events = int(rd.varint())
+		}
+		if flags&recFlagAttempt != 0 {
+			r.Attempt = int(rd.varint())
+		}
+		if flags&recFlagStatus != 0 {
+			r.Status = int(rd.varint())
+		}
+		switch flags & (recFlagLatencyNs | recFlagLatencyBits) {
+		case recFlagLatencyNs:
+			r.LatencyMS = float64(rd.uvarint()) / 1e6
+		case recFlagLatencyBits:
+			if b := rd.bytes(8); len(b) == 8 {
+				r.LatencyMS = math.Float64frombits(binary.LittleEndian.Uint64([]byte(b)))
+			}
+		case recFlagLatencyNs | recFlagLatencyBits:
+			return nil, fmt.Errorf("record %d has two latency forms", i)
+		}
+		if flags&recFlagPartition != 0 {
+			r.Partition = rd.repeatable(prev.Partition)
+		}
+		if flags&recFlagError != 0 {
+			r.Error = rd.repeatable(prev.Error)
+		}
+		if flags&recFlagResponse != 0 {
+			r.Response = rd.repeatable(prev.Response)
+		}
+		if flags&recFlagBy != 0 {
+			r.By = rd.repeatable(prev.By)
+		}
+		if rd.err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, rd.err)
+		}
+		prev = r
+	}
+	if rd.off != len(rd.s) {
+		return nil, fmt.Errorf("records data has %d bytes after its %d records", len(rd.s)-rd.off, n)
+	}
+	return recs, nil
 }
 
 // appendInt appends an int as the driver does: int32 when it fits.
@@ -181,5 +642,5 @@ func appendInt(dst []byte, key string, n int) []byte {
 
 // appendTime appends t as a BSON date (milliseconds), as the driver does.
 func appendTime(dst []byte, key string, t time.Time) []byte {
-	return bsoncore.AppendDateTimeElement(dst, key, int64(bson.NewDateTimeFromTime(t)))
+	return bsoncore.AppendDateTimeElement(dst, key, msOf(t))
 }
