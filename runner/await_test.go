@@ -23,13 +23,15 @@ import (
 // hundreds of idle triggers do not send hundreds of getMores per second;
 // and an event delivered while that getMore waits is still checkpointed
 // after CheckpointInterval — by the flusher, with no getMore having
-// returned since the event.
+// returned since the event. Every getMore of the stream asks for a bounded
+// batch (batchSize 1000), so a backlog is not read in 16 MiB replies.
 func TestIdleGetMoreWaitsLongAndDeliveriesCheckpointOnTime(t *testing.T) {
 	t.Parallel()
 	srv, _ := startServer(t, devdb.Options{})
 	var (
 		mu          sync.Mutex
 		maxTimes    []int64
+		batchSizes  []int64
 		getMoreDone atomic.Int64
 	)
 	mon := &event.CommandMonitor{
@@ -41,8 +43,10 @@ func TestIdleGetMoreWaitsLongAndDeliveriesCheckpointOnTime(t *testing.T) {
 				return // the state database's streams, if any
 			}
 			v, _ := e.Command.Lookup("maxTimeMS").AsInt64OK()
+			n, _ := e.Command.Lookup("batchSize").AsInt64OK()
 			mu.Lock()
 			maxTimes = append(maxTimes, v)
+			batchSizes = append(batchSizes, n)
 			mu.Unlock()
 		},
 		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) {
@@ -101,6 +105,11 @@ func TestIdleGetMoreWaitsLongAndDeliveriesCheckpointOnTime(t *testing.T) {
 	for _, v := range maxTimes {
 		if v != time.Hour.Milliseconds() {
 			t.Fatalf("getMore maxTimeMS %v, want %d (MaxAwait)", maxTimes, time.Hour.Milliseconds())
+		}
+	}
+	for _, n := range batchSizes {
+		if n != 1000 {
+			t.Fatalf("getMore batchSize %v, want 1000", batchSizes)
 		}
 	}
 }

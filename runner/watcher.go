@@ -40,6 +40,16 @@ const (
 	DefaultCheckpointTimeout = 10 * time.Second
 	// closeTimeout bounds closing a change stream cursor.
 	closeTimeout = 10 * time.Second
+	// streamBatchSize is the batchSize of the change stream (its first
+	// batch and every getMore). Without one the server fills each getMore
+	// reply up to 16 MiB: over a backlog the driver then holds a 16 MiB
+	// reply per read (the runner's RSS rose by ~35 MB and fell back as they
+	// came and went), and the server builds the whole reply while the
+	// dispatcher, whose held events are fewer, runs dry. A thousand events
+	// (~0.5 MB of typical events; an event larger than that still comes
+	// alone) keep the next read going while the dispatcher still holds
+	// work, and add one round trip per thousand events.
+	streamBatchSize = 1000
 	// maxPendingTracked bounds the lag bookkeeping of received events not
 	// yet checkpointed. The dispatcher admits at most 2·Concurrency events
 	// beyond the watermark, so the bound is never reached in practice.
@@ -406,7 +416,7 @@ func (w *Watcher) otherLayout(ctx context.Context) (reason, wayOut string) {
 // until it fails, is invalidated or ctx ends. opened reports whether the
 // stream was opened.
 func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err error) {
-	opts := w.t.ChangeStreamOptions().SetMaxAwaitTime(w.opts.MaxAwait)
+	opts := w.t.ChangeStreamOptions().SetMaxAwaitTime(w.opts.MaxAwait).SetBatchSize(streamBatchSize)
 	switch {
 	case from != nil:
 		opts.SetResumeAfter(from)

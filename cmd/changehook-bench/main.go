@@ -95,6 +95,7 @@ type config struct {
 	timeout      time.Duration
 	nodeCache    string
 	cpuprofile   string
+	profileBatch int // batch.max_events of the -cpuprofile drains (0: unbatched)
 	https        bool
 	rateLimit    float64
 	rateDuration time.Duration
@@ -148,6 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.historyRounds, "history-rounds", 3, "rounds of the history phase (each drains every variant once)")
 	fs.IntVar(&c.runs, "runs", 1, "run the whole benchmark this many times, print each run, then the medians of every figure and the goals' verdicts on the medians")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "instead of the benchmark: drain each mode with the runner inside this process and write a CPU profile of it all to `file`")
+	fs.IntVar(&c.profileBatch, "profile-batch", 0, "with -cpuprofile: batch.max_events of the profiled drains (0: unbatched)")
 	triggerCounts := fs.String("triggers", "", "run only the many-triggers benchmark, once per `count` in this comma-separated list (e.g. 1,50,200): idle CPU of runner and devdb, checkpoint writes/s, write-to-delivery latency")
 	fs.DurationVar(&c.idleSettle, "idle-settle", 10*time.Second, "many-triggers: wait after the runner is ready before the idle window")
 	fs.DurationVar(&c.idleWindow, "idle-window", 60*time.Second, "many-triggers: length of the idle window (no writes) over which CPU and checkpoint writes are measured")
@@ -193,8 +195,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	case c.rateLimit < 0 || c.rateLimit > 1e5 || c.rateDuration <= 0:
 		fmt.Fprintln(stderr, "changehook-bench: -rate-limit must be between 0 and 100000 and -rate-duration positive")
 		return c, errUsage
-	case c.batch != 0 && (c.batch < 2 || c.batch > 1000), c.bpBatch != 0 && (c.bpBatch < 2 || c.bpBatch > 1000):
-		fmt.Fprintln(stderr, "changehook-bench: -batch and -bp-batch must be 0 or between 2 and 1000")
+	case c.batch != 0 && (c.batch < 2 || c.batch > 1000), c.bpBatch != 0 && (c.bpBatch < 2 || c.bpBatch > 1000),
+		c.profileBatch != 0 && (c.profileBatch < 2 || c.profileBatch > 1000):
+		fmt.Fprintln(stderr, "changehook-bench: -batch, -bp-batch and -profile-batch must be 0 or between 2 and 1000")
 		return c, errUsage
 	case c.steadyRate < 1, c.concurrency < 1, c.bpEvents < 1, c.historyRounds < 1, c.runs < 1:
 		fmt.Fprintln(stderr, "changehook-bench: -steady-rate, -concurrency, -bp-events, -history-rounds and -runs must be positive")

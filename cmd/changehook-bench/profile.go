@@ -48,8 +48,20 @@ func (r *inProcessRunner) stop(grace time.Duration) error {
 }
 
 // profileDrains runs the drain phase of every mode with the runner in this
-// process under the CPU profiler and writes the profile to path.
+// process under the CPU profiler and writes the profile to path; the drains
+// are batched with -profile-batch (strict too, when among -modes).
 func (b *bench) profileDrains(ctx context.Context, path string) error {
+	// Every backlog is written before the profiler starts, so that the
+	// profile holds the drains only.
+	colls := make([]string, len(b.cfg.modes))
+	starts := make([]string, len(b.cfg.modes))
+	for i, m := range b.cfg.modes {
+		colls[i] = fmt.Sprintf("profile_%d_%s", i, m)
+		starts[i], _ = backlogStart()
+		if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(colls[i]), b.cfg.n); err != nil {
+			return err
+		}
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("cpu profile: %w", err)
@@ -60,17 +72,13 @@ func (b *bench) profileDrains(ctx context.Context, path string) error {
 	}
 	defer pprof.StopCPUProfile()
 	for i, m := range b.cfg.modes {
-		coll := fmt.Sprintf("profile_%d_%s", i, m)
-		startAt, _ := backlogStart()
-		if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.n); err != nil {
-			return err
-		}
+		coll, startAt := colls[i], starts[i]
 		rec, err := startReceiver(b.clock, b.cfg.n, 0)
 		if err != nil {
 			return err
 		}
 		path, err := writeRunnerConfig(b.dir, b.db.URI(), stateDB, triggerSpec{Mode: m, Concurrency: b.cfg.concurrency,
-			Database: benchDB, Collection: coll, URL: rec.url(), StartAt: startAt})
+			Database: benchDB, Collection: coll, URL: rec.url(), StartAt: startAt, Batch: b.cfg.profileBatch})
 		if err != nil {
 			rec.close()
 			return err
@@ -80,8 +88,14 @@ func (b *bench) profileDrains(ctx context.Context, path string) error {
 			rec.close()
 			return err
 		}
+		cpu0, err := readProc(os.Getpid())
+		if err != nil {
+			rec.close()
+			return err
+		}
 		r := startInProcessRunner(path, admin)
 		waitErr := rec.wait(ctx, b.cfg.timeout)
+		cpu1, cpuErr := readProc(os.Getpid())
 		stopErr := r.stop(stopGrace)
 		rec.close()
 		if waitErr != nil {
@@ -90,11 +104,15 @@ func (b *bench) profileDrains(ctx context.Context, path string) error {
 		if stopErr != nil {
 			return stopErr
 		}
+		if cpuErr != nil {
+			return cpuErr
+		}
 		first, last, err := rec.span()
 		if err != nil {
 			return err
 		}
-		b.logf("profile %s: %.0f events/s (runner in process)", m, rate(b.cfg.n, first, last))
+		b.logf("profile %s (batch %d): %.0f events/s (runner in process), %d requests, %.1f µs CPU/event (whole process, runner start-up included)",
+			m, b.cfg.profileBatch, rate(b.cfg.n, first, last), rec.requests.Load(), us((cpu1.CPU-cpu0.CPU)/time.Duration(b.cfg.n)))
 	}
 	return nil
 }

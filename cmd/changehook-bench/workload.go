@@ -118,8 +118,13 @@ type triggerSpec struct {
 }
 
 // writeRunnerConfig writes a triggers.yaml for one trigger and returns its
-// path. The webhook is signed (Standard Webhooks) as in production.
+// path. The webhook is signed (Standard Webhooks) as in production. Each
+// collection gets its own state database (stateDB_collection): every run
+// of the benchmark watches a collection of its own, and a checkpoint left
+// by the run before (the same trigger name, another collection) must not
+// be resumed from — its token is not in this collection's stream.
 func writeRunnerConfig(dir, uri, stateDB string, t triggerSpec) (string, error) {
+	stateDB += "_" + t.Collection
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return "", fmt.Errorf("write runner config: %w", err)
