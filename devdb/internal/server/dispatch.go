@@ -143,13 +143,29 @@ func checkDBName(name string) error {
 // CRC-32C checksum when the request's flags had FlagChecksumPresent. A reply
 // that cannot be marshalled or is too large is replaced by an error reply.
 func (s *Server) encodeOpMsg(c *conn, requestID int32, requestFlags uint32, reply bson.D) []byte {
-	return wire.AppendMsg(nil, c.replyID(), requestID, requestFlags&wire.FlagChecksumPresent, s.marshalReply(reply))
+	body := s.marshalReply(reply)
+	// Header (16), flags (4), section kind (1), body, checksum (4).
+	return wire.AppendMsg(make([]byte, 0, 25+len(body)), c.replyID(), requestID, requestFlags&wire.FlagChecksumPresent, body)
 }
 
+// replyCheck, when not nil, is called with every reply appendReply encoded
+// and its bytes (tests compare them with bson.Marshal's).
+var replyCheck func(reply bson.D, got []byte)
+
 // marshalReply marshals reply, replacing it with an error reply if it cannot
-// be marshalled or exceeds the reply size limit.
+// be marshalled or exceeds the reply size limit. Replies made of the common
+// value types are encoded by appendReply (cursor batches copied whole),
+// anything else by bson.Marshal.
 func (s *Server) marshalReply(reply bson.D) []byte {
-	b, err := bson.Marshal(reply)
+	b, ok := encodeReply(reply)
+	var err error
+	if ok {
+		if replyCheck != nil {
+			replyCheck(reply, b)
+		}
+	} else {
+		b, err = bson.Marshal(reply)
+	}
 	if err != nil {
 		s.log.Error("devdb: cannot marshal a reply", "err", err)
 		b, _ = bson.Marshal(s.errorReply(mongoerr.Errorf(mongoerr.InternalError, "marshal reply: %v", err)))
