@@ -333,6 +333,10 @@ func (cs *changeStreamSource) full(n, maxBytes int) bool {
 	return len(cs.queue) > 0 && cs.queueBytes >= maxBytes
 }
 
+// rawEventCheck, when not nil, is called with every event buildEventRaw
+// built (tests compare it with the decoding path's).
+var rawEventCheck func(r *storage.RawOplogEntry, im csImages, raw []byte, tok resumeToken)
+
 // processRaw is process for an encoded entry. Entries outside the stream's
 // scope are skipped without decoding their documents, and the common events
 // are built from the encoded entry (buildEventRaw); everything else is
@@ -345,7 +349,25 @@ func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
 		}
 		// rawEventOK ops are never expanded-only and never invalidate.
 		if (cs.pipeline == nil || cs.matchOnly) && rawEventOK(r, cs.images) {
-			if raw, tok, ok := buildEventRaw(r, cs.images); ok {
+			im := cs.images
+			var looked *bson.D
+			if rawEventCheck != nil && im.fullDocument == fdUpdateLookup {
+				// The check's decoding path must see the document this
+				// lookup saw, not a later version.
+				lookup := im.lookup
+				im.lookup = func(ent *storage.OplogEntry) (bson.D, error) {
+					d, err := lookup(ent)
+					looked = &d
+					return d, err
+				}
+			}
+			if raw, tok, ok := buildEventRaw(r, im); ok {
+				if rawEventCheck != nil {
+					if looked != nil {
+						im.lookup = func(*storage.OplogEntry) (bson.D, error) { return *looked, nil }
+					}
+					rawEventCheck(r, im, raw, tok)
+				}
 				return cs.emitRaw(raw, tok)
 			}
 		}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/changehook/changehook/devdb/internal/storage"
@@ -8,24 +9,26 @@ import (
 
 // Building change events straight from encoded oplog entries.
 //
-// The common events (insert, replace, delete with no pre-image requested
-// and no user pipeline) are appended as BSON directly from the entry's
-// encoded sub-documents, without decoding the entry into an OplogEntry and
-// re-encoding the event. The bytes are exactly those bson.Marshal produces
-// for buildEvent's bson.D (TestBuildEventRawMatches checks this); every other
-// event takes the decoding path.
+// The events of document writes (insert, update, replace, delete, with any
+// fullDocument and fullDocumentBeforeChange mode) outside multi-document
+// transactions are appended as BSON directly from the entry's encoded
+// sub-documents, without decoding the entry into an OplogEntry and
+// re-encoding the event; an update's updateDescription is computed on the
+// encoded pre- and post-image (appendUpdateDescription). The bytes are
+// exactly those bson.Marshal produces for buildEvent's bson.D
+// (TestBuildEventRawMatches, and every raw event of the change-stream tests
+// through rawEventCheck); every other event, and one whose required image is
+// missing, takes the decoding path.
 
 // rawEventOK reports whether the event of entry r can be built by
 // buildEventRaw for a stream with images im.
-func rawEventOK(r *storage.RawOplogEntry, im csImages) bool {
+func rawEventOK(r *storage.RawOplogEntry, _ csImages) bool {
 	if _, txn := r.Lookup("lsid"); txn {
 		return false // a transaction's write: buildEvent adds txnNumber and lsid
 	}
 	switch r.Op {
-	case opInsert:
+	case opInsert, opUpdate, opReplace, opDelete:
 		return true
-	case opReplace, opDelete:
-		return im.fullDocumentBeforeChange == fdOff || im.fullDocumentBeforeChange == ""
 	}
 	return false
 }
@@ -44,9 +47,30 @@ func rawDoc(r *storage.RawOplogEntry, key string) (doc []byte, ok bool) {
 // emptyDoc is the encoded empty document.
 var emptyDoc = []byte{5, 0, 0, 0, 0}
 
+// rawImage is csStoredImage for an encoded image img (nil: absent) of an
+// entry whose images field is images: the image, or nil for null; ok is
+// false when mode is required and the image is missing (the decoding path
+// then reports the error).
+func rawImage(images bool, img []byte, mode string) (out []byte, ok bool) {
+	if images && img != nil {
+		return img, true
+	}
+	return nil, mode != fdRequired
+}
+
+// appendDocOrNull appends the element key holding doc, or null when doc is
+// nil.
+func appendDocOrNull(b []byte, key string, doc []byte) []byte {
+	if doc == nil {
+		return bsoncore.AppendNullElement(b, key)
+	}
+	return bsoncore.AppendDocumentElement(b, key, doc)
+}
+
 // buildEventRaw appends the encoded event of entry r (rawEventOK) and
 // returns it with its token; ok is false when the entry's fields are not
-// shaped as expected, and the caller then takes the decoding path.
+// shaped as expected, a required image is missing or the updateLookup
+// failed, and the caller then takes the decoding path.
 func buildEventRaw(r *storage.RawOplogEntry, im csImages) (raw []byte, tok resumeToken, ok bool) {
 	wall, found := r.Lookup("wall")
 	if !found || wall.Type != bsoncore.TypeDateTime {
@@ -56,13 +80,21 @@ func buildEventRaw(r *storage.RawOplogEntry, im csImages) (raw []byte, tok resum
 	if !ok {
 		return nil, tok, false
 	}
-	var doc []byte
+	var doc, pre []byte
 	if r.Op != opDelete {
 		if doc, ok = rawDoc(r, "doc"); !ok {
 			return nil, tok, false
 		}
-		if doc == nil {
-			doc = emptyDoc
+	}
+	if r.Op != opInsert {
+		if pre, ok = rawDoc(r, "pre"); !ok {
+			return nil, tok, false
+		}
+	}
+	images := false
+	if v, found := r.Lookup("images"); found {
+		if images, ok = v.BooleanOK(); !ok {
+			return nil, tok, false
 		}
 	}
 	var uuid bsoncore.Value
@@ -81,7 +113,42 @@ func buildEventRaw(r *storage.RawOplogEntry, im csImages) (raw []byte, tok resum
 		}
 	}
 
-	size := 160 + len(r.DB) + len(r.Coll) + len(doc) + len(dk)
+	// The images the event carries, as buildEvent chooses them.
+	var fullDoc []byte
+	hasFullDoc := false
+	switch r.Op {
+	case opInsert, opReplace:
+		fullDoc, hasFullDoc = doc, true
+		if fullDoc == nil {
+			fullDoc = emptyDoc
+		}
+	case opUpdate:
+		switch im.fullDocument {
+		case fdUpdateLookup:
+			if fullDoc, ok = rawLookup(r, uuid, dk, im); !ok {
+				return nil, tok, false
+			}
+			hasFullDoc = true
+		case fdWhenAvailable, fdRequired:
+			if fullDoc, ok = rawImage(images, doc, im.fullDocument); !ok {
+				return nil, tok, false
+			}
+			hasFullDoc = true
+		}
+	}
+	var preImage []byte
+	hasPreImage := false
+	if r.Op != opInsert && im.fullDocumentBeforeChange != fdOff && im.fullDocumentBeforeChange != "" {
+		if preImage, ok = rawImage(images, pre, im.fullDocumentBeforeChange); !ok {
+			return nil, tok, false
+		}
+		hasPreImage = true
+	}
+
+	size := 200 + len(r.DB) + len(r.Coll) + len(fullDoc) + len(dk) + len(preImage)
+	if r.Op == opUpdate {
+		size += len(doc)
+	}
 	idx, b := bsoncore.ReserveLength(make([]byte, 0, size))
 	// _id: {_data: "<hex>"}
 	b = bsoncore.AppendHeader(b, bsoncore.TypeEmbeddedDocument, "_id")
@@ -101,8 +168,8 @@ func buildEventRaw(r *storage.RawOplogEntry, im csImages) (raw []byte, tok resum
 	}
 	b = bsoncore.AppendHeader(b, bsoncore.TypeDateTime, "wallTime")
 	b = append(b, wall.Data...)
-	if r.Op != opDelete {
-		b = bsoncore.AppendDocumentElement(b, "fullDocument", doc)
+	if hasFullDoc {
+		b = appendDocOrNull(b, "fullDocument", fullDoc)
 	}
 	b = bsoncore.AppendHeader(b, bsoncore.TypeEmbeddedDocument, "ns")
 	nidx, b := bsoncore.ReserveLength(b)
@@ -116,9 +183,50 @@ func buildEventRaw(r *storage.RawOplogEntry, im csImages) (raw []byte, tok resum
 		dk = emptyDoc
 	}
 	b = bsoncore.AppendDocumentElement(b, "documentKey", dk)
+	if r.Op == opUpdate {
+		b = bsoncore.AppendHeader(b, bsoncore.TypeEmbeddedDocument, "updateDescription")
+		if b, ok = appendUpdateDescription(b, pre, doc, im.expanded); !ok {
+			return nil, tok, false
+		}
+	}
+	if hasPreImage {
+		b = appendDocOrNull(b, "fullDocumentBeforeChange", preImage)
+	}
 	b = append(b, 0)
 	b = bsoncore.UpdateLength(b, idx, int32(len(b)-int(idx)))
 	return b, tok, true
+}
+
+// rawLookup is the updateLookup of an update event built from its encoded
+// entry: the current document with the entry's document key (encoded as
+// bson.Marshal encodes the looked-up bson.D), or nil (null) when there is
+// none; ok is false when the key cannot be decoded or the lookup failed.
+func rawLookup(r *storage.RawOplogEntry, uuid bsoncore.Value, dk []byte, im csImages) ([]byte, bool) {
+	ent := storage.OplogEntry{TS: r.TS, Op: r.Op, DB: r.DB, Coll: r.Coll}
+	if uuid.Type == bsoncore.TypeBinary {
+		st, data, ok := uuid.BinaryOK()
+		if !ok {
+			return nil, false
+		}
+		ent.UUID = bson.Binary{Subtype: st, Data: data}
+	}
+	if dk != nil {
+		if err := bson.Unmarshal(dk, &ent.DocumentKey); err != nil {
+			return nil, false
+		}
+	}
+	doc, err := im.lookup(&ent)
+	if err != nil {
+		return nil, false
+	}
+	if doc == nil {
+		return nil, true
+	}
+	raw, err := bson.Marshal(doc)
+	if err != nil {
+		return nil, false
+	}
+	return raw, true
 }
 
 // appendTokenString appends the token's _data string as a BSON string value

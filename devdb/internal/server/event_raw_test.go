@@ -73,54 +73,205 @@ func rawEventCases() []*storage.OplogEntry {
 	return out
 }
 
-// TestBuildEventRawMatches checks that buildEventRaw produces exactly the
-// bytes of the decoding path: bson.Marshal of buildEvent, and its token.
-func TestBuildEventRawMatches(t *testing.T) {
-	for i, ent := range rawEventCases() {
-		for _, im := range []csImages{
-			{fullDocument: fdDefault, fullDocumentBeforeChange: fdOff},
-			{fullDocument: fdDefault, fullDocumentBeforeChange: fdOff, expanded: true},
-			{fullDocument: fdUpdateLookup, fullDocumentBeforeChange: ""},
-		} {
-			name := fmt.Sprintf("%d/%s/%+v", i, ent.Op, im.expanded)
-			r := rawEntry(t, ent)
-			if !rawEventOK(r, im) {
-				t.Fatalf("%s: not rawEventOK", name)
-			}
-			got, gotTok, ok := buildEventRaw(r, im)
-			if !ok {
-				t.Fatalf("%s: buildEventRaw refused", name)
-			}
-			dec, err := r.Decode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantTok := eventTokenFor(dec)
-			ev, err := buildEvent(dec, wantTok, im)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := bson.Marshal(ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if gotTok != wantTok {
-				t.Errorf("%s: token %+v, want %+v", name, gotTok, wantTok)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s: event\n got %v\nwant %v", name, bson.Raw(got), bson.Raw(want))
-			}
-			// A $match-only pipeline sees the decoded encoded event: it must
-			// be the document buildEvent returns.
-			if d, ok := decodeEventD(got); ok && fmt.Sprintf("%#v", d) != fmt.Sprintf("%#v", ev) {
-				t.Errorf("%s: decoded event\n got %#v\nwant %#v", name, d, ev)
+// rawEventModes are the image options of the differential tests: every
+// fullDocument and fullDocumentBeforeChange mode, with and without
+// showExpandedEvents.
+func rawEventModes(lookup func(*storage.OplogEntry) (bson.D, error)) []csImages {
+	var out []csImages
+	for _, fd := range []string{fdDefault, fdUpdateLookup, fdWhenAvailable, fdRequired} {
+		for _, fdb := range []string{fdOff, "", fdWhenAvailable, fdRequired} {
+			for _, expanded := range []bool{false, true} {
+				out = append(out, csImages{fullDocument: fd, fullDocumentBeforeChange: fdb, expanded: expanded, lookup: lookup})
 			}
 		}
 	}
-	// Pre-images requested: the decoding path.
-	r := rawEntry(t, rawEventCases()[len(rawEventCases())-1])
-	if rawEventOK(r, csImages{fullDocumentBeforeChange: fdWhenAvailable}) {
-		t.Error("delete with fullDocumentBeforeChange whenAvailable took the raw path")
+	return out
+}
+
+// checkRawEvent compares buildEventRaw with the decoding path for one entry
+// and stream: the same bytes and token, or (when buildEventRaw refuses) an
+// error on the decoding path (a required image missing).
+func checkRawEvent(t *testing.T, name string, ent *storage.OplogEntry, im csImages) {
+	t.Helper()
+	r := rawEntry(t, ent)
+	if !rawEventOK(r, im) {
+		t.Fatalf("%s: not rawEventOK", name)
+	}
+	got, gotTok, ok := buildEventRaw(r, im)
+	want, wantTok, err := decodedEvent(r, im)
+	if !ok {
+		if err == nil {
+			t.Errorf("%s: buildEventRaw refused, decoding path gave %v", name, bson.Raw(want))
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("%s: decoding path failed (%v), buildEventRaw gave %v", name, err, bson.Raw(got))
+	}
+	if gotTok != wantTok {
+		t.Errorf("%s: token %+v, want %+v", name, gotTok, wantTok)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s: event\n got %v\nwant %v", name, bson.Raw(got), bson.Raw(want))
+		return
+	}
+	// A $match-only pipeline sees the decoded encoded event: it must be the
+	// document buildEvent returns.
+	dec, _ := r.Decode()
+	ev, _ := buildEvent(dec, wantTok, im)
+	if d, ok := decodeEventD(got); ok && fmt.Sprintf("%#v", d) != fmt.Sprintf("%#v", ev) {
+		t.Errorf("%s: decoded event\n got %#v\nwant %#v", name, d, ev)
+	}
+}
+
+// TestBuildEventRawMatches checks that buildEventRaw produces exactly the
+// bytes of the decoding path (bson.Marshal of buildEvent) and its token, for
+// inserts, replaces and deletes in every image mode.
+func TestBuildEventRawMatches(t *testing.T) {
+	current := bson.D{{Key: "_id", Value: int32(7)}, {Key: "now", Value: "current"}}
+	lookups := map[string]func(*storage.OplogEntry) (bson.D, error){
+		"found":   func(*storage.OplogEntry) (bson.D, error) { return current, nil },
+		"missing": func(*storage.OplogEntry) (bson.D, error) { return nil, nil },
+	}
+	for i, ent := range rawEventCases() {
+		for ln, lookup := range lookups {
+			for _, im := range rawEventModes(lookup) {
+				checkRawEvent(t, fmt.Sprintf("%d/%s/%s/%+v", i, ent.Op, ln, im), ent, im)
+			}
+		}
+	}
+	// A transaction's write: the decoding path.
+	ent := rawEventCases()[0]
+	ent.LSID = bson.D{{Key: "id", Value: bson.Binary{Subtype: 4, Data: make([]byte, 16)}}}
+	ent.TxnNumber = 3
+	if rawEventOK(rawEntry(t, ent), csImages{}) {
+		t.Error("a transaction's write took the raw path")
+	}
+}
+
+// updateDiffCases are pre- and post-images of updates: nested fields,
+// arrays grown, shrunk and changed in place, removed and re-ordered fields,
+// type changes, numeric and dotted field names, duplicate names.
+func updateDiffCases() [][2]bson.D {
+	d := func(kv ...any) bson.D {
+		out := bson.D{}
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, bson.E{Key: kv[i].(string), Value: kv[i+1]})
+		}
+		return out
+	}
+	a := func(v ...any) bson.A { return append(bson.A{}, v...) }
+	id := bson.E{Key: "_id", Value: int32(7)}
+	with := func(rest bson.D) bson.D { return append(bson.D{id}, rest...) }
+	cases := [][2]bson.D{
+		{with(d("a", int32(1))), with(d("a", int32(2)))},
+		{with(d("a", int32(1))), with(d("a", int64(1)))},
+		{with(d("a", 1.0)), with(d("a", math.Copysign(0, -1)))},
+		{with(d("a", 0.0)), with(d("a", math.Copysign(0, -1)))},
+		{with(d("a", math.NaN())), with(d("a", math.NaN()))},
+		{with(d("a", int32(1), "b", "x")), with(d("a", int32(1)))},
+		{with(d("a", int32(1), "b", "x", "c", true)), with(d("c", true, "a", int32(1)))},
+		{with(d("a", int32(1))), with(d("a", int32(1), "n", d("x", a(int32(1), int32(2)))))},
+		{with(d("n", d("x", int32(1), "y", d("z", "deep")))), with(d("n", d("x", int32(2), "y", d("z", "deeper", "w", nil))))},
+		{with(d("n", d("x", int32(1), "y", int32(2)))), with(d("n", d("y", int32(2))))},
+		{with(d("arr", a(int32(1), int32(2), int32(3)))), with(d("arr", a(int32(1), int32(9))))},
+		{with(d("arr", a(int32(1), int32(2)))), with(d("arr", a(int32(1), int32(2), int32(3), "four")))},
+		{with(d("arr", a(d("k", int32(1)), d("k", int32(2))))), with(d("arr", a(d("k", int32(1)), d("k", int32(3), "l", a()))))},
+		{with(d("arr", a(a(int32(1), int32(2)), a()))), with(d("arr", a(a(int32(1)), a(int32(5)))))},
+		{with(d("arr", a(int32(1)))), with(d("arr", d("0", int32(1))))},
+		{with(d("arr", a(int32(1), int32(2)))), with(d("arr", a()))},
+		{with(d("0", int32(1), "a.b", d("1", "x", "c.d", int32(2)))), with(d("0", int32(2), "a.b", d("1", "y", "c.d", int32(3))))},
+		{with(d("12", a(int32(1), int32(2)), "x", int32(1))), with(d("12", a(int32(5))))},
+		{with(d("d", int32(1), "d", int32(2), "e", int32(3))), with(d("e", int32(3), "d", int32(4)))},
+		{with(d("b", int32(1), "a", int32(2), "c", int32(3), "b", int32(4))), with(d("c", int32(3), "z", int32(0)))},
+		{with(d("x", "é", "bin", bson.Binary{Subtype: 2, Data: []byte{1}}, "re", bson.Regex{Pattern: "a", Options: "i"})),
+			with(d("x", "è", "bin", bson.Binary{Subtype: 2, Data: []byte{2}}, "re", bson.Regex{Pattern: "a", Options: "m"}))},
+		{with(d("dec", bson.NewDecimal128(1, 2), "ts", bson.Timestamp{T: 1, I: 2}, "u", bson.Undefined{})),
+			with(d("dec", bson.NewDecimal128(1, 3), "ts", bson.Timestamp{T: 1, I: 3}, "u", nil))},
+		{with(d("cws", bson.CodeWithScope{Code: "f", Scope: d("v", int32(1))})), with(d("cws", bson.CodeWithScope{Code: "f", Scope: d("v", int32(2))}))},
+		{with(d("same", d("x", a(int32(1))))), with(d("same", d("x", a(int32(1)))))},
+		{with(nil), with(d("a", int32(1)))},
+		{with(d("a", int32(1))), with(nil)},
+		{nil, with(d("a", int32(1)))},
+		{with(d("a", int32(1))), nil},
+	}
+	// A wide document and a long array (indexes of two digits and more).
+	wide, wide2 := bson.D{id}, bson.D{id}
+	long, long2 := bson.A{}, bson.A{}
+	for i := 0; i < 120; i++ {
+		wide = append(wide, bson.E{Key: fmt.Sprintf("f%03d", i), Value: int32(i)})
+		wide2 = append(wide2, bson.E{Key: fmt.Sprintf("f%03d", i), Value: int32(i + i%7)})
+		long = append(long, int32(i))
+		if i%13 != 0 {
+			long2 = append(long2, int32(i*2))
+		}
+	}
+	cases = append(cases, [2]bson.D{wide, wide2}, [2]bson.D{with(d("l", long)), with(d("l", long2))}, [2]bson.D{with(d("l", long2)), with(d("l", long))})
+	return cases
+}
+
+// TestBuildEventRawUpdateMatches checks update events built from the
+// encoded entry against the decoding path (updateDescription from
+// diffDocuments), for every image mode, with and without stored images.
+func TestBuildEventRawUpdateMatches(t *testing.T) {
+	uuid := bson.Binary{Subtype: 4, Data: []byte("0123456789abcdef")}
+	wall := time.Date(2026, 11, 22, 0, 0, 0, 123e6, time.UTC)
+	lookup := func(ent *storage.OplogEntry) (bson.D, error) {
+		return bson.D{{Key: "_id", Value: ent.DocumentKey[0].Value}, {Key: "looked", Value: "up"}}, nil
+	}
+	for i, c := range updateDiffCases() {
+		for _, images := range []bool{false, true} {
+			ent := &storage.OplogEntry{TS: bson.Timestamp{T: 1763769600, I: 3}, Wall: wall, Op: opUpdate, DB: "db", Coll: "c", UUID: uuid,
+				DocumentKey: bson.D{{Key: "_id", Value: int32(7)}}, Pre: c[0], Doc: c[1], Images: images}
+			for _, im := range rawEventModes(lookup) {
+				checkRawEvent(t, fmt.Sprintf("%d/images=%v/%+v", i, images, im), ent, im)
+			}
+		}
+	}
+}
+
+// TestDiffRawMatches checks appendUpdateDescription against
+// diffDocuments(...).doc on the update cases, with and without
+// disambiguatedPaths.
+func TestDiffRawMatches(t *testing.T) {
+	for i, c := range updateDiffCases() {
+		var pre, post []byte
+		var err error
+		if c[0] != nil {
+			if pre, err = bson.Marshal(c[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c[1] != nil {
+			if post, err = bson.Marshal(c[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, expanded := range []bool{false, true} {
+			got, ok := appendUpdateDescription(nil, pre, post, expanded)
+			if !ok {
+				t.Fatalf("case %d: refused", i)
+			}
+			// The decoding path diffs the images decoded from the entry.
+			var dpre, dpost bson.D
+			if pre != nil {
+				if err := bson.Unmarshal(pre, &dpre); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if post != nil {
+				if err := bson.Unmarshal(post, &dpost); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := bson.Marshal(diffDocuments(dpre, dpost).doc(expanded))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("case %d expanded=%v:\n got %v\nwant %v", i, expanded, bson.Raw(got), bson.Raw(want))
+			}
+		}
 	}
 }
 
