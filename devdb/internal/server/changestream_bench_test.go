@@ -77,6 +77,70 @@ func BenchmarkChangeStreamBacklogMatch(b *testing.B) {
 	}}}}}})
 }
 
+// BenchmarkChangeStreamBacklogUpdate is BenchmarkChangeStreamBacklog for a
+// backlog of update events: 20,000 documents inserted, then each updated
+// once (a changed field, a nested field, an element appended to an array, a
+// removed field), read from after the inserts; it reports events per second.
+func BenchmarkChangeStreamBacklogUpdate(b *testing.B) { benchBacklogUpdate(b, options.ChangeStream()) }
+
+// BenchmarkChangeStreamBacklogUpdateLookup is
+// BenchmarkChangeStreamBacklogUpdate with fullDocument: updateLookup.
+func BenchmarkChangeStreamBacklogUpdateLookup(b *testing.B) {
+	benchBacklogUpdate(b, options.ChangeStream().SetFullDocument(options.UpdateLookup))
+}
+
+// benchBacklogUpdate writes 20,000 documents, then updates each once, and
+// reads the update events b.N times with a stream opened with opts.
+func benchBacklogUpdate(b *testing.B, opts *options.ChangeStreamOptionsBuilder) {
+	_, client := csStart(b, server.Options{})
+	ctx := context.Background()
+	coll := client.Database("bench").Collection("backlog")
+	const total = 20000
+	docs := make([]any, 0, 1000)
+	for i := 0; i < total; i++ {
+		docs = append(docs, bson.D{{Key: "_id", Value: int32(i)}, {Key: "name", Value: "item"}, {Key: "qty", Value: int32(i % 100)},
+			{Key: "tags", Value: bson.A{"a", "b"}}, {Key: "dims", Value: bson.D{{Key: "h", Value: 1.5}, {Key: "w", Value: 2.5}}}, {Key: "note", Value: "x"}})
+		if len(docs) == cap(docs) {
+			if _, err := coll.InsertMany(ctx, docs); err != nil {
+				b.Fatal(err)
+			}
+			docs = docs[:0]
+		}
+	}
+	start, err := coll.Watch(ctx, mongo.Pipeline{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	token := start.ResumeToken()
+	_ = start.Close(ctx)
+	res, err := coll.UpdateMany(ctx, bson.D{}, bson.D{
+		{Key: "$inc", Value: bson.D{{Key: "qty", Value: int32(1)}}},
+		{Key: "$set", Value: bson.D{{Key: "dims.h", Value: 3.0}}},
+		{Key: "$push", Value: bson.D{{Key: "tags", Value: "c"}}},
+		{Key: "$unset", Value: bson.D{{Key: "note", Value: ""}}},
+	})
+	if err != nil || res.ModifiedCount != total {
+		b.Fatalf("update: %v, %+v", err, res)
+	}
+	b.ResetTimer()
+	events := 0
+	for i := 0; i < b.N; i++ {
+		cs, err := coll.Watch(ctx, mongo.Pipeline{}, opts.SetResumeAfter(token).SetBatchSize(1000))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for n := 0; n < total; n++ {
+			if !cs.Next(ctx) {
+				b.Fatalf("stream ended after %d events: %v", n, cs.Err())
+			}
+			events++
+		}
+		_ = cs.Close(ctx)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+}
+
 // benchBacklog writes 20,000 inserts, then reads them b.N times with a
 // stream running pipeline, resumed from before the writes; it reports
 // events per second.

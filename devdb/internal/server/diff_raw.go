@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"strconv"
+	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -25,31 +26,30 @@ type rawElem struct {
 	val bsoncore.Value
 }
 
-// rawElems returns the elements of the encoded document doc (nil: none), or
-// false when it is malformed.
-func rawElems(doc []byte) ([]rawElem, bool) {
+// rawElems appends the elements of the encoded document doc (nil: none)
+// to dst, or reports false when it is malformed.
+func rawElems(dst []rawElem, doc []byte) ([]rawElem, bool) {
 	if doc == nil {
-		return nil, true
+		return dst, true
 	}
 	if len(doc) < 5 {
-		return nil, false
+		return dst, false
 	}
 	rest := doc[4 : len(doc)-1]
-	var out []rawElem
 	for len(rest) > 0 {
 		t := bsoncore.Type(rest[0])
 		end := bytes.IndexByte(rest[1:], 0)
 		if end < 0 {
-			return nil, false
+			return dst, false
 		}
 		v, next, ok := bsoncore.ReadValue(rest[2+end:], t)
 		if !ok {
-			return nil, false
+			return dst, false
 		}
-		out = append(out, rawElem{key: rest[1 : 1+end], val: v})
+		dst = append(dst, rawElem{key: rest[1 : 1+end], val: v})
 		rest = next
 	}
-	return out, true
+	return dst, true
 }
 
 // rawIdentical reports whether two encoded values are the same BSON value
@@ -177,19 +177,19 @@ func (d *rawDiff) pop()               { d.path = d.path[:len(d.path)-1] }
 
 // doc is diffDoc on encoded subdocuments.
 func (d *rawDiff) doc(pre, post []byte) {
-	pe, ok1 := rawElems(pre)
-	qe, ok2 := rawElems(post)
+	var pbuf, qbuf [24]rawElem
+	pe, ok1 := rawElems(pbuf[:0], pre)
+	qe, ok2 := rawElems(qbuf[:0], post)
 	if !ok1 || !ok2 {
 		d.ok = false
 		return
 	}
-	type sub struct {
-		name      []byte
-		pre, post bsoncore.Value
-	}
-	var updates, inserts []rawElem
-	var subs []sub
-	var removed, deleted [][]byte
+	// Fields changed in place (indexes into qe), pairs of subdocuments or
+	// arrays to descend into (indexes into pe and qe), and fields of pre
+	// whose names did not line up (indexes into pe).
+	var ubuf, dbuf [16]int
+	var sbuf [16][2]int
+	updates, deleted, subs := ubuf[:0], dbuf[:0], sbuf[:0]
 	i, j := 0, 0
 	for i < len(pe) && j < len(qe) {
 		pv, qv := pe[i], qe[j]
@@ -197,37 +197,39 @@ func (d *rawDiff) doc(pre, post []byte) {
 			switch {
 			case rawIdentical(pv.val, qv.val):
 			case rawSameKind(pv.val, qv.val):
-				subs = append(subs, sub{pv.key, pv.val, qv.val})
+				subs = append(subs, [2]int{i, j})
 			default:
-				updates = append(updates, qv)
+				updates = append(updates, j)
 			}
 			i++
 			j++
 			continue
 		}
-		deleted = append(deleted, pv.key)
+		deleted = append(deleted, i)
 		i++
 	}
-	for ; i < len(pe); i++ {
-		removed = append(removed, pe[i].key)
-	}
-	for ; j < len(qe); j++ {
-		inserts = append(inserts, qe[j])
-		deleted = slices.DeleteFunc(deleted, func(k []byte) bool { return bytes.Equal(k, qe[j].key) })
-	}
-	// diffDoc keeps the deleted names in a set and reports them sorted.
-	slices.SortFunc(deleted, bytes.Compare)
-	deleted = slices.CompactFunc(deleted, bytes.Equal)
-	removed = append(removed, deleted...)
+	removedTail, inserts := pe[i:], qe[j:]
+	// diffDoc keeps the deleted names in a set, takes out those inserted
+	// again, and reports the rest sorted.
+	deleted = slices.DeleteFunc(deleted, func(k int) bool {
+		return slices.ContainsFunc(inserts, func(e rawElem) bool { return bytes.Equal(e.key, pe[k].key) })
+	})
+	slices.SortFunc(deleted, func(a, b int) int { return bytes.Compare(pe[a].key, pe[b].key) })
+	deleted = slices.CompactFunc(deleted, func(a, b int) bool { return bytes.Equal(pe[a].key, pe[b].key) })
 
-	for _, f := range removed {
-		d.push(rawPathPart{name: f})
+	for _, e := range removedTail {
+		d.push(rawPathPart{name: e.key})
 		d.removeField()
 		d.pop()
 	}
-	for _, e := range updates {
-		d.push(rawPathPart{name: e.key})
-		d.setField(e.val)
+	for _, k := range deleted {
+		d.push(rawPathPart{name: pe[k].key})
+		d.removeField()
+		d.pop()
+	}
+	for _, k := range updates {
+		d.push(rawPathPart{name: qe[k].key})
+		d.setField(qe[k].val)
 		d.pop()
 	}
 	for _, e := range inserts {
@@ -236,8 +238,8 @@ func (d *rawDiff) doc(pre, post []byte) {
 		d.pop()
 	}
 	for _, s := range subs {
-		d.push(rawPathPart{name: s.name})
-		d.value(s.pre, s.post)
+		d.push(rawPathPart{name: pe[s[0]].key})
+		d.value(pe[s[0]].val, qe[s[1]].val)
 		d.pop()
 	}
 }
@@ -253,8 +255,9 @@ func (d *rawDiff) value(pre, post bsoncore.Value) {
 
 // array is diffArray on encoded arrays.
 func (d *rawDiff) array(pre, post []byte) {
-	pe, ok1 := rawElems(pre)
-	qe, ok2 := rawElems(post)
+	var pbuf, qbuf [24]rawElem
+	pe, ok1 := rawElems(pbuf[:0], pre)
+	qe, ok2 := rawElems(qbuf[:0], post)
 	if !ok1 || !ok2 {
 		d.ok = false
 		return
@@ -286,12 +289,18 @@ func (d *rawDiff) array(pre, post []byte) {
 	}
 }
 
+// rawDiffPool keeps rawDiff buffers between events.
+var rawDiffPool = sync.Pool{New: func() any { return new(rawDiff) }}
+
 // appendUpdateDescription appends the value (an encoded document) of the
 // updateDescription of an update that turned the encoded document pre into
 // post (nil: absent), as diffDocuments(pre, post).doc(expanded) encodes it;
 // false when a document is malformed.
 func appendUpdateDescription(b, pre, post []byte, expanded bool) ([]byte, bool) {
-	d := rawDiff{ok: true}
+	d := rawDiffPool.Get().(*rawDiff)
+	defer rawDiffPool.Put(d)
+	*d = rawDiff{updated: d.updated[:0], removed: d.removed[:0], truncated: d.truncated[:0],
+		disambiguated: d.disambiguated[:0], path: d.path[:0], ok: true}
 	d.doc(pre, post)
 	if !d.ok {
 		return b, false

@@ -291,41 +291,51 @@ func TestResumeTokenString(t *testing.T) {
 	}
 }
 
-// BenchmarkChangeStreamBuildEvent compares building one insert event from
-// its encoded oplog entry: decode + buildEvent + Marshal (the decoding path)
-// against buildEventRaw.
+// BenchmarkChangeStreamBuildEvent compares building one insert and one
+// update event from its encoded oplog entry: decode + buildEvent + Marshal
+// (the decoding path) against buildEventRaw.
 func BenchmarkChangeStreamBuildEvent(b *testing.B) {
-	ent := &storage.OplogEntry{TS: bson.Timestamp{T: 1763769600, I: 3}, Wall: time.Now().UTC().Truncate(time.Millisecond),
-		Op: opInsert, DB: "bench", Coll: "backlog", UUID: bson.Binary{Subtype: 4, Data: []byte("0123456789abcdef")},
-		DocumentKey: bson.D{{Key: "_id", Value: int32(42)}},
-		Doc:         bson.D{{Key: "_id", Value: int32(42)}, {Key: "name", Value: "item"}, {Key: "qty", Value: int32(42)}}}
-	r := rawEntry(b, ent)
+	base := storage.OplogEntry{TS: bson.Timestamp{T: 1763769600, I: 3}, Wall: time.Now().UTC().Truncate(time.Millisecond),
+		DB: "bench", Coll: "backlog", UUID: bson.Binary{Subtype: 4, Data: []byte("0123456789abcdef")},
+		DocumentKey: bson.D{{Key: "_id", Value: int32(42)}}}
+	ins := base
+	ins.Op = opInsert
+	ins.Doc = bson.D{{Key: "_id", Value: int32(42)}, {Key: "name", Value: "item"}, {Key: "qty", Value: int32(42)}}
+	upd := base
+	upd.Op = opUpdate
+	upd.Pre = bson.D{{Key: "_id", Value: int32(42)}, {Key: "name", Value: "item"}, {Key: "qty", Value: int32(42)},
+		{Key: "tags", Value: bson.A{"a", "b"}}, {Key: "dims", Value: bson.D{{Key: "h", Value: 1.5}, {Key: "w", Value: 2.5}}}, {Key: "note", Value: "x"}}
+	upd.Doc = bson.D{{Key: "_id", Value: int32(42)}, {Key: "name", Value: "item"}, {Key: "qty", Value: int32(43)},
+		{Key: "tags", Value: bson.A{"a", "b", "c"}}, {Key: "dims", Value: bson.D{{Key: "h", Value: 3.0}, {Key: "w", Value: 2.5}}}}
 	im := csImages{fullDocument: fdDefault, fullDocumentBeforeChange: fdOff}
-	b.Run("decode", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			dec, err := r.Decode()
-			if err != nil {
-				b.Fatal(err)
+	for _, ent := range []*storage.OplogEntry{&ins, &upd} {
+		r := rawEntry(b, ent)
+		b.Run(ent.Op+"/decode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				dec, err := r.Decode()
+				if err != nil {
+					b.Fatal(err)
+				}
+				tok := eventTokenFor(dec)
+				ev, err := buildEvent(dec, tok, im)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := bson.Marshal(ev); err != nil {
+					b.Fatal(err)
+				}
 			}
-			tok := eventTokenFor(dec)
-			ev, err := buildEvent(dec, tok, im)
-			if err != nil {
-				b.Fatal(err)
+		})
+		b.Run(ent.Op+"/raw", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, ok := buildEventRaw(r, im); !ok {
+					b.Fatal("refused")
+				}
 			}
-			if _, err := bson.Marshal(ev); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("raw", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, _, ok := buildEventRaw(r, im); !ok {
-				b.Fatal("refused")
-			}
-		}
-	})
+		})
+	}
 }
 
 // TestDecodeEventDMatches checks decodeEventD against bson.Unmarshal: the
