@@ -99,10 +99,10 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 			return err
 		}
 		r.log.Warn("event skipped and dead-lettered", "trigger", t.Name, "key", key, "webhook_id", webhookID, "by", by)
-		if r.opts.History != nil {
+		if r.HistoryOn() {
 			op, _ := raw.Lookup("operationType").StringValueOK()
 			dk, _ := raw.Lookup("documentKey").DocumentOK()
-			r.opts.History.Record(store.AttemptRecord{Kind: store.KindSkipped, Trigger: t.Name, Partition: historyPartition(t),
+			r.recordHistory(store.AttemptRecord{Kind: store.KindSkipped, Trigger: t.Name, Partition: historyPartition(t),
 				WebhookID: webhookID, DocumentKey: dk, Operation: op, Reason: "skipped", By: by, At: now})
 		}
 		return nil
@@ -244,8 +244,8 @@ func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom, contr
 	s.mu.Lock()
 	s.pause, s.failed = nil, false
 	s.mu.Unlock()
-	if r.opts.History != nil {
-		r.opts.History.Record(store.AttemptRecord{Kind: store.KindSkipped, Trigger: t.Name, Partition: historyPartition(t),
+	if r.HistoryOn() {
+		r.recordHistory(store.AttemptRecord{Kind: store.KindSkipped, Trigger: t.Name, Partition: historyPartition(t),
 			Reason: "resumed from " + from.String(), SkippedFrom: skipped.From, SkippedTo: skipped.To, At: r.opts.Clock.Now()})
 	}
 	return skipped, nil

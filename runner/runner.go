@@ -109,7 +109,8 @@ type Options struct {
 	// History, when set, records every delivery attempt of every trigger
 	// (an observer on each dispatcher; it never waits), the changes a
 	// Resume from now or from a time skips and the events Skip
-	// dead-letters. The caller creates and closes it.
+	// dead-letters. The caller creates and closes it; SetHistory replaces
+	// it while Run runs (a reload that turns the history on or off).
 	History *store.HistoryWriter
 	// IdleCheckpointInterval overrides the configuration's
 	// checkpoint.idle_interval when not zero (see WatcherOptions).
@@ -155,6 +156,13 @@ type Runner struct {
 	// newest request whose effect on this process was applied.
 	ctlPoke chan struct{}
 	ctlSeen map[string]string
+
+	// hist is the history writer in use (nil: history off); histMu is
+	// held for reading while a record is handed to it, and for writing
+	// while SetHistory replaces it, so that a replaced writer has no
+	// record coming once SetHistory returns.
+	histMu sync.RWMutex
+	hist   *store.HistoryWriter
 }
 
 // New prepares a Runner for cfg. It does no I/O and starts nothing:
@@ -184,7 +192,7 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	// process-wide byte budget.
 	opts.IdleCheckpointInterval = cmp.Or(opts.IdleCheckpointInterval, cfg.Checkpoint.IdleInterval)
 	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}, units: map[string][]string{},
-		ctlPoke: make(chan struct{}, 1), ctlSeen: map[string]string{}}
+		ctlPoke: make(chan struct{}, 1), ctlSeen: map[string]string{}, hist: opts.History}
 	if n := cfg.Limits.MaxInflightBytes; n > 0 {
 		r.budget = dispatcher.NewByteBudget(n)
 	}

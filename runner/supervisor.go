@@ -138,9 +138,9 @@ func (r *Runner) startLocked(s *slot) {
 	if r.budget != nil {
 		dopts = append(dopts, dispatcher.WithSharedByteBudget(r.budget))
 	}
-	if r.opts.History != nil {
-		dopts = append(dopts, dispatcher.WithObserver(r.opts.History.Observer(t.Name, historyPartition(t), store.KindDelivery, "")))
-	}
+	// Always: the writer in use is looked up at each attempt, so a reload
+	// that turns the history on or off applies to running triggers too.
+	dopts = append(dopts, dispatcher.WithObserver(r.HistoryObserver(t.Name, historyPartition(t), store.KindDelivery, "")))
 	if r.opts.DispatcherOptions != nil {
 		dopts = append(dopts, r.opts.DispatcherOptions(t)...)
 	}

@@ -364,16 +364,17 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 
 // deadLetterOps serves the admin API's dead-letter replay and purge with
 // the running configuration, one call at a time. A replay's attempts are
-// recorded in the delivery history by hist (the serve process's writer; nil
-// when the history is disabled) as kind replay, by "api".
+// recorded in the delivery history as kind replay, by "api", through
+// history (the runner's HistoryObserver: the writer in use at each
+// attempt, so a reload that turns the history on or off applies at once).
 type deadLetterOps struct {
 	mu sync.Mutex
 	st *store.Store
 	// config returns the running configuration, so a replay after a hot
 	// reload uses the reloaded webhook (URL, secret, headers).
-	config func() *triggers.Config
-	env    Env
-	hist   *store.HistoryWriter
+	config  func() *triggers.Config
+	env     Env
+	history func(trigger, partition, kind, by string) func(dispatcher.Attempt)
 }
 
 // errDeadLetterBusy answers a replay or purge call while another runs.
@@ -386,10 +387,10 @@ func (o *deadLetterOps) Replay(ctx context.Context, sel deadletter.Selection) (d
 	}
 	defer o.mu.Unlock()
 	r := deadletter.Replayer{Store: o.st, Config: o.config(), NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
-		if o.hist == nil {
+		if o.history == nil {
 			return newSender(t, o.env)
 		}
-		return newSender(t, o.env, dispatcher.WithObserver(o.hist.Observer(t.Name, "", store.KindReplay, "api")))
+		return newSender(t, o.env, dispatcher.WithObserver(o.history(t.Name, "", store.KindReplay, "api")))
 	}}
 	return r.Replay(ctx, sel, nil)
 }

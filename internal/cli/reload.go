@@ -22,6 +22,7 @@ import (
 	"github.com/changehook/changehook/internal/demo"
 	"github.com/changehook/changehook/internal/metrics"
 	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -61,8 +62,10 @@ type reloader struct {
 	log     *slog.Logger
 	cfg     *triggers.Config // the running configuration
 	rn      *runner.Runner
-	mgr     *cluster.Manager // nil: not clustered
-	driver  *cluster.Driver  // nil: not clustered
+	st      *store.Store          // the state database (nil: history settings are not reloaded)
+	reg     prometheus.Registerer // receives the counters of a history writer a reload starts
+	mgr     *cluster.Manager      // nil: not clustered
+	driver  *cluster.Driver       // nil: not clustered
 	reloads *prometheus.CounterVec
 	// poolCap is the connection pool's size, fixed when the client was
 	// made (0: unlimited or unknown). A reload that needs more change
@@ -88,7 +91,7 @@ func newReloader(path string, env Env, log *slog.Logger, cfg *triggers.Config, r
 	}, []string{"result"}))
 	c.WithLabelValues("success")
 	c.WithLabelValues("failure")
-	rl := &reloader{path: path, env: env, log: log, cfg: cfg, rn: rn, reloads: c}
+	rl := &reloader{path: path, env: env, log: log, cfg: cfg, rn: rn, reg: reg, reloads: c}
 	rl.current.Store(cfg)
 	return rl
 }
@@ -136,12 +139,35 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 		rl.log.Error("reload did not finish", "by", why, "error", err)
 		return res, fmt.Errorf("reload: %w", err)
 	}
+	rl.applyHistory(ctx, cfg.History, why)
 	rl.cfg = cfg
 	rl.current.Store(cfg)
 	rl.reloads.WithLabelValues("success").Inc()
 	rl.log.Info("configuration reloaded", "by", why, "file", rl.path, "added", res.Added, "removed", res.Removed,
 		"changed", res.Changed, "unchanged", len(res.Unchanged))
 	return res, nil
+}
+
+// applyHistory applies a reloaded history section h: when it differs from
+// the running one, a writer for h (none when disabled) replaces the
+// runner's, and the replaced writer is closed once it has written what it
+// was given, so nothing is lost or leaked; running triggers record into
+// the new writer from their next attempt, without a restart. A changed
+// retention also changes the attempts collection's TTL index. rl.mu must
+// be held.
+func (rl *reloader) applyHistory(ctx context.Context, h triggers.HistoryConfig, why string) {
+	old := rl.cfg.History
+	if rl.st == nil || h == old {
+		return
+	}
+	if h.Retention != old.Retention {
+		rl.st.SetHistoryRetention(h.Retention)
+		if err := rl.st.EnsureIndexes(ctx); err != nil {
+			rl.log.Warn("reload: cannot change the delivery history's TTL index; the writer still deletes records past the new retention", "by", why, "error", err)
+		}
+	}
+	closeHistory(ctx, rl.log, rl.rn.SetHistory(newHistoryWriter(rl.st, h, rl.reg, rl.log)))
+	rl.log.Info("delivery history reconfigured by reload", "by", why, "enabled", h.Enabled, "retention", h.Retention.String(), "max_records", h.MaxRecords)
 }
 
 // fitsPool reports whether cfg's change streams fit the connection pool made

@@ -132,19 +132,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	if err := st.EnsureIndexes(ctx); err != nil {
 		return fmt.Errorf("prepare the state database: %w", err)
 	}
-	var hist *store.HistoryWriter
-	if cfg.History.Enabled {
-		hist = store.NewHistoryWriter(st, store.HistoryWriterOptions{
-			Retention: cfg.History.Retention, MaxRecords: cfg.History.MaxRecords, Registry: reg, Logger: log})
-		defer func() {
-			// After the triggers stopped: their last attempts are queued.
-			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := hist.Close(hctx); err != nil {
-				log.Warn("delivery history: records left unwritten at shutdown", "dropped_total", hist.Dropped(), "error", err)
-			}
-		}()
-	}
+	hist := newHistoryWriter(st, cfg.History, reg, log)
 	var mgr *cluster.Manager
 	var standby func(string) bool
 	if rf.clustered {
@@ -168,10 +156,18 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		History:            hist,
 	})
 	if err != nil {
+		closeHistory(ctx, log, hist)
 		return fmt.Errorf("prepare triggers: %w", err)
 	}
+	defer func() {
+		// After the triggers stopped (their last attempts are queued) and
+		// the admin server shut down (no replay is running): the writer
+		// in use, the one a reload may have put in place.
+		closeHistory(ctx, log, rn.SetHistory(nil))
+	}()
 
 	rl := newReloader(cfg.Path, env, log, cfg, rn, reg)
+	rl.st = st
 	rl.poolCap = poolCapacity(cfg.MongoDB.URI, streamCount(cfg))
 	var driver *cluster.Driver
 	if mgr != nil {
@@ -197,7 +193,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		aopts.Store, aopts.Oplog = st, console.MongoOplog{Client: client}
 		aopts.Control, aopts.Token, aopts.Reload = rn, cfg.Admin.Token.Reveal(), rl
 		aopts.History = st
-		aopts.DeadLetters = &deadLetterOps{st: st, config: rl.Config, env: env, hist: hist}
+		aopts.DeadLetters = &deadLetterOps{st: st, config: rl.Config, env: env, history: rn.HistoryObserver}
 		aopts.DeadLetterCounts = rn
 		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers /api/history /api/deadletters /api/reload"
 		if mgr != nil {
@@ -263,6 +259,35 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	}
 	log.Info("changehook stopped: in-flight deliveries finished or timed out, checkpoints saved")
 	return nil
+}
+
+// newHistoryWriter starts the delivery history's writer for h (nil when
+// the history is disabled); reg receives its counters (shared by the
+// writers a reload starts).
+func newHistoryWriter(st *store.Store, h triggers.HistoryConfig, reg prometheus.Registerer, log *slog.Logger) *store.HistoryWriter {
+	if !h.Enabled {
+		return nil
+	}
+	return store.NewHistoryWriter(st, store.HistoryWriterOptions{
+		Retention: h.Retention, MaxRecords: h.MaxRecords, Registry: reg, Logger: log})
+}
+
+// historyCloseWait bounds writing the records queued when a history
+// writer is closed (at shutdown, or replaced by a reload).
+const historyCloseWait = 5 * time.Second
+
+// closeHistory writes what w (nil: nothing to do) has queued, within
+// historyCloseWait, and stops it; records left unwritten are counted as
+// dropped and logged.
+func closeHistory(ctx context.Context, log *slog.Logger, w *store.HistoryWriter) {
+	if w == nil {
+		return
+	}
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyCloseWait)
+	defer cancel()
+	if err := w.Close(hctx); err != nil {
+		log.Warn("delivery history: records left unwritten when its writer closed", "dropped_total", w.Dropped(), "error", err)
+	}
 }
 
 // dispatcherOptions returns the runner's extra dispatcher options: dev's
