@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/changehook/changehook/triggers"
@@ -95,6 +96,8 @@ type batcher struct {
 	start     chan *batch   // sealed batches that may be sent; capacity maxSealed
 	wake      chan struct{} // a batch was resolved
 	timerC    chan uint64   // max_wait expired for the batch with this seq
+	armC      chan timerArm // the newest open batch's deadline, for timerLoop; capacity 1
+	armed     atomic.Uint64 // seq of the open batch whose max_wait runs (0: none)
 
 	mu          sync.Mutex
 	inflight    int // sealed, unresolved batches
@@ -107,7 +110,6 @@ type batcher struct {
 	open        *batch
 	openKeys    []string
 	expired     bool
-	stopTimer   context.CancelFunc
 	pending     *Ticket[job] // taken from the tracker, not yet placed
 	pendingElem []byte       // its payload
 	pendingErr  bool         // its payload could not be built
@@ -126,7 +128,7 @@ func newBatcher(d *Dispatcher, t *triggers.Trigger, p *triggers.BatchPolicy) (*b
 	}
 	bt := &batcher{
 		d: d, maxEvents: p.MaxEvents, maxBytes: int(min(p.MaxBytes, 1<<40)), maxWait: p.MaxWait,
-		wake: make(chan struct{}, 1), timerC: make(chan uint64),
+		wake: make(chan struct{}, 1), timerC: make(chan uint64), armC: make(chan timerArm, 1),
 		unresolved: map[*batch]struct{}{}, keyTail: map[string]*batch{},
 	}
 	if bt.maxBytes == 0 {
@@ -169,6 +171,16 @@ func (bt *batcher) run() {
 	runDone := d.runCtx.Done()
 	defer close(bt.start)
 	defer bt.disarm()
+	timerCtx, stopTimer := context.WithCancel(d.runCtx)
+	timerDone := make(chan struct{})
+	go func() {
+		defer close(timerDone)
+		bt.timerLoop(timerCtx)
+	}()
+	defer func() {
+		stopTimer()
+		<-timerDone
+	}()
 	for {
 		bt.settle(ready)
 		in := ready
@@ -407,26 +419,64 @@ func (bt *batcher) resolved(b *batch) {
 	}
 }
 
-// arm starts the max_wait timer of the open batch seq.
-func (bt *batcher) arm(seq uint64) {
-	ctx, cancel := context.WithCancel(bt.d.runCtx)
-	bt.stopTimer = cancel
-	go func() {
-		if bt.d.clock.Sleep(ctx, bt.maxWait) != nil {
-			return
-		}
-		select {
-		case bt.timerC <- seq:
-		case <-ctx.Done():
-		}
-	}()
+// timerArm is the max_wait deadline of the open batch seq.
+type timerArm struct {
+	seq uint64
+	at  time.Time
 }
 
-// disarm stops the max_wait timer, if any.
-func (bt *batcher) disarm() {
-	if bt.stopTimer != nil {
-		bt.stopTimer()
-		bt.stopTimer = nil
+// arm starts the max_wait of the open batch seq: it hands the deadline to
+// timerLoop, replacing any deadline timerLoop has not taken yet.
+func (bt *batcher) arm(seq uint64) {
+	bt.armed.Store(seq)
+	select {
+	case <-bt.armC:
+	default:
+	}
+	bt.armC <- timerArm{seq: seq, at: bt.d.clock.Now().Add(bt.maxWait)} // never blocks: run is the only sender
+}
+
+// disarm stops the open batch's max_wait: its deadline, when it comes, is
+// ignored.
+func (bt *batcher) disarm() { bt.armed.Store(0) }
+
+// timerLoop is the batcher's one max_wait timer, until ctx ends: it sleeps
+// until the deadline of the newest armed batch and then tells run, unless
+// that batch was sealed meanwhile. A batch armed while it sleeps towards
+// an older deadline (a batch sealed early) is taken when that sleep ends,
+// which is before the newer deadline; so one sleep at a time, no goroutine
+// or timer per batch, and at most about one wake-up per max_wait while
+// batches are sealed by size.
+func (bt *batcher) timerLoop(ctx context.Context) {
+	for {
+		var a timerArm
+		select {
+		case a = <-bt.armC:
+		case <-ctx.Done():
+			return
+		}
+		for {
+			if wait := a.at.Sub(bt.d.clock.Now()); wait > 0 {
+				if bt.d.clock.Sleep(ctx, wait) != nil {
+					return
+				}
+			}
+			select {
+			case newer := <-bt.armC:
+				a = newer
+				continue
+			default:
+			}
+			break
+		}
+		if bt.armed.Load() != a.seq {
+			continue // sealed before its deadline
+		}
+		select {
+		case bt.timerC <- a.seq:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

@@ -280,36 +280,29 @@ func TestBatchMaxWaitAndWholeBatchAcknowledgement(t *testing.T) {
 			t.Fatalf("batch %v not sent within 10s", seqs)
 		}
 	}
-	timers := 0
-	waitTimer := func() {
-		t.Helper()
-		for timers++; ; {
-			select {
-			case d := <-clock.started:
-				if d == 50*time.Millisecond {
-					return
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("max_wait timer %d not started", timers)
-			}
-		}
-	}
-	// Nothing in flight: the first event goes at once.
+	// Nothing in flight: the first event goes at once; its max_wait is the
+	// batcher's one timer's first sleep.
 	submit(0)
 	want(0)
-	waitTimer()
+	select {
+	case d := <-clock.started:
+		if d != 50*time.Millisecond {
+			t.Fatalf("max_wait sleep %v, want 50ms", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("max_wait timer not started")
+	}
 	// One batch in flight: the next three wait for each other (max_events).
 	submit(1)
 	submit(2)
 	submit(3)
 	want(1, 2, 3)
-	waitTimer()
 	if h, ok := d.HeadOfLine(); !ok || h.WebhookID != BatchWebhookID("orders", evs[0].Token, evs[0].Token) {
 		t.Errorf("head of line %+v, want the first batch's id", h)
 	}
 	// A partial batch behind two in flight waits for max_wait.
 	submit(4)
-	waitTimer()
+	waitFor(t, func() bool { return d.batcher.armed.Load() == 3 })
 	clock.Advance(50 * time.Millisecond)
 	close(release[1]) // frees a worker; the batch of 4 must have been sealed by the timer
 	want(4)
@@ -322,6 +315,125 @@ func TestBatchMaxWaitAndWholeBatchAcknowledgement(t *testing.T) {
 	if tok, _ := d.Watermark(); !bytes.Equal(tok, evs[4].Token) {
 		t.Fatal("watermark did not reach the last event")
 	}
+}
+
+// sleepCountingClock is the system clock counting its Sleep calls and the
+// most of them running at once.
+type sleepCountingClock struct {
+	SystemClock
+	mu         sync.Mutex
+	calls, now int
+	mostAtOnce int
+}
+
+func (c *sleepCountingClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	c.calls++
+	c.now++
+	c.mostAtOnce = max(c.mostAtOnce, c.now)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.now--
+		c.mu.Unlock()
+	}()
+	return c.SystemClock.Sleep(ctx, d)
+}
+
+// TestBatchMaxWaitOneTimer: max_wait is one timer per batched dispatcher,
+// not one per batch — a hundred batches sealed by size before their
+// max_wait cost one sleep — and a batch opened while that timer still
+// sleeps towards an older batch's deadline is sealed at its own deadline,
+// counted from its own first event.
+func TestBatchMaxWaitOneTimer(t *testing.T) {
+	t.Run("one sleep for many batches", func(t *testing.T) {
+		const events = 300
+		evs := batchEvents(t, events, func(int) string { return "" })
+		rc := newReceiver(t, nil)
+		clock := &sleepCountingClock{}
+		d := newTestDispatcher(t, &triggers.Trigger{
+			Webhook:  triggers.Webhook{URL: rc.srv.URL, Secrets: []triggers.Secret{testSecret}},
+			Ordering: triggers.None, Concurrency: 2,
+			Batch: &triggers.BatchPolicy{MaxEvents: 3, MaxWait: time.Hour},
+		}, nil, WithClock(clock))
+		for _, ev := range evs {
+			if err := d.Submit(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		closeWithin(t, d, 10*time.Second)
+		if tok, _ := d.Watermark(); !bytes.Equal(tok, evs[events-1].Token) {
+			t.Fatal("watermark did not reach the last event")
+		}
+		n := len(rc.deliveries())
+		clock.mu.Lock()
+		defer clock.mu.Unlock()
+		if n < events/3 {
+			t.Fatalf("%d requests for %d events in batches of at most 3", n, events)
+		}
+		if clock.calls != 1 || clock.mostAtOnce != 1 {
+			t.Fatalf("%d batches armed %d max_wait sleeps (%d at once), want 1", n, clock.calls, clock.mostAtOnce)
+		}
+	})
+	t.Run("deadline from the batch's own start", func(t *testing.T) {
+		evs := batchEvents(t, 2, func(int) string { return "" })
+		arrived := make(chan []int, 2)
+		release := make(chan struct{})
+		rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			arrived <- checkBatchRequest(t, evs, r.Header, body, 3)
+			if n == 1 {
+				<-release
+			}
+			w.WriteHeader(http.StatusNoContent)
+		})
+		clock := newManualClock()
+		d := newTestDispatcher(t, &triggers.Trigger{
+			Webhook:  triggers.Webhook{URL: rc.srv.URL, Secrets: []triggers.Secret{testSecret}},
+			Ordering: triggers.None, Concurrency: 1,
+			Batch: &triggers.BatchPolicy{MaxEvents: 3, MaxWait: 50 * time.Millisecond},
+		}, nil, WithClock(clock))
+		started := func(want time.Duration) {
+			t.Helper()
+			select {
+			case got := <-clock.started:
+				if got != want {
+					t.Fatalf("max_wait sleep %v, want %v", got, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no max_wait sleep of %v", want)
+			}
+		}
+		// Batch 1 (event 0) is sent at once and stays in flight; the
+		// timer sleeps towards its deadline, t0+50ms.
+		if err := d.Submit(context.Background(), evs[0]); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-arrived; !slices.Equal(got, []int{0}) {
+			t.Fatalf("batch %v, want [0]", got)
+		}
+		started(50 * time.Millisecond)
+		// Batch 2 (event 1) opens at t0+20ms: its deadline is t0+70ms.
+		clock.Advance(20 * time.Millisecond)
+		if err := d.Submit(context.Background(), evs[1]); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return d.batcher.armed.Load() == 2 })
+		// At t0+50ms the stale sleep ends and the timer sleeps the 20ms
+		// left of batch 2's max_wait; batch 2 is still open.
+		clock.Advance(30 * time.Millisecond)
+		started(20 * time.Millisecond)
+		if got := d.batcher.armed.Load(); got != 2 {
+			t.Fatalf("armed batch %d at t0+50ms, want 2 still open", got)
+		}
+		clock.Advance(20 * time.Millisecond)
+		waitFor(t, func() bool { return d.batcher.armed.Load() == 0 }) // sealed by its max_wait
+		close(release)
+		if got := <-arrived; !slices.Equal(got, []int{1}) {
+			t.Fatalf("batch %v, want [1]", got)
+		}
+		closeWithin(t, d, 10*time.Second)
+	})
 }
 
 // TestBatchDeadLetteredAsEvents: a batch given up on becomes one dead
