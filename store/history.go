@@ -73,23 +73,33 @@ type HistoryWriterOptions struct {
 // state database is slow or down) records are dropped and counted
 // (changehook_history_dropped_total): delivery never waits for history.
 // Its methods are safe for concurrent use.
+//
+// The queue is a ring of records that the writer inserts from in place:
+// Record copies a record once, into its slot, and the slots of the batch
+// being written stay taken until the write ends (the ring holds Queue
+// waiting records plus one batch in flight).
 type HistoryWriter struct {
 	st       *Store
 	o        HistoryWriterOptions
-	queue    chan AttemptRecord
-	bell     chan struct{} // rung by Record once bellAt records are queued
+	bell     chan struct{} // rung by Record at the first waiting record and at bellAt
 	bellAt   int
 	closing  chan struct{}
 	done     chan struct{}
 	ctx      context.Context // the writes'; canceled when Close gives up
 	cancel   context.CancelFunc
-	closeMu  sync.RWMutex // held for reading while enqueuing; Close takes it to stop Record
-	closed   bool
 	written  atomic.Uint64
 	dropped  atomic.Uint64
 	mWritten prometheus.Counter
 	mDropped prometheus.Counter
 	flushReq chan chan struct{}
+
+	mu      sync.Mutex      // guards the fields below
+	ring    []AttemptRecord // Queue + Batch slots
+	head    int             // the oldest record's slot
+	waiting int             // records queued and not being written, from head+inFlight
+	flying  int             // records being written, from head
+	closed  bool
+	scratch []AttemptRecord // the writer's: a batch that wraps around the ring's end
 }
 
 // NewHistoryWriter starts a writer on st's attempts collection. Close stops
@@ -118,7 +128,7 @@ func NewHistoryWriter(st *Store, o HistoryWriterOptions) *HistoryWriter {
 	}
 	w := &HistoryWriter{
 		st: st, o: o,
-		queue:    make(chan AttemptRecord, o.Queue),
+		ring:     make([]AttemptRecord, o.Queue+o.Batch),
 		bell:     make(chan struct{}, 1),
 		bellAt:   max(1, min(o.Batch, o.Queue/2)),
 		closing:  make(chan struct{}),
@@ -150,23 +160,27 @@ func (w *HistoryWriter) Record(r AttemptRecord) bool {
 	if r.At.IsZero() {
 		r.At = w.o.Now()
 	}
-	w.closeMu.RLock()
-	defer w.closeMu.RUnlock()
-	if !w.closed {
+	w.mu.Lock()
+	if w.closed || w.waiting >= w.o.Queue {
+		w.mu.Unlock()
+		w.drop(1)
+		return false
+	}
+	i := w.head + w.flying + w.waiting
+	if i >= len(w.ring) {
+		i -= len(w.ring)
+	}
+	w.ring[i] = r
+	w.waiting++
+	n := w.waiting
+	w.mu.Unlock()
+	if n == 1 || n >= w.bellAt {
 		select {
-		case w.queue <- r:
-			if len(w.queue) >= w.bellAt {
-				select {
-				case w.bell <- struct{}{}:
-				default: // already rung
-				}
-			}
-			return true
-		default:
+		case w.bell <- struct{}{}:
+		default: // already rung
 		}
 	}
-	w.drop(1)
-	return false
+	return true
 }
 
 func (w *HistoryWriter) drop(n int) {
@@ -236,10 +250,10 @@ func (w *HistoryWriter) Flush(ctx context.Context) error {
 // then the write in progress is canceled and what is left is dropped and
 // counted. Calling it again waits for the first Close.
 func (w *HistoryWriter) Close(ctx context.Context) error {
-	w.closeMu.Lock()
+	w.mu.Lock()
 	first := !w.closed
 	w.closed = true
-	w.closeMu.Unlock()
+	w.mu.Unlock()
 	if first {
 		close(w.closing)
 	}
@@ -253,12 +267,11 @@ func (w *HistoryWriter) Close(ctx context.Context) error {
 	}
 }
 
-// run writes batches until Close, then drains the queue.
+// run writes batches until Close, then writes what is queued.
 func (w *HistoryWriter) run() {
 	defer close(w.done)
 	defer w.cancel()
 	ctx := w.ctx
-	batch := make([]AttemptRecord, 0, w.o.Batch)
 	flush := time.NewTimer(w.o.FlushEvery)
 	flush.Stop()
 	trim := time.NewTicker(w.o.TrimEvery)
@@ -266,29 +279,33 @@ func (w *HistoryWriter) run() {
 	sinceTrim := 0
 	trimAfter := max(w.o.MaxRecords/10, 1)
 	var lastErr string
-	write := func() {
-		if len(batch) == 0 {
-			return
-		}
-		wctx, c := context.WithTimeout(ctx, historyWriteTimeout)
-		n, err := w.o.Insert(wctx, batch)
-		c()
-		w.written.Add(uint64(n))
-		w.mWritten.Add(float64(n))
-		if lost := len(batch) - n; lost > 0 {
-			w.drop(lost)
-		}
-		if err != nil {
-			if msg := err.Error(); msg != lastErr {
-				lastErr = msg
-				w.o.Logger.Warn("delivery history: records dropped", "records", len(batch)-n, "error", msg)
+	// write writes the queued records in batches: all of them, or (full)
+	// only while a batch of bellAt records is waiting.
+	write := func(full bool) {
+		for {
+			batch := w.take(full)
+			if len(batch) == 0 {
+				return
 			}
-		} else {
-			lastErr = ""
+			wctx, c := context.WithTimeout(ctx, historyWriteTimeout)
+			n, err := w.o.Insert(wctx, batch)
+			c()
+			w.release(len(batch))
+			w.written.Add(uint64(n))
+			w.mWritten.Add(float64(n))
+			if lost := len(batch) - n; lost > 0 {
+				w.drop(lost)
+			}
+			if err != nil {
+				if msg := err.Error(); msg != lastErr {
+					lastErr = msg
+					w.o.Logger.Warn("delivery history: records dropped", "records", len(batch)-n, "error", msg)
+				}
+			} else {
+				lastErr = ""
+			}
+			sinceTrim += n
 		}
-		sinceTrim += n
-		clear(batch)
-		batch = batch[:0]
 	}
 	doTrim := func() {
 		if w.o.Retention <= 0 && w.o.MaxRecords <= 0 {
@@ -303,39 +320,27 @@ func (w *HistoryWriter) run() {
 		sinceTrim = 0
 	}
 	doTrim() // enforce the bounds once at start
-	// The writer takes a batch's first record from the queue and then
-	// leaves the queue alone until the batch's FlushEvery ends or Record
-	// rings the bell (bellAt records queued): receiving every record as it
-	// came woke this goroutine once per delivery attempt, a cross-thread
-	// wake-up per event for a trigger delivering one event at a time.
-	armed := false // flush is running for the pending batch
+	// The writer sleeps until Record rings the bell (at the first waiting
+	// record, to start the batch's FlushEvery, and at bellAt waiting
+	// records) or the batch's FlushEvery ends: waking at every record woke
+	// this goroutine once per delivery attempt, a cross-thread wake-up per
+	// event for a trigger delivering one event at a time.
+	armed := false // flush is running for the waiting records
 	for {
-		var queue <-chan AttemptRecord
-		if len(batch) == 0 {
-			queue = w.queue
-		}
 		select {
-		case r := <-queue:
-			batch = append(batch, r)
-			if len(batch) >= w.o.Batch {
-				write()
-			}
 		case <-w.bell:
-			w.drainInto(&batch, write) // full batches; a rest waits for flush
+			write(true) // full batches; a rest waits for flush
 		case <-flush.C:
 			armed = false
-			w.drainInto(&batch, write)
-			write()
+			write(false)
 		case ack := <-w.flushReq:
-			w.drainInto(&batch, write)
-			write()
+			write(false)
 			close(ack)
 		case <-trim.C:
-			write()
+			write(false)
 			doTrim()
 		case <-w.closing:
-			w.drainInto(&batch, write)
-			write()
+			write(false)
 			if w.o.MaxRecords > 0 && sinceTrim > 0 {
 				doTrim()
 			}
@@ -344,28 +349,55 @@ func (w *HistoryWriter) run() {
 		if w.o.MaxRecords > 0 && sinceTrim >= trimAfter {
 			doTrim()
 		}
+		w.mu.Lock()
+		waiting := w.waiting
+		w.mu.Unlock()
 		switch {
-		case len(batch) == 0 && armed:
+		case waiting == 0 && armed:
 			flush.Stop()
 			armed = false
-		case len(batch) > 0 && !armed:
+		case waiting > 0 && !armed:
 			flush.Reset(w.o.FlushEvery)
 			armed = true
 		}
 	}
 }
 
-// drainInto moves every queued record into batch, writing full batches.
-func (w *HistoryWriter) drainInto(batch *[]AttemptRecord, write func()) {
-	for {
-		select {
-		case r := <-w.queue:
-			*batch = append(*batch, r)
-			if len(*batch) >= w.o.Batch {
-				write()
-			}
-		default:
-			return
-		}
+// take returns the next batch to write, at most Batch of the waiting
+// records (when full, only if bellAt are waiting; none: an empty batch),
+// and marks them in flight: their slots stay taken until release, and only
+// the writer touches them meanwhile (it alone moves head). A batch that
+// wraps around the ring's end is copied into scratch.
+func (w *HistoryWriter) take(full bool) []AttemptRecord {
+	w.mu.Lock()
+	n := min(w.waiting, w.o.Batch)
+	if n == 0 || full && w.waiting < w.bellAt {
+		w.mu.Unlock()
+		return nil
 	}
+	w.waiting -= n
+	w.flying = n
+	w.mu.Unlock()
+	if end := w.head + n; end <= len(w.ring) {
+		return w.ring[w.head:end:end]
+	}
+	k := len(w.ring) - w.head
+	w.scratch = append(append(w.scratch[:0], w.ring[w.head:]...), w.ring[:n-k]...)
+	return w.scratch
+}
+
+// release frees the slots of the n records of the batch take returned,
+// cleared first so that the ring holds no references to written records.
+func (w *HistoryWriter) release(n int) {
+	if end := w.head + n; end <= len(w.ring) {
+		clear(w.ring[w.head:end])
+	} else {
+		clear(w.ring[w.head:])
+		clear(w.ring[:end-len(w.ring)])
+		clear(w.scratch)
+	}
+	w.mu.Lock()
+	w.head = (w.head + n) % len(w.ring)
+	w.flying = 0
+	w.mu.Unlock()
 }
