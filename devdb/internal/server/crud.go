@@ -173,7 +173,10 @@ func intArg(req *Request, key string, def int64) (int64, error) {
 
 // docsArg returns the array-of-documents field key (documents, updates,
 // deletes), which the server has already merged from OP_MSG sequences.
-func docsArg(req *Request, key string) ([]bson.D, error) {
+// With raws not nil, it also accepts the undecoded documents of an insert
+// (bson.Raw, see decodeOpMsgRequest): *raws is then as long as the result,
+// holding each undecoded document where the result holds nil.
+func docsArg(req *Request, key string, raws *[]bson.Raw) ([]bson.D, error) {
 	v, ok := fieldOf(req.Body, key)
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field '%s.%s' is missing but a required field", req.Name, key)
@@ -182,8 +185,15 @@ func docsArg(req *Request, key string) ([]bson.D, error) {
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'array'", req.Name, key, mql.TypeName(v))
 	}
+	if raws != nil {
+		*raws = make([]bson.Raw, len(arr))
+	}
 	out := make([]bson.D, len(arr))
 	for i, el := range arr {
+		if r, ok := el.(bson.Raw); ok && raws != nil {
+			(*raws)[i] = r
+			continue
+		}
 		d, ok := el.(bson.D)
 		if !ok {
 			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s.%s.%d' is the wrong type '%s', expected type 'object'", req.Name, key, i, mql.TypeName(el))
@@ -225,6 +235,7 @@ func (s *Server) finishWrite(req *Request) error {
 type writeBatch struct {
 	coll    string
 	stmts   []bson.D        // the statements of the array field
+	raws    []bson.Raw      // insert: the undecoded documents, where stmts holds nil
 	ordered bool            // stop at the first failing statement
 	rw      *retryableWrite // nil for an ordinary (non-retryable) write
 }
@@ -237,7 +248,12 @@ func (s *Server) parseWriteBatch(req *Request, key string) (writeBatch, error) {
 	if err != nil {
 		return writeBatch{}, err
 	}
-	stmts, err := docsArg(req, key)
+	var raws []bson.Raw
+	rawsArg := &raws
+	if key != "documents" {
+		rawsArg = nil
+	}
+	stmts, err := docsArg(req, key, rawsArg)
 	if err != nil {
 		return writeBatch{}, err
 	}
@@ -249,7 +265,7 @@ func (s *Server) parseWriteBatch(req *Request, key string) (writeBatch, error) {
 	if err != nil {
 		return writeBatch{}, err
 	}
-	return writeBatch{coll: coll, stmts: stmts, ordered: ordered, rw: rw}, nil
+	return writeBatch{coll: coll, stmts: stmts, raws: raws, ordered: ordered, rw: rw}, nil
 }
 
 // execWrite runs a write command on db.coll in one storage update
@@ -468,6 +484,18 @@ func (s *Server) cmdInsert(_ context.Context, req *Request) (bson.D, error) {
 		}
 		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
 			d := b.stmts[i]
+			if b.raws != nil && b.raws[i] != nil {
+				if !s.hooks.decodedInserts {
+					if _, err := tx.InsertRaw(c, b.raws[i]); err != nil {
+						return err
+					}
+					n++
+					return nil
+				}
+				if err := bson.Unmarshal(b.raws[i], &d); err != nil {
+					return mongoerr.Errorf(mongoerr.InvalidBSON, "decode document %d: %v", i, err)
+				}
+			}
 			if err := checkStorable(d); err != nil {
 				return err
 			}

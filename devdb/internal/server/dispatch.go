@@ -95,6 +95,9 @@ func (s *Server) handleOpMsg(c *conn, msg wire.Message) ([]byte, error) {
 
 // decodeOpMsgRequest decodes an OP_MSG into a Request: the body, with each
 // document sequence appended as a bson.A of bson.D under its identifier.
+// The documents of an insert's "documents" sequence that rawInsertable
+// accepts stay undecoded, as bson.Raw elements (aliasing the message) that
+// cmdInsert stores as they are.
 func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
 	var body bson.D
 	if err := bson.Unmarshal(m.Body, &body); err != nil {
@@ -108,7 +111,12 @@ func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
 			return nil, mongoerr.Errorf(mongoerr.BadValue, "duplicate field %q in OP_MSG body and document sequence", seq.Identifier)
 		}
 		docs := make(bson.A, len(seq.Documents))
+		lazy := body[0].Key == "insert" && seq.Identifier == "documents"
 		for i, raw := range seq.Documents {
+			if lazy && rawInsertable(raw) {
+				docs[i] = raw
+				continue
+			}
 			var d bson.D
 			if err := bson.Unmarshal(raw, &d); err != nil {
 				return nil, mongoerr.Errorf(mongoerr.InvalidBSON, "decode document %d of sequence %q: %v", i, seq.Identifier, err)

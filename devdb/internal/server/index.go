@@ -129,7 +129,7 @@ func (s *Server) cmdCreateIndexes(_ context.Context, req *Request) (bson.D, erro
 	if err != nil {
 		return nil, err
 	}
-	raw, err := docsArg(req, "indexes")
+	raw, err := docsArg(req, "indexes", nil)
 	if err != nil {
 		return nil, err
 	}

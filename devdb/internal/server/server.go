@@ -93,6 +93,14 @@ type testHooks struct {
 	janitorTicks <-chan time.Time
 	// afterReap is called by the janitor after each reaping pass.
 	afterReap func(reaped int)
+	// storageNow replaces the storage engine's clock (cluster and wall
+	// times of writes).
+	storageNow func() time.Time
+	// decodedInserts makes insert decode the documents it could store as
+	// the client sent them (storage.Tx.InsertRaw) and store them through
+	// the decoded path instead: the reference the differential tests
+	// compare the raw path with.
+	decodedInserts bool
 }
 
 // Start opens the storage described by opts, listens on opts.Addr and serves
@@ -128,7 +136,7 @@ func start(ctx context.Context, opts Options, hooks testHooks) (*Server, error) 
 		}
 		s.tmpDir = dir
 	}
-	s.store, err = storage.Open(storage.Options{Dir: dir, OplogMaxBytes: opts.OplogMaxBytes, OplogMaxAge: opts.OplogMaxAge})
+	s.store, err = storage.Open(storage.Options{Dir: dir, OplogMaxBytes: opts.OplogMaxBytes, OplogMaxAge: opts.OplogMaxAge, Now: hooks.storageNow})
 	if err != nil {
 		s.removeTmp()
 		return nil, fmt.Errorf("start devdb: open storage in %s: %w", dir, err)

@@ -8,6 +8,7 @@ import (
 	"github.com/changehook/changehook/internal/mongoerr"
 	bolt "go.etcd.io/bbolt"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // docKey returns the _id of doc as the document key {_id: …}.
@@ -138,6 +139,82 @@ func (t *Tx) Insert(c *Collection, doc bson.D) (RecordID, error) {
 	if err != nil {
 		return 0, err
 	}
+	return t.insert(c, dk, raw, doc, nil)
+}
+
+// InsertRaw is Insert of the document encoded as raw, stored and written to
+// the oplog as these bytes, without decoding or encoding the document when
+// no validator and no unique index other than _id needs its fields. raw
+// must be a valid document whose first field is its only top-level _id and
+// which bson.Marshal of its decoded bson.D reproduces byte for byte (the
+// caller checks; Insert of that bson.D then does exactly what InsertRaw
+// does). raw must stay unchanged until the transaction ends.
+func (t *Tx) InsertRaw(c *Collection, raw bson.Raw) (RecordID, error) {
+	if err := t.writable(); err != nil {
+		return 0, err
+	}
+	id, err := firstValue(raw)
+	if err != nil {
+		return 0, err
+	}
+	dk := bson.D{{Key: "_id", Value: id}}
+	if err := t.checkWrite(c, id); err != nil {
+		return 0, err
+	}
+	if len(raw) > MaxDocumentSize {
+		return 0, mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "object to insert too large. size in bytes: %d, max size: %d", len(raw), MaxDocumentSize)
+	}
+	var doc bson.D
+	if t.needsFields(c) {
+		if err := bson.Unmarshal(raw, &doc); err != nil {
+			return 0, mongoerr.Errorf(mongoerr.BadValue, "cannot decode document: %v", err)
+		}
+	} else {
+		// Only the _id index's key is computed (allKeys): {_id} is
+		// all of the document it reads.
+		doc = dk
+	}
+	return t.insert(c, dk, raw, doc, raw)
+}
+
+// needsFields reports whether inserting into c reads fields of the document
+// other than _id: a validator to check (validate) or a unique index other
+// than _id to compute keys for (allKeys).
+func (t *Tx) needsFields(c *Collection) bool {
+	if !t.skipValidation && len(c.Options) > 0 {
+		return true
+	}
+	for _, spec := range c.Indexes {
+		if spec.Unique && spec.Name != "_id_" {
+			return true
+		}
+	}
+	return false
+}
+
+// firstValue decodes the value of raw's first field as bson.Unmarshal into a
+// bson.D decodes it.
+func firstValue(raw bson.Raw) (any, error) {
+	var d bson.D
+	el, err := bsoncore.Document(raw).IndexErr(0)
+	if err == nil {
+		first := make([]byte, 0, len(el)+5)
+		first = binary.LittleEndian.AppendUint32(first, uint32(len(el)+5))
+		first = append(append(first, el...), 0)
+		err = bson.Unmarshal(first, &d)
+	}
+	if err != nil || len(d) != 1 || d[0].Key != "_id" {
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "document has no _id first")
+	}
+	return d[0].Value, nil
+}
+
+// insert is the common part of Insert and InsertRaw: the document (with key
+// dk) encoded as raw, decoded as doc (at least its _id when neither
+// validation nor a unique index other than _id reads it, see needsFields).
+// rawDoc, when not nil, is raw to be written to the oplog entry as is; nil
+// writes doc.
+func (t *Tx) insert(c *Collection, dk bson.D, raw []byte, doc bson.D, rawDoc bson.Raw) (RecordID, error) {
 	docs, err := t.docs(c)
 	if err != nil {
 		return 0, err
@@ -163,8 +240,13 @@ func (t *Tx) Insert(c *Collection, doc bson.D) (RecordID, error) {
 	if err := t.addStats(c, 1, int64(len(raw))); err != nil {
 		return 0, err
 	}
-	return RecordID(seq), t.appendOplog(&OplogEntry{Op: "insert", DB: c.DB, Coll: c.Name, UUID: c.UUID,
-		DocumentKey: dk, Doc: doc, Images: c.Images()})
+	ent := &OplogEntry{Op: "insert", DB: c.DB, Coll: c.Name, UUID: c.UUID, DocumentKey: dk, Images: c.Images()}
+	if rawDoc != nil {
+		ent.docRaw = rawDoc
+	} else {
+		ent.Doc = doc
+	}
+	return RecordID(seq), t.appendOplog(ent)
 }
 
 // Get returns the document of c whose _id equals id (numerically equal

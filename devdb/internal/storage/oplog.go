@@ -60,6 +60,45 @@ type OplogEntry struct {
 	// transaction's first entry: the commit's time, which all its change
 	// events report as clusterTime (MongoDB writes one applyOps entry).
 	CommitTS *bson.Timestamp `bson:"commitTs,omitempty"`
+
+	// docRaw, when not nil, is Doc already encoded (an insert's document
+	// as the client sent it, see InsertRaw): marshalEntry writes it as the
+	// doc field instead of encoding Doc, which is then nil.
+	docRaw bson.Raw
+}
+
+// oplogEntryRawDoc is OplogEntry with the post-image already encoded: the
+// same fields, names, tags and order (a test keeps them in step), so that
+// bson.Marshal of it writes the bytes bson.Marshal of the OplogEntry with
+// the decoded Doc would write, copying the document instead of encoding it.
+type oplogEntryRawDoc struct {
+	TS          bson.Timestamp  `bson:"ts"`
+	Wall        time.Time       `bson:"wall"`
+	Op          string          `bson:"op"`
+	DB          string          `bson:"db"`
+	Coll        string          `bson:"coll,omitempty"`
+	UUID        bson.Binary     `bson:"uuid,omitempty"`
+	DocumentKey bson.D          `bson:"documentKey,omitempty"`
+	Doc         bson.Raw        `bson:"doc,omitempty"`
+	Pre         bson.D          `bson:"pre,omitempty"`
+	Images      bool            `bson:"images,omitempty"`
+	ToDB        string          `bson:"toDB,omitempty"`
+	ToColl      string          `bson:"toColl,omitempty"`
+	Extra       bson.D          `bson:"extra,omitempty"`
+	LSID        bson.D          `bson:"lsid,omitempty"`
+	TxnNumber   int64           `bson:"txnNumber,omitempty"`
+	CommitTS    *bson.Timestamp `bson:"commitTs,omitempty"`
+}
+
+// marshalEntry encodes ent as stored in the oplog (bson.Marshal of ent,
+// with docRaw standing for Doc when set).
+func marshalEntry(ent *OplogEntry) ([]byte, error) {
+	if ent.docRaw == nil {
+		return bson.Marshal(ent)
+	}
+	return bson.Marshal(&oplogEntryRawDoc{TS: ent.TS, Wall: ent.Wall, Op: ent.Op, DB: ent.DB, Coll: ent.Coll, UUID: ent.UUID,
+		DocumentKey: ent.DocumentKey, Doc: ent.docRaw, Pre: ent.Pre, Images: ent.Images, ToDB: ent.ToDB, ToColl: ent.ToColl,
+		Extra: ent.Extra, LSID: ent.LSID, TxnNumber: ent.TxnNumber, CommitTS: ent.CommitTS})
 }
 
 // appendOplog assigns ent its cluster time and writes it in the current
@@ -94,7 +133,7 @@ func (t *Tx) appendOplog(ent *OplogEntry) error {
 		commit := t.txnTS
 		ent.CommitTS, ent.Wall = &commit, t.txnWall
 	}
-	raw, err := bson.Marshal(ent)
+	raw, err := marshalEntry(ent)
 	if err != nil {
 		return fmt.Errorf("encode oplog entry: %w", err)
 	}

@@ -195,7 +195,7 @@ func (t *Tx) capture(ent *OplogEntry) error {
 	if t.shadow.quiet {
 		return nil
 	}
-	raw, err := bson.Marshal(ent)
+	raw, err := marshalEntry(ent)
 	if err != nil {
 		return fmt.Errorf("record transaction write: %w", err)
 	}
