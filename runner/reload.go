@@ -166,8 +166,16 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	for _, name := range res.Added {
 		r.log.Info("trigger added by reload", "trigger", name, "enabled", byName[name].Enabled)
 	}
-	r.RefreshDeadLetters()
-	r.pokeControls() // new units take the pending control requests
+	if len(res.Added) > 0 {
+		// An added trigger shows the dead letters it kept from before
+		// (removed, or run by another process) at once, not after the
+		// next count.
+		if err := r.RecountDeadLetters(ctx, res.Added...); err != nil {
+			r.log.Warn("reload: cannot count the added triggers' dead letters; counted again shortly", "error", err)
+		}
+	}
+	r.RefreshDeadLetters() // and the removed triggers' counts are dropped
+	r.pokeControls()       // new units take the pending control requests
 	return res, nil
 }
 
