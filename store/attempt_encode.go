@@ -35,7 +35,14 @@ import (
 // are milliseconds since the Unix epoch, the precision of a BSON date, and
 // decode in UTC as a BSON date does. Each record is
 //
-//	flags        uvarint, the bits recFlag* below; unknown bits are an error
+//	flags        uvarint: bit 0 id as a delta, 1 id in full, 2 webhookId,
+//	             3 documentKey, 4 failed (Failed is true), 5 startedAt,
+//	             6 attempt, 7 status, 8 latency in nanoseconds, 9 latency
+//	             as bits, 10 partition, 11 error, 12 response, 13 events,
+//	             14 documentKeyOmitted (DocumentKeyOmitted is true),
+//	             15 skippedFrom, 16 skippedTo, 17 by; a set bit says the
+//	             field is present (below, in this order); a bit above 17
+//	             is an error
 //	kind         code (see below) of Kind: "delivery", "replay", "skipped"
 //	operation    code of Operation: "insert", "update", "replace",
 //	             "delete", "drop", "rename", "dropDatabase", "invalidate"
@@ -43,43 +50,46 @@ import (
 //	             "rate_limited", "timeout", "connection", "redirect",
 //	             "canceled", "payload_error", "dropped", "blocked", "auth",
 //	             "tls", "skipped"
-//	id           with recFlagIDDelta: varint, the difference of the 3-byte
+//	id           with bit 0: varint, the difference of the 3-byte
 //	             counter (bytes 9..11) from the previous record's ID, whose
 //	             first 9 bytes it shares (before the first record: the zero
-//	             ID); with recFlagIDFull: the 12 bytes; with neither: the
-//	             zero ID
+//	             ID); with bit 1: the 12 bytes; with neither: the zero
+//	             ID
 //	at           varint: At minus the previous record's At (the first
 //	             record: minus base)
-//	startedAt    if recFlagStarted: varint, At minus StartedAt
-//	skippedFrom  if recFlagSkippedFrom: varint, SkippedFrom minus At
-//	skippedTo    if recFlagSkippedTo: varint, SkippedTo minus At
-//	webhookId    if recFlagWebhook: uvarint index into the bucket's
+//	startedAt    if bit 5: varint, At minus StartedAt
+//	skippedFrom  if bit 15: varint, SkippedFrom minus At
+//	skippedTo    if bit 16: varint, SkippedTo minus At
+//	webhookId    if bit 2: uvarint index into the bucket's
 //	             top-level webhookIds
-//	documentKey  if recFlagDocumentKey: uvarint index into the bucket's
+//	documentKey  if bit 3: uvarint index into the bucket's
 //	             top-level documentKeys
-//	events       if recFlagEvents: varint
-//	attempt      if recFlagAttempt: varint
-//	status       if recFlagStatus: varint
-//	latencyMs    if recFlagLatencyNs: uvarint n, the value being the
+//	events       if bit 13: varint
+//	attempt      if bit 6: varint
+//	status       if bit 7: varint
+//	latencyMs    if bit 8: uvarint n, the value being the
 //	             float64 n/1e6 (a latency measured in nanoseconds); if
-//	             recFlagLatencyBits: 8 bytes, the IEEE 754 bits little
+//	             bit 9: 8 bytes, the IEEE 754 bits little
 //	             endian; with neither: +0
 //	partition, error, response, by
 //	             each if its flag is set: uvarint length L and L bytes, or
 //	             L = 0: the previous record's value of the same field
 //
 // A code is one byte: 0 is "", 1 is followed by a uvarint length and that
-// many bytes of the value, and 2+i is the i-th value of the field's list
-// above (the lists are part of the format: never reordered, only extended).
-// A field absent by its flag is its zero value (the fields format 0 left
-// out as empty). Records hold no trigger (the bucket's).
+// many bytes of the value (not empty), and 2+i is the field's list's value
+// i, counting from 0 (the lists are part of the format: never reordered,
+// only extended). A field absent by its flag is its zero value (the fields
+// format 0 left out as empty). Records hold no trigger (the bucket's). Data
+// that ends early or has bytes after its records, both bits of the id or of
+// the latency, an index beyond the bucket's arrays, an unknown code or a
+// repeat of an empty value does not decode.
 const (
 	recordsSubtypeV0 = 0x00
 	recordsSubtypeV1 = 0x80
 	recordsVersion1  = 0x01
 )
 
-// Bits of a format 1 record's flags.
+// Bits of a format 1 record's flags (bit i is 1<<i; see the format).
 const (
 	recFlagIDDelta = 1 << iota
 	recFlagIDFull
