@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -381,11 +382,16 @@ type storedBucket struct {
 
 // UnmarshalBSON decodes a bucket with records in format 1 or format 0 (a
 // projection without "records" leaves Records empty). Records that do not
-// decode are an error naming the bucket.
+// decode are an error naming the bucket. The top-level fields are read
+// directly when they have the types MarshalBSON writes (decodeStored),
+// otherwise by the driver's reflection decoder.
 func (b *attemptBucket) UnmarshalBSON(data []byte) error {
-	var sb storedBucket
-	if err := bson.Unmarshal(data, &sb); err != nil {
-		return err
+	sb, ok := decodeStored(data)
+	if !ok {
+		sb = storedBucket{}
+		if err := bson.Unmarshal(data, &sb); err != nil {
+			return err
+		}
 	}
 	*b = attemptBucket{ID: sb.ID, Trigger: sb.Trigger, First: sb.First, Last: sb.Last, N: sb.N, Failed: sb.Failed,
 		WebhookIDs: sb.WebhookIDs, DocumentKeys: sb.DocumentKeys}
@@ -405,6 +411,90 @@ func (b *attemptBucket) UnmarshalBSON(data []byte) error {
 		return fmt.Errorf("decode the records of history bucket %s: %w", sb.ID.Hex(), err)
 	}
 	return nil
+}
+
+// decodeStored reads a bucket's top-level fields from a copy of data
+// (the bucket's document keys and records refer to it), as the driver
+// decodes them into a storedBucket; ok is false when a field has a type
+// MarshalBSON does not write or data is not valid BSON (the driver then
+// decodes it, or reports the problem).
+func decodeStored(data []byte) (sb storedBucket, ok bool) {
+	doc := bsoncore.Document(bytes.Clone(data))
+	if doc.Validate() != nil {
+		return sb, false
+	}
+	elems, err := doc.Elements()
+	if err != nil {
+		return sb, false
+	}
+	for _, e := range elems {
+		v := e.Value()
+		switch e.Key() {
+		case "_id":
+			sb.ID, ok = v.ObjectIDOK()
+		case "trigger":
+			sb.Trigger, ok = v.StringValueOK()
+		case "first":
+			var ms int64
+			ms, ok = v.DateTimeOK()
+			sb.First = timeOfMS(ms)
+		case "last":
+			var ms int64
+			ms, ok = v.DateTimeOK()
+			sb.Last = timeOfMS(ms)
+		case "n":
+			var n32 int32
+			if n32, ok = v.Int32OK(); ok {
+				sb.N = int(n32)
+			} else {
+				var n64 int64
+				n64, ok = v.Int64OK()
+				sb.N = int(n64)
+			}
+		case "failed":
+			sb.Failed, ok = v.BooleanOK()
+		case "webhookIds":
+			var arr bsoncore.Array
+			if arr, ok = v.ArrayOK(); !ok {
+				break
+			}
+			vals, err := arr.Values()
+			if err != nil {
+				return sb, false
+			}
+			sb.WebhookIDs = make([]string, len(vals))
+			for i, w := range vals {
+				if sb.WebhookIDs[i], ok = w.StringValueOK(); !ok {
+					return sb, false
+				}
+			}
+		case "documentKeys":
+			var arr bsoncore.Array
+			if arr, ok = v.ArrayOK(); !ok {
+				break
+			}
+			vals, err := arr.Values()
+			if err != nil {
+				return sb, false
+			}
+			sb.DocumentKeys = make([]bson.Raw, len(vals))
+			for i, k := range vals {
+				var d bsoncore.Document
+				if d, ok = k.DocumentOK(); !ok {
+					return sb, false
+				}
+				sb.DocumentKeys[i] = bson.Raw(d)
+			}
+		case "records":
+			sb.Records.Subtype, sb.Records.Data, ok = v.BinaryOK()
+		default:
+			ok = true // a field the bucket does not have: ignored, as the driver does
+		}
+		if !ok {
+			return storedBucket{}, false
+		}
+	}
+	return sb, true
 }
 
 // decodeRecordsV0 decodes format 0: a BSON array of record documents.

@@ -512,3 +512,80 @@ func BenchmarkBucketEncoding(b *testing.B) {
 		})
 	}
 }
+
+// TestDecodeStoredMatchesDriver: the direct reading of a bucket's
+// top-level fields gives what the driver's reflection decoder gives, for
+// buckets as written (format 1 and 0), projections, and documents with
+// other types (which it leaves to the driver).
+func TestDecodeStoredMatchesDriver(t *testing.T) {
+	var docs [][]byte
+	for _, recs := range recordCases(t) {
+		b := newBucket(bson.NewObjectID(), "orders", recs, nil)
+		raw, err := b.MarshalBSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := appendBucketV0(nil, &b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, raw, old)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for range 10 {
+		for _, b := range bucketsOf(randomRecords(r, 600), func(*AttemptRecord) bson.ObjectID { return bson.NewObjectID() }) {
+			raw, err := b.MarshalBSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs = append(docs, raw)
+		}
+	}
+	written := len(docs) // read directly, all of them
+	at := time.Date(2026, 5, 6, 7, 8, 9, 123_000_000, time.UTC)
+	for _, d := range []bson.D{
+		{{Key: "_id", Value: bson.NewObjectID()}, {Key: "n", Value: int64(3)}, {Key: "last", Value: at}},
+		{{Key: "_id", Value: bson.NewObjectID()}, {Key: "n", Value: 3.0}, {Key: "first", Value: nil}, {Key: "extra", Value: "x"}},
+		{{Key: "_id", Value: bson.NewObjectID()}, {Key: "webhookIds", Value: bson.A{}}, {Key: "documentKeys", Value: bson.A{}}},
+		{{Key: "trigger", Value: "t"}, {Key: "failed", Value: true}, {Key: "first", Value: time.Unix(-1, 0)}},
+	} {
+		raw, err := bson.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, raw)
+	}
+	for i, raw := range docs {
+		var fast attemptBucket
+		if err := fast.UnmarshalBSON(raw); err != nil {
+			t.Fatalf("document %d: %v", i, err)
+		}
+		var sb storedBucket
+		if err := bson.Unmarshal(raw, &sb); err != nil {
+			t.Fatalf("document %d: %v", i, err)
+		}
+		fsb, ok := decodeStored(raw)
+		if ok && !reflect.DeepEqual(fsb, sb) {
+			t.Fatalf("document %d: read directly\n%+v\nby the driver\n%+v", i, fsb, sb)
+		}
+		if !ok && i < written {
+			t.Fatalf("document %d, written by MarshalBSON or format 0, is not read directly", i)
+		}
+		want := driverBucket{ID: sb.ID, Trigger: sb.Trigger, First: sb.First, Last: sb.Last, N: sb.N, Failed: sb.Failed,
+			WebhookIDs: sb.WebhookIDs, DocumentKeys: sb.DocumentKeys}
+		if len(sb.Records.Data) > 0 {
+			var err error
+			if sb.Records.Subtype == recordsSubtypeV1 {
+				want.Records, err = decodeRecords(sb.Records.Data, sb.WebhookIDs, sb.DocumentKeys)
+			} else {
+				want.Records, err = decodeRecordsV0(sb.Records.Data)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if diff := sameBucket(&fast, want); diff != "" {
+			t.Fatalf("document %d: %s", i, diff)
+		}
+	}
+}
