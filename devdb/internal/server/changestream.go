@@ -289,6 +289,9 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 	if err != nil {
 		return nil, err
 	}
+	if src.matchOnly {
+		src.matchFields, src.matchPartial = matchFieldsOf(pipeline[1:])
+	}
 	ns := db + "." + coll
 	if scope != csCollection {
 		ns = db + ".$cmd.aggregate"

@@ -38,6 +38,10 @@ type changeStreamSource struct {
 	// matchOnly reports that every stage of pipeline is $match, which
 	// passes an event through unchanged or drops it.
 	matchOnly bool
+	// matchFields, when matchPartial, are the only top-level fields those
+	// $match stages read (matchFieldsOf): emitRaw decodes just them.
+	matchFields  []string
+	matchPartial bool
 
 	pos bson.Timestamp
 	// pbrt is the postBatchResumeToken of the last reply.
@@ -381,12 +385,20 @@ func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
 
 // emitRaw is emit for an encoded event (never final) when the pipeline is
 // absent or matchOnly: the pipeline sees the event decoded, exactly the
-// document buildEvent would have produced, and a kept event is the encoded
+// document buildEvent would have produced (or only the top-level fields its
+// filters read, matchPartial: the same answer), and a kept event is the encoded
 // one unchanged ($match returns its input, so checkEventID holds and
 // re-encoding would give the same bytes).
 func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken) error {
 	if cs.pipeline != nil {
-		ev, ok := decodeEventD(raw)
+		var ev bson.D
+		ok := false
+		if cs.matchPartial {
+			ev, ok = matchDecode(raw, cs.matchFields)
+		}
+		if !ok {
+			ev, ok = decodeEventD(raw)
+		}
 		if !ok {
 			if err := bson.Unmarshal(raw, &ev); err != nil {
 				return fmt.Errorf("decode change event: %w", err)
