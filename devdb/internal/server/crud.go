@@ -292,6 +292,9 @@ func (s *Server) execWrite(req *Request, op, coll string, rw *retryableWrite, ex
 		if bypass {
 			tx.SkipValidation()
 		}
+		if s.hooks.decodedWrites {
+			tx.DecodeDocuments()
+		}
 		r, done, err := s.replayWrite(tx, rw)
 		if err != nil || done {
 			reply = r
@@ -387,7 +390,7 @@ func checkStorable(doc bson.D) error {
 // maxStoredDepth is MongoDB's documented nesting limit for stored
 // documents: the document itself is level 1 and every embedded document or
 // array adds one.
-const maxStoredDepth = 100
+const maxStoredDepth = storage.MaxStoredDepth
 
 // docDepth returns the nesting depth of v, which is at level depth, counting
 // at most to maxStoredDepth+1 (deeper levels are not visited).
@@ -485,7 +488,7 @@ func (s *Server) cmdInsert(_ context.Context, req *Request) (bson.D, error) {
 		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
 			d := b.stmts[i]
 			if b.raws != nil && b.raws[i] != nil {
-				if !s.hooks.decodedInserts {
+				if !s.hooks.decodedWrites {
 					if _, err := tx.InsertRaw(c, b.raws[i]); err != nil {
 						return err
 					}

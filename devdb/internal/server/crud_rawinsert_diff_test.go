@@ -124,7 +124,7 @@ func rawInsertEvents(t *testing.T, s *Server, from bson.Timestamp) [][]byte {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cs, err := client.Database("diff").Watch(ctx, mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "ns.coll", Value: bson.D{{Key: "$ne", Value: "big"}}}}}}},
-		options.ChangeStream().SetStartAtOperationTime(&from).SetShowExpandedEvents(true))
+		options.ChangeStream().SetStartAtOperationTime(&from).SetShowExpandedEvents(true).SetFullDocumentBeforeChange(options.WhenAvailable))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestRawInsertDifferential(t *testing.T) {
 	clock := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
 	servers := []*Server{
 		startTestServer(t, Options{}, testHooks{storageNow: clock}),
-		startTestServer(t, Options{}, testHooks{storageNow: clock, decodedInserts: true}),
+		startTestServer(t, Options{}, testHooks{storageNow: clock, decodedWrites: true}),
 	}
 	corpus, _ := rawInsertCorpus(t)
 	badBool := corpus[len(corpus)-1] // a boolean byte 2: the whole command fails to decode
@@ -188,6 +188,9 @@ func TestRawInsertDifferential(t *testing.T) {
 	}
 	insert := func(coll string, ordered bool, extra ...bson.E) bson.D {
 		return append(bson.D{{Key: "insert", Value: coll}, {Key: "ordered", Value: ordered}, {Key: "$db", Value: "diff"}}, extra...)
+	}
+	del := func(coll string, q bson.D, limit int32) bson.D {
+		return bson.D{{Key: "delete", Value: coll}, {Key: "deletes", Value: bson.A{bson.D{{Key: "q", Value: q}, {Key: "limit", Value: limit}}}}, {Key: "$db", Value: "diff"}}
 	}
 	lsid := bson.D{{Key: "id", Value: bson.Binary{Subtype: 4, Data: bytes.Repeat([]byte{9}, 16)}}}
 	type step struct {
@@ -229,6 +232,15 @@ func TestRawInsertDifferential(t *testing.T) {
 			mk(bson.D{{Key: "_id", Value: "t2"}, {Key: "a", Value: bson.A{1, bson.D{{Key: "b", Value: 2.5}}}}})}},
 		{"commit", bson.D{{Key: "commitTransaction", Value: 1}, {Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: int64(1)},
 			{Key: "autocommit", Value: false}, {Key: "$db", Value: "admin"}}, nil},
+		{"delete one", del("plain", bson.D{{Key: "_id", Value: "str"}}, 1), nil},
+		{"delete all", del("plain", bson.D{}, 0), nil},
+		{"delete with a unique index", del("uniq", bson.D{{Key: "_id", Value: bson.D{{Key: "$lt", Value: 5}}}}, 0), nil},
+		{"delete with pre-images", del("images", bson.D{}, 0), nil},
+		{"delete 16 MiB", del("big", bson.D{}, 0), nil},
+		{"delete in a transaction", append(del("txn", bson.D{}, 0), bson.E{Key: "lsid", Value: lsid}, bson.E{Key: "txnNumber", Value: int64(2)},
+			bson.E{Key: "autocommit", Value: false}, bson.E{Key: "startTransaction", Value: true}), nil},
+		{"commit", bson.D{{Key: "commitTransaction", Value: 1}, {Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: int64(2)},
+			{Key: "autocommit", Value: false}, {Key: "$db", Value: "admin"}}, nil},
 		{"end", insert("end", true), [][]byte{mk(bson.D{{Key: "_id", Value: 1}})}},
 	}
 	conns := []*rawConn{dialRaw(t, servers[0]), dialRaw(t, servers[1])}
@@ -240,7 +252,7 @@ func TestRawInsertDifferential(t *testing.T) {
 		if !bytes.Equal(replies[0], replies[1]) {
 			t.Fatalf("%s: raw path replied %v, decoded path %v", st.name, bson.Raw(replies[0]), bson.Raw(replies[1]))
 		}
-		if (strings.HasPrefix(st.name, "corpus") || st.name == "commit") && !strings.Contains(bson.Raw(replies[0]).String(), `"ok": {"$numberDouble":"1.0"}`) {
+		if (strings.HasPrefix(st.name, "corpus") || strings.HasPrefix(st.name, "delete") || st.name == "commit") && !strings.Contains(bson.Raw(replies[0]).String(), `"ok": {"$numberDouble":"1.0"}`) {
 			t.Fatalf("%s: reply %v, want ok", st.name, bson.Raw(replies[0]))
 		}
 	}
@@ -248,7 +260,7 @@ func TestRawInsertDifferential(t *testing.T) {
 	docs0, oplog0 := rawInsertState(t, servers[0], colls)
 	docs1, oplog1 := rawInsertState(t, servers[1], colls)
 	for _, name := range colls {
-		if len(docs0[name]) != len(docs1[name]) || len(docs0[name]) == 0 {
+		if len(docs0[name]) != len(docs1[name]) || len(docs0["ordered"]) == 0 {
 			t.Fatalf("collection %s: %d documents by the raw path, %d by the decoded path", name, len(docs0[name]), len(docs1[name]))
 		}
 		for i := range docs0[name] {

@@ -9,12 +9,13 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+
+	"github.com/changehook/changehook/devdb/internal/storage"
 )
 
 // rawInsertCorpus returns encoded documents covering every BSON type,
 // nesting, arrays, _id placement and the $-name and depth rules; want
-// reports whether rawInsertable should accept each (nil: either is fine,
-// the property test decides).
+// reports whether storage.RawInsertable should accept each.
 func rawInsertCorpus(t testing.TB) (docs [][]byte, want []bool) {
 	t.Helper()
 	add := func(ok bool, d any) {
@@ -88,27 +89,27 @@ func rawInsertCorpus(t testing.TB) (docs [][]byte, want []bool) {
 	return docs, want
 }
 
-// checkRawInsertable fails when rawInsertable accepts raw although the
+// checkRawInsertable fails when RawInsertable accepts raw although the
 // decoded path would store other bytes or refuse it.
 func checkRawInsertable(t testing.TB, raw []byte) bool {
 	t.Helper()
-	if !rawInsertable(raw) {
+	if !storage.RawInsertable(raw) {
 		return false
 	}
 	var d bson.D
 	if err := bson.Unmarshal(raw, &d); err != nil {
-		t.Fatalf("rawInsertable accepts %x, which does not decode: %v", raw, err)
+		t.Fatalf("RawInsertable accepts %x, which does not decode: %v", raw, err)
 	}
 	if err := checkStorable(d); err != nil {
-		t.Fatalf("rawInsertable accepts %v, which checkStorable refuses: %v", d, err)
+		t.Fatalf("RawInsertable accepts %v, which checkStorable refuses: %v", d, err)
 	}
 	w := withID(d)
 	if len(w) != len(d) || &w[0] != &d[0] {
-		t.Fatalf("rawInsertable accepts %v, which withID changes to %v", d, w)
+		t.Fatalf("RawInsertable accepts %v, which withID changes to %v", d, w)
 	}
 	enc, err := bson.Marshal(w)
 	if err != nil || !bytes.Equal(enc, raw) {
-		t.Fatalf("rawInsertable accepts %x, which is stored as %x (%v)", raw, enc, err)
+		t.Fatalf("RawInsertable accepts %x, which is stored as %x (%v)", raw, enc, err)
 	}
 	return true
 }
@@ -119,13 +120,13 @@ func TestRawInsertableCorpus(t *testing.T) {
 		if got := checkRawInsertable(t, raw); got != want[i] {
 			var d bson.D
 			_ = bson.Unmarshal(raw, &d)
-			t.Errorf("rawInsertable(%v) = %v, want %v", d, got, want[i])
+			t.Errorf("storage.RawInsertable(%v) = %v, want %v", d, got, want[i])
 		}
 	}
 }
 
 // TestRawInsertableMutations flips bytes of the corpus documents: whatever
-// rawInsertable accepts must be stored unchanged by the decoded path.
+// RawInsertable accepts must be stored unchanged by the decoded path.
 func TestRawInsertableMutations(t *testing.T) {
 	docs, _ := rawInsertCorpus(t)
 	rng := rand.New(rand.NewPCG(1, 2))

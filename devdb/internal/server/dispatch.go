@@ -95,7 +95,7 @@ func (s *Server) handleOpMsg(c *conn, msg wire.Message) ([]byte, error) {
 
 // decodeOpMsgRequest decodes an OP_MSG into a Request: the body, with each
 // document sequence appended as a bson.A of bson.D under its identifier.
-// The documents of an insert's "documents" sequence that rawInsertable
+// The documents of an insert's "documents" sequence that storage.RawInsertable
 // accepts stay undecoded, as bson.Raw elements (aliasing the message) that
 // cmdInsert stores as they are.
 func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
@@ -113,7 +113,7 @@ func decodeOpMsgRequest(c *conn, m *wire.Msg) (*Request, error) {
 		docs := make(bson.A, len(seq.Documents))
 		lazy := body[0].Key == "insert" && seq.Identifier == "documents"
 		for i, raw := range seq.Documents {
-			if lazy && rawInsertable(raw) {
+			if lazy && storage.RawInsertable(raw) {
 				docs[i] = raw
 				continue
 			}

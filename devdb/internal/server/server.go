@@ -96,11 +96,12 @@ type testHooks struct {
 	// storageNow replaces the storage engine's clock (cluster and wall
 	// times of writes).
 	storageNow func() time.Time
-	// decodedInserts makes insert decode the documents it could store as
+	// decodedWrites makes insert decode the documents it could store as
 	// the client sent them (storage.Tx.InsertRaw) and store them through
-	// the decoded path instead: the reference the differential tests
-	// compare the raw path with.
-	decodedInserts bool
+	// the decoded path instead, and write commands decode every document
+	// they remove (storage.Tx.DecodeDocuments): the reference the
+	// differential tests compare the raw paths with.
+	decodedWrites bool
 }
 
 // Start opens the storage described by opts, listens on opts.Addr and serves

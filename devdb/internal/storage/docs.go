@@ -165,7 +165,7 @@ func (t *Tx) InsertRaw(c *Collection, raw bson.Raw) (RecordID, error) {
 		return 0, mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "object to insert too large. size in bytes: %d, max size: %d", len(raw), MaxDocumentSize)
 	}
 	var doc bson.D
-	if t.needsFields(c) {
+	if t.decodeDocuments || t.needsFields(c) {
 		if err := bson.Unmarshal(raw, &doc); err != nil {
 			return 0, mongoerr.Errorf(mongoerr.BadValue, "cannot decode document: %v", err)
 		}
@@ -181,9 +181,12 @@ func (t *Tx) InsertRaw(c *Collection, raw bson.Raw) (RecordID, error) {
 // other than _id: a validator to check (validate) or a unique index other
 // than _id to compute keys for (allKeys).
 func (t *Tx) needsFields(c *Collection) bool {
-	if !t.skipValidation && len(c.Options) > 0 {
-		return true
-	}
+	return (!t.skipValidation && len(c.Options) > 0) || t.uniqueFields(c)
+}
+
+// uniqueFields reports whether c has a unique index other than _id, whose
+// keys (allKeys) read fields of a document other than _id.
+func (t *Tx) uniqueFields(c *Collection) bool {
 	for _, spec := range c.Indexes {
 		if spec.Unique && spec.Name != "_id_" {
 			return true
@@ -191,6 +194,12 @@ func (t *Tx) needsFields(c *Collection) bool {
 	}
 	return false
 }
+
+// DecodeDocuments makes this transaction's writes decode every document
+// they store or remove and encode it again, as they did before InsertRaw
+// and the raw pre-images of Delete: the reference the differential tests
+// compare those with.
+func (t *Tx) DecodeDocuments() { t.decodeDocuments = true }
 
 // firstValue decodes the value of raw's first field as bson.Unmarshal into a
 // bson.D decodes it.
@@ -348,7 +357,9 @@ func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 }
 
 // Delete removes the document stored under rid and appends a "delete"
-// entry; ok is false when there was none.
+// entry; ok is false when there was none. A stored document RawInsertable
+// accepts is not decoded unless a unique index other than _id needs its
+// fields: its stored bytes are the entry's pre-image as they are.
 func (t *Tx) Delete(c *Collection, rid RecordID) (bool, error) {
 	if err := t.writable(); err != nil {
 		return false, err
@@ -363,8 +374,17 @@ func (t *Tx) Delete(c *Collection, rid RecordID) (bool, error) {
 		return false, nil
 	}
 	size := int64(len(oldRaw))
-	old, _, err := t.load(docs, key)
-	if err != nil {
+	var old bson.D
+	var preRaw bson.Raw
+	if !t.decodeDocuments && !t.uniqueFields(c) && RawInsertable(oldRaw) {
+		id, err := firstValue(oldRaw)
+		if err != nil {
+			return false, err
+		}
+		// Only the _id index's key is computed (allKeys), and the
+		// entry's pre-image is written from oldRaw (marshalEntry).
+		old, preRaw = bson.D{{Key: "_id", Value: id}}, oldRaw
+	} else if old, _, err = t.load(docs, key); err != nil {
 		return false, err
 	}
 	if id, _ := lookupField(old, "_id"); t.shadow != nil {
@@ -376,20 +396,28 @@ func (t *Tx) Delete(c *Collection, rid RecordID) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	dk, err := docKey(old)
+	if err != nil {
+		return false, err
+	}
+	ent := &OplogEntry{Op: "delete", DB: c.DB, Coll: c.Name, UUID: c.UUID, DocumentKey: dk, Pre: old, Images: c.Images()}
+	if preRaw != nil {
+		// Encoded now, before the record's bytes go away with it.
+		ent.Pre, ent.preRaw = nil, preRaw
+	}
 	if err := t.deleteKeys(c, keys, key); err != nil {
+		return false, err
+	}
+	if err := t.addStats(c, -1, -size); err != nil {
+		return false, err
+	}
+	if err := t.appendOplog(ent); err != nil {
 		return false, err
 	}
 	if err := docs.Delete(key); err != nil {
 		return false, fmt.Errorf("delete from %s: %w", c.Namespace(), err)
 	}
-	if err := t.addStats(c, -1, -size); err != nil {
-		return false, err
-	}
-	dk, err := docKey(old)
-	if err != nil {
-		return false, err
-	}
-	return true, t.appendOplog(&OplogEntry{Op: "delete", DB: c.DB, Coll: c.Name, UUID: c.UUID, DocumentKey: dk, Pre: old, Images: c.Images()})
+	return true, nil
 }
 
 // Scan calls fn for every document of c with a record id greater than after,

@@ -65,12 +65,16 @@ type OplogEntry struct {
 	// as the client sent it, see InsertRaw): marshalEntry writes it as the
 	// doc field instead of encoding Doc, which is then nil.
 	docRaw bson.Raw
+	// preRaw, when not nil, is Pre already encoded (a deleted document's
+	// stored bytes, see Delete), written as docRaw is for Doc.
+	preRaw bson.Raw
 }
 
-// oplogEntryRawDoc is OplogEntry with the post-image already encoded: the
-// same fields, names, tags and order (a test keeps them in step), so that
-// bson.Marshal of it writes the bytes bson.Marshal of the OplogEntry with
-// the decoded Doc would write, copying the document instead of encoding it.
+// oplogEntryRawDoc is OplogEntry with the post- and pre-image already
+// encoded: the same fields, names, tags and order (a test keeps them in
+// step), so that bson.Marshal of it writes the bytes bson.Marshal of the
+// OplogEntry with the decoded Doc and Pre would write, copying the
+// documents instead of encoding them.
 type oplogEntryRawDoc struct {
 	TS          bson.Timestamp  `bson:"ts"`
 	Wall        time.Time       `bson:"wall"`
@@ -80,7 +84,7 @@ type oplogEntryRawDoc struct {
 	UUID        bson.Binary     `bson:"uuid,omitempty"`
 	DocumentKey bson.D          `bson:"documentKey,omitempty"`
 	Doc         bson.Raw        `bson:"doc,omitempty"`
-	Pre         bson.D          `bson:"pre,omitempty"`
+	Pre         bson.Raw        `bson:"pre,omitempty"`
 	Images      bool            `bson:"images,omitempty"`
 	ToDB        string          `bson:"toDB,omitempty"`
 	ToColl      string          `bson:"toColl,omitempty"`
@@ -91,14 +95,27 @@ type oplogEntryRawDoc struct {
 }
 
 // marshalEntry encodes ent as stored in the oplog (bson.Marshal of ent,
-// with docRaw standing for Doc when set).
+// with docRaw and preRaw standing for Doc and Pre when set).
 func marshalEntry(ent *OplogEntry) ([]byte, error) {
-	if ent.docRaw == nil {
+	if ent.docRaw == nil && ent.preRaw == nil {
 		return bson.Marshal(ent)
 	}
-	return bson.Marshal(&oplogEntryRawDoc{TS: ent.TS, Wall: ent.Wall, Op: ent.Op, DB: ent.DB, Coll: ent.Coll, UUID: ent.UUID,
-		DocumentKey: ent.DocumentKey, Doc: ent.docRaw, Pre: ent.Pre, Images: ent.Images, ToDB: ent.ToDB, ToColl: ent.ToColl,
-		Extra: ent.Extra, LSID: ent.LSID, TxnNumber: ent.TxnNumber, CommitTS: ent.CommitTS})
+	w := &oplogEntryRawDoc{TS: ent.TS, Wall: ent.Wall, Op: ent.Op, DB: ent.DB, Coll: ent.Coll, UUID: ent.UUID,
+		DocumentKey: ent.DocumentKey, Doc: ent.docRaw, Pre: ent.preRaw, Images: ent.Images, ToDB: ent.ToDB, ToColl: ent.ToColl,
+		Extra: ent.Extra, LSID: ent.LSID, TxnNumber: ent.TxnNumber, CommitTS: ent.CommitTS}
+	for _, d := range []struct {
+		dst *bson.Raw
+		src bson.D
+	}{{&w.Doc, ent.Doc}, {&w.Pre, ent.Pre}} {
+		if *d.dst == nil && len(d.src) > 0 {
+			raw, err := bson.Marshal(d.src)
+			if err != nil {
+				return nil, err
+			}
+			*d.dst = raw
+		}
+	}
+	return bson.Marshal(w)
 }
 
 // appendOplog assigns ent its cluster time and writes it in the current

@@ -11,7 +11,7 @@ import (
 
 // TestOplogEntryRawDocInStep keeps oplogEntryRawDoc the same as OplogEntry
 // (exported fields, in order, with the same names, tags and types) except
-// for Doc, already encoded.
+// for Doc and Pre, already encoded.
 func TestOplogEntryRawDocInStep(t *testing.T) {
 	a, b := reflect.TypeFor[OplogEntry](), reflect.TypeFor[oplogEntryRawDoc]()
 	var exported []reflect.StructField
@@ -26,7 +26,7 @@ func TestOplogEntryRawDocInStep(t *testing.T) {
 	for i, fa := range exported {
 		fb := b.Field(i)
 		wantType := fa.Type
-		if fa.Name == "Doc" {
+		if fa.Name == "Doc" || fa.Name == "Pre" {
 			wantType = reflect.TypeFor[bson.Raw]()
 		}
 		if fa.Name != fb.Name || fa.Tag != fb.Tag || fb.Type != wantType {
@@ -35,8 +35,9 @@ func TestOplogEntryRawDocInStep(t *testing.T) {
 	}
 }
 
-// TestMarshalEntryRawDoc checks that an entry with its document already
-// encoded is written as bson.Marshal writes the entry with the document.
+// TestMarshalEntryRawDoc checks that an entry with its document or
+// pre-image already encoded is written as bson.Marshal writes the entry with
+// them decoded.
 func TestMarshalEntryRawDoc(t *testing.T) {
 	doc := bson.D{{Key: "_id", Value: int32(1)}, {Key: "a", Value: bson.A{"x", bson.D{{Key: "b", Value: 2.5}}}}}
 	raw, err := bson.Marshal(doc)
@@ -53,6 +54,12 @@ func TestMarshalEntryRawDoc(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var pre bson.Raw
+		if ent.Pre != nil {
+			if pre, err = bson.Marshal(ent.Pre); err != nil {
+				t.Fatal(err)
+			}
+		}
 		r := ent
 		r.Doc, r.docRaw = nil, raw
 		got, err := marshalEntry(&r)
@@ -62,6 +69,21 @@ func TestMarshalEntryRawDoc(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("marshalEntry with the raw document:\n%v\nwant\n%v", bson.Raw(got), bson.Raw(want))
 		}
+		for _, withDoc := range []bool{false, true} {
+			r := ent
+			r.Pre, r.preRaw = nil, pre
+			if withDoc {
+				r.Doc, r.docRaw = nil, raw
+			}
+			got, err := marshalEntry(&r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("marshalEntry with the raw pre-image (and document: %v):\n%v\nwant\n%v", withDoc, bson.Raw(got), bson.Raw(want))
+			}
+		}
+		got, _ = marshalEntry(&ent)
 		var back OplogEntry
 		if err := bson.Unmarshal(got, &back); err != nil || !reflect.DeepEqual(back.Doc, doc) {
 			t.Fatalf("decoded Doc = %v (%v), want %v", back.Doc, err, doc)

@@ -33,6 +33,8 @@ type Tx struct {
 
 	// skipValidation is set by SkipValidation (bypassDocumentValidation).
 	skipValidation bool
+	// decodeDocuments is set by DecodeDocuments.
+	decodeDocuments bool
 	// heads are the headers of the oplog entries written, for Waiters.
 	heads []OplogEntry
 	// shadow is set in a transaction InShadow runs (always rolled back):

@@ -1,21 +1,24 @@
-package server
+package storage
 
 import (
 	"encoding/binary"
 	"strconv"
 )
 
-// rawInsertable reports whether the inserted document raw (a document of
-// an OP_MSG sequence, validated by the wire parser) may be stored as the
-// client sent it (storage.Tx.InsertRaw) instead of going through the
-// decoded path (checkStorable, withID, Tx.Insert): the decoded path would
-// store exactly these bytes and accept the document. That holds when
+// RawInsertable reports whether the document raw may be written as it is
+// instead of through its decoded form: an inserted document (from an
+// OP_MSG sequence, validated by the wire parser) stored as the client sent
+// it (Tx.InsertRaw) instead of decoded, checked (the server's
+// checkStorable), given its _id first (withID) and encoded again (Insert);
+// or a stored document written as a delete's pre-image (Tx.Delete) instead
+// of decoded and encoded again. The decoded path would write exactly these
+// bytes and accept the document when
 //
 //   - the first field is _id and no other top-level field is _id (withID
 //     moves nothing, generates nothing);
 //   - the _id is not an array, regex or undefined, and holds no
 //     $-prefixed field name at any depth (checkStorable);
-//   - the document nests at most maxStoredDepth levels (checkStorable);
+//   - the document nests at most MaxStoredDepth levels (checkStorable);
 //   - every value is of a type that decodes to bson.D/bson.A values and
 //     encodes back to the same bytes: double, string, document, array with
 //     the keys "0", "1", … in order (encoding renumbers them), binary other
@@ -24,9 +27,9 @@ import (
 //
 // Anything else (regexes, whose options encoding sorts, JavaScript, symbols,
 // DBPointers, undefined, malformed bytes) takes the decoded path, which
-// stores or refuses it as before. The differential tests hold the two paths
+// writes or refuses it as before. The differential tests hold the two paths
 // to the same stored bytes, oplog entries, replies and errors.
-func rawInsertable(raw []byte) bool {
+func RawInsertable(raw []byte) bool {
 	elems, ok := docElements(raw)
 	if !ok || len(elems) == 0 {
 		return false
@@ -58,7 +61,12 @@ func rawInsertable(raw []byte) bool {
 	return true
 }
 
-// rawWalker checks the values of a document for rawInsertable.
+// MaxStoredDepth is MongoDB's documented nesting limit for stored
+// documents: the document itself is level 1 and every embedded document or
+// array adds one.
+const MaxStoredDepth = 100
+
+// rawWalker checks the values of a document for RawInsertable.
 type rawWalker struct {
 	// noDollar refuses $-prefixed field names (inside _id).
 	noDollar bool
@@ -94,7 +102,7 @@ func (w *rawWalker) value(t byte, val []byte, depth int) bool {
 		n := int(int32(binary.LittleEndian.Uint32(val)))
 		return n >= 0 && n == len(val)-5 && val[4] != 0x02
 	case 0x03, 0x04:
-		if depth > maxStoredDepth {
+		if depth > MaxStoredDepth {
 			return false
 		}
 		elems, ok := docElements(val)
