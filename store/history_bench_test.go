@@ -2,7 +2,7 @@ package store_test
 
 import (
 	"context"
-	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,6 +11,7 @@ import (
 	"github.com/changehook/changehook/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // BenchmarkInsertAttempts writes writer batches of 512 delivery records (one
@@ -37,9 +38,13 @@ func BenchmarkInsertAttempts(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		key, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.NewObjectID()}})
-		recs[n%batch] = store.AttemptRecord{Kind: store.KindDelivery, Trigger: "orders", WebhookID: fmt.Sprintf("msg_%024x", n),
-			DocumentKey: key, Operation: "insert", Attempt: 1, Status: 204, LatencyMS: 1.25, StartedAt: at, At: at.Add(time.Duration(n))}
+		// {_id: ObjectID} and "msg_" and 24 hex digits, built by hand: the
+		// driver's reflection encoder and fmt took a fifth of the time.
+		key := bsoncore.BuildDocumentFromElements(make([]byte, 0, 22), bsoncore.AppendObjectIDElement(nil, "_id", bson.NewObjectID()))
+		wid := strconv.AppendUint(append(make([]byte, 0, 28), "msg_000000000000000000000000"...), uint64(n), 16)
+		wid = append(wid[:4], wid[len(wid)-24:]...)
+		recs[n%batch] = store.AttemptRecord{Kind: store.KindDelivery, Trigger: "orders", WebhookID: string(wid),
+			DocumentKey: bson.Raw(key), Operation: "insert", Attempt: 1, Status: 204, LatencyMS: 1.25, StartedAt: at, At: at.Add(time.Duration(n))}
 		n++
 	}
 }
