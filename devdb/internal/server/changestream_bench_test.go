@@ -123,6 +123,7 @@ func benchBacklogUpdate(b *testing.B, opts *options.ChangeStreamOptionsBuilder) 
 		b.Fatalf("update: %v, %+v", err, res)
 	}
 	b.ResetTimer()
+	cpu0 := processCPU()
 	events := 0
 	for i := 0; i < b.N; i++ {
 		cs, err := coll.Watch(ctx, mongo.Pipeline{}, opts.SetResumeAfter(token).SetBatchSize(1000))
@@ -139,6 +140,10 @@ func benchBacklogUpdate(b *testing.B, opts *options.ChangeStreamOptionsBuilder) 
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	if cpu := processCPU() - cpu0; cpu > 0 {
+		// Client and server together, as baseline (a) of changehook-bench.
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(events), "cpu-ns/event")
+	}
 }
 
 // benchBacklog writes 20,000 inserts, then reads them b.N times with a
@@ -166,6 +171,7 @@ func benchBacklog(b *testing.B, pipeline mongo.Pipeline) {
 		}
 	}
 	b.ResetTimer()
+	cpu0 := processCPU()
 	events := 0
 	for i := 0; i < b.N; i++ {
 		cs, err := coll.Watch(ctx, pipeline, options.ChangeStream().SetResumeAfter(token).SetBatchSize(1000))
@@ -182,4 +188,8 @@ func benchBacklog(b *testing.B, pipeline mongo.Pipeline) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	if cpu := processCPU() - cpu0; cpu > 0 {
+		// Client and server together, as baseline (a) of changehook-bench.
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(events), "cpu-ns/event")
+	}
 }
