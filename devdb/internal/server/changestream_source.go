@@ -75,6 +75,7 @@ func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec chang
 		},
 	}
 	cs.images.lookup = cs.lookupCurrent
+	cs.images.lookupRaw = cs.lookupCurrentRaw
 	if named, ok := p.(interface{ StageNames() []string }); ok && p != nil {
 		cs.matchOnly = true
 		for _, name := range named.StageNames() {
@@ -140,11 +141,38 @@ func (cs *changeStreamSource) checkHistory(from bson.Timestamp) error {
 // collection (fullDocument: updateLookup), or nil when the document or the
 // collection (with the same UUID) no longer exists.
 func (cs *changeStreamSource) lookupCurrent(ent *storage.OplogEntry) (bson.D, error) {
+	var doc bson.D
+	err := cs.lookupIn(ent, func(tx *storage.Tx, c *storage.Collection, id any) error {
+		_, d, found, err := tx.Get(c, id)
+		if found {
+			doc = d
+		}
+		return err
+	})
+	return doc, err
+}
+
+// lookupCurrentRaw is lookupCurrent returning the stored encoded document.
+func (cs *changeStreamSource) lookupCurrentRaw(ent *storage.OplogEntry) (bson.Raw, error) {
+	var doc bson.Raw
+	err := cs.lookupIn(ent, func(tx *storage.Tx, c *storage.Collection, id any) error {
+		d, found, err := tx.GetRaw(c, id)
+		if found {
+			doc = d
+		}
+		return err
+	})
+	return doc, err
+}
+
+// lookupIn calls get in a read transaction with ent's collection and
+// document _id, unless the document key has no _id or the collection (with
+// ent's UUID) no longer exists.
+func (cs *changeStreamSource) lookupIn(ent *storage.OplogEntry, get func(tx *storage.Tx, c *storage.Collection, id any) error) error {
 	id, ok := fieldOf(ent.DocumentKey, "_id")
 	if !ok {
-		return nil, nil
+		return nil
 	}
-	var doc bson.D
 	err := cs.s.store.View(func(tx *storage.Tx) error {
 		c, err := tx.Collection(ent.DB, ent.Coll)
 		if err != nil || c == nil {
@@ -153,19 +181,12 @@ func (cs *changeStreamSource) lookupCurrent(ent *storage.OplogEntry) (bson.D, er
 		if len(ent.UUID.Data) > 0 && !bytes.Equal(c.UUID.Data, ent.UUID.Data) {
 			return nil
 		}
-		_, d, found, err := tx.Get(c, id)
-		if err != nil {
-			return err
-		}
-		if found {
-			doc = d
-		}
-		return nil
+		return get(tx, c, id)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("look up %s.%s: %w", ent.DB, ent.Coll, err)
+		return fmt.Errorf("look up %s.%s: %w", ent.DB, ent.Coll, err)
 	}
-	return doc, nil
+	return nil
 }
 
 // NextBatch returns up to n events (n <= 0: bounded by maxBytes only). When
@@ -354,12 +375,12 @@ func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
 		// rawEventOK ops are never expanded-only and never invalidate.
 		if (cs.pipeline == nil || cs.matchOnly) && rawEventOK(r, cs.images) {
 			im := cs.images
-			var looked *bson.D
+			var looked *bson.Raw
 			if rawEventCheck != nil && im.fullDocument == fdUpdateLookup {
 				// The check's decoding path must see the document this
 				// lookup saw, not a later version.
-				lookup := im.lookup
-				im.lookup = func(ent *storage.OplogEntry) (bson.D, error) {
+				lookup := im.lookupRaw
+				im.lookupRaw = func(ent *storage.OplogEntry) (bson.Raw, error) {
 					d, err := lookup(ent)
 					looked = &d
 					return d, err
@@ -368,7 +389,14 @@ func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
 			if raw, tok, ok := buildEventRaw(r, im); ok {
 				if rawEventCheck != nil {
 					if looked != nil {
-						im.lookup = func(*storage.OplogEntry) (bson.D, error) { return *looked, nil }
+						im.lookup = func(*storage.OplogEntry) (bson.D, error) {
+							if *looked == nil {
+								return nil, nil
+							}
+							var d bson.D
+							err := bson.Unmarshal(*looked, &d)
+							return d, err
+						}
 					}
 					rawEventCheck(r, im, raw, tok)
 				}

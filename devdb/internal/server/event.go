@@ -135,6 +135,9 @@ type csImages struct {
 	// lookup returns the current document with documentKey in ent's
 	// collection (updateLookup), or nil when there is none.
 	lookup func(ent *storage.OplogEntry) (bson.D, error)
+	// lookupRaw is lookup returning the stored encoded document (nil when
+	// there is none); buildEventRaw uses it when set, else lookup.
+	lookupRaw func(ent *storage.OplogEntry) (bson.Raw, error)
 }
 
 // buildEvent renders ent as a change event, with MongoDB's field order:

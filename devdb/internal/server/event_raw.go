@@ -198,9 +198,10 @@ func buildEventRaw(r *storage.RawOplogEntry, im csImages) (raw []byte, tok resum
 }
 
 // rawLookup is the updateLookup of an update event built from its encoded
-// entry: the current document with the entry's document key (encoded as
-// bson.Marshal encodes the looked-up bson.D), or nil (null) when there is
-// none; ok is false when the key cannot be decoded or the lookup failed.
+// entry: the current document with the entry's document key (as stored,
+// with lookupRaw; else as bson.Marshal encodes the bson.D lookup returns),
+// or nil (null) when there is none; ok is false when the key cannot be
+// decoded or the lookup failed.
 func rawLookup(r *storage.RawOplogEntry, uuid bsoncore.Value, dk []byte, im csImages) ([]byte, bool) {
 	ent := storage.OplogEntry{TS: r.TS, Op: r.Op, DB: r.DB, Coll: r.Coll}
 	if uuid.Type == bsoncore.TypeBinary {
@@ -214,6 +215,12 @@ func rawLookup(r *storage.RawOplogEntry, uuid bsoncore.Value, dk []byte, im csIm
 		if err := bson.Unmarshal(dk, &ent.DocumentKey); err != nil {
 			return nil, false
 		}
+	}
+	if im.lookupRaw != nil {
+		// The stored bytes: those bson.Marshal gives for the document
+		// lookup decodes (storage.TestGetRawMatchesGet).
+		raw, err := im.lookupRaw(&ent)
+		return raw, err == nil
 	}
 	doc, err := im.lookup(&ent)
 	if err != nil {

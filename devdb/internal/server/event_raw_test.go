@@ -133,10 +133,17 @@ func TestBuildEventRawMatches(t *testing.T) {
 		"found":   func(*storage.OplogEntry) (bson.D, error) { return current, nil },
 		"missing": func(*storage.OplogEntry) (bson.D, error) { return nil, nil },
 	}
+	rawLookups := map[string]func(*storage.OplogEntry) (bson.Raw, error){
+		"found":   func(*storage.OplogEntry) (bson.Raw, error) { return bson.Marshal(current) },
+		"missing": func(*storage.OplogEntry) (bson.Raw, error) { return nil, nil },
+	}
 	for i, ent := range rawEventCases() {
 		for ln, lookup := range lookups {
 			for _, im := range rawEventModes(lookup) {
 				checkRawEvent(t, fmt.Sprintf("%d/%s/%s/%+v", i, ent.Op, ln, im), ent, im)
+				// The same document found by the raw lookup.
+				im.lookupRaw = rawLookups[ln]
+				checkRawEvent(t, fmt.Sprintf("%d/%s/%s/raw/%+v", i, ent.Op, ln, im), ent, im)
 			}
 		}
 	}
@@ -225,6 +232,11 @@ func TestBuildEventRawUpdateMatches(t *testing.T) {
 				DocumentKey: bson.D{{Key: "_id", Value: int32(7)}}, Pre: c[0], Doc: c[1], Images: images}
 			for _, im := range rawEventModes(lookup) {
 				checkRawEvent(t, fmt.Sprintf("%d/images=%v/%+v", i, images, im), ent, im)
+				im.lookupRaw = func(ent *storage.OplogEntry) (bson.Raw, error) {
+					d, _ := lookup(ent)
+					return bson.Marshal(d)
+				}
+				checkRawEvent(t, fmt.Sprintf("%d/images=%v/raw/%+v", i, images, im), ent, im)
 			}
 		}
 	}
