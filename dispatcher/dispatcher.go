@@ -135,13 +135,20 @@ func newDispatcher(t *triggers.Trigger, sink DeadLetterSink, opts []Option) (*Di
 	return d, nil
 }
 
-// queueLen is the minimum length of the queue behind the deliveries in flight.
-const queueLen = 16
+// queueLen is the minimum length of the queue behind the deliveries in
+// flight. A blocked Submit resumes once half of the window is free (see
+// Tracker), so the queue also sets how many events the stream reader
+// admits per wake-up: with one delivery at a time (strict), a queue of 16
+// woke the reader every 4 events, each wake-up a thread woken in an
+// otherwise idle process; 64 wakes it every 32. The held events' bytes
+// stay bounded by the byte budgets, not by this length.
+const queueLen = 64
 
 // capacity bounds the events held at once: every submitted event is held
 // from Submit until the watermark passes it, so this is Concurrency
-// deliveries in flight plus a queue of max(Concurrency, 16) events, and a slow
-// (or blocked) oldest event stops admission once that window is full.
+// deliveries in flight plus a queue of max(Concurrency, queueLen) events,
+// and a slow (or blocked) oldest event stops admission once that window is
+// full.
 // Batched: the sealed batches and the open one, full (batcher.capacity).
 func (d *Dispatcher) capacity() int {
 	if d.batcher != nil {
@@ -178,8 +185,8 @@ func (d *Dispatcher) start() {
 // Submit hands ev to the dispatcher. Events must be submitted in stream
 // order, from one goroutine. Submit copies ev, so the caller may reuse its
 // buffers afterwards. It blocks while the dispatcher is at capacity
-// (Concurrency deliveries in flight and as many queued) or its events' bytes
-// would exceed Config.MaxInflightBytes or the shared budget (an event larger
+// (Concurrency deliveries in flight and max(Concurrency, 64) queued) or its
+// events' bytes would exceed Config.MaxInflightBytes or the shared budget (an event larger
 // than a budget waits until nothing else is held, then passes alone), so a
 // slow endpoint slows the caller down; it returns ctx's error if ctx ends first, and
 // ErrClosed after Close. Under PerDocument a keyless event is a barrier: Submit

@@ -30,9 +30,11 @@ var ErrClosed = errors.New("dispatcher closed")
 //
 // At most capacity events are held, from Track until the watermark passes
 // them; Track blocks while the tracker is full, so a slow oldest event slows
-// the producer down. A blocked Track resumes once a quarter of the capacity
-// is free again (resumeAt), not at every freed slot: the producer then
-// admits several events per wake-up instead of being woken for each. Track
+// the producer down. A blocked Track resumes once half of the capacity is
+// free again (resumeAt), not at every freed slot: the producer then admits
+// many events per wake-up instead of being woken for each (every wake-up of
+// a parked producer costs a thread wake-up when the process is otherwise
+// idle, as it is between the deliveries of a strict trigger). Track
 // must be called from one goroutine (submission order is stream order); the
 // other methods are safe for concurrent use.
 type Tracker[T any] struct {
@@ -92,7 +94,7 @@ func NewTracker[T any](ordering triggers.Ordering, capacity int) *Tracker[T] {
 	return &Tracker[T]{
 		ordering: ordering,
 		capacity: capacity,
-		resumeAt: max(1, capacity/4),
+		resumeAt: max(1, capacity/2),
 		ready:    make(chan *Ticket[T], capacity),
 		closing:  make(chan struct{}),
 		drained:  make(chan struct{}),

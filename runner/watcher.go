@@ -51,8 +51,9 @@ const (
 	// work, and add one round trip per thousand events.
 	streamBatchSize = 1000
 	// maxPendingTracked bounds the lag bookkeeping of received events not
-	// yet checkpointed. The dispatcher admits at most 2·Concurrency events
-	// beyond the watermark, so the bound is never reached in practice.
+	// yet checkpointed. The dispatcher admits at most Concurrency +
+	// max(Concurrency, 64) events beyond the watermark, so the bound is
+	// never reached in practice.
 	maxPendingTracked = 4 * triggers.MaxConcurrency
 )
 
