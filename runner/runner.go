@@ -101,6 +101,12 @@ type Options struct {
 	// (see Runner.Skip and the controls section of controls.go): paused
 	// triggers start paused and new requests are applied while Run runs.
 	Controls bool
+	// WatchDeadLetters watches the deadletters collection's change stream
+	// while Run runs and recounts the current dead-letter counts when it
+	// changes, so that a replay or purge by another process (`changehook
+	// dlq`, another member) shows within a second. It keeps one more
+	// change stream open.
+	WatchDeadLetters bool
 	// DeadLetterRefresh is how often the triggers' current dead-letter
 	// counts are read from the state database (default
 	// DefaultDeadLetterRefresh); RefreshDeadLetters and every stored dead
@@ -246,7 +252,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Unlock()
 	r.mu.Lock()
 	r.wg.Go(func() { r.refreshDeadLetters(ctx) })
-	r.wg.Go(func() { r.watchDeadLetters(ctx) })
+	if r.opts.WatchDeadLetters {
+		r.wg.Go(func() { r.watchDeadLetters(ctx) })
+	}
 	r.mu.Unlock()
 	if r.opts.Controls {
 		r.loadPauses(ctx)

@@ -152,6 +152,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		Clustered:          rf.clustered,
 		Standby:            standby,
 		Controls:           true,
+		WatchDeadLetters:   true,
 		DispatcherOptions:  dispatcherOptions(rf),
 		History:            hist,
 	})
