@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -358,8 +359,21 @@ func TestRewriteAppliedBeforeIsNotRepeated(t *testing.T) {
 	recv := newReceiver(t)
 	st := store.New(client, stateDB)
 	coll := client.Database("shop").Collection("orders")
-	r := startRunner(t, parseTrigger(t, strings.Replace(partitionedYAML, "partitions: 4", "partitions: 2", 1), recv.srv.URL), client, runner.Options{Controls: true})
-	waitFor(t, "2 partitions ready", r.Ready)
+	cfg := parseTrigger(t, strings.Replace(partitionedYAML, "partitions: 4", "partitions: 2", 1), recv.srv.URL)
+	// The first lease holder delivers the changes and stops; its last
+	// checkpoints are saved as it stops, so that the edit below is not
+	// overwritten by a save of its own (as the previous holder of the
+	// story would not: it is gone).
+	first, err := runner.New(cfg, client, st, runner.Options{Controls: true, CheckpointInterval: 20 * time.Millisecond,
+		ShutdownGrace: 5 * time.Second, Version: "test", Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stopFirst := context.WithCancel(t.Context())
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- first.Run(runCtx) }()
+	t.Cleanup(stopFirst)
+	waitFor(t, "2 partitions ready", first.Ready)
 	partOf := func(id int32) int {
 		h := mql.HashedIndexKey(id) % 2
 		return int(max(h, -h))
@@ -381,6 +395,10 @@ func TestRewriteAppliedBeforeIsNotRepeated(t *testing.T) {
 	for range 12 {
 		recv.next(t)
 	}
+	stopFirst()
+	if err := <-firstDone; err != nil {
+		t.Fatalf("first runner: %v", err)
+	}
 	// Partition 0's checkpoint says request "r-before" rewrote it.
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
@@ -392,6 +410,9 @@ func TestRewriteAppliedBeforeIsNotRepeated(t *testing.T) {
 	if err := st.SaveCheckpoint(ctx, cp); err != nil {
 		t.Fatal(err)
 	}
+	// The next lease holder takes both partitions over.
+	r := startRunner(t, cfg, client, runner.Options{Controls: true})
+	waitFor(t, "2 partitions ready", r.Ready)
 	msg, err := runner.RequestControl(ctx, st, "orders", "", store.ControlRequest{ID: "r-before", Kind: store.RequestRedeliver, Since: since})
 	if err != nil || !strings.Contains(msg, "orders/p0of2: already applied to this partition by its previous lease holder") ||
 		!strings.Contains(msg, "orders/p1of2: redelivering every change since") {
