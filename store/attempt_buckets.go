@@ -559,7 +559,14 @@ func (s *Store) trimBefore(ctx context.Context, cutoff time.Time) (int64, error)
 	if err != nil {
 		return n, err
 	}
-	cur, err := s.attempts().Find(ctx, bson.D{{Key: "first", Value: bson.D{{Key: "$lt", Value: cutoff}}}})
+	// The buckets left that hold an older record start before cutoff and
+	// (by bucketSpan) end at most bucketSpan after it: a range of the
+	// index on last instead of a scan of every bucket.
+	straddling := bson.D{
+		{Key: "last", Value: bson.D{{Key: "$gte", Value: cutoff}, {Key: "$lte", Value: cutoff.Add(bucketSpan)}}},
+		{Key: "first", Value: bson.D{{Key: "$lt", Value: cutoff}}},
+	}
+	cur, err := s.attempts().Find(ctx, straddling)
 	if err != nil {
 		return n, err
 	}

@@ -334,3 +334,30 @@ func TestMigrateLegacyAttempts(t *testing.T) {
 		t.Fatalf("CountAttempts(b, failed) = %d, %v; want 70", n, err)
 	}
 }
+
+// TestTrimAttemptsWidestBucket: the retention finds a bucket that spans
+// the whole bucket span across the cutoff (its newest record almost a
+// minute after it) and removes its older record.
+func TestTrimAttemptsWidestBucket(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	now := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
+	cutoff := now.Add(-time.Hour)
+	recs := []store.AttemptRecord{
+		{Kind: store.KindDelivery, Trigger: "t", WebhookID: "old", At: cutoff.Add(-time.Millisecond)},
+		{Kind: store.KindDelivery, Trigger: "t", WebhookID: "new", At: cutoff.Add(time.Minute - time.Millisecond)},
+	}
+	if _, err := s.InsertAttempts(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if docs := bucketDocs(t, s); len(docs) != 1 {
+		t.Fatalf("%d buckets, want 1", len(docs))
+	}
+	if n, err := s.TrimAttempts(ctx, now, time.Hour, 0); err != nil || n != 1 {
+		t.Fatalf("TrimAttempts = %d, %v; want 1", n, err)
+	}
+	left, _, err := s.ListAttempts(ctx, store.AttemptFilter{})
+	if err != nil || len(left) != 1 || left[0].WebhookID != "new" {
+		t.Fatalf("left %+v, %v; want the record after the cutoff", left, err)
+	}
+}
