@@ -192,6 +192,10 @@ func TestRawInsertDifferential(t *testing.T) {
 	del := func(coll string, q bson.D, limit int32) bson.D {
 		return bson.D{{Key: "delete", Value: coll}, {Key: "deletes", Value: bson.A{bson.D{{Key: "q", Value: q}, {Key: "limit", Value: limit}}}}, {Key: "$db", Value: "diff"}}
 	}
+	upd := func(coll string, q, u bson.D, multi, upsert bool) bson.D {
+		return bson.D{{Key: "update", Value: coll}, {Key: "updates", Value: bson.A{bson.D{{Key: "q", Value: q}, {Key: "u", Value: u},
+			{Key: "multi", Value: multi}, {Key: "upsert", Value: upsert}}}}, {Key: "$db", Value: "diff"}}
+	}
 	lsid := bson.D{{Key: "id", Value: bson.Binary{Subtype: 4, Data: bytes.Repeat([]byte{9}, 16)}}}
 	type step struct {
 		name string
@@ -232,6 +236,13 @@ func TestRawInsertDifferential(t *testing.T) {
 			mk(bson.D{{Key: "_id", Value: "t2"}, {Key: "a", Value: bson.A{1, bson.D{{Key: "b", Value: 2.5}}}}})}},
 		{"commit", bson.D{{Key: "commitTransaction", Value: 1}, {Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: int64(1)},
 			{Key: "autocommit", Value: false}, {Key: "$db", Value: "admin"}}, nil},
+		{"update all", upd("ordered", bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "z", Value: 1}}}}, true, false), nil},
+		{"replace one", upd("ordered", bson.D{{Key: "_id", Value: "str"}}, bson.D{{Key: "_id", Value: "str"}, {Key: "r", Value: bson.A{1, 2}}}, false, false), nil},
+		{"update with a unique index", upd("uniq", bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "u", Value: "zz"}}}}, false, false), nil},
+		{"update a unique key to a duplicate", upd("uniq", bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "u", Value: "e"}}}}, false, false), nil},
+		{"update with pre-images", upd("images", bson.D{}, bson.D{{Key: "$inc", Value: bson.D{{Key: "cnt", Value: 1}}}}, true, false), nil},
+		{"update failing validation", upd("valid", bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: "s"}}}}, false, false), nil},
+		{"upsert", upd("plain", bson.D{{Key: "_id", Value: "up"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: 1}}}}, false, true), nil},
 		{"delete one", del("plain", bson.D{{Key: "_id", Value: "str"}}, 1), nil},
 		{"delete all", del("plain", bson.D{}, 0), nil},
 		{"delete with a unique index", del("uniq", bson.D{{Key: "_id", Value: bson.D{{Key: "$lt", Value: 5}}}}, 0), nil},
@@ -252,7 +263,7 @@ func TestRawInsertDifferential(t *testing.T) {
 		if !bytes.Equal(replies[0], replies[1]) {
 			t.Fatalf("%s: raw path replied %v, decoded path %v", st.name, bson.Raw(replies[0]), bson.Raw(replies[1]))
 		}
-		if (strings.HasPrefix(st.name, "corpus") || strings.HasPrefix(st.name, "delete") || st.name == "commit") && !strings.Contains(bson.Raw(replies[0]).String(), `"ok": {"$numberDouble":"1.0"}`) {
+		if (strings.HasPrefix(st.name, "corpus") || strings.HasPrefix(st.name, "delete") || strings.HasPrefix(st.name, "update") || st.name == "commit") && !strings.Contains(bson.Raw(replies[0]).String(), `"ok": {"$numberDouble":"1.0"}`) {
 			t.Fatalf("%s: reply %v, want ok", st.name, bson.Raw(replies[0]))
 		}
 	}

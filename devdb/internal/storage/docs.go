@@ -139,7 +139,7 @@ func (t *Tx) Insert(c *Collection, doc bson.D) (RecordID, error) {
 	if err != nil {
 		return 0, err
 	}
-	return t.insert(c, dk, raw, doc, nil)
+	return t.insert(c, dk, raw, doc)
 }
 
 // InsertRaw is Insert of the document encoded as raw, stored and written to
@@ -174,7 +174,7 @@ func (t *Tx) InsertRaw(c *Collection, raw bson.Raw) (RecordID, error) {
 		// all of the document it reads.
 		doc = dk
 	}
-	return t.insert(c, dk, raw, doc, raw)
+	return t.insert(c, dk, raw, doc)
 }
 
 // needsFields reports whether inserting into c reads fields of the document
@@ -221,9 +221,9 @@ func firstValue(raw bson.Raw) (any, error) {
 // insert is the common part of Insert and InsertRaw: the document (with key
 // dk) encoded as raw, decoded as doc (at least its _id when neither
 // validation nor a unique index other than _id reads it, see needsFields).
-// rawDoc, when not nil, is raw to be written to the oplog entry as is; nil
-// writes doc.
-func (t *Tx) insert(c *Collection, dk bson.D, raw []byte, doc bson.D, rawDoc bson.Raw) (RecordID, error) {
+// The oplog entry gets raw as its document, not encoded again (unless
+// DecodeDocuments asked for the reference path).
+func (t *Tx) insert(c *Collection, dk bson.D, raw []byte, doc bson.D) (RecordID, error) {
 	docs, err := t.docs(c)
 	if err != nil {
 		return 0, err
@@ -250,10 +250,10 @@ func (t *Tx) insert(c *Collection, dk bson.D, raw []byte, doc bson.D, rawDoc bso
 		return 0, err
 	}
 	ent := &OplogEntry{Op: "insert", DB: c.DB, Coll: c.Name, UUID: c.UUID, DocumentKey: dk, Images: c.Images()}
-	if rawDoc != nil {
-		ent.docRaw = rawDoc
-	} else {
+	if t.decodeDocuments {
 		ent.Doc = doc
+	} else {
+		ent.docRaw = raw
 	}
 	return RecordID(seq), t.appendOplog(ent)
 }
@@ -298,7 +298,9 @@ func (t *Tx) load(docs *bolt.Bucket, rid []byte) (bson.D, bool, error) {
 // Replace overwrites the document stored under rid with doc and appends an
 // entry with operation op ("update" or "replace") carrying the pre- and
 // post-image. The _id must not change (the caller enforces MongoDB's
-// ImmutableField rule). On error nothing is changed.
+// ImmutableField rule). On error nothing is changed. The entry's post-image
+// is the stored encoding of doc, and its pre-image the stored bytes of the
+// old document when RawInsertable accepts them, neither encoded again.
 func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 	if err := t.writable(); err != nil {
 		return err
@@ -353,13 +355,23 @@ func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 	if err != nil {
 		return err
 	}
-	return t.appendOplog(&OplogEntry{Op: op, DB: c.DB, Coll: c.Name, UUID: c.UUID, DocumentKey: dk, Doc: doc, Pre: old, Images: c.Images()})
+	ent := &OplogEntry{Op: op, DB: c.DB, Coll: c.Name, UUID: c.UUID, DocumentKey: dk, Doc: doc, Pre: old, Images: c.Images()}
+	if !t.decodeDocuments {
+		// raw is doc encoded; oldRaw (still valid until the transaction
+		// ends) is old encoded when RawInsertable accepts it.
+		ent.Doc, ent.docRaw = nil, raw
+		if RawInsertable(oldRaw) {
+			ent.Pre, ent.preRaw = nil, oldRaw
+		}
+	}
+	return t.appendOplog(ent)
 }
 
 // Delete removes the document stored under rid and appends a "delete"
-// entry; ok is false when there was none. A stored document RawInsertable
-// accepts is not decoded unless a unique index other than _id needs its
-// fields: its stored bytes are the entry's pre-image as they are.
+// entry; ok is false when there was none. The stored bytes of a document
+// RawInsertable accepts are the entry's pre-image as they are, and the
+// document is not decoded unless a unique index other than _id needs its
+// fields.
 func (t *Tx) Delete(c *Collection, rid RecordID) (bool, error) {
 	if err := t.writable(); err != nil {
 		return false, err
@@ -376,14 +388,17 @@ func (t *Tx) Delete(c *Collection, rid RecordID) (bool, error) {
 	size := int64(len(oldRaw))
 	var old bson.D
 	var preRaw bson.Raw
-	if !t.decodeDocuments && !t.uniqueFields(c) && RawInsertable(oldRaw) {
+	if !t.decodeDocuments && RawInsertable(oldRaw) {
+		// The entry's pre-image is written from oldRaw (marshalEntry).
+		preRaw = oldRaw
+	}
+	if preRaw != nil && !t.uniqueFields(c) {
 		id, err := firstValue(oldRaw)
 		if err != nil {
 			return false, err
 		}
-		// Only the _id index's key is computed (allKeys), and the
-		// entry's pre-image is written from oldRaw (marshalEntry).
-		old, preRaw = bson.D{{Key: "_id", Value: id}}, oldRaw
+		// Only the _id index's key is computed (allKeys).
+		old = bson.D{{Key: "_id", Value: id}}
 	} else if old, _, err = t.load(docs, key); err != nil {
 		return false, err
 	}
