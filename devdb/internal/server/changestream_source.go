@@ -58,6 +58,9 @@ type changeStreamSource struct {
 	// failed is the error that broke the stream; later calls return it.
 	failed error
 	closed bool
+	// catalog keeps the catalog entry updateLookup decoded last (NextBatch
+	// runs on one goroutine at a time).
+	catalog storage.CollectionCache
 }
 
 // newChangeStreamSource resolves the stream's starting point and checks
@@ -174,7 +177,7 @@ func (cs *changeStreamSource) lookupIn(ent *storage.OplogEntry, get func(tx *sto
 		return nil
 	}
 	err := cs.s.store.View(func(tx *storage.Tx) error {
-		c, err := tx.Collection(ent.DB, ent.Coll)
+		c, err := tx.CollectionCached(ent.DB, ent.Coll, &cs.catalog)
 		if err != nil || c == nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -75,4 +76,61 @@ func TestGetRawMatchesGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCollectionCached checks that CollectionCached returns what Collection
+// does, also after the entry changed (collMod, drop and re-create, another
+// collection) and for a missing collection.
+func TestCollectionCached(t *testing.T) {
+	e := openTest(t, Options{})
+	var cache CollectionCache
+	check := func(step, db, coll string) {
+		t.Helper()
+		err := e.View(func(tx *Tx) error {
+			want, err := tx.Collection(db, coll)
+			if err != nil {
+				return err
+			}
+			for i := 0; i < 2; i++ { // decoded, then from the cache
+				got, err := tx.CollectionCached(db, coll, &cache)
+				if err != nil {
+					return err
+				}
+				if (got == nil) != (want == nil) || got != nil && fmt.Sprintf("%+v", *got) != fmt.Sprintf("%+v", *want) {
+					t.Errorf("%s: CollectionCached %+v, Collection %+v", step, got, want)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	update := func(fn func(tx *Tx) error) {
+		t.Helper()
+		if err := e.Update(fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("missing", "db", "c")
+	update(func(tx *Tx) error { _, err := tx.EnsureCollection("db", "c"); return err })
+	check("created", "db", "c")
+	update(func(tx *Tx) error {
+		_, err := tx.ModifyCollection("db", "c", bson.D{{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}}})
+		return err
+	})
+	check("modified", "db", "c")
+	update(func(tx *Tx) error { _, err := tx.EnsureCollection("db", "other"); return err })
+	check("another collection", "db", "other")
+	check("back", "db", "c")
+	update(func(tx *Tx) error {
+		if _, err := tx.DropCollection("db", "c"); err != nil {
+			return err
+		}
+		_, err := tx.EnsureCollection("db", "c")
+		return err
+	})
+	check("re-created", "db", "c")
+	update(func(tx *Tx) error { _, err := tx.DropCollection("db", "c"); return err })
+	check("dropped", "db", "c")
 }
