@@ -24,7 +24,7 @@ import (
 // and an event delivered while that getMore waits is still checkpointed
 // after CheckpointInterval — by the flusher, with no getMore having
 // returned since the event. Every getMore of the stream asks for a bounded
-// batch (batchSize 1000), so a backlog is not read in 16 MiB replies.
+// batch (batchSize 4000), so a backlog is not read in 16 MiB replies.
 func TestIdleGetMoreWaitsLongAndDeliveriesCheckpointOnTime(t *testing.T) {
 	t.Parallel()
 	srv, _ := startServer(t, devdb.Options{})
@@ -108,8 +108,8 @@ func TestIdleGetMoreWaitsLongAndDeliveriesCheckpointOnTime(t *testing.T) {
 		}
 	}
 	for _, n := range batchSizes {
-		if n != 1000 {
-			t.Fatalf("getMore batchSize %v, want 1000", batchSizes)
+		if n != 4000 {
+			t.Fatalf("getMore batchSize %v, want 4000", batchSizes)
 		}
 	}
 }
