@@ -365,6 +365,11 @@ func (cs *changeStreamSource) full(n, maxBytes int) bool {
 // built (tests compare it with the decoding path's).
 var rawEventCheck func(r *storage.RawOplogEntry, im csImages, raw []byte, tok resumeToken)
 
+// matchCheck, when not nil, is called with every event a matchPartial
+// pipeline decided on and its decision (tests decide again on the whole
+// event).
+var matchCheck func(p csPipeline, raw bson.Raw, keep bool)
+
 // processRaw is process for an encoded entry. Entries outside the stream's
 // scope are skipped without decoding their documents, and the common events
 // are built from the encoded entry (buildEventRaw); everything else is
@@ -438,6 +443,9 @@ func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken) error {
 		_, keep, err := cs.pipeline.ApplyOne(ev)
 		if err != nil {
 			return err
+		}
+		if matchCheck != nil && cs.matchPartial {
+			matchCheck(cs.pipeline, raw, keep)
 		}
 		if !keep {
 			return nil

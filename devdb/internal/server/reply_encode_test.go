@@ -58,6 +58,24 @@ func TestMain(m *testing.M) {
 				bson.Raw(raw), tok, bson.Raw(want), wantTok, err))
 		}
 	}
+	// Every event a $match-only pipeline decided on from some of its fields
+	// is decided again on the whole event.
+	matchCheck = func(p csPipeline, raw bson.Raw, keep bool) {
+		var full bson.D
+		err := bson.Unmarshal(raw, &full)
+		want := false
+		if err == nil {
+			_, want, err = p.ApplyOne(full)
+		}
+		if err == nil && want == keep {
+			return
+		}
+		replyMismatches.Lock()
+		defer replyMismatches.Unlock()
+		if len(replyMismatches.list) < 10 {
+			replyMismatches.list = append(replyMismatches.list, fmt.Sprintf("$match on event %v: kept %v from its fields, %v from the whole event (err %v)", raw, keep, want, err))
+		}
+	}
 	code := m.Run()
 	replyMismatches.Lock()
 	for _, s := range replyMismatches.list {
