@@ -241,9 +241,10 @@ func (t *directTransport) dialConn(ctx context.Context, deadline time.Time) (*di
 		return nil, err
 	}
 	c := &directConn{t: t, nc: nc}
-	c.lr.c = nc
+	rw := connIO(nc)
+	c.lr.c = rw
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
-	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	c.bw = bufio.NewWriterSize(rw, 4<<10)
 	c.idleTimer = time.AfterFunc(t.idleTimeout, c.expire)
 	c.idleTimer.Stop()
 	return c, nil
@@ -391,7 +392,7 @@ var errHeaderLimit = errors.New("read limit exhausted")
 // limitReader reads from c at most n bytes (the response header limit;
 // lifted for the body).
 type limitReader struct {
-	c net.Conn
+	c io.Reader
 	n int64
 }
 

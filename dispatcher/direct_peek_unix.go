@@ -26,8 +26,7 @@ func idleConnOpen(nc net.Conn) bool {
 	}
 	open := false
 	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK)
+		rerr := peek(fd)
 		open = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
 		return true // never wait for readiness
 	})

@@ -297,16 +297,17 @@ func TestDirectTransportSkipsClosedIdleConnection(t *testing.T) {
 // aborts a request in flight (the endpoint never answers; the webhook
 // timeout is far away).
 func TestDirectTransportCancel(t *testing.T) {
-	srv := newRawServer(t, script(""))
+	seen := make(chan struct{})
+	var once sync.Once
+	// The server's answer is set before it starts: the request reaching
+	// it over TCP is no happens-before edge for the race detector.
+	srv := newRawServer(t, func(int) (string, bool) {
+		once.Do(func() { close(seen) })
+		return "", false
+	})
 	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.url(), Timeout: time.Hour}, Retry: triggers.RetryPolicy{MaxAttempts: 1}},
 		WithClock(newFakeClock()))
 	ctx, cancel := context.WithCancel(context.Background())
-	seen := make(chan struct{})
-	var once sync.Once
-	srv.respond = func(int) (string, bool) {
-		once.Do(func() { close(seen) })
-		return "", false
-	}
 	go func() {
 		<-seen
 		cancel()

@@ -1,0 +1,126 @@
+//go:build linux
+
+package dispatcher
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// connIO returns what a direct connection reads and writes through: nc's
+// socket with raw system calls where nc exposes one, else nc itself.
+//
+// The socket is non-blocking, so a read or write returns at once (EAGAIN
+// when it would block, and then the netpoller waits as for nc's own Read
+// and Write, deadlines included). Go's own socket I/O enters each system
+// call through the scheduler (entersyscall), which wakes the system
+// monitor thread whenever it was asleep — and it sleeps whenever every P
+// is idle, as they are while a strict trigger waits for its one response:
+// one extra thread wake-up (and a few of its 20 µs polls) per delivery.
+// A raw call skips that: nothing blocks in it.
+func connIO(nc net.Conn) io.ReadWriter {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nc
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nc
+	}
+	return &rawConnIO{nc: nc, rc: rc}
+}
+
+// rawConnIO reads and writes a socket with raw system calls, returning
+// the errors net.Conn's Read and Write return.
+type rawConnIO struct {
+	nc net.Conn
+	rc syscall.RawConn
+}
+
+func (r *rawConnIO) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var errno syscall.Errno
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			r1, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // wait for readability, then call again
+			}
+			n, errno = int(r1), e
+			return true
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, r.opError("read", err)
+	case errno != 0:
+		return 0, r.opError("read", os.NewSyscallError("read", errno))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (r *rawConnIO) Write(p []byte) (int, error) {
+	var nn int
+	var errno syscall.Errno
+	err := r.rc.Write(func(fd uintptr) bool {
+		for nn < len(p) {
+			// send(2) with MSG_NOSIGNAL: a peer that closed raises EPIPE,
+			// never SIGPIPE.
+			r1, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[nn])), uintptr(len(p)-nn),
+				syscall.MSG_NOSIGNAL, 0, 0)
+			switch e {
+			case 0:
+				nn += int(r1)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false // wait for writability, then go on
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return nn, r.opError("write", err)
+	case errno != 0:
+		return nn, r.opError("write", os.NewSyscallError("write", errno))
+	}
+	return nn, nil
+}
+
+// opError wraps err as net.Conn's Read and Write do (the raw connection
+// reports its own failures, a deadline or a closed connection, as
+// "raw-read"/"raw-write" errors: their cause is kept).
+func (r *rawConnIO) opError(op string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
+	return &net.OpError{Op: op, Net: r.nc.LocalAddr().Network(), Source: r.nc.LocalAddr(), Addr: r.nc.RemoteAddr(), Err: err}
+}
+
+// peek is a non-blocking MSG_PEEK read of one byte from the socket fd, as a
+// raw system call (see connIO); it returns the call's error, nil when a
+// byte or the end of the stream is there.
+func peek(fd uintptr) error {
+	var b [1]byte
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
