@@ -236,7 +236,11 @@ func TestDirectTransportMatchesNetHTTP(t *testing.T) {
 			resp: script("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 102400\r\n\r\n"+huge, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 2},
 		{name: "Connection: close", resp: script("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), conns: 2},
 		{name: "body until close", resp: script("close:HTTP/1.1 200 OK\r\n\r\ndone"), conns: 2},
-		{name: "timeout then 200", retry: triggers.RetryPolicy{MaxAttempts: 3}, timeout: 50 * time.Millisecond,
+		// The timeout must be long enough for the second attempt's
+		// immediate answer to arrive in time on a loaded machine: one
+		// more timeout there means one more attempt, backoff and
+		// webhook-timestamp in one of the two runs.
+		{name: "timeout then 200", retry: triggers.RetryPolicy{MaxAttempts: 3}, timeout: 500 * time.Millisecond,
 			resp: script("", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 2},
 		{name: "answer cut short", retry: triggers.RetryPolicy{MaxAttempts: 3},
 			resp: script("close:HTTP/1.1 200 OK\r\nContent-Len", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 2},
