@@ -31,35 +31,37 @@ func connIO(nc net.Conn) io.ReadWriter {
 	if err != nil {
 		return nc
 	}
-	return &rawConnIO{nc: nc, rc: rc}
+	r := &rawConnIO{nc: nc, rc: rc}
+	r.readFn, r.writeFn = r.readRaw, r.writeRaw
+	return r
 }
 
 // rawConnIO reads and writes a socket with raw system calls, returning
-// the errors net.Conn's Read and Write return.
+// the errors net.Conn's Read and Write return. One Read and one Write may
+// run at a time (a direct connection has one user): the call in progress
+// keeps its state in the struct, for callbacks bound once (a closure per
+// call would be allocated).
 type rawConnIO struct {
 	nc net.Conn
 	rc syscall.RawConn
+
+	rbuf            []byte // the Read in progress
+	rn              int
+	rerrno          syscall.Errno
+	wbuf            []byte // the Write in progress
+	wn              int
+	werrno          syscall.Errno
+	readFn, writeFn func(fd uintptr) bool
 }
 
 func (r *rawConnIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			r1, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait for readability, then call again
-			}
-			n, errno = int(r1), e
-			return true
-		}
-	})
+	r.rbuf, r.rn, r.rerrno = p, 0, 0
+	err := r.rc.Read(r.readFn)
+	n, errno := r.rn, r.rerrno
+	r.rbuf = nil
 	switch {
 	case err != nil:
 		return 0, r.opError("read", err)
@@ -71,28 +73,30 @@ func (r *rawConnIO) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *rawConnIO) Write(p []byte) (int, error) {
-	var nn int
-	var errno syscall.Errno
-	err := r.rc.Write(func(fd uintptr) bool {
-		for nn < len(p) {
-			// send(2) with MSG_NOSIGNAL: a peer that closed raises EPIPE,
-			// never SIGPIPE.
-			r1, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[nn])), uintptr(len(p)-nn),
-				syscall.MSG_NOSIGNAL, 0, 0)
-			switch e {
-			case 0:
-				nn += int(r1)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait for writability, then go on
-			default:
-				errno = e
-				return true
-			}
+// readRaw is the Read callback: false (wait for readability) on EAGAIN.
+func (r *rawConnIO) readRaw(fd uintptr) bool {
+	p := r.rbuf
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			r.rn = int(n)
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
 		}
+		r.rerrno = e
 		return true
-	})
+	}
+}
+
+func (r *rawConnIO) Write(p []byte) (int, error) {
+	r.wbuf, r.wn, r.werrno = p, 0, 0
+	err := r.rc.Write(r.writeFn)
+	nn, errno := r.wn, r.werrno
+	r.wbuf = nil
 	switch {
 	case err != nil:
 		return nn, r.opError("write", err)
@@ -100,6 +104,30 @@ func (r *rawConnIO) Write(p []byte) (int, error) {
 		return nn, r.opError("write", os.NewSyscallError("write", errno))
 	}
 	return nn, nil
+}
+
+// writeRaw is the Write callback: it sends until all of the buffer is
+// written (true), an error (true) or EAGAIN (false: wait for writability,
+// then go on).
+func (r *rawConnIO) writeRaw(fd uintptr) bool {
+	p := r.wbuf
+	for r.wn < len(p) {
+		// send(2) with MSG_NOSIGNAL: a peer that closed raises EPIPE,
+		// never SIGPIPE.
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[r.wn])), uintptr(len(p)-r.wn),
+			syscall.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			r.wn += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError wraps err as net.Conn's Read and Write do (the raw connection
