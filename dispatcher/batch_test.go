@@ -574,6 +574,10 @@ func TestBatchMaxBytes(t *testing.T) {
 		}
 	}
 	closeWithin(t, d, 10*time.Second)
+	// The handler's writes reach this goroutine through TCP, which is no
+	// happens-before edge for the race detector: read under the lock.
+	mu.Lock()
+	defer mu.Unlock()
 	if len(seen) != events {
 		t.Fatalf("%d events delivered, want %d", len(seen), events)
 	}

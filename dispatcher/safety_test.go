@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,11 +195,14 @@ func circuitTrigger(url string, c triggers.CircuitPolicy) *triggers.Trigger {
 // at doubling intervals (capped), is never dead-lettered, and closes the
 // circuit when it succeeds; then the rest flows. Nothing is lost.
 func TestCircuitOpenHalfOpenClose(t *testing.T) {
-	var d *Dispatcher
+	// The handler reads the dispatcher the test creates after the
+	// receiver: through an atomic pointer, as the requests reach the
+	// handler over TCP (no happens-before edge for the race detector).
+	var dp atomic.Pointer[Dispatcher]
 	var statesMu sync.Mutex
 	var states []CircuitState // the circuit's state as each request arrives
 	rc := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
-		st, _ := d.Circuit()
+		st, _ := dp.Load().Circuit()
 		statesMu.Lock()
 		states = append(states, st.State)
 		statesMu.Unlock()
@@ -211,8 +215,9 @@ func TestCircuitOpenHalfOpenClose(t *testing.T) {
 	sink := &memSink{}
 	clock := newFakeClock()
 	reg := prometheus.NewRegistry()
-	d = newTestDispatcher(t, circuitTrigger(rc.srv.URL, triggers.CircuitPolicy{Failures: 3, MaxProbeInterval: 3 * time.Second}),
+	d := newTestDispatcher(t, circuitTrigger(rc.srv.URL, triggers.CircuitPolicy{Failures: 3, MaxProbeInterval: 3 * time.Second}),
 		sink, WithClock(clock), WithMetrics(NewMetrics(reg)))
+	dp.Store(d)
 	evs := make([]Event, 6)
 	for i := range evs {
 		evs[i] = testEvent(t, i+1, "k")
