@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -58,6 +59,23 @@ func newBench(ctx context.Context, cfg config, dir string, log io.Writer) (*benc
 		return nil, err
 	}
 	return b, nil
+}
+
+// dropBenchDatabases drops the benchmark's database and every state
+// database of its runners, so that a run starts as the first did.
+func (b *bench) dropBenchDatabases(ctx context.Context) error {
+	names, err := b.client.ListDatabaseNames(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("list databases: %w", err)
+	}
+	for _, name := range names {
+		if name == benchDB || strings.HasPrefix(name, stateDB) {
+			if err := b.client.Database(name).Drop(ctx); err != nil {
+				return fmt.Errorf("drop database %s: %w", name, err)
+			}
+		}
+	}
+	return b.seedOplog(ctx)
 }
 
 // seedOplog writes one entry to the fresh oplog and waits for the next

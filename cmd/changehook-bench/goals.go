@@ -172,16 +172,16 @@ func printSummary(w io.Writer, reps []*report) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\nGoals on the medians of %d runs:\n", len(reps))
-	for i, g := range reps[0].goals() {
+	for _, g := range reps[0].goals() {
 		var vals []float64
 		var cells []string
 		for _, r := range reps {
-			gs := r.goals()
-			if i >= len(gs) || gs[i].Name != g.Name {
-				continue
+			for _, o := range r.goals() {
+				if o.Name == g.Name {
+					vals = append(vals, o.Value)
+					cells = append(cells, g.format(o.Value))
+				}
 			}
-			vals = append(vals, gs[i].Value)
-			cells = append(cells, g.format(gs[i].Value))
 		}
 		med := median(vals)
 		fmt.Fprintf(w, "  %s %s: %s (runs: %s) %s\n", g.Name, g.bound(), g.format(med), strings.Join(cells, ", "), verdict(g.met(med)))

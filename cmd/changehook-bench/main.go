@@ -245,6 +245,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cfg.runs > 1 {
 			b.logf("run %d of %d", i+1, cfg.runs)
 		}
+		if i > 0 {
+			// Every run writes the same collections from scratch.
+			if err := b.dropBenchDatabases(ctx); err != nil {
+				return err
+			}
+		}
 		rep, err := b.all(ctx)
 		if err != nil {
 			return err
