@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // matchFieldsOf returns the top-level fields that the $match-only stages
@@ -66,29 +65,13 @@ func filterFields(f bson.D, fields *[]string) bool {
 // bson.Unmarshal gives). ok is false when the event or one of those values
 // is not something decodeEventD handles: the caller then decodes it whole.
 func matchDecode(raw []byte, fields []string) (bson.D, bool) {
-	if len(raw) < 5 {
-		return nil, false
-	}
-	n := int(int32(uint32(raw[0]) | uint32(raw[1])<<8 | uint32(raw[2])<<16 | uint32(raw[3])<<24))
-	if n != len(raw) || raw[n-1] != 0 {
+	rest, ok := docElements(raw)
+	if !ok {
 		return nil, false
 	}
 	var out bson.D
-	rest := raw[4 : n-1]
 	for len(rest) > 0 {
-		t := bsoncore.Type(rest[0])
-		end := -1
-		for i := 1; i < len(rest); i++ {
-			if rest[i] == 0 {
-				end = i
-				break
-			}
-		}
-		if end < 0 {
-			return nil, false
-		}
-		key := rest[1:end]
-		v, next, ok := bsoncore.ReadValue(rest[end+1:], t)
+		key, v, next, ok := nextElement(rest)
 		if !ok {
 			return nil, false
 		}

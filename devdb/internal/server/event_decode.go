@@ -20,32 +20,16 @@ func decodeEventD(raw []byte) (bson.D, bool) {
 // decodeDocInto decodes the document raw as a bson.D into *d, or (when d is
 // nil) as a bson.A into *a.
 func decodeDocInto(raw []byte, d *bson.D, a *bson.A) bool {
-	if len(raw) < 5 {
+	rest, ok := docElements(raw)
+	if !ok {
 		return false
 	}
-	n := int(int32(uint32(raw[0]) | uint32(raw[1])<<8 | uint32(raw[2])<<16 | uint32(raw[3])<<24))
-	if n != len(raw) || raw[n-1] != 0 {
-		return false
-	}
-	rest := raw[4 : n-1]
 	// Collect into stack buffers, then copy into exactly sized slices.
 	var dbuf [16]bson.E
 	var abuf [16]any
 	out, arr := dbuf[:0], abuf[:0]
 	for len(rest) > 0 {
-		t := bsoncore.Type(rest[0])
-		end := -1
-		for i := 1; i < len(rest); i++ {
-			if rest[i] == 0 {
-				end = i
-				break
-			}
-		}
-		if end < 0 {
-			return false
-		}
-		key := rest[1:end]
-		v, next, ok := bsoncore.ReadValue(rest[end+1:], t)
+		key, v, next, ok := nextElement(rest)
 		if !ok {
 			return false
 		}
@@ -66,6 +50,38 @@ func decodeDocInto(raw []byte, d *bson.D, a *bson.A) bool {
 		*a = append(make(bson.A, 0, len(arr)), arr...)
 	}
 	return true
+}
+
+// docElements checks the framing of the encoded document raw (its length
+// prefix and terminating zero) and returns its elements' bytes.
+func docElements(raw []byte) ([]byte, bool) {
+	if len(raw) < 5 {
+		return nil, false
+	}
+	n := int(int32(uint32(raw[0]) | uint32(raw[1])<<8 | uint32(raw[2])<<16 | uint32(raw[3])<<24))
+	if n != len(raw) || raw[n-1] != 0 {
+		return nil, false
+	}
+	return raw[4 : n-1], true
+}
+
+// nextElement reads the first element of rest (a document's elements, see
+// docElements): its key, its value and the elements after it; ok is false
+// when it is malformed.
+func nextElement(rest []byte) (key []byte, v bsoncore.Value, next []byte, ok bool) {
+	t := bsoncore.Type(rest[0])
+	end := -1
+	for i := 1; i < len(rest); i++ {
+		if rest[i] == 0 {
+			end = i
+			break
+		}
+	}
+	if end < 0 {
+		return nil, v, nil, false
+	}
+	v, next, ok = bsoncore.ReadValue(rest[end+1:], t)
+	return rest[1:end], v, next, ok
 }
 
 // eventKey returns key as a string, without allocating for the field names
