@@ -207,6 +207,14 @@ triggers:
 		return err == nil && st.State == runner.StatePaused
 	})
 
+	// The current dead-letter count is read again at most a second after
+	// the runner stores a dead letter (it is a count of the collection, not
+	// a running total): the overview shows it once it has been.
+	waitUntil(t, "legacy's 2 dead letters counted", func() bool {
+		st, err := rn.TriggerStatus("legacy")
+		return err == nil && st.DeadLettersCurrent == 2
+	})
+
 	b := startBrowser(t, chrome)
 	base := adm.URL()
 	shots := shotDir(t)
