@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -344,10 +346,23 @@ type recordFilter struct {
 	sinceSet  bool
 	keyFilter bool
 	key       bson.D // the filter's document key, decoded
+	partition string // "p<i>of<N>" when the filter names one partition
 }
 
+// newRecordFilter prepares f (validated by ValidateAttemptFilter); a
+// Trigger naming one partition ("NAME/p<i>of<N>") selects NAME's buckets
+// and, in them, that partition's records.
 func newRecordFilter(f AttemptFilter) recordFilter {
-	rf := recordFilter{f: f, sinceSet: !f.Since.IsZero(), keyFilter: len(f.DocumentKey) > 0}
+	if name, i, n, ok := triggers.ParsePartitionKey(f.Trigger); ok && n > 1 {
+		_, part, _ := strings.Cut(triggers.PartitionKey(name, i, n), "/")
+		f.Trigger = name
+		return newRecordFilterOf(f, part)
+	}
+	return newRecordFilterOf(f, "")
+}
+
+func newRecordFilterOf(f AttemptFilter, partition string) recordFilter {
+	rf := recordFilter{f: f, sinceSet: !f.Since.IsZero(), keyFilter: len(f.DocumentKey) > 0, partition: partition}
 	if rf.keyFilter {
 		_ = bson.Unmarshal(f.DocumentKey, &rf.key) // validated by ValidateAttemptFilter
 	}
@@ -363,6 +378,7 @@ func (rf *recordFilter) match(r *AttemptRecord) bool {
 	f := &rf.f
 	switch {
 	case f.Trigger != "" && r.Trigger != f.Trigger,
+		rf.partition != "" && r.Partition != rf.partition,
 		f.WebhookID != "" && r.WebhookID != f.WebhookID,
 		rf.keyFilter && !rf.sameKey(r.DocumentKey),
 		rf.sinceSet && r.At.Before(f.Since),

@@ -114,8 +114,12 @@ func TestListAttemptsMergesBuckets(t *testing.T) {
 	for w := range 4 { // four writers, interleaved in time
 		var recs []store.AttemptRecord
 		for i := range 40 {
-			ms := (i*4 + w) % 150 // wraps: the last records share times with the first ones
-			recs = append(recs, store.AttemptRecord{Kind: store.KindDelivery, Trigger: []string{"a", "b"}[i%2],
+			ms := (i*4 + w) % 150         // wraps: the last records share times with the first ones
+			trigger, partition := "a", "" // b is partitioned in two
+			if i%2 == 1 {
+				trigger, partition = "b", []string{"p0of2", "p1of2"}[(i/2)%2]
+			}
+			recs = append(recs, store.AttemptRecord{Kind: store.KindDelivery, Trigger: trigger, Partition: partition,
 				WebhookID: fmt.Sprintf("m%d", i%7), DocumentKey: docKey(t, fmt.Sprint("d", i%5)), Failed: (i+w)%3 == 0,
 				At: base.Add(time.Duration(ms) * time.Millisecond)})
 		}
@@ -137,6 +141,10 @@ func TestListAttemptsMergesBuckets(t *testing.T) {
 	}{
 		{"all", store.AttemptFilter{}, func(store.AttemptRecord) bool { return true }},
 		{"trigger", store.AttemptFilter{Trigger: "b"}, func(r store.AttemptRecord) bool { return r.Trigger == "b" }},
+		{"one partition", store.AttemptFilter{Trigger: "b/p1of2"}, func(r store.AttemptRecord) bool { return r.Trigger == "b" && r.Partition == "p1of2" }},
+		{"one partition, failed", store.AttemptFilter{Trigger: "b/p0of2", Failed: true}, func(r store.AttemptRecord) bool {
+			return r.Trigger == "b" && r.Partition == "p0of2" && r.Failed
+		}},
 		{"webhook id", store.AttemptFilter{WebhookID: "m3"}, func(r store.AttemptRecord) bool { return r.WebhookID == "m3" }},
 		{"document key", store.AttemptFilter{DocumentKey: docKey(t, "d2")}, func(r store.AttemptRecord) bool { return r.DocumentKey.Lookup("_id").StringValue() == "d2" }},
 		{"failed since", store.AttemptFilter{Failed: true, Since: base.Add(100 * time.Millisecond)}, func(r store.AttemptRecord) bool {
@@ -179,6 +187,31 @@ func TestListAttemptsMergesBuckets(t *testing.T) {
 				t.Fatalf("CountAttempts = %d, %v; want %d", n, err, len(want))
 			}
 		})
+	}
+}
+
+// TestAttemptFilterPartitionKey: a trigger with a slash must be one
+// partition's key; anything else is refused with the reason.
+func TestAttemptFilterPartitionKey(t *testing.T) {
+	for _, tc := range []struct {
+		trigger string
+		ok      bool
+	}{
+		{"orders", true},
+		{"orders/p0of4", true},
+		{"orders/p3of4", true},
+		{"orders/p4of4", false},
+		{"orders/p0of1", false},
+		{"orders/x", false},
+		{"orders/", false},
+	} {
+		err := store.ValidateAttemptFilter(store.AttemptFilter{Trigger: tc.trigger})
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidateAttemptFilter(trigger %q) = %v, want ok %v", tc.trigger, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "neither a trigger's name nor one partition's key (NAME/p<i>of<N>)") {
+			t.Errorf("ValidateAttemptFilter(trigger %q) = %v, want the reason", tc.trigger, err)
+		}
 	}
 }
 

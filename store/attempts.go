@@ -166,7 +166,9 @@ func (s *Store) AttemptsCollection() *mongo.Collection { return s.attempts() }
 // AttemptFilter selects history records. Records are returned newest first
 // (by At, then ID).
 type AttemptFilter struct {
-	// Trigger keeps one trigger's records ("" = every trigger).
+	// Trigger keeps one trigger's records ("" = every trigger), or one
+	// partition's records of a partitioned trigger when it is the
+	// partition's key, "NAME/p<i>of<N>" (triggers.PartitionKey).
 	Trigger string
 	// WebhookID keeps one webhook-id's records.
 	WebhookID string
@@ -208,6 +210,9 @@ func parseCursor(c string) (time.Time, bson.ObjectID, error) {
 // ValidateAttemptFilter checks f's limit and cursor (the admin API and the
 // CLI report these as bad input).
 func ValidateAttemptFilter(f AttemptFilter) error {
+	if _, _, _, ok := triggers.ParsePartitionKey(f.Trigger); !ok {
+		return fmt.Errorf("trigger %q is neither a trigger's name nor one partition's key (NAME/p<i>of<N>)", f.Trigger)
+	}
 	if f.Limit < 0 || f.Limit > MaxHistoryPage {
 		return fmt.Errorf("limit must be between 1 and %d, got %d", MaxHistoryPage, f.Limit)
 	}

@@ -27,7 +27,7 @@ type HistoryResponse struct {
 }
 
 // historyFilter reads GET /api/history's query:
-// trigger, webhook_id, document_key (Extended JSON), since (RFC 3339 or a
+// trigger (a name, or one partition's key NAME/p<i>of<N>), webhook_id, document_key (Extended JSON), since (RFC 3339 or a
 // duration before now), failed (true/false), limit (1..1000, default 100)
 // and after (a cursor).
 func historyFilter(r *http.Request, now time.Time) (store.AttemptFilter, error) {

@@ -15,11 +15,12 @@ func historyCommand(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet(env, "history",
 		"history [-c FILE] [--trigger NAME] [--document-key JSON] [--webhook-id ID] [--since T] [--failed] [--limit N] [--after CURSOR] [--json]",
 		"changehook history --trigger orders --failed",
+		"changehook history --trigger orders/p2of4",
 		"changehook history --document-key '{\"_id\": {\"$oid\": \"65a1c0ffee0000000000abcd\"}}'",
 		"changehook history --webhook-id msg_2f6yq3x4kq7m3v5bq6w4zq2x7a",
 		"changehook history --since 1h --limit 500 --json")
 	path := configFlag(fs)
-	trigger := fs.String("trigger", "", "only this trigger's records")
+	trigger := fs.String("trigger", "", "only this trigger's records (`NAME`, or NAME/p<i>of<N>: one partition's)")
 	docKey := fs.String("document-key", "", "only the records of the document with this documentKey (Extended `JSON`)")
 	webhookID := fs.String("webhook-id", "", "only the attempts of this webhook-id")
 	since := fs.String("since", "", "only records at or after this RFC 3339 time, or this long ago (90m, 24h)")

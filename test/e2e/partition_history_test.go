@@ -161,6 +161,24 @@ func TestPartitionedTriggerHistory(t *testing.T) {
 		}
 	}
 
+	// One partition's records, by its key.
+	for p := range partsN {
+		var ids []int32
+		for id := range int32(docs) {
+			if partitionOfID(id, partsN) == p {
+				ids = append(ids, id)
+			}
+		}
+		key := fmt.Sprintf("ph/p%dof%d", p, partsN)
+		_, b := r.get("/api/history?limit=1000&trigger=" + url.QueryEscape(key))
+		check("/api/history?trigger="+key, apiHistory(t, b), ids...)
+		code, out, errOut := runCLI(t, "history", "-c", cfg, "--trigger", key, "--limit", "1000", "--json")
+		if code != 0 {
+			t.Fatalf("history --trigger %s = %d\n%s%s", key, code, out, errOut)
+		}
+		check("history --trigger "+key+" --json", jsonLines(t, out), ids...)
+	}
+
 	for _, id := range []int32{0, 1, 2, 3} {
 		key := fmt.Sprintf(`{"_id": %d}`, id)
 		_, b := r.get("/api/history?document_key=" + url.QueryEscape(key))
