@@ -142,18 +142,7 @@ func (b *attemptBucket) index() {
 		case prevW >= 0 && b.WebhookIDs[prevW] == r.WebhookID:
 			w = prevW
 		default:
-			for h := maphash.String(hashSeed, r.WebhookID) & mask; ; h = (h + 1) & mask {
-				if wt[h] == 0 {
-					b.WebhookIDs = append(b.WebhookIDs, r.WebhookID)
-					w = int32(len(b.WebhookIDs) - 1)
-					wt[h] = w + 1
-					break
-				}
-				if b.WebhookIDs[wt[h]-1] == r.WebhookID {
-					w = wt[h] - 1
-					break
-				}
-			}
+			w = intern(wt, maphash.String(hashSeed, r.WebhookID)&mask, mask, &b.WebhookIDs, r.WebhookID, func(a, b string) bool { return a == b })
 			prevW = w
 		}
 		d := int32(-1)
@@ -162,18 +151,7 @@ func (b *attemptBucket) index() {
 		case prevD >= 0 && bytes.Equal(b.DocumentKeys[prevD], r.DocumentKey):
 			d = prevD
 		default:
-			for h := maphash.Bytes(hashSeed, r.DocumentKey) & mask; ; h = (h + 1) & mask {
-				if dt[h] == 0 {
-					b.DocumentKeys = append(b.DocumentKeys, r.DocumentKey)
-					d = int32(len(b.DocumentKeys) - 1)
-					dt[h] = d + 1
-					break
-				}
-				if bytes.Equal(b.DocumentKeys[dt[h]-1], r.DocumentKey) {
-					d = dt[h] - 1
-					break
-				}
-			}
+			d = intern(dt, maphash.Bytes(hashSeed, r.DocumentKey)&mask, mask, &b.DocumentKeys, r.DocumentKey, func(a, b bson.Raw) bool { return bytes.Equal(a, b) })
 			prevD = d
 		}
 		b.refs[2*i], b.refs[2*i+1] = w, d
@@ -782,4 +760,20 @@ func legacyBucketID(first bson.ObjectID) bson.ObjectID {
 func isNotFound(err error) bool {
 	var ce mongo.CommandError
 	return errors.As(err, &ce) && (ce.Code == 26 || ce.Code == 27)
+}
+
+// intern returns the index of k in *vals, appending it when absent: table
+// is an open-addressing table (size mask+1, linear probing from h) of
+// index+1 into *vals, 0 for a free slot.
+func intern[K any](table []int32, h, mask uint64, vals *[]K, k K, eq func(a, b K) bool) int32 {
+	for ; ; h = (h + 1) & mask {
+		if table[h] == 0 {
+			*vals = append(*vals, k)
+			table[h] = int32(len(*vals))
+			return table[h] - 1
+		}
+		if eq((*vals)[table[h]-1], k) {
+			return table[h] - 1
+		}
+	}
 }
