@@ -138,6 +138,13 @@ type report struct {
 	// processes distorts far less than it distorts rates.
 	StreamACPU, PostB16CPU time.Duration
 
+	// Same-topology baselines (a′) and (b′) (-same-topology): the client
+	// in a child process. Rates, events/s; CPU per event of all parties
+	// (client process + this process) and of the client process alone.
+	StreamASep, PostB1Sep, PostB16Sep        float64
+	StreamASepCPU, PostB16SepCPU             time.Duration
+	StreamASepClientCPU, PostB16SepClientCPU time.Duration
+
 	Modes []modeResult
 	HTTPS []modeResult // HTTPS drains, one per mode (-https)
 	// Batched is the batched drains (-batch), one per mode but strict.
@@ -162,6 +169,19 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 	b.logf("baseline (b): Go client POSTs, %d requests", b.cfg.n)
 	if rep.PostB1, rep.PostB16, rep.PostB16CPU, err = b.baselineB(ctx); err != nil {
 		return nil, err
+	}
+	if b.cfg.sameTopology {
+		b.logf("baseline (a′): (a) with the client in a child process, backlog of %d", b.cfg.n)
+		var client, host time.Duration
+		if rep.StreamASep, client, host, err = b.baselineASep(ctx); err != nil {
+			return nil, err
+		}
+		rep.StreamASepCPU, rep.StreamASepClientCPU = client+host, client
+		b.logf("baseline (b′): (b) with the client in a child process, %d requests", b.cfg.n)
+		if rep.PostB1Sep, rep.PostB16Sep, client, host, err = b.baselineBSep(ctx); err != nil {
+			return nil, err
+		}
+		rep.PostB16SepCPU, rep.PostB16SepClientCPU = client+host, client
 	}
 	if b.cfg.node {
 		b.logf("baseline (c): Node.js watch() + fetch, backlog of %d", b.cfg.n)
@@ -497,6 +517,11 @@ func (r *report) print(w io.Writer, cfg config) {
 	fmt.Fprintf(tw, "| (a) Go driver change stream, no delivery\t %.0f\t %.1f\t\n", r.StreamA, us(r.StreamACPU))
 	fmt.Fprintf(tw, "| (b) Go client POST, 1 in flight\t %.0f\t\t\n", r.PostB1)
 	fmt.Fprintf(tw, "| (b) Go client POST, %d in flight\t %.0f\t %.1f\t\n", cfg.concurrency, r.PostB16, us(r.PostB16CPU))
+	if r.StreamASep > 0 {
+		fmt.Fprintf(tw, "| (a′) = (a), the client in a child process\t %.0f\t %.1f (client process %.1f)\t\n", r.StreamASep, us(r.StreamASepCPU), us(r.StreamASepClientCPU))
+		fmt.Fprintf(tw, "| (b′) = (b), 1 in flight, the client in a child process\t %.0f\t\t\n", r.PostB1Sep)
+		fmt.Fprintf(tw, "| (b′) = (b), %d in flight, the client in a child process\t %.0f\t %.1f (client process %.1f)\t\n", cfg.concurrency, r.PostB16Sep, us(r.PostB16SepCPU), us(r.PostB16SepClientCPU))
+	}
 	if r.NodeNote == "" {
 		fmt.Fprintf(tw, "| (c) Node.js %s watch() + await fetch\t %.0f\t\t\n", nodeDriverVersion, r.NodeC)
 	} else {
@@ -504,7 +529,12 @@ func (r *report) print(w io.Writer, cfg config) {
 	}
 	_ = tw.Flush()
 	minAB := min(r.StreamA, r.PostB16)
-	fmt.Fprintf(w, "\nmin(a, b) = %.0f events/s (b with %d in flight)\n\n", minAB, cfg.concurrency)
+	fmt.Fprintf(w, "\nmin(a, b) = %.0f events/s (b with %d in flight)", minAB, cfg.concurrency)
+	if r.StreamASep > 0 {
+		fmt.Fprintf(w, "; min(a′, b′) = %.0f events/s; (a)+(b) = %.1f µs/event, (a′)+(b′) = %.1f µs/event: the process boundary costs %.1f µs/event",
+			min(r.StreamASep, r.PostB16Sep), us(r.StreamACPU+r.PostB16CPU), us(r.StreamASepCPU+r.PostB16SepCPU), us(r.StreamASepCPU+r.PostB16SepCPU-r.StreamACPU-r.PostB16CPU))
+	}
+	fmt.Fprintf(w, "\n\n")
 	fmt.Fprintf(w, "changehook (drain: backlog of %d; latency: %d inserts/s for %v, write ack → first receipt):\n\n", r.N, cfg.steadyRate, cfg.steady)
 	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, "| mode\t events\t dup\t events/s\t vs (a)\t vs min(a,b)\t vs (c)\t runner CPU s\t runner µs/event\t devdb+receiver µs/event\t peak RSS MB\t p50 ms\t p99 ms\t max ms\t steady CPU s\t steady peak RSS MB\t")

@@ -26,28 +26,100 @@ func testReport(scale float64) *report {
 	}
 }
 
+// withSameTopology adds same-topology baselines to r: (a′) 80,000/s at
+// 15 µs, (b′) 16,000/s (1 in flight) and 32,000/s (16) at 65 µs per event.
+func withSameTopology(r *report) *report {
+	r.StreamASep, r.StreamASepCPU, r.StreamASepClientCPU = 80000, 15*time.Microsecond, 9*time.Microsecond
+	r.PostB1Sep, r.PostB16Sep, r.PostB16SepCPU, r.PostB16SepClientCPU = 16000, 32000, 65*time.Microsecond, 30*time.Microsecond
+	return r
+}
+
 func TestGoals(t *testing.T) {
-	gs := testReport(1).goals()
-	want := []struct {
+	type want struct {
 		name  string
 		value float64
 		met   bool
+		same  float64 // ratio against the same-topology baselines; -1: none
+	}
+	// The issue's goals against (a)+(b) = 10+50 µs, min(a,b) = 40,000/s,
+	// (b, 1) = 20,000/s, (a) = 100,000/s.
+	issue := []want{
+		{"per_document pipeline CPU/event vs (a)+(b)", 75.0 / 60, true, -1},
+		{"per_document events/s vs min(a,b)", 0.5, false, -1},
+		{"none pipeline CPU/event vs (a)+(b)", 90.0 / 60, false, -1},
+		{"none events/s vs min(a,b)", 0.6, true, -1},
+		{"strict events/s vs (b) 1 in flight", 0.45, true, -1},
+		{"strict runner CPU/event vs per_document's", 65.0 / 40, false, -1},
+		{"none batched (max_events 100) events/s vs (a)", 0.85, true, -1},
+	}
+	// With (a′)+(b′) = 15+65 µs, min(a′,b′) = 32,000/s, (b′, 1) =
+	// 16,000/s, (a′) = 80,000/s: the verdicts stay the issue's.
+	same := []want{
+		{"per_document pipeline CPU/event vs (a)+(b)", 75.0 / 60, true, 75.0 / 80},
+		{"per_document events/s vs min(a,b)", 0.5, false, 20000.0 / 32000},
+		{"none pipeline CPU/event vs (a)+(b)", 90.0 / 60, false, 90.0 / 80},
+		{"none events/s vs min(a,b)", 0.6, true, 24000.0 / 32000},
+		{"strict events/s vs (b) 1 in flight", 0.45, true, 9000.0 / 16000},
+		{"strict runner CPU/event vs per_document's", 65.0 / 40, false, -1},
+		{"none batched (max_events 100) events/s vs (a)", 0.85, true, 85000.0 / 80000},
+	}
+	for _, tc := range []struct {
+		name string
+		r    *report
+		want []want
 	}{
-		{"per_document pipeline CPU/event vs (a)+(b)", 75.0 / 60, true},
-		{"per_document events/s vs min(a,b)", 0.5, false},
-		{"none pipeline CPU/event vs (a)+(b)", 90.0 / 60, false},
-		{"none events/s vs min(a,b)", 0.6, true},
-		{"strict events/s vs (b) 1 in flight", 0.45, true},
-		{"strict runner CPU/event vs per_document's", 65.0 / 40, false},
-		{"none batched (max_events 100) events/s vs (a)", 0.85, true},
+		{"issue baselines only", testReport(1), issue},
+		{"with same-topology baselines", withSameTopology(testReport(1)), same},
+		{"no CPU of (a): no pipeline ratios", func() *report { r := testReport(1); r.StreamACPU = 0; return r }(),
+			[]want{issue[1], issue[3], issue[4], issue[5], issue[6]}},
+		{"(b′) without CPU: no same-topology pipeline ratio", func() *report {
+			r := withSameTopology(testReport(1))
+			r.PostB16SepCPU = 0
+			return r
+		}(), []want{{same[0].name, same[0].value, same[0].met, -1}, same[1], {same[2].name, same[2].value, same[2].met, -1}, same[3], same[4], same[5], same[6]}},
+		{"no per_document: no strict CPU ratio", func() *report {
+			r := withSameTopology(testReport(1))
+			r.Modes = []modeResult{r.Modes[0], r.Modes[2]}
+			return r
+		}(), []want{same[2], same[3], same[4], same[6]}},
+		{"strict alone, no (b, 1)", &report{PostB16: 1000, Modes: []modeResult{{Mode: "strict", Events: 10, Rate: 5}}}, nil},
+		{"a mode without events is skipped", func() *report {
+			r := testReport(1)
+			r.Modes[2].Events = 0
+			r.Batched = nil
+			return r
+		}(), []want{issue[0], issue[1], issue[4], issue[5]}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gs := tc.r.goals()
+			if len(gs) != len(tc.want) {
+				t.Fatalf("got %d goals, want %d: %+v", len(gs), len(tc.want), gs)
+			}
+			near := func(a, b float64) bool { return a > b-1e-9 && a < b+1e-9 }
+			for i, w := range tc.want {
+				g := gs[i]
+				if g.Name != w.name || !near(g.Value, w.value) || g.met(g.Value) != w.met {
+					t.Errorf("goal %d = %q %.4f met %v; want %q %.4f met %v", i, g.Name, g.Value, g.met(g.Value), w.name, w.value, w.met)
+				}
+				if g.HasSame != (w.same >= 0) || (g.HasSame && !near(g.Same, w.same)) {
+					t.Errorf("goal %d (%s): same-topology ratio %.4f (has %v), want %.4f", i, g.Name, g.Same, g.HasSame, w.same)
+				}
+			}
+		})
 	}
-	if len(gs) != len(want) {
-		t.Fatalf("got %d goals, want %d: %+v", len(gs), len(want), gs)
-	}
-	for i, w := range want {
-		g := gs[i]
-		if g.Name != w.name || g.Value < w.value-1e-9 || g.Value > w.value+1e-9 || g.met(g.Value) != w.met {
-			t.Errorf("goal %d = %q %.4f met %v; want %q %.4f met %v", i, g.Name, g.Value, g.met(g.Value), w.name, w.value, w.met)
+}
+
+func TestPrintGoalsSameTopology(t *testing.T) {
+	var buf bytes.Buffer
+	withSameTopology(testReport(1)).printGoals(&buf)
+	out := buf.String()
+	for _, line := range []string{
+		"per_document pipeline CPU/event vs (a)+(b) ≤ 1.25×: 1.25× — met [vs (a′)+(b′): 0.94×]",
+		"none events/s vs min(a,b) ≥ 55%: 60% — met [vs min(a′,b′): 75%]",
+		"strict runner CPU/event vs per_document's ≤ 1.30×: 1.62× — MISSED\n",
+	} {
+		if !strings.Contains(out, line) {
+			t.Errorf("goals lack %q:\n%s", line, out)
 		}
 	}
 }

@@ -17,7 +17,9 @@
 //
 // Baselines in the same run: (a) one Go driver change stream reading the
 // same backlog with no delivery; (b) a Go client POSTing the same number of
-// event-shaped bodies to the same receiver (1 and 16 in flight); (c) a
+// event-shaped bodies to the same receiver (1 and 16 in flight); (a′) and
+// (b′), the same with the client in a child process (this binary
+// re-executed), the topology of the runner's drains; (c) a
 // Node.js script on the official mongodb driver that watch()es and POSTs
 // each change with fetch, awaiting each. Then the history phase (-history):
 // drains with the delivery history off, on, and on with every history insert
@@ -63,7 +65,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == clientChildArg {
+		err = runClientChild(ctx, os.Args[2:], os.Stdin, os.Stdout)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -85,6 +92,7 @@ type config struct {
 	modes        []string
 	concurrency  int
 	node         bool
+	sameTopology bool // baselines (a′) and (b′)
 	steady       time.Duration
 	steadyRate   int
 	backpressure bool
@@ -129,6 +137,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.n, "n", 20000, "documents written per drain run")
 	modes := fs.String("modes", "strict,per_document,none", "ordering modes to run, comma-separated")
 	fs.IntVar(&c.concurrency, "concurrency", 16, "concurrency of per_document and none")
+	fs.BoolVar(&c.sameTopology, "same-topology", true, "also run baselines (a′) and (b′): (a) and (b) with the client in a child process, as the runner is")
 	fs.BoolVar(&c.node, "node", true, "run baseline (c), the Node.js script (needs node and npm; installs the mongodb package once)")
 	fs.DurationVar(&c.steady, "steady", 10*time.Second, "length of each steady-rate latency run (0 skips them)")
 	fs.IntVar(&c.steadyRate, "steady-rate", 1000, "inserts per second of the steady-rate runs")
