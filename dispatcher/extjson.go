@@ -7,7 +7,6 @@ import (
 	"math"
 	"strconv"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -443,18 +442,68 @@ func (e *extJSONEncoder) double(f float64) {
 	}
 }
 
+// maxRelaxedDate is the first millisecond of the year 10000: relaxed
+// Extended JSON writes dates from 1970 (0) up to before it as strings.
+const maxRelaxedDate = 253402300800000
+
 // date writes a BSON datetime (milliseconds since the epoch).
 func (e *extJSONEncoder) date(ms int64) {
-	t := time.Unix(ms/1e3, ms%1e3*1e6).UTC()
-	if e.canonical || t.Year() < 1970 || t.Year() > 9999 {
+	if e.canonical || ms < 0 || ms >= maxRelaxedDate {
 		e.buf = append(e.buf, `{"$date":{"$numberLong":"`...)
 		e.buf = strconv.AppendInt(e.buf, ms, 10)
 		e.buf = append(e.buf, `"}}`...)
 		return
 	}
 	e.buf = append(e.buf, `{"$date":"`...)
-	e.buf = t.AppendFormat(e.buf, rfc3339Milli)
+	e.buf = appendRFC3339Milli(e.buf, ms)
 	e.buf = append(e.buf, `"}`...)
+}
+
+// appendRFC3339Milli appends the UTC time ms (milliseconds since the epoch,
+// 0 <= ms < maxRelaxedDate) as time.Time.AppendFormat(rfc3339Milli) does
+// (the fraction without trailing zeros, none for a whole second), without
+// time's general layout interpreter: a change stream carries a wallTime
+// and often dates in its documents, one formatting per date per event.
+// TestAppendRFC3339MilliMatchesTime holds the two equal.
+func appendRFC3339Milli(b []byte, ms int64) []byte {
+	days := ms / 86400000
+	rem := ms % 86400000
+	// Civil date from days since 1970-01-01 (Howard Hinnant's
+	// days_from_civil inverse; days >= 0 here).
+	z := days + 719468
+	era := z / 146097
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y := yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	if m <= 2 {
+		y++
+	}
+	sec := rem / 1000
+	frac := rem % 1000
+	b = append(b,
+		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+m/10), byte('0'+m%10), '-',
+		byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+sec/36000), byte('0'+sec/3600%10), ':',
+		byte('0'+sec/600%6), byte('0'+sec/60%10), ':',
+		byte('0'+sec%60/10), byte('0'+sec%10))
+	if frac != 0 {
+		b = append(b, '.', byte('0'+frac/100))
+		if frac%100 != 0 {
+			b = append(b, byte('0'+frac/10%10))
+			if frac%10 != 0 {
+				b = append(b, byte('0'+frac%10))
+			}
+		}
+	}
+	return append(b, 'Z')
 }
 
 // regexOptions writes the options sorted by code point, as the driver does

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"github.com/changehook/changehook/triggers"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -423,4 +424,98 @@ func BenchmarkDocExtJSON(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAppendRFC3339MilliMatchesTime: the direct date formatter writes what
+// time.Time.AppendFormat(rfc3339Milli) writes for every millisecond it is
+// used for (the edges of the range, every fraction shape, leap days,
+// century and 400-year boundaries, and random instants).
+func TestAppendRFC3339MilliMatchesTime(t *testing.T) {
+	check := func(ms int64) {
+		t.Helper()
+		want := time.UnixMilli(ms).UTC().AppendFormat(nil, rfc3339Milli)
+		if got := appendRFC3339Milli(nil, ms); !bytes.Equal(got, want) {
+			t.Fatalf("ms %d: got %s, want %s", ms, got, want)
+		}
+	}
+	for _, ms := range []int64{0, 1, 10, 100, 999, 1000, 1001, 1010, 1100, 59999, 60000, 86399999, 86400000,
+		951782400000, 951868799999, 951868800000, 4107542400000, 946684800000, 1_700_000_000_000, maxRelaxedDate - 1} {
+		check(ms)
+	}
+	for y := 1970; y <= 9999; y++ {
+		for _, md := range [][2]int{{1, 1}, {2, 28}, {2, 29}, {3, 1}, {12, 31}} {
+			tm := time.Date(y, time.Month(md[0]), md[1], 23, 59, 59, 0, time.UTC)
+			if tm.Month() != time.Month(md[0]) {
+				continue // no 29 February that year
+			}
+			check(tm.UnixMilli())
+			check(tm.UnixMilli() + 999)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		check(rng.Int64N(maxRelaxedDate))
+	}
+	if got, want := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), int64(maxRelaxedDate); got != want {
+		t.Fatalf("maxRelaxedDate %d, want %d", want, got)
+	}
+}
+
+// extJSONImpliesValid fails t when the direct encoder accepts raw (as a
+// whole document) but bson.Raw.Validate rejects it: the batcher encodes
+// events without validating them first (batcher.element), which is right
+// only while the encoder is the stricter of the two.
+func extJSONImpliesValid(t *testing.T, raw []byte) {
+	t.Helper()
+	for _, canonical := range []bool{false, true} {
+		if _, ok := appendExtJSON(nil, raw, canonical, false); ok {
+			if err := bson.Raw(raw).Validate(); err != nil {
+				t.Fatalf("appendExtJSON(canonical %v) accepted a document Validate rejects (%v): %x", canonical, err, raw)
+			}
+		}
+	}
+}
+
+// TestExtJSONOkImpliesValid: every single-byte change (to 0x00, 0x01, 0x7F,
+// 0xFF and the byte ±1), every truncation and every declared-length change
+// of documents covering every BSON type and of a change event keeps
+// "appendExtJSON ok ⇒ Validate ok".
+func TestExtJSONOkImpliesValid(t *testing.T) {
+	docs := [][]byte{testEvent(t, 7, "k1").Raw}
+	for _, d := range extJSONCases(t) {
+		docs = append(docs, mustMarshal(t, d))
+	}
+	accepted := 0
+	for _, doc := range docs {
+		extJSONImpliesValid(t, doc)
+		for i := range doc {
+			for _, b := range []byte{0x00, 0x01, 0x7F, 0xFF, doc[i] + 1, doc[i] - 1} {
+				m := bytes.Clone(doc)
+				m[i] = b
+				extJSONImpliesValid(t, m)
+				if _, ok := appendExtJSON(nil, m, false, false); ok {
+					accepted++
+				}
+			}
+			extJSONImpliesValid(t, doc[:i])
+		}
+		for _, n := range []int{0, 4, 5, len(doc) - 1, len(doc) + 1, len(doc) + 4, -1} {
+			m := append(bytes.Clone(doc), 0, 0, 0, 0, 0)
+			binary.LittleEndian.PutUint32(m, uint32(int32(n)))
+			extJSONImpliesValid(t, m)
+		}
+	}
+	if accepted == 0 {
+		t.Fatal("no mutated document was accepted: the test checks nothing")
+	}
+}
+
+// FuzzExtJSONOkImpliesValid: for any bytes, appendExtJSON ok ⇒
+// bson.Raw.Validate ok.
+func FuzzExtJSONOkImpliesValid(f *testing.F) {
+	for _, doc := range extJSONCases(f) {
+		f.Add(mustMarshal(f, doc))
+	}
+	f.Add([]byte(testEvent(f, 7, "k1").Raw))
+	f.Fuzz(func(t *testing.T, raw []byte) { extJSONImpliesValid(t, raw) })
 }
