@@ -219,8 +219,14 @@ func (bt *batcher) take(tk *Ticket[job]) {
 // element appends ev's element of a batch body to dst: what one unbatched
 // request would carry (the payload, or for cloudevents the structured
 // CloudEvent). ok is false when the payload cannot be built.
+//
+// The direct encoder is the validator: it accepts only documents that are
+// well formed all the way down, a superset of bson.Raw.Validate's checks
+// (TestExtJSONOkImpliesValid, FuzzExtJSONOkImpliesValid), so an event it
+// accepts is one BuildPayload would have encoded the same; anything else
+// takes BuildMessage, which validates and reports.
 func (bt *batcher) element(dst []byte, ev Event) ([]byte, bool) {
-	if bt.direct && ev.Raw.Validate() == nil {
+	if bt.direct {
 		if out, ok := appendExtJSON(dst, ev.Raw, bt.canonical, false); ok {
 			return out, true
 		}
