@@ -260,9 +260,7 @@ func (bt *batcher) settle(ready <-chan *Ticket[job]) {
 // the deliveries were canceled (Close's grace period ended).
 func (bt *batcher) abandon() {
 	if bt.open != nil {
-		for _, tk := range bt.open.tickets {
-			tk.Resolve(false)
-		}
+		bt.d.tracker.ResolveAll(bt.open.tickets, false)
 		bt.open = nil
 		bt.disarm()
 	}
@@ -498,9 +496,7 @@ func (d *Dispatcher) batchWorker() {
 				done = d.processBatch(d.runCtx, b)
 			}
 		}
-		for _, tk := range b.tickets {
-			tk.Resolve(done)
-		}
+		d.tracker.ResolveAll(b.tickets, done)
 		bt.resolved(b)
 	}
 }
@@ -514,15 +510,9 @@ func (d *Dispatcher) processBatch(ctx context.Context, b *batch) bool {
 	res, err, held := d.deliverBatchGuarded(ctx, b)
 	outcome := func(o string) {
 		now := d.clock.Now()
-		for _, tk := range b.tickets {
-			d.metrics.delivery(trigger, o, now.Sub(tk.Value.submitted).Seconds())
-		}
+		d.metrics.deliveryBatch(trigger, o, n, func(i int) float64 { return now.Sub(b.tickets[i].Value.submitted).Seconds() })
 	}
-	failed := func(tks []*Ticket[job]) {
-		for range tks {
-			d.metrics.delivery(trigger, OutcomeFailed, -1)
-		}
-	}
+	failed := func(tks []*Ticket[job]) { d.metrics.deliveryBatch(trigger, OutcomeFailed, len(tks), nil) }
 	switch {
 	case held:
 		return false

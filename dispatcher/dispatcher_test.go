@@ -8,6 +8,7 @@ import (
 	"github.com/changehook/changehook/triggers"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -668,5 +669,57 @@ func TestPerDocumentKeylessEventIsBarrier(t *testing.T) {
 		if pos[fmt.Sprintf("start:%d", i)] < pos["end:4"] {
 			t.Errorf("event %d sent before the barrier was done: %v", i, events)
 		}
+	}
+}
+
+// TestMetricsDeliveryBatchMatchesDelivery: recording a batch's outcomes at
+// once gives the same series and Counts as recording each event.
+func TestMetricsDeliveryBatchMatchesDelivery(t *testing.T) {
+	secs := []float64{0.001, 0.02, -1, 0.3, 7, 0.004}
+	regOne, regBatch := prometheus.NewRegistry(), prometheus.NewRegistry()
+	one, batch := NewMetrics(regOne), NewMetrics(regBatch)
+	for _, m := range []*Metrics{one, batch} {
+		m.Init("orders")
+	}
+	for _, s := range secs {
+		one.delivery("orders", OutcomeDelivered, s)
+	}
+	for range 3 {
+		one.delivery("orders", OutcomeFailed, -1)
+	}
+	batch.deliveryBatch("orders", OutcomeDelivered, len(secs), func(i int) float64 { return secs[i] })
+	batch.deliveryBatch("orders", OutcomeFailed, 3, nil)
+	batch.deliveryBatch("orders", OutcomeDropped, 0, nil)
+	var nilMetrics *Metrics
+	nilMetrics.deliveryBatch("orders", OutcomeDelivered, 2, nil) // records nothing, does not panic
+	famsOne, err := regOne.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	famsBatch, err := regBatch.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := flatten(famsBatch), flatten(famsOne)
+	if !maps.Equal(got, want) {
+		t.Fatalf("batch series %v, want %v", got, want)
+	}
+	if want[`changehook_deliveries_total{outcome="delivered",trigger="orders"}`] != 6 || want[`changehook_delivery_duration_seconds_count{trigger="orders"}`] != 5 {
+		t.Fatalf("unexpected per-event series: %v", want)
+	}
+	sum := func(fams []*dto.MetricFamily) float64 {
+		for _, f := range fams {
+			if f.GetName() == "changehook_delivery_duration_seconds" {
+				return f.GetMetric()[0].GetHistogram().GetSampleSum()
+			}
+		}
+		t.Fatal("no duration histogram")
+		return 0
+	}
+	if s1, s2 := sum(famsOne), sum(famsBatch); s1 != s2 {
+		t.Fatalf("batch duration sum %v, want %v", s2, s1)
+	}
+	if c1, c2 := one.Counts("orders"), batch.Counts("orders"); !maps.Equal(c1.Deliveries, c2.Deliveries) {
+		t.Fatalf("batch counts %v, want %v", c2.Deliveries, c1.Deliveries)
 	}
 }

@@ -149,6 +149,27 @@ func (m *Metrics) delivery(trigger, outcome string, seconds float64) {
 	}
 }
 
+// deliveryBatch records n finished deliveries of trigger with one outcome (a
+// batch's events): the series are looked up once, not per event. Each
+// event's duration, when seconds is given, is seconds(i) (skipped when
+// negative).
+func (m *Metrics) deliveryBatch(trigger, outcome string, n int, seconds func(i int) float64) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.deliveries.WithLabelValues(trigger, outcome).Add(float64(n))
+	m.update(trigger, func(c *Counts) { c.Deliveries[outcome] += uint64(n) })
+	if seconds == nil {
+		return
+	}
+	h := m.duration.WithLabelValues(trigger)
+	for i := range n {
+		if s := seconds(i); s >= 0 {
+			h.Observe(s)
+		}
+	}
+}
+
 func (m *Metrics) attempt(trigger, reason string) {
 	if m == nil {
 		return

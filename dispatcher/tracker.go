@@ -310,17 +310,47 @@ func (t *Tracker[T]) Ready() <-chan *Ticket[T] { return t.ready }
 // events it passed. Calls after the first are ignored.
 func (tk *Ticket[T]) Resolve(done bool) {
 	t := tk.t
-	released := 0
 	t.mu.Lock()
+	resolved := tk.resolveLocked(done)
+	var freed int64
+	if resolved {
+		freed = t.advanceLocked(1)
+	}
+	t.mu.Unlock()
+	t.releaseBytes(freed)
+}
+
+// ResolveAll resolves every ticket of tks (all of this tracker) as Resolve
+// does, in order, under one acquisition of the tracker's lock: a batch's
+// events are acknowledged together, and the watermark moves once, over
+// all of them.
+func (t *Tracker[T]) ResolveAll(tks []*Ticket[T], done bool) {
+	t.mu.Lock()
+	n := 0
+	for _, tk := range tks {
+		if tk.resolveLocked(done) {
+			n++
+		}
+	}
+	var freed int64
+	if n > 0 {
+		freed = t.advanceLocked(n)
+	}
+	t.mu.Unlock()
+	t.releaseBytes(freed)
+}
+
+// resolveLocked marks tk resolved and starts the next event of its key; it
+// reports false when tk was resolved already. t.mu is held.
+func (tk *Ticket[T]) resolveLocked(done bool) bool {
+	t := tk.t
 	if tk.state != statePending {
-		t.mu.Unlock()
-		return
+		return false
 	}
 	tk.state = stateAbandoned
 	if done {
 		tk.state = stateDone
 	}
-	var freed int64
 	if k := tk.key; k != "" {
 		if tk.next != nil {
 			t.ready <- tk.next // never blocks: see admit
@@ -329,6 +359,15 @@ func (tk *Ticket[T]) Resolve(done bool) {
 			delete(t.keyTail, k)
 		}
 	}
+	return true
+}
+
+// advanceLocked accounts for n newly resolved events: it moves the
+// watermark over the done prefix of the stream, frees the slots of the
+// events it passed and wakes the idle waiters. It returns the bytes the
+// caller gives back to the budgets once t.mu is released. t.mu is held.
+func (t *Tracker[T]) advanceLocked(n int) (freed int64) {
+	released := 0
 	// An abandoned event is never popped: the watermark stays behind it.
 	for {
 		head, ok := t.order.peek()
@@ -342,7 +381,7 @@ func (tk *Ticket[T]) Resolve(done bool) {
 	}
 	t.held -= freed
 	t.freeSlotsLocked(released)
-	t.active--
+	t.active -= n
 	if t.active == 0 {
 		if t.idleWait != nil {
 			close(t.idleWait)
@@ -352,8 +391,7 @@ func (tk *Ticket[T]) Resolve(done bool) {
 			freed += t.finish()
 		}
 	}
-	t.mu.Unlock()
-	t.releaseBytes(freed)
+	return freed
 }
 
 // waitIdle blocks until no tracked event is unresolved, ctx ends or the

@@ -1,11 +1,13 @@
 package dispatcher
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/changehook/changehook/triggers"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -371,6 +373,125 @@ func TestTrackerWatermarkNeverPassesUnresolved(t *testing.T) {
 				mark, _ := tr.Watermark()
 				if want := firstAbandoned - 1; tokNum(t, mark) != want {
 					t.Fatalf("final watermark at %d, want %d", tokNum(t, mark), want)
+				}
+			})
+		}
+	}
+}
+
+// TestTrackerResolveAllMatchesResolve: two trackers admit the same events;
+// groups of started events (random, some resolved as not done, some
+// resolved twice) are resolved one Resolve at a time in one and by one
+// ResolveAll in the other. After every group both have the same watermark,
+// pending count, held bytes and started events, and a Track blocked on a
+// full tracker resumes in both.
+func TestTrackerResolveAllMatchesResolve(t *testing.T) {
+	for _, ordering := range []triggers.Ordering{triggers.Strict, triggers.PerDocument, triggers.None} {
+		for seed := range uint64(10) {
+			t.Run(fmt.Sprintf("%s/%d", ordering, seed), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(seed, 11))
+				const n, capacity = 300, 64
+				one, all := NewTracker[int](ordering, capacity), NewTracker[int](ordering, capacity)
+				var startedOne, startedAll []*Ticket[int]
+				collect := func() {
+					t.Helper()
+					for more := true; more; {
+						select {
+						case tk := <-one.Ready():
+							startedOne = append(startedOne, tk)
+						default:
+							more = false
+						}
+					}
+					for more := true; more; {
+						select {
+						case tk := <-all.Ready():
+							startedAll = append(startedAll, tk)
+						default:
+							more = false
+						}
+					}
+					if len(startedOne) != len(startedAll) {
+						t.Fatalf("started %d events one by one, %d with ResolveAll", len(startedOne), len(startedAll))
+					}
+					for i := range startedOne {
+						if startedOne[i].Value != startedAll[i].Value {
+							t.Fatalf("started event %d one by one, %d with ResolveAll", startedOne[i].Value, startedAll[i].Value)
+						}
+					}
+				}
+				next := 0
+				admit := func() {
+					free := func(tr *Tracker[int]) bool {
+						tr.mu.Lock()
+						defer tr.mu.Unlock()
+						return tr.slots < tr.capacity
+					}
+					for next < n && free(one) && free(all) && rng.IntN(4) != 0 {
+						key := string(rune('a' + rng.IntN(6)))
+						size := int64(1 + rng.IntN(100))
+						if _, err := one.TrackSized(context.Background(), tok(next), key, size, next); err != nil {
+							t.Fatal(err)
+						}
+						if _, err := all.TrackSized(context.Background(), tok(next), key, size, next); err != nil {
+							t.Fatal(err)
+						}
+						next++
+					}
+				}
+				abandoned := false
+				for rounds := 0; next < n || len(startedOne) > 0; rounds++ {
+					if rounds > 10*n {
+						t.Fatal("no progress")
+					}
+					admit()
+					collect()
+					if len(startedOne) == 0 {
+						if abandoned {
+							break // the held events wait behind an abandoned one
+						}
+						continue
+					}
+					size := 1 + rng.IntN(len(startedOne))
+					perm := rng.Perm(len(startedOne))[:size]
+					done := rng.IntN(20) != 0
+					abandoned = abandoned || !done
+					var groupOne, groupAll []*Ticket[int]
+					for _, i := range perm {
+						groupOne = append(groupOne, startedOne[i])
+						groupAll = append(groupAll, startedAll[i])
+					}
+					if rng.IntN(5) == 0 {
+						groupAll = append(groupAll, groupAll[0]) // a second resolve is ignored
+					}
+					for _, tk := range groupOne {
+						tk.Resolve(done)
+					}
+					all.ResolveAll(groupAll, done)
+					keep := func(s []*Ticket[int]) []*Ticket[int] {
+						out := s[:0]
+						for i, tk := range s {
+							if !slices.Contains(perm, i) {
+								out = append(out, tk)
+							}
+						}
+						return out
+					}
+					startedOne, startedAll = keep(startedOne), keep(startedAll)
+					m1, ok1 := one.Watermark()
+					m2, ok2 := all.Watermark()
+					if ok1 != ok2 || !bytes.Equal(m1, m2) {
+						t.Fatalf("watermark %q (%v) one by one, %q (%v) with ResolveAll", m1, ok1, m2, ok2)
+					}
+					if p1, p2 := one.Pending(), all.Pending(); p1 != p2 {
+						t.Fatalf("pending %d one by one, %d with ResolveAll", p1, p2)
+					}
+					if h1, h2 := one.HeldBytes(), all.HeldBytes(); h1 != h2 {
+						t.Fatalf("held bytes %d one by one, %d with ResolveAll", h1, h2)
+					}
+				}
+				if !abandoned && next != n {
+					t.Fatalf("admitted %d of %d events", next, n)
 				}
 			})
 		}
