@@ -50,6 +50,24 @@ func TestAuditCluster(t *testing.T) {
 			append(cps[:2:2], cpEvent{key: "t", owner: "h-1-a", epoch: 3, at: ms(5900)}),
 			[]pausedMember{{pid: 1, instance: "h-1-a", leases: []store.Lease{{Key: "t", Epoch: 1}}, stopped: ms(100), taken: ms(3000), resumed: ms(4000)}},
 			func(a clusterAudit) bool { return a.PausedAfter == 0 && a.Spans == 3 }, nil},
+		// The paused member (1) takes its trigger back from its successor
+		// (2) after SIGCONT and is SIGTERMed at once; the successor takes
+		// it again 600 ms after its own last delivery (less than a span
+		// gap). Each delivered only while it held the lease: the claims
+		// end the successor's first span.
+		{"paused member holds the lease briefly between two ownerships of its successor",
+			append(clean[:6:6], d(1, 3600, "e6", 6), d(1, 3601, "e7", 7), d(1, 3602, "e8", 8), d(2, 3620, "e9", 9), d(2, 3630, "e10", 10)),
+			append(cps[:2:2], cpEvent{key: "t", owner: "h-1-a", epoch: 3, at: ms(3500)}, cpEvent{key: "t", ct: 8, owner: "h-1-a", epoch: 3, at: ms(3605)},
+				cpEvent{key: "t", owner: "h-2-b", epoch: 4, at: ms(3610)}),
+			[]pausedMember{{pid: 1, instance: "h-1-a", leases: []store.Lease{{Key: "t", Epoch: 1}}, stopped: ms(100), taken: ms(3000), resumed: ms(3400)}},
+			func(a clusterAudit) bool {
+				return a.Strays == 0 && a.PausedAfter == 0 && a.BeforeCheckpoint == 0 && a.Spans == 4
+			}, nil},
+		{"successor keeps delivering after the paused member took the lease back",
+			append(clean[:6:6], d(1, 3600, "e6", 6), d(2, 3610, "e6", 6), d(1, 3700, "e7", 7), d(2, 4100, "e7", 7), d(1, 4200, "e8", 8)),
+			append(cps[:2:2], cpEvent{key: "t", owner: "h-1-a", epoch: 3, at: ms(3500)}),
+			[]pausedMember{{pid: 1, instance: "h-1-a", leases: []store.Lease{{Key: "t", Epoch: 1}}, stopped: ms(100), taken: ms(3000), resumed: ms(3400)}},
+			func(a clusterAudit) bool { return a.StraysBeyond == 1 && a.PausedAfter == 0 }, nil},
 		{"unattributed delivery right after a SIGKILL", append(clean[:3:3], d(0, 25, "e3", 3), d(2, 3000, "e3", 3)), cps, nil,
 			func(a clusterAudit) bool { return a.Unknown == 1 && a.UnknownElsewhere == 0 }, []time.Time{ms(22)}},
 		{"unattributed delivery elsewhere", append(clean[:3:3], d(0, 2000, "e3", 3), d(2, 3000, "e3", 3)), cps, nil,

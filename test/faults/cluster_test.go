@@ -659,6 +659,10 @@ type clusterAudit struct {
 	PausedAfter int
 	// Samples describe the first strays found.
 	Samples []string
+	// Timeline is the key's ownership changes (checkpoint claims) and
+	// delivery spans in time order, logged when a stray is beyond the
+	// window or the paused member delivered after its lease passed.
+	Timeline []string
 }
 
 // unknownAfterKill bounds how far from a member's SIGKILL a delivery whose
@@ -720,11 +724,39 @@ func auditCluster(rec *recorder, cps []cpEvent, trigs []trig, paused []pausedMem
 				byPID[d.pid] = append(byPID[d.pid], d)
 			}
 		}
+		// Checkpoints of this trigger, in write order, and the claims among
+		// them: the first write of each newer epoch, made right after an
+		// acquisition.
+		var kcp, claims []cpEvent
+		var claimed int64
+		for _, e := range cps {
+			if e.key != tr.name {
+				continue
+			}
+			kcp = append(kcp, e)
+			if e.epoch > claimed {
+				claims = append(claims, e)
+				claimed = e.epoch
+			}
+		}
+		// A member's span ends at a gap or where another member claimed
+		// the lease: the member's ownership ended before that acquisition,
+		// so what it delivers after is another ownership (or a stray inside
+		// the other member's span). Without the second rule, a member that
+		// held the lease only briefly between two ownerships of another
+		// member (the paused member taking its trigger back, then being
+		// stopped) would count as delivering inside the other member's
+		// merged span.
+		claimedBetween := func(pid int, from, to time.Time) bool {
+			return slices.ContainsFunc(claims, func(e cpEvent) bool {
+				return instancePID(e.owner) != pid && e.at.After(from) && !e.at.After(to)
+			})
+		}
 		var spans []span
 		for pid, pds := range byPID {
 			cur := span{pid: pid, start: pds[0].at, end: pds[0].at}
 			for _, d := range pds {
-				if d.at.Sub(cur.end) > spanGap {
+				if d.at.Sub(cur.end) > spanGap || claimedBetween(pid, cur.end, d.at) {
 					spans = append(spans, cur)
 					cur = span{pid: pid, start: d.at}
 				}
@@ -735,6 +767,7 @@ func auditCluster(rec *recorder, cps []cpEvent, trigs []trig, paused []pausedMem
 		}
 		sort.Slice(spans, func(i, j int) bool { return spans[i].start.Before(spans[j].start) })
 		a.Spans = len(spans)
+		a.Timeline = timeline(spans, cps, tr.name)
 		// Two members at once: a delivery by one inside another's span.
 		for _, s := range spans {
 			for _, d := range ds {
@@ -754,19 +787,12 @@ func auditCluster(rec *recorder, cps []cpEvent, trigs []trig, paused []pausedMem
 				}
 			}
 		}
-		// Checkpoints of this trigger, in write order.
-		var kcp []cpEvent
-		for _, e := range cps {
-			if e.key == tr.name {
-				kcp = append(kcp, e)
-			}
-		}
-		var maxEpoch int64
+		var newest int64
 		for _, e := range kcp {
-			if e.epoch != 0 && e.epoch < maxEpoch {
+			if e.epoch != 0 && e.epoch < newest {
 				a.StaleCheckpoints++
 			}
-			maxEpoch = max(maxEpoch, e.epoch)
+			newest = max(newest, e.epoch)
 		}
 		// Duplicates only after the last fenced checkpoint: nothing a span
 		// delivers is at or before a checkpoint written before it began.
@@ -816,6 +842,41 @@ func auditCluster(rec *recorder, cps []cpEvent, trigs []trig, paused []pausedMem
 	return out
 }
 
+// timeline lists key's ownership changes (claims and epochs from the
+// checkpoint writes) and the delivery spans, in time order.
+func timeline(spans []span, cps []cpEvent, key string) []string {
+	type line struct {
+		at   time.Time
+		text string
+	}
+	var ls []line
+	var owner string
+	var epoch int64
+	for _, e := range cps {
+		if e.key != key || e.owner == owner && e.epoch == epoch {
+			continue
+		}
+		owner, epoch = e.owner, e.epoch
+		ls = append(ls, line{e.at, fmt.Sprintf("%s claim by pid %d (epoch %d)", e.at.Format("15:04:05.000"), instancePID(e.owner), e.epoch)})
+	}
+	for _, s := range spans {
+		ls = append(ls, line{s.start, fmt.Sprintf("%s span of pid %d until %s: %d deliveries",
+			s.start.Format("15:04:05.000"), s.pid, s.end.Format("15:04:05.000"), len(s.ds))})
+		for i := 1; i < len(s.ds); i++ {
+			if gap := s.ds[i].at.Sub(s.ds[i-1].at); gap > spanGap/4 {
+				ls = append(ls, line{s.ds[i-1].at, fmt.Sprintf("%s pid %d delivered nothing for %v (within its span)",
+					s.ds[i-1].at.Format("15:04:05.000"), s.pid, gap.Round(time.Millisecond))})
+			}
+		}
+	}
+	sort.SliceStable(ls, func(i, j int) bool { return ls[i].at.Before(ls[j].at) })
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.text
+	}
+	return out
+}
+
 // checkAudits fails t for every cluster guarantee broken and logs the
 // audit.
 func checkAudits(t *testing.T, as []clusterAudit) {
@@ -829,6 +890,11 @@ func checkAudits(t *testing.T, as []clusterAudit) {
 		}
 		for _, smp := range a.Samples {
 			t.Logf("  %s", smp)
+		}
+		if a.StraysBeyond > 0 || a.PausedAfter > 0 {
+			for _, l := range a.Timeline {
+				t.Logf("  %s: %s", a.Trigger, l)
+			}
 		}
 		if a.StraysBeyond > 0 {
 			t.Errorf("%s: %d deliveries by one member while another delivered, beyond the self-fencing window %v (max %v)",
