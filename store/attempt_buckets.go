@@ -33,21 +33,22 @@ const (
 	// Truncate, so the record bound usually comes first).
 	maxBucketBytes = 4 << 20
 	// recordOverhead bounds a record's stored size without its variable
-	// text (format 1: flags, codes, id, times, numbers, indexes and
+	// text (format 2: flags, codes, id, times, numbers, indexes and
 	// lengths take at most about 80 bytes; its webhook-id and document
-	// key's elements of the top-level arrays about 20 more).
+	// key's list entries and key summary bits a few more).
 	recordOverhead = 128
 )
 
 // attemptBucket is the stored form of the history: the records of one
-// trigger written together, oldest first, with what the lookups need at the
-// top level (the multikey indexes on webhookIds and documentKeys, the
-// range first..last of the records' times). The records themselves are one
-// binary value in a compact format (see MarshalBSON and the format's
-// description in attempt_encode.go): every lookup is by the top-level
-// fields and every record-level filter runs in the reader, so the database
-// never needs to look inside, and a batch of records costs it one value
-// instead of a dozen per record.
+// trigger written together, oldest first, with what selecting buckets needs
+// at the top level (the trigger, the range first..last of the records'
+// times, indexed; the count; whether one failed) and a key summary of the
+// records' webhook-ids and document keys (see attempt_summary.go). The
+// records themselves are one binary value in a compact format (see
+// MarshalBSON and the format's description in attempt_encode.go): every
+// record-level filter runs in the reader, so the database never needs to
+// look inside, and a batch of records costs it one value and a few index
+// keys instead of a dozen values and two index keys per record.
 type attemptBucket struct {
 	ID      bson.ObjectID `bson:"_id"`
 	Trigger string        `bson:"trigger"`
@@ -58,9 +59,11 @@ type attemptBucket struct {
 	N int `bson:"n"`
 	// Failed reports that at least one record is a failed attempt.
 	Failed bool `bson:"failed"`
-	// WebhookIDs and DocumentKeys are the records' distinct values.
-	WebhookIDs   []string   `bson:"webhookIds,omitempty"`
-	DocumentKeys []bson.Raw `bson:"documentKeys,omitempty"`
+	// WebhookIDs and DocumentKeys are the records' distinct values
+	// (stored in the records' data; a bucket of format 0 or 1 has them
+	// as top-level arrays).
+	WebhookIDs   []string   `bson:"-"`
+	DocumentKeys []bson.Raw `bson:"-"`
 	// Records are the bucket's records (their Trigger is not stored:
 	// the bucket's) or, with order, the records they are taken from.
 	// MarshalBSON and UnmarshalBSON store them as the binary "records".
@@ -73,6 +76,10 @@ type attemptBucket struct {
 	// WebhookIDs (refs[2i]) and of its document key in DocumentKeys
 	// (refs[2i+1]), -1 for none; set by index.
 	refs []int32
+	// summary is a decoded bucket's key summary (hasSummary: it has one;
+	// a bucket of format 0 or 1 has the top-level arrays instead).
+	summary    []byte
+	hasSummary bool
 }
 
 // len returns the number of records of b.
@@ -325,6 +332,9 @@ type recordFilter struct {
 	keyFilter bool
 	key       bson.D // the filter's document key, decoded
 	partition string // "p<i>of<N>" when the filter names one partition
+	// webhookHash and keyHash are the key summary hashes of the filter's
+	// webhook-id and document key (summaryWebhookHash, summaryKeyHash).
+	webhookHash, keyHash uint64
 }
 
 // newRecordFilter prepares f (validated by ValidateAttemptFilter); a
@@ -343,6 +353,10 @@ func newRecordFilterOf(f AttemptFilter, partition string) recordFilter {
 	rf := recordFilter{f: f, sinceSet: !f.Since.IsZero(), keyFilter: len(f.DocumentKey) > 0, partition: partition}
 	if rf.keyFilter {
 		_ = bson.Unmarshal(f.DocumentKey, &rf.key) // validated by ValidateAttemptFilter
+		rf.keyHash = summaryKeyHash(f.DocumentKey)
+	}
+	if f.WebhookID != "" {
+		rf.webhookHash = summaryWebhookHash(f.WebhookID)
 	}
 	if f.After != "" {
 		rf.cAt, rf.cID, _ = parseCursor(f.After)
@@ -388,19 +402,35 @@ func (rf *recordFilter) sameKey(key bson.Raw) bool {
 	return mql.Equal(d, rf.key)
 }
 
-// bucketFilter selects the buckets that may hold records matching rf: the
-// indexed fields first (trigger, webhookIds, documentKeys, last).
+// byKeys reports whether rf selects records by webhook-id or document key:
+// buckets are then chosen by their key summaries (mayHold) before their
+// records are read.
+func (rf *recordFilter) byKeys() bool { return rf.f.WebhookID != "" || rf.keyFilter }
+
+// mayHold reports whether b (read without its records) may hold a record
+// of rf's webhook-id and document key: by its key summary, or, for a
+// bucket of format 0 or 1, by its top-level arrays. False only when it
+// holds none.
+func (rf *recordFilter) mayHold(b *attemptBucket) bool {
+	if b.hasSummary {
+		return (rf.f.WebhookID == "" || summaryMayHold(b.summary, rf.webhookHash)) &&
+			(!rf.keyFilter || summaryMayHold(b.summary, rf.keyHash))
+	}
+	if rf.f.WebhookID != "" && !slices.Contains(b.WebhookIDs, rf.f.WebhookID) {
+		return false
+	}
+	return !rf.keyFilter || slices.ContainsFunc(b.DocumentKeys, func(k bson.Raw) bool { return rf.sameKey(k) })
+}
+
+// bucketFilter selects the buckets that may hold records matching rf by
+// their indexed fields (trigger, last) and the unindexed first and failed;
+// a webhook-id or document key is looked up in the buckets' key summaries
+// (see eachBucket).
 func bucketFilter(rf recordFilter) bson.D {
 	f := rf.f
 	filter := bson.D{}
 	if f.Trigger != "" {
 		filter = append(filter, bson.E{Key: "trigger", Value: f.Trigger})
-	}
-	if f.WebhookID != "" {
-		filter = append(filter, bson.E{Key: "webhookIds", Value: f.WebhookID})
-	}
-	if rf.keyFilter {
-		filter = append(filter, bson.E{Key: "documentKeys", Value: f.DocumentKey})
 	}
 	last := bson.D{}
 	if rf.sinceSet {
@@ -421,6 +451,89 @@ func bucketFilter(rf recordFilter) bson.D {
 	return filter
 }
 
+// summaryFields are the fields eachBucket reads to choose buckets by key:
+// the key summary, or the top-level arrays of a bucket of format 0 or 1.
+var summaryFields = bson.D{{Key: "_id", Value: 1}, {Key: "keys", Value: 1}, {Key: "webhookIds", Value: 1}, {Key: "documentKeys", Value: 1}}
+
+// fetchBatch is how many buckets chosen by their key summaries eachBucket
+// reads at once.
+const fetchBatch = 16
+
+// eachBucket calls fn with every bucket, records decoded, that may hold a
+// record matching rf, newest first (by last, then _id), until fn returns
+// false. Without a webhook-id or document key in rf it reads the buckets
+// bucketFilter selects; with one, it reads those buckets' key summaries
+// first (a projection) and then, fetchBatch at a time, the buckets whose
+// summaries may hold the value. A bucket deleted in between is skipped.
+func (s *Store) eachBucket(ctx context.Context, rf recordFilter, fn func(b *attemptBucket) bool) error {
+	filter := bucketFilter(rf)
+	if !rf.byKeys() {
+		cur, err := s.attempts().Find(ctx, filter, options.Find().SetSort(newestFirst).SetBatchSize(fetchBatch))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
+		for cur.Next(ctx) {
+			var b attemptBucket
+			if err := cur.Decode(&b); err != nil {
+				return fmt.Errorf("read a bucket: %w", err)
+			}
+			if !fn(&b) {
+				return nil
+			}
+		}
+		return cur.Err()
+	}
+	cur, err := s.attempts().Find(ctx, filter, options.Find().SetSort(newestFirst).SetProjection(summaryFields).SetBatchSize(1000))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
+	ids := make(bson.A, 0, fetchBatch)
+	// fetch reads the buckets of ids and calls fn; false: fn said stop.
+	fetch := func() (bool, error) {
+		defer func() { ids = ids[:0] }()
+		bc, err := s.attempts().Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+			options.Find().SetSort(newestFirst).SetBatchSize(fetchBatch))
+		if err != nil {
+			return false, err
+		}
+		defer func() { _ = bc.Close(context.WithoutCancel(ctx)) }()
+		for bc.Next(ctx) {
+			var b attemptBucket
+			if err := bc.Decode(&b); err != nil {
+				return false, fmt.Errorf("read a bucket: %w", err)
+			}
+			if !fn(&b) {
+				return false, nil
+			}
+		}
+		return true, bc.Err()
+	}
+	for cur.Next(ctx) {
+		var b attemptBucket
+		if err := cur.Decode(&b); err != nil {
+			return fmt.Errorf("read a bucket's key summary: %w", err)
+		}
+		if !rf.mayHold(&b) {
+			continue
+		}
+		if ids = append(ids, b.ID); len(ids) == fetchBatch {
+			if more, err := fetch(); !more || err != nil {
+				return err
+			}
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		_, err := fetch()
+		return err
+	}
+	return nil
+}
+
 // newestFirst is the buckets' order for listings: by their newest record.
 var newestFirst = bson.D{{Key: "last", Value: -1}, {Key: "_id", Value: -1}}
 
@@ -438,11 +551,6 @@ func (s *Store) ListAttempts(ctx context.Context, f AttemptFilter) (records []At
 		limit = DefaultHistoryPage
 	}
 	rf := newRecordFilter(f)
-	cur, err := s.attempts().Find(ctx, bucketFilter(rf), options.Find().SetSort(newestFirst).SetBatchSize(16))
-	if err != nil {
-		return nil, "", fmt.Errorf("list history: %w", err)
-	}
-	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
 	newer := func(a, b AttemptRecord) int { return compareRecords(b, a) }
 	var pending []AttemptRecord // matching records not yet placed, newest first
 	// place moves the pending records newer than frontier (all of them
@@ -456,12 +564,11 @@ func (s *Store) ListAttempts(ctx context.Context, f AttemptFilter) (records []At
 		}
 		pending = slices.Delete(pending, 0, i)
 	}
-	for len(records) <= limit && cur.Next(ctx) {
-		var b attemptBucket
-		if err := cur.Decode(&b); err != nil {
-			return nil, "", fmt.Errorf("list history: read a bucket: %w", err)
-		}
+	err = s.eachBucket(ctx, rf, func(b *attemptBucket) bool {
 		place(b.Last, false)
+		if len(records) > limit {
+			return false
+		}
 		for i := range b.Records {
 			r := &b.Records[i]
 			r.Trigger = b.Trigger
@@ -469,8 +576,9 @@ func (s *Store) ListAttempts(ctx context.Context, f AttemptFilter) (records []At
 				pending = append(pending, *r)
 			}
 		}
-	}
-	if err := cur.Err(); err != nil {
+		return true
+	})
+	if err != nil {
 		return nil, "", fmt.Errorf("list history: %w", err)
 	}
 	place(time.Time{}, true)
@@ -489,25 +597,17 @@ func (s *Store) CountAttempts(ctx context.Context, f AttemptFilter) (int64, erro
 		return 0, fmt.Errorf("count history: %w", err)
 	}
 	rf := newRecordFilter(f)
-	cur, err := s.attempts().Find(ctx, bucketFilter(rf))
-	if err != nil {
-		return 0, fmt.Errorf("count history: %w", err)
-	}
-	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
 	var n int64
-	for cur.Next(ctx) {
-		var b attemptBucket
-		if err := cur.Decode(&b); err != nil {
-			return 0, fmt.Errorf("count history: read a bucket: %w", err)
-		}
+	err := s.eachBucket(ctx, rf, func(b *attemptBucket) bool {
 		for i := range b.Records {
 			b.Records[i].Trigger = b.Trigger
 			if rf.match(&b.Records[i]) {
 				n++
 			}
 		}
-	}
-	if err := cur.Err(); err != nil {
+		return true
+	})
+	if err != nil {
 		return 0, fmt.Errorf("count history: %w", err)
 	}
 	return n, nil
@@ -689,8 +789,6 @@ func attemptIndexes(retention time.Duration) []mongo.IndexModel {
 	return []mongo.IndexModel{
 		{Keys: bson.D{{Key: "last", Value: 1}}, Options: options.Index().SetName(AttemptsTTLIndex).SetExpireAfterSeconds(ttlSeconds(retention))},
 		{Keys: bson.D{{Key: "trigger", Value: 1}, {Key: "last", Value: -1}}, Options: options.Index().SetName(AttemptsTriggerIndex)},
-		{Keys: bson.D{{Key: "webhookIds", Value: 1}}, Options: options.Index().SetName(AttemptsWebhookIDIndex)},
-		{Keys: bson.D{{Key: "documentKeys", Value: 1}}, Options: options.Index().SetName(AttemptsDocumentKeyIndex)},
 	}
 }
 

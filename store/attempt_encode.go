@@ -2,11 +2,11 @@ package store
 
 import (
 	"bytes"
+	"encoding/base32"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -16,14 +16,17 @@ import (
 // The stored form of a bucket's records.
 //
 // A bucket document's "records" field is one binary value that the database
-// never looks inside: every lookup is by the bucket's top-level fields. Two
-// layouts exist.
+// never looks inside: every lookup selects buckets by their top-level
+// fields and reads the records in the reader. Three layouts exist.
 //
 // Format 0 (written by earlier versions, still read): binary subtype 0x00
 // holding a BSON array document of the records, each a document with
-// AttemptRecord's BSON field names.
+// AttemptRecord's BSON field names. The bucket's records' distinct
+// webhook-ids and document keys are in top-level arrays, webhookIds and
+// documentKeys.
 //
-// Format 1 (written now): binary subtype 0x80 (user defined) holding
+// Format 1 (written by earlier versions, still read): binary subtype 0x80
+// holding
 //
 //	version   1 byte, 0x01
 //	count     uvarint: the number of records
@@ -31,10 +34,34 @@ import (
 //	          bucket's oldest record's "at")
 //	records   count records, oldest first
 //
-// where a uvarint is an unsigned LEB128 varint and a varint a zigzag-coded
-// signed one (Go's encoding/binary AppendUvarint and AppendVarint). Times
-// are milliseconds since the Unix epoch, the precision of a BSON date, and
-// decode in UTC as a BSON date does. Each record is
+// with the top-level webhookIds and documentKeys arrays of format 0, which
+// the records' webhookId and documentKey index.
+//
+// Format 2 (written now): binary subtype 0x80 holding
+//
+//	version   1 byte, 0x02
+//	count     uvarint: the number of records
+//	base      varint: as in format 1
+//	webhooks  uvarint n, then n distinct webhook-ids, each a byte 0
+//	          followed by a uvarint length L > 0 and L bytes, or a byte 1
+//	          followed by 16 bytes b: the webhook-id "msg_" followed by
+//	          the 26 characters of b in lower-case base32 without padding
+//	          (alphabet a-z2-7), the form changehook's webhook-ids have
+//	keys      uvarint n, then n distinct document keys, each a byte 0
+//	          followed by a uvarint length L > 0 and L bytes (a BSON
+//	          document), or a byte 1 followed by 12 bytes: the document
+//	          {_id: ObjectId} of that ObjectId
+//	records   count records, oldest first, as in format 1, their
+//	          webhookId and documentKey indexing the lists above
+//
+// and no top-level arrays: a bucket of format 2 has instead a key summary
+// of those values in its top-level "keys" field (see attempt_summary.go),
+// so that the database keeps no index entry per record.
+//
+// In formats 1 and 2 a uvarint is an unsigned LEB128 varint and a varint a
+// zigzag-coded signed one (Go's encoding/binary AppendUvarint and
+// AppendVarint). Times are milliseconds since the Unix epoch, the precision
+// of a BSON date, and decode in UTC as a BSON date does. Each record is
 //
 //	flags        uvarint: bit 0 id as a delta, 1 id in full, 2 webhookId,
 //	             3 documentKey, 4 failed (Failed is true), 5 startedAt,
@@ -61,10 +88,11 @@ import (
 //	startedAt    if bit 5: varint, At minus StartedAt
 //	skippedFrom  if bit 15: varint, SkippedFrom minus At
 //	skippedTo    if bit 16: varint, SkippedTo minus At
-//	webhookId    if bit 2: uvarint index into the bucket's
-//	             top-level webhookIds
-//	documentKey  if bit 3: uvarint index into the bucket's
-//	             top-level documentKeys
+//	webhookId    if bit 2: uvarint index into the bucket's webhook-ids
+//	             (format 1: the top-level webhookIds; format 2: the
+//	             list in the data)
+//	documentKey  if bit 3: uvarint index into the bucket's document
+//	             keys (likewise)
 //	events       if bit 13: varint
 //	attempt      if bit 6: varint
 //	status       if bit 7: varint
@@ -82,12 +110,14 @@ import (
 // only extended). A field absent by its flag is its zero value (the fields
 // format 0 left out as empty). Records hold no trigger (the bucket's). Data
 // that ends early or has bytes after its records, both bits of the id or of
-// the latency, an index beyond the bucket's arrays, an unknown code or a
-// repeat of an empty value does not decode.
+// the latency, an index beyond the bucket's lists, an unknown code, a
+// repeat of an empty value or (format 2) a list entry of an unknown form
+// or a document key that is not a document does not decode.
 const (
 	recordsSubtypeV0 = 0x00
 	recordsSubtypeV1 = 0x80
 	recordsVersion1  = 0x01
+	recordsVersion2  = 0x02
 )
 
 // Bits of a format 1 record's flags (bit i is 1<<i; see the format).
@@ -122,20 +152,20 @@ var (
 )
 
 // MarshalBSON encodes the bucket: its top-level fields as the driver's
-// reflection encoder does from the struct tags, and "records" as a format 1
-// binary value (see above). The history writer encodes every record the
-// runner's deliveries make, on the runner's CPU.
+// reflection encoder does from the struct tags, its key summary as "keys"
+// and "records" as a format 2 binary value (see above). The history writer
+// encodes every record the runner's deliveries make, on the runner's CPU.
 func (b *attemptBucket) MarshalBSON() ([]byte, error) {
 	if b.refs == nil {
 		b.index()
 	}
 	n := b.len()
-	size := 128 + len(b.Trigger) + 24*n
+	size := 160 + len(b.Trigger) + 24*n + summaryBits(len(b.WebhookIDs)+len(b.DocumentKeys))/8
 	for _, w := range b.WebhookIDs {
-		size += len(w) + 12
+		size += len(w) + 2
 	}
 	for _, k := range b.DocumentKeys {
-		size += len(k) + 6
+		size += len(k) + 2
 	}
 	for i := range n {
 		r := b.rec(i)
@@ -153,44 +183,77 @@ func appendBucket(dst []byte, b *attemptBucket) ([]byte, error) {
 	dst = appendTime(dst, "last", b.Last)
 	dst = appendInt(dst, "n", b.N)
 	dst = bsoncore.AppendBooleanElement(dst, "failed", b.Failed)
-	var err error
-	if len(b.WebhookIDs) > 0 {
-		var aidx int32
-		aidx, dst = bsoncore.AppendArrayElementStart(dst, "webhookIds")
-		for i, w := range b.WebhookIDs {
-			dst = bsoncore.AppendString(appendArrayKey(dst, bsoncore.TypeString, i), w)
-		}
-		if dst, err = bsoncore.AppendArrayEnd(dst, aidx); err != nil {
-			return nil, err
-		}
-	}
-	if len(b.DocumentKeys) > 0 {
-		var aidx int32
-		aidx, dst = bsoncore.AppendArrayElementStart(dst, "documentKeys")
-		for i, k := range b.DocumentKeys {
-			dst = append(appendArrayKey(dst, bsoncore.TypeEmbeddedDocument, i), k...)
-		}
-		if dst, err = bsoncore.AppendArrayEnd(dst, aidx); err != nil {
-			return nil, err
-		}
-	}
-	// "records": binary subtype 0x80, written in place: type, key,
-	// length, subtype, then the data, whose length is patched in.
-	dst = bsoncore.AppendHeader(dst, bsoncore.TypeBinary, "records")
+	// Binary values (subtype 0x80) written in place: type, key, length,
+	// subtype, then the data, whose length is patched in.
+	dst = bsoncore.AppendHeader(dst, bsoncore.TypeBinary, "keys")
 	lenAt := len(dst)
 	dst = append(dst, 0, 0, 0, 0, recordsSubtypeV1)
 	start := len(dst)
-	dst = b.appendRecords(dst)
+	dst = appendSummary(dst, b.keyHashes())
+	binary.LittleEndian.PutUint32(dst[lenAt:], uint32(len(dst)-start))
+	dst = bsoncore.AppendHeader(dst, bsoncore.TypeBinary, "records")
+	lenAt = len(dst)
+	dst = append(dst, 0, 0, 0, 0, recordsSubtypeV1)
+	start = len(dst)
+	dst = b.appendRecords(dst, recordsVersion2)
 	binary.LittleEndian.PutUint32(dst[lenAt:], uint32(len(dst)-start))
 	return bsoncore.AppendDocumentEnd(dst, idx)
 }
 
-// appendArrayKey appends the header of an array's element i of type t
-// (its key is i in decimal).
-func appendArrayKey(dst []byte, t bsoncore.Type, i int) []byte {
-	dst = append(dst, byte(t))
-	dst = strconv.AppendInt(dst, int64(i), 10)
-	return append(dst, 0)
+// keyHashes returns the key summary hashes of b's distinct webhook-ids and
+// document keys (b indexed).
+func (b *attemptBucket) keyHashes() []uint64 {
+	hs := make([]uint64, 0, len(b.WebhookIDs)+len(b.DocumentKeys))
+	for _, w := range b.WebhookIDs {
+		hs = append(hs, summaryWebhookHash(w))
+	}
+	for _, k := range b.DocumentKeys {
+		hs = append(hs, summaryKeyHash(k))
+	}
+	return hs
+}
+
+// webhookIDEncoding is the base32 of changehook's webhook-ids
+// (dispatcher.WebhookID): "msg_" and 26 characters encoding 16 bytes.
+var webhookIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// Forms of a format 2 list entry.
+const (
+	entryLiteral = 0x00
+	entryCompact = 0x01
+)
+
+// appendWebhookEntry appends w as an entry of format 2's webhook-id list.
+func appendWebhookEntry(dst []byte, w string) []byte {
+	if len(w) == 30 && w[:4] == "msg_" {
+		var raw [16]byte
+		var again [26]byte
+		if n, err := webhookIDEncoding.Decode(raw[:], []byte(w[4:])); err == nil && n == 16 {
+			webhookIDEncoding.Encode(again[:], raw[:])
+			if string(again[:]) == w[4:] {
+				dst = append(dst, entryCompact)
+				return append(dst, raw[:]...)
+			}
+		}
+	}
+	dst = append(dst, entryLiteral)
+	dst = binary.AppendUvarint(dst, uint64(len(w)))
+	return append(dst, w...)
+}
+
+// objectIDKeyPrefix is the start of the document {_id: ObjectId}: its
+// length (22), the element's type and name.
+var objectIDKeyPrefix = [9]byte{22, 0, 0, 0, byte(bsoncore.TypeObjectID), '_', 'i', 'd', 0}
+
+// appendKeyEntry appends k as an entry of format 2's document key list.
+func appendKeyEntry(dst []byte, k bson.Raw) []byte {
+	if len(k) == 22 && [9]byte(k[:9]) == objectIDKeyPrefix && k[21] == 0 {
+		dst = append(dst, entryCompact)
+		return append(dst, k[9:21]...)
+	}
+	dst = append(dst, entryLiteral)
+	dst = binary.AppendUvarint(dst, uint64(len(k)))
+	return append(dst, k...)
 }
 
 // msOf is t as a BSON date's milliseconds.
@@ -200,13 +263,25 @@ func msOf(t time.Time) int64 { return int64(bson.NewDateTimeFromTime(t)) }
 // it.
 func timeOfMS(ms int64) time.Time { return time.Unix(ms/1000, ms%1000*1000000).UTC() }
 
-// appendRecords appends b's records in format 1 (b indexed).
-func (b *attemptBucket) appendRecords(dst []byte) []byte {
+// appendRecords appends b's records in format version (1: their
+// webhook-ids and document keys are b's top-level arrays; 2: listed in the
+// data) (b indexed).
+func (b *attemptBucket) appendRecords(dst []byte, version byte) []byte {
 	n := b.len()
 	base := msOf(b.First)
-	dst = append(dst, recordsVersion1)
+	dst = append(dst, version)
 	dst = binary.AppendUvarint(dst, uint64(n))
 	dst = binary.AppendVarint(dst, base)
+	if version == recordsVersion2 {
+		dst = binary.AppendUvarint(dst, uint64(len(b.WebhookIDs)))
+		for _, w := range b.WebhookIDs {
+			dst = appendWebhookEntry(dst, w)
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(b.DocumentKeys)))
+		for _, k := range b.DocumentKeys {
+			dst = appendKeyEntry(dst, k)
+		}
+	}
 	var prevID bson.ObjectID
 	prevAt := base
 	var zero AttemptRecord
@@ -377,10 +452,11 @@ type storedBucket struct {
 	Failed       bool          `bson:"failed"`
 	WebhookIDs   []string      `bson:"webhookIds,omitempty"`
 	DocumentKeys []bson.Raw    `bson:"documentKeys,omitempty"`
+	Keys         bson.Binary   `bson:"keys,omitempty"`
 	Records      bson.Binary   `bson:"records"`
 }
 
-// UnmarshalBSON decodes a bucket with records in format 1 or format 0 (a
+// UnmarshalBSON decodes a bucket with records in format 2, 1 or 0 (a
 // projection without "records" leaves Records empty). Records that do not
 // decode are an error naming the bucket. The top-level fields are read
 // directly when they have the types MarshalBSON writes (decodeStored),
@@ -395,13 +471,16 @@ func (b *attemptBucket) UnmarshalBSON(data []byte) error {
 	}
 	*b = attemptBucket{ID: sb.ID, Trigger: sb.Trigger, First: sb.First, Last: sb.Last, N: sb.N, Failed: sb.Failed,
 		WebhookIDs: sb.WebhookIDs, DocumentKeys: sb.DocumentKeys}
+	if sb.Keys.Subtype == recordsSubtypeV1 && sb.Keys.Data != nil {
+		b.summary, b.hasSummary = sb.Keys.Data, true
+	}
 	if len(sb.Records.Data) == 0 {
 		return nil
 	}
 	var err error
 	switch sb.Records.Subtype {
 	case recordsSubtypeV1:
-		b.Records, err = decodeRecords(sb.Records.Data, sb.WebhookIDs, sb.DocumentKeys)
+		b.Records, b.WebhookIDs, b.DocumentKeys, err = decodeRecords(sb.Records.Data, sb.WebhookIDs, sb.DocumentKeys)
 	case recordsSubtypeV0:
 		b.Records, err = decodeRecordsV0(sb.Records.Data)
 	default:
@@ -485,6 +564,8 @@ func decodeStored(data []byte) (sb storedBucket, ok bool) {
 				}
 				sb.DocumentKeys[i] = bson.Raw(d)
 			}
+		case "keys":
+			sb.Keys.Subtype, sb.Keys.Data, ok = v.BinaryOK()
 		case "records":
 			sb.Records.Subtype, sb.Records.Data, ok = v.BinaryOK()
 		default:
@@ -611,27 +692,120 @@ func (rd *recordsReader) repeatable(prev string) string {
 	return rd.bytes(n)
 }
 
-// decodeRecords decodes format 1 data of a bucket with webhookIDs and
-// documentKeys.
-func decodeRecords(data []byte, webhookIDs []string, documentKeys []bson.Raw) ([]AttemptRecord, error) {
+// readLists reads format 2's lists of webhook-ids and document keys.
+func (rd *recordsReader) readLists() ([]string, []bson.Raw, error) {
+	// An entry takes at least 2 bytes.
+	nw := rd.uvarint()
+	if nw > uint64(len(rd.s)-rd.off)/2 {
+		return nil, nil, fmt.Errorf("records data cannot hold %d webhook-ids", nw)
+	}
+	ws := make([]string, nw)
+	// The compact webhook-ids' text, made one string at the end that the
+	// webhook-ids share: compactAt[i] is the end of entry i's text in it
+	// (0: a literal entry).
+	var text []byte
+	var compactAt []int32
+	for i := range ws {
+		switch rd.byte() {
+		case entryLiteral:
+			n := rd.uvarint()
+			if n == 0 && rd.err == nil {
+				return nil, nil, fmt.Errorf("webhook-id %d is empty", i)
+			}
+			ws[i] = rd.bytes(n)
+		case entryCompact:
+			if raw := rd.bytes(16); len(raw) == 16 {
+				if compactAt == nil {
+					compactAt = make([]int32, nw)
+					text = make([]byte, 0, 30*(len(ws)-i))
+				}
+				text = append(text, "msg_"...)
+				text = webhookIDEncoding.AppendEncode(text, []byte(raw))
+				compactAt[i] = int32(len(text))
+			}
+		default:
+			if rd.err == nil {
+				return nil, nil, fmt.Errorf("webhook-id %d has an unknown form", i)
+			}
+		}
+		if rd.err != nil {
+			return nil, nil, fmt.Errorf("webhook-id %d: %w", i, rd.err)
+		}
+	}
+	if compactAt != nil {
+		all := string(text)
+		for i, end := range compactAt {
+			if end > 0 {
+				ws[i] = all[end-30 : end]
+			}
+		}
+	}
+	nd := rd.uvarint()
+	if nd > uint64(len(rd.s)-rd.off)/2 {
+		return nil, nil, fmt.Errorf("records data cannot hold %d document keys", nd)
+	}
+	ds := make([]bson.Raw, nd)
+	var compact []byte // the documents of compact keys, one allocation
+	for i := range ds {
+		switch rd.byte() {
+		case entryLiteral:
+			k := rd.bytes(rd.uvarint())
+			if rd.err == nil && bsoncore.Document(k).Validate() != nil {
+				return nil, nil, fmt.Errorf("document key %d is not a BSON document", i)
+			}
+			ds[i] = bson.Raw(k)
+		case entryCompact:
+			if id := rd.bytes(12); len(id) == 12 {
+				if compact == nil {
+					compact = make([]byte, 0, 22*(len(ds)-i))
+				}
+				start := len(compact)
+				compact = append(compact, objectIDKeyPrefix[:]...)
+				compact = append(compact, id...)
+				compact = append(compact, 0)
+				ds[i] = bson.Raw(compact[start:len(compact):len(compact)])
+			}
+		default:
+			if rd.err == nil {
+				return nil, nil, fmt.Errorf("document key %d has an unknown form", i)
+			}
+		}
+		if rd.err != nil {
+			return nil, nil, fmt.Errorf("document key %d: %w", i, rd.err)
+		}
+	}
+	return ws, ds, nil
+}
+
+// decodeRecords decodes format 1 data of a bucket with the top-level
+// webhookIDs and documentKeys, or format 2 data; it returns the records and
+// the lists of webhook-ids and document keys they index.
+func decodeRecords(data []byte, webhookIDs []string, documentKeys []bson.Raw) ([]AttemptRecord, []string, []bson.Raw, error) {
 	rd := recordsReader{s: string(data)}
-	if v := rd.byte(); v != recordsVersion1 {
-		return nil, fmt.Errorf("records format version %d is not one this version knows", v)
+	version := rd.byte()
+	if version != recordsVersion1 && version != recordsVersion2 {
+		return nil, nil, nil, fmt.Errorf("records format version %d is not one this version knows", version)
 	}
 	n := rd.uvarint()
 	base := rd.varint()
 	if rd.err != nil {
-		return nil, rd.err
+		return nil, nil, nil, rd.err
+	}
+	if version == recordsVersion2 {
+		var err error
+		if webhookIDs, documentKeys, err = rd.readLists(); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	// A record takes at least 5 bytes (flags, three codes, at).
 	if n > uint64(len(data))/5 {
-		return nil, fmt.Errorf("records data of %d bytes cannot hold %d records", len(data), n)
+		return nil, nil, nil, fmt.Errorf("records data of %d bytes cannot hold %d records", len(data), n)
 	}
 	if n == 0 {
 		if rd.off != len(rd.s) {
-			return nil, errors.New("records data has bytes after its records")
+			return nil, nil, nil, errors.New("records data has bytes after its records")
 		}
-		return nil, nil
+		return nil, webhookIDs, documentKeys, nil
 	}
 	recs := make([]AttemptRecord, n)
 	var prevID bson.ObjectID
@@ -641,7 +815,7 @@ func decodeRecords(data []byte, webhookIDs []string, documentKeys []bson.Raw) ([
 		r := &recs[i]
 		flags := rd.uvarint()
 		if flags&^recFlagsKnown != 0 && rd.err == nil {
-			return nil, fmt.Errorf("record %d has unknown flags %#x", i, flags&^recFlagsKnown)
+			return nil, nil, nil, fmt.Errorf("record %d has unknown flags %#x", i, flags&^recFlagsKnown)
 		}
 		r.Kind = rd.code(kindCodes)
 		r.Operation = rd.code(operationCodes)
@@ -650,14 +824,14 @@ func decodeRecords(data []byte, webhookIDs []string, documentKeys []bson.Raw) ([
 		case recFlagIDDelta:
 			c := int64(idCounter(prevID)) + rd.varint()
 			if (c < 0 || c >= 1<<24) && rd.err == nil {
-				return nil, fmt.Errorf("record %d has an id counter out of range", i)
+				return nil, nil, nil, fmt.Errorf("record %d has an id counter out of range", i)
 			}
 			r.ID = prevID
 			r.ID[9], r.ID[10], r.ID[11] = byte(c>>16), byte(c>>8), byte(c)
 		case recFlagIDFull:
 			copy(r.ID[:], rd.bytes(12))
 		case recFlagIDDelta | recFlagIDFull:
-			return nil, fmt.Errorf("record %d has two id forms", i)
+			return nil, nil, nil, fmt.Errorf("record %d has two id forms", i)
 		}
 		prevID = r.ID
 		at := prevAt + rd.varint()
@@ -677,7 +851,7 @@ func decodeRecords(data []byte, webhookIDs []string, documentKeys []bson.Raw) ([
 			case w < uint64(len(webhookIDs)):
 				r.WebhookID = webhookIDs[w]
 			case rd.err == nil:
-				return nil, fmt.Errorf("record %d names webhook-id %d of the bucket's %d", i, w, len(webhookIDs))
+				return nil, nil, nil, fmt.Errorf("record %d names webhook-id %d of the bucket's %d", i, w, len(webhookIDs))
 			}
 		}
 		if flags&recFlagDocumentKey != 0 {
@@ -685,7 +859,7 @@ func decodeRecords(data []byte, webhookIDs []string, documentKeys []bson.Raw) ([
 			case d < uint64(len(documentKeys)):
 				r.DocumentKey = documentKeys[d]
 			case rd.err == nil:
-				return nil, fmt.Errorf("record %d names document key %d of the bucket's %d", i, d, len(documentKeys))
+				return nil, nil, nil, fmt.Errorf("record %d names document key %d of the bucket's %d", i, d, len(documentKeys))
 			}
 		}
 		r.DocumentKeyOmitted = flags&recFlagDocumentKeyOmitted != 0
@@ -707,7 +881,7 @@ func decodeRecords(data []byte, webhookIDs []string, documentKeys []bson.Raw) ([
 				r.LatencyMS = math.Float64frombits(binary.LittleEndian.Uint64([]byte(b)))
 			}
 		case recFlagLatencyNs | recFlagLatencyBits:
-			return nil, fmt.Errorf("record %d has two latency forms", i)
+			return nil, nil, nil, fmt.Errorf("record %d has two latency forms", i)
 		}
 		if flags&recFlagPartition != 0 {
 			r.Partition = rd.repeatable(prev.Partition)
@@ -722,14 +896,14 @@ func decodeRecords(data []byte, webhookIDs []string, documentKeys []bson.Raw) ([
 			r.By = rd.repeatable(prev.By)
 		}
 		if rd.err != nil {
-			return nil, fmt.Errorf("record %d: %w", i, rd.err)
+			return nil, nil, nil, fmt.Errorf("record %d: %w", i, rd.err)
 		}
 		prev = r
 	}
 	if rd.off != len(rd.s) {
-		return nil, fmt.Errorf("records data has %d bytes after its %d records", len(rd.s)-rd.off, n)
+		return nil, nil, nil, fmt.Errorf("records data has %d bytes after its %d records", len(rd.s)-rd.off, n)
 	}
-	return recs, nil
+	return recs, webhookIDs, documentKeys, nil
 }
 
 // appendInt appends an int as the driver does: int32 when it fits.

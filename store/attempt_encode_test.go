@@ -351,7 +351,8 @@ func TestRecordsCorrupt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, data, _ := bson.Raw(raw).Lookup("records").BinaryOK()
+	_, data2, _ := bson.Raw(raw).Lookup("records").BinaryOK()
+	data1 := b.appendRecords(nil, recordsVersion1)
 	withRecords := func(sub byte, data []byte) []byte {
 		d, err := bson.Marshal(bson.D{{Key: "_id", Value: b.ID}, {Key: "webhookIds", Value: b.WebhookIDs}, {Key: "documentKeys", Value: b.DocumentKeys},
 			{Key: "records", Value: bson.Binary{Subtype: sub, Data: data}}})
@@ -368,27 +369,44 @@ func TestRecordsCorrupt(t *testing.T) {
 			t.Fatalf("%s: %v, want an error naming bucket %s", what, err, b.ID.Hex())
 		}
 	}
-	for n := 1; n < len(data); n++ {
-		expectErr(fmt.Sprint("cut to ", n, " bytes"), withRecords(recordsSubtypeV1, data[:n]))
+	for v, data := range map[string][]byte{"format 1": data1, "format 2": data2} {
+		for n := 1; n < len(data); n++ {
+			expectErr(fmt.Sprint(v, " cut to ", n, " bytes"), withRecords(recordsSubtypeV1, data[:n]))
+		}
+		expectErr(v+" trailing byte", withRecords(recordsSubtypeV1, append(bytes.Clone(data), 0)))
+		expectErr(v+" as version 3", withRecords(recordsSubtypeV1, append([]byte{3}, data[1:]...)))
+		expectErr(v+" subtype 0x81", withRecords(0x81, data))
+		// Every single-byte change either decodes or is an error.
+		for i := range data {
+			for _, x := range []byte{0x01, 0x80, 0xFF} {
+				d := bytes.Clone(data)
+				d[i] ^= x
+				var got attemptBucket
+				if err := bson.Unmarshal(withRecords(recordsSubtypeV1, d), &got); err != nil && !strings.Contains(err.Error(), b.ID.Hex()) {
+					t.Fatalf("%s byte %d ^ %#x: %v does not name the bucket", v, i, x, err)
+				}
+			}
+		}
 	}
-	expectErr("trailing byte", withRecords(recordsSubtypeV1, append(bytes.Clone(data), 0)))
-	expectErr("version 2", withRecords(recordsSubtypeV1, append([]byte{2}, data[1:]...)))
-	expectErr("subtype 0x81", withRecords(0x81, data))
 	expectErr("format 0 of numbers", withRecords(recordsSubtypeV0, bsonArrayOf(t, int32(5))))
 	expectErr("format 0 cut short", withRecords(recordsSubtypeV0, bsonArrayOf(t, int32(5))[:7]))
 	huge := binary.AppendUvarint([]byte{recordsVersion1}, 1<<40)
 	expectErr("a huge count", withRecords(recordsSubtypeV1, huge))
-	// Every single-byte change either decodes or is an error.
-	for i := range data {
-		for _, x := range []byte{0x01, 0x80, 0xFF} {
-			d := bytes.Clone(data)
-			d[i] ^= x
-			var got attemptBucket
-			if err := bson.Unmarshal(withRecords(recordsSubtypeV1, d), &got); err != nil && !strings.Contains(err.Error(), b.ID.Hex()) {
-				t.Fatalf("byte %d ^ %#x: %v does not name the bucket", i, x, err)
-			}
-		}
+	huge = binary.AppendUvarint(binary.AppendVarint(binary.AppendUvarint([]byte{recordsVersion2}, 1), 0), 1<<40)
+	expectErr("a huge list", withRecords(recordsSubtypeV1, huge))
+	// Format 2 list entries of an unknown form, empty, or a document key
+	// that is not a document.
+	list := func(entries ...byte) []byte {
+		return append(binary.AppendVarint(binary.AppendUvarint([]byte{recordsVersion2}, 0), 0), entries...)
 	}
+	expectErr("a webhook-id of form 2", withRecords(recordsSubtypeV1, list(1, 2, 'a', 0)))
+	expectErr("an empty webhook-id", withRecords(recordsSubtypeV1, list(1, 0, 0, 0)))
+	expectErr("a document key of form 2", withRecords(recordsSubtypeV1, list(0, 1, 2, 1)))
+	expectErr("a document key that is not a document", withRecords(recordsSubtypeV1, list(0, 1, 0, 5, 5, 0, 0, 0, 1)))
+	if _, _, _, err := decodeRecords(list(0, 0), nil, nil); err != nil {
+		t.Fatalf("empty format 2 data: %v", err)
+	}
+	data := data1
 	// A bucket without webhook-ids whose records name one.
 	d, err := bson.Marshal(bson.D{{Key: "_id", Value: b.ID}, {Key: "records", Value: bson.Binary{Subtype: recordsSubtypeV1, Data: data}}})
 	if err != nil {
@@ -410,10 +428,12 @@ func TestRecordsCorrupt(t *testing.T) {
 func FuzzDecodeRecords(f *testing.F) {
 	for _, recs := range recordCases(f) {
 		b := newBucket(bson.NewObjectID(), "t", recs, nil)
-		f.Add(b.appendRecords(nil), uint8(len(b.WebhookIDs)), uint8(len(b.DocumentKeys)))
+		f.Add(b.appendRecords(nil, recordsVersion1), uint8(len(b.WebhookIDs)), uint8(len(b.DocumentKeys)))
+		f.Add(b.appendRecords(nil, recordsVersion2), uint8(0), uint8(0))
 	}
 	b := newBucket(bson.NewObjectID(), "t", randomRecords(rand.New(rand.NewPCG(5, 6)), 40), nil)
-	f.Add(b.appendRecords(nil), uint8(len(b.WebhookIDs)), uint8(len(b.DocumentKeys)))
+	f.Add(b.appendRecords(nil, recordsVersion1), uint8(len(b.WebhookIDs)), uint8(len(b.DocumentKeys)))
+	f.Add(b.appendRecords(nil, recordsVersion2), uint8(0), uint8(0))
 	var ws []string
 	var ds []bson.Raw
 	for i := range 256 {
@@ -422,18 +442,19 @@ func FuzzDecodeRecords(f *testing.F) {
 		ds = append(ds, k)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, nw, nd uint8) {
-		recs, err := decodeRecords(data, ws[:nw], ds[:nd])
+		recs, _, _, err := decodeRecords(data, ws[:nw], ds[:nd])
 		if err != nil {
 			return
 		}
+		version := data[0]
 		b := newBucket(bson.NewObjectID(), "t", recs, nil)
-		enc := b.appendRecords(nil)
-		again, err := decodeRecords(enc, b.WebhookIDs, b.DocumentKeys)
+		enc := b.appendRecords(nil, version)
+		again, _, _, err := decodeRecords(enc, b.WebhookIDs, b.DocumentKeys)
 		if err != nil {
 			t.Fatalf("re-encoded records do not decode: %v", err)
 		}
 		b2 := newBucket(b.ID, "t", again, nil)
-		if enc2 := b2.appendRecords(nil); !bytes.Equal(enc, enc2) {
+		if enc2 := b2.appendRecords(nil, version); !bytes.Equal(enc, enc2) {
 			t.Fatalf("records encode differently after a round trip:\n%x\n%x", enc, enc2)
 		}
 	})
@@ -515,7 +536,8 @@ func BenchmarkBucketEncoding(b *testing.B) {
 
 // TestDecodeStoredMatchesDriver: the direct reading of a bucket's
 // top-level fields gives what the driver's reflection decoder gives, for
-// buckets as written (format 1 and 0), projections, and documents with
+// buckets as written (format 2) and as earlier versions wrote them (formats
+// 1 and 0), projections, and documents with
 // other types (which it leaves to the driver).
 func TestDecodeStoredMatchesDriver(t *testing.T) {
 	var docs [][]byte
@@ -529,7 +551,11 @@ func TestDecodeStoredMatchesDriver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		docs = append(docs, raw, old)
+		v1, err := appendBucketV1(nil, &b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, raw, old, v1)
 	}
 	r := rand.New(rand.NewPCG(7, 8))
 	for range 10 {
@@ -547,6 +573,7 @@ func TestDecodeStoredMatchesDriver(t *testing.T) {
 		{{Key: "_id", Value: bson.NewObjectID()}, {Key: "n", Value: int64(3)}, {Key: "last", Value: at}},
 		{{Key: "_id", Value: bson.NewObjectID()}, {Key: "n", Value: 3.0}, {Key: "first", Value: nil}, {Key: "extra", Value: "x"}},
 		{{Key: "_id", Value: bson.NewObjectID()}, {Key: "webhookIds", Value: bson.A{}}, {Key: "documentKeys", Value: bson.A{}}},
+		{{Key: "_id", Value: bson.NewObjectID()}, {Key: "keys", Value: bson.Binary{Subtype: 0x80, Data: appendSummary(nil, []uint64{1, 2})}}},
 		{{Key: "trigger", Value: "t"}, {Key: "failed", Value: true}, {Key: "first", Value: time.Unix(-1, 0)}},
 	} {
 		raw, err := bson.Marshal(d)
@@ -576,7 +603,7 @@ func TestDecodeStoredMatchesDriver(t *testing.T) {
 		if len(sb.Records.Data) > 0 {
 			var err error
 			if sb.Records.Subtype == recordsSubtypeV1 {
-				want.Records, err = decodeRecords(sb.Records.Data, sb.WebhookIDs, sb.DocumentKeys)
+				want.Records, want.WebhookIDs, want.DocumentKeys, err = decodeRecords(sb.Records.Data, sb.WebhookIDs, sb.DocumentKeys)
 			} else {
 				want.Records, err = decodeRecordsV0(sb.Records.Data)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,17 +59,17 @@ const (
 	AttemptsTTLIndex = "last_1_ttl"
 	// AttemptsTriggerIndex serves one trigger's buckets newest first.
 	AttemptsTriggerIndex = "trigger_1_last_-1"
-	// AttemptsWebhookIDIndex (multikey) finds the buckets holding records
-	// of one webhook-id.
-	AttemptsWebhookIDIndex = "webhookIds_1"
-	// AttemptsDocumentKeyIndex (multikey) finds the buckets holding
-	// records of one document.
-	AttemptsDocumentKeyIndex = "documentKeys_1"
 )
 
 // legacyAttemptIndexes are the indexes of the layout with one document per
 // record; EnsureIndexes drops them (see migrateLegacyAttempts).
 var legacyAttemptIndexes = []string{"at_1_ttl", "trigger_1_at_-1__id_-1", "webhookId_1_at_-1", "documentKey_1_at_-1"}
+
+// bucketArrayIndexes are the multikey indexes of the buckets' top-level
+// webhookIds and documentKeys arrays, which buckets written by earlier
+// versions have (formats 0 and 1); lookups now read the buckets' key
+// summaries (or those arrays) instead, so EnsureIndexes drops them.
+var bucketArrayIndexes = []string{"webhookIds_1", "documentKeys_1"}
 
 // AttemptRecord is one record of the delivery history. Nothing in it is a
 // secret: errors are redacted by the dispatcher, and the response snippet is
@@ -243,7 +244,8 @@ func (s *Store) retention() time.Duration {
 }
 
 // prepareAttempts converts a history stored one document per record
-// (migrateLegacyAttempts) and changes the attempts collection's TTL index
+// (migrateLegacyAttempts), drops the indexes of the buckets' top-level
+// arrays (bucketArrayIndexes) and changes the attempts collection's TTL index
 // when it exists with another expireAfterSeconds (history.retention
 // changed): with collMod, or by dropping and creating it again where collMod
 // cannot change it (devdb). EnsureIndexes then finds it as it wants it.
@@ -259,6 +261,13 @@ func (s *Store) prepareAttempts(ctx context.Context) error {
 	}
 	if err := s.migrateLegacyAttempts(ctx, names); err != nil {
 		return fmt.Errorf("%s.%s: %w", coll.Database().Name(), AttemptsCollection, err)
+	}
+	for _, name := range bucketArrayIndexes {
+		if slices.Contains(names, name) {
+			if err := coll.Indexes().DropOne(ctx, name); err != nil && !isNotFound(err) {
+				return fmt.Errorf("drop the index %s of %s.%s (no longer used): %w", name, coll.Database().Name(), AttemptsCollection, err)
+			}
+		}
 	}
 	for _, sp := range specs {
 		if sp.Name == AttemptsTTLIndex && (sp.ExpireAfterSeconds == nil || *sp.ExpireAfterSeconds != ttlSeconds(s.retention())) {

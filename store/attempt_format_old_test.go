@@ -12,9 +12,17 @@ import (
 )
 
 // TestReadFormatV0Buckets: buckets written by earlier versions (records in
-// format 0) are listed, counted and trimmed like buckets written now, and a
-// trim that rewrites one stores its remaining records in format 1.
+// format 0, or in format 1 with top-level arrays) are listed, counted,
+// looked up by webhook-id and document key and trimmed like buckets written
+// now, and a trim that rewrites one stores its remaining records in format
+// 2.
 func TestReadFormatV0Buckets(t *testing.T) {
+	for name, appendOld := range map[string]func([]byte, *attemptBucket) ([]byte, error){"format 0": appendBucketV0, "format 1": appendBucketV1} {
+		t.Run(name, func(t *testing.T) { testReadOldBuckets(t, appendOld) })
+	}
+}
+
+func testReadOldBuckets(t *testing.T, appendOld func([]byte, *attemptBucket) ([]byte, error)) {
 	srv, _ := devdbtest.Start(t)
 	client := devdbtest.Connect(t, srv.URI(), options.Client().SetTimeout(10*time.Second))
 	s := New(client, "changehook_state")
@@ -38,9 +46,10 @@ func TestReadFormatV0Buckets(t *testing.T) {
 		}
 		return recs
 	}
-	// "old": one bucket in format 0; "new": the same records written now.
+	// "old": one bucket in the old format; "new": the same records written
+	// now.
 	old := newBucket(bson.NewObjectID(), "old", mk("old"), nil)
-	raw, err := appendBucketV0(nil, &old)
+	raw, err := appendOld(nil, &old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +98,10 @@ func TestReadFormatV0Buckets(t *testing.T) {
 	same("failed", AttemptFilter{Failed: true}, 20)
 	same("webhook-id", AttemptFilter{WebhookID: "w3"}, 3)
 	same("document key", AttemptFilter{DocumentKey: key1}, 8)
+	key1long, _ := bson.Marshal(bson.D{{Key: "_id", Value: int64(1)}})
+	same("document key of another number type", AttemptFilter{DocumentKey: key1long}, 8)
+	same("both", AttemptFilter{DocumentKey: key1, WebhookID: "w5"}, 2)
+	same("neither", AttemptFilter{DocumentKey: key1, WebhookID: "w4"}, 0)
 	// Retention cuts through both buckets: records 0..13 go.
 	if n, err := s.TrimAttempts(ctx, now, time.Hour, 0); err != nil || n != 28 {
 		t.Fatalf("TrimAttempts(retention) = %d, %v; want 28", n, err)
@@ -98,10 +111,13 @@ func TestReadFormatV0Buckets(t *testing.T) {
 	if err := s.attempts().FindOne(ctx, bson.D{{Key: "trigger", Value: "old"}}).Decode(&rawOld); err != nil {
 		t.Fatal(err)
 	}
-	if sub, _, _ := rawOld.Lookup("records").BinaryOK(); sub != recordsSubtypeV1 {
-		t.Fatalf("the rewritten bucket's records are of subtype %#x, want 0x80", sub)
+	if sub, data, _ := rawOld.Lookup("records").BinaryOK(); sub != recordsSubtypeV1 || data[0] != recordsVersion2 {
+		t.Fatalf("the rewritten bucket's records are of subtype %#x, version %d; want 0x80, 2", sub, data[0])
 	}
-	// The cap cuts through a bucket in format 0, the oldest: of its 30
+	if _, err := rawOld.LookupErr("webhookIds"); err == nil {
+		t.Fatal("the rewritten bucket has the top-level webhookIds")
+	}
+	// The cap cuts through a bucket in the old format, the oldest: of its 30
 	// records an hour before the others, the newest 8 stay.
 	older := mk("older")
 	for i := range older {
@@ -109,7 +125,7 @@ func TestReadFormatV0Buckets(t *testing.T) {
 		older[i].StartedAt = older[i].StartedAt.Add(-time.Hour)
 	}
 	ob := newBucket(bson.NewObjectID(), "older", older, nil)
-	if raw, err = appendBucketV0(nil, &ob); err != nil {
+	if raw, err = appendOld(nil, &ob); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.attempts().InsertOne(ctx, bson.Raw(raw)); err != nil {
