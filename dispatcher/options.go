@@ -16,7 +16,7 @@ type options struct {
 	metrics    *Metrics
 	checkRetry CheckRetry
 	backoff    Backoff
-	observers  []func(Attempt)
+	observers  []observer
 	userAgent  string
 	limiters   *Limiters
 	shared     *ByteBudget
@@ -69,10 +69,35 @@ func WithBackoff(b Backoff) Option { return func(o *options) { o.backoff = b } }
 func WithObserver(f func(Attempt)) Option {
 	return func(o *options) {
 		if f != nil {
-			o.observers = append(o.observers, f)
+			o.observers = append(o.observers, observer{f: f})
 		}
 	}
 }
+
+// WithActiveObserver is WithObserver for an observer that is on only while
+// active reports true (such as the delivery history, which a reload turns
+// on and off): while every observer is off, a delivery does no work for
+// them (it does not read the event's documentKey and operationType). active
+// is called on the delivering goroutine before and after each attempt, so
+// it must be cheap and safe for concurrent use; an observer turned on
+// while an attempt is in flight may see that attempt without its
+// DocumentKey and Operation. A nil active is WithObserver.
+func WithActiveObserver(f func(Attempt), active func() bool) Option {
+	return func(o *options) {
+		if f != nil {
+			o.observers = append(o.observers, observer{f: f, active: active})
+		}
+	}
+}
+
+// observer is an observer and, when not nil, what says it is on.
+type observer struct {
+	f      func(Attempt)
+	active func() bool
+}
+
+// on reports whether the observer is on.
+func (o observer) on() bool { return o.active == nil || o.active() }
 
 // WithUserAgent sets the User-Agent header of requests that do not configure
 // one (default version.UserAgent("")).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,7 +83,7 @@ type Sender struct {
 	checkRetry  CheckRetry
 	rules       CheckRetry // the trigger's own status rules
 	backoff     Backoff
-	observers   []func(Attempt)
+	observers   []observer
 	method      string
 	url         string
 	redactedURL string
@@ -471,19 +472,56 @@ type eventInfo struct {
 }
 
 // eventInfo reads ev's documentKey and operationType for the observers
-// (nothing when there are none: delivery pays for it only when observed).
+// (nothing when none is on: delivery pays for it only when observed).
 func (s *Sender) eventInfo(ev Event) eventInfo {
-	if len(s.observers) == 0 {
+	if !s.observed() {
 		return eventInfo{}
 	}
 	var info eventInfo
 	if v, err := ev.Raw.LookupErr("documentKey"); err == nil {
 		info.documentKey, _ = v.DocumentOK()
 	}
-	if v, err := ev.Raw.LookupErr("operationType"); err == nil {
-		info.operation, _ = v.StringValueOK()
+	if v, err := ev.Raw.LookupErr("operationType"); err == nil && v.Type == bson.TypeString && len(v.Value) >= 5 {
+		// A string value: int32 length (with the NUL), bytes, NUL.
+		if n := int(binary.LittleEndian.Uint32(v.Value)); n >= 1 && n <= len(v.Value)-4 && v.Value[3+n] == 0 {
+			info.operation = operationName(v.Value[4 : 3+n])
+		}
 	}
 	return info
+}
+
+// observed reports whether an observer is on.
+func (s *Sender) observed() bool {
+	for _, o := range s.observers {
+		if o.on() {
+			return true
+		}
+	}
+	return false
+}
+
+// operationName returns the operationType b as a string, without
+// allocating for MongoDB's operation types.
+func operationName(b []byte) string {
+	switch string(b) {
+	case "insert":
+		return "insert"
+	case "update":
+		return "update"
+	case "replace":
+		return "replace"
+	case "delete":
+		return "delete"
+	case "drop":
+		return "drop"
+	case "rename":
+		return "rename"
+	case "dropDatabase":
+		return "dropDatabase"
+	case "invalidate":
+		return "invalidate"
+	}
+	return string(b)
 }
 
 // sendOnce is SendOnce for a Message. With OAuth2 auth, a 401 answer to a
@@ -687,11 +725,13 @@ func (s *Sender) succeeded(resp *http.Response) bool {
 	return resp != nil && s.retry.SuccessOn.MatchStatus(resp.StatusCode)
 }
 
-// observe hands at to the observers, in order.
+// observe hands at to the observers that are on, in order.
 func (s *Sender) observe(at Attempt) {
 	at.resp = nil
-	for _, f := range s.observers {
-		f(at)
+	for _, o := range s.observers {
+		if o.on() {
+			o.f(at)
+		}
 	}
 }
 

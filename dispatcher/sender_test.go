@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/changehook/changehook/triggers"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"net"
 	"net/http"
 	"strings"
@@ -392,5 +393,62 @@ func TestFullJitterBackoff(t *testing.T) {
 		if d := FullJitterBackoff(tt.n, tt.initial, tt.maxW); d < 0 || d > tt.ceiling {
 			t.Errorf("FullJitterBackoff(%d, %v, %v) = %v, outside [0, %v]", tt.n, tt.initial, tt.maxW, d, tt.ceiling)
 		}
+	}
+}
+
+// TestActiveObserver: an observer of WithActiveObserver is called only
+// while it is on; while every observer is off a delivery reads nothing for
+// them, and an observer turned on sees the event's documentKey and
+// operation again.
+func TestActiveObserver(t *testing.T) {
+	rc := newReceiver(t, statuses(503, 200, 200, 200))
+	var on atomic.Bool
+	var seen, always []Attempt
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 3}},
+		WithClock(newFakeClock()), WithActiveObserver(func(a Attempt) { seen = append(seen, a) }, on.Load))
+	if _, err := s.Deliver(context.Background(), testEvent(t, 1, "k1")); err != nil {
+		t.Fatal(err)
+	}
+	if info := s.eventInfo(testEvent(t, 2, "k2")); len(seen) != 0 || s.observed() || info.documentKey != nil || info.operation != "" {
+		t.Fatalf("an observer that is off saw %d attempts", len(seen))
+	}
+	on.Store(true)
+	if _, err := s.Deliver(context.Background(), testEvent(t, 2, "k2")); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0].Operation != "insert" || seen[0].DocumentKey.Lookup("_id").StringValue() != "k2" {
+		t.Fatalf("an observer turned on saw %+v", seen)
+	}
+	// With an observer that is always on too, both see the attempts.
+	on.Store(false)
+	s2 := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}},
+		WithClock(newFakeClock()), WithActiveObserver(func(a Attempt) { seen = append(seen, a) }, on.Load),
+		WithObserver(func(a Attempt) { always = append(always, a) }), WithActiveObserver(nil, on.Load))
+	if _, err := s2.Deliver(context.Background(), testEvent(t, 3, "k3")); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || len(always) != 1 || always[0].Operation != "insert" {
+		t.Fatalf("observers saw %d and %d attempts", len(seen), len(always))
+	}
+}
+
+// TestEventInfoMatchesDriver: the operationType read without allocating
+// is what the driver's StringValueOK reads, for every operation type,
+// unknown ones and values that are not strings.
+func TestEventInfoMatchesDriver(t *testing.T) {
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: "http://127.0.0.1:1"}}, WithObserver(func(Attempt) {}))
+	for _, op := range []any{"insert", "update", "replace", "delete", "drop", "rename", "dropDatabase", "invalidate",
+		"createIndexes", "", "ïnsert", int32(5), nil, bson.D{}} {
+		raw := mustMarshal(t, bson.D{{Key: "_id", Value: bson.D{{Key: "_data", Value: "82"}}}, {Key: "operationType", Value: op},
+			{Key: "documentKey", Value: bson.D{{Key: "_id", Value: 1}}}})
+		info := s.eventInfo(Event{Raw: raw})
+		want, _ := bson.Raw(raw).Lookup("operationType").StringValueOK()
+		if info.operation != want || info.documentKey.Lookup("_id").Int32() != 1 {
+			t.Errorf("operationType %v: read %q, want %q", op, info.operation, want)
+		}
+	}
+	ev := testEvent(t, 1, "k")
+	if n := testing.AllocsPerRun(100, func() { s.eventInfo(ev) }); n != 0 {
+		t.Errorf("eventInfo allocates %v times", n)
 	}
 }

@@ -17,15 +17,12 @@ func (r *Runner) SetHistory(w *store.HistoryWriter) (old *store.HistoryWriter) {
 	r.histMu.Lock()
 	defer r.histMu.Unlock()
 	old, r.hist = r.hist, w
+	r.histOn.Store(w != nil)
 	return old
 }
 
 // HistoryOn reports whether a history writer is in use.
-func (r *Runner) HistoryOn() bool {
-	r.histMu.RLock()
-	defer r.histMu.RUnlock()
-	return r.hist != nil
-}
+func (r *Runner) HistoryOn() bool { return r.histOn.Load() }
 
 // recordHistory hands rec to the writer in use, if any, without waiting
 // (HistoryWriter.Record).

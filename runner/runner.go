@@ -169,6 +169,9 @@ type Runner struct {
 	// record coming once SetHistory returns.
 	histMu sync.RWMutex
 	hist   *store.HistoryWriter
+	// histOn is hist != nil, read without the lock by the dispatchers'
+	// observers (dispatcher.WithActiveObserver).
+	histOn atomic.Bool
 }
 
 // New prepares a Runner for cfg. It does no I/O and starts nothing:
@@ -202,6 +205,7 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	if n := cfg.Limits.MaxInflightBytes; n > 0 {
 		r.budget = dispatcher.NewByteBudget(n)
 	}
+	r.histOn.Store(opts.History != nil)
 	r.dl = deadLetterCounts{n: map[string]int64{}, poke: make(chan struct{}, 1)}
 	if opts.Registry != nil {
 		r.metrics = NewMetrics(opts.Registry)

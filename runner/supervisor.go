@@ -138,9 +138,11 @@ func (r *Runner) startLocked(s *slot) {
 	if r.budget != nil {
 		dopts = append(dopts, dispatcher.WithSharedByteBudget(r.budget))
 	}
-	// Always: the writer in use is looked up at each attempt, so a reload
-	// that turns the history on or off applies to running triggers too.
-	dopts = append(dopts, dispatcher.WithObserver(r.HistoryObserver(t.Name, historyPartition(t), store.KindDelivery, "")))
+	// Always, but active only while a writer is in use: the writer is
+	// looked up at each attempt, so a reload that turns the history on or
+	// off applies to running triggers too, and while it is off deliveries
+	// do no work for it.
+	dopts = append(dopts, dispatcher.WithActiveObserver(r.HistoryObserver(t.Name, historyPartition(t), store.KindDelivery, ""), r.HistoryOn))
 	if r.opts.DispatcherOptions != nil {
 		dopts = append(dopts, r.opts.DispatcherOptions(t)...)
 	}
