@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -185,6 +186,42 @@ func (t *Trigger) Key() string {
 		return PartitionKey(t.Name, i, t.Partitions)
 	}
 	return t.Name
+}
+
+// PartitionOf returns the partition of t that delivers an event with
+// documentKey (nil: an event without one, which partition 0 delivers), as
+// the partition's pipeline selects it (partitionStage): the hashed-index
+// key of documentKey._id (null when missing) modulo Partitions. ok is false
+// for a trigger that is not partitioned. documentKey must be a valid BSON
+// document (as a change event's is) or nil.
+func (t *Trigger) PartitionOf(documentKey bson.Raw) (i int, ok bool) {
+	if t.Partitions <= 1 {
+		return 0, false
+	}
+	if documentKey == nil {
+		return 0, true
+	}
+	var id any // missing _id: null, as $ifNull makes it
+	if v, err := documentKey.LookupErr("_id"); err == nil {
+		if err := v.Unmarshal(&id); err != nil {
+			id = nil
+		}
+	}
+	h := mql.HashedIndexKey(id) % int64(t.Partitions)
+	if h < 0 {
+		h = -h
+	}
+	return int(h), true
+}
+
+// PartitionName returns the name of partition i of t in history records
+// and statuses: "p<i>of<Partitions>" ("" when t is not partitioned).
+func (t *Trigger) PartitionName(i int) string {
+	if t.Partitions <= 1 {
+		return ""
+	}
+	_, part, _ := strings.Cut(PartitionKey(t.Name, i, t.Partitions), "/")
+	return part
 }
 
 // partitionStage is the $match stage that keeps partition i of n:

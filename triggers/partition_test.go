@@ -124,3 +124,62 @@ func abs64(x int64) int64 {
 	}
 	return x
 }
+
+// TestPartitionOf: the partition PartitionOf gives an event's documentKey
+// is the one whose pipeline stage passes the event (devdb's expression
+// engine), for _ids of many types, compound and nested keys and keys
+// without _id; an event without a documentKey is partition 0's.
+func TestPartitionOf(t *testing.T) {
+	tr := partitioned(t, 3)
+	var matchers []*mql.Filter
+	for _, u := range tr.Units() {
+		p := u.Pipeline()
+		m, err := mql.CompileFilter(p[len(p)-2].(bson.D)[0].Value.(bson.D))
+		if err != nil {
+			t.Fatal(err)
+		}
+		matchers = append(matchers, m)
+	}
+	dec, _ := bson.ParseDecimal128("12.5")
+	ids := []any{int32(7), int64(7), 7.0, 7.9, -3.5, dec, "abc", "", bson.NewObjectID(), nil, true,
+		bson.D{{Key: "a", Value: int32(1)}, {Key: "b", Value: bson.A{"x", 2.5}}}, bson.A{int32(1), int32(2)},
+		bson.DateTime(123456), bson.Binary{Subtype: 0, Data: []byte{1, 2, 3}}}
+	for i := range 100 {
+		ids = append(ids, int32(i), bson.NewObjectID())
+	}
+	var keys []bson.D
+	for _, id := range ids {
+		keys = append(keys, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "region", Value: "eu"}, {Key: "_id", Value: id}})
+	}
+	keys = append(keys, bson.D{{Key: "other", Value: int32(1)}}, bson.D{})
+	for _, key := range keys {
+		raw, err := bson.Marshal(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := tr.PartitionOf(raw)
+		if !ok {
+			t.Fatal("PartitionOf: not partitioned")
+		}
+		var in []int
+		for i, m := range matchers {
+			if pass, err := m.MatchErr(bson.D{{Key: "operationType", Value: "update"}, {Key: "documentKey", Value: key}}); err != nil {
+				t.Fatal(err)
+			} else if pass {
+				in = append(in, i)
+			}
+		}
+		if len(in) != 1 || in[0] != got {
+			t.Fatalf("documentKey %v: PartitionOf = %d, the pipelines pass it in %v", key, got, in)
+		}
+	}
+	if i, ok := tr.PartitionOf(nil); i != 0 || !ok {
+		t.Fatalf("PartitionOf(nil) = %d, %v; want 0", i, ok)
+	}
+	if _, ok := partitioned(t, 1).PartitionOf(nil); ok {
+		t.Fatal("PartitionOf of an unpartitioned trigger reports a partition")
+	}
+	if tr.PartitionName(2) != "p2of3" || partitioned(t, 1).PartitionName(0) != "" {
+		t.Fatalf("PartitionName = %q, %q", tr.PartitionName(2), partitioned(t, 1).PartitionName(0))
+	}
+}

@@ -285,7 +285,7 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 		if hist == nil {
 			return newSender(t, env)
 		}
-		return newSender(t, env, dispatcher.WithObserver(hist.Observer(t.Name, "", store.KindReplay, "cli")))
+		return newSender(t, env, dispatcher.WithObserver(replayObserver(t, "cli", hist.Observer)))
 	}}
 	sum, err := r.Replay(ctx, deadletter.Selection{IDs: ids, Trigger: *trigger, All: *all}, func(res deadletter.Result) {
 		switch {
@@ -377,6 +377,26 @@ type deadLetterOps struct {
 	history func(trigger, partition, kind, by string) func(dispatcher.Attempt)
 }
 
+// replayObserver returns the observer recording the attempts of a
+// dead-letter replay of t asked for by by in the delivery history, through
+// observer (store.HistoryWriter.Observer or runner.Runner.HistoryObserver):
+// for a partitioned trigger, each attempt with the partition that delivers
+// its event (triggers.Trigger.PartitionOf), as the partition's own
+// deliveries of it were recorded.
+func replayObserver(t *triggers.Trigger, by string, observer func(trigger, partition, kind, by string) func(dispatcher.Attempt)) func(dispatcher.Attempt) {
+	if t.Partitions <= 1 {
+		return observer(t.Name, "", store.KindReplay, by)
+	}
+	parts := make([]func(dispatcher.Attempt), t.Partitions)
+	for i := range parts {
+		parts[i] = observer(t.Name, t.PartitionName(i), store.KindReplay, by)
+	}
+	return func(a dispatcher.Attempt) {
+		i, _ := t.PartitionOf(a.DocumentKey)
+		parts[i](a)
+	}
+}
+
 // errDeadLetterBusy answers a replay or purge call while another runs.
 var errDeadLetterBusy = errors.New("another dead-letter replay or purge is running; try again when it ends")
 
@@ -390,7 +410,7 @@ func (o *deadLetterOps) Replay(ctx context.Context, sel deadletter.Selection) (d
 		if o.history == nil {
 			return newSender(t, o.env)
 		}
-		return newSender(t, o.env, dispatcher.WithObserver(o.history(t.Name, "", store.KindReplay, "api")))
+		return newSender(t, o.env, dispatcher.WithObserver(replayObserver(t, "api", o.history)))
 	}}
 	return r.Replay(ctx, sel, nil)
 }
