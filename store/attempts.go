@@ -132,14 +132,19 @@ type AttemptRecord struct {
 // MaxResponseSnippet, MaxRecordError, MaxRecordDocumentKey), copying the
 // document key so that the record holds no reference to an event's bytes.
 func (r *AttemptRecord) Truncate() {
-	r.Response = truncateUTF8(r.Response, MaxResponseSnippet)
-	r.Error = truncateUTF8(r.Error, MaxRecordError)
+	r.truncateText()
 	switch {
 	case len(r.DocumentKey) > MaxRecordDocumentKey:
 		r.DocumentKey, r.DocumentKeyOmitted = nil, true
 	case len(r.DocumentKey) > 0:
 		r.DocumentKey = append(bson.Raw(nil), r.DocumentKey...)
 	}
+}
+
+// truncateText bounds the record's text fields (see Truncate).
+func (r *AttemptRecord) truncateText() {
+	r.Response = truncateUTF8(r.Response, MaxResponseSnippet)
+	r.Error = truncateUTF8(r.Error, MaxRecordError)
 }
 
 // truncateUTF8 cuts s to at most n bytes without splitting a UTF-8

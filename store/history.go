@@ -62,7 +62,9 @@ type HistoryWriterOptions struct {
 	// Now is the clock for record times and trims (default time.Now).
 	Now func() time.Time
 	// Insert replaces the batch write (tests: a slow or blocked state
-	// database). Default: Store.InsertAttempts.
+	// database). Default: Store.InsertAttempts. The records' document keys
+	// are the writer's buffers, reused once Insert returns: Insert must
+	// not keep them.
 	Insert func(ctx context.Context, records []AttemptRecord) (int, error)
 }
 
@@ -75,9 +77,11 @@ type HistoryWriterOptions struct {
 // Its methods are safe for concurrent use.
 //
 // The queue is a ring of records that the writer inserts from in place:
-// Record copies a record once, into its slot, and the slots of the batch
-// being written stay taken until the write ends (the ring holds Queue
-// waiting records plus one batch in flight).
+// Record copies a record once, into its slot (its document key into the
+// slot's own buffer, reused from record to record: no allocation per
+// record), and the slots of the batch being written stay taken until the
+// write ends (the ring holds Queue waiting records plus one batch in
+// flight).
 type HistoryWriter struct {
 	st       *Store
 	o        HistoryWriterOptions
@@ -95,6 +99,7 @@ type HistoryWriter struct {
 
 	mu      sync.Mutex      // guards the fields below
 	ring    []AttemptRecord // Queue + Batch slots
+	keys    [][]byte        // each slot's document key buffer (its record's DocumentKey)
 	head    int             // the oldest record's slot
 	waiting int             // records queued and not being written, from head+inFlight
 	flying  int             // records being written, from head
@@ -129,6 +134,7 @@ func NewHistoryWriter(st *Store, o HistoryWriterOptions) *HistoryWriter {
 	w := &HistoryWriter{
 		st: st, o: o,
 		ring:     make([]AttemptRecord, o.Queue+o.Batch),
+		keys:     make([][]byte, o.Queue+o.Batch),
 		bell:     make(chan struct{}, 1),
 		bellAt:   max(1, min(o.Batch, o.Queue/2)),
 		closing:  make(chan struct{}),
@@ -156,7 +162,12 @@ func NewHistoryWriter(st *Store, o HistoryWriterOptions) *HistoryWriter {
 // (AttemptRecord.Truncate), sets At when zero, and reports false when r was
 // dropped (queue full, or the writer closed).
 func (w *HistoryWriter) Record(r AttemptRecord) bool {
-	r.Truncate()
+	r.truncateText()
+	key := r.DocumentKey
+	if len(key) > MaxRecordDocumentKey {
+		key, r.DocumentKeyOmitted = nil, true
+	}
+	r.DocumentKey = nil
 	if r.At.IsZero() {
 		r.At = w.o.Now()
 	}
@@ -169,6 +180,11 @@ func (w *HistoryWriter) Record(r AttemptRecord) bool {
 	i := w.head + w.flying + w.waiting
 	if i >= len(w.ring) {
 		i -= len(w.ring)
+	}
+	if len(key) > 0 {
+		// The slot is free: neither waiting nor being written.
+		w.keys[i] = append(w.keys[i][:0], key...)
+		r.DocumentKey = w.keys[i]
 	}
 	w.ring[i] = r
 	w.waiting++

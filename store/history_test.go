@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // docKey returns a documentKey {_id: id}.
@@ -387,5 +389,52 @@ func TestHistoryWriterRingOrder(t *testing.T) {
 	defer mu.Unlock()
 	if strings.Join(got, " ") != strings.Join(want, " ") || w.Written() != uint64(n) || w.Dropped() != 0 {
 		t.Fatalf("written %d dropped %d in the order\n%v\nwant\n%v", w.Written(), w.Dropped(), got, want)
+	}
+}
+
+// TestHistoryWriterCopiesKeys: Record copies the document key (into its
+// slot's reused buffer): the caller may reuse its bytes at once, every
+// record written keeps its own key across many turns of the ring, and a
+// key beyond MaxRecordDocumentKey is omitted.
+func TestHistoryWriterCopiesKeys(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	w := store.NewHistoryWriter(nil, store.HistoryWriterOptions{Queue: 7, Batch: 3, FlushEvery: time.Hour, TrimEvery: time.Hour,
+		Insert: func(_ context.Context, rs []store.AttemptRecord) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range rs {
+				got = append(got, fmt.Sprint(r.WebhookID, "=", bson.Raw(r.DocumentKey), r.DocumentKeyOmitted))
+			}
+			return len(rs), nil
+		}})
+	defer func() { _ = w.Close(context.Background()) }()
+	var want []string
+	buf := make([]byte, 0, 64)
+	for i := range 100 {
+		key := bson.Raw(bsoncore.BuildDocumentFromElements(buf[:0], bsoncore.AppendInt32Element(nil, "_id", int32(i))))
+		if i%10 == 9 {
+			key = bson.Raw(bsoncore.BuildDocumentFromElements(nil, bsoncore.AppendStringElement(nil, "_id", strings.Repeat("k", store.MaxRecordDocumentKey))))
+			want = append(want, fmt.Sprint("w", i, "=", bson.Raw(nil), true))
+		} else {
+			want = append(want, fmt.Sprint("w", i, "=", bson.Raw(bytes.Clone(key)), false))
+		}
+		if !w.Record(store.AttemptRecord{Trigger: "t", WebhookID: fmt.Sprint("w", i), DocumentKey: key}) {
+			t.Fatalf("record %d dropped", i)
+		}
+		clear(buf[:cap(buf)]) // the caller reuses its bytes
+		if i%5 == 4 {
+			if err := w.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("written\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
