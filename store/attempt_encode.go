@@ -49,8 +49,12 @@ import (
 //	          (alphabet a-z2-7), the form changehook's webhook-ids have
 //	keys      uvarint n, then n distinct document keys, each a byte 0
 //	          followed by a uvarint length L > 0 and L bytes (a BSON
-//	          document), or a byte 1 followed by 12 bytes: the document
-//	          {_id: ObjectId} of that ObjectId
+//	          document), a byte 1 followed by 12 bytes: the document
+//	          {_id: ObjectId} of that ObjectId, or a byte 2 followed by a
+//	          varint d: the document {_id: ObjectId} of the ObjectId that
+//	          shares its first 9 bytes with the previous entry's ObjectId
+//	          (of form 1 or 2) and whose 3-byte counter is that entry's
+//	          plus d
 //	records   count records, oldest first, as in format 1, their
 //	          webhookId and documentKey indexing the lists above
 //
@@ -221,6 +225,7 @@ var webhookIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").W
 const (
 	entryLiteral = 0x00
 	entryCompact = 0x01
+	entryDelta   = 0x02
 )
 
 // appendWebhookEntry appends w as an entry of format 2's webhook-id list.
@@ -245,11 +250,21 @@ func appendWebhookEntry(dst []byte, w string) []byte {
 // length (22), the element's type and name.
 var objectIDKeyPrefix = [9]byte{22, 0, 0, 0, byte(bsoncore.TypeObjectID), '_', 'i', 'd', 0}
 
-// appendKeyEntry appends k as an entry of format 2's document key list.
-func appendKeyEntry(dst []byte, k bson.Raw) []byte {
+// appendKeyEntry appends k as an entry of format 2's document key list;
+// prev is the ObjectId of the previous entry of form 1 or 2 (the zero
+// ObjectId before the first), which it updates.
+func appendKeyEntry(dst []byte, k bson.Raw, prev *bson.ObjectID) []byte {
 	if len(k) == 22 && [9]byte(k[:9]) == objectIDKeyPrefix && k[21] == 0 {
-		dst = append(dst, entryCompact)
-		return append(dst, k[9:21]...)
+		id := bson.ObjectID(k[9:21])
+		if !prev.IsZero() && [9]byte(id[:9]) == [9]byte(prev[:9]) {
+			dst = append(dst, entryDelta)
+			dst = binary.AppendVarint(dst, int64(idCounter(id))-int64(idCounter(*prev)))
+		} else {
+			dst = append(dst, entryCompact)
+			dst = append(dst, id[:]...)
+		}
+		*prev = id
+		return dst
 	}
 	dst = append(dst, entryLiteral)
 	dst = binary.AppendUvarint(dst, uint64(len(k)))
@@ -278,8 +293,9 @@ func (b *attemptBucket) appendRecords(dst []byte, version byte) []byte {
 			dst = appendWebhookEntry(dst, w)
 		}
 		dst = binary.AppendUvarint(dst, uint64(len(b.DocumentKeys)))
+		var prev bson.ObjectID
 		for _, k := range b.DocumentKeys {
-			dst = appendKeyEntry(dst, k)
+			dst = appendKeyEntry(dst, k, &prev)
 		}
 	}
 	var prevID bson.ObjectID
@@ -746,6 +762,19 @@ func (rd *recordsReader) readLists() ([]string, []bson.Raw, error) {
 	}
 	ds := make([]bson.Raw, nd)
 	var compact []byte // the documents of compact keys, one allocation
+	var prev bson.ObjectID
+	// oidKey appends the document {_id: id} to compact as key i.
+	oidKey := func(i int, id bson.ObjectID) {
+		if compact == nil {
+			compact = make([]byte, 0, 22*(len(ds)-i))
+		}
+		start := len(compact)
+		compact = append(compact, objectIDKeyPrefix[:]...)
+		compact = append(compact, id[:]...)
+		compact = append(compact, 0)
+		ds[i] = bson.Raw(compact[start:len(compact):len(compact)])
+		prev = id
+	}
 	for i := range ds {
 		switch rd.byte() {
 		case entryLiteral:
@@ -756,15 +785,16 @@ func (rd *recordsReader) readLists() ([]string, []bson.Raw, error) {
 			ds[i] = bson.Raw(k)
 		case entryCompact:
 			if id := rd.bytes(12); len(id) == 12 {
-				if compact == nil {
-					compact = make([]byte, 0, 22*(len(ds)-i))
-				}
-				start := len(compact)
-				compact = append(compact, objectIDKeyPrefix[:]...)
-				compact = append(compact, id...)
-				compact = append(compact, 0)
-				ds[i] = bson.Raw(compact[start:len(compact):len(compact)])
+				oidKey(i, bson.ObjectID([]byte(id)))
 			}
+		case entryDelta:
+			c := int64(idCounter(prev)) + rd.varint()
+			if rd.err == nil && (prev.IsZero() || c < 0 || c >= 1<<24) {
+				return nil, nil, fmt.Errorf("document key %d has an ObjectId counter out of range or no previous ObjectId", i)
+			}
+			id := prev
+			id[9], id[10], id[11] = byte(c>>16), byte(c>>8), byte(c)
+			oidKey(i, id)
 		default:
 			if rd.err == nil {
 				return nil, nil, fmt.Errorf("document key %d has an unknown form", i)

@@ -403,6 +403,9 @@ func TestRecordsCorrupt(t *testing.T) {
 	expectErr("an empty webhook-id", withRecords(recordsSubtypeV1, list(1, 0, 0, 0)))
 	expectErr("a document key of form 2", withRecords(recordsSubtypeV1, list(0, 1, 2, 1)))
 	expectErr("a document key that is not a document", withRecords(recordsSubtypeV1, list(0, 1, 0, 5, 5, 0, 0, 0, 1)))
+	expectErr("a document key as a delta of none", withRecords(recordsSubtypeV1, list(0, 1, 2, 2)))
+	expectErr("a document key's counter out of range", withRecords(recordsSubtypeV1,
+		append(list(0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2), binary.AppendVarint(nil, -2)...)))
 	if _, _, _, err := decodeRecords(list(0, 0), nil, nil); err != nil {
 		t.Fatalf("empty format 2 data: %v", err)
 	}

@@ -183,8 +183,32 @@ func TestCompactListEntries(t *testing.T) {
 	if compact := len(appendWebhookEntry(nil, id)); compact != 17 {
 		t.Errorf("changehook's webhook-id takes %d bytes", compact)
 	}
-	if compact := len(appendKeyEntry(nil, recs[0].DocumentKey)); compact != 13 {
+	var prev bson.ObjectID
+	if compact := len(appendKeyEntry(nil, recs[0].DocumentKey, &prev)); compact != 13 || prev != oid {
 		t.Errorf("{_id: ObjectId} takes %d bytes", compact)
+	}
+	// ObjectIds of one process, made one after the other: 2 bytes each
+	// after the first; others in full.
+	var keys []AttemptRecord
+	for i := range 300 {
+		id := bson.NewObjectID()
+		if i%7 == 3 {
+			id[2] ^= 0xff
+		}
+		keys = append(keys, AttemptRecord{DocumentKey: mustMarshal(t, bson.D{{Key: "_id", Value: id}})})
+	}
+	b = newBucket(bson.NewObjectID(), "t", keys, nil)
+	data = b.appendRecords(nil, recordsVersion2)
+	if got, _, _, err = decodeRecords(data, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		if string(got[i].DocumentKey) != string(keys[i].DocumentKey) {
+			t.Fatalf("key %d: %v, want %v", i, got[i].DocumentKey, keys[i].DocumentKey)
+		}
+	}
+	if len(data) > 300*8+90*13 {
+		t.Errorf("300 records with ObjectId keys take %d bytes", len(data))
 	}
 	for _, w := range recs[1:] {
 		if n := len(appendWebhookEntry(nil, w.WebhookID)); n != 2+len(w.WebhookID) {
