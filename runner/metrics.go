@@ -51,16 +51,36 @@ func partitionLabel(t *triggers.Trigger) string {
 	return strconv.Itoa(i)
 }
 
-func (m *Metrics) eventReceived(t *triggers.Trigger) {
-	if m != nil {
-		m.eventsReceived.WithLabelValues(t.Name, partitionLabel(t)).Inc()
+// metricCounter is one series of a counter, looked up once (nil: none).
+type metricCounter struct{ c prometheus.Counter }
+
+// Inc adds one.
+func (c metricCounter) Inc() {
+	if c.c != nil {
+		c.c.Inc()
 	}
 }
 
-func (m *Metrics) setLag(t *triggers.Trigger, seconds float64) {
-	if m != nil {
-		m.checkpointLag.WithLabelValues(t.Name, partitionLabel(t)).Set(seconds)
+// metricGauge is one series of a gauge, looked up once (nil: none).
+type metricGauge struct{ g prometheus.Gauge }
+
+// Set sets the gauge.
+func (g metricGauge) Set(v float64) {
+	if g.g != nil {
+		g.g.Set(v)
 	}
+}
+
+// series returns t's events-received counter and checkpoint-lag gauge,
+// for a watch loop to update per event without a label lookup each time.
+// (A reload that removes the trigger deletes the series after its watcher
+// stopped; a watcher of the same name started later looks them up again.)
+func (m *Metrics) series(t *triggers.Trigger) (metricCounter, metricGauge) {
+	if m == nil {
+		return metricCounter{}, metricGauge{}
+	}
+	p := partitionLabel(t)
+	return metricCounter{m.eventsReceived.WithLabelValues(t.Name, p)}, metricGauge{m.checkpointLag.WithLabelValues(t.Name, p)}
 }
 
 func (m *Metrics) setUp(t *triggers.Trigger, up bool) {

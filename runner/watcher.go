@@ -16,6 +16,7 @@ import (
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Watch loop defaults (WatcherOptions zero values).
@@ -152,6 +153,13 @@ type Watcher struct {
 	// save due.
 	kick, due chan struct{}
 
+	// tokens holds the pending events' token copies (Run goroutine).
+	tokens tokenSlab
+	// received and lag are the trigger's series of the watch loop's
+	// metrics, looked up once (no-ops without metrics).
+	received metricCounter
+	lag      metricGauge
+
 	mu     sync.Mutex
 	status TriggerStatus
 }
@@ -203,7 +211,30 @@ func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, 
 		due:    make(chan struct{}, 1),
 	}
 	w.status = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting, Since: w.clock.Now()}
+	w.received, w.lag = opts.Metrics.series(t)
 	return w
+}
+
+// tokenSlab copies resume tokens into shared chunks: one allocation per
+// chunk instead of one per event. A copy is never written again, so it may
+// be kept as long as needed (it keeps its chunk alive).
+type tokenSlab struct{ buf []byte }
+
+// tokenSlabChunk is the size of a tokenSlab chunk; larger tokens are
+// copied alone.
+const tokenSlabChunk = 16 << 10
+
+// clone returns a copy of b.
+func (s *tokenSlab) clone(b []byte) bson.Raw {
+	if len(b) > tokenSlabChunk/16 {
+		return bytes.Clone(b)
+	}
+	if cap(s.buf)-len(s.buf) < len(b) {
+		s.buf = make([]byte, 0, tokenSlabChunk)
+	}
+	start := len(s.buf)
+	s.buf = append(s.buf, b...)
+	return bson.Raw(s.buf[start:len(s.buf):len(s.buf)])
 }
 
 // watcherLogger is base with trigger=NAME, and partition=i for a partition.
@@ -465,14 +496,16 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 		w.checkpointNow(ctx)
 	}
 	for {
+		positioned := false
 		if cs.TryNext(ctx) {
-			invalidated, err := w.handle(ctx, cs.Current)
+			invalidated, pos, err := w.handle(ctx, cs.Current, cs.ResumeToken())
 			if err != nil {
 				return true, err
 			}
 			if invalidated {
 				return true, errInvalidated
 			}
+			positioned = pos
 		} else {
 			if err := cs.Err(); err != nil {
 				return true, err
@@ -481,58 +514,121 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 				return true, errInvalidated
 			}
 		}
-		if rt := cs.ResumeToken(); rt != nil {
+		if rt := cs.ResumeToken(); rt != nil && !positioned {
 			w.setStreamToken(rt)
 		}
 		w.checkpointIfDue()
 	}
 }
 
-// handle submits one event; it reports an invalidate without submitting it.
-func (w *Watcher) handle(ctx context.Context, raw bson.Raw) (invalidated bool, err error) {
-	token, ok := raw.Lookup("_id").DocumentOK()
+// handle submits one event; it reports an invalidate without submitting
+// it. streamToken is the stream's resume token after this event (nil: not
+// known): when it is the event's own token (every event of a getMore reply
+// but the last), the stream's position is set from the event's copy, under
+// the same lock, instead of a second copy (setStreamToken).
+func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw) (invalidated, positioned bool, err error) {
+	f := scanEvent(raw)
+	token, ok := f.id.DocumentOK()
 	if !ok {
-		return false, errors.New("change event without a resume token (_id)")
+		return false, false, errors.New("change event without a resume token (_id)")
 	}
-	op, _ := raw.Lookup("operationType").StringValueOK()
+	op, _ := f.operationType.StringValueOK()
 	if op == "invalidate" {
-		return true, nil
+		return true, false, nil
 	}
-	if op != "" {
+	if op != "" && op != w.lastOp {
 		w.lastOp = op
 	}
 	var key string
-	if w.t.Ordering == triggers.PerDocument {
-		if dk, err := raw.LookupErr("documentKey"); err == nil {
-			ns, _ := raw.LookupErr("ns")
-			key = string(ns.Value) + string(dk.Value)
-		}
+	if w.t.Ordering == triggers.PerDocument && f.hasDocumentKey {
+		key = string(f.ns.Value) + string(f.documentKey.Value)
 	}
 	if err := w.disp.Submit(ctx, dispatcher.Event{Raw: raw, Token: bson.Raw(token), Key: key}); err != nil {
-		return false, fmt.Errorf("submit event: %w", err)
+		return false, false, fmt.Errorf("submit event: %w", err)
 	}
 	now := w.clock.Now()
-	t, i, hasCT := raw.Lookup("clusterTime").TimestampOK()
+	t, i, hasCT := f.clusterTime.TimestampOK()
+	tok := w.tokens.clone(token)
+	positioned = streamToken != nil && bytes.Equal(streamToken, token)
 	w.cpMu.Lock()
 	if hasCT {
 		w.lastCluster = bson.Timestamp{T: t, I: i}
 	}
 	w.pushed++
-	w.pending.push(pendingEvent{token: bytes.Clone(token), cluster: w.lastCluster, at: now, seq: w.pushed})
+	w.pending.push(pendingEvent{token: tok, cluster: w.lastCluster, at: now, seq: w.pushed})
 	w.sinceSave++
+	if positioned {
+		w.streamToken = tok
+	}
 	w.cpMu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
 	default: // the flusher is already awake or kicked
 	}
-	w.opts.Metrics.eventReceived(w.t)
+	w.received.Inc()
 	w.update(func(s *TriggerStatus) {
 		s.EventsReceived++
 		if hasCT {
 			s.LastEventTime = time.Unix(int64(t), 0).UTC()
 		}
 	})
-	return false, nil
+	return false, positioned, nil
+}
+
+// eventFields are the top-level fields of a change event the watch loop
+// reads (the first of each name, as bson.Raw.Lookup finds it).
+type eventFields struct {
+	id, operationType, ns, documentKey, clusterTime bson.RawValue
+	hasDocumentKey                                  bool
+}
+
+// scanEvent reads raw's top-level elements once and picks the fields the
+// watch loop needs, instead of one bson.Raw.Lookup (a walk from the first
+// element) per field. For a well-formed event each field is what
+// raw.Lookup(name) returns (TestScanEventMatchesLookup); a field after a
+// malformed element is not found.
+func scanEvent(raw bson.Raw) (f eventFields) {
+	length, _, ok := bsoncore.ReadLength(raw)
+	if !ok || length < 5 || int(length) > len(raw) {
+		return f
+	}
+	rem := raw[4 : length-1]
+	var seen uint8
+	for len(rem) > 0 && seen != 0x1F {
+		elem, r, ok := bsoncore.ReadElement(rem)
+		if !ok {
+			return f
+		}
+		rem = r
+		key := elem.KeyBytes()
+		if len(key) == 0 {
+			continue
+		}
+		var bit uint8
+		var dst *bson.RawValue
+		switch string(key) {
+		case "_id":
+			bit, dst = 1, &f.id
+		case "operationType":
+			bit, dst = 2, &f.operationType
+		case "ns":
+			bit, dst = 4, &f.ns
+		case "documentKey":
+			bit, dst = 8, &f.documentKey
+			f.hasDocumentKey = true
+		case "clusterTime":
+			bit, dst = 16, &f.clusterTime
+		default:
+			continue
+		}
+		if seen&bit != 0 {
+			continue
+		}
+		seen |= bit
+		v := elem.Value()
+		*dst = bson.RawValue{Type: bson.Type(v.Type), Value: v.Data}
+	}
+	return f
 }
 
 // safeToken says which token a checkpoint may save.
@@ -583,7 +679,7 @@ func (w *Watcher) dueLocked(now time.Time) bool {
 
 // setStreamToken records the stream's newest resume token.
 func (w *Watcher) setStreamToken(rt bson.Raw) {
-	tok := bytes.Clone(rt)
+	tok := w.tokens.clone(rt)
 	w.cpMu.Lock()
 	w.streamToken = tok
 	w.cpMu.Unlock()
@@ -723,7 +819,7 @@ func (w *Watcher) updateLag(now time.Time) {
 	if oldest, ok := w.pending.front(); ok {
 		lag = max(0, now.Sub(oldest.at))
 	}
-	w.opts.Metrics.setLag(w.t, lag.Seconds())
+	w.lag.Set(lag.Seconds())
 	w.update(func(s *TriggerStatus) { s.CheckpointLag = lag })
 }
 

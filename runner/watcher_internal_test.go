@@ -1,8 +1,12 @@
 package runner
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +118,108 @@ func TestPendingQueue(t *testing.T) {
 	q.popUpTo(uint64(10 + 2*maxPendingTracked))
 	if _, ok := q.front(); ok {
 		t.Error("front after popUpTo of every event")
+	}
+}
+
+// lookupEventFields is what the watch loop read before scanEvent: one
+// bson.Raw.Lookup per field.
+func lookupEventFields(raw bson.Raw) eventFields {
+	f := eventFields{
+		id:            raw.Lookup("_id"),
+		operationType: raw.Lookup("operationType"),
+		clusterTime:   raw.Lookup("clusterTime"),
+	}
+	f.ns, _ = raw.LookupErr("ns")
+	if dk, err := raw.LookupErr("documentKey"); err == nil {
+		f.documentKey, f.hasDocumentKey = dk, true
+	}
+	return f
+}
+
+// TestScanEventMatchesLookup: for change events of every shape (fields in
+// any order, missing, duplicated, of unexpected types, with other fields
+// around them), scanEvent finds what bson.Raw.Lookup finds, and the values
+// the watch loop derives from them (token, operation, ordering key,
+// cluster time) are equal.
+func TestScanEventMatchesLookup(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	values := map[string][]any{
+		"_id":           {bson.D{{Key: "_data", Value: "8264A1B2C3000000012B"}}, "not-a-doc", bson.D{}, int32(7)},
+		"operationType": {"insert", "update", "invalidate", "", int64(3), bson.D{{Key: "x", Value: 1}}},
+		"ns":            {bson.D{{Key: "db", Value: "shop"}, {Key: "coll", Value: "orders"}}, "shop.orders", nil},
+		"documentKey":   {bson.D{{Key: "_id", Value: int32(42)}}, bson.D{{Key: "_id", Value: "k"}, {Key: "region", Value: "eu"}}, nil, bson.A{1}},
+		"clusterTime":   {bson.Timestamp{T: 1_700_000_000, I: 7}, bson.DateTime(5), "t"},
+		"fullDocument":  {bson.D{{Key: "_id", Value: int32(42)}, {Key: "_id", Value: "dup"}, {Key: "operationType", Value: "nested"}}},
+		"wallTime":      {bson.DateTime(1_700_000_000_000)},
+		"":              {int32(1)},
+		"_i":            {"prefix of _id"},
+		"nsx":           {"longer than ns"},
+	}
+	names := make([]string, 0, len(values))
+	for k := range values {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for n := range 5000 {
+		doc := bson.D{}
+		for range rng.IntN(9) {
+			k := names[rng.IntN(len(names))]
+			vs := values[k]
+			doc = append(doc, bson.E{Key: k, Value: vs[rng.IntN(len(vs))]})
+		}
+		raw, err := bson.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := scanEvent(raw), lookupEventFields(raw)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("event %d %v:\nscanEvent %+v\nLookup    %+v", n, doc, got, want)
+		}
+		gt, gok := got.id.DocumentOK()
+		wt, wok := want.id.DocumentOK()
+		gop, _ := got.operationType.StringValueOK()
+		wop, _ := want.operationType.StringValueOK()
+		gT, gI, gct := got.clusterTime.TimestampOK()
+		wT, wI, wct := want.clusterTime.TimestampOK()
+		if !bytes.Equal(gt, wt) || gok != wok || gop != wop || gT != wT || gI != wI || gct != wct ||
+			string(got.ns.Value)+string(got.documentKey.Value) != string(want.ns.Value)+string(want.documentKey.Value) {
+			t.Fatalf("event %d %v: derived values differ", n, doc)
+		}
+	}
+	// Malformed documents: nothing is found past the damage, and nothing panics.
+	good, err := bson.Marshal(bson.D{{Key: "_id", Value: bson.D{{Key: "_data", Value: "82"}}}, {Key: "operationType", Value: "insert"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range good {
+		for _, b := range []byte{0, 0xFF, good[i] + 1} {
+			m := bytes.Clone(good)
+			m[i] = b
+			_ = scanEvent(m)
+			_ = scanEvent(m[:i])
+		}
+	}
+}
+
+// TestTokenSlabClones: a clone equals its source, does not change when the
+// source does, and appending to it never writes into another clone.
+func TestTokenSlabClones(t *testing.T) {
+	var s tokenSlab
+	var srcs, clones [][]byte
+	for i := range 2000 {
+		src := bytes.Repeat([]byte{byte(i)}, 1+i%300)
+		if i%500 == 0 {
+			src = bytes.Repeat([]byte{byte(i)}, tokenSlabChunk) // too large for a chunk
+		}
+		srcs = append(srcs, bytes.Clone(src))
+		c := s.clone(src)
+		clear(src)
+		clones = append(clones, c)
+		_ = append(c, 0xEE) // must not reach the next clone
+	}
+	for i := range clones {
+		if !bytes.Equal(clones[i], srcs[i]) {
+			t.Fatalf("clone %d changed: %x", i, clones[i][:min(8, len(clones[i]))])
+		}
 	}
 }
