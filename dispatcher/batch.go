@@ -163,6 +163,10 @@ func (bt *batcher) capacity() int {
 	return min(bt.maxEvents*(bt.maxSealed+1), max(maxBatchHeld, bt.maxEvents+1))
 }
 
+// maxFastTakes bounds the events run takes in a row without its full
+// select.
+const maxFastTakes = 64
+
 // run forms batches until the tracker is closed and every event resolved.
 func (bt *batcher) run() {
 	d := bt.d
@@ -181,12 +185,30 @@ func (bt *batcher) run() {
 		stopTimer()
 		<-timerDone
 	}()
+	fast := 0
 	for {
 		bt.settle(ready)
 		in := ready
 		if bt.pending != nil {
 			in = nil // no slot to seal into: wait for a batch to resolve
 		}
+		// While events are queued, take them with a receive on ready
+		// alone: the full select locks all five channels per event. Every
+		// maxFastTakes events (and whenever ready is empty) the full
+		// select runs, so timers, wake-ups and shutdown are seen.
+		if in != nil && fast < maxFastTakes {
+			select {
+			case tk, ok := <-in:
+				if !ok {
+					return // closed and drained: nothing is open or pending
+				}
+				fast++
+				bt.take(tk)
+				continue
+			default:
+			}
+		}
+		fast = 0
 		select {
 		case tk, ok := <-in:
 			if !ok {
