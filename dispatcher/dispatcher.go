@@ -204,7 +204,11 @@ func (d *Dispatcher) Submit(ctx context.Context, ev Event) error {
 	buf := make([]byte, len(ev.Raw)+len(ev.Token))
 	n := copy(buf, ev.Raw)
 	copy(buf[n:], ev.Token)
-	j := job{ev: Event{Raw: buf[:n:n], Token: buf[n:], Key: ev.Key}, submitted: d.clock.Now(), prog: &progress{fail: &d.fail}}
+	at := ev.Received
+	if at.IsZero() {
+		at = d.clock.Now()
+	}
+	j := job{ev: Event{Raw: buf[:n:n], Token: buf[n:], Key: ev.Key, Received: ev.Received}, submitted: at, prog: &progress{fail: &d.fail}}
 	if _, err := d.tracker.TrackSized(ctx, j.ev.Token, j.ev.Key, int64(len(buf)), j); err != nil {
 		return fmt.Errorf("submit event: %w", err)
 	}

@@ -45,6 +45,10 @@ type Event struct {
 	// documentKey bytes); "" makes the event a barrier under PerDocument
 	// (see there).
 	Key string
+	// Received is when the event was read from the stream; the delivery
+	// duration is measured from it (zero: from Submit, on the
+	// dispatcher's clock).
+	Received time.Time
 }
 
 // DeadLetter records an event that could not be delivered.

@@ -171,7 +171,18 @@ func TestScanEventMatchesLookup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, want := scanEvent(raw), lookupEventFields(raw)
+		if short := scanEvent(raw, false); !reflect.DeepEqual(short, eventFields{id: short.id, operationType: short.operationType, clusterTime: short.clusterTime}) {
+			t.Fatalf("event %d: scanEvent without the key set ns or documentKey: %+v", n, short)
+		} else if want := lookupEventFields(raw); !reflect.DeepEqual([]bson.RawValue{short.id, short.operationType, short.clusterTime}, []bson.RawValue{want.id, want.operationType, want.clusterTime}) {
+			t.Fatalf("event %d %v: scanEvent without the key %+v, Lookup %+v", n, doc, short, want)
+		}
+		got, want := scanEvent(raw, true), lookupEventFields(raw)
+		if gs, ws := stringBytes(got.operationType), want.operationType.StringValue; got.operationType.Type == bson.TypeString && string(gs) != ws() {
+			t.Fatalf("event %d: stringBytes %q, StringValue %q", n, gs, ws())
+		}
+		if _, ok := want.operationType.StringValueOK(); !ok && stringBytes(got.operationType) != nil {
+			t.Fatalf("event %d: stringBytes of a non-string", n)
+		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("event %d %v:\nscanEvent %+v\nLookup    %+v", n, doc, got, want)
 		}
@@ -195,8 +206,8 @@ func TestScanEventMatchesLookup(t *testing.T) {
 		for _, b := range []byte{0, 0xFF, good[i] + 1} {
 			m := bytes.Clone(good)
 			m[i] = b
-			_ = scanEvent(m)
-			_ = scanEvent(m[:i])
+			_ = scanEvent(m, true)
+			_ = scanEvent(m[:i], true)
 		}
 	}
 }
