@@ -2,12 +2,17 @@ package dispatcher
 
 import (
 	"context"
-	"github.com/changehook/changehook/triggers"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/changehook/changehook/triggers"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // BenchmarkDeliver measures the whole delivery path (payload, signature,
@@ -53,4 +58,90 @@ func BenchmarkDeliver(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 		})
 	}
+}
+
+// BenchmarkDeliverBatched is BenchmarkDeliver for a batched trigger
+// (batch.max_events 100) with change events shaped like the end-to-end
+// benchmark's (a wallTime, a document with a date, a double and an array).
+// It reports events/s and the process's CPU µs per event (dispatcher and
+// the in-process receiver together).
+func BenchmarkDeliverBatched(b *testing.B) {
+	for _, mode := range []triggers.Ordering{triggers.PerDocument, triggers.None} {
+		b.Run(string(mode), func(b *testing.B) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			b.Cleanup(srv.Close)
+			d, err := New(&triggers.Trigger{
+				Name:        "bench",
+				Webhook:     triggers.Webhook{URL: srv.URL, Secrets: []triggers.Secret{testSecret}},
+				Retry:       triggers.RetryPolicy{MaxAttempts: 3},
+				Ordering:    mode,
+				Concurrency: 16,
+				Batch:       &triggers.BatchPolicy{MaxEvents: 100},
+			}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			events := make([]Event, 1024)
+			for i := range events {
+				events[i] = benchChangeEvent(b, i)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			cpu0 := processCPU()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				if err := d.Submit(ctx, events[i%len(events)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if err := d.Close(cctx); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
+		})
+	}
+}
+
+// benchChangeEvent is insert event n as devdb sends it for the end-to-end
+// benchmark's documents.
+func benchChangeEvent(t testing.TB, n int) Event {
+	t.Helper()
+	tok, err := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("8264A1B2C3%08X2B042C0100296E5A1004", n)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := bson.NewObjectIDFromTimestamp(time.Unix(1_700_000_000+int64(n), 0))
+	raw, err := bson.Marshal(bson.D{
+		{Key: "_id", Value: bson.Raw(tok)},
+		{Key: "operationType", Value: "insert"},
+		{Key: "clusterTime", Value: bson.Timestamp{T: 1_700_000_000, I: uint32(n)}},
+		{Key: "wallTime", Value: bson.DateTime(1_700_000_000_000 + int64(n))},
+		{Key: "fullDocument", Value: bson.D{
+			{Key: "_id", Value: id}, {Key: "seq", Value: int64(n)}, {Key: "customer", Value: fmt.Sprintf("customer-%d", n%1000)},
+			{Key: "qty", Value: int32(n % 100)}, {Key: "price", Value: float64(n%1000) / 10},
+			{Key: "tags", Value: bson.A{"bench", "changehook"}}, {Key: "updatedAt", Value: bson.DateTime(1_700_000_000_000 + int64(n))},
+		}},
+		{Key: "ns", Value: bson.D{{Key: "db", Value: "bench"}, {Key: "coll", Value: "orders"}}},
+		{Key: "documentKey", Value: bson.D{{Key: "_id", Value: id}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Event{Raw: raw, Token: tok, Key: "k" + strconv.Itoa(n)}
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
