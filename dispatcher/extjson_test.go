@@ -519,3 +519,58 @@ func FuzzExtJSONOkImpliesValid(f *testing.F) {
 	f.Add([]byte(testEvent(f, 7, "k1").Raw))
 	f.Fuzz(func(t *testing.T, raw []byte) { extJSONImpliesValid(t, raw) })
 }
+
+// TestExtJSONStrFastPath: str (which skips escape-free runs eight bytes at
+// a time) writes what the byte-by-byte loop (strFrom from 0) writes, for
+// strings of every length up to 40 built from escape-free ASCII, control
+// bytes, quotes, backslashes, multi-byte and invalid UTF-8 and U+2028/9 at
+// every position; mayNeedEscape agrees with a per-byte check.
+func TestExtJSONStrFastPath(t *testing.T) {
+	needs := func(c byte) bool { return c < 0x20 || c == '"' || c == '\\' || c >= 0x80 }
+	for c := range 256 {
+		for pos := range 8 {
+			var w [8]byte
+			for i := range w {
+				w[i] = 'a'
+			}
+			w[pos] = byte(c)
+			if got := mayNeedEscape(binary.LittleEndian.Uint64(w[:])); got != needs(byte(c)) {
+				t.Fatalf("mayNeedEscape with %#x at %d: %v", c, pos, got)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	pieces := []string{"a", "Z", "0", " ", "~", "\x7f", "<", "&", "\"", "\\", "\n", "\x00", "\x1f", "é", "日", "🎉", "\u2028", "\u2029", "\xff", "\xc3", "\xe2\x82"}
+	for n := range 200000 {
+		var s []byte
+		if n < 256*8 {
+			// every byte at every position of a 9-byte string
+			s = []byte("abcdefghi")
+			s[n%9] = byte(n / 8)
+		} else {
+			for range rng.IntN(40) {
+				if rng.IntN(3) == 0 {
+					s = append(s, pieces[rng.IntN(len(pieces))]...)
+				} else {
+					s = append(s, byte('a'+rng.IntN(26)))
+				}
+			}
+		}
+		fast := extJSONEncoder{buf: []byte("x")}
+		fast.str(s)
+		slow := extJSONEncoder{buf: []byte("x")}
+		slow.strFrom(s, 0)
+		if !bytes.Equal(fast.buf, slow.buf) {
+			t.Fatalf("%q: str %q, byte by byte %q", s, fast.buf, slow.buf)
+		}
+		for _, b := range s {
+			if needs(b) {
+				goto escaped
+			}
+		}
+		if want := append(append([]byte(`x"`), s...), '"'); !bytes.Equal(fast.buf, want) {
+			t.Fatalf("%q: escape-free string written as %q", s, fast.buf)
+		}
+	escaped:
+	}
+}
