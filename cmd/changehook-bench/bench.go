@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -114,6 +115,8 @@ type modeResult struct {
 	CPU        time.Duration // runner process, start to last receipt
 	HostCPU    time.Duration // this process (devdb + receiver) over the same span
 	PeakRSS    int64         // runner process VmHWM at the last receipt
+	Switches   int64         // runner process's context switches, start to last receipt (all threads)
+	HostSwitch int64         // this process's context switches over the same span
 	Conns      int64         // connections the receiver accepted
 	HTTPS      bool          // drained to the HTTPS receiver
 	Batch      int           // batch.max_events (0: unbatched)
@@ -362,6 +365,10 @@ func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (
 	if err != nil {
 		return res, err
 	}
+	hostSw0, err := readSwitches(os.Getpid())
+	if err != nil {
+		return res, err
+	}
 	p, err := b.startRunnerFor(triggerSpec{Mode: mode, Concurrency: b.cfg.concurrency, Database: benchDB,
 		Collection: coll, URL: rec.url(), StartAt: startAt, CAFile: caFile, Batch: batch})
 	if err != nil {
@@ -369,11 +376,12 @@ func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (
 	}
 	waitErr := p.waitDelivered(ctx, rec, b.cfg.timeout)
 	s, sErr := p.sample(b.clock)
+	sw, swErr := readSwitches(p.Cmd.Process.Pid)
 	host1, hErr := readProc(os.Getpid())
-	if sErr == nil {
-		sErr = hErr
-	}
+	hostSw1, hswErr := readSwitches(os.Getpid())
+	sErr = errors.Join(sErr, swErr, hErr, hswErr)
 	res.HostCPU = host1.CPU - host0.CPU
+	res.Switches, res.HostSwitch = sw, hostSw1-hostSw0
 	_, _, stopErr := p.stop(stopGrace)
 	if waitErr != nil {
 		return res, fmt.Errorf("runner %s: %w\nrunner output:\n%s", mode, waitErr, p.stderr)
@@ -550,6 +558,7 @@ func (r *report) print(w io.Writer, cfg config) {
 			msOrDash(m.Steady, 50), msOrDash(m.Steady, 99), msOrDash(m.Steady, 100), secOrDash(m.SteadyCPU, m.SteadyN), mbOrDash(m.SteadyPeak, m.SteadyN))
 	}
 	_ = tw.Flush()
+	printSwitches(w, r.Modes)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Goals:")
 	for _, m := range r.Modes {
@@ -703,3 +712,21 @@ func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
+
+// printSwitches writes each drain's context switches per event, of the
+// runner and of this process (devdb and the receiver): every thread's
+// voluntary and involuntary switches. A delivery that waits for its
+// response puts a thread to sleep and wakes it; one in flight (strict) does
+// that for every event, on both sides.
+func printSwitches(w io.Writer, modes []modeResult) {
+	var cells []string
+	for _, m := range modes {
+		if m.Events > 0 && m.Switches > 0 {
+			cells = append(cells, fmt.Sprintf("%s runner %.2f · devdb+receiver %.2f", m.Mode,
+				float64(m.Switches)/float64(m.Events), float64(m.HostSwitch)/float64(m.Events)))
+		}
+	}
+	if len(cells) > 0 {
+		fmt.Fprintf(w, "\nContext switches per event (every thread, voluntary and involuntary): %s\n", strings.Join(cells, "; "))
+	}
+}

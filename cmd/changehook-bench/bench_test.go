@@ -232,3 +232,45 @@ func TestManyConfigParses(t *testing.T) {
 		}
 	}
 }
+
+func TestParseStatusSwitches(t *testing.T) {
+	status := "Name:\tchangehook\nState:\tS (sleeping)\nThreads:\t9\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t56\n"
+	got, err := parseStatusSwitches([]byte(status))
+	if err != nil || got != 1290 {
+		t.Errorf("parseStatusSwitches = %d, %v; want 1290, nil", got, err)
+	}
+	for _, bad := range []string{
+		"Name:\tx\nvoluntary_ctxt_switches:\t1\n",
+		"voluntary_ctxt_switches:\t1\nnonvoluntary_ctxt_switches:\tmany\n",
+	} {
+		if _, err := parseStatusSwitches([]byte(bad)); err == nil {
+			t.Errorf("parseStatusSwitches(%q): no error", bad)
+		}
+	}
+}
+
+func TestReadSwitchesCountsEveryThread(t *testing.T) {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		t.Skip("no /proc")
+	}
+	// The sum over the threads, read after it, is at least the main
+	// thread's own count (/proc/PID/status is the main thread's).
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, err := parseStatusSwitches(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := readSwitches(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own < main {
+		t.Errorf("readSwitches = %d, below the main thread's %d", own, main)
+	}
+	if _, err := readSwitches(-1); err == nil {
+		t.Error("readSwitches(-1): no error")
+	}
+}

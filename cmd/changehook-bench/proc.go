@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,6 +51,58 @@ func readProc(pid int) (procSample, error) {
 	}
 	s.RSS, s.HWM, err = parseStatusRSS(status)
 	return s, err
+}
+
+// readSwitches returns the context switches, voluntary and involuntary, of
+// all of pid's threads so far (/proc/PID/task/*/status). A thread that
+// exits is no longer counted; Go keeps its threads, so over a drain the
+// difference of two readings is the process's switches.
+func readSwitches(pid int) (int64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("read process threads: %w", err)
+	}
+	var total int64
+	for _, e := range ents {
+		status, err := os.ReadFile(filepath.Join(dir, e.Name(), "status"))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the thread exited meanwhile
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read thread status: %w", err)
+		}
+		n, err := parseStatusSwitches(status)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// parseStatusSwitches returns voluntary_ctxt_switches plus
+// nonvoluntary_ctxt_switches from the contents of a /proc status file.
+func parseStatusSwitches(status []byte) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	var total int64
+	found := 0
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (name != "voluntary_ctxt_switches" && name != "nonvoluntary_ctxt_switches") {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse /proc status %s: %w", name, err)
+		}
+		total += n
+		found++
+	}
+	if found != 2 {
+		return 0, errors.New("parse /proc status: voluntary_ctxt_switches or nonvoluntary_ctxt_switches missing")
+	}
+	return total, nil
 }
 
 // parseStatCPU returns utime+stime from the contents of /proc/PID/stat. The
