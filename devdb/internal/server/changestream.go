@@ -291,6 +291,7 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 	}
 	if src.matchOnly {
 		src.matchFields, src.matchPartial = matchFieldsOf(pipeline[1:])
+		src.opFilter, src.opFilterOK = opFilterOf(pipeline[1:])
 	}
 	ns := db + "." + coll
 	if scope != csCollection {

@@ -42,6 +42,11 @@ type changeStreamSource struct {
 	// $match stages read (matchFieldsOf): emitRaw decodes just them.
 	matchFields  []string
 	matchPartial bool
+	// opFilter, when opFilterOK, are the operation types the pipeline (a
+	// filter on operationType alone, opFilterOf) passes: emitRaw decides
+	// on the encoded event.
+	opFilter   []string
+	opFilterOK bool
 
 	pos bson.Timestamp
 	// pbrt is the postBatchResumeToken of the last reply.
@@ -426,7 +431,18 @@ func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
 // one unchanged ($match returns its input, so checkEventID holds and
 // re-encoding would give the same bytes).
 func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken) error {
-	if cs.pipeline != nil {
+	decided := false
+	if cs.opFilterOK {
+		keep, ok := opFilterDecide(raw, cs.opFilter)
+		if ok && matchCheck != nil {
+			matchCheck(cs.pipeline, raw, keep)
+		}
+		if ok && !keep {
+			return nil
+		}
+		decided = ok
+	}
+	if cs.pipeline != nil && !decided {
 		var ev bson.D
 		ok := false
 		if cs.matchPartial {

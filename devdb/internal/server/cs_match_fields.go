@@ -1,9 +1,11 @@
 package server
 
 import (
+	"encoding/binary"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // matchFieldsOf returns the top-level fields that the $match-only stages
@@ -93,4 +95,114 @@ func matchDecode(raw []byte, fields []string) (bson.D, bool) {
 		out = append(out, bson.E{Key: eventKey(key), Value: val})
 	}
 	return out, true
+}
+
+// opFilterOf recognises the pipeline a trigger filtering on operation
+// types sends: one $match whose filter is {operationType: S},
+// {operationType: {$in: [S, ...]}} or an $or of such filters (S strings).
+// It returns the operation types that pass; ok is false for any other
+// pipeline. Such a filter's answer on an event whose operationType is a
+// string depends only on that string (no collation applies to a change
+// stream's pipeline here), so emitRaw decides it on the encoded event
+// (opFilterDecide) without decoding anything.
+func opFilterOf(stages bson.A) (ops []string, ok bool) {
+	if len(stages) != 1 {
+		return nil, false
+	}
+	d, isDoc := stages[0].(bson.D)
+	if !isDoc || len(d) != 1 || d[0].Key != "$match" {
+		return nil, false
+	}
+	f, isDoc := d[0].Value.(bson.D)
+	if !isDoc {
+		return nil, false
+	}
+	return opSetOf(f, []string{})
+}
+
+// opSetOf adds the operation types filter f passes to ops (see
+// opFilterOf).
+func opSetOf(f bson.D, ops []string) ([]string, bool) {
+	if len(f) != 1 {
+		return nil, false
+	}
+	switch e := f[0]; e.Key {
+	case "operationType":
+		switch v := e.Value.(type) {
+		case string:
+			return append(ops, v), true
+		case bson.D:
+			if len(v) != 1 || v[0].Key != "$in" {
+				return nil, false
+			}
+			arr, ok := v[0].Value.(bson.A)
+			if !ok {
+				return nil, false
+			}
+			for _, x := range arr {
+				s, ok := x.(string)
+				if !ok {
+					return nil, false
+				}
+				ops = append(ops, s)
+			}
+			return ops, true
+		}
+	case "$or":
+		arr, ok := e.Value.(bson.A)
+		if !ok || len(arr) == 0 {
+			return nil, false
+		}
+		for _, sub := range arr {
+			sd, isDoc := sub.(bson.D)
+			if !isDoc {
+				return nil, false
+			}
+			if ops, ok = opSetOf(sd, ops); !ok {
+				return nil, false
+			}
+		}
+		return ops, true
+	}
+	return nil, false
+}
+
+// opFilterDecide answers an opFilterOf filter with operation types ops on
+// the encoded event raw: keep is whether raw's operationType is one of
+// them. ok is false (the caller decides on the decoded event) unless raw
+// is well formed and has exactly one top-level operationType, a string.
+func opFilterDecide(raw []byte, ops []string) (keep, ok bool) {
+	rest, ok := docElements(raw)
+	if !ok {
+		return false, false
+	}
+	var op []byte
+	found := false
+	for len(rest) > 0 {
+		key, v, next, ok := nextElement(rest)
+		if !ok {
+			return false, false
+		}
+		rest = next
+		if string(key) != "operationType" {
+			continue
+		}
+		if found || v.Type != bsoncore.TypeString || len(v.Data) < 5 {
+			return false, false
+		}
+		n := int(int32(binary.LittleEndian.Uint32(v.Data)))
+		if n < 1 || 4+n != len(v.Data) || v.Data[len(v.Data)-1] != 0 {
+			return false, false
+		}
+		op, found = v.Data[4:len(v.Data)-1], true
+	}
+	if !found {
+		return false, false
+	}
+	for _, s := range ops {
+		if string(op) == s {
+			return true, true
+		}
+	}
+	return false, true
 }

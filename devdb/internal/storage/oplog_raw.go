@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"sync"
 	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
@@ -176,6 +177,14 @@ const (
 	oplogScanChunk = 8 * oplogChunk
 )
 
+// rawSlabSize is the size of the slabs OplogRawAfterIn copies entries
+// into; larger entries are copied alone.
+const rawSlabSize = 64 << 10
+
+// rawBatchPool holds OplogRawAfterIn's chunk slices (capacity oplogChunk,
+// cleared before they are put back).
+var rawBatchPool = sync.Pool{New: func() any { b := make([]RawOplogEntry, 0, oplogChunk); return &b }}
+
 // parseOplogHeaderView reads the header fields (TS, Op, DB, Coll, ToDB,
 // ToColl) of the encoded entry raw into h without validating or copying the
 // rest; h's strings share raw's bytes: nothing is allocated, and they are
@@ -191,6 +200,8 @@ func parseOplogHeaderView(raw []byte, h *OplogEntry) bool {
 // entry's header fields and encoded form, and decodes what it needs. An
 // entry whose header cannot be read fails it with "decode oplog entry". fn
 // runs outside any storage transaction, so it may block or call the engine.
+// The *RawOplogEntry is valid only during its fn call (the entries are
+// reused); its Raw may be kept.
 func (e *Engine) OplogRawAfter(after bson.Timestamp, fn func(*RawOplogEntry) bool) error {
 	return e.OplogRawAfterIn(after, nil, fn)
 }
@@ -209,8 +220,29 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 	if packTS(after) == ^uint64(0) {
 		return nil
 	}
+	// The chunk's entries live in a pooled slice of oplogChunk (no growing
+	// per read), and their encoded forms are copied into shared slabs (one
+	// allocation per slab, not per entry; a slab is never written where a
+	// copy was handed out, so fn may keep an entry's Raw).
+	bp := rawBatchPool.Get().(*[]RawOplogEntry)
+	defer func() {
+		clear((*bp)[:cap(*bp)])
+		rawBatchPool.Put(bp)
+	}()
+	var slab []byte
+	copyRaw := func(v []byte) bson.Raw {
+		if len(v) > rawSlabSize/4 {
+			return append(bson.Raw(nil), v...)
+		}
+		if cap(slab)-len(slab) < len(v) {
+			slab = make([]byte, 0, rawSlabSize)
+		}
+		n := len(slab)
+		slab = append(slab, v...)
+		return bson.Raw(slab[n:len(slab):len(slab)])
+	}
 	for {
-		var batch []RawOplogEntry
+		batch := (*bp)[:0]
 		err := e.db.View(func(btx *bolt.Tx) error {
 			c := btx.Bucket(bucketOplog).Cursor()
 			scanned := 0
@@ -233,7 +265,7 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 						continue
 					}
 				}
-				r := RawOplogEntry{Raw: append(bson.Raw(nil), v...)}
+				r := RawOplogEntry{Raw: copyRaw(v)}
 				if !parseRawOplogEntry(&r) {
 					ent := new(OplogEntry)
 					if err := bson.Unmarshal(v, ent); err != nil {
