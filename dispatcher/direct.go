@@ -271,19 +271,26 @@ type directConn struct {
 	idleTimer *time.Timer // running while idle: expire
 	expired   atomic.Bool
 	watched   context.Context // whose end aborts c (see watch)
+	done      <-chan struct{} // watched.Done()
 	unwatch   func() bool     // stops watching it
 	aborted   atomic.Bool     // watched ended: c must not be reused
 }
 
 // watch makes the end of ctx abort c's request (and retire c), keeping the
-// registration of the previous request when ctx is the same context. It
-// reports false when c was aborted and must be discarded.
+// registration of the previous request when ctx ends with it: the same
+// context, or one with the same Done channel (a context.WithValue of it,
+// as the runner's lease gate wraps every request's context: it is closed
+// at the same moment; two contexts without a Done channel never
+// end). It reports false when c was aborted and must be discarded.
 func (c *directConn) watch(ctx context.Context) bool {
 	if ctx != c.watched {
-		if c.unwatch != nil && !c.unwatch() {
-			c.aborted.Store(true) // the previous context ended meanwhile
+		done := ctx.Done()
+		if c.unwatch == nil || done != c.done {
+			if c.unwatch != nil && !c.unwatch() {
+				c.aborted.Store(true) // the previous context ended meanwhile
+			}
+			c.watched, c.done, c.unwatch = ctx, done, context.AfterFunc(ctx, c.abort)
 		}
-		c.watched, c.unwatch = ctx, context.AfterFunc(ctx, c.abort)
 	}
 	return !c.aborted.Load()
 }

@@ -322,6 +322,62 @@ func TestDirectTransportCancel(t *testing.T) {
 	}
 }
 
+// TestDirectTransportCancelWrappedContext checks that a connection keeps
+// watching a context for the next request whose context has the same Done
+// channel (a context.WithValue of it, as the runner's lease gate makes per
+// request), and that canceling it still aborts that request.
+func TestDirectTransportCancelWrappedContext(t *testing.T) {
+	seen := make(chan struct{})
+	var once sync.Once
+	srv := newRawServer(t, func(n int) (string, bool) {
+		if n == 1 {
+			return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+		}
+		once.Do(func() { close(seen) })
+		return "", false // never answers
+	})
+	u, err := url.Parse(srv.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt := newDirectTransport(u, 1, time.Hour, (&net.Dialer{}).DialContext, nil, http.DefaultTransport)
+	if dt == nil {
+		t.Skip("no direct transport on this platform")
+	}
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	send := func() (*http.Response, error) {
+		ctx := WithSendCheck(parent, func() error { return nil }) // a new context each time
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.url(), strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dt.RoundTrip(req)
+	}
+	resp, err := send()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	c := <-dt.idle
+	firstWatched := c.watched
+	dt.idle <- c
+	go func() {
+		<-seen
+		cancel()
+	}()
+	if _, err := send(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("second request: %v, want context.Canceled", err)
+	}
+	if c.watched != firstWatched {
+		t.Errorf("the connection registered the second request's context again; want the first's registration kept")
+	}
+	if _, conns := srv.recorded(); conns != 1 {
+		t.Errorf("%d connections, want 1 (the idle one reused)", conns)
+	}
+}
+
 // TestDirectTransportConnectionBound delivers many events through a
 // dispatcher with concurrency 4 over the direct transport: every event is
 // delivered once, on at most 4 connections.

@@ -54,10 +54,19 @@ type Counts struct {
 	InFlight int64
 }
 
-// triggerCounts are one trigger's Counts, updated under mu.
+// triggerCounts are one trigger's Counts, updated under mu, and its
+// series, each looked up by its labels once (under mu, at its first use):
+// a lookup hashes the label values and takes the vector's lock, which per
+// event and series adds up. Forget drops them with the counts.
 type triggerCounts struct {
 	mu sync.Mutex
 	c  Counts
+
+	inflight    prometheus.Gauge
+	duration    prometheus.Observer
+	deadLetters prometheus.Counter
+	deliveries  map[string]prometheus.Counter // by outcome
+	attempts    map[string]prometheus.Counter // by reason
 }
 
 // Counts returns a copy of trigger's counters (all zero for a trigger that
@@ -80,16 +89,27 @@ func (m *Metrics) Counts(trigger string) Counts {
 	return out
 }
 
-// update applies f to trigger's counters.
-func (m *Metrics) update(trigger string, f func(*Counts)) {
+// of returns trigger's counters and series, created at first use.
+func (m *Metrics) of(trigger string) *triggerCounts {
 	v, ok := m.counts.Load(trigger)
 	if !ok {
-		v, _ = m.counts.LoadOrStore(trigger, &triggerCounts{c: Counts{Deliveries: map[string]uint64{}, Attempts: map[string]uint64{}}})
+		v, _ = m.counts.LoadOrStore(trigger, &triggerCounts{
+			c:          Counts{Deliveries: map[string]uint64{}, Attempts: map[string]uint64{}},
+			deliveries: map[string]prometheus.Counter{}, attempts: map[string]prometheus.Counter{},
+		})
 	}
-	tc := v.(*triggerCounts)
-	tc.mu.Lock()
-	f(&tc.c)
-	tc.mu.Unlock()
+	return v.(*triggerCounts)
+}
+
+// counter returns byLabel[label] (the caller holds the trigger's mu),
+// looked up in vec with labels (trigger, label) the first time.
+func counter(byLabel map[string]prometheus.Counter, vec *prometheus.CounterVec, trigger, label string) prometheus.Counter {
+	c := byLabel[label]
+	if c == nil {
+		c = vec.WithLabelValues(trigger, label)
+		byLabel[label] = c
+	}
+	return c
 }
 
 // NewMetrics creates the dispatcher collectors and registers them with reg
@@ -142,10 +162,21 @@ func (m *Metrics) delivery(trigger, outcome string, seconds float64) {
 	if m == nil {
 		return
 	}
-	m.deliveries.WithLabelValues(trigger, outcome).Inc()
-	m.update(trigger, func(c *Counts) { c.Deliveries[outcome]++ })
+	tc := m.of(trigger)
+	tc.mu.Lock()
+	tc.c.Deliveries[outcome]++
+	c := counter(tc.deliveries, m.deliveries, trigger, outcome)
+	var o prometheus.Observer
 	if seconds >= 0 {
-		m.duration.WithLabelValues(trigger).Observe(seconds)
+		if tc.duration == nil {
+			tc.duration = m.duration.WithLabelValues(trigger)
+		}
+		o = tc.duration
+	}
+	tc.mu.Unlock()
+	c.Inc()
+	if o != nil {
+		o.Observe(seconds)
 	}
 }
 
@@ -157,12 +188,19 @@ func (m *Metrics) deliveryBatch(trigger, outcome string, n int, seconds func(i i
 	if m == nil || n <= 0 {
 		return
 	}
-	m.deliveries.WithLabelValues(trigger, outcome).Add(float64(n))
-	m.update(trigger, func(c *Counts) { c.Deliveries[outcome] += uint64(n) })
+	tc := m.of(trigger)
+	tc.mu.Lock()
+	tc.c.Deliveries[outcome] += uint64(n)
+	c := counter(tc.deliveries, m.deliveries, trigger, outcome)
+	if seconds != nil && tc.duration == nil {
+		tc.duration = m.duration.WithLabelValues(trigger)
+	}
+	h := tc.duration
+	tc.mu.Unlock()
+	c.Add(float64(n))
 	if seconds == nil {
 		return
 	}
-	h := m.duration.WithLabelValues(trigger)
 	for i := range n {
 		if s := seconds(i); s >= 0 {
 			h.Observe(s)
@@ -177,24 +215,42 @@ func (m *Metrics) attempt(trigger, reason string) {
 	if reason == "" {
 		reason = "ok"
 	}
-	m.attempts.WithLabelValues(trigger, reason).Inc()
-	m.update(trigger, func(c *Counts) { c.Attempts[reason]++ })
+	tc := m.of(trigger)
+	tc.mu.Lock()
+	tc.c.Attempts[reason]++
+	c := counter(tc.attempts, m.attempts, trigger, reason)
+	tc.mu.Unlock()
+	c.Inc()
 }
 
 func (m *Metrics) inflightAdd(trigger string, delta float64) {
 	if m == nil {
 		return
 	}
-	m.inflight.WithLabelValues(trigger).Add(delta)
-	m.update(trigger, func(c *Counts) { c.InFlight += int64(delta) })
+	tc := m.of(trigger)
+	tc.mu.Lock()
+	tc.c.InFlight += int64(delta)
+	if tc.inflight == nil {
+		tc.inflight = m.inflight.WithLabelValues(trigger)
+	}
+	g := tc.inflight
+	tc.mu.Unlock()
+	g.Add(delta)
 }
 
 func (m *Metrics) deadLettered(trigger string) {
 	if m == nil {
 		return
 	}
-	m.deadLetters.WithLabelValues(trigger).Inc()
-	m.update(trigger, func(c *Counts) { c.DeadLetters++ })
+	tc := m.of(trigger)
+	tc.mu.Lock()
+	tc.c.DeadLetters++
+	if tc.deadLetters == nil {
+		tc.deadLetters = m.deadLetters.WithLabelValues(trigger)
+	}
+	c := tc.deadLetters
+	tc.mu.Unlock()
+	c.Inc()
 }
 
 // initReasons are the reason label values SendOnce records (besides "ok").
