@@ -54,6 +54,9 @@ type directTransport struct {
 	open        chan struct{}    // one token per open connection
 	idle        chan *directConn // idle connections, oldest first
 	idleTimeout time.Duration
+	// plainHost is host when net/http writes it unchanged in the Host
+	// header (see writeRequestFast), else "".
+	plainHost string
 }
 
 // directMaxHeaderBytes bounds a response's header bytes, interim 1xx
@@ -89,8 +92,20 @@ func newDirectTransport(u *url.URL, maxConns int, timeout time.Duration, dial fu
 		port = "80"
 	}
 	maxConns = max(maxConns, 1)
+	plainHost := u.Host
+	for i := 0; i < len(plainHost); i++ {
+		c := plainHost[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
+			plainHost = ""
+			break
+		}
+	}
+	if strings.HasSuffix(plainHost, ":") {
+		plainHost = "" // http.NewRequest drops an empty port
+	}
 	return &directTransport{
-		host: u.Host, addr: net.JoinHostPort(host, port), dial: dial, fallback: fallback, timeout: max(timeout, 0),
+		plainHost: plainHost,
+		host:      u.Host, addr: net.JoinHostPort(host, port), dial: dial, fallback: fallback, timeout: max(timeout, 0),
 		open: make(chan struct{}, maxConns), idle: make(chan *directConn, maxConns), idleTimeout: directIdleTimeout,
 	}
 }
@@ -330,7 +345,10 @@ func (c *directConn) reusable() bool {
 // being read to its end.
 func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 	c.lr.n = directMaxHeaderBytes
-	werr := req.Write(c.bw) // closes req.Body
+	var werr error
+	if !writeRequestFast(c.bw, req, c.t.plainHost) {
+		werr = req.Write(c.bw) // closes req.Body
+	}
 	if werr == nil {
 		// The last check before the request leaves the process (a
 		// request up to the buffer's size is still all in it): a failed
@@ -351,7 +369,7 @@ func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	var err error
 	for {
-		resp, err = http.ReadResponse(c.br, req)
+		resp, err = readResponse(c.br, req)
 		if err != nil || resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
@@ -375,6 +393,24 @@ func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = b
 	return resp, nil
+}
+
+// readResponse reads a response as http.ReadResponse does, through
+// readResponseFast once the first bytes of it are buffered.
+func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	if br.Buffered() == 0 {
+		// ReadResponse's first read, failing as it would fail.
+		if _, err := br.Peek(1); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	if resp, ok := readResponseFast(br, req); ok {
+		return resp, nil
+	}
+	return http.ReadResponse(br, req)
 }
 
 // connectionClose reports whether h has "Connection: close".

@@ -1,7 +1,6 @@
 package dispatcher
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -86,6 +85,8 @@ type Sender struct {
 	observers   []observer
 	method      string
 	url         string
+	reqURL      *url.URL // url as http.NewRequest parses it (never modified: each request gets a copy)
+	reqHost     string   // the Host of such a request
 	redactedURL string
 	baseHeader  http.Header
 	keys        [][]byte
@@ -152,9 +153,11 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 	if !triggers.AllowedMethod(s.method) {
 		return nil, fmt.Errorf("webhook method %s is not one of %s", s.method, strings.Join(triggers.Methods(), ", "))
 	}
-	if _, err := http.NewRequest(s.method, s.url, nil); err != nil {
+	tmpl, err := http.NewRequest(s.method, s.url, nil)
+	if err != nil {
 		return nil, fmt.Errorf("webhook method %q or url %s is not valid in a request", s.method, s.redactedURL)
 	}
+	s.reqURL, s.reqHost = tmpl.URL, tmpl.Host
 	for i, sec := range w.Secrets {
 		k, err := decodeSecret(sec.Reveal())
 		if err != nil {
@@ -629,10 +632,10 @@ func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http
 		rctx, cancel = context.WithTimeout(ctx, s.timeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(rctx, s.method, s.url, bytes.NewReader(msg.Body))
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("build request for %s: %w", s.redactedURL, redactError(err))
+	if rctx == nil {
+		return nil, "", nil, fmt.Errorf("build request for %s: %w", s.redactedURL, errors.New("net/http: nil Context"))
 	}
+	req := s.newRequest(rctx, msg.Body)
 	req.Header = s.header(msg.ID, now, msg.Body, msg.Header)
 	if s.tokens != nil {
 		tok, err := s.tokens.token(ctx)
