@@ -66,8 +66,14 @@ func (r *RawOplogEntry) Lookup(key string) (bsoncore.Value, bool) {
 // rawFields from r.Raw. It returns false when the entry is not shaped as
 // appendOplog writes it (the caller then decodes it fully, to report the
 // same error as the decoding reference in the tests).
+//
+// It validates as it walks: the declared length must be the entry's length
+// and end in a NUL, and walkOplogEntry reads every top-level element
+// bounded by the remaining bytes with the same length rules as
+// bsoncore.Document.Validate, so an entry it accepts passes Validate
+// (FuzzParseRawOplogEntryValidates) and no separate Validate pass is needed.
 func parseRawOplogEntry(r *RawOplogEntry) bool {
-	if bsoncore.Document(r.Raw).Validate() != nil {
+	if len(r.Raw) < 5 || int(int32(binary.LittleEndian.Uint32(r.Raw))) != len(r.Raw) || r.Raw[len(r.Raw)-1] != 0 {
 		return false
 	}
 	h := oplogHeader{ts: &r.TS, op: &r.Op, db: &r.DB, coll: &r.Coll, toDB: &r.ToDB, toColl: &r.ToColl}
