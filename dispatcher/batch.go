@@ -532,7 +532,7 @@ func (d *Dispatcher) processBatch(ctx context.Context, b *batch) bool {
 	res, err, held := d.deliverBatchGuarded(ctx, b)
 	outcome := func(o string) {
 		now := d.clock.Now()
-		d.metrics.deliveryBatch(trigger, o, n, func(i int) float64 { return now.Sub(b.tickets[i].Value.submitted).Seconds() })
+		d.metrics.deliveryBatch(trigger, o, n, func(i int) float64 { return now.Sub(b.tickets[i].Value.ev.Received).Seconds() })
 	}
 	failed := func(tks []*Ticket[job]) { d.metrics.deliveryBatch(trigger, OutcomeFailed, len(tks), nil) }
 	switch {
@@ -570,7 +570,7 @@ func (d *Dispatcher) processBatch(ctx context.Context, b *batch) bool {
 			failed(b.tickets[i:])
 			return false
 		}
-		d.metrics.delivery(trigger, OutcomeDeadLettered, d.clock.Now().Sub(j.submitted).Seconds())
+		d.metrics.delivery(trigger, OutcomeDeadLettered, d.clock.Now().Sub(j.ev.Received).Seconds())
 	}
 	return true
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -45,9 +44,8 @@ type Dispatcher struct {
 
 // job is one submitted event.
 type job struct {
-	ev        Event
-	submitted time.Time
-	prog      *progress // its attempts so far, for HeadOfLine
+	ev   Event     // its Received is when it was submitted, if not set before
+	prog *progress // its attempts so far, for HeadOfLine
 }
 
 // deadLetterOf is the dead letter of ev, delivered as webhookID (its own, or
@@ -208,7 +206,7 @@ func (d *Dispatcher) Submit(ctx context.Context, ev Event) error {
 	if at.IsZero() {
 		at = d.clock.Now()
 	}
-	j := job{ev: Event{Raw: buf[:n:n], Token: buf[n:], Key: ev.Key, Received: ev.Received}, submitted: at, prog: &progress{fail: &d.fail}}
+	j := job{ev: Event{Raw: buf[:n:n], Token: buf[n:], Key: ev.Key, Received: at}, prog: &progress{fail: &d.fail}}
 	if _, err := d.tracker.TrackSized(ctx, j.ev.Token, j.ev.Key, int64(len(buf)), j); err != nil {
 		return fmt.Errorf("submit event: %w", err)
 	}
@@ -282,10 +280,10 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		// resuming (with the configuration fixed) delivers it.
 		return false
 	case err == nil && res.Dropped:
-		d.metrics.delivery(trigger, OutcomeDropped, d.clock.Now().Sub(j.submitted).Seconds())
+		d.metrics.delivery(trigger, OutcomeDropped, d.clock.Now().Sub(j.ev.Received).Seconds())
 		return true
 	case err == nil:
-		d.metrics.delivery(trigger, OutcomeDelivered, d.clock.Now().Sub(j.submitted).Seconds())
+		d.metrics.delivery(trigger, OutcomeDelivered, d.clock.Now().Sub(j.ev.Received).Seconds())
 		if d.log.Enabled(ctx, slog.LevelDebug) {
 			d.log.LogAttrs(ctx, slog.LevelDebug, "event delivered", slog.String("webhook_id", res.WebhookID),
 				slog.Int("status", res.Status), slog.Int("attempts", res.Attempts), slog.Duration("latency", res.Latency))
@@ -307,7 +305,7 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		d.metrics.delivery(trigger, OutcomeFailed, -1)
 		return false
 	}
-	d.metrics.delivery(trigger, OutcomeDeadLettered, d.clock.Now().Sub(j.submitted).Seconds())
+	d.metrics.delivery(trigger, OutcomeDeadLettered, d.clock.Now().Sub(j.ev.Received).Seconds())
 	return true
 }
 

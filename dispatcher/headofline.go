@@ -128,7 +128,7 @@ func (d *Dispatcher) HeadOfLine() (h HeadOfLine, ok bool) {
 		// the batch's id): the event's own.
 		h.WebhookID = WebhookID(d.trigger, j.ev.Token)
 	}
-	h.Submitted = j.submitted
+	h.Submitted = j.ev.Received
 	return h, true
 }
 
