@@ -147,6 +147,7 @@ type report struct {
 	StreamASep, PostB1Sep, PostB16Sep        float64
 	StreamASepCPU, PostB16SepCPU             time.Duration
 	StreamASepClientCPU, PostB16SepClientCPU time.Duration
+	PostB1SepClientCPU                       time.Duration // (b′) 1 in flight: the client process per request
 
 	Modes []modeResult
 	HTTPS []modeResult // HTTPS drains, one per mode (-https)
@@ -181,7 +182,7 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 		}
 		rep.StreamASepCPU, rep.StreamASepClientCPU = client+host, client
 		b.logf("baseline (b′): (b) with the client in a child process, %d requests", b.cfg.n)
-		if rep.PostB1Sep, rep.PostB16Sep, client, host, err = b.baselineBSep(ctx); err != nil {
+		if rep.PostB1Sep, rep.PostB16Sep, rep.PostB1SepClientCPU, client, host, err = b.baselineBSep(ctx); err != nil {
 			return nil, err
 		}
 		rep.PostB16SepCPU, rep.PostB16SepClientCPU = client+host, client
@@ -527,7 +528,7 @@ func (r *report) print(w io.Writer, cfg config) {
 	fmt.Fprintf(tw, "| (b) Go client POST, %d in flight\t %.0f\t %.1f\t\n", cfg.concurrency, r.PostB16, us(r.PostB16CPU))
 	if r.StreamASep > 0 {
 		fmt.Fprintf(tw, "| (a′) = (a), the client in a child process\t %.0f\t %.1f (client process %.1f)\t\n", r.StreamASep, us(r.StreamASepCPU), us(r.StreamASepClientCPU))
-		fmt.Fprintf(tw, "| (b′) = (b), 1 in flight, the client in a child process\t %.0f\t\t\n", r.PostB1Sep)
+		fmt.Fprintf(tw, "| (b′) = (b), 1 in flight, the client in a child process\t %.0f\t (client process %.1f)\t\n", r.PostB1Sep, us(r.PostB1SepClientCPU))
 		fmt.Fprintf(tw, "| (b′) = (b), %d in flight, the client in a child process\t %.0f\t %.1f (client process %.1f)\t\n", cfg.concurrency, r.PostB16Sep, us(r.PostB16SepCPU), us(r.PostB16SepClientCPU))
 	}
 	if r.NodeNote == "" {

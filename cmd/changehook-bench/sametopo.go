@@ -162,25 +162,28 @@ func (b *bench) baselineASep(ctx context.Context) (rate float64, client, host ti
 }
 
 // baselineBSep is baseline (b′): the POSTs of (b), with 1 and -concurrency
-// in flight, from a child process; CPU per event for the latter.
-func (b *bench) baselineBSep(ctx context.Context) (seq, par float64, client, host time.Duration, err error) {
+// in flight, from a child process; the client's CPU per request with 1 in
+// flight (seqClient: what one request at a time costs a bare client across
+// the process boundary, strict's floor), and for the latter the client's and
+// this process's.
+func (b *bench) baselineBSep(ctx context.Context) (seq, par float64, seqClient, client, host time.Duration, err error) {
 	for _, w := range []int{1, b.cfg.concurrency} {
 		rec, err := startReceiver(b.clock, b.cfg.n, 0)
 		if err != nil {
-			return 0, 0, 0, 0, err
+			return 0, 0, 0, 0, 0, err
 		}
 		r, c, h, err := sameTopology(ctx, b.cfg.n, "b", rec.url(), strconv.Itoa(b.cfg.n), strconv.Itoa(w))
 		rec.close()
 		if err != nil {
-			return 0, 0, 0, 0, err
+			return 0, 0, 0, 0, 0, err
 		}
 		if w == 1 {
-			seq = r
+			seq, seqClient = r, c
 		} else {
 			par, client, host = r, c, h
 		}
 	}
-	return seq, par, client, host, nil
+	return seq, par, seqClient, client, host, nil
 }
 
 // runClientChild is the client mode: args are "a URI DB COLL N T I" (read
