@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strconv"
+	"strings"
 )
 
 // The common request and response of the direct transport, written and
@@ -225,8 +226,8 @@ func isWhite(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\
 // readResponseFast reads the response to req from br as http.ReadResponse
 // would, when its header is already buffered whole (one read usually
 // brings it) and is one it recognises: "HTTP/1.1 DDD reason", a final
-// status (not 1xx), plain "Name: value" lines (no folding, no Connection,
-// Transfer-Encoding, Trailer or Pragma), and for a status that has a body
+// status (not 1xx), plain "Name: value" lines (no folding, no Connection
+// but "keep-alive", no Transfer-Encoding, Trailer or Pragma), and for a status that has a body
 // exactly one Content-Length; req is not HEAD. Otherwise it reports false
 // having consumed nothing (the buffered bytes stay for ReadResponse).
 func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, bool) {
@@ -284,7 +285,14 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, bool
 		}
 		key := http.CanonicalHeaderKey(string(k))
 		switch key {
-		case "Connection", "Transfer-Encoding", "Trailer", "Pragma":
+		case "Connection":
+			// "keep-alive" (nginx sends it) changes nothing in HTTP/1.1;
+			// "close" (ReadResponse then deletes the header) and other
+			// tokens are left to ReadResponse.
+			if !strings.EqualFold(string(v), "keep-alive") {
+				return nil, false
+			}
+		case "Transfer-Encoding", "Trailer", "Pragma":
 			return nil, false
 		case "Content-Length":
 			if cl >= 0 || len(v) == 0 || len(v) > 18 {
