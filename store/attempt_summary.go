@@ -93,6 +93,16 @@ func summaryWebhookHash(id string) uint64 {
 func summaryKeyHash(key bson.Raw) uint64 {
 	h := fnvOffset64
 	h.byte('d')
+	if len(key) == 22 && [9]byte(key[:9]) == objectIDKeyPrefix && key[21] == 0 {
+		// {_id: ObjectId}, the usual key: canonicalDoc's bytes without
+		// reading the element.
+		h.string("_id")
+		h.byte(0)
+		h.byte(byte(bsoncore.TypeObjectID))
+		h.bytes(key[9:21])
+		h.byte(canonEnd)
+		return h.sum()
+	}
 	if !canonicalDoc(&h, bsoncore.Document(key), 0) {
 		h = fnvOffset64
 		h.byte('d')

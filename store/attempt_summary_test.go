@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // keyVariants returns documents equal, as MongoDB compares them, to
@@ -110,6 +111,15 @@ func TestSummaryKeyHash(t *testing.T) {
 	// 2^53 and 2^53+1 (int64 and decimal) round to one float64.
 	if collisions > 4 {
 		t.Errorf("%d collisions", collisions)
+	}
+	// The {_id: ObjectId} fast path hashes as the general walk does.
+	for range 100 {
+		key := mustMarshal(t, bson.D{{Key: "_id", Value: bson.NewObjectID()}})
+		h := fnvOffset64
+		h.byte('d')
+		if !canonicalDoc(&h, bsoncore.Document(key), 0) || h.sum() != summaryKeyHash(key) {
+			t.Fatalf("%v: the fast path's hash differs from the walk's", bson.Raw(key))
+		}
 	}
 	if summaryKeyHash(bson.Raw{1, 2, 3}) == summaryKeyHash(bson.Raw{1, 2, 4}) {
 		t.Error("invalid keys hash alike")
