@@ -58,6 +58,11 @@ const (
 	// max(Concurrency, 64) events beyond the watermark, so the bound is
 	// never reached in practice.
 	maxPendingTracked = 4 * triggers.MaxConcurrency
+	// checkpointCheckEvery is how many events of a reply the watch loop
+	// reads between two checkpoint checks (also after a reply's last
+	// event): a count-based save is signalled at most this many events
+	// late.
+	checkpointCheckEvery = 32
 )
 
 // CheckpointStore loads and saves a trigger's resume token; *store.Store
@@ -499,12 +504,16 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 	// received is when the reply holding the current event arrived: the
 	// events of one reply were received together, and reading the clock
 	// once per reply instead of thrice per event is measurably cheaper.
+	// The checkpoint check reads the clock afresh after every
+	// checkpointCheckEvery events, after a reply's last event and after an
+	// empty read, and renews received (a reply whose submission waited
+	// for the dispatcher keeps an old time for at most that many events).
 	var received time.Time
-	remaining := 0
+	remaining, sinceCheck := 0, 0
 	for {
-		positioned := false
-		var now time.Time
+		positioned, got := false, false
 		if cs.TryNext(ctx) {
+			got = true
 			// Within a reply the remaining count falls by one per event;
 			// the first event of the next reply (read only once the
 			// last one is exhausted) leaves at least as many.
@@ -513,8 +522,7 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 				received = w.clock.Now()
 			}
 			remaining = r
-			now = received
-			invalidated, pos, err := w.handle(ctx, cs.Current, cs.ResumeToken(), now)
+			invalidated, pos, err := w.handle(ctx, cs.Current, cs.ResumeToken(), received)
 			if err != nil {
 				return true, err
 			}
@@ -533,10 +541,11 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 		if rt := cs.ResumeToken(); rt != nil && !positioned {
 			w.setStreamToken(rt)
 		}
-		if now.IsZero() {
-			now = w.clock.Now()
+		if sinceCheck++; !got || remaining == 0 || sinceCheck >= checkpointCheckEvery {
+			sinceCheck = 0
+			received = w.clock.Now()
+			w.checkpointIfDue(received)
 		}
-		w.checkpointIfDue(now)
 	}
 }
 
