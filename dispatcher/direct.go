@@ -174,6 +174,7 @@ func (t *directTransport) failure(ctx context.Context, deadline time.Time, err e
 // deadline (a context deadline there), released when the response body is
 // closed.
 func (t *directTransport) roundTripFallback(req *http.Request, deadline time.Time) (*http.Response, error) {
+	req = inMemoryBody(req)
 	if deadline.IsZero() {
 		return t.fallback.RoundTrip(req)
 	}

@@ -87,6 +87,7 @@ type Sender struct {
 	url         string
 	reqURL      *url.URL // url as http.NewRequest parses it (never modified: each request gets a copy)
 	reqHost     string   // the Host of such a request
+	directBody  bool     // requests go to a directTransport: bodies are payloadBody (see newRequest)
 	redactedURL string
 	baseHeader  http.Header
 	keys        [][]byte
@@ -203,6 +204,7 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 	}
 	s.http, s.timeout = httpClient(o.httpClient, u, conc, w.Timeout, guard, tlsConf, !o.netHTTPOnly)
 	s.viaClient = s.http.Jar != nil || u.User != nil || o.netHTTPOnly
+	_, s.directBody = s.http.Transport.(*directTransport)
 	if o.wrapRT != nil {
 		next := s.http.Transport
 		if next == nil {

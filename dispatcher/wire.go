@@ -57,7 +57,9 @@ func (*payloadBody) Close() error { return nil }
 // newRequest returns the request of one attempt: what
 // http.NewRequestWithContext(ctx, s.method, s.url, bytes.NewReader(body))
 // returns (TestNewRequestMatchesNetHTTP), without parsing the URL again;
-// the body is a payloadBody. The header is nil: the caller sets it.
+// the body is a payloadBody when the request goes to the direct transport
+// and, as http.NewRequest makes it, an io.NopCloser of a *bytes.Reader
+// otherwise (see inMemoryBody). The header is nil: the caller sets it.
 func (s *Sender) newRequest(ctx context.Context, body []byte) *http.Request {
 	u := *s.reqURL
 	r := http.Request{
@@ -67,11 +69,39 @@ func (s *Sender) newRequest(ctx context.Context, body []byte) *http.Request {
 	if len(body) == 0 {
 		r.Body = http.NoBody
 		r.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
-	} else {
+	} else if s.directBody {
 		r.Body = &payloadBody{b: body}
 		r.GetBody = func() (io.ReadCloser, error) { return &payloadBody{b: body}, nil }
+	} else {
+		setInMemoryBody(&r, body)
 	}
 	return r.WithContext(ctx)
+}
+
+// setInMemoryBody gives r the body http.NewRequest gives a *bytes.Reader
+// of body. net/http's Transport writes a body it knows to be in memory
+// with the request's header in one write; any other body (a payloadBody)
+// after the header is flushed. The second write can then fail with a
+// reset while the reason is still to be read: a TLS 1.3 server that
+// refuses the client's certificate sends its alert and closes as the
+// request arrives, and the failure would read as a connection error, not
+// the refused certificate.
+func setInMemoryBody(r *http.Request, body []byte) {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+}
+
+// inMemoryBody returns req, or for a payloadBody request a copy of it
+// whose body is the unread payload as http.NewRequest makes it (see
+// setInMemoryBody): what the direct transport hands to net/http.
+func inMemoryBody(req *http.Request) *http.Request {
+	pb, ok := req.Body.(*payloadBody)
+	if !ok {
+		return req
+	}
+	r := *req
+	setInMemoryBody(&r, pb.b[pb.off:])
+	return &r
 }
 
 // reqWriteExcluded reports the header keys http.Request.Write writes
