@@ -138,6 +138,42 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+// TestParseHistoryFlags checks -history-variants (order kept, duplicates
+// dropped, unknown names refused) and that -perf-ctl needs -perf-ack.
+func TestParseHistoryFlags(t *testing.T) {
+	tests := []struct {
+		args     []string
+		variants string
+		wantErr  bool
+	}{
+		{nil, "off,on,slow", false},
+		{[]string{"-history-variants", "on"}, "on", false},
+		{[]string{"-history-variants", "on, off,on"}, "on,off", false},
+		{[]string{"-history-variants", "fast"}, "", true},
+		{[]string{"-history-variants", ","}, "", true},
+		{[]string{"-perf-ctl", "ctl"}, "", true},
+		{[]string{"-perf-ctl", "ctl", "-perf-ack", "ack"}, "off,on,slow", false},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			c, err := parseFlags(tc.args, io.Discard)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("parseFlags error = %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			var names []string
+			for _, v := range c.historyVariants {
+				names = append(names, v.Name)
+			}
+			if got := strings.Join(names, ","); got != tc.variants {
+				t.Errorf("history variants = %s, want %s", got, tc.variants)
+			}
+		})
+	}
+}
+
 // TestBaselines runs baselines (a) and (b) at a small size against an
 // in-process devdb and receiver: every event and request must be counted.
 func TestBaselines(t *testing.T) {

@@ -58,8 +58,8 @@ type historyResult struct {
 
 // historyPhase drains a backlog of -n inserts (mode none, the fastest, so the
 // history's share of the work is largest) with the history off, on, and on
-// with a writer slowed by a fail point, -history-rounds times after one
-// uncounted warm-up drain; the order of the variants rotates each round so
+// with a writer slowed by a fail point (the variants -history-variants
+// names), -history-rounds times after one uncounted warm-up drain; the order of the variants rotates each round so
 // that a drift of the machine's load does not favour one.
 func (b *bench) historyPhase(ctx context.Context) (*historyResult, error) {
 	res := &historyResult{Events: b.cfg.n, Concurrency: b.cfg.concurrency, Rounds: b.cfg.historyRounds, LoadFrom: loadavg()}
@@ -67,13 +67,14 @@ func (b *bench) historyPhase(ctx context.Context) (*historyResult, error) {
 	// devdb and runner binary (cold caches, a growing data file) is the
 	// slowest of all, and would otherwise count against whichever variant
 	// comes first.
+	variants := b.cfg.historyVariants
 	b.logf("history warm-up (not counted): drain a backlog of %d", b.cfg.n)
-	if _, err := b.historyDrain(ctx, historyVariants[0], -1); err != nil {
+	if _, err := b.historyDrain(ctx, variants[0], -1); err != nil {
 		return nil, err
 	}
 	for round := range b.cfg.historyRounds {
-		for k := range historyVariants {
-			v := historyVariants[(k+round)%len(historyVariants)]
+		for k := range variants {
+			v := variants[(k+round)%len(variants)]
 			b.logf("history %s, round %d: drain a backlog of %d", v.Name, round+1, b.cfg.n)
 			run, err := b.historyDrain(ctx, v, round)
 			if err != nil {
@@ -109,12 +110,22 @@ func (b *bench) historyDrain(ctx context.Context, v historyVariant, round int) (
 	if err != nil {
 		return run, err
 	}
+	if round >= 0 {
+		if err := b.perfControl("enable"); err != nil {
+			return run, err
+		}
+	}
 	p, err := b.startRunnerFor(triggerSpec{Mode: "none", Concurrency: b.cfg.concurrency, Database: benchDB,
 		Collection: coll, URL: rec.url(), StartAt: startAt, History: v.History})
 	if err != nil {
 		return run, err
 	}
 	waitErr := p.waitDelivered(ctx, rec, b.cfg.timeout)
+	if round >= 0 {
+		if err := b.perfControl("disable"); err != nil {
+			return run, err
+		}
+	}
 	s, sErr := p.sample(b.clock)
 	host1, hErr := readProc(os.Getpid())
 	if sErr == nil {
@@ -138,6 +149,33 @@ func (b *bench) historyDrain(ctx context.Context, v historyVariant, round int) (
 	}
 	run.Rate, run.CPU = rate(b.cfg.n, first, last), s.CPU
 	return run, nil
+}
+
+// perfControl sends cmd (enable or disable) to the perf record whose
+// control FIFOs -perf-ctl and -perf-ack name, and waits for its
+// acknowledgement; without -perf-ctl it does nothing.
+func (b *bench) perfControl(cmd string) error {
+	if b.cfg.perfCtl == "" {
+		return nil
+	}
+	ctl, err := os.OpenFile(b.cfg.perfCtl, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("perf control: %w", err)
+	}
+	defer func() { _ = ctl.Close() }()
+	ack, err := os.Open(b.cfg.perfAck)
+	if err != nil {
+		return fmt.Errorf("perf control: %w", err)
+	}
+	defer func() { _ = ack.Close() }()
+	if _, err := io.WriteString(ctl, cmd+"\n"); err != nil {
+		return fmt.Errorf("perf control %s: %w", cmd, err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(ack, buf); err != nil {
+		return fmt.Errorf("perf control %s: read the acknowledgement: %w", cmd, err)
+	}
+	return nil
 }
 
 // blockRunnerInserts turns devdb's failCommand fail point on (every insert
@@ -231,6 +269,9 @@ func (h *historyResult) print(w io.Writer) {
 				counts = append(counts, fmt.Sprintf("%.0f / %.0f", r.Written, r.Dropped))
 			}
 		}
+		if len(rates) == 0 {
+			continue // not drained (-history-variants)
+		}
 		med[v.Name] = median(rates)
 		label := v.Name
 		if v.Slow {
@@ -248,6 +289,9 @@ func (h *historyResult) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	for _, name := range []string{"on", "slow"} {
+		if med[name] <= 0 {
+			continue
+		}
 		loss := 100 * (med["off"] - med[name]) / med["off"]
 		fmt.Fprintf(w, "  history %s costs < 5%% of events/s: %.1f%% %s\n", name, loss, verdict(loss < 5))
 	}

@@ -56,6 +56,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -113,6 +114,15 @@ type config struct {
 	history       bool
 	historyOnly   bool
 	historyRounds int
+	// historyVariants are the history phase's variants (-history-variants;
+	// default all of them).
+	historyVariants []historyVariant
+	// perfCtl and perfAck are the control and acknowledgement FIFOs of a
+	// `perf record -D -1 --control fifo:CTL,ACK` running this benchmark
+	// (-perf-ctl): the history phase enables perf's events for each
+	// counted drain only (runner start to last receipt), so that a profile
+	// holds the drains and not the backlog writes between them.
+	perfCtl, perfAck string
 	// runs is how many times the benchmark runs (its summary reports
 	// the medians).
 	runs int
@@ -156,6 +166,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.history, "history", true, "run the history phase: drains with the delivery history off, on, and on with a slowed writer")
 	fs.BoolVar(&c.historyOnly, "history-only", false, "run only the history phase")
 	fs.IntVar(&c.historyRounds, "history-rounds", 3, "rounds of the history phase (each drains every variant once)")
+	fs.StringVar(&c.perfCtl, "perf-ctl", "", "history phase: `fifo` to write perf record's enable/disable commands to around each counted drain (perf record -D -1 --control fifo:CTL,ACK; needs -perf-ack)")
+	fs.StringVar(&c.perfAck, "perf-ack", "", "history phase: perf record's acknowledgement `fifo` (see -perf-ctl)")
+	variants := fs.String("history-variants", "off,on,slow", "history variants to drain, comma-separated (off, on, slow): one alone keeps the phase on it, e.g. under perf record")
 	fs.IntVar(&c.runs, "runs", 1, "run the whole benchmark this many times, print each run, then the medians of every figure and the goals' verdicts on the medians")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "instead of the benchmark: drain each mode with the runner inside this process and write a CPU profile of it all to `file`")
 	fs.IntVar(&c.profileBatch, "profile-batch", 0, "with -cpuprofile: batch.max_events of the profiled drains (0: unbatched)")
@@ -187,6 +200,26 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			fmt.Fprintf(stderr, "changehook-bench: unknown mode %q (strict, per_document, none)\n", m)
 			return c, errUsage
 		}
+	}
+	for _, name := range strings.Split(*variants, ",") {
+		name = strings.TrimSpace(name)
+		i := slices.IndexFunc(historyVariants, func(v historyVariant) bool { return v.Name == name })
+		switch {
+		case name == "":
+		case i < 0:
+			fmt.Fprintf(stderr, "changehook-bench: unknown history variant %q (off, on, slow)\n", name)
+			return c, errUsage
+		case !slices.ContainsFunc(c.historyVariants, func(v historyVariant) bool { return v.Name == name }):
+			c.historyVariants = append(c.historyVariants, historyVariants[i])
+		}
+	}
+	if (c.perfCtl == "") != (c.perfAck == "") {
+		fmt.Fprintln(stderr, "changehook-bench: -perf-ctl and -perf-ack go together")
+		return c, errUsage
+	}
+	if len(c.historyVariants) == 0 {
+		fmt.Fprintln(stderr, "changehook-bench: -history-variants names none")
+		return c, errUsage
 	}
 	if *triggerCounts != "" {
 		if c.triggers, err = parseTriggerCounts(*triggerCounts); err != nil {
