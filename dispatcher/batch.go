@@ -24,10 +24,10 @@ const ContentTypeCloudEventsBatch = "application/cloudevents-batch+json"
 // batchIDPrefix starts every batch's webhook-id.
 const batchIDPrefix = "batch_"
 
-// maxBatchHeld bounds the events a batched dispatcher's tracker holds,
-// whatever max_events times the batches in flight come to: as many as the
-// largest unbatched dispatcher holds (the watcher's lag bookkeeping is
-// sized for that).
+// maxBatchHeld bounds the events a batched dispatcher's tracker holds for
+// its batches, whatever max_events times the batches in flight come to: as
+// many as the largest unbatched dispatcher holds (WithBatchedHeld may let
+// more wait for the batches).
 const maxBatchHeld = 2 * triggers.MaxConcurrency
 
 // BatchWebhookID returns the webhook-id of a batch of trigger's events whose
@@ -116,6 +116,8 @@ type batcher struct {
 	closing     bool
 	canceled    bool
 	lastBody    int // the last sealed body's size, to size the next
+
+	minHeld int // WithBatchedHeld
 }
 
 // newBatcher returns the batcher of d for policy p, validated.
@@ -158,9 +160,9 @@ func newBatcher(d *Dispatcher, t *triggers.Trigger, p *triggers.BatchPolicy) (*b
 }
 
 // capacity is the tracker's capacity under batching: the sealed batches
-// and the open one, full.
+// and the open one, full, or WithBatchedHeld's count when larger.
 func (bt *batcher) capacity() int {
-	return min(bt.maxEvents*(bt.maxSealed+1), max(maxBatchHeld, bt.maxEvents+1))
+	return max(bt.minHeld, min(bt.maxEvents*(bt.maxSealed+1), max(maxBatchHeld, bt.maxEvents+1)))
 }
 
 // maxFastTakes bounds the events run takes in a row without its full

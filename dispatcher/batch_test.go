@@ -786,6 +786,23 @@ func TestNewValidatesBatch(t *testing.T) {
 // at most concurrency requests are in flight; everything is delivered once
 // the endpoint answers.
 func TestBatchBackpressure(t *testing.T) {
+	// conc batches in flight, one sealed behind them, one open: full.
+	batchBackpressure(t, 5*(2+2))
+}
+
+// TestBatchBackpressureHeld: WithBatchedHeld lets more events than the
+// batches take wait behind them, and no more: Submit blocks at that count,
+// the sealed batches stay bounded and everything is delivered in the end.
+// A count below what the batches hold changes nothing.
+func TestBatchBackpressureHeld(t *testing.T) {
+	t.Run("more", func(t *testing.T) { batchBackpressure(t, 97, WithBatchedHeld(97)) })
+	t.Run("fewer", func(t *testing.T) { batchBackpressure(t, 5*(2+2), WithBatchedHeld(3)) })
+}
+
+// batchBackpressure is TestBatchBackpressure for a dispatcher with
+// max_events 5 and concurrency 2 built with opts, expected to hold want
+// events.
+func batchBackpressure(t *testing.T, want int, opts ...Option) {
 	const maxEvents, conc = 5, 2
 	release := make(chan struct{})
 	var mu sync.Mutex
@@ -808,10 +825,8 @@ func TestBatchBackpressure(t *testing.T) {
 		Webhook:  triggers.Webhook{URL: rc.srv.URL},
 		Ordering: triggers.None, Concurrency: conc,
 		Batch: &triggers.BatchPolicy{MaxEvents: maxEvents, MaxWait: time.Millisecond},
-	}, nil)
-	// conc batches in flight, one sealed behind them, one open: full.
-	want := maxEvents * (conc + 2)
-	if got := d.capacity(); got != want {
+	}, nil, opts...)
+	if got := d.Capacity(); got != want {
 		t.Fatalf("capacity %d, want %d", got, want)
 	}
 	submitted := 0

@@ -129,6 +129,7 @@ func newDispatcher(t *triggers.Trigger, sink DeadLetterSink, opts []Option) (*Di
 		if d.batcher, err = newBatcher(d, t, t.Batch); err != nil {
 			return nil, err
 		}
+		d.batcher.minHeld = o.batchedHeld
 	}
 	return d, nil
 }
@@ -147,13 +148,20 @@ const queueLen = 64
 // deliveries in flight plus a queue of max(Concurrency, queueLen) events,
 // and a slow (or blocked) oldest event stops admission once that window is
 // full.
-// Batched: the sealed batches and the open one, full (batcher.capacity).
+// Batched: the sealed batches and the open one, full, or more with
+// WithBatchedHeld (batcher.capacity).
 func (d *Dispatcher) capacity() int {
 	if d.batcher != nil {
 		return d.batcher.capacity()
 	}
 	return d.concurrency + max(d.concurrency, queueLen)
 }
+
+// Capacity returns how many submitted events the dispatcher holds at most
+// before Submit blocks (deliveries in flight, queued, and for a batched
+// trigger its sealed and open batches and the events waiting for them; see
+// WithBatchedHeld). A blocked Submit resumes once half of it is free.
+func (d *Dispatcher) Capacity() int { return d.tracker.Capacity() }
 
 // start creates the tracker and starts the workers.
 func (d *Dispatcher) start() {

@@ -27,6 +27,22 @@ type options struct {
 	netHTTPOnly bool
 	// payloadPause: WithPayloadErrorPause.
 	payloadPause func(reason string)
+	// batchedHeld: WithBatchedHeld.
+	batchedHeld int
+}
+
+// MaxBatchedHeld bounds WithBatchedHeld.
+const MaxBatchedHeld = 1 << 16
+
+// WithBatchedHeld lets a batched dispatcher hold at least n submitted events
+// (at most MaxBatchedHeld) before Submit blocks, more than its sealed and
+// open batches: the events beyond them wait, in stream order, for a batch
+// to take them (the byte budgets still bound their bytes). A stream reader
+// that reads the change stream in replies of r events passes 2·r, so that
+// a whole reply is admitted while the previous one is delivered and the
+// server builds the next reply meanwhile. Ignored without batching.
+func WithBatchedHeld(n int) Option {
+	return func(o *options) { o.batchedHeld = min(max(n, 0), MaxBatchedHeld) }
 }
 
 // WithHTTPClient sends requests with a shallow copy of c whose redirect

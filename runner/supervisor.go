@@ -149,6 +149,7 @@ func (r *Runner) startLocked(s *slot) {
 	dopts = append(dopts, dispatcher.WithPayloadErrorPause(func(reason string) {
 		_ = r.Pause(t.Name, reason, PauseByPayloadErrors) // t is a trigger of r: never ErrUnknownTrigger
 	}))
+	dopts = append(dopts, dispatcher.WithBatchedHeld(batchedHeld))
 	leaseOpts, sink, cps, deadline := r.leased(s)
 	dopts = append(dopts, leaseOpts...)
 	disp, err := dispatcher.New(t, refreshingSink{sink, r}, dopts...)

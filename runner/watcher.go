@@ -55,9 +55,20 @@ const (
 	streamBatchSize = 4000
 	// maxPendingTracked bounds the lag bookkeeping of received events not
 	// yet checkpointed. The dispatcher admits at most Concurrency +
-	// max(Concurrency, 64) events beyond the watermark, so the bound is
-	// never reached in practice.
-	maxPendingTracked = 4 * triggers.MaxConcurrency
+	// max(Concurrency, 64) events beyond the watermark, a batched one
+	// batchedHeld, so the bound is never reached in practice.
+	maxPendingTracked = max(4*triggers.MaxConcurrency, 2*batchedHeld)
+	// batchedHeld is how many events a batched trigger's dispatcher holds
+	// (dispatcher.WithBatchedHeld): two replies. A batched dispatcher
+	// holds only max_events times its batches in flight (1,800 for
+	// max_events 100 and concurrency 16), fewer than one reply: the loop
+	// then blocked in Submit in the middle of each reply and asked for the
+	// next one only after the dispatcher had admitted the last event of
+	// this one, so the server built each reply while the dispatcher ran
+	// dry, and the dispatcher waited while the server built. With room for
+	// two replies, one is admitted whole while the previous one is
+	// delivered, and the server builds the next meanwhile.
+	batchedHeld = 2 * streamBatchSize
 	// checkpointCheckEvery is how many events of a reply the watch loop
 	// reads between two checkpoint checks (also after a reply's last
 	// event): a count-based save is signalled at most this many events
