@@ -512,6 +512,15 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 		// event does not move the start forward.
 		w.checkpointNow(ctx)
 	}
+	if w.t.Batch != nil {
+		return true, w.readReplies(ctx, cs)
+	}
+	return true, w.readEvents(ctx, cs)
+}
+
+// readEvents reads cs and submits its events until it fails, is
+// invalidated or ctx ends.
+func (w *Watcher) readEvents(ctx context.Context, cs *mongo.ChangeStream) error {
 	// received is when the reply holding the current event arrived: the
 	// events of one reply were received together, and reading the clock
 	// once per reply instead of thrice per event is measurably cheaper.
@@ -535,18 +544,18 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 			remaining = r
 			invalidated, pos, err := w.handle(ctx, cs.Current, cs.ResumeToken(), received)
 			if err != nil {
-				return true, err
+				return err
 			}
 			if invalidated {
-				return true, errInvalidated
+				return errInvalidated
 			}
 			positioned = pos
 		} else {
 			if err := cs.Err(); err != nil {
-				return true, err
+				return err
 			}
 			if cs.ID() == 0 {
-				return true, errInvalidated
+				return errInvalidated
 			}
 		}
 		if rt := cs.ResumeToken(); rt != nil && !positioned {
@@ -556,6 +565,80 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 			sinceCheck = 0
 			received = w.clock.Now()
 			w.checkpointIfDue(received)
+		}
+	}
+}
+
+// readReplies is readEvents for a batched trigger, with a reader
+// goroutine reading ahead: a batched dispatcher takes a reply's events
+// faster than the server builds the next reply, so the next getMore goes
+// out while this loop submits the previous reply.
+func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error {
+	// A reader goroutine reads the next reply while this loop submits the
+	// previous one (the driver has no prefetch); it stops, and is waited
+	// for, before the stream is closed. Its replies are copies, so the
+	// read-ahead events are not part of the stream's position until they
+	// are submitted: a reopen after a failure reads them again.
+	rctx, stopReader := context.WithCancel(ctx)
+	replies := make(chan *readReply, readAheadReplies)
+	free := make(chan *readReply, readAheadReplies+2)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		readAhead(rctx, driverStream{cs}, w.clock.Now, replies, free)
+	}()
+	defer func() {
+		stopReader()
+		<-readerDone
+	}()
+	sinceCheck := 0
+	for {
+		var r *readReply
+		select {
+		case r = <-replies:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if r == nil {
+			return ctx.Err() // the reader stopped: ctx ended
+		}
+		// The events of one reply were received together: one clock
+		// read for all (by the reader, as it read them), renewed at
+		// every checkpoint check (every checkpointCheckEvery events and
+		// after each reply), so a reply whose submission waited for the
+		// dispatcher keeps an old time for at most that many events.
+		received := r.at
+		for _, e := range r.events {
+			invalidated, positioned, err := w.handle(ctx, e.raw, e.after, received)
+			if err != nil {
+				return err
+			}
+			if invalidated {
+				return errInvalidated
+			}
+			if !positioned {
+				w.setStreamToken(e.after)
+			}
+			if sinceCheck++; sinceCheck >= checkpointCheckEvery {
+				sinceCheck = 0
+				received = w.clock.Now()
+				w.checkpointIfDue(received)
+			}
+		}
+		if r.err != nil {
+			return r.err
+		}
+		if r.closed {
+			return errInvalidated
+		}
+		if r.token != nil {
+			w.setStreamToken(r.token)
+		}
+		sinceCheck = 0
+		w.checkpointIfDue(w.clock.Now())
+		select {
+		case free <- r:
+		default:
 		}
 	}
 }
