@@ -13,6 +13,23 @@ import (
 // an AttemptRecord except that zero times are left out. Tests use it to
 // check that such buckets are still read.
 func appendBucketV0(dst []byte, b *attemptBucket) ([]byte, error) {
+	return appendLegacyBucket(dst, b, 0x00, func(dst []byte) ([]byte, error) {
+		ridx, dst := bsoncore.AppendArrayStart(dst)
+		var err error
+		for i := range b.len() {
+			if dst, err = appendRecordV0(dst, strconv.Itoa(i), b.rec(i)); err != nil {
+				return nil, err
+			}
+		}
+		return bsoncore.AppendArrayEnd(dst, ridx)
+	})
+}
+
+// appendLegacyBucket appends b's BSON document to dst as formats 0 and 1
+// laid it out: the bucket's fields, its distinct webhook-ids and document
+// keys in the top-level arrays webhookIds and documentKeys, and records, a
+// binary value of the given subtype whose content appendRecords writes.
+func appendLegacyBucket(dst []byte, b *attemptBucket, subtype byte, appendRecords func([]byte) ([]byte, error)) ([]byte, error) {
 	if b.refs == nil {
 		b.index()
 	}
@@ -46,15 +63,9 @@ func appendBucketV0(dst []byte, b *attemptBucket) ([]byte, error) {
 	}
 	dst = bsoncore.AppendHeader(dst, bsoncore.TypeBinary, "records")
 	lenAt := len(dst)
-	dst = append(dst, 0, 0, 0, 0, 0x00)
+	dst = append(dst, 0, 0, 0, 0, subtype)
 	start := len(dst)
-	ridx, dst := bsoncore.AppendArrayStart(dst)
-	for i := range b.len() {
-		if dst, err = appendRecordV0(dst, strconv.Itoa(i), b.rec(i)); err != nil {
-			return nil, err
-		}
-	}
-	if dst, err = bsoncore.AppendArrayEnd(dst, ridx); err != nil {
+	if dst, err = appendRecords(dst); err != nil {
 		return nil, err
 	}
 	binary.LittleEndian.PutUint32(dst[lenAt:], uint32(len(dst)-start))
