@@ -310,3 +310,42 @@ func TestReadSwitchesCountsEveryThread(t *testing.T) {
 		t.Error("readSwitches(-1): no error")
 	}
 }
+
+// TestHistoryOverhead checks the history phase's paired and CPU estimates:
+// rounds are paired by number, a round without its off drain is left out,
+// and the CPU figure adds both processes.
+func TestHistoryOverhead(t *testing.T) {
+	ms := time.Millisecond
+	h := &historyResult{Events: 1000, Runs: []historyRun{
+		{Variant: "off", Round: 1, Rate: 1000, CPU: 30 * ms, HostCPU: 30 * ms},
+		{Variant: "on", Round: 1, Rate: 900, CPU: 33 * ms, HostCPU: 33 * ms},
+		{Variant: "on", Round: 2, Rate: 2000, CPU: 34 * ms, HostCPU: 30 * ms},
+		{Variant: "off", Round: 2, Rate: 2000, CPU: 32 * ms, HostCPU: 30 * ms},
+		{Variant: "off", Round: 3, Rate: 500, CPU: 31 * ms, HostCPU: 30 * ms},
+		{Variant: "on", Round: 3, Rate: 525, CPU: 33 * ms, HostCPU: 30 * ms},
+		{Variant: "on", Round: 4, Rate: 100, CPU: 90 * ms, HostCPU: 90 * ms}, // no off drain in round 4
+	}}
+	o, ok := h.overhead("on")
+	if !ok {
+		t.Fatal("overhead(on): not estimated")
+	}
+	if got, want := strings.Join(o.Paired, " "), "-10.0% +0.0% +5.0%"; got != want {
+		t.Errorf("paired = %q, want %q", got, want)
+	}
+	if o.PairedMedian != 0 {
+		t.Errorf("paired median = %v, want 0", o.PairedMedian)
+	}
+	// off: 60, 62, 61 µs/event → 61; on: 66, 64, 63, 180 → 65.
+	if o.CPUOff != 61 || o.CPUOn != 65 {
+		t.Errorf("CPU off → on = %v → %v, want 61 → 65", o.CPUOff, o.CPUOn)
+	}
+	if d := o.CPUAdded - 100*4.0/61; d > 1e-9 || d < -1e-9 {
+		t.Errorf("CPU added = %v%%, want %v%%", o.CPUAdded, 100*4.0/61)
+	}
+	if _, ok := h.overhead("slow"); ok {
+		t.Error("overhead(slow) estimated without slow drains")
+	}
+	if _, ok := (&historyResult{Events: 1, Runs: []historyRun{{Variant: "on", Round: 1, Rate: 1}}}).overhead("on"); ok {
+		t.Error("overhead(on) estimated without off drains")
+	}
+}

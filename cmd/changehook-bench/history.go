@@ -294,7 +294,63 @@ func (h *historyResult) print(w io.Writer) {
 		}
 		loss := 100 * (med["off"] - med[name]) / med["off"]
 		fmt.Fprintf(w, "  history %s costs < 5%% of events/s: %.1f%% %s\n", name, loss, verdict(loss < 5))
+		if o, ok := h.overhead(name); ok {
+			fmt.Fprintf(w, "    paired by round (each round's %s drain against its off drain, adjacent in time): median %+.1f%% (%s)\n",
+				name, o.PairedMedian, strings.Join(o.Paired, ", "))
+			fmt.Fprintf(w, "    CPU per event, off → %s (runner + devdb/receiver, medians): %.1f → %.1f µs (%+.1f%%): what it costs a CPU-bound machine\n",
+				name, o.CPUOff, o.CPUOn, o.CPUAdded)
+		}
 	}
+}
+
+// historyOverhead is a history variant's cost against off, estimated two
+// ways that are steadier than the ratio of the medians: the median of the
+// rounds' paired ratios (a round's two drains are adjacent in time, so a
+// drift of the machine's speed cancels out) and the median CPU per event
+// of both processes.
+type historyOverhead struct {
+	// Paired is each round's change of events/s against off, formatted.
+	Paired []string
+	// PairedMedian is the median of the rounds' changes, in percent
+	// (negative: slower than off).
+	PairedMedian float64
+	// CPUOff and CPUOn are the medians of runner + devdb/receiver CPU µs
+	// per event; CPUAdded is CPUOn's change against CPUOff, in percent.
+	CPUOff, CPUOn, CPUAdded float64
+}
+
+// overhead estimates variant name's cost against off; false when either
+// was not drained.
+func (h *historyResult) overhead(name string) (historyOverhead, bool) {
+	var o historyOverhead
+	off := map[int]historyRun{}
+	var cpuOff, cpuOn, changes []float64
+	for _, r := range h.Runs {
+		if r.Variant == "off" {
+			off[r.Round] = r
+			cpuOff = append(cpuOff, float64((r.CPU+r.HostCPU).Microseconds())/float64(h.Events))
+		}
+	}
+	for _, r := range h.Runs {
+		if r.Variant != name {
+			continue
+		}
+		cpuOn = append(cpuOn, float64((r.CPU+r.HostCPU).Microseconds())/float64(h.Events))
+		if b, ok := off[r.Round]; ok && b.Rate > 0 {
+			c := 100 * (r.Rate - b.Rate) / b.Rate
+			changes = append(changes, c)
+			o.Paired = append(o.Paired, fmt.Sprintf("%+.1f%%", c))
+		}
+	}
+	if len(changes) == 0 || len(cpuOff) == 0 {
+		return o, false
+	}
+	o.PairedMedian = median(changes)
+	o.CPUOff, o.CPUOn = median(cpuOff), median(cpuOn)
+	if o.CPUOff > 0 {
+		o.CPUAdded = 100 * (o.CPUOn - o.CPUOff) / o.CPUOff
+	}
+	return o, true
 }
 
 // runHistoryOnly runs only the history phase (-history-only) and prints it.
