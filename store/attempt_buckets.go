@@ -278,16 +278,25 @@ func (s *Store) InsertAttempts(ctx context.Context, records []AttemptRecord) (in
 		return 0, nil
 	}
 	now := time.Now()
+	assignIDs(records, now)
+	buckets := bucketsOf(records, func(*AttemptRecord) bson.ObjectID { return bson.NewObjectIDFromTimestamp(now) })
+	return s.insertBuckets(ctx, buckets, len(records))
+}
+
+// assignIDs gives each record without an ID a new one and each record
+// without a time now. The IDs are the driver's (bson.NewObjectID: unique in
+// the process, increasing) with now as their time, read once for the batch
+// instead of once per record (a clock read is a noticeable share of a
+// record's cost on some machines).
+func assignIDs(records []AttemptRecord, now time.Time) {
 	for i := range records {
 		if records[i].ID.IsZero() {
-			records[i].ID = bson.NewObjectID()
+			records[i].ID = bson.NewObjectIDFromTimestamp(now)
 		}
 		if records[i].At.IsZero() {
 			records[i].At = now
 		}
 	}
-	buckets := bucketsOf(records, func(*AttemptRecord) bson.ObjectID { return bson.NewObjectID() })
-	return s.insertBuckets(ctx, buckets, len(records))
 }
 
 // insertBuckets writes buckets (of total records in all) and returns how

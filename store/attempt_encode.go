@@ -221,6 +221,48 @@ func (b *attemptBucket) keyHashes() []uint64 {
 // (dispatcher.WebhookID): "msg_" and 26 characters encoding 16 bytes.
 var webhookIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
+// webhookIDValues maps a byte to its value in webhookIDEncoding's
+// alphabet, 0xff for a byte outside it.
+var webhookIDValues = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "abcdefghijklmnopqrstuvwxyz234567" {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
+// compactWebhookID returns the 16 bytes b of a webhook-id of changehook's
+// form, "msg_" followed by the 26 characters of b in webhookIDEncoding,
+// and false for any other text: one the encoding would not produce again
+// from its bytes (a character outside the alphabet, or the last
+// character's 2 bits beyond the 128 set). It is the decoding and the
+// re-encoding check of webhookIDEncoding in one pass
+// (TestCompactWebhookIDMatchesBase32).
+func compactWebhookID(w string) (raw [16]byte, ok bool) {
+	if len(w) != 30 || w[:4] != "msg_" {
+		return raw, false
+	}
+	var acc uint64 // the bits read and not yet written, in its low bits
+	bits, j := 0, 0
+	for i := 4; i < 30; i++ {
+		v := webhookIDValues[w[i]]
+		if v == 0xff {
+			return raw, false
+		}
+		acc = acc<<5 | uint64(v)
+		if bits += 5; bits >= 8 {
+			bits -= 8
+			raw[j] = byte(acc >> bits)
+			j++
+		}
+	}
+	// 26 characters are 130 bits: 16 bytes and 2 bits, zero in the
+	// encoding of 16 bytes.
+	return raw, acc&(1<<bits-1) == 0
+}
+
 // Forms of a format 2 list entry.
 const (
 	entryLiteral = 0x00
@@ -230,16 +272,9 @@ const (
 
 // appendWebhookEntry appends w as an entry of format 2's webhook-id list.
 func appendWebhookEntry(dst []byte, w string) []byte {
-	if len(w) == 30 && w[:4] == "msg_" {
-		var raw [16]byte
-		var again [26]byte
-		if n, err := webhookIDEncoding.Decode(raw[:], []byte(w[4:])); err == nil && n == 16 {
-			webhookIDEncoding.Encode(again[:], raw[:])
-			if string(again[:]) == w[4:] {
-				dst = append(dst, entryCompact)
-				return append(dst, raw[:]...)
-			}
-		}
+	if raw, ok := compactWebhookID(w); ok {
+		dst = append(dst, entryCompact)
+		return append(dst, raw[:]...)
 	}
 	dst = append(dst, entryLiteral)
 	dst = binary.AppendUvarint(dst, uint64(len(w)))

@@ -48,16 +48,22 @@ const (
 
 func (h *fnv64) byte(c byte) { *h = (*h ^ fnv64(c)) * fnvPrime64 }
 
+// string and bytes hash in a local variable, which the compiler keeps in
+// a register (through h, every byte was a load and a store).
 func (h *fnv64) string(s string) {
+	x := *h
 	for i := 0; i < len(s); i++ {
-		*h = (*h ^ fnv64(s[i])) * fnvPrime64
+		x = (x ^ fnv64(s[i])) * fnvPrime64
 	}
+	*h = x
 }
 
 func (h *fnv64) bytes(p []byte) {
+	x := *h
 	for _, c := range p {
-		*h = (*h ^ fnv64(c)) * fnvPrime64
+		x = (x ^ fnv64(c)) * fnvPrime64
 	}
+	*h = x
 }
 
 func (h *fnv64) uint64(x uint64) {
