@@ -483,10 +483,15 @@ func (s *Sender) eventInfo(ev Event) eventInfo {
 		return eventInfo{}
 	}
 	var info eventInfo
-	if v, err := ev.Raw.LookupErr("documentKey"); err == nil {
-		info.documentKey, _ = v.DocumentOK()
+	dk, op, ok := scanInfoFields(ev.Raw)
+	if !ok {
+		dk, _ = ev.Raw.LookupErr("documentKey")
+		op, _ = ev.Raw.LookupErr("operationType")
 	}
-	if v, err := ev.Raw.LookupErr("operationType"); err == nil && v.Type == bson.TypeString && len(v.Value) >= 5 {
+	if dk.Type != 0 {
+		info.documentKey, _ = dk.DocumentOK()
+	}
+	if v := op; v.Type == bson.TypeString && len(v.Value) >= 5 {
 		// A string value: int32 length (with the NUL), bytes, NUL.
 		if n := int(binary.LittleEndian.Uint32(v.Value)); n >= 1 && n <= len(v.Value)-4 && v.Value[3+n] == 0 {
 			info.operation = operationName(v.Value[4 : 3+n])
