@@ -62,6 +62,13 @@ type batchRenewer interface {
 	RenewLeases(ctx context.Context, refs []store.LeaseRef, ttl time.Duration) (int, error)
 }
 
+// releaseWatcher is implemented by a Store (such as *store.Store) that can
+// report lease releases and member departures as they happen; see
+// store.Store.WatchReleases.
+type releaseWatcher interface {
+	WatchReleases(ctx context.Context, notify func()) error
+}
+
 // Options configure a Manager; zero values take defaults.
 type Options struct {
 	// InstanceID names this instance (default: NewInstanceID()).
@@ -370,6 +377,18 @@ func (m *Manager) poke() {
 func (m *Manager) Run(ctx context.Context) error {
 	m.log.Info("cluster member started", "lease_ttl", m.opts.LeaseTTL, "renew_every", m.opts.RenewEvery,
 		"config_hash", m.self.ConfigHash)
+	if w, ok := m.st.(releaseWatcher); ok {
+		wctx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			m.watchReleases(wctx, w)
+		}()
+		defer func() {
+			stopWatch()
+			<-watched
+		}()
+	}
 	for {
 		m.round(ctx)
 		roundCtx, cancel := context.WithCancel(ctx)
@@ -382,6 +401,29 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-m.after(roundCtx, m.opts.RenewEvery):
 		}
 		cancel()
+	}
+}
+
+// watchReleases brings a round forward whenever a lease is released or a
+// member leaves, so that a planned handoff (a rolling restart, a member
+// joining or stopping) pauses the trigger for about one round trip to the
+// state database instead of up to RenewEvery. The periodic rounds remain
+// the mechanism; the watch only wakes them early. When the watch fails it
+// is opened again after RenewEvery; each distinct failure is logged once.
+func (m *Manager) watchReleases(ctx context.Context, w releaseWatcher) {
+	var last string
+	for {
+		err := w.WatchReleases(ctx, m.poke)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && err.Error() != last {
+			last = err.Error()
+			m.log.Info("cannot watch for released leases; they are taken at the next round", "error", err)
+		}
+		if m.clock.Sleep(ctx, m.opts.RenewEvery) != nil {
+			return
+		}
 	}
 }
 
@@ -418,8 +460,13 @@ func (m *Manager) shutdown() {
 }
 
 // round is one heartbeat, renewal and acquisition pass.
+//
+// Its writes are not cancelled with ctx, only bounded by RenewEvery: a
+// heartbeat cancelled in flight may still be applied by the server after
+// shutdown removed the registration, which would bring this member back
+// as live (and preferred) for a lease TTL and hold up its successors.
 func (m *Manager) round(ctx context.Context) {
-	opCtx, cancel := context.WithTimeout(ctx, m.opts.RenewEvery)
+	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.RenewEvery)
 	defer cancel()
 	// Renew first: it is what keeps the leases.
 	m.renewAll(opCtx)

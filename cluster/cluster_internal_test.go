@@ -526,3 +526,84 @@ func TestReadStatusOrdersPartitions(t *testing.T) {
 		t.Errorf("leases in order %v, want %v", got, want)
 	}
 }
+
+// TestReleaseWakesSuccessor: when the owner of a trigger stops, the next
+// member takes the lease as soon as it is released, not at its next
+// periodic round. The clock never advances here, so without the release
+// watch the successor would never run another round.
+func TestReleaseWakesSuccessor(t *testing.T) {
+	st := newTestStore(t)
+	cfg := testConfig(t, "orders")
+	clock := newFakeClock()
+	first, second := "a", "b"
+	if PreferredMember([]string{"a", "b"}, "orders") != "a" {
+		first, second = "b", "a"
+	}
+	a := newManager(t, st, cfg, first, clock)
+	actx, stopA := context.WithCancel(t.Context())
+	aDone := make(chan error, 1)
+	go func() { aDone <- a.Run(actx) }()
+	t.Cleanup(func() { stopA(); <-aDone })
+	o, err := a.Await(t.Context(), "orders", 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := newManager(t, st, cfg, second, clock)
+	bctx, stopB := context.WithCancel(t.Context())
+	bDone := make(chan error, 1)
+	go func() { bDone <- b.Run(bctx) }()
+	t.Cleanup(func() { stopB(); <-bDone })
+	bOwn := await(t.Context(), b, "orders")
+	// b's round must have seen a as the live, preferred owner.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b.mu.Lock()
+		n := len(b.members)
+		b.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b never saw both members")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-bOwn:
+		t.Fatal("b acquired the trigger while its preferred owner held it")
+	default:
+	}
+
+	o.Release(t.Context()) // a's runner drained and checkpointed
+	stopA()
+	if err := <-aDone; err != nil {
+		t.Fatal(err)
+	}
+	aDone <- nil // for the cleanup
+	select {
+	case got := <-bOwn:
+		if got == nil || got.Fence().Epoch != 2 || got.Fence().Owner != second {
+			t.Fatalf("b's ownership = %+v, want %s's at epoch 2", got, second)
+		}
+		got.Release(t.Context())
+	case <-time.After(30 * time.Second):
+		t.Fatal("b did not take the released lease: it waited for a periodic round")
+	}
+}
+
+// TestRoundCompletesWhenCancelled: a round that starts or runs while the
+// member is shutting down still completes its writes (bounded by
+// RenewEvery), so no heartbeat is left in flight to be applied after
+// shutdown removed the registration.
+func TestRoundCompletesWhenCancelled(t *testing.T) {
+	st := newTestStore(t)
+	m := newManager(t, st, testConfig(t, "orders"), "a", newFakeClock())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	m.round(ctx)
+	live, err := st.LiveMembers(t.Context())
+	if err != nil || len(live) != 1 || live[0].ID != "a" {
+		t.Fatalf("live members after a cancelled round = %+v, %v; want a registered", live, err)
+	}
+}

@@ -168,6 +168,46 @@ func (s *Store) RemoveMember(ctx context.Context, id string) error {
 	return nil
 }
 
+// WatchReleases reports, by calling notify, every lease release and every
+// member registration removed (a member stopping or being pruned), as the
+// state database's change stream delivers them, until ctx ends (nil) or the
+// stream fails (its error). notify is also called once when the stream is
+// open, for whatever was released before it was. A member that is told
+// takes a released lease at once instead of at its next periodic round.
+// notify must not block.
+func (s *Store) WatchReleases(ctx context.Context, notify func()) error {
+	pipeline := mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "$or", Value: bson.A{
+		bson.D{
+			{Key: "ns.coll", Value: LeasesCollection},
+			{Key: "operationType", Value: "update"},
+			{Key: "updateDescription.updatedFields.owner", Value: ""},
+		},
+		bson.D{
+			{Key: "ns.coll", Value: MembersCollection},
+			{Key: "operationType", Value: "delete"},
+		},
+	}}}}}}
+	cs, err := s.checkpoints.Database().Watch(ctx, pipeline)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("watch lease releases: %w", err)
+	}
+	defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
+	notify()
+	for cs.Next(ctx) {
+		notify()
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := cs.Err(); err != nil {
+		return fmt.Errorf("watch lease releases: %w", err)
+	}
+	return errors.New("watch lease releases: the change stream ended")
+}
+
 // PruneMembers deletes registrations that expired more than olderThan ago
 // by the state database's clock, so crashed instances do not accumulate.
 func (s *Store) PruneMembers(ctx context.Context, olderThan time.Duration) error {
