@@ -20,13 +20,26 @@ type pidSet struct {
 	mu   sync.Mutex
 	pids map[int]string // pid → member name
 	// byPort maps the local port of a member's connection to the endpoint
-	// to the member's pid, as last seen by scan: a member SIGKILLed right
-	// after sending leaves requests whose connection the endpoint accepts
-	// after the process is gone.
-	byPort map[int]int
+	// to the member's pid and when scan last saw it: a member SIGKILLed
+	// right after sending leaves requests whose connection the endpoint
+	// accepts after the process is gone. Entries older than portMemory are
+	// dropped, so a local port reused later by another member is never
+	// attributed to the earlier one.
+	byPort map[int]portSeen
 }
 
-func newPIDSet() *pidSet { return &pidSet{pids: map[int]string{}, byPort: map[int]int{}} }
+// portSeen is one connection's owner as a scan saw it.
+type portSeen struct {
+	pid int
+	at  time.Time
+}
+
+// portMemory is how long a scan's attribution of a local port is used:
+// long enough for a connection whose sender was just killed to be
+// accepted, far shorter than the kernel's cycle through ephemeral ports.
+const portMemory = 5 * time.Second
+
+func newPIDSet() *pidSet { return &pidSet{pids: map[int]string{}, byPort: map[int]portSeen{}} }
 
 // scanEvery records, every d until stop is closed, which registered
 // process owns each connection to the endpoint port (see byPort).
@@ -78,8 +91,12 @@ func (ps *pidSet) scan(port int) {
 			}
 		}
 	}
+	now := time.Now()
 	ps.mu.Lock()
-	maps.Copy(ps.byPort, found)
+	for lp, pid := range found {
+		ps.byPort[lp] = portSeen{pid: pid, at: now}
+	}
+	maps.DeleteFunc(ps.byPort, func(_ int, s portSeen) bool { return now.Sub(s.at) > portMemory })
 	ps.mu.Unlock()
 }
 
@@ -141,12 +158,15 @@ func (ps *pidSet) peer(c net.Conn) int {
 	return ps.seen(ra.Port)
 }
 
-// seen returns the pid the last scan saw on the connection from local
-// port p (0: none).
+// seen returns the pid a scan saw on the connection from local port p
+// within portMemory (0: none).
 func (ps *pidSet) seen(p int) int {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	return ps.byPort[p]
+	if s, ok := ps.byPort[p]; ok && time.Since(s.at) <= portMemory {
+		return s.pid
+	}
+	return 0
 }
 
 // socketInode returns the inode of the TCP socket whose local port is
