@@ -45,7 +45,7 @@ func (r *Runner) HistoryObserver(trigger, partition, kind, by string) func(dispa
 		r.histMu.RLock()
 		defer r.histMu.RUnlock()
 		if r.hist != nil {
-			r.hist.Record(store.AttemptFromDispatcher(a, trigger, partition, kind, by))
+			r.hist.RecordAttempt(&a, trigger, partition, kind, by)
 		}
 	}
 }

@@ -171,22 +171,78 @@ func (w *HistoryWriter) Record(r AttemptRecord) bool {
 	if r.At.IsZero() {
 		r.At = w.o.Now()
 	}
+	slot := w.reserve(key)
+	if slot == nil {
+		return false
+	}
+	dk := slot.DocumentKey
+	*slot = r
+	slot.DocumentKey = dk
+	w.commit()
+	return true
+}
+
+// RecordAttempt is Record(AttemptFromDispatcher(*a, trigger, partition,
+// kind, by)), the record built in its queue slot instead of being copied
+// there: what the observers of Observer and of the runner call for every
+// delivery attempt.
+func (w *HistoryWriter) RecordAttempt(a *dispatcher.Attempt, trigger, partition, kind, by string) bool {
+	if trigger == "" {
+		trigger = a.Trigger
+	}
+	key, omitted := a.DocumentKey, false
+	if len(key) > MaxRecordDocumentKey {
+		key, omitted = nil, true
+	}
+	var errText string
+	if a.Err != nil {
+		errText = truncateUTF8(a.Err.Error(), MaxRecordError)
+	}
+	at := a.Start.Add(a.Latency)
+	if a.Start.IsZero() {
+		at = w.o.Now()
+	}
+	r := w.reserve(key)
+	if r == nil {
+		return false
+	}
+	r.Kind, r.Trigger, r.Partition, r.By = kind, trigger, partition, by
+	r.WebhookID, r.DocumentKeyOmitted, r.Operation, r.Events, r.Attempt = a.WebhookID, omitted, a.Operation, a.Events, a.Number
+	r.Failed, r.Status, r.Reason, r.Error = a.Err != nil && a.Reason != dispatcher.ReasonDropped, a.Status, a.Reason, errText
+	r.LatencyMS, r.Response = float64(a.Latency)/float64(time.Millisecond), truncateUTF8(a.Body, MaxResponseSnippet)
+	r.StartedAt, r.At = a.Start, at
+	w.commit()
+	return true
+}
+
+// reserve takes the next free slot of the ring for a record whose document
+// key is key (nil: none), copied into the slot's own buffer, and returns
+// the slot with w.mu held (the caller fills it, the key aside, and calls
+// commit); nil (w.mu not held, the record dropped and counted) when the
+// queue is full or the writer closed. The slot's other fields are zero (a
+// released slot is cleared).
+func (w *HistoryWriter) reserve(key []byte) *AttemptRecord {
 	w.mu.Lock()
 	if w.closed || w.waiting >= w.o.Queue {
 		w.mu.Unlock()
 		w.drop(1)
-		return false
+		return nil
 	}
 	i := w.head + w.flying + w.waiting
 	if i >= len(w.ring) {
 		i -= len(w.ring)
 	}
+	r := &w.ring[i]
 	if len(key) > 0 {
 		// The slot is free: neither waiting nor being written.
 		w.keys[i] = append(w.keys[i][:0], key...)
 		r.DocumentKey = w.keys[i]
 	}
-	w.ring[i] = r
+	return r
+}
+
+// commit queues the record of the slot reserve returned and releases w.mu.
+func (w *HistoryWriter) commit() {
 	w.waiting++
 	n := w.waiting
 	w.mu.Unlock()
@@ -196,7 +252,6 @@ func (w *HistoryWriter) Record(r AttemptRecord) bool {
 		default: // already rung
 		}
 	}
-	return true
 }
 
 func (w *HistoryWriter) drop(n int) {
@@ -210,7 +265,7 @@ func (w *HistoryWriter) drop(n int) {
 // by by ("" for deliveries). It never waits.
 func (w *HistoryWriter) Observer(trigger, partition, kind, by string) func(dispatcher.Attempt) {
 	return func(a dispatcher.Attempt) {
-		w.Record(AttemptFromDispatcher(a, trigger, partition, kind, by))
+		w.RecordAttempt(&a, trigger, partition, kind, by)
 	}
 }
 
