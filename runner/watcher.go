@@ -23,7 +23,11 @@ import (
 // Watch loop defaults (WatcherOptions zero values).
 const (
 	// DefaultCheckpointEvery is WatcherOptions.CheckpointEvery when zero.
-	DefaultCheckpointEvery = 100
+	// Each save is a write to the state database (and an oplog entry every
+	// change stream of the deployment reads past). A crash redelivers the
+	// events after the last save: at most this many or CheckpointInterval's
+	// worth, whichever is fewer, plus those in flight.
+	DefaultCheckpointEvery = 1000
 	// DefaultCheckpointInterval is WatcherOptions.CheckpointInterval when
 	// zero.
 	DefaultCheckpointInterval = time.Second
@@ -94,7 +98,8 @@ type WatcherOptions struct {
 	// Clock is the source of time and of the waits between retries
 	// (default dispatcher.SystemClock).
 	Clock dispatcher.Clock
-	// CheckpointEvery saves a checkpoint after this many events (default 100).
+	// CheckpointEvery saves a checkpoint after this many events (default
+	// DefaultCheckpointEvery).
 	CheckpointEvery int
 	// CheckpointInterval saves a checkpoint at least this often while events
 	// are delivered (default 1s). The saves do not wait for the stream, nor
