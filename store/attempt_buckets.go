@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/changehook/changehook/internal/mql"
@@ -80,6 +81,10 @@ type attemptBucket struct {
 	// a bucket of format 0 or 1 has the top-level arrays instead).
 	summary    []byte
 	hasSummary bool
+	// sc, when set, is the scratch memory of the writer batch the bucket
+	// belongs to (its encoding goes to sc.bufs[si]); see batchScratch.
+	sc     *batchScratch
+	si, su int // the bucket's index in the batch, its first record's in sc
 }
 
 // len returns the number of records of b.
@@ -107,6 +112,48 @@ func newBucket(id bson.ObjectID, trigger string, recs []AttemptRecord, order []i
 	return b
 }
 
+// batchScratch is the memory one InsertAttempts call needs besides the
+// records, reused from batch to batch (Store.scratch): cutting the batch
+// into buckets, their indexes and their encodings allocated about 200 bytes
+// per record, all garbage once the insert returned. A batch's buckets take
+// consecutive parts of refs, webhooks, keys and hashes (their records
+// partition the batch, so each part is sized by its bucket's records);
+// tables serves the buckets' indexing one after the other; bufs[i] holds
+// bucket i's encoding, which the driver copies before InsertMany returns.
+// reset drops every reference to the batch's records.
+type batchScratch struct {
+	pos      []recordPos
+	order    []int32
+	buckets  []attemptBucket
+	docs     []any
+	refs     []int32
+	tables   []int32
+	webhooks []string
+	keys     []bson.Raw
+	hashes   []uint64
+	bufs     [][]byte
+	used     int // records of the batch's buckets indexed so far
+}
+
+// grow sizes sc for a batch of n records.
+func (sc *batchScratch) grow(n int) {
+	sc.refs = slices.Grow(sc.refs[:0], 2*n)[:2*n]
+	sc.webhooks = slices.Grow(sc.webhooks[:0], n)[:n]
+	sc.keys = slices.Grow(sc.keys[:0], n)[:n]
+	sc.hashes = slices.Grow(sc.hashes[:0], 2*n)[:2*n]
+	sc.used = 0
+}
+
+// reset clears sc's references to a batch's records and strings, for the
+// pool.
+func (sc *batchScratch) reset() {
+	clear(sc.buckets[:cap(sc.buckets)])
+	clear(sc.docs[:cap(sc.docs)])
+	clear(sc.webhooks)
+	clear(sc.keys)
+	sc.buckets, sc.docs = sc.buckets[:0], sc.docs[:0]
+}
+
 // hashSeed seeds the hashes of index's tables.
 var hashSeed = maphash.MakeSeed()
 
@@ -118,18 +165,39 @@ func (b *attemptBucket) index() {
 	b.N = n
 	b.First, b.Last, b.Failed = time.Time{}, time.Time{}, false
 	b.WebhookIDs, b.DocumentKeys = nil, nil
-	b.refs = make([]int32, 2*n)
+	sc := b.sc
+	if sc != nil && sc.used+n <= len(sc.webhooks) {
+		// The bucket's part of its batch's scratch (see batchScratch).
+		u := sc.used
+		sc.used += n
+		b.su = u
+		b.refs = sc.refs[2*u : 2*(u+n) : 2*(u+n)]
+		b.WebhookIDs = sc.webhooks[u : u : u+n]
+		b.DocumentKeys = sc.keys[u : u : u+n]
+	} else {
+		sc, b.sc = nil, nil
+		b.refs = make([]int32, 2*n)
+	}
 	if n == 0 {
 		return
 	}
-	b.WebhookIDs = make([]string, 0, n)
-	b.DocumentKeys = make([]bson.Raw, 0, n)
+	if sc == nil {
+		b.WebhookIDs = make([]string, 0, n)
+		b.DocumentKeys = make([]bson.Raw, 0, n)
+	}
 	size := 8
 	for size < 2*n {
 		size *= 2
 	}
 	mask := uint64(size - 1)
-	tables := make([]int32, 2*size) // index+1 into WebhookIDs, DocumentKeys; 0: free
+	var tables []int32 // index+1 into WebhookIDs, DocumentKeys; 0: free
+	if sc != nil {
+		sc.tables = slices.Grow(sc.tables[:0], 2*size)[:2*size]
+		tables = sc.tables
+		clear(tables)
+	} else {
+		tables = make([]int32, 2*size)
+	}
 	wt, dt := tables[:size], tables[size:]
 	first := b.rec(0)
 	b.First, b.Last = first.At, first.At
@@ -193,10 +261,23 @@ type recordPos struct {
 // buckets refer to records (which must not change until they are written)
 // instead of copying them.
 func bucketsOf(records []AttemptRecord, newID func(first *AttemptRecord) bson.ObjectID) []attemptBucket {
+	return bucketsIn(nil, records, newID)
+}
+
+// bucketsIn is bucketsOf with its memory, and the buckets' indexes and
+// encodings, taken from sc (nil: allocated).
+func bucketsIn(sc *batchScratch, records []AttemptRecord, newID func(first *AttemptRecord) bson.ObjectID) []attemptBucket {
 	if len(records) == 0 {
 		return nil
 	}
-	pos := make([]recordPos, len(records))
+	var pos []recordPos
+	if sc != nil {
+		sc.grow(len(records))
+		sc.pos = slices.Grow(sc.pos[:0], len(records))[:len(records)]
+		pos = sc.pos
+	} else {
+		pos = make([]recordPos, len(records))
+	}
 	var triggers []string // distinct, in order of appearance
 	last := int32(-1)     // the previous record's trigger rank
 	var ranks map[string]int32
@@ -245,14 +326,23 @@ func bucketsOf(records []AttemptRecord, newID func(first *AttemptRecord) bson.Ob
 	if !slices.IsSortedFunc(pos, cmp) {
 		slices.SortFunc(pos, cmp)
 	}
-	order := make([]int32, len(pos))
+	var order []int32
+	var out []attemptBucket
+	if sc != nil {
+		sc.order = slices.Grow(sc.order[:0], len(pos))[:len(pos)]
+		order = sc.order
+		out = sc.buckets[:0]
+	} else {
+		order = make([]int32, len(pos))
+	}
 	for i, p := range pos {
 		order[i] = p.i
 	}
-	var out []attemptBucket
 	cut := func(start, end int) {
 		o := order[start:end:end]
-		out = append(out, newBucket(newID(&records[o[0]]), triggers[pos[start].trigger], records, o))
+		out = append(out, attemptBucket{ID: newID(&records[o[0]]), Trigger: triggers[pos[start].trigger], Records: records, order: o,
+			sc: sc, si: len(out)})
+		out[len(out)-1].index()
 	}
 	start, size := 0, 0
 	for i := range pos {
@@ -265,6 +355,12 @@ func bucketsOf(records []AttemptRecord, newID func(first *AttemptRecord) bson.Ob
 		size += sz
 	}
 	cut(start, len(pos))
+	if sc != nil {
+		sc.buckets = out
+		for len(sc.bufs) < len(out) {
+			sc.bufs = append(sc.bufs, nil)
+		}
+	}
 	return out
 }
 
@@ -279,9 +375,20 @@ func (s *Store) InsertAttempts(ctx context.Context, records []AttemptRecord) (in
 	}
 	now := time.Now()
 	assignIDs(records, now)
-	buckets := bucketsOf(records, func(*AttemptRecord) bson.ObjectID { return bson.NewObjectIDFromTimestamp(now) })
+	sc, _ := batchScratchPool.Get().(*batchScratch)
+	if sc == nil {
+		sc = new(batchScratch)
+	}
+	defer func() {
+		sc.reset()
+		batchScratchPool.Put(sc)
+	}()
+	buckets := bucketsIn(sc, records, func(*AttemptRecord) bson.ObjectID { return bson.NewObjectIDFromTimestamp(now) })
 	return s.insertBuckets(ctx, buckets, len(records))
 }
+
+// batchScratchPool holds InsertAttempts' batchScratch between batches.
+var batchScratchPool sync.Pool
 
 // assignIDs gives each record without an ID a new one and each record
 // without a time now. The IDs are the driver's (bson.NewObjectID: unique in
@@ -303,7 +410,14 @@ func assignIDs(records []AttemptRecord, now time.Time) {
 // many records were written; a bucket refused because it exists already
 // (same _id) counts as written.
 func (s *Store) insertBuckets(ctx context.Context, buckets []attemptBucket, total int) (int, error) {
-	docs := make([]any, len(buckets))
+	var docs []any
+	if len(buckets) > 0 && buckets[0].sc != nil {
+		sc := buckets[0].sc
+		sc.docs = slices.Grow(sc.docs[:0], len(buckets))[:len(buckets)]
+		docs = sc.docs
+	} else {
+		docs = make([]any, len(buckets))
+	}
 	for i := range buckets {
 		docs[i] = &buckets[i]
 	}

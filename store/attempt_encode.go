@@ -175,7 +175,18 @@ func (b *attemptBucket) MarshalBSON() ([]byte, error) {
 		r := b.rec(i)
 		size += len(r.Partition) + len(r.Error) + len(r.Response) + len(r.By)
 	}
-	return appendBucket(make([]byte, 0, size), b)
+	if b.sc == nil {
+		return appendBucket(make([]byte, 0, size), b)
+	}
+	// A writer batch's bucket: its encoding goes to its reused buffer
+	// (the driver copies it before InsertMany returns).
+	buf := b.sc.bufs[b.si][:0]
+	if cap(buf) < size {
+		buf = make([]byte, 0, size)
+	}
+	out, err := appendBucket(buf, b)
+	b.sc.bufs[b.si] = out
+	return out, err
 }
 
 // appendBucket appends b's BSON document to dst (b indexed).
@@ -207,7 +218,14 @@ func appendBucket(dst []byte, b *attemptBucket) ([]byte, error) {
 // keyHashes returns the key summary hashes of b's distinct webhook-ids and
 // document keys (b indexed).
 func (b *attemptBucket) keyHashes() []uint64 {
-	hs := make([]uint64, 0, len(b.WebhookIDs)+len(b.DocumentKeys))
+	m := len(b.WebhookIDs) + len(b.DocumentKeys)
+	var hs []uint64
+	if b.sc != nil {
+		// The bucket's part of its batch's scratch: 2 per record.
+		hs = b.sc.hashes[2*b.su : 2*b.su : 2*b.su+m]
+	} else {
+		hs = make([]uint64, 0, m)
+	}
 	for _, w := range b.WebhookIDs {
 		hs = append(hs, summaryWebhookHash(w))
 	}

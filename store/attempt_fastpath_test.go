@@ -1,10 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/fnv"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -106,6 +109,80 @@ func TestSummaryHashesMatchFNVReference(t *testing.T) {
 		canon = append(canon, canonEnd)
 		if got, want := summaryKeyHash(bson.Raw(key)), fnvReference(canon); got != want {
 			t.Fatalf("summaryKeyHash(%v) = %x, want %x", bson.Raw(key), got, want)
+		}
+	}
+}
+
+// TestBatchScratchMatchesAllocating checks that buckets cut and encoded in
+// a reused batchScratch (InsertAttempts' way) encode exactly as buckets
+// that allocate their own memory, batch after batch of varied shapes, and
+// that reset leaves no reference to a batch's records.
+func TestBatchScratchMatchesAllocating(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	sc := new(batchScratch)
+	base := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+	for round := range 40 {
+		n := 1 + rng.IntN(1200)
+		triggers := 1 + rng.IntN(4)
+		if round%5 == 0 {
+			triggers = 12 // more triggers than bucketsOf's linear search takes
+		}
+		recs := writerBatch(n)
+		for i := range recs {
+			recs[i].Trigger = "t" + string(rune('a'+rng.IntN(triggers)))
+			recs[i].At = base.Add(time.Duration(rng.IntN(180_000)) * time.Millisecond) // some batches span buckets
+			if rng.IntN(3) == 0 {
+				recs[i].WebhookID = recs[rng.IntN(i+1)].WebhookID // repeated values
+				recs[i].DocumentKey = recs[rng.IntN(i+1)].DocumentKey
+			}
+			if rng.IntN(50) == 0 {
+				recs[i].Response = strings.Repeat("r", rng.IntN(MaxResponseSnippet))
+			}
+		}
+		assignIDs(recs, base)
+		var ids int
+		newID := func(*AttemptRecord) bson.ObjectID {
+			ids++
+			return bson.ObjectID{byte(ids >> 8), byte(ids)}
+		}
+		plain := bucketsOf(recs, newID)
+		var want [][]byte
+		for i := range plain {
+			raw, err := plain[i].MarshalBSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, raw)
+		}
+		ids = 0
+		got := bucketsIn(sc, recs, newID)
+		if len(got) != len(want) {
+			t.Fatalf("round %d: %d buckets with scratch, %d without", round, len(got), len(want))
+		}
+		for i := range got {
+			raw, err := got[i].MarshalBSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(raw, want[i]) {
+				t.Fatalf("round %d, bucket %d: the scratch encoding differs", round, i)
+			}
+		}
+		sc.reset()
+		for _, w := range sc.webhooks {
+			if w != "" {
+				t.Fatalf("round %d: reset kept a webhook-id", round)
+			}
+		}
+		for _, k := range sc.keys {
+			if k != nil {
+				t.Fatalf("round %d: reset kept a document key", round)
+			}
+		}
+		for _, b := range sc.buckets[:cap(sc.buckets)] {
+			if b.Records != nil || b.WebhookIDs != nil || b.DocumentKeys != nil {
+				t.Fatalf("round %d: reset kept a bucket's records", round)
+			}
 		}
 	}
 }
