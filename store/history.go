@@ -18,10 +18,11 @@ import (
 const (
 	// DefaultHistoryQueue is HistoryWriterOptions.Queue when zero.
 	DefaultHistoryQueue = 4096
-	// DefaultHistoryBatch is HistoryWriterOptions.Batch when zero: one
-	// full bucket (maxBucketRecords), so that a busy trigger's history
-	// costs one insert per 512 attempts.
-	DefaultHistoryBatch = maxBucketRecords
+	// DefaultHistoryBatch is HistoryWriterOptions.Batch when zero: four
+	// full buckets (maxBucketRecords each), so that a busy trigger's
+	// history costs one insert per 2048 attempts (an insert's fixed cost,
+	// in the driver and in the database's commit, is most of a bucket's).
+	DefaultHistoryBatch = 4 * maxBucketRecords
 	// DefaultHistoryFlushEvery is HistoryWriterOptions.FlushEvery when zero.
 	DefaultHistoryFlushEvery = 200 * time.Millisecond
 	// DefaultHistoryTrimEvery is HistoryWriterOptions.TrimEvery when zero.
