@@ -921,3 +921,74 @@ func TestBuildBatchMessageIsWhatTheDispatcherSends(t *testing.T) {
 		t.Errorf("retry changed the request, or the batch's Content-Type or event count is wrong: %v %v", sent[1].header, events)
 	}
 }
+
+// TestSubmitOwnedMatchesSubmit: events handed over with SubmitOwned (all
+// in one shared buffer, as the runner's read-ahead replies are, each
+// token the _id within its event) are delivered exactly as the same
+// events given to Submit, batched and not, and the watermark ends on the
+// same token.
+func TestSubmitOwnedMatchesSubmit(t *testing.T) {
+	const n = 50
+	for _, tc := range []struct {
+		name  string
+		batch *triggers.BatchPolicy
+	}{
+		{"one event per request", nil},
+		{"batched", &triggers.BatchPolicy{MaxEvents: 7}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := batchEvents(t, n, func(i int) string { return fmt.Sprint("k", i%5) })
+			run := func(owned bool) (elems []string, watermark bson.Raw) {
+				rc := newReceiver(t, nil)
+				w := triggers.Webhook{URL: rc.srv.URL}
+				// Strict: one request at a time, in stream order, so both
+				// runs send the events in the same order.
+				d := newTestDispatcher(t, &triggers.Trigger{Webhook: w, Ordering: triggers.Strict, Batch: tc.batch}, nil)
+				var shared []byte
+				for _, ev := range evs {
+					shared = append(shared, ev.Raw...)
+				}
+				at := 0
+				for i, ev := range evs {
+					raw := bson.Raw(shared[at : at+len(ev.Raw) : at+len(ev.Raw)])
+					at += len(ev.Raw)
+					ev.Raw, ev.Token = raw, raw.Lookup("_id").Document()
+					submit := d.Submit
+					if owned {
+						submit = d.SubmitOwned
+					}
+					if err := submit(context.Background(), ev); err != nil {
+						t.Fatalf("event %d: %v", i, err)
+					}
+				}
+				closeWithin(t, d, 10*time.Second)
+				for _, got := range rc.deliveries() {
+					if tc.batch == nil {
+						elems = append(elems, string(got.body))
+						continue
+					}
+					var arr []json.RawMessage
+					if err := json.Unmarshal(got.body, &arr); err != nil {
+						t.Fatalf("batch body: %v", err)
+					}
+					for _, e := range arr {
+						elems = append(elems, string(e))
+					}
+				}
+				wm, ok := d.Watermark()
+				if !ok {
+					t.Fatal("no watermark")
+				}
+				return elems, wm
+			}
+			copied, wmCopied := run(false)
+			owned, wmOwned := run(true)
+			if len(copied) != n || !slices.Equal(copied, owned) {
+				t.Fatalf("SubmitOwned delivered %d events, Submit %d, or they differ", len(owned), len(copied))
+			}
+			if !bytes.Equal(wmCopied, wmOwned) || !bytes.Equal(wmOwned, evs[n-1].Token) {
+				t.Fatalf("watermarks %v and %v, want the last event's token", wmCopied, wmOwned)
+			}
+		})
+	}
+}

@@ -32,8 +32,9 @@ type Dispatcher struct {
 	shared      *ByteBudget // process-wide in-flight bytes (nil: none)
 	fail        failTrack   // FailingSince
 	payload     payloadGuard
-	circuit     *circuit // nil: disabled
-	batcher     *batcher // nil: one event per request
+	circuit     *circuit   // nil: disabled
+	batcher     *batcher   // nil: one event per request
+	progs       []progress // newProgress's chunk (Submit's goroutine)
 
 	runCtx    context.Context // deliveries; canceled when Close's grace ends
 	cancelRun context.CancelFunc
@@ -199,26 +200,57 @@ func (d *Dispatcher) start() {
 // returns once it is delivered (see PerDocument); a batched trigger's
 // barrier is kept by its batches instead (see triggers.BatchPolicy), and
 // Submit does not wait for it.
-func (d *Dispatcher) Submit(ctx context.Context, ev Event) error {
+func (d *Dispatcher) Submit(ctx context.Context, ev Event) error { return d.submit(ctx, ev, false) }
+
+// SubmitOwned is Submit for an event whose Raw and Token the caller hands
+// over: the dispatcher keeps them as they are instead of copying them, so
+// the caller must never modify them, nor any memory they share, afterwards
+// (Token may lie within Raw, and several events may share one buffer).
+// The byte budgets count len(Raw)+len(Token), as for Submit.
+func (d *Dispatcher) SubmitOwned(ctx context.Context, ev Event) error { return d.submit(ctx, ev, true) }
+
+// submit is Submit, or SubmitOwned when owned.
+func (d *Dispatcher) submit(ctx context.Context, ev Event, owned bool) error {
 	if len(ev.Token) == 0 {
 		return errors.New("submit event: empty resume token")
 	}
 	if len(ev.Raw) == 0 {
 		return errors.New("submit event: empty event document")
 	}
-	// One copy holds both (both are non-empty, checked above).
-	buf := make([]byte, len(ev.Raw)+len(ev.Token))
-	n := copy(buf, ev.Raw)
-	copy(buf[n:], ev.Token)
+	size := len(ev.Raw) + len(ev.Token)
+	raw, token := ev.Raw, ev.Token
+	if !owned {
+		// One copy holds both (both are non-empty, checked above).
+		buf := make([]byte, size)
+		n := copy(buf, ev.Raw)
+		copy(buf[n:], ev.Token)
+		raw, token = buf[:n:n], buf[n:]
+	}
 	at := ev.Received
 	if at.IsZero() {
 		at = d.clock.Now()
 	}
-	j := job{ev: Event{Raw: buf[:n:n], Token: buf[n:], Key: ev.Key, Received: at}, prog: &progress{fail: &d.fail}}
-	if _, err := d.tracker.TrackSized(ctx, j.ev.Token, j.ev.Key, int64(len(buf)), j); err != nil {
+	j := job{ev: Event{Raw: raw, Token: token, Key: ev.Key, Received: at}, prog: d.newProgress()}
+	if _, err := d.tracker.TrackSized(ctx, j.ev.Token, j.ev.Key, int64(size), j); err != nil {
 		return fmt.Errorf("submit event: %w", err)
 	}
 	return nil
+}
+
+// progChunk is how many progress records newProgress allocates at once.
+const progChunk = 64
+
+// newProgress returns a fresh progress record for a submitted event, from
+// a chunk allocated for progChunk events (one allocation instead of one per
+// event). Submit's goroutine only.
+func (d *Dispatcher) newProgress() *progress {
+	if len(d.progs) == 0 {
+		d.progs = make([]progress, progChunk)
+	}
+	p := &d.progs[0]
+	d.progs = d.progs[1:]
+	p.fail = &d.fail
+	return p
 }
 
 // worker delivers started events until the tracker is closed and drained.

@@ -48,6 +48,7 @@ type Tracker[T any] struct {
 	keyTail  map[string]*Ticket[T] // per key: the newest held event
 
 	bytes  *ByteBudget // this tracker's byte budget (nil: none)
+	chunk  []Ticket[T] // newTicket's tickets not yet handed out (Track's goroutine)
 	shared *ByteBudget // the budget shared with other trackers (nil: none)
 
 	mu        sync.Mutex
@@ -184,7 +185,8 @@ func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, size
 		t.freeSlots(1)
 		return nil, err
 	}
-	tk := &Ticket[T]{Value: v, t: t, token: token, key: key, size: size}
+	tk := t.newTicket()
+	*tk = Ticket[T]{Value: v, t: t, token: token, key: key, size: size}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -207,6 +209,24 @@ func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, size
 	}
 	t.ready <- tk // never blocks: len(ready) <= active <= len(order) <= cap(ready)
 	return tk, nil
+}
+
+// ticketChunk is how many tickets newTicket allocates at once.
+const ticketChunk = 64
+
+// newTicket returns an unused ticket from a chunk allocated for
+// ticketChunk events: one allocation instead of one per event. A chunk
+// stays alive while any of its tickets is referenced; tickets are handed
+// out in stream order and released about in that order, so only the
+// chunks at the ends of the held range keep tickets of finished events.
+// Track's goroutine only.
+func (t *Tracker[T]) newTicket() *Ticket[T] {
+	if len(t.chunk) == 0 {
+		t.chunk = make([]Ticket[T], ticketChunk)
+	}
+	tk := &t.chunk[0]
+	t.chunk = t.chunk[1:]
+	return tk
 }
 
 // takeSlot holds a slot for an event, waiting while the tracker is full

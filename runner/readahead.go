@@ -39,10 +39,12 @@ type readEvent struct {
 
 // readReply is one read of the change stream, copied out of the driver's
 // buffers: a getMore reply's events (none after an empty read), or the
-// error or server-side close that ended the stream.
+// error or server-side close that ended the stream. The copies are the
+// watch loop's to hand over (dispatcher.SubmitOwned): the reader never
+// writes to a reply's buffer again, and a reused reply gets a new one.
 type readReply struct {
 	events []readEvent
-	buf    []byte    // holds every event and token copy
+	buf    []byte    // holds every event and token copy; never reused
 	at     time.Time // when its first event was read
 	token  bson.Raw  // after an empty read: the stream's resume token (nil: none)
 	err    error
@@ -53,8 +55,9 @@ type readReply struct {
 // read too), until the stream fails or closes (its last reply says so) or
 // ctx ends. It reads the next reply while the watch loop handles the
 // previous one; out's capacity bounds how far it gets ahead. Replies the
-// watch loop is done with come back through free and their buffers are
-// reused.
+// watch loop is done with come back through free and their event lists are
+// reused; their buffers are not (the events in them were handed over), a
+// new one is sized by the last reply's.
 func readAhead(ctx context.Context, cs changeStream, now func() time.Time, out chan<- *readReply, free <-chan *readReply) {
 	defer close(out)
 	last := 0 // the last reply's copies' size, to size the next buffer
@@ -62,15 +65,14 @@ func readAhead(ctx context.Context, cs changeStream, now func() time.Time, out c
 		var r *readReply
 		select {
 		case r = <-free:
-			r.events, r.buf, r.token, r.err, r.closed = r.events[:0], r.buf[:0], nil, nil, false
+			clear(r.events)
+			r.events, r.buf, r.token, r.err, r.closed = r.events[:0], nil, nil, nil, false
 		default:
 			r = &readReply{}
 		}
-		if cap(r.buf) < last {
-			r.buf = make([]byte, 0, last+last/8)
-		}
 		if cs.TryNext(ctx) {
 			r.at = now()
+			r.buf = make([]byte, 0, last+last/8)
 			for {
 				r.add(cs.current(), cs.ResumeToken())
 				if cs.RemainingBatchLength() == 0 || !cs.TryNext(ctx) {

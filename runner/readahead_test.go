@@ -93,7 +93,9 @@ func (f *fakeStream) current() bson.Raw         { return f.cur }
 // the event's _id, and the reply's postBatchResumeToken after its last
 // event; empty reads carry the stream's token; the stream's end
 // (an error, or the server's close) is the last reply. Replies handed
-// back are reused without disturbing the ones still held.
+// back are reused without ever writing to their buffers again: every
+// event and token read stays as it was (the watch loop hands them over to
+// the dispatcher).
 func TestReadAheadCopiesReplies(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -110,6 +112,7 @@ func TestReadAheadCopiesReplies(t *testing.T) {
 			go readAhead(t.Context(), fs, time.Now, out, free)
 			n, reply := 0, 0
 			var last *readReply
+			var kept, seen []readEvent // every event read, and a copy of it as it was handed out
 			for r := range out {
 				if last != nil {
 					t.Fatalf("reply after the stream's end")
@@ -133,6 +136,8 @@ func TestReadAheadCopiesReplies(t *testing.T) {
 				}
 				for i, e := range r.events {
 					n++
+					kept = append(kept, e)
+					seen = append(seen, readEvent{raw: bytes.Clone(e.raw), after: bytes.Clone(e.after)})
 					if !bytes.Equal(e.raw, fakeEvent(n)) {
 						t.Fatalf("event %d: %v", n, e.raw)
 					}
@@ -152,6 +157,11 @@ func TestReadAheadCopiesReplies(t *testing.T) {
 			}
 			if reply != 40 || last.err != tc.err || (tc.err == nil) != last.closed {
 				t.Fatalf("%d replies, end %+v", reply, last)
+			}
+			for i, e := range kept {
+				if !bytes.Equal(e.raw, seen[i].raw) || !bytes.Equal(e.after, seen[i].after) {
+					t.Fatalf("event %d changed after its reply was handed back: %v, token after %v", i+1, e.raw, e.after)
+				}
 			}
 		})
 	}

@@ -547,7 +547,7 @@ func (w *Watcher) readEvents(ctx context.Context, cs *mongo.ChangeStream) error 
 				received = w.clock.Now()
 			}
 			remaining = r
-			invalidated, pos, err := w.handle(ctx, cs.Current, cs.ResumeToken(), received)
+			invalidated, pos, err := w.handle(ctx, cs.Current, cs.ResumeToken(), received, false)
 			if err != nil {
 				return err
 			}
@@ -614,7 +614,7 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 		// dispatcher keeps an old time for at most that many events.
 		received := r.at
 		for _, e := range r.events {
-			invalidated, positioned, err := w.handle(ctx, e.raw, e.after, received)
+			invalidated, positioned, err := w.handle(ctx, e.raw, e.after, received, true)
 			if err != nil {
 				return err
 			}
@@ -622,7 +622,7 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 				return errInvalidated
 			}
 			if !positioned {
-				w.setStreamToken(e.after)
+				w.setStreamTokenOwned(e.after)
 			}
 			if sinceCheck++; sinceCheck >= checkpointCheckEvery {
 				sinceCheck = 0
@@ -637,7 +637,7 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 			return errInvalidated
 		}
 		if r.token != nil {
-			w.setStreamToken(r.token)
+			w.setStreamTokenOwned(r.token)
 		}
 		sinceCheck = 0
 		w.checkpointIfDue(w.clock.Now())
@@ -652,8 +652,12 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 // it. streamToken is the stream's resume token after this event (nil: not
 // known): when it is the event's own token (every event of a getMore reply
 // but the last), the stream's position is set from the event's copy, under
-// the same lock, instead of a second copy (setStreamToken).
-func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw, now time.Time) (invalidated, positioned bool, err error) {
+// the same lock, instead of a second copy (setStreamToken). owned says
+// that raw is the loop's to hand over (a read-ahead copy, never modified
+// again): the dispatcher then keeps it without copying it
+// (dispatcher.SubmitOwned), and the token within it serves as the stream
+// position's and the checkpoint bookkeeping's copy too.
+func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw, now time.Time, owned bool) (invalidated, positioned bool, err error) {
 	perDocument := w.t.Ordering == triggers.PerDocument
 	f := scanEvent(raw, perDocument)
 	token, ok := f.id.DocumentOK()
@@ -671,11 +675,19 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw
 	if perDocument && f.hasDocumentKey {
 		key = string(f.ns.Value) + string(f.documentKey.Value)
 	}
-	if err := w.disp.Submit(ctx, dispatcher.Event{Raw: raw, Token: bson.Raw(token), Key: key, Received: now}); err != nil {
+	ev := dispatcher.Event{Raw: raw, Token: bson.Raw(token), Key: key, Received: now}
+	submit := w.disp.Submit
+	if owned {
+		submit = w.disp.SubmitOwned
+	}
+	if err := submit(ctx, ev); err != nil {
 		return false, false, fmt.Errorf("submit event: %w", err)
 	}
 	t, i, hasCT := f.clusterTime.TimestampOK()
-	tok := w.tokens.clone(token)
+	tok := bson.Raw(token)
+	if !owned {
+		tok = w.tokens.clone(token)
+	}
 	positioned = streamToken != nil && bytes.Equal(streamToken, token)
 	w.cpMu.Lock()
 	if hasCT {
@@ -828,11 +840,14 @@ func (w *Watcher) dueLocked(now time.Time) bool {
 	return w.sinceSave >= w.opts.CheckpointEvery || now.Sub(w.lastSave) >= interval
 }
 
-// setStreamToken records the stream's newest resume token.
-func (w *Watcher) setStreamToken(rt bson.Raw) {
-	tok := w.tokens.clone(rt)
+// setStreamToken records the stream's newest resume token (a copy of rt).
+func (w *Watcher) setStreamToken(rt bson.Raw) { w.setStreamTokenOwned(w.tokens.clone(rt)) }
+
+// setStreamTokenOwned records the stream's newest resume token rt itself:
+// rt must never be modified afterwards.
+func (w *Watcher) setStreamTokenOwned(rt bson.Raw) {
 	w.cpMu.Lock()
-	w.streamToken = tok
+	w.streamToken = rt
 	w.cpMu.Unlock()
 }
 
