@@ -103,15 +103,16 @@ func appendExtJSON(dst, doc []byte, canonical, fromDoc bool) ([]byte, bool) {
 	if n < 5 || n > len(doc) {
 		return dst, false
 	}
-	e := extJSONEncoder{buf: dst, canonical: canonical, fromDoc: fromDoc}
-	if !e.document(doc[:n], false) {
-		return e.buf, false
-	}
-	return e.buf, true
+	e := extJSONEncoder{canonical: canonical, fromDoc: fromDoc}
+	return e.document(dst, doc[:n], false)
 }
 
+// extJSONEncoder holds an encoding's settings. Its methods append to the
+// buffer they are given and return it: passed in registers, not stored
+// through a pointer (a store of the buffer into a heap-reachable encoder
+// costs a write barrier while the garbage collector runs, and the encoder
+// appends several times per field).
 type extJSONEncoder struct {
-	buf       []byte
 	canonical bool
 	// fromDoc: the BSON was written by bson.Marshal from a bson.D. An empty
 	// old binary (subtype 2, 4 bytes: the inner length 0) then has two
@@ -122,17 +123,18 @@ type extJSONEncoder struct {
 	fromDoc bool
 }
 
-// document writes the document or array d (exactly its declared length,
-// checked by the caller) as a JSON object or array.
-func (e *extJSONEncoder) document(d []byte, array bool) bool {
+// document appends the document or array d (exactly its declared length,
+// checked by the caller) to b as a JSON object or array; ok is false when
+// d is not well formed.
+func (e *extJSONEncoder) document(b, d []byte, array bool) (_ []byte, ok bool) {
 	if d[len(d)-1] != 0 {
-		return false
+		return b, false
 	}
 	open, close := byte('{'), byte('}')
 	if array {
 		open, close = '[', ']'
 	}
-	e.buf = append(e.buf, open)
+	b = append(b, open)
 	p := 4
 	end := len(d) - 1 // the terminating NUL
 	first := true
@@ -140,35 +142,33 @@ func (e *extJSONEncoder) document(d []byte, array bool) bool {
 		t := d[p]
 		p++
 		if t == 0 {
-			return false // NUL before the end
+			return b, false // NUL before the end
 		}
 		k := p
 		if n := bytes.IndexByte(d[p:end], 0); n >= 0 {
 			p += n
 		} else {
-			return false
+			return b, false
 		}
 		key := d[k:p]
 		p++
 		if !first {
-			e.buf = append(e.buf, ',')
+			b = append(b, ',')
 		}
 		first = false
 		if !array {
-			e.str(key)
-			e.buf = append(e.buf, ':')
+			b = e.str(b, key)
+			b = append(b, ':')
 		}
-		var ok bool
-		p, ok = e.value(t, d[:end], p)
+		b, p, ok = e.value(b, t, d[:end], p)
 		if !ok {
-			return false
+			return b, false
 		}
 	}
 	if p != end {
-		return false
+		return b, false
 	}
-	e.buf = append(e.buf, close)
-	return true
+	return append(b, close), true
 }
 
 // lenAt reads the int32 at d[p:]; ok is false if it does not fit.
@@ -203,210 +203,210 @@ func cstringAt(d []byte, p int) ([]byte, int, bool) {
 	return nil, 0, false
 }
 
-// value writes the value of type t at d[p:] (d ends where the enclosing
-// document's elements end) and returns the position after it.
-func (e *extJSONEncoder) value(t byte, d []byte, p int) (int, bool) {
+// value appends the value of type t at d[p:] (d ends where the enclosing
+// document's elements end) to b and returns the position after it.
+func (e *extJSONEncoder) value(b []byte, t byte, d []byte, p int) (_ []byte, next int, ok bool) {
 	switch t {
 	case tDouble:
 		if len(d)-p < 8 {
-			return 0, false
+			return b, 0, false
 		}
-		e.double(math.Float64frombits(binary.LittleEndian.Uint64(d[p:])))
-		return p + 8, true
+		b = e.double(b, math.Float64frombits(binary.LittleEndian.Uint64(d[p:])))
+		return b, p + 8, true
 	case tString:
 		s, np, ok := stringAt(d, p)
 		if !ok {
-			return 0, false
+			return b, 0, false
 		}
-		e.str(s)
-		return np, true
+		b = e.str(b, s)
+		return b, np, true
 	case tDocument, tArray:
 		n, ok := lenAt(d, p)
 		if !ok || n < 5 || n > len(d)-p {
-			return 0, false
+			return b, 0, false
 		}
-		if !e.document(d[p:p+n], t == tArray) {
-			return 0, false
+		if b, ok = e.document(b, d[p:p+n], t == tArray); !ok {
+			return b, 0, false
 		}
-		return p + n, true
+		return b, p + n, true
 	case tBinary:
 		n, ok := lenAt(d, p)
 		if !ok || n < 0 || n > len(d)-p-5 {
-			return 0, false
+			return b, 0, false
 		}
 		sub := d[p+4]
 		data := d[p+5 : p+5+n]
 		if sub == 0x02 && n == 4 && e.fromDoc {
-			return 0, false
+			return b, 0, false
 		}
 		if sub == 0x02 && n > 4 {
 			// Old binary: an inner length, which must agree.
 			m, ok := lenAt(data, 0)
 			if !ok || m != n-4 {
-				return 0, false
+				return b, 0, false
 			}
 			data = data[4:]
 		}
-		e.buf = append(e.buf, `{"$binary":{"base64":"`...)
-		e.buf = base64.StdEncoding.AppendEncode(e.buf, data)
-		e.buf = append(e.buf, `","subType":"`...)
-		e.buf = append(e.buf, hexDigits[sub>>4], hexDigits[sub&0xF])
-		e.buf = append(e.buf, `"}}`...)
-		return p + 5 + n, true
+		b = append(b, `{"$binary":{"base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, data)
+		b = append(b, `","subType":"`...)
+		b = append(b, hexDigits[sub>>4], hexDigits[sub&0xF])
+		b = append(b, `"}}`...)
+		return b, p + 5 + n, true
 	case tUndefined:
-		e.buf = append(e.buf, `{"$undefined":true}`...)
-		return p, true
+		b = append(b, `{"$undefined":true}`...)
+		return b, p, true
 	case tObjectID:
 		if len(d)-p < 12 {
-			return 0, false
+			return b, 0, false
 		}
-		e.buf = append(e.buf, `{"$oid":"`...)
-		e.buf = hex.AppendEncode(e.buf, d[p:p+12])
-		e.buf = append(e.buf, `"}`...)
-		return p + 12, true
+		b = append(b, `{"$oid":"`...)
+		b = hex.AppendEncode(b, d[p:p+12])
+		b = append(b, `"}`...)
+		return b, p + 12, true
 	case tBoolean:
 		if len(d)-p < 1 || d[p] > 1 {
-			return 0, false
+			return b, 0, false
 		}
 		if d[p] == 1 {
-			e.buf = append(e.buf, "true"...)
+			b = append(b, "true"...)
 		} else {
-			e.buf = append(e.buf, "false"...)
+			b = append(b, "false"...)
 		}
-		return p + 1, true
+		return b, p + 1, true
 	case tDateTime:
 		if len(d)-p < 8 {
-			return 0, false
+			return b, 0, false
 		}
-		e.date(int64(binary.LittleEndian.Uint64(d[p:])))
-		return p + 8, true
+		b = e.date(b, int64(binary.LittleEndian.Uint64(d[p:])))
+		return b, p + 8, true
 	case tNull:
-		e.buf = append(e.buf, "null"...)
-		return p, true
+		b = append(b, "null"...)
+		return b, p, true
 	case tRegex:
 		pat, np, ok := cstringAt(d, p)
 		if !ok {
-			return 0, false
+			return b, 0, false
 		}
 		opts, np, ok := cstringAt(d, np)
 		if !ok {
-			return 0, false
+			return b, 0, false
 		}
-		e.buf = append(e.buf, `{"$regularExpression":{"pattern":`...)
-		e.str(pat)
-		e.buf = append(e.buf, `,"options":`...)
-		e.regexOptions(opts)
-		e.buf = append(e.buf, `}}`...)
-		return np, true
+		b = append(b, `{"$regularExpression":{"pattern":`...)
+		b = e.str(b, pat)
+		b = append(b, `,"options":`...)
+		b = e.regexOptions(b, opts)
+		b = append(b, `}}`...)
+		return b, np, true
 	case tDBPointer:
 		ns, np, ok := stringAt(d, p)
 		if !ok || len(d)-np < 12 {
-			return 0, false
+			return b, 0, false
 		}
 		// The driver writes the namespace unescaped.
-		e.buf = append(e.buf, `{"$dbPointer":{"$ref":"`...)
-		e.buf = append(e.buf, ns...)
-		e.buf = append(e.buf, `","$id":{"$oid":"`...)
-		e.buf = hex.AppendEncode(e.buf, d[np:np+12])
-		e.buf = append(e.buf, `"}}}`...)
-		return np + 12, true
+		b = append(b, `{"$dbPointer":{"$ref":"`...)
+		b = append(b, ns...)
+		b = append(b, `","$id":{"$oid":"`...)
+		b = hex.AppendEncode(b, d[np:np+12])
+		b = append(b, `"}}}`...)
+		return b, np + 12, true
 	case tJavaScript, tSymbol:
 		s, np, ok := stringAt(d, p)
 		if !ok {
-			return 0, false
+			return b, 0, false
 		}
 		if t == tJavaScript {
-			e.buf = append(e.buf, `{"$code":`...)
+			b = append(b, `{"$code":`...)
 		} else {
-			e.buf = append(e.buf, `{"$symbol":`...)
+			b = append(b, `{"$symbol":`...)
 		}
-		e.str(s)
-		e.buf = append(e.buf, '}')
-		return np, true
+		b = e.str(b, s)
+		b = append(b, '}')
+		return b, np, true
 	case tCodeScope:
 		total, ok := lenAt(d, p)
 		if !ok || total < 4 || total > len(d)-p {
-			return 0, false
+			return b, 0, false
 		}
 		cws := d[p : p+total]
 		code, sp, ok := stringAt(cws, 4)
 		if !ok {
-			return 0, false
+			return b, 0, false
 		}
 		n, ok := lenAt(cws, sp)
 		if !ok || n < 5 || sp+n != total {
-			return 0, false
+			return b, 0, false
 		}
-		e.buf = append(e.buf, `{"$code":`...)
-		e.str(code)
-		e.buf = append(e.buf, `,"$scope":`...)
-		if !e.document(cws[sp:], false) {
-			return 0, false
+		b = append(b, `{"$code":`...)
+		b = e.str(b, code)
+		b = append(b, `,"$scope":`...)
+		if b, ok = e.document(b, cws[sp:], false); !ok {
+			return b, 0, false
 		}
-		e.buf = append(e.buf, '}')
-		return p + total, true
+		b = append(b, '}')
+		return b, p + total, true
 	case tInt32:
 		if len(d)-p < 4 {
-			return 0, false
+			return b, 0, false
 		}
 		v := int64(int32(binary.LittleEndian.Uint32(d[p:])))
 		if e.canonical {
-			e.buf = append(e.buf, `{"$numberInt":"`...)
-			e.buf = strconv.AppendInt(e.buf, v, 10)
-			e.buf = append(e.buf, `"}`...)
+			b = append(b, `{"$numberInt":"`...)
+			b = strconv.AppendInt(b, v, 10)
+			b = append(b, `"}`...)
 		} else {
-			e.buf = strconv.AppendInt(e.buf, v, 10)
+			b = strconv.AppendInt(b, v, 10)
 		}
-		return p + 4, true
+		return b, p + 4, true
 	case tTimestamp:
 		if len(d)-p < 8 {
-			return 0, false
+			return b, 0, false
 		}
 		i := binary.LittleEndian.Uint32(d[p:])
 		ts := binary.LittleEndian.Uint32(d[p+4:])
-		e.buf = append(e.buf, `{"$timestamp":{"t":`...)
-		e.buf = strconv.AppendUint(e.buf, uint64(ts), 10)
-		e.buf = append(e.buf, `,"i":`...)
-		e.buf = strconv.AppendUint(e.buf, uint64(i), 10)
-		e.buf = append(e.buf, `}}`...)
-		return p + 8, true
+		b = append(b, `{"$timestamp":{"t":`...)
+		b = strconv.AppendUint(b, uint64(ts), 10)
+		b = append(b, `,"i":`...)
+		b = strconv.AppendUint(b, uint64(i), 10)
+		b = append(b, `}}`...)
+		return b, p + 8, true
 	case tInt64:
 		if len(d)-p < 8 {
-			return 0, false
+			return b, 0, false
 		}
 		v := int64(binary.LittleEndian.Uint64(d[p:]))
 		if e.canonical {
-			e.buf = append(e.buf, `{"$numberLong":"`...)
-			e.buf = strconv.AppendInt(e.buf, v, 10)
-			e.buf = append(e.buf, `"}`...)
+			b = append(b, `{"$numberLong":"`...)
+			b = strconv.AppendInt(b, v, 10)
+			b = append(b, `"}`...)
 		} else {
-			e.buf = strconv.AppendInt(e.buf, v, 10)
+			b = strconv.AppendInt(b, v, 10)
 		}
-		return p + 8, true
+		return b, p + 8, true
 	case tDecimal:
 		if len(d)-p < 16 {
-			return 0, false
+			return b, 0, false
 		}
 		l := binary.LittleEndian.Uint64(d[p:])
 		h := binary.LittleEndian.Uint64(d[p+8:])
-		e.buf = append(e.buf, `{"$numberDecimal":"`...)
-		e.buf = append(e.buf, bson.NewDecimal128(h, l).String()...)
-		e.buf = append(e.buf, `"}`...)
-		return p + 16, true
+		b = append(b, `{"$numberDecimal":"`...)
+		b = append(b, bson.NewDecimal128(h, l).String()...)
+		b = append(b, `"}`...)
+		return b, p + 16, true
 	case tMinKey:
-		e.buf = append(e.buf, `{"$minKey":1}`...)
-		return p, true
+		b = append(b, `{"$minKey":1}`...)
+		return b, p, true
 	case tMaxKey:
-		e.buf = append(e.buf, `{"$maxKey":1}`...)
-		return p, true
+		b = append(b, `{"$maxKey":1}`...)
+		return b, p, true
 	}
-	return 0, false
+	return b, 0, false
 }
 
-// double writes f as the driver does: relaxed as a JSON number with at least
+// double appends f as the driver writes it: relaxed as a JSON number with at least
 // ".0" for integral values ({"$numberDouble": ...} for non-finite values),
 // canonical always as {"$numberDouble":"..."}.
-func (e *extJSONEncoder) double(f float64) {
+func (e *extJSONEncoder) double(b []byte, f float64) []byte {
 	var special string
 	switch {
 	case math.IsInf(f, 1):
@@ -417,46 +417,45 @@ func (e *extJSONEncoder) double(f float64) {
 		special = "NaN"
 	}
 	if special != "" {
-		e.buf = append(e.buf, `{"$numberDouble":"`...)
-		e.buf = append(e.buf, special...)
-		e.buf = append(e.buf, `"}`...)
-		return
+		b = append(b, `{"$numberDouble":"`...)
+		b = append(b, special...)
+		return append(b, `"}`...)
 	}
 	if e.canonical {
-		e.buf = append(e.buf, `{"$numberDouble":"`...)
+		b = append(b, `{"$numberDouble":"`...)
 	}
-	start := len(e.buf)
-	e.buf = strconv.AppendFloat(e.buf, f, 'G', -1, 64)
+	start := len(b)
+	b = strconv.AppendFloat(b, f, 'G', -1, 64)
 	plain := true
-	for _, c := range e.buf[start:] {
+	for _, c := range b[start:] {
 		if c == 'E' || c == '.' {
 			plain = false
 			break
 		}
 	}
 	if plain {
-		e.buf = append(e.buf, ".0"...)
+		b = append(b, ".0"...)
 	}
 	if e.canonical {
-		e.buf = append(e.buf, `"}`...)
+		b = append(b, `"}`...)
 	}
+	return b
 }
 
 // maxRelaxedDate is the first millisecond of the year 10000: relaxed
 // Extended JSON writes dates from 1970 (0) up to before it as strings.
 const maxRelaxedDate = 253402300800000
 
-// date writes a BSON datetime (milliseconds since the epoch).
-func (e *extJSONEncoder) date(ms int64) {
+// date appends a BSON datetime (milliseconds since the epoch).
+func (e *extJSONEncoder) date(b []byte, ms int64) []byte {
 	if e.canonical || ms < 0 || ms >= maxRelaxedDate {
-		e.buf = append(e.buf, `{"$date":{"$numberLong":"`...)
-		e.buf = strconv.AppendInt(e.buf, ms, 10)
-		e.buf = append(e.buf, `"}}`...)
-		return
+		b = append(b, `{"$date":{"$numberLong":"`...)
+		b = strconv.AppendInt(b, ms, 10)
+		return append(b, `"}}`...)
 	}
-	e.buf = append(e.buf, `{"$date":"`...)
-	e.buf = appendRFC3339Milli(e.buf, ms)
-	e.buf = append(e.buf, `"}`...)
+	b = append(b, `{"$date":"`...)
+	b = appendRFC3339Milli(b, ms)
+	return append(b, `"}`...)
 }
 
 // appendRFC3339Milli appends the UTC time ms (milliseconds since the epoch,
@@ -506,9 +505,10 @@ func appendRFC3339Milli(b []byte, ms int64) []byte {
 	return append(b, 'Z')
 }
 
-// regexOptions writes the options sorted by code point, as the driver does
-// (it sorts the string's runes, so invalid UTF-8 becomes U+FFFD).
-func (e *extJSONEncoder) regexOptions(opts []byte) {
+// regexOptions appends the options sorted by code point, as the driver
+// writes them (it sorts the string's runes, so invalid UTF-8 becomes
+// U+FFFD).
+func (e *extJSONEncoder) regexOptions(b, opts []byte) []byte {
 	ascii := true
 	for _, c := range opts {
 		if c >= utf8.RuneSelf {
@@ -523,8 +523,7 @@ func (e *extJSONEncoder) regexOptions(opts []byte) {
 				rs[j], rs[j-1] = rs[j-1], rs[j]
 			}
 		}
-		e.str([]byte(string(rs)))
-		return
+		return e.str(b, []byte(string(rs)))
 	}
 	var small [16]byte
 	var s []byte
@@ -539,7 +538,7 @@ func (e *extJSONEncoder) regexOptions(opts []byte) {
 			s[j], s[j-1] = s[j-1], s[j]
 		}
 	}
-	e.str(s)
+	return e.str(b, s)
 }
 
 const hexDigits = "0123456789abcdef"
@@ -553,10 +552,11 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
-// str writes s as a JSON string with the driver's escaping: \" \\ \n \r \t
-// \b \f, other control bytes as \u00XX, each invalid UTF-8 byte as \ufffd,
-// U+2028 and U+2029 as \u2028 and \u2029; '<', '>' and '&' unescaped.
-func (e *extJSONEncoder) str(s []byte) {
+// str appends s as a JSON string with the driver's escaping: \" \\ \n \r
+// \t \b \f, other control bytes as \u00XX, each invalid UTF-8 byte as
+// \ufffd, U+2028 and U+2029 as \u2028 and \u2029; '<', '>' and '&'
+// unescaped.
+func (e *extJSONEncoder) str(b, s []byte) []byte {
 	// Most strings (every key, most values) need no escaping: find the
 	// first byte that may, eight bytes at a time, and copy the rest whole.
 	i := 0
@@ -568,12 +568,11 @@ func (e *extJSONEncoder) str(s []byte) {
 	for ; i < len(s) && s[i] < utf8.RuneSelf && jsonSafe[s[i]]; i++ {
 	}
 	if i == len(s) {
-		b := append(e.buf, '"')
+		b = append(b, '"')
 		b = append(b, s...)
-		e.buf = append(b, '"')
-		return
+		return append(b, '"')
 	}
-	e.strFrom(s, i)
+	return e.strFrom(b, s, i)
 }
 
 // mayNeedEscape reports whether any of the eight bytes in x is a control
@@ -591,8 +590,8 @@ func mayNeedEscape(x uint64) bool {
 }
 
 // strFrom is str for s whose bytes before i need no escaping.
-func (e *extJSONEncoder) strFrom(s []byte, i int) {
-	b := append(e.buf, '"')
+func (e *extJSONEncoder) strFrom(b, s []byte, i int) []byte {
+	b = append(b, '"')
 	start := 0
 	for i < len(s) {
 		c := s[i]
@@ -640,5 +639,5 @@ func (e *extJSONEncoder) strFrom(s []byte, i int) {
 		i += size
 	}
 	b = append(b, s[start:]...)
-	e.buf = append(b, '"')
+	return append(b, '"')
 }

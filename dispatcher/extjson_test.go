@@ -6,6 +6,7 @@ import (
 	"github.com/changehook/changehook/triggers"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -556,21 +557,51 @@ func TestExtJSONStrFastPath(t *testing.T) {
 				}
 			}
 		}
-		fast := extJSONEncoder{buf: []byte("x")}
-		fast.str(s)
-		slow := extJSONEncoder{buf: []byte("x")}
-		slow.strFrom(s, 0)
-		if !bytes.Equal(fast.buf, slow.buf) {
-			t.Fatalf("%q: str %q, byte by byte %q", s, fast.buf, slow.buf)
+		var e extJSONEncoder
+		fast := e.str([]byte("x"), s)
+		slow := e.strFrom([]byte("x"), s, 0)
+		if !bytes.Equal(fast, slow) {
+			t.Fatalf("%q: str %q, byte by byte %q", s, fast, slow)
 		}
 		for _, b := range s {
 			if needs(b) {
 				goto escaped
 			}
 		}
-		if want := append(append([]byte(`x"`), s...), '"'); !bytes.Equal(fast.buf, want) {
-			t.Fatalf("%q: escape-free string written as %q", s, fast.buf)
+		if want := append(append([]byte(`x"`), s...), '"'); !bytes.Equal(fast, want) {
+			t.Fatalf("%q: escape-free string written as %q", s, fast)
 		}
 	escaped:
 	}
+}
+
+// BenchmarkAppendExtJSONChangeEvent encodes an insert change event shaped
+// like the end-to-end benchmark's (a resume token, a timestamp, a date and
+// an eight-field document) into a reused buffer, as a batch body is built.
+func BenchmarkAppendExtJSONChangeEvent(b *testing.B) {
+	raw, err := bson.Marshal(bson.D{
+		{Key: "_id", Value: bson.D{{Key: "_data", Value: strings.Repeat("8264A1B2C3", 13)}}},
+		{Key: "operationType", Value: "insert"},
+		{Key: "clusterTime", Value: bson.Timestamp{T: 1_700_000_000, I: 7}},
+		{Key: "wallTime", Value: bson.DateTime(1_700_000_000_123)},
+		{Key: "fullDocument", Value: bson.D{
+			{Key: "_id", Value: int64(12345)}, {Key: "seq", Value: int64(12345)}, {Key: "sku", Value: "SKU-112345"},
+			{Key: "name", Value: "benchmark item"}, {Key: "qty", Value: int32(45)}, {Key: "price", Value: 34.5},
+			{Key: "tags", Value: bson.A{"bench", "changehook"}}, {Key: "updatedAt", Value: bson.DateTime(1_700_000_012_345)},
+		}},
+		{Key: "ns", Value: bson.D{{Key: "db", Value: "bench"}, {Key: "coll", Value: "drain_batched_none"}}},
+		{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int64(12345)}}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		var ok bool
+		if buf, ok = appendExtJSON(buf[:0], raw, false, false); !ok {
+			b.Fatal("not encoded")
+		}
+	}
+	b.SetBytes(int64(len(buf)))
 }
