@@ -66,11 +66,12 @@ func readLockPID(dir string) int {
 }
 
 // checkFile checks the bbolt file at path before it is opened for writing:
-// it opens it read-only (which neither rebuilds the free list nor writes)
-// and reads every bucket, key and value, checking that keys are in order,
-// with panics and memory faults of the storage library turned into errors.
-// The check stops early (without error) after timeout. A missing file is
-// fine (a new data directory).
+// it opens it read-only (which neither rebuilds the free list nor writes),
+// refuses a data format newer than this devdb's (*FormatError), reads every
+// bucket, key and value, checking that keys are in order, and checks the
+// buckets that hold one large value each (checkValueBuckets), with panics
+// and memory faults of the storage library turned into errors. The check stops early (without error) after timeout.
+// A missing file is fine (a new data directory).
 func checkFile(path string, timeout time.Duration) (err error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -89,6 +90,11 @@ func checkFile(path string, timeout time.Duration) (err error) {
 	deadline := time.Now().Add(timeout)
 	n := 0
 	return db.View(func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bucketMeta); m != nil {
+			if err := checkFormat(m); err != nil {
+				return err
+			}
+		}
 		var walk func(b *bolt.Bucket, name string, depth int) error
 		walk = func(b *bolt.Bucket, name string, depth int) error {
 			if depth > 8 { // devdb nests buckets two levels deep
@@ -116,9 +122,64 @@ func checkFile(path string, timeout time.Duration) (err error) {
 			}
 			return nil
 		}
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if isFormatGuard(name) {
+				return nil
+			}
 			return walk(b, string(name), 1)
 		})
+		if err != nil {
+			return err
+		}
+		tick := func() error {
+			if n++; n%4096 == 0 && time.Now().After(deadline) {
+				return errCheckTimeout
+			}
+			return nil
+		}
+		return checkValueBuckets(tx, tick)
+	})
+}
+
+// checkValueBuckets checks the documents of every collection and the oplog
+// entries stored in buckets of their own: each such bucket holds its value
+// and nothing else, and the value is as long as its length prefix says.
+// tick is called once per key read and ends the check with its error.
+func checkValueBuckets(tx *bolt.Tx, tick func() error) error {
+	if data := tx.Bucket(bucketData); data != nil {
+		err := data.ForEachBucket(func(id []byte) error {
+			docs := data.Bucket(id).Bucket(keyDocs)
+			if docs == nil {
+				return nil
+			}
+			return checkValueBucketsOf(docs, fmt.Sprintf("data/%x/d", id), tick)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if oplog := tx.Bucket(bucketOplog); oplog != nil {
+		return checkValueBucketsOf(oplog, "oplog", tick)
+	}
+	return nil
+}
+
+// checkValueBucketsOf checks the value buckets of b.
+func checkValueBucketsOf(b *bolt.Bucket, name string, tick func() error) error {
+	return b.ForEachBucket(func(k []byte) error {
+		if err := tick(); err != nil {
+			return err
+		}
+		sb := b.Bucket(k)
+		if _, err := valueOf(sb, k); err != nil {
+			return fmt.Errorf("bucket %q: %w", name, err)
+		}
+		c := sb.Cursor()
+		first, _ := c.First()
+		if next, _ := c.Next(); next != nil || !bytes.Equal(first, keyValue) {
+			return fmt.Errorf("bucket %q: value %x: its bucket holds keys other than %q", name, k, keyValue)
+		}
+		return nil
 	})
 }
 

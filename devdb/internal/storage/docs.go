@@ -240,7 +240,7 @@ func (t *Tx) insert(c *Collection, dk bson.D, raw []byte, doc bson.D) (RecordID,
 		return 0, fmt.Errorf("allocate record id: %w", err)
 	}
 	rid := u64(seq)
-	if err := docs.Put(rid, raw); err != nil {
+	if err := t.putValue(docs, rid, raw, false, false); err != nil {
 		return 0, fmt.Errorf("insert into %s: %w", c.Namespace(), err)
 	}
 	if err := t.putKeys(c, keys, rid); err != nil {
@@ -270,29 +270,52 @@ func (t *Tx) Get(c *Collection, id any) (rid RecordID, doc bson.D, ok bool, err 
 	if r == nil {
 		return 0, nil, false, nil
 	}
-	doc, ok, err = t.load(b.Bucket(keyDocs), r)
+	doc, ok, err = t.load(c, b, r)
 	return RecordID(binary.BigEndian.Uint64(r)), doc, ok, err
 }
 
 // Load returns the document stored under rid, or ok false.
 func (t *Tx) Load(c *Collection, rid RecordID) (bson.D, bool, error) {
-	docs, err := t.docs(c)
-	if err != nil {
+	if _, err := t.docs(c); err != nil {
 		return nil, false, err
 	}
-	return t.load(docs, u64(uint64(rid)))
+	return t.load(c, t.dataBucket(c), u64(uint64(rid)))
 }
 
-func (t *Tx) load(docs *bolt.Bucket, rid []byte) (bson.D, bool, error) {
-	v := docs.Get(rid)
-	if v == nil {
-		return nil, false, nil
+// load decodes the document stored under rid in c's bucket b.
+func (t *Tx) load(c *Collection, b *bolt.Bucket, rid []byte) (bson.D, bool, error) {
+	v, err := t.docBytes(c, b, rid)
+	if v == nil || err != nil {
+		return nil, false, err
 	}
 	var doc bson.D
 	if err := bson.Unmarshal(v, &doc); err != nil {
 		return nil, false, fmt.Errorf("decode document: %w", err)
 	}
 	return doc, true, nil
+}
+
+// docBytes returns the encoded document stored under rid in c's bucket b,
+// nil when there is none; it points into storage (valid only in the
+// transaction), whether stored inline or in a bucket of its own.
+func (t *Tx) docBytes(c *Collection, b *bolt.Bucket, rid []byte) ([]byte, error) {
+	v, _, err := t.docValue(c, b.Bucket(keyDocs), rid)
+	return v, err
+}
+
+// docValue is getValue for record rid of c in its document bucket docs; a
+// damaged value bucket is a *DamagedError.
+func (t *Tx) docValue(c *Collection, docs *bolt.Bucket, rid []byte) (v []byte, own bool, err error) {
+	v, own, err = getValue(docs, rid)
+	if err != nil {
+		return nil, false, t.damagedDoc(c, rid, err)
+	}
+	return v, own, nil
+}
+
+// damagedDoc reports the damaged record rid of c.
+func (t *Tx) damagedDoc(c *Collection, rid []byte, err error) error {
+	return &DamagedError{Dir: t.e.dir, Err: fmt.Errorf("read record %d of %s: %w", binary.BigEndian.Uint64(rid), c.Namespace(), err)}
 }
 
 // Replace overwrites the document stored under rid with doc and appends an
@@ -310,12 +333,19 @@ func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 		return err
 	}
 	key := u64(uint64(rid))
-	old, ok, err := t.load(docs, key)
+	// oldRaw points into storage and stays valid until the transaction
+	// ends, also after the value is replaced (bbolt writes changed pages
+	// elsewhere).
+	oldRaw, own, err := t.docValue(c, docs, key)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if oldRaw == nil {
 		return mongoerr.Errorf(mongoerr.BadValue, "record %d of %s does not exist", rid, c.Namespace())
+	}
+	var old bson.D
+	if err := bson.Unmarshal(oldRaw, &old); err != nil {
+		return fmt.Errorf("decode document: %w", err)
 	}
 	if id, _ := lookupField(old, "_id"); t.shadow != nil {
 		if err := t.checkWrite(c, id); err != nil {
@@ -337,7 +367,6 @@ func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 	if err != nil {
 		return err
 	}
-	oldRaw := docs.Get(key)
 	oldSize := int64(len(oldRaw))
 	if err := t.deleteKeys(c, oldKeys, key); err != nil {
 		return err
@@ -345,7 +374,7 @@ func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 	if err := t.putKeys(c, newKeys, key); err != nil {
 		return err
 	}
-	if err := docs.Put(key, raw); err != nil {
+	if err := t.putValue(docs, key, raw, true, own); err != nil {
 		return fmt.Errorf("update %s: %w", c.Namespace(), err)
 	}
 	if err := t.addStats(c, 0, int64(len(raw))-oldSize); err != nil {
@@ -381,7 +410,10 @@ func (t *Tx) Delete(c *Collection, rid RecordID) (bool, error) {
 		return false, err
 	}
 	key := u64(uint64(rid))
-	oldRaw := docs.Get(key)
+	oldRaw, own, err := t.docValue(c, docs, key)
+	if err != nil {
+		return false, err
+	}
 	if oldRaw == nil {
 		return false, nil
 	}
@@ -399,8 +431,8 @@ func (t *Tx) Delete(c *Collection, rid RecordID) (bool, error) {
 		}
 		// Only the _id index's key is computed (allKeys).
 		old = bson.D{{Key: "_id", Value: id}}
-	} else if old, _, err = t.load(docs, key); err != nil {
-		return false, err
+	} else if err := bson.Unmarshal(oldRaw, &old); err != nil {
+		return false, fmt.Errorf("decode document: %w", err)
 	}
 	if id, _ := lookupField(old, "_id"); t.shadow != nil {
 		if err := t.checkWrite(c, id); err != nil {
@@ -429,7 +461,7 @@ func (t *Tx) Delete(c *Collection, rid RecordID) (bool, error) {
 	if err := t.appendOplog(ent); err != nil {
 		return false, err
 	}
-	if err := docs.Delete(key); err != nil {
+	if err := deleteValue(docs, key, own); err != nil {
 		return false, fmt.Errorf("delete from %s: %w", c.Namespace(), err)
 	}
 	return true, nil
@@ -443,8 +475,15 @@ func (t *Tx) Scan(c *Collection, after RecordID, fn func(rid RecordID, raw bson.
 	if b == nil {
 		return nil
 	}
-	cur := b.Bucket(keyDocs).Cursor()
+	docs := b.Bucket(keyDocs)
+	cur := docs.Cursor()
 	for k, v := cur.Seek(u64(uint64(after) + 1)); k != nil; k, v = cur.Next() {
+		if v == nil {
+			var err error
+			if v, err = cursorValue(docs, k, v); err != nil {
+				return t.damagedDoc(c, k, err)
+			}
+		}
 		more, err := fn(RecordID(binary.BigEndian.Uint64(k)), v)
 		if err != nil || !more {
 			return err

@@ -5,13 +5,17 @@
 // Layout of the bbolt file:
 //
 //	meta     "ts" → last allocated cluster time (8 bytes, T<<32|I)
+//	         "format" → the data format (1 byte, formatVersion; absent: 1)
 //	catalog  "<db>\x00<coll>" → collection record (BSON); bucket sequence = next collection id
 //	data     <collection id> → bucket { "d" → {record id → document},
 //	                                    "i:<index>" → {KeyString → record id}, "stats" }
 //	oplog    <cluster time> → OplogEntry (BSON)
+//	"!devdb data format 2…"  nested buckets that refuse older binaries (formatGuard)
 //
 // Documents are stored under a per-collection record id (insertion order, as
-// MongoDB's natural order); the _id index maps KeyString(_id) to it.
+// MongoDB's natural order); the _id index maps KeyString(_id) to it. A
+// document or oplog entry longer than a page is stored in a bucket of its
+// own under its key (see values.go).
 package storage
 
 import (
@@ -66,6 +70,10 @@ type Options struct {
 	// CheckTimeout bounds the consistency check of an existing data file on
 	// open; 0 means DefaultCheckTimeout, negative skips the check.
 	CheckTimeout time.Duration
+	// OwnBucketOver is the length above which a document or oplog entry is
+	// stored in a bucket of its own; 0 means the page size, negative stores
+	// every value in one (tests compare that with the default).
+	OwnBucketOver int
 }
 
 // Engine is an open storage engine. It is safe for concurrent use by many
@@ -92,6 +100,10 @@ type Engine struct {
 	// allocTS is the last cluster time handed out; only the single bbolt
 	// writer touches it, inside Update.
 	allocTS uint64
+
+	// ownBucketOver is the length above which a value is stored in a
+	// bucket of its own (see values.go).
+	ownBucketOver int
 
 	lastTS   atomic.Uint64
 	oldestTS atomic.Uint64
@@ -153,6 +165,11 @@ func Open(opts Options) (*Engine, error) {
 		}
 		if err := checkFile(path, timeout); err != nil && !errors.Is(err, errCheckTimeout) {
 			e.unlock()
+			var fe *FormatError
+			if errors.As(err, &fe) {
+				fe.Dir = e.dir
+				return nil, fmt.Errorf("open storage: %w", fe)
+			}
 			return nil, fmt.Errorf("open storage: %w", &DamagedError{Dir: e.dir, Err: err})
 		}
 	}
@@ -166,11 +183,27 @@ func Open(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("open storage: open %s: %w", e.dir, err)
 	}
 	e.db = db
+	switch {
+	case opts.OwnBucketOver == 0:
+		e.ownBucketOver = db.Info().PageSize
+	case opts.OwnBucketOver < 0:
+		e.ownBucketOver = 0
+	default:
+		e.ownBucketOver = opts.OwnBucketOver
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bucketMeta); m != nil {
+			if err := checkFormat(m); err != nil {
+				return err
+			}
+		}
 		for _, name := range [][]byte{bucketMeta, bucketCatalog, bucketData, bucketOplog} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
+		}
+		if err := writeFormat(tx); err != nil {
+			return err
 		}
 		if v := tx.Bucket(bucketMeta).Get(keyTS); len(v) == 8 {
 			e.allocTS = binary.BigEndian.Uint64(v)
@@ -187,6 +220,11 @@ func Open(opts Options) (*Engine, error) {
 		_ = db.Close()
 		e.unlock()
 		e.removeTemp()
+		var fe *FormatError
+		if errors.As(err, &fe) {
+			fe.Dir = e.dir
+			return nil, fmt.Errorf("open storage: %w", fe)
+		}
 		return nil, fmt.Errorf("open storage: initialise: %w", err)
 	}
 	e.lastTS.Store(e.allocTS)

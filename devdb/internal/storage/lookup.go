@@ -36,6 +36,6 @@ func (t *Tx) LookupUnique(c *Collection, index string, values []any) (rid Record
 	if r == nil {
 		return 0, nil, false, nil
 	}
-	doc, ok, err = t.load(b.Bucket(keyDocs), r)
+	doc, ok, err = t.load(c, b, r)
 	return RecordID(binary.BigEndian.Uint64(r)), doc, ok, err
 }

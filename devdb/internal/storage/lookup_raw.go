@@ -19,9 +19,9 @@ func (t *Tx) GetRaw(c *Collection, id any) (raw bson.Raw, ok bool, err error) {
 	if r == nil {
 		return nil, false, nil
 	}
-	v := b.Bucket(keyDocs).Get(r)
-	if v == nil {
-		return nil, false, nil
+	v, _, err := t.docValue(c, b.Bucket(keyDocs), r)
+	if v == nil || err != nil {
+		return nil, false, err
 	}
 	return append(bson.Raw(nil), v...), true, nil
 }

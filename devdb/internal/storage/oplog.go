@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -154,7 +155,7 @@ func (t *Tx) appendOplog(ent *OplogEntry) error {
 	if err != nil {
 		return fmt.Errorf("encode oplog entry: %w", err)
 	}
-	if err := t.tx.Bucket(bucketOplog).Put(u64(packTS(ts)), raw); err != nil {
+	if err := t.putValue(t.tx.Bucket(bucketOplog), u64(packTS(ts)), raw, false, false); err != nil {
 		return fmt.Errorf("write oplog entry: %w", err)
 	}
 	t.maxTS = packTS(ts)
@@ -218,7 +219,8 @@ func (t *Tx) finish() error {
 // (the newest), so the oplog always holds its newest entry and OldestOpTime
 // is the TS of an existing entry. It returns the bytes removed.
 func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (int64, error) {
-	c := btx.Bucket(bucketOplog).Cursor()
+	oplog := btx.Bucket(bucketOplog)
+	c := oplog.Cursor()
 	var removed int64
 	cutMS := int64(0)
 	if !cutoff.IsZero() {
@@ -228,9 +230,23 @@ func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (int64
 		if binary.BigEndian.Uint64(k) >= keep {
 			break
 		}
+		own := v == nil
+		if own {
+			var err error
+			if v, err = cursorValue(oplog, k, v); err != nil {
+				return removed, fmt.Errorf("trim oplog: %w", err)
+			}
+		}
 		if removed < excess || (cutMS != 0 && entryWallMS(v) < cutMS) {
 			removed += int64(len(v))
-			if err := c.Delete(); err != nil {
+			var err error
+			if own {
+				// k points into the page the deletion changes.
+				err = oplog.DeleteBucket(bytes.Clone(k))
+			} else {
+				err = c.Delete()
+			}
+			if err != nil {
 				return removed, fmt.Errorf("trim oplog: %w", err)
 			}
 			continue
@@ -259,9 +275,17 @@ func (e *Engine) trimByAge() error {
 	var oldest uint64
 	var trimmed bool
 	err := e.db.Update(func(btx *bolt.Tx) error {
-		c := btx.Bucket(bucketOplog).Cursor()
+		oplog := btx.Bucket(bucketOplog)
+		c := oplog.Cursor()
 		k, v := c.First()
-		if k == nil || entryWallMS(v) >= cutoff.UnixMilli() {
+		if k == nil {
+			return nil
+		}
+		v, err := cursorValue(oplog, k, v)
+		if err != nil {
+			return err
+		}
+		if entryWallMS(v) >= cutoff.UnixMilli() {
 			return nil
 		}
 		last, _ := c.Last()

@@ -250,11 +250,19 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 	for {
 		batch := (*bp)[:0]
 		err := e.db.View(func(btx *bolt.Tx) error {
-			c := btx.Bucket(bucketOplog).Cursor()
+			oplog := btx.Bucket(bucketOplog)
+			c := oplog.Cursor()
 			scanned := 0
 			var hdr OplogEntry // reused: in may not keep it
 			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk && scanned < oplogScanChunk; k, v = c.Next() {
 				scanned++
+				if v == nil {
+					// An entry in a bucket of its own.
+					var err error
+					if v, err = cursorValue(oplog, k, v); err != nil {
+						return &DamagedError{Dir: e.dir, Err: fmt.Errorf("oplog entry %v: %w", unpackTS(binary.BigEndian.Uint64(k)), err)}
+					}
+				}
 				if in != nil {
 					// Read in place: v is valid only in this transaction,
 					// so only the header, with its strings cloned, may

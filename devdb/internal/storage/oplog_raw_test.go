@@ -78,6 +78,10 @@ func (e *Engine) oplogAfter(after bson.Timestamp, fn func(*OplogEntry) bool) err
 		err := e.db.View(func(btx *bolt.Tx) error {
 			c := btx.Bucket(bucketOplog).Cursor()
 			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk; k, v = c.Next() {
+				v, err := cursorValue(btx.Bucket(bucketOplog), k, v)
+				if err != nil {
+					return fmt.Errorf("read oplog entry %x: %w", k, err)
+				}
 				ent := new(OplogEntry)
 				if err := bson.Unmarshal(v, ent); err != nil {
 					return fmt.Errorf("decode oplog entry %x: %w", k, err)

@@ -512,8 +512,14 @@ func (t *Tx) CreateIndex(c *Collection, spec IndexSpec) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("create index bucket %s: %w", spec.Name, err)
 		}
-		cur := b.Bucket(keyDocs).Cursor()
+		docs := b.Bucket(keyDocs)
+		cur := docs.Cursor()
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			if v == nil {
+				if v, err = cursorValue(docs, k, v); err != nil {
+					return false, t.damagedDoc(c, k, err)
+				}
+			}
 			var doc bson.D
 			if err := bson.Unmarshal(v, &doc); err != nil {
 				return false, fmt.Errorf("build index %s: decode document: %w", spec.Name, err)

@@ -215,8 +215,15 @@ func (t *Tx) laterDocEntries(at uint64) ([]*OplogEntry, error) {
 		return nil, mongoerr.Errorf(mongoerr.SnapshotTooOld, "Read timestamp %v is older than the oldest available timestamp %v", unpackTS(at), unpackTS(oldest))
 	}
 	var out []*OplogEntry
-	cur := t.tx.Bucket(bucketOplog).Cursor()
+	oplog := t.tx.Bucket(bucketOplog)
+	cur := oplog.Cursor()
 	for k, v := cur.Seek(u64(at + 1)); k != nil; k, v = cur.Next() {
+		if v == nil {
+			var err error
+			if v, err = cursorValue(oplog, k, v); err != nil {
+				return nil, &DamagedError{Dir: t.e.dir, Err: fmt.Errorf("oplog entry %v: %w", unpackTS(binary.BigEndian.Uint64(k)), err)}
+			}
+		}
 		var op string
 		var ts bson.Timestamp
 		var db, coll, toDB, toColl string
