@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -33,12 +32,8 @@ import (
 // side asks to close or the body was not read to its end, interim 1xx
 // responses skipped, response headers bounded, idle connections closed
 // after idleTimeout, and an idle connection the server closed is not reused
-// (checked with a non-blocking peek before a reuse after peekAfter idle,
-// where net/http's reader goroutine would have noticed the close). A
-// request on a reused connection that ends before the first byte of a
-// response (the server closed it meanwhile, as it can after any peek) is
-// sent again, once, on a connection that passed the peek or a new one:
-// redelivery is allowed, a request is never lost silently. Requests it does not
+// (checked with a non-blocking peek before each reuse, where net/http's
+// reader goroutine would have noticed the close). Requests it does not
 // handle (another scheme or host, Expect: 100-continue, a body that cannot
 // be replayed) go to fallback.
 //
@@ -59,10 +54,6 @@ type directTransport struct {
 	open        chan struct{}    // one token per open connection
 	idle        chan *directConn // idle connections, oldest first
 	idleTimeout time.Duration
-	// peekAfter is how long a connection must have been idle (since its
-	// last request started) for a reuse to peek at it first (see
-	// directConn.reusable).
-	peekAfter time.Duration
 	// plainHost is host when net/http writes it unchanged in the Host
 	// header (see writeRequestFast), else "".
 	plainHost string
@@ -75,15 +66,6 @@ const directMaxHeaderBytes = 10 << 20
 // directIdleTimeout is how long an idle connection is kept
 // (http.DefaultTransport's IdleConnTimeout).
 const directIdleTimeout = 90 * time.Second
-
-// directPeekAfter is directTransport.peekAfter: a connection whose last
-// request started less than this long ago is reused without a peek (a
-// system call per request at high rates); a server closing it meanwhile is
-// handled by sending the request again on another connection. Servers
-// close idle keep-alive connections after seconds (Node.js and Apache 5 s,
-// nginx 75 s), so the peek still keeps such requests off closed
-// connections.
-const directPeekAfter = 100 * time.Millisecond
 
 // newDirectTransport returns the direct transport for u, or nil when u is
 // not a plain-http URL it can serve (another scheme, a host that is not
@@ -125,7 +107,6 @@ func newDirectTransport(u *url.URL, maxConns int, timeout time.Duration, dial fu
 		plainHost: plainHost,
 		host:      u.Host, addr: net.JoinHostPort(host, port), dial: dial, fallback: fallback, timeout: max(timeout, 0),
 		open: make(chan struct{}, maxConns), idle: make(chan *directConn, maxConns), idleTimeout: directIdleTimeout,
-		peekAfter: directPeekAfter,
 	}
 }
 
@@ -140,10 +121,9 @@ func (t *directTransport) handles(req *http.Request) bool {
 // closed (the connection is reused when the body was read to its end).
 func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	now := time.Now()
 	var deadline time.Time
 	if t.timeout > 0 {
-		deadline = now.Add(t.timeout)
+		deadline = time.Now().Add(t.timeout)
 	}
 	if dl, ok := ctx.Deadline(); ok && (deadline.IsZero() || dl.Before(deadline)) {
 		deadline = dl
@@ -155,7 +135,6 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req)
 		return nil, err
 	}
-	resent := false // req was sent again after a reused connection closed
 	for {
 		c, reused, err := t.get(ctx, deadline)
 		if err != nil {
@@ -166,43 +145,17 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// else: an expired one would fail the peek, and an abort by the
 		// context (watch) must come after it to stick.
 		_ = c.nc.SetDeadline(deadline)
-		if !c.watch(ctx) || (reused && !c.reusable(now, resent)) {
+		if !c.watch(ctx) || (reused && !c.reusable()) {
 			c.discard()
 			continue
 		}
-		c.lastUsed = now
 		resp, err := c.roundTrip(req)
 		if err != nil {
 			c.discard()
-			if reused && !resent && errors.Is(err, errClosedBeforeResponse) && ctx.Err() == nil &&
-				(deadline.IsZero() || time.Now().Before(deadline)) {
-				if again, ok := rewindRequest(req); ok {
-					req, resent = again, true
-					continue
-				}
-			}
 			return nil, t.failure(ctx, deadline, err)
 		}
 		return resp, nil
 	}
-}
-
-// rewindRequest returns a copy of req with a fresh body from GetBody, to
-// send it again (false: it cannot be).
-func rewindRequest(req *http.Request) (*http.Request, bool) {
-	if req.Body == nil || req.Body == http.NoBody {
-		return req, true
-	}
-	if req.GetBody == nil {
-		return nil, false
-	}
-	body, err := req.GetBody()
-	if err != nil {
-		return nil, false
-	}
-	r := *req
-	r.Body = body
-	return &r, true
 }
 
 // failure is the error RoundTrip returns for err: the context's error once
@@ -332,7 +285,6 @@ type directConn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleTimer *time.Timer // running while idle: expire
-	lastUsed  time.Time   // when its last request started
 	expired   atomic.Bool
 	watched   context.Context // whose end aborts c (see watch)
 	done      <-chan struct{} // watched.Done()
@@ -382,18 +334,11 @@ func (c *directConn) discard() {
 	<-c.t.open
 }
 
-// reusable reports whether an idle connection can carry a request at now:
-// no stray bytes buffered and, when its last request started peekAfter or
-// more before now or when peek is set, the server has not closed it (or
-// sent anything) while it was idle.
-func (c *directConn) reusable(now time.Time, peek bool) bool {
-	if c.expired.Load() || c.br.Buffered() != 0 {
-		return false
-	}
-	if !peek && now.Sub(c.lastUsed) < c.t.peekAfter {
-		return true
-	}
-	return idleConnOpen(c.nc)
+// reusable reports whether an idle connection can carry a request: no
+// stray bytes buffered and the server has not closed it (or sent anything)
+// while it was idle.
+func (c *directConn) reusable() bool {
+	return !c.expired.Load() && c.br.Buffered() == 0 && idleConnOpen(c.nc)
 }
 
 // roundTrip writes req on c and reads the final response's header. The
@@ -434,9 +379,6 @@ func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if err != nil {
 		if werr != nil {
-			if errors.Is(err, errClosedBeforeResponse) && closedByPeer(werr) {
-				return nil, &closedBeforeResponseError{err: werr}
-			}
 			return nil, werr
 		}
 		if errors.Is(err, errHeaderLimit) {
@@ -463,9 +405,6 @@ func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			if closedByPeer(err) {
-				err = &closedBeforeResponseError{err: err}
-			}
 			return nil, err
 		}
 	}
@@ -473,27 +412,6 @@ func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	return http.ReadResponse(br, req)
-}
-
-// errClosedBeforeResponse is what errors.Is finds in the failure of a
-// request whose connection the server closed or reset before the first
-// byte of a response arrived (the error of the write, or of the read when
-// the write went through).
-var errClosedBeforeResponse = errors.New("connection closed before the response")
-
-// closedBeforeResponseError marks err as errClosedBeforeResponse; its text
-// is err's.
-type closedBeforeResponseError struct{ err error }
-
-func (e *closedBeforeResponseError) Error() string        { return e.err.Error() }
-func (e *closedBeforeResponseError) Unwrap() error        { return e.err }
-func (e *closedBeforeResponseError) Is(target error) bool { return target == errClosedBeforeResponse }
-
-// closedByPeer reports whether err is the end of a connection the server
-// closed or reset (not a deadline or an abort).
-func closedByPeer(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // connectionClose reports whether h has "Connection: close".

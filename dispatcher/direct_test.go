@@ -111,11 +111,6 @@ func (s *rawServer) serve(c net.Conn) {
 		n := len(s.requests)
 		s.mu.Unlock()
 		resp, closeConn := s.respond(n)
-		if resp == "" && closeConn { // close without an answer
-			_ = c.Close()
-			s.closed <- struct{}{}
-			return
-		}
 		if resp == "" {
 			_, _ = io.Copy(io.Discard, br) // hold until the client gives up
 			return
@@ -139,7 +134,7 @@ func (s *rawServer) recorded() (requests [][]byte, conns int) {
 
 // script answers request n with resps[n-1] (the last one for later
 // requests); a response prefixed with "close:" closes the connection after
-// it is written ("close:" alone: closes it without an answer).
+// it is written.
 func script(resps ...string) func(int) (string, bool) {
 	return func(n int) (string, bool) {
 		r := resps[min(n, len(resps))-1]
@@ -159,17 +154,11 @@ type deliveryOutcome struct {
 	attempts []string // per observed attempt: status, reason, retry
 }
 
-// Values of runScripted's peekAfter for the direct transport.
-const (
-	peekAlways = time.Duration(0)         // every reuse peeks first
-	peekNever  = time.Duration(1<<63 - 1) // no reuse peeks (the resend path)
-)
-
 // runScripted delivers two events one after the other with a fresh
-// Sender (net/http's Transport when netHTTP, else the direct transport
-// with peekAfter) against a fresh rawServer answering as resp says; the
-// clock is fake, so timestamps and signatures are the same in every run.
-func runScripted(t *testing.T, netHTTP bool, peekAfter time.Duration, retry triggers.RetryPolicy, timeout time.Duration, resp func(int) (string, bool)) deliveryOutcome {
+// Sender (net/http's Transport when netHTTP) against a fresh rawServer
+// answering as resp says; the clock is fake, so timestamps and signatures
+// are the same in every run.
+func runScripted(t *testing.T, netHTTP bool, retry triggers.RetryPolicy, timeout time.Duration, resp func(int) (string, bool)) deliveryOutcome {
 	t.Helper()
 	srv := newRawServer(t, resp)
 	var out deliveryOutcome
@@ -191,12 +180,9 @@ func runScripted(t *testing.T, netHTTP bool, peekAfter time.Duration, retry trig
 			Headers: map[string]triggers.Secret{"X-Tenant": "acme", "Authorization": "Bearer abc"}},
 		Retry: retry,
 	}, opts...)
-	dt, direct := s.http.Transport.(*directTransport)
+	_, direct := s.http.Transport.(*directTransport)
 	if direct == netHTTP {
 		t.Fatalf("transport %T with netHTTPOnly %v", s.http.Transport, netHTTP)
-	}
-	if direct {
-		dt.peekAfter = peekAfter
 	}
 	var errs []string
 	for i := range 2 {
@@ -221,9 +207,7 @@ func runScripted(t *testing.T, netHTTP bool, peekAfter time.Duration, retry trig
 // transport: for each scripted endpoint, the same deliveries through it and
 // through net/http's Transport put the same bytes on the wire (headers,
 // signature and body), open the same number of connections, and end with
-// the same results, attempts and backoff waits (Retry-After included) —
-// with the direct transport peeking at every reused connection and at
-// none.
+// the same results, attempts and backoff waits (Retry-After included).
 func TestDirectTransportMatchesNetHTTP(t *testing.T) {
 	big := strings.Repeat("x", 10<<10)
 	huge := strings.Repeat("y", 100<<10)
@@ -262,142 +246,54 @@ func TestDirectTransportMatchesNetHTTP(t *testing.T) {
 			resp: script("close:HTTP/1.1 200 OK\r\nContent-Len", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 2},
 	}
 	for _, tt := range tests {
-		for _, peek := range []struct {
-			name  string
-			after time.Duration
-		}{{"peek", peekAlways}, {"no peek", peekNever}} {
-			t.Run(tt.name+"/"+peek.name, func(t *testing.T) {
-				compareScripted(t, runScripted(t, true, 0, tt.retry, tt.timeout, tt.resp),
-					runScripted(t, false, peek.after, tt.retry, tt.timeout, tt.resp), tt.conns)
-			})
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			ref := runScripted(t, true, tt.retry, tt.timeout, tt.resp)
+			got := runScripted(t, false, tt.retry, tt.timeout, tt.resp)
+			if len(got.requests) != len(ref.requests) {
+				t.Fatalf("direct sent %d requests, net/http %d", len(got.requests), len(ref.requests))
+			}
+			for i := range ref.requests {
+				if !bytes.Equal(got.requests[i], ref.requests[i]) {
+					t.Fatalf("request %d differs:\ndirect:\n%s\nnet/http:\n%s", i+1, got.requests[i], ref.requests[i])
+				}
+			}
+			if got.conns != ref.conns || got.conns != tt.conns {
+				t.Errorf("connections: direct %d, net/http %d, want %d", got.conns, ref.conns, tt.conns)
+			}
+			if got.res != ref.res {
+				t.Errorf("result: direct %+v, net/http %+v", got.res, ref.res)
+			}
+			if got.err != ref.err {
+				t.Errorf("error: direct %q, net/http %q", got.err, ref.err)
+			}
+			if !equalDurations(got.sleeps, ref.sleeps) {
+				t.Errorf("backoff waits: direct %v, net/http %v", got.sleeps, ref.sleeps)
+			}
+			if strings.Join(got.attempts, "\n") != strings.Join(ref.attempts, "\n") {
+				t.Errorf("attempts:\ndirect:   %q\nnet/http: %q", got.attempts, ref.attempts)
+			}
+		})
 	}
 }
 
-// compareScripted fails t where got (the direct transport) differs from
-// ref (net/http) or either opened other than conns connections.
-func compareScripted(t *testing.T, ref, got deliveryOutcome, conns int) {
-	t.Helper()
-	if len(got.requests) != len(ref.requests) {
-		t.Fatalf("direct sent %d requests, net/http %d", len(got.requests), len(ref.requests))
-	}
-	for i := range ref.requests {
-		if !bytes.Equal(got.requests[i], ref.requests[i]) {
-			t.Fatalf("request %d differs:\ndirect:\n%s\nnet/http:\n%s", i+1, got.requests[i], ref.requests[i])
-		}
-	}
-	if got.conns != ref.conns || got.conns != conns {
-		t.Errorf("connections: direct %d, net/http %d, want %d", got.conns, ref.conns, conns)
-	}
-	if got.res != ref.res {
-		t.Errorf("result: direct %+v, net/http %+v", got.res, ref.res)
-	}
-	if got.err != ref.err {
-		t.Errorf("error: direct %q, net/http %q", got.err, ref.err)
-	}
-	if !equalDurations(got.sleeps, ref.sleeps) {
-		t.Errorf("backoff waits: direct %v, net/http %v", got.sleeps, ref.sleeps)
-	}
-	if strings.Join(got.attempts, "\n") != strings.Join(ref.attempts, "\n") {
-		t.Errorf("attempts:\ndirect:   %q\nnet/http: %q", got.attempts, ref.attempts)
-	}
-}
-
-// TestDirectTransportSkipsClosedIdleConnection checks that a delivery
-// after the server closed its keep-alive connection goes out on a new
-// connection at its first attempt, the server seeing it once: found closed
-// by the peek, or (no peek) sent again after the closed connection ended
-// it before any answer.
+// TestDirectTransportSkipsClosedIdleConnection checks that a keep-alive
+// connection the server closed while it was idle is not used for the next
+// delivery: it goes out on a new connection at its first attempt.
 func TestDirectTransportSkipsClosedIdleConnection(t *testing.T) {
-	for _, peek := range []struct {
-		name  string
-		after time.Duration
-	}{{"peek", peekAlways}, {"no peek", peekNever}} {
-		t.Run(peek.name, func(t *testing.T) {
-			srv := newRawServer(t, script("close:HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
-			s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.url()}, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, WithClock(newFakeClock()))
-			dt, ok := s.http.Transport.(*directTransport)
-			if !ok {
-				t.Fatalf("transport %T, want the direct transport", s.http.Transport)
-			}
-			dt.peekAfter = peek.after
-			for i := range 3 {
-				res, err := s.Deliver(context.Background(), testEvent(t, i, "k"))
-				if err != nil || res.Attempts != 1 {
-					t.Fatalf("delivery %d: %+v, %v; want success at the first attempt", i+1, res, err)
-				}
-				<-srv.closed // the server closed the (keep-alive) connection
-			}
-			if requests, conns := srv.recorded(); conns != 3 || len(requests) != 3 {
-				t.Fatalf("%d connections, %d requests; want 3 and 3", conns, len(requests))
-			}
-		})
+	srv := newRawServer(t, script("close:HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.url()}, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, WithClock(newFakeClock()))
+	if _, ok := s.http.Transport.(*directTransport); !ok {
+		t.Fatalf("transport %T, want the direct transport", s.http.Transport)
 	}
-}
-
-// TestDirectTransportResendsOnce checks the resend of a request whose
-// reused connection the server closed before answering: once, on another
-// connection (the server sees the request twice: redelivery, never loss);
-// a request on a new connection is not sent again, and the send check runs
-// before each sending.
-func TestDirectTransportResendsOnce(t *testing.T) {
-	for _, peek := range []struct {
-		name  string
-		after time.Duration
-	}{{"peek", peekAlways}, {"no peek", peekNever}} {
-		t.Run(peek.name, func(t *testing.T) {
-			// Request 1 is answered on a keep-alive connection; every
-			// later one is read and its connection closed unanswered.
-			srv := newRawServer(t, script("HTTP/1.1 204 No Content\r\n\r\n", "close:"))
-			u, err := url.Parse(srv.url())
-			if err != nil {
-				t.Fatal(err)
-			}
-			dt := newDirectTransport(u, 2, 5*time.Second, (&net.Dialer{}).DialContext, nil, http.DefaultTransport)
-			if dt == nil {
-				t.Skip("no direct transport on this platform")
-			}
-			dt.peekAfter = peek.after
-			checks := 0
-			send := func() (*http.Response, error) {
-				ctx := WithSendCheck(context.Background(), func() error { checks++; return nil })
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.url(), strings.NewReader(`{"n":1}`))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return dt.RoundTrip(req)
-			}
-			resp, err := send()
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if _, err := send(); !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Fatalf("second request: %v, want the unexpected end of the resent one", err)
-			}
-			<-srv.closed
-			<-srv.closed
-			requests, conns := srv.recorded()
-			if len(requests) != 3 || conns != 2 {
-				t.Fatalf("server saw %d requests on %d connections, want 3 on 2 (the second request resent once)", len(requests), conns)
-			}
-			if !bytes.Equal(requests[1], requests[2]) {
-				t.Errorf("resent request differs:\n%s\nfirst sent:\n%s", requests[2], requests[1])
-			}
-			if checks != 3 {
-				t.Errorf("send check ran %d times, want 3", checks)
-			}
-			// The first request on a new connection: not resent.
-			checks = 0
-			if _, err := send(); !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Fatalf("third request: %v, want an unexpected end", err)
-			}
-			<-srv.closed
-			if requests, conns := srv.recorded(); len(requests) != 4 || conns != 3 || checks != 1 {
-				t.Fatalf("after a request on a new connection: %d requests, %d connections, %d checks; want 4, 3, 1", len(requests), conns, checks)
-			}
-		})
+	for i := range 3 {
+		res, err := s.Deliver(context.Background(), testEvent(t, i, "k"))
+		if err != nil || res.Attempts != 1 {
+			t.Fatalf("delivery %d: %+v, %v; want success at the first attempt", i+1, res, err)
+		}
+		<-srv.closed // the server closed the (keep-alive) connection
+	}
+	if _, conns := srv.recorded(); conns != 3 {
+		t.Fatalf("%d connections, want 3", conns)
 	}
 }
 
