@@ -1,7 +1,6 @@
 package dispatcher
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -144,10 +143,17 @@ func (e *extJSONEncoder) document(b, d []byte, array bool) (_ []byte, ok bool) {
 		if t == 0 {
 			return b, false // NUL before the end
 		}
+		// The key: find its NUL and, in the same pass, whether it needs
+		// escaping (keys are short, and almost never do).
 		k := p
-		if n := bytes.IndexByte(d[p:end], 0); n >= 0 {
-			p += n
-		} else {
+		plain := true
+		for p < end && d[p] != 0 {
+			if c := d[p]; c >= utf8.RuneSelf || !jsonSafe[c] {
+				plain = false
+			}
+			p++
+		}
+		if p == end {
 			return b, false
 		}
 		key := d[k:p]
@@ -157,8 +163,14 @@ func (e *extJSONEncoder) document(b, d []byte, array bool) (_ []byte, ok bool) {
 		}
 		first = false
 		if !array {
-			b = e.str(b, key)
-			b = append(b, ':')
+			if plain {
+				b = append(b, '"')
+				b = append(b, key...)
+				b = append(b, '"', ':')
+			} else {
+				b = e.strFrom(b, key, 0)
+				b = append(b, ':')
+			}
 		}
 		b, p, ok = e.value(b, t, d[:end], p)
 		if !ok {

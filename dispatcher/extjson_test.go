@@ -56,6 +56,12 @@ func extJSONCases(t testing.TB) map[string]bson.D {
 			{Key: "docs", Value: bson.A{bson.D{{Key: "x", Value: int32(1)}}, bson.D{{Key: "y", Value: int64(2)}}}},
 			{Key: "dup", Value: int32(1)}, {Key: "dup", Value: int32(2)},
 		},
+		"keys": {
+			{Key: "", Value: int32(0)}, {Key: "q\"uote", Value: int32(1)}, {Key: "back\\slash", Value: int32(2)},
+			{Key: "nl\n\t\x01", Value: int32(3)}, {Key: "é日🎉", Value: int32(4)}, {Key: "bad\xff\xc3", Value: int32(5)},
+			{Key: "ls\u2028ps\u2029", Value: int32(6)}, {Key: "<&>\x7f", Value: int32(7)},
+			{Key: "a-key-longer-than-sixteen-bytes", Value: bson.D{{Key: "in\"ner", Value: "v"}}},
+		},
 		"binary": {
 			{Key: "empty", Value: bson.Binary{Data: []byte{}}}, {Key: "generic", Value: bson.Binary{Data: []byte("hello")}},
 			{Key: "func", Value: bson.Binary{Subtype: 1, Data: []byte{1, 2, 3}}},
