@@ -83,7 +83,10 @@ func TestDeliverScripted(t *testing.T) {
 				}
 				w.WriteHeader(200)
 			},
-			timeout: 50 * time.Millisecond, retry: triggers.RetryPolicy{MaxAttempts: 3},
+			// The timeout also bounds the second attempt: long enough for
+			// a loaded machine to answer it (the first is held until the
+			// client gives up, so the test takes the timeout once).
+			timeout: 500 * time.Millisecond, retry: triggers.RetryPolicy{MaxAttempts: 3},
 			wantAttempts: 2, wantStatus: 200,
 		},
 		{
