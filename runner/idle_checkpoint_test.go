@@ -7,8 +7,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/store"
@@ -88,5 +90,56 @@ func TestIdleCheckpointsAreRare(t *testing.T) {
 	w.flushIfDue(ctx)
 	if got := cps.count(); got != before+1 {
 		t.Fatalf("after an event: %d saves, want %d (due after the 1s checkpoint interval)", got, before+1)
+	}
+}
+
+// TestHandleOwnedKeepsOwnPendingToken: an event handed over (a read-ahead
+// copy) goes to the dispatcher as it is, but the checkpoint bookkeeping
+// keeps its own copy of the token: a pending entry can outlive the
+// delivery, and one pointing into the reply would keep the whole reply's
+// buffer alive.
+func TestHandleOwnedKeepsOwnPendingToken(t *testing.T) {
+	disp, err := dispatcher.New(&triggers.Trigger{Name: "owned", Ordering: triggers.None, Concurrency: 1,
+		Webhook: triggers.Webhook{URL: "http://127.0.0.1:1/"}, Batch: &triggers.BatchPolicy{MaxEvents: 10}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = disp.Close(ctx)
+	})
+	w := NewWatcher(&triggers.Trigger{Name: "owned", Ordering: triggers.None}, nil, &countingStore{}, disp,
+		WatcherOptions{Logger: slog.New(slog.DiscardHandler)})
+	var reply []byte // two events in one buffer, as a read-ahead reply holds them
+	for i := range 2 {
+		ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.D{{Key: "_data", Value: fmt.Sprintf("tok%d", i)}}},
+			{Key: "operationType", Value: "insert"}, {Key: "clusterTime", Value: bson.Timestamp{T: 1, I: uint32(i)}}})
+		reply = append(reply, ev...)
+	}
+	inReply := func(b []byte) bool {
+		p, r := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(unsafe.Pointer(unsafe.SliceData(reply)))
+		return p >= r && p < r+uintptr(len(reply))
+	}
+	for at := 0; at < len(reply); {
+		raw := bson.Raw(reply[at:])
+		n, _, _ := bsoncore.ReadLength(raw)
+		raw = raw[:n:n]
+		at += int(n)
+		id := raw.Lookup("_id").Document()
+		if _, _, err := w.handle(context.Background(), raw, id, time.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w.pending.items) != 2 {
+		t.Fatalf("%d pending events, want 2", len(w.pending.items))
+	}
+	for i, p := range w.pending.items {
+		if want := fmt.Sprintf(`{"_data": "tok%d"}`, i); p.token.String() != want {
+			t.Fatalf("pending token %d: %s, want %s", i, p.token, want)
+		}
+		if inReply(p.token) {
+			t.Fatalf("pending token %d points into the reply's buffer", i)
+		}
 	}
 }

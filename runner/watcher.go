@@ -655,8 +655,7 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 // the same lock, instead of a second copy (setStreamToken). owned says
 // that raw is the loop's to hand over (a read-ahead copy, never modified
 // again): the dispatcher then keeps it without copying it
-// (dispatcher.SubmitOwned), and the token within it serves as the stream
-// position's and the checkpoint bookkeeping's copy too.
+// (dispatcher.SubmitOwned).
 func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw, now time.Time, owned bool) (invalidated, positioned bool, err error) {
 	perDocument := w.t.Ordering == triggers.PerDocument
 	f := scanEvent(raw, perDocument)
@@ -684,10 +683,11 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw
 		return false, false, fmt.Errorf("submit event: %w", err)
 	}
 	t, i, hasCT := f.clusterTime.TimestampOK()
-	tok := bson.Raw(token)
-	if !owned {
-		tok = w.tokens.clone(token)
-	}
+	// The bookkeeping keeps its own small copy even of an owned token: a
+	// pending entry may outlive the event's delivery (until a checkpoint
+	// is saved), and a token within a read-ahead reply would keep the
+	// whole reply's buffer alive.
+	tok := w.tokens.clone(token)
 	positioned = streamToken != nil && bytes.Equal(streamToken, token)
 	w.cpMu.Lock()
 	if hasCT {
@@ -844,7 +844,8 @@ func (w *Watcher) dueLocked(now time.Time) bool {
 func (w *Watcher) setStreamToken(rt bson.Raw) { w.setStreamTokenOwned(w.tokens.clone(rt)) }
 
 // setStreamTokenOwned records the stream's newest resume token rt itself:
-// rt must never be modified afterwards.
+// rt must never be modified afterwards. Only the newest is kept, so a
+// token within a read-ahead reply keeps at most that one reply alive.
 func (w *Watcher) setStreamTokenOwned(rt bson.Raw) {
 	w.cpMu.Lock()
 	w.streamToken = rt
