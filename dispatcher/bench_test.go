@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/proccpu"
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -90,7 +90,7 @@ func BenchmarkDeliverBatched(b *testing.B) {
 			}
 			ctx := context.Background()
 			b.ReportAllocs()
-			cpu0 := processCPU()
+			cpu0 := proccpu.Self()
 			b.ResetTimer()
 			start := time.Now()
 			for i := range b.N {
@@ -104,7 +104,7 @@ func BenchmarkDeliverBatched(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
+			b.ReportMetric(float64((proccpu.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
 		})
 	}
 }
@@ -135,13 +135,4 @@ func benchChangeEvent(t testing.TB, n int) Event {
 		t.Fatal(err)
 	}
 	return Event{Raw: raw, Token: tok, Key: "k" + strconv.Itoa(n)}
-}
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/proccpu"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -49,11 +50,7 @@ func cpuOf(pid int) float64 {
 }
 
 // selfCPU returns this process's user+system CPU seconds.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
+func selfCPU() float64 { return proccpu.Self().Seconds() }
 
 func main() {
 	n := flag.Int("n", 5000, "events")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/proccpu"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -31,7 +32,7 @@ func benchLargeDoc(id int64) bson.D {
 // steadier measure than the wall time, which also includes the fsync of
 // every commit.
 func reportCPU(b *testing.B, start time.Duration) {
-	end := processCPU()
+	end := proccpu.Self()
 	if start > 0 && end > start && b.N > 0 {
 		b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
 	}
@@ -46,7 +47,7 @@ func BenchmarkInsertLarge(b *testing.B) {
 	doc := benchLargeDoc(0)
 	b.ReportAllocs()
 	var id int64
-	cpu := processCPU()
+	cpu := proccpu.Self()
 	for b.Loop() {
 		id++
 		doc[0].Value = id
@@ -78,7 +79,7 @@ func BenchmarkDeleteLarge(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := processCPU()
+	cpu := proccpu.Self()
 	for i := range b.N {
 		if res, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: int64(i)}}); err != nil || res.DeletedCount != 1 {
 			b.Fatal(res, err)

@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/devdb/internal/server"
+	"github.com/changehook/changehook/internal/proccpu"
 )
 
 // BenchmarkChangeStreamLatency measures how long a write takes to reach a
@@ -123,7 +124,7 @@ func benchBacklogUpdate(b *testing.B, opts *options.ChangeStreamOptionsBuilder) 
 		b.Fatalf("update: %v, %+v", err, res)
 	}
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := proccpu.Self()
 	events := 0
 	for i := 0; i < b.N; i++ {
 		cs, err := coll.Watch(ctx, mongo.Pipeline{}, opts.SetResumeAfter(token).SetBatchSize(1000))
@@ -140,7 +141,7 @@ func benchBacklogUpdate(b *testing.B, opts *options.ChangeStreamOptionsBuilder) 
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
-	if cpu := processCPU() - cpu0; cpu > 0 {
+	if cpu := proccpu.Self() - cpu0; cpu > 0 {
 		// Client and server together, as baseline (a) of changehook-bench.
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(events), "cpu-ns/event")
 	}
@@ -171,7 +172,7 @@ func benchBacklog(b *testing.B, pipeline mongo.Pipeline) {
 		}
 	}
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := proccpu.Self()
 	events := 0
 	for i := 0; i < b.N; i++ {
 		cs, err := coll.Watch(ctx, pipeline, options.ChangeStream().SetResumeAfter(token).SetBatchSize(1000))
@@ -188,7 +189,7 @@ func benchBacklog(b *testing.B, pipeline mongo.Pipeline) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
-	if cpu := processCPU() - cpu0; cpu > 0 {
+	if cpu := proccpu.Self() - cpu0; cpu > 0 {
 		// Client and server together, as baseline (a) of changehook-bench.
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(events), "cpu-ns/event")
 	}

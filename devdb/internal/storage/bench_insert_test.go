@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/changehook/changehook/internal/proccpu"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -50,13 +51,13 @@ func BenchmarkInsertCommit(b *testing.B) {
 				insert(i)
 			}
 			before := e.db.Stats().TxStats
-			cpu := processCPU()
+			cpu := proccpu.Self()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				insert(i)
 			}
 			b.StopTimer()
-			cpu = processCPU() - cpu
+			cpu = proccpu.Self() - cpu
 			after := e.db.Stats().TxStats
 			d := after.Sub(&before)
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")

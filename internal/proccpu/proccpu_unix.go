@@ -1,14 +1,15 @@
 //go:build unix
 
-package storage
+package proccpu
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU returns the CPU time (user + system) the process has used.
-func processCPU() time.Duration {
+// Self returns the CPU time (user + system) the process has used so far,
+// or 0 when the system does not report it.
+func Self() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
