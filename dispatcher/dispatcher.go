@@ -32,9 +32,9 @@ type Dispatcher struct {
 	shared      *ByteBudget // process-wide in-flight bytes (nil: none)
 	fail        failTrack   // FailingSince
 	payload     payloadGuard
-	circuit     *circuit   // nil: disabled
-	batcher     *batcher   // nil: one event per request
-	progs       []progress // newProgress's chunk (Submit's goroutine)
+	circuit     *circuit             // nil: disabled
+	batcher     *batcher             // nil: one event per request
+	progs       chunkAlloc[progress] // newProgress's records (Submit's goroutine)
 
 	runCtx    context.Context // deliveries; canceled when Close's grace ends
 	cancelRun context.CancelFunc
@@ -237,18 +237,10 @@ func (d *Dispatcher) submit(ctx context.Context, ev Event, owned bool) error {
 	return nil
 }
 
-// progChunk is how many progress records newProgress allocates at once.
-const progChunk = 64
-
 // newProgress returns a fresh progress record for a submitted event, from
-// a chunk allocated for progChunk events (one allocation instead of one per
-// event). Submit's goroutine only.
+// a chunk (see chunkAlloc). Submit's goroutine only.
 func (d *Dispatcher) newProgress() *progress {
-	if len(d.progs) == 0 {
-		d.progs = make([]progress, progChunk)
-	}
-	p := &d.progs[0]
-	d.progs = d.progs[1:]
+	p := d.progs.next()
 	p.fail = &d.fail
 	return p
 }

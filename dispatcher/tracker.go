@@ -47,9 +47,9 @@ type Tracker[T any] struct {
 	order    ring[*Ticket[T]]      // held events not yet passed by the watermark
 	keyTail  map[string]*Ticket[T] // per key: the newest held event
 
-	bytes  *ByteBudget // this tracker's byte budget (nil: none)
-	chunk  []Ticket[T] // newTicket's tickets not yet handed out (Track's goroutine)
-	shared *ByteBudget // the budget shared with other trackers (nil: none)
+	bytes  *ByteBudget           // this tracker's byte budget (nil: none)
+	chunk  chunkAlloc[Ticket[T]] // newTicket's tickets (Track's goroutine)
+	shared *ByteBudget           // the budget shared with other trackers (nil: none)
 
 	mu        sync.Mutex
 	closed    bool
@@ -211,22 +211,30 @@ func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, size
 	return tk, nil
 }
 
-// ticketChunk is how many tickets newTicket allocates at once.
-const ticketChunk = 64
+// newTicket returns an unused ticket from a chunk (see chunkAlloc). A
+// chunk stays alive while any of its tickets is referenced; tickets are
+// handed out in stream order and released about in that order, so only
+// the chunks at the ends of the held range keep tickets of finished
+// events. Track's goroutine only.
+func (t *Tracker[T]) newTicket() *Ticket[T] { return t.chunk.next() }
 
-// newTicket returns an unused ticket from a chunk allocated for
-// ticketChunk events: one allocation instead of one per event. A chunk
-// stays alive while any of its tickets is referenced; tickets are handed
-// out in stream order and released about in that order, so only the
-// chunks at the ends of the held range keep tickets of finished events.
-// Track's goroutine only.
-func (t *Tracker[T]) newTicket() *Ticket[T] {
-	if len(t.chunk) == 0 {
-		t.chunk = make([]Ticket[T], ticketChunk)
+// chunkAlloc hands out pointers to zero values of T allocated
+// allocChunk at a time: one allocation per chunk instead of one per value
+// (the tracker's tickets, Submit's progress records). A chunk stays alive
+// while any of its values is referenced. Not safe for concurrent use.
+type chunkAlloc[T any] struct{ free []T }
+
+// allocChunk is how many values chunkAlloc allocates at once.
+const allocChunk = 64
+
+// next returns a pointer to a zero T no other call returned.
+func (c *chunkAlloc[T]) next() *T {
+	if len(c.free) == 0 {
+		c.free = make([]T, allocChunk)
 	}
-	tk := &t.chunk[0]
-	t.chunk = t.chunk[1:]
-	return tk
+	v := &c.free[0]
+	c.free = c.free[1:]
+	return v
 }
 
 // takeSlot holds a slot for an event, waiting while the tracker is full

@@ -497,3 +497,28 @@ func TestTrackerResolveAllMatchesResolve(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkAlloc checks that chunkAlloc hands out distinct zero values and
+// allocates once per allocChunk of them.
+func TestChunkAlloc(t *testing.T) {
+	var c chunkAlloc[[2]int]
+	seen := map[*[2]int]bool{}
+	for i := range 3 * allocChunk {
+		v := c.next()
+		if *v != [2]int{} {
+			t.Fatalf("value %d is not zero: %v", i, *v)
+		}
+		if seen[v] {
+			t.Fatalf("value %d handed out twice", i)
+		}
+		seen[v] = true
+		v[0] = i + 1
+	}
+	if a := testing.AllocsPerRun(10, func() {
+		for range allocChunk {
+			c.next()
+		}
+	}); a != 1 {
+		t.Errorf("allocations per %d values = %v, want 1", allocChunk, a)
+	}
+}
