@@ -351,14 +351,25 @@ func (w *HistoryWriter) run() {
 	sinceTrim := 0
 	trimAfter := max(w.o.MaxRecords/10, 1)
 	var lastErr string
-	// write writes the queued records in batches: all of them, or (full)
-	// only while a batch of bellAt records is waiting.
+	// write writes queued records in batches of at most Batch: with full,
+	// only while a batch of bellAt records is waiting; otherwise the
+	// records waiting when it is called (each batch takes what is waiting
+	// by then, up to Batch). Records that arrive while those are written
+	// wait for their own batch to fill or their own FlushEvery: writing
+	// until none was left chased a busy trigger's stream one insert of a
+	// handful of records at a time (an insert takes about as long as a
+	// few dozen deliveries), so that a flush of a steady stream became
+	// hundreds of tiny inserts.
 	write := func(full bool) {
-		for {
+		w.mu.Lock()
+		due := w.waiting
+		w.mu.Unlock()
+		for full || due > 0 {
 			batch := w.take(full)
 			if len(batch) == 0 {
 				return
 			}
+			due -= len(batch)
 			wctx, c := context.WithTimeout(ctx, historyWriteTimeout)
 			n, err := w.o.Insert(wctx, batch)
 			c()

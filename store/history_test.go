@@ -279,6 +279,68 @@ func TestHistoryWriterWritesFullBatchesWithoutTimer(t *testing.T) {
 	}
 }
 
+// TestHistoryWriterFlushWritesWhatWasWaiting: a flush writes the records
+// waiting when it starts; records that arrive while that insert runs wait
+// for their own batch or flush instead of being written one small insert
+// after another as they come (a busy trigger's stream never leaves the
+// queue empty).
+func TestHistoryWriterFlushWritesWhatWasWaiting(t *testing.T) {
+	cases := []struct {
+		name       string
+		first      int // records waiting when Flush is called (below the bell's 4)
+		duringEach int // records recorded during each of the first inserts
+		inserts    int // how many inserts record more
+		want       []string
+	}{
+		{name: "nothing arrives", first: 3, want: []string{"[3]", "[3]"}},
+		{name: "arrivals during the insert", first: 3, duringEach: 2, inserts: 1, want: []string{"[3]", "[3 2]", "[3 2]"}},
+		{name: "arrivals during every insert", first: 2, duringEach: 1, inserts: 3, want: []string{"[2]", "[2 1]", "[2 1 1]", "[2 1 1 1]"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var batches []int
+			var w *store.HistoryWriter
+			rec := store.AttemptRecord{Kind: store.KindDelivery, Trigger: "t"}
+			// Batch 4 and a queue of 64: the bell rings at the first
+			// waiting record and at 4, so fewer wait for a flush.
+			w = store.NewHistoryWriter(nil, store.HistoryWriterOptions{Queue: 64, Batch: 4, FlushEvery: time.Hour, TrimEvery: time.Hour,
+				Insert: func(_ context.Context, rs []store.AttemptRecord) (int, error) {
+					mu.Lock()
+					batches = append(batches, len(rs))
+					more := len(batches) <= tc.inserts
+					mu.Unlock()
+					for range tc.duringEach {
+						if more && !w.Record(rec) {
+							t.Error("a record was dropped")
+						}
+					}
+					return len(rs), nil
+				}})
+			for range tc.first {
+				w.Record(rec)
+			}
+			for i, want := range tc.want {
+				if err := w.Flush(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				mu.Lock()
+				got := fmt.Sprint(batches)
+				mu.Unlock()
+				if got != want {
+					t.Fatalf("inserts after Flush %d: %s, want %s", i+1, got, want)
+				}
+			}
+			if err := w.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if want := uint64(tc.first + tc.duringEach*tc.inserts); w.Written() != want || w.Dropped() != 0 {
+				t.Fatalf("written %d dropped %d, want %d and 0", w.Written(), w.Dropped(), want)
+			}
+		})
+	}
+}
+
 // TestHistoryWriterNeverBlocks: with the state database's write blocked, a
 // full queue drops records (counted) and Record never waits; Close gives up
 // at its deadline and counts what was left.
