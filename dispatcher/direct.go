@@ -347,19 +347,28 @@ func (c *directConn) reusable() bool {
 func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 	c.lr.n = directMaxHeaderBytes
 	var werr error
-	if !writeRequestFast(c.bw, req, c.t.plainHost) {
+	rest, fast := writeRequestFast(c.bw, req, c.t.plainHost)
+	if !fast {
 		werr = req.Write(c.bw) // closes req.Body
 	}
 	if werr == nil {
 		// The last check before the request leaves the process (a
-		// request up to the buffer's size is still all in it): a failed
-		// check abandons it, and the caller discards c with it.
+		// request up to the buffer's size, or the head of a larger one
+		// written fast, is still all in it): a failed check abandons it,
+		// and the caller discards c with it.
 		if check := sendCheckFrom(req.Context()); check != nil {
 			if err := check(); err != nil {
 				return nil, err
 			}
 		}
-		werr = c.bw.Flush()
+		if len(rest) > 0 {
+			// Fills the buffer after the head, flushes it, and writes the
+			// remainder straight from rest.
+			_, werr = c.bw.Write(rest)
+		}
+		if werr == nil {
+			werr = c.bw.Flush()
+		}
 	}
 	// The response is read even after a failed write: a server may answer
 	// (413 Content Too Large) and close before reading all of a large body

@@ -566,3 +566,90 @@ func TestDirectSendCheck(t *testing.T) {
 		t.Errorf("after a refused request: status %d, server saw %d requests; want 204 and only the second", resp.StatusCode, got.Load())
 	}
 }
+
+// countingConn counts the writes made to it.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int32
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestDirectTransportLargeBody: a body many times the connection's buffer
+// (a batch's) arrives whole after the head, leaves in at most two writes
+// (not one per buffer's worth), and only after the send check; a failing
+// check keeps all of it from the server.
+func TestDirectTransportLargeBody(t *testing.T) {
+	body := bytes.Repeat([]byte(`{"k":"0123456789abcdef"},`), 3000) // 75,000 bytes
+	got := make(chan []byte, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("server read: %v", err)
+		}
+		got <- b
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.URL + "/hook"}})
+	if !s.directBody {
+		t.Skip("no direct transport on this platform")
+	}
+	var writes atomic.Int32
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{Conn: c, writes: &writes}, nil
+	}
+	dt := newDirectTransport(s.reqURL, 1, 5*time.Second, dial, nil, http.DefaultTransport)
+	for _, tc := range []struct {
+		name   string
+		refuse bool
+	}{{name: "sent"}, {name: "check fails", refuse: true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			writes.Store(0)
+			errFenced := errors.New("lease lost")
+			writesAtCheck := int32(-1)
+			check := func() error {
+				writesAtCheck = writes.Load()
+				if tc.refuse {
+					return errFenced
+				}
+				return nil
+			}
+			req := s.newRequest(WithSendCheck(context.Background(), check), body)
+			req.Header = s.header("msg_big", time.Unix(1_700_000_000, 0), body, nil)
+			resp, err := dt.RoundTrip(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+			if writesAtCheck != 0 {
+				t.Fatalf("%d writes before the send check (-1: no check), want 0", writesAtCheck)
+			}
+			if tc.refuse {
+				if !errors.Is(err, errFenced) {
+					t.Fatalf("RoundTrip with a failing send check: %v, want its error", err)
+				}
+				if n := writes.Load(); n != 0 {
+					t.Fatalf("%d writes after a failing check, want none", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := <-got; !bytes.Equal(b, body) {
+				t.Fatalf("server got %d bytes, want the %d sent", len(b), len(body))
+			}
+			if n := writes.Load(); n < 1 || n > 2 {
+				t.Fatalf("body of %d bytes left in %d writes, want 1 or 2", len(body), n)
+			}
+		})
+	}
+}

@@ -119,26 +119,30 @@ func reqWriteExcluded(k string) bool {
 const maxFastHeaderKeys = 24
 
 // writeRequestFast writes req to bw as http.Request.Write would, for a
-// request it recognises: a payloadBody of ContentLength bytes that fits in
-// bw's free space (so nothing is flushed: the send check still comes
-// before the first byte leaves), host the already checked Host, no trace,
-// no Close, Transfer-Encoding or Trailer, and header keys and values that
-// Write would write unchanged. It reports false, having written nothing,
-// for any other request. On true req's body is closed, as Write closes it.
-func writeRequestFast(bw *bufio.Writer, req *http.Request, host string) bool {
+// request it recognises: a payloadBody of ContentLength bytes, host the
+// already checked Host, no trace, no Close, Transfer-Encoding or Trailer,
+// and header keys and values that Write would write unchanged. Nothing is
+// flushed (the send check still comes before the first byte leaves): a
+// body that does not fit in bw's free space with the head is not written
+// but returned as rest, for the caller to write after the head (then a
+// batch's body goes out in one or two writes, not one per buffer's worth
+// as Write's copy through bw would send it). It reports false, having
+// written nothing, for any other request. On true req's body is consumed,
+// as Write consumes it.
+func writeRequestFast(bw *bufio.Writer, req *http.Request, host string) (rest []byte, ok bool) {
 	pb, ok := req.Body.(*payloadBody)
 	if !ok || pb.off != 0 || int64(len(pb.b)) != req.ContentLength || len(pb.b) == 0 ||
 		req.Close || req.TransferEncoding != nil || req.Trailer != nil || req.Method == "" ||
 		(req.Host != "" && req.Host != host) || req.URL.Host != host {
-		return false
+		return nil, false
 	}
 	if httptrace.ContextClientTrace(req.Context()) != nil {
-		return false
+		return nil, false
 	}
 	ruri := req.URL.RequestURI()
 	for i := 0; i < len(ruri); i++ {
 		if b := ruri[i]; b < ' ' || b == 0x7f {
-			return false
+			return nil, false
 		}
 	}
 	ua := "Go-http-client/1.1"
@@ -148,22 +152,22 @@ func writeRequestFast(bw *bufio.Writer, req *http.Request, host string) bool {
 			ua = v[0]
 		}
 		if !plainHeaderValue(ua) {
-			return false
+			return nil, false
 		}
 	}
 	var keysBuf [maxFastHeaderKeys]string
 	keys := keysBuf[:0]
-	size := len(req.Method) + len(ruri) + len(host) + len(ua) + 64 + len(pb.b)
+	size := len(req.Method) + len(ruri) + len(host) + len(ua) + 64
 	for k, vs := range req.Header {
 		if reqWriteExcluded(k) {
 			continue
 		}
 		if len(keys) == len(keysBuf) || !plainHeaderKey(k) {
-			return false
+			return nil, false
 		}
 		for _, v := range vs {
 			if !plainHeaderValue(v) {
-				return false
+				return nil, false
 			}
 			size += len(k) + len(v) + 4
 		}
@@ -176,7 +180,11 @@ func writeRequestFast(bw *bufio.Writer, req *http.Request, host string) bool {
 		keys[i] = k
 	}
 	if size >= bw.Available() {
-		return false
+		return nil, false
+	}
+	rest = pb.b
+	if size+len(pb.b) < bw.Available() {
+		rest = nil
 	}
 	_, _ = bw.WriteString(req.Method)
 	_ = bw.WriteByte(' ')
@@ -201,9 +209,11 @@ func writeRequestFast(bw *bufio.Writer, req *http.Request, host string) bool {
 		}
 	}
 	_, _ = bw.WriteString("\r\n")
-	_, _ = bw.Write(pb.b)
+	if rest == nil {
+		_, _ = bw.Write(pb.b)
+	}
 	pb.off = len(pb.b)
-	return true
+	return rest, true
 }
 
 // plainHeaderKey reports whether k is a header field name net/http writes

@@ -102,7 +102,12 @@ func TestWriteRequestFastMatchesWrite(t *testing.T) {
 		{name: "invalid key", url: "http://127.0.0.1:1/", body: []byte("{}"), edit: func(r *http.Request) { r.Header["Bad Key"] = []string{"v"} }},
 		{name: "Close", url: "http://127.0.0.1:1/", body: []byte("{}"), edit: func(r *http.Request) { r.Close = true }},
 		{name: "empty body", url: "http://127.0.0.1:1/"},
-		{name: "body over the buffer", url: "http://127.0.0.1:1/", body: big},
+		{name: "body over the buffer", url: "http://127.0.0.1:1/", body: big, fast: true},
+		{name: "body many buffers long", url: "http://127.0.0.1:1/", body: bytes.Repeat([]byte("y"), 70_000), fast: true},
+		{name: "body just within the buffer", url: "http://127.0.0.1:1/", body: bytes.Repeat([]byte("z"), 3_900), fast: true},
+		{name: "head over the buffer", url: "http://127.0.0.1:1/", body: []byte("{}"), edit: func(r *http.Request) {
+			r.Header["X-Long"] = []string{string(bytes.Repeat([]byte("v"), 4_100))}
+		}},
 		{name: "another Host", url: "http://127.0.0.1:1/", body: []byte("{}"), edit: func(r *http.Request) { r.Host = "other" }},
 		{name: "IPv6 host", url: "http://[::1]:1/v6", body: []byte("{}"), fast: true},
 	} {
@@ -123,7 +128,7 @@ func TestWriteRequestFastMatchesWrite(t *testing.T) {
 			}
 			var fastBuf, slowBuf bytes.Buffer
 			bw := bufio.NewWriterSize(&fastBuf, 4<<10)
-			fast := writeRequestFast(bw, build(), s.reqURL.Host)
+			rest, fast := writeRequestFast(bw, build(), s.reqURL.Host)
 			if fast != tc.fast {
 				t.Fatalf("writeRequestFast took it: %v, want %v", fast, tc.fast)
 			}
@@ -133,6 +138,16 @@ func TestWriteRequestFastMatchesWrite(t *testing.T) {
 				}
 				return
 			}
+			if fastBuf.Len() != 0 {
+				t.Fatalf("flushed %d bytes before the caller's check", fastBuf.Len())
+			}
+			if rest != nil && !bytes.Equal(rest, tc.body) {
+				t.Fatalf("rest is %d bytes, want the whole body (%d)", len(rest), len(tc.body))
+			}
+			if rest == nil && bw.Buffered() < len(tc.body) {
+				t.Fatalf("no rest, but only %d bytes buffered for a %d-byte body", bw.Buffered(), len(tc.body))
+			}
+			_, _ = bw.Write(rest)
 			_ = bw.Flush()
 			if err := build().Write(&slowBuf); err != nil {
 				t.Fatal(err)

@@ -57,7 +57,7 @@ func (r *report) printBatched(w io.Writer, cfg config) {
 			if x.Batch > 0 {
 				batch = fmt.Sprint(x.Batch)
 			}
-			fmt.Fprintf(tw, "| %s\t %s\t %.0f\t %.0f%%\t %d\t %.1f\t %.0f\t %.0f\t %.1f\t %s\t %s\t\n", x.Mode, batch, x.Rate, 100*x.Rate/r.StreamA,
+			fmt.Fprintf(tw, "| %s\t %s\t %.0f\t %.0f%%\t %d\t %.1f\t %.1f\t %.1f\t %.1f\t %s\t %s\t\n", x.Mode, batch, x.Rate, 100*x.Rate/r.StreamA,
 				x.Requests, float64(x.Events)/float64(max(x.Requests, 1)), float64(x.CPU.Microseconds())/float64(x.Events),
 				float64(x.HostCPU.Microseconds())/float64(x.Events), mb(x.PeakRSS), msOrDash(x.Steady, 50), msOrDash(x.Steady, 99))
 		}
