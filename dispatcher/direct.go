@@ -259,6 +259,7 @@ func (t *directTransport) dialConn(ctx context.Context, deadline time.Time) (*di
 	c := &directConn{t: t, nc: nc}
 	rw := connIO(nc)
 	c.lr.c = rw
+	c.peek.init(nc)
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
 	c.bw = bufio.NewWriterSize(rw, 4<<10)
 	c.idleTimer = time.AfterFunc(t.idleTimeout, c.expire)
@@ -290,6 +291,7 @@ type directConn struct {
 	done      <-chan struct{} // watched.Done()
 	unwatch   func() bool     // stops watching it
 	aborted   atomic.Bool     // watched ended: c must not be reused
+	peek      idlePeek        // the check of reusable
 }
 
 // watch makes the end of ctx abort c's request (and retire c), keeping the
@@ -338,7 +340,7 @@ func (c *directConn) discard() {
 // stray bytes buffered and the server has not closed it (or sent anything)
 // while it was idle.
 func (c *directConn) reusable() bool {
-	return !c.expired.Load() && c.br.Buffered() == 0 && idleConnOpen(c.nc)
+	return !c.expired.Load() && c.br.Buffered() == 0 && c.peek.connOpen()
 }
 
 // roundTrip writes req on c and reads the final response's header. The

@@ -8,5 +8,9 @@ import "net"
 // checked, so the direct transport is not used (net/http's is).
 const peekSupported = false
 
-// idleConnOpen is never called where peekSupported is false.
-func idleConnOpen(net.Conn) bool { return false }
+// idlePeek is never used where peekSupported is false.
+type idlePeek struct{}
+
+func (*idlePeek) init(net.Conn) {}
+
+func (*idlePeek) connOpen() bool { return false }

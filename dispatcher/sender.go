@@ -642,8 +642,8 @@ func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http
 	if rctx == nil {
 		return nil, "", nil, fmt.Errorf("build request for %s: %w", s.redactedURL, errors.New("net/http: nil Context"))
 	}
-	req := s.newRequest(rctx, msg.Body)
-	req.Header = s.header(msg.ID, now, msg.Body, msg.Header)
+	req, vals := s.newRequestParts(rctx, msg.Body)
+	req.Header = s.headerIn(vals, msg.ID, now, msg.Body, msg.Header)
 	if s.tokens != nil {
 		tok, err := s.tokens.token(ctx)
 		if err != nil {
@@ -756,6 +756,12 @@ const (
 // webhook-id, webhook-timestamp and (with keys) webhook-signature — the
 // header Clone+Set would build, in one map and one value array.
 func (s *Sender) header(id string, now time.Time, payload []byte, extra http.Header) http.Header {
+	return s.headerIn(nil, id, now, payload, extra)
+}
+
+// headerIn is header, its values stored in vals (length 0) when its
+// capacity is enough.
+func (s *Sender) headerIn(vals []string, id string, now time.Time, payload []byte, extra http.Header) http.Header {
 	n := 4
 	for _, v := range s.baseHeader {
 		n += len(v)
@@ -763,7 +769,9 @@ func (s *Sender) header(id string, now time.Time, payload []byte, extra http.Hea
 	for _, v := range extra {
 		n += len(v)
 	}
-	vals := make([]string, 0, n)
+	if cap(vals) < n {
+		vals = make([]string, 0, n)
+	}
 	h := make(http.Header, len(s.baseHeader)+len(extra)+4)
 	for k, v := range s.baseHeader {
 		i := len(vals)
@@ -811,6 +819,13 @@ func (s *Sender) stampValues(id string, now time.Time, payload []byte) (ts, sig 
 // the bytes read (so later readers and closers are harmless).
 func readBody(resp *http.Response) string {
 	if resp.Body == nil || resp.Body == http.NoBody {
+		return ""
+	}
+	if b, ok := resp.Body.(*directBody); ok && b.rc == http.NoBody && !b.closed {
+		// No body (204, 304, Content-Length: 0): nothing to read or keep;
+		// closing hands the connection back.
+		_ = b.Close()
+		resp.Body = http.NoBody
 		return ""
 	}
 	bp := bodyBufPool.Get().(*[respBodyLimit]byte)

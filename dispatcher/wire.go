@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -61,21 +62,39 @@ func (*payloadBody) Close() error { return nil }
 // and, as http.NewRequest makes it, an io.NopCloser of a *bytes.Reader
 // otherwise (see inMemoryBody). The header is nil: the caller sets it.
 func (s *Sender) newRequest(ctx context.Context, body []byte) *http.Request {
-	u := *s.reqURL
+	r, _ := s.newRequestParts(ctx, body)
+	return r
+}
+
+// requestParts is what newRequestParts allocates for a request besides
+// the request itself, in one allocation: its URL, its body and room for
+// its header's values.
+type requestParts struct {
+	url  url.URL
+	body payloadBody
+	vals [8]string
+}
+
+// newRequestParts is newRequest, also returning room (length 0) for the
+// values of the request's header, allocated with it (see Sender.header).
+func (s *Sender) newRequestParts(ctx context.Context, body []byte) (*http.Request, []string) {
+	p := new(requestParts)
+	p.url = *s.reqURL
 	r := http.Request{
-		Method: s.method, URL: &u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Host: s.reqHost,
+		Method: s.method, URL: &p.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Host: s.reqHost,
 		ContentLength: int64(len(body)),
 	}
 	if len(body) == 0 {
 		r.Body = http.NoBody
 		r.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
 	} else if s.directBody {
-		r.Body = &payloadBody{b: body}
+		p.body = payloadBody{b: body}
+		r.Body = &p.body
 		r.GetBody = func() (io.ReadCloser, error) { return &payloadBody{b: body}, nil }
 	} else {
 		setInMemoryBody(&r, body)
 	}
-	return r.WithContext(ctx)
+	return r.WithContext(ctx), p.vals[:0]
 }
 
 // setInMemoryBody gives r the body http.NewRequest gives a *bytes.Reader
@@ -279,14 +298,16 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, bool
 	if end < 0 {
 		return nil, false
 	}
-	head := buf[:end+2] // lines, each ending in CRLF
-	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	// One string holds the header (lines, each ending in CRLF): the
+	// status text, keys and values are parts of it, not a string each.
+	head := string(buf[:end+2])
+	line, rest, _ := strings.Cut(head, "\r\n")
 	// "HTTP/1.1 " + 3 digits, then nothing or " " and a reason.
-	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
+	if len(line) < 12 || line[:9] != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
 		return nil, false
 	}
 	code := 0
-	for _, c := range line[9:12] {
+	for _, c := range []byte(line[9:12]) {
 		if c < '0' || c > '9' {
 			return nil, false
 		}
@@ -295,41 +316,47 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, bool
 	if code < 200 {
 		return nil, false
 	}
-	for _, c := range line[12:] {
+	for _, c := range []byte(line[12:]) {
 		if c < ' ' || c == 0x7f {
 			return nil, false
 		}
 	}
 	hasBody := code != http.StatusNoContent && code != http.StatusNotModified
-	lines := bytes.Count(rest, []byte("\r\n"))
+	lines := strings.Count(rest, "\r\n")
+	// The response, its body and the header's values share one
+	// allocation.
+	fr := new(fastResponse)
 	h := make(http.Header, lines)
-	vals := make([]string, 0, lines)
+	vals := fr.vals[:0]
+	if lines > len(fr.vals) {
+		vals = make([]string, 0, lines)
+	}
 	cl := int64(-1)
 	for len(rest) > 0 {
-		var l []byte
-		l, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		k, v, ok := bytes.Cut(l, []byte(":"))
+		var l string
+		l, rest, _ = strings.Cut(rest, "\r\n")
+		k, v, ok := strings.Cut(l, ":")
 		if !ok || len(k) == 0 {
 			return nil, false
 		}
-		for _, c := range k {
+		for _, c := range []byte(k) {
 			if !isTokenByte(c) {
 				return nil, false
 			}
 		}
-		v = bytes.Trim(v, " \t")
-		for _, c := range v {
+		v = strings.Trim(v, " \t")
+		for _, c := range []byte(v) {
 			if (c < ' ' && c != '\t') || c == 0x7f {
 				return nil, false
 			}
 		}
-		key := http.CanonicalHeaderKey(string(k))
+		key := http.CanonicalHeaderKey(k)
 		switch key {
 		case "Connection":
 			// "keep-alive" (nginx sends it) changes nothing in HTTP/1.1;
 			// "close" (ReadResponse then deletes the header) and other
 			// tokens are left to ReadResponse.
-			if !strings.EqualFold(string(v), "keep-alive") {
+			if !strings.EqualFold(v, "keep-alive") {
 				return nil, false
 			}
 		case "Transfer-Encoding", "Trailer", "Pragma":
@@ -339,7 +366,7 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, bool
 				return nil, false
 			}
 			n := int64(0)
-			for _, c := range v {
+			for _, c := range []byte(v) {
 				if c < '0' || c > '9' {
 					return nil, false
 				}
@@ -347,14 +374,19 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, bool
 			}
 			cl = n
 		}
-		vals = append(vals, string(v))
-		h[key] = append(h[key], vals[len(vals)-1:len(vals):len(vals)]...)
+		vals = append(vals, v)
+		if prev, ok := h[key]; ok {
+			h[key] = append(prev, v) // prev's capacity ends with it: a copy
+		} else {
+			h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
 	}
 	if hasBody && cl < 0 {
 		return nil, false // a body up to the connection's close
 	}
-	resp := &http.Response{
-		Status: string(line[9:]), StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	resp := &fr.resp
+	*resp = http.Response{
+		Status: line[9:], StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Request: req, ContentLength: cl,
 	}
 	_, _ = br.Discard(end + 4)
@@ -364,9 +396,19 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, bool
 	case cl == 0:
 		resp.Body = http.NoBody
 	default:
-		resp.Body = &lengthBody{r: br, n: cl}
+		fr.body = lengthBody{r: br, n: cl}
+		resp.Body = &fr.body
 	}
 	return resp, true
+}
+
+// fastResponse is what readResponseFast allocates for a response: the
+// response, its body's reader and room for the values of a header of up
+// to four lines.
+type fastResponse struct {
+	resp http.Response
+	body lengthBody
+	vals [4]string
 }
 
 // lengthBody is a response body of n bytes from r, read as net/http's
