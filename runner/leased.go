@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
@@ -68,7 +69,7 @@ func (r *Runner) leased(s *slot) (dopts []dispatcher.Option, sink dispatcher.Dea
 		return nil, r.store, r.store, nil
 	}
 	l := s.lease
-	gate := dispatcher.WithTransportWrapper(func(next http.RoundTripper) http.RoundTripper { return gateTransport{next: next, l: l} })
+	gate := dispatcher.WithTransportWrapper(func(next http.RoundTripper) http.RoundTripper { return newGateTransport(next, l) })
 	if r.opts.HTTPClient != nil {
 		gate = dispatcher.WithHTTPClient(gatedClient(r.opts.HTTPClient, s.t.Concurrency, l))
 	}
@@ -142,20 +143,33 @@ func gatedClient(base *http.Client, conc int, l Lease) *http.Client {
 			next = http.DefaultTransport
 		}
 	}
-	hc.Transport = gateTransport{next: next, l: l}
+	hc.Transport = newGateTransport(next, l)
 	return &hc
 }
 
 // gateTransport is an http.RoundTripper that starts a request only while
 // the lease is valid.
 type gateTransport struct {
-	next http.RoundTripper
-	l    Lease
+	next    http.RoundTripper
+	l       Lease
+	checkFn func() error            // check, bound once
+	last    atomic.Pointer[gateCtx] // the request context last derived with checkFn
+}
+
+// gateCtx is a request's context and the one gateTransport derived from
+// it with the send check.
+type gateCtx struct{ parent, ctx context.Context }
+
+// newGateTransport returns the gate of l in front of next.
+func newGateTransport(next http.RoundTripper, l Lease) *gateTransport {
+	g := &gateTransport{next: next, l: l}
+	g.checkFn = g.check
+	return g
 }
 
 // RoundTrip sends req through the wrapped transport while the lease is
 // valid; otherwise it fails without sending anything.
-func (g gateTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (g *gateTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := g.check(); err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close()
@@ -165,12 +179,29 @@ func (g gateTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// Checked again right before the request is written (plain http): a
 	// process frozen between here and the write must not send it after
 	// its lease passed to another member.
-	return g.next.RoundTrip(req.WithContext(dispatcher.WithSendCheck(req.Context(), g.check)))
+	return g.next.RoundTrip(req.WithContext(g.sendCheckCtx(req.Context())))
+}
+
+// sendCheckCtx returns parent with the send check (dispatcher.WithSendCheck),
+// derived once for the context the dispatcher's requests share rather
+// than once per request.
+func (g *gateTransport) sendCheckCtx(parent context.Context) context.Context {
+	if c := g.last.Load(); c != nil && c.parent == parent {
+		return c.ctx
+	}
+	if _, ok := parent.Deadline(); ok {
+		// A context of its own per request (webhook.timeout through
+		// net/http): not worth keeping.
+		return dispatcher.WithSendCheck(parent, g.checkFn)
+	}
+	c := &gateCtx{parent: parent, ctx: dispatcher.WithSendCheck(parent, g.checkFn)}
+	g.last.Store(c)
+	return c.ctx
 }
 
 // check fails with ErrFenced once the lease is no longer valid by the
 // local monotonic deadline.
-func (g gateTransport) check() error {
+func (g *gateTransport) check() error {
 	if !g.l.Valid() {
 		return fmt.Errorf("deliver: %w", ErrFenced)
 	}
@@ -178,7 +209,7 @@ func (g gateTransport) check() error {
 }
 
 // CloseIdleConnections closes the wrapped transport's idle connections.
-func (g gateTransport) CloseIdleConnections() {
+func (g *gateTransport) CloseIdleConnections() {
 	if c, ok := g.next.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
