@@ -57,6 +57,9 @@ type directTransport struct {
 	// plainHost is host when net/http writes it unchanged in the Host
 	// header (see writeRequestFast), else "".
 	plainHost string
+	// noAwait: a request's last write returns without waiting for the
+	// response (see flush; the tests compare both).
+	noAwait bool
 }
 
 // directMaxHeaderBytes bounds a response's header bytes, interim 1xx
@@ -369,7 +372,7 @@ func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 			_, werr = c.bw.Write(rest)
 		}
 		if werr == nil {
-			werr = c.bw.Flush()
+			werr = c.flush()
 		}
 	}
 	// The response is read even after a failed write: a server may answer
@@ -405,6 +408,24 @@ func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = b
 	return resp, nil
+}
+
+// responseAwaiter is a connection's I/O whose Writes can wait for the
+// response (rawConnIO.writeAwait).
+type responseAwaiter interface{ setAwait(on bool) }
+
+// flush writes the rest of the buffered request; where the connection's
+// I/O can, the write of its last bytes returns once the response can be
+// read.
+func (c *directConn) flush() error {
+	aw, ok := c.lr.c.(responseAwaiter)
+	if !ok || c.t.noAwait {
+		return c.bw.Flush()
+	}
+	aw.setAwait(true)
+	err := c.bw.Flush()
+	aw.setAwait(false)
+	return err
 }
 
 // readResponse reads a response as http.ReadResponse does, through

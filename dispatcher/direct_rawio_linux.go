@@ -32,7 +32,7 @@ func connIO(nc net.Conn) io.ReadWriter {
 		return nc
 	}
 	r := &rawConnIO{nc: nc, rc: rc}
-	r.readFn, r.writeFn = r.readRaw, r.writeRaw
+	r.readFn, r.writeFn, r.awaitFn = r.readRaw, r.writeRaw, r.awaitRaw
 	return r
 }
 
@@ -52,6 +52,54 @@ type rawConnIO struct {
 	wn              int
 	werrno          syscall.Errno
 	readFn, writeFn func(fd uintptr) bool
+
+	await   bool // Write waits for the response (see writeAwait)
+	sent    bool // writeAwait's bytes are all written
+	awaitFn func(fd uintptr) bool
+}
+
+// setAwait makes the following Writes (on: a request's last bytes) wait
+// for the response before returning (see writeAwait).
+func (r *rawConnIO) setAwait(on bool) { r.await = on }
+
+// writeAwait writes p, the last bytes of a request, and waits until the
+// response can be read (or the wait ends: the deadline passed, the
+// connection was aborted or closed — the response's read then fails the
+// same way). It sends from inside a RawConn.Read callback: Read resets the
+// socket's readiness before calling it, so the poller's report of the
+// response's arrival after the send is not lost, and the response's read
+// that follows finds its bytes without first trying and failing (EAGAIN).
+// A write the socket's buffer cannot take at once is finished as Write
+// finishes it, without the wait. The results are Write's.
+func (r *rawConnIO) writeAwait(p []byte) (int, error) {
+	r.wbuf, r.wn, r.werrno, r.sent = p, 0, 0, false
+	err := r.rc.Read(r.awaitFn)
+	switch {
+	case r.werrno != 0:
+		return r.writeDone(nil)
+	case r.sent:
+		return r.writeDone(nil)
+	case err != nil:
+		return r.writeDone(err) // before any byte: Write's failure
+	}
+	return r.writeDone(r.rc.Write(r.writeFn)) // the socket's buffer is full
+}
+
+// awaitRaw is writeAwait's callback: it sends, then waits for readability
+// (false) once all is sent; called again, readable (or woken spuriously:
+// the read that follows waits again), it is done.
+func (r *rawConnIO) awaitRaw(fd uintptr) bool {
+	if r.sent {
+		return true
+	}
+	if !r.writeRaw(fd) {
+		return true // EAGAIN: the rest is written without the wait
+	}
+	if r.werrno != 0 {
+		return true
+	}
+	r.sent = true
+	return false
 }
 
 func (r *rawConnIO) Read(p []byte) (int, error) {
@@ -93,8 +141,15 @@ func (r *rawConnIO) readRaw(fd uintptr) bool {
 }
 
 func (r *rawConnIO) Write(p []byte) (int, error) {
+	if r.await && len(p) > 0 {
+		return r.writeAwait(p)
+	}
 	r.wbuf, r.wn, r.werrno = p, 0, 0
-	err := r.rc.Write(r.writeFn)
+	return r.writeDone(r.rc.Write(r.writeFn))
+}
+
+// writeDone ends the Write in progress, err being the RawConn's error.
+func (r *rawConnIO) writeDone(err error) (int, error) {
 	nn, errno := r.wn, r.werrno
 	r.wbuf = nil
 	switch {

@@ -134,6 +134,7 @@ func TestRawConnIOMatchesNetConn(t *testing.T) {
 				go func() {
 					b, _ := io.ReadAll(io.LimitReader(peer, int64(len(msg))))
 					got <- string(b)
+					_, _ = peer.Write([]byte("done")) // an answer for a write that awaits one
 				}()
 				n, err := rw.Write([]byte(msg))
 				r := resultOf(n, nil, err, c)
@@ -141,6 +142,59 @@ func TestRawConnIOMatchesNetConn(t *testing.T) {
 					r.err += " (peer read other bytes)"
 				}
 				return r
+			},
+		}},
+		{"a request answered: write, then read", []step{
+			func(t *testing.T, c, peer net.Conn, rw io.ReadWriter) ioResult {
+				go func() {
+					b := make([]byte, 3)
+					if _, err := io.ReadFull(peer, b); err == nil {
+						_, _ = peer.Write([]byte("re:" + string(b)))
+					}
+				}()
+				n, err := rw.Write([]byte("req"))
+				return resultOf(n, nil, err, c)
+			},
+			read(16),
+		}},
+		{"a request the peer closes on: write, then end of stream", []step{
+			func(t *testing.T, c, peer net.Conn, rw io.ReadWriter) ioResult {
+				go func() {
+					b := make([]byte, 3)
+					_, _ = io.ReadFull(peer, b)
+					_ = peer.Close()
+				}()
+				n, err := rw.Write([]byte("req"))
+				return resultOf(n, nil, err, c)
+			},
+			read(16),
+		}},
+		{"a request unanswered by the deadline: write, then a timed-out read", []step{
+			func(t *testing.T, c, peer net.Conn, rw io.ReadWriter) ioResult {
+				_ = c.SetDeadline(time.Now().Add(20 * time.Millisecond))
+				n, err := rw.Write([]byte("req"))
+				return resultOf(n, nil, err, c)
+			},
+			read(16),
+		}},
+		{"a request aborted while unanswered: write, then an aborted read", []step{
+			func(t *testing.T, c, peer net.Conn, rw io.ReadWriter) ioResult {
+				go func() {
+					// Likely while the awaiting write waits; the same
+					// results either way.
+					time.Sleep(20 * time.Millisecond)
+					_ = c.SetDeadline(aLongTimeAgo)
+				}()
+				n, err := rw.Write([]byte("req"))
+				return resultOf(n, nil, err, c)
+			},
+			read(16),
+		}},
+		{"a write after the deadline passed", []step{
+			func(t *testing.T, c, _ net.Conn, rw io.ReadWriter) ioResult {
+				_ = c.SetDeadline(aLongTimeAgo)
+				n, err := rw.Write([]byte("req"))
+				return resultOf(n, nil, err, c)
 			},
 		}},
 		{"deadline passed", []step{
@@ -184,23 +238,26 @@ func TestRawConnIOMatchesNetConn(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var got [2][]ioResult
-			for i, raw := range []bool{false, true} {
+			var got [3][]ioResult
+			for i, how := range []string{"net.Conn", "raw", "raw, writes awaiting"} {
 				c, peer := tcpPair(t)
 				var rw io.ReadWriter = c
-				if raw {
-					rw = connIO(c)
-					if _, ok := rw.(*rawConnIO); !ok {
-						t.Fatalf("connIO(%T) = %T, want raw system calls", c, rw)
+				if how != "net.Conn" {
+					r, ok := connIO(c).(*rawConnIO)
+					if !ok {
+						t.Fatalf("connIO(%T) = %T, want raw system calls", c, connIO(c))
 					}
+					r.setAwait(how == "raw, writes awaiting")
+					rw = r
 				}
 				for _, s := range tc.steps {
 					got[i] = append(got[i], s(t, c, peer, rw))
 				}
 			}
 			for i := range got[0] {
-				if got[0][i] != got[1][i] {
-					t.Errorf("step %d:\nnet.Conn: %+v\nraw:      %+v", i, got[0][i], got[1][i])
+				if got[0][i] != got[1][i] || got[0][i] != got[2][i] {
+					t.Errorf("step %d:\nnet.Conn:             %+v\nraw:                  %+v\nraw, writes awaiting: %+v",
+						i, got[0][i], got[1][i], got[2][i])
 				}
 			}
 		})

@@ -158,7 +158,7 @@ type deliveryOutcome struct {
 // Sender (net/http's Transport when netHTTP) against a fresh rawServer
 // answering as resp says; the clock is fake, so timestamps and signatures
 // are the same in every run.
-func runScripted(t *testing.T, netHTTP bool, retry triggers.RetryPolicy, timeout time.Duration, resp func(int) (string, bool)) deliveryOutcome {
+func runScripted(t *testing.T, netHTTP, noAwait bool, retry triggers.RetryPolicy, timeout time.Duration, resp func(int) (string, bool)) deliveryOutcome {
 	t.Helper()
 	srv := newRawServer(t, resp)
 	var out deliveryOutcome
@@ -180,9 +180,12 @@ func runScripted(t *testing.T, netHTTP bool, retry triggers.RetryPolicy, timeout
 			Headers: map[string]triggers.Secret{"X-Tenant": "acme", "Authorization": "Bearer abc"}},
 		Retry: retry,
 	}, opts...)
-	_, direct := s.http.Transport.(*directTransport)
+	dt, direct := s.http.Transport.(*directTransport)
 	if direct == netHTTP {
 		t.Fatalf("transport %T with netHTTPOnly %v", s.http.Transport, netHTTP)
+	}
+	if direct {
+		dt.noAwait = noAwait
 	}
 	var errs []string
 	for i := range 2 {
@@ -247,32 +250,43 @@ func TestDirectTransportMatchesNetHTTP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ref := runScripted(t, true, tt.retry, tt.timeout, tt.resp)
-			got := runScripted(t, false, tt.retry, tt.timeout, tt.resp)
-			if len(got.requests) != len(ref.requests) {
-				t.Fatalf("direct sent %d requests, net/http %d", len(got.requests), len(ref.requests))
-			}
-			for i := range ref.requests {
-				if !bytes.Equal(got.requests[i], ref.requests[i]) {
-					t.Fatalf("request %d differs:\ndirect:\n%s\nnet/http:\n%s", i+1, got.requests[i], ref.requests[i])
-				}
-			}
-			if got.conns != ref.conns || got.conns != tt.conns {
-				t.Errorf("connections: direct %d, net/http %d, want %d", got.conns, ref.conns, tt.conns)
-			}
-			if got.res != ref.res {
-				t.Errorf("result: direct %+v, net/http %+v", got.res, ref.res)
-			}
-			if got.err != ref.err {
-				t.Errorf("error: direct %q, net/http %q", got.err, ref.err)
-			}
-			if !equalDurations(got.sleeps, ref.sleeps) {
-				t.Errorf("backoff waits: direct %v, net/http %v", got.sleeps, ref.sleeps)
-			}
-			if strings.Join(got.attempts, "\n") != strings.Join(ref.attempts, "\n") {
-				t.Errorf("attempts:\ndirect:   %q\nnet/http: %q", got.attempts, ref.attempts)
+			ref := runScripted(t, true, false, tt.retry, tt.timeout, tt.resp)
+			for _, noAwait := range []bool{false, true} {
+				t.Run(map[bool]string{false: "last write awaits the response", true: "last write returns at once"}[noAwait], func(t *testing.T) {
+					got := runScripted(t, false, noAwait, tt.retry, tt.timeout, tt.resp)
+					compareScripted(t, tt.conns, got, ref)
+				})
 			}
 		})
+	}
+}
+
+// compareScripted fails t where the direct transport's outcome got
+// differs from net/http's, ref.
+func compareScripted(t *testing.T, conns int, got, ref deliveryOutcome) {
+	t.Helper()
+	if len(got.requests) != len(ref.requests) {
+		t.Fatalf("direct sent %d requests, net/http %d", len(got.requests), len(ref.requests))
+	}
+	for i := range ref.requests {
+		if !bytes.Equal(got.requests[i], ref.requests[i]) {
+			t.Fatalf("request %d differs:\ndirect:\n%s\nnet/http:\n%s", i+1, got.requests[i], ref.requests[i])
+		}
+	}
+	if got.conns != ref.conns || got.conns != conns {
+		t.Errorf("connections: direct %d, net/http %d, want %d", got.conns, ref.conns, conns)
+	}
+	if got.res != ref.res {
+		t.Errorf("result: direct %+v, net/http %+v", got.res, ref.res)
+	}
+	if got.err != ref.err {
+		t.Errorf("error: direct %q, net/http %q", got.err, ref.err)
+	}
+	if !equalDurations(got.sleeps, ref.sleeps) {
+		t.Errorf("backoff waits: direct %v, net/http %v", got.sleeps, ref.sleeps)
+	}
+	if strings.Join(got.attempts, "\n") != strings.Join(ref.attempts, "\n") {
+		t.Errorf("attempts:\ndirect:   %q\nnet/http: %q", got.attempts, ref.attempts)
 	}
 }
 
