@@ -54,6 +54,8 @@ type directTransport struct {
 	open        chan struct{}    // one token per open connection
 	idle        chan *directConn // idle connections, oldest first
 	idleTimeout time.Duration
+	janitor     *time.Timer // runs sweep while connections are idle (armed: janitorOn)
+	janitorOn   atomic.Bool
 	// plainHost is host when net/http writes it unchanged in the Host
 	// header (see writeRequestFast), else "".
 	plainHost string
@@ -106,11 +108,14 @@ func newDirectTransport(u *url.URL, maxConns int, timeout time.Duration, dial fu
 	if strings.HasSuffix(plainHost, ":") {
 		plainHost = "" // http.NewRequest drops an empty port
 	}
-	return &directTransport{
+	t := &directTransport{
 		plainHost: plainHost,
 		host:      u.Host, addr: net.JoinHostPort(host, port), dial: dial, fallback: fallback, timeout: max(timeout, 0),
 		open: make(chan struct{}, maxConns), idle: make(chan *directConn, maxConns), idleTimeout: directIdleTimeout,
 	}
+	t.janitor = time.AfterFunc(time.Hour, t.sweep)
+	t.janitor.Stop()
+	return t
 }
 
 // handles reports whether t sends req itself.
@@ -212,7 +217,6 @@ func (t *directTransport) CloseIdleConnections() {
 	for {
 		select {
 		case c := <-t.idle:
-			c.idleTimer.Stop()
 			c.discard()
 		default:
 			if ci, ok := t.fallback.(interface{ CloseIdleConnections() }); ok {
@@ -226,24 +230,19 @@ func (t *directTransport) CloseIdleConnections() {
 // get returns an idle connection (reused) or a new one, waiting while
 // maxConns connections are open and none is idle.
 func (t *directTransport) get(ctx context.Context, deadline time.Time) (c *directConn, reused bool, err error) {
-	for {
+	select {
+	case c = <-t.idle:
+	default:
 		select {
 		case c = <-t.idle:
-		default:
-			select {
-			case c = <-t.idle:
-			case t.open <- struct{}{}:
-				c, err = t.dialConn(ctx, deadline)
-				return c, false, err
-			case <-ctx.Done():
-				return nil, false, ctx.Err()
-			}
+		case t.open <- struct{}{}:
+			c, err = t.dialConn(ctx, deadline)
+			return c, false, err
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
 		}
-		if c.idleTimer.Stop() {
-			return c, true, nil
-		}
-		c.discard() // expired while idle: already closed
 	}
+	return c, true, nil
 }
 
 // dialConn dials a new connection (by deadline, when set); the caller
@@ -265,19 +264,63 @@ func (t *directTransport) dialConn(ctx context.Context, deadline time.Time) (*di
 	c.peek.init(nc)
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
 	c.bw = bufio.NewWriterSize(rw, 4<<10)
-	c.idleTimer = time.AfterFunc(t.idleTimeout, c.expire)
-	c.idleTimer.Stop()
 	return c, nil
 }
 
 // put makes c idle, or closes it when the pool is full.
+//
+// Idle connections are closed after idleTimeout by one timer per
+// transport (the janitor, armed while any connection is idle), not one
+// per connection: a timer's Reset when a connection goes idle and Stop
+// when it is taken again cost every delivery two timer updates.
 func (t *directTransport) put(c *directConn) {
-	c.idleTimer.Reset(t.idleTimeout)
+	c.idleSince = time.Now()
 	select {
 	case t.idle <- c:
+		if !t.janitorOn.Load() && t.janitorOn.CompareAndSwap(false, true) {
+			t.janitor.Reset(t.idleTimeout)
+		}
 	default:
-		c.idleTimer.Stop()
 		c.discard()
+	}
+}
+
+// sweep is the janitor: it closes the connections idle for idleTimeout or
+// longer and, while others stay idle, runs again when the oldest of them
+// reaches it. The connections it checks are out of the pool meanwhile (a
+// get waits for them or, below maxConns, dials).
+func (t *directTransport) sweep() {
+	t.janitorOn.Store(false)
+	now := time.Now()
+	var keep []*directConn
+	for len(keep) < cap(t.idle) {
+		var c *directConn
+		select {
+		case c = <-t.idle:
+		default:
+		}
+		if c == nil {
+			break
+		}
+		if now.Sub(c.idleSince) >= t.idleTimeout {
+			c.discard()
+			continue
+		}
+		keep = append(keep, c)
+	}
+	next := t.idleTimeout
+	for i, c := range keep {
+		if i == 0 {
+			next = t.idleTimeout - now.Sub(c.idleSince) // the oldest
+		}
+		select {
+		case t.idle <- c:
+		default:
+			c.discard() // unreachable: no more connections than room
+		}
+	}
+	if len(t.idle) > 0 && t.janitorOn.CompareAndSwap(false, true) {
+		t.janitor.Reset(next)
 	}
 }
 
@@ -288,8 +331,7 @@ type directConn struct {
 	lr        limitReader
 	br        *bufio.Reader
 	bw        *bufio.Writer
-	idleTimer *time.Timer // running while idle: expire
-	expired   atomic.Bool
+	idleSince time.Time       // when c was last made idle (put)
 	watched   context.Context // whose end aborts c (see watch)
 	done      <-chan struct{} // watched.Done()
 	unwatch   func() bool     // stops watching it
@@ -322,13 +364,6 @@ func (c *directConn) abort() {
 	_ = c.nc.SetDeadline(aLongTimeAgo)
 }
 
-// expire closes c after idleTimeout unused; it stays in the pool until a
-// get takes it out and discards it.
-func (c *directConn) expire() {
-	c.expired.Store(true)
-	_ = c.nc.Close()
-}
-
 // discard closes c and gives its open token back. Called once, by the
 // connection's holder.
 func (c *directConn) discard() {
@@ -343,7 +378,7 @@ func (c *directConn) discard() {
 // stray bytes buffered and the server has not closed it (or sent anything)
 // while it was idle.
 func (c *directConn) reusable() bool {
-	return !c.expired.Load() && c.br.Buffered() == 0 && c.peek.connOpen()
+	return c.br.Buffered() == 0 && c.peek.connOpen()
 }
 
 // roundTrip writes req on c and reads the final response's header. The

@@ -41,6 +41,7 @@ type rawServer struct {
 	conns    int
 	open     []net.Conn
 	closed   chan struct{} // one value per connection the server closed
+	ended    chan struct{} // one value per connection the client ended between requests
 	wg       sync.WaitGroup
 }
 
@@ -50,7 +51,7 @@ func newRawServer(t *testing.T, respond func(n int) (string, bool)) *rawServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &rawServer{ln: ln, respond: respond, closed: make(chan struct{}, 64)}
+	s := &rawServer{ln: ln, respond: respond, closed: make(chan struct{}, 64), ended: make(chan struct{}, 64)}
 	s.wg.Go(s.accept)
 	t.Cleanup(func() {
 		_ = ln.Close()
@@ -91,6 +92,12 @@ func (s *rawServer) serve(c net.Conn) {
 		for {
 			line, err := br.ReadString('\n')
 			if err != nil {
+				if req.Len() == 0 {
+					select {
+					case s.ended <- struct{}{}:
+					default:
+					}
+				}
 				return
 			}
 			req.WriteString(line)
@@ -287,6 +294,40 @@ func compareScripted(t *testing.T, conns int, got, ref deliveryOutcome) {
 	}
 	if strings.Join(got.attempts, "\n") != strings.Join(ref.attempts, "\n") {
 		t.Errorf("attempts:\ndirect:   %q\nnet/http: %q", got.attempts, ref.attempts)
+	}
+}
+
+// TestDirectTransportClosesIdleConnections: a connection idle for the
+// idle timeout is closed (and its place in the pool given back: the next
+// delivery dials again), one the next delivery takes before then is
+// reused.
+func TestDirectTransportClosesIdleConnections(t *testing.T) {
+	for _, idle := range []time.Duration{time.Hour, 20 * time.Millisecond} {
+		srv := newRawServer(t, script("HTTP/1.1 204 No Content\r\n\r\n"))
+		s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.url()}, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, WithClock(newFakeClock()))
+		dt, ok := s.http.Transport.(*directTransport)
+		if !ok {
+			t.Fatalf("transport %T, want the direct transport", s.http.Transport)
+		}
+		dt.idleTimeout = idle
+		for i := range 2 {
+			// No context of its own: its end would retire the connection.
+			if res, err := s.Deliver(context.Background(), testEvent(t, i, "k")); err != nil || res.Attempts != 1 {
+				t.Fatalf("idle timeout %v, delivery %d: %+v, %v; want success at the first attempt", idle, i+1, res, err)
+			}
+			if idle == time.Hour {
+				continue // the next delivery reuses the connection
+			}
+			select {
+			case <-srv.ended:
+			case <-time.After(time.Minute):
+				t.Fatalf("idle timeout %v, delivery %d: its idle connection was not closed", idle, i+1)
+			}
+		}
+		want := map[time.Duration]int{time.Hour: 1, 20 * time.Millisecond: 2}[idle]
+		if _, conns := srv.recorded(); conns != want {
+			t.Fatalf("idle timeout %v: %d connections, want %d", idle, conns, want)
+		}
 	}
 }
 
