@@ -17,6 +17,7 @@ import (
 
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/internal/childproc"
+	"github.com/changehook/changehook/internal/hostinfo"
 )
 
 const (
@@ -129,8 +130,12 @@ type modeResult struct {
 // report is everything one run measured.
 type report struct {
 	Machine string
-	Date    time.Time
-	N       int
+	// HaltsAtOnce: the machine's idle vCPUs halt without polling first
+	// (hostinfo.IdlePolicy), so every cross-process wake-up is a round
+	// trip through the hypervisor — what bounds strict.
+	HaltsAtOnce bool
+	Date        time.Time
+	N           int
 
 	// Baseline rates, events/s.
 	StreamA, PostB1, PostB16, NodeC float64
@@ -164,6 +169,7 @@ type report struct {
 
 func (b *bench) all(ctx context.Context) (*report, error) {
 	rep := &report{Machine: machine(), Date: time.Now().UTC(), N: b.cfg.n, LoadFrom: loadavg()}
+	_, rep.HaltsAtOnce = hostinfo.IdlePolicy()
 	defer func() { rep.LoadTo = loadavg() }()
 	var err error
 	b.logf("baseline (a): Go driver change stream, backlog of %d", b.cfg.n)

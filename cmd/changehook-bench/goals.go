@@ -147,6 +147,25 @@ func (r *report) printGoals(w io.Writer) {
 	for _, g := range gs {
 		fmt.Fprintf(w, "  %s %s: %s %s%s\n", g.Name, g.bound(), g.format(g.Value), verdict(g.met(g.Value)), g.sameNote(g.Same, g.HasSame))
 	}
+	printHaltNote(w, r, gs)
+}
+
+// haltNote explains strict's verdicts on a machine whose idle vCPUs halt
+// at once.
+const haltNote = "  (this machine's idle vCPUs halt at once: each of strict's wake-ups across the process boundary, one per event, is a round trip through the hypervisor, and a bare client's too — see (b′) 1 in flight)\n"
+
+// printHaltNote writes haltNote after goals gs of r when r's machine halts
+// its idle vCPUs at once and gs carry a strict goal.
+func printHaltNote(w io.Writer, r *report, gs []goal) {
+	if !r.HaltsAtOnce {
+		return
+	}
+	for _, g := range gs {
+		if strings.HasPrefix(g.Name, "strict ") {
+			fmt.Fprint(w, haltNote)
+			return
+		}
+	}
 }
 
 // sameNote formats a same-topology ratio v beside a verdict ("" when
@@ -246,6 +265,7 @@ func printSummary(w io.Writer, reps []*report) {
 		}
 		fmt.Fprintf(w, "  %s %s: %s (runs: %s) %s%s\n", g.Name, g.bound(), g.format(med), strings.Join(cells, ", "), verdict(g.met(med)), same)
 	}
+	printHaltNote(w, reps[0], reps[0].goals())
 }
 
 // loads returns each report's load average at its start.

@@ -149,3 +149,35 @@ func TestPrintSummaryMedians(t *testing.T) {
 		t.Errorf("a single run printed a summary:\n%s", buf.String())
 	}
 }
+
+func TestHaltNote(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rep   func() *report
+		halts bool
+		want  bool
+	}{
+		{"halts, strict measured", func() *report { return testReport(1) }, true, true},
+		{"polls first", func() *report { return testReport(1) }, false, false},
+		{"halts, no strict", func() *report {
+			r := testReport(1)
+			r.Modes = r.Modes[1:]
+			return r
+		}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.rep()
+			r.HaltsAtOnce = tc.halts
+			var one, summary bytes.Buffer
+			r.printGoals(&one)
+			r2 := tc.rep()
+			r2.HaltsAtOnce = tc.halts
+			printSummary(&summary, []*report{r, r2})
+			for name, out := range map[string]string{"printGoals": one.String(), "printSummary": summary.String()} {
+				if got := strings.Count(out, haltNote); got != map[bool]int{true: 1, false: 0}[tc.want] {
+					t.Errorf("%s printed the note %d times:\n%s", name, got, out)
+				}
+			}
+		})
+	}
+}

@@ -307,7 +307,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// machine describes where the benchmark ran.
+// machine describes where the benchmark ran, with what its CPUs do when
+// idle where the host says (see hostinfo.IdlePolicy).
 func machine() string {
-	return fmt.Sprintf("%d CPUs (%s), %s, %s/%s", runtime.NumCPU(), hostinfo.CPUModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	m := fmt.Sprintf("%d CPUs (%s), %s, %s/%s", runtime.NumCPU(), hostinfo.CPUModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if idle, _ := hostinfo.IdlePolicy(); idle != "" {
+		m += "; idle CPUs: " + idle
+	}
+	return m
 }
