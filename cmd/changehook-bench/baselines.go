@@ -48,7 +48,11 @@ func baselineStream(ctx context.Context, uri, db, coll string, n int, op bson.Ti
 	var first, last time.Duration
 	for i := range n {
 		if !cs.Next(ctx) {
-			return 0, fmt.Errorf("baseline stream: ended after %d of %d events: %w", i, n, cs.Err())
+			err := cs.Err()
+			if err == nil {
+				err = errors.New("the stream ended (invalidated)")
+			}
+			return 0, fmt.Errorf("baseline stream: ended after %d of %d events: %w", i, n, err)
 		}
 		if i == 0 {
 			first = c.now()

@@ -186,12 +186,16 @@ func TestBaselines(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("a: change stream", func(t *testing.T) {
-		r, cpu, err := b.baselineA(ctx)
+		r, cpu, reads, err := b.baselineA(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if r <= 0 || cpu < 0 { // CPU time has a 10 ms resolution: 0 is possible
 			t.Errorf("rate %v, CPU per event %v", r, cpu)
+		}
+		// Every read saw the whole backlog, and the rate is their median.
+		if len(reads) != streamReads || r != median(reads) {
+			t.Errorf("reads %v, rate %v: want %d reads and their median", reads, r, streamReads)
 		}
 	})
 	t.Run("b: POST", func(t *testing.T) {
@@ -218,6 +222,22 @@ func TestBaselines(t *testing.T) {
 			t.Errorf("span = %v, %v, %v", first, last, err)
 		}
 	})
+}
+
+func TestReadsNote(t *testing.T) {
+	for _, tc := range []struct {
+		a, aSep []float64
+		want    string
+	}{
+		{nil, nil, ""},
+		{[]float64{250000}, nil, ""},
+		{[]float64{250000.4, 300000, 275000}, nil, "(a) is the median of 3 reads of its backlog (250000, 300000, 275000 events/s)."},
+		{[]float64{250000, 300000, 275000}, []float64{200000, 210000, 190000}, "(a) is the median of 3 reads of its backlog (250000, 300000, 275000 events/s), (a′) of 3 (200000, 210000, 190000)."},
+	} {
+		if got := readsNote(tc.a, tc.aSep); got != tc.want {
+			t.Errorf("readsNote(%v, %v) = %q, want %q", tc.a, tc.aSep, got, tc.want)
+		}
+	}
 }
 
 func TestParseTriggerCounts(t *testing.T) {

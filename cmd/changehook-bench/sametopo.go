@@ -151,14 +151,23 @@ func sameTopology(ctx context.Context, n int, args ...string) (rate float64, cli
 }
 
 // baselineASep is baseline (a′): the change stream of (a) read by a child
-// process.
-func (b *bench) baselineASep(ctx context.Context) (rate float64, client, host time.Duration, err error) {
+// process, streamReads times (a child each); the rate and both CPU figures
+// are each the median of the reads, reads every read's rate.
+func (b *bench) baselineASep(ctx context.Context) (rate float64, client, host time.Duration, reads []float64, err error) {
 	_, op := backlogStart()
 	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection("base_a_sep"), b.cfg.n); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, nil, err
 	}
-	return sameTopology(ctx, b.cfg.n, "a", b.db.URI(), benchDB, "base_a_sep", strconv.Itoa(b.cfg.n),
-		strconv.FormatUint(uint64(op.T), 10), strconv.FormatUint(uint64(op.I), 10))
+	var clients, hosts []float64
+	for range streamReads {
+		r, c, h, err := sameTopology(ctx, b.cfg.n, "a", b.db.URI(), benchDB, "base_a_sep", strconv.Itoa(b.cfg.n),
+			strconv.FormatUint(uint64(op.T), 10), strconv.FormatUint(uint64(op.I), 10))
+		if err != nil {
+			return 0, 0, 0, nil, err
+		}
+		reads, clients, hosts = append(reads, r), append(clients, float64(c)), append(hosts, float64(h))
+	}
+	return median(reads), time.Duration(median(clients)), time.Duration(median(hosts)), reads, nil
 }
 
 // baselineBSep is baseline (b′): the POSTs of (b), with 1 and -concurrency
