@@ -50,7 +50,7 @@ func baselineStream(ctx context.Context, uri, db, coll string, n int, op bson.Ti
 		if !cs.Next(ctx) {
 			err := cs.Err()
 			if err == nil {
-				err = errors.New("the stream ended (invalidated)")
+				err = errors.New("the stream ended without an error")
 			}
 			return 0, fmt.Errorf("baseline stream: ended after %d of %d events: %w", i, n, err)
 		}

@@ -172,8 +172,8 @@ type report struct {
 }
 
 func (b *bench) all(ctx context.Context) (*report, error) {
-	rep := &report{Machine: machine(), Date: time.Now().UTC(), N: b.cfg.n, LoadFrom: loadavg()}
-	_, rep.HaltsAtOnce = hostinfo.IdlePolicy()
+	idle, halts := hostinfo.IdlePolicy()
+	rep := &report{Machine: machineIdle(idle), HaltsAtOnce: halts, Date: time.Now().UTC(), N: b.cfg.n, LoadFrom: loadavg()}
 	defer func() { rep.LoadTo = loadavg() }()
 	var err error
 	b.logf("baseline (a): Go driver change stream, backlog of %d", b.cfg.n)

@@ -310,8 +310,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // machine describes where the benchmark ran, with what its CPUs do when
 // idle where the host says (see hostinfo.IdlePolicy).
 func machine() string {
+	idle, _ := hostinfo.IdlePolicy()
+	return machineIdle(idle)
+}
+
+// machineIdle is machine with the host's idle policy idle already read.
+func machineIdle(idle string) string {
 	m := fmt.Sprintf("%d CPUs (%s), %s, %s/%s", runtime.NumCPU(), hostinfo.CPUModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	if idle, _ := hostinfo.IdlePolicy(); idle != "" {
+	if idle != "" {
 		m += "; idle CPUs: " + idle
 	}
 	return m
