@@ -176,7 +176,10 @@ triggers:
 	})
 	waitUntil(t, "runner ready", rn.Ready)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// The database writes share one context across every browser step
+	// below (each bounded by browserTimeout): it bounds the whole test,
+	// never a wait.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	shop := client.Database("shop")
 	for i := range 5 {
