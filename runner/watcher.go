@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/bsonwalk"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Watch loop defaults (WatcherOptions zero values).
@@ -740,27 +740,19 @@ func stringBytes(v bson.RawValue) []byte {
 // clusterTime are found (ns and documentKey are then left unset). For a
 // well-formed event each field is what raw.Lookup(name) returns
 // (TestScanEventMatchesLookup); a field after a malformed element is not
-// found.
+// found, nor any in a document whose declared length is not its own (the
+// driver hands out every event with its exact length).
 func scanEvent(raw bson.Raw, withKey bool) (f eventFields) {
-	length, _, ok := bsoncore.ReadLength(raw)
-	if !ok || length < 5 || int(length) > len(raw) {
-		return f
-	}
-	rem := raw[4 : length-1]
+	w := bsonwalk.New(raw)
 	var seen uint8
 	all := uint8(0x13)
 	if withKey {
 		all = 0x1F
 	}
-	for len(rem) > 0 && seen&all != all {
-		elem, r, ok := bsoncore.ReadElement(rem)
+	for seen&all != all {
+		key, v, ok := w.Next()
 		if !ok {
 			return f
-		}
-		rem = r
-		key := elem.KeyBytes()
-		if len(key) == 0 {
-			continue
 		}
 		var bit uint8
 		var dst *bson.RawValue
@@ -789,8 +781,7 @@ func scanEvent(raw bson.Raw, withKey bool) (f eventFields) {
 			continue
 		}
 		seen |= bit
-		v := elem.Value()
-		*dst = bson.RawValue{Type: bson.Type(v.Type), Value: v.Data}
+		*dst = v
 	}
 	return f
 }
