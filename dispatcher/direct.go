@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +16,10 @@ import (
 	"time"
 )
 
-// directTransport is the RoundTripper of a plain-http webhook: it writes
-// each request and reads its response on the calling goroutine, over a
-// bounded pool of HTTP/1.1 keep-alive connections.
+// directTransport is the RoundTripper of an http or https webhook: it
+// writes each request and reads its response on the calling goroutine, over
+// a bounded pool of HTTP/1.1 keep-alive connections (over TLS for https,
+// which then offers only HTTP/1.1 in ALPN).
 //
 // net/http's Transport runs two goroutines per connection (a reader and a
 // writer) and hands every request and response between them and the
@@ -37,6 +39,12 @@ import (
 // handle (another scheme or host, Expect: 100-continue, a body that cannot
 // be replayed) go to fallback.
 //
+// Over TLS, an idle connection is reused only when the TLS layer holds no
+// record it read ahead either (a probe read that cannot block), and
+// connections are closed without a close_notify alert when they are
+// discarded in a delivery (a peer that stops reading could hold that write
+// for seconds), with one when the pool closes idle ones.
+//
 // It also enforces the webhook timeout itself, as a deadline on the
 // connection covering the request, the response and its body (and the
 // dial), so that a delivery needs no context of its own: a per-request
@@ -46,8 +54,10 @@ import (
 // context of its last request (context.AfterFunc), registered again only
 // when a request brings another context.
 type directTransport struct {
-	host        string // the URL's host (as written) requests must have
-	addr        string // host:port dialled
+	scheme      string      // the URL's scheme: "http" or "https"
+	host        string      // the URL's host (as written) requests must have
+	tls         *tls.Config // https: the client configuration (ServerName set, ALPN http/1.1)
+	addr        string      // host:port dialled
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	fallback    http.RoundTripper
 	timeout     time.Duration    // webhook.timeout of each request (0: none)
@@ -72,13 +82,18 @@ const directMaxHeaderBytes = 10 << 20
 // (http.DefaultTransport's IdleConnTimeout).
 const directIdleTimeout = 90 * time.Second
 
+// directTLSHandshakeTimeout bounds a TLS handshake within the request's
+// deadline (http.DefaultTransport's TLSHandshakeTimeout).
+const directTLSHandshakeTimeout = 10 * time.Second
+
 // newDirectTransport returns the direct transport for u, or nil when u is
-// not a plain-http URL it can serve (another scheme, a host that is not
-// ASCII, a proxy configured for it) or the platform cannot check idle
-// connections.
+// not an http or https URL it can serve (another scheme, a host that is
+// not ASCII, a proxy configured for it) or the platform cannot check idle
+// connections. tlsConf is the client configuration of an https u (nil:
+// the defaults, the system's roots).
 func newDirectTransport(u *url.URL, maxConns int, timeout time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error),
-	proxy func(*http.Request) (*url.URL, error), fallback http.RoundTripper) *directTransport {
-	if !peekSupported || u.Scheme != "http" || u.Host == "" || u.User != nil {
+	proxy func(*http.Request) (*url.URL, error), fallback http.RoundTripper, tlsConf *tls.Config) *directTransport {
+	if !peekSupported || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		return nil
 	}
 	host := u.Hostname()
@@ -95,6 +110,24 @@ func newDirectTransport(u *url.URL, maxConns int, timeout time.Duration, dial fu
 	port := u.Port()
 	if port == "" {
 		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	var tc *tls.Config
+	if u.Scheme == "https" {
+		if tlsConf != nil {
+			tc = tlsConf.Clone()
+		} else {
+			tc = &tls.Config{}
+		}
+		if tc.ServerName == "" {
+			tc.ServerName = host
+		}
+		// HTTP/1.1 is what this transport speaks; a server that would
+		// choose HTTP/2 answers in HTTP/1.1 (every server that offers h2
+		// over TLS also does HTTP/1.1).
+		tc.NextProtos = []string{"http/1.1"}
 	}
 	maxConns = max(maxConns, 1)
 	plainHost := u.Host
@@ -110,7 +143,8 @@ func newDirectTransport(u *url.URL, maxConns int, timeout time.Duration, dial fu
 	}
 	t := &directTransport{
 		plainHost: plainHost,
-		host:      u.Host, addr: net.JoinHostPort(host, port), dial: dial, fallback: fallback, timeout: max(timeout, 0),
+		scheme:    u.Scheme, tls: tc,
+		host: u.Host, addr: net.JoinHostPort(host, port), dial: dial, fallback: fallback, timeout: max(timeout, 0),
 		open: make(chan struct{}, maxConns), idle: make(chan *directConn, maxConns), idleTimeout: directIdleTimeout,
 	}
 	t.janitor = time.AfterFunc(time.Hour, t.sweep)
@@ -120,7 +154,7 @@ func newDirectTransport(u *url.URL, maxConns int, timeout time.Duration, dial fu
 
 // handles reports whether t sends req itself.
 func (t *directTransport) handles(req *http.Request) bool {
-	return req.URL != nil && req.URL.Scheme == "http" && req.URL.Host == t.host && req.URL.User == nil &&
+	return req.URL != nil && req.URL.Scheme == t.scheme && req.URL.Host == t.host && req.URL.User == nil &&
 		req.Method != http.MethodConnect && req.Header["Expect"] == nil && req.Header["Upgrade"] == nil &&
 		(req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
 }
@@ -149,9 +183,14 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			closeRequestBody(req)
 			return nil, t.failure(ctx, deadline, err)
 		}
+		if reused && !c.tlsIdle() {
+			c.discard()
+			continue
+		}
 		// Every use sets the deadline (none: cleared) before anything
-		// else: an expired one would fail the peek, and an abort by the
-		// context (watch) must come after it to stick.
+		// else (but the TLS probe, whose expired deadline this replaces):
+		// an expired one would fail the peek, and an abort by the context
+		// (watch) must come after it to stick.
 		_ = c.nc.SetDeadline(deadline)
 		if !c.watch(ctx) || (reused && !c.reusable()) {
 			c.discard()
@@ -217,7 +256,7 @@ func (t *directTransport) CloseIdleConnections() {
 	for {
 		select {
 		case c := <-t.idle:
-			c.discard()
+			c.closeIdle()
 		default:
 			if ci, ok := t.fallback.(interface{ CloseIdleConnections() }); ok {
 				ci.CloseIdleConnections()
@@ -258,8 +297,22 @@ func (t *directTransport) dialConn(ctx context.Context, deadline time.Time) (*di
 		<-t.open
 		return nil, err
 	}
-	c := &directConn{t: t, nc: nc}
-	rw := connIO(nc)
+	c := &directConn{t: t, nc: nc, raw: nc}
+	var rw io.ReadWriter
+	if t.tls != nil {
+		tc := tls.Client(nc, t.tls)
+		hctx, cancel := context.WithTimeout(ctx, directTLSHandshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			_ = nc.Close()
+			<-t.open
+			return nil, err
+		}
+		c.nc, c.tls, rw = tc, tc, tc
+	} else {
+		rw = connIO(nc)
+	}
 	c.lr.c = rw
 	c.peek.init(nc)
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
@@ -303,7 +356,7 @@ func (t *directTransport) sweep() {
 			break
 		}
 		if now.Sub(c.idleSince) >= t.idleTimeout {
-			c.discard()
+			c.closeIdle()
 			continue
 		}
 		keep = append(keep, c)
@@ -327,7 +380,9 @@ func (t *directTransport) sweep() {
 // directConn is one connection of a directTransport.
 type directConn struct {
 	t         *directTransport
-	nc        net.Conn
+	nc        net.Conn  // what requests are written to: raw, or TLS over it
+	raw       net.Conn  // the TCP connection
+	tls       *tls.Conn // https: nc
 	lr        limitReader
 	br        *bufio.Reader
 	bw        *bufio.Writer
@@ -365,20 +420,48 @@ func (c *directConn) abort() {
 }
 
 // discard closes c and gives its open token back. Called once, by the
-// connection's holder.
+// connection's holder. Over TLS no close_notify is sent: its write could
+// hold the delivery for seconds on a peer that stopped reading.
 func (c *directConn) discard() {
 	if c.unwatch != nil {
 		c.unwatch()
 	}
-	_ = c.nc.Close()
+	_ = c.raw.Close()
 	<-c.t.open
+}
+
+// closeIdle is discard for a connection the pool closes while it is idle:
+// over TLS, with a close_notify alert before the TCP close (crypto/tls
+// bounds that write at 5 seconds; on an idle connection it does not wait).
+func (c *directConn) closeIdle() {
+	if c.tls != nil {
+		_ = c.tls.CloseWrite()
+	}
+	c.discard()
 }
 
 // reusable reports whether an idle connection can carry a request: no
 // stray bytes buffered and the server has not closed it (or sent anything)
-// while it was idle.
+// while it was idle (over TLS, after tlsIdle).
 func (c *directConn) reusable() bool {
 	return c.br.Buffered() == 0 && c.peek.connOpen()
+}
+
+// tlsIdle reports whether c's TLS layer holds nothing to read: a read with
+// a deadline already passed returns what it buffered (a record read ahead
+// with the last response) or times out without waiting; post-handshake
+// messages (session tickets) are consumed by that read. True without TLS.
+// It leaves the read deadline expired: the caller sets the connection's
+// deadline before using it.
+func (c *directConn) tlsIdle() bool {
+	if c.tls == nil {
+		return true
+	}
+	_ = c.raw.SetReadDeadline(aLongTimeAgo)
+	var b [1]byte
+	n, err := c.tls.Read(b[:])
+	var ne net.Error
+	return n == 0 && errors.As(err, &ne) && ne.Timeout()
 }
 
 // roundTrip writes req on c and reads the final response's header. The
@@ -571,17 +654,18 @@ func closeRequestBody(req *http.Request) {
 type sendCheckKey struct{}
 
 // WithSendCheck returns ctx carrying check, which the dispatcher's HTTP
-// transport for plain-http webhooks calls immediately before a request's
-// buffered bytes are written to the connection (after the connection was
-// obtained and the request encoded). A non-nil error abandons the request:
+// transport for http and https webhooks calls immediately before a
+// request's buffered bytes are written to the connection (after the
+// connection was obtained and the request encoded; over TLS, before they
+// are encrypted). A non-nil error abandons the request:
 // nothing more of it is written, the connection is closed and RoundTrip
 // returns that error. The runner's lease gate uses it so that a process
 // frozen between its lease check and the write (SIGSTOP, a long GC or VM
 // pause) cannot send a request after its lease passed to another member;
 // bodies larger than the 4 KiB write buffer have been partly written by
 // then and reach the server truncated, which no server accepts as a
-// request. Requests sent through net/http (HTTPS, proxies) are checked only
-// before they start.
+// request. Requests sent through net/http (through a proxy, or with a body
+// that cannot be replayed) are checked only before they start.
 func WithSendCheck(ctx context.Context, check func() error) context.Context {
 	return context.WithValue(ctx, sendCheckKey{}, check)
 }

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,11 +32,15 @@ func withNetHTTPOnly() Option { return func(o *options) { o.netHTTPOnly = true }
 // rawServer is a TCP endpoint that records every request's exact bytes
 // and answers each with a scripted raw HTTP response.
 type rawServer struct {
-	ln net.Listener
+	ln     net.Listener
+	scheme string // "http", or "https" (newRawServerTLS)
 	// respond returns the raw response to request n (from 1), and whether
 	// to close the connection after writing it. An empty response holds
-	// the request unanswered until the client closes the connection.
+	// the request unanswered until the client closes the connection. A
+	// response is written in one write (over TLS, one record), or one per
+	// part separated by rawSplit.
 	respond func(n int) (resp string, closeConn bool)
+	written chan int // request n's response was written
 
 	mu       sync.Mutex
 	requests [][]byte
@@ -45,13 +51,27 @@ type rawServer struct {
 	wg       sync.WaitGroup
 }
 
+// rawSplit separates the parts of a scripted response written one by one.
+const rawSplit = "\x00split\x00"
+
 func newRawServer(t *testing.T, respond func(n int) (string, bool)) *rawServer {
+	return newRawServerTLS(t, respond, nil)
+}
+
+// newRawServerTLS is newRawServer serving TLS with p's server certificate
+// (HTTP/1.1: no ALPN) when p is not nil.
+func newRawServerTLS(t *testing.T, respond func(n int) (string, bool), p *testPKI) *rawServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &rawServer{ln: ln, respond: respond, closed: make(chan struct{}, 64), ended: make(chan struct{}, 64)}
+	scheme := "http"
+	if p != nil {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{p.serverCert}})
+		scheme = "https"
+	}
+	s := &rawServer{ln: ln, scheme: scheme, respond: respond, closed: make(chan struct{}, 64), ended: make(chan struct{}, 64), written: make(chan int, 64)}
 	s.wg.Go(s.accept)
 	t.Cleanup(func() {
 		_ = ln.Close()
@@ -65,7 +85,7 @@ func newRawServer(t *testing.T, respond func(n int) (string, bool)) *rawServer {
 	return s
 }
 
-func (s *rawServer) url() string { return "http://" + s.ln.Addr().String() + "/hook?x=1" }
+func (s *rawServer) url() string { return s.scheme + "://" + s.ln.Addr().String() + "/hook?x=1" }
 
 func (s *rawServer) accept() {
 	for {
@@ -122,8 +142,14 @@ func (s *rawServer) serve(c net.Conn) {
 			_, _ = io.Copy(io.Discard, br) // hold until the client gives up
 			return
 		}
-		if _, err := io.WriteString(c, resp); err != nil {
-			return
+		for part := range strings.SplitSeq(resp, rawSplit) {
+			if _, err := io.WriteString(c, part); err != nil {
+				return
+			}
+		}
+		select {
+		case s.written <- n:
+		default:
 		}
 		if closeConn {
 			_ = c.Close()
@@ -165,9 +191,10 @@ type deliveryOutcome struct {
 // Sender (net/http's Transport when netHTTP) against a fresh rawServer
 // answering as resp says; the clock is fake, so timestamps and signatures
 // are the same in every run.
-func runScripted(t *testing.T, netHTTP, noAwait bool, retry triggers.RetryPolicy, timeout time.Duration, resp func(int) (string, bool)) deliveryOutcome {
+func runScripted(t *testing.T, p *testPKI, netHTTP, noAwait bool, retry triggers.RetryPolicy, timeout time.Duration, resp func(int) (string, bool)) deliveryOutcome {
 	t.Helper()
-	srv := newRawServer(t, resp)
+	srv := newRawServerTLS(t, resp, p)
+	tl := p.trust(t)
 	var out deliveryOutcome
 	var mu sync.Mutex
 	fc := newFakeClock()
@@ -183,7 +210,7 @@ func runScripted(t *testing.T, netHTTP, noAwait bool, retry triggers.RetryPolicy
 		opts = append(opts, withNetHTTPOnly())
 	}
 	s := newTestSender(t, &triggers.Trigger{
-		Webhook: triggers.Webhook{URL: srv.url(), Secrets: []triggers.Secret{testSecret}, Timeout: timeout,
+		Webhook: triggers.Webhook{URL: srv.url(), Secrets: []triggers.Secret{testSecret}, Timeout: timeout, TLS: tl,
 			Headers: map[string]triggers.Secret{"X-Tenant": "acme", "Authorization": "Bearer abc"}},
 		Retry: retry,
 	}, opts...)
@@ -195,11 +222,25 @@ func runScripted(t *testing.T, netHTTP, noAwait bool, retry triggers.RetryPolicy
 		dt.noAwait = noAwait
 	}
 	var errs []string
+	written := map[int]bool{}
 	for i := range 2 {
 		res, err := s.Deliver(context.Background(), testEvent(t, i+1, "k"))
 		out.res = res
 		if err != nil {
 			errs = append(errs, err.Error())
+		}
+		// Every response to the requests so far is written (all of its
+		// parts) before the next delivery starts.
+		reqs, _ := srv.recorded()
+		for n := 1; n <= len(reqs); n++ {
+			for r, _ := resp(n); r != "" && !written[n]; {
+				select {
+				case w := <-srv.written:
+					written[w] = true
+				case <-time.After(time.Minute):
+					t.Fatalf("response %d not written", n)
+				}
+			}
 		}
 	}
 	// The two runs' servers listen on different ports.
@@ -254,17 +295,25 @@ func TestDirectTransportMatchesNetHTTP(t *testing.T) {
 			resp: script("", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 2},
 		{name: "answer cut short", retry: triggers.RetryPolicy{MaxAttempts: 3},
 			resp: script("close:HTTP/1.1 200 OK\r\nContent-Len", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 2},
+		// Bytes after the response (here a second one, in a write and so a
+		// TLS record of its own) retire the connection: the next request's
+		// answer is never read from them.
+		{name: "a response too many", resp: script("HTTP/1.1 204 No Content\r\n\r\n" + rawSplit + "HTTP/1.1 204 No Content\r\n\r\n"), conns: 2},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ref := runScripted(t, true, false, tt.retry, tt.timeout, tt.resp)
-			for _, noAwait := range []bool{false, true} {
-				t.Run(map[bool]string{false: "last write awaits the response", true: "last write returns at once"}[noAwait], func(t *testing.T) {
-					got := runScripted(t, false, noAwait, tt.retry, tt.timeout, tt.resp)
-					compareScripted(t, tt.conns, got, ref)
-				})
-			}
-		})
+	pki := newTestPKI(t)
+	for _, p := range []*testPKI{nil, pki} {
+		scheme := map[bool]string{false: "http", true: "https"}[p != nil]
+		for _, tt := range tests {
+			t.Run(scheme+"/"+tt.name, func(t *testing.T) {
+				ref := runScripted(t, p, true, false, tt.retry, tt.timeout, tt.resp)
+				for _, noAwait := range []bool{false, true} {
+					t.Run(map[bool]string{false: "last write awaits the response", true: "last write returns at once"}[noAwait], func(t *testing.T) {
+						got := runScripted(t, p, false, noAwait, tt.retry, tt.timeout, tt.resp)
+						compareScripted(t, tt.conns, got, ref)
+					})
+				}
+			})
+		}
 	}
 }
 
@@ -297,14 +346,36 @@ func compareScripted(t *testing.T, conns int, got, ref deliveryOutcome) {
 	}
 }
 
+// trust returns the webhook.tls that trusts p's CA (nil for a nil p).
+func (p *testPKI) trust(t *testing.T) *triggers.TLS {
+	t.Helper()
+	if p == nil {
+		return nil
+	}
+	tl := &triggers.TLS{CAFile: p.caFile}
+	if err := tl.LoadFiles(); err != nil {
+		t.Fatal(err)
+	}
+	return tl
+}
+
 // TestDirectTransportClosesIdleConnections: a connection idle for the
 // idle timeout is closed (and its place in the pool given back: the next
 // delivery dials again), one the next delivery takes before then is
-// reused.
+// reused; over http and https.
 func TestDirectTransportClosesIdleConnections(t *testing.T) {
-	for _, idle := range []time.Duration{time.Hour, 20 * time.Millisecond} {
-		srv := newRawServer(t, script("HTTP/1.1 204 No Content\r\n\r\n"))
-		s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.url()}, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, WithClock(newFakeClock()))
+	pki := newTestPKI(t)
+	for _, p := range []*testPKI{nil, pki} {
+		for _, idle := range []time.Duration{time.Hour, 20 * time.Millisecond} {
+			testClosesIdleConnections(t, p, idle)
+		}
+	}
+}
+
+func testClosesIdleConnections(t *testing.T, p *testPKI, idle time.Duration) {
+	{
+		srv := newRawServerTLS(t, script("HTTP/1.1 204 No Content\r\n\r\n"), p)
+		s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.url(), TLS: p.trust(t)}, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, WithClock(newFakeClock()))
 		dt, ok := s.http.Transport.(*directTransport)
 		if !ok {
 			t.Fatalf("transport %T, want the direct transport", s.http.Transport)
@@ -321,12 +392,79 @@ func TestDirectTransportClosesIdleConnections(t *testing.T) {
 			select {
 			case <-srv.ended:
 			case <-time.After(time.Minute):
-				t.Fatalf("idle timeout %v, delivery %d: its idle connection was not closed", idle, i+1)
+				t.Fatalf("%s, idle timeout %v, delivery %d: its idle connection was not closed", srv.scheme, idle, i+1)
 			}
 		}
 		want := map[time.Duration]int{time.Hour: 1, 20 * time.Millisecond: 2}[idle]
 		if _, conns := srv.recorded(); conns != want {
-			t.Fatalf("idle timeout %v: %d connections, want %d", idle, conns, want)
+			t.Fatalf("%s, idle timeout %v: %d connections, want %d", srv.scheme, idle, conns, want)
+		}
+	}
+}
+
+// TestDirectTransportTLSFailures: an https endpoint that never completes
+// the handshake fails the attempt by the webhook timeout through the direct
+// transport as through net/http's; one that answers in clear text is a tls
+// failure with its hint (net/http's Transport replaces crypto/tls's error
+// there with its own text, a connection failure; both are retried by the
+// same rule).
+func TestDirectTransportTLSFailures(t *testing.T) {
+	// A plain HTTP server answers the ClientHello with a 400 in clear text.
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	plain.Config.ErrorLog = log.New(io.Discard, "", 0)
+	t.Cleanup(plain.Close)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			held <- c // accepted, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		_ = silent.Close()
+		for {
+			select {
+			case c := <-held:
+				_ = c.Close()
+			default:
+				return
+			}
+		}
+	})
+	for _, tt := range []struct {
+		name, url, reason, message    string
+		netHTTPReason, netHTTPMessage string
+	}{
+		{"plain http on an https URL", "https://" + plain.Listener.Addr().String() + "/hook", ReasonTLS, "the server does not speak TLS; check the URL's scheme and port",
+			ReasonConnection, "server gave HTTP response to HTTPS client"},
+		{"no handshake", "https://" + silent.Addr().String() + "/hook", ReasonTimeout, "no response within the webhook timeout",
+			ReasonTimeout, "no response within the webhook timeout"},
+	} {
+		for _, netHTTP := range []bool{true, false} {
+			reason, message := tt.reason, tt.message
+			if netHTTP {
+				reason, message = tt.netHTTPReason, tt.netHTTPMessage
+			}
+			var opts []Option
+			if netHTTP {
+				opts = append(opts, withNetHTTPOnly())
+			}
+			s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: tt.url, Timeout: 300 * time.Millisecond},
+				Retry: triggers.RetryPolicy{MaxAttempts: 1}}, opts...)
+			if _, direct := s.http.Transport.(*directTransport); direct == netHTTP {
+				t.Fatalf("%s: transport %T with netHTTPOnly %v", tt.name, s.http.Transport, netHTTP)
+			}
+			res, err := s.Deliver(context.Background(), testEvent(t, 1, "k"))
+			if err == nil || res.Reason != reason || !strings.Contains(err.Error(), message) {
+				t.Errorf("%s (net/http %v): %+v, %v; want reason %s and %q", tt.name, netHTTP, res, err, reason, message)
+			}
 		}
 	}
 }
@@ -395,7 +533,7 @@ func TestDirectTransportCancelWrappedContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dt := newDirectTransport(u, 1, time.Hour, (&net.Dialer{}).DialContext, nil, http.DefaultTransport)
+	dt := newDirectTransport(u, 1, time.Hour, (&net.Dialer{}).DialContext, nil, http.DefaultTransport, nil)
 	if dt == nil {
 		t.Skip("no direct transport on this platform")
 	}
@@ -495,7 +633,7 @@ func TestDirectTransportFallbackTimeout(t *testing.T) {
 		}
 		return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("ok")), Request: r}, nil
 	})
-	dt := newDirectTransport(u, 1, 20*time.Millisecond, (&net.Dialer{}).DialContext, nil, fallback)
+	dt := newDirectTransport(u, 1, 20*time.Millisecond, (&net.Dialer{}).DialContext, nil, fallback, nil)
 	if dt == nil {
 		t.Skip("no direct transport on this platform")
 	}
@@ -590,7 +728,7 @@ func TestDirectSendCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dt := newDirectTransport(u, 1, 5*time.Second, (&net.Dialer{}).DialContext, nil, http.DefaultTransport)
+	dt := newDirectTransport(u, 1, 5*time.Second, (&net.Dialer{}).DialContext, nil, http.DefaultTransport, nil)
 	if dt == nil {
 		t.Skip("no direct transport on this platform")
 	}
@@ -661,7 +799,7 @@ func TestDirectTransportLargeBody(t *testing.T) {
 		}
 		return countingConn{Conn: c, writes: &writes}, nil
 	}
-	dt := newDirectTransport(s.reqURL, 1, 5*time.Second, dial, nil, http.DefaultTransport)
+	dt := newDirectTransport(s.reqURL, 1, 5*time.Second, dial, nil, http.DefaultTransport, nil)
 	for _, tc := range []struct {
 		name   string
 		refuse bool

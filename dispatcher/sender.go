@@ -268,9 +268,9 @@ func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.He
 
 // httpClient returns the client deliveries to u use: a copy of base (or of
 // a client on a cloned default transport with idle connections for conc
-// deliveries, dialling through guard, with tlsConf when not nil, which a
-// plain-http u reaches through the direct transport unless direct is false)
-// without a Timeout of its own and with redirects not followed. ctxTimeout
+// deliveries, dialling through guard, with tlsConf when not nil; an http
+// or https u goes through the direct transport instead unless direct is
+// false) without a Timeout of its own and with redirects not followed. ctxTimeout
 // is the timeout each request's context must carry: timeout, or 0 when
 // the direct transport applies it itself.
 func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, guard *netGuard, tlsConf *tls.Config, direct bool) (hc *http.Client, ctxTimeout time.Duration) {
@@ -303,7 +303,7 @@ func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, 
 		// this one does.
 		t.DisableCompression = true
 		hc.Transport = t
-		if dt := newDirectTransport(u, conc, timeout, dialer.DialContext, t.Proxy, t); direct && dt != nil {
+		if dt := newDirectTransport(u, conc, timeout, dialer.DialContext, t.Proxy, t, tlsConf); direct && dt != nil {
 			hc.Transport = dt
 			timeout = 0 // the direct transport applies it
 		}
