@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -716,19 +717,34 @@ func TestDirectTransportAnswerBeforeBody(t *testing.T) {
 // TestDirectSendCheck: a request whose WithSendCheck check fails when it is
 // about to be written never reaches the server, RoundTrip returns the
 // check's error, and the next request (check passing) is sent normally on a
-// new connection.
+// new connection; over http and https.
 func TestDirectSendCheck(t *testing.T) {
+	for _, https := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[https], func(t *testing.T) { testDirectSendCheck(t, https) })
+	}
+}
+
+func testDirectSendCheck(t *testing.T, https bool) {
 	var got atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got.Add(1)
 		w.WriteHeader(http.StatusNoContent)
-	}))
+	})
+	srv := httptest.NewServer(h)
+	var tc *tls.Config
+	if https {
+		srv.Close()
+		srv = httptest.NewTLSServer(h)
+		pool := x509.NewCertPool()
+		pool.AddCert(srv.Certificate())
+		tc = &tls.Config{RootCAs: pool}
+	}
 	t.Cleanup(srv.Close)
 	u, err := url.Parse(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dt := newDirectTransport(u, 1, 5*time.Second, (&net.Dialer{}).DialContext, nil, http.DefaultTransport, nil)
+	dt := newDirectTransport(u, 1, 5*time.Second, (&net.Dialer{}).DialContext, nil, http.DefaultTransport, tc)
 	if dt == nil {
 		t.Skip("no direct transport on this platform")
 	}

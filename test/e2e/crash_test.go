@@ -20,11 +20,16 @@ import (
 
 // crashConfig is the trigger of the crash test: every insert and update of
 // e2e.items, per-document ordering, frequent checkpoints, batched when
-// batch (a YAML flow mapping) is not "". The incarnation header tells the
-// receiver which process sent a request.
-func crashConfig(uri, url string, incarnation int, batch string) string {
+// batch (a YAML flow mapping) is not "", trusting the CA in caFile when it
+// is not "" (an https receiver). The incarnation header tells the receiver
+// which process sent a request.
+func crashConfig(uri, url string, incarnation int, batch, caFile string) string {
 	if batch != "" {
 		batch = "\n    batch: " + batch
+	}
+	tls := ""
+	if caFile != "" {
+		tls = fmt.Sprintf("\n      tls: { ca_file: %q }", caFile)
 	}
 	return fmt.Sprintf(`
 mongodb: { uri: %q }
@@ -41,9 +46,9 @@ triggers:
       url: %q
       secret: %s
       timeout: 2s
-      headers: { X-Incarnation: "%d" }
+      headers: { X-Incarnation: "%d" }%s
     retry: { max_attempts: 100, initial_backoff: 10ms, max_backoff: 100ms }%s
-`, uri, url, testSecret, incarnation, batch)
+`, uri, url, testSecret, incarnation, tls, batch)
 }
 
 // TestCrashSafety kills the runner with SIGKILL at random (seeded, logged)
@@ -51,17 +56,22 @@ triggers:
 // checks on the receiver side: every write delivered at least once, order
 // per document within each process, and no event at or before the
 // checkpoint saved before a kill delivered again after it.
-func TestCrashSafety(t *testing.T) { crashSafety(t, "") }
+func TestCrashSafety(t *testing.T) { crashSafety(t, "", false) }
 
 // TestCrashSafetyBatched is TestCrashSafety with batched delivery: a batch
 // is acknowledged as a whole, so a kill mid-batch redelivers it whole, and
 // still nothing at or before a saved checkpoint comes again.
 func TestCrashSafetyBatched(t *testing.T) {
-	crashSafety(t, "{ max_events: 20, max_wait: 20ms }")
+	crashSafety(t, "{ max_events: 20, max_wait: 20ms }", false)
 }
 
-// crashSafety runs the crash test on the trigger of crashConfig(batch).
-func crashSafety(t *testing.T, batch string) {
+// TestCrashSafetyHTTPS is TestCrashSafety with an https receiver: kills
+// land in TLS handshakes and encrypted writes as well.
+func TestCrashSafetyHTTPS(t *testing.T) { crashSafety(t, "", true) }
+
+// crashSafety runs the crash test on the trigger of crashConfig(batch),
+// with an https receiver when https.
+func crashSafety(t *testing.T, batch string, https bool) {
 	if testing.Short() {
 		t.Skip("kills processes; skipped with -short")
 	}
@@ -80,13 +90,16 @@ func crashSafety(t *testing.T, batch string) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 
 	srv, client := devdbtest.StartWith(t, devdb.Options{Data: filepath.Join(t.TempDir(), "db")})
-	rc := newReceiver(t)
 	dir := t.TempDir()
+	rc, caFile := newReceiver(t), ""
+	if https {
+		rc, caFile = newTLSReceiver(t, dir)
+	}
 	st := store.New(client, "chstate")
 	coll := client.Database("e2e").Collection("items")
 
 	start := func(inc int) *runner {
-		cfg := writeFile(t, dir, fmt.Sprintf("triggers-%d.yaml", inc), crashConfig(srv.URI(), rc.URL(), inc, batch))
+		cfg := writeFile(t, dir, fmt.Sprintf("triggers-%d.yaml", inc), crashConfig(srv.URI(), rc.URL(), inc, batch, caFile))
 		r := startRunner(t, runArgs(cfg, "--checkpoint-every", "50", "--checkpoint-interval", "50ms")...)
 		r.waitReady()
 		return r

@@ -12,10 +12,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -137,6 +139,22 @@ func newReceiver(t *testing.T) *receiver {
 	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)
 	return rc
+}
+
+// newTLSReceiver is newReceiver serving HTTPS (HTTP/1.1) with httptest's
+// certificate, which it writes to a PEM file in dir for webhook.tls.ca_file.
+func newTLSReceiver(t *testing.T, dir string) (rc *receiver, caFile string) {
+	t.Helper()
+	rc = &receiver{changed: make(chan struct{})}
+	rc.srv = httptest.NewTLSServer(http.HandlerFunc(rc.serve))
+	rc.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes cut by kills
+	t.Cleanup(rc.srv.Close)
+	caFile = filepath.Join(dir, "receiver-ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rc.srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return rc, caFile
 }
 
 func (rc *receiver) URL() string { return rc.srv.URL + "/hook" }
