@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/bsonwalk/bsonwalktest"
 )
 
 // infoEvents are change events of every shape the observers' fields are
@@ -15,13 +17,7 @@ import (
 // fields, fields of every type before them.
 func infoEvents(t testing.TB) [][]byte {
 	tok := bson.D{{Key: "_data", Value: "8267A1B2C3000000012B042C0100296E5A1004ABCDEF0123456789ABCDEF0123456789"}}
-	full := bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "seq", Value: int32(7)}, {Key: "at", Value: time.Now()},
-		{Key: "x", Value: 1.5}, {Key: "tags", Value: bson.A{"a", "b", int64(3)}}, {Key: "bin", Value: bson.Binary{Subtype: 0, Data: []byte{1, 2}}},
-		{Key: "re", Value: bson.Regex{Pattern: "a.*", Options: "i"}}, {Key: "n", Value: nil}, {Key: "d", Value: bson.NewDecimal128(1, 2)},
-		{Key: "js", Value: bson.JavaScript("f()")}, {Key: "cws", Value: bson.CodeWithScope{Code: "g()", Scope: bson.D{{Key: "a", Value: 1}}}},
-		{Key: "sym", Value: bson.Symbol("s")}, {Key: "ts", Value: bson.Timestamp{T: 1, I: 2}}, {Key: "min", Value: bson.MinKey{}},
-		{Key: "max", Value: bson.MaxKey{}}, {Key: "u", Value: bson.Undefined{}}, {Key: "ptr", Value: bson.DBPointer{DB: "a.b", Pointer: bson.NewObjectID()}},
-		{Key: "b", Value: true}}
+	full := bsonwalktest.EveryType()
 	ns := bson.D{{Key: "db", Value: "shop"}, {Key: "coll", Value: "orders"}}
 	dk := bson.D{{Key: "_id", Value: bson.NewObjectID()}}
 	docs := []bson.D{
@@ -71,18 +67,7 @@ func TestScanInfoFieldsMatchesLookup(t *testing.T) {
 	for _, raw := range infoEvents(t) {
 		check(raw, true)
 		for range 3000 {
-			bad := append([]byte(nil), raw...)
-			switch rng.IntN(3) {
-			case 0:
-				bad[rng.IntN(len(bad))] = byte(rng.IntN(256))
-			case 1:
-				bad = bad[:rng.IntN(len(bad))]
-			default:
-				i := rng.IntN(len(bad))
-				bad[i] ^= 1 << rng.IntN(8)
-				bad[rng.IntN(len(bad))] = 0
-			}
-			check(bad, false)
+			check(bsonwalktest.Corrupt(rng, raw), false)
 		}
 	}
 }

@@ -7,19 +7,15 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/bsonwalk/bsonwalktest"
 )
 
 // docs are documents with a value of every BSON type, repeated and empty
 // keys, nesting, and the change event shape the hot paths read.
 func docs(t testing.TB) [][]byte {
 	tok := bson.D{{Key: "_data", Value: "8267A1B2C3000000012B042C0100296E5A1004ABCDEF0123456789ABCDEF0123456789"}}
-	every := bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "seq", Value: int32(7)}, {Key: "at", Value: time.Now()},
-		{Key: "x", Value: 1.5}, {Key: "tags", Value: bson.A{"a", "b", int64(3)}}, {Key: "bin", Value: bson.Binary{Subtype: 0, Data: []byte{1, 2}}},
-		{Key: "re", Value: bson.Regex{Pattern: "a.*", Options: "i"}}, {Key: "n", Value: nil}, {Key: "d", Value: bson.NewDecimal128(1, 2)},
-		{Key: "js", Value: bson.JavaScript("f()")}, {Key: "cws", Value: bson.CodeWithScope{Code: "g()", Scope: bson.D{{Key: "a", Value: 1}}}},
-		{Key: "sym", Value: bson.Symbol("s")}, {Key: "ts", Value: bson.Timestamp{T: 1, I: 2}}, {Key: "min", Value: bson.MinKey{}},
-		{Key: "max", Value: bson.MaxKey{}}, {Key: "u", Value: bson.Undefined{}}, {Key: "ptr", Value: bson.DBPointer{DB: "a.b", Pointer: bson.NewObjectID()}},
-		{Key: "b", Value: true}, {Key: "", Value: ""}, {Key: "seq", Value: "again"}}
+	every := append(bsonwalktest.EveryType(), bson.E{Key: "", Value: ""}, bson.E{Key: "seq", Value: "again"})
 	ns := bson.D{{Key: "db", Value: "shop"}, {Key: "coll", Value: "orders"}}
 	in := []bson.D{
 		{{Key: "_id", Value: tok}, {Key: "operationType", Value: "insert"}, {Key: "clusterTime", Value: bson.Timestamp{T: 1, I: 2}},
@@ -96,18 +92,7 @@ func TestWalkerMatchesElements(t *testing.T) {
 	for _, doc := range docs(t) {
 		checkWalk(t, doc, true)
 		for range 3000 {
-			bad := append([]byte(nil), doc...)
-			switch rng.IntN(3) {
-			case 0:
-				bad[rng.IntN(len(bad))] = byte(rng.IntN(256))
-			case 1:
-				bad = bad[:rng.IntN(len(bad))]
-			default:
-				i := rng.IntN(len(bad))
-				bad[i] ^= 1 << rng.IntN(8)
-				bad[rng.IntN(len(bad))] = 0
-			}
-			checkWalk(t, bad, false)
+			checkWalk(t, bsonwalktest.Corrupt(rng, doc), false)
 		}
 	}
 }
