@@ -41,9 +41,10 @@ import (
 //
 // Over TLS, an idle connection is reused only when the TLS layer holds no
 // record it read ahead either (a probe read that cannot block), and
-// connections are closed without a close_notify alert when they are
-// discarded in a delivery (a peer that stops reading could hold that write
-// for seconds), with one when the pool closes idle ones.
+// connections are closed without a close_notify alert: crypto/tls gives
+// that write up to 5 seconds, which a peer that stopped reading would make
+// a delivery (or the janitor, holding the pool's connections) wait; HTTP/1.1
+// frames every message by its length, so nothing depends on the alert.
 //
 // It also enforces the webhook timeout itself, as a deadline on the
 // connection covering the request, the response and its body (and the
@@ -256,7 +257,7 @@ func (t *directTransport) CloseIdleConnections() {
 	for {
 		select {
 		case c := <-t.idle:
-			c.closeIdle()
+			c.discard()
 		default:
 			if ci, ok := t.fallback.(interface{ CloseIdleConnections() }); ok {
 				ci.CloseIdleConnections()
@@ -309,7 +310,7 @@ func (t *directTransport) dialConn(ctx context.Context, deadline time.Time) (*di
 			<-t.open
 			return nil, err
 		}
-		c.nc, c.tls, rw = tc, tc, tc
+		c.nc, rw = tc, tc
 	} else {
 		rw = connIO(nc)
 	}
@@ -356,7 +357,7 @@ func (t *directTransport) sweep() {
 			break
 		}
 		if now.Sub(c.idleSince) >= t.idleTimeout {
-			c.closeIdle()
+			c.discard()
 			continue
 		}
 		keep = append(keep, c)
@@ -380,9 +381,8 @@ func (t *directTransport) sweep() {
 // directConn is one connection of a directTransport.
 type directConn struct {
 	t         *directTransport
-	nc        net.Conn  // what requests are written to: raw, or TLS over it
-	raw       net.Conn  // the TCP connection
-	tls       *tls.Conn // https: nc
+	nc        net.Conn // what requests are written to: raw, or TLS over it
+	raw       net.Conn // the TCP connection
 	lr        limitReader
 	br        *bufio.Reader
 	bw        *bufio.Writer
@@ -420,24 +420,14 @@ func (c *directConn) abort() {
 }
 
 // discard closes c and gives its open token back. Called once, by the
-// connection's holder. Over TLS no close_notify is sent: its write could
-// hold the delivery for seconds on a peer that stopped reading.
+// connection's holder. Over TLS it closes the TCP connection under the TLS
+// one (no close_notify; see directTransport).
 func (c *directConn) discard() {
 	if c.unwatch != nil {
 		c.unwatch()
 	}
 	_ = c.raw.Close()
 	<-c.t.open
-}
-
-// closeIdle is discard for a connection the pool closes while it is idle:
-// over TLS, with a close_notify alert before the TCP close (crypto/tls
-// bounds that write at 5 seconds; on an idle connection it does not wait).
-func (c *directConn) closeIdle() {
-	if c.tls != nil {
-		_ = c.tls.CloseWrite()
-	}
-	c.discard()
 }
 
 // reusable reports whether an idle connection can carry a request: no
@@ -454,12 +444,13 @@ func (c *directConn) reusable() bool {
 // It leaves the read deadline expired: the caller sets the connection's
 // deadline before using it.
 func (c *directConn) tlsIdle() bool {
-	if c.tls == nil {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
 		return true
 	}
 	_ = c.raw.SetReadDeadline(aLongTimeAgo)
 	var b [1]byte
-	n, err := c.tls.Read(b[:])
+	n, err := tc.Read(b[:])
 	var ne net.Error
 	return n == 0 && errors.As(err, &ne) && ne.Timeout()
 }

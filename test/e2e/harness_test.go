@@ -133,22 +133,29 @@ type receiver struct {
 	changed  chan struct{} // closed and replaced when a request arrives or is answered
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t *testing.T) *receiver { return startReceiver(t, false) }
+
+// startReceiver starts a receiver, serving HTTPS (HTTP/1.1, httptest's
+// certificate) when https.
+func startReceiver(t *testing.T, https bool) *receiver {
 	t.Helper()
 	rc := &receiver{changed: make(chan struct{})}
-	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
+	rc.srv = httptest.NewUnstartedServer(http.HandlerFunc(rc.serve))
+	if https {
+		rc.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes cut by kills
+		rc.srv.StartTLS()
+	} else {
+		rc.srv.Start()
+	}
 	t.Cleanup(rc.srv.Close)
 	return rc
 }
 
-// newTLSReceiver is newReceiver serving HTTPS (HTTP/1.1) with httptest's
-// certificate, which it writes to a PEM file in dir for webhook.tls.ca_file.
+// newTLSReceiver is newReceiver serving HTTPS, with its certificate written
+// to a PEM file in dir for webhook.tls.ca_file.
 func newTLSReceiver(t *testing.T, dir string) (rc *receiver, caFile string) {
 	t.Helper()
-	rc = &receiver{changed: make(chan struct{})}
-	rc.srv = httptest.NewTLSServer(http.HandlerFunc(rc.serve))
-	rc.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes cut by kills
-	t.Cleanup(rc.srv.Close)
+	rc = startReceiver(t, true)
 	caFile = filepath.Join(dir, "receiver-ca.pem")
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rc.srv.Certificate().Raw})
 	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
