@@ -282,12 +282,22 @@ func (cs *changeStreamSource) Close() {
 	cs.queue, cs.queueBytes = nil, 0
 }
 
+// maxQueueKept is the largest queue array (in events) a change stream keeps
+// for its next fill once the queue is empty.
+const maxQueueKept = 8192
+
 // take removes up to n queued events within maxBytes and updates the
 // postBatchResumeToken: the last returned event's token when the batch is
 // full or events remain queued (as MongoDB), else the high-water mark just
 // after the scanned position, which covers entries the filters dropped.
 func (cs *changeStreamSource) take(n, maxBytes int) ([]bson.Raw, bool) {
 	var docs []bson.Raw
+	if want := len(cs.queue); want > 0 {
+		if n > 0 {
+			want = min(want, n)
+		}
+		docs = make([]bson.Raw, 0, want)
+	}
 	size := 0
 	exhausted := false
 	i := 0
@@ -311,9 +321,15 @@ func (cs *changeStreamSource) take(n, maxBytes int) ([]bson.Raw, bool) {
 			break
 		}
 	}
-	cs.queue = cs.queue[i:]
-	if len(cs.queue) == 0 {
-		cs.queue = nil
+	if i < len(cs.queue) {
+		cs.queue = cs.queue[i:]
+	} else {
+		// Emptied: the next fill reuses the array, without the events.
+		clear(cs.queue)
+		cs.queue = cs.queue[:0]
+		if cap(cs.queue) > maxQueueKept {
+			cs.queue = nil
+		}
 		if !exhausted && cs.resume == nil && (n <= 0 || len(docs) < n) {
 			if hwm := highWaterMark(csTSNext(cs.pos)); hwm.compare(cs.pbrt) > 0 {
 				cs.pbrt = hwm

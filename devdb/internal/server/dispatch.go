@@ -150,10 +150,23 @@ func checkDBName(name string) error {
 // encodeOpMsg marshals reply into an OP_MSG answering requestID, with a
 // CRC-32C checksum when the request's flags had FlagChecksumPresent. A reply
 // that cannot be marshalled or is too large is replaced by an error reply.
+// A reply appendReply encodes is encoded in place after the message's head,
+// in one exactly sized buffer.
 func (s *Server) encodeOpMsg(c *conn, requestID int32, requestFlags uint32, reply bson.D) []byte {
+	id, flags := c.replyID(), requestFlags&wire.FlagChecksumPresent
+	// Head (16 + 4 + 1), body, checksum (4).
+	const head, tail = 21, 4
+	if n, ok := replySize(reply); ok && n <= wire.MaxCommandSize {
+		msg, ok := appendReply(wire.StartMsg(make([]byte, 0, head+n+tail), id, requestID, flags), reply)
+		if ok && len(msg) == head+n {
+			if replyCheck != nil {
+				replyCheck(reply, msg[head:])
+			}
+			return wire.FinishMsg(msg, 0, flags)
+		}
+	}
 	body := s.marshalReply(reply)
-	// Header (16), flags (4), section kind (1), body, checksum (4).
-	return wire.AppendMsg(make([]byte, 0, 25+len(body)), c.replyID(), requestID, requestFlags&wire.FlagChecksumPresent, body)
+	return wire.AppendMsg(make([]byte, 0, head+len(body)+tail), id, requestID, flags, body)
 }
 
 // replyCheck, when not nil, is called with every reply appendReply encoded

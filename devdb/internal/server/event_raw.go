@@ -67,6 +67,14 @@ func appendDocOrNull(b []byte, key string, doc []byte) []byte {
 	return bsoncore.AppendDocumentElement(b, key, doc)
 }
 
+// eventFixedSize bounds the bytes of an event built by buildEventRaw
+// besides its namespace's names and its documents: the framing, _id with
+// its hex token string, operationType, clusterTime, collectionUUID,
+// wallTime, the ns subdocument's frame and every document field's key.
+const eventFixedSize = 5 + (1 + 4 + 4 + 1 + 6 + 4 + 2*tokenLen + 1 + 1) + (1 + 14 + 4 + 11) + (1 + 12 + 8) +
+	(1 + 15 + 4 + 1 + 16) + (1 + 9 + 8) + (1 + 13) + (1 + 3 + 4 + 1 + 3 + 4 + 1 + 1 + 5 + 4 + 1 + 1) + (1 + 12) +
+	(1 + 18) + (1 + 25)
+
 // buildEventRaw appends the encoded event of entry r (rawEventOK) and
 // returns it with its token; ok is false when the entry's fields are not
 // shaped as expected, a required image is missing or the updateLookup
@@ -145,7 +153,10 @@ func buildEventRaw(r *storage.RawOplogEntry, im csImages) (raw []byte, tok resum
 		hasPreImage = true
 	}
 
-	size := 200 + len(r.DB) + len(r.Coll) + len(fullDoc) + len(dk) + len(preImage)
+	// The fixed fields come to at most eventFixedSize bytes (with the
+	// hex token string); an update's description adds about the update's
+	// own size.
+	size := eventFixedSize + len(r.DB) + len(r.Coll) + len(fullDoc) + len(dk) + len(preImage)
 	if r.Op == opUpdate {
 		size += len(doc)
 	}

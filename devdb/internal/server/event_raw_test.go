@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,6 +154,31 @@ func TestBuildEventRawMatches(t *testing.T) {
 	ent.TxnNumber = 3
 	if rawEventOK(rawEntry(t, ent), csImages{}) {
 		t.Error("a transaction's write took the raw path")
+	}
+}
+
+// TestBuildEventRawOneAllocation checks that buildEventRaw sizes an
+// insert's, replace's or delete's event right the first time: one
+// allocation, never a second to grow it (eventFixedSize), whatever the
+// image options, for namespaces of the longest names too.
+func TestBuildEventRawOneAllocation(t *testing.T) {
+	for i, ent := range rawEventCases() {
+		if ent.Op == opUpdate {
+			continue
+		}
+		for _, ns := range [][2]string{{ent.DB, ent.Coll}, {strings.Repeat("d", 63), strings.Repeat("c", 200)}} {
+			ent := *ent
+			ent.DB, ent.Coll = ns[0], ns[1]
+			r := rawEntry(t, &ent)
+			for _, im := range rawEventModes(nil) {
+				if _, _, ok := buildEventRaw(r, im); !ok {
+					continue // a required image is missing
+				}
+				if n := testing.AllocsPerRun(5, func() { buildEventRaw(r, im) }); n != 1 {
+					t.Errorf("%d/%s/%s.%s/%+v: %v allocations, want 1", i, ent.Op, ent.DB[:1], ent.Coll[:1], im, n)
+				}
+			}
+		}
 	}
 }
 

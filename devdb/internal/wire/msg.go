@@ -144,14 +144,27 @@ func readSequence(r *reader) (Sequence, error) {
 // a complete BSON document.
 func AppendMsg(dst []byte, requestID, responseTo int32, flags uint32, body []byte) []byte {
 	start := len(dst)
+	dst = append(StartMsg(dst, requestID, responseTo, flags), body...)
+	return FinishMsg(dst, start, flags)
+}
+
+// StartMsg appends the head of an OP_MSG (header, flags and the kind-0
+// section's kind byte) to dst; the caller appends the body and calls
+// FinishMsg with the head's offset in dst and the same flags. Encoding a
+// body straight after its head spares the copy AppendMsg makes.
+func StartMsg(dst []byte, requestID, responseTo int32, flags uint32) []byte {
 	dst = appendHeader(dst, requestID, responseTo, OpMsg)
 	dst = binary.LittleEndian.AppendUint32(dst, flags)
-	dst = append(dst, 0)
-	dst = append(dst, body...)
+	return append(dst, 0)
+}
+
+// FinishMsg completes the OP_MSG started at dst[start:] by StartMsg: it sets
+// the message length and, when flags has FlagChecksumPresent, appends the
+// CRC-32C checksum.
+func FinishMsg(dst []byte, start int, flags uint32) []byte {
 	if flags&FlagChecksumPresent != 0 {
 		binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start+4))
-		dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
-		return dst
+		return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 	}
 	finishLength(dst[start:])
 	return dst
