@@ -59,9 +59,10 @@ type batch struct {
 	seq     uint64
 	tickets []*Ticket[job]
 	single  bool
-	body    []byte // "[e1,e2,…]" once sealed
-	id      string // webhook-id, set when sealed
-	barrier bool   // per_document: holds a keyless event
+	body    []byte   // "[e1,e2,…]" once sealed
+	buf     *bodyBuf // the pooled holder body came from (nil: allocated)
+	id      string   // webhook-id, set when sealed
+	barrier bool     // per_document: holds a keyless event
 
 	// Scheduling, under batcher.mu.
 	waiting    int      // unresolved batches it must wait for
@@ -118,7 +119,16 @@ type batcher struct {
 	lastBody    int // the last sealed body's size, to size the next
 
 	minHeld int // WithBatchedHeld
+
+	// reuse: the sender is done with a request's body when the request
+	// returns (Sender.reusesBodies), so a resolved batch's body goes back
+	// to bodies for the next batches rather than to the garbage collector.
+	reuse  bool
+	bodies sync.Pool // *bodyBuf
 }
+
+// bodyBuf holds a batch body's array between batches, in batcher.bodies.
+type bodyBuf struct{ b []byte }
 
 // newBatcher returns the batcher of d for policy p, validated.
 func newBatcher(d *Dispatcher, t *triggers.Trigger, p *triggers.BatchPolicy) (*batcher, error) {
@@ -156,6 +166,7 @@ func newBatcher(d *Dispatcher, t *triggers.Trigger, p *triggers.BatchPolicy) (*b
 		bt.maxSealed = int(max(1, min(int64(bt.maxSealed), t.MaxInflightBytes/int64(bt.maxBytes))))
 	}
 	bt.start = make(chan *batch, bt.maxSealed)
+	bt.reuse = d.sender.reusesBodies()
 	return bt, nil
 }
 
@@ -326,7 +337,9 @@ func (bt *batcher) place() bool {
 	if bt.open == nil {
 		bt.seq++
 		size := min(bt.maxBytes, max(bt.lastBody+bt.lastBody/8, len(elem))+64)
-		bt.open = &batch{seq: bt.seq, body: append(make([]byte, 0, size), '['), tickets: make([]*Ticket[job], 0, bt.maxEvents)}
+		bt.open = &batch{seq: bt.seq, tickets: make([]*Ticket[job], 0, bt.maxEvents)}
+		bt.open.buf, bt.open.body = bt.newBody(size)
+		bt.open.body = append(bt.open.body, '[')
 		bt.openKeys = bt.openKeys[:0]
 		bt.expired = false
 		bt.arm(bt.open.seq)
@@ -338,6 +351,32 @@ func (bt *batcher) place() bool {
 	bt.openKeys = append(bt.openKeys, tk.Value.ev.Key)
 	bt.pending = nil
 	return true
+}
+
+// newBody returns an empty body of at least size bytes' capacity: a
+// released one (and its holder) when there is one that large, else a new
+// one.
+func (bt *batcher) newBody(size int) (*bodyBuf, []byte) {
+	if bt.reuse {
+		if bb, _ := bt.bodies.Get().(*bodyBuf); bb != nil && cap(bb.b) >= size {
+			return bb, bb.b[:0]
+		}
+	}
+	return nil, make([]byte, 0, size)
+}
+
+// release hands the body of b, whose request is done and whose events are
+// resolved, back for the next batches (when bt.reuse).
+func (bt *batcher) release(b *batch) {
+	if !bt.reuse || b.body == nil {
+		return
+	}
+	bb := b.buf
+	if bb == nil {
+		bb = new(bodyBuf)
+	}
+	bb.b, b.body, b.buf = b.body[:0], nil, nil
+	bt.bodies.Put(bb)
 }
 
 // due reports whether the open batch should be sealed now.
@@ -522,6 +561,7 @@ func (d *Dispatcher) batchWorker() {
 		}
 		d.tracker.ResolveAll(b.tickets, done)
 		bt.resolved(b)
+		bt.release(b)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -990,5 +991,95 @@ func TestSubmitOwnedMatchesSubmit(t *testing.T) {
 				t.Fatalf("watermarks %v and %v, want the last event's token", wmCopied, wmOwned)
 			}
 		})
+	}
+}
+
+// TestBatchBodiesReused checks that a batched trigger reuses the bodies of
+// resolved batches only when its requests go to the direct transport, and
+// that every request, retries included, carries its own batch's bytes:
+// each first attempt is answered 503, and its retry must send the very same
+// body (signed, framed, its events in order) while other batches are being
+// built in reused bodies.
+func TestBatchBodiesReused(t *testing.T) {
+	const events, maxEvents = 240, 6
+	for _, tc := range []struct {
+		name  string
+		opts  []Option
+		reuse bool
+	}{
+		{"direct transport", nil, true},
+		{"net/http", []Option{WithHTTPClient(&http.Client{})}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := batchEvents(t, events, func(i int) string { return fmt.Sprintf("k%d", i%7) })
+			var (
+				mu    sync.Mutex
+				first = map[string][]byte{} // webhook-id → the first attempt's body
+				acked = map[int]bool{}
+			)
+			rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				seqs := checkBatchRequest(t, evs, r.Header, body, maxEvents)
+				id := r.Header.Get("Webhook-Id")
+				mu.Lock()
+				defer mu.Unlock()
+				was, retried := first[id]
+				if !retried {
+					first[id] = body
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				if !bytes.Equal(body, was) {
+					t.Errorf("batch %s retried with another body:\n got %.200s\nwant %.200s", id, body, was)
+				}
+				for _, s := range seqs {
+					acked[s] = true
+				}
+				w.WriteHeader(http.StatusNoContent)
+			})
+			d := newTestDispatcher(t, &triggers.Trigger{
+				Webhook:  triggers.Webhook{URL: rc.srv.URL, Secrets: []triggers.Secret{testSecret}},
+				Ordering: triggers.PerDocument, Concurrency: 4,
+				Retry: triggers.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond},
+				Batch: &triggers.BatchPolicy{MaxEvents: maxEvents, MaxWait: time.Millisecond},
+			}, nil, tc.opts...)
+			if d.batcher.reuse != tc.reuse {
+				t.Fatalf("bodies reused: %v, want %v", d.batcher.reuse, tc.reuse)
+			}
+			for _, ev := range evs {
+				if err := d.Submit(context.Background(), ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			closeWithin(t, d, 30*time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(acked) != events {
+				t.Errorf("%d events acknowledged, want %d", len(acked), events)
+			}
+		})
+	}
+}
+
+// TestInMemoryBodyCopies checks that the request the direct transport hands
+// to net/http (which may read a body after RoundTrip returned) does not
+// share the payload's array, which a batched trigger reuses.
+func TestInMemoryBodyCopies(t *testing.T) {
+	u, err := url.Parse("http://example.com/hook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Sender{directBody: true, method: http.MethodPost, reqURL: u, reqHost: u.Host}
+	payload := []byte(`[{"a":1}]`)
+	req, _ := s.newRequestParts(context.Background(), payload)
+	got := inMemoryBody(req)
+	copy(payload, "XXXXXXXXX")
+	body, err := io.ReadAll(got.Body)
+	if err != nil || string(body) != `[{"a":1}]` {
+		t.Fatalf("fallback body %q (%v), want the payload as it was", body, err)
+	}
+	rb, _ := got.GetBody()
+	if body, _ := io.ReadAll(rb); string(body) != `[{"a":1}]` {
+		t.Fatalf("fallback GetBody %q, want the payload as it was", body)
 	}
 }

@@ -130,7 +130,9 @@ func WithSharedByteBudget(b *ByteBudget) Option { return func(o *options) { o.sh
 // default one, with the network guard and webhook.tls, or WithHTTPClient's)
 // in f's RoundTripper, e.g. to refuse requests once a lease is lost. Unlike
 // WithHTTPClient it keeps the network guard and the TLS settings. OAuth2
-// token requests do not go through it.
+// token requests do not go through it. The wrapper must be done with a
+// request (its body too) when its RoundTrip returns, as one that checks and
+// forwards is: a batched trigger reuses the body's memory after that.
 func WithTransportWrapper(f func(http.RoundTripper) http.RoundTripper) Option {
 	return func(o *options) { o.wrapRT = f }
 }

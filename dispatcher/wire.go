@@ -97,6 +97,15 @@ func (s *Sender) newRequestParts(ctx context.Context, body []byte) (*http.Reques
 	return r.WithContext(ctx), p.vals[:0]
 }
 
+// reusesBodies reports whether s is done with a request's body when the
+// send that made it returns, so that the caller may write over the body:
+// requests go to the direct transport, which writes a body before its
+// RoundTrip returns and gives net/http a copy when it falls back to it
+// (inMemoryBody), alone or behind WithTransportWrapper's wrapper, which is
+// done with a request when its RoundTrip returns. net/http's Transport may
+// still read a body after RoundTrip returned.
+func (s *Sender) reusesBodies() bool { return s.directBody }
+
 // setInMemoryBody gives r the body http.NewRequest gives a *bytes.Reader
 // of body. net/http's Transport writes a body it knows to be in memory
 // with the request's header in one write; any other body (a payloadBody)
@@ -111,15 +120,17 @@ func setInMemoryBody(r *http.Request, body []byte) {
 }
 
 // inMemoryBody returns req, or for a payloadBody request a copy of it
-// whose body is the unread payload as http.NewRequest makes it (see
-// setInMemoryBody): what the direct transport hands to net/http.
+// whose body is a copy of the unread payload as http.NewRequest makes it
+// (see setInMemoryBody): what the direct transport hands to net/http.
 func inMemoryBody(req *http.Request) *http.Request {
 	pb, ok := req.Body.(*payloadBody)
 	if !ok {
 		return req
 	}
 	r := *req
-	setInMemoryBody(&r, pb.b[pb.off:])
+	// A copy: net/http may still read the body after RoundTrip returned,
+	// and the caller may reuse the payload's array by then (reusesBodies).
+	setInMemoryBody(&r, bytes.Clone(pb.b[pb.off:]))
 	return &r
 }
 
