@@ -143,14 +143,21 @@ func (s *rawServer) serve(c net.Conn) {
 			_, _ = io.Copy(io.Discard, br) // hold until the client gives up
 			return
 		}
+		var werr error
 		for part := range strings.SplitSeq(resp, rawSplit) {
-			if _, err := io.WriteString(c, part); err != nil {
-				return
+			if _, werr = io.WriteString(c, part); werr != nil {
+				break
 			}
 		}
+		// Done with response n, also when the client closed before taking
+		// all of it (a large body it does not drain: over TLS the socket
+		// buffers do not hold it all).
 		select {
 		case s.written <- n:
 		default:
+		}
+		if werr != nil {
+			return
 		}
 		if closeConn {
 			_ = c.Close()
