@@ -93,6 +93,18 @@ func batchSeqs(t testing.TB, body []byte) []int {
 	return seqs
 }
 
+// submitAndClose submits evs to d in order and closes d within grace,
+// failing the test on an error.
+func submitAndClose(t *testing.T, d *Dispatcher, evs []Event, grace time.Duration) {
+	t.Helper()
+	for _, ev := range evs {
+		if err := d.Submit(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWithin(t, d, grace)
+}
+
 // batchEvents builds n test events; keyOf gives event i's ordering key.
 func batchEvents(t testing.TB, n int, keyOf func(i int) string) []Event {
 	evs := make([]Event, n)
@@ -217,12 +229,7 @@ func TestBatchOrdering(t *testing.T) {
 				Ordering: tc.ordering, Concurrency: tc.conc,
 				Batch: &triggers.BatchPolicy{MaxEvents: maxEvents, MaxWait: time.Millisecond},
 			}, nil)
-			for _, ev := range evs {
-				if err := d.Submit(context.Background(), ev); err != nil {
-					t.Fatal(err)
-				}
-			}
-			closeWithin(t, d, 30*time.Second)
+			submitAndClose(t, d, evs, 30*time.Second)
 			mu.Lock()
 			defer mu.Unlock()
 			if len(acked) != events {
@@ -472,12 +479,7 @@ func TestBatchDeadLetteredAsEvents(t *testing.T) {
 		Batch: &triggers.BatchPolicy{MaxEvents: 4, MaxWait: time.Millisecond},
 	}
 	d := newTestDispatcher(t, trig, sink, WithClock(newFakeClock()))
-	for _, ev := range evs {
-		if err := d.Submit(context.Background(), ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	closeWithin(t, d, 10*time.Second)
+	submitAndClose(t, d, evs, 10*time.Second)
 	if tok, _ := d.Watermark(); !bytes.Equal(tok, evs[events-1].Token) {
 		t.Fatal("watermark did not reach the last event")
 	}
@@ -569,12 +571,7 @@ func TestBatchMaxBytes(t *testing.T) {
 		Ordering: triggers.None, Concurrency: 2,
 		Batch: &triggers.BatchPolicy{MaxEvents: 100, MaxBytes: maxBytes, MaxWait: time.Millisecond},
 	}, nil)
-	for _, ev := range evs {
-		if err := d.Submit(context.Background(), ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	closeWithin(t, d, 10*time.Second)
+	submitAndClose(t, d, evs, 10*time.Second)
 	// The handler's writes reach this goroutine through TCP, which is no
 	// happens-before edge for the race detector: read under the lock.
 	mu.Lock()
@@ -652,12 +649,7 @@ func TestBatchPayloadsAndCloudEvents(t *testing.T) {
 				Batch:   &triggers.BatchPolicy{MaxEvents: 3, MaxWait: time.Millisecond},
 			}
 			d := newTestDispatcher(t, trig, nil)
-			for _, ev := range evs {
-				if err := d.Submit(context.Background(), ev); err != nil {
-					t.Fatal(err)
-				}
-			}
-			closeWithin(t, d, 10*time.Second)
+			submitAndClose(t, d, evs, 10*time.Second)
 			mu.Lock()
 			if !slices.Equal(seqs, []int{0, 1, 2, 3, 4}) {
 				t.Errorf("delivered %v, want 0..4 in order (strict)", seqs)
@@ -703,12 +695,7 @@ func TestBatchPayloadErrorGoesAlone(t *testing.T) {
 		Ordering: triggers.PerDocument, Concurrency: 2, DeadLetter: true,
 		Batch: &triggers.BatchPolicy{MaxEvents: 10, MaxWait: time.Millisecond},
 	}, sink, WithObserver(func(a Attempt) { mu.Lock(); attempts = append(attempts, a); mu.Unlock() }))
-	for _, ev := range evs {
-		if err := d.Submit(context.Background(), ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	closeWithin(t, d, 10*time.Second)
+	submitAndClose(t, d, evs, 10*time.Second)
 	slices.Sort(got)
 	if !slices.Equal(got, []int{0, 1, 2, 4, 5, 6}) {
 		t.Errorf("delivered %v, want every event but 3", got)
@@ -1046,12 +1033,7 @@ func TestBatchBodiesReused(t *testing.T) {
 			if d.batcher.reuse != tc.reuse {
 				t.Fatalf("bodies reused: %v, want %v", d.batcher.reuse, tc.reuse)
 			}
-			for _, ev := range evs {
-				if err := d.Submit(context.Background(), ev); err != nil {
-					t.Fatal(err)
-				}
-			}
-			closeWithin(t, d, 30*time.Second)
+			submitAndClose(t, d, evs, 30*time.Second)
 			mu.Lock()
 			defer mu.Unlock()
 			if len(acked) != events {
