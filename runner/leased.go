@@ -177,9 +177,8 @@ func (g *gateTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	// Checked again right before the request is written (http and https
-	// without a proxy): a
-	// process frozen between here and the write must not send it after
-	// its lease passed to another member.
+	// without a proxy): a process frozen between here and the write must
+	// not send it after its lease passed to another member.
 	return g.next.RoundTrip(req.WithContext(g.sendCheckCtx(req.Context())))
 }
 

@@ -154,8 +154,8 @@ func checkDBName(name string) error {
 // in one exactly sized buffer.
 func (s *Server) encodeOpMsg(c *conn, requestID int32, requestFlags uint32, reply bson.D) []byte {
 	id, flags := c.replyID(), requestFlags&wire.FlagChecksumPresent
-	// Head (16 + 4 + 1), body, checksum (4).
-	const head, tail = 21, 4
+	// Head, body, checksum (4).
+	const head, tail = wire.MsgHeadSize, 4
 	if n, ok := replySize(reply); ok && n <= wire.MaxCommandSize {
 		msg, ok := appendReply(wire.StartMsg(make([]byte, 0, head+n+tail), id, requestID, flags), reply)
 		if ok && len(msg) == head+n {

@@ -148,6 +148,10 @@ func AppendMsg(dst []byte, requestID, responseTo int32, flags uint32, body []byt
 	return FinishMsg(dst, start, flags)
 }
 
+// MsgHeadSize is the size of the head StartMsg appends: the header, the
+// flags and the kind-0 section's kind byte.
+const MsgHeadSize = HeaderSize + 4 + 1
+
 // StartMsg appends the head of an OP_MSG (header, flags and the kind-0
 // section's kind byte) to dst; the caller appends the body and calls
 // FinishMsg with the head's offset in dst and the same flags. Encoding a
