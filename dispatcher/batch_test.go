@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -914,7 +915,9 @@ func TestBuildBatchMessageIsWhatTheDispatcherSends(t *testing.T) {
 // in one shared buffer, as the runner's read-ahead replies are, each
 // token the _id within its event) are delivered exactly as the same
 // events given to Submit, batched and not, and the watermark ends on the
-// same token.
+// same token. Each owned event's Release is called exactly once and
+// overwrites the event's bytes, as a reused buffer would: a read of them
+// after the release (a request, a retry, the watermark) would show.
 func TestSubmitOwnedMatchesSubmit(t *testing.T) {
 	const n = 50
 	for _, tc := range []struct {
@@ -927,6 +930,7 @@ func TestSubmitOwnedMatchesSubmit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			evs := batchEvents(t, n, func(i int) string { return fmt.Sprint("k", i%5) })
 			run := func(owned bool) (elems []string, watermark bson.Raw) {
+				released := make([]atomic.Int32, n)
 				rc := newReceiver(t, nil)
 				w := triggers.Webhook{URL: rc.srv.URL}
 				// Strict: one request at a time, in stream order, so both
@@ -944,12 +948,25 @@ func TestSubmitOwnedMatchesSubmit(t *testing.T) {
 					submit := d.Submit
 					if owned {
 						submit = d.SubmitOwned
+						ev.Release = func() {
+							released[i].Add(1)
+							for j := range raw {
+								raw[j] = 0xEE
+							}
+						}
 					}
 					if err := submit(context.Background(), ev); err != nil {
 						t.Fatalf("event %d: %v", i, err)
 					}
 				}
 				closeWithin(t, d, 10*time.Second)
+				if owned {
+					for i := range released {
+						if got := released[i].Load(); got != 1 {
+							t.Fatalf("event %d released %d times, want once", i, got)
+						}
+					}
+				}
 				for _, got := range rc.deliveries() {
 					if tc.batch == nil {
 						elems = append(elems, string(got.body))

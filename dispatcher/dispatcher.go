@@ -174,6 +174,7 @@ func (d *Dispatcher) start() {
 	}
 	d.tracker = NewTracker[job](ordering, d.capacity())
 	d.tracker.SetByteBudgets(d.maxBytes, d.shared)
+	d.tracker.onPass = releaseJob
 	d.runCtx, d.cancelRun = context.WithCancel(context.Background())
 	d.stopped = make(chan struct{})
 	var workers sync.WaitGroup
@@ -231,10 +232,22 @@ func (d *Dispatcher) submit(ctx context.Context, ev Event, owned bool) error {
 		at = d.clock.Now()
 	}
 	j := job{ev: Event{Raw: raw, Token: token, Key: ev.Key, Received: at}, prog: d.newProgress()}
+	if owned {
+		j.ev.Release = ev.Release
+	}
 	if _, err := d.tracker.TrackSized(ctx, j.ev.Token, j.ev.Key, int64(size), j); err != nil {
 		return fmt.Errorf("submit event: %w", err)
 	}
 	return nil
+}
+
+// releaseJob gives an owned event's bytes back (Event.Release) once the
+// watermark has passed it: nothing refers to them after that.
+func releaseJob(j *job) {
+	if release := j.ev.Release; release != nil {
+		j.ev.Release = nil
+		release()
+	}
 }
 
 // newProgress returns a fresh progress record for a submitted event, from

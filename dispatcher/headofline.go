@@ -118,18 +118,18 @@ func (p *progress) snapshot() HeadOfLine {
 // scan: the tracker keeps its held events in stream order) and safe for
 // concurrent use.
 func (d *Dispatcher) HeadOfLine() (h HeadOfLine, ok bool) {
-	j, ok := d.tracker.Oldest()
-	if !ok {
-		return HeadOfLine{}, false
-	}
-	h = j.prog.snapshot()
-	if h.WebhookID == "" {
-		// Not the first event of a sealed batch (whose progress carries
-		// the batch's id): the event's own.
-		h.WebhookID = WebhookID(d.trigger, j.ev.Token)
-	}
-	h.Submitted = j.ev.Received
-	return h, true
+	// Read under the tracker's lock: once the event is passed, its bytes
+	// may be reused (Event.Release).
+	ok = d.tracker.withOldest(func(j *job) {
+		h = j.prog.snapshot()
+		if h.WebhookID == "" {
+			// Not the first event of a sealed batch (whose progress
+			// carries the batch's id): the event's own.
+			h.WebhookID = WebhookID(d.trigger, j.ev.Token)
+		}
+		h.Submitted = j.ev.Received
+	})
+	return h, ok
 }
 
 // FailingSince returns when the trigger's deliveries started failing: the

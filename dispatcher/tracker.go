@@ -57,8 +57,15 @@ type Tracker[T any] struct {
 	roomWait  chan struct{} // closed (and reset) when resumeAt slots are free
 	held      int64         // bytes of the held events, taken from bytes and shared
 	active    int           // tracked events not yet resolved
-	watermark bson.Raw
+	watermark bson.Raw      // a copy of the newest passed event's token (in wmBuf)
+	wmBuf     []byte        // holds watermark; reused, as Watermark returns copies
 	idleWait  chan struct{} // closed (and reset) when active drops to 0
+
+	// onPass (nil: none) is called with t.mu held for each event the
+	// watermark passes, in stream order, once the tracker no longer refers
+	// to its token: it must not block nor call the tracker. Set before the
+	// first Track.
+	onPass func(v *T)
 }
 
 // Ticket is one tracked event.
@@ -397,15 +404,28 @@ func (tk *Ticket[T]) resolveLocked(done bool) bool {
 func (t *Tracker[T]) advanceLocked(n int) (freed int64) {
 	released := 0
 	// An abandoned event is never popped: the watermark stays behind it.
+	// The watermark is a copy of the newest passed token, so that a passed
+	// event's bytes may be reused (onPass).
+	var last *Ticket[T]
 	for {
 		head, ok := t.order.peek()
 		if !ok || head.state != stateDone {
 			break
 		}
-		t.watermark = head.token
 		t.order.pop()
 		released++
 		freed += head.size
+		if last != nil && t.onPass != nil {
+			t.onPass(&last.Value)
+		}
+		last = head
+	}
+	if last != nil {
+		t.wmBuf = append(t.wmBuf[:0], last.token...)
+		t.watermark = t.wmBuf
+		if t.onPass != nil {
+			t.onPass(&last.Value)
+		}
 	}
 	t.held -= freed
 	t.freeSlotsLocked(released)
@@ -458,18 +478,6 @@ func (t *Tracker[T]) Watermark() (token bson.Raw, ok bool) {
 	return bytes.Clone(t.watermark), true
 }
 
-// Oldest returns the value of the oldest held event that is not resolved
-// as done (the one the watermark waits for), ok false when none is held.
-func (t *Tracker[T]) Oldest() (v T, ok bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	head, ok := t.order.peek()
-	if !ok {
-		return v, false
-	}
-	return head.Value, true
-}
-
 // Pending returns the number of tracked events not yet resolved.
 func (t *Tracker[T]) Pending() int {
 	t.mu.Lock()
@@ -511,6 +519,22 @@ func (t *Tracker[T]) finish() int64 {
 	freed := t.held
 	t.held = 0
 	return freed
+}
+
+// withOldest calls f, with the tracker's lock held, with the value of the
+// oldest held event that is not resolved as done (the one the watermark
+// waits for), and reports
+// whether there was one. f may read the event's bytes: the watermark cannot
+// pass the event (and onPass release them) while f runs. f must not block
+// nor call the tracker.
+func (t *Tracker[T]) withOldest(f func(v *T)) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	head, ok := t.order.peek()
+	if ok {
+		f(&head.Value)
+	}
+	return ok
 }
 
 // ring is a FIFO with a fixed capacity.

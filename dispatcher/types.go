@@ -49,6 +49,16 @@ type Event struct {
 	// duration is measured from it (zero: from Submit, on the
 	// dispatcher's clock).
 	Received time.Time
+	// Release, for SubmitOwned only (Submit copies and ignores it), is
+	// called once the dispatcher no longer refers to Raw and Token: when
+	// the watermark has passed the event (it and every earlier event were
+	// delivered or dead-lettered), so that the caller may reuse their
+	// buffer. It is called at most once, on a dispatcher goroutine with
+	// internal locks held: it must not block nor call the Dispatcher. It
+	// is not called for an event the watermark never passes (abandoned at
+	// shutdown, or held when the dispatcher closes), nor when SubmitOwned
+	// returns an error (the caller still owns the bytes).
+	Release func()
 }
 
 // DeadLetter records an event that could not be delivered.

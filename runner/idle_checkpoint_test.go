@@ -96,8 +96,7 @@ func TestIdleCheckpointsAreRare(t *testing.T) {
 // TestHandleOwnedKeepsOwnPendingToken: an event handed over (a read-ahead
 // copy) goes to the dispatcher as it is, but the checkpoint bookkeeping
 // keeps its own copy of the token: a pending entry can outlive the
-// delivery, and one pointing into the reply would keep the whole reply's
-// buffer alive.
+// delivery, when the reply's buffer is reused.
 func TestHandleOwnedKeepsOwnPendingToken(t *testing.T) {
 	disp, err := dispatcher.New(&triggers.Trigger{Name: "owned", Ordering: triggers.None, Concurrency: 1,
 		Webhook: triggers.Webhook{URL: "http://127.0.0.1:1/"}, Batch: &triggers.BatchPolicy{MaxEvents: 10}}, nil)
@@ -117,6 +116,9 @@ func TestHandleOwnedKeepsOwnPendingToken(t *testing.T) {
 			{Key: "operationType", Value: "insert"}, {Key: "clusterTime", Value: bson.Timestamp{T: 1, I: uint32(i)}}})
 		reply = append(reply, ev...)
 	}
+	rb := getReplyBuf(&sync.Pool{}, len(reply))
+	rb.b = append(rb.b, reply...)
+	reply = rb.b
 	inReply := func(b []byte) bool {
 		p, r := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(unsafe.Pointer(unsafe.SliceData(reply)))
 		return p >= r && p < r+uintptr(len(reply))
@@ -127,7 +129,7 @@ func TestHandleOwnedKeepsOwnPendingToken(t *testing.T) {
 		raw = raw[:n:n]
 		at += int(n)
 		id := raw.Lookup("_id").Document()
-		if _, _, err := w.handle(context.Background(), raw, id, time.Now(), true); err != nil {
+		if _, _, err := w.handle(context.Background(), raw, id, time.Now(), rb); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/changehook/changehook/internal/testhooks"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -109,7 +112,7 @@ func TestReadAheadCopiesReplies(t *testing.T) {
 			fs := &fakeStream{sizes: []int{3, 1, 0, 50, 7, 0, 0, 200}, replies: 40, err: tc.err, samePBRT: tc.samePBRT}
 			out := make(chan *readReply, readAheadReplies)
 			free := make(chan *readReply, readAheadReplies+2)
-			go readAhead(t.Context(), fs, time.Now, out, free)
+			go readAhead(t.Context(), fs, time.Now, out, free, &sync.Pool{})
 			n, reply := 0, 0
 			var last *readReply
 			var kept, seen []readEvent // every event read, and a copy of it as it was handed out
@@ -177,7 +180,7 @@ func TestReadAheadBounded(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		readAhead(ctx, fs, time.Now, out, nil)
+		readAhead(ctx, fs, time.Now, out, nil, &sync.Pool{})
 	}()
 	for range readAheadReplies + 1 {
 		<-fs.getMores
@@ -192,5 +195,75 @@ func TestReadAheadBounded(t *testing.T) {
 	}
 	if r := <-out; len(r.events) != 100 || !bytes.Equal(r.events[0].raw, fakeEvent(1)) {
 		t.Fatalf("first reply: %d events", len(r.events))
+	}
+}
+
+// TestReadAheadReusesReleasedBuffers: a reply's buffer is reused only once
+// the watch loop and every event submitted from it gave their references
+// back, and then it is (a later reply is read into it). Events are held
+// for two replies before they are released, as a dispatcher holds them;
+// none of their bytes changes while held, and released buffers are
+// poisoned before reuse, so a premature reuse would show.
+func TestReadAheadReusesReleasedBuffers(t *testing.T) {
+	testhooks.PoisonReleased = true
+	t.Cleanup(func() { testhooks.PoisonReleased = false })
+	fs := &fakeStream{sizes: []int{40, 40, 0, 40}, replies: 60, err: errors.New("end")}
+	out := make(chan *readReply, readAheadReplies)
+	free := make(chan *readReply, readAheadReplies+2)
+	go readAhead(t.Context(), fs, time.Now, out, free, &sync.Pool{})
+	type held struct {
+		rb     *replyBuf
+		events []readEvent
+		copies [][]byte
+	}
+	var queue []held
+	released := map[*byte]bool{} // backing arrays of released buffers
+	reused, n := 0, 0
+	check := func(h held) {
+		for i, e := range h.events {
+			if !bytes.Equal(e.raw, h.copies[i]) {
+				t.Fatalf("a held event changed: %x, was %x", e.raw, h.copies[i])
+			}
+		}
+	}
+	for r := range out {
+		if r.err != nil {
+			break
+		}
+		if len(r.events) == 0 {
+			r.done()
+			free <- r
+			continue
+		}
+		if released[unsafe.SliceData(r.rb.b)] {
+			reused++
+		}
+		h := held{rb: r.rb, events: append([]readEvent(nil), r.events...)}
+		for _, e := range r.events {
+			n++
+			if !bytes.Equal(e.raw, fakeEvent(n)) {
+				t.Fatalf("event %d: %v", n, e.raw)
+			}
+			h.copies = append(h.copies, bytes.Clone(e.raw))
+			r.rb.hold() // submitted
+		}
+		r.done()
+		free <- r
+		for _, old := range queue {
+			check(old)
+		}
+		queue = append(queue, h)
+		if len(queue) > 2 {
+			old := queue[0]
+			queue = queue[1:]
+			check(old)
+			released[unsafe.SliceData(old.rb.b)] = true
+			for range old.events {
+				old.rb.put() // the watermark passed it
+			}
+		}
+	}
+	if reused == 0 {
+		t.Fatalf("no reply was read into a released buffer (%d events)", n)
 	}
 }

@@ -177,6 +177,10 @@ type Watcher struct {
 
 	// tokens holds the pending events' token copies (Run goroutine).
 	tokens tokenSlab
+	// replyBufs holds a batched trigger's released read-ahead buffers
+	// (see replyBuf); the garbage collector empties it when they stay
+	// unused, so an idle trigger keeps none.
+	replyBufs sync.Pool
 	// received and lag are the trigger's series of the watch loop's
 	// metrics, looked up once (no-ops without metrics).
 	received metricCounter
@@ -547,7 +551,7 @@ func (w *Watcher) readEvents(ctx context.Context, cs *mongo.ChangeStream) error 
 				received = w.clock.Now()
 			}
 			remaining = r
-			invalidated, pos, err := w.handle(ctx, cs.Current, cs.ResumeToken(), received, false)
+			invalidated, pos, err := w.handle(ctx, cs.Current, cs.ResumeToken(), received, nil)
 			if err != nil {
 				return err
 			}
@@ -590,7 +594,7 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		readAhead(rctx, driverStream{cs}, w.clock.Now, replies, free)
+		readAhead(rctx, driverStream{cs}, w.clock.Now, replies, free, &w.replyBufs)
 	}()
 	defer func() {
 		stopReader()
@@ -614,15 +618,19 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 		// dispatcher keeps an old time for at most that many events.
 		received := r.at
 		for _, e := range r.events {
-			invalidated, positioned, err := w.handle(ctx, e.raw, e.after, received, true)
+			invalidated, positioned, err := w.handle(ctx, e.raw, e.after, received, r.rb)
 			if err != nil {
+				r.done()
 				return err
 			}
 			if invalidated {
+				r.done()
 				return errInvalidated
 			}
 			if !positioned {
-				w.setStreamTokenOwned(e.after)
+				// The reply's buffer is reused once its events are
+				// delivered: the position is a copy.
+				w.setStreamToken(e.after)
 			}
 			if sinceCheck++; sinceCheck >= checkpointCheckEvery {
 				sinceCheck = 0
@@ -630,6 +638,7 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 				w.checkpointIfDue(received)
 			}
 		}
+		r.done()
 		if r.err != nil {
 			return r.err
 		}
@@ -637,7 +646,7 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 			return errInvalidated
 		}
 		if r.token != nil {
-			w.setStreamTokenOwned(r.token)
+			w.setStreamTokenOwned(r.token) // the reader's own copy
 		}
 		sinceCheck = 0
 		w.checkpointIfDue(w.clock.Now())
@@ -652,11 +661,11 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 // it. streamToken is the stream's resume token after this event (nil: not
 // known): when it is the event's own token (every event of a getMore reply
 // but the last), the stream's position is set from the event's copy, under
-// the same lock, instead of a second copy (setStreamToken). owned says
-// that raw is the loop's to hand over (a read-ahead copy, never modified
-// again): the dispatcher then keeps it without copying it
-// (dispatcher.SubmitOwned).
-func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw, now time.Time, owned bool) (invalidated, positioned bool, err error) {
+// the same lock, instead of a second copy (setStreamToken). A non-nil rb
+// says that raw lies in that read-ahead buffer, which the loop holds: the
+// dispatcher then keeps raw without copying it (dispatcher.SubmitOwned)
+// and gives the event's reference to rb back once it is done with it.
+func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw, now time.Time, rb *replyBuf) (invalidated, positioned bool, err error) {
 	perDocument := w.t.Ordering == triggers.PerDocument
 	f := scanEvent(raw, perDocument)
 	token, ok := f.id.DocumentOK()
@@ -675,18 +684,25 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw
 		key = string(f.ns.Value) + string(f.documentKey.Value)
 	}
 	ev := dispatcher.Event{Raw: raw, Token: bson.Raw(token), Key: key, Received: now}
-	submit := w.disp.Submit
-	if owned {
-		submit = w.disp.SubmitOwned
+	if rb == nil {
+		err = w.disp.Submit(ctx, ev)
+	} else {
+		// The event's reference is taken before it is submitted: the
+		// dispatcher may deliver it and give it back before SubmitOwned
+		// returns. A failed submit leaves it with the loop.
+		rb.hold()
+		ev.Release = rb.release
+		if err = w.disp.SubmitOwned(ctx, ev); err != nil {
+			rb.put()
+		}
 	}
-	if err := submit(ctx, ev); err != nil {
+	if err != nil {
 		return false, false, fmt.Errorf("submit event: %w", err)
 	}
 	t, i, hasCT := f.clusterTime.TimestampOK()
 	// The bookkeeping keeps its own small copy even of an owned token: a
 	// pending entry may outlive the event's delivery (until a checkpoint
-	// is saved), and a token within a read-ahead reply would keep the
-	// whole reply's buffer alive.
+	// is saved), when the read-ahead buffer it lies in is reused.
 	tok := w.tokens.clone(token)
 	positioned = streamToken != nil && bytes.Equal(streamToken, token)
 	w.cpMu.Lock()
