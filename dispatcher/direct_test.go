@@ -276,6 +276,9 @@ func TestDirectTransportMatchesNetHTTP(t *testing.T) {
 		resp    func(int) (string, bool)
 		timeout time.Duration
 		conns   int
+		// refConnsVary: net/http's own count depends on timing (the
+		// direct transport's must still be conns).
+		refConnsVary bool
 	}{
 		{name: "200 empty", resp: script("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 1},
 		{name: "204", resp: script("HTTP/1.1 204 No Content\r\n\r\n"), conns: 1},
@@ -305,8 +308,11 @@ func TestDirectTransportMatchesNetHTTP(t *testing.T) {
 			resp: script("close:HTTP/1.1 200 OK\r\nContent-Len", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), conns: 2},
 		// Bytes after the response (here a second one, in a write and so a
 		// TLS record of its own) retire the connection: the next request's
-		// answer is never read from them.
-		{name: "a response too many", resp: script("HTTP/1.1 204 No Content\r\n\r\n" + rawSplit + "HTTP/1.1 204 No Content\r\n\r\n"), conns: 2},
+		// answer is never read from them. net/http retires it only when
+		// they arrive before it hands the connection out again, which over
+		// TLS they sometimes do not (1 run in 10 under -race).
+		{name: "a response too many", resp: script("HTTP/1.1 204 No Content\r\n\r\n" + rawSplit + "HTTP/1.1 204 No Content\r\n\r\n"), conns: 2,
+			refConnsVary: true},
 	}
 	pki := newTestPKI(t)
 	for _, p := range []*testPKI{nil, pki} {
@@ -317,6 +323,10 @@ func TestDirectTransportMatchesNetHTTP(t *testing.T) {
 				for _, noAwait := range []bool{false, true} {
 					t.Run(map[bool]string{false: "last write awaits the response", true: "last write returns at once"}[noAwait], func(t *testing.T) {
 						got := runScripted(t, p, false, noAwait, tt.retry, tt.timeout, tt.resp)
+						ref := ref
+						if tt.refConnsVary {
+							ref.conns = got.conns // checked against tt.conns alone
+						}
 						compareScripted(t, tt.conns, got, ref)
 					})
 				}
