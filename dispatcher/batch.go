@@ -323,6 +323,7 @@ func (bt *batcher) place() bool {
 		bt.seq++
 		b := &batch{seq: bt.seq, tickets: []*Ticket[job]{tk}, single: true}
 		b.id = WebhookID(bt.d.trigger, tk.Value.ev.Token)
+		bt.startProgress(tk, "")
 		bt.schedule(b, []string{tk.Value.ev.Key})
 		bt.pending = nil
 		return true
@@ -412,8 +413,20 @@ func (bt *batcher) sealOpen() {
 	bt.lastBody = len(b.body)
 	first, last := b.tickets[0].Value, b.tickets[len(b.tickets)-1].Value
 	b.id = BatchWebhookID(bt.d.trigger, first.ev.Token, last.ev.Token)
-	first.prog.batched(b.id)
+	bt.startProgress(b.tickets[0], b.id)
 	bt.schedule(b, bt.openKeys)
+}
+
+// startProgress gives tk, the first event of a sealed batch (or an event
+// sealed alone), the progress record of the batch's attempts; HeadOfLine
+// shows id (a batch's id) while it is the oldest held event. Only these
+// events get one: a batch is resolved whole, so the oldest held event is
+// the first of a sealed batch or not yet sealed (no attempt made). The
+// record is set under the tracker's lock, under which HeadOfLine reads it.
+func (bt *batcher) startProgress(tk *Ticket[job], id string) {
+	p := &progress{fail: &bt.d.fail}
+	p.hol.WebhookID = id
+	bt.d.tracker.withTicket(tk, func(j *job) { j.prog = p })
 }
 
 // schedule registers the sealed batch b with the ordering keys of its

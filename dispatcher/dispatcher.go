@@ -46,7 +46,7 @@ type Dispatcher struct {
 // job is one submitted event.
 type job struct {
 	ev   Event     // its Received is when it was submitted, if not set before
-	prog *progress // its attempts so far, for HeadOfLine
+	prog *progress // its attempts so far, for HeadOfLine (nil: none yet, see batcher.startProgress)
 }
 
 // deadLetterOf is the dead letter of ev, delivered as webhookID (its own, or
@@ -231,7 +231,12 @@ func (d *Dispatcher) submit(ctx context.Context, ev Event, owned bool) error {
 	if at.IsZero() {
 		at = d.clock.Now()
 	}
-	j := job{ev: Event{Raw: raw, Token: token, Key: ev.Key, Received: at}, prog: d.newProgress()}
+	j := job{ev: Event{Raw: raw, Token: token, Key: ev.Key, Received: at}}
+	if d.batcher == nil {
+		// A batched event gets one only when it starts a batch (sealOpen):
+		// a batch's attempts are its first event's.
+		j.prog = d.newProgress()
+	}
 	if owned {
 		j.ev.Release = ev.Release
 	}

@@ -98,16 +98,11 @@ func (p *progress) failedPayload(err error, next time.Time) {
 	p.hol.Permanent, p.hol.NextAttemptAt = true, next
 }
 
-// batched records that the delivery is the batch id's (HeadOfLine then
-// shows id).
-func (p *progress) batched(id string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.hol.WebhookID = id
-}
-
-// snapshot returns a copy of the progress.
+// snapshot returns a copy of the progress (zero for nil: no attempt yet).
 func (p *progress) snapshot() HeadOfLine {
+	if p == nil {
+		return HeadOfLine{}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.hol

@@ -537,6 +537,14 @@ func (t *Tracker[T]) withOldest(f func(v *T)) bool {
 	return ok
 }
 
+// withTicket calls f with tk's value under the tracker's lock (so that
+// withOldest sees the change). f must not block nor call the tracker.
+func (t *Tracker[T]) withTicket(tk *Ticket[T], f func(v *T)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f(&tk.Value)
+}
+
 // ring is a FIFO with a fixed capacity.
 type ring[E any] struct {
 	buf        []E
