@@ -508,12 +508,17 @@ type timerArm struct {
 // arm starts the max_wait of the open batch seq: it hands the deadline to
 // timerLoop, replacing any deadline timerLoop has not taken yet.
 func (bt *batcher) arm(seq uint64) {
+	// The deadline is read before the batch is published as armed: a
+	// clock that moves once armed is seen (a test's manual clock, after
+	// the timer loop ended an older sleep and found armC empty for a
+	// moment) must not push it a max_wait further.
+	at := bt.d.clock.Now().Add(bt.maxWait)
 	bt.armed.Store(seq)
 	select {
 	case <-bt.armC:
 	default:
 	}
-	bt.armC <- timerArm{seq: seq, at: bt.d.clock.Now().Add(bt.maxWait)} // never blocks: run is the only sender
+	bt.armC <- timerArm{seq: seq, at: at} // never blocks: run is the only sender
 }
 
 // disarm stops the open batch's max_wait: its deadline, when it comes, is
