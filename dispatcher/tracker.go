@@ -523,10 +523,9 @@ func (t *Tracker[T]) finish() int64 {
 
 // withOldest calls f, with the tracker's lock held, with the value of the
 // oldest held event that is not resolved as done (the one the watermark
-// waits for), and reports
-// whether there was one. f may read the event's bytes: the watermark cannot
-// pass the event (and onPass release them) while f runs. f must not block
-// nor call the tracker.
+// waits for), and reports whether there was one. f may read the event's
+// bytes: the watermark cannot pass the event (and onPass release them)
+// while f runs. f must not block nor call the tracker.
 func (t *Tracker[T]) withOldest(f func(v *T)) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -851,8 +851,8 @@ func (w *Watcher) dueLocked(now time.Time) bool {
 func (w *Watcher) setStreamToken(rt bson.Raw) { w.setStreamTokenOwned(w.tokens.clone(rt)) }
 
 // setStreamTokenOwned records the stream's newest resume token rt itself:
-// rt must never be modified afterwards. Only the newest is kept, so a
-// token within a read-ahead reply keeps at most that one reply alive.
+// rt must never be modified afterwards, so it must not lie in a read-ahead
+// buffer (those are reused once their events are delivered).
 func (w *Watcher) setStreamTokenOwned(rt bson.Raw) {
 	w.cpMu.Lock()
 	w.streamToken = rt
