@@ -233,8 +233,9 @@ func (d *Dispatcher) submit(ctx context.Context, ev Event, owned bool) error {
 	}
 	j := job{ev: Event{Raw: raw, Token: token, Key: ev.Key, Received: at}}
 	if d.batcher == nil {
-		// A batched event gets one only when it starts a batch (sealOpen):
-		// a batch's attempts are its first event's.
+		// A batched event gets one only when it starts a batch or is
+		// sealed alone (batcher.startProgress): a batch's attempts are its
+		// first event's.
 		j.prog = d.newProgress()
 	}
 	if owned {
