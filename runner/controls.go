@@ -526,7 +526,7 @@ func (r *Runner) applyLocally(c store.Control, ss []*slot, pending bool) {
 			s.pause = nil
 		}
 		if pending {
-			s.failed = false
+			s.clearFailure()
 		}
 		r.reconcile(s)
 		s.mu.Unlock()

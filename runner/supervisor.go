@@ -97,6 +97,10 @@ type instance struct {
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when the watcher's Run returned
 	stopping bool          // canceled on purpose (guarded by the slot's mu)
+	// resumed is set (under the slot's mu) when a resume cleared the
+	// permanent failure of a watcher still finishing its deliveries: its
+	// end then does not mark the slot failed, and a new watcher starts.
+	resumed bool
 }
 
 // shouldRun reports whether s should have a watcher; s.mu must be held.
@@ -185,7 +189,7 @@ func (r *Runner) startLocked(s *slot) {
 		defer s.mu.Unlock()
 		if err != nil {
 			log.Error("trigger stopped after a permanent failure; the other triggers keep running", "error", err)
-			if !inst.stopping {
+			if !inst.stopping && !inst.resumed {
 				s.failed = true
 			}
 		}
@@ -194,6 +198,17 @@ func (r *Runner) startLocked(s *slot) {
 		}
 		r.reconcile(s)
 	})
+}
+
+// clearFailure lifts s's permanent failure, also one its watcher has shown
+// but not yet ended with (it waits for the deliveries already submitted):
+// that watcher's end then starts a new one instead of marking s failed.
+// s.mu must be held.
+func (s *slot) clearFailure() {
+	s.failed = false
+	if s.cur != nil && !s.cur.stopping && s.cur.w.failedPermanently() {
+		s.cur.resumed = true
+	}
 }
 
 // status returns the slot's status without the delivery counters.
@@ -360,7 +375,8 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 			if s.pause != nil && i == 0 {
 				r.log.Info("trigger resumed", "trigger", name, "from", from.String())
 			}
-			s.pause, s.failed = nil, false
+			s.pause = nil
+			s.clearFailure()
 			r.reconcile(s)
 			s.mu.Unlock()
 		}

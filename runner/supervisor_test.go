@@ -183,3 +183,59 @@ func TestStopStartAndStartStopped(t *testing.T) {
 		t.Error("Pause of an unknown trigger succeeded")
 	}
 }
+
+// TestResumeWhileFailedWatcherFinishesDeliveries resumes a trigger whose
+// stream failed permanently while its watcher still waits for a delivery
+// in flight (the status already shows it failed): the resume must not be
+// lost when that watcher then ends — a new one starts from the checkpoint.
+func TestResumeWhileFailedWatcherFinishesDeliveries(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{EnableTestCommands: true})
+	recv := newReceiver(t)
+	cfg := parseTrigger(t, `
+triggers:
+  - name: held
+    database: shop
+    collection: a
+    webhook: { url: "${HOOK_URL}" }
+`, recv.srv.URL)
+	r := startRunner(t, cfg, client, runner.Options{IdleCheckpointInterval: 50 * time.Millisecond})
+	waitFor(t, "held open", func() bool { return statusOf(t, r, "held").StreamOpen })
+	release := recv.holdRequests()
+	t.Cleanup(release)
+	coll := client.Database("shop").Collection("a")
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	select {
+	case <-recv.arrived:
+	case <-time.After(waitTimeout):
+		t.Fatal("delivery of 1 not attempted")
+	}
+	// The next getMore fails with an error that is not resumable.
+	configureFailPoint(t, client, "failCommand", bson.D{{Key: "times", Value: 1}},
+		bson.D{{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "errorCode", Value: int32(2)}})
+	waitFor(t, "held failed", func() bool { return statusOf(t, r, "held").State == runner.StateFailed })
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := r.Resume(ctx, "held", runner.ResumeFrom{}); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if id := docID(recv.next(t)); id != 1 {
+		t.Fatalf("delivery = %d, want 1", id)
+	}
+	waitFor(t, "held running again", func() bool {
+		st := statusOf(t, r, "held")
+		return st.State == runner.StateRunning && st.StreamOpen
+	})
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	for {
+		id := docID(recv.next(t))
+		if id == 2 {
+			break
+		}
+		if id != 1 {
+			t.Fatalf("delivery = %d, want 2 (or 1 again)", id)
+		}
+	}
+}

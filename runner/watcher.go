@@ -1108,6 +1108,15 @@ func (w *Watcher) setRunning() {
 	})
 }
 
+// failedPermanently reports whether the watcher's stream failed for good:
+// Run returns a *TriggerError once the deliveries already submitted have
+// finished (it may still be waiting for them).
+func (w *Watcher) failedPermanently() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status.State == StateFailed
+}
+
 // setFailed shows a stream failure: StateRetrying when the loop tries
 // again, else StateFailed with wayOut.
 func (w *Watcher) setFailed(reason, wayOut string, retry bool) {
