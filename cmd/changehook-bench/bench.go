@@ -118,6 +118,7 @@ type modeResult struct {
 	HostCPU    time.Duration // this process (devdb + receiver) over the same span
 	PeakRSS    int64         // runner process VmHWM at the last receipt
 	Switches   int64         // runner process's context switches, start to last receipt (all threads)
+	Faults     int64         // runner process's minor page faults, start to last receipt
 	HostSwitch int64         // this process's context switches over the same span
 	Conns      int64         // connections the receiver accepted
 	HTTPS      bool          // drained to the HTTPS receiver
@@ -446,7 +447,7 @@ func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (
 	res.Rate = rate(b.cfg.n, first, last)
 	res.Requests = rec.requests.Load()
 	res.Conns = rec.conns.Load()
-	res.CPU, res.PeakRSS = s.CPU, s.HWM
+	res.CPU, res.PeakRSS, res.Faults = s.CPU, s.HWM, s.MinFlt
 	return res, nil
 }
 
@@ -609,6 +610,7 @@ func (r *report) print(w io.Writer, cfg config) {
 	}
 	_ = tw.Flush()
 	printSwitches(w, r.Modes)
+	printFaults(w, r.Modes)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Goals:")
 	for _, m := range r.Modes {
@@ -762,6 +764,28 @@ func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
+
+// printFaults writes each drain's runner page faults: a new runner process
+// per drain touches every page of its memory for the first time during the
+// drain, and each first touch is a trap into the kernel. Their number
+// follows the runner's peak memory, not its events, so over a short drain
+// they are a start-up cost the CPU per event carries; on a virtual machine
+// whose page faults are costly, a large share of it.
+func printFaults(w io.Writer, modes []modeResult) {
+	var cells []string
+	for _, m := range modes {
+		if m.Events > 0 && m.Faults > 0 {
+			name := m.Mode
+			if m.Batch > 0 {
+				name += " batched"
+			}
+			cells = append(cells, fmt.Sprintf("%s %d (%.2f per event)", name, m.Faults, float64(m.Faults)/float64(m.Events)))
+		}
+	}
+	if len(cells) > 0 {
+		fmt.Fprintf(w, "Runner page faults, start to last receipt (first touches of its memory, paid once by a new process): %s\n", strings.Join(cells, "; "))
+	}
+}
 
 // printSwitches writes each drain's context switches per event, of the
 // runner and of this process (devdb and the receiver): every thread's

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"os"
@@ -38,19 +39,20 @@ func TestFindSeq(t *testing.T) {
 	}
 }
 
-func TestParseStatCPU(t *testing.T) {
-	// A command name with spaces and parentheses; utime 250, stime 50 ticks.
-	stat := "4242 (change (hook) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 1000000 5000 18446744073709551615"
-	got, err := parseStatCPU([]byte(stat))
+func TestParseStat(t *testing.T) {
+	// A command name with spaces and parentheses; minflt 1000, utime 250,
+	// stime 50 ticks.
+	stat := "4242 (change (hook) x) S 1 4242 4242 0 -1 4194560 1000 7 0 0 250 50 0 0 20 0 9 0 100 1000000 5000 18446744073709551615"
+	cpu, minflt, err := parseStat([]byte(stat))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 3 * time.Second; got != want {
-		t.Errorf("parseStatCPU = %v, want %v", got, want)
+	if cpu != 3*time.Second || minflt != 1000 {
+		t.Errorf("parseStat = %v, %d; want 3s, 1000", cpu, minflt)
 	}
-	for _, bad := range []string{"", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 10 ten 12"} {
-		if _, err := parseStatCPU([]byte(bad)); err == nil {
-			t.Errorf("parseStatCPU(%q): no error", bad)
+	for _, bad := range []string{"", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 10 ten 12", "1 (x) S 1 2 3 4 5 6 many 8 9 10 11 12"} {
+		if _, _, err := parseStat([]byte(bad)); err == nil {
+			t.Errorf("parseStat(%q): no error", bad)
 		}
 	}
 }
@@ -77,8 +79,8 @@ func TestReadProcSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.RSS <= 0 || s.HWM < s.RSS {
-		t.Errorf("readProc(self) = %+v: want 0 < RSS ≤ HWM", s)
+	if s.RSS <= 0 || s.HWM < s.RSS || s.MinFlt <= 0 {
+		t.Errorf("readProc(self) = %+v: want 0 < RSS ≤ HWM and page faults", s)
 	}
 }
 
@@ -367,5 +369,23 @@ func TestHistoryOverhead(t *testing.T) {
 	}
 	if _, ok := (&historyResult{Events: 1, Runs: []historyRun{{Variant: "on", Round: 1, Rate: 1}}}).overhead("on"); ok {
 		t.Error("overhead(on) estimated without off drains")
+	}
+}
+
+func TestPrintFaults(t *testing.T) {
+	var buf bytes.Buffer
+	printFaults(&buf, []modeResult{
+		{Mode: "per_document", Events: 1000, Faults: 5000},
+		{Mode: "none", Events: 1000, Faults: 0}, // not read: left out
+		{Mode: "none", Events: 1000, Faults: 250, Batch: 100},
+	})
+	want := "Runner page faults, start to last receipt (first touches of its memory, paid once by a new process): per_document 5000 (5.00 per event); none batched 250 (0.25 per event)\n"
+	if got := buf.String(); got != want {
+		t.Errorf("printFaults:\n got %q\nwant %q", got, want)
+	}
+	buf.Reset()
+	printFaults(&buf, nil)
+	if buf.Len() != 0 {
+		t.Errorf("printFaults without drains wrote %q", buf.String())
 	}
 }

@@ -308,7 +308,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // machine describes where the benchmark ran, with what its CPUs do when
-// idle where the host says (see hostinfo.IdlePolicy).
+// idle and the kernel's page-table isolation where the host says (see
+// hostinfo.IdlePolicy and hostinfo.Isolation): what a wake-up, a system
+// call and a page fault cost there.
 func machine() string {
 	idle, _ := hostinfo.IdlePolicy()
 	return machineIdle(idle)
@@ -317,8 +319,14 @@ func machine() string {
 // machineIdle is machine with the host's idle policy idle already read.
 func machineIdle(idle string) string {
 	m := fmt.Sprintf("%d CPUs (%s), %s, %s/%s", runtime.NumCPU(), hostinfo.CPUModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if hostinfo.CPUFlag("hypervisor") {
+		m += "; a virtual machine"
+	}
 	if idle != "" {
 		m += "; idle CPUs: " + idle
+	}
+	if iso := hostinfo.Isolation(); iso != "" {
+		m += "; " + iso
 	}
 	return m
 }

@@ -27,24 +27,27 @@ const clockTicks = 100
 
 // procSample is one reading of a process's resource use from /proc.
 type procSample struct {
-	CPU   time.Duration // user + system CPU time so far
-	RSS   int64         // resident set size now, bytes
-	HWM   int64         // peak resident set size so far, bytes
-	Taken time.Duration // clock offset when sampled
+	CPU time.Duration // user + system CPU time so far
+	// MinFlt is the minor page faults so far: mostly the first touch of
+	// each page of memory the process maps (its heap growing), each a
+	// trap into the kernel — on some virtual machines a costly one.
+	MinFlt int64
+	RSS    int64         // resident set size now, bytes
+	HWM    int64         // peak resident set size so far, bytes
+	Taken  time.Duration // clock offset when sampled
 }
 
-// readProc reads pid's CPU time (/proc/PID/stat) and RSS (/proc/PID/status).
+// readProc reads pid's CPU time and minor page faults (/proc/PID/stat) and
+// RSS (/proc/PID/status).
 func readProc(pid int) (procSample, error) {
 	var s procSample
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return s, fmt.Errorf("read process stats: %w", err)
 	}
-	cpu, err := parseStatCPU(stat)
-	if err != nil {
+	if s.CPU, s.MinFlt, err = parseStat(stat); err != nil {
 		return s, err
 	}
-	s.CPU = cpu
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return s, fmt.Errorf("read process status: %w", err)
@@ -105,28 +108,30 @@ func parseStatusSwitches(status []byte) (int64, error) {
 	return total, nil
 }
 
-// parseStatCPU returns utime+stime from the contents of /proc/PID/stat. The
-// command name (field 2) may contain spaces and parentheses, so fields are
-// counted from the last ')'.
-func parseStatCPU(stat []byte) (time.Duration, error) {
+// parseStat returns utime+stime and minflt from the contents of
+// /proc/PID/stat. The command name (field 2) may contain spaces and
+// parentheses, so fields are counted from the last ')'.
+func parseStat(stat []byte) (cpu time.Duration, minflt int64, err error) {
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, errors.New("parse /proc/PID/stat: no command name")
+		return 0, 0, errors.New("parse /proc/PID/stat: no command name")
 	}
 	f := strings.Fields(string(stat[i+1:]))
-	// After the name: state(3) ppid(4) ... utime(14) stime(15): indexes 11, 12.
+	// After the name: state(3) ppid(4) ... minflt(10) ... utime(14)
+	// stime(15): indexes 7, 11, 12.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("parse /proc/PID/stat: %d fields after the name, want at least 13", len(f))
+		return 0, 0, fmt.Errorf("parse /proc/PID/stat: %d fields after the name, want at least 13", len(f))
 	}
-	ut, err := strconv.ParseInt(f[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc/PID/stat utime: %w", err)
+	var v [3]int64
+	for j, k := range [...]struct {
+		i    int
+		name string
+	}{{7, "minflt"}, {11, "utime"}, {12, "stime"}} {
+		if v[j], err = strconv.ParseInt(f[k.i], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("parse /proc/PID/stat %s: %w", k.name, err)
+		}
 	}
-	st, err := strconv.ParseInt(f[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc/PID/stat stime: %w", err)
-	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	return time.Duration(v[1]+v[2]) * time.Second / clockTicks, v[0], nil
 }
 
 // parseStatusRSS returns VmRSS and VmHWM (bytes) from /proc/PID/status.

@@ -5,6 +5,7 @@ package hostinfo
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,8 +50,11 @@ func idlePolicy(read func(string) ([]byte, error)) (string, bool) {
 		return "", false
 	}
 	driver := strings.TrimSpace(string(b))
-	if driver == "" || driver == "none" {
+	switch driver {
+	case "":
 		return "", false
+	case "none":
+		return "no cpuidle driver (the kernel's default idle)", false
 	}
 	if driver != "haltpoll" {
 		return "cpuidle " + driver, false
@@ -67,4 +71,47 @@ func idlePolicy(read func(string) ([]byte, error)) (string, bool) {
 		return "cpuidle haltpoll, guest_halt_poll_ns 0: an idle vCPU halts at once", true
 	}
 	return fmt.Sprintf("cpuidle haltpoll, guest_halt_poll_ns %d: an idle vCPU polls up to %v before it halts", ns, time.Duration(ns)), false
+}
+
+// CPUFlag reports whether the first "flags" line of /proc/cpuinfo lists
+// flag (false where the file or the line is missing).
+func CPUFlag(flag string) bool {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	return err == nil && cpuFlag(string(b), flag)
+}
+
+// cpuFlag is CPUFlag on the text of /proc/cpuinfo.
+func cpuFlag(cpuinfo, flag string) bool {
+	for _, line := range strings.Split(cpuinfo, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "flags" {
+			return slices.Contains(strings.Fields(v), flag)
+		}
+	}
+	return false
+}
+
+// Isolation describes the kernel's page-table isolation (PTI, the Meltdown
+// mitigation) where Linux reports it on, or returns "". It matters to any
+// benchmark that enters the kernel per operation (system calls, page
+// faults, sleeps and wake-ups): without PCID, every entry into the kernel
+// and every return from it switches page tables and flushes the TLB, so
+// the user code that runs next starts with a cold TLB.
+func Isolation() string {
+	return isolation(os.ReadFile)
+}
+
+// isolation is Isolation reading the files through read.
+func isolation(read func(string) ([]byte, error)) string {
+	b, err := read("/sys/devices/system/cpu/vulnerabilities/meltdown")
+	if err != nil || !strings.Contains(string(b), "PTI") {
+		return ""
+	}
+	cpuinfo, err := read("/proc/cpuinfo")
+	switch {
+	case err != nil:
+		return "kernel page-table isolation (PTI)"
+	case cpuFlag(string(cpuinfo), "pcid"):
+		return "kernel page-table isolation (PTI) with PCID"
+	}
+	return "kernel page-table isolation (PTI) without PCID: every entry into the kernel flushes the TLB"
 }
