@@ -40,14 +40,7 @@ func TestIdlePolicy(t *testing.T) {
 		{"window unreadable", map[string]string{driver: "haltpoll\n", poll: "x"}, "cpuidle haltpoll", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			read := func(name string) ([]byte, error) {
-				s, ok := tc.files[name]
-				if !ok {
-					return nil, fs.ErrNotExist
-				}
-				return []byte(s), nil
-			}
-			got, halts := idlePolicy(read)
+			got, halts := idlePolicy(readFrom(tc.files))
 			if got != tc.want || halts != tc.halts {
 				t.Errorf("idlePolicy = %q, %v; want %q, %v", got, halts, tc.want, tc.halts)
 			}
@@ -92,16 +85,21 @@ func TestIsolation(t *testing.T) {
 		{"flags unknown", map[string]string{meltdown: "Mitigation: PTI\n"}, "kernel page-table isolation (PTI)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			read := func(name string) ([]byte, error) {
-				s, ok := tc.files[name]
-				if !ok {
-					return nil, fs.ErrNotExist
-				}
-				return []byte(s), nil
-			}
-			if got := isolation(read); got != tc.want {
+			if got := isolation(readFrom(tc.files)); got != tc.want {
 				t.Errorf("isolation = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// readFrom is a file reader over files (name → contents): a name it does
+// not hold does not exist.
+func readFrom(files map[string]string) func(string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		s, ok := files[name]
+		if !ok {
+			return nil, fs.ErrNotExist
+		}
+		return []byte(s), nil
 	}
 }
