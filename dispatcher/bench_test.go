@@ -64,10 +64,22 @@ func BenchmarkDeliver(b *testing.B) {
 // (batch.max_events 100) with change events shaped like the end-to-end
 // benchmark's (a wallTime, a document with a date, a double and an array).
 // It reports events/s and the process's CPU µs per event (dispatcher and
-// the in-process receiver together).
+// the in-process receiver together). Its events cycle over 1,024 documents,
+// so per_document chains an event behind an earlier one of its document
+// while that one is held; per_document_unique_keys gives every submitted
+// event a document of its own, as a backlog of inserts does.
 func BenchmarkDeliverBatched(b *testing.B) {
-	for _, mode := range []triggers.Ordering{triggers.PerDocument, triggers.None} {
-		b.Run(string(mode), func(b *testing.B) {
+	for _, v := range []struct {
+		name   string
+		mode   triggers.Ordering
+		unique bool
+	}{
+		{string(triggers.PerDocument), triggers.PerDocument, false},
+		{string(triggers.None), triggers.None, false},
+		{string(triggers.PerDocument) + "_unique_keys", triggers.PerDocument, true},
+	} {
+		mode := v.mode
+		b.Run(v.name, func(b *testing.B) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
 				w.WriteHeader(http.StatusNoContent)
@@ -88,13 +100,24 @@ func BenchmarkDeliverBatched(b *testing.B) {
 			for i := range events {
 				events[i] = benchChangeEvent(b, i)
 			}
+			var keys []string // one per submitted event (unique)
+			if v.unique {
+				keys = make([]string, b.N)
+				for i := range keys {
+					keys[i] = "k" + strconv.Itoa(i)
+				}
+			}
 			ctx := context.Background()
 			b.ReportAllocs()
 			cpu0 := proccpu.Self()
 			b.ResetTimer()
 			start := time.Now()
 			for i := range b.N {
-				if err := d.Submit(ctx, events[i%len(events)]); err != nil {
+				ev := events[i%len(events)]
+				if keys != nil {
+					ev.Key = keys[i]
+				}
+				if err := d.Submit(ctx, ev); err != nil {
 					b.Fatal(err)
 				}
 			}
