@@ -78,7 +78,6 @@ func BenchmarkDeliverBatched(b *testing.B) {
 		{string(triggers.None), triggers.None, false},
 		{string(triggers.PerDocument) + "_unique_keys", triggers.PerDocument, true},
 	} {
-		mode := v.mode
 		b.Run(v.name, func(b *testing.B) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
@@ -89,7 +88,7 @@ func BenchmarkDeliverBatched(b *testing.B) {
 				Name:        "bench",
 				Webhook:     triggers.Webhook{URL: srv.URL, Secrets: []triggers.Secret{testSecret}},
 				Retry:       triggers.RetryPolicy{MaxAttempts: 3},
-				Ordering:    mode,
+				Ordering:    v.mode,
 				Concurrency: 16,
 				Batch:       &triggers.BatchPolicy{MaxEvents: 100},
 			}, nil)

@@ -24,12 +24,21 @@ func CPUModel() string {
 
 // cpuModel is CPUModel on the text of /proc/cpuinfo.
 func cpuModel(cpuinfo string) string {
-	for _, line := range strings.Split(cpuinfo, "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
+	if v, ok := cpuinfoField(cpuinfo, "model name"); ok {
+		return v
 	}
 	return "unknown CPU"
+}
+
+// cpuinfoField returns the value of the first line of cpuinfo (the text
+// of /proc/cpuinfo) whose key is key, trimmed.
+func cpuinfoField(cpuinfo, key string) (string, bool) {
+	for _, line := range strings.Split(cpuinfo, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
 }
 
 // IdlePolicy describes what the host's CPUs do when idle, as far as Linux
@@ -82,12 +91,8 @@ func CPUFlag(flag string) bool {
 
 // cpuFlag is CPUFlag on the text of /proc/cpuinfo.
 func cpuFlag(cpuinfo, flag string) bool {
-	for _, line := range strings.Split(cpuinfo, "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "flags" {
-			return slices.Contains(strings.Fields(v), flag)
-		}
-	}
-	return false
+	v, _ := cpuinfoField(cpuinfo, "flags")
+	return slices.Contains(strings.Fields(v), flag)
 }
 
 // Isolation describes the kernel's page-table isolation (PTI, the Meltdown
