@@ -564,7 +564,7 @@ sample:
 func (r *report) print(w io.Writer, cfg config) {
 	fmt.Fprintf(w, "changehook end-to-end benchmark, %s\n", r.Date.Format(time.RFC3339))
 	fmt.Fprintf(w, "machine: %s\n", r.Machine)
-	fmt.Fprintf(w, "load average (1, 5, 15 min) at start: %s; at end: %s — other processes on the machine compete with the benchmark\n", r.LoadFrom, r.LoadTo)
+	fmt.Fprintf(w, "load average (1, 5, 15 min) at start: %s; at end: %s — the end includes the benchmark's own load; a load at the start is other processes', which compete with it\n", r.LoadFrom, r.LoadTo)
 	fmt.Fprintf(w, "devdb and the receiver run in the benchmark process; the runner is a child process (`changehook run`), whose CPU and RSS are its own (from /proc). All share the machine.\n\n")
 	fmt.Fprintf(w, "Baselines (backlog of %d inserts; events/s from the first to the last event):\n\n", r.N)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
