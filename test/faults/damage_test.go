@@ -1,13 +1,16 @@
 package faults
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -21,7 +24,8 @@ type damage struct {
 	apply func(b []byte, rng *rand.Rand) []byte
 }
 
-// damages are the three ways the adversarial run damaged devdb's file.
+// damages are the three ways the adversarial run damaged devdb's file, the
+// third aimed at the page every lookup starts from.
 func damages() []damage {
 	const page = 4096
 	return []damage{
@@ -35,13 +39,55 @@ func damages() []damage {
 			return b
 		}},
 		{"truncated to half", func(b []byte, _ *rand.Rand) []byte { return b[:len(b)/2] }},
-		{"page 3 zeroed", func(b []byte, _ *rand.Rand) []byte {
-			if len(b) >= 4*page {
-				clear(b[3*page : 4*page])
+		{"root page zeroed", func(b []byte, _ *rand.Rand) []byte {
+			// The page the meta pages name as the root of every bucket: a
+			// fixed page number (say 3) may be free in a file with a longer
+			// history, and zeroing a free page damages nothing.
+			roots, size := metaRoots(b)
+			for _, root := range roots {
+				clear(b[root*size : (root+1)*size])
 			}
 			return b
 		}},
 	}
+}
+
+// metaRoots returns the root pages that the two meta pages of the bbolt
+// file b name, and the file's page size. bbolt opens with the newer valid
+// meta page; both roots are returned so that damaging them does not depend
+// on which. A meta page whose marker does not match, or whose root lies
+// outside b, is skipped.
+func metaRoots(b []byte) (roots []int, pageSize int) {
+	const (
+		magic     = 0xED0CDAED // bbolt's meta page marker
+		hdr       = 16         // page header: id, flags, count, overflow
+		sizeField = hdr + 8    // after magic and version
+		rootField = hdr + 16   // after magic, version, page size and flags
+	)
+	pageSize = 4096
+	if len(b) >= rootField+8 && binary.LittleEndian.Uint32(b[hdr:]) == magic {
+		pageSize = int(binary.LittleEndian.Uint32(b[sizeField:]))
+	}
+	if pageSize < rootField+8 {
+		return nil, pageSize
+	}
+	for i := range 2 {
+		if len(b) < (i+1)*pageSize {
+			break
+		}
+		m := b[i*pageSize:]
+		if binary.LittleEndian.Uint32(m[hdr:]) != magic {
+			continue
+		}
+		root := binary.LittleEndian.Uint64(m[rootField:])
+		if root < 2 || root >= uint64(len(b)/pageSize) {
+			continue
+		}
+		if !slices.Contains(roots, int(root)) {
+			roots = append(roots, int(root))
+		}
+	}
+	return roots, pageSize
 }
 
 // devdbOnce runs `changehook devdb` on dir and a free port, expecting it to
@@ -115,7 +161,11 @@ func scenarioDamagedDataDir(s *suite) []tally {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, dataFile), d.apply(append([]byte(nil), good...), rng), 0o600); err != nil {
+		damaged := d.apply(append([]byte(nil), good...), rng)
+		if bytes.Equal(damaged, good) {
+			t.Fatalf("%s: the damage changed nothing in the %d-byte data file", d.name, len(good))
+		}
+		if err := os.WriteFile(filepath.Join(dir, dataFile), damaged, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		out, code, took := devdbOnce(s, dir)
@@ -157,6 +207,6 @@ func scenarioDamagedDataDir(s *suite) []tally {
 	x.waitAll(pick(s, time.Minute, 5*time.Minute))
 	x.r.stop()
 	return x.tallies("i: damaged data directory", fmt.Sprintf(
-		"3 damaged copies (flipped, half, page 3 zeroed) and a locked dir refused with exit 1, no panic, slowest %.1f s; recovered by moving the dir away (checkpoints gone: started at now)",
+		"3 damaged copies (flipped, half, root page zeroed) and a locked dir refused with exit 1, no panic, slowest %.1f s; recovered by moving the dir away (checkpoints gone: started at now)",
 		slowest.Seconds()))
 }
