@@ -67,13 +67,15 @@ func readLockPID(dir string) int {
 
 // checkFile checks the bbolt file at path before it is opened for writing:
 // it opens it read-only (which neither rebuilds the free list nor writes),
-// refuses a data format newer than this devdb's (*FormatError), reads every
+// refuses a data format newer than this devdb's (*FormatError) and a file
+// shorter than the pages its meta page counts, reads every
 // bucket, key and value, checking that keys are in order, and checks the
 // buckets that hold one large value each (checkValueBuckets), with panics
 // and memory faults of the storage library turned into errors. The check stops early (without error) after timeout.
 // A missing file is fine (a new data directory).
 func checkFile(path string, timeout time.Duration) (err error) {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -90,6 +92,12 @@ func checkFile(path string, timeout time.Duration) (err error) {
 	deadline := time.Now().Add(timeout)
 	n := 0
 	return db.View(func(tx *bolt.Tx) error {
+		// The storage library grows the file to hold every page before a
+		// commit names them, so a shorter file lost its end (a partial copy,
+		// a full disk during a copy); pages past it would read as a fault.
+		if fi != nil && fi.Size() < tx.Size() {
+			return fmt.Errorf("the file is %d bytes, shorter than the %d bytes its pages take: its end is missing", fi.Size(), tx.Size())
+		}
 		if m := tx.Bucket(bucketMeta); m != nil {
 			if err := checkFormat(m); err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -188,4 +189,50 @@ func TestDamagedWhileRunning(t *testing.T) {
 		}
 	}()
 	_ = e.View(func(*Tx) error { panic("devdb bug") })
+}
+
+// A data file cut short anywhere inside its pages is refused naming the
+// missing end; one cut after its last page (the spare page the storage
+// library keeps) opens.
+func TestOpenTruncatedDataFile(t *testing.T) {
+	good := writeDataDir(t)
+	probe := filepath.Join(t.TempDir(), "devdb.bbolt")
+	if err := os.WriteFile(probe, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(probe, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pages int64
+	_ = db.View(func(tx *bolt.Tx) error { pages = tx.Size(); return nil })
+	_ = db.Close()
+	if pages <= 4096 || pages > int64(len(good)) {
+		t.Fatalf("pages take %d bytes of a %d-byte file", pages, len(good))
+	}
+
+	open := func(n int64) error {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "devdb.bbolt"), good[:n], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		e, err := Open(Options{Dir: dir})
+		if err == nil {
+			_ = e.Close()
+		}
+		return err
+	}
+	for _, n := range []int64{pages - 4096, pages - 1, pages - pages/3} {
+		err := open(n)
+		var de *DamagedError
+		if !errors.As(err, &de) {
+			t.Fatalf("cut to %d of %d bytes: err = %v, want a DamagedError", n, pages, err)
+		}
+		if want := "the file is " + strconv.FormatInt(n, 10) + " bytes, shorter than the " + strconv.FormatInt(pages, 10) + " bytes its pages take: its end is missing"; !containsStr(err.Error(), want) {
+			t.Errorf("cut to %d: message = %q, want it to contain %q", n, err.Error(), want)
+		}
+	}
+	if err := open(pages); err != nil {
+		t.Errorf("cut right after the last page: %v", err)
+	}
 }
