@@ -46,7 +46,7 @@ func TestMetaRoots(t *testing.T) {
 		t.Fatal("no root pages found")
 	}
 	for _, r := range roots {
-		if id := binary.LittleEndian.Uint64(b[r*size:]); id != uint64(r) {
+		if id := binary.NativeEndian.Uint64(b[r*size:]); id != uint64(r) {
 			t.Errorf("root page %d: its header says page %d", r, id)
 		}
 	}

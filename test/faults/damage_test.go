@@ -56,7 +56,8 @@ func damages() []damage {
 // file b name, and the file's page size. bbolt opens with the newer valid
 // meta page; both roots are returned so that damaging them does not depend
 // on which. A meta page whose marker does not match, or whose root lies
-// outside b, is skipped.
+// outside b, is skipped. bbolt writes its fields in the machine's byte
+// order.
 func metaRoots(b []byte) (roots []int, pageSize int) {
 	const (
 		magic     = 0xED0CDAED // bbolt's meta page marker
@@ -65,8 +66,8 @@ func metaRoots(b []byte) (roots []int, pageSize int) {
 		rootField = hdr + 16   // after magic, version, page size and flags
 	)
 	pageSize = 4096
-	if len(b) >= rootField+8 && binary.LittleEndian.Uint32(b[hdr:]) == magic {
-		pageSize = int(binary.LittleEndian.Uint32(b[sizeField:]))
+	if len(b) >= rootField+8 && binary.NativeEndian.Uint32(b[hdr:]) == magic {
+		pageSize = int(binary.NativeEndian.Uint32(b[sizeField:]))
 	}
 	if pageSize < rootField+8 {
 		return nil, pageSize
@@ -76,10 +77,10 @@ func metaRoots(b []byte) (roots []int, pageSize int) {
 			break
 		}
 		m := b[i*pageSize:]
-		if binary.LittleEndian.Uint32(m[hdr:]) != magic {
+		if binary.NativeEndian.Uint32(m[hdr:]) != magic {
 			continue
 		}
-		root := binary.LittleEndian.Uint64(m[rootField:])
+		root := binary.NativeEndian.Uint64(m[rootField:])
 		if root < 2 || root >= uint64(len(b)/pageSize) {
 			continue
 		}
