@@ -447,9 +447,11 @@ triggers:
 	if after.Attempts != before.Attempts+1 {
 		t.Errorf("attempts after a failed replay = %d, want %d (the replay's attempt added)", after.Attempts, before.Attempts+1)
 	}
-	// The page shows the updated count without a reload.
+	// The page shows the updated count without a reload: it asks for its
+	// facts again once the status line has said the replay is done.
 	want := fmt.Sprintf("Attempts%d", after.Attempts)
-	if got := strings.Join(strings.Fields(b.text(t, "#dl-facts")), ""); !strings.Contains(got, want) {
+	if !b.poll(t, fmt.Sprintf(`document.getElementById("dl-facts").textContent.replace(/\s+/g, "").includes(%q)`, want)) {
+		got := strings.Join(strings.Fields(b.text(t, "#dl-facts")), "")
 		t.Errorf("dead-letter facts after the failed replay = %q, want %q", got, want)
 	}
 	// The endpoint is back: replaying the trigger's dead letters from the
@@ -561,6 +563,16 @@ func (b *browser) run(t *testing.T, what string, actions ...chromedp.Action[chro
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		t.Fatalf("browser: %s: %v", what, err)
 	}
+}
+
+// poll reports whether the JavaScript expression expr became true within
+// browserTimeout, evaluating it every 50 ms.
+func (b *browser) poll(t *testing.T, expr string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond)))
+	return err == nil
 }
 
 // get runs an action that returns a value.
