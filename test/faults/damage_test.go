@@ -3,16 +3,17 @@ package faults
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
+	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // dataFile is devdb's data file inside its data directory.
@@ -25,8 +26,9 @@ type damage struct {
 }
 
 // damages are the three ways the adversarial run damaged devdb's file, the
-// third aimed at the page every lookup starts from.
-func damages() []damage {
+// third aimed at the page every lookup starts from: root is that page's
+// byte range in the file (rootPage).
+func damages(root [2]int) []damage {
 	const page = 4096
 	return []damage{
 		{"16 bytes flipped in every page header of the first MiB", func(b []byte, rng *rand.Rand) []byte {
@@ -40,55 +42,31 @@ func damages() []damage {
 		}},
 		{"truncated to half", func(b []byte, _ *rand.Rand) []byte { return b[:len(b)/2] }},
 		{"root page zeroed", func(b []byte, _ *rand.Rand) []byte {
-			// The page the meta pages name as the root of every bucket: a
-			// fixed page number (say 3) may be free in a file with a longer
-			// history, and zeroing a free page damages nothing.
-			roots, size := metaRoots(b)
-			for _, root := range roots {
-				clear(b[root*size : (root+1)*size])
-			}
+			// A fixed page number (say 3) may be free in a file with a
+			// longer history, and zeroing a free page damages nothing.
+			clear(b[root[0]:root[1]])
 			return b
 		}},
 	}
 }
 
-// metaRoots returns the root pages that the two meta pages of the bbolt
-// file b name, and the file's page size. bbolt opens with the newer valid
-// meta page; both roots are returned so that damaging them does not depend
-// on which. A meta page whose marker does not match, or whose root lies
-// outside b, is skipped. bbolt writes its fields in the machine's byte
-// order.
-func metaRoots(b []byte) (roots []int, pageSize int) {
-	const (
-		magic     = 0xED0CDAED // bbolt's meta page marker
-		hdr       = 16         // page header: id, flags, count, overflow
-		sizeField = hdr + 8    // after magic and version
-		rootField = hdr + 16   // after magic, version, page size and flags
-	)
-	pageSize = 4096
-	if len(b) >= rootField+8 && binary.NativeEndian.Uint32(b[hdr:]) == magic {
-		pageSize = int(binary.NativeEndian.Uint32(b[sizeField:]))
+// rootPage returns the byte range of the root page of the bbolt file whose
+// bytes are good, as the storage library reads it (from a copy, read-only).
+func rootPage(t *testing.T, good []byte) [2]int {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), dataFile)
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if pageSize < rootField+8 {
-		return nil, pageSize
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("open a copy of the data file: %v", err)
 	}
-	for i := range 2 {
-		if len(b) < (i+1)*pageSize {
-			break
-		}
-		m := b[i*pageSize:]
-		if binary.NativeEndian.Uint32(m[hdr:]) != magic {
-			continue
-		}
-		root := binary.NativeEndian.Uint64(m[rootField:])
-		if root < 2 || root >= uint64(len(b)/pageSize) {
-			continue
-		}
-		if !slices.Contains(roots, int(root)) {
-			roots = append(roots, int(root))
-		}
-	}
-	return roots, pageSize
+	defer db.Close()
+	var root int
+	_ = db.View(func(tx *bolt.Tx) error { root = int(tx.Cursor().Bucket().Root()); return nil })
+	size := db.Info().PageSize
+	return [2]int{root * size, (root + 1) * size}
 }
 
 // devdbOnce runs `changehook devdb` on dir and a free port, expecting it to
@@ -157,7 +135,7 @@ func scenarioDamagedDataDir(s *suite) []tally {
 	rng := rand.New(rand.NewPCG(s.seed, 9))
 	var slowest time.Duration
 	damagedDir := ""
-	for _, d := range damages() {
+	for _, d := range damages(rootPage(t, good)) {
 		dir := filepath.Join(t.TempDir(), "devdb")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
