@@ -586,13 +586,28 @@ func (d *Dispatcher) batchWorker() {
 // processBatch delivers b and reports whether its events are done
 // (delivered, or dead-lettered one by one).
 func (d *Dispatcher) processBatch(ctx context.Context, b *batch) bool {
-	trigger, n := d.trigger, len(b.tickets)
-	d.metrics.inflightAdd(trigger, float64(n))
-	defer d.metrics.inflightAdd(trigger, -float64(n))
-	res, err, held := d.deliverBatchGuarded(ctx, b)
+	n := len(b.tickets)
+	d.metrics.inflightAdd(d.trigger, float64(n))
+	defer d.metrics.inflightAdd(d.trigger, -float64(n))
+	msg := Message{ID: b.id, Body: b.body, Header: d.batcher.header}
+	return d.deliverPart(ctx, b.tickets, msg, b.tickets[0].Value.prog)
+}
+
+// deliverPart delivers the events of tks, a sealed batch or a part of one,
+// as msg, and reports whether they are done. A request the endpoint refuses
+// as too large (413) is sent again in two halves, each split further while
+// it is refused, so that only an event refused alone is dead-lettered:
+// events are never given up on for the size of the batch they were cut
+// into. The halves go one after the other, in stream order, which keeps
+// every ordering. prog is the batch's progress record.
+func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], msg Message, prog *progress) bool {
+	trigger, n := d.trigger, len(tks)
+	info := d.sender.eventInfo(tks[0].Value.ev)
+	info.events = n
+	res, err, held := d.deliverBatchGuarded(ctx, msg, info, prog)
 	outcome := func(o string) {
 		now := d.clock.Now()
-		d.metrics.deliveryBatch(trigger, o, n, func(i int) float64 { return now.Sub(b.tickets[i].Value.ev.Received).Seconds() })
+		d.metrics.deliveryBatch(trigger, o, n, func(i int) float64 { return now.Sub(tks[i].Value.ev.Received).Seconds() })
 	}
 	failed := func(tks []*Ticket[job]) { d.metrics.deliveryBatch(trigger, OutcomeFailed, len(tks), nil) }
 	switch {
@@ -609,25 +624,27 @@ func (d *Dispatcher) processBatch(ctx context.Context, b *batch) bool {
 		}
 		return true
 	case res.Reason == ReasonCanceled || ctx.Err() != nil:
-		failed(b.tickets)
+		failed(tks)
 		d.log.LogAttrs(ctx, slog.LevelInfo, "batch delivery canceled by shutdown",
 			slog.String("webhook_id", res.WebhookID), slog.Int("events", n), slog.Int("attempts", res.Attempts))
 		return false
+	case tooLarge(res.Status, n):
+		return d.splitPart(ctx, tks, msg, prog)
 	case !d.deadLetter:
 		// Unreachable: without dead letters a batch is retried until it is
 		// delivered or canceled. Never skip its events.
-		failed(b.tickets)
+		failed(tks)
 		return false
 	}
 	// Given up on: each event becomes its own dead letter, replayable
 	// alone, with the batch's attempts and failure.
-	for i, tk := range b.tickets {
+	for i, tk := range tks {
 		j := tk.Value
 		dl := deadLetterOf(trigger, WebhookID(trigger, j.ev.Token), j.ev, res, err)
 		if !d.putDeadLetter(ctx, dl) {
 			// Canceled: the batch stays undone (those already stored are
 			// stored again, idempotently, after the redelivery fails).
-			failed(b.tickets[i:])
+			failed(tks[i:])
 			return false
 		}
 		d.metrics.delivery(trigger, OutcomeDeadLettered, d.clock.Now().Sub(j.ev.Received).Seconds())
@@ -635,28 +652,77 @@ func (d *Dispatcher) processBatch(ctx context.Context, b *batch) bool {
 	return true
 }
 
-// batchInfo is what the observers learn about a batch request: the first
-// event's documentKey and operationType, and the number of events.
-func (d *Dispatcher) batchInfo(b *batch) eventInfo {
-	info := d.sender.eventInfo(b.tickets[0].Value.ev)
-	info.events = len(b.tickets)
-	return info
+// splitPart delivers tks, whose request msg the endpoint refused as too
+// large, as two requests of half the events each (deliverPart), the first
+// half first. Each half's body is built when it is sent, so a split holds
+// at most about as many bytes again as its batch. It reports whether every
+// event is done.
+func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Message, prog *progress) bool {
+	half := len(tks) / 2
+	parts := [2][]*Ticket[job]{tks[:half], tks[half:]}
+	d.metrics.batchSplit(d.trigger)
+	d.log.LogAttrs(ctx, slog.LevelWarn, "the endpoint refused a batch as too large (413): sending its events again in two requests; set batch.max_bytes below the endpoint's body limit",
+		slog.String("webhook_id", msg.ID), slog.Int("events", len(tks)), slog.Int("bytes", len(msg.Body)),
+		slog.Int("first_events", len(parts[0])), slog.Int("second_events", len(parts[1])))
+	for i, part := range parts {
+		m, ok := d.partMessage(part, msg.Header)
+		if !ok {
+			// Unreachable: every event of a sealed batch had its element
+			// built once. Never skip its events: the batch stays undone,
+			// and this part and the next, not sent, failed.
+			d.log.LogAttrs(ctx, slog.LevelError, "batch refused as too large could not be split: an event's payload no longer builds",
+				slog.String("webhook_id", msg.ID))
+			d.metrics.deliveryBatch(d.trigger, OutcomeFailed, len(tks)-half*i, nil)
+			return false
+		}
+		if !d.deliverPart(ctx, part, m, prog) {
+			if i == 0 && ctx.Err() != nil {
+				// Canceled: the second half, not sent, failed too (a halt
+				// for payload errors counts nothing, as for a whole batch).
+				d.metrics.deliveryBatch(d.trigger, OutcomeFailed, len(parts[1]), nil)
+			}
+			return false
+		}
+	}
+	return true
 }
 
-// deliverBatchGuarded is deliverGuarded for a batch (whose payloads were
-// built already): the request goes through the circuit breaker and the
-// retry stage; held reports that payload errors halted the dispatcher.
-func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, b *batch) (res Result, err error, held bool) {
-	msg := Message{ID: b.id, Body: b.body, Header: d.batcher.header}
-	info := d.batchInfo(b)
-	prog := b.tickets[0].Value.prog
+// partMessage builds the request of tks, a part of a sealed batch: the
+// array of their elements, its webhook-id BatchWebhookID of its first and
+// last events, and header (the batch's). ok is false when an element
+// cannot be built.
+func (d *Dispatcher) partMessage(tks []*Ticket[job], header http.Header) (m Message, ok bool) {
+	body := []byte{'['}
+	var elem []byte
+	for i, tk := range tks {
+		if elem, ok = d.batcher.element(elem[:0], tk.Value.ev); !ok {
+			return Message{}, false
+		}
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, elem...)
+	}
+	id := BatchWebhookID(d.trigger, tks[0].Value.ev.Token, tks[len(tks)-1].Value.ev.Token)
+	return Message{ID: id, Body: append(body, ']'), Header: header}, true
+}
+
+// deliverBatchGuarded is deliverGuarded for a batch's request msg (whose
+// payloads were built already; info is what the observers learn about
+// it, prog the batch's progress record): the request goes through the
+// circuit breaker and the retry stage; held reports that payload errors
+// halted the dispatcher. A request refused as too large (tooLarge) returns
+// at once, for the caller to split, without counting against the circuit:
+// the endpoint answered, and it is the request, not the endpoint, that
+// failed.
+func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info eventInfo, prog *progress) (res Result, err error, held bool) {
 	forever := !d.deadLetter
 	for round := 0; ; round++ {
 		if d.payload.halted.Load() {
 			return Result{}, nil, true
 		}
 		if gerr := d.circuit.gate(ctx); gerr != nil {
-			return Result{WebhookID: b.id, Reason: ReasonCanceled}, fmt.Errorf("wait for the circuit to close: %w", gerr), false
+			return Result{WebhookID: msg.ID, Reason: ReasonCanceled}, fmt.Errorf("wait for the circuit to close: %w", gerr), false
 		}
 		bounded := !forever || d.circuit != nil
 		res, err = d.sender.retryStage(ctx, msg, forever && !bounded, prog, info)
@@ -666,6 +732,8 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, b *batch) (res Res
 			d.circuit.succeeded()
 			return res, nil, false
 		case res.Reason == ReasonCanceled || ctx.Err() != nil:
+			return res, err, false
+		case tooLarge(res.Status, info.events):
 			return res, err, false
 		}
 		if d.circuit.failed(res.Status, err.Error()) {

@@ -1082,3 +1082,136 @@ func TestInMemoryBodyCopies(t *testing.T) {
 		t.Fatalf("fallback GetBody %q, want the payload as it was", body)
 	}
 }
+
+// TestBatchSplitOnTooLarge: a batch the endpoint refuses with 413 is sent
+// again in halves, split further while refused, in stream order, so that
+// every event is delivered exactly once and only an event refused alone is
+// dead-lettered — also without dead letters, where a refused batch must not
+// be retried forever as it is.
+func TestBatchSplitOnTooLarge(t *testing.T) {
+	const events, maxEvents, accepted = 40, 8, 2 // the endpoint takes at most 2 events
+	for _, tc := range []struct {
+		name       string
+		ordering   triggers.Ordering
+		conc       int
+		deadLetter bool
+		refuse     int // an event refused even alone (-1: none)
+	}{
+		{"strict", triggers.Strict, 1, true, 13},
+		{"per_document", triggers.PerDocument, 4, true, 13},
+		{"none", triggers.None, 4, true, 13},
+		{"strict without dead letters", triggers.Strict, 1, false, -1},
+		{"none without dead letters", triggers.None, 4, false, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := batchEvents(t, events, func(i int) string { return fmt.Sprintf("k%d", i%3) })
+			var mu sync.Mutex
+			var requests [][]int // seqs of every request, in arrival order
+			var ok [][]int       // seqs of the accepted requests
+			rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				seqs := checkBatchRequest(t, evs, r.Header, body, maxEvents)
+				mu.Lock()
+				defer mu.Unlock()
+				requests = append(requests, seqs)
+				if len(seqs) > accepted || slices.Contains(seqs, tc.refuse) {
+					w.WriteHeader(http.StatusRequestEntityTooLarge)
+					_, _ = io.WriteString(w, "request entity too large")
+					return
+				}
+				ok = append(ok, seqs)
+				w.WriteHeader(http.StatusNoContent)
+			})
+			sink := &memSink{}
+			m := NewMetrics(nil)
+			trig := &triggers.Trigger{
+				Name:     "orders",
+				Webhook:  triggers.Webhook{URL: rc.srv.URL, Secrets: []triggers.Secret{testSecret}},
+				Ordering: tc.ordering, Concurrency: tc.conc, DeadLetter: tc.deadLetter,
+				Retry: triggers.RetryPolicy{MaxAttempts: 3},
+				Batch: &triggers.BatchPolicy{MaxEvents: maxEvents, MaxWait: time.Millisecond},
+			}
+			d := newTestDispatcher(t, trig, sink, WithMetrics(m))
+			submitAndClose(t, d, evs, 10*time.Second)
+			if tok, _ := d.Watermark(); !bytes.Equal(tok, evs[events-1].Token) {
+				t.Fatal("watermark did not reach the last event")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			// Every event delivered exactly once (but the one refused alone).
+			got := map[int]int{}
+			for _, seqs := range ok {
+				for _, s := range seqs {
+					got[s]++
+				}
+			}
+			for i := range events {
+				want := 1
+				if i == tc.refuse {
+					want = 0
+				}
+				if got[i] != want {
+					t.Errorf("event %d accepted %d times, want %d", i, got[i], want)
+				}
+			}
+			// A refused request is never sent again as it is; it is split
+			// into halves, which come (in strict, next, and in order).
+			refused, splits := 0, 0
+			seen := map[string]bool{}
+			for i, seqs := range requests {
+				key := fmt.Sprint(seqs)
+				if seen[key] {
+					t.Errorf("request %v sent twice", seqs)
+				}
+				seen[key] = true
+				if len(seqs) <= accepted && !slices.Contains(seqs, tc.refuse) {
+					continue
+				}
+				refused++
+				if len(seqs) == 1 {
+					continue
+				}
+				splits++
+				if tc.ordering == triggers.Strict {
+					half := len(seqs) / 2
+					if i+1 >= len(requests) || !slices.Equal(requests[i+1], seqs[:half]) {
+						t.Errorf("refused %v not followed by its first half %v: %v", seqs, seqs[:half], requests[i+1:])
+					}
+				}
+			}
+			if splits == 0 {
+				t.Fatal("no request was split; the test does not exercise splitting")
+			}
+			if c := m.Counts("orders"); c.BatchSplits != uint64(splits) {
+				t.Errorf("BatchSplits = %d, want %d", c.BatchSplits, splits)
+			}
+			if tc.ordering == triggers.Strict {
+				var order []int
+				for _, seqs := range ok {
+					order = append(order, seqs...)
+				}
+				if !slices.IsSorted(order) {
+					t.Errorf("strict: accepted events out of order: %v", order)
+				}
+			}
+			dls := sink.All()
+			if tc.refuse < 0 {
+				if len(dls) != 0 {
+					t.Fatalf("%d dead letters, want none", len(dls))
+				}
+				return
+			}
+			if len(dls) != 1 {
+				t.Fatalf("%d dead letters, want 1 (event %d, refused alone)", len(dls), tc.refuse)
+			}
+			dl, ev := dls[0], evs[tc.refuse]
+			if dl.WebhookID != WebhookID("orders", ev.Token) || !bytes.Equal(dl.Event, ev.Raw) ||
+				dl.LastStatus != http.StatusRequestEntityTooLarge || dl.LastResponse != "request entity too large" {
+				t.Errorf("dead letter is not event %d refused with 413: %+v", tc.refuse, dl)
+			}
+			if c := m.Counts("orders"); c.Deliveries[OutcomeDelivered] != events-1 || c.Deliveries[OutcomeDeadLettered] != 1 {
+				t.Errorf("deliveries by outcome %v, want %d delivered and 1 dead-lettered", c.Deliveries, events-1)
+			}
+		})
+	}
+}

@@ -34,6 +34,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	inflight    *prometheus.GaugeVec
 	deadLetters *prometheus.CounterVec
+	splits      *prometheus.CounterVec
 	circuit     *circuitMetrics // see circuit_metrics.go
 
 	counts sync.Map // trigger name → *triggerCounts
@@ -50,6 +51,9 @@ type Counts struct {
 	Attempts map[string]uint64
 	// DeadLetters counts the dead letters stored.
 	DeadLetters uint64
+	// BatchSplits counts the batch requests refused as too large (413)
+	// and sent again as two.
+	BatchSplits uint64
 	// InFlight is the number of deliveries being attempted now.
 	InFlight int64
 }
@@ -65,6 +69,7 @@ type triggerCounts struct {
 	inflight    prometheus.Gauge
 	duration    prometheus.Observer
 	deadLetters prometheus.Counter
+	splits      prometheus.Counter
 	deliveries  map[string]prometheus.Counter // by outcome
 	attempts    map[string]prometheus.Counter // by reason
 }
@@ -85,7 +90,7 @@ func (m *Metrics) Counts(trigger string) Counts {
 	defer tc.mu.Unlock()
 	maps.Copy(out.Deliveries, tc.c.Deliveries)
 	maps.Copy(out.Attempts, tc.c.Attempts)
-	out.DeadLetters, out.InFlight = tc.c.DeadLetters, tc.c.InFlight
+	out.DeadLetters, out.InFlight, out.BatchSplits = tc.c.DeadLetters, tc.c.InFlight, tc.c.BatchSplits
 	return out
 }
 
@@ -122,6 +127,7 @@ func counter(byLabel map[string]prometheus.Counter, vec *prometheus.CounterVec, 
 //	changehook_delivery_duration_seconds{trigger}    histogram, submit → done
 //	changehook_inflight{trigger}                     deliveries being attempted
 //	changehook_dead_letters_total{trigger}           dead letters stored
+//	changehook_batch_splits_total{trigger}           batches refused as too large (413) and sent as two
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -145,6 +151,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "changehook_dead_letters_total",
 			Help: "Events stored as dead letters.",
 		}, []string{"trigger"}),
+		splits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "changehook_batch_splits_total",
+			Help: "Batch requests the endpoint refused as too large (413) and that were sent again as two requests of half the events each.",
+		}, []string{"trigger"}),
 	}
 	m.circuit = newCircuitMetrics(reg)
 	if reg == nil {
@@ -155,6 +165,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.duration = metrics.Register(reg, m.duration)
 	m.inflight = metrics.Register(reg, m.inflight)
 	m.deadLetters = metrics.Register(reg, m.deadLetters)
+	m.splits = metrics.Register(reg, m.splits)
 	return m
 }
 
@@ -253,13 +264,31 @@ func (m *Metrics) deadLettered(trigger string) {
 	c.Inc()
 }
 
+// batchSplit records a batch request of trigger refused as too large and
+// sent again as two.
+func (m *Metrics) batchSplit(trigger string) {
+	if m == nil {
+		return
+	}
+	tc := m.of(trigger)
+	tc.mu.Lock()
+	tc.c.BatchSplits++
+	if tc.splits == nil {
+		tc.splits = m.splits.WithLabelValues(trigger)
+	}
+	c := tc.splits
+	tc.mu.Unlock()
+	c.Inc()
+}
+
 // initReasons are the reason label values SendOnce records (besides "ok").
 var initReasons = []string{ReasonClientError, ReasonServerError, ReasonRateLimited, ReasonTimeout, ReasonConnection,
 	ReasonRedirect, ReasonDropped, ReasonBlocked}
 
 // Init creates every series of trigger at zero (each outcome, "ok" and each
-// failure reason SendOnce records, the duration histogram, in-flight and
-// dead letters), so that rates and alerts work before the first delivery.
+// failure reason SendOnce records, the duration histogram, in-flight, dead
+// letters and batch splits), so that rates and alerts work before the first
+// delivery.
 func (m *Metrics) Init(trigger string) {
 	if m == nil {
 		return
@@ -274,6 +303,7 @@ func (m *Metrics) Init(trigger string) {
 	m.duration.WithLabelValues(trigger)
 	m.inflight.WithLabelValues(trigger)
 	m.deadLetters.WithLabelValues(trigger)
+	m.splits.WithLabelValues(trigger)
 }
 
 // Forget deletes every series and counter of trigger (a trigger removed
@@ -288,5 +318,6 @@ func (m *Metrics) Forget(trigger string) {
 	m.duration.DeletePartialMatch(l)
 	m.inflight.DeletePartialMatch(l)
 	m.deadLetters.DeletePartialMatch(l)
+	m.splits.DeletePartialMatch(l)
 	m.counts.Delete(trigger)
 }

@@ -381,7 +381,10 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 
 // retryStage sends msg with sendOnce until an attempt succeeds, the policy
 // gives up (never when forever) or ctx ends. prog (may be nil) follows the
-// attempts; info is what the observers learn about the event.
+// attempts; info is what the observers learn about the event. A batch of
+// several events that the endpoint refuses as too large (tooLarge), with a
+// status the policy does not retry, ends the stage at once, also when
+// forever: the caller sends its events in smaller requests.
 func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress, info eventInfo) (Result, error) {
 	id := msg.ID
 	res := Result{WebhookID: id, FirstAttemptAt: s.clock.Now()}
@@ -409,6 +412,12 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, cerr)
 		}
 		permanent := !retry
+		if permanent && tooLarge(at.Status, info.events) {
+			// Sending the same body again cannot succeed, even when
+			// retrying forever: the dispatcher sends the batch in parts.
+			prog.attempted(at, true, time.Time{})
+			return res, fmt.Errorf("deliver %s to %s: the endpoint refused a batch of %d events as too large: %w", id, s.redactedURL, info.events, err)
+		}
 		if forever {
 			retry = true // never skip an event
 		}
@@ -474,6 +483,13 @@ type eventInfo struct {
 	documentKey bson.Raw
 	operation   string
 	events      int // Attempt.Events
+}
+
+// tooLarge reports whether status, the answer to a request of events
+// events, says the request was too large for the endpoint and could be
+// sent in parts: 413 Content Too Large to a batch of two or more events.
+func tooLarge(status, events int) bool {
+	return status == http.StatusRequestEntityTooLarge && events > 1
 }
 
 // eventInfo reads ev's documentKey and operationType for the observers

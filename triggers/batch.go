@@ -30,7 +30,8 @@ const (
 // application/cloudevents-batch+json). A batch is acknowledged as a whole:
 // the checkpoint passes its events only when the endpoint accepted the
 // request, and a batch given up on is dead-lettered as its events, one dead
-// letter per event. Orderings hold across batches: strict sends one batch
+// letter per event; a batch refused as too large (413) is sent again in
+// halves instead, so only an event refused alone is given up on. Orderings hold across batches: strict sends one batch
 // at a time, in stream order; per_document never sends a batch while an
 // earlier unacknowledged batch holds an event of the same document; none
 // sends up to concurrency batches at once.

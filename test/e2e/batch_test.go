@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -145,6 +146,97 @@ func TestBatchedDelivery(t *testing.T) {
 	ds := rc.deliveries()
 	if replayed := ds[len(ds)-1]; replayed.ID != badID || replayed.Batch != "" || replayed.SigErr != nil {
 		t.Errorf("replay: delivery %s (batch %q, sig %v), want %s alone, signed", replayed.ID, replayed.Batch, replayed.SigErr, badID)
+	}
+	if code := r.stop(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
+// TestBatchTooLargeIsSplit runs the real binary against an endpoint that
+// refuses bodies of more than a few events with 413, as a receiver behind a
+// body-size limit does: the refused batches are sent again in halves until
+// they fit, every event is accepted, in per-document order, nothing is
+// dead-lettered, and the splits are counted.
+func TestBatchTooLargeIsSplit(t *testing.T) {
+	srv, client := devdbtest.StartWith(t, devdb.Options{})
+	rc := newReceiver(t)
+	const fits = 3 // events per request the endpoint accepts
+	rc.setRespond(func(_ int, d delivery, _ http.ResponseWriter, _ *http.Request) int {
+		if d.Events > fits {
+			return http.StatusRequestEntityTooLarge
+		}
+		return http.StatusNoContent
+	})
+	cfg := writeFile(t, t.TempDir(), "batch.yaml", baseConfig(srv.URI(), rc.URL())+`
+  - name: batched
+    database: e2e
+    collection: b
+    operations: [insert, update]
+    ordering: per_document
+    concurrency: 4
+    batch: { max_events: 20, max_wait: 50ms }
+`)
+	r := startRunner(t, runArgs(cfg)...)
+	r.waitReady()
+	ctx := context.Background()
+	c := client.Database("e2e").Collection("b")
+	const docs, rounds = 10, 6
+	var all []any
+	for i := range docs {
+		all = append(all, bson.D{{Key: "_id", Value: fmt.Sprintf("d%02d", i)}, {Key: "seq", Value: 0}})
+	}
+	if _, err := c.InsertMany(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	for seq := 1; seq < rounds; seq++ {
+		for i := range docs {
+			if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("d%02d", i)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	accepted := func(ds []delivery) []delivery {
+		var ok []delivery
+		for _, d := range ds {
+			if d.Status == http.StatusNoContent {
+				ok = append(ok, d)
+			}
+		}
+		return ok
+	}
+	got := rc.waitFor(t, "every write accepted", func(ds []delivery) bool { return len(distinct(accepted(ds))) >= docs*rounds })
+	refused := 0
+	for _, d := range got {
+		if d.Status == http.StatusRequestEntityTooLarge {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no batch was refused: the test does not exercise splitting")
+	}
+	last := map[string]int{}
+	for _, d := range accepted(got) {
+		if d.SigErr != nil {
+			t.Fatalf("%s: %v", d.ID, d.SigErr)
+		}
+		if d.Events > fits {
+			t.Errorf("accepted a request of %d events", d.Events)
+		}
+		doc, seq := docSeq(t, d)
+		if prev, ok := last[doc]; ok && seq != prev+1 {
+			t.Errorf("document %s: seq %d after %d (per-document order broken)", doc, seq, prev)
+		}
+		last[doc] = seq
+	}
+	if n := len(accepted(got)); n != docs*rounds {
+		t.Errorf("%d events accepted, want each of the %d once", n, docs*rounds)
+	}
+	_, metrics := r.get("/metrics")
+	if !regexp.MustCompile(`changehook_batch_splits_total\{trigger="batched"\} [1-9]`).Match(metrics) {
+		t.Errorf("changehook_batch_splits_total not counted:\n%s", grepLines(string(metrics), "changehook_batch_splits_total"))
+	}
+	if dl := apiTriggers(t, r.waitAdmin("/api/triggers", func(int, []byte) bool { return true }))["batched"].Deliveries["dead_lettered"]; dl != 0 {
+		t.Errorf("%d events dead-lettered, want none", dl)
 	}
 	if code := r.stop(); code != 0 {
 		t.Errorf("exit code %d, want 0", code)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -56,22 +57,33 @@ triggers:
 // checks on the receiver side: every write delivered at least once, order
 // per document within each process, and no event at or before the
 // checkpoint saved before a kill delivered again after it.
-func TestCrashSafety(t *testing.T) { crashSafety(t, "", false) }
+func TestCrashSafety(t *testing.T) { crashSafety(t, "", false, 0) }
 
 // TestCrashSafetyBatched is TestCrashSafety with batched delivery: a batch
 // is acknowledged as a whole, so a kill mid-batch redelivers it whole, and
 // still nothing at or before a saved checkpoint comes again.
 func TestCrashSafetyBatched(t *testing.T) {
-	crashSafety(t, "{ max_events: 20, max_wait: 20ms }", false)
+	crashSafety(t, "{ max_events: 20, max_wait: 20ms }", false, 0)
+}
+
+// TestCrashSafetyBatchedTooLarge is TestCrashSafetyBatched against an
+// endpoint that refuses requests of more than 7 events as too large (413):
+// kills land while refused batches are sent again in parts, and a batch
+// whose first part was accepted is still redelivered whole after a kill,
+// never skipped.
+func TestCrashSafetyBatchedTooLarge(t *testing.T) {
+	crashSafety(t, "{ max_events: 20, max_wait: 20ms }", false, 7)
 }
 
 // TestCrashSafetyHTTPS is TestCrashSafety with an https receiver: kills
 // land in TLS handshakes and encrypted writes as well.
-func TestCrashSafetyHTTPS(t *testing.T) { crashSafety(t, "", true) }
+func TestCrashSafetyHTTPS(t *testing.T) { crashSafety(t, "", true, 0) }
 
 // crashSafety runs the crash test on the trigger of crashConfig(batch),
-// with an https receiver when https.
-func crashSafety(t *testing.T, batch string, https bool) {
+// with an https receiver when https; when fits > 0 the receiver refuses
+// requests of more events than that with 413, and only accepted events
+// count as delivered.
+func crashSafety(t *testing.T, batch string, https bool, fits int) {
 	if testing.Short() {
 		t.Skip("kills processes; skipped with -short")
 	}
@@ -94,6 +106,24 @@ func crashSafety(t *testing.T, batch string, https bool) {
 	rc, caFile := newReceiver(t), ""
 	if https {
 		rc, caFile = newTLSReceiver(t, dir)
+	}
+	if fits > 0 {
+		rc.setRespond(func(_ int, d delivery, _ http.ResponseWriter, _ *http.Request) int {
+			if d.Events > fits {
+				return http.StatusRequestEntityTooLarge
+			}
+			return http.StatusNoContent
+		})
+	}
+	// accepted keeps the deliveries the receiver accepted.
+	accepted := func(ds []delivery) []delivery {
+		ok := ds[:0:0]
+		for _, d := range ds {
+			if d.Status < 300 {
+				ok = append(ok, d)
+			}
+		}
+		return ok
 	}
 	st := store.New(client, "chstate")
 	coll := client.Database("e2e").Collection("items")
@@ -140,7 +170,7 @@ func crashSafety(t *testing.T, batch string, https bool) {
 
 	// Every write must eventually be delivered.
 	want := docs * (1 + (writes-docs)/docs)
-	got := rc.waitFor(t, "every write delivered", func(ds []delivery) bool { return len(distinct(ds)) >= want })
+	got := accepted(rc.waitFor(t, "every write delivered", func(ds []delivery) bool { return len(distinct(accepted(ds))) >= want }))
 	if code := r.stop(); code != 0 {
 		t.Errorf("runner exit code after SIGTERM = %d, want 0", code)
 	}
@@ -189,14 +219,29 @@ func crashSafety(t *testing.T, batch string, https bool) {
 		}
 	}
 	if batch != "" {
-		batches := map[string]bool{}
+		batches, most := map[string]bool{}, 20
+		if fits > 0 {
+			most = fits
+		}
 		for _, d := range got {
-			if d.Batch == "" || d.Events > 20 {
-				t.Fatalf("delivery %s not in a batch of at most 20 events (batch %q of %d)", d.ID, d.Batch, d.Events)
+			if d.Batch == "" || d.Events > most {
+				t.Fatalf("accepted delivery %s not in a batch of at most %d events (batch %q of %d)", d.ID, most, d.Batch, d.Events)
 			}
 			batches[d.Batch] = true
 		}
 		t.Logf("%d batch requests", len(batches))
+	}
+	if fits > 0 {
+		refused := 0
+		for _, d := range rc.deliveries() {
+			if d.Status == http.StatusRequestEntityTooLarge {
+				refused++
+			}
+		}
+		if refused == 0 {
+			t.Fatal("no request was refused as too large: the test did not exercise splitting")
+		}
+		t.Logf("%d events in requests refused as too large", refused)
 	}
 	t.Logf("%d writes, %d deliveries, %d duplicates (redelivered after the last checkpoint before a kill)", want, len(got), duplicates)
 }
