@@ -654,9 +654,9 @@ func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], msg Me
 
 // splitPart delivers tks, whose request msg the endpoint refused as too
 // large, as two requests of half the events each (deliverPart), the first
-// half first. Each half's body is built when it is sent, so a split holds
-// at most about as many bytes again as its batch. It reports whether every
-// event is done.
+// half first. Each half's request is BuildBatchMessage's, built when it is
+// sent, so a split holds at most about as many bytes again as its batch.
+// It reports whether every event is done.
 func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Message, prog *progress) bool {
 	half := len(tks) / 2
 	parts := [2][]*Ticket[job]{tks[:half], tks[half:]}
@@ -665,13 +665,17 @@ func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Mess
 		slog.String("webhook_id", msg.ID), slog.Int("events", len(tks)), slog.Int("bytes", len(msg.Body)),
 		slog.Int("first_events", len(parts[0])), slog.Int("second_events", len(parts[1])))
 	for i, part := range parts {
-		m, ok := d.partMessage(part, msg.Header)
-		if !ok {
+		evs := make([]Event, len(part))
+		for j, tk := range part {
+			evs[j] = tk.Value.ev
+		}
+		m, err := BuildBatchMessage(d.trigger, d.sender.webhook, evs)
+		if err != nil {
 			// Unreachable: every event of a sealed batch had its element
 			// built once. Never skip its events: the batch stays undone,
 			// and this part and the next, not sent, failed.
-			d.log.LogAttrs(ctx, slog.LevelError, "batch refused as too large could not be split: an event's payload no longer builds",
-				slog.String("webhook_id", msg.ID))
+			d.log.LogAttrs(ctx, slog.LevelError, "batch refused as too large could not be split",
+				slog.String("webhook_id", msg.ID), slog.String("error", err.Error()))
 			d.metrics.deliveryBatch(d.trigger, OutcomeFailed, len(tks)-half*i, nil)
 			return false
 		}
@@ -685,26 +689,6 @@ func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Mess
 		}
 	}
 	return true
-}
-
-// partMessage builds the request of tks, a part of a sealed batch: the
-// array of their elements, its webhook-id BatchWebhookID of its first and
-// last events, and header (the batch's). ok is false when an element
-// cannot be built.
-func (d *Dispatcher) partMessage(tks []*Ticket[job], header http.Header) (m Message, ok bool) {
-	body := []byte{'['}
-	var elem []byte
-	for i, tk := range tks {
-		if elem, ok = d.batcher.element(elem[:0], tk.Value.ev); !ok {
-			return Message{}, false
-		}
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, elem...)
-	}
-	id := BatchWebhookID(d.trigger, tks[0].Value.ev.Token, tks[len(tks)-1].Value.ev.Token)
-	return Message{ID: id, Body: append(body, ']'), Header: header}, true
 }
 
 // deliverBatchGuarded is deliverGuarded for a batch's request msg (whose
