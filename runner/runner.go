@@ -362,6 +362,7 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	}
 	c := r.dmet.Counts(st.Name)
 	st.Deliveries, st.Attempts, st.DeadLetters, st.InFlight = c.Deliveries, c.Attempts, c.DeadLetters, c.InFlight
+	st.BatchSplits = c.BatchSplits
 	st.DeadLettersCurrent = r.dl.get(st.Name)
 	return st, nil
 }

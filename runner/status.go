@@ -92,6 +92,11 @@ type TriggerStatus struct {
 	DeadLettersCurrent int64 `json:"dead_letters_current"`
 	// InFlight is the number of deliveries being attempted now.
 	InFlight int64 `json:"in_flight"`
+	// BatchSplits counts the batch requests the endpoint refused as too
+	// large (413) and that were sent again as two, since start (absent
+	// while 0): batch.max_bytes is then above the endpoint's body limit.
+	// Filled in by Runner.Status, like Deliveries.
+	BatchSplits uint64 `json:"batch_splits,omitempty"`
 	// Circuit is the endpoint circuit breaker's state (nil when the
 	// trigger's circuit section cannot open it, or no dispatcher runs). A
 	// partitioned trigger shows its most open partition's.

@@ -235,8 +235,12 @@ func TestBatchTooLargeIsSplit(t *testing.T) {
 	if !regexp.MustCompile(`changehook_batch_splits_total\{trigger="batched"\} [1-9]`).Match(metrics) {
 		t.Errorf("changehook_batch_splits_total not counted:\n%s", grepLines(string(metrics), "changehook_batch_splits_total"))
 	}
-	if dl := apiTriggers(t, r.waitAdmin("/api/triggers", func(int, []byte) bool { return true }))["batched"].Deliveries["dead_lettered"]; dl != 0 {
+	st := apiTriggers(t, r.waitAdmin("/api/triggers", func(int, []byte) bool { return true }))["batched"]
+	if dl := st.Deliveries["dead_lettered"]; dl != 0 {
 		t.Errorf("%d events dead-lettered, want none", dl)
+	}
+	if st.BatchSplits == 0 {
+		t.Error("/api/triggers shows no batch_splits")
 	}
 	if code := r.stop(); code != 0 {
 		t.Errorf("exit code %d, want 0", code)

@@ -37,11 +37,12 @@ triggers:
 
 // apiTrigger is the part of /api/triggers the tests read.
 type apiTrigger struct {
-	Name       string            `json:"name"`
-	State      string            `json:"state"`
-	StreamOpen bool              `json:"stream_open"`
-	LastError  string            `json:"last_error"`
-	Deliveries map[string]uint64 `json:"deliveries"`
+	Name        string            `json:"name"`
+	State       string            `json:"state"`
+	StreamOpen  bool              `json:"stream_open"`
+	LastError   string            `json:"last_error"`
+	Deliveries  map[string]uint64 `json:"deliveries"`
+	BatchSplits uint64            `json:"batch_splits"`
 }
 
 func apiTriggers(t *testing.T, body []byte) map[string]apiTrigger {
