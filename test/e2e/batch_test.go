@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/internal/devdbtest"
@@ -39,34 +40,13 @@ func TestBatchedDelivery(t *testing.T) {
 		}
 		return http.StatusNoContent
 	})
-	cfg := writeFile(t, t.TempDir(), "batch.yaml", baseConfig(srv.URI(), rc.URL())+`
-  - name: batched
-    database: e2e
-    collection: b
-    operations: [insert, update]
-    ordering: per_document
-    concurrency: 4
-    batch: { max_events: 10, max_wait: 20ms }
-`)
+	cfg := batchedConfig(t, srv.URI(), rc.URL(), "{ max_events: 10, max_wait: 20ms }")
 	r := startRunner(t, runArgs(cfg)...)
 	r.waitReady()
 	ctx := context.Background()
 	c := client.Database("e2e").Collection("b")
 	const docs, rounds = 20, 5
-	var all []any
-	for i := range docs {
-		all = append(all, bson.D{{Key: "_id", Value: fmt.Sprintf("d%02d", i)}, {Key: "seq", Value: 0}})
-	}
-	if _, err := c.InsertMany(ctx, all); err != nil {
-		t.Fatal(err)
-	}
-	for seq := 1; seq < rounds; seq++ {
-		for i := range docs {
-			if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("d%02d", i)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}}}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	writeRounds(t, c, docs, rounds)
 	got := rc.waitFor(t, "every write", func(ds []delivery) bool { return len(distinct(ds)) >= docs*rounds })
 	batches := map[string]bool{}
 	last := map[string]int{}
@@ -167,34 +147,11 @@ func TestBatchTooLargeIsSplit(t *testing.T) {
 		}
 		return http.StatusNoContent
 	})
-	cfg := writeFile(t, t.TempDir(), "batch.yaml", baseConfig(srv.URI(), rc.URL())+`
-  - name: batched
-    database: e2e
-    collection: b
-    operations: [insert, update]
-    ordering: per_document
-    concurrency: 4
-    batch: { max_events: 20, max_wait: 50ms }
-`)
+	cfg := batchedConfig(t, srv.URI(), rc.URL(), "{ max_events: 20, max_wait: 50ms }")
 	r := startRunner(t, runArgs(cfg)...)
 	r.waitReady()
-	ctx := context.Background()
-	c := client.Database("e2e").Collection("b")
 	const docs, rounds = 10, 6
-	var all []any
-	for i := range docs {
-		all = append(all, bson.D{{Key: "_id", Value: fmt.Sprintf("d%02d", i)}, {Key: "seq", Value: 0}})
-	}
-	if _, err := c.InsertMany(ctx, all); err != nil {
-		t.Fatal(err)
-	}
-	for seq := 1; seq < rounds; seq++ {
-		for i := range docs {
-			if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("d%02d", i)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}}}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	writeRounds(t, client.Database("e2e").Collection("b"), docs, rounds)
 	accepted := func(ds []delivery) []delivery {
 		var ok []delivery
 		for _, d := range ds {
@@ -245,4 +202,41 @@ func TestBatchTooLargeIsSplit(t *testing.T) {
 	if code := r.stop(); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
+}
+
+// writeRounds inserts docs documents d00, d01, … with seq 0 in one
+// insertMany, then sets seq 1 to rounds-1 on each in turn, as fast as
+// acknowledged: a burst that fills batches.
+func writeRounds(t *testing.T, c *mongo.Collection, docs, rounds int) {
+	t.Helper()
+	ctx := context.Background()
+	var all []any
+	for i := range docs {
+		all = append(all, bson.D{{Key: "_id", Value: fmt.Sprintf("d%02d", i)}, {Key: "seq", Value: 0}})
+	}
+	if _, err := c.InsertMany(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	for seq := 1; seq < rounds; seq++ {
+		for i := range docs {
+			if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("d%02d", i)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// batchedConfig writes a configuration whose trigger "batched" delivers
+// the inserts and updates of e2e.b to url, per document, 4 requests in
+// flight, with the batch section batch (a YAML flow mapping).
+func batchedConfig(t *testing.T, uri, url, batch string) string {
+	t.Helper()
+	return writeFile(t, t.TempDir(), "batch.yaml", baseConfig(uri, url)+`
+  - name: batched
+    database: e2e
+    collection: b
+    operations: [insert, update]
+    ordering: per_document
+    concurrency: 4
+    batch: `+batch+"\n")
 }
