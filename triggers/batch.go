@@ -31,10 +31,11 @@ const (
 // the checkpoint passes its events only when the endpoint accepted the
 // request, and a batch given up on is dead-lettered as its events, one dead
 // letter per event; a batch refused as too large (413) is sent again in
-// halves instead, so only an event refused alone is given up on. Orderings hold across batches: strict sends one batch
-// at a time, in stream order; per_document never sends a batch while an
-// earlier unacknowledged batch holds an event of the same document; none
-// sends up to concurrency batches at once.
+// halves instead, so only an event refused alone is given up on. Orderings
+// hold across batches: strict sends one batch at a time, in stream order;
+// per_document never sends a batch while an earlier unacknowledged batch
+// holds an event of the same document; none sends up to concurrency
+// batches at once.
 type BatchPolicy struct {
 	// MaxEvents is the largest number of events in one request
 	// (MinBatchEvents to MaxBatchEvents; required).
