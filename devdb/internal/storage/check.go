@@ -29,6 +29,7 @@ func (e *DamagedError) Error() string {
 	return fmt.Sprintf("data directory %s is damaged: %v; move it away or restore a backup", e.Dir, e.Err)
 }
 
+// Unwrap returns the underlying problem, for errors.Is and errors.As.
 func (e *DamagedError) Unwrap() error { return e.Err }
 
 // InUseError reports a data directory locked by another process.
