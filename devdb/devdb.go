@@ -22,6 +22,9 @@ const (
 	// DefaultAddr is the listen address used when Options.Addr is empty:
 	// loopback, on a free port chosen by the kernel.
 	DefaultAddr = server.DefaultAddr
+	// DefaultOplogMaxBytes bounds the oplog's size when
+	// Options.OplogMaxBytes is 0; the oldest entries are removed beyond it.
+	DefaultOplogMaxBytes = server.DefaultOplogMaxBytes
 )
 
 // Options configures Start. The zero value is a loopback instance on a free

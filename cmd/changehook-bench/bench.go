@@ -43,11 +43,11 @@ func newBench(ctx context.Context, cfg config, dir string, log io.Writer) (*benc
 	// fail point. Every drain reads its backlog from the oplog, so the
 	// oplog must hold one whole: devdb's default bound (256 MiB) does not
 	// hold 1,000,000 of the benchmark's inserts (the first read ends in
-	// ChangeStreamHistoryLost), so a -n above 262,144 gets a bound of
-	// 1 KiB per document (an insert's entry is the document, about 200
-	// bytes, and its metadata).
+	// ChangeStreamHistoryLost), so a larger -n gets a bound of 1 KiB per
+	// document (an insert's entry is the document, about 200 bytes, and
+	// its metadata).
 	opts := devdb.Options{EnableTestCommands: true}
-	if b := int64(cfg.n) << 10; b > 256<<20 {
+	if b := int64(cfg.n) << 10; b > devdb.DefaultOplogMaxBytes {
 		opts.OplogMaxBytes = b
 	}
 	srv, err := devdb.Start(ctx, opts)
