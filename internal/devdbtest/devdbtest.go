@@ -5,11 +5,13 @@ package devdbtest
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
 	"github.com/changehook/changehook/devdb"
 )
@@ -48,7 +50,8 @@ func StartWith(t testing.TB, opts devdb.Options) (*devdb.Server, *mongo.Client) 
 
 // Connect connects a driver client to uri, applying extra (for example a
 // short server selection timeout) after the URI, and pings the deployment
-// so that a wrong address fails here. The client is disconnected when the
+// until it answers, for at most 30 seconds, so that a wrong address fails
+// here. The client is disconnected when the
 // test finishes.
 func Connect(t testing.TB, uri string, extra ...*options.ClientOptions) *mongo.Client {
 	t.Helper()
@@ -64,8 +67,18 @@ func Connect(t testing.TB, uri string, extra ...*options.ClientOptions) *mongo.C
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := client.Ping(ctx, nil); err != nil {
-		t.Fatalf("ping devdb: %v", err)
+	for {
+		err := client.Ping(ctx, nil)
+		if err == nil {
+			return client
+		}
+		// A short server selection timeout in extra can end a ping before
+		// the client's first handshake completes on a loaded machine (the
+		// race detector with every package's tests at once). Each ping
+		// waits that timeout out, so pinging again does not spin; timeout
+		// still bounds the whole wait.
+		if !errors.As(err, new(topology.ServerSelectionError)) || ctx.Err() != nil {
+			t.Fatalf("ping devdb: %v", err)
+		}
 	}
-	return client
 }

@@ -249,12 +249,20 @@ func dialRaw(t *testing.T, s *Server) *rawConn {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { _ = nc.Close() })
-	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	_ = nc.SetDeadline(time.Now().Add(rawIOTimeout))
 	return &rawConn{t: t, nc: nc}
 }
 
+// rawIOTimeout bounds each exchange on a rawConn (a send and the reads after
+// it), so that a server that never answers fails the test instead of hanging
+// it. It is a hang detector, not a speed check: a slow machine, or the race
+// detector with every package's tests running at once, must stay far inside it.
+const rawIOTimeout = time.Minute
+
+// send writes b and gives the exchange it starts a fresh deadline.
 func (r *rawConn) send(b []byte) {
 	r.t.Helper()
+	_ = r.nc.SetDeadline(time.Now().Add(rawIOTimeout))
 	if _, err := r.nc.Write(b); err != nil {
 		r.t.Fatalf("write: %v", err)
 	}
