@@ -31,6 +31,13 @@ const (
 	// DefaultCheckpointInterval is WatcherOptions.CheckpointInterval when
 	// zero.
 	DefaultCheckpointInterval = time.Second
+	// firstCheckpointInterval replaces a longer CheckpointInterval until the
+	// first save after a stream opens. A process that restarts after a
+	// crash first delivers the backlog its predecessor left; saving that
+	// progress within a tenth of a second, instead of a second, keeps a
+	// crash loop (each process killed before its first save) from
+	// redelivering the same events again on every restart.
+	firstCheckpointInterval = 100 * time.Millisecond
 	// DefaultShutdownGrace is WatcherOptions.ShutdownGrace when zero.
 	DefaultShutdownGrace = 10 * time.Second
 	// DefaultInitialRetryBackoff is the first wait before reopening a
@@ -106,6 +113,8 @@ type WatcherOptions struct {
 	// the stream for the saves: a flusher goroutine does them, every
 	// CheckpointInterval while events are pending even when the getMore
 	// waits longer, and reading goes on while a save is slow or failing.
+	// Until the first save of an event the stream submitted since it
+	// opened, saves come at most 100ms apart.
 	CheckpointInterval time.Duration
 	// MaxAwait bounds each getMore's wait for new changes (the change
 	// stream's maxAwaitTimeMS; default DefaultMaxAwait, never more than
@@ -167,6 +176,8 @@ type Watcher struct {
 	savedToken  bson.Raw // the checkpoint as last saved or loaded
 	lastSave    time.Time
 	sinceSave   int
+	openPushed  uint64 // pushed when the stream last opened
+	openSaved   bool   // a save written since then followed a submitted event
 	lastCluster bson.Timestamp
 	pending     pendingQueue
 	pushed      uint64 // sequence number of the newest pendingEvent
@@ -496,6 +507,9 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 	}
 	w.setRunning()
 	w.log.Info("change stream open", "namespace", w.t.Namespace(), "resumed", from != nil)
+	w.cpMu.Lock()
+	w.openPushed, w.openSaved = w.pushed, false
+	w.cpMu.Unlock()
 	fctx, stopFlusher := context.WithCancel(ctx)
 	flusherDone := make(chan struct{})
 	go func() {
@@ -840,11 +854,22 @@ func (w *Watcher) checkpointIfDue(now time.Time) {
 // IdleCheckpointInterval since the last save when the only change is the
 // stream's position (idle-only). cpMu must be held.
 func (w *Watcher) dueLocked(now time.Time) bool {
-	interval := w.opts.CheckpointInterval
+	interval := w.intervalLocked()
 	if _, pending := w.pending.front(); w.sinceSave == 0 && !pending && w.disp.Idle() {
 		interval = w.opts.IdleCheckpointInterval
 	}
 	return w.sinceSave >= w.opts.CheckpointEvery || now.Sub(w.lastSave) >= interval
+}
+
+// intervalLocked is the time between saves while events are pending:
+// CheckpointInterval, or at most firstCheckpointInterval until a save was
+// written after an event the open stream submitted (the pin of "start_at:
+// now" at open does not count). cpMu must be held.
+func (w *Watcher) intervalLocked() time.Duration {
+	if !w.openSaved {
+		return min(w.opts.CheckpointInterval, firstCheckpointInterval)
+	}
+	return w.opts.CheckpointInterval
 }
 
 // setStreamToken records the stream's newest resume token (a copy of rt).
@@ -881,8 +906,9 @@ func (w *Watcher) flushLoop(ctx context.Context) {
 	}
 }
 
-// waitInterval waits CheckpointInterval on the clock, or until the Run
-// goroutine finds a save due; it returns ctx's error when ctx ends.
+// waitInterval waits the interval between saves (intervalLocked) on the
+// clock, or until the Run goroutine finds a save due; it returns ctx's
+// error when ctx ends.
 func (w *Watcher) waitInterval(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -895,7 +921,10 @@ func (w *Watcher) waitInterval(ctx context.Context) error {
 		case <-stop:
 		}
 	}()
-	_ = w.clock.Sleep(sctx, w.opts.CheckpointInterval)
+	w.cpMu.Lock()
+	interval := w.intervalLocked()
+	w.cpMu.Unlock()
+	_ = w.clock.Sleep(sctx, interval)
 	return ctx.Err()
 }
 
@@ -977,6 +1006,7 @@ func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
 	defer w.cpMu.Unlock()
 	if write {
 		w.savedToken = bytes.Clone(token)
+		w.openSaved = w.openSaved || pushed > w.openPushed
 	}
 	if token != nil {
 		if caughtUp {
