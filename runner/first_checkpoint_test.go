@@ -3,14 +3,10 @@ package runner
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-
-	"github.com/changehook/changehook/dispatcher"
-	"github.com/changehook/changehook/triggers"
 )
 
 // TestFirstCheckpointAfterOpenIsQuick: until a save follows an event the
@@ -20,17 +16,7 @@ import (
 // normal interval applies. A save without such an event (the pin of
 // "start_at: now", an idle-only save) does not end the short interval.
 func TestFirstCheckpointAfterOpenIsQuick(t *testing.T) {
-	disp, err := dispatcher.New(&triggers.Trigger{Name: "first", Webhook: triggers.Webhook{URL: "http://127.0.0.1:1/"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = disp.Close(context.Background()) })
-	cps := &countingStore{}
-	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	w := NewWatcher(&triggers.Trigger{Name: "first"}, nil, cps, disp, WatcherOptions{
-		Logger: slog.New(slog.DiscardHandler), Clock: clock,
-		CheckpointInterval: time.Second, CheckpointEvery: 1000, IdleCheckpointInterval: time.Hour,
-	})
+	w, cps, clock := stepWatcher(t, "first", WatcherOptions{CheckpointInterval: time.Second, CheckpointEvery: 1000, IdleCheckpointInterval: time.Hour})
 	tok := func(i int) bson.Raw {
 		b, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("%08d", i)}})
 		return b

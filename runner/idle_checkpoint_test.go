@@ -46,23 +46,29 @@ type stepClock struct{ now time.Time }
 func (c *stepClock) Now() time.Time                                   { return c.now }
 func (c *stepClock) Sleep(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 
-// TestIdleCheckpointsAreRare drives a watch loop whose stream position moves
-// every second (other writes on the deployment, such as other triggers'
-// checkpoints) while it delivers nothing: it saves at most once per idle
-// interval, not once per checkpoint interval. Once an event is submitted
-// the normal interval applies again.
-func TestIdleCheckpointsAreRare(t *testing.T) {
-	disp, err := dispatcher.New(&triggers.Trigger{Name: "idle", Webhook: triggers.Webhook{URL: "http://127.0.0.1:1/"}}, nil)
+// stepWatcher returns a watch loop for a trigger named name that saves to
+// a countingStore on a stepClock, with opts' checkpoint settings, and no
+// stream: tests drive its checkpoint bookkeeping by hand.
+func stepWatcher(t *testing.T, name string, opts WatcherOptions) (*Watcher, *countingStore, *stepClock) {
+	t.Helper()
+	disp, err := dispatcher.New(&triggers.Trigger{Name: name, Webhook: triggers.Webhook{URL: "http://127.0.0.1:1/"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = disp.Close(context.Background()) })
 	cps := &countingStore{}
 	clock := &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	w := NewWatcher(&triggers.Trigger{Name: "idle"}, nil, cps, disp, WatcherOptions{
-		Logger: slog.New(slog.DiscardHandler), Clock: clock,
-		CheckpointInterval: time.Second, IdleCheckpointInterval: 30 * time.Second,
-	})
+	opts.Logger, opts.Clock = slog.New(slog.DiscardHandler), clock
+	return NewWatcher(&triggers.Trigger{Name: name}, nil, cps, disp, opts), cps, clock
+}
+
+// TestIdleCheckpointsAreRare drives a watch loop whose stream position moves
+// every second (other writes on the deployment, such as other triggers'
+// checkpoints) while it delivers nothing: it saves at most once per idle
+// interval, not once per checkpoint interval. Once an event is submitted
+// the normal interval applies again.
+func TestIdleCheckpointsAreRare(t *testing.T) {
+	w, cps, clock := stepWatcher(t, "idle", WatcherOptions{CheckpointInterval: time.Second, IdleCheckpointInterval: 30 * time.Second})
 	tok := func(i int) bson.Raw {
 		b, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("%08d", i)}})
 		return b
