@@ -51,8 +51,7 @@ func StartWith(t testing.TB, opts devdb.Options) (*devdb.Server, *mongo.Client) 
 // Connect connects a driver client to uri, applying extra (for example a
 // short server selection timeout) after the URI, and pings the deployment
 // until it answers, for at most 30 seconds, so that a wrong address fails
-// here. The client is disconnected when the
-// test finishes.
+// here. The client is disconnected when the test finishes.
 func Connect(t testing.TB, uri string, extra ...*options.ClientOptions) *mongo.Client {
 	t.Helper()
 	opts := append([]*options.ClientOptions{options.Client().ApplyURI(uri)}, extra...)
