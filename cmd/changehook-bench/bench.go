@@ -41,8 +41,9 @@ type bench struct {
 func newBench(ctx context.Context, cfg config, dir string, log io.Writer) (*bench, error) {
 	// Test commands: the history phase's slow writer is a failCommand
 	// fail point. Every drain reads its backlog from the oplog, so the
-	// oplog must hold one whole: devdb's default bound (256 MiB) does not
-	// hold 1,000,000 of the benchmark's inserts (the first read ends in
+	// oplog must hold one whole: devdb's default bound
+	// (devdb.DefaultOplogMaxBytes) does not hold 1,000,000 of the
+	// benchmark's inserts (the first read ends in
 	// ChangeStreamHistoryLost), so a larger -n gets a bound of 1 KiB per
 	// document (an insert's entry is the document, about 200 bytes, and
 	// its metadata).
