@@ -251,6 +251,16 @@ func runScripted(t *testing.T, p *testPKI, netHTTP, noAwait bool, retry triggers
 			}
 		}
 	}
+	// A request can be answered before the server has read it: net/http
+	// takes bytes already waiting on a reused connection (a response too
+	// many) as its answer. Every attempt's request is recorded before the
+	// outcomes are compared.
+	waitFor(t, func() bool {
+		reqs, _ := srv.recorded()
+		mu.Lock()
+		defer mu.Unlock()
+		return len(reqs) >= len(out.attempts)
+	})
 	// The two runs' servers listen on different ports.
 	addr := srv.ln.Addr().String()
 	out.err = strings.ReplaceAll(strings.Join(errs, "; "), addr, "ENDPOINT")
