@@ -155,6 +155,11 @@ type report struct {
 	// Every read's rate of (a) and (a′), whose figures are the medians of
 	// their reads (see streamReads).
 	StreamAReads, StreamASepReads []float64
+	// This process's page faults per event while (a) reads (the median of
+	// its reads), and a second read of (a)'s last backlog: its events/s
+	// and page faults per event. The re-read is not a baseline (no drain
+	// reads a backlog twice); it is shown beside (a) for comparison.
+	StreamAFaults, StreamAReread, StreamARereadFaults float64
 
 	// CPU per event of baselines (a) and (b) in this process, which runs all
 	// their parties: a machine-time cost that contention from other
@@ -186,17 +191,19 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 	idle, halts := hostinfo.IdlePolicy()
 	rep := &report{Machine: machineIdle(idle), HaltsAtOnce: halts, Date: time.Now().UTC(), N: b.cfg.n, LoadFrom: loadavg()}
 	defer func() { rep.LoadTo = loadavg() }()
-	var err error
-	b.logf("baseline (a): Go driver change stream, backlog of %d", b.cfg.n)
-	if rep.StreamA, rep.StreamACPU, rep.StreamAReads, err = b.baselineA(ctx); err != nil {
+	b.logf("baseline (a): Go driver change stream, backlogs of %d", b.cfg.n)
+	a, err := b.baselineA(ctx)
+	if err != nil {
 		return nil, err
 	}
+	rep.StreamA, rep.StreamACPU, rep.StreamAReads = a.Rate, a.CPU, a.Reads
+	rep.StreamAFaults, rep.StreamAReread, rep.StreamARereadFaults = a.Faults, a.Reread, a.RereadFaults
 	b.logf("baseline (b): Go client POSTs, %d requests", b.cfg.n)
 	if rep.PostB1, rep.PostB16, rep.PostB16CPU, err = b.baselineB(ctx); err != nil {
 		return nil, err
 	}
 	if b.cfg.sameTopology {
-		b.logf("baseline (a′): (a) with the client in a child process, backlog of %d", b.cfg.n)
+		b.logf("baseline (a′): (a) with the client in a child process, backlogs of %d", b.cfg.n)
 		var client, host time.Duration
 		if rep.StreamASep, client, host, rep.StreamASepReads, err = b.baselineASep(ctx); err != nil {
 			return nil, err
@@ -267,35 +274,71 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 	return rep, nil
 }
 
-// streamReads is how many times baselines (a) and (a′) read their backlog,
-// each read a new change stream from the backlog's start; each reports the
-// median read. One read of a 100,000-event backlog lasts 0.3–0.5 s, and
-// single reads of the same backlog, back to back in one process, ranged
-// from 277,000 to 450,000 events/s: one read made a noisy denominator for
-// the goals against (a).
+// streamReads is how many times baselines (a) and (a′) read a backlog, each
+// read a new change stream over a backlog written just before it, as every
+// drain reads one; each baseline reports the median read. One read of a
+// 100,000-event backlog lasts 0.3–0.5 s, and single reads varied by half:
+// one read made a noisy denominator for the goals against (a). No backlog
+// is read twice: a first read takes 0.2–0.35 page faults per event in the
+// benchmark process (devdb's heap and mapped storage file, the driver's
+// buffers), a second read of the same backlog 0.02–0.07, and ran two to
+// three times as fast (BENCHMARKS.md, 2026-12-04), while a drain only ever
+// reads its backlog once.
 const streamReads = 3
 
-// baselineA returns baseline (a)'s rate and this process's CPU time per
-// event while reading (devdb and the driver both run here), each the
-// median of streamReads reads, and every read's rate.
-func (b *bench) baselineA(ctx context.Context) (rate float64, cpu time.Duration, reads []float64, err error) {
-	_, op := backlogStart()
-	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection("base_a"), b.cfg.n); err != nil {
-		return 0, 0, nil, err
-	}
-	var cpus []float64
-	for range streamReads {
-		var r float64
-		c, err := cpuPerEvent(b.cfg.n, func() (err error) {
-			r, err = baselineStream(ctx, b.db.URI(), benchDB, "base_a", b.cfg.n, op, b.clock)
-			return err
-		})
+// streamBaseline is what baselineA measures: (a)'s rate and this
+// process's CPU time and page faults per event (devdb and the driver both
+// run here), each the median of streamReads reads of freshly written
+// backlogs, every read's rate, and the rate and page faults per event of
+// one more read of the last backlog (a re-read, for comparison only).
+type streamBaseline struct {
+	Rate         float64
+	CPU          time.Duration
+	Faults       float64
+	Reads        []float64
+	Reread       float64
+	RereadFaults float64
+}
+
+// baselineA measures baseline (a) (see streamBaseline).
+func (b *bench) baselineA(ctx context.Context) (streamBaseline, error) {
+	var out streamBaseline
+	var cpus, faults []float64
+	var coll string
+	var op bson.Timestamp
+	read := func() (rate float64, cpu time.Duration, faults float64, err error) {
+		before, err := readProc(os.Getpid())
 		if err != nil {
-			return 0, 0, nil, err
+			return 0, 0, 0, err
 		}
-		reads, cpus = append(reads, r), append(cpus, float64(c))
+		if rate, err = baselineStream(ctx, b.db.URI(), benchDB, coll, b.cfg.n, op, b.clock); err != nil {
+			return 0, 0, 0, err
+		}
+		after, err := readProc(os.Getpid())
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		n := float64(b.cfg.n)
+		return rate, (after.CPU - before.CPU) / time.Duration(b.cfg.n), float64(after.MinFlt-before.MinFlt) / n, nil
 	}
-	return median(reads), time.Duration(median(cpus)), reads, nil
+	for i := range streamReads {
+		coll = fmt.Sprintf("base_a_%d", i)
+		_, op = backlogStart()
+		if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.n); err != nil {
+			return out, err
+		}
+		r, c, f, err := read()
+		if err != nil {
+			return out, err
+		}
+		out.Reads, cpus, faults = append(out.Reads, r), append(cpus, float64(c)), append(faults, f)
+	}
+	var err error
+	if out.Reread, _, out.RereadFaults, err = read(); err != nil {
+		return out, err
+	}
+	out.Rate, out.CPU, out.Faults = median(out.Reads), time.Duration(median(cpus)), median(faults)
+	return out, nil
 }
 
 // baselineB returns baseline (b)'s rates with 1 and -concurrency requests
@@ -329,10 +372,12 @@ func (b *bench) baselineB(ctx context.Context) (seq, par float64, parCPU time.Du
 	return seq, par, parCPU, nil
 }
 
-// readsNote says that (a) and (a′) are medians of several reads and
-// lists each read's rate ("" when (a) was read once).
-func readsNote(a, aSep []float64) string {
-	if len(a) < 2 {
+// readsNote says that (a) and (a′) are medians of several reads, each of
+// a fresh backlog, lists each read's rate, and compares (a)'s page faults
+// with those of its re-read (a re-read of 0 events/s: not taken). It is ""
+// when (a) was read once.
+func readsNote(r *report) string {
+	if len(r.StreamAReads) < 2 {
 		return ""
 	}
 	list := func(rs []float64) string {
@@ -342,11 +387,16 @@ func readsNote(a, aSep []float64) string {
 		}
 		return strings.Join(out, ", ")
 	}
-	note := fmt.Sprintf("(a) is the median of %d reads of its backlog (%s events/s)", len(a), list(a))
-	if len(aSep) > 1 {
-		note += fmt.Sprintf(", (a′) of %d (%s)", len(aSep), list(aSep))
+	note := fmt.Sprintf("(a) is the median of %d reads, each of a freshly written backlog as every drain reads one (%s events/s)", len(r.StreamAReads), list(r.StreamAReads))
+	if len(r.StreamASepReads) > 1 {
+		note += fmt.Sprintf(", (a′) of %d (%s)", len(r.StreamASepReads), list(r.StreamASepReads))
 	}
-	return note + "."
+	note += "."
+	if r.StreamAReread > 0 {
+		note += fmt.Sprintf(" (a)'s reads took %.2f page faults per event in this process; a second read of its last backlog took %.2f and ran at %.0f events/s (not a baseline: no drain reads a backlog twice).",
+			r.StreamAFaults, r.StreamARereadFaults, r.StreamAReread)
+	}
+	return note
 }
 
 // cpuPerEvent runs f and returns this process's CPU time during it divided
@@ -594,7 +644,7 @@ func (r *report) print(w io.Writer, cfg config) {
 		fmt.Fprintf(tw, "| (c) Node.js watch() + await fetch\t skipped: %s\t\t\n", r.NodeNote)
 	}
 	_ = tw.Flush()
-	if note := readsNote(r.StreamAReads, r.StreamASepReads); note != "" {
+	if note := readsNote(r); note != "" {
 		fmt.Fprintf(w, "\n%s\n", note)
 	}
 	minAB := min(r.StreamA, r.PostB16)

@@ -126,6 +126,8 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-modes", "fast"}, "", true},
 		{[]string{"-n", "1"}, "", true},
 		{[]string{"extra"}, "", true},
+		{[]string{"-memprofile", "mem.out"}, "", true},
+		{[]string{"-cpuprofile", "cpu.out", "-memprofile", "mem.out"}, "strict,per_document,none", false},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -188,16 +190,20 @@ func TestBaselines(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("a: change stream", func(t *testing.T) {
-		r, cpu, reads, err := b.baselineA(ctx)
+		a, err := b.baselineA(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
+		r, cpu, reads, reread := a.Rate, a.CPU, a.Reads, a.Reread
 		if r <= 0 || cpu < 0 { // CPU time has a 10 ms resolution: 0 is possible
 			t.Errorf("rate %v, CPU per event %v", r, cpu)
 		}
 		// Every read saw the whole backlog, and the rate is their median.
 		if len(reads) != streamReads || r != median(reads) {
 			t.Errorf("reads %v, rate %v: want %d reads and their median", reads, r, streamReads)
+		}
+		if reread <= 0 || a.Faults < 0 || a.RereadFaults < 0 {
+			t.Errorf("re-read rate %v, page faults per event %v (re-read %v)", reread, a.Faults, a.RereadFaults)
 		}
 	})
 	t.Run("b: POST", func(t *testing.T) {
@@ -228,16 +234,19 @@ func TestBaselines(t *testing.T) {
 
 func TestReadsNote(t *testing.T) {
 	for _, tc := range []struct {
-		a, aSep []float64
-		want    string
+		r    report
+		want string
 	}{
-		{nil, nil, ""},
-		{[]float64{250000}, nil, ""},
-		{[]float64{250000.4, 300000, 275000}, nil, "(a) is the median of 3 reads of its backlog (250000, 300000, 275000 events/s)."},
-		{[]float64{250000, 300000, 275000}, []float64{200000, 210000, 190000}, "(a) is the median of 3 reads of its backlog (250000, 300000, 275000 events/s), (a′) of 3 (200000, 210000, 190000)."},
+		{report{}, ""},
+		{report{StreamAReads: []float64{250000}, StreamAReread: 400000}, ""},
+		{report{StreamAReads: []float64{250000.4, 300000, 275000}},
+			"(a) is the median of 3 reads, each of a freshly written backlog as every drain reads one (250000, 300000, 275000 events/s)."},
+		{report{StreamAReads: []float64{250000, 300000, 275000}, StreamASepReads: []float64{200000, 210000, 190000},
+			StreamAFaults: 0.314, StreamAReread: 500000.2, StreamARereadFaults: 0.04},
+			"(a) is the median of 3 reads, each of a freshly written backlog as every drain reads one (250000, 300000, 275000 events/s), (a′) of 3 (200000, 210000, 190000). (a)'s reads took 0.31 page faults per event in this process; a second read of its last backlog took 0.04 and ran at 500000 events/s (not a baseline: no drain reads a backlog twice)."},
 	} {
-		if got := readsNote(tc.a, tc.aSep); got != tc.want {
-			t.Errorf("readsNote(%v, %v) = %q, want %q", tc.a, tc.aSep, got, tc.want)
+		if got := readsNote(&tc.r); got != tc.want {
+			t.Errorf("readsNote = %q, want %q", got, tc.want)
 		}
 	}
 }

@@ -207,6 +207,7 @@ func printSummary(w io.Writer, reps []*report) {
 	}
 	row("(a) events/s", func(r *report) (float64, bool) { return r.StreamA, r.StreamA > 0 }, "%.0f")
 	row("(a) CPU µs/event", func(r *report) (float64, bool) { return us(r.StreamACPU), r.StreamACPU > 0 }, "%.1f")
+	row("(a) re-read of a backlog events/s (not a baseline)", func(r *report) (float64, bool) { return r.StreamAReread, r.StreamAReread > 0 }, "%.0f")
 	row("(b) 1 in flight events/s", func(r *report) (float64, bool) { return r.PostB1, r.PostB1 > 0 }, "%.0f")
 	row("(b) 16 in flight events/s", func(r *report) (float64, bool) { return r.PostB16, r.PostB16 > 0 }, "%.0f")
 	row("(b) 16 in flight CPU µs/event", func(r *report) (float64, bool) { return us(r.PostB16CPU), r.PostB16CPU > 0 }, "%.1f")

@@ -15,13 +15,14 @@
 // drained again with batch: {max_events: N}, their rate compared with (a):
 // batched, the stream read rate is the limit.
 //
-// Baselines in the same run: (a) one Go driver change stream reading the
-// same backlog with no delivery; (b) a Go client POSTing the same number of
-// event-shaped bodies to the same receiver (1 and 16 in flight); (a′) and
-// (b′), the same with the client in a child process (this binary
-// re-executed), the topology of the runner's drains; (c) a
-// Node.js script on the official mongodb driver that watch()es and POSTs
-// each change with fetch, awaiting each. Then the history phase (-history):
+// Baselines in the same run: (a) one Go driver change stream reading a
+// backlog of the same size with no delivery (three backlogs, each written
+// just before its read, as a drain's is; the median read); (b) a Go client
+// POSTing the same number of event-shaped bodies to the same receiver (1
+// and 16 in flight); (a′) and (b′), the same with the client in a child
+// process (this binary re-executed), the topology of the runner's drains;
+// (c) a Node.js script on the official mongodb driver that watch()es and
+// POSTs each change with fetch, awaiting each. Then the history phase (-history):
 // drains with the delivery history off, on, and on with every history insert
 // blocked by a devdb fail point, rounds rotated, medians compared (the
 // history must cost < 5% of events/s; -history-only runs just this).
@@ -34,7 +35,8 @@
 //
 // With -cpuprofile FILE it instead drains each mode with the runner inside
 // this process and writes a CPU profile of the whole process (devdb,
-// receiver and runner) for `go tool pprof`.
+// receiver and runner) for `go tool pprof`; -memprofile FILE adds the
+// allocation profile of those drains.
 //
 // With -triggers 1,50,200 it runs only the many-triggers benchmark
 // (many.go): for each count, devdb and the runner as two child processes of
@@ -104,7 +106,8 @@ type config struct {
 	timeout      time.Duration
 	nodeCache    string
 	cpuprofile   string
-	profileBatch int // batch.max_events of the -cpuprofile drains (0: unbatched)
+	profileBatch int    // batch.max_events of the -cpuprofile drains (0: unbatched)
+	memprofile   string // with -cpuprofile: allocation profile of the drains
 	https        bool
 	rateLimit    float64
 	rateDuration time.Duration
@@ -172,6 +175,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.runs, "runs", 1, "run the whole benchmark this many times, print each run, then the medians of every figure and the goals' verdicts on the medians")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "instead of the benchmark: drain each mode with the runner inside this process and write a CPU profile of it all to `file`")
 	fs.IntVar(&c.profileBatch, "profile-batch", 0, "with -cpuprofile: batch.max_events of the profiled drains (0: unbatched)")
+	fs.StringVar(&c.memprofile, "memprofile", "", "with -cpuprofile: also write the allocation profile after the drains to `file`, and the one before them to file.base (go tool pprof -sample_index=alloc_space -base file.base file)")
 	triggerCounts := fs.String("triggers", "", "run only the many-triggers benchmark, once per `count` in this comma-separated list (e.g. 1,50,200): idle CPU of runner and devdb, checkpoint writes/s, write-to-delivery latency")
 	fs.DurationVar(&c.idleSettle, "idle-settle", 10*time.Second, "many-triggers: wait after the runner is ready before the idle window")
 	fs.DurationVar(&c.idleWindow, "idle-window", 60*time.Second, "many-triggers: length of the idle window (no writes) over which CPU and checkpoint writes are measured")
@@ -215,6 +219,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if (c.perfCtl == "") != (c.perfAck == "") {
 		fmt.Fprintln(stderr, "changehook-bench: -perf-ctl and -perf-ack go together")
+		return c, errUsage
+	}
+	if c.memprofile != "" && c.cpuprofile == "" {
+		fmt.Fprintln(stderr, "changehook-bench: -memprofile needs -cpuprofile (it profiles the in-process drains)")
 		return c, errUsage
 	}
 	if len(c.historyVariants) == 0 {

@@ -62,6 +62,11 @@ func (b *bench) profileDrains(ctx context.Context, path string) error {
 			return err
 		}
 	}
+	if b.cfg.memprofile != "" {
+		if err := writeAllocs(b.cfg.memprofile + ".base"); err != nil {
+			return err
+		}
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("cpu profile: %w", err)
@@ -113,6 +118,26 @@ func (b *bench) profileDrains(ctx context.Context, path string) error {
 		}
 		b.logf("profile %s (batch %d): %.0f events/s (runner in process), %d requests, %.1f µs CPU/event (whole process, runner start-up included)",
 			m, b.cfg.profileBatch, rate(b.cfg.n, first, last), rec.requests.Load(), us((cpu1.CPU-cpu0.CPU)/time.Duration(b.cfg.n)))
+	}
+	if b.cfg.memprofile != "" {
+		return writeAllocs(b.cfg.memprofile)
+	}
+	return nil
+}
+
+// writeAllocs writes the process's allocation profile (every allocation
+// sampled since the start) to path.
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("allocation profile: %w", err)
 	}
 	return nil
 }

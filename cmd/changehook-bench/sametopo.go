@@ -151,16 +151,18 @@ func sameTopology(ctx context.Context, n int, args ...string) (rate float64, cli
 }
 
 // baselineASep is baseline (a′): the change stream of (a) read by a child
-// process, streamReads times (a child each); the rate and both CPU figures
-// are each the median of the reads, reads every read's rate.
+// process, streamReads times (a child each), each read of a backlog written
+// just before it (see streamReads); the rate and both CPU figures are each
+// the median of the reads, reads every read's rate.
 func (b *bench) baselineASep(ctx context.Context) (rate float64, client, host time.Duration, reads []float64, err error) {
-	_, op := backlogStart()
-	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection("base_a_sep"), b.cfg.n); err != nil {
-		return 0, 0, 0, nil, err
-	}
 	var clients, hosts []float64
-	for range streamReads {
-		r, c, h, err := sameTopology(ctx, b.cfg.n, "a", b.db.URI(), benchDB, "base_a_sep", strconv.Itoa(b.cfg.n),
+	for i := range streamReads {
+		coll := fmt.Sprintf("base_a_sep_%d", i)
+		_, op := backlogStart()
+		if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.n); err != nil {
+			return 0, 0, 0, nil, err
+		}
+		r, c, h, err := sameTopology(ctx, b.cfg.n, "a", b.db.URI(), benchDB, coll, strconv.Itoa(b.cfg.n),
 			strconv.FormatUint(uint64(op.T), 10), strconv.FormatUint(uint64(op.I), 10))
 		if err != nil {
 			return 0, 0, 0, nil, err
