@@ -307,19 +307,11 @@ func (b *bench) baselineA(ctx context.Context) (streamBaseline, error) {
 	var coll string
 	var op bson.Timestamp
 	read := func() (rate float64, cpu time.Duration, faults float64, err error) {
-		before, err := readProc(os.Getpid())
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		if rate, err = baselineStream(ctx, b.db.URI(), benchDB, coll, b.cfg.n, op, b.clock); err != nil {
-			return 0, 0, 0, err
-		}
-		after, err := readProc(os.Getpid())
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		n := float64(b.cfg.n)
-		return rate, (after.CPU - before.CPU) / time.Duration(b.cfg.n), float64(after.MinFlt-before.MinFlt) / n, nil
+		cpu, faults, err = costPerEvent(b.cfg.n, func() (err error) {
+			rate, err = baselineStream(ctx, b.db.URI(), benchDB, coll, b.cfg.n, op, b.clock)
+			return err
+		})
+		return rate, cpu, faults, err
 	}
 	for i := range streamReads {
 		coll = fmt.Sprintf("base_a_%d", i)
@@ -402,18 +394,25 @@ func readsNote(r *report) string {
 // cpuPerEvent runs f and returns this process's CPU time during it divided
 // by n.
 func cpuPerEvent(n int, f func() error) (time.Duration, error) {
+	cpu, _, err := costPerEvent(n, f)
+	return cpu, err
+}
+
+// costPerEvent runs f and returns this process's CPU time and minor page
+// faults during it, each divided by n.
+func costPerEvent(n int, f func() error) (cpu time.Duration, faults float64, err error) {
 	before, err := readProc(os.Getpid())
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := f(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	after, err := readProc(os.Getpid())
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return (after.CPU - before.CPU) / time.Duration(n), nil
+	return (after.CPU - before.CPU) / time.Duration(n), float64(after.MinFlt-before.MinFlt) / float64(n), nil
 }
 
 func (b *bench) baselineC(ctx context.Context) (float64, error) {
