@@ -43,15 +43,15 @@ func TestParseStat(t *testing.T) {
 	// A command name with spaces and parentheses; minflt 1000, utime 250,
 	// stime 50 ticks.
 	stat := "4242 (change (hook) x) S 1 4242 4242 0 -1 4194560 1000 7 0 0 250 50 0 0 20 0 9 0 100 1000000 5000 18446744073709551615"
-	cpu, minflt, err := parseStat([]byte(stat))
+	cpu, sys, minflt, err := parseStat([]byte(stat))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cpu != 3*time.Second || minflt != 1000 {
-		t.Errorf("parseStat = %v, %d; want 3s, 1000", cpu, minflt)
+	if cpu != 3*time.Second || sys != 500*time.Millisecond || minflt != 1000 {
+		t.Errorf("parseStat = %v, %v, %d; want 3s, 500ms, 1000", cpu, sys, minflt)
 	}
 	for _, bad := range []string{"", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 10 ten 12", "1 (x) S 1 2 3 4 5 6 many 8 9 10 11 12"} {
-		if _, _, err := parseStat([]byte(bad)); err == nil {
+		if _, _, _, err := parseStat([]byte(bad)); err == nil {
 			t.Errorf("parseStat(%q): no error", bad)
 		}
 	}
@@ -378,6 +378,24 @@ func TestHistoryOverhead(t *testing.T) {
 	}
 	if _, ok := (&historyResult{Events: 1, Runs: []historyRun{{Variant: "on", Round: 1, Rate: 1}}}).overhead("on"); ok {
 		t.Error("overhead(on) estimated without off drains")
+	}
+}
+
+func TestPrintKernel(t *testing.T) {
+	var buf bytes.Buffer
+	printKernel(&buf, []modeResult{
+		{Mode: "strict", Events: 1000, CPU: 44 * time.Millisecond, Sys: 24 * time.Millisecond},
+		{Mode: "none", Events: 1000}, // not read: left out
+		{Mode: "per_document", Events: 2000, CPU: 7 * time.Millisecond, Sys: time.Millisecond, Batch: 100},
+	})
+	want := "Runner CPU µs per event, in the kernel · in user space: strict 24.0 · 20.0; per_document batched 0.5 · 3.0\n"
+	if got := buf.String(); got != want {
+		t.Errorf("printKernel:\n got %q\nwant %q", got, want)
+	}
+	buf.Reset()
+	printKernel(&buf, nil)
+	if buf.Len() != 0 {
+		t.Errorf("printKernel without drains wrote %q", buf.String())
 	}
 }
 

@@ -235,6 +235,7 @@ func printSummary(w io.Writer, reps []*report) {
 		modeRow(m.Mode+" events/s", plain, m.Mode, func(x modeResult) float64 { return x.Rate }, "%.0f")
 		modeRow(m.Mode+" runner µs/event", plain, m.Mode, func(x modeResult) float64 { r, _ := perEvent(x); return us(r) }, "%.0f")
 		modeRow(m.Mode+" devdb+receiver µs/event", plain, m.Mode, func(x modeResult) float64 { _, h := perEvent(x); return us(h) }, "%.0f")
+		modeRow(m.Mode+" runner µs/event in the kernel", plain, m.Mode, func(x modeResult) float64 { return us(x.Sys / time.Duration(x.Events)) }, "%.1f")
 	}
 	for _, m := range reps[0].Batched {
 		modeRow(m.Mode+" batched events/s", batched, m.Mode, func(x modeResult) float64 { return x.Rate }, "%.0f")

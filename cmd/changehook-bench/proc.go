@@ -28,6 +28,10 @@ const clockTicks = 100
 // procSample is one reading of a process's resource use from /proc.
 type procSample struct {
 	CPU time.Duration // user + system CPU time so far
+	// Sys is the system part of CPU: the time the process's threads spent
+	// in the kernel (system calls, page faults, being put to sleep and
+	// woken up).
+	Sys time.Duration
 	// MinFlt is the minor page faults so far: mostly the first touch of
 	// each page of memory the process maps (its heap growing), each a
 	// trap into the kernel — on some virtual machines a costly one.
@@ -45,7 +49,7 @@ func readProc(pid int) (procSample, error) {
 	if err != nil {
 		return s, fmt.Errorf("read process stats: %w", err)
 	}
-	if s.CPU, s.MinFlt, err = parseStat(stat); err != nil {
+	if s.CPU, s.Sys, s.MinFlt, err = parseStat(stat); err != nil {
 		return s, err
 	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -108,19 +112,19 @@ func parseStatusSwitches(status []byte) (int64, error) {
 	return total, nil
 }
 
-// parseStat returns utime+stime and minflt from the contents of
+// parseStat returns utime+stime, stime and minflt from the contents of
 // /proc/PID/stat. The command name (field 2) may contain spaces and
 // parentheses, so fields are counted from the last ')'.
-func parseStat(stat []byte) (cpu time.Duration, minflt int64, err error) {
+func parseStat(stat []byte) (cpu, sys time.Duration, minflt int64, err error) {
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, 0, errors.New("parse /proc/PID/stat: no command name")
+		return 0, 0, 0, errors.New("parse /proc/PID/stat: no command name")
 	}
 	f := strings.Fields(string(stat[i+1:]))
 	// After the name: state(3) ppid(4) ... minflt(10) ... utime(14)
 	// stime(15): indexes 7, 11, 12.
 	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("parse /proc/PID/stat: %d fields after the name, want at least 13", len(f))
+		return 0, 0, 0, fmt.Errorf("parse /proc/PID/stat: %d fields after the name, want at least 13", len(f))
 	}
 	var v [3]int64
 	for j, k := range [...]struct {
@@ -128,10 +132,10 @@ func parseStat(stat []byte) (cpu time.Duration, minflt int64, err error) {
 		name string
 	}{{7, "minflt"}, {11, "utime"}, {12, "stime"}} {
 		if v[j], err = strconv.ParseInt(f[k.i], 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("parse /proc/PID/stat %s: %w", k.name, err)
+			return 0, 0, 0, fmt.Errorf("parse /proc/PID/stat %s: %w", k.name, err)
 		}
 	}
-	return time.Duration(v[1]+v[2]) * time.Second / clockTicks, v[0], nil
+	return time.Duration(v[1]+v[2]) * time.Second / clockTicks, time.Duration(v[2]) * time.Second / clockTicks, v[0], nil
 }
 
 // parseStatusRSS returns VmRSS and VmHWM (bytes) from /proc/PID/status.
