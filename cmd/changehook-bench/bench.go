@@ -820,6 +820,15 @@ func mbOrDash(b int64, n int) string {
 	return fmt.Sprintf("%.1f", mb(b))
 }
 
+// label names the drain in the report's lines: its mode, "batched" after
+// it when it was.
+func (m modeResult) label() string {
+	if m.Batch > 0 {
+		return m.Mode + " batched"
+	}
+	return m.Mode
+}
+
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
@@ -836,11 +845,7 @@ func printFaults(w io.Writer, modes []modeResult) {
 	var cells []string
 	for _, m := range modes {
 		if m.Events > 0 && m.Faults > 0 {
-			name := m.Mode
-			if m.Batch > 0 {
-				name += " batched"
-			}
-			cells = append(cells, fmt.Sprintf("%s %d (%.2f per event)", name, m.Faults, float64(m.Faults)/float64(m.Events)))
+			cells = append(cells, fmt.Sprintf("%s %d (%.2f per event)", m.label(), m.Faults, float64(m.Faults)/float64(m.Events)))
 		}
 	}
 	if len(cells) > 0 {
@@ -858,12 +863,8 @@ func printKernel(w io.Writer, modes []modeResult) {
 	var cells []string
 	for _, m := range modes {
 		if m.Events > 0 && m.CPU > 0 {
-			name := m.Mode
-			if m.Batch > 0 {
-				name += " batched"
-			}
 			n := time.Duration(m.Events)
-			cells = append(cells, fmt.Sprintf("%s %.1f · %.1f", name, us(m.Sys/n), us((m.CPU-m.Sys)/n)))
+			cells = append(cells, fmt.Sprintf("%s %.1f · %.1f", m.label(), us(m.Sys/n), us((m.CPU-m.Sys)/n)))
 		}
 	}
 	if len(cells) > 0 {
