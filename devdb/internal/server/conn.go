@@ -36,6 +36,45 @@ type conn struct {
 	appName string
 	// secondary: the connection came in on the secondary member's listener.
 	secondary bool
+	// pooled is the pooled buffer the reply being answered was encoded into
+	// (see replyBuf); serve gives it back once the reply is written.
+	pooled *[]byte
+}
+
+// Replies of at least pooledReplySize bytes (and at most
+// maxPooledReplySize) are encoded into buffers from replyPool and given
+// back once written: a change stream's getMore over a backlog answers with
+// megabytes each time, and a new buffer of that size is zeroed and, on the
+// first touch of each page, faulted in.
+const (
+	pooledReplySize    = 64 << 10
+	maxPooledReplySize = 16 << 20
+)
+
+var replyPool sync.Pool // of *[]byte
+
+// replyBuf returns an empty buffer of at least size bytes' capacity for the
+// reply being encoded: for a large reply, a pooled one, which serve gives
+// back once the reply is written; else a new one.
+func (c *conn) replyBuf(size int) []byte {
+	if size < pooledReplySize || size > maxPooledReplySize {
+		return make([]byte, 0, size)
+	}
+	bp, _ := replyPool.Get().(*[]byte)
+	if bp == nil || cap(*bp) < size {
+		b := make([]byte, 0, size) // a smaller pooled buffer is left to the collector
+		bp = &b
+	}
+	c.pooled = bp
+	return (*bp)[:0]
+}
+
+// releaseReply gives the buffer of the reply just written back to the pool.
+func (c *conn) releaseReply() {
+	if c.pooled != nil {
+		replyPool.Put(c.pooled)
+		c.pooled = nil
+	}
 }
 
 // close cancels the connection's commands and closes the socket, which ends
@@ -89,6 +128,7 @@ func (c *conn) serve() {
 			log.Debug("devdb: write failed; closing connection", "err", err)
 			return
 		}
+		c.releaseReply()
 	}
 }
 

@@ -151,13 +151,14 @@ func checkDBName(name string) error {
 // CRC-32C checksum when the request's flags had FlagChecksumPresent. A reply
 // that cannot be marshalled or is too large is replaced by an error reply.
 // A reply appendReply encodes is encoded in place after the message's head,
-// in one exactly sized buffer.
+// in one buffer of at least the message's size (c.replyBuf: pooled when
+// large, and then valid until the reply is written).
 func (s *Server) encodeOpMsg(c *conn, requestID int32, requestFlags uint32, reply bson.D) []byte {
 	id, flags := c.replyID(), requestFlags&wire.FlagChecksumPresent
 	// Head, body, checksum (4).
 	const head, tail = wire.MsgHeadSize, 4
 	if n, ok := replySize(reply); ok && n <= wire.MaxCommandSize {
-		msg, ok := appendReply(wire.StartMsg(make([]byte, 0, head+n+tail), id, requestID, flags), reply)
+		msg, ok := appendReply(wire.StartMsg(c.replyBuf(head+n+tail), id, requestID, flags), reply)
 		if ok && len(msg) == head+n {
 			if replyCheck != nil {
 				replyCheck(reply, msg[head:])
