@@ -858,7 +858,8 @@ func printFaults(w io.Writer, modes []modeResult) {
 // the system calls, the page faults and the cost of each sleep and wake-up
 // of a thread: where one request in flight (strict) sleeps and wakes the
 // runner per event and sixteen rarely do, the difference between the modes
-// shows there, while the user-space part is the runner's own work.
+// shows there. The user-space part is the runner's own code, which also runs
+// slower after each sleep (on caches and TLB the wait left cold).
 func printKernel(w io.Writer, modes []modeResult) {
 	var cells []string
 	for _, m := range modes {
