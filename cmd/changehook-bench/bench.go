@@ -305,29 +305,29 @@ type streamBaseline struct {
 func (b *bench) baselineA(ctx context.Context) (streamBaseline, error) {
 	var out streamBaseline
 	var cpus, faults []float64
-	var coll string
-	var op bson.Timestamp
-	read := func() (rate float64, cpu time.Duration, faults float64, err error) {
+	read := func(coll string, op bson.Timestamp) (rate float64, cpu time.Duration, faults float64, err error) {
 		cpu, faults, err = costPerEvent(b.cfg.n, func() (err error) {
 			rate, err = baselineStream(ctx, b.db.URI(), benchDB, coll, b.cfg.n, op, b.clock)
 			return err
 		})
 		return rate, cpu, faults, err
 	}
+	var coll string
+	var op bson.Timestamp
 	for i := range streamReads {
 		coll = fmt.Sprintf("base_a_%d", i)
-		_, op = backlogStart()
-		if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.n); err != nil {
+		var err error
+		if _, op, err = b.backlog(ctx, coll, b.cfg.n); err != nil {
 			return out, err
 		}
-		r, c, f, err := read()
+		r, c, f, err := read(coll, op)
 		if err != nil {
 			return out, err
 		}
 		out.Reads, cpus, faults = append(out.Reads, r), append(cpus, float64(c)), append(faults, f)
 	}
 	var err error
-	if out.Reread, _, out.RereadFaults, err = read(); err != nil {
+	if out.Reread, _, out.RereadFaults, err = read(coll, op); err != nil {
 		return out, err
 	}
 	out.Rate, out.CPU, out.Faults = median(out.Reads), time.Duration(median(cpus)), median(faults)
@@ -421,8 +421,8 @@ func (b *bench) baselineC(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	_, op := backlogStart()
-	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection("base_c"), b.cfg.n); err != nil {
+	_, op, err := b.backlog(ctx, "base_c", b.cfg.n)
+	if err != nil {
 		return 0, err
 	}
 	rec, err := startReceiver(b.clock, b.cfg.n, 0)
@@ -460,8 +460,8 @@ func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (
 		coll = "drain_https_" + mode
 		serverTLS, caFile = b.pki.server, b.pki.caFile
 	}
-	startAt, _ := backlogStart()
-	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.n); err != nil {
+	startAt, _, err := b.backlog(ctx, coll, b.cfg.n)
+	if err != nil {
 		return res, err
 	}
 	rec, err := startReceiverTLS(b.clock, b.cfg.n, 0, serverTLS)
@@ -569,8 +569,8 @@ type bpResult struct {
 func (b *bench) backpressureRun(ctx context.Context) (*bpResult, error) {
 	res := &bpResult{Backlog: b.cfg.bpEvents, Delay: b.cfg.bpDelay, Mode: "per_document", Batch: b.cfg.bpBatch}
 	coll := "backpressure"
-	startAt, _ := backlogStart()
-	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.bpEvents); err != nil {
+	startAt, _, err := b.backlog(ctx, coll, b.cfg.bpEvents)
+	if err != nil {
 		return nil, err
 	}
 	rec, err := startReceiver(b.clock, b.cfg.bpEvents, b.cfg.bpDelay)

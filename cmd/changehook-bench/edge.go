@@ -83,8 +83,8 @@ func (b *bench) rateRun(ctx context.Context) (*rateResult, error) {
 	limit := b.cfg.rateLimit
 	n := int(limit*b.cfg.rateDuration.Seconds()) + 1
 	coll := "rate_limit"
-	startAt, _ := backlogStart()
-	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), n); err != nil {
+	startAt, _, err := b.backlog(ctx, coll, n)
+	if err != nil {
 		return nil, err
 	}
 	rec, err := startReceiver(b.clock, n, 0)

@@ -91,8 +91,8 @@ func (b *bench) historyPhase(ctx context.Context) (*historyResult, error) {
 func (b *bench) historyDrain(ctx context.Context, v historyVariant, round int) (historyRun, error) {
 	run := historyRun{Variant: v.Name, Round: round + 1}
 	coll := fmt.Sprintf("hist_%s_%d", v.Name, round)
-	startAt, _ := backlogStart()
-	if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.n); err != nil {
+	startAt, _, err := b.backlog(ctx, coll, b.cfg.n)
+	if err != nil {
 		return run, err
 	}
 	rec, err := startReceiver(b.clock, b.cfg.n, 0)

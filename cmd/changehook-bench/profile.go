@@ -57,8 +57,8 @@ func (b *bench) profileDrains(ctx context.Context, path string) error {
 	starts := make([]string, len(b.cfg.modes))
 	for i, m := range b.cfg.modes {
 		colls[i] = fmt.Sprintf("profile_%d_%s", i, m)
-		starts[i], _ = backlogStart()
-		if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(colls[i]), b.cfg.n); err != nil {
+		var err error
+		if starts[i], _, err = b.backlog(ctx, colls[i], b.cfg.n); err != nil {
 			return err
 		}
 	}

@@ -158,8 +158,8 @@ func (b *bench) baselineASep(ctx context.Context) (rate float64, client, host ti
 	var clients, hosts []float64
 	for i := range streamReads {
 		coll := fmt.Sprintf("base_a_sep_%d", i)
-		_, op := backlogStart()
-		if err := writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), b.cfg.n); err != nil {
+		_, op, err := b.backlog(ctx, coll, b.cfg.n)
+		if err != nil {
 			return 0, 0, 0, nil, err
 		}
 		r, c, h, err := sameTopology(ctx, b.cfg.n, "a", b.db.URI(), benchDB, coll, strconv.Itoa(b.cfg.n),

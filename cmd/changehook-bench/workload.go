@@ -34,6 +34,16 @@ func benchDoc(seq int) bson.D {
 	}
 }
 
+// backlog writes a backlog of n documents into collection coll of the
+// benchmark database (writeBacklog) and returns where a change stream that
+// reads it starts: backlogStart's start_at time and operation time, taken
+// before the writes.
+func (b *bench) backlog(ctx context.Context, coll string, n int) (startAt string, op bson.Timestamp, err error) {
+	startAt, op = backlogStart()
+	err = writeBacklog(ctx, b.client.Database(benchDB).Collection(coll), n)
+	return startAt, op, err
+}
+
 // writeBacklog inserts documents [0, n) into coll in batches, as fast as
 // the server takes them.
 func writeBacklog(ctx context.Context, coll *mongo.Collection, n int) error {
