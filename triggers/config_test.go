@@ -379,6 +379,23 @@ func TestSuggest(t *testing.T) {
 		{"Name", "name"},
 		{"zzz", ""},
 		{"webhooks", "webhook"},
+		{"fullDocument", "full_document"},
+		{"inflight_bytes", "max_inflight_bytes"},
+		{"document_before_change", "full_document_before_change"},
+		{"trigger_concurrency", "concurrency"},
+		{"document", "full_document"}, // the last word first: before full_document_before_change
+		{"before_change", "full_document_before_change"},
+		{"ops", ""}, // parts shorter than five letters are not matched
+	}
+	retry := []string{"max_attempts", "initial_backoff", "max_backoff", "retry_on", "success_on", "drop_on"}
+	for _, tt := range []struct{ in, want string }{
+		{"attempts", "max_attempts"},
+		{"backoff", ""}, // initial_backoff or max_backoff
+		{"retry_on_status", "retry_on"},
+	} {
+		if got := Suggest(tt.in, retry); got != tt.want {
+			t.Errorf("Suggest(%q, retry fields) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -70,9 +70,14 @@ func sortProblems(ps []Problem) []Problem {
 	return slices.Compact(ps)
 }
 
-// Suggest returns the candidate closest to s (case-insensitive edit
-// distance) when it is close enough to be a plausible typo, or "". It is
-// the rule behind every "did you mean" of the configuration and the CLI.
+// Suggest returns the candidate s was most likely meant to be, or "". It
+// is the rule behind every "did you mean" of the configuration and the
+// CLI: the candidate closest to s (case-insensitive edit distance) when it
+// is close enough to be a plausible typo; otherwise the one candidate that
+// s is a part of, or that is a part of s, at an underscore ("attempts" for
+// max_attempts, "payload_format" for format), when that part is at least
+// five letters long. Word parts at the end are tried first: in a compound
+// name the last word names the thing.
 func Suggest(s string, candidates []string) string {
 	best, bestDist := "", 0
 	for _, c := range candidates {
@@ -82,10 +87,30 @@ func Suggest(s string, candidates []string) string {
 		}
 	}
 	limit := max(1, min(3, len(s)/3))
-	if best == "" || bestDist > limit {
-		return ""
+	if best != "" && bestDist <= limit {
+		return best
 	}
-	return best
+	for _, part := range []func(long, short string) bool{
+		func(long, short string) bool { return strings.HasSuffix(long, "_"+short) },
+		func(long, short string) bool { return strings.HasPrefix(long, short+"_") },
+	} {
+		found := ""
+		for _, c := range candidates {
+			ls, lc := strings.ToLower(s), strings.ToLower(c)
+			if min(len(ls), len(lc)) < 5 || !(part(ls, lc) || part(lc, ls)) {
+				continue
+			}
+			if found != "" {
+				found = ""
+				break
+			}
+			found = c
+		}
+		if found != "" {
+			return found
+		}
+	}
+	return ""
 }
 
 // editDistance is the Levenshtein distance between a and b (bytes).

@@ -414,11 +414,7 @@ func (d *decoder) collect(n *yaml.Node, section string, known []string, out map[
 			continue
 		}
 		if !slices.Contains(known, k.Value) {
-			if s := Suggest(k.Value, known); s != "" {
-				d.errorf(k, "unknown field %q in %s (did you mean %q?)", k.Value, section, s)
-			} else {
-				d.errorf(k, "unknown field %q in %s; valid fields: %s", k.Value, section, strings.Join(known, ", "))
-			}
+			d.errorf(k, "%s", unknownFieldMessage(k, v, section, known))
 			continue
 		}
 		out[k.Value] = entry{key: k, val: v}
@@ -943,7 +939,7 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 				}
 				if expr, err := mql.CompileExpr(spec); err != nil {
 					if !bad {
-						d.errorf(locateOperator(deref(e.val), err), "webhook.payload: %s", mqlMessage(err))
+						d.errorf(locateOperator(deref(e.val), err), "webhook.payload: %s", withOperatorHint(mqlMessage(err)))
 					}
 				} else if !bad {
 					w.Payload = expr
@@ -1069,7 +1065,7 @@ func (d *decoder) match(e entry) bson.D {
 	d.matchExprProblems(v, doc, nil, reported, 0)
 	for _, err := range filterErrors(doc) {
 		if !reported[mqlMessage(err)] {
-			d.errorf(locateOperator(v, err), "match: %s", mqlMessage(err))
+			d.errorf(locateOperator(v, err), "match: %s", withOperatorHint(mqlMessage(err)))
 		}
 	}
 	return doc
@@ -1089,7 +1085,7 @@ func (d *decoder) matchExprProblems(root *yaml.Node, doc bson.D, path []mql.Path
 		case "$expr":
 			for _, prob := range mql.CheckExpr(e.Value) {
 				full := append(append([]mql.PathStep(nil), p...), prob.Path...)
-				d.errorf(locatePath(root, full), "match: $expr: %s", prob.Message)
+				d.errorf(locatePath(root, full), "match: $expr: %s", withOperatorHint(prob.Message))
 				reported[prob.Message] = true
 			}
 		case "$and", "$or", "$nor":
@@ -1189,7 +1185,7 @@ func (d *decoder) project(e entry, ordering Ordering) bson.D {
 	switch {
 	case err != nil:
 		if !bad {
-			d.errorf(locateOperator(v, err), "project: %s", mqlMessage(err))
+			d.errorf(locateOperator(v, err), "project: %s", withOperatorHint(mqlMessage(err)))
 		}
 	case bad:
 	case !p.KeepsID():

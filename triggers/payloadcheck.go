@@ -41,7 +41,7 @@ func scalarPayload(spec any) string {
 func (d *decoder) exprProblems(n *yaml.Node, spec any, prefix string) int {
 	probs := mql.CheckExpr(spec)
 	for _, p := range probs {
-		d.errorf(locatePath(n, p.Path), "%s: %s", prefix, p.Message)
+		d.errorf(locatePath(n, p.Path), "%s: %s", prefix, withOperatorHint(p.Message))
 	}
 	return len(probs)
 }

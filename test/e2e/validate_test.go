@@ -39,7 +39,7 @@ F:5:41: webhook.timeout: "10 parsecs" is not a duration; use a number with a uni
     webhook: { url: "http://h/x" }
 `,
 			stdout: `F:3:44: environment variable NOPE is not set (set it, or give a default: ${NOPE:-default})
-F:4:21: match: unknown operator: $less
+F:4:21: match: unknown operator: $less (did you mean $lt?)
 F:5:11: duplicate trigger name "a" (first declared at line 2)
 F:6:14: project: must keep _id (the resume token); MongoDB fails the change stream with ChangeStreamFatalError (280) otherwise
 F:7:15: ordering: "random" is not one of strict, per_document, none
