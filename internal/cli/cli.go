@@ -13,7 +13,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/changehook/changehook/internal/version"
@@ -117,7 +119,7 @@ func runSubcommand(ctx context.Context, cmd, usage string, subs map[string]comma
 	if run, ok := subs[args[0]]; ok {
 		return run(ctx, args[1:], env)
 	}
-	fmt.Fprintf(env.Stderr, "changehook %s: unknown subcommand %q\n\n%s", cmd, args[0], usage)
+	fmt.Fprintf(env.Stderr, "changehook %s: unknown subcommand %q%s\n\n%s", cmd, args[0], didYouMean(args[0], slices.Collect(maps.Keys(subs))), usage)
 	return ExitUsage
 }
 
@@ -165,7 +167,11 @@ func Run(ctx context.Context, args []string, env Env) int {
 			return c.run(ctx, args[1:], env)
 		}
 	}
-	fmt.Fprintf(env.Stderr, "changehook: unknown command %q\n\n", name)
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	fmt.Fprintf(env.Stderr, "changehook: unknown command %q%s\n\n", name, didYouMean(name, names))
 	mainUsage(env.Stderr)
 	return ExitUsage
 }
@@ -223,13 +229,45 @@ func parseFlags(fs *flag.FlagSet, args []string, env Env) (code int, done bool) 
 			return ExitOK, true
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK, true
 		}
+		msg := err.Error()
+		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+			var flags []string
+			fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f.Name) })
+			if s := triggers.Suggest(name, flags); s != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", flagName(s))
+			}
+		}
+		fmt.Fprintf(env.Stderr, "%s: %s\n", fs.Name(), msg)
+		fmt.Fprintf(env.Stderr, "Run '%s --help' for usage.\n", fs.Name())
 		return ExitUsage, true
 	}
 	return 0, false
+}
+
+// didYouMean is " (did you mean "x"?)" when triggers.Suggest finds name's
+// likely intended one among names, or "".
+func didYouMean(name string, names []string) string {
+	slices.Sort(names)
+	if s := triggers.Suggest(name, names); s != "" {
+		return fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return ""
+}
+
+// flagName is how the usage text spells flag name: -c, --config.
+func flagName(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
 
 // usageError prints a usage problem and the short usage line of fs.
