@@ -88,14 +88,17 @@ var (
 )
 
 // withOperatorHint returns mql's message msg with " (did you mean $x?)"
-// appended when it names an unknown operator that an alias or a near
-// spelling identifies; other messages are returned unchanged. The message
-// itself stays MongoDB's, so that it reads as the server's would.
+// added when it names an unknown operator that an alias or a near
+// spelling identifies, or with a note when a field's operator ($gt) stands
+// where a field name belongs; other messages are returned unchanged. The
+// message itself stays MongoDB's, so that it reads as the server's would.
 func withOperatorHint(msg string) string {
 	var name, rest string
 	var names []string
+	topLevel := false
 	switch {
 	case strings.HasPrefix(msg, "unknown top level operator: "):
+		topLevel = true
 		name, rest, _ = strings.Cut(strings.TrimPrefix(msg, "unknown top level operator: "), ".")
 		if rest != "" {
 			rest = "." + rest
@@ -109,6 +112,9 @@ func withOperatorHint(msg string) string {
 		names = expressionNames
 	default:
 		return msg
+	}
+	if topLevel && slices.Contains(queryNames, name) {
+		return fmt.Sprintf("%s (%s applies to a field: {field: {%s: ...}})%s", strings.TrimSuffix(msg, rest), name, name, rest)
 	}
 	sg := Suggest(name, names)
 	if a, ok := operatorAliases[name]; ok && slices.Contains(names, a) {
