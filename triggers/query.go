@@ -1,0 +1,460 @@
+package triggers
+
+// The match and project documents: YAML turned into BSON, then checked
+// with MongoDB's query language (internal/mql), every problem at its line
+// and column.
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/changehook/changehook/internal/mongoerr"
+	"github.com/changehook/changehook/internal/mql"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"gopkg.in/yaml.v3"
+)
+
+// match decodes a trigger's match filter and reports every problem in it:
+// the static problems of its $expr expressions, then each part the query
+// compiler rejects.
+func (d *decoder) match(e entry) bson.D {
+	v := deref(e.val)
+	if v.Kind != yaml.MappingNode {
+		d.errorf(v, "match: expected a query document (a mapping), got %s", describe(v))
+		return nil
+	}
+	spec, ok := d.toBSON(v, 0)
+	if !ok {
+		return nil
+	}
+	doc, _ := spec.(bson.D)
+	reported := map[string]bool{}
+	d.matchExprProblems(v, doc, nil, reported, 0)
+	for _, err := range filterErrors(doc) {
+		if !reported[mqlMessage(err)] {
+			d.errorf(locateOperator(v, err), "match: %s", withOperatorHint(mqlMessage(err)))
+		}
+	}
+	return doc
+}
+
+// matchExprProblems reports every static problem of the $expr expressions
+// in a query filter (at the top level and inside $and, $or and $nor),
+// recording each message in reported so that the compiler's first error
+// for the same mistake is not reported twice.
+func (d *decoder) matchExprProblems(root *yaml.Node, doc bson.D, path []mql.PathStep, reported map[string]bool, depth int) {
+	if depth > maxDepth {
+		return
+	}
+	for _, e := range doc {
+		p := append(append([]mql.PathStep(nil), path...), mql.PathStep{Key: e.Key})
+		switch e.Key {
+		case "$expr":
+			for _, prob := range mql.CheckExpr(e.Value) {
+				full := append(append([]mql.PathStep(nil), p...), prob.Path...)
+				d.errorf(locatePath(root, full), "match: $expr: %s", withOperatorHint(prob.Message))
+				reported[prob.Message] = true
+			}
+		case "$and", "$or", "$nor":
+			branches, _ := e.Value.(bson.A)
+			for i, b := range branches {
+				if bd, ok := b.(bson.D); ok {
+					d.matchExprProblems(root, bd, append(append([]mql.PathStep(nil), p...), mql.PathStep{Index: i, IsIndex: true}), reported, depth+1)
+				}
+			}
+		}
+	}
+}
+
+// filterErrors returns every problem of a query filter, not only the first
+// one mql.CompileFilter stops at: each condition, each operator of a
+// field's operator document and each branch of $and, $or and $nor is
+// compiled on its own. Only when no part fails alone is the whole filter's
+// error returned (a problem of the combination).
+func filterErrors(doc bson.D) []error {
+	if _, err := mql.CompileFilter(doc); err == nil {
+		return nil
+	} else if len(doc) == 0 {
+		return []error{err}
+	}
+	var errs []error
+	seen := map[string]bool{}
+	add := func(err error) {
+		if msg := err.Error(); !seen[msg] {
+			seen[msg] = true
+			errs = append(errs, err)
+		}
+	}
+	for _, e := range doc {
+		one := bson.D{e}
+		if _, err := mql.CompileFilter(one); err == nil {
+			continue
+		} else {
+			var parts []error
+			switch v := e.Value.(type) {
+			case bson.A:
+				if e.Key == "$and" || e.Key == "$or" || e.Key == "$nor" {
+					for _, branch := range v {
+						if bd, ok := branch.(bson.D); ok {
+							parts = append(parts, filterErrors(bd)...)
+						}
+					}
+				}
+			case bson.D:
+				if !strings.HasPrefix(e.Key, "$") && len(v) > 1 && strings.HasPrefix(v[0].Key, "$") {
+					for _, op := range v {
+						if _, perr := mql.CompileFilter(bson.D{{Key: e.Key, Value: bson.D{op}}}); perr != nil {
+							parts = append(parts, perr)
+						}
+					}
+				}
+			}
+			if len(parts) == 0 {
+				parts = []error{err}
+			}
+			for _, p := range parts {
+				add(p)
+			}
+		}
+	}
+	if len(errs) == 0 {
+		_, err := mql.CompileFilter(doc)
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+func (d *decoder) project(e entry, ordering Ordering) bson.D {
+	v := deref(e.val)
+	if v.Kind != yaml.MappingNode {
+		d.errorf(v, "project: expected a $project document (a mapping), got %s", describe(v))
+		return nil
+	}
+	spec, ok := d.toBSON(v, 0)
+	if !ok {
+		return nil
+	}
+	doc, _ := spec.(bson.D)
+	if len(doc) == 0 {
+		d.errorf(v, "project: an empty $project is not allowed; remove project")
+		return nil
+	}
+	bad := false
+	for _, f := range doc {
+		switch f.Value.(type) {
+		case bson.D, bson.A:
+			// A field's expression (or sub-projection, which has no
+			// operators); its problems are located under its key.
+			bad = d.exprProblems(v, bson.D{f}, "project") > 0 || bad
+		}
+	}
+	p, err := mql.CompileProjectStage(doc)
+	switch {
+	case err != nil:
+		if !bad {
+			d.errorf(locateOperator(v, err), "project: %s", withOperatorHint(mqlMessage(err)))
+		}
+	case bad:
+	case !p.KeepsID():
+		d.errorf(v, "project: must keep _id (the resume token); MongoDB fails the change stream with ChangeStreamFatalError (280) otherwise")
+	case !projectionKeeps(doc, "operationType"):
+		d.errorf(v, "project: must keep operationType; changehook needs it to recognise invalidate events")
+	case ordering == PerDocument && !projectionKeeps(doc, "documentKey"):
+		d.errorf(v, "project: must keep documentKey when ordering is per_document (events are ordered by documentKey)")
+	}
+	return doc
+}
+
+// projectionKeeps reports whether a $project body keeps the top-level field
+// (possibly recomputed by an expression): listed in an inclusion
+// projection, or not excluded by an exclusion projection.
+func projectionKeeps(spec bson.D, field string) bool {
+	inclusion, listed, excluded := false, false, false
+	for _, e := range spec {
+		top, _, _ := strings.Cut(e.Key, ".")
+		isExclude := isFalsy(e.Value)
+		if e.Key != "_id" && !isExclude {
+			inclusion = true
+		}
+		if top == field {
+			if isExclude {
+				excluded = excluded || e.Key == field
+			} else {
+				listed = true
+			}
+		}
+	}
+	if inclusion {
+		return listed
+	}
+	return !excluded
+}
+
+// isFalsy reports whether a projection value excludes its field (0 or false).
+func isFalsy(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return !x
+	case int32:
+		return x == 0
+	case int64:
+		return x == 0
+	case float64:
+		return x == 0
+	}
+	return false
+}
+
+// payloadShape rejects payload specs that can never evaluate to a document.
+func payloadShape(spec any) string {
+	switch x := spec.(type) {
+	case bson.D:
+		return ""
+	case string:
+		if strings.HasPrefix(x, "$") {
+			return ""
+		}
+	}
+	return "must be a document (a mapping of fields to expressions), a field path such as $fullDocument, or an operator expression"
+}
+
+// mqlMessage is an mql error's message without its code-name prefix.
+func mqlMessage(err error) string {
+	var me *mongoerr.Error
+	if errors.As(err, &me) {
+		return me.Message
+	}
+	return err.Error()
+}
+
+// locateOperator points at the key of n's subtree named in err (an unknown
+// "$operator"), or at n itself.
+func locateOperator(n *yaml.Node, err error) *yaml.Node {
+	msg := mqlMessage(err)
+	for i := 0; i < len(msg); i++ {
+		if msg[i] != '$' {
+			continue
+		}
+		j := i + 1
+		for j < len(msg) && (msg[j] == '_' || 'a' <= msg[j] && msg[j] <= 'z' || 'A' <= msg[j] && msg[j] <= 'Z' || '0' <= msg[j] && msg[j] <= '9') {
+			j++
+		}
+		if j == i+1 {
+			continue
+		}
+		if k := findKey(n, msg[i:j], 0); k != nil {
+			return k
+		}
+	}
+	return n
+}
+
+func findKey(n *yaml.Node, key string, depth int) *yaml.Node {
+	n = deref(n)
+	if n == nil || depth > maxDepth {
+		return nil
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				return n.Content[i]
+			}
+			if k := findKey(n.Content[i+1], key, depth+1); k != nil {
+				return k
+			}
+		}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			if k := findKey(c, key, depth+1); k != nil {
+				return k
+			}
+		}
+	}
+	return nil
+}
+
+// toBSON converts a YAML value into the shared value model: mappings to
+// bson.D, lists to bson.A, scalars by their resolved tag (int → int32, or
+// int64 when it does not fit; float → float64; timestamp → bson.DateTime).
+// A single-key mapping {$oid | $date | $numberLong | $numberInt |
+// $numberDouble | $numberDecimal: value} is read as Extended JSON.
+func (d *decoder) toBSON(n *yaml.Node, depth int) (any, bool) {
+	n = deref(n)
+	d.budget--
+	if d.budget < 0 {
+		d.exhausted(n)
+		return nil, false
+	}
+	if depth > maxDepth {
+		d.errorf(n, "document nested more than %d levels deep", maxDepth)
+		return nil, false
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		doc := make(bson.D, 0, len(n.Content)/2)
+		ok := true
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := deref(n.Content[i])
+			if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
+				d.errorf(k, "field names must be strings")
+				ok = false
+				continue
+			}
+			if slices.ContainsFunc(doc, func(e bson.E) bool { return e.Key == k.Value }) {
+				d.errorf(k, "field %q is set twice", k.Value)
+				ok = false
+				continue
+			}
+			v, vok := d.toBSON(n.Content[i+1], depth+1)
+			ok = ok && vok
+			doc = append(doc, bson.E{Key: k.Value, Value: v})
+		}
+		if !ok {
+			return nil, false
+		}
+		if len(doc) == 1 && strings.HasPrefix(doc[0].Key, "$") {
+			if v, handled, msg := extJSON(doc[0].Key, doc[0].Value); handled {
+				if msg != "" {
+					d.errorf(n, "%s", msg)
+					return nil, false
+				}
+				return v, true
+			}
+		}
+		return doc, true
+	case yaml.SequenceNode:
+		arr := make(bson.A, 0, len(n.Content))
+		ok := true
+		for _, c := range n.Content {
+			v, vok := d.toBSON(c, depth+1)
+			ok = ok && vok
+			arr = append(arr, v)
+		}
+		return arr, ok
+	case yaml.ScalarNode:
+		if d.poisoned[n] {
+			return nil, false
+		}
+		v, msg := scalarToBSON(n)
+		if msg != "" {
+			d.errorf(n, "%s", msg)
+			return nil, false
+		}
+		return v, true
+	}
+	d.errorf(n, "unsupported YAML value")
+	return nil, false
+}
+
+func scalarToBSON(n *yaml.Node) (any, string) {
+	switch n.ShortTag() {
+	case "!!null":
+		return nil, ""
+	case "!!bool":
+		b, err := strconv.ParseBool(strings.ToLower(n.Value))
+		if err != nil {
+			return nil, fmt.Sprintf("%q is not a boolean", n.Value)
+		}
+		return b, ""
+	case "!!int":
+		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+		if err != nil {
+			return nil, fmt.Sprintf("integer %s does not fit in 64 bits", n.Value)
+		}
+		if i >= math.MinInt32 && i <= math.MaxInt32 {
+			return int32(i), ""
+		}
+		return i, ""
+	case "!!float":
+		switch strings.ToLower(n.Value) {
+		case ".inf", "+.inf":
+			return math.Inf(1), ""
+		case "-.inf":
+			return math.Inf(-1), ""
+		case ".nan":
+			return math.NaN(), ""
+		}
+		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
+		if err != nil {
+			return nil, fmt.Sprintf("%q is not a number", n.Value)
+		}
+		return f, ""
+	case "!!timestamp":
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999", "2006-01-02"} {
+			if ts, err := time.Parse(layout, n.Value); err == nil {
+				return bson.NewDateTimeFromTime(ts), ""
+			}
+		}
+		return n.Value, ""
+	case "!!str":
+		return n.Value, ""
+	}
+	return nil, fmt.Sprintf("unsupported YAML tag %s", n.Tag)
+}
+
+// extJSON reads the single-key Extended JSON wrappers. handled is false for
+// any other key (an operator).
+func extJSON(key string, v any) (out any, handled bool, msg string) {
+	s, isStr := v.(string)
+	bad := func(what string) (any, bool, string) {
+		return nil, true, fmt.Sprintf("%s: expected %s", key, what)
+	}
+	switch key {
+	case "$oid":
+		if !isStr {
+			return bad("a 24-digit hex string")
+		}
+		id, err := bson.ObjectIDFromHex(s)
+		if err != nil {
+			return bad("a 24-digit hex string")
+		}
+		return id, true, ""
+	case "$date":
+		switch x := v.(type) {
+		case bson.DateTime:
+			return x, true, ""
+		case string:
+			ts, err := time.Parse(time.RFC3339Nano, x)
+			if err != nil {
+				return bad("an RFC 3339 time")
+			}
+			return bson.NewDateTimeFromTime(ts), true, ""
+		case int32:
+			return bson.DateTime(x), true, ""
+		case int64:
+			return bson.DateTime(x), true, ""
+		}
+		return bad("an RFC 3339 time or milliseconds since the epoch")
+	case "$numberLong":
+		i, err := strconv.ParseInt(s, 10, 64)
+		if !isStr || err != nil {
+			return bad("a decimal integer string")
+		}
+		return i, true, ""
+	case "$numberInt":
+		i, err := strconv.ParseInt(s, 10, 32)
+		if !isStr || err != nil {
+			return bad("a 32-bit decimal integer string")
+		}
+		return int32(i), true, ""
+	case "$numberDouble":
+		f, err := strconv.ParseFloat(s, 64)
+		if !isStr || err != nil {
+			return bad("a number string")
+		}
+		return f, true, ""
+	case "$numberDecimal":
+		dec, err := bson.ParseDecimal128(s)
+		if !isStr || err != nil {
+			return bad("a decimal number string")
+		}
+		return dec, true, ""
+	}
+	return nil, false, ""
+}
