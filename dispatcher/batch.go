@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -654,9 +655,11 @@ func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], msg Me
 
 // splitPart delivers tks, whose request msg the endpoint refused as too
 // large, as two requests of half the events each (deliverPart), the first
-// half first. Each half's request is BuildBatchMessage's, built when it is
-// sent, so a split holds at most about as many bytes again as its batch.
-// It reports whether every event is done.
+// half first. Each half carries the very elements of msg's body (nothing
+// is built again: a payload whose result changes with time, such as one
+// using $$NOW, sends the bytes the refused request had), with the
+// webhook-id of its first and last events; a split holds at most about as
+// many bytes again as its batch. It reports whether every event is done.
 func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Message, prog *progress) bool {
 	half := len(tks) / 2
 	parts := [2][]*Ticket[job]{tks[:half], tks[half:]}
@@ -664,20 +667,27 @@ func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Mess
 	d.log.LogAttrs(ctx, slog.LevelWarn, "the endpoint refused a batch as too large (413): sending its events again in two requests; set batch.max_bytes below the endpoint's body limit",
 		slog.String("webhook_id", msg.ID), slog.Int("events", len(tks)), slog.Int("bytes", len(msg.Body)),
 		slog.Int("first_events", len(parts[0])), slog.Int("second_events", len(parts[1])))
-	for i, part := range parts {
-		evs := make([]Event, len(part))
-		for j, tk := range part {
-			evs[j] = tk.Value.ev
+	elems, ok := batchElements(msg.Body, len(tks))
+	if !ok {
+		// Unreachable: the body is the batcher's own array of one element
+		// per event. Never leave the events undone while the trigger runs
+		// on: each goes alone, as an unbatched event would.
+		d.log.LogAttrs(ctx, slog.LevelError, "batch refused as too large could not be split; sending its events one by one",
+			slog.String("webhook_id", msg.ID), slog.Int("events", len(tks)))
+		for i, tk := range tks {
+			if !d.process(ctx, tk.Value) {
+				d.metrics.deliveryBatch(d.trigger, OutcomeFailed, len(tks)-i-1, nil)
+				return false
+			}
 		}
-		m, err := BuildBatchMessage(d.trigger, d.sender.webhook, evs)
-		if err != nil {
-			// Unreachable: every event of a sealed batch had its element
-			// built once. Never skip its events: the batch stays undone,
-			// and this part and the next, not sent, failed.
-			d.log.LogAttrs(ctx, slog.LevelError, "batch refused as too large could not be split",
-				slog.String("webhook_id", msg.ID), slog.String("error", err.Error()))
-			d.metrics.deliveryBatch(d.trigger, OutcomeFailed, len(tks)-half*i, nil)
-			return false
+		return true
+	}
+	for i, part := range parts {
+		lo := half * i
+		m := Message{
+			ID:     BatchWebhookID(d.trigger, part[0].Value.ev.Token, part[len(part)-1].Value.ev.Token),
+			Header: msg.Header,
+			Body:   joinElements(elems[lo : lo+len(part)]),
 		}
 		if !d.deliverPart(ctx, part, m, prog) {
 			if i == 0 && ctx.Err() != nil {
@@ -689,6 +699,67 @@ func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Mess
 		}
 	}
 	return true
+}
+
+// batchElements returns the n elements of body, a JSON array as the
+// batcher builds it ("[e1,e2,…]"), as subslices of body; ok is false when
+// body is not an array of exactly n non-empty elements.
+func batchElements(body []byte, n int) (elems [][]byte, ok bool) {
+	if len(body) < 2 || body[0] != '[' || body[len(body)-1] != ']' {
+		return nil, false
+	}
+	elems = make([][]byte, 0, n)
+	depth, inString, escaped, start := 0, false, false, 1
+	for i := 1; i < len(body)-1; i++ {
+		c := body[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			if depth--; depth < 0 {
+				return nil, false
+			}
+		case c == ',' && depth == 0:
+			elems = append(elems, body[start:i])
+			start = i + 1
+		}
+	}
+	if inString || depth != 0 {
+		return nil, false
+	}
+	elems = append(elems, body[start:len(body)-1])
+	if len(elems) != n || slices.ContainsFunc(elems, func(e []byte) bool { return len(e) == 0 }) {
+		return nil, false
+	}
+	return elems, true
+}
+
+// joinElements returns the JSON array of elems: "[e1,e2,…]".
+func joinElements(elems [][]byte) []byte {
+	size := 2 + len(elems)
+	for _, e := range elems {
+		size += len(e)
+	}
+	body := make([]byte, 0, size)
+	body = append(body, '[')
+	for i, e := range elems {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, e...)
+	}
+	return append(body, ']')
 }
 
 // deliverBatchGuarded is deliverGuarded for a batch's request msg (whose

@@ -1215,3 +1215,151 @@ func TestBatchSplitOnTooLarge(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchElements: batchElements finds the elements of every batch body
+// BuildBatchMessage builds — keys, strings and nesting full of commas,
+// brackets, quotes and escapes — exactly as BuildMessage builds each, and
+// refuses a body that is not an array of the expected count.
+func TestBatchElements(t *testing.T) {
+	tricky := []string{`a,b`, `[x]`, `{y}`, `"q"`, `back\slash`, `\",[{`, "tab\tnew\nline", "ünï", ``}
+	var evs []Event
+	for i, s := range tricky {
+		raw, err := bson.Marshal(bson.D{
+			{Key: "_id", Value: bson.D{{Key: "_data", Value: fmt.Sprintf("82%08X", i)}}},
+			{Key: "operationType", Value: "insert"},
+			{Key: "fullDocument", Value: bson.D{{Key: s + `,"k":[`, Value: s}, {Key: "a", Value: bson.A{s, bson.D{{Key: "n", Value: s}}, bson.A{}}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, Event{Raw: raw, Token: bson.Raw(fmt.Sprintf("tok%d", i))})
+	}
+	for _, format := range []string{triggers.FormatJSON, triggers.FormatCanonical, triggers.FormatCloudEvents} {
+		w := triggers.Webhook{URL: "http://localhost/x", Format: format}
+		for n := 1; n <= len(evs); n++ {
+			msg, err := BuildBatchMessage("t", w, evs[:n])
+			if err != nil {
+				t.Fatal(err)
+			}
+			elems, ok := batchElements(msg.Body, n)
+			if !ok {
+				t.Fatalf("%s, %d events: batchElements refused %s", format, n, msg.Body)
+			}
+			for i, e := range elems {
+				one, err := BuildMessage("t", w, evs[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(e, one.Body) {
+					t.Errorf("%s, element %d of %d: %s, want %s", format, i, n, e, one.Body)
+				}
+			}
+			if got := joinElements(elems); !bytes.Equal(got, msg.Body) {
+				t.Errorf("%s: joinElements = %s, want the body %s", format, got, msg.Body)
+			}
+			if _, ok := batchElements(msg.Body, n+1); ok {
+				t.Errorf("%s: batchElements accepted %d elements as %d", format, n, n+1)
+			}
+		}
+	}
+	for _, bad := range []string{``, `[`, `{}`, `[]`, `[1,]`, `[,1]`, `[1,2`, `["a]`, `[{]`, `[}]`, `[1]]`, `["\"]`} {
+		if elems, ok := batchElements([]byte(bad), 1); ok {
+			t.Errorf("batchElements(%q, 1) = %q, want refused", bad, elems)
+		}
+	}
+}
+
+// TestBatchSplitSendsTheRefusedBytes: the halves of a batch refused as too
+// large carry the elements of the refused request, byte for byte, not
+// payloads built again: a payload that depends on $$NOW is sent as it was
+// (a rebuild could also fail where the first build succeeded, leaving the
+// events neither delivered nor dead-lettered).
+func TestBatchSplitSendsTheRefusedBytes(t *testing.T) {
+	const events, maxEvents = 16, 8
+	evs := batchEvents(t, events, func(i int) string { return fmt.Sprintf("k%d", i) })
+	var mu sync.Mutex
+	sent := map[string]bool{} // elements of every refused request
+	var accepted [][]byte
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var elems []json.RawMessage
+		if err := json.Unmarshal(body, &elems); err != nil {
+			t.Errorf("body is not a JSON array: %s", body)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(elems) > 1 {
+			for _, e := range elems {
+				sent[string(e)] = true
+			}
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
+		accepted = append(accepted, body)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	payload, err := mql.CompileExpr(bson.D{{Key: "seq", Value: "$fullDocument.seq"}, {Key: "at", Value: "$$NOW"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trig := &triggers.Trigger{
+		Name:     "orders",
+		Webhook:  triggers.Webhook{URL: rc.srv.URL, Payload: payload},
+		Ordering: triggers.Strict, Concurrency: 1, DeadLetter: true,
+		Retry: triggers.RetryPolicy{MaxAttempts: 1},
+		Batch: &triggers.BatchPolicy{MaxEvents: maxEvents, MaxWait: time.Millisecond},
+	}
+	d := newTestDispatcher(t, trig, &memSink{})
+	submitAndClose(t, d, evs, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(accepted) != events {
+		t.Fatalf("%d events accepted, want %d", len(accepted), events)
+	}
+	for _, body := range accepted {
+		elem := body[1 : len(body)-1]
+		if !sent[string(elem)] {
+			t.Errorf("accepted element %s was not in any refused request: built again", elem)
+		}
+	}
+}
+
+// TestSplitPartUnsplittableBodySendsEachEvent: should a refused request's
+// body ever not be the batcher's array of one element per event, its
+// events go one by one, as unbatched events would, and are done — never
+// left undone while the trigger runs on.
+func TestSplitPartUnsplittableBodySendsEachEvent(t *testing.T) {
+	evs := batchEvents(t, 3, func(i int) string { return fmt.Sprintf("k%d", i) })
+	var mu sync.Mutex
+	var got []int
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, seqOf(t, body))
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	trig := &triggers.Trigger{
+		Name: "orders", Webhook: triggers.Webhook{URL: rc.srv.URL}, Ordering: triggers.Strict, Concurrency: 1,
+		DeadLetter: true, Retry: triggers.RetryPolicy{MaxAttempts: 1},
+		Batch: &triggers.BatchPolicy{MaxEvents: 3, MaxWait: time.Millisecond},
+	}
+	d := newTestDispatcher(t, trig, &memSink{})
+	tr := NewTracker[job](triggers.None, len(evs))
+	var tks []*Ticket[job]
+	for _, ev := range evs {
+		tk, err := tr.Track(context.Background(), ev.Token, ev.Key, job{ev: ev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tks = append(tks, tk)
+	}
+	if !d.splitPart(context.Background(), tks, Message{ID: "batch_x", Body: []byte(`[{"not":"three"}]`)}, nil) {
+		t.Fatal("splitPart reported the events not done")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("received events %v, want 0, 1, 2 one by one", got)
+	}
+}

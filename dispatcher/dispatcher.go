@@ -282,10 +282,12 @@ func (d *Dispatcher) worker() {
 // the watermark never passes them. The returned token is a copy.
 func (d *Dispatcher) Watermark() (token bson.Raw, ok bool) { return d.tracker.Watermark() }
 
-// Idle reports whether no event is in flight or queued and none was held
-// back by a payload-error pause (see Halted): only then may the caller
-// checkpoint past the watermark.
-func (d *Dispatcher) Idle() bool { return d.tracker.Pending() == 0 && !d.payload.halted.Load() }
+// Idle reports whether every submitted event is done (delivered or
+// dead-lettered): none is in flight or queued, none was resolved as not
+// done while the dispatcher runs on, and none was held back by a
+// payload-error pause (see Halted). Only then may the caller checkpoint
+// past the watermark.
+func (d *Dispatcher) Idle() bool { return d.tracker.Held() == 0 && !d.payload.halted.Load() }
 
 // Close stops accepting events and lets the admitted ones finish until ctx
 // is done (the grace period); then it cancels the remaining deliveries,

@@ -485,6 +485,15 @@ func (t *Tracker[T]) Pending() int {
 	return t.active
 }
 
+// Held returns the number of tracked events the watermark has not passed:
+// the unresolved ones and those resolved as not done (abandoned), which it
+// never passes. Zero means every tracked event is done.
+func (t *Tracker[T]) Held() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.order.size
+}
+
 // Close stops admitting events: blocked and later Tracks return ErrClosed.
 // Ready is closed once every tracked event is resolved (Drained). Calling
 // Close again does nothing.

@@ -60,6 +60,7 @@ func readyNow(tr *Tracker[int], got map[int]*Ticket[int]) []int {
 //	ready N...     exactly these events started since the last "ready" (in order)
 //	mark N         the watermark is event N's token ("-": no watermark)
 //	pending N      N events are unresolved
+//	held N         N events are not passed by the watermark (unresolved or abandoned)
 func TestTrackerScripts(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -81,14 +82,14 @@ func TestTrackerScripts(t *testing.T) {
 			resolve 2; mark 4; pending 0`},
 		{"none starts everything at once", triggers.None, `
 			track a; track a; track -; ready 0 1 2
-			resolve 2; mark -; resolve 1; mark -; resolve 0; mark 2`},
+			resolve 2; mark -; held 3; resolve 1; mark -; resolve 0; mark 2; held 0`},
 		{"watermark is the done prefix", triggers.None, `
 			track x; track x; track x; track x; track x; ready 0 1 2 3 4
 			resolve 2; mark -; resolve 0; mark 0; resolve 3; mark 0
 			resolve 1; mark 3; pending 1; resolve 4; mark 4`},
 		{"an abandoned event holds the watermark forever", triggers.None, `
 			track x; track x; track x; ready 0 1 2
-			abandon 1; resolve 0; resolve 2; mark 0; pending 0`},
+			abandon 1; resolve 0; resolve 2; mark 0; pending 0; held 2`},
 		{"an abandoned event still starts its key's next", triggers.PerDocument, `
 			track k; track k; ready 0; abandon 0; ready 1; resolve 1; mark -`},
 		{"a second resolve is ignored", triggers.None, `
@@ -147,6 +148,10 @@ func TestTrackerScripts(t *testing.T) {
 				case "pending":
 					if n := tr.Pending(); n != arg(1) {
 						t.Fatalf("step %q: %d pending, want %d", step, n, arg(1))
+					}
+				case "held":
+					if n := tr.Held(); n != arg(1) {
+						t.Fatalf("step %q: %d held, want %d", step, n, arg(1))
 					}
 				default:
 					t.Fatalf("unknown step %q", step)
