@@ -20,7 +20,13 @@ func checkMongoURI(uri string) string {
 		}
 		return ""
 	case strings.HasPrefix(uri, "mongodb+srv://"):
-		u, err := url.Parse(uri)
+		// The userinfo ends where the driver ends it (it may hold "?"),
+		// and is not url.Parse's to judge.
+		hosts := strings.TrimPrefix(uri, "mongodb+srv://")
+		if _, after, ok := splitUserinfo(hosts); ok {
+			hosts = after
+		}
+		u, err := url.Parse("mongodb+srv://" + hosts)
 		if err != nil || u.Host == "" {
 			return "invalid connection string: a mongodb+srv URI needs exactly one host name"
 		}
@@ -40,9 +46,8 @@ func scrubCredentials(msg, uri string) string {
 			msg = strings.ReplaceAll(msg, sec, "xxxxx")
 		}
 	}
-	rest := uri[strings.Index(uri, "://")+3:]
-	if at := strings.LastIndex(rest[:strings.IndexAny(rest+"/", "/?")], "@"); at >= 0 {
-		userinfo := rest[:at]
+	_, rest, _ := strings.Cut(uri, "://")
+	if userinfo, _, ok := splitUserinfo(rest); ok {
 		for _, part := range strings.Split(userinfo, ":") {
 			if part == "" {
 				continue
@@ -54,6 +59,52 @@ func scrubCredentials(msg, uri string) string {
 		}
 	}
 	return msg
+}
+
+// splitUserinfo splits what follows a connection string's "://" into its
+// userinfo and the rest, as the Go driver does: the userinfo ends at the
+// first "@", so it may hold an unescaped "?", "#" or "/" ("user:pa?ss@host"
+// is valid). Should the host part after it hold another "@" (an unescaped
+// "@" in the password, which the driver rejects), the userinfo extends to
+// the last of them, so that no part of the password is taken for a host.
+func splitUserinfo(rest string) (userinfo, after string, ok bool) {
+	at := strings.IndexByte(rest, '@')
+	if at < 0 {
+		return "", rest, false
+	}
+	hostEnd := len(rest)
+	if i := strings.IndexAny(rest[at+1:], "/?"); i >= 0 {
+		hostEnd = at + 1 + i
+	}
+	at = strings.LastIndexByte(rest[:hostEnd], '@')
+	return rest[:at], rest[at+1:], true
+}
+
+// uriOptions returns the options of a connection string (what follows "?"
+// after the userinfo and the hosts), split as the driver splits them at "&"
+// and ";". "#" has no special meaning to the driver, so it is part of the
+// option it is in.
+func uriOptions(uri string) []string {
+	_, rest, _ := strings.Cut(uri, "://")
+	if _, after, ok := splitUserinfo(rest); ok {
+		rest = after
+	}
+	_, query, _ := strings.Cut(rest, "?")
+	return strings.FieldsFunc(query, isOptionSeparator)
+}
+
+// isOptionSeparator reports whether r separates connection string options.
+func isOptionSeparator(r rune) bool { return r == '&' || r == ';' }
+
+// uriOptionName returns a connection string option's name as the driver
+// matches it: unescaped first, then lower-cased, so that
+// "tlsCertificateKeyFile%50assword" is tlscertificatekeyfilepassword. A
+// name that does not unescape (the driver rejects it) is only lower-cased.
+func uriOptionName(name string) string {
+	if d, err := url.QueryUnescape(name); err == nil {
+		name = d
+	}
+	return strings.ToLower(name)
 }
 
 // secretURIOptions are the MongoDB connection string options (lower case)
@@ -71,70 +122,59 @@ var secretURIOptions = map[string]bool{
 // user name is kept), the value of every option that carries a secret
 // (password, tlsCertificateKeyFilePassword, sslPEMKeyPassword,
 // proxyPassword, ...) and every value of authMechanismProperties
-// (AWS_SESSION_TOKEN:xxxxx; the property names are kept). Hosts, the
-// database and other options print as written. A string without "://" is
-// replaced as a whole.
+// (AWS_SESSION_TOKEN:xxxxx; the property names are kept). The userinfo and
+// the option names are found as the driver finds them: the userinfo ends
+// at the first "@" (a password may hold "?", "#" or "/"), an option's name
+// is unescaped before it is compared, and "#" is an ordinary character.
+// Hosts, the database and other options print as written. A string
+// without "://" is replaced as a whole.
 func RedactURI(uri string) string {
 	scheme, rest, ok := strings.Cut(uri, "://")
 	if !ok {
 		return "xxxxx"
 	}
-	hostEnd := strings.IndexAny(rest, "/?")
-	if hostEnd < 0 {
-		hostEnd = len(rest)
-	}
-	if at := strings.LastIndex(rest[:hostEnd], "@"); at >= 0 {
-		if user, _, hasPass := strings.Cut(rest[:at], ":"); hasPass {
-			rest = user + ":xxxxx@" + rest[at+1:]
+	prefix := scheme + "://"
+	if userinfo, after, found := splitUserinfo(rest); found {
+		if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+			userinfo = user + ":xxxxx"
 		}
+		prefix += userinfo + "@"
+		rest = after
 	}
 	base, query, hasQuery := strings.Cut(rest, "?")
 	if !hasQuery {
-		return scheme + "://" + rest
+		return prefix + rest
 	}
-	query, frag, hasFrag := strings.Cut(query, "#")
-	opts := strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' })
+	opts := strings.FieldsFunc(query, isOptionSeparator)
 	for i, o := range opts {
 		k, v, ok := strings.Cut(o, "=")
 		if !ok {
 			continue
 		}
-		lk := strings.ToLower(k)
-		if dk, err := url.QueryUnescape(lk); err == nil {
-			lk = dk
-		}
-		switch {
-		case secretURIOptions[lk]:
+		switch name := uriOptionName(k); {
+		case secretURIOptions[name]:
 			opts[i] = k + "=xxxxx"
-		case lk == "authmechanismproperties":
+		case name == "authmechanismproperties":
 			props := strings.Split(v, ",")
 			for j, p := range props {
-				name, _, _ := strings.Cut(p, ":")
-				if dn, _, found := strings.Cut(name, "%3A"); found {
-					name = dn // an escaped colon
-				} else if dn, _, found := strings.Cut(name, "%3a"); found {
-					name = dn
+				prop, _, _ := strings.Cut(p, ":")
+				if dp, _, found := strings.Cut(prop, "%3A"); found {
+					prop = dp // an escaped colon
+				} else if dp, _, found := strings.Cut(prop, "%3a"); found {
+					prop = dp
 				}
-				props[j] = name + ":xxxxx"
+				props[j] = prop + ":xxxxx"
 			}
 			opts[i] = k + "=" + strings.Join(props, ",")
 		}
 	}
-	out := scheme + "://" + base + "?" + strings.Join(opts, "&")
-	if hasFrag {
-		out += "#" + frag
-	}
-	return out
+	return prefix + base + "?" + strings.Join(opts, "&")
 }
 
-// uriSecrets returns the secret values RedactURI hides in uri (raw and
-// unescaped), for scrubbing them out of messages that echo them.
+// uriSecrets returns the secret option values RedactURI hides in uri (raw
+// and unescaped), for scrubbing them out of messages that echo them.
 func uriSecrets(uri string) []string {
 	var out []string
-	_, rest, ok := strings.Cut(uri, "://")
-	if !ok {
-		return nil
-	}
 	add := func(s string) {
 		if s == "" {
 			return
@@ -144,15 +184,13 @@ func uriSecrets(uri string) []string {
 			out = append(out, d)
 		}
 	}
-	_, query, _ := strings.Cut(rest, "?")
-	query, _, _ = strings.Cut(query, "#")
-	for _, o := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
+	for _, o := range uriOptions(uri) {
 		k, v, _ := strings.Cut(o, "=")
-		lk := strings.ToLower(k)
-		switch {
-		case secretURIOptions[lk]:
+		switch name := uriOptionName(k); {
+		case secretURIOptions[name]:
 			add(v)
-		case lk == "authmechanismproperties":
+		case name == "authmechanismproperties":
+			add(v)
 			dv, err := url.QueryUnescape(v)
 			if err != nil {
 				dv = v

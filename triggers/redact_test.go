@@ -1,8 +1,11 @@
 package triggers
 
 import (
+	"net/url"
 	"strings"
 	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 )
 
 func TestRedactURL(t *testing.T) {
@@ -78,6 +81,22 @@ func TestRedactURI(t *testing.T) {
 		{"mongodb+srv://u:p%40ss@c.example.net/?proxyPassword=pr0xy&sslPEMKeyPassword=pem", "mongodb+srv://u:xxxxx@c.example.net/?proxyPassword=xxxxx&sslPEMKeyPassword=xxxxx", []string{"p%40ss", "pr0xy", "=pem"}},
 		{"mongodb://127.0.0.1:27017/?directConnection=true", "mongodb://127.0.0.1:27017/?directConnection=true", nil},
 		{"not a uri", "xxxxx", nil},
+		// The userinfo ends at the first "@", as the driver reads it.
+		{"mongodb://user:pa?ssw0rd@localhost:27017/", "mongodb://user:xxxxx@localhost:27017/", []string{"ssw0rd"}},
+		{"mongodb://user:pa#ss?w0rd@localhost:27017/?appName=x", "mongodb://user:xxxxx@localhost:27017/?appName=x", []string{"ss", "w0rd"}},
+		{"mongodb://us?er:s3cr3t@localhost:27017/?replicaSet=rs0", "mongodb://us?er:xxxxx@localhost:27017/?replicaSet=rs0", []string{"s3cr3t"}},
+		{"mongodb://user:pa?ssw0rd@localhost/?password=0pt1on", "mongodb://user:xxxxx@localhost/?password=xxxxx", []string{"ssw0rd", "0pt1on"}},
+		{"mongodb+srv://user:pa?ssw0rd@c.example.net/", "mongodb+srv://user:xxxxx@c.example.net/", []string{"ssw0rd"}},
+		// An unescaped "@" in the password, which the driver rejects.
+		{"mongodb://user:p@ssw0rd@localhost/", "mongodb://user:xxxxx@localhost/", []string{"ssw0rd"}},
+		// Option names are unescaped, then lower-cased.
+		{"mongodb://db1/?tlsCertificateKeyFile%50assword=hunter2secret", "mongodb://db1/?tlsCertificateKeyFile%50assword=xxxxx", []string{"hunter2secret"}},
+		{"mongodb://db1/?tlsCertificateKeyFile%70assword=hunter2secret", "mongodb://db1/?tlsCertificateKeyFile%70assword=xxxxx", []string{"hunter2secret"}},
+		{"mongodb://db1/?%50ROXYPASSWORD=pr0xy&proxyHost=p", "mongodb://db1/?%50ROXYPASSWORD=xxxxx&proxyHost=p", []string{"pr0xy"}},
+		{"mongodb://db1/?authMechanism%50roperties=AWS_SESSION_TOKEN:hunter2secret", "mongodb://db1/?authMechanism%50roperties=AWS_SESSION_TOKEN:xxxxx", []string{"hunter2secret"}},
+		// "#" is an ordinary character to the driver: no fragment.
+		{"mongodb://db1/?tlsCertificateKeyFilePassword=ab#cdsecret&appName=x", "mongodb://db1/?tlsCertificateKeyFilePassword=xxxxx&appName=x", []string{"cdsecret"}},
+		{"mongodb://db1/db?appName=a#b", "mongodb://db1/db?appName=a#b", nil},
 	}
 	for _, tt := range tests {
 		got := RedactURI(tt.in)
@@ -92,9 +111,70 @@ func TestRedactURI(t *testing.T) {
 	}
 }
 
+// TestRedactURIHidesWhatTheDriverReads: for connection strings the driver
+// accepts, nothing the driver takes for a password, a key file password or
+// an authMechanismProperties value shows in RedactURI.
+func TestRedactURIHidesWhatTheDriverReads(t *testing.T) {
+	for _, uri := range []string{
+		"mongodb://user:pa?ssw0rd@localhost:27017/",
+		"mongodb://user:pa#ssw0rd@localhost:27017/?appName=x",
+		"mongodb://user:pass%3Fw0rd@localhost:27017/",
+		"mongodb://user:p@localhost:27017/?tlsCertificateKeyFile%50assword=hunter2secret",
+		"mongodb://user:p@localhost:27017/?tlsCertificateKeyFilePassword=hunter2#secret",
+		"mongodb://user:p@localhost:27017/?authMechanism%50roperties=AWS_SESSION_TOKEN:hunter2secret",
+		"mongodb://user:p@localhost:27017/?authMechanismProperties=AWS_SESSION_TOKEN%3Ahunter2secret",
+	} {
+		t.Run(uri, func(t *testing.T) {
+			cs, err := connstring.ParseAndValidate(uri)
+			if err != nil {
+				t.Fatalf("the driver rejects it: %v", err)
+			}
+			if msg := checkMongoURI(uri); msg != "" {
+				t.Fatalf("checkMongoURI = %q, want valid", msg)
+			}
+			secrets := []string{cs.Password}
+			if cs.SSLClientCertificateKeyPasswordSet {
+				secrets = append(secrets, cs.SSLClientCertificateKeyPassword())
+			}
+			for _, v := range cs.AuthMechanismProperties {
+				secrets = append(secrets, v)
+			}
+			got := RedactURI(uri)
+			for _, s := range secrets {
+				for _, form := range []string{s, url.QueryEscape(s), url.PathEscape(s)} {
+					if len(s) >= 3 && strings.Contains(got, form) {
+						t.Errorf("RedactURI = %q shows %q", got, form)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestCheckMongoURISRVUserinfo(t *testing.T) {
+	for uri, want := range map[string]string{
+		"mongodb+srv://user:pa?ssw0rd@c.example.net/":       "",
+		"mongodb+srv://user:pa?ssw0rd@c.example.net:27017/": "invalid connection string: a mongodb+srv URI needs exactly one host name without a port",
+		"mongodb+srv://user:pa?ssw0rd@/":                    "invalid connection string: a mongodb+srv URI needs exactly one host name",
+	} {
+		if got := checkMongoURI(uri); got != want {
+			t.Errorf("checkMongoURI(%q) = %q, want %q", uri, got, want)
+		}
+	}
+}
+
 func TestCheckMongoURIScrubsOptionSecrets(t *testing.T) {
 	msg := checkMongoURI("mongodb://db1/?tlsCertificateKeyFilePassword=k3yp4ss&connectTimeoutMS=abc")
 	if msg == "" || strings.Contains(msg, "k3yp4ss") {
 		t.Fatalf("checkMongoURI = %q: want an error without the key password", msg)
+	}
+	for uri, want := range map[string]string{
+		"mongodb://db1/?tlsCertificateKeyFile%50assword=k3yp4ss%zz":           `invalid connection string: error parsing uri: invalid option value "xxxxx": invalid URL escape "%zz"`,
+		"mongodb://db1/?%70roxyPassword=pr0xy%zz":                             `invalid connection string: error parsing uri: invalid option value "xxxxx": invalid URL escape "%zz"`,
+		"mongodb://db1/?authMechanism%50roperties=AWS_SESSION_TOKEN:t0k3n%zz": `invalid connection string: error parsing uri: invalid option value "xxxxx": invalid URL escape "%zz"`,
+	} {
+		if got := checkMongoURI(uri); got != want {
+			t.Errorf("checkMongoURI(%q) = %q, want %q", uri, got, want)
+		}
 	}
 }
