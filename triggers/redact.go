@@ -21,8 +21,11 @@ const redacted = "REDACTED"
 // errors, dead letters and API output. It is the one rule for webhook URLs:
 //
 //   - the userinfo becomes "REDACTED";
-//   - every query value becomes "REDACTED" (the keys stay, so an operator
+//   - every query value becomes "REDACTED" (the names stay, so an operator
 //     can see which parameters were set); the fragment is dropped;
+//   - a query name shaped like a token (SecretShapedSegment) becomes
+//     "REDACTED" too: a part without "=" is a name, so "?flag" stays and
+//     "?Xk39fjQm2Lp8Zr7Tq1Vw", a token passed as the whole query, does not;
 //   - the path of a known incoming-webhook service, whose token is in the
 //     path (Slack, Discord, Microsoft Teams, Zapier, Make, n8n), keeps its
 //     first segment and the rest becomes "REDACTED";
@@ -58,9 +61,14 @@ func redactURL(raw string, secretPath, hidePath bool) string {
 	if c.RawQuery != "" {
 		parts := strings.Split(c.RawQuery, "&")
 		for i, p := range parts {
-			if k, _, ok := strings.Cut(p, "="); ok {
-				parts[i] = k + "=" + redacted
+			k, _, hasValue := strings.Cut(p, "=")
+			if SecretShapedSegment(k) {
+				k = redacted
 			}
+			if hasValue {
+				k += "=" + redacted
+			}
+			parts[i] = k
 		}
 		c.RawQuery = strings.Join(parts, "&")
 	}
@@ -117,8 +125,8 @@ func secretPathService(host, path string) bool {
 	return false
 }
 
-// SecretShapedSegment reports whether a URL path segment looks like a
-// webhook token rather than a name: at least 16 characters from
+// SecretShapedSegment reports whether a URL path segment (or query name)
+// looks like a webhook token rather than a name: at least 16 characters from
 // [A-Za-z0-9_.~+=-] (or %-escapes), mixing letters and digits, or 24 and
 // more mixing upper and lower case. Words, numbers and short identifiers
 // ("hooks", "status", "429", "v1") are not.
