@@ -49,7 +49,9 @@ func scrubCredentials(msg, uri string) string {
 	_, rest, _ := strings.Cut(uri, "://")
 	if userinfo, _, ok := splitUserinfo(rest); ok {
 		for _, part := range strings.Split(userinfo, ":") {
-			if part == "" {
+			if len(part) < 3 {
+				// As for option values: replacing every "u" would
+				// wreck the message and hide nothing.
 				continue
 			}
 			msg = strings.ReplaceAll(msg, part, "xxxxx")
@@ -60,6 +62,31 @@ func scrubCredentials(msg, uri string) string {
 	}
 	return msg
 }
+
+// ScrubURIError returns err with the connection string uri and every secret
+// in it (the userinfo, the values RedactURI hides, raw and unescaped)
+// replaced in its message, for wrapping an error of the MongoDB driver,
+// which may quote an option's value or the string itself. errors.Is and
+// errors.As still see err; nil stays nil.
+func ScrubURIError(err error, uri string) error {
+	if err == nil {
+		return nil
+	}
+	msg := scrubCredentials(err.Error(), uri)
+	if msg == err.Error() {
+		return err
+	}
+	return &scrubbedError{msg: msg, err: err}
+}
+
+// scrubbedError is an error whose message had secrets removed.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 // splitUserinfo splits what follows a connection string's "://" into its
 // userinfo and the rest, as the Go driver does: the userinfo ends at the

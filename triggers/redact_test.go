@@ -1,6 +1,8 @@
 package triggers
 
 import (
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -164,6 +166,40 @@ func TestCheckMongoURISRVUserinfo(t *testing.T) {
 		if got := checkMongoURI(uri); got != want {
 			t.Errorf("checkMongoURI(%q) = %q, want %q", uri, got, want)
 		}
+	}
+}
+
+func TestScrubURIError(t *testing.T) {
+	cause := errors.New("cause")
+	tests := []struct {
+		uri, msg, want string
+	}{
+		{"mongodb://db1/?tlsCertificateKeyFile%50assword=s3cr3t%zz", `error parsing uri: invalid option value "s3cr3t%zz": invalid URL escape "%zz"`,
+			`error parsing uri: invalid option value "xxxxx": invalid URL escape "%zz": cause`},
+		{"mongodb://db1/?authMechanism%50roperties=AWS_SESSION_TOKEN:t0k3n%zz", `invalid option value "AWS_SESSION_TOKEN:t0k3n%zz"`,
+			`invalid option value "xxxxx": cause`},
+		// The user name goes too, as in validate's messages.
+		{"mongodb://app:pa?ssw0rd@db1/", "dial mongodb://app:pa?ssw0rd@db1/: refused; password pa?ssw0rd",
+			"dial mongodb://xxxxx:xxxxx@db1/: refused; password xxxxx: cause"},
+		{"mongodb://app:pa%3Fss@db1/", "auth with pa?ss failed",
+			"auth with xxxxx failed: cause"},
+		// Parts under 3 characters are left, or every "u" would go.
+		{"mongodb://u:p@db1/", "server selection error: current topology unknown",
+			"server selection error: current topology unknown: cause"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.uri, func(t *testing.T) {
+			err := ScrubURIError(fmt.Errorf("%s: %w", tt.msg, cause), tt.uri)
+			if got := err.Error(); got != tt.want {
+				t.Errorf("ScrubURIError = %q, want %q", got, tt.want)
+			}
+			if !errors.Is(err, cause) {
+				t.Errorf("errors.Is(ScrubURIError(...), cause) = false")
+			}
+		})
+	}
+	if ScrubURIError(nil, "mongodb://db1/") != nil {
+		t.Error("ScrubURIError(nil) != nil")
 	}
 }
 

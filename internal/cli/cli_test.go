@@ -295,6 +295,33 @@ func TestRunUnreachableMongoDB(t *testing.T) {
 	}
 }
 
+// TestConnectScrubsDriverErrors: a driver error that quotes a secret
+// option's value (one the driver cannot unescape; validate does not parse a
+// mongodb+srv URI's options, so run is the first to see it) is wrapped
+// without the value, whatever the spelling of the option's name.
+func TestConnectScrubsDriverErrors(t *testing.T) {
+	tests := []struct{ uri, want string }{
+		{"mongodb://127.0.0.1:1/?tlsCertificateKeyFilePassword=k3yp4ss%zz",
+			`connect to mongodb://127.0.0.1:1/?tlsCertificateKeyFilePassword=xxxxx: error parsing uri: invalid option value "xxxxx": invalid URL escape "%zz"`},
+		{"mongodb://127.0.0.1:1/?tlsCertificateKeyFile%50assword=k3yp4ss%zz",
+			`connect to mongodb://127.0.0.1:1/?tlsCertificateKeyFile%50assword=xxxxx: error parsing uri: invalid option value "xxxxx": invalid URL escape "%zz"`},
+		{"mongodb://127.0.0.1:1/?authMechanism%50roperties=AWS_SESSION_TOKEN:k3yp4ss%zz",
+			`connect to mongodb://127.0.0.1:1/?authMechanism%50roperties=AWS_SESSION_TOKEN:xxxxx: error parsing uri: invalid option value "xxxxx": invalid URL escape "%zz"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.uri, func(t *testing.T) {
+			client, err := connect(context.Background(), tt.uri)
+			if err == nil {
+				_ = client.Disconnect(context.Background())
+				t.Fatal("connect succeeded")
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("connect error = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestRedactionInLocalOutputs: validate and test print ordinary webhook
 // paths as written (/status/429 stays readable) and hide what the one
 // redaction rule calls a secret: a token-shaped path segment, a known

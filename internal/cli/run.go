@@ -100,13 +100,13 @@ const poolHeadroom = 32
 func connectStreams(ctx context.Context, uri string, streams int) (*mongo.Client, error) {
 	client, err := mongo.Connect(clientOptions(uri, streams))
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", triggers.RedactURI(uri), err)
+		return nil, fmt.Errorf("connect to %s: %w", triggers.RedactURI(uri), triggers.ScrubURIError(err, uri))
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := client.Ping(pctx, nil); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("cannot reach MongoDB at %s (is it running, and is the connection string right?): %w", triggers.RedactURI(uri), err)
+		return nil, fmt.Errorf("cannot reach MongoDB at %s (is it running, and is the connection string right?): %w", triggers.RedactURI(uri), triggers.ScrubURIError(err, uri))
 	}
 	return client, nil
 }
