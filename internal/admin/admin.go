@@ -17,6 +17,14 @@
 //	POST /api/reload    re-read and apply the configuration file (token)
 //	GET /               the web console (package console): triggers, one
 //	                    trigger, dead letters; read-only, never secrets
+//
+// Every call whose method is not GET or HEAD (the POST routes: trigger
+// controls, dead-letter replay and purge, reload) is refused with 403 when a
+// browser sent it from a page of another origin (Sec-Fetch-Site, else
+// Origin against the Host header), and with 415 when it has a body that is
+// not Content-Type: application/json; then it needs Options.Token, or a
+// loopback listener when there is none. No response carries CORS headers,
+// so other origins cannot read the GET endpoints either.
 package admin
 
 import (
@@ -69,7 +77,9 @@ type Options struct {
 	// redeliver calls (nil: those routes are absent).
 	Control Controller
 	// Token authorises mutating calls (Authorization: Bearer TOKEN). When
-	// empty they are accepted only if the server listens on loopback.
+	// empty they are accepted only if the server listens on loopback. With
+	// or without it, a mutating call from another origin's page or with a
+	// body that is not JSON is refused (see the package documentation).
 	Token string
 	// ConsoleSampleEvery is how often the console samples the counters for
 	// its sparklines (0: console.DefaultSampleEvery).
@@ -207,7 +217,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{
 		ln: ln,
 		srv: &http.Server{
-			Handler:           mux,
+			Handler:           refuseCrossOrigin(mux),
 			ReadHeaderTimeout: min(triggers.DefaultAdminReadHeaderTimeout, opts.ReadTimeout),
 			ReadTimeout:       opts.ReadTimeout,
 			WriteTimeout:      opts.WriteTimeout,
