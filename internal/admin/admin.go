@@ -24,7 +24,9 @@
 // Origin against the Host header), and with 415 when it has a body that is
 // not Content-Type: application/json; then it needs Options.Token, or a
 // loopback listener when there is none. No response carries CORS headers,
-// so other origins cannot read the GET endpoints either.
+// so other origins cannot read the GET endpoints either. A server listening
+// on loopback answers only requests whose Host is a loopback name, so that
+// DNS rebinding cannot turn another site's page into one of its own origin.
 package admin
 
 import (
@@ -217,7 +219,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{
 		ln: ln,
 		srv: &http.Server{
-			Handler:           refuseCrossOrigin(mux),
+			Handler:           refuseForeignHost(refuseCrossOrigin(mux), isLoopback(ln.Addr())),
 			ReadHeaderTimeout: min(triggers.DefaultAdminReadHeaderTimeout, opts.ReadTimeout),
 			ReadTimeout:       opts.ReadTimeout,
 			WriteTimeout:      opts.WriteTimeout,

@@ -124,6 +124,46 @@ func notJSON(r *http.Request) string {
 	return jsonHint + " (got " + quote(ct) + ")"
 }
 
+// refuseForeignHost answers 403 to every request whose Host header does not
+// name a loopback address (127.0.0.0/8, ::1, localhost or a name under
+// .localhost) when the server listens on loopback. Such a listener is for
+// clients on this machine, and a request for another name reaching it is a
+// reverse proxy that keeps the browser's Host — or a web page on another
+// name whose DNS answer was rebound to 127.0.0.1, which the browser takes
+// for that page's own origin: without this check it could read the API
+// (dead letters hold events) and, without admin.token, change things.
+func refuseForeignHost(next http.Handler, loopback bool) http.Handler {
+	if !loopback {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host != "" && !loopbackHost(r.Host) {
+			writeError(w, http.StatusForbidden, "request refused: Host "+quote(r.Host)+" is not a loopback name. "+
+				"The admin server listens on loopback and answers only requests for 127.0.0.1, [::1] or localhost, "+
+				"so that a web page on another name cannot reach it through DNS rebinding; "+
+				"behind a reverse proxy, send the upstream's address as Host (nginx's default), "+
+				"or listen on another address with admin.token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether host (a Host header: name or address, with
+// or without a port) names a loopback address.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // quote quotes a header value for an error message, cut to 200 bytes.
 func quote(s string) string {
 	const limit = 200

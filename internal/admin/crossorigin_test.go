@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -68,10 +70,13 @@ func TestMutatingCallsRefuseOtherOrigins(t *testing.T) {
 	tokened := startServer(t, Options{Control: ops, Reload: ops, DeadLetters: ops, Token: "s3cret"})
 
 	const (
-		evil      = `"http://evil.example"`
-		crossSite = "; the admin API accepts changes only from its own console or from clients that are not browsers (curl, scripts)"
-		proxy     = "; behind a reverse proxy, pass the browser's Host header on"
-		jsonOnly  = "mutating calls take their body as JSON: send Content-Type: application/json"
+		evil        = `"http://evil.example"`
+		crossSite   = "; the admin API accepts changes only from its own console or from clients that are not browsers (curl, scripts)"
+		proxy       = "; behind a reverse proxy, pass the browser's Host header on"
+		jsonOnly    = "mutating calls take their body as JSON: send Content-Type: application/json"
+		foreignHost = " The admin server listens on loopback and answers only requests for 127.0.0.1, [::1] or localhost, " +
+			"so that a web page on another name cannot reach it through DNS rebinding; " +
+			"behind a reverse proxy, send the upstream's address as Host (nginx's default), or listen on another address with admin.token"
 	)
 	type headers struct{ host, origin, site, ctype, token string }
 	for _, tc := range []struct {
@@ -161,14 +166,19 @@ func TestMutatingCallsRefuseOtherOrigins(t *testing.T) {
 		{name: "the console without the token", token: true, method: "POST", path: "/api/triggers/other/resume",
 			h: headers{origin: "http://{host}", site: "same-origin", ctype: "application/json"}, body: `{"from":""}`,
 			code: 401, err: "missing or wrong bearer token"},
-		{name: "the console behind a TLS proxy that keeps Host", method: "POST", path: "/api/triggers/other/resume",
+		// A loopback listener answers only loopback names (DNS rebinding):
+		// a proxy in front of it sends the upstream's address as Host.
+		{name: "a page on a name rebound to 127.0.0.1", method: "POST", path: "/api/triggers/other/pause",
+			h: headers{host: "rebound.example:{port}", origin: "http://rebound.example:{port}", site: "same-origin", ctype: "application/json"}, body: `{}`,
+			code: 403, err: `request refused: Host "rebound.example:{port}" is not a loopback name.` + foreignHost},
+		{name: "a page on a name rebound to 127.0.0.1, with the token", token: true, method: "POST", path: "/api/triggers/other/pause",
+			h: headers{host: "rebound.example:{port}", origin: "http://rebound.example:{port}", site: "same-origin", ctype: "application/json", token: "s3cret"}, body: `{}`,
+			code: 403, err: `request refused: Host "rebound.example:{port}" is not a loopback name.` + foreignHost},
+		{name: "a proxy that keeps Host, in front of a loopback listener", method: "POST", path: "/api/triggers/other/resume",
 			h: headers{host: "admin.example.com", origin: "https://admin.example.com", site: "same-origin", ctype: "application/json"}, body: `{"from":"now"}`,
-			code: 200, calls: "resume other"},
-		{name: "the console behind a TLS proxy, old browser", method: "POST", path: "/api/triggers/other/resume",
-			h: headers{host: "admin.example.com", origin: "https://admin.example.com", ctype: "application/json"}, body: `{"from":"now"}`,
-			code: 200, calls: "resume other"},
-		{name: "a proxy that writes the default port", method: "POST", path: "/api/triggers/other/skip",
-			h:    headers{host: "Admin.Example.com:443", origin: "https://admin.example.com", ctype: "application/json"},
+			code: 403, err: `request refused: Host "admin.example.com" is not a loopback name.` + foreignHost},
+		{name: "localhost", method: "POST", path: "/api/triggers/other/skip",
+			h:    headers{host: "localhost:{port}", origin: "http://localhost:{port}", site: "same-origin"},
 			code: 200, calls: "skip other"},
 		{name: "a proxy that rewrites Host, the browser vouching", method: "POST", path: "/api/triggers/other/pause",
 			h: headers{origin: "https://admin.example.com", site: "same-origin", ctype: "application/json"}, body: `{}`,
@@ -204,7 +214,10 @@ func TestMutatingCallsRefuseOtherOrigins(t *testing.T) {
 			if tc.token {
 				s = tokened
 			}
-			fill := func(v string) string { return strings.ReplaceAll(v, "{host}", s.Addr()) }
+			_, port, _ := net.SplitHostPort(s.Addr())
+			fill := func(v string) string {
+				return strings.NewReplacer("{host}", s.Addr(), "{port}", port).Replace(v)
+			}
 			var body io.Reader
 			if tc.body != "" {
 				body = strings.NewReader(tc.body)
@@ -214,7 +227,7 @@ func TestMutatingCallsRefuseOtherOrigins(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.h.host != "" {
-				req.Host = tc.h.host
+				req.Host = fill(tc.h.host)
 			}
 			for k, v := range map[string]string{"Origin": tc.h.origin, "Sec-Fetch-Site": tc.h.site, "Content-Type": tc.h.ctype} {
 				if v != "" {
@@ -326,5 +339,74 @@ func TestOriginIsHost(t *testing.T) {
 		if got := originIsHost(tc.origin, tc.host); got != tc.want {
 			t.Errorf("originIsHost(%q, %q) = %v, want %v", tc.origin, tc.host, got, tc.want)
 		}
+	}
+}
+
+// TestCrossOriginBehindProxy: on a listener beyond loopback (where the Host
+// check does not apply) the console behind a TLS proxy that keeps Host is
+// of this server's origin, and another site's page is not.
+func TestCrossOriginBehindProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name                       string
+		host, origin, site, wantIn string // wantIn: a part of the refusal; "" when accepted
+	}{
+		{"the console behind a TLS proxy that keeps Host", "admin.example.com", "https://admin.example.com", "same-origin", ""},
+		{"the same, old browser", "admin.example.com", "https://admin.example.com", "", ""},
+		{"a proxy that writes the default port", "Admin.Example.com:443", "https://admin.example.com", "", ""},
+		{"another site's page", "admin.example.com", "https://evil.example", "cross-site", "cross-site request refused"},
+		{"another site's page, old browser", "admin.example.com", "https://evil.example", "", `Origin "https://evil.example" is not this server`},
+	} {
+		r := httptest.NewRequest("POST", "http://"+tc.host+"/api/reload", nil)
+		r.Host = tc.host
+		r.Header.Set("Origin", tc.origin)
+		if tc.site != "" {
+			r.Header.Set("Sec-Fetch-Site", tc.site)
+		}
+		got := crossOrigin(r)
+		if (got == "") != (tc.wantIn == "") || !strings.Contains(got, tc.wantIn) {
+			t.Errorf("%s: crossOrigin = %q, want %q", tc.name, got, tc.wantIn)
+		}
+	}
+}
+
+// TestForeignHostRefused: a loopback listener answers reads and changes
+// only for loopback names, with or without the token; beyond loopback the
+// Host is not checked.
+func TestForeignHostRefused(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{
+		{"127.0.0.1:9470", true}, {"127.1.2.3", true}, {"[::1]:9470", true}, {"localhost", true}, {"LocalHost:1", true},
+		{"admin.localhost:9470", true}, {"localhost.:9470", true},
+		{"rebound.example:9470", false}, {"localhost.example", false}, {"127.0.0.1.nip.io", false}, {"[::2]", false}, {"10.0.0.1:9470", false},
+	} {
+		if got := loopbackHost(tc.host); got != tc.want {
+			t.Errorf("loopbackHost(%q) = %v, want %v", tc.host, got, tc.want)
+		}
+	}
+	s := startServer(t, Options{})
+	for _, path := range []string{"/api/triggers", "/", "/metrics", "/api/deadletters"} {
+		req, err := http.NewRequest("GET", s.URL()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "rebound.example"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("GET %s for Host rebound.example = %d, want 403", path, resp.StatusCode)
+		}
+	}
+	ok := refuseForeignHost(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }), false)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "http://admin.example.com/api/triggers", nil)
+	ok.ServeHTTP(rec, req)
+	if rec.Code != 204 {
+		t.Errorf("beyond loopback, Host admin.example.com = %d, want 204 (not checked)", rec.Code)
 	}
 }

@@ -45,7 +45,7 @@ func keepAlive(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 // request sends GET /healthz on c and reads the whole 200 response.
 func request(t *testing.T, c net.Conn, br *bufio.Reader) *bufio.Reader {
 	t.Helper()
-	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(br, nil)
@@ -101,7 +101,7 @@ func TestConnectionCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = third.Close() })
-	if _, err := io.WriteString(third, "GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(third, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(third)
@@ -130,7 +130,7 @@ func TestSlowBodyCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	if _, err := io.WriteString(c, "POST /healthz HTTP/1.1\r\nHost: admin\r\nContent-Length: 100\r\n\r\nx"); err != nil {
+	if _, err := io.WriteString(c, "POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nx"); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second)) // an upper bound only
