@@ -206,8 +206,8 @@ func runScripted(t *testing.T, p *testPKI, netHTTP, noAwait bool, retry triggers
 	var out deliveryOutcome
 	var mu sync.Mutex
 	fc := newFakeClock()
-	// The longest wait the jitter allows: deterministic, and Retry-After
-	// still wins.
+	// The longest wait the jitter allows: deterministic, and a longer
+	// Retry-After still wins.
 	backoff := ExponentialJitterBackoff(fc.Now, func(n int64) int64 { return n - 1 })
 	opts := []Option{WithClock(fc), WithBackoff(backoff), WithObserver(func(a Attempt) {
 		mu.Lock()

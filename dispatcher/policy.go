@@ -23,7 +23,8 @@ const (
 	ReasonClientError = "client_error"
 	// ReasonServerError: a 5xx (or otherwise unexpected) response (retried).
 	ReasonServerError = "server_error"
-	// ReasonRateLimited: a 429 response (retried, honouring Retry-After).
+	// ReasonRateLimited: a 429 response (retried, waiting at least its
+	// Retry-After).
 	ReasonRateLimited = "rate_limited"
 	// ReasonTimeout: the attempt timed out, or a 408 response (retried).
 	ReasonTimeout = "timeout"
@@ -203,10 +204,12 @@ func isTimeout(err error) bool {
 
 // ExponentialJitterBackoff returns the default Backoff policy: for retry
 // attemptNum (0-based) FullJitterBackoff(attemptNum, lo, hi) — exponential
-// backoff with full jitter — unless resp carries a Retry-After header
-// (delta-seconds or an HTTP-date, relative to now()), which then wins,
-// capped at hi. jitter returns a uniform value in [0, n) (math/rand/v2's
-// Int64N when nil).
+// backoff with full jitter. A Retry-After header on resp (delta-seconds or
+// an HTTP-date, relative to now()) is honoured as a lower bound only: the
+// wait is the longer of the two, capped at hi. An endpoint may so ask for a
+// longer wait, never for a shorter one ("Retry-After: 0" or a date in the
+// past leaves the backoff as it is). jitter returns a uniform value in
+// [0, n) (math/rand/v2's Int64N when nil).
 func ExponentialJitterBackoff(now func() time.Time, jitter func(n int64) int64) Backoff {
 	if jitter == nil {
 		jitter = rand.Int64N
@@ -218,12 +221,13 @@ func ExponentialJitterBackoff(now func() time.Time, jitter func(n int64) int64) 
 		if hi <= 0 {
 			hi = lo
 		}
+		wait := fullJitter(attemptNum, lo, hi, jitter)
 		if resp != nil {
 			if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now()); ok {
-				return min(d, hi)
+				return min(max(wait, d), hi)
 			}
 		}
-		return fullJitter(attemptNum, lo, hi, jitter)
+		return wait
 	}
 }
 

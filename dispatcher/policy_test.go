@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/changehook/changehook/triggers"
 )
 
 func TestRedactError(t *testing.T) {
@@ -113,30 +115,41 @@ func TestDefaultCheckRetry(t *testing.T) {
 func TestExponentialJitterBackoff(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	maxJitter := func(n int64) int64 { return n - 1 } // the top of the range
+	minJitter := func(int64) int64 { return 0 }       // the bottom of the range
 	withRA := func(v string) *http.Response {
 		return &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {v}}}
 	}
 	tests := []struct {
 		name    string
+		lowDraw bool // jitter draws 0 instead of the top of the range
 		lo, hi  time.Duration
 		attempt int
 		resp    *http.Response
 		want    time.Duration
 	}{
-		{"first retry", time.Second, time.Minute, 0, nil, time.Second},
-		{"doubles", time.Second, time.Minute, 3, nil, 8 * time.Second},
-		{"capped", time.Second, time.Minute, 10, nil, time.Minute},
-		{"no overflow", time.Second, time.Minute, 200, nil, time.Minute},
-		{"retry-after seconds wins", time.Second, time.Minute, 0, withRA("7"), 7 * time.Second},
-		{"retry-after capped at max", time.Second, time.Minute, 0, withRA("3600"), time.Minute},
-		{"retry-after http-date", time.Second, time.Minute, 0, withRA(now.Add(30 * time.Second).Format(http.TimeFormat)), 30 * time.Second},
-		{"retry-after date in the past", time.Second, time.Minute, 5, withRA(now.Add(-time.Hour).Format(http.TimeFormat)), 0},
-		{"retry-after garbage ignored", time.Second, time.Minute, 1, withRA("soon"), 2 * time.Second},
-		{"retry-after negative ignored", time.Second, time.Minute, 1, withRA("-5"), 2 * time.Second},
+		{"first retry", false, time.Second, time.Minute, 0, nil, time.Second},
+		{"doubles", false, time.Second, time.Minute, 3, nil, 8 * time.Second},
+		{"capped", false, time.Second, time.Minute, 10, nil, time.Minute},
+		{"no overflow", false, time.Second, time.Minute, 200, nil, time.Minute},
+		{"retry-after seconds above the backoff wins", false, time.Second, time.Minute, 0, withRA("7"), 7 * time.Second},
+		{"retry-after seconds below the backoff keeps it", false, time.Second, time.Minute, 3, withRA("7"), 8 * time.Second},
+		{"retry-after above a zero draw wins", true, time.Second, time.Minute, 3, withRA("7"), 7 * time.Second},
+		{"retry-after 0 keeps the backoff", false, time.Second, time.Minute, 2, withRA("0"), 4 * time.Second},
+		{"retry-after 0 keeps a zero draw", true, time.Second, time.Minute, 2, withRA("0"), 0},
+		{"retry-after capped at max", false, time.Second, time.Minute, 0, withRA("3600"), time.Minute},
+		{"retry-after http-date", false, time.Second, time.Minute, 0, withRA(now.Add(30 * time.Second).Format(http.TimeFormat)), 30 * time.Second},
+		{"retry-after date in the past keeps the backoff", false, time.Second, time.Minute, 5, withRA(now.Add(-time.Hour).Format(http.TimeFormat)), 32 * time.Second},
+		{"retry-after garbage ignored", false, time.Second, time.Minute, 1, withRA("soon"), 2 * time.Second},
+		{"retry-after negative ignored", false, time.Second, time.Minute, 1, withRA("-5"), 2 * time.Second},
 	}
-	b := ExponentialJitterBackoff(func() time.Time { return now }, maxJitter)
+	high := ExponentialJitterBackoff(func() time.Time { return now }, maxJitter)
+	low := ExponentialJitterBackoff(func() time.Time { return now }, minJitter)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			b := high
+			if tt.lowDraw {
+				b = low
+			}
 			if got := b(tt.lo, tt.hi, tt.attempt, tt.resp); got != tt.want {
 				t.Fatalf("backoff = %v, want %v", got, tt.want)
 			}
@@ -160,4 +173,49 @@ func TestExponentialJitterBackoff(t *testing.T) {
 			t.Fatal("no draw in the lower half of the range: not full jitter")
 		}
 	})
+}
+
+// TestRetryAfterCannotShortenBackoff: an endpoint answering Retry-After: 0
+// or a date in the past gets the trigger's backoff between attempts (a
+// hostile endpoint cannot turn the retries into a hot loop), one asking for
+// a longer wait gets it, capped at max_backoff.
+func TestRetryAfterCannotShortenBackoff(t *testing.T) {
+	tests := []struct {
+		name       string
+		retryAfter string
+		wantSleeps []time.Duration
+	}{
+		{"zero", "0", []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}},
+		{"date in the past", "Mon, 02 Jan 2006 15:04:05 GMT", []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}},
+		{"longer than the backoff", "3", []time.Duration{3 * time.Second, 3 * time.Second, 3 * time.Second}},
+		{"longer than max_backoff", "3600", []time.Duration{10 * time.Second, 10 * time.Second, 10 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+				if n < 4 {
+					w.Header().Set("Retry-After", tt.retryAfter)
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				w.WriteHeader(http.StatusOK)
+			})
+			clock := newFakeClock()
+			top := func(n int64) int64 { return n - 1 } // the longest wait the jitter allows
+			s := newTestSender(t, &triggers.Trigger{
+				Webhook: triggers.Webhook{URL: rc.srv.URL + "/hook"},
+				Retry:   triggers.RetryPolicy{MaxAttempts: 1, InitialBackoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second},
+			}, WithClock(clock), WithBackoff(ExponentialJitterBackoff(clock.Now, top)))
+			res, err := s.DeliverUntilSuccess(context.Background(), testEvent(t, 1, "k"))
+			if err != nil {
+				t.Fatalf("DeliverUntilSuccess: %v", err)
+			}
+			if res.Attempts != 4 {
+				t.Fatalf("attempts = %d, want 4", res.Attempts)
+			}
+			if got := clock.Sleeps(); !equalDurations(got, tt.wantSleeps) {
+				t.Fatalf("slept %v, want %v", got, tt.wantSleeps)
+			}
+		})
+	}
 }

@@ -56,9 +56,11 @@ func (o Ordering) Concurrency(n int) int {
 //
 // The wait before retry n (n = 0 for the first retry) is drawn uniformly from
 // [0, min(MaxBackoff, InitialBackoff·2ⁿ)] ("full jitter"). When the failed
-// response carries a Retry-After header (delta-seconds or HTTP-date), that
-// delay is used instead of the jittered one, capped at MaxBackoff so that an
-// endpoint cannot stall a trigger for longer than the operator allowed.
+// response carries a Retry-After header (delta-seconds or HTTP-date), the
+// wait is the longer of that delay and the jittered one: an endpoint can ask
+// for a longer wait but never remove the backoff ("Retry-After: 0"). The
+// wait stays capped at MaxBackoff so that an endpoint cannot stall a trigger
+// for longer than the operator allowed.
 type RetryPolicy struct {
 	// MaxAttempts is the total number of attempts, including the first
 	// (default DefaultMaxAttempts; values below 1 mean 1). Ignored when the
