@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,10 @@ type tokenSource struct {
 	client   *http.Client
 	tokenURL string // redacted
 	rules    triggers.RetryPolicy
+	// secretForms are the forms of the client secret a token endpoint may
+	// echo (see clientSecretForms), removed from every text derived from
+	// its response.
+	secretForms []string
 
 	mu  sync.Mutex
 	tok *oauth2.Token
@@ -80,10 +85,77 @@ func newTokenSource(o *triggers.OAuth2ClientCredentials, transport http.RoundTri
 			Timeout:       timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		tokenURL: triggers.RedactURL(o.TokenURL),
-		rules:    rules,
+		tokenURL:    triggers.RedactURL(o.TokenURL),
+		rules:       rules,
+		secretForms: clientSecretForms(o.ClientID, o.ClientSecret.Reveal()),
 	}
 }
+
+// minScrubLen is the length below which a secret is not searched for in
+// text to scrub: a value of one to three characters matches all over
+// ordinary text, and masking it would garble the text without protecting
+// anything worth the name.
+const minScrubLen = 4
+
+// clientSecretForms returns the forms in which a token request carries the
+// client secret, longest first: as it is, form-encoded (the request body)
+// and inside the Basic credentials of the Authorization header (both
+// values form-encoded, as x/oauth2 sends them, and as they are). None when
+// the secret is shorter than minScrubLen.
+func clientSecretForms(id, secret string) []string {
+	if len(secret) < minScrubLen {
+		return nil
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	forms := []string{
+		secret,
+		url.QueryEscape(secret),
+		b64([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret))),
+		b64([]byte(id + ":" + secret)),
+	}
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(forms)
+}
+
+// scrubForms replaces every occurrence of forms (longest first) in s with
+// triggers.RedactedMask.
+func scrubForms(s string, forms []string) string {
+	for _, f := range forms {
+		if strings.Contains(s, f) {
+			s = strings.ReplaceAll(s, f, triggers.RedactedMask)
+		}
+	}
+	return s
+}
+
+// tokenErrorCode returns the "error" field of a token endpoint's answer if
+// it is fit to quote: an error code of RFC 6749 §5.2 (invalid_request,
+// invalid_client, invalid_grant, unauthorized_client,
+// unsupported_grant_type, invalid_scope) or another short code of the same
+// shape (1 to 40 lower-case letters and underscores). Anything else is the
+// endpoint's free text, which may echo the request and its client secret:
+// "" then.
+func tokenErrorCode(code string) string {
+	if len(code) == 0 || len(code) > 40 {
+		return ""
+	}
+	for i := 0; i < len(code); i++ {
+		if c := code[i]; (c < 'a' || c > 'z') && c != '_' {
+			return ""
+		}
+	}
+	return code
+}
+
+// scrubbedError is an error whose text had secrets removed; it unwraps to
+// the original so that errors.Is and errors.As still see the cause.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 // token returns a valid access token, requesting one when none is cached
 // or the cached one expired. Its error is an *AttemptError with ReasonAuth.
@@ -116,7 +188,10 @@ func (ts *tokenSource) invalidate(used string) {
 }
 
 // tokenError classifies a failed token request by the trigger's retry
-// rules, without the response body or the client secret.
+// rules, without the response body or the client secret: the endpoint's
+// error code is quoted only when it is one (tokenErrorCode), and the
+// client secret, in any form the request carried it, is masked in what
+// remains of the endpoint's answer (x/oauth2's parse errors quote it).
 func (ts *tokenSource) tokenError(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
@@ -127,10 +202,10 @@ func (ts *tokenSource) tokenError(ctx context.Context, err error) error {
 	case errors.As(err, &re) && re.Response != nil:
 		code := re.Response.StatusCode
 		msg := fmt.Sprintf("token endpoint %s answered HTTP %d %s", ts.tokenURL, code, http.StatusText(code))
-		if re.ErrorCode != "" {
-			msg += " (" + re.ErrorCode + ")"
+		if ec := tokenErrorCode(re.ErrorCode); ec != "" {
+			msg += " (" + ec + ")"
 		}
-		ae.Err = errors.New(msg)
+		ae.Err = errors.New(scrubForms(msg, ts.secretForms))
 		ae.Retryable = ts.rules.RetryOn.MatchStatus(code)
 	default:
 		var ue *url.Error
@@ -138,6 +213,11 @@ func (ts *tokenSource) tokenError(ctx context.Context, err error) error {
 			err = &url.Error{Op: ue.Op, URL: ts.tokenURL, Err: ue.Err}
 		}
 		ae.Err = fmt.Errorf("request a token from %s: %w", ts.tokenURL, redactError(err))
+		if msg := ae.Err.Error(); len(ts.secretForms) > 0 {
+			if clean := scrubForms(msg, ts.secretForms); clean != msg {
+				ae.Err = &scrubbedError{msg: clean, err: ae.Err}
+			}
+		}
 		if isTimeout(err) {
 			ae.Retryable = ts.rules.RetryOn.Has(triggers.RuleTimeout)
 		} else {

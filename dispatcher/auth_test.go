@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -261,6 +262,109 @@ func TestOAuth2TokenEndpointFailures(t *testing.T) {
 	_, err = s.Deliver(context.Background(), testEvent(t, 1, "a"))
 	if err == nil || !strings.Contains(err.Error(), "blocked by the network guard") || tokens.requests.Load() != 0 {
 		t.Errorf("token request to a denied address: %v (token requests %d)", err, tokens.requests.Load())
+	}
+}
+
+// TestOAuth2TokenErrorQuotesOnlyErrorCodes: the token endpoint's "error"
+// field is quoted only when it is an error code; free text (an endpoint
+// echoing the request, client secret included) is left out, and the client
+// secret is masked in any text the answer still yields.
+func TestOAuth2TokenErrorQuotesOnlyErrorCodes(t *testing.T) {
+	echo := func(r *http.Request) string {
+		b, _ := io.ReadAll(r.Body)
+		return string(b) + " " + r.Header.Get("Authorization")
+	}
+	tests := []struct {
+		name   string
+		secret string
+		status int
+		// errorField returns the answer's "error" field for the request.
+		errorField func(r *http.Request) string
+		want       string // %s: the token URL
+	}{
+		{"rfc 6749 code", "sup3rs3cret", 401, func(*http.Request) string { return "invalid_client" },
+			"auth: token endpoint %s answered HTTP 401 Unauthorized (invalid_client)"},
+		{"other short code", "sup3rs3cret", 400, func(*http.Request) string { return "slow_down" },
+			"auth: token endpoint %s answered HTTP 400 Bad Request (slow_down)"},
+		{"echo of the request", "sup3rs3cret", 401, func(r *http.Request) string { return "invalid_client: " + echo(r) },
+			"auth: token endpoint %s answered HTTP 401 Unauthorized"},
+		{"echo of the request only", "sup3rs3cret", 401, echo,
+			"auth: token endpoint %s answered HTTP 401 Unauthorized"},
+		{"upper case", "sup3rs3cret", 401, func(*http.Request) string { return "Invalid_Client" },
+			"auth: token endpoint %s answered HTTP 401 Unauthorized"},
+		{"over 40 characters", "sup3rs3cret", 401, func(*http.Request) string { return strings.Repeat("x", 41) },
+			"auth: token endpoint %s answered HTTP 401 Unauthorized"},
+		{"code-shaped secret", "lowercase_secret", 401, func(*http.Request) string { return "lowercase_secret" },
+			"auth: token endpoint %s answered HTTP 401 Unauthorized (<secret>)"},
+		{"error on a 200", "sup3rs3cret", 200, func(*http.Request) string { return "invalid_grant" },
+			"auth: token endpoint %s answered HTTP 200 OK (invalid_grant)"},
+	}
+	ep := newAuthEndpoint(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tt.status)
+				b, _ := json.Marshal(map[string]string{"error": tt.errorField(r), "error_description": echo(r)})
+				_, _ = w.Write(b)
+			}))
+			t.Cleanup(tok.Close)
+			s, err := NewSender(&triggers.Trigger{Name: "t", Retry: triggers.RetryPolicy{MaxAttempts: 1}, Webhook: triggers.Webhook{URL: ep.URL,
+				Auth: &triggers.Auth{OAuth2: &triggers.OAuth2ClientCredentials{TokenURL: tok.URL, ClientID: "changehook", ClientSecret: triggers.Secret(tt.secret)}}}},
+				WithClock(newFakeClock()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Deliver(context.Background(), testEvent(t, 1, "a"))
+			var ae *AttemptError
+			if !errors.As(err, &ae) || ae.Reason != ReasonAuth {
+				t.Fatalf("Deliver error %v, want an auth AttemptError", err)
+			}
+			if got, want := ae.Error(), fmt.Sprintf(tt.want, tok.URL); got != want {
+				t.Errorf("error\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+// TestOAuth2TokenErrorScrubsClientSecret: the client secret, in each form a
+// token request carries it, is masked in the text of a failed token
+// request that did not yield a status (x/oauth2's parse errors quote the
+// answer), and the error still unwraps to its cause.
+func TestOAuth2TokenErrorScrubsClientSecret(t *testing.T) {
+	const secret = "s3cret/with+signs"
+	basicRaw := base64.StdEncoding.EncodeToString([]byte("app:" + secret))
+	basicForm := base64.StdEncoding.EncodeToString([]byte("app:s3cret%2Fwith%2Bsigns"))
+	tests := []struct {
+		name   string
+		secret string
+		cause  string
+		want   string
+	}{
+		{"raw", secret, "oauth2: cannot parse json: near " + secret + " here",
+			"auth: request a token from https://idp.example/token: oauth2: cannot parse json: near <secret> here"},
+		{"form-encoded", secret, "oauth2: cannot parse response: client_secret=s3cret%2Fwith%2Bsigns&grant_type=client_credentials",
+			"auth: request a token from https://idp.example/token: oauth2: cannot parse response: client_secret=<secret>&grant_type=client_credentials"},
+		{"basic credentials", secret, "echo: Basic " + basicForm + " and Basic " + basicRaw,
+			"auth: request a token from https://idp.example/token: echo: Basic <secret> and Basic <secret>"},
+		{"nothing to scrub", secret, "oauth2: server response missing access_token",
+			"auth: request a token from https://idp.example/token: oauth2: server response missing access_token"},
+		{"secret too short to search for", "abc", "oauth2: cannot parse json: abc",
+			"auth: request a token from https://idp.example/token: oauth2: cannot parse json: abc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTokenSource(&triggers.OAuth2ClientCredentials{TokenURL: "https://idp.example/token", ClientID: "app", ClientSecret: triggers.Secret(tt.secret)},
+				http.DefaultTransport, time.Second, triggers.RetryPolicy{}.WithDefaults())
+			cause := errors.New(tt.cause)
+			err := ts.tokenError(context.Background(), cause)
+			if got := err.Error(); got != tt.want {
+				t.Errorf("error\n got %q\nwant %q", got, tt.want)
+			}
+			if !errors.Is(err, cause) {
+				t.Errorf("error %v does not unwrap to its cause", err)
+			}
+		})
 	}
 }
 
