@@ -32,7 +32,9 @@ const (
 	ReasonConnection = "connection"
 	// ReasonRedirect: a 3xx response. Redirects are not followed: a webhook
 	// URL that redirects is a misconfiguration, and following it could send
-	// signed events to a host the operator did not choose. Permanent.
+	// signed events to a host the operator did not choose. Permanent. The
+	// error names the Location, redacted as the webhook URL is (a Sender
+	// applies webhook.secret_path to it).
 	ReasonRedirect = "redirect"
 	// ReasonCanceled: the delivery's context ended (shutdown). The event is
 	// not considered done.
@@ -170,11 +172,7 @@ func classify(ctx context.Context, resp *http.Response, err error, p *triggers.R
 		return false, ae
 	case code >= 300 && code < 400:
 		ae.Reason = ReasonRedirect
-		if loc := resp.Header.Get("Location"); loc != "" {
-			ae.detail = "redirect to " + triggers.RedactURL(loc) + " not followed"
-		} else {
-			ae.detail = "redirect not followed"
-		}
+		ae.detail = redirectDetail(resp, triggers.RedactURL)
 	case code == http.StatusRequestTimeout:
 		ae.Reason = ReasonTimeout
 	case code == http.StatusTooManyRequests:
@@ -190,6 +188,16 @@ func classify(ctx context.Context, resp *http.Response, err error, p *triggers.R
 		ae.Retryable = slices.Contains(p.RetryOn, "5xx")
 	}
 	return ae.Retryable, ae
+}
+
+// redirectDetail describes a redirect that was not followed, its Location
+// redacted by redact: triggers.RedactURL here, the webhook's own rule
+// (webhook.secret_path) in a Sender.
+func redirectDetail(resp *http.Response, redact func(string) string) string {
+	if loc := resp.Header.Get("Location"); loc != "" {
+		return "redirect to " + redact(loc) + " not followed"
+	}
+	return "redirect not followed"
 }
 
 // isTimeout reports whether err is a timeout (http.Client.Timeout, a dial or

@@ -621,6 +621,14 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 		s.observe(at)
 		return at, false, nil
 	}
+	if ae, ok := cerr.(*AttemptError); ok && ae.Reason == ReasonRedirect && resp != nil && s.webhook.SecretPath { //nolint:errorlint // only the policies' own *AttemptError is rewritten.
+		// The policies redact a redirect's Location with the general
+		// rule; this webhook's path is secret as a whole, and a redirect
+		// (a trailing slash added) usually repeats it.
+		c := *ae
+		c.detail = redirectDetail(resp, s.redactLocation)
+		cerr = &c
+	}
 	var ae *AttemptError
 	switch {
 	case errors.As(cerr, &ae):
@@ -735,6 +743,12 @@ func (e *attemptTimeoutError) Temporary() bool { return true }
 
 // Unwrap returns context.DeadlineExceeded.
 func (e *attemptTimeoutError) Unwrap() error { return context.DeadlineExceeded }
+
+// redactLocation redacts a redirect's Location as the webhook URL is
+// redacted: with webhook.secret_path, its whole path is hidden.
+func (s *Sender) redactLocation(loc string) string {
+	return triggers.Webhook{URL: loc, SecretPath: s.webhook.SecretPath}.RedactedURL()
+}
 
 // bearerToken returns the token of req's Authorization: Bearer header.
 func bearerToken(req *http.Request) string {

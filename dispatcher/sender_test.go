@@ -455,3 +455,62 @@ func TestEventInfoMatchesDriver(t *testing.T) {
 		t.Errorf("eventInfo allocates %v times", n)
 	}
 }
+
+// TestRedirectLocationRedacted: a redirect's Location is redacted as the
+// webhook URL is: with webhook.secret_path its whole path is hidden (the
+// usual redirect adds a trailing slash to the secret path), also when the
+// policy is plugged in.
+func TestRedirectLocationRedacted(t *testing.T) {
+	tests := []struct {
+		name       string
+		secretPath bool
+		checkRetry CheckRetry // nil: the trigger's rules
+		location   string     // "": the request's path with a trailing slash
+		want       string
+	}{
+		{"secret path, trailing slash", true, nil, "",
+			"redirect: HTTP 301 Moved Permanently: redirect to /REDACTED not followed"},
+		{"secret path, other host", true, nil, "https://other.example/in/teamsecretlowercasepath?sig=abc",
+			"redirect: HTTP 301 Moved Permanently: redirect to https://other.example/REDACTED?sig=REDACTED not followed"},
+		{"secret path, root", true, nil, "/",
+			"redirect: HTTP 301 Moved Permanently: redirect to / not followed"},
+		{"secret path, plugged-in policy", true, DefaultCheckRetry, "",
+			"redirect: HTTP 301 Moved Permanently: redirect to /REDACTED not followed"},
+		{"ordinary path", false, nil, "",
+			"redirect: HTTP 301 Moved Permanently: redirect to /hooks/teamsecretlowercasepath/ not followed"},
+		{"ordinary path, token-shaped segment", false, nil, "/hooks/Xk39fjQm2Lp8Zr7Tq1Vw",
+			"redirect: HTTP 301 Moved Permanently: redirect to /hooks/REDACTED not followed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+				loc := tt.location
+				if loc == "" {
+					loc = r.URL.Path + "/"
+				}
+				w.Header().Set("Location", loc)
+				w.WriteHeader(http.StatusMovedPermanently)
+			})
+			var observed []string
+			opts := []Option{WithClock(newFakeClock()), WithObserver(func(a Attempt) { observed = append(observed, a.Err.Error()) })}
+			if tt.checkRetry != nil {
+				opts = append(opts, WithCheckRetry(tt.checkRetry))
+			}
+			s := newTestSender(t, &triggers.Trigger{
+				Webhook: triggers.Webhook{URL: rc.srv.URL + "/hooks/teamsecretlowercasepath", SecretPath: tt.secretPath},
+				Retry:   triggers.RetryPolicy{MaxAttempts: 3},
+			}, opts...)
+			res, err := s.Deliver(context.Background(), testEvent(t, 1, "k"))
+			var ae *AttemptError
+			if !errors.As(err, &ae) || res.Reason != ReasonRedirect {
+				t.Fatalf("Deliver: %+v, %v; want a redirect AttemptError", res, err)
+			}
+			if got := ae.Error(); got != tt.want {
+				t.Errorf("error\n got %q\nwant %q", got, tt.want)
+			}
+			if len(observed) != 1 || observed[0] != tt.want {
+				t.Errorf("observed errors %q, want [%q]", observed, tt.want)
+			}
+		})
+	}
+}
