@@ -113,19 +113,8 @@ func clientSecretForms(id, secret string) []string {
 		b64([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret))),
 		b64([]byte(id + ":" + secret)),
 	}
-	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	slices.SortFunc(forms, longestFirst)
 	return slices.Compact(forms)
-}
-
-// scrubForms replaces every occurrence of forms (longest first) in s with
-// triggers.RedactedMask.
-func scrubForms(s string, forms []string) string {
-	for _, f := range forms {
-		if strings.Contains(s, f) {
-			s = strings.ReplaceAll(s, f, triggers.RedactedMask)
-		}
-	}
-	return s
 }
 
 // tokenErrorCode returns the "error" field of a token endpoint's answer if

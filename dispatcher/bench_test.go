@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,4 +158,33 @@ func benchChangeEvent(t testing.TB, n int) Event {
 		t.Fatal(err)
 	}
 	return Event{Raw: raw, Token: tok, Key: "k" + strconv.Itoa(n)}
+}
+
+// BenchmarkScrubBody measures masking a kept response body's secrets
+// (Sender.scrubBody) for a webhook with a header, basic auth, a query
+// value and a signing key: a short 2xx body and a 4 KiB error page without
+// a secret (the common cases: no allocation), and one echoing the secrets.
+func BenchmarkScrubBody(b *testing.B) {
+	s, err := NewSender(&triggers.Trigger{Name: "bench", Webhook: triggers.Webhook{
+		URL:     "https://hooks.example.com/in?token=qu3ryv4lue",
+		Headers: map[string]triggers.Secret{"X-Api-Key": "h3adervalue"},
+		Auth:    &triggers.Auth{Basic: &triggers.BasicAuth{Username: "alice", Password: "pa55word"}},
+		Secrets: []triggers.Secret{testSecret},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	page := strings.Repeat("<p>Bad request: the payload is not what this endpoint expects.</p>\n", respBodyLimit/70)
+	for _, bc := range []struct{ name, body string }{
+		{"short", `{"ok":true}`},
+		{"4KiB_clean", page},
+		{"4KiB_echo", page[:len(page)-40] + "X-Api-Key: h3adervalue token=qu3ryv4lue"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = s.scrubBody(bc.body, "")
+			}
+		})
+	}
 }

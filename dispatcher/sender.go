@@ -40,7 +40,9 @@ type Attempt struct {
 	// Latency is the time from sending the request to the end of reading
 	// the response (on the Sender's Clock).
 	Latency time.Duration
-	// Body is the response body, truncated to 4 KiB.
+	// Body is the response body, truncated to 4 KiB, with every secret the
+	// request carried (header values, credentials, the URL's secrets, the
+	// signing keys) masked as triggers.RedactedMask.
 	Body string
 	// Trigger is the trigger's name.
 	Trigger string
@@ -94,6 +96,7 @@ type Sender struct {
 	signers     sync.Pool // *signer of keys
 	limiters    []*rate.Limiter
 	tokens      *tokenSource // webhook.auth.oauth2_client_credentials (nil: none)
+	secrets     []string     // the secret forms masked in kept response bodies (bodySecrets)
 }
 
 // NewSender returns the Sender of trigger t, a trigger as triggers.Parse
@@ -178,6 +181,7 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 	if w.Format == triggers.FormatCloudEvents {
 		s.baseHeader.Set("Content-Type", ContentTypeCloudEventsJSON)
 	}
+	s.secrets = bodySecrets(w, u)
 	if s.clock == nil {
 		s.clock = SystemClock{}
 	}
@@ -645,10 +649,10 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 }
 
 // do sends one request of msg stamped at now, within webhook.timeout, and
-// reads its response body (kept up to 4 KiB; resp's body is then replaced
-// by the kept bytes). authErr is a failure before sending: the OAuth2 token
-// could not be obtained (an *AttemptError), or the request could not be
-// built.
+// reads its response body (kept up to 4 KiB, its secrets masked: see
+// scrubBody; resp's body is then replaced by the kept bytes as read).
+// authErr is a failure before sending: the OAuth2 token could not be
+// obtained (an *AttemptError), or the request could not be built.
 //
 // The timeout is not http.Client.Timeout: with a wrapped transport
 // (WithTransportWrapper, the runner's lease gate) net/http enforces that
@@ -668,9 +672,10 @@ func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http
 	}
 	req, vals := s.newRequestParts(rctx, msg.Body)
 	req.Header = s.headerIn(vals, msg.ID, now, msg.Body, msg.Header)
+	var tok string
 	if s.tokens != nil {
-		tok, err := s.tokens.token(ctx)
-		if err != nil {
+		var err error
+		if tok, err = s.tokens.token(ctx); err != nil {
 			return nil, "", nil, err
 		}
 		req.Header["Authorization"] = []string{"Bearer " + tok}
@@ -686,7 +691,10 @@ func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http
 		doErr = &url.Error{Op: ue.Op, URL: s.redactedURL, Err: ue.Err}
 	}
 	if resp != nil {
-		body = readBody(resp) // before the deadline's cancel; also closes the body
+		// Before the deadline's cancel; also closes the body. What is kept
+		// of it never holds a secret the request carried (an endpoint
+		// that echoes the request, an error page quoting a header).
+		body = s.scrubBody(readBody(resp), tok)
 	}
 	return resp, body, doErr, nil
 }

@@ -79,7 +79,8 @@ type DeadLetter struct {
 	LastReason string
 	// LastError is the last attempt's error, with secrets redacted.
 	LastError string
-	// LastResponse is the last response body, truncated to 4 KiB.
+	// LastResponse is the last response body, truncated to 4 KiB, with the
+	// secrets the request carried masked (triggers.RedactedMask).
 	LastResponse string
 	// FirstAttemptAt is when the first attempt started.
 	FirstAttemptAt time.Time
@@ -110,7 +111,8 @@ type Result struct {
 	// the delivery succeeded (nil error) without the endpoint accepting the
 	// event, and nothing is dead-lettered.
 	Dropped bool
-	// Body is the last response body, truncated to 4 KiB.
+	// Body is the last response body, truncated to 4 KiB, with the secrets
+	// the request carried masked (triggers.RedactedMask).
 	Body string
 	// FirstAttemptAt is when the first attempt started (when the payload
 	// failed, when it was given up on).

@@ -1,0 +1,215 @@
+package dispatcher
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/changehook/changehook/triggers"
+)
+
+// bodySecrets returns the secret values a Sender of webhook w (its URL
+// parsed as u) sends, in every form a response body may echo them, longest
+// first, for scrubBody: the configured header values, the static
+// Authorization's credentials (the Basic value's base64 and password, the
+// bearer token), the OAuth2 client secret (see clientSecretForms), the
+// URL's userinfo password and the Basic value net/http makes of it, the
+// URL's query values and the path segments triggers.RedactURL hides (the
+// whole path with webhook.secret_path), and the signing keys. Each value
+// is listed as it is, form- and path-escaped and JSON-escaped; values
+// shorter than minScrubLen are left out.
+func bodySecrets(w *triggers.Webhook, u *url.URL) []string {
+	var vals []string
+	add := func(vs ...string) { vals = append(vals, vs...) }
+	for _, v := range w.Headers {
+		add(v.Reveal())
+	}
+	if a := w.Auth; a != nil {
+		switch {
+		case a.Basic != nil:
+			add(a.Basic.Password.Reveal(), basicCredentials(a.Basic.Username, a.Basic.Password.Reveal()))
+		case a.Bearer != nil:
+			add(a.Bearer.Token.Reveal())
+		case a.OAuth2 != nil:
+			add(clientSecretForms(a.OAuth2.ClientID, a.OAuth2.ClientSecret.Reveal())...)
+		}
+	}
+	if u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			add(pw, basicCredentials(u.User.Username(), pw))
+			if _, raw, ok := strings.Cut(u.User.String(), ":"); ok {
+				add(raw)
+			}
+		}
+	}
+	for part := range strings.SplitSeq(u.RawQuery, "&") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			// A valueless part: a bare token when it is shaped like one.
+			if !triggers.SecretShapedSegment(k) {
+				continue
+			}
+			v = k
+		}
+		add(v)
+		if dv, err := url.QueryUnescape(v); err == nil {
+			add(dv)
+		}
+	}
+	add(secretPathParts(w, u)...)
+	for _, sec := range w.Secrets {
+		add(sec.Reveal(), strings.TrimPrefix(sec.Reveal(), secretPrefix))
+	}
+
+	var forms []string
+	for _, v := range vals {
+		if len(v) < minScrubLen {
+			continue
+		}
+		forms = append(forms, v, url.QueryEscape(v), url.PathEscape(v), jsonEscaped(v, true), jsonEscaped(v, false))
+	}
+	slices.SortFunc(forms, longestFirst)
+	return slices.Compact(forms)
+}
+
+// basicCredentials returns the value of a Basic Authorization header for
+// user and password, without "Basic ".
+func basicCredentials(user, password string) string {
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+}
+
+// jsonEscaped returns v as a JSON string's contents (without the quotes),
+// with or without HTML escaping.
+func jsonEscaped(v string, html bool) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(html)
+	if enc.Encode(v) != nil {
+		return v
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return string(b[1 : len(b)-1])
+}
+
+// secretPathParts returns the parts of u's path that w.RedactedURL hides,
+// escaped and unescaped: each hidden segment and, when several are hidden
+// together (webhook.secret_path, a known incoming-webhook service), the
+// hidden part of the path as a whole.
+func secretPathParts(w *triggers.Webhook, u *url.URL) []string {
+	ru, err := url.Parse(w.RedactedURL())
+	if err != nil {
+		return nil
+	}
+	path := u.EscapedPath()
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	rsegs := strings.Split(strings.TrimPrefix(ru.EscapedPath(), "/"), "/")
+	var hidden []string
+	if len(rsegs) == len(segs) {
+		for i, s := range segs {
+			if rsegs[i] == "REDACTED" && s != "REDACTED" {
+				hidden = append(hidden, s)
+			}
+		}
+	} else if n := len(rsegs); n > 0 && n <= len(segs) && rsegs[n-1] == "REDACTED" {
+		// The tail from the last segment on was hidden as one.
+		tail := segs[n-1:]
+		hidden = append(hidden, strings.Join(tail, "/"))
+		hidden = append(hidden, tail...)
+	}
+	var parts []string
+	for _, h := range hidden {
+		parts = append(parts, h)
+		if p, err := url.PathUnescape(h); err == nil {
+			parts = append(parts, p)
+		}
+	}
+	return parts
+}
+
+// scrubBody returns body, a response body about to be kept (Attempt.Body,
+// Result.Body: the delivery history, dead letters, the API), with every
+// secret the Sender sent replaced by triggers.RedactedMask: s.secrets and
+// token, the request's OAuth2 access token ("" for none). A body cut at
+// respBodyLimit that ends with the start of a secret has that start
+// masked too (a mask may make a cut body a few bytes longer than
+// respBodyLimit). An empty body, or one without a secret, costs a search
+// per secret form and no allocation.
+func (s *Sender) scrubBody(body, token string) string {
+	if body == "" || (len(s.secrets) == 0 && token == "") {
+		return body
+	}
+	forms := s.secrets
+	if len(token) >= minScrubLen {
+		if tf := tokenForms(token); containsAny(body, tf) {
+			forms = append(tf, s.secrets...)
+			slices.SortFunc(forms, longestFirst)
+		}
+	}
+	cut := len(body) >= respBodyLimit
+	body = scrubForms(body, forms)
+	if cut {
+		body = scrubTail(body, forms)
+		if len(token) >= minScrubLen {
+			body = scrubTail(body, tokenForms(token))
+		}
+	}
+	return body
+}
+
+// longestFirst orders secret forms for scrubForms: longest first, so that
+// a secret containing another is masked whole.
+func longestFirst(a, b string) int {
+	if len(a) != len(b) {
+		return len(b) - len(a)
+	}
+	return strings.Compare(a, b)
+}
+
+// tokenForms returns the forms of an access token a body may echo.
+func tokenForms(token string) []string {
+	if q := url.QueryEscape(token); q != token {
+		return []string{q, token}
+	}
+	return []string{token}
+}
+
+// containsAny reports whether s contains one of forms.
+func containsAny(s string, forms []string) bool {
+	for _, f := range forms {
+		if strings.Contains(s, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// scrubForms replaces every occurrence of forms (ordered by longestFirst)
+// in s with triggers.RedactedMask, in one pass (a mask is never searched
+// again, so a secret such as "secret" does not match inside one). s is
+// returned as it is, without allocating, when it contains none.
+func scrubForms(s string, forms []string) string {
+	if !containsAny(s, forms) {
+		return s
+	}
+	pairs := make([]string, 0, 2*len(forms))
+	for _, f := range forms {
+		pairs = append(pairs, f, triggers.RedactedMask)
+	}
+	return strings.NewReplacer(pairs...).Replace(s)
+}
+
+// scrubTail masks the start of one of forms (at least minScrubLen bytes
+// of it) with which s ends: what is left of a secret cut by truncation.
+func scrubTail(s string, forms []string) string {
+	for _, f := range forms {
+		for k := min(len(f)-1, len(s)); k >= minScrubLen; k-- {
+			if strings.HasSuffix(s, f[:k]) {
+				return s[:len(s)-k] + triggers.RedactedMask
+			}
+		}
+	}
+	return s
+}
