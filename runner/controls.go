@@ -42,6 +42,13 @@ const skipWait = 10 * time.Second
 // says it was skipped by by (and the history records the skip); it returns
 // its webhook id.
 //
+// A trigger running under a cluster lease (StartLeased) is skipped as the
+// lease's epoch: the checkpoint is claimed for it (loadUnitCheckpoint), the
+// dead letter stored only while the lease is valid and the new checkpoint
+// written fenced (saveUnitCheckpoint). Once the lease lapsed, or a newer
+// epoch claimed the checkpoint, Skip fails with an error wrapping ErrFenced
+// before any dead letter is written, and the newer checkpoint stays.
+//
 // A partitioned trigger holds events per partition, so Skip on one needs
 // the partition: name is then the partition's key, "NAME/p<i>of<N>" (the
 // trigger's status shows which partition is held); the trigger's own name
@@ -53,10 +60,10 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 	err = r.holding(ctx, name, "skip event", func(ss []*slot) error {
 		s := ss[0]
 		s.mu.Lock()
-		t := s.t
+		t, l := s.t, s.lease
 		s.mu.Unlock()
 		key := t.Key()
-		cp, found, err := r.store.LoadCheckpoint(ctx, key)
+		cp, found, err := r.loadUnitCheckpoint(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -88,14 +95,21 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 		webhookID = dispatcher.WebhookID(t.Name, bson.Raw(token))
 		dl := dispatcher.DeadLetter{Trigger: t.Name, WebhookID: webhookID, Event: raw, Token: bson.Raw(token),
 			LastReason: "skipped", LastError: "skipped by " + by, FirstAttemptAt: now, DeadLetteredAt: now}
-		if err := r.store.PutDeadLetter(ctx, dl); err != nil {
+		// Under a lease the dead letter goes through the lease's gate: a
+		// member whose lease lapsed while it read the event must not
+		// dead-letter an event the new owner is about to deliver.
+		var sink dispatcher.DeadLetterSink = r.store
+		if l != nil {
+			sink = gatedSink{r.store, l}
+		}
+		if err := sink.PutDeadLetter(ctx, dl); err != nil {
 			return err
 		}
 		next := store.Checkpoint{Trigger: key, Token: bson.Raw(token), UpdatedAt: now}
 		if ts, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
 			next.ClusterTime = bson.Timestamp{T: ts, I: i}
 		}
-		if err := r.store.SaveCheckpoint(ctx, next); err != nil {
+		if err := r.saveUnitCheckpoint(ctx, s, next); err != nil {
 			return err
 		}
 		r.log.Warn("event skipped and dead-lettered", "trigger", t.Name, "key", key, "webhook_id", webhookID, "by", by)
@@ -162,24 +176,31 @@ func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control s
 // either is seen here or fails afterwards (fenced), never both missed and
 // written.
 func (r *Runner) rewrittenBy(ctx context.Context, s *slot, id string) (bool, error) {
+	cp, found, err := r.loadUnitCheckpoint(ctx, s)
+	return found && cp.Control == id, err
+}
+
+// loadUnitCheckpoint reads the checkpoint of s's unit for a control that
+// rewrites it: under the unit's lease when it runs under one — refused
+// with ErrFenced once the lease is no longer valid, and otherwise claimed
+// for the lease's epoch, so that a newer epoch's checkpoint is never read
+// (and then overwritten) by a superseded holder — plainly otherwise. The
+// unit must be held stopped.
+func (r *Runner) loadUnitCheckpoint(ctx context.Context, s *slot) (store.Checkpoint, bool, error) {
 	s.mu.Lock()
 	key, l := s.t.Key(), s.lease
 	s.mu.Unlock()
-	var cp store.Checkpoint
-	var found bool
-	var err error
-	switch {
-	case l == nil:
-		cp, found, err = r.store.LoadCheckpoint(ctx, key)
-	case !l.Valid():
-		return false, fmt.Errorf("claim checkpoint of %q: %w", key, ErrFenced)
-	default:
-		cp, found, err = r.store.ClaimCheckpoint(ctx, l.Key(), l.Fence())
-		if errors.Is(err, store.ErrLeaseLost) {
-			return false, fmt.Errorf("%w: %w", ErrFenced, err)
-		}
+	if l == nil {
+		return r.store.LoadCheckpoint(ctx, key)
 	}
-	return found && cp.Control == id, err
+	if !l.Valid() {
+		return store.Checkpoint{}, false, fmt.Errorf("claim checkpoint of %q: %w", key, ErrFenced)
+	}
+	cp, found, err := r.store.ClaimCheckpoint(ctx, l.Key(), l.Fence())
+	if errors.Is(err, store.ErrLeaseLost) {
+		return store.Checkpoint{}, false, fmt.Errorf("%w: %w", ErrFenced, err)
+	}
+	return cp, found, err
 }
 
 // appliedBefore is a unit's message for a rewrite its previous lease

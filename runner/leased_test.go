@@ -127,3 +127,149 @@ triggers:
 		t.Fatalf("StartLeased of an unknown trigger: %v", err)
 	}
 }
+
+// TestSkipIsFencedByTheLease: a skip (what a lease holder applies for
+// `changehook skip`) by a member whose lease lapsed — its successor at a
+// newer epoch claimed the checkpoint and advanced it — is refused before
+// anything is written: no dead letter, and the newer checkpoint stays. Both
+// the member that knows its lease lapsed and the one that still believes it
+// valid are refused. The holder of the current lease skips normally.
+func TestSkipIsFencedByTheLease(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	cfg := parseTrigger(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    ordering: strict
+    webhook: { url: "${HOOK_URL}" }
+`, recv.srv.URL)
+	st := store.New(client, stateDB)
+	r, err := runner.New(cfg, client, st, runner.Options{
+		Logger:             slog.New(slog.NewTextHandler(t.Output(), nil)),
+		CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 100 * time.Millisecond, Version: "test",
+		StartStopped: true, Clustered: true, Standby: func(string) bool { return true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stopRun := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- r.Run(runCtx) }()
+	t.Cleanup(func() {
+		stopRun()
+		if err := <-runDone; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitFor(t, "runner ready", r.Ready)
+	coll := client.Database("shop").Collection("orders")
+	ctx := context.Background()
+
+	// Epoch 1 (member a) delivers event 1 and checkpoints past it, then
+	// its lease lapses and the driver stops the unit.
+	l1 := &testLease{key: "orders", fence: store.Fence{Owner: "a", Epoch: 1}, valid: true}
+	if err := r.StartLeased("orders", l1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stream open", func() bool { return r.Status()[0].StreamOpen })
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	recv.next(t)
+	waitFor(t, "checkpoint past event 1", func() bool {
+		cp, ok, _ := st.LoadCheckpoint(ctx, "orders")
+		return ok && len(eventsAfter(t, coll, cp.Token)) == 0
+	})
+	l1.set(false)
+	if err := r.Stop(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Epoch 2 (member b) claims the checkpoint and advances it past event
+	// 2; event 3 is its next.
+	f2 := store.Fence{Owner: "b", Epoch: 2}
+	if _, _, err := st.ClaimCheckpoint(ctx, "orders", f2); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	cpB, err := runner.PositionAt(ctx, client, cfg.Triggers[0], time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveFencedCheckpoint(ctx, cpB, f2); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(3)}})
+
+	unchanged := func(what string) {
+		t.Helper()
+		cp, _, err := st.LoadCheckpoint(ctx, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(cp.Token) != string(cpB.Token) {
+			t.Errorf("%s: the checkpoint moved from epoch 2's to one with events %v after it", what, eventsAfter(t, coll, cp.Token))
+		}
+		if n, err := st.CountDeadLetters(ctx, "orders"); err != nil || n != 0 {
+			t.Errorf("%s: %d dead letters (%v), want none", what, n, err)
+		}
+	}
+
+	// Member a, knowing its lease lapsed, is refused.
+	id, err := r.Skip(ctx, "orders", "stale member")
+	const lapsed = `skip event orders: claim checkpoint of "orders": cluster lease no longer held; refusing to deliver or checkpoint`
+	if !errors.Is(err, runner.ErrFenced) || err.Error() != lapsed {
+		t.Errorf("skip under a lapsed lease = %q, %v; want the error %q", id, err, lapsed)
+	}
+	unchanged("skip under a lapsed lease")
+
+	// Member a, still believing its lease valid (its clock ran slow), is
+	// refused by the epoch 2 claim.
+	l1.set(true)
+	id, err = r.Skip(ctx, "orders", "stale member")
+	const superseded = `skip event orders: cluster lease no longer held; refusing to deliver or checkpoint: claim checkpoint of "orders" with epoch 1: lease lost`
+	if !errors.Is(err, runner.ErrFenced) || !errors.Is(err, store.ErrLeaseLost) || err.Error() != superseded {
+		t.Errorf("skip under a superseded epoch = %q, %v; want the error %q", id, err, superseded)
+	}
+	unchanged("skip under a superseded epoch")
+
+	// The epoch 2 holder runs the unit; event 3 is held (its delivery does
+	// not finish) and the skip dead-letters it and moves the checkpoint
+	// past it under epoch 2.
+	release := recv.holdRequests()
+	t.Cleanup(release)
+	l2 := &testLease{key: "orders", fence: f2, valid: true}
+	if err := r.StartLeased("orders", l2); err != nil {
+		t.Fatal(err)
+	}
+	for _, what := range []string{"event 1's request", "event 3's request (held)"} {
+		select {
+		case <-recv.arrived:
+		case <-time.After(waitTimeout):
+			t.Fatalf("no %s", what)
+		}
+	}
+	id, err = r.Skip(ctx, "orders", "owner")
+	if err != nil {
+		t.Fatalf("skip by the lease holder: %v", err)
+	}
+	release()
+	cp, _, err := st.LoadCheckpoint(ctx, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := eventsAfter(t, coll, cp.Token); len(after) != 0 {
+		t.Errorf("after the holder's skip, events %v follow the checkpoint, want none", after)
+	}
+	dls, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].WebhookID != id || dls[0].Event.Lookup("documentKey", "_id").Int32() != 3 {
+		t.Errorf("after the holder's skip, dead letters %v, want event 3 as %s", dls, id)
+	}
+	if _, _, err := st.ClaimCheckpoint(ctx, "orders", f2); err != nil {
+		t.Errorf("the skip's checkpoint is not epoch 2's: claim at epoch 2: %v", err)
+	}
+}
