@@ -11,6 +11,7 @@ import (
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -42,6 +43,12 @@ const skipWait = 10 * time.Second
 // says it was skipped by by (and the history records the skip); it returns
 // its webhook id.
 //
+// An event larger than 16 MiB, which the change stream cannot return (a
+// trigger fails on it), is read again without its fullDocument,
+// fullDocumentBeforeChange and updateDescription and dead-lettered so; the
+// trigger's failure is then lifted. When it cannot be read so, Skip
+// refuses and names the `changehook resume --from` time after it.
+//
 // A trigger running under a cluster lease (StartLeased) is skipped as the
 // lease's epoch: the checkpoint is claimed for it (loadUnitCheckpoint), the
 // dead letter stored only while the lease is valid and the new checkpoint
@@ -72,18 +79,38 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 		}
 		readCtx, cancel := context.WithTimeout(ctx, skipWait)
 		defer cancel()
-		cs, err := t.Watch(readCtx, r.client, t.ChangeStreamOptions().SetResumeAfter(cp.Token).SetMaxAwaitTime(time.Second))
-		if err != nil {
-			return fmt.Errorf("open the change stream at the checkpoint: %w", err)
-		}
-		defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
-		if !cs.Next(readCtx) {
-			if err := cs.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// One event per batch: a read that fails on an event too large to
+		// return fails on the first event after the checkpoint.
+		opts := t.ChangeStreamOptions().SetResumeAfter(cp.Token).SetMaxAwaitTime(time.Second).SetBatchSize(1)
+		var raw bson.Raw
+		large := ""
+		cs, err := t.Watch(readCtx, r.client, opts)
+		switch {
+		case err == nil:
+			defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
+			if cs.Next(readCtx) {
+				raw = bson.Raw(append([]byte(nil), cs.Current...))
+				break
+			}
+			err = cs.Err()
+			if _, _, ok := eventTooLarge(err); ok {
+				break
+			}
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				return fmt.Errorf("read the event after the checkpoint: %w", err)
 			}
 			return errors.New("no event after the checkpoint: nothing is held")
+		default:
+			if _, _, ok := eventTooLarge(err); !ok {
+				return fmt.Errorf("open the change stream at the checkpoint: %w", err)
+			}
 		}
-		raw := bson.Raw(append([]byte(nil), cs.Current...))
+		if raw == nil {
+			if raw, err = r.readTooLarge(readCtx, t, opts, err); err != nil {
+				return err
+			}
+			large = "; the change event is larger than 16 MiB: stored without its " + largeFieldsText
+		}
 		if op, _ := raw.Lookup("operationType").StringValueOK(); op == "invalidate" {
 			return errors.New("the next event is an invalidate: the trigger's stream ended")
 		}
@@ -94,7 +121,7 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 		now := r.opts.Clock.Now()
 		webhookID = dispatcher.WebhookID(t.Name, bson.Raw(token))
 		dl := dispatcher.DeadLetter{Trigger: t.Name, WebhookID: webhookID, Event: raw, Token: bson.Raw(token),
-			LastReason: "skipped", LastError: "skipped by " + by, FirstAttemptAt: now, DeadLetteredAt: now}
+			LastReason: "skipped", LastError: "skipped by " + by + large, FirstAttemptAt: now, DeadLetteredAt: now}
 		// Under a lease the dead letter goes through the lease's gate: a
 		// member whose lease lapsed while it read the event must not
 		// dead-letter an event the new owner is about to deliver.
@@ -111,6 +138,12 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 		}
 		if err := r.saveUnitCheckpoint(ctx, s, next); err != nil {
 			return err
+		}
+		if large != "" {
+			// The trigger failed on this event alone: it continues.
+			s.mu.Lock()
+			s.clearFailure()
+			s.mu.Unlock()
 		}
 		r.log.Warn("event skipped and dead-lettered", "trigger", t.Name, "key", key, "webhook_id", webhookID, "by", by)
 		if r.HistoryOn() {
@@ -129,6 +162,48 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 		}
 	}
 	return webhookID, err
+}
+
+// largeFieldsText names largeFields for messages.
+const largeFieldsText = "fullDocument, fullDocumentBeforeChange and updateDescription"
+
+// readTooLarge reads the first event after the checkpoint (opts resume
+// there) of t, which failed to read with cause, an eventTooLarge error,
+// again without its large fields, and returns it if it is the event the
+// error names. Otherwise it refuses, naming the `resume --from` time that
+// continues after the event.
+func (r *Runner) readTooLarge(ctx context.Context, t *triggers.Trigger, opts *options.ChangeStreamOptionsBuilder, cause error) (bson.Raw, error) {
+	token, at, _ := eventTooLarge(cause)
+	refuse := func(why error) error {
+		from := "a time after it"
+		if !at.IsZero() {
+			from = at.Add(time.Second).Format(time.RFC3339)
+		}
+		return fmt.Errorf("%s is larger than the 16 MiB a change stream can return and cannot be skipped alone (%w); "+
+			"to continue after it, run `changehook resume %s --from %s`, which also skips the changes after it up to then: %w",
+			tooLargeText(at), why, t.Name, from, cause)
+	}
+	if token == nil {
+		return nil, refuse(errors.New("the server's error names no resume token"))
+	}
+	cs, err := watchLargeFieldsDropped(ctx, r.client, t, opts)
+	if err != nil {
+		return nil, refuse(err)
+	}
+	defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
+	if !cs.Next(ctx) {
+		err := cs.Err()
+		if err == nil {
+			err = errors.New("no event after the checkpoint")
+		}
+		return nil, refuse(fmt.Errorf("read it without its %s: %w", largeFieldsText, err))
+	}
+	raw := bson.Raw(append([]byte(nil), cs.Current...))
+	want, _ := bson.Raw(token).Lookup("_data").StringValueOK()
+	if got, _ := raw.Lookup("_id", "_data").StringValueOK(); !strings.EqualFold(got, want) {
+		return nil, refuse(fmt.Errorf("read without its %s, the event after the checkpoint has resume token %q, not the %q the error names", largeFieldsText, got, want))
+	}
+	return raw, nil
 }
 
 // Redeliver rewinds a running trigger to since: it stops the watcher

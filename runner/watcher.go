@@ -162,6 +162,10 @@ type Watcher struct {
 
 	// Owned by the Run goroutine.
 	lastOp string
+	// oneByOne: the stream failed on an event too large to return, and
+	// is read one event per batch since, so that the events before it,
+	// which the failed read abandoned, are delivered (see toolarge.go).
+	oneByOne bool
 
 	// The checkpoint state, shared by the Run goroutine and the flusher
 	// (flushLoop), which does every save while the stream is open, so that
@@ -401,6 +405,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 			attempt = 0
 		}
 		reason, wayOut, retry := w.classify(err, opened)
+		if _, _, large := eventTooLarge(err); large && !w.oneByOne {
+			// The failed read abandoned the events before the large one
+			// in its batch: read them one per batch, then fail on it.
+			w.oneByOne, retry = true, true
+		}
 		w.setFailed(reason, wayOut, retry)
 		if !retry {
 			w.log.Error("trigger failed", "reason", reason)
@@ -486,7 +495,11 @@ func (w *Watcher) otherLayout(ctx context.Context) (reason, wayOut string) {
 // until it fails, is invalidated or ctx ends. opened reports whether the
 // stream was opened.
 func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err error) {
-	opts := w.t.ChangeStreamOptions().SetMaxAwaitTime(w.opts.MaxAwait).SetBatchSize(streamBatchSize)
+	batch := int32(streamBatchSize)
+	if w.oneByOne {
+		batch = 1
+	}
+	opts := w.t.ChangeStreamOptions().SetMaxAwaitTime(w.opts.MaxAwait).SetBatchSize(batch)
 	switch {
 	case from != nil:
 		opts.SetResumeAfter(from)
@@ -1089,6 +1102,12 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 	}
 	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
 		return err.Error(), "", true
+	}
+	if _, at, ok := eventTooLarge(err); ok {
+		return fmt.Sprintf("change event too large: %s is larger than the 16 MiB a change stream can return (BSONObjectTooLarge), so the trigger cannot read past it", tooLargeText(at)),
+			"make the trigger's events smaller — a `project` that drops the large fields (fullDocument, fullDocumentBeforeChange, updateDescription), " +
+				"or no `full_document: updateLookup` / `full_document_before_change` (pre-images) — and reload, then run `changehook resume " + name + "` (the event is then delivered as projected); " +
+				"or run `changehook skip " + name + "`: it dead-letters the event without its fullDocument, fullDocumentBeforeChange and updateDescription and continues after it", false
 	}
 	var ce mongo.CommandError
 	if errors.As(err, &ce) && ce.Code != 0 && !ce.HasErrorLabel("NetworkError") {

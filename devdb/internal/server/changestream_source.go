@@ -227,7 +227,12 @@ func (cs *changeStreamSource) NextBatch(ctx context.Context, n, maxBytes int, aw
 	for {
 		if err := cs.fill(n, maxBytes); err != nil {
 			cs.failed = err
-			if len(cs.queue) == 0 {
+			var me *mongoerr.Error
+			if len(cs.queue) == 0 || errors.As(err, &me) && me.Code == mongoerr.BSONObjectTooLarge {
+				// An event too large to return: as MongoDB, whose getMore
+				// (and aggregate) abandons the batch it was building, the
+				// events queued before it are not returned either.
+				cs.queue, cs.queueBytes = nil, 0
 				return nil, true, err
 			}
 			// Return the events before the failing one; the next call
@@ -484,7 +489,7 @@ func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken) error {
 		}
 	}
 	if len(raw) > wire.MaxDocumentSize {
-		return mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(raw), len(raw), tok.Doc().String())
+		return eventTooLarge(len(raw), tok)
 	}
 	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok})
 	cs.queueBytes += batchElemSize(raw)
@@ -567,11 +572,36 @@ func (cs *changeStreamSource) emit(ev bson.D, tok resumeToken, final bool) error
 		return fmt.Errorf("encode change event: %w", err)
 	}
 	if len(raw) > wire.MaxDocumentSize {
-		return mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(raw), len(raw), tok.Doc().String())
+		return eventTooLarge(len(raw), tok)
 	}
 	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok, final: final})
 	cs.queueBytes += batchElemSize(raw)
 	return nil
+}
+
+// eventTooLarge is MongoDB's error for a change event of size bytes,
+// larger than a BSON document may be (BSONObjectTooLarge, 10334): the
+// server's message names the size and the event's first element, its _id
+// (the resume token), in the server's own notation. The command that read
+// it adds its context (executorError).
+func eventTooLarge(size int, tok resumeToken) error {
+	return mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s",
+		size, size, mql.FormatValue(tok.Doc()))
+}
+
+// executorError adds the context MongoDB adds to an error the executor of
+// a change stream raised while building a batch — "PlanExecutor error
+// during aggregation" for the aggregate's first batch, "Executor error
+// during getMore" for a getMore's — to an event too large to return; other
+// errors are returned unchanged.
+func executorError(src CursorSource, err error, context string) error {
+	var me *mongoerr.Error
+	if _, ok := src.(*changeStreamSource); !ok || !errors.As(err, &me) || me.Code != mongoerr.BSONObjectTooLarge {
+		return err
+	}
+	wrapped := *me
+	wrapped.Message = context + " :: caused by :: " + me.Message
+	return &wrapped
 }
 
 // checkEventID fails the stream with ChangeStreamFatalError (280) when the

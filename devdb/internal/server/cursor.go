@@ -214,7 +214,7 @@ func (s *Server) cursorFirstBatch(ctx context.Context, ns string, src CursorSour
 		docs, exhausted, err = src.NextBatch(ctx, n, cursorMaxBatchBytes, 0)
 		if err != nil {
 			src.Close()
-			return nil, err
+			return nil, executorError(src, err, "PlanExecutor error during aggregation")
 		}
 	}
 	extra := src.ReplyFields()

@@ -82,7 +82,7 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 		if killed {
 			return nil, mongoerr.Errorf(mongoerr.CursorKilled, "cursor id %d was killed while in use", id)
 		}
-		return nil, err
+		return nil, executorError(c.src, err, "Executor error during getMore")
 	}
 	extra := c.src.ReplyFields()
 	if !s.cursors.unpin(c, exhausted) {
