@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -660,6 +661,56 @@ func TestWatcherSurvivesNetworkTrouble(t *testing.T) {
 		t.Fatalf("after restart delivered %d, want 3", id)
 	}
 	recv.none(t, 100*time.Millisecond) // nothing missed, nothing repeated
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flakyStore is the real store whose SaveCheckpoint fails while failing is
+// set, counting the attempts.
+type flakyStore struct {
+	*store.Store
+	failing  atomic.Bool
+	attempts atomic.Int64
+}
+
+func (s *flakyStore) SaveCheckpoint(ctx context.Context, cp store.Checkpoint) error {
+	s.attempts.Add(1)
+	if s.failing.Load() {
+		return errors.New("state database unavailable")
+	}
+	return s.Store.SaveCheckpoint(ctx, cp)
+}
+
+// TestStartPinnedBeforeEventsAreRead: a new trigger (start_at now, no
+// checkpoint) reads no event until its starting position is saved. Were it
+// to deliver while that save fails and then die, a restart would start
+// from a later "now" and skip the events in between it had not delivered.
+func TestStartPinnedBeforeEventsAreRead(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	cfg := parseTrigger(t, lowStockYAML, recv.srv.URL)
+	cps := &flakyStore{Store: store.New(client, stateDB)}
+	cps.failing.Store(true)
+	coll := client.Database("lessons").Collection("inventory")
+	w, stop := runWatcher(t, cfg.Triggers[0], client, cps)
+	waitFor(t, "a first attempt to pin the start", func() bool { return cps.attempts.Load() >= 1 })
+	insert(t, coll, item(1, 3))
+	seen := cps.attempts.Load()
+	waitFor(t, "the pin retried twice more", func() bool { return cps.attempts.Load() >= seen+2 })
+	select {
+	case d := <-recv.got:
+		t.Fatalf("delivered %v before the start was saved", d)
+	default:
+	}
+	if st := w.Status(); !strings.Contains(st.LastError, "state database unavailable") {
+		t.Errorf("status last error %q, want the failed save's", st.LastError)
+	}
+	cps.failing.Store(false)
+	if got := recv.next(t).Lookup("id"); got.Int32() != 1 {
+		t.Fatalf("delivered %v, want 1", got)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

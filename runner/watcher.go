@@ -543,15 +543,38 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 	w.cpMu.Lock()
 	unsaved := w.savedToken == nil
 	w.cpMu.Unlock()
-	if unsaved {
-		// Pin "start_at: now" at once, so that a restart before the first
-		// event does not move the start forward.
-		w.checkpointNow(ctx)
+	if unsaved && !w.pinStart(ctx) {
+		return true, nil // ctx ended
 	}
 	if w.t.Batch != nil {
 		return true, w.readReplies(ctx, cs)
 	}
 	return true, w.readEvents(ctx, cs)
+}
+
+// pinStart saves the stream's starting position (start_at's "now" or
+// time) before any event is read, so that a restart does not move the
+// start forward: were events read first and the save failed, a process
+// that died before a later save would start again from a later "now",
+// and the events in between that it had not delivered would be skipped. A
+// failed save is retried with the stream-retry backoff until it is written
+// or ctx ends (false); the status shows the save's error meanwhile. There
+// is nothing to pin when the stream has no position yet, or when events
+// were submitted already (an earlier stream read them, and the regular
+// checkpoints cover them).
+func (w *Watcher) pinStart(ctx context.Context) bool {
+	for attempt := 0; ; attempt++ {
+		w.checkpointNow(ctx)
+		w.cpMu.Lock()
+		done := w.savedToken != nil || w.streamToken == nil || w.pushed > 0
+		w.cpMu.Unlock()
+		if done {
+			return true
+		}
+		if w.clock.Sleep(ctx, dispatcher.FullJitterBackoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)) != nil {
+			return false
+		}
+	}
 }
 
 // readEvents reads cs and submits its events until it fails, is
