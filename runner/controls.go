@@ -61,8 +61,18 @@ const skipWait = 10 * time.Second
 // trigger's status shows which partition is held); the trigger's own name
 // is refused without touching anything.
 func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, err error) {
+	webhookID, _, err = r.skip(ctx, name, by, "")
+	return webhookID, err
+}
+
+// skip is Skip for the control request control ("": none). A request's
+// skip marks the new checkpoint with its id, and a request whose id the
+// checkpoint already carries was applied — by a previous lease holder that
+// could not record it — so it reports already and skips nothing more: a
+// skip applied twice would dead-letter the next event too.
+func (r *Runner) skip(ctx context.Context, name, by, control string) (webhookID string, already bool, err error) {
 	if _, err := r.slot(name); err != nil {
-		return "", fmt.Errorf("skip event: %w", err)
+		return "", false, fmt.Errorf("skip event: %w", err)
 	}
 	err = r.holding(ctx, name, "skip event", func(ss []*slot) error {
 		s := ss[0]
@@ -73,6 +83,10 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 		cp, found, err := r.loadUnitCheckpoint(ctx, s)
 		if err != nil {
 			return err
+		}
+		if found && control != "" && cp.Control == control {
+			already = true
+			return nil
 		}
 		if !found {
 			return errors.New("the trigger has no checkpoint yet, so no event is held")
@@ -132,7 +146,7 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 		if err := sink.PutDeadLetter(ctx, dl); err != nil {
 			return err
 		}
-		next := store.Checkpoint{Trigger: key, Token: bson.Raw(token), UpdatedAt: now}
+		next := store.Checkpoint{Trigger: key, Token: bson.Raw(token), UpdatedAt: now, Control: control}
 		if ts, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
 			next.ClusterTime = bson.Timestamp{T: ts, I: i}
 		}
@@ -154,14 +168,14 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 		}
 		return nil
 	})
-	if err == nil {
+	if err == nil && !already {
 		// The gauge and the status count the new dead letter before the
 		// control's result is recorded.
 		if cerr := r.RecountDeadLetters(ctx, name); cerr != nil {
 			r.RefreshDeadLetters()
 		}
 	}
-	return webhookID, err
+	return webhookID, already, err
 }
 
 // largeFieldsText names largeFields for messages.
@@ -734,7 +748,12 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 		}
 	case store.RequestSkip:
 		var id string
-		if id, err = r.Skip(ctx, t.Key(), req.By); err == nil {
+		var already bool
+		id, already, err = r.skip(ctx, t.Key(), req.By, req.ID)
+		switch {
+		case err == nil && already:
+			msg = appliedBefore
+		case err == nil:
 			msg = "skipped and dead-lettered " + id
 		}
 	case store.RequestRedeliver:
