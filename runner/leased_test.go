@@ -11,7 +11,9 @@ import (
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // testLease is a runner.Lease whose validity the test switches.
@@ -45,32 +47,7 @@ func TestStartLeasedFencing(t *testing.T) {
 	t.Parallel()
 	client := startDB(t, devdb.Options{})
 	recv := newReceiver(t)
-	cfg := parseTrigger(t, `
-triggers:
-  - name: orders
-    database: shop
-    collection: orders
-    ordering: per_document
-    webhook: { url: "${HOOK_URL}" }
-`, recv.srv.URL)
-	st := store.New(client, stateDB)
-	r, err := runner.New(cfg, client, st, runner.Options{
-		Logger:             slog.New(slog.NewTextHandler(t.Output(), nil)),
-		CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, Version: "test",
-		StartStopped: true, Clustered: true, Standby: func(string) bool { return true },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stopRun := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- r.Run(runCtx) }()
-	defer func() {
-		stopRun()
-		if err := <-runDone; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	r, st, _ := startClusteredRunner(t, client, recv, "per_document", 5*time.Second)
 	waitFor(t, "runner ready", r.Ready)
 	if st := r.Status()[0].State; st != runner.StateStandby {
 		t.Fatalf("before any lease: state %s, want standby", st)
@@ -116,7 +93,7 @@ triggers:
 	if id := recv.next(t).Lookup("documentKey", "_id").Int32(); id != 2 {
 		t.Fatalf("successor delivered %d first, want 2", id)
 	}
-	err = st.SaveFencedCheckpoint(context.Background(), store.Checkpoint{Trigger: "orders", Token: cpBefore.Token}, l1.fence)
+	err := st.SaveFencedCheckpoint(context.Background(), store.Checkpoint{Trigger: "orders", Token: cpBefore.Token}, l1.fence)
 	if !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("stale epoch write: %v, want ErrLeaseLost", err)
 	}
@@ -138,32 +115,7 @@ func TestSkipIsFencedByTheLease(t *testing.T) {
 	t.Parallel()
 	client := startDB(t, devdb.Options{})
 	recv := newReceiver(t)
-	cfg := parseTrigger(t, `
-triggers:
-  - name: orders
-    database: shop
-    collection: orders
-    ordering: strict
-    webhook: { url: "${HOOK_URL}" }
-`, recv.srv.URL)
-	st := store.New(client, stateDB)
-	r, err := runner.New(cfg, client, st, runner.Options{
-		Logger:             slog.New(slog.NewTextHandler(t.Output(), nil)),
-		CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 100 * time.Millisecond, Version: "test",
-		StartStopped: true, Clustered: true, Standby: func(string) bool { return true },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stopRun := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- r.Run(runCtx) }()
-	t.Cleanup(func() {
-		stopRun()
-		if err := <-runDone; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	r, st, cfg := startClusteredRunner(t, client, recv, "strict", 100*time.Millisecond)
 	waitFor(t, "runner ready", r.Ready)
 	coll := client.Database("shop").Collection("orders")
 	ctx := context.Background()
@@ -272,4 +224,38 @@ triggers:
 	if _, _, err := st.ClaimCheckpoint(ctx, "orders", f2); err != nil {
 		t.Errorf("the skip's checkpoint is not epoch 2's: claim at epoch 2: %v", err)
 	}
+}
+
+// startClusteredRunner runs a clustered runner (every trigger on standby
+// until a lease starts it) with one trigger, orders on shop.orders with
+// ordering, delivering to recv, stopped at the test's end.
+func startClusteredRunner(t *testing.T, client *mongo.Client, recv *receiver, ordering string, grace time.Duration) (*runner.Runner, *store.Store, *triggers.Config) {
+	t.Helper()
+	cfg := parseTrigger(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    ordering: `+ordering+`
+    webhook: { url: "${HOOK_URL}" }
+`, recv.srv.URL)
+	st := store.New(client, stateDB)
+	r, err := runner.New(cfg, client, st, runner.Options{
+		Logger:             slog.New(slog.NewTextHandler(t.Output(), nil)),
+		CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: grace, Version: "test",
+		StartStopped: true, Clustered: true, Standby: func(string) bool { return true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stopRun := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- r.Run(runCtx) }()
+	t.Cleanup(func() {
+		stopRun()
+		if err := <-runDone; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return r, st, cfg
 }
