@@ -39,8 +39,12 @@ type CircuitStatus struct {
 	// State is closed, open or half_open.
 	State CircuitState `json:"state"`
 	// Since is when State was entered (zero: closed since the dispatcher
-	// started).
+	// started). Each probe cycle (open → half_open → open) moves it.
 	Since time.Time `json:"since,omitzero"`
+	// OpenedAt is when the circuit last left closed: the failure that
+	// opened it. Probe cycles (open ↔ half_open) do not move it; it is
+	// zero while the circuit is closed.
+	OpenedAt time.Time `json:"opened_at,omitzero"`
 	// Failures is the number of consecutive failed deliveries counted
 	// towards circuit.failures.
 	Failures int `json:"failures"`
@@ -205,11 +209,19 @@ func (c *circuit) probeFailed(status int, msg string) {
 	c.transition(CircuitOpen)
 }
 
-// transition enters state to; c.mu must be held.
+// transition enters state to, and sets OpenedAt when the circuit leaves
+// closed (clearing it when it closes again); c.mu must be held.
 func (c *circuit) transition(to CircuitState) {
 	if c.st.State == to {
 		return
 	}
-	c.st.State, c.st.Since = to, c.clock.Now()
+	now := c.clock.Now()
+	switch {
+	case to == CircuitClosed:
+		c.st.OpenedAt = time.Time{}
+	case c.st.State == CircuitClosed:
+		c.st.OpenedAt = now
+	}
+	c.st.State, c.st.Since = to, now
 	c.metrics.circuitTransition(c.trigger, to)
 }

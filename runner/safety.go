@@ -13,7 +13,11 @@ const PauseByPayloadErrors = "payload_errors"
 
 // withCircuit adds disp's circuit to st, and shows a running trigger whose
 // circuit is not closed as StateRetrying (TriggerStatus.Circuit says until
-// when): the stream is open but deliveries wait for the probe.
+// when): the stream is open but deliveries wait for the probe. Its Since is
+// the first failure: when the circuit opened (probe cycles do not move it),
+// or the trigger's own retrying since when that is earlier (the head-of-line
+// delivery was retried before the circuit opened), so that /readyz reports
+// an endpoint that stays down past admin.retrying_unready_after.
 func withCircuit(st TriggerStatus, disp *dispatcher.Dispatcher) TriggerStatus {
 	if disp == nil {
 		return st
@@ -24,7 +28,14 @@ func withCircuit(st TriggerStatus, disp *dispatcher.Dispatcher) TriggerStatus {
 	}
 	st.Circuit = &c
 	if c.State != dispatcher.CircuitClosed && (st.State == StateRunning || st.State == StateRetrying) {
-		st.State, st.Since, st.Retrying = StateRetrying, c.Since, true
+		since := c.OpenedAt
+		if since.IsZero() {
+			since = c.Since
+		}
+		if st.State == StateRetrying && !st.Since.IsZero() && st.Since.Before(since) {
+			since = st.Since
+		}
+		st.State, st.Since, st.Retrying = StateRetrying, since, true
 		if st.LastError == "" || st.LastErrorAt.Before(c.Since) {
 			st.LastError, st.LastErrorAt = "circuit "+string(c.State)+": "+c.LastError, c.Since
 		}

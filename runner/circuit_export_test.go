@@ -1,0 +1,4 @@
+package runner
+
+// WithCircuit exposes withCircuit to the external tests.
+var WithCircuit = withCircuit
