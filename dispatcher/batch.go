@@ -625,7 +625,8 @@ func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], msg Me
 		}
 		return true
 	case res.Reason == ReasonCanceled || ctx.Err() != nil:
-		failed(tks)
+		// Cut off by Close: the events stay undone and are delivered
+		// later, so no outcome is recorded.
 		d.log.LogAttrs(ctx, slog.LevelInfo, "batch delivery canceled by shutdown",
 			slog.String("webhook_id", res.WebhookID), slog.Int("events", n), slog.Int("attempts", res.Attempts))
 		return false
@@ -639,13 +640,13 @@ func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], msg Me
 	}
 	// Given up on: each event becomes its own dead letter, replayable
 	// alone, with the batch's attempts and failure.
-	for i, tk := range tks {
+	for _, tk := range tks {
 		j := tk.Value
 		dl := deadLetterOf(trigger, WebhookID(trigger, j.ev.Token), j.ev, res, err)
 		if !d.putDeadLetter(ctx, dl) {
 			// Canceled: the batch stays undone (those already stored are
-			// stored again, idempotently, after the redelivery fails).
-			failed(tks[i:])
+			// stored again, idempotently, after the redelivery fails), and
+			// the rest are delivered later: no outcome.
 			return false
 		}
 		d.metrics.delivery(trigger, OutcomeDeadLettered, d.clock.Now().Sub(j.ev.Received).Seconds())
@@ -674,9 +675,10 @@ func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Mess
 		// on: each goes alone, as an unbatched event would.
 		d.log.LogAttrs(ctx, slog.LevelError, "batch refused as too large could not be split; sending its events one by one",
 			slog.String("webhook_id", msg.ID), slog.Int("events", len(tks)))
-		for i, tk := range tks {
+		for _, tk := range tks {
 			if !d.process(ctx, tk.Value) {
-				d.metrics.deliveryBatch(d.trigger, OutcomeFailed, len(tks)-i-1, nil)
+				// Canceled or halted: the rest, not sent, stay undone
+				// and are delivered later (no outcome).
 				return false
 			}
 		}
@@ -690,11 +692,8 @@ func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Mess
 			Body:   joinElements(elems[lo : lo+len(part)]),
 		}
 		if !d.deliverPart(ctx, part, m, prog) {
-			if i == 0 && ctx.Err() != nil {
-				// Canceled: the second half, not sent, failed too (a halt
-				// for payload errors counts nothing, as for a whole batch).
-				d.metrics.deliveryBatch(d.trigger, OutcomeFailed, len(parts[1]), nil)
-			}
+			// Canceled or halted: the second half, if not sent yet,
+			// stays undone and is delivered later (no outcome).
 			return false
 		}
 	}

@@ -343,7 +343,9 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		}
 		return true
 	case res.Reason == ReasonCanceled || ctx.Err() != nil:
-		d.metrics.delivery(trigger, OutcomeFailed, -1)
+		// Cut off by Close (a pause, reload, shutdown or lease loss): the
+		// event stays undone and is delivered later, so no outcome is
+		// recorded (its attempts are).
 		d.log.LogAttrs(ctx, slog.LevelInfo, "delivery canceled by shutdown",
 			slog.String("webhook_id", res.WebhookID), slog.Int("attempts", res.Attempts))
 		return false
@@ -355,7 +357,7 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 	}
 	dl := deadLetterOf(trigger, res.WebhookID, j.ev, res, err)
 	if !d.putDeadLetter(ctx, dl) {
-		d.metrics.delivery(trigger, OutcomeFailed, -1)
+		// Canceled: the event stays undone and is delivered later.
 		return false
 	}
 	d.metrics.delivery(trigger, OutcomeDeadLettered, d.clock.Now().Sub(j.ev.Received).Seconds())

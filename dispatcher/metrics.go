@@ -19,7 +19,9 @@ const (
 	// event is done without a dead letter.
 	OutcomeDropped = "dropped"
 	// OutcomeFailed: the delivery ended without success and without a dead
-	// letter (Deliver gave up, or the dispatcher was closed mid-delivery).
+	// letter (Deliver gave up). A delivery cut off by Close (a pause,
+	// reload, shutdown or lease loss) records no outcome: its event is
+	// delivered later, and counted then.
 	OutcomeFailed = "failed"
 )
 
@@ -44,7 +46,8 @@ type Metrics struct {
 // the values of the trigger's Prometheus series.
 type Counts struct {
 	// Deliveries counts finished deliveries by outcome (OutcomeDelivered,
-	// OutcomeDeadLettered, OutcomeFailed); never nil.
+	// OutcomeDropped, OutcomeDeadLettered, OutcomeFailed); a delivery
+	// canceled by Close is not finished and not counted. Never nil.
 	Deliveries map[string]uint64
 	// Attempts counts delivery attempts by result: "ok" or the failure
 	// reason (see Reason*); never nil.
