@@ -284,9 +284,10 @@ func (m *Metrics) batchSplit(trigger string) {
 	c.Inc()
 }
 
-// initReasons are the reason label values SendOnce records (besides "ok").
+// initReasons are the reason label values of attempts (besides "ok"):
+// every Reason* constant, as README's metrics section lists them.
 var initReasons = []string{ReasonClientError, ReasonServerError, ReasonRateLimited, ReasonTimeout, ReasonConnection,
-	ReasonRedirect, ReasonDropped, ReasonBlocked}
+	ReasonRedirect, ReasonCanceled, ReasonPayload, ReasonDropped, ReasonBlocked, ReasonAuth, ReasonTLS}
 
 // Init creates every series of trigger at zero (each outcome, "ok" and each
 // failure reason SendOnce records, the duration histogram, in-flight, dead
