@@ -54,3 +54,10 @@ func (m *Metrics) circuitTransition(trigger string, to CircuitState) {
 	m.circuit.state.WithLabelValues(trigger).Set(to.gaugeValue())
 	m.circuit.transitions.WithLabelValues(trigger, string(to)).Inc()
 }
+
+// circuitForget deletes trigger's circuit series (Forget): a removed
+// trigger's open circuit must not stay exported.
+func (m *Metrics) circuitForget(trigger string) {
+	m.circuit.state.DeleteLabelValues(trigger)
+	m.circuit.transitions.DeletePartialMatch(prometheus.Labels{"trigger": trigger})
+}

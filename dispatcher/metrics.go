@@ -310,8 +310,8 @@ func (m *Metrics) Init(trigger string) {
 	m.splits.WithLabelValues(trigger)
 }
 
-// Forget deletes every series and counter of trigger (a trigger removed
-// from the configuration).
+// Forget deletes every series and counter of trigger, its circuit's
+// included (a trigger removed from the configuration).
 func (m *Metrics) Forget(trigger string) {
 	if m == nil {
 		return
@@ -323,5 +323,6 @@ func (m *Metrics) Forget(trigger string) {
 	m.inflight.DeletePartialMatch(l)
 	m.deadLetters.DeletePartialMatch(l)
 	m.splits.DeletePartialMatch(l)
+	m.circuitForget(trigger)
 	m.counts.Delete(trigger)
 }

@@ -1,0 +1,52 @@
+package dispatcher
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestForgetDeletesEverySeries: Forget deletes every series of the
+// removed trigger, its circuit's included (an open circuit left exported
+// would keep a "circuit open" alert firing), and leaves the other
+// triggers' series as they were.
+func TestForgetDeletesEverySeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	for _, trigger := range []string{"gone", "kept"} {
+		m.Init(trigger)
+		m.circuitInit(trigger)
+		m.circuitTransition(trigger, CircuitOpen)
+		m.delivery(trigger, OutcomeDelivered, 0.5)
+		m.attempt(trigger, ReasonServerError)
+		m.batchSplit(trigger)
+	}
+	m.Forget("gone")
+
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := flatten(fams)
+	for k := range series {
+		if strings.Contains(k, `trigger="gone"`) {
+			t.Errorf("series %s left after Forget", k)
+		}
+	}
+	for k, want := range map[string]float64{
+		`changehook_circuit_state{trigger="kept"}`:                                 2,
+		`changehook_circuit_transitions_total{to="open",trigger="kept"}`:           1,
+		`changehook_circuit_transitions_total{to="closed",trigger="kept"}`:         0,
+		`changehook_deliveries_total{outcome="delivered",trigger="kept"}`:          1,
+		`changehook_delivery_attempts_total{reason="server_error",trigger="kept"}`: 1,
+		`changehook_batch_splits_total{trigger="kept"}`:                            1,
+	} {
+		if got, ok := series[k]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, want)
+		}
+	}
+	if c := m.Counts("gone"); len(c.Deliveries) != 0 || len(c.Attempts) != 0 || c.BatchSplits != 0 {
+		t.Errorf("Counts(gone) = %+v after Forget, want zero", c)
+	}
+}
