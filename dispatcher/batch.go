@@ -665,9 +665,14 @@ func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Mess
 	half := len(tks) / 2
 	parts := [2][]*Ticket[job]{tks[:half], tks[half:]}
 	d.metrics.batchSplit(d.trigger)
-	d.log.LogAttrs(ctx, slog.LevelWarn, "the endpoint refused a batch as too large (413): sending its events again in two requests; set batch.max_bytes below the endpoint's body limit",
-		slog.String("webhook_id", msg.ID), slog.Int("events", len(tks)), slog.Int("bytes", len(msg.Body)),
-		slog.Int("first_events", len(parts[0])), slog.Int("second_events", len(parts[1])))
+	if n, ok := d.splitLog.note(d.clock.Now()); ok {
+		// The first split, then at most one line per splitLogEvery: a
+		// body limit below batch.max_bytes splits most batches.
+		d.log.LogAttrs(ctx, slog.LevelWarn, "the endpoint refused a batch as too large (413): sending its events again in two requests; set batch.max_bytes below the endpoint's body limit",
+			slog.String("webhook_id", msg.ID), slog.Int("events", len(tks)), slog.Int("bytes", len(msg.Body)),
+			slog.Int("first_events", len(parts[0])), slog.Int("second_events", len(parts[1])),
+			slog.Int("splits", n))
+	}
 	elems, ok := batchElements(msg.Body, len(tks))
 	if !ok {
 		// Unreachable: the body is the batcher's own array of one element
@@ -698,6 +703,33 @@ func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Mess
 		}
 	}
 	return true
+}
+
+// splitLogEvery is how often at most a trigger logs its batch splits
+// after the first (changehook_batch_splits_total counts every one).
+const splitLogEvery = time.Minute
+
+// splitLog throttles the log line of batch splits (splitPart): the first
+// split is logged, then at most one line per splitLogEvery, carrying the
+// number of splits since the previous line. The zero value is ready.
+type splitLog struct {
+	mu      sync.Mutex
+	last    time.Time // when the previous line was logged (zero: none yet)
+	pending int       // splits since then, this one included
+}
+
+// note records a split at now and reports whether to log it, with the
+// number of splits the line stands for (this one and those not logged
+// since the previous line).
+func (l *splitLog) note(now time.Time) (splits int, log bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending++
+	if !l.last.IsZero() && now.Sub(l.last) < splitLogEvery {
+		return 0, false
+	}
+	splits, l.pending, l.last = l.pending, 0, now
+	return splits, true
 }
 
 // batchElements returns the n elements of body, a JSON array as the

@@ -34,6 +34,7 @@ type Dispatcher struct {
 	payload     payloadGuard
 	circuit     *circuit             // nil: disabled
 	batcher     *batcher             // nil: one event per request
+	splitLog    splitLog             // throttles the 413 split log line
 	progs       chunkAlloc[progress] // newProgress's records (Submit's goroutine)
 
 	runCtx    context.Context // deliveries; canceled when Close's grace ends
