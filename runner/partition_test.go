@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/changehook/changehook/internal/mql"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -438,5 +440,75 @@ func TestRewriteAppliedBeforeIsNotRepeated(t *testing.T) {
 		for again[id] == 0 {
 			again[recv.next(t).Lookup("documentKey", "_id").Int32()]++
 		}
+	}
+}
+
+// TestRepartitioningReloadForgetsOldPartitionSeries: a reload from 4
+// partitions to 2 deletes the series of partitions 2 and 3 and starts the
+// remaining partitions' series again at zero (they are new units).
+func TestRepartitioningReloadForgetsOldPartitionSeries(t *testing.T) {
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	reg := prometheus.NewRegistry()
+	r := startRunner(t, parseTrigger(t, partitionedYAML, recv.srv.URL), client, runner.Options{Registry: reg})
+	waitFor(t, "4 partitions ready", r.Ready)
+	coll := client.Database("shop").Collection("orders")
+	for id := range int32(8) {
+		insert(t, coll, bson.D{{Key: "_id", Value: id}})
+	}
+	for range 8 {
+		recv.next(t)
+	}
+	// partitions lists each watch-loop series' partition labels, and sums
+	// events received.
+	var received float64
+	partitions := func() map[string][]string {
+		received = 0
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]string{}
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "changehook_events_received_total", "changehook_checkpoint_lag_seconds", "changehook_trigger_up":
+			default:
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "partition" {
+						got[mf.GetName()] = append(got[mf.GetName()], l.GetValue())
+					}
+				}
+				received += m.GetCounter().GetValue()
+			}
+		}
+		return got
+	}
+	four := []string{"0", "1", "2", "3"}
+	for name, ps := range partitions() {
+		if !slices.Equal(ps, four) {
+			t.Fatalf("%s partitions before the reload = %v, want %v", name, ps, four)
+		}
+	}
+	if received != 8 {
+		t.Fatalf("events received before the reload = %v, want 8", received)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	res, err := r.Reload(ctx, parseTrigger(t, strings.Replace(partitionedYAML, "partitions: 4", "partitions: 2", 1), recv.srv.URL))
+	if err != nil || !slices.Equal(res.Changed, []string{"orders"}) {
+		t.Fatalf("reload = %+v, %v", res, err)
+	}
+	got := partitions()
+	for _, name := range []string{"changehook_events_received_total", "changehook_checkpoint_lag_seconds", "changehook_trigger_up"} {
+		if !slices.Equal(got[name], []string{"0", "1"}) {
+			t.Errorf("%s partitions after the reload 4 → 2 = %v, want [0 1]", name, got[name])
+		}
+	}
+	// The new partitions wait for `changehook repartition`: none reads.
+	if received != 0 {
+		t.Errorf("events received by the new partitions = %v, want 0", received)
 	}
 }

@@ -143,6 +143,11 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 			old.mu.Unlock()
 		}
 		drop(name)
+		// A repartitioned trigger's per-partition series describe units
+		// that no longer exist (partition "3" of 4 has no successor among
+		// 2): they are deleted before the new units' series start at
+		// zero. Its delivery series are per trigger and continue.
+		r.metrics.forget(name)
 		t := byName[name]
 		for _, u := range t.Units() {
 			s := &slot{t: u, want: !r.opts.StartStopped, pause: pause}
