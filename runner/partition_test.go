@@ -511,4 +511,8 @@ func TestRepartitioningReloadForgetsOldPartitionSeries(t *testing.T) {
 	if received != 0 {
 		t.Errorf("events received by the new partitions = %v, want 0", received)
 	}
+	// The status's count continues with the old partitions' events.
+	if st := statusOf(t, r, "orders"); st.EventsReceived != 8 {
+		t.Errorf("events_received after the repartitioning reload = %d, want 8", st.EventsReceived)
+	}
 }

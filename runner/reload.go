@@ -105,6 +105,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 				s.t, s.failed = units[i], false
 				s.err.Store(nil)
 				if !t.Enabled {
+					s.retireLast()
 					s.last.Store(nil)
 				}
 			}
@@ -127,12 +128,14 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	}
 	for _, name := range res.Removed {
 		drop(name)
+		delete(r.receivedBefore, name)
 		r.dmet.Forget(name)
 		r.metrics.forget(name)
 	}
 	var added []*slot
 	for _, name := range fresh {
 		// Repartitioned: the new partitions keep the trigger's pause.
+		// Its events_received continues with the old partitions' events.
 		var pause *PauseInfo
 		for _, old := range oldSlots[name] {
 			old.mu.Lock()
@@ -140,6 +143,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 				p := *old.pause
 				pause = &p
 			}
+			r.receivedBefore[name] += old.total()
 			old.mu.Unlock()
 		}
 		drop(name)

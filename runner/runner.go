@@ -148,14 +148,18 @@ type Runner struct {
 	reloadMu sync.Mutex // one Reload at a time
 	started  atomic.Bool
 
-	mu      sync.Mutex // guards cfg, slots, order, units, runCtx, closing and adding to wg
-	cfg     *triggers.Config
-	slots   map[string]*slot    // by unit key: the trigger's name, or NAME/p<i>of<N> per partition
-	order   []string            // trigger names in configuration order
-	units   map[string][]string // trigger name → its unit keys in partition order
-	runCtx  context.Context
-	closing bool
-	wg      sync.WaitGroup
+	mu    sync.Mutex // guards cfg, slots, order, units, receivedBefore, runCtx, closing and adding to wg
+	cfg   *triggers.Config
+	slots map[string]*slot    // by unit key: the trigger's name, or NAME/p<i>of<N> per partition
+	order []string            // trigger names in configuration order
+	units map[string][]string // trigger name → its unit keys in partition order
+	// receivedBefore counts, per trigger, the events read by partitions a
+	// reload replaced (repartitioned), so that the trigger's
+	// events_received continues; dropped when the trigger is removed.
+	receivedBefore map[string]uint64
+	runCtx         context.Context
+	closing        bool
+	wg             sync.WaitGroup
 
 	// ctlPoke asks the controls goroutine to read every control document
 	// again; ctlSeen (that goroutine's alone) is, per control document, the
@@ -200,7 +204,7 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	// Set once: a reload keeps the first configuration's idle interval and
 	// process-wide byte budget.
 	opts.IdleCheckpointInterval = cmp.Or(opts.IdleCheckpointInterval, cfg.Checkpoint.IdleInterval)
-	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}, units: map[string][]string{},
+	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}, units: map[string][]string{}, receivedBefore: map[string]uint64{},
 		ctlPoke: make(chan struct{}, 1), ctlSeen: map[string]string{}, hist: opts.History}
 	if n := cfg.Limits.MaxInflightBytes; n > 0 {
 		r.budget = dispatcher.NewByteBudget(n)
@@ -364,6 +368,11 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	st.Deliveries, st.Attempts, st.DeadLetters, st.InFlight = c.Deliveries, c.Attempts, c.DeadLetters, c.InFlight
 	st.BatchSplits = c.BatchSplits
 	st.DeadLettersCurrent = r.dl.get(st.Name)
+	if name == st.Name { // the whole trigger, not one partition's key
+		r.mu.Lock()
+		st.EventsReceived += r.receivedBefore[name]
+		r.mu.Unlock()
+	}
 	return st, nil
 }
 

@@ -68,7 +68,10 @@ type TriggerStatus struct {
 	// dead-lettered, the one holding the checkpoint (nil when none is
 	// held).
 	HeadOfLine *HeadOfLine `json:"head_of_line,omitempty"`
-	// EventsReceived counts events handed to the dispatcher since start.
+	// EventsReceived counts events handed to the dispatcher since start
+	// (in Runner.Status: since the process started, across every watcher of
+	// the trigger — reloads that change it, pauses, controls, leases
+	// regained — until a reload removes it).
 	EventsReceived uint64 `json:"events_received"`
 	// LastEventTime is the clusterTime of the newest event received.
 	LastEventTime time.Time `json:"last_event_time,omitzero"`
@@ -128,7 +131,8 @@ type PartitionStatus struct {
 	HeadOfLine *HeadOfLine `json:"head_of_line,omitempty"`
 	// Circuit is its endpoint circuit (each partition has its own).
 	Circuit *dispatcher.CircuitStatus `json:"circuit,omitempty"`
-	// EventsReceived counts the events it read since start.
+	// EventsReceived counts the events it read since start (in
+	// Runner.Status: since the partition was created, across its watchers).
 	EventsReceived uint64 `json:"events_received"`
 	// LastEventTime is the clusterTime of the newest event it read.
 	LastEventTime time.Time `json:"last_event_time,omitzero"`

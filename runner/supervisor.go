@@ -87,8 +87,12 @@ type slot struct {
 	// has been applied and recorded (nil when none is).
 	ctl chan struct{}
 
-	last atomic.Pointer[Watcher]       // the newest watcher, for Status
-	err  atomic.Pointer[TriggerStatus] // status of a trigger whose dispatcher could not start
+	last atomic.Pointer[Watcher] // the newest watcher, for Status
+	// received counts the events read by the unit's earlier watchers (a
+	// new one starts after a reload change, a pause, a control or a lease
+	// regained), so that its events_received continues across them.
+	received uint64
+	err      atomic.Pointer[TriggerStatus] // status of a trigger whose dispatcher could not start
 }
 
 // instance is one run of a trigger's watcher.
@@ -180,6 +184,7 @@ func (r *Runner) startLocked(s *slot) {
 	inst := &instance{w: w, cancel: cancel, done: make(chan struct{})}
 	s.cur = inst
 	s.err.Store(nil)
+	s.retireLast()
 	s.last.Store(w)
 	r.wg.Go(func() {
 		defer close(inst.done)
@@ -211,24 +216,44 @@ func (s *slot) clearFailure() {
 	}
 }
 
+// retireLast adds the events the slot's newest watcher read, which has
+// stopped, to s.received before it is replaced; s.mu must be held.
+func (s *slot) retireLast() {
+	if w := s.last.Load(); w != nil {
+		s.received += w.eventsReceived()
+	}
+}
+
+// total is the number of events every watcher of the slot read; s.mu must
+// be held.
+func (s *slot) total() uint64 {
+	n := s.received
+	if w := s.last.Load(); w != nil {
+		n += w.eventsReceived()
+	}
+	return n
+}
+
 // status returns the slot's status without the delivery counters.
 func (s *slot) status() TriggerStatus {
 	s.mu.Lock()
 	t, pause, want, failed := s.t, s.pause, s.want, s.failed
+	last, received := s.last.Load(), s.received
 	s.mu.Unlock()
 	var st TriggerStatus
 	switch {
 	case !t.Enabled:
-		return TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateDisabled}
+		return TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateDisabled, EventsReceived: received}
 	case s.err.Load() != nil:
 		st = *s.err.Load()
-	case s.last.Load() != nil:
-		st = s.last.Load().Status()
+	case last != nil:
+		st = last.Status()
 	case !want:
 		st = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStopped}
 	default:
 		st = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting}
 	}
+	st.EventsReceived += received
 	if pause != nil {
 		p := *pause
 		st.State, st.Since, st.Paused = StatePaused, p.Since, &p

@@ -286,6 +286,14 @@ func watcherLogger(base *slog.Logger, t *triggers.Trigger) *slog.Logger {
 	return base.With("trigger", t.Name)
 }
 
+// eventsReceived is the number of events the watcher read (its status's
+// EventsReceived).
+func (w *Watcher) eventsReceived() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status.EventsReceived
+}
+
 // Status returns a snapshot of the trigger's state and counters, with its
 // head-of-line delivery. A running trigger whose head-of-line delivery is
 // failing shows StateRetrying (since its dispatcher's first failure), or
