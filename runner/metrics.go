@@ -29,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"trigger", "partition"}),
 		checkpointLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "changehook_checkpoint_lag_seconds",
-			Help: "Age of the oldest received event not yet covered by the trigger's saved checkpoint (0: caught up).",
+			Help: "Age of the oldest received event not yet covered by the trigger's saved checkpoint (0: caught up, or not running here; paused: the value at the pause).",
 		}, []string{"trigger", "partition"}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "changehook_trigger_up",

@@ -78,7 +78,9 @@ type TriggerStatus struct {
 	// CheckpointTime is when the checkpoint was last saved.
 	CheckpointTime time.Time `json:"checkpoint_time,omitzero"`
 	// CheckpointLag is the age of the oldest received event not yet covered
-	// by the saved checkpoint (0: caught up).
+	// by the saved checkpoint (0: caught up). In Runner.Status it is 0 once
+	// the trigger stopped running here (stopped, standby); a paused or
+	// failed trigger keeps the value it had when its watcher stopped.
 	CheckpointLag time.Duration `json:"checkpoint_lag_ns"`
 	// Deliveries counts finished deliveries by outcome (delivered,
 	// dead_lettered, failed). Filled in by Runner.Status (never nil there);

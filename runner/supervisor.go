@@ -198,6 +198,12 @@ func (r *Runner) startLocked(s *slot) {
 				s.failed = true
 			}
 		}
+		if s.pause == nil && !s.failed {
+			// Not held here (stopped, standby, restarting, shutting
+			// down): no event of it waits here, so its lag is not left
+			// at the value it had when it stopped.
+			w.clearLag()
+		}
 		if s.cur == inst {
 			s.cur = nil
 		}

@@ -1062,6 +1062,13 @@ func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
 	w.updateLag(w.clock.Now())
 }
 
+// clearLag sets the checkpoint lag to 0 (metric and status), for a watcher
+// that has stopped and whose trigger no longer runs here.
+func (w *Watcher) clearLag() {
+	w.lag.Set(0)
+	w.update(func(s *TriggerStatus) { s.CheckpointLag = 0 })
+}
+
 func (w *Watcher) updateLag(now time.Time) {
 	var lag time.Duration
 	if oldest, ok := w.pending.front(); ok {
