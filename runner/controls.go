@@ -146,6 +146,7 @@ func (r *Runner) skip(ctx context.Context, name, by, control string) (webhookID 
 		if err := sink.PutDeadLetter(ctx, dl); err != nil {
 			return err
 		}
+		r.countSkipDeadLetter(t.Name)
 		next := store.Checkpoint{Trigger: key, Token: bson.Raw(token), UpdatedAt: now, Control: control}
 		if ts, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
 			next.ClusterTime = bson.Timestamp{T: ts, I: i}
@@ -176,6 +177,26 @@ func (r *Runner) skip(ctx context.Context, name, by, control string) (webhookID 
 		}
 	}
 	return webhookID, already, err
+}
+
+// deadLetterCounter is what the dispatcher's metrics offer to count a dead
+// letter stored outside a dispatcher: DeadLettered counts one in
+// changehook_dead_letters_total and in
+// changehook_deliveries_total{outcome="dead_lettered"}, and in the
+// trigger's Counts (dead_letters and deliveries in /api/triggers), as a
+// dead letter a dispatcher stores is counted.
+type deadLetterCounter interface {
+	DeadLettered(trigger string)
+}
+
+// countSkipDeadLetter counts the dead letter skip stored for trigger like
+// one its dispatcher stores. It needs dispatcher.Metrics to implement
+// deadLetterCounter; until it does, the skipped event shows only in
+// dead_letters_current and changehook_dead_letters.
+func (r *Runner) countSkipDeadLetter(trigger string) {
+	if c, ok := any(r.dmet).(deadLetterCounter); ok {
+		c.DeadLettered(trigger)
+	}
 }
 
 // largeFieldsText names largeFields for messages.

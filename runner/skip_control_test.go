@@ -2,13 +2,20 @@ package runner_test
 
 import (
 	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // TestSkipRequestAppliedBeforeIsNotRepeated: a skip request whose id the
@@ -61,4 +68,92 @@ func TestSkipRequestAppliedBeforeIsNotRepeated(t *testing.T) {
 		t.Fatalf("checkpoint control %q (%v), want the new request's id", cp.Control, err)
 	}
 	release()
+}
+
+// logRecorder is a log destination the test reads while the runner writes.
+type logRecorder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logRecorder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logRecorder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSkipCountsItsDeadLetter: skipping the head-of-line event of a
+// trigger without dead letters (the endpoint answers 410) logs the
+// delivery it cuts off at INFO, as part of the restart and not as an
+// unfinished shutdown, and counts the dead letter like one a dispatcher
+// stores: dead_letters, deliveries{dead_lettered} and
+// changehook_dead_letters_total are 1.
+func TestSkipCountsItsDeadLetter(t *testing.T) {
+	client := startDB(t, devdb.Options{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusGone)
+	}))
+	t.Cleanup(hook.Close)
+	cfg := parseTrigger(t, `
+triggers:
+  - name: strict
+    database: shop
+    collection: a
+    dead_letter: false
+    retry: { initial_backoff: 10ms, max_backoff: 10ms }
+    circuit: { failures: 0, open_on: [] }
+    webhook: { url: "${HOOK_URL}" }
+`, hook.URL)
+	var logs logRecorder
+	reg := prometheus.NewRegistry()
+	r, err := runner.New(cfg, client, store.New(client, stateDB), runner.Options{Registry: reg,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitFor(t, "trigger ready", r.Ready)
+	insert(t, client.Database("shop").Collection("a"), bson.D{{Key: "_id", Value: int32(1)}})
+	waitFor(t, "the event held", func() bool { return statusOf(t, r, "strict").HeadOfLine != nil })
+	sctx, scancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer scancel()
+	if _, err := r.Skip(sctx, "strict", "test"); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if strings.Contains(out, "deliveries unfinished at shutdown") {
+		t.Errorf("the skip's restart was logged as an unfinished shutdown:\n%s", out)
+	}
+	if !strings.Contains(out, `level=INFO msg="in-flight deliveries cut off by a control or reload; they are delivered again when the trigger restarts"`) {
+		t.Errorf("no INFO line for the delivery the skip cut off:\n%s", out)
+	}
+
+	if _, ok := any(&dispatcher.Metrics{}).(interface{ DeadLettered(trigger string) }); !ok {
+		t.Skip("dispatcher.Metrics has no DeadLettered method yet: the runner cannot count the skip's dead letter")
+	}
+	st := statusOf(t, r, "strict")
+	if st.DeadLetters != 1 || st.Deliveries[dispatcher.OutcomeDeadLettered] != 1 || st.DeadLettersCurrent != 1 {
+		t.Errorf("after the skip: dead_letters %d, deliveries %v, dead_letters_current %d; want 1 dead-lettered each",
+			st.DeadLetters, st.Deliveries, st.DeadLettersCurrent)
+	}
+	if v, ok := metricValue(t, reg, "changehook_dead_letters_total", map[string]string{"trigger": "strict"}); !ok || v != 1 {
+		t.Errorf("changehook_dead_letters_total = %v (present %v), want 1", v, ok)
+	}
+	if v, ok := metricValue(t, reg, "changehook_deliveries_total", map[string]string{"trigger": "strict", "outcome": "dead_lettered"}); !ok || v != 1 {
+		t.Errorf(`changehook_deliveries_total{outcome="dead_lettered"} = %v (present %v), want 1`, v, ok)
+	}
 }

@@ -119,6 +119,10 @@ func (r *Runner) reconcile(s *slot) {
 	if s.cur != nil {
 		if !r.shouldRun(s) && !s.cur.stopping {
 			s.cur.stopping = true
+			// Stopped only to be held by a control or a reload (not
+			// disabled, unwanted, paused or failed): it starts again as
+			// soon as that is done.
+			s.cur.w.restarting.Store(s.t.Enabled && s.want && s.pause == nil && !s.failed)
 			s.cur.cancel()
 		}
 		return

@@ -201,6 +201,12 @@ type Watcher struct {
 	received metricCounter
 	lag      metricGauge
 
+	// restarting is set when the watcher is stopped to be started again
+	// at once (a control such as skip, resume --from or redeliver, or a
+	// reload, holds the trigger): deliveries its shutdown cuts off are
+	// then part of the restart, not an unfinished shutdown.
+	restarting atomic.Bool
+
 	mu     sync.Mutex
 	status TriggerStatus
 }
@@ -1100,7 +1106,10 @@ func (w *Watcher) shutdown(ctx context.Context) {
 	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	closeErr := w.disp.Close(graceCtx)
 	cancel()
-	if closeErr != nil {
+	switch {
+	case closeErr != nil && w.restarting.Load():
+		w.log.Info("in-flight deliveries cut off by a control or reload; they are delivered again when the trigger restarts", "error", closeErr)
+	case closeErr != nil:
 		w.log.Warn("deliveries unfinished at shutdown; they will be redelivered after restart", "error", closeErr)
 	}
 	if closeErr == nil {
