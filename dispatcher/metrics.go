@@ -267,6 +267,16 @@ func (m *Metrics) deadLettered(trigger string) {
 	c.Inc()
 }
 
+// DeadLettered counts one dead letter of trigger stored outside a
+// dispatcher (changehook skip): in changehook_dead_letters_total, in
+// changehook_deliveries_total{outcome="dead_lettered"} (without a
+// duration) and in the trigger's Counts, as a dead letter a dispatcher
+// stores is counted.
+func (m *Metrics) DeadLettered(trigger string) {
+	m.deadLettered(trigger)
+	m.delivery(trigger, OutcomeDeadLettered, -1)
+}
+
 // batchSplit records a batch request of trigger refused as too large and
 // sent again as two.
 func (m *Metrics) batchSplit(trigger string) {

@@ -179,25 +179,9 @@ func (r *Runner) skip(ctx context.Context, name, by, control string) (webhookID 
 	return webhookID, already, err
 }
 
-// deadLetterCounter is what the dispatcher's metrics offer to count a dead
-// letter stored outside a dispatcher: DeadLettered counts one in
-// changehook_dead_letters_total and in
-// changehook_deliveries_total{outcome="dead_lettered"}, and in the
-// trigger's Counts (dead_letters and deliveries in /api/triggers), as a
-// dead letter a dispatcher stores is counted.
-type deadLetterCounter interface {
-	DeadLettered(trigger string)
-}
-
 // countSkipDeadLetter counts the dead letter skip stored for trigger like
-// one its dispatcher stores. It needs dispatcher.Metrics to implement
-// deadLetterCounter; until it does, the skipped event shows only in
-// dead_letters_current and changehook_dead_letters.
-func (r *Runner) countSkipDeadLetter(trigger string) {
-	if c, ok := any(r.dmet).(deadLetterCounter); ok {
-		c.DeadLettered(trigger)
-	}
-}
+// one its dispatcher stores.
+func (r *Runner) countSkipDeadLetter(trigger string) { r.dmet.DeadLettered(trigger) }
 
 // largeFieldsText names largeFields for messages.
 const largeFieldsText = "fullDocument, fullDocumentBeforeChange and updateDescription"
