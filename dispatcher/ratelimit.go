@@ -19,7 +19,10 @@ type Limiters struct {
 // NewLimiters returns an empty set of shared limiters.
 func NewLimiters() *Limiters { return &Limiters{m: map[string]*rate.Limiter{}} }
 
-// For returns ep's shared limiter, creating it on first use.
+// For returns ep's shared limiter, creating it on first use. A limiter
+// whose rate or burst differs from ep's (the endpoint's rate_limit changed
+// by a reload) takes ep's in place, so that every trigger drawing from it,
+// restarted by the reload or not, follows the new limit at once.
 func (l *Limiters) For(ep *triggers.Endpoint) *rate.Limiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -27,6 +30,13 @@ func (l *Limiters) For(ep *triggers.Endpoint) *rate.Limiter {
 	if !ok {
 		lim = newLimiter(ep.RateLimit)
 		l.m[ep.Name] = lim
+		return lim
+	}
+	if limit := rate.Limit(ep.RateLimit.PerSecond); lim.Limit() != limit {
+		lim.SetLimit(limit)
+	}
+	if burst := max(ep.RateLimit.Burst, 1); lim.Burst() != burst {
+		lim.SetBurst(burst)
 	}
 	return lim
 }

@@ -94,3 +94,24 @@ func TestRateLimitBackpressureNeverDrops(t *testing.T) {
 		t.Fatalf("60 events at 5/s took %s of fake time, want about 12s", el)
 	}
 }
+
+// TestLimitersFollowAReload: asked again for an endpoint whose rate_limit
+// changed (a reload), the shared limiter takes the new rate and burst in
+// place — the limiter every trigger already holds — and one of the same
+// rate is left as it is.
+func TestLimitersFollowAReload(t *testing.T) {
+	lims := NewLimiters()
+	ep := &triggers.Endpoint{Name: "crm", RateLimit: triggers.RateLimit{PerSecond: 1, Burst: 1}}
+	held := lims.For(ep)
+	if got := lims.For(&triggers.Endpoint{Name: "crm", RateLimit: triggers.RateLimit{PerSecond: 1, Burst: 1}}); got != held {
+		t.Fatal("the same endpoint got a second limiter")
+	}
+	lims.For(&triggers.Endpoint{Name: "crm", RateLimit: triggers.RateLimit{PerSecond: 100, Burst: 20}})
+	if held.Limit() != 100 || held.Burst() != 20 {
+		t.Fatalf("after the reload the held limiter allows %v/s, burst %d; want 100/s, burst 20", held.Limit(), held.Burst())
+	}
+	lims.For(&triggers.Endpoint{Name: "crm", RateLimit: triggers.RateLimit{PerSecond: 0.5}})
+	if held.Limit() != 0.5 || held.Burst() != 1 {
+		t.Fatalf("after a second reload: %v/s, burst %d; want 0.5/s, burst 1", held.Limit(), held.Burst())
+	}
+}
