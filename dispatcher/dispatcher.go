@@ -292,7 +292,8 @@ func (d *Dispatcher) Idle() bool { return d.tracker.Held() == 0 && !d.payload.ha
 
 // Close stops accepting events and lets the admitted ones finish until ctx
 // is done (the grace period); then it cancels the remaining deliveries,
-// which are not marked done, and waits for the workers to exit. It returns
+// which are not marked done, waits for the workers to exit and closes the
+// webhook connections it kept open. It returns
 // nil when everything finished within the grace period, otherwise an error
 // wrapping ctx's error. Calling Close again waits for the first Close.
 func (d *Dispatcher) Close(ctx context.Context) error {
@@ -318,6 +319,7 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	}
 	d.cancelRun()
 	<-d.stopped
+	d.sender.closeIdle()
 	return graceErr
 }
 

@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -721,5 +723,49 @@ func TestMetricsDeliveryBatchMatchesDelivery(t *testing.T) {
 	}
 	if c1, c2 := one.Counts("orders"), batch.Counts("orders"); !maps.Equal(c1.Deliveries, c2.Deliveries) {
 		t.Fatalf("batch counts %v, want %v", c2.Deliveries, c1.Deliveries)
+	}
+}
+
+// TestCloseClosesIdleConnections: a closed dispatcher (a pause, a reload, a
+// lease handoff) closes the keep-alive connections it opened, through the
+// direct transport and through net/http alike, instead of leaving them to
+// their idle timeout while its successor opens its own.
+func TestCloseClosesIdleConnections(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{{"direct transport", nil}, {"net/http", []Option{withNetHTTPOnly()}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var open atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				switch s {
+				case http.StateNew:
+					open.Add(1)
+				case http.StateClosed, http.StateHijacked:
+					open.Add(-1)
+				}
+			}
+			srv.Start()
+			t.Cleanup(srv.Close)
+			trig := &triggers.Trigger{Name: "orders", Webhook: triggers.Webhook{URL: srv.URL}, Ordering: triggers.None, Concurrency: 4}
+			d := newTestDispatcher(t, trig, &memSink{}, tc.opts...)
+			for i := range 40 {
+				if err := d.Submit(context.Background(), testEvent(t, i, fmt.Sprint(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			closeWithin(t, d, 10*time.Second)
+			deadline := time.Now().Add(10 * time.Second)
+			for open.Load() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d webhook connections still open after Close", open.Load())
+				}
+				runtime.Gosched()
+			}
+		})
 	}
 }

@@ -79,8 +79,9 @@ type Sender struct {
 	log         *slog.Logger
 	metrics     *Metrics
 	http        *http.Client
-	timeout     time.Duration // webhook.timeout put on each attempt's context (0: none, or the transport applies it)
-	viaClient   bool          // send through http.Client (see send)
+	owned       []http.RoundTripper // the transports newSender built (not WithHTTPClient's): closeIdle closes their idle connections
+	timeout     time.Duration       // webhook.timeout put on each attempt's context (0: none, or the transport applies it)
+	viaClient   bool                // send through http.Client (see send)
 	checkRetry  CheckRetry
 	rules       CheckRetry // the trigger's own status rules
 	backoff     Backoff
@@ -207,6 +208,9 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		tlsConf = w.TLS.ClientConfig()
 	}
 	s.http, s.timeout = httpClient(o.httpClient, u, conc, w.Timeout, guard, tlsConf, !o.netHTTPOnly)
+	if o.httpClient == nil {
+		s.owned = append(s.owned, s.http.Transport)
+	}
 	s.viaClient = s.http.Jar != nil || u.User != nil || o.netHTTPOnly
 	_, s.directBody = s.http.Transport.(*directTransport)
 	if o.wrapRT != nil {
@@ -225,6 +229,7 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		if o.httpClient == nil {
 			hc, _ := httpClient(nil, u, 1, 0, guard, tokenTLS, false)
 			tr = hc.Transport
+			s.owned = append(s.owned, tr)
 		}
 		s.tokens = newTokenSource(w.Auth.OAuth2, tr, w.Timeout, s.retry)
 	}
@@ -268,6 +273,19 @@ func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.He
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Changehook-Trigger", trigger)
 	return h, nil
+}
+
+// closeIdle closes the idle connections of the transports the Sender built
+// for itself (a client given with WithHTTPClient is the caller's): a
+// dispatcher that stops — a pause, a reload, a lease handoff — does not
+// leave its keep-alive connections open until their idle timeout while
+// its successor opens its own.
+func (s *Sender) closeIdle() {
+	for _, rt := range s.owned {
+		if ci, ok := rt.(interface{ CloseIdleConnections() }); ok {
+			ci.CloseIdleConnections()
+		}
+	}
 }
 
 // httpClient returns the client deliveries to u use: a copy of base (or of
