@@ -112,20 +112,7 @@ triggers:
 `, hook.URL)
 	var logs logRecorder
 	reg := prometheus.NewRegistry()
-	r, err := runner.New(cfg, client, store.New(client, stateDB), runner.Options{Registry: reg,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	r := startRunner(t, cfg, client, runner.Options{Registry: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil)), ShutdownGrace: 50 * time.Millisecond})
 	waitFor(t, "trigger ready", r.Ready)
 	insert(t, client.Database("shop").Collection("a"), bson.D{{Key: "_id", Value: int32(1)}})
 	waitFor(t, "the event held", func() bool { return statusOf(t, r, "strict").HeadOfLine != nil })

@@ -17,7 +17,9 @@ import (
 // startRunner runs a Runner for cfg until the test ends.
 func startRunner(t *testing.T, cfg *triggers.Config, client *mongo.Client, opts runner.Options) *runner.Runner {
 	t.Helper()
-	opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	}
 	opts.CheckpointInterval = 20 * time.Millisecond
 	if opts.ShutdownGrace == 0 {
 		opts.ShutdownGrace = 5 * time.Second
