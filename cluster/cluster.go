@@ -105,6 +105,10 @@ type Manager struct {
 	keys    map[string]*keyState // every key a runner awaits or owns
 	members []store.Member       // live members as last read
 	drift   map[string]bool      // triggers this instance does not run because its definition is in the minority
+	// parts is the number of partitions (1: not partitioned) of every
+	// configured trigger, enabled or not: the units whose lease series
+	// are exported.
+	parts   map[string]int
 	wake    chan struct{}
 	stopped bool
 	// checkedPrevious: the previous process with this instance id was
@@ -212,6 +216,7 @@ func New(st Store, cfg *triggers.Config, opts Options) (*Manager, error) {
 		met:   newMetrics(opts.Registry),
 		keys:  map[string]*keyState{},
 		drift: map[string]bool{},
+		parts: partitionCounts(cfg),
 		wake:  make(chan struct{}, 1),
 	}
 	return m, nil
@@ -312,8 +317,8 @@ func (o *Ownership) Release(ctx context.Context) {
 			delete(m.keys, o.key)
 		}
 	}
+	m.leaseOwned(o, false)
 	m.mu.Unlock()
-	m.met.owned(o.trigger, o.part, false)
 	if lost {
 		return
 	}
@@ -321,7 +326,9 @@ func (o *Ownership) Release(ctx context.Context) {
 		m.log.Warn("cannot release lease; it will expire", "key", o.key, "error", err)
 		return
 	}
-	m.met.transition(o.trigger, o.part, "released")
+	m.mu.Lock()
+	m.leaseTransition(o, "released")
+	m.mu.Unlock()
 	m.log.Info("lease released", "key", o.key, "epoch", o.fence.Epoch)
 	m.poke()
 }
@@ -665,11 +672,38 @@ func (m *Manager) acquire(ctx, opCtx context.Context, key string) {
 		ctx: octx, cancel: cancel, expires: sent.Add(m.opts.LeaseTTL - m.margin)}
 	ks.own = o
 	ks.deliver <- o
+	m.leaseOwned(o, true)
+	m.leaseTransition(o, "acquired")
 	m.mu.Unlock()
-	m.met.owned(o.trigger, o.part, true)
-	m.met.transition(o.trigger, o.part, "acquired")
 	m.log.Info("lease acquired", "key", key, "epoch", l.Epoch)
 	go o.watchdog()
+}
+
+// leaseOwned sets o's changehook_lease_owned series while o's unit is one
+// of the configured triggers' units: SetTriggers deletes the series of the
+// others, and an ownership that is released or lost only after the reload
+// (its lease loop stopped late) must not create them again. m.mu must be
+// held: SetTriggers deletes under it, so a write comes either before the
+// deletion or after the unit is gone.
+func (m *Manager) leaseOwned(o *Ownership, on bool) {
+	if m.configured(o) {
+		m.met.owned(o.trigger, o.part, on)
+	}
+}
+
+// leaseTransition counts o's lease transition of kind, on the terms of
+// leaseOwned. m.mu must be held.
+func (m *Manager) leaseTransition(o *Ownership, kind string) {
+	if m.configured(o) {
+		m.met.transition(o.trigger, o.part, kind)
+	}
+}
+
+// configured reports whether o's unit is a unit of the configured
+// triggers, in their current partitioning. m.mu must be held.
+func (m *Manager) configured(o *Ownership) bool {
+	n, ok := m.parts[o.trigger]
+	return ok && Key(o.trigger, o.part, n) == o.key
 }
 
 // renewAll renews every held lease; a lease that is lost fences its owner.
@@ -731,8 +765,10 @@ func (o *Ownership) fenced(why string) {
 	}
 	o.lost = true
 	o.mu.Unlock()
-	o.m.met.owned(o.trigger, o.part, false)
-	o.m.met.transition(o.trigger, o.part, "lost")
+	o.m.mu.Lock()
+	o.m.leaseOwned(o, false)
+	o.m.leaseTransition(o, "lost")
+	o.m.mu.Unlock()
 	o.m.log.Warn("self-fenced: stopped reading and delivering; no checkpoint will be written", "key", o.key,
 		"epoch", o.fence.Epoch, "reason", why)
 	o.cancel(ErrFenced)
@@ -748,7 +784,9 @@ func (o *Ownership) handoff() {
 	}
 	o.stopped = true
 	o.mu.Unlock()
-	o.m.met.transition(o.trigger, o.part, "handoff")
+	o.m.mu.Lock()
+	o.m.leaseTransition(o, "handoff")
+	o.m.mu.Unlock()
 	o.m.log.Info("handing lease off to the preferred member: draining", "key", o.key)
 	o.cancel(ErrHandoff)
 }

@@ -134,7 +134,10 @@ func (d *Driver) drive(ctx context.Context, name string, i, n int, key string) {
 
 // SetTriggers replaces the trigger definitions this member announces
 // (their hashes decide which member runs what when definitions differ)
-// after a configuration reload; the next heartbeat publishes them.
+// after a configuration reload; the next heartbeat publishes them. It
+// deletes the lease, transition and drift series of the triggers cfg
+// removed, and the per-partition series of those whose partitions it
+// changed; the caller has stopped their lease loops first (Retain).
 func (m *Manager) SetTriggers(cfg *triggers.Config) {
 	hashes := map[string]string{}
 	for _, t := range cfg.Triggers {
@@ -149,6 +152,26 @@ func (m *Manager) SetTriggers(cfg *triggers.Config) {
 			delete(m.drift, name)
 		}
 	}
+	parts := partitionCounts(cfg)
+	for name, n := range m.parts {
+		switch now, ok := parts[name]; {
+		case !ok:
+			m.met.forget(name)
+		case now != n:
+			m.met.forgetPartitions(name)
+		}
+	}
+	m.parts = parts
 	m.mu.Unlock()
 	m.poke()
+}
+
+// partitionCounts returns the number of partitions (1: not partitioned)
+// of every trigger of cfg.
+func partitionCounts(cfg *triggers.Config) map[string]int {
+	parts := make(map[string]int, len(cfg.Triggers))
+	for _, t := range cfg.Triggers {
+		parts[t.Name] = max(t.Partitions, 1)
+	}
+	return parts
 }

@@ -65,3 +65,18 @@ func (m *clusterMetrics) setDrift(trigger string, on bool) {
 	}
 	m.drift.WithLabelValues(trigger).Set(v)
 }
+
+// forget deletes trigger's series (a trigger a reload removed).
+func (m *clusterMetrics) forget(trigger string) {
+	m.forgetPartitions(trigger)
+	m.drift.DeleteLabelValues(trigger)
+}
+
+// forgetPartitions deletes trigger's per-partition series (a reload changed
+// its partitions): partition "0" of the new partitioning is another unit
+// than partition "0" of the old one, so its series start at zero.
+func (m *clusterMetrics) forgetPartitions(trigger string) {
+	l := prometheus.Labels{"trigger": trigger}
+	m.leaseOwned.DeletePartialMatch(l)
+	m.transitions.DeletePartialMatch(l)
+}
