@@ -41,6 +41,24 @@ func (l *Limiters) For(ep *triggers.Endpoint) *rate.Limiter {
 	return lim
 }
 
+// Retain drops the limiters of the endpoints that cfg no longer names (a
+// reload removed them), so that the set does not grow with every name ever
+// configured. The limiters of the names cfg keeps stay as they are, with
+// their tokens; For brings them to a changed rate_limit.
+func (l *Limiters) Retain(cfg *triggers.Config) {
+	keep := make(map[string]bool, len(cfg.Endpoints))
+	for _, ep := range cfg.Endpoints {
+		keep[ep.Name] = true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name := range l.m {
+		if !keep[name] {
+			delete(l.m, name)
+		}
+	}
+}
+
 // WithLimiters shares the endpoints' rate limiters through l (a Runner
 // passes one to every dispatcher). Without it a Sender whose webhook
 // matches an endpoint gets a limiter of its own with the endpoint's rate.

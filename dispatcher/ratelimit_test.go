@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/triggers"
+	"golang.org/x/time/rate"
 )
 
 // TestRateLimitMeasuredOnFakeClock sends as fast as the limiter allows for
@@ -113,5 +115,47 @@ func TestLimitersFollowAReload(t *testing.T) {
 	lims.For(&triggers.Endpoint{Name: "crm", RateLimit: triggers.RateLimit{PerSecond: 0.5}})
 	if held.Limit() != 0.5 || held.Burst() != 1 {
 		t.Fatalf("after a second reload: %v/s, burst %d; want 0.5/s, burst 1", held.Limit(), held.Burst())
+	}
+}
+
+// TestLimitersRetainConfiguredEndpoints: after a reload, the limiters of
+// the endpoints the configuration no longer names are dropped (asked
+// again, the name gets a new limiter), and those of the names it keeps
+// are the limiters the triggers already hold.
+func TestLimitersRetainConfiguredEndpoints(t *testing.T) {
+	tests := []struct {
+		name string
+		kept []string // the endpoints the reloaded configuration names
+	}{
+		{"one removed", []string{"crm"}},
+		{"every one removed", nil},
+		{"none removed", []string{"crm", "erp"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lims := NewLimiters()
+			eps := map[string]*triggers.Endpoint{}
+			held := map[string]*rate.Limiter{}
+			for _, name := range []string{"crm", "erp"} {
+				eps[name] = &triggers.Endpoint{Name: name, RateLimit: triggers.RateLimit{PerSecond: 1, Burst: 1}}
+				held[name] = lims.For(eps[name])
+			}
+			cfg := &triggers.Config{}
+			for _, name := range tc.kept {
+				cfg.Endpoints = append(cfg.Endpoints, eps[name])
+			}
+			lims.Retain(cfg)
+			if len(lims.m) != len(tc.kept) {
+				t.Fatalf("%d limiters after the reload, want %d", len(lims.m), len(tc.kept))
+			}
+			for name, ep := range eps {
+				switch kept, same := slices.Contains(tc.kept, name), lims.For(ep) == held[name]; {
+				case kept && !same:
+					t.Errorf("%s is still configured, yet asked again it got a new limiter", name)
+				case !kept && same:
+					t.Errorf("%s was removed, yet asked again it got the limiter it had", name)
+				}
+			}
+		})
 	}
 }

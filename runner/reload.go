@@ -167,6 +167,9 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	}
 	r.cfg = cfg
 	r.mu.Unlock()
+	// The triggers still drawing from a removed endpoint's limiter were
+	// stopped or restarted above (their definition changed with it).
+	r.limits.Retain(cfg)
 	for _, s := range added {
 		s.mu.Lock()
 		r.reconcile(s)
