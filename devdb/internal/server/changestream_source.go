@@ -226,19 +226,16 @@ func (cs *changeStreamSource) NextBatch(ctx context.Context, n, maxBytes int, aw
 	}
 	for {
 		if err := cs.fill(n, maxBytes); err != nil {
+			// Whatever failed (an event too large, the user's pipeline on
+			// one event, history lost, the oplog read): as MongoDB, whose
+			// getMore (and aggregate) abandons the batch it was building,
+			// the command fails and the events queued before the failing
+			// one are not returned either. The client's resume token stays
+			// at the last batch it received, so a resumed stream reads them
+			// again.
 			cs.failed = err
-			var me *mongoerr.Error
-			if len(cs.queue) == 0 || errors.As(err, &me) && me.Code == mongoerr.BSONObjectTooLarge {
-				// An event too large to return: as MongoDB, whose getMore
-				// (and aggregate) abandons the batch it was building, the
-				// events queued before it are not returned either.
-				cs.queue, cs.queueBytes = nil, 0
-				return nil, true, err
-			}
-			// Return the events before the failing one; the next call
-			// reports the error.
-			docs, _ := cs.take(n, maxBytes)
-			return docs, false, nil
+			cs.queue, cs.queueBytes = nil, 0
+			return nil, true, err
 		}
 		if len(cs.queue) > 0 || cs.done || await <= 0 || timedOut {
 			// After a wait that ended with nothing matching, the reply
