@@ -287,7 +287,8 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 
 	src, err := newChangeStreamSource(s, scope, db, coll, spec, userPipeline)
 	if err != nil {
-		return nil, err
+		// History lost: MongoDB finds out while reading the first batch.
+		return nil, withExecutorContext(err, "PlanExecutor error during aggregation")
 	}
 	if src.matchOnly {
 		src.matchFields, src.matchPartial = matchFieldsOf(pipeline[1:])

@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"bytes"
+	"errors"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -66,4 +68,79 @@ func TestChangeStreamBatchAbandonedOnError(t *testing.T) {
 	if code := csCode(one.Err()); code != 2 {
 		t.Fatalf("getMore error %v (code %d), want BadValue (2)", one.Err(), code)
 	}
+}
+
+// TestChangeStreamExecutorErrorContext: every error raised while a change
+// stream's batch is built carries the context MongoDB adds to executor
+// errors — "Executor error during getMore :: caused by :: " on a getMore,
+// "PlanExecutor error during aggregation :: caused by :: " on the
+// aggregate — not only BSONObjectTooLarge; the code and labels are kept.
+// That includes a resume point no longer in the oplog and a resume token
+// that is not found, which MongoDB detects while reading the first batch.
+func TestChangeStreamExecutorErrorContext(t *testing.T) {
+	t.Parallel()
+	const (
+		getMoreCtx = "Executor error during getMore :: caused by :: "
+		aggCtx     = "PlanExecutor error during aggregation :: caused by :: "
+	)
+	check := func(t *testing.T, what string, err error, code int, wantPrefix, wantMsg string, label string) {
+		t.Helper()
+		var ce mongo.CommandError
+		if !errors.As(err, &ce) {
+			t.Fatalf("%s: %v, want a command error %d", what, err, code)
+		}
+		if int(ce.Code) != code || ce.Message != wantPrefix+wantMsg {
+			t.Errorf("%s: (%d) %q, want (%d) %q", what, ce.Code, ce.Message, code, wantPrefix+wantMsg)
+		}
+		if label != "" && !ce.HasErrorLabel(label) {
+			t.Errorf("%s: labels %v, want %s", what, ce.Labels, label)
+		}
+	}
+
+	t.Run("pipeline error", func(t *testing.T) {
+		t.Parallel()
+		_, client := csStart(t, server.Options{})
+		ctx := csCtx(t)
+		coll := client.Database("ctx").Collection("c")
+		div := mongo.Pipeline{{{Key: "$addFields", Value: bson.D{{Key: "q", Value: bson.D{{Key: "$divide", Value: bson.A{int32(1), "$fullDocument.n"}}}}}}}}
+		cs := csWatch(t, coll, div, nil)
+		start := cs.ResumeToken()
+		mustDo(t, func() error {
+			_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: int32(1)}, {Key: "n", Value: int32(0)}})
+			return err
+		})
+		if cs.Next(ctx) {
+			t.Fatalf("read %s, want an error", cs.Current)
+		}
+		check(t, "getMore", cs.Err(), 2, getMoreCtx, "can't $divide by zero", "")
+		_, err := coll.Watch(ctx, div, options.ChangeStream().SetResumeAfter(start))
+		check(t, "aggregate", err, 2, aggCtx, "can't $divide by zero", "")
+	})
+
+	t.Run("resume token not found", func(t *testing.T) {
+		t.Parallel()
+		_, client := csStart(t, server.Options{})
+		ctx := csCtx(t)
+		db := client.Database("ctx")
+		a := csWatch(t, db.Collection("a"), nil, nil)
+		mustDo(t, func() error {
+			_, err := db.Collection("a").InsertOne(ctx, bson.D{{Key: "_id", Value: int32(1)}})
+			return err
+		})
+		tok := csGet(csNext(t, a), "_id")
+		_, err := db.Collection("b").Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(tok))
+		var ce mongo.CommandError
+		if !errors.As(err, &ce) || ce.Code != 280 || !strings.HasPrefix(ce.Message, aggCtx+"cannot resume stream; the resume token was not found. ") {
+			t.Errorf("resume on another collection: %v, want ChangeStreamFatalError (280) after %q", err, aggCtx)
+		}
+	})
+
+	t.Run("history lost", func(t *testing.T) {
+		t.Parallel()
+		_, client := csStart(t, server.Options{})
+		ctx := csCtx(t)
+		early := bson.Timestamp{T: 1, I: 1}
+		_, err := client.Database("ctx").Collection("c").Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetStartAtOperationTime(&early))
+		check(t, "aggregate", err, 286, aggCtx, "Resume of change stream was not possible, as the resume point may no longer be in the oplog.", "NonResumableChangeStreamError")
+	})
 }
