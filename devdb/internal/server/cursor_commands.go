@@ -19,8 +19,8 @@ func (s *Server) registerCursorCommands() {
 
 // cmdGetMore answers {getMore: <long>, collection, batchSize?, maxTimeMS?}
 // with {cursor: {nextBatch, <ReplyFields>, id, ns}}. An awaitable cursor
-// waits up to maxTimeMS (default 1s) for data and stays open on an empty
-// batch; any cursor is closed when exhausted or when the batch fails.
+// waits up to maxTimeMS (1s when absent) for data and stays open on an
+// empty batch; any cursor is closed when exhausted or when the batch fails.
 func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 	id, ok := req.Body[0].Value.(int64)
 	if !ok {
@@ -54,7 +54,10 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 		if n < 0 || n > math.MaxInt32 {
 			return nil, mongoerr.Errorf(mongoerr.BadValue, "%d value for maxTimeMS is out of range [0, %d]", n, math.MaxInt32)
 		}
-		maxTime, hasMaxTime = time.Duration(n)*time.Millisecond, n > 0
+		// Present is what counts, as on MongoDB: 0 on an awaitable cursor
+		// waits not at all (not the 1 s default), and on any other cursor
+		// is refused like any maxTimeMS.
+		maxTime, hasMaxTime = time.Duration(n)*time.Millisecond, true
 	}
 	ns := req.DB + "." + coll
 	c, cctx, err := s.cursors.pin(ctx, id, ns)

@@ -160,6 +160,7 @@ func TestGetMoreErrors(t *testing.T) {
 		{name: "collection not a string", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: 1}}, code: mongoerr.TypeMismatch},
 		{name: "negative batchSize", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "batchSize", Value: -1}}, code: mongoerr.BadValue},
 		{name: "maxTimeMS on a non-awaitable cursor", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "maxTimeMS", Value: 100}}, code: mongoerr.BadValue},
+		{name: "maxTimeMS 0 on a non-awaitable cursor", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "maxTimeMS", Value: 0}}, code: mongoerr.BadValue},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -306,6 +307,9 @@ func TestAwaitableCursor(t *testing.T) {
 		{maxTimeMS: nil, want: time.Second},
 		{maxTimeMS: int64(250), want: 250 * time.Millisecond},
 		{maxTimeMS: int32(5), want: 5 * time.Millisecond},
+		// An explicit 0 is a zero wait (MongoDB's maxTimeMS.value_or(1000)),
+		// not the default.
+		{maxTimeMS: int64(0), want: 0},
 	} {
 		cmd := bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}}
 		if tc.maxTimeMS != nil {
