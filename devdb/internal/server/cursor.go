@@ -76,16 +76,21 @@ func (m *cursorManager) register(ns string, src CursorSource, opts CursorOptions
 
 // pin marks the cursor id on namespace ns in use by a getMore and returns it
 // with a context (derived from ctx) that killCursors cancels. The caller must
-// call unpin.
+// call unpin. As on MongoDB, which finds a cursor by its id alone, a cursor
+// of another namespace is Unauthorized (13), not CursorNotFound (43), and
+// stays open.
 func (m *cursorManager) pin(ctx context.Context, id int64, ns string) (*cursor, context.Context, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c, ok := m.cursors[id]
-	if !ok || c.ns != ns {
+	if !ok {
 		return nil, nil, mongoerr.Errorf(mongoerr.CursorNotFound, "cursor id %d not found", id)
 	}
 	if c.inUse {
 		return nil, nil, mongoerr.Errorf(mongoerr.CursorInUse, "cursor id %d is already in use", id)
+	}
+	if c.ns != ns {
+		return nil, nil, mongoerr.Errorf(mongoerr.Unauthorized, "Requested getMore on namespace '%s', but cursor belongs to a different namespace %s", ns, c.ns)
 	}
 	c.inUse = true
 	cctx, cancel := context.WithCancel(ctx)

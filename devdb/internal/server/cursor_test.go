@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -154,7 +156,7 @@ func TestGetMoreErrors(t *testing.T) {
 		code mongoerr.Code
 	}{
 		{name: "unknown id", cmd: bson.D{{Key: "getMore", Value: id + 1}, {Key: "collection", Value: "c"}}, code: mongoerr.CursorNotFound},
-		{name: "wrong collection", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "other"}}, code: mongoerr.CursorNotFound},
+		{name: "wrong collection", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "other"}}, code: mongoerr.Unauthorized},
 		{name: "id not a long", cmd: bson.D{{Key: "getMore", Value: int32(1)}, {Key: "collection", Value: "c"}}, code: mongoerr.TypeMismatch},
 		{name: "missing collection", cmd: bson.D{{Key: "getMore", Value: id}}, code: mongoerr.IDLMissingField},
 		{name: "collection not a string", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: 1}}, code: mongoerr.TypeMismatch},
@@ -170,7 +172,11 @@ func TestGetMoreErrors(t *testing.T) {
 	}
 	t.Run("other database", func(t *testing.T) {
 		_, err := runCommand(t, c, "otherdb", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}})
-		wantCode(t, err, mongoerr.CursorNotFound, "CursorNotFound")
+		wantCode(t, err, mongoerr.Unauthorized, "Unauthorized")
+		var ce mongo.CommandError
+		if want := "Requested getMore on namespace 'otherdb.c', but cursor belongs to a different namespace test.c"; !errors.As(err, &ce) || ce.Message != want {
+			t.Errorf("message %v, want %q", err, want)
+		}
 	})
 	// None of the failures above consumed or killed the cursor.
 	more := mustRun(t, c, "test", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}})
