@@ -36,6 +36,20 @@ func pipelineArg(req *Request) (bson.A, []bson.D, error) {
 	return arr, stages, nil
 }
 
+// checkAggregateCursorArgs refuses explain, which devdb does not support,
+// and, as MongoDB, an aggregate without the cursor option.
+func checkAggregateCursorArgs(req *Request) error {
+	if explain, err := boolArg(req, "explain", false); err != nil {
+		return err
+	} else if explain {
+		return mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support explain")
+	}
+	if _, ok := fieldOf(req.Body, "cursor"); !ok {
+		return mongoerr.Errorf(mongoerr.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+	}
+	return nil
+}
+
 // cmdAggregate answers aggregate on a collection or (aggregate: 1) on the
 // database, with a cursor over the pipeline's output. A leading
 // $changeStream stage hands the command to the change stream engine; a
@@ -46,6 +60,9 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		return nil, err
 	}
 	if len(stages) > 0 && len(stages[0]) > 0 && stages[0][0].Key == "$changeStream" {
+		if err := checkAggregateCursorArgs(req); err != nil {
+			return nil, err
+		}
 		if req.txn != nil {
 			return nil, mongoerr.Errorf(mongoerr.OperationNotSupportedInTransaction, "Operation not permitted in transaction :: caused by :: $changeStream cannot run in a multi-document transaction")
 		}
@@ -66,13 +83,8 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	default:
 		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "collection name has invalid type %s", mql.TypeName(x))
 	}
-	if explain, err := boolArg(req, "explain", false); err != nil {
+	if err := checkAggregateCursorArgs(req); err != nil {
 		return nil, err
-	} else if explain {
-		return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support explain")
-	}
-	if _, ok := fieldOf(req.Body, "cursor"); !ok {
-		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
 	}
 	opts, err := cursorBatchOptions(req)
 	if err != nil {

@@ -680,6 +680,29 @@ func TestChangeStreamOptionErrors(t *testing.T) {
 			}
 		})
 	}
+	// The aggregate command's own checks apply to a change stream too: the
+	// cursor option is required (FailedToParse, 9, as on MongoDB), and
+	// explain, which devdb does not support, is refused rather than ignored
+	// (CommandNotSupported, 115).
+	for _, tc := range []struct {
+		name  string
+		extra bson.E
+		code  int32
+	}{
+		{"no cursor", bson.E{Key: "comment", Value: "x"}, 9},
+		{"explain", bson.E{Key: "explain", Value: true}, 115},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := client.Database("opt").RunCommand(csCtx(t), bson.D{
+				{Key: "aggregate", Value: "c"}, {Key: "pipeline", Value: bson.A{stage(bson.D{})}}, tc.extra,
+			}).Err()
+			var ce mongo.CommandError
+			if !errors.As(err, &ce) || ce.Code != tc.code {
+				t.Fatalf("error %v, want code %d", err, tc.code)
+			}
+		})
+	}
 	_ = db
 }
 
