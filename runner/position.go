@@ -24,27 +24,51 @@ const codeChangeStreamHistoryLost = 286
 func PositionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at time.Time) (store.Checkpoint, error) {
 	opts := t.ChangeStreamOptions().SetBatchSize(0)
 	if !at.IsZero() {
-		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(at.Unix())})
+		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(at.Unix())}).SetMaxAwaitTime(historyCheckAwait)
 	}
 	cs, err := t.Watch(ctx, client, opts)
 	if err != nil {
-		var se mongo.ServerError
-		if !at.IsZero() && errors.As(err, &se) && se.HasErrorCode(codeChangeStreamHistoryLost) {
-			return store.Checkpoint{}, fmt.Errorf("%s is older than the oldest change still in the oplog: pick a later time, or now: %w", positionText(at), err)
-		}
-		return store.Checkpoint{}, fmt.Errorf("open the change stream of %s at %s: %w", t.Name, positionText(at), err)
+		return store.Checkpoint{}, positionError(t, at, err)
 	}
 	defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
-	token := cs.ResumeToken()
-	if token == nil {
+	token := append(bson.Raw(nil), cs.ResumeToken()...)
+	if len(token) == 0 {
 		return store.Checkpoint{}, fmt.Errorf("open the change stream of %s: the server returned no resume token", t.Name)
 	}
+	if !at.IsZero() {
+		// MongoDB finds that at is no longer in the oplog only while
+		// reading, and the empty first batch read nothing: read once with a
+		// getMore (the driver's first TryNext only takes the empty first
+		// batch, the second sends it). An event it returns is not used: the
+		// position is the token above.
+		for range 2 {
+			if cs.TryNext(ctx) || cs.Err() != nil {
+				break
+			}
+		}
+		if err := cs.Err(); err != nil {
+			return store.Checkpoint{}, positionError(t, at, err)
+		}
+	}
 	now := time.Now()
-	cp := store.Checkpoint{Trigger: t.Key(), Token: append(bson.Raw(nil), token...), UpdatedAt: now}
+	cp := store.Checkpoint{Trigger: t.Key(), Token: token, UpdatedAt: now}
 	if !at.IsZero() {
 		cp.ClusterTime = bson.Timestamp{T: uint32(at.Unix())}
 	}
 	return cp, nil
+}
+
+// historyCheckAwait bounds the wait of PositionAt's one read (a getMore
+// waits that long for a change when there is none).
+const historyCheckAwait = 10 * time.Millisecond
+
+// positionError is the error of PositionAt's change stream at at.
+func positionError(t *triggers.Trigger, at time.Time, err error) error {
+	var se mongo.ServerError
+	if !at.IsZero() && errors.As(err, &se) && se.HasErrorCode(codeChangeStreamHistoryLost) {
+		return fmt.Errorf("%s is older than the oldest change still in the oplog: pick a later time, or now: %w", positionText(at), err)
+	}
+	return fmt.Errorf("open the change stream of %s at %s: %w", t.Name, positionText(at), err)
 }
 
 func positionText(at time.Time) string {
