@@ -285,11 +285,7 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 		}
 	}
 
-	src, err := newChangeStreamSource(s, scope, db, coll, spec, userPipeline)
-	if err != nil {
-		// History lost: MongoDB finds out while reading the first batch.
-		return nil, withExecutorContext(err, "PlanExecutor error during aggregation")
-	}
+	src := newChangeStreamSource(s, scope, db, coll, spec, userPipeline)
 	if src.matchOnly {
 		src.matchFields, src.matchPartial = matchFieldsOf(pipeline[1:])
 		src.opFilter, src.opFilterOK = opFilterOf(pipeline[1:])

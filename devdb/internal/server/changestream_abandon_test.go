@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -143,4 +144,30 @@ func TestChangeStreamExecutorErrorContext(t *testing.T) {
 		_, err := client.Database("ctx").Collection("c").Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetStartAtOperationTime(&early))
 		check(t, "aggregate", err, 286, aggCtx, "Resume of change stream was not possible, as the resume point may no longer be in the oplog.", "NonResumableChangeStreamError")
 	})
+}
+
+// TestChangeStreamHistoryLostFoundWhileReading: as on MongoDB, where the
+// oplog scan finds out that a resume point has fallen off the oplog, an
+// aggregate with an empty first batch (batchSize 0) reads nothing and
+// succeeds; the first getMore then fails with ChangeStreamHistoryLost
+// (286), non-resumable.
+func TestChangeStreamHistoryLostFoundWhileReading(t *testing.T) {
+	t.Parallel()
+	_, client := csStart(t, server.Options{})
+	ctx := csCtx(t)
+	early := bson.Timestamp{T: 1, I: 1}
+	cs, err := client.Database("lost").Collection("c").Watch(ctx, mongo.Pipeline{},
+		options.ChangeStream().SetStartAtOperationTime(&early).SetBatchSize(0))
+	if err != nil {
+		t.Fatalf("aggregate with batchSize 0: %v, want it to succeed and the getMore to fail", err)
+	}
+	t.Cleanup(func() { _ = cs.Close(context.Background()) })
+	if cs.Next(ctx) {
+		t.Fatalf("read %s, want ChangeStreamHistoryLost", cs.Current)
+	}
+	var ce mongo.CommandError
+	const want = "Executor error during getMore :: caused by :: Resume of change stream was not possible, as the resume point may no longer be in the oplog."
+	if !errors.As(cs.Err(), &ce) || ce.Code != 286 || ce.Message != want || !ce.HasErrorLabel("NonResumableChangeStreamError") {
+		t.Fatalf("getMore: %v, want ChangeStreamHistoryLost (286) %q, non-resumable", cs.Err(), want)
+	}
 }

@@ -68,10 +68,12 @@ type changeStreamSource struct {
 	catalog storage.CollectionCache
 }
 
-// newChangeStreamSource resolves the stream's starting point and checks
-// that the oplog still holds the history it needs (ChangeStreamHistoryLost,
-// 286, otherwise).
-func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec changeStreamSpec, p csPipeline) (*changeStreamSource, error) {
+// newChangeStreamSource resolves the stream's starting point. Whether the
+// oplog still holds the history it needs is checked when the stream reads
+// (fill), as MongoDB's oplog scan does: an aggregate with an empty first
+// batch succeeds and its first getMore fails with ChangeStreamHistoryLost
+// (286).
+func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec changeStreamSpec, p csPipeline) *changeStreamSource {
 	cs := &changeStreamSource{
 		s:        s,
 		target:   csTarget{scope: scope, db: db, coll: coll},
@@ -93,17 +95,11 @@ func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec chang
 	switch tok := spec.token(); {
 	case tok != nil && tok.HighWaterMark:
 		// Every event at or after the mark.
-		if err := cs.checkHistory(tok.ClusterTime); err != nil {
-			return nil, err
-		}
 		cs.pos = csTSPrev(tok.ClusterTime)
 		cs.pbrt = *tok
 	case tok != nil:
 		// Strictly after the event (for startAfter an invalidate: after the
 		// invalidate, i.e. after the event that caused it).
-		if err := cs.checkHistory(tok.ClusterTime); err != nil {
-			return nil, err
-		}
 		cs.pos = csTSPrev(tok.ClusterTime)
 		t := *tok
 		cs.resume = &t
@@ -111,9 +107,6 @@ func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec chang
 	case spec.StartAtOperationTime != nil:
 		// Inclusive.
 		at := *spec.StartAtOperationTime
-		if err := cs.checkHistory(at); err != nil {
-			return nil, err
-		}
 		cs.pos = csTSPrev(at)
 		cs.pbrt = highWaterMark(at)
 	default:
@@ -121,7 +114,7 @@ func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec chang
 		cs.pos = s.store.LastOpTime()
 		cs.pbrt = highWaterMark(csTSNext(cs.pos))
 	}
-	return cs, nil
+	return cs
 }
 
 // historyLostError is ChangeStreamHistoryLost (286).
