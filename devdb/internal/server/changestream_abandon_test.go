@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -129,6 +130,10 @@ func TestChangeStreamExecutorErrorContext(t *testing.T) {
 			return err
 		})
 		tok := csGet(csNext(t, a), "_id")
+		mustDo(t, func() error {
+			_, err := db.Collection("b").InsertOne(ctx, bson.D{{Key: "_id", Value: int32(1)}})
+			return err
+		})
 		_, err := db.Collection("b").Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(tok))
 		var ce mongo.CommandError
 		if !errors.As(err, &ce) || ce.Code != 280 || !strings.HasPrefix(ce.Message, aggCtx+"cannot resume stream; the resume token was not found. ") {
@@ -169,5 +174,42 @@ func TestChangeStreamHistoryLostFoundWhileReading(t *testing.T) {
 	const want = "Executor error during getMore :: caused by :: Resume of change stream was not possible, as the resume point may no longer be in the oplog."
 	if !errors.As(cs.Err(), &ce) || ce.Code != 286 || ce.Message != want || !ce.HasErrorLabel("NonResumableChangeStreamError") {
 		t.Fatalf("getMore: %v, want ChangeStreamHistoryLost (286) %q, non-resumable", cs.Err(), want)
+	}
+}
+
+// TestChangeStreamResumeTokenNotFound: as on MongoDB, whose oplog filter
+// drops the entries a stream does not watch before the resume check, a
+// stream resumed with a token it never produces (here an event of another
+// collection) fails with ChangeStreamFatalError (280) only when it reads
+// its first event after the token, and the message names that event's
+// resume token in the server's notation. With no such event yet the
+// aggregate succeeds.
+func TestChangeStreamResumeTokenNotFound(t *testing.T) {
+	t.Parallel()
+	_, client := csStart(t, server.Options{})
+	ctx := csCtx(t)
+	db := client.Database("nf")
+	a, b := db.Collection("a"), db.Collection("b")
+	watchA := csWatch(t, a, nil, nil)
+	watchB := csWatch(t, b, nil, nil)
+	mustDo(t, func() error {
+		_, err := a.InsertOne(ctx, bson.D{{Key: "_id", Value: int32(1)}})
+		return err
+	})
+	tok := csGet(csNext(t, watchA), "_id")
+
+	resumed := csWatch(t, b, nil, options.ChangeStream().SetResumeAfter(tok))
+	mustDo(t, func() error {
+		_, err := b.InsertOne(ctx, bson.D{{Key: "_id", Value: int32(2)}})
+		return err
+	})
+	bTok := csGet(csGet(csNext(t, watchB), "_id").(bson.D), "_data")
+	if resumed.Next(ctx) {
+		t.Fatalf("read %s, want ChangeStreamFatalError", resumed.Current)
+	}
+	var ce mongo.CommandError
+	want := fmt.Sprintf(`Executor error during getMore :: caused by :: cannot resume stream; the resume token was not found. {_data: "%s"}`, bTok)
+	if !errors.As(resumed.Err(), &ce) || ce.Code != 280 || ce.Message != want {
+		t.Fatalf("getMore: %v, want ChangeStreamFatalError (280) %q", resumed.Err(), want)
 	}
 }

@@ -494,19 +494,25 @@ func (cs *changeStreamSource) process(ent *storage.OplogEntry) error {
 	inScope := cs.target.inScope(ent)
 	if cs.resume != nil {
 		tok := *cs.resume
-		if !csTSLess(ent.TS, tok.ClusterTime) {
-			if ent.TS != tok.ClusterTime || !inScope || eventHash(ent.Op, ent.DB, ent.Coll, ent.DocumentKey) != tok.EventHash {
-				return &mongoerr.Error{Code: mongoerr.ChangeStreamFatalError,
-					Message: "cannot resume stream; the resume token was not found. " + tok.Doc().String(),
-					Labels:  []string{labelNonResumable}}
-			}
-			cs.resume = nil
-			if !tok.FromInvalidate && cs.target.invalidates(ent) {
-				// Resumed after the invalidating event: the invalidate is next.
-				return cs.emitInvalidate(ent)
-			}
+		// As MongoDB, whose oplog filter drops the entries the stream does
+		// not show before its resume check, the token must be the first
+		// event shown at or after its time; that event otherwise fails the
+		// stream, named in the message.
+		shown := inScope && (!expandedOnly(ent.Op) || cs.images.expanded)
+		if !shown || csTSLess(ent.TS, tok.ClusterTime) {
 			return nil
 		}
+		if ent.TS != tok.ClusterTime || eventHash(ent.Op, ent.DB, ent.Coll, ent.DocumentKey) != tok.EventHash {
+			return &mongoerr.Error{Code: mongoerr.ChangeStreamFatalError,
+				Message: fmt.Sprintf(`cannot resume stream; the resume token was not found. {_data: "%s"}`, eventTokenFor(ent)),
+				Labels:  []string{labelNonResumable}}
+		}
+		cs.resume = nil
+		if !tok.FromInvalidate && cs.target.invalidates(ent) {
+			// Resumed after the invalidating event: the invalidate is next.
+			return cs.emitInvalidate(ent)
+		}
+		return nil
 	}
 	if !inScope {
 		return nil
