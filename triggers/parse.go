@@ -281,9 +281,31 @@ func (d *decoder) syntaxError(err error) {
 	d.lineError(err.Error())
 }
 
+// yamlParserProblems are the messages of yaml.v3's parser (as opposed to
+// its scanner) errors, whose line numbers count from 0.
+var yamlParserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
 func (d *decoder) lineError(msg string) {
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
+		if yamlParserProblems[m[2]] {
+			// yaml.v3 numbers a parser error's line from 0 (its scanner
+			// errors from 1): the line where the enclosing flow or block
+			// collection starts.
+			line++
+		}
 		d.problems = append(d.problems, Problem{Pos: Pos{File: d.file, Line: line, Col: 1}, Message: "invalid YAML: " + m[2]})
 		return
 	}
