@@ -68,8 +68,12 @@ func TestStartLeasedFencing(t *testing.T) {
 	})
 
 	// The lease becomes invalid (self-fenced): nothing more is delivered or
-	// checkpointed, even though the watcher still reads until canceled.
+	// checkpointed, even though the watcher still reads until canceled;
+	// the status no longer says running (a successor runs the trigger).
 	l1.set(false)
+	if s := r.Status()[0].State; s != runner.StateStandby {
+		t.Errorf("lease no longer valid, watcher not stopped yet: state %s, want standby", s)
+	}
 	cpBefore, _, _ := st.LoadCheckpoint(context.Background(), "orders")
 	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
 	recv.none(t, 300*time.Millisecond)

@@ -358,7 +358,7 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	}
 	parts := make([]TriggerStatus, len(ss))
 	for i, s := range ss {
-		parts[i] = r.clusterState(s.t.Key(), s.status())
+		parts[i] = r.clusterState(s, s.status())
 	}
 	st := parts[0]
 	if len(ss) > 1 {
@@ -416,11 +416,27 @@ func (r *Runner) standby(key string) bool {
 	return r.opts.Clustered && r.opts.Standby != nil && r.opts.Standby(key)
 }
 
-// clusterState shows a clustered trigger that is stopped because this
-// member does not hold its lease as StateStandby (another member runs it)
-// or StateStarting (this member waits for the lease).
-func (r *Runner) clusterState(key string, st TriggerStatus) TriggerStatus {
-	if !r.opts.Clustered || st.State != StateStopped {
+// clusterState shows a clustered unit of s that this member does not run
+// — stopped because it does not hold the unit's lease, or still running
+// on a lease that is no longer valid (a member woken after its lease
+// expired, until its lease driver stops the unit: its successor runs it)
+// — as StateStandby (another member is meant to run it) or StateStarting
+// (this member waits for the lease). A paused, failed or disabled unit
+// keeps its state.
+func (r *Runner) clusterState(s *slot, st TriggerStatus) TriggerStatus {
+	if !r.opts.Clustered {
+		return st
+	}
+	s.mu.Lock()
+	key, l := s.t.Key(), s.lease
+	s.mu.Unlock()
+	switch st.State {
+	case StateStopped:
+	case StateStarting, StateRunning, StateRetrying:
+		if l == nil || l.Valid() {
+			return st
+		}
+	default:
 		return st
 	}
 	if r.standby(key) {
