@@ -227,40 +227,144 @@ func (r *Runner) readTooLarge(ctx context.Context, t *triggers.Trigger, opts *op
 
 // Redeliver rewinds a running trigger to since: it stops the watcher
 // (waiting as Stop does, so its final checkpoint cannot overwrite the
-// rewind), moves the checkpoint to the first change at or after since and
-// starts it again, so every change since then is delivered again with the
-// same webhook-ids. since must still be in the oplog and not in the future.
-// On a partitioned trigger every partition of this Runner is rewound (in a
-// cluster, the control request reaches each partition's owner instead: see
-// the controls section above).
+// rewind), moves the checkpoint back to the first change at or after since
+// and starts it again, so every change since then is delivered again with
+// the same webhook-ids. A checkpoint before since is kept (see rewind):
+// resuming from it delivers every change since since too, after those
+// before since it has not delivered yet. since must still be in the oplog
+// and not in the future. On a partitioned trigger every partition of this
+// Runner is rewound (in a cluster, the control request reaches each
+// partition's owner instead: see the controls section above).
 func (r *Runner) Redeliver(ctx context.Context, name string, since time.Time) error {
 	if since.IsZero() || since.After(r.opts.Clock.Now()) {
 		return fmt.Errorf("redeliver trigger %s: since must be a time in the past, not %v", name, since)
 	}
 	return r.holding(ctx, name, "redeliver trigger", func(ss []*slot) error {
 		for _, s := range ss {
-			if err := r.rewind(ctx, s, since, ""); err != nil {
+			if _, err := r.rewind(ctx, s, since, ""); err != nil {
 				return err
 			}
 		}
-		r.log.Warn("trigger rewound for redelivery", "trigger", name, "since", since.UTC().Format(time.RFC3339))
 		return nil
 	})
 }
 
-// rewind moves the checkpoint of s's unit to the first change at or after
-// since, marked as control request control's rewrite ("" for none); the
-// unit must be held stopped.
-func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control string) error {
+// rewound is what rewind did to a unit's checkpoint.
+type rewound struct {
+	// already: the checkpoint names the control request, which a previous
+	// lease holder applied and could not record; nothing was done again.
+	already bool
+	// kept: the unit's position was before since and stayed; from is its
+	// cluster time (zero: unknown).
+	kept bool
+	from time.Time
+}
+
+// message is the unit's result of a redeliver from since, as the control
+// request reports it.
+func (rw rewound) message(since time.Time) string {
+	switch {
+	case rw.already:
+		return appliedBefore
+	case rw.kept:
+		from := ""
+		if !rw.from.IsZero() {
+			from = " (" + timeText(rw.from) + ")"
+		}
+		return fmt.Sprintf("checkpoint is before %s; delivering everything since the checkpoint%s, every change since %s included",
+			timeText(since), from, timeText(since))
+	}
+	return "redelivering every change since " + timeText(since)
+}
+
+// rewind moves the checkpoint of s's unit back to the first change at or
+// after since, marked as control request control's rewrite ("" for none);
+// the unit must be held stopped.
+//
+// It never moves the checkpoint forward. A checkpoint before since
+// (compared by TokenPosition) is kept: resuming from it delivers every
+// change since since anyway, and moving it would skip the changes in
+// between, neither delivered nor dead-lettered yet (those written while
+// the trigger was paused, or after a lease holder that died had fallen
+// behind). A unit without a checkpoint whose trigger starts at a start_at
+// time before since is kept at that start likewise. With a control, the
+// kept position is written again marked with it, so that the request is
+// applied once. When the two positions cannot be compared it fails and
+// writes nothing.
+//
+// With a control, a checkpoint already marked with it was rewritten by a
+// previous lease holder that could not record its result: rewind then does
+// nothing again (already).
+func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control string) (rewound, error) {
+	var rw rewound
 	s.mu.Lock()
 	t := s.t
 	s.mu.Unlock()
+	cur, found, err := r.loadUnitCheckpoint(ctx, s)
+	if err != nil {
+		return rw, err
+	}
+	if found && control != "" && cur.Control == control {
+		rw.already = true
+		return rw, nil
+	}
+	if !found && !t.StartAt.Now && t.StartAt.Time.Before(since) {
+		// The unit would start at start_at: that is its position.
+		if cur, err = PositionAt(ctx, r.client, t, t.StartAt.Time); err != nil {
+			return rw, fmt.Errorf("the trigger has no checkpoint yet and starts at its start_at: %w", err)
+		}
+		found = true
+	}
 	cp, err := PositionAt(ctx, r.client, t, since)
 	if err != nil {
-		return err
+		return rw, err
 	}
-	cp.Control = control
-	return r.saveUnitCheckpoint(ctx, s, cp)
+	if found {
+		if rw.kept, err = positionBefore(cur, cp); err != nil {
+			return rw, fmt.Errorf("cannot tell whether the checkpoint is before %s, so it was left as it is: %w", timeText(since), err)
+		}
+	}
+	if rw.kept {
+		cp, rw.from = cur, checkpointTime(cur)
+	}
+	if !rw.kept || control != "" {
+		cp.Trigger, cp.Control = t.Key(), control
+		if err := r.saveUnitCheckpoint(ctx, s, cp); err != nil {
+			return rw, err
+		}
+	}
+	if rw.kept {
+		r.log.Warn("checkpoint before the redelivery's start kept: delivering everything since it", "trigger", t.Name, "key", t.Key(),
+			"since", timeText(since), "checkpoint", timeText(rw.from))
+	} else {
+		r.log.Warn("trigger rewound for redelivery", "trigger", t.Name, "key", t.Key(), "since", timeText(since))
+	}
+	return rw, nil
+}
+
+// positionBefore reports whether checkpoint a is before checkpoint b in
+// their stream (TokenPosition), or an error when either token has no
+// position to compare.
+func positionBefore(a, b store.Checkpoint) (bool, error) {
+	pa, err := TokenPosition(a.Token)
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: %w", err)
+	}
+	pb, err := TokenPosition(b.Token)
+	if err != nil {
+		return false, fmt.Errorf("position at the time: %w", err)
+	}
+	return pa < pb, nil
+}
+
+// checkpointTime is cp's cluster time, from its ClusterTime or else its
+// token (zero: unknown).
+func checkpointTime(cp store.Checkpoint) time.Time {
+	if cp.ClusterTime.T != 0 {
+		return time.Unix(int64(cp.ClusterTime.T), 0).UTC()
+	}
+	at, _ := TokenTime(cp.Token)
+	return at
 }
 
 // rewrittenBy reports whether the checkpoint of s's unit was last set by
@@ -766,21 +870,14 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			err = fmt.Errorf("since must be a time in the past, not %v", req.Since)
 			break
 		}
-		already := false
+		var rw rewound
 		err = r.holding(ctx, t.Key(), "redeliver trigger", func(ss []*slot) error {
-			done, err := r.rewrittenBy(ctx, ss[0], req.ID)
-			if err != nil || done {
-				already = done
-				return err
-			}
-			return r.rewind(ctx, ss[0], req.Since, req.ID)
+			var err error
+			rw, err = r.rewind(ctx, ss[0], req.Since, req.ID)
+			return err
 		})
-		switch {
-		case err == nil && already:
-			msg = appliedBefore
-		case err == nil:
-			msg = "redelivering every change since " + timeText(req.Since)
-			r.log.Warn("trigger rewound for redelivery", "trigger", t.Name, "key", t.Key(), "since", timeText(req.Since))
+		if err == nil {
+			msg = rw.message(req.Since)
 		}
 	default:
 		err = fmt.Errorf("unknown control request %q", req.Kind)

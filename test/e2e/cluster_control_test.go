@@ -15,6 +15,7 @@ import (
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/internal/mql"
+	chrunner "github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
@@ -322,6 +323,11 @@ func TestControlsOnPartitionsSpreadOverMembers(t *testing.T) {
 	time.Sleep(time.Until(since2))
 	insertIDs(t, coll, 81, 100)
 	rc.waitFor(t, "ids 81..100", deliveredAll(81, 100, 1))
+	// Every partition's checkpoint passes since2 first: one still before
+	// it would be kept rather than moved forward (see
+	// TestRedeliverAfterAFrozenHolderKeepsItsCheckpoint), delivering more
+	// than the changes since then.
+	checkpointsFrom(t, client, owner, since2)
 	members[1].kill()
 	code, out, errOut = runCLI(t, "redeliver", "-c", cfgs[0], "parts", "--since", since2.Format(time.RFC3339))
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("all %d partitions", partsN)) {
@@ -337,6 +343,31 @@ func TestControlsOnPartitionsSpreadOverMembers(t *testing.T) {
 	for id := int32(61); id <= 80; id++ {
 		if n[id] != 1 {
 			t.Errorf("id %d (before the second --since) delivered %d times, want 1", id, n[id])
+		}
+	}
+}
+
+// checkpointsFrom waits until the checkpoint of every unit of owner is at
+// or after the time from.
+func checkpointsFrom(t *testing.T, client *mongo.Client, owner map[string]string, from time.Time) {
+	t.Helper()
+	st := store.New(client, "chstate")
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for key := range owner {
+		for {
+			cp, ok, err := st.LoadCheckpoint(context.Background(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if at, known := chrunner.TokenTime(cp.Token); ok && known && !at.Before(from) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the checkpoint of %s did not reach %s", key, from.Format(time.RFC3339))
+			}
+			<-tick.C
 		}
 	}
 }
