@@ -11,6 +11,10 @@ import (
 type HeadOfLine struct {
 	// WebhookID is the webhook-id its requests carry.
 	WebhookID string
+	// EventID is the event's own webhook-id (WebhookID of its resume
+	// token): WebhookID, unless the event is the first of a sealed batch,
+	// whose requests carry the batch's id.
+	EventID string
 	// Submitted is when it was submitted; its age is now minus Submitted.
 	Submitted time.Time
 	// Attempts is the number of attempts made so far (0: not yet tried).
@@ -117,10 +121,11 @@ func (d *Dispatcher) HeadOfLine() (h HeadOfLine, ok bool) {
 	// may be reused (Event.Release).
 	ok = d.tracker.withOldest(func(j *job) {
 		h = j.prog.snapshot()
+		h.EventID = WebhookID(d.trigger, j.ev.Token)
 		if h.WebhookID == "" {
 			// Not the first event of a sealed batch (whose progress
 			// carries the batch's id): the event's own.
-			h.WebhookID = WebhookID(d.trigger, j.ev.Token)
+			h.WebhookID = h.EventID
 		}
 		h.Submitted = j.ev.Received
 	})

@@ -36,12 +36,17 @@ import (
 // skipWait bounds how long Skip waits for the held event to be read again.
 const skipWait = 10 * time.Second
 
-// Skip dead-letters the first event after the trigger's checkpoint — the one
-// holding a stuck strict or dead_letter: false trigger — and moves the
-// checkpoint past it. It stops the trigger's watcher first (waiting for it
-// as Stop does) and starts it again afterwards. The dead letter's last error
-// says it was skipped by by (and the history records the skip); it returns
-// its webhook id.
+// Skip dead-letters the event a stuck trigger holds on — its head-of-line
+// event whose last delivery attempt failed, typically in a strict or
+// dead_letter: false trigger — and moves the checkpoint past it. A trigger
+// not stuck on an event (delivering normally, paused, stopped, failed for
+// another reason) is refused, naming its state, and left as it is (see
+// stuckOn). Otherwise Skip stops the trigger's watcher (waiting for it as
+// Stop does), dead-letters the first event after the checkpoint if it is
+// still the one the trigger was stuck on — refusing when the trigger
+// recovered meanwhile — and starts the watcher again. The dead letter's
+// last error says it was skipped by by (and the history records the skip);
+// it returns its webhook id.
 //
 // An event larger than 16 MiB, which the change stream cannot return (a
 // trigger fails on it), is read again without its fullDocument,
@@ -61,18 +66,43 @@ const skipWait = 10 * time.Second
 // trigger's status shows which partition is held); the trigger's own name
 // is refused without touching anything.
 func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, err error) {
-	webhookID, _, err = r.skip(ctx, name, by, "")
+	webhookID, _, err = r.skip(ctx, name, by, "", "")
 	return webhookID, err
 }
 
-// skip is Skip for the control request control ("": none). A request's
+// skip is Skip for the control request control ("": none), which may name
+// the webhook-id of the event it is meant for (want, "": any). A request's
 // skip marks the new checkpoint with its id, and a request whose id the
 // checkpoint already carries was applied — by a previous lease holder that
 // could not record it — so it reports already and skips nothing more: a
 // skip applied twice would dead-letter the next event too.
-func (r *Runner) skip(ctx context.Context, name, by, control string) (webhookID string, already bool, err error) {
-	if _, err := r.slot(name); err != nil {
+func (r *Runner) skip(ctx context.Context, name, by, control, want string) (webhookID string, already bool, err error) {
+	s, err := r.slot(name)
+	if err != nil {
 		return "", false, fmt.Errorf("skip event: %w", err)
+	}
+	held, running, notStuck := r.stuckOn(s, want)
+	return r.skipHeld(ctx, s, by, control, want, held, running, notStuck)
+}
+
+// skipHeld is skip once stuckOn found the unit of s stuck on held, or not
+// stuck (notStuck). A unit whose watcher runs is refused as it is; any
+// other is refused once its checkpoint is claimed (under a lease: a lapsed
+// one refuses with ErrFenced first).
+func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string, held heldEvent, running bool, notStuck error) (webhookID string, already bool, err error) {
+	s.mu.Lock()
+	name, lease := s.t.Key(), s.lease
+	s.mu.Unlock()
+	if notStuck != nil && running {
+		if lease != nil && !lease.Valid() {
+			return "", false, fmt.Errorf("skip event %s: %w", name, ErrFenced)
+		}
+		if control != "" {
+			if cp, found, err := r.store.LoadCheckpoint(ctx, name); err == nil && found && cp.Control == control {
+				return "", true, nil
+			}
+		}
+		return "", false, fmt.Errorf("skip event %s: %w", name, notStuck)
 	}
 	err = r.holding(ctx, name, "skip event", func(ss []*slot) error {
 		s := ss[0]
@@ -87,6 +117,9 @@ func (r *Runner) skip(ctx context.Context, name, by, control string) (webhookID 
 		if found && control != "" && cp.Control == control {
 			already = true
 			return nil
+		}
+		if notStuck != nil {
+			return notStuck
 		}
 		if !found {
 			return errors.New("the trigger has no checkpoint yet, so no event is held")
@@ -132,8 +165,12 @@ func (r *Runner) skip(ctx context.Context, name, by, control string) (webhookID 
 		if !ok {
 			return errors.New("the held event has no resume token")
 		}
-		now := r.opts.Clock.Now()
 		webhookID = dispatcher.WebhookID(t.Name, bson.Raw(token))
+		if err := held.check(webhookID, want); err != nil {
+			webhookID = ""
+			return err
+		}
+		now := r.opts.Clock.Now()
 		dl := dispatcher.DeadLetter{Trigger: t.Name, WebhookID: webhookID, Event: raw, Token: bson.Raw(token),
 			LastReason: "skipped", LastError: "skipped by " + by + large, FirstAttemptAt: now, DeadLetteredAt: now}
 		// Under a lease the dead letter goes through the lease's gate: a
@@ -858,7 +895,7 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 	case store.RequestSkip:
 		var id string
 		var already bool
-		id, already, err = r.skip(ctx, t.Key(), req.By, req.ID)
+		id, already, err = r.skip(ctx, t.Key(), req.By, req.ID, req.WebhookID)
 		switch {
 		case err == nil && already:
 			msg = appliedBefore

@@ -54,6 +54,7 @@ type receiver struct {
 
 	mu   sync.Mutex
 	hold chan struct{} // when non-nil, requests wait until it is closed
+	fail bool          // requests are answered 503
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -62,8 +63,12 @@ func newReceiver(t *testing.T) *receiver {
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.arrived <- struct{}{}
 		r.mu.Lock()
-		hold := r.hold
+		hold, fail := r.hold, r.fail
 		r.mu.Unlock()
+		if fail {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		if hold != nil {
 			select {
 			case <-hold:
@@ -107,6 +112,19 @@ func (r *receiver) holdRequests() (release func()) {
 			r.mu.Unlock()
 			close(ch)
 		})
+	}
+}
+
+// failRequests makes requests fail (503) until the returned stop is
+// called.
+func (r *receiver) failRequests() (stop func()) {
+	r.mu.Lock()
+	r.fail = true
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		r.fail = false
+		r.mu.Unlock()
 	}
 }
 

@@ -190,27 +190,24 @@ func TestSkipIsFencedByTheLease(t *testing.T) {
 	}
 	unchanged("skip under a superseded epoch")
 
-	// The epoch 2 holder runs the unit; event 3 is held (its delivery does
-	// not finish) and the skip dead-letters it and moves the checkpoint
-	// past it under epoch 2.
-	release := recv.holdRequests()
-	t.Cleanup(release)
+	// The epoch 2 holder runs the unit; it is stuck on event 3 (the
+	// endpoint fails it) and the skip dead-letters it and moves the
+	// checkpoint past it under epoch 2.
+	stopFailing := recv.failRequests()
+	t.Cleanup(stopFailing)
 	l2 := &testLease{key: "orders", fence: f2, valid: true}
 	if err := r.StartLeased("orders", l2); err != nil {
 		t.Fatal(err)
 	}
-	for _, what := range []string{"event 1's request", "event 3's request (held)"} {
-		select {
-		case <-recv.arrived:
-		case <-time.After(waitTimeout):
-			t.Fatalf("no %s", what)
-		}
-	}
+	waitFor(t, "stuck on event 3", func() bool {
+		h := r.Status()[0].HeadOfLine
+		return h != nil && h.LastReason != ""
+	})
 	id, err = r.Skip(ctx, "orders", "owner")
 	if err != nil {
 		t.Fatalf("skip by the lease holder: %v", err)
 	}
-	release()
+	stopFailing()
 	cp, _, err := st.LoadCheckpoint(ctx, "orders")
 	if err != nil {
 		t.Fatal(err)

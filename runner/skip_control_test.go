@@ -21,23 +21,33 @@ import (
 // TestSkipRequestAppliedBeforeIsNotRepeated: a skip request whose id the
 // checkpoint already carries was applied by a previous holder that could
 // not record its result; applying it again would dead-letter the next
-// event too, so it skips nothing and says so. A new request skips.
+// event too, so it skips nothing and says so (also while the trigger is
+// not stuck). A new request skips the event the trigger is stuck on.
 func TestSkipRequestAppliedBeforeIsNotRepeated(t *testing.T) {
 	client := startDB(t, devdb.Options{})
-	recv := newReceiver(t)
+	arrived, failNow := make(chan struct{}, 16), make(chan struct{})
+	hook := scriptedHook(t, func(ctx context.Context, _ int32, _ int) int {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-failNow:
+		case <-ctx.Done():
+		}
+		return http.StatusServiceUnavailable
+	})
 	st := store.New(client, stateDB)
-	cfg := parseTrigger(t, lowStockYAML, recv.srv.URL)
+	cfg := parseTrigger(t, lowStockYAML, hook.URL)
 	coll := client.Database("lessons").Collection("inventory")
-	release := recv.holdRequests()
-	t.Cleanup(release)
 	// A skip stops the trigger, whose held delivery then ends at once.
 	r := startRunner(t, cfg, client, runner.Options{Controls: true, ShutdownGrace: 50 * time.Millisecond})
 	waitFor(t, "trigger ready", r.Ready)
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
 	waitFor(t, "start pinned", func() bool { _, ok, _ := st.LoadCheckpoint(ctx, "low_stock"); return ok })
-	insert(t, coll, item(1, 3)) // held by the receiver
-	<-recv.arrived
+	insert(t, coll, item(1, 3)) // its first attempt is in flight
+	<-arrived
 
 	// The previous holder applied request "s-before": its checkpoint says so.
 	cp, _, err := st.LoadCheckpoint(ctx, "low_stock")
@@ -56,6 +66,12 @@ func TestSkipRequestAppliedBeforeIsNotRepeated(t *testing.T) {
 		t.Fatalf("%d dead letters (%v) after a skip applied before, want none", n, err)
 	}
 
+	// The endpoint fails the event: the trigger is stuck on it.
+	close(failNow)
+	waitFor(t, "stuck on item 1", func() bool {
+		h := statusOf(t, r, "low_stock").HeadOfLine
+		return h != nil && h.LastReason != ""
+	})
 	msg, err = runner.RequestControl(ctx, st, "low_stock", "", store.ControlRequest{ID: "s-new", Kind: store.RequestSkip, By: "test"})
 	if err != nil || !strings.Contains(msg, "skipped and dead-lettered") {
 		t.Fatalf("new skip = %q, %v", msg, err)
@@ -67,7 +83,6 @@ func TestSkipRequestAppliedBeforeIsNotRepeated(t *testing.T) {
 	if cp, _, err := st.LoadCheckpoint(ctx, "low_stock"); err != nil || cp.Control != "s-new" {
 		t.Fatalf("checkpoint control %q (%v), want the new request's id", cp.Control, err)
 	}
-	release()
 }
 
 // logRecorder is a log destination the test reads while the runner writes.
@@ -115,7 +130,10 @@ triggers:
 	r := startRunner(t, cfg, client, runner.Options{Registry: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil)), ShutdownGrace: 50 * time.Millisecond})
 	waitFor(t, "trigger ready", r.Ready)
 	insert(t, client.Database("shop").Collection("a"), bson.D{{Key: "_id", Value: int32(1)}})
-	waitFor(t, "the event held", func() bool { return statusOf(t, r, "strict").HeadOfLine != nil })
+	waitFor(t, "stuck on the event", func() bool {
+		h := statusOf(t, r, "strict").HeadOfLine
+		return h != nil && h.LastReason != ""
+	})
 	sctx, scancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer scancel()
 	if _, err := r.Skip(sctx, "strict", "test"); err != nil {

@@ -209,6 +209,9 @@ type Watcher struct {
 
 	mu     sync.Mutex
 	status TriggerStatus
+	// tooLarge: Run failed on a change event too large to read, which a
+	// skip can dead-letter (see toolarge.go).
+	tooLarge bool
 }
 
 // NewWatcher returns a Watcher for t that reads with client, checkpoints to
@@ -337,7 +340,7 @@ func (w *Watcher) withHeadOfLine(st TriggerStatus) TriggerStatus {
 		st.State = StateFailed
 		st.WayOut = "the endpoint rejects event " + h.WebhookID + " permanently" + statusText(h.LastStatus) +
 			"; without dead letters it is retried and every later event waits: fix the endpoint (or the trigger, then reload), " +
-			"or run `changehook skip " + w.t.Name + "` to dead-letter it"
+			"or run `changehook skip " + w.t.Key() + " --webhook-id " + h.WebhookID + "` to dead-letter it"
 		return st
 	}
 	st.State, st.Retrying = StateRetrying, true
@@ -426,6 +429,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		w.setFailed(reason, wayOut, retry)
 		if !retry {
+			if _, _, large := eventTooLarge(err); large {
+				w.mu.Lock()
+				w.tooLarge = true
+				w.mu.Unlock()
+			}
 			w.log.Error("trigger failed", "reason", reason)
 			w.drain(ctx)
 			return &TriggerError{Trigger: w.t.Name, Reason: reason, Err: err}
@@ -1211,6 +1219,14 @@ func (w *Watcher) failedPermanently() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.status.State == StateFailed
+}
+
+// failedOnTooLarge reports whether the watcher failed on a change event
+// too large to read.
+func (w *Watcher) failedOnTooLarge() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.tooLarge
 }
 
 // setFailed shows a stream failure: StateRetrying when the loop tries

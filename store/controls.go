@@ -46,6 +46,11 @@ type ControlRequest struct {
 	From string `bson:"from,omitempty"`
 	// Since is a redeliver's start.
 	Since time.Time `bson:"since,omitzero"`
+	// WebhookID is, for a skip, the webhook-id of the event it is meant
+	// for (the head_of_line webhook_id the trigger's status showed): the
+	// skip is refused unless the trigger is stuck on that event. "" skips
+	// whatever event the trigger is stuck on when the skip is applied.
+	WebhookID string `bson:"webhookId,omitempty"`
 	// By names who asked ("cli", "api", …).
 	By string `bson:"by,omitempty"`
 	// At is when it was asked.

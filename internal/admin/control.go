@@ -87,9 +87,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // controlRoutes registers POST /api/triggers/{name}/pause|resume|skip|redeliver.
 func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer) {
 	type body struct {
-		Reason string `json:"reason"`
-		From   string `json:"from"`
-		Since  string `json:"since"`
+		Reason    string `json:"reason"`
+		From      string `json:"from"`
+		Since     string `json:"since"`
+		WebhookID string `json:"webhook_id"`
 	}
 	handle := func(kind string, build func(b body) (store.ControlRequest, string, error)) {
 		mux.HandleFunc("POST /api/triggers/{name}/"+kind, func(w http.ResponseWriter, r *http.Request) {
@@ -145,8 +146,8 @@ func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer) {
 		}
 		return store.ControlRequest{Kind: store.RequestResume, From: b.From}, "", nil
 	})
-	handle(store.RequestSkip, func(body) (store.ControlRequest, string, error) {
-		return store.ControlRequest{Kind: store.RequestSkip}, "", nil
+	handle(store.RequestSkip, func(b body) (store.ControlRequest, string, error) {
+		return store.ControlRequest{Kind: store.RequestSkip, WebhookID: b.WebhookID}, "", nil
 	})
 	handle(store.RequestRedeliver, func(b body) (store.ControlRequest, string, error) {
 		at, err := time.Parse(time.RFC3339, b.Since)

@@ -139,8 +139,9 @@ func TestResumeFromNowSkipsTheRecordedRange(t *testing.T) {
 }
 
 // TestSkipUnblocksAStuckStrictTrigger: a strict dead_letter: false trigger
-// stuck on an event its endpoint refuses is unblocked by `changehook skip`,
-// which dead-letters exactly that event; the next events flow.
+// stuck on an event its endpoint refuses is unblocked by `changehook skip`
+// naming that event, which dead-letters exactly it (naming another event,
+// the skip is refused); the next events flow.
 func TestSkipUnblocksAStuckStrictTrigger(t *testing.T) {
 	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
@@ -161,8 +162,13 @@ func TestSkipUnblocksAStuckStrictTrigger(t *testing.T) {
 	r.waitReady()
 	coll := client.Database("shop").Collection("orders")
 	insertIDs(t, coll, 1, 2)
-	rc.waitFor(t, "retries of the stuck event", func(ds []delivery) bool { return len(ds) >= 3 })
-	code, out, errOut := runCLI(t, "skip", "-c", cfg, "orders")
+	stuck := rc.waitFor(t, "retries of the stuck event", func(ds []delivery) bool { return len(ds) >= 3 })[0].ID
+	// Naming another event, the skip is refused.
+	code, out, errOut := runCLI(t, "skip", "-c", cfg, "orders", "--webhook-id", "msg_other")
+	if want := "changehook skip: skip orders: skip event orders: stuck on event " + stuck + ", not on msg_other, so nothing was skipped\n"; code != 1 || errOut != want {
+		t.Fatalf("skip of another event: code %d, stdout %q, stderr %q; want 1 and %q", code, out, errOut, want)
+	}
+	code, out, errOut = runCLI(t, "skip", "-c", cfg, "orders", "--webhook-id", stuck)
 	if code != 0 || !strings.Contains(out, "skipped and dead-lettered msg_") {
 		t.Fatalf("skip: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -170,6 +176,57 @@ func TestSkipUnblocksAStuckStrictTrigger(t *testing.T) {
 	code, out, _ = runCLI(t, "dlq", "list", "-c", cfg)
 	if code != 0 || !strings.Contains(out, "orders") {
 		t.Fatalf("dlq list after skip: %d %q", code, out)
+	}
+}
+
+// TestSkipRefusesATriggerDeliveringNormally: `changehook skip` against a
+// trigger delivering a steady flow of events (like the demo's) exits 1 with
+// an error naming the trigger's state and dead-letters nothing: every event
+// is delivered.
+func TestSkipRefusesATriggerDeliveringNormally(t *testing.T) {
+	srv, client := devdbtest.StartWith(t, devdb.Options{})
+	rc := newReceiver(t)
+	rc.setRespond(func(int, delivery, http.ResponseWriter, *http.Request) int {
+		time.Sleep(20 * time.Millisecond)
+		return http.StatusNoContent
+	})
+	cfg := writeFile(t, t.TempDir(), "c.yaml", baseConfig(srv.URI(), rc.URL())+`
+  - name: orders
+    database: shop
+    collection: orders
+`)
+	r := startRunner(t, runArgs(cfg)...)
+	r.waitReady()
+	coll := client.Database("shop").Collection("orders")
+	stop, inserted := make(chan struct{}), make(chan int32)
+	go func() {
+		id := int32(0)
+		defer func() { inserted <- id }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+			}
+			if _, err := coll.InsertOne(context.Background(), bson.D{{Key: "_id", Value: id + 1}}); err != nil {
+				t.Errorf("insert: %v", err)
+				return
+			}
+			id++
+		}
+	}()
+	rc.waitFor(t, "the flow", countDelivered(3))
+	code, out, errOut := runCLI(t, "skip", "-c", cfg, "orders")
+	close(stop)
+	last := <-inserted
+	const want = "changehook skip: skip orders: skip event orders: not stuck on an event (state running: "
+	if code != 1 || !strings.HasPrefix(errOut, want) || !strings.Contains(errOut, "so nothing was skipped") {
+		t.Fatalf("skip of a trigger delivering normally: code %d, stdout %q, stderr %q; want 1 and an error starting %q", code, out, errOut, want)
+	}
+	rc.waitFor(t, "every event", countDelivered(last))
+	code, out, _ = runCLI(t, "dlq", "list", "-c", cfg)
+	if code != 0 || strings.Contains(out, "orders") {
+		t.Errorf("dlq list after a refused skip: %d %q, want no dead letter", code, out)
 	}
 }
 

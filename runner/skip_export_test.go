@@ -1,0 +1,17 @@
+package runner
+
+import "context"
+
+// SkipAfterLooking is Skip with between called once the skip has looked
+// at the trigger (stuckOn) and before it stops it, so that a test can
+// change what happens in between.
+func (r *Runner) SkipAfterLooking(ctx context.Context, name, by string, between func()) (string, error) {
+	s, err := r.slot(name)
+	if err != nil {
+		return "", err
+	}
+	held, running, notStuck := r.stuckOn(s, "")
+	between()
+	id, _, err := r.skipHeld(ctx, s, by, "", "", held, running, notStuck)
+	return id, err
+}
