@@ -162,52 +162,12 @@ func (d *decoder) project(e entry, ordering Ordering) bson.D {
 	case bad:
 	case !p.KeepsID():
 		d.errorf(v, "project: must keep _id (the resume token); MongoDB fails the change stream with ChangeStreamFatalError (280) otherwise")
-	case !projectionKeeps(doc, "operationType"):
+	case !p.Keeps("operationType"):
 		d.errorf(v, "project: must keep operationType; changehook needs it to recognise invalidate events")
-	case ordering == PerDocument && !projectionKeeps(doc, "documentKey"):
+	case ordering == PerDocument && !p.Keeps("documentKey._id"):
 		d.errorf(v, "project: must keep documentKey when ordering is per_document (events are ordered by documentKey)")
 	}
 	return doc
-}
-
-// projectionKeeps reports whether a $project body keeps the top-level field
-// (possibly recomputed by an expression): listed in an inclusion
-// projection, or not excluded by an exclusion projection.
-func projectionKeeps(spec bson.D, field string) bool {
-	inclusion, listed, excluded := false, false, false
-	for _, e := range spec {
-		top, _, _ := strings.Cut(e.Key, ".")
-		isExclude := isFalsy(e.Value)
-		if e.Key != "_id" && !isExclude {
-			inclusion = true
-		}
-		if top == field {
-			if isExclude {
-				excluded = excluded || e.Key == field
-			} else {
-				listed = true
-			}
-		}
-	}
-	if inclusion {
-		return listed
-	}
-	return !excluded
-}
-
-// isFalsy reports whether a projection value excludes its field (0 or false).
-func isFalsy(v any) bool {
-	switch x := v.(type) {
-	case bool:
-		return !x
-	case int32:
-		return x == 0
-	case int64:
-		return x == 0
-	case float64:
-		return x == 0
-	}
-	return false
 }
 
 // payloadShape rejects payload specs that can never evaluate to a document.

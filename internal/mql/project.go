@@ -375,6 +375,35 @@ func (b *projBuilder) insert(path string, parts []string, leaf *projField) (*pro
 // KeepsID reports whether _id survives the projection.
 func (p *Projection) KeepsID() bool { return p.keepID }
 
+// Keeps reports whether the field at path (dotted) survives the
+// projection whole, with its value or one an expression computes: in an
+// inclusion projection it or an ancestor is included or computed
+// (including only some of its subfields does not keep it: a string or a
+// number there is dropped, a document keeps only those); in an exclusion
+// projection neither it nor an ancestor is excluded (excluding some of its
+// subfields keeps it, without them).
+func (p *Projection) Keeps(path string) bool {
+	if p.identity {
+		return true
+	}
+	fields := p.fields
+	for _, part := range splitPath(path) {
+		f := findProjField(fields, part)
+		switch {
+		case f == nil:
+			return !p.inclusion
+		case f.kind == projSubtree:
+			fields = f.children
+		case p.inclusion:
+			return f.kind == projInclude || f.kind == projExpr
+		default:
+			return f.kind != projExclude
+		}
+	}
+	// Only some subfields of path are listed.
+	return !p.inclusion
+}
+
 // IsInclusion reports whether the projection is an inclusion projection
 // (only the listed fields, plus _id unless excluded, survive).
 func (p *Projection) IsInclusion() bool { return p.inclusion }

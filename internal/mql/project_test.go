@@ -228,3 +228,55 @@ func TestProjectionIntrospection(t *testing.T) {
 		})
 	}
 }
+
+// TestProjectStageKeeps: Keeps follows MongoDB's $project rules — _id: 1
+// (or true, or computed) alone is an inclusion of _id only, _id: 0 alone
+// an exclusion; a listed subfield keeps a field only under an exclusion;
+// an expression (also $literal) keeps the field it computes.
+func TestProjectStageKeeps(t *testing.T) {
+	one, zero := int32(1), int32(0)
+	tests := []struct {
+		name string
+		spec bson.D
+		path string
+		want bool
+	}{
+		{"inclusion lists it", bson.D{{Key: "operationType", Value: one}}, "operationType", true},
+		{"inclusion omits it", bson.D{{Key: "fullDocument", Value: one}}, "operationType", false},
+		{"inclusion keeps _id by default", bson.D{{Key: "fullDocument", Value: one}}, "_id", true},
+		{"inclusion of a subfield", bson.D{{Key: "documentKey._id", Value: true}}, "documentKey._id", true},
+		{"inclusion of a nested subfield", bson.D{{Key: "documentKey", Value: bson.D{{Key: "_id", Value: one}}}}, "documentKey._id", true},
+		{"inclusion of the parent", bson.D{{Key: "documentKey", Value: one}}, "documentKey._id", true},
+		{"inclusion of another subfield", bson.D{{Key: "documentKey.x", Value: one}}, "documentKey._id", false},
+		{"inclusion of a subfield of a string", bson.D{{Key: "operationType.x", Value: one}}, "operationType", false},
+		{"computed", bson.D{{Key: "operationType", Value: "$operationType"}}, "operationType", true},
+		{"computed $literal", bson.D{{Key: "operationType", Value: bson.D{{Key: "$literal", Value: "insert"}}}}, "operationType", true},
+		{"another field computed by $literal", bson.D{{Key: "kind", Value: bson.D{{Key: "$literal", Value: one}}}}, "operationType", false},
+		{"computed parent", bson.D{{Key: "documentKey", Value: "$documentKey"}}, "documentKey._id", true},
+		{"_id: 1 alone", bson.D{{Key: "_id", Value: one}}, "operationType", false},
+		{"_id: true alone", bson.D{{Key: "_id", Value: true}}, "operationType", false},
+		{"_id computed alone", bson.D{{Key: "_id", Value: "$_id"}}, "operationType", false},
+		{"_id: 1 with an inclusion", bson.D{{Key: "_id", Value: one}, {Key: "fullDocument", Value: one}}, "operationType", false},
+		{"_id: 1 with an exclusion", bson.D{{Key: "_id", Value: one}, {Key: "fullDocument", Value: zero}}, "operationType", true},
+		{"_id: 0 alone", bson.D{{Key: "_id", Value: zero}}, "operationType", true},
+		{"_id: 0 alone drops _id", bson.D{{Key: "_id", Value: zero}}, "_id", false},
+		{"_id: 0 with an inclusion", bson.D{{Key: "_id", Value: zero}, {Key: "operationType", Value: one}}, "operationType", true},
+		{"exclusion of another field", bson.D{{Key: "fullDocument", Value: zero}}, "operationType", true},
+		{"exclusion of it", bson.D{{Key: "documentKey", Value: false}}, "documentKey._id", false},
+		{"exclusion of another subfield", bson.D{{Key: "documentKey.x", Value: zero}}, "documentKey._id", true},
+		{"exclusion of the subfield", bson.D{{Key: "documentKey._id", Value: zero}}, "documentKey._id", false},
+		{"exclusion of the nested subfield", bson.D{{Key: "fullDocument", Value: zero}, {Key: "documentKey", Value: bson.D{{Key: "_id", Value: false}}}}, "documentKey._id", false},
+		{"exclusion of a subfield of a string", bson.D{{Key: "operationType.x", Value: zero}}, "operationType", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := CompileProjectStage(tt.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Keeps(tt.path); got != tt.want {
+				t.Errorf("CompileProjectStage(%v).Keeps(%q) = %v, want %v", tt.spec, tt.path, got, tt.want)
+			}
+		})
+	}
+}
