@@ -1168,8 +1168,12 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 	if errors.As(err, &ce) && ce.Code != 0 && !ce.HasErrorLabel("NetworkError") {
 		switch ce.Code {
 		case 286, 260:
+			// The reason (also the log's) gives the way out that works on
+			// the running process, as wayOut does: `checkpoints reset` is
+			// refused while a changehook runs the trigger.
 			return fmt.Sprintf("history lost: the checkpoint is no longer in the oplog (%s); events may have been missed. "+
-					"`changehook checkpoints reset --trigger %s` is the way out", ce.Name, name),
+					"The way out: `changehook resume %s --from now|TIME` on the running changehook (from now or a time still in the oplog; the changes before it are skipped), "+
+					"or `changehook checkpoints reset --trigger %s` when no changehook runs", ce.Name, name, name),
 				"on the running changehook, run `changehook resume " + name + " --from now` to continue from now (the lost range is skipped), " +
 					"or `changehook resume " + name + " --from TIME` with a time still in the oplog; when it is stopped, `changehook checkpoints reset --trigger " + name + "`", false
 		case 280:

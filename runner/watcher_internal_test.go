@@ -31,7 +31,7 @@ func TestClassify(t *testing.T) {
 		{"invalidate on collection", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "drop", errInvalidated, false, false, "collection dropped"},
 		{"invalidate after rename", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "rename", errInvalidated, false, false, "collection renamed"},
 		{"invalidate on database", triggers.Trigger{Name: "t", Database: "d"}, "", errInvalidated, false, false, "database dropped"},
-		{"history lost", triggers.Trigger{Name: "orders"}, "", mongo.CommandError{Code: 286, Name: "ChangeStreamHistoryLost"}, false, false, "`changehook checkpoints reset --trigger orders` is the way out"},
+		{"history lost", triggers.Trigger{Name: "orders"}, "", mongo.CommandError{Code: 286, Name: "ChangeStreamHistoryLost"}, false, false, "The way out: `changehook resume orders --from now|TIME` on the running changehook"},
 		{"invalid token", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 260, Name: "InvalidResumeToken"}, false, false, "history lost"},
 		{"fatal", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 280, Name: "ChangeStreamFatalError", Message: "_id changed"}, false, false, "_id changed"},
 		{"pipeline rejected", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 40324, Name: "Location40324", Message: "Unrecognized pipeline stage"}, false, false, "rejected"},

@@ -62,7 +62,8 @@ func apiTriggers(t *testing.T, body []byte) map[string]apiTrigger {
 
 // TestHistoryLostAndReset: a trigger whose checkpoint fell off a small
 // oplog fails visibly (/api/triggers, /readyz) while another trigger keeps
-// delivering; `checkpoints reset` recovers it.
+// delivering; `resume --from now` recovers it on the running changehook,
+// as its last error says, and `checkpoints reset` when none runs.
 func TestHistoryLostAndReset(t *testing.T) {
 	srv, client := devdbtest.StartWith(t, devdb.Options{OplogMaxBytes: 16 << 10, Data: filepath.Join(t.TempDir(), "db")})
 	rc := newReceiver(t)
@@ -98,7 +99,11 @@ func TestHistoryLostAndReset(t *testing.T) {
 		return m["lost"].State == "failed" && m["alive"].StreamOpen
 	})
 	lost := apiTriggers(t, body)["lost"]
-	if !strings.Contains(lost.LastError, "history lost") || !strings.Contains(lost.LastError, "checkpoints reset") {
+	// The way out in last_error is the one that works on this running
+	// process (as way_out says); `checkpoints reset` is for when none runs.
+	if !strings.Contains(lost.LastError, "history lost") ||
+		!strings.Contains(lost.LastError, "`changehook resume lost --from now|TIME` on the running changehook") ||
+		!strings.Contains(lost.LastError, "`changehook checkpoints reset --trigger lost` when no changehook runs") {
 		t.Errorf("lost.last_error = %q, want history lost and the way out", lost.LastError)
 	}
 	if strings.Contains(string(body), "whsec_") {
@@ -126,10 +131,21 @@ func TestHistoryLostAndReset(t *testing.T) {
 		!strings.Contains(errOut, "changehook resume lost --from now|TIME") {
 		t.Errorf("reset while the runner holds the lease = %d, stderr %q; want refused with the way out", code, errOut)
 	}
+	// The way out last_error gives works on the running process.
+	code, out, errOut := runCLI(t, "resume", "-c", cfg2, "lost", "--from", "now")
+	if code != 0 || !strings.Contains(out, "resumed from now") {
+		t.Fatalf("resume lost --from now on the running changehook = %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	r.waitReady()
+	if _, err := a.InsertOne(ctx, bson.D{{Key: "_id", Value: "a1b"}}); err != nil {
+		t.Fatal(err)
+	}
+	rc.waitFor(t, "a1b delivered after the resume", func(ds []delivery) bool { return hasDoc(ds, "lost", "a1b") })
+	// With no changehook running, checkpoints reset is the way out.
 	if code := r.stop(); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
-	code, out, errOut := runCLI(t, "checkpoints", "reset", "-c", cfg2, "--trigger", "lost")
+	code, out, errOut = runCLI(t, "checkpoints", "reset", "-c", cfg2, "--trigger", "lost")
 	if code != 0 || !strings.Contains(out, "reset") {
 		t.Fatalf("checkpoints reset = %d\n%s%s", code, out, errOut)
 	}
