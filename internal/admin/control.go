@@ -5,9 +5,11 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,7 +94,9 @@ func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer) {
 		Since     string `json:"since"`
 		WebhookID string `json:"webhook_id"`
 	}
-	handle := func(kind string, build func(b body) (store.ControlRequest, string, error)) {
+	// handle registers kind's route; fields are the body fields it takes
+	// (a field of another control is refused, not ignored).
+	handle := func(kind string, fields []string, build func(b body) (store.ControlRequest, string, error)) {
 		mux.HandleFunc("POST /api/triggers/{name}/"+kind, func(w http.ResponseWriter, r *http.Request) {
 			if !auth.allow(w, r) {
 				return
@@ -113,6 +117,14 @@ func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer) {
 				if err := dec.Decode(&b); err != nil {
 					writeError(w, http.StatusBadRequest, "body: "+err.Error())
 					return
+				}
+				var given map[string]json.RawMessage
+				_ = json.Unmarshal(data, &given) // decoded above: an object
+				for f := range given {
+					if !slices.ContainsFunc(fields, func(k string) bool { return strings.EqualFold(k, f) }) { // as json matches names
+						writeError(w, http.StatusBadRequest, fmt.Sprintf("body: %s takes no field %q (its fields: %s)", kind, f, strings.Join(fields, ", ")))
+						return
+					}
 				}
 			}
 			req, reason, err := build(b)
@@ -137,19 +149,19 @@ func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer) {
 			}
 		})
 	}
-	handle(store.RequestPause, func(b body) (store.ControlRequest, string, error) {
+	handle(store.RequestPause, []string{"reason"}, func(b body) (store.ControlRequest, string, error) {
 		return store.ControlRequest{Kind: store.RequestPause}, b.Reason, nil
 	})
-	handle(store.RequestResume, func(b body) (store.ControlRequest, string, error) {
+	handle(store.RequestResume, []string{"from"}, func(b body) (store.ControlRequest, string, error) {
 		if _, err := runner.ParseResumeFrom(b.From); err != nil {
 			return store.ControlRequest{}, "", errors.New(`from must be "", "now" or an RFC 3339 time`)
 		}
 		return store.ControlRequest{Kind: store.RequestResume, From: b.From}, "", nil
 	})
-	handle(store.RequestSkip, func(b body) (store.ControlRequest, string, error) {
+	handle(store.RequestSkip, []string{"webhook_id"}, func(b body) (store.ControlRequest, string, error) {
 		return store.ControlRequest{Kind: store.RequestSkip, WebhookID: b.WebhookID}, "", nil
 	})
-	handle(store.RequestRedeliver, func(b body) (store.ControlRequest, string, error) {
+	handle(store.RequestRedeliver, []string{"since"}, func(b body) (store.ControlRequest, string, error) {
 		at, err := time.Parse(time.RFC3339, b.Since)
 		if err != nil {
 			return store.ControlRequest{}, "", errors.New("since must be an RFC 3339 time such as 2025-01-31T12:00:00Z")
