@@ -1152,7 +1152,7 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 		case w.lastOp == "rename":
 			what = "collection renamed"
 		}
-		return what + ": the change stream was invalidated; recreate it and run `changehook checkpoints reset --trigger " + name + "`, then restart",
+		return what + ": the change stream was invalidated; recreate it (or point the trigger elsewhere and reload), then run `changehook resume " + name + " --from now` on the running changehook",
 			"recreate it (or point the trigger elsewhere and reload), then run `changehook resume " + name + " --from now` on the running changehook", false
 	}
 	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {

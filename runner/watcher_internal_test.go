@@ -28,7 +28,7 @@ func TestClassify(t *testing.T) {
 		retry     bool
 		reasonHas string
 	}{
-		{"invalidate on collection", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "drop", errInvalidated, false, false, "collection dropped"},
+		{"invalidate on collection", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "drop", errInvalidated, false, false, "collection dropped: the change stream was invalidated; recreate it (or point the trigger elsewhere and reload), then run `changehook resume t --from now` on the running changehook"},
 		{"invalidate after rename", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "rename", errInvalidated, false, false, "collection renamed"},
 		{"invalidate on database", triggers.Trigger{Name: "t", Database: "d"}, "", errInvalidated, false, false, "database dropped"},
 		{"history lost", triggers.Trigger{Name: "orders"}, "", mongo.CommandError{Code: 286, Name: "ChangeStreamHistoryLost"}, false, false, "The way out: `changehook resume orders --from now|TIME` on the running changehook"},
@@ -51,6 +51,11 @@ func TestClassify(t *testing.T) {
 			reason, wayOut, retry := w.classify(tt.err, tt.opened)
 			if retry != tt.retry || !strings.Contains(reason, tt.reasonHas) {
 				t.Errorf("classify = %q, %v; want retry %v and reason containing %q", reason, retry, tt.retry, tt.reasonHas)
+			}
+			if strings.Contains(reason, "checkpoints reset") && !strings.Contains(reason, "when no changehook runs") {
+				// The reason is the status's last_error and the log line:
+				// reset is refused while a changehook runs the trigger.
+				t.Errorf("reason %q gives `checkpoints reset` as the way out on a running changehook", reason)
 			}
 			if (wayOut == "") != retry {
 				t.Errorf("classify way out = %q with retry %v: a permanent failure needs one, a transient one none", wayOut, retry)
