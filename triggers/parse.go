@@ -35,11 +35,13 @@ var (
 	yamlLineRE    = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
-// Load reads the configuration file at path and parses it with Parse.
+// Load reads the configuration file at path and parses it with Parse. A
+// file that cannot be read is os.ReadFile's *fs.PathError, which names the
+// file (errors.Is(err, fs.ErrNotExist) when it does not exist).
 func Load(path string, env LookupEnv) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("load config: %w", err)
+		return nil, err
 	}
 	return Parse(path, data, env)
 }

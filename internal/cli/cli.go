@@ -15,6 +15,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -295,13 +296,42 @@ func configFlag(fs *flag.FlagSet) *string {
 func loadConfig(path string, env Env) (*triggers.Config, error) {
 	cfg, err := triggers.Load(path, env.LookupEnv)
 	if err != nil {
-		var ve *triggers.ValidationError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("invalid configuration (run 'changehook validate -c %s'):\n%w", path, err)
-		}
-		return nil, fmt.Errorf("load configuration: %w", err)
+		return nil, configError(path, err)
 	}
 	return cfg, nil
+}
+
+// configError explains an error of triggers.Load(path): a missing file
+// with the ways to get one, an invalid one with the command that lists
+// every problem.
+func configError(path string, err error) error {
+	var ve *triggers.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		return fmt.Errorf("invalid configuration (run 'changehook validate -c %s'):\n%w", path, err)
+	case errors.Is(err, os.ErrNotExist):
+		return missingConfig(path, false)
+	}
+	return err // os.ReadFile's error names the file
+}
+
+// missingConfig is the error for a configuration file that does not exist:
+// it says where it was looked for and what to do. noDev adds that no
+// 'changehook dev' is running, for a command that would have used one's.
+func missingConfig(path string, noDev bool) error {
+	where := path
+	if abs, err := filepath.Abs(path); err == nil {
+		where = abs
+	}
+	dev := ""
+	if noDev {
+		dev = ", and no 'changehook dev' is running (whose configuration this command uses when there is no file)"
+	}
+	starter := "'changehook init'"
+	if path != DefaultConfigFile {
+		starter = "'changehook init -c " + path + "'"
+	}
+	return fmt.Errorf("configuration file %s does not exist%s: give yours with -c FILE, write a commented starter file with %s, or try 'changehook dev --demo' (it needs no file)", where, dev, starter)
 }
 
 func versionCommand(_ context.Context, args []string, env Env) int {

@@ -159,8 +159,9 @@ func TestValidate(t *testing.T) {
 		t.Errorf("stdout:\n%s\nwant:\n%s", out, want)
 	}
 	t.Run("missing file", func(t *testing.T) {
-		code, _, errOut := run(t, nil, "", "validate", "-c", filepath.Join(t.TempDir(), "nope.yaml"))
-		if code != ExitFailure || !strings.Contains(errOut, "no such file") {
+		missing := filepath.Join(t.TempDir(), "nope.yaml")
+		code, _, errOut := run(t, nil, "", "validate", "-c", missing)
+		if code != ExitFailure || !strings.Contains(errOut, missing+" does not exist") {
 			t.Errorf("exit %d, stderr %q", code, errOut)
 		}
 	})
@@ -379,7 +380,7 @@ func TestDevDemoNeedsNoFile(t *testing.T) {
 	cancel()
 	var out, errb bytes.Buffer
 	Run(ctx, []string{"dev", "--demo", "--admin-addr", "off", "--addr", "127.0.0.1:0"}, Env{Stdout: &out, Stderr: &errb})
-	if s := out.String() + errb.String(); strings.Contains(s, "triggers.yaml: no such file") || strings.Contains(s, "invalid built-in") {
+	if s := out.String() + errb.String(); strings.Contains(s, "triggers.yaml does not exist") || strings.Contains(s, "invalid built-in") {
 		t.Fatalf("dev --demo did not use the built-in configuration:\n%s", s)
 	}
 }

@@ -94,29 +94,89 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
+// devConfig loads the configuration of the running dev rt (its file, or
+// the built-in demo configuration), with rt's devdb as mongodb.uri. Its
+// errors are triggers.Load's (configError explains them).
+func devConfig(rt devRuntime, env Env) (*triggers.Config, error) {
+	var cfg *triggers.Config
+	var err error
+	if rt.Config == demo.ConfigName {
+		cfg, err = triggers.Parse(demo.ConfigName, demo.Config, env.LookupEnv)
+	} else {
+		cfg, err = triggers.Load(rt.Config, env.LookupEnv)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.MongoDB.URI = rt.URI
+	return cfg, nil
+}
+
 // stateConfig loads the configuration of a state command (dlq,
 // checkpoints, ...). Without -c and without MONGODB_URI, a running
 // `changehook dev` recorded in the runtime file is used: its configuration
 // and its devdb. Otherwise the file given by -c (default triggers.yaml).
 func stateConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, error) {
+	devWanted := false
 	if !flagSet(fs, "c", "config") {
 		if _, set := env.LookupEnv("MONGODB_URI"); !set {
+			devWanted = true
 			if rt, ok := readDevRuntime(env); ok {
-				var cfg *triggers.Config
-				var err error
-				if rt.Config == demo.ConfigName {
-					cfg, err = triggers.Parse(demo.ConfigName, demo.Config, env.LookupEnv)
-				} else {
-					cfg, err = loadConfig(rt.Config, env)
-				}
+				cfg, err := devConfig(rt, env)
 				if err != nil {
-					return nil, err
+					return nil, configError(rt.Config, err)
 				}
-				cfg.MongoDB.URI = rt.URI
 				fmt.Fprintf(env.Stderr, "using the running 'changehook dev' (pid %d): %s, %s\n", rt.PID, rt.URI, rt.Config)
 				return cfg, nil
 			}
 		}
 	}
-	return loadConfig(path, env)
+	return loadLocal(path, devWanted, env)
+}
+
+// loadLocal is loadConfig; devWanted: a missing file's error adds that no
+// 'changehook dev' is running either.
+func loadLocal(path string, devWanted bool, env Env) (*triggers.Config, error) {
+	cfg, err := triggers.Load(path, env.LookupEnv)
+	if err != nil {
+		if devWanted && errors.Is(err, os.ErrNotExist) {
+			return nil, missingConfig(path, true)
+		}
+		return nil, configError(path, err)
+	}
+	return cfg, nil
+}
+
+// fileConfigDev returns the running dev whose configuration the commands
+// that only read a configuration (test, validate) use: when -c is not
+// given and path (the default, ./triggers.yaml) does not exist. wanted
+// reports whether one would have been used.
+func fileConfigDev(fs *flag.FlagSet, path string, env Env) (rt devRuntime, ok, wanted bool) {
+	if flagSet(fs, "c", "config") {
+		return devRuntime{}, false, false
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		return devRuntime{}, false, false
+	}
+	rt, ok = readDevRuntime(env)
+	if ok {
+		fmt.Fprintf(env.Stderr, "no %s here: using the configuration of the running 'changehook dev' (pid %d): %s\n", path, rt.PID, rt.Config)
+	}
+	return rt, ok, true
+}
+
+// fileConfig loads the configuration of a command that only reads it
+// (test): the file given by -c; without -c, ./triggers.yaml or, when it
+// does not exist, the configuration of a running 'changehook dev' (which
+// stderr names).
+func fileConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, error) {
+	rt, ok, wanted := fileConfigDev(fs, path, env)
+	if ok {
+		cfg, err := devConfig(rt, env)
+		if err != nil {
+			return nil, configError(rt.Config, err)
+		}
+		return cfg, nil
+	}
+	return loadLocal(path, wanted, env)
 }

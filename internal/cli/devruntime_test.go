@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/changehook/changehook/internal/demo"
 	"github.com/changehook/changehook/internal/devdbtest"
 )
 
@@ -62,5 +64,105 @@ func TestStateCommandsFindRunningDev(t *testing.T) {
 	forget()
 	if _, err := os.Stat(filepath.Join(dir, devRuntimeFile)); err != nil {
 		t.Errorf("forget removed another process's record: %v", err)
+	}
+}
+
+// runWith runs the command line in-process with its runtime directory (where
+// a running dev is recorded) set to rtDir.
+func runWith(t *testing.T, rtDir string, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := Env{Stdout: &out, Stderr: &errb, Version: "v0", RuntimeDir: rtDir,
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+	code := Run(context.Background(), args, e)
+	return code, out.String(), errb.String()
+}
+
+// TestFileCommandsFindRunningDev: test and validate, run without -c where
+// there is no triggers.yaml, use the configuration of a running dev (the
+// README's capture, test --events, validate --events tour in a second
+// terminal), saying so on stderr; ./triggers.yaml, when it exists, and -c
+// win over it.
+func TestFileCommandsFindRunningDev(t *testing.T) {
+	rtDir := t.TempDir()
+	e := Env{RuntimeDir: rtDir, LookupEnv: func(string) (string, bool) { return "", false }}
+	forget, err := writeDevRuntime(e, "mongodb://127.0.0.1:1/?directConnection=true", demo.ConfigName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forget()
+	dir := t.TempDir()
+	t.Chdir(dir)
+	events := filepath.Join(dir, "events.jsonl")
+	ev := `{"_id": {"_data": "82AB"}, "operationType": "update", "ns": {"db": "lessons", "coll": "inventory"}, "documentKey": {"_id": "apples"}, "fullDocument": {"_id": "apples", "type": "apples", "quantity": 7}}`
+	if err := os.WriteFile(events, []byte(ev+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const using = "using the configuration of the running 'changehook dev' (pid "
+
+	code, out, errOut := runWith(t, rtDir, nil, "test", "--trigger", "low_stock", "--events", "events.jsonl")
+	if code != ExitOK || !strings.Contains(out, "Only 7 apples left!") || !strings.Contains(errOut, using) {
+		t.Errorf("test --events with a running dev: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runWith(t, rtDir, nil, "validate", "--events", "events.jsonl")
+	if code != ExitOK || !strings.Contains(out, demo.ConfigName+" is valid") || !strings.Contains(out, "low_stock: matched, payload ok") ||
+		!strings.Contains(errOut, using) {
+		t.Errorf("validate --events with a running dev: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// ./triggers.yaml exists: it is the configuration.
+	if err := os.WriteFile(filepath.Join(dir, DefaultConfigFile), []byte(okConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runWith(t, rtDir, nil, "validate")
+	if code != ExitOK || !strings.HasPrefix(out, DefaultConfigFile+" is valid") || strings.Contains(errOut, "running") {
+		t.Errorf("validate with ./triggers.yaml and a running dev: exit %d\n%s%s", code, out, errOut)
+	}
+	if err := os.Remove(filepath.Join(dir, DefaultConfigFile)); err != nil {
+		t.Fatal(err)
+	}
+	// -c names the file, even a missing one.
+	code, _, errOut = runWith(t, rtDir, nil, "validate", "-c", "other.yaml")
+	if code != ExitFailure || strings.Contains(errOut, "running") || !strings.Contains(errOut, "other.yaml does not exist") {
+		t.Errorf("validate -c other.yaml with a running dev: exit %d\n%s", code, errOut)
+	}
+	// No dev running and no file: what to do.
+	code, _, errOut = runWith(t, t.TempDir(), nil, "test", "--trigger", "low_stock", "--events", "events.jsonl")
+	if code != ExitFailure || !strings.Contains(errOut, "does not exist, and no 'changehook dev' is running") {
+		t.Errorf("test without a file or a dev: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestMissingConfigSaysWhatToDo: every command that reads the
+// configuration says, when the file does not exist, where it looked and
+// how to get one, without repeating "load configuration: load config".
+func TestMissingConfigSaysWhatToDo(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	rtDir := t.TempDir() // no dev running
+	for _, args := range [][]string{
+		{"run"}, {"dev", "--addr", "127.0.0.1:0"}, {"validate"}, {"test", "--event", "-"}, {"capture", "low_stock"},
+		{"dlq", "list"}, {"checkpoints", "list"}, {"history"}, {"cluster", "status"}, {"pause", "low_stock"},
+		{"run", "-c", "prod.yaml"}, {"dlq", "list", "-c", "prod.yaml"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			code, out, errOut := runWith(t, rtDir, nil, args...)
+			file := filepath.Join(dir, DefaultConfigFile)
+			starter := "'changehook init'"
+			if slices.Contains(args, "-c") {
+				file, starter = filepath.Join(dir, "prod.yaml"), "'changehook init -c prod.yaml'"
+			}
+			if code != ExitFailure {
+				t.Errorf("exit %d, want %d\n%s%s", code, ExitFailure, out, errOut)
+			}
+			for _, want := range []string{"configuration file " + file + " does not exist", "-c FILE", starter, "'changehook dev --demo'"} {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, errOut)
+				}
+			}
+			if strings.Contains(errOut, "load config") || strings.Count(errOut, "\n") != 1 {
+				t.Errorf("stderr:\n%s", errOut)
+			}
+		})
 	}
 }

@@ -31,6 +31,7 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 		"changehook test --trigger low_stock --events events.jsonl     # every event recorded by changehook capture",
 		"",
 		"The exit code is 0 whether or not the event matches; 1 when the payload fails or --send fails.",
+		"Without -c and without ./triggers.yaml, the configuration of a running 'changehook dev' is used.",
 		"--events FILE takes one change event a line and prints, per event, the match and the body or the error.",
 		"",
 		"EVENT.json is a change event in Extended JSON, as a change stream returns it, e.g.",
@@ -55,7 +56,7 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 	case *eventFile == "" && *eventsFile == "":
 		return usageError(env, fs, "--event or --events is required")
 	}
-	cfg, err := loadConfig(*path, env)
+	cfg, err := fileConfig(fs, *path, env)
 	if err != nil {
 		return fail(env, "test", err)
 	}

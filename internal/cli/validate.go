@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/changehook/changehook/triggers"
@@ -17,7 +18,9 @@ func validateCommand(_ context.Context, args []string, env Env) int {
 		"",
 		"With --events, each line of the file (a change event in Extended JSON) goes through every",
 		"trigger's namespace, match, project and payload; one line per event and trigger says whether it",
-		"matched and whether its payload was built. Exit 1 when a payload (or pipeline) fails on one.")
+		"matched and whether its payload was built. Exit 1 when a payload (or pipeline) fails on one.",
+		"",
+		"Without -c and without ./triggers.yaml, the configuration of a running 'changehook dev' is checked.")
 	path := configFlag(fs)
 	events := fs.String("events", "", "recorded change events `file`, one Extended JSON document a line (\"-\": standard input)")
 	if code, done := parseFlags(fs, args, env); done {
@@ -26,16 +29,28 @@ func validateCommand(_ context.Context, args []string, env Env) int {
 	if fs.NArg() > 0 {
 		return usageError(env, fs, "unexpected argument %q (the file goes after -c)", fs.Arg(0))
 	}
-	cfg, err := triggers.Load(*path, env.LookupEnv)
+	source := *path
+	var cfg *triggers.Config
+	var err error
+	rt, useDev, devWanted := fileConfigDev(fs, *path, env)
+	if useDev {
+		source = rt.Config
+		cfg, err = devConfig(rt, env)
+	} else {
+		cfg, err = triggers.Load(*path, env.LookupEnv)
+	}
 	if err != nil {
 		var ve *triggers.ValidationError
 		if !errors.As(err, &ve) {
-			return fail(env, "validate", err)
+			if devWanted && !useDev && errors.Is(err, os.ErrNotExist) {
+				return fail(env, "validate", missingConfig(*path, true))
+			}
+			return fail(env, "validate", configError(source, err))
 		}
 		for _, p := range ve.Problems {
 			fmt.Fprintln(env.Stdout, p.String())
 		}
-		fmt.Fprintf(env.Stderr, "%s: %s\n", *path, plural(len(ve.Problems), "problem"))
+		fmt.Fprintf(env.Stderr, "%s: %s\n", source, plural(len(ve.Problems), "problem"))
 		return ExitFailure
 	}
 	writeSummary(env, cfg)
