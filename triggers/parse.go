@@ -39,11 +39,25 @@ var (
 // file that cannot be read is os.ReadFile's *fs.PathError, which names the
 // file (errors.Is(err, fs.ErrNotExist) when it does not exist).
 func Load(path string, env LookupEnv) (*Config, error) {
+	return LoadWith(path, env, Options{})
+}
+
+// Options change how LoadWith and ParseWith read a configuration.
+type Options struct {
+	// IgnoreMongoURI leaves mongodb.uri unread, for a caller that connects
+	// elsewhere (changehook dev, to its devdb): the variables its ${VAR}s
+	// name need not be set, it is not checked, and Config.MongoDB.URI is
+	// "" for the caller to fill in.
+	IgnoreMongoURI bool
+}
+
+// LoadWith is Load with opts.
+func LoadWith(path string, env LookupEnv, opts Options) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data, env)
+	return ParseWith(path, data, env, opts)
 }
 
 // Parse parses, interpolates, defaults and validates a configuration file.
@@ -55,10 +69,15 @@ func Load(path string, env LookupEnv) (*Config, error) {
 // position. Messages never contain secrets: signing keys, header values and
 // the passwords of URLs are not echoed.
 func Parse(filename string, data []byte, env LookupEnv) (*Config, error) {
+	return ParseWith(filename, data, env, Options{})
+}
+
+// ParseWith is Parse with opts.
+func ParseWith(filename string, data []byte, env LookupEnv, opts Options) (*Config, error) {
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
-	d := &decoder{file: filename, env: env, budget: maxNodeVisits, stopAt: -1}
+	d := &decoder{file: filename, env: env, opts: opts, budget: maxNodeVisits, stopAt: -1}
 	cfg := d.parse(data)
 	if d.stopAt >= 0 {
 		d.problems = d.problems[:d.stopAt]
@@ -75,6 +94,7 @@ func Parse(filename string, data []byte, env LookupEnv) (*Config, error) {
 type decoder struct {
 	file     string
 	env      LookupEnv
+	opts     Options
 	budget   int
 	problems []Problem
 	// stopAt is the number of problems when the budget ran out (-1: it
@@ -84,6 +104,9 @@ type decoder struct {
 	// poisoned holds scalars whose interpolation failed: they are already
 	// reported, so validators skip them instead of adding follow-up noise.
 	poisoned map[*yaml.Node]bool
+	// unread is a scalar left as written, not interpolated
+	// (Options.IgnoreMongoURI: mongodb.uri).
+	unread *yaml.Node
 }
 
 // entry is one key/value pair of a mapping.
@@ -130,6 +153,9 @@ func (d *decoder) parse(data []byte) *Config {
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		doc = doc.Content[0]
 	}
+	if d.opts.IgnoreMongoURI {
+		d.unread = mongoURINode(d.file, doc)
+	}
 	d.interpolateTree(doc)
 
 	cfg := &Config{
@@ -147,9 +173,12 @@ func (d *decoder) parse(data []byte) *Config {
 	if top == nil {
 		return cfg
 	}
+	if d.opts.IgnoreMongoURI {
+		cfg.MongoDB.URI = ""
+	}
 	if e := top["mongodb"]; e.set() {
 		f := d.fields(e.val, "mongodb", []string{"uri"})
-		if u := f["uri"]; u.set() {
+		if u := f["uri"]; u.set() && !d.opts.IgnoreMongoURI {
 			if s, ok := d.str(u, "mongodb.uri"); ok {
 				cfg.MongoDB.URI = s
 				if msg := checkMongoURI(s); msg != "" {
@@ -331,6 +360,9 @@ func (d *decoder) interpolateTree(n *yaml.Node) {
 			d.interpolateTree(n.Content[i])
 		}
 	case yaml.ScalarNode:
+		if n == d.unread {
+			return
+		}
 		out, errs := interpolate(n.Value, d.env)
 		for _, e := range errs {
 			p := d.pos(n)
@@ -359,6 +391,24 @@ func (d *decoder) interpolateTree(n *yaml.Node) {
 			}
 		}
 	}
+}
+
+// mongoURINode returns the scalar node of mongodb.uri in doc, found as
+// parse finds it (merge keys and aliases followed), or nil. It reports
+// nothing: parse reports the file's problems.
+func mongoURINode(file string, doc *yaml.Node) *yaml.Node {
+	q := &decoder{file: file, budget: maxNodeVisits, stopAt: -1}
+	top := q.fields(doc, "configuration", []string{"mongodb"})
+	if top == nil || !top["mongodb"].set() {
+		return nil
+	}
+	f := q.fields(top["mongodb"].val, "mongodb", []string{"uri"})
+	if u := f["uri"]; u.set() {
+		if n := deref(u.val); n != nil && n.Kind == yaml.ScalarNode {
+			return n
+		}
+	}
+	return nil
 }
 
 // deref follows aliases to the anchored node.

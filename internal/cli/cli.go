@@ -301,6 +301,11 @@ func loadConfig(path string, env Env) (*triggers.Config, error) {
 	return cfg, nil
 }
 
+// devOptions are the options dev reads its configuration with: it replaces
+// mongodb.uri with its devdb's, so the file's is not read (its ${VAR}s need
+// not be set).
+var devOptions = triggers.Options{IgnoreMongoURI: true}
+
 // configError explains an error of triggers.Load(path): a missing file
 // with the ways to get one, an invalid one with the command that lists
 // every problem.

@@ -41,12 +41,12 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	if *demoMode && !flagSet(fs, "c", "config") {
 		// The demo needs no file: its configuration is built in, so that
 		// it works from any directory.
-		cfg, err = triggers.Parse(demo.ConfigName, demo.Config, env.LookupEnv)
+		cfg, err = triggers.ParseWith(demo.ConfigName, demo.Config, env.LookupEnv, devOptions)
 		if err != nil {
 			err = fmt.Errorf("invalid built-in demo configuration: %w", err)
 		}
-	} else {
-		cfg, err = loadConfig(*rf.config, env)
+	} else if cfg, err = triggers.LoadWith(*rf.config, env.LookupEnv, devOptions); err != nil {
+		err = configError(*rf.config, err)
 	}
 	if err != nil {
 		return fail(env, "dev", err)
@@ -108,6 +108,7 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	fmt.Fprintf(env.Stdout, "devdb      %s  (%s)\n", srv.URI(), where)
 
 	rf.deliveries = env.Stdout
+	rf.parse = devOptions
 	fmt.Fprintln(env.Stdout, "deliveries one line per attempt: time, trigger, HTTP status, latency, webhook-id (and the failure reason)")
 
 	runCtx, stopDemo := context.WithCancel(ctx)

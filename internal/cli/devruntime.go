@@ -95,15 +95,15 @@ func processAlive(pid int) bool {
 }
 
 // devConfig loads the configuration of the running dev rt (its file, or
-// the built-in demo configuration), with rt's devdb as mongodb.uri. Its
-// errors are triggers.Load's (configError explains them).
+// the built-in demo configuration) as dev reads it, with rt's devdb as
+// mongodb.uri. Its errors are triggers.Load's (configError explains them).
 func devConfig(rt devRuntime, env Env) (*triggers.Config, error) {
 	var cfg *triggers.Config
 	var err error
 	if rt.Config == demo.ConfigName {
-		cfg, err = triggers.Parse(demo.ConfigName, demo.Config, env.LookupEnv)
+		cfg, err = triggers.ParseWith(demo.ConfigName, demo.Config, env.LookupEnv, devOptions)
 	} else {
-		cfg, err = triggers.Load(rt.Config, env.LookupEnv)
+		cfg, err = triggers.LoadWith(rt.Config, env.LookupEnv, devOptions)
 	}
 	if err != nil {
 		return nil, err

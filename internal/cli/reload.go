@@ -59,6 +59,7 @@ type reloader struct {
 	mu      sync.Mutex
 	path    string
 	env     Env
+	opts    triggers.Options // how the file is read (dev: devOptions)
 	log     *slog.Logger
 	cfg     *triggers.Config // the running configuration
 	rn      *runner.Runner
@@ -194,7 +195,7 @@ func (rl *reloader) load() (*triggers.Config, error) {
 		err := errors.New("the built-in demo configuration cannot be reloaded; run dev -c FILE to reload a file")
 		return nil, &ReloadError{Problems: []string{err.Error()}, err: err}
 	}
-	cfg, err := triggers.Load(rl.path, rl.env.LookupEnv)
+	cfg, err := triggers.LoadWith(rl.path, rl.env.LookupEnv, rl.opts)
 	if err != nil {
 		re := &ReloadError{err: err}
 		var ve *triggers.ValidationError

@@ -32,6 +32,8 @@ type runFlags struct {
 	cpEveryT  time.Duration
 	// clustered runs triggers under cluster leases (run, not dev).
 	clustered bool
+	// parse is how a reload reads the file (dev: devOptions).
+	parse triggers.Options
 	// deliveries, when set, receives one line per delivery attempt (dev).
 	deliveries io.Writer
 	// watchConfig reloads the configuration when its file changes.
@@ -168,7 +170,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	}()
 
 	rl := newReloader(cfg.Path, env, log, cfg, rn, reg)
-	rl.st = st
+	rl.st, rl.opts = st, rf.parse
 	rl.poolCap = poolCapacity(cfg.MongoDB.URI, streamCount(cfg))
 	var driver *cluster.Driver
 	if mgr != nil {
