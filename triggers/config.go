@@ -16,8 +16,13 @@ import (
 
 // Built-in defaults, applied under the file's defaults section.
 const (
-	// DefaultMongoURI is mongodb.uri when the file has no mongodb section.
+	// DefaultMongoURI is mongodb.uri when the file omits it and the
+	// environment variable MongoURIEnv is unset or empty.
 	DefaultMongoURI = "mongodb://127.0.0.1:27017/?directConnection=true"
+	// MongoURIEnv names the environment variable whose value is
+	// mongodb.uri when the file omits it (DefaultMongoURI when it is unset
+	// or empty).
+	MongoURIEnv = "MONGODB_URI"
 	// DefaultStateDatabase is state.database when omitted.
 	DefaultStateDatabase = "changehook"
 	// DefaultAdminAddr is admin.addr when omitted.

@@ -41,3 +41,55 @@ triggers:
 		t.Errorf("ParseWith(IgnoreMongoURI) = %v, want only HOOK_URL reported", err)
 	}
 }
+
+// TestMongoURIDefaultsToTheEnvironment: a file without mongodb.uri
+// connects to $MONGODB_URI when it is set and not empty (the README's
+// Kubernetes and systemd examples set only the variable), else to
+// DefaultMongoURI; a mongodb.uri in the file wins, and an invalid
+// variable is a problem that does not show its secrets.
+func TestMongoURIDefaultsToTheEnvironment(t *testing.T) {
+	const trigger = `
+triggers:
+  - name: t
+    database: shop
+    webhook: { url: "http://localhost/x" }
+`
+	env := func(v string) LookupEnv {
+		return func(k string) (string, bool) {
+			if k == MongoURIEnv && v != "unset" {
+				return v, true
+			}
+			return "", false
+		}
+	}
+	const fromEnv = "mongodb://u:p4ssw0rd@db1,db2/?replicaSet=rs0"
+	for _, tc := range []struct{ name, src, env, want string }{
+		{"omitted, variable set", trigger, fromEnv, fromEnv},
+		{"empty mongodb section, variable set", "mongodb: {}\n" + trigger, fromEnv, fromEnv},
+		{"omitted, variable unset", trigger, "unset", DefaultMongoURI},
+		{"omitted, variable empty", trigger, "", DefaultMongoURI},
+		{"in the file", "mongodb:\n  uri: mongodb://file:1/\n" + trigger, fromEnv, "mongodb://file:1/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("c.yaml", []byte(tc.src), env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MongoDB.URI != tc.want {
+				t.Errorf("URI = %q, want %q", cfg.MongoDB.URI, tc.want)
+			}
+		})
+	}
+	_, err := Parse("c.yaml", []byte(trigger), env("mongodb://u:p4ssw0rd@h:99999/"))
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:1:1: mongodb.uri is omitted, so its default is MONGODB_URI from the environment, which is not valid") ||
+		strings.Contains(err.Error(), "p4ssw0rd") {
+		t.Errorf("invalid MONGODB_URI: %v", err)
+	}
+	cfg, err := ParseWith("c.yaml", []byte(trigger), env("nope"), Options{IgnoreMongoURI: true})
+	if err != nil {
+		t.Fatalf("IgnoreMongoURI: %v", err)
+	}
+	if cfg.MongoDB.URI != "" {
+		t.Errorf("IgnoreMongoURI: URI %q, want empty", cfg.MongoDB.URI)
+	}
+}

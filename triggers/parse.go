@@ -62,7 +62,9 @@ func LoadWith(path string, env LookupEnv, opts Options) (*Config, error) {
 
 // Parse parses, interpolates, defaults and validates a configuration file.
 // filename is only used in messages. env resolves ${VAR} references (nil
-// means no variable is set).
+// means no variable is set) and gives mongodb.uri its default when the file
+// omits it: MONGODB_URI (MongoURIEnv) when set and not empty, else
+// DefaultMongoURI.
 //
 // On any problem Parse returns a nil *Config and a *ValidationError holding
 // every problem found, each formatted FILE:LINE:COL: message and sorted by
@@ -173,17 +175,30 @@ func (d *decoder) parse(data []byte) *Config {
 	if top == nil {
 		return cfg
 	}
-	if d.opts.IgnoreMongoURI {
-		cfg.MongoDB.URI = ""
-	}
+	uriSet := false
 	if e := top["mongodb"]; e.set() {
 		f := d.fields(e.val, "mongodb", []string{"uri"})
 		if u := f["uri"]; u.set() && !d.opts.IgnoreMongoURI {
+			uriSet = true
 			if s, ok := d.str(u, "mongodb.uri"); ok {
 				cfg.MongoDB.URI = s
 				if msg := checkMongoURI(s); msg != "" {
 					d.errorf(u.val, "mongodb.uri: %s", msg)
 				}
+			}
+		}
+	}
+	switch {
+	case d.opts.IgnoreMongoURI:
+		cfg.MongoDB.URI = ""
+	case !uriSet:
+		// The environment's deployment, as in the README's Kubernetes
+		// and systemd examples, rather than a local default that is
+		// silently not the one meant.
+		if s, ok := d.env(MongoURIEnv); ok && s != "" {
+			cfg.MongoDB.URI = s
+			if msg := checkMongoURI(s); msg != "" {
+				d.errorf(top["mongodb"].val, "mongodb.uri is omitted, so its default is %s from the environment, which is not valid: %s", MongoURIEnv, msg)
 			}
 		}
 	}

@@ -166,3 +166,29 @@ func TestMissingConfigSaysWhatToDo(t *testing.T) {
 		})
 	}
 }
+
+// TestMongoURIFromTheEnvironment: a file without mongodb.uri connects to
+// MONGODB_URI (the README's Kubernetes and systemd examples set only the
+// variable), and the URI's password is never printed.
+func TestMongoURIFromTheEnvironment(t *testing.T) {
+	srv, _ := devdbtest.Start(t)
+	cfg := writeConfig(t, `
+triggers:
+  - name: orders
+    database: shop
+    webhook: { url: "http://127.0.0.1:1/orders" }
+`)
+	rtDir := t.TempDir()
+	code, out, errOut := runWith(t, rtDir, map[string]string{"MONGODB_URI": srv.URI()}, "checkpoints", "list", "-c", cfg)
+	if code != ExitOK {
+		t.Errorf("checkpoints list with MONGODB_URI: exit %d\n%s%s", code, out, errOut)
+	}
+	unreachable := "mongodb://user:hunter2@127.0.0.1:1/?directConnection=true&serverSelectionTimeoutMS=200"
+	code, out, errOut = runWith(t, rtDir, map[string]string{"MONGODB_URI": unreachable}, "run", "-c", cfg, "--admin-addr", "off")
+	if code != ExitFailure || !strings.Contains(errOut, "cannot reach MongoDB at mongodb://user:xxxxx@127.0.0.1:1/") {
+		t.Errorf("run with an unreachable MONGODB_URI: exit %d\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "hunter2") {
+		t.Errorf("password printed:\n%s%s", out, errOut)
+	}
+}
