@@ -492,3 +492,61 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// TestEmptyDurationIsTheDefault: "" in a duration field (quoted, or an
+// empty ${VAR}) is its built-in default, in every section, as
+// cluster.instance_id: "" is; null and other text are still errors.
+func TestEmptyDurationIsTheDefault(t *testing.T) {
+	src := `
+admin: { read_timeout: "", write_timeout: "", idle_timeout: "", retrying_unready_after: "" }
+checkpoint: { idle_interval: "" }
+history: { retention: "" }
+cluster:
+  instance_id: ""
+  lease_ttl: ""
+  renew_every: ""      # default lease_ttl/3
+triggers:
+  - name: t
+    database: shop
+    batch: { max_events: 10, max_wait: "${EMPTY}" }
+    retry: { initial_backoff: "", max_backoff: "" }
+    circuit: { max_probe_interval: "" }
+    webhook: { url: "http://localhost/x", timeout: "", format: cloudevents }
+`
+	cfg, err := Parse("c.yaml", []byte(src), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := cfg.Triggers[0]
+	for _, c := range []struct {
+		name      string
+		got, want time.Duration
+	}{
+		{"admin.read_timeout", cfg.Admin.ReadTimeout, DefaultAdminReadTimeout},
+		{"admin.write_timeout", cfg.Admin.WriteTimeout, DefaultAdminWriteTimeout},
+		{"admin.idle_timeout", cfg.Admin.IdleTimeout, DefaultAdminIdleTimeout},
+		{"admin.retrying_unready_after", cfg.Admin.RetryingUnreadyAfter, DefaultRetryingUnreadyAfter},
+		{"checkpoint.idle_interval", cfg.Checkpoint.IdleInterval, DefaultCheckpointIdleInterval},
+		{"history.retention", cfg.History.Retention, DefaultHistoryRetention},
+		{"cluster.lease_ttl", cfg.Cluster.LeaseTTL, DefaultLeaseTTL},
+		{"cluster.renew_every", cfg.Cluster.RenewEvery, DefaultLeaseTTL / 3},
+		{"batch.max_wait", tr.Batch.MaxWait, DefaultBatchMaxWait},
+		{"retry.initial_backoff", tr.Retry.InitialBackoff, DefaultInitialBackoff},
+		{"retry.max_backoff", tr.Retry.MaxBackoff, DefaultMaxBackoff},
+		{"circuit.max_probe_interval", tr.Circuit.MaxProbeInterval, DefaultCircuitMaxProbeInterval},
+		{"webhook.timeout", tr.Webhook.Timeout, DefaultTimeout},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %s, want %s", c.name, c.got, c.want)
+		}
+	}
+	if cfg.Cluster.InstanceID != "" {
+		t.Errorf("instance_id = %q", cfg.Cluster.InstanceID)
+	}
+	for _, bad := range []string{`renew_every: ~`, `renew_every: " "`, `renew_every: soon`} {
+		_, err := Parse("c.yaml", []byte("cluster:\n  "+bad+"\ntriggers:\n  - name: t\n    webhook: { url: \"http://localhost/x\" }\n"), testEnv)
+		if err == nil || !strings.Contains(err.Error(), "cluster.renew_every") {
+			t.Errorf("%s: %v, want a cluster.renew_every problem", bad, err)
+		}
+	}
+}

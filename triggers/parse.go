@@ -607,13 +607,16 @@ func (d *decoder) boolean(e entry, field string, def bool) bool {
 	return def
 }
 
-// duration returns a positive Go duration ("500ms", "10s", "1m").
+// duration returns a positive Go duration ("500ms", "10s", "1m"). The
+// empty string means def, the field's built-in default (renew_every: "" in
+// the README's cluster example, a ${VAR} whose VAR is empty), as
+// instance_id: "" means its default.
 func (d *decoder) duration(e entry, field string, def time.Duration) time.Duration {
 	if !e.set() {
 		return def
 	}
 	v := deref(e.val)
-	if d.poisoned[v] {
+	if d.poisoned[v] || emptyString(v) {
 		return def
 	}
 	if v.Kind != yaml.ScalarNode || v.ShortTag() == "!!null" {
@@ -630,6 +633,12 @@ func (d *decoder) duration(e entry, field string, def time.Duration) time.Durati
 		return def
 	}
 	return dur
+}
+
+// emptyString reports whether v is the string "" (quoted, or an empty
+// ${VAR}), which a duration field takes as its default.
+func emptyString(v *yaml.Node) bool {
+	return v != nil && v.Kind == yaml.ScalarNode && v.Value == "" && v.ShortTag() == "!!str"
 }
 
 // cluster decodes the cluster section: instance_id, lease_ttl and
