@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -190,5 +191,25 @@ triggers:
 	}
 	if strings.Contains(out+errOut, "hunter2") {
 		t.Errorf("password printed:\n%s%s", out, errOut)
+	}
+}
+
+// TestDlqPurgeDryRunSucceeds: purge without --yes is a dry run: it says
+// how many would be deleted, deletes nothing, and exits 0 (exit 1 means
+// failure).
+func TestDlqPurgeDryRunSucceeds(t *testing.T) {
+	srv, _ := devdbtest.Start(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+mongodb: { uri: %q }
+triggers:
+  - name: orders
+    database: shop
+    webhook: { url: "http://127.0.0.1:1/orders" }
+`, srv.URI()))
+	for _, args := range [][]string{{"msg_x"}, {"--trigger", "orders"}, {"--all"}} {
+		code, out, errOut := runWith(t, t.TempDir(), nil, append([]string{"dlq", "purge", "-c", cfg}, args...)...)
+		if code != ExitOK || !strings.Contains(out, "would delete 0 dead letters") || !strings.Contains(out, "nothing deleted") {
+			t.Errorf("dlq purge %v: exit %d\n%s%s", args, code, out, errOut)
+		}
 	}
 }

@@ -315,7 +315,7 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 
 func dlqPurge(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet(env, "dlq purge", "dlq purge [-c FILE] ID... | --trigger NAME | --all [--yes]",
-		"changehook dlq purge --trigger low_stock          # shows how many would be deleted",
+		"changehook dlq purge --trigger low_stock          # a dry run: shows how many would be deleted (exit 0)",
 		"changehook dlq purge --trigger low_stock --yes    # deletes them",
 		"changehook dlq purge msg_2f6yq3x4kq7m3v5bq6w4zq2x7a --yes")
 	path := configFlag(fs)
@@ -351,7 +351,7 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 			return fail(env, "dlq purge", err)
 		}
 		fmt.Fprintf(env.Stdout, "would delete %s %s; nothing deleted. Run again with --yes to delete them.\n", plural(int(n), "dead letter"), what)
-		return ExitFailure
+		return ExitOK // a dry run that worked
 	}
 	n, err := deadletter.Purge(ctx, sc.store, sel)
 	if err != nil {
