@@ -455,3 +455,37 @@ triggers:
 		t.Fatalf("exit %d, want 1 and \"build payload\" once:\n%s%s", code, out, errOut)
 	}
 }
+
+// TestTestSendLastAttemptDoesNotRetry: when every attempt fails, the last
+// one does not say it will retry.
+func TestTestSendLastAttemptDoesNotRetry(t *testing.T) {
+	cfg := writeConfig(t, `
+triggers:
+  - name: send
+    database: lessons
+    webhook: { url: "http://127.0.0.1:1/hooks/send" }
+    retry: { max_attempts: 3, initial_backoff: 1ms, max_backoff: 2ms }
+`)
+	ev := `{"_id": {"_data": "82AB"}, "operationType": "insert", "ns": {"db": "lessons", "coll": "x"}, "documentKey": {"_id": 1}, "fullDocument": {"_id": 1}}`
+	code, out, errOut := run(t, nil, ev, "test", "-c", cfg, "--event", "-", "--send")
+	if code != ExitFailure {
+		t.Fatalf("exit %d, want 1: %s%s", code, out, errOut)
+	}
+	var attempts []string
+	for line := range strings.Lines(out) {
+		if strings.HasPrefix(line, "  attempt ") {
+			attempts = append(attempts, line)
+		}
+	}
+	if len(attempts) != 3 || !strings.Contains(out, "FAILED after 3 attempts") {
+		t.Fatalf("want 3 attempts, then FAILED:\n%s", out)
+	}
+	for i, a := range attempts[:2] {
+		if !strings.Contains(a, "(connection)") || !strings.Contains(a, ", will retry:") {
+			t.Errorf("attempt %d: %s", i+1, a)
+		}
+	}
+	if last := attempts[2]; strings.Contains(last, "will retry") || !strings.Contains(last, ", no attempts left (retry.max_attempts: 3):") {
+		t.Errorf("last attempt: %s", last)
+	}
+}

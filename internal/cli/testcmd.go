@@ -250,7 +250,7 @@ func writeHeaders(w io.Writer, t *triggers.Trigger, ver, id string, payload []by
 // checkpointed.
 func sendOnce(ctx context.Context, env Env, t *triggers.Trigger, ev dispatcher.Event) int {
 	s, err := newSender(t, env, dispatcher.WithObserver(func(a dispatcher.Attempt) {
-		printAttempt(env.Stdout, a)
+		printAttempt(env.Stdout, a, t.Retry.MaxAttempts)
 	}))
 	if err != nil {
 		return fail(env, "test", err)
@@ -269,10 +269,11 @@ func sendOnce(ctx context.Context, env Env, t *triggers.Trigger, ev dispatcher.E
 	return ExitOK
 }
 
-// printAttempt prints one delivery attempt as it ends: its number, the
-// status or failure reason, the latency and, for a failure, the error
-// (whose text never contains secrets) and the start of the response body.
-func printAttempt(w io.Writer, a dispatcher.Attempt) {
+// printAttempt prints one delivery attempt of at most maxAttempts as it
+// ends: its number, the status or failure reason, the latency and, for a
+// failure, whether another attempt follows, the error (whose text never
+// contains secrets) and the start of the response body.
+func printAttempt(w io.Writer, a dispatcher.Attempt, maxAttempts int) {
 	lat := a.Latency.Round(time.Millisecond)
 	if a.Err == nil {
 		fmt.Fprintf(w, "  attempt %d: HTTP %d in %s\n", a.Number, a.Status, lat)
@@ -283,7 +284,10 @@ func printAttempt(w io.Writer, a dispatcher.Attempt) {
 		status = fmt.Sprintf("HTTP %d", a.Status)
 	}
 	next := "permanent, no retry"
-	if a.Retry {
+	switch {
+	case a.Retry && a.Number >= maxAttempts:
+		next = fmt.Sprintf("no attempts left (retry.max_attempts: %d)", maxAttempts)
+	case a.Retry:
 		next = "will retry"
 	}
 	fmt.Fprintf(w, "  attempt %d: %s (%s) in %s, %s: %v\n", a.Number, status, a.Reason, lat, next, a.Err)
