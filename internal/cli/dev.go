@@ -92,7 +92,9 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	if cfg.Path == demo.ConfigName {
 		configName = demo.ConfigName
 	}
-	if forget, err := writeDevRuntime(env, srv.URI(), configName); err != nil {
+	rt := devRuntime{URI: srv.URI(), Config: configName}
+	forget, err := writeDevRuntime(env, rt)
+	if err != nil {
 		log.Warn("other commands will not find this dev (pass them -c and MONGODB_URI)", "error", err)
 	} else {
 		unhook := atForcedExit(forget)
@@ -101,6 +103,7 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 			forget()
 		}()
 	}
+	recorded := err == nil
 	where := "data in " + dataDir + ", removed on exit; --data DIR keeps it"
 	if *data != "" {
 		where = "data in " + *data
@@ -109,6 +112,15 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 
 	rf.deliveries = env.Stdout
 	rf.parse = devOptions
+	rf.adminListening = func(url string) {
+		fmt.Fprintf(env.Stdout, "admin      %s  (console; API under /api, /metrics, /readyz)\n", url)
+		if recorded {
+			rt.Admin = url
+			if _, err := writeDevRuntime(env, rt); err != nil {
+				log.Warn("could not record the admin URL in the dev runtime file", "error", err)
+			}
+		}
+	}
 	fmt.Fprintln(env.Stdout, "deliveries one line per attempt: time, trigger, HTTP status, latency, webhook-id (and the failure reason)")
 
 	runCtx, stopDemo := context.WithCancel(ctx)
@@ -131,8 +143,8 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 		}()
 		fmt.Fprintf(env.Stdout, "receiver   http://%s  (prints every delivery; verifies its signature with the demo secret)\n", recv.Addr())
 		fmt.Fprintf(env.Stdout, "trigger    %s: %s where %s -> webhook\n", demoTrigger.Name, demoTrigger.Namespace(), describeMatch(demoTrigger))
-		fmt.Fprintln(env.Stdout, "Press Ctrl-C to stop.")
 		started = func(r *runner.Runner) {
+			fmt.Fprintln(env.Stdout, "Press Ctrl-C to stop.") // after the admin line
 			wg.Go(func() {
 				if !waitReady(runCtx, r, 10*time.Second) {
 					if runCtx.Err() == nil {

@@ -2,19 +2,26 @@ package cli
 
 import (
 	"context"
-	"io"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
 // startDevIn runs `changehook dev args...` in-process with its runtime
-// file in rtDir and env's variables, until the returned stop is called
-// (which returns dev's exit code). It returns once the triggers run (dev
-// logs "changehook running"; args must ask for --log-level info).
-func startDevIn(t *testing.T, rtDir string, vars map[string]string, reload <-chan struct{}, stdout io.Writer, args ...string) (stderr *signalWriter, stop func() int) {
+// file in rtDir and vars as its environment, until the returned stop is
+// called (which returns dev's exit code). reload, when not nil, sends
+// reload requests. It returns once ready(stdout, stderr) holds.
+func startDevIn(t *testing.T, rtDir string, vars map[string]string, reload <-chan struct{}, ready func(stdout, stderr string) bool,
+	args ...string) (stdout, stderr *signalWriter, stop func() int) {
 	t.Helper()
-	stderr = &signalWriter{want: "changehook running", ready: make(chan struct{})}
+	stdout = &signalWriter{ready: make(chan struct{})}
+	stderr = &signalWriter{ready: make(chan struct{})}
 	env := Env{Stdout: stdout, Stderr: stderr, Version: "v0", RuntimeDir: rtDir,
 		LookupEnv: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
 	if reload != nil {
@@ -35,21 +42,27 @@ func startDevIn(t *testing.T, rtDir string, vars map[string]string, reload <-cha
 		case code := <-done:
 			return code
 		case <-time.After(30 * time.Second):
-			t.Fatalf("dev did not stop\n%s", stderr)
+			t.Fatalf("dev did not stop\n%s%s", stdout, stderr)
 			return -1
 		}
 	}
 	t.Cleanup(func() { stop() })
-	select {
-	case <-stderr.ready:
-	case code := <-done:
-		stopped = true
-		t.Fatalf("dev exited with %d before running its triggers:\n%s", code, stderr)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("dev did not start\n%s", stderr)
+	deadline := time.After(30 * time.Second)
+	for !ready(stdout.String(), stderr.String()) {
+		select {
+		case code := <-done:
+			stopped = true
+			t.Fatalf("dev exited with %d before it was ready:\n%s%s", code, stdout, stderr)
+		case <-deadline:
+			t.Fatalf("dev was not ready in 30 s:\n%s%s", stdout, stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	return stderr, stop
+	return stdout, stderr, stop
 }
+
+// running: dev's triggers run (it must log at info).
+func running(_, stderr string) bool { return strings.Contains(stderr, "changehook running") }
 
 // waitFor polls w until it contains want.
 func waitFor(t *testing.T, w *signalWriter, want string) {
@@ -79,7 +92,7 @@ triggers:
 `)
 	rtDir := t.TempDir()
 	reload := make(chan struct{}, 1)
-	stderr, stop := startDevIn(t, rtDir, nil, reload, io.Discard,
+	_, stderr, stop := startDevIn(t, rtDir, nil, reload, running,
 		"-c", cfg, "--addr", "127.0.0.1:0", "--admin-addr", "off", "--log-level", "info")
 
 	reload <- struct{}{}
@@ -97,5 +110,49 @@ triggers:
 	}
 	if s := stderr.String(); strings.Contains(s, "MONGODB_URI") {
 		t.Errorf("dev asked for MONGODB_URI:\n%s", s)
+	}
+}
+
+// TestDevPrintsTheAdminURL: dev's banner has an admin line with the URL
+// the admin server listens on (port 0 resolved), also for the demo, whose
+// logs are at warn and so hide "admin server listening"; the runtime file
+// records it.
+func TestDevPrintsTheAdminURL(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoURL := "http://" + ln.Addr().String() + "/hooks/stock"
+	ln.Close()
+	rtDir := t.TempDir()
+	stdout, _, stop := startDevIn(t, rtDir, map[string]string{"CHANGEHOOK_DEMO_URL": demoURL}, nil,
+		func(stdout, _ string) bool { return strings.Contains(stdout, "Press Ctrl-C to stop.") },
+		"--demo", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	banner := stdout.String()
+	m := regexp.MustCompile(`(?m)^admin      (http://127\.0\.0\.1:(\d+))  \(console`).FindStringSubmatch(banner)
+	if m == nil || m[2] == "0" {
+		t.Fatalf("no admin line with the listening URL in dev's banner:\n%s", banner)
+	}
+	if strings.Index(banner, "admin      ") > strings.Index(banner, "Press Ctrl-C to stop.") {
+		t.Errorf("the admin line comes after \"Press Ctrl-C to stop.\":\n%s", banner)
+	}
+	resp, err := http.Get(m[1] + "/healthz")
+	if err != nil {
+		t.Fatalf("GET %s/healthz: %v", m[1], err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %s/healthz = %d", m[1], resp.StatusCode)
+	}
+	b, err := os.ReadFile(filepath.Join(rtDir, devRuntimeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rt devRuntime
+	if err := json.Unmarshal(b, &rt); err != nil || rt.Admin != m[1] {
+		t.Errorf("runtime file %s: admin %q, want %q (%v)", b, rt.Admin, m[1], err)
+	}
+	if code := stop(); code != ExitOK {
+		t.Errorf("dev: exit %d\n%s", code, stdout)
 	}
 }

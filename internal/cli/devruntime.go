@@ -27,6 +27,9 @@ type devRuntime struct {
 	// Config is the absolute path of the configuration dev runs, or
 	// demo.ConfigName for the built-in demo configuration.
 	Config string `json:"config"`
+	// Admin is the admin server's URL (console and API), recorded once it
+	// listens; empty when it is off.
+	Admin string `json:"admin,omitempty"`
 }
 
 // runtimeDir is where the runtime file lives: Env.RuntimeDir,
@@ -41,15 +44,17 @@ func (e Env) runtimeDir() string {
 	return os.TempDir()
 }
 
-// writeDevRuntime records a running dev in the runtime file and returns a
-// function that removes it again (only while it still names this process).
-func writeDevRuntime(env Env, uri, config string) (func(), error) {
-	if config != demo.ConfigName {
-		if abs, err := filepath.Abs(config); err == nil {
-			config = abs
+// writeDevRuntime records rt, a running dev, in the runtime file (this
+// process's pid; Config made absolute) and returns a function that removes
+// it again (only while it still names this process). Writing it again
+// replaces it.
+func writeDevRuntime(env Env, rt devRuntime) (func(), error) {
+	if rt.Config != demo.ConfigName {
+		if abs, err := filepath.Abs(rt.Config); err == nil {
+			rt.Config = abs
 		}
 	}
-	rt := devRuntime{PID: os.Getpid(), URI: uri, Config: config}
+	rt.PID = os.Getpid()
 	b, err := json.Marshal(rt)
 	if err != nil {
 		return nil, err

@@ -28,7 +28,7 @@ func TestStateCommandsFindRunningDev(t *testing.T) {
 			LookupEnv: func(k string) (string, bool) { v, ok := lookup[k]; return v, ok }}, &out, &errb
 	}
 	e, _, _ := env(nil)
-	forget, err := writeDevRuntime(e, srv.URI(), cfgPath)
+	forget, err := writeDevRuntime(e, devRuntime{URI: srv.URI(), Config: cfgPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func runWith(t *testing.T, rtDir string, env map[string]string, args ...string) 
 func TestFileCommandsFindRunningDev(t *testing.T) {
 	rtDir := t.TempDir()
 	e := Env{RuntimeDir: rtDir, LookupEnv: func(string) (string, bool) { return "", false }}
-	forget, err := writeDevRuntime(e, "mongodb://127.0.0.1:1/?directConnection=true", demo.ConfigName)
+	forget, err := writeDevRuntime(e, devRuntime{URI: "mongodb://127.0.0.1:1/?directConnection=true", Config: demo.ConfigName})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,9 @@ type runFlags struct {
 	parse triggers.Options
 	// deliveries, when set, receives one line per delivery attempt (dev).
 	deliveries io.Writer
+	// adminListening, when set, is called with the admin server's URL once
+	// it listens (dev prints it in its banner).
+	adminListening func(url string)
 	// watchConfig reloads the configuration when its file changes.
 	watchConfig bool
 }
@@ -208,6 +211,9 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 			return fmt.Errorf("%w (another changehook running? change admin.addr or pass --admin-addr)", err)
 		}
 		log.Info("admin server listening", "url", adm.URL(), "endpoints", endpoints)
+		if rf.adminListening != nil {
+			rf.adminListening(adm.URL())
+		}
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
