@@ -25,6 +25,9 @@ const (
 	// DefaultOplogMaxBytes bounds the oplog's size when
 	// Options.OplogMaxBytes is 0; the oldest entries are removed beyond it.
 	DefaultOplogMaxBytes = server.DefaultOplogMaxBytes
+	// DefaultOplogMaxAge bounds the age of oplog entries when
+	// Options.OplogMaxAge is 0; older entries are removed.
+	DefaultOplogMaxAge = server.DefaultOplogMaxAge
 )
 
 // Options configures Start. The zero value is a loopback instance on a free

@@ -80,7 +80,7 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	}
 	srv, err := devdb.Start(ctx, devdb.Options{Addr: *addr, Data: dataDir, Logger: log.With("component", "devdb")})
 	if err != nil {
-		return fail(env, "dev", err) // devdb.Start errors say "start devdb: …"
+		return fail(env, "dev", addrInUseHint(err, "--addr")) // devdb.Start errors say "start devdb: …"
 	}
 	defer func() {
 		if err := srv.Close(); err != nil {

@@ -2,10 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/changehook/changehook/devdb"
 )
@@ -18,19 +21,19 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 	addr := fs.String("addr", "127.0.0.1:27017", "listen `address` (host:port; port 0 picks a free one)")
 	data := fs.String("data", "devdb-data", "data `directory` (created if missing; kept across restarts)")
 	allowRemote := fs.Bool("allow-remote", false, "allow binding a non-loopback address (devdb has NO authentication)")
-	oplogBytes := fs.Int64("oplog-max-bytes", 0, "bound the oplog's size in `bytes` (0: devdb's default)")
-	oplogAge := fs.Duration("oplog-max-age", 0, "bound the age of oplog entries (0: devdb's default)")
+	oplogBytes := fs.Int64("oplog-max-bytes", 0, fmt.Sprintf("bound the oplog's size in `bytes`: the oldest entries beyond it are removed (0: %d MiB)", devdb.DefaultOplogMaxBytes>>20))
+	oplogAge := fs.Duration("oplog-max-age", 0, fmt.Sprintf("bound the age of oplog entries, such as 1h: older ones are removed (0: %dh)", devdb.DefaultOplogMaxAge/time.Hour))
 	testCommands := fs.Bool("enable-test-commands", false, "enable MongoDB's test commands (configureFailPoint: failCommand, failGetMoreAfterCursorCheckout, onPrimaryTransactionalWrite) for driver and fault tests; never for real data")
 	secondary := fs.String("secondary-addr", "", "also serve a secondary member of the replica set on this `address` (same data, no lag; for read-preference tests); drivers find it with ?replicaSet=rs0")
 	var lf logFlags
-	lf.register(fs)
+	lf.registerNoConfig(fs, devdbLogLevel)
 	if code, done := parseFlags(fs, args, env); done {
 		return code
 	}
 	if fs.NArg() > 0 {
 		return usageError(env, fs, "unexpected argument %q", fs.Arg(0))
 	}
-	log, err := newLogger(env.Stderr, lf.format, pick(lf.level, "warn"))
+	log, err := newLogger(env.Stderr, lf.format, pick(lf.level, devdbLogLevel))
 	if err != nil {
 		return usageError(env, fs, "%v", err)
 	}
@@ -61,7 +64,11 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 		SecondaryAddr: *secondary,
 	})
 	if err != nil {
-		return fail(env, "devdb", err) // devdb.Start errors say "start devdb: …"
+		flagName := "--addr"
+		if *secondary != "" && listenedOn(err, *secondary) {
+			flagName = "--secondary-addr"
+		}
+		return fail(env, "devdb", addrInUseHint(err, flagName)) // devdb.Start errors say "start devdb: …"
 	}
 	fmt.Fprintln(env.Stdout, srv.URI())
 	fmt.Fprintf(env.Stderr, "devdb %s listening on %s, data in %s. Press Ctrl-C to stop.\n", devdb.Version, srv.Addr(), *data)
@@ -74,6 +81,33 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 	}
 	fmt.Fprintln(env.Stderr, "devdb stopped.")
 	return ExitOK
+}
+
+// devdbLogLevel is devdb's log level unless --log-level says otherwise.
+const devdbLogLevel = "warn"
+
+// addrInUseHint adds to err, devdb.Start's, what to do when the address
+// given by flagName (--addr, --secondary-addr) is taken, as the admin
+// server's error does for --admin-addr.
+func addrInUseHint(err error, flagName string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w (another devdb or MongoDB listening there? pass %s 127.0.0.1:0 for any free port)", err, flagName)
+	}
+	return err
+}
+
+// listenedOn reports whether err is a failure to listen on addr's port.
+func listenedOn(err error, addr string) bool {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Addr == nil {
+		return false
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	_, opPort, err := net.SplitHostPort(op.Addr.String())
+	return err == nil && opPort == port
 }
 
 // isRemote reports whether addr binds something other than a loopback

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net"
 	"strings"
 	"testing"
 )
@@ -32,6 +33,45 @@ func TestDevdbAddrValidation(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("isRemote err = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestDevdbHelpNamesItsOwnDefaults: devdb reads no configuration, so its
+// log flags' help gives devdb's defaults, not "the config's log.format".
+func TestDevdbHelpNamesItsOwnDefaults(t *testing.T) {
+	code, out, _ := run(t, nil, "", "devdb", "--help")
+	if code != ExitOK || strings.Contains(out, "the config's") ||
+		!strings.Contains(out, "log format: text or json (default: text)") ||
+		!strings.Contains(out, "log level: debug, info, warn or error (default: warn)") {
+		t.Errorf("devdb --help (exit %d):\n%s", code, out)
+	}
+}
+
+// TestDevdbAddressInUse: when devdb's port is taken, devdb and dev say to
+// pass --addr 127.0.0.1:0 (devdb --secondary-addr: --secondary-addr), as
+// the admin server's error does for --admin-addr.
+func TestDevdbAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().String()
+	for _, tc := range []struct {
+		name string
+		args []string
+		hint string
+	}{
+		{"devdb", []string{"devdb", "--addr", taken, "--data", t.TempDir()}, "pass --addr 127.0.0.1:0 for any free port"},
+		{"devdb secondary", []string{"devdb", "--addr", "127.0.0.1:0", "--secondary-addr", taken, "--data", t.TempDir()}, "pass --secondary-addr 127.0.0.1:0 for any free port"},
+		{"dev", []string{"dev", "--demo", "--addr", taken, "--admin-addr", "off"}, "pass --addr 127.0.0.1:0 for any free port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := runWith(t, t.TempDir(), nil, tc.args...)
+			if code != ExitFailure || !strings.Contains(errOut, "address already in use") || !strings.Contains(errOut, tc.hint) {
+				t.Errorf("exit %d, stderr:\n%s", code, errOut)
 			}
 		})
 	}

@@ -20,6 +20,13 @@ func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.level, "log-level", "", "log level: debug, info, warn or error (default: the config's log.level, else info)")
 }
 
+// registerNoConfig registers the flags for a command that reads no
+// configuration (devdb): empty values mean text and level.
+func (l *logFlags) registerNoConfig(fs *flag.FlagSet, level string) {
+	fs.StringVar(&l.format, "log-format", "", "log format: text or json (default: text)")
+	fs.StringVar(&l.level, "log-level", "", "log level: debug, info, warn or error (default: "+level+")")
+}
+
 // newLogger returns a slog logger writing to w. Empty values mean text and
 // info.
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
