@@ -303,7 +303,7 @@ func loadConfig(path string, env Env) (*triggers.Config, error) {
 
 // devOptions are the options dev reads its configuration with: it replaces
 // mongodb.uri with its devdb's, so the file's is not read (its ${VAR}s need
-// not be set).
+// not be set). test, which never connects, reads the file with them too.
 var devOptions = triggers.Options{IgnoreMongoURI: true}
 
 // configError explains an error of triggers.Load(path): a missing file

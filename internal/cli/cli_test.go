@@ -231,6 +231,14 @@ func TestTestCommand(t *testing.T) {
 			}
 		}
 	})
+	t.Run("mongodb.uri's variable unset", func(t *testing.T) {
+		// test never connects, so it does not read mongodb.uri (as dev).
+		unset := writeConfig(t, strings.Replace(okConfig, `"mongodb://user:hunter2@127.0.0.1:1/?directConnection=true"`, `"${MONGODB_URI}"`, 1))
+		code, out, errOut := run(t, nil, event("update", 7, "pears"), "test", "-c", unset, "--trigger", "low_stock", "--event", "-")
+		if code != ExitOK || !strings.Contains(out, "match:    yes") {
+			t.Fatalf("exit %d: %s%s", code, out, errOut)
+		}
+	})
 	t.Run("not extended json", func(t *testing.T) {
 		code, _, errOut := run(t, nil, "{nope", "test", "-c", cfg, "--trigger", "low_stock", "--event", "-")
 		if code != ExitFailure || !strings.Contains(errOut, "not an Extended JSON document") {

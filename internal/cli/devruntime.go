@@ -136,13 +136,13 @@ func stateConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, erro
 			}
 		}
 	}
-	return loadLocal(path, devWanted, env)
+	return loadLocal(path, devWanted, triggers.Options{}, env)
 }
 
 // loadLocal is loadConfig; devWanted: a missing file's error adds that no
 // 'changehook dev' is running either.
-func loadLocal(path string, devWanted bool, env Env) (*triggers.Config, error) {
-	cfg, err := triggers.Load(path, env.LookupEnv)
+func loadLocal(path string, devWanted bool, opts triggers.Options, env Env) (*triggers.Config, error) {
+	cfg, err := triggers.LoadWith(path, env.LookupEnv, opts)
 	if err != nil {
 		if devWanted && errors.Is(err, os.ErrNotExist) {
 			return nil, missingConfig(path, true)
@@ -173,7 +173,8 @@ func fileConfigDev(fs *flag.FlagSet, path string, env Env) (rt devRuntime, ok, w
 // fileConfig loads the configuration of a command that only reads it
 // (test): the file given by -c; without -c, ./triggers.yaml or, when it
 // does not exist, the configuration of a running 'changehook dev' (which
-// stderr names).
+// stderr names). It never connects, so mongodb.uri is not read (its
+// ${VAR}s need not be set), as dev does not read it.
 func fileConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, error) {
 	rt, ok, wanted := fileConfigDev(fs, path, env)
 	if ok {
@@ -183,5 +184,5 @@ func fileConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, error
 		}
 		return cfg, nil
 	}
-	return loadLocal(path, wanted, env)
+	return loadLocal(path, wanted, devOptions, env)
 }
