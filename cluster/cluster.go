@@ -104,7 +104,14 @@ type Manager struct {
 	mu      sync.Mutex
 	keys    map[string]*keyState // every key a runner awaits or owns
 	members []store.Member       // live members as last read
-	drift   map[string]bool      // triggers this instance does not run because its definition is in the minority
+	// gen counts SetTriggers calls: the generation of self's definitions.
+	gen uint64
+	// decided is the newest generation a round heartbeated and then
+	// decided the handoffs on (see awaitDecided); decidedCh is closed and
+	// replaced whenever it moves.
+	decided   uint64
+	decidedCh chan struct{}
+	drift     map[string]bool // triggers this instance does not run because its definition is in the minority
 	// parts is the number of partitions (1: not partitioned) of every
 	// configured trigger, enabled or not: the units whose lease series
 	// are exported.
@@ -213,11 +220,12 @@ func New(st Store, cfg *triggers.Config, opts Options) (*Manager, error) {
 		self: store.Member{ID: opts.InstanceID, Host: host, PID: os.Getpid(), Version: opts.Version,
 			ConfigHash: ConfigHash(hashes), Triggers: hashes, Started: opts.Clock.Now(),
 			Incarnation: incarnation(os.Getpid())},
-		met:   newMetrics(opts.Registry),
-		keys:  map[string]*keyState{},
-		drift: map[string]bool{},
-		parts: partitionCounts(cfg),
-		wake:  make(chan struct{}, 1),
+		met:       newMetrics(opts.Registry),
+		keys:      map[string]*keyState{},
+		drift:     map[string]bool{},
+		parts:     partitionCounts(cfg),
+		wake:      make(chan struct{}, 1),
+		decidedCh: make(chan struct{}),
 	}
 	return m, nil
 }
@@ -487,7 +495,7 @@ func (m *Manager) round(ctx context.Context) {
 		m.checkedPrevious = true
 	}
 	m.mu.Lock()
-	self := m.self // SetTriggers replaces Triggers and ConfigHash under mu
+	self, gen := m.self, m.gen // SetTriggers replaces Triggers and ConfigHash under mu
 	m.mu.Unlock()
 	if err := m.st.Heartbeat(opCtx, self, m.opts.LeaseTTL); err != nil {
 		m.log.Warn("heartbeat failed", "error", err)
@@ -503,11 +511,26 @@ func (m *Manager) round(ctx context.Context) {
 	}
 	m.met.members.Set(float64(len(live)))
 	m.mu.Lock()
+	if m.gen != gen {
+		// SetTriggers replaced the definitions since the heartbeat: live
+		// shows this member's old ones, and a decision taken on them could
+		// start a trigger's new definition under a lease this member would
+		// not get with it (it may be in the minority now). The next round,
+		// at once, publishes the new ones and decides.
+		m.mu.Unlock()
+		m.poke()
+		return
+	}
 	m.members = live
 	m.mu.Unlock()
 	m.reportDrift(live)
 
 	m.mu.Lock()
+	if m.gen != gen { // as above
+		m.mu.Unlock()
+		m.poke()
+		return
+	}
 	var acquire []string
 	var handoff []*Ownership
 	for key, ks := range m.keys {
@@ -523,11 +546,47 @@ func (m *Manager) round(ctx context.Context) {
 	for _, o := range handoff {
 		o.handoff()
 	}
+	m.mu.Lock()
+	if gen > m.decided {
+		m.decided = gen
+		close(m.decidedCh)
+		m.decidedCh = make(chan struct{})
+	}
+	m.mu.Unlock()
 	sort.Strings(acquire)
 	for _, key := range acquire {
 		m.acquire(ctx, opCtx, key)
 	}
 	_ = m.st.PruneMembers(opCtx, 24*time.Hour)
+}
+
+// awaitDecided waits until a round has heartbeated this member's
+// definitions of generation gen (SetTriggers calls) or newer and, on the
+// live members it then read, handed off the leases this member may no
+// longer hold: a lease still held afterwards, not handed off or lost, is
+// one this member is the preferred owner of with those definitions. It
+// returns ctx's error when ctx ends first.
+func (m *Manager) awaitDecided(ctx context.Context, gen uint64) error {
+	for {
+		m.mu.Lock()
+		done, ch := m.decided >= gen, m.decidedCh
+		m.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// generation returns the number of SetTriggers calls so far.
+func (m *Manager) generation() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gen
 }
 
 // releasePrevious releases the unexpired leases that a previous process

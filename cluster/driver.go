@@ -10,9 +10,23 @@ import (
 
 // Driver runs triggers on a Supervisor under their leases (see Drive; one
 // lease loop per partition), for a set of triggers that configuration
-// reloads change: Retain stops the
-// triggers no longer enabled, Add starts the newly enabled ones. Its methods
-// are safe for concurrent use.
+// reloads change. A reload calls Retain with the new configuration before
+// it applies it to the Supervisor, then Manager.SetTriggers, then Add:
+// Retain stops the triggers no longer enabled and those whose definition
+// changes, Add starts the newly enabled ones and the changed ones again.
+// Its methods are safe for concurrent use.
+//
+// A changed trigger's new definition runs under a lease only once this
+// member is known to be the trigger's preferred owner with it: a member
+// whose definition is in the minority does not run the trigger, and if it
+// ran the new one even briefly, the checkpoint it saved (past the events
+// the new definition leaves out) would be where the majority's definition
+// resumes, so those events would be neither delivered nor dead-lettered.
+// So Retain stops it under its old definition (final checkpoint saved) but
+// keeps the lease, and Add starts the new definition under that lease only
+// after a round of the Manager has published the new definitions and did
+// not hand the lease off; otherwise the lease is released and the trigger
+// awaits it again like any other.
 type Driver struct {
 	ctx   context.Context
 	m     *Manager
@@ -21,22 +35,31 @@ type Driver struct {
 
 	mu     sync.Mutex
 	driven map[string]*driven
-	wg     sync.WaitGroup
+	// kept are the leases of units Retain stopped for a changed
+	// definition, kept for the loop Add starts next for the unit.
+	kept map[string]*Ownership
+	wg   sync.WaitGroup
 }
 
-// driven is one trigger's lease loop.
+// driven is one unit's lease loop.
 type driven struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	hash   string // DefinitionHash of the trigger the loop runs
+	keep   bool   // stopped for a changed definition: keep the lease (guarded by Driver.mu)
 }
 
 // NewDriver returns a Driver that runs triggers until ctx ends.
 func NewDriver(ctx context.Context, m *Manager, sup Supervisor, grace time.Duration) *Driver {
-	return &Driver{ctx: ctx, m: m, sup: sup, grace: grace, driven: map[string]*driven{}}
+	return &Driver{ctx: ctx, m: m, sup: sup, grace: grace, driven: map[string]*driven{}, kept: map[string]*Ownership{}}
 }
 
-// Add starts the lease loop of every enabled trigger of cfg not driven yet.
+// Add starts the lease loop of every enabled trigger unit of cfg not
+// driven yet. A unit whose lease Retain kept starts under it once the
+// Manager has decided on the definitions SetTriggers gave it last (see
+// Driver).
 func (d *Driver) Add(cfg *triggers.Config) {
+	gen := d.m.generation()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.ctx.Err() != nil {
@@ -46,46 +69,66 @@ func (d *Driver) Add(cfg *triggers.Config) {
 		if !t.Enabled {
 			continue
 		}
+		hash := DefinitionHash(t)
 		for _, u := range t.Units() {
 			key := u.Key()
 			if d.driven[key] != nil {
 				continue
 			}
+			kept := d.kept[key]
+			delete(d.kept, key)
 			i, _ := u.PartitionIndex()
 			ctx, cancel := context.WithCancel(d.ctx)
-			dr := &driven{cancel: cancel, done: make(chan struct{})}
+			dr := &driven{cancel: cancel, done: make(chan struct{}), hash: hash}
 			d.driven[key] = dr
 			name, n := t.Name, t.Partitions
 			d.wg.Go(func() {
 				defer close(dr.done)
-				d.drive(ctx, name, i, n, key)
+				d.drive(ctx, dr, name, i, n, key, kept, gen)
 			})
 		}
 	}
 }
 
-// Retain stops the lease loops of the triggers that are not enabled in cfg:
-// each stops its trigger (final checkpoint saved) and releases the lease.
-// It waits until they ended or ctx ends.
+// Retain stops the lease loops of the trigger units that are not enabled
+// in cfg, and of those whose definition cfg changes (DefinitionHash): each
+// stops its trigger, which saves its final checkpoint under the definition
+// it ran. A removed unit's lease is released; a changed unit's lease is
+// kept for Add (see Driver). Retain waits until the loops ended or ctx
+// ends.
 func (d *Driver) Retain(ctx context.Context, cfg *triggers.Config) error {
-	keep := map[string]bool{}
+	want := map[string]string{} // unit key → definition hash
 	for _, t := range cfg.Triggers {
 		if t.Enabled {
+			hash := DefinitionHash(t)
 			for _, u := range t.Units() {
-				keep[u.Key()] = true
+				want[u.Key()] = hash
 			}
 		}
 	}
 	d.mu.Lock()
 	var stopping []*driven
-	for name, dr := range d.driven {
-		if !keep[name] {
-			dr.cancel()
-			stopping = append(stopping, dr)
-			delete(d.driven, name)
+	for key, dr := range d.driven {
+		hash, ok := want[key]
+		if ok && hash == dr.hash {
+			continue
+		}
+		dr.keep = ok
+		dr.cancel()
+		stopping = append(stopping, dr)
+		delete(d.driven, key)
+	}
+	var release []*Ownership
+	for key, o := range d.kept {
+		if _, ok := want[key]; !ok {
+			release = append(release, o)
+			delete(d.kept, key)
 		}
 	}
 	d.mu.Unlock()
+	for _, o := range release {
+		o.Release(ctx)
+	}
 	for _, dr := range stopping {
 		select {
 		case <-dr.done:
@@ -101,22 +144,31 @@ func (d *Driver) Retain(ctx context.Context, cfg *triggers.Config) error {
 func (d *Driver) Wait() { d.wg.Wait() }
 
 // drive is the lease loop (see Drive) of unit key, partition i of n of
-// trigger name, until ctx ends.
-func (d *Driver) drive(ctx context.Context, name string, i, n int, key string) {
+// trigger name, until ctx ends. kept, when not nil, is the unit's lease
+// Retain kept across a reload that changed its definition: the unit runs
+// under it only once the Manager decided on definitions of generation gen
+// and did not hand it off.
+func (d *Driver) drive(ctx context.Context, dr *driven, name string, i, n int, key string, kept *Ownership, gen uint64) {
 	m := d.m
 	for {
-		o, err := m.Await(ctx, name, i, n)
-		if err != nil {
-			return // ctx ended
-		}
-		if err := d.sup.StartLeased(key, o); err != nil {
-			m.log.Error("cannot start trigger under its lease", "trigger", name, "key", key, "error", err)
-		} else {
-			select {
-			case <-o.Context().Done():
-			case <-ctx.Done():
+		o := kept
+		if o == nil {
+			var err error
+			if o, err = m.Await(ctx, name, i, n); err != nil {
+				return // ctx ended
 			}
 		}
+		if kept == nil || d.confirmed(ctx, o, gen) {
+			if err := d.sup.StartLeased(key, o); err != nil {
+				m.log.Error("cannot start trigger under its lease", "trigger", name, "key", key, "error", err)
+			} else {
+				select {
+				case <-o.Context().Done():
+				case <-ctx.Done():
+				}
+			}
+		}
+		kept = nil
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.grace+m.opts.LeaseTTL)
 		if err := d.sup.Stop(stopCtx, key); err != nil {
 			m.log.Warn("trigger did not stop in time; its lease is left to expire", "trigger", name, "key", key, "error", err)
@@ -124,7 +176,9 @@ func (d *Driver) drive(ctx context.Context, name string, i, n int, key string) {
 			o.abandon()
 		} else {
 			cancel()
-			o.Release(context.WithoutCancel(ctx))
+			if !d.keep(dr, key, o) {
+				o.Release(context.WithoutCancel(ctx))
+			}
 		}
 		if ctx.Err() != nil {
 			return
@@ -132,12 +186,44 @@ func (d *Driver) drive(ctx context.Context, name string, i, n int, key string) {
 	}
 }
 
+// confirmed waits until the Manager has decided on definitions of
+// generation gen (see Manager.awaitDecided) and reports whether o is
+// still this member's to run then: not handed off or lost, and ctx has
+// not ended.
+func (d *Driver) confirmed(ctx context.Context, o *Ownership, gen uint64) bool {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(o.Context(), cancel)()
+	if d.m.awaitDecided(wctx, gen) != nil {
+		return false
+	}
+	return o.Context().Err() == nil && ctx.Err() == nil
+}
+
+// keep hands o, the lease of unit key whose trigger its loop dr has just
+// stopped, to the next loop Add starts for key, when Retain stopped dr for
+// a changed definition, o is still held (not handed off or lost) and no
+// other loop drives key yet; it reports whether it did.
+func (d *Driver) keep(dr *driven, key string, o *Ownership) bool {
+	if o.Context().Err() != nil {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !dr.keep || d.driven[key] != nil || d.ctx.Err() != nil {
+		return false
+	}
+	d.kept[key] = o
+	return true
+}
+
 // SetTriggers replaces the trigger definitions this member announces
 // (their hashes decide which member runs what when definitions differ)
-// after a configuration reload; the next heartbeat publishes them. It
-// deletes the lease, transition and drift series of the triggers cfg
-// removed, and the per-partition series of those whose partitions it
-// changed; the caller has stopped their lease loops first (Retain).
+// after a configuration reload; the next round publishes them, and a round
+// whose heartbeat still carried the old ones decides nothing. It deletes
+// the lease, transition and drift series of the triggers cfg removed, and
+// the per-partition series of those whose partitions it changed; the
+// caller has stopped their lease loops first (Retain).
 func (m *Manager) SetTriggers(cfg *triggers.Config) {
 	hashes := map[string]string{}
 	for _, t := range cfg.Triggers {
@@ -147,6 +233,7 @@ func (m *Manager) SetTriggers(cfg *triggers.Config) {
 	}
 	m.mu.Lock()
 	m.self.Triggers, m.self.ConfigHash = hashes, ConfigHash(hashes)
+	m.gen++
 	for name := range m.drift {
 		if _, ok := hashes[name]; !ok {
 			delete(m.drift, name)

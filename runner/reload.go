@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -36,8 +37,12 @@ type ReloadResult struct {
 // and dead letters are kept; a new one starts. Settings outside the triggers
 // (mongodb, state, admin, cluster, limits, checkpoint) keep the values the
 // Runner was created with. Reload waits (until ctx ends) for the stops;
-// reloads are applied one at a time. In a clustered runner the caller stops
-// and starts the lease drivers of removed and added triggers around it.
+// reloads are applied one at a time. In a clustered runner the caller
+// stops the lease drivers of removed triggers, and of changed ones whose
+// cluster definition hash changes, before it: those triggers stop then,
+// under their old definitions, and are not started again here. It starts
+// lease drivers for them and for added triggers after it (see
+// cluster.Driver).
 func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult, error) {
 	if cfg == nil {
 		return ReloadResult{}, fmt.Errorf("reload: nil config")
@@ -116,7 +121,15 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 				return res, err
 			}
 		}
-		r.log.Info("trigger changed by reload; restarted from its checkpoint", "trigger", name, "enabled", t.Enabled)
+		if running := slices.ContainsFunc(ss, func(s *slot) bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return r.shouldRun(s)
+		}); running || !r.opts.Clustered {
+			r.log.Info("trigger changed by reload; restarted from its checkpoint", "trigger", name, "enabled", t.Enabled)
+		} else {
+			r.log.Info("trigger changed by reload; not running here now: the new definition starts from its checkpoint when this member runs it under its lease", "trigger", name, "enabled", t.Enabled)
+		}
 	}
 
 	r.mu.Lock()

@@ -125,9 +125,15 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 		rl.log.Warn("reload applies the triggers only; these settings changed and need a restart", "by", why, "settings", diff)
 	}
 	if rl.driver != nil {
+		// Clustered, the lease loops of removed and changed triggers stop
+		// them first: a changed trigger's new definition must not run under
+		// its lease before this member has published it and is still the
+		// trigger's preferred owner with it (see cluster.Driver). Add
+		// starts them again once the runner has the new definitions.
 		if err := rl.driver.Retain(ctx, cfg); err != nil {
+			rl.driver.Add(rl.cfg) // the running configuration's triggers go on
 			rl.reloads.WithLabelValues("failure").Inc()
-			return runner.ReloadResult{}, fmt.Errorf("reload: stop removed triggers: %w", err)
+			return runner.ReloadResult{}, fmt.Errorf("reload: stop removed and changed triggers: %w", err)
 		}
 	}
 	res, err := rl.rn.Reload(ctx, cfg)
