@@ -1028,6 +1028,11 @@ func RequestControl(ctx context.Context, st *store.Store, name, reason string, r
 		c, ok, err := st.LoadControl(ctx, name)
 		if err == nil && ok && c.Applied != nil && c.Applied.ID == id {
 			if c.Applied.Error != "" {
+				if strings.HasPrefix(c.Applied.Error, string(req.Kind)+" ") && strings.Contains(c.Applied.Error, name) {
+					// It names the control and the trigger already
+					// ("skip event orders: ...").
+					return "", errors.New(c.Applied.Error)
+				}
 				return "", fmt.Errorf("%s %s: %s", req.Kind, name, c.Applied.Error)
 			}
 			return c.Applied.Message, nil
