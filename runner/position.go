@@ -38,15 +38,19 @@ func PositionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, 
 	if !at.IsZero() {
 		// MongoDB finds that at is no longer in the oplog only while
 		// reading, and the empty first batch read nothing: read once with a
-		// getMore (the driver's first TryNext only takes the empty first
-		// batch, the second sends it). An event it returns is not used: the
-		// position is the token above.
+		// getMore of at most one event (the driver's first TryNext only
+		// takes the empty first batch, the second sends it). An event it
+		// returns is not used: the position is the token above. Only lost
+		// history fails it: reading the first change may fail for reasons
+		// of its own (one too large to return, BSONObjectTooLarge), which
+		// the trigger meets, and deals with, when it reads from here.
+		cs.SetBatchSize(1)
 		for range 2 {
 			if cs.TryNext(ctx) || cs.Err() != nil {
 				break
 			}
 		}
-		if err := cs.Err(); err != nil {
+		if err := cs.Err(); err != nil && (historyLost(err) || ctx.Err() != nil) {
 			return store.Checkpoint{}, positionError(t, at, err)
 		}
 	}
@@ -62,10 +66,15 @@ func PositionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, 
 // waits that long for a change when there is none).
 const historyCheckAwait = 10 * time.Millisecond
 
+// historyLost reports whether err is MongoDB's ChangeStreamHistoryLost.
+func historyLost(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(codeChangeStreamHistoryLost)
+}
+
 // positionError is the error of PositionAt's change stream at at.
 func positionError(t *triggers.Trigger, at time.Time, err error) error {
-	var se mongo.ServerError
-	if !at.IsZero() && errors.As(err, &se) && se.HasErrorCode(codeChangeStreamHistoryLost) {
+	if !at.IsZero() && historyLost(err) {
 		return fmt.Errorf("%s is older than the oldest change still in the oplog: pick a later time, or now: %w", positionText(at), err)
 	}
 	return fmt.Errorf("open the change stream of %s at %s: %w", t.Name, positionText(at), err)
