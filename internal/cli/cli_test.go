@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -30,6 +31,19 @@ func TestHelpEverywhere(t *testing.T) {
 		{"run"}, {"dev"}, {"devdb"}, {"init"}, {"validate"}, {"test"}, {"capture"}, {"version"},
 		{"dlq"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"},
 		{"checkpoints"}, {"checkpoints", "list"}, {"checkpoints", "reset"}, {"checkpoints", "repartition"},
+		{"history"}, {"cluster"}, {"cluster", "status"}, {"pause"}, {"resume"}, {"skip"}, {"redeliver"},
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range commands() {
+		if !slices.ContainsFunc(cmds, func(args []string) bool { return args[0] == c.name }) {
+			t.Errorf("command %s is not in this test's list", c.name)
+		}
+		if !strings.Contains(string(readme), "| `changehook "+c.name) {
+			t.Errorf("README's Commands table has no row for changehook %s", c.name)
+		}
 	}
 	for _, c := range cmds {
 		for _, h := range []string{"--help", "-h"} {
