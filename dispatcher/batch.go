@@ -324,7 +324,7 @@ func (bt *batcher) place() bool {
 		bt.seq++
 		b := &batch{seq: bt.seq, tickets: []*Ticket[job]{tk}, single: true}
 		b.id = WebhookID(bt.d.trigger, tk.Value.ev.Token)
-		bt.startProgress(tk, "")
+		bt.startProgress(tk, "", 1)
 		bt.schedule(b, []string{tk.Value.ev.Key})
 		bt.pending = nil
 		return true
@@ -414,19 +414,20 @@ func (bt *batcher) sealOpen() {
 	bt.lastBody = len(b.body)
 	first, last := b.tickets[0].Value, b.tickets[len(b.tickets)-1].Value
 	b.id = BatchWebhookID(bt.d.trigger, first.ev.Token, last.ev.Token)
-	bt.startProgress(b.tickets[0], b.id)
+	bt.startProgress(b.tickets[0], b.id, len(b.tickets))
 	bt.schedule(b, bt.openKeys)
 }
 
-// startProgress gives tk, the first event of a sealed batch (or an event
-// sealed alone), the progress record of the batch's attempts; HeadOfLine
-// shows id (a batch's id) while it is the oldest held event. Only these
-// events get one: a batch is resolved whole, so the oldest held event is
-// the first of a sealed batch or not yet sealed (no attempt made). The
-// record is set under the tracker's lock, under which HeadOfLine reads it.
-func (bt *batcher) startProgress(tk *Ticket[job], id string) {
+// startProgress gives tk, the first event of a sealed batch of n events
+// (or an event sealed alone), the progress record of the batch's attempts;
+// HeadOfLine shows id (a batch's id) and n while it is the oldest held
+// event. Only these events get one: a batch is resolved whole, so the
+// oldest held event is the first of a sealed batch or not yet sealed (no
+// attempt made). The record is set under the tracker's lock, under which
+// HeadOfLine reads it.
+func (bt *batcher) startProgress(tk *Ticket[job], id string, n int) {
 	p := &progress{fail: &bt.d.fail}
-	p.hol.WebhookID = id
+	p.hol.WebhookID, p.hol.Events, p.hol.PartEvents = id, n, n
 	bt.d.tracker.withTicket(tk, func(j *job) { j.prog = p })
 }
 
@@ -591,7 +592,7 @@ func (d *Dispatcher) processBatch(ctx context.Context, b *batch) bool {
 	d.metrics.inflightAdd(d.trigger, float64(n))
 	defer d.metrics.inflightAdd(d.trigger, -float64(n))
 	msg := Message{ID: b.id, Body: b.body, Header: d.batcher.header}
-	return d.deliverPart(ctx, b.tickets, msg, b.tickets[0].Value.prog)
+	return d.deliverPart(ctx, b.tickets, 0, msg, b.tickets[0].Value.prog)
 }
 
 // deliverPart delivers the events of tks, a sealed batch or a part of one,
@@ -600,8 +601,9 @@ func (d *Dispatcher) processBatch(ctx context.Context, b *batch) bool {
 // it is refused, so that only an event refused alone is dead-lettered:
 // events are never given up on for the size of the batch they were cut
 // into. The halves go one after the other, in stream order, which keeps
-// every ordering. prog is the batch's progress record.
-func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], msg Message, prog *progress) bool {
+// every ordering. from is the index of tks[0] in its batch, prog the
+// batch's progress record.
+func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], from int, msg Message, prog *progress) bool {
 	trigger, n := d.trigger, len(tks)
 	info := d.sender.eventInfo(tks[0].Value.ev)
 	info.events = n
@@ -631,7 +633,7 @@ func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], msg Me
 			slog.String("webhook_id", res.WebhookID), slog.Int("events", n), slog.Int("attempts", res.Attempts))
 		return false
 	case tooLarge(res.Status, n):
-		return d.splitPart(ctx, tks, msg, prog)
+		return d.splitPart(ctx, tks, from, msg, prog)
 	case !d.deadLetter:
 		// Unreachable: without dead letters a batch is retried until it is
 		// delivered or canceled. Never skip its events.
@@ -660,8 +662,10 @@ func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], msg Me
 // is built again: a payload whose result changes with time, such as one
 // using $$NOW, sends the bytes the refused request had), with the
 // webhook-id of its first and last events; a split holds at most about as
-// many bytes again as its batch. It reports whether every event is done.
-func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Message, prog *progress) bool {
+// many bytes again as its batch. from is the index of tks[0] in its batch:
+// prog, the batch's progress record, describes each part while it is
+// attempted (progress.part). It reports whether every event is done.
+func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], from int, msg Message, prog *progress) bool {
 	half := len(tks) / 2
 	parts := [2][]*Ticket[job]{tks[:half], tks[half:]}
 	d.metrics.batchSplit(d.trigger)
@@ -696,7 +700,8 @@ func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], msg Mess
 			Header: msg.Header,
 			Body:   joinElements(elems[lo : lo+len(part)]),
 		}
-		if !d.deliverPart(ctx, part, m, prog) {
+		prog.part(from+lo, len(part))
+		if !d.deliverPart(ctx, part, from+lo, m, prog) {
 			// Canceled or halted: the second half, if not sent yet,
 			// stays undone and is delivered later (no outcome).
 			return false

@@ -1354,7 +1354,7 @@ func TestSplitPartUnsplittableBodySendsEachEvent(t *testing.T) {
 		}
 		tks = append(tks, tk)
 	}
-	if !d.splitPart(context.Background(), tks, Message{ID: "batch_x", Body: []byte(`[{"not":"three"}]`)}, nil) {
+	if !d.splitPart(context.Background(), tks, 0, Message{ID: "batch_x", Body: []byte(`[{"not":"three"}]`)}, nil) {
 		t.Fatal("splitPart reported the events not done")
 	}
 	mu.Lock()

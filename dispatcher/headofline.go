@@ -15,6 +15,16 @@ type HeadOfLine struct {
 	// token): WebhookID, unless the event is the first of a sealed batch,
 	// whose requests carry the batch's id.
 	EventID string
+	// Events is the number of events WebhookID's requests carry: a sealed
+	// batch's, else 1. They are the event and the Events-1 events after it
+	// in stream order.
+	Events int
+	// PartFrom and PartEvents say which of those events the request whose
+	// attempts Attempts and the Last* fields describe carries: Events from
+	// 0, unless the endpoint refused the batch as too large (413) and it is
+	// being sent in parts (each its own request, with its own webhook-id),
+	// the events before PartFrom being delivered or dead-lettered already.
+	PartFrom, PartEvents int
 	// Submitted is when it was submitted; its age is now minus Submitted.
 	Submitted time.Time
 	// Attempts is the number of attempts made so far (0: not yet tried).
@@ -102,6 +112,21 @@ func (p *progress) failedPayload(err error, next time.Time) {
 	p.hol.Permanent, p.hol.NextAttemptAt = true, next
 }
 
+// part records that the request of a batch's events from..from+n-1 is to
+// be attempted next: a part of a batch the endpoint refused as too large,
+// after the parts before it are done. Its attempts start afresh: the
+// fields describing the last attempt are cleared.
+func (p *progress) part(from, n int) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hol.PartFrom, p.hol.PartEvents = from, n
+	p.hol.Attempts, p.hol.LastStatus, p.hol.LastReason, p.hol.LastError = 0, 0, "", ""
+	p.hol.Permanent, p.hol.NextAttemptAt = false, time.Time{}
+}
+
 // snapshot returns a copy of the progress (zero for nil: no attempt yet).
 func (p *progress) snapshot() HeadOfLine {
 	if p == nil {
@@ -128,6 +153,12 @@ func (d *Dispatcher) HeadOfLine() (h HeadOfLine, ok bool) {
 			h.WebhookID = h.EventID
 		}
 		h.Submitted = j.ev.Received
+		if h.Events == 0 {
+			h.Events = 1
+		}
+		if h.PartEvents == 0 {
+			h.PartFrom, h.PartEvents = 0, h.Events
+		}
 	})
 	return h, ok
 }

@@ -2,7 +2,10 @@ package dispatcher
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -89,4 +92,80 @@ func TestHeadOfLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHeadOfLineOfABatchSentInParts: the head of line of a batched trigger
+// is its oldest sealed batch, with the batch's id, its first event's own
+// id and its number of events. When the endpoint refuses the batch as too
+// large and it is sent in parts, the head of line says which part the
+// attempts describe: here, after the batch of events 1 to 3 was split and
+// event 1 delivered, event 2 refused alone (the second of the batch),
+// retried without dead letters.
+func TestHeadOfLineOfABatchSentInParts(t *testing.T) {
+	evs := batchEvents(t, 4, func(i int) string { return fmt.Sprintf("k%d", i) })
+	arrived0, release0 := make(chan struct{}, 1), make(chan struct{})
+	var mu sync.Mutex
+	alone2 := 0
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		seqs := batchSeqs(t, body)
+		switch {
+		case slices.Contains(seqs, 0):
+			arrived0 <- struct{}{}
+			select {
+			case <-release0:
+			case <-r.Context().Done():
+				return
+			}
+		case slices.Contains(seqs, 2):
+			if len(seqs) == 1 {
+				mu.Lock()
+				alone2++
+				mu.Unlock()
+			}
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	trig := &triggers.Trigger{
+		Name:     "orders",
+		Webhook:  triggers.Webhook{URL: rc.srv.URL},
+		Ordering: triggers.Strict, Concurrency: 1,
+		Retry: triggers.RetryPolicy{InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond},
+		Batch: &triggers.BatchPolicy{MaxEvents: 3, MaxWait: time.Hour},
+	}
+	d := newTestDispatcher(t, trig, nil)
+	for i, ev := range evs {
+		if err := d.Submit(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			<-arrived0
+		}
+	}
+	// The batch of 1 to 3 is sealed (full) while event 0 is in flight.
+	waitFor(t, func() bool {
+		d.batcher.mu.Lock()
+		defer d.batcher.mu.Unlock()
+		return d.batcher.inflight == 2
+	})
+	close(release0)
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return alone2 >= 2
+	})
+	h, ok := d.HeadOfLine()
+	want := HeadOfLine{WebhookID: BatchWebhookID("orders", evs[1].Token, evs[3].Token), EventID: WebhookID("orders", evs[1].Token),
+		Events: 3, PartFrom: 1, PartEvents: 1, LastStatus: http.StatusRequestEntityTooLarge, LastReason: ReasonClientError, Permanent: true}
+	if !ok || h.WebhookID != want.WebhookID || h.EventID != want.EventID || h.Events != want.Events ||
+		h.PartFrom != want.PartFrom || h.PartEvents != want.PartEvents || h.LastStatus != want.LastStatus ||
+		h.LastReason != want.LastReason || !h.Permanent || h.Attempts < 1 {
+		t.Fatalf("HeadOfLine = %+v, %v; want %+v", h, ok, want)
+	}
+	// Event 2 is retried forever: cut it off.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	_ = d.Close(ctx)
 }

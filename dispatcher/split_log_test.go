@@ -56,7 +56,7 @@ func TestSplitLogThrottled(t *testing.T) {
 					tks = append(tks, tk)
 				}
 				body := fmt.Sprintf("[%s,%s]", mustBody(t, evs[0]), mustBody(t, evs[1]))
-				if !d.splitPart(context.Background(), tks, Message{ID: "batch_x", Body: []byte(body)}, nil) {
+				if !d.splitPart(context.Background(), tks, 0, Message{ID: "batch_x", Body: []byte(body)}, nil) {
 					t.Fatalf("split %d: events not done", i)
 				}
 			}
