@@ -48,11 +48,21 @@ const skipWait = 10 * time.Second
 // last error says it was skipped by by (and the history records the skip);
 // it returns its webhook id.
 //
+// A batched trigger is stuck on a batch: Skip dead-letters each event of
+// the request the endpoint refused (the batch, or the part of it being
+// sent after a 413), each its own dead letter, if the events after the
+// checkpoint are still exactly that batch, and returns the batch's webhook
+// id (see skipheld.go).
+//
 // An event larger than 16 MiB, which the change stream cannot return (a
 // trigger fails on it), is read again without its fullDocument,
-// fullDocumentBeforeChange and updateDescription and dead-lettered so; the
-// trigger's failure is then lifted. When it cannot be read so, Skip
-// refuses and names the `changehook resume --from` time after it.
+// fullDocumentBeforeChange and updateDescription and dead-lettered so, if
+// its resume token is the one the trigger's error named; the trigger's
+// failure is then lifted. While the trigger still delivers the events it
+// read before that event, or when the first event after the checkpoint is
+// another one, Skip refuses (see skipheld.go). When the event cannot be
+// read without those fields, Skip refuses and names the `changehook resume
+// --from` time after it.
 //
 // A trigger running under a cluster lease (StartLeased) is skipped as the
 // lease's epoch: the checkpoint is claimed for it (loadUnitCheckpoint), the
@@ -66,8 +76,8 @@ const skipWait = 10 * time.Second
 // trigger's status shows which partition is held); the trigger's own name
 // is refused without touching anything.
 func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, err error) {
-	webhookID, _, err = r.skip(ctx, name, by, "", "")
-	return webhookID, err
+	sk, _, err := r.skip(ctx, name, by, "", "")
+	return sk.webhookID, err
 }
 
 // skip is Skip for the control request control ("": none), which may name
@@ -76,10 +86,10 @@ func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, e
 // checkpoint already carries was applied — by a previous lease holder that
 // could not record it — so it reports already and skips nothing more: a
 // skip applied twice would dead-letter the next event too.
-func (r *Runner) skip(ctx context.Context, name, by, control, want string) (webhookID string, already bool, err error) {
+func (r *Runner) skip(ctx context.Context, name, by, control, want string) (sk skipped, already bool, err error) {
 	s, err := r.slot(name)
 	if err != nil {
-		return "", false, fmt.Errorf("skip event: %w", err)
+		return skipped{}, false, fmt.Errorf("skip event: %w", err)
 	}
 	held, running, notStuck := r.stuckOn(s, want)
 	return r.skipHeld(ctx, s, by, control, want, held, running, notStuck)
@@ -89,20 +99,20 @@ func (r *Runner) skip(ctx context.Context, name, by, control, want string) (webh
 // stuck (notStuck). A unit whose watcher runs is refused as it is; any
 // other is refused once its checkpoint is claimed (under a lease: a lapsed
 // one refuses with ErrFenced first).
-func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string, held heldEvent, running bool, notStuck error) (webhookID string, already bool, err error) {
+func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string, held heldEvent, running bool, notStuck error) (sk skipped, already bool, err error) {
 	s.mu.Lock()
 	name, lease := s.t.Key(), s.lease
 	s.mu.Unlock()
 	if notStuck != nil && running {
 		if lease != nil && !lease.Valid() {
-			return "", false, fmt.Errorf("skip event %s: %w", name, ErrFenced)
+			return skipped{}, false, fmt.Errorf("skip event %s: %w", name, ErrFenced)
 		}
 		if control != "" {
 			if cp, found, err := r.store.LoadCheckpoint(ctx, name); err == nil && found && cp.Control == control {
-				return "", true, nil
+				return skipped{}, true, nil
 			}
 		}
-		return "", false, fmt.Errorf("skip event %s: %w", name, notStuck)
+		return skipped{}, false, fmt.Errorf("skip event %s: %w", name, notStuck)
 	}
 	err = r.holding(ctx, name, "skip event", func(ss []*slot) error {
 		s := ss[0]
@@ -126,102 +136,149 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 		}
 		readCtx, cancel := context.WithTimeout(ctx, skipWait)
 		defer cancel()
-		// One event per batch: a read that fails on an event too large to
-		// return fails on the first event after the checkpoint.
-		opts := t.ChangeStreamOptions().SetResumeAfter(cp.Token).SetMaxAwaitTime(time.Second).SetBatchSize(1)
-		var raw bson.Raw
-		large := ""
-		cs, err := t.Watch(readCtx, r.client, opts)
-		switch {
-		case err == nil:
-			defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
-			if cs.Next(readCtx) {
-				raw = bson.Raw(append([]byte(nil), cs.Current...))
-				break
-			}
-			err = cs.Err()
-			if _, _, ok := eventTooLarge(err); ok {
-				break
-			}
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("read the event after the checkpoint: %w", err)
-			}
-			return errors.New("no event after the checkpoint: nothing is held")
-		default:
-			if _, _, ok := eventTooLarge(err); !ok {
-				return fmt.Errorf("open the change stream at the checkpoint: %w", err)
-			}
-		}
-		if raw == nil {
-			if raw, err = r.readTooLarge(readCtx, t, opts, err); err != nil {
-				return err
-			}
-			large = "; the change event is larger than 16 MiB: stored without its " + largeFieldsText
-		}
-		if op, _ := raw.Lookup("operationType").StringValueOK(); op == "invalidate" {
-			return errors.New("the next event is an invalidate: the trigger's stream ended")
-		}
-		token, ok := raw.Lookup("_id").DocumentOK()
-		if !ok {
-			return errors.New("the held event has no resume token")
-		}
-		webhookID = dispatcher.WebhookID(t.Name, bson.Raw(token))
-		if err := held.check(webhookID, want); err != nil {
-			webhookID = ""
+		evs, large, err := r.readHeld(readCtx, t, cp.Token, held)
+		if err != nil {
 			return err
 		}
+		tokens := make([]bson.Raw, len(evs))
+		for i, raw := range evs {
+			token, ok := raw.Lookup("_id").DocumentOK()
+			if !ok {
+				return errors.New("the held event has no resume token")
+			}
+			tokens[i] = bson.Raw(token)
+		}
+		if err := held.check(t.Name, key, tokens, want); err != nil {
+			return err
+		}
+		// The events the request the endpoint refused carries: the event
+		// alone, or the batch's (or its part's, the events before which
+		// were delivered).
+		from, n := 0, 1
+		if held.batch.id != "" {
+			from, n = held.batch.from, held.batch.n
+		}
 		now := r.opts.Clock.Now()
-		dl := dispatcher.DeadLetter{Trigger: t.Name, WebhookID: webhookID, Event: raw, Token: bson.Raw(token),
-			LastReason: "skipped", LastError: "skipped by " + by + large, FirstAttemptAt: now, DeadLetteredAt: now}
-		// Under a lease the dead letter goes through the lease's gate: a
-		// member whose lease lapsed while it read the event must not
-		// dead-letter an event the new owner is about to deliver.
+		// Under a lease the dead letters go through the lease's gate: a
+		// member whose lease lapsed while it read the events must not
+		// dead-letter an event the new owner is about to deliver. A skip
+		// that fails after some of a batch's dead letters leaves the
+		// checkpoint as it was: those events are delivered again, and a
+		// later skip stores their dead letters again (by webhook-id).
 		var sink dispatcher.DeadLetterSink = r.store
 		if l != nil {
 			sink = gatedSink{r.store, l}
 		}
-		if err := sink.PutDeadLetter(ctx, dl); err != nil {
-			return err
+		ids := make([]string, 0, n)
+		for i := from; i < from+n; i++ {
+			id := dispatcher.WebhookID(t.Name, tokens[i])
+			lastError := "skipped by " + by + large
+			if held.batch.id != "" {
+				lastError += fmt.Sprintf(" with batch %s (event %d of its %d)", held.batch.id, i+1, held.batch.events)
+			}
+			dl := dispatcher.DeadLetter{Trigger: t.Name, WebhookID: id, Event: evs[i], Token: tokens[i],
+				LastReason: "skipped", LastError: lastError, FirstAttemptAt: now, DeadLetteredAt: now}
+			if err := sink.PutDeadLetter(ctx, dl); err != nil {
+				return err
+			}
+			r.countSkipDeadLetter(t.Name)
+			ids = append(ids, id)
 		}
-		r.countSkipDeadLetter(t.Name)
-		next := store.Checkpoint{Trigger: key, Token: bson.Raw(token), UpdatedAt: now, Control: control}
-		if ts, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
+		last := evs[from+n-1]
+		next := store.Checkpoint{Trigger: key, Token: tokens[from+n-1], UpdatedAt: now, Control: control}
+		if ts, i, ok := last.Lookup("clusterTime").TimestampOK(); ok {
 			next.ClusterTime = bson.Timestamp{T: ts, I: i}
 		}
 		if err := r.saveUnitCheckpoint(ctx, s, next); err != nil {
 			return err
 		}
-		if large != "" {
+		if held.tooLarge || large != "" {
 			// The trigger failed on this event alone: it continues.
 			s.mu.Lock()
 			s.clearFailure()
 			s.mu.Unlock()
 		}
-		r.log.Warn("event skipped and dead-lettered", "trigger", t.Name, "key", key, "webhook_id", webhookID, "by", by)
+		sk = skipped{webhookID: ids[0], events: ids, batch: held.batch}
+		if held.batch.id != "" {
+			sk.webhookID = held.batch.id
+			r.log.Warn("batch skipped and its events dead-lettered", "trigger", t.Name, "key", key, "webhook_id", held.batch.id,
+				"events", n, "first_event", from+1, "batch_events", held.batch.events, "by", by)
+		} else {
+			r.log.Warn("event skipped and dead-lettered", "trigger", t.Name, "key", key, "webhook_id", ids[0], "by", by)
+		}
 		if r.HistoryOn() {
-			op, _ := raw.Lookup("operationType").StringValueOK()
-			dk, _ := raw.Lookup("documentKey").DocumentOK()
-			r.recordHistory(store.AttemptRecord{Kind: store.KindSkipped, Trigger: t.Name, Partition: historyPartition(t),
-				WebhookID: webhookID, DocumentKey: dk, Operation: op, Reason: "skipped", By: by, At: now})
+			for i, id := range ids {
+				raw := evs[from+i]
+				op, _ := raw.Lookup("operationType").StringValueOK()
+				dk, _ := raw.Lookup("documentKey").DocumentOK()
+				r.recordHistory(store.AttemptRecord{Kind: store.KindSkipped, Trigger: t.Name, Partition: historyPartition(t),
+					WebhookID: id, DocumentKey: dk, Operation: op, Reason: "skipped", By: by, At: now})
+			}
 		}
 		return nil
 	})
 	if err == nil && !already {
-		// The gauge and the status count the new dead letter before the
+		// The gauge and the status count the new dead letters before the
 		// control's result is recorded.
 		if cerr := r.RecountDeadLetters(ctx, name); cerr != nil {
 			r.RefreshDeadLetters()
 		}
 	}
-	return webhookID, already, err
+	return sk, already, err
 }
 
-// countSkipDeadLetter counts the dead letter skip stored for trigger like
+// countSkipDeadLetter counts a dead letter skip stored for trigger like
 // one its dispatcher stores.
 func (r *Runner) countSkipDeadLetter(trigger string) { r.dmet.DeadLettered(trigger) }
 
 // largeFieldsText names largeFields for messages.
 const largeFieldsText = "fullDocument, fullDocumentBeforeChange and updateDescription"
+
+// readHeld reads again, after the checkpoint token of t, what the unit was
+// stuck on (held): the first event — read without its large fields when
+// it is too large to read, large then saying so for its dead letter — or,
+// for a batch, as many events as the batch has (fewer when fewer follow
+// the checkpoint), for check to compare.
+func (r *Runner) readHeld(ctx context.Context, t *triggers.Trigger, token bson.Raw, held heldEvent) (evs []bson.Raw, large string, err error) {
+	n := max(1, held.batch.events)
+	// One event per batch for an event alone: a read that fails on an
+	// event too large to return then fails on the first event after the
+	// checkpoint.
+	opts := t.ChangeStreamOptions().SetResumeAfter(token).SetMaxAwaitTime(time.Second).SetBatchSize(int32(n))
+	cs, err := t.Watch(ctx, r.client, opts)
+	if err == nil {
+		defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
+		for len(evs) < n && cs.Next(ctx) {
+			raw := bson.Raw(append([]byte(nil), cs.Current...))
+			if op, _ := raw.Lookup("operationType").StringValueOK(); op == "invalidate" {
+				if len(evs) == 0 {
+					return nil, "", errors.New("the next event is an invalidate: the trigger's stream ended")
+				}
+				break // the stream ends within the batch's range: check refuses
+			}
+			evs = append(evs, raw)
+		}
+		err = cs.Err()
+		_, _, tooLarge := eventTooLarge(err)
+		switch {
+		case len(evs) == n || (len(evs) > 0 && (err == nil || errors.Is(err, context.DeadlineExceeded))):
+			return evs, "", nil
+		case tooLarge && held.batch.id == "":
+			// Read again without its large fields, below.
+		case err != nil && !errors.Is(err, context.DeadlineExceeded):
+			return nil, "", fmt.Errorf("read the event after the checkpoint: %w", err)
+		default:
+			return nil, "", errors.New("no event after the checkpoint: nothing is held")
+		}
+	} else if _, _, ok := eventTooLarge(err); !ok || held.batch.id != "" {
+		return nil, "", fmt.Errorf("open the change stream at the checkpoint: %w", err)
+	}
+	raw, err := r.readTooLarge(ctx, t, opts, err)
+	if err != nil {
+		return nil, "", err
+	}
+	return []bson.Raw{raw}, "; the change event is larger than 16 MiB: stored without its " + largeFieldsText, nil
+}
 
 // readTooLarge reads the first event after the checkpoint (opts resume
 // there) of t, which failed to read with cause, an eventTooLarge error,
@@ -893,14 +950,14 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 				"skipped_from", sk.From, "skipped_to", sk.To)
 		}
 	case store.RequestSkip:
-		var id string
+		var sk skipped
 		var already bool
-		id, already, err = r.skip(ctx, t.Key(), req.By, req.ID, req.WebhookID)
+		sk, already, err = r.skip(ctx, t.Key(), req.By, req.ID, req.WebhookID)
 		switch {
 		case err == nil && already:
 			msg = appliedBefore
 		case err == nil:
-			msg = "skipped and dead-lettered " + id
+			msg = sk.message()
 		}
 	case store.RequestRedeliver:
 		if req.Since.IsZero() || req.Since.After(r.opts.Clock.Now()) {

@@ -12,6 +12,6 @@ func (r *Runner) SkipAfterLooking(ctx context.Context, name, by string, between 
 	}
 	held, running, notStuck := r.stuckOn(s, "")
 	between()
-	id, _, err := r.skipHeld(ctx, s, by, "", "", held, running, notStuck)
-	return id, err
+	sk, _, err := r.skipHeld(ctx, s, by, "", "", held, running, notStuck)
+	return sk.webhookID, err
 }

@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +100,216 @@ triggers:
 	insert(t, coll, bson.D{{Key: "_id", Value: int32(3)}})
 	if id := docID(recv.next(t)); id != 3 {
 		t.Fatalf("delivery after the skip %d, want 3", id)
+	}
+}
+
+// TestSkipOfATooLargeEventWaitsForTheEventsBeforeIt: the trigger fails on
+// a too-large update while the insert of 2, read before it, is still
+// being delivered (its attempt has not failed). A skip then would find the
+// insert after the checkpoint: it is refused without stopping the trigger,
+// so the insert's delivery goes on and nothing is dead-lettered. Once the
+// insert is delivered, the skip dead-letters the large update, the event
+// the server's error named, and the trigger continues.
+func TestSkipOfATooLargeEventWaitsForTheEventsBeforeIt(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	arrived2, release2 := make(chan struct{}, 16), make(chan struct{})
+	type delivery struct{ id, n int32 }
+	delivered := make(chan delivery, 16)
+	hook := scriptedHook(t, func(ctx context.Context, id int32, n int) int {
+		if id == 2 {
+			arrived2 <- struct{}{}
+			select {
+			case <-release2:
+			case <-ctx.Done(): // cut off: the trigger was stopped
+				return http.StatusServiceUnavailable
+			}
+		}
+		delivered <- delivery{id, int32(n)}
+		return http.StatusNoContent
+	})
+	cfg := parseTrigger(t, `
+triggers:
+  - name: big
+    database: shop
+    collection: big
+    operations: [insert, update]
+    full_document: updateLookup
+    webhook: { url: "${HOOK_URL}", timeout: 30s }
+`, hook.URL)
+	r := startRunner(t, cfg, client, runner.Options{ShutdownGrace: 50 * time.Millisecond})
+	waitFor(t, "stream open", func() bool { return statusOf(t, r, "big").StreamOpen })
+	coll := client.Database("shop").Collection("big")
+	st := store.New(client, stateDB)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	t.Cleanup(cancel)
+	next := func() delivery {
+		t.Helper()
+		select {
+		case d := <-delivered:
+			return d
+		case <-ctx.Done():
+			t.Fatal("no delivery")
+			return delivery{}
+		}
+	}
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	if d := next(); d.id != 1 {
+		t.Fatalf("first delivery %d, want 1", d.id)
+	}
+	if err := r.Stop(ctx, "big"); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: int32(1)}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "big", Value: strings.Repeat("x", 9<<20)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start("big"); err != nil {
+		t.Fatal(err)
+	}
+	<-arrived2
+	waitFor(t, "trigger failed", func() bool { return statusOf(t, r, "big").State == runner.StateFailed })
+	head := statusOf(t, r, "big").HeadOfLine
+	if head == nil || head.LastReason != "" {
+		t.Fatalf("head of line %+v, want the insert of 2 in flight", head)
+	}
+
+	id, err := r.Skip(ctx, "big", "test")
+	want := "skip event big: it failed on a change event too large to read, but still delivers the events it read before it (its head_of_line " +
+		head.WebhookID + " has not failed an attempt), so nothing was skipped: a skip now would dead-letter one of them, not the large event; " +
+		"once they are delivered (it shows no head_of_line), run `changehook skip big` again"
+	if err == nil || err.Error() != want {
+		t.Fatalf("skip while the insert before the large event is delivered = %q, %v;\nwant the error %q", id, err, want)
+	}
+	if n, err := st.CountDeadLetters(ctx, "big"); err != nil || n != 0 {
+		t.Fatalf("%d dead letters (%v) after the refused skip, want none", n, err)
+	}
+	close(release2)
+	if d := next(); d != (delivery{2, 0}) {
+		t.Fatalf("delivery %+v, want the insert of 2 on its first request (the refused skip must not cut it off)", d)
+	}
+	waitFor(t, "no head of line", func() bool { return statusOf(t, r, "big").HeadOfLine == nil })
+
+	id, err = r.Skip(ctx, "big", "test")
+	if err != nil {
+		t.Fatalf("skip once the events before the large one are delivered: %v", err)
+	}
+	dls, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: "big"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].WebhookID != id {
+		t.Fatalf("dead letters %v, want one, %s", dls, id)
+	}
+	if op, _ := dls[0].Event.Lookup("operationType").StringValueOK(); op != "update" || docID(dls[0].Event) != 1 {
+		t.Fatalf("dead-lettered %s, want the large update of 1", dls[0].Event)
+	}
+	waitFor(t, "running again", func() bool { return statusOf(t, r, "big").StreamOpen })
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(3)}})
+	if d := next(); d.id != 3 {
+		t.Fatalf("delivery after the skip %+v, want the insert of 3", d)
+	}
+}
+
+// TestSkipOfAFailingEventBeforeATooLargeOne: the trigger fails on a
+// too-large update while the insert of 2, read before it, is retried (the
+// endpoint rejects it): it is stuck on the insert, which a skip
+// dead-letters as it would without the large event. The trigger then
+// starts again and fails on the large update alone, which the next skip
+// dead-letters.
+func TestSkipOfAFailingEventBeforeATooLargeOne(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	delivered := make(chan int32, 16)
+	hook := scriptedHook(t, func(_ context.Context, id int32, _ int) int {
+		if id == 2 {
+			return http.StatusServiceUnavailable
+		}
+		delivered <- id
+		return http.StatusNoContent
+	})
+	cfg := parseTrigger(t, `
+triggers:
+  - name: big
+    database: shop
+    collection: big
+    operations: [insert, update]
+    full_document: updateLookup
+    dead_letter: false
+    retry: { initial_backoff: 10ms, max_backoff: 10ms }
+    circuit: { failures: 0, open_on: [] }
+    webhook: { url: "${HOOK_URL}" }
+`, hook.URL)
+	r := startRunner(t, cfg, client, runner.Options{ShutdownGrace: 50 * time.Millisecond})
+	waitFor(t, "stream open", func() bool { return statusOf(t, r, "big").StreamOpen })
+	coll := client.Database("shop").Collection("big")
+	st := store.New(client, stateDB)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	t.Cleanup(cancel)
+	next := func() int32 {
+		t.Helper()
+		select {
+		case id := <-delivered:
+			return id
+		case <-ctx.Done():
+			t.Fatal("no delivery")
+			return 0
+		}
+	}
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	if id := next(); id != 1 {
+		t.Fatalf("first delivery %d, want 1", id)
+	}
+	if err := r.Stop(ctx, "big"); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: int32(1)}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "big", Value: strings.Repeat("x", 9<<20)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start("big"); err != nil {
+		t.Fatal(err)
+	}
+	var head *runner.HeadOfLine
+	waitFor(t, "failed, with the insert of 2 failing", func() bool {
+		s := statusOf(t, r, "big")
+		head = s.HeadOfLine
+		return s.State == runner.StateFailed && head != nil && head.LastReason != ""
+	})
+
+	id, err := r.Skip(ctx, "big", "test")
+	if err != nil || id != head.WebhookID {
+		t.Fatalf("skip of the failing insert = %q, %v; want %s", id, err, head.WebhookID)
+	}
+	dls, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: "big"})
+	if err != nil || len(dls) != 1 || docID(dls[0].Event) != 2 {
+		t.Fatalf("dead letters %v (%v), want the insert of 2's", dls, err)
+	}
+
+	waitFor(t, "failed again, on the large update alone", func() bool {
+		s := statusOf(t, r, "big")
+		return s.State == runner.StateFailed && s.HeadOfLine == nil && strings.HasPrefix(s.LastError, "change event too large")
+	})
+	if _, err := r.Skip(ctx, "big", "test"); err != nil {
+		t.Fatalf("skip of the large update: %v", err)
+	}
+	dls, err = st.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: "big"})
+	if err != nil || len(dls) != 2 {
+		t.Fatalf("dead letters %v (%v), want two", dls, err)
+	}
+	ops := map[string]int32{}
+	for _, dl := range dls {
+		op, _ := dl.Event.Lookup("operationType").StringValueOK()
+		ops[op] = docID(dl.Event)
+	}
+	if ops["insert"] != 2 || ops["update"] != 1 {
+		t.Fatalf("dead-lettered %v, want the insert of 2 and the update of 1", ops)
+	}
+	waitFor(t, "running again", func() bool { return statusOf(t, r, "big").StreamOpen })
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(3)}})
+	if id := next(); id != 3 {
+		t.Fatalf("delivery after the skips %d, want 3", id)
 	}
 }

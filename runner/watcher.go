@@ -210,8 +210,10 @@ type Watcher struct {
 	mu     sync.Mutex
 	status TriggerStatus
 	// tooLarge: Run failed on a change event too large to read, which a
-	// skip can dead-letter (see toolarge.go).
-	tooLarge bool
+	// skip can dead-letter (see toolarge.go); tooLargeToken is the resume
+	// token the server's error names (nil: none).
+	tooLarge      bool
+	tooLargeToken bson.Raw
 }
 
 // NewWatcher returns a Watcher for t that reads with client, checkpoints to
@@ -427,13 +429,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 			// in its batch: read them one per batch, then fail on it.
 			w.oneByOne, retry = true, true
 		}
+		if token, _, large := eventTooLarge(err); large && !retry {
+			// Before the status shows the failure: a skip that sees it
+			// must see what it failed on.
+			w.mu.Lock()
+			w.tooLarge, w.tooLargeToken = true, token
+			w.mu.Unlock()
+		}
 		w.setFailed(reason, wayOut, retry)
 		if !retry {
-			if _, _, large := eventTooLarge(err); large {
-				w.mu.Lock()
-				w.tooLarge = true
-				w.mu.Unlock()
-			}
 			w.log.Error("trigger failed", "reason", reason)
 			w.drain(ctx)
 			return &TriggerError{Trigger: w.t.Name, Reason: reason, Err: err}
@@ -1226,11 +1230,12 @@ func (w *Watcher) failedPermanently() bool {
 }
 
 // failedOnTooLarge reports whether the watcher failed on a change event
-// too large to read.
-func (w *Watcher) failedOnTooLarge() bool {
+// too large to read; token is the event's resume token as the server's
+// error names it (nil when it names none).
+func (w *Watcher) failedOnTooLarge() (token bson.Raw, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.tooLarge
+	return w.tooLargeToken, w.tooLarge
 }
 
 // setFailed shows a stream failure: StateRetrying when the loop tries

@@ -48,7 +48,7 @@ func skipCommand(ctx context.Context, args []string, env Env) int {
 		"changehook skip orders   # dead-letter the event a strict or dead_letter: false trigger is stuck on",
 		"changehook skip orders --webhook-id msg_2f6yq3x4kq7m3v5bq6w4zq2x7a   # only if it is stuck on that event (its head_of_line.webhook_id)")
 	path := configFlag(fs)
-	webhookID := fs.String("webhook-id", "", "skip only if the trigger is stuck on this event: its head_of_line webhook_id in the status")
+	webhookID := fs.String("webhook-id", "", "skip only if the trigger is stuck on this event (or batch): its head_of_line webhook_id in the status")
 	return controlCommand(ctx, fs, path, args, env, func(string) (store.ControlRequest, string, error) {
 		return store.ControlRequest{Kind: store.RequestSkip, WebhookID: *webhookID}, "", nil
 	})

@@ -1,0 +1,256 @@
+package runner_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// batchHook is a webhook endpoint for a batched trigger answering each
+// request as answer says, given the document ids of its events
+// (documentKey._id) in order; answer may block (until the request's
+// context ends at the latest). delivered receives the ids of every event
+// of a request answered 2xx.
+func batchHook(t *testing.T, answer func(ctx context.Context, ids []int32) int) (srv *httptest.Server, delivered <-chan int32) {
+	t.Helper()
+	got := make(chan int32, 1024)
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		var doc struct{ Events []bson.Raw }
+		if err := bson.UnmarshalExtJSON([]byte(`{"events":`+string(body)+`}`), false, &doc); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ids := make([]int32, len(doc.Events))
+		for i, ev := range doc.Events {
+			ids[i] = docID(ev)
+		}
+		status := answer(req.Context(), ids)
+		if status < 300 {
+			for _, id := range ids {
+				got <- id
+			}
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, got
+}
+
+// strictBatchYAML is a strict batched trigger that retries forever.
+const strictBatchYAML = `
+triggers:
+  - name: strict
+    database: shop
+    collection: a
+    ordering: strict
+    dead_letter: false
+    batch: { max_events: 5, max_wait: 10s }
+    retry: { initial_backoff: 10ms, max_backoff: 10ms }
+    circuit: { failures: 0, open_on: [] }
+    webhook: { url: "${HOOK_URL}" }
+`
+
+// waitRecv returns the next value of c, failing the test after
+// waitTimeout.
+func waitRecv[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
+	}
+}
+
+// TestSkipOfABatchDeadLettersEachOfItsEvents: a strict batched trigger
+// without dead letters is stuck on a batch of 5 events the endpoint
+// rejects (400) for its third. A skip naming another id is refused; one
+// naming the batch's id, as its head_of_line shows it, dead-letters each
+// of the batch's events, each its own dead letter with its own
+// webhook-id, and moves the checkpoint past the batch: the trigger
+// continues with the next event.
+func TestSkipOfABatchDeadLettersEachOfItsEvents(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	arrived0, release0 := make(chan struct{}, 1), make(chan struct{})
+	refused := make(chan struct{}, 1024)
+	hook, delivered := batchHook(t, func(ctx context.Context, ids []int32) int {
+		switch {
+		case slices.Contains(ids, 0):
+			arrived0 <- struct{}{}
+			select {
+			case <-release0:
+			case <-ctx.Done():
+				return http.StatusServiceUnavailable
+			}
+		case slices.Contains(ids, 3):
+			refused <- struct{}{}
+			return http.StatusBadRequest
+		}
+		return http.StatusNoContent
+	})
+	st := store.New(client, stateDB)
+	cfg := parseTrigger(t, strictBatchYAML, hook.URL)
+	r := startRunner(t, cfg, client, runner.Options{Controls: true, ShutdownGrace: 50 * time.Millisecond})
+	waitFor(t, "trigger ready", r.Ready)
+	coll := client.Database("shop").Collection("a")
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(0)}})
+	waitRecv(t, arrived0, "the insert of 0 at the endpoint")
+	for i := int32(1); i <= 5; i++ {
+		insert(t, coll, bson.D{{Key: "_id", Value: i}})
+	}
+	// Read while the insert of 0 is in flight: they fill one batch.
+	waitFor(t, "the inserts read", func() bool { return statusOf(t, r, "strict").EventsReceived == 6 })
+	close(release0)
+	if id := waitRecv(t, delivered, "the insert of 0 delivered"); id != 0 {
+		t.Fatalf("delivered %d, want 0", id)
+	}
+	waitRecv(t, refused, "the batch refused")
+	var head *runner.HeadOfLine
+	waitFor(t, "stuck on the batch", func() bool {
+		head = statusOf(t, r, "strict").HeadOfLine
+		return head != nil && head.LastReason != ""
+	})
+	if !strings.HasPrefix(head.WebhookID, "batch_") {
+		t.Fatalf("head of line %+v, want a batch", head)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+
+	const other = "msg_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	msg, err := runner.RequestControl(ctx, st, "strict", "", store.ControlRequest{Kind: store.RequestSkip, By: "test", WebhookID: other})
+	want := "skip event strict: stuck on batch " + head.WebhookID + " (5 events), not on " + other +
+		", so nothing was skipped; a batch is skipped by its id, " + head.WebhookID + ", as its head_of_line shows it"
+	if err == nil || err.Error() != want {
+		t.Fatalf("skip of another event = %q, %v;\nwant the error %q", msg, err, want)
+	}
+	if n, err := st.CountDeadLetters(ctx, "strict"); err != nil || n != 0 {
+		t.Fatalf("%d dead letters (%v) after a refused skip, want none", n, err)
+	}
+
+	msg, err = runner.RequestControl(ctx, st, "strict", "", store.ControlRequest{Kind: store.RequestSkip, By: "test", WebhookID: head.WebhookID})
+	if err != nil || !strings.HasPrefix(msg, "skipped batch "+head.WebhookID+" and dead-lettered its 5 events, each its own dead letter: msg_") {
+		t.Fatalf("skip of the batch = %q, %v", msg, err)
+	}
+	dls, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: "strict"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int32
+	for _, dl := range dls {
+		ids = append(ids, docID(dl.Event))
+		if dl.WebhookID != dispatcher.WebhookID("strict", dl.Token) {
+			t.Errorf("dead letter of %d has webhook-id %s, not its event's own", docID(dl.Event), dl.WebhookID)
+		}
+		if !strings.HasPrefix(dl.LastError, "skipped by test with batch "+head.WebhookID+" (event ") {
+			t.Errorf("dead letter of %d has last error %q", docID(dl.Event), dl.LastError)
+		}
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []int32{1, 2, 3, 4, 5}) {
+		t.Fatalf("dead-lettered the events of %v, want each of the batch's (1 to 5)", ids)
+	}
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(6)}})
+	if id := waitRecv(t, delivered, "the insert of 6 delivered"); id != 6 {
+		t.Fatalf("delivered %d after the skip, want 6", id)
+	}
+}
+
+// TestSkipOfABatchSentInParts: the endpoint refuses every request with the
+// third of a batch's 5 events as too large (413), so the batch is sent in
+// parts: the first two are delivered, the third is refused alone and, as
+// the trigger has no dead letters, retried. The skip dead-letters that
+// event only (the part the endpoint refused) and moves the checkpoint past
+// it: the last two are delivered next, the first two not again.
+func TestSkipOfABatchSentInParts(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	arrived0, release0 := make(chan struct{}, 1), make(chan struct{})
+	var mu sync.Mutex
+	alone3 := 0
+	hook, delivered := batchHook(t, func(ctx context.Context, ids []int32) int {
+		switch {
+		case slices.Contains(ids, 0):
+			arrived0 <- struct{}{}
+			select {
+			case <-release0:
+			case <-ctx.Done():
+				return http.StatusServiceUnavailable
+			}
+		case slices.Contains(ids, 3):
+			if len(ids) == 1 {
+				mu.Lock()
+				alone3++
+				mu.Unlock()
+			}
+			return http.StatusRequestEntityTooLarge
+		}
+		return http.StatusNoContent
+	})
+	st := store.New(client, stateDB)
+	cfg := parseTrigger(t, strictBatchYAML, hook.URL)
+	r := startRunner(t, cfg, client, runner.Options{ShutdownGrace: 50 * time.Millisecond})
+	waitFor(t, "trigger ready", r.Ready)
+	coll := client.Database("shop").Collection("a")
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(0)}})
+	waitRecv(t, arrived0, "the insert of 0 at the endpoint")
+	for i := int32(1); i <= 5; i++ {
+		insert(t, coll, bson.D{{Key: "_id", Value: i}})
+	}
+	// Read while the insert of 0 is in flight: they fill one batch.
+	waitFor(t, "the inserts read", func() bool { return statusOf(t, r, "strict").EventsReceived == 6 })
+	close(release0)
+	for _, want := range []int32{0, 1, 2} {
+		if id := waitRecv(t, delivered, "a delivery"); id != want {
+			t.Fatalf("delivered %d, want %d", id, want)
+		}
+	}
+	// Refused alone twice: the part being retried is the third event.
+	waitFor(t, "the third event refused alone, and retried", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return alone3 >= 2
+	})
+	head := statusOf(t, r, "strict").HeadOfLine
+	if head == nil || !strings.HasPrefix(head.WebhookID, "batch_") || head.LastStatus != http.StatusRequestEntityTooLarge {
+		t.Fatalf("head of line %+v, want the batch, refused with 413", head)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+
+	id, err := r.Skip(ctx, "strict", "test")
+	if err != nil || id != head.WebhookID {
+		t.Fatalf("skip = %q, %v; want the batch %s", id, err, head.WebhookID)
+	}
+	dls, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: "strict"})
+	if err != nil || len(dls) != 1 || docID(dls[0].Event) != 3 {
+		t.Fatalf("dead letters %v (%v), want the third event's alone", dls, err)
+	}
+	if want := "skipped by test with batch " + head.WebhookID + " (event 3 of its 5)"; dls[0].LastError != want {
+		t.Errorf("dead letter's last error %q, want %q", dls[0].LastError, want)
+	}
+	for _, want := range []int32{4, 5} {
+		if id := waitRecv(t, delivered, "a delivery after the skip"); id != want {
+			t.Fatalf("delivered %d after the skip, want %d", id, want)
+		}
+	}
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(6)}})
+	if id := waitRecv(t, delivered, "the insert of 6 delivered"); id != 6 {
+		t.Fatalf("delivered %d after the skip, want 6 (the first two must not be delivered again)", id)
+	}
+}
