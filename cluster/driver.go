@@ -14,7 +14,11 @@ import (
 // it applies it to the Supervisor, then Manager.SetTriggers, then Add:
 // Retain stops the triggers no longer enabled and those whose definition
 // changes, Add starts the newly enabled ones and the changed ones again.
-// Its methods are safe for concurrent use.
+// SetTriggers and Add are given the definitions the Supervisor has then:
+// the new configuration's, or those it was left with when applying it did
+// not finish, so that the hashes this member announces, those its lease
+// loops run under and the definitions it runs never differ. Its methods
+// are safe for concurrent use.
 //
 // A changed trigger's new definition runs under a lease only once this
 // member is known to be the trigger's preferred owner with it: a member
@@ -57,12 +61,13 @@ func NewDriver(ctx context.Context, m *Manager, sup Supervisor, grace time.Durat
 // Add starts the lease loop of every enabled trigger unit of cfg not
 // driven yet. A unit whose lease Retain kept starts under it once the
 // Manager has decided on the definitions SetTriggers gave it last (see
-// Driver).
+// Driver); a lease Retain kept for a unit that cfg does not run is
+// released.
 func (d *Driver) Add(cfg *triggers.Config) {
 	gen := d.m.generation()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.ctx.Err() != nil {
+		d.mu.Unlock()
 		return
 	}
 	for _, t := range cfg.Triggers {
@@ -87,6 +92,15 @@ func (d *Driver) Add(cfg *triggers.Config) {
 				d.drive(ctx, dr, name, i, n, key, kept, gen)
 			})
 		}
+	}
+	var release []*Ownership
+	for key, o := range d.kept {
+		release = append(release, o)
+		delete(d.kept, key)
+	}
+	d.mu.Unlock()
+	for _, o := range release {
+		o.Release(d.ctx)
 	}
 }
 

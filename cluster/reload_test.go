@@ -86,12 +86,13 @@ type reloadCluster struct {
 	drivers []*Driver
 	members []*reloadMember
 	sup     *reloadSup
+	st      *store.Store
 }
 
 func startReloadCluster(t *testing.T, n int, cfg *triggers.Config) *reloadCluster {
 	t.Helper()
 	st := newTestStore(t)
-	c := &reloadCluster{t: t, sup: &reloadSup{}}
+	c := &reloadCluster{t: t, sup: &reloadSup{}, st: st}
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
@@ -232,6 +233,35 @@ func TestReloadKeepsLeaseWhenStillPreferred(t *testing.T) {
 	want := []unitStart{{"m0", "D1", 1}, {"m0", "D2", 1}}
 	if !slices.Equal(c.sup.starts, want) {
 		t.Fatalf("starts = %v, want %v: the lease is kept across the reload", c.sup.starts, want)
+	}
+}
+
+// TestReloadReleasesKeptLeaseAddDoesNotUse: a lease Retain kept for a changed
+// definition is released by the Add that follows when Add does not run the
+// unit (the reload left the trigger out), instead of being renewed, unused,
+// for as long as the member lives.
+func TestReloadReleasesKeptLeaseAddDoesNotUse(t *testing.T) {
+	d1, d2 := testConfig(t, "orders"), changedConfig(t)
+	c := startReloadCluster(t, 1, d1)
+	c.settle("D1", 0)
+	owner := func() string {
+		t.Helper()
+		leases, err := c.st.ListLeases(t.Context())
+		if err != nil || len(leases) != 1 {
+			t.Fatalf("leases = %+v, %v", leases, err)
+		}
+		return leases[0].Owner
+	}
+	if err := c.drivers[0].Retain(t.Context(), d2); err != nil {
+		t.Fatal(err)
+	}
+	if o := owner(); o != "m0" {
+		t.Fatalf("the lease Retain kept is owned by %q, want m0", o)
+	}
+	c.mgrs[0].SetTriggers(&triggers.Config{})
+	c.drivers[0].Add(&triggers.Config{})
+	if o := owner(); o != "" {
+		t.Fatalf("after an Add without the unit its kept lease is owned by %q, want released", o)
 	}
 }
 

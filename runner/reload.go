@@ -37,11 +37,15 @@ type ReloadResult struct {
 // and dead letters are kept; a new one starts. Settings outside the triggers
 // (mongodb, state, admin, cluster, limits, checkpoint) keep the values the
 // Runner was created with. Reload waits (until ctx ends) for the stops;
-// reloads are applied one at a time. In a clustered runner the caller
-// stops the lease drivers of removed triggers, and of changed ones whose
-// cluster definition hash changes, before it: those triggers stop then,
-// under their old definitions, and are not started again here. It starts
-// lease drivers for them and for added triggers after it (see
+// reloads are applied one at a time. When ctx ends first, Reload returns
+// its error at once: the changed triggers it had not got to keep their old
+// definitions (so may some partitions of the one it was changing), and no
+// trigger is removed or added (Units says what the Runner has). In a
+// clustered runner the caller stops the lease drivers of removed triggers,
+// and of changed ones whose cluster definition hash changes, before it:
+// those triggers stop then, under their old definitions, and are not
+// started again here. It starts lease drivers for them and for added
+// triggers after it, with the definitions the Runner has (see
 // cluster.Driver).
 func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult, error) {
 	if cfg == nil {
@@ -237,6 +241,26 @@ func (r *Runner) Diff(cfg *triggers.Config) ReloadResult {
 		}
 	}
 	return res
+}
+
+// Units returns the definition the Runner has for each unit of each
+// trigger (see triggers.Trigger.Units), by trigger name, in partition
+// order. After a Reload that did not finish, some changed triggers have
+// their new definitions and others their old ones; so may the partitions
+// of one trigger.
+func (r *Runner) Units() map[string][]*triggers.Trigger {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string][]*triggers.Trigger, len(r.units))
+	for name, keys := range r.units {
+		for _, key := range keys {
+			s := r.slots[key]
+			s.mu.Lock()
+			out[name] = append(out[name], s.t)
+			s.mu.Unlock()
+		}
+	}
+	return out
 }
 
 // SameDefinition reports whether a and b define the same trigger:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -68,6 +69,11 @@ type reloader struct {
 	mgr     *cluster.Manager      // nil: not clustered
 	driver  *cluster.Driver       // nil: not clustered
 	reloads *prometheus.CounterVec
+	// driven is the configuration whose triggers this member announces
+	// (mgr.SetTriggers) and drives (driver.Add): cfg, or after a reload
+	// that did not finish the definitions the runner was left with (see
+	// runnerHas).
+	driven *triggers.Config
 	// poolCap is the connection pool's size, fixed when the client was
 	// made (0: unlimited or unknown). A reload that needs more change
 	// streams than it holds (beside poolHeadroom) is refused: waiting
@@ -92,7 +98,7 @@ func newReloader(path string, env Env, log *slog.Logger, cfg *triggers.Config, r
 	}, []string{"result"}))
 	c.WithLabelValues("success")
 	c.WithLabelValues("failure")
-	rl := &reloader{path: path, env: env, log: log, cfg: cfg, rn: rn, reg: reg, reloads: c}
+	rl := &reloader{path: path, env: env, log: log, cfg: cfg, driven: cfg, rn: rn, reg: reg, reloads: c}
 	rl.current.Store(cfg)
 	return rl
 }
@@ -131,15 +137,25 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 		// trigger's preferred owner with it (see cluster.Driver). Add
 		// starts them again once the runner has the new definitions.
 		if err := rl.driver.Retain(ctx, cfg); err != nil {
-			rl.driver.Add(rl.cfg) // the running configuration's triggers go on
+			rl.driver.Add(rl.driven) // the runner's triggers go on
 			rl.reloads.WithLabelValues("failure").Inc()
 			return runner.ReloadResult{}, fmt.Errorf("reload: stop removed and changed triggers: %w", err)
 		}
 	}
 	res, err := rl.rn.Reload(ctx, cfg)
 	if rl.mgr != nil {
-		rl.mgr.SetTriggers(cfg)
-		rl.driver.Add(cfg)
+		// The hashes this member announces, and those its lease loops run
+		// under, are those of the definitions the runner has: after a
+		// reload that did not finish, a changed trigger it did not get to
+		// keeps its old definition, and must go on under its old hash
+		// (the next reload then changes it as this one should have).
+		driven := cfg
+		if err != nil {
+			driven = rl.runnerHas(cfg, why)
+		}
+		rl.mgr.SetTriggers(driven)
+		rl.driver.Add(driven)
+		rl.driven = driven
 	}
 	if err != nil {
 		rl.reloads.WithLabelValues("failure").Inc()
@@ -153,6 +169,43 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 	rl.log.Info("configuration reloaded", "by", why, "file", rl.path, "added", res.Added, "removed", res.Removed,
 		"changed", res.Changed, "unchanged", len(res.Unchanged))
 	return res, nil
+}
+
+// runnerHas returns the configuration the runner has after its reload to
+// cfg did not finish: each of its triggers as cfg defines it when every
+// unit has cfg's definition hash (the reload got to it), else as rl.driven
+// does when every unit has that one's. Secret values, which the hashes
+// leave out, may differ. A trigger whose units have either (the reload
+// stopped part way through its partitions) is left out, and logged: this
+// member neither announces nor runs it until a reload finishes.
+func (rl *reloader) runnerHas(cfg *triggers.Config, why string) *triggers.Config {
+	units := rl.rn.Units()
+	has := func(t *triggers.Trigger) bool {
+		want, got := t.Units(), units[t.Name]
+		if len(want) != len(got) {
+			return false
+		}
+		h := cluster.DefinitionHash(t)
+		for i, u := range got {
+			if u.Key() != want[i].Key() || cluster.DefinitionHash(u) != h {
+				return false
+			}
+		}
+		return true
+	}
+	out := *cfg
+	out.Triggers = nil
+	for _, t := range slices.Concat(cfg.Triggers, rl.driven.Triggers) {
+		if _, left := units[t.Name]; left && has(t) {
+			out.Triggers = append(out.Triggers, t)
+			delete(units, t.Name)
+		}
+	}
+	for name := range units {
+		rl.log.Error("reload did not finish while it changed the trigger's partitions one by one: this member neither announces nor runs it until a reload finishes",
+			"by", why, "trigger", name)
+	}
+	return &out
 }
 
 // applyHistory applies a reloaded history section h: when it differs from

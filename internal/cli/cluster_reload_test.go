@@ -1,0 +1,276 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/changehook/changehook/cluster"
+	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+)
+
+// clusterReloadYAML is a clustered configuration of two triggers: a (whose
+// header value, a secret, is A) and b (reading collection B).
+const clusterReloadYAML = `
+mongodb: { uri: "mongodb://127.0.0.1:1/" }
+state: { database: chstate }
+cluster: { instance_id: m0, lease_ttl: 3s }
+triggers:
+  - name: a
+    database: shop
+    collection: a
+    webhook: { url: "http://127.0.0.1:1/a", headers: { X-Key: A } }
+  - name: b
+    database: shop
+    collection: B
+    webhook: { url: "http://127.0.0.1:1/b" }
+`
+
+// clusterReloadConfig returns clusterReloadYAML with a's header value and
+// b's collection.
+func clusterReloadConfig(key, coll string) string {
+	return strings.NewReplacer("X-Key: A", "X-Key: "+key, "collection: B", "collection: "+coll).Replace(clusterReloadYAML)
+}
+
+// hookSup is the Supervisor a cluster.Driver drives: the runner, with every
+// start reported on starts, and a stop of trigger a that can be held up
+// (see holdStop).
+type hookSup struct {
+	rn     *runner.Runner
+	starts chan string // the key of every StartLeased
+
+	mu   sync.Mutex
+	hold func() // called by a's watcher when it begins to stop, once
+}
+
+func (s *hookSup) StartLeased(key string, l runner.Lease) error {
+	if key == "a" {
+		l = &hookLease{Lease: l, s: s}
+	}
+	err := s.rn.StartLeased(key, l)
+	s.starts <- key
+	return err
+}
+
+func (s *hookSup) Stop(ctx context.Context, key string) error { return s.rn.Stop(ctx, key) }
+
+// holdStop makes the next stop of a's watcher call f, in the watcher, as
+// it begins to stop; the watcher goes on once f returns.
+func (s *hookSup) holdStop(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hold = f
+}
+
+// hookLease is the lease of trigger a. Its Deadline is read by a's watcher
+// once, when it begins to stop (to bound its grace period): then it runs
+// the hook holdStop set.
+type hookLease struct {
+	runner.Lease
+	s *hookSup
+}
+
+func (l *hookLease) Deadline() time.Time {
+	l.s.mu.Lock()
+	f := l.s.hold
+	l.s.hold = nil
+	l.s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return l.Lease.Deadline()
+}
+
+// clusterMember is one clustered changehook, as serve puts it together
+// (runner, membership, lease driver, reloader), on its own devdb, running
+// clusterReloadYAML's file with key A and collection B.
+type clusterMember struct {
+	t      *testing.T
+	path   string
+	st     *store.Store
+	mgr    *cluster.Manager
+	rn     *runner.Runner
+	sup    *hookSup
+	driver *cluster.Driver
+	rl     *reloader
+	// ctx is serve's context: cancel is SIGTERM.
+	ctx            context.Context
+	cancel         context.CancelFunc
+	stopMembership context.CancelFunc
+	ran, membered  chan error // rn.Run's and mgr.Run's results
+	once           sync.Once
+}
+
+// startClusterMember starts the member and waits until it runs both
+// triggers under their leases.
+func startClusterMember(t *testing.T) *clusterMember {
+	t.Helper()
+	_, client := devdbtest.Start(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := &clusterMember{t: t, path: writeConfig(t, clusterReloadConfig("A", "B")),
+		ran: make(chan error, 1), membered: make(chan error, 1)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	cfg := c.load()
+	c.st = store.New(client, "chstate")
+	if err := c.st.EnsureIndexes(c.ctx); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if c.mgr, err = cluster.New(c.st, cfg, cluster.Options{Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	c.rn, err = runner.New(cfg, client, c.st, runner.Options{Logger: log, StartStopped: true, Clustered: true,
+		Standby: c.mgr.Standby, ShutdownGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.sup = &hookSup{rn: c.rn, starts: make(chan string, 16)}
+	c.driver = cluster.NewDriver(c.ctx, c.mgr, c.sup, time.Second)
+	c.rl = newReloader(c.path, Env{}, log, cfg, c.rn, prometheus.NewRegistry())
+	c.rl.mgr, c.rl.driver = c.mgr, c.driver
+	var mctx context.Context
+	mctx, c.stopMembership = context.WithCancel(context.Background())
+	go func() { c.membered <- c.mgr.Run(mctx) }()
+	go func() { c.ran <- c.rn.Run(c.ctx) }()
+	t.Cleanup(func() { c.shutdown(nil) })
+	c.driver.Add(cfg)
+	for seen := map[string]bool{}; !seen["a"] || !seen["b"]; {
+		select {
+		case key := <-c.sup.starts:
+			seen[key] = true
+		case <-time.After(30 * time.Second):
+			t.Fatalf("started under their leases: %v; want a and b", seen)
+		}
+	}
+	return c
+}
+
+// load reads the configuration file.
+func (c *clusterMember) load() *triggers.Config {
+	c.t.Helper()
+	cfg, err := triggers.LoadWith(c.path, nil, triggers.Options{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cfg
+}
+
+// write replaces the configuration file's a key and b collection.
+func (c *clusterMember) write(key, coll string) {
+	c.t.Helper()
+	if err := os.WriteFile(c.path, []byte(clusterReloadConfig(key, coll)), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// started waits until the driver starts want under its lease next.
+func (c *clusterMember) started(want string) {
+	c.t.Helper()
+	for {
+		select {
+		case key := <-c.sup.starts:
+			if key == want {
+				return
+			}
+		case <-time.After(30 * time.Second):
+			c.t.Fatalf("%s was not started under its lease", want)
+		}
+	}
+}
+
+// shutdown stops the member the way serve does once told to stop: the
+// lease loops stop their triggers and release their leases (driverDone,
+// when not nil, is called once they did), the runner stops, then the
+// membership. Only the first call does anything.
+func (c *clusterMember) shutdown(driverDone func()) {
+	c.once.Do(func() {
+		c.cancel()
+		c.driver.Wait()
+		if driverDone != nil {
+			driverDone()
+		}
+		if err := <-c.ran; err != nil {
+			c.t.Errorf("run triggers: %v", err)
+		}
+		c.stopMembership()
+		if err := <-c.membered; err != nil {
+			c.t.Errorf("membership: %v", err)
+		}
+	})
+}
+
+// runs returns the collection of b's definition that the runner has, and
+// the definition hash of b this member publishes.
+func (c *clusterMember) runs() (coll, published string) {
+	c.t.Helper()
+	s, err := c.rn.TriggerStatus("b")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cs, err := c.mgr.Status(c.ctx)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, m := range cs.Members {
+		if m.ID == "m0" {
+			published = m.Triggers["b"]
+		}
+	}
+	return strings.TrimPrefix(s.Namespace, "shop."), published
+}
+
+// TestClusterReloadThatDoesNotFinish: a reload changes the secret header of
+// trigger a (its definition hash stays) and the collection of trigger b
+// (its hash changes); both run on this member under their leases. The
+// runner's reload does not finish: the request goes away while a drains
+// (its context ends), before the runner gave b its new definition. b must
+// then go on with the definition the runner has, and announce its hash:
+// were the new hash published while the runner ran the old definition, the
+// other members would take that member for one with the new definition.
+// The same file reloaded again then changes b as a first reload would: b
+// stops, and runs the new definition once the new hash is published.
+func TestClusterReloadThatDoesNotFinish(t *testing.T) {
+	c := startClusterMember(t)
+	oldB := c.load().Triggers[1]
+	c.write("A2", "B2")
+	newB := c.load().Triggers[1]
+	hashOf := map[string]string{"B": cluster.DefinitionHash(oldB), "B2": cluster.DefinitionHash(newB)}
+
+	release := make(chan struct{}) // lets a's held-up stop go on
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before the shutdown
+	rctx, gone := context.WithCancel(c.ctx)
+	c.sup.holdStop(func() {
+		gone() // the reload request goes away while a drains
+		<-release
+	})
+	if _, err := c.rl.Reload(rctx, "test"); err == nil {
+		t.Fatal("the reload finished although its context ended while a drained")
+	}
+	c.started("b") // under the lease the reload kept
+	coll, published := c.runs()
+	if published != hashOf[coll] {
+		t.Errorf("after the reload that did not finish, b runs with collection %s (hash %s) but this member publishes hash %s",
+			coll, hashOf[coll], published)
+	}
+
+	releaseOnce.Do(func() { close(release) })
+	if _, err := c.rl.Reload(c.ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	c.started("b")
+	if coll, published := c.runs(); coll != "B2" || published != hashOf["B2"] {
+		t.Errorf("after the same file reloaded again, b runs with collection %s and this member publishes hash %s; want B2 and %s",
+			coll, published, hashOf["B2"])
+	}
+}
