@@ -111,6 +111,8 @@ type Manager struct {
 	// replaced whenever it moves.
 	decided   uint64
 	decidedCh chan struct{}
+	// undecided says why the last round that decided nothing did not.
+	undecided string
 	drift     map[string]bool // triggers this instance does not run because its definition is in the minority
 	// parts is the number of partitions (1: not partitioned) of every
 	// configured trigger, enabled or not: the units whose lease series
@@ -490,6 +492,7 @@ func (m *Manager) round(ctx context.Context) {
 		// registration under this id.
 		if err := m.releasePrevious(opCtx); err != nil {
 			m.log.Warn("cannot check for leases left by a previous process with this instance id", "error", err)
+			m.setUndecided("cannot check for leases left by a previous process with this instance id: " + err.Error())
 			return
 		}
 		m.checkedPrevious = true
@@ -499,15 +502,19 @@ func (m *Manager) round(ctx context.Context) {
 	m.mu.Unlock()
 	if err := m.st.Heartbeat(opCtx, self, m.opts.LeaseTTL); err != nil {
 		m.log.Warn("heartbeat failed", "error", err)
+		m.setUndecided("heartbeat failed: " + err.Error())
 		return
 	}
 	live, err := m.st.LiveMembers(opCtx)
 	if err != nil {
 		m.log.Warn("cannot read members", "error", err)
+		m.setUndecided("cannot read members: " + err.Error())
 		return
 	}
 	if !slices.ContainsFunc(live, func(x store.Member) bool { return x.ID == m.self.ID }) {
-		return // our own heartbeat is not visible yet: decide nothing
+		// Our own heartbeat is not visible yet: decide nothing.
+		m.setUndecided("this member's heartbeat is not among the live members it read")
+		return
 	}
 	m.met.members.Set(float64(len(live)))
 	m.mu.Lock()
@@ -580,6 +587,21 @@ func (m *Manager) awaitDecided(ctx context.Context, gen uint64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// setUndecided records why a round decided nothing.
+func (m *Manager) setUndecided(why string) {
+	m.mu.Lock()
+	m.undecided = why
+	m.mu.Unlock()
+}
+
+// whyUndecided says why the last round that decided nothing did not (""
+// when none did).
+func (m *Manager) whyUndecided() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.undecided
 }
 
 // generation returns the number of SetTriggers calls so far.

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -30,7 +31,10 @@ import (
 // keeps the lease, and Add starts the new definition under that lease only
 // after a round of the Manager has published the new definitions and did
 // not hand the lease off; otherwise the lease is released and the trigger
-// awaits it again like any other.
+// awaits it again like any other. So is it when no round decides within a
+// lease TTL (heartbeats or reads of the members fail while the renewals go
+// through): a lease held on without running its trigger would keep every
+// member from running it.
 type Driver struct {
 	ctx   context.Context
 	m     *Manager
@@ -43,6 +47,13 @@ type Driver struct {
 	// definition, kept for the loop Add starts next for the unit.
 	kept map[string]*Ownership
 	wg   sync.WaitGroup
+}
+
+// keptLease is a lease Retain kept, handed by Add to the unit's next loop.
+type keptLease struct {
+	o     *Ownership
+	gen   uint64    // the generation of definitions the Manager must decide on first
+	since time.Time // when Add handed it over, on the Manager's clock
 }
 
 // driven is one unit's lease loop.
@@ -61,10 +72,10 @@ func NewDriver(ctx context.Context, m *Manager, sup Supervisor, grace time.Durat
 // Add starts the lease loop of every enabled trigger unit of cfg not
 // driven yet. A unit whose lease Retain kept starts under it once the
 // Manager has decided on the definitions SetTriggers gave it last (see
-// Driver); a lease Retain kept for a unit that cfg does not run is
-// released.
+// Driver), if it does within a lease TTL; a lease Retain kept for a unit
+// that cfg does not run is released.
 func (d *Driver) Add(cfg *triggers.Config) {
-	gen := d.m.generation()
+	gen, now := d.m.generation(), d.m.clock.Now()
 	d.mu.Lock()
 	if d.ctx.Err() != nil {
 		d.mu.Unlock()
@@ -80,8 +91,11 @@ func (d *Driver) Add(cfg *triggers.Config) {
 			if d.driven[key] != nil {
 				continue
 			}
-			kept := d.kept[key]
-			delete(d.kept, key)
+			var kept *keptLease
+			if o := d.kept[key]; o != nil {
+				kept = &keptLease{o: o, gen: gen, since: now}
+				delete(d.kept, key)
+			}
 			i, _ := u.PartitionIndex()
 			ctx, cancel := context.WithCancel(d.ctx)
 			dr := &driven{cancel: cancel, done: make(chan struct{}), hash: hash}
@@ -89,7 +103,7 @@ func (d *Driver) Add(cfg *triggers.Config) {
 			name, n := t.Name, t.Partitions
 			d.wg.Go(func() {
 				defer close(dr.done)
-				d.drive(ctx, dr, name, i, n, key, kept, gen)
+				d.drive(ctx, dr, name, i, n, key, kept)
 			})
 		}
 	}
@@ -160,19 +174,21 @@ func (d *Driver) Wait() { d.wg.Wait() }
 // drive is the lease loop (see Drive) of unit key, partition i of n of
 // trigger name, until ctx ends. kept, when not nil, is the unit's lease
 // Retain kept across a reload that changed its definition: the unit runs
-// under it only once the Manager decided on definitions of generation gen
-// and did not hand it off.
-func (d *Driver) drive(ctx context.Context, dr *driven, name string, i, n int, key string, kept *Ownership, gen uint64) {
+// under it only once the Manager decided on the definitions SetTriggers
+// gave it last and did not hand it off (see confirmed).
+func (d *Driver) drive(ctx context.Context, dr *driven, name string, i, n int, key string, kept *keptLease) {
 	m := d.m
 	for {
-		o := kept
-		if o == nil {
+		var o *Ownership
+		if kept != nil {
+			o = kept.o
+		} else {
 			var err error
 			if o, err = m.Await(ctx, name, i, n); err != nil {
 				return // ctx ended
 			}
 		}
-		if kept == nil || d.confirmed(ctx, o, gen) {
+		if kept == nil || d.confirmed(ctx, kept, name, key) {
 			if err := d.sup.StartLeased(key, o); err != nil {
 				m.log.Error("cannot start trigger under its lease", "trigger", name, "key", key, "error", err)
 			} else {
@@ -200,18 +216,36 @@ func (d *Driver) drive(ctx context.Context, dr *driven, name string, i, n int, k
 	}
 }
 
+// errUndecided ends confirmed's wait when no round decided in time.
+var errUndecided = errors.New("no round decided")
+
 // confirmed waits until the Manager has decided on definitions of
-// generation gen (see Manager.awaitDecided) and reports whether o is
-// still this member's to run then: not handed off or lost, and ctx has
-// not ended.
-func (d *Driver) confirmed(ctx context.Context, o *Ownership, gen uint64) bool {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(o.Context(), cancel)()
-	if d.m.awaitDecided(wctx, gen) != nil {
+// generation k.gen (see Manager.awaitDecided) and reports whether k's
+// lease is still this member's to run the unit key of trigger name under
+// then: not handed off or lost, and ctx has not ended. It waits at most a
+// lease TTL after Add handed the lease over, and says why when it gave
+// up: rounds that cannot heartbeat or read the members decide nothing
+// while the renewals go on keeping the lease, and a lease held on without
+// running the unit would keep every member from running it.
+func (d *Driver) confirmed(ctx context.Context, k *keptLease, name, key string) bool {
+	m := d.m
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(k.o.Context(), func() { cancel(nil) })()
+	deadline := k.since.Add(m.opts.LeaseTTL)
+	go func() {
+		if m.clock.Sleep(wctx, deadline.Sub(m.clock.Now())) == nil {
+			cancel(errUndecided)
+		}
+	}()
+	if m.awaitDecided(wctx, k.gen) != nil {
+		if errors.Is(context.Cause(wctx), errUndecided) {
+			m.log.Warn("no round published the trigger's reloaded definition within lease_ttl; releasing the lease kept for it, so that the member that may run it can take it (this one too, once its rounds decide again)",
+				"trigger", name, "key", key, "lease_ttl", m.opts.LeaseTTL, "reason", m.whyUndecided())
+		}
 		return false
 	}
-	return o.Context().Err() == nil && ctx.Err() == nil
+	return k.o.Context().Err() == nil && ctx.Err() == nil
 }
 
 // keep hands o, the lease of unit key whose trigger its loop dr has just

@@ -2,9 +2,13 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,5 +339,130 @@ func TestRoundDoesNotDecideOnReplacedDefinitions(t *testing.T) {
 	}
 	if s, _ := m.Status(ctx); !slices.Equal(s.Drift, []string{"orders"}) {
 		t.Fatalf("drift = %v, want [orders]", s.Drift)
+	}
+}
+
+// heartbeatFaults is a Store whose heartbeats fail while fail is set (the
+// renewals go through), and which reports every lease release on
+// released.
+type heartbeatFaults struct {
+	*store.Store
+	fail     atomic.Bool
+	released chan string
+}
+
+func (f *heartbeatFaults) Heartbeat(ctx context.Context, m store.Member, ttl time.Duration) error {
+	if f.fail.Load() {
+		return errors.New("heartbeat: network unreachable")
+	}
+	return f.Store.Heartbeat(ctx, m, ttl)
+}
+
+func (f *heartbeatFaults) ReleaseLease(ctx context.Context, key string, fe store.Fence) error {
+	err := f.Store.ReleaseLease(ctx, key, fe)
+	f.released <- key
+	return err
+}
+
+// leaseSup is a Supervisor that reports every start's lease on starts.
+type leaseSup struct{ starts chan runner.Lease }
+
+func (s leaseSup) StartLeased(_ string, l runner.Lease) error {
+	s.starts <- l
+	return nil
+}
+
+func (leaseSup) Stop(context.Context, string) error { return nil }
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestReloadReleasesKeptLeaseWhenNoRoundDecides: a reload changes the definition
+// of the trigger this member runs while its heartbeats fail (its renewals
+// go through). No round can publish the new definition, so the trigger
+// must not start under the lease Retain kept; but holding that lease
+// longer than a lease TTL without running the trigger keeps every member
+// from running it. So the lease is released with a warning that says
+// why, and the trigger awaits its lease like any other: once the
+// heartbeats go through again, the member acquires it and runs the
+// trigger.
+func TestReloadReleasesKeptLeaseWhenNoRoundDecides(t *testing.T) {
+	st := &heartbeatFaults{Store: newTestStore(t), released: make(chan string, 8)}
+	ctx := t.Context()
+	clock := newFakeClock()
+	var logs lockedBuffer
+	d1, d2 := testConfig(t, "orders"), changedConfig(t)
+	m, err := New(st, d1, Options{InstanceID: "a", Clock: clock, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup := leaseSup{starts: make(chan runner.Lease, 8)}
+	d := NewDriver(ctx, m, sup, time.Second)
+	t.Cleanup(d.Wait)
+	started := func() runner.Lease {
+		t.Helper()
+		select {
+		case l := <-sup.starts:
+			return l
+		case <-time.After(30 * time.Second):
+			t.Fatal("the trigger was not started")
+			return nil
+		}
+	}
+	d.Add(d1)
+	waitRegistered(t, m, 1)
+	m.round(ctx)
+	if l := started(); l.Fence().Epoch != 1 {
+		t.Fatalf("started under epoch %d, want 1", l.Fence().Epoch)
+	}
+
+	st.fail.Store(true)
+	if err := d.Retain(ctx, d2); err != nil {
+		t.Fatal(err)
+	}
+	m.SetTriggers(d2)
+	d.Add(d2)
+	ttl, every := m.opts.LeaseTTL, m.opts.RenewEvery
+	for elapsed := time.Duration(0); elapsed <= 2*ttl; elapsed += every {
+		m.round(ctx) // renews the lease; the heartbeat fails
+		clock.Advance(every)
+	}
+	select {
+	case key := <-st.released:
+		if key != "orders" {
+			t.Fatalf("released %q, want orders", key)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the lease kept for the changed definition is still held %s after the reload, with no round deciding", 2*ttl)
+	}
+	select {
+	case l := <-sup.starts:
+		t.Fatalf("the trigger started (epoch %d) although no round published its new definition", l.Fence().Epoch)
+	default:
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "heartbeat: network unreachable") {
+		t.Errorf("no warning naming the failed heartbeat; logs:\n%s", logs.String())
+	}
+
+	st.fail.Store(false)
+	waitRegistered(t, m, 1)
+	m.round(ctx)
+	if l := started(); l.Fence().Epoch != 2 {
+		t.Fatalf("started again under epoch %d, want 2", l.Fence().Epoch)
 	}
 }
