@@ -168,8 +168,21 @@ func (d *Driver) Retain(ctx context.Context, cfg *triggers.Config) error {
 }
 
 // Wait returns once every lease loop ended (after the Driver's context
-// ended, or Retain stopped them).
-func (d *Driver) Wait() { d.wg.Wait() }
+// ended, or Retain stopped them). Once the context ended it also releases
+// the leases Retain kept for an Add that now starts nothing: their
+// triggers stopped already, and another member may take them at once.
+func (d *Driver) Wait() {
+	if d.ctx.Err() != nil {
+		d.mu.Lock()
+		kept := d.kept
+		d.kept = map[string]*Ownership{}
+		d.mu.Unlock()
+		for _, o := range kept {
+			o.Release(context.WithoutCancel(d.ctx))
+		}
+	}
+	d.wg.Wait()
+}
 
 // drive is the lease loop (see Drive) of unit key, partition i of n of
 // trigger name, until ctx ends. kept, when not nil, is the unit's lease

@@ -466,3 +466,105 @@ func TestReloadReleasesKeptLeaseWhenNoRoundDecides(t *testing.T) {
 		t.Fatalf("started again under epoch %d, want 2", l.Fence().Epoch)
 	}
 }
+
+// stopSup is a Supervisor that reports every start's lease on starts and
+// every stop's key on stops.
+type stopSup struct {
+	starts chan runner.Lease
+	stops  chan string
+}
+
+func (s stopSup) StartLeased(_ string, l runner.Lease) error {
+	s.starts <- l
+	return nil
+}
+
+func (s stopSup) Stop(_ context.Context, key string) error {
+	s.stops <- key
+	return nil
+}
+
+// TestShutdownDuringReloadReleasesKeptLease: the process is told to stop
+// (the Driver's context ends) while a reload that changed the trigger's
+// definition has stopped it and kept its lease, before Add. The trigger
+// was stopped (its final checkpoint saved) by Retain; Add, if the reload
+// still gets to it, starts nothing; Wait returns with the kept lease
+// released, while the membership still runs (as serve keeps it until the
+// other triggers drained), so that another member takes the trigger at
+// once; then the member leaves.
+func TestShutdownDuringReloadReleasesKeptLease(t *testing.T) {
+	st := newTestStore(t)
+	d1, d2 := testConfig(t, "orders"), changedConfig(t)
+	m, err := New(st, d1, Options{InstanceID: "a", LeaseTTL: 2 * time.Second, RenewEvery: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, stopMembership := context.WithCancel(t.Context())
+	defer stopMembership()
+	ran := make(chan error, 1)
+	go func() { ran <- m.Run(mctx) }()
+	dctx, shutdown := context.WithCancel(t.Context())
+	defer shutdown()
+	sup := stopSup{starts: make(chan runner.Lease, 8), stops: make(chan string, 8)}
+	d := NewDriver(dctx, m, sup, time.Second)
+	d.Add(d1)
+	var l runner.Lease
+	select {
+	case l = <-sup.starts:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the trigger was not started")
+	}
+	owner := func() string {
+		t.Helper()
+		leases, err := st.ListLeases(t.Context())
+		if err != nil || len(leases) != 1 {
+			t.Fatalf("leases = %+v, %v", leases, err)
+		}
+		return leases[0].Owner
+	}
+
+	if err := d.Retain(t.Context(), d2); err != nil {
+		t.Fatal(err)
+	}
+	if key := <-sup.stops; key != "orders" {
+		t.Fatalf("Retain stopped %q, want orders", key)
+	}
+	if o := owner(); o != "a" {
+		t.Fatalf("the lease Retain kept is owned by %q, want a", o)
+	}
+	shutdown()
+	m.SetTriggers(d2)
+	d.Add(d2) // the reload goes on after the shutdown began
+	waited := make(chan struct{})
+	go func() {
+		d.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Wait did not return after the shutdown began")
+	}
+	if o := owner(); o != "" {
+		t.Errorf("after Wait the lease kept by the reload is owned by %q, want released", o)
+	}
+	if l.(*Ownership).Context().Err() == nil {
+		t.Error("the kept ownership is still live after Wait")
+	}
+	select {
+	case l := <-sup.starts:
+		t.Errorf("the trigger started (epoch %d) after the shutdown began", l.Fence().Epoch)
+	default:
+	}
+
+	stopMembership()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if o := owner(); o != "" {
+		t.Errorf("after the member left the lease is owned by %q", o)
+	}
+	if ms, _ := st.ListMembers(t.Context()); len(ms) != 0 {
+		t.Errorf("members after shutdown = %+v", ms)
+	}
+}

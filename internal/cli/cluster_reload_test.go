@@ -5,12 +5,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/changehook/changehook/cluster"
 	"github.com/changehook/changehook/internal/devdbtest"
@@ -97,6 +100,7 @@ func (l *hookLease) Deadline() time.Time {
 type clusterMember struct {
 	t      *testing.T
 	path   string
+	client *mongo.Client
 	st     *store.Store
 	mgr    *cluster.Manager
 	rn     *runner.Runner
@@ -117,7 +121,7 @@ func startClusterMember(t *testing.T) *clusterMember {
 	t.Helper()
 	_, client := devdbtest.Start(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c := &clusterMember{t: t, path: writeConfig(t, clusterReloadConfig("A", "B")),
+	c := &clusterMember{t: t, path: writeConfig(t, clusterReloadConfig("A", "B")), client: client,
 		ran: make(chan error, 1), membered: make(chan error, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	cfg := c.load()
@@ -273,4 +277,112 @@ func TestClusterReloadThatDoesNotFinish(t *testing.T) {
 		t.Errorf("after the same file reloaded again, b runs with collection %s and this member publishes hash %s; want B2 and %s",
 			coll, published, hashOf["B2"])
 	}
+}
+
+// TestClusterShutdownDuringReload: the process is told to stop while a
+// reload is in the runner's step: Retain has stopped b, whose definition
+// hash the reload changes, and kept its lease, and the runner waits for a
+// to drain. The reload then ends without starting b. b's final checkpoint
+// was saved when it stopped, under its lease; its lease is released once
+// the lease loops are waited for, before the runner and the membership
+// stop (another member may take b at once); in the end no lease is held,
+// the member is gone and no goroutine of the runner, the dispatchers or
+// the cluster is left.
+func TestClusterShutdownDuringReload(t *testing.T) {
+	c := startClusterMember(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for s, _ := c.rn.TriggerStatus("b"); !s.StreamOpen; s, _ = c.rn.TriggerStatus("b") {
+		if time.Now().After(deadline) {
+			t.Fatal("b's change stream did not open")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the status
+	}
+	owners := func() map[string]string {
+		t.Helper()
+		leases, err := c.st.ListLeases(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, l := range leases {
+			out[l.Key] = l.Owner
+		}
+		return out
+	}
+
+	c.write("A2", "B2")
+	draining := make(chan struct{})
+	release := make(chan struct{})
+	c.sup.holdStop(func() {
+		close(draining) // Retain kept b's lease; the runner waits for a
+		<-release
+	})
+	reloaded := make(chan error, 1)
+	go func() {
+		_, err := c.rl.Reload(c.ctx, "SIGHUP")
+		reloaded <- err
+	}()
+	<-draining
+	if o := owners()["b"]; o != "m0" {
+		t.Fatalf("during the reload b's lease is owned by %q, want m0 (kept)", o)
+	}
+	c.cancel() // SIGTERM
+	if err := <-reloaded; err == nil {
+		t.Error("the reload finished although the process was told to stop while a drained")
+	}
+	close(release)
+	c.shutdown(func() {
+		if o := owners()["b"]; o != "" {
+			t.Errorf("once the lease loops ended b's lease is owned by %q, want released", o)
+		}
+	})
+	for key, o := range owners() {
+		if o != "" {
+			t.Errorf("after shutdown the lease of %s is owned by %q", key, o)
+		}
+	}
+	if ms, err := c.st.ListMembers(context.Background()); err != nil || len(ms) != 0 {
+		t.Errorf("members after shutdown = %+v, %v", ms, err)
+	}
+	var cp struct {
+		Token bson.Raw `bson:"token"`
+		Owner string   `bson:"owner"`
+		Epoch int64    `bson:"epoch"`
+	}
+	if err := c.client.Database("chstate").Collection(store.CheckpointsCollection).FindOne(context.Background(),
+		bson.D{{Key: "_id", Value: "b"}}).Decode(&cp); err != nil {
+		t.Fatalf("b's checkpoint: %v", err)
+	}
+	if cp.Token == nil || cp.Owner != "m0" || cp.Epoch != 1 {
+		t.Errorf("b's checkpoint: token %v written by %q epoch %d; want one written under the lease its stop kept (m0, epoch 1)", cp.Token, cp.Owner, cp.Epoch)
+	}
+	select {
+	case key := <-c.sup.starts:
+		t.Errorf("%s started after the process was told to stop", key)
+	default:
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for left := ownGoroutines(); left != ""; left = ownGoroutines() {
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines left after shutdown:\n%s", left)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the goroutines
+	}
+}
+
+// ownGoroutines returns the stacks of the goroutines running code of the
+// runner, the dispatcher or the cluster package ("" when none is).
+func ownGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		for _, pkg := range []string{"changehook/runner.", "changehook/dispatcher.", "changehook/cluster."} {
+			if strings.Contains(g, pkg) {
+				out = append(out, g)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n\n")
 }
