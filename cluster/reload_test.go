@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -374,24 +375,6 @@ func (s leaseSup) StartLeased(_ string, l runner.Lease) error {
 
 func (leaseSup) Stop(context.Context, string) error { return nil }
 
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestReloadReleasesKeptLeaseWhenNoRoundDecides: a reload changes the definition
 // of the trigger this member runs while its heartbeats fail (its renewals
 // go through). No round can publish the new definition, so the trigger
@@ -405,7 +388,7 @@ func TestReloadReleasesKeptLeaseWhenNoRoundDecides(t *testing.T) {
 	st := &heartbeatFaults{Store: newTestStore(t), released: make(chan string, 8)}
 	ctx := t.Context()
 	clock := newFakeClock()
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	d1, d2 := testConfig(t, "orders"), changedConfig(t)
 	m, err := New(st, d1, Options{InstanceID: "a", Clock: clock, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {

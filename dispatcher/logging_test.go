@@ -1,35 +1,16 @@
 package dispatcher
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/triggers"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the dispatcher's workers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestDeliveryLogging: at info level a successful delivery logs nothing and
 // a repeated failure is logged once; at debug level every delivery and
@@ -50,7 +31,7 @@ func TestDeliveryLogging(t *testing.T) {
 				}
 				w.WriteHeader(http.StatusNoContent)
 			})
-			var buf lockedBuffer
+			var buf syncbuf.Buffer
 			log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tc.level}))
 			d := newTestDispatcher(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}}, nil,
 				WithClock(newFakeClock()), WithLogger(log))

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -31,7 +32,7 @@ func TestSplitLogThrottled(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := newReceiver(t, statuses(http.StatusNoContent))
-			var buf lockedBuffer
+			var buf syncbuf.Buffer
 			log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			clock := newFakeClock()
 			start := clock.Now()

@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,11 +8,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/internal/syncbuf"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -61,26 +60,8 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the receiver's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestReceiver(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	now := time.Unix(1700000000, 0)
 	r, err := StartReceiver(ReceiverOptions{Addr: "127.0.0.1:0", Secrets: []string{secret}, Out: &out, Now: func() time.Time { return now }})
 	if err != nil {
@@ -121,7 +102,7 @@ func TestReceiver(t *testing.T) {
 func TestWriter(t *testing.T) {
 	_, client := devdbtest.Start(t)
 
-	var out syncBuffer
+	var out syncbuf.Buffer
 	const ticks = 12
 	if err := RunWriter(context.Background(), WriterOptions{Client: client, Interval: time.Millisecond, Out: &out, Seed: 7, Ticks: ticks}); err != nil {
 		t.Fatal(err)

@@ -34,6 +34,7 @@ import (
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/cli"
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/internal/testhooks"
 )
 
@@ -338,25 +339,7 @@ type runner struct {
 	exitErr  error
 	logMu    sync.Mutex
 	logs     bytes.Buffer
-	stdout   syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	stdout   syncbuf.Buffer
 }
 
 // startRunner starts `changehook args...` as a child process and waits

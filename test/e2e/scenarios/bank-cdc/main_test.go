@@ -7,9 +7,10 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/changehook/changehook/internal/syncbuf"
 )
 
 // TestMain lets the test binary play the runner process: the scenario
@@ -31,7 +32,7 @@ func TestBankCDC(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	var out, runnerLog lockedBuffer
+	var out, runnerLog syncbuf.Buffer
 	const kills = 3
 	res, err := run(ctx, config{
 		Customers: 40, Rounds: 40, Interval: 10 * time.Millisecond, Kills: kills, Seed: 7,
@@ -237,22 +238,4 @@ func bodies(accts []account, f func(account) (string, bool)) map[string]string {
 		}
 	}
 	return out
-}
-
-// lockedBuffer is a strings.Builder safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
