@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,24 +85,6 @@ func TestSkipRequestAppliedBeforeIsNotRepeated(t *testing.T) {
 	}
 }
 
-// logRecorder is a log destination the test reads while the runner writes.
-type logRecorder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logRecorder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logRecorder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestSkipCountsItsDeadLetter: skipping the head-of-line event of a
 // trigger without dead letters (the endpoint answers 410) logs the
 // delivery it cuts off at INFO, as part of the restart and not as an
@@ -125,7 +107,7 @@ triggers:
     circuit: { failures: 0, open_on: [] }
     webhook: { url: "${HOOK_URL}" }
 `, hook.URL)
-	var logs logRecorder
+	var logs syncbuf.Buffer
 	reg := prometheus.NewRegistry()
 	r := startRunner(t, cfg, client, runner.Options{Registry: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil)), ShutdownGrace: 50 * time.Millisecond})
 	waitFor(t, "trigger ready", r.Ready)
