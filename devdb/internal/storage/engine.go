@@ -377,14 +377,29 @@ func (e *Engine) Update(fn func(*Tx) error) error {
 	}
 	e.dirty.Store(true)
 	if tx.oldest != 0 {
-		e.oldestTS.Store(tx.oldest)
+		storeMax(&e.oldestTS, tx.oldest)
 	}
 	if tx.maxTS != 0 {
-		e.lastTS.Store(tx.maxTS)
+		storeMax(&e.lastTS, tx.maxTS)
 		e.broadcast()
 		e.notify(tx.heads)
 	}
 	return nil
+}
+
+// storeMax sets a to v unless a already holds a later time. Writers commit
+// in cluster-time order under bbolt's single writer but publish their
+// times after it is released, so a writer preempted between the two would
+// otherwise move the time back: LastOpTime behind writes already
+// acknowledged (a transaction's snapshot then misses them) or
+// OldestOpTime before history already trimmed.
+func storeMax(a *atomic.Uint64, v uint64) {
+	for {
+		cur := a.Load()
+		if cur >= v || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
 }
 
 func packTS(ts bson.Timestamp) uint64 { return uint64(ts.T)<<32 | uint64(ts.I) }

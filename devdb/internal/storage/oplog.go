@@ -312,7 +312,7 @@ func (e *Engine) trimByAge() error {
 	}
 	if trimmed && oldest != 0 {
 		e.dirty.Store(true)
-		e.oldestTS.Store(oldest)
+		storeMax(&e.oldestTS, oldest)
 	}
 	return nil
 }

@@ -532,3 +532,63 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 		t.Errorf("oplog entries = %d, want %d", n, 1+writers*per+1)
 	}
 }
+
+// TestLastOpTimeNeverMovesBack writes from several goroutines while another
+// reads LastOpTime: writers publish their cluster time after the single
+// writer's lock is released, so a writer preempted in between must not move
+// LastOpTime back behind a later write already acknowledged (a transaction
+// started then would read a snapshot without it).
+func TestLastOpTimeNeverMovesBack(t *testing.T) {
+	e := openTest(t, Options{})
+	const writers, per = 8, 300
+	stop := make(chan struct{})
+	backwards := make(chan [2]bson.Timestamp, 1)
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() {
+		defer watch.Done()
+		last := e.LastOpTime()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			now := e.LastOpTime()
+			if now.Before(last) {
+				backwards <- [2]bson.Timestamp{last, now}
+				return
+			}
+			last = now
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				err := e.Update(func(tx *Tx) error {
+					c, err := tx.EnsureCollection("db", "c")
+					if err != nil {
+						return err
+					}
+					_, err = tx.Insert(c, bson.D{{Key: "_id", Value: w*per + i}})
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	watch.Wait()
+	select {
+	case b := <-backwards:
+		t.Fatalf("LastOpTime moved back from %v to %v", b[0], b[1])
+	default:
+	}
+}
