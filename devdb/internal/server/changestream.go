@@ -285,7 +285,10 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 		}
 	}
 
-	src := newChangeStreamSource(s, scope, db, coll, spec, userPipeline)
+	src, err := newChangeStreamSource(s, scope, db, coll, spec, userPipeline)
+	if err != nil {
+		return nil, fmt.Errorf("open change stream: %w", err)
+	}
 	if src.matchOnly {
 		src.matchFields, src.matchPartial = matchFieldsOf(pipeline[1:])
 		src.opFilter, src.opFilterOK = opFilterOf(pipeline[1:])

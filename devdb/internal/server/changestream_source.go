@@ -73,7 +73,7 @@ type changeStreamSource struct {
 // (fill), as MongoDB's oplog scan does: an aggregate with an empty first
 // batch succeeds and its first getMore fails with ChangeStreamHistoryLost
 // (286).
-func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec changeStreamSpec, p csPipeline) *changeStreamSource {
+func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec changeStreamSpec, p csPipeline) (*changeStreamSource, error) {
 	cs := &changeStreamSource{
 		s:        s,
 		target:   csTarget{scope: scope, db: db, coll: coll},
@@ -110,11 +110,16 @@ func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec chang
 		cs.pos = csTSPrev(at)
 		cs.pbrt = highWaterMark(at)
 	default:
-		// Everything after the latest committed entry.
-		cs.pos = s.store.LastOpTime()
+		// Everything after the latest committed entry, including any a
+		// client has already read: those are not shown.
+		pos, err := s.store.CommittedOpTime()
+		if err != nil {
+			return nil, err
+		}
+		cs.pos = pos
 		cs.pbrt = highWaterMark(csTSNext(cs.pos))
 	}
-	return cs
+	return cs, nil
 }
 
 // historyLostError is ChangeStreamHistoryLost (286).
@@ -362,6 +367,11 @@ func (cs *changeStreamSource) fill(n, maxBytes int) error {
 	})
 	if perr != nil {
 		return perr
+	}
+	if errors.Is(err, storage.ErrHistoryLost) {
+		// Trimmed while this stream was reading: checkHistory's look at
+		// OldestOpTime came before the trim or its publication.
+		return historyLostError()
 	}
 	if err != nil {
 		return fmt.Errorf("read oplog for change stream: %w", err)

@@ -30,7 +30,10 @@ func csNewSource(t *testing.T, s *Server, db, coll string, spec changeStreamSpec
 	if spec.FullDocument == "" {
 		spec.FullDocument, spec.FullDocumentBeforeChange = fdDefault, fdOff
 	}
-	src := newChangeStreamSource(s, csCollection, db, coll, spec, nil)
+	src, err := newChangeStreamSource(s, csCollection, db, coll, spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(src.Close)
 	return src
 }

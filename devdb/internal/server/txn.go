@@ -369,8 +369,14 @@ func (s *Server) beginTxnCommand(req *Request) (*transaction, error) {
 			s.txns.mu.Unlock()
 			return nil, err
 		}
+		// The snapshot includes every write a client has read so far.
+		snap, err := s.store.CommittedOpTime()
+		if err != nil {
+			s.txns.mu.Unlock()
+			return nil, err
+		}
 		old = t
-		t = &transaction{key: a.key, lsid: a.lsid, number: a.number, state: txnActive, snap: s.store.LastOpTime()}
+		t = &transaction{key: a.key, lsid: a.lsid, number: a.number, state: txnActive, snap: snap}
 		if s.txns.bySession == nil {
 			s.txns.bySession = map[[16]byte]*transaction{}
 		}

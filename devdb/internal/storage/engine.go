@@ -336,6 +336,26 @@ func (e *Engine) Sync() error {
 // before the first write). It is a single atomic load.
 func (e *Engine) LastOpTime() bson.Timestamp { return unpackTS(e.lastTS.Load()) }
 
+// CommittedOpTime returns the cluster time of the last write a read
+// starting now sees: at or after every entry any read has returned so far.
+// LastOpTime can lag it for a moment (a writer publishes its time only
+// after its commit is visible), so a snapshot that must include what
+// clients have already read (a transaction's, a change stream's start)
+// takes this one; it costs a read transaction.
+func (e *Engine) CommittedOpTime() (bson.Timestamp, error) {
+	var ts uint64
+	err := e.View(func(tx *Tx) error {
+		if v := tx.tx.Bucket(bucketMeta).Get(keyTS); len(v) == 8 {
+			ts = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return bson.Timestamp{}, fmt.Errorf("read committed cluster time: %w", err)
+	}
+	return unpackTS(max(ts, e.lastTS.Load())), nil
+}
+
 // OldestOpTime returns the cluster time of the oldest retained oplog entry
 // (zero when the oplog is empty and has never been written).
 func (e *Engine) OldestOpTime() bson.Timestamp { return unpackTS(e.oldestTS.Load()) }

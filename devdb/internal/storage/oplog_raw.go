@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -201,6 +202,11 @@ func parseOplogHeaderView(raw []byte, h *OplogEntry) bool {
 	return walkOplogEntry(raw, oplogHeader{ts: &h.TS, op: &h.Op, db: &h.DB, coll: &h.Coll, toDB: &h.ToDB, toColl: &h.ToColl, view: true}, nil)
 }
 
+// ErrHistoryLost is returned by OplogRawAfter and OplogRawAfterIn when
+// entries after the reader's position are no longer retained: the oplog's
+// oldest entry is later than the one that would follow after.
+var ErrHistoryLost = errors.New("oplog entries after the position were removed")
+
 // OplogRawAfter calls fn for every retained entry with TS > after, in order,
 // until fn returns false or the committed end is reached; fn gets each
 // entry's header fields and encoded form, and decodes what it needs. An
@@ -221,6 +227,13 @@ func (e *Engine) OplogRawAfter(after bson.Timestamp, fn func(*RawOplogEntry) boo
 // strings share storage's bytes: it must not keep the entry or its strings
 // after it returns. A change stream scanning past other collections' writes
 // uses it.
+//
+// Every read checks, in the storage transaction that reads, that the
+// oplog still holds every entry after its position (the first read's
+// position is after, the next ones where the previous stopped): otherwise
+// it returns ErrHistoryLost, having passed fn only entries with no gap
+// before them. An after of zero reads from the oldest retained entry and is
+// never lost.
 func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool, fn func(*RawOplogEntry) bool) error {
 	start := packTS(after) + 1
 	if packTS(after) == ^uint64(0) {
@@ -249,12 +262,22 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 	}
 	for {
 		batch := (*bp)[:0]
+		more := false
 		err := e.db.View(func(btx *bolt.Tx) error {
 			oplog := btx.Bucket(bucketOplog)
 			c := oplog.Cursor()
+			// Retention trims from the oldest end in other transactions;
+			// checked here, in the read's own snapshot, a trim can never
+			// fall between the check and the read.
+			if start > 1 {
+				if k, _ := c.First(); len(k) == 8 && binary.BigEndian.Uint64(k) > start {
+					return ErrHistoryLost
+				}
+			}
 			scanned := 0
 			var hdr OplogEntry // reused: in may not keep it
-			for k, v := c.Seek(u64(start)); k != nil && len(batch) < oplogChunk && scanned < oplogScanChunk; k, v = c.Next() {
+			var k, v []byte
+			for k, v = c.Seek(u64(start)); k != nil && len(batch) < oplogChunk && scanned < oplogScanChunk; k, v = c.Next() {
 				scanned++
 				if v == nil {
 					// An entry in a bucket of its own.
@@ -289,8 +312,12 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 				}
 				batch = append(batch, r)
 			}
+			more = k != nil
 			return nil
 		})
+		if errors.Is(err, ErrHistoryLost) {
+			return ErrHistoryLost
+		}
 		if err != nil {
 			return fmt.Errorf("read oplog: %w", err)
 		}
@@ -299,7 +326,10 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 				return nil
 			}
 		}
-		if len(batch) < oplogChunk {
+		// A read that stopped at either bound, not at the committed end,
+		// goes on: a run of skipped entries longer than the scan bound
+		// must not look like the end of the oplog.
+		if !more || len(batch) == 0 {
 			return nil
 		}
 		start = packTS(batch[len(batch)-1].TS) + 1

@@ -211,12 +211,16 @@ func (t *Tx) capture(ent *OplogEntry) error {
 // at, oldest first. A snapshot older than the retained oplog is
 // SnapshotTooOld.
 func (t *Tx) laterDocEntries(at uint64) ([]*OplogEntry, error) {
-	if oldest := t.e.oldestTS.Load(); oldest > at {
-		return nil, mongoerr.Errorf(mongoerr.SnapshotTooOld, "Read timestamp %v is older than the oldest available timestamp %v", unpackTS(at), unpackTS(oldest))
-	}
 	var out []*OplogEntry
 	oplog := t.tx.Bucket(bucketOplog)
 	cur := oplog.Cursor()
+	// The oldest entry as this transaction sees it: the published
+	// OldestOpTime may still lag a trim the previous writer committed.
+	if k, _ := cur.First(); len(k) == 8 {
+		if oldest := binary.BigEndian.Uint64(k); oldest > at {
+			return nil, mongoerr.Errorf(mongoerr.SnapshotTooOld, "Read timestamp %v is older than the oldest available timestamp %v", unpackTS(at), unpackTS(oldest))
+		}
+	}
 	for k, v := cur.Seek(u64(at + 1)); k != nil; k, v = cur.Next() {
 		if v == nil {
 			var err error

@@ -1,0 +1,149 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/mongoerr"
+)
+
+// insertN inserts n documents into db.coll in one transaction, each padded
+// with pad bytes, and returns the cluster time of the last.
+func insertN(t *testing.T, e *Engine, coll string, from, n, pad int) bson.Timestamp {
+	t.Helper()
+	if err := e.Update(func(tx *Tx) error {
+		c, err := tx.EnsureCollection("db", coll)
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			if _, err := tx.Insert(c, bson.D{{Key: "_id", Value: from + i}, {Key: "pad", Value: strings.Repeat("x", pad)}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return e.LastOpTime()
+}
+
+// TestOplogReadFailsWhenTrimmedBetweenChunks trims the oplog while a reader
+// is between two of its read transactions: the next read must report the
+// lost history, never go on from whatever entry survived.
+func TestOplogReadFailsWhenTrimmedBetweenChunks(t *testing.T) {
+	e := openTest(t, Options{OplogMaxBytes: 4 << 20})
+	insertN(t, e, "c", 0, 3*oplogChunk, 100)
+	var seen []int
+	trimmed := false
+	err := e.OplogRawAfter(e.OldestOpTime(), func(r *RawOplogEntry) bool {
+		if r.Op == "insert" && r.Coll == "c" {
+			ent, err := r.Decode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, _ := lookupField(ent.DocumentKey, "_id")
+			seen = append(seen, int(id.(int32)))
+		}
+		if !trimmed {
+			// Written and trimmed before the reader's next chunk: the
+			// big entries push every entry it has not read out.
+			trimmed = true
+			insertN(t, e, "big", 0, 6, 1<<20)
+		}
+		return true
+	})
+	if !errors.Is(err, ErrHistoryLost) {
+		t.Fatalf("read across a trim: %v, want ErrHistoryLost", err)
+	}
+	for i, id := range seen {
+		if id != i {
+			t.Fatalf("entries passed before the error skip from %d to %d", i-1, id)
+		}
+	}
+	if len(seen) == 0 || len(seen) >= 3*oplogChunk {
+		t.Fatalf("read %d entries before the error, want the first chunk's", len(seen))
+	}
+}
+
+// TestOplogReadScansPastLongSkippedRuns puts more writes to another
+// collection than one read scans before the only entry the reader wants:
+// the read must reach it, not take the scan bound for the end of the oplog.
+func TestOplogReadScansPastLongSkippedRuns(t *testing.T) {
+	e := openTest(t, Options{})
+	start := e.LastOpTime()
+	insertN(t, e, "other", 0, oplogScanChunk+100, 0)
+	want := insertN(t, e, "watched", 0, 1, 0)
+	var got []bson.Timestamp
+	err := e.OplogRawAfterIn(start, func(h *OplogEntry) bool { return h.Coll == "watched" }, func(r *RawOplogEntry) bool {
+		if r.Raw != nil && r.Op == "insert" {
+			got = append(got, r.TS)
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("entries read = %v, want the watched insert at %v", got, want)
+	}
+}
+
+// TestCommittedOpTimeIncludesUnpublishedCommit stands for a writer whose
+// commit is visible but whose time is not yet published (LastOpTime
+// behind): CommittedOpTime, which snapshots that must include what clients
+// have read take, is not behind.
+func TestCommittedOpTimeIncludesUnpublishedCommit(t *testing.T) {
+	e := openTest(t, Options{})
+	before := e.LastOpTime()
+	at := insertN(t, e, "c", 0, 1, 0)
+	e.lastTS.Store(packTS(before)) // the publication not yet made
+	got, err := e.CommittedOpTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != at {
+		t.Fatalf("CommittedOpTime = %v, want the visible commit's %v (LastOpTime %v)", got, at, e.LastOpTime())
+	}
+}
+
+// TestCommitTxnTooOldWhileTrimUnpublished stands for a trim whose new
+// oldest time is not yet published: a transaction whose snapshot is older
+// than the retained oplog must still fail with SnapshotTooOld, not commit
+// over writes it can no longer see.
+func TestCommitTxnTooOldWhileTrimUnpublished(t *testing.T) {
+	e := openTest(t, Options{OplogMaxBytes: 2 << 20})
+	if err := e.Update(func(tx *Tx) error { return setN(tx, 1, 0) }); err != nil {
+		t.Fatal(err)
+	}
+	snap := &Snapshot{At: e.LastOpTime()}
+	ops, err := e.InShadow(snap, func(tx *Tx) error { return setN(tx, 1, 10) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldest := e.OldestOpTime()
+	// Another writer changes the document, then big writes trim its entry.
+	if err := e.Update(func(tx *Tx) error { return setN(tx, 1, 5) }); err != nil {
+		t.Fatal(err)
+	}
+	insertN(t, e, "big", 0, 4, 1<<20)
+	if !oldest.Before(e.OldestOpTime()) {
+		t.Fatalf("oplog not trimmed: oldest %v", e.OldestOpTime())
+	}
+	e.oldestTS.Store(packTS(oldest)) // the publication not yet made
+	err = e.CommitTxn(snap.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 1}, nil)
+	var me *mongoerr.Error
+	if !errors.As(err, &me) || me.Code != mongoerr.SnapshotTooOld {
+		t.Fatalf("commit after the trim: %v, want SnapshotTooOld", err)
+	}
+	_ = e.View(func(tx *Tx) error {
+		if got := docsOf(t, tx); got[1] != 5 {
+			t.Errorf("document = %v, want the other writer's 5 kept", fmt.Sprint(got[1]))
+		}
+		return nil
+	})
+}
