@@ -820,7 +820,8 @@ func (r *Runner) mirrorRewrites(c store.Control, ss []*slot, done map[string]sto
 // applyLocally applies a resume's effect on this process's state to every
 // unit of ss, once per request: it lifts the pause and a permanent failure
 // (a resume from a position too: its units stay held by mirrorRewrites
-// until rewritten). A resume that was already applied everywhere before
+// until rewritten), and notes in each unit whether it lifted either (for
+// applyUnit's result). A resume that was already applied everywhere before
 // this process saw it (it was not watching the controls then) lifts only
 // operators' pauses.
 func (r *Runner) applyLocally(c store.Control, ss []*slot, pending bool) {
@@ -834,6 +835,12 @@ func (r *Runner) applyLocally(c store.Control, ss []*slot, pending bool) {
 		if lift && !logged {
 			r.log.Info("trigger resumed", "trigger", c.Trigger, "from", cmp.Or(c.Request.From, "checkpoint"))
 			logged = true
+		}
+		if pending && (lift || s.failedNow()) {
+			if s.lifted == nil {
+				s.lifted = map[string]string{}
+			}
+			s.lifted[c.Trigger] = c.Request.ID
 		}
 		if lift {
 			s.pause = nil
@@ -922,7 +929,16 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			break
 		}
 		if from.IsCheckpoint() {
-			msg = "resumed from the checkpoint"
+			s.mu.Lock()
+			lifted := s.lifted[c.Trigger] == req.ID
+			s.mu.Unlock()
+			if lifted {
+				msg = "resumed from the checkpoint"
+			} else {
+				// It ran as a resume leaves it: say so rather than claim
+				// to have resumed it.
+				msg = fmt.Sprintf("not paused or failed (state %s), so nothing changed", s.status().State)
+			}
 			break
 		}
 		var sk Skipped

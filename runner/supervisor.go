@@ -83,6 +83,10 @@ type slot struct {
 	// applied is this Runner's result of the newest control request it
 	// applied to the unit, per control document.
 	applied map[string]store.UnitResult
+	// lifted is, per control document, the id of the newest resume request
+	// that lifted a pause or a permanent failure of the unit here: a resume
+	// from the checkpoint that lifted neither changed nothing.
+	lifted map[string]string
 	// ctl is closed when the control request being applied to the unit
 	// has been applied and recorded (nil when none is).
 	ctl chan struct{}
@@ -224,6 +228,12 @@ func (s *slot) clearFailure() {
 	if s.cur != nil && !s.cur.stopping && s.cur.w.failedPermanently() {
 		s.cur.resumed = true
 	}
+}
+
+// failedNow reports whether s has a permanent failure clearFailure would
+// lift; s.mu must be held.
+func (s *slot) failedNow() bool {
+	return s.failed || s.cur != nil && !s.cur.stopping && s.cur.w.failedPermanently()
 }
 
 // retireLast adds the events the slot's newest watcher read, which has

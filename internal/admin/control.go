@@ -40,7 +40,9 @@ type ControlResponse struct {
 	// Applied is false when no running changehook applied the request
 	// within the wait (it stays recorded and applies later).
 	Applied bool `json:"applied"`
-	// Message says what was done.
+	// Message says what was done, or that nothing changed (a resume of
+	// a trigger neither paused nor failed: "not paused or failed (state
+	// running), so nothing changed").
 	Message string `json:"message"`
 }
 

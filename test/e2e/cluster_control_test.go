@@ -253,7 +253,15 @@ func TestControlsOnPartitionsSpreadOverMembers(t *testing.T) {
 		}
 	}
 
-	// 2. Pause on both members, write 41..60, resume --from now.
+	// 2. A resume of the running trigger changes nothing, on any
+	// partition, and says so; each partition's owner answers for it.
+	code, out, errOut = runCLI(t, "resume", "-c", cfgs[1], "parts")
+	if want := fmt.Sprintf("parts: not paused or failed (state running), so nothing changed (all %d partitions)\n", partsN); code != 0 || out != want {
+		t.Fatalf("resume of the running trigger: code %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, want)
+	}
+	checkAppliedBy(t, client, "parts", owner)
+
+	// 3. Pause on both members, write 41..60, resume --from now.
 	code, out, errOut = runCLI(t, "pause", "-c", cfgs[1], "parts", "--reason", "spread test")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("paused (all %d partitions)", partsN)) {
 		t.Fatalf("pause: code %d, stdout %q, stderr %q", code, out, errOut)
@@ -316,7 +324,7 @@ func TestControlsOnPartitionsSpreadOverMembers(t *testing.T) {
 		}
 	}
 
-	// 3. The owner of two partitions dies; a redeliver asked right away is
+	// 4. The owner of two partitions dies; a redeliver asked right away is
 	// applied to its partitions by the member that takes them over, before
 	// that member reads them.
 	since2 := time.Now().UTC().Truncate(time.Second).Add(time.Second)

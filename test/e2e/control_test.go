@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -68,7 +69,29 @@ func TestPauseAndResumeThroughTheCLI(t *testing.T) {
 	insertIDs(t, coll, 1, 1)
 	rc.waitFor(t, "first delivery", countDelivered(1))
 
-	code, out, errOut := runCLI(t, "pause", "-c", cfg, "orders", "--reason", "endpoint maintenance")
+	// A resume of a trigger that is not paused changes nothing and says
+	// so; like a pause of a paused trigger, it is no error (exit 0, 200).
+	const notPaused = "not paused or failed (state running), so nothing changed"
+	code, out, errOut := runCLI(t, "resume", "-c", cfg, "orders")
+	if code != 0 || out != "orders: "+notPaused+"\n" || errOut != "" {
+		t.Fatalf("resume of a running trigger: code %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, "orders: "+notPaused)
+	}
+	resp, err := http.Post(r.admin+"/api/triggers/orders/resume", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer struct {
+		Trigger string `json:"trigger"`
+		Applied bool   `json:"applied"`
+		Message string `json:"message"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || answer.Trigger != "orders" || !answer.Applied || answer.Message != notPaused {
+		t.Fatalf("POST /api/triggers/orders/resume of a running trigger: %s %+v (%v); want 200 and the message %q", resp.Status, answer, err, notPaused)
+	}
+
+	code, out, errOut = runCLI(t, "pause", "-c", cfg, "orders", "--reason", "endpoint maintenance")
 	if code != 0 || !strings.Contains(out, "orders: paused") {
 		t.Fatalf("pause: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -92,7 +115,7 @@ func TestPauseAndResumeThroughTheCLI(t *testing.T) {
 	}
 
 	code, out, errOut = runCLI(t, "resume", "-c", cfg, "orders")
-	if code != 0 || !strings.Contains(out, "resumed from the checkpoint") {
+	if code != 0 || out != "orders: resumed from the checkpoint\n" {
 		t.Fatalf("resume: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	got := docIDs(rc.waitFor(t, "events held by the pause", countDelivered(6)))
