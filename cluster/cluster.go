@@ -179,23 +179,9 @@ func New(st Store, cfg *triggers.Config, opts Options) (*Manager, error) {
 	if st == nil || cfg == nil {
 		return nil, errors.New("new cluster manager: nil store or config")
 	}
-	if opts.InstanceID == "" {
-		opts.InstanceID = cfg.Cluster.InstanceID
-	}
+	opts = settings(cfg, opts)
 	if opts.InstanceID == "" {
 		opts.InstanceID = NewInstanceID()
-	}
-	if opts.LeaseTTL <= 0 {
-		opts.LeaseTTL = cfg.Cluster.LeaseTTL
-	}
-	if opts.LeaseTTL <= 0 {
-		opts.LeaseTTL = triggers.DefaultLeaseTTL
-	}
-	if opts.RenewEvery <= 0 {
-		opts.RenewEvery = cfg.Cluster.RenewEvery
-	}
-	if opts.RenewEvery <= 0 || opts.RenewEvery >= opts.LeaseTTL/2 {
-		opts.RenewEvery = opts.LeaseTTL / 3
 	}
 	if opts.Clock == nil {
 		opts.Clock = dispatcher.SystemClock{}
@@ -203,12 +189,7 @@ func New(st Store, cfg *triggers.Config, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	hashes := map[string]string{}
-	for _, t := range cfg.Triggers {
-		if t.Enabled {
-			hashes[t.Name] = DefinitionHash(t)
-		}
-	}
+	hashes := definitionHashes(cfg)
 	host, _ := os.Hostname()
 	m := &Manager{
 		st:    st,
@@ -230,6 +211,41 @@ func New(st Store, cfg *triggers.Config, opts Options) (*Manager, error) {
 		decidedCh: make(chan struct{}),
 	}
 	return m, nil
+}
+
+// settings returns opts with the instance id, lease TTL and renewal period
+// it leaves unset taken from cfg's cluster section, then from the
+// defaults; the instance id stays "" when cfg names none either (each
+// process then generates its own).
+func settings(cfg *triggers.Config, opts Options) Options {
+	if opts.InstanceID == "" {
+		opts.InstanceID = cfg.Cluster.InstanceID
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = cfg.Cluster.LeaseTTL
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = triggers.DefaultLeaseTTL
+	}
+	if opts.RenewEvery <= 0 {
+		opts.RenewEvery = cfg.Cluster.RenewEvery
+	}
+	if opts.RenewEvery <= 0 || opts.RenewEvery >= opts.LeaseTTL/2 {
+		opts.RenewEvery = opts.LeaseTTL / 3
+	}
+	return opts
+}
+
+// definitionHashes maps each enabled trigger of cfg to its DefinitionHash:
+// what a member running cfg publishes (store.Member.Triggers).
+func definitionHashes(cfg *triggers.Config) map[string]string {
+	hashes := map[string]string{}
+	for _, t := range cfg.Triggers {
+		if t.Enabled {
+			hashes[t.Name] = DefinitionHash(t)
+		}
+	}
+	return hashes
 }
 
 // InstanceID returns this instance's id.
@@ -915,13 +931,21 @@ func (m *Manager) Standby(key string) bool {
 }
 
 // Status is what /api/cluster and `changehook cluster status` show.
+//
+// The fields before Members describe the instance whose view it is: the
+// member answering GET /api/cluster (Manager.Status), or, for `changehook
+// cluster status`, which is no member, a member run with the configuration
+// it read (ReadConfigStatus).
 type Status struct {
-	// InstanceID is this instance.
-	InstanceID string `json:"instance_id"`
+	// InstanceID is this instance; left out when it is a configuration's
+	// view and the configuration names none (each process run with it
+	// generates its own).
+	InstanceID string `json:"instance_id,omitempty"`
 	// LeaseTTL and RenewEvery are this instance's settings.
 	LeaseTTL   string `json:"lease_ttl"`
 	RenewEvery string `json:"renew_every"`
-	// ConfigHash is this instance's configuration hash.
+	// ConfigHash is this instance's configuration hash: a member's
+	// store.Member.ConfigHash.
 	ConfigHash string `json:"config_hash"`
 	// Members are the live members (state database's view).
 	Members []store.Member `json:"members"`
@@ -937,8 +961,33 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 	return ReadStatus(ctx, m.st, m)
 }
 
+// ReadConfigStatus reads the cluster's members and leases as ReadStatus
+// does, seen by a member that would run cfg: its settings (cfg's cluster
+// section, defaults applied), the hash of cfg's trigger definitions, and
+// as drift the triggers of cfg whose definition differs from the one most
+// live members run. It is the view of a process that is no member, such as
+// `changehook cluster status`.
+func ReadConfigStatus(ctx context.Context, st Store, cfg *triggers.Config) (Status, error) {
+	s, err := ReadStatus(ctx, st, nil)
+	if err != nil {
+		return s, err
+	}
+	opts := settings(cfg, Options{})
+	hashes := definitionHashes(cfg)
+	s.InstanceID, s.ConfigHash = opts.InstanceID, ConfigHash(hashes)
+	s.LeaseTTL, s.RenewEvery = opts.LeaseTTL.String(), opts.RenewEvery.String()
+	for name, h := range hashes {
+		if maj := majorityHash(s.Members, name); maj != "" && maj != h {
+			s.Drift = append(s.Drift, name)
+		}
+	}
+	sort.Strings(s.Drift)
+	return s, nil
+}
+
 // ReadStatus reads the cluster's members and leases; m (may be nil) adds
-// this instance's own view.
+// this instance's own view. Without m the fields describing the instance
+// are empty: see ReadConfigStatus for a process that is no member.
 func ReadStatus(ctx context.Context, st Store, m *Manager) (Status, error) {
 	var s Status
 	live, err := st.LiveMembers(ctx)

@@ -20,7 +20,10 @@ a trigger only while it holds the trigger's lease in <state.database>.leases.
 "cluster status" shows the live members (id, host, pid, version, config hash,
 heartbeat age) and every lease (owner, epoch, time left by the state
 database's clock). Members whose config hash differs from the others run
-different trigger definitions: finish the rolling update.
+different trigger definitions: finish the rolling update. With --json the
+instance's fields (instance_id, lease_ttl, renew_every, config_hash, drift)
+are those of a member run with this configuration, so a config_hash unlike
+the members' says this file is not what they run.
 
 Examples:
   changehook cluster status
@@ -34,7 +37,7 @@ Examples:
 func clusterStatus(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet(env, "cluster status", "cluster status [-c FILE] [--json]", "changehook cluster status")
 	path := configFlag(fs)
-	asJSON := fs.Bool("json", false, "print the status as JSON (the shape of GET /api/cluster)")
+	asJSON := fs.Bool("json", false, "print the status as JSON (the shape of GET /api/cluster, as a member run with this configuration would answer it)")
 	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
 	}
@@ -43,7 +46,9 @@ func clusterStatus(ctx context.Context, args []string, env Env) int {
 		return fail(env, "cluster status", err)
 	}
 	defer sc.close(ctx)
-	st, err := cluster.ReadStatus(ctx, sc.store, nil)
+	// No member: the instance's fields are those of a member run with
+	// this configuration.
+	st, err := cluster.ReadConfigStatus(ctx, sc.store, sc.cfg)
 	if err != nil {
 		return fail(env, "cluster status", err)
 	}
