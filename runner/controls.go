@@ -76,21 +76,26 @@ const skipWait = 10 * time.Second
 // trigger's status shows which partition is held); the trigger's own name
 // is refused without touching anything.
 func (r *Runner) Skip(ctx context.Context, name, by string) (webhookID string, err error) {
-	sk, _, err := r.skip(ctx, name, by, "", "")
-	return sk.webhookID, err
-}
-
-// skip is Skip for the control request control ("": none), which may name
-// the webhook-id of the event it is meant for (want, "": any). A request's
-// skip marks the new checkpoint with its id, and a request whose id the
-// checkpoint already carries was applied — by a previous lease holder that
-// could not record it — so it reports already and skips nothing more: a
-// skip applied twice would dead-letter the next event too.
-func (r *Runner) skip(ctx context.Context, name, by, control, want string) (sk skipped, already bool, err error) {
 	s, err := r.slot(name)
 	if err != nil {
-		return skipped{}, false, fmt.Errorf("skip event: %w", err)
+		return "", fmt.Errorf("skip event: %w", err) // the error names the trigger
 	}
+	sk, _, err := r.skip(ctx, s, by, "", "")
+	if err != nil {
+		return "", fmt.Errorf("skip event %s: %w", name, err)
+	}
+	return sk.webhookID, nil
+}
+
+// skip is Skip of the unit of s for the control request control ("":
+// none), which may name the webhook-id of the event it is meant for (want,
+// "": any); its error names neither the action nor the unit (Skip's does,
+// and RequestControl's for a request). A request's skip marks the new
+// checkpoint with its id, and a request whose id the checkpoint already
+// carries was applied — by a previous lease holder that could not record
+// it — so it reports already and skips nothing more: a skip applied twice
+// would dead-letter the next event too.
+func (r *Runner) skip(ctx context.Context, s *slot, by, control, want string) (sk skipped, already bool, err error) {
 	held, running, notStuck := r.stuckOn(s, want)
 	return r.skipHeld(ctx, s, by, control, want, held, running, notStuck)
 }
@@ -105,16 +110,16 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 	s.mu.Unlock()
 	if notStuck != nil && running {
 		if lease != nil && !lease.Valid() {
-			return skipped{}, false, fmt.Errorf("skip event %s: %w", name, ErrFenced)
+			return skipped{}, false, ErrFenced
 		}
 		if control != "" {
 			if cp, found, err := r.store.LoadCheckpoint(ctx, name); err == nil && found && cp.Control == control {
 				return skipped{}, true, nil
 			}
 		}
-		return skipped{}, false, fmt.Errorf("skip event %s: %w", name, notStuck)
+		return skipped{}, false, notStuck
 	}
-	err = r.holding(ctx, name, "skip event", func(ss []*slot) error {
+	err = r.hold(ctx, []*slot{s}, func(ss []*slot) error {
 		s := ss[0]
 		s.mu.Lock()
 		t, l := s.t, s.lease
@@ -740,8 +745,8 @@ func (r *Runner) applyControl(ctx context.Context, c store.Control) {
 	if req.Kind == store.RequestSkip && len(ss) > 1 {
 		// The held event is one partition's: the request must name it.
 		if c.Pending() {
-			_, err := r.slot(c.Trigger)
-			r.finish(ctx, c, store.ControlResult{ID: req.ID, At: r.opts.Clock.Now().UTC(), Error: "skip event: " + err.Error()})
+			r.finish(ctx, c, store.ControlResult{ID: req.ID, At: r.opts.Clock.Now().UTC(),
+				Error: fmt.Sprintf("it has %d partitions, each holding its own events: name one of them (%s … %s)", len(ss), ss[0].key(), ss[len(ss)-1].key())})
 		}
 		return
 	}
@@ -943,7 +948,7 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 		}
 		var sk Skipped
 		already := false
-		err = r.holding(ctx, t.Key(), "resume trigger", func(ss []*slot) error {
+		err = r.hold(ctx, []*slot{s}, func(ss []*slot) error {
 			done, err := r.rewrittenBy(ctx, ss[0], req.ID)
 			if err != nil {
 				return err
@@ -968,7 +973,7 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 	case store.RequestSkip:
 		var sk skipped
 		var already bool
-		sk, already, err = r.skip(ctx, t.Key(), req.By, req.ID, req.WebhookID)
+		sk, already, err = r.skip(ctx, s, req.By, req.ID, req.WebhookID)
 		switch {
 		case err == nil && already:
 			msg = appliedBefore
@@ -981,7 +986,7 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			break
 		}
 		var rw rewound
-		err = r.holding(ctx, t.Key(), "redeliver trigger", func(ss []*slot) error {
+		err = r.hold(ctx, []*slot{s}, func(ss []*slot) error {
 			var err error
 			rw, err = r.rewind(ctx, ss[0], req.Since, req.ID)
 			return err
@@ -1083,7 +1088,8 @@ func (r *Runner) RequestControl(ctx context.Context, name, reason string, req st
 // RequestControl records a control request for trigger name in the state
 // database and waits (until ctx ends) for the processes running the
 // trigger to apply it; it returns the result's message, or the request's
-// error. It is how the admin API and the CLI reach whichever process runs
+// error: "KIND NAME: " and why it failed, as the appliers recorded it
+// (store.ControlResult.Error). It is how the admin API and the CLI reach whichever process runs
 // the trigger — on a partitioned trigger, the owner of each partition:
 // the result comes once every partition has applied it. When ctx ends first
 // the request stays recorded and is applied when a process runs the trigger
@@ -1101,11 +1107,8 @@ func RequestControl(ctx context.Context, st *store.Store, name, reason string, r
 		c, ok, err := st.LoadControl(ctx, name)
 		if err == nil && ok && c.Applied != nil && c.Applied.ID == id {
 			if c.Applied.Error != "" {
-				if strings.HasPrefix(c.Applied.Error, string(req.Kind)+" ") && strings.Contains(c.Applied.Error, name) {
-					// It names the control and the trigger already
-					// ("skip event orders: ...").
-					return "", errors.New(c.Applied.Error)
-				}
+				// The appliers record why, naming neither the control nor
+				// the trigger: said here, once.
 				return "", fmt.Errorf("%s %s: %s", req.Kind, name, c.Applied.Error)
 			}
 			return c.Applied.Message, nil

@@ -76,8 +76,8 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 			r.reconcile(s)
 			done := s.doneChan()
 			s.mu.Unlock()
-			if err := waitDone(ctx, done, "reload: stop trigger "+name); err != nil {
-				return err
+			if err := waitDone(ctx, done); err != nil {
+				return fmt.Errorf("reload: stop trigger %s: %w", name, err)
 			}
 		}
 		return nil
@@ -108,7 +108,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 			r.reconcile(s)
 			done := s.doneChan()
 			s.mu.Unlock()
-			err := waitDone(ctx, done, "reload: stop changed trigger "+name)
+			err := waitDone(ctx, done)
 			s.mu.Lock()
 			if err == nil {
 				s.t, s.failed = units[i], false
@@ -122,7 +122,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 			r.reconcile(s)
 			s.mu.Unlock()
 			if err != nil {
-				return res, err
+				return res, fmt.Errorf("reload: stop changed trigger %s: %w", name, err)
 			}
 		}
 		if running := slices.ContainsFunc(ss, func(s *slot) bool {

@@ -134,7 +134,7 @@ func TestSkipOfABatchDeadLettersEachOfItsEvents(t *testing.T) {
 
 	const other = "msg_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 	msg, err := runner.RequestControl(ctx, st, "strict", "", store.ControlRequest{Kind: store.RequestSkip, By: "test", WebhookID: other})
-	want := "skip event strict: stuck on batch " + head.WebhookID + " (5 events), not on " + other +
+	want := "skip strict: stuck on batch " + head.WebhookID + " (5 events), not on " + other +
 		", so nothing was skipped; a batch is skipped by its id, " + head.WebhookID + ", as its head_of_line shows it"
 	if err == nil || err.Error() != want {
 		t.Fatalf("skip of another event = %q, %v;\nwant the error %q", msg, err, want)

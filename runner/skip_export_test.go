@@ -1,6 +1,9 @@
 package runner
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // SkipAfterLooking is Skip with between called once the skip has looked
 // at the trigger (stuckOn) and before it stops it, so that a test can
@@ -13,5 +16,8 @@ func (r *Runner) SkipAfterLooking(ctx context.Context, name, by string, between 
 	held, running, notStuck := r.stuckOn(s, "")
 	between()
 	sk, _, err := r.skipHeld(ctx, s, by, "", "", held, running, notStuck)
-	return sk.webhookID, err
+	if err != nil {
+		return "", fmt.Errorf("skip event %s: %w", name, err)
+	}
+	return sk.webhookID, nil
 }

@@ -51,7 +51,7 @@ func TestSkipRefusesATriggerNotStuck(t *testing.T) {
 	}
 
 	msg, err := runner.RequestControl(ctx, st, "low_stock", "", store.ControlRequest{Kind: store.RequestSkip, By: "test"})
-	want := "skip event low_stock: not stuck on an event (state running: its head-of-line event " + head.WebhookID +
+	want := "skip low_stock: not stuck on an event (state running: its head-of-line event " + head.WebhookID +
 		" has not failed an attempt), " + notStuckText
 	if err == nil || err.Error() != want {
 		t.Fatalf("skip of a trigger delivering normally = %q, %v;\nwant the error %q", msg, err, want)
@@ -76,7 +76,7 @@ func TestSkipRefusesATriggerNotStuck(t *testing.T) {
 	}
 	insert(t, coll, item(3, 3))
 	msg, err = runner.RequestControl(ctx, st, "low_stock", "", store.ControlRequest{Kind: store.RequestSkip, By: "test"})
-	want = "skip event low_stock: not stuck on an event (state paused: nothing is being delivered; resume it first), " + notStuckText
+	want = "skip low_stock: not stuck on an event (state paused: nothing is being delivered; resume it first), " + notStuckText
 	if err == nil || err.Error() != want {
 		t.Fatalf("skip of a paused trigger = %q, %v;\nwant the error %q", msg, err, want)
 	}
@@ -228,7 +228,7 @@ func TestSkipOfANamedEvent(t *testing.T) {
 
 	const other = "msg_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 	msg, err := runner.RequestControl(ctx, st, "strict", "", store.ControlRequest{Kind: store.RequestSkip, By: "test", WebhookID: other})
-	want := "skip event strict: stuck on event " + head.WebhookID + ", not on " + other + ", so nothing was skipped"
+	want := "skip strict: stuck on event " + head.WebhookID + ", not on " + other + ", so nothing was skipped"
 	if err == nil || err.Error() != want {
 		t.Fatalf("skip of another event = %q, %v;\nwant the error %q", msg, err, want)
 	}

@@ -230,6 +230,13 @@ func (s *slot) clearFailure() {
 	}
 }
 
+// key returns the unit's checkpoint key (s.mu must not be held).
+func (s *slot) key() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.t.Key()
+}
+
 // failedNow reports whether s has a permanent failure clearFailure would
 // lift; s.mu must be held.
 func (s *slot) failedNow() bool {
@@ -324,7 +331,10 @@ func (r *Runner) Stop(ctx context.Context, name string) error {
 		}
 		s.mu.Unlock()
 	}
-	return waitAll(ctx, dones, "stop trigger "+name)
+	if err := waitAll(ctx, dones); err != nil {
+		return fmt.Errorf("stop trigger %s: %w", name, err)
+	}
+	return nil
 }
 
 // Restart stops the trigger's watcher (waiting as Stop does), clears a
@@ -448,20 +458,32 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 }
 
 // holding stops the watchers of the trigger's units (every partition, or
-// the one partition name is the key of) and keeps them stopped (waiting
-// until they have stopped or ctx ends) while f runs, then lets them run
-// again if they should. It needs Run to be running, so that no other
-// watcher of the trigger can appear while f rewrites its state.
+// the one partition name is the key of) and keeps them stopped while f
+// runs: see hold. Its error starts with action and the trigger's name.
 func (r *Runner) holding(ctx context.Context, name, action string, f func(ss []*slot) error) error {
 	ss, err := r.slotsOf(name)
 	if err != nil {
-		return fmt.Errorf("%s: %w", action, err)
+		return fmt.Errorf("%s: %w", action, err) // the error names the trigger
 	}
+	if err := r.hold(ctx, ss, f); err != nil {
+		return fmt.Errorf("%s %s: %w", action, name, err)
+	}
+	return nil
+}
+
+// hold stops the watchers of the units ss and keeps them stopped (waiting
+// until they have stopped or ctx ends) while f runs, then lets them run
+// again if they should. It needs Run to be running, so that no other
+// watcher of the trigger can appear while f rewrites its state. Its error
+// (f's, or why it could not hold them) names neither the action nor the
+// trigger: holding's caller, or RequestControl for a control request's
+// result, says them once.
+func (r *Runner) hold(ctx context.Context, ss []*slot, f func(ss []*slot) error) error {
 	r.mu.Lock()
 	running := r.runCtx != nil && !r.closing
 	r.mu.Unlock()
 	if !running {
-		return fmt.Errorf("%s %s: %w", action, name, ErrNotRunning)
+		return ErrNotRunning
 	}
 	dones := make([]<-chan struct{}, len(ss))
 	for i, s := range ss {
@@ -479,19 +501,16 @@ func (r *Runner) holding(ctx context.Context, name, action string, f func(ss []*
 			s.mu.Unlock()
 		}
 	}()
-	if err := waitAll(ctx, dones, action+" "+name); err != nil {
+	if err := waitAll(ctx, dones); err != nil {
 		return err
 	}
-	if err := f(ss); err != nil {
-		return fmt.Errorf("%s %s: %w", action, name, err)
-	}
-	return nil
+	return f(ss)
 }
 
-// waitAll waits until every channel is closed or ctx ends.
-func waitAll(ctx context.Context, dones []<-chan struct{}, action string) error {
+// waitAll waits until every channel is closed or ctx ends; see waitDone.
+func waitAll(ctx context.Context, dones []<-chan struct{}) error {
 	for _, d := range dones {
-		if err := waitDone(ctx, d, action); err != nil {
+		if err := waitDone(ctx, d); err != nil {
 			return err
 		}
 	}
@@ -509,12 +528,14 @@ func (s *slot) doneChan() <-chan struct{} {
 	return s.cur.done
 }
 
-func waitDone(ctx context.Context, done <-chan struct{}, action string) error {
+// waitDone waits until done (a watcher's) is closed or ctx ends; the
+// error says what it waited for, the caller what for.
+func waitDone(ctx context.Context, done <-chan struct{}) error {
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("%s: waiting for the watcher to stop: %w", action, ctx.Err())
+		return fmt.Errorf("waiting for the watcher to stop: %w", ctx.Err())
 	}
 }
 

@@ -63,7 +63,9 @@ type ControlResult struct {
 	ID string `bson:"id"`
 	// At is when it was applied.
 	At time.Time `bson:"at"`
-	// Error is why it failed ("" on success).
+	// Error is why it failed ("" on success), naming neither the request's
+	// kind nor the trigger: the requester says them (runner.RequestControl
+	// returns "KIND NAME: " and Error).
 	Error string `bson:"error,omitempty"`
 	// Message says what was done ("skipped msg_…", "skipped 12:00:00–12:05:00", …).
 	Message string `bson:"message,omitempty"`
@@ -82,7 +84,8 @@ type UnitResult struct {
 	By string `bson:"by,omitempty"`
 	// At is when it was applied.
 	At time.Time `bson:"at"`
-	// Error is why it failed ("" on success).
+	// Error is why it failed ("" on success), naming neither the request's
+	// kind nor the unit (ControlResult.Error names the failed units).
 	Error string `bson:"error,omitempty"`
 	// Message says what was done to this unit.
 	Message string `bson:"message,omitempty"`

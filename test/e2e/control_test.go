@@ -188,7 +188,7 @@ func TestSkipUnblocksAStuckStrictTrigger(t *testing.T) {
 	stuck := rc.waitFor(t, "retries of the stuck event", func(ds []delivery) bool { return len(ds) >= 3 })[0].ID
 	// Naming another event, the skip is refused.
 	code, out, errOut := runCLI(t, "skip", "-c", cfg, "orders", "--webhook-id", "msg_other")
-	if want := "changehook skip: skip event orders: stuck on event " + stuck + ", not on msg_other, so nothing was skipped\n"; code != 1 || errOut != want {
+	if want := "changehook skip: skip orders: stuck on event " + stuck + ", not on msg_other, so nothing was skipped\n"; code != 1 || errOut != want {
 		t.Fatalf("skip of another event: code %d, stdout %q, stderr %q; want 1 and %q", code, out, errOut, want)
 	}
 	code, out, errOut = runCLI(t, "skip", "-c", cfg, "orders", "--webhook-id", stuck)
@@ -242,7 +242,7 @@ func TestSkipRefusesATriggerDeliveringNormally(t *testing.T) {
 	code, out, errOut := runCLI(t, "skip", "-c", cfg, "orders")
 	close(stop)
 	last := <-inserted
-	const want = "changehook skip: skip event orders: not stuck on an event (state running: "
+	const want = "changehook skip: skip orders: not stuck on an event (state running: "
 	if code != 1 || !strings.HasPrefix(errOut, want) || !strings.Contains(errOut, "so nothing was skipped") {
 		t.Fatalf("skip of a trigger delivering normally: code %d, stdout %q, stderr %q; want 1 and an error starting %q", code, out, errOut, want)
 	}
