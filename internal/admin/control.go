@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -9,7 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
+	"reflect"
 	"strings"
 	"time"
 
@@ -88,86 +89,130 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// controlRoutes registers POST /api/triggers/{name}/pause|resume|skip|redeliver.
-func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer) {
-	type body struct {
-		Reason    string `json:"reason"`
-		From      string `json:"from"`
-		Since     string `json:"since"`
+// The bodies of the control routes, one type per control: a field of
+// another type (another control's) is unknown to it and refused.
+type (
+	// pauseBody is POST /api/triggers/{name}/pause's body.
+	pauseBody struct {
+		// Reason says why (shown in the status).
+		Reason string `json:"reason"`
+	}
+	// resumeBody is POST /api/triggers/{name}/resume's body.
+	resumeBody struct {
+		// From is where to continue: "" (the checkpoint), "now" or an RFC
+		// 3339 time.
+		From string `json:"from"`
+	}
+	// skipBody is POST /api/triggers/{name}/skip's body.
+	skipBody struct {
+		// WebhookID is the event (or batch) the skip is meant for; ""
+		// any.
 		WebhookID string `json:"webhook_id"`
 	}
-	// handle registers kind's route; fields are the body fields it takes
-	// (a field of another control is refused, not ignored).
-	handle := func(kind string, fields []string, build func(b body) (store.ControlRequest, string, error)) {
-		mux.HandleFunc("POST /api/triggers/{name}/"+kind, func(w http.ResponseWriter, r *http.Request) {
-			if !auth.allow(w, r) {
-				return
-			}
-			var b body
-			data, err := io.ReadAll(io.LimitReader(r.Body, maxControlBody+1))
-			if err != nil {
-				writeError(w, http.StatusBadRequest, "read body: "+err.Error())
-				return
-			}
-			if len(data) > maxControlBody {
-				writeError(w, http.StatusRequestEntityTooLarge, "body larger than 64 KiB")
-				return
-			}
-			if len(strings.TrimSpace(string(data))) > 0 {
-				dec := json.NewDecoder(strings.NewReader(string(data)))
-				dec.DisallowUnknownFields()
-				if err := dec.Decode(&b); err != nil {
-					writeError(w, http.StatusBadRequest, "body: "+err.Error())
-					return
-				}
-				var given map[string]json.RawMessage
-				_ = json.Unmarshal(data, &given) // decoded above: an object
-				for f := range given {
-					if !slices.ContainsFunc(fields, func(k string) bool { return strings.EqualFold(k, f) }) { // as json matches names
-						writeError(w, http.StatusBadRequest, fmt.Sprintf("body: %s takes no field %q (its fields: %s)", kind, f, strings.Join(fields, ", ")))
-						return
-					}
-				}
-			}
-			req, reason, err := build(b)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-			req.By = "api"
-			name := r.PathValue("name")
-			ctx, cancel := context.WithTimeout(r.Context(), controlWait)
-			defer cancel()
-			msg, err := c.RequestControl(ctx, name, reason, req)
-			switch {
-			case err == nil:
-				writeJSON(w, http.StatusOK, ControlResponse{Trigger: name, Applied: true, Message: msg})
-			case errors.Is(err, runner.ErrUnknownTrigger):
-				writeError(w, http.StatusNotFound, err.Error())
-			case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
-				writeJSON(w, http.StatusAccepted, ControlResponse{Trigger: name, Message: err.Error()})
-			default:
-				writeError(w, http.StatusConflict, err.Error())
-			}
-		})
+	// redeliverBody is POST /api/triggers/{name}/redeliver's body.
+	redeliverBody struct {
+		// Since is the RFC 3339 time to redeliver from.
+		Since string `json:"since"`
 	}
-	handle(store.RequestPause, []string{"reason"}, func(b body) (store.ControlRequest, string, error) {
+)
+
+// controlRoutes registers POST /api/triggers/{name}/pause|resume|skip|redeliver.
+func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer) {
+	controlRoute(mux, c, auth, store.RequestPause, func(b pauseBody) (store.ControlRequest, string, error) {
 		return store.ControlRequest{Kind: store.RequestPause}, b.Reason, nil
 	})
-	handle(store.RequestResume, []string{"from"}, func(b body) (store.ControlRequest, string, error) {
+	controlRoute(mux, c, auth, store.RequestResume, func(b resumeBody) (store.ControlRequest, string, error) {
 		if _, err := runner.ParseResumeFrom(b.From); err != nil {
 			return store.ControlRequest{}, "", errors.New(`from must be "", "now" or an RFC 3339 time`)
 		}
 		return store.ControlRequest{Kind: store.RequestResume, From: b.From}, "", nil
 	})
-	handle(store.RequestSkip, []string{"webhook_id"}, func(b body) (store.ControlRequest, string, error) {
+	controlRoute(mux, c, auth, store.RequestSkip, func(b skipBody) (store.ControlRequest, string, error) {
 		return store.ControlRequest{Kind: store.RequestSkip, WebhookID: b.WebhookID}, "", nil
 	})
-	handle(store.RequestRedeliver, []string{"since"}, func(b body) (store.ControlRequest, string, error) {
+	controlRoute(mux, c, auth, store.RequestRedeliver, func(b redeliverBody) (store.ControlRequest, string, error) {
 		at, err := time.Parse(time.RFC3339, b.Since)
 		if err != nil {
 			return store.ControlRequest{}, "", errors.New("since must be an RFC 3339 time such as 2025-01-31T12:00:00Z")
 		}
 		return store.ControlRequest{Kind: store.RequestRedeliver, Since: at}, "", nil
 	})
+}
+
+// controlRoute registers POST /api/triggers/{name}/kind: once authorised,
+// its body (empty, or a JSON object of at most 64 KiB) is decoded into a
+// B, refusing any field B does not have with 400, and build turns it into
+// the request and the pause reason, which c applies.
+func controlRoute[B any](mux *http.ServeMux, c Controller, auth authorizer, kind string, build func(b B) (store.ControlRequest, string, error)) {
+	mux.HandleFunc("POST /api/triggers/{name}/"+kind, func(w http.ResponseWriter, r *http.Request) {
+		if !auth.allow(w, r) {
+			return
+		}
+		var b B
+		if status, err := decodeControlBody(r.Body, kind, &b); err != nil {
+			writeError(w, status, err.Error())
+			return
+		}
+		req, reason, err := build(b)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		req.By = "api"
+		name := r.PathValue("name")
+		ctx, cancel := context.WithTimeout(r.Context(), controlWait)
+		defer cancel()
+		msg, err := c.RequestControl(ctx, name, reason, req)
+		switch {
+		case err == nil:
+			writeJSON(w, http.StatusOK, ControlResponse{Trigger: name, Applied: true, Message: msg})
+		case errors.Is(err, runner.ErrUnknownTrigger):
+			writeError(w, http.StatusNotFound, err.Error())
+		case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
+			writeJSON(w, http.StatusAccepted, ControlResponse{Trigger: name, Message: err.Error()})
+		default:
+			writeError(w, http.StatusConflict, err.Error())
+		}
+	})
+}
+
+// decodeControlBody reads body, at most maxControlBody bytes, and decodes
+// it into b, a pointer to control kind's body struct, refusing the fields
+// the struct does not have; an empty body leaves b as it is. It returns
+// the status to answer with and an error naming kind and the fields it
+// takes, or a nil error.
+func decodeControlBody(body io.Reader, kind string, b any) (int, error) {
+	data, err := io.ReadAll(io.LimitReader(body, maxControlBody+1))
+	if err != nil {
+		return http.StatusBadRequest, fmt.Errorf("read body: %w", err)
+	}
+	if len(data) > maxControlBody {
+		return http.StatusRequestEntityTooLarge, errors.New("body larger than 64 KiB")
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return http.StatusOK, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(b); err != nil {
+		return http.StatusBadRequest, fmt.Errorf("body of %s: %w (its fields: %s)", kind, err, strings.Join(jsonFields(reflect.TypeOf(b).Elem()), ", "))
+	}
+	return http.StatusOK, nil
+}
+
+// jsonFields names the JSON fields of struct type t, for messages.
+func jsonFields(t reflect.Type) []string {
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case !f.IsExported() || name == "-":
+		case name == "":
+			names = append(names, f.Name)
+		default:
+			names = append(names, name)
+		}
+	}
+	return names
 }

@@ -2,10 +2,12 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/changehook/changehook/store"
 )
@@ -48,10 +50,13 @@ func TestSkipCarriesTheWebhookID(t *testing.T) {
 	}
 }
 
-// TestControlRefusesAnotherControlsField: a body field of another control
-// (pause given "since", redeliver given "webhook_id") is refused with 400
-// naming the fields the control takes, not ignored; a control's own fields
-// pass, in any letter case as encoding/json matches them.
+// TestControlRefusesAnotherControlsField: each control decodes its body
+// into its own type, once: a field of another control (pause given
+// "since", redeliver given "webhook_id") or of none is refused with 400
+// naming the field, the control and the fields it takes, not ignored; a
+// control's own fields pass, in any letter case as encoding/json matches
+// them, and reach the request; an empty body is no field; a body larger
+// than 64 KiB is refused with 413.
 func TestControlRefusesAnotherControlsField(t *testing.T) {
 	ops := skipRecorder{got: make(chan store.ControlRequest, 8)}
 	s := startServer(t, Options{Control: ops})
@@ -59,13 +64,30 @@ func TestControlRefusesAnotherControlsField(t *testing.T) {
 		kind, body string
 		status     int
 		message    string
+		want       store.ControlRequest // the request the controller gets (status 200)
 	}{
-		{"pause", `{"since": "2025-01-31T12:00:00Z"}`, http.StatusBadRequest, `pause takes no field \"since\" (its fields: reason)`},
-		{"resume", `{"reason": "x"}`, http.StatusBadRequest, `resume takes no field \"reason\" (its fields: from)`},
-		{"redeliver", `{"since": "2025-01-31T12:00:00Z", "webhook_id": "msg_a"}`, http.StatusBadRequest, `redeliver takes no field \"webhook_id\" (its fields: since)`},
-		{"skip", `{"from": "now"}`, http.StatusBadRequest, `skip takes no field \"from\" (its fields: webhook_id)`},
-		{"pause", `{"Reason": "maintenance"}`, http.StatusOK, ""},
-		{"redeliver", `{"since": "2025-01-31T12:00:00Z"}`, http.StatusOK, ""},
+		{kind: "pause", body: `{"since": "2025-01-31T12:00:00Z"}`, status: http.StatusBadRequest,
+			message: `body of pause: json: unknown field "since" (its fields: reason)`},
+		{kind: "resume", body: `{"reason": "x"}`, status: http.StatusBadRequest,
+			message: `body of resume: json: unknown field "reason" (its fields: from)`},
+		{kind: "redeliver", body: `{"since": "2025-01-31T12:00:00Z", "webhook_id": "msg_a"}`, status: http.StatusBadRequest,
+			message: `body of redeliver: json: unknown field "webhook_id" (its fields: since)`},
+		{kind: "skip", body: `{"from": "now"}`, status: http.StatusBadRequest,
+			message: `body of skip: json: unknown field "from" (its fields: webhook_id)`},
+		{kind: "skip", body: `{"webhook_id": "msg_a", "force": true}`, status: http.StatusBadRequest,
+			message: `body of skip: json: unknown field "force" (its fields: webhook_id)`},
+		{kind: "pause", body: `{"reason": 5}`, status: http.StatusBadRequest,
+			message: `body of pause: json: cannot unmarshal number into Go struct field`},
+		{kind: "pause", body: `{"reason": "x"`, status: http.StatusBadRequest,
+			message: `body of pause: unexpected EOF (its fields: reason)`},
+		{kind: "pause", body: `{"reason": "` + strings.Repeat("x", 64<<10) + `"}`, status: http.StatusRequestEntityTooLarge,
+			message: `body larger than 64 KiB`},
+		{kind: "pause", body: `{"Reason": "maintenance"}`, status: http.StatusOK, want: store.ControlRequest{Kind: store.RequestPause}},
+		{kind: "resume", body: `{"FROM": "now"}`, status: http.StatusOK, want: store.ControlRequest{Kind: store.RequestResume, From: "now"}},
+		{kind: "resume", body: " \n", status: http.StatusOK, want: store.ControlRequest{Kind: store.RequestResume}},
+		{kind: "skip", body: `{"webhook_id": "msg_a"}`, status: http.StatusOK, want: store.ControlRequest{Kind: store.RequestSkip, WebhookID: "msg_a"}},
+		{kind: "redeliver", body: `{"since": "2025-01-31T12:00:00Z"}`, status: http.StatusOK,
+			want: store.ControlRequest{Kind: store.RequestRedeliver, Since: time.Date(2025, 1, 31, 12, 0, 0, 0, time.UTC)}},
 	} {
 		req, err := http.NewRequest("POST", "http://"+s.Addr()+"/api/triggers/orders/"+tc.kind, strings.NewReader(tc.body))
 		if err != nil {
@@ -78,11 +100,19 @@ func TestControlRefusesAnotherControlsField(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
-		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.message) {
-			t.Errorf("POST /%s %s: %s %s, want %d with %q", tc.kind, tc.body, resp.Status, body, tc.status, tc.message)
+		var answer struct {
+			Error string `json:"error"`
 		}
-		if tc.status == http.StatusOK {
-			<-ops.got
+		_ = json.Unmarshal(body, &answer)
+		if resp.StatusCode != tc.status || tc.message != "" && !strings.HasPrefix(answer.Error, tc.message) {
+			t.Errorf("POST /%s %.80s: %s %s, want %d with %q", tc.kind, tc.body, resp.Status, body, tc.status, tc.message)
+		}
+		if tc.status != http.StatusOK {
+			continue
+		}
+		got := <-ops.got
+		if got.Kind != tc.want.Kind || got.From != tc.want.From || got.WebhookID != tc.want.WebhookID || !got.Since.Equal(tc.want.Since) || got.By != "api" {
+			t.Errorf("POST /%s %s: request %+v, want %+v by api", tc.kind, tc.body, got, tc.want)
 		}
 	}
 	select {
