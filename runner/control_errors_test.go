@@ -98,4 +98,20 @@ triggers:
 			}
 		})
 	}
+
+	// Through the Runner (the admin API's way), a skip naming the
+	// partitioned trigger is refused before it is stored: the redeliver
+	// recorded last stays the trigger's request.
+	before, _, err := st.LoadControl(ctx, "parts")
+	if err != nil || before.Request == nil {
+		t.Fatalf("control of parts: %+v, %v", before.Request, err)
+	}
+	_, err = r.RequestControl(ctx, "parts", "", store.ControlRequest{Kind: store.RequestSkip, By: "test"})
+	const want = "skip parts: it has 2 partitions, each holding its own events: name one of them (parts/p0of2 … parts/p1of2)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Runner.RequestControl skip parts: %v, want %q", err, want)
+	}
+	if after, _, err := st.LoadControl(ctx, "parts"); err != nil || after.Request == nil || after.Request.ID != before.Request.ID {
+		t.Fatalf("request after the refused skip = %+v, %v; want %s kept", after.Request, err, before.Request.ID)
+	}
 }

@@ -744,9 +744,11 @@ func (r *Runner) applyControl(ctx context.Context, c store.Control) {
 	req := *c.Request
 	if req.Kind == store.RequestSkip && len(ss) > 1 {
 		// The held event is one partition's: the request must name it.
+		// (RequestControl and the CLI refuse such a request before
+		// storing it; one stored by an older version ends here.)
 		if c.Pending() {
 			r.finish(ctx, c, store.ControlResult{ID: req.ID, At: r.opts.Clock.Now().UTC(),
-				Error: fmt.Sprintf("it has %d partitions, each holding its own events: name one of them (%s … %s)", len(ss), ss[0].key(), ss[len(ss)-1].key())})
+				Error: skipNeedsPartition(len(ss), ss[0].key(), ss[len(ss)-1].key()).Error()})
 		}
 		return
 	}
@@ -1079,10 +1081,36 @@ func timeText(t time.Time) string {
 // RequestControl is the package function RequestControl on the Runner's
 // store, for a trigger of its configuration (else ErrUnknownTrigger).
 func (r *Runner) RequestControl(ctx context.Context, name, reason string, req store.ControlRequest) (string, error) {
-	if _, err := r.slotsOf(name); err != nil {
+	ss, err := r.slotsOf(name)
+	if err != nil {
 		return "", fmt.Errorf("%s: %w", req.Kind, err)
 	}
+	if req.Kind == store.RequestSkip && len(ss) > 1 {
+		// Refused before it is stored, where it would replace a request
+		// still pending on the trigger.
+		return "", fmt.Errorf("%s %s: %w", req.Kind, name, skipNeedsPartition(len(ss), ss[0].key(), ss[len(ss)-1].key()))
+	}
 	return RequestControl(ctx, r.store, name, reason, req)
+}
+
+// CheckSkipTarget returns nil when t, a trigger or one partition of it,
+// holds its own events, so that a skip can name it; for a partitioned
+// trigger's whole name it returns the error naming its partitions (a skip
+// must name the one that is stuck). The CLI checks it before recording a
+// skip request, which would replace a request still pending on the
+// trigger.
+func CheckSkipTarget(t *triggers.Trigger) error {
+	if _, ok := t.PartitionIndex(); ok || t.Partitions <= 1 {
+		return nil
+	}
+	units := t.Units()
+	return skipNeedsPartition(len(units), units[0].Key(), units[len(units)-1].Key())
+}
+
+// skipNeedsPartition is the error for a skip naming a trigger of n
+// partitions, first and last their keys.
+func skipNeedsPartition(n int, first, last string) error {
+	return fmt.Errorf("it has %d partitions, each holding its own events: name one of them (%s … %s)", n, first, last)
 }
 
 // RequestControl records a control request for trigger name in the state

@@ -96,6 +96,11 @@ func controlCommand(ctx context.Context, flagSet *flag.FlagSet, path *string, ar
 	if err != nil {
 		return usageError(env, flagSet, "%v", err)
 	}
+	if req.Kind == store.RequestSkip {
+		if err := runner.CheckSkipTarget(t); err != nil {
+			return usageError(env, flagSet, "%s %s: %v", req.Kind, t.Key(), err)
+		}
+	}
 	req.By = "cli"
 	wctx, cancel := context.WithTimeout(ctx, controlWait)
 	defer cancel()
