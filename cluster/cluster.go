@@ -374,23 +374,34 @@ func (m *Manager) Await(ctx context.Context, trigger string, p, n int) (*Ownersh
 	ks.waiters++
 	m.mu.Unlock()
 	m.poke()
-	defer func() {
-		m.mu.Lock()
-		ks.waiters--
-		if ks.waiters == 0 && ks.own == nil {
-			delete(m.keys, key)
-		}
-		m.mu.Unlock()
-	}()
 	select {
 	case o := <-ks.deliver:
+		m.mu.Lock()
+		ks.waiters--
+		m.mu.Unlock()
 		return o, nil
 	case <-ctx.Done():
-		// An ownership delivered concurrently must not leak its lease.
-		select {
-		case o := <-ks.deliver:
-			o.Release(ctx)
-		default:
+		// acquire delivers under m.mu to a key with waiters: leaving and
+		// looking for a delivery in the same critical section, an
+		// ownership delivered before is released here and none is
+		// delivered after (acquire then releases the lease itself).
+		// Looked for outside it, a delivery in between was left to no
+		// one, its lease renewed forever.
+		m.mu.Lock()
+		ks.waiters--
+		var stray *Ownership
+		if ks.waiters == 0 {
+			select {
+			case stray = <-ks.deliver:
+			default:
+			}
+			if ks.own == nil {
+				delete(m.keys, key)
+			}
+		}
+		m.mu.Unlock()
+		if stray != nil {
+			stray.Release(ctx)
 		}
 		return nil, ctx.Err()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -605,5 +606,68 @@ func TestRoundCompletesWhenCancelled(t *testing.T) {
 	live, err := st.LiveMembers(t.Context())
 	if err != nil || len(live) != 1 || live[0].ID != "a" {
 		t.Fatalf("live members after a cancelled round = %+v, %v; want a registered", live, err)
+	}
+}
+
+// acquireHookStore runs hook after a lease was acquired in the state
+// database and before the Manager records it.
+type acquireHookStore struct {
+	*store.Store
+	hook atomic.Pointer[func()]
+}
+
+func (s *acquireHookStore) AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (store.Lease, error) {
+	l, err := s.Store.AcquireLease(ctx, key, owner, ttl)
+	if h := s.hook.Load(); h != nil && err == nil {
+		(*h)()
+	}
+	return l, err
+}
+
+// TestAwaitCancelledWhileAcquiringLeavesNoLease: an Await whose context
+// ends while the round is acquiring its lease (a reload removing the
+// trigger cancels it) either gets the ownership or leaves nothing held: an
+// ownership delivered as it gave up is released, never left to no one
+// with its lease renewed forever. The hook lines the two up: it cancels
+// the Await and holds m.mu, so that the Await gives up while acquire is
+// about to deliver.
+func TestAwaitCancelledWhileAcquiringLeavesNoLease(t *testing.T) {
+	st := &acquireHookStore{Store: newTestStore(t)}
+	m := newManager(t, st, testConfig(t, "t"), "m0", newFakeClock())
+	m.checkedPrevious = true
+	bg := t.Context()
+	for i := range 100 {
+		ctx, cancel := context.WithCancel(bg)
+		res := await(ctx, m, "t")
+		waitRegistered(t, m, 1)
+		hook := func() {
+			m.mu.Lock()
+			cancel()
+			for range 50 {
+				runtime.Gosched() // let the Await see its context end
+			}
+			m.mu.Unlock()
+		}
+		st.hook.Store(&hook)
+		m.round(bg)
+		st.hook.Store(nil)
+		if o := <-res; o != nil {
+			o.Release(bg)
+		}
+		m.mu.Lock()
+		ks := m.keys["t"]
+		m.mu.Unlock()
+		if ks != nil {
+			t.Fatalf("iteration %d: after the Await gave up, key t is still tracked (waiters %d, owned %v): its lease is held by no one", i, ks.waiters, ks.own != nil)
+		}
+		leases, err := st.ListLeases(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range leases {
+			if l.Owner != "" {
+				t.Fatalf("iteration %d: lease %s still owned by %s after the Await gave up", i, l.Key, l.Owner)
+			}
+		}
 	}
 }
