@@ -51,7 +51,8 @@ type Env struct {
 	// Version is the changehook version ("dev" when empty).
 	Version string
 	// RuntimeDir holds the file in which a running dev records its devdb
-	// (default: $XDG_RUNTIME_DIR, else the system's temporary directory).
+	// (default: $XDG_RUNTIME_DIR, else changehook-<uid> in the system's
+	// temporary directory). It must be writable by this user only.
 	RuntimeDir string
 	// WatchReload, when set, subscribes run and dev to reload requests
 	// (SIGHUP in OSEnv) while they serve: the channel receives one value

@@ -2,7 +2,24 @@
 
 package cli
 
-import "os"
+import (
+	"errors"
+	"os"
+)
+
+// defaultRuntimeDir is the runtime file's directory when neither
+// Env.RuntimeDir nor $XDG_RUNTIME_DIR names one: the user's temporary
+// directory.
+func defaultRuntimeDir() string { return os.TempDir() }
+
+// private cannot check ownership here: it accepts anything but a symbolic
+// link.
+func private(fi os.FileInfo) error {
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return errors.New("it is a symbolic link")
+	}
+	return nil
+}
 
 // lockFile creates path; without flock nothing is locked (and nothing is
 // reaped).

@@ -4,9 +4,34 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 )
+
+// defaultRuntimeDir is the runtime file's directory when neither
+// Env.RuntimeDir nor $XDG_RUNTIME_DIR names one: a directory of this user's
+// own in the system's temporary directory (which every user can write to).
+func defaultRuntimeDir() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("changehook-%d", os.Getuid()))
+}
+
+// private returns nil when fi, from os.Lstat, is not a symbolic link, is
+// owned by this process's user and is writable by no one else; otherwise
+// why it is not: another local user could have put it there.
+func private(fi os.FileInfo) error {
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return errors.New("it is a symbolic link")
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("it is owned by user %d, not by this user (%d)", st.Uid, os.Getuid())
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("other users can write to it (mode %v)", fi.Mode().Perm())
+	}
+	return nil
+}
 
 // lockFile creates path and takes an exclusive flock on it, held until the
 // file is closed or the process ends.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -33,7 +34,8 @@ type devRuntime struct {
 }
 
 // runtimeDir is where the runtime file lives: Env.RuntimeDir,
-// $XDG_RUNTIME_DIR, or the system's temporary directory.
+// $XDG_RUNTIME_DIR, or a directory of this user's own in the system's
+// temporary directory (defaultRuntimeDir).
 func (e Env) runtimeDir() string {
 	if e.RuntimeDir != "" {
 		return e.RuntimeDir
@@ -41,7 +43,7 @@ func (e Env) runtimeDir() string {
 	if d, ok := e.LookupEnv("XDG_RUNTIME_DIR"); ok && d != "" {
 		return d
 	}
-	return os.TempDir()
+	return defaultRuntimeDir()
 }
 
 // writeDevRuntime records rt, a running dev, in the runtime file (this
@@ -59,7 +61,19 @@ func writeDevRuntime(env Env, rt devRuntime) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(env.runtimeDir(), devRuntimeFile)
+	dir := env.runtimeDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("record dev runtime file: %w", err)
+	}
+	// Other commands trust what the file names (a configuration whose
+	// ${VAR}s they expand from their environment): it must be where no
+	// other user can put or replace it.
+	if fi, err := os.Lstat(dir); err != nil {
+		return nil, fmt.Errorf("record dev runtime file: %w", err)
+	} else if err := private(fi); err != nil {
+		return nil, fmt.Errorf("record dev runtime file: directory %s: %w; set XDG_RUNTIME_DIR to a directory of your own", dir, err)
+	}
+	path := filepath.Join(dir, devRuntimeFile)
 	tmp := path + fmt.Sprintf(".%d.tmp", rt.PID)
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return nil, fmt.Errorf("record dev runtime file: %w", err)
@@ -76,9 +90,25 @@ func writeDevRuntime(env Env, rt devRuntime) (func(), error) {
 }
 
 // readDevRuntime returns the running dev recorded in the runtime file, if
-// the file exists and its process is alive.
+// the file exists, is this user's own and writable by no one else (see
+// private), and its process is alive. A file another user could have
+// written is ignored: it would point this user's commands at a
+// configuration and a server of that user's choosing.
 func readDevRuntime(env Env) (devRuntime, bool) {
-	b, err := os.ReadFile(filepath.Join(env.runtimeDir(), devRuntimeFile))
+	path := filepath.Join(env.runtimeDir(), devRuntimeFile)
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || private(fi) != nil {
+		return devRuntime{}, false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return devRuntime{}, false
+	}
+	defer f.Close()
+	if opened, err := f.Stat(); err != nil || !os.SameFile(fi, opened) {
+		return devRuntime{}, false // replaced since it was checked
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
 		return devRuntime{}, false
 	}

@@ -1,0 +1,93 @@
+//go:build unix
+
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRuntimeFileOthersCouldWriteIsIgnored: the commands that find a
+// running dev trust the runtime file (they load the configuration it names
+// and expand its ${VAR}s from their own environment), so a file another
+// user could have put or changed is ignored, and dev records itself only
+// in a directory no one else can write to — by default one of this user's
+// own in the temporary directory, not the shared directory itself.
+func TestRuntimeFileOthersCouldWriteIsIgnored(t *testing.T) {
+	nothing := func(string) (string, bool) { return "", false }
+	record := func(t *testing.T, dir string) string {
+		t.Helper()
+		env := Env{RuntimeDir: dir, LookupEnv: nothing}
+		if _, err := writeDevRuntime(env, devRuntime{URI: "mongodb://127.0.0.1:1/", Config: "x.yaml"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := readDevRuntime(env); !ok {
+			t.Fatal("this user's own record was not used")
+		}
+		return filepath.Join(dir, devRuntimeFile)
+	}
+	t.Run("writable by others", func(t *testing.T) {
+		dir := t.TempDir()
+		path := record(t, dir)
+		if err := os.Chmod(path, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := readDevRuntime(Env{RuntimeDir: dir, LookupEnv: nothing}); ok {
+			t.Error("a record other users can write to was used")
+		}
+	})
+	t.Run("symbolic link", func(t *testing.T) {
+		elsewhere := record(t, t.TempDir())
+		dir := t.TempDir()
+		if err := os.Symlink(elsewhere, filepath.Join(dir, devRuntimeFile)); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := readDevRuntime(Env{RuntimeDir: dir, LookupEnv: nothing}); ok {
+			t.Error("a record reached through a symbolic link was used")
+		}
+	})
+	t.Run("another user's", func(t *testing.T) {
+		dir := t.TempDir()
+		path := record(t, dir)
+		if err := os.Chown(path, 65534, 65534); err != nil {
+			t.Skipf("cannot give the file to another user here: %v", err)
+		}
+		if _, ok := readDevRuntime(Env{RuntimeDir: dir, LookupEnv: nothing}); ok {
+			t.Error("a record owned by another user was used")
+		}
+	})
+	t.Run("shared directory", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		_, err := writeDevRuntime(Env{RuntimeDir: dir, LookupEnv: nothing}, devRuntime{URI: "mongodb://127.0.0.1:1/", Config: "x.yaml"})
+		if err == nil || !strings.Contains(err.Error(), "other users can write to it") || !strings.Contains(err.Error(), "XDG_RUNTIME_DIR") {
+			t.Errorf("recording in a directory everyone can write to: %v; want refused, naming XDG_RUNTIME_DIR", err)
+		}
+	})
+	t.Run("default directory", func(t *testing.T) {
+		tmp := t.TempDir()
+		if err := os.Chmod(tmp, 0o1777); err != nil { // as /tmp is
+			t.Fatal(err)
+		}
+		t.Setenv("TMPDIR", tmp)
+		env := Env{LookupEnv: nothing}
+		if _, err := writeDevRuntime(env, devRuntime{URI: "mongodb://127.0.0.1:1/", Config: "x.yaml"}); err != nil {
+			t.Fatal(err)
+		}
+		own := filepath.Join(tmp, fmt.Sprintf("changehook-%d", os.Getuid()))
+		if fi, err := os.Stat(filepath.Join(own, devRuntimeFile)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("record in %s: %v, %v; want it there, mode 0600", own, fi, err)
+		}
+		if fi, _ := os.Stat(own); fi.Mode().Perm() != 0o700 {
+			t.Errorf("directory %s mode %v, want 0700", own, fi.Mode().Perm())
+		}
+		if _, ok := readDevRuntime(env); !ok {
+			t.Error("the record in the default directory was not used")
+		}
+	})
+}
