@@ -112,7 +112,7 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 	defer rl.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
 	defer cancel()
-	cfg, err := rl.load()
+	cfg, uriChanged, err := rl.load()
 	if err != nil {
 		rl.reloads.WithLabelValues("failure").Inc()
 		var re *ReloadError
@@ -127,7 +127,11 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 		rl.log.Error("reload rejected; the running configuration stays", "by", why, "problem", err.Error())
 		return runner.ReloadResult{}, &ReloadError{Problems: []string{err.Error()}, err: err}
 	}
-	if diff := restartOnly(rl.cfg, cfg); len(diff) > 0 {
+	diff := restartOnly(rl.cfg, cfg)
+	if uriChanged {
+		diff = append([]string{"mongodb.uri"}, diff...)
+	}
+	if len(diff) > 0 {
 		rl.log.Warn("reload applies the triggers only; these settings changed and need a restart", "by", why, "settings", diff)
 	}
 	if rl.driver != nil {
@@ -248,13 +252,14 @@ func (rl *reloader) fitsPool(cfg *triggers.Config) error {
 }
 
 // load reads and validates the file; the running MongoDB URI stays (dev
-// overrides it with its devdb).
-func (rl *reloader) load() (*triggers.Config, error) {
+// overrides it with its devdb), and uriChanged says whether the file's
+// differs from it (never for dev, which does not read it).
+func (rl *reloader) load() (cfg *triggers.Config, uriChanged bool, err error) {
 	if rl.path == demo.ConfigName {
 		err := errors.New("the built-in demo configuration cannot be reloaded; run dev -c FILE to reload a file")
-		return nil, &ReloadError{Problems: []string{err.Error()}, err: err}
+		return nil, false, &ReloadError{Problems: []string{err.Error()}, err: err}
 	}
-	cfg, err := triggers.LoadWith(rl.path, rl.env.LookupEnv, rl.opts)
+	cfg, err = triggers.LoadWith(rl.path, rl.env.LookupEnv, rl.opts)
 	if err != nil {
 		re := &ReloadError{err: err}
 		var ve *triggers.ValidationError
@@ -265,10 +270,11 @@ func (rl *reloader) load() (*triggers.Config, error) {
 		} else {
 			re.Problems = []string{err.Error()}
 		}
-		return nil, re
+		return nil, false, re
 	}
+	uriChanged = !rl.opts.IgnoreMongoURI && cfg.MongoDB.URI != rl.cfg.MongoDB.URI
 	cfg.MongoDB.URI = rl.cfg.MongoDB.URI
-	return cfg, nil
+	return cfg, uriChanged, nil
 }
 
 // restartOnly lists the settings outside the triggers that differ between

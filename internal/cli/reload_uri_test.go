@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/internal/syncbuf"
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+)
+
+// TestReloadSaysAChangedMongoURINeedsARestart: a reload keeps the running
+// connection, so a file whose mongodb.uri changed gets the warning that
+// names the settings needing a restart, mongodb.uri among them, without
+// the URI itself (it may hold a password).
+func TestReloadSaysAChangedMongoURINeedsARestart(t *testing.T) {
+	srv, client := devdbtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	file := func(uri string) string {
+		return "mongodb: { uri: \"" + uri + "\" }\ntriggers:\n  - name: orders\n    database: shop\n    collection: orders\n    webhook: { url: \"http://127.0.0.1:1/hook\" }\n"
+	}
+	path := writeConfig(t, file(srv.URI()))
+	cfg, err := triggers.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn, err := runner.New(cfg, client, store.New(client, cfg.State.Database), runner.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	rl := newReloader(path, Env{}, slog.New(slog.NewTextHandler(&logs, nil)), cfg, rn, prometheus.NewRegistry())
+
+	if _, err := rl.Reload(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "need a restart") {
+		t.Fatalf("unchanged file: %s", logs.String())
+	}
+	other := "mongodb://app:s3cretPassw0rd@127.0.0.1:1/?directConnection=true"
+	if err := os.WriteFile(path, []byte(file(other)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rl.Reload(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	got := logs.String()
+	if !strings.Contains(got, "need a restart") || !strings.Contains(got, "mongodb.uri") {
+		t.Errorf("reload of a file with another mongodb.uri logged:\n%s\nwant the restart warning naming mongodb.uri", got)
+	}
+	if strings.Contains(got, "s3cretPassw0rd") {
+		t.Errorf("the new URI's password was logged:\n%s", got)
+	}
+}
