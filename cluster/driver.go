@@ -282,7 +282,8 @@ func (d *Driver) keep(dr *driven, key string, o *Ownership) bool {
 // (their hashes decide which member runs what when definitions differ)
 // after a configuration reload; the next round publishes them, and a round
 // whose heartbeat still carried the old ones decides nothing. It deletes
-// the lease, transition and drift series of the triggers cfg removed, and
+// the lease, transition and drift series of the triggers cfg removed (the
+// drift series of those it disabled too), and
 // the per-partition series of those whose partitions it changed; the
 // caller has stopped their lease loops first (Retain).
 func (m *Manager) SetTriggers(cfg *triggers.Config) {
@@ -297,7 +298,9 @@ func (m *Manager) SetTriggers(cfg *triggers.Config) {
 	m.gen++
 	for name := range m.drift {
 		if _, ok := hashes[name]; !ok {
+			// Removed or disabled: no definition to differ any more.
 			delete(m.drift, name)
+			m.met.forgetDrift(name)
 		}
 	}
 	parts := partitionCounts(cfg)

@@ -195,3 +195,30 @@ func TestReloadForgetsLeaseSeries(t *testing.T) {
 		})
 	}
 }
+
+// TestDisabledTriggerHasNoDriftSeries: a reload that disables a trigger
+// (still in the file) deletes its drift series: this member announces no
+// definition of it, so a drift it had must not stay exported.
+func TestDisabledTriggerHasNoDriftSeries(t *testing.T) {
+	ctx := t.Context()
+	reg := prometheus.NewRegistry()
+	cfg := testConfig(t, "orders", "users")
+	m, err := New(newTestStore(t), cfg, Options{InstanceID: "a", Clock: newFakeClock(), Registry: reg,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.round(ctx)
+	m.met.setDrift("orders", true) // as a round finding the majority elsewhere leaves it
+	off := testConfig(t, "orders", "users")
+	off.Triggers[0].Enabled = false
+	m.SetTriggers(off)
+	m.round(ctx)
+	got := clusterSeries(t, reg)
+	if v, ok := got[seriesKey{"changehook_config_drift", "orders", "", ""}]; ok {
+		t.Errorf("drift series of the disabled trigger = %v, want none", v)
+	}
+	if _, ok := got[seriesKey{"changehook_config_drift", "users", "", ""}]; !ok {
+		t.Error("drift series of the enabled trigger missing")
+	}
+}

@@ -69,6 +69,12 @@ func (m *clusterMetrics) setDrift(trigger string, on bool) {
 // forget deletes trigger's series (a trigger a reload removed).
 func (m *clusterMetrics) forget(trigger string) {
 	m.forgetPartitions(trigger)
+	m.forgetDrift(trigger)
+}
+
+// forgetDrift deletes trigger's drift series (a trigger a reload removed
+// or disabled: this member announces no definition of it).
+func (m *clusterMetrics) forgetDrift(trigger string) {
 	m.drift.DeleteLabelValues(trigger)
 }
 

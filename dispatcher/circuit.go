@@ -90,6 +90,9 @@ type circuit struct {
 // it (a hand-built trigger's zero value).
 func newCircuit(t *triggers.Trigger, retry triggers.RetryPolicy, clock Clock, m *Metrics) *circuit {
 	if !t.Circuit.Enabled() {
+		// A reload that turned the circuit off: its last state (open,
+		// say) must not stay exported.
+		m.circuitForget(t.Name)
 		return nil
 	}
 	p := t.Circuit

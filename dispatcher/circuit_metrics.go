@@ -55,9 +55,13 @@ func (m *Metrics) circuitTransition(trigger string, to CircuitState) {
 	m.circuit.transitions.WithLabelValues(trigger, string(to)).Inc()
 }
 
-// circuitForget deletes trigger's circuit series (Forget): a removed
-// trigger's open circuit must not stay exported.
+// circuitForget deletes trigger's circuit series (Forget, and a circuit a
+// reload turned off): a removed trigger's open circuit must not stay
+// exported.
 func (m *Metrics) circuitForget(trigger string) {
+	if m == nil {
+		return
+	}
 	m.circuit.state.DeleteLabelValues(trigger)
 	m.circuit.transitions.DeletePartialMatch(prometheus.Labels{"trigger": trigger})
 }

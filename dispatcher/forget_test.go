@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/changehook/changehook/triggers"
 )
 
 // TestForgetDeletesEverySeries: Forget deletes every series of the
@@ -48,5 +50,30 @@ func TestForgetDeletesEverySeries(t *testing.T) {
 	}
 	if c := m.Counts("gone"); len(c.Deliveries) != 0 || len(c.Attempts) != 0 || c.BatchSplits != 0 {
 		t.Errorf("Counts(gone) = %+v after Forget, want zero", c)
+	}
+}
+
+// TestCircuitTurnedOffDeletesItsSeries: a trigger whose circuit a reload
+// turned off (its new dispatcher has none) exports no circuit state, not
+// the last one the old circuit reached.
+func TestCircuitTurnedOffDeletesItsSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	on := &triggers.Trigger{Name: "orders", Circuit: triggers.CircuitPolicy{Failures: 3}}
+	if newCircuit(on, triggers.RetryPolicy{}, nil, m) == nil {
+		t.Fatal("no circuit with failures: 3")
+	}
+	m.circuitTransition("orders", CircuitOpen)
+	if c := newCircuit(&triggers.Trigger{Name: "orders"}, triggers.RetryPolicy{}, nil, m); c != nil {
+		t.Fatal("a circuit without failures or open_on")
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range flatten(fams) {
+		if strings.HasPrefix(k, "changehook_circuit_") {
+			t.Errorf("series %s left after the circuit was turned off", k)
+		}
 	}
 }
