@@ -99,9 +99,8 @@ func (m *cursorManager) pin(ctx context.Context, id int64, ns string) (*cursor, 
 }
 
 // unpin releases a cursor pinned by pin. With drop (exhausted, failed) or
-// when it was killed meanwhile, the cursor is removed and its source closed;
-// the result reports whether the cursor is still open.
-func (m *cursorManager) unpin(c *cursor, drop bool) bool {
+// when it was killed meanwhile, the cursor is removed and its source closed.
+func (m *cursorManager) unpin(c *cursor, drop bool) {
 	m.mu.Lock()
 	c.cancel()
 	c.cancel = nil
@@ -111,10 +110,9 @@ func (m *cursorManager) unpin(c *cursor, drop bool) bool {
 		delete(m.cursors, c.id)
 		m.mu.Unlock()
 		c.src.Close()
-		return false
+		return
 	}
 	m.mu.Unlock()
-	return true
 }
 
 // kill removes the cursor id on namespace ns. An idle cursor's source is

@@ -88,7 +88,11 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 		return nil, executorError(c.src, err, "Executor error during getMore")
 	}
 	extra := c.src.ReplyFields()
-	if !s.cursors.unpin(c, exhausted) {
+	// A cursor killed after its batch was built is gone once unpinned,
+	// but its batch goes out with its id, as on MongoDB (the next getMore
+	// is CursorNotFound): an id of 0 would say it was exhausted.
+	s.cursors.unpin(c, exhausted)
+	if exhausted {
 		id = 0
 	}
 	return bson.D{{Key: "cursor", Value: cursorSubdoc("nextBatch", docs, extra, id, ns)}}, nil
@@ -111,10 +115,10 @@ func (s *Server) cmdKillCursors(_ context.Context, req *Request) (bson.D, error)
 	}
 	ns := req.DB + "." + coll
 	killed, notFound := bson.A{}, bson.A{}
-	for _, v := range ids {
+	for i, v := range ids {
 		id, ok := v.(int64)
 		if !ok {
-			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'killCursors.cursors.0' is the wrong type '%s', expected type 'long'", mql.TypeName(v))
+			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'killCursors.cursors.%d' is the wrong type '%s', expected type 'long'", i, mql.TypeName(v))
 		}
 		if s.cursors.kill(id, ns) {
 			killed = append(killed, id)

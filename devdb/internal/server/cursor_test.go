@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -214,6 +215,11 @@ func TestKillCursors(t *testing.T) {
 	}
 	_, err = runCommand(t, c, "test", bson.D{{Key: "killCursors", Value: "c"}, {Key: "cursors", Value: bson.A{int32(1)}}})
 	wantCode(t, err, mongoerr.TypeMismatch, "TypeMismatch")
+	_, err = runCommand(t, c, "test", bson.D{{Key: "killCursors", Value: "c"}, {Key: "cursors", Value: bson.A{int64(7), "x"}}})
+	wantCode(t, err, mongoerr.TypeMismatch, "TypeMismatch")
+	if err == nil || !strings.Contains(err.Error(), "'killCursors.cursors.1' is the wrong type 'string'") {
+		t.Errorf("second id of the wrong type: %v, want the message naming cursors.1", err)
+	}
 
 	t.Run("driver Close kills", func(t *testing.T) {
 		src := newSliceSource(t, 10)
@@ -438,5 +444,35 @@ func TestCloseDuringAwaitingGetMore(t *testing.T) {
 	}
 	if src.closed.Load() != 1 {
 		t.Fatalf("source closed %d times", src.closed.Load())
+	}
+}
+
+// TestKillCursorsAfterGetMoreBatch: a killCursors that lands after a
+// getMore built its batch (past its last interruption point) leaves that
+// batch to be returned with the cursor's id, as on MongoDB, and the next
+// getMore fails with CursorNotFound: an id of 0 would tell the client the
+// cursor was exhausted when it was killed.
+func TestKillCursorsAfterGetMoreBatch(t *testing.T) {
+	var h cursorHarness
+	s := startTestServer(t, Options{}, testHooks{register: h.register})
+	c := connect(t, s)
+	src, id, _ := openCursor(t, &h, s, 10, bson.E{Key: "batchSize", Value: 1})
+	src.done = func() {
+		src.done = nil
+		if !s.cursors.kill(id, "test.c") {
+			t.Error("kill of the cursor in use failed")
+		}
+	}
+	more := mustRun(t, c, "test", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "batchSize", Value: int32(2)}})
+	if n := len(get(more, "cursor", "nextBatch").(bson.A)); n != 2 {
+		t.Fatalf("getMore returned %d documents, want the 2 it built", n)
+	}
+	if got := get(more, "cursor", "id"); got != id {
+		t.Fatalf("cursor id in the reply = %v, want %d (not exhausted: killed)", got, id)
+	}
+	_, err := runCommand(t, c, "test", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}})
+	wantCode(t, err, mongoerr.CursorNotFound, "CursorNotFound")
+	if src.closed.Load() != 1 {
+		t.Fatalf("killed source closed %d times, want 1", src.closed.Load())
 	}
 }

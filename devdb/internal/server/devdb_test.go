@@ -135,6 +135,8 @@ type sliceSource struct {
 	// after signalling entered.
 	gate    chan struct{}
 	entered chan struct{}
+	// done, when set, runs as NextBatch returns a batch.
+	done func()
 }
 
 // batchCall records one NextBatch call.
@@ -164,6 +166,9 @@ func (s *sliceSource) NextBatch(ctx context.Context, n, maxBytes int, await time
 		case <-ctx.Done():
 			return nil, false, ctx.Err()
 		}
+	}
+	if s.done != nil {
+		defer s.done()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
