@@ -319,7 +319,7 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	}
 	d.cancelRun()
 	<-d.stopped
-	d.sender.closeIdle()
+	d.sender.CloseIdleConnections()
 	return graceErr
 }
 

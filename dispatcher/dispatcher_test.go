@@ -726,6 +726,41 @@ func TestMetricsDeliveryBatchMatchesDelivery(t *testing.T) {
 	}
 }
 
+// connCountingServer returns a webhook endpoint answering 204 and the
+// number of its connections open now, as the server sees them.
+func connCountingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	open := new(atomic.Int64)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, open
+}
+
+// waitOpenConns waits, for at most 10 s, until open is want; the server
+// sees a connection the client closed as closed a moment later.
+func waitOpenConns(t *testing.T, open *atomic.Int64, want int64, after string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for open.Load() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d webhook connections open after %s, want %d", open.Load(), after, want)
+		}
+		runtime.Gosched()
+	}
+}
+
 // TestCloseClosesIdleConnections: a closed dispatcher (a pause, a reload, a
 // lease handoff) closes the keep-alive connections it opened, through the
 // direct transport and through net/http alike, instead of leaving them to
@@ -736,21 +771,7 @@ func TestCloseClosesIdleConnections(t *testing.T) {
 		opts []Option
 	}{{"direct transport", nil}, {"net/http", []Option{withNetHTTPOnly()}}} {
 		t.Run(tc.name, func(t *testing.T) {
-			var open atomic.Int64
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				_, _ = io.Copy(io.Discard, r.Body)
-				w.WriteHeader(http.StatusNoContent)
-			}))
-			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				switch s {
-				case http.StateNew:
-					open.Add(1)
-				case http.StateClosed, http.StateHijacked:
-					open.Add(-1)
-				}
-			}
-			srv.Start()
-			t.Cleanup(srv.Close)
+			srv, open := connCountingServer(t)
 			trig := &triggers.Trigger{Name: "orders", Webhook: triggers.Webhook{URL: srv.URL}, Ordering: triggers.None, Concurrency: 4}
 			d := newTestDispatcher(t, trig, &memSink{}, tc.opts...)
 			for i := range 40 {
@@ -759,12 +780,39 @@ func TestCloseClosesIdleConnections(t *testing.T) {
 				}
 			}
 			closeWithin(t, d, 10*time.Second)
-			deadline := time.Now().Add(10 * time.Second)
-			for open.Load() != 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("%d webhook connections still open after Close", open.Load())
+			waitOpenConns(t, open, 0, "Close")
+		})
+	}
+}
+
+// TestSenderCloseIdleConnections: a Sender's CloseIdleConnections closes
+// the connections its own transport kept after its deliveries (direct and
+// net/http), and the Sender delivers again afterwards; a client given with
+// WithHTTPClient is the caller's and keeps its connection.
+func TestSenderCloseIdleConnections(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     func() []Option
+		wantKept int64
+	}{
+		{"direct transport", func() []Option { return nil }, 0},
+		{"net/http", func() []Option { return []Option{withNetHTTPOnly()} }, 0},
+		{"caller's client", func() []Option { return []Option{WithHTTPClient(&http.Client{Transport: &http.Transport{}})} }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, open := connCountingServer(t)
+			s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: srv.URL}}, tc.opts()...)
+			for round := range 2 {
+				for i := range 3 {
+					if _, err := s.Deliver(context.Background(), testEvent(t, i, fmt.Sprint(i))); err != nil {
+						t.Fatalf("round %d, delivery %d: %v", round, i, err)
+					}
 				}
-				runtime.Gosched()
+				if open.Load() != 1 {
+					t.Fatalf("round %d: %d connections open after sequential deliveries, want 1 kept alive", round, open.Load())
+				}
+				s.CloseIdleConnections()
+				waitOpenConns(t, open, tc.wantKept, "CloseIdleConnections")
 			}
 		})
 	}

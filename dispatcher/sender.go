@@ -79,7 +79,7 @@ type Sender struct {
 	log         *slog.Logger
 	metrics     *Metrics
 	http        *http.Client
-	owned       []http.RoundTripper // the transports newSender built (not WithHTTPClient's): closeIdle closes their idle connections
+	owned       []http.RoundTripper // the transports newSender built (not WithHTTPClient's): CloseIdleConnections closes their idle connections
 	timeout     time.Duration       // webhook.timeout put on each attempt's context (0: none, or the transport applies it)
 	viaClient   bool                // send through http.Client (see send)
 	checkRetry  CheckRetry
@@ -275,12 +275,19 @@ func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.He
 	return h, nil
 }
 
-// closeIdle closes the idle connections of the transports the Sender built
-// for itself (a client given with WithHTTPClient is the caller's): a
-// dispatcher that stops — a pause, a reload, a lease handoff — does not
-// leave its keep-alive connections open until their idle timeout while
-// its successor opens its own.
-func (s *Sender) closeIdle() {
+// CloseIdleConnections closes the keep-alive connections that the
+// transports the Sender built for itself hold idle: the webhook's and, with
+// webhook.auth.oauth2_client_credentials, the token endpoint's. A client
+// given with WithHTTPClient is the caller's, and its connections are left
+// alone. Call it when done with the Sender, once no delivery of it is in
+// progress: a connection still carrying a request is not closed (net/http's
+// transport closes it when its request ends; the direct transport keeps it
+// until its idle timeout). The Sender stays usable: a later delivery dials
+// again. A Dispatcher calls it when it closes, so a pause, a reload or a
+// lease handoff does not leave its connections open until their idle
+// timeout (90 s) while its successor opens its own; a caller building
+// Senders of its own (a dead-letter replay) does the same.
+func (s *Sender) CloseIdleConnections() {
 	for _, rt := range s.owned {
 		if ci, ok := rt.(interface{ CloseIdleConnections() }); ok {
 			ci.CloseIdleConnections()

@@ -77,7 +77,12 @@ var ErrNotFound = errors.New("no such dead letter")
 // Replayer delivers dead letters again with their trigger's current webhook
 // settings and retry policy and deletes each one that is delivered; one that
 // is not keeps the replay's attempts, last status and error. A Replayer is
-// used by one goroutine at a time.
+// used by one goroutine at a time. It builds one Sender per trigger it
+// replays for (NewSender) and keeps it for its next Replay, but each
+// Replay closes the webhook connections its deliveries opened before it
+// returns (dispatcher.Sender.CloseIdleConnections), so a Replayer, or a new
+// one per call as the admin API builds, leaves no keep-alive connection
+// open behind it.
 type Replayer struct {
 	// Store holds the dead letters.
 	Store *store.Store
@@ -94,12 +99,14 @@ type Replayer struct {
 // (ids: in the order given), calling each (when not nil) after every one.
 // It stops early only when ctx ends or the state database fails, returning
 // the summary so far with the error; a delivery that fails is counted and
-// reported, and the replay goes on.
+// reported, and the replay goes on. When it returns, the connections its
+// deliveries opened are closed.
 func (r *Replayer) Replay(ctx context.Context, sel Selection, each func(Result)) (Summary, error) {
 	var sum Summary
 	if err := sel.Validate(); err != nil {
 		return sum, err
 	}
+	defer r.closeIdle()
 	report := func(res Result) {
 		if res.Err != nil {
 			sum.Failed++
@@ -187,6 +194,14 @@ func (r *Replayer) sender(trigger string) (*dispatcher.Sender, error) {
 	}
 	r.senders[trigger] = s
 	return s, nil
+}
+
+// closeIdle closes the idle webhook connections of every Sender built so
+// far: a replay's deliveries have all returned when it runs.
+func (r *Replayer) closeIdle() {
+	for _, s := range r.senders {
+		s.CloseIdleConnections()
+	}
 }
 
 // Purge deletes the dead letters sel selects, in batches, and returns how
