@@ -69,12 +69,13 @@ func (r *Runner) leased(s *slot) (dopts []dispatcher.Option, sink dispatcher.Dea
 		return nil, r.store, r.store, nil
 	}
 	l := s.lease
+	// The gate wraps the transport the dispatcher sends through: its own
+	// (network guard, webhook.tls), which it closes when it stops, or the
+	// caller's (Options.HTTPClient's, which startLocked passed;
+	// http.DefaultTransport when its Transport is nil), which stays the
+	// caller's. Never a transport built here: the dispatcher would take it
+	// for the caller's and leave its connections open, one pool per start.
 	gate := dispatcher.WithTransportWrapper(func(next http.RoundTripper) http.RoundTripper { return newGateTransport(next, l) })
-	if r.opts.HTTPClient != nil {
-		gate = dispatcher.WithHTTPClient(gatedClient(r.opts.HTTPClient, s.t.Concurrency, l))
-	}
-	// Without a caller's client the dispatcher's own transport (network
-	// guard, webhook.tls) is wrapped, not replaced.
 	return []dispatcher.Option{gate}, gatedSink{r.store, l}, fencedCheckpoints{r.store, l}, l.Deadline
 }
 
@@ -123,28 +124,6 @@ func (g gatedSink) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLetter) 
 		return fmt.Errorf("put dead letter: %w", ErrFenced)
 	}
 	return g.st.PutDeadLetter(ctx, dl)
-}
-
-// gatedClient returns base (or a default client like the dispatcher's) with
-// a transport that refuses to start a request once l is no longer valid.
-func gatedClient(base *http.Client, conc int, l Lease) *http.Client {
-	var hc http.Client
-	var next http.RoundTripper
-	if base != nil {
-		hc = *base
-		next = base.Transport
-	}
-	if next == nil {
-		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-			t := dt.Clone()
-			t.MaxIdleConnsPerHost = max(conc, 2)
-			next = t
-		} else {
-			next = http.DefaultTransport
-		}
-	}
-	hc.Transport = newGateTransport(next, l)
-	return &hc
 }
 
 // gateTransport is an http.RoundTripper that starts a request only while

@@ -3,8 +3,13 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,4 +264,93 @@ triggers:
 		}
 	})
 	return r, st, cfg
+}
+
+// TestLeasedStartsKeepConnectionsBounded: a trigger started and stopped
+// under a lease again and again (each acquisition, handoff back, control
+// or reload restart) leaves no connections behind: the dispatcher's own
+// transport is closed at each stop, and a caller's client
+// (Options.HTTPClient, with or without a Transport) is wrapped in the
+// lease gate, never copied, so its one pool keeps at most its idle limit.
+// Each start used to clone http.DefaultTransport for a client without a
+// Transport, which nobody closed: one connection per start, held 90 s.
+func TestLeasedStartsKeepConnectionsBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		client func() *http.Client
+		max    int64 // connections open after the starts
+	}{
+		{"no HTTPClient", func() *http.Client { return nil }, 0},
+		{"HTTPClient without Transport", func() *http.Client { return &http.Client{Timeout: time.Minute} }, http.DefaultMaxIdleConnsPerHost},
+		{"HTTPClient with Transport", func() *http.Client { return &http.Client{Transport: &http.Transport{}} }, http.DefaultMaxIdleConnsPerHost},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := startDB(t, devdb.Options{})
+			var open, got atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				got.Add(1)
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				switch s {
+				case http.StateNew:
+					open.Add(1)
+				case http.StateClosed, http.StateHijacked:
+					open.Add(-1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			cfg := parseTrigger(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook: { url: "${HOOK_URL}" }
+`, srv.URL+"/hook")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			r, err := runner.New(cfg, client, store.New(client, stateDB), runner.Options{Logger: slog.New(slog.DiscardHandler),
+				StartStopped: true, Clustered: true, HTTPClient: tc.client(), ShutdownGrace: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("run: %v", err)
+				}
+			}()
+			coll := client.Database("shop").Collection("orders")
+			const starts = 8
+			for i := range starts {
+				l := &testLease{key: "orders", fence: store.Fence{Owner: "a", Epoch: int64(i + 1)}, valid: true}
+				if err := r.StartLeased("orders", l); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "stream open", func() bool { return r.Status()[0].StreamOpen })
+				want := got.Load() + 1
+				if _, err := coll.InsertOne(ctx, bson.D{{Key: "i", Value: i}}); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "delivery", func() bool { return got.Load() >= want })
+				if err := r.Stop(ctx, "orders"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The server sees a connection the client closed as closed a
+			// moment later.
+			deadline := time.Now().Add(5 * time.Second)
+			for open.Load() > tc.max {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d connections open after %d starts under a lease, each delivering one event; want at most %d",
+						open.Load(), starts, tc.max)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
 }

@@ -62,7 +62,12 @@ type Options struct {
 	// Registry receives the watch loop's and the dispatchers' metrics (nil:
 	// metrics are not registered).
 	Registry prometheus.Registerer
-	// HTTPClient is the dispatchers' base client (nil: the dispatcher's).
+	// HTTPClient is the dispatchers' base client (nil: each dispatcher's
+	// own, see dispatcher.WithHTTPClient). Its transport
+	// (http.DefaultTransport when its Transport is nil) is the caller's,
+	// shared by every dispatcher and never closed by the runner: its
+	// connection pool is the caller's to bound. Under a lease
+	// (StartLeased) it is wrapped in the lease's gate, not copied.
 	HTTPClient *http.Client
 	// Clock is the source of time of watchers and dispatchers (default
 	// dispatcher.SystemClock).
