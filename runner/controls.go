@@ -575,7 +575,7 @@ func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom, contr
 func (r *Runner) loadPauses(ctx context.Context) {
 	loadCtx, cancel := context.WithTimeout(ctx, DefaultCheckpointTimeout)
 	defer cancel()
-	cs, err := r.store.ListControls(loadCtx)
+	cs, err := r.store.LoadControls(loadCtx, r.controlKeys())
 	if err != nil {
 		r.log.Warn("cannot read the runtime controls; applying them once readable", "error", err)
 		return
@@ -609,13 +609,67 @@ func (r *Runner) pauseFromControl(c store.Control) {
 	}
 }
 
+// controlKeys returns the keys of the control documents that concern the
+// configuration: every trigger's name and every partition's key.
+func (r *Runner) controlKeys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := make([]string, 0, len(r.order)+len(r.slots))
+	keys = append(keys, r.order...)
+	for key := range r.slots {
+		if _, ok := r.units[key]; !ok {
+			keys = append(keys, key) // a partition's (an unpartitioned trigger's is its name)
+		}
+	}
+	return keys
+}
+
+// configuredKey reports whether key is a trigger's name or a unit's key in
+// the configuration; r.mu must not be held.
+func (r *Runner) configuredKey(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, trigger := r.units[key]
+	_, unit := r.slots[key]
+	return trigger || unit
+}
+
+// seeControl records that request id of control document key is being
+// applied to this process's state and reports whether it is new there: not
+// seen before, and key still in the configuration (a reload may have
+// removed it since the document was read).
+func (r *Runner) seeControl(key, id string) bool {
+	r.ctlMu.Lock()
+	defer r.ctlMu.Unlock()
+	if r.ctlSeen[key] == id || !r.configuredKey(key) {
+		return false
+	}
+	r.ctlSeen[key] = id
+	return true
+}
+
+// forgetRemovedControls drops what ctlSeen records of keys no longer in the
+// configuration (removed triggers, the partitions of a repartitioned one),
+// so that it holds at most one entry per configured key however many
+// triggers were ever controlled. A trigger added back applies its
+// document's effect again, to units that are new.
+func (r *Runner) forgetRemovedControls() {
+	r.ctlMu.Lock()
+	defer r.ctlMu.Unlock()
+	for key := range r.ctlSeen {
+		if !r.configuredKey(key) {
+			delete(r.ctlSeen, key)
+		}
+	}
+}
+
 // controlQueue bounds the control documents read from the change stream
 // and not applied yet; the reader waits when it is full.
 const controlQueue = 64
 
-// pokeControls asks the controls goroutine to read every control document
-// again (a unit started under a new lease may have requests to apply). It
-// never blocks.
+// pokeControls asks the controls goroutine to read the configuration's
+// control documents again (a unit started under a new lease, or added by a
+// reload, may have requests to apply). It never blocks.
 func (r *Runner) pokeControls() {
 	select {
 	case r.ctlPoke <- struct{}{}:
@@ -624,11 +678,14 @@ func (r *Runner) pokeControls() {
 }
 
 // watchControls applies control requests until ctx ends. A reader opens the
-// controls collection's change stream, then reads every document (so no
-// request written before the stream opened is missed) and hands each
-// changed document over; a failed stream is reopened with backoff. This
-// goroutine alone applies them, in the order read, and reads every
-// document again when poked (pokeControls).
+// controls collection's change stream, then reads the configuration's
+// documents (so no request written before the stream opened is missed) and
+// hands each changed document over; a failed stream is reopened with
+// backoff. This goroutine alone applies them, in the order read, and reads
+// the configuration's documents again when poked (pokeControls). Documents
+// of triggers not in the configuration (removed ones, other partitionings)
+// are never read in full, only seen going by on the stream when written,
+// and ignored.
 func (r *Runner) watchControls(ctx context.Context) {
 	docs := make(chan store.Control, controlQueue)
 	readerDone := make(chan struct{})
@@ -645,7 +702,7 @@ func (r *Runner) watchControls(ctx context.Context) {
 			r.applyControl(ctx, c)
 		case <-r.ctlPoke:
 			lctx, cancel := context.WithTimeout(ctx, DefaultCheckpointTimeout)
-			all, err := r.store.ListControls(lctx)
+			all, err := r.store.LoadControls(lctx, r.controlKeys())
 			cancel()
 			if err != nil {
 				// The reader reads them all again when its stream reopens.
@@ -659,8 +716,8 @@ func (r *Runner) watchControls(ctx context.Context) {
 	}
 }
 
-// readControls sends every control document, then every changed one, to
-// docs until ctx ends.
+// readControls sends the configuration's control documents, then every
+// changed one, to docs until ctx ends.
 func (r *Runner) readControls(ctx context.Context, docs chan<- store.Control) {
 	send := func(c store.Control) bool {
 		select {
@@ -674,7 +731,7 @@ func (r *Runner) readControls(ctx context.Context, docs chan<- store.Control) {
 	for attempt := 0; ; attempt++ {
 		cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetFullDocument(options.UpdateLookup))
 		if err == nil {
-			if all, lerr := r.store.ListControls(ctx); lerr == nil {
+			if all, lerr := r.store.LoadControls(ctx, r.controlKeys()); lerr == nil {
 				for _, c := range all {
 					if !send(c) {
 						break
@@ -758,8 +815,7 @@ func (r *Runner) applyControl(ctx context.Context, c store.Control) {
 		// Every time: units a reload created since start paused too.
 		r.pauseFromControl(c)
 	}
-	if r.ctlSeen[c.Trigger] != req.ID {
-		r.ctlSeen[c.Trigger] = req.ID
+	if r.seeControl(c.Trigger, req.ID) {
 		r.applyLocally(c, ss, c.Pending())
 	}
 	if !c.Pending() {

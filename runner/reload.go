@@ -203,8 +203,9 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 			r.log.Warn("reload: cannot count the added triggers' dead letters; counted again shortly", "error", err)
 		}
 	}
-	r.RefreshDeadLetters() // and the removed triggers' counts are dropped
-	r.pokeControls()       // new units take the pending control requests
+	r.RefreshDeadLetters()    // and the removed triggers' counts are dropped
+	r.forgetRemovedControls() // their control documents stay in the state database
+	r.pokeControls()          // new units take the pending control requests
 	return res, nil
 }
 

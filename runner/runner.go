@@ -166,10 +166,14 @@ type Runner struct {
 	closing        bool
 	wg             sync.WaitGroup
 
-	// ctlPoke asks the controls goroutine to read every control document
-	// again; ctlSeen (that goroutine's alone) is, per control document, the
-	// newest request whose effect on this process was applied.
+	// ctlPoke asks the controls goroutine to read the configuration's
+	// control documents again. ctlSeen is, per control document of a
+	// trigger or partition key in the configuration, the newest request
+	// whose effect on this process was applied; the controls goroutine
+	// adds to it and Reload deletes the keys it removed, both under ctlMu
+	// (taken before r.mu when both are).
 	ctlPoke chan struct{}
+	ctlMu   sync.Mutex
 	ctlSeen map[string]string
 
 	// hist is the history writer in use (nil: history off); histMu is

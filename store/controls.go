@@ -221,15 +221,39 @@ func (s *Store) LoadControl(ctx context.Context, trigger string) (c Control, ok 
 	return c, true, nil
 }
 
-// ListControls returns every control document, ordered by trigger name.
+// ListControls returns every control document, ordered by trigger name:
+// those of triggers no longer configured too (they are kept, see
+// LoadControls), so it reads as many documents as triggers and partitions
+// were ever controlled.
 func (s *Store) ListControls(ctx context.Context) ([]Control, error) {
-	cur, err := s.controls().Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	return s.findControls(ctx, bson.D{}, "list controls")
+}
+
+// LoadControls returns the control documents of keys (trigger names and
+// partition keys, "NAME/p<i>of<N>"), ordered by key, leaving out the keys
+// that have none; no keys, no documents. It reads only those: a runner
+// reads its configuration's documents, not those of every trigger ever
+// controlled. The documents of other keys are kept, never deleted on the
+// runner's behalf: a pause must hold when its trigger is removed and added
+// back, and during a rolling update another member may still run a
+// trigger this one no longer has.
+func (s *Store) LoadControls(ctx context.Context, keys []string) ([]Control, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	return s.findControls(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}}, "load controls")
+}
+
+// findControls returns the control documents matching filter, ordered by
+// key; action prefixes its errors.
+func (s *Store) findControls(ctx context.Context, filter bson.D, action string) ([]Control, error) {
+	cur, err := s.controls().Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
-		return nil, fmt.Errorf("list controls: %w", err)
+		return nil, fmt.Errorf("%s: %w", action, err)
 	}
 	var out []Control
 	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("list controls: %w", err)
+		return nil, fmt.Errorf("%s: %w", action, err)
 	}
 	return out, nil
 }

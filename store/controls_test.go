@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/changehook/changehook/store"
@@ -109,4 +110,37 @@ func TestCheckpointNamesTheRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	control("r2")
+}
+
+// TestLoadControls: LoadControls reads the documents of the keys asked for
+// (trigger names and partition keys), ordered by key, and no other; keys
+// without a document are left out, and no keys read nothing.
+func TestLoadControls(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := t.Context()
+	for _, key := range []string{"orders", "orders/p1of2", "removed", "users"} {
+		if _, err := st.RequestControl(ctx, key, "maintenance", store.ControlRequest{Kind: store.RequestPause}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs, err := st.LoadControls(ctx, []string{"users", "orders/p1of2", "orders", "never-controlled"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range cs {
+		if !c.Paused || c.Request == nil || c.Request.Kind != store.RequestPause {
+			t.Errorf("%s: document %+v, want the pause", c.Trigger, c)
+		}
+		got = append(got, c.Trigger)
+	}
+	if want := []string{"orders", "orders/p1of2", "users"}; !slices.Equal(got, want) {
+		t.Errorf("loaded %v, want %v", got, want)
+	}
+	if cs, err := st.LoadControls(ctx, nil); err != nil || len(cs) != 0 {
+		t.Errorf("no keys: %d documents, %v; want none", len(cs), err)
+	}
+	if all, err := st.ListControls(ctx); err != nil || len(all) != 4 {
+		t.Errorf("ListControls: %d documents, %v; want all 4 kept", len(all), err)
+	}
 }
