@@ -62,6 +62,14 @@ type batchRenewer interface {
 	RenewLeases(ctx context.Context, refs []store.LeaseRef, ttl time.Duration) (int, error)
 }
 
+// currentLeaseReader is implemented by a Store (such as *store.Store) that
+// can read only the leases an overview shows and count the others; see
+// store.Store.ListCurrentLeases and CountOtherLeases.
+type currentLeaseReader interface {
+	ListCurrentLeases(ctx context.Context, keys []string) ([]store.Lease, error)
+	CountOtherLeases(ctx context.Context, keys []string, limit int64) (int64, error)
+}
+
 // releaseWatcher is implemented by a Store (such as *store.Store) that can
 // report lease releases and member departures as they happen; see
 // store.Store.WatchReleases.
@@ -972,6 +980,81 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 	return ReadStatus(ctx, m.st, m)
 }
 
+// Overview is the cluster as this member's web console shows it: Status,
+// except that Leases holds only the leases of this instance's configured
+// triggers and partitions and those a member holds unexpired, so that it
+// stays as small as what the members run. The lease documents of other
+// keys — triggers removed from the configuration, old partitionings — are
+// kept in the state database for their epochs (a trigger added back must
+// not be fenced out by its own checkpoint) and grow with every trigger
+// ever run: they are only counted, in OtherLeases. GET /api/cluster
+// (Status) still lists every one.
+type Overview struct {
+	Status
+	// OtherLeases counts the lease documents left out of Leases: those of
+	// keys not in this configuration that no member holds. The count stops
+	// at OverviewCountLimit.
+	OtherLeases int64
+}
+
+// OverviewCountLimit is where Overview stops counting the leases it leaves
+// out, so that a console refresh costs the state database a bounded read.
+const OverviewCountLimit = 1000
+
+// Overview reads the members, the leases of this instance's configured
+// triggers (under its current configuration: SetTriggers) and the leases
+// held by any member, and counts the rest (see Overview).
+func (m *Manager) Overview(ctx context.Context) (Overview, error) {
+	keys := m.configuredKeys()
+	var other int64
+	read := func(ctx context.Context) ([]store.Lease, error) {
+		if r, ok := m.st.(currentLeaseReader); ok {
+			leases, err := r.ListCurrentLeases(ctx, keys)
+			if err != nil {
+				return nil, err
+			}
+			if other, err = r.CountOtherLeases(ctx, keys, OverviewCountLimit); err != nil {
+				return nil, err
+			}
+			return leases, nil
+		}
+		all, err := m.st.ListLeases(ctx)
+		if err != nil {
+			return nil, err
+		}
+		configured := make(map[string]bool, len(keys))
+		for _, k := range keys {
+			configured[k] = true
+		}
+		var leases []store.Lease
+		for _, l := range all {
+			if configured[l.Key] || l.Owner != "" && l.RemainingMS > 0 {
+				leases = append(leases, l)
+			} else if other < OverviewCountLimit {
+				other++
+			}
+		}
+		return leases, nil
+	}
+	s, err := readStatus(ctx, m.st, m, read)
+	return Overview{Status: s, OtherLeases: other}, err
+}
+
+// configuredKeys returns the lease keys of the configured triggers: each
+// trigger's name, or its partitions' keys.
+func (m *Manager) configuredKeys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var keys []string
+	for name, n := range m.parts {
+		for i := range n {
+			keys = append(keys, triggers.PartitionKey(name, i, n))
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 // ReadConfigStatus reads the cluster's members and leases as ReadStatus
 // does, seen by a member that would run cfg: its settings (cfg's cluster
 // section, defaults applied), the hash of cfg's trigger definitions, and
@@ -1000,17 +1083,22 @@ func ReadConfigStatus(ctx context.Context, st Store, cfg *triggers.Config) (Stat
 // this instance's own view. Without m the fields describing the instance
 // are empty: see ReadConfigStatus for a process that is no member.
 func ReadStatus(ctx context.Context, st Store, m *Manager) (Status, error) {
+	return readStatus(ctx, st, m, st.ListLeases)
+}
+
+// readStatus is ReadStatus with the leases read by leases.
+func readStatus(ctx context.Context, st Store, m *Manager, leases func(context.Context) ([]store.Lease, error)) (Status, error) {
 	var s Status
 	live, err := st.LiveMembers(ctx)
 	if err != nil {
 		return s, fmt.Errorf("read cluster status: %w", err)
 	}
-	leases, err := st.ListLeases(ctx)
+	ls, err := leases(ctx)
 	if err != nil {
 		return s, fmt.Errorf("read cluster status: %w", err)
 	}
-	sortLeases(leases)
-	s.Members, s.Leases, s.Drift = live, leases, []string{}
+	sortLeases(ls)
+	s.Members, s.Leases, s.Drift = live, ls, []string{}
 	if s.Members == nil {
 		s.Members = []store.Member{}
 	}

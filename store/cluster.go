@@ -334,6 +334,67 @@ func (s *Store) ListLeases(ctx context.Context) ([]Lease, error) {
 	return out, nil
 }
 
+// leaseHeld is the $expr condition of a lease some instance holds
+// unexpired by the state database's clock.
+var leaseHeld = bson.D{{Key: "$and", Value: bson.A{
+	bson.D{{Key: "$ne", Value: bson.A{bson.D{{Key: "$ifNull", Value: bson.A{"$owner", ""}}}, ""}}},
+	bson.D{{Key: "$gt", Value: bson.A{"$expiresAt", "$$NOW"}}},
+}}}
+
+// ListCurrentLeases returns the lease documents of keys and every other
+// lease an instance holds unexpired (by the state database's clock),
+// ordered by key, with RemainingMS set. Unlike ListLeases it leaves out the
+// free or expired leases of other keys (triggers removed from the
+// configuration, old partitionings), which are kept for their epochs and
+// so grow with every trigger ever run; what it returns is bounded by keys
+// and the units live members run.
+func (s *Store) ListCurrentLeases(ctx context.Context, keys []string) ([]Lease, error) {
+	cur, err := s.leases().Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: nonNil(keys)}}}},
+			bson.D{{Key: "$expr", Value: leaseHeld}},
+		}}}}},
+		{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}}, {{Key: "$limit", Value: 100000}}, withRemaining,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list current leases: %w", err)
+	}
+	var out []Lease
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("list current leases: %w", err)
+	}
+	return out, nil
+}
+
+// CountOtherLeases counts the lease documents ListCurrentLeases(keys)
+// leaves out: those of other keys that no instance holds unexpired. It
+// stops counting at limit (0: no limit), so a caller that shows the number
+// bounds the state database's work too.
+func (s *Store) CountOtherLeases(ctx context.Context, keys []string, limit int64) (int64, error) {
+	filter := bson.D{
+		{Key: "_id", Value: bson.D{{Key: "$nin", Value: nonNil(keys)}}},
+		{Key: "$expr", Value: bson.D{{Key: "$not", Value: bson.A{leaseHeld}}}},
+	}
+	opts := options.Count()
+	if limit > 0 {
+		opts.SetLimit(limit)
+	}
+	n, err := s.leases().CountDocuments(ctx, filter, opts)
+	if err != nil {
+		return 0, fmt.Errorf("count other leases: %w", err)
+	}
+	return n, nil
+}
+
+// nonNil returns keys, or an empty slice for nil (which encodes as null,
+// not as an empty array).
+func nonNil(keys []string) []string {
+	if keys == nil {
+		return []string{}
+	}
+	return keys
+}
+
 // ClaimCheckpoint fences key's checkpoint for f right after f's lease was
 // acquired: from then on a writer with an older epoch can no longer move
 // it (see SaveFencedCheckpoint). It then returns the checkpoint like

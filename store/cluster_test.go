@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -167,5 +168,68 @@ func TestMembers(t *testing.T) {
 	}
 	if all, _ := s.ListMembers(ctx); len(all) != 0 {
 		t.Fatalf("members after remove = %+v", all)
+	}
+}
+
+// TestListCurrentLeases: ListCurrentLeases returns the leases of the keys
+// asked for, held or not, and the other keys' leases held unexpired, not
+// the other keys' free or expired ones, which CountOtherLeases counts (up
+// to its limit).
+func TestListCurrentLeases(t *testing.T) {
+	s, client := newStore(t)
+	ctx := context.Background()
+	const ttl = time.Hour
+	acquire := func(key, owner string) store.Lease {
+		t.Helper()
+		l, err := s.AcquireLease(ctx, key, owner, ttl)
+		if err != nil {
+			t.Fatalf("acquire %s: %v", key, err)
+		}
+		return l
+	}
+	release := func(key string) {
+		t.Helper()
+		l := acquire(key, "gone")
+		if err := s.ReleaseLease(ctx, key, store.Fence{Owner: l.Owner, Epoch: l.Epoch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acquire("orders/p0of2", "a") // configured, held
+	release("orders/p1of2")      // configured, free
+	acquire("audit", "b")        // not configured, held by another member
+	release("removed1")          // not configured, free
+	release("orders/p0of3")      // an old partitioning, free
+	acquire("crashed", "dead")   // not configured, held but expired:
+	if _, err := client.Database("changehook_state").Collection(store.LeasesCollection).UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: "crashed"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "expiresAt", Value: time.Unix(0, 0)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"orders/p0of2", "orders/p1of2", "users"}
+	ls, err := s.ListCurrentLeases(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range ls {
+		got = append(got, l.Key+"="+l.Owner)
+		if l.RemainingMS == 0 {
+			t.Errorf("%s: RemainingMS not set", l.Key)
+		}
+	}
+	if want := []string{"audit=b", "orders/p0of2=a", "orders/p1of2="}; !slices.Equal(got, want) {
+		t.Errorf("ListCurrentLeases = %v, want %v", got, want)
+	}
+	for _, c := range []struct {
+		limit, want int64
+	}{{0, 3}, {10, 3}, {2, 2}} {
+		if n, err := s.CountOtherLeases(ctx, keys, c.limit); err != nil || n != c.want {
+			t.Errorf("CountOtherLeases(limit %d) = %d, %v; want %d (removed1, orders/p0of3, crashed)", c.limit, n, err, c.want)
+		}
+	}
+	if ls, err := s.ListCurrentLeases(ctx, nil); err != nil || len(ls) != 2 || ls[0].Key != "audit" || ls[1].Key != "orders/p0of2" {
+		t.Errorf("no keys: %+v, %v; want only the held leases, of audit and orders/p0of2", ls, err)
+	}
+	if all, err := s.ListLeases(ctx); err != nil || len(all) != 6 {
+		t.Errorf("ListLeases: %d leases, %v; want all 6", len(all), err)
 	}
 }

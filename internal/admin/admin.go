@@ -128,8 +128,12 @@ type Options struct {
 // Cluster reports the cluster's members and leases; *cluster.Manager
 // implements it.
 type Cluster interface {
-	// Status reads the live members and the leases from the state database.
+	// Status reads the live members and every lease from the state
+	// database (GET /api/cluster).
 	Status(ctx context.Context) (cluster.Status, error)
+	// Overview reads what the console shows: the members, the configured
+	// triggers' leases and the held ones, and a count of the others.
+	Overview(ctx context.Context) (cluster.Overview, error)
 }
 
 // ClusterHandler serves GET /api/cluster: c's status as JSON, or 503 with

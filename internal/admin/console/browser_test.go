@@ -52,6 +52,12 @@ func (c storeCluster) Status(ctx context.Context) (cluster.Status, error) {
 	return s, err
 }
 
+// Overview is Status with every lease (the test's are all configured).
+func (c storeCluster) Overview(ctx context.Context) (cluster.Overview, error) {
+	s, err := c.Status(ctx)
+	return cluster.Overview{Status: s}, err
+}
+
 // findChromium returns the path of a Chromium or Chrome binary, or "".
 func findChromium() string {
 	if p := os.Getenv("CHANGEHOOK_CHROMIUM"); p != "" {

@@ -4,7 +4,9 @@
 //
 //	GET /                     triggers: state, lag, events/s and deliveries/s
 //	                          sparklines, in-flight, last error; the cluster's
-//	                          members and the leases each holds
+//	                          members and the leases each holds, the
+//	                          configured triggers' leases none holds, and
+//	                          how many leases of other triggers are kept
 //	GET /triggers/{name}      one trigger: status, counters, checkpoint and its
 //	                          distance to the oldest oplog entry
 //	GET /deadletters          dead letters, optionally ?trigger=NAME
@@ -74,8 +76,10 @@ type History interface {
 // Cluster reports the cluster's members and leases; *cluster.Manager
 // implements it.
 type Cluster interface {
-	// Status reads the live members and the leases from the state database.
-	Status(ctx context.Context) (cluster.Status, error)
+	// Overview reads the live members, the leases of the configured
+	// triggers and those members hold, and counts the other lease
+	// documents, without reading them.
+	Overview(ctx context.Context) (cluster.Overview, error)
 }
 
 // memberRow is one cluster member on the overview.
@@ -97,8 +101,15 @@ type clusterView struct {
 	Problem  string // why the members are not shown
 	LeaseTTL string
 	Members  []memberRow
-	// Unowned lists the lease keys that no live member holds.
+	// Unowned lists the lease keys of the configured triggers that no live
+	// member holds (and any lease whose holder is no longer a live member).
 	Unowned []string
+	// OtherLeases counts the lease documents of triggers not in this
+	// configuration that no member holds (removed triggers, old
+	// partitionings): kept for their epochs, not listed; OtherAtLeast says
+	// the count stopped at its limit.
+	OtherLeases  int64
+	OtherAtLeast bool
 	// Drift lists the triggers this instance does not run because its
 	// definition differs from the majority's.
 	Drift []string
@@ -111,11 +122,12 @@ func (c *Console) cluster(ctx context.Context) clusterView {
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	st, err := c.opts.Cluster.Status(ctx)
+	st, err := c.opts.Cluster.Overview(ctx)
 	if err != nil {
 		return clusterView{Shown: true, Problem: "The cluster's members could not be read: " + err.Error()}
 	}
-	v := clusterView{Shown: true, LeaseTTL: st.LeaseTTL, Drift: st.Drift}
+	v := clusterView{Shown: true, LeaseTTL: st.LeaseTTL, Drift: st.Drift,
+		OtherLeases: st.OtherLeases, OtherAtLeast: st.OtherLeases >= cluster.OverviewCountLimit}
 	owns := map[string][]string{}
 	for _, l := range st.Leases {
 		if l.Owner != "" && l.RemainingMS > 0 {

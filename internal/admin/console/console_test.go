@@ -292,19 +292,22 @@ func TestRecentAttempts(t *testing.T) {
 	}
 }
 
-// fakeCluster serves a fixed cluster status.
+// fakeCluster serves a fixed cluster overview.
 type fakeCluster struct {
-	st  cluster.Status
-	err error
+	st    cluster.Status
+	other int64
+	err   error
 }
 
-func (f *fakeCluster) Status(context.Context) (cluster.Status, error) { return f.st, f.err }
+func (f *fakeCluster) Overview(context.Context) (cluster.Overview, error) {
+	return cluster.Overview{Status: f.st, OtherLeases: f.other}, f.err
+}
 
 // TestClusterMembers: the overview lists the live members (this instance
 // marked), the unexpired leases each holds (a partition's linking to its
 // trigger), a member whose configuration differs, leases no live member
-// holds and this instance's drift; an error is shown; without a cluster
-// there is no section.
+// holds, how many leases of other triggers are kept and this instance's
+// drift; an error is shown; without a cluster there is no section.
 func TestClusterMembers(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	r := &fakeRunner{sts: []runner.TriggerStatus{{Name: "orders", State: runner.StateRunning}}}
@@ -320,7 +323,7 @@ func TestClusterMembers(t *testing.T) {
 			{Key: "audit", Owner: "node-gone", RemainingMS: 3000},
 		},
 		Drift: []string{"billing"},
-	}}
+	}, other: 1}
 	c, err := New(Options{Runner: r, Cluster: fc, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -332,6 +335,7 @@ func TestClusterMembers(t *testing.T) {
 		`<a href="/triggers/orders">orders/p0of2</a>`, `<a href="/triggers/orders">orders/p1of2</a>`,
 		`<span class="err">differs from this instance's</span>`,
 		"Not held by a live member: users, audit.", "differs from the majority's: billing.",
+		"1 lease of triggers not in this configuration",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("overview lacks %q:\n%s", want, body)
@@ -342,6 +346,10 @@ func TestClusterMembers(t *testing.T) {
 	}
 	if i := strings.Index(body, `id="live"`); i < 0 || i > strings.Index(body, `id="cluster"`) {
 		t.Error("the cluster section is outside the refreshed live region")
+	}
+	fc.other = cluster.OverviewCountLimit
+	if _, body := get(t, c, "/"); !strings.Contains(body, "At least 1000 leases of triggers not in this configuration") {
+		t.Errorf("a count at its limit is not said to be one:\n%s", body)
 	}
 	fc.err = errors.New("state database unreachable")
 	if _, body := get(t, c, "/"); !strings.Contains(body, "The cluster&#39;s members could not be read: state database unreachable") {
