@@ -206,7 +206,7 @@ func Start(opts Options) (*Server, error) {
 	mux := routes(opts.Runner, opts.Gatherer, readiness{limit: opts.RetryingUnreadyAfter, now: opts.Now})
 	auth := authorizer{token: opts.Token, loopback: isLoopback(ln.Addr())}
 	if opts.Control != nil {
-		controlRoutes(mux, opts.Control, auth)
+		controlRoutes(mux, opts.Control, auth, controlWait(opts.WriteTimeout))
 	}
 	if opts.Reload != nil {
 		reloadRoute(mux, opts.Reload, auth)

@@ -27,9 +27,20 @@ type Controller interface {
 	RequestControl(ctx context.Context, name, reason string, req store.ControlRequest) (string, error)
 }
 
-// controlWait bounds how long a control call waits for the request to be
-// applied before answering 202 Accepted.
-const controlWait = 30 * time.Second
+// controlWaitMargin is how much of the write timeout a control call
+// leaves for reading its body and writing its answer.
+const controlWaitMargin = 5 * time.Second
+
+// controlWait returns how long a control call waits for its request to be
+// applied before answering 202 Accepted, for the server's write timeout
+// writeTimeout (which runs from the end of the request's headers): the
+// write timeout less controlWaitMargin, but at least half of it, so that
+// the 202 is written before the write deadline whatever the write timeout
+// (the default 30 s: 25 s; 4 s: 2 s). Waiting as long as the write timeout
+// answered nothing: the client saw the connection closed.
+func controlWait(writeTimeout time.Duration) time.Duration {
+	return writeTimeout - min(controlWaitMargin, writeTimeout/2)
+}
 
 // maxControlBody bounds a control request's JSON body.
 const maxControlBody = 64 << 10
@@ -116,21 +127,22 @@ type (
 	}
 )
 
-// controlRoutes registers POST /api/triggers/{name}/pause|resume|skip|redeliver.
-func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer) {
-	controlRoute(mux, c, auth, store.RequestPause, func(b pauseBody) (store.ControlRequest, string, error) {
+// controlRoutes registers POST /api/triggers/{name}/pause|resume|skip|redeliver,
+// each waiting at most wait for its request to be applied.
+func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer, wait time.Duration) {
+	controlRoute(mux, c, auth, wait, store.RequestPause, func(b pauseBody) (store.ControlRequest, string, error) {
 		return store.ControlRequest{Kind: store.RequestPause}, b.Reason, nil
 	})
-	controlRoute(mux, c, auth, store.RequestResume, func(b resumeBody) (store.ControlRequest, string, error) {
+	controlRoute(mux, c, auth, wait, store.RequestResume, func(b resumeBody) (store.ControlRequest, string, error) {
 		if _, err := runner.ParseResumeFrom(b.From); err != nil {
 			return store.ControlRequest{}, "", errors.New(`from must be "", "now" or an RFC 3339 time`)
 		}
 		return store.ControlRequest{Kind: store.RequestResume, From: b.From}, "", nil
 	})
-	controlRoute(mux, c, auth, store.RequestSkip, func(b skipBody) (store.ControlRequest, string, error) {
+	controlRoute(mux, c, auth, wait, store.RequestSkip, func(b skipBody) (store.ControlRequest, string, error) {
 		return store.ControlRequest{Kind: store.RequestSkip, WebhookID: b.WebhookID}, "", nil
 	})
-	controlRoute(mux, c, auth, store.RequestRedeliver, func(b redeliverBody) (store.ControlRequest, string, error) {
+	controlRoute(mux, c, auth, wait, store.RequestRedeliver, func(b redeliverBody) (store.ControlRequest, string, error) {
 		at, err := time.Parse(time.RFC3339, b.Since)
 		if err != nil {
 			return store.ControlRequest{}, "", errors.New("since must be an RFC 3339 time such as 2025-01-31T12:00:00Z")
@@ -142,8 +154,9 @@ func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer) {
 // controlRoute registers POST /api/triggers/{name}/kind: once authorised,
 // its body (empty, or a JSON object of at most 64 KiB) is decoded into a
 // B, refusing any field B does not have with 400, and build turns it into
-// the request and the pause reason, which c applies.
-func controlRoute[B any](mux *http.ServeMux, c Controller, auth authorizer, kind string, build func(b B) (store.ControlRequest, string, error)) {
+// the request and the pause reason, which c applies; a request not applied
+// within wait is answered 202.
+func controlRoute[B any](mux *http.ServeMux, c Controller, auth authorizer, wait time.Duration, kind string, build func(b B) (store.ControlRequest, string, error)) {
 	mux.HandleFunc("POST /api/triggers/{name}/"+kind, func(w http.ResponseWriter, r *http.Request) {
 		if !auth.allow(w, r) {
 			return
@@ -160,7 +173,7 @@ func controlRoute[B any](mux *http.ServeMux, c Controller, auth authorizer, kind
 		}
 		req.By = "api"
 		name := r.PathValue("name")
-		ctx, cancel := context.WithTimeout(r.Context(), controlWait)
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		defer cancel()
 		msg, err := c.RequestControl(ctx, name, reason, req)
 		switch {
