@@ -95,9 +95,11 @@ func jsonEscaped(v string, html bool) string {
 }
 
 // secretPathParts returns the parts of u's path that w.RedactedURL hides,
-// escaped and unescaped: each hidden segment and, when several are hidden
-// together (webhook.secret_path, a known incoming-webhook service), the
-// hidden part of the path as a whole.
+// escaped and unescaped: each hidden segment, the token-shaped parts of a
+// segment hidden for one (triggers.SecretShapedSegment: the token of
+// "bot123456789:<token>", which a body may quote alone) and, when several
+// segments are hidden together (webhook.secret_path, a known
+// incoming-webhook service), the hidden part of the path as a whole.
 func secretPathParts(w *triggers.Webhook, u *url.URL) []string {
 	ru, err := url.Parse(w.RedactedURL())
 	if err != nil {
@@ -111,6 +113,13 @@ func secretPathParts(w *triggers.Webhook, u *url.URL) []string {
 		for i, s := range segs {
 			if rsegs[i] == "REDACTED" && s != "REDACTED" {
 				hidden = append(hidden, s)
+				if parts := strings.FieldsFunc(s, subDelim); len(parts) > 1 {
+					for _, p := range parts {
+						if triggers.SecretShapedSegment(p) {
+							hidden = append(hidden, p)
+						}
+					}
+				}
 			}
 		}
 	} else if n := len(rsegs); n > 0 && n <= len(segs) && rsegs[n-1] == "REDACTED" {
@@ -128,6 +137,10 @@ func secretPathParts(w *triggers.Webhook, u *url.URL) []string {
 	}
 	return parts
 }
+
+// subDelim reports whether r is one of the sub-delimiters an escaped path
+// segment may hold between its parts (see triggers.SecretShapedSegment).
+func subDelim(r rune) bool { return strings.ContainsRune(":;,!$&'()*@", r) }
 
 // scrubBody returns body, a response body about to be kept (Attempt.Body,
 // Result.Body: the delivery history, dead letters, the API), with every

@@ -59,6 +59,11 @@ func TestResponseBodySecretsMasked(t *testing.T) {
 			want: "POST /<secret> no hook named <secret>"},
 		{name: "token-shaped path segment", path: "/in/Xk39fjQm2Lp8Zr7Tq1Vw",
 			echo: uri, want: "POST /in/<secret>"},
+		{name: "token in a segment with sub-delimiters", path: "/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage",
+			echo: func(r *http.Request) string {
+				return uri(r) + " unknown token " + strings.TrimPrefix(r.URL.Path, "/bot123456789:")
+			},
+			want: "POST /<secret>/sendMessage unknown token <secret>/sendMessage"},
 		{name: "ordinary path", path: "/status/hooks",
 			echo: uri, want: "POST /status/hooks"},
 		{name: "signing key", webhook: triggers.Webhook{Secrets: []triggers.Secret{testSecret}},

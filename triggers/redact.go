@@ -126,28 +126,48 @@ func secretPathService(host, path string) bool {
 }
 
 // SecretShapedSegment reports whether a URL path segment (or query name)
-// looks like a webhook token rather than a name: at least 16 characters from
-// [A-Za-z0-9_.~+=-] (or %-escapes), mixing letters and digits, or 24 and
-// more mixing upper and lower case. Words, numbers and short identifiers
-// ("hooks", "status", "429", "v1") are not.
+// looks like a webhook token rather than a name. The segment is judged part
+// by part: its parts are the runs of token characters [A-Za-z0-9_.~+=-] and
+// %-escapes between any other characters (in an escaped path, the
+// sub-delimiters :;,!$&'()*@), and it is secret-shaped when any part has
+// at least 16 characters mixing letters and digits, or 24 and more mixing
+// upper and lower case. So a Telegram bot token
+// ("bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw") is one, as a whole,
+// while words, numbers, short identifiers and names built of them ("hooks",
+// "429", "v1", "2024-01-31T10:00:00Z", "ops@example.com") are not.
 func SecretShapedSegment(seg string) bool {
 	if len(seg) < 16 {
 		return false
 	}
-	letters, digits := false, false
-	for i := 0; i < len(seg); i++ {
-		c := seg[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-			letters = true
-		case '0' <= c && c <= '9':
-			digits = true
-		case strings.IndexByte("_.~+=-%", c) >= 0:
-		default:
-			return false
+	start := 0
+	for i := 0; i <= len(seg); i++ {
+		if i < len(seg) && tokenChar(seg[i]) {
+			continue
 		}
+		if secretShapedPart(seg[start:i]) {
+			return true
+		}
+		start = i + 1
 	}
-	return letters && digits || len(seg) >= 24 && mixedCase(seg)
+	return false
+}
+
+// tokenChar reports whether c may be part of a token: a letter, a digit,
+// one of _.~+=- or the % of an escape.
+func tokenChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.~+=-%", c) >= 0
+}
+
+// secretShapedPart applies SecretShapedSegment's rule to part, a run of
+// token characters: at least 16 of them mixing letters and digits, or 24
+// mixing upper and lower case.
+func secretShapedPart(part string) bool {
+	if len(part) < 16 {
+		return false
+	}
+	letters := strings.ContainsFunc(part, func(r rune) bool { return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' })
+	digits := strings.ContainsFunc(part, func(r rune) bool { return '0' <= r && r <= '9' })
+	return letters && digits || len(part) >= 24 && mixedCase(part)
 }
 
 // mixedCase reports whether s has both upper- and lower-case letters.

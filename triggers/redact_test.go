@@ -38,6 +38,19 @@ func TestRedactURL(t *testing.T) {
 		{"https://example.com/h#frag-secret", "https://example.com/h", []string{"frag-secret"}},
 		{"mailto:someone@secret.example", "mailto:REDACTED", []string{"secret.example"}},
 		{"http://[::1]:namedport?k=v", "<unparsable URL>", []string{"k=v"}},
+		// A segment with sub-delimiters is judged part by part: a Telegram
+		// bot token ("bot<id>:<secret>") hides the whole segment.
+		{"https://api.telegram.example/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage",
+			"https://api.telegram.example/REDACTED/sendMessage", []string{"AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "123456789"}},
+		{"https://example.com/in;jsessionid=Zx81kQp0aBc9dEf7GhI2/x", "https://example.com/REDACTED/x", []string{"Zx81kQp0aBc9dEf7GhI2"}},
+		{"https://example.com/u/alice@Zx81kQp0aBc9dEf7GhI2", "https://example.com/u/REDACTED", []string{"Zx81kQp0aBc9dEf7GhI2"}},
+		{"https://example.com/h?key:Zx81kQp0aBc9dEf7GhI2", "https://example.com/h?REDACTED", []string{"Zx81kQp0aBc9dEf7GhI2"}},
+		// Ordinary segments with sub-delimiters stay readable.
+		{"https://example.com/v1/orders/2024-01-31", "https://example.com/v1/orders/2024-01-31", nil},
+		{"https://example.com/hooks/order-created", "https://example.com/hooks/order-created", nil},
+		{"https://example.com/at/2024-01-31T10:00:00Z", "https://example.com/at/2024-01-31T10:00:00Z", nil},
+		{"https://example.com/orders/order:12345678901", "https://example.com/orders/order:12345678901", nil},
+		{"https://example.com/to/ops@example.com", "https://example.com/to/ops@example.com", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -69,6 +82,10 @@ func TestSecretShapedSegment(t *testing.T) {
 		"hooks": false, "status": false, "429": false, "v1": false, "order-created": false,
 		"customer-orders-endpoint": false, "123456789012345678": false,
 		"Zx81kQp0aBc9dEf7GhI2": true, "3f2a6c1e-9b7d-4c1a-8e2f-0a1b2c3d4e5f": true, "AbCdEfGhIjKlMnOpQrStUvWx": true,
+		// Judged part by part between the sub-delimiters :;,!$&'()*@.
+		"bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw": true, "x;Zx81kQp0aBc9dEf7GhI2": true,
+		"a!Zx81kQp0aBc9dEf7GhI2": true, "(Zx81kQp0aBc9dEf7GhI2)": true, "u@AbCdEfGhIjKlMnOpQrStUvWx": true,
+		"2024-01-31T10:00:00Z": false, "order:12345678901": false, "ops@example.com": false, "a,b,c,d,e,f,g,h,i,j": false,
 	} {
 		if got := SecretShapedSegment(seg); got != want {
 			t.Errorf("SecretShapedSegment(%q) = %v, want %v", seg, got, want)
