@@ -16,7 +16,8 @@ import (
 // first, for scrubBody: the configured header values, the static
 // Authorization's credentials (the Basic value's base64 and password, the
 // bearer token), the OAuth2 client secret (see clientSecretForms), the
-// URL's userinfo password and the Basic value net/http makes of it, the
+// URL's userinfo user name and password and the Basic value net/http makes
+// of them (a user name without a password included), the
 // URL's query values and the path segments triggers.RedactURL hides (the
 // whole path with webhook.secret_path), and the signing keys. Each value
 // is listed as it is, form- and path-escaped and JSON-escaped; values
@@ -38,11 +39,20 @@ func bodySecrets(w *triggers.Webhook, u *url.URL) []string {
 		}
 	}
 	if u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			add(pw, basicCredentials(u.User.Username(), pw))
-			if _, raw, ok := strings.Cut(u.User.String(), ":"); ok {
-				add(raw)
-			}
+		// net/http sends the userinfo as Basic credentials, with or
+		// without a password ("TOKEN@host": Basic base64("TOKEN:")), and
+		// a user name alone is often the token.
+		user, raw := u.User.Username(), u.User.String()
+		pw, _ := u.User.Password()
+		if user != "" || pw != "" {
+			add(basicCredentials(user, pw))
+		}
+		rawUser, rawPw, _ := strings.Cut(raw, ":")
+		if user != "" {
+			add(user, rawUser)
+		}
+		if pw != "" {
+			add(pw, rawPw)
 		}
 	}
 	for part := range strings.SplitSeq(u.RawQuery, "&") {

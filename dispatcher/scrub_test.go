@@ -49,7 +49,17 @@ func TestResponseBodySecretsMasked(t *testing.T) {
 			echo: authz, want: "authorization=Bearer <secret>"},
 		{name: "url userinfo", path: "UIUSERNAME:UIPASS%2FSECRET7@/h",
 			echo: func(r *http.Request) string { return authz(r) + " " + basic(r) },
-			want: "authorization=Basic <secret> basic=UIUSERNAME:<secret>"},
+			want: "authorization=Basic <secret> basic=<secret>:<secret>"},
+		// A token as the user name, without a password: net/http sends
+		// Basic base64("TOKEN:").
+		{name: "url user name alone", path: "sk_live_4eC39HqLyjWDarjtT1zdp7dc@/h",
+			echo: func(r *http.Request) string { return authz(r) + " " + basic(r) },
+			want: "authorization=Basic <secret> basic=<secret>:"},
+		{name: "url user name, empty password", path: "sk_live_4eC39HqLyjWDarjtT1zdp7dc:@/h",
+			echo: func(r *http.Request) string { return authz(r) + " " + basic(r) },
+			want: "authorization=Basic <secret> basic=<secret>:"},
+		{name: "url user name escaped", path: "tok%2Fen%40x4Yz@/h",
+			echo: basic, want: "basic=<secret>:"},
 		{name: "query values", path: "/h?token=qu3ry%2Fv4lue&mode=fast&v=1",
 			echo: uri, want: "POST /h?token=<secret>&mode=<secret>&v=1"},
 		{name: "query value decoded", path: "/h?token=qu3ry%2Fv4lue",
