@@ -39,7 +39,10 @@ func newNetGuard(p triggers.NetworkPolicy) *netGuard {
 	return g
 }
 
-// check returns a *BlockedError when addr may not be dialled.
+// check returns a *BlockedError when addr may not be dialled. An address
+// that connects to this host although it is not a loopback address (see
+// reachedAs) is checked as the loopback address it reaches too, so that a
+// network.deny of the loopback ranges refuses it.
 func (g *netGuard) check(addr netip.Addr) error {
 	addr = addr.Unmap().WithZone("")
 	for _, m := range g.metadata {
@@ -47,12 +50,32 @@ func (g *netGuard) check(addr netip.Addr) error {
 			return &BlockedError{Addr: addr, Rule: "cloud metadata address; set network.allow_metadata: true to allow it"}
 		}
 	}
+	reached, local := reachedAs(addr)
 	for _, p := range g.deny {
 		if p.Contains(addr) {
 			return &BlockedError{Addr: addr, Rule: "network.deny " + p.String()}
 		}
+		if local && p.Contains(reached) {
+			return &BlockedError{Addr: addr, Rule: "network.deny " + p.String() + "; " + addr.String() +
+				" connects to this host, as " + reached.String() + " does"}
+		}
 	}
 	return nil
+}
+
+// reachedAs returns the loopback address an unspecified destination
+// reaches: Linux (like most systems) connects 0.0.0.0 to this host as
+// 127.0.0.1 and :: as ::1. The rest of 0.0.0.0/8 ("this network") is
+// judged as 0.0.0.0 rather than trusted. ok is false for any other
+// address (addr unmapped, without a zone).
+func reachedAs(addr netip.Addr) (loopback netip.Addr, ok bool) {
+	switch {
+	case addr.Is4() && addr.As4()[0] == 0:
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), true
+	case addr == netip.IPv6Unspecified():
+		return netip.IPv6Loopback(), true
+	}
+	return netip.Addr{}, false
 }
 
 // control is a net.Dialer Control function: it runs after DNS resolution,
