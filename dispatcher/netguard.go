@@ -1,8 +1,13 @@
 package dispatcher
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"syscall"
 
 	"github.com/changehook/changehook/triggers"
@@ -28,6 +33,8 @@ func (e *BlockedError) Error() string {
 type netGuard struct {
 	deny     []netip.Prefix
 	metadata []netip.Addr // refused unless allow_metadata
+	// lookup resolves a name (nil: net.DefaultResolver.LookupNetIP).
+	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // newNetGuard returns the guard of p.
@@ -81,6 +88,8 @@ func reachedAs(addr netip.Addr) (loopback netip.Addr, ok bool) {
 // control is a net.Dialer Control function: it runs after DNS resolution,
 // before the connection is made, with the address actually dialled, so a
 // name that resolves (or re-resolves) to a refused address cannot reach it.
+// Through a proxy it sees the proxy's address only: proxy checks the
+// target then.
 func (g *netGuard) control(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
@@ -95,4 +104,62 @@ func (g *netGuard) control(_, address string, _ syscall.RawConn) error {
 		return g.check(a)
 	}
 	return g.check(ap.Addr())
+}
+
+// refusesNothing reports whether g refuses no address (no network.deny,
+// network.allow_metadata true): a target then needs no check.
+func (g *netGuard) refusesNothing() bool { return len(g.deny) == 0 && len(g.metadata) == 0 }
+
+// checkHost checks the host of a request's URL (without brackets or port)
+// before the request is sent through a proxy, where control only ever sees
+// the proxy's address: an IP literal as it is; a name by resolving it here
+// and checking every address it has, since any of them may be the one the
+// proxy connects to. The proxy resolves the name again, so this is a check
+// of the name's addresses as resolved here. The error is a *BlockedError
+// for a refused address, or the resolution's failure (a name this host
+// cannot resolve is not sent: the check could not be made).
+func (g *netGuard) checkHost(ctx context.Context, host string) error {
+	if g.refusesNothing() {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return g.check(a)
+	}
+	lookup := g.lookup
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupNetIP
+	}
+	addrs, err := lookup(ctx, "ip", host)
+	if err == nil && len(addrs) == 0 {
+		err = errors.New("no address")
+	}
+	if err != nil {
+		return fmt.Errorf("resolve %s to check it against the network guard before sending it through the proxy: %w", host, err)
+	}
+	for _, a := range addrs {
+		if err := g.check(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// proxy returns a Transport's Proxy function: next's answer, after
+// checking the request's target host (checkHost) whenever next sends the
+// request through a proxy. Its error fails the request before anything is
+// sent (net/http returns it from RoundTrip as it is). nil for a nil next.
+func (g *netGuard) proxy(next func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
+	if next == nil {
+		return nil
+	}
+	return func(req *http.Request) (*url.URL, error) {
+		p, err := next(req)
+		if err != nil || p == nil {
+			return p, err
+		}
+		if err := g.checkHost(req.Context(), req.URL.Hostname()); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
 }

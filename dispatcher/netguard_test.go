@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/changehook/changehook/triggers"
@@ -122,5 +126,156 @@ func TestNetGuardUnspecifiedAddress(t *testing.T) {
 	}
 	if n := len(rc.deliveries()); n != 0 {
 		t.Fatalf("the loopback receiver got %d requests", n)
+	}
+}
+
+// withProxy sends the Sender's requests through the proxy at proxyURL, as
+// HTTP_PROXY and HTTPS_PROXY would (which net/http reads once per
+// process, so tests set the Proxy function instead).
+func withProxy(t *testing.T, proxyURL string) Option {
+	t.Helper()
+	pu, err := url.Parse(proxyURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(o *options) { o.proxy = http.ProxyURL(pu) }
+}
+
+// withHosts makes the network guard resolve names by hosts; a name not
+// in it does not resolve.
+func withHosts(hosts map[string][]string) Option {
+	return func(o *options) {
+		o.lookup = func(_ context.Context, _, host string) ([]netip.Addr, error) {
+			addrs, ok := hosts[host]
+			if !ok {
+				return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+			}
+			var out []netip.Addr
+			for _, a := range addrs {
+				out = append(out, netip.MustParseAddr(a))
+			}
+			return out, nil
+		}
+	}
+}
+
+// proxyStub is an HTTP proxy that answers every request itself (204 to a
+// request in absolute form, 502 to a CONNECT) and records what it was
+// asked for.
+type proxyStub struct {
+	*httptest.Server
+	mu    sync.Mutex
+	asked []string
+}
+
+func newProxyStub(t *testing.T) *proxyStub {
+	p := &proxyStub{}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.asked = append(p.asked, r.Method+" "+r.RequestURI)
+		p.mu.Unlock()
+		if r.Method == http.MethodConnect {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *proxyStub) Asked() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.asked...)
+}
+
+// TestNetGuardThroughProxy: through a proxy the guard cannot see the
+// endpoint's address when connecting (only the proxy's), so the target
+// host is checked before the request is sent: an IP literal as it is, a
+// name by resolving it here and checking every address. A refused target
+// fails the attempt permanently with ReasonBlocked, as a direct one does,
+// and the proxy is never asked; a name that does not resolve here is not
+// sent either (a connection failure); an allowed target goes through the
+// proxy.
+func TestNetGuardThroughProxy(t *testing.T) {
+	hosts := map[string][]string{
+		"metadata.example.test": {"169.254.169.254"},
+		"mixed.example.test":    {"192.0.2.10", "10.0.0.5"},
+		"api.example.test":      {"192.0.2.1", "2001:db8::1"},
+	}
+	deny10 := triggers.NetworkPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	tests := []struct {
+		name   string
+		url    string
+		policy triggers.NetworkPolicy
+		reason string // "" delivered
+		rule   string // substring of a blocked attempt's error
+	}{
+		{"metadata literal", "http://169.254.169.254/latest/meta-data/", triggers.NetworkPolicy{}, ReasonBlocked, "cloud metadata address"},
+		{"metadata literal over https", "https://169.254.169.254/latest/meta-data/", triggers.NetworkPolicy{}, ReasonBlocked, "cloud metadata address"},
+		{"metadata v6 literal", "http://[fd00:ec2::254]/latest/", triggers.NetworkPolicy{}, ReasonBlocked, "cloud metadata address"},
+		{"denied literal", "http://10.1.2.3/internal-admin", deny10, ReasonBlocked, "network.deny 10.0.0.0/8"},
+		// (Only ::1 denied: the proxy itself listens on 127.0.0.1.)
+		{"unspecified literal", "http://[::]:8080/admin", triggers.NetworkPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("::1/128")}}, ReasonBlocked, "network.deny ::1/128"},
+		{"name of the metadata address", "http://metadata.example.test/latest/", triggers.NetworkPolicy{}, ReasonBlocked, "cloud metadata address"},
+		{"name with one denied address", "https://mixed.example.test/hook", deny10, ReasonBlocked, "network.deny 10.0.0.0/8"},
+		{"name that does not resolve", "http://nowhere.example.test/hook", triggers.NetworkPolicy{}, ReasonConnection, ""},
+		{"allowed literal", "http://192.0.2.1/hook", deny10, "", ""},
+		{"allowed name", "http://api.example.test/hook", deny10, "", ""},
+		{"nothing to refuse: no lookup", "http://nowhere.example.test/hook", triggers.NetworkPolicy{AllowMetadata: true}, "", ""},
+	}
+	for _, tt := range tests {
+		for _, netHTTP := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s net/http %t", tt.name, netHTTP), func(t *testing.T) {
+				proxy := newProxyStub(t)
+				m := NewMetrics(nil)
+				opts := []Option{WithClock(newFakeClock()), WithMetrics(m), withProxy(t, proxy.URL), withHosts(hosts)}
+				if netHTTP {
+					opts = append(opts, func(o *options) { o.netHTTPOnly = true })
+				}
+				s := newTestSender(t, &triggers.Trigger{Name: "p", Network: tt.policy,
+					Webhook: triggers.Webhook{URL: tt.url}, Retry: triggers.RetryPolicy{MaxAttempts: 2}}, opts...)
+				res, err := s.Deliver(context.Background(), testEvent(t, 1, "k"))
+				asked := proxy.Asked()
+				if tt.reason == "" {
+					if err != nil || len(asked) != 1 {
+						t.Fatalf("Deliver = %+v, %v; the proxy was asked %q; want delivered through it", res, err, asked)
+					}
+					return
+				}
+				if res.Reason != tt.reason || err == nil || len(asked) != 0 {
+					t.Fatalf("Deliver = %+v, %v; the proxy was asked %q; want reason %s and nothing sent", res, err, asked, tt.reason)
+				}
+				if tt.reason != ReasonBlocked {
+					return
+				}
+				if res.Attempts != 1 || !strings.Contains(err.Error(), tt.rule) {
+					t.Errorf("Deliver = %+v, %v; want one permanent attempt naming %q", res, err, tt.rule)
+				}
+				if n := m.Counts("p").Attempts[ReasonBlocked]; n != 1 {
+					t.Errorf("attempts counted with reason %q: %d, want 1 (%v)", ReasonBlocked, n, m.Counts("p").Attempts)
+				}
+			})
+		}
+	}
+}
+
+// TestNetGuardTokenRequestThroughProxy: the OAuth2 token request is checked
+// as a delivery is: a token URL on a refused address is never sent
+// through the proxy.
+func TestNetGuardTokenRequestThroughProxy(t *testing.T) {
+	proxy := newProxyStub(t)
+	s := newTestSender(t, &triggers.Trigger{Name: "p", Retry: triggers.RetryPolicy{MaxAttempts: 1},
+		Webhook: triggers.Webhook{URL: "http://192.0.2.1/hook", Auth: &triggers.Auth{OAuth2: &triggers.OAuth2ClientCredentials{
+			TokenURL: "http://169.254.169.254/token", ClientID: "c", ClientSecret: "sup3rs3cret"}}}},
+		WithClock(newFakeClock()), withProxy(t, proxy.URL))
+	res, err := s.Deliver(context.Background(), testEvent(t, 1, "k"))
+	var be *BlockedError
+	if res.Reason != ReasonAuth || !errors.As(err, &be) {
+		t.Fatalf("Deliver = %+v, %v; want the token request blocked", res, err)
+	}
+	if asked := proxy.Asked(); len(asked) != 0 {
+		t.Fatalf("the proxy was asked %q", asked)
 	}
 }

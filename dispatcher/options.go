@@ -1,8 +1,11 @@
 package dispatcher
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 )
 
 // Option configures a Sender, or a Dispatcher and the Sender it builds.
@@ -21,6 +24,13 @@ type options struct {
 	limiters   *Limiters
 	shared     *ByteBudget
 	wrapRT     func(http.RoundTripper) http.RoundTripper
+	// proxy replaces the transport's Proxy function (nil: the
+	// environment's, http.ProxyFromEnvironment, which net/http reads once
+	// per process): tests route requests through a proxy with it.
+	proxy func(*http.Request) (*url.URL, error)
+	// lookup replaces the network guard's resolver (nil:
+	// net.DefaultResolver): tests resolve names with it.
+	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
 	// netHTTPOnly sends every request through http.Client and net/http's
 	// Transport, never the direct transport or Sender.send's shortcut:
 	// the reference tests compare them with.

@@ -203,11 +203,12 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 	}
 	conc := ordering.Concurrency(t.Concurrency)
 	guard := newNetGuard(t.Network)
+	guard.lookup = o.lookup
 	var tlsConf *tls.Config
 	if w.TLS != nil {
 		tlsConf = w.TLS.ClientConfig()
 	}
-	s.http, s.timeout = httpClient(o.httpClient, u, conc, w.Timeout, guard, tlsConf, !o.netHTTPOnly)
+	s.http, s.timeout = httpClient(o.httpClient, u, conc, w.Timeout, guard, o.proxy, tlsConf, !o.netHTTPOnly)
 	if o.httpClient == nil {
 		s.owned = append(s.owned, s.http.Transport)
 	}
@@ -227,7 +228,7 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		}
 		tr := s.http.Transport
 		if o.httpClient == nil {
-			hc, _ := httpClient(nil, u, 1, 0, guard, tokenTLS, false)
+			hc, _ := httpClient(nil, u, 1, 0, guard, o.proxy, tokenTLS, false)
 			tr = hc.Transport
 			s.owned = append(s.owned, tr)
 		}
@@ -297,12 +298,15 @@ func (s *Sender) CloseIdleConnections() {
 
 // httpClient returns the client deliveries to u use: a copy of base (or of
 // a client on a cloned default transport with idle connections for conc
-// deliveries, dialling through guard, with tlsConf when not nil; an http
-// or https u goes through the direct transport instead unless direct is
-// false) without a Timeout of its own and with redirects not followed. ctxTimeout
-// is the timeout each request's context must carry: timeout, or 0 when
-// the direct transport applies it itself.
-func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, guard *netGuard, tlsConf *tls.Config, direct bool) (hc *http.Client, ctxTimeout time.Duration) {
+// deliveries, dialling through guard, with tlsConf when not nil and proxy
+// (nil: the environment's) as its Proxy function, the target of every
+// proxied request checked by guard first; an http or https u goes through the
+// direct transport instead unless direct is false or a proxy is set for
+// it) without a Timeout of its own and with redirects not followed.
+// ctxTimeout is the timeout each request's context must carry: timeout, or
+// 0 when the direct transport applies it itself.
+func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, guard *netGuard, proxy func(*http.Request) (*url.URL, error),
+	tlsConf *tls.Config, direct bool) (hc *http.Client, ctxTimeout time.Duration) {
 	hc = new(http.Client)
 	if base != nil {
 		*hc = *base
@@ -313,6 +317,12 @@ func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, 
 		} else {
 			t = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
 		}
+		if proxy == nil {
+			proxy = t.Proxy
+		}
+		// The dialer's guard sees only the proxy's address: the target
+		// of a proxied request is checked before it is sent.
+		t.Proxy = guard.proxy(proxy)
 		t.MaxIdleConnsPerHost = max(conc, 2)
 		// At most conc connections: a delivery that finishes returns its
 		// connection to the pool asynchronously, and without this bound
@@ -332,7 +342,7 @@ func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, 
 		// this one does.
 		t.DisableCompression = true
 		hc.Transport = t
-		if dt := newDirectTransport(u, conc, timeout, dialer.DialContext, t.Proxy, t, tlsConf); direct && dt != nil {
+		if dt := newDirectTransport(u, conc, timeout, dialer.DialContext, proxy, t, tlsConf); direct && dt != nil {
 			hc.Transport = dt
 			timeout = 0 // the direct transport applies it
 		}

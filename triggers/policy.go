@@ -175,9 +175,10 @@ func (e Endpoint) MarshalJSON() ([]byte, error) {
 // NetworkPolicy is the network section: which resolved addresses webhook
 // requests may connect to. It is checked when a connection is dialled, on
 // the address DNS returned, so a name that re-resolves elsewhere (DNS
-// rebinding) cannot bypass it. Loopback and private ranges are allowed by
-// default: changehook is self-hosted and often delivers inside its own
-// network.
+// rebinding) cannot bypass it; a request sent through a proxy is checked
+// before it is sent, on its host's addresses as resolved locally.
+// Loopback and private ranges are allowed by default: changehook is
+// self-hosted and often delivers inside its own network.
 type NetworkPolicy struct {
 	// Deny lists the refused ranges.
 	Deny []netip.Prefix `json:"deny"`
