@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -52,7 +53,7 @@ type job struct {
 
 // deadLetterOf is the dead letter of ev, delivered as webhookID (its own, or
 // for a batch's events each one's own) after the attempts res ended with
-// err.
+// err, whose text is kept up to MaxErrorText bytes.
 func deadLetterOf(trigger, webhookID string, ev Event, res Result, err error) DeadLetter {
 	return DeadLetter{
 		Trigger:        trigger,
@@ -62,7 +63,7 @@ func deadLetterOf(trigger, webhookID string, ev Event, res Result, err error) De
 		Attempts:       res.Attempts,
 		LastStatus:     res.Status,
 		LastReason:     res.Reason,
-		LastError:      err.Error(),
+		LastError:      textcut.Marked(err.Error(), MaxErrorText),
 		LastResponse:   res.Body,
 		FirstAttemptAt: res.FirstAttemptAt,
 	}

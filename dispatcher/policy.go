@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/triggers"
 	"github.com/hashicorp/go-retryablehttp"
 )
@@ -34,7 +35,7 @@ const (
 	// URL that redirects is a misconfiguration, and following it could send
 	// signed events to a host the operator did not choose. Permanent. The
 	// error names the Location, redacted as the webhook URL is (a Sender
-	// applies webhook.secret_path to it).
+	// applies webhook.secret_path to it), up to 512 bytes of it.
 	ReasonRedirect = "redirect"
 	// ReasonCanceled: the delivery's context ended (shutdown). The event is
 	// not considered done.
@@ -74,16 +75,19 @@ type AttemptError struct {
 	detail string
 }
 
-// Error describes the failure.
+// Error describes the failure in at most MaxErrorText bytes: the text of
+// an underlying error may quote an endpoint's answer at any length (the
+// names of its TLS certificate, a malformed response line), so a longer
+// message is cut and marked as cut (textcut.Marked).
 func (e *AttemptError) Error() string {
 	if e.Err != nil {
-		return e.Reason + ": " + e.Err.Error()
+		return textcut.Marked(e.Reason+": "+e.Err.Error(), MaxErrorText)
 	}
 	msg := fmt.Sprintf("%s: HTTP %d %s", e.Reason, e.Status, http.StatusText(e.Status))
 	if e.detail != "" {
 		msg += ": " + e.detail
 	}
-	return msg
+	return textcut.Marked(msg, MaxErrorText)
 }
 
 // Unwrap returns the underlying error.
@@ -190,12 +194,16 @@ func classify(ctx context.Context, resp *http.Response, err error, p *triggers.R
 	return ae.Retryable, ae
 }
 
+// maxQuoted bounds what an error quotes of one value an endpoint chose (a
+// redirect's Location): longer values are cut and marked as cut.
+const maxQuoted = 512
+
 // redirectDetail describes a redirect that was not followed, its Location
-// redacted by redact: triggers.RedactURL here, the webhook's own rule
-// (webhook.secret_path) in a Sender.
+// redacted by redact (triggers.RedactURL here, the webhook's own rule,
+// webhook.secret_path, in a Sender) and quoted up to maxQuoted bytes.
 func redirectDetail(resp *http.Response, redact func(string) string) string {
 	if loc := resp.Header.Get("Location"); loc != "" {
-		return "redirect to " + redact(loc) + " not followed"
+		return "redirect to " + textcut.Marked(redact(loc), maxQuoted) + " not followed"
 	}
 	return "redirect not followed"
 }

@@ -61,6 +61,13 @@ type Event struct {
 	Release func()
 }
 
+// MaxErrorText bounds the text of a failure that is kept or shown: an
+// AttemptError's message (which may quote an endpoint's answer: a
+// redirect's Location, the names of its TLS certificate, a malformed
+// response line) and DeadLetter.LastError. Longer text is cut and marked
+// as cut.
+const MaxErrorText = 1 << 10
+
 // DeadLetter records an event that could not be delivered.
 type DeadLetter struct {
 	// Trigger is the trigger name.
@@ -77,7 +84,8 @@ type DeadLetter struct {
 	LastStatus int
 	// LastReason is the failure reason of the last attempt (see Reason*).
 	LastReason string
-	// LastError is the last attempt's error, with secrets redacted.
+	// LastError is the last attempt's error, with secrets redacted, at
+	// most MaxErrorText bytes (a longer one is cut and marked so).
 	LastError string
 	// LastResponse is the last response body, truncated to 4 KiB, with the
 	// secrets the request carried masked (triggers.RedactedMask).

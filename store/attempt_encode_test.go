@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/textcut"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -123,7 +124,7 @@ func recordCases(t testing.TB) map[string][]AttemptRecord {
 	unicode := strings.Repeat("é✓🙂", 200)
 	limits := AttemptRecord{ID: next(id, 1), Kind: "custom-kind", Partition: "p3of4", WebhookID: strings.Repeat("w", 300), DocumentKey: bigKey,
 		Operation: "modify", Attempt: math.MaxInt64, Events: math.MinInt64, Status: math.MinInt32, Reason: "a reason nobody coded",
-		Error: truncateUTF8(unicode, MaxRecordError), Response: truncateUTF8("\x00"+unicode, MaxResponseSnippet),
+		Error: textcut.UTF8(unicode, MaxRecordError), Response: textcut.UTF8("\x00"+unicode, MaxResponseSnippet),
 		LatencyMS: math.MaxFloat64, StartedAt: at.Add(time.Hour), At: at, SkippedFrom: time.Unix(0, 1), SkippedTo: time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC), By: "ü"}
 	return map[string][]AttemptRecord{
 		"full":    {full},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -143,24 +144,9 @@ func (r *AttemptRecord) Truncate() {
 
 // truncateText bounds the record's text fields (see Truncate).
 func (r *AttemptRecord) truncateText() {
-	r.Response = truncateUTF8(r.Response, MaxResponseSnippet)
-	r.Error = truncateUTF8(r.Error, MaxRecordError)
+	r.Response = textcut.UTF8(r.Response, MaxResponseSnippet)
+	r.Error = textcut.UTF8(r.Error, MaxRecordError)
 }
-
-// truncateUTF8 cuts s to at most n bytes without splitting a UTF-8
-// sequence.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && cut > n-4 && !isRuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func (s *Store) attempts() *mongo.Collection {
 	return s.checkpoints.Database().Collection(AttemptsCollection)

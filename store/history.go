@@ -11,6 +11,7 @@ import (
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/metrics"
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -197,7 +198,7 @@ func (w *HistoryWriter) RecordAttempt(a *dispatcher.Attempt, trigger, partition,
 	}
 	var errText string
 	if a.Err != nil {
-		errText = truncateUTF8(a.Err.Error(), MaxRecordError)
+		errText = textcut.UTF8(a.Err.Error(), MaxRecordError)
 	}
 	at := a.Start.Add(a.Latency)
 	if a.Start.IsZero() {
@@ -210,7 +211,7 @@ func (w *HistoryWriter) RecordAttempt(a *dispatcher.Attempt, trigger, partition,
 	r.Kind, r.Trigger, r.Partition, r.By = kind, trigger, partition, by
 	r.WebhookID, r.DocumentKeyOmitted, r.Operation, r.Events, r.Attempt = a.WebhookID, omitted, a.Operation, a.Events, a.Number
 	r.Failed, r.Status, r.Reason, r.Error = a.Err != nil && a.Reason != dispatcher.ReasonDropped, a.Status, a.Reason, errText
-	r.LatencyMS, r.Response = float64(a.Latency)/float64(time.Millisecond), truncateUTF8(a.Body, MaxResponseSnippet)
+	r.LatencyMS, r.Response = float64(a.Latency)/float64(time.Millisecond), textcut.UTF8(a.Body, MaxResponseSnippet)
 	r.StartedAt, r.At = a.Start, at
 	w.commit()
 	return true

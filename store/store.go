@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/textcut"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -204,10 +205,11 @@ func (d deadLetterDoc) stored() StoredDeadLetter {
 	}}
 }
 
-// PutDeadLetter stores dl under its webhook id. It is idempotent: when a dead
-// letter with that id exists (the same event of the same trigger dead-lettered
-// again after a crash), the stored one is kept and nil is returned. It
-// implements dispatcher.DeadLetterSink.
+// PutDeadLetter stores dl under its webhook id, its LastError cut to
+// dispatcher.MaxErrorText bytes (marked as cut). It is idempotent: when a
+// dead letter with that id exists (the same event of the same trigger
+// dead-lettered again after a crash), the stored one is kept and nil is
+// returned. It implements dispatcher.DeadLetterSink.
 func (s *Store) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLetter) error {
 	if dl.Trigger == "" || len(dl.Token) == 0 {
 		return errors.New("put dead letter: trigger and resume token are required")
@@ -223,7 +225,7 @@ func (s *Store) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLetter) err
 		Attempts:       dl.Attempts,
 		LastStatus:     dl.LastStatus,
 		LastReason:     dl.LastReason,
-		LastError:      dl.LastError,
+		LastError:      textcut.Marked(dl.LastError, dispatcher.MaxErrorText),
 		LastResponse:   dl.LastResponse,
 		FirstAttemptAt: dl.FirstAttemptAt,
 		DeadLetteredAt: dl.DeadLetteredAt,
@@ -270,12 +272,13 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, id string) (deleted bool, 
 
 // RecordReplayFailure updates the dead letter with id after a replay that
 // did not deliver it: res.Attempts more attempts, and the last status,
-// reason, error and response (truncated to 4 KiB) of the replay's last
-// attempt. found is false when the dead letter no longer exists.
+// reason, error (cut to dispatcher.MaxErrorText bytes, marked as cut) and
+// response (truncated to 4 KiB) of the replay's last attempt. found is
+// false when the dead letter no longer exists.
 func (s *Store) RecordReplayFailure(ctx context.Context, id string, res dispatcher.Result, replayErr error) (found bool, err error) {
 	msg := ""
 	if replayErr != nil {
-		msg = replayErr.Error()
+		msg = textcut.Marked(replayErr.Error(), dispatcher.MaxErrorText)
 	}
 	u, err := s.deadLetters.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{
 		{Key: "$inc", Value: bson.D{{Key: "attempts", Value: res.Attempts}}},
@@ -283,7 +286,7 @@ func (s *Store) RecordReplayFailure(ctx context.Context, id string, res dispatch
 			{Key: "lastStatus", Value: res.Status},
 			{Key: "lastReason", Value: res.Reason},
 			{Key: "lastError", Value: msg},
-			{Key: "lastResponse", Value: truncateUTF8(res.Body, 4<<10)},
+			{Key: "lastResponse", Value: textcut.UTF8(res.Body, 4<<10)},
 		}},
 	})
 	if err != nil {

@@ -3,6 +3,8 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -209,5 +211,42 @@ func TestDeadLetters(t *testing.T) {
 	}
 	if err := s.PutDeadLetter(ctx, dispatcher.DeadLetter{Trigger: "x"}); err == nil {
 		t.Fatal("PutDeadLetter without a token succeeded")
+	}
+}
+
+// TestDeadLetterErrorBounded: the error a dead letter keeps, as stored and
+// as a failed replay records it, is at most dispatcher.MaxErrorText bytes,
+// marked as cut.
+func TestDeadLetterErrorBounded(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	huge := strings.Repeat("x", 100<<10)
+	tok := token(t, "01")
+	dl := dispatcher.DeadLetter{Trigger: "orders", WebhookID: dispatcher.WebhookID("orders", tok), Event: tok, Token: tok,
+		Attempts: 1, LastReason: dispatcher.ReasonClientError, LastError: huge}
+	bounded := func(what, got string) {
+		t.Helper()
+		if len(got) > dispatcher.MaxErrorText || !strings.HasPrefix(got, "xxxx") || !strings.Contains(got, "…[truncated: ") {
+			t.Errorf("%s: lastError is %d bytes, want at most %d, marked as cut: …%q", what, len(got), dispatcher.MaxErrorText, got[max(0, len(got)-60):])
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		record func() error
+	}{
+		{"put", func() error { return s.PutDeadLetter(ctx, dl) }},
+		{"replay failure", func() error {
+			_, err := s.RecordReplayFailure(ctx, dl.WebhookID, dispatcher.Result{Attempts: 1}, errors.New(huge))
+			return err
+		}},
+	} {
+		if err := tc.record(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got, ok, err := s.GetDeadLetter(ctx, dl.WebhookID)
+		if err != nil || !ok {
+			t.Fatalf("%s: GetDeadLetter = ok %v, err %v", tc.name, ok, err)
+		}
+		bounded(tc.name, got.LastError)
 	}
 }

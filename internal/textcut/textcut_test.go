@@ -1,0 +1,61 @@
+package textcut
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestUTF8(t *testing.T) {
+	tests := []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exact", 5, "exact"},
+		{"abcdef", 3, "abc"},
+		{"aé", 2, "a"}, // é is two bytes: not split
+		{"€€", 4, "€"}, // € is three bytes
+		{"𝄞x", 3, ""},  // a four-byte rune at the start
+		{"abc", 0, ""},
+		{"abc", -1, ""},
+	}
+	for _, tt := range tests {
+		if got := UTF8(tt.s, tt.n); got != tt.want {
+			t.Errorf("UTF8(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestMarked(t *testing.T) {
+	long := strings.Repeat("é", 1000) // 2000 bytes
+	tests := []struct {
+		name     string
+		s        string
+		n        int
+		want     string // "" to check only the bound, the mark and the prefix
+		wantMark string
+	}{
+		{name: "short", s: "short", n: 512, want: "short"},
+		{name: "exact", s: "exact", n: 5, want: "exact"},
+		{name: "ascii", s: strings.Repeat("a", 100), n: 40, want: strings.Repeat("a", 15) + "…[truncated: 100 bytes]"},
+		{name: "utf-8", s: long, n: 512, wantMark: "…[truncated: 2000 bytes]"},
+		{name: "smaller than the mark", s: long, n: 3, want: "…[truncated: 2000 bytes]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Marked(tt.s, tt.n)
+			if tt.want != "" {
+				if got != tt.want {
+					t.Fatalf("Marked = %q, want %q", got, tt.want)
+				}
+				return
+			}
+			if len(got) > tt.n || !strings.HasSuffix(got, tt.wantMark) || !utf8.ValidString(got) ||
+				!strings.HasPrefix(tt.s, strings.TrimSuffix(got, tt.wantMark)) {
+				t.Fatalf("Marked = %q (%d bytes), want at most %d bytes of the start and %q", got, len(got), tt.n, tt.wantMark)
+			}
+		})
+	}
+}
