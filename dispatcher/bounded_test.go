@@ -149,3 +149,49 @@ func TestDeadLetterErrorBounded(t *testing.T) {
 		t.Errorf("LastError is %d bytes (at most %d wanted, marked as cut): …%q", len(got), MaxErrorText, got[max(0, len(got)-100):])
 	}
 }
+
+// TestResponseHeaderLimit: a response whose header is larger than
+// maxResponseHeaderBytes fails the attempt (a connection failure naming
+// the limit) instead of being held in memory, on every transport path; a
+// large but ordinary header is read.
+func TestResponseHeaderLimit(t *testing.T) {
+	pad := strings.Repeat("p", 1000)
+	tests := []struct {
+		name    string
+		headers int // of about 1 KB each
+		fail    bool
+	}{
+		{"ordinary", 2, false},
+		{"large, under the limit", 40, false},
+		{"over the limit", 100, true},
+		{"far over the limit", 1000, true},
+	}
+	for _, tt := range tests {
+		for _, netHTTP := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s net/http %t", tt.name, netHTTP), func(t *testing.T) {
+				rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+					for i := range tt.headers {
+						w.Header().Set(fmt.Sprintf("X-Pad-%d", i), pad)
+					}
+					w.WriteHeader(http.StatusNoContent)
+				})
+				opts := []Option{WithClock(newFakeClock())}
+				if netHTTP {
+					opts = append(opts, func(o *options) { o.netHTTPOnly = true })
+				}
+				s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, opts...)
+				res, err := s.Deliver(context.Background(), testEvent(t, 1, "k"))
+				if !tt.fail {
+					if err != nil {
+						t.Fatalf("Deliver = %+v, %v; want delivered", res, err)
+					}
+					return
+				}
+				want := fmt.Sprintf("server response headers exceeded %d bytes; aborted", maxResponseHeaderBytes)
+				if err == nil || res.Reason != ReasonConnection || !strings.Contains(err.Error(), want) {
+					t.Fatalf("Deliver = %+v, %v; want a connection failure saying %q", res, err, want)
+				}
+			})
+		}
+	}
+}

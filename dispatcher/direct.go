@@ -75,9 +75,17 @@ type directTransport struct {
 	noAwait bool
 }
 
-// directMaxHeaderBytes bounds a response's header bytes, interim 1xx
-// responses included (net/http's default MaxResponseHeaderBytes).
-const directMaxHeaderBytes = 10 << 20
+// maxResponseHeaderBytes bounds a response's header bytes, interim 1xx
+// responses included, on the direct transport and on net/http's
+// (Transport.MaxResponseHeaderBytes, whose default is 10 MiB). A webhook's
+// answer needs its status, Location, Retry-After and a few small headers,
+// and common servers keep whole headers far below this (nginx refuses an
+// upstream's over 4–8 KiB, Node.js's parser stops at 16 KiB), while the
+// header of every delivery in flight is held in memory, outside the
+// in-flight byte budgets: 64 KiB bounds 16 deliveries to 1 MiB where a
+// hostile endpoint's 10 MiB headers took 160 MiB. A larger header fails
+// the attempt as a connection failure naming the limit.
+const maxResponseHeaderBytes = 64 << 10
 
 // directIdleTimeout is how long an idle connection is kept
 // (http.DefaultTransport's IdleConnTimeout).
@@ -459,7 +467,7 @@ func (c *directConn) tlsIdle() bool {
 // returned response's body hands c back to the pool when closed after
 // being read to its end.
 func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
-	c.lr.n = directMaxHeaderBytes
+	c.lr.n = maxResponseHeaderBytes
 	var werr error
 	rest, fast := writeRequestFast(c.bw, req, c.t.plainHost)
 	if !fast {
@@ -505,7 +513,7 @@ func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 			return nil, werr
 		}
 		if errors.Is(err, errHeaderLimit) {
-			err = fmt.Errorf("server response headers exceeded %d bytes; aborted", directMaxHeaderBytes)
+			err = fmt.Errorf("server response headers exceeded %d bytes; aborted", maxResponseHeaderBytes)
 		}
 		return nil, err
 	}

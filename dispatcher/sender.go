@@ -323,6 +323,7 @@ func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, 
 		// The dialer's guard sees only the proxy's address: the target
 		// of a proxied request is checked before it is sent.
 		t.Proxy = guard.proxy(proxy)
+		t.MaxResponseHeaderBytes = maxResponseHeaderBytes
 		t.MaxIdleConnsPerHost = max(conc, 2)
 		// At most conc connections: a delivery that finishes returns its
 		// connection to the pool asynchronously, and without this bound
