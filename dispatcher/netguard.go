@@ -116,8 +116,12 @@ func (g *netGuard) refusesNothing() bool { return len(g.deny) == 0 && len(g.meta
 // and checking every address it has, since any of them may be the one the
 // proxy connects to. The proxy resolves the name again, so this is a check
 // of the name's addresses as resolved here. The error is a *BlockedError
-// for a refused address, or the resolution's failure (a name this host
-// cannot resolve is not sent: the check could not be made).
+// for a refused address, or, with a network.deny, the resolution's failure
+// (a name this host cannot resolve is not sent: the check could not be
+// made). Without a network.deny (the default: only the metadata addresses
+// refused) a name this host cannot resolve goes to the proxy unchecked:
+// behind an egress proxy the host often resolves no outside names at all,
+// and every webhook would fail.
 func (g *netGuard) checkHost(ctx context.Context, host string) error {
 	if g.refusesNothing() {
 		return nil
@@ -134,7 +138,10 @@ func (g *netGuard) checkHost(ctx context.Context, host string) error {
 		err = errors.New("no address")
 	}
 	if err != nil {
-		return fmt.Errorf("resolve %s to check it against the network guard before sending it through the proxy: %w", host, err)
+		if len(g.deny) == 0 {
+			return nil
+		}
+		return fmt.Errorf("resolve %s to check it against the network guard (network.deny) before sending it through the proxy: %w", host, err)
 	}
 	for _, a := range addrs {
 		if err := g.check(a); err != nil {

@@ -196,7 +196,9 @@ func (p *proxyStub) Asked() []string {
 // name by resolving it here and checking every address. A refused target
 // fails the attempt permanently with ReasonBlocked, as a direct one does,
 // and the proxy is never asked; a name that does not resolve here is not
-// sent either (a connection failure); an allowed target goes through the
+// sent either under a network.deny (a connection failure), and goes to the
+// proxy unchecked under the default policy (behind an egress proxy the
+// host may resolve no outside names); an allowed target goes through the
 // proxy.
 func TestNetGuardThroughProxy(t *testing.T) {
 	hosts := map[string][]string{
@@ -220,7 +222,8 @@ func TestNetGuardThroughProxy(t *testing.T) {
 		{"unspecified literal", "http://[::]:8080/admin", triggers.NetworkPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("::1/128")}}, ReasonBlocked, "network.deny ::1/128"},
 		{"name of the metadata address", "http://metadata.example.test/latest/", triggers.NetworkPolicy{}, ReasonBlocked, "cloud metadata address"},
 		{"name with one denied address", "https://mixed.example.test/hook", deny10, ReasonBlocked, "network.deny 10.0.0.0/8"},
-		{"name that does not resolve", "http://nowhere.example.test/hook", triggers.NetworkPolicy{}, ReasonConnection, ""},
+		{"name that does not resolve, with a deny list", "http://nowhere.example.test/hook", deny10, ReasonConnection, ""},
+		{"name that does not resolve, default policy", "http://nowhere.example.test/hook", triggers.NetworkPolicy{}, "", ""},
 		{"allowed literal", "http://192.0.2.1/hook", deny10, "", ""},
 		{"allowed name", "http://api.example.test/hook", deny10, "", ""},
 		{"nothing to refuse: no lookup", "http://nowhere.example.test/hook", triggers.NetworkPolicy{AllowMetadata: true}, "", ""},
