@@ -94,12 +94,25 @@ type DeadLetter struct {
 	FirstAttemptAt time.Time
 	// DeadLetteredAt is when the event was given up on.
 	DeadLetteredAt time.Time
+	// Trimmed says what a sink left out of the dead letter to fit it in
+	// one MongoDB document (16 MiB): "" (nothing), TrimmedResponse or
+	// TrimmedEvent. Callers leave it empty; the sink sets it on what it
+	// stores.
+	Trimmed string
+	// EventSize is the size in bytes of the change event as the stream
+	// returned it when Trimmed is TrimmedEvent (Event then holds only the
+	// event's identity); 0 otherwise.
+	EventSize int
 }
 
 // DeadLetterSink stores dead letters. PutDeadLetter must be idempotent on
 // (Trigger, WebhookID): after a crash the same event may be dead-lettered
-// again. The dispatcher retries a failing PutDeadLetter (with backoff) until it
-// succeeds or the dispatcher is closed; the event is not done before that.
+// again. A dead letter too large to store whole is stored trimmed (see
+// DeadLetter.Trimmed), never refused for its size alone: an error means
+// nothing was stored. The dispatcher retries a failing PutDeadLetter (with
+// backoff) until it succeeds or the dispatcher is closed; the event is not
+// done before that. An error wrapping a *DeadLetterStoreError says why it
+// failed (its Reason); any other counts as DeadLetterFailOther.
 type DeadLetterSink interface {
 	PutDeadLetter(ctx context.Context, dl DeadLetter) error
 }

@@ -100,8 +100,8 @@ type DeadLetterFilter struct {
 	// EachDeadLetter ignores it.
 	Limit int
 	// Summary reads each dead letter without its token and last response,
-	// and with its event reduced to operationType, ns and documentKey, for
-	// listings of many.
+	// and with its event reduced to operationType, ns and documentKey (and
+	// Trimmed and EventSize), for listings of many.
 	Summary bool
 }
 
@@ -132,7 +132,7 @@ var summaryProjection = bson.D{
 	{Key: "trigger", Value: 1}, {Key: "attempts", Value: 1}, {Key: "lastStatus", Value: 1},
 	{Key: "lastReason", Value: 1}, {Key: "lastError", Value: 1}, {Key: "firstAttemptAt", Value: 1},
 	{Key: "deadLetteredAt", Value: 1}, {Key: "event.operationType", Value: 1}, {Key: "event.ns", Value: 1},
-	{Key: "event.documentKey", Value: 1},
+	{Key: "event.documentKey", Value: 1}, {Key: "trimmed", Value: 1}, {Key: "eventSize", Value: 1},
 }
 
 // ListDeadLetters returns the dead letters matching f, ordered by trigger,

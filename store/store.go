@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
@@ -187,6 +188,10 @@ type deadLetterDoc struct {
 	LastResponse   string    `bson:"lastResponse"`
 	FirstAttemptAt time.Time `bson:"firstAttemptAt"`
 	DeadLetteredAt time.Time `bson:"deadLetteredAt"`
+	// Trimmed and EventSize: see dispatcher.DeadLetter (absent when
+	// nothing was left out).
+	Trimmed   string `bson:"trimmed,omitempty"`
+	EventSize int    `bson:"eventSize,omitempty"`
 }
 
 func (d deadLetterDoc) stored() StoredDeadLetter {
@@ -202,14 +207,25 @@ func (d deadLetterDoc) stored() StoredDeadLetter {
 		LastResponse:   d.LastResponse,
 		FirstAttemptAt: d.FirstAttemptAt,
 		DeadLetteredAt: d.DeadLetteredAt,
+		Trimmed:        d.Trimmed,
+		EventSize:      d.EventSize,
 	}}
 }
 
 // PutDeadLetter stores dl under its webhook id, its LastError cut to
-// dispatcher.MaxErrorText bytes (marked as cut). It is idempotent: when a
-// dead letter with that id exists (the same event of the same trigger
-// dead-lettered again after a crash), the stored one is kept and nil is
-// returned. It implements dispatcher.DeadLetterSink.
+// dispatcher.MaxErrorText bytes (marked as cut). It is idempotent: when a dead
+// letter with that id exists (the same event of the same trigger dead-lettered
+// again after a crash), the stored one is kept and nil is returned. It
+// implements dispatcher.DeadLetterSink.
+//
+// A dead letter that does not fit in one document (16 MiB: an event close
+// to that size with its token, error and response) is stored trimmed, as
+// little as needed, and its Trimmed says how (see deadletter_fit.go):
+// without its response and with its last error shortened
+// (dispatcher.TrimmedResponse), or else with only the event's identity
+// (dispatcher.TrimmedEvent). dl.Trimmed, when set, is where it starts. An
+// error means nothing was stored; it wraps a *dispatcher.DeadLetterStoreError
+// saying why.
 func (s *Store) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLetter) error {
 	if dl.Trigger == "" || len(dl.Token) == 0 {
 		return errors.New("put dead letter: trigger and resume token are required")
@@ -217,33 +233,42 @@ func (s *Store) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLetter) err
 	if dl.WebhookID == "" {
 		dl.WebhookID = dispatcher.WebhookID(dl.Trigger, dl.Token)
 	}
-	doc := deadLetterDoc{
-		ID:             dl.WebhookID,
-		Trigger:        dl.Trigger,
-		Event:          dl.Event,
-		Token:          dl.Token,
-		Attempts:       dl.Attempts,
-		LastStatus:     dl.LastStatus,
-		LastReason:     dl.LastReason,
-		LastError:      textcut.Marked(dl.LastError, dispatcher.MaxErrorText),
-		LastResponse:   dl.LastResponse,
-		FirstAttemptAt: dl.FirstAttemptAt,
-		DeadLetteredAt: dl.DeadLetteredAt,
+	if dl.DeadLetteredAt.IsZero() {
+		dl.DeadLetteredAt = time.Now()
 	}
-	if doc.DeadLetteredAt.IsZero() {
-		doc.DeadLetteredAt = time.Now()
+	dl.LastError = textcut.Marked(dl.LastError, dispatcher.MaxErrorText)
+	id := dl.WebhookID
+	fail := func(reason string, err error) error {
+		return fmt.Errorf("put dead letter %s of trigger %q: %w", id, dl.Trigger, &dispatcher.DeadLetterStoreError{Reason: reason, Err: err})
 	}
-	id := doc.ID
-	doc.ID = "" // the upsert takes _id from the filter; never "update" _id
-	_, err := s.deadLetters.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: id}},
-		bson.D{{Key: "$setOnInsert", Value: doc}},
-		options.UpdateOne().SetUpsert(true))
-	if err != nil && !mongo.IsDuplicateKeyError(err) {
-		// A duplicate key means a concurrent upsert inserted it first.
-		return fmt.Errorf("put dead letter %s of trigger %q: %w", id, dl.Trigger, err)
+	var refused error // why the last level tried did not fit
+	for _, level := range trimLevels[max(0, slices.Index(trimLevels, dl.Trimmed)):] {
+		doc, size, err := trimmedDoc(dl, level)
+		if err != nil {
+			return fail(dispatcher.DeadLetterFailOther, err)
+		}
+		if size > maxDocumentSize {
+			// Known before asking the server.
+			refused = fmt.Errorf("%d bytes, more than the %d a document may have", size, maxDocumentSize)
+			continue
+		}
+		_, err = s.deadLetters.UpdateOne(ctx,
+			bson.D{{Key: "_id", Value: id}},
+			bson.D{{Key: "$setOnInsert", Value: doc}},
+			options.UpdateOne().SetUpsert(true))
+		switch {
+		case err == nil || mongo.IsDuplicateKeyError(err):
+			// A duplicate key means a concurrent upsert inserted it first.
+			return nil
+		case isTooLarge(err):
+			// The server counts more than computed (its limit is
+			// lower): the next level.
+			refused = err
+			continue
+		}
+		return fail(deadLetterFailure(err), err)
 	}
-	return nil
+	return fail(dispatcher.DeadLetterFailTooLarge, fmt.Errorf("it does not fit in a document even with only its event's identity kept: %w", refused))
 }
 
 // GetDeadLetter returns the dead letter with id; ok is false when there is
@@ -273,8 +298,11 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, id string) (deleted bool, 
 // RecordReplayFailure updates the dead letter with id after a replay that
 // did not deliver it: res.Attempts more attempts, and the last status,
 // reason, error (cut to dispatcher.MaxErrorText bytes, marked as cut) and
-// response (truncated to 4 KiB) of the replay's last attempt. found is
-// false when the dead letter no longer exists.
+// response (truncated to 4 KiB) of the replay's last
+// attempt. found is false when the dead letter no longer exists. A dead
+// letter that this would take over the 16 MiB a document may have gets no
+// response and a shortened error instead, and is marked trimmed
+// (dispatcher.TrimmedResponse, unless it was trimmed already).
 func (s *Store) RecordReplayFailure(ctx context.Context, id string, res dispatcher.Result, replayErr error) (found bool, err error) {
 	msg := ""
 	if replayErr != nil {
@@ -289,6 +317,25 @@ func (s *Store) RecordReplayFailure(ctx context.Context, id string, res dispatch
 			{Key: "lastResponse", Value: textcut.UTF8(res.Body, 4<<10)},
 		}},
 	})
+	if isTooLarge(err) {
+		// A dead letter close to the size limit has no room for this
+		// response: recorded without it and with the error shortened, the
+		// dead letter marked trimmed as PutDeadLetter marks one (unless it
+		// is already).
+		short := msg
+		if len(short) > trimmedErrorMax {
+			short = textcut.UTF8(short, trimmedErrorMax) + "…"
+		}
+		lit := func(v any) bson.D { return bson.D{{Key: "$literal", Value: v}} }
+		u, err = s.deadLetters.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.A{bson.D{{Key: "$set", Value: bson.D{
+			{Key: "attempts", Value: bson.D{{Key: "$add", Value: bson.A{"$attempts", res.Attempts}}}},
+			{Key: "lastStatus", Value: res.Status},
+			{Key: "lastReason", Value: lit(res.Reason)},
+			{Key: "lastError", Value: lit(short)},
+			{Key: "lastResponse", Value: ""},
+			{Key: "trimmed", Value: bson.D{{Key: "$ifNull", Value: bson.A{"$trimmed", dispatcher.TrimmedResponse}}}},
+		}}}})
+	}
 	if err != nil {
 		return false, fmt.Errorf("record the failed replay of dead letter %s: %w", id, err)
 	}

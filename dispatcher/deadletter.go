@@ -1,0 +1,80 @@
+package dispatcher
+
+import (
+	"errors"
+	"slices"
+)
+
+// What a sink left out of a dead letter that does not fit in one MongoDB
+// document (16 MiB), the values of DeadLetter.Trimmed.
+const (
+	// TrimmedResponse: the last response body was dropped and the last
+	// error shortened; the event is whole, so the dead letter replays as
+	// any other.
+	TrimmedResponse = "response"
+	// TrimmedEvent: the event itself did not fit. Only its identity is
+	// kept — its _id (the resume token), operationType, clusterTime,
+	// wallTime, ns, to, documentKey, txnNumber and lsid — without the
+	// change's documents (fullDocument, fullDocumentBeforeChange,
+	// updateDescription) or anything else; the response is dropped and
+	// the last error shortened too. Such a dead letter says which change
+	// failed but cannot be replayed: the change itself is no longer there.
+	TrimmedEvent = "event"
+)
+
+// EventIdentityFields are the top-level fields of a change event a dead
+// letter trimmed to TrimmedEvent keeps, in this order.
+var EventIdentityFields = []string{"_id", "operationType", "clusterTime", "wallTime", "ns", "to", "documentKey", "txnNumber", "lsid"}
+
+// Why storing a dead letter failed: the reason label of
+// changehook_dead_letter_store_failures_total and
+// HeadOfLine.DeadLetter.Reason.
+const (
+	// DeadLetterFailTooLarge: it does not fit in one document even trimmed
+	// to the event's identity (a document key of megabytes).
+	DeadLetterFailTooLarge = "too_large"
+	// DeadLetterFailUnavailable: the state database did not answer in
+	// time or cannot be reached (network, no primary, an election, a
+	// shutdown).
+	DeadLetterFailUnavailable = "unavailable"
+	// DeadLetterFailUnauthorized: changehook's user may not write the
+	// dead letters (it needs readWrite on the state database).
+	DeadLetterFailUnauthorized = "unauthorized"
+	// DeadLetterFailLeaseLost: this cluster member no longer holds the
+	// trigger's lease, so another member delivers the event.
+	DeadLetterFailLeaseLost = "lease_lost"
+	// DeadLetterFailOther: anything else (a document validator on the
+	// collection, disk full, …); the error says what.
+	DeadLetterFailOther = "other"
+)
+
+// DeadLetterFailReasons are the DeadLetterFail* values, every value the
+// reason label can take.
+var DeadLetterFailReasons = []string{DeadLetterFailTooLarge, DeadLetterFailUnavailable, DeadLetterFailUnauthorized,
+	DeadLetterFailLeaseLost, DeadLetterFailOther}
+
+// DeadLetterStoreError is a sink's failure to store a dead letter, with
+// its reason (one of DeadLetterFailReasons). Its text is Err's.
+type DeadLetterStoreError struct {
+	// Reason is why it failed (DeadLetterFail*).
+	Reason string
+	// Err is the failure.
+	Err error
+}
+
+// Error returns Err's text.
+func (e *DeadLetterStoreError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *DeadLetterStoreError) Unwrap() error { return e.Err }
+
+// DeadLetterFailReason returns why err, a DeadLetterSink's error, failed:
+// the Reason of the *DeadLetterStoreError it wraps, DeadLetterFailOther
+// when it wraps none (or one with an unknown reason).
+func DeadLetterFailReason(err error) string {
+	var e *DeadLetterStoreError
+	if errors.As(err, &e) && slices.Contains(DeadLetterFailReasons, e.Reason) {
+		return e.Reason
+	}
+	return DeadLetterFailOther
+}
