@@ -2,7 +2,9 @@ package dispatcher
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"time"
 )
 
 // What a sink left out of a dead letter that does not fit in one MongoDB
@@ -77,4 +79,47 @@ func DeadLetterFailReason(err error) string {
 		return e.Reason
 	}
 	return DeadLetterFailOther
+}
+
+// TrimmedNote explains, for people, what was left out of dl to store it
+// (see Trimmed) and, when its event was not kept, why it cannot be
+// replayed and what delivers the change again; "" when nothing was left
+// out.
+func (dl DeadLetter) TrimmedNote() string {
+	switch dl.Trimmed {
+	case TrimmedResponse:
+		return "it did not fit whole in a dead letter (a MongoDB document holds at most 16 MiB): stored without the last response body " +
+			"and with the last error cut to 1 KiB; the event is whole"
+	case TrimmedEvent:
+		return fmt.Sprintf("its change event (%s) did not fit in a dead letter (a MongoDB document holds at most 16 MiB): "+
+			"only what identifies the change is kept (resume token, operation, namespace, document key and times), not its documents, "+
+			"so it cannot be replayed; %s", byteSize(dl.EventSize), dl.RedeliverHint())
+	}
+	return ""
+}
+
+// RedeliverHint says how to deliver the change of dl, a dead letter whose
+// event was not kept (TrimmedEvent), again: from the oplog with
+// `changehook redeliver`, then purge the dead letter.
+func (dl DeadLetter) RedeliverHint() string {
+	cmd := "`changehook redeliver " + dl.Trigger + " --since TIME`, TIME just before the change"
+	if t, _, ok := dl.Event.Lookup("clusterTime").TimestampOK(); ok && t != 0 {
+		cmd = "`changehook redeliver " + dl.Trigger + " --since " + time.Unix(int64(t), 0).UTC().Format(time.RFC3339) + "` (the change's time)"
+	} else if !dl.FirstAttemptAt.IsZero() {
+		cmd += " (its delivery was first attempted at " + dl.FirstAttemptAt.UTC().Format(time.RFC3339) + ")"
+	}
+	return fmt.Sprintf("to deliver the change again, run %s, which reads it from the oplog while the oplog still holds it "+
+		"and delivers it with every later change of the trigger, under the same webhook-ids (or read the document by its key yourself); "+
+		"then `changehook dlq purge %s --yes`", cmd, dl.WebhookID)
+}
+
+// byteSize is n bytes in MiB or KiB, or bytes.
+func byteSize(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -68,6 +68,13 @@ type DeadLetterJSON struct {
 	DeadLetteredAt time.Time       `json:"dead_lettered_at"`
 	LastResponse   string          `json:"last_response,omitempty"`
 	Event          json.RawMessage `json:"event,omitempty"`
+	// Trimmed says what was left out to store it ("response" or "event",
+	// see dispatcher.DeadLetter.Trimmed), absent when nothing was;
+	// EventSize is the size of an event not kept, in bytes; Note explains
+	// both, and for "event" why it cannot be replayed and what to do.
+	Trimmed   string `json:"trimmed,omitempty"`
+	EventSize int    `json:"event_size,omitempty"`
+	Note      string `json:"note,omitempty"`
 }
 
 // DeadLetterPage is the body of GET /api/deadletters.
@@ -102,7 +109,8 @@ func extJSON(raw bson.Raw) json.RawMessage {
 
 func deadLetterJSON(dl store.StoredDeadLetter, full bool) DeadLetterJSON {
 	out := DeadLetterJSON{ID: dl.ID, Trigger: dl.Trigger, Attempts: dl.Attempts, LastStatus: dl.LastStatus,
-		LastReason: dl.LastReason, LastError: dl.LastError, FirstAttemptAt: dl.FirstAttemptAt, DeadLetteredAt: dl.DeadLetteredAt}
+		LastReason: dl.LastReason, LastError: dl.LastError, FirstAttemptAt: dl.FirstAttemptAt, DeadLetteredAt: dl.DeadLetteredAt,
+		Trimmed: dl.Trimmed, EventSize: dl.EventSize, Note: dl.TrimmedNote()}
 	if len(dl.Event) > 0 {
 		out.OperationType, _ = dl.Event.Lookup("operationType").StringValueOK()
 		if key, ok := dl.Event.Lookup("documentKey").DocumentOK(); ok {

@@ -55,8 +55,12 @@ func TestDeadLetterAPI(t *testing.T) {
 		tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprint(i)}})
 		ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
 			{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(i)}}}})
-		if err := st.PutDeadLetter(ctx, dispatcher.DeadLetter{Trigger: "orders", Event: ev, Token: tok, Attempts: 2, LastStatus: 500,
-			DeadLetteredAt: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)}); err != nil {
+		dl := dispatcher.DeadLetter{Trigger: "orders", Event: ev, Token: tok, Attempts: 2, LastStatus: 500,
+			DeadLetteredAt: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)}
+		if i == 4 {
+			dl.Trimmed = dispatcher.TrimmedEvent // stored as one too large to keep its event
+		}
+		if err := st.PutDeadLetter(ctx, dl); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -98,6 +102,9 @@ func TestDeadLetterAPI(t *testing.T) {
 			if dl.OperationType != "insert" || string(dl.DocumentKey) == "" || dl.Event != nil {
 				t.Fatalf("listed dead letter = %+v; want operation type and key, no event", dl)
 			}
+			if trimmed := len(ids) == 5; (dl.Trimmed == dispatcher.TrimmedEvent) != trimmed || (dl.EventSize > 0) != trimmed || (dl.Note != "") != trimmed {
+				t.Fatalf("listed dead letter %d = %+v; want only the last one trimmed, with its event size and a note", len(ids), dl)
+			}
 		}
 		after = page.Next
 		if after == "" {
@@ -109,7 +116,8 @@ func TestDeadLetterAPI(t *testing.T) {
 	}
 	code, body := call("GET", "/api/deadletters/"+ids[4], "", "")
 	var one DeadLetterJSON
-	if code != 200 || json.Unmarshal(body, &one) != nil || one.ID != ids[4] || !strings.Contains(string(one.Event), `"insert"`) {
+	if code != 200 || json.Unmarshal(body, &one) != nil || one.ID != ids[4] || !strings.Contains(string(one.Event), `"insert"`) ||
+		one.Trimmed != dispatcher.TrimmedEvent || !strings.Contains(one.Note, "cannot be replayed; to deliver the change again, run `changehook redeliver orders --since TIME`") {
 		t.Fatalf("GET one = %d %s", code, body)
 	}
 	if code, body := call("GET", "/api/deadletters/msg_nope", "", ""); code != 404 {

@@ -149,12 +149,12 @@ func dlqList(ctx context.Context, args []string, env Env) int {
 			dls = dls[:n]
 		}
 		if shown == 0 && len(dls) > 0 {
-			fmt.Fprintln(tw, "ID\tTRIGGER\tOPERATION\tATTEMPTS\tLAST STATUS\tREASON\tDEAD-LETTERED AT")
+			fmt.Fprintln(tw, "ID\tTRIGGER\tOPERATION\tATTEMPTS\tLAST STATUS\tREASON\tDEAD-LETTERED AT\tNOTE")
 		}
 		for _, dl := range dls {
 			op, _ := dl.Event.Lookup("operationType").StringValueOK()
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", dl.ID, dl.Trigger, op, dl.Attempts, statusText(dl.LastStatus),
-				dl.LastReason, dl.DeadLetteredAt.UTC().Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", dl.ID, dl.Trigger, op, dl.Attempts, statusText(dl.LastStatus),
+				dl.LastReason, dl.DeadLetteredAt.UTC().Format(time.RFC3339), trimmedShort(dl.DeadLetter))
 			f.After = dl.Cursor()
 		}
 		shown += len(dls)
@@ -199,6 +199,20 @@ func afterPosition(ctx context.Context, st *store.Store, after string) (store.De
 	return dl.Cursor(), nil
 }
 
+// trimmedShort is what a listing says of a trimmed dead letter (see
+// dispatcher.DeadLetter.Trimmed); "" for a whole one.
+func trimmedShort(dl dispatcher.DeadLetter) string {
+	switch dl.Trimmed {
+	case "":
+		return ""
+	case dispatcher.TrimmedEvent:
+		return fmt.Sprintf("event too large, not kept (%d bytes): cannot be replayed", dl.EventSize)
+	case dispatcher.TrimmedResponse:
+		return "response not kept"
+	}
+	return "trimmed: " + dl.Trimmed
+}
+
 func statusText(s int) string {
 	if s == 0 {
 		return "-"
@@ -239,6 +253,13 @@ func dlqShow(ctx context.Context, args []string, env Env) int {
 	fmt.Fprintf(w, "dead-lettered at: %s\n", dl.DeadLetteredAt.UTC().Format(time.RFC3339Nano))
 	if dl.LastResponse != "" {
 		fmt.Fprintf(w, "last response:    %s\n", oneLine(dl.LastResponse, 1000))
+	}
+	if dl.Trimmed != "" {
+		fmt.Fprintf(w, "trimmed:          %s: %s\n", dl.Trimmed, dl.TrimmedNote())
+	}
+	if dl.Trimmed == dispatcher.TrimmedEvent {
+		fmt.Fprintf(w, "event (not kept: only its identity, %d bytes of %d):\n%s\n", len(dl.Event), dl.EventSize, extJSONIndent(dl.Event))
+		return ExitOK
 	}
 	fmt.Fprintf(w, "event:\n%s\n", extJSONIndent(dl.Event))
 	return ExitOK

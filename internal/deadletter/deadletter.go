@@ -74,9 +74,16 @@ type Summary struct {
 // ErrNotFound is the Result.Err of an id with no dead letter.
 var ErrNotFound = errors.New("no such dead letter")
 
+// ErrEventNotKept is (wrapped) the Result.Err of a dead letter whose
+// change event was too large to keep in it (dispatcher.TrimmedEvent): there
+// is no event to send, so it is not replayed and stays, and the error says
+// how to deliver the change again.
+var ErrEventNotKept = errors.New("not replayed: its change event was too large to keep in the dead letter")
+
 // Replayer delivers dead letters again with their trigger's current webhook
 // settings and retry policy and deletes each one that is delivered; one that
-// is not keeps the replay's attempts, last status and error. A Replayer is
+// is not keeps the replay's attempts, last status and error. One whose event
+// was too large to keep is not replayed (ErrEventNotKept). A Replayer is
 // used by one goroutine at a time. It builds one Sender per trigger it
 // replays for (NewSender) and keeps it for its next Replay, but each
 // Replay closes the webhook connections its deliveries opened before it
@@ -142,9 +149,16 @@ func (r *Replayer) Replay(ctx context.Context, sel Selection, each func(Result))
 }
 
 // replayOne delivers dl and deletes it once delivered; a failed replay adds
-// its attempts and last outcome to the dead letter.
+// its attempts and last outcome to the dead letter. One stored without its
+// event is refused (ErrEventNotKept) without an attempt: what it holds is
+// not the change, and sending the document as it is now instead, under
+// the change's webhook-id, would pass off another state as that change.
 func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Result {
 	res := Result{ID: dl.ID, Trigger: dl.Trigger}
+	if dl.Trimmed == dispatcher.TrimmedEvent {
+		res.Err = fmt.Errorf("%w (%d bytes); %s", ErrEventNotKept, dl.EventSize, dl.RedeliverHint())
+		return res
+	}
 	s, err := r.sender(dl.Trigger)
 	if err != nil {
 		res.Err = err
