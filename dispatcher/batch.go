@@ -645,7 +645,7 @@ func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], from i
 	for _, tk := range tks {
 		j := tk.Value
 		dl := deadLetterOf(trigger, WebhookID(trigger, j.ev.Token), j.ev, res, err)
-		if !d.putDeadLetter(ctx, dl) {
+		if !d.putDeadLetter(ctx, dl, prog) {
 			// Canceled: the batch stays undone (those already stored are
 			// stored again, idempotently, after the redelivery fails), and
 			// the rest are delivered later: no outcome.

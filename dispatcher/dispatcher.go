@@ -360,7 +360,7 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		return false
 	}
 	dl := deadLetterOf(trigger, res.WebhookID, j.ev, res, err)
-	if !d.putDeadLetter(ctx, dl) {
+	if !d.putDeadLetter(ctx, dl, j.prog) {
 		// Canceled: the event stays undone and is delivered later.
 		return false
 	}
@@ -369,13 +369,16 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 }
 
 // putDeadLetter stores dl, retrying with backoff until it succeeds (true) or
-// ctx ends (false).
-func (d *Dispatcher) putDeadLetter(ctx context.Context, dl DeadLetter) bool {
+// ctx ends (false). Each failure is counted (by its DeadLetterFailReason)
+// and recorded in prog, the delivery's progress, which the head of line
+// shows while the event holds the checkpoint.
+func (d *Dispatcher) putDeadLetter(ctx context.Context, dl DeadLetter, prog *progress) bool {
 	var last string
 	for attempt := 0; ; attempt++ {
 		dl.DeadLetteredAt = d.clock.Now()
 		err := d.sink.PutDeadLetter(ctx, dl)
 		if err == nil {
+			prog.deadLetterStored()
 			d.metrics.deadLettered(d.trigger)
 			d.log.LogAttrs(ctx, slog.LevelWarn, "event dead-lettered",
 				slog.String("webhook_id", dl.WebhookID),
@@ -388,12 +391,17 @@ func (d *Dispatcher) putDeadLetter(ctx context.Context, dl DeadLetter) bool {
 		if ctx.Err() != nil {
 			return false
 		}
+		reason := DeadLetterFailReason(err)
+		d.metrics.deadLetterStoreFailed(d.trigger, reason)
+		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, attempt, nil)
+		now := d.clock.Now()
+		prog.deadLetterFailed(dl, err, reason, now, now.Add(wait))
 		if msg := err.Error(); msg != last {
 			last = msg
-			d.log.LogAttrs(ctx, slog.LevelError, "store dead letter failed; retrying",
-				slog.String("webhook_id", dl.WebhookID), slog.String("error", msg))
+			d.log.LogAttrs(ctx, slog.LevelError, "cannot store dead letter; the event holds the checkpoint until it is stored, retrying",
+				slog.String("webhook_id", dl.WebhookID), slog.String("reason", reason), slog.Int("tries", attempt+1),
+				slog.Duration("retry_in", wait), slog.String("error", msg))
 		}
-		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, attempt, nil)
 		if d.clock.Sleep(ctx, wait) != nil {
 			return false
 		}

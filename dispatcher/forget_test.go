@@ -23,6 +23,7 @@ func TestForgetDeletesEverySeries(t *testing.T) {
 		m.delivery(trigger, OutcomeDelivered, 0.5)
 		m.attempt(trigger, ReasonServerError)
 		m.batchSplit(trigger)
+		m.deadLetterStoreFailed(trigger, DeadLetterFailUnavailable)
 	}
 	m.Forget("gone")
 
@@ -37,12 +38,14 @@ func TestForgetDeletesEverySeries(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]float64{
-		`changehook_circuit_state{trigger="kept"}`:                                 2,
-		`changehook_circuit_transitions_total{to="open",trigger="kept"}`:           1,
-		`changehook_circuit_transitions_total{to="closed",trigger="kept"}`:         0,
-		`changehook_deliveries_total{outcome="delivered",trigger="kept"}`:          1,
-		`changehook_delivery_attempts_total{reason="server_error",trigger="kept"}`: 1,
-		`changehook_batch_splits_total{trigger="kept"}`:                            1,
+		`changehook_circuit_state{trigger="kept"}`:                                         2,
+		`changehook_circuit_transitions_total{to="open",trigger="kept"}`:                   1,
+		`changehook_circuit_transitions_total{to="closed",trigger="kept"}`:                 0,
+		`changehook_deliveries_total{outcome="delivered",trigger="kept"}`:                  1,
+		`changehook_delivery_attempts_total{reason="server_error",trigger="kept"}`:         1,
+		`changehook_batch_splits_total{trigger="kept"}`:                                    1,
+		`changehook_dead_letter_store_failures_total{reason="unavailable",trigger="kept"}`: 1,
+		`changehook_dead_letter_store_failures_total{reason="too_large",trigger="kept"}`:   0,
 	} {
 		if got, ok := series[k]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v", k, got, ok, want)

@@ -46,6 +46,32 @@ type HeadOfLine struct {
 	// and cannot get past it until the endpoint or the configuration is
 	// fixed, or the event is skipped.
 	Permanent bool
+	// DeadLetter, when not nil, says the event (or, for a batch, one of
+	// its events) was given up on but its dead letter could not be stored
+	// yet: the dispatcher keeps trying, and the event holds the
+	// checkpoint until it is stored. Attempts and the Last* fields still
+	// describe the delivery's last attempt.
+	DeadLetter *DeadLetterFailure
+}
+
+// DeadLetterFailure is a dead letter the dispatcher could not store yet
+// (see DeadLetterSink).
+type DeadLetterFailure struct {
+	// WebhookID is the dead letter's (its event's own webhook-id).
+	WebhookID string
+	// Error is the sink's last error.
+	Error string
+	// Reason is its class, one of DeadLetterFailReasons.
+	Reason string
+	// Since is when the first try to store it failed; At when the last
+	// one did.
+	Since, At time.Time
+	// Tries is the number of failed tries.
+	Tries int
+	// NextTryAt is when it is tried again.
+	NextTryAt time.Time
+	// EventTime is the event's clusterTime (zero when it has none).
+	EventTime time.Time
 }
 
 // progress is a delivery's state as its attempts go by, shared between the
@@ -110,6 +136,40 @@ func (p *progress) failedPayload(err error, next time.Time) {
 	defer p.mu.Unlock()
 	p.hol.LastStatus, p.hol.LastReason, p.hol.LastError = 0, ReasonPayload, err.Error()
 	p.hol.Permanent, p.hol.NextAttemptAt = true, next
+}
+
+// deadLetterFailed records a failed try to store the dead letter dl
+// (reason its class, next when it is tried again).
+func (p *progress) deadLetterFailed(dl DeadLetter, err error, reason string, now, next time.Time) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.hol.DeadLetter
+	if f == nil || f.WebhookID != dl.WebhookID {
+		f = &DeadLetterFailure{WebhookID: dl.WebhookID, Since: now}
+		if t, _, ok := dl.Event.Lookup("clusterTime").TimestampOK(); ok && t != 0 {
+			f.EventTime = time.Unix(int64(t), 0).UTC()
+		}
+	} else {
+		c := *f // snapshots share the old one
+		f = &c
+	}
+	f.Error, f.Reason, f.At, f.NextTryAt = err.Error(), reason, now, next
+	f.Tries++
+	p.hol.DeadLetter = f
+}
+
+// deadLetterStored records that the dead letter whose store failed
+// before is stored.
+func (p *progress) deadLetterStored() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hol.DeadLetter = nil
 }
 
 // part records that the request of a batch's events from..from+n-1 is to

@@ -37,6 +37,7 @@ type Metrics struct {
 	inflight    *prometheus.GaugeVec
 	deadLetters *prometheus.CounterVec
 	splits      *prometheus.CounterVec
+	dlFailures  *prometheus.CounterVec
 	circuit     *circuitMetrics // see circuit_metrics.go
 
 	counts sync.Map // trigger name → *triggerCounts
@@ -75,6 +76,7 @@ type triggerCounts struct {
 	splits      prometheus.Counter
 	deliveries  map[string]prometheus.Counter // by outcome
 	attempts    map[string]prometheus.Counter // by reason
+	dlFailures  map[string]prometheus.Counter // by DeadLetterFailReason
 }
 
 // Counts returns a copy of trigger's counters (all zero for a trigger that
@@ -104,6 +106,7 @@ func (m *Metrics) of(trigger string) *triggerCounts {
 		v, _ = m.counts.LoadOrStore(trigger, &triggerCounts{
 			c:          Counts{Deliveries: map[string]uint64{}, Attempts: map[string]uint64{}},
 			deliveries: map[string]prometheus.Counter{}, attempts: map[string]prometheus.Counter{},
+			dlFailures: map[string]prometheus.Counter{},
 		})
 	}
 	return v.(*triggerCounts)
@@ -131,6 +134,7 @@ func counter(byLabel map[string]prometheus.Counter, vec *prometheus.CounterVec, 
 //	changehook_inflight{trigger}                     deliveries being attempted
 //	changehook_dead_letters_total{trigger}           dead letters stored
 //	changehook_batch_splits_total{trigger}           batches refused as too large (413) and sent as two
+//	changehook_dead_letter_store_failures_total{trigger,reason} failed tries to store a dead letter, by DeadLetterFailReasons
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -158,6 +162,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "changehook_batch_splits_total",
 			Help: "Batch requests the endpoint refused as too large (413) and that were sent again as two requests of half the events each.",
 		}, []string{"trigger"}),
+		dlFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "changehook_dead_letter_store_failures_total",
+			Help: "Failed tries to store a dead letter, by reason (too_large, unavailable, unauthorized, lease_lost, other); the event holds the trigger's checkpoint until its dead letter is stored.",
+		}, []string{"trigger", "reason"}),
 	}
 	m.circuit = newCircuitMetrics(reg)
 	if reg == nil {
@@ -169,6 +177,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.inflight = metrics.Register(reg, m.inflight)
 	m.deadLetters = metrics.Register(reg, m.deadLetters)
 	m.splits = metrics.Register(reg, m.splits)
+	m.dlFailures = metrics.Register(reg, m.dlFailures)
 	return m
 }
 
@@ -267,6 +276,19 @@ func (m *Metrics) deadLettered(trigger string) {
 	c.Inc()
 }
 
+// deadLetterStoreFailed counts a failed try to store a dead letter of
+// trigger, by reason (one of DeadLetterFailReasons).
+func (m *Metrics) deadLetterStoreFailed(trigger, reason string) {
+	if m == nil {
+		return
+	}
+	tc := m.of(trigger)
+	tc.mu.Lock()
+	c := counter(tc.dlFailures, m.dlFailures, trigger, reason)
+	tc.mu.Unlock()
+	c.Inc()
+}
+
 // DeadLettered counts one dead letter of trigger stored outside a
 // dispatcher (changehook skip): in changehook_dead_letters_total, in
 // changehook_deliveries_total{outcome="dead_lettered"} (without a
@@ -301,8 +323,8 @@ var initReasons = []string{ReasonClientError, ReasonServerError, ReasonRateLimit
 
 // Init creates every series of trigger at zero (each outcome, "ok" and each
 // failure reason SendOnce records, the duration histogram, in-flight, dead
-// letters and batch splits), so that rates and alerts work before the first
-// delivery.
+// letters, batch splits and each reason of failing to store a dead
+// letter), so that rates and alerts work before the first delivery.
 func (m *Metrics) Init(trigger string) {
 	if m == nil {
 		return
@@ -318,6 +340,9 @@ func (m *Metrics) Init(trigger string) {
 	m.inflight.WithLabelValues(trigger)
 	m.deadLetters.WithLabelValues(trigger)
 	m.splits.WithLabelValues(trigger)
+	for _, r := range DeadLetterFailReasons {
+		m.dlFailures.WithLabelValues(trigger, r)
+	}
 }
 
 // Forget deletes every series and counter of trigger, its circuit's
@@ -333,6 +358,7 @@ func (m *Metrics) Forget(trigger string) {
 	m.inflight.DeletePartialMatch(l)
 	m.deadLetters.DeletePartialMatch(l)
 	m.splits.DeletePartialMatch(l)
+	m.dlFailures.DeletePartialMatch(l)
 	m.circuitForget(trigger)
 	m.counts.Delete(trigger)
 }

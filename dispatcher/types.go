@@ -111,8 +111,11 @@ type DeadLetter struct {
 // DeadLetter.Trimmed), never refused for its size alone: an error means
 // nothing was stored. The dispatcher retries a failing PutDeadLetter (with
 // backoff) until it succeeds or the dispatcher is closed; the event is not
-// done before that. An error wrapping a *DeadLetterStoreError says why it
-// failed (its Reason); any other counts as DeadLetterFailOther.
+// done before that, and the trigger's head of line shows the failure
+// (HeadOfLine.DeadLetter). An error wrapping a *DeadLetterStoreError says
+// why it failed (its Reason, also the label of
+// changehook_dead_letter_store_failures_total); any other counts as
+// DeadLetterFailOther.
 type DeadLetterSink interface {
 	PutDeadLetter(ctx context.Context, dl DeadLetter) error
 }

@@ -184,7 +184,15 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 			dl := dispatcher.DeadLetter{Trigger: t.Name, WebhookID: id, Event: evs[i], Token: tokens[i],
 				LastReason: "skipped", LastError: lastError, FirstAttemptAt: now, DeadLetteredAt: now}
 			if err := sink.PutDeadLetter(ctx, dl); err != nil {
-				return err
+				if errors.Is(err, ErrFenced) {
+					return err
+				}
+				var at time.Time
+				if ts, _, ok := evs[i].Lookup("clusterTime").TimestampOK(); ok && ts != 0 {
+					at = time.Unix(int64(ts), 0)
+				}
+				return fmt.Errorf("its dead letter cannot be stored, so nothing was skipped and the trigger goes on holding the event: "+
+					"make the state database take the write, or give the event up without a dead letter with %s: %w", resumeAfter(key, at), err)
 			}
 			r.countSkipDeadLetter(t.Name)
 			ids = append(ids, id)

@@ -118,10 +118,11 @@ type gatedSink struct {
 	l  Lease
 }
 
-// PutDeadLetter stores dl while the lease is valid.
+// PutDeadLetter stores dl while the lease is valid; once it is not, the
+// error wraps ErrFenced (reason dispatcher.DeadLetterFailLeaseLost).
 func (g gatedSink) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLetter) error {
 	if !g.l.Valid() {
-		return fmt.Errorf("put dead letter: %w", ErrFenced)
+		return fmt.Errorf("put dead letter: %w", &dispatcher.DeadLetterStoreError{Reason: dispatcher.DeadLetterFailLeaseLost, Err: ErrFenced})
 	}
 	return g.st.PutDeadLetter(ctx, dl)
 }

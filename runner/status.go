@@ -62,7 +62,9 @@ type TriggerStatus struct {
 	LastError string `json:"last_error,omitempty"`
 	// LastErrorAt is when LastError happened.
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
-	// WayOut says, in StateFailed, what gets the trigger going again.
+	// WayOut says, in StateFailed, what gets the trigger going again; in
+	// StateRetrying while a dead letter cannot be stored
+	// (HeadOfLine.DeadLetter), what gets it past the event.
 	WayOut string `json:"way_out,omitempty"`
 	// HeadOfLine describes the oldest event not yet delivered or
 	// dead-lettered, the one holding the checkpoint (nil when none is
@@ -224,4 +226,26 @@ type HeadOfLine struct {
 	// Permanent reports that the last failure is permanent by the retry
 	// policy (a trigger without dead letters retries it anyway).
 	Permanent bool `json:"permanent,omitempty"`
+	// DeadLetter, when set, says the event was given up on but its dead
+	// letter cannot be stored (the trigger is then retrying): the event
+	// holds the checkpoint until it is stored.
+	DeadLetter *DeadLetterFailure `json:"dead_letter_failure,omitempty"`
+}
+
+// DeadLetterFailure is a dead letter that could not be stored yet.
+type DeadLetterFailure struct {
+	// WebhookID is the dead letter's (the event's own webhook-id; for a
+	// batch, one of its events').
+	WebhookID string `json:"webhook_id"`
+	// Error is the state database's last error.
+	Error string `json:"error"`
+	// Reason is its class: too_large, unavailable, unauthorized,
+	// lease_lost or other (dispatcher.DeadLetterFailReasons).
+	Reason string `json:"reason"`
+	// Since is when storing it first failed.
+	Since time.Time `json:"since"`
+	// Tries is how many tries failed.
+	Tries int `json:"tries"`
+	// NextTryAt is when it is tried again.
+	NextTryAt time.Time `json:"next_try_at,omitzero"`
 }

@@ -330,6 +330,13 @@ func (w *Watcher) withHeadOfLine(st TriggerStatus) TriggerStatus {
 	st.HeadOfLine = &HeadOfLine{WebhookID: h.WebhookID, EventAge: max(0, now.Sub(h.Submitted)), Attempts: h.Attempts,
 		LastStatus: h.LastStatus, LastReason: h.LastReason, LastError: h.LastError, NextAttemptAt: h.NextAttemptAt,
 		Permanent: h.Permanent}
+	if f := h.DeadLetter; f != nil {
+		st.HeadOfLine.DeadLetter = &DeadLetterFailure{WebhookID: f.WebhookID, Error: f.Error, Reason: f.Reason, Since: f.Since,
+			Tries: f.Tries, NextTryAt: f.NextTryAt}
+		if st.State == StateRunning {
+			return w.deadLetterStuck(st, h, *f)
+		}
+	}
 	if st.State != StateRunning || h.LastReason == "" || h.NextAttemptAt.IsZero() {
 		return st
 	}
@@ -347,6 +354,51 @@ func (w *Watcher) withHeadOfLine(st TriggerStatus) TriggerStatus {
 	}
 	st.State, st.Retrying = StateRetrying, true
 	return st
+}
+
+// deadLetterStuck is st for a running trigger whose head-of-line event h
+// was given up on but whose dead letter f cannot be stored: retrying,
+// since its deliveries or the tries to store it started failing, whichever
+// was first, as /readyz counts a retrying trigger; the last error is the
+// store's, and the way out says what gets the trigger past the event.
+func (w *Watcher) deadLetterStuck(st TriggerStatus, h dispatcher.HeadOfLine, f dispatcher.DeadLetterFailure) TriggerStatus {
+	st.State, st.Retrying = StateRetrying, true
+	st.Since = f.Since
+	if since := w.disp.FailingSince(); !since.IsZero() && since.Before(st.Since) {
+		st.Since = since
+	}
+	st.LastError, st.LastErrorAt = "store dead letter "+f.WebhookID+": "+f.Error, f.At
+	fix := "Make the state database take the write (reachable, changehook's user with readWrite on it, no validator refusing it, space); " +
+		"the trigger then continues by itself. To give the event up without a dead letter instead, run "
+	switch f.Reason {
+	case dispatcher.DeadLetterFailLeaseLost:
+		fix = "This member lost the trigger's lease: it stops, and the member that takes the lease delivers the event. If it does not stop, run "
+	case dispatcher.DeadLetterFailTooLarge:
+		fix = "It does not fit in a document even with only the event's identity kept, so it never will: give the event up without a dead letter with "
+	}
+	st.WayOut = fmt.Sprintf("event %s was given up on%s, but its dead letter cannot be stored in the state database (%s; %s); "+
+		"the trigger holds the event, and with it its checkpoint, and keeps trying, so nothing is lost. %s%s",
+		f.WebhookID, statusText(h.LastStatus), f.Reason, failedTries(f.Tries), fix, resumeAfter(w.t.Key(), f.EventTime))
+	return st
+}
+
+// failedTries is "1 failed try" or "n failed tries".
+func failedTries(n int) string {
+	if n == 1 {
+		return "1 failed try"
+	}
+	return fmt.Sprintf("%d failed tries", n)
+}
+
+// resumeAfter is the command that moves the unit key past an event of
+// cluster time at (zero: unknown) without a dead letter, and what else it
+// skips.
+func resumeAfter(key string, at time.Time) string {
+	if at.IsZero() {
+		return "`changehook resume " + key + " --from TIME` with a time after the event (it also skips the changes up to then)"
+	}
+	return "`changehook resume " + key + " --from " + at.Add(time.Second).UTC().Format(time.RFC3339) +
+		"` (the second after the event; it also skips the changes up to then)"
 }
 
 // statusText is " (HTTP n)", or "" for no response.

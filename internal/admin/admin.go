@@ -359,8 +359,13 @@ func notReady(r Runner, rd readiness) []string {
 			if st.LastError != "" {
 				reason += ": " + st.LastError
 			}
-			if h := st.HeadOfLine; h != nil && !h.NextAttemptAt.IsZero() {
+			if h := st.HeadOfLine; h != nil && h.DeadLetter != nil && !h.DeadLetter.NextTryAt.IsZero() {
+				reason += fmt.Sprintf("; next try to store it at %s", h.DeadLetter.NextTryAt.UTC().Format(time.RFC3339))
+			} else if h != nil && !h.NextAttemptAt.IsZero() {
 				reason += fmt.Sprintf("; next attempt at %s", h.NextAttemptAt.UTC().Format(time.RFC3339))
+			}
+			if st.WayOut != "" {
+				reason += "; way out: " + st.WayOut
 			}
 			reasons = append(reasons, reason)
 			continue

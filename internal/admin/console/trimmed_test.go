@@ -3,6 +3,7 @@ package console
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -52,6 +53,28 @@ func TestTrimmedDeadLetterPages(t *testing.T) {
 		for _, w := range ck.notWant {
 			if strings.Contains(body, w) {
 				t.Errorf("GET %s has %q:\n%s", ck.path, w, body)
+			}
+		}
+	}
+}
+
+// TestDeadLetterFailureShown: a trigger whose dead letter cannot be stored
+// shows it on the overview and on its page, with the way out.
+func TestDeadLetterFailureShown(t *testing.T) {
+	r := &fakeRunner{sts: []runner.TriggerStatus{{Name: "stuck", State: runner.StateRetrying, Retrying: true, Since: t0,
+		LastError: "store dead letter msg_x: put dead letter msg_x: Document failed validation", WayOut: "make the state database take the write",
+		HeadOfLine: &runner.HeadOfLine{WebhookID: "msg_x", Attempts: 1, LastStatus: 422, LastReason: "client_error",
+			DeadLetter: &runner.DeadLetterFailure{WebhookID: "msg_x", Error: "put dead letter msg_x: Document failed validation", Reason: "other",
+				Since: t0, Tries: 3, NextTryAt: t0.Add(time.Second)}}}}}
+	c := newTestConsole(t, r, &fakeStore{}, nil)
+	for path, wants := range map[string][]string{
+		"/":               {"its dead letter cannot be stored (other; failed tries: 3)", "way out: make the state database take the write"},
+		"/triggers/stuck": {"given up on, but its dead letter msg_x cannot be stored (other; failed tries since 2026-03-01 12:00:00Z: 3): put dead letter msg_x: Document failed validation", "next try 2026-03-01 12:00:01Z", "make the state database take the write"},
+	} {
+		_, body := get(t, c, path)
+		for _, w := range wants {
+			if !strings.Contains(body, w) {
+				t.Errorf("GET %s lacks %q:\n%s", path, w, body)
 			}
 		}
 	}
