@@ -3,17 +3,14 @@ package runner_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/connendpoint"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -286,22 +283,7 @@ func TestLeasedStartsKeepConnectionsBounded(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client := startDB(t, devdb.Options{})
-			var open, got atomic.Int64
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				_, _ = io.Copy(io.Discard, r.Body)
-				got.Add(1)
-				w.WriteHeader(http.StatusNoContent)
-			}))
-			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				switch s {
-				case http.StateNew:
-					open.Add(1)
-				case http.StateClosed, http.StateHijacked:
-					open.Add(-1)
-				}
-			}
-			srv.Start()
-			defer srv.Close()
+			srv := connendpoint.Start(t)
 			cfg := parseTrigger(t, `
 triggers:
   - name: orders
@@ -332,11 +314,11 @@ triggers:
 					t.Fatal(err)
 				}
 				waitFor(t, "stream open", func() bool { return r.Status()[0].StreamOpen })
-				want := got.Load() + 1
+				want := srv.Received() + 1
 				if _, err := coll.InsertOne(ctx, bson.D{{Key: "i", Value: i}}); err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, "delivery", func() bool { return got.Load() >= want })
+				waitFor(t, "delivery", func() bool { return srv.Received() >= want })
 				if err := r.Stop(ctx, "orders"); err != nil {
 					t.Fatal(err)
 				}
@@ -344,10 +326,10 @@ triggers:
 			// The server sees a connection the client closed as closed a
 			// moment later.
 			deadline := time.Now().Add(5 * time.Second)
-			for open.Load() > tc.max {
+			for srv.Open() > tc.max {
 				if time.Now().After(deadline) {
 					t.Fatalf("%d connections open after %d starts under a lease, each delivering one event; want at most %d",
-						open.Load(), starts, tc.max)
+						srv.Open(), starts, tc.max)
 				}
 				time.Sleep(10 * time.Millisecond)
 			}

@@ -3,17 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/connendpoint"
 	"github.com/changehook/changehook/internal/deadletter"
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/store"
@@ -33,22 +29,7 @@ func TestAPIReplayLeavesNoConnections(t *testing.T) {
 	if err := st.EnsureIndexes(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var open, received atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		received.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			open.Add(1)
-		case http.StateClosed, http.StateHijacked:
-			open.Add(-1)
-		}
-	}
-	srv.Start()
-	defer srv.Close()
+	srv := connendpoint.Start(t)
 	cfg, err := triggers.LoadWith(writeConfig(t, fmt.Sprintf(`
 mongodb: { uri: "mongodb://127.0.0.1:1/" }
 state: { database: chstate }
@@ -75,13 +56,13 @@ triggers:
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for open.Load() != 0 {
+	for srv.Open() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d connections to the endpoint still open after %d replay calls, want 0", open.Load(), calls)
+			t.Fatalf("%d connections to the endpoint still open after %d replay calls, want 0", srv.Open(), calls)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if received.Load() != calls {
-		t.Fatalf("endpoint received %d requests, want %d", received.Load(), calls)
+	if srv.Received() != calls {
+		t.Fatalf("endpoint received %d requests, want %d", srv.Received(), calls)
 	}
 }

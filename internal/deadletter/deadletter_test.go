@@ -3,51 +3,18 @@ package deadletter_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/connendpoint"
 	"github.com/changehook/changehook/internal/deadletter"
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
-
-// endpoint is a webhook endpoint answering 204 that counts its open
-// connections as the server sees them.
-type endpoint struct {
-	srv      *httptest.Server
-	open     atomic.Int64
-	received atomic.Int64
-}
-
-func newEndpoint(t *testing.T) *endpoint {
-	t.Helper()
-	e := &endpoint{}
-	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		e.received.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	e.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			e.open.Add(1)
-		case http.StateClosed, http.StateHijacked:
-			e.open.Add(-1)
-		}
-	}
-	e.srv.Start()
-	t.Cleanup(e.srv.Close)
-	return e
-}
 
 // putDeadLetter stores a dead letter of trigger for the event numbered i
 // and returns its id.
@@ -82,10 +49,10 @@ func TestReplayClosesItsConnections(t *testing.T) {
 	if err := st.EnsureIndexes(ctx); err != nil {
 		t.Fatal(err)
 	}
-	orders, users := newEndpoint(t), newEndpoint(t)
+	orders, users := connendpoint.Start(t), connendpoint.Start(t)
 	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{
-		{Name: "orders", Webhook: triggers.Webhook{URL: orders.srv.URL}},
-		{Name: "users", Webhook: triggers.Webhook{URL: users.srv.URL}},
+		{Name: "orders", Webhook: triggers.Webhook{URL: orders.URL}},
+		{Name: "users", Webhook: triggers.Webhook{URL: users.URL}},
 	}}
 	r := &deadletter.Replayer{Store: st, Config: cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
 		return dispatcher.NewSender(t)
@@ -93,10 +60,10 @@ func TestReplayClosesItsConnections(t *testing.T) {
 	waitClosed := func(after string) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
-		for orders.open.Load()+users.open.Load() != 0 {
+		for orders.Open()+users.Open() != 0 {
 			if time.Now().After(deadline) {
 				t.Fatalf("after %s: %d connections to orders' endpoint and %d to users' still open, want 0",
-					after, orders.open.Load(), users.open.Load())
+					after, orders.Open(), users.Open())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -118,7 +85,7 @@ func TestReplayClosesItsConnections(t *testing.T) {
 		}
 		waitClosed(fmt.Sprintf("replay round %d", round))
 	}
-	if got := orders.received.Load() + users.received.Load(); got != 18 {
+	if got := orders.Received() + users.Received(); got != 18 {
 		t.Fatalf("endpoints received %d requests, want 18", got)
 	}
 }
