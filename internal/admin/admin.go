@@ -211,7 +211,7 @@ func Start(opts Options) (*Server, error) {
 	if opts.Reload != nil {
 		reloadRoute(mux, opts.Reload, auth)
 	}
-	deadLetterRoutes(mux, opts.Store, opts.DeadLetters, opts.DeadLetterCounts, auth, opts.Logger)
+	deadLetterRoutes(mux, opts.Store, opts.DeadLetters, opts.DeadLetterCounts, auth, opts.Logger, opts.WriteTimeout)
 	mux.Handle("/", cons)
 	if opts.Cluster != nil {
 		mux.Handle("GET /api/cluster", ClusterHandler(opts.Cluster))

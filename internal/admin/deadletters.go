@@ -42,15 +42,24 @@ type DeadLetterCounter interface {
 // time, since the call may have used its whole budget.
 const recountWait = 5 * time.Second
 
+// deadLetterTimes splits a replay or purge call's time for the server's
+// write timeout writeTimeout (from the end of the request's headers): the
+// work and the recount after it together end when a control call's wait
+// would (controlWait), so the answer is written before the write
+// deadline; the recount gets a fifth at most (the default 30 s: 20 s of
+// work and 5 s of recount). A call whose work did not finish answers done:
+// false and is called again to continue.
+func deadLetterTimes(writeTimeout time.Duration) (work, recount time.Duration) {
+	total := controlWait(writeTimeout)
+	recount = min(recountWait, total/5)
+	return total - recount, recount
+}
+
 // Dead-letter API bounds.
 const (
 	// deadLetterPageDefault and deadLetterPageMax bound ?limit=.
 	deadLetterPageDefault = 100
 	deadLetterPageMax     = 1000
-	// deadLetterWork bounds one replay or purge call; a call that did not
-	// finish answers done: false and is called again to continue (below
-	// the default write timeout of 30s).
-	deadLetterWork = 20 * time.Second
 )
 
 // DeadLetterJSON is a dead letter in the API. Event (GET by id only) and
@@ -127,7 +136,8 @@ func deadLetterJSON(dl store.StoredDeadLetter, full bool) DeadLetterJSON {
 // deadLetterRoutes registers GET /api/deadletters, GET
 // /api/deadletters/{id} (with st) and POST /api/deadletters/replay|purge
 // (with ops, authorised as the control calls).
-func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, counter DeadLetterCounter, auth authorizer, log *slog.Logger) {
+func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, counter DeadLetterCounter, auth authorizer, log *slog.Logger, writeTimeout time.Duration) {
+	work, recount := deadLetterTimes(writeTimeout)
 	if st != nil {
 		mux.HandleFunc("GET /api/deadletters", func(w http.ResponseWriter, r *http.Request) {
 			q := r.URL.Query()
@@ -222,7 +232,7 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 				writeError(w, http.StatusBadRequest, err.Error())
 				return
 			}
-			ctx, cancel := context.WithTimeout(r.Context(), deadLetterWork)
+			ctx, cancel := context.WithTimeout(r.Context(), work)
 			defer cancel()
 			res, err := run(ctx, sel)
 			if counter != nil {
@@ -233,7 +243,7 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 				if sel.Trigger != "" {
 					names = []string{sel.Trigger}
 				}
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recountWait)
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recount)
 				if cerr := counter.RecountDeadLetters(cctx, names...); cerr != nil {
 					log.Warn("dead letters: cannot recount after "+action+"; the gauges catch up at the next periodic count", "error", cerr)
 				}
