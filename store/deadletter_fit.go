@@ -9,7 +9,6 @@ import (
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/mongoerr"
-	"github.com/changehook/changehook/internal/textcut"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -18,8 +17,8 @@ import (
 // than maxDocumentSize. An event close to that limit — as a change stream
 // may return it — plus its resume token, last error and up to 4 KiB of
 // response does not fit. Such a dead letter is stored trimmed rather than
-// refused (PutDeadLetter): first without its response and with its last
-// error cut to trimmedErrorMax (dispatcher.TrimmedResponse), then, if that
+// refused (PutDeadLetter): first without its response (its last error is
+// already cut to dispatcher.MaxErrorText) (dispatcher.TrimmedResponse), then, if that
 // still does not fit, with only the event's identity
 // (dispatcher.TrimmedEvent). The size is computed before the write, and a
 // write the server refuses as too large (by its error code) is tried again
@@ -29,10 +28,6 @@ import (
 // maxDocumentSize is MongoDB's largest document (16 MiB, the server's
 // maxBsonObjectSize): a stored dead letter must fit in one.
 const maxDocumentSize = 16 << 20
-
-// trimmedErrorMax is the length, in bytes, a trimmed dead letter's last
-// error is cut to.
-const trimmedErrorMax = 1 << 10
 
 // trimLevels are the forms of a dead letter PutDeadLetter tries, in order.
 var trimLevels = []string{"", dispatcher.TrimmedResponse, dispatcher.TrimmedEvent}
@@ -108,9 +103,6 @@ func trimmedDoc(dl dispatcher.DeadLetter, level string) (bson.Raw, int, error) {
 	}
 	if level != "" {
 		doc.LastResponse = ""
-		if len(doc.LastError) > trimmedErrorMax {
-			doc.LastError = textcut.UTF8(doc.LastError, trimmedErrorMax) + "…"
-		}
 	}
 	if level == dispatcher.TrimmedEvent {
 		ident, err := eventIdentity(dl.Event)

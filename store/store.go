@@ -221,7 +221,7 @@ func (d deadLetterDoc) stored() StoredDeadLetter {
 // A dead letter that does not fit in one document (16 MiB: an event close
 // to that size with its token, error and response) is stored trimmed, as
 // little as needed, and its Trimmed says how (see deadletter_fit.go):
-// without its response and with its last error shortened
+// without its response (its last error is cut to MaxErrorText anyway)
 // (dispatcher.TrimmedResponse), or else with only the event's identity
 // (dispatcher.TrimmedEvent). dl.Trimmed, when set, is where it starts. An
 // error means nothing was stored; it wraps a *dispatcher.DeadLetterStoreError
@@ -301,7 +301,7 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, id string) (deleted bool, 
 // response (truncated to 4 KiB) of the replay's last
 // attempt. found is false when the dead letter no longer exists. A dead
 // letter that this would take over the 16 MiB a document may have gets no
-// response and a shortened error instead, and is marked trimmed
+// response instead, and is marked trimmed
 // (dispatcher.TrimmedResponse, unless it was trimmed already).
 func (s *Store) RecordReplayFailure(ctx context.Context, id string, res dispatcher.Result, replayErr error) (found bool, err error) {
 	msg := ""
@@ -319,19 +319,15 @@ func (s *Store) RecordReplayFailure(ctx context.Context, id string, res dispatch
 	})
 	if isTooLarge(err) {
 		// A dead letter close to the size limit has no room for this
-		// response: recorded without it and with the error shortened, the
-		// dead letter marked trimmed as PutDeadLetter marks one (unless it
-		// is already).
-		short := msg
-		if len(short) > trimmedErrorMax {
-			short = textcut.UTF8(short, trimmedErrorMax) + "…"
-		}
+		// response: recorded without it (msg is already cut), the dead
+		// letter marked trimmed as PutDeadLetter marks one (unless it is
+		// already).
 		lit := func(v any) bson.D { return bson.D{{Key: "$literal", Value: v}} }
 		u, err = s.deadLetters.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.A{bson.D{{Key: "$set", Value: bson.D{
 			{Key: "attempts", Value: bson.D{{Key: "$add", Value: bson.A{"$attempts", res.Attempts}}}},
 			{Key: "lastStatus", Value: res.Status},
 			{Key: "lastReason", Value: lit(res.Reason)},
-			{Key: "lastError", Value: lit(short)},
+			{Key: "lastError", Value: lit(msg)},
 			{Key: "lastResponse", Value: ""},
 			{Key: "trimmed", Value: bson.D{{Key: "$ifNull", Value: bson.A{"$trimmed", dispatcher.TrimmedResponse}}}},
 		}}}})
