@@ -14,6 +14,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/changehook/changehook/internal/cli"
 )
 
 // devLine is dev's first line: "devdb      URI  (data in DIR, removed on exit; ...)".
@@ -95,6 +97,21 @@ func TestDevRemovesItsDataDirectory(t *testing.T) {
 		}
 		gone(t, dir, "after SIGINT")
 	})
+	t.Run("SIGINT twice at once", func(t *testing.T) {
+		// GNU timeout without --foreground signals the process and then
+		// its process group: one stop request, delivered twice.
+		r, _, dir := startDev(t, tmp, cfg)
+		r.waitReady()
+		_ = r.cmd.Process.Signal(syscall.SIGINT)
+		_ = r.cmd.Process.Signal(syscall.SIGINT)
+		if code := r.waitExit(); code != 0 {
+			t.Errorf("exit code %d, want 0 (a graceful stop)", code)
+		}
+		if out := r.stdout.String(); !strings.Contains(out, "stopped: in-flight deliveries finished") {
+			t.Errorf("dev did not stop gracefully:\n%s\n%s", out, r.logText())
+		}
+		gone(t, dir, "after SIGINT twice at once")
+	})
 	t.Run("SIGTERM", func(t *testing.T) {
 		r, _, dir := startDev(t, tmp, cfg)
 		r.waitReady()
@@ -116,8 +133,11 @@ func TestDevRemovesItsDataDirectory(t *testing.T) {
 		}
 		rc.waitInflight(t, 1) // the graceful shutdown now waits up to a minute
 		// Without the second one, the graceful shutdown would wait a minute.
+		first := time.Now()
 		_ = r.cmd.Process.Signal(syscall.SIGINT)
 		r.waitLog("stopping: in-flight deliveries may finish")
+		// One sooner would be taken as the first one delivered twice.
+		time.Sleep(time.Until(first.Add(cli.DuplicateSignalWindow + 10*time.Millisecond)))
 		_ = r.cmd.Process.Signal(syscall.SIGINT)
 		if code := r.waitExit(); code != 130 {
 			t.Errorf("exit code %d after a second SIGINT, want 130", code)
