@@ -494,8 +494,10 @@ func BenchmarkParse(b *testing.B) {
 }
 
 // TestEmptyDurationIsTheDefault: "" in a duration field (quoted, or an
-// empty ${VAR}) is its built-in default, in every section, as
-// cluster.instance_id: "" is; null and other text are still errors.
+// empty ${VAR}) is as if the field were absent, in every section: here,
+// with no defaults section, its built-in default, as cluster.instance_id:
+// "" is; null and other text are still errors. TestEmptyDurationIsAbsent
+// checks the defaults section and merge keys.
 func TestEmptyDurationIsTheDefault(t *testing.T) {
 	src := `
 admin: { read_timeout: "", write_timeout: "", idle_timeout: "", retrying_unready_after: "" }

@@ -486,6 +486,10 @@ func (d *decoder) collect(n *yaml.Node, section string, known []string, out map[
 		return
 	}
 	var merges []*yaml.Node
+	// unset holds the keys written with an empty string where that means
+	// "not set here" (unsetByEmpty): read as absent, but still keys of
+	// this mapping for the duplicate check.
+	var unset map[string]*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
@@ -496,12 +500,23 @@ func (d *decoder) collect(n *yaml.Node, section string, known []string, out map[
 			merges = append(merges, v)
 			continue
 		}
-		if prev, dup := out[k.Value]; dup {
+		prev, dup := out[k.Value]
+		if !dup {
+			prev.key, dup = unset[k.Value]
+		}
+		if dup {
 			d.errorf(k, "%s: duplicate field %q (first set at line %d)", section, k.Value, prev.key.Line)
 			continue
 		}
 		if !slices.Contains(known, k.Value) {
 			d.errorf(k, "%s", unknownFieldMessage(k, v, section, known))
+			continue
+		}
+		if unsetByEmpty(section, k.Value) && emptyString(deref(v)) {
+			if unset == nil {
+				unset = map[string]*yaml.Node{}
+			}
+			unset[k.Value] = k
 			continue
 		}
 		out[k.Value] = entry{key: k, val: v}
@@ -607,16 +622,15 @@ func (d *decoder) boolean(e entry, field string, def bool) bool {
 	return def
 }
 
-// duration returns a positive Go duration ("500ms", "10s", "1m"). The
-// empty string means def, the field's built-in default (renew_every: "" in
-// the README's cluster example, a ${VAR} whose VAR is empty), as
-// instance_id: "" means its default.
+// duration returns a positive Go duration ("500ms", "10s", "1m"), def
+// when e is unset. The empty string never reaches it: fields drops a
+// duration field written "" (unsetByEmpty), so that it reads as absent.
 func (d *decoder) duration(e entry, field string, def time.Duration) time.Duration {
 	if !e.set() {
 		return def
 	}
 	v := deref(e.val)
-	if d.poisoned[v] || emptyString(v) {
+	if d.poisoned[v] {
 		return def
 	}
 	if v.Kind != yaml.ScalarNode || v.ShortTag() == "!!null" {
@@ -636,9 +650,25 @@ func (d *decoder) duration(e entry, field string, def time.Duration) time.Durati
 }
 
 // emptyString reports whether v is the string "" (quoted, or an empty
-// ${VAR}), which a duration field takes as its default.
+// ${VAR}).
 func emptyString(v *yaml.Node) bool {
 	return v != nil && v.Kind == yaml.ScalarNode && v.Value == "" && v.ShortTag() == "!!str"
+}
+
+// unsetByEmpty reports whether the field key of section, written as the
+// empty string ("" or a ${VAR} whose variable is empty), reads exactly as
+// if the key were absent: its value then comes from a merge key (<<), the
+// defaults section, or else the built-in default. That holds for the
+// duration fields (renew_every: "" in the README's cluster example), as
+// cluster.instance_id: "" means its default.
+func unsetByEmpty(section, key string) bool {
+	switch section + "." + key {
+	case "admin.read_timeout", "admin.write_timeout", "admin.idle_timeout", "admin.retrying_unready_after",
+		"checkpoint.idle_interval", "history.retention", "cluster.lease_ttl", "cluster.renew_every",
+		"webhook.timeout", "retry.initial_backoff", "retry.max_backoff", "circuit.max_probe_interval", "batch.max_wait":
+		return true
+	}
+	return false
 }
 
 // cluster decodes the cluster section: instance_id, lease_ttl and
@@ -822,9 +852,17 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 	}
 	t.Enabled = d.boolean(get("enabled"), "enabled", t.Enabled)
 	t.DeadLetter = d.boolean(get("dead_letter"), "dead_letter", t.DeadLetter)
-	t.Retry = d.retry(own["retry"], defs["retry"])
-	t.PayloadErrors = d.payloadErrors(own["payload_errors"], defs["payload_errors"])
-	t.Circuit = d.circuit(own["circuit"], defs["circuit"])
+	// A section merged field by field is cleared by the trigger's "~" as a
+	// whole, as batch is: the built-in defaults apply.
+	merged := func(k string) (entry, entry) {
+		if isNull(own[k]) {
+			return entry{}, entry{}
+		}
+		return own[k], defs[k]
+	}
+	t.Retry = d.retry(merged("retry"))
+	t.PayloadErrors = d.payloadErrors(merged("payload_errors"))
+	t.Circuit = d.circuit(merged("circuit"))
 	t.Webhook = d.webhook(own["webhook"], defs["webhook"], at, defaultsOnly)
 	t.Batch = d.batch(own["batch"], defs["batch"], at, defaultsOnly, t.MaxInflightBytes)
 	if !defaultsOnly {
@@ -912,8 +950,10 @@ func (d *decoder) retry(own, def entry) RetryPolicy {
 			f[k] = e
 		}
 	}
+	var ownF map[string]entry
 	if own.set() {
-		for k, e := range d.fields(own.val, "retry", known) {
+		ownF = d.fields(own.val, "retry", known)
+		for k, e := range ownF {
 			f[k] = e
 		}
 	}
@@ -927,11 +967,22 @@ func (d *decoder) retry(own, def entry) RetryPolicy {
 	}
 	d.checkRuleOverlap(f, p)
 	if p.MaxBackoff < p.InitialBackoff {
-		at := f["max_backoff"].val
-		if at == nil {
+		// At the trigger's own field when one of the two is: the defaults
+		// section's value may suit its other triggers.
+		at, from := f["max_backoff"].val, ""
+		switch {
+		case ownF["max_backoff"].set():
+		case ownF["initial_backoff"].set():
+			at = ownF["initial_backoff"].val
+			if f["max_backoff"].set() {
+				from = ", from defaults"
+			} else {
+				from = ", the default"
+			}
+		case at == nil:
 			at = f["initial_backoff"].val
 		}
-		d.errorf(deref(at), "retry: max_backoff (%s) must not be shorter than initial_backoff (%s)", p.MaxBackoff, p.InitialBackoff)
+		d.errorf(deref(at), "retry: max_backoff (%s%s) must not be shorter than initial_backoff (%s)", p.MaxBackoff, from, p.InitialBackoff)
 	}
 	return p
 }
