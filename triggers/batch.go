@@ -85,7 +85,7 @@ func (d *decoder) batch(own, def entry, at *yaml.Node, defaultsOnly bool, maxInf
 	b := &BatchPolicy{
 		MaxEvents: d.integer(f["max_events"], "batch.max_events", MinBatchEvents, MinBatchEvents, MaxBatchEvents),
 		MaxBytes:  d.byteSize(f["max_bytes"], "batch.max_bytes", DefaultBatchMaxBytes),
-		MaxWait:   d.duration(f["max_wait"], "batch.max_wait", DefaultBatchMaxWait),
+		MaxWait:   d.durationIn(f["max_wait"], "batch.max_wait", DefaultBatchMaxWait, MinBatchMaxWait, MaxBatchMaxWait),
 	}
 	if !f["max_events"].set() && !defaultsOnly {
 		n := at
@@ -93,10 +93,6 @@ func (d *decoder) batch(own, def entry, at *yaml.Node, defaultsOnly bool, maxInf
 			n = deref(e.val)
 		}
 		d.errorf(n, "batch: missing field \"max_events\" (the most events in one request, %d to %d)", MinBatchEvents, MaxBatchEvents)
-	}
-	if e := f["max_wait"]; e.set() && (b.MaxWait < MinBatchMaxWait || b.MaxWait > MaxBatchMaxWait) {
-		d.errorf(deref(e.val), "batch.max_wait: must be between %s and %s, got %s", MinBatchMaxWait, MaxBatchMaxWait, b.MaxWait)
-		b.MaxWait = DefaultBatchMaxWait
 	}
 	if !defaultsOnly && b.MaxBytes > maxInflight {
 		n, from := at, " (default)"

@@ -59,6 +59,12 @@ const (
 	// omitted: how often a trigger that delivered nothing saves the
 	// position its stream moved to.
 	DefaultCheckpointIdleInterval = 30 * time.Second
+	// MinCheckpointIdleInterval is the smallest checkpoint.idle_interval
+	// accepted. The interval also bounds each change-stream wait for new
+	// changes (maxAwaitTimeMS), so a tiny one would turn every idle
+	// trigger into a busy loop of getMores and checkpoint writes, each
+	// write moving every other stream's position.
+	MinCheckpointIdleInterval = time.Second
 	// DefaultMaxInflightBytes is a trigger's max_inflight_bytes when
 	// omitted.
 	DefaultMaxInflightBytes int64 = 64 << 20
@@ -77,6 +83,11 @@ const (
 	// 64 partitions spread one trigger over 64 processes, far beyond what
 	// one trigger's event rate needs.
 	MaxPartitions = 64
+	// MaxDuration bounds every duration field (10 years; some have a
+	// smaller bound): far beyond any sensible setting, and far enough from
+	// time.Duration's limit (about 292 years) that the deadlines and
+	// doubling backoffs computed from a duration cannot overflow.
+	MaxDuration = 87600 * time.Hour
 	// DefaultHistoryRetention is history.retention when omitted (7 days).
 	DefaultHistoryRetention = 168 * time.Hour
 	// MinHistoryRetention is the smallest history.retention accepted.
@@ -140,6 +151,11 @@ const (
 	// MinLeaseTTL is the smallest accepted cluster.lease_ttl: below it a
 	// loaded machine or a slow state database would drop leases.
 	MinLeaseTTL = time.Second
+	// MinRenewEvery is the smallest accepted cluster.renew_every. The
+	// period also bounds each round's writes to the state database, so a
+	// tiny one would both fail every renewal and loop on the state
+	// database without pause.
+	MinRenewEvery = 100 * time.Millisecond
 )
 
 // ClusterConfig is the cluster section: how instances sharing one state

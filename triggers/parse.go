@@ -247,7 +247,8 @@ func (d *decoder) parse(data []byte) *Config {
 	}
 	if e := top["checkpoint"]; e.set() {
 		f := d.fields(e.val, "checkpoint", []string{"idle_interval"})
-		cfg.Checkpoint.IdleInterval = d.duration(f["idle_interval"], "checkpoint.idle_interval", cfg.Checkpoint.IdleInterval)
+		cfg.Checkpoint.IdleInterval = d.durationIn(f["idle_interval"], "checkpoint.idle_interval", cfg.Checkpoint.IdleInterval,
+			MinCheckpointIdleInterval, MaxDuration)
 	}
 	if e := top["limits"]; e.set() {
 		f := d.fields(e.val, "limits", []string{"max_inflight_bytes"})
@@ -622,10 +623,21 @@ func (d *decoder) boolean(e entry, field string, def bool) bool {
 	return def
 }
 
-// duration returns a positive Go duration ("500ms", "10s", "1m"), def
-// when e is unset. The empty string never reaches it: fields drops a
-// duration field written "" (unsetByEmpty), so that it reads as absent.
+// duration returns a positive Go duration ("500ms", "10s", "1m") of at
+// most MaxDuration, def when e is unset. The empty string never reaches
+// it: fields drops a duration field written "" (unsetByEmpty), so that it
+// reads as absent.
 func (d *decoder) duration(e entry, field string, def time.Duration) time.Duration {
+	return d.durationIn(e, field, def, 0, MaxDuration)
+}
+
+// durationSyntaxRE matches what time.ParseDuration reads, whatever the
+// magnitude: a value it matches that ParseDuration refuses is out of
+// range (beyond about 292 years).
+var durationSyntaxRE = regexp.MustCompile(`^[-+]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`)
+
+// durationIn is duration bounded by [lo, hi]; lo 0 means only "positive".
+func (d *decoder) durationIn(e entry, field string, def, lo, hi time.Duration) time.Duration {
 	if !e.set() {
 		return def
 	}
@@ -637,13 +649,33 @@ func (d *decoder) duration(e entry, field string, def time.Duration) time.Durati
 		d.errorf(v, "%s: expected a duration such as 500ms, 10s or 1m, got %s", field, describe(v))
 		return def
 	}
+	tooLong := func(got string) {
+		if lo > 0 {
+			d.errorf(v, "%s: must be between %s and %s, got %s", field, lo, hi, got)
+		} else {
+			d.errorf(v, "%s: must be at most %s, got %s", field, hi, got)
+		}
+	}
 	dur, err := time.ParseDuration(v.Value)
-	if err != nil {
+	switch {
+	case err != nil && durationSyntaxRE.MatchString(v.Value) && !strings.HasPrefix(v.Value, "-"):
+		tooLong(v.Value)
+		return def
+	case err != nil && durationSyntaxRE.MatchString(v.Value):
+		d.errorf(v, "%s: must be positive, got %s", field, v.Value)
+		return def
+	case err != nil:
 		d.errorf(v, "%s: %q is not a duration; use a number with a unit such as 500ms, 10s or 1m", field, v.Value)
 		return def
-	}
-	if dur <= 0 {
+	case dur <= 0:
 		d.errorf(v, "%s: must be positive, got %s", field, v.Value)
+		return def
+	case dur < lo || dur > hi:
+		if dur < lo {
+			d.errorf(v, "%s: must be between %s and %s, got %s", field, lo, hi, dur)
+		} else {
+			tooLong(dur.String())
+		}
 		return def
 	}
 	return dur
@@ -697,6 +729,10 @@ func (d *decoder) cluster(e entry) ClusterConfig {
 	}
 	re := f["renew_every"]
 	c.RenewEvery = d.duration(re, "cluster.renew_every", c.LeaseTTL/3)
+	if re.set() && c.RenewEvery < MinRenewEvery {
+		d.errorf(re.val, "cluster.renew_every: must be at least %s, got %s", MinRenewEvery, c.RenewEvery)
+		c.RenewEvery = c.LeaseTTL / 3
+	}
 	if re.set() && c.RenewEvery >= c.LeaseTTL/2 {
 		d.errorf(re.val, "cluster.renew_every: must be less than half of lease_ttl (%s), got %s", c.LeaseTTL, c.RenewEvery)
 		c.RenewEvery = c.LeaseTTL / 3
@@ -710,12 +746,7 @@ func (d *decoder) history(e entry, def HistoryConfig) HistoryConfig {
 	h := def
 	f := d.fields(e.val, "history", []string{"retention", "max_records", "enabled"})
 	h.Enabled = d.boolean(f["enabled"], "history.enabled", def.Enabled)
-	r := f["retention"]
-	h.Retention = d.duration(r, "history.retention", def.Retention)
-	if h.Retention < MinHistoryRetention || h.Retention > MaxHistoryRetention {
-		d.errorf(r.val, "history.retention: must be between %s and %s, got %s", MinHistoryRetention, MaxHistoryRetention, h.Retention)
-		h.Retention = def.Retention
-	}
+	h.Retention = d.durationIn(f["retention"], "history.retention", def.Retention, MinHistoryRetention, MaxHistoryRetention)
 	h.MaxRecords = d.integer(f["max_records"], "history.max_records", def.MaxRecords, MinHistoryMaxRecords, MaxHistoryMaxRecords)
 	return h
 }
