@@ -222,6 +222,11 @@ func (d *decoder) parse(data []byte) *Config {
 		cfg.Admin.MaxConnections = d.integer(f["max_connections"], "admin.max_connections", cfg.Admin.MaxConnections, 1, MaxAdminMaxConnections)
 		if tok := f["token"]; tok.set() {
 			if s, ok := d.str(tok, "admin.token"); ok {
+				// "" is no token, as when omitted. A token that no
+				// header can carry would lock the admin API.
+				if strings.ContainsAny(s, "\r\n\x00") {
+					d.errorf(deref(tok.val), "admin.token: must not contain CR, LF or NUL (no Authorization header can carry it)")
+				}
 				cfg.Admin.Token = Secret(s)
 			}
 		}
@@ -584,6 +589,10 @@ func (d *decoder) enum(e entry, field, def string, allowed []string) string {
 	return s
 }
 
+// hugeIntegerRE matches a plain decimal integer, which YAML resolves to a
+// float when it does not fit 64 bits.
+var hugeIntegerRE = regexp.MustCompile(`^[-+]?[0-9][0-9_]*$`)
+
 // integer returns an integer scalar within [lo, hi].
 func (d *decoder) integer(e entry, field string, def, lo, hi int) int {
 	if !e.set() {
@@ -593,7 +602,9 @@ func (d *decoder) integer(e entry, field string, def, lo, hi int) int {
 	if d.poisoned[v] {
 		return def
 	}
-	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" {
+	// An integer beyond 64 bits is a !!float to YAML: out of range too.
+	huge := v.Kind == yaml.ScalarNode && v.ShortTag() == "!!float" && hugeIntegerRE.MatchString(v.Value)
+	if !huge && (v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int") {
 		d.errorf(v, "%s: expected an integer, got %s", field, describe(v))
 		return def
 	}
@@ -765,9 +776,13 @@ func (d *decoder) byteSize(e entry, field string, def int64) int64 {
 	if d.poisoned[v] {
 		return def
 	}
-	m := byteSizeRE.FindStringSubmatch(strings.ReplaceAll(v.Value, "_", ""))
-	if v.Kind != yaml.ScalarNode || v.ShortTag() == "!!null" {
+	if v.Kind != yaml.ScalarNode || v.ShortTag() == "!!null" || v.ShortTag() == "!!bool" {
 		d.errorf(v, "%s: expected a size such as 65536, 512KiB, 64MiB or 1GiB, got %s", field, describe(v))
+		return def
+	}
+	m := byteSizeRE.FindStringSubmatch(strings.ReplaceAll(v.Value, "_", ""))
+	if neg, ok := strings.CutPrefix(v.Value, "-"); ok && m == nil && byteSizeRE.MatchString(strings.ReplaceAll(neg, "_", "")) {
+		d.errorf(v, "%s: must be between 1KiB and 1TiB, got %s", field, v.Value)
 		return def
 	}
 	if m == nil {

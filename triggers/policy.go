@@ -281,7 +281,9 @@ func (d *decoder) endpoints(e entry) []*Endpoint {
 			d.errorf(at, "endpoint: missing field \"name\"")
 		} else if s, ok := d.str(n, "endpoints.name"); ok {
 			ep.Name = s
-			if names[s] {
+			if s == "" {
+				d.errorf(deref(n.val), "endpoints.name: must not be empty")
+			} else if names[s] {
 				d.errorf(deref(n.val), "endpoints.name: %q is used twice", s)
 			}
 			names[s] = true
