@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -267,6 +268,9 @@ func fullJitter(n int, initial, maxWait time.Duration, jitter func(int64) int64)
 		if exp := initial << n; exp > 0 && exp>>n == initial && exp < maxWait {
 			ceiling = exp
 		}
+	}
+	if ceiling == math.MaxInt64 {
+		ceiling-- // [0, ceiling] has one value too many for an int64 count
 	}
 	return time.Duration(jitter(int64(ceiling) + 1))
 }

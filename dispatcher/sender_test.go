@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -373,7 +374,8 @@ func TestSendOnce(t *testing.T) {
 }
 
 // TestFullJitterBackoff: the wait before retry n lies in [0, min(max,
-// initial·2ⁿ)], with both ends reachable, and no overflow for large n.
+// initial·2ⁿ)], with both ends reachable, and no overflow for large n or
+// the largest maxWait (its upper end is then one nanosecond short).
 func TestFullJitterBackoff(t *testing.T) {
 	tests := []struct {
 		n             int
@@ -386,6 +388,8 @@ func TestFullJitterBackoff(t *testing.T) {
 		{200, time.Second, time.Minute, time.Minute},
 		{-1, time.Second, time.Minute, time.Minute},
 		{2, 0, time.Minute, 0},
+		{5, time.Second, math.MaxInt64, 32 * time.Second},
+		{70, time.Second, math.MaxInt64, math.MaxInt64 - 1},
 	}
 	for _, tt := range tests {
 		lo := fullJitter(tt.n, tt.initial, tt.maxW, func(int64) int64 { return 0 })
