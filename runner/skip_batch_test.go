@@ -129,6 +129,13 @@ func TestSkipOfABatchDeadLettersEachOfItsEvents(t *testing.T) {
 	if !strings.HasPrefix(head.WebhookID, "batch_") {
 		t.Fatalf("head of line %+v, want a batch", head)
 	}
+	// The way out talks about the batch, and its command names it.
+	waitFor(t, "failed on the batch", func() bool { return statusOf(t, r, "strict").State == runner.StateFailed })
+	if got, want := statusOf(t, r, "strict").WayOut, "the endpoint rejects batch "+head.WebhookID+" (5 events) permanently (HTTP 400); "+
+		"without dead letters it is retried and every later event waits: fix the endpoint (or the trigger, then reload), "+
+		"or run `changehook skip strict --webhook-id "+head.WebhookID+"` to dead-letter each of its events"; got != want {
+		t.Errorf("way out\n%q\nwant\n%q", got, want)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
 
@@ -229,6 +236,13 @@ func TestSkipOfABatchSentInParts(t *testing.T) {
 	head := statusOf(t, r, "strict").HeadOfLine
 	if head == nil || !strings.HasPrefix(head.WebhookID, "batch_") || head.LastStatus != http.StatusRequestEntityTooLarge {
 		t.Fatalf("head of line %+v, want the batch, refused with 413", head)
+	}
+	waitFor(t, "failed on the part", func() bool { return statusOf(t, r, "strict").State == runner.StateFailed })
+	if got, want := statusOf(t, r, "strict").WayOut, "the endpoint rejects event 3 of batch "+head.WebhookID+
+		" (5 events, sent in parts after the endpoint refused it as too large; events 1 to 2 were delivered) permanently (HTTP 413); "+
+		"without dead letters it is retried and every later event waits: fix the endpoint (or the trigger, then reload), "+
+		"or run `changehook skip strict --webhook-id "+head.WebhookID+"` to dead-letter that event"; got != want {
+		t.Errorf("way out\n%q\nwant\n%q", got, want)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()

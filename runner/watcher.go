@@ -347,13 +347,48 @@ func (w *Watcher) withHeadOfLine(st TriggerStatus) TriggerStatus {
 	}
 	if h.Permanent && !w.t.DeadLetter {
 		st.State = StateFailed
-		st.WayOut = "the endpoint rejects event " + h.WebhookID + " permanently" + statusText(h.LastStatus) +
-			"; without dead letters it is retried and every later event waits: fix the endpoint (or the trigger, then reload), " +
-			"or run `changehook skip " + w.t.Key() + " --webhook-id " + h.WebhookID + "` to dead-letter it"
+		st.WayOut = rejectedWayOut(h, w.t.Key())
 		return st
 	}
 	st.State, st.Retrying = StateRetrying, true
 	return st
+}
+
+// rejectedWayOut is the way out of a unit (key) without dead letters whose
+// head of line h the endpoint rejects permanently: an event alone, a
+// sealed batch (its requests carry the batch's id, and a skip naming that
+// id dead-letters each of its events), or the part of a batch being sent
+// after the endpoint refused it as too large.
+func rejectedWayOut(h dispatcher.HeadOfLine, key string) string {
+	what, them := "event "+h.WebhookID, "it"
+	if h.WebhookID != h.EventID {
+		// A batch: the skip names the batch and dead-letters the events
+		// of the refused request.
+		what, them = fmt.Sprintf("batch %s (%d events)", h.WebhookID, h.Events), "each of its events"
+		if h.PartEvents > 0 && h.PartEvents < h.Events {
+			part := fmt.Sprintf("events %d to %d", h.PartFrom+1, h.PartFrom+h.PartEvents)
+			if h.PartEvents == 1 {
+				part = fmt.Sprintf("event %d", h.PartFrom+1)
+			}
+			before := ""
+			switch h.PartFrom {
+			case 0:
+			case 1:
+				before = "; event 1 was delivered"
+			default:
+				before = fmt.Sprintf("; events 1 to %d were delivered", h.PartFrom)
+			}
+			what = fmt.Sprintf("%s of batch %s (%d events, sent in parts after the endpoint refused it as too large%s)",
+				part, h.WebhookID, h.Events, before)
+			them = "each event of that part"
+			if h.PartEvents == 1 {
+				them = "that event"
+			}
+		}
+	}
+	return "the endpoint rejects " + what + " permanently" + statusText(h.LastStatus) +
+		"; without dead letters it is retried and every later event waits: fix the endpoint (or the trigger, then reload), " +
+		"or run `changehook skip " + key + " --webhook-id " + h.WebhookID + "` to dead-letter " + them
 }
 
 // deadLetterStuck is st for a running trigger whose head-of-line event h
