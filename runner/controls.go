@@ -141,7 +141,7 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 		}
 		readCtx, cancel := context.WithTimeout(ctx, skipWait)
 		defer cancel()
-		evs, large, err := r.readHeld(readCtx, t, cp.Token, held)
+		evs, largeSize, err := r.readHeld(readCtx, t, cp.Token, held)
 		if err != nil {
 			return err
 		}
@@ -177,12 +177,21 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 		ids := make([]string, 0, n)
 		for i := from; i < from+n; i++ {
 			id := dispatcher.WebhookID(t.Name, tokens[i])
-			lastError := "skipped by " + by + large
+			lastError := "skipped by " + by
 			if held.batch.id != "" {
 				lastError += fmt.Sprintf(" with batch %s (event %d of its %d)", held.batch.id, i+1, held.batch.events)
 			}
 			dl := dispatcher.DeadLetter{Trigger: t.Name, WebhookID: id, Event: evs[i], Token: tokens[i],
 				LastReason: "skipped", LastError: lastError, FirstAttemptAt: now, DeadLetteredAt: now}
+			if largeSize > 0 {
+				// Its change event could not be read whole: stored as the
+				// sink stores an event too large to keep, with only what
+				// identifies the change, so that it shows as such and is
+				// not replayed as if it were the change.
+				dl.Trimmed, dl.EventSize = dispatcher.TrimmedEvent, largeSize
+				dl.LastError += fmt.Sprintf("; the change event is larger than the 16 MiB a change stream can return (%d bytes): "+
+					"stored with only what identifies the change, not its %s", largeSize, largeFieldsText)
+			}
 			if err := sink.PutDeadLetter(ctx, dl); err != nil {
 				if errors.Is(err, ErrFenced) {
 					return err
@@ -205,7 +214,7 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 		if err := r.saveUnitCheckpoint(ctx, s, next); err != nil {
 			return err
 		}
-		if held.tooLarge || large != "" {
+		if held.tooLarge || largeSize > 0 {
 			// The trigger failed on this event alone: it continues.
 			s.mu.Lock()
 			s.clearFailure()
@@ -249,10 +258,10 @@ const largeFieldsText = "fullDocument, fullDocumentBeforeChange and updateDescri
 
 // readHeld reads again, after the checkpoint token of t, what the unit was
 // stuck on (held): the first event — read without its large fields when
-// it is too large to read, large then saying so for its dead letter — or,
-// for a batch, as many events as the batch has (fewer when fewer follow
-// the checkpoint), for check to compare.
-func (r *Runner) readHeld(ctx context.Context, t *triggers.Trigger, token bson.Raw, held heldEvent) (evs []bson.Raw, large string, err error) {
+// it is too large to read, largeSize then its size as the server's error
+// names it (0: read whole) — or, for a batch, as many events as the batch
+// has (fewer when fewer follow the checkpoint), for check to compare.
+func (r *Runner) readHeld(ctx context.Context, t *triggers.Trigger, token bson.Raw, held heldEvent) (evs []bson.Raw, largeSize int, err error) {
 	n := max(1, held.batch.events)
 	// One event per batch for an event alone: a read that fails on an
 	// event too large to return then fails on the first event after the
@@ -265,7 +274,7 @@ func (r *Runner) readHeld(ctx context.Context, t *triggers.Trigger, token bson.R
 			raw := bson.Raw(append([]byte(nil), cs.Current...))
 			if op, _ := raw.Lookup("operationType").StringValueOK(); op == "invalidate" {
 				if len(evs) == 0 {
-					return nil, "", errors.New("the next event is an invalidate: the trigger's stream ended")
+					return nil, 0, errors.New("the next event is an invalidate: the trigger's stream ended")
 				}
 				break // the stream ends within the batch's range: check refuses
 			}
@@ -275,22 +284,22 @@ func (r *Runner) readHeld(ctx context.Context, t *triggers.Trigger, token bson.R
 		_, _, tooLarge := eventTooLarge(err)
 		switch {
 		case len(evs) == n || (len(evs) > 0 && (err == nil || errors.Is(err, context.DeadlineExceeded))):
-			return evs, "", nil
+			return evs, 0, nil
 		case tooLarge && held.batch.id == "":
 			// Read again without its large fields, below.
 		case err != nil && !errors.Is(err, context.DeadlineExceeded):
-			return nil, "", fmt.Errorf("read the event after the checkpoint: %w", err)
+			return nil, 0, fmt.Errorf("read the event after the checkpoint: %w", err)
 		default:
-			return nil, "", errors.New("no event after the checkpoint: nothing is held")
+			return nil, 0, errors.New("no event after the checkpoint: nothing is held")
 		}
 	} else if _, _, ok := eventTooLarge(err); !ok || held.batch.id != "" {
-		return nil, "", fmt.Errorf("open the change stream at the checkpoint: %w", err)
+		return nil, 0, fmt.Errorf("open the change stream at the checkpoint: %w", err)
 	}
-	raw, err := r.readTooLarge(ctx, t, opts, err)
-	if err != nil {
-		return nil, "", err
+	raw, rerr := r.readTooLarge(ctx, t, opts, err)
+	if rerr != nil {
+		return nil, 0, rerr
 	}
-	return []bson.Raw{raw}, "; the change event is larger than 16 MiB: stored without its " + largeFieldsText, nil
+	return []bson.Raw{raw}, tooLargeSize(err), nil
 }
 
 // readTooLarge reads the first event after the checkpoint (opts resume

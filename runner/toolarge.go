@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/changehook/changehook/triggers"
@@ -64,6 +65,26 @@ func eventTooLarge(err error) (token bson.Raw, at time.Time, ok bool) {
 	}
 	return token, at, true
 }
+
+// tooLargeSizeRE matches the event's size MongoDB's message names
+// ("BSONObj size: 18874697 (0x…) is invalid").
+var tooLargeSizeRE = regexp.MustCompile(`BSONObj size: ([0-9]+) `)
+
+// tooLargeSize returns the size in bytes of the change event an
+// eventTooLarge error names, or, when its message does not say, the 16 MiB
+// it is larger than.
+func tooLargeSize(err error) int {
+	if m := tooLargeSizeRE.FindStringSubmatch(err.Error()); m != nil {
+		if n, perr := strconv.Atoi(m[1]); perr == nil && n > maxEventSize {
+			return n
+		}
+	}
+	return maxEventSize
+}
+
+// maxEventSize is the largest change event a change stream returns: a BSON
+// document's limit, 16 MiB.
+const maxEventSize = 16 << 20
 
 // tooLargeText describes the event an eventTooLarge error names.
 func tooLargeText(at time.Time) string {

@@ -2,14 +2,19 @@ package runner_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/deadletter"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -72,7 +77,14 @@ triggers:
 		t.Fatalf("dead letters %v, want one, %s", dls, id)
 	}
 	dl := dls[0]
-	const lastError = "skipped by test; the change event is larger than 16 MiB: stored without its fullDocument, fullDocumentBeforeChange and updateDescription"
+	// Marked as a dead letter whose event was not kept, with the size
+	// the server's error named (the update's 9 MiB twice: its
+	// fullDocument and its updateDescription).
+	if dl.Trimmed != dispatcher.TrimmedEvent || dl.EventSize <= 18<<20 || dl.EventSize > 19<<20 {
+		t.Errorf("dead letter trimmed %q, event size %d; want %q and the event's size, a little over 18 MiB", dl.Trimmed, dl.EventSize, dispatcher.TrimmedEvent)
+	}
+	lastError := fmt.Sprintf("skipped by test; the change event is larger than the 16 MiB a change stream can return (%d bytes): "+
+		"stored with only what identifies the change, not its fullDocument, fullDocumentBeforeChange and updateDescription", dl.EventSize)
 	if dl.LastError != lastError {
 		t.Errorf("dead letter's last error %q, want %q", dl.LastError, lastError)
 	}
@@ -85,6 +97,21 @@ triggers:
 			t.Errorf("dead-lettered event has %s", f)
 		}
 	}
+	// A replay refuses it as it refuses any dead letter whose event was
+	// not kept: nothing is sent (the event without its documents is not
+	// the change), it stays, and the error says how to deliver it again.
+	rp := deadletter.Replayer{Store: store.New(client, stateDB), Config: cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
+		return dispatcher.NewSender(t)
+	}}
+	var res []deadletter.Result
+	if sum, err := rp.Replay(ctx, deadletter.Selection{IDs: []string{id}}, func(r deadletter.Result) { res = append(res, r) }); err != nil || sum.Failed != 1 ||
+		len(res) != 1 || !errors.Is(res[0].Err, deadletter.ErrEventNotKept) || res[0].Attempts != 0 {
+		t.Errorf("replay of the skipped event = %+v, %v, %v; want refused, not attempted (ErrEventNotKept)", sum, res, err)
+	}
+	if _, ok, err := store.New(client, stateDB).GetDeadLetter(ctx, id); err != nil || !ok {
+		t.Errorf("dead letter after the refused replay: found %v, %v; want it kept", ok, err)
+	}
+	recv.none(t, 100*time.Millisecond)
 	ts, _ := dl.Event.Lookup("clusterTime").Timestamp()
 	at := time.Unix(int64(ts), 0).UTC().Format(time.RFC3339)
 	reason := "change event too large: the change event at " + at + " is larger than the 16 MiB a change stream can return (BSONObjectTooLarge), so the trigger cannot read past it"

@@ -110,6 +110,11 @@ func trimmedDoc(dl dispatcher.DeadLetter, level string) (bson.Raw, int, error) {
 			return nil, 0, err
 		}
 		doc.Event, doc.EventSize = ident, len(dl.Event)
+		if dl.EventSize > 0 {
+			// The caller knows the event's size: one a change stream
+			// could not return whole (its server's error names it).
+			doc.EventSize = dl.EventSize
+		}
 	}
 	raw, err := bson.Marshal(doc)
 	if err != nil {

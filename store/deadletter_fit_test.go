@@ -130,6 +130,46 @@ func TestPutDeadLetterTooLargeIsTrimmed(t *testing.T) {
 	}
 }
 
+// TestPutDeadLetterTrimmedEventKeepsTheGivenSize: a dead letter the
+// caller starts at TrimmedEvent with the event's size (one a change
+// stream could not return whole: what is left of it is small) keeps
+// that size, not the size of what is left, and only the event's identity.
+func TestPutDeadLetterTrimmedEventKeepsTheGivenSize(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name        string
+		given, want int // 0 given: the size of what is left
+	}{
+		{name: "size given", given: 18 << 20, want: 18 << 20},
+		{name: "no size given", given: 0, want: -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, tok := bigEvent(t, "8266A1B2D4"+strings.ReplaceAll(tc.name, " ", ""), 1<<10)
+			id := dispatcher.WebhookID("big", tok)
+			dl := dispatcher.DeadLetter{Trigger: "big", WebhookID: id, Event: ev, Token: tok, LastReason: "skipped",
+				Trimmed: dispatcher.TrimmedEvent, EventSize: tc.given, FirstAttemptAt: time.Now(), DeadLetteredAt: time.Now()}
+			if err := s.PutDeadLetter(ctx, dl); err != nil {
+				t.Fatalf("PutDeadLetter: %v", err)
+			}
+			got, ok, err := s.GetDeadLetter(ctx, id)
+			if err != nil || !ok {
+				t.Fatalf("GetDeadLetter = ok %v, err %v", ok, err)
+			}
+			want := tc.want
+			if want < 0 {
+				want = len(ev)
+			}
+			if got.Trimmed != dispatcher.TrimmedEvent || got.EventSize != want {
+				t.Errorf("trimmed %q, event size %d; want %q, %d", got.Trimmed, got.EventSize, dispatcher.TrimmedEvent, want)
+			}
+			if _, err := got.Event.LookupErr("fullDocument"); err == nil {
+				t.Errorf("the event's fullDocument was kept: %s", got.Event)
+			}
+		})
+	}
+}
+
 // TestRecordReplayFailureOfANearLimitDeadLetter: a replay failure whose
 // response would take a dead letter stored whole over 16 MiB is recorded
 // without the response, and the dead letter is then marked trimmed.

@@ -223,7 +223,10 @@ func (d deadLetterDoc) stored() StoredDeadLetter {
 // little as needed, and its Trimmed says how (see deadletter_fit.go):
 // without its response (its last error is cut to MaxErrorText anyway)
 // (dispatcher.TrimmedResponse), or else with only the event's identity
-// (dispatcher.TrimmedEvent). dl.Trimmed, when set, is where it starts. An
+// (dispatcher.TrimmedEvent). dl.Trimmed, when set, is where it starts;
+// with dispatcher.TrimmedEvent, a dl.EventSize set by the caller is kept as
+// the event's size (an event the change stream could not return whole,
+// whose size the server's error named), else it is dl.Event's. An
 // error means nothing was stored; it wraps a *dispatcher.DeadLetterStoreError
 // saying why.
 func (s *Store) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLetter) error {
