@@ -604,6 +604,15 @@ func (r *Runner) loadPauses(ctx context.Context) {
 	}
 }
 
+// pauseFromControl pauses every unit of c, a paused control document, that
+// is not paused, showing c's reason, by and time. A unit already paused
+// shows the newest pause: c's when its pause was read from c and c now says
+// otherwise (the trigger was paused again), or when c's pause is more
+// recent than the one it shows (read from another document, or set by
+// Pause) — except a payload-error pause, this process's own, which stays
+// shown until a resume (it keeps /readyz failing). For a pause request of
+// c it notes, once per request, the pause each unit had before, for the
+// request's result (repausedMessage).
 func (r *Runner) pauseFromControl(c store.Control) {
 	ss, err := r.slotsOf(c.Trigger)
 	if err != nil {
@@ -613,17 +622,87 @@ func (r *Runner) pauseFromControl(c store.Control) {
 	if since.IsZero() {
 		since = r.opts.Clock.Now()
 	}
+	reqID := ""
+	if c.Request != nil && c.Request.Kind == store.RequestPause {
+		reqID = c.Request.ID
+	}
+	logged := false
 	for i, s := range ss {
 		s.mu.Lock()
-		if s.pause == nil {
-			s.pause = &PauseInfo{Reason: c.Reason, By: c.By, Since: since}
+		prev := s.pause
+		if reqID != "" && s.repaused[c.Trigger].id != reqID {
+			// The pause the unit had before this request: none, or one
+			// that is not already this request's (a unit a reload created
+			// copies its pause).
+			rp := repause{id: reqID}
+			if prev != nil && (s.pauseDoc != c.Trigger || newerPause(*prev, true, c)) {
+				p := *prev
+				rp.prev = &p
+			}
+			if s.repaused == nil {
+				s.repaused = map[string]repause{}
+			}
+			s.repaused[c.Trigger] = rp
+		}
+		switch {
+		case prev == nil:
+			s.pause, s.pauseDoc = &PauseInfo{Reason: c.Reason, By: c.By, Since: since}, c.Trigger
 			if i == 0 {
 				r.log.Warn("trigger paused", "trigger", c.Trigger, "by", c.By, "reason", c.Reason)
 			}
 			r.reconcile(s)
+		case prev.By != PauseByPayloadErrors && newerPause(*prev, s.pauseDoc == c.Trigger, c):
+			p := PauseInfo{Reason: c.Reason, By: c.By, Since: c.PausedAt}
+			if p.Since.IsZero() {
+				p.Since = prev.Since // a document without a time: the pause goes on
+			}
+			s.pause, s.pauseDoc = &p, c.Trigger
+			if !logged {
+				r.log.Warn("trigger paused again: its pause now shows the newest request's", "trigger", c.Trigger, "by", c.By, "reason", c.Reason,
+					"paused_by_before", prev.By, "reason_before", prev.Reason)
+				logged = true
+			}
 		}
 		s.mu.Unlock()
 	}
+}
+
+// newerPause reports whether paused control document c says something
+// newer than p, the pause a unit shows: when p was read from c (sameDoc),
+// any difference (c was paused again since); otherwise a pause asked for
+// after p started.
+func newerPause(p PauseInfo, sameDoc bool, c store.Control) bool {
+	if sameDoc {
+		return c.Reason != p.Reason || c.By != p.By || !c.PausedAt.IsZero() && !c.PausedAt.Equal(p.Since)
+	}
+	return !c.PausedAt.IsZero() && c.PausedAt.After(p.Since)
+}
+
+// repause is the newest pause request of a control document a unit saw,
+// and the pause it had before that request (nil: it was not paused).
+type repause struct {
+	id   string
+	prev *PauseInfo
+}
+
+// repausedMessage is a unit's result of a pause request when the unit was
+// already paused (prev) and now shows cur: what it was and what it is, so
+// that the requester sees that it was paused already and what changed.
+func repausedMessage(prev, cur PauseInfo) string {
+	if prev.By == PauseByPayloadErrors {
+		return fmt.Sprintf("already paused by %s since %s, which stays shown (and /readyz failing) until a resume; this pause is recorded too and holds after a restart",
+			PauseByPayloadErrors, timeText(prev.Since))
+	}
+	return "already paused (" + pauseText(prev) + "); now paused " + pauseText(cur)
+}
+
+// pauseText is "by B since T" and the reason, if any.
+func pauseText(p PauseInfo) string {
+	s := "by " + cmp.Or(p.By, "?") + " since " + timeText(p.Since)
+	if p.Reason != "" {
+		s += fmt.Sprintf(": %q", p.Reason)
+	}
+	return s
 }
 
 // controlKeys returns the keys of the control documents that concern the
@@ -1003,6 +1082,12 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 	switch req.Kind {
 	case store.RequestPause:
 		msg = "paused"
+		s.mu.Lock()
+		rp, cur := s.repaused[c.Trigger], s.pause
+		s.mu.Unlock()
+		if rp.id == req.ID && rp.prev != nil && cur != nil {
+			msg = repausedMessage(*rp.prev, *cur)
+		}
 	case store.RequestResume:
 		var from ResumeFrom
 		if from, err = ParseResumeFrom(req.From); err != nil {

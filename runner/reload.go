@@ -154,11 +154,15 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		// Repartitioned: the new partitions keep the trigger's pause.
 		// Its events_received continues with the old partitions' events.
 		var pause *PauseInfo
+		pauseDoc := ""
 		for _, old := range oldSlots[name] {
 			old.mu.Lock()
 			if old.pause != nil && pause == nil {
 				p := *old.pause
 				pause = &p
+				if old.pauseDoc == name {
+					pauseDoc = name // the trigger's document, which the new partitions read too
+				}
 			}
 			r.receivedBefore[name] += old.total()
 			old.mu.Unlock()
@@ -171,7 +175,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		r.metrics.forget(name)
 		t := byName[name]
 		for _, u := range t.Units() {
-			s := &slot{t: u, want: !r.opts.StartStopped, pause: pause}
+			s := &slot{t: u, want: !r.opts.StartStopped, pause: pause, pauseDoc: pauseDoc}
 			r.slots[u.Key()] = s
 			r.units[name] = append(r.units[name], u.Key())
 			added = append(added, s)

@@ -69,14 +69,21 @@ func (f ResumeFrom) String() string {
 // slot is one trigger of the runner and its supervision state. Every field
 // except the atomics is guarded by mu.
 type slot struct {
-	mu     sync.Mutex
-	t      *triggers.Trigger
-	want   bool       // the supervisor wants it running (Start/Stop)
-	pause  *PauseInfo // non-nil while paused
-	failed bool       // its last watcher ended permanently: not restarted until Restart/Resume
-	holds  int        // control operations holding it stopped
-	cur    *instance  // the running (or stopping) watcher, nil when none
-	lease  Lease      // the cluster lease it runs under (StartLeased), nil when none
+	mu    sync.Mutex
+	t     *triggers.Trigger
+	want  bool       // the supervisor wants it running (Start/Stop)
+	pause *PauseInfo // non-nil while paused
+	// pauseDoc is the control document pause was read from ("" when Pause
+	// set it): that document's newer pause replaces its details.
+	pauseDoc string
+	// repaused is, per control document, the newest pause request this
+	// unit saw and the pause it had before (nil: none), for the request's
+	// result.
+	repaused map[string]repause
+	failed   bool      // its last watcher ended permanently: not restarted until Restart/Resume
+	holds    int       // control operations holding it stopped
+	cur      *instance // the running (or stopping) watcher, nil when none
+	lease    Lease     // the cluster lease it runs under (StartLeased), nil when none
 	// rewrite holds the unit stopped while a control request rewriting its
 	// checkpoint is pending for it: control document → request id.
 	rewrite map[string]string
@@ -355,8 +362,9 @@ func (r *Runner) Restart(ctx context.Context, name string) error {
 // Pause holds the trigger: see the package documentation. It returns
 // without waiting for the watcher to stop, so it may be called from any
 // goroutine, including the trigger's own dispatcher workers. Pausing a
-// paused trigger keeps the first pause's information. On a partitioned
-// trigger it pauses every partition.
+// paused trigger keeps the first pause's information (a pause request of
+// the controls, in contrast, shows its own: see pauseFromControl). On a
+// partitioned trigger it pauses every partition.
 func (r *Runner) Pause(name, reason, by string) error {
 	ss, err := r.slotsOf(name)
 	if err != nil {
@@ -367,7 +375,7 @@ func (r *Runner) Pause(name, reason, by string) error {
 	for _, s := range ss {
 		s.mu.Lock()
 		if s.pause == nil {
-			s.pause = &PauseInfo{Reason: reason, By: by, Since: since}
+			s.pause, s.pauseDoc = &PauseInfo{Reason: reason, By: by, Since: since}, ""
 			if !logged {
 				r.log.Warn("trigger paused", "trigger", name, "by", by, "reason", reason)
 				logged = true
