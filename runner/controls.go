@@ -161,6 +161,9 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 		// were delivered).
 		from, n := 0, 1
 		if held.batch.id != "" {
+			if err := narrowToUndelivered(s, &held); err != nil {
+				return err
+			}
 			from, n = held.batch.from, held.batch.n
 		}
 		now := r.opts.Clock.Now()
@@ -247,6 +250,38 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 		}
 	}
 	return sk, already, err
+}
+
+// narrowToUndelivered leaves out of held, the batch a unit was stuck on
+// when the skip looked, the events the unit's watcher delivered since: a
+// batch the endpoint refused as too large is sent in parts, one after the
+// other, and a part may have been delivered between the look and the stop.
+// The unit's newest watcher, stopped now, holds the batch's progress: when
+// it shows the same batch being sent from a later event (the events before
+// that one delivered), the skip dead-letters only the events from there to
+// the end of the refused request, so none is both delivered and a dead
+// letter; when it has got past the whole refused request, the skip is
+// refused (the unit recovered from what it was stuck on). Anything else
+// (the watcher shows another head of line, or none) leaves held as it is:
+// check then compares the events after the checkpoint. s.mu must not be
+// held; the unit is held stopped.
+func narrowToUndelivered(s *slot, held *heldEvent) error {
+	b := &held.batch
+	w := s.last.Load()
+	if w == nil {
+		return nil
+	}
+	h, ok := w.disp.HeadOfLine()
+	if !ok || h.WebhookID != b.id || h.EventID != held.eventID || h.Events != b.events || h.PartFrom <= b.from {
+		return nil
+	}
+	if h.PartFrom >= b.from+b.n {
+		return fmt.Errorf("the part of batch %s it was stuck on (events %d to %d of its %d) was delivered meanwhile: the trigger recovered from it, "+
+			"so nothing was skipped (it now sends events %d to %d; see its head_of_line)", b.id, b.from+1, b.from+b.n, b.events, h.PartFrom+1, h.PartFrom+h.PartEvents)
+	}
+	b.n -= h.PartFrom - b.from
+	b.from = h.PartFrom
+	return nil
 }
 
 // countSkipDeadLetter counts a dead letter skip stored for trigger like

@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -266,5 +267,157 @@ func TestSkipOfABatchSentInParts(t *testing.T) {
 	insert(t, coll, bson.D{{Key: "_id", Value: int32(6)}})
 	if id := waitRecv(t, delivered, "the insert of 6 delivered"); id != 6 {
 		t.Fatalf("delivered %d after the skip, want 6 (the first two must not be delivered again)", id)
+	}
+}
+
+// TestSkipOfABatchPartlyDeliveredMeanwhile: the skip looks while the
+// endpoint refuses the batch of 5 events it is stuck on, or the first
+// part of it (500); before the skip stops the trigger, the endpoint
+// refuses the batch as too large (413), so it is sent in parts, and takes
+// the first part: events 1 and 2 are delivered, the part of 3 to 5 is
+// refused. A skip that looked at the whole batch dead-letters 3 to 5 only
+// — not 1 and 2, which would then be both delivered and dead letters —
+// and the trigger continues after the batch without sending 1 and 2
+// again. One that looked at the part of 1 and 2 is refused, as that part
+// was delivered: the trigger recovered from what the skip looked at; the
+// next skip dead-letters 3 to 5.
+func TestSkipOfABatchPartlyDeliveredMeanwhile(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// first is how the endpoint answers at first, before the skip
+		// looks: 500 to refuse (or 413).
+		first func(ids []int32) int
+		// looked are the events of the refused request the skip looks at.
+		looked  []int32
+		refused string // the skip's error ("" none), after "skip event strict: "
+	}{
+		{name: "whole batch looked at", first: func([]int32) int { return http.StatusInternalServerError }, looked: []int32{1, 2, 3, 4, 5}},
+		{name: "first part looked at", first: func(ids []int32) int {
+			if len(ids) == 5 {
+				return http.StatusRequestEntityTooLarge
+			}
+			return http.StatusInternalServerError // the part of 1 and 2
+		}, looked: []int32{1, 2}, refused: "the part of batch %s it was stuck on (events 1 to 2 of its 5) was delivered meanwhile: the trigger recovered from it, " +
+			"so nothing was skipped (it now sends events 3 to 5; see its head_of_line)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := startDB(t, devdb.Options{})
+			arrived0, release0 := make(chan struct{}, 1), make(chan struct{})
+			var mu sync.Mutex
+			second := false // the endpoint takes the part of 1 and 2
+			refused := make(chan []int32, 1024)
+			hook, delivered := batchHook(t, func(ctx context.Context, ids []int32) int {
+				mu.Lock()
+				now := second
+				mu.Unlock()
+				status := http.StatusNoContent
+				switch {
+				case slices.Contains(ids, 0):
+					arrived0 <- struct{}{}
+					select {
+					case <-release0:
+					case <-ctx.Done():
+						return http.StatusServiceUnavailable
+					}
+				case !now:
+					status = tc.first(ids)
+				case len(ids) == 5:
+					status = http.StatusRequestEntityTooLarge
+				case slices.Contains(ids, 3):
+					status = http.StatusInternalServerError
+				}
+				if status >= 300 {
+					refused <- ids
+				}
+				return status
+			})
+			st := store.New(client, stateDB)
+			cfg := parseTrigger(t, strictBatchYAML, hook.URL)
+			r := startRunner(t, cfg, client, runner.Options{ShutdownGrace: 50 * time.Millisecond})
+			waitFor(t, "trigger ready", r.Ready)
+			coll := client.Database("shop").Collection("a")
+			insert(t, coll, bson.D{{Key: "_id", Value: int32(0)}})
+			waitRecv(t, arrived0, "the insert of 0 at the endpoint")
+			for i := int32(1); i <= 5; i++ {
+				insert(t, coll, bson.D{{Key: "_id", Value: i}})
+			}
+			waitFor(t, "the inserts read", func() bool { return statusOf(t, r, "strict").EventsReceived == 6 })
+			close(release0)
+			if id := waitRecv(t, delivered, "the insert of 0 delivered"); id != 0 {
+				t.Fatalf("delivered %d, want 0", id)
+			}
+			// Refused (500) as the skip will look at it.
+			for ids := waitRecv(t, refused, "a refusal"); !slices.Equal(ids, tc.looked); ids = waitRecv(t, refused, "a refusal") {
+			}
+			var head *runner.HeadOfLine
+			waitFor(t, "stuck on the batch", func() bool {
+				head = statusOf(t, r, "strict").HeadOfLine
+				return head != nil && head.LastStatus == http.StatusInternalServerError
+			})
+			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+			defer cancel()
+
+			id, err := r.SkipAfterLooking(ctx, "strict", "test", func() {
+				mu.Lock()
+				second = true
+				mu.Unlock()
+				for _, want := range []int32{1, 2} {
+					if id := waitRecv(t, delivered, "the part of 1 and 2 delivered"); id != want {
+						t.Errorf("delivered %d, want %d", id, want)
+					}
+				}
+				for ids := waitRecv(t, refused, "a refusal"); !slices.Equal(ids, []int32{3, 4, 5}); ids = waitRecv(t, refused, "a refusal") {
+				}
+			})
+			if tc.refused != "" {
+				want := "skip event strict: " + fmt.Sprintf(tc.refused, head.WebhookID)
+				if err == nil || err.Error() != want {
+					t.Fatalf("skip = %q, %v;\nwant the error %q", id, err, want)
+				}
+				if n, err := st.CountDeadLetters(ctx, "strict"); err != nil || n != 0 {
+					t.Fatalf("%d dead letters (%v) after the refused skip, want none", n, err)
+				}
+				// The trigger runs again from its checkpoint, before the
+				// batch (which is acknowledged whole): it sends 1 and 2
+				// again, then is stuck on the part of 3 to 5, which the
+				// next skip dead-letters.
+				for _, want := range []int32{1, 2} {
+					if id := waitRecv(t, delivered, "the part of 1 and 2 delivered again"); id != want {
+						t.Errorf("delivered %d, want %d", id, want)
+					}
+				}
+				for ids := waitRecv(t, refused, "a refusal"); !slices.Equal(ids, []int32{3, 4, 5}); ids = waitRecv(t, refused, "a refusal") {
+				}
+				waitFor(t, "stuck on the part of 3 to 5", func() bool {
+					h := statusOf(t, r, "strict").HeadOfLine
+					return h != nil && h.LastStatus == http.StatusInternalServerError
+				})
+				id, err = r.Skip(ctx, "strict", "test")
+			}
+			if err != nil || id != head.WebhookID {
+				t.Fatalf("skip = %q, %v; want the batch %s", id, err, head.WebhookID)
+			}
+			dls, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: "strict"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []int32
+			for _, dl := range dls {
+				ids = append(ids, docID(dl.Event))
+				if want := fmt.Sprintf("skipped by test with batch %s (event %d of its 5)", head.WebhookID, docID(dl.Event)); dl.LastError != want {
+					t.Errorf("dead letter's last error %q, want %q", dl.LastError, want)
+				}
+			}
+			slices.Sort(ids)
+			if !slices.Equal(ids, []int32{3, 4, 5}) {
+				t.Fatalf("dead-lettered the events of %v, want those not delivered (3 to 5), not 1 and 2, delivered meanwhile", ids)
+			}
+			insert(t, coll, bson.D{{Key: "_id", Value: int32(6)}})
+			if id := waitRecv(t, delivered, "the insert of 6 delivered"); id != 6 {
+				t.Fatalf("delivered %d after the skip, want 6 (1 and 2 must not be delivered again)", id)
+			}
+		})
 	}
 }

@@ -52,7 +52,11 @@ import (
 // the part whose attempt failed (the events before it were delivered). It
 // does so only if the events after the checkpoint are still exactly that
 // batch — as many events, the first and last of which give the batch's id
-// — and moves the checkpoint past the last event it dead-letters. A
+// — and moves the checkpoint past the last event it dead-letters. The
+// parts delivered after the skip looked and before it stopped the unit are
+// left out (narrowToUndelivered: the stopped watcher's progress says which
+// part it was sending), so that no event is both delivered and a dead
+// letter; a skip whose whole part was delivered so is refused. A
 // request naming the event it is meant for names the batch by the batch's
 // id, as the status shows it; naming one of its events is refused.
 
