@@ -516,3 +516,66 @@ func TestRepartitioningReloadForgetsOldPartitionSeries(t *testing.T) {
 		t.Errorf("events_received after the repartitioning reload = %d, want 8", st.EventsReceived)
 	}
 }
+
+// TestRepartitionDropsTheOldPartitionsControls: repartitioning removes the
+// control documents of the old partitions' keys — a pause of one, a skip
+// still pending on another — with their checkpoints, and reports them, so
+// that none applies again to the partition of that key should the trigger
+// be repartitioned back. The trigger's own document (a pause of every
+// partition) stays, and so do the new partitions' and another trigger's.
+func TestRepartitionDropsTheOldPartitionsControls(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	st := store.New(client, stateDB)
+	ctx := t.Context()
+	for i, key := range []string{"orders/p0of4", "orders/p1of4", "orders/p2of4", "orders/p3of4"} {
+		tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("82000000A%d", i)}})
+		if err := st.SaveCheckpoint(ctx, store.Checkpoint{Trigger: key, Token: tok}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		key    string
+		reason string
+		req    store.ControlRequest
+	}{
+		{"orders/p2of4", "maintenance", store.ControlRequest{Kind: store.RequestPause, By: "cli"}},
+		{"orders/p3of4", "", store.ControlRequest{Kind: store.RequestSkip, By: "cli"}},
+		{"orders", "all of it", store.ControlRequest{Kind: store.RequestPause, By: "cli"}},
+		{"orders/p1of2", "", store.ControlRequest{Kind: store.RequestResume, By: "cli"}},
+		{"orders2/p0of4", "other trigger", store.ControlRequest{Kind: store.RequestPause, By: "cli"}},
+	} {
+		if _, err := st.RequestControl(ctx, c.key, c.reason, c.req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := runner.Repartition(ctx, st, "orders", 2, runner.RepartitionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dropped []string
+	for _, c := range res.DroppedControls {
+		dropped = append(dropped, c.Trigger)
+		if paused := c.Trigger == "orders/p2of4"; c.Paused != paused || paused && c.Reason != "maintenance" {
+			t.Errorf("dropped control %+v, want it as it was", c)
+		}
+	}
+	if want := []string{"orders/p2of4", "orders/p3of4"}; !slices.Equal(dropped, want) {
+		t.Errorf("dropped controls %v, want %v", dropped, want)
+	}
+	all, err := st.ListControls(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, c := range all {
+		kept = append(kept, c.Trigger)
+	}
+	if want := []string{"orders", "orders/p1of2", "orders2/p0of4"}; !slices.Equal(kept, want) {
+		t.Errorf("control documents after the repartition %v, want %v", kept, want)
+	}
+	// Run again (as after a crash): nothing more to drop.
+	if again, err := runner.Repartition(ctx, st, "orders", 2, runner.RepartitionOptions{}); err != nil || len(again.DroppedControls) != 0 {
+		t.Errorf("repartition again = %+v, %v; want nothing dropped", again.DroppedControls, err)
+	}
+}

@@ -37,6 +37,12 @@ type Repartitioned struct {
 	Newest store.Checkpoint
 	// Keys are the new partitions' checkpoint keys, written with Start.
 	Keys []string
+	// DroppedControls are the control documents of the removed
+	// partitions' keys (every partitioning but the new one), as they were
+	// when Repartition deleted them, ordered by key: their pauses and
+	// pending requests applied to partitions that no longer exist. The
+	// trigger's own document (by name) stays.
+	DroppedControls []store.Control
 }
 
 // RepartitionOptions tune Repartition.
@@ -55,8 +61,12 @@ type RepartitionOptions struct {
 // Repartition rewrites the checkpoints of trigger for n partitions (1 to
 // triggers.MaxPartitions): every new partition's checkpoint becomes the
 // oldest of the trigger's checkpoints under any partitioning, so no change
-// is skipped; then the other checkpoints, and the lease documents of their
-// keys, are removed. The changes between the oldest and the newest old
+// is skipped; then the other checkpoints, the lease documents of their
+// keys and the control documents of the partition keys other than the new
+// ones (DroppedControls) are removed — the control documents after the
+// checkpoints, so that a Repartition that fails before leaves the old
+// partitions' pauses with their checkpoints.
+// The changes between the oldest and the newest old
 // checkpoint were delivered by the partitions that were ahead and are
 // delivered again after the restart (same webhook-id); nothing else is.
 // Running it again (after a crash in the middle) gives the same result.
@@ -177,6 +187,24 @@ func Repartition(ctx context.Context, st *store.Store, trigger string, n int, op
 		if err := st.DeleteCheckpoint(ctx, cp.Trigger); err != nil {
 			return res, fmt.Errorf("repartition %s: %w", trigger, err)
 		}
+	}
+	// The old partitions' control documents: no member runs those keys (it
+	// would hold their leases, which Repartition holds), and one that takes
+	// them later fails for want of their checkpoints. Left, a pause or a
+	// pending skip of one would apply again to the partition of that key
+	// should the trigger ever be repartitioned back.
+	ctls, err := st.PartitionControls(ctx, trigger)
+	if err != nil {
+		return res, fmt.Errorf("repartition %s: %w", trigger, err)
+	}
+	for _, c := range ctls {
+		if slices.Contains(res.Keys, c.Trigger) {
+			continue
+		}
+		if err := st.DeleteControl(ctx, c.Trigger); err != nil {
+			return res, fmt.Errorf("repartition %s: %w", trigger, err)
+		}
+		res.DroppedControls = append(res.DroppedControls, c)
 	}
 	// The old keys' leases go with their checkpoints; the new keys' are
 	// released (their epochs stay, so the next holder fences this one out).

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -236,12 +237,31 @@ func (s *Store) ListControls(ctx context.Context) ([]Control, error) {
 // controlled. The documents of other keys are kept, never deleted on the
 // runner's behalf: a pause must hold when its trigger is removed and added
 // back, and during a rolling update another member may still run a
-// trigger this one no longer has.
+// trigger this one no longer has. Only runner.Repartition deletes some:
+// those of the partitions it removes.
 func (s *Store) LoadControls(ctx context.Context, keys []string) ([]Control, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
 	return s.findControls(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}}, "load controls")
+}
+
+// PartitionControls returns the control documents of trigger's partition
+// keys, "NAME/p<i>of<N>" for any N, ordered by key — not the trigger's own
+// (keyed by its name), which applies to every partitioning.
+func (s *Store) PartitionControls(ctx context.Context, trigger string) ([]Control, error) {
+	filter := bson.D{{Key: "_id", Value: bson.Regex{Pattern: "^" + regexp.QuoteMeta(trigger) + `/p[0-9]+of[0-9]+$`}}}
+	return s.findControls(ctx, filter, fmt.Sprintf("list the partitions' controls of trigger %q", trigger))
+}
+
+// DeleteControl removes the control document of key (a trigger's name or
+// a partition's key); deleting a missing one is not an error. Only a key
+// no process runs may lose its document: see runner.Repartition.
+func (s *Store) DeleteControl(ctx context.Context, key string) error {
+	if _, err := s.controls().DeleteOne(ctx, bson.D{{Key: "_id", Value: key}}); err != nil {
+		return fmt.Errorf("delete control of %q: %w", key, err)
+	}
+	return nil
 }
 
 // findControls returns the control documents matching filter, ordered by

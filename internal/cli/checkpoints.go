@@ -48,7 +48,9 @@ checkpoint are delivered again, with the same webhook-id), set partitions: N
 in the configuration, start changehook again. repartition holds the leases of
 every old and new partition while it rewrites, like reset: it is refused,
 changing nothing, while any process holds one of them (it names the holder),
-and while a live cluster member lists the trigger unless --force.
+and while a live cluster member lists the trigger unless --force. It removes
+the old partitions' checkpoints, leases and control documents (a pause of one
+old partition does not carry over: it says so; a pause of the trigger does).
 
 Examples:
   changehook checkpoints list
@@ -286,6 +288,24 @@ func checkpointsRepartition(ctx context.Context, args []string, env Env) int {
 		if res.Start.Trigger != res.Newest.Trigger {
 			fmt.Fprintf(w, "The changes from %s to %s (the newest old checkpoint, %s) are delivered again, with the same webhook-id.\n",
 				tokenTimeText(res.Start), tokenTimeText(res.Newest), res.Newest.Trigger)
+		}
+	}
+	if len(res.DroppedControls) > 0 {
+		var keys, paused []string
+		for _, c := range res.DroppedControls {
+			keys = append(keys, c.Trigger)
+			if c.Paused {
+				paused = append(paused, c.Trigger)
+			}
+		}
+		fmt.Fprintf(w, "Removed the control documents of the old partitions (%s).\n", strings.Join(keys, ", "))
+		if len(paused) > 0 {
+			were := "were"
+			if len(paused) == 1 {
+				were = "was"
+			}
+			fmt.Fprintf(w, "%s %s paused: a pause of an old partition does not carry over; `changehook pause %s` holds every partition.\n",
+				strings.Join(paused, ", "), were, t.Name)
 		}
 	}
 	if t.Partitions != *n {

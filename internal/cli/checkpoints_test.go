@@ -134,6 +134,11 @@ triggers:
 			t.Fatal(err)
 		}
 	}
+	// An old partition paused on its own: its control document goes with
+	// it, and the command says so.
+	if _, err := st.RequestControl(ctx, "orders/p3of4", "maintenance", store.ControlRequest{Kind: store.RequestPause, By: "cli"}); err != nil {
+		t.Fatal(err)
+	}
 	repartition := func(extra ...string) (int, string, string) {
 		return run(t, nil, "", append([]string{"checkpoints", "repartition", "-c", cfg, "--trigger", "orders", "--partitions", "2"}, extra...)...)
 	}
@@ -201,6 +206,13 @@ triggers:
 	if code != 0 || !strings.Contains(out, "-> 2 partition(s) (orders/p0of2, orders/p1of2)") ||
 		!strings.Contains(out, "oldest old checkpoint, orders/p1of4") || !strings.Contains(out, "delivered again") {
 		t.Fatalf("repartition --force: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if want := "Removed the control documents of the old partitions (orders/p3of4).\n" +
+		"orders/p3of4 was paused: a pause of an old partition does not carry over; `changehook pause orders` holds every partition.\n"; !strings.Contains(out, want) {
+		t.Errorf("repartition --force output lacks %q:\n%s", want, out)
+	}
+	if _, found, err := st.LoadControl(ctx, "orders/p3of4"); err != nil || found {
+		t.Errorf("orders/p3of4's control document after the repartition: found %v, %v; want it removed", found, err)
 	}
 	cps, err := st.TriggerCheckpoints(ctx, "orders")
 	if err != nil || len(cps) != 2 || cps[0].Trigger != "orders/p0of2" || cps[1].Trigger != "orders/p1of2" {
