@@ -98,9 +98,17 @@ func (dl DeadLetter) TrimmedNote() string {
 	return ""
 }
 
+// MaxStreamEventSize is the largest change event a change stream returns:
+// a BSON document's limit, 16 MiB. A dead letter whose EventSize is this or
+// more was skipped because the stream could not return its event.
+const MaxStreamEventSize = 16 << 20
+
 // RedeliverHint says how to deliver the change of dl, a dead letter whose
 // event was not kept (TrimmedEvent), again: from the oplog with
-// `changehook redeliver`, then purge the dead letter.
+// `changehook redeliver`, then purge the dead letter. When the change
+// stream could not return the event (EventSize of MaxStreamEventSize or
+// more), a redeliver would stop at it again: the hint says to make the
+// trigger's events smaller first.
 func (dl DeadLetter) RedeliverHint() string {
 	cmd := "`changehook redeliver " + dl.Trigger + " --since TIME`, TIME just before the change"
 	if t, _, ok := dl.Event.Lookup("clusterTime").TimestampOK(); ok && t != 0 {
@@ -108,9 +116,15 @@ func (dl DeadLetter) RedeliverHint() string {
 	} else if !dl.FirstAttemptAt.IsZero() {
 		cmd += " (its delivery was first attempted at " + dl.FirstAttemptAt.UTC().Format(time.RFC3339) + ")"
 	}
-	return fmt.Sprintf("to deliver the change again, run %s, which reads it from the oplog while the oplog still holds it "+
+	first := ""
+	if dl.EventSize >= MaxStreamEventSize {
+		first = "the change stream cannot return this change whole (larger than 16 MiB), so a redeliver would stop at it again: " +
+			"first give the trigger a `project` that leaves out fullDocument, fullDocumentBeforeChange and updateDescription " +
+			"(or drop full_document: updateLookup and the pre-images) and reload; then "
+	}
+	return fmt.Sprintf("to deliver the change again, %srun %s, which reads it from the oplog while the oplog still holds it "+
 		"and delivers it with every later change of the trigger, under the same webhook-ids (or read the document by its key yourself); "+
-		"then `changehook dlq purge %s --yes`", cmd, dl.WebhookID)
+		"then `changehook dlq purge %s --yes`", first, cmd, dl.WebhookID)
 }
 
 // byteSize is n bytes in MiB or KiB, or bytes.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -75,16 +76,12 @@ var tooLargeSizeRE = regexp.MustCompile(`BSONObj size: ([0-9]+) `)
 // it is larger than.
 func tooLargeSize(err error) int {
 	if m := tooLargeSizeRE.FindStringSubmatch(err.Error()); m != nil {
-		if n, perr := strconv.Atoi(m[1]); perr == nil && n > maxEventSize {
+		if n, perr := strconv.Atoi(m[1]); perr == nil && n > dispatcher.MaxStreamEventSize {
 			return n
 		}
 	}
-	return maxEventSize
+	return dispatcher.MaxStreamEventSize
 }
-
-// maxEventSize is the largest change event a change stream returns: a BSON
-// document's limit, 16 MiB.
-const maxEventSize = 16 << 20
 
 // tooLargeText describes the event an eventTooLarge error names.
 func tooLargeText(at time.Time) string {

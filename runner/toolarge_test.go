@@ -107,6 +107,9 @@ triggers:
 	if sum, err := rp.Replay(ctx, deadletter.Selection{IDs: []string{id}}, func(r deadletter.Result) { res = append(res, r) }); err != nil || sum.Failed != 1 ||
 		len(res) != 1 || !errors.Is(res[0].Err, deadletter.ErrEventNotKept) || res[0].Attempts != 0 {
 		t.Errorf("replay of the skipped event = %+v, %v, %v; want refused, not attempted (ErrEventNotKept)", sum, res, err)
+	} else if !strings.Contains(res[0].Err.Error(), "the change stream cannot return this change whole (larger than 16 MiB), so a redeliver would stop at it again: "+
+		"first give the trigger a `project` that leaves out fullDocument") {
+		t.Errorf("replay's error %q does not say to make the event smaller before a redeliver", res[0].Err)
 	}
 	if _, ok, err := store.New(client, stateDB).GetDeadLetter(ctx, id); err != nil || !ok {
 		t.Errorf("dead letter after the refused replay: found %v, %v; want it kept", ok, err)
