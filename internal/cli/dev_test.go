@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,10 @@ triggers:
 	reload := make(chan struct{}, 1)
 	_, stderr, stop := startDevIn(t, rtDir, nil, reload, running,
 		"-c", cfg, "--addr", "127.0.0.1:0", "--admin-addr", "off", "--log-level", "info")
+	// The line names the process to send SIGHUP to.
+	if pid := "pid=" + strconv.Itoa(os.Getpid()); !strings.Contains(stderr.String(), pid) {
+		t.Errorf("the \"changehook running\" line has no %s:\n%s", pid, stderr)
+	}
 
 	reload <- struct{}{}
 	waitFor(t, stderr, "configuration reloaded")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,7 +59,8 @@ func runCommand(ctx context.Context, args []string, env Env) int {
 		"changehook run                                   # ./triggers.yaml",
 		"MONGODB_URI='mongodb+srv://user:pass@cluster/' changehook run -c prod.yaml --log-format json",
 		"changehook run -c triggers.yaml --admin-addr 0.0.0.0:9470",
-		"kill -HUP $(pidof changehook)                    # reload triggers.yaml: only changed triggers restart")
+		"kill -HUP PID                                    # reload triggers.yaml (PID: the \"changehook running\" log line's pid)",
+		"curl -X POST http://127.0.0.1:9470/api/reload    # the same through the admin API: only changed triggers restart")
 	var rf runFlags
 	rf.register(fs)
 	if code, done := parseFlags(fs, args, env); done {
@@ -229,7 +231,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 			enabled++
 		}
 	}
-	log.Info("changehook running", "version", env.Version, "mongodb", triggers.RedactURI(cfg.MongoDB.URI),
+	log.Info("changehook running", "version", env.Version, "pid", os.Getpid(), "mongodb", triggers.RedactURI(cfg.MongoDB.URI),
 		"triggers", enabled, "state_database", cfg.State.Database)
 	if started != nil {
 		started(rn)
