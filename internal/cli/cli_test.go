@@ -411,7 +411,7 @@ func TestInit(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "triggers.yaml")
 	code, out, errOut := run(t, nil, "", "init", "-c", path)
-	if code != ExitOK || !strings.Contains(out, "wrote "+path) {
+	if code != ExitOK || !strings.Contains(out, "wrote "+path) || !strings.Contains(out, "set CHANGEHOOK_DEMO_SECRET to a signing key of your own") {
 		t.Fatalf("exit %d: %s%s", code, out, errOut)
 	}
 	if code, out, errOut := run(t, nil, "", "validate", "-c", path); code != ExitOK {
@@ -509,5 +509,42 @@ triggers:
 	}
 	if last := attempts[2]; strings.Contains(last, "will retry") || !strings.Contains(last, ", no attempts left (retry.max_attempts: 3):") {
 		t.Errorf("last attempt: %s", last)
+	}
+}
+
+// TestRunWarnsOfPublishedSigningKeys: run warns about a trigger that signs
+// with a key published in the repository (the examples' fallback, taken
+// when the secret's variable is not set), naming the trigger and not the
+// key; a key of the user's own gets no warning.
+func TestRunWarnsOfPublishedSigningKeys(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a connection timeout")
+	}
+	const warning = "signs its requests with a signing key published in changehook's repository"
+	for _, tc := range []struct {
+		name, secret string
+		warn         bool
+	}{
+		{"an example's fallback", "${INVENTORY_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}", true},
+		{"the demo's, among two", "[whsec_YS1rZXktb2YtdGhlLXVzZXJzLW93bi0zMi1ieXRlcyE=, whsec_EZQGwCu/jl8apnj/X5Y+X2MOFX/knB2EvA4g1VC4694=]", true},
+		{"one's own", "whsec_YS1rZXktb2YtdGhlLXVzZXJzLW93bi0zMi1ieXRlcyE=", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(okConfig, "directConnection=true", "directConnection=true&serverSelectionTimeoutMS=200", 1)
+			src = strings.Replace(src, "secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "secret: "+tc.secret, 1)
+			cfg := writeConfig(t, src)
+			code, out, errOut := run(t, nil, "", "run", "-c", cfg, "--admin-addr", "off")
+			if code != ExitFailure {
+				t.Fatalf("exit %d\n%s%s", code, out, errOut)
+			}
+			if got := strings.Contains(errOut, warning) && strings.Contains(errOut, "trigger=low_stock"); got != tc.warn {
+				t.Errorf("warned: %v, want %v\n%s", got, tc.warn, errOut)
+			}
+			for _, key := range []string{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "EZQGwCu", "YS1rZXktb2Yt"} {
+				if strings.Contains(errOut, key) {
+					t.Errorf("a signing key was printed:\n%s", errOut)
+				}
+			}
+		})
 	}
 }

@@ -18,7 +18,8 @@ func initCommand(_ context.Context, args []string, env Env) int {
 		"changehook init -c shop.yaml         # writes shop.yaml",
 		"",
 		"The file is the commented demo configuration: run it with 'changehook dev -c FILE --demo',",
-		"then edit the trigger (database, collection, match, webhook.url) for your own data.")
+		"then edit the trigger (database, collection, match, webhook.url) for your own data and set",
+		"CHANGEHOOK_DEMO_SECRET to a signing key of your own (the file's fallback key is public).")
 	path := configFlag(fset)
 	if code, done := parseFlags(fset, args, env); done {
 		return code
@@ -42,5 +43,6 @@ func initCommand(_ context.Context, args []string, env Env) int {
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s: a commented starter configuration with one trigger (low_stock).\n", *path)
 	fmt.Fprintf(env.Stdout, "Next: changehook validate -c %s, then changehook dev -c %s --demo\n", *path, *path)
+	fmt.Fprintf(env.Stdout, "For real use: set CHANGEHOOK_DEMO_SECRET to a signing key of your own (echo whsec_$(openssl rand -base64 32)); the file's fallback key is public.\n")
 	return ExitOK
 }

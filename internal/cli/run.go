@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/admin"
 	"github.com/changehook/changehook/internal/admin/console"
+	"github.com/changehook/changehook/internal/demo"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -78,10 +80,26 @@ func runCommand(ctx context.Context, args []string, env Env) int {
 		return usageError(env, fs, "%v", err)
 	}
 	rf.clustered = true
+	warnPublishedKeys(log, cfg)
 	if err := serve(ctx, env, cfg, rf, log, nil); err != nil {
 		return fail(env, "run", err)
 	}
 	return ExitOK
+}
+
+// warnPublishedKeys warns about each trigger of cfg that signs with a key
+// published in this repository (demo.PublishedKeys: the demo's and the
+// examples' ${VAR:-key} fallbacks, taken when VAR is not set): anyone can
+// make signatures its endpoint accepts. dev, which runs such
+// configurations on purpose, does not call it.
+func warnPublishedKeys(log *slog.Logger, cfg *triggers.Config) {
+	for _, t := range cfg.Triggers {
+		if slices.ContainsFunc(t.Webhook.Secrets, func(s triggers.Secret) bool { return demo.IsPublishedKey(s.Reveal()) }) {
+			log.Warn("the trigger signs its requests with a signing key published in changehook's repository (a demo or example default, used when the secret's variable is not set): "+
+				"anyone can sign requests its endpoint will accept; set the variable to a key of your own (make one with: echo whsec_$(openssl rand -base64 32))",
+				"trigger", t.Name)
+		}
+	}
 }
 
 // connect opens a client on uri and checks that the deployment answers.
