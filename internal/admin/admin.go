@@ -163,6 +163,46 @@ func OptionsFor(cfg triggers.AdminConfig) Options {
 		IdleTimeout: cfg.IdleTimeout, MaxConnections: cfg.MaxConnections, RetryingUnreadyAfter: cfg.RetryingUnreadyAfter}
 }
 
+// apiNotFound answers, in JSON as every API answer, a request under /api/
+// that no route of mux takes: 405 with Allow when the path takes other
+// methods, else 404 naming the request and, for a route opts leaves out,
+// why this process does not serve it.
+func apiNotFound(mux *http.ServeMux, opts Options) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if m == r.Method || m == http.MethodGet && r.Method == http.MethodHead {
+				continue
+			}
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := mux.Handler(probe); p != "" && p != "/" && p != "/api/" {
+				allow = append(allow, m)
+			}
+		}
+		req := r.Method + " " + r.URL.Path
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s: method not allowed; %s takes %s", req, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
+		why := "no such API endpoint (the README's Admin API section lists them)"
+		switch {
+		case r.URL.Path == "/api/cluster" && opts.Cluster == nil:
+			why = "this process is not a cluster member (changehook run is; dev is not)"
+		case r.URL.Path == "/api/history" && opts.History == nil:
+			why = "the delivery history is off here (history.enabled: false, or no state database)"
+		case r.URL.Path == "/api/reload" && opts.Reload == nil:
+			why = "this process does not reload its configuration"
+		case strings.HasPrefix(r.URL.Path, "/api/triggers/") && opts.Control == nil:
+			why = "this process takes no control requests"
+		case strings.HasPrefix(r.URL.Path, "/api/deadletters") && (opts.Store == nil || opts.DeadLetters == nil):
+			why = "this process has no dead-letter operations"
+		}
+		writeError(w, http.StatusNotFound, req+": "+why)
+	})
+}
+
 // Server is a running admin HTTP server.
 type Server struct {
 	ln       net.Listener
@@ -213,6 +253,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	deadLetterRoutes(mux, opts.Store, opts.DeadLetters, opts.DeadLetterCounts, auth, opts.Logger, opts.WriteTimeout)
 	mux.Handle("/", cons)
+	mux.Handle("/api/", apiNotFound(mux, opts))
 	if opts.Cluster != nil {
 		mux.Handle("GET /api/cluster", ClusterHandler(opts.Cluster))
 	}
