@@ -26,6 +26,11 @@ type ReloadResult struct {
 	Changed []string `json:"changed"`
 	// Unchanged triggers were not touched.
 	Unchanged []string `json:"unchanged"`
+	// RestartNeeded names the settings outside the triggers (mongodb.uri,
+	// admin, cluster, …) that the new configuration changes and that apply
+	// only after a restart. Reload leaves it empty: the caller that
+	// compares the configurations fills it.
+	RestartNeeded []string `json:"restart_needed,omitempty"`
 }
 
 // Reload replaces the triggers with cfg's, a configuration as

@@ -29,7 +29,11 @@ type ReloadProblems interface {
 type ReloadResponse struct {
 	// Result is "success" or "failure".
 	Result string `json:"result"`
-	runner.ReloadResult
+	// ReloadResult is what the reload did (its lists are never null): set
+	// on success, and on a failure while applying the configuration (what
+	// it did before it failed); nil, so absent, when the file was
+	// rejected.
+	*runner.ReloadResult
 	// Error says why the reload failed.
 	Error string `json:"error,omitempty"`
 	// Problems are the configuration's problems (FILE:LINE:COL: message).
@@ -45,8 +49,13 @@ func reloadRoute(mux *http.ServeMux, rl Reloader, auth authorizer) {
 			return
 		}
 		res, err := rl.Reload(r.Context(), "POST /api/reload")
+		for _, l := range []*[]string{&res.Added, &res.Removed, &res.Changed, &res.Unchanged} {
+			if *l == nil {
+				*l = []string{}
+			}
+		}
 		if err == nil {
-			writeJSON(w, http.StatusOK, ReloadResponse{Result: "success", ReloadResult: res})
+			writeJSON(w, http.StatusOK, ReloadResponse{Result: "success", ReloadResult: &res})
 			return
 		}
 		resp := ReloadResponse{Result: "failure", Error: err.Error()}
@@ -56,6 +65,7 @@ func reloadRoute(mux *http.ServeMux, rl Reloader, auth authorizer) {
 			writeJSON(w, http.StatusUnprocessableEntity, resp)
 			return
 		}
+		resp.ReloadResult = &res
 		writeJSON(w, http.StatusInternalServerError, resp)
 	})
 }

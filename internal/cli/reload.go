@@ -63,6 +63,9 @@ type reloader struct {
 	opts    triggers.Options // how the file is read (dev: devOptions)
 	log     *slog.Logger
 	cfg     *triggers.Config // the running configuration
+	// started is the configuration the process started with: its
+	// settings outside the triggers are those in force until a restart.
+	started *triggers.Config
 	rn      *runner.Runner
 	st      *store.Store          // the state database (nil: history settings are not reloaded)
 	reg     prometheus.Registerer // receives the counters of a history writer a reload starts
@@ -98,7 +101,7 @@ func newReloader(path string, env Env, log *slog.Logger, cfg *triggers.Config, r
 	}, []string{"result"}))
 	c.WithLabelValues("success")
 	c.WithLabelValues("failure")
-	rl := &reloader{path: path, env: env, log: log, cfg: cfg, driven: cfg, rn: rn, reg: reg, reloads: c}
+	rl := &reloader{path: path, env: env, log: log, cfg: cfg, started: cfg, driven: cfg, rn: rn, reg: reg, reloads: c}
 	rl.current.Store(cfg)
 	return rl
 }
@@ -127,7 +130,9 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 		rl.log.Error("reload rejected; the running configuration stays", "by", why, "problem", err.Error())
 		return runner.ReloadResult{}, &ReloadError{Problems: []string{err.Error()}, err: err}
 	}
-	diff := restartOnly(rl.cfg, cfg)
+	// Against the start's settings: a restart the last reload asked for is
+	// still due until it happens.
+	diff := restartOnly(rl.started, cfg)
 	if uriChanged {
 		diff = append([]string{"mongodb.uri"}, diff...)
 	}
@@ -161,6 +166,7 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 		rl.driver.Add(driven)
 		rl.driven = driven
 	}
+	res.RestartNeeded = diff
 	if err != nil {
 		rl.reloads.WithLabelValues("failure").Inc()
 		rl.log.Error("reload did not finish", "by", why, "error", err)
@@ -278,7 +284,8 @@ func (rl *reloader) load() (cfg *triggers.Config, uriChanged bool, err error) {
 }
 
 // restartOnly lists the settings outside the triggers that differ between
-// the running configuration and the new one.
+// the configuration the process started with and the new one (the history
+// section, which a reload applies, is not among them).
 func restartOnly(old, cur *triggers.Config) []string {
 	var out []string
 	same := func(a, b any) bool {

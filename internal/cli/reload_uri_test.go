@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +60,50 @@ func TestReloadSaysAChangedMongoURINeedsARestart(t *testing.T) {
 	}
 	if strings.Contains(got, "s3cretPassw0rd") {
 		t.Errorf("the new URI's password was logged:\n%s", got)
+	}
+}
+
+// TestReloadNamesRestartSettingsUntilRestart: a reload's result names the
+// settings outside the triggers that changed since the process started and
+// wait for a restart, on every reload until then (not only on the one that
+// changed them), and none once the file has the start's values again.
+func TestReloadNamesRestartSettingsUntilRestart(t *testing.T) {
+	srv, client := devdbtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	file := func(idle, coll string) string {
+		return "mongodb: { uri: \"" + srv.URI() + "\" }\nadmin: { idle_timeout: " + idle + " }\ntriggers:\n  - name: orders\n    database: shop\n    collection: " + coll +
+			"\n    webhook: { url: \"http://127.0.0.1:1/hook\" }\n"
+	}
+	path := writeConfig(t, file("60s", "orders"))
+	cfg, err := triggers.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn, err := runner.New(cfg, client, store.New(client, cfg.State.Database), runner.Options{StartStopped: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := newReloader(path, Env{}, slog.New(slog.DiscardHandler), cfg, rn, prometheus.NewRegistry())
+	for _, step := range []struct {
+		idle, coll string
+		changed    []string
+		restart    []string
+	}{
+		{"90s", "orders", nil, []string{"admin"}},
+		{"90s", "sales", []string{"orders"}, []string{"admin"}}, // still due
+		{"60s", "sales", nil, nil},
+	} {
+		if err := os.WriteFile(path, []byte(file(step.idle, step.coll)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		res, err := rl.Reload(ctx, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.Changed, step.changed) || !slices.Equal(res.RestartNeeded, step.restart) {
+			t.Errorf("idle_timeout %s, collection %s: changed %v, restart needed %v; want %v, %v",
+				step.idle, step.coll, res.Changed, res.RestartNeeded, step.changed, step.restart)
+		}
 	}
 }
