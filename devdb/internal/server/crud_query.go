@@ -172,6 +172,7 @@ func (s *Server) stream(st dataStore, db, coll string, p *queryPlan) iter.Seq2[b
 		var scratch bson.D // mayMatch's probe buffer, reused across chunks
 		for first := true; ; first = false {
 			var batch []bson.D
+			var matchErr error // the filter failed on a document (a runtime error)
 			done := false
 			err := st.View(func(tx *storage.Tx) error {
 				c, err := tx.Collection(db, coll)
@@ -191,7 +192,11 @@ func (s *Server) stream(st dataStore, db, coll string, p *queryPlan) iter.Seq2[b
 					scanned++
 					doc, m, err := p.matchRaw(raw, &scratch)
 					if err != nil {
-						return false, err
+						// The documents matched before it are returned
+						// first, as MongoDB's executor returns them before
+						// it reaches the failing one.
+						matchErr, done = err, true
+						return false, nil
 					}
 					if m {
 						batch = append(batch, doc)
@@ -211,6 +216,10 @@ func (s *Server) stream(st dataStore, db, coll string, p *queryPlan) iter.Seq2[b
 				if !yield(d, nil) {
 					return
 				}
+			}
+			if matchErr != nil {
+				yield(nil, fmt.Errorf("scan %s.%s: %w", db, coll, dataErr(matchErr)))
+				return
 			}
 			if done {
 				return
