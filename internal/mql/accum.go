@@ -83,6 +83,9 @@ func compileAccumulator(field string, spec any) (accumSpec, error) {
 	if err != nil {
 		return accumSpec{}, err
 	}
+	if err := foldErr(n); err != nil {
+		return accumSpec{}, err
+	}
 	return accumSpec{field: field, arg: n, newAcc: newAcc}, nil
 }
 

@@ -118,13 +118,18 @@ func (c *evalCtx) step(n int) error {
 // operator document ({$concat: [...]}), a literal document whose fields are
 // expressions, or an array of expressions. It returns a *mongoerr.Error with
 // MongoDB's code for an invalid expression (for example 168
-// InvalidPipelineOperator for an unknown operator).
+// InvalidPipelineOperator for an unknown operator), and the error of a
+// constant sub-expression that fails to evaluate ({$divide: [1, 0]}), which
+// MongoDB reports while parsing.
 func CompileExpr(spec any) (*Expr, error) {
 	if aggNestingDepth(spec, aggMaxNesting) > aggMaxNesting {
 		return nil, aggNestingErr()
 	}
 	n, err := compileNode(spec)
 	if err != nil {
+		return nil, err
+	}
+	if err := foldErr(n); err != nil {
 		return nil, err
 	}
 	return &Expr{n: n}, nil

@@ -149,7 +149,7 @@ func TestExprControlAndComparison(t *testing.T) {
 		{name: "eq arity", expr: `{"$eq": [1]}`, code: 16020},
 		{name: "and", expr: `{"$and": [1, "x", true]}`, want: `{"v": true}`},
 		{name: "and empty", expr: `{"$and": []}`, want: `{"v": true}`},
-		{name: "and short circuits", expr: `{"$and": [false, {"$divide": [1, 0]}]}`, want: `{"v": false}`},
+		{name: "and short circuits", expr: `{"$and": [false, {"$divide": [1, "$z"]}]}`, doc: `{"z": 0}`, want: `{"v": false}`},
 		{name: "or", expr: `{"$or": [0, null, "$nope"]}`, want: `{"v": false}`},
 		{name: "not", expr: `{"$not": [0]}`, want: `{"v": true}`},
 		{name: "let", expr: `{"$let": {"vars": {"x": 2, "y": "$a"}, "in": {"$multiply": ["$$x", "$$y"]}}}`, doc: `{"a": 3}`, want: `{"v": 6}`},

@@ -80,6 +80,9 @@ func compileGroup(spec any) (stage, error) {
 			if err != nil {
 				return nil, err
 			}
+			if err := foldErr(n); err != nil {
+				return nil, err
+			}
 			g.id = n
 			continue
 		}
