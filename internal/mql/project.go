@@ -438,7 +438,7 @@ func (p *Projection) Includes(field string) bool {
 // projection is positional (use ApplyPositional).
 func (p *Projection) Apply(doc bson.D) (bson.D, error) {
 	if p.hasPositional {
-		return nil, mongoerr.Errorf(mongoerr.ProjectionPositionalNoMatch, "Executor error during find command :: caused by :: positional operator '.$' couldn't find a matching element in the array")
+		return nil, mongoerr.Errorf(mongoerr.ProjectionPositionalNoMatch, "positional operator '.$' couldn't find a matching element in the array")
 	}
 	return p.ApplyPositional(doc, -1)
 }
@@ -560,7 +560,7 @@ func (a *projApplier) includeValue(f *projField, v any) (any, bool, error) {
 	case projPositional:
 		arr, ok := AsArray(v)
 		if !ok || a.index < 0 || a.index >= len(arr) {
-			return nil, false, mongoerr.Errorf(mongoerr.ProjectionPositionalNoMatch, "Executor error during find command :: caused by :: positional operator '.$' couldn't find a matching element in the array")
+			return nil, false, mongoerr.Errorf(mongoerr.ProjectionPositionalNoMatch, "positional operator '.$' couldn't find a matching element in the array")
 		}
 		return bson.A{arr[a.index]}, true, nil
 	}

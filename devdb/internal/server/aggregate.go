@@ -90,6 +90,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	if err != nil {
 		return nil, err
 	}
+	opts.ExecutorContext = execContextAggregate
 	qc, err := collationArg(req)
 	if err != nil {
 		return nil, err

@@ -179,7 +179,9 @@ func (s *Server) runOutStage(req *Request, ns string, o *outStage, src iter.Seq2
 	if o.merge {
 		err = s.runMerge(o, src, vars)
 	} else {
-		err = s.runOut(o, src)
+		// $out creates, fills and renames its temporary collection while
+		// the pipeline runs: every failure is an executor error.
+		err = withExecutorContext(s.runOut(o, src), execContextAggregate)
 	}
 	if err != nil {
 		return nil, err
@@ -299,7 +301,9 @@ func (s *Server) runMerge(o *outStage, src iter.Seq2[bson.D, error], vars map[st
 		}{e.Key, x})
 	}
 	now := time.Now()
-	return s.writeBatches(src, func(tx *storage.Tx, batch []bson.D) error {
+	// The checks above are MongoDB's parse-time checks; what fails from here
+	// on (the pipeline, a write) fails while the pipeline runs.
+	return withExecutorContext(s.writeBatches(src, func(tx *storage.Tx, batch []bson.D) error {
 		c, err := tx.EnsureCollection(o.db, o.coll)
 		if err != nil {
 			return err
@@ -384,7 +388,7 @@ func (s *Server) runMerge(o *outStage, src iter.Seq2[bson.D, error], vars map[st
 			}
 		}
 		return nil
-	})
+	}), execContextAggregate)
 }
 
 // writeBatches reads src and hands it to write in batches of outBatch

@@ -266,7 +266,7 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 		return nil, err
 	}
 
-	copts := CursorOptions{Awaitable: true}
+	copts := CursorOptions{Awaitable: true, ExecutorContext: execContextAggregate}
 	if cv, ok := fieldOf(req.Body, "cursor"); ok {
 		cd, ok := cv.(bson.D)
 		if !ok {

@@ -595,33 +595,6 @@ func eventTooLarge(size int, tok resumeToken) error {
 		size, size, mql.FormatValue(tok.Doc()))
 }
 
-// executorError adds the context MongoDB adds to every error the executor
-// of a change stream raises while building a batch — "PlanExecutor error
-// during aggregation" for the aggregate's first batch, "Executor error
-// during getMore" for a getMore's: an event too large, a user stage failing,
-// history lost, a resume token not found, an interrupted wait. Errors of
-// other cursors, and errors that are not server errors, are returned
-// unchanged.
-func executorError(src CursorSource, err error, context string) error {
-	if _, ok := src.(*changeStreamSource); !ok {
-		return err
-	}
-	return withExecutorContext(err, context)
-}
-
-// withExecutorContext returns a copy of the server error err (code and
-// labels kept) whose message is prefixed with context as MongoDB's
-// addContext does; any other error is returned unchanged.
-func withExecutorContext(err error, context string) error {
-	var me *mongoerr.Error
-	if !errors.As(err, &me) {
-		return err
-	}
-	wrapped := *me
-	wrapped.Message = context + " :: caused by :: " + me.Message
-	return &wrapped
-}
-
 // checkEventID fails the stream with ChangeStreamFatalError (280) when the
 // user's pipeline removed or changed the event's _id (its resume token).
 func checkEventID(out bson.D, tok resumeToken) error {

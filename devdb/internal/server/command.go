@@ -85,6 +85,11 @@ type CursorOptions struct {
 	// Awaitable cursors (change streams) block in getMore up to maxTimeMS
 	// (default 1s) waiting for data, and are never exhausted by an empty batch.
 	Awaitable bool
+	// ExecutorContext is the context MongoDB's command adds to an error
+	// raised while its first batch is built ("Executor error during find
+	// command", "PlanExecutor error during aggregation"); empty for commands
+	// whose errors carry none. getMore always adds its own.
+	ExecutorContext string
 }
 
 // batchElemOverhead is what one document adds to a reply's batch array

@@ -62,7 +62,7 @@ func sortDocs(seq iter.Seq2[bson.D, error], s *mql.Sort, keep int64) ([]bson.D, 
 		}
 		bytes += sz
 		if bytes > maxSortBytes {
-			return nil, mongoerr.Errorf(mongoerr.QueryExceededMemoryLimitNoDiskUseAllowed, "Executor error during find command :: caused by :: Sort exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxSortBytes)
+			return nil, mongoerr.Errorf(mongoerr.QueryExceededMemoryLimitNoDiskUseAllowed, "Sort exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxSortBytes)
 		}
 	}
 	return out, nil
@@ -233,7 +233,7 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support tailable cursors")
 		}
 	}
-	opts := CursorOptions{SingleBatch: singleBatch}
+	opts := CursorOptions{SingleBatch: singleBatch, ExecutorContext: execContextFind}
 	if v, ok := fieldOf(req.Body, "batchSize"); ok && v != nil {
 		n, err := intValue("find.batchSize", v)
 		if err != nil {

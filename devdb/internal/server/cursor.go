@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -26,6 +27,43 @@ const (
 	// data when the client sends no maxTimeMS.
 	cursorDefaultAwait = time.Second
 )
+
+// The context MongoDB's commands add to an error their query executor raises
+// while producing documents (addContext): a runtime error such as a failing
+// expression, a conversion, a sort over the memory limit or a failed $out
+// write. Errors found while the command is parsed or planned (unknown
+// operator, bad syntax, a constant expression failing) carry none.
+const (
+	execContextFind      = "Executor error during find command"
+	execContextAggregate = "PlanExecutor error during aggregation"
+	execContextGetMore   = "Executor error during getMore"
+)
+
+// withExecutorContext returns the server error err with its message
+// prefixed with context as MongoDB's addContext does ("<context> :: caused
+// by :: <message>"), its code and labels kept. The result still wraps err,
+// so what the reply takes from it (a duplicate key's keyPattern and
+// keyValue, a validation failure's errInfo) is kept too. An empty context,
+// or an error that is not a server error, returns err unchanged.
+func withExecutorContext(err error, context string) error {
+	var me *mongoerr.Error
+	if context == "" || !errors.As(err, &me) {
+		return err
+	}
+	wrapped := *me
+	wrapped.Message = context + " :: caused by :: " + me.Message
+	return &contextError{me: &wrapped, err: err}
+}
+
+// contextError is a server error with context added: errors.As finds the
+// prefixed *mongoerr.Error first, then anything the original error wraps.
+type contextError struct {
+	me  *mongoerr.Error
+	err error
+}
+
+func (e *contextError) Error() string   { return e.me.Error() }
+func (e *contextError) Unwrap() []error { return []error{e.me, e.err} }
 
 // cursor is one registered server-side cursor.
 type cursor struct {
@@ -202,7 +240,8 @@ func (m *cursorManager) len() int {
 // cursorFirstBatch produces a command's cursor reply
 // {cursor: {firstBatch: [...], <src.ReplyFields()...>, id, ns}} from src,
 // and registers src for getMore unless it is exhausted or opts.SingleBatch
-// (then, and on error, src is closed and the id is 0). ns is "db.coll".
+// (then, and on error, src is closed and the id is 0). ns is "db.coll". An
+// error building the batch is returned with opts.ExecutorContext added.
 func (s *Server) cursorFirstBatch(ctx context.Context, ns string, src CursorSource, opts CursorOptions) (bson.D, error) {
 	var (
 		docs      []bson.Raw
@@ -217,7 +256,7 @@ func (s *Server) cursorFirstBatch(ctx context.Context, ns string, src CursorSour
 		docs, exhausted, err = src.NextBatch(ctx, n, cursorMaxBatchBytes, 0)
 		if err != nil {
 			src.Close()
-			return nil, executorError(src, err, "PlanExecutor error during aggregation")
+			return nil, withExecutorContext(err, opts.ExecutorContext)
 		}
 	}
 	extra := src.ReplyFields()

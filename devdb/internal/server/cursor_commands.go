@@ -83,9 +83,11 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 		killed := cctx.Err() != nil && ctx.Err() == nil
 		s.cursors.unpin(c, true)
 		if killed {
-			return nil, mongoerr.Errorf(mongoerr.CursorKilled, "cursor id %d was killed while in use", id)
+			// killCursors interrupts the getMore using the cursor, as
+			// MongoDB's killOperation(CursorKilled) does.
+			return nil, withExecutorContext(mongoerr.Errorf(mongoerr.CursorKilled, "operation was interrupted"), execContextGetMore)
 		}
-		return nil, executorError(c.src, err, "Executor error during getMore")
+		return nil, withExecutorContext(err, execContextGetMore)
 	}
 	extra := c.src.ReplyFields()
 	// A cursor killed after its batch was built is gone once unpinned,

@@ -294,7 +294,8 @@ func TestKillCursorInUse(t *testing.T) {
 	if k := get(reply, "cursorsKilled").(bson.A); len(k) != 1 {
 		t.Fatalf("killCursors = %v", reply)
 	}
-	wantCode(t, <-done, mongoerr.CursorKilled, "CursorKilled")
+	// MongoDB interrupts the getMore (killOperation with CursorKilled).
+	wantError(t, <-done, mongoerr.CursorKilled, "Executor error during getMore :: caused by :: operation was interrupted")
 	if src.closed.Load() != 1 || s.cursors.len() != 0 {
 		t.Fatalf("source closed %d times, %d cursors left", src.closed.Load(), s.cursors.len())
 	}
