@@ -124,6 +124,7 @@ const (
 	IDLDuplicateField        Code = 40413 // Location40413
 	IDLMissingField          Code = 40414 // Location40414
 	IDLUnknownField          Code = 40415 // Location40415
+	IDLValueOutOfRange       Code = 51024 // Location51024
 	OpMsgMissingDB           Code = 40571 // Location40571
 	ChangeStreamNotObject    Code = 50808 // Location50808
 	ResumeAfterAndStartAfter Code = 50865 // Location50865

@@ -394,15 +394,12 @@ func cursorBatchOptions(req *Request) (CursorOptions, error) {
 		return CursorOptions{}, err
 	}
 	v, ok := fieldOf(cur, "batchSize")
-	if !ok {
+	if !ok || v == nil {
 		return CursorOptions{}, nil
 	}
-	n, err := intValue(req.Name+".cursor.batchSize", v)
+	n, err := sizeValue(req.Name+".cursor.batchSize", "batchSize", v)
 	if err != nil {
 		return CursorOptions{}, err
-	}
-	if n < 0 {
-		return CursorOptions{}, mongoerr.Errorf(mongoerr.BadValue, "BSON field 'batchSize' value must be >= 0, actual value '%d'", n)
 	}
 	if n == 0 {
 		return CursorOptions{ZeroBatch: true}, nil

@@ -278,7 +278,7 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 				return nil, csWrongType("aggregate.cursor.batchSize", bv, "int")
 			}
 			if n < 0 {
-				return nil, mongoerr.Errorf(mongoerr.BadValue, "BSON field 'batchSize' value must be >= 0, actual value '%d'", n)
+				return nil, mongoerr.Errorf(mongoerr.IDLValueOutOfRange, "BSON field 'batchSize' value must be >= 0, actual value '%d'", n)
 			}
 			copts.BatchSize = int(n)
 			copts.ZeroBatch = n == 0

@@ -162,6 +162,50 @@ func boolValue(field string, v any) (bool, error) {
 	return false, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field '%s' is the wrong type '%s', expected type 'bool'", field, mql.TypeName(v))
 }
 
+// sizeArg returns the optional field key of the command as MongoDB's IDL
+// reads a safeInt64 field with the validator {gte: 0} (find's skip, limit
+// and batchSize); ok is false when it is absent or null.
+func sizeArg(req *Request, key string) (n int64, ok bool, err error) {
+	v, found := fieldOf(req.Body, key)
+	if !found || v == nil {
+		return 0, false, nil
+	}
+	n, err = sizeValue(req.Name+"."+key, key, v)
+	return n, err == nil, err
+}
+
+// sizeValue reads v, the value of the field named key (field is its path
+// for a type error), as MongoDB's IDL reads a safeInt64 with the validator
+// {gte: 0}: any number, a double or decimal truncated toward zero (NaN as
+// 0, out-of-range values clamped); a negative value is refused with
+// Location51024 "BSON field '<key>' value must be >= 0, actual value '<n>'".
+func sizeValue(field, key string, v any) (int64, error) {
+	var n int64
+	switch x := v.(type) {
+	case int32:
+		n = int64(x)
+	case int64:
+		n = x
+	case float64, bson.Decimal128:
+		f, _ := mql.ToFloat64(x)
+		switch {
+		case math.IsNaN(f):
+		case f >= math.MaxInt64:
+			n = math.MaxInt64
+		case f <= math.MinInt64:
+			n = math.MinInt64
+		default:
+			n = int64(f)
+		}
+	default:
+		return intValue(field, v)
+	}
+	if n < 0 {
+		return 0, mongoerr.Errorf(mongoerr.IDLValueOutOfRange, "BSON field '%s' value must be >= 0, actual value '%d'", key, n)
+	}
+	return n, nil
+}
+
 // intArg returns the optional integer field key.
 func intArg(req *Request, key string, def int64) (int64, error) {
 	v, ok := fieldOf(req.Body, key)

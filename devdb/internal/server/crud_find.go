@@ -209,22 +209,21 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.skip, err = intArg(req, "skip", 0); err != nil {
+	// skip, limit and batchSize are non-negative (a negative limit is the
+	// legacy OP_QUERY form, which drivers send as limit + singleBatch).
+	if f.skip, _, err = sizeArg(req, "skip"); err != nil {
 		return nil, err
 	}
-	if f.skip < 0 {
-		return nil, mongoerr.Errorf(mongoerr.BadValue, "Skip value must be non-negative, but received: %d", f.skip)
+	if f.limit, _, err = sizeArg(req, "limit"); err != nil {
+		return nil, err
 	}
-	if f.limit, err = intArg(req, "limit", 0); err != nil {
+	batchSize, hasBatchSize, err := sizeArg(req, "batchSize")
+	if err != nil {
 		return nil, err
 	}
 	singleBatch, err := boolArg(req, "singleBatch", false)
 	if err != nil {
 		return nil, err
-	}
-	if f.limit < 0 {
-		// A negative limit is the legacy "single batch of |limit|".
-		f.limit, singleBatch = -f.limit, true
 	}
 	for _, k := range []string{"tailable", "awaitData"} {
 		if b, err := boolArg(req, k, false); err != nil {
@@ -234,18 +233,9 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 		}
 	}
 	opts := CursorOptions{SingleBatch: singleBatch, ExecutorContext: execContextFind}
-	if v, ok := fieldOf(req.Body, "batchSize"); ok && v != nil {
-		n, err := intValue("find.batchSize", v)
-		if err != nil {
-			return nil, err
-		}
-		if n < 0 {
-			return nil, mongoerr.Errorf(mongoerr.BadValue, "BatchSize value must be non-negative, but received: %d", n)
-		}
-		if n == 0 {
-			opts.ZeroBatch = true
-		}
-		opts.BatchSize = int(min(n, 1<<31-1))
+	if hasBatchSize {
+		opts.ZeroBatch = batchSize == 0
+		opts.BatchSize = int(min(batchSize, 1<<31-1))
 	}
 	if f.limit > 0 && (opts.BatchSize == 0 || int64(opts.BatchSize) > f.limit) && !opts.ZeroBatch {
 		opts.BatchSize = int(min(f.limit, 1<<31-1))

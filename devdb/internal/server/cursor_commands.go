@@ -34,14 +34,12 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'getMore.collection' is the wrong type '%s', expected type 'string'", mql.TypeName(collV))
 	}
+	// batchSize 0, like none, fills the batch up to its byte limit.
 	batchSize := 0
-	if v, ok := cmdField(req.Body, "batchSize"); ok {
-		n, err := intValue("getMore.batchSize", v)
+	if v, ok := cmdField(req.Body, "batchSize"); ok && v != nil {
+		n, err := sizeValue("getMore.batchSize", "batchSize", v)
 		if err != nil {
 			return nil, err
-		}
-		if n <= 0 {
-			return nil, mongoerr.Errorf(mongoerr.BadValue, "Batch size for getMore must be positive, but received: %d", n)
 		}
 		batchSize = int(min(n, math.MaxInt32))
 	}

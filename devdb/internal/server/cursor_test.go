@@ -161,7 +161,7 @@ func TestGetMoreErrors(t *testing.T) {
 		{name: "id not a long", cmd: bson.D{{Key: "getMore", Value: int32(1)}, {Key: "collection", Value: "c"}}, code: mongoerr.TypeMismatch},
 		{name: "missing collection", cmd: bson.D{{Key: "getMore", Value: id}}, code: mongoerr.IDLMissingField},
 		{name: "collection not a string", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: 1}}, code: mongoerr.TypeMismatch},
-		{name: "negative batchSize", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "batchSize", Value: -1}}, code: mongoerr.BadValue},
+		{name: "negative batchSize", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "batchSize", Value: -1}}, code: mongoerr.IDLValueOutOfRange},
 		{name: "maxTimeMS on a non-awaitable cursor", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "maxTimeMS", Value: 100}}, code: mongoerr.BadValue},
 		{name: "maxTimeMS 0 on a non-awaitable cursor", cmd: bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "maxTimeMS", Value: 0}}, code: mongoerr.BadValue},
 	}

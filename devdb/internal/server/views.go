@@ -179,19 +179,16 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 		if len(sort) > 0 {
 			pipeline = append(pipeline, bson.D{{Key: "$sort", Value: sort}})
 		}
-		skip, err := intArg(req, "skip", 0)
+		skip, _, err := sizeArg(req, "skip")
 		if err != nil {
 			return nil, true, err
 		}
 		if skip > 0 {
 			pipeline = append(pipeline, bson.D{{Key: "$skip", Value: skip}})
 		}
-		limit, err := intArg(req, "limit", 0)
+		limit, _, err := sizeArg(req, "limit")
 		if err != nil {
 			return nil, true, err
-		}
-		if limit < 0 {
-			limit = -limit
 		}
 		if limit > 0 {
 			pipeline = append(pipeline, bson.D{{Key: "$limit", Value: limit}})
