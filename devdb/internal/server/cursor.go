@@ -153,13 +153,15 @@ func (m *cursorManager) unpin(c *cursor, drop bool) {
 	m.mu.Unlock()
 }
 
-// kill removes the cursor id on namespace ns. An idle cursor's source is
-// closed at once; a cursor in use has its getMore cancelled and is closed
-// when that getMore ends. It reports whether the cursor existed.
-func (m *cursorManager) kill(id int64, ns string) bool {
+// kill removes the cursor id, whatever its namespace: MongoDB's
+// killCursors finds a cursor by its id alone, as getMore does. An idle
+// cursor's source is closed at once; a cursor in use has its getMore
+// cancelled and is closed when that getMore ends. It reports whether the
+// cursor existed.
+func (m *cursorManager) kill(id int64) bool {
 	m.mu.Lock()
 	c, ok := m.cursors[id]
-	if !ok || c.ns != ns || c.killed {
+	if !ok || c.killed {
 		m.mu.Unlock()
 		return false
 	}

@@ -99,10 +99,12 @@ func (s *Server) cmdGetMore(ctx context.Context, req *Request) (bson.D, error) {
 }
 
 // cmdKillCursors answers {killCursors: coll, cursors: [<long>...]} with
-// {cursorsKilled, cursorsNotFound, cursorsAlive, cursorsUnknown}.
+// {cursorsKilled, cursorsNotFound, cursorsAlive, cursorsUnknown}. As on
+// MongoDB a cursor is found by its id whatever collection the command
+// names, and null elements are skipped (MongoDB's IDL reads null as
+// absent).
 func (s *Server) cmdKillCursors(_ context.Context, req *Request) (bson.D, error) {
-	coll, ok := req.Body[0].Value.(string)
-	if !ok {
+	if _, ok := req.Body[0].Value.(string); !ok {
 		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'killCursors.killCursors' is the wrong type '%s', expected type 'string'", mql.TypeName(req.Body[0].Value))
 	}
 	idsV, ok := cmdField(req.Body, "cursors")
@@ -113,14 +115,21 @@ func (s *Server) cmdKillCursors(_ context.Context, req *Request) (bson.D, error)
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'killCursors.cursors' is the wrong type '%s', expected type 'array'", mql.TypeName(idsV))
 	}
-	ns := req.DB + "." + coll
-	killed, notFound := bson.A{}, bson.A{}
+	// The whole list is read before any cursor is killed, as MongoDB
+	// parses the command first.
+	var valid []int64
 	for i, v := range ids {
-		id, ok := v.(int64)
-		if !ok {
+		switch id := v.(type) {
+		case int64:
+			valid = append(valid, id)
+		case nil, bson.Undefined:
+		default:
 			return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'killCursors.cursors.%d' is the wrong type '%s', expected type 'long'", i, mql.TypeName(v))
 		}
-		if s.cursors.kill(id, ns) {
+	}
+	killed, notFound := bson.A{}, bson.A{}
+	for _, id := range valid {
+		if s.cursors.kill(id) {
 			killed = append(killed, id)
 		} else {
 			notFound = append(notFound, id)

@@ -460,7 +460,7 @@ func TestKillCursorsAfterGetMoreBatch(t *testing.T) {
 	src, id, _ := openCursor(t, &h, s, 10, bson.E{Key: "batchSize", Value: 1})
 	src.done = func() {
 		src.done = nil
-		if !s.cursors.kill(id, "test.c") {
+		if !s.cursors.kill(id) {
 			t.Error("kill of the cursor in use failed")
 		}
 	}
