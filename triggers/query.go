@@ -35,12 +35,54 @@ func (d *decoder) match(e entry) bson.D {
 	doc, _ := spec.(bson.D)
 	reported := map[string]bool{}
 	d.matchExprProblems(v, doc, nil, reported, 0)
-	for _, err := range filterErrors(doc) {
+	for _, err := range filterErrors(d.withoutRefusedInPipeline(v, doc, 0)) {
 		if !reported[mqlMessage(err)] {
 			d.errorf(locateOperator(v, err), "match: %s", withOperatorHint(mqlMessage(err)))
 		}
 	}
 	return doc
+}
+
+// refusedInPipeline are the query operators MongoDB refuses in a change
+// stream's $match (an aggregation $match after the $changeStream stage),
+// with its reason and what to use instead.
+var refusedInPipeline = map[string]string{
+	"$where": "$where is not allowed in a change stream's match: MongoDB refuses it in any aggregation $match (16395); use $expr",
+	"$text":  "$text is not allowed in a change stream's match: MongoDB allows it only in a $match that is a pipeline's first stage (17313), and a change stream's comes after $changeStream; use $regex",
+}
+
+// withoutRefusedInPipeline reports each operator of refusedInPipeline in
+// doc (at the top level and inside $and, $or and $nor) at its key, and
+// returns doc without them for the query compiler's own checks (its
+// message for them is about a find, not a change stream). doc itself is
+// not modified.
+func (d *decoder) withoutRefusedInPipeline(root *yaml.Node, doc bson.D, depth int) bson.D {
+	if depth > maxDepth {
+		return doc
+	}
+	out := make(bson.D, 0, len(doc))
+	for _, e := range doc {
+		if msg, refused := refusedInPipeline[e.Key]; refused {
+			at := findKey(root, e.Key, 0)
+			if at == nil {
+				at = root
+			}
+			d.errorf(at, "match: %s", msg)
+			continue
+		}
+		if branches, ok := e.Value.(bson.A); ok && (e.Key == "$and" || e.Key == "$or" || e.Key == "$nor") {
+			kept := make(bson.A, len(branches))
+			for i, b := range branches {
+				if bd, ok := b.(bson.D); ok {
+					b = d.withoutRefusedInPipeline(root, bd, depth+1)
+				}
+				kept[i] = b
+			}
+			e.Value = kept
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // matchExprProblems reports every static problem of the $expr expressions
