@@ -30,7 +30,7 @@ func (p *deliveryPrinter) observer(trigger string) func(dispatcher.Attempt) {
 			status = fmt.Sprint(at.Status)
 		}
 		line := fmt.Sprintf("%s  %-20s %s %8s  %s", p.now().Format("15:04:05.000"), trigger, status,
-			at.Latency.Round(time.Millisecond), at.WebhookID)
+			latencyText(at.Latency), at.WebhookID)
 		if at.Number > 1 {
 			line += fmt.Sprintf("  attempt %d", at.Number)
 		}
@@ -41,4 +41,14 @@ func (p *deliveryPrinter) observer(trigger string) func(dispatcher.Attempt) {
 		defer p.mu.Unlock()
 		fmt.Fprintln(p.w, line)
 	}
+}
+
+// latencyText is d in milliseconds or longer units, rounded to the
+// millisecond, and below a millisecond to a tenth of one ("0.4ms", where
+// rounding said "0s" of a delivery to a local receiver).
+func latencyText(d time.Duration) string {
+	if d < time.Millisecond {
+		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+	}
+	return d.Round(time.Millisecond).String()
 }
