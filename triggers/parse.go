@@ -349,6 +349,16 @@ var yamlParserProblems = map[string]bool{
 	"found undefined tag handle":             true,
 }
 
+// yamlProblemWhere says where to look for the mistake of a parser error
+// that yaml.v3 reports at the line its enclosing collection starts on, not
+// at the mistake's own line.
+var yamlProblemWhere = map[string]string{
+	"did not find expected '-' indicator": " (in the list that starts on this line: a line below it is indented differently from its items)",
+	"did not find expected key":           " (in the mapping that starts on this line: a line below it is indented differently from its keys)",
+	"did not find expected ',' or ']'":    " (in the [...] list that starts on this line)",
+	"did not find expected ',' or '}'":    " (in the {...} mapping that starts on this line)",
+}
+
 func (d *decoder) lineError(msg string) {
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
@@ -358,7 +368,7 @@ func (d *decoder) lineError(msg string) {
 			// collection starts.
 			line++
 		}
-		d.problems = append(d.problems, Problem{Pos: Pos{File: d.file, Line: line, Col: 1}, Message: "invalid YAML: " + m[2]})
+		d.problems = append(d.problems, Problem{Pos: Pos{File: d.file, Line: line, Col: 1}, Message: "invalid YAML: " + m[2] + yamlProblemWhere[m[2]]})
 		return
 	}
 	d.errorf(nil, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
