@@ -200,11 +200,11 @@ func newFlagSet(env Env, name, usage string, examples ...string) *flag.FlagSet {
 	fs.SetOutput(env.Stderr)
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "Usage:\n  changehook %s\n\n", usage)
+		fmt.Fprintf(w, "Usage:\n  changehook %s\n", usage)
 		hasFlags := false
 		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
 		if hasFlags {
-			fmt.Fprintln(w, "Flags:")
+			fmt.Fprintln(w, "\nFlags:")
 			fs.PrintDefaults()
 		}
 		if len(examples) > 0 {

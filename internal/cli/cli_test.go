@@ -55,6 +55,9 @@ func TestHelpEverywhere(t *testing.T) {
 				if !strings.Contains(out, "Usage:") || !strings.Contains(out, "Examples:") || !strings.Contains(out, "changehook "+c[0]) {
 					t.Errorf("help lacks Usage/Examples/command:\n%s", out)
 				}
+				if strings.Contains(out, "\n\n\n") {
+					t.Errorf("help has two blank lines in a row:\n%s", out)
+				}
 				if errOut != "" {
 					t.Errorf("help wrote to stderr: %q", errOut)
 				}
