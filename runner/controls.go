@@ -583,7 +583,11 @@ func (r *Runner) saveUnitCheckpoint(ctx context.Context, s *slot, cp store.Check
 // resumeFrom moves the checkpoint of s's unit to from (now or a time),
 // marked as control request control's rewrite ("" for none), records the
 // skipped range in the history and lifts the unit's pause and permanent
-// failure; the unit must be held stopped.
+// failure; the unit must be held stopped. It only skips forward: a time
+// whose position is before the unit's checkpoint (or that cannot be
+// compared with it) is refused with an error wrapping ErrRewind that names
+// `changehook redeliver`, and a time in the future with one wrapping
+// ErrFutureTime (PositionAt); nothing is changed then.
 func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom, control string) (Skipped, error) {
 	var skipped Skipped
 	s.mu.Lock()
@@ -596,6 +600,11 @@ func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom, contr
 	cp, err := PositionAt(ctx, r.client, t, from.Time)
 	if err != nil {
 		return skipped, err
+	}
+	if found && !from.Now {
+		if err := notRewind(old, cp, from.Time, t.Name); err != nil {
+			return skipped, err
+		}
 	}
 	cp.Control = control
 	if err := r.saveUnitCheckpoint(ctx, s, cp); err != nil {
@@ -619,6 +628,73 @@ func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom, contr
 			Reason: "resumed from " + from.String(), SkippedFrom: skipped.From, SkippedTo: skipped.To, At: r.opts.Clock.Now()})
 	}
 	return skipped, nil
+}
+
+// ErrRewind is returned (wrapped) by a resume from a time before the
+// trigger's checkpoint: resume skips forward only; redeliver delivers again.
+var ErrRewind = errors.New("refused, resume never moves a checkpoint back")
+
+// notRewind returns nil when cp, the position at time at, is not before
+// old, the checkpoint of trigger name's unit; otherwise an error wrapping
+// ErrRewind that names the checkpoint's time and the command that does
+// deliver the changes since at again.
+func notRewind(old, cp store.Checkpoint, at time.Time, name string) error {
+	before, err := positionBefore(cp, old)
+	if err != nil {
+		return fmt.Errorf("%w: cannot tell whether %s is before the checkpoint, so nothing was changed: %w", ErrRewind, timeText(at), err)
+	}
+	if !before {
+		return nil
+	}
+	cpAt := checkpointTime(old)
+	where := ""
+	switch {
+	case cpAt.IsZero():
+	case cpAt.Unix() == at.Unix():
+		where = " (" + timeText(cpAt) + ", after changes of that second it handled)"
+	default:
+		where = " (" + timeText(cpAt) + ")"
+	}
+	return fmt.Errorf("%w: %s is before the trigger's checkpoint%s, so resuming from it would deliver again what was delivered, not skip anything; "+
+		"nothing was changed. To deliver every change since %s again, run `changehook redeliver %s --since %s`; "+
+		"to skip forward, resume from a later time or now", ErrRewind, timeText(at), where, timeText(at), name, timeText(at))
+}
+
+// CheckResumeFrom returns the error a resume of t (a trigger: each of its
+// partitions; or one partition) from from would be refused with, read from
+// the state database st and the deployment client watches: a time in the
+// future (ErrFutureTime), before a unit's checkpoint (ErrRewind) or no
+// longer in the oplog. It returns nil for a resume from the checkpoint or
+// now. The CLI checks it before recording the request, so that a refused
+// resume changes nothing (a recorded resume lifts the pause); the process
+// applying the request checks the same again.
+func CheckResumeFrom(ctx context.Context, client *mongo.Client, st *store.Store, t *triggers.Trigger, from ResumeFrom) error {
+	if from.Now || from.Time.IsZero() {
+		return nil
+	}
+	units := []*triggers.Trigger{t}
+	if _, one := t.PartitionIndex(); !one {
+		units = t.Units()
+	}
+	for _, u := range units {
+		old, found, err := st.LoadCheckpoint(ctx, u.Key())
+		if err != nil {
+			return fmt.Errorf("check the resume position: %w", err)
+		}
+		cp, err := PositionAt(ctx, client, u, from.Time)
+		if err != nil {
+			return err
+		}
+		if found {
+			if err := notRewind(old, cp, from.Time, t.Name); err != nil {
+				if len(units) > 1 {
+					return fmt.Errorf("partition %s: %w", u.Key(), err)
+				}
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // loadPauses pauses every trigger whose control document says paused,

@@ -15,13 +15,28 @@ import (
 // codeChangeStreamHistoryLost is MongoDB's ChangeStreamHistoryLost error code.
 const codeChangeStreamHistoryLost = 286
 
+// ErrFutureTime is returned (wrapped) by PositionAt for a time after the
+// server's current time: a checkpoint there would skip every change
+// written until then, none of them delivered or dead-lettered.
+var ErrFutureTime = errors.New("time in the future")
+
 // PositionAt opens t's change stream at time at (zero: now) with an empty
 // first batch and returns its post-batch resume token as a checkpoint of t:
 // a position before every change at or after at, so that resuming from it
 // delivers exactly those changes. ClusterTime is at (zero for now: unknown)
 // and UpdatedAt the current time. For a partition (triggers.Partition) the
 // checkpoint is the partition's (Trigger is its key).
+//
+// A time after the server's current time (ServerTime, to the second: the
+// oplog's resolution) is refused with an error wrapping ErrFutureTime that
+// names the server's time; it is compared with the server's clock, which
+// stamps the oplog, not with this machine's, which may differ from it.
 func PositionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at time.Time) (store.Checkpoint, error) {
+	if !at.IsZero() {
+		if err := CheckNotFuture(ctx, client, at); err != nil {
+			return store.Checkpoint{}, err
+		}
+	}
 	opts := t.ChangeStreamOptions().SetBatchSize(0)
 	if !at.IsZero() {
 		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(at.Unix())}).SetMaxAwaitTime(historyCheckAwait)
@@ -60,6 +75,44 @@ func PositionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, 
 		cp.ClusterTime = bson.Timestamp{T: uint32(at.Unix())}
 	}
 	return cp, nil
+}
+
+// CheckNotFuture returns nil when at is not after the deployment's current
+// time (ServerTime), compared to the second (the oplog's resolution), and
+// otherwise an error wrapping ErrFutureTime that names both times. It fails
+// with the server's error when its time cannot be read.
+func CheckNotFuture(ctx context.Context, client *mongo.Client, at time.Time) error {
+	now, err := ServerTime(ctx, client)
+	if err != nil {
+		return err
+	}
+	if at.Unix() > now.Unix() {
+		return fmt.Errorf("%w: %s is after the server's current time, %s: a position there would skip every change written until then; "+
+			"pick a time in the past, or now", ErrFutureTime, positionText(at), now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// ServerTime returns the deployment's current time as its server reports
+// it in hello: localTime (the server's clock), or, from a server that
+// reports none, the reply's operationTime (the cluster time of its latest
+// operation). It does not read this machine's clock, which may differ from
+// the server's.
+func ServerTime(ctx context.Context, client *mongo.Client) (time.Time, error) {
+	var hello struct {
+		LocalTime     time.Time      `bson:"localTime"`
+		OperationTime bson.Timestamp `bson:"operationTime"`
+	}
+	if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
+		return time.Time{}, fmt.Errorf("read the server's time (hello): %w", err)
+	}
+	switch {
+	case !hello.LocalTime.IsZero():
+		return hello.LocalTime.UTC(), nil
+	case hello.OperationTime.T != 0:
+		return time.Unix(int64(hello.OperationTime.T), 0).UTC(), nil
+	}
+	return time.Time{}, errors.New("read the server's time (hello): the reply has neither localTime nor operationTime")
 }
 
 // historyCheckAwait bounds the wait of PositionAt's one read (a getMore

@@ -31,7 +31,9 @@ type ResumeFrom struct {
 	// Resume).
 	Now bool
 	// Time continues from the first change at or after Time (when not
-	// zero and Now is false); it must still be in the oplog.
+	// zero and Now is false); it must still be in the oplog, not be after
+	// the server's current time (ErrFutureTime) and not be before the
+	// trigger's checkpoint (ErrRewind: Redeliver delivers changes again).
 	Time time.Time
 }
 
@@ -421,7 +423,9 @@ type Skipped struct {
 // written during the pause is lost. With from.Now or from.Time it first
 // waits for the old watcher to stop (until ctx ends), moves the checkpoint to
 // that position (every change before it is skipped) and returns the skipped
-// range, which it also records in the history (Options.History).
+// range, which it also records in the history (Options.History); a time
+// in the future or before the checkpoint is refused and changes nothing
+// (see ResumeFrom.Time).
 // Resuming a trigger that is not paused from its checkpoint does nothing but
 // clear a permanent failure. On a partitioned trigger it applies to every
 // partition; the skipped range then runs from the oldest partition

@@ -38,7 +38,8 @@ member that starts the trigger afterwards continues from the new position.
 
   --to now    the trigger continues from the current end of the stream
   --to TIME   the trigger continues from the first change at or after TIME
-              (must still be in the oplog)
+              (must still be in the oplog; a time after the server's
+              current time is refused)
 
 A partitioned trigger has one checkpoint per partition, NAME/p<i>of<N>.
 Changing its partitions is explicit: stop every changehook running it, run

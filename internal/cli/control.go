@@ -34,7 +34,7 @@ func resumeCommand(ctx context.Context, args []string, env Env) int {
 		"changehook resume low_stock --from now     # skip what was written meanwhile",
 		"changehook resume low_stock --from 2025-01-31T12:00:00Z")
 	path := configFlag(fs)
-	from := fs.String("from", "", "where to continue: the checkpoint (default), now, or an RFC 3339 time")
+	from := fs.String("from", "", "where to continue: the checkpoint (default), now, or an RFC 3339 time after the checkpoint and not in the future")
 	return controlCommand(ctx, fs, path, args, env, func(string) (store.ControlRequest, string, error) {
 		if _, err := runner.ParseResumeFrom(*from); err != nil {
 			return store.ControlRequest{}, "", errors.New("--from must be now or an RFC 3339 time such as 2025-01-31T12:00:00Z")
@@ -99,6 +99,14 @@ func controlCommand(ctx context.Context, flagSet *flag.FlagSet, path *string, ar
 	if req.Kind == store.RequestSkip {
 		if err := runner.CheckSkipTarget(t); err != nil {
 			return usageError(env, flagSet, "%s %s: %v", req.Kind, t.Key(), err)
+		}
+	}
+	if req.Kind == store.RequestResume {
+		// Refused before it is recorded: a recorded resume lifts the pause
+		// even when the running changehook then refuses its position.
+		from, _ := runner.ParseResumeFrom(req.From) // parsed by build
+		if err := runner.CheckResumeFrom(ctx, sc.client, sc.store, t, from); err != nil {
+			return fail(env, cmd, fmt.Errorf("%s %s: %w", req.Kind, t.Key(), err))
 		}
 	}
 	req.By = "cli"
