@@ -1,15 +1,29 @@
 package runner
 
-import "github.com/changehook/changehook/dispatcher"
+import (
+	"fmt"
+
+	"github.com/changehook/changehook/dispatcher"
+)
 
 // PauseByPayloadErrors is PauseInfo.By of a trigger paused because
 // payload_errors.max_consecutive consecutive events' payloads could not be
 // built (see triggers.PayloadErrorPolicy). Such a pause makes the runner
 // unready (Ready, /readyz) until the trigger is resumed: with the zero
 // ResumeFrom after the configuration is fixed (a reload or a restart
-// applies it), the held events are delivered. A restart also clears it,
-// since the pause lives in memory.
+// applies it), the held events are delivered. A reload alone does not lift
+// it (the held event stays held until a resume); a restart clears it,
+// since the pause lives in memory. The trigger's status shows
+// PayloadErrorsWayOut as its way out.
 const PauseByPayloadErrors = "payload_errors"
+
+// PayloadErrorsWayOut is the way out (TriggerStatus.WayOut) of trigger
+// name paused by PauseByPayloadErrors: what to do, in order, so that the
+// held event and every later one are delivered with a fixed payload.
+func PayloadErrorsWayOut(name string) string {
+	return fmt.Sprintf("fix webhook.payload in the configuration, reload (kill -HUP, or POST /api/reload), then run `changehook resume %s`: "+
+		"the held event and every later one are delivered with the fixed payload; `changehook dlq replay --all --trigger %s` re-sends those dead-lettered before it", name, name)
+}
 
 // withCircuit adds disp's circuit to st, and shows a running trigger whose
 // circuit is not closed as StateRetrying (TriggerStatus.Circuit says until

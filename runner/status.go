@@ -64,7 +64,9 @@ type TriggerStatus struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// WayOut says, in StateFailed, what gets the trigger going again; in
 	// StateRetrying while a dead letter cannot be stored
-	// (HeadOfLine.DeadLetter), what gets it past the event.
+	// (HeadOfLine.DeadLetter), what gets it past the event; in StatePaused
+	// by PauseByPayloadErrors, what delivers the held event
+	// (PayloadErrorsWayOut).
 	WayOut string `json:"way_out,omitempty"`
 	// HeadOfLine describes the oldest event not yet delivered or
 	// dead-lettered, the one holding the checkpoint (nil when none is

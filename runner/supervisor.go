@@ -293,6 +293,9 @@ func (s *slot) status() TriggerStatus {
 	if pause != nil {
 		p := *pause
 		st.State, st.Since, st.Paused = StatePaused, p.Since, &p
+		if p.By == PauseByPayloadErrors {
+			st.WayOut = PayloadErrorsWayOut(t.Name)
+		}
 	} else if !want && !failed && st.State != StateFailed {
 		st.State = StateStopped
 	}
