@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -92,32 +93,45 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	if cfg.Path == demo.ConfigName {
 		configName = demo.ConfigName
 	}
-	rt := devRuntime{URI: srv.URI(), Config: configName}
-	forget, err := writeDevRuntime(env, rt)
-	if err != nil {
-		log.Warn("other commands will not find this dev (pass them -c and MONGODB_URI)", "error", err)
-	} else {
-		unhook := atForcedExit(forget)
-		defer func() {
-			unhook()
-			forget()
-		}()
-	}
-	recorded := err == nil
 	where := "data in " + dataDir + ", removed on exit; --data DIR keeps it"
 	if *data != "" {
 		where = "data in " + *data
 	}
 	fmt.Fprintf(env.Stdout, "devdb      %s  (%s)\n", srv.URI(), where)
 
+	// The runtime record is written once every listener is bound (devdb,
+	// the demo receiver, the admin server), so that a dev that fails to
+	// start never touches it, and removed on exit only while it is this
+	// process's: another dev's live record is never replaced.
+	var forget func()
+	defer func() {
+		if forget != nil {
+			forget()
+		}
+	}()
 	rf.deliveries = env.Stdout
 	rf.parse = devOptions
 	rf.adminListening = func(url string) {
-		fmt.Fprintf(env.Stdout, "admin      %s  (console; API under /api, /metrics, /readyz)\n", url)
-		if recorded {
-			rt.Admin = url
-			if _, err := writeDevRuntime(env, rt); err != nil {
-				log.Warn("could not record the admin URL in the dev runtime file", "error", err)
+		if url != "" {
+			fmt.Fprintf(env.Stdout, "admin      %s  (console; API under /api, /metrics, /readyz)\n", url)
+		}
+		f, err := writeDevRuntime(env, devRuntime{URI: srv.URI(), Config: configName, Admin: url})
+		var other *otherDevError
+		switch {
+		case errors.As(err, &other):
+			file := configName
+			if file == demo.ConfigName {
+				file = "FILE (`changehook init` writes the demo's)"
+			}
+			fmt.Fprintf(env.Stderr, "changehook dev: %v; this dev (pid %d) is not recorded, so to reach it give them -c %s and MONGODB_URI=%s\n",
+				other, os.Getpid(), file, srv.URI())
+		case err != nil:
+			log.Warn("other commands will not find this dev (pass them -c and MONGODB_URI)", "error", err)
+		default:
+			unhook := atForcedExit(f)
+			forget = func() {
+				unhook()
+				f()
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -46,10 +47,29 @@ func (e Env) runtimeDir() string {
 	return defaultRuntimeDir()
 }
 
+// otherDevError is writeDevRuntime's error when the runtime file records
+// another dev process that is still alive: it is left as it is, so the
+// other commands keep reaching that one.
+type otherDevError struct {
+	// other is the recorded dev.
+	other devRuntime
+	// path is the runtime file.
+	path string
+}
+
+// Error names the recorded dev and says that the commands keep using it.
+func (e *otherDevError) Error() string {
+	return fmt.Sprintf("another 'changehook dev' (pid %d, devdb %s, %s) is recorded in %s and still running: "+
+		"the other commands keep using that one", e.other.PID, e.other.URI, e.other.Config, e.path)
+}
+
 // writeDevRuntime records rt, a running dev, in the runtime file (this
 // process's pid; Config made absolute) and returns a function that removes
-// it again (only while it still names this process). Writing it again
-// replaces it.
+// it again (only while it still names this process). It never replaces a
+// record of another process that is alive: it then returns an
+// *otherDevError and writes nothing. A record of a process that is gone,
+// or one readDevRuntime would not trust, is replaced; this process's own
+// is rewritten.
 func writeDevRuntime(env Env, rt devRuntime) (func(), error) {
 	if rt.Config != demo.ConfigName {
 		if abs, err := filepath.Abs(rt.Config); err == nil {
@@ -78,15 +98,37 @@ func writeDevRuntime(env Env, rt devRuntime) (func(), error) {
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return nil, fmt.Errorf("record dev runtime file: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return nil, fmt.Errorf("record dev runtime file: %w", err)
-	}
-	return func() {
+	defer func() { _ = os.Remove(tmp) }() // linked or renamed by then, or not to be used
+	forget := func() {
 		if cur, ok := readDevRuntime(env); ok && cur.PID == rt.PID {
 			_ = os.Remove(path)
 		}
-	}, nil
+	}
+	for range 3 {
+		// A new file only where none is (link fails on an existing one),
+		// so that two devs starting together cannot both replace a record.
+		err := os.Link(tmp, path)
+		if err == nil {
+			return forget, nil
+		}
+		cur, alive := readDevRuntime(env)
+		if alive && cur.PID != rt.PID {
+			return nil, &otherDevError{other: cur, path: path}
+		}
+		if alive || !errors.Is(err, fs.ErrExist) {
+			// This process's own record (rewritten), or a file system
+			// without hard links: replace it.
+			if err := os.Rename(tmp, path); err != nil {
+				return nil, fmt.Errorf("record dev runtime file: %w", err)
+			}
+			return forget, nil
+		}
+		// The record of a process that is gone, or one not to trust.
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("record dev runtime file: remove the stale %s: %w", path, err)
+		}
+	}
+	return nil, fmt.Errorf("record dev runtime file: %s keeps being replaced by other processes", path)
 }
 
 // readDevRuntime returns the running dev recorded in the runtime file, if

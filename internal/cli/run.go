@@ -39,8 +39,10 @@ type runFlags struct {
 	parse triggers.Options
 	// deliveries, when set, receives one line per delivery attempt (dev).
 	deliveries io.Writer
-	// adminListening, when set, is called with the admin server's URL once
-	// it listens (dev prints it in its banner).
+	// adminListening, when set, is called once every listener is bound,
+	// before the triggers run: with the admin server's URL once it
+	// listens, or with "" when it is off (dev prints it in its banner and
+	// records itself for the other commands).
 	adminListening func(url string)
 	// watchConfig reloads the configuration when its file changes.
 	watchConfig bool
@@ -213,6 +215,9 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	}
 
 	addr := pick(rf.adminAddr, cfg.Admin.Addr)
+	if addr == "off" && rf.adminListening != nil {
+		rf.adminListening("")
+	}
 	if addr != "off" {
 		aopts := admin.OptionsFor(cfg.Admin)
 		aopts.Addr, aopts.Runner, aopts.Gatherer, aopts.Logger = addr, rn, reg, log
