@@ -21,7 +21,7 @@ const deadLetterRefreshMin = time.Second
 
 // AllStates lists every State, in the order the changehook_trigger_state
 // series are exported.
-var AllStates = []State{StateStarting, StateRunning, StateRetrying, StatePaused, StateFailed, StateDisabled, StateStandby, StateStopped}
+var AllStates = []State{StateStarting, StateRunning, StateRetrying, StatePaused, StateFailed, StateDisabled, StateStandby, StateStopped, StateWaiting}
 
 // deadLetterCounts are the triggers' current dead-letter counts as last
 // read from the state database.

@@ -386,8 +386,9 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 }
 
 // Ready reports whether Run has started, every trigger that should run
-// (enabled, wanted, not paused) has its change stream open, and no trigger
-// is paused by PauseByPayloadErrors. A trigger paused by an operator does
+// (enabled, wanted, not paused) has its change stream open or waits for
+// its start_at (StateWaiting: a planned start), and no trigger is paused
+// by PauseByPayloadErrors. A trigger paused by an operator does
 // not make the runner unready (it is held on purpose); one paused by its
 // payload errors does, because nobody asked for it and it needs a fixed
 // configuration (and a rollout of a configuration that breaks a payload
@@ -412,7 +413,7 @@ func (r *Runner) Ready() bool {
 		if !expected {
 			continue
 		}
-		if st := s.status(); !st.StreamOpen {
+		if st := s.status(); !st.StreamOpen && st.State != StateWaiting {
 			return false
 		}
 	}
@@ -441,7 +442,7 @@ func (r *Runner) clusterState(s *slot, st TriggerStatus) TriggerStatus {
 	s.mu.Unlock()
 	switch st.State {
 	case StateStopped:
-	case StateStarting, StateRunning, StateRetrying:
+	case StateStarting, StateRunning, StateRetrying, StateWaiting:
 		if l == nil || l.Valid() {
 			return st
 		}

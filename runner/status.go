@@ -17,6 +17,13 @@ const (
 	StateStarting State = "starting"
 	// StateRunning: the change stream is open and being read.
 	StateRunning State = "running"
+	// StateWaiting: the trigger has no checkpoint and its start_at is
+	// after the server's current time (a planned start):
+	// TriggerStatus.StartsAt says until when. Nothing is read and no
+	// checkpoint is written until then, so changing start_at meanwhile
+	// (a reload) still applies; the changes before start_at are not
+	// delivered, as start_at says. It does not make the runner unready.
+	StateWaiting State = "waiting"
 	// StateRetrying: something transient is failing and is being retried:
 	// the change stream could not be opened or broke (network trouble, an
 	// election) and is reopened after a backoff, or the head-of-line
@@ -52,6 +59,9 @@ type TriggerStatus struct {
 	State State `json:"state"`
 	// Since is when State was entered.
 	Since time.Time `json:"since"`
+	// StartsAt is, in StateWaiting, the trigger's start_at: when it starts
+	// reading (by the server's clock).
+	StartsAt time.Time `json:"starts_at,omitzero"`
 	// StreamOpen reports whether the change stream is open.
 	StreamOpen bool `json:"stream_open"`
 	// Retrying is true in StateRetrying.
@@ -152,11 +162,11 @@ type PartitionStatus struct {
 // the first state in this list that any partition is in wins, so a failed
 // partition shows the trigger failed, and a trigger some of whose
 // partitions run here shows running.
-var statePriority = []State{StateFailed, StateRetrying, StatePaused, StateRunning, StateStarting, StateStandby, StateStopped, StateDisabled}
+var statePriority = []State{StateFailed, StateRetrying, StatePaused, StateRunning, StateWaiting, StateStarting, StateStandby, StateStopped, StateDisabled}
 
 // combinePartitions folds the partitions' statuses (as from Watcher.Status,
 // in partition order) into the trigger's: State by statePriority, with
-// Since, Paused and WayOut from the first partition in that state;
+// Since, Paused, WayOut and StartsAt from the first partition in that state;
 // LastError the newest; HeadOfLine the oldest event held;
 // StreamOpen when every partition that is running or starting here has its
 // stream open (and at least one does); EventsReceived summed;
@@ -170,7 +180,7 @@ func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 	for i, p := range parts {
 		if k := slices.Index(statePriority, p.State); k >= 0 && k < best {
 			best = k
-			out.State, out.Since, out.Retrying, out.Paused, out.WayOut = p.State, p.Since, p.Retrying, p.Paused, p.WayOut
+			out.State, out.Since, out.Retrying, out.Paused, out.WayOut, out.StartsAt = p.State, p.Since, p.Retrying, p.Paused, p.WayOut, p.StartsAt
 		}
 		if p.Circuit != nil && (out.Circuit == nil || circuitRank(p.Circuit.State) > circuitRank(out.Circuit.State)) {
 			out.Circuit = p.Circuit

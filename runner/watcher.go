@@ -494,6 +494,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.setFailed(reason, wayOut, false)
 		w.log.Error("trigger failed", "reason", reason)
 		return &TriggerError{Trigger: w.t.Name, Reason: reason}
+	} else if !w.t.StartAt.Now && !w.waitForStartAt(ctx) {
+		return nil // ctx canceled
 	}
 	attempt := 0
 	for {
@@ -536,6 +538,66 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// startAtRecheck bounds how long waitForStartAt sleeps before it reads the
+// server's time again.
+const startAtRecheck = time.Minute
+
+// waitForStartAt waits, for a trigger without a checkpoint whose start_at
+// is after the server's current time (ServerTime: this machine's clock may
+// differ from the one that stamps the oplog), until the server's clock
+// reaches it, showing StateWaiting with StartsAt meanwhile. Nothing is read
+// and no checkpoint is written before then: opening the stream at a future
+// time would pin a checkpoint there, which a start_at changed later could
+// no longer move. A failure to read the server's time is retried with the
+// stream-retry backoff (StateRetrying). It returns false when ctx ended
+// first.
+func (w *Watcher) waitForStartAt(ctx context.Context) bool {
+	at := w.t.StartAt.Time
+	logged := false
+	for attempt := 0; ; {
+		tctx, cancel := context.WithTimeout(ctx, w.opts.CheckpointTimeout)
+		now, err := ServerTime(tctx, w.client)
+		cancel()
+		if ctx.Err() != nil {
+			return false
+		}
+		var delay time.Duration
+		switch {
+		case err != nil:
+			delay = dispatcher.FullJitterBackoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)
+			attempt++
+			w.setFailed(fmt.Sprintf("start_at %s: %v", at.UTC().Format(time.RFC3339), err), "", true)
+			w.log.Warn("cannot read the server's time to compare start_at with; retrying", "error", err, "retry_in", delay)
+		case !w.t.StartAt.After(now):
+			return true
+		default:
+			attempt = 0
+			delay = min(at.Sub(now), startAtRecheck)
+			w.setWaiting(at)
+			if !logged {
+				w.log.Info("waiting for start_at: nothing is read until then", "start_at", at.UTC().Format(time.RFC3339),
+					"server_time", now.Format(time.RFC3339))
+				logged = true
+			}
+		}
+		if w.clock.Sleep(ctx, delay) != nil {
+			return false
+		}
+	}
+}
+
+// setWaiting shows StateWaiting until at (see waitForStartAt).
+func (w *Watcher) setWaiting(at time.Time) {
+	w.opts.Metrics.setUp(w.t, false)
+	now := w.clock.Now()
+	w.update(func(s *TriggerStatus) {
+		if s.State != StateWaiting {
+			s.Since = now
+		}
+		s.State, s.StreamOpen, s.Retrying, s.WayOut, s.StartsAt = StateWaiting, false, false, "", at.UTC()
+	})
 }
 
 // loadCheckpoint reads the checkpoint, retrying transient errors; ok is
@@ -1303,7 +1365,7 @@ func (w *Watcher) setRunning() {
 	w.opts.Metrics.setUp(w.t, true)
 	now := w.clock.Now()
 	w.update(func(s *TriggerStatus) {
-		s.State, s.Since, s.StreamOpen, s.Retrying, s.WayOut = StateRunning, now, true, false, ""
+		s.State, s.Since, s.StreamOpen, s.Retrying, s.WayOut, s.StartsAt = StateRunning, now, true, false, "", time.Time{}
 	})
 }
 

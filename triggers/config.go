@@ -255,7 +255,16 @@ type StartAt struct {
 	// Now starts at the current end of the oplog.
 	Now bool
 	// Time starts at the first change at or after Time (when Now is false).
+	// A Time in the future is a planned start: the runner waits until
+	// then, reading nothing and writing no checkpoint (see After).
 	Time time.Time
+}
+
+// After reports whether s is a time after now, compared to the second (the
+// oplog's resolution): a planned start, before which a trigger without a
+// checkpoint delivers nothing.
+func (s StartAt) After(now time.Time) bool {
+	return !s.Now && s.Time.Unix() > now.Unix()
 }
 
 // Trigger is one validated trigger.

@@ -363,8 +363,8 @@ func routes(r Runner, g prometheus.Gatherer, rd readiness) *http.ServeMux {
 // notReady lists why the runner is not ready (nil when it is): a failed
 // trigger, one retrying longer than rd.limit, one paused by its payload
 // errors (nobody asked for that pause), one that should run and whose
-// change stream is not open. Disabled, standby and otherwise paused triggers
-// are held on purpose; a trigger retrying for less than rd.limit (an election, an
+// change stream is not open. Disabled, standby, waiting (a start_at to
+// come) and otherwise paused triggers are held on purpose; a trigger retrying for less than rd.limit (an election, an
 // endpoint's short outage) is ready.
 func notReady(r Runner, rd readiness) []string {
 	var reasons []string
@@ -378,7 +378,7 @@ func notReady(r Runner, rd readiness) []string {
 				reasons = append(reasons, fmt.Sprintf("trigger %s: paused by payload_errors: %s", st.Name, st.Paused.Reason))
 			}
 			continue
-		case runner.StateDisabled, runner.StateStandby:
+		case runner.StateDisabled, runner.StateStandby, runner.StateWaiting:
 			continue
 		case runner.StateFailed:
 			reason := fmt.Sprintf("trigger %s: failed", st.Name)

@@ -44,6 +44,7 @@ func TestReadyz(t *testing.T) {
 	streamRetrying := runner.TriggerStatus{Name: "g", State: runner.StateRetrying, Since: now.Add(-10 * time.Second), LastError: "connection refused"}
 	paused := runner.TriggerStatus{Name: "h", State: runner.StatePaused}
 	starting := runner.TriggerStatus{Name: "i", State: runner.StateStarting}
+	waiting := runner.TriggerStatus{Name: "j", State: runner.StateWaiting, StartsAt: now.Add(time.Hour)}
 	for _, tc := range []struct {
 		name     string
 		r        fakeRunner
@@ -58,6 +59,7 @@ func TestReadyz(t *testing.T) {
 		{"stream retrying shorter than the limit", fakeRunner{sts: []runner.TriggerStatus{running, streamRetrying}}, 200, "ready"},
 		{"retrying longer than the limit", fakeRunner{ready: true, sts: []runner.TriggerStatus{running, retryingLong}}, 503,
 			"trigger f: retrying for 6m0s (longer than 5m0s): delivery msg_2: HTTP 503; next attempt at 2026-01-02T03:04:35Z"},
+		{"waiting for start_at (planned)", fakeRunner{ready: true, sts: []runner.TriggerStatus{running, waiting}}, 200, "ready"},
 		{"starting", fakeRunner{sts: []runner.TriggerStatus{running, starting}}, 503, "trigger i: starting, change stream not open"},
 		{"not started", fakeRunner{}, 503, "runner not started"},
 	} {
