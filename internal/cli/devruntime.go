@@ -161,6 +161,37 @@ func readDevRuntime(env Env) (devRuntime, bool) {
 	return rt, processAlive(rt.PID)
 }
 
+// devRuntimeDistrusted says why readDevRuntime ignores the runtime file
+// of a dev whose process is alive ("" when there is none, or it is
+// trusted), for the error of a command that found no dev to use: without
+// it, "no 'changehook dev' is running" contradicts the dev the user sees.
+func devRuntimeDistrusted(env Env) string {
+	path := filepath.Join(env.runtimeDir(), devRuntimeFile)
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return ""
+	}
+	why := private(fi)
+	if why == nil && !fi.Mode().IsRegular() {
+		why = errors.New("it is not a regular file")
+	}
+	if why == nil {
+		return ""
+	}
+	if fi.Mode().IsRegular() { // never opened through a link: it could name a device or a pipe
+		if f, err := os.Open(path); err == nil {
+			b, _ := io.ReadAll(io.LimitReader(f, 64<<10))
+			_ = f.Close()
+			var rt devRuntime
+			if json.Unmarshal(b, &rt) == nil && rt.PID > 0 && !processAlive(rt.PID) {
+				return "" // the record of a dev that is gone
+			}
+		}
+	}
+	return fmt.Sprintf("the record %s of a running 'changehook dev' is ignored: %v, so another user could have written it "+
+		"(remove it, and start dev again, or pass -c FILE with MONGODB_URI)", path, why)
+}
+
 // processAlive reports whether a process with pid exists (signal 0).
 func processAlive(pid int) bool {
 	p, err := os.FindProcess(pid)
@@ -217,6 +248,9 @@ func loadLocal(path string, devWanted bool, opts triggers.Options, env Env) (*tr
 	cfg, err := triggers.LoadWith(path, env.LookupEnv, opts)
 	if err != nil {
 		if devWanted && errors.Is(err, os.ErrNotExist) {
+			if why := devRuntimeDistrusted(env); why != "" {
+				return nil, fmt.Errorf("%w; %s", missingConfig(path, false), why)
+			}
 			return nil, missingConfig(path, true)
 		}
 		return nil, configError(path, err)

@@ -38,6 +38,12 @@ func TestRuntimeFileOthersCouldWriteIsIgnored(t *testing.T) {
 		if _, ok := readDevRuntime(Env{RuntimeDir: dir, LookupEnv: nothing}); ok {
 			t.Error("a record other users can write to was used")
 		}
+		// A command that would have used it says why it did not.
+		t.Chdir(t.TempDir())
+		code, _, errOut := runWith(t, dir, nil, "dlq", "list")
+		if want := "the record " + path + " of a running 'changehook dev' is ignored: other users can write to it (mode -rw-rw-rw-)"; code != ExitFailure || !strings.Contains(errOut, want) {
+			t.Errorf("dlq list with an untrusted record: exit %d\n%s\nwant it to say %q", code, errOut, want)
+		}
 	})
 	t.Run("symbolic link", func(t *testing.T) {
 		elsewhere := record(t, t.TempDir())
