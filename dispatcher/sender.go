@@ -489,19 +489,30 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 	}
 }
 
-// probeOnce builds ev's payload and makes attempt n: a circuit probe. It
-// returns SendOnce's attempt and error; Attempt.Retry says whether the
-// policy judged a failure transient.
+// probeOnce builds ev's message as deliver does (payload, then the
+// format's CloudEvent envelope or ce-* headers) and makes attempt n: a
+// circuit probe. The observers see it with the event's documentKey and
+// operationType, as every other attempt of the delivery. It returns
+// sendOnce's attempt and error; Attempt.Retry says whether the policy
+// judged a failure transient.
 func (s *Sender) probeOnce(ctx context.Context, ev Event, n int) (Attempt, error) {
 	id := WebhookID(s.trigger, ev.Token)
+	info := s.eventInfo(ev)
 	payload, err := BuildPayload(s.webhook, ev)
+	var msg Message
+	if err == nil {
+		msg, err = wrapMessage(&s.webhook, id, ev.Raw, payload)
+	}
 	if err != nil {
-		// Unreachable: the payload was built for the delivery that opened
+		// Unreachable: the message was built for the delivery that opened
 		// the circuit, and the webhook does not change.
 		s.metrics.attempt(s.trigger, ReasonPayload)
-		return Attempt{WebhookID: id, Number: n, Reason: ReasonPayload, Err: err}, err
+		at := Attempt{WebhookID: id, Number: n, Reason: ReasonPayload, Err: err, Trigger: s.trigger, Start: s.clock.Now(),
+			DocumentKey: info.documentKey, Operation: info.operation}
+		s.observe(at)
+		return at, err
 	}
-	at, retry, err := s.SendOnce(ctx, id, payload, n)
+	at, retry, err := s.sendOnce(ctx, msg, n, info)
 	at.Retry = retry
 	return at, err
 }
