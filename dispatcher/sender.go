@@ -478,7 +478,7 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 		}
 		if !retry || (!forever && n >= s.retry.MaxAttempts) {
 			prog.attempted(at, permanent, time.Time{})
-			return res, fmt.Errorf("deliver %s to %s: giving up after %d attempts: %w", id, s.redactedURL, n, err)
+			return res, fmt.Errorf("deliver %s to %s: giving up after %s: %w", id, s.redactedURL, attemptsText(n), err)
 		}
 		wait := s.backoff(s.retry.InitialBackoff, s.retry.MaxBackoff, n-1, at.resp)
 		prog.attempted(at, permanent, s.clock.Now().Add(wait))
@@ -487,6 +487,14 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, serr)
 		}
 	}
+}
+
+// attemptsText is "1 attempt" or "N attempts".
+func attemptsText(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
 }
 
 // probeOnce builds ev's message as deliver does (payload, then the

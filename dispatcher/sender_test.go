@@ -113,7 +113,7 @@ func TestDeliverScripted(t *testing.T) {
 		{
 			name:    "400 is permanent",
 			respond: statuses(400), retry: triggers.RetryPolicy{MaxAttempts: 4},
-			wantErr: "giving up after 1 attempts: client_error: HTTP 400", wantAttempts: 1, wantStatus: 400, wantReason: ReasonClientError,
+			wantErr: "giving up after 1 attempt: client_error: HTTP 400", wantAttempts: 1, wantStatus: 400, wantReason: ReasonClientError,
 		},
 		{
 			name: "redirect is not followed",

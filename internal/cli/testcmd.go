@@ -255,7 +255,7 @@ func sendOnce(ctx context.Context, env Env, t *triggers.Trigger, ev dispatcher.E
 	if err != nil {
 		return fail(env, "test", err)
 	}
-	fmt.Fprintf(env.Stdout, "\nsending (up to %d attempts)...\n", t.Retry.MaxAttempts)
+	fmt.Fprintf(env.Stdout, "\nsending (up to %s)...\n", plural(t.Retry.MaxAttempts, "attempt"))
 	var res dispatcher.Result
 	if t.Batch != nil {
 		res, err = s.DeliverBatch(ctx, []dispatcher.Event{ev})

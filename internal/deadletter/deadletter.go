@@ -171,7 +171,11 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 		if out.Status != 0 {
 			status = fmt.Sprintf("HTTP %d", out.Status)
 		}
-		res.Err = fmt.Errorf("%s after %d attempt(s): %w", status, out.Attempts, err)
+		attempts := fmt.Sprintf("%d attempts", out.Attempts)
+		if out.Attempts == 1 {
+			attempts = "1 attempt"
+		}
+		res.Err = fmt.Errorf("%s after %s: %w", status, attempts, err)
 		// The dead letter keeps the replay's trace: its attempts and last
 		// status, reason, error and response.
 		if _, uerr := r.Store.RecordReplayFailure(ctx, dl.ID, out, err); uerr != nil {

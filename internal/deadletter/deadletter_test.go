@@ -3,6 +3,10 @@ package deadletter_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,5 +91,50 @@ func TestReplayClosesItsConnections(t *testing.T) {
 	}
 	if got := orders.Received() + users.Received(); got != 18 {
 		t.Fatalf("endpoints received %d requests, want 18", got)
+	}
+}
+
+// TestReplayAttemptsCarryTheEvent: a replay's attempts reach the observers
+// (the delivery history) with the event's documentKey and operationType,
+// and a failed replay's error counts its attempts in good English.
+func TestReplayAttemptsCarryTheEvent(t *testing.T) {
+	_, client := devdbtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st := store.New(client, "chstate")
+	if err := st.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
+	t.Cleanup(srv.Close)
+	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{
+		{Name: "orders", Webhook: triggers.Webhook{URL: srv.URL}, Retry: triggers.RetryPolicy{MaxAttempts: 1}},
+	}}
+	var mu sync.Mutex
+	var seen []dispatcher.Attempt
+	r := &deadletter.Replayer{Store: st, Config: cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
+		return dispatcher.NewSender(t, dispatcher.WithObserver(func(a dispatcher.Attempt) {
+			mu.Lock()
+			defer mu.Unlock()
+			a.DocumentKey = append(bson.Raw(nil), a.DocumentKey...)
+			seen = append(seen, a)
+		}))
+	}}
+	id := putDeadLetter(t, ctx, st, "orders", 7)
+	var res deadletter.Result
+	if _, err := r.Replay(ctx, deadletter.Selection{IDs: []string{id}}, func(x deadletter.Result) { res = x }); err != nil {
+		t.Fatal(err)
+	}
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "HTTP 400 after 1 attempt: ") || strings.Contains(res.Err.Error(), "attempt(s)") ||
+		strings.Contains(res.Err.Error(), "1 attempts") {
+		t.Errorf("replay error %v, want it to say HTTP 400 after 1 attempt", res.Err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 {
+		t.Fatalf("%d attempts observed, want 1", len(seen))
+	}
+	if k, err := seen[0].DocumentKey.LookupErr("_id"); err != nil || k.Int32() != 7 || seen[0].Operation != "insert" {
+		t.Errorf("replay attempt has document key %v and operation %q, want {_id: 7} and insert", seen[0].DocumentKey, seen[0].Operation)
 	}
 }
