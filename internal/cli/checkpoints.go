@@ -92,7 +92,7 @@ func checkpointsList(ctx context.Context, args []string, env Env) int {
 			fmt.Fprintf(tw, "%s\t-\t-\t%s\n", name, note)
 			return
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, clusterTimeText(cp.ClusterTime), cp.UpdatedAt.UTC().Format(time.RFC3339), note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, positionText(cp), cp.UpdatedAt.UTC().Format(time.RFC3339), note)
 	}
 	for _, t := range sc.cfg.Triggers {
 		for _, u := range t.Units() {
@@ -117,6 +117,19 @@ func checkpointsList(ctx context.Context, args []string, env Env) int {
 		return fail(env, "checkpoints list", err)
 	}
 	return ExitOK
+}
+
+// positionText shows where checkpoint cp stands: its recorded cluster time
+// or, when it has none (an idle trigger's checkpoint, one written by
+// checkpoints reset or resume --from now), the cluster time its resume
+// token opens with; "unknown" only when neither says.
+func positionText(cp store.Checkpoint) string {
+	if cp.ClusterTime.T == 0 {
+		if at, ok := runner.TokenTime(cp.Token); ok {
+			return at.Format(time.RFC3339) + " (resume token)"
+		}
+	}
+	return clusterTimeText(cp.ClusterTime)
 }
 
 func clusterTimeText(ts bson.Timestamp) string {

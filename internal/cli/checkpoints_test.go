@@ -245,3 +245,59 @@ triggers:
 		t.Errorf("m3 writing orders/p1of2 with its old epoch after the repartition: %v, want ErrLeaseLost", err)
 	}
 }
+
+// TestCheckpointsListPosition: checkpoints list places every checkpoint:
+// by its recorded cluster time, else (an idle checkpoint, a reset, resume
+// --from now: cluster time 0) by the time its resume token opens with;
+// "unknown" only when the token does not say either.
+func TestCheckpointsListPosition(t *testing.T) {
+	srv, client := devdbtest.Start(t)
+	st := store.New(client, "state")
+	ctx := t.Context()
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	token := func(data string) bson.Raw {
+		tok, err := bson.Marshal(bson.D{{Key: "_data", Value: data}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tokenAt := token(fmt.Sprintf("82%08X%08X2B0229296E04", at.Unix(), 2))
+	for _, cp := range []store.Checkpoint{
+		{Trigger: "recorded", Token: tokenAt, ClusterTime: bson.Timestamp{T: uint32(at.Unix()), I: 2}},
+		{Trigger: "idle", Token: tokenAt},
+		{Trigger: "opaque", Token: token("not-a-keystring")},
+	} {
+		cp.UpdatedAt = at
+		if err := st.SaveCheckpoint(ctx, cp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := writeConfig(t, fmt.Sprintf(`
+mongodb: { uri: %q }
+state: { database: state }
+triggers:
+  - { name: recorded, database: shop, webhook: { url: "http://127.0.0.1:1/r" } }
+  - { name: idle, database: shop, webhook: { url: "http://127.0.0.1:1/i" } }
+  - { name: opaque, database: shop, webhook: { url: "http://127.0.0.1:1/o" } }
+`, srv.URI()))
+	code, out, errOut := run(t, nil, "", "checkpoints", "list", "-c", cfg)
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	rows := map[string]string{}
+	for line := range strings.Lines(out) {
+		if f := strings.Fields(line); len(f) > 1 {
+			rows[f[0]] = strings.TrimSpace(strings.TrimPrefix(line, f[0]))
+		}
+	}
+	for name, want := range map[string]string{
+		"recorded": fmt.Sprintf("2026-03-04T05:06:07Z (%d.2)", at.Unix()),
+		"idle":     "2026-03-04T05:06:07Z (resume token)",
+		"opaque":   "unknown",
+	} {
+		if !strings.HasPrefix(rows[name], want+" ") {
+			t.Errorf("%s: row %q, want its position %q\n%s", name, rows[name], want, out)
+		}
+	}
+}

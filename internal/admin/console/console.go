@@ -431,6 +431,7 @@ type checkpointView struct {
 	Problem     string // why it is not shown ("" when Available or none saved)
 	Saved       time.Time
 	ClusterTime time.Time // zero: unknown
+	FromToken   bool      // ClusterTime is the resume token's: the checkpoint recorded none
 	Oplog       string    // the oplog distance sentence
 }
 
@@ -471,6 +472,11 @@ func (c *Console) checkpoint(ctx context.Context, name string) checkpointView {
 	v := checkpointView{Available: true, Saved: cp.UpdatedAt}
 	if cp.ClusterTime.T != 0 {
 		v.ClusterTime = time.Unix(int64(cp.ClusterTime.T), 0).UTC()
+	} else if at, ok := runner.TokenTime(cp.Token); ok {
+		// An idle trigger's checkpoint, or one written by a reset or
+		// resume --from now, records no cluster time: its resume token
+		// says where it stands.
+		v.ClusterTime, v.FromToken = at, true
 	}
 	switch {
 	case c.opts.Oplog == nil:

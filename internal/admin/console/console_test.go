@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -144,6 +145,12 @@ func TestCheckpointOplogDistance(t *testing.T) {
 		{"lost", &fakeStore{cps: cp}, fakeOplog{oldest: t0.Add(time.Minute)}, "1m0s older than the oldest oplog entry (2026-03-01 12:01:00Z): its history is lost"},
 		{"oplog unreadable", &fakeStore{cps: cp}, fakeOplog{err: errors.New("not authorized")}, "The oldest oplog entry is not available (not authorized)."},
 		{"no oplog", &fakeStore{cps: cp}, nil, "not known to the console"},
+		// An idle checkpoint (or a reset's) records no cluster time: its
+		// resume token places it.
+		{"token only", &fakeStore{cps: map[string]store.Checkpoint{"a": {Trigger: "a", Token: tokenAt(t, t0), UpdatedAt: t0}}},
+			fakeOplog{oldest: t0.Add(-30 * time.Minute)}, "2026-03-01 12:00:00Z (from its resume token)"},
+		{"token only distance", &fakeStore{cps: map[string]store.Checkpoint{"a": {Trigger: "a", Token: tokenAt(t, t0), UpdatedAt: t0}}},
+			fakeOplog{oldest: t0.Add(-30 * time.Minute)}, "30m0s ahead of the oldest oplog entry"},
 		{"store error", &fakeStore{err: errors.New("no reachable servers")}, nil, "The checkpoint could not be read: no reachable servers"},
 		{"no store", nil, nil, "The state database is not available to the console."},
 	} {
@@ -154,6 +161,17 @@ func TestCheckpointOplogDistance(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tokenAt is a resume token opening with cluster time at, as MongoDB's
+// and devdb's do.
+func tokenAt(t *testing.T, at time.Time) bson.Raw {
+	t.Helper()
+	tok, err := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("82%08X000000012B0229296E04", at.Unix())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 func TestSamplerBoundedRates(t *testing.T) {
