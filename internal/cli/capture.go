@@ -181,12 +181,48 @@ func outsideNamespace(t *triggers.Trigger, event bson.D) string {
 type recordedEvent struct {
 	line  int
 	event bson.D
-	err   error // the line is not an Extended JSON document
+	err   error // the line is not an Extended JSON document, or not a change event
+}
+
+// notChangeEvent returns why event cannot be a change event, nil when it
+// can: every change event has an operationType string and an _id, its
+// resume token (a document such as {"_data": "82…"}). The documentKey is
+// not required: drop, rename, dropDatabase and invalidate events have
+// none. The usual mistake, passing the changed document itself, gets a
+// hint.
+func notChangeEvent(event bson.D) error {
+	const hint = "did you pass the document? `changehook capture` records change events"
+	var why string
+	switch op := mql.Lookup(event, "operationType"); {
+	case mql.IsMissing(op):
+		why = "it has no operationType"
+	case op == "":
+		why = "its operationType is empty"
+	default:
+		if _, ok := op.(string); !ok {
+			why = "its operationType is " + oneLine(extJSONValue(op), 60) + ", not a string"
+		}
+	}
+	if why == "" {
+		switch id := mql.Lookup(event, "_id"); {
+		case mql.IsMissing(id):
+			why = "it has no _id (its resume token)"
+		default:
+			if _, ok := id.(bson.D); !ok {
+				why = "its _id is " + oneLine(extJSONValue(id), 60) + `, not a resume token such as {"_data": "82…"}`
+			}
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("not a change event: %s; %s", why, hint)
 }
 
 // readEvents calls f for every non-blank line of the events file path ("-":
-// standard input), in order, parsed as an Extended JSON document. A line is
-// at most maxEventBytes long.
+// standard input), in order, parsed as an Extended JSON document and
+// checked to be a change event (notChangeEvent). A line is at most
+// maxEventBytes long.
 func readEvents(path string, env Env, f func(recordedEvent)) error {
 	var r io.Reader
 	if path == "-" {
@@ -211,6 +247,10 @@ func readEvents(path string, env Env, f func(recordedEvent)) error {
 		var ev bson.D
 		if err := bson.UnmarshalExtJSON([]byte(text), false, &ev); err != nil {
 			f(recordedEvent{line: line, err: fmt.Errorf("not an Extended JSON document: %w", err)})
+			continue
+		}
+		if err := notChangeEvent(ev); err != nil {
+			f(recordedEvent{line: line, err: err})
 			continue
 		}
 		f(recordedEvent{line: line, event: ev})

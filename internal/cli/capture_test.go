@@ -330,3 +330,71 @@ func TestCaptureStopsOnInterrupt(t *testing.T) {
 		t.Fatal("capture did not stop when canceled")
 	}
 }
+
+// TestNotAChangeEvent: validate --events, test --events and test --event
+// refuse what is not a change event (the changed document itself, the
+// usual mistake; an event without its resume token) with the file, the
+// line and a hint, and exit 1; a drop event, which has no documentKey, is
+// an event.
+func TestNotAChangeEvent(t *testing.T) {
+	cfg := writeConfig(t, captureConfig("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200", true))
+	const (
+		doc   = `{"_id":"apples","type":"apples","quantity":12}`
+		noID  = `{"operationType":"insert","ns":{"db":"shop","coll":"orders"},"documentKey":{"_id":"k"},"fullDocument":{"_id":"k","total":11}}`
+		drop  = `{"_id":{"_data":"82AA"},"operationType":"drop","ns":{"db":"shop","coll":"orders"}}`
+		hint  = "; did you pass the document? `changehook capture` records change events"
+		noOp  = "not a change event: it has no operationType" + hint
+		noTok = "not a change event: it has no _id (its resume token)" + hint
+	)
+	dir := t.TempDir()
+	write := func(name string, lines ...string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	docs := write("doc.jsonl", doc)
+	mixed := write("mixed.jsonl", drop, noID)
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		stdin    string
+		wantOut  []string
+		wantErr  []string
+		notWant  string
+		exitCode int
+	}{
+		{"validate, the document", []string{"validate", "-c", cfg, "--events", docs}, "",
+			[]string{docs + ":1: " + noOp + "\n"}, []string{docs + ": 1 event, 0 trigger matches, 1 error"}, "no match", ExitFailure},
+		{"validate, no resume token", []string{"validate", "-c", cfg, "--events", mixed}, "",
+			[]string{mixed + `:1: drop shop.orders: orders: no match — operationType "drop" is not one of`, mixed + ":2: " + noTok + "\n"},
+			[]string{mixed + ": 2 events, 0 trigger matches, 1 error"}, "", ExitFailure},
+		{"test --events, the document", []string{"test", "-c", cfg, "--trigger", "orders", "--events", docs}, "",
+			[]string{docs + ":1: " + noOp + "\n"}, []string{docs + ": 1 event, 1 error"}, "match:", ExitFailure},
+		{"test --event, the document", []string{"test", "-c", cfg, "--trigger", "orders", "--event", "-"}, doc,
+			nil, []string{"changehook test: read event -: " + noOp + "\n"}, "match:", ExitFailure},
+		{"test --event, a drop", []string{"test", "-c", cfg, "--trigger", "orders", "--event", "-"}, drop,
+			[]string{`match:    no — operationType "drop" is not one of`}, nil, "not a change event", ExitOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := run(t, nil, tc.stdin, tc.args...)
+			if code != tc.exitCode {
+				t.Errorf("exit %d, want %d\n%s%s", code, tc.exitCode, out, errOut)
+			}
+			for _, w := range tc.wantOut {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if tc.notWant != "" && strings.Contains(out+errOut, tc.notWant) {
+				t.Errorf("output says %q:\n%s%s", tc.notWant, out, errOut)
+			}
+		})
+	}
+}

@@ -30,7 +30,8 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 		"cat event.json | changehook test --trigger low_stock --event -",
 		"changehook test --trigger low_stock --events events.jsonl     # every event recorded by changehook capture",
 		"",
-		"The exit code is 0 whether or not the event matches; 1 when the payload fails or --send fails.",
+		"The exit code is 0 whether or not the event matches; 1 when the payload fails or --send fails,",
+		"and when the file is not a change event (an operationType and an _id, its resume token: not the document).",
 		"Without -c and without ./triggers.yaml, the configuration of a running 'changehook dev' is used.",
 		"--events FILE takes one change event a line and prints, per event, the match and the body or the error.",
 		"",
@@ -74,6 +75,9 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 	var event bson.D
 	if err := bson.UnmarshalExtJSON(data, false, &event); err != nil {
 		return fail(env, "test", fmt.Errorf("read event %s: not an Extended JSON document: %w", *eventFile, err))
+	}
+	if err := notChangeEvent(event); err != nil {
+		return fail(env, "test", fmt.Errorf("read event %s: %w", *eventFile, err))
 	}
 	res, err := evaluate(t, event)
 	if err != nil {

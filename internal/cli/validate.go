@@ -18,7 +18,8 @@ func validateCommand(_ context.Context, args []string, env Env) int {
 		"",
 		"With --events, each line of the file (a change event in Extended JSON) goes through every",
 		"trigger's namespace, match, project and payload; one line per event and trigger says whether it",
-		"matched and whether its payload was built. Exit 1 when a payload (or pipeline) fails on one.",
+		"matched and whether its payload was built. Exit 1 when a payload (or pipeline) fails on one, or",
+		"when a line is not a change event (an operationType and an _id, its resume token: not the document).",
 		"",
 		"Without -c and without ./triggers.yaml, the configuration of a running 'changehook dev' is checked.")
 	path := configFlag(fs)
