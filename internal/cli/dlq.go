@@ -126,6 +126,10 @@ func dlqList(ctx context.Context, args []string, env Env) int {
 		return fail(env, "dlq list", err)
 	}
 	defer sc.close(ctx)
+	note, err := deadLetterTrigger(ctx, sc, *trigger)
+	if code, done := reportRecordedTrigger(env, fs, "dlq list", note, err); done {
+		return code
+	}
 	f := store.DeadLetterFilter{Trigger: *trigger, Summary: true}
 	if f.After, err = afterPosition(ctx, sc.store, *after); err != nil {
 		return fail(env, "dlq list", err)
@@ -289,6 +293,10 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 		return fail(env, "dlq replay", err)
 	}
 	defer sc.close(ctx)
+	note, err := deadLetterTrigger(ctx, sc, *trigger)
+	if code, done := reportRecordedTrigger(env, fs, "dlq replay", note, err); done {
+		return code
+	}
 
 	var hist *store.HistoryWriter
 	if sc.cfg.History.Enabled {
@@ -366,6 +374,10 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 		return fail(env, "dlq purge", err)
 	}
 	defer sc.close(ctx)
+	note, err := deadLetterTrigger(ctx, sc, *trigger)
+	if code, done := reportRecordedTrigger(env, fs, "dlq purge", note, err); done {
+		return code
+	}
 	if !*yes {
 		n, err := sc.store.CountDeadLettersMatching(ctx, sel.Filter())
 		if err != nil {
@@ -443,4 +455,72 @@ func (o *deadLetterOps) Purge(ctx context.Context, sel deadletter.Selection) (in
 	}
 	defer o.mu.Unlock()
 	return deadletter.Purge(ctx, o.st, sel)
+}
+
+// recordedTrigger checks --trigger name of a command over stored records
+// (what: "dead letters", "history records"): a trigger of the
+// configuration (known reports whether cfg has it) is fine, and so is one the records still name (a trigger
+// removed from the configuration keeps its dead letters and history until
+// they are purged or expire), for which it returns a note saying it is not
+// configured. A name that is neither, most often a typo, is an error
+// naming the configured triggers, with the closest as "did you mean".
+// hasRecords is asked only for a name that is not configured.
+func recordedTrigger(cfg *triggers.Config, name string, known bool, what string, hasRecords func() (bool, error)) (note string, err error) {
+	if known {
+		return "", nil
+	}
+	found, err := hasRecords()
+	if err != nil {
+		return "", err
+	}
+	if found {
+		return fmt.Sprintf("note: trigger %q is not in %s (removed?), but it still has %s", name, cfg.Path, what), nil
+	}
+	return "", &unknownTriggerError{fmt.Sprintf("unknown trigger %q: it is not in %s, and no %s name it%s; triggers: %s",
+		name, cfg.Path, what, didYouMean(name, triggerNameList(cfg)), triggerNames(cfg))}
+}
+
+// unknownTriggerError is recordedTrigger's answer to a name that is
+// neither configured nor named by any record: a usage error.
+type unknownTriggerError struct{ msg string }
+
+func (e *unknownTriggerError) Error() string { return e.msg }
+
+// reportRecordedTrigger prints what recordedTrigger answered for command
+// cmd (its flag set fs): the note on stderr, an unknown trigger as a
+// usage error, another error as a failure; done says the command must
+// return code.
+func reportRecordedTrigger(env Env, fs *flag.FlagSet, cmd, note string, err error) (code int, done bool) {
+	var ue *unknownTriggerError
+	switch {
+	case errors.As(err, &ue):
+		return usageError(env, fs, "%v", err), true
+	case err != nil:
+		return fail(env, cmd, err), true
+	case note != "":
+		fmt.Fprintln(env.Stderr, note)
+	}
+	return 0, false
+}
+
+// triggerNameList returns the names of cfg's triggers.
+func triggerNameList(cfg *triggers.Config) []string {
+	names := make([]string, len(cfg.Triggers))
+	for i, t := range cfg.Triggers {
+		names[i] = t.Name
+	}
+	return names
+}
+
+// deadLetterTrigger is recordedTrigger for the dead letters of trigger:
+// "" (every trigger) and a configured trigger need no query.
+func deadLetterTrigger(ctx context.Context, sc *stateConn, trigger string) (note string, err error) {
+	if trigger == "" {
+		return "", nil
+	}
+	_, ferr := findTrigger(sc.cfg, trigger)
+	return recordedTrigger(sc.cfg, trigger, ferr == nil, "dead letters", func() (bool, error) {
+		n, err := sc.store.CountDeadLetters(ctx, trigger)
+		return n > 0, err
+	})
 }

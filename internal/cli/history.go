@@ -57,6 +57,16 @@ func historyCommand(ctx context.Context, args []string, env Env) int {
 		return fail(env, "history", err)
 	}
 	defer sc.close(ctx)
+	if *trigger != "" {
+		_, ferr := findUnit(sc.cfg, *trigger)
+		note, err := recordedTrigger(sc.cfg, *trigger, ferr == nil, "history records", func() (bool, error) {
+			recs, _, err := sc.store.ListAttempts(ctx, store.AttemptFilter{Trigger: *trigger, Limit: 1})
+			return len(recs) > 0, err
+		})
+		if code, done := reportRecordedTrigger(env, fs, "history", note, err); done {
+			return code
+		}
+	}
 	recs, next, err := sc.store.ListAttempts(ctx, f)
 	if err != nil {
 		return fail(env, "history", err)

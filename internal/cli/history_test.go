@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -76,5 +77,68 @@ func TestReplayObserverPartition(t *testing.T) {
 	replayObserver(&triggers.Trigger{Name: "users"}, "api", factory)(dispatcher.Attempt{WebhookID: "w"})
 	if len(calls) != 1 || calls[0].partition != "" || calls[0].by != "api" {
 		t.Fatalf("unpartitioned replay recorded as %+v", calls)
+	}
+}
+
+// TestRecordsOfUnknownTrigger: dlq list, replay and purge and history
+// answer a --trigger that is neither in the configuration nor named by
+// any record (a typo) as every other command does, with "did you mean"
+// and exit 2; a configured trigger without records is simply empty, and
+// a trigger removed from the configuration still lists the records it
+// left, with a note.
+func TestRecordsOfUnknownTrigger(t *testing.T) {
+	srv, client := devdbtest.Start(t)
+	ctx := t.Context()
+	st := store.New(client, "state")
+	tok, err := bson.Marshal(bson.D{{Key: "_data", Value: "82000000010000000129"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
+		{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(1)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := dispatcher.WebhookID("legacy", tok)
+	if err := st.PutDeadLetter(ctx, dispatcher.DeadLetter{Trigger: "legacy", WebhookID: id, Event: ev, Token: tok, Attempts: 1, LastStatus: 500}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.InsertAttempts(ctx, []store.AttemptRecord{{Kind: store.KindDelivery, Trigger: "legacy", WebhookID: id, Attempt: 1,
+		Status: 500, Failed: true, Reason: "server_error", At: time.Now().UTC()}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, fmt.Sprintf(`
+mongodb: { uri: %q }
+state: { database: state }
+triggers:
+  - { name: orders, database: shop, collection: orders, webhook: { url: "http://127.0.0.1:1/o" } }
+  - { name: quiet, database: shop, collection: quiet, webhook: { url: "http://127.0.0.1:1/q" } }
+`, srv.URI()))
+	unknown := func(what string) string {
+		return fmt.Sprintf(`unknown trigger "order": it is not in %s, and no %s name it (did you mean "orders"?); triggers: orders, quiet`, cfg, what)
+	}
+	for _, tc := range []struct {
+		args             []string
+		code             int
+		wantOut, wantErr string
+	}{
+		{[]string{"dlq", "list", "--trigger", "order"}, ExitUsage, "", unknown("dead letters")},
+		{[]string{"dlq", "replay", "--all", "--trigger", "order"}, ExitUsage, "", unknown("dead letters")},
+		{[]string{"dlq", "purge", "--trigger", "order"}, ExitUsage, "", unknown("dead letters")},
+		{[]string{"history", "--trigger", "order"}, ExitUsage, "", unknown("history records")},
+		{[]string{"dlq", "list", "--trigger", "orders"}, ExitOK, "no dead letters", ""},
+		{[]string{"history", "--trigger", "orders"}, ExitOK, "no history records match", ""},
+		{[]string{"dlq", "list", "--trigger", "legacy"}, ExitOK, id + "  legacy",
+			fmt.Sprintf(`note: trigger "legacy" is not in %s (removed?), but it still has dead letters`, cfg)},
+		{[]string{"history", "--trigger", "legacy"}, ExitOK, "server_error",
+			fmt.Sprintf(`note: trigger "legacy" is not in %s (removed?), but it still has history records`, cfg)},
+		{[]string{"dlq", "purge", "--trigger", "legacy"}, ExitOK, "would delete 1 dead letter of trigger legacy", "still has dead letters"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errOut := run(t, nil, "", append(tc.args, "-c", cfg)...)
+			if code != tc.code || !strings.Contains(out, tc.wantOut) || !strings.Contains(errOut, tc.wantErr) {
+				t.Errorf("exit %d, want %d; stdout want %q, stderr want %q\nstdout:\n%s\nstderr:\n%s", code, tc.code, tc.wantOut, tc.wantErr, out, errOut)
+			}
+		})
 	}
 }
