@@ -430,6 +430,19 @@ func TestInit(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "mine" {
 		t.Fatalf("init overwrote the file: %q", b)
 	}
+	// A file that cannot be created: said once, with the reason; a
+	// missing directory is named.
+	missing := filepath.Join(dir, "sub", "dir")
+	code, _, errOut = run(t, nil, "", "init", "-c", filepath.Join(missing, "x.yaml"))
+	if want := "changehook init: create " + filepath.Join(missing, "x.yaml") + ": directory " + missing +
+		" does not exist; create it first (mkdir -p " + missing + ") or choose another file with -c\n"; code != ExitFailure || errOut != want {
+		t.Errorf("init in a missing directory: exit %d, stderr %q; want 1, %q", code, errOut, want)
+	}
+	underFile := filepath.Join(path, "x.yaml") // its "directory" is a file
+	code, _, errOut = run(t, nil, "", "init", "-c", underFile)
+	if code != ExitFailure || !strings.HasPrefix(errOut, "changehook init: create "+underFile+": ") || strings.Count(errOut, underFile) != 1 {
+		t.Errorf("init under a file: exit %d, stderr %q; want 1, the path said once", code, errOut)
+	}
 }
 
 // TestTestSendPrintsEachAttempt: test --send reports every attempt as it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/changehook/changehook/internal/demo"
 )
@@ -32,7 +33,7 @@ func initCommand(_ context.Context, args []string, env Env) int {
 		return fail(env, "init", fmt.Errorf("%s already exists; not overwriting it (choose another file with -c)", *path))
 	}
 	if err != nil {
-		return fail(env, "init", fmt.Errorf("create %s: %w", *path, err))
+		return fail(env, "init", createError(*path, err))
 	}
 	if _, err := f.Write(demo.Config); err != nil {
 		f.Close()
@@ -46,3 +47,30 @@ func initCommand(_ context.Context, args []string, env Env) int {
 	fmt.Fprintf(env.Stdout, "For real use: set CHANGEHOOK_DEMO_SECRET to a signing key of your own (echo whsec_$(openssl rand -base64 32)); the file's fallback key is public.\n")
 	return ExitOK
 }
+
+// createError explains why the file path could not be created (err,
+// os.OpenFile's): a missing directory is named as such, and the path is
+// said once, not again by the *fs.PathError.
+func createError(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return &missingDirError{path: path, dir: filepath.Dir(path), err: err}
+	}
+	return fmt.Errorf("create %s: %w", path, err)
+}
+
+// missingDirError says that a file cannot be created because its
+// directory does not exist; it wraps the system's error.
+type missingDirError struct {
+	path, dir string
+	err       error
+}
+
+func (e *missingDirError) Error() string {
+	return fmt.Sprintf("create %s: directory %s does not exist; create it first (mkdir -p %s) or choose another file with -c", e.path, e.dir, e.dir)
+}
+
+func (e *missingDirError) Unwrap() error { return e.err }
