@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -14,15 +15,17 @@ import (
 )
 
 func devdbCommand(ctx context.Context, args []string, env Env) int {
-	fs := newFlagSet(env, "devdb", "devdb [--addr HOST:PORT] [--data DIR] [--allow-remote] [--enable-test-commands] [--secondary-addr HOST:PORT]",
+	fs := newFlagSet(env, "devdb", "devdb [--addr HOST:PORT] [--data DIR] [--allow-remote] [--oplog-max-bytes SIZE] [--oplog-max-age DURATION] [--enable-test-commands] [--secondary-addr HOST:PORT]",
 		"changehook devdb                                  # 127.0.0.1:27017, data in ./devdb-data",
 		"changehook devdb --addr 127.0.0.1:0 --data /tmp/d  # any free port",
 		"mongosh 'mongodb://127.0.0.1:27017/?directConnection=true'   # from another terminal: any MongoDB client")
 	addr := fs.String("addr", "127.0.0.1:27017", "listen `address` (host:port; port 0 picks a free one)")
 	data := fs.String("data", "devdb-data", "data `directory` (created if missing; kept across restarts)")
 	allowRemote := fs.Bool("allow-remote", false, "allow binding a non-loopback address (devdb has NO authentication)")
-	oplogBytes := fs.Int64("oplog-max-bytes", 0, fmt.Sprintf("bound the oplog's size in `bytes`: the oldest entries beyond it are removed (0: %d MiB)", devdb.DefaultOplogMaxBytes>>20))
-	oplogAge := fs.Duration("oplog-max-age", 0, fmt.Sprintf("bound the age of oplog entries, such as 1h: older ones are removed (0: %dh)", devdb.DefaultOplogMaxAge/time.Hour))
+	var oplogBytes byteSizeFlag
+	fs.Var(&oplogBytes, "oplog-max-bytes", fmt.Sprintf("bound the oplog's `size`, in bytes or with KiB, MiB or GiB such as 512MiB: the oldest entries beyond it are removed (0: %d MiB)", devdb.DefaultOplogMaxBytes>>20))
+	var oplogAge durationFlag
+	fs.Var(&oplogAge, "oplog-max-age", fmt.Sprintf("bound the age of oplog entries (a `duration` such as 90m or 48h): older ones are removed (0: %dh)", devdb.DefaultOplogMaxAge/time.Hour))
 	testCommands := fs.Bool("enable-test-commands", false, "enable MongoDB's test commands (configureFailPoint: failCommand, failGetMoreAfterCursorCheckout, onPrimaryTransactionalWrite) for driver and fault tests; never for real data")
 	secondary := fs.String("secondary-addr", "", "also serve a secondary member of the replica set on this `address` (same data, no lag; for read-preference tests); drivers find it with ?replicaSet=rs0")
 	var lf logFlags
@@ -60,7 +63,7 @@ func devdbCommand(ctx context.Context, args []string, env Env) int {
 	}
 	srv, err := devdb.Start(ctx, devdb.Options{
 		Addr: *addr, Data: *data, AllowRemote: *allowRemote, Logger: log,
-		OplogMaxBytes: *oplogBytes, OplogMaxAge: *oplogAge, EnableTestCommands: *testCommands,
+		OplogMaxBytes: int64(oplogBytes), OplogMaxAge: time.Duration(oplogAge), EnableTestCommands: *testCommands,
 		SecondaryAddr: *secondary,
 	})
 	if err != nil {
@@ -160,4 +163,69 @@ func validHostName(h string) bool {
 		}
 	}
 	return !allNumeric
+}
+
+// byteSizeFlag is a flag holding a size in bytes, written as the
+// configuration writes sizes (max_inflight_bytes, batch.max_bytes): a
+// whole number of bytes, or one with a binary unit B, KiB, MiB, GiB or
+// TiB ("512MiB", "1GiB"; underscores may group digits). Its errors say
+// which forms are accepted; the flag package adds the flag's name.
+type byteSizeFlag int64
+
+// byteSizeUnits are the units a byteSizeFlag takes, with their shifts.
+var byteSizeUnits = map[string]uint{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}
+
+// String implements flag.Value.
+func (f *byteSizeFlag) String() string { return strconv.FormatInt(int64(*f), 10) }
+
+// Set implements flag.Value.
+func (f *byteSizeFlag) Set(s string) error {
+	const forms = "use bytes, or a whole number with KiB, MiB, GiB or TiB, such as 268435456 or 256MiB"
+	v := strings.ReplaceAll(strings.TrimSpace(s), "_", "")
+	i := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	num, unit := v, ""
+	if i >= 0 {
+		num, unit = v[:i], strings.TrimSpace(v[i:])
+	}
+	shift, ok := byteSizeUnits[unit]
+	if num == "" || !ok {
+		if strings.HasPrefix(v, "-") {
+			return errors.New("a size cannot be negative")
+		}
+		return fmt.Errorf("not a size: %s", forms)
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n > math.MaxInt64>>shift {
+		return fmt.Errorf("size too large: %s", forms)
+	}
+	*f = byteSizeFlag(n << shift)
+	return nil
+}
+
+// durationFlag is a flag holding a duration as Go writes one (90m, 24h,
+// 1h30m), which is how the configuration writes durations. Its errors say
+// which forms are accepted (and that days are written in hours); the flag
+// package adds the flag's name.
+type durationFlag time.Duration
+
+// String implements flag.Value.
+func (f *durationFlag) String() string { return time.Duration(*f).String() }
+
+// Set implements flag.Value.
+func (f *durationFlag) Set(s string) error {
+	const forms = "use a number with a unit ns, us, ms, s, m or h, such as 90m, 24h or 1h30m"
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return fmt.Errorf("not a duration: d (days) is not a unit; write %dh for %s", n*24, s)
+		}
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("not a duration: %s", forms)
+	case d < 0:
+		return errors.New("a duration cannot be negative")
+	}
+	*f = durationFlag(d)
+	return nil
 }

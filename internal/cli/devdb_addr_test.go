@@ -76,3 +76,33 @@ func TestDevdbAddressInUse(t *testing.T) {
 		})
 	}
 }
+
+// TestDevdbOplogFlags: a value --oplog-max-bytes or --oplog-max-age
+// cannot read is a usage error naming the flag and the forms it accepts,
+// never a bare "parse error" (TestDevdbOplogFlagValues: the values it
+// reads); devdb's usage line lists both flags.
+func TestDevdbOplogFlags(t *testing.T) {
+	for _, tc := range []struct{ args, want []string }{
+		{[]string{"--oplog-max-bytes", "1MB"}, []string{`invalid value "1MB" for flag -oplog-max-bytes: not a size: use bytes, or a whole number with KiB, MiB, GiB or TiB, such as 268435456 or 256MiB`}},
+		{[]string{"--oplog-max-bytes", "256 MB"}, []string{"-oplog-max-bytes: not a size"}},
+		{[]string{"--oplog-max-bytes", "-1"}, []string{"-oplog-max-bytes: a size cannot be negative"}},
+		{[]string{"--oplog-max-bytes", "9999999999TiB"}, []string{"-oplog-max-bytes: size too large"}},
+		{[]string{"--oplog-max-age", "1d"}, []string{`invalid value "1d" for flag -oplog-max-age: not a duration: d (days) is not a unit; write 24h for 1d`}},
+		{[]string{"--oplog-max-age", "soon"}, []string{"-oplog-max-age: not a duration: use a number with a unit ns, us, ms, s, m or h, such as 90m, 24h or 1h30m"}},
+		{[]string{"--oplog-max-age", "-1h"}, []string{"-oplog-max-age: a duration cannot be negative"}},
+	} {
+		code, _, errOut := run(t, nil, "", append([]string{"devdb", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, tc.args...)...)
+		if code != ExitUsage || strings.Contains(errOut, "parse error") {
+			t.Errorf("devdb %v: exit %d, want %d\n%s", tc.args, code, ExitUsage, errOut)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(errOut, w) {
+				t.Errorf("devdb %v: stderr lacks %q:\n%s", tc.args, w, errOut)
+			}
+		}
+	}
+	code, out, _ := run(t, nil, "", "devdb", "--help")
+	if code != ExitOK || !strings.Contains(out, "[--oplog-max-bytes SIZE] [--oplog-max-age DURATION]") {
+		t.Errorf("devdb --help's usage line omits the oplog flags (exit %d):\n%s", code, out)
+	}
+}
