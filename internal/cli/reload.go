@@ -57,12 +57,12 @@ func (e *ReloadError) Unwrap() error { return e.err }
 // running runner (and, clustered, to the lease driver and the membership).
 // One reload runs at a time.
 type reloader struct {
-	mu      sync.Mutex
-	path    string
-	env     Env
-	opts    triggers.Options // how the file is read (dev: devOptions)
-	log     *slog.Logger
-	cfg     *triggers.Config // the running configuration
+	mu   sync.Mutex
+	path string
+	env  Env
+	opts triggers.Options // how the file is read (dev: devOptions)
+	log  *slog.Logger
+	cfg  *triggers.Config // the running configuration
 	// started is the configuration the process started with: its
 	// settings outside the triggers are those in force until a restart.
 	started *triggers.Config
