@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -775,6 +776,39 @@ func (d *decoder) history(e entry, def HistoryConfig) HistoryConfig {
 // byteSizeRE matches a byte size: an integer with an optional binary unit.
 var byteSizeRE = regexp.MustCompile(`^([0-9]+)\s*(B|KiB|MiB|GiB|TiB)?$`)
 
+// Errors of ParseByteSize.
+var (
+	// ErrNotASize: the text is not a whole number with an optional unit.
+	ErrNotASize = errors.New("not a size")
+	// ErrNegativeSize: the text is a size with a minus sign.
+	ErrNegativeSize = errors.New("a size cannot be negative")
+	// ErrSizeTooLarge: the size does not fit 63 bits.
+	ErrSizeTooLarge = errors.New("size too large")
+)
+
+// ParseByteSize reads a byte size as the configuration writes one
+// (max_inflight_bytes, batch.max_bytes): a whole number of bytes, or one
+// with a binary unit B, KiB, MiB, GiB or TiB ("512MiB", "1GiB");
+// underscores may group digits. It returns ErrNotASize, ErrNegativeSize or
+// ErrSizeTooLarge for a value it cannot take; the caller checks the range
+// its setting allows.
+func ParseByteSize(s string) (int64, error) {
+	v := strings.ReplaceAll(strings.TrimSpace(s), "_", "")
+	m := byteSizeRE.FindStringSubmatch(v)
+	if m == nil {
+		if neg, ok := strings.CutPrefix(v, "-"); ok && byteSizeRE.MatchString(neg) {
+			return 0, ErrNegativeSize
+		}
+		return 0, ErrNotASize
+	}
+	shift := map[string]uint{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}[m[2]]
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n > math.MaxInt64>>shift {
+		return 0, ErrSizeTooLarge
+	}
+	return n << shift, nil
+}
+
 // byteSize returns a byte size between MinInflightBytes and
 // MaxInflightBytes: an integer (bytes) or an integer with a binary unit
 // ("64MiB", "512KiB", "1GiB").
@@ -790,22 +824,16 @@ func (d *decoder) byteSize(e entry, field string, def int64) int64 {
 		d.errorf(v, "%s: expected a size such as 65536, 512KiB, 64MiB or 1GiB, got %s", field, describe(v))
 		return def
 	}
-	m := byteSizeRE.FindStringSubmatch(strings.ReplaceAll(v.Value, "_", ""))
-	if neg, ok := strings.CutPrefix(v.Value, "-"); ok && m == nil && byteSizeRE.MatchString(strings.ReplaceAll(neg, "_", "")) {
-		d.errorf(v, "%s: must be between 1KiB and 1TiB, got %s", field, v.Value)
-		return def
-	}
-	if m == nil {
+	n, err := ParseByteSize(v.Value)
+	if errors.Is(err, ErrNotASize) {
 		d.errorf(v, "%s: %q is not a size; use bytes or a number with KiB, MiB or GiB such as 64MiB", field, v.Value)
 		return def
 	}
-	shift := map[string]uint{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}[m[2]]
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil || n > MaxInflightBytes>>shift || n<<shift < MinInflightBytes {
+	if err != nil || n > MaxInflightBytes || n < MinInflightBytes {
 		d.errorf(v, "%s: must be between 1KiB and 1TiB, got %s", field, v.Value)
 		return def
 	}
-	return n << shift
+	return n
 }
 
 // triggerFields lists a trigger's fields; the first, name, cannot be

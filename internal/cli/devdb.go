@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/triggers"
 )
 
 func devdbCommand(ctx context.Context, args []string, env Env) int {
@@ -172,33 +172,20 @@ func validHostName(h string) bool {
 // which forms are accepted; the flag package adds the flag's name.
 type byteSizeFlag int64
 
-// byteSizeUnits are the units a byteSizeFlag takes, with their shifts.
-var byteSizeUnits = map[string]uint{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}
-
 // String implements flag.Value.
 func (f *byteSizeFlag) String() string { return strconv.FormatInt(int64(*f), 10) }
 
 // Set implements flag.Value.
 func (f *byteSizeFlag) Set(s string) error {
 	const forms = "use bytes, or a whole number with KiB, MiB, GiB or TiB, such as 268435456 or 256MiB"
-	v := strings.ReplaceAll(strings.TrimSpace(s), "_", "")
-	i := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
-	num, unit := v, ""
-	if i >= 0 {
-		num, unit = v[:i], strings.TrimSpace(v[i:])
+	n, err := triggers.ParseByteSize(s)
+	if errors.Is(err, triggers.ErrNegativeSize) {
+		return err
 	}
-	shift, ok := byteSizeUnits[unit]
-	if num == "" || !ok {
-		if strings.HasPrefix(v, "-") {
-			return errors.New("a size cannot be negative")
-		}
-		return fmt.Errorf("not a size: %s", forms)
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, forms)
 	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n > math.MaxInt64>>shift {
-		return fmt.Errorf("size too large: %s", forms)
-	}
-	*f = byteSizeFlag(n << shift)
+	*f = byteSizeFlag(n)
 	return nil
 }
 
