@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/changehook/changehook/triggers"
 )
@@ -81,6 +82,10 @@ func writeSummary(env Env, cfg *triggers.Config) {
 		}
 		fmt.Fprintf(env.Stdout, "  %s%s: %s [%s] -> %s %s, ordering %s\n", t.Name, state, ns,
 			strings.Join(t.Operations, ", "), t.Webhook.Method, t.Webhook.RedactedURL(), t.Ordering)
+		if t.StartAt.After(time.Now()) {
+			fmt.Fprintf(env.Stdout, "    note: start_at %s is in the future: without a checkpoint the trigger shows waiting and reads nothing until the server's clock reaches it\n",
+				t.StartAt.Time.UTC().Format(time.RFC3339))
+		}
 	}
 }
 
