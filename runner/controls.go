@@ -1359,6 +1359,29 @@ func (r *Runner) RequestControl(ctx context.Context, name, reason string, req st
 		// still pending on the trigger.
 		return "", fmt.Errorf("%s %s: %w", req.Kind, name, skipNeedsPartition(len(ss), ss[0].key(), ss[len(ss)-1].key()))
 	}
+	if req.Kind == store.RequestResume {
+		// Refused before it is stored, as the CLI does: a stored resume
+		// lifts the pause even when its position is then refused.
+		from, err := ParseResumeFrom(req.From)
+		if err != nil {
+			return "", fmt.Errorf("%s %s: %w", req.Kind, name, err)
+		}
+		ss[0].mu.Lock()
+		t := ss[0].t // the trigger, or the one partition name names
+		ss[0].mu.Unlock()
+		if len(ss) > 1 {
+			r.mu.Lock()
+			if i := slices.IndexFunc(r.cfg.Triggers, func(c *triggers.Trigger) bool { return c.Name == name }); i >= 0 {
+				t = r.cfg.Triggers[i]
+			}
+			r.mu.Unlock()
+		}
+		if t != nil {
+			if err := CheckResumeFrom(ctx, r.client, r.store, t, from); err != nil {
+				return "", fmt.Errorf("%s %s: %w", req.Kind, name, err)
+			}
+		}
+	}
 	return RequestControl(ctx, r.store, name, reason, req)
 }
 

@@ -34,6 +34,8 @@ func TestResumeFromRefusesRewindsAndFutureTimes(t *testing.T) {
 		{name: "rewind via Runner.Resume", via: "runner"},
 		{name: "future via control request", future: true, via: "control"},
 		{name: "future via Runner.Resume", future: true, via: "runner"},
+		{name: "rewind via Runner.RequestControl", via: "request"},
+		{name: "future via Runner.RequestControl", future: true, via: "request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -94,6 +96,15 @@ func TestResumeFromRefusesRewindsAndFutureTimes(t *testing.T) {
 				if got == nil {
 					t.Fatalf("resume --from %s = %q, want it refused", from.Format(time.RFC3339), msg)
 				}
+			case "request": // the admin API's way: refused before it is stored
+				var msg string
+				msg, got = r.RequestControl(ctx, "orders", "", store.ControlRequest{Kind: store.RequestResume, From: from.Format(time.RFC3339), By: "api"})
+				if got == nil {
+					t.Fatalf("RequestControl resume --from %s = %q, want it refused", from.Format(time.RFC3339), msg)
+				}
+				if !errors.Is(got, wantErr) {
+					t.Errorf("RequestControl error %v, want one wrapping %v", got, wantErr)
+				}
 			case "runner":
 				var sk runner.Skipped
 				sk, got = r.Resume(ctx, "orders", runner.ResumeFrom{Time: from})
@@ -115,7 +126,7 @@ func TestResumeFromRefusesRewindsAndFutureTimes(t *testing.T) {
 			if at, ok := checkpointOK(); !ok {
 				t.Errorf("the refused resume moved the checkpoint (to %s)", at)
 			}
-			if s := statusOf(t, r, "orders"); tc.via == "runner" && s.State != runner.StatePaused {
+			if s := statusOf(t, r, "orders"); tc.via != "control" && s.State != runner.StatePaused {
 				// A resume request lifts the pause once recorded (the
 				// trigger then continues from its checkpoint); the CLI
 				// refuses such a time before recording anything.
