@@ -589,23 +589,49 @@ func (r *Runner) saveUnitCheckpoint(ctx context.Context, s *slot, cp store.Check
 // `changehook redeliver`, and a time in the future with one wrapping
 // ErrFutureTime (PositionAt); nothing is changed then.
 func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom, control string) (Skipped, error) {
-	var skipped Skipped
+	p, err := r.planResume(ctx, s, from)
+	if err != nil {
+		return Skipped{}, err
+	}
+	return r.applyResume(ctx, p, from, control)
+}
+
+// resumePlan is where resumeFrom moves one unit: its slot, its checkpoint
+// (old, when found) and the position of the resume's time (cp).
+type resumePlan struct {
+	s     *slot
+	t     *triggers.Trigger
+	old   store.Checkpoint
+	found bool
+	cp    store.Checkpoint
+}
+
+// planResume reads s's checkpoint and the position of from, and checks
+// that moving there skips forward (see resumeFrom); it changes nothing.
+func (r *Runner) planResume(ctx context.Context, s *slot, from ResumeFrom) (resumePlan, error) {
 	s.mu.Lock()
 	t := s.t
 	s.mu.Unlock()
 	old, found, err := r.store.LoadCheckpoint(ctx, t.Key())
 	if err != nil {
-		return skipped, err
+		return resumePlan{}, err
 	}
 	cp, err := PositionAt(ctx, r.client, t, from.Time)
 	if err != nil {
-		return skipped, err
+		return resumePlan{}, err
 	}
 	if found && !from.Now {
 		if err := notRewind(old, cp, from.Time, t.Name); err != nil {
-			return skipped, err
+			return resumePlan{}, err
 		}
 	}
+	return resumePlan{s: s, t: t, old: old, found: found, cp: cp}, nil
+}
+
+// applyResume carries out p (see resumeFrom).
+func (r *Runner) applyResume(ctx context.Context, p resumePlan, from ResumeFrom, control string) (Skipped, error) {
+	var skipped Skipped
+	s, t, old, found, cp := p.s, p.t, p.old, p.found, p.cp
 	cp.Control = control
 	if err := r.saveUnitCheckpoint(ctx, s, cp); err != nil {
 		return skipped, err

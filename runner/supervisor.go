@@ -453,8 +453,18 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 		return skipped, nil
 	}
 	err := r.holding(ctx, name, "resume trigger", func(ss []*slot) error {
-		for _, s := range ss {
-			sk, err := r.resumeFrom(ctx, s, from, "")
+		// Every partition is checked before any moves: one refused must
+		// leave the others as they were.
+		plans := make([]resumePlan, len(ss))
+		for i, s := range ss {
+			p, err := r.planResume(ctx, s, from)
+			if err != nil {
+				return err
+			}
+			plans[i] = p
+		}
+		for _, p := range plans {
+			sk, err := r.applyResume(ctx, p, from, "")
 			if err != nil {
 				return err
 			}
