@@ -96,8 +96,9 @@ type DeadLetter struct {
 	DeadLetteredAt time.Time
 	// Trimmed says what a sink left out of the dead letter to fit it in
 	// one MongoDB document (16 MiB): "" (nothing), TrimmedResponse or
-	// TrimmedEvent. Callers leave it empty; the sink sets it on what it
-	// stores.
+	// TrimmedEvent. Callers leave it empty, except for an event they could
+	// not read whole (a change event over 16 MiB that a skip dead-letters:
+	// TrimmedEvent with its EventSize); the sink sets it on what it stores.
 	Trimmed string
 	// EventSize is the size in bytes of the change event as the stream
 	// returned it when Trimmed is TrimmedEvent (Event then holds only the

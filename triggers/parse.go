@@ -225,8 +225,8 @@ func (d *decoder) parse(data []byte) *Config {
 			if s, ok := d.str(tok, "admin.token"); ok {
 				// "" is no token, as when omitted. A token that no
 				// header can carry would lock the admin API.
-				if strings.ContainsAny(s, "\r\n\x00") {
-					d.errorf(deref(tok.val), "admin.token: must not contain CR, LF or NUL (no Authorization header can carry it)")
+				if hasControlChar(s) {
+					d.errorf(deref(tok.val), "admin.token: must not contain control characters such as CR, LF or NUL (no Authorization header can carry them)")
 				}
 				cfg.Admin.Token = Secret(s)
 			}
@@ -348,6 +348,12 @@ var yamlParserProblems = map[string]bool{
 	"found duplicate %YAML directive":        true,
 	"found incompatible YAML document":       true,
 	"found undefined tag handle":             true,
+}
+
+// hasControlChar reports whether s has a character no HTTP header value
+// may carry: an ASCII control character other than horizontal tab.
+func hasControlChar(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f })
 }
 
 // yamlProblemWhere says where to look for the mistake of a parser error
@@ -1122,8 +1128,8 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 		w.Headers = make(map[string]Secret, len(headers))
 		for name, e := range headers {
 			if s, ok := d.str(e, "webhook.headers."+name); ok {
-				if strings.ContainsAny(s, "\r\n\x00") {
-					d.errorf(deref(e.val), "webhook.headers.%s: value must not contain CR, LF or NUL", name)
+				if hasControlChar(s) {
+					d.errorf(deref(e.val), "webhook.headers.%s: value must not contain control characters such as CR, LF or NUL (no HTTP header can carry them)", name)
 					continue
 				}
 				w.Headers[name] = Secret(s)
