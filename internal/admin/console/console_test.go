@@ -90,6 +90,7 @@ func TestPages(t *testing.T) {
 			EventsReceived: 12, Deliveries: map[string]uint64{"delivered": 10, "dead_lettered": 2}, Attempts: map[string]uint64{"ok": 10, "client_error": 2}, InFlight: 3, BatchSplits: 4},
 		{Name: "held", Namespace: "shop.held", State: runner.StatePaused, Paused: &runner.PauseInfo{Reason: "endpoint maintenance", By: "cli", Since: t0}},
 		{Name: "broken", State: runner.StateFailed, LastError: "history lost: <script>alert(1)</script>", LastErrorAt: t0},
+		{Name: "planned", Namespace: "shop.planned", State: runner.StateWaiting, Since: t0, StartsAt: t0.Add(48 * time.Hour)},
 	}}
 	event, _ := bson.Marshal(bson.D{{Key: "operationType", Value: "insert"}, {Key: "fullDocument", Value: bson.D{{Key: "sku", Value: "apple"}}}})
 	s := &fakeStore{
@@ -103,11 +104,12 @@ func TestPages(t *testing.T) {
 		want []string
 	}{
 		{"/", 200, []string{`<main id="main"`, `href="/triggers/orders"`, "shop.orders", "whole deployment", "state-failed", "by cli: endpoint maintenance",
-			"history lost: &lt;script&gt;alert(1)&lt;/script&gt;", `<th scope="col">`, "not enough samples yet"}},
+			"history lost: &lt;script&gt;alert(1)&lt;/script&gt;", `<th scope="col">`, "not enough samples yet", "starts at 2026-03-03 12:00:00Z"}},
 		{"/triggers/orders", 200, []string{"Trigger orders", "dead_lettered", "client_error", "2026-03-01 11:59:50Z",
 			"2h0m0s ahead of the oldest oplog entry (2026-03-01 10:00:00Z)",
 			"4 batch requests refused as too large (HTTP 413)</span> and sent again in halves since start: set <code>batch.max_bytes</code> below"}},
 		{"/triggers/broken", 200, []string{"No checkpoint saved yet"}},
+		{"/triggers/planned", 200, []string{"state-waiting", "<dt>Starts at</dt><dd>2026-03-03 12:00:00Z (its start_at): nothing is read"}},
 		{"/triggers/held", 200, []string{"state-paused", "by cli since 2026-03-01 12:00:00Z: endpoint maintenance"}},
 		{"/triggers/nope", 404, []string{`There is no trigger named &#34;nope&#34;`}},
 		{"/deadletters", 200, []string{`href="/deadletters/msg_1"`, "HTTP 410", `<label for="trigger">`}},
