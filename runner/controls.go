@@ -734,6 +734,10 @@ func (r *Runner) loadPauses(ctx context.Context) {
 		r.log.Warn("cannot read the runtime controls; applying them once readable", "error", err)
 		return
 	}
+	// Newest first: a unit paused by two documents (its partition's and
+	// its trigger's) shows the newer pause at once, not the older one
+	// replaced by the newer as if it had been paused again.
+	slices.SortStableFunc(cs, func(a, b store.Control) int { return b.PausedAt.Compare(a.PausedAt) })
 	for _, c := range cs {
 		if c.Paused {
 			r.pauseFromControl(c)

@@ -3,6 +3,9 @@ package runner_test
 import (
 	"context"
 	"fmt"
+	"github.com/changehook/changehook/internal/syncbuf"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,5 +120,51 @@ triggers:
 			}
 			waitFor(t, "trigger running again", func() bool { return statusOf(t, r, "orders").State == runner.StateRunning })
 		})
+	}
+}
+
+// TestPausesReadAtStartShowTheNewestWithoutPausedAgain: a partition paused
+// both by its trigger's document and, later, by its own shows its own,
+// newer pause from the start, without the "paused again" warning a real
+// second pause logs; the other partition shows the trigger's pause.
+func TestPausesReadAtStartShowTheNewestWithoutPausedAgain(t *testing.T) {
+	t.Parallel()
+	t1 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	t2 := t1.Add(time.Minute)
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	st := store.New(client, stateDB)
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	for _, p := range []struct {
+		key, reason string
+		at          time.Time
+	}{{"orders", "maintenance", t1}, {"orders/p1of2", "one partition", t2}} {
+		if _, err := st.RequestControl(ctx, p.key, p.reason, store.ControlRequest{Kind: store.RequestPause, By: "cli", At: p.at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs syncbuf.Buffer
+	r := startRunner(t, parseTrigger(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    ordering: per_document
+    partitions: 2
+    webhook: { url: "${HOOK_URL}" }
+`, recv.srv.URL), client, runner.Options{Controls: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	waitFor(t, "trigger paused", func() bool { return statusOf(t, r, "orders").State == runner.StatePaused })
+	want := map[string]runner.PauseInfo{
+		"orders/p0of2": {Reason: "maintenance", By: "cli", Since: t1},
+		"orders/p1of2": {Reason: "one partition", By: "cli", Since: t2},
+	}
+	for key, w := range want {
+		if p, ok, err := r.Paused(key); err != nil || !ok || p != w {
+			t.Errorf("partition %s paused %+v (%v, %v), want %+v", key, p, ok, err, w)
+		}
+	}
+	if strings.Contains(logs.String(), "paused again") {
+		t.Errorf("the pauses read at start were logged as a second pause:\n%s", logs.String())
 	}
 }
