@@ -1176,7 +1176,11 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 				}
 				if expr, err := mql.CompileExpr(spec); err != nil {
 					if !bad {
-						d.errorf(locateOperator(deref(e.val), err), "webhook.payload: %s", withOperatorHint(mqlMessage(err)))
+						at := locateOperator(deref(e.val), err)
+						if p, ok := failingPath(spec, mqlMessage(err), nil, 0); ok {
+							at = locatePath(deref(e.val), p)
+						}
+						d.errorf(at, "webhook.payload: %s", withOperatorHint(mqlMessage(err)))
 					}
 				} else if !bad {
 					w.Payload = expr

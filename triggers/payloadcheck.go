@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -78,4 +79,41 @@ func locatePath(n *yaml.Node, path []mql.PathStep) *yaml.Node {
 		}
 	}
 	return n
+}
+
+// failingPath returns the path in spec, an expression, of the innermost
+// operator expression that fails to compile on its own with the message
+// msg: where a compile error of the whole lies when its message names no
+// operator of the file ("Failed to parse number 'n/a' in $convert …" for a
+// $toInt). The contents of $literal are values, not expressions, and are
+// not searched. It is for locating an error, on a configuration's small
+// expressions only.
+func failingPath(spec any, msg string, path []mql.PathStep, depth int) ([]mql.PathStep, bool) {
+	if depth > maxDepth {
+		return nil, false
+	}
+	at := func(s mql.PathStep) []mql.PathStep { return append(slices.Clip(path), s) }
+	switch v := spec.(type) {
+	case bson.D:
+		if len(v) == 1 && v[0].Key == "$literal" {
+			return nil, false
+		}
+		for _, e := range v {
+			if p, ok := failingPath(e.Value, msg, at(mql.PathStep{Key: e.Key}), depth+1); ok {
+				return p, true
+			}
+		}
+		if len(v) == 1 && strings.HasPrefix(v[0].Key, "$") {
+			if _, err := mql.CompileExpr(v); err != nil && mqlMessage(err) == msg {
+				return at(mql.PathStep{Key: v[0].Key}), true
+			}
+		}
+	case bson.A:
+		for i, x := range v {
+			if p, ok := failingPath(x, msg, at(mql.PathStep{Index: i, IsIndex: true}), depth+1); ok {
+				return p, true
+			}
+		}
+	}
+	return nil, false
 }
