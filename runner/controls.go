@@ -387,8 +387,13 @@ func (r *Runner) readTooLarge(ctx context.Context, t *triggers.Trigger, opts *op
 // Runner is rewound (in a cluster, the control request reaches each
 // partition's owner instead: see the controls section above).
 func (r *Runner) Redeliver(ctx context.Context, name string, since time.Time) error {
-	if since.IsZero() || since.After(r.opts.Clock.Now()) {
+	if since.IsZero() {
 		return fmt.Errorf("redeliver trigger %s: since must be a time in the past, not %v", name, since)
+	}
+	// By the server's clock, which stamps the oplog: this machine's may be
+	// behind it (or ahead).
+	if err := CheckNotFuture(ctx, r.client, since); err != nil {
+		return fmt.Errorf("redeliver trigger %s: %w", name, err)
 	}
 	return r.holding(ctx, name, "redeliver trigger", func(ss []*slot) error {
 		for _, s := range ss {
@@ -1282,9 +1287,12 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			msg = sk.message()
 		}
 	case store.RequestRedeliver:
-		if req.Since.IsZero() || req.Since.After(r.opts.Clock.Now()) {
+		if req.Since.IsZero() {
 			err = fmt.Errorf("since must be a time in the past, not %v", req.Since)
 			break
+		}
+		if err = CheckNotFuture(ctx, r.client, req.Since); err != nil {
+			break // by the server's clock, before the trigger is held
 		}
 		var rw rewound
 		err = r.hold(ctx, []*slot{s}, func(ss []*slot) error {

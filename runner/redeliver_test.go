@@ -2,7 +2,9 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/changehook/changehook/dispatcher"
 	"strings"
 	"testing"
 	"time"
@@ -231,4 +233,48 @@ func bsonDoc(t *testing.T, d bson.D) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// behindClock is the system clock set back by an hour: a machine whose
+// clock is behind the deployment's.
+type behindClock struct{ dispatcher.SystemClock }
+
+func (behindClock) Now() time.Time { return time.Now().Add(-time.Hour) }
+
+// TestRedeliverByTheServersClock: whether redeliver's time is in the future
+// is judged by the server's clock, which stamps the oplog, not this
+// machine's: with a clock an hour behind, a redeliver from a second ago
+// (in this machine's future) is carried out, through Runner.Redeliver as
+// through a control request, and one an hour ahead of the server is still
+// refused.
+func TestRedeliverByTheServersClock(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	st := store.New(client, stateDB)
+	r := startRunner(t, parseTrigger(t, fmt.Sprintf(strictOrdersYAML, ""), recv.srv.URL), client, runner.Options{Controls: true, Clock: behindClock{}})
+	waitFor(t, "runner ready", r.Ready)
+	coll := client.Database("shop").Collection("orders")
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	since := insertIDsBefore(t, client, coll, 1, 1)
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	receiveThrough(t, recv, 2)
+
+	if err := r.Redeliver(ctx, "orders", since); err != nil {
+		t.Fatalf("Redeliver from %s with this machine's clock an hour behind: %v", since.Format(time.RFC3339), err)
+	}
+	if got := receiveThrough(t, recv, 2); len(got) != 1 {
+		t.Errorf("redelivered %v, want 2 again", got)
+	}
+	if _, err := runner.RequestControl(ctx, st, "orders", "", store.ControlRequest{Kind: store.RequestRedeliver, Since: since, By: "test"}); err != nil {
+		t.Fatalf("redeliver request from %s: %v", since.Format(time.RFC3339), err)
+	}
+	if got := receiveThrough(t, recv, 2); len(got) != 1 {
+		t.Errorf("redelivered %v, want 2 again", got)
+	}
+	future := serverTime(t, client).Add(time.Hour)
+	if err := r.Redeliver(ctx, "orders", future); !errors.Is(err, runner.ErrFutureTime) {
+		t.Errorf("Redeliver from an hour after the server's time = %v, want ErrFutureTime", err)
+	}
 }
