@@ -142,23 +142,28 @@ func readDevRuntime(env Env) (devRuntime, bool) {
 	if err != nil || !fi.Mode().IsRegular() || private(fi) != nil {
 		return devRuntime{}, false
 	}
+	rt, ok := readRecord(path, fi)
+	return rt, ok && processAlive(rt.PID)
+}
+
+// readRecord reads the runtime record at path, the regular file fi that
+// Lstat returned (never opened through a link: it could name a device or
+// a pipe), at most 64 KiB of it; ok is false when it cannot be read, was
+// replaced since fi, or holds no record.
+func readRecord(path string, fi os.FileInfo) (rt devRuntime, ok bool) {
 	f, err := os.Open(path)
 	if err != nil {
-		return devRuntime{}, false
+		return rt, false
 	}
 	defer f.Close()
 	if opened, err := f.Stat(); err != nil || !os.SameFile(fi, opened) {
-		return devRuntime{}, false // replaced since it was checked
+		return rt, false // replaced since it was checked
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
+	if err != nil || json.Unmarshal(b, &rt) != nil || rt.PID <= 0 || rt.URI == "" {
 		return devRuntime{}, false
 	}
-	var rt devRuntime
-	if json.Unmarshal(b, &rt) != nil || rt.PID <= 0 || rt.URI == "" {
-		return devRuntime{}, false
-	}
-	return rt, processAlive(rt.PID)
+	return rt, true
 }
 
 // devRuntimeDistrusted says why readDevRuntime ignores the runtime file
@@ -178,14 +183,9 @@ func devRuntimeDistrusted(env Env) string {
 	if why == nil {
 		return ""
 	}
-	if fi.Mode().IsRegular() { // never opened through a link: it could name a device or a pipe
-		if f, err := os.Open(path); err == nil {
-			b, _ := io.ReadAll(io.LimitReader(f, 64<<10))
-			_ = f.Close()
-			var rt devRuntime
-			if json.Unmarshal(b, &rt) == nil && rt.PID > 0 && !processAlive(rt.PID) {
-				return "" // the record of a dev that is gone
-			}
+	if fi.Mode().IsRegular() {
+		if rt, ok := readRecord(path, fi); ok && !processAlive(rt.PID) {
+			return "" // the record of a dev that is gone
 		}
 	}
 	return fmt.Sprintf("the record %s of a running 'changehook dev' is ignored: %v, so another user could have written it "+
