@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"cmp"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -47,43 +48,9 @@ func TestReferenceDocumentsEveryField(t *testing.T) {
 		}
 	}
 
-	const hook = `webhook: { url: "https://h/x" }`
-	probes := []struct {
-		path string // the section's path in the reference ("" for a trigger's fields)
-		src  string // a file with qqqqq: 1 in the section
-		// inline: the fields are named in the row of path, not in rows
-		// of their own.
-		inline bool
-	}{
-		{"", "qqqqq: 1\ntriggers: [{name: t, " + hook + "}]", false},
-		{"mongodb", "mongodb: {qqqqq: 1}\ntriggers: [{name: t, " + hook + "}]", false},
-		{"state", "state: {qqqqq: 1}\ntriggers: [{name: t, " + hook + "}]", false},
-		{"admin", "admin: {qqqqq: 1}\ntriggers: [{name: t, " + hook + "}]", false},
-		{"log", "log: {qqqqq: 1}\ntriggers: [{name: t, " + hook + "}]", false},
-		{"cluster", "cluster: {qqqqq: 1}\ntriggers: [{name: t, " + hook + "}]", false},
-		{"network", "network: {qqqqq: 1}\ntriggers: [{name: t, " + hook + "}]", false},
-		{"checkpoint", "checkpoint: {qqqqq: 1}\ntriggers: [{name: t, " + hook + "}]", false},
-		{"limits", "limits: {qqqqq: 1}\ntriggers: [{name: t, " + hook + "}]", false},
-		{"history", "history: {qqqqq: 1}\ntriggers: [{name: t, " + hook + "}]", false},
-		{"endpoints[]", "endpoints: [{qqqqq: 1}]\ntriggers: [{name: t, " + hook + "}]", true},
-		{"endpoints[]", "endpoints: [{name: e, url_prefix: \"https://h/\", rate_limit: {qqqqq: 1}}]\ntriggers: [{name: t, " + hook + "}]", true},
-		{"trigger", "triggers: [{name: t, qqqqq: 1, " + hook + "}]", false},
-		{"webhook", "triggers: [{name: t, webhook: {url: \"https://h/x\", qqqqq: 1}}]", false},
-		{"webhook.rate_limit", "triggers: [{name: t, webhook: {url: \"https://h/x\", rate_limit: {qqqqq: 1}}}]", true},
-		{"webhook.auth", "triggers: [{name: t, webhook: {url: \"https://h/x\", auth: {qqqqq: 1}}}]", true},
-		{"webhook.auth", "triggers: [{name: t, webhook: {url: \"https://h/x\", auth: {basic: {qqqqq: 1}}}}]", true},
-		{"webhook.auth", "triggers: [{name: t, webhook: {url: \"https://h/x\", auth: {bearer: {qqqqq: 1}}}}]", true},
-		{"webhook.auth", "triggers: [{name: t, webhook: {url: \"https://h/x\", auth: {oauth2_client_credentials: {qqqqq: 1}}}}]", true},
-		{"webhook.tls", "triggers: [{name: t, webhook: {url: \"https://h/x\", tls: {qqqqq: 1}}}]", false},
-		{"webhook.cloudevents", "triggers: [{name: t, webhook: {url: \"https://h/x\", format: cloudevents, cloudevents: {qqqqq: 1}}}]", false},
-		{"retry", "triggers: [{name: t, retry: {qqqqq: 1}, " + hook + "}]", false},
-		{"payload_errors", "triggers: [{name: t, payload_errors: {qqqqq: 1}, " + hook + "}]", false},
-		{"circuit", "triggers: [{name: t, circuit: {qqqqq: 1}, " + hook + "}]", false},
-		{"batch", "triggers: [{name: t, batch: {qqqqq: 1}, " + hook + "}]", false},
-	}
 	validRE := regexp.MustCompile(`unknown field "qqqqq" in [^;]*; valid fields: ([^\n]*)`)
 	accepted := map[string]bool{"triggers[].name": true, "endpoints[]": true}
-	for _, p := range probes {
+	for _, p := range sectionProbes {
 		_, err := Parse("p.yaml", []byte(p.src), nil)
 		if err == nil {
 			t.Fatalf("%s: qqqqq accepted", p.path)
@@ -146,5 +113,77 @@ func TestReferenceDocumentsEveryField(t *testing.T) {
 		if !accepted[name] {
 			t.Errorf("README's configuration reference has a row for %q, which Parse does not accept", name)
 		}
+	}
+}
+
+// probeHook is a trigger's minimal webhook in sectionProbes.
+const probeHook = `webhook: { url: "https://h/x" }`
+
+// sectionProbes are configurations with the unknown field qqqqq: 1 in each
+// section, one per section (and inline mapping) Parse reads.
+var sectionProbes = []struct {
+	path string // the section's path in the reference ("" for a trigger's fields)
+	src  string // a file with qqqqq: 1 in the section
+	// inline: the fields are named in the row of path, not in rows
+	// of their own.
+	inline bool
+}{
+	{"", "qqqqq: 1\ntriggers: [{name: t, " + probeHook + "}]", false},
+	{"mongodb", "mongodb: {qqqqq: 1}\ntriggers: [{name: t, " + probeHook + "}]", false},
+	{"state", "state: {qqqqq: 1}\ntriggers: [{name: t, " + probeHook + "}]", false},
+	{"admin", "admin: {qqqqq: 1}\ntriggers: [{name: t, " + probeHook + "}]", false},
+	{"log", "log: {qqqqq: 1}\ntriggers: [{name: t, " + probeHook + "}]", false},
+	{"cluster", "cluster: {qqqqq: 1}\ntriggers: [{name: t, " + probeHook + "}]", false},
+	{"network", "network: {qqqqq: 1}\ntriggers: [{name: t, " + probeHook + "}]", false},
+	{"checkpoint", "checkpoint: {qqqqq: 1}\ntriggers: [{name: t, " + probeHook + "}]", false},
+	{"limits", "limits: {qqqqq: 1}\ntriggers: [{name: t, " + probeHook + "}]", false},
+	{"history", "history: {qqqqq: 1}\ntriggers: [{name: t, " + probeHook + "}]", false},
+	{"endpoints[]", "endpoints: [{qqqqq: 1}]\ntriggers: [{name: t, " + probeHook + "}]", true},
+	{"endpoints[]", "endpoints: [{name: e, url_prefix: \"https://h/\", rate_limit: {qqqqq: 1}}]\ntriggers: [{name: t, " + probeHook + "}]", true},
+	{"trigger", "triggers: [{name: t, qqqqq: 1, " + probeHook + "}]", false},
+	{"webhook", "triggers: [{name: t, webhook: {url: \"https://h/x\", qqqqq: 1}}]", false},
+	{"webhook.rate_limit", "triggers: [{name: t, webhook: {url: \"https://h/x\", rate_limit: {qqqqq: 1}}}]", true},
+	{"webhook.auth", "triggers: [{name: t, webhook: {url: \"https://h/x\", auth: {qqqqq: 1}}}]", true},
+	{"webhook.auth", "triggers: [{name: t, webhook: {url: \"https://h/x\", auth: {basic: {qqqqq: 1}}}}]", true},
+	{"webhook.auth", "triggers: [{name: t, webhook: {url: \"https://h/x\", auth: {bearer: {qqqqq: 1}}}}]", true},
+	{"webhook.auth", "triggers: [{name: t, webhook: {url: \"https://h/x\", auth: {oauth2_client_credentials: {qqqqq: 1}}}}]", true},
+	{"webhook.tls", "triggers: [{name: t, webhook: {url: \"https://h/x\", tls: {qqqqq: 1}}}]", false},
+	{"webhook.cloudevents", "triggers: [{name: t, webhook: {url: \"https://h/x\", format: cloudevents, cloudevents: {qqqqq: 1}}}]", false},
+	{"retry", "triggers: [{name: t, retry: {qqqqq: 1}, " + probeHook + "}]", false},
+	{"payload_errors", "triggers: [{name: t, payload_errors: {qqqqq: 1}, " + probeHook + "}]", false},
+	{"circuit", "triggers: [{name: t, circuit: {qqqqq: 1}, " + probeHook + "}]", false},
+	{"batch", "triggers: [{name: t, batch: {qqqqq: 1}, " + probeHook + "}]", false},
+}
+
+// TestEmptyDurationReadsAsAbsent: every field Parse reads as a duration
+// (found by writing a non-duration into each accepted field and looking
+// for the duration message) accepts "" as "not set here", so that a new
+// duration field cannot be left out of unsetByEmpty.
+func TestEmptyDurationReadsAsAbsent(t *testing.T) {
+	validRE := regexp.MustCompile(`unknown field "qqqqq" in [^;]*; valid fields: ([^\n]*)`)
+	var durations []string
+	for _, p := range sectionProbes {
+		_, err := Parse("p.yaml", []byte(p.src), nil)
+		m := validRE.FindStringSubmatch(fmt.Sprint(err))
+		if m == nil {
+			t.Fatalf("%s: no list of valid fields in %v", p.path, err)
+		}
+		for _, field := range strings.Split(m[1], ", ") {
+			src := strings.Replace(p.src, "qqqqq: 1", field+": notaduration", 1)
+			_, err := Parse("p.yaml", []byte(src), nil)
+			if err == nil || !strings.Contains(err.Error(), field+`: "notaduration" is not a duration`) {
+				continue
+			}
+			durations = append(durations, cmp.Or(p.path, "top-level")+"."+field)
+			src = strings.Replace(p.src, "qqqqq: 1", field+`: ""`, 1)
+			// Other sections' required fields may be missing (batch
+			// needs max_events): only a message about this field counts.
+			if _, err := Parse("p.yaml", []byte(src), nil); err != nil && strings.Contains(err.Error(), field) {
+				t.Errorf("%s.%s: \"\" should read as absent, got %v", p.path, field, err)
+			}
+		}
+	}
+	if len(durations) < 10 {
+		t.Fatalf("found only %d duration fields (%v): the probe no longer recognises the duration message", len(durations), durations)
 	}
 }
