@@ -895,6 +895,9 @@ func BuildBatchMessage(trigger string, w triggers.Webhook, evs []Event) (Message
 // checkpoints, and the observers see Attempt.Events. A batch whose payload
 // cannot be built fails with ReasonPayload and no attempt.
 func (s *Sender) DeliverBatch(ctx context.Context, evs []Event) (Result, error) {
+	if ctx == nil {
+		return Result{}, fmt.Errorf("deliver batch: %w", errNilContext)
+	}
 	msg, err := BuildBatchMessage(s.trigger, s.webhook, evs)
 	if err != nil {
 		s.metrics.attempt(s.trigger, ReasonPayload)

@@ -214,6 +214,9 @@ func (d *Dispatcher) SubmitOwned(ctx context.Context, ev Event) error { return d
 
 // submit is Submit, or SubmitOwned when owned.
 func (d *Dispatcher) submit(ctx context.Context, ev Event, owned bool) error {
+	if ctx == nil {
+		return fmt.Errorf("submit event: %w", errNilContext)
+	}
 	if len(ev.Token) == 0 {
 		return errors.New("submit event: empty resume token")
 	}
@@ -298,6 +301,9 @@ func (d *Dispatcher) Idle() bool { return d.tracker.Held() == 0 && !d.payload.ha
 // nil when everything finished within the grace period, otherwise an error
 // wrapping ctx's error. Calling Close again waits for the first Close.
 func (d *Dispatcher) Close(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("close dispatcher: %w", errNilContext)
+	}
 	d.closeMu.Lock()
 	if d.closed {
 		d.closeMu.Unlock()

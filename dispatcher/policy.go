@@ -23,7 +23,10 @@ import (
 const (
 	// ReasonClientError: a 4xx response other than 408 and 429 (permanent).
 	ReasonClientError = "client_error"
-	// ReasonServerError: a 5xx (or otherwise unexpected) response (retried).
+	// ReasonServerError: a 5xx response (retried by default), or any other
+	// status no rule names: a 1xx, a 2xx outside retry.success_on, a code
+	// outside 100–599 (retried only when retry.retry_on lists it, as 5xx
+	// for the last; else permanent).
 	ReasonServerError = "server_error"
 	// ReasonRateLimited: a 429 response (retried, waiting at least its
 	// Retry-After).

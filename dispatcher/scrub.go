@@ -165,11 +165,8 @@ func (s *Sender) scrubBody(body, token string) string {
 		return body
 	}
 	forms := s.secrets
-	if len(token) >= minScrubLen {
-		if tf := tokenForms(token); containsAny(body, tf) {
-			forms = append(tf, s.secrets...)
-			slices.SortFunc(forms, longestFirst)
-		}
+	if len(token) >= minScrubLen && containsAny(body, tokenForms(token)) {
+		forms = s.secretForms(token)
 	}
 	cut := len(body) >= respBodyLimit
 	body = scrubForms(body, forms)
@@ -180,6 +177,30 @@ func (s *Sender) scrubBody(body, token string) string {
 		}
 	}
 	return body
+}
+
+// secretForms returns the secrets s sends, and the forms of token (a
+// request's OAuth2 access token, "" for none), ordered for scrubForms.
+func (s *Sender) secretForms(token string) []string {
+	if len(token) < minScrubLen {
+		return s.secrets
+	}
+	forms := append(tokenForms(token), s.secrets...)
+	slices.SortFunc(forms, longestFirst)
+	return forms
+}
+
+// scrubError returns err, or, when its text contains one of forms
+// (ordered by longestFirst), an error whose text has them masked and that
+// unwraps to err (so that it is classified as err is).
+func scrubError(err error, forms []string) error {
+	if err == nil || len(forms) == 0 {
+		return err
+	}
+	if msg := err.Error(); containsAny(msg, forms) {
+		return &scrubbedError{msg: scrubForms(msg, forms), err: err}
+	}
+	return err
 }
 
 // longestFirst orders secret forms for scrubForms: longest first, so that

@@ -342,8 +342,8 @@ func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, 
 		// delivery history, and the direct transport writes exactly what
 		// this one does.
 		t.DisableCompression = true
-		hc.Transport = t
-		if dt := newDirectTransport(u, conc, timeout, dialer.DialContext, proxy, t, tlsConf); direct && dt != nil {
+		hc.Transport = noSwitch{t}
+		if dt := newDirectTransport(u, conc, timeout, dialer.DialContext, proxy, noSwitch{t}, tlsConf); direct && dt != nil {
 			hc.Transport = dt
 			timeout = 0 // the direct transport applies it
 		}
@@ -383,6 +383,9 @@ func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, err
 // payload_error (metric and observers; nothing is sent). prog (may be nil)
 // follows the attempts.
 func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever bool, prog *progress) (Result, error) {
+	if ctx == nil {
+		return Result{}, fmt.Errorf("deliver event: %w", errNilContext)
+	}
 	if len(ev.Token) == 0 {
 		return Result{}, errors.New("deliver event: empty resume token")
 	}
@@ -534,8 +537,14 @@ func (s *Sender) probeOnce(ctx context.Context, ev Event, n int) (Attempt, error
 // calls the observers. payload is sent as it is, with the trigger's headers:
 // a cloudevents-binary trigger's ce-* headers are added by Deliver only.
 func (s *Sender) SendOnce(ctx context.Context, id string, payload []byte, n int) (Attempt, bool, error) {
+	if ctx == nil {
+		return Attempt{WebhookID: id, Number: n, Trigger: s.trigger}, false, fmt.Errorf("send %s: %w", id, errNilContext)
+	}
 	return s.sendOnce(ctx, Message{ID: id, Body: payload}, n, eventInfo{})
 }
+
+// errNilContext is the error of a call given a nil context.Context.
+var errNilContext = errors.New("nil context")
 
 // eventInfo is what the observers learn about the event being delivered.
 type eventInfo struct {
@@ -680,13 +689,18 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 		s.observe(at)
 		return at, false, nil
 	}
-	if ae, ok := cerr.(*AttemptError); ok && ae.Reason == ReasonRedirect && resp != nil && s.webhook.SecretPath { //nolint:errorlint // only the policies' own *AttemptError is rewritten.
+	if ae, ok := cerr.(*AttemptError); ok && ae.Reason == ReasonRedirect && resp != nil { //nolint:errorlint // only the policies' own *AttemptError is rewritten.
 		// The policies redact a redirect's Location with the general
 		// rule; this webhook's path is secret as a whole, and a redirect
-		// (a trailing slash added) usually repeats it.
-		c := *ae
-		c.detail = redirectDetail(resp, s.redactLocation)
-		cerr = &c
+		// (a trailing slash added) usually repeats it. And a Location may
+		// echo what the request carried (a header's value in a login
+		// path) where the general rule sees nothing secret.
+		forms := s.secretForms(bearerToken(resp.Request))
+		if s.webhook.SecretPath || containsAny(ae.detail, forms) {
+			c := *ae
+			c.detail = redirectDetail(resp, func(loc string) string { return scrubForms(s.redactLocation(loc), forms) })
+			cerr = &c
+		}
 	}
 	var ae *AttemptError
 	switch {
@@ -742,8 +756,10 @@ func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http
 		doErr = &url.Error{Op: urlErrorOp(req.Method), URL: s.redactedURL, Err: &attemptTimeoutError{timeout: s.timeout}}
 	} else if ue, ok := doErr.(*url.Error); ok { //nolint:errorlint // net/http returns *url.Error unwrapped.
 		// The trigger's own redaction (webhook.secret_path included),
-		// before any policy sees the error.
-		doErr = &url.Error{Op: ue.Op, URL: s.redactedURL, Err: ue.Err}
+		// before any policy sees the error; and no secret the request
+		// carried in what the error quotes of the answer (a status line
+		// that is an endpoint echoing the request line or a header).
+		doErr = &url.Error{Op: ue.Op, URL: s.redactedURL, Err: scrubError(ue.Err, s.secretForms(tok))}
 	}
 	if resp != nil {
 		// Before the deadline's cancel; also closes the body. What is kept
@@ -952,3 +968,26 @@ var bodyBufPool = sync.Pool{New: func() any { return new([respBodyLimit]byte) }}
 type stringBody struct{ strings.Reader }
 
 func (*stringBody) Close() error { return nil }
+
+// noSwitch is a net/http transport that never hands a connection over: a
+// final 101 Switching Protocols answer, which no webhook request asks for,
+// has its body closed at once. net/http makes a protocol switch's
+// connection the response body, and reading it is bound by neither the
+// request's context nor its deadline: an endpoint answering 101 and then
+// holding the connection would hold the attempt (and an OAuth2 token
+// request, every delivery of its trigger) for as long as it liked. The
+// answer stays a 101, which the retry rules classify.
+type noSwitch struct{ t *http.Transport }
+
+// RoundTrip sends req through the transport; see noSwitch.
+func (n noSwitch) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := n.t.RoundTrip(req)
+	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+		_ = resp.Body.Close()
+		resp.Body = http.NoBody
+	}
+	return resp, err
+}
+
+// CloseIdleConnections closes the transport's idle connections.
+func (n noSwitch) CloseIdleConnections() { n.t.CloseIdleConnections() }

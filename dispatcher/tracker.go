@@ -152,6 +152,9 @@ func (t *Tracker[T]) Track(ctx context.Context, token bson.Raw, key string, v T)
 // TrackSized is Track for an event of size bytes: it also waits while the
 // event does not fit in the byte budgets (see SetByteBudgets).
 func (t *Tracker[T]) TrackSized(ctx context.Context, token bson.Raw, key string, size int64, v T) (*Ticket[T], error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("track event: %w", errNilContext)
+	}
 	switch t.ordering {
 	case triggers.Strict:
 		key = strictKey
