@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -1212,7 +1213,12 @@ func (d *decoder) headerEntries(e entry, out map[string]entry) {
 		}
 		seen[lk] = true
 		if IsReservedHeader(k.Value) {
-			d.errorf(k, "webhook.headers: %q is set by changehook and cannot be configured", k.Value)
+			switch http.CanonicalHeaderKey(k.Value) {
+			case "Connection", "Transfer-Encoding", "Upgrade", "Content-Length", "Host":
+				d.errorf(k, "webhook.headers: %q belongs to the HTTP connection, which changehook's client manages; it cannot be configured", k.Value)
+			default:
+				d.errorf(k, "webhook.headers: %q is set by changehook and cannot be configured", k.Value)
+			}
 			continue
 		}
 		for name := range out {

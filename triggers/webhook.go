@@ -125,9 +125,10 @@ func (p RetryPolicy) MarshalJSON() ([]byte, error) {
 
 // reservedHeaders are the request headers changehook sets itself (or that
 // the HTTP client owns); a webhook's headers may not set them. Canonical
-// form.
+// form. Upgrade would ask the endpoint to switch protocols, which no
+// webhook delivery can do.
 var reservedHeaders = []string{
-	"Content-Type", "Content-Length", "Host", "Connection", "Transfer-Encoding",
+	"Content-Type", "Content-Length", "Host", "Connection", "Transfer-Encoding", "Upgrade",
 	"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", "X-Changehook-Trigger",
 }
 
