@@ -65,3 +65,30 @@ func tryLockStale(path string) (stale, ok bool) {
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return true, true
 }
+
+// lockWait creates path (never through a symbolic link) and takes an
+// exclusive flock on it, waiting while another process holds it; busy,
+// when not nil, is called before waiting. unlock releases it.
+func lockWait(path string, busy func()) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	fd := int(f.Fd())
+	err = syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		if busy != nil {
+			busy()
+		}
+		for {
+			if err = syscall.Flock(fd, syscall.LOCK_EX); !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() { _ = f.Close() }, nil // closing releases the lock
+}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -63,20 +62,45 @@ func (e *otherDevError) Error() string {
 		"the other commands keep using that one", e.other.PID, e.other.URI, e.other.Config, e.path)
 }
 
+// devRuntimeLock is the file beside the runtime file whose flock a dev
+// holds while it reads and then replaces or removes the record, so that
+// two devs finding the same stale record cannot both replace it (one
+// would remove the record the other has just written). It is never
+// removed: a lock file removed and created again could be locked by two
+// processes at once.
+const devRuntimeLock = devRuntimeFile + ".lock"
+
 // writeDevRuntime records rt, a running dev, in the runtime file (this
 // process's pid; Config made absolute) and returns a function that removes
 // it again (only while it still names this process). It never replaces a
 // record of another process that is alive: it then returns an
 // *otherDevError and writes nothing. A record of a process that is gone,
 // or one readDevRuntime would not trust, is replaced; this process's own
-// is rewritten.
+// is rewritten. Devs recording themselves at once do so one after the
+// other (devRuntimeLock), so exactly one of them replaces a stale record.
 func writeDevRuntime(env Env, rt devRuntime) (func(), error) {
+	return recordDev(env, rt, os.Getpid(), recordHooks{})
+}
+
+// recordHooks are recordDev's seams for tests, which hold a dev at a point
+// of its recording; nil in production.
+type recordHooks struct {
+	// lockBusy is called when another process holds devRuntimeLock,
+	// before waiting for it.
+	lockBusy func()
+	// replacing is called, holding the lock, when the record is about to
+	// be written (no live record of another process is there).
+	replacing func()
+}
+
+// recordDev is writeDevRuntime for the dev process pid.
+func recordDev(env Env, rt devRuntime, pid int, hooks recordHooks) (func(), error) {
 	if rt.Config != demo.ConfigName {
 		if abs, err := filepath.Abs(rt.Config); err == nil {
 			rt.Config = abs
 		}
 	}
-	rt.PID = os.Getpid()
+	rt.PID = pid
 	b, err := json.Marshal(rt)
 	if err != nil {
 		return nil, err
@@ -94,41 +118,43 @@ func writeDevRuntime(env Env, rt devRuntime) (func(), error) {
 		return nil, fmt.Errorf("record dev runtime file: directory %s: %w; set XDG_RUNTIME_DIR to a directory of your own", dir, err)
 	}
 	path := filepath.Join(dir, devRuntimeFile)
-	tmp := path + fmt.Sprintf(".%d.tmp", rt.PID)
+	lockPath := filepath.Join(dir, devRuntimeLock)
+	tmp := path + fmt.Sprintf(".%d.tmp", pid)
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return nil, fmt.Errorf("record dev runtime file: %w", err)
 	}
-	defer func() { _ = os.Remove(tmp) }() // linked or renamed by then, or not to be used
+	defer func() { _ = os.Remove(tmp) }() // renamed by then, or not to be used
+
+	unlock, err := lockWait(lockPath, hooks.lockBusy)
+	if err != nil {
+		return nil, fmt.Errorf("record dev runtime file: lock %s: %w", lockPath, err)
+	}
+	defer unlock()
+	// Holding the lock, what is read here stays until the rename: every
+	// dev replaces or removes the record only while holding it.
+	if cur, alive := readDevRuntime(env); alive && cur.PID != pid {
+		return nil, &otherDevError{other: cur, path: path}
+	}
+	if hooks.replacing != nil {
+		hooks.replacing()
+	}
+	// A record of a process that is gone, one not to trust (a link is
+	// replaced, not followed), this process's own, or none: replace it
+	// at once, so that a reader sees the old record or the new one.
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("record dev runtime file: %w", err)
+	}
 	forget := func() {
-		if cur, ok := readDevRuntime(env); ok && cur.PID == rt.PID {
+		unlock, err := lockWait(lockPath, nil)
+		if err != nil {
+			return // left as a stale record, replaced by the next dev
+		}
+		defer unlock()
+		if cur, ok := readDevRuntime(env); ok && cur.PID == pid {
 			_ = os.Remove(path)
 		}
 	}
-	for range 3 {
-		// A new file only where none is (link fails on an existing one),
-		// so that two devs starting together cannot both replace a record.
-		err := os.Link(tmp, path)
-		if err == nil {
-			return forget, nil
-		}
-		cur, alive := readDevRuntime(env)
-		if alive && cur.PID != rt.PID {
-			return nil, &otherDevError{other: cur, path: path}
-		}
-		if alive || !errors.Is(err, fs.ErrExist) {
-			// This process's own record (rewritten), or a file system
-			// without hard links: replace it.
-			if err := os.Rename(tmp, path); err != nil {
-				return nil, fmt.Errorf("record dev runtime file: %w", err)
-			}
-			return forget, nil
-		}
-		// The record of a process that is gone, or one not to trust.
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("record dev runtime file: remove the stale %s: %w", path, err)
-		}
-	}
-	return nil, fmt.Errorf("record dev runtime file: %s keeps being replaced by other processes", path)
+	return forget, nil
 }
 
 // readDevRuntime returns the running dev recorded in the runtime file, if

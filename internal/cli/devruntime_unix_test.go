@@ -3,6 +3,8 @@
 package cli
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,4 +98,86 @@ func TestRuntimeFileOthersCouldWriteIsIgnored(t *testing.T) {
 			t.Error("the record in the default directory was not used")
 		}
 	})
+}
+
+// TestDevRuntimeStaleRecordReplacedOnce: two devs that find the same stale
+// record (its process is gone) do not both replace it. The first (this
+// process) is held just before it writes its record over the stale one;
+// the second (this test's parent's pid: another live process) then either
+// waits for it, or — the race — also finds the record stale and replaces
+// it. Either way the first is let go, and the outcome must be one recorded
+// dev: the first, while the second is told that another dev is recorded.
+// Before, both believed they were recorded and the record named only one.
+func TestDevRuntimeStaleRecordReplacedOnce(t *testing.T) {
+	rtDir := t.TempDir()
+	env := Env{RuntimeDir: rtDir, LookupEnv: func(string) (string, bool) { return "", false }}
+	path := filepath.Join(rtDir, devRuntimeFile)
+	stale, _ := json.Marshal(devRuntime{PID: 1 << 30, URI: "mongodb://127.0.0.1:1/", Config: "gone.yaml"})
+	if err := os.WriteFile(path, stale, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		forget func()
+		err    error
+	}
+	firstAt, firstGo, firstDone := make(chan struct{}), make(chan struct{}), make(chan result, 1)
+	go func() {
+		f, err := recordDev(env, devRuntime{URI: "mongodb://127.0.0.1:2/", Config: "first.yaml"}, os.Getpid(), recordHooks{
+			replacing: func() { firstAt <- struct{}{}; <-firstGo },
+		})
+		firstDone <- result{f, err}
+	}()
+	<-firstAt
+
+	secondBusy, secondAt, secondDone := make(chan struct{}, 1), make(chan struct{}, 1), make(chan result, 1)
+	second := os.Getppid()
+	go func() {
+		f, err := recordDev(env, devRuntime{URI: "mongodb://127.0.0.1:3/", Config: "second.yaml"}, second, recordHooks{
+			lockBusy:  func() { secondBusy <- struct{}{} },
+			replacing: func() { secondAt <- struct{}{} },
+		})
+		secondDone <- result{f, err}
+	}()
+	var secondResult *result
+	select {
+	case <-secondBusy: // it waits for the first
+	case <-secondAt:
+		t.Error("the second dev went on to replace the stale record while the first was replacing it")
+	case r := <-secondDone:
+		secondResult = &r
+		t.Errorf("the second dev finished (%v) while the first was replacing the stale record", r.err)
+	}
+	close(firstGo)
+	first := <-firstDone
+	if secondResult == nil {
+		r := <-secondDone
+		secondResult = &r
+	}
+	if first.err != nil {
+		t.Fatalf("first dev: %v", first.err)
+	}
+	var ode *otherDevError
+	if !errors.As(secondResult.err, &ode) || ode.other.PID != os.Getpid() {
+		t.Errorf("second dev = %v, want an *otherDevError naming the first (pid %d)", secondResult.err, os.Getpid())
+	}
+	if rt, ok := readDevRuntime(env); !ok || rt.PID != os.Getpid() || rt.Config != filepath.Join(mustGetwd(t), "first.yaml") {
+		t.Errorf("record = %+v, %v; want the first dev's (pid %d)", rt, ok, os.Getpid())
+	}
+	first.forget()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the first dev's forget left the record: %v", err)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(rtDir, "*.tmp")); len(leftovers) > 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+}
+
+// mustGetwd returns the working directory.
+func mustGetwd(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
 }
