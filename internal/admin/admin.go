@@ -13,7 +13,8 @@
 //	                    secrets)
 //	GET /api/history    JSON: the delivery history, newest first, filtered
 //	                    (trigger, webhook_id, document_key, since, failed,
-//	                    limit, after)
+//	                    limit, after); 404 for a trigger neither configured
+//	                    nor named by a record (Options.Config)
 //	POST /api/reload    re-read and apply the configuration file (token)
 //	GET /               the web console (package console): triggers, one
 //	                    trigger, dead letters; read-only, never secrets
@@ -123,6 +124,13 @@ type Options struct {
 	// History, when set, serves GET /api/history and the console's recent
 	// attempts.
 	History History
+	// Config returns the configuration in use (after a reload, the
+	// reloaded one). When set, GET /api/history, GET /api/deadletters and
+	// POST /api/deadletters/replay|purge answer 404 for a trigger that is
+	// neither in it nor named by any stored record (RecordedTrigger), as
+	// the dlq and history commands refuse it; nil (or a nil result): any
+	// name is taken, and lists what the records hold.
+	Config func() *triggers.Config
 }
 
 // Cluster reports the cluster's members and leases; *cluster.Manager
@@ -251,14 +259,14 @@ func Start(opts Options) (*Server, error) {
 	if opts.Reload != nil {
 		reloadRoute(mux, opts.Reload, auth)
 	}
-	deadLetterRoutes(mux, opts.Store, opts.DeadLetters, opts.DeadLetterCounts, auth, opts.Logger, opts.WriteTimeout)
+	deadLetterRoutes(mux, opts.Store, opts.DeadLetters, opts.DeadLetterCounts, opts.Config, auth, opts.Logger, opts.WriteTimeout)
 	mux.Handle("/", cons)
 	mux.Handle("/api/", apiNotFound(mux, opts))
 	if opts.Cluster != nil {
 		mux.Handle("GET /api/cluster", ClusterHandler(opts.Cluster))
 	}
 	if opts.History != nil {
-		mux.Handle("GET /api/history", HistoryHandler(opts.History))
+		mux.Handle("GET /api/history", HistoryHandler(opts.History, opts.Config))
 	}
 	consCtx, stopCons := context.WithCancel(context.Background())
 	s := &Server{

@@ -16,6 +16,7 @@ import (
 	"github.com/changehook/changehook/internal/admin/console"
 	"github.com/changehook/changehook/internal/deadletter"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 )
 
 // DeadLetterOps replays and purges dead letters for the admin API; the CLI
@@ -135,9 +136,23 @@ func deadLetterJSON(dl store.StoredDeadLetter, full bool) DeadLetterJSON {
 
 // deadLetterRoutes registers GET /api/deadletters, GET
 // /api/deadletters/{id} (with st) and POST /api/deadletters/replay|purge
-// (with ops, authorised as the control calls).
-func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, counter DeadLetterCounter, auth authorizer, log *slog.Logger, writeTimeout time.Duration) {
+// (with ops, authorised as the control calls). A trigger that is neither
+// in config's configuration nor named by a dead letter in st is answered
+// 404 by the listing and by a replay or purge of {"trigger": NAME}.
+func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, counter DeadLetterCounter, config func() *triggers.Config,
+	auth authorizer, log *slog.Logger, writeTimeout time.Duration) {
 	work, recount := deadLetterTimes(writeTimeout)
+	// knownTrigger is recordedTriggerAnswered for the dead letters of
+	// name; without st the records cannot be asked, so any name is taken.
+	knownTrigger := func(ctx context.Context, w http.ResponseWriter, name string) bool {
+		if st == nil {
+			return true
+		}
+		return recordedTriggerAnswered(w, config, name, "dead letters", false, func() (bool, error) {
+			dls, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{Trigger: name, Limit: 1, Summary: true})
+			return len(dls) > 0, err
+		})
+	}
 	if st != nil {
 		mux.HandleFunc("GET /api/deadletters", func(w http.ResponseWriter, r *http.Request) {
 			q := r.URL.Query()
@@ -152,6 +167,9 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 			defer cancel()
+			if !knownTrigger(ctx, w, f.Trigger) {
+				return
+			}
 			if after := q.Get("after"); after != "" {
 				if store.IsDeadLetterCursor(after) {
 					c, err := store.ParseDeadLetterCursor(after)
@@ -234,6 +252,9 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), work)
 			defer cancel()
+			if !knownTrigger(ctx, w, sel.Trigger) {
+				return
+			}
 			res, err := run(ctx, sel)
 			if counter != nil {
 				// Whatever was deleted — all of it, or part before an

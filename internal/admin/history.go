@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 )
 
 // History reads the delivery history; *store.Store implements it.
@@ -65,11 +66,13 @@ func historyFilter(r *http.Request, now time.Time) (store.AttemptFilter, error) 
 }
 
 // HistoryHandler serves GET /api/history: one page of the delivery history
-// as JSON (HistoryResponse); 400 with {"error"} for a bad query, 503 when the
-// state database cannot be read. It is read-only and shows no secrets
+// as JSON (HistoryResponse); 400 with {"error"} for a bad query, 404 with
+// {"error"} for a trigger that is neither in config's configuration (nil:
+// not checked) nor named by any history record (RecordedTrigger), 503 when
+// the state database cannot be read. It is read-only and shows no secrets
 // (errors are redacted when recorded; response snippets are what endpoints
 // answered).
-func HistoryHandler(h History) http.Handler {
+func HistoryHandler(h History, config func() *triggers.Config) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, err := historyFilter(r, time.Now())
 		if err != nil {
@@ -78,6 +81,12 @@ func HistoryHandler(h History) http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
+		if !recordedTriggerAnswered(w, config, f.Trigger, "history records", true, func() (bool, error) {
+			recs, _, err := h.ListAttempts(ctx, store.AttemptFilter{Trigger: f.Trigger, Limit: 1})
+			return len(recs) > 0, err
+		}) {
+			return
+		}
 		recs, next, err := h.ListAttempts(ctx, f)
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, err.Error())

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/admin"
 	"github.com/changehook/changehook/internal/deadletter"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -457,41 +458,12 @@ func (o *deadLetterOps) Purge(ctx context.Context, sel deadletter.Selection) (in
 	return deadletter.Purge(ctx, o.st, sel)
 }
 
-// recordedTrigger checks --trigger name of a command over stored records
-// (what: "dead letters", "history records"): a trigger of the
-// configuration (known reports whether cfg has it) is fine, and so is one the records still name (a trigger
-// removed from the configuration keeps its dead letters and history until
-// they are purged or expire), for which it returns a note saying it is not
-// configured. A name that is neither, most often a typo, is an error
-// naming the configured triggers, with the closest as "did you mean".
-// hasRecords is asked only for a name that is not configured.
-func recordedTrigger(cfg *triggers.Config, name string, known bool, what string, hasRecords func() (bool, error)) (note string, err error) {
-	if known {
-		return "", nil
-	}
-	found, err := hasRecords()
-	if err != nil {
-		return "", err
-	}
-	if found {
-		return fmt.Sprintf("note: trigger %q is not in %s (removed?), but it still has %s", name, cfg.Path, what), nil
-	}
-	return "", &unknownTriggerError{fmt.Sprintf("unknown trigger %q: it is not in %s, and no %s name it%s; triggers: %s",
-		name, cfg.Path, what, didYouMean(name, triggerNameList(cfg)), triggerNames(cfg))}
-}
-
-// unknownTriggerError is recordedTrigger's answer to a name that is
-// neither configured nor named by any record: a usage error.
-type unknownTriggerError struct{ msg string }
-
-func (e *unknownTriggerError) Error() string { return e.msg }
-
-// reportRecordedTrigger prints what recordedTrigger answered for command
+// reportRecordedTrigger prints what admin.RecordedTrigger answered for command
 // cmd (its flag set fs): the note on stderr, an unknown trigger as a
 // usage error, another error as a failure; done says the command must
 // return code.
 func reportRecordedTrigger(env Env, fs *flag.FlagSet, cmd, note string, err error) (code int, done bool) {
-	var ue *unknownTriggerError
+	var ue *admin.UnknownTriggerError
 	switch {
 	case errors.As(err, &ue):
 		return usageError(env, fs, "%v", err), true
@@ -503,23 +475,14 @@ func reportRecordedTrigger(env Env, fs *flag.FlagSet, cmd, note string, err erro
 	return 0, false
 }
 
-// triggerNameList returns the names of cfg's triggers.
-func triggerNameList(cfg *triggers.Config) []string {
-	names := make([]string, len(cfg.Triggers))
-	for i, t := range cfg.Triggers {
-		names[i] = t.Name
-	}
-	return names
-}
-
-// deadLetterTrigger is recordedTrigger for the dead letters of trigger:
+// deadLetterTrigger is admin.RecordedTrigger for the dead letters of trigger:
 // "" (every trigger) and a configured trigger need no query.
 func deadLetterTrigger(ctx context.Context, sc *stateConn, trigger string) (note string, err error) {
 	if trigger == "" {
 		return "", nil
 	}
 	_, ferr := findTrigger(sc.cfg, trigger)
-	return recordedTrigger(sc.cfg, trigger, ferr == nil, "dead letters", func() (bool, error) {
+	return admin.RecordedTrigger(sc.cfg, sc.cfg.Path, trigger, "dead letters", ferr == nil, func() (bool, error) {
 		n, err := sc.store.CountDeadLetters(ctx, trigger)
 		return n > 0, err
 	})

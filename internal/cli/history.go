@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/changehook/changehook/internal/admin"
 	"github.com/changehook/changehook/store"
 )
 
@@ -59,7 +60,7 @@ func historyCommand(ctx context.Context, args []string, env Env) int {
 	defer sc.close(ctx)
 	if *trigger != "" {
 		_, ferr := findUnit(sc.cfg, *trigger)
-		note, err := recordedTrigger(sc.cfg, *trigger, ferr == nil, "history records", func() (bool, error) {
+		note, err := admin.RecordedTrigger(sc.cfg, sc.cfg.Path, *trigger, "history records", ferr == nil, func() (bool, error) {
 			recs, _, err := sc.store.ListAttempts(ctx, store.AttemptFilter{Trigger: *trigger, Limit: 1})
 			return len(recs) > 0, err
 		})

@@ -223,7 +223,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		aopts.Addr, aopts.Runner, aopts.Gatherer, aopts.Logger = addr, rn, reg, log
 		aopts.Store, aopts.Oplog = st, console.MongoOplog{Client: client}
 		aopts.Control, aopts.Token, aopts.Reload = rn, cfg.Admin.Token.Reveal(), rl
-		aopts.History = st
+		aopts.History, aopts.Config = st, rl.Config
 		aopts.DeadLetters = &deadLetterOps{st: st, config: rl.Config, env: env, history: rn.HistoryObserver}
 		aopts.DeadLetterCounts = rn
 		endpoints := "/ (console) /healthz /readyz /metrics /api/triggers /api/history /api/deadletters /api/reload"

@@ -171,7 +171,7 @@ triggers:
 	adm, err := admin.Start(admin.Options{Addr: "127.0.0.1:0", Runner: rn, Store: st,
 		Oplog: console.MongoOplog{Client: client}, ConsoleSampleEvery: 100 * time.Millisecond,
 		Control: rn, Token: adminToken, DeadLetters: &testDeadLetterOps{st: st, cfg: cfg},
-		Cluster: storeCluster{st: st, self: "node-a", configHash: "cfg-1"}})
+		Cluster: storeCluster{st: st, self: "node-a", configHash: "cfg-1"}, Config: func() *triggers.Config { return cfg }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,6 +460,18 @@ triggers:
 		got := strings.Join(strings.Fields(b.text(t, "#dl-facts")), "")
 		t.Errorf("dead-letter facts after the failed replay = %q, want %q", got, want)
 	}
+	// A trigger neither configured nor named by a dead letter (a page
+	// left open while the trigger was removed and its dead letters purged
+	// elsewhere; here a button changed to name it) is refused with the
+	// API's 404 error on the status line, and nothing is replayed.
+	b.run(t, "replay all of an unknown trigger", chromedp.Navigate(base+"/deadletters?trigger=legacy"), chromedp.WaitVisible(replayAll))
+	eval[bool](t, b, `(document.querySelector('#dl-actions button[data-dlq="replay"][data-trigger="legacy"]').dataset.trigger = "legac", true)`)
+	b.run(t, "replay all of an unknown trigger: yes", chromedp.Click(chromedp.CSS(`#dl-actions button[data-dlq="replay"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")), chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="action-status"][contains(., 'refused: unknown trigger "legac"') and contains(., '(did you mean "legacy"?)')]`)))
+	if !exists(kept) {
+		t.Error("a replay of an unknown trigger replayed legacy's dead letter")
+	}
 	// The endpoint is back: replaying the trigger's dead letters from the
 	// list delivers it and removes it.
 	goneBack.Store(true)
@@ -545,8 +557,10 @@ func startBrowser(t *testing.T, path string) *browser {
 				msg += " " + ev.ExceptionDetails.Exception.Description
 			}
 		case *log.EventEntryAdded:
-			// The refused control calls are expected: they are the test.
-			refused := strings.Contains(ev.Entry.Text, "status of 401") && (strings.Contains(ev.Entry.URL, "/api/triggers/") || strings.Contains(ev.Entry.URL, "/api/deadletters/"))
+			// The refused control calls are expected: they are the test
+			// (401 without the token; 404 for the unknown trigger).
+			refused := strings.Contains(ev.Entry.Text, "status of 401") && (strings.Contains(ev.Entry.URL, "/api/triggers/") || strings.Contains(ev.Entry.URL, "/api/deadletters/")) ||
+				strings.Contains(ev.Entry.Text, "status of 404") && strings.HasSuffix(ev.Entry.URL, "/api/deadletters/replay")
 			if (ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning) && !refused {
 				msg = fmt.Sprintf("browser log %s: %s %s", ev.Entry.Level, ev.Entry.Text, ev.Entry.URL)
 			}
