@@ -36,8 +36,13 @@ func (s *Server) registerCRUD() {
 // dataErr converts a storage duplicate-key error into the DuplicateKey
 // *mongoerr.Error the client sees, keeping the storage error reachable
 // (errors.As) for the reply's keyPattern and keyValue; other errors pass
-// through unchanged.
+// through unchanged, and so does an error already converted and given an
+// executor's context (withExecutorContext).
 func dataErr(err error) error {
+	var ce *contextError
+	if errors.As(err, &ce) {
+		return err
+	}
 	var de *storage.DuplicateKeyError
 	if errors.As(err, &de) {
 		return &dupKeyError{ce: &mongoerr.Error{Code: mongoerr.DuplicateKey, Message: de.Error()}, de: de}

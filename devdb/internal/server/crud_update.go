@@ -405,12 +405,9 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 	}
 	var value any
 	var lastErr bson.D
-	run := func(tx *storage.Tx) error {
-		value, lastErr = nil, nil
-		c, err := tx.Collection(req.DB, coll)
-		if err != nil {
-			return err
-		}
+	// run finds and modifies the document in c (nil when the collection
+	// does not exist): what MongoDB's plan executor does.
+	run := func(tx *storage.Tx, c *storage.Collection) error {
 		var rid storage.RecordID
 		var doc bson.D
 		found := false
@@ -493,8 +490,13 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 		return err
 	}
 	return s.execWrite(req, "findAndModify", coll, rw, func(tx *storage.Tx) (bson.D, error) {
-		if err := run(tx); err != nil {
+		value, lastErr = nil, nil
+		c, err := tx.Collection(req.DB, coll)
+		if err != nil {
 			return nil, err
+		}
+		if err := run(tx, c); err != nil {
+			return nil, withExecutorContext(dataErr(err), execContextFindAndModify)
 		}
 		return bson.D{{Key: "lastErrorObject", Value: lastErr}, {Key: "value", Value: value}}, nil
 	})

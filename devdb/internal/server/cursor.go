@@ -31,12 +31,17 @@ const (
 // The context MongoDB's commands add to an error their query executor raises
 // while producing documents (addContext): a runtime error such as a failing
 // expression, a conversion, a sort over the memory limit or a failed $out
-// write. Errors found while the command is parsed or planned (unknown
-// operator, bad syntax, a constant expression failing) carry none.
+// write; for findAndModify, whatever fails while it finds, modifies, upserts
+// or removes the document (a failing $expr, an update that cannot apply, a
+// duplicate key, a failed validation, a result over 16 MiB). Errors found
+// while the command is parsed or planned (unknown operator, bad syntax, a
+// constant expression failing) carry none. MongoDB 6.0's update and delete
+// commands add none to their write errors.
 const (
-	execContextFind      = "Executor error during find command"
-	execContextAggregate = "PlanExecutor error during aggregation"
-	execContextGetMore   = "Executor error during getMore"
+	execContextFind          = "Executor error during find command"
+	execContextAggregate     = "PlanExecutor error during aggregation"
+	execContextGetMore       = "Executor error during getMore"
+	execContextFindAndModify = "Plan executor error during findAndModify"
 )
 
 // withExecutorContext returns the server error err with its message

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -156,4 +157,100 @@ func TestExecutorErrorContextPositionalGetMore(t *testing.T) {
 	}
 	_, err := runCommand(t, c, "ex", bson.D{{Key: "getMore", Value: get(reply, "cursor", "id")}, {Key: "collection", Value: "c"}})
 	wantError(t, err, mongoerr.ProjectionPositionalNoMatch, "Executor error during getMore :: caused by :: positional operator '.$' couldn't find a matching element in the array")
+}
+
+// TestExecutorErrorContextFindAndModify: whatever fails while findAndModify
+// finds, modifies, upserts or removes its document carries MongoDB's "Plan
+// executor error during findAndModify" context, with the error's own code,
+// the reply's keyPattern/keyValue or errInfo and the error labels kept;
+// parse errors (a constant expression that fails, an unknown update
+// operator) carry none.
+func TestExecutorErrorContextFindAndModify(t *testing.T) {
+	t.Parallel()
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	mustRun(t, c, "ex", bson.D{{Key: "create", Value: "valid"}, {Key: "validator", Value: bson.D{{Key: "n", Value: bson.D{{Key: "$type", Value: "int"}}}}}})
+	mustRun(t, c, "ex", bson.D{{Key: "insert", Value: "valid"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: int32(1)}, {Key: "n", Value: int32(1)}}}}})
+	mustRun(t, c, "ex", bson.D{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{
+		bson.D{{Key: "_id", Value: int32(1)}, {Key: "a", Value: int32(1)}, {Key: "s", Value: "1"}},
+		bson.D{{Key: "_id", Value: int32(2)}, {Key: "a", Value: int32(0)}, {Key: "s", Value: "x"}},
+		bson.D{{Key: "_id", Value: int32(3)}, {Key: "u", Value: "taken"}},
+	}}})
+	mustRun(t, c, "ex", bson.D{{Key: "createIndexes", Value: "c"}, {Key: "indexes", Value: bson.A{
+		bson.D{{Key: "key", Value: bson.D{{Key: "u", Value: int32(1)}}}, {Key: "name", Value: "u_1"}, {Key: "unique", Value: true}, {Key: "sparse", Value: true}},
+	}}})
+
+	const (
+		famCtx  = "Plan executor error during findAndModify :: caused by :: "
+		divZero = "can't $divide by zero"
+	)
+	expr := func(e any) bson.D { return bson.D{{Key: "$expr", Value: e}} }
+	// noMatch divides by a on every document it reads: none matches, so
+	// every document is read, and the one with a: 0 fails.
+	noMatch := expr(bson.D{{Key: "$eq", Value: bson.A{bson.D{{Key: "$divide", Value: bson.A{int32(1), "$a"}}}, int32(7)}}})
+	constant := expr(bson.D{{Key: "$divide", Value: bson.A{int32(1), int32(0)}}})
+	set := func(field string, v any) bson.D { return bson.D{{Key: "$set", Value: bson.D{{Key: field, Value: v}}}} }
+	fam := func(coll string, query any, extra ...bson.E) bson.D {
+		return append(bson.D{{Key: "findAndModify", Value: coll}, {Key: "query", Value: query}}, extra...)
+	}
+	update := func(u any) bson.E { return bson.E{Key: "update", Value: u} }
+	byID := func(id int32) bson.D { return bson.D{{Key: "_id", Value: id}} }
+	upsert := bson.E{Key: "upsert", Value: true}
+
+	for _, tc := range []struct {
+		name string
+		cmd  bson.D
+		code mongoerr.Code
+		msg  string
+	}{
+		{"query with update", fam("c", noMatch, update(set("b", 1))), mongoerr.BadValue, famCtx + divZero},
+		{"query with remove", fam("c", noMatch, bson.E{Key: "remove", Value: true}), mongoerr.BadValue, famCtx + divZero},
+		{"query with upsert", fam("c", noMatch, update(set("b", 1)), upsert), mongoerr.BadValue, famCtx + divZero},
+		{"operator on a document", fam("c", byID(1), update(bson.D{{Key: "$inc", Value: bson.D{{Key: "s", Value: int32(1)}}}})), mongoerr.TypeMismatch,
+			famCtx + "Cannot apply $inc to a value of non-numeric type. {_id: 1} has the field 's' of non-numeric type string"},
+		{"pipeline on a document", fam("c", byID(2), update(bson.A{bson.D{{Key: "$set", Value: bson.D{{Key: "q", Value: bson.D{{Key: "$divide", Value: bson.A{int32(1), "$a"}}}}}}}})),
+			mongoerr.BadValue, famCtx + divZero},
+		{"immutable _id", fam("c", byID(1), update(set("_id", 5))), mongoerr.ImmutableField,
+			famCtx + "Performing an update on the path '_id' would modify the immutable field '_id'"},
+		{"duplicate key", fam("c", byID(1), update(set("u", "taken"))), mongoerr.DuplicateKey,
+			famCtx + `E11000 duplicate key error collection: ex.c index: u_1 dup key: { u: "taken" }`},
+		{"upserted duplicate key", fam("c", byID(9), update(set("u", "taken")), upsert), mongoerr.DuplicateKey,
+			famCtx + `E11000 duplicate key error collection: ex.c index: u_1 dup key: { u: "taken" }`},
+		{"validation", fam("valid", byID(1), update(set("n", "s"))), mongoerr.DocumentValidationFailure, famCtx + "Document failed validation"},
+		{"constant expression", fam("c", constant, update(set("b", 1))), mongoerr.BadValue, divZero},
+		{"unknown update operator", fam("c", byID(1), update(bson.D{{Key: "$foo", Value: bson.D{{Key: "a", Value: 1}}}})), mongoerr.FailedToParse,
+			"Unknown modifier: $foo. Expected a valid update modifier or pipeline-style update specified as an array"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runCommand(t, c, "ex", tc.cmd)
+			wantError(t, err, tc.code, tc.msg)
+			var ce mongo.CommandError
+			errors.As(err, &ce)
+			switch tc.code {
+			case mongoerr.DuplicateKey:
+				if ce.Raw.Lookup("keyPattern").String() != `{"u": {"$numberInt":"1"}}` || ce.Raw.Lookup("keyValue").String() != `{"u": "taken"}` {
+					t.Errorf("reply %s, want keyPattern {u: 1} and keyValue {u: \"taken\"}", ce.Raw)
+				}
+			case mongoerr.DocumentValidationFailure:
+				if _, err := ce.Raw.LookupErr("errInfo", "failingDocumentId"); err != nil {
+					t.Errorf("reply %s, want errInfo.failingDocumentId", ce.Raw)
+				}
+			}
+		})
+	}
+
+	// A write conflict in a transaction keeps its TransientTransactionError
+	// label.
+	coll := c.Database("ex").Collection("c")
+	sess, sctx := txnSession(t, c)
+	defer func() { _ = sess.AbortTransaction(context.Background()) }()
+	if err := coll.FindOne(sctx, byID(1)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.UpdateByID(testContext(t), 1, set("b", 2)); err != nil {
+		t.Fatal(err)
+	}
+	err := coll.FindOneAndUpdate(sctx, byID(1), set("b", 3)).Err()
+	wantLabel(t, err, mongoerr.WriteConflict, "TransientTransactionError")
+	wantError(t, err, mongoerr.WriteConflict, famCtx+"…")
 }
