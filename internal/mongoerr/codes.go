@@ -117,6 +117,8 @@ const (
 // Location codes of commands, requests and pipelines as a whole.
 const (
 	DistinctTooBig           Code = 17217 // Location17217
+	UpdateResultTooLarge     Code = 17419 // Location17419
+	UpsertResultTooLarge     Code = 17420 // Location17420
 	UnrecognizedStage        Code = 40324 // Location40324
 	StageNotOneField         Code = 40323 // Location40323
 	StageNotFirst            Code = 40602 // Location40602

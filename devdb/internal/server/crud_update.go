@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -191,6 +192,23 @@ func upsertDocument(filter bson.D, u *updateSpec, now time.Time) (bson.D, error)
 	return withID(doc), nil
 }
 
+// resultTooLarge converts a storage refusal of a document over 16 MiB
+// (*storage.DocumentTooLargeError) into the error MongoDB's update stage
+// raises for the document an update produced: Location17419 "Resulting
+// document after update is larger than 16777216" for an updated document,
+// Location17420 "Document to upsert is larger than 16777216" for an
+// upserted one. Other errors are returned unchanged.
+func resultTooLarge(err error, upsert bool) error {
+	var te *storage.DocumentTooLargeError
+	switch {
+	case !errors.As(err, &te):
+		return err
+	case upsert:
+		return mongoerr.Errorf(mongoerr.UpsertResultTooLarge, "Document to upsert is larger than %d", storage.MaxDocumentSize)
+	}
+	return mongoerr.Errorf(mongoerr.UpdateResultTooLarge, "Resulting document after update is larger than %d", storage.MaxDocumentSize)
+}
+
 // updateResult accumulates an update command's counters.
 type updateResult struct {
 	n, modified int
@@ -321,7 +339,7 @@ func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st 
 			}
 		}
 		if _, err := tx.Insert(c, doc); err != nil {
-			return err
+			return resultTooLarge(err, true)
 		}
 		id, _ := fieldOf(doc, "_id")
 		res.n++
@@ -342,7 +360,7 @@ func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st 
 			return err
 		}
 		if err := tx.Replace(c, rid, out, op); err != nil {
-			return err
+			return resultTooLarge(err, false)
 		}
 		res.modified++
 	}
@@ -451,7 +469,7 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 				}
 			}
 			if _, err := tx.Insert(c, ins); err != nil {
-				return err
+				return resultTooLarge(err, true)
 			}
 			id, _ := fieldOf(ins, "_id")
 			lastErr = bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: false}, {Key: "upserted", Value: id}}
@@ -478,7 +496,7 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 				return err
 			}
 			if err := tx.Replace(c, rid, out, op); err != nil {
-				return err
+				return resultTooLarge(err, false)
 			}
 		}
 		lastErr = bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: true}}

@@ -34,7 +34,7 @@ func encodeDoc(doc bson.D) ([]byte, error) {
 		return nil, mongoerr.Errorf(mongoerr.BadValue, "cannot encode document: %v", err)
 	}
 	if len(raw) > MaxDocumentSize {
-		return nil, mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "object to insert too large. size in bytes: %d, max size: %d", len(raw), MaxDocumentSize)
+		return nil, &DocumentTooLargeError{Size: len(raw)}
 	}
 	return raw, nil
 }
@@ -123,7 +123,7 @@ func (t *Tx) allKeys(c *Collection, doc bson.D) ([][]indexKey, error) {
 
 // Insert stores doc (which must have an _id) in c and appends an "insert"
 // entry. A unique index violation is a *DuplicateKeyError and a document over
-// 16 MiB is BSONObjectTooLarge (10334); on error nothing is changed.
+// 16 MiB a *DocumentTooLargeError; on error nothing is changed.
 func (t *Tx) Insert(c *Collection, doc bson.D) (RecordID, error) {
 	if err := t.writable(); err != nil {
 		return 0, err
@@ -162,7 +162,7 @@ func (t *Tx) InsertRaw(c *Collection, raw bson.Raw) (RecordID, error) {
 		return 0, err
 	}
 	if len(raw) > MaxDocumentSize {
-		return 0, mongoerr.Errorf(mongoerr.BSONObjectTooLarge, "object to insert too large. size in bytes: %d, max size: %d", len(raw), MaxDocumentSize)
+		return 0, &DocumentTooLargeError{Size: len(raw)}
 	}
 	var doc bson.D
 	if t.decodeDocuments || t.needsFields(c) {
@@ -321,7 +321,9 @@ func (t *Tx) damagedDoc(c *Collection, rid []byte, err error) error {
 // Replace overwrites the document stored under rid with doc and appends an
 // entry with operation op ("update" or "replace") carrying the pre- and
 // post-image. The _id must not change (the caller enforces MongoDB's
-// ImmutableField rule). On error nothing is changed. The entry's post-image
+// ImmutableField rule). A doc over 16 MiB is a *DocumentTooLargeError,
+// checked before the collection's validator. On error nothing is changed.
+// The entry's post-image
 // is the stored encoding of doc, and its pre-image the stored bytes of the
 // old document when RawInsertable accepts them, neither encoded again.
 func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
@@ -352,11 +354,13 @@ func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 			return err
 		}
 	}
-	if err := t.validate(c, old, doc); err != nil {
-		return err
-	}
+	// The size first, as MongoDB's update stage checks it before the
+	// collection validates the document.
 	raw, err := encodeDoc(doc)
 	if err != nil {
+		return err
+	}
+	if err := t.validate(c, old, doc); err != nil {
 		return err
 	}
 	oldKeys, err := t.allKeys(c, old)

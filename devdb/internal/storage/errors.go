@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -37,4 +38,25 @@ func (e *DuplicateKeyError) Error() string {
 	}
 	b.WriteString(" }")
 	return b.String()
+}
+
+// DocumentTooLargeError reports a document whose BSON is larger than
+// MaxDocumentSize, refused by the write that was to store it; nothing was
+// changed. It unwraps to MongoDB's error for an insert (BadValue, "object to
+// insert too large. size in bytes: N, max size: 16777216"); an update or an
+// upsert reports it with its own code and message (see MongoDB's update
+// stage).
+type DocumentTooLargeError struct {
+	// Size is the document's BSON size in bytes.
+	Size int
+}
+
+// Error implements error with MongoDB's message for an insert.
+func (e *DocumentTooLargeError) Error() string {
+	return fmt.Sprintf("object to insert too large. size in bytes: %d, max size: %d", e.Size, MaxDocumentSize)
+}
+
+// Unwrap returns the error MongoDB reports for an insert of the document.
+func (e *DocumentTooLargeError) Unwrap() error {
+	return &mongoerr.Error{Code: mongoerr.BadValue, Message: e.Error()}
 }

@@ -49,8 +49,10 @@ func PeekMsgFlags(m Message) (uint32, bool) {
 // ParseMsg parses an OP_MSG. It checks the CRC-32C checksum when
 // FlagChecksumPresent is set, rejects unknown required flag bits (0-15),
 // requires exactly one body section, and validates every document; the
-// body may be up to MaxCommandSize bytes and each sequence document up to
-// MaxDocumentSize. Errors wrap ErrMalformed or ErrDocumentTooLarge. The
+// body and each sequence document may be up to MaxCommandSize bytes, as
+// mongod parses them: a document over MaxDocumentSize reaches the command,
+// which refuses it as MongoDB does (an insert's "object to insert too
+// large" write error). Errors wrap ErrMalformed or ErrDocumentTooLarge. The
 // returned documents alias m.Raw.
 func ParseMsg(m Message) (*Msg, error) {
 	if m.Header.OpCode != OpMsg {
@@ -130,7 +132,7 @@ func readSequence(r *reader) (Sequence, error) {
 	}
 	seq := Sequence{Identifier: id}
 	for sr.remaining() > 0 {
-		doc, err := sr.document(MaxDocumentSize, fmt.Sprintf("document %d of sequence %q", len(seq.Documents), id))
+		doc, err := sr.document(MaxCommandSize, fmt.Sprintf("document %d of sequence %q", len(seq.Documents), id))
 		if err != nil {
 			return Sequence{}, fmt.Errorf("read document sequence: %w", err)
 		}

@@ -71,7 +71,8 @@ const (
 var ErrMessageSize = errors.New("invalid message length")
 
 // ErrDocumentTooLarge is returned (wrapped) by the parsers for a document
-// larger than MaxDocumentSize (or MaxCommandSize for a command body). It
+// larger than its limit (MaxCommandSize for an OP_MSG body or sequence
+// document, MaxDocumentSize for OP_QUERY's field selector). It
 // corresponds to MongoDB's BSONObjectTooLarge (10334).
 var ErrDocumentTooLarge = errors.New("BSON document too large")
 

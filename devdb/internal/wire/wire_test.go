@@ -215,8 +215,9 @@ func TestParseMsgSizeLimits(t *testing.T) {
 	}{
 		{name: "body at command limit", raw: rawMsg(0, bodySection(bigDoc(t, MaxCommandSize)))},
 		{name: "body over command limit", raw: rawMsg(0, bodySection(bigDoc(t, MaxCommandSize+1))), wantErr: ErrDocumentTooLarge},
-		{name: "sequence document at limit", raw: rawMsg(0, bodySection(body), seqSection("documents", bigDoc(t, MaxDocumentSize)))},
-		{name: "sequence document over limit", raw: rawMsg(0, bodySection(body), seqSection("documents", bigDoc(t, MaxDocumentSize+1))), wantErr: ErrDocumentTooLarge},
+		{name: "sequence document over 16 MiB", raw: rawMsg(0, bodySection(body), seqSection("documents", bigDoc(t, MaxDocumentSize+1)))},
+		{name: "sequence document at command limit", raw: rawMsg(0, bodySection(body), seqSection("documents", bigDoc(t, MaxCommandSize)))},
+		{name: "sequence document over command limit", raw: rawMsg(0, bodySection(body), seqSection("documents", bigDoc(t, MaxCommandSize+1))), wantErr: ErrDocumentTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
