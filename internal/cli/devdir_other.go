@@ -5,6 +5,7 @@ package cli
 import (
 	"errors"
 	"os"
+	"time"
 )
 
 // defaultRuntimeDir is the runtime file's directory when neither
@@ -30,7 +31,7 @@ func tryLockStale(string) (stale, ok bool) { return false, false }
 
 // lockWait creates path; without flock nothing is locked, so devs
 // recording themselves at the same moment are not serialised here.
-func lockWait(path string, _ func()) (unlock func(), err error) {
+func lockWait(path string, _ time.Duration, _ func()) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // defaultRuntimeDir is the runtime file's directory when neither
@@ -67,9 +68,11 @@ func tryLockStale(path string) (stale, ok bool) {
 }
 
 // lockWait creates path (never through a symbolic link) and takes an
-// exclusive flock on it, waiting while another process holds it; busy,
-// when not nil, is called before waiting. unlock releases it.
-func lockWait(path string, busy func()) (unlock func(), err error) {
+// exclusive flock on it, waiting while another process holds it for at
+// most wait (devLockWait: a dev holds it for milliseconds, and one stopped
+// while holding it must not hang every other dev); busy, when not nil, is
+// called before waiting. unlock releases it.
+func lockWait(path string, wait time.Duration, busy func()) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, err
@@ -80,10 +83,14 @@ func lockWait(path string, busy func()) (unlock func(), err error) {
 		if busy != nil {
 			busy()
 		}
-		for {
-			if err = syscall.Flock(fd, syscall.LOCK_EX); !errors.Is(err, syscall.EINTR) {
-				break
+		deadline := time.Now().Add(wait)
+		for errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EINTR) {
+			if time.Now().After(deadline) {
+				_ = f.Close()
+				return nil, fmt.Errorf("another changehook dev has held it for over %s (stopped?)", wait)
 			}
+			time.Sleep(5 * time.Millisecond)
+			err = syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
 		}
 	}
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/changehook/changehook/internal/demo"
 	"github.com/changehook/changehook/triggers"
@@ -70,6 +71,11 @@ func (e *otherDevError) Error() string {
 // processes at once.
 const devRuntimeLock = devRuntimeFile + ".lock"
 
+// devLockWait bounds the wait for devRuntimeLock: a dev that cannot take
+// it in that time does not record itself (it says why), and one exiting
+// leaves its record, stale, for the next dev to replace.
+const devLockWait = 5 * time.Second
+
 // writeDevRuntime records rt, a running dev, in the runtime file (this
 // process's pid; Config made absolute) and returns a function that removes
 // it again (only while it still names this process). It never replaces a
@@ -125,7 +131,7 @@ func recordDev(env Env, rt devRuntime, pid int, hooks recordHooks) (func(), erro
 	}
 	defer func() { _ = os.Remove(tmp) }() // renamed by then, or not to be used
 
-	unlock, err := lockWait(lockPath, hooks.lockBusy)
+	unlock, err := lockWait(lockPath, devLockWait, hooks.lockBusy)
 	if err != nil {
 		return nil, fmt.Errorf("record dev runtime file: lock %s: %w", lockPath, err)
 	}
@@ -145,7 +151,7 @@ func recordDev(env Env, rt devRuntime, pid int, hooks recordHooks) (func(), erro
 		return nil, fmt.Errorf("record dev runtime file: %w", err)
 	}
 	forget := func() {
-		unlock, err := lockWait(lockPath, nil)
+		unlock, err := lockWait(lockPath, devLockWait, nil)
 		if err != nil {
 			return // left as a stale record, replaced by the next dev
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRuntimeFileOthersCouldWriteIsIgnored: the commands that find a
@@ -180,4 +181,25 @@ func mustGetwd(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return wd
+}
+
+// TestDevLockWaitIsBounded: a dev holding the runtime record's lock (one
+// stopped mid-recording) makes another wait at most the given time, then
+// fail with a reason, instead of hanging it; once free the lock is taken.
+func TestDevLockWaitIsBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), devRuntimeLock)
+	unlock, err := lockWait(path, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := false
+	if _, err := lockWait(path, 50*time.Millisecond, func() { busy = true }); err == nil || !busy || !strings.Contains(err.Error(), "(stopped?)") {
+		t.Fatalf("second lockWait while held: err = %v, busy = %v; want a refusal after waiting", err, busy)
+	}
+	unlock()
+	again, err := lockWait(path, 50*time.Millisecond, nil)
+	if err != nil {
+		t.Fatalf("lockWait once released: %v", err)
+	}
+	again()
 }
