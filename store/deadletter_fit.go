@@ -33,7 +33,7 @@ const maxDocumentSize = 16 << 20
 var trimLevels = []string{"", dispatcher.TrimmedResponse, dispatcher.TrimmedEvent}
 
 // tooLargeCodes are the server's error codes for a document larger than
-// maxDocumentSize: BSONObjectTooLarge (an insert, devdb), and the update
+// maxDocumentSize: BSONObjectTooLarge (an insert on newer servers), and the update
 // and upsert stages' own ("Resulting document after update is larger
 // than …", "Document to upsert is larger than …").
 var tooLargeCodes = []int{int(mongoerr.BSONObjectTooLarge), 17419, 17420}
@@ -61,8 +61,15 @@ func hasCode(err error, codes []int) bool {
 }
 
 // isTooLarge reports whether err is the server refusing a document as
-// larger than maxDocumentSize.
-func isTooLarge(err error) bool { return hasCode(err, tooLargeCodes) }
+// larger than maxDocumentSize: one of tooLargeCodes, or an insert's
+// BadValue "object to insert too large…" (MongoDB 6.0 and 7.0, devdb).
+func isTooLarge(err error) bool {
+	if hasCode(err, tooLargeCodes) {
+		return true
+	}
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCodeWithMessage(int(mongoerr.BadValue), "object to insert too large")
+}
 
 // deadLetterFailure classifies a failed dead-letter write: one of
 // dispatcher.DeadLetterFailReasons.

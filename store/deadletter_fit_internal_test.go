@@ -21,6 +21,8 @@ func TestDeadLetterFailure(t *testing.T) {
 		{"BSONObjectTooLarge", mongo.CommandError{Code: 10334, Name: "BSONObjectTooLarge"}, dispatcher.DeadLetterFailTooLarge},
 		{"upsert too large", mongo.WriteException{WriteErrors: []mongo.WriteError{{Code: 17420}}}, dispatcher.DeadLetterFailTooLarge},
 		{"update too large", fmt.Errorf("wrapped: %w", mongo.WriteException{WriteErrors: []mongo.WriteError{{Code: 17419}}}), dispatcher.DeadLetterFailTooLarge},
+		{"insert too large", mongo.WriteException{WriteErrors: []mongo.WriteError{{Code: 2, Message: "object to insert too large. size in bytes: 16777300, max size: 16777216"}}}, dispatcher.DeadLetterFailTooLarge},
+		{"another BadValue", mongo.WriteException{WriteErrors: []mongo.WriteError{{Code: 2, Message: "unknown operator: $foo"}}}, dispatcher.DeadLetterFailOther},
 		{"too large in the text only", errors.New("BSONObjectTooLarge"), dispatcher.DeadLetterFailOther},
 		{"unauthorized", mongo.CommandError{Code: 13, Name: "Unauthorized"}, dispatcher.DeadLetterFailUnauthorized},
 		{"stepdown", mongo.CommandError{Code: 10107, Name: "NotWritablePrimary"}, dispatcher.DeadLetterFailUnavailable},
