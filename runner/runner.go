@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/internal/version"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -323,7 +324,7 @@ func (r *Runner) slotsOf(name string) ([]*slot, error) {
 	if s, ok := r.slots[name]; ok {
 		return []*slot{s}, nil
 	}
-	return nil, fmt.Errorf("%w %q", ErrUnknownTrigger, name)
+	return nil, fmt.Errorf("%w %s", ErrUnknownTrigger, textcut.Quote(name))
 }
 
 // slot finds the one slot of name: an unpartitioned trigger or one

@@ -190,11 +190,11 @@ func parseCursor(c string) (time.Time, bson.ObjectID, error) {
 	ms, id, ok := strings.Cut(c, "_")
 	n, err := strconv.ParseInt(ms, 10, 64)
 	if !ok || err != nil {
-		return time.Time{}, bson.ObjectID{}, fmt.Errorf("cursor %q is not one this server returned", c)
+		return time.Time{}, bson.ObjectID{}, fmt.Errorf("cursor %s is not one this server returned", textcut.Quote(c))
 	}
 	oid, err := bson.ObjectIDFromHex(id)
 	if err != nil {
-		return time.Time{}, bson.ObjectID{}, fmt.Errorf("cursor %q is not one this server returned", c)
+		return time.Time{}, bson.ObjectID{}, fmt.Errorf("cursor %s is not one this server returned", textcut.Quote(c))
 	}
 	return time.UnixMilli(n).UTC(), oid, nil
 }
@@ -203,7 +203,7 @@ func parseCursor(c string) (time.Time, bson.ObjectID, error) {
 // CLI report these as bad input).
 func ValidateAttemptFilter(f AttemptFilter) error {
 	if _, _, _, ok := triggers.ParsePartitionKey(f.Trigger); !ok {
-		return fmt.Errorf("trigger %q is neither a trigger's name nor one partition's key (NAME/p<i>of<N>)", f.Trigger)
+		return fmt.Errorf("trigger %s is neither a trigger's name nor one partition's key (NAME/p<i>of<N>)", textcut.Quote(f.Trigger))
 	}
 	if f.Limit < 0 || f.Limit > MaxHistoryPage {
 		return fmt.Errorf("limit must be between 1 and %d, got %d", MaxHistoryPage, f.Limit)
@@ -346,11 +346,11 @@ func (r AttemptRecord) MarshalJSON() ([]byte, error) {
 func ParseDocumentKey(s string) (bson.Raw, error) {
 	var d bson.D
 	if err := bson.UnmarshalExtJSON([]byte(s), false, &d); err != nil {
-		return nil, fmt.Errorf("document key %q is not an Extended JSON document such as {\"_id\": 42}: %w", s, err)
+		return nil, fmt.Errorf("document key %s is not an Extended JSON document such as {\"_id\": 42}: %w", textcut.Quote(s), err)
 	}
 	b, err := bson.Marshal(d)
 	if err != nil {
-		return nil, fmt.Errorf("document key %q: %w", s, err)
+		return nil, fmt.Errorf("document key %s: %w", textcut.Quote(s), err)
 	}
 	return b, nil
 }
@@ -364,5 +364,5 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return now.Add(-d), nil
 	}
-	return time.Time{}, fmt.Errorf("since %q is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a duration such as 90m or 24h", s)
+	return time.Time{}, fmt.Errorf("since %s is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a duration such as 90m or 24h", textcut.Quote(s))
 }

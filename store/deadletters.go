@@ -11,6 +11,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/changehook/changehook/internal/textcut"
 )
 
 // Dead letters are always read in the order of DeadLettersIndex — trigger,
@@ -57,7 +59,7 @@ func (c DeadLetterCursor) String() string {
 
 // ParseDeadLetterCursor decodes a cursor made by DeadLetterCursor.String.
 func ParseDeadLetterCursor(s string) (DeadLetterCursor, error) {
-	bad := fmt.Errorf("%q is not a dead-letter cursor (the next-page value a listing printed)", s)
+	bad := fmt.Errorf("%s is not a dead-letter cursor (the next-page value a listing printed)", textcut.Quote(s))
 	enc, ok := strings.CutPrefix(s, cursorPrefix)
 	if !ok {
 		return DeadLetterCursor{}, bad

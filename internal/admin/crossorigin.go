@@ -5,8 +5,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
+
+	"github.com/changehook/changehook/internal/textcut"
 )
 
 // Why a mutating call from a browser page of another origin is refused. The
@@ -66,16 +67,16 @@ func crossOrigin(r *http.Request) string {
 		if !hasOrigin || ours {
 			return ""
 		}
-		return "cross-origin request refused: Origin " + quote(origin) + " is not this server (Host " + quote(r.Host) + ")" + crossSiteHint + proxyHint
+		return "cross-origin request refused: Origin " + textcut.Quote(origin) + " is not this server (Host " + textcut.Quote(r.Host) + ")" + crossSiteHint + proxyHint
 	case "same-site":
 		if ours {
 			return ""
 		}
 		fallthrough
 	default:
-		msg := "cross-site request refused: the browser sent it from another site's page (Sec-Fetch-Site: " + quote(site)
+		msg := "cross-site request refused: the browser sent it from another site's page (Sec-Fetch-Site: " + textcut.Quote(site)
 		if hasOrigin {
-			msg += ", Origin " + quote(origin)
+			msg += ", Origin " + textcut.Quote(origin)
 		}
 		return msg + ")" + crossSiteHint
 	}
@@ -121,7 +122,7 @@ func notJSON(r *http.Request) string {
 	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "application/json" {
 		return ""
 	}
-	return jsonHint + " (got " + quote(ct) + ")"
+	return jsonHint + " (got " + textcut.Quote(ct) + ")"
 }
 
 // refuseForeignHost answers 403 to every request whose Host header does not
@@ -138,7 +139,7 @@ func refuseForeignHost(next http.Handler, loopback bool) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Host != "" && !loopbackHost(r.Host) {
-			writeError(w, http.StatusForbidden, "request refused: Host "+quote(r.Host)+" is not a loopback name. "+
+			writeError(w, http.StatusForbidden, "request refused: Host "+textcut.Quote(r.Host)+" is not a loopback name. "+
 				"The admin server listens on loopback and answers only requests for 127.0.0.1, [::1] or localhost, "+
 				"so that a web page on another name cannot reach it through DNS rebinding; "+
 				"behind a reverse proxy, send the upstream's address as Host (nginx's default), "+
@@ -162,13 +163,4 @@ func loopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// quote quotes a header value for an error message, cut to 200 bytes.
-func quote(s string) string {
-	const limit = 200
-	if len(s) > limit {
-		return strconv.Quote(s[:limit]) + "…"
-	}
-	return strconv.Quote(s)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/changehook/changehook/internal/admin/console"
 	"github.com/changehook/changehook/internal/deadletter"
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
@@ -185,7 +186,7 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 						return
 					}
 					if !ok {
-						writeError(w, http.StatusBadRequest, "after: no dead letter "+strconv.Quote(after)+"; give the next value of the previous page")
+						writeError(w, http.StatusBadRequest, "after: no dead letter "+textcut.Quote(after)+"; give the next value of the previous page")
 						return
 					}
 					f.After = dl.Cursor()
@@ -216,7 +217,7 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 			case err != nil:
 				writeError(w, http.StatusServiceUnavailable, err.Error())
 			case !ok:
-				writeError(w, http.StatusNotFound, "no dead letter "+strconv.Quote(r.PathValue("id"))+" (replayed or purged?)")
+				writeError(w, http.StatusNotFound, "no dead letter "+textcut.Quote(r.PathValue("id"))+" (replayed or purged?)")
 			default:
 				writeJSON(w, http.StatusOK, deadLetterJSON(dl, true))
 			}

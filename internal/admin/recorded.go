@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -47,7 +48,7 @@ func RecordedTrigger(cfg *triggers.Config, where, name, what string, known bool,
 		return "", err
 	}
 	if found {
-		return fmt.Sprintf("note: trigger %q is not in %s (removed?), but it still has %s", name, where, what), nil
+		return fmt.Sprintf("note: trigger %s is not in %s (removed?), but it still has %s", textcut.Quote(name), where, what), nil
 	}
 	names := make([]string, len(cfg.Triggers))
 	for i, t := range cfg.Triggers {
@@ -60,7 +61,7 @@ func RecordedTrigger(cfg *triggers.Config, where, name, what string, known bool,
 	if e.Suggestion != "" {
 		hint = fmt.Sprintf(" (did you mean %q?)", e.Suggestion)
 	}
-	e.msg = fmt.Sprintf("unknown trigger %q: it is not in %s, and no %s name it%s; triggers: %s", name, where, what, hint, list)
+	e.msg = fmt.Sprintf("unknown trigger %s: it is not in %s, and no %s name it%s; triggers: %s", textcut.Quote(name), where, what, hint, list)
 	return "", e
 }
 

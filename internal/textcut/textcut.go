@@ -32,3 +32,19 @@ func Marked(s string, n int) string {
 	mark := "…[truncated: " + strconv.Itoa(len(s)) + " bytes]"
 	return UTF8(s, n-len(mark)) + mark
 }
+
+// QuoteLimit is how many bytes of its input Quote keeps.
+const QuoteLimit = 200
+
+// Quote returns s quoted as strconv.Quote quotes it, for an error message
+// or a page that names what a client sent (an id, a cursor, a query
+// value): s whole when it has at most QuoteLimit bytes; otherwise its
+// start (cut as UTF8 cuts) quoted, then "…" and how long s was,
+// `"abc"… (100000 bytes)`. A client's input of any length is so shown in
+// at most about 4*QuoteLimit+30 bytes (every byte escaped).
+func Quote(s string) string {
+	if len(s) <= QuoteLimit {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(UTF8(s, QuoteLimit)) + "… (" + strconv.Itoa(len(s)) + " bytes)"
+}

@@ -59,3 +59,24 @@ func TestMarked(t *testing.T) {
 		})
 	}
 }
+
+func TestQuote(t *testing.T) {
+	long := strings.Repeat("é", 150) // 300 bytes
+	tests := []struct {
+		name, s, want string
+	}{
+		{"short", "msg_1", `"msg_1"`},
+		{"escaped", "a\"b\x00", `"a\"b\x00"`},
+		{"exact", strings.Repeat("a", QuoteLimit), `"` + strings.Repeat("a", QuoteLimit) + `"`},
+		{"long", strings.Repeat("x", 100000), `"` + strings.Repeat("x", QuoteLimit) + `"… (100000 bytes)`},
+		{"utf-8 not split", long, `"` + strings.Repeat("é", QuoteLimit/2) + `"… (300 bytes)`},
+		{"invalid utf-8", "\xff" + strings.Repeat("x", QuoteLimit), `"\xff` + strings.Repeat("x", QuoteLimit-1) + `"… (201 bytes)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Quote(tt.s); got != tt.want {
+				t.Errorf("Quote = %.300q, want %.300q", got, tt.want)
+			}
+		})
+	}
+}

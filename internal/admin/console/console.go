@@ -38,6 +38,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/cluster"
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 )
@@ -334,7 +335,7 @@ func New(opts Options) (*Console, error) {
 	mux.HandleFunc("GET /deadletters/{id}", c.deadLetter)
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Message: "There is no page at " + r.URL.Path + "."})
+		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Message: "There is no page at " + textcut.Quote(r.URL.Path) + "."})
 	})
 	c.mux = mux
 	return c, nil
@@ -445,7 +446,7 @@ func (c *Console) trigger(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if row == nil {
-		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Message: fmt.Sprintf("There is no trigger named %q in the running configuration.", name)})
+		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Message: "There is no trigger named " + textcut.Quote(name) + " in the running configuration."})
 		return
 	}
 	c.render(w, r, http.StatusOK, "trigger", page{Title: "Trigger " + name, Nav: "triggers", Refresh: true,
@@ -541,7 +542,7 @@ func (c *Console) deadLetter(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusInternalServerError, "notfound", page{Title: "Not available", Nav: "deadletters", Message: "The dead letter could not be read: " + err.Error()})
 		return
 	case !ok:
-		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Nav: "deadletters", Message: fmt.Sprintf("There is no dead letter %q (replayed or purged?).", id)})
+		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Nav: "deadletters", Message: "There is no dead letter " + textcut.Quote(id) + " (replayed or purged?)."})
 		return
 	}
 	event := "(not decodable)"

@@ -116,7 +116,7 @@ func TestPages(t *testing.T) {
 		{"/deadletters?trigger=broken", 200, []string{"No dead letters for trigger broken."}},
 		{"/deadletters/msg_1", 200, []string{"gone for good", `&#34;sku&#34;: &#34;apple&#34;`, "changehook dlq replay msg_1"}},
 		{"/deadletters/msg_2", 404, []string{"There is no dead letter"}},
-		{"/nowhere", 404, []string{"There is no page at /nowhere."}},
+		{"/nowhere", 404, []string{"There is no page at &#34;/nowhere&#34;."}},
 		{"/assets/console.js", 200, []string{"autorefresh"}},
 		{"/assets/console.css", 200, []string{"--fg"}},
 	} {
