@@ -28,6 +28,10 @@
 // so other origins cannot read the GET endpoints either. A server listening
 // on loopback answers only requests whose Host is a loopback name, so that
 // DNS rebinding cannot turn another site's page into one of its own origin.
+//
+// A body is one JSON value: unknown fields and anything after the value
+// are refused with 400. Errors quote what the client sent cut to its first
+// 200 bytes.
 package admin
 
 import (

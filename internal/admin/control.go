@@ -191,7 +191,8 @@ func controlRoute[B any](mux *http.ServeMux, c Controller, auth authorizer, wait
 
 // decodeControlBody reads body, at most maxControlBody bytes, and decodes
 // it into b, a pointer to control kind's body struct, refusing the fields
-// the struct does not have; an empty body leaves b as it is. It returns
+// the struct does not have and anything after the JSON value
+// (decodeJSONBody); an empty body leaves b as it is. It returns
 // the status to answer with and an error naming kind and the fields it
 // takes, or a nil error.
 func decodeControlBody(body io.Reader, kind string, b any) (int, error) {
@@ -205,9 +206,7 @@ func decodeControlBody(body io.Reader, kind string, b any) (int, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return http.StatusOK, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(b); err != nil {
+	if err := decodeJSONBody(data, b); err != nil {
 		return http.StatusBadRequest, fmt.Errorf("body of %s: %w (its fields: %s)", kind, err, strings.Join(jsonFields(reflect.TypeOf(b).Elem()), ", "))
 	}
 	return http.StatusOK, nil

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -241,9 +240,7 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 				return
 			}
 			var sel deadletter.Selection
-			dec := json.NewDecoder(strings.NewReader(string(data)))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&sel); err != nil {
+			if err := decodeJSONBody(data, &sel); err != nil {
 				writeError(w, http.StatusBadRequest, `body: want {"trigger": NAME} | {"ids": [ID, ...]} | {"all": true}: `+err.Error())
 				return
 			}
