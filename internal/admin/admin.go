@@ -31,7 +31,7 @@
 //
 // A body is one JSON value: unknown fields and anything after the value
 // are refused with 400. Errors quote what the client sent cut to its first
-// 200 bytes.
+// 200 bytes; every answer says X-Content-Type-Options: nosniff.
 package admin
 
 import (
@@ -276,7 +276,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{
 		ln: ln,
 		srv: &http.Server{
-			Handler:           refuseForeignHost(refuseCrossOrigin(mux), isLoopback(ln.Addr())),
+			Handler:           noSniff(refuseForeignHost(refuseCrossOrigin(mux), isLoopback(ln.Addr()))),
 			ReadHeaderTimeout: min(triggers.DefaultAdminReadHeaderTimeout, opts.ReadTimeout),
 			ReadTimeout:       opts.ReadTimeout,
 			WriteTimeout:      opts.WriteTimeout,
@@ -325,8 +325,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Handler returns the admin endpoints as an http.Handler, for embedding in
-// another server or testing. It has no web console: Start adds it.
-func Handler(r Runner, g prometheus.Gatherer) http.Handler { return routes(r, g, readiness{}) }
+// another server or testing; every answer has X-Content-Type-Options:
+// nosniff. It has no web console: Start adds it.
+func Handler(r Runner, g prometheus.Gatherer) http.Handler { return noSniff(routes(r, g, readiness{})) }
 
 // readiness are the /readyz rules' settings.
 type readiness struct {

@@ -333,7 +333,9 @@ func New(opts Options) (*Console, error) {
 	mux.HandleFunc("GET /triggers/{name}", c.trigger)
 	mux.HandleFunc("GET /deadletters", c.deadLetters)
 	mux.HandleFunc("GET /deadletters/{id}", c.deadLetter)
-	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
+	// One file per name: /assets/ and any other directory is the
+	// catch-all's 404, not a listing.
+	mux.Handle("GET /assets/{file}", http.StripPrefix("/assets/", http.FileServerFS(assets)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Message: "There is no page at " + textcut.Quote(r.URL.Path) + "."})
 	})
