@@ -202,7 +202,8 @@ type AdminConfig struct {
 	// IdleTimeout closes a keep-alive connection idle this long.
 	IdleTimeout time.Duration `json:"idle_timeout"`
 	// MaxConnections caps the open connections; further ones wait in the
-	// listen backlog until one closes.
+	// listen backlog until one closes. The admin server gives one client
+	// address at most a share of them (see admin.Options.MaxConnections).
 	MaxConnections int `json:"max_connections"`
 	// RetryingUnreadyAfter is how long a trigger may be retrying (a
 	// failing endpoint or change stream) before /readyz reports it.

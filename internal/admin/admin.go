@@ -31,7 +31,8 @@
 //
 // A body is one JSON value: unknown fields and anything after the value
 // are refused with 400. Errors quote what the client sent cut to its first
-// 200 bytes; every answer says X-Content-Type-Options: nosniff.
+// 200 bytes; every answer says X-Content-Type-Options: nosniff. One client
+// address holds at most a share of Options.MaxConnections (see there).
 package admin
 
 import (
@@ -103,7 +104,10 @@ type Options struct {
 	IdleTimeout time.Duration
 	// MaxConnections caps the open connections (0:
 	// triggers.DefaultAdminMaxConnections); further ones are accepted only
-	// once one closes.
+	// once one closes. Unless the server listens on loopback, one client
+	// address (IPv4, or IPv6 /64) holds at most a quarter of them, at
+	// least 4: its further connections are closed at once, so that a
+	// client cannot take every slot from the probes and the console.
 	MaxConnections int
 	// Cluster, when set, serves GET /api/cluster (members, leases, drift)
 	// and the console's cluster members.
@@ -293,7 +297,7 @@ func Start(opts Options) (*Server, error) {
 		cons.Run(consCtx)
 	}()
 	go func() {
-		err := s.srv.Serve(newLimitListener(ln, opts.MaxConnections))
+		err := s.srv.Serve(newLimitListener(ln, opts.MaxConnections, perClientCap(opts.MaxConnections, isLoopback(ln.Addr())), opts.Logger))
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
