@@ -9,6 +9,7 @@ package triggers
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -55,6 +56,9 @@ const (
 	DefaultRetryingUnreadyAfter = 5 * time.Minute
 	// MaxAdminMaxConnections bounds admin.max_connections.
 	MaxAdminMaxConnections = 65536
+	// MinAdminTokenLength is the admin.token length (in characters) below
+	// which validate and the admin server warn that it is easy to guess.
+	MinAdminTokenLength = 16
 	// DefaultCheckpointIdleInterval is checkpoint.idle_interval when
 	// omitted: how often a trigger that delivered nothing saves the
 	// position its stream moved to.
@@ -186,13 +190,22 @@ type StateConfig struct {
 	Database string `json:"database"`
 }
 
+// ShortAdminToken reports whether token, a configured admin.token, has
+// fewer than MinAdminTokenLength characters (validate and the admin server
+// warn about it; it is not an error).
+func ShortAdminToken(token string) bool {
+	return token != "" && utf8.RuneCountInString(token) < MinAdminTokenLength
+}
+
 // AdminConfig is the admin section.
 type AdminConfig struct {
 	// Addr is the host:port of /healthz, /readyz, /metrics and /api.
 	Addr string `json:"addr"`
-	// Token authorises the admin API's mutating calls (Authorization:
-	// Bearer TOKEN). Empty: they are allowed only when Addr is a loopback
-	// address.
+	// Token, when set, is needed by every admin request but the probes,
+	// /metrics and the console's static assets (Authorization: Bearer
+	// TOKEN, or HTTP Basic credentials with TOKEN as the password). Empty:
+	// reads are open and mutating calls are allowed only when Addr is a
+	// loopback address.
 	Token Secret `json:"token,omitzero"`
 	// ReadTimeout bounds reading one whole request, body included.
 	ReadTimeout time.Duration `json:"read_timeout"`

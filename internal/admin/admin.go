@@ -24,7 +24,10 @@
 // browser sent it from a page of another origin (Sec-Fetch-Site, else
 // Origin against the Host header), and with 415 when it has a body that is
 // not Content-Type: application/json; then it needs Options.Token, or a
-// loopback listener when there is none. No response carries CORS headers,
+// loopback listener when there is none. With Options.Token set, every
+// request but GET or HEAD of /healthz, /readyz, /metrics and the console's
+// /assets/ needs it, reads and the console's pages included (Bearer, or
+// the password of HTTP Basic credentials; 401 otherwise, see tokenAuth). No response carries CORS headers,
 // so other origins cannot read the GET endpoints either. A server listening
 // on loopback answers only requests whose Host is a loopback name, so that
 // DNS rebinding cannot turn another site's page into one of its own origin.
@@ -84,11 +87,18 @@ type Options struct {
 	// Control applies the POST /api/triggers/{name}/pause|resume|skip|
 	// redeliver calls (nil: those routes are absent).
 	Control Controller
-	// Token authorises mutating calls (Authorization: Bearer TOKEN). When
-	// empty they are accepted only if the server listens on loopback. With
-	// or without it, a mutating call from another origin's page or with a
-	// body that is not JSON is refused (see the package documentation).
+	// Token, when set, is needed by every request but GET or HEAD of
+	// /healthz, /readyz, /metrics and the console's /assets/: the API,
+	// reads included, and the console's pages. A request presents it as
+	// "Authorization: Bearer TOKEN" or as the password of HTTP Basic
+	// credentials (any user name: a browser asks for it); others get 401.
+	// When empty, reads are open and mutating calls are accepted only if
+	// the server listens on loopback. With or without it, a mutating call
+	// from another origin's page or with a body that is not JSON is
+	// refused (see the package documentation).
 	Token string
+	// authDelay replaces authFailDelay (tests; negative: no delay).
+	authDelay time.Duration
 	// ConsoleSampleEvery is how often the console samples the counters for
 	// its sparklines (0: console.DefaultSampleEvery).
 	ConsoleSampleEvery time.Duration
@@ -260,7 +270,12 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("start admin server: %w", err)
 	}
 	mux := routes(opts.Runner, opts.Gatherer, readiness{limit: opts.RetryingUnreadyAfter, now: opts.Now})
-	auth := authorizer{token: opts.Token, loopback: isLoopback(ln.Addr())}
+	loopback := isLoopback(ln.Addr())
+	tokens := newTokenAuth(opts.Token, opts.Logger)
+	if opts.authDelay != 0 {
+		tokens.delay = max(opts.authDelay, 0)
+	}
+	auth := authorizer{token: tokens, loopback: loopback}
 	if opts.Control != nil {
 		controlRoutes(mux, opts.Control, auth, controlWait(opts.WriteTimeout))
 	}
@@ -280,7 +295,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{
 		ln: ln,
 		srv: &http.Server{
-			Handler:           noSniff(refuseForeignHost(refuseCrossOrigin(mux), isLoopback(ln.Addr()))),
+			Handler:           noSniff(refuseForeignHost(refuseCrossOrigin(tokens.require(mux)), loopback)),
 			ReadHeaderTimeout: min(triggers.DefaultAdminReadHeaderTimeout, opts.ReadTimeout),
 			ReadTimeout:       opts.ReadTimeout,
 			WriteTimeout:      opts.WriteTimeout,
@@ -292,6 +307,7 @@ func Start(opts Options) (*Server, error) {
 		stopCons: stopCons,
 		consDone: make(chan struct{}),
 	}
+	warnAuth(opts.Logger, opts.Token, loopback)
 	go func() {
 		defer close(s.consDone)
 		cons.Run(consCtx)

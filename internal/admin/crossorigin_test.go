@@ -165,7 +165,7 @@ func TestMutatingCallsRefuseOtherOrigins(t *testing.T) {
 			code: 200, calls: "replay {Trigger:other IDs:[] All:false}"},
 		{name: "the console without the token", token: true, method: "POST", path: "/api/triggers/other/resume",
 			h: headers{origin: "http://{host}", site: "same-origin", ctype: "application/json"}, body: `{"from":""}`,
-			code: 401, err: "missing or wrong bearer token"},
+			code: 401, err: unauthorizedAPI},
 		// A loopback listener answers only loopback names (DNS rebinding):
 		// a proxy in front of it sends the upstream's address as Host.
 		{name: "a page on a name rebound to 127.0.0.1", method: "POST", path: "/api/triggers/other/pause",
@@ -202,10 +202,10 @@ func TestMutatingCallsRefuseOtherOrigins(t *testing.T) {
 			h: headers{ctype: "application/json", token: "s3cret"}, body: `{"ids":["a"]}`,
 			code: 200, calls: "purge {Trigger: IDs:[a] All:false}"},
 		{name: "curl without the token", token: true, method: "POST", path: "/api/reload",
-			code: 401, err: "missing or wrong bearer token"},
+			code: 401, err: unauthorizedAPI},
 		{name: "curl with a wrong token", token: true, method: "POST", path: "/api/triggers/other/pause",
 			h: headers{ctype: "application/json", token: "nope"}, body: `{}`,
-			code: 401, err: "missing or wrong bearer token"},
+			code: 401, err: unauthorizedAPI},
 		{name: "a user-initiated request (Sec-Fetch-Site none)", method: "POST", path: "/api/triggers/other/skip",
 			h: headers{site: "none"}, code: 200, calls: "skip other"},
 	} {

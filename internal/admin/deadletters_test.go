@@ -92,7 +92,7 @@ func TestDeadLetterAPI(t *testing.T) {
 	var ids []string
 	after := ""
 	for range 3 {
-		code, body := call("GET", "/api/deadletters?trigger=orders&limit=2&after="+after, "", "")
+		code, body := call("GET", "/api/deadletters?trigger=orders&limit=2&after="+after, "s3cret", "")
 		var page DeadLetterPage
 		if code != 200 || json.Unmarshal(body, &page) != nil {
 			t.Fatalf("GET /api/deadletters = %d %s", code, body)
@@ -114,16 +114,16 @@ func TestDeadLetterAPI(t *testing.T) {
 	if len(ids) != 5 || after != "" {
 		t.Fatalf("pages gave %d dead letters (next %q), want 5 and no next", len(ids), after)
 	}
-	code, body := call("GET", "/api/deadletters/"+ids[4], "", "")
+	code, body := call("GET", "/api/deadletters/"+ids[4], "s3cret", "")
 	var one DeadLetterJSON
 	if code != 200 || json.Unmarshal(body, &one) != nil || one.ID != ids[4] || !strings.Contains(string(one.Event), `"insert"`) ||
 		one.Trimmed != dispatcher.TrimmedEvent || !strings.Contains(one.Note, "cannot be replayed; to deliver the change again, run `changehook redeliver orders --since TIME`") {
 		t.Fatalf("GET one = %d %s", code, body)
 	}
-	if code, body := call("GET", "/api/deadletters/msg_nope", "", ""); code != 404 {
+	if code, body := call("GET", "/api/deadletters/msg_nope", "s3cret", ""); code != 404 {
 		t.Fatalf("GET missing = %d %s", code, body)
 	}
-	if code, body := call("GET", "/api/deadletters?limit=0", "", ""); code != 400 {
+	if code, body := call("GET", "/api/deadletters?limit=0", "s3cret", ""); code != 400 {
 		t.Fatalf("GET limit=0 = %d %s", code, body)
 	}
 
@@ -132,8 +132,8 @@ func TestDeadLetterAPI(t *testing.T) {
 		code              int
 		want              string
 	}{
-		{"/api/deadletters/replay", "", `{"all": true}`, 401, "bearer token"},
-		{"/api/deadletters/replay", "wrong", `{"all": true}`, 401, "bearer token"},
+		{"/api/deadletters/replay", "", `{"all": true}`, 401, "admin token"},
+		{"/api/deadletters/replay", "wrong", `{"all": true}`, 401, "admin token"},
 		{"/api/deadletters/replay", "s3cret", `{}`, 400, "give ids, a trigger or all"},
 		{"/api/deadletters/replay", "s3cret", `{"ids": ["a"], "all": true}`, 400, "not both"},
 		{"/api/deadletters/replay", "s3cret", `{"every": true}`, 400, "unknown field"},

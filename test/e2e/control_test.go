@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -294,8 +295,9 @@ func TestRedeliverResendsTheRangeWithTheSameWebhookIDs(t *testing.T) {
 	}
 }
 
-// TestControlAPIAuthorisation: the admin API's control calls need the
-// bearer token when one is configured.
+// TestControlAPIAuthorisation: with admin.token configured, the admin
+// API's reads and control calls and the console's pages need it; the
+// probes and the metrics do not; wrong tokens are logged, never the token.
 func TestControlAPIAuthorisation(t *testing.T) {
 	srv, _ := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
@@ -307,6 +309,41 @@ func TestControlAPIAuthorisation(t *testing.T) {
 `)
 	r := startRunner(t, runArgs(cfg)...)
 	r.waitReady()
+	// Reads need the token too (the history and dead letters hold the
+	// events), as a bearer token or as Basic credentials' password; the
+	// probes and the metrics do not.
+	read := func(path, auth string) int {
+		req, err := http.NewRequest(http.MethodGet, r.admin+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		path, auth string
+		want       int
+	}{
+		{"/api/triggers", "", http.StatusUnauthorized},
+		{"/api/deadletters", "Bearer wrong", http.StatusUnauthorized},
+		{"/deadletters", "", http.StatusUnauthorized},
+		{"/api/history", "Bearer s3cret-token", http.StatusOK},
+		{"/", "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:s3cret-token")), http.StatusOK},
+		{"/readyz", "", http.StatusOK},
+		{"/metrics", "", http.StatusOK},
+	} {
+		if code := read(tc.path, tc.auth); code != tc.want {
+			t.Errorf("GET %s (Authorization %q) = %d, want %d", tc.path, tc.auth, code, tc.want)
+		}
+	}
+	r.token = "s3cret-token"
 	post := func(token, body string) int {
 		req, err := http.NewRequest(http.MethodPost, r.admin+"/api/triggers/orders/pause", strings.NewReader(body))
 		if err != nil {
@@ -335,5 +372,8 @@ func TestControlAPIAuthorisation(t *testing.T) {
 	r.waitAdmin("/api/triggers", func(_ int, b []byte) bool { return apiTriggers(t, b)["orders"].State == "paused" })
 	if strings.Contains(r.logText(), "s3cret-token") {
 		t.Error("the admin token appears in the logs")
+	}
+	if !strings.Contains(r.logText(), "wrong admin token") {
+		t.Errorf("the wrong tokens were not logged:\n%s", r.logText())
 	}
 }

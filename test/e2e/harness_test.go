@@ -340,6 +340,9 @@ type runner struct {
 	logMu    sync.Mutex
 	logs     bytes.Buffer
 	stdout   syncbuf.Buffer
+	// token is the admin token get and post send, as a bearer token (""
+	// : none): set it for a configuration with admin.token.
+	token string
 }
 
 // startRunner starts `changehook args...` as a child process and waits
@@ -428,10 +431,17 @@ func (r *runner) stop() int {
 	return r.cmd.ProcessState.ExitCode()
 }
 
-// get fetches an admin endpoint.
+// get fetches an admin endpoint, with r.token when set.
 func (r *runner) get(path string) (int, []byte) {
 	r.t.Helper()
-	resp, err := http.Get(r.admin + path)
+	req, err := http.NewRequest(http.MethodGet, r.admin+path, nil)
+	if err != nil {
+		r.t.Fatalf("GET %s: %v", path, err)
+	}
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		r.t.Fatalf("GET %s: %v", path, err)
 	}

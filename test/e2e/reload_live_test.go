@@ -67,6 +67,7 @@ func TestAdminAPIOnReloadedTriggers(t *testing.T) {
 	}
 	write(triggerA + triggerB("reject"))
 	r = startRunner(t, runArgs(path)...)
+	r.token = reloadToken
 	r.waitReady()
 	insertOne(t, client, "b", 1)
 	r.waitDeadLetterGauge("b", 1, waitTimeout)

@@ -23,11 +23,14 @@ import (
 	"github.com/changehook/changehook/store"
 )
 
-// reloadConfig is a configuration with an admin token and the given
-// triggers' YAML.
+// reloadToken is reloadConfig's admin token.
+const reloadToken = "reload-token"
+
+// reloadConfig is a configuration with an admin token (reloadToken) and the
+// given triggers' YAML.
 func reloadConfig(uri, url, triggersYAML string) string {
 	return strings.Replace(baseConfig(uri, url), "state: { database: chstate }",
-		"state: { database: chstate }\nadmin: { token: reload-token, retrying_unready_after: 1s }", 1) + triggersYAML
+		"state: { database: chstate }\nadmin: { token: "+reloadToken+", retrying_unready_after: 1s }", 1) + triggersYAML
 }
 
 const triggerA = `
@@ -93,11 +96,20 @@ func (r *runner) postReload(token string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-// post calls POST path on the admin server with a JSON body and no token
-// (the e2e admin server listens on loopback).
+// post calls POST path on the admin server with a JSON body and r.token
+// (none needed without admin.token: the e2e admin server listens on
+// loopback).
 func (r *runner) post(path, body string) (int, []byte) {
 	r.t.Helper()
-	resp, err := http.Post(r.admin+path, "application/json", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, r.admin+path, strings.NewReader(body))
+	if err != nil {
+		r.t.Fatalf("POST %s: %v", path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		r.t.Fatalf("POST %s: %v", path, err)
 	}
@@ -151,6 +163,7 @@ func TestReload(t *testing.T) {
 	}
 	write(reloadConfig(srv.URI(), rc.URL(), triggerA+triggerB("one")))
 	r := startRunner(t, runArgs(path)...)
+	r.token = reloadToken
 	r.waitReady()
 	insertOne(t, client, "a", 1)
 	insertOne(t, client, "b", 1)
@@ -253,6 +266,7 @@ func TestWatchConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := startRunner(t, runArgs(path, "--watch-config")...)
+	r.token = reloadToken
 	r.waitReady()
 	tmp := filepath.Join(dir, ".watch.yaml.swp")
 	if err := os.WriteFile(tmp, []byte(reloadConfig(srv.URI(), rc.URL(), triggerA+triggerB("w"))), 0o600); err != nil {
@@ -299,6 +313,7 @@ func TestStatusStatesOverAPI(t *testing.T) {
     retry: { initial_backoff: 50ms, max_backoff: 200ms }
 `))
 	r := startRunner(t, runArgs(path)...)
+	r.token = reloadToken
 	r.waitReady()
 	insertOne(t, client, "flaky", 1)
 	insertOne(t, client, "gone", 1)
@@ -342,6 +357,7 @@ func TestDeadLetterReplayAfterReload(t *testing.T) {
 	}
 	write(broken.URL)
 	r := startRunner(t, runArgs(path)...)
+	r.token = reloadToken
 	r.waitReady()
 	st := store.New(client, "chstate")
 	ctx := context.Background()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -227,6 +228,22 @@ triggers:
 	b := startBrowser(t, chrome)
 	base := adm.URL()
 	shots := shotDir(t)
+
+	// admin.token is set: the console's pages need it as well. A browser
+	// without it gets the 401 page (the user dismissed the browser's login
+	// prompt), which shows no data.
+	auth := b.interceptAuth(t, base, adminToken)
+	b.run(t, "dead letters without the token", chromedp.Navigate(base+"/deadletters?trigger=legacy"))
+	if got := eval[string](t, b, `document.body.innerText`); !strings.Contains(got, "401 Unauthorized") || strings.Contains(got, "sku-") {
+		t.Errorf("the dead letters' page without the token shows %q, want the 401 text only", got)
+	}
+	if auth.challenges.Load() == 0 {
+		t.Error("the 401 page did not make the browser ask for credentials")
+	}
+	// The pages below get the token as a bearer token (the console's own
+	// calls do not: its token dialog is tested); the browser's login
+	// prompt (HTTP Basic) is tested at the end.
+	auth.mode.Store(int32(bearerPages))
 
 	// Overview: live data from the runner.
 	b.run(t, "overview", chromedp.Navigate(base+"/"),
@@ -491,6 +508,36 @@ triggers:
 	}
 	b.shot(t, shots, "dlq-replayed.png")
 
+	// The browser's own login prompt: the user enters any name and the
+	// token as the password; the browser sends them with the pages and the
+	// console's calls: pause and resume without the console's dialog, and
+	// the live region refreshes.
+	auth.mode.Store(int32(basicPrompt))
+	asked := auth.challenges.Load()
+	b.run(t, "log in", chromedp.Navigate(base+"/"), chromedp.WaitVisible(pause))
+	eval[bool](t, b, `(sessionStorage.clear(), true)`)
+	if auth.challenges.Load() == asked {
+		t.Error("the console opened without the browser asking for credentials")
+	}
+	b.run(t, "pause with the browser's credentials", chromedp.Click(pause),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-trigger="orders"] button[data-action="resume"]`)))
+	if st := state(); st != runner.StatePaused {
+		t.Errorf("orders is %s after pausing with the browser's credentials, want paused", st)
+	}
+	b.run(t, "resume with the browser's credentials", chromedp.Click(chromedp.CSS(`tr[data-trigger="orders"] button[data-action="resume"]`)),
+		chromedp.WaitVisible(pause))
+	if open := eval[bool](t, b, `document.getElementById("token-dialog").open`); open {
+		t.Error("the console asked for the token though the browser had it")
+	}
+	waitUntil(t, "orders running again", func() bool { return state() == runner.StateRunning })
+	if _, err := shop.Collection("orders").InsertOne(ctx, bson.D{{Key: "_id", Value: 100}}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "9 deliveries", func() bool { return delivered.Load() == 9 })
+	if !b.poll(t, `document.querySelector('tr[data-trigger="orders"] td:nth-of-type(5)').textContent.trim() === "9"`) {
+		t.Errorf("the live region did not refresh with the browser's credentials: %q", b.text(t, `tr[data-trigger="orders"]`))
+	}
+
 	// No page shows a secret.
 	for _, path := range []string{"/", "/triggers/orders", "/triggers/legacy", "/deadletters"} {
 		b.run(t, "read "+path, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS("main")))
@@ -558,8 +605,10 @@ func startBrowser(t *testing.T, path string) *browser {
 			}
 		case *log.EventEntryAdded:
 			// The refused control calls are expected: they are the test
-			// (401 without the token; 404 for the unknown trigger).
-			refused := strings.Contains(ev.Entry.Text, "status of 401") && (strings.Contains(ev.Entry.URL, "/api/triggers/") || strings.Contains(ev.Entry.URL, "/api/deadletters/")) ||
+			// (401 without the token; 404 for the unknown trigger), as is
+			// the 401 of the page opened without the token.
+			refused := strings.Contains(ev.Entry.Text, "status of 401") && (strings.Contains(ev.Entry.URL, "/api/triggers/") || strings.Contains(ev.Entry.URL, "/api/deadletters/") ||
+				strings.HasSuffix(ev.Entry.URL, "/deadletters?trigger=legacy")) ||
 				strings.Contains(ev.Entry.Text, "status of 404") && strings.HasSuffix(ev.Entry.URL, "/api/deadletters/replay")
 			if (ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning) && !refused {
 				msg = fmt.Sprintf("browser log %s: %s %s", ev.Entry.Level, ev.Entry.Text, ev.Entry.URL)
@@ -574,6 +623,72 @@ func startBrowser(t *testing.T, path string) *browser {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return b
+}
+
+// authMode is what the browser does about the admin token.
+type authMode int32
+
+const (
+	// noCredentials: the user dismisses the browser's login prompt.
+	noCredentials authMode = iota
+	// bearerPages: the pages (not /api/) are requested with the token
+	// as a bearer token, the console's calls as the console sends them,
+	// and the browser's login prompt is dismissed.
+	bearerPages
+	// basicPrompt: the user enters a name and the token in the browser's
+	// login prompt (HTTP Basic).
+	basicPrompt
+)
+
+// authInterceptor plays the user at the browser's login prompt.
+type authInterceptor struct {
+	mode       atomic.Int32 // an authMode
+	challenges atomic.Int64 // login prompts the browser showed
+}
+
+// interceptAuth pauses every request to base and every login prompt of
+// its pages, and goes on with them as the interceptor's mode says
+// (noCredentials at first).
+func (b *browser) interceptAuth(t *testing.T, base, token string) *authInterceptor {
+	t.Helper()
+	a := &authInterceptor{}
+	a.mode.Store(int32(noCredentials))
+	requests := chromedp.Events(b.ctx, fetch.RequestPaused)
+	prompts := chromedp.Events(b.ctx, fetch.AuthRequired)
+	handle := true
+	if _, err := chromedp.Call(b.ctx, fetch.Enable, fetch.EnableParams{HandleAuthRequests: &handle,
+		Patterns: []*fetch.RequestPattern{{URLPattern: base + "/*"}}}); err != nil {
+		t.Fatalf("browser: intercept requests: %v", err)
+	}
+	go func() {
+		for ev, err := range requests {
+			if err != nil {
+				return
+			}
+			params := fetch.ContinueRequestParams{RequestID: ev.RequestID}
+			if authMode(a.mode.Load()) == bearerPages && !strings.HasPrefix(ev.Request.URL, base+"/api/") {
+				for k, v := range ev.Request.Headers {
+					params.Headers = append(params.Headers, &fetch.HeaderEntry{Name: k, Value: fmt.Sprint(v)})
+				}
+				params.Headers = append(params.Headers, &fetch.HeaderEntry{Name: "Authorization", Value: "Bearer " + token})
+			}
+			_, _ = chromedp.Call(b.ctx, fetch.ContinueRequest, params)
+		}
+	}()
+	go func() {
+		for ev, err := range prompts {
+			if err != nil {
+				return
+			}
+			a.challenges.Add(1)
+			resp := &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseCancelAuth}
+			if authMode(a.mode.Load()) == basicPrompt {
+				resp = &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseProvideCredentials, Username: "operator", Password: token}
+			}
+			_, _ = chromedp.Call(b.ctx, fetch.ContinueWithAuth, fetch.ContinueWithAuthParams{RequestID: ev.RequestID, AuthChallengeResponse: resp})
+		}
+	}()
+	return a
 }
 
 func (b *browser) run(t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {

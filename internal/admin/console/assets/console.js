@@ -3,11 +3,12 @@
 // 1. Refreshes the live region of a page in place (no reload, so scrolling
 //    stays put); it holds still while the auto-refresh box is unchecked, the
 //    tab is hidden or the keyboard focus is inside the region.
-// 2. Pause and resume buttons POST to the admin API. Mutating calls carry the
-//    admin token as "Authorization: Bearer" (never a cookie): the console
-//    first tries without one (a loopback server without admin.token accepts
-//    that), asks for the token when the server answers 401, and keeps it in
-//    sessionStorage for this tab only.
+// 2. Pause and resume buttons POST to the admin API. With admin.token set,
+//    the browser asked for the token when it opened the console (HTTP Basic
+//    auth, the token as the password) and sends it again with every fetch
+//    here (same-origin credentials; no cookie is involved). A call that
+//    still answers 401 makes the console ask for the token itself and send
+//    it as "Authorization: Bearer", kept in sessionStorage for this tab only.
 // 3. Dead-letter replay and purge buttons POST {ids} or {trigger} to
 //    /api/deadletters/replay|purge the same way, after a confirmation
 //    dialog for purges and whole-trigger replays; a call answering
@@ -29,7 +30,7 @@
       return;
     }
     busy = true;
-    fetch(window.location.href, { headers: { Accept: "text/html" }, cache: "no-store", credentials: "omit" })
+    fetch(window.location.href, { headers: { Accept: "text/html" }, cache: "no-store", credentials: "same-origin" })
       .then(function (resp) {
         if (!resp.ok) {
           throw new Error("HTTP " + resp.status);
@@ -89,7 +90,7 @@
     var body = action === "pause" ? { reason: "paused from the web console" } : { from: "" };
     say(action + " " + name + ": sending…");
     fetch("/api/triggers/" + encodeURIComponent(name) + "/" + action, {
-      method: "POST", headers: headers, body: JSON.stringify(body), credentials: "omit", cache: "no-store"
+      method: "POST", headers: headers, body: JSON.stringify(body), credentials: "same-origin", cache: "no-store"
     })
       .then(function (resp) {
         return resp.json().catch(function () { return {}; }).then(function (data) {
@@ -145,7 +146,7 @@
   // reloadPart replaces the element with id by the one of a fresh copy of
   // this page; it reports false when the page is gone (404).
   function reloadPart(id) {
-    return fetch(window.location.href, { headers: { Accept: "text/html" }, cache: "no-store", credentials: "omit" })
+    return fetch(window.location.href, { headers: { Accept: "text/html" }, cache: "no-store", credentials: "same-origin" })
       .then(function (resp) {
         if (!resp.ok) {
           return false;
@@ -174,7 +175,7 @@
     }
     say(verb + " " + what + ": sending…");
     fetch("/api/deadletters/" + action, {
-      method: "POST", headers: headers, body: JSON.stringify(sel), credentials: "omit", cache: "no-store"
+      method: "POST", headers: headers, body: JSON.stringify(sel), credentials: "same-origin", cache: "no-store"
     })
       .then(function (resp) {
         return resp.json().catch(function () { return {}; }).then(function (data) {
