@@ -184,6 +184,24 @@ func TestValidate(t *testing.T) {
 			t.Errorf("exit %d\n%s%s\nwant the note:\n%s", code, out, errOut, note)
 		}
 	})
+	t.Run("admin token", func(t *testing.T) {
+		warning := "  warning: admin.token is shorter than 16 characters"
+		for _, tc := range []struct {
+			token string
+			warn  bool
+		}{
+			{"short-s3cret", true},
+			{"fifteen-chars-x", true},
+			{"sixteen-chars-xy", false},
+			{"", false},
+		} {
+			cfg := writeConfig(t, "admin: { token: \""+tc.token+"\" }\n"+okConfig)
+			code, out, errOut := run(t, nil, "", "validate", "-c", cfg)
+			if code != ExitOK || strings.Contains(out, warning) != tc.warn || tc.token != "" && strings.Contains(out+errOut, tc.token) {
+				t.Errorf("token %q: exit %d\n%s%s\nwant the warning %v (and never the token)", tc.token, code, out, errOut, tc.warn)
+			}
+		}
+	})
 	t.Run("missing file", func(t *testing.T) {
 		missing := filepath.Join(t.TempDir(), "nope.yaml")
 		code, _, errOut := run(t, nil, "", "validate", "-c", missing)

@@ -71,6 +71,10 @@ func writeSummary(env Env, cfg *triggers.Config) {
 		}
 	}
 	fmt.Fprintf(env.Stdout, "%s is valid: %s (%d enabled)\n", cfg.Path, plural(len(cfg.Triggers), "trigger"), enabled)
+	if triggers.ShortAdminToken(cfg.Admin.Token.Reveal()) {
+		fmt.Fprintf(env.Stdout, "  warning: admin.token is shorter than %d characters: anyone who can reach the admin server may guess it; use a long random one (openssl rand -hex 32)\n",
+			triggers.MinAdminTokenLength)
+	}
 	for _, t := range cfg.Triggers {
 		ns := t.Namespace()
 		if ns == "" {
