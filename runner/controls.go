@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
@@ -729,24 +730,89 @@ func CheckResumeFrom(ctx context.Context, client *mongo.Client, st *store.Store,
 }
 
 // loadPauses pauses every trigger whose control document says paused,
-// before Run starts the triggers. A failure is logged; the watch of the
-// controls applies them once it can read them.
+// before Run starts the triggers, and lets every unit run (see
+// slot.unread). When the documents cannot be read the units stay held,
+// showing why, and the controls goroutine reads them again with backoff
+// (it is poked): a pause is never skipped because a read failed.
 func (r *Runner) loadPauses(ctx context.Context) {
+	unread := r.unreadSlots()
 	loadCtx, cancel := context.WithTimeout(ctx, DefaultCheckpointTimeout)
 	defer cancel()
 	cs, err := r.store.LoadControls(loadCtx, r.controlKeys())
 	if err != nil {
-		r.log.Warn("cannot read the runtime controls; applying them once readable", "error", err)
+		r.controlsUnreadable(unread, err)
+		r.pokeControls()
 		return
 	}
-	// Newest first: a unit paused by two documents (its partition's and
-	// its trigger's) shows the newer pause at once, not the older one
-	// replaced by the newer as if it had been paused again.
+	r.applyPauses(cs)
+	r.controlsRead(unread)
+}
+
+// applyPauses pauses the units of every paused document of cs, newest
+// first: a unit paused by two documents (its partition's and its
+// trigger's) shows the newer pause at once, not the older one replaced by
+// the newer as if it had been paused again.
+func (r *Runner) applyPauses(cs []store.Control) {
+	cs = slices.Clone(cs)
 	slices.SortStableFunc(cs, func(a, b store.Control) int { return b.PausedAt.Compare(a.PausedAt) })
 	for _, c := range cs {
 		if c.Paused {
 			r.pauseFromControl(c)
 		}
+	}
+}
+
+// unreadSlots returns the units whose control documents have not been read
+// yet (slot.unread): those a read of the configuration's documents
+// starting now lets run once it succeeded.
+func (r *Runner) unreadSlots() []*slot {
+	r.mu.Lock()
+	all := r.orderedSlots()
+	r.mu.Unlock()
+	var out []*slot
+	for _, s := range all {
+		s.mu.Lock()
+		if s.unread {
+			out = append(out, s)
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// controlsRead lets the units ss run (if they should): their control
+// documents were read and applied.
+func (r *Runner) controlsRead(ss []*slot) {
+	for _, s := range ss {
+		s.mu.Lock()
+		if s.unread {
+			s.unread, s.unreadErr, s.unreadErrAt = false, "", time.Time{}
+			r.reconcile(s)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// controlsUnreadable shows err, why their control documents could not be
+// read, on the units ss, which stay held; it is logged once per failed
+// read.
+func (r *Runner) controlsUnreadable(ss []*slot, err error) {
+	now := r.opts.Clock.Now()
+	msg := "cannot read the runtime controls: " + err.Error()
+	held := 0
+	for _, s := range ss {
+		s.mu.Lock()
+		if s.unread {
+			s.unreadErr, s.unreadErrAt = msg, now
+			held++
+		}
+		s.mu.Unlock()
+	}
+	if held > 0 {
+		r.log.Warn("cannot read the runtime controls; the triggers not started yet wait for them (they may be paused), read again shortly",
+			"units", held, "error", err)
+	} else {
+		r.log.Warn("cannot read the runtime controls; read again shortly", "error", err)
 	}
 }
 
@@ -924,46 +990,98 @@ func (r *Runner) pokeControls() {
 // documents (so no request written before the stream opened is missed) and
 // hands each changed document over; a failed stream is reopened with
 // backoff. This goroutine alone applies them, in the order read, and reads
-// the configuration's documents again when poked (pokeControls). Documents
+// the configuration's documents again when poked (pokeControls; see
+// readAllControls), and after a backoff when that read failed. Documents
 // of triggers not in the configuration (removed ones, other partitionings)
 // are never read in full, only seen going by on the stream when written,
 // and ignored.
 func (r *Runner) watchControls(ctx context.Context) {
-	docs := make(chan store.Control, controlQueue)
+	docs := make(chan controlRead, controlQueue)
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		r.readControls(ctx, docs)
 	}()
 	defer func() { <-readerDone }()
+	// A failed read of the documents is tried again after a backoff (a
+	// healthy stream never reopens to read them again): retryDue is
+	// signaled by the one waiting goroutine, retrying while it waits.
+	retryDue := make(chan struct{}, 1)
+	var retries sync.WaitGroup
+	defer retries.Wait()
+	retrying, attempt := false, 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case c := <-docs:
-			r.applyControl(ctx, c)
+		case d := <-docs:
+			if d.all != nil {
+				r.controlsRead(d.all)
+			} else {
+				r.applyControl(ctx, d.c)
+			}
+			continue
 		case <-r.ctlPoke:
-			lctx, cancel := context.WithTimeout(ctx, DefaultCheckpointTimeout)
-			all, err := r.store.LoadControls(lctx, r.controlKeys())
-			cancel()
-			if err != nil {
-				// The reader reads them all again when its stream reopens.
-				r.log.Warn("cannot read the runtime controls", "error", err)
-				continue
-			}
-			for _, c := range all {
-				r.applyControl(ctx, c)
-			}
+		case <-retryDue:
+			retrying = false
+		}
+		err := r.readAllControls(ctx)
+		switch {
+		case err == nil:
+			attempt = 0
+		case ctx.Err() != nil:
+			return
+		case !retrying:
+			retrying = true
+			delay := dispatcher.FullJitterBackoff(attempt, DefaultInitialRetryBackoff, DefaultMaxRetryBackoff)
+			attempt++
+			retries.Go(func() {
+				if r.opts.Clock.Sleep(ctx, delay) == nil {
+					retryDue <- struct{}{}
+				}
+			})
 		}
 	}
 }
 
-// readControls sends the configuration's control documents, then every
-// changed one, to docs until ctx ends.
-func (r *Runner) readControls(ctx context.Context, docs chan<- store.Control) {
-	send := func(c store.Control) bool {
+// readAllControls reads the configuration's control documents and applies
+// them (a poke): their pauses first, newest first (see applyPauses), then
+// each one's request. The units not started yet because their documents
+// were not read (slot.unread) may run once that is done; when the read
+// fails they stay held, showing why, and the error is returned.
+func (r *Runner) readAllControls(ctx context.Context) error {
+	unread := r.unreadSlots()
+	lctx, cancel := context.WithTimeout(ctx, DefaultCheckpointTimeout)
+	all, err := r.store.LoadControls(lctx, r.controlKeys())
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			r.controlsUnreadable(unread, err)
+		}
+		return fmt.Errorf("read the runtime controls: %w", err)
+	}
+	r.applyPauses(all)
+	for _, c := range all {
+		r.applyControl(ctx, c)
+	}
+	r.controlsRead(unread)
+	return nil
+}
+
+// controlRead is what the controls' reader hands over: a control document
+// c, or (all not nil) the end of the configuration's documents, read when
+// the units all were not read yet (slot.unread).
+type controlRead struct {
+	c   store.Control
+	all []*slot
+}
+
+// readControls sends the configuration's control documents, each time its
+// stream opens, then every changed one, to docs until ctx ends.
+func (r *Runner) readControls(ctx context.Context, docs chan<- controlRead) {
+	send := func(d controlRead) bool {
 		select {
-		case docs <- c:
+		case docs <- d:
 			return true
 		case <-ctx.Done():
 			return false
@@ -973,18 +1091,23 @@ func (r *Runner) readControls(ctx context.Context, docs chan<- store.Control) {
 	for attempt := 0; ; attempt++ {
 		cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetFullDocument(options.UpdateLookup))
 		if err == nil {
+			unread := r.unreadSlots()
 			if all, lerr := r.store.LoadControls(ctx, r.controlKeys()); lerr == nil {
 				for _, c := range all {
-					if !send(c) {
+					if !send(controlRead{c: c}) {
 						break
 					}
+				}
+				if len(unread) > 0 {
+					// Once those are applied, the units not read before are.
+					send(controlRead{all: unread})
 				}
 				for cs.Next(ctx) {
 					attempt = 0
 					var ev struct {
 						FullDocument *store.Control `bson:"fullDocument"`
 					}
-					if cs.Decode(&ev) == nil && ev.FullDocument != nil && !send(*ev.FullDocument) {
+					if cs.Decode(&ev) == nil && ev.FullDocument != nil && !send(controlRead{c: *ev.FullDocument}) {
 						break
 					}
 				}
@@ -1034,6 +1157,9 @@ func rewrites(req store.ControlRequest) bool {
 //     admin API wait for.
 func (r *Runner) applyControl(ctx context.Context, c store.Control) {
 	if c.Request == nil {
+		if c.Paused {
+			r.pauseFromControl(c) // a pause without its request: held all the same
+		}
 		return
 	}
 	ss, err := r.slotsOf(c.Trigger)

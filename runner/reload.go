@@ -39,7 +39,9 @@ type ReloadResult struct {
 // is stopped (in-flight deliveries finish within the grace period, the
 // checkpoint is saved) and started again from its checkpoint with the new
 // definition, keeping a pause; a removed one is stopped and its checkpoint
-// and dead letters are kept; a new one starts. Settings outside the triggers
+// and dead letters are kept; a new one starts (with Options.Controls, once
+// its control documents were read: a paused one starts paused; until they
+// can be read it is held, see Options.Controls). Settings outside the triggers
 // (mongodb, state, admin, cluster, limits, checkpoint) keep the values the
 // Runner was created with. Reload waits (until ctx ends) for the stops;
 // reloads are applied one at a time. When ctx ends first, Reload returns
@@ -180,7 +182,9 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		r.metrics.forget(name)
 		t := byName[name]
 		for _, u := range t.Units() {
-			s := &slot{t: u, want: !r.opts.StartStopped, pause: pause, pauseDoc: pauseDoc}
+			// Held until its control documents are read (the controls
+			// goroutine, poked below, reads them): it may be paused.
+			s := &slot{t: u, want: !r.opts.StartStopped, pause: pause, pauseDoc: pauseDoc, unread: r.opts.Controls}
 			r.slots[u.Key()] = s
 			r.units[name] = append(r.units[name], u.Key())
 			added = append(added, s)

@@ -16,9 +16,12 @@
 // A trigger runs when all of these hold: Run is running, the trigger is
 // enabled, it is wanted (every enabled trigger is wanted when Run starts,
 // unless Options.StartStopped; Start and Stop change it), it is not paused,
-// it did not fail permanently (Restart or Resume clear that), and no
+// it did not fail permanently (Restart or Resume clear that), no
 // control operation (Resume from a position, Skip, Redeliver) holds it
-// stopped while it rewrites its checkpoint.
+// stopped while it rewrites its checkpoint, and, with Options.Controls, its
+// control documents have been read once since Run or the Reload that
+// added it (so that a paused trigger never starts before its pause is
+// known).
 //
 // # Pause
 //
@@ -106,6 +109,10 @@ type Options struct {
 	// Controls applies the runtime controls stored in the state database
 	// (see Runner.Skip and the controls section of controls.go): paused
 	// triggers start paused and new requests are applied while Run runs.
+	// A trigger (or partition) starts only once its control documents
+	// have been read: while they cannot be, it stays StateStarting with
+	// LastError "cannot read the runtime controls: …", and they are read
+	// again with backoff until it can start.
 	Controls bool
 	// WatchDeadLetters watches the deadletters collection's change stream
 	// while Run runs and recounts the current dead-letter counts when it
@@ -236,7 +243,7 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 		// A partitioned trigger runs as one unit per partition, each with
 		// its own watcher, dispatcher and checkpoint (triggers.Partition).
 		for _, u := range t.Units() {
-			r.slots[u.Key()] = &slot{t: u, want: !opts.StartStopped}
+			r.slots[u.Key()] = &slot{t: u, want: !opts.StartStopped, unread: opts.Controls}
 			r.units[t.Name] = append(r.units[t.Name], u.Key())
 		}
 		r.order = append(r.order, t.Name)

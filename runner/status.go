@@ -13,7 +13,9 @@ type State string
 
 // Trigger states.
 const (
-	// StateStarting: loading the checkpoint and opening the stream.
+	// StateStarting: loading the checkpoint and opening the stream, or
+	// (Options.Controls) waiting for the trigger's runtime controls to be
+	// read, which LastError then says cannot be read yet.
 	StateStarting State = "starting"
 	// StateRunning: the change stream is open and being read.
 	StateRunning State = "running"

@@ -99,6 +99,15 @@ type slot struct {
 	// ctl is closed when the control request being applied to the unit
 	// has been applied and recorded (nil when none is).
 	ctl chan struct{}
+	// unread holds the unit stopped (Options.Controls) until its control
+	// documents — its trigger's and its own key's — have been read once
+	// and their pause applied: a paused unit never delivers before its
+	// pause is known, whatever the state database does. unreadErr is why
+	// the last read failed ("" when none did; shown as the unit's
+	// LastError while it waits), unreadErrAt when.
+	unread      bool
+	unreadErr   string
+	unreadErrAt time.Time
 
 	last atomic.Pointer[Watcher] // the newest watcher, for Status
 	// received counts the events read by the unit's earlier watchers (a
@@ -122,7 +131,7 @@ type instance struct {
 
 // shouldRun reports whether s should have a watcher; s.mu must be held.
 func (r *Runner) shouldRun(s *slot) bool {
-	return s.t.Enabled && s.want && s.pause == nil && !s.failed && s.holds == 0 && len(s.rewrite) == 0
+	return s.t.Enabled && s.want && s.pause == nil && !s.failed && s.holds == 0 && len(s.rewrite) == 0 && !s.unread
 }
 
 // reconcile starts or stops s's watcher to match shouldRun; s.mu must be
@@ -275,6 +284,10 @@ func (s *slot) status() TriggerStatus {
 	s.mu.Lock()
 	t, pause, want, failed := s.t, s.pause, s.want, s.failed
 	last, received := s.last.Load(), s.received
+	unreadErr, unreadErrAt := "", time.Time{}
+	if s.unread {
+		unreadErr, unreadErrAt = s.unreadErr, s.unreadErrAt
+	}
 	s.mu.Unlock()
 	var st TriggerStatus
 	switch {
@@ -290,6 +303,10 @@ func (s *slot) status() TriggerStatus {
 		st = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting}
 	}
 	st.EventsReceived += received
+	if unreadErr != "" {
+		// Held until its pause can be read: it starts by itself then.
+		st.LastError, st.LastErrorAt = unreadErr, unreadErrAt
+	}
 	if pause != nil {
 		p := *pause
 		st.State, st.Since, st.Paused = StatePaused, p.Since, &p
