@@ -1102,16 +1102,31 @@ func (r *Runner) readControls(ctx context.Context, docs chan<- controlRead) {
 					// Once those are applied, the units not read before are.
 					send(controlRead{all: unread})
 				}
+				invalidated := false
 				for cs.Next(ctx) {
 					attempt = 0
 					var ev struct {
-						FullDocument *store.Control `bson:"fullDocument"`
+						OperationType string         `bson:"operationType"`
+						FullDocument  *store.Control `bson:"fullDocument"`
 					}
-					if cs.Decode(&ev) == nil && ev.FullDocument != nil && !send(controlRead{c: *ev.FullDocument}) {
+					if cs.Decode(&ev) != nil {
+						continue
+					}
+					if ev.OperationType == "invalidate" {
+						invalidated = true
+					}
+					if ev.FullDocument != nil && !send(controlRead{c: *ev.FullDocument}) {
 						break
 					}
 				}
 				err = cs.Err()
+				switch {
+				case err != nil, ctx.Err() != nil:
+				case invalidated:
+					err = errors.New("the controls collection was dropped or renamed: its change stream ended (invalidate)")
+				default:
+					err = errors.New("the controls' change stream ended")
+				}
 			} else {
 				err = lerr
 			}
