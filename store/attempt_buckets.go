@@ -367,8 +367,12 @@ func bucketsIn(sc *batchScratch, records []AttemptRecord, newID func(first *Atte
 // InsertAttempts writes records: the records of each trigger in as few
 // bucket documents as the bucket bounds allow (usually one per trigger),
 // in one unordered batch. It gives each record without an ID a new one and
-// each record without a time the current time, and returns how many records
-// were written.
+// each record without a time the current time (in records, so that they
+// keep them), and returns how many records were written. A bucket's _id is
+// its first record's ID: writing the same records again (a retry of a
+// write whose reply was lost) makes the same buckets, and a bucket stored
+// already is refused as a duplicate and counts as written, not stored
+// twice.
 func (s *Store) InsertAttempts(ctx context.Context, records []AttemptRecord) (int, error) {
 	if len(records) == 0 {
 		return 0, nil
@@ -383,7 +387,7 @@ func (s *Store) InsertAttempts(ctx context.Context, records []AttemptRecord) (in
 		sc.reset()
 		batchScratchPool.Put(sc)
 	}()
-	buckets := bucketsIn(sc, records, func(*AttemptRecord) bson.ObjectID { return bson.NewObjectIDFromTimestamp(now) })
+	buckets := bucketsIn(sc, records, func(first *AttemptRecord) bson.ObjectID { return first.ID })
 	return s.insertBuckets(ctx, buckets, len(records))
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/changehook/changehook/internal/metrics"
 	"github.com/changehook/changehook/internal/textcut"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // History writer defaults.
@@ -30,6 +32,9 @@ const (
 	DefaultHistoryTrimEvery = time.Minute
 	// historyWriteTimeout bounds one batch write or trim.
 	historyWriteTimeout = 30 * time.Second
+	// historyRetryMax caps the backoff between the writes of a batch whose
+	// write failed (the first wait is up to FlushEvery).
+	historyRetryMax = 10 * time.Second
 )
 
 // HistoryWriterOptions configure a HistoryWriter; zero values take
@@ -66,17 +71,24 @@ type HistoryWriterOptions struct {
 	// Insert replaces the batch write (tests: a slow or blocked state
 	// database). Default: Store.InsertAttempts. The records' document keys
 	// are the writer's buffers, reused once Insert returns: Insert must
-	// not keep them.
+	// not keep them. After a failure the same records (with the IDs and
+	// times Insert gave them) are passed again.
 	Insert func(ctx context.Context, records []AttemptRecord) (int, error)
 }
 
 // HistoryWriter records delivery attempts in the attempts collection off the
 // delivery path: Record (and the observers of Observer) only puts the record
 // in a bounded queue, never waiting; one goroutine writes the queue in
-// batches and enforces the history's bounds. When the queue is full (the
-// state database is slow or down) records are dropped and counted
-// (changehook_history_dropped_total): delivery never waits for history.
-// Its methods are safe for concurrent use.
+// batches and enforces the history's bounds. A batch whose write fails
+// (the state database is down, refuses the client, lost the reply) is kept
+// and written again with backoff, the same records in the same buckets (a
+// write that was stored after all is not stored twice: see
+// Store.InsertAttempts); meanwhile new records wait in the queue. When the
+// queue is full (the state database is slow or down) records are dropped
+// and counted (changehook_history_dropped_total), and so are records the
+// state database refuses one by one (write errors), and those still
+// waiting when Close gives up: delivery never waits for history. Its
+// methods are safe for concurrent use.
 //
 // The queue is a ring of records that the writer inserts from in place:
 // Record copies a record once, into its slot (its document key into the
@@ -296,12 +308,14 @@ func AttemptFromDispatcher(a dispatcher.Attempt, trigger, partition, kind, by st
 // far.
 func (w *HistoryWriter) Written() uint64 { return w.written.Load() }
 
-// Dropped returns how many records were dropped so far (queue full, write
-// refused, or recorded after Close).
+// Dropped returns how many records were dropped so far (queue full,
+// refused by the state database, left when Close gave up, or recorded
+// after Close).
 func (w *HistoryWriter) Dropped() uint64 { return w.dropped.Load() }
 
 // Flush waits until every record queued before the call is written (or
-// dropped), or ctx ends.
+// dropped), or ctx ends: while a write fails and is retried, until it
+// succeeds.
 func (w *HistoryWriter) Flush(ctx context.Context) error {
 	ack := make(chan struct{})
 	select {
@@ -319,9 +333,9 @@ func (w *HistoryWriter) Flush(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting records and writes the queued ones until ctx ends;
-// then the write in progress is canceled and what is left is dropped and
-// counted. Calling it again waits for the first Close.
+// Close stops accepting records and writes the queued ones (retrying a
+// failed write) until ctx ends; then the write in progress is canceled and
+// what is left is dropped and counted. Calling it again waits for the first Close.
 func (w *HistoryWriter) Close(ctx context.Context) error {
 	w.mu.Lock()
 	first := !w.closed
@@ -352,6 +366,56 @@ func (w *HistoryWriter) run() {
 	sinceTrim := 0
 	trimAfter := max(w.o.MaxRecords/10, 1)
 	var lastErr string
+	// failed is the batch whose write failed (nil: none): it keeps its
+	// slots (and, when it wrapped around the ring's end, scratch) and is
+	// written again, the same records with the same ids, when retry fires,
+	// with backoff; meanwhile new records wait in the queue, dropped only
+	// when it is full. acks are the Flushes waiting for it.
+	var failed []AttemptRecord
+	retries := 0
+	retry := time.NewTimer(0)
+	retry.Stop()
+	defer retry.Stop()
+	var acks []chan struct{}
+	defer func() {
+		for _, ack := range acks {
+			close(ack)
+		}
+	}()
+	// insert writes batch and reports whether it is done with: written, or
+	// refused record by record (those are dropped and counted), or given
+	// up on because Close's deadline passed. Any other failure (the state
+	// database unreachable, unauthorized, no primary, a lost reply) keeps
+	// it for a retry: its buckets' ids come from its records' ids, so a
+	// bucket already stored the first time is refused as a duplicate
+	// and counts as written.
+	insert := func(batch []AttemptRecord) bool {
+		wctx, c := context.WithTimeout(ctx, historyWriteTimeout)
+		n, err := w.o.Insert(wctx, batch)
+		c()
+		if err != nil && ctx.Err() == nil && !refused(err) {
+			if msg := err.Error(); msg != lastErr {
+				lastErr = msg
+				w.o.Logger.Warn("delivery history: cannot write records; writing them again shortly", "records", len(batch), "error", msg)
+			}
+			return false
+		}
+		w.written.Add(uint64(n))
+		w.mWritten.Add(float64(n))
+		if lost := len(batch) - n; lost > 0 {
+			w.drop(lost)
+		}
+		if err != nil {
+			if msg := err.Error(); msg != lastErr {
+				lastErr = msg
+				w.o.Logger.Warn("delivery history: records dropped", "records", len(batch)-n, "error", msg)
+			}
+		} else {
+			lastErr = ""
+		}
+		sinceTrim += n
+		return true
+	}
 	// write writes queued records in batches of at most Batch: with full,
 	// only while a batch of bellAt records is waiting; otherwise the
 	// records waiting when it is called (each batch takes what is waiting
@@ -360,36 +424,39 @@ func (w *HistoryWriter) run() {
 	// until none was left chased a busy trigger's stream one insert of a
 	// handful of records at a time (an insert takes about as long as a
 	// few dozen deliveries), so that a flush of a steady stream became
-	// hundreds of tiny inserts.
+	// hundreds of tiny inserts. A failed batch is written first, when
+	// retry fires: until then write does nothing.
 	write := func(full bool) {
+		if failed != nil {
+			if !insert(failed) {
+				retry.Reset(dispatcher.FullJitterBackoff(retries, w.o.FlushEvery, historyRetryMax))
+				retries++
+				return
+			}
+			w.release(len(failed))
+			failed, retries = nil, 0
+		}
 		w.mu.Lock()
 		due := w.waiting
 		w.mu.Unlock()
 		for full || due > 0 {
 			batch := w.take(full)
 			if len(batch) == 0 {
-				return
+				break
 			}
 			due -= len(batch)
-			wctx, c := context.WithTimeout(ctx, historyWriteTimeout)
-			n, err := w.o.Insert(wctx, batch)
-			c()
+			if !insert(batch) {
+				failed = batch
+				retry.Reset(dispatcher.FullJitterBackoff(retries, w.o.FlushEvery, historyRetryMax))
+				retries++
+				return
+			}
 			w.release(len(batch))
-			w.written.Add(uint64(n))
-			w.mWritten.Add(float64(n))
-			if lost := len(batch) - n; lost > 0 {
-				w.drop(lost)
-			}
-			if err != nil {
-				if msg := err.Error(); msg != lastErr {
-					lastErr = msg
-					w.o.Logger.Warn("delivery history: records dropped", "records", len(batch)-n, "error", msg)
-				}
-			} else {
-				lastErr = ""
-			}
-			sinceTrim += n
 		}
+		for _, ack := range acks {
+			close(ack)
+		}
+		acks = nil
 	}
 	doTrim := func() {
 		if w.o.Retention <= 0 && w.o.MaxRecords <= 0 {
@@ -413,18 +480,35 @@ func (w *HistoryWriter) run() {
 	for {
 		select {
 		case <-w.bell:
-			write(true) // full batches; a rest waits for flush
+			if failed == nil {
+				write(true) // full batches; a rest waits for flush
+			}
 		case <-flush.C:
 			armed = false
+			if failed == nil {
+				write(false)
+			}
+		case <-retry.C:
 			write(false)
 		case ack := <-w.flushReq:
-			write(false)
-			close(ack)
+			acks = append(acks, ack) // closed once what waits now is written
+			if failed == nil {
+				write(false)
+			}
 		case <-trim.C:
-			write(false)
-			doTrim()
+			if failed == nil {
+				write(false)
+				doTrim()
+			}
 		case <-w.closing:
-			write(false)
+			// Written until Close's deadline cancels ctx: a failed batch
+			// is retried until then, then dropped with the rest.
+			for write(false); failed != nil; write(false) {
+				select {
+				case <-retry.C:
+				case <-ctx.Done():
+				}
+			}
 			if w.o.MaxRecords > 0 && sinceTrim > 0 {
 				doTrim()
 			}
@@ -437,14 +521,31 @@ func (w *HistoryWriter) run() {
 		waiting := w.waiting
 		w.mu.Unlock()
 		switch {
-		case waiting == 0 && armed:
+		case (waiting == 0 || failed != nil) && armed:
 			flush.Stop()
 			armed = false
-		case waiting > 0 && !armed:
+		case waiting > 0 && failed == nil && !armed:
 			flush.Reset(w.o.FlushEvery)
 			armed = true
 		}
 	}
+}
+
+// refused reports whether err is the state database refusing records one
+// by one (write errors other than a primary's absence), which writing them
+// again would not change: they are dropped. Anything else (no answer,
+// unauthorized, no primary, a write concern error) is worth a retry.
+func refused(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if slices.Contains(unavailableCodes, we.Code) {
+			return false
+		}
+	}
+	return true
 }
 
 // take returns the next batch to write, at most Batch of the waiting
