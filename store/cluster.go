@@ -221,12 +221,24 @@ func (s *Store) PruneMembers(ctx context.Context, olderThan time.Duration) error
 
 // AcquireLease makes owner the holder of key's lease for ttl (by the state
 // database's clock) when the lease is free: never taken, released, or
-// expired. The epoch grows by one. It returns ErrLeaseHeld when someone
-// holds an unexpired lease — including owner itself: a holder renews with
-// RenewLease, and a new acquisition always fences out the previous one.
+// expired. The new epoch is one above both the lease's previous epoch and
+// the epoch key's checkpoint carries, so it grows at every acquisition and
+// a lease document created anew (its collection dropped, or the document
+// deleted alone) still starts above the checkpoint's fence instead of at
+// 1, which ClaimCheckpoint would refuse as stale for good. It returns
+// ErrLeaseHeld when someone holds an unexpired lease — including owner
+// itself: a holder renews with RenewLease, and a new acquisition always
+// fences out the previous one.
 func (s *Store) AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (Lease, error) {
 	if key == "" || owner == "" {
 		return Lease{}, errors.New("acquire lease: empty key or owner")
+	}
+	// Read before the acquisition: a checkpoint's epoch only grows by a
+	// claim or save of a lease epoch, which the lease document then also
+	// holds, so max(lease epoch, this) + 1 is above every fence written.
+	cpEpoch, err := s.checkpointEpoch(ctx, key)
+	if err != nil {
+		return Lease{}, fmt.Errorf("acquire lease %q: %w", key, err)
 	}
 	free := bson.D{{Key: "$or", Value: bson.A{
 		bson.D{{Key: "$eq", Value: bson.A{bson.D{{Key: "$ifNull", Value: bson.A{"$owner", ""}}}, ""}}},
@@ -235,12 +247,13 @@ func (s *Store) AcquireLease(ctx context.Context, key, owner string, ttl time.Du
 	filter := bson.D{{Key: "_id", Value: key}, {Key: "$expr", Value: free}}
 	update := mongo.Pipeline{{{Key: "$set", Value: bson.D{
 		{Key: "owner", Value: owner},
-		{Key: "epoch", Value: bson.D{{Key: "$add", Value: bson.A{bson.D{{Key: "$ifNull", Value: bson.A{"$epoch", int64(0)}}}, int64(1)}}}},
+		{Key: "epoch", Value: bson.D{{Key: "$add", Value: bson.A{
+			bson.D{{Key: "$max", Value: bson.A{bson.D{{Key: "$ifNull", Value: bson.A{"$epoch", int64(0)}}}, cpEpoch}}}, int64(1)}}}},
 		{Key: "acquiredAt", Value: "$$NOW"},
 		{Key: "expiresAt", Value: expiresIn(ttl)},
 	}}}}
 	var l Lease
-	err := s.leases().FindOneAndUpdate(ctx, filter, update,
+	err = s.leases().FindOneAndUpdate(ctx, filter, update,
 		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&l)
 	switch {
 	case mongo.IsDuplicateKeyError(err):
@@ -250,6 +263,23 @@ func (s *Store) AcquireLease(ctx context.Context, key, owner string, ttl time.Du
 		return Lease{}, fmt.Errorf("acquire lease %q: %w", key, err)
 	}
 	return l, nil
+}
+
+// checkpointEpoch returns the lease epoch key's checkpoint was last
+// claimed or saved with (0: no checkpoint, or one never fenced).
+func (s *Store) checkpointEpoch(ctx context.Context, key string) (int64, error) {
+	var doc struct {
+		Epoch int64 `bson:"epoch"`
+	}
+	err := s.checkpoints.FindOne(ctx, bson.D{{Key: "_id", Value: key}},
+		options.FindOne().SetProjection(bson.D{{Key: "epoch", Value: 1}})).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read checkpoint epoch: %w", err)
+	}
+	return doc.Epoch, nil
 }
 
 // RenewLease extends key's lease to ttl from the state database's current

@@ -233,3 +233,48 @@ func TestListCurrentLeases(t *testing.T) {
 		t.Errorf("ListLeases: %d leases, %v; want all 6", len(all), err)
 	}
 }
+
+// TestAcquireLeaseStartsAboveTheCheckpointsEpoch: a lease document created
+// anew (its collection dropped) starts above the epoch the checkpoint
+// carries, so its holder can claim the checkpoint and the stale holder
+// cannot; a lease document whose epoch fell behind the checkpoint's grows
+// past it too.
+func TestAcquireLeaseStartsAboveTheCheckpointsEpoch(t *testing.T) {
+	s, client := newStore(t)
+	ctx := context.Background()
+	leases := client.Database("changehook_state").Collection(store.LeasesCollection)
+	tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: "82AA"}})
+	cp := store.Checkpoint{Trigger: "orders", Token: tok}
+	stale := store.Fence{Owner: "a", Epoch: 4}
+	if err := s.SaveFencedCheckpoint(ctx, cp, stale); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		reset func() error
+		want  int64
+	}{
+		{"leases dropped", func() error { return leases.Drop(ctx) }, 5},
+		{"lease epoch behind the checkpoint's", func() error {
+			_, err := leases.UpdateOne(ctx, bson.D{{Key: "_id", Value: "orders"}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "epoch", Value: int64(1)}, {Key: "owner", Value: ""}}}})
+			return err
+		}, 6},
+	} {
+		if err := tc.reset(); err != nil {
+			t.Fatal(err)
+		}
+		l, err := s.AcquireLease(ctx, "orders", "b", time.Hour)
+		if err != nil || l.Epoch != tc.want {
+			t.Fatalf("%s: acquired %+v, %v; want epoch %d", tc.name, l, err, tc.want)
+		}
+		fresh := store.Fence{Owner: "b", Epoch: l.Epoch}
+		if _, _, err := s.ClaimCheckpoint(ctx, "orders", fresh); err != nil {
+			t.Fatalf("%s: the new holder's claim: %v", tc.name, err)
+		}
+		if err := s.SaveFencedCheckpoint(ctx, cp, stale); !errors.Is(err, store.ErrLeaseLost) {
+			t.Fatalf("%s: the stale holder's save: %v, want ErrLeaseLost", tc.name, err)
+		}
+		stale = fresh
+	}
+}
