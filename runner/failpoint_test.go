@@ -559,7 +559,8 @@ func TestRunnerStopsOnNonResumableGetMoreError(t *testing.T) {
 // fail (NotWritablePrimary on the state database's updates, as in a
 // stepdown the stream itself survives: the driver retries each write until
 // its timeout) while a writer keeps changing documents. Deliveries go on
-// and the failing writes show in the status; the trigger is then
+// and the failing writes show in the status (retrying, with the stream
+// open and checkpoint_failure set); the trigger is then
 // restarted before they recover, and it redelivers exactly the changes
 // after the last saved checkpoint — each once more, none before it — and
 // nothing is lost.
@@ -580,8 +581,10 @@ func TestWatcherReadsOnWhileCheckpointWritesFail(t *testing.T) {
 	waitFor(t, "the failing checkpoint write in the status", func() bool {
 		return strings.Contains(w.Status().LastError, "save checkpoint")
 	})
-	if st := w.Status(); st.State != runner.StateRunning {
-		t.Errorf("state %s while checkpoint writes fail, want running", st.State)
+	if st := w.Status(); st.State != runner.StateRetrying || !st.StreamOpen || st.CheckpointFailure == nil ||
+		st.CheckpointFailure.Reason != runner.CheckpointFailUnavailable {
+		t.Errorf("state %s (stream open %v, checkpoint_failure %+v) while checkpoint writes fail, want retrying with the stream open, reason unavailable",
+			st.State, st.StreamOpen, st.CheckpointFailure)
 	}
 	if got := rig.checkpoint(t); !got.ClusterTime.Equal(cp.ClusterTime) {
 		t.Fatalf("checkpoint moved to %v while its writes fail", got.ClusterTime)

@@ -10,12 +10,14 @@ import (
 
 // Metrics are the watch loop's Prometheus metrics, labelled by trigger and
 // partition ("0" for an unpartitioned trigger):
-// changehook_events_received_total, changehook_checkpoint_lag_seconds and
-// changehook_trigger_up. A nil *Metrics records nothing.
+// changehook_events_received_total, changehook_checkpoint_lag_seconds,
+// changehook_trigger_up and changehook_checkpoint_save_failures_total (also
+// by reason, CheckpointFailReasons). A nil *Metrics records nothing.
 type Metrics struct {
 	eventsReceived *prometheus.CounterVec
 	checkpointLag  *prometheus.GaugeVec
 	up             *prometheus.GaugeVec
+	saveFailures   *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -35,11 +37,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "changehook_trigger_up",
 			Help: "1 while the trigger's change stream is open, 0 otherwise.",
 		}, []string{"trigger", "partition"}),
+		saveFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "changehook_checkpoint_save_failures_total",
+			Help: "Failed checkpoint saves, by reason (unavailable, unauthorized, lease_lost, other); deliveries go on, but a restart delivers again every event since the last successful save.",
+		}, []string{"trigger", "partition", "reason"}),
 	}
 	if reg != nil {
 		m.eventsReceived = metrics.Register(reg, m.eventsReceived)
 		m.checkpointLag = metrics.Register(reg, m.checkpointLag)
 		m.up = metrics.Register(reg, m.up)
+		m.saveFailures = metrics.Register(reg, m.saveFailures)
 	}
 	return m
 }
@@ -100,6 +107,16 @@ func (m *Metrics) initTrigger(t *triggers.Trigger) {
 		m.eventsReceived.WithLabelValues(t.Name, partitionLabel(t))
 		m.checkpointLag.WithLabelValues(t.Name, partitionLabel(t))
 		m.up.WithLabelValues(t.Name, partitionLabel(t))
+		for _, reason := range CheckpointFailReasons {
+			m.saveFailures.WithLabelValues(t.Name, partitionLabel(t), reason)
+		}
+	}
+}
+
+// checkpointSaveFailed counts a failed checkpoint save of t by reason.
+func (m *Metrics) checkpointSaveFailed(t *triggers.Trigger, reason string) {
+	if m != nil {
+		m.saveFailures.WithLabelValues(t.Name, partitionLabel(t), reason).Inc()
 	}
 }
 
@@ -110,5 +127,6 @@ func (m *Metrics) forget(trigger string) {
 		m.eventsReceived.DeletePartialMatch(l)
 		m.checkpointLag.DeletePartialMatch(l)
 		m.up.DeletePartialMatch(l)
+		m.saveFailures.DeletePartialMatch(l)
 	}
 }

@@ -30,8 +30,11 @@ const (
 	// the change stream could not be opened or broke (network trouble, an
 	// election) and is reopened after a backoff, or the head-of-line
 	// delivery's last attempt failed and another one is scheduled
-	// (TriggerStatus.HeadOfLine says when). Since is when the failures
-	// started; LastError is the newest one. Nothing is lost meanwhile.
+	// (TriggerStatus.HeadOfLine says when), or its checkpoint saves fail
+	// (TriggerStatus.CheckpointFailure: its deliveries go on, but a restart
+	// would deliver again every event since the last save). Since is when
+	// the failures started; LastError is the newest one. Nothing is lost
+	// meanwhile.
 	StateRetrying State = "retrying"
 	// StateFailed: the trigger cannot go on without an operator: the
 	// change stream ended permanently (history lost, invalidated, a
@@ -76,7 +79,8 @@ type TriggerStatus struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// WayOut says, in StateFailed, what gets the trigger going again; in
 	// StateRetrying while a dead letter cannot be stored
-	// (HeadOfLine.DeadLetter), what gets it past the event; in StatePaused
+	// (HeadOfLine.DeadLetter), what gets it past the event, and while its
+	// checkpoint saves fail (CheckpointFailure), what lets them succeed; in StatePaused
 	// by PauseByPayloadErrors, what delivers the held event
 	// (PayloadErrorsWayOut).
 	WayOut string `json:"way_out,omitempty"`
@@ -93,6 +97,11 @@ type TriggerStatus struct {
 	LastEventTime time.Time `json:"last_event_time,omitzero"`
 	// CheckpointTime is when the checkpoint was last saved.
 	CheckpointTime time.Time `json:"checkpoint_time,omitzero"`
+	// CheckpointFailure, when set, says that the checkpoint saves of the
+	// running trigger fail (it is then StateRetrying, with a WayOut): its
+	// deliveries go on, but the checkpoint stays at CheckpointTime. Nil
+	// once a save succeeds again.
+	CheckpointFailure *CheckpointFailure `json:"checkpoint_failure,omitempty"`
 	// CheckpointLag is the age of the oldest received event not yet covered
 	// by the saved checkpoint (0: caught up). In Runner.Status it is 0 once
 	// the trigger stopped running here (stopped, standby); a paused or
@@ -156,6 +165,8 @@ type PartitionStatus struct {
 	LastEventTime time.Time `json:"last_event_time,omitzero"`
 	// CheckpointTime is when its checkpoint was last saved here.
 	CheckpointTime time.Time `json:"checkpoint_time,omitzero"`
+	// CheckpointFailure is set while its checkpoint saves fail.
+	CheckpointFailure *CheckpointFailure `json:"checkpoint_failure,omitempty"`
 	// CheckpointLag is its checkpoint lag.
 	CheckpointLag time.Duration `json:"checkpoint_lag_ns"`
 }
@@ -173,7 +184,8 @@ var statePriority = []State{StateFailed, StateRetrying, StatePaused, StateRunnin
 // StreamOpen when every partition that is running or starting here has its
 // stream open (and at least one does); EventsReceived summed;
 // LastEventTime the newest; CheckpointTime the oldest (the trigger as a
-// whole is checkpointed up to there); CheckpointLag the largest.
+// whole is checkpointed up to there); CheckpointFailure the one failing
+// longest; CheckpointLag the largest.
 // Partitions lists each one.
 func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 	out := TriggerStatus{Name: parts[0].Name, Namespace: parts[0].Namespace, State: parts[len(parts)-1].State}
@@ -204,11 +216,14 @@ func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 		if !p.CheckpointTime.IsZero() && (out.CheckpointTime.IsZero() || p.CheckpointTime.Before(out.CheckpointTime)) {
 			out.CheckpointTime = p.CheckpointTime
 		}
+		if f := p.CheckpointFailure; f != nil && (out.CheckpointFailure == nil || f.Since.Before(out.CheckpointFailure.Since)) {
+			out.CheckpointFailure = f
+		}
 		out.CheckpointLag = max(out.CheckpointLag, p.CheckpointLag)
 		out.Partitions = append(out.Partitions, PartitionStatus{
 			Partition: i, Key: triggers.PartitionKey(p.Name, i, n), State: p.State, Since: p.Since,
 			StreamOpen: p.StreamOpen, LastError: p.LastError, WayOut: p.WayOut, HeadOfLine: p.HeadOfLine, Circuit: p.Circuit, EventsReceived: p.EventsReceived,
-			LastEventTime: p.LastEventTime, CheckpointTime: p.CheckpointTime, CheckpointLag: p.CheckpointLag,
+			LastEventTime: p.LastEventTime, CheckpointTime: p.CheckpointTime, CheckpointFailure: p.CheckpointFailure, CheckpointLag: p.CheckpointLag,
 		})
 	}
 	out.StreamOpen = anyOpen && allOpen

@@ -314,7 +314,7 @@ func (w *Watcher) Status() TriggerStatus {
 	w.mu.Lock()
 	st := w.status
 	w.mu.Unlock()
-	return withCircuit(w.withHeadOfLine(st), w.disp)
+	return withCheckpointFailure(withCircuit(w.withHeadOfLine(st), w.disp), w.t.Key())
 }
 
 // withHeadOfLine adds the head-of-line delivery to st (see Status).
@@ -1203,14 +1203,18 @@ func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
 		err := w.cps.SaveCheckpoint(saveCtx, store.Checkpoint{Trigger: w.t.Key(), Token: token, ClusterTime: cluster, UpdatedAt: now})
 		cancel()
 		if err != nil {
-			w.log.Warn("cannot save checkpoint; will retry", "error", err)
-			w.update(func(s *TriggerStatus) { s.LastError, s.LastErrorAt = fmt.Sprintf("save checkpoint: %v", err), now })
+			w.saveFailed(err, now)
 			w.cpMu.Lock()
 			w.updateLag(w.clock.Now())
 			w.cpMu.Unlock()
 			return
 		}
-		w.update(func(s *TriggerStatus) { s.CheckpointTime = now })
+		w.update(func(s *TriggerStatus) {
+			if s.CheckpointFailure != nil {
+				w.log.Info("checkpoint saved again", "failed_since", s.CheckpointFailure.Since, "failed_tries", s.CheckpointFailure.Tries)
+			}
+			s.CheckpointTime, s.CheckpointFailure = now, nil
+		})
 		w.log.Debug("checkpoint saved", "caught_up", caughtUp)
 	}
 	w.cpMu.Lock()
@@ -1227,6 +1231,35 @@ func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
 		}
 	}
 	w.updateLag(w.clock.Now())
+}
+
+// saveFailed records a failed checkpoint save at now: the status's
+// CheckpointFailure (since the first failure after the last successful
+// save), the last error, the failure metric by reason, and a warning when
+// the reason changes (every failure at debug).
+func (w *Watcher) saveFailed(err error, now time.Time) {
+	reason := checkpointFailReason(err)
+	w.opts.Metrics.checkpointSaveFailed(w.t, reason)
+	var first bool
+	w.update(func(s *TriggerStatus) {
+		s.LastError, s.LastErrorAt = fmt.Sprintf("save checkpoint: %v", err), now
+		f := s.CheckpointFailure
+		if f == nil {
+			f = &CheckpointFailure{Since: now, LastSavedAt: s.CheckpointTime}
+		} else {
+			c := *f // the snapshots handed out keep theirs
+			f = &c
+		}
+		first = f.Tries == 0 || f.Reason != reason
+		f.Error, f.Reason, f.Tries = err.Error(), reason, f.Tries+1
+		s.CheckpointFailure = f
+	})
+	if first {
+		w.log.Warn("cannot save checkpoint; deliveries continue, a restart would deliver again every event since the last save; will retry",
+			"error", err, "reason", reason)
+	} else {
+		w.log.Debug("cannot save checkpoint; will retry", "error", err, "reason", reason)
+	}
 }
 
 // clearLag sets the checkpoint lag to 0 (metric and status), for a watcher

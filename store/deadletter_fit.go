@@ -149,3 +149,15 @@ func eventIdentity(ev bson.Raw) (bson.Raw, error) {
 	binary.LittleEndian.PutUint32(out, uint32(len(out)))
 	return out, nil
 }
+
+// WriteFailReason classifies a failed write to the state database, such as
+// a checkpoint save: ErrLeaseLost (a newer lease epoch fenced the write
+// out) is dispatcher.DeadLetterFailLeaseLost, and every other error is
+// classified as a failed dead-letter write is (unauthorized, unavailable,
+// too_large or other: one of dispatcher.DeadLetterFailReasons).
+func WriteFailReason(err error) string {
+	if errors.Is(err, ErrLeaseLost) {
+		return dispatcher.DeadLetterFailLeaseLost
+	}
+	return deadLetterFailure(err)
+}

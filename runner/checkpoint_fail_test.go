@@ -1,0 +1,175 @@
+package runner_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/admin"
+	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// stateApp is the application name of the state database's own client in
+// the tests that inject faults into state-database commands only (devdb's
+// failCommand fail point with appName).
+const stateApp = "state"
+
+// startRunnerOn runs cfg in a Runner reading with client and keeping its
+// state in st (a store on a client of its own), until the test ends.
+func startRunnerOn(t *testing.T, cfg *triggers.Config, client *mongo.Client, st *store.Store, opts runner.Options) *runner.Runner {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	}
+	opts.CheckpointInterval = 20 * time.Millisecond
+	if opts.ShutdownGrace == 0 {
+		opts.ShutdownGrace = 2 * time.Second
+	}
+	opts.Version = "test"
+	r, err := runner.New(cfg, client, st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+// TestCheckpointSavesFailingAreVisible: when the state database refuses
+// the checkpoint saves (here Unauthorized, code 13, as for a read-only
+// user), deliveries go on — nothing is lost — but the trigger shows it:
+// retrying since the first failed save, checkpoint_failure with the reason
+// and the tries, a way out naming readWrite on the checkpoints, /readyz
+// reporting it once past admin.retrying_unready_after, and
+// changehook_checkpoint_save_failures_total counting by reason. Once the
+// saves succeed again the trigger is running and ready again by itself.
+func TestCheckpointSavesFailingAreVisible(t *testing.T) {
+	t.Parallel()
+	srv, client := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
+	stClient := devdbtest.Connect(t, srv.URI(), options.Client().SetAppName(stateApp))
+	st := store.New(stClient, stateDB)
+	var delivered atomic.Int32
+	hook := scriptedHook(t, func(context.Context, int32, int) int { delivered.Add(1); return http.StatusNoContent })
+	reg := prometheus.NewRegistry()
+	r := startRunnerOn(t, parseTrigger(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook:
+      url: ${HOOK_URL}
+`, hook.URL), client, st, runner.Options{Registry: reg, IdleCheckpointInterval: time.Second})
+	waitFor(t, "ready", r.Ready)
+	var ahead atomic.Int64 // how far /readyz's clock is ahead
+	adm, err := admin.Start(admin.Options{Addr: "127.0.0.1:0", Runner: r, RetryingUnreadyAfter: time.Minute,
+		Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = adm.Shutdown(context.Background()) })
+	readyz := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get(adm.URL() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	coll := client.Database("shop").Collection("orders")
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	waitFor(t, "delivered 1", func() bool { return delivered.Load() == 1 })
+	waitFor(t, "checkpoint past event 1", func() bool {
+		cp, ok, _ := st.LoadCheckpoint(t.Context(), "orders")
+		return ok && len(eventsAfter(t, coll, cp.Token)) == 0
+	})
+	if s := statusOf(t, r, "orders"); s.State != runner.StateRunning || s.CheckpointFailure != nil {
+		t.Fatalf("before the failures: state %s, checkpoint_failure %+v", s.State, s.CheckpointFailure)
+	}
+
+	configureFailPoint(t, client, "failCommand", "alwaysOn", bson.D{{Key: "failCommands", Value: bson.A{"update"}},
+		{Key: "appName", Value: stateApp}, {Key: "errorCode", Value: 13}})
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	var s runner.TriggerStatus
+	waitFor(t, "the failing saves in the status", func() bool {
+		s = statusOf(t, r, "orders")
+		return s.CheckpointFailure != nil
+	})
+	// Deliveries go on.
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(3)}})
+	waitFor(t, "delivered 2 and 3", func() bool { return delivered.Load() == 3 })
+	waitFor(t, "two failed saves", func() bool {
+		s = statusOf(t, r, "orders")
+		return s.CheckpointFailure != nil && s.CheckpointFailure.Tries >= 2
+	})
+	f := s.CheckpointFailure
+	if s.State != runner.StateRetrying || !s.Retrying || !s.StreamOpen || !s.Since.Equal(f.Since) ||
+		!strings.HasPrefix(s.LastError, "save checkpoint: ") || !strings.Contains(s.LastError, "Unauthorized") {
+		t.Errorf("status = %s (retrying %v, stream open %v, since %v), last_error %q; want retrying since the first failed save",
+			s.State, s.Retrying, s.StreamOpen, s.Since, s.LastError)
+	}
+	if f.Reason != runner.CheckpointFailUnauthorized || f.Since.IsZero() || f.LastSavedAt.IsZero() || f.LastSavedAt.After(f.Since) ||
+		!strings.Contains(f.Error, "Unauthorized") {
+		t.Errorf("checkpoint_failure = %+v", *f)
+	}
+	for _, want := range []string{"checkpoint saves of orders fail since ", "(unauthorized; ", "deliveries continue and nothing is lost",
+		"a restart delivers again every event since then", "readWrite on the state database", "checkpoints collection"} {
+		if !strings.Contains(s.WayOut, want) {
+			t.Errorf("way_out lacks %q: %s", want, s.WayOut)
+		}
+	}
+	if n := counterValue(t, reg, "changehook_checkpoint_save_failures_total", map[string]string{"trigger": "orders", "reason": "unauthorized"}); n < 2 {
+		t.Errorf("changehook_checkpoint_save_failures_total{reason=unauthorized} = %v, want at least 2", n)
+	}
+	if n := counterValue(t, reg, "changehook_checkpoint_save_failures_total", map[string]string{"trigger": "orders", "reason": "unavailable"}); n != 0 {
+		t.Errorf("changehook_checkpoint_save_failures_total{reason=unavailable} = %v, want 0 (and present)", n)
+	}
+	// Ready within admin.retrying_unready_after, not after it.
+	if code, body := readyz(); code != http.StatusOK {
+		t.Errorf("/readyz within the grace = %d %s", code, body)
+	}
+	ahead.Store(int64(2 * time.Minute))
+	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "trigger orders: retrying for") ||
+		!strings.Contains(body, "save checkpoint: ") || !strings.Contains(body, "way out: checkpoint saves of orders fail since") ||
+		!strings.Contains(body, "readWrite") {
+		t.Errorf("/readyz past the grace = %d %s", code, body)
+	}
+	ahead.Store(0)
+
+	// The way out: the saves succeed again, and the trigger goes on by
+	// itself.
+	configureFailPoint(t, client, "failCommand", "off", nil)
+	waitFor(t, "running again", func() bool {
+		s = statusOf(t, r, "orders")
+		return s.State == runner.StateRunning && s.CheckpointFailure == nil && s.WayOut == ""
+	})
+	waitFor(t, "checkpoint past event 3", func() bool {
+		cp, ok, _ := st.LoadCheckpoint(t.Context(), "orders")
+		return ok && len(eventsAfter(t, coll, cp.Token)) == 0
+	})
+	ahead.Store(int64(2 * time.Minute))
+	if code, body := readyz(); code != http.StatusOK {
+		t.Errorf("/readyz once the saves succeed = %d %s", code, body)
+	}
+}

@@ -1,0 +1,112 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/store"
+)
+
+// Why a checkpoint save failed: the reason label of
+// changehook_checkpoint_save_failures_total and
+// TriggerStatus.CheckpointFailure.Reason (the values of the dead letters'
+// dispatcher.DeadLetterFail* reasons).
+const (
+	// CheckpointFailUnavailable: the state database did not answer in
+	// time or cannot be reached (network, no primary, an election, a
+	// shutdown).
+	CheckpointFailUnavailable = dispatcher.DeadLetterFailUnavailable
+	// CheckpointFailUnauthorized: changehook's user may not write the
+	// checkpoints (it needs readWrite on the state database).
+	CheckpointFailUnauthorized = dispatcher.DeadLetterFailUnauthorized
+	// CheckpointFailLeaseLost: this cluster member no longer holds the
+	// unit's lease (a newer epoch fenced the save out).
+	CheckpointFailLeaseLost = dispatcher.DeadLetterFailLeaseLost
+	// CheckpointFailOther: anything else (a validator on the checkpoints
+	// collection, disk full, …); the error says what.
+	CheckpointFailOther = dispatcher.DeadLetterFailOther
+)
+
+// CheckpointFailReasons are the CheckpointFail* values, every value the
+// reason label can take.
+var CheckpointFailReasons = []string{CheckpointFailUnavailable, CheckpointFailUnauthorized, CheckpointFailLeaseLost, CheckpointFailOther}
+
+// CheckpointFailure says that a running trigger's checkpoint saves fail
+// since Since: its deliveries go on (nothing is lost), but the saved
+// checkpoint stays where the last successful save put it
+// (TriggerStatus.CheckpointTime), so a restart would deliver again every
+// event since then, and the window grows while saves keep failing.
+type CheckpointFailure struct {
+	// Error is the state database's last error.
+	Error string `json:"error"`
+	// Reason is its class: unavailable, unauthorized, lease_lost or other
+	// (CheckpointFailReasons).
+	Reason string `json:"reason"`
+	// Since is the first failed save after the last successful one.
+	Since time.Time `json:"since"`
+	// Tries is how many saves failed since then.
+	Tries int `json:"tries"`
+	// LastSavedAt is when the last successful save was written by this
+	// watcher (zero: none yet; the checkpoint it loaded, if any, is older).
+	LastSavedAt time.Time `json:"last_saved_at,omitzero"`
+}
+
+// checkpointFailReason classifies a failed checkpoint save.
+func checkpointFailReason(err error) string {
+	if errors.Is(err, ErrFenced) {
+		return CheckpointFailLeaseLost
+	}
+	r := store.WriteFailReason(err)
+	switch r {
+	case CheckpointFailUnavailable, CheckpointFailUnauthorized, CheckpointFailLeaseLost:
+		return r
+	}
+	return CheckpointFailOther
+}
+
+// withCheckpointFailure shows a running trigger whose checkpoint saves
+// fail (st.CheckpointFailure) as StateRetrying since the first failed save
+// (or its own earlier retrying since), so that /readyz reports it after
+// admin.retrying_unready_after, with a way out naming the cause. Its
+// deliveries go on meanwhile; only the window a restart would deliver
+// again grows. A trigger in any other state is left alone.
+func withCheckpointFailure(st TriggerStatus, key string) TriggerStatus {
+	f := st.CheckpointFailure
+	if f == nil || st.State != StateRunning && st.State != StateRetrying {
+		return st
+	}
+	if st.State == StateRunning {
+		st.State, st.Since, st.Retrying = StateRetrying, f.Since, true
+		st.LastError = "save checkpoint: " + f.Error
+	} else if st.Since.IsZero() || f.Since.Before(st.Since) {
+		st.Since = f.Since
+	}
+	if st.WayOut == "" {
+		st.WayOut = checkpointWayOut(*f, key)
+	}
+	return st
+}
+
+// checkpointWayOut is the way out of unit key whose checkpoint saves fail
+// with f.
+func checkpointWayOut(f CheckpointFailure, key string) string {
+	var fix string
+	switch f.Reason {
+	case CheckpointFailUnauthorized:
+		fix = "changehook's user may not write the checkpoints: grant it readWrite on the state database " +
+			"(state.database; at least its checkpoints collection)"
+	case CheckpointFailUnavailable:
+		fix = "the state database does not answer (network, no primary, an election, a shutdown): make it reachable"
+	case CheckpointFailLeaseLost:
+		fix = "this member lost the trigger's lease: it stops, and the member holding the lease checkpoints; if it does not stop, run " +
+			"`changehook cluster status` to see who holds " + key
+	default:
+		fix = "make the state database take the write (no validator refusing it on the checkpoints collection, space)"
+	}
+	return fmt.Sprintf("checkpoint saves of %s fail since %s (%s; %s): deliveries continue and nothing is lost, "+
+		"but the checkpoint stays at the last successful save, so a restart delivers again every event since then. %s; "+
+		"the next save then succeeds by itself",
+		key, f.Since.UTC().Format(time.RFC3339), f.Reason, failedTries(f.Tries), fix)
+}
