@@ -115,6 +115,10 @@ type slot struct {
 	// regained), so that its events_received continues across them.
 	received uint64
 	err      atomic.Pointer[TriggerStatus] // status of a trigger whose dispatcher could not start
+	// known is the checkpoint the unit's watchers last saved or loaded
+	// (nil: none yet), written again when the checkpoint vanished (see
+	// knownCheckpoints).
+	known atomic.Pointer[store.Checkpoint]
 }
 
 // instance is one run of a trigger's watcher.
@@ -196,6 +200,7 @@ func (r *Runner) startLocked(s *slot) {
 			WayOut: "fix the trigger in the configuration and reload (kill -HUP, or POST /api/reload)"})
 		return
 	}
+	cps = knownCheckpoints{CheckpointStore: cps, s: s, log: watcherLogger(r.log, t), now: r.opts.Clock.Now}
 	w := NewWatcher(t, r.client, cps, disp, WatcherOptions{
 		Logger:                 r.log,
 		Clock:                  r.opts.Clock,
