@@ -12,6 +12,7 @@ import (
 	"github.com/changehook/changehook/internal/version"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // PauseInfo says who paused a trigger, why and since when.
@@ -119,6 +120,9 @@ type slot struct {
 	// (nil: none yet), written again when the checkpoint vanished (see
 	// knownCheckpoints).
 	known atomic.Pointer[store.Checkpoint]
+	// startNow is the unit's "now" of start_at: now, shared by its
+	// watchers (see Watcher.startNow).
+	startNow atomic.Pointer[bson.Timestamp]
 }
 
 // instance is one run of a trigger's watcher.
@@ -211,6 +215,7 @@ func (r *Runner) startLocked(s *slot) {
 		ShutdownGrace:          r.opts.ShutdownGrace,
 		Deadline:               deadline,
 	})
+	w.startNow = &s.startNow
 	ctx, cancel := context.WithCancel(r.runCtx)
 	inst := &instance{w: w, cancel: cancel, done: make(chan struct{})}
 	s.cur = inst

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -214,6 +215,14 @@ type Watcher struct {
 	// token the server's error names (nil: none).
 	tooLarge      bool
 	tooLargeToken bson.Raw
+
+	// startNow is, for a trigger with start_at: now, the watched
+	// deployment's operation time when the first watcher of the unit
+	// started (nil: not read yet, or it could not be): a unit without a
+	// checkpoint starts there rather than at the time its stream opens,
+	// which a state database slow to answer the checkpoint read may delay
+	// by minutes. The runner shares it between the unit's watchers.
+	startNow *atomic.Pointer[bson.Timestamp]
 }
 
 // NewWatcher returns a Watcher for t that reads with client, checkpoints to
@@ -261,6 +270,8 @@ func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, 
 		clock:  opts.Clock,
 		kick:   make(chan struct{}, 1),
 		due:    make(chan struct{}, 1),
+
+		startNow: new(atomic.Pointer[bson.Timestamp]),
 	}
 	w.status = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting, Since: w.clock.Now()}
 	w.received, w.lag = opts.Metrics.series(t)
@@ -482,6 +493,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	defer w.shutdown(ctx)
 
+	if w.t.StartAt.Now {
+		w.readStartNow(ctx)
+	}
 	cp, found, ok := w.loadCheckpoint(ctx)
 	if !ok {
 		return nil // ctx canceled
@@ -538,6 +552,35 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// readStartNow records, unless a watcher of the unit did already, the
+// watched deployment's current operation time as the unit's "now" of
+// start_at: the position a unit without a checkpoint starts from, however
+// long the checkpoint read then takes. The change at that time itself was
+// before the start, so "now" is just after it. When the time cannot be read
+// (or the server reports none), nothing is recorded and the stream starts
+// at the time it opens, as it did before.
+func (w *Watcher) readStartNow(ctx context.Context) {
+	if w.startNow.Load() != nil {
+		return
+	}
+	tctx, cancel := context.WithTimeout(ctx, w.opts.CheckpointTimeout)
+	defer cancel()
+	var hello struct {
+		OperationTime bson.Timestamp `bson:"operationTime"`
+	}
+	if err := w.client.Database("admin").RunCommand(tctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil || hello.OperationTime.T == 0 {
+		w.log.Debug("cannot read the server's operation time for start_at: now; the stream starts when it opens", "error", err)
+		return
+	}
+	at := hello.OperationTime
+	if at.I == math.MaxUint32 {
+		at = bson.Timestamp{T: at.T + 1}
+	} else {
+		at.I++
+	}
+	w.startNow.CompareAndSwap(nil, &at)
 }
 
 // startAtRecheck bounds how long waitForStartAt sleeps before it reads the
@@ -680,6 +723,10 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 		opts.SetResumeAfter(from)
 	case !w.t.StartAt.Now:
 		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(w.t.StartAt.Time.Unix())})
+	default:
+		if at := w.startNow.Load(); at != nil {
+			opts.SetStartAtOperationTime(at)
+		}
 	}
 	cs, err := w.t.Watch(ctx, w.client, opts)
 	if err != nil {
