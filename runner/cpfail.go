@@ -95,18 +95,27 @@ func checkpointWayOut(f CheckpointFailure, key string) string {
 	var fix string
 	switch f.Reason {
 	case CheckpointFailUnauthorized:
-		fix = "changehook's user may not write the checkpoints: grant it readWrite on the state database " +
-			"(state.database; at least its checkpoints collection)"
+		fix = "Grant changehook's user readWrite on the state database (state.database; at least its checkpoints collection): " +
+			"it may not write the checkpoints; the next save then succeeds by itself"
 	case CheckpointFailUnavailable:
-		fix = "the state database does not answer (network, no primary, an election, a shutdown): make it reachable"
+		fix = "Make the state database reachable: it does not answer (network, no primary, an election, a shutdown); " +
+			"the next save then succeeds by itself"
 	case CheckpointFailLeaseLost:
-		fix = "this member lost the trigger's lease: it stops, and the member holding the lease checkpoints; if it does not stop, run " +
-			"`changehook cluster status` to see who holds " + key
+		fix = "This member lost the lease of " + key + ": it stops, and the member holding the lease checkpoints; " +
+			"if it does not stop, run `changehook cluster status` to see who holds it"
 	default:
-		fix = "make the state database take the write (no validator refusing it on the checkpoints collection, space)"
+		fix = "Make the state database take the write (no validator refusing it on the checkpoints collection, space); " +
+			"the next save then succeeds by itself"
 	}
 	return fmt.Sprintf("checkpoint saves of %s fail since %s (%s; %s): deliveries continue and nothing is lost, "+
-		"but the checkpoint stays at the last successful save, so a restart delivers again every event since then. %s; "+
-		"the next save then succeeds by itself",
+		"but the checkpoint stays at the last successful save, so a restart delivers again every event since then. %s",
 		key, f.Since.UTC().Format(time.RFC3339), f.Reason, failedTries(f.Tries), fix)
+}
+
+// claimRefusedWayOut is the way out of unit key whose checkpoint a newer
+// lease epoch claimed than the one this member loads it with.
+func claimRefusedWayOut(key string) string {
+	return "a newer lease epoch than this member's claimed the checkpoint of " + key + ": another member took it over, " +
+		"and this one stops once it finds its lease lost. If it keeps retrying, run `changehook cluster status` " +
+		"to see the lease (a lease document deleted behind the cluster's back), then restart this member"
 }

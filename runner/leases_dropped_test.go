@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +100,25 @@ func TestLeasesDroppedNextHolderRuns(t *testing.T) {
 		t.Errorf("the stale holder's claim: %v, want ErrLeaseLost", err)
 	}
 	leaseA.set(false)
+	if err := ra.Stop(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A stale holder started again on its old epoch is refused, and says
+	// what to do.
+	stale := &testLease{key: "orders", fence: leaseA.fence, valid: true}
+	if err := ra.StartLeased("orders", stale); err != nil {
+		t.Fatal(err)
+	}
+	var s runner.TriggerStatus
+	waitFor(t, "the stale holder's claim refused", func() bool {
+		s = ra.Status()[0]
+		return strings.Contains(s.LastError, "lease lost")
+	})
+	if s.State != runner.StateRetrying || s.StreamOpen || !strings.Contains(s.WayOut, "a newer lease epoch than this member's claimed the checkpoint of orders") {
+		t.Errorf("stale holder: state %s, stream open %v, way_out %q", s.State, s.StreamOpen, s.WayOut)
+	}
+	stale.set(false)
 	if err := ra.Stop(ctx, "orders"); err != nil {
 		t.Fatal(err)
 	}

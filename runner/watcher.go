@@ -657,7 +657,11 @@ func (w *Watcher) loadCheckpoint(ctx context.Context) (cp store.Checkpoint, foun
 			return cp, false, false
 		}
 		delay := dispatcher.FullJitterBackoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)
-		w.setFailed(fmt.Sprintf("load checkpoint: %v", err), "", true)
+		wayOut := ""
+		if errors.Is(err, store.ErrLeaseLost) {
+			wayOut = claimRefusedWayOut(w.t.Key())
+		}
+		w.setFailed(fmt.Sprintf("load checkpoint: %v", err), wayOut, true)
 		w.log.Warn("cannot load checkpoint; retrying", "error", err, "retry_in", delay)
 		if w.clock.Sleep(ctx, delay) != nil {
 			return cp, false, false
