@@ -91,3 +91,46 @@ func dropCheckpoints(t *testing.T, client *mongo.Client) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckpointVanishedAfterAControl: a control's checkpoint (here resume
+// from now, skipping a change) becomes the position written again when the
+// checkpoint then vanishes, not the one the last watcher saved before it:
+// the skipped change stays skipped.
+func TestCheckpointVanishedAfterAControl(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	r := startRunner(t, parseTrigger(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook: { url: "${HOOK_URL}" }
+`, recv.srv.URL), client, runner.Options{})
+	waitFor(t, "ready", r.Ready)
+	st := store.New(client, stateDB)
+	coll := client.Database("shop").Collection("orders")
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	recv.next(t)
+	waitFor(t, "checkpoint past event 1", func() bool {
+		cp, ok, _ := st.LoadCheckpoint(t.Context(), "orders")
+		return ok && len(eventsAfter(t, coll, cp.Token)) == 0
+	})
+	if err := r.Stop(t.Context(), "orders"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stopped", func() bool { return statusOf(t, r, "orders").State == runner.StateStopped })
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	if _, err := r.Resume(t.Context(), "orders", runner.ResumeFrom{Now: true}); err != nil {
+		t.Fatal(err)
+	}
+	dropCheckpoints(t, client)
+	if err := r.Start("orders"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "running", func() bool { return statusOf(t, r, "orders").State == runner.StateRunning })
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(3)}})
+	if id := recv.next(t).Lookup("documentKey", "_id").Int32(); id != 3 {
+		t.Fatalf("delivered %d first, want 3 (2 was skipped by resume from now)", id)
+	}
+}

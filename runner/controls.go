@@ -565,13 +565,19 @@ const appliedBefore = "already applied to this partition by its previous lease h
 // saveUnitCheckpoint writes a control's new checkpoint of s's unit: under
 // the unit's lease when it runs under one (so a member that lost the lease
 // can no longer move it, and an older epoch cannot overwrite it), plainly
-// otherwise. The unit must be held stopped.
+// otherwise, and makes it the unit's known position (see
+// knownCheckpoints) in place of the one its last watcher saved. The unit
+// must be held stopped.
 func (r *Runner) saveUnitCheckpoint(ctx context.Context, s *slot, cp store.Checkpoint) error {
 	s.mu.Lock()
 	l := s.lease
 	s.mu.Unlock()
 	if l == nil {
-		return r.store.SaveCheckpoint(ctx, cp)
+		if err := r.store.SaveCheckpoint(ctx, cp); err != nil {
+			return err
+		}
+		knownCheckpoints{s: s}.remember(cp)
+		return nil
 	}
 	if !l.Valid() {
 		return fmt.Errorf("save checkpoint of %q: %w", cp.Trigger, ErrFenced)
@@ -583,6 +589,7 @@ func (r *Runner) saveUnitCheckpoint(ctx context.Context, s *slot, cp store.Check
 		}
 		return err
 	}
+	knownCheckpoints{s: s}.remember(cp)
 	return nil
 }
 

@@ -17,11 +17,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// stateApp is the application name of the state database's client in the
-// tests that make only the state database misbehave (failCommand's
-// appName).
-const stateApp = "state"
-
 const unreadOrdersYAML = `
 triggers:
   - name: orders
