@@ -2,14 +2,17 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -327,9 +330,16 @@ func (rl *reloader) watchSignals(ctx context.Context, requests <-chan struct{}) 
 	}
 }
 
-// watchFile reloads when the configuration file changes, until ctx ends. It
-// watches the file's directory, so that editors that save by writing a new
-// file and renaming it over the old one are seen too.
+// watchFile reloads when the configuration file's content changes, until
+// ctx ends. It watches the file's directory, so that editors that save by
+// writing a new file and renaming it over the old one are seen, and so
+// that a file reached through a symbolic link that is switched (a
+// Kubernetes ConfigMap volume: triggers.yaml -> ..data/triggers.yaml,
+// whose ..data link is replaced on an update, an event that names
+// neither the file nor its directory's entry for it) is seen too: after
+// any burst of events in the directory (and in the directory the link
+// leads to) the file is read, and only a content unlike the last one
+// read reloads.
 func (rl *reloader) watchFile(ctx context.Context) error {
 	if rl.path == demo.ConfigName {
 		return errors.New("--watch-config needs a configuration file: pass -c FILE")
@@ -343,10 +353,19 @@ func (rl *reloader) watchFile(ctx context.Context) error {
 		_ = w.Close()
 		return fmt.Errorf("watch configuration: %w", err)
 	}
-	if err := w.Add(filepath.Dir(abs)); err != nil {
-		_ = w.Close()
-		return fmt.Errorf("watch configuration directory %s: %w", filepath.Dir(abs), err)
+	dirs := []string{filepath.Dir(abs)}
+	if real, err := filepath.EvalSymlinks(abs); err == nil && filepath.Dir(real) != dirs[0] && !strings.HasPrefix(filepath.Base(filepath.Dir(real)), "..") {
+		// A link to a file elsewhere (not a ConfigMap's timestamped
+		// directory, which is replaced, not changed, on an update).
+		dirs = append(dirs, filepath.Dir(real))
 	}
+	for _, dir := range dirs {
+		if err := w.Add(dir); err != nil {
+			_ = w.Close()
+			return fmt.Errorf("watch configuration directory %s: %w", dir, err)
+		}
+	}
+	last := fileSum(abs)
 	go func() {
 		defer w.Close()
 		var timer *time.Timer
@@ -358,12 +377,9 @@ func (rl *reloader) watchFile(ctx context.Context) error {
 					timer.Stop()
 				}
 				return
-			case ev, ok := <-w.Events:
+			case _, ok := <-w.Events:
 				if !ok {
 					return
-				}
-				if filepath.Clean(ev.Name) != abs || !ev.Has(fsnotify.Write|fsnotify.Create|fsnotify.Rename) {
-					continue
 				}
 				if timer == nil {
 					timer = time.NewTimer(watchDebounce)
@@ -378,14 +394,32 @@ func (rl *reloader) watchFile(ctx context.Context) error {
 				rl.log.Warn("watching the configuration file", "error", err)
 			case <-fire:
 				fire = nil
-				if _, err := os.Stat(abs); err != nil {
-					continue // renamed away and not (yet) back: wait for the new file
+				sum := fileSum(abs)
+				if sum == "" || sum == last {
+					continue // renamed away and not (yet) back, or unchanged
 				}
+				last = sum
 				_, _ = rl.Reload(ctx, "--watch-config")
 			}
 		}
 	}()
 	return nil
+}
+
+// fileSum returns the SHA-256 of the file at path (through links), ""
+// when it cannot be read. It streams the file: its memory is bounded
+// whatever the file's size.
+func fileSum(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return string(h.Sum(nil))
 }
 
 // osWatchReload subscribes to SIGHUP: the channel receives one value per

@@ -256,31 +256,77 @@ func TestReload(t *testing.T) {
 }
 
 // TestWatchConfig: with --watch-config, saving the file the way editors do
-// (write a new file, rename it over the old one) reloads it.
+// (write a new file, rename it over the old one) reloads it, and so does a
+// Kubernetes ConfigMap update, which replaces the ..data link the file is
+// reached through (triggers.yaml -> ..data/triggers.yaml) and makes no
+// event naming the file.
 func TestWatchConfig(t *testing.T) {
-	srv, client := devdbtest.StartWith(t, devdb.Options{})
-	rc := newReceiver(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "watch.yaml")
-	if err := os.WriteFile(path, []byte(reloadConfig(srv.URI(), rc.URL(), triggerA)), 0o600); err != nil {
+	for _, tc := range []struct {
+		name string
+		// setup writes the first content; update replaces it.
+		setup, update func(t *testing.T, dir, path, content string)
+	}{
+		{"editor's rename",
+			func(t *testing.T, dir, path, content string) { writeFile(t, dir, filepath.Base(path), content) },
+			func(t *testing.T, dir, path, content string) {
+				if err := os.Rename(writeFile(t, dir, ".watch.yaml.swp", content), path); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{"ConfigMap's ..data switch",
+			func(t *testing.T, dir, path, content string) {
+				configMapVersion(t, dir, "..2026_12_05_00_00_00.1", content)
+				if err := os.Symlink("..2026_12_05_00_00_00.1", filepath.Join(dir, "..data")); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(filepath.Join("..data", filepath.Base(path)), path); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(t *testing.T, dir, path, content string) {
+				// As the kubelet does: a new directory, a new link, renamed
+				// over ..data, the old directory removed.
+				configMapVersion(t, dir, "..2026_12_05_00_01_00.2", content)
+				if err := os.Symlink("..2026_12_05_00_01_00.2", filepath.Join(dir, "..data_tmp")); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.RemoveAll(filepath.Join(dir, "..2026_12_05_00_00_00.1")); err != nil {
+					t.Fatal(err)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, client := devdbtest.StartWith(t, devdb.Options{})
+			rc := newReceiver(t)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "watch.yaml")
+			tc.setup(t, dir, path, reloadConfig(srv.URI(), rc.URL(), triggerA))
+			r := startRunner(t, runArgs(path, "--watch-config")...)
+			r.token = reloadToken
+			r.waitReady()
+			tc.update(t, dir, path, reloadConfig(srv.URI(), rc.URL(), triggerA+triggerB("w")))
+			r.waitLog(`"msg":"configuration reloaded","by":"--watch-config"`)
+			r.waitAdmin("/readyz", func(code int, _ []byte) bool { return code == http.StatusOK })
+			insertOne(t, client, "b", 1)
+			if v := deliveredTo(t, rc, "b", 1).Header.Get("X-Version"); v != "w" {
+				t.Errorf("b added by --watch-config: X-Version %q, want w", v)
+			}
+		})
+	}
+}
+
+// configMapVersion writes one version of a ConfigMap volume as the kubelet
+// does: a directory named version, beside the ..data link, holding the
+// file watch.yaml.
+func configMapVersion(t *testing.T, dir, version, content string) {
+	t.Helper()
+	if err := os.Mkdir(filepath.Join(dir, version), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := startRunner(t, runArgs(path, "--watch-config")...)
-	r.token = reloadToken
-	r.waitReady()
-	tmp := filepath.Join(dir, ".watch.yaml.swp")
-	if err := os.WriteFile(tmp, []byte(reloadConfig(srv.URI(), rc.URL(), triggerA+triggerB("w"))), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-	r.waitLog(`"msg":"configuration reloaded","by":"--watch-config"`)
-	r.waitAdmin("/readyz", func(code int, _ []byte) bool { return code == http.StatusOK })
-	insertOne(t, client, "b", 1)
-	if v := deliveredTo(t, rc, "b", 1).Header.Get("X-Version"); v != "w" {
-		t.Errorf("b added by --watch-config: X-Version %q, want w", v)
-	}
+	writeFile(t, filepath.Join(dir, version), "watch.yaml", content)
 }
 
 // TestStatusStatesOverAPI: /api/triggers shows a trigger whose endpoint
