@@ -2,8 +2,6 @@ package runner_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -11,14 +9,11 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/devdb"
-	"github.com/changehook/changehook/internal/admin"
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
-	"github.com/changehook/changehook/triggers"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -26,34 +21,6 @@ import (
 // the tests that inject faults into state-database commands only (devdb's
 // failCommand fail point with appName).
 const stateApp = "state"
-
-// startRunnerOn runs cfg in a Runner reading with client and keeping its
-// state in st (a store on a client of its own), until the test ends.
-func startRunnerOn(t *testing.T, cfg *triggers.Config, client *mongo.Client, st *store.Store, opts runner.Options) *runner.Runner {
-	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
-	}
-	opts.CheckpointInterval = 20 * time.Millisecond
-	if opts.ShutdownGrace == 0 {
-		opts.ShutdownGrace = 2 * time.Second
-	}
-	opts.Version = "test"
-	r, err := runner.New(cfg, client, st, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return r
-}
 
 // TestCheckpointSavesFailingAreVisible: when the state database refuses
 // the checkpoint saves (here Unauthorized, code 13, as for a read-only
@@ -80,23 +47,7 @@ triggers:
       url: ${HOOK_URL}
 `, hook.URL), client, st, runner.Options{Registry: reg, IdleCheckpointInterval: time.Second})
 	waitFor(t, "ready", r.Ready)
-	var ahead atomic.Int64 // how far /readyz's clock is ahead
-	adm, err := admin.Start(admin.Options{Addr: "127.0.0.1:0", Runner: r, RetryingUnreadyAfter: time.Minute,
-		Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = adm.Shutdown(context.Background()) })
-	readyz := func() (int, string) {
-		t.Helper()
-		resp, err := http.Get(adm.URL() + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	readyz, ahead := skewedReadyz(t, r)
 	coll := client.Database("shop").Collection("orders")
 	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
 	waitFor(t, "delivered 1", func() bool { return delivered.Load() == 1 })

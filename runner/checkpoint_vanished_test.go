@@ -48,24 +48,7 @@ func TestCheckpointVanishedWhileHeld(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			client := startDB(t, devdb.Options{})
-			recv := newReceiver(t)
-			r := startRunner(t, parseTrigger(t, `
-triggers:
-  - name: orders
-    database: shop
-    collection: orders
-    webhook: { url: "${HOOK_URL}" }
-`, recv.srv.URL), client, runner.Options{})
-			waitFor(t, "ready", r.Ready)
-			st := store.New(client, stateDB)
-			coll := client.Database("shop").Collection("orders")
-			insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
-			recv.next(t)
-			waitFor(t, "checkpoint past event 1", func() bool {
-				cp, ok, _ := st.LoadCheckpoint(t.Context(), "orders")
-				return ok && len(eventsAfter(t, coll, cp.Token)) == 0
-			})
+			client, recv, r, st, coll := runOrdersPastOne(t)
 			tc.hold(t, r)
 			waitFor(t, "held", func() bool { return statusOf(t, r, "orders").State == tc.want })
 			insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
@@ -82,22 +65,11 @@ triggers:
 	}
 }
 
-// dropCheckpoints drops the state database's checkpoints collection.
-func dropCheckpoints(t *testing.T, client *mongo.Client) {
+// runOrdersPastOne runs a trigger "orders" on shop.orders delivering to
+// recv, inserts document 1 and returns once it is delivered and the
+// checkpoint is past it.
+func runOrdersPastOne(t *testing.T) (*mongo.Client, *receiver, *runner.Runner, *store.Store, *mongo.Collection) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-	defer cancel()
-	if err := client.Database(stateDB).Collection(store.CheckpointsCollection).Drop(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestCheckpointVanishedAfterAControl: a control's checkpoint (here resume
-// from now, skipping a change) becomes the position written again when the
-// checkpoint then vanishes, not the one the last watcher saved before it:
-// the skipped change stays skipped.
-func TestCheckpointVanishedAfterAControl(t *testing.T) {
-	t.Parallel()
 	client := startDB(t, devdb.Options{})
 	recv := newReceiver(t)
 	r := startRunner(t, parseTrigger(t, `
@@ -116,6 +88,26 @@ triggers:
 		cp, ok, _ := st.LoadCheckpoint(t.Context(), "orders")
 		return ok && len(eventsAfter(t, coll, cp.Token)) == 0
 	})
+	return client, recv, r, st, coll
+}
+
+// dropCheckpoints drops the state database's checkpoints collection.
+func dropCheckpoints(t *testing.T, client *mongo.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	if err := client.Database(stateDB).Collection(store.CheckpointsCollection).Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckpointVanishedAfterAControl: a control's checkpoint (here resume
+// from now, skipping a change) becomes the position written again when the
+// checkpoint then vanishes, not the one the last watcher saved before it:
+// the skipped change stays skipped.
+func TestCheckpointVanishedAfterAControl(t *testing.T) {
+	t.Parallel()
+	client, recv, r, _, coll := runOrdersPastOne(t)
 	if err := r.Stop(t.Context(), "orders"); err != nil {
 		t.Fatal(err)
 	}

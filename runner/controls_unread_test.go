@@ -206,22 +206,5 @@ func TestReloadAddsPausedTriggerHeldUntilControlsRead(t *testing.T) {
 // database until the test ends.
 func startRunnerWithStore(t *testing.T, cfgYAML, url string, client *mongo.Client, st *store.Store, opts runner.Options) *runner.Runner {
 	t.Helper()
-	opts.CheckpointInterval = 20 * time.Millisecond
-	if opts.ShutdownGrace == 0 {
-		opts.ShutdownGrace = 2 * time.Second
-	}
-	r, err := runner.New(parseTrigger(t, cfgYAML, url), client, st, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return r
+	return startRunnerOn(t, parseTrigger(t, cfgYAML, url), client, st, opts)
 }

@@ -101,23 +101,7 @@ triggers:
 	reg := prometheus.NewRegistry()
 	r := startRunner(t, cfg, client, runner.Options{Registry: reg, ShutdownGrace: 100 * time.Millisecond})
 	waitFor(t, "trigger ready", r.Ready)
-	var ahead atomic.Int64 // how far /readyz's clock is ahead
-	srv, err := admin.Start(admin.Options{Addr: "127.0.0.1:0", Runner: r, RetryingUnreadyAfter: time.Minute,
-		Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	readyz := func() (int, string) {
-		t.Helper()
-		resp, err := http.Get(srv.URL() + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	readyz, ahead := skewedReadyz(t, r)
 	coll := client.Database("shop").Collection("orders")
 
 	at1 := insertAt(t, client, coll, 1)
@@ -173,7 +157,7 @@ triggers:
 	notPast(at1)
 
 	// skip stores the same dead letter: refused, nothing changes.
-	_, err = r.Skip(t.Context(), "stuck", "test")
+	_, err := r.Skip(t.Context(), "stuck", "test")
 	if err == nil || !strings.Contains(err.Error(), "its dead letter cannot be stored, so nothing was skipped and the trigger goes on holding the event") ||
 		!strings.Contains(err.Error(), "changehook resume stuck --from") || !strings.Contains(err.Error(), "Document failed validation") {
 		t.Errorf("skip of the held event = %v; want refused, saying the dead letter cannot be stored", err)
@@ -232,4 +216,28 @@ func insertAt(t *testing.T, client *mongo.Client, coll *mongo.Collection, id int
 		t.Fatalf("insert: %v", err)
 	}
 	return *sess.OperationTime()
+}
+
+// skewedReadyz serves r's admin API (retrying_unready_after 1m) until the
+// test ends, with /readyz's clock ahead of the real one by what ahead
+// holds (nanoseconds), and returns a GET of its /readyz: status and body.
+func skewedReadyz(t *testing.T, r *runner.Runner) (readyz func() (int, string), ahead *atomic.Int64) {
+	t.Helper()
+	ahead = new(atomic.Int64)
+	srv, err := admin.Start(admin.Options{Addr: "127.0.0.1:0", Runner: r, RetryingUnreadyAfter: time.Minute,
+		Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return func() (int, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}, ahead
 }

@@ -14,8 +14,17 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
-// startRunner runs a Runner for cfg until the test ends.
+// startRunner runs a Runner for cfg until the test ends, its state in
+// the same deployment.
 func startRunner(t *testing.T, cfg *triggers.Config, client *mongo.Client, opts runner.Options) *runner.Runner {
+	t.Helper()
+	return startRunnerOn(t, cfg, client, store.New(client, stateDB), opts)
+}
+
+// startRunnerOn runs cfg in a Runner reading with client and keeping its
+// state in st (a store on the same client, or on one of its own), until
+// the test ends.
+func startRunnerOn(t *testing.T, cfg *triggers.Config, client *mongo.Client, st *store.Store, opts runner.Options) *runner.Runner {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
@@ -25,7 +34,7 @@ func startRunner(t *testing.T, cfg *triggers.Config, client *mongo.Client, opts 
 		opts.ShutdownGrace = 5 * time.Second
 	}
 	opts.Version = "test"
-	r, err := runner.New(cfg, client, store.New(client, stateDB), opts)
+	r, err := runner.New(cfg, client, st, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
