@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,15 @@ const deadLetterRefreshMin = time.Second
 // AllStates lists every State, in the order the changehook_trigger_state
 // series are exported.
 var AllStates = []State{StateStarting, StateRunning, StateRetrying, StatePaused, StateFailed, StateDisabled, StateStandby, StateStopped, StateWaiting}
+
+// stateNames lists AllStates, comma-separated.
+func stateNames() string {
+	names := make([]string, len(AllStates))
+	for i, st := range AllStates {
+		names[i] = string(st)
+	}
+	return strings.Join(names, ", ")
+}
 
 // deadLetterCounts are the triggers' current dead-letter counts as last
 // read from the state database.
@@ -253,7 +263,7 @@ type stateCollector struct {
 func newStateCollector(r *Runner) *stateCollector {
 	return &stateCollector{r: r,
 		state: prometheus.NewDesc("changehook_trigger_state",
-			"1 for the trigger's current state (starting, running, retrying, paused, failed, disabled, standby, stopped), 0 for the others.",
+			"1 for the trigger's current state ("+stateNames()+"), 0 for the others.",
 			[]string{"trigger", "state"}, nil),
 		dead: prometheus.NewDesc("changehook_dead_letters",
 			"Dead letters of the trigger in the state database now (replayed and purged ones are gone); refreshed periodically.",

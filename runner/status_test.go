@@ -87,6 +87,21 @@ func TestStatusTellsTheTruth(t *testing.T) {
 			t.Errorf("metrics lack %s", series)
 		}
 	}
+	// The state metric's help names every state.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "changehook_trigger_state" {
+			continue
+		}
+		for _, state := range runner.AllStates {
+			if !strings.Contains(mf.GetHelp(), string(state)) {
+				t.Errorf("changehook_trigger_state's help does not name state %q: %s", state, mf.GetHelp())
+			}
+		}
+	}
 
 	db := client.Database("shop")
 	for _, c := range []string{"a", "b", "c"} {
