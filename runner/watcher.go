@@ -1403,6 +1403,9 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 	}
 	var ce mongo.CommandError
 	if errors.As(err, &ce) && ce.Code != 0 && !ce.HasErrorLabel("NetworkError") {
+		if reason, wayOut, ok := deploymentRejection(ce, w.t); ok {
+			return reason, wayOut, false
+		}
 		switch ce.Code {
 		case 286, 260:
 			// The reason (also the log's) gives the way out that works on
