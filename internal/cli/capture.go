@@ -61,6 +61,9 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 		return fail(env, "capture", err)
 	}
 	defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
+	if err := checkChangeStreams(ctx, client, cfg.MongoDB.URI); err != nil {
+		return fail(env, "capture", err)
+	}
 
 	// The trigger's own pipeline and options, without $project: the
 	// recorded events are the input of the trigger's pipeline, as test

@@ -147,6 +147,9 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		return err
 	}
 	defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
+	if err := checkChangeStreams(ctx, client, cfg.MongoDB.URI); err != nil {
+		return err
+	}
 	if o := options.Client().ApplyURI(cfg.MongoDB.URI); o.MaxPoolSize != nil && *o.MaxPoolSize != 0 && int(*o.MaxPoolSize) < streamCount(cfg)+poolHeadroom {
 		log.Warn("maxPoolSize in the MongoDB URI is smaller than the change streams plus headroom: every waiting change stream holds a connection, so state writes (checkpoints, leases) may wait for one",
 			"max_pool_size", *o.MaxPoolSize, "change_streams", streamCount(cfg), "recommended_at_least", streamCount(cfg)+poolHeadroom)
