@@ -47,7 +47,8 @@ type ReloadResult struct {
 // reloads are applied one at a time. When ctx ends first, Reload returns
 // its error at once: the changed triggers it had not got to keep their old
 // definitions (so may some partitions of the one it was changing), and no
-// trigger is removed or added (Units says what the Runner has). In a
+// trigger is removed, repartitioned or added: one it had begun to stop for
+// that runs again, as before (Units says what the Runner has). In a
 // clustered runner the caller stops the lease drivers of removed triggers,
 // and of changed ones whose cluster definition hash changes, before it:
 // those triggers stop then, under their old definitions, and are not
@@ -75,10 +76,35 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	}
 	r.mu.Unlock()
 
+	// unwanted are the slots stopAll stopped, with the want each had: a
+	// Reload that does not finish removes and repartitions nothing, so
+	// they are wanted again as before (a stopped one starts again, one
+	// still stopping starts again once stopped). Left unwanted, such a
+	// trigger would stay stopped while the Runner still has it, and a
+	// later Reload with its definition would find it unchanged and leave
+	// it stopped.
+	type unwanted struct {
+		s    *slot
+		want bool
+	}
+	var stopped []unwanted
+	finished := false
+	defer func() {
+		if finished {
+			return
+		}
+		for _, u := range stopped {
+			u.s.mu.Lock()
+			u.s.want = u.want
+			r.reconcile(u.s)
+			u.s.mu.Unlock()
+		}
+	}()
 	// stopAll stops the slots for good (removed, or repartitioned).
 	stopAll := func(name string, ss []*slot) error {
 		for _, s := range ss {
 			s.mu.Lock()
+			stopped = append(stopped, unwanted{s, s.want})
 			s.want = false
 			r.reconcile(s)
 			done := s.doneChan()
@@ -143,6 +169,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		}
 	}
 
+	finished = true // from here on nothing fails: the stops are final
 	r.mu.Lock()
 	drop := func(name string) {
 		for _, key := range r.units[name] {
