@@ -118,7 +118,7 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 	defer rl.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
 	defer cancel()
-	cfg, uriChanged, err := rl.load()
+	cfg, pinned, err := rl.load()
 	if err != nil {
 		rl.reloads.WithLabelValues("failure").Inc()
 		var re *ReloadError
@@ -135,10 +135,7 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 	}
 	// Against the start's settings: a restart the last reload asked for is
 	// still due until it happens.
-	diff := restartOnly(rl.started, cfg)
-	if uriChanged {
-		diff = append([]string{"mongodb.uri"}, diff...)
-	}
+	diff := append(pinned, restartOnly(rl.started, cfg)...)
 	if len(diff) > 0 {
 		rl.log.Warn("reload applies the triggers only; these settings changed and need a restart", "by", why, "settings", diff)
 	}
@@ -260,13 +257,16 @@ func (rl *reloader) fitsPool(cfg *triggers.Config) error {
 		streamCount(cfg), rl.poolCap, rl.poolCap-poolHeadroom)
 }
 
-// load reads and validates the file; the running MongoDB URI stays (dev
-// overrides it with its devdb), and uriChanged says whether the file's
-// differs from it (never for dev, which does not read it).
-func (rl *reloader) load() (cfg *triggers.Config, uriChanged bool, err error) {
+// load reads and validates the file. The running MongoDB URI (dev
+// overrides it with its devdb) and state database stay, the triggers' too
+// (each filters the state database out of a deployment-wide stream: the
+// new name would let it see, and deliver, changehook's own writes to the
+// one in use). pinned names those of them the file changes ("mongodb.uri",
+// never for dev, which does not read it, and "state").
+func (rl *reloader) load() (cfg *triggers.Config, pinned []string, err error) {
 	if rl.path == demo.ConfigName {
 		err := errors.New("the built-in demo configuration cannot be reloaded; run dev -c FILE to reload a file")
-		return nil, false, &ReloadError{Problems: []string{err.Error()}, err: err}
+		return nil, nil, &ReloadError{Problems: []string{err.Error()}, err: err}
 	}
 	cfg, err = triggers.LoadWith(rl.path, rl.env.LookupEnv, rl.opts)
 	if err != nil {
@@ -279,11 +279,20 @@ func (rl *reloader) load() (cfg *triggers.Config, uriChanged bool, err error) {
 		} else {
 			re.Problems = []string{err.Error()}
 		}
-		return nil, false, re
+		return nil, nil, re
 	}
-	uriChanged = !rl.opts.IgnoreMongoURI && cfg.MongoDB.URI != rl.cfg.MongoDB.URI
+	if !rl.opts.IgnoreMongoURI && cfg.MongoDB.URI != rl.cfg.MongoDB.URI {
+		pinned = append(pinned, "mongodb.uri")
+	}
 	cfg.MongoDB.URI = rl.cfg.MongoDB.URI
-	return cfg, uriChanged, nil
+	if cfg.State != rl.started.State {
+		pinned = append(pinned, "state")
+	}
+	cfg.State = rl.started.State
+	for _, t := range cfg.Triggers {
+		t.StateDatabase = cfg.State.Database
+	}
+	return cfg, pinned, nil
 }
 
 // restartOnly lists the settings outside the triggers that differ between
