@@ -43,12 +43,12 @@ type ReloadResult struct {
 // its control documents were read: a paused one starts paused; until they
 // can be read it is held, see Options.Controls). Settings outside the triggers
 // (mongodb, state, admin, cluster, limits, checkpoint) keep the values the
-// Runner was created with. Reload waits (until ctx ends) for the stops;
-// reloads are applied one at a time. When ctx ends first, Reload returns
-// its error at once: the changed triggers it had not got to keep their old
-// definitions (so may some partitions of the one it was changing), and no
-// trigger is removed, repartitioned or added: one it had begun to stop for
-// that runs again, as before (Units says what the Runner has). In a
+// Runner was created with. Reload waits (until ctx ends) for the stops,
+// which run in parallel (one grace period at most, however many triggers
+// change); reloads are applied one at a time. When ctx ends first, Reload
+// returns its error at once and changes nothing: every trigger keeps its
+// definition and those it was stopping run again, as before (Units says
+// what the Runner has). In a
 // clustered runner the caller stops the lease drivers of removed triggers,
 // and of changed ones whose cluster definition hash changes, before it:
 // those triggers stop then, under their old definitions, and are not
@@ -76,87 +76,105 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	}
 	r.mu.Unlock()
 
-	// unwanted are the slots stopAll stopped, with the want each had: a
-	// Reload that does not finish removes and repartitions nothing, so
-	// they are wanted again as before (a stopped one starts again, one
-	// still stopping starts again once stopped). Left unwanted, such a
-	// trigger would stay stopped while the Runner still has it, and a
-	// later Reload with its definition would find it unchanged and leave
-	// it stopped.
-	type unwanted struct {
+	// Every watcher to stop is told at once, then waited for: the stops
+	// run in parallel, so a reload that changes many triggers with slow
+	// in-flight deliveries takes one grace period, not one per trigger
+	// (which would outlast the caller's deadline, and keep the triggers
+	// stopped first waiting for the last).
+	//
+	// A removed or repartitioned trigger's slots are stopped for good
+	// (unwanted); a changed trigger's, with as many units, are held while
+	// their definitions are swapped. Each stopping slot is recorded with
+	// the want it had: a Reload that does not finish changes nothing, so
+	// the held slots run again with their old definitions and the
+	// unwanted ones are wanted again as before (one still stopping starts
+	// again once stopped). Left unwanted, such a trigger would stay
+	// stopped while the Runner still has it, and a later Reload with its
+	// definition would find it unchanged and leave it stopped.
+	type stopping struct {
+		name string
 		s    *slot
-		want bool
+		want bool // the want it had (unwanted ones)
+		held bool // held to swap its definition (else unwanted)
+		done <-chan struct{}
 	}
-	var stopped []unwanted
+	var stops []stopping
 	finished := false
 	defer func() {
 		if finished {
 			return
 		}
-		for _, u := range stopped {
-			u.s.mu.Lock()
-			u.s.want = u.want
-			r.reconcile(u.s)
-			u.s.mu.Unlock()
+		for _, st := range stops {
+			st.s.mu.Lock()
+			if st.held {
+				st.s.holds--
+			} else {
+				st.s.want = st.want
+			}
+			r.reconcile(st.s)
+			st.s.mu.Unlock()
 		}
 	}()
-	// stopAll stops the slots for good (removed, or repartitioned).
-	stopAll := func(name string, ss []*slot) error {
-		for _, s := range ss {
-			s.mu.Lock()
-			stopped = append(stopped, unwanted{s, s.want})
+	stop := func(name string, s *slot, held bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		st := stopping{name: name, s: s, want: s.want, held: held}
+		if held {
+			s.holds++
+		} else {
 			s.want = false
-			r.reconcile(s)
-			done := s.doneChan()
-			s.mu.Unlock()
-			if err := waitDone(ctx, done); err != nil {
-				return fmt.Errorf("reload: stop trigger %s: %w", name, err)
-			}
 		}
-		return nil
+		r.reconcile(s)
+		st.done = s.doneChan()
+		stops = append(stops, st)
 	}
 	for _, name := range res.Removed {
-		if err := stopAll(name, oldSlots[name]); err != nil {
-			return res, err
+		for _, s := range oldSlots[name] {
+			stop(name, s, false)
 		}
-		r.log.Info("trigger removed by reload; its checkpoint is kept", "trigger", name)
 	}
 	var fresh []string // triggers whose slots are created anew: added or repartitioned
 	fresh = append(fresh, res.Added...)
+	repartitioned := map[string]bool{}
+	for _, name := range res.Changed {
+		held := len(byName[name].Units()) == len(oldSlots[name])
+		if !held {
+			repartitioned[name] = true
+			fresh = append(fresh, name)
+		}
+		for _, s := range oldSlots[name] {
+			stop(name, s, held)
+		}
+	}
+	for _, st := range stops {
+		if err := waitDone(ctx, st.done); err != nil {
+			return res, fmt.Errorf("reload: stop trigger %s: %w", st.name, err)
+		}
+	}
+	finished = true // from here on nothing fails: the stops are final
+
+	for _, name := range res.Removed {
+		r.log.Info("trigger removed by reload; its checkpoint is kept", "trigger", name)
+	}
 	for _, name := range res.Changed {
 		t, ss := byName[name], oldSlots[name]
-		units := t.Units()
-		if len(units) != len(ss) {
-			if err := stopAll(name, ss); err != nil {
-				return res, err
-			}
-			fresh = append(fresh, name)
-			r.log.Info("trigger changed by reload: partitions changed; restarted", "trigger", name, "partitions", len(units))
+		if repartitioned[name] {
+			r.log.Info("trigger changed by reload: partitions changed; restarted", "trigger", name, "partitions", len(t.Units()))
 			continue
 		}
-		// Hold every partition, swap the definitions, let them run again.
+		// Swap the held partitions' definitions, let them run again.
+		units := t.Units()
 		for i, s := range ss {
 			s.mu.Lock()
-			s.holds++
-			r.reconcile(s)
-			done := s.doneChan()
-			s.mu.Unlock()
-			err := waitDone(ctx, done)
-			s.mu.Lock()
-			if err == nil {
-				s.t, s.failed = units[i], false
-				s.err.Store(nil)
-				if !t.Enabled {
-					s.retireLast()
-					s.last.Store(nil)
-				}
+			s.t, s.failed = units[i], false
+			s.err.Store(nil)
+			if !t.Enabled {
+				s.retireLast()
+				s.last.Store(nil)
 			}
 			s.holds--
 			r.reconcile(s)
 			s.mu.Unlock()
-			if err != nil {
-				return res, fmt.Errorf("reload: stop changed trigger %s: %w", name, err)
-			}
 		}
 		if running := slices.ContainsFunc(ss, func(s *slot) bool {
 			s.mu.Lock()
@@ -169,7 +187,6 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		}
 	}
 
-	finished = true // from here on nothing fails: the stops are final
 	r.mu.Lock()
 	drop := func(name string) {
 		for _, key := range r.units[name] {
@@ -286,9 +303,8 @@ func (r *Runner) Diff(cfg *triggers.Config) ReloadResult {
 
 // Units returns the definition the Runner has for each unit of each
 // trigger (see triggers.Trigger.Units), by trigger name, in partition
-// order. After a Reload that did not finish, some changed triggers have
-// their new definitions and others their old ones; so may the partitions
-// of one trigger.
+// order. A Reload that did not finish leaves every trigger its old
+// definition.
 func (r *Runner) Units() map[string][]*triggers.Trigger {
 	r.mu.Lock()
 	defer r.mu.Unlock()

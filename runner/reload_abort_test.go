@@ -69,3 +69,35 @@ triggers:
 		})
 	}
 }
+
+// TestReloadStopsTheChangedTriggersTogether: a reload that changes several
+// triggers, each with an in-flight delivery the endpoint does not answer,
+// stops them in parallel, so it takes one grace period however many
+// triggers change, not one per trigger (with many triggers that outlasts
+// the caller's deadline: the admin API's write timeout, the reload's own).
+// The endpoint holds the deliveries until the test ends: each stop ends
+// with the grace period, and both must have ended once the first has.
+func TestReloadStopsTheChangedTriggersTogether(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	const grace = 3 * time.Second
+	r := startRunner(t, parseTrigger(t, twoTriggersYAML, recv.srv.URL), client, runner.Options{ShutdownGrace: grace})
+	waitFor(t, "runner ready", r.Ready)
+	release := recv.holdRequests()
+	t.Cleanup(release)
+	insert(t, client.Database("shop").Collection("a"), bson.D{{Key: "_id", Value: int32(1)}})
+	insert(t, client.Database("shop").Collection("b"), bson.D{{Key: "_id", Value: int32(1)}})
+	<-recv.arrived
+	<-recv.arrived
+
+	// Each stop waits for the grace period: a reload given less than two
+	// of them finishes only when the stops overlap.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*grace-grace/3)
+	defer cancel()
+	changed := parseTrigger(t, strings.ReplaceAll(twoTriggersYAML, "webhook: { url: \"${HOOK_URL}/", "webhook: { url: \"${HOOK_URL}/v2/"), recv.srv.URL)
+	res, err := r.Reload(ctx, changed)
+	if err != nil || !slices.Equal(res.Changed, []string{"held", "other"}) {
+		t.Fatalf("reload = %+v, %v; want held and other changed, within the time of one stop", res, err)
+	}
+}
