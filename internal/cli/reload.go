@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -374,7 +375,8 @@ func (rl *reloader) watchFile(ctx context.Context) error {
 			return fmt.Errorf("watch configuration directory %s: %w", dir, err)
 		}
 	}
-	last := fileSum(abs)
+	last, _ := fileSum(abs)
+	unreadable := "" // the error last warned about, until the file is read again
 	go func() {
 		defer w.Close()
 		var timer *time.Timer
@@ -403,9 +405,21 @@ func (rl *reloader) watchFile(ctx context.Context) error {
 				rl.log.Warn("watching the configuration file", "error", err)
 			case <-fire:
 				fire = nil
-				sum := fileSum(abs)
-				if sum == "" || sum == last {
-					continue // renamed away and not (yet) back, or unchanged
+				sum, err := fileSum(abs)
+				if err != nil {
+					// Renamed away and not (yet) back: nothing to say. A
+					// file there that cannot be read (permissions, a
+					// directory) is said once: SIGHUP or the API would
+					// answer with the same error.
+					if !errors.Is(err, fs.ErrNotExist) && err.Error() != unreadable {
+						rl.log.Warn("--watch-config: cannot read the configuration file; the running configuration stays", "error", err)
+					}
+					unreadable = err.Error()
+					continue
+				}
+				unreadable = ""
+				if sum == last {
+					continue // unchanged
 				}
 				last = sum
 				_, _ = rl.Reload(ctx, "--watch-config")
@@ -415,20 +429,20 @@ func (rl *reloader) watchFile(ctx context.Context) error {
 	return nil
 }
 
-// fileSum returns the SHA-256 of the file at path (through links), ""
-// when it cannot be read. It streams the file: its memory is bounded
-// whatever the file's size.
-func fileSum(path string) string {
+// fileSum returns the SHA-256 of the file at path (through links), or why
+// it cannot be read. It streams the file: its memory is bounded whatever
+// the file's size.
+func fileSum(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return ""
+		return "", fmt.Errorf("open configuration: %w", err)
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return ""
+		return "", fmt.Errorf("read configuration %s: %w", path, err)
 	}
-	return string(h.Sum(nil))
+	return string(h.Sum(nil)), nil
 }
 
 // osWatchReload subscribes to SIGHUP: the channel receives one value per
