@@ -17,6 +17,7 @@ import (
 
 	"github.com/changehook/changehook/cluster"
 	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -385,4 +386,35 @@ func ownGoroutines() string {
 		}
 	}
 	return strings.Join(out, "\n\n")
+}
+
+// TestClusterReloadStoppedByItsDeadlineIsLogged: clustered, a reload first
+// stops the lease loops of the triggers whose definition hash changes.
+// When its context ends while one of them still stops, the reload fails
+// there, and says so in the log like any other failed reload: SIGHUP and
+// --watch-config, which drop the error, have no other way to tell.
+func TestClusterReloadStoppedByItsDeadlineIsLogged(t *testing.T) {
+	c := startClusterMember(t)
+	var logs syncbuf.Buffer
+	c.rl.log = slog.New(slog.NewTextHandler(&logs, nil))
+	// a's URL changes: its definition hash does, so the reload stops its
+	// lease loop before the runner's reload.
+	if err := os.WriteFile(c.path, []byte(strings.Replace(clusterReloadConfig("A", "B"), "127.0.0.1:1/a", "127.0.0.1:1/a2", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before the shutdown
+	rctx, gone := context.WithCancel(c.ctx)
+	c.sup.holdStop(func() {
+		gone() // the reload's deadline passes while a stops
+		<-release
+	})
+	if _, err := c.rl.Reload(rctx, "SIGHUP"); err == nil {
+		t.Fatal("the reload finished although its context ended while a stopped")
+	}
+	releaseOnce.Do(func() { close(release) })
+	if got := logs.String(); !strings.Contains(got, "reload did not finish") || !strings.Contains(got, "by=SIGHUP") {
+		t.Errorf("a reload that did not finish logged:\n%s\nwant its failure, by SIGHUP", got)
+	}
 }

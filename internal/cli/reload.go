@@ -149,7 +149,11 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 		if err := rl.driver.Retain(ctx, cfg); err != nil {
 			rl.driver.Add(rl.driven) // the runner's triggers go on
 			rl.reloads.WithLabelValues("failure").Inc()
-			return runner.ReloadResult{}, fmt.Errorf("reload: stop removed and changed triggers: %w", err)
+			err = fmt.Errorf("reload: stop removed and changed triggers: %w", err)
+			// Logged like every other failure: SIGHUP and --watch-config
+			// have nobody else to tell.
+			rl.log.Error("reload did not finish; the running configuration stays", "by", why, "error", err)
+			return runner.ReloadResult{}, err
 		}
 	}
 	res, err := rl.rn.Reload(ctx, cfg)
