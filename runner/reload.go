@@ -46,9 +46,9 @@ type ReloadResult struct {
 // Runner was created with. Reload waits (until ctx ends) for the stops,
 // which run in parallel (one grace period at most, however many triggers
 // change); reloads are applied one at a time. When ctx ends first, Reload
-// returns its error at once and changes nothing: every trigger keeps its
-// definition and those it was stopping run again, as before (Units says
-// what the Runner has). In a
+// returns its error at once, with what it set out to do, and changes
+// nothing: every trigger keeps its definition and those it was stopping
+// run again, as before (Units says what the Runner has). In a
 // clustered runner the caller stops the lease drivers of removed triggers,
 // and of changed ones whose cluster definition hash changes, before it:
 // those triggers stop then, under their old definitions, and are not

@@ -31,8 +31,8 @@ type ReloadResponse struct {
 	Result string `json:"result"`
 	// ReloadResult is what the reload did (its lists are never null): set
 	// on success, and on a failure while applying the configuration (what
-	// it did before it failed); nil, so absent, when the file was
-	// rejected.
+	// it set out to do, none of which took effect); nil, so absent, when
+	// the file was rejected.
 	*runner.ReloadResult
 	// Error says why the reload failed.
 	Error string `json:"error,omitempty"`

@@ -20,7 +20,7 @@ func (e problemsError) ProblemList() []string { return e.problems }
 // TestReloadAnswers: POST /api/reload's body lists what the reload did as
 // arrays, never null, with the settings waiting for a restart; a rejected
 // file's answer carries the problems and no lists (nothing was done); a
-// reload that failed while applying says what it did before.
+// reload that failed while applying says what it set out to do.
 func TestReloadAnswers(t *testing.T) {
 	for _, tc := range []struct {
 		name string
