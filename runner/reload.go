@@ -61,6 +61,11 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	}
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		// Gone before it began (the caller gave up while another reload
+		// ran): no trigger is stopped only to be started again.
+		return ReloadResult{}, fmt.Errorf("reload: %w", err)
+	}
 
 	res := r.Diff(cfg)
 	byName := map[string]*triggers.Trigger{}

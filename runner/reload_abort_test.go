@@ -47,8 +47,10 @@ triggers:
 			insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
 			<-recv.arrived
 
-			ctx, cancel := context.WithCancel(t.Context())
-			cancel() // the reload gives up while the trigger is stopping
+			// The reload gives up while the trigger is stopping: its
+			// in-flight delivery is held for longer than this.
+			ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+			defer cancel()
 			if _, err := r.Reload(ctx, parseTrigger(t, tc.yaml, recv.srv.URL)); err == nil {
 				t.Fatal("reload with an ended context succeeded")
 			}
@@ -99,5 +101,45 @@ func TestReloadStopsTheChangedTriggersTogether(t *testing.T) {
 	res, err := r.Reload(ctx, changed)
 	if err != nil || !slices.Equal(res.Changed, []string{"held", "other"}) {
 		t.Fatalf("reload = %+v, %v; want held and other changed, within the time of one stop", res, err)
+	}
+}
+
+// TestReloadGoneBeforeItBeganTouchesNothing: a reload whose caller is gone
+// before it begins (an API client that gave up while another reload ran)
+// stops no trigger: a changed trigger's watcher goes on reading, so an
+// event after the one it delivers is sent meanwhile, instead of waiting
+// for a stop and restart the reload does not apply.
+func TestReloadGoneBeforeItBeganTouchesNothing(t *testing.T) {
+	t.Parallel()
+	const concurrent = `
+triggers:
+  - name: held
+    database: shop
+    collection: a
+    ordering: none
+    concurrency: 4
+    webhook: { url: "${HOOK_URL}/held", timeout: 1m }
+`
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	r := startRunner(t, parseTrigger(t, concurrent, recv.srv.URL), client, runner.Options{ShutdownGrace: time.Minute})
+	waitFor(t, "runner ready", r.Ready)
+	coll := client.Database("shop").Collection("a")
+	release := recv.holdRequests()
+	t.Cleanup(release)
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	<-recv.arrived
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := r.Reload(ctx, parseTrigger(t, strings.Replace(concurrent, "/held", "/held2", 1), recv.srv.URL)); err == nil {
+		t.Fatal("reload with an ended context succeeded")
+	}
+	// Still reading: the next event is sent while the first is held.
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	select {
+	case <-recv.arrived:
+	case <-time.After(waitTimeout):
+		t.Fatal("the trigger stopped reading: a reload that never began stopped it")
 	}
 }
