@@ -108,15 +108,15 @@ func (a *tokenAuth) ok(r *http.Request) bool {
 }
 
 // openPath reports whether r may be served without the token: GET or HEAD
-// of the probes, the metrics, and the console's static assets (its
-// stylesheet and script: no data).
+// of the probes, the metrics, the console's static assets (its
+// stylesheet and script: no data) and /favicon.ico (none).
 func openPath(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
 	p := path.Clean("/" + r.URL.Path)
 	switch p {
-	case "/healthz", "/readyz", "/metrics":
+	case "/healthz", "/readyz", "/metrics", "/favicon.ico":
 		return true
 	}
 	return strings.HasPrefix(p, "/assets/")

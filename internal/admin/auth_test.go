@@ -119,6 +119,7 @@ func TestTokenGuardsEveryPath(t *testing.T) {
 		{"GET", "/metrics", "", true, 200},
 		{"GET", "/assets/console.js", "", true, 200},
 		{"GET", "/assets/console.css", "", true, 200},
+		{"GET", "/favicon.ico", "", true, 204},
 		{"POST", "/healthz", "", false, 404}, // the console's not found
 		{"GET", "/api/triggers", "", false, 200},
 		{"GET", "/api/history", "", false, 200},
