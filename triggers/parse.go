@@ -55,11 +55,52 @@ type Options struct {
 
 // LoadWith is Load with opts.
 func LoadWith(path string, env LookupEnv, opts Options) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfigFile(path)
 	if err != nil {
 		return nil, err
 	}
 	return ParseWith(path, data, env, opts)
+}
+
+// fileKind names the kind of file of a mode that is not a regular file.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file (" + m.Type().String() + ")"
+}
+
+// readConfigFile reads the configuration file at path: a regular file
+// (through links) of at most maxConfigBytes. Anything else is refused
+// before it is read: a FIFO or a device would block or never end, and a
+// huge file would be read whole only to be refused. Its errors wrap the
+// os package's (os.ErrNotExist for a missing file).
+func readConfigFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read configuration %s: not a regular file but %s", path, fileKind(fi.Mode()))
+	}
+	if fi.Size() > maxConfigBytes {
+		return nil, fmt.Errorf("read configuration %s: %d bytes, more than the %d allowed", path, fi.Size(), maxConfigBytes)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// At most one byte more than allowed: a file that grew since the
+	// check is refused by ParseWith's size check, not read whole.
+	return io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
 }
 
 // Parse parses, interpolates, defaults and validates a configuration file.

@@ -437,6 +437,13 @@ func (rl *reloader) watchFile(ctx context.Context) error {
 // it cannot be read. It streams the file: its memory is bounded whatever
 // the file's size.
 func fileSum(path string) (string, error) {
+	// Not opened unless a regular file: opening a named pipe blocks until
+	// a writer comes (the reload then says what the file is).
+	if fi, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("open configuration: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("read configuration %s: not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("open configuration: %w", err)
