@@ -75,7 +75,7 @@ func deploymentRejection(ce mongo.CommandError, t *triggers.Trigger) (reason, wa
 func newerFeature(ce mongo.CommandError, t *triggers.Trigger) (feature, version string) {
 	mentions := func(s string) bool { return strings.Contains(ce.Message, s) }
 	partitioned := t.Partitions > 1
-	expanded := slices.DeleteFunc(slices.Clone(t.Operations), func(op string) bool { return !expandedOperation(op) })
+	expanded := slices.DeleteFunc(slices.Clone(t.Operations), func(op string) bool { return !triggers.ExpandedOperation(op) })
 	before := t.FullDocumentBeforeChange != "" && t.FullDocumentBeforeChange != options.Off
 	postImage := t.FullDocument == options.Required || t.FullDocument == options.WhenAvailable
 	switch {
@@ -100,16 +100,4 @@ func newerFeature(ce mongo.CommandError, t *triggers.Trigger) (feature, version 
 		return "full_document_before_change (pre-images)", "6.0"
 	}
 	return "", ""
-}
-
-// expandedOperation reports whether op is an operation type a change
-// stream returns only with showExpandedEvents (MongoDB 6.0), as
-// Trigger.ChangeStreamOptions decides.
-func expandedOperation(op string) bool {
-	switch op {
-	case "create", "createIndexes", "dropIndexes", "modify",
-		"shardCollection", "reshardCollection", "refineCollectionShardKey":
-		return true
-	}
-	return false
 }

@@ -71,7 +71,7 @@ func (t *Trigger) ChangeStreamOptions() *options.ChangeStreamOptionsBuilder {
 	if t.FullDocumentBeforeChange != "" && t.FullDocumentBeforeChange != options.Off {
 		o.SetFullDocumentBeforeChange(t.FullDocumentBeforeChange)
 	}
-	if slices.ContainsFunc(t.Operations, expandedOperation) {
+	if slices.ContainsFunc(t.Operations, ExpandedOperation) {
 		o.SetShowExpandedEvents(true)
 	}
 	return o

@@ -360,9 +360,10 @@ func operationNames() []string {
 	}
 }
 
-// expandedOperation reports whether op is only reported with
-// showExpandedEvents.
-func expandedOperation(op string) bool {
+// ExpandedOperation reports whether op is an operation type a change
+// stream reports only with showExpandedEvents (MongoDB 6.0 and later):
+// a trigger choosing one opens its stream with that option.
+func ExpandedOperation(op string) bool {
 	switch op {
 	case "create", "createIndexes", "dropIndexes", "modify",
 		"shardCollection", "reshardCollection", "refineCollectionShardKey":
