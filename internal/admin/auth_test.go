@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -11,13 +10,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 )
@@ -60,30 +59,12 @@ func (memStore) ListAttempts(context.Context, store.AttemptFilter) ([]store.Atte
 	return []store.AttemptRecord{{Trigger: "orders", WebhookID: "msg_1", Error: "to " + piiEmail}}, "", nil
 }
 
-// lockedBuffer is a log sink safe for the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startAuthServer starts a server with every route, on addr, with token
 // ("": none), no delay after failures, logging to the returned buffer.
-func startAuthServer(t *testing.T, addr, token string) (*Server, *recordingOps, *lockedBuffer) {
+func startAuthServer(t *testing.T, addr, token string) (*Server, *recordingOps, *syncbuf.Buffer) {
 	t.Helper()
 	ops := &recordingOps{}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	s, err := Start(Options{Addr: addr, Runner: fakeRunner{ready: true, sts: []runner.TriggerStatus{{Name: "orders", State: runner.StateRunning, StreamOpen: true}}},
 		Store: memStore{}, History: memStore{}, Control: ops, Reload: ops, DeadLetters: ops, Token: token, authDelay: -1,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -272,7 +253,7 @@ func TestBasicCredentialsDoNotPassCrossSite(t *testing.T) {
 // counting the failures since the last one, never with the credentials;
 // missing ones (a browser's first request) are not logged.
 func TestFailedAuthenticationLogged(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	a := newTokenAuth(authToken, slog.New(slog.NewTextHandler(logs, nil)))
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	a.now = func() time.Time { return now }
@@ -394,7 +375,7 @@ func TestStartWarnsAboutAuth(t *testing.T) {
 		{"127.0.0.1:0", "", ""},
 		{"0.0.0.0:0", authToken, ""},
 	} {
-		logs := &lockedBuffer{}
+		logs := &syncbuf.Buffer{}
 		s, err := Start(Options{Addr: tc.addr, Runner: fakeRunner{}, Token: tc.token, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 		if err != nil {
 			t.Fatal(err)
