@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -206,11 +207,7 @@ func (a *tokenAuth) failed(r *http.Request) time.Duration {
 	}
 	a.mu.Unlock()
 	if count > 0 {
-		p := r.URL.Path
-		if len(p) > 200 {
-			p = p[:200] + "…"
-		}
-		a.log.Warn("admin request refused: wrong admin token", "remote", host, "method", r.Method, "path", p,
+		a.log.Warn("admin request refused: wrong admin token", "remote", host, "method", r.Method, "path", textcut.Marked(r.URL.Path, textcut.QuoteLimit),
 			"failures_since_last_line", count, "failures_from_remote", rm.fails)
 	}
 	if rm.fails > authFailsBeforeDelay {
