@@ -85,15 +85,26 @@ func newTokenAuth(token string, log *slog.Logger) *tokenAuth {
 
 // credentials returns the token r presents, as "Authorization: Bearer
 // TOKEN" or as the password of HTTP Basic credentials (any user name), and
-// whether it presents one.
+// whether it presents one. The scheme's name is matched in any case, as
+// HTTP's authentication schemes are (RFC 9110, 11.1).
 func credentials(r *http.Request) (string, bool) {
-	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+	if tok, ok := cutScheme(r.Header.Get("Authorization"), "Bearer"); ok {
 		return tok, true
 	}
 	if _, pw, ok := r.BasicAuth(); ok {
 		return pw, true
 	}
 	return "", len(r.Header.Values("Authorization")) > 0
+}
+
+// cutScheme returns the credentials of an Authorization header's value
+// auth when it names scheme (in any case) followed by one space, and
+// whether it does.
+func cutScheme(auth, scheme string) (string, bool) {
+	if len(auth) <= len(scheme) || auth[len(scheme)] != ' ' || !strings.EqualFold(auth[:len(scheme)], scheme) {
+		return "", false
+	}
+	return auth[len(scheme)+1:], true
 }
 
 // ok reports whether r presents the configured token (true when none is

@@ -86,8 +86,9 @@ func basic(user, pw string) string {
 // TestTokenGuardsEveryPath: with admin.token set, every path but the
 // probes, /metrics and the console's assets needs it, as a bearer token or
 // as HTTP Basic credentials' password, reads (the dead letters' events,
-// the history, the console's pages) included; without a token, nothing
-// changes (reads open, mutating calls on loopback).
+// the history, the console's pages) included, its scheme named in any
+// case; without a token, nothing changes (reads open, mutating calls on
+// loopback).
 func TestTokenGuardsEveryPath(t *testing.T) {
 	paths := []struct {
 		method, path, body string
@@ -124,6 +125,11 @@ func TestTokenGuardsEveryPath(t *testing.T) {
 		{"no credentials", "", false},
 		{"wrong bearer", "Bearer not-" + authToken, false},
 		{"right bearer", "Bearer " + authToken, true},
+		// An authentication scheme is case-insensitive (RFC 9110, 11.1).
+		{"right bearer, lower-case scheme", "bearer " + authToken, true},
+		{"right bearer, upper-case scheme", "BEARER " + authToken, true},
+		{"wrong bearer, lower-case scheme", "bearer not-" + authToken, false},
+		{"right basic, lower-case scheme", "basic " + strings.TrimPrefix(basic("anyone", authToken), "Basic "), true},
 		{"right basic", basic("anyone", authToken), true},
 		{"right basic, empty user", basic("", authToken), true},
 		{"wrong basic", basic("admin", authToken+"x"), false},
