@@ -107,6 +107,8 @@ func TestNewValidates(t *testing.T) {
 		{"method outside POST, PUT, PATCH", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Method: "get"}}, nil, "is not one of POST, PUT, PATCH"},
 		{"bad secret", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Secrets: []triggers.Secret{"whsec_%%%"}}}, nil, "webhook secret 1"},
 		{"reserved header", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Headers: map[string]triggers.Secret{"webhook-id": "x"}}}, nil, "Webhook-Id is set by changehook"},
+		{"hop-by-hop header", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Headers: map[string]triggers.Secret{"keep-alive": "timeout=5"}}}, nil, "Keep-Alive belongs to the HTTP connection"},
+		{"TE header", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Headers: map[string]triggers.Secret{"TE": "gzip"}}}, nil, "Te belongs to the HTTP connection"},
 		{"header injection", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Headers: map[string]triggers.Secret{"X-A": "a\r\nX-B: b"}}}, nil, "line break"},
 		{"bad format", &triggers.Trigger{Name: "t", Webhook: triggers.Webhook{URL: ok.URL, Format: "yaml"}}, nil, "unknown format"},
 	}

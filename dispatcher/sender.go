@@ -257,8 +257,8 @@ func baseHeader(trigger, ua string, headers map[string]triggers.Secret) (http.He
 	h := make(http.Header, len(headers)+4)
 	for k, v := range headers {
 		ck := http.CanonicalHeaderKey(k)
-		if triggers.IsReservedHeader(ck) {
-			return nil, fmt.Errorf("webhook header %s is set by changehook and cannot be configured", ck)
+		if why := triggers.ReservedHeaderReason(ck); why != "" {
+			return nil, fmt.Errorf("webhook header %s %s", ck, why)
 		}
 		if ck == "" || strings.ContainsAny(ck, " \t\r\n:") {
 			return nil, fmt.Errorf("webhook header name %q is invalid", k)

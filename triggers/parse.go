@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -1253,13 +1252,8 @@ func (d *decoder) headerEntries(e entry, out map[string]entry) {
 			continue
 		}
 		seen[lk] = true
-		if IsReservedHeader(k.Value) {
-			switch http.CanonicalHeaderKey(k.Value) {
-			case "Connection", "Transfer-Encoding", "Upgrade", "Content-Length", "Host":
-				d.errorf(k, "webhook.headers: %q belongs to the HTTP connection, which changehook's client manages; it cannot be configured", k.Value)
-			default:
-				d.errorf(k, "webhook.headers: %q is set by changehook and cannot be configured", k.Value)
-			}
+		if why := ReservedHeaderReason(k.Value); why != "" {
+			d.errorf(k, "webhook.headers: %q %s", k.Value, why)
 			continue
 		}
 		for name := range out {

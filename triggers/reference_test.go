@@ -187,3 +187,28 @@ func TestEmptyDurationReadsAsAbsent(t *testing.T) {
 		t.Fatalf("found only %d duration fields (%v): the probe no longer recognises the duration message", len(durations), durations)
 	}
 }
+
+// TestReferenceListsReservedHeaders: README's row of webhook.headers lists
+// exactly ReservedHeaders (in any case).
+func TestReferenceListsReservedHeaders(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?m)^\\| `webhook\\.headers` \\|.*Reserved headers cannot be set \\(([^)]*)\\)").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README's webhook.headers row lists no reserved headers")
+	}
+	listed := map[string]bool{}
+	for _, n := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(string(m[1]), -1) {
+		if !IsReservedHeader(n[1]) {
+			t.Errorf("README lists %s as reserved; it is not", n[1])
+		}
+		listed[strings.ToLower(n[1])] = true
+	}
+	for _, h := range ReservedHeaders() {
+		if !listed[strings.ToLower(h)] {
+			t.Errorf("README does not list the reserved header %s", h)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,11 +126,24 @@ func (p RetryPolicy) MarshalJSON() ([]byte, error) {
 
 // reservedHeaders are the request headers changehook sets itself (or that
 // the HTTP client owns); a webhook's headers may not set them. Canonical
-// form. Upgrade would ask the endpoint to switch protocols, which no
-// webhook delivery can do.
+// form. The ones the client owns are connectionHeaders and Expect.
 var reservedHeaders = []string{
 	"Content-Type", "Content-Length", "Host", "Connection", "Transfer-Encoding", "Upgrade",
+	"Te", "Trailer", "Keep-Alive", "Proxy-Connection", "Expect",
 	"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", "X-Changehook-Trigger",
+}
+
+// connectionHeaders are the reserved headers that belong to the HTTP
+// connection or frame the message, which the client writes itself:
+// net/http and the direct transport drop a configured Host,
+// Content-Length, Transfer-Encoding and Trailer, HTTP/2 drops Connection,
+// Keep-Alive, Proxy-Connection and Upgrade, and the rest would change how
+// the connection is used (Connection: close, Upgrade: websocket) or how the
+// response is framed (TE: gzip asks for a transfer coding the client cannot
+// read, and HTTP/2 allows TE only as "trailers"). Canonical form.
+var connectionHeaders = []string{
+	"Content-Length", "Host", "Connection", "Transfer-Encoding", "Upgrade",
+	"Te", "Trailer", "Keep-Alive", "Proxy-Connection",
 }
 
 // ReservedHeaders returns the headers a webhook's headers may not set, in
@@ -140,13 +154,27 @@ func ReservedHeaders() []string { return append([]string(nil), reservedHeaders..
 // IsReservedHeader reports whether name (any case) is one of
 // ReservedHeaders.
 func IsReservedHeader(name string) bool {
+	return slices.Contains(reservedHeaders, http.CanonicalHeaderKey(name))
+}
+
+// ReservedHeaderReason says why name (any case) cannot be configured, as
+// the rest of a sentence starting with the name: "belongs to the HTTP
+// connection, …" or "is set by changehook …". It is "" when name is not one
+// of ReservedHeaders.
+func ReservedHeaderReason(name string) string {
 	ck := http.CanonicalHeaderKey(name)
-	for _, r := range reservedHeaders {
-		if ck == r {
-			return true
-		}
+	switch {
+	case slices.Contains(connectionHeaders, ck):
+		return "belongs to the HTTP connection, which changehook's client manages; it cannot be configured"
+	case ck == "Expect":
+		// The direct transport hands such a request to net/http, which
+		// waits for 100 Continue before sending the body; any other
+		// expectation gets 417 Expectation Failed.
+		return "changes how changehook's client sends the request (its body would wait for the endpoint's 100 Continue); it cannot be configured"
+	case slices.Contains(reservedHeaders, ck):
+		return "is set by changehook and cannot be configured"
 	}
-	return false
+	return ""
 }
 
 // Methods returns the HTTP methods a webhook may use: POST, PUT and PATCH.
