@@ -13,8 +13,10 @@ func TestBoundsAreInclusive(t *testing.T) {
 		got       func(*Config) any
 		want      any
 	}{
-		{"a duration at MaxDuration", `triggers: [{name: t, webhook: {url: "http://h/x", timeout: 87600h}}]`,
-			func(c *Config) any { return c.Triggers[0].Webhook.Timeout }, MaxDuration},
+		{"a duration at MaxDuration", `triggers: [{name: t, webhook: {url: "http://h/x"}, circuit: {max_probe_interval: 87600h}}]`,
+			func(c *Config) any { return c.Triggers[0].Circuit.MaxProbeInterval }, MaxDuration},
+		{"webhook.timeout at its maximum", `triggers: [{name: t, webhook: {url: "http://h/x", timeout: 1h}}]`,
+			func(c *Config) any { return c.Triggers[0].Webhook.Timeout }, MaxTimeout},
 		{"checkpoint.idle_interval at its minimum", "checkpoint: {idle_interval: 1s}\ntriggers: [{name: t, webhook: {url: \"http://h/x\"}}]",
 			func(c *Config) any { return c.Checkpoint.IdleInterval }, MinCheckpointIdleInterval},
 		{"cluster.renew_every at its minimum", "cluster: {lease_ttl: 1s, renew_every: 100ms}\ntriggers: [{name: t, webhook: {url: \"http://h/x\"}}]",

@@ -34,6 +34,11 @@ const (
 	MaxConcurrency = 1024
 	// DefaultTimeout is webhook.timeout when omitted.
 	DefaultTimeout = 10 * time.Second
+	// MaxTimeout is the largest webhook.timeout accepted. An endpoint that
+	// accepts the connection and never answers holds the attempt that
+	// long, and with it a strict trigger (or one document's deliveries) and
+	// the checkpoint; a longer wait is no longer a webhook's answer.
+	MaxTimeout = time.Hour
 	// DefaultMaxAttempts is retry.max_attempts when omitted.
 	DefaultMaxAttempts = 8
 	// DefaultInitialBackoff is retry.initial_backoff when omitted.

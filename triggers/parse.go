@@ -1184,7 +1184,7 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 	if e := f["rate_limit"]; e.set() && !isNull(e) {
 		w.RateLimit = d.rateLimit(e, "webhook.rate_limit")
 	}
-	w.Timeout = d.duration(f["timeout"], "webhook.timeout", w.Timeout)
+	w.Timeout = d.durationIn(f["timeout"], "webhook.timeout", w.Timeout, 0, MaxTimeout)
 	w.Format = d.enum(f["format"], "webhook.format", w.Format, Formats())
 	if e := f["cloudevents"]; e.set() && !isNull(e) {
 		if IsCloudEvents(w.Format) {

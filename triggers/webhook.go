@@ -222,7 +222,7 @@ type Webhook struct {
 	// signed.
 	Secrets []Secret
 	// Timeout bounds one attempt, response body included (default
-	// DefaultTimeout).
+	// DefaultTimeout; Parse accepts at most MaxTimeout).
 	Timeout time.Duration
 	// Format is FormatJSON (relaxed Extended JSON, the default),
 	// FormatCanonical, FormatCloudEvents or FormatCloudEventsBinary.
