@@ -44,12 +44,15 @@ type CheckpointFailure struct {
 	// Reason is its class: unavailable, unauthorized, lease_lost or other
 	// (CheckpointFailReasons).
 	Reason string `json:"reason"`
-	// Since is the first failed save after the last successful one.
+	// Since is the first failed save after the last successful one,
+	// also when the trigger was restarted in between (a pause and resume,
+	// a reload) and loaded the checkpoint that save left.
 	Since time.Time `json:"since"`
 	// Tries is how many saves failed since then.
 	Tries int `json:"tries"`
 	// LastSavedAt is when the last successful save was written by this
-	// watcher (zero: none yet; the checkpoint it loaded, if any, is older).
+	// process's watcher of the trigger, the current one or one before a
+	// restart (zero: none yet; the checkpoint it loaded, if any, is older).
 	LastSavedAt time.Time `json:"last_saved_at,omitzero"`
 }
 

@@ -216,6 +216,11 @@ func (r *Runner) startLocked(s *slot) {
 		Deadline:               deadline,
 	})
 	w.startNow = &s.startNow
+	if prev := s.last.Load(); prev != nil {
+		// Stopped (a new watcher starts only then): its failing saves go
+		// on in this one if it loads the same checkpoint.
+		w.failedBefore, w.failedBeforeAt = prev.checkpointFailureLeft()
+	}
 	ctx, cancel := context.WithCancel(r.runCtx)
 	inst := &instance{w: w, cancel: cancel, done: make(chan struct{})}
 	s.cur = inst

@@ -210,6 +210,14 @@ type Watcher struct {
 
 	mu     sync.Mutex
 	status TriggerStatus
+	// failedBefore is the checkpoint failure the unit's previous watcher
+	// stopped with (nil: none), and failedBeforeAt the position it had
+	// last saved or loaded: when this watcher loads that same position (no
+	// save succeeded in between) and its own saves fail too, its
+	// CheckpointFailure goes on from that one (see saveFailed). Guarded by
+	// mu; dropped once a save succeeds or the loaded position differs.
+	failedBefore   *CheckpointFailure
+	failedBeforeAt bson.Raw
 	// tooLarge: Run failed on a change event too large to read, which a
 	// skip can dead-letter (see toolarge.go); tooLargeToken is the resume
 	// token the server's error names (nil: none).
@@ -500,6 +508,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if !ok {
 		return nil // ctx canceled
 	}
+	w.mu.Lock()
+	if w.failedBefore != nil && !bytes.Equal(cp.Token, w.failedBeforeAt) {
+		w.failedBefore = nil // the checkpoint moved since (another member, a control): saves succeeded
+	}
+	w.mu.Unlock()
 	if found {
 		w.savedToken = bytes.Clone(cp.Token)
 		w.update(func(s *TriggerStatus) { s.CheckpointTime = cp.UpdatedAt })
@@ -1265,6 +1278,7 @@ func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
 				w.log.Info("checkpoint saved again", "failed_since", s.CheckpointFailure.Since, "failed_tries", s.CheckpointFailure.Tries)
 			}
 			s.CheckpointTime, s.CheckpointFailure = now, nil
+			w.failedBefore = nil
 		})
 		w.log.Debug("checkpoint saved", "caught_up", caughtUp)
 	}
@@ -1286,31 +1300,60 @@ func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
 
 // saveFailed records a failed checkpoint save at now: the status's
 // CheckpointFailure (since the first failure after the last successful
-// save), the last error, the failure metric by reason, and a warning when
-// the reason changes (every failure at debug).
+// save, also one of the unit's previous watcher: failedBefore), the last
+// error, the failure metric by reason, and a warning at the watcher's
+// first failure and when the reason changes (every failure at debug).
 func (w *Watcher) saveFailed(err error, now time.Time) {
 	reason := checkpointFailReason(err)
 	w.opts.Metrics.checkpointSaveFailed(w.t, reason)
 	var first bool
+	var since time.Time
 	w.update(func(s *TriggerStatus) {
 		s.LastError, s.LastErrorAt = fmt.Sprintf("save checkpoint: %v", err), now
 		f := s.CheckpointFailure
-		if f == nil {
-			f = &CheckpointFailure{Since: now, LastSavedAt: s.CheckpointTime}
-		} else {
+		switch {
+		case f != nil:
 			c := *f // the snapshots handed out keep theirs
 			f = &c
+		case w.failedBefore != nil:
+			c := *w.failedBefore
+			f, first = &c, true
+			w.failedBefore = nil
+		default:
+			f = &CheckpointFailure{Since: now, LastSavedAt: s.CheckpointTime}
 		}
-		first = f.Tries == 0 || f.Reason != reason
+		first = first || f.Tries == 0 || f.Reason != reason
 		f.Error, f.Reason, f.Tries = err.Error(), reason, f.Tries+1
 		s.CheckpointFailure = f
+		since = f.Since
 	})
 	if first {
 		w.log.Warn("cannot save checkpoint; deliveries continue, a restart would deliver again every event since the last save; will retry",
-			"error", err, "reason", reason)
+			"error", err, "reason", reason, "failing_since", since)
 	} else {
 		w.log.Debug("cannot save checkpoint; will retry", "error", err, "reason", reason)
 	}
+}
+
+// checkpointFailureLeft returns, for a watcher that stopped, the
+// checkpoint failure it stopped with (nil: its last save succeeded, or
+// none failed) and the position it had last saved or loaded, for the
+// unit's next watcher (failedBefore).
+func (w *Watcher) checkpointFailureLeft() (*CheckpointFailure, bson.Raw) {
+	w.mu.Lock()
+	f, before, at := w.status.CheckpointFailure, w.failedBefore, w.failedBeforeAt
+	w.mu.Unlock()
+	switch {
+	case f == nil && before == nil:
+		return nil, nil
+	case f == nil:
+		// The previous watcher's, still unresolved: this one saved
+		// nothing (and loaded that position, or none yet).
+		return before, at
+	}
+	w.cpMu.Lock()
+	defer w.cpMu.Unlock()
+	return f, bytes.Clone(w.savedToken)
 }
 
 // clearLag sets the checkpoint lag to 0 (metric and status), for a watcher
