@@ -31,7 +31,8 @@ const stateApp = "state"
 // and the tries, a way out naming readWrite on the checkpoints, /readyz
 // reporting it once past admin.retrying_unready_after, and
 // changehook_checkpoint_save_failures_total counting by reason. Once the
-// saves succeed again the trigger is running and ready again by itself.
+// saves succeed again the trigger is running and ready again by itself,
+// and its last_error no longer shows the save error.
 func TestCheckpointSavesFailingAreVisible(t *testing.T) {
 	t.Parallel()
 	srv, client := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
@@ -117,6 +118,11 @@ triggers:
 		s = statusOf(t, r, "orders")
 		return s.State == runner.StateRunning && s.CheckpointFailure == nil && s.WayOut == ""
 	})
+	// As a recovered delivery, circuit or dead-letter store: the error
+	// is gone with the failure (the log says the saves succeed again).
+	if s.LastError != "" || !s.LastErrorAt.IsZero() {
+		t.Errorf("running again, last_error %q (at %v); want none: the save error is over", s.LastError, s.LastErrorAt)
+	}
 	waitFor(t, "checkpoint past event 3", func() bool {
 		cp, ok, _ := st.LoadCheckpoint(t.Context(), "orders")
 		return ok && len(eventsAfter(t, coll, cp.Token)) == 0

@@ -54,6 +54,10 @@ type CheckpointFailure struct {
 	// process's watcher of the trigger, the current one or one before a
 	// restart (zero: none yet; the checkpoint it loaded, if any, is older).
 	LastSavedAt time.Time `json:"last_saved_at,omitzero"`
+
+	// at is when the last save failed (the status's LastErrorAt while it
+	// shows Error).
+	at time.Time
 }
 
 // checkpointFailReason classifies a failed checkpoint save.
@@ -74,15 +78,24 @@ func checkpointFailReason(err error) string {
 // (or its own earlier retrying since), so that /readyz reports it after
 // admin.retrying_unready_after, with a way out naming the cause. Its
 // deliveries go on meanwhile; only the window a restart would deliver
-// again grows. A trigger in any other state is left alone.
+// again grows. LastError is the failed save's while it is the newest
+// failure (in any state but StateFailed, whose LastError says why it
+// failed), and only while the saves fail: like a failing delivery, an open
+// circuit or a dead letter that cannot be stored, it is gone once a save
+// succeeds. A trigger in any other state is left alone otherwise.
 func withCheckpointFailure(st TriggerStatus, key string) TriggerStatus {
 	f := st.CheckpointFailure
-	if f == nil || st.State != StateRunning && st.State != StateRetrying {
+	if f == nil {
+		return st
+	}
+	if st.State != StateFailed && (st.State == StateRunning || st.LastError == "" || !f.at.Before(st.LastErrorAt)) {
+		st.LastError, st.LastErrorAt = "save checkpoint: "+f.Error, f.at
+	}
+	if st.State != StateRunning && st.State != StateRetrying {
 		return st
 	}
 	if st.State == StateRunning {
 		st.State, st.Since, st.Retrying = StateRetrying, f.Since, true
-		st.LastError = "save checkpoint: " + f.Error
 	} else if st.Since.IsZero() || f.Since.Before(st.Since) {
 		st.Since = f.Since
 	}

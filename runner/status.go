@@ -73,7 +73,11 @@ type TriggerStatus struct {
 	Retrying bool `json:"retrying,omitempty"`
 	// Paused is set in StatePaused.
 	Paused *PauseInfo `json:"paused,omitempty"`
-	// LastError is the reason of the last failure ("" if none).
+	// LastError is the reason of the last failure ("" if none). A
+	// failure of the trigger's stream stays here after the stream is
+	// open again; one that lasts while the stream is open (the head-of-line
+	// delivery failing, an open circuit, a dead letter or checkpoint that
+	// cannot be stored) shows only while it lasts.
 	LastError string `json:"last_error,omitempty"`
 	// LastErrorAt is when LastError happened.
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`

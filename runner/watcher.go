@@ -1300,8 +1300,9 @@ func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
 
 // saveFailed records a failed checkpoint save at now: the status's
 // CheckpointFailure (since the first failure after the last successful
-// save, also one of the unit's previous watcher: failedBefore), the last
-// error, the failure metric by reason, and a warning at the watcher's
+// save, also one of the unit's previous watcher: failedBefore), which
+// Status shows as the last error while it lasts (withCheckpointFailure),
+// the failure metric by reason, and a warning at the watcher's
 // first failure and when the reason changes (every failure at debug).
 func (w *Watcher) saveFailed(err error, now time.Time) {
 	reason := checkpointFailReason(err)
@@ -1309,7 +1310,6 @@ func (w *Watcher) saveFailed(err error, now time.Time) {
 	var first bool
 	var since time.Time
 	w.update(func(s *TriggerStatus) {
-		s.LastError, s.LastErrorAt = fmt.Sprintf("save checkpoint: %v", err), now
 		f := s.CheckpointFailure
 		switch {
 		case f != nil:
@@ -1323,7 +1323,7 @@ func (w *Watcher) saveFailed(err error, now time.Time) {
 			f = &CheckpointFailure{Since: now, LastSavedAt: s.CheckpointTime}
 		}
 		first = first || f.Tries == 0 || f.Reason != reason
-		f.Error, f.Reason, f.Tries = err.Error(), reason, f.Tries+1
+		f.Error, f.Reason, f.Tries, f.at = err.Error(), reason, f.Tries+1, now
 		s.CheckpointFailure = f
 		since = f.Since
 	})
