@@ -13,6 +13,7 @@ import (
 
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -578,4 +579,92 @@ func TestRepartitionDropsTheOldPartitionsControls(t *testing.T) {
 	if again, err := runner.Repartition(ctx, st, "orders", 2, runner.RepartitionOptions{}); err != nil || len(again.DroppedControls) != 0 {
 		t.Errorf("repartition again = %+v, %v; want nothing dropped", again.DroppedControls, err)
 	}
+}
+
+// TestRepartitioningReloadSaysWhatHappened: a reload changing a trigger's
+// partitions logs that it restarted only when its new partitions can
+// start; when only the old partitioning's checkpoints exist (no
+// `checkpoints repartition`), the new partitions refuse to start, and the
+// reload's log says so, with the way out, instead of "restarted".
+func TestRepartitioningReloadSaysWhatHappened(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// repartitioned: the new partitions' checkpoints exist before the
+		// reload (as `checkpoints repartition` writes them).
+		repartitioned bool
+		want          runner.State
+		wantLog       []string
+		notLog        []string
+	}{
+		{name: "checkpoints only under the old partitioning", want: runner.StateFailed,
+			wantLog: []string{`level=WARN msg="trigger changed by reload: partitions changed, but its checkpoints are under another partitioning; ` +
+				`the new partitions without a checkpoint of their own refuse to start"`, "trigger=orders", "partitions=4",
+				`refusing="[orders/p0of4 orders/p1of4 orders/p2of4 orders/p3of4]"`,
+				`checkpoints="[orders/p0of3 orders/p1of3 orders/p2of3]"`,
+				"changehook checkpoints repartition --trigger orders --partitions 4"},
+			notLog: []string{"restarted"}},
+		{name: "checkpoints repartitioned", repartitioned: true, want: runner.StateRunning,
+			wantLog: []string{`level=INFO msg="trigger changed by reload: partitions changed; restarted" trigger=orders partitions=4`},
+			notLog:  []string{"refuse"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := startDB(t, devdb.Options{})
+			recv := newReceiver(t)
+			st := store.New(client, stateDB)
+			var logs syncbuf.Buffer
+			three := strings.Replace(partitionedYAML, "partitions: 4", "partitions: 3", 1)
+			r := startRunner(t, parseTrigger(t, three, recv.srv.URL), client, runner.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			waitFor(t, "3 partitions ready with their checkpoints", func() bool {
+				for i := range 3 {
+					if _, ok, _ := st.LoadCheckpoint(t.Context(), fmt.Sprintf("orders/p%dof3", i)); !ok {
+						return false
+					}
+				}
+				return r.Ready()
+			})
+			if tc.repartitioned {
+				cp, _, err := st.LoadCheckpoint(t.Context(), "orders/p0of3")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range 4 {
+					cp.Trigger = fmt.Sprintf("orders/p%dof4", i)
+					if err := st.SaveCheckpoint(t.Context(), cp); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if res, err := r.Reload(t.Context(), parseTrigger(t, partitionedYAML, recv.srv.URL)); err != nil || len(res.Changed) != 1 {
+				t.Fatalf("reload = %+v, %v; want orders changed", res, err)
+			}
+			waitFor(t, "orders "+string(tc.want), func() bool {
+				s := statusOf(t, r, "orders")
+				return len(s.Partitions) == 4 && s.State == tc.want
+			})
+			out := logs.String()
+			for _, want := range tc.wantLog {
+				if !strings.Contains(out, want) {
+					t.Errorf("the log lacks %q:\n%s", want, out)
+				}
+			}
+			for _, not := range tc.notLog {
+				if strings.Contains(lineOf(out, "trigger changed by reload"), not) {
+					t.Errorf("the reload's log line says %q: %s", not, lineOf(out, "trigger changed by reload"))
+				}
+			}
+		})
+	}
+}
+
+// lineOf returns the first line of out containing s ("" if none).
+func lineOf(out, s string) string {
+	for line := range strings.Lines(out) {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
 }

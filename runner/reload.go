@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -164,7 +165,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	for _, name := range res.Changed {
 		t, ss := byName[name], oldSlots[name]
 		if repartitioned[name] {
-			r.log.Info("trigger changed by reload: partitions changed; restarted", "trigger", name, "partitions", len(t.Units()))
+			r.logRepartitioned(ctx, t)
 			continue
 		}
 		// Swap the held partitions' definitions, let them run again.
@@ -269,6 +270,39 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	r.forgetRemovedControls() // their control documents stay in the state database
 	r.pokeControls()          // new units take the pending control requests
 	return res, nil
+}
+
+// logRepartitioned logs what a reload that changed t's partitions does:
+// its new partitions start from their checkpoints, but those without one
+// of their own refuse to start (each fails, see Watcher.otherLayout) while
+// only another partitioning's checkpoints exist, as after a change of
+// partitions in the configuration without `checkpoints repartition`. When
+// the checkpoints cannot be listed the partitions start as before (at
+// start_at where none has one), and so the log says.
+func (r *Runner) logRepartitioned(ctx context.Context, t *triggers.Trigger) {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultCheckpointTimeout)
+	defer cancel()
+	cps, err := r.store.TriggerCheckpoints(lctx, t.Name)
+	if err != nil {
+		r.log.Info("trigger changed by reload: partitions changed; restarted", "trigger", t.Name, "partitions", len(t.Units()))
+		return
+	}
+	others := otherPartitioning(t, cps)
+	var refusing []string
+	if len(others) > 0 {
+		for _, u := range t.Units() {
+			if !slices.ContainsFunc(cps, func(cp store.Checkpoint) bool { return cp.Trigger == u.Key() }) {
+				refusing = append(refusing, u.Key())
+			}
+		}
+	}
+	if len(refusing) == 0 {
+		r.log.Info("trigger changed by reload: partitions changed; restarted", "trigger", t.Name, "partitions", len(t.Units()))
+		return
+	}
+	r.log.Warn("trigger changed by reload: partitions changed, but its checkpoints are under another partitioning; "+
+		"the new partitions without a checkpoint of their own refuse to start", "trigger", t.Name, "partitions", len(t.Units()),
+		"refusing", refusing, "checkpoints", others, "way_out", repartitionWayOut(t))
 }
 
 // Diff returns what Reload(cfg) would do, without doing it.

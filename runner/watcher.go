@@ -704,26 +704,38 @@ func (w *Watcher) otherLayout(ctx context.Context) (reason, wayOut string) {
 	listCtx, cancel := context.WithTimeout(ctx, w.opts.CheckpointTimeout)
 	defer cancel()
 	cps, err := l.TriggerCheckpoints(listCtx, w.t.Name)
-	if err != nil || len(cps) == 0 {
+	if err != nil {
 		return "", ""
 	}
-	var keys []string
-	for _, cp := range cps {
-		// The other partitions of the same partitioning start on their
-		// own (each pins start_at); only another partitioning counts.
-		if _, _, n, ok := triggers.ParsePartitionKey(cp.Trigger); ok && n == max(1, w.t.Partitions) {
-			continue
-		}
-		keys = append(keys, cp.Trigger)
-	}
+	keys := otherPartitioning(w.t, cps)
 	if len(keys) == 0 {
 		return "", ""
 	}
 	reason = fmt.Sprintf("no checkpoint under %s, but checkpoints of another partitioning exist (%s): partitions changed in the configuration; "+
 		"starting at start_at would skip the changes since them", w.t.Key(), strings.Join(keys, ", "))
-	wayOut = fmt.Sprintf("run `changehook checkpoints repartition --trigger %s --partitions %d` (every new partition then starts from the oldest old checkpoint), then restart",
-		w.t.Name, max(1, w.t.Partitions))
-	return reason, wayOut
+	return reason, repartitionWayOut(w.t)
+}
+
+// otherPartitioning returns the keys of cps, checkpoints of t's trigger
+// under every partitioning, that belong to another partitioning than t's.
+// The other partitions of t's own partitioning start on their own (each
+// pins start_at); only another partitioning counts.
+func otherPartitioning(t *triggers.Trigger, cps []store.Checkpoint) []string {
+	var keys []string
+	for _, cp := range cps {
+		if _, _, n, ok := triggers.ParsePartitionKey(cp.Trigger); ok && n == max(1, t.Partitions) || cp.Trigger == t.Name && t.Partitions <= 1 {
+			continue
+		}
+		keys = append(keys, cp.Trigger)
+	}
+	return keys
+}
+
+// repartitionWayOut is the way out of t's units that refuse to start
+// because only another partitioning's checkpoints exist (otherLayout).
+func repartitionWayOut(t *triggers.Trigger) string {
+	return fmt.Sprintf("run `changehook checkpoints repartition --trigger %s --partitions %d` (every new partition then starts from the oldest old checkpoint), then restart",
+		t.Name, max(1, t.Partitions))
 }
 
 // stream opens the change stream after from (or at start_at) and reads it
