@@ -503,13 +503,20 @@ func (c *Console) checkpoint(ctx context.Context, name string) checkpointView {
 func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request) {
 	trigger := r.URL.Query().Get("trigger")
 	data := struct {
-		Trigger   string
-		Triggers  []string
-		Problem   string
-		Letters   []store.StoredDeadLetter
-		More      bool
-		PageLimit int
-	}{Trigger: trigger, PageLimit: deadLetterPage}
+		// Trigger selects the dead letters (and the option and buttons
+		// of that trigger); Shown is it as the page names it: a real
+		// trigger's name whole, anything longer than textcut.QuoteLimit
+		// (only a client's input can be) quoted as textcut.Quote cuts it.
+		Trigger, Shown string
+		Triggers       []string
+		Problem        string
+		Letters        []store.StoredDeadLetter
+		More           bool
+		PageLimit      int
+	}{Trigger: trigger, Shown: trigger, PageLimit: deadLetterPage}
+	if len(trigger) > textcut.QuoteLimit {
+		data.Shown = textcut.Quote(trigger)
+	}
 	for _, st := range c.opts.Runner.Status() {
 		data.Triggers = append(data.Triggers, st.Name)
 	}

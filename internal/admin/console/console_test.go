@@ -387,3 +387,47 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestDeadLettersTriggerQueryCut: /deadletters?trigger= shows a value
+// longer than textcut.QuoteLimit cut and quoted with its length, as the
+// rest of the admin server names a client's input, however long it was, so
+// that the page does not grow with the request; a real trigger's name
+// still selects its dead letters, its option and its buttons.
+func TestDeadLettersTriggerQueryCut(t *testing.T) {
+	event, _ := bson.Marshal(bson.D{{Key: "operationType", Value: "insert"}})
+	s := &fakeStore{dls: []store.StoredDeadLetter{{ID: "msg_1", DeadLetter: dispatcher.DeadLetter{Trigger: "orders", Event: event, Attempts: 1,
+		LastStatus: 410, DeadLetteredAt: t0}}}}
+	c := newTestConsole(t, &fakeRunner{sts: []runner.TriggerStatus{{Name: "orders", State: runner.StateRunning}}}, s, nil)
+	c.opts.DeadLetterControls = true
+	long := strings.Repeat("x", 100000)
+	_, empty := get(t, c, "/deadletters?trigger=none")
+	for _, tc := range []struct {
+		name, trigger string
+		want, notWant []string
+	}{
+		{"a trigger's name", "orders", []string{`<option value="orders" selected>`, `href="/deadletters/msg_1"`, "Dead letters of trigger orders, oldest first",
+			`data-dlq="replay" data-trigger="orders"`, "Replay all of orders's dead letters"}, nil},
+		{"a long value", long, []string{"No dead letters for trigger &#34;" + strings.Repeat("x", 200) + "&#34;… (100000 bytes)."},
+			[]string{strings.Repeat("x", 201), " selected>"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := get(t, c, "/deadletters?trigger="+tc.trigger)
+			if code != http.StatusOK {
+				t.Errorf("GET = %d, want 200", code)
+			}
+			if len(body) > len(empty)+1000 {
+				t.Errorf("a page of %d bytes (one without dead letters: %d) for a query value of %d bytes", len(body), len(empty), len(tc.trigger))
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("the page lacks %q:\n%.3000s", w, body)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(body, w) {
+					t.Errorf("the page has %.300q:\n%.3000s", w, body)
+				}
+			}
+		})
+	}
+}
