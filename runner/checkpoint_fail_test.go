@@ -79,7 +79,8 @@ triggers:
 	})
 	f := s.CheckpointFailure
 	if s.State != runner.StateRetrying || !s.Retrying || !s.StreamOpen || !s.Since.Equal(f.Since) ||
-		!strings.HasPrefix(s.LastError, "save checkpoint: ") || !strings.Contains(s.LastError, "Unauthorized") {
+		!strings.HasPrefix(s.LastError, `save checkpoint of trigger "orders": `) || strings.Count(s.LastError, "save checkpoint") != 1 ||
+		!strings.Contains(s.LastError, "Unauthorized") {
 		t.Errorf("status = %s (retrying %v, stream open %v, since %v), last_error %q; want retrying since the first failed save",
 			s.State, s.Retrying, s.StreamOpen, s.Since, s.LastError)
 	}
@@ -105,7 +106,7 @@ triggers:
 	}
 	ahead.Store(int64(2 * time.Minute))
 	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "trigger orders: retrying for") ||
-		!strings.Contains(body, "save checkpoint: ") || !strings.Contains(body, "way out: checkpoint saves of orders fail since") ||
+		!strings.Contains(body, `save checkpoint of trigger "orders": `) || !strings.Contains(body, "way out: checkpoint saves of orders fail since") ||
 		!strings.Contains(body, "readWrite") {
 		t.Errorf("/readyz past the grace = %d %s", code, body)
 	}

@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
@@ -89,7 +90,7 @@ func withCheckpointFailure(st TriggerStatus, key string) TriggerStatus {
 		return st
 	}
 	if st.State != StateFailed && (st.State == StateRunning || st.LastError == "" || !f.at.Before(st.LastErrorAt)) {
-		st.LastError, st.LastErrorAt = "save checkpoint: "+f.Error, f.at
+		st.LastError, st.LastErrorAt = saveErrorText(f.Error), f.at
 	}
 	if st.State != StateRunning && st.State != StateRetrying {
 		return st
@@ -134,4 +135,13 @@ func claimRefusedWayOut(key string) string {
 	return "a newer lease epoch than this member's claimed the checkpoint of " + key + ": another member took it over, " +
 		"and this one stops once it finds its lease lost. If it keeps retrying, run `changehook cluster status` " +
 		"to see the lease (a lease document deleted behind the cluster's back), then restart this member"
+}
+
+// saveErrorText is a failed checkpoint save's error as LastError shows it:
+// prefixed "save checkpoint" once (the store's errors already are).
+func saveErrorText(err string) string {
+	if strings.HasPrefix(err, "save checkpoint") {
+		return err
+	}
+	return "save checkpoint: " + err
 }
