@@ -126,10 +126,11 @@ func (p RetryPolicy) MarshalJSON() ([]byte, error) {
 
 // reservedHeaders are the request headers changehook sets itself (or that
 // the HTTP client owns); a webhook's headers may not set them. Canonical
-// form. The ones the client owns are connectionHeaders and Expect.
+// form. The ones the client owns are connectionHeaders, Expect and
+// Proxy-Authorization.
 var reservedHeaders = []string{
 	"Content-Type", "Content-Length", "Host", "Connection", "Transfer-Encoding", "Upgrade",
-	"Te", "Trailer", "Keep-Alive", "Proxy-Connection", "Expect",
+	"Te", "Trailer", "Keep-Alive", "Proxy-Connection", "Expect", "Proxy-Authorization",
 	"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", "X-Changehook-Trigger",
 }
 
@@ -171,6 +172,10 @@ func ReservedHeaderReason(name string) string {
 		// waits for 100 Continue before sending the body; any other
 		// expectation gets 417 Expectation Failed.
 		return "changes how changehook's client sends the request (its body would wait for the endpoint's 100 Continue); it cannot be configured"
+	case ck == "Proxy-Authorization":
+		// Without a proxy, and through an HTTPS proxy's CONNECT tunnel,
+		// a request's own Proxy-Authorization goes to the endpoint.
+		return "would send the proxy's credentials to the endpoint (without a proxy, and through an HTTPS proxy's tunnel); put them in the proxy's URL instead (HTTPS_PROXY=http://user:password@host:port), which only the proxy sees; it cannot be configured"
 	case slices.Contains(reservedHeaders, ck):
 		return "is set by changehook and cannot be configured"
 	}
