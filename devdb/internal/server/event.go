@@ -143,7 +143,7 @@ type csImages struct {
 // buildEvent renders ent as a change event, with MongoDB's field order:
 // _id, operationType, clusterTime, collectionUUID (expanded), wallTime,
 // fullDocument, ns, to (rename), documentKey, operationDescription
-// (expanded), updateDescription, fullDocumentBeforeChange, and for a write
+// (expanded), stateBeforeChange (expanded modify), updateDescription, fullDocumentBeforeChange, and for a write
 // of a multi-document transaction txnNumber and lsid.
 func buildEvent(ent *storage.OplogEntry, tok resumeToken, im csImages) (bson.D, error) {
 	ev := make(bson.D, 0, 12)
@@ -196,6 +196,9 @@ func buildEvent(ent *storage.OplogEntry, tok resumeToken, im csImages) (bson.D, 
 	if im.expanded {
 		if desc := operationDescription(ent); desc != nil {
 			ev = append(ev, bson.E{Key: "operationDescription", Value: desc})
+		}
+		if ent.Op == opModify && ent.StateBefore != nil {
+			ev = append(ev, bson.E{Key: "stateBeforeChange", Value: ent.StateBefore})
 		}
 	}
 	if ent.Op == opUpdate {

@@ -53,6 +53,10 @@ type OplogEntry struct {
 	// modify, {idIndex, …options} for create, {to: {db, coll}, dropTarget?:
 	// uuid} for rename.
 	Extra bson.D `bson:"extra,omitempty"`
+	// StateBefore is, for a modify entry, the expanded event's
+	// stateBeforeChange: {collectionOptions: {uuid, …options}}, the
+	// collection's options before the collMod.
+	StateBefore bson.D `bson:"stateBefore,omitempty"`
 	// LSID and TxnNumber identify the multi-document transaction whose
 	// commit wrote the entry (absent for every other write).
 	LSID      bson.D `bson:"lsid,omitempty"`
@@ -90,6 +94,7 @@ type oplogEntryRawDoc struct {
 	ToDB        string          `bson:"toDB,omitempty"`
 	ToColl      string          `bson:"toColl,omitempty"`
 	Extra       bson.D          `bson:"extra,omitempty"`
+	StateBefore bson.D          `bson:"stateBefore,omitempty"`
 	LSID        bson.D          `bson:"lsid,omitempty"`
 	TxnNumber   int64           `bson:"txnNumber,omitempty"`
 	CommitTS    *bson.Timestamp `bson:"commitTs,omitempty"`
@@ -103,7 +108,7 @@ func marshalEntry(ent *OplogEntry) ([]byte, error) {
 	}
 	w := &oplogEntryRawDoc{TS: ent.TS, Wall: ent.Wall, Op: ent.Op, DB: ent.DB, Coll: ent.Coll, UUID: ent.UUID,
 		DocumentKey: ent.DocumentKey, Doc: ent.docRaw, Pre: ent.preRaw, Images: ent.Images, ToDB: ent.ToDB, ToColl: ent.ToColl,
-		Extra: ent.Extra, LSID: ent.LSID, TxnNumber: ent.TxnNumber, CommitTS: ent.CommitTS}
+		Extra: ent.Extra, StateBefore: ent.StateBefore, LSID: ent.LSID, TxnNumber: ent.TxnNumber, CommitTS: ent.CommitTS}
 	for _, d := range []struct {
 		dst *bson.Raw
 		src bson.D

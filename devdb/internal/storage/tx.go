@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -425,7 +426,7 @@ func (t *Tx) RenameCollection(fromDB, from, toDB, to string, dropTarget bool) er
 
 // ModifyCollection merges options (collMod fields such as
 // changeStreamPreAndPostImages) into db.coll's options and appends a "modify"
-// entry carrying them. A missing collection is NamespaceNotFound (26).
+// entry carrying them and the options before the change (StateBefore). A missing collection is NamespaceNotFound (26).
 func (t *Tx) ModifyCollection(db, coll string, options bson.D) (*Collection, error) {
 	if err := t.writable(); err != nil {
 		return nil, err
@@ -437,6 +438,8 @@ func (t *Tx) ModifyCollection(db, coll string, options bson.D) (*Collection, err
 	if c == nil {
 		return nil, mongoerr.Errorf(mongoerr.NamespaceNotFound, "ns does not exist: %s.%s", db, coll)
 	}
+	before := bson.D{{Key: "collectionOptions", Value: append(bson.D{{Key: "uuid", Value: c.UUID}}, c.Options...)}}
+	c.Options = slices.Clone(c.Options)
 	for _, o := range options {
 		replaced := false
 		for i := range c.Options {
@@ -451,7 +454,7 @@ func (t *Tx) ModifyCollection(db, coll string, options bson.D) (*Collection, err
 	if err := t.putCatalog(c); err != nil {
 		return nil, err
 	}
-	return c, t.appendOplog(&OplogEntry{Op: "modify", DB: db, Coll: coll, UUID: c.UUID, Extra: options})
+	return c, t.appendOplog(&OplogEntry{Op: "modify", DB: db, Coll: coll, UUID: c.UUID, Extra: options, StateBefore: before})
 }
 
 func indexBucketName(name string) []byte { return []byte("i:" + name) }
