@@ -75,3 +75,47 @@ func TestChangeStreamModifyStateBeforeChange(t *testing.T) {
 		})
 	}
 }
+
+// TestCollModValidatorStoresDefaults checks that collMod with a validator
+// stores validationLevel and validationAction with it (their defaults,
+// strict and error, when unset), as MongoDB's catalog does: listCollections
+// shows them and the next modify event's stateBeforeChange includes them.
+func TestCollModValidatorStoresDefaults(t *testing.T) {
+	t.Parallel()
+	_, client := csStart(t, server.Options{})
+	db := client.Database("modv")
+	csRun(t, db, bson.D{{Key: "create", Value: "c"}})
+	cs := csWatch(t, db.Collection("c"), nil, options.ChangeStream().SetShowExpandedEvents(true))
+
+	validator := bson.D{{Key: "a", Value: bson.D{{Key: "$exists", Value: true}}}}
+	csRun(t, db, bson.D{{Key: "collMod", Value: "c"}, {Key: "validator", Value: validator}})
+	wantOptions := bson.D{{Key: "validator", Value: validator}, {Key: "validationLevel", Value: "strict"}, {Key: "validationAction", Value: "error"}}
+
+	var spec struct {
+		Options bson.D `bson:"options"`
+		Info    struct {
+			UUID bson.Binary `bson:"uuid"`
+		} `bson:"info"`
+	}
+	cur, err := db.ListCollections(csCtx(t), bson.D{{Key: "name", Value: "c"}})
+	if err != nil {
+		t.Fatalf("listCollections: %v", err)
+	}
+	if !cur.Next(csCtx(t)) {
+		t.Fatalf("listCollections: no collection c: %v", cur.Err())
+	}
+	if err := cur.Decode(&spec); err != nil {
+		t.Fatalf("decode listCollections: %v", err)
+	}
+	_ = cur.Close(csCtx(t))
+	if !reflect.DeepEqual(spec.Options, wantOptions) {
+		t.Fatalf("options after collMod validator = %v, want %v", spec.Options, wantOptions)
+	}
+
+	csRun(t, db, bson.D{{Key: "collMod", Value: "c"}, {Key: "validationLevel", Value: "off"}})
+	csField(t, csNext(t, cs), "operationDescription", bson.D{{Key: "validator", Value: validator}})
+	got := csNext(t, cs)
+	csField(t, got, "operationDescription", bson.D{{Key: "validationLevel", Value: "off"}})
+	wantBefore := bson.D{{Key: "collectionOptions", Value: append(bson.D{{Key: "uuid", Value: spec.Info.UUID}}, wantOptions...)}}
+	csField(t, got, "stateBeforeChange", wantBefore)
+}

@@ -426,7 +426,9 @@ func (t *Tx) RenameCollection(fromDB, from, toDB, to string, dropTarget bool) er
 
 // ModifyCollection merges options (collMod fields such as
 // changeStreamPreAndPostImages) into db.coll's options and appends a "modify"
-// entry carrying them and the options before the change (StateBefore). A missing collection is NamespaceNotFound (26).
+// entry carrying them and the options before the change (StateBefore). A
+// new validator also stores validationLevel and validationAction, with
+// their defaults (strict, error) when the collection has none. A missing collection is NamespaceNotFound (26).
 func (t *Tx) ModifyCollection(db, coll string, options bson.D) (*Collection, error) {
 	if err := t.writable(); err != nil {
 		return nil, err
@@ -449,6 +451,15 @@ func (t *Tx) ModifyCollection(db, coll string, options bson.D) (*Collection, err
 		}
 		if !replaced {
 			c.Options = append(c.Options, o)
+		}
+	}
+	if _, ok := lookupField(options, "validator"); ok {
+		// As MongoDB's setValidator, which stores the validation level and
+		// action (their defaults when unset) along with a new validator.
+		for _, def := range []bson.E{{Key: "validationLevel", Value: "strict"}, {Key: "validationAction", Value: "error"}} {
+			if _, ok := lookupField(c.Options, def.Key); !ok {
+				c.Options = append(c.Options, def)
+			}
 		}
 	}
 	if err := t.putCatalog(c); err != nil {
