@@ -98,3 +98,47 @@ func TestChangeStreamEventTooLarge(t *testing.T) {
 	t.Cleanup(func() { _ = after.Close(ctx) })
 	csField(t, csNext(t, after), "documentKey", bson.D{{Key: "_id", Value: int32(3)}})
 }
+
+// TestChangeStreamEventOfLargestDocument: the insert event of a document of
+// the largest size a client may store (16 MiB) is a little larger than
+// 16 MiB, and MongoDB returns it: an event is refused with
+// BSONObjectTooLarge only above the server's internal limit, 16 MiB +
+// 16 KiB (the 16793600 its message names). A pre-image of that size, with
+// the rest of a delete event, is returned too.
+func TestChangeStreamEventOfLargestDocument(t *testing.T) {
+	t.Parallel()
+	_, client := csStart(t, server.Options{})
+	db := client.Database("shop")
+	csRun(t, db, bson.D{{Key: "create", Value: "max"}, {Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}}})
+	coll := db.Collection("max")
+	ctx := csCtx(t)
+	cs := csWatch(t, coll, nil, options.ChangeStream().SetFullDocumentBeforeChange(options.Required))
+	// {_id: 1, big: "x…"}: 4 + (1+4+4) + (1+4+4+len+1) + 1 bytes.
+	big := strings.Repeat("x", 16<<20-24)
+	doc := bson.D{{Key: "_id", Value: int32(1)}, {Key: "big", Value: big}}
+	if raw, err := bson.Marshal(doc); err != nil || len(raw) != 16<<20 {
+		t.Fatalf("document of %d bytes (%v), want 16 MiB", len(raw), err)
+	}
+	mustDo(t, func() error { _, err := coll.InsertOne(ctx, doc); return err })
+	mustDo(t, func() error { _, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: int32(1)}}); return err })
+
+	for _, op := range []string{"insert", "delete"} {
+		if !cs.Next(ctx) {
+			t.Fatalf("%s event of a 16 MiB document: %v", op, cs.Err())
+		}
+		if len(cs.Current) <= 16<<20 {
+			t.Fatalf("%s event of %d bytes, want one over 16 MiB", op, len(cs.Current))
+		}
+		csField(t, csShape(t, csDecode(t, cs.Current)), "operationType", op)
+	}
+}
+
+// csDecode decodes raw.
+func csDecode(t testing.TB, raw bson.Raw) bson.D {
+	t.Helper()
+	var d bson.D
+	if err := bson.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return d
+}

@@ -488,7 +488,7 @@ func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken) error {
 			return nil
 		}
 	}
-	if len(raw) > wire.MaxDocumentSize {
+	if len(raw) > maxEventSize {
 		return eventTooLarge(len(raw), tok)
 	}
 	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok})
@@ -577,13 +577,20 @@ func (cs *changeStreamSource) emit(ev bson.D, tok resumeToken, final bool) error
 	if err != nil {
 		return fmt.Errorf("encode change event: %w", err)
 	}
-	if len(raw) > wire.MaxDocumentSize {
+	if len(raw) > maxEventSize {
 		return eventTooLarge(len(raw), tok)
 	}
 	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok, final: final})
 	cs.queueBytes += batchElemSize(raw)
 	return nil
 }
+
+// maxEventSize is the largest change event a stream returns: MongoDB
+// serializes each event with the server's internal BSON limit
+// (BSONObjMaxInternalSize, 16 MiB + 16 KiB, the limit its error message
+// names), so the event of a document of the maximum user size, 16 MiB, with
+// the event's own fields still fits.
+const maxEventSize = wire.MaxCommandSize
 
 // eventTooLarge is MongoDB's error for a change event of size bytes,
 // larger than a BSON document may be (BSONObjectTooLarge, 10334): the
