@@ -116,21 +116,25 @@ const (
 
 // Location codes of commands, requests and pipelines as a whole.
 const (
-	DistinctTooBig           Code = 17217 // Location17217
-	UpdateResultTooLarge     Code = 17419 // Location17419
-	UpsertResultTooLarge     Code = 17420 // Location17420
-	UnrecognizedStage        Code = 40324 // Location40324
-	StageNotOneField         Code = 40323 // Location40323
-	StageNotFirst            Code = 40602 // Location40602
-	StageNotObject           Code = 40272 // Location40272
-	IDLDuplicateField        Code = 40413 // Location40413
-	IDLMissingField          Code = 40414 // Location40414
-	IDLUnknownField          Code = 40415 // Location40415
-	IDLValueOutOfRange       Code = 51024 // Location51024
-	OpMsgMissingDB           Code = 40571 // Location40571
-	ChangeStreamNotObject    Code = 50808 // Location50808
-	ResumeAfterAndStartAfter Code = 50865 // Location50865
-	MultipleResumeOptions    Code = 40674 // Location40674
+	DistinctTooBig           Code = 17217   // Location17217
+	UpdateResultTooLarge     Code = 17419   // Location17419
+	UpsertResultTooLarge     Code = 17420   // Location17420
+	UnrecognizedStage        Code = 40324   // Location40324
+	StageNotOneField         Code = 40323   // Location40323
+	StageNotFirst            Code = 40602   // Location40602
+	StageNotObject           Code = 40272   // Location40272
+	IDLDuplicateField        Code = 40413   // Location40413
+	IDLMissingField          Code = 40414   // Location40414
+	IDLUnknownField          Code = 40415   // Location40415
+	IDLValueOutOfRange       Code = 51024   // Location51024
+	OpMsgMissingDB           Code = 40571   // Location40571
+	ChangeStreamNotObject    Code = 50808   // Location50808
+	ResumeAfterAndStartAfter Code = 50865   // Location50865
+	MultipleResumeOptions    Code = 40674   // Location40674
+	SplitEventTooLarge       Code = 7182500 // Location7182500
+	SplitEventEmpty          Code = 7182502 // Location7182502
+	SplitEventSpecNotEmpty   Code = 7182800 // Location7182800
+	SplitEventNotLast        Code = 7182802 // Location7182802
 )
 
 // Location codes of field paths, variables and expression syntax.

@@ -169,6 +169,34 @@ func knownAggregationStage(name string) bool {
 	return false
 }
 
+// splitStageName is the stage that splits events too large to return.
+const splitStageName = "$changeStreamSplitLargeEvent"
+
+// splitStageOf checks the $changeStreamSplitLargeEvent stages among the
+// stages after $changeStream as MongoDB does: its argument must be an empty
+// document (7182800) and it must be the last stage (7182802). It returns the
+// stages without it and whether it was there.
+func splitStageOf(stages bson.A) (bson.A, bool, error) {
+	split := false
+	for i, st := range stages {
+		d, ok := st.(bson.D)
+		if !ok || len(d) != 1 || d[0].Key != splitStageName {
+			continue
+		}
+		if arg, ok := d[0].Value.(bson.D); !ok || len(arg) != 0 {
+			return nil, false, mongoerr.Errorf(mongoerr.SplitEventSpecNotEmpty, "$changeStreamSplitLargeEvent spec should be an empty object")
+		}
+		if i != len(stages)-1 {
+			return nil, false, mongoerr.Errorf(mongoerr.SplitEventNotLast, "$changeStreamSplitLargeEvent must be the last stage in the pipeline")
+		}
+		split = true
+	}
+	if split {
+		stages = stages[:len(stages)-1]
+	}
+	return stages, split, nil
+}
+
 // compileChangeStreamPipeline validates and compiles the stages after
 // $changeStream. It returns nil for an empty pipeline.
 func compileChangeStreamPipeline(stages bson.A) (csPipeline, error) {
@@ -261,7 +289,16 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 		return nil, mongoerr.Errorf(mongoerr.InvalidResumeToken, "Attempted to resume a single-collection stream, but the resume token does not include a UUID")
 	}
 
-	userPipeline, err := compileChangeStreamPipeline(pipeline[1:])
+	stages, split, err := splitStageOf(pipeline[1:])
+	if err != nil {
+		return nil, err
+	}
+	if tok := spec.token(); tok != nil && tok.Split && !split {
+		return nil, &mongoerr.Error{Code: mongoerr.ChangeStreamFatalError,
+			Message: "To resume from a split event, the $changeStream pipeline must include a $changeStreamSplitLargeEvent stage",
+			Labels:  []string{labelNonResumable}}
+	}
+	userPipeline, err := compileChangeStreamPipeline(stages)
 	if err != nil {
 		return nil, err
 	}
@@ -289,9 +326,10 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 	if err != nil {
 		return nil, fmt.Errorf("open change stream: %w", err)
 	}
+	src.split = split
 	if src.matchOnly {
-		src.matchFields, src.matchPartial = matchFieldsOf(pipeline[1:])
-		src.opFilter, src.opFilterOK = opFilterOf(pipeline[1:])
+		src.matchFields, src.matchPartial = matchFieldsOf(stages)
+		src.opFilter, src.opFilterOK = opFilterOf(stages)
 	}
 	ns := db + "." + coll
 	if scope != csCollection {

@@ -47,6 +47,12 @@ type changeStreamSource struct {
 	// on the encoded event.
 	opFilter   []string
 	opFilterOK bool
+	// split reports a $changeStreamSplitLargeEvent stage: events over
+	// maxSplitEventSize are returned as fragments.
+	split bool
+	// skipFragments is, while the event a fragment's resume token names
+	// is queued, how many of its fragments the client has already read.
+	skipFragments int
 
 	pos bson.Timestamp
 	// pbrt is the postBatchResumeToken of the last reply.
@@ -488,12 +494,7 @@ func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken) error {
 			return nil
 		}
 	}
-	if len(raw) > maxEventSize {
-		return eventTooLarge(len(raw), tok)
-	}
-	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok})
-	cs.queueBytes += batchElemSize(raw)
-	return nil
+	return cs.queueEvent(raw, tok, false)
 }
 
 // process turns one oplog entry into queued events: the resume point check,
@@ -518,6 +519,18 @@ func (cs *changeStreamSource) process(ent *storage.OplogEntry) error {
 				Labels:  []string{labelNonResumable}}
 		}
 		cs.resume = nil
+		if tok.Split {
+			// Resumed after a fragment: the event's later fragments follow.
+			evTok := eventTokenFor(ent)
+			ev, err := buildEvent(ent, evTok, cs.images)
+			if err != nil {
+				return err
+			}
+			cs.skipFragments = int(tok.Fragment) + 1
+			err = cs.emit(ev, evTok, false)
+			cs.skipFragments = 0 // also when the pipeline dropped the event
+			return err
+		}
 		if !tok.FromInvalidate && cs.target.invalidates(ent) {
 			// Resumed after the invalidating event: the invalidate is next.
 			return cs.emitInvalidate(ent)
@@ -577,12 +590,47 @@ func (cs *changeStreamSource) emit(ev bson.D, tok resumeToken, final bool) error
 	if err != nil {
 		return fmt.Errorf("encode change event: %w", err)
 	}
+	return cs.queueEvent(raw, tok, final)
+}
+
+// queueEvent queues the encoded event raw, or with a
+// $changeStreamSplitLargeEvent stage and over maxSplitEventSize its
+// fragments (after the skipFragments the client has read). An event over
+// maxEventSize that is not split fails the stream with BSONObjectTooLarge.
+func (cs *changeStreamSource) queueEvent(raw bson.Raw, tok resumeToken, final bool) error {
+	skip := cs.skipFragments
+	cs.skipFragments = 0
+	if cs.split && len(raw) > maxSplitEventSize {
+		frags, err := splitEvent(raw, tok)
+		if err != nil {
+			return err
+		}
+		if skip > len(frags) {
+			return differentSplitError()
+		}
+		for _, f := range frags[skip:] {
+			cs.queue = append(cs.queue, f)
+			cs.queueBytes += batchElemSize(f.raw)
+		}
+		return nil
+	}
+	if skip > 0 {
+		return differentSplitError()
+	}
 	if len(raw) > maxEventSize {
 		return eventTooLarge(len(raw), tok)
 	}
 	cs.queue = append(cs.queue, csQueued{raw: raw, token: tok, final: final})
 	cs.queueBytes += batchElemSize(raw)
 	return nil
+}
+
+// differentSplitError is MongoDB's error for a stream resumed from a
+// fragment's token whose event no longer splits as it did.
+func differentSplitError() error {
+	return &mongoerr.Error{Code: mongoerr.ChangeStreamFatalError,
+		Message: "Attempted to resume from a split event, but the resumed stream produced a different split. Ensure that the pipeline used to resume is the same as the original",
+		Labels:  []string{labelNonResumable}}
 }
 
 // maxEventSize is the largest change event a stream returns: MongoDB

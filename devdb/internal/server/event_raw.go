@@ -250,11 +250,12 @@ func rawLookup(r *storage.RawOplogEntry, uuid bsoncore.Value, dk []byte, im csIm
 // appendTokenString appends the token's _data string as a BSON string value
 // (length, upper-case hex, NUL): the bytes of String, without allocating.
 func appendTokenString(b []byte, t resumeToken) []byte {
-	var raw [tokenLen]byte
-	t.put(raw[:])
-	b = bsoncore.AppendInt32(b, int32(2*tokenLen+1))
+	var raw [tokenSplitLen]byte
+	n := t.size()
+	t.put(raw[:n])
+	b = bsoncore.AppendInt32(b, int32(2*n+1))
 	const digits = "0123456789ABCDEF"
-	for _, c := range raw {
+	for _, c := range raw[:n] {
 		b = append(b, digits[c>>4], digits[c&0x0f])
 	}
 	return append(b, 0)

@@ -31,13 +31,18 @@ import (
 //	    13   16 collection UUID (zero when absent)
 //	    29    4 FNV-1a hash of the event identity (operation type, namespace,
 //	          document key); 0 for high-water marks
+//	    33    4 only in the token of a fragment of a split event
+//	          ($changeStreamSplitLargeEvent): the fragment's index, from 0
 //
 // As in MongoDB, a high-water-mark token at time T sorts before every event
-// token at T, and an invalidate sorts right after the event that caused it.
+// token at T, and an invalidate sorts right after the event that caused it;
+// a fragment's token sorts after its event's and before the next fragment's.
 const (
-	tokenMarker    = 0x82
-	tokenVersion   = 1
-	tokenLen       = 33
+	tokenMarker  = 0x82
+	tokenVersion = 1
+	tokenLen     = 33
+	// tokenSplitLen is the length of a fragment's token.
+	tokenSplitLen  = tokenLen + 4
 	tokenTypeHWM   = 0
 	tokenTypeEvent = 128
 )
@@ -56,6 +61,10 @@ type resumeToken struct {
 	HasUUID bool
 	// EventHash identifies the event at ClusterTime (0 for high-water marks).
 	EventHash uint32
+	// Split marks the token of a fragment of a split event, Fragment its
+	// index (from 0; splitEvent.fragment is Fragment+1).
+	Split    bool
+	Fragment uint32
 }
 
 // highWaterMark returns the high-water-mark token for cluster time ts: a
@@ -64,15 +73,23 @@ func highWaterMark(ts bson.Timestamp) resumeToken {
 	return resumeToken{ClusterTime: ts, HighWaterMark: true}
 }
 
+// size returns the length of the token's binary form.
+func (t resumeToken) size() int {
+	if t.Split {
+		return tokenSplitLen
+	}
+	return tokenLen
+}
+
 // bytes returns the token's binary form.
 func (t resumeToken) bytes() []byte {
-	b := make([]byte, tokenLen)
+	b := make([]byte, t.size())
 	t.put(b)
 	return b
 }
 
 // put writes the token's binary form into b, which must be zeroed and at
-// least tokenLen long.
+// least t.size() long.
 func (t resumeToken) put(b []byte) {
 	b[0] = tokenMarker
 	binary.BigEndian.PutUint32(b[1:5], t.ClusterTime.T)
@@ -89,18 +106,22 @@ func (t resumeToken) put(b []byte) {
 		copy(b[13:29], t.UUID[:])
 	}
 	binary.BigEndian.PutUint32(b[29:33], t.EventHash)
+	if t.Split {
+		binary.BigEndian.PutUint32(b[33:37], t.Fragment)
+	}
 }
 
 // String returns the token's _data string: upper-case hex, as MongoDB prints it.
 func (t resumeToken) String() string {
-	var raw [tokenLen]byte
-	t.put(raw[:])
-	var s [2 * tokenLen]byte
+	var raw [tokenSplitLen]byte
+	n := t.size()
+	t.put(raw[:n])
+	var s [2 * tokenSplitLen]byte
 	const digits = "0123456789ABCDEF"
-	for i, c := range raw {
+	for i, c := range raw[:n] {
 		s[2*i], s[2*i+1] = digits[c>>4], digits[c&0x0f]
 	}
-	return string(s[:])
+	return string(s[:2*n])
 }
 
 // Doc returns the token as the event _id / postBatchResumeToken document.
@@ -159,7 +180,7 @@ func parseResumeToken(v any) (resumeToken, error) {
 	if err != nil {
 		return resumeToken{}, invalidTokenError("resume token string was not a valid hex string")
 	}
-	if len(b) != tokenLen || b[0] != tokenMarker || b[9] != tokenVersion {
+	if (len(b) != tokenLen && len(b) != tokenSplitLen) || b[0] != tokenMarker || b[9] != tokenVersion {
 		return resumeToken{}, invalidTokenError("%q is not a resume token issued by this server", s)
 	}
 	t := resumeToken{
@@ -191,8 +212,14 @@ func parseResumeToken(v any) (resumeToken, error) {
 	default:
 		return resumeToken{}, invalidTokenError("bad UUID flag %d", b[12])
 	}
-	if t.HighWaterMark && (t.FromInvalidate || t.HasUUID || t.EventHash != 0) {
+	if len(b) == tokenSplitLen {
+		t.Split, t.Fragment = true, binary.BigEndian.Uint32(b[33:37])
+	}
+	if t.HighWaterMark && (t.FromInvalidate || t.HasUUID || t.EventHash != 0 || t.Split) {
 		return resumeToken{}, invalidTokenError("high-water-mark token with event fields")
+	}
+	if t.FromInvalidate && t.Split {
+		return resumeToken{}, invalidTokenError("invalidate token of a split event")
 	}
 	return t, nil
 }

@@ -20,14 +20,16 @@ func TestResumeTokenRoundTrip(t *testing.T) {
 		{"event", resumeToken{ClusterTime: bson.Timestamp{T: 1, I: 2}, UUID: uuid, HasUUID: true, EventHash: 0xdeadbeef}},
 		{"event without uuid", resumeToken{ClusterTime: bson.Timestamp{T: 1, I: 2}, EventHash: 42}},
 		{"invalidate", resumeToken{ClusterTime: bson.Timestamp{T: 1, I: 2}, FromInvalidate: true, UUID: uuid, HasUUID: true, EventHash: 1}},
+		{"fragment", resumeToken{ClusterTime: bson.Timestamp{T: 1, I: 2}, UUID: uuid, HasUUID: true, EventHash: 1, Split: true, Fragment: 2}},
+		{"first fragment", resumeToken{ClusterTime: bson.Timestamp{T: 1, I: 2}, EventHash: 1, Split: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			doc := tc.tok.Doc()
 			s := doc[0].Value.(string)
-			if s != strings.ToUpper(s) || len(s) != 2*tokenLen {
-				t.Fatalf("_data %q: want %d upper-case hex digits", s, 2*tokenLen)
+			if s != strings.ToUpper(s) || len(s) != 2*tc.tok.size() {
+				t.Fatalf("_data %q: want %d upper-case hex digits", s, 2*tc.tok.size())
 			}
 			got, err := parseResumeToken(doc)
 			if err != nil {
@@ -57,6 +59,9 @@ func TestResumeTokenOrder(t *testing.T) {
 	ordered := []resumeToken{
 		highWaterMark(ts(1, 1)),
 		{ClusterTime: ts(1, 1), EventHash: 9},
+		{ClusterTime: ts(1, 1), EventHash: 9, Split: true},
+		{ClusterTime: ts(1, 1), EventHash: 9, Split: true, Fragment: 1},
+		{ClusterTime: ts(1, 1), EventHash: 9, Split: true, Fragment: 256},
 		{ClusterTime: ts(1, 1), EventHash: 9, FromInvalidate: true},
 		highWaterMark(ts(1, 2)),
 		{ClusterTime: ts(1, 2)},
@@ -89,6 +94,9 @@ func TestParseResumeTokenErrors(t *testing.T) {
 		{"foreign token", bson.D{{Key: "_data", Value: "8263A5F2B1000000012B022C0100296E5A1004"}}},
 		{"extra field", bson.D{{Key: "_data", Value: good}, {Key: "x", Value: 1}}},
 		{"bad type byte", bson.D{{Key: "_data", Value: good[:20] + "05" + good[22:]}}},
+		{"fragment of a high-water mark", bson.D{{Key: "_data", Value: highWaterMark(bson.Timestamp{T: 5, I: 1}).String() + "00000001"}}},
+		{"fragment of an invalidate", bson.D{{Key: "_data", Value: resumeToken{ClusterTime: bson.Timestamp{T: 5, I: 1}, EventHash: 3, FromInvalidate: true}.String() + "00000001"}}},
+		{"two bytes too long", bson.D{{Key: "_data", Value: good + "0000"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
