@@ -509,7 +509,7 @@ func (cs *changeStreamSource) process(ent *storage.OplogEntry) error {
 		// not show before its resume check, the token must be the first
 		// event shown at or after its time; that event otherwise fails the
 		// stream, named in the message.
-		shown := inScope && (!expandedOnly(ent.Op) || cs.images.expanded)
+		shown := inScope && cs.shows(ent)
 		if !shown || csTSLess(ent.TS, tok.ClusterTime) {
 			return nil
 		}
@@ -537,10 +537,12 @@ func (cs *changeStreamSource) process(ent *storage.OplogEntry) error {
 		}
 		return nil
 	}
-	if !inScope {
+	if !inScope || (ent.View && !cs.shows(ent)) {
+		// A view's create or drop that the stream does not report does
+		// not invalidate it either.
 		return nil
 	}
-	if !expandedOnly(ent.Op) || cs.images.expanded {
+	if cs.shows(ent) {
 		tok := eventTokenFor(ent)
 		ev, err := buildEvent(ent, tok, cs.images)
 		if err != nil {
@@ -554,6 +556,17 @@ func (cs *changeStreamSource) process(ent *storage.OplogEntry) error {
 		return cs.emitInvalidate(ent)
 	}
 	return nil
+}
+
+// shows reports whether the stream reports ent (already in scope) as an
+// event: expanded-only events need showExpandedEvents, and a view's create
+// or drop is reported, as MongoDB's system.views events, only with
+// showExpandedEvents and only to database and deployment streams.
+func (cs *changeStreamSource) shows(ent *storage.OplogEntry) bool {
+	if ent.View {
+		return cs.images.expanded && cs.target.scope != csCollection
+	}
+	return !expandedOnly(ent.Op) || cs.images.expanded
 }
 
 // emitInvalidate queues the invalidate event caused by ent and ends the stream.

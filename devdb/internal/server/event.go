@@ -141,7 +141,8 @@ type csImages struct {
 }
 
 // buildEvent renders ent as a change event, with MongoDB's field order:
-// _id, operationType, clusterTime, collectionUUID (expanded), wallTime,
+// _id, operationType, clusterTime, collectionUUID (expanded, not for a
+// view), wallTime,
 // fullDocument, ns, to (rename), documentKey, operationDescription
 // (expanded), stateBeforeChange (expanded modify), updateDescription, fullDocumentBeforeChange, and for a write
 // of a multi-document transaction txnNumber and lsid.
@@ -156,7 +157,7 @@ func buildEvent(ent *storage.OplogEntry, tok resumeToken, im csImages) (bson.D, 
 		bson.E{Key: "operationType", Value: ent.Op},
 		bson.E{Key: "clusterTime", Value: clusterTime},
 	)
-	if im.expanded && len(ent.UUID.Data) > 0 {
+	if im.expanded && len(ent.UUID.Data) > 0 && !ent.View {
 		ev = append(ev, bson.E{Key: "collectionUUID", Value: ent.UUID})
 	}
 	ev = append(ev, bson.E{Key: "wallTime", Value: bson.NewDateTimeFromTime(ent.Wall)})

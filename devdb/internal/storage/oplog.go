@@ -57,6 +57,11 @@ type OplogEntry struct {
 	// stateBeforeChange: {collectionOptions: {uuid, …options}}, the
 	// collection's options before the collMod.
 	StateBefore bson.D `bson:"stateBefore,omitempty"`
+	// View reports that a create or drop entry is a view's: MongoDB
+	// reports those (inserts and deletes in system.views) only to database
+	// and deployment streams with showExpandedEvents, without
+	// collectionUUID.
+	View bool `bson:"view,omitempty"`
 	// LSID and TxnNumber identify the multi-document transaction whose
 	// commit wrote the entry (absent for every other write).
 	LSID      bson.D `bson:"lsid,omitempty"`
@@ -95,6 +100,7 @@ type oplogEntryRawDoc struct {
 	ToColl      string          `bson:"toColl,omitempty"`
 	Extra       bson.D          `bson:"extra,omitempty"`
 	StateBefore bson.D          `bson:"stateBefore,omitempty"`
+	View        bool            `bson:"view,omitempty"`
 	LSID        bson.D          `bson:"lsid,omitempty"`
 	TxnNumber   int64           `bson:"txnNumber,omitempty"`
 	CommitTS    *bson.Timestamp `bson:"commitTs,omitempty"`
@@ -108,7 +114,7 @@ func marshalEntry(ent *OplogEntry) ([]byte, error) {
 	}
 	w := &oplogEntryRawDoc{TS: ent.TS, Wall: ent.Wall, Op: ent.Op, DB: ent.DB, Coll: ent.Coll, UUID: ent.UUID,
 		DocumentKey: ent.DocumentKey, Doc: ent.docRaw, Pre: ent.preRaw, Images: ent.Images, ToDB: ent.ToDB, ToColl: ent.ToColl,
-		Extra: ent.Extra, StateBefore: ent.StateBefore, LSID: ent.LSID, TxnNumber: ent.TxnNumber, CommitTS: ent.CommitTS}
+		Extra: ent.Extra, StateBefore: ent.StateBefore, View: ent.View, LSID: ent.LSID, TxnNumber: ent.TxnNumber, CommitTS: ent.CommitTS}
 	for _, d := range []struct {
 		dst *bson.Raw
 		src bson.D

@@ -90,6 +90,12 @@ type Collection struct {
 // Namespace returns "db.coll".
 func (c *Collection) Namespace() string { return c.DB + "." + c.Name }
 
+// IsView reports whether c is a view (its options have viewOn).
+func (c *Collection) IsView() bool {
+	_, ok := lookupField(c.Options, "viewOn")
+	return ok
+}
+
 // Images reports whether changeStreamPreAndPostImages is enabled.
 func (c *Collection) Images() bool {
 	v, ok := lookupField(c.Options, "changeStreamPreAndPostImages")
@@ -312,11 +318,12 @@ func (t *Tx) CreateCollection(db, coll string, options bson.D) (*Collection, err
 		return nil, err
 	}
 	extra := append(bson.D{{Key: "idIndex", Value: indexSpecDoc(idSpec)}}, options...)
-	if len(options) > 0 && options[0].Key == "viewOn" {
+	view := c.IsView()
+	if view {
 		// A view has no _id index (create event: {viewOn, pipeline}).
 		extra = options
 	}
-	if err := t.appendOplog(&OplogEntry{Op: "create", DB: db, Coll: coll, UUID: uuid, Extra: extra}); err != nil {
+	if err := t.appendOplog(&OplogEntry{Op: "create", DB: db, Coll: coll, UUID: uuid, Extra: extra, View: view}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -355,7 +362,7 @@ func (t *Tx) dropCollection(c *Collection) error {
 	if err := t.tx.Bucket(bucketCatalog).Delete(catalogKey(c.DB, c.Name)); err != nil {
 		return fmt.Errorf("drop %s: %w", c.Namespace(), err)
 	}
-	return t.appendOplog(&OplogEntry{Op: "drop", DB: c.DB, Coll: c.Name, UUID: c.UUID})
+	return t.appendOplog(&OplogEntry{Op: "drop", DB: c.DB, Coll: c.Name, UUID: c.UUID, View: c.IsView()})
 }
 
 // DropDatabase drops every collection of db (a "drop" entry each) and then
