@@ -52,8 +52,9 @@ type csTarget struct {
 
 // inScope reports whether ent concerns the watched namespace, before the
 // showExpandedEvents filter and the user's pipeline: the collection's own
-// entries, its database's dropDatabase and renames onto it for a collection
-// stream; the database's non-system collections (and renames into it) for a
+// entries and renames onto it for a collection stream (not its database's
+// dropDatabase: MongoDB leaves it out of collection streams, which see the
+// collection's own drop first when it exists); the database's non-system collections (and renames into it) for a
 // database stream; every non-system collection outside admin, config and
 // local for a deployment stream.
 func (t csTarget) inScope(ent *storage.OplogEntry) bool {
@@ -63,7 +64,7 @@ func (t csTarget) inScope(ent *storage.OplogEntry) bool {
 	renamedInto := ent.Op == opRename && ent.ToDB == t.db
 	switch t.scope {
 	case csCollection:
-		if ent.DB == t.db && (ent.Coll == t.coll || ent.Op == opDropDatabase) {
+		if ent.DB == t.db && ent.Coll == t.coll {
 			return true
 		}
 		// A collection renamed onto the watched one (MongoDB's o.to match).
@@ -79,13 +80,13 @@ func (t csTarget) inScope(ent *storage.OplogEntry) bool {
 }
 
 // invalidates reports whether ent (already in scope) ends the stream with an
-// invalidate event: dropping, renaming (from or onto) or dropping the
-// database of a watched collection, or dropping a watched database.
+// invalidate event: dropping or renaming (from or onto) a watched
+// collection, or dropping a watched database.
 // Deployment streams are never invalidated.
 func (t csTarget) invalidates(ent *storage.OplogEntry) bool {
 	switch t.scope {
 	case csCollection:
-		return ent.Op == opDrop || ent.Op == opRename || ent.Op == opDropDatabase
+		return ent.Op == opDrop || ent.Op == opRename
 	case csDatabase:
 		return ent.Op == opDropDatabase
 	default:
