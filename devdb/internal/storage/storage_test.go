@@ -296,7 +296,7 @@ func TestOplogCatalogSequence(t *testing.T) {
 			t.Errorf("update entry lacks images: %+v", ent)
 		}
 	}
-	want := []string{"create:a", "insert:a", "create:b", "drop:b", "rename:a", "modify:b", "update:b", "delete:b", "drop:b", "dropDatabase:"}
+	want := []string{"create:a", "insert:a", "create:b", "rename:a", "modify:b", "update:b", "delete:b", "drop:b", "dropDatabase:"}
 	if len(ops) != len(want) {
 		t.Fatalf("ops = %v, want %v", ops, want)
 	}

@@ -356,13 +356,22 @@ func (t *Tx) DropCollection(db, coll string) (bool, error) {
 }
 
 func (t *Tx) dropCollection(c *Collection) error {
+	if err := t.removeCollection(c); err != nil {
+		return err
+	}
+	return t.appendOplog(&OplogEntry{Op: "drop", DB: c.DB, Coll: c.Name, UUID: c.UUID, View: c.IsView()})
+}
+
+// removeCollection deletes c's documents, indexes and catalog entry,
+// without an oplog entry.
+func (t *Tx) removeCollection(c *Collection) error {
 	if err := t.tx.Bucket(bucketData).DeleteBucket(u64(c.ID)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 		return fmt.Errorf("drop %s: %w", c.Namespace(), err)
 	}
 	if err := t.tx.Bucket(bucketCatalog).Delete(catalogKey(c.DB, c.Name)); err != nil {
 		return fmt.Errorf("drop %s: %w", c.Namespace(), err)
 	}
-	return t.appendOplog(&OplogEntry{Op: "drop", DB: c.DB, Coll: c.Name, UUID: c.UUID, View: c.IsView()})
+	return nil
 }
 
 // DropDatabase drops every collection of db (a "drop" entry each) and then
@@ -384,8 +393,9 @@ func (t *Tx) DropDatabase(db string) (bool, error) {
 }
 
 // RenameCollection renames fromDB.from to toDB.to, keeping its UUID,
-// documents and indexes, and appends a "rename" entry (preceded by the
-// target's "drop" when dropTarget replaces an existing target). Errors:
+// documents and indexes, and appends a "rename" entry (whose Extra names
+// the replaced target's UUID as dropTarget when dropTarget replaces an
+// existing target, which gets no entry of its own). Errors:
 // NamespaceNotFound (26) for a missing source, NamespaceExists (48) for an
 // existing target without dropTarget, IllegalOperation (20) for a rename
 // onto itself.
@@ -415,7 +425,9 @@ func (t *Tx) RenameCollection(fromDB, from, toDB, to string, dropTarget bool) er
 		if !dropTarget {
 			return mongoerr.Errorf(mongoerr.NamespaceExists, "Target namespace exists")
 		}
-		if err := t.dropCollection(dst); err != nil {
+		// As MongoDB, which logs one renameCollection entry naming the
+		// dropped target's UUID: no separate drop entry or event.
+		if err := t.removeCollection(dst); err != nil {
 			return err
 		}
 		extra = append(extra, bson.E{Key: "dropTarget", Value: dst.UUID})
