@@ -21,6 +21,7 @@ triggers:
 		{"variable with text", "mongodb:\n  uri: mongodb://u:${MONGO_PW}@h/\n" + trigger},
 		{"merged", "mongodb:\n  <<: { uri: \"${MONGODB_URI}\" }\n" + trigger},
 		{"invalid", "mongodb:\n  uri: nope\n" + trigger},
+		{"tagged", "mongodb:\n  uri: !env MONGODB_URI\n" + trigger},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := Parse("c.yaml", []byte(tc.src), nil); err == nil {

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/internal/textcut"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"gopkg.in/yaml.v3"
@@ -426,8 +427,12 @@ func (d *decoder) lineError(msg string) {
 // A plain scalar whose text changed is re-resolved, so that
 // "concurrency: ${N:-4}" is an integer; quoted scalars stay strings.
 func (d *decoder) interpolateTree(n *yaml.Node) {
-	if n == nil {
+	if n == nil || n == d.unread {
 		return
+	}
+	if msg := tagProblem(n); msg != "" {
+		d.errorf(n, "%s", msg)
+		d.poison(n)
 	}
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:
@@ -454,10 +459,7 @@ func (d *decoder) interpolateTree(n *yaml.Node) {
 			d.problems = append(d.problems, Problem{Pos: p, Message: e.msg})
 		}
 		if len(errs) > 0 {
-			if d.poisoned == nil {
-				d.poisoned = map[*yaml.Node]bool{}
-			}
-			d.poisoned[n] = true
+			d.poison(n)
 		}
 		if out != n.Value {
 			n.Value = out
@@ -470,6 +472,49 @@ func (d *decoder) interpolateTree(n *yaml.Node) {
 			}
 		}
 	}
+}
+
+// poison marks n as already reported, so that validators skip it.
+func (d *decoder) poison(n *yaml.Node) {
+	if d.poisoned == nil {
+		d.poisoned = map[*yaml.Node]bool{}
+	}
+	d.poisoned[n] = true
+}
+
+// tagProblem reports an explicit YAML tag changehook does not read: one
+// other than the core schema's (!!str, !!int, !!float, !!bool, !!null,
+// !!timestamp on a scalar, !!map on a mapping, !!seq on a list). A local
+// tag such as !env or !secret, which other tools expand, would otherwise
+// be ignored and its text taken as the value ("database: !env DB" would
+// watch the database DB), and !!binary's text would be taken undecoded.
+func tagProblem(n *yaml.Node) string {
+	if n.Tag == "" || n.Tag == "!" {
+		return ""
+	}
+	tag := n.ShortTag()
+	switch n.Kind {
+	case yaml.ScalarNode:
+		switch tag {
+		case "!!str", "!!int", "!!float", "!!bool", "!!null", "!!timestamp":
+			return ""
+		}
+	case yaml.MappingNode:
+		if tag == "!!map" {
+			return ""
+		}
+	case yaml.SequenceNode:
+		if tag == "!!seq" {
+			return ""
+		}
+	default:
+		return ""
+	}
+	hint := ""
+	if !strings.HasPrefix(tag, "!!") {
+		hint = " (for an environment variable write ${VAR})"
+	}
+	return fmt.Sprintf("unsupported YAML tag %s: tags are not expanded, so the text after it would be the value; remove the tag%s", textcut.Marked(tag, 80), hint)
 }
 
 // mongoURINode returns the scalar node of mongodb.uri in doc, found as

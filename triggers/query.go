@@ -288,6 +288,9 @@ func findKey(n *yaml.Node, key string, depth int) *yaml.Node {
 // $numberDouble | $numberDecimal: value} is read as Extended JSON.
 func (d *decoder) toBSON(n *yaml.Node, depth int) (any, bool) {
 	n = deref(n)
+	if d.poisoned[n] {
+		return nil, false // already reported
+	}
 	d.budget--
 	if d.budget < 0 {
 		d.exhausted(n)
@@ -340,9 +343,6 @@ func (d *decoder) toBSON(n *yaml.Node, depth int) (any, bool) {
 		}
 		return arr, ok
 	case yaml.ScalarNode:
-		if d.poisoned[n] {
-			return nil, false
-		}
 		v, msg := scalarToBSON(n)
 		if msg != "" {
 			d.errorf(n, "%s", msg)
