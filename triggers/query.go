@@ -35,9 +35,9 @@ func (d *decoder) match(e entry) bson.D {
 	doc, _ := spec.(bson.D)
 	reported := map[string]bool{}
 	d.matchExprProblems(v, doc, nil, reported, 0)
-	for _, err := range filterErrors(d.withoutRefusedInPipeline(v, doc, 0)) {
-		if !reported[mqlMessage(err)] {
-			d.errorf(locateOperator(v, err), "match: %s", withOperatorHint(mqlMessage(err)))
+	for _, fe := range filterErrors(d.withoutRefusedInPipeline(v, doc, 0), nil) {
+		if !reported[mqlMessage(fe.err)] {
+			d.errorf(locateFilterError(v, fe), "match: %s", withOperatorHint(mqlMessage(fe.err)))
 		}
 	}
 	return doc
@@ -113,23 +113,33 @@ func (d *decoder) matchExprProblems(root *yaml.Node, doc bson.D, path []mql.Path
 	}
 }
 
+// filterError is one problem of a query filter and the path, in the
+// filter, of the condition it concerns: a field's key, a field's operator
+// (field, then operator) or a $and/$or/$nor key with the branch's index
+// and the condition inside it; nil for a problem of the whole filter.
+type filterError struct {
+	err  error
+	path []mql.PathStep
+}
+
 // filterErrors returns every problem of a query filter, not only the first
 // one mql.CompileFilter stops at: each condition, each operator of a
 // field's operator document and each branch of $and, $or and $nor is
 // compiled on its own. Only when no part fails alone is the whole filter's
-// error returned (a problem of the combination).
-func filterErrors(doc bson.D) []error {
+// error returned (a problem of the combination). path is doc's own path.
+func filterErrors(doc bson.D, path []mql.PathStep) []filterError {
+	at := func(steps ...mql.PathStep) []mql.PathStep { return append(slices.Clip(path), steps...) }
 	if _, err := mql.CompileFilter(doc); err == nil {
 		return nil
 	} else if len(doc) == 0 {
-		return []error{err}
+		return []filterError{{err, path}}
 	}
-	var errs []error
+	var errs []filterError
 	seen := map[string]bool{}
-	add := func(err error) {
-		if msg := err.Error(); !seen[msg] {
+	add := func(fe filterError) {
+		if msg := fe.err.Error(); !seen[msg] {
 			seen[msg] = true
-			errs = append(errs, err)
+			errs = append(errs, fe)
 		}
 	}
 	for _, e := range doc {
@@ -137,27 +147,41 @@ func filterErrors(doc bson.D) []error {
 		if _, err := mql.CompileFilter(one); err == nil {
 			continue
 		} else {
-			var parts []error
+			var parts []filterError
 			switch v := e.Value.(type) {
 			case bson.A:
 				if e.Key == "$and" || e.Key == "$or" || e.Key == "$nor" {
-					for _, branch := range v {
+					for i, branch := range v {
 						if bd, ok := branch.(bson.D); ok {
-							parts = append(parts, filterErrors(bd)...)
+							parts = append(parts, filterErrors(bd, at(mql.PathStep{Key: e.Key}, mql.PathStep{Index: i, IsIndex: true}))...)
 						}
 					}
 				}
 			case bson.D:
 				if !strings.HasPrefix(e.Key, "$") && len(v) > 1 && strings.HasPrefix(v[0].Key, "$") {
+					// $options belongs to its $regex: compiled with it, never alone.
+					opts := slices.IndexFunc(v, func(op bson.E) bool { return op.Key == "$options" })
+					hasRegex := slices.ContainsFunc(v, func(op bson.E) bool { return op.Key == "$regex" })
 					for _, op := range v {
-						if _, perr := mql.CompileFilter(bson.D{{Key: e.Key, Value: bson.D{op}}}); perr != nil {
-							parts = append(parts, perr)
+						cond := bson.D{op}
+						switch {
+						case op.Key == "$options" && hasRegex:
+							continue
+						case op.Key == "$regex" && opts >= 0:
+							cond = append(cond, v[opts])
+						}
+						if _, perr := mql.CompileFilter(bson.D{{Key: e.Key, Value: cond}}); perr != nil {
+							parts = append(parts, filterError{perr, at(mql.PathStep{Key: e.Key}, mql.PathStep{Key: op.Key})})
 						}
 					}
 				}
 			}
 			if len(parts) == 0 {
-				parts = []error{err}
+				p := at(mql.PathStep{Key: e.Key})
+				if v, ok := e.Value.(bson.D); ok && len(v) == 1 && !strings.HasPrefix(e.Key, "$") && strings.HasPrefix(v[0].Key, "$") {
+					p = append(p, mql.PathStep{Key: v[0].Key}) // the field's one operator
+				}
+				parts = []filterError{{err, p}}
 			}
 			for _, p := range parts {
 				add(p)
@@ -166,9 +190,27 @@ func filterErrors(doc bson.D) []error {
 	}
 	if len(errs) == 0 {
 		_, err := mql.CompileFilter(doc)
-		errs = append(errs, err)
+		errs = append(errs, filterError{err, path})
 	}
 	return errs
+}
+
+// locateFilterError points at the key of an operator the message of fe
+// names inside the condition it concerns, or else at the condition's own
+// key (root, the filter, for a problem of the whole filter).
+func locateFilterError(root *yaml.Node, fe filterError) *yaml.Node {
+	if len(fe.path) == 0 {
+		return locateOperator(root, fe.err)
+	}
+	key := locatePath(root, fe.path)
+	// The condition's value: the path once more, to a key no filter has.
+	val := locatePath(root, append(slices.Clip(fe.path), mql.PathStep{Key: "\x00"}))
+	if val != key {
+		if k := locateOperator(val, fe.err); k != val {
+			return k
+		}
+	}
+	return key
 }
 
 func (d *decoder) project(e entry, ordering Ordering) bson.D {
