@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -77,4 +78,42 @@ func TestParseHostileInputs(t *testing.T) {
 
 func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n"
+}
+
+// TestLongValuesAreCut: a problem quotes at most the start of a value,
+// however long the value is (a megabyte here), so that a hostile or
+// mistaken file cannot make validate print megabytes.
+func TestLongValuesAreCut(t *testing.T) {
+	long := strings.Repeat("v", 1<<20)
+	tests := []struct{ name, src string }{
+		{"name", "triggers: [{name: " + long + ", webhook: {url: 'http://h/x'}}]"},
+		{"collection", "triggers: [{name: t, database: d, collection: $" + long + ", webhook: {url: 'http://h/x'}}]"},
+		{"unknown field", "triggers: [{name: t, " + long + ": 1, webhook: {url: 'http://h/x'}}]"},
+		{"namespace hint", "triggers: [{name: t, namespace: " + long + ", webhook: {url: 'http://h/x'}}]"},
+		{"enum", "triggers: [{name: t, ordering: " + long + ", webhook: {url: 'http://h/x'}}]"},
+		{"operation", "triggers: [{name: t, operations: [" + long + "], webhook: {url: 'http://h/x'}}]"},
+		{"duration", "triggers: [{name: t, webhook: {url: 'http://h/x', timeout: " + long + "}}]"},
+		{"status rule", "triggers: [{name: t, retry: {retry_on: [" + long + "]}, webhook: {url: 'http://h/x'}}]"},
+		{"header name", "triggers: [{name: t, webhook: {url: 'http://h/x', headers: {'" + long + " ': v}}}]"},
+		{"regex", "triggers: [{name: t, match: {a: {$regex: '" + strings.Repeat("(", 4<<10) + "'}}, webhook: {url: 'http://h/x'}}]"},
+		{"operator", "triggers: [{name: t, match: {a: {$" + long + ": 1}}, webhook: {url: 'http://h/x'}}]"},
+		{"variable", "triggers: [{name: t, database: '${" + long + "}', webhook: {url: 'http://h/x'}}]"},
+		{"tag", "triggers: [{name: t, database: !" + long + " d, webhook: {url: 'http://h/x'}}]"},
+		{"anchor", "triggers: [{name: t, database: *" + long + ", webhook: {url: 'http://h/x'}}]"},
+		{"deny", "network: {deny: [" + long + "]}\ntriggers: [{name: t, webhook: {url: 'http://h/x'}}]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("long.yaml", []byte(tt.src), testEnv)
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("got %v, want a *ValidationError", err)
+			}
+			for _, p := range ve.Problems {
+				if len(p.Message) > 2<<10 {
+					t.Errorf("%s: a message of %d bytes: %.300s…", p.Pos, len(p.Message), p.Message)
+				}
+			}
+		})
+	}
 }

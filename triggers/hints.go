@@ -8,6 +8,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/internal/textcut"
 )
 
 // fieldHints are the fields other trigger tools (and MongoDB's own change
@@ -42,21 +43,21 @@ var fieldHints = map[string]map[string]string{
 func unknownFieldMessage(k, v *yaml.Node, section string, known []string) string {
 	switch {
 	case section == "trigger" && (k.Value == "namespace" || k.Value == "ns"):
-		return fmt.Sprintf("unknown field %q in trigger: %s", k.Value, namespaceHint(v))
+		return fmt.Sprintf("unknown field %s in trigger: %s", textcut.Quote(k.Value), namespaceHint(v))
 	case fieldHints[section][k.Value] != "":
-		return fmt.Sprintf("unknown field %q in %s: %s", k.Value, section, fieldHints[section][k.Value])
+		return fmt.Sprintf("unknown field %s in %s: %s", textcut.Quote(k.Value), section, fieldHints[section][k.Value])
 	}
 	if s := Suggest(k.Value, known); s != "" {
-		return fmt.Sprintf("unknown field %q in %s (did you mean %q?)", k.Value, section, s)
+		return fmt.Sprintf("unknown field %s in %s (did you mean %q?)", textcut.Quote(k.Value), section, s)
 	}
-	return fmt.Sprintf("unknown field %q in %s; valid fields: %s", k.Value, section, strings.Join(known, ", "))
+	return fmt.Sprintf("unknown field %s in %s; valid fields: %s", textcut.Quote(k.Value), section, strings.Join(known, ", "))
 }
 
 // namespaceHint says how a namespace is written in a trigger, with the
 // user's own "db.coll" split when that is what v holds.
 func namespaceHint(v *yaml.Node) string {
 	v = deref(v)
-	if v != nil && v.Kind == yaml.ScalarNode {
+	if v != nil && v.Kind == yaml.ScalarNode && len(v.Value) <= textcut.QuoteLimit {
 		if db, coll, ok := strings.Cut(v.Value, "."); ok && db != "" && coll != "" && !strings.ContainsAny(db, " $/\\\"") {
 			return fmt.Sprintf("a trigger names its namespace with two fields, database: %s and collection: %s", db, coll)
 		}

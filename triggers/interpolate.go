@@ -3,6 +3,8 @@ package triggers
 import (
 	"fmt"
 	"strings"
+
+	"github.com/changehook/changehook/internal/textcut"
 )
 
 // LookupEnv looks up an environment variable; os.LookupEnv in production,
@@ -48,7 +50,7 @@ func interpolate(s string, env LookupEnv) (string, []interpolationError) {
 			name, def, hasDef := strings.Cut(body, ":-")
 			switch {
 			case !validVarName(name):
-				errs = append(errs, interpolationError{i, fmt.Sprintf("invalid environment variable name %q in %q (use ${NAME} or ${NAME:-default})", name, "${"+body+"}")})
+				errs = append(errs, interpolationError{i, fmt.Sprintf("invalid environment variable name %s in %s (use ${NAME} or ${NAME:-default})", textcut.Quote(name), textcut.Quote("${"+body+"}"))})
 			default:
 				v, ok := env(name)
 				switch {
@@ -57,7 +59,7 @@ func interpolate(s string, env LookupEnv) (string, []interpolationError) {
 				case ok:
 					b.WriteString(v)
 				default:
-					errs = append(errs, interpolationError{i, fmt.Sprintf("environment variable %s is not set (set it, or give a default: ${%s:-default})", name, name)})
+					errs = append(errs, interpolationError{i, fmt.Sprintf("environment variable %s is not set (set it, or give a default: ${%s:-default})", textcut.Marked(name, textcut.QuoteLimit), textcut.Marked(name, textcut.QuoteLimit))})
 				}
 			}
 			i += 2 + end + 1

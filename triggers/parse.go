@@ -169,8 +169,34 @@ func (d *decoder) pos(n *yaml.Node) Pos {
 	return Pos{File: d.file, Line: n.Line, Col: n.Column}
 }
 
+// errorf records a problem at n. A string argument is shown cut to a
+// bounded length (see shown): a value quoted from the file may be
+// megabytes long.
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = shown(s)
+		}
+	}
 	d.problems = append(d.problems, Problem{Pos: d.pos(n), Message: fmt.Sprintf(format, args...)})
+}
+
+// maxShownText bounds a string argument of a problem's message printed
+// with %s or %v (a composed message, an error's text).
+const maxShownText = 1 << 10
+
+// shown is a string argument of a problem's message: %q prints it as
+// textcut.Quote does (its first textcut.QuoteLimit bytes and its length),
+// any other verb at most maxShownText bytes of it (textcut.Marked).
+type shown string
+
+// Format implements fmt.Formatter.
+func (s shown) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		io.WriteString(f, textcut.Quote(string(s)))
+		return
+	}
+	io.WriteString(f, textcut.Marked(string(s), maxShownText))
 }
 
 func (d *decoder) parse(data []byte) *Config {
@@ -417,7 +443,7 @@ func (d *decoder) lineError(msg string) {
 			// collection starts.
 			line++
 		}
-		d.problems = append(d.problems, Problem{Pos: Pos{File: d.file, Line: line, Col: 1}, Message: "invalid YAML: " + m[2] + yamlProblemWhere[m[2]]})
+		d.problems = append(d.problems, Problem{Pos: Pos{File: d.file, Line: line, Col: 1}, Message: "invalid YAML: " + textcut.Marked(m[2], maxShownText) + yamlProblemWhere[m[2]]})
 		return
 	}
 	d.errorf(nil, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
@@ -1385,7 +1411,7 @@ func checkDatabaseName(s string) string {
 	case len(s) > 63:
 		return "must be at most 63 bytes"
 	case strings.ContainsAny(s, "/\\. \"$*<>:|?\x00"):
-		return fmt.Sprintf("%q contains a character MongoDB does not allow in database names (/\\. \"$*<>:|?)", s)
+		return fmt.Sprintf("%s contains a character MongoDB does not allow in database names (/\\. \"$*<>:|?)", textcut.Quote(s))
 	}
 	return ""
 }
@@ -1396,7 +1422,7 @@ func checkCollectionName(s string) string {
 	case s == "":
 		return "must not be empty"
 	case strings.ContainsAny(s, "$\x00"):
-		return fmt.Sprintf("%q contains $ or NUL, which MongoDB does not allow in collection names", s)
+		return fmt.Sprintf("%s contains $ or NUL, which MongoDB does not allow in collection names", textcut.Quote(s))
 	case strings.HasPrefix(s, "system."):
 		return "MongoDB does not open change streams on system collections"
 	case len(s) > 255:

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/changehook/changehook/internal/textcut"
 	"gopkg.in/yaml.v3"
 )
 
@@ -72,9 +73,9 @@ func checkStatusRule(s string, conditions bool) string {
 		return ""
 	}
 	if conditions {
-		return fmt.Sprintf("%q is not an HTTP status (100 to 599), a class such as 5xx, timeout or connection", s)
+		return fmt.Sprintf("%s is not an HTTP status (100 to 599), a class such as 5xx, timeout or connection", textcut.Quote(s))
 	}
-	return fmt.Sprintf("%q is not an HTTP status (100 to 599) or a class such as 4xx", s)
+	return fmt.Sprintf("%s is not an HTTP status (100 to 599) or a class such as 4xx", textcut.Quote(s))
 }
 
 // statusRules decodes one of retry_on, success_on and drop_on: a list of

@@ -15,6 +15,7 @@ import (
 
 	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/internal/textcut"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"gopkg.in/yaml.v3"
 )
@@ -403,7 +404,7 @@ func scalarToBSON(n *yaml.Node) (any, string) {
 	case "!!bool":
 		b, err := strconv.ParseBool(strings.ToLower(n.Value))
 		if err != nil {
-			return nil, fmt.Sprintf("%q is not a boolean", n.Value)
+			return nil, fmt.Sprintf("%s is not a boolean", textcut.Quote(n.Value))
 		}
 		return b, ""
 	case "!!int":
@@ -426,7 +427,7 @@ func scalarToBSON(n *yaml.Node) (any, string) {
 		}
 		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
 		if err != nil {
-			return nil, fmt.Sprintf("%q is not a number", n.Value)
+			return nil, fmt.Sprintf("%s is not a number", textcut.Quote(n.Value))
 		}
 		return f, ""
 	case "!!timestamp":
