@@ -431,12 +431,13 @@ func scalarToBSON(n *yaml.Node) (any, string) {
 		}
 		return f, ""
 	case "!!timestamp":
-		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999", "2006-01-02"} {
-			if ts, err := time.Parse(layout, n.Value); err == nil {
-				return bson.NewDateTimeFromTime(ts), ""
-			}
+		// yaml.v3's own reading, so that every scalar it resolves as a
+		// timestamp (2024-1-5, 2001-12-14t21:59:43.10-05:00) is one.
+		var ts time.Time
+		if err := n.Decode(&ts); err != nil {
+			return nil, fmt.Sprintf("%s is not a timestamp such as 2025-01-31 or 2025-01-31T12:00:00Z", textcut.Quote(n.Value))
 		}
-		return n.Value, ""
+		return bson.NewDateTimeFromTime(ts), ""
 	case "!!str":
 		return n.Value, ""
 	}
