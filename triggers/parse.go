@@ -138,6 +138,7 @@ func ParseWith(filename string, data []byte, env LookupEnv, opts Options) (*Conf
 // the first one.
 type decoder struct {
 	file     string
+	data     []byte // the file's text, to locate syntax errors in
 	env      LookupEnv
 	opts     Options
 	budget   int
@@ -204,6 +205,7 @@ func (d *decoder) parse(data []byte) *Config {
 		d.errorf(nil, "configuration is %d bytes, more than the %d allowed", len(data), maxConfigBytes)
 		return nil
 	}
+	d.data = data
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
@@ -443,10 +445,46 @@ func (d *decoder) lineError(msg string) {
 			// collection starts.
 			line++
 		}
-		d.problems = append(d.problems, Problem{Pos: Pos{File: d.file, Line: line, Col: 1}, Message: "invalid YAML: " + textcut.Marked(m[2], maxShownText) + yamlProblemWhere[m[2]]})
+		col, where := 1, yamlProblemWhere[m[2]]
+		switch m[2] {
+		case "found a tab character that violates indentation":
+			// Reported at the line where the value before the tab
+			// starts: the tab is on a later line.
+			if l, c, ok := indentTab(d.data, line, -1); ok {
+				line, col, where = l, c, tabHint
+			}
+		case "found character that cannot start any token":
+			if l, c, ok := indentTab(d.data, line, line); ok {
+				line, col, where = l, c, tabHint
+			}
+		}
+		d.problems = append(d.problems, Problem{Pos: Pos{File: d.file, Line: line, Col: col}, Message: "invalid YAML: " + textcut.Marked(m[2], maxShownText) + where})
 		return
 	}
 	d.errorf(nil, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// tabHint explains a YAML syntax error at a tab in a line's indentation.
+const tabHint = " (a tab: YAML indents with spaces only)"
+
+// indentTab finds the first line, from line from to line to (1-based; to
+// -1: to the end), whose indentation holds a tab, and returns it and the
+// tab's column.
+func indentTab(data []byte, from, to int) (line, col int, ok bool) {
+	for i, l := range bytes.Split(data, []byte("\n")) {
+		n := i + 1
+		if n < from {
+			continue
+		}
+		if to >= 0 && n > to {
+			break
+		}
+		indent := l[:len(l)-len(bytes.TrimLeft(l, " \t"))]
+		if j := bytes.IndexByte(indent, '\t'); j >= 0 {
+			return n, j + 1, true
+		}
+	}
+	return 0, 0, false
 }
 
 // interpolateTree expands ${VAR} in every scalar value (never in keys).
