@@ -349,7 +349,12 @@ func (d *decoder) toBSON(n *yaml.Node, depth int) (any, bool) {
 		ok := true
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := deref(n.Content[i])
-			if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
+			if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+				d.errorf(k, "a merge key (<<) is not supported in match, project or payload (MongoDB documents, not configuration sections); write the fields out, or use an alias (*name) of a whole document")
+				ok = false
+				continue
+			}
+			if k.Kind != yaml.ScalarNode {
 				d.errorf(k, "field names must be strings")
 				ok = false
 				continue
