@@ -61,6 +61,9 @@ func TestParseHostileInputs(t *testing.T) {
 	tests := []struct{ name, src string }{
 		{"merge bomb in defaults", strings.Replace(mergeBomb.String(), "x40:", "defaults:", 1)},
 		{"alias bomb in match", "a: &a\n" + indent(aliasBomb.String()) + "triggers:\n  - name: t\n    database: d\n    match: {f: {$in: *x40}}\n    webhook: {url: 'http://h'}\n"},
+		// Each reference is located in one pass over the scalar, not one
+		// pass per reference.
+		{"many unset variables", "triggers: [{name: t, database: '" + strings.Repeat("${A}", 100_000) + "', webhook: {url: 'http://h'}}]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

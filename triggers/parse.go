@@ -137,8 +137,13 @@ func ParseWith(filename string, data []byte, env LookupEnv, opts Options) (*Conf
 // decoder walks the YAML tree, collecting problems instead of stopping at
 // the first one.
 type decoder struct {
-	file     string
-	data     []byte // the file's text, to locate syntax errors in
+	file string
+	data []byte // the file's text, to locate syntax errors in
+	// lineStarts holds the offset of each line of data, once offsetOf
+	// needed it.
+	lineStarts []int
+	// last is offsetOf's previous answer.
+	last     struct{ line, col, off int }
 	env      LookupEnv
 	opts     Options
 	budget   int
@@ -512,15 +517,12 @@ func (d *decoder) interpolateTree(n *yaml.Node) {
 			return
 		}
 		out, errs := interpolate(n.Value, d.env)
-		for _, e := range errs {
-			p := d.pos(n)
-			switch n.Style {
-			case 0:
-				p.Col += utf8.RuneCountInString(n.Value[:e.offset])
-			case yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
-				p.Col += 1 + utf8.RuneCountInString(n.Value[:e.offset])
-			}
-			d.problems = append(d.problems, Problem{Pos: p, Message: e.msg})
+		offsets := make([]int, len(errs))
+		for i, e := range errs {
+			offsets[i] = e.offset
+		}
+		for i, p := range d.referencePositions(n, offsets) {
+			d.problems = append(d.problems, Problem{Pos: p, Message: errs[i].msg})
 		}
 		if len(errs) > 0 {
 			d.poison(n)
@@ -579,6 +581,134 @@ func tagProblem(n *yaml.Node) string {
 		hint = " (for an environment variable write ${VAR})"
 	}
 	return fmt.Sprintf("unsupported YAML tag %s: tags are not expanded, so the text after it would be the value; remove the tag%s", textcut.Marked(tag, 80), hint)
+}
+
+// referencePositions returns the position in the file of the "${" at
+// each offset of scalar n's value (offsets ascending, as interpolate
+// reports them): the same references found in the file's text from n's
+// start, so that a scalar over several lines (a block scalar, a quoted or
+// plain one folded onto the next lines) and a tagged one are located where
+// each reference is written. Where the text differs (a reference written
+// with escapes) it falls back to n's line and to the column the offset
+// would have on a one-line scalar. One pass over the text, whatever the
+// number of references.
+func (d *decoder) referencePositions(n *yaml.Node, offsets []int) []Pos {
+	if len(offsets) == 0 {
+		return nil
+	}
+	out := make([]Pos, len(offsets))
+	// The fallbacks, counting the runes before each offset once.
+	base, runes, prev := d.pos(n), 0, 0
+	switch n.Style {
+	case 0:
+	case yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
+		base.Col++
+	default:
+		runes = -1 // the column of n itself
+	}
+	for j, off := range offsets {
+		p := base
+		if runes >= 0 {
+			runes += utf8.RuneCountInString(n.Value[prev:off])
+			prev = off
+			p.Col += runes
+		}
+		out[j] = p
+	}
+	start, ok := d.offsetOf(n.Line, n.Column)
+	if !ok {
+		return out
+	}
+	// The value's references in order, as interpolate scans them ("$${"
+	// is not one): where each starts, and what is written from its "${"
+	// to its "}".
+	var refs []string
+	var refStarts []int
+	for i := 0; i < len(n.Value); {
+		switch {
+		case strings.HasPrefix(n.Value[i:], "$${"):
+			i += 3
+		case strings.HasPrefix(n.Value[i:], "${"):
+			ref := n.Value[i:]
+			if end := strings.IndexAny(ref, "}\n"); end >= 0 {
+				ref = ref[:end]
+			}
+			refs = append(refs, ref)
+			refStarts = append(refStarts, i)
+			i += 2
+		default:
+			i++
+		}
+	}
+	which := make([]int, len(offsets)) // each offset's index in refs
+	for j, r := 0, 0; j < len(offsets); j++ {
+		for r < len(refStarts) && refStarts[r] < offsets[j] {
+			r++
+		}
+		which[j] = r
+	}
+	src := d.data[start:]
+	line := n.Line
+	// col is the column of the byte at colAt.
+	col, colAt := n.Column, start
+	j, k := 0, 0
+	for i := 0; i < len(src) && j < len(offsets) && k < len(refs); {
+		switch {
+		case src[i] == '\n':
+			line++
+			col, colAt = 1, start+i+1
+			i++
+		case bytes.HasPrefix(src[i:], []byte("$${")):
+			i += 3
+		case bytes.HasPrefix(src[i:], []byte("${")):
+			if !bytes.HasPrefix(src[i:], []byte(refs[k])) {
+				return out // the text differs: the fallbacks stand
+			}
+			col += utf8.RuneCount(d.data[colAt : start+i])
+			colAt = start + i
+			for j < len(offsets) && which[j] == k {
+				out[j] = Pos{File: d.file, Line: line, Col: col}
+				j++
+			}
+			k++
+			i += 2
+		default:
+			i++
+		}
+	}
+	return out
+}
+
+// offsetOf returns the byte offset in the file of a line and column as
+// yaml.v3 counts them (from 1; columns in characters). A column after the
+// one of the previous call on the same line is counted from there, so that
+// the scalars of one long line cost one pass over it.
+func (d *decoder) offsetOf(line, col int) (int, bool) {
+	if d.lineStarts == nil {
+		// yaml.v3 counts the first line's columns after a byte order mark.
+		d.lineStarts = []int{len(d.data) - len(bytes.TrimPrefix(d.data, []byte("\xef\xbb\xbf")))}
+		for i, c := range d.data {
+			if c == '\n' {
+				d.lineStarts = append(d.lineStarts, i+1)
+			}
+		}
+	}
+	if line < 1 || line > len(d.lineStarts) || col < 1 {
+		return 0, false
+	}
+	off, c := d.lineStarts[line-1], 1
+	if d.last.line == line && d.last.col <= col {
+		off, c = d.last.off, d.last.col
+	}
+	for ; c < col; c++ {
+		if off >= len(d.data) || d.data[off] == '\n' {
+			return 0, false
+		}
+		_, size := utf8.DecodeRune(d.data[off:])
+		off += size
+	}
+	d.last.line, d.last.col, d.last.off = line, col, off
+	return off, true
 }
 
 // mongoURINode returns the scalar node of mongodb.uri in doc, found as

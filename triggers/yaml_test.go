@@ -1,6 +1,7 @@
 package triggers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -35,5 +36,16 @@ func TestMatchTimestamps(t *testing.T) {
 				t.Errorf("match value %T %v, want %T %v", got, got, tt.want, tt.want)
 			}
 		})
+	}
+}
+
+// TestReferenceAfterByteOrderMark: on the first line of a file that starts
+// with a UTF-8 byte order mark, an unset variable's column counts from
+// after the mark, as yaml.v3's columns do.
+func TestReferenceAfterByteOrderMark(t *testing.T) {
+	src := "\xef\xbb\xbfmongodb: {uri: \"${NOPE}\"}\ntriggers: [{name: t, webhook: {url: 'http://h/x'}}]\n"
+	_, err := Parse("bom.yaml", []byte(src), nil)
+	if want := "bom.yaml:1:17: environment variable NOPE is not set"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse = %v, want %q", err, want)
 	}
 }
