@@ -64,6 +64,10 @@ func TestParseHostileInputs(t *testing.T) {
 		// Each reference is located in one pass over the scalar, not one
 		// pass per reference.
 		{"many unset variables", "triggers: [{name: t, database: '" + strings.Repeat("${A}", 100_000) + "', webhook: {url: 'http://h'}}]"},
+		// A key is checked against the earlier ones in one lookup, not a
+		// scan of them all.
+		{"many headers", "triggers: [{name: t, webhook: {url: 'http://h', headers: {" + manyKeys("X-H", ": v", 50_000) + "}}}]\nx: 1"},
+		{"many match fields", "triggers: [{name: t, database: d, match: {" + manyKeys("f", ": 1", 50_000) + "}, webhook: {url: 'http://h'}}]\nx: 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,6 +81,18 @@ func TestParseHostileInputs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyKeys returns n flow mapping entries, prefix0 suffix, prefix1 suffix, ...
+func manyKeys(prefix, suffix string, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s%d%s", prefix, i, suffix)
+	}
+	return b.String()
 }
 
 func indent(s string) string {

@@ -1479,6 +1479,12 @@ func (d *decoder) headerEntries(e entry, out map[string]entry) {
 		return
 	}
 	seen := map[string]bool{}
+	// out's names by lower case: a name set again, in any case, replaces
+	// the earlier one in one lookup.
+	byLower := make(map[string]string, len(out))
+	for name := range out {
+		byLower[strings.ToLower(name)] = name
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := deref(n.Content[i]), n.Content[i+1]
 		if k.Kind != yaml.ScalarNode || !validHeaderName(k.Value) {
@@ -1495,11 +1501,10 @@ func (d *decoder) headerEntries(e entry, out map[string]entry) {
 			d.errorf(k, "webhook.headers: %q %s", k.Value, why)
 			continue
 		}
-		for name := range out {
-			if strings.EqualFold(name, k.Value) {
-				delete(out, name)
-			}
+		if prev, ok := byLower[lk]; ok {
+			delete(out, prev)
 		}
+		byLower[lk] = k.Value
 		out[k.Value] = entry{key: k, val: v}
 	}
 }

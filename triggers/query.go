@@ -346,6 +346,7 @@ func (d *decoder) toBSON(n *yaml.Node, depth int) (any, bool) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		doc := make(bson.D, 0, len(n.Content)/2)
+		seen := make(map[string]bool, len(n.Content)/2)
 		ok := true
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := deref(n.Content[i])
@@ -359,11 +360,12 @@ func (d *decoder) toBSON(n *yaml.Node, depth int) (any, bool) {
 				ok = false
 				continue
 			}
-			if slices.ContainsFunc(doc, func(e bson.E) bool { return e.Key == k.Value }) {
+			if seen[k.Value] {
 				d.errorf(k, "field %q is set twice", k.Value)
 				ok = false
 				continue
 			}
+			seen[k.Value] = true
 			v, vok := d.toBSON(n.Content[i+1], depth+1)
 			ok = ok && vok
 			doc = append(doc, bson.E{Key: k.Value, Value: v})
