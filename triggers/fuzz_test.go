@@ -68,6 +68,8 @@ func TestParseHostileInputs(t *testing.T) {
 		// scan of them all.
 		{"many headers", "triggers: [{name: t, webhook: {url: 'http://h', headers: {" + manyKeys("X-H", ": v", 50_000) + "}}}]\nx: 1"},
 		{"many match fields", "triggers: [{name: t, database: d, match: {" + manyKeys("f", ": 1", 50_000) + "}, webhook: {url: 'http://h'}}]\nx: 1"},
+		// Each problem is located by a lookup in its mapping, not a scan.
+		{"many payload problems", "triggers: [{name: t, webhook: {url: 'http://h', payload: {" + manyKeys("f", ": {$concat: [1]}", 40_000) + "}}}]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

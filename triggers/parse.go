@@ -142,6 +142,8 @@ type decoder struct {
 	// lineStarts holds the offset of each line of data, once offsetOf
 	// needed it.
 	lineStarts []int
+	// keyIndex indexes the keys of large mappings (keyAt).
+	keyIndex map[*yaml.Node]map[string]int
 	// last is offsetOf's previous answer.
 	last     struct{ line, col, off int }
 	env      LookupEnv
@@ -1458,7 +1460,7 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 					if !bad {
 						at := locateOperator(deref(e.val), err)
 						if p, ok := failingPath(spec, mqlMessage(err), nil, 0); ok {
-							at = locatePath(deref(e.val), p)
+							at = d.locatePath(deref(e.val), p)
 						}
 						d.errorf(at, "webhook.payload: %s", withOperatorHint(mqlMessage(err)))
 					}

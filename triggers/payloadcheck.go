@@ -42,7 +42,7 @@ func scalarPayload(spec any) string {
 func (d *decoder) exprProblems(n *yaml.Node, spec any, prefix string) int {
 	probs := mql.CheckExpr(spec)
 	for _, p := range probs {
-		d.errorf(locatePath(n, p.Path), "%s: %s", prefix, withOperatorHint(p.Message))
+		d.errorf(d.locatePath(n, p.Path), "%s: %s", prefix, withOperatorHint(p.Message))
 	}
 	return len(probs)
 }
@@ -51,7 +51,7 @@ func (d *decoder) exprProblems(n *yaml.Node, spec any, prefix string) int {
 // value, or to the key itself when it is the last step (an operator named
 // in the problem); an index step to the sequence element. It stops at the
 // deepest node it can reach.
-func locatePath(n *yaml.Node, path []mql.PathStep) *yaml.Node {
+func (d *decoder) locatePath(n *yaml.Node, path []mql.PathStep) *yaml.Node {
 	n = deref(n)
 	for i, s := range path {
 		if n == nil {
@@ -61,17 +61,13 @@ func locatePath(n *yaml.Node, path []mql.PathStep) *yaml.Node {
 		case s.IsIndex && n.Kind == yaml.SequenceNode && s.Index < len(n.Content):
 			n = deref(n.Content[s.Index])
 		case !s.IsIndex && n.Kind == yaml.MappingNode:
-			var next *yaml.Node
-			for j := 0; j+1 < len(n.Content); j += 2 {
-				if deref(n.Content[j]).Value == s.Key {
-					next = n.Content[j+1]
-					if i == len(path)-1 {
-						next = n.Content[j]
-					}
-				}
-			}
-			if next == nil {
+			j := d.keyAt(n, s.Key)
+			if j < 0 {
 				return n
+			}
+			next := n.Content[j+1]
+			if i == len(path)-1 {
+				next = n.Content[j]
 			}
 			n = deref(next)
 		default:
@@ -79,6 +75,37 @@ func locatePath(n *yaml.Node, path []mql.PathStep) *yaml.Node {
 		}
 	}
 	return n
+}
+
+// keyAt returns the index in mapping n's Content of its last key named
+// key, or -1. A large mapping is indexed once, so that locating each of
+// many problems in it does not scan it again.
+func (d *decoder) keyAt(n *yaml.Node, key string) int {
+	const small = 32 // entries scanned rather than indexed
+	if len(n.Content) <= 2*small {
+		at := -1
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			if deref(n.Content[j]).Value == key {
+				at = j
+			}
+		}
+		return at
+	}
+	idx, ok := d.keyIndex[n]
+	if !ok {
+		idx = make(map[string]int, len(n.Content)/2)
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			idx[deref(n.Content[j]).Value] = j
+		}
+		if d.keyIndex == nil {
+			d.keyIndex = map[*yaml.Node]map[string]int{}
+		}
+		d.keyIndex[n] = idx
+	}
+	if j, ok := idx[key]; ok {
+		return j
+	}
+	return -1
 }
 
 // failingPath returns the path in spec, an expression, of the innermost

@@ -38,7 +38,7 @@ func (d *decoder) match(e entry) bson.D {
 	d.matchExprProblems(v, doc, nil, reported, 0)
 	for _, fe := range filterErrors(d.withoutRefusedInPipeline(v, doc, 0), nil) {
 		if !reported[mqlMessage(fe.err)] {
-			d.errorf(locateFilterError(v, fe), "match: %s", withOperatorHint(mqlMessage(fe.err)))
+			d.errorf(d.locateFilterError(v, fe), "match: %s", withOperatorHint(mqlMessage(fe.err)))
 		}
 	}
 	return doc
@@ -100,7 +100,7 @@ func (d *decoder) matchExprProblems(root *yaml.Node, doc bson.D, path []mql.Path
 		case "$expr":
 			for _, prob := range mql.CheckExpr(e.Value) {
 				full := append(append([]mql.PathStep(nil), p...), prob.Path...)
-				d.errorf(locatePath(root, full), "match: $expr: %s", withOperatorHint(prob.Message))
+				d.errorf(d.locatePath(root, full), "match: $expr: %s", withOperatorHint(prob.Message))
 				reported[prob.Message] = true
 			}
 		case "$and", "$or", "$nor":
@@ -199,13 +199,13 @@ func filterErrors(doc bson.D, path []mql.PathStep) []filterError {
 // locateFilterError points at the key of an operator the message of fe
 // names inside the condition it concerns, or else at the condition's own
 // key (root, the filter, for a problem of the whole filter).
-func locateFilterError(root *yaml.Node, fe filterError) *yaml.Node {
+func (d *decoder) locateFilterError(root *yaml.Node, fe filterError) *yaml.Node {
 	if len(fe.path) == 0 {
 		return locateOperator(root, fe.err)
 	}
-	key := locatePath(root, fe.path)
+	key := d.locatePath(root, fe.path)
 	// The condition's value: the path once more, to a key no filter has.
-	val := locatePath(root, append(slices.Clip(fe.path), mql.PathStep{Key: "\x00"}))
+	val := d.locatePath(root, append(slices.Clip(fe.path), mql.PathStep{Key: "\x00"}))
 	if val != key {
 		if k := locateOperator(val, fe.err); k != val {
 			return k
