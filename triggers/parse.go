@@ -464,11 +464,56 @@ func (d *decoder) lineError(msg string) {
 			if l, c, ok := indentTab(d.data, line, line); ok {
 				line, col, where = l, c, tabHint
 			}
+		case "did not find expected ',' or '}'", "did not find expected ',' or ']'":
+			if l, c, ok := flowReference(d.data, line); ok {
+				line, col, where = l, c, flowReferenceHint
+			}
 		}
 		d.problems = append(d.problems, Problem{Pos: Pos{File: d.file, Line: line, Col: col}, Message: "invalid YAML: " + textcut.Marked(m[2], maxShownText) + where})
 		return
 	}
 	d.errorf(nil, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// flowReferenceHint explains a syntax error at an unquoted ${VAR} in a
+// {...} or [...] collection, where "{" and "}" cannot be part of a plain
+// value.
+const flowReferenceHint = ` (a ${VAR} inside {...} or [...] must be quoted: "${VAR}")`
+
+// flowReference finds an unquoted "${" in the flow collection that starts
+// on line (1-based): on that line or on the more indented lines after it.
+// It returns its line and column.
+func flowReference(data []byte, line int) (int, int, bool) {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return 0, 0, false
+	}
+	indentOf := func(l []byte) int { return len(l) - len(bytes.TrimLeft(l, " ")) }
+	first := indentOf(lines[line-1])
+	var quote byte // the quote of the scalar being read, or 0
+	for n := line; n <= len(lines); n++ {
+		l := lines[n-1]
+		if n > line && quote == 0 && len(bytes.TrimSpace(l)) > 0 && indentOf(l) <= first {
+			break
+		}
+		for i := 0; i < len(l); i++ {
+			switch c := l[i]; {
+			case quote == '"' && c == '\\':
+				i++ // an escaped character
+			case quote != 0:
+				if c == quote {
+					quote = 0
+				}
+			case c == '"' || c == '\'':
+				quote = c
+			case c == '#' && (i == 0 || l[i-1] == ' '):
+				i = len(l) // a comment
+			case c == '$' && bytes.HasPrefix(l[i:], []byte("${")):
+				return n, 1 + utf8.RuneCount(l[:i]), true
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 // tabHint explains a YAML syntax error at a tab in a line's indentation.
