@@ -384,7 +384,7 @@ func (d *decoder) auth(e entry) *Auth {
 			v := deref(s.val)
 			if v.Kind != yaml.SequenceNode {
 				d.errorf(v, "%s.scopes: expected a list of scopes, got %s", sec, describe(v))
-			} else {
+			} else if d.spend(v, len(v.Content)) {
 				for _, it := range v.Content {
 					if sc, ok := d.str(entry{val: it}, sec+".scopes"); ok {
 						if sc == "" || strings.ContainsAny(sc, " \"\\") || strings.ContainsFunc(sc, func(r rune) bool { return r < 0x21 || r > 0x7e }) {

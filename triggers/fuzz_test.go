@@ -69,6 +69,9 @@ func TestParseHostileInputs(t *testing.T) {
 		{"many headers", "triggers: [{name: t, webhook: {url: 'http://h', headers: {" + manyKeys("X-H", ": v", 50_000) + "}}}]\nx: 1"},
 		{"many match fields", "triggers: [{name: t, database: d, match: {" + manyKeys("f", ": 1", 50_000) + "}, webhook: {url: 'http://h'}}]\nx: 1"},
 		// Each problem is located by a lookup in its mapping, not a scan.
+		// What defaults gives every trigger counts once per trigger.
+		{"defaults headers in many triggers", "defaults: {webhook: {headers: {" + manyKeys("X-H", ": v", 20_000) + "}}}\ntriggers: [" + manyTriggers(200) + "]"},
+		{"defaults retry_on in many triggers", "defaults: {retry: {retry_on: [" + strings.Repeat("500, ", 20_000) + "]}}\ntriggers: [" + manyTriggers(200) + "]"},
 		{"many payload problems", "triggers: [{name: t, webhook: {url: 'http://h', payload: {" + manyKeys("f", ": {$concat: [1]}", 40_000) + "}}}]"},
 	}
 	for _, tt := range tests {
@@ -93,6 +96,18 @@ func manyKeys(prefix, suffix string, n int) string {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "%s%d%s", prefix, i, suffix)
+	}
+	return b.String()
+}
+
+// manyTriggers returns n minimal triggers as flow mappings, comma-separated.
+func manyTriggers(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "{name: t%d, webhook: {url: 'http://h/%d'}}", i, i)
 	}
 	return b.String()
 }

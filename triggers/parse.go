@@ -395,8 +395,29 @@ func (d *decoder) exhausted(n *yaml.Node) {
 	if d.stopAt >= 0 {
 		return
 	}
-	d.errorf(n, "the file expands to more than %d values once aliases (*name) and merge keys (<<) are expanded, which looks like an alias bomb; remove the repeated aliases (checking stopped here)", maxNodeVisits)
+	d.errorf(n, "the file expands to more than %d values once aliases (*name) and merge keys (<<) are expanded and the defaults section is applied to every trigger, which looks like an alias bomb; "+
+		"remove the repeated aliases, or shrink what defaults gives every trigger (checking stopped here)", maxNodeVisits)
 	d.stopAt = len(d.problems)
+}
+
+// spend charges the walk's budget with cost values read at n (the items
+// of a list or mapping read without collect or toBSON, which charge their
+// own) and reports whether it holds; when it runs out, exhausted reports
+// it. A list or mapping that the defaults section (or an alias) gives
+// every trigger is read, and so charged, once per trigger. The few items
+// of an ordinary list are free, so that they do not bring a large file of
+// ordinary triggers closer to the budget.
+func (d *decoder) spend(n *yaml.Node, cost int) bool {
+	const free = 16
+	if cost <= free {
+		return true
+	}
+	d.budget -= cost
+	if d.budget < 0 {
+		d.exhausted(n)
+		return false
+	}
+	return true
 }
 
 // syntaxError records a YAML syntax error at the line yaml.v3 names.
@@ -1313,6 +1334,9 @@ func (d *decoder) operations(e entry, collectionStream bool) []string {
 	if len(items) == 0 {
 		d.errorf(v, "operations: at least one operation type is required")
 	}
+	if !d.spend(v, len(items)) {
+		return DefaultOperations()
+	}
 	known := operationNames()
 	var ops []string
 	for _, it := range items {
@@ -1525,6 +1549,9 @@ func (d *decoder) headerEntries(e entry, out map[string]entry) {
 		d.errorf(n, "webhook.headers: expected a mapping of header names to values, got %s", describe(n))
 		return
 	}
+	if !d.spend(n, len(n.Content)/2) {
+		return
+	}
 	seen := map[string]bool{}
 	// out's names by lower case: a name set again, in any case, replaces
 	// the earlier one in one lookup.
@@ -1587,6 +1614,9 @@ func (d *decoder) secrets(e entry) []Secret {
 	}
 	if len(items) == 0 {
 		d.errorf(v, "webhook.secret: the list of keys is empty; give at least one key, or remove secret to send unsigned requests")
+	}
+	if !d.spend(v, len(items)) {
+		return nil
 	}
 	var out []Secret
 	for _, it := range items {

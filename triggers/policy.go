@@ -99,6 +99,9 @@ func (d *decoder) statusRules(e entry, field string, def StatusRules, conditions
 		d.errorf(v, "%s: expected a list of HTTP statuses or classes such as [409, 4xx], got %s", field, describe(v))
 		return def
 	}
+	if !d.spend(v, len(items)) {
+		return def
+	}
 	out := StatusRules{}
 	for _, it := range items {
 		it = deref(it)
