@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -225,14 +226,52 @@ func (t *TLS) LoadFiles() error {
 	return nil
 }
 
+// maxTLSFileBytes bounds a CA, certificate or key file (a CA bundle of
+// every public root is about 220 KB).
+const maxTLSFileBytes = 1 << 20
+
+// readTLSFile reads a PEM file named by webhook.tls: a regular file
+// (through links) of at most maxTLSFileBytes, refused before it is read
+// otherwise (a FIFO would block validate and every reload, a device such
+// as /dev/zero would be read without end). On failure it returns the
+// message.
+func readTLSFile(path string) ([]byte, string) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Sprintf("cannot read %q: %s", path, fileErr(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Sprintf("%q is not a regular file but %s", path, fileKind(fi.Mode()))
+	}
+	tooLarge := func(n int64) string {
+		return fmt.Sprintf("%q is %d bytes, more than the %d a PEM file may have", path, n, maxTLSFileBytes)
+	}
+	if fi.Size() > maxTLSFileBytes {
+		return nil, tooLarge(fi.Size())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Sprintf("cannot read %q: %s", path, fileErr(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTLSFileBytes+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Sprintf("cannot read %q: %s", path, fileErr(err))
+	case len(b) > maxTLSFileBytes:
+		return nil, tooLarge(int64(len(b))) // it grew since Stat
+	}
+	return b, ""
+}
+
 // loadTLSFiles loads a CA file and a certificate/key pair (each optional);
 // on failure it returns the field at fault and the message.
 func loadTLSFiles(caFile, certFile, keyFile string) (*tlsMaterial, string, string) {
 	m := &tlsMaterial{}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, "ca_file", fmt.Sprintf("cannot read %q: %s", caFile, fileErr(err))
+		pem, msg := readTLSFile(caFile)
+		if msg != "" {
+			return nil, "ca_file", msg
 		}
 		m.caPEM = pem
 		m.roots = x509.NewCertPool()
@@ -241,12 +280,15 @@ func loadTLSFiles(caFile, certFile, keyFile string) (*tlsMaterial, string, strin
 		}
 	}
 	if certFile != "" && keyFile != "" {
-		for _, f := range [][2]string{{"cert_file", certFile}, {"key_file", keyFile}} {
-			if _, err := os.Stat(f[1]); err != nil {
-				return nil, f[0], fmt.Sprintf("cannot read %q: %s", f[1], fileErr(err))
-			}
+		certPEM, msg := readTLSFile(certFile)
+		if msg != "" {
+			return nil, "cert_file", msg
 		}
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		keyPEM, msg := readTLSFile(keyFile)
+		if msg != "" {
+			return nil, "key_file", msg
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			// crypto/tls's messages describe the PEM blocks, never the key.
 			return nil, "cert_file", fmt.Sprintf("%q and key_file %q are not a valid certificate and private key: %s", certFile, keyFile, fileErr(err))

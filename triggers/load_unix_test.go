@@ -51,3 +51,52 @@ func TestLoadRefusesWhatIsNotASmallRegularFile(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSFilesMustBeSmallRegularFiles: a webhook.tls file that is a named
+// pipe (which would block validate and every reload), a device such as
+// /dev/zero (which would be read without end) or a file over the size
+// limit is refused at once, at the field, naming what it is.
+func TestTLSFilesMustBeSmallRegularFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "ca.pem")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	huge := filepath.Join(dir, "huge.pem")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 30); err != nil { // sparse
+		t.Fatal(err)
+	}
+	f.Close()
+	cert, err := filepath.Abs("testdata/tls/client.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, tls, want string }{
+		{"fifo", "{ca_file: " + fifo + "}", `c.yaml:1:75: webhook.tls.ca_file: "` + fifo + `" is not a regular file but a named pipe (FIFO)`},
+		{"device", "{ca_file: /dev/zero}", `c.yaml:1:75: webhook.tls.ca_file: "/dev/zero" is not a regular file but a device`},
+		{"huge", "{ca_file: " + huge + "}", `c.yaml:1:75: webhook.tls.ca_file: "` + huge + `" is 1073741824 bytes, more than the 1048576 a PEM file may have`},
+		{"key fifo", "{cert_file: " + cert + ", key_file: " + fifo + "}", `webhook.tls.key_file: "` + fifo + `" is not a regular file but a named pipe (FIFO)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "triggers: [{name: t, webhook: {url: 'https://localhost/x', tls: " + tt.tls + "}}]"
+			done := make(chan error, 1)
+			go func() {
+				_, err := Parse(filepath.Join(dir, "c.yaml"), []byte(src), nil)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("Parse = %v, want an error containing %q", err, tt.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Parse still reading after 10s")
+			}
+		})
+	}
+}
