@@ -1406,6 +1406,11 @@ func (d *decoder) retry(own, def entry) RetryPolicy {
 		SuccessOn:      d.statusRules(f["success_on"], "retry.success_on", DefaultSuccessOn(), false),
 		DropOn:         d.statusRules(f["drop_on"], "retry.drop_on", nil, false),
 	}
+	if e := f["success_on"]; e.set() && !d.poisoned[deref(e.val)] {
+		if v := deref(e.val); v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
+			d.errorf(v, "retry.success_on: an empty list makes no answer a delivery, so every event would be retried and then dead-lettered; list the statuses that mean delivered, or leave it out for [2xx]")
+		}
+	}
 	d.checkRuleOverlap(f, p)
 	if p.MaxBackoff < p.InitialBackoff {
 		// At the trigger's own field when one of the two is: the defaults
