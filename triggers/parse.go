@@ -1701,6 +1701,11 @@ func checkWebhookURL(s string) string {
 	}
 	if port := u.Port(); port != "" {
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			if strings.Contains(u.RawPath+u.Path+u.RawQuery+u.Fragment, "@") {
+				// "https://user:12/pw@host": the authority ends at the
+				// unencoded "/", and the "port" is the password's start.
+				return "port is not between 1 and 65535; an @ after it suggests a user name or password with an unencoded /, ? or #: percent-encode them (%2F, %3F, %23)"
+			}
 			return fmt.Sprintf("port %s is not between 1 and 65535", port)
 		}
 	}
