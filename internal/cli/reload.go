@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -37,6 +38,14 @@ const reloadTimeout = 2 * time.Minute
 
 // watchDebounce coalesces the burst of events one save makes.
 const watchDebounce = 250 * time.Millisecond
+
+// watchRetryFirst and watchRetryMax bound the wait before --watch-config
+// applies again a file whose reload did not finish (doubling from the
+// first to the most).
+const (
+	watchRetryFirst = 2 * time.Second
+	watchRetryMax   = time.Minute
+)
 
 // ReloadError is a rejected reload: the running configuration stays.
 type ReloadError struct {
@@ -89,6 +98,11 @@ type reloader struct {
 	// current is cfg for readers outside the reload lock (the admin API's
 	// dead-letter replays), so they never wait for a reload in progress.
 	current atomic.Pointer[triggers.Config]
+	// watchReload is what watchFile calls to reload (nil: Reload), and
+	// watchRetry its first wait before applying again a file whose
+	// reload did not finish (0: watchRetryFirst); tests set them.
+	watchReload func(ctx context.Context, why string) (runner.ReloadResult, error)
+	watchRetry  time.Duration
 }
 
 // Config returns the running configuration: the one loaded at start, or
@@ -354,6 +368,13 @@ func (rl *reloader) watchSignals(ctx context.Context, requests <-chan struct{}) 
 // any burst of events in the directory (and in the directory the link
 // leads to) the file is read, and only a content unlike the last one
 // read reloads.
+//
+// A reload that did not finish (a trigger's stop outlasted the reload's
+// deadline; clustered, the state database did not answer) is tried again,
+// after 2 s and then twice as long each time up to a minute, for as long
+// as the file keeps that content: nothing else would apply it, and in a
+// cluster the other members may have. A rejected configuration is not:
+// the file must change.
 func (rl *reloader) watchFile(ctx context.Context) error {
 	if rl.path == demo.ConfigName {
 		return errors.New("--watch-config needs a configuration file: pass -c FILE")
@@ -379,12 +400,34 @@ func (rl *reloader) watchFile(ctx context.Context) error {
 			return fmt.Errorf("watch configuration directory %s: %w", dir, err)
 		}
 	}
+	reload := rl.watchReload
+	if reload == nil {
+		reload = rl.Reload
+	}
+	first := cmp.Or(rl.watchRetry, watchRetryFirst)
 	last, _ := fileSum(abs)
 	unreadable := "" // the error last warned about, until the file is read again
 	go func() {
 		defer w.Close()
 		var timer *time.Timer
 		var fire <-chan time.Time
+		// retry fires when a reload that did not finish is due again;
+		// backoff is the wait after the next failure.
+		retry := time.NewTimer(time.Hour)
+		retry.Stop()
+		defer retry.Stop()
+		backoff := first
+		apply := func() {
+			_, err := reload(ctx, "--watch-config")
+			var rejected *ReloadError
+			if err == nil || errors.As(err, &rejected) || ctx.Err() != nil {
+				backoff = first
+				return
+			}
+			rl.log.Warn("--watch-config: the reload did not finish; applying the file again later while its content stays", "retry_in", backoff)
+			retry.Reset(backoff)
+			backoff = min(2*backoff, watchRetryMax)
+		}
 		for {
 			select {
 			case <-ctx.Done():
@@ -392,6 +435,10 @@ func (rl *reloader) watchFile(ctx context.Context) error {
 					timer.Stop()
 				}
 				return
+			case <-retry.C:
+				if sum, err := fileSum(abs); err == nil && sum == last {
+					apply()
+				} // else changed or gone: its events reload it, or not
 			case _, ok := <-w.Events:
 				if !ok {
 					return
@@ -426,7 +473,9 @@ func (rl *reloader) watchFile(ctx context.Context) error {
 					continue // unchanged
 				}
 				last = sum
-				_, _ = rl.Reload(ctx, "--watch-config")
+				retry.Stop()
+				backoff = first
+				apply()
 			}
 		}
 	}()
