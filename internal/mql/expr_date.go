@@ -146,8 +146,9 @@ func aggFormatDate(t time.Time, format string) (string, error) {
 			}
 			fmt.Fprintf(&b, "%c%02d%02d", sign, off/3600, off%3600/60)
 		case 'Z':
+			// Minutes east of UTC, signed only when negative ("270", "-300").
 			_, off := t.Zone()
-			fmt.Fprintf(&b, "%+d", off/60)
+			fmt.Fprintf(&b, "%d", off/60)
 		case 'b':
 			b.WriteString(t.Month().String()[:3])
 		case 'B':

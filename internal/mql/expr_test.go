@@ -364,8 +364,8 @@ func TestExprDates(t *testing.T) {
 	runExprCases(t, []aggExprCase{
 		{name: "dateToString default", expr: `{"$dateToString": {"date": "$d"}}`, doc: doc, want: `{"v": "2021-03-07T05:06:07.089Z"}`},
 		{name: "dateToString all specifiers", expr: `{"$dateToString": {"date": "$d", "format": "%Y|%m|%d|%H|%M|%S|%L|%j|%w|%u|%U|%G|%V|%z|%Z|%%"}}`, doc: doc,
-			want: `{"v": "2021|03|07|05|06|07|089|066|1|7|10|2021|09|+0000|+0|%"}`},
-		{name: "dateToString offset tz", expr: `{"$dateToString": {"date": "$d", "format": "%H:%M %z %Z", "timezone": "+04:45"}}`, doc: doc, want: `{"v": "09:51 +0445 +285"}`},
+			want: `{"v": "2021|03|07|05|06|07|089|066|1|7|10|2021|09|+0000|0|%"}`},
+		{name: "dateToString offset tz", expr: `{"$dateToString": {"date": "$d", "format": "%H:%M %z %Z", "timezone": "+04:45"}}`, doc: doc, want: `{"v": "09:51 +0445 285"}`},
 		{name: "dateToString olson tz", expr: `{"$dateToString": {"date": "$d", "format": "%Y-%m-%d %H", "timezone": "America/New_York"}}`, doc: doc, want: `{"v": "2021-03-07 00"}`},
 		{name: "dateToString tz default format", expr: `{"$dateToString": {"date": "$d", "timezone": "+01"}}`, doc: doc, want: `{"v": "2021-03-07T06:06:07.089"}`},
 		{name: "dateToString onNull", expr: `{"$dateToString": {"date": "$nope", "onNull": "n/a"}}`, want: `{"v": "n/a"}`},
