@@ -80,6 +80,21 @@ func aggParseTZ(v any) (*time.Location, error) {
 	return nil, mongoerr.Errorf(mongoerr.UnknownTimezone, "unrecognized time zone identifier: \"%s\"", s)
 }
 
+// aggIsUTCZone reports whether the timezone argument tz, resolved to loc
+// by aggParseTZ, names UTC itself: "UTC" or an offset of zero such as
+// "+00:00" (Olson zones that happen to be at offset zero do not count).
+func aggIsUTCZone(tz any, loc *time.Location) bool {
+	s, _ := tz.(string)
+	if s == "UTC" {
+		return true
+	}
+	if s == "" || (s[0] != '+' && s[0] != '-') {
+		return false
+	}
+	_, off := time.Unix(0, 0).In(loc).Zone()
+	return off == 0
+}
+
 // aggToDate coerces a date, timestamp or ObjectID to a date.
 func aggToDate(v any) (bson.DateTime, error) {
 	switch t := v.(type) {
@@ -210,10 +225,7 @@ func (n *dateToStringNode) eval(c *evalCtx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	format := "%Y-%m-%dT%H:%M:%S.%LZ"
-	if n.timezone != nil {
-		format = "%Y-%m-%dT%H:%M:%S.%L"
-	}
+	format := ""
 	if n.format != nil {
 		fv, err := n.format.eval(c)
 		if err != nil {
@@ -238,6 +250,14 @@ func (n *dateToStringNode) eval(c *evalCtx) (any, error) {
 	}
 	if n.timezone != nil && aggNullish(tzv) {
 		return nil, nil
+	}
+	if format == "" && n.format == nil {
+		// The default format ends in "Z" only when the result is in UTC:
+		// no timezone, "UTC" or a zero offset.
+		format = "%Y-%m-%dT%H:%M:%S.%L"
+		if n.timezone == nil || aggIsUTCZone(tzv, loc) {
+			format = "%Y-%m-%dT%H:%M:%S.%LZ"
+		}
 	}
 	if aggNullish(d) {
 		if n.onNull != nil {
