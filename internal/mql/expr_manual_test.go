@@ -34,3 +34,23 @@ func TestExprDateToStringDefaultFormat(t *testing.T) {
 		{name: "null timezone", expr: `{"$dateToString": {"date": "$date", "timezone": null}}`, doc: doc, want: `{"v": null}`},
 	})
 }
+
+// TestExprToDateManual checks $toDate against the conversion table of
+// MongoDB's manual page for the operator.
+func TestExprToDateManual(t *testing.T) {
+	t.Parallel()
+	runExprCases(t, []aggExprCase{
+		{name: "double", expr: `{"$toDate": 120000000000.5}`, want: `{"v": {"$date": "1973-10-20T21:20:00Z"}}`},
+		{name: "decimal", expr: `{"$toDate": {"$numberDecimal": "1253372036000.50"}}`, want: `{"v": {"$date": "2009-09-19T14:53:56Z"}}`},
+		{name: "long", expr: `{"$toDate": {"$numberLong": "1100000000000"}}`, want: `{"v": {"$date": "2004-11-09T11:33:20Z"}}`}, // the manual prints 2004-11-19, a typo: 1.1e12 ms is Nov 9
+		{name: "negative long", expr: `{"$toDate": {"$numberLong": "-1100000000000"}}`, want: `{"v": {"$date": "1935-02-22T12:26:40Z"}}`},
+		{name: "objectId", expr: `{"$toDate": {"$oid": "5ab9c3da31c2ab715d421285"}}`, want: `{"v": {"$date": "2018-03-27T04:08:58Z"}}`},
+		{name: "date string", expr: `{"$toDate": "2018-03-20"}`, want: `{"v": {"$date": "2018-03-20T00:00:00Z"}}`},
+		{name: "string with Z", expr: `{"$toDate": "2018-03-20T12:00:00Z"}`, want: `{"v": {"$date": "2018-03-20T12:00:00Z"}}`},
+		{name: "string with offset", expr: `{"$toDate": "2018-03-20T12:00:00+0500"}`, want: `{"v": {"$date": "2018-03-20T07:00:00Z"}}`},
+		{name: "string with spaced offset", expr: `{"$toDate": "2018-03-20 11:00:06 +0500"}`, want: `{"v": {"$date": "2018-03-20T06:00:06Z"}}`},
+		{name: "not a date", expr: `{"$toDate": "Friday"}`, code: 241},
+		{name: "timestamp", expr: `{"$toDate": {"$timestamp": {"t": 1637688118, "i": 1}}}`, want: `{"v": {"$date": "2021-11-23T17:21:58Z"}}`},
+		{name: "dateFromString spaced offset", expr: `{"$dateFromString": {"dateString": "2018-03-20 11:00:06 +0500"}}`, want: `{"v": {"$date": "2018-03-20T06:00:06Z"}}`},
+	})
+}
