@@ -84,10 +84,13 @@ func aggParseTZ(v any) (*time.Location, error) {
 // by aggParseTZ, names UTC itself: "UTC" or an offset of zero such as
 // "+00:00" (Olson zones that happen to be at offset zero do not count).
 func aggIsUTCZone(tz any, loc *time.Location) bool {
+	return tz == "UTC" || aggIsZeroOffset(tz, loc)
+}
+
+// aggIsZeroOffset reports whether the timezone argument tz, resolved to
+// loc, is a UTC offset of zero ("+00", "+0000", "+00:00").
+func aggIsZeroOffset(tz any, loc *time.Location) bool {
 	s, _ := tz.(string)
-	if s == "UTC" {
-		return true
-	}
 	if s == "" || (s[0] != '+' && s[0] != '-') {
 		return false
 	}
@@ -407,17 +410,24 @@ func (n *dateFromStringNode) eval(c *evalCtx) (any, error) {
 		return fail(mongoerr.Errorf(mongoerr.ConversionFailure, "$dateFromString requires that 'dateString' be a string, found: %s with value %s", TypeName(sv), aggFmt(sv)))
 	}
 	var d bson.DateTime
+	var zoned bool
 	if n.format != nil {
 		f, ok := fv.(string)
 		if !ok {
 			return nil, mongoerr.Errorf(mongoerr.DateFromStringFormatNotString, "$dateFromString requires that 'format' be a string, found: %s with value %s", TypeName(fv), aggFmt(fv))
 		}
-		d, err = aggParseDateFormat(s, f, loc)
+		d, zoned, err = aggParseDateFormatZone(s, f, loc)
 	} else {
-		d, err = aggParseDateString(s, loc)
+		d, zoned, err = aggParseDateStringZone(s, loc)
 	}
 	if err != nil {
 		return fail(mongoerr.Errorf(mongoerr.ConversionFailure, "Error parsing date string '%s'; %s", s, err.Error()))
+	}
+	if zoned && n.timezone != nil && !aggIsZeroOffset(tzv, loc) {
+		// The manual: with a timezone argument the dateString must not
+		// carry zone information such as a trailing "Z" or an offset
+		// (MongoDB lets a zero offset argument through).
+		return fail(mongoerr.Errorf(mongoerr.ConversionFailure, "you cannot pass in a date/time string with time zone information together with a timezone argument"))
 	}
 	return d, nil
 }
@@ -426,6 +436,13 @@ func (n *dateFromStringNode) eval(c *evalCtx) (any, error) {
 // $dateFromString accept. A string without a zone is read in loc (UTC when
 // nil).
 func aggParseDateString(s string, loc *time.Location) (bson.DateTime, error) {
+	d, _, err := aggParseDateStringZone(s, loc)
+	return d, err
+}
+
+// aggParseDateStringZone is aggParseDateString that also reports whether
+// the string carried its own zone ("Z", an offset or an abbreviation).
+func aggParseDateStringZone(s string, loc *time.Location) (bson.DateTime, bool, error) {
 	if loc == nil {
 		loc = time.UTC
 	}
@@ -440,7 +457,7 @@ func aggParseDateString(s string, loc *time.Location) (bson.DateTime, error) {
 	}
 	for _, l := range zoned {
 		if t, err := time.Parse(l, s); err == nil {
-			return bson.NewDateTimeFromTime(t), nil
+			return bson.NewDateTimeFromTime(t), true, nil
 		}
 	}
 	local := []string{
@@ -450,14 +467,21 @@ func aggParseDateString(s string, loc *time.Location) (bson.DateTime, error) {
 	}
 	for _, l := range local {
 		if t, err := time.ParseInLocation(l, s, loc); err == nil {
-			return bson.NewDateTimeFromTime(t), nil
+			return bson.NewDateTimeFromTime(t), false, nil
 		}
 	}
-	return 0, mongoerr.Errorf(mongoerr.ConversionFailure, "an incomplete date/time string has been found, with elements missing: \"%s\"", s)
+	return 0, false, mongoerr.Errorf(mongoerr.ConversionFailure, "an incomplete date/time string has been found, with elements missing: \"%s\"", s)
 }
 
 // aggParseDateFormat parses s with MongoDB format specifiers.
 func aggParseDateFormat(s, format string, loc *time.Location) (bson.DateTime, error) {
+	d, _, err := aggParseDateFormatZone(s, format, loc)
+	return d, err
+}
+
+// aggParseDateFormatZone is aggParseDateFormat that also reports whether
+// the string carried its own zone (%z or %Z).
+func aggParseDateFormatZone(s, format string, loc *time.Location) (bson.DateTime, bool, error) {
 	year, month, day, hour, minute, sec, ms := 1970, 1, 1, 0, 0, 0, 0
 	var zone *time.Location
 	pos := 0
@@ -484,13 +508,13 @@ func aggParseDateFormat(s, format string, loc *time.Location) (bson.DateTime, er
 		c := format[i]
 		if c != '%' {
 			if pos >= len(s) || s[pos] != c {
-				return 0, fmt.Errorf("format mismatch at position %d", pos)
+				return 0, false, fmt.Errorf("format mismatch at position %d", pos)
 			}
 			pos++
 			continue
 		}
 		if i+1 >= len(format) {
-			return 0, mongoerr.Errorf(mongoerr.DateFormatTrailingPercent, "Unmatched '%%' at end of format string")
+			return 0, false, mongoerr.Errorf(mongoerr.DateFormatTrailingPercent, "Unmatched '%%' at end of format string")
 		}
 		i++
 		switch format[i] {
@@ -519,25 +543,25 @@ func aggParseDateFormat(s, format string, loc *time.Location) (bson.DateTime, er
 			pos = end
 		case '%':
 			if pos >= len(s) || s[pos] != '%' {
-				return 0, fmt.Errorf("format mismatch at position %d", pos)
+				return 0, false, fmt.Errorf("format mismatch at position %d", pos)
 			}
 			pos++
 		default:
-			return 0, mongoerr.Errorf(mongoerr.DateFormatBadCharacter, "Invalid format character '%%%c' in format string", format[i])
+			return 0, false, mongoerr.Errorf(mongoerr.DateFormatBadCharacter, "Invalid format character '%%%c' in format string", format[i])
 		}
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 	}
 	if pos != len(s) {
-		return 0, fmt.Errorf("trailing data at position %d", pos)
+		return 0, false, fmt.Errorf("trailing data at position %d", pos)
 	}
 	if zone != nil {
 		loc = zone
 	}
 	t := time.Date(year, time.Month(month), day, hour, minute, sec, ms*1e6, loc)
 	if t.Month() != time.Month(month) || t.Day() != day {
-		return 0, fmt.Errorf("the parsed date was invalid")
+		return 0, false, fmt.Errorf("the parsed date was invalid")
 	}
-	return bson.NewDateTimeFromTime(t), nil
+	return bson.NewDateTimeFromTime(t), zone != nil, nil
 }

@@ -54,3 +54,28 @@ func TestExprToDateManual(t *testing.T) {
 		{name: "dateFromString spaced offset", expr: `{"$dateFromString": {"dateString": "2018-03-20 11:00:06 +0500"}}`, want: `{"v": {"$date": "2018-03-20T06:00:06Z"}}`},
 	})
 }
+
+// TestExprDateFromStringManual checks $dateFromString against the
+// examples of MongoDB's manual page, including its rule that a dateString
+// with zone information cannot be combined with a timezone argument.
+func TestExprDateFromStringManual(t *testing.T) {
+	t.Parallel()
+	runExprCases(t, []aggExprCase{
+		{name: "no zone", expr: `{"$dateFromString": {"dateString": "2017-02-08T12:10:40.787"}}`, want: `{"v": {"$date": "2017-02-08T12:10:40.787Z"}}`},
+		{name: "timezone", expr: `{"$dateFromString": {"dateString": "2017-02-08T12:10:40.787", "timezone": "America/New_York"}}`, want: `{"v": {"$date": "2017-02-08T17:10:40.787Z"}}`},
+		{name: "date only", expr: `{"$dateFromString": {"dateString": "2017-02-08"}}`, want: `{"v": {"$date": "2017-02-08T00:00:00Z"}}`},
+		{name: "format m-d-Y", expr: `{"$dateFromString": {"dateString": "06-15-2018", "format": "%m-%d-%Y"}}`, want: `{"v": {"$date": "2018-06-15T00:00:00Z"}}`},
+		{name: "format d-m-Y", expr: `{"$dateFromString": {"dateString": "15-06-2018", "format": "%d-%m-%Y"}}`, want: `{"v": {"$date": "2018-06-15T00:00:00Z"}}`},
+		{name: "offset timezone", expr: `{"$dateFromString": {"dateString": "2017-02-08", "timezone": "-05:00"}}`, want: `{"v": {"$date": "2017-02-08T05:00:00Z"}}`},
+		{name: "Europe/London", expr: `{"$dateFromString": {"dateString": "2017-02-09", "timezone": "Europe/London"}}`, want: `{"v": {"$date": "2017-02-09T00:00:00Z"}}`},
+		{name: "compact offset timezone", expr: `{"$dateFromString": {"dateString": "2017-02-09T03:35:02.055", "timezone": "+0530"}}`, want: `{"v": {"$date": "2017-02-08T22:05:02.055Z"}}`},
+		{name: "onError", expr: `{"$dateFromString": {"dateString": "20177-02-09T03:35:02.055", "timezone": "America/New_York", "onError": "bad"}}`, want: `{"v": "bad"}`},
+		{name: "onNull", expr: `{"$dateFromString": {"dateString": null, "timezone": "America/New_York", "onNull": {"$date": "1970-01-01T00:00:00Z"}}}`, want: `{"v": {"$date": "1970-01-01T00:00:00Z"}}`},
+		{name: "Z with timezone", expr: `{"$dateFromString": {"dateString": "2017-02-08T12:10:40.787Z", "timezone": "America/New_York"}}`, code: 241},
+		{name: "offset with timezone", expr: `{"$dateFromString": {"dateString": "2017-07-04T00:00:00-0400", "timezone": "+01:00"}}`, code: 241},
+		{name: "format offset with timezone", expr: `{"$dateFromString": {"dateString": "2017-07-04 -0400", "format": "%Y-%m-%d %z", "timezone": "Europe/London"}}`, code: 241},
+		{name: "Z with timezone onError", expr: `{"$dateFromString": {"dateString": "2017-02-08T12:10:40.787Z", "timezone": "America/New_York", "onError": "bad"}}`, want: `{"v": "bad"}`},
+		{name: "Z with zero offset timezone", expr: `{"$dateFromString": {"dateString": "2017-02-08T12:10:40.787Z", "timezone": "+00:00"}}`, want: `{"v": {"$date": "2017-02-08T12:10:40.787Z"}}`},
+		{name: "offset without timezone", expr: `{"$dateFromString": {"dateString": "2017-07-04T00:00:00-0400"}}`, want: `{"v": {"$date": "2017-07-04T04:00:00Z"}}`},
+	})
+}
