@@ -847,8 +847,10 @@ func evalRound(name string, vals []any) (any, error) {
 		if math.IsNaN(t) || math.IsInf(t, 0) {
 			return t, nil
 		}
-		// Round through the exact decimal expansion of the double.
-		s := strconv.FormatFloat(t, 'e', -1, 64)
+		// Round through the double's binary value rounded to 34 significant
+		// digits, as MongoDB does (Decimal128 kRoundTo34Digits): 2.45 is
+		// 2.4500000000000001776… and rounds to 2.5 at one place, not 2.4.
+		s := strconv.FormatFloat(t, 'e', 33, 64)
 		d, err := bson.ParseDecimal128(s)
 		if err != nil {
 			return t, nil

@@ -79,3 +79,40 @@ func TestExprDateFromStringManual(t *testing.T) {
 		{name: "offset without timezone", expr: `{"$dateFromString": {"dateString": "2017-07-04T00:00:00-0400"}}`, want: `{"v": {"$date": "2017-07-04T04:00:00Z"}}`},
 	})
 }
+
+// TestExprRoundManual checks $round and $trunc against the examples and
+// the "Rounding Numbers Ending in 5" chart of MongoDB's manual. A double
+// is rounded by its binary value (34 significant digits), so 2.45 rounds
+// up at one place.
+func TestExprRoundManual(t *testing.T) {
+	t.Parallel()
+	runExprCases(t, []aggExprCase{
+		{name: "124.5 place 1", expr: `{"$round": [124.5, 1]}`, want: `{"v": 124.5}`},
+		{name: "124.5 place 0", expr: `{"$round": [124.5, 0]}`, want: `{"v": 124.0}`},
+		{name: "124.5 place -1", expr: `{"$round": [124.5, -1]}`, want: `{"v": 120.0}`},
+		{name: "125.5 place 0", expr: `{"$round": [125.5, 0]}`, want: `{"v": 126.0}`},
+		{name: "125.5 place -1", expr: `{"$round": [125.5, -1]}`, want: `{"v": 130.0}`},
+		{name: "25 place -1", expr: `{"$round": [25, -1]}`, want: `{"v": 20}`},
+		{name: "12.5 place 0", expr: `{"$round": [12.5, 0]}`, want: `{"v": 12.0}`},
+		{name: "12.5 place -1", expr: `{"$round": [12.5, -1]}`, want: `{"v": 10.0}`},
+		{name: "2.25 place 1", expr: `{"$round": [2.25, 1]}`, want: `{"v": 2.2}`},
+		{name: "2.25 place 0", expr: `{"$round": [2.25, 0]}`, want: `{"v": 2.0}`},
+		{name: "2.45 place 1", expr: `{"$round": [2.45, 1]}`, want: `{"v": 2.5}`},
+		{name: "2.45 place 0", expr: `{"$round": [2.45, 0]}`, want: `{"v": 2.0}`},
+		{name: "2.45 place -1", expr: `{"$round": [2.45, -1]}`, want: `{"v": 0.0}`},
+		{name: "1234.5678 place 2", expr: `{"$round": [1234.5678, 2]}`, want: `{"v": 1234.57}`},
+		{name: "1234.5678 place -2", expr: `{"$round": [1234.5678, -2]}`, want: `{"v": 1200.0}`},
+		{name: "1234.5678 place -4", expr: `{"$round": [1234.5678, -4]}`, want: `{"v": 0.0}`},
+		{name: "19.25 place 1", expr: `{"$round": [19.25, 1]}`, want: `{"v": 19.2}`},
+		{name: "28.73 place 1", expr: `{"$round": [28.73, 1]}`, want: `{"v": 28.7}`},
+		{name: "-45.39 place 1", expr: `{"$round": [-45.39, 1]}`, want: `{"v": -45.4}`},
+		{name: "28.73 place 0", expr: `{"$round": [28.73, 0]}`, want: `{"v": 29.0}`},
+		{name: "2.675 place 2 (binary value below the tie)", expr: `{"$round": [2.675, 2]}`, want: `{"v": 2.67}`},
+		{name: "NaN", expr: `{"$round": [{"$numberDouble": "NaN"}, 1]}`, want: `{"v": {"$numberDouble": "NaN"}}`},
+		{name: "Infinity", expr: `{"$round": [{"$numberDouble": "Infinity"}, 1]}`, want: `{"v": {"$numberDouble": "Infinity"}}`},
+		{name: "-Infinity", expr: `{"$round": [{"$numberDouble": "-Infinity"}, 1]}`, want: `{"v": {"$numberDouble": "-Infinity"}}`},
+		{name: "decimal tie stays exact", expr: `{"$round": [{"$numberDecimal": "2.45"}, 1]}`, want: `{"v": {"$numberDecimal": "2.4"}}`},
+		{name: "trunc 19.25", expr: `{"$trunc": [19.25, 1]}`, want: `{"v": 19.2}`},
+		{name: "trunc -45.39 place -1", expr: `{"$trunc": [-45.39, -1]}`, want: `{"v": -40.0}`},
+	})
+}
