@@ -802,6 +802,16 @@ func aggDecRoundPlace(d aggDec, place int, mode int) aggDec {
 // place in [-20, 100].
 func evalRound(name string, vals []any) (any, error) {
 	v := vals[0]
+	// As in MongoDB, the number is checked before the place: a null number
+	// is null whatever the place, a non-number an error even with a null
+	// place.
+	if aggNullish(v) {
+		return nil, nil
+	}
+	k := aggNumKind(v)
+	if k == aggKNone {
+		return nil, mongoerr.Errorf(mongoerr.RoundNotNumeric, "%s only supports numeric types, not %s", name, TypeName(v))
+	}
 	place := int64(0)
 	if len(vals) == 2 {
 		p := vals[1]
@@ -819,13 +829,6 @@ func evalRound(name string, vals []any) (any, error) {
 			return nil, mongoerr.Errorf(mongoerr.RoundPrecisionOutOfRange, "cannot apply %s with precision value %d value must be in [-20, 100]", name, n)
 		}
 		place = n
-	}
-	if aggNullish(v) {
-		return nil, nil
-	}
-	k := aggNumKind(v)
-	if k == aggKNone {
-		return nil, mongoerr.Errorf(mongoerr.RoundNotNumeric, "%s only supports numeric types, not %s", name, TypeName(v))
 	}
 	mode := aggRoundHalfEven
 	if name == "$trunc" {

@@ -116,3 +116,18 @@ func TestExprRoundManual(t *testing.T) {
 		{name: "trunc -45.39 place -1", expr: `{"$trunc": [-45.39, -1]}`, want: `{"v": -40.0}`},
 	})
 }
+
+// TestExprRoundArgumentOrder checks the manual's rules that a null or
+// missing number makes $round null and a non-numeric number is an error,
+// whatever the place argument is.
+func TestExprRoundArgumentOrder(t *testing.T) {
+	t.Parallel()
+	runExprCases(t, []aggExprCase{
+		{name: "null number", expr: `{"$round": [null, 1]}`, want: `{"v": null}`},
+		{name: "null number, fractional place", expr: `{"$round": [null, 1.5]}`, want: `{"v": null}`},
+		{name: "missing number, out of range place", expr: `{"$trunc": ["$nope", 500]}`, want: `{"v": null}`},
+		{name: "string number, null place", expr: `{"$round": ["x", null]}`, code: 51081},
+		{name: "number, null place", expr: `{"$round": [2.5, null]}`, want: `{"v": null}`},
+		{name: "number, fractional place", expr: `{"$round": [2.5, 1.5]}`, code: 51082},
+	})
+}
