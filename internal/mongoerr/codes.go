@@ -291,6 +291,7 @@ const (
 	DateToStringFormatNotString   Code = 18533   // Location18533
 	DateFormatTrailingPercent     Code = 18535   // Location18535
 	DateFormatBadCharacter        Code = 18536   // Location18536
+	DateComponentOutOfRange       Code = 18537   // Location18537
 	DateFromStringFormatNotString Code = 40684   // Location40684
 )
 

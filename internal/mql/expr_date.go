@@ -129,6 +129,9 @@ func aggFormatDate(t time.Time, format string) (string, error) {
 		case '%':
 			b.WriteByte('%')
 		case 'Y':
+			if err := aggDateComponentInRange(t.Year()); err != nil {
+				return "", err
+			}
 			fmt.Fprintf(&b, "%04d", t.Year())
 		case 'm':
 			fmt.Fprintf(&b, "%02d", int(t.Month()))
@@ -152,6 +155,9 @@ func aggFormatDate(t time.Time, format string) (string, error) {
 			fmt.Fprintf(&b, "%02d", aggWeekOfYear(t))
 		case 'G':
 			y, _ := t.ISOWeek()
+			if err := aggDateComponentInRange(y); err != nil {
+				return "", err
+			}
 			fmt.Fprintf(&b, "%04d", y)
 		case 'V':
 			_, w := t.ISOWeek()
@@ -176,6 +182,15 @@ func aggFormatDate(t time.Time, format string) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// aggDateComponentInRange fails as MongoDB does for a year that a
+// four-digit format specifier cannot print (outside 0-9999).
+func aggDateComponentInRange(n int) error {
+	if n < 0 || n > 9999 {
+		return mongoerr.Errorf(mongoerr.DateComponentOutOfRange, "Could not convert date to string: date component was outside the supported range of 0-9999: %d", n)
+	}
+	return nil
 }
 
 // aggISODayOfWeek returns the ISO day of week (Monday 1 … Sunday 7).

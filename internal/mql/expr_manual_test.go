@@ -131,3 +131,19 @@ func TestExprRoundArgumentOrder(t *testing.T) {
 		{name: "number, fractional place", expr: `{"$round": [2.5, 1.5]}`, code: 51082},
 	})
 }
+
+// TestExprDateToStringYearRange checks that $dateToString, whose %Y and
+// %G print 0000-9999 according to the manual, fails for a date outside
+// that range as MongoDB does (code 18537) instead of printing it.
+func TestExprDateToStringYearRange(t *testing.T) {
+	t.Parallel()
+	runExprCases(t, []aggExprCase{
+		{name: "year 9999", expr: `{"$dateToString": {"date": {"$date": {"$numberLong": "253402300799999"}}}}`, want: `{"v": "9999-12-31T23:59:59.999Z"}`},
+		{name: "year 10000", expr: `{"$dateToString": {"date": {"$date": {"$numberLong": "253402300800000"}}}}`, code: 18537},
+		{name: "year 0", expr: `{"$dateToString": {"date": {"$date": {"$numberLong": "-62167219200000"}}, "format": "%Y"}}`, want: `{"v": "0000"}`},
+		{name: "year -1", expr: `{"$dateToString": {"date": {"$date": {"$numberLong": "-62167219200001"}}, "format": "%Y"}}`, code: 18537},
+		{name: "iso year 10000", expr: `{"$dateToString": {"date": {"$date": {"$numberLong": "253402473600000"}}, "format": "%G"}}`, code: 18537},
+		{name: "no year specifier", expr: `{"$dateToString": {"date": {"$date": {"$numberLong": "253402300800000"}}, "format": "%m-%d"}}`, want: `{"v": "01-01"}`},
+		{name: "iso year 9999 in year 10000", expr: `{"$dateToString": {"date": {"$date": {"$numberLong": "253402300800000"}}, "format": "%G"}}`, want: `{"v": "9999"}`},
+	})
+}
