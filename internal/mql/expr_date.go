@@ -431,6 +431,9 @@ func (n *dateFromStringNode) eval(c *evalCtx) (any, error) {
 		if !ok {
 			return nil, mongoerr.Errorf(mongoerr.DateFromStringFormatNotString, "$dateFromString requires that 'format' be a string, found: %s with value %s", TypeName(fv), aggFmt(fv))
 		}
+		if err := aggValidateFromStringFormat(f); err != nil {
+			return nil, err
+		}
 		d, zoned, err = aggParseDateFormatZone(s, f, loc)
 	} else {
 		d, zoned, err = aggParseDateStringZone(s, loc)
@@ -488,16 +491,33 @@ func aggParseDateStringZone(s string, loc *time.Location) (bson.DateTime, bool, 
 	return 0, false, mongoerr.Errorf(mongoerr.ConversionFailure, "an incomplete date/time string has been found, with elements missing: \"%s\"", s)
 }
 
-// aggParseDateFormat parses s with MongoDB format specifiers.
-func aggParseDateFormat(s, format string, loc *time.Location) (bson.DateTime, error) {
-	d, _, err := aggParseDateFormatZone(s, format, loc)
-	return d, err
+// aggValidateFromStringFormat checks a $dateFromString format: every '%'
+// must be followed by one of the specifiers MongoDB parses (%d %G %H %L
+// %m %M %S %u %V %Y %z %Z %%). The day-of-year and week specifiers that
+// $dateToString prints (%j %U %w) are not among them. A bad format is an
+// error onError does not catch.
+func aggValidateFromStringFormat(format string) error {
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			continue
+		}
+		if i+1 >= len(format) {
+			return mongoerr.Errorf(mongoerr.DateFormatTrailingPercent, "Unmatched '%%' at end of format string")
+		}
+		i++
+		if !strings.ContainsRune("dGHLmMSuVYzZ%", rune(format[i])) {
+			return mongoerr.Errorf(mongoerr.DateFormatBadCharacter, "Invalid format character '%%%c' in format string", format[i])
+		}
+	}
+	return nil
 }
 
-// aggParseDateFormatZone is aggParseDateFormat that also reports whether
-// the string carried its own zone (%z or %Z).
+// aggParseDateFormatZone parses s with MongoDB format specifiers.
+// It also reports whether the string carried its own zone (%z or %Z).
 func aggParseDateFormatZone(s, format string, loc *time.Location) (bson.DateTime, bool, error) {
 	year, month, day, hour, minute, sec, ms := 1970, 1, 1, 0, 0, 0, 0
+	// ISO 8601 week date parts (%G, %V, %u); iso is set when any is given.
+	isoYear, isoWeek, isoDay, iso := -1, 1, 1, false
 	var zone *time.Location
 	pos := 0
 	num := func(width int) (int, error) {
@@ -533,8 +553,17 @@ func aggParseDateFormatZone(s, format string, loc *time.Location) (bson.DateTime
 		}
 		i++
 		switch format[i] {
-		case 'Y', 'G':
+		case 'Y':
 			year, err = num(4)
+		case 'G':
+			isoYear, err = num(4)
+			iso = true
+		case 'V':
+			isoWeek, err = num(2)
+			iso = true
+		case 'u':
+			isoDay, err = num(1)
+			iso = true
 		case 'm':
 			month, err = num(2)
 		case 'd':
@@ -547,8 +576,6 @@ func aggParseDateFormatZone(s, format string, loc *time.Location) (bson.DateTime
 			sec, err = num(2)
 		case 'L':
 			ms, err = num(3)
-		case 'j', 'V', 'U', 'u', 'w':
-			_, err = num(3)
 		case 'z', 'Z':
 			end := pos
 			for end < len(s) && strings.IndexByte("+-:0123456789Z", s[end]) >= 0 {
@@ -573,6 +600,19 @@ func aggParseDateFormatZone(s, format string, loc *time.Location) (bson.DateTime
 	}
 	if zone != nil {
 		loc = zone
+	}
+	if iso {
+		if isoYear < 0 {
+			isoYear = year
+		}
+		if isoWeek < 1 || isoWeek > 53 || isoDay < 1 || isoDay > 7 {
+			return 0, false, fmt.Errorf("the parsed date was invalid")
+		}
+		// Monday of ISO week 1 is the Monday on or before January 4th.
+		jan4 := time.Date(isoYear, time.January, 4, 0, 0, 0, 0, time.UTC)
+		week1 := jan4.AddDate(0, 0, 1-aggISODayOfWeek(jan4))
+		d := week1.AddDate(0, 0, (isoWeek-1)*7+isoDay-1)
+		year, month, day = d.Year(), int(d.Month()), d.Day()
 	}
 	t := time.Date(year, time.Month(month), day, hour, minute, sec, ms*1e6, loc)
 	if t.Month() != time.Month(month) || t.Day() != day {

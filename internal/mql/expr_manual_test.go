@@ -147,3 +147,22 @@ func TestExprDateToStringYearRange(t *testing.T) {
 		{name: "iso year 9999 in year 10000", expr: `{"$dateToString": {"date": {"$date": {"$numberLong": "253402300800000"}}, "format": "%G"}}`, want: `{"v": "9999"}`},
 	})
 }
+
+// TestExprDateFromStringFormatSpecifiers checks the specifiers
+// $dateFromString parses: the ISO week date parts %G, %V and %u set the
+// date, and the specifiers only $dateToString knows (%j, %U, %w) are
+// rejected with code 18536, which onError does not catch.
+func TestExprDateFromStringFormatSpecifiers(t *testing.T) {
+	t.Parallel()
+	runExprCases(t, []aggExprCase{
+		{name: "iso week date", expr: `{"$dateFromString": {"dateString": "2017-W05-3", "format": "%G-W%V-%u"}}`, want: `{"v": {"$date": "2017-02-01T00:00:00Z"}}`},
+		{name: "iso week 1 in previous year", expr: `{"$dateFromString": {"dateString": "2020-01-1", "format": "%G-%V-%u"}}`, want: `{"v": {"$date": "2019-12-30T00:00:00Z"}}`},
+		{name: "iso week 53", expr: `{"$dateFromString": {"dateString": "2020-53-7 10:30", "format": "%G-%V-%u %H:%M"}}`, want: `{"v": {"$date": "2021-01-03T10:30:00Z"}}`},
+		{name: "round trip with dateToString", expr: `{"$dateFromString": {"dateString": {"$dateToString": {"date": {"$date": "2014-01-01T08:15:39.736Z"}, "format": "%G-%V-%u %H:%M:%S.%L"}}, "format": "%G-%V-%u %H:%M:%S.%L"}}`, want: `{"v": {"$date": "2014-01-01T08:15:39.736Z"}}`},
+		{name: "day of year rejected", expr: `{"$dateFromString": {"dateString": "2017-032", "format": "%Y-%j"}}`, code: 18536},
+		{name: "week rejected despite onError", expr: `{"$dateFromString": {"dateString": "2017-05", "format": "%Y-%U", "onError": "bad"}}`, code: 18536},
+		{name: "weekday rejected", expr: `{"$dateFromString": {"dateString": "2017-01-01 1", "format": "%Y-%m-%d %w"}}`, code: 18536},
+		{name: "trailing percent", expr: `{"$dateFromString": {"dateString": "2017", "format": "%Y%"}}`, code: 18535},
+		{name: "mismatch is a parse error", expr: `{"$dateFromString": {"dateString": "2017/01/01", "format": "%Y-%m-%d", "onError": "bad"}}`, want: `{"v": "bad"}`},
+	})
+}
