@@ -850,7 +850,7 @@ func (d *Dispatcher) probeBatch(ctx context.Context, msg Message, info eventInfo
 	prog.scheduled(d.circuit.status().NextProbeAt)
 	d.log.LogAttrs(ctx, slog.LevelWarn, "circuit opened: deliveries wait; the failed batch is retried alone as a probe",
 		slog.String("webhook_id", res.WebhookID), slog.Int("events", info.events), slog.Int("status", res.Status), slog.String("error", err.Error()))
-	return d.probeLoop(ctx, prog, res, func(n int) (Attempt, error) {
+	return d.probeLoop(ctx, prog, res, info.events, func(n int) (Attempt, error) {
 		at, retry, perr := d.sender.sendOnce(ctx, msg, n, info)
 		at.Retry = retry
 		return at, perr

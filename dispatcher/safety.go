@@ -153,14 +153,19 @@ func (d *Dispatcher) probe(ctx context.Context, j job, res Result, err error) (R
 	j.prog.scheduled(d.circuit.status().NextProbeAt)
 	d.log.LogAttrs(ctx, slog.LevelWarn, "circuit opened: deliveries wait; the failed event is retried alone as a probe",
 		slog.String("webhook_id", res.WebhookID), slog.Int("status", res.Status), slog.String("error", err.Error()))
-	return d.probeLoop(ctx, j.prog, res, func(n int) (Attempt, error) { return d.sender.probeOnce(ctx, j.ev, n) })
+	return d.probeLoop(ctx, j.prog, res, 1, func(n int) (Attempt, error) { return d.sender.probeOnce(ctx, j.ev, n) })
 }
 
 // probeLoop sends the delivery whose failure opened the circuit again (send,
 // attempt number n), one attempt at each probe time (doubling intervals),
 // until one succeeds (the circuit closes) or ctx ends; res is that
-// delivery's result so far. Nothing is dead-lettered here.
-func (d *Dispatcher) probeLoop(ctx context.Context, prog *progress, res Result, send func(n int) (Attempt, error)) (Result, error, bool) {
+// delivery's result so far. Nothing is dead-lettered here. events is the
+// number of events the request carries: a batch of several that the
+// endpoint refuses as too large (tooLarge) closes the circuit too, since
+// the endpoint answered, and is returned as that failure for the caller
+// to send in parts (the same request would be refused forever, and the
+// parts would wait at the gate of a circuit no probe closes).
+func (d *Dispatcher) probeLoop(ctx context.Context, prog *progress, res Result, events int, send func(n int) (Attempt, error)) (Result, error, bool) {
 	for n := res.Attempts + 1; ; n++ {
 		if serr := d.clock.Sleep(ctx, d.circuit.nextProbe()); serr != nil {
 			res.Reason = ReasonCanceled
@@ -169,7 +174,8 @@ func (d *Dispatcher) probeLoop(ctx context.Context, prog *progress, res Result, 
 		d.circuit.halfOpen()
 		at, perr := send(n)
 		var next time.Time
-		if perr != nil && at.Reason != ReasonDropped && ctx.Err() == nil {
+		refused := perr != nil && tooLarge(at.Status, events) && ctx.Err() == nil
+		if perr != nil && at.Reason != ReasonDropped && ctx.Err() == nil && !refused {
 			d.circuit.probeFailed(at.Status, perr.Error())
 			next = d.circuit.status().NextProbeAt
 		}
@@ -180,6 +186,12 @@ func (d *Dispatcher) probeLoop(ctx context.Context, prog *progress, res Result, 
 			d.circuit.succeeded()
 			d.log.LogAttrs(ctx, slog.LevelInfo, "circuit closed: the probe succeeded", slog.String("webhook_id", res.WebhookID))
 			return res, nil, false
+		}
+		if refused {
+			d.circuit.succeeded()
+			d.log.LogAttrs(ctx, slog.LevelInfo, "circuit closed: the endpoint answered the probe, refusing the batch as too large; it is sent in parts",
+				slog.String("webhook_id", res.WebhookID), slog.Int("events", events))
+			return res, fmt.Errorf("probe %s: %w", res.WebhookID, perr), false
 		}
 		if ctx.Err() != nil || at.Reason == ReasonCanceled {
 			res.Reason = ReasonCanceled
