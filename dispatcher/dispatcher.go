@@ -252,9 +252,15 @@ func (d *Dispatcher) submit(ctx context.Context, ev Event, owned bool) error {
 	return nil
 }
 
-// releaseJob gives an owned event's bytes back (Event.Release) once the
-// watermark has passed it: nothing refers to them after that.
+// releaseJob lets go of an event's bytes once the watermark has passed it,
+// and gives an owned event's bytes back (Event.Release): nothing refers to
+// them after that. The job's ticket may stay reachable (its chunk of
+// tickets lives while any of them is held), so its references go too:
+// else each chunk would keep the bytes of up to allocChunk passed events,
+// beyond the byte budgets. Key stays: a batch reads its events' keys
+// after resolving them (batcher.resolved).
 func releaseJob(j *job) {
+	j.ev.Raw, j.ev.Token, j.prog = nil, nil, nil
 	if release := j.ev.Release; release != nil {
 		j.ev.Release = nil
 		release()

@@ -63,8 +63,9 @@ type Tracker[T any] struct {
 
 	// onPass (nil: none) is called with t.mu held for each event the
 	// watermark passes, in stream order, once the tracker no longer refers
-	// to its token: it must not block nor call the tracker. Set before the
-	// first Track.
+	// to its token: it must not block nor call the tracker, and should
+	// drop the value's references to the event's bytes (the ticket may
+	// stay reachable; see advanceLocked). Set before the first Track.
 	onPass func(v *T)
 }
 
@@ -409,6 +410,17 @@ func (t *Tracker[T]) advanceLocked(n int) (freed int64) {
 	// An abandoned event is never popped: the watermark stays behind it.
 	// The watermark is a copy of the newest passed token, so that a passed
 	// event's bytes may be reused (onPass).
+	// A passed ticket lets go of its token and (onPass) its value's
+	// bytes: tickets are allocated in chunks, and a chunk stays alive
+	// while any of its tickets is referenced, so a passed ticket that kept
+	// them would keep up to a chunk of passed events in memory, beyond
+	// the byte budgets.
+	pass := func(tk *Ticket[T]) {
+		tk.token = nil
+		if t.onPass != nil {
+			t.onPass(&tk.Value)
+		}
+	}
 	var last *Ticket[T]
 	for {
 		head, ok := t.order.peek()
@@ -418,17 +430,15 @@ func (t *Tracker[T]) advanceLocked(n int) (freed int64) {
 		t.order.pop()
 		released++
 		freed += head.size
-		if last != nil && t.onPass != nil {
-			t.onPass(&last.Value)
+		if last != nil {
+			pass(last)
 		}
 		last = head
 	}
 	if last != nil {
 		t.wmBuf = append(t.wmBuf[:0], last.token...)
 		t.watermark = t.wmBuf
-		if t.onPass != nil {
-			t.onPass(&last.Value)
-		}
+		pass(last)
 	}
 	t.held -= freed
 	t.freeSlotsLocked(released)
