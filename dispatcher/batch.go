@@ -327,6 +327,7 @@ func (bt *batcher) place() bool {
 		bt.startProgress(tk, "", 1)
 		bt.schedule(b, []string{tk.Value.ev.Key})
 		bt.pending = nil
+		bt.dropLargeElem()
 		return true
 	}
 	elem := bt.pendingElem
@@ -352,7 +353,22 @@ func (bt *batcher) place() bool {
 	bt.open.tickets = append(bt.open.tickets, tk)
 	bt.openKeys = append(bt.openKeys, tk.Value.ev.Key)
 	bt.pending = nil
+	bt.dropLargeElem()
 	return true
+}
+
+// maxKeptElem is the largest element buffer the batcher keeps for the
+// next event (see dropLargeElem).
+const maxKeptElem = 64 << 10
+
+// dropLargeElem lets go of the element buffer once its element is placed
+// when a large event grew it: the buffer is reused for the next event's
+// element, and one as large as the largest event so far would stay with
+// the trigger, idle or not, outside the bounds on what it holds.
+func (bt *batcher) dropLargeElem() {
+	if cap(bt.pendingElem) > maxKeptElem {
+		bt.pendingElem = nil
+	}
 }
 
 // newBody returns an empty body of at least size bytes' capacity: a
