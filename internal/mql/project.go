@@ -11,7 +11,10 @@ import (
 // or an aggregation $project stage (CompileProjectStage). It is immutable
 // and safe for concurrent use.
 type Projection struct {
-	fields    []*projField
+	fields []*projField
+	// index maps the names of fields to their positions (nil for short
+	// lists: see projIndexMin).
+	index     map[string]int
 	inclusion bool
 	// identity is set for an empty find projection: Apply returns the
 	// document unchanged.
@@ -50,7 +53,10 @@ type projField struct {
 	name     string
 	kind     projKind
 	children []*projField
-	expr     *Expr
+	// childIndex maps the names of children to their positions (nil for
+	// short lists: see projIndexMin).
+	childIndex map[string]int
+	expr       *Expr
 	// $slice: skip (possibly negative) and limit; hasSkip distinguishes
 	// {$slice: n} from {$slice: [skip, n]}.
 	skip, limit int64
@@ -126,7 +132,60 @@ func compileProjection(spec bson.D, stage bool, coll *Collation) (*Projection, e
 		// An explicit _id: 1 in an exclusion projection is the default.
 		b.p.fields = removeProjField(b.p.fields, "_id")
 	}
+	// The _id changes above moved the top-level fields.
+	b.p.index = buildProjIndex(b.p.fields)
 	return b.p, nil
+}
+
+// projIndexMin is the length from which a list of projection fields gets a
+// name index: shorter lists are scanned, which is faster for them, and
+// longer ones are looked up in the index, so that compiling and applying a
+// projection stay linear in the numbers of fields.
+var projIndexMin = 16
+
+// buildProjIndex returns the name index of fs, nil when fs is short.
+func buildProjIndex(fs []*projField) map[string]int {
+	if len(fs) < projIndexMin {
+		return nil
+	}
+	idx := make(map[string]int, len(fs))
+	for i, f := range fs {
+		if _, dup := idx[f.name]; !dup {
+			idx[f.name] = i
+		}
+	}
+	return idx
+}
+
+// projFieldIndex returns the position of the first field named name in fs
+// (with idx its index or nil), -1 if there is none.
+func projFieldIndex(fs []*projField, idx map[string]int, name string) int {
+	if idx != nil {
+		if i, ok := idx[name]; ok {
+			return i
+		}
+		return -1
+	}
+	for i, f := range fs {
+		countStep()
+		if f.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// appendProjField appends f to *fs, keeping the index *idx up to date.
+func appendProjField(fs *[]*projField, idx *map[string]int, f *projField) {
+	*fs = append(*fs, f)
+	switch {
+	case *idx != nil:
+		if _, dup := (*idx)[f.name]; !dup {
+			(*idx)[f.name] = len(*fs) - 1
+		}
+	case len(*fs) >= projIndexMin:
+		*idx = buildProjIndex(*fs)
+	}
 }
 
 func removeProjField(fs []*projField, name string) []*projField {
@@ -336,15 +395,12 @@ func (b *projBuilder) addPositional(path string, v any) error {
 // insert places leaf at parts, creating subtrees, and reports path
 // collisions as MongoDB does.
 func (b *projBuilder) insert(path string, parts []string, leaf *projField) (*projField, error) {
-	list := &b.p.fields
+	list, index := &b.p.fields, &b.p.index
 	var chain []*projField
 	for i, part := range parts {
 		var found *projField
-		for _, f := range *list {
-			if f.name == part {
-				found = f
-				break
-			}
+		if j := projFieldIndex(*list, *index, part); j >= 0 {
+			found = (*list)[j]
 		}
 		last := i == len(parts)-1
 		if last {
@@ -352,7 +408,7 @@ func (b *projBuilder) insert(path string, parts []string, leaf *projField) (*pro
 				return nil, mongoerr.Errorf(mongoerr.ProjectionPathCollision, "Path collision at %s", path)
 			}
 			leaf.name = part
-			*list = append(*list, leaf)
+			appendProjField(list, index, leaf)
 			if leaf.computed {
 				for _, c := range chain {
 					c.computed = true
@@ -362,12 +418,12 @@ func (b *projBuilder) insert(path string, parts []string, leaf *projField) (*pro
 		}
 		if found == nil {
 			found = &projField{name: part, kind: projSubtree}
-			*list = append(*list, found)
+			appendProjField(list, index, found)
 		} else if found.kind != projSubtree {
 			return nil, mongoerr.Errorf(mongoerr.ProjectionPathPrefixCollision, "Path collision at %s remaining portion %s", path, strings.Join(parts[i+1:], "."))
 		}
 		chain = append(chain, found)
-		list = &found.children
+		list, index = &found.children, &found.childIndex
 	}
 	return nil, badValue("empty projection path")
 }
@@ -386,14 +442,17 @@ func (p *Projection) Keeps(path string) bool {
 	if p.identity {
 		return true
 	}
-	fields := p.fields
+	fields, index := p.fields, p.index
 	for _, part := range splitPath(path) {
-		f := findProjField(fields, part)
+		var f *projField
+		if i := projFieldIndex(fields, index, part); i >= 0 {
+			f = fields[i]
+		}
 		switch {
 		case f == nil:
 			return !p.inclusion
 		case f.kind == projSubtree:
-			fields = f.children
+			fields, index = f.children, f.childIndex
 		case p.inclusion:
 			return f.kind == projInclude || f.kind == projExpr
 		default:
@@ -421,11 +480,8 @@ func (p *Projection) Includes(field string) bool {
 		return true
 	}
 	var f *projField
-	for _, x := range p.fields {
-		if x.name == field {
-			f = x
-			break
-		}
+	if i := projFieldIndex(p.fields, p.index, field); i >= 0 {
+		f = p.fields[i]
 	}
 	if p.inclusion {
 		return f != nil && f.kind != projExclude
@@ -458,9 +514,9 @@ func (p *Projection) applyVars(doc bson.D, index int, vars map[string]any, coll 
 	}
 	a := projApplier{root: doc, index: index, vars: vars, coll: coll}
 	if p.inclusion {
-		return a.include(doc, p.fields)
+		return a.include(doc, p.fields, p.index)
 	}
-	return a.exclude(doc, p.fields), nil
+	return a.exclude(doc, p.fields, p.index), nil
 }
 
 // projApplier carries per-document state while projecting.
@@ -483,17 +539,11 @@ func findProjField(fs []*projField, name string) *projField {
 // include applies an inclusion (sub-)projection to a document: listed
 // fields in document order, then computed fields that the document lacks
 // in projection order.
-func (a *projApplier) include(doc bson.D, fields []*projField) (bson.D, error) {
+func (a *projApplier) include(doc bson.D, fields []*projField, index map[string]int) (bson.D, error) {
 	out := make(bson.D, 0, len(fields))
 	seen := make([]bool, len(fields))
 	for _, e := range doc {
-		i := -1
-		for j, f := range fields {
-			if f.name == e.Key {
-				i = j
-				break
-			}
-		}
+		i := projFieldIndex(fields, index, e.Key)
 		if i < 0 || seen[i] {
 			continue
 		}
@@ -525,7 +575,7 @@ func (a *projApplier) include(doc bson.D, fields []*projField) (bson.D, error) {
 			}
 			v = r
 		} else {
-			sub, err := a.include(bson.D{}, f.children)
+			sub, err := a.include(bson.D{}, f.children, f.childIndex)
 			if err != nil {
 				return nil, err
 			}
@@ -573,7 +623,7 @@ func (a *projApplier) includeValue(f *projField, v any) (any, bool, error) {
 // fields, in which case they are replaced by a document of those fields.
 func (a *projApplier) includeSub(f *projField, v any) (any, bool, error) {
 	if d, ok := AsDocument(v); ok {
-		out, err := a.include(d, f.children)
+		out, err := a.include(d, f.children, f.childIndex)
 		return out, err == nil, err
 	}
 	if arr, ok := AsArray(v); ok {
@@ -590,7 +640,7 @@ func (a *projApplier) includeSub(f *projField, v any) (any, bool, error) {
 		return out, true, nil
 	}
 	if f.computed {
-		out, err := a.include(bson.D{}, f.children)
+		out, err := a.include(bson.D{}, f.children, f.childIndex)
 		return out, err == nil, err
 	}
 	return nil, false, nil
@@ -598,14 +648,15 @@ func (a *projApplier) includeSub(f *projField, v any) (any, bool, error) {
 
 // exclude applies an exclusion (sub-)projection: every field is kept in
 // document order except the excluded ones; $slice fields are sliced.
-func (a *projApplier) exclude(doc bson.D, fields []*projField) bson.D {
+func (a *projApplier) exclude(doc bson.D, fields []*projField, index map[string]int) bson.D {
 	out := make(bson.D, 0, len(doc))
 	for _, e := range doc {
-		f := findProjField(fields, e.Key)
-		if f == nil {
+		i := projFieldIndex(fields, index, e.Key)
+		if i < 0 {
 			out = append(out, e)
 			continue
 		}
+		f := fields[i]
 		switch f.kind {
 		case projExclude:
 			continue
@@ -622,7 +673,7 @@ func (a *projApplier) exclude(doc bson.D, fields []*projField) bson.D {
 
 func (a *projApplier) excludeSub(f *projField, v any) any {
 	if d, ok := AsDocument(v); ok {
-		return a.exclude(d, f.children)
+		return a.exclude(d, f.children, f.childIndex)
 	}
 	if arr, ok := AsArray(v); ok {
 		out := make(bson.A, len(arr))
