@@ -96,7 +96,7 @@ type addFieldsStage struct {
 
 func compileAddFields(spec bson.D) (stage, error) {
 	s := &addFieldsStage{}
-	seen := map[string]bool{}
+	seen := &pathTrie{}
 	var walk func(prefix []string, d bson.D) error
 	walk = func(prefix []string, d bson.D) error {
 		for _, e := range d {
@@ -118,12 +118,9 @@ func compileAddFields(spec bson.D) (stage, error) {
 				continue
 			}
 			key := strings.Join(path, ".")
-			for p := range seen {
-				if p == key || strings.HasPrefix(p, key+".") || strings.HasPrefix(key, p+".") {
-					return mongoerr.Errorf(mongoerr.ConflictingPaths, "specification contains two conflicting paths. Cannot specify both '%s' and '%s'", p, key)
-				}
+			if p, conflict := seen.add(path, key); conflict {
+				return mongoerr.Errorf(mongoerr.ConflictingPaths, "specification contains two conflicting paths. Cannot specify both '%s' and '%s'", p, key)
 			}
-			seen[key] = true
 			x, err := CompileExpr(e.Value)
 			if err != nil {
 				return err
@@ -137,6 +134,47 @@ func compileAddFields(spec bson.D) (stage, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// pathTrie is a set of field paths, split at the dots, in which no path is
+// a prefix of another. Adding a path costs steps in proportion to its
+// number of parts, whatever the size of the set.
+type pathTrie struct {
+	children map[string]*pathTrie
+	// key is the dotted path that ends at this node ("" if none ends here);
+	// first is the first path added that passes through or ends here.
+	key, first string
+}
+
+// add adds path (key is its dotted form) unless the set holds it, one of
+// its prefixes or a path it is a prefix of: then it returns that path and
+// true, and the set is unchanged. path must not be empty.
+func (t *pathTrie) add(path []string, key string) (string, bool) {
+	n := t
+	for i, part := range path {
+		countStep()
+		next := n.children[part]
+		if next == nil {
+			for _, part := range path[i:] {
+				countStep()
+				next = &pathTrie{first: key}
+				if n.children == nil {
+					n.children = map[string]*pathTrie{}
+				}
+				n.children[part] = next
+				n = next
+			}
+			n.key = key
+			return "", false
+		}
+		if next.key != "" {
+			// A stored path is path or one of its prefixes.
+			return next.key, true
+		}
+		n = next
+	}
+	// path is a proper prefix of stored paths.
+	return n.first, true
 }
 
 func (s *addFieldsStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
