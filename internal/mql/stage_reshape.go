@@ -186,11 +186,7 @@ func (s *addFieldsStage) apply(rc *runCtx, doc bson.D) (bson.D, bool, error) {
 		}
 		vals[i] = v
 	}
-	out := doc
-	for i, p := range s.paths {
-		out = aggSetPath(out, p, vals[i])
-	}
-	return out, true, nil
+	return aggSetPaths(doc, s.paths, vals), true, nil
 }
 
 func (s *addFieldsStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] {
