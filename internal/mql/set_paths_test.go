@@ -102,3 +102,64 @@ func TestAddFieldsApplyLinear(t *testing.T) {
 		t.Errorf("setting %d fields took %d steps, want at most %d", n, steps, limit)
 	}
 }
+
+// TestUnsetTreeMatchesAggUnsetPath compares removing random paths (some
+// overlapping, some repeated) from random documents in one pass with
+// removing them one by one with aggUnsetPath.
+func TestUnsetTreeMatchesAggUnsetPath(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	render := func(d bson.D) string { return coreExtJSON(t, bson.D{{Key: "d", Value: d}}) }
+	for i := range 5000 {
+		doc := randSetDoc(r, 0)
+		tree := &unsetNode{}
+		var paths [][]string
+		for range 1 + r.IntN(6) {
+			var p []string
+			for len(p) == 0 || r.IntN(2) == 0 && len(p) < 4 {
+				p = append(p, string(rune('a'+r.IntN(4))))
+			}
+			paths = append(paths, p)
+			tree.add(p)
+		}
+		want := doc
+		for _, p := range paths {
+			want = aggUnsetPath(want, p)
+		}
+		before := render(doc)
+		if got := unsetTreeDoc(doc, tree); render(got) != render(want) {
+			t.Fatalf("case %d: removing %v from %s:\ngot  %s\nwant %s", i, paths, before, render(got), render(want))
+		}
+		if render(doc) != before {
+			t.Fatalf("case %d: unsetTreeDoc modified its input", i)
+		}
+	}
+}
+
+// TestUnsetApplyLinear applies an $unset of many fields to a document of
+// as many and checks that it visits each field of the document a bounded
+// number of times (each path copied the whole document).
+func TestUnsetApplyLinear(t *testing.T) {
+	const n = 20000
+	fields := make(bson.A, n)
+	doc := make(bson.D, n)
+	for i := range n {
+		fields[i] = fmt.Sprintf("f%d", 2*i)
+		doc[i] = bson.E{Key: fmt.Sprintf("f%d", i), Value: int32(i)}
+	}
+	p, err := CompilePipeline([]bson.D{{{Key: "$unset", Value: fields}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bson.D
+	steps := countSteps(t, func() {
+		if out, _, err = p.ApplyOne(doc); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if len(out) != n/2 {
+		t.Fatalf("output has %d fields, want %d", len(out), n/2)
+	}
+	if limit := 4 * n; steps > limit {
+		t.Errorf("removing %d fields took %d steps, want at most %d", n, steps, limit)
+	}
+}

@@ -242,7 +242,66 @@ func aggSetInValue(cur any, path []string, v any) any {
 }
 
 // unsetStage is $unset.
-type unsetStage struct{ paths [][]string }
+type unsetStage struct {
+	// tree holds the paths merged, so that apply copies the document once.
+	tree *unsetNode
+}
+
+// unsetNode is a field of an $unset tree: removed, or entered to remove
+// some of its children.
+type unsetNode struct {
+	remove   bool
+	children map[string]*unsetNode
+}
+
+// add merges path into the tree under n; a removed field's children do not
+// matter.
+func (n *unsetNode) add(path []string) {
+	for _, part := range path {
+		if n.children == nil {
+			n.children = map[string]*unsetNode{}
+		}
+		c := n.children[part]
+		if c == nil {
+			c = &unsetNode{}
+			n.children[part] = c
+		}
+		n = c
+	}
+	n.remove = true
+}
+
+// unsetTreeDoc returns a copy of doc without the paths of the tree under n:
+// the result of aggUnsetPath applied path by path, in one pass.
+func unsetTreeDoc(doc bson.D, n *unsetNode) bson.D {
+	out := make(bson.D, 0, len(doc))
+	for _, e := range doc {
+		countStep()
+		c := n.children[e.Key]
+		switch {
+		case c == nil:
+			out = append(out, e)
+		case c.remove:
+		default:
+			out = append(out, bson.E{Key: e.Key, Value: unsetTreeValue(e.Value, c)})
+		}
+	}
+	return out
+}
+
+func unsetTreeValue(cur any, n *unsetNode) any {
+	switch t := cur.(type) {
+	case bson.D:
+		return unsetTreeDoc(t, n)
+	case bson.A:
+		out := make(bson.A, len(t))
+		for i, el := range t {
+			out[i] = unsetTreeValue(el, n)
+		}
+		return out
+	}
+	return cur
+}
 
 func compileUnset(spec any) (stage, error) {
 	var fields []any
@@ -257,7 +316,7 @@ func compileUnset(spec any) (stage, error) {
 	default:
 		return nil, mongoerr.Errorf(mongoerr.UnsetNotString, "$unset specification must be a string or an array")
 	}
-	s := &unsetStage{}
+	s := &unsetStage{tree: &unsetNode{}}
 	for _, f := range fields {
 		str, ok := f.(string)
 		if !ok {
@@ -273,17 +332,13 @@ func compileUnset(spec any) (stage, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.paths = append(s.paths, parts)
+		s.tree.add(parts)
 	}
 	return s, nil
 }
 
 func (s *unsetStage) apply(_ *runCtx, doc bson.D) (bson.D, bool, error) {
-	out := doc
-	for _, p := range s.paths {
-		out = aggUnsetPath(out, p)
-	}
-	return out, true, nil
+	return unsetTreeDoc(doc, s.tree), true, nil
 }
 
 func (s *unsetStage) run(rc *runCtx, src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] {
