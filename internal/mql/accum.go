@@ -46,7 +46,7 @@ var accumulators = map[string]func() accumulator{
 	"$last":         func() accumulator { return &lastAcc{} },
 	"$push":         func() accumulator { return &pushAcc{out: bson.A{}} },
 	"$addToSet":     func() accumulator { return &pushAcc{out: bson.A{}, seen: map[string]bool{}} },
-	"$mergeObjects": func() accumulator { return &mergeAcc{out: bson.D{}} },
+	"$mergeObjects": func() accumulator { return &mergeAcc{m: docMerger{out: bson.D{}}} },
 	"$stdDevPop":    func() accumulator { return &stdDevAcc{} },
 	"$stdDevSamp":   func() accumulator { return &stdDevAcc{sample: true} },
 }
@@ -197,7 +197,7 @@ func (a *pushAcc) result() any { return a.out }
 
 // mergeAcc is the $mergeObjects accumulator.
 type mergeAcc struct {
-	out bson.D
+	m   docMerger
 	err error
 }
 
@@ -212,11 +212,11 @@ func (a *mergeAcc) add(v any) int {
 		}
 		return 0
 	}
-	a.out = aggMergeInto(a.out, d)
+	a.m.merge(d)
 	return aggSize(v)
 }
 
-func (a *mergeAcc) result() any { return a.out }
+func (a *mergeAcc) result() any { return a.m.out }
 
 // stdDevAcc is $stdDevPop / $stdDevSamp (Welford's algorithm).
 type stdDevAcc struct {

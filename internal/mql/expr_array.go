@@ -265,28 +265,58 @@ func evalIndexOfArray(c *evalCtx, vals []any) (any, error) {
 	return int32(-1), nil
 }
 
-// aggMergeInto merges the fields of src into dst (later fields win, in
-// place of the earlier position).
-func aggMergeInto(dst bson.D, src bson.D) bson.D {
+// docMergerIndexMin is the length from which a docMerger indexes its
+// document; shorter ones are scanned.
+var docMergerIndexMin = 16
+
+// docMerger builds a document by merging fields into it: a field whose
+// name is already there replaces the earlier value in its place, others
+// are appended. Its cost is linear in the number of fields merged.
+type docMerger struct {
+	out bson.D
+	// index maps the names in out to their positions (nil while short).
+	index map[string]int
+}
+
+// merge merges the fields of src, in order, into m.out (which it may
+// modify in place).
+func (m *docMerger) merge(src bson.D) {
 	for _, e := range src {
-		found := false
-		for i := range dst {
-			if dst[i].Key == e.Key {
-				dst[i].Value = e.Value
-				found = true
-				break
+		m.set(e.Key, e.Value)
+	}
+}
+
+// set merges the field k: v.
+func (m *docMerger) set(k string, v any) {
+	if m.index != nil {
+		if i, ok := m.index[k]; ok {
+			m.out[i].Value = v
+			return
+		}
+	} else {
+		for i := range m.out {
+			countStep()
+			if m.out[i].Key == k {
+				m.out[i].Value = v
+				return
 			}
 		}
-		if !found {
-			dst = append(dst, e)
+	}
+	m.out = append(m.out, bson.E{Key: k, Value: v})
+	switch {
+	case m.index != nil:
+		m.index[k] = len(m.out) - 1
+	case len(m.out) >= docMergerIndexMin:
+		m.index = make(map[string]int, 2*len(m.out))
+		for i, e := range m.out {
+			m.index[e.Key] = i
 		}
 	}
-	return dst
 }
 
 // evalMergeObjects implements the expression form of $mergeObjects.
 func evalMergeObjects(_ *evalCtx, vals []any) (any, error) {
-	out := bson.D{}
+	m := docMerger{out: bson.D{}}
 	for _, v := range vals {
 		if aggNullish(v) {
 			continue
@@ -295,9 +325,9 @@ func evalMergeObjects(_ *evalCtx, vals []any) (any, error) {
 		if !ok {
 			return nil, mongoerr.Errorf(mongoerr.MergeObjectsNotObject, "$mergeObjects requires object inputs, but input %s is of type %s", aggFmt(v), TypeName(v))
 		}
-		out = aggMergeInto(out, d)
+		m.merge(d)
 	}
-	return out, nil
+	return m.out, nil
 }
 
 // evalObjectToArray implements $objectToArray.
@@ -326,9 +356,9 @@ func evalArrayToObject(_ *evalCtx, vals []any) (any, error) {
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.ArrayToObjectNotArray, "$arrayToObject requires an array input, found: %s", TypeName(vals[0]))
 	}
-	out := bson.D{}
+	m := docMerger{out: bson.D{}}
 	if len(a) == 0 {
-		return out, nil
+		return m.out, nil
 	}
 	_, pairs := a[0].(bson.A)
 	for _, el := range a {
@@ -362,9 +392,9 @@ func evalArrayToObject(_ *evalCtx, vals []any) (any, error) {
 		if strings.ContainsRune(ks, 0) {
 			return nil, mongoerr.Errorf(mongoerr.NullByteInKey, "Key field cannot contain an embedded null byte")
 		}
-		out = aggMergeInto(out, bson.D{{Key: ks, Value: v}})
+		m.set(ks, v)
 	}
-	return out, nil
+	return m.out, nil
 }
 
 // getFieldNode is $getField.
