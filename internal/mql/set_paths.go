@@ -35,17 +35,7 @@ func newSetDoc(d bson.D) *setDoc {
 		s.keys[i], s.vals[i] = e.Key, e.Value
 	}
 	if len(d) >= setDocIndexMin {
-		s.index = make(map[string]int, len(d))
-		for i, k := range s.keys {
-			if _, dup := s.index[k]; dup {
-				if s.dups == nil {
-					s.dups = map[string][]int{}
-				}
-				s.dups[k] = append(s.dups[k], i)
-				continue
-			}
-			s.index[k] = i
-		}
+		s.reindex()
 	}
 	return s
 }
