@@ -9,12 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/runner"
-	"github.com/changehook/changehook/store"
-	"github.com/changehook/changehook/triggers"
 )
 
 // TestReloadKeepsTheRunningStateDatabase: state.database needs a restart,
@@ -31,15 +27,7 @@ func TestReloadKeepsTheRunningStateDatabase(t *testing.T) {
 		"  - name: all\n    webhook: { url: \"http://127.0.0.1:1/hook\" }\n" +
 		"  - name: orders\n    database: shop\n    collection: orders\n    webhook: { url: \"http://127.0.0.1:1/hook\" }\n"
 	path := writeConfig(t, file)
-	cfg, err := triggers.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rn, err := runner.New(cfg, client, store.New(client, cfg.State.Database), runner.Options{StartStopped: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rl := newReloader(path, Env{}, slog.New(slog.DiscardHandler), cfg, rn, prometheus.NewRegistry())
+	rl := testReloader(t, client, path, slog.New(slog.DiscardHandler), runner.Options{StartStopped: true})
 	if err := os.WriteFile(path, []byte(strings.Replace(file, "database: st1", "database: st2", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +38,7 @@ func TestReloadKeepsTheRunningStateDatabase(t *testing.T) {
 	if !slices.Equal(res.Unchanged, []string{"all", "orders"}) || len(res.Changed) > 0 || !slices.Equal(res.RestartNeeded, []string{"state"}) {
 		t.Errorf("reload changing state.database = %+v; want every trigger unchanged, state needing a restart", res)
 	}
-	for name, units := range rn.Units() {
+	for name, units := range rl.rn.Units() {
 		for _, u := range units {
 			if u.StateDatabase != "st1" {
 				t.Errorf("trigger %s filters out state database %q, want st1 (the one in use)", name, u.StateDatabase)

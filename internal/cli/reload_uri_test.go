@@ -9,13 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
-	"github.com/changehook/changehook/store"
-	"github.com/changehook/changehook/triggers"
 )
 
 // TestReloadSaysAChangedMongoURINeedsARestart: a reload keeps the running
@@ -30,16 +26,8 @@ func TestReloadSaysAChangedMongoURINeedsARestart(t *testing.T) {
 		return "mongodb: { uri: \"" + uri + "\" }\ntriggers:\n  - name: orders\n    database: shop\n    collection: orders\n    webhook: { url: \"http://127.0.0.1:1/hook\" }\n"
 	}
 	path := writeConfig(t, file(srv.URI()))
-	cfg, err := triggers.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rn, err := runner.New(cfg, client, store.New(client, cfg.State.Database), runner.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs syncbuf.Buffer
-	rl := newReloader(path, Env{}, slog.New(slog.NewTextHandler(&logs, nil)), cfg, rn, prometheus.NewRegistry())
+	rl := testReloader(t, client, path, slog.New(slog.NewTextHandler(&logs, nil)), runner.Options{})
 
 	if _, err := rl.Reload(ctx, "test"); err != nil {
 		t.Fatal(err)
@@ -76,15 +64,7 @@ func TestReloadNamesRestartSettingsUntilRestart(t *testing.T) {
 			"\n    webhook: { url: \"http://127.0.0.1:1/hook\" }\n"
 	}
 	path := writeConfig(t, file("60s", "orders"))
-	cfg, err := triggers.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rn, err := runner.New(cfg, client, store.New(client, cfg.State.Database), runner.Options{StartStopped: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rl := newReloader(path, Env{}, slog.New(slog.DiscardHandler), cfg, rn, prometheus.NewRegistry())
+	rl := testReloader(t, client, path, slog.New(slog.DiscardHandler), runner.Options{StartStopped: true})
 	for _, step := range []struct {
 		idle, coll string
 		changed    []string

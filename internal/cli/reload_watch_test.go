@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/internal/syncbuf"
@@ -29,16 +30,8 @@ func TestWatchConfigSaysTheFileCannotBeRead(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	path := writeConfig(t, "mongodb: { uri: \""+srv.URI()+"\" }\ntriggers:\n  - name: orders\n    database: shop\n    collection: orders\n    webhook: { url: \"http://127.0.0.1:1/hook\" }\n")
-	cfg, err := triggers.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rn, err := runner.New(cfg, client, store.New(client, cfg.State.Database), runner.Options{StartStopped: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs syncbuf.Buffer
-	rl := newReloader(path, Env{}, slog.New(slog.NewTextHandler(&logs, nil)), cfg, rn, prometheus.NewRegistry())
+	rl := testReloader(t, client, path, slog.New(slog.NewTextHandler(&logs, nil)), runner.Options{StartStopped: true})
 	if err := rl.watchFile(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -69,16 +62,8 @@ func TestWatchConfigRetriesAnUnfinishedReload(t *testing.T) {
 	t.Cleanup(cancel)
 	const conf = "mongodb: { uri: \"%s\" }\ntriggers:\n  - name: orders # %s\n    database: shop\n    collection: orders\n    webhook: { url: \"http://127.0.0.1:1/hook\" }\n"
 	path := writeConfig(t, fmt.Sprintf(conf, srv.URI(), "v1"))
-	cfg, err := triggers.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rn, err := runner.New(cfg, client, store.New(client, cfg.State.Database), runner.Options{StartStopped: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs syncbuf.Buffer
-	rl := newReloader(path, Env{}, slog.New(slog.NewTextHandler(&logs, nil)), cfg, rn, prometheus.NewRegistry())
+	rl := testReloader(t, client, path, slog.New(slog.NewTextHandler(&logs, nil)), runner.Options{StartStopped: true})
 	// Each call records the version the file had and answers with the
 	// next scripted result.
 	calls := make(chan string, 16)
@@ -134,4 +119,19 @@ func TestWatchConfigRetriesAnUnfinishedReload(t *testing.T) {
 		t.Fatalf("reload of %s after a successful one", v)
 	default:
 	}
+}
+
+// testReloader loads the configuration at path and returns the reloader of
+// a runner made with opts on client, logging to log.
+func testReloader(t *testing.T, client *mongo.Client, path string, log *slog.Logger, opts runner.Options) *reloader {
+	t.Helper()
+	cfg, err := triggers.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn, err := runner.New(cfg, client, store.New(client, cfg.State.Database), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newReloader(path, Env{}, log, cfg, rn, prometheus.NewRegistry())
 }
