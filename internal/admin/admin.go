@@ -280,7 +280,7 @@ func Start(opts Options) (*Server, error) {
 		controlRoutes(mux, opts.Control, auth, controlWait(opts.WriteTimeout))
 	}
 	if opts.Reload != nil {
-		reloadRoute(mux, opts.Reload, auth)
+		reloadRoute(mux, opts.Reload, auth, opts.WriteTimeout)
 	}
 	deadLetterRoutes(mux, opts.Store, opts.DeadLetters, opts.DeadLetterCounts, opts.Config, auth, opts.Logger, opts.WriteTimeout)
 	mux.Handle("/", cons)

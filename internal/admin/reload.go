@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/changehook/changehook/runner"
 )
@@ -13,6 +14,9 @@ import (
 // the error lists the problems.
 type Reloader interface {
 	// Reload reloads the configuration; why names the caller in the logs.
+	// It must return within a bounded time of its own (the cli's bound is
+	// two minutes), which may be longer than admin.write_timeout: POST
+	// /api/reload waits for it, then has the write timeout to answer.
 	Reload(ctx context.Context, why string) (runner.ReloadResult, error)
 }
 
@@ -42,13 +46,20 @@ type ReloadResponse struct {
 
 // reloadRoute serves POST /api/reload: 200 with what changed, 422 with the
 // problems when the file is rejected, 500 when applying it failed;
-// authorised like the other mutating calls.
-func reloadRoute(mux *http.ServeMux, rl Reloader, auth authorizer) {
+// authorised like the other mutating calls. Unlike the other calls, its
+// work is not cut to fit writeTimeout (a reload cut short changes
+// nothing, and stopping a changed trigger may rightly wait for its
+// deliveries longer than that): the write timeout starts again once the
+// reload is done, so its answer reaches the client.
+func reloadRoute(mux *http.ServeMux, rl Reloader, auth authorizer, writeTimeout time.Duration) {
 	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, r *http.Request) {
 		if !auth.allow(w, r) {
 			return
 		}
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Time{}) // Reload is bounded (see Reloader)
 		res, err := rl.Reload(r.Context(), "POST /api/reload")
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		for _, l := range []*[]string{&res.Added, &res.Removed, &res.Changed, &res.Unchanged} {
 			if *l == nil {
 				*l = []string{}

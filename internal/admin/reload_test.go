@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/changehook/changehook/runner"
 )
@@ -62,4 +63,33 @@ func compactJSON(t *testing.T, b []byte) string {
 		t.Fatalf("not JSON: %v: %s", err, b)
 	}
 	return out.String()
+}
+
+// TestReloadLongerThanTheWriteTimeoutIsAnswered: a reload may take longer
+// than admin.write_timeout (stopping a changed trigger waits up to --grace
+// for its deliveries in flight); its answer still reaches the client,
+// which otherwise sees the connection closed and cannot tell whether the
+// configuration was applied.
+func TestReloadLongerThanTheWriteTimeoutIsAnswered(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	s := startServer(t, Options{WriteTimeout: writeTimeout, Reload: reloadFunc(func(ctx context.Context, _ string) (runner.ReloadResult, error) {
+		// The reload outlasts the write timeout: time passing is what
+		// is tested, not a synchronisation.
+		select {
+		case <-time.After(3 * writeTimeout):
+		case <-ctx.Done():
+			return runner.ReloadResult{}, ctx.Err()
+		}
+		return runner.ReloadResult{Changed: []string{"orders"}}, nil
+	})})
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Post(s.URL()+"/api/reload", "application/json", nil)
+	if err != nil {
+		t.Fatalf("no answer to a reload longer than the write timeout (%s): %v", writeTimeout, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if got := compactJSON(t, b); resp.StatusCode != http.StatusOK || got != `{"result":"success","added":[],"removed":[],"changed":["orders"],"unchanged":[]}` {
+		t.Errorf("POST /api/reload = %d %s, want 200 with changed [orders]", resp.StatusCode, got)
+	}
 }
