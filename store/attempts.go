@@ -142,6 +142,19 @@ func (r *AttemptRecord) Truncate() {
 	}
 }
 
+// EventsNote is what the history's readers (changehook history, the
+// console) show after a batched request's document key: " (first of N
+// events)", " (a batch of 1 event)", or "" for a request of one event.
+func (r AttemptRecord) EventsNote() string {
+	switch {
+	case r.Events == 1:
+		return " (a batch of 1 event)"
+	case r.Events > 1:
+		return fmt.Sprintf(" (first of %d events)", r.Events)
+	}
+	return ""
+}
+
 // truncateText bounds the record's text fields (see Truncate).
 func (r *AttemptRecord) truncateText() {
 	r.Response = textcut.UTF8(r.Response, MaxResponseSnippet)

@@ -128,9 +128,7 @@ func printHistory(env Env, recs []store.AttemptRecord) error {
 		} else if r.DocumentKeyOmitted {
 			key = "(larger than 1 KiB)"
 		}
-		if r.Events > 0 {
-			key += fmt.Sprintf(" (first of %d events)", r.Events)
-		}
+		key += r.EventsNote()
 		attempt, latency := "-", "-"
 		if r.Attempt > 0 {
 			attempt = fmt.Sprint(r.Attempt)

@@ -27,13 +27,15 @@ func TestPrintHistory(t *testing.T) {
 		{Kind: store.KindDelivery, Trigger: "orders", WebhookID: "batch_01", Attempt: 1, Status: 200, Events: 100, DocumentKey: key, LatencyMS: 2, At: at},
 		{Kind: store.KindDelivery, Trigger: "orders", WebhookID: "msg_2", Attempt: 1, Failed: true, Reason: "payload_error",
 			Error: "build payload: $concat only supports strings", DocumentKey: key, At: at},
+		{Kind: store.KindDelivery, Trigger: "orders", WebhookID: "batch_03", Attempt: 1, Status: 200, Events: 1, DocumentKey: key, LatencyMS: 2, At: at},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 || !strings.Contains(lines[1], `{"_id":7} (first of 100 events)`) || !strings.Contains(lines[1], "batch_01") ||
-		!strings.Contains(lines[2], "payload_error: build payload: $concat only supports strings") {
+	if len(lines) != 4 || !strings.Contains(lines[1], `{"_id":7} (first of 100 events)`) || !strings.Contains(lines[1], "batch_01") ||
+		!strings.Contains(lines[2], "payload_error: build payload: $concat only supports strings") ||
+		!strings.Contains(lines[3], `{"_id":7} (a batch of 1 event)`) {
 		t.Fatalf("table:\n%s", out.String())
 	}
 }

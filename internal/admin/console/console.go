@@ -203,9 +203,7 @@ func (c *Console) attempts(ctx context.Context, name string) attemptsView {
 				row.DocumentKey = string(b)
 			}
 		}
-		if r.Events > 0 {
-			row.DocumentKey += fmt.Sprintf(" (first of %d events)", r.Events)
-		}
+		row.DocumentKey += r.EventsNote()
 		v.Rows = append(v.Rows, row)
 	}
 	return v
