@@ -82,7 +82,10 @@ var ErrEventNotKept = errors.New("not replayed: its change event was too large t
 
 // Replayer delivers dead letters again with their trigger's current webhook
 // settings and retry policy and deletes each one that is delivered; one that
-// is not keeps the replay's attempts, last status and error. One whose event
+// is not keeps the replay's attempts, last status and error. A dead letter
+// of a trigger that is batched now is sent as a batch of one (a JSON array
+// under dispatcher.BatchWebhookID of its event), the shape of every request
+// of that trigger; otherwise as one event under its webhook-id. One whose event
 // was too large to keep is not replayed (ErrEventNotKept). A Replayer is
 // used by one goroutine at a time. It builds one Sender per trigger it
 // replays for (NewSender) and keeps it for its next Replay, but each
@@ -99,7 +102,7 @@ type Replayer struct {
 	// agent and observers are the caller's).
 	NewSender func(*triggers.Trigger) (*dispatcher.Sender, error)
 
-	senders map[string]*dispatcher.Sender
+	senders map[string]replaySender
 }
 
 // Replay replays the dead letters sel selects, in the dead-letter order
@@ -164,7 +167,15 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 		res.Err = err
 		return res
 	}
-	out, err := s.Deliver(ctx, dispatcher.Event{Raw: dl.Event, Token: dl.Token})
+	ev := dispatcher.Event{Raw: dl.Event, Token: dl.Token}
+	var out dispatcher.Result
+	if s.batched {
+		// The shape every request of the trigger has: its receiver
+		// reads JSON arrays.
+		out, err = s.DeliverBatch(ctx, []dispatcher.Event{ev})
+	} else {
+		out, err = s.Deliver(ctx, ev)
+	}
 	res.Status, res.Attempts = out.Status, out.Attempts
 	if err != nil {
 		status := "no response"
@@ -189,8 +200,15 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 	return res
 }
 
+// replaySender is the Sender of a trigger and whether the trigger is
+// batched (its requests carry a JSON array: a replay sends a batch of one).
+type replaySender struct {
+	*dispatcher.Sender
+	batched bool
+}
+
 // sender returns the cached Sender of trigger.
-func (r *Replayer) sender(trigger string) (*dispatcher.Sender, error) {
+func (r *Replayer) sender(trigger string) (replaySender, error) {
 	if s, ok := r.senders[trigger]; ok {
 		return s, nil
 	}
@@ -201,17 +219,18 @@ func (r *Replayer) sender(trigger string) (*dispatcher.Sender, error) {
 		}
 	}
 	if t == nil || trigger == "" {
-		return nil, fmt.Errorf("trigger %q is not in %s: its webhook is unknown", trigger, r.Config.Path)
+		return replaySender{}, fmt.Errorf("trigger %q is not in %s: its webhook is unknown", trigger, r.Config.Path)
 	}
 	s, err := r.NewSender(t)
 	if err != nil {
-		return nil, fmt.Errorf("prepare delivery: %w", err)
+		return replaySender{}, fmt.Errorf("prepare delivery: %w", err)
 	}
 	if r.senders == nil {
-		r.senders = map[string]*dispatcher.Sender{}
+		r.senders = map[string]replaySender{}
 	}
-	r.senders[trigger] = s
-	return s, nil
+	rs := replaySender{Sender: s, batched: t.Batch != nil}
+	r.senders[trigger] = rs
+	return rs, nil
 }
 
 // closeIdle closes the idle webhook connections of every Sender built so

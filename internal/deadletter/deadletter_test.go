@@ -3,6 +3,7 @@ package deadletter_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -136,5 +137,60 @@ func TestReplayAttemptsCarryTheEvent(t *testing.T) {
 	}
 	if k, err := seen[0].DocumentKey.LookupErr("_id"); err != nil || k.Int32() != 7 || seen[0].Operation != "insert" {
 		t.Errorf("replay attempt has document key %v and operation %q, want {_id: 7} and insert", seen[0].DocumentKey, seen[0].Operation)
+	}
+}
+
+// TestReplayHasTheTriggersShape: a dead letter of a trigger that is
+// batched is replayed as a batch of one — a JSON array, under that one
+// event's batch webhook-id, as a live request of the trigger would be —
+// since its receiver reads arrays; one of an unbatched trigger as the
+// event itself, under the dead letter's webhook-id.
+func TestReplayHasTheTriggersShape(t *testing.T) {
+	_, client := devdbtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st := store.New(client, "chstate")
+	if err := st.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	type request struct {
+		id   string
+		body string
+	}
+	var mu sync.Mutex
+	got := map[string][]request{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		got[r.URL.Path] = append(got[r.URL.Path], request{r.Header.Get("Webhook-Id"), string(body)})
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{
+		{Name: "batched", Webhook: triggers.Webhook{URL: srv.URL + "/batched"}, Batch: &triggers.BatchPolicy{MaxEvents: 10}},
+		{Name: "single", Webhook: triggers.Webhook{URL: srv.URL + "/single"}},
+	}}
+	r := &deadletter.Replayer{Store: st, Config: cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
+		return dispatcher.NewSender(t)
+	}}
+	ids := []string{putDeadLetter(t, ctx, st, "batched", 1), putDeadLetter(t, ctx, st, "single", 2)}
+	sum, err := r.Replay(ctx, deadletter.Selection{IDs: ids}, nil)
+	if err != nil || sum.Replayed != 2 {
+		t.Fatalf("replay: %+v, %v; want both replayed", sum, err)
+	}
+	tok := func(i int) bson.Raw {
+		b, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("82%08X", i)}})
+		return b
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for path, want := range map[string]request{
+		"/batched": {dispatcher.BatchWebhookID("batched", tok(1), tok(1)), `[{"_id":{"_data":"8200000001"},"operationType":"insert","documentKey":{"_id":1}}]`},
+		"/single":  {ids[1], `{"_id":{"_data":"8200000002"},"operationType":"insert","documentKey":{"_id":2}}`},
+	} {
+		if reqs := got[path]; len(reqs) != 1 || reqs[0] != want {
+			t.Errorf("%s received %+v, want one request %+v", path, reqs, want)
+		}
 	}
 }

@@ -21,7 +21,8 @@ import (
 // TestBatchedDelivery runs the real binary with a batched trigger: events
 // arrive as signed JSON arrays of at most max_events, per document in
 // order; a refused batch is dead-lettered as its events, which `dlq list`
-// shows one by one and `dlq replay` delivers alone.
+// shows one by one and `dlq replay` delivers alone, in a batch of one (the
+// shape of every request of the trigger).
 func TestBatchedDelivery(t *testing.T) {
 	srv, client := devdbtest.StartWith(t, devdb.Options{})
 	rc := newReceiver(t)
@@ -124,8 +125,9 @@ func TestBatchedDelivery(t *testing.T) {
 		t.Fatalf("dlq replay = %d\n%s%s", code, out, errOut)
 	}
 	ds := rc.deliveries()
-	if replayed := ds[len(ds)-1]; replayed.ID != badID || replayed.Batch != "" || replayed.SigErr != nil {
-		t.Errorf("replay: delivery %s (batch %q, sig %v), want %s alone, signed", replayed.ID, replayed.Batch, replayed.SigErr, badID)
+	if replayed := ds[len(ds)-1]; replayed.ID != badID || replayed.Batch == "" || replayed.Events != 1 || replayed.SigErr != nil {
+		t.Errorf("replay: delivery %s (batch %q of %d events, sig %v), want %s in a batch of one, signed",
+			replayed.ID, replayed.Batch, replayed.Events, replayed.SigErr, badID)
 	}
 	if code := r.stop(); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
