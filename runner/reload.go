@@ -277,8 +277,9 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 // of their own refuse to start (each fails, see Watcher.otherLayout) while
 // only another partitioning's checkpoints exist, as after a change of
 // partitions in the configuration without `checkpoints repartition`. When
-// the checkpoints cannot be listed the partitions start as before (at
-// start_at where none has one), and so the log says.
+// the checkpoints cannot be listed here it logs only that the partitions
+// changed: each partition without a checkpoint lists them again itself
+// before it starts (Watcher.otherLayout retries until it can).
 func (r *Runner) logRepartitioned(ctx context.Context, t *triggers.Trigger) {
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultCheckpointTimeout)
 	defer cancel()

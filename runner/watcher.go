@@ -517,7 +517,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.savedToken = bytes.Clone(cp.Token)
 		w.update(func(s *TriggerStatus) { s.CheckpointTime = cp.UpdatedAt })
 		w.log.Info("resuming from checkpoint", "checkpoint_saved_at", cp.UpdatedAt)
-	} else if reason, wayOut := w.otherLayout(ctx); reason != "" {
+	} else if reason, wayOut, ok := w.otherLayout(ctx); !ok {
+		return nil // ctx canceled
+	} else if reason != "" {
 		w.setFailed(reason, wayOut, false)
 		w.log.Error("trigger failed", "reason", reason)
 		return &TriggerError{Trigger: w.t.Name, Reason: reason}
@@ -693,27 +695,41 @@ type TriggerCheckpointLister interface {
 // otherLayout returns why the trigger must not start when it has no
 // checkpoint under its key but has some under another partitioning (its
 // partitions were changed in the configuration without `checkpoints
-// repartition`): starting at start_at would skip every change since those
-// checkpoints. "" when there are none, or they cannot be listed (the store
-// does not support it, or the read failed: then it starts as before).
-func (w *Watcher) otherLayout(ctx context.Context) (reason, wayOut string) {
-	l, ok := w.cps.(TriggerCheckpointLister)
-	if !ok {
-		return "", ""
+// repartition`, or a repartition stopped half-way): starting at start_at
+// would skip every change since those checkpoints. "" when there are none,
+// or the store cannot list them. A failed listing is retried with the
+// stream-retry backoff (StateRetrying), as a failed checkpoint read is:
+// starting without knowing would skip those changes for good, once the
+// partition saved a checkpoint of its own. ok is false when ctx ended
+// first.
+func (w *Watcher) otherLayout(ctx context.Context) (reason, wayOut string, ok bool) {
+	l, lister := w.cps.(TriggerCheckpointLister)
+	if !lister {
+		return "", "", true
 	}
-	listCtx, cancel := context.WithTimeout(ctx, w.opts.CheckpointTimeout)
-	defer cancel()
-	cps, err := l.TriggerCheckpoints(listCtx, w.t.Name)
-	if err != nil {
-		return "", ""
+	for attempt := 0; ; attempt++ {
+		listCtx, cancel := context.WithTimeout(ctx, w.opts.CheckpointTimeout)
+		cps, err := l.TriggerCheckpoints(listCtx, w.t.Name)
+		cancel()
+		if err == nil {
+			keys := otherPartitioning(w.t, cps)
+			if len(keys) == 0 {
+				return "", "", true
+			}
+			reason = fmt.Sprintf("no checkpoint under %s, but checkpoints of another partitioning exist (%s): partitions changed in the configuration; "+
+				"starting at start_at would skip the changes since them", w.t.Key(), strings.Join(keys, ", "))
+			return reason, repartitionWayOut(w.t), true
+		}
+		if ctx.Err() != nil {
+			return "", "", false
+		}
+		delay := dispatcher.FullJitterBackoff(attempt, w.opts.InitialRetryBackoff, w.opts.MaxRetryBackoff)
+		w.setFailed(fmt.Sprintf("list the checkpoints of %s under every partitioning: %v", w.t.Name, err), "", true)
+		w.log.Warn("no checkpoint, and cannot list the trigger's checkpoints under other partitionings; retrying before it starts", "error", err, "retry_in", delay)
+		if w.clock.Sleep(ctx, delay) != nil {
+			return "", "", false
+		}
 	}
-	keys := otherPartitioning(w.t, cps)
-	if len(keys) == 0 {
-		return "", ""
-	}
-	reason = fmt.Sprintf("no checkpoint under %s, but checkpoints of another partitioning exist (%s): partitions changed in the configuration; "+
-		"starting at start_at would skip the changes since them", w.t.Key(), strings.Join(keys, ", "))
-	return reason, repartitionWayOut(w.t)
 }
 
 // otherPartitioning returns the keys of cps, checkpoints of t's trigger
