@@ -650,18 +650,28 @@ func (r *Runner) applyResume(ctx context.Context, p resumePlan, from ResumeFrom,
 		return skipped, err
 	}
 	if found {
-		skipped.From = old.UpdatedAt
-		if old.ClusterTime.T != 0 {
-			skipped.From = time.Unix(int64(old.ClusterTime.T), 0).UTC()
+		if skipped.From = checkpointTime(old); skipped.From.IsZero() {
+			skipped.From = old.UpdatedAt
 		}
 	}
-	skipped.To = cp.UpdatedAt
-	if cp.ClusterTime.T != 0 {
-		skipped.To = time.Unix(int64(cp.ClusterTime.T), 0).UTC()
+	// The new position by the server's clock (its token's time for now),
+	// comparable with From; this machine's clock only when it has none.
+	if skipped.To = checkpointTime(cp); skipped.To.IsZero() {
+		skipped.To = cp.UpdatedAt
 	}
 	s.mu.Lock()
 	s.pause, s.failed = nil, false
 	s.mu.Unlock()
+	if found {
+		if back, err := positionBefore(cp, old); err == nil && back || err != nil && skipped.From.After(skipped.To) {
+			// The old checkpoint was ahead of the new position (only a
+			// resume from now gets here): nothing was skipped.
+			skipped.Back = true
+			r.log.Warn("trigger resumed from now, before its checkpoint: the checkpoint was ahead of the server's clock; nothing skipped, delivering every change from now",
+				"trigger", t.Name, "key", t.Key(), "checkpoint", timeText(skipped.From), "now", timeText(skipped.To))
+			return skipped, nil
+		}
+	}
 	if r.HistoryOn() {
 		r.recordHistory(store.AttemptRecord{Kind: store.KindSkipped, Trigger: t.Name, Partition: historyPartition(t),
 			Reason: "resumed from " + from.String(), SkippedFrom: skipped.From, SkippedTo: skipped.To, At: r.opts.Clock.Now()})
@@ -1419,6 +1429,9 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 		switch {
 		case err == nil && already:
 			msg = appliedBefore
+		case err == nil && sk.Back:
+			msg = fmt.Sprintf("resumed from %s, before its checkpoint (%s, ahead of the server's clock): nothing skipped; every change from %s is delivered",
+				from, timeText(sk.From), timeText(sk.To))
 		case err == nil:
 			msg = fmt.Sprintf("resumed from %s; skipped the changes from %s to %s", from, timeText(sk.From), timeText(sk.To))
 			r.log.Warn("trigger resumed, skipping changes", "trigger", t.Name, "key", t.Key(), "from", from.String(),

@@ -444,13 +444,20 @@ func (r *Runner) Paused(name string) (p PauseInfo, ok bool, err error) {
 
 // Skipped is the range of the stream a Resume from now or from a time
 // jumped over, for the history: From is the old checkpoint's position
-// (cluster time, or when it was saved when the cluster time is unknown;
-// zero when the trigger had no checkpoint), To the new position.
+// (cluster time, or the time its resume token opens with, or when it was
+// saved when neither is known; zero when the trigger had no checkpoint),
+// To the new position (the time resumed from; for now, the time the new
+// position's resume token opens with, by the server's clock).
 type Skipped struct {
 	// From is where the old checkpoint stood.
 	From time.Time
 	// To is where the trigger continues.
 	To time.Time
+	// Back is set when the old checkpoint was after To (a checkpoint
+	// ahead of the server's clock, after a clock fault, met by a resume
+	// from now): nothing was skipped; the trigger moved back to To and
+	// delivers every change from there.
+	Back bool
 }
 
 // Resume lifts the trigger's pause (and a permanent failure) and runs it
@@ -499,6 +506,9 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 			sk, err := r.applyResume(ctx, p, from, "")
 			if err != nil {
 				return err
+			}
+			if sk.Back {
+				continue // nothing skipped there
 			}
 			if !sk.From.IsZero() && (skipped.From.IsZero() || sk.From.Before(skipped.From)) {
 				skipped.From = sk.From

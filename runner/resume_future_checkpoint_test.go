@@ -1,0 +1,76 @@
+package runner_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/runner"
+	"github.com/changehook/changehook/store"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// TestResumeFromNowBeforeAFutureCheckpoint: a checkpoint ahead of the
+// server's clock (a clock fault stamped it an hour ahead) met by `resume
+// --from now` moves the trigger back to now, which skips nothing: the
+// result says so instead of printing a backwards range ("skipped the
+// changes from <an hour ahead> to <now>"), and the change written next is
+// delivered.
+func TestResumeFromNowBeforeAFutureCheckpoint(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	st := store.New(client, stateDB)
+	cfg := parseTrigger(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook: { url: "${HOOK_URL}" }
+`, recv.srv.URL)
+	r := startRunner(t, cfg, client, runner.Options{Controls: true})
+	waitFor(t, "ready", r.Ready)
+	ctx := t.Context()
+	if _, err := runner.RequestControl(ctx, st, "orders", "hold", store.ControlRequest{Kind: store.RequestPause, By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "paused", func() bool { return statusOf(t, r, "orders").State == runner.StatePaused })
+
+	// The checkpoint an hour ahead: its resume token and cluster time.
+	now, err := runner.PositionAt(ctx, client, cfg.Triggers[0], time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := now.Token.Lookup("_data").StringValue()
+	ahead := time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	if !strings.HasPrefix(data, "82") || len(data) < 10 {
+		t.Fatalf("resume token %q does not open with a timestamp", data)
+	}
+	future := store.Checkpoint{Trigger: "orders", UpdatedAt: time.Now(),
+		Token:       bson.Raw(bsonDoc(t, bson.D{{Key: "_data", Value: data[:2] + fmt.Sprintf("%08X", ahead.Unix()) + data[10:]}})),
+		ClusterTime: bson.Timestamp{T: uint32(ahead.Unix())}}
+	if err := st.SaveCheckpoint(ctx, future); err != nil {
+		t.Fatal(err)
+	}
+	if at, ok := runner.TokenTime(future.Token); !ok || !at.Equal(ahead) {
+		t.Fatalf("future token's time = %v, %v; want %v", at, ok, ahead)
+	}
+
+	msg, err := runner.RequestControl(ctx, st, "orders", "", store.ControlRequest{Kind: store.RequestResume, From: "now", By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(msg, "skipped the changes") || !strings.Contains(msg, "nothing skipped") || !strings.Contains(msg, ahead.Format(time.RFC3339)) {
+		t.Errorf("resume --from now before a checkpoint an hour ahead = %q; want it to say nothing was skipped, naming the checkpoint's time", msg)
+	}
+	waitFor(t, "running", func() bool {
+		s := statusOf(t, r, "orders")
+		return s.State == runner.StateRunning && s.StreamOpen
+	})
+	insert(t, client.Database("shop").Collection("orders"), bson.D{{Key: "_id", Value: int32(7)}})
+	if id := recv.next(t).Lookup("documentKey", "_id").Int32(); id != 7 {
+		t.Fatalf("delivered %d, want 7", id)
+	}
+}
