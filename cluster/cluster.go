@@ -122,6 +122,10 @@ type Manager struct {
 	// undecided says why the last round that decided nothing did not.
 	undecided string
 	drift     map[string]bool // triggers this instance does not run because its definition is in the minority
+	// layoutWait: keys not acquired because another member holds a lease
+	// of their trigger under another partitioning (layoutsFree), with
+	// that lease's key and owner, so that the wait is logged once.
+	layoutWait map[string]string
 	// parts is the number of partitions (1: not partitioned) of every
 	// configured trigger, enabled or not: the units whose lease series
 	// are exported.
@@ -596,10 +600,75 @@ func (m *Manager) round(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	sort.Strings(acquire)
+	if len(acquire) > 0 {
+		var err error
+		if acquire, err = m.layoutsFree(opCtx, acquire); err != nil {
+			m.log.Warn("cannot read the leases: acquiring nothing this round", "error", err)
+			acquire = nil
+		}
+	}
 	for _, key := range acquire {
 		m.acquire(ctx, opCtx, key)
 	}
 	_ = m.st.PruneMembers(opCtx, 24*time.Hour)
+}
+
+// layoutsFree returns the keys of acquire whose trigger no other member
+// runs under another partitioning: one whose lease of a unit of the
+// trigger with another number of partitions (NAME, or NAME/p<i>of<M> with
+// M not this member's) is held, unexpired, by another member waits until
+// that lease is released or expires. The two partitionings' units have
+// leases of their own, so without this a member taking the trigger over
+// with another number of partitions (a rolling update or a rollback that
+// changes partitions; the majority's definition changing as members come
+// and go) would run it while the previous member still does, until that
+// member's next round hands its units off: both would deliver the same
+// events at once.
+func (m *Manager) layoutsFree(ctx context.Context, acquire []string) ([]string, error) {
+	var leases []store.Lease
+	var err error
+	if cr, ok := m.st.(currentLeaseReader); ok {
+		// The held leases only, not every lease document ever kept.
+		leases, err = cr.ListCurrentLeases(ctx, nil)
+	} else {
+		leases, err = m.st.ListLeases(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	free := acquire[:0:0]
+	for _, key := range acquire {
+		name, _, n, ok := triggers.ParsePartitionKey(key)
+		if !ok {
+			free = append(free, key)
+			continue
+		}
+		i := slices.IndexFunc(leases, func(l store.Lease) bool {
+			on, _, ln, ok := triggers.ParsePartitionKey(l.Key)
+			return ok && on == name && ln != n && l.Owner != "" && l.Owner != m.self.ID && l.RemainingMS > 0
+		})
+		if i < 0 {
+			free = append(free, key)
+			continue
+		}
+		m.mu.Lock()
+		logged := m.layoutWait[key] == leases[i].Key+"\x00"+leases[i].Owner
+		if m.layoutWait == nil {
+			m.layoutWait = map[string]string{}
+		}
+		m.layoutWait[key] = leases[i].Key + "\x00" + leases[i].Owner
+		m.mu.Unlock()
+		if !logged {
+			m.log.Info("not acquiring yet: another member runs the trigger with another number of partitions",
+				"key", key, "held", leases[i].Key, "owner", leases[i].Owner, "expires_in", time.Duration(leases[i].RemainingMS)*time.Millisecond)
+		}
+	}
+	m.mu.Lock()
+	for _, key := range free {
+		delete(m.layoutWait, key)
+	}
+	m.mu.Unlock()
+	return free, nil
 }
 
 // awaitDecided waits until a round has heartbeated this member's
