@@ -436,7 +436,8 @@ func (rw rewound) message(since time.Time) string {
 
 // rewind moves the checkpoint of s's unit back to the first change at or
 // after since, marked as control request control's rewrite ("" for none);
-// the unit must be held stopped.
+// the unit must be held stopped, and since already compared with the
+// server's clock (CheckNotFuture).
 //
 // It never moves the checkpoint forward. A checkpoint before since
 // (compared by TokenPosition) is kept: resuming from it delivers every
@@ -465,14 +466,16 @@ func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control s
 		rw.already = true
 		return rw, nil
 	}
+	// since was compared with the server's clock before the unit was held
+	// (Redeliver, applyUnit), once: so is start_at, before it.
 	if !found && !t.StartAt.Now && t.StartAt.Time.Before(since) {
 		// The unit would start at start_at: that is its position.
-		if cur, err = PositionAt(ctx, r.client, t, t.StartAt.Time); err != nil {
+		if cur, err = positionAt(ctx, r.client, t, t.StartAt.Time); err != nil {
 			return rw, fmt.Errorf("the trigger has no checkpoint yet and starts at its start_at: %w", err)
 		}
 		found = true
 	}
-	cp, err := PositionAt(ctx, r.client, t, since)
+	cp, err := positionAt(ctx, r.client, t, since)
 	if err != nil {
 		return rw, err
 	}

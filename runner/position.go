@@ -37,6 +37,15 @@ func PositionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, 
 			return store.Checkpoint{}, err
 		}
 	}
+	return positionAt(ctx, client, t, at)
+}
+
+// positionAt is PositionAt for a time the caller has already compared with
+// the server's clock (CheckNotFuture): asking the server's time again could
+// get another answer — an earlier one, from another member of the replica
+// set after a failover whose clock is behind — and refuse a time that was
+// accepted, after the caller stopped the trigger to move it.
+func positionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at time.Time) (store.Checkpoint, error) {
 	opts := t.ChangeStreamOptions().SetBatchSize(0)
 	if !at.IsZero() {
 		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(at.Unix())}).SetMaxAwaitTime(historyCheckAwait)
