@@ -1439,6 +1439,18 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			msg = fmt.Sprintf("resumed from %s; skipped the changes from %s to %s", from, timeText(sk.From), timeText(sk.To))
 			r.log.Warn("trigger resumed, skipping changes", "trigger", t.Name, "key", t.Key(), "from", from.String(),
 				"skipped_from", sk.From, "skipped_to", sk.To)
+		case !errors.Is(err, ErrFenced) && ctx.Err() == nil:
+			// The request lifted the unit's pause (or failure) when this
+			// process read it (applyLocally), as on every member: the
+			// unit runs again from the checkpoint it kept. Said, so that
+			// the result does not pass it for unchanged.
+			s.mu.Lock()
+			lifted := s.lifted[c.Trigger] == req.ID
+			s.mu.Unlock()
+			if lifted {
+				err = fmt.Errorf("%w; the resume lifted the pause (or failure) of %s all the same, so it runs again from its checkpoint, "+
+					"delivering the changes since it: to skip them, run `changehook resume %s --from %s` again", err, t.Key(), t.Key(), from)
+			}
 		}
 	case store.RequestSkip:
 		var sk skipped
