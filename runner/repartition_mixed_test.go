@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -156,8 +158,9 @@ func TestRepartitionKilledHalfWayLosesNothing(t *testing.T) {
 
 			cfg2 := parseTrigger(t, strings.Replace(partitionedYAML, "partitions: 4", "partitions: 2", 1), recv.srv.URL)
 			got := map[int32]int{}
+			var logs syncbuf.Buffer
 			r2, err := runner.New(cfg2, client, st, runner.Options{CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second,
-				Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+				Logger: slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &logs), nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -217,6 +220,12 @@ func TestRepartitionKilledHalfWayLosesNothing(t *testing.T) {
 				case <-time.After(waitTimeout):
 					t.Fatalf("changes written while nothing ran not all delivered: got %v", got)
 				}
+			}
+			// The mixed state is reported where it is not refused: the
+			// partitions that resume say the old checkpoints remain.
+			if line := lineOf(logs.String(), "checkpoints of another partitioning remain"); !strings.Contains(line, "orders/p0of4") ||
+				!strings.Contains(line, "checkpoints repartition --trigger orders --partitions 2") {
+				t.Errorf("no warning naming the old checkpoints and the way out: %q", line)
 			}
 			if !tc.onlyFirst {
 				cancel()

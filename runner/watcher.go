@@ -517,6 +517,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.savedToken = bytes.Clone(cp.Token)
 		w.update(func(s *TriggerStatus) { s.CheckpointTime = cp.UpdatedAt })
 		w.log.Info("resuming from checkpoint", "checkpoint_saved_at", cp.UpdatedAt)
+		w.warnStaleLayout(ctx)
 	} else if reason, wayOut, ok := w.otherLayout(ctx); !ok {
 		return nil // ctx canceled
 	} else if reason != "" {
@@ -729,6 +730,31 @@ func (w *Watcher) otherLayout(ctx context.Context) (reason, wayOut string, ok bo
 		if w.clock.Sleep(ctx, delay) != nil {
 			return "", "", false
 		}
+	}
+}
+
+// warnStaleLayout logs a warning when checkpoints of another partitioning
+// of the trigger remain beside the one the unit resumes from: left by a
+// `checkpoints repartition` that did not finish (it removes them last), or
+// by a partitions setting changed back. They are not read, but a change
+// back to that number of partitions would resume from them, far behind.
+// A failed listing only leaves the warning out.
+func (w *Watcher) warnStaleLayout(ctx context.Context) {
+	l, ok := w.cps.(TriggerCheckpointLister)
+	if !ok {
+		return
+	}
+	listCtx, cancel := context.WithTimeout(ctx, w.opts.CheckpointTimeout)
+	defer cancel()
+	cps, err := l.TriggerCheckpoints(listCtx, w.t.Name)
+	if err != nil {
+		return
+	}
+	if keys := otherPartitioning(w.t, cps); len(keys) > 0 {
+		w.log.Warn("checkpoints of another partitioning remain beside this one's (a `checkpoints repartition` that did not finish, "+
+			"or an earlier partitions setting): they are not read now, but a change back to that number of partitions would resume from them",
+			"checkpoints", keys, "way_out", fmt.Sprintf("stop every changehook running the trigger, then run `changehook checkpoints repartition --trigger %s --partitions %d` again to remove them",
+				w.t.Name, max(1, w.t.Partitions)))
 	}
 }
 
