@@ -9,6 +9,7 @@ import (
 
 	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/internal/testhooks"
 )
 
 // Error labels MongoDB attaches to change stream errors.
@@ -292,6 +293,9 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 	stages, split, err := splitStageOf(pipeline[1:])
 	if err != nil {
 		return nil, err
+	}
+	if _, old := testhooks.RefuseSplitLargeEvent.Load(s.addr); split && old {
+		return nil, mongoerr.Errorf(mongoerr.UnrecognizedStage, "Unrecognized pipeline stage name: '%s'", splitStageName)
 	}
 	if tok := spec.token(); tok != nil && tok.Split && !split {
 		return nil, &mongoerr.Error{Code: mongoerr.ChangeStreamFatalError,

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/changehook/changehook/devdb/internal/server"
+	"github.com/changehook/changehook/internal/testhooks"
 )
 
 // TestChangeStreamSplitLargeEvent checks $changeStreamSplitLargeEvent
@@ -153,4 +154,27 @@ func TestChangeStreamSplitLargeEvent(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestSplitStageRefusedByTestHook: a server whose address is in
+// testhooks.RefuseSplitLargeEvent answers $changeStreamSplitLargeEvent as
+// MongoDB before 6.0.9 answers a stage it does not know (40324); its
+// streams without the stage, and other servers, are unaffected.
+func TestSplitStageRefusedByTestHook(t *testing.T) {
+	t.Parallel()
+	srv, client := csStart(t, server.Options{})
+	_, other := csStart(t, server.Options{})
+	testhooks.RefuseSplitLargeEvent.Store(srv.Addr(), true)
+	t.Cleanup(func() { testhooks.RefuseSplitLargeEvent.Delete(srv.Addr()) })
+	ctx := csCtx(t)
+	splitStage := mongo.Pipeline{{{Key: "$changeStreamSplitLargeEvent", Value: bson.D{}}}}
+	_, err := client.Database("split").Collection("c").Watch(ctx, splitStage)
+	var ce mongo.CommandError
+	if !errors.As(err, &ce) || ce.Code != 40324 || ce.Message != "Unrecognized pipeline stage name: '$changeStreamSplitLargeEvent'" {
+		t.Fatalf("open with the stage on the refusing server: %v; want 40324 Unrecognized pipeline stage name", err)
+	}
+	cs := csWatch(t, client.Database("split").Collection("c"), nil, nil)
+	_ = cs.Close(ctx)
+	cs = csWatch(t, other.Database("split").Collection("c"), splitStage, nil)
+	_ = cs.Close(ctx)
 }
