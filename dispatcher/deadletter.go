@@ -98,17 +98,21 @@ func (dl DeadLetter) TrimmedNote() string {
 	return ""
 }
 
-// MaxStreamEventSize is the largest change event a change stream returns:
-// a BSON document's limit, 16 MiB. A dead letter whose EventSize is this or
-// more was skipped because the stream could not return its event.
+// MaxStreamEventSize is the largest change event a change stream returns
+// whole: a BSON document's limit, 16 MiB. A dead letter whose EventSize is
+// this or more holds an event the stream returned only in fragments
+// (reassembled by the watcher), or one a skip dead-lettered because the
+// server could not return it at all.
 const MaxStreamEventSize = 16 << 20
 
 // RedeliverHint says how to deliver the change of dl, a dead letter whose
 // event was not kept (TrimmedEvent), again: from the oplog with
-// `changehook redeliver`, then purge the dead letter. When the change
-// stream could not return the event (EventSize of MaxStreamEventSize or
-// more), a redeliver would stop at it again: the hint says to make the
-// trigger's events smaller first.
+// `changehook redeliver`, then purge the dead letter. When the event is
+// larger than a change stream returns whole (EventSize of
+// MaxStreamEventSize or more), a server that splits large events
+// ($changeStreamSplitLargeEvent) lets the watcher reassemble it, and on
+// one that does not a redeliver would stop at it again: the hint says so,
+// and to make the trigger's events smaller first there.
 func (dl DeadLetter) RedeliverHint() string {
 	cmd := "`changehook redeliver " + dl.Trigger + " --since TIME`, TIME just before the change"
 	if t, _, ok := dl.Event.Lookup("clusterTime").TimestampOK(); ok && t != 0 {
@@ -118,8 +122,8 @@ func (dl DeadLetter) RedeliverHint() string {
 	}
 	first := ""
 	if dl.EventSize >= MaxStreamEventSize {
-		first = "the change stream cannot return this change whole (larger than 16 MiB), so a redeliver would stop at it again: " +
-			"first give the trigger a `project` that leaves out fullDocument, fullDocumentBeforeChange and updateDescription " +
+		first = "a change stream returns this change (larger than 16 MiB) only in fragments, which changehook reassembles on MongoDB 7.0 and 6.0.9 and later; " +
+			"on an older server a redeliver would stop at it again, so there first give the trigger a `project` that leaves out fullDocument, fullDocumentBeforeChange and updateDescription " +
 			"(or drop full_document: updateLookup and the pre-images) and reload; then "
 	}
 	return fmt.Sprintf("to deliver the change again, %srun %s, which reads it from the oplog while the oplog still holds it "+

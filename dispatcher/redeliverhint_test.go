@@ -8,12 +8,13 @@ import (
 )
 
 // TestRedeliverHint: the hint for a dead letter whose event was not kept
-// names the redeliver from the change's time; for an event the change
-// stream could not return (16 MiB or more) it says to make the trigger's
-// events smaller first, since a redeliver would stop at it again.
+// names the redeliver from the change's time; for an event larger than a
+// change stream returns whole (16 MiB or more) it says that a server
+// before 6.0.9 cannot split it, so that a redeliver would stop at it
+// there, and to make the trigger's events smaller first.
 func TestRedeliverHint(t *testing.T) {
 	ev, _ := bson.Marshal(bson.D{{Key: "clusterTime", Value: bson.Timestamp{T: 1767225600, I: 1}}})
-	const smaller = "the change stream cannot return this change whole"
+	const smaller = "on an older server a redeliver would stop at it again, so there first give the trigger a `project`"
 	for _, tc := range []struct {
 		size        int
 		wantSmaller bool

@@ -303,11 +303,37 @@ func (r *Runner) readHeld(ctx context.Context, t *triggers.Trigger, token bson.R
 	// event too large to return then fails on the first event after the
 	// checkpoint.
 	opts := t.ChangeStreamOptions().SetResumeAfter(token).SetMaxAwaitTime(time.Second).SetBatchSize(int32(n))
-	cs, err := t.Watch(ctx, r.client, opts)
+	// With $changeStreamSplitLargeEvent where the server has it, as the
+	// watcher reads once it met a large event: an event it reassembled
+	// is read as it delivered it (its webhook-id is the last fragment's),
+	// and a checkpoint that is a fragment's token can be resumed from.
+	// Where the server refuses the stage, without it, as the watcher then
+	// reads.
+	split := true
+	cs, err := watchStages(ctx, r.client, t, opts, bson.D{{Key: splitStageName, Value: bson.D{}}})
+	if _, refused := splitStageRefused(err); refused {
+		split = false
+		cs, err = t.Watch(ctx, r.client, opts)
+	}
 	if err == nil {
 		defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
+		var frags splitAssembler
 		for len(evs) < n && cs.Next(ctx) {
 			raw := bson.Raw(append([]byte(nil), cs.Current...))
+			if split {
+				fragment, of, ok, err := splitEventOf(raw)
+				if err == nil && ok {
+					raw, err = frags.add(raw, fragment, of)
+				} else if err == nil && frags.holding() {
+					err = frags.interrupted()
+				}
+				if err != nil {
+					return nil, 0, fmt.Errorf("read the event after the checkpoint: %w", err)
+				}
+				if raw == nil {
+					continue // a fragment of an event not complete yet
+				}
+			}
 			if op, _ := raw.Lookup("operationType").StringValueOK(); op == "invalidate" {
 				if len(evs) == 0 {
 					return nil, 0, errors.New("the next event is an invalidate: the trigger's stream ended")
@@ -331,7 +357,7 @@ func (r *Runner) readHeld(ctx context.Context, t *triggers.Trigger, token bson.R
 	} else if _, _, ok := eventTooLarge(err); !ok || held.batch.id != "" {
 		return nil, 0, fmt.Errorf("open the change stream at the checkpoint: %w", err)
 	}
-	raw, rerr := r.readTooLarge(ctx, t, opts, err)
+	raw, rerr := r.readTooLarge(ctx, t, opts, split, err)
 	if rerr != nil {
 		return nil, 0, rerr
 	}
@@ -340,10 +366,11 @@ func (r *Runner) readHeld(ctx context.Context, t *triggers.Trigger, token bson.R
 
 // readTooLarge reads the first event after the checkpoint (opts resume
 // there) of t, which failed to read with cause, an eventTooLarge error,
-// again without its large fields, and returns it if it is the event the
+// again without its large fields (with $changeStreamSplitLargeEvent when
+// split, as the read that failed), and returns it if it is the event the
 // error names. Otherwise it refuses, naming the `resume --from` time that
 // continues after the event.
-func (r *Runner) readTooLarge(ctx context.Context, t *triggers.Trigger, opts *options.ChangeStreamOptionsBuilder, cause error) (bson.Raw, error) {
+func (r *Runner) readTooLarge(ctx context.Context, t *triggers.Trigger, opts *options.ChangeStreamOptionsBuilder, split bool, cause error) (bson.Raw, error) {
 	token, at, _ := eventTooLarge(cause)
 	refuse := func(why error) error {
 		from := "a time after it"
@@ -357,7 +384,7 @@ func (r *Runner) readTooLarge(ctx context.Context, t *triggers.Trigger, opts *op
 	if token == nil {
 		return nil, refuse(errors.New("the server's error names no resume token"))
 	}
-	cs, err := watchLargeFieldsDropped(ctx, r.client, t, opts)
+	cs, err := watchLargeFieldsDropped(ctx, r.client, t, opts, split)
 	if err != nil {
 		return nil, refuse(err)
 	}

@@ -10,14 +10,16 @@ import (
 
 // Metrics are the watch loop's Prometheus metrics, labelled by trigger and
 // partition ("0" for an unpartitioned trigger):
-// changehook_events_received_total, changehook_checkpoint_lag_seconds,
-// changehook_trigger_up and changehook_checkpoint_save_failures_total (also
-// by reason, CheckpointFailReasons). A nil *Metrics records nothing.
+// changehook_events_received_total, changehook_events_reassembled_total,
+// changehook_checkpoint_lag_seconds, changehook_trigger_up and
+// changehook_checkpoint_save_failures_total (also by reason,
+// CheckpointFailReasons). A nil *Metrics records nothing.
 type Metrics struct {
-	eventsReceived *prometheus.CounterVec
-	checkpointLag  *prometheus.GaugeVec
-	up             *prometheus.GaugeVec
-	saveFailures   *prometheus.CounterVec
+	eventsReceived    *prometheus.CounterVec
+	eventsReassembled *prometheus.CounterVec
+	checkpointLag     *prometheus.GaugeVec
+	up                *prometheus.GaugeVec
+	saveFailures      *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -28,6 +30,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		eventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "changehook_events_received_total",
 			Help: "Change events read from the trigger's change stream and handed to its dispatcher.",
+		}, []string{"trigger", "partition"}),
+		eventsReassembled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "changehook_events_reassembled_total",
+			Help: "Change events larger than 16 MiB read in fragments ($changeStreamSplitLargeEvent) and reassembled; each also counts in changehook_events_received_total.",
 		}, []string{"trigger", "partition"}),
 		checkpointLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "changehook_checkpoint_lag_seconds",
@@ -44,6 +50,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		m.eventsReceived = metrics.Register(reg, m.eventsReceived)
+		m.eventsReassembled = metrics.Register(reg, m.eventsReassembled)
 		m.checkpointLag = metrics.Register(reg, m.checkpointLag)
 		m.up = metrics.Register(reg, m.up)
 		m.saveFailures = metrics.Register(reg, m.saveFailures)
@@ -78,16 +85,18 @@ func (g metricGauge) Set(v float64) {
 	}
 }
 
-// series returns t's events-received counter and checkpoint-lag gauge,
-// for a watch loop to update per event without a label lookup each time.
+// series returns t's events-received counter, checkpoint-lag gauge and
+// events-reassembled counter, for a watch loop to update per event without
+// a label lookup each time.
 // (A reload that removes the trigger deletes the series after its watcher
 // stopped; a watcher of the same name started later looks them up again.)
-func (m *Metrics) series(t *triggers.Trigger) (metricCounter, metricGauge) {
+func (m *Metrics) series(t *triggers.Trigger) (metricCounter, metricGauge, metricCounter) {
 	if m == nil {
-		return metricCounter{}, metricGauge{}
+		return metricCounter{}, metricGauge{}, metricCounter{}
 	}
 	p := partitionLabel(t)
-	return metricCounter{m.eventsReceived.WithLabelValues(t.Name, p)}, metricGauge{m.checkpointLag.WithLabelValues(t.Name, p)}
+	return metricCounter{m.eventsReceived.WithLabelValues(t.Name, p)}, metricGauge{m.checkpointLag.WithLabelValues(t.Name, p)},
+		metricCounter{m.eventsReassembled.WithLabelValues(t.Name, p)}
 }
 
 func (m *Metrics) setUp(t *triggers.Trigger, up bool) {
@@ -105,6 +114,7 @@ func (m *Metrics) setUp(t *triggers.Trigger, up bool) {
 func (m *Metrics) initTrigger(t *triggers.Trigger) {
 	if m != nil {
 		m.eventsReceived.WithLabelValues(t.Name, partitionLabel(t))
+		m.eventsReassembled.WithLabelValues(t.Name, partitionLabel(t))
 		m.checkpointLag.WithLabelValues(t.Name, partitionLabel(t))
 		m.up.WithLabelValues(t.Name, partitionLabel(t))
 		for _, reason := range CheckpointFailReasons {
@@ -125,6 +135,7 @@ func (m *Metrics) forget(trigger string) {
 	if m != nil {
 		l := prometheus.Labels{"trigger": trigger}
 		m.eventsReceived.DeletePartialMatch(l)
+		m.eventsReassembled.DeletePartialMatch(l)
 		m.checkpointLag.DeletePartialMatch(l)
 		m.up.DeletePartialMatch(l)
 		m.saveFailures.DeletePartialMatch(l)

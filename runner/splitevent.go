@@ -1,12 +1,17 @@
 package runner
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/changehook/changehook/internal/bsonwalk"
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Change events split by $changeStreamSplitLargeEvent.
@@ -201,4 +206,126 @@ func (a *splitAssembler) addFragment(raw bson.Raw, fragment, of int64) (bson.Raw
 	binary.LittleEndian.PutUint32(doc, uint32(len(doc)))
 	a.reset()
 	return bson.Raw(doc), nil
+}
+
+// splitStageName is MongoDB's stage that splits large change events.
+const splitStageName = "$changeStreamSplitLargeEvent"
+
+// watchStages opens t's change stream with opts, its pipeline followed by
+// the stages extra; its error is the driver's, for the caller to wrap.
+func watchStages(ctx context.Context, client *mongo.Client, t *triggers.Trigger, opts *options.ChangeStreamOptionsBuilder, extra ...bson.D) (*mongo.ChangeStream, error) {
+	p := t.Pipeline()
+	for _, st := range extra {
+		p = append(p, st)
+	}
+	var (
+		cs  *mongo.ChangeStream
+		err error
+	)
+	switch {
+	case t.Database == "":
+		cs, err = client.Watch(ctx, p, opts)
+	case t.Collection == "":
+		cs, err = client.Database(t.Database).Watch(ctx, p, opts)
+	default:
+		cs, err = client.Database(t.Database).Collection(t.Collection).Watch(ctx, p, opts)
+	}
+	return cs, err
+}
+
+// splitStageRefused reports whether err, the failure to open a change
+// stream whose pipeline ends with $changeStreamSplitLargeEvent, is the
+// server refusing the stage: a server error that is neither transient nor
+// about the stream's position (history lost, an invalid resume token, a
+// ChangeStreamFatalError, which a server that knows the stage raises). A
+// server before MongoDB 6.0.9 answers "Unrecognized pipeline stage name"
+// (40324); any other such refusal counts too, and when the stage was not
+// its cause the stream opened without it fails again and says so.
+func splitStageRefused(err error) (reason string, ok bool) {
+	var ce mongo.CommandError
+	if !errors.As(err, &ce) || ce.Code == 0 || mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
+		return "", false
+	}
+	switch {
+	case ce.Code == 286 || ce.Code == 260 || ce.Code == 280, transientCode(ce.Code),
+		ce.HasErrorLabel("RetryableError"), ce.HasErrorLabel("ResumableChangeStreamError"):
+		return "", false
+	}
+	return fmt.Sprintf("it refused the stage (%s %d): %s", ce.Name, ce.Code, ce.Message), true
+}
+
+// resumeNeedsSplit reports whether err is MongoDB refusing to resume after
+// a fragment's resume token without $changeStreamSplitLargeEvent
+// (ChangeStreamFatalError 280 naming the stage): the checkpoint is the
+// token of a split event's last fragment.
+func resumeNeedsSplit(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && ce.Code == 280 && strings.Contains(ce.Message, splitStageName)
+}
+
+// splitRetry decides, after the stream ended with err (opened: it was
+// open), whether it reopens at once with or without
+// $changeStreamSplitLargeEvent (true) or err is handled as any other. It
+// turns the stage on when a read failed on an event too large to return
+// or a resume needs the stage, and off, for good, when the server refused
+// it: the watcher then reads one event per batch and fails on the large
+// event, as without the stage. Each turn happens at most once per Run, so
+// the reopens it asks for are bounded.
+func (w *Watcher) splitRetry(err error, opened bool) bool {
+	if err == nil || w.splitRefused != "" {
+		return false
+	}
+	_, _, large := eventTooLarge(err)
+	switch {
+	case w.streamSplit && !opened:
+		reason, refused := splitStageRefused(err)
+		if !refused {
+			return false
+		}
+		w.splitStage, w.splitRefused, w.oneByOne = false, reason, true
+		w.log.Warn("the server cannot split large change events ($changeStreamSplitLargeEvent needs MongoDB 7.0 or 6.0.9 and later); "+
+			"the trigger reads one event per batch and fails on the change event larger than 16 MiB", "error", err)
+		return true
+	case large && !w.streamSplit:
+		w.splitStage = true
+		w.log.Info("a change event is larger than the 16 MiB a change stream returns whole: reopening the stream with $changeStreamSplitLargeEvent to read it in fragments")
+		return true
+	case !opened && !w.streamSplit && resumeNeedsSplit(err):
+		w.splitStage = true
+		w.log.Info("the checkpoint is the resume token of a split change event: reopening the stream with $changeStreamSplitLargeEvent")
+		return true
+	}
+	return false
+}
+
+// reassemble passes an event of the stream on (raw, as read), or, on a
+// stream with $changeStreamSplitLargeEvent, takes a fragment: held then
+// reports that the event is not complete yet, and with the last fragment
+// the whole event is returned, owned (the watcher's own buffer). An event
+// that is no fragment while fragments are held, and fragments that do not
+// make up an event, are errors (errSplitIncomplete).
+func (w *Watcher) reassemble(raw bson.Raw) (ev bson.Raw, owned, held bool, err error) {
+	if !w.streamSplit {
+		return raw, false, false, nil
+	}
+	fragment, of, ok, err := splitEventOf(raw)
+	switch {
+	case err != nil:
+		w.frags.reset()
+		return nil, false, false, fmt.Errorf("%w: %w", errSplitIncomplete, err)
+	case !ok && w.frags.holding():
+		return nil, false, false, w.frags.interrupted()
+	case !ok:
+		return raw, false, false, nil
+	}
+	ev, err = w.frags.add(raw, fragment, of)
+	switch {
+	case err != nil:
+		return nil, false, false, err
+	case ev == nil:
+		return nil, false, true, nil
+	}
+	w.reassembled.Inc()
+	w.log.Debug("reassembled a split change event", "fragments", of, "bytes", len(ev))
+	return ev, true, false, nil
 }

@@ -20,13 +20,16 @@ import (
 //
 // MongoDB fails the read of such an event (typically an update with
 // full_document: updateLookup or pre-images of a large document) with
-// BSONObjectTooLarge (10334). The error does not carry the event, only, in
-// its message, the event's first element: its _id, the resume token
-// ("... First element: _id: { _data: \"8266...\" }"). The read that fails
-// also abandons the events before it in the same batch, so a watcher that
-// meets the error reads again one event per batch (Watcher.oneByOne) to
-// deliver those first; the trigger then fails holding on the large event
-// itself, which Skip can dead-letter: it reads the event again with its
+// BSONObjectTooLarge (10334). A watcher that meets the error reopens its
+// stream with $changeStreamSplitLargeEvent and reassembles the event from
+// its fragments (see splitevent.go). What follows is for a server that
+// refuses the stage (before MongoDB 6.0.9). The error does not carry the
+// event, only, in its message, the event's first element: its _id, the
+// resume token ("... First element: _id: { _data: \"8266...\" }"). The
+// read that fails also abandons the events before it in the same batch, so
+// a watcher that meets the error reads again one event per batch
+// (Watcher.oneByOne) to deliver those first; the trigger then fails
+// holding on the large event itself, which Skip can dead-letter: it reads the event again with its
 // large fields removed (largeFieldsDropped) and checks that it is the one
 // the error named.
 
@@ -59,12 +62,25 @@ func eventTooLarge(err error) (token bson.Raw, at time.Time, ok bool) {
 		return nil, time.Time{}, true
 	}
 	token, _ = bson.Marshal(bson.D{{Key: "_data", Value: m[1]}})
-	// A resume token's _data starts with the event's cluster time: the
-	// type byte 0x82, then its seconds and increment, big-endian.
-	if b, derr := hex.DecodeString(m[1]); derr == nil && len(b) >= 9 && b[0] == 0x82 {
-		at = time.Unix(int64(uint32(b[1])<<24|uint32(b[2])<<16|uint32(b[3])<<8|uint32(b[4])), 0).UTC()
+	return token, tokenTime(token), true
+}
+
+// tokenTime returns the cluster time, to the second, of the resume token
+// tok, or zero when it cannot be read: a resume token's _data starts with
+// the event's cluster time, the type byte 0x82, then its seconds and
+// increment, big-endian.
+func tokenTime(tok bson.Raw) time.Time {
+	if len(tok) == 0 {
+		return time.Time{}
 	}
-	return token, at, true
+	data, ok := tok.Lookup("_data").StringValueOK()
+	if !ok {
+		return time.Time{}
+	}
+	if b, err := hex.DecodeString(data); err == nil && len(b) >= 9 && b[0] == 0x82 {
+		return time.Unix(int64(uint32(b[1])<<24|uint32(b[2])<<16|uint32(b[3])<<8|uint32(b[4])), 0).UTC()
+	}
+	return time.Time{}
 }
 
 // tooLargeSizeRE matches the event's size MongoDB's message names
@@ -92,23 +108,15 @@ func tooLargeText(at time.Time) string {
 }
 
 // watchLargeFieldsDropped opens t's change stream with opts, its pipeline
-// followed by a stage that removes the event's largeFields: the event keeps
-// its _id (resume token), operation, namespace, document key and cluster
-// time.
-func watchLargeFieldsDropped(ctx context.Context, client *mongo.Client, t *triggers.Trigger, opts *options.ChangeStreamOptionsBuilder) (*mongo.ChangeStream, error) {
-	p := append(t.Pipeline(), bson.D{{Key: "$unset", Value: largeFields}})
-	var (
-		cs  *mongo.ChangeStream
-		err error
-	)
-	switch {
-	case t.Database == "":
-		cs, err = client.Watch(ctx, p, opts)
-	case t.Collection == "":
-		cs, err = client.Database(t.Database).Watch(ctx, p, opts)
-	default:
-		cs, err = client.Database(t.Database).Collection(t.Collection).Watch(ctx, p, opts)
+// followed by a stage that removes the event's largeFields (and, when
+// split, by $changeStreamSplitLargeEvent): the event keeps its _id (resume
+// token), operation, namespace, document key and cluster time.
+func watchLargeFieldsDropped(ctx context.Context, client *mongo.Client, t *triggers.Trigger, opts *options.ChangeStreamOptionsBuilder, split bool) (*mongo.ChangeStream, error) {
+	stages := []bson.D{{{Key: "$unset", Value: largeFields}}}
+	if split {
+		stages = append(stages, bson.D{{Key: splitStageName, Value: bson.D{}}})
 	}
+	cs, err := watchStages(ctx, client, t, opts, stages...)
 	if err != nil {
 		return nil, fmt.Errorf("open change stream for trigger %s without the large fields: %w", t.Name, err)
 	}

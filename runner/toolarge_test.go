@@ -12,13 +12,27 @@ import (
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/deadletter"
+	"github.com/changehook/changehook/internal/testhooks"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
-// TestEventTooLargeFailsAndSkips: an update whose updateLookup event is
+// startDBWithoutSplit is startDB for a server that refuses
+// $changeStreamSplitLargeEvent, as MongoDB before 6.0.9 does: a trigger
+// then fails on a change event too large to read.
+func startDBWithoutSplit(t *testing.T) *mongo.Client {
+	t.Helper()
+	srv, client := startServer(t, devdb.Options{})
+	testhooks.RefuseSplitLargeEvent.Store(srv.Addr(), true)
+	t.Cleanup(func() { testhooks.RefuseSplitLargeEvent.Delete(srv.Addr()) })
+	return client
+}
+
+// TestEventTooLargeFailsAndSkips: on a server that cannot split large
+// change events, an update whose updateLookup event is
 // 18 MiB fails the read (BSONObjectTooLarge), together with the insert
 // before it in the same batch. The trigger delivers that insert (read one
 // event per batch), then fails on the large event with a reason and a way
@@ -26,7 +40,7 @@ import (
 // trigger continues after it.
 func TestEventTooLargeFailsAndSkips(t *testing.T) {
 	t.Parallel()
-	client := startDB(t, devdb.Options{})
+	client := startDBWithoutSplit(t)
 	recv := newReceiver(t)
 	cfg := parseTrigger(t, `
 triggers:
@@ -107,8 +121,8 @@ triggers:
 	if sum, err := rp.Replay(ctx, deadletter.Selection{IDs: []string{id}}, func(r deadletter.Result) { res = append(res, r) }); err != nil || sum.Failed != 1 ||
 		len(res) != 1 || !errors.Is(res[0].Err, deadletter.ErrEventNotKept) || res[0].Attempts != 0 {
 		t.Errorf("replay of the skipped event = %+v, %v, %v; want refused, not attempted (ErrEventNotKept)", sum, res, err)
-	} else if !strings.Contains(res[0].Err.Error(), "the change stream cannot return this change whole (larger than 16 MiB), so a redeliver would stop at it again: "+
-		"first give the trigger a `project` that leaves out fullDocument") {
+	} else if !strings.Contains(res[0].Err.Error(), "a change stream returns this change (larger than 16 MiB) only in fragments, which changehook reassembles on MongoDB 7.0 and 6.0.9 and later; "+
+		"on an older server a redeliver would stop at it again, so there first give the trigger a `project` that leaves out fullDocument") {
 		t.Errorf("replay's error %q does not say to make the event smaller before a redeliver", res[0].Err)
 	}
 	if _, ok, err := store.New(client, stateDB).GetDeadLetter(ctx, id); err != nil || !ok {
@@ -117,7 +131,9 @@ triggers:
 	recv.none(t, 100*time.Millisecond)
 	ts, _ := dl.Event.Lookup("clusterTime").Timestamp()
 	at := time.Unix(int64(ts), 0).UTC().Format(time.RFC3339)
-	reason := "change event too large: the change event at " + at + " is larger than the 16 MiB a change stream can return (BSONObjectTooLarge), so the trigger cannot read past it"
+	reason := "change event too large: the change event at " + at + " is larger than the 16 MiB a change stream can return (BSONObjectTooLarge), so the trigger cannot read past it" +
+		"; the server cannot split large change events ($changeStreamSplitLargeEvent needs MongoDB 7.0 or 6.0.9 and later): " +
+		"it refused the stage (Location40324 40324): Unrecognized pipeline stage name: '$changeStreamSplitLargeEvent'"
 	const wayOut = "make the trigger's events smaller — a `project` that drops the large fields (fullDocument, fullDocumentBeforeChange, updateDescription), " +
 		"or no `full_document: updateLookup` / `full_document_before_change` (pre-images) — and reload, then run `changehook resume big` (the event is then delivered as projected); " +
 		"or run `changehook skip big`: it dead-letters the event without its fullDocument, fullDocumentBeforeChange and updateDescription and continues after it"
@@ -142,7 +158,7 @@ triggers:
 // the server's error named, and the trigger continues.
 func TestSkipOfATooLargeEventWaitsForTheEventsBeforeIt(t *testing.T) {
 	t.Parallel()
-	client := startDB(t, devdb.Options{})
+	client := startDBWithoutSplit(t)
 	arrived2, release2 := make(chan struct{}, 16), make(chan struct{})
 	type delivery struct{ id, n int32 }
 	delivered := make(chan delivery, 16)
@@ -250,7 +266,7 @@ triggers:
 // dead-letters.
 func TestSkipOfAFailingEventBeforeATooLargeOne(t *testing.T) {
 	t.Parallel()
-	client := startDB(t, devdb.Options{})
+	client := startDBWithoutSplit(t)
 	delivered := make(chan int32, 16)
 	hook := scriptedHook(t, func(_ context.Context, id int32, _ int) int {
 		if id == 2 {

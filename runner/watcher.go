@@ -167,6 +167,16 @@ type Watcher struct {
 	// is read one event per batch since, so that the events before it,
 	// which the failed read abandoned, are delivered (see toolarge.go).
 	oneByOne bool
+	// splitStage: the stream opens with $changeStreamSplitLargeEvent
+	// (see splitevent.go), set once a read failed on an event too large
+	// to return, or a resume from a fragment's token needed the stage;
+	// kept for the rest of Run. streamSplit: the open stream has it.
+	splitStage, streamSplit bool
+	// splitRefused is the server's refusal of the stage ("" if none): the
+	// stream is then read as without it, and fails on the large event.
+	splitRefused string
+	// frags holds the fragments of the split event being read.
+	frags splitAssembler
 
 	// The checkpoint state, shared by the Run goroutine and the flusher
 	// (flushLoop), which does every save while the stream is open, so that
@@ -201,6 +211,8 @@ type Watcher struct {
 	// metrics, looked up once (no-ops without metrics).
 	received metricCounter
 	lag      metricGauge
+	// reassembled counts the split events reassembled (splitevent.go).
+	reassembled metricCounter
 
 	// restarting is set when the watcher is stopped to be started again
 	// at once (a control such as skip, resume --from or redeliver, or a
@@ -282,7 +294,7 @@ func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, 
 		startNow: new(atomic.Pointer[bson.Timestamp]),
 	}
 	w.status = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting, Since: w.clock.Now()}
-	w.received, w.lag = opts.Metrics.series(t)
+	w.received, w.lag, w.reassembled = opts.Metrics.series(t)
 	return w
 }
 
@@ -542,11 +554,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if opened {
 			attempt = 0
 		}
+		if w.splitRetry(err, opened) {
+			// No failure to show or wait for: the stream reopens at once,
+			// with $changeStreamSplitLargeEvent or, refused, without.
+			continue
+		}
 		reason, wayOut, retry := w.classify(err, opened)
 		if _, _, large := eventTooLarge(err); large && !w.oneByOne {
 			// The failed read abandoned the events before the large one
 			// in its batch: read them one per batch, then fail on it.
 			w.oneByOne, retry = true, true
+		}
+		if _, _, large := eventTooLarge(err); large && w.splitRefused != "" {
+			reason += "; the server cannot split large change events ($changeStreamSplitLargeEvent needs MongoDB 7.0 or 6.0.9 and later): " + w.splitRefused
 		}
 		if token, _, large := eventTooLarge(err); large && !retry {
 			// Before the status shows the failure: a skip that sees it
@@ -799,7 +819,16 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 			opts.SetStartAtOperationTime(at)
 		}
 	}
-	cs, err := w.t.Watch(ctx, w.client, opts)
+	w.frags.reset()
+	w.streamSplit = w.splitStage
+	var cs *mongo.ChangeStream
+	if w.streamSplit {
+		if cs, err = watchStages(ctx, w.client, w.t, opts, bson.D{{Key: splitStageName, Value: bson.D{}}}); err != nil {
+			err = fmt.Errorf("open change stream for trigger %s with %s: %w", w.t.Name, splitStageName, err)
+		}
+	} else {
+		cs, err = w.t.Watch(ctx, w.client, opts)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -812,7 +841,7 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 		w.setStreamToken(rt)
 	}
 	w.setRunning()
-	w.log.Info("change stream open", "namespace", w.t.Namespace(), "resumed", from != nil)
+	w.log.Info("change stream open", "namespace", w.t.Namespace(), "resumed", from != nil, "split_large_events", w.streamSplit)
 	w.cpMu.Lock()
 	w.openPushed, w.openSaved = w.pushed, false
 	w.cpMu.Unlock()
@@ -894,14 +923,24 @@ func (w *Watcher) readEvents(ctx context.Context, cs *mongo.ChangeStream) error 
 				received = w.clock.Now()
 			}
 			remaining = r
-			invalidated, pos, err := w.handle(ctx, cs.Current, cs.ResumeToken(), received, nil)
+			raw, owned, held, err := w.reassemble(cs.Current)
 			if err != nil {
 				return err
 			}
-			if invalidated {
-				return errInvalidated
+			if held {
+				// A fragment: the stream's position stays before its
+				// event until the whole event is submitted.
+				positioned = true
+			} else {
+				invalidated, pos, err := w.handle(ctx, raw, cs.ResumeToken(), received, nil, owned)
+				if err != nil {
+					return err
+				}
+				if invalidated {
+					return errInvalidated
+				}
+				positioned = pos
 			}
-			positioned = pos
 		} else {
 			if err := cs.Err(); err != nil {
 				return err
@@ -910,7 +949,7 @@ func (w *Watcher) readEvents(ctx context.Context, cs *mongo.ChangeStream) error 
 				return errInvalidated
 			}
 		}
-		if rt := cs.ResumeToken(); rt != nil && !positioned {
+		if rt := cs.ResumeToken(); rt != nil && !positioned && !w.frags.holding() {
 			w.setStreamToken(rt)
 		}
 		if sinceCheck++; !got || remaining == 0 || sinceCheck >= checkpointCheckEvery {
@@ -961,7 +1000,19 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 		// dispatcher keeps an old time for at most that many events.
 		received := r.at
 		for _, e := range r.events {
-			invalidated, positioned, err := w.handle(ctx, e.raw, e.after, received, r.rb)
+			raw, owned, held, err := w.reassemble(e.raw)
+			if err != nil {
+				r.done()
+				return err
+			}
+			if held {
+				continue // a fragment: the position stays before its event
+			}
+			rb := r.rb
+			if owned {
+				rb = nil // the reassembled event is not in the reply's buffer
+			}
+			invalidated, positioned, err := w.handle(ctx, raw, e.after, received, rb, owned)
 			if err != nil {
 				r.done()
 				return err
@@ -988,7 +1039,7 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 		if r.closed {
 			return errInvalidated
 		}
-		if r.token != nil {
+		if r.token != nil && !w.frags.holding() {
 			w.setStreamTokenOwned(r.token) // the reader's own copy
 		}
 		sinceCheck = 0
@@ -1007,8 +1058,10 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 // the same lock, instead of a second copy (setStreamToken). A non-nil rb
 // says that raw lies in that read-ahead buffer, which the loop holds: the
 // dispatcher then keeps raw without copying it (dispatcher.SubmitOwned)
-// and gives the event's reference to rb back once it is done with it.
-func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw, now time.Time, rb *replyBuf) (invalidated, positioned bool, err error) {
+// and gives the event's reference to rb back once it is done with it; so
+// does owned, for a raw the watcher made (a reassembled event), which
+// nothing else refers to.
+func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw, now time.Time, rb *replyBuf, owned bool) (invalidated, positioned bool, err error) {
 	perDocument := w.t.Ordering == triggers.PerDocument
 	f := scanEvent(raw, perDocument)
 	token, ok := f.id.DocumentOK()
@@ -1027,9 +1080,12 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw
 		key = string(f.ns.Value) + string(f.documentKey.Value)
 	}
 	ev := dispatcher.Event{Raw: raw, Token: bson.Raw(token), Key: key, Received: now}
-	if rb == nil {
+	switch {
+	case owned:
+		err = w.disp.SubmitOwned(ctx, ev)
+	case rb == nil:
 		err = w.disp.Submit(ctx, ev)
-	} else {
+	default:
 		// The event's reference is taken before it is submitted: the
 		// dispatcher may deliver it and give it back before SubmitOwned
 		// returns. A failed submit leaves it with the loop.
@@ -1492,6 +1548,13 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
 		return err.Error(), "", true
 	}
+	if errors.Is(err, errSplitIncomplete) {
+		return fmt.Sprintf("%v; the trigger holds on the event", err),
+			"run `changehook resume " + name + "`: it reopens the stream from the checkpoint, before the event, and reads its fragments again; " +
+				"when the stream starts within the split event (the checkpoint is one of its fragments), run `changehook redeliver " + name +
+				" --since TIME` with TIME the second of that event" + w.checkpointSecond() + ", then `changehook resume " + name +
+				"`: it reads the event whole again, with the other changes since then", false
+	}
 	if _, at, ok := eventTooLarge(err); ok {
 		return fmt.Sprintf("change event too large: %s is larger than the 16 MiB a change stream can return (BSONObjectTooLarge), so the trigger cannot read past it", tooLargeText(at)),
 			"make the trigger's events smaller — a `project` that drops the large fields (fullDocument, fullDocumentBeforeChange, updateDescription), " +
@@ -1514,6 +1577,14 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 				"on the running changehook, run `changehook resume " + name + " --from now` to continue from now (the lost range is skipped), " +
 					"or `changehook resume " + name + " --from TIME` with a time still in the oplog; when it is stopped, `changehook checkpoints reset --trigger " + name + "`", false
 		case 280:
+			if strings.Contains(ce.Message, "resume from a split event") {
+				// The checkpoint is a split event's last fragment, and the
+				// pipeline (a reload changed it) no longer splits that
+				// event as it did: MongoDB cannot resume there.
+				return fmt.Sprintf("the server cannot resume after the checkpoint, a fragment of a change event larger than 16 MiB (ChangeStreamFatalError): %s", ce.Message),
+					"run `changehook redeliver " + name + " --since TIME` with TIME the second of that event" + w.checkpointSecond() +
+						", then `changehook resume " + name + "`: it delivers the changes since then again, the large event included, as the trigger now makes them", false
+			}
 			return fmt.Sprintf("the server ended the change stream (ChangeStreamFatalError): %s", ce.Message),
 				"fix the cause, then run `changehook resume " + name + "`", false
 		}
@@ -1527,6 +1598,21 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 		}
 	}
 	return err.Error(), "", true
+}
+
+// checkpointSecond is " (TIME)", the second of the stream's position
+// (the resume token's cluster time), or "" when it is not known.
+func (w *Watcher) checkpointSecond() string {
+	w.cpMu.Lock()
+	from := w.streamToken
+	if from == nil {
+		from = w.savedToken
+	}
+	w.cpMu.Unlock()
+	if at := tokenTime(from); !at.IsZero() {
+		return " (" + at.Format(time.RFC3339) + ")"
+	}
+	return ""
 }
 
 // transientCode reports server error codes worth retrying: elections,

@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/store"
+)
+
+// TestLargeEventKilledMidDelivery: an update whose event is 18 MiB (a
+// 9 MiB field, with updateLookup, in fullDocument and updateDescription)
+// comes in two fragments ($changeStreamSplitLargeEvent), which the runner
+// reassembles and delivers whole and signed. SIGKILL while that delivery
+// is in flight leaves the checkpoint before the event (never at one of its
+// fragments): the next process reads both fragments again and delivers the
+// event whole under the same webhook-id, then the insert after it.
+func TestLargeEventKilledMidDelivery(t *testing.T) {
+	srv, client := devdbtest.StartWith(t, devdb.Options{})
+	rc := newReceiver(t)
+	var hang atomic.Bool
+	hang.Store(true)
+	rc.setRespond(func(_ int, d delivery, _ http.ResponseWriter, r *http.Request) int {
+		if op, _ := lookup(d.Event, "operationType").(string); op == "update" && hang.Load() {
+			<-r.Context().Done() // until the runner is killed
+			return 0
+		}
+		return http.StatusNoContent
+	})
+	// A short lease: the next process takes the trigger over soon after
+	// the kill.
+	cfg := writeFile(t, t.TempDir(), "big.yaml", "cluster: { lease_ttl: 1s }\n"+baseConfig(srv.URI(), rc.URL())+`
+  - name: big
+    database: e2e
+    collection: big
+    operations: [insert, update]
+    full_document: updateLookup
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	coll := client.Database("e2e").Collection("big")
+	r := startRunner(t, runArgs(cfg)...)
+	r.waitReady()
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	rc.waitFor(t, "the insert of 1", func(ds []delivery) bool { return len(ds) == 1 })
+	big := strings.Repeat("x", 9<<20)
+	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "big", Value: big}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	rc.waitInflight(t, 1)
+	r.kill()
+
+	st := store.New(client, "chstate")
+	cp, ok, err := st.LoadCheckpoint(ctx, "big")
+	if err != nil || !ok {
+		t.Fatalf("checkpoint after the kill: %v, %v", ok, err)
+	}
+	hang.Store(false)
+	r = startRunner(t, runArgs(cfg)...)
+	got := rc.waitFor(t, "the update delivered again, then the insert of 2", func(ds []delivery) bool {
+		return len(ds) >= 4 && ds[len(ds)-1].Status == http.StatusNoContent && lookup(ds[len(ds)-1].Event, "operationType") == "insert"
+	})
+	if code := r.stop(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	cut, again, next := got[1], got[2], got[3]
+	if len(got) != 4 {
+		t.Fatalf("%d deliveries (%s), want the insert of 1, the update twice and the insert of 2", len(got), summary(got))
+	}
+	if again.ID != cut.ID || again.Status != http.StatusNoContent {
+		t.Errorf("after the restart %s (status %d), want the update %s delivered again", again.ID, again.Status, cut.ID)
+	}
+	if tokenData(t, cp.Token) == cut.Token() {
+		t.Errorf("the checkpoint after the kill is the update's token: it moved past an event not delivered")
+	}
+	for i, d := range []delivery{cut, again} {
+		full, _ := lookup(d.Event, "fullDocument").(bson.D)
+		desc, _ := lookup(d.Event, "updateDescription").(bson.D)
+		upd, _ := lookup(desc, "updatedFields").(bson.D)
+		if s, _ := lookup(full, "big").(string); s != big {
+			t.Errorf("delivery %d of the update: fullDocument.big has %d bytes, want %d", i+1, len(s), len(big))
+		}
+		if s, _ := lookup(upd, "big").(string); s != big {
+			t.Errorf("delivery %d of the update: updateDescription.updatedFields.big has %d bytes, want %d", i+1, len(s), len(big))
+		}
+		if lookup(d.Event, "splitEvent") != nil {
+			t.Errorf("delivery %d of the update has splitEvent", i+1)
+		}
+		if len(d.Body) <= 16<<20 {
+			t.Errorf("delivery %d of the update has a %d-byte body, want more than 16 MiB", i+1, len(d.Body))
+		}
+	}
+	if again.SigErr != nil {
+		t.Errorf("signature of the redelivered update: %v", again.SigErr)
+	}
+	if key, _ := lookup(next.Event, "documentKey").(bson.D); lookup(key, "_id") != int32(2) || next.SigErr != nil {
+		t.Errorf("last delivery %v (signature %v), want the insert of 2", key, next.SigErr)
+	}
+}
