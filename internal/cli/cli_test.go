@@ -283,6 +283,13 @@ func TestTestCommand(t *testing.T) {
 			t.Fatalf("exit %d: %s%s", code, out, errOut)
 		}
 	})
+	t.Run("larger than 16 MiB", func(t *testing.T) {
+		// As a trigger delivers an event reassembled from fragments.
+		code, out, errOut := run(t, nil, event("update", 7, "pears\", \"big\": \""+strings.Repeat("x", 17<<20)), "test", "-c", cfg, "--trigger", "low_stock", "--event", "-")
+		if code != ExitOK || !strings.Contains(out, `{"text":"Only 7 pears left!"}`) {
+			t.Fatalf("exit %d: %.500s%.500s", code, out, errOut)
+		}
+	})
 	t.Run("not extended json", func(t *testing.T) {
 		code, _, errOut := run(t, nil, "{nope", "test", "-c", cfg, "--trigger", "low_stock", "--event", "-")
 		if code != ExitFailure || !strings.Contains(errOut, "not an Extended JSON document") {

@@ -20,8 +20,11 @@ import (
 	"github.com/changehook/changehook/triggers"
 )
 
-// maxEventBytes bounds the event file read by test.
-const maxEventBytes = 16 << 20
+// maxEventBytes bounds the event file read by test (and a line of an
+// events file): a trigger delivers change events larger than 16 MiB,
+// reassembled from up to 8 fragments of 16 MiB, so an event as a receiver
+// got it may be 128 MiB and its Extended JSON more.
+const maxEventBytes = 256 << 20
 
 func testCommand(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet(env, "test", "test [-c FILE] --trigger NAME (--event EVENT.json [--send] | --events FILE)",
