@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -204,6 +205,14 @@ func (a *splitAssembler) addFragment(raw bson.Raw, fragment, of int64) (bson.Raw
 	}
 	doc = append(doc, 0)
 	binary.LittleEndian.PutUint32(doc, uint32(len(doc)))
+	if cap(doc)-len(doc) > len(doc)/8 {
+		// The buffer was sized for fragments as large as the first, and
+		// the later ones were smaller: the dispatcher's byte budgets
+		// (max_inflight_bytes and the process-wide one) count the event's
+		// length, so it keeps an exact copy rather than the whole buffer,
+		// up to twice the event's size.
+		doc = bytes.Clone(doc)
+	}
 	a.reset()
 	return bson.Raw(doc), nil
 }

@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -160,5 +161,39 @@ func TestSplitEventOf(t *testing.T) {
 	noOf, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.D{}}, {Key: "splitEvent", Value: bson.D{{Key: "fragment", Value: 1}}}})
 	if _, _, ok, err := splitEventOf(noOf); !ok || err == nil {
 		t.Errorf("splitEvent without of: %v, %v; want an error", ok, err)
+	}
+}
+
+// TestSplitAssemblerKeepsNoMoreThanTheEvent: the reassembled event's
+// buffer, which the dispatcher keeps while it delivers the event and
+// counts in its byte budgets by the event's length, is not much larger
+// than the event, also when the first fragment is full and the later ones
+// are small (the buffer is first sized for fragments like the first).
+func TestSplitAssemblerKeepsNoMoreThanTheEvent(t *testing.T) {
+	for _, c := range []struct{ first, later, of int }{
+		{15 << 20, 1 << 10, 2},
+		{15 << 20, 1 << 20, 4},
+		{9 << 20, 9 << 20, 2},
+		{1 << 20, 15 << 20, 2},
+	} {
+		var a splitAssembler
+		var ev bson.Raw
+		for n := 1; n <= c.of; n++ {
+			size := c.later
+			if n == 1 {
+				size = c.first
+			}
+			f := fragmentDoc(t, fmt.Sprintf("aa%02d", n), int32(n), int32(c.of), bson.E{Key: fmt.Sprintf("f%d", n), Value: strings.Repeat("x", size)})
+			var err error
+			if ev, err = a.add(f, int64(n), int64(c.of)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ev == nil {
+			t.Fatalf("%+v: no event after the last fragment", c)
+		}
+		if limit := len(ev) + len(ev)/8; cap(ev) > limit {
+			t.Errorf("%+v: event of %d bytes kept in a buffer of %d, more than %d", c, len(ev), cap(ev), limit)
+		}
 	}
 }
