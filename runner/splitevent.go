@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/changehook/changehook/internal/bsonwalk"
+	"github.com/changehook/changehook/internal/mongoerr"
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -242,6 +243,16 @@ func watchStages(ctx context.Context, client *mongo.Client, t *triggers.Trigger,
 	return cs, err
 }
 
+// eventUnsplittable reports whether err is the server failing to split a
+// change event (Location7182500): one of its top-level fields alone is
+// larger than a fragment, as when a `project` puts the document and its
+// pre-image into one field. The server has the stage; the event cannot be
+// read with it.
+func eventUnsplittable(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && ce.Code == int32(mongoerr.SplitEventTooLarge)
+}
+
 // splitStageRefused reports whether err, the failure to open a change
 // stream whose pipeline ends with $changeStreamSplitLargeEvent, is the
 // server refusing the stage: a server error that is neither transient nor
@@ -249,7 +260,10 @@ func watchStages(ctx context.Context, client *mongo.Client, t *triggers.Trigger,
 // ChangeStreamFatalError, which a server that knows the stage raises). A
 // server before MongoDB 6.0.9 answers "Unrecognized pipeline stage name"
 // (40324); any other such refusal counts too, and when the stage was not
-// its cause the stream opened without it fails again and says so.
+// its cause the stream opened without it fails again and says so. An event
+// the server cannot split (eventUnsplittable) counts as well: read without
+// the stage, it fails as too large, which skip can handle. reason is the
+// clause that says so, for the failure's reason.
 func splitStageRefused(err error) (reason string, ok bool) {
 	var ce mongo.CommandError
 	if !errors.As(err, &ce) || ce.Code == 0 || mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
@@ -260,7 +274,12 @@ func splitStageRefused(err error) (reason string, ok bool) {
 		ce.HasErrorLabel("RetryableError"), ce.HasErrorLabel("ResumableChangeStreamError"):
 		return "", false
 	}
-	return fmt.Sprintf("it refused the stage (%s %d): %s", ce.Name, ce.Code, ce.Message), true
+	if eventUnsplittable(err) {
+		return fmt.Sprintf("the server cannot split it either: one of its top-level fields alone is larger than a fragment "+
+			"(a `project` that puts large fields into one field makes such events) (%s %d): %s", ce.Name, ce.Code, ce.Message), true
+	}
+	return fmt.Sprintf("the server cannot split large change events ($changeStreamSplitLargeEvent needs MongoDB 7.0 or 6.0.9 and later): "+
+		"it refused the stage (%s %d): %s", ce.Name, ce.Code, ce.Message), true
 }
 
 // resumeNeedsSplit reports whether err is MongoDB refusing to resume after
@@ -286,14 +305,21 @@ func (w *Watcher) splitRetry(err error, opened bool) bool {
 	}
 	_, _, large := eventTooLarge(err)
 	switch {
-	case w.streamSplit && !opened:
+	case w.streamSplit && (!opened || eventUnsplittable(err)):
+		// An event the server cannot split fails the open stream too
+		// (a getMore), not only its open.
 		reason, refused := splitStageRefused(err)
 		if !refused {
 			return false
 		}
 		w.splitStage, w.splitRefused, w.oneByOne = false, reason, true
-		w.log.Warn("the server cannot split large change events ($changeStreamSplitLargeEvent needs MongoDB 7.0 or 6.0.9 and later); "+
-			"the trigger reads one event per batch and fails on the change event larger than 16 MiB", "error", err)
+		if eventUnsplittable(err) {
+			w.log.Warn("the server cannot split a change event larger than 16 MiB: one of its top-level fields alone is larger than a fragment; "+
+				"the trigger reads without $changeStreamSplitLargeEvent, one event per batch, and fails on that event", "error", err)
+		} else {
+			w.log.Warn("the server cannot split large change events ($changeStreamSplitLargeEvent needs MongoDB 7.0 or 6.0.9 and later); "+
+				"the trigger reads one event per batch and fails on the change event larger than 16 MiB", "error", err)
+		}
 		return true
 	case large && !w.streamSplit:
 		w.splitStage = true

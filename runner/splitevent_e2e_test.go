@@ -418,3 +418,79 @@ func TestLargeEventDeliveredWholeInABatch(t *testing.T) {
 		t.Fatalf("delivery after the large event %d, want 3", id)
 	}
 }
+
+// TestLargeEventUnsplittable: a change event one of whose top-level
+// fields alone is larger than a fragment (here a `project` puts the
+// document and the update's description into one field) cannot be split
+// (Location7182500), whether the stream meets it when it opens with
+// $changeStreamSplitLargeEvent or on a getMore of a stream that split an
+// event before. The trigger then reads without the stage and fails on the
+// event as too large, saying that the server could not split it — not
+// that the server is too old to split events — with the way out of an
+// event too large to read.
+func TestLargeEventUnsplittable(t *testing.T) {
+	// Document 2's events put both large fields into one; the others'
+	// keep them apart, and split.
+	const project = `
+    project:
+      operationType: 1
+      documentKey: 1
+      fullDocument: { $cond: [ { $eq: [ "$documentKey._id", 2 ] }, "$$REMOVE", "$fullDocument" ] }
+      updateDescription: { $cond: [ { $eq: [ "$documentKey._id", 2 ] }, "$$REMOVE", "$updateDescription" ] }
+      both: { $cond: [ { $eq: [ "$documentKey._id", 2 ] }, { a: "$fullDocument", b: "$updateDescription" }, "$$REMOVE" ] }`
+	for _, tc := range []struct {
+		name       string
+		splitFirst bool // a splittable large event comes first: the stream has the stage when it meets the other
+	}{
+		{name: "at open"},
+		{name: "on a getMore", splitFirst: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := startDB(t, devdb.Options{})
+			recv := newReceiver(t)
+			cfg := parseTrigger(t, strings.Replace(largeYAML, "full_document: updateLookup", "full_document: updateLookup"+project, 1), recv.srv.URL)
+			r := startRunner(t, cfg, client, runner.Options{Controls: true})
+			waitFor(t, "stream open", func() bool { return statusOf(t, r, "big").StreamOpen })
+			coll := client.Database("shop").Collection("big")
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}}, bson.D{{Key: "_id", Value: int32(2)}})
+			for range 2 {
+				recv.next(t)
+			}
+			big := strings.Repeat("x", 9<<20)
+			set := func(id int32) {
+				t.Helper()
+				if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: "big", Value: big}}}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.splitFirst {
+				set(1)
+				if ev := recv.next(t); docID(ev) != 1 || len(ev) <= 16<<20 {
+					t.Fatalf("delivered %s, want the update of 1 whole", firstBytes(ev))
+				}
+				// The stream's position moves past the split event's last
+				// fragment, which a stream without the stage cannot resume
+				// from.
+				insert(t, coll, bson.D{{Key: "_id", Value: int32(3)}})
+				if id := docID(recv.next(t)); id != 3 {
+					t.Fatalf("delivered %d, want the insert of 3", id)
+				}
+			}
+			set(2)
+			waitFor(t, "trigger failed", func() bool { return statusOf(t, r, "big").State == runner.StateFailed })
+			st := statusOf(t, r, "big")
+			if !strings.HasPrefix(st.LastError, "change event too large: ") ||
+				!strings.Contains(st.LastError, "; the server cannot split it either: one of its top-level fields alone is larger than a fragment") ||
+				strings.Contains(st.LastError, "needs MongoDB") {
+				t.Errorf("failed with %q; want the event too large, which the server cannot split", st.LastError)
+			}
+			if !strings.Contains(st.WayOut, "run `changehook skip big`") {
+				t.Errorf("way out %q, want the skip of an event too large", st.WayOut)
+			}
+			recv.none(t, 50*time.Millisecond)
+		})
+	}
+}

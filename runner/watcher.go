@@ -172,8 +172,9 @@ type Watcher struct {
 	// to return, or a resume from a fragment's token needed the stage;
 	// kept for the rest of Run. streamSplit: the open stream has it.
 	splitStage, streamSplit bool
-	// splitRefused is the server's refusal of the stage ("" if none): the
-	// stream is then read as without it, and fails on the large event.
+	// splitRefused says why the stage was turned off ("" if it was not:
+	// the server refused it, or could not split an event): the stream is
+	// then read as without it, and fails on the large event.
 	splitRefused string
 	// frags holds the fragments of the split event being read.
 	frags splitAssembler
@@ -566,7 +567,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.oneByOne, retry = true, true
 		}
 		if _, _, large := eventTooLarge(err); large && w.splitRefused != "" {
-			reason += "; the server cannot split large change events ($changeStreamSplitLargeEvent needs MongoDB 7.0 or 6.0.9 and later): " + w.splitRefused
+			reason += "; " + w.splitRefused
 		}
 		if token, _, large := eventTooLarge(err); large && !retry {
 			// Before the status shows the failure: a skip that sees it
