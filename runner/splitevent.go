@@ -296,7 +296,9 @@ func resumeNeedsSplit(err error) bool {
 // $changeStreamSplitLargeEvent (true) or err is handled as any other. It
 // turns the stage on when a read failed on an event too large to return
 // or a resume needs the stage, and off, for good, when the server refused
-// it: the watcher then reads one event per batch and fails on the large
+// it or cannot split an event (eventUnsplittable; first, with the stage,
+// it reads one event per batch to deliver the events before that one):
+// the watcher then reads one event per batch and fails on the large
 // event, as without the stage. Each turn happens at most once per Run, so
 // the reopens it asks for are bounded.
 func (w *Watcher) splitRetry(err error, opened bool) bool {
@@ -305,6 +307,14 @@ func (w *Watcher) splitRetry(err error, opened bool) bool {
 	}
 	_, _, large := eventTooLarge(err)
 	switch {
+	case w.streamSplit && eventUnsplittable(err) && !w.oneByOne:
+		// The read that failed abandoned the events before the one the
+		// server cannot split, large ones too: read one per batch, still
+		// with the stage, to deliver those first.
+		w.oneByOne = true
+		w.log.Warn("the server cannot split a change event larger than 16 MiB: one of its top-level fields alone is larger than a fragment; "+
+			"the trigger reads one event per batch to deliver the events before it", "error", err)
+		return true
 	case w.streamSplit && (!opened || eventUnsplittable(err)):
 		// An event the server cannot split fails the open stream too
 		// (a getMore), not only its open.

@@ -424,10 +424,13 @@ func TestLargeEventDeliveredWholeInABatch(t *testing.T) {
 // document and the update's description into one field) cannot be split
 // (Location7182500), whether the stream meets it when it opens with
 // $changeStreamSplitLargeEvent or on a getMore of a stream that split an
-// event before. The trigger then reads without the stage and fails on the
-// event as too large, saying that the server could not split it — not
-// that the server is too old to split events — with the way out of an
-// event too large to read.
+// event before. The trigger delivers the events before it, a split one
+// too, then fails on it saying that the server could not split it — not
+// that the server is too old to split events, nor that a reload changed
+// the stream — with a way out that works: read without the stage, it
+// fails as an event too large (skip, or a `project`); when the stream's
+// position is the last fragment of the split event before it, which only
+// a stream with the stage resumes from, a `project` or resume --from.
 func TestLargeEventUnsplittable(t *testing.T) {
 	// Document 2's events put both large fields into one; the others'
 	// keep them apart, and split.
@@ -438,12 +441,22 @@ func TestLargeEventUnsplittable(t *testing.T) {
       fullDocument: { $cond: [ { $eq: [ "$documentKey._id", 2 ] }, "$$REMOVE", "$fullDocument" ] }
       updateDescription: { $cond: [ { $eq: [ "$documentKey._id", 2 ] }, "$$REMOVE", "$updateDescription" ] }
       both: { $cond: [ { $eq: [ "$documentKey._id", 2 ] }, { a: "$fullDocument", b: "$updateDescription" }, "$$REMOVE" ] }`
+	const tooLarge = "change event too large: "
+	const cannotSplit = "the server cannot split it either: one of its top-level fields alone is larger than a fragment"
 	for _, tc := range []struct {
-		name       string
-		splitFirst bool // a splittable large event comes first: the stream has the stage when it meets the other
+		name string
+		// splitFirst: a splittable large event (the update of 1) comes
+		// first; together: both updates are written while the trigger is
+		// stopped, so that it reads them one after the other.
+		splitFirst, together bool
+		reason, wayOut       []string
 	}{
-		{name: "at open"},
-		{name: "on a getMore", splitFirst: true},
+		{name: "at open", reason: []string{tooLarge, cannotSplit}, wayOut: []string{"run `changehook skip big`"}},
+		{name: "on a getMore", splitFirst: true, reason: []string{tooLarge, cannotSplit}, wayOut: []string{"run `changehook skip big`"}},
+		{name: "right after a split event", splitFirst: true, together: true,
+			reason: []string{"the change event after the checkpoint cannot be read: it is larger than 16 MiB and " + cannotSplit,
+				"the checkpoint, the last fragment of a split change event, can be resumed from only with $changeStreamSplitLargeEvent"},
+			wayOut: []string{"a `project` that keeps the large fields", "run `changehook resume big --from TIME` with TIME after that change"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -466,29 +479,49 @@ func TestLargeEventUnsplittable(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if tc.splitFirst {
+			if tc.together {
+				if err := r.Stop(ctx, "big"); err != nil {
+					t.Fatal(err)
+				}
 				set(1)
+				set(2)
+				if err := r.Start("big"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.splitFirst {
+				if !tc.together {
+					set(1)
+				}
 				if ev := recv.next(t); docID(ev) != 1 || len(ev) <= 16<<20 {
 					t.Fatalf("delivered %s, want the update of 1 whole", firstBytes(ev))
 				}
+			}
+			if tc.splitFirst && !tc.together {
 				// The stream's position moves past the split event's last
-				// fragment, which a stream without the stage cannot resume
-				// from.
+				// fragment.
 				insert(t, coll, bson.D{{Key: "_id", Value: int32(3)}})
 				if id := docID(recv.next(t)); id != 3 {
 					t.Fatalf("delivered %d, want the insert of 3", id)
 				}
 			}
-			set(2)
+			if !tc.together {
+				set(2)
+			}
 			waitFor(t, "trigger failed", func() bool { return statusOf(t, r, "big").State == runner.StateFailed })
 			st := statusOf(t, r, "big")
-			if !strings.HasPrefix(st.LastError, "change event too large: ") ||
-				!strings.Contains(st.LastError, "; the server cannot split it either: one of its top-level fields alone is larger than a fragment") ||
-				strings.Contains(st.LastError, "needs MongoDB") {
-				t.Errorf("failed with %q; want the event too large, which the server cannot split", st.LastError)
+			for _, want := range tc.reason {
+				if !strings.Contains(st.LastError, want) {
+					t.Errorf("failed with %q; want %q in it", st.LastError, want)
+				}
 			}
-			if !strings.Contains(st.WayOut, "run `changehook skip big`") {
-				t.Errorf("way out %q, want the skip of an event too large", st.WayOut)
+			if strings.Contains(st.LastError, "needs MongoDB") || strings.Contains(st.LastError, "different split") {
+				t.Errorf("failed with %q, which blames the server's version or a reload", st.LastError)
+			}
+			for _, want := range tc.wayOut {
+				if !strings.Contains(st.WayOut, want) {
+					t.Errorf("way out %q; want %q in it", st.WayOut, want)
+				}
 			}
 			recv.none(t, 50*time.Millisecond)
 		})

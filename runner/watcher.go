@@ -1578,6 +1578,16 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 				"on the running changehook, run `changehook resume " + name + " --from now` to continue from now (the lost range is skipped), " +
 					"or `changehook resume " + name + " --from TIME` with a time still in the oplog; when it is stopped, `changehook checkpoints reset --trigger " + name + "`", false
 		case 280:
+			if resumeNeedsSplit(err) && w.splitRefused != "" {
+				// The stage was turned off (splitRetry) on an event the
+				// server cannot split, right after a split event whose last
+				// fragment is the stream's position: no stream reads on
+				// from there.
+				return fmt.Sprintf("the change event after the checkpoint cannot be read: it is larger than 16 MiB and %s; "+
+						"and the checkpoint, the last fragment of a split change event, can be resumed from only with $changeStreamSplitLargeEvent", w.splitRefused),
+					"make the trigger's events smaller — a `project` that keeps the large fields (fullDocument, fullDocumentBeforeChange, updateDescription) in fields of their own, or drops them — " +
+						"and reload, then run `changehook resume " + name + "`; or run `changehook resume " + name + " --from TIME` with TIME after that change, which also skips the changes up to then", false
+			}
 			if strings.Contains(ce.Message, "resume from a split event") {
 				// The checkpoint is a split event's last fragment, and the
 				// pipeline (a reload changed it) no longer splits that
