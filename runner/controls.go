@@ -310,7 +310,7 @@ func (r *Runner) readHeld(ctx context.Context, t *triggers.Trigger, token bson.R
 	// Where the server refuses the stage, without it, as the watcher then
 	// reads.
 	split := true
-	cs, err := watchStages(ctx, r.client, t, opts, bson.D{{Key: splitStageName, Value: bson.D{}}})
+	cs, err := t.WatchWith(ctx, r.client, opts, bson.D{{Key: splitStageName, Value: bson.D{}}})
 	if _, refused := splitStageRefused(err); refused {
 		split = false
 		cs, err = t.Watch(ctx, r.client, opts)

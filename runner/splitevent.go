@@ -2,7 +2,6 @@ package runner
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,10 +9,8 @@ import (
 
 	"github.com/changehook/changehook/internal/bsonwalk"
 	"github.com/changehook/changehook/internal/mongoerr"
-	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Change events split by $changeStreamSplitLargeEvent.
@@ -220,28 +217,6 @@ func (a *splitAssembler) addFragment(raw bson.Raw, fragment, of int64) (bson.Raw
 
 // splitStageName is MongoDB's stage that splits large change events.
 const splitStageName = "$changeStreamSplitLargeEvent"
-
-// watchStages opens t's change stream with opts, its pipeline followed by
-// the stages extra; its error is the driver's, for the caller to wrap.
-func watchStages(ctx context.Context, client *mongo.Client, t *triggers.Trigger, opts *options.ChangeStreamOptionsBuilder, extra ...bson.D) (*mongo.ChangeStream, error) {
-	p := t.Pipeline()
-	for _, st := range extra {
-		p = append(p, st)
-	}
-	var (
-		cs  *mongo.ChangeStream
-		err error
-	)
-	switch {
-	case t.Database == "":
-		cs, err = client.Watch(ctx, p, opts)
-	case t.Collection == "":
-		cs, err = client.Database(t.Database).Watch(ctx, p, opts)
-	default:
-		cs, err = client.Database(t.Database).Collection(t.Collection).Watch(ctx, p, opts)
-	}
-	return cs, err
-}
 
 // eventUnsplittable reports whether err is the server failing to split a
 // change event (Location7182500): one of its top-level fields alone is

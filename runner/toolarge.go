@@ -116,7 +116,7 @@ func watchLargeFieldsDropped(ctx context.Context, client *mongo.Client, t *trigg
 	if split {
 		stages = append(stages, bson.D{{Key: splitStageName, Value: bson.D{}}})
 	}
-	cs, err := watchStages(ctx, client, t, opts, stages...)
+	cs, err := t.WatchWith(ctx, client, opts, stages...)
 	if err != nil {
 		return nil, fmt.Errorf("open change stream for trigger %s without the large fields: %w", t.Name, err)
 	}

@@ -824,7 +824,7 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 	w.streamSplit = w.splitStage
 	var cs *mongo.ChangeStream
 	if w.streamSplit {
-		if cs, err = watchStages(ctx, w.client, w.t, opts, bson.D{{Key: splitStageName, Value: bson.D{}}}); err != nil {
+		if cs, err = w.t.WatchWith(ctx, w.client, opts, bson.D{{Key: splitStageName, Value: bson.D{}}}); err != nil {
 			err = fmt.Errorf("open change stream for trigger %s with %s: %w", w.t.Name, splitStageName, err)
 		}
 	} else {

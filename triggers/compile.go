@@ -93,22 +93,30 @@ func (t *Trigger) Namespace() string {
 // Database.Watch or Client.Watch depending on the namespace, with Pipeline
 // and the given options (which the caller builds from ChangeStreamOptions).
 func (t *Trigger) Watch(ctx context.Context, client *mongo.Client, opts *options.ChangeStreamOptionsBuilder) (*mongo.ChangeStream, error) {
-	var (
-		cs  *mongo.ChangeStream
-		err error
-	)
-	switch {
-	case t.Database == "":
-		cs, err = client.Watch(ctx, t.Pipeline(), opts)
-	case t.Collection == "":
-		cs, err = client.Database(t.Database).Watch(ctx, t.Pipeline(), opts)
-	default:
-		cs, err = client.Database(t.Database).Collection(t.Collection).Watch(ctx, t.Pipeline(), opts)
-	}
+	cs, err := t.WatchWith(ctx, client, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open change stream for trigger %s: %w", t.Name, err)
 	}
 	return cs, nil
+}
+
+// WatchWith is Watch with the stages extra after the trigger's pipeline
+// (stages a reader adds of its own, such as
+// $changeStreamSplitLargeEvent, which must come last); its error is the
+// driver's, not wrapped, for the caller to say what it opened.
+func (t *Trigger) WatchWith(ctx context.Context, client *mongo.Client, opts *options.ChangeStreamOptionsBuilder, extra ...bson.D) (*mongo.ChangeStream, error) {
+	p := t.Pipeline()
+	for _, st := range extra {
+		p = append(p, st)
+	}
+	switch {
+	case t.Database == "":
+		return client.Watch(ctx, p, opts)
+	case t.Collection == "":
+		return client.Database(t.Database).Watch(ctx, p, opts)
+	default:
+		return client.Database(t.Database).Collection(t.Collection).Watch(ctx, p, opts)
+	}
 }
 
 // PartitionKey returns the checkpoint and lease key of partition i of n of
