@@ -2,20 +2,26 @@ package childproc
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
 // helperEnv makes the test binary act as a child process: "sleep" sleeps
-// until killed, "ignore-term" does too but ignores SIGTERM, "exit3" prints
-// and exits 3.
+// until killed (a SIGTERM ends it with status 0), "ignore-term" does too but
+// ignores SIGTERM, "exit3" prints and exits 3. "sleep" and "ignore-term"
+// print readyLine once their SIGTERM handling is in place.
 const helperEnv = "CHILDPROC_TEST_HELPER"
+
+// readyLine is what a helper prints once it handles SIGTERM its way.
+const readyLine = "ready\n"
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
@@ -24,10 +30,12 @@ func TestMain(m *testing.M) {
 	case "sleep":
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, syscall.SIGTERM)
+		_, _ = os.Stdout.WriteString(readyLine)
 		<-ch
 		os.Exit(0)
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
+		_, _ = os.Stdout.WriteString(readyLine)
 		time.Sleep(time.Hour)
 	case "exit3":
 		_, _ = os.Stdout.WriteString("hello from the child\n")
@@ -36,7 +44,7 @@ func TestMain(m *testing.M) {
 	os.Exit(99)
 }
 
-func helper(t *testing.T, mode string, out *TailBuffer) *Proc {
+func helper(t *testing.T, mode string, out io.Writer) *Proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
@@ -52,6 +60,42 @@ func helper(t *testing.T, mode string, out *TailBuffer) *Proc {
 			p.Kill()
 		}
 	})
+	return p
+}
+
+// readyOut is a helper's output that reports when the helper printed
+// readyLine.
+type readyOut struct {
+	TailBuffer
+	once  sync.Once
+	ready chan struct{}
+}
+
+func newReadyOut() *readyOut {
+	return &readyOut{TailBuffer: TailBuffer{Max: 1 << 10}, ready: make(chan struct{})}
+}
+
+func (o *readyOut) Write(p []byte) (int, error) {
+	n, err := o.TailBuffer.Write(p)
+	if strings.Contains(o.String(), readyLine) {
+		o.once.Do(func() { close(o.ready) })
+	}
+	return n, err
+}
+
+// helperReady starts helper mode and waits until it handles SIGTERM its way:
+// a signal sent before that would meet Go's default handling and kill it.
+func helperReady(t *testing.T, mode string) *Proc {
+	t.Helper()
+	out := newReadyOut()
+	p := helper(t, mode, out)
+	select {
+	case <-out.ready:
+	case <-p.Exited():
+		t.Fatalf("helper %s exited before it was ready: %v\n%s", mode, p.Err(), out.String())
+	case <-time.After(30 * time.Second): // a hang detector, not a speed check
+		t.Fatalf("helper %s not ready in 30s:\n%s", mode, out.String())
+	}
 	return p
 }
 
@@ -99,8 +143,7 @@ func TestExitStatusAndOutput(t *testing.T) {
 }
 
 func TestStopClean(t *testing.T) {
-	p := helper(t, "sleep", &TailBuffer{Max: 1 << 10})
-	time.Sleep(200 * time.Millisecond) // let it install its SIGTERM handler
+	p := helperReady(t, "sleep")
 	if !p.Stop(10 * time.Second) {
 		t.Fatal("Stop = false, want a clean exit on SIGTERM")
 	}
@@ -110,8 +153,7 @@ func TestStopClean(t *testing.T) {
 }
 
 func TestStopKillsAfterGrace(t *testing.T) {
-	p := helper(t, "ignore-term", &TailBuffer{Max: 1 << 10})
-	time.Sleep(200 * time.Millisecond) // let it ignore SIGTERM
+	p := helperReady(t, "ignore-term")
 	if p.Stop(100 * time.Millisecond) {
 		t.Fatal("Stop = true for a child that ignores SIGTERM")
 	}
