@@ -1276,12 +1276,23 @@ func TestBatchElements(t *testing.T) {
 // events neither delivered nor dead-lettered).
 func TestBatchSplitSendsTheRefusedBytes(t *testing.T) {
 	const events, maxEvents = 16, 8
-	evs := batchEvents(t, events, func(i int) string { return fmt.Sprintf("k%d", i) })
+	// Event 0 goes first, alone, and is held at the endpoint until the
+	// batcher formed the two full batches of the others: with nothing in
+	// flight, a batch is sealed with its first event, which the endpoint
+	// accepts without having refused it.
+	evs := batchEvents(t, 1+events, func(i int) string { return fmt.Sprintf("k%d", i) })
+	first, release := make(chan struct{}), make(chan struct{})
 	var mu sync.Mutex
 	sent := map[string]bool{} // elements of every refused request
 	var accepted [][]byte
-	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if n == 1 {
+			close(first)
+			<-release
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		var elems []json.RawMessage
 		if err := json.Unmarshal(body, &elems); err != nil {
 			t.Errorf("body is not a JSON array: %s", body)
@@ -1307,10 +1318,33 @@ func TestBatchSplitSendsTheRefusedBytes(t *testing.T) {
 		Webhook:  triggers.Webhook{URL: rc.srv.URL, Payload: payload},
 		Ordering: triggers.Strict, Concurrency: 1, DeadLetter: true,
 		Retry: triggers.RetryPolicy{MaxAttempts: 1},
-		Batch: &triggers.BatchPolicy{MaxEvents: maxEvents, MaxWait: time.Millisecond},
+		Batch: &triggers.BatchPolicy{MaxEvents: maxEvents, MaxWait: time.Hour},
 	}
 	d := newTestDispatcher(t, trig, &memSink{})
-	submitAndClose(t, d, evs, 10*time.Second)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release) // a failure before the release below
+		}
+	})
+	for i, ev := range evs {
+		if err := d.Submit(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			<-first
+		}
+	}
+	// Every event is taken and the first batch sealed (full) while event 0
+	// is in flight; the second fills behind it.
+	waitFor(t, func() bool {
+		d.batcher.mu.Lock()
+		defer d.batcher.mu.Unlock()
+		return d.batcher.inflight == 2 && len(d.tracker.Ready()) == 0
+	})
+	close(release)
+	closeWithin(t, d, 10*time.Second)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(accepted) != events {
