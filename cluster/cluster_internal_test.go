@@ -118,6 +118,29 @@ func await(ctx context.Context, m *Manager, trigger string) <-chan *Ownership {
 	return ch
 }
 
+// acquired returns the ownership of trigger's lease that m acquired (in the
+// rounds run so far) for the Await started by await, whose result is got;
+// nil when m holds no such lease. The round delivers the ownership before
+// it returns, but Await hands it over on its own goroutine: acquired waits
+// for that, not for more rounds.
+func acquired(t *testing.T, m *Manager, trigger string, got <-chan *Ownership) *Ownership {
+	t.Helper()
+	m.mu.Lock()
+	ks := m.keys[Key(trigger, 0, 1)]
+	held := ks != nil && ks.own != nil
+	m.mu.Unlock()
+	if !held {
+		return nil
+	}
+	select {
+	case o := <-got:
+		return o
+	case <-time.After(30 * time.Second): // a hang detector, not a speed check
+		t.Fatalf("%s: the lease is held, but Await did not return its ownership", trigger)
+		return nil
+	}
+}
+
 // waitRegistered waits until n keys wait in m (Await registered them).
 func waitRegistered(t *testing.T, m *Manager, n int) {
 	t.Helper()
@@ -262,13 +285,11 @@ func TestRendezvousSpreadAndHandoff(t *testing.T) {
 		if a.preferred(live, n, n) != "b" {
 			continue
 		}
-		select {
-		case o := <-bOwns[n]:
-			if o.Fence().Epoch != 2 {
-				t.Errorf("%s: b's epoch = %d, want 2", n, o.Fence().Epoch)
-			}
-		default:
+		o := acquired(t, b, n, bOwns[n])
+		if o == nil {
 			t.Errorf("%s: b did not acquire it after the handoff", n)
+		} else if o.Fence().Epoch != 2 {
+			t.Errorf("%s: b's epoch = %d, want 2", n, o.Fence().Epoch)
 		}
 	}
 }

@@ -54,11 +54,7 @@ func TestRestartReleasesDeadPredecessorsLeases(t *testing.T) {
 			got := await(ctx, m, "orders")
 			waitRegistered(t, m, 1)
 			m.round(ctx)
-			var o *Ownership
-			select {
-			case o = <-got:
-			default:
-			}
+			o := acquired(t, m, "orders", got)
 			if taken := o != nil; taken != tc.taken {
 				t.Fatalf("lease taken after one round = %v, want %v", taken, tc.taken)
 			}

@@ -330,10 +330,8 @@ func TestRoundDoesNotDecideOnReplacedDefinitions(t *testing.T) {
 	close(open)
 	<-done
 	m.round(ctx) // heartbeats D2: in the minority
-	select {
-	case o := <-owns:
+	if o := acquired(t, m, "orders", owns); o != nil {
 		t.Fatalf("%s acquired the lease (epoch %d) on the definitions SetTriggers replaced", pref, o.Fence().Epoch)
-	default:
 	}
 	if leases, _ := st.ListLeases(ctx); slices.ContainsFunc(leases, func(l store.Lease) bool { return l.Owner == pref }) {
 		t.Fatalf("leases = %+v; %s must not hold one", leases, pref)
