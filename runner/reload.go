@@ -308,23 +308,22 @@ func (r *Runner) logRepartitioned(ctx context.Context, t *triggers.Trigger) {
 
 // Diff returns what Reload(cfg) would do, without doing it.
 func (r *Runner) Diff(cfg *triggers.Config) ReloadResult {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	units, order := r.unitSlots()
 	res := ReloadResult{Added: []string{}, Removed: []string{}, Changed: []string{}, Unchanged: []string{}}
 	seen := map[string]bool{}
 	for _, t := range cfg.Triggers {
 		seen[t.Name] = true
-		keys, ok := r.units[t.Name]
+		cur, ok := units[t.Name]
 		if !ok {
 			res.Added = append(res.Added, t.Name)
 			continue
 		}
-		units := t.Units()
-		same := len(units) == len(keys)
-		for i := 0; same && i < len(keys); i++ {
-			s := r.slots[keys[i]]
+		want := t.Units()
+		same := len(want) == len(cur)
+		for i := 0; same && i < len(cur); i++ {
+			s := cur[i]
 			s.mu.Lock()
-			same = keys[i] == units[i].Key() && SameDefinition(s.t, units[i])
+			same = s.t.Key() == want[i].Key() && SameDefinition(s.t, want[i])
 			s.mu.Unlock()
 		}
 		if same {
@@ -333,7 +332,7 @@ func (r *Runner) Diff(cfg *triggers.Config) ReloadResult {
 			res.Changed = append(res.Changed, t.Name)
 		}
 	}
-	for _, name := range r.order {
+	for _, name := range order {
 		if !seen[name] {
 			res.Removed = append(res.Removed, name)
 		}
@@ -341,17 +340,32 @@ func (r *Runner) Diff(cfg *triggers.Config) ReloadResult {
 	return res
 }
 
+// unitSlots returns the slots of each trigger's units, by trigger name,
+// in partition order, and the triggers' names in configuration order. It
+// takes r.mu only while it copies them: a slot's lock is taken before
+// r.mu (reconcile holds it while it starts a watcher under r.mu), so the
+// callers lock the slots after it returns.
+func (r *Runner) unitSlots() (map[string][]*slot, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	units := make(map[string][]*slot, len(r.units))
+	for name, keys := range r.units {
+		for _, key := range keys {
+			units[name] = append(units[name], r.slots[key])
+		}
+	}
+	return units, slices.Clone(r.order)
+}
+
 // Units returns the definition the Runner has for each unit of each
 // trigger (see triggers.Trigger.Units), by trigger name, in partition
 // order. A Reload that did not finish leaves every trigger its old
 // definition.
 func (r *Runner) Units() map[string][]*triggers.Trigger {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make(map[string][]*triggers.Trigger, len(r.units))
-	for name, keys := range r.units {
-		for _, key := range keys {
-			s := r.slots[key]
+	units, _ := r.unitSlots()
+	out := make(map[string][]*triggers.Trigger, len(units))
+	for name, ss := range units {
+		for _, s := range ss {
 			s.mu.Lock()
 			out[name] = append(out[name], s.t)
 			s.mu.Unlock()
