@@ -329,7 +329,14 @@ func TestSkipOfABatchPartlyDeliveredMeanwhile(t *testing.T) {
 					status = http.StatusInternalServerError
 				}
 				if status >= 300 {
-					refused <- ids
+					// The trigger retries every 10 ms: should the test
+					// stop reading the refusals for long, the request
+					// waits, but only until it is canceled (the test's
+					// cleanup closes the endpoint), not forever.
+					select {
+					case refused <- ids:
+					case <-ctx.Done():
+					}
 				}
 				return status
 			})
