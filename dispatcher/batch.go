@@ -112,6 +112,7 @@ type batcher struct {
 	open        *batch
 	openKeys    []string
 	expired     bool
+	more        bool         // the last event taken said another follows at once (Event.More)
 	pending     *Ticket[job] // taken from the tracker, not yet placed
 	pendingElem []byte       // its payload
 	pendingErr  bool         // its payload could not be built
@@ -244,7 +245,7 @@ func (bt *batcher) run() {
 
 // take builds tk's payload and makes it pending.
 func (bt *batcher) take(tk *Ticket[job]) {
-	bt.pending, bt.pendingErr = tk, false
+	bt.pending, bt.pendingErr, bt.more = tk, false, tk.Value.ev.More
 	if bt.canceled {
 		return
 	}
@@ -408,6 +409,9 @@ func (bt *batcher) due(ready <-chan *Ticket[job]) bool {
 	}
 	if bt.closing {
 		return true
+	}
+	if bt.more {
+		return false // the next event of the same read is on its way; max_wait bounds the wait
 	}
 	bt.mu.Lock()
 	defer bt.mu.Unlock()

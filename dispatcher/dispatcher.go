@@ -236,7 +236,7 @@ func (d *Dispatcher) submit(ctx context.Context, ev Event, owned bool) error {
 	if at.IsZero() {
 		at = d.clock.Now()
 	}
-	j := job{ev: Event{Raw: raw, Token: token, Key: ev.Key, Received: at}}
+	j := job{ev: Event{Raw: raw, Token: token, Key: ev.Key, Received: at, More: ev.More}}
 	if d.batcher == nil {
 		// A batched event gets one only when it starts a batch or is
 		// sealed alone (batcher.startProgress): a batch's attempts are its

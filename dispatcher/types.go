@@ -59,6 +59,13 @@ type Event struct {
 	// shutdown, or held when the dispatcher closes), nor when SubmitOwned
 	// returns an error (the caller still owns the bytes).
 	Release func()
+	// More says that the caller submits another event right after this
+	// one (the rest of the same read from the stream). A batched trigger
+	// then does not send the batch being filled at once for want of
+	// events (nothing in flight, none queued): it waits for the next
+	// event, at most batch.max_wait, so that a read's events go in one
+	// batch, cut the same way each time the same read is made again.
+	More bool
 }
 
 // MaxErrorText bounds the text of a failure that is kept or shown: an

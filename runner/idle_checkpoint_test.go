@@ -135,7 +135,7 @@ func TestHandleOwnedKeepsOwnPendingToken(t *testing.T) {
 		raw = raw[:n:n]
 		at += int(n)
 		id := raw.Lookup("_id").Document()
-		if _, _, err := w.handle(context.Background(), raw, id, time.Now(), rb, false); err != nil {
+		if _, _, err := w.handle(context.Background(), raw, id, time.Now(), rb, false, false); err != nil {
 			t.Fatal(err)
 		}
 	}

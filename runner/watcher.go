@@ -933,7 +933,7 @@ func (w *Watcher) readEvents(ctx context.Context, cs *mongo.ChangeStream) error 
 				// event until the whole event is submitted.
 				positioned = true
 			} else {
-				invalidated, pos, err := w.handle(ctx, raw, cs.ResumeToken(), received, nil, owned)
+				invalidated, pos, err := w.handle(ctx, raw, cs.ResumeToken(), received, nil, owned, remaining > 0)
 				if err != nil {
 					return err
 				}
@@ -1000,7 +1000,7 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 		// after each reply), so a reply whose submission waited for the
 		// dispatcher keeps an old time for at most that many events.
 		received := r.at
-		for _, e := range r.events {
+		for i, e := range r.events {
 			raw, owned, held, err := w.reassemble(e.raw)
 			if err != nil {
 				r.done()
@@ -1013,7 +1013,7 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 			if owned {
 				rb = nil // the reassembled event is not in the reply's buffer
 			}
-			invalidated, positioned, err := w.handle(ctx, raw, e.after, received, rb, owned)
+			invalidated, positioned, err := w.handle(ctx, raw, e.after, received, rb, owned, i < len(r.events)-1)
 			if err != nil {
 				r.done()
 				return err
@@ -1061,8 +1061,9 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 // dispatcher then keeps raw without copying it (dispatcher.SubmitOwned)
 // and gives the event's reference to rb back once it is done with it; so
 // does owned, for a raw the watcher made (a reassembled event), which
-// nothing else refers to.
-func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw, now time.Time, rb *replyBuf, owned bool) (invalidated, positioned bool, err error) {
+// nothing else refers to. more says that more events of the same reply
+// follow (dispatcher.Event.More: a batch waits for them).
+func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw, now time.Time, rb *replyBuf, owned, more bool) (invalidated, positioned bool, err error) {
 	perDocument := w.t.Ordering == triggers.PerDocument
 	f := scanEvent(raw, perDocument)
 	token, ok := f.id.DocumentOK()
@@ -1080,7 +1081,7 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw
 	if perDocument && f.hasDocumentKey {
 		key = string(f.ns.Value) + string(f.documentKey.Value)
 	}
-	ev := dispatcher.Event{Raw: raw, Token: bson.Raw(token), Key: key, Received: now}
+	ev := dispatcher.Event{Raw: raw, Token: bson.Raw(token), Key: key, Received: now, More: more}
 	switch {
 	case owned:
 		err = w.disp.SubmitOwned(ctx, ev)

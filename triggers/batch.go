@@ -48,7 +48,8 @@ type BatchPolicy struct {
 	// MaxWait is how long a batch that is not full waits for more events
 	// while earlier batches are in flight (default DefaultBatchMaxWait). A
 	// batch is sent at once, full or not, when no other batch of the
-	// trigger is in flight, so a quiet trigger's events are not delayed.
+	// trigger is in flight (once it holds the events read from the stream
+	// with its last one), so a quiet trigger's events are not delayed.
 	MaxWait time.Duration `json:"max_wait"`
 }
 
