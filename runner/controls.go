@@ -310,24 +310,19 @@ func (r *Runner) readHeld(ctx context.Context, t *triggers.Trigger, token bson.R
 	// Where the server refuses the stage, without it, as the watcher then
 	// reads.
 	split := true
-	cs, err := t.WatchWith(ctx, r.client, opts, bson.D{{Key: splitStageName, Value: bson.D{}}})
-	if _, refused := splitStageRefused(err); refused {
+	cs, err := t.WatchWith(ctx, r.client, opts, SplitLargeEventsStage())
+	if SplitStageRefused(err) {
 		split = false
 		cs, err = t.Watch(ctx, r.client, opts)
 	}
 	if err == nil {
 		defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
-		var frags splitAssembler
+		var frags EventAssembler
 		for len(evs) < n && cs.Next(ctx) {
 			raw := bson.Raw(append([]byte(nil), cs.Current...))
 			if split {
-				fragment, of, ok, err := splitEventOf(raw)
-				if err == nil && ok {
-					raw, err = frags.add(raw, fragment, of)
-				} else if err == nil && frags.holding() {
-					err = frags.interrupted()
-				}
-				if err != nil {
+				var err error
+				if raw, _, err = frags.Add(raw); err != nil {
 					return nil, 0, fmt.Errorf("read the event after the checkpoint: %w", err)
 				}
 				if raw == nil {

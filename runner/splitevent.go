@@ -328,24 +328,69 @@ func (w *Watcher) reassemble(raw bson.Raw) (ev bson.Raw, owned, held bool, err e
 	if !w.streamSplit {
 		return raw, false, false, nil
 	}
-	fragment, of, ok, err := splitEventOf(raw)
-	switch {
-	case err != nil:
-		w.frags.reset()
-		return nil, false, false, fmt.Errorf("%w: %w", errSplitIncomplete, err)
-	case !ok && w.frags.holding():
-		return nil, false, false, w.frags.interrupted()
-	case !ok:
-		return raw, false, false, nil
-	}
-	ev, err = w.frags.add(raw, fragment, of)
+	ev, owned, err = w.frags.Add(raw)
 	switch {
 	case err != nil:
 		return nil, false, false, err
 	case ev == nil:
 		return nil, false, true, nil
+	case owned:
+		w.reassembled.Inc()
+		w.log.Debug("reassembled a split change event", "bytes", len(ev))
 	}
-	w.reassembled.Inc()
-	w.log.Debug("reassembled a split change event", "fragments", of, "bytes", len(ev))
-	return ev, true, false, nil
+	return ev, owned, false, nil
 }
+
+// SplitLargeEventsStage returns the $changeStreamSplitLargeEvent stage, for
+// a reader of change streams to append last to its pipeline
+// (triggers.Trigger.WatchWith): MongoDB 7.0 (and 6.0.9) then returns an
+// event larger than 16 MiB in fragments, which an EventAssembler puts
+// back together, instead of failing the read with BSONObjectTooLarge.
+func SplitLargeEventsStage() bson.D { return bson.D{{Key: splitStageName, Value: bson.D{}}} }
+
+// SplitStageRefused reports whether err, the failure to open a change
+// stream whose pipeline ends with SplitLargeEventsStage, says that the
+// server cannot split large events (a server before MongoDB 6.0.9, or an
+// event it cannot split): the caller opens the stream without the stage,
+// whose reads then fail on an event over 16 MiB.
+func SplitStageRefused(err error) bool {
+	_, refused := splitStageRefused(err)
+	return refused
+}
+
+// EventAssembler puts back together the change events that a stream with
+// SplitLargeEventsStage returns in fragments, one document of the stream
+// at a time (Add). It keeps the fragments of at most one event, at most
+// maxSplitFragments of them. Its zero value is ready to use; it is not
+// safe for concurrent use.
+type EventAssembler struct{ a splitAssembler }
+
+// Add takes the stream's next document. An event that was not split is
+// returned as it is (raw itself). A fragment is copied and kept, (nil,
+// false, nil), until its event's last fragment, with which the whole event
+// is returned, reassembled: the fields of every fragment in order, without
+// splitEvent, with the last fragment's _id (its resume token: a stream
+// resumed after it continues with the next event), in a buffer of its
+// own. Fragments that do not make up one event — out of order, missing,
+// repeated, with another event between them, malformed — are an error
+// (wrapping errSplitIncomplete) and drop what was kept.
+func (e *EventAssembler) Add(raw bson.Raw) (ev bson.Raw, reassembled bool, err error) {
+	fragment, of, ok, err := splitEventOf(raw)
+	switch {
+	case err != nil:
+		e.a.reset()
+		return nil, false, fmt.Errorf("%w: %w", errSplitIncomplete, err)
+	case !ok && e.a.holding():
+		return nil, false, e.a.interrupted()
+	case !ok:
+		return raw, false, nil
+	}
+	ev, err = e.a.add(raw, fragment, of)
+	return ev, ev != nil, err
+}
+
+// holding reports whether fragments of an unfinished event are kept.
+func (e *EventAssembler) holding() bool { return e.a.holding() }
+
+// reset drops the fragments kept (a stream that reopens reads them again).
+func (e *EventAssembler) reset() { e.a.reset() }

@@ -114,7 +114,7 @@ func tooLargeText(at time.Time) string {
 func watchLargeFieldsDropped(ctx context.Context, client *mongo.Client, t *triggers.Trigger, opts *options.ChangeStreamOptionsBuilder, split bool) (*mongo.ChangeStream, error) {
 	stages := []bson.D{{{Key: "$unset", Value: largeFields}}}
 	if split {
-		stages = append(stages, bson.D{{Key: splitStageName, Value: bson.D{}}})
+		stages = append(stages, SplitLargeEventsStage())
 	}
 	cs, err := t.WatchWith(ctx, client, opts, stages...)
 	if err != nil {

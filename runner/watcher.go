@@ -177,7 +177,7 @@ type Watcher struct {
 	// then read as without it, and fails on the large event.
 	splitRefused string
 	// frags holds the fragments of the split event being read.
-	frags splitAssembler
+	frags EventAssembler
 
 	// The checkpoint state, shared by the Run goroutine and the flusher
 	// (flushLoop), which does every save while the stream is open, so that
@@ -824,7 +824,7 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 	w.streamSplit = w.splitStage
 	var cs *mongo.ChangeStream
 	if w.streamSplit {
-		if cs, err = w.t.WatchWith(ctx, w.client, opts, bson.D{{Key: splitStageName, Value: bson.D{}}}); err != nil {
+		if cs, err = w.t.WatchWith(ctx, w.client, opts, SplitLargeEventsStage()); err != nil {
 			err = fmt.Errorf("open change stream for trigger %s with %s: %w", w.t.Name, splitStageName, err)
 		}
 	} else {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -70,7 +71,18 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 	// --event takes them, and test/validate --events apply the project.
 	watched := *t
 	watched.Project = nil
-	cs, err := watched.Watch(ctx, client, watched.ChangeStreamOptions().SetMaxAwaitTime(time.Second))
+	// With $changeStreamSplitLargeEvent where the server has it: an event
+	// over 16 MiB comes in fragments, recorded put back together, as run
+	// delivers it; a server without the stage fails on such an event.
+	opts := watched.ChangeStreamOptions().SetMaxAwaitTime(time.Second)
+	split := true
+	cs, err := watched.WatchWith(ctx, client, opts, runner.SplitLargeEventsStage())
+	if runner.SplitStageRefused(err) {
+		split = false
+		cs, err = watched.Watch(ctx, client, opts)
+	} else if err != nil {
+		err = fmt.Errorf("open change stream for trigger %s: %w", t.Name, err)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return ExitOK
@@ -95,8 +107,18 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 	}
 	fmt.Fprintf(env.Stderr, "capturing up to %s of trigger %s (%s) to %s; Ctrl-C stops\n", plural(*n, "event"), t.Name, ns, dest)
 	got := 0
+	var frags runner.EventAssembler
 	for got < *n && cs.Next(ctx) {
-		line, err := bson.MarshalExtJSON(cs.Current, true, false)
+		ev := cs.Current
+		if split {
+			if ev, _, err = frags.Add(ev); err != nil {
+				return fail(env, "capture", fmt.Errorf("read change stream of trigger %s after %s: %w", t.Name, plural(got, "event"), err))
+			}
+			if ev == nil {
+				continue // a fragment of an event not complete yet
+			}
+		}
+		line, err := bson.MarshalExtJSON(ev, true, false)
 		if err != nil {
 			return fail(env, "capture", fmt.Errorf("encode event %d: %w", got+1, err))
 		}
@@ -104,7 +126,7 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 			return fail(env, "capture", fmt.Errorf("write %s: %w", dest, err))
 		}
 		got++
-		if op, _ := cs.Current.Lookup("operationType").StringValueOK(); op == "invalidate" {
+		if op, _ := ev.Lookup("operationType").StringValueOK(); op == "invalidate" {
 			fmt.Fprintf(env.Stderr, "the stream was invalidated (its collection or database was dropped or renamed): stopping\n")
 			break
 		}

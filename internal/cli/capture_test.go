@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/internal/testhooks"
 )
 
 // captureConfig watches shop.orders; its payload is finding 2's: a number
@@ -396,5 +397,74 @@ func TestNotAChangeEvent(t *testing.T) {
 				t.Errorf("output says %q:\n%s%s", tc.notWant, out, errOut)
 			}
 		})
+	}
+}
+
+// TestCaptureLargeEvent: an update whose event is larger than 16 MiB (a
+// 9 MiB field, in fullDocument and in updateDescription) is recorded whole,
+// put back together from the fragments $changeStreamSplitLargeEvent
+// returns, as run delivers it, with the last fragment's resume token; on a
+// server that refuses the stage (before MongoDB 6.0.9), capture opens the
+// stream without it and records the other events as before.
+func TestCaptureLargeEvent(t *testing.T) {
+	big := strings.Repeat("x", 9<<20)
+	for _, refused := range []bool{false, true} {
+		srv, client := devdbtest.Start(t)
+		if refused {
+			testhooks.RefuseSplitLargeEvent.Store(srv.Addr(), true)
+			t.Cleanup(func() { testhooks.RefuseSplitLargeEvent.Delete(srv.Addr()) })
+		}
+		cfg := writeConfig(t, captureConfig(srv.URI(), false))
+		const n = 2
+		events := captureEvents(t, cfg, n, func(ctx context.Context) {
+			coll := client.Database("shop").Collection("orders")
+			if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "o1"}, {Key: "total", Value: 12.5}}); err != nil {
+				t.Fatal(err)
+			}
+			if refused {
+				if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "o2"}, {Key: "total", Value: 20}}); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "o1"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "big", Value: big}}}}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		data, err := os.ReadFile(events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+		if len(lines) != n {
+			t.Fatalf("refused %v: %d lines, want %d", refused, len(lines), n)
+		}
+		if refused {
+			continue
+		}
+		var ev bson.D
+		if err := bson.UnmarshalExtJSON([]byte(lines[1]), true, &ev); err != nil {
+			t.Fatalf("line 2 is not canonical Extended JSON: %v", err)
+		}
+		raw, err := bson.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bson.Raw(raw)
+		if len(r) <= 16<<20 {
+			t.Errorf("the update's event has %d bytes, want it whole, over 16 MiB", len(r))
+		}
+		if got, _ := r.Lookup("fullDocument", "big").StringValueOK(); got != big {
+			t.Errorf("fullDocument.big has %d bytes, want %d", len(got), len(big))
+		}
+		if got, _ := r.Lookup("updateDescription", "updatedFields", "big").StringValueOK(); got != big {
+			t.Errorf("updateDescription.updatedFields.big has %d bytes, want %d", len(got), len(big))
+		}
+		if _, err := r.LookupErr("splitEvent"); err == nil {
+			t.Error("the recorded event has a splitEvent field: a fragment, not the event")
+		}
+		if op, _ := r.Lookup("operationType").StringValueOK(); op != "update" {
+			t.Errorf("operationType %q, want update", op)
+		}
 	}
 }
