@@ -38,6 +38,17 @@ triggers:
 // first batch. It returns the 9 MiB value.
 func largeUpdate(t *testing.T, r *runner.Runner, recv *receiver, coll *mongo.Collection) string {
 	t.Helper()
+	big := largeUpdateStopped(t, r, recv, coll)
+	if err := r.Start("big"); err != nil {
+		t.Fatal(err)
+	}
+	return big
+}
+
+// largeUpdateStopped is largeUpdate, but leaves the trigger stopped (for
+// the test to set a fail point before it starts it).
+func largeUpdateStopped(t *testing.T, r *runner.Runner, recv *receiver, coll *mongo.Collection) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
@@ -50,9 +61,6 @@ func largeUpdate(t *testing.T, r *runner.Runner, recv *receiver, coll *mongo.Col
 	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
 	big := strings.Repeat("x", 9<<20)
 	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: int32(1)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "big", Value: big}}}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start("big"); err != nil {
 		t.Fatal(err)
 	}
 	return big
@@ -284,20 +292,9 @@ func TestLargeEventStoppedBetweenFragments(t *testing.T) {
 	r := startRunnerOn(t, parseTrigger(t, largeYAML, recv.srv.URL), client, st, runner.Options{})
 	waitFor(t, "stream open", func() bool { return statusOf(t, r, "big").StreamOpen })
 	coll := admin.Database("shop").Collection("big")
-	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
-	if id := docID(recv.next(t)); id != 1 {
-		t.Fatalf("first delivery %d, want 1", id)
-	}
+	big := largeUpdateStopped(t, r, recv, coll)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if err := r.Stop(ctx, "big"); err != nil {
-		t.Fatal(err)
-	}
-	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
-	big := strings.Repeat("x", 9<<20)
-	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: int32(1)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "big", Value: big}}}}); err != nil {
-		t.Fatal(err)
-	}
 	// The stream opened with the stage returns the insert of 2 and the
 	// first fragment (9 MiB) in its first batch; the second fragment,
 	// which does not fit in the same reply, needs the runner's first

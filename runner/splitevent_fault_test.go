@@ -69,20 +69,9 @@ func TestLargeEventBatchedHeldBetweenFragments(t *testing.T) {
 	r := startRunnerOn(t, cfg, client, st, runner.Options{IdleCheckpointInterval: 10 * time.Millisecond, CheckpointInterval: 10 * time.Millisecond})
 	waitFor(t, "stream open", func() bool { return statusOf(t, r, "big").StreamOpen })
 	coll := admin.Database("shop").Collection("big")
-	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
-	if id := docID(waitRecv(t, got, "1")); id != 1 {
-		t.Fatalf("first delivery %d, want 1", id)
-	}
+	big := largeUpdateStopped(t, r, &receiver{got: got}, coll)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if err := r.Stop(ctx, "big"); err != nil {
-		t.Fatal(err)
-	}
-	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
-	big := strings.Repeat("x", 9<<20)
-	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: int32(1)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "big", Value: big}}}}); err != nil {
-		t.Fatal(err)
-	}
 	block := bson.D{{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "appName", Value: faultApp},
 		{Key: "blockConnection", Value: true}, {Key: "blockTimeMS", Value: 60000}}
 	configureFailPoint(t, admin, "failCommand", "alwaysOn", block)
