@@ -583,7 +583,7 @@ func TestRepartitionDropsTheOldPartitionsControls(t *testing.T) {
 
 // TestRepartitioningReloadSaysWhatHappened: a reload changing a trigger's
 // partitions logs that it restarted only when its new partitions can
-// start; when only the old partitioning's checkpoints exist (no
+// start (a paused trigger's stay paused, and the log says so); when only the old partitioning's checkpoints exist (no
 // `checkpoints repartition`), the new partitions refuse to start, and the
 // reload's log says so, with the way out, instead of "restarted".
 func TestRepartitioningReloadSaysWhatHappened(t *testing.T) {
@@ -593,6 +593,7 @@ func TestRepartitioningReloadSaysWhatHappened(t *testing.T) {
 		// repartitioned: the new partitions' checkpoints exist before the
 		// reload (as `checkpoints repartition` writes them).
 		repartitioned bool
+		paused        bool // paused before the reload
 		want          runner.State
 		wantLog       []string
 		notLog        []string
@@ -607,6 +608,9 @@ func TestRepartitioningReloadSaysWhatHappened(t *testing.T) {
 		{name: "checkpoints repartitioned", repartitioned: true, want: runner.StateRunning,
 			wantLog: []string{`level=INFO msg="trigger changed by reload: partitions changed; restarted" trigger=orders partitions=4`},
 			notLog:  []string{"refuse"}},
+		{name: "paused", repartitioned: true, paused: true, want: runner.StatePaused,
+			wantLog: []string{`level=INFO msg="trigger changed by reload: partitions changed; paused: the new partitions start from their checkpoints when the trigger is resumed" trigger=orders partitions=4`},
+			notLog:  []string{"restarted", "refuse"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -636,6 +640,12 @@ func TestRepartitioningReloadSaysWhatHappened(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+			}
+			if tc.paused {
+				if err := r.Pause("orders", "maintenance", "test"); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "orders paused", func() bool { return statusOf(t, r, "orders").State == runner.StatePaused })
 			}
 			if res, err := r.Reload(t.Context(), parseTrigger(t, partitionedYAML, recv.srv.URL)); err != nil || len(res.Changed) != 1 {
 				t.Fatalf("reload = %+v, %v; want orders changed", res, err)

@@ -164,8 +164,13 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	}
 	for _, name := range res.Changed {
 		t, ss := byName[name], oldSlots[name]
+		paused := slices.ContainsFunc(ss, func(s *slot) bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.pause != nil
+		})
 		if repartitioned[name] {
-			r.logRepartitioned(ctx, t)
+			r.logRepartitioned(ctx, t, paused)
 			continue
 		}
 		// Swap the held partitions' definitions, let them run again.
@@ -182,13 +187,17 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 			r.reconcile(s)
 			s.mu.Unlock()
 		}
-		if running := slices.ContainsFunc(ss, func(s *slot) bool {
+		running := slices.ContainsFunc(ss, func(s *slot) bool {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			return r.shouldRun(s)
-		}); running || !r.opts.Clustered {
+		})
+		switch {
+		case paused && t.Enabled:
+			r.log.Info("trigger changed by reload; paused: the new definition starts from its checkpoint when the trigger is resumed", "trigger", name)
+		case running || !r.opts.Clustered:
 			r.log.Info("trigger changed by reload; restarted from its checkpoint", "trigger", name, "enabled", t.Enabled)
-		} else {
+		default:
 			r.log.Info("trigger changed by reload; not running here now: the new definition starts from its checkpoint when this member runs it under its lease", "trigger", name, "enabled", t.Enabled)
 		}
 	}
@@ -280,12 +289,20 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 // the checkpoints cannot be listed here it logs only that the partitions
 // changed: each partition without a checkpoint lists them again itself
 // before it starts (Watcher.otherLayout retries until it can).
-func (r *Runner) logRepartitioned(ctx context.Context, t *triggers.Trigger) {
+func (r *Runner) logRepartitioned(ctx context.Context, t *triggers.Trigger, paused bool) {
+	started := func() {
+		if paused && t.Enabled {
+			r.log.Info("trigger changed by reload: partitions changed; paused: the new partitions start from their checkpoints when the trigger is resumed",
+				"trigger", t.Name, "partitions", len(t.Units()))
+			return
+		}
+		r.log.Info("trigger changed by reload: partitions changed; restarted", "trigger", t.Name, "partitions", len(t.Units()))
+	}
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultCheckpointTimeout)
 	defer cancel()
 	cps, err := r.store.TriggerCheckpoints(lctx, t.Name)
 	if err != nil {
-		r.log.Info("trigger changed by reload: partitions changed; restarted", "trigger", t.Name, "partitions", len(t.Units()))
+		started()
 		return
 	}
 	others := otherPartitioning(t, cps)
@@ -298,7 +315,7 @@ func (r *Runner) logRepartitioned(ctx context.Context, t *triggers.Trigger) {
 		}
 	}
 	if len(refusing) == 0 {
-		r.log.Info("trigger changed by reload: partitions changed; restarted", "trigger", t.Name, "partitions", len(t.Units()))
+		started()
 		return
 	}
 	r.log.Warn("trigger changed by reload: partitions changed, but its checkpoints are under another partitioning; "+
