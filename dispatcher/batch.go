@@ -113,6 +113,7 @@ type batcher struct {
 	openKeys    []string
 	expired     bool
 	more        bool         // the last event taken said another follows at once (Event.More)
+	moreUntil   time.Time    // when waiting for that event ends (zero: not started)
 	pending     *Ticket[job] // taken from the tracker, not yet placed
 	pendingElem []byte       // its payload
 	pendingErr  bool         // its payload could not be built
@@ -245,7 +246,7 @@ func (bt *batcher) run() {
 
 // take builds tk's payload and makes it pending.
 func (bt *batcher) take(tk *Ticket[job]) {
-	bt.pending, bt.pendingErr, bt.more = tk, false, tk.Value.ev.More
+	bt.pending, bt.pendingErr, bt.more, bt.moreUntil = tk, false, tk.Value.ev.More, time.Time{}
 	if bt.canceled {
 		return
 	}
@@ -410,12 +411,38 @@ func (bt *batcher) due(ready <-chan *Ticket[job]) bool {
 	if bt.closing {
 		return true
 	}
-	if bt.more {
-		return false // the next event of the same read is on its way; max_wait bounds the wait
+	if bt.more && bt.waitMore() {
+		return false // the next event of the same read is on its way
 	}
 	bt.mu.Lock()
 	defer bt.mu.Unlock()
 	return bt.inflight == 0
+}
+
+// maxMoreWait bounds how long an idle batch waits for the next event of
+// the read its last event came in (Event.More): that event normally
+// follows within microseconds, but its Submit may block — on the byte
+// budgets, or, per_document, as a keyless event waiting for every earlier
+// one, this batch's included — and then only sending the batch lets it in.
+const maxMoreWait = 10 * time.Millisecond
+
+// waitMore reports whether the open batch still waits for the next event
+// of its read (bt.more): for at most maxMoreWait (or max_wait, when
+// shorter) since the batch would have been sent, after which the batcher
+// is woken to send it.
+func (bt *batcher) waitMore() bool {
+	now := time.Now()
+	if bt.moreUntil.IsZero() {
+		wait := min(bt.maxWait, maxMoreWait)
+		bt.moreUntil = now.Add(wait)
+		time.AfterFunc(wait, func() {
+			select {
+			case bt.wake <- struct{}{}:
+			default: // the batcher is already woken
+			}
+		})
+	}
+	return now.Before(bt.moreUntil)
 }
 
 // canSeal reports whether one more batch may be sealed.

@@ -53,3 +53,37 @@ func TestBatchWaitsForTheRestOfARead(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchDoesNotWaitForAReadsNextEventThatWaitsForIt: when the next
+// event of a read cannot be admitted until the batch waiting for it is
+// delivered (here it does not fit in max_inflight_bytes beside the first
+// one), the batch is sent after a short wait, not after max_wait (an hour
+// here), and the next event after it.
+func TestBatchDoesNotWaitForAReadsNextEventThatWaitsForIt(t *testing.T) {
+	rc := newReceiver(t, nil)
+	evs := batchEvents(t, 2, func(i int) string { return "" })
+	evs[0].More = true
+	size := int64(len(evs[0].Raw) + len(evs[0].Token))
+	d := newTestDispatcher(t, &triggers.Trigger{
+		Webhook:  triggers.Webhook{URL: rc.srv.URL},
+		Ordering: triggers.None, Concurrency: 4,
+		// Room for one event at a time.
+		MaxInflightBytes: size + size/2,
+		Batch:            &triggers.BatchPolicy{MaxEvents: 10, MaxBytes: 1 << 10, MaxWait: time.Hour},
+	}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, ev := range evs {
+		if err := d.Submit(ctx, ev); err != nil {
+			t.Fatalf("submit: %v (the next event waited for a batch waiting for it)", err)
+		}
+	}
+	closeWithin(t, d, 10*time.Second)
+	var got [][]int
+	for _, r := range rc.deliveries() {
+		got = append(got, batchSeqs(t, r.body))
+	}
+	if want := [][]int{{0}, {1}}; !slices.EqualFunc(got, want, slices.Equal[[]int]) {
+		t.Errorf("batches %v, want %v", got, want)
+	}
+}
