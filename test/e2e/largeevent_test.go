@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -34,14 +35,17 @@ func TestLargeEventKilledMidDelivery(t *testing.T) {
 		return http.StatusNoContent
 	})
 	// A short lease: the next process takes the trigger over soon after
-	// the kill.
-	cfg := writeFile(t, t.TempDir(), "big.yaml", "cluster: { lease_ttl: 1s }\n"+baseConfig(srv.URI(), rc.URL())+`
+	// the kill. A long webhook timeout: the receiver decodes the 18 MiB
+	// body before it counts the request in flight, which takes longer
+	// than the defaults' 2s under the race detector.
+	cfg := writeFile(t, t.TempDir(), "big.yaml", "cluster: { lease_ttl: 1s }\n"+baseConfig(srv.URI(), rc.URL())+fmt.Sprintf(`
   - name: big
     database: e2e
     collection: big
     operations: [insert, update]
     full_document: updateLookup
-`)
+    webhook: { url: %q, secret: %s, timeout: 2m }
+`, rc.URL(), testSecret))
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	coll := client.Database("e2e").Collection("big")
