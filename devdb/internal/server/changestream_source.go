@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -43,8 +44,8 @@ type changeStreamSource struct {
 	matchFields  []string
 	matchPartial bool
 	// opFilter, when opFilterOK, are the operation types the pipeline (a
-	// filter on operationType alone, opFilterOf) passes: emitRaw decides
-	// on the encoded event.
+	// filter on operationType alone, opFilterOf) passes: an event built
+	// from an encoded entry is decided on the entry's op.
 	opFilter   []string
 	opFilterOK bool
 	// split reports a $changeStreamSplitLargeEvent stage: events over
@@ -414,6 +415,12 @@ func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
 		}
 		// rawEventOK ops are never expanded-only and never invalidate.
 		if (cs.pipeline == nil || cs.matchOnly) && rawEventOK(r, cs.images) {
+			// The event's operationType is the entry's op (buildEventRaw):
+			// an operation-type filter drops an event before it is built
+			// (unless a test checks every decision on the built event).
+			if cs.opFilterOK && matchCheck == nil && !slices.Contains(cs.opFilter, r.Op) {
+				return nil
+			}
 			im := cs.images
 			var looked *bson.Raw
 			if rawEventCheck != nil && im.fullDocument == fdUpdateLookup {
@@ -440,7 +447,7 @@ func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
 					}
 					rawEventCheck(r, im, raw, tok)
 				}
-				return cs.emitRaw(raw, tok)
+				return cs.emitRaw(raw, tok, r.Op)
 			}
 		}
 	}
@@ -451,25 +458,23 @@ func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
 	return cs.process(ent)
 }
 
-// emitRaw is emit for an encoded event (never final) when the pipeline is
-// absent or matchOnly: the pipeline sees the event decoded, exactly the
-// document buildEvent would have produced (or only the top-level fields its
-// filters read, matchPartial: the same answer), and a kept event is the encoded
-// one unchanged ($match returns its input, so checkEventID holds and
-// re-encoding would give the same bytes).
-func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken) error {
-	decided := false
+// emitRaw is emit for an encoded event (never final) of operation type op
+// when the pipeline is absent or matchOnly: an operation-type filter
+// (opFilterOK) decides on op alone; any other pipeline sees the event
+// decoded, exactly the document buildEvent would have produced (or only the
+// top-level fields its filters read, matchPartial: the same answer). A kept
+// event is the encoded one unchanged ($match returns its input, so
+// checkEventID holds and re-encoding would give the same bytes).
+func (cs *changeStreamSource) emitRaw(raw bson.Raw, tok resumeToken, op string) error {
 	if cs.opFilterOK {
-		keep, ok := opFilterDecide(raw, cs.opFilter)
-		if ok && matchCheck != nil {
+		keep := slices.Contains(cs.opFilter, op)
+		if matchCheck != nil {
 			matchCheck(cs.pipeline, raw, keep)
 		}
-		if ok && !keep {
+		if !keep {
 			return nil
 		}
-		decided = ok
-	}
-	if cs.pipeline != nil && !decided {
+	} else if cs.pipeline != nil {
 		var ev bson.D
 		ok := false
 		if cs.matchPartial {

@@ -1,11 +1,9 @@
 package server
 
 import (
-	"encoding/binary"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // matchFieldsOf returns the top-level fields that the $match-only stages
@@ -103,8 +101,8 @@ func matchDecode(raw []byte, fields []string) (bson.D, bool) {
 // It returns the operation types that pass; ok is false for any other
 // pipeline. Such a filter's answer on an event whose operationType is a
 // string depends only on that string (no collation applies to a change
-// stream's pipeline here), so emitRaw decides it on the encoded event
-// (opFilterDecide) without decoding anything.
+// stream's pipeline here), so processRaw decides it on the oplog entry's
+// op, the operationType of the event it builds, before building it.
 func opFilterOf(stages bson.A) (ops []string, ok bool) {
 	if len(stages) != 1 {
 		return nil, false
@@ -165,44 +163,4 @@ func opSetOf(f bson.D, ops []string) ([]string, bool) {
 		return ops, true
 	}
 	return nil, false
-}
-
-// opFilterDecide answers an opFilterOf filter with operation types ops on
-// the encoded event raw: keep is whether raw's operationType is one of
-// them. ok is false (the caller decides on the decoded event) unless raw
-// is well formed and has exactly one top-level operationType, a string.
-func opFilterDecide(raw []byte, ops []string) (keep, ok bool) {
-	rest, ok := docElements(raw)
-	if !ok {
-		return false, false
-	}
-	var op []byte
-	found := false
-	for len(rest) > 0 {
-		key, v, next, ok := nextElement(rest)
-		if !ok {
-			return false, false
-		}
-		rest = next
-		if string(key) != "operationType" {
-			continue
-		}
-		if found || v.Type != bsoncore.TypeString || len(v.Data) < 5 {
-			return false, false
-		}
-		n := int(int32(binary.LittleEndian.Uint32(v.Data)))
-		if n < 1 || 4+n != len(v.Data) || v.Data[len(v.Data)-1] != 0 {
-			return false, false
-		}
-		op, found = v.Data[4:len(v.Data)-1], true
-	}
-	if !found {
-		return false, false
-	}
-	for _, s := range ops {
-		if string(op) == s {
-			return true, true
-		}
-	}
-	return false, true
 }
