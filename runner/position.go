@@ -46,18 +46,38 @@ func PositionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, 
 // set after a failover whose clock is behind — and refuse a time that was
 // accepted, after the caller stopped the trigger to move it.
 func positionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at time.Time) (store.Checkpoint, error) {
+	token, err := openAt(ctx, client, t, at)
+	if err != nil {
+		return store.Checkpoint{}, positionError(ctx, client, t, at, err)
+	}
+	now := time.Now()
+	cp := store.Checkpoint{Trigger: t.Key(), Token: token, UpdatedAt: now}
+	if !at.IsZero() {
+		cp.ClusterTime = bson.Timestamp{T: uint32(at.Unix())}
+	}
+	return cp, nil
+}
+
+// errNoToken is openAt's error for a stream opened without a resume token.
+var errNoToken = errors.New("the server returned no resume token")
+
+// openAt opens t's change stream at time at (zero: now) with an empty first
+// batch and returns its post-batch resume token; for a time, it also reads
+// once, to learn whether the oplog still reaches it. It returns the
+// server's errors as they are.
+func openAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at time.Time) (bson.Raw, error) {
 	opts := t.ChangeStreamOptions().SetBatchSize(0)
 	if !at.IsZero() {
 		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(at.Unix())}).SetMaxAwaitTime(historyCheckAwait)
 	}
 	cs, err := t.Watch(ctx, client, opts)
 	if err != nil {
-		return store.Checkpoint{}, positionError(t, at, err)
+		return nil, err
 	}
 	defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
 	token := append(bson.Raw(nil), cs.ResumeToken()...)
 	if len(token) == 0 {
-		return store.Checkpoint{}, fmt.Errorf("open the change stream of %s: the server returned no resume token", t.Name)
+		return nil, errNoToken
 	}
 	if !at.IsZero() {
 		// MongoDB finds that at is no longer in the oplog only while
@@ -75,15 +95,10 @@ func positionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, 
 			}
 		}
 		if err := cs.Err(); err != nil && (historyLost(err) || ctx.Err() != nil) {
-			return store.Checkpoint{}, positionError(t, at, err)
+			return nil, err
 		}
 	}
-	now := time.Now()
-	cp := store.Checkpoint{Trigger: t.Key(), Token: token, UpdatedAt: now}
-	if !at.IsZero() {
-		cp.ClusterTime = bson.Timestamp{T: uint32(at.Unix())}
-	}
-	return cp, nil
+	return token, nil
 }
 
 // CheckNotFuture returns nil when at is not after the deployment's current
@@ -134,12 +149,59 @@ func historyLost(err error) bool {
 	return errors.As(err, &se) && se.HasErrorCode(codeChangeStreamHistoryLost)
 }
 
-// positionError is the error of PositionAt's change stream at at.
-func positionError(t *triggers.Trigger, at time.Time, err error) error {
+// earliestWait bounds positionError's search for the earliest time the
+// oplog still reaches (earliestStart).
+const earliestWait = 10 * time.Second
+
+// positionError is the error of PositionAt's change stream at at. For a
+// time no longer in the oplog it names the earliest one still there
+// (earliestStart), when it can find it.
+func positionError(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at time.Time, err error) error {
 	if !at.IsZero() && historyLost(err) {
+		if earliest, ok := earliestStart(ctx, client, t, at); ok {
+			return fmt.Errorf("%s is older than the oldest change still in the oplog: the earliest time it still reaches is %s (pick it or later, or now): %w",
+				positionText(at), positionText(earliest), err)
+		}
 		return fmt.Errorf("%s is older than the oldest change still in the oplog: pick a later time, or now: %w", positionText(at), err)
 	}
+	if errors.Is(err, errNoToken) {
+		return fmt.Errorf("open the change stream of %s: %w", t.Name, err)
+	}
 	return fmt.Errorf("open the change stream of %s at %s: %w", t.Name, positionText(at), err)
+}
+
+// earliestStart finds, to the second, the earliest time after lost (a time
+// the oplog no longer reaches) from which t's change stream starts: it
+// bisects between lost and the server's current time, opening the stream
+// at each probe as PositionAt does (about log2 of the seconds between them,
+// 17 probes for a day). It needs no privilege beyond the trigger's own, and
+// works through a mongos. ok is false when a probe fails otherwise, or the
+// search takes longer than earliestWait. The oplog keeps rolling: the time
+// found is the earliest at the search's end.
+func earliestStart(ctx context.Context, client *mongo.Client, t *triggers.Trigger, lost time.Time) (time.Time, bool) {
+	ctx, cancel := context.WithTimeout(ctx, earliestWait)
+	defer cancel()
+	now, err := ServerTime(ctx, client)
+	if err != nil {
+		return time.Time{}, false
+	}
+	// lo is lost; hi is the present second, which is not known to be in
+	// reach until a probe says so: when the oldest change is of the
+	// present second, only now is.
+	lo, hi, reached := lost.Unix(), now.Unix(), false
+	for lo < hi && !(reached && hi-lo == 1) {
+		mid := lo + (hi-lo+1)/2
+		_, err := openAt(ctx, client, t, time.Unix(mid, 0))
+		switch {
+		case err == nil:
+			hi, reached = mid, true
+		case historyLost(err):
+			lo = mid
+		default:
+			return time.Time{}, false
+		}
+	}
+	return time.Unix(hi, 0).UTC(), reached
 }
 
 func positionText(at time.Time) string {

@@ -2,8 +2,11 @@ package runner_test
 
 import (
 	"context"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/runner"
@@ -51,5 +54,43 @@ triggers:
 	}
 	if err == nil || !strings.Contains(err.Error(), "BSONObjectTooLarge") {
 		t.Fatalf("reading from the position: %v, want the large change's BSONObjectTooLarge", err)
+	}
+}
+
+// TestPositionAtBeforeTheOplogNamesTheEarliestTime: a time the oplog no
+// longer reaches is refused with the earliest time it still reaches, to the
+// second: PositionAt accepts that time and refuses the second before it.
+func TestPositionAtBeforeTheOplogNamesTheEarliestTime(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{OplogMaxBytes: 16 << 10})
+	cfg := parseTrigger(t, lowStockYAML, "http://127.0.0.1:1")
+	trig := cfg.Triggers[0]
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	coll := client.Database("lessons").Collection("inventory")
+	before := serverTime(t, client).Add(-time.Hour).Truncate(time.Second)
+	pad := strings.Repeat("x", 1024)
+	for i := int32(1); i < 80; i++ {
+		insert(t, coll, append(item(i, 100), bson.E{Key: "pad", Value: pad}))
+	}
+	// The oplog's oldest change is of a past second, or only now is in
+	// reach (a position is to the second).
+	written := serverTime(t, client).Truncate(time.Second)
+	waitFor(t, "the server's clock past "+written.Format(time.RFC3339), func() bool { return serverTime(t, client).After(written.Add(time.Second)) })
+	_, err := runner.PositionAt(ctx, client, trig, before)
+	prefix := before.UTC().Format(time.RFC3339) + " is older than the oldest change still in the oplog: the earliest time it still reaches is "
+	m := regexp.MustCompile(regexp.QuoteMeta(prefix) + `(\S+) \(pick it or later, or now\)`).FindStringSubmatch(fmt.Sprint(err))
+	if m == nil {
+		t.Fatalf("PositionAt(%s) = %v, want %q and a time", before, err, prefix)
+	}
+	earliest, perr := time.Parse(time.RFC3339, m[1])
+	if perr != nil {
+		t.Fatalf("the time named, %q: %v", m[1], perr)
+	}
+	if _, err := runner.PositionAt(ctx, client, trig, earliest); err != nil {
+		t.Errorf("PositionAt(%s), the time the error named: %v", earliest, err)
+	}
+	if _, err := runner.PositionAt(ctx, client, trig, earliest.Add(-time.Second)); err == nil || !strings.Contains(err.Error(), "ChangeStreamHistoryLost") {
+		t.Errorf("PositionAt(%s), a second before the time named: %v, want history lost", earliest.Add(-time.Second), err)
 	}
 }
