@@ -32,7 +32,7 @@ func TestChangeStreamEventTooLarge(t *testing.T) {
 	t.Parallel()
 	_, client := csStart(t, server.Options{})
 	coll := client.Database("shop").Collection("big")
-	ctx := csCtx(t)
+	ctx := largeCtx(t)
 	mustDo(t, func() error { _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: int32(1)}}); return err })
 	cs := csWatch(t, coll, nil, options.ChangeStream().SetFullDocument(options.UpdateLookup))
 	start := cs.ResumeToken()
@@ -111,7 +111,7 @@ func TestChangeStreamEventOfLargestDocument(t *testing.T) {
 	db := client.Database("shop")
 	csRun(t, db, bson.D{{Key: "create", Value: "max"}, {Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}}})
 	coll := db.Collection("max")
-	ctx := csCtx(t)
+	ctx := largeCtx(t)
 	cs := csWatch(t, coll, nil, options.ChangeStream().SetFullDocumentBeforeChange(options.Required))
 	// {_id: 1, big: "x…"}: 4 + (1+4+4) + (1+4+4+len+1) + 1 bytes.
 	big := strings.Repeat("x", 16<<20-24)

@@ -26,7 +26,7 @@ import (
 func TestChangeStreamSplitLargeEvent(t *testing.T) {
 	t.Parallel()
 	_, client := csStart(t, server.Options{})
-	ctx := csCtx(t)
+	ctx := largeCtx(t)
 	db := client.Database("split")
 	csRun(t, db, bson.D{{Key: "create", Value: "c"}, {Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}}})
 	coll := db.Collection("c")

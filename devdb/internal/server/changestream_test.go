@@ -63,6 +63,19 @@ func csCtx(t testing.TB) context.Context {
 	return ctx
 }
 
+// largeTimeout bounds a whole test that writes and reads change events of
+// 16 MiB and more (largeCtx): its work, not a wait, takes seconds, over
+// csTimeout under the race detector on a busy machine.
+const largeTimeout = 2 * time.Minute
+
+// largeCtx returns a context bounded by largeTimeout, cancelled at cleanup.
+func largeCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), largeTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // csWatch opens a change stream with a short await time, closed at cleanup.
 func csWatch(t testing.TB, w interface {
 	Watch(context.Context, any, ...options.Lister[options.ChangeStreamOptions]) (*mongo.ChangeStream, error)
