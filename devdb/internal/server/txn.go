@@ -383,9 +383,13 @@ func (s *Server) beginTxnCommand(req *Request) (*transaction, error) {
 		s.txns.pruneLocked()
 		s.txns.bySession[a.key] = t
 		limit := s.opts.TransactionLifetimeLimit
+		// The timer may fire before AfterFunc returns; its abort reads
+		// t.timer under t.mu, so t.timer is set under t.mu too.
+		t.mu.Lock()
 		t.timer = time.AfterFunc(limit, func() {
 			s.abortTxn(t, fmt.Sprintf("it exceeded the transaction lifetime limit of %s", limit))
 		})
+		t.mu.Unlock()
 	case t == nil || a.number > t.number:
 		s.txns.mu.Unlock()
 		if !commitOrAbort || !s.committedBefore(a) {

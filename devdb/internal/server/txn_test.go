@@ -366,6 +366,34 @@ func TestTransactionLifetimeLimit(t *testing.T) {
 	}
 }
 
+// TestTransactionExpiringAsItStarts: a transaction whose lifetime limit
+// runs out while the command starting it is still being set up is aborted
+// cleanly (under -race, the lifetime timer's abort must not race the
+// command that arms it), and the writes of every aborted transaction stay
+// invisible.
+func TestTransactionExpiringAsItStarts(t *testing.T) {
+	s := startTestServer(t, Options{TransactionLifetimeLimit: time.Nanosecond}, testHooks{})
+	c := connect(t, s)
+	lsid := bson.D{{Key: "id", Value: bson.Binary{Subtype: bson.TypeBinaryUUID, Data: []byte("0123456789abcdef")}}}
+	const txns = 300
+	for n := int64(1); n <= txns; n++ {
+		insert := bson.D{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: n}}}},
+			{Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: n}, {Key: "autocommit", Value: false}, {Key: "startTransaction", Value: true}}
+		if _, err := runCommand(t, c, "db", insert); err != nil {
+			// The limit may have run out before the insert ran.
+			wantLabel(t, err, mongoerr.NoSuchTransaction, "TransientTransactionError")
+		}
+		abort := bson.D{{Key: "abortTransaction", Value: 1}, {Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: n}, {Key: "autocommit", Value: false}}
+		if _, err := runCommand(t, c, "admin", abort); err != nil {
+			// Or before the explicit abort.
+			wantCode(t, err, mongoerr.NoSuchTransaction, "")
+		}
+	}
+	if got := findIDs(t, testContext(t), c.Database("db").Collection("c"), bson.D{}); len(got) != 0 {
+		t.Errorf("documents of aborted transactions: %v", got)
+	}
+}
+
 func TestTransactionCommitRetriedAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	lsid := bson.D{{Key: "id", Value: bson.Binary{Subtype: bson.TypeBinaryUUID, Data: []byte("0123456789abcdef")}}}
