@@ -21,6 +21,29 @@ import (
 	"github.com/changehook/changehook/triggers"
 )
 
+// newStateStore starts a devdb for the test and returns the state store on
+// it, its indexes made, and a context that ends after a minute or with the
+// test (t.Cleanup), for the test's calls.
+func newStateStore(t *testing.T) (context.Context, *store.Store) {
+	t.Helper()
+	_, client := devdbtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	st := store.New(client, "chstate")
+	if err := st.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, st
+}
+
+// newReplayer is a Replayer of st's dead letters to cfg's triggers, each
+// delivered by a plain dispatcher.Sender of its trigger.
+func newReplayer(st *store.Store, cfg *triggers.Config) *deadletter.Replayer {
+	return &deadletter.Replayer{Store: st, Config: cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
+		return dispatcher.NewSender(t)
+	}}
+}
+
 // putDeadLetter stores a dead letter of trigger for the event numbered i
 // and returns its id.
 func putDeadLetter(t *testing.T, ctx context.Context, st *store.Store, trigger string, i int) string {
@@ -47,21 +70,13 @@ func putDeadLetter(t *testing.T, ctx context.Context, st *store.Store, trigger s
 // builds a new Replayer: connections left to their idle timeout (90 s)
 // would pile up, one per call.
 func TestReplayClosesItsConnections(t *testing.T) {
-	_, client := devdbtest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st := store.New(client, "chstate")
-	if err := st.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx, st := newStateStore(t)
 	orders, users := connendpoint.Start(t), connendpoint.Start(t)
 	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{
 		{Name: "orders", Webhook: triggers.Webhook{URL: orders.URL}},
 		{Name: "users", Webhook: triggers.Webhook{URL: users.URL}},
 	}}
-	r := &deadletter.Replayer{Store: st, Config: cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
-		return dispatcher.NewSender(t)
-	}}
+	r := newReplayer(st, cfg)
 	waitClosed := func(after string) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -99,13 +114,7 @@ func TestReplayClosesItsConnections(t *testing.T) {
 // (the delivery history) with the event's documentKey and operationType,
 // and a failed replay's error counts its attempts in good English.
 func TestReplayAttemptsCarryTheEvent(t *testing.T) {
-	_, client := devdbtest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st := store.New(client, "chstate")
-	if err := st.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx, st := newStateStore(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
 	t.Cleanup(srv.Close)
 	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{
@@ -146,13 +155,7 @@ func TestReplayAttemptsCarryTheEvent(t *testing.T) {
 // since its receiver reads arrays; one of an unbatched trigger as the
 // event itself, under the dead letter's webhook-id.
 func TestReplayHasTheTriggersShape(t *testing.T) {
-	_, client := devdbtest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st := store.New(client, "chstate")
-	if err := st.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx, st := newStateStore(t)
 	type request struct {
 		id   string
 		body string
@@ -171,9 +174,7 @@ func TestReplayHasTheTriggersShape(t *testing.T) {
 		{Name: "batched", Webhook: triggers.Webhook{URL: srv.URL + "/batched"}, Batch: &triggers.BatchPolicy{MaxEvents: 10}},
 		{Name: "single", Webhook: triggers.Webhook{URL: srv.URL + "/single"}},
 	}}
-	r := &deadletter.Replayer{Store: st, Config: cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) {
-		return dispatcher.NewSender(t)
-	}}
+	r := newReplayer(st, cfg)
 	ids := []string{putDeadLetter(t, ctx, st, "batched", 1), putDeadLetter(t, ctx, st, "single", 2)}
 	sum, err := r.Replay(ctx, deadletter.Selection{IDs: ids}, nil)
 	if err != nil || sum.Replayed != 2 {
