@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"sync"
@@ -358,13 +359,21 @@ func TestKey(t *testing.T) {
 	}
 }
 
-// sharedSup is a Supervisor for several members at once: it records which
-// member runs each unit and flags a unit started while another member runs
-// it.
+// sharedSup is a Supervisor for several members at once (see
+// startMembers): it records which member runs each unit, how often each
+// member started one, every unit started while another member runs it
+// (double) and every start while another member ran a unit of another
+// partitioning of the same trigger (overlap).
 type sharedSup struct {
 	mu      sync.Mutex
 	running map[string]string // unit key → member
+	starts  map[string]int    // member → starts
 	double  []string
+	overlap []string
+}
+
+func newSharedSup() *sharedSup {
+	return &sharedSup{running: map[string]string{}, starts: map[string]int{}}
 }
 
 type memberSup struct {
@@ -378,7 +387,14 @@ func (m memberSup) StartLeased(key string, _ runner.Lease) error {
 	if other, ok := m.s.running[key]; ok {
 		m.s.double = append(m.s.double, key+" on "+other+" and "+m.id)
 	}
+	_, _, n, _ := triggers.ParsePartitionKey(key)
+	for other, id := range m.s.running {
+		if _, _, on, _ := triggers.ParsePartitionKey(other); on != n && id != m.id {
+			m.s.overlap = append(m.s.overlap, fmt.Sprintf("%s started on %s while %s ran %s", key, m.id, id, other))
+		}
+	}
 	m.s.running[key] = m.id
+	m.s.starts[m.id]++
 	return nil
 }
 
@@ -391,6 +407,41 @@ func (m memberSup) Stop(_ context.Context, key string) error {
 	return nil
 }
 
+// members runs cluster members on one store, each driving its
+// configuration's triggers on sup, until the test ends.
+type members struct {
+	ctx context.Context
+	wg  *sync.WaitGroup
+	st  Store
+	sup *sharedSup
+}
+
+// startMembers returns members on st and sup; t.Cleanup stops every member
+// started with start at once and waits for them.
+func startMembers(t *testing.T, st Store, sup *sharedSup) *members {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	wg := &sync.WaitGroup{}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	return &members{ctx: ctx, wg: wg, st: st, sup: sup}
+}
+
+// start runs member id with cfg (lease TTL 2s, renewals every 300ms): its
+// Manager's Run and Drive of cfg on the member's part of sup.
+func (ms *members) start(t *testing.T, id string, cfg *triggers.Config) *Manager {
+	t.Helper()
+	m, err := New(ms.st, cfg, Options{InstanceID: id, LeaseTTL: 2 * time.Second, RenewEvery: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms.wg.Go(func() { _ = m.Run(ms.ctx) })
+	ms.wg.Go(func() { Drive(ms.ctx, m, memberSup{ms.sup, id}, cfg, time.Second) })
+	return m
+}
+
 // TestDrivePartitionsOverMembers drives a trigger with 8 partitions on two
 // members: each partition runs under its own lease on exactly one member,
 // the members share them, and Standby agrees with who runs what.
@@ -398,23 +449,12 @@ func TestDrivePartitionsOverMembers(t *testing.T) {
 	st := newTestStore(t)
 	cfg := testConfig(t, "orders")
 	cfg.Triggers[0].Partitions = 8
-	sup := &sharedSup{running: map[string]string{}}
-	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
+	sup := newSharedSup()
+	ms := startMembers(t, st, sup)
 	mgrs := map[string]*Manager{}
 	for _, id := range []string{"a", "b"} {
-		m, err := New(st, cfg, Options{InstanceID: id, LeaseTTL: 2 * time.Second, RenewEvery: 300 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mgrs[id] = m
-		wg.Go(func() { _ = m.Run(ctx) })
-		wg.Go(func() { Drive(ctx, m, memberSup{sup, id}, cfg, time.Second) })
+		mgrs[id] = ms.start(t, id, cfg)
 	}
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
 	settled := func() bool {
 		sup.mu.Lock()
 		defer sup.mu.Unlock()
@@ -438,7 +478,9 @@ func TestDrivePartitionsOverMembers(t *testing.T) {
 	for !settled() {
 		if time.Now().After(deadline) {
 			sup.mu.Lock()
-			t.Fatalf("partitions not shared: running = %v", sup.running)
+			running := maps.Clone(sup.running)
+			sup.mu.Unlock() // the members' Stop at the cleanup takes it
+			t.Fatalf("partitions not shared: running = %v", running)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -1,54 +1,12 @@
 package cluster
 
 import (
-	"context"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
-
-// layoutSup records which member runs which unit of trigger "orders" and
-// every start of one while another member ran a unit of another
-// partitioning of it.
-type layoutSup struct {
-	mu      sync.Mutex
-	running map[string]string // unit key → member
-	overlap []string
-	starts  map[string]int // member → starts
-}
-
-type layoutMember struct {
-	s  *layoutSup
-	id string
-}
-
-func (m layoutMember) StartLeased(key string, _ runner.Lease) error {
-	m.s.mu.Lock()
-	defer m.s.mu.Unlock()
-	_, _, n, _ := triggers.ParsePartitionKey(key)
-	for other, id := range m.s.running {
-		if _, _, on, _ := triggers.ParsePartitionKey(other); on != n && id != m.id {
-			m.s.overlap = append(m.s.overlap, fmt.Sprintf("%s started on %s while %s ran %s", key, m.id, id, other))
-		}
-	}
-	m.s.running[key] = m.id
-	m.s.starts[m.id]++
-	return nil
-}
-
-func (m layoutMember) Stop(_ context.Context, key string) error {
-	m.s.mu.Lock()
-	defer m.s.mu.Unlock()
-	if m.s.running[key] == m.id {
-		delete(m.s.running, key)
-	}
-	return nil
-}
 
 // TestRollbackToAnotherPartitioningNeverOverlaps: a member runs trigger
 // orders with 4 partitions; two members started with an older
@@ -64,21 +22,9 @@ func TestRollbackToAnotherPartitioningNeverOverlaps(t *testing.T) {
 	newer.Triggers[0].Partitions = 4
 	older := testConfig(t, "orders")
 	older.Triggers[0].Partitions = 2
-	sup := &layoutSup{running: map[string]string{}, starts: map[string]int{}}
-	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	start := func(id string, cfg *triggers.Config) {
-		m, err := New(st, cfg, Options{InstanceID: id, LeaseTTL: 2 * time.Second, RenewEvery: 300 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() { _ = m.Run(ctx) })
-		wg.Go(func() { Drive(ctx, m, layoutMember{sup, id}, cfg, time.Second) })
-	}
+	sup := newSharedSup()
+	ms := startMembers(t, st, sup)
+	ctx := t.Context()
 	waitRunning := func(what string, n int) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -101,10 +47,10 @@ func TestRollbackToAnotherPartitioningNeverOverlaps(t *testing.T) {
 			time.Sleep(20 * time.Millisecond) // polling the model
 		}
 	}
-	start("new", newer)
+	ms.start(t, "new", newer)
 	waitRunning("the 4 partitions on the newer member", 4)
-	start("old1", older)
-	start("old2", older)
+	ms.start(t, "old1", older)
+	ms.start(t, "old2", older)
 	waitRunning("the 2 partitions of the older definition, the majority's", 2)
 	sup.mu.Lock()
 	starts := sup.starts["old1"] + sup.starts["old2"]
