@@ -66,6 +66,47 @@ func largeUpdateStopped(t *testing.T, r *runner.Runner, recv *receiver, coll *mo
 	return big
 }
 
+// startBigOnFaultDB starts a devdb with test commands and runs trigger big
+// of yaml (its webhook hookURL) on it with opts, reading with a client of
+// application faultApp (which fail points can name) and keeping its state
+// through admin, a client of its own; it returns once the stream is open.
+func startBigOnFaultDB(t *testing.T, yaml, hookURL string, opts runner.Options) (admin *mongo.Client, st *store.Store, r *runner.Runner) {
+	t.Helper()
+	srv, admin := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
+	client := devdbtest.Connect(t, srv.URI(), options.Client().SetAppName(faultApp))
+	st = store.New(admin, stateDB)
+	r = startRunnerOn(t, parseTrigger(t, yaml, hookURL), client, st, opts)
+	waitFor(t, "stream open", func() bool { return statusOf(t, r, "big").StreamOpen })
+	return admin, st, r
+}
+
+// startBlockedAtSecondFragment starts trigger big, left stopped by
+// largeUpdateStopped, with a fail point blocking the runner's getMores for
+// a minute: the stream opened with $changeStreamSplitLargeEvent returns
+// the insert of 2 and the update's first fragment (9 MiB) in its first
+// batch; the second fragment, which does not fit in the same reply, needs
+// the runner's first getMore, which blocks. It checks that the insert of 2
+// is delivered and returns once that getMore is blocked, the trigger
+// holding the first fragment. The test turns the fail point off
+// (configureFailPoint "off") to let the trigger read on; t.Cleanup turns
+// it off too, before the runner stops.
+func startBlockedAtSecondFragment(t *testing.T, admin *mongo.Client, r *runner.Runner, recv *receiver) {
+	t.Helper()
+	block := bson.D{{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "appName", Value: faultApp},
+		{Key: "blockConnection", Value: true}, {Key: "blockTimeMS", Value: 60000}}
+	configureFailPoint(t, admin, "failCommand", "alwaysOn", block)
+	t.Cleanup(func() { configureFailPoint(t, admin, "failCommand", "off", nil) })
+	if err := r.Start("big"); err != nil {
+		t.Fatal(err)
+	}
+	if id := docID(recv.next(t)); id != 2 {
+		t.Fatalf("delivery after the start %d, want 2", id)
+	}
+	waitFor(t, "the getMore of the second fragment blocked", func() bool {
+		return configureFailPoint(t, admin, "failCommand", "alwaysOn", block) > 0
+	})
+}
+
 // TestLargeEventDeliveredWhole: an update whose event is 18 MiB fails the
 // stream's read (BSONObjectTooLarge); the trigger reopens it with
 // $changeStreamSplitLargeEvent, delivers the insert read before the update
@@ -285,32 +326,13 @@ func TestLargeEventDeadLetteredTrimmed(t *testing.T) {
 // reads both fragments and delivers the event whole.
 func TestLargeEventStoppedBetweenFragments(t *testing.T) {
 	t.Parallel()
-	srv, admin := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
-	client := devdbtest.Connect(t, srv.URI(), options.Client().SetAppName(faultApp))
 	recv := newReceiver(t)
-	st := store.New(admin, stateDB)
-	r := startRunnerOn(t, parseTrigger(t, largeYAML, recv.srv.URL), client, st, runner.Options{})
-	waitFor(t, "stream open", func() bool { return statusOf(t, r, "big").StreamOpen })
+	admin, st, r := startBigOnFaultDB(t, largeYAML, recv.srv.URL, runner.Options{})
 	coll := admin.Database("shop").Collection("big")
 	big := largeUpdateStopped(t, r, recv, coll)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	// The stream opened with the stage returns the insert of 2 and the
-	// first fragment (9 MiB) in its first batch; the second fragment,
-	// which does not fit in the same reply, needs the runner's first
-	// getMore, which blocks.
-	block := bson.D{{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "appName", Value: faultApp},
-		{Key: "blockConnection", Value: true}, {Key: "blockTimeMS", Value: 60000}}
-	configureFailPoint(t, admin, "failCommand", "alwaysOn", block)
-	if err := r.Start("big"); err != nil {
-		t.Fatal(err)
-	}
-	if id := docID(recv.next(t)); id != 2 {
-		t.Fatalf("delivery after the start %d, want 2", id)
-	}
-	waitFor(t, "the getMore of the second fragment blocked", func() bool {
-		return configureFailPoint(t, admin, "failCommand", "alwaysOn", block) > 0
-	})
+	startBlockedAtSecondFragment(t, admin, r, recv)
 	if err := r.Stop(ctx, "big"); err != nil {
 		t.Fatal(err)
 	}

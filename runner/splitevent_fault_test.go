@@ -10,10 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/devdb"
-	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/runner"
-	"github.com/changehook/changehook/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -59,31 +56,17 @@ func bodyReceiver(t *testing.T) (*httptest.Server, chan bson.Raw) {
 // the event whole.
 func TestLargeEventBatchedHeldBetweenFragments(t *testing.T) {
 	t.Parallel()
-	srv, admin := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
-	client := devdbtest.Connect(t, srv.URI(), options.Client().SetAppName(faultApp))
 	hs, got := bodyReceiver(t)
-	st := store.New(admin, stateDB)
-	cfg := parseTrigger(t, strings.Replace(largeYAML, `webhook: { url: "${HOOK_URL}" }`,
+	admin, st, r := startBigOnFaultDB(t, strings.Replace(largeYAML, `webhook: { url: "${HOOK_URL}" }`,
 		`webhook: { url: "${HOOK_URL}" }
-    batch: { max_events: 10, max_wait: 20ms }`, 1), hs.URL)
-	r := startRunnerOn(t, cfg, client, st, runner.Options{IdleCheckpointInterval: 10 * time.Millisecond, CheckpointInterval: 10 * time.Millisecond})
-	waitFor(t, "stream open", func() bool { return statusOf(t, r, "big").StreamOpen })
+    batch: { max_events: 10, max_wait: 20ms }`, 1), hs.URL,
+		runner.Options{IdleCheckpointInterval: 10 * time.Millisecond, CheckpointInterval: 10 * time.Millisecond})
 	coll := admin.Database("shop").Collection("big")
-	big := largeUpdateStopped(t, r, &receiver{got: got}, coll)
+	recv := &receiver{got: got}
+	big := largeUpdateStopped(t, r, recv, coll)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	block := bson.D{{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "appName", Value: faultApp},
-		{Key: "blockConnection", Value: true}, {Key: "blockTimeMS", Value: 60000}}
-	configureFailPoint(t, admin, "failCommand", "alwaysOn", block)
-	if err := r.Start("big"); err != nil {
-		t.Fatal(err)
-	}
-	if id := docID(waitRecv(t, got, "2")); id != 2 {
-		t.Fatalf("delivery after the start %d, want 2", id)
-	}
-	waitFor(t, "blocked", func() bool {
-		return configureFailPoint(t, admin, "failCommand", "alwaysOn", block) > 0
-	})
+	startBlockedAtSecondFragment(t, admin, r, recv)
 	// Checkpoints are saved while the fragment is held (every 10ms):
 	// each must be before the event, where a stream with the stage
 	// starts with its first fragment.
@@ -132,18 +115,13 @@ func TestLargeEventResumedBetweenFragments(t *testing.T) {
 		for _, code := range []int32{43, 91} {
 			t.Run(fmt.Sprintf("batched=%v/code=%d", batched, code), func(t *testing.T) {
 				t.Parallel()
-				srv, admin := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
-				client := devdbtest.Connect(t, srv.URI(), options.Client().SetAppName(faultApp))
 				hs, got := bodyReceiver(t)
-				st := store.New(admin, stateDB)
 				extra := ""
 				if batched {
 					extra = "\n    batch: { max_events: 10, max_wait: 20ms }"
 				}
-				cfg := parseTrigger(t, strings.Replace(largeYAML, `webhook: { url: "${HOOK_URL}" }`,
-					`webhook: { url: "${HOOK_URL}" }`+extra, 1), hs.URL)
-				r := startRunnerOn(t, cfg, client, st, runner.Options{})
-				waitFor(t, "stream open", func() bool { return statusOf(t, r, "big").StreamOpen })
+				admin, _, r := startBigOnFaultDB(t, strings.Replace(largeYAML, `webhook: { url: "${HOOK_URL}" }`,
+					`webhook: { url: "${HOOK_URL}" }`+extra, 1), hs.URL, runner.Options{})
 				coll := admin.Database("shop").Collection("big")
 				insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
 				waitRecv(t, got, "1")
