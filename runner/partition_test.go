@@ -16,6 +16,7 @@ import (
 	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -168,16 +169,7 @@ func TestChangedPartitionsRefuseToStart(t *testing.T) {
 	st := store.New(client, stateDB)
 	ctx := t.Context()
 	cfg := parseTrigger(t, partitionedYAML, recv.srv.URL)
-	tr := cfg.Triggers[0]
-	old := tr.Partition(1)
-	cp, err := runner.PositionAt(ctx, client, old, time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp.Trigger = "orders/p1of3" // as if it ran with partitions: 3
-	if err := st.SaveCheckpoint(ctx, cp); err != nil {
-		t.Fatal(err)
-	}
+	saveCheckpointAs(t, client, st, cfg.Triggers[0].Partition(1), "orders/p1of3") // as if it ran with partitions: 3
 	r := startRunner(t, cfg, client, runner.Options{})
 	waitFor(t, "trigger failed", func() bool { return statusOf(t, r, "orders").State == runner.StateFailed })
 	st0 := statusOf(t, r, "orders")
@@ -188,6 +180,55 @@ func TestChangedPartitionsRefuseToStart(t *testing.T) {
 		if _, ok, _ := st.LoadCheckpoint(ctx, fmt.Sprintf("orders/p%dof4", i)); ok {
 			t.Errorf("partition %d wrote a checkpoint; it must not start", i)
 		}
+	}
+}
+
+// saveCheckpointAs saves a checkpoint at unit's present position in its
+// stream under key, another partitioning's key of its trigger: as if the
+// trigger had run partitioned so.
+func saveCheckpointAs(t *testing.T, client *mongo.Client, st *store.Store, unit *triggers.Trigger, key string) {
+	t.Helper()
+	cp, err := runner.PositionAt(t.Context(), client, unit, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Trigger = key
+	if err := st.SaveCheckpoint(t.Context(), cp); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deliverWith4ThenStop runs partitionedYAML's trigger (4 partitions, its
+// webhook recv's) in a Runner on client and st, logging to logger (nil:
+// the Runner's default), until the inserts of _id 0..39 into shop.orders
+// are delivered; it then stops the Runner (a clean Run, checkpoints
+// saved) and inserts 40..79 while nothing runs. t.Cleanup stops the Runner
+// if the test fails before.
+func deliverWith4ThenStop(t *testing.T, client *mongo.Client, st *store.Store, recv *receiver, logger *slog.Logger) {
+	t.Helper()
+	coll := client.Database("shop").Collection("orders")
+	r4, err := runner.New(parseTrigger(t, partitionedYAML, recv.srv.URL), client, st,
+		runner.Options{CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- r4.Run(rctx) }()
+	waitFor(t, "4 partitions ready", r4.Ready)
+	for id := range int32(40) {
+		insert(t, coll, bson.D{{Key: "_id", Value: id}})
+	}
+	for range 40 {
+		recv.next(t)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for id := int32(40); id < 80; id++ { // written while nothing runs
+		insert(t, coll, bson.D{{Key: "_id", Value: id}})
 	}
 }
 
@@ -205,28 +246,7 @@ func TestRepartitionLosesNothing(t *testing.T) {
 	ctx := t.Context()
 	coll := client.Database("shop").Collection("orders")
 
-	cfg4 := parseTrigger(t, partitionedYAML, recv.srv.URL)
-	r4, err := runner.New(cfg4, client, st, runner.Options{CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r4.Run(rctx) }()
-	waitFor(t, "4 partitions ready", r4.Ready)
-	for id := range int32(40) {
-		insert(t, coll, bson.D{{Key: "_id", Value: id}})
-	}
-	for range 40 {
-		recv.next(t)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	for id := int32(40); id < 80; id++ { // written while nothing runs
-		insert(t, coll, bson.D{{Key: "_id", Value: id}})
-	}
+	deliverWith4ThenStop(t, client, st, recv, nil)
 
 	// A live member listing the trigger blocks it; --force does not care.
 	if err := st.Heartbeat(ctx, store.Member{ID: "other", Triggers: map[string]string{"orders": "h"}}, time.Minute); err != nil {

@@ -56,14 +56,7 @@ func TestNewPartitionDoesNotStartWhenTheListingFails(t *testing.T) {
 	ctx := t.Context()
 	cfg := parseTrigger(t, partitionedYAML, recv.srv.URL)
 	unit := cfg.Triggers[0].Partition(1)
-	cp, err := runner.PositionAt(ctx, client, unit, time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp.Trigger = "orders/p1of2" // as if it ran with partitions: 2
-	if err := st.SaveCheckpoint(ctx, cp); err != nil {
-		t.Fatal(err)
-	}
+	saveCheckpointAs(t, client, st, unit, "orders/p1of2") // as if it ran with partitions: 2
 	cps := &listFailingStore{Store: st, fails: 2}
 	w, stop := runWatcher(t, unit, client, cps)
 	waitFor(t, "partition failed or running", func() bool {
@@ -112,30 +105,7 @@ func TestRepartitionKilledHalfWayLosesNothing(t *testing.T) {
 			ctx := t.Context()
 			coll := client.Database("shop").Collection("orders")
 
-			cfg4 := parseTrigger(t, partitionedYAML, recv.srv.URL)
-			r4, err := runner.New(cfg4, client, st, runner.Options{CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second,
-				Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			rctx, cancel := context.WithCancel(ctx)
-			t.Cleanup(cancel)
-			done := make(chan error, 1)
-			go func() { done <- r4.Run(rctx) }()
-			waitFor(t, "4 partitions ready", r4.Ready)
-			for id := range int32(40) {
-				insert(t, coll, bson.D{{Key: "_id", Value: id}})
-			}
-			for range 40 {
-				recv.next(t)
-			}
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			for id := int32(40); id < 80; id++ { // written while nothing runs
-				insert(t, coll, bson.D{{Key: "_id", Value: id}})
-			}
+			deliverWith4ThenStop(t, client, st, recv, slog.New(slog.NewTextHandler(t.Output(), nil)))
 
 			// The repartition dies at its first delete: the new
 			// checkpoints are written, the old ones all still there.
@@ -164,9 +134,9 @@ func TestRepartitionKilledHalfWayLosesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rctx, cancel = context.WithCancel(ctx)
+			rctx, cancel := context.WithCancel(ctx)
 			t.Cleanup(cancel)
-			done = make(chan error, 1)
+			done := make(chan error, 1)
 			go func() { done <- r2.Run(rctx) }()
 			if tc.onlyFirst {
 				waitFor(t, "partition 1 refuses", func() bool {
