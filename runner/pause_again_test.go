@@ -47,32 +47,7 @@ func TestPauseOfAPausedTriggerShowsTheNewPause(t *testing.T) {
 			client := startDB(t, devdb.Options{})
 			recv := newReceiver(t)
 			st := store.New(client, stateDB)
-			yaml := `
-triggers:
-  - name: orders
-    database: shop
-    collection: orders
-    ordering: per_document
-    webhook: { url: "${HOOK_URL}" }
-`
-			if tc.partitions > 0 {
-				yaml += fmt.Sprintf("    partitions: %d\n", tc.partitions)
-			}
-			opts := runner.Options{Controls: true}
-			if tc.clustered {
-				opts.Clustered, opts.StartStopped = true, true
-			}
-			r := startRunner(t, parseTrigger(t, yaml, recv.srv.URL), client, opts)
-			if tc.clustered {
-				l := &testLease{key: "orders", fence: store.Fence{Owner: "a", Epoch: 1}, valid: true}
-				if err := r.StartLeased("orders", l); err != nil {
-					t.Fatal(err)
-				}
-			}
-			waitFor(t, "trigger running", func() bool {
-				st := statusOf(t, r, "orders")
-				return st.State == runner.StateRunning && st.StreamOpen
-			})
+			r := startOrdersForControls(t, client, recv, tc.partitions, tc.clustered)
 			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 			defer cancel()
 			if tc.payloadErrors {

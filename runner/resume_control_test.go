@@ -2,7 +2,6 @@ package runner_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -40,43 +39,18 @@ func TestResumeFromTheCheckpointSaysWhetherItChangedAnything(t *testing.T) {
 			client := startDB(t, devdb.Options{})
 			recv := newReceiver(t)
 			st := store.New(client, stateDB)
-			yaml := `
-triggers:
-  - name: orders
-    database: shop
-    collection: orders
-    ordering: per_document
-    webhook: { url: "${HOOK_URL}" }
-`
-			if tc.partitions > 0 {
-				yaml += fmt.Sprintf("    partitions: %d\n", tc.partitions)
-			}
-			opts := runner.Options{Controls: true}
-			if tc.clustered {
-				opts.Clustered, opts.StartStopped = true, true
-			}
-			r := startRunner(t, parseTrigger(t, yaml, recv.srv.URL), client, opts)
-			if tc.clustered {
-				l := &testLease{key: "orders", fence: store.Fence{Owner: "a", Epoch: 1}, valid: true}
-				if err := r.StartLeased("orders", l); err != nil {
-					t.Fatal(err)
-				}
-			}
+			r := startOrdersForControls(t, client, recv, tc.partitions, tc.clustered)
 			running := func() bool {
 				st := statusOf(t, r, "orders")
 				return st.State == runner.StateRunning && st.StreamOpen
 			}
-			waitFor(t, "trigger running", running)
 			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 			defer cancel()
 			coll := client.Database("shop").Collection("orders")
 			insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
 			recv.next(t)
 			if tc.pause {
-				if _, err := runner.RequestControl(ctx, st, "orders", "test", store.ControlRequest{Kind: store.RequestPause, By: "test"}); err != nil {
-					t.Fatal(err)
-				}
-				waitFor(t, "trigger paused", func() bool { return statusOf(t, r, "orders").State == runner.StatePaused })
+				pauseByControl(t, st, r, "orders", "test")
 			}
 			insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
 

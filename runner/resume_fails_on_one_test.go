@@ -38,10 +38,7 @@ func TestResumeFromThatFailsOnOnePartitionSaysItRuns(t *testing.T) {
 		h := mql.HashedIndexKey(id) % 2
 		return int(max(h, -h))
 	}
-	if _, err := runner.RequestControl(ctx, st, "orders", "hold", store.ControlRequest{Kind: store.RequestPause, By: "test"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "paused", func() bool { return statusOf(t, r, "orders").State == runner.StatePaused })
+	pauseByControl(t, st, r, "orders", "hold")
 	var held [2][]int32 // written during the pause, by partition
 	for id := int32(1); id <= 8; id++ {
 		insert(t, coll, bson.D{{Key: "_id", Value: id}})

@@ -33,10 +33,7 @@ triggers:
 	r := startRunner(t, cfg, client, runner.Options{Controls: true})
 	waitFor(t, "ready", r.Ready)
 	ctx := t.Context()
-	if _, err := runner.RequestControl(ctx, st, "orders", "hold", store.ControlRequest{Kind: store.RequestPause, By: "test"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "paused", func() bool { return statusOf(t, r, "orders").State == runner.StatePaused })
+	pauseByControl(t, st, r, "orders", "hold")
 
 	// The checkpoint an hour ahead: its resume token and cluster time.
 	now, err := runner.PositionAt(ctx, client, cfg.Triggers[0], time.Time{})

@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -19,6 +20,56 @@ import (
 func startRunner(t *testing.T, cfg *triggers.Config, client *mongo.Client, opts runner.Options) *runner.Runner {
 	t.Helper()
 	return startRunnerOn(t, cfg, client, store.New(client, stateDB), opts)
+}
+
+// startOrdersForControls runs trigger orders (shop.orders, per_document,
+// with partitions partitions when partitions > 0; its webhook recv's)
+// with Controls on client, the state on client too. Clustered, the Runner
+// is a cluster member's (StartStopped) and runs the trigger under a lease
+// of member a, epoch 1, as its lease holder. It returns once the trigger
+// runs with its stream open.
+func startOrdersForControls(t *testing.T, client *mongo.Client, recv *receiver, partitions int, clustered bool) *runner.Runner {
+	t.Helper()
+	yaml := `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    ordering: per_document
+    webhook: { url: "${HOOK_URL}" }
+`
+	if partitions > 0 {
+		yaml += fmt.Sprintf("    partitions: %d\n", partitions)
+	}
+	opts := runner.Options{Controls: true}
+	if clustered {
+		opts.Clustered, opts.StartStopped = true, true
+	}
+	r := startRunner(t, parseTrigger(t, yaml, recv.srv.URL), client, opts)
+	if clustered {
+		l := &testLease{key: "orders", fence: store.Fence{Owner: "a", Epoch: 1}, valid: true}
+		if err := r.StartLeased("orders", l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "trigger running", func() bool {
+		st := statusOf(t, r, "orders")
+		return st.State == runner.StateRunning && st.StreamOpen
+	})
+	return r
+}
+
+// pauseByControl pauses trigger (every partition of it) with a control
+// request stored in st, with reason, as the CLI does, and waits until r
+// shows it paused.
+func pauseByControl(t *testing.T, st *store.Store, r *runner.Runner, trigger, reason string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	if _, err := runner.RequestControl(ctx, st, trigger, reason, store.ControlRequest{Kind: store.RequestPause, By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "trigger paused", func() bool { return statusOf(t, r, trigger).State == runner.StatePaused })
 }
 
 // startRunnerOn runs cfg in a Runner reading with client and keeping its
