@@ -12,6 +12,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 )
 
 // run runs the command line in-process.
@@ -161,6 +167,17 @@ func writeConfig(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// devdbConfig starts a devdb for the test and returns a client of it, the
+// state store the configuration's commands use (its default state
+// database) and the path of a configuration file: the devdb's mongodb.uri,
+// then rest (the other sections: triggers, history, ...).
+func devdbConfig(t *testing.T, rest string) (*mongo.Client, *store.Store, string) {
+	t.Helper()
+	srv, client := devdbtest.Start(t)
+	cfg := writeConfig(t, "\nmongodb: { uri: \""+srv.URI()+"\" }\n"+strings.TrimPrefix(rest, "\n"))
+	return client, store.New(client, triggers.DefaultStateDatabase), cfg
 }
 
 func TestValidate(t *testing.T) {

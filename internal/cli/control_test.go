@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/store"
 )
 
@@ -14,11 +13,7 @@ import (
 // before anything is recorded, so a request still pending on the trigger
 // (a redeliver no running changehook applied yet) is not replaced.
 func TestSkipOfPartitionedTriggerRefusedBeforeStoring(t *testing.T) {
-	srv, client := devdbtest.Start(t)
-	st := store.New(client, "changehook")
-	ctx := t.Context()
-	cfg := writeConfig(t, `
-mongodb: { uri: "`+srv.URI()+`" }
+	_, st, cfg := devdbConfig(t, `
 triggers:
   - name: parts
     database: shop
@@ -27,6 +22,7 @@ triggers:
     partitions: 2
     webhook: { url: "http://127.0.0.1:1/hook" }
 `)
+	ctx := t.Context()
 	pending, err := st.RequestControl(ctx, "parts", "", store.ControlRequest{Kind: store.RequestRedeliver, Since: time.Now().Add(-time.Hour).UTC(), By: "test"})
 	if err != nil {
 		t.Fatal(err)

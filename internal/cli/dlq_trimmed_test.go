@@ -11,8 +11,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/dispatcher"
-	"github.com/changehook/changehook/internal/devdbtest"
-	"github.com/changehook/changehook/store"
 )
 
 // TestDlqOfADeadLetterWithoutItsEvent: a dead letter stored without its
@@ -20,17 +18,13 @@ import (
 // and `dlq replay` refuses it — nothing is sent, it stays, and the error
 // says how to deliver the change again — while replaying the others.
 func TestDlqOfADeadLetterWithoutItsEvent(t *testing.T) {
-	srv, client := devdbtest.Start(t)
-	st := store.New(client, "changehook")
-	ctx := t.Context()
 	var hits atomic.Int32
 	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		hits.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer ep.Close()
-	cfg := writeConfig(t, `
-mongodb: { uri: "`+srv.URI()+`" }
+	_, st, cfg := devdbConfig(t, `
 history: { enabled: false }
 triggers:
   - name: files
@@ -38,6 +32,7 @@ triggers:
     collection: files
     webhook: { url: "`+ep.URL+`" }
 `)
+	ctx := t.Context()
 	event := func(data string, id int32) (bson.Raw, bson.Raw) {
 		tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: data}})
 		ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},

@@ -9,9 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/runner"
-	"github.com/changehook/changehook/store"
 )
 
 // TestResumeFromAndResetToRefuseRewindsAndFutureTimes: `resume NAME --from
@@ -23,17 +21,14 @@ import (
 // --since T` for a rewind), no control request is stored (a stored resume
 // lifts the pause) and the checkpoint stays.
 func TestResumeFromAndResetToRefuseRewindsAndFutureTimes(t *testing.T) {
-	srv, client := devdbtest.Start(t)
-	st := store.New(client, "changehook")
-	ctx := t.Context()
-	cfg := writeConfig(t, `
-mongodb: { uri: "`+srv.URI()+`" }
+	client, st, cfg := devdbConfig(t, `
 triggers:
   - name: orders
     database: shop
     collection: orders
     webhook: { url: "http://127.0.0.1:1/hook" }
 `)
+	ctx := t.Context()
 	coll := client.Database("shop").Collection("orders")
 	// before: a time still in the oplog (after id 0) and before id 1.
 	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 0}}); err != nil {
