@@ -243,22 +243,8 @@ triggers:
     webhook: { url: "${HOOK_URL}" }
 `, recv.srv.URL)
 	st := store.New(client, stateDB)
-	r, err := runner.New(cfg, client, st, runner.Options{
-		Logger:             slog.New(slog.NewTextHandler(t.Output(), nil)),
-		CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: grace, Version: "test",
-		StartStopped: true, Clustered: true, Standby: func(string) bool { return true },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stopRun := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- r.Run(runCtx) }()
-	t.Cleanup(func() {
-		stopRun()
-		if err := <-runDone; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+	r := startRunnerOn(t, cfg, client, st, runner.Options{
+		ShutdownGrace: grace, StartStopped: true, Clustered: true, Standby: func(string) bool { return true },
 	})
 	return r, st, cfg
 }

@@ -2,7 +2,6 @@ package runner_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -21,24 +20,9 @@ import (
 // with; stopped at the test's end.
 func startLeaseMember(t *testing.T, cfg *triggers.Config, client *mongo.Client, st *store.Store) *runner.Runner {
 	t.Helper()
-	r, err := runner.New(cfg, client, st, runner.Options{
-		Logger:             slog.New(slog.NewTextHandler(t.Output(), nil)),
-		CheckpointInterval: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, Version: "test",
+	return startRunnerOn(t, cfg, client, st, runner.Options{
 		Controls: true, StartStopped: true, Clustered: true, Standby: func(string) bool { return true },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return r
 }
 
 // TestPartitionedResumeWhileALeaseMoves: a resume of a paused 2-partition
