@@ -20,7 +20,13 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
+// largeYAML is trigger big. Its webhook timeout is a bound against a hang:
+// with the default 10 s, an 18 MiB request under the race detector on a busy
+// machine could time out and be delivered again, which these tests, counting
+// deliveries, would take for a defect.
 const largeYAML = `
+defaults:
+  webhook: { timeout: 2m }
 triggers:
   - name: big
     database: shop
