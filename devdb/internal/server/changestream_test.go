@@ -626,8 +626,9 @@ func TestChangeStreamExpandedEvents(t *testing.T) {
 				{Key: "updatedFields", Value: bson.D{{Key: "arr.0", Value: int32(5)}}},
 				{Key: "removedFields", Value: bson.A{}},
 				{Key: "truncatedArrays", Value: bson.A{}},
-				{Key: "disambiguatedPaths", Value: bson.D{{Key: "arr.0", Value: bson.A{"arr", int32(0)}}}},
 			}
+			// No disambiguatedPaths: MongoDB adds it from 6.1 on, after
+			// the version devdb presents.
 			if !reflect.DeepEqual(ud, want) {
 				t.Fatalf("updateDescription %v, want %v", ud, want)
 			}

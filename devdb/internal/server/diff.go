@@ -17,14 +17,12 @@ type updateDescription struct {
 	RemovedFields []string
 	// TruncatedArrays lists {field, newSize} for arrays that shrank.
 	TruncatedArrays []bson.D
-	// DisambiguatedPaths maps ambiguous dotted paths (those with array
-	// indexes, numeric field names or dotted field names) to their
-	// components; reported only with showExpandedEvents.
-	DisambiguatedPaths bson.D
 }
 
-// doc renders d as MongoDB's updateDescription subdocument.
-func (d updateDescription) doc(expanded bool) bson.D {
+// doc renders d as MongoDB 6.0's updateDescription subdocument: without
+// disambiguatedPaths, which MongoDB adds from 6.1 on (with
+// showExpandedEvents), after the version devdb presents (Version).
+func (d updateDescription) doc() bson.D {
 	removed := make(bson.A, 0, len(d.RemovedFields))
 	for _, f := range d.RemovedFields {
 		removed = append(removed, f)
@@ -37,19 +35,11 @@ func (d updateDescription) doc(expanded bool) bson.D {
 	if updated == nil {
 		updated = bson.D{}
 	}
-	out := bson.D{
+	return bson.D{
 		{Key: "updatedFields", Value: updated},
 		{Key: "removedFields", Value: removed},
 		{Key: "truncatedArrays", Value: truncated},
 	}
-	if expanded {
-		dp := d.DisambiguatedPaths
-		if dp == nil {
-			dp = bson.D{}
-		}
-		out = append(out, bson.E{Key: "disambiguatedPaths", Value: dp})
-	}
-	return out
 }
 
 // diffPathPart is one component of a path in an update description: a field
@@ -123,7 +113,6 @@ func diffDoc(d *updateDescription, path []diffPathPart, pre, post bson.D) {
 	for _, f := range removed {
 		p := diffAppendPath(path, diffPathPart{name: f})
 		d.RemovedFields = append(d.RemovedFields, diffJoinPath(p))
-		d.noteAmbiguous(p)
 	}
 	for _, e := range updates {
 		d.setField(diffAppendPath(path, diffPathPart{name: e.Key}), e.Value)
@@ -154,7 +143,6 @@ func diffArray(d *updateDescription, path []diffPathPart, pre, post bson.A) {
 			{Key: "field", Value: diffJoinPath(path)},
 			{Key: "newSize", Value: int32(len(post))},
 		})
-		d.noteAmbiguous(path)
 	}
 	for k, v := range post {
 		p := diffAppendPath(path, diffPathPart{index: k, isIdx: true})
@@ -173,45 +161,6 @@ func diffArray(d *updateDescription, path []diffPathPart, pre, post bson.A) {
 // setField records an updated field.
 func (d *updateDescription) setField(path []diffPathPart, v any) {
 	d.UpdatedFields = append(d.UpdatedFields, bson.E{Key: diffJoinPath(path), Value: v})
-	d.noteAmbiguous(path)
-}
-
-// noteAmbiguous records path in DisambiguatedPaths when its dotted form
-// does not identify it unambiguously: it goes through an array index, or a
-// field name is numeric or contains a dot.
-func (d *updateDescription) noteAmbiguous(path []diffPathPart) {
-	ambiguous := false
-	for _, p := range path {
-		if p.isIdx || diffNumericName(p.name) || strings.Contains(p.name, ".") {
-			ambiguous = true
-			break
-		}
-	}
-	if !ambiguous {
-		return
-	}
-	parts := make(bson.A, 0, len(path))
-	for _, p := range path {
-		if p.isIdx {
-			parts = append(parts, int32(p.index))
-		} else {
-			parts = append(parts, p.name)
-		}
-	}
-	d.DisambiguatedPaths = append(d.DisambiguatedPaths, bson.E{Key: diffJoinPath(path), Value: parts})
-}
-
-// diffNumericName reports whether a field name consists of digits only.
-func diffNumericName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // diffAppendPath returns path + p without aliasing path's backing array.

@@ -73,10 +73,10 @@ type rawPathPart struct {
 // rawDiff accumulates the four parts of an updateDescription as the
 // elements of their (unframed) documents and arrays.
 type rawDiff struct {
-	updated, removed, truncated, disambiguated []byte
-	nRemoved, nTruncated                       int
-	path                                       []rawPathPart
-	ok                                         bool
+	updated, removed, truncated []byte
+	nRemoved, nTruncated        int
+	path                        []rawPathPart
+	ok                          bool
 }
 
 // appendPath appends the dotted form of d.path.
@@ -110,57 +110,12 @@ func appendIndexHeader(b []byte, t bsoncore.Type, n int) []byte {
 	return append(b, 0)
 }
 
-// noteAmbiguous is updateDescription.noteAmbiguous for d.path.
-func (d *rawDiff) noteAmbiguous() {
-	ambiguous := false
-	for _, p := range d.path {
-		if p.isIdx || rawNumericName(p.name) || bytes.IndexByte(p.name, '.') >= 0 {
-			ambiguous = true
-			break
-		}
-	}
-	if !ambiguous {
-		return
-	}
-	b := append(d.disambiguated, byte(bsoncore.TypeArray))
-	b = d.appendPath(b)
-	b = append(b, 0)
-	idx, b := bsoncore.ReserveLength(b)
-	for i, p := range d.path {
-		if p.isIdx {
-			b = appendIndexHeader(b, bsoncore.TypeInt32, i)
-			b = bsoncore.AppendInt32(b, int32(p.index))
-		} else {
-			b = appendIndexHeader(b, bsoncore.TypeString, i)
-			b = bsoncore.AppendInt32(b, int32(len(p.name)+1))
-			b = append(b, p.name...)
-			b = append(b, 0)
-		}
-	}
-	b = append(b, 0)
-	d.disambiguated = bsoncore.UpdateLength(b, idx, int32(len(b)-int(idx)))
-}
-
-// rawNumericName is diffNumericName for a name given as bytes.
-func rawNumericName(s []byte) bool {
-	if len(s) == 0 {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 // setField records an updated field at d.path with value v.
 func (d *rawDiff) setField(v bsoncore.Value) {
 	d.updated = append(d.updated, byte(v.Type))
 	d.updated = d.appendPath(d.updated)
 	d.updated = append(d.updated, 0)
 	d.updated = append(d.updated, v.Data...)
-	d.noteAmbiguous()
 }
 
 // removeField records a removed field at d.path.
@@ -168,7 +123,6 @@ func (d *rawDiff) removeField() {
 	d.removed = appendIndexHeader(d.removed, bsoncore.TypeString, d.nRemoved)
 	d.nRemoved++
 	d.removed = d.appendPathString(d.removed)
-	d.noteAmbiguous()
 }
 
 // push and pop maintain d.path.
@@ -272,7 +226,6 @@ func (d *rawDiff) array(pre, post []byte) {
 		b = bsoncore.AppendInt32Element(b, "newSize", int32(len(qe)))
 		b = append(b, 0)
 		d.truncated = bsoncore.UpdateLength(b, idx, int32(len(b)-int(idx)))
-		d.noteAmbiguous()
 	}
 	for k, v := range qe {
 		d.push(rawPathPart{index: k, isIdx: true})
@@ -294,13 +247,13 @@ var rawDiffPool = sync.Pool{New: func() any { return new(rawDiff) }}
 
 // appendUpdateDescription appends the value (an encoded document) of the
 // updateDescription of an update that turned the encoded document pre into
-// post (nil: absent), as diffDocuments(pre, post).doc(expanded) encodes it;
+// post (nil: absent), as diffDocuments(pre, post).doc() encodes it;
 // false when a document is malformed.
-func appendUpdateDescription(b, pre, post []byte, expanded bool) ([]byte, bool) {
+func appendUpdateDescription(b, pre, post []byte) ([]byte, bool) {
 	d := rawDiffPool.Get().(*rawDiff)
 	defer rawDiffPool.Put(d)
 	*d = rawDiff{updated: d.updated[:0], removed: d.removed[:0], truncated: d.truncated[:0],
-		disambiguated: d.disambiguated[:0], path: d.path[:0], ok: true}
+		path: d.path[:0], ok: true}
 	d.doc(pre, post)
 	if !d.ok {
 		return b, false
@@ -309,9 +262,6 @@ func appendUpdateDescription(b, pre, post []byte, expanded bool) ([]byte, bool) 
 	b = appendFramed(b, bsoncore.TypeEmbeddedDocument, "updatedFields", d.updated)
 	b = appendFramed(b, bsoncore.TypeArray, "removedFields", d.removed)
 	b = appendFramed(b, bsoncore.TypeArray, "truncatedArrays", d.truncated)
-	if expanded {
-		b = appendFramed(b, bsoncore.TypeEmbeddedDocument, "disambiguatedPaths", d.disambiguated)
-	}
 	b = append(b, 0)
 	return bsoncore.UpdateLength(b, idx, int32(len(b)-int(idx))), true
 }

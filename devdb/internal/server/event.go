@@ -204,7 +204,7 @@ func buildEvent(ent *storage.OplogEntry, tok resumeToken, im csImages) (bson.D, 
 		}
 	}
 	if ent.Op == opUpdate {
-		ev = append(ev, bson.E{Key: "updateDescription", Value: diffDocuments(ent.Pre, ent.Doc).doc(im.expanded)})
+		ev = append(ev, bson.E{Key: "updateDescription", Value: diffDocuments(ent.Pre, ent.Doc).doc()})
 	}
 	switch ent.Op {
 	case opUpdate, opReplace, opDelete:

@@ -196,7 +196,7 @@ func buildEventRaw(r *storage.RawOplogEntry, im csImages) (raw []byte, tok resum
 	b = bsoncore.AppendDocumentElement(b, "documentKey", dk)
 	if r.Op == opUpdate {
 		b = bsoncore.AppendHeader(b, bsoncore.TypeEmbeddedDocument, "updateDescription")
-		if b, ok = appendUpdateDescription(b, pre, doc, im.expanded); !ok {
+		if b, ok = appendUpdateDescription(b, pre, doc); !ok {
 			return nil, tok, false
 		}
 	}
