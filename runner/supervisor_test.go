@@ -74,13 +74,15 @@ func pauseByControl(t *testing.T, st *store.Store, r *runner.Runner, trigger, re
 
 // startRunnerOn runs cfg in a Runner reading with client and keeping its
 // state in st (a store on the same client, or on one of its own), until
-// the test ends.
+// the test ends; opts' CheckpointInterval defaults to 20ms.
 func startRunnerOn(t *testing.T, cfg *triggers.Config, client *mongo.Client, st *store.Store, opts runner.Options) *runner.Runner {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
-	opts.CheckpointInterval = 20 * time.Millisecond
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = 20 * time.Millisecond
+	}
 	if opts.ShutdownGrace == 0 {
 		opts.ShutdownGrace = 5 * time.Second
 	}
