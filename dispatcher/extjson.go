@@ -1,10 +1,12 @@
 package dispatcher
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"math"
+	"math/bits"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -136,7 +138,7 @@ func (e *extJSONEncoder) document(b, d []byte, array bool) (_ []byte, ok bool) {
 	b = append(b, open)
 	p := 4
 	end := len(d) - 1 // the terminating NUL
-	first := true
+	elems := d[:end]
 	for p < end {
 		t := d[p]
 		p++
@@ -145,34 +147,36 @@ func (e *extJSONEncoder) document(b, d []byte, array bool) (_ []byte, ok bool) {
 		}
 		// The key: find its NUL and, in the same pass, whether it needs
 		// escaping (keys are short, and almost never do).
+		// d[end] is NUL, so the scan of safe bytes stops there at the latest.
 		k := p
-		plain := true
-		for p < end && d[p] != 0 {
-			if c := d[p]; c >= utf8.RuneSelf || !jsonSafe[c] {
-				plain = false
-			}
+		for jsonSafe[d[p]] {
 			p++
+		}
+		plain := d[p] == 0
+		if !plain {
+			i := bytes.IndexByte(d[p:end], 0)
+			if i < 0 {
+				return b, false
+			}
+			p += i
 		}
 		if p == end {
 			return b, false
 		}
-		key := d[k:p]
-		p++
-		if !first {
+		if k != 5 { // not the first element
 			b = append(b, ',')
 		}
-		first = false
 		if !array {
 			if plain {
 				b = append(b, '"')
-				b = append(b, key...)
+				b = append(b, d[k:p]...)
 				b = append(b, '"', ':')
 			} else {
-				b = e.strFrom(b, key, 0)
+				b = e.strFrom(b, d[k:p], 0)
 				b = append(b, ':')
 			}
 		}
-		b, p, ok = e.value(b, t, d[:end], p)
+		b, p, ok = e.value(b, t, elems, p+1)
 		if !ok {
 			return b, false
 		}
@@ -226,12 +230,16 @@ func (e *extJSONEncoder) value(b []byte, t byte, d []byte, p int) (_ []byte, nex
 		b = e.double(b, math.Float64frombits(binary.LittleEndian.Uint64(d[p:])))
 		return b, p + 8, true
 	case tString:
-		s, np, ok := stringAt(d, p)
-		if !ok {
+		// stringAt, inlined: strings are most of a change event's values.
+		if len(d)-p < 5 {
 			return b, 0, false
 		}
-		b = e.str(b, s)
-		return b, np, true
+		n := int(int32(binary.LittleEndian.Uint32(d[p:])))
+		if n <= 0 || n > len(d)-p-4 || d[p+3+n] != 0 {
+			return b, 0, false
+		}
+		b = e.str(b, d[p+4:p+3+n])
+		return b, p + 4 + n, true
 	case tDocument, tArray:
 		n, ok := lenAt(d, p)
 		if !ok || n < 5 || n > len(d)-p {
@@ -273,7 +281,7 @@ func (e *extJSONEncoder) value(b []byte, t byte, d []byte, p int) (_ []byte, nex
 			return b, 0, false
 		}
 		b = append(b, `{"$oid":"`...)
-		b = hex.AppendEncode(b, d[p:p+12])
+		b = appendHex12(b, (*[12]byte)(d[p:p+12]))
 		b = append(b, `"}`...)
 		return b, p + 12, true
 	case tBoolean:
@@ -477,8 +485,12 @@ func (e *extJSONEncoder) date(b []byte, ms int64) []byte {
 // and often dates in its documents, one formatting per date per event.
 // TestAppendRFC3339MilliMatchesTime holds the two equal.
 func appendRFC3339Milli(b []byte, ms int64) []byte {
-	days := ms / 86400000
-	rem := ms % 86400000
+	// Unsigned arithmetic (ms >= 0): a division by a constant is then a
+	// multiplication and a shift, without the fix-ups for a negative
+	// dividend.
+	u := uint64(ms)
+	days := u / 86400000
+	rem := u % 86400000
 	// Civil date from days since 1970-01-01 (Howard Hinnant's
 	// days_from_civil inverse; days >= 0 here).
 	z := days + 719468
@@ -498,13 +510,14 @@ func appendRFC3339Milli(b []byte, ms int64) []byte {
 	}
 	sec := rem / 1000
 	frac := rem % 1000
+	hh, mm, ss := sec/3600, sec/60%60, sec%60
 	b = append(b,
-		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
-		byte('0'+m/10), byte('0'+m%10), '-',
-		byte('0'+d/10), byte('0'+d%10), 'T',
-		byte('0'+sec/36000), byte('0'+sec/3600%10), ':',
-		byte('0'+sec/600%6), byte('0'+sec/60%10), ':',
-		byte('0'+sec%60/10), byte('0'+sec%10))
+		digits2[2*(y/100)], digits2[2*(y/100)+1], digits2[2*(y%100)], digits2[2*(y%100)+1], '-',
+		digits2[2*m], digits2[2*m+1], '-',
+		digits2[2*d], digits2[2*d+1], 'T',
+		digits2[2*hh], digits2[2*hh+1], ':',
+		digits2[2*mm], digits2[2*mm+1], ':',
+		digits2[2*ss], digits2[2*ss+1])
 	if frac != 0 {
 		b = append(b, '.', byte('0'+frac/100))
 		if frac%100 != 0 {
@@ -555,9 +568,43 @@ func (e *extJSONEncoder) regexOptions(b, opts []byte) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// appendHex12 appends the lowercase hex of an ObjectID's 12 bytes
+// (hex.AppendEncode's output, in one append: every insert event carries
+// its document's _id twice, in fullDocument and documentKey).
+func appendHex12(b []byte, oid *[12]byte) []byte {
+	var h [24]byte
+	for i, c := range oid {
+		pair := &hexPairs[c]
+		h[2*i], h[2*i+1] = pair[0], pair[1]
+	}
+	return append(b, h[:]...)
+}
+
+// hexPairs[c] is the two lowercase hex digits of the byte c.
+var hexPairs = func() (t [256][2]byte) {
+	for c := range t {
+		t[c] = [2]byte{hexDigits[c>>4], hexDigits[c&0xF]}
+	}
+	return t
+}()
+
+// digits2 holds the two decimal digits of 0 to 99 at 2n and 2n+1.
+const digits2 = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
+
 // jsonSafe[b] is true for the ASCII bytes the driver writes unescaped (HTML
-// escaping off): everything from 0x20 up except '"' and '\\' (0x7F included).
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+// escaping off): everything from 0x20 up except '"' and '\\' (0x7F
+// included); false for NUL and every byte from 0x80 (a byte indexes it
+// without a bounds check).
+var jsonSafe = func() (t [256]bool) {
 	for b := 0x20; b < utf8.RuneSelf; b++ {
 		t[b] = b != '"' && b != '\\'
 	}
@@ -573,32 +620,45 @@ func (e *extJSONEncoder) str(b, s []byte) []byte {
 	// first byte that may, eight bytes at a time, and copy the rest whole.
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
-		if mayNeedEscape(binary.LittleEndian.Uint64(s[i:])) {
-			break
+		if m := escapeMask(binary.LittleEndian.Uint64(s[i:])); m != 0 {
+			return e.strFrom(b, s, i+bits.TrailingZeros64(m)>>3)
 		}
 	}
-	for ; i < len(s) && s[i] < utf8.RuneSelf && jsonSafe[s[i]]; i++ {
+	if i < len(s) {
+		if len(s) >= 8 {
+			// The last eight bytes, overlapping the clean ones before i.
+			j := len(s) - 8
+			if m := escapeMask(binary.LittleEndian.Uint64(s[j:])); m != 0 {
+				return e.strFrom(b, s, j+bits.TrailingZeros64(m)>>3)
+			}
+		} else {
+			for ; i < len(s) && jsonSafe[s[i]]; i++ {
+			}
+			if i < len(s) {
+				return e.strFrom(b, s, i)
+			}
+		}
 	}
-	if i == len(s) {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	return e.strFrom(b, s, i)
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
-// mayNeedEscape reports whether any of the eight bytes in x is a control
-// byte (< 0x20), a double quote, a backslash or not ASCII (>= 0x80); the
-// bit tricks (Hacker's Delight's "has a zero byte" and "has a byte less
-// than n") are exact as a yes/no answer.
-func mayNeedEscape(x uint64) bool {
+// escapeMask returns, for the eight bytes of x (the first in the low
+// byte), a mask whose lowest set bit is the high bit of the first byte that
+// is a control byte (< 0x20, NUL included), a double quote, a backslash or
+// not ASCII (>= 0x80); 0 when there is none. The bit tricks (Hacker's
+// Delight's "has a zero byte" and "has a byte less than n") may also set
+// bits of later bytes, never of earlier ones: only the lowest set bit and
+// whether the mask is 0 are exact.
+func escapeMask(x uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	lt20 := (x - ones*0x20) & ^x
 	q := x ^ (ones * '"')
 	quote := (q - ones) & ^q
 	bs := x ^ (ones * '\\')
 	backslash := (bs - ones) & ^bs
-	return (lt20|quote|backslash|x)&highs != 0
+	return (lt20 | quote | backslash | x) & highs
 }
 
 // strFrom is str for s whose bytes before i need no escaping.

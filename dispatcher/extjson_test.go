@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"github.com/changehook/changehook/triggers"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -531,9 +532,13 @@ func FuzzExtJSONOkImpliesValid(f *testing.F) {
 // a time) writes what the byte-by-byte loop (strFrom from 0) writes, for
 // strings of every length up to 40 built from escape-free ASCII, control
 // bytes, quotes, backslashes, multi-byte and invalid UTF-8 and U+2028/9 at
-// every position; mayNeedEscape agrees with a per-byte check.
+// every position; escapeMask's lowest bit names the first byte a
+// per-byte check flags, in words of one such byte and in random words.
 func TestExtJSONStrFastPath(t *testing.T) {
 	needs := func(c byte) bool { return c < 0x20 || c == '"' || c == '\\' || c >= 0x80 }
+	first := func(w [8]byte) int { // escapeMask's answer: 8 for none
+		return bits.TrailingZeros64(escapeMask(binary.LittleEndian.Uint64(w[:]))) >> 3
+	}
 	for c := range 256 {
 		for pos := range 8 {
 			var w [8]byte
@@ -541,12 +546,37 @@ func TestExtJSONStrFastPath(t *testing.T) {
 				w[i] = 'a'
 			}
 			w[pos] = byte(c)
-			if got := mayNeedEscape(binary.LittleEndian.Uint64(w[:])); got != needs(byte(c)) {
-				t.Fatalf("mayNeedEscape with %#x at %d: %v", c, pos, got)
+			want := 8
+			if needs(byte(c)) {
+				want = pos
+			}
+			if got := first(w); got != want {
+				t.Fatalf("escapeMask with %#x at %d: first byte %d, want %d", c, pos, got, want)
 			}
 		}
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
+	for range 1_000_000 {
+		var w [8]byte
+		for i := range w {
+			switch rng.IntN(4) {
+			case 0:
+				w[i] = byte(rng.IntN(256))
+			default:
+				w[i] = byte(0x20 + rng.IntN(0x60))
+			}
+		}
+		want := 8
+		for i, c := range w {
+			if needs(c) {
+				want = i
+				break
+			}
+		}
+		if got := first(w); got != want {
+			t.Fatalf("escapeMask(%q): first byte %d, want %d", w, got, want)
+		}
+	}
 	pieces := []string{"a", "Z", "0", " ", "~", "\x7f", "<", "&", "\"", "\\", "\n", "\x00", "\x1f", "é", "日", "🎉", "\u2028", "\u2029", "\xff", "\xc3", "\xe2\x82"}
 	for n := range 200000 {
 		var s []byte
@@ -601,6 +631,23 @@ func BenchmarkAppendExtJSONChangeEvent(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		var ok bool
+		if buf, ok = appendExtJSON(buf[:0], raw, false, false); !ok {
+			b.Fatal("not encoded")
+		}
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+// BenchmarkAppendExtJSONObjectIDEvent is BenchmarkAppendExtJSONChangeEvent
+// for BenchmarkDeliverBatched's insert event, whose document's _id is an
+// ObjectID (written twice: in fullDocument and documentKey), as most
+// collections' are.
+func BenchmarkAppendExtJSONObjectIDEvent(b *testing.B) {
+	raw := benchChangeEvent(b, 12345).Raw
 	var buf []byte
 	b.ReportAllocs()
 	for b.Loop() {
