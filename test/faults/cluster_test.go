@@ -762,7 +762,7 @@ func auditCluster(rec *recorder, cps []cpEvent, trigs []trig, paused []pausedMem
 				}) {
 					a.UnknownElsewhere++
 					if len(a.Samples) < 10 {
-						a.Samples = append(a.Samples, fmt.Sprintf("unattributed delivery of %s at %s, not near a SIGKILL", d.id, d.at.Format("15:04:05.000")))
+						a.Samples = append(a.Samples, fmt.Sprintf("unattributed delivery of %s at %s, not near a SIGKILL (%s)", d.id, d.at.Format("15:04:05.000"), d.why))
 					}
 				}
 			}

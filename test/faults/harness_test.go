@@ -37,7 +37,7 @@ type endpoint struct {
 	// peer, when set before up, names the process that opened each
 	// connection (the cluster scenarios' sender attribution); its result
 	// is recorded with every delivery of that connection.
-	peer func(net.Conn) int
+	peer func(net.Conn) sender
 }
 
 // peerKey is the request context key of the connection's *peerLookup.
@@ -54,13 +54,23 @@ type peerKey struct{}
 // among two members' deliveries.
 type peerLookup struct {
 	done chan struct{}
-	pid  int // valid once done is closed
+	from sender // valid once done is closed
 }
 
-// wait returns the looked-up pid (0: unknown).
-func (l *peerLookup) wait() int {
+// sender is the process that sent a delivery, as the endpoint attributed
+// its connection: pid 0 when it could not, and then why says what the
+// lookup found, so that an unattributed delivery the audit rejects can be
+// told apart (a connection closed before the lookup, a process that is
+// not a member).
+type sender struct {
+	pid int
+	why string
+}
+
+// wait returns the lookup's result.
+func (l *peerLookup) wait() sender {
 	<-l.done
-	return l.pid
+	return l.from
 }
 
 func newEndpoint(t *testing.T, seed uint64) *endpoint {
@@ -93,7 +103,7 @@ func (e *endpoint) up() error {
 		e.srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 			l := &peerLookup{done: make(chan struct{})}
 			go func() {
-				l.pid = peer(c)
+				l.from = peer(c)
 				close(l.done)
 			}()
 			return context.WithValue(ctx, peerKey{}, l)
@@ -150,11 +160,11 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if trigger == "" {
 		trigger = strings.TrimPrefix(req.URL.Path, "/hook/")
 	}
-	pid := 0
+	var from sender
 	if l, ok := req.Context().Value(peerKey{}).(*peerLookup); ok {
-		pid = l.wait() // at was taken on arrival, before waiting
+		from = l.wait() // at was taken on arrival, before waiting
 	}
-	if err := e.rec.record(trigger, body, pid, at); err != nil {
+	if err := e.rec.record(trigger, body, from, at); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -179,6 +189,7 @@ type delivery struct {
 	trigger string
 	id      string    // event identity
 	pid     int       // sending process (0: unknown)
+	why     string    // when pid is 0: what the attribution found (sender.why)
 	at      time.Time // arrival of the request
 	ct      uint64    // the event's clusterTime, t<<32 | i
 }
@@ -194,9 +205,8 @@ func (r *recorder) reject() {
 }
 
 // record identifies the event in body — or each event of a batch, a JSON
-// array, in its order — sent by process pid and arrived at at, and counts
-// it.
-func (r *recorder) record(trigger string, body []byte, pid int, at time.Time) error {
+// array, in its order — sent by from and arrived at at, and counts it.
+func (r *recorder) record(trigger string, body []byte, from sender, at time.Time) error {
 	if bytes.HasPrefix(body, []byte("[")) {
 		var elems []json.RawMessage
 		if err := json.Unmarshal(body, &elems); err != nil || len(elems) == 0 {
@@ -208,7 +218,7 @@ func (r *recorder) record(trigger string, body []byte, pid int, at time.Time) er
 			return fmt.Errorf("identify batch: %v", err)
 		}
 		for _, e := range elems {
-			if err := r.record(trigger, e, pid, at); err != nil {
+			if err := r.record(trigger, e, from, at); err != nil {
 				return err
 			}
 		}
@@ -229,7 +239,7 @@ func (r *recorder) record(trigger string, body []byte, pid int, at time.Time) er
 	}
 	r.counts[id]++
 	if r.keepLog {
-		r.log = append(r.log, delivery{trigger: trigger, id: id, pid: pid, at: at, ct: ct})
+		r.log = append(r.log, delivery{trigger: trigger, id: id, pid: from.pid, why: from.why, at: at, ct: ct})
 	}
 	if r.counts[id] == 1 {
 		r.first[trigger] = append(r.first[trigger], id)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -125,37 +126,72 @@ func (ps *pidSet) list() []int {
 	return out
 }
 
-// peer returns the pid of the registered process that owns the client end
-// of c (a connection accepted on loopback), or 0. It finds the client
+// peer returns the registered process that owns the client end of c (a
+// connection accepted on loopback), or pid 0 and why. It finds the client
 // socket's inode in /proc/net/tcp (local port = c's remote port, remote
 // port = c's local port) and the process holding that inode among its
 // file descriptors. The runner's requests carry nothing naming the
 // instance, and the suite adds nothing to them: the attribution comes from
 // the kernel.
-func (ps *pidSet) peer(c net.Conn) int {
+func (ps *pidSet) peer(c net.Conn) sender {
 	ra, ok1 := c.RemoteAddr().(*net.TCPAddr)
 	la, ok2 := c.LocalAddr().(*net.TCPAddr)
 	if !ok1 || !ok2 {
-		return 0
+		return sender{why: "not a TCP connection"}
 	}
 	inode := socketInode(ra.Port, la.Port)
 	if inode == "" || inode == "0" {
-		return ps.seen(ra.Port)
+		if pid := ps.seen(ra.Port); pid != 0 {
+			return sender{pid: pid}
+		}
+		return sender{why: fmt.Sprintf("the client socket (port %d) was closed before the lookup and no scan saw it", ra.Port)}
 	}
 	want := "socket:[" + inode + "]"
 	for _, pid := range ps.list() {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			continue // exited
-		}
-		for _, e := range ents {
-			if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && l == want {
-				return pid
-			}
+		if holds(pid, want) {
+			return sender{pid: pid}
 		}
 	}
-	return ps.seen(ra.Port)
+	if pid := ps.seen(ra.Port); pid != 0 {
+		return sender{pid: pid}
+	}
+	return sender{why: fmt.Sprintf("the client socket (port %d, inode %s) is held by no member: %s", ra.Port, inode, socketHolders(want))}
+}
+
+// holds reports whether process pid has the file want ("socket:[inode]")
+// among its descriptors; false once pid has exited.
+func holds(pid int, want string) bool {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && l == want {
+			return true
+		}
+	}
+	return false
+}
+
+// socketHolders names every process holding want ("pid 12 (changehook)"),
+// or says there is none: an unattributed delivery's diagnosis, read only
+// when the lookup among the members failed.
+func socketHolders(want string) string {
+	procs, _ := os.ReadDir("/proc")
+	var names []string
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || !holds(pid, want) {
+			continue
+		}
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		names = append(names, fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(comm))))
+	}
+	if len(names) == 0 {
+		return "no process holds it any more"
+	}
+	return "held by " + strings.Join(names, ", ")
 }
 
 // seen returns the pid a scan saw on the connection from local port p
@@ -206,4 +242,47 @@ func hexPort(addr string) int {
 		return -1
 	}
 	return int(p)
+}
+
+// TestPeerAttribution: the endpoint's attribution names a registered
+// process holding the client socket, and when none does says why: the
+// socket is held by another process (named), or was closed before the
+// lookup.
+func TestPeerAttribution(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	connect := func() (client, server net.Conn) {
+		t.Helper()
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err = ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
+		return client, server
+	}
+	self := os.Getpid()
+
+	ps := newPIDSet()
+	_, server := connect()
+	if got := ps.peer(server); got.pid != 0 || !strings.Contains(got.why, fmt.Sprintf("held by no member: held by pid %d (", self)) {
+		t.Errorf("unregistered holder: got %+v, want pid 0 naming pid %d as the holder", got, self)
+	}
+
+	ps.add(self, "test")
+	if got := ps.peer(server); got.pid != self || got.why != "" {
+		t.Errorf("registered holder: got %+v, want pid %d", got, self)
+	}
+
+	client, server := connect()
+	_ = client.Close()
+	if got := ps.peer(server); got.pid != 0 || !strings.Contains(got.why, "closed before the lookup") {
+		t.Errorf("closed client: got %+v, want pid 0, closed before the lookup", got)
+	}
 }
