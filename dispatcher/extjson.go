@@ -145,9 +145,10 @@ func (e *extJSONEncoder) document(b, d []byte, array bool) (_ []byte, ok bool) {
 		if t == 0 {
 			return b, false // NUL before the end
 		}
-		// The key: find its NUL and, in the same pass, whether it needs
-		// escaping (keys are short, and almost never do).
-		// d[end] is NUL, so the scan of safe bytes stops there at the latest.
+		// The key: scan the bytes that need no escaping (keys are short,
+		// and almost never need any); d[end] is NUL, so the scan stops
+		// there at the latest. Any other stop means escaping, and the NUL
+		// is searched for on.
 		k := p
 		for jsonSafe[d[p]] {
 			p++
@@ -198,15 +199,16 @@ func lenAt(d []byte, p int) (int, bool) {
 // stringAt reads a BSON string (int32 length including the NUL, bytes, NUL)
 // at d[p:] and returns its content and the position after it.
 func stringAt(d []byte, p int) ([]byte, int, bool) {
-	n, ok := lenAt(d, p)
-	if !ok || n <= 0 || n > len(d)-p-4 {
+	// Small enough to be inlined: strings are most of a change event's
+	// values.
+	if p < 0 || len(d)-p < 5 {
 		return nil, 0, false
 	}
-	s := d[p+4 : p+4+n]
-	if s[n-1] != 0 {
+	n := int(int32(binary.LittleEndian.Uint32(d[p:])))
+	if n <= 0 || n > len(d)-p-4 || d[p+3+n] != 0 {
 		return nil, 0, false
 	}
-	return s[:n-1], p + 4 + n, true
+	return d[p+4 : p+3+n], p + 4 + n, true
 }
 
 // cstringAt reads a NUL-terminated string at d[p:].
@@ -230,16 +232,12 @@ func (e *extJSONEncoder) value(b []byte, t byte, d []byte, p int) (_ []byte, nex
 		b = e.double(b, math.Float64frombits(binary.LittleEndian.Uint64(d[p:])))
 		return b, p + 8, true
 	case tString:
-		// stringAt, inlined: strings are most of a change event's values.
-		if len(d)-p < 5 {
+		s, np, ok := stringAt(d, p)
+		if !ok {
 			return b, 0, false
 		}
-		n := int(int32(binary.LittleEndian.Uint32(d[p:])))
-		if n <= 0 || n > len(d)-p-4 || d[p+3+n] != 0 {
-			return b, 0, false
-		}
-		b = e.str(b, d[p+4:p+3+n])
-		return b, p + 4 + n, true
+		b = e.str(b, s)
+		return b, np, true
 	case tDocument, tArray:
 		n, ok := lenAt(d, p)
 		if !ok || n < 5 || n > len(d)-p {
