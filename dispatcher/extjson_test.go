@@ -556,7 +556,7 @@ func TestExtJSONStrFastPath(t *testing.T) {
 		}
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	for range 1_000_000 {
+	for range 200_000 {
 		var w [8]byte
 		for i := range w {
 			switch rng.IntN(4) {
