@@ -23,7 +23,11 @@ import (
 // e2e.items, per-document ordering, frequent checkpoints, batched when
 // batch (a YAML flow mapping) is not "", trusting the CA in caFile when it
 // is not "" (an https receiver). The incarnation header tells the receiver
-// which process sent a request.
+// which process sent a request. Every incarnation runs under one
+// instance_id, as a supervisor restarts a process: each takes the killed
+// one's lease at once (it can prove that process dead) and delivers until
+// its own kill. With a new id each start, the restarts would wait out the
+// first one's lease and be killed before delivering anything.
 func crashConfig(uri, url string, incarnation int, batch, caFile string) string {
 	if batch != "" {
 		batch = "\n    batch: " + batch
@@ -35,6 +39,7 @@ func crashConfig(uri, url string, incarnation int, batch, caFile string) string 
 	return fmt.Sprintf(`
 mongodb: { uri: %q }
 state: { database: chstate }
+cluster: { instance_id: crash-test }
 triggers:
   - name: crash
     database: e2e
@@ -173,6 +178,23 @@ func crashSafety(t *testing.T, batch string, https bool, fits int) {
 	got := accepted(rc.waitFor(t, "every write delivered", func(ds []delivery) bool { return len(distinct(accepted(ds))) >= want }))
 	if code := r.stop(); code != 0 {
 		t.Errorf("runner exit code after SIGTERM = %d, want 0", code)
+	}
+
+	// The kills must land in delivery: most restarted incarnations that
+	// were killed delivered something before their kill.
+	perInc := map[string]int{}
+	for _, d := range got {
+		perInc[d.Header.Get("X-Incarnation")]++
+	}
+	delivering := 0
+	for k := 1; k < kills; k++ {
+		if perInc[strconv.Itoa(k)] > 0 {
+			delivering++
+		}
+	}
+	t.Logf("accepted deliveries per incarnation: %v", perInc)
+	if 2*delivering < kills-1 {
+		t.Errorf("%d of the %d restarted incarnations killed delivered anything: the kills did not land in delivery", delivering, kills-1)
 	}
 
 	seen := map[string]bool{}      // doc/seq delivered at least once
