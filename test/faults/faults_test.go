@@ -55,10 +55,13 @@ type trig struct {
 
 // writeConfig writes a triggers.yaml for trigs against uri, delivering to ep.
 // Retries are quick and never give up (dead_letter: false), so that any
-// event the receiver does not get is really lost, not dead-lettered.
+// event the receiver does not get is really lost, not dead-lettered. The
+// runner has a stable instance_id, as under a supervisor: a restart after
+// a SIGKILL takes the dead process's leases at once instead of waiting
+// them out, so it delivers until the next kill.
 func writeConfig(t *testing.T, name, uri string, ep *endpoint, trigs []trig) string {
 	t.Helper()
-	return writeFile(t, t.TempDir(), name+".yaml", configText(uri, ep, trigs, ""))
+	return writeFile(t, t.TempDir(), name+".yaml", configText(uri, ep, trigs, "cluster:\n  instance_id: faults-"+name+"\n"))
 }
 
 // configText is writeConfig's file content; extra (YAML, may be "") is
@@ -219,15 +222,28 @@ func scenarioRunnerKill(s *suite) []tally {
 	writes, kills, rate := pick(s, 1500, 10000), pick(s, 4, 20), pick(s, 1000, 500)
 	x := startThree(s, "a", 0, 0)
 	points := killPoints(s.seed, 2, kills, writes/20, writes-writes/20)
+	var atKill []int // 2xx deliveries received by each kill
 	x.writePaced(writes, rate, func(i int) {
 		if points[i] {
+			atKill = append(atKill, x.ep.rec.delivered())
 			x.r.kill()
 			x.r.start(true)
 		}
 	})
 	x.waitAll(pick(s, time.Minute, 5*time.Minute))
 	x.r.stop()
-	return x.tallies("a: runner SIGKILL", fmt.Sprintf("%d kills", kills))
+	// The kills must land in delivery: most restarts that were killed
+	// again delivered something in between.
+	delivering := 0
+	for k := 1; k < len(atKill); k++ {
+		if atKill[k] > atKill[k-1] {
+			delivering++
+		}
+	}
+	if 2*delivering < len(atKill)-1 {
+		s.t.Errorf("%d of the %d restarts killed again delivered anything (deliveries at each kill: %v): the kills did not land in delivery", delivering, len(atKill)-1, atKill)
+	}
+	return x.tallies("a: runner SIGKILL", fmt.Sprintf("%d kills, %d of %d killed restarts delivering", kills, delivering, len(atKill)-1))
 }
 
 // (b) devdb SIGKILLed and restarted on its data directory mid-stream.

@@ -177,6 +177,7 @@ type recorder struct {
 	mu       sync.Mutex
 	counts   map[string]int      // event identity → 2xx deliveries
 	first    map[string][]string // trigger → identities in first-arrival order
+	total    int                 // 2xx deliveries of events, all triggers
 	rejected int                 // requests answered 500 on purpose
 	bad      []string            // bodies that could not be identified
 	notify   chan struct{}       // signalled (non-blocking) on every delivery
@@ -238,6 +239,7 @@ func (r *recorder) record(trigger string, body []byte, from sender, at time.Time
 		return err
 	}
 	r.counts[id]++
+	r.total++
 	if r.keepLog {
 		r.log = append(r.log, delivery{trigger: trigger, id: id, pid: from.pid, why: from.why, at: at, ct: ct})
 	}
@@ -249,6 +251,14 @@ func (r *recorder) record(trigger string, body []byte, from sender, at time.Time
 	default:
 	}
 	return nil
+}
+
+// delivered returns the number of 2xx event deliveries so far (batches
+// count their events), duplicates included.
+func (r *recorder) delivered() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.total
 }
 
 // snapshot returns copies of the counts and of trigger's first-arrival order.
