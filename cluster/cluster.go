@@ -135,6 +135,9 @@ type Manager struct {
 	// checkedPrevious: the previous process with this instance id was
 	// looked at (see releasePrevious); only the first rounds do.
 	checkedPrevious bool
+	// deadNoted: the live members already logged as certainly dead (see
+	// noteDeadMembers); it keeps only members still registered.
+	deadNoted map[string]bool
 }
 
 // keyState is one lease key this instance wants (a runner is in Await) or
@@ -550,6 +553,7 @@ func (m *Manager) round(ctx context.Context) {
 		m.setUndecided("cannot read members: " + err.Error())
 		return
 	}
+	m.noteDeadMembers(live)
 	if !slices.ContainsFunc(live, func(x store.Member) bool { return x.ID == m.self.ID }) {
 		// Our own heartbeat is not visible yet: decide nothing.
 		m.setUndecided("this member's heartbeat is not among the live members it read")
@@ -762,6 +766,51 @@ func (m *Manager) releasePrevious(ctx context.Context) error {
 			"key", l.Key, "epoch", l.Epoch, "previous_pid", prev.PID)
 	}
 	return nil
+}
+
+// noteDeadMembers logs, once per member, each other live member whose
+// process is certainly gone (incarnationDead: registered on this kernel, in
+// this pid namespace, its pid free or now another process's). Its
+// registration still counts until it expires, so the units it was
+// preferred for stand by and the leases it held are taken only once they
+// expire, up to lease_ttl: nothing else says why a trigger does not run
+// meanwhile. The usual cause is a process restarted after a crash under a
+// new instance id (the default), which a stable cluster.instance_id
+// avoids: the restarted process then releases its predecessor's leases
+// at once (releasePrevious).
+func (m *Manager) noteDeadMembers(live []store.Member) {
+	registered := make(map[string]bool, len(live))
+	var check []store.Member
+	m.mu.Lock()
+	for _, x := range live {
+		registered[x.ID] = true
+		if x.ID != m.self.ID && x.Incarnation != "" && !m.deadNoted[x.ID] {
+			check = append(check, x)
+		}
+	}
+	for id := range m.deadNoted {
+		if !registered[id] {
+			delete(m.deadNoted, id)
+		}
+	}
+	m.mu.Unlock()
+	for _, x := range check {
+		if !incarnationDead(x.Incarnation) {
+			continue
+		}
+		m.mu.Lock()
+		if m.deadNoted == nil {
+			m.deadNoted = map[string]bool{}
+		}
+		noted := m.deadNoted[x.ID]
+		m.deadNoted[x.ID] = true
+		m.mu.Unlock()
+		if !noted {
+			m.log.Warn("a member registered on this host is no longer running: the triggers it ran resume here once its registration and leases expire "+
+				"(within lease_ttl); with a stable cluster.instance_id a process restarted after a crash takes its predecessor's leases at once",
+				"member", x.ID, "pid", x.PID, "expires_in", time.Duration(x.RemainingMS)*time.Millisecond, "lease_ttl", m.opts.LeaseTTL)
+		}
+	}
 }
 
 // preferred returns the member that should own key of trigger: the highest

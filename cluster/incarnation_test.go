@@ -1,12 +1,14 @@
 package cluster
 
 import (
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/store"
 )
 
@@ -67,6 +69,64 @@ func TestRestartReleasesDeadPredecessorsLeases(t *testing.T) {
 			ls, err := st.ListLeases(ctx)
 			if err != nil || len(ls) != 1 || ls[0].Epoch != prev.Epoch || ls[0].Owner != "a" {
 				t.Errorf("leases = %+v (%v), want the previous process's untouched", ls, err)
+			}
+		})
+	}
+}
+
+// TestDeadMemberOnThisHostIsLogged: a member restarted under a new instance
+// id (the default) logs, once, that its predecessor's registration names a
+// process on this host that is no longer running, and why its triggers wait
+// until that registration and its leases expire; a live predecessor, or
+// one on another host, is not logged.
+func TestDeadMemberOnThisHostIsLogged(t *testing.T) {
+	self := incarnation(os.Getpid())
+	if self == "" {
+		t.Skip("process incarnations are not known on this platform")
+	}
+	parts := strings.Split(self, "/")
+	start, _ := strconv.ParseUint(parts[3], 10, 64)
+	with := func(i int, v string) string {
+		p := append([]string(nil), parts...)
+		p[i] = v
+		return strings.Join(p, "/")
+	}
+	const warning = "a member registered on this host is no longer running"
+	tests := []struct {
+		name     string
+		previous string // the other member's incarnation
+		logged   bool
+	}{
+		{"its pid reused by another process: dead", with(3, strconv.FormatUint(start+1, 10)), true},
+		{"still running (the test's parent)", incarnation(os.Getppid()), false},
+		{"another boot or host", with(0, "00000000-0000-0000-0000-000000000000"), false},
+		{"no incarnation recorded", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newTestStore(t)
+			ctx := t.Context()
+			if err := st.Heartbeat(ctx, store.Member{ID: "old", Host: "h", PID: 4242, Incarnation: tc.previous,
+				Triggers: map[string]string{"orders": "x"}}, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.AcquireLease(ctx, "orders", "old", time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			var logs syncbuf.Buffer
+			m, err := New(st, testConfig(t, "orders"), Options{InstanceID: "new", Clock: newFakeClock(), Version: "test",
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.round(ctx)
+			m.round(ctx)
+			out := logs.String()
+			if n := strings.Count(out, warning); n != map[bool]int{true: 1, false: 0}[tc.logged] {
+				t.Fatalf("%d warnings after two rounds, want logged = %v:\n%s", n, tc.logged, out)
+			}
+			if tc.logged && (!strings.Contains(out, "member=old") || !strings.Contains(out, "pid=4242") || !strings.Contains(out, "cluster.instance_id")) {
+				t.Errorf("the warning does not name the member, its pid and the way out:\n%s", out)
 			}
 		})
 	}
