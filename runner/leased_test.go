@@ -51,8 +51,8 @@ func TestStartLeasedFencing(t *testing.T) {
 	recv := newReceiver(t)
 	r, st, _ := startClusteredRunner(t, client, recv, "per_document", 5*time.Second)
 	waitFor(t, "runner ready", r.Ready)
-	if st := r.Status()[0].State; st != runner.StateStandby {
-		t.Fatalf("before any lease: state %s, want standby", st)
+	if st := r.Status()[0]; st.State != runner.StateStandby || st.Since.IsZero() {
+		t.Fatalf("before any lease: state %s since %v, want standby since the runner started", st.State, st.Since)
 	}
 	coll := client.Database("shop").Collection("orders")
 

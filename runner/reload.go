@@ -243,7 +243,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		for _, u := range t.Units() {
 			// Held until its control documents are read (the controls
 			// goroutine, poked below, reads them): it may be paused.
-			s := &slot{t: u, want: !r.opts.StartStopped, pause: pause, pauseDoc: pauseDoc, unread: r.opts.Controls}
+			s := &slot{t: u, want: !r.opts.StartStopped, pause: pause, pauseDoc: pauseDoc, unread: r.opts.Controls, since: r.opts.Clock.Now()}
 			r.slots[u.Key()] = s
 			r.units[name] = append(r.units[name], u.Key())
 			added = append(added, s)

@@ -243,7 +243,7 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 		// A partitioned trigger runs as one unit per partition, each with
 		// its own watcher, dispatcher and checkpoint (triggers.Partition).
 		for _, u := range t.Units() {
-			r.slots[u.Key()] = &slot{t: u, want: !opts.StartStopped, unread: opts.Controls}
+			r.slots[u.Key()] = &slot{t: u, want: !opts.StartStopped, unread: opts.Controls, since: opts.Clock.Now()}
 			r.units[t.Name] = append(r.units[t.Name], u.Key())
 		}
 		r.order = append(r.order, t.Name)

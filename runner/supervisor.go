@@ -110,6 +110,11 @@ type slot struct {
 	unreadErr   string
 	unreadErrAt time.Time
 
+	// since is when the unit was added (the Runner's start, or the reload
+	// that added it): the Since of the states it shows before its first
+	// watcher starts (starting, stopped, standby).
+	since time.Time
+
 	last atomic.Pointer[Watcher] // the newest watcher, for Status
 	// received counts the events read by the unit's earlier watchers (a
 	// new one starts after a reload change, a pause, a control or a lease
@@ -313,9 +318,9 @@ func (s *slot) status() TriggerStatus {
 	case last != nil:
 		st = last.Status()
 	case !want:
-		st = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStopped}
+		st = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStopped, Since: s.since}
 	default:
-		st = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting}
+		st = TriggerStatus{Name: t.Name, Namespace: t.Namespace(), State: StateStarting, Since: s.since}
 	}
 	st.EventsReceived += received
 	if unreadErr != "" {
