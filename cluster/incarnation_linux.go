@@ -3,10 +3,12 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // incarnation returns "boot/pidns/pid/start" for the process pid: the
@@ -71,8 +73,11 @@ func incarnationDead(inc string) bool {
 	}
 	cur, ok := startTime(pid)
 	if !ok {
-		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
-		return os.IsNotExist(err) // no such process in this namespace
+		// Gone, or hidden: /proc mounted with hidepid=2 shows no other
+		// user's processes, so a missing /proc/PID proves nothing. Signal
+		// 0 tells them apart: ESRCH only when no process has the pid in
+		// this namespace (EPERM: it exists, run by another user).
+		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 	}
 	return cur != start
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"log/slog"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -129,5 +130,47 @@ func TestDeadMemberOnThisHostIsLogged(t *testing.T) {
 				t.Errorf("the warning does not name the member, its pid and the way out:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestIncarnationDead: a process is certainly dead only when its pid is free
+// or now another process's (another start time) on this kernel and in this
+// pid namespace.
+func TestIncarnationDead(t *testing.T) {
+	self := incarnation(os.Getpid())
+	if self == "" {
+		t.Skip("process incarnations are not known on this platform")
+	}
+	parts := strings.Split(self, "/")
+	start, _ := strconv.ParseUint(parts[3], 10, 64)
+	with := func(i int, v string) string {
+		p := append([]string(nil), parts...)
+		p[i] = v
+		return strings.Join(p, "/")
+	}
+	// A child that has exited and been waited for: its pid is free.
+	child := exec.Command("true")
+	if err := child.Run(); err != nil {
+		t.Skipf("cannot run a child process: %v", err)
+	}
+	exited := with(2, strconv.Itoa(child.Process.Pid))
+	tests := []struct {
+		name string
+		inc  string
+		dead bool
+	}{
+		{"this process", self, false},
+		{"the parent, running", incarnation(os.Getppid()), false},
+		{"a pid now another process's", with(3, strconv.FormatUint(start+1, 10)), true},
+		{"a free pid", exited, true},
+		{"another boot or host", with(0, "00000000-0000-0000-0000-000000000000"), false},
+		{"another pid namespace", with(1, "pid:[1]"), false},
+		{"malformed", "x/y", false},
+		{"no pid", with(2, "0"), false},
+	}
+	for _, tc := range tests {
+		if got := incarnationDead(tc.inc); got != tc.dead {
+			t.Errorf("%s (%s): dead = %v, want %v", tc.name, tc.inc, got, tc.dead)
+		}
 	}
 }
