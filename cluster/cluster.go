@@ -806,7 +806,7 @@ func (m *Manager) noteDeadMembers(live []store.Member) {
 		m.deadNoted[x.ID] = true
 		m.mu.Unlock()
 		if !noted {
-			m.log.Warn("a member registered on this host is no longer running: the triggers it ran resume here once its registration and leases expire "+
+			m.log.Warn("a member registered on this host is no longer running: the triggers it ran resume once its registration and leases expire "+
 				"(within lease_ttl); with a stable cluster.instance_id a process restarted after a crash takes its predecessor's leases at once",
 				"member", x.ID, "pid", x.PID, "expires_in", time.Duration(x.RemainingMS)*time.Millisecond, "lease_ttl", m.opts.LeaseTTL)
 		}
