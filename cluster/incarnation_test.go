@@ -18,17 +18,7 @@ import (
 // when that process is certainly dead, and waits for them to expire in
 // every other case.
 func TestRestartReleasesDeadPredecessorsLeases(t *testing.T) {
-	self := incarnation(os.Getpid())
-	if self == "" {
-		t.Skip("process incarnations are not known on this platform")
-	}
-	parts := strings.Split(self, "/")
-	start, _ := strconv.ParseUint(parts[3], 10, 64)
-	with := func(i int, v string) string {
-		p := append([]string(nil), parts...)
-		p[i] = v
-		return strings.Join(p, "/")
-	}
+	_, start, with := ownIncarnation(t)
 	tests := []struct {
 		name     string
 		previous string // the previous process's incarnation
@@ -81,17 +71,7 @@ func TestRestartReleasesDeadPredecessorsLeases(t *testing.T) {
 // until that registration and its leases expire; a live predecessor, or
 // one on another host, is not logged.
 func TestDeadMemberOnThisHostIsLogged(t *testing.T) {
-	self := incarnation(os.Getpid())
-	if self == "" {
-		t.Skip("process incarnations are not known on this platform")
-	}
-	parts := strings.Split(self, "/")
-	start, _ := strconv.ParseUint(parts[3], 10, 64)
-	with := func(i int, v string) string {
-		p := append([]string(nil), parts...)
-		p[i] = v
-		return strings.Join(p, "/")
-	}
+	_, start, with := ownIncarnation(t)
 	const warning = "a member registered on this host is no longer running"
 	tests := []struct {
 		name     string
@@ -137,17 +117,7 @@ func TestDeadMemberOnThisHostIsLogged(t *testing.T) {
 // or now another process's (another start time) on this kernel and in this
 // pid namespace.
 func TestIncarnationDead(t *testing.T) {
-	self := incarnation(os.Getpid())
-	if self == "" {
-		t.Skip("process incarnations are not known on this platform")
-	}
-	parts := strings.Split(self, "/")
-	start, _ := strconv.ParseUint(parts[3], 10, 64)
-	with := func(i int, v string) string {
-		p := append([]string(nil), parts...)
-		p[i] = v
-		return strings.Join(p, "/")
-	}
+	self, start, with := ownIncarnation(t)
 	// A child that has exited and been waited for: its pid is free.
 	child := exec.Command("true")
 	if err := child.Run(); err != nil {
@@ -172,5 +142,24 @@ func TestIncarnationDead(t *testing.T) {
 		if got := incarnationDead(tc.inc); got != tc.dead {
 			t.Errorf("%s (%s): dead = %v, want %v", tc.name, tc.inc, got, tc.dead)
 		}
+	}
+}
+
+// ownIncarnation returns this process's incarnation, its start time, and
+// with, which returns the incarnation with its i-th part (0 boot id, 1 pid
+// namespace, 2 pid, 3 start time) replaced by v. It skips the test where
+// incarnations are not known.
+func ownIncarnation(t *testing.T) (self string, start uint64, with func(i int, v string) string) {
+	t.Helper()
+	self = incarnation(os.Getpid())
+	if self == "" {
+		t.Skip("process incarnations are not known on this platform")
+	}
+	parts := strings.Split(self, "/")
+	start, _ = strconv.ParseUint(parts[3], 10, 64)
+	return self, start, func(i int, v string) string {
+		p := append([]string(nil), parts...)
+		p[i] = v
+		return strings.Join(p, "/")
 	}
 }
