@@ -34,6 +34,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -781,10 +782,13 @@ func (m *Manager) releasePrevious(ctx context.Context) error {
 func (m *Manager) noteDeadMembers(live []store.Member) {
 	registered := make(map[string]bool, len(live))
 	var check []store.Member
+	here := kernelOf(m.self.Incarnation)
 	m.mu.Lock()
 	for _, x := range live {
 		registered[x.ID] = true
-		if x.ID != m.self.ID && x.Incarnation != "" && !m.deadNoted[x.ID] {
+		// Only a member on this kernel and in this pid namespace can be
+		// proved dead: the others are not looked up in /proc at all.
+		if x.ID != m.self.ID && here != "" && kernelOf(x.Incarnation) == here && !m.deadNoted[x.ID] {
 			check = append(check, x)
 		}
 	}
@@ -811,6 +815,21 @@ func (m *Manager) noteDeadMembers(live []store.Member) {
 				"member", x.ID, "pid", x.PID, "expires_in", time.Duration(x.RemainingMS)*time.Millisecond, "lease_ttl", m.opts.LeaseTTL)
 		}
 	}
+}
+
+// kernelOf returns the "boot/pidns" part of an incarnation (see
+// incarnation): equal for two processes only when they run on the same
+// kernel in the same pid namespace. "" when inc has no such part.
+func kernelOf(inc string) string {
+	i := strings.IndexByte(inc, '/')
+	if i < 0 {
+		return ""
+	}
+	j := strings.IndexByte(inc[i+1:], '/')
+	if j < 0 {
+		return ""
+	}
+	return inc[:i+1+j]
 }
 
 // preferred returns the member that should own key of trigger: the highest

@@ -163,3 +163,19 @@ func ownIncarnation(t *testing.T) (self string, start uint64, with func(i int, v
 		return strings.Join(p, "/")
 	}
 }
+
+// TestKernelOf: the boot id and pid namespace of an incarnation, "" when
+// it has none.
+func TestKernelOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"b00t/pid:[4026531836]/42/9000": "b00t/pid:[4026531836]",
+		"b00t/pid:[4026531836]/":        "b00t/pid:[4026531836]",
+		"b00t/pid:[4026531836]":         "",
+		"b00t":                          "",
+		"":                              "",
+	} {
+		if got := kernelOf(in); got != want {
+			t.Errorf("kernelOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
