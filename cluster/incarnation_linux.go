@@ -34,27 +34,35 @@ func incarnation(pid int) string {
 
 // startTime reads field 22 (starttime) of /proc/PID/stat.
 func startTime(pid int) (uint64, bool) {
+	start, _, ok := procStat(pid)
+	return start, ok
+}
+
+// procStat reads fields 22 (starttime) and 3 (state: 'R', 'S', 'Z' for a
+// zombie, ...) of /proc/PID/stat.
+func procStat(pid int) (start uint64, state byte, ok bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')') // the command name may contain spaces and parentheses
 	if i < 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
-	if len(f) < 20 {
-		return 0, false
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, false
 	}
 	v, err := strconv.ParseUint(f[19], 10, 64)
-	return v, err == nil
+	return v, f[0][0], err == nil
 }
 
 // incarnationDead reports whether the process inc (from incarnation) is
 // certainly not running: it ran on this kernel (same boot id) in this pid
-// namespace, and its pid is now free or belongs to a process that started
-// at another time. Anything else — another host, another boot, another
+// namespace, and its pid is now free, belongs to a process that started
+// at another time, or is that process exited and not yet reaped by its
+// parent (a zombie: its threads and sockets are gone). Anything else — another host, another boot, another
 // pid namespace (a container restart), an unreadable /proc — is "not
 // certainly dead".
 func incarnationDead(inc string) bool {
@@ -71,7 +79,7 @@ func incarnationDead(inc string) bool {
 	if err1 != nil || err2 != nil || pid <= 0 {
 		return false
 	}
-	cur, ok := startTime(pid)
+	cur, state, ok := procStat(pid)
 	if !ok {
 		// Gone, or hidden: /proc mounted with hidepid=2 shows no other
 		// user's processes, so a missing /proc/PID proves nothing. Signal
@@ -79,5 +87,5 @@ func incarnationDead(inc string) bool {
 		// this namespace (EPERM: it exists, run by another user).
 		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 	}
-	return cur != start
+	return cur != start || state == 'Z' || state == 'X'
 }

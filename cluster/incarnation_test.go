@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -124,6 +125,7 @@ func TestIncarnationDead(t *testing.T) {
 		t.Skipf("cannot run a child process: %v", err)
 	}
 	exited := with(2, strconv.Itoa(child.Process.Pid))
+	zombie := zombieIncarnation(t)
 	tests := []struct {
 		name string
 		inc  string
@@ -133,6 +135,7 @@ func TestIncarnationDead(t *testing.T) {
 		{"the parent, running", incarnation(os.Getppid()), false},
 		{"a pid now another process's", with(3, strconv.FormatUint(start+1, 10)), true},
 		{"a free pid", exited, true},
+		{"exited, not reaped yet (a zombie)", zombie, true},
 		{"another boot or host", with(0, "00000000-0000-0000-0000-000000000000"), false},
 		{"another pid namespace", with(1, "pid:[1]"), false},
 		{"malformed", "x/y", false},
@@ -177,5 +180,40 @@ func TestKernelOf(t *testing.T) {
 		if got := kernelOf(in); got != want {
 			t.Errorf("kernelOf(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// zombieIncarnation starts a child that exits at once and returns its
+// incarnation once it is a zombie: exited, not yet waited for (it is
+// waited for at cleanup).
+func zombieIncarnation(t *testing.T) string {
+	t.Helper()
+	z := exec.Command("true")
+	out, err := z.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Start(); err != nil {
+		t.Skipf("cannot run a child process: %v", err)
+	}
+	t.Cleanup(func() { _ = z.Wait() })
+	pid := z.Process.Pid
+	inc := incarnation(pid) // its start time stays readable until it is reaped
+	if inc == "" {
+		t.Fatalf("no incarnation for child %d", pid)
+	}
+	// EOF: the child closed its stdout, which exiting does just before it
+	// becomes a zombie; the state follows within microseconds.
+	if _, err := io.Copy(io.Discard, out); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, state, ok := procStat(pid); ok && state == 'Z' {
+			return inc
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d did not become a zombie", pid)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
