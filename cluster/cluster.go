@@ -137,7 +137,7 @@ type Manager struct {
 	// looked at (see releasePrevious); only the first rounds do.
 	checkedPrevious bool
 	// deadNoted: the live members already logged as certainly dead (see
-	// noteDeadMembers); it keeps only members still registered.
+	// noteDeadMembers), rebuilt each round from those still registered.
 	deadNoted map[string]bool
 }
 
@@ -770,50 +770,35 @@ func (m *Manager) releasePrevious(ctx context.Context) error {
 }
 
 // noteDeadMembers logs, once per member, each other live member whose
-// process is certainly gone (incarnationDead: registered on this kernel, in
-// this pid namespace, its pid free or now another process's). Its
-// registration still counts until it expires, so the units it was
-// preferred for stand by and the leases it held are taken only once they
-// expire, up to lease_ttl: nothing else says why a trigger does not run
-// meanwhile. The usual cause is a process restarted after a crash under a
-// new instance id (the default), which a stable cluster.instance_id
-// avoids: the restarted process then releases its predecessor's leases
-// at once (releasePrevious).
+// process is certainly gone (incarnationDead). Its registration still
+// counts until it expires, so the units it was preferred for stand by and
+// the leases it held are taken only once they expire, up to lease_ttl:
+// nothing else says why a trigger does not run meanwhile. The usual cause
+// is a process restarted after a crash under a new instance id (the
+// default), which a stable cluster.instance_id avoids: the restarted
+// process then releases its predecessor's leases at once
+// (releasePrevious). Only members on this kernel and in this pid
+// namespace can be proved dead; the others are not looked up in /proc.
 func (m *Manager) noteDeadMembers(live []store.Member) {
-	registered := make(map[string]bool, len(live))
-	var check []store.Member
 	here := kernelOf(m.self.Incarnation)
+	var dead []store.Member
 	m.mu.Lock()
+	noted := make(map[string]bool, len(m.deadNoted)) // rebuilt: only members still registered
 	for _, x := range live {
-		registered[x.ID] = true
-		// Only a member on this kernel and in this pid namespace can be
-		// proved dead: the others are not looked up in /proc at all.
-		if x.ID != m.self.ID && here != "" && kernelOf(x.Incarnation) == here && !m.deadNoted[x.ID] {
-			check = append(check, x)
+		switch {
+		case m.deadNoted[x.ID]:
+			noted[x.ID] = true
+		case x.ID != m.self.ID && here != "" && kernelOf(x.Incarnation) == here && incarnationDead(x.Incarnation):
+			noted[x.ID] = true
+			dead = append(dead, x)
 		}
 	}
-	for id := range m.deadNoted {
-		if !registered[id] {
-			delete(m.deadNoted, id)
-		}
-	}
+	m.deadNoted = noted
 	m.mu.Unlock()
-	for _, x := range check {
-		if !incarnationDead(x.Incarnation) {
-			continue
-		}
-		m.mu.Lock()
-		if m.deadNoted == nil {
-			m.deadNoted = map[string]bool{}
-		}
-		noted := m.deadNoted[x.ID]
-		m.deadNoted[x.ID] = true
-		m.mu.Unlock()
-		if !noted {
-			m.log.Warn("a member registered on this host is no longer running: the triggers it ran resume once its registration and leases expire "+
-				"(within lease_ttl); with a stable cluster.instance_id a process restarted after a crash takes its predecessor's leases at once",
-				"member", x.ID, "pid", x.PID, "expires_in", time.Duration(x.RemainingMS)*time.Millisecond, "lease_ttl", m.opts.LeaseTTL)
-		}
+	for _, x := range dead {
+		m.log.Warn("a member registered on this host is no longer running: the triggers it ran resume once its registration and leases expire "+
+			"(within lease_ttl); with a stable cluster.instance_id a process restarted after a crash takes its predecessor's leases at once",
+			"member", x.ID, "pid", x.PID, "expires_in", time.Duration(x.RemainingMS)*time.Millisecond, "lease_ttl", m.opts.LeaseTTL)
 	}
 }
 

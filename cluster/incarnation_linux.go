@@ -62,9 +62,9 @@ func procStat(pid int) (start uint64, state byte, ok bool) {
 // certainly not running: it ran on this kernel (same boot id) in this pid
 // namespace, and its pid is now free, belongs to a process that started
 // at another time, or is that process exited and not yet reaped by its
-// parent (a zombie: its threads and sockets are gone). Anything else — another host, another boot, another
-// pid namespace (a container restart), an unreadable /proc — is "not
-// certainly dead".
+// parent (a zombie: its threads and sockets are gone). Anything else —
+// another host, another boot, another pid namespace (a container
+// restart), a process /proc hides — is "not certainly dead".
 func incarnationDead(inc string) bool {
 	parts := strings.Split(inc, "/")
 	if len(parts) != 4 {
