@@ -114,9 +114,9 @@ func TestDeadMemberOnThisHostIsLogged(t *testing.T) {
 	}
 }
 
-// TestIncarnationDead: a process is certainly dead only when its pid is free
-// or now another process's (another start time) on this kernel and in this
-// pid namespace.
+// TestIncarnationDead: a process is certainly dead only when, on this
+// kernel and in this pid namespace, its pid is free, now another
+// process's (another start time), or its own as a zombie.
 func TestIncarnationDead(t *testing.T) {
 	self, start, with := ownIncarnation(t)
 	// A child that has exited and been waited for: its pid is free.
