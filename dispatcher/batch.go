@@ -104,13 +104,13 @@ type batcher struct {
 	mu          sync.Mutex
 	inflight    int // sealed, unresolved batches
 	unresolved  map[*batch]struct{}
-	keyTail     map[string]*batch // per_document: the newest sealed batch per key
+	keyTail     map[Key]*batch // per_document: the newest sealed batch per key
 	lastBarrier *batch
 
 	// The run goroutine's own state.
 	seq         uint64
 	open        *batch
-	openKeys    []string
+	openKeys    []Key
 	expired     bool
 	more        bool         // the last event taken said another follows at once (Event.More)
 	moreUntil   time.Time    // when waiting for that event ends (zero: not started)
@@ -144,7 +144,7 @@ func newBatcher(d *Dispatcher, t *triggers.Trigger, p *triggers.BatchPolicy) (*b
 	bt := &batcher{
 		d: d, maxEvents: p.MaxEvents, maxBytes: int(min(p.MaxBytes, 1<<40)), maxWait: p.MaxWait,
 		wake: make(chan struct{}, 1), timerC: make(chan uint64), armC: make(chan timerArm, 1),
-		unresolved: map[*batch]struct{}{}, keyTail: map[string]*batch{},
+		unresolved: map[*batch]struct{}{}, keyTail: map[Key]*batch{},
 	}
 	if bt.maxBytes == 0 {
 		bt.maxBytes = int(triggers.DefaultBatchMaxBytes)
@@ -327,7 +327,7 @@ func (bt *batcher) place() bool {
 		b := &batch{seq: bt.seq, tickets: []*Ticket[job]{tk}, single: true}
 		b.id = WebhookID(bt.d.trigger, tk.Value.ev.Token)
 		bt.startProgress(tk, "", 1)
-		bt.schedule(b, []string{tk.Value.ev.Key})
+		bt.schedule(b, []Key{tk.Value.ev.Key})
 		bt.pending = nil
 		bt.dropLargeElem()
 		return true
@@ -480,7 +480,7 @@ func (bt *batcher) startProgress(tk *Ticket[job], id string, n int) {
 
 // schedule registers the sealed batch b with the ordering keys of its
 // events and starts it unless it must wait for earlier batches.
-func (bt *batcher) schedule(b *batch, keys []string) {
+func (bt *batcher) schedule(b *batch, keys []Key) {
 	bt.mu.Lock()
 	defer bt.mu.Unlock()
 	bt.inflight++
@@ -494,7 +494,7 @@ func (bt *batcher) schedule(b *batch, keys []string) {
 			}
 		}
 		for _, k := range keys {
-			if k == "" {
+			if k == NoKey {
 				b.barrier = true
 			}
 		}
@@ -507,7 +507,7 @@ func (bt *batcher) schedule(b *batch, keys []string) {
 			dep(bt.lastBarrier)
 		}
 		for _, k := range keys {
-			if k != "" {
+			if k != NoKey {
 				dep(bt.keyTail[k])
 				bt.keyTail[k] = b
 			}
@@ -530,7 +530,7 @@ func (bt *batcher) resolved(b *batch) {
 	}
 	if bt.d.ordering == triggers.PerDocument {
 		for _, tk := range b.tickets {
-			if k := tk.Value.ev.Key; k != "" && bt.keyTail[k] == b {
+			if k := tk.Value.ev.Key; k != NoKey && bt.keyTail[k] == b {
 				delete(bt.keyTail, k)
 			}
 		}

@@ -100,11 +100,17 @@ func BenchmarkDeliverBatched(b *testing.B) {
 			for i := range events {
 				events[i] = benchChangeEvent(b, i)
 			}
-			var keys []string // one per submitted event (unique)
+			// With unique keys, each submitted event's documentKey bytes
+			// (made before the timer), its key made from them in the loop
+			// as the watch loop makes it.
+			var ns, docKeys []byte
+			var docKeyEnd []int
 			if v.unique {
-				keys = make([]string, b.N)
-				for i := range keys {
-					keys[i] = "k" + strconv.Itoa(i)
+				ns = benchRaw(b, bson.D{{Key: "db", Value: "bench"}, {Key: "coll", Value: "orders"}})
+				docKeyEnd = make([]int, b.N)
+				for i := range docKeyEnd {
+					docKeys = append(docKeys, benchRaw(b, bson.D{{Key: "_id", Value: int64(i)}})...)
+					docKeyEnd[i] = len(docKeys)
 				}
 			}
 			ctx := context.Background()
@@ -114,8 +120,12 @@ func BenchmarkDeliverBatched(b *testing.B) {
 			start := time.Now()
 			for i := range b.N {
 				ev := events[i%len(events)]
-				if keys != nil {
-					ev.Key = keys[i]
+				if docKeyEnd != nil {
+					dk := docKeys[:docKeyEnd[i]]
+					if i > 0 {
+						dk = dk[docKeyEnd[i-1]:]
+					}
+					ev.Key = DocumentKey(ns, dk)
 				}
 				if err := d.Submit(ctx, ev); err != nil {
 					b.Fatal(err)
@@ -157,7 +167,7 @@ func benchChangeEvent(t testing.TB, n int) Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Event{Raw: raw, Token: tok, Key: "k" + strconv.Itoa(n)}
+	return Event{Raw: raw, Token: tok, Key: sk("k" + strconv.Itoa(n))}
 }
 
 // BenchmarkScrubBody measures masking a kept response body's secrets
@@ -187,4 +197,14 @@ func BenchmarkScrubBody(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchRaw is d marshalled.
+func benchRaw(t testing.TB, d bson.D) []byte {
+	t.Helper()
+	raw, err := bson.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }

@@ -15,7 +15,7 @@ func blocked(t *testing.T, tr *Tracker[int], n int, size int64) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := tr.TrackSized(ctx, tok(n), "", size, n)
+	_, err := tr.TrackSized(ctx, tok(n), NoKey, size, n)
 	if err == nil {
 		t.Fatalf("event %d (%d bytes) admitted, want it to wait (held %d bytes)", n, size, tr.HeldBytes())
 	}
@@ -27,7 +27,7 @@ func mustTrack(t *testing.T, tr *Tracker[int], n int, size int64) *Ticket[int] {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // an upper bound only
 	defer cancel()
-	tk, err := tr.TrackSized(ctx, tok(n), "", size, n)
+	tk, err := tr.TrackSized(ctx, tok(n), NoKey, size, n)
 	if err != nil {
 		t.Fatalf("event %d (%d bytes): %v (held %d bytes)", n, size, err, tr.HeldBytes())
 	}

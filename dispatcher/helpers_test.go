@@ -100,7 +100,7 @@ func testEvent(t testing.TB, n int, key string) Event {
 	if err != nil {
 		t.Fatalf("marshal event: %v", err)
 	}
-	return Event{Raw: raw, Token: tok, Key: key}
+	return Event{Raw: raw, Token: tok, Key: sk(key)}
 }
 
 // seqOf extracts fullDocument.seq from a delivered relaxed-JSON body.
@@ -165,3 +165,11 @@ func verifySignature(secret string, h http.Header, body []byte, now time.Time, t
 
 // runtimeGosched yields the processor.
 func runtimeGosched() { runtime.Gosched() }
+
+// sk is the ordering key of a test's document named s (NoKey for "").
+func sk(s string) Key {
+	if s == "" {
+		return NoKey
+	}
+	return DocumentKey(nil, []byte(s))
+}

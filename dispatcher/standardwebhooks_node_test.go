@@ -111,7 +111,7 @@ func swEvent(t *testing.T, tok string, doc bson.D) Event {
 		{Key: "documentKey", Value: bson.D{{Key: "_id", Value: tok}}},
 		{Key: "fullDocument", Value: append(bson.D{{Key: "_id", Value: tok}}, doc...)},
 	})
-	return Event{Raw: raw, Token: token, Key: tok}
+	return Event{Raw: raw, Token: token, Key: sk(tok)}
 }
 
 // swCheck is one verify() call for the Node.js script.

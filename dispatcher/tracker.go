@@ -40,12 +40,12 @@ var ErrClosed = errors.New("dispatcher closed")
 type Tracker[T any] struct {
 	ordering triggers.Ordering
 	capacity int
-	resumeAt int                   // free slots that wake a blocked Track
-	ready    chan *Ticket[T]       // started events; closed once closed and drained
-	closing  chan struct{}         // closed by Close: wakes blocked Tracks
-	drained  chan struct{}         // closed with ready
-	order    ring[*Ticket[T]]      // held events not yet passed by the watermark
-	keyTail  map[string]*Ticket[T] // per key: the newest held event
+	resumeAt int                // free slots that wake a blocked Track
+	ready    chan *Ticket[T]    // started events; closed once closed and drained
+	closing  chan struct{}      // closed by Close: wakes blocked Tracks
+	drained  chan struct{}      // closed with ready
+	order    ring[*Ticket[T]]   // held events not yet passed by the watermark
+	keyTail  map[Key]*Ticket[T] // per key: the newest held event
 
 	bytes  *ByteBudget           // this tracker's byte budget (nil: none)
 	chunk  chunkAlloc[Ticket[T]] // newTicket's tickets (Track's goroutine)
@@ -76,7 +76,7 @@ type Ticket[T any] struct {
 
 	t     *Tracker[T]
 	token bson.Raw
-	key   string
+	key   Key
 	size  int64
 	state ticketState
 	next  *Ticket[T] // the next held event with the same key
@@ -91,7 +91,7 @@ const (
 )
 
 // strictKey chains every event under Strict (the keys given are ignored).
-const strictKey = "\x00strict"
+const strictKey Key = 1
 
 // NewTracker returns a Tracker for ordering (Strict when "") holding at
 // most capacity events (at least 1).
@@ -108,7 +108,7 @@ func NewTracker[T any](ordering triggers.Ordering, capacity int) *Tracker[T] {
 		closing:  make(chan struct{}),
 		drained:  make(chan struct{}),
 		order:    newRing[*Ticket[T]](capacity),
-		keyTail:  make(map[string]*Ticket[T], capacity),
+		keyTail:  make(map[Key]*Ticket[T], capacity),
 	}
 }
 
@@ -143,16 +143,16 @@ func (t *Tracker[T]) Capacity() int { return t.capacity }
 // tracker keeps token until the watermark passes it: the caller must not
 // modify it.
 //
-// Under PerDocument an empty key makes the event a barrier (see Tracker):
+// Under PerDocument NoKey makes the event a barrier (see Tracker):
 // once it is admitted an ended ctx only stops the waiting, and Track
 // returns the Ticket without error.
-func (t *Tracker[T]) Track(ctx context.Context, token bson.Raw, key string, v T) (*Ticket[T], error) {
+func (t *Tracker[T]) Track(ctx context.Context, token bson.Raw, key Key, v T) (*Ticket[T], error) {
 	return t.TrackSized(ctx, token, key, 0, v)
 }
 
 // TrackSized is Track for an event of size bytes: it also waits while the
 // event does not fit in the byte budgets (see SetByteBudgets).
-func (t *Tracker[T]) TrackSized(ctx context.Context, token bson.Raw, key string, size int64, v T) (*Ticket[T], error) {
+func (t *Tracker[T]) TrackSized(ctx context.Context, token bson.Raw, key Key, size int64, v T) (*Ticket[T], error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("track event: %w", errNilContext)
 	}
@@ -160,11 +160,11 @@ func (t *Tracker[T]) TrackSized(ctx context.Context, token bson.Raw, key string,
 	case triggers.Strict:
 		key = strictKey
 	case triggers.PerDocument:
-		if key == "" {
+		if key == NoKey {
 			return t.trackBarrier(ctx, token, size, v)
 		}
 	default:
-		key = ""
+		key = NoKey
 	}
 	return t.admit(ctx, token, key, size, v)
 }
@@ -175,7 +175,7 @@ func (t *Tracker[T]) trackBarrier(ctx context.Context, token bson.Raw, size int6
 	if err := t.waitIdle(ctx); err != nil {
 		return nil, fmt.Errorf("track barrier event: %w", err)
 	}
-	tk, err := t.admit(ctx, token, "", size, v)
+	tk, err := t.admit(ctx, token, NoKey, size, v)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func (t *Tracker[T]) trackBarrier(ctx context.Context, token bson.Raw, size int6
 
 // admit holds a slot for the event and starts it, or chains it behind the
 // newest held event of its key.
-func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, size int64, v T) (*Ticket[T], error) {
+func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key Key, size int64, v T) (*Ticket[T], error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("track event: %w", err)
 	}
@@ -209,7 +209,7 @@ func (t *Tracker[T]) admit(ctx context.Context, token bson.Raw, key string, size
 	t.held += size
 	t.active++
 	t.order.push(tk)
-	if key != "" {
+	if key != NoKey {
 		if tail, busy := t.keyTail[key]; busy {
 			// Wait behind the key's previous event; its Resolve starts tk.
 			tail.next = tk
@@ -390,7 +390,7 @@ func (tk *Ticket[T]) resolveLocked(done bool) bool {
 	if done {
 		tk.state = stateDone
 	}
-	if k := tk.key; k != "" {
+	if k := tk.key; k != NoKey {
 		if tk.next != nil {
 			t.ready <- tk.next // never blocks: see admit
 			tk.next = nil

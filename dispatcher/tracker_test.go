@@ -118,7 +118,7 @@ func TestTrackerScripts(t *testing.T) {
 					if key == "-" {
 						key = ""
 					}
-					if _, err := tr.Track(context.Background(), tok(next), key, next); err != nil {
+					if _, err := tr.Track(context.Background(), tok(next), sk(key), next); err != nil {
 						t.Fatalf("step %q: Track: %v", step, err)
 					}
 					next++
@@ -169,7 +169,7 @@ func TestTrackerBarrier(t *testing.T) {
 	got := map[int]*Ticket[int]{}
 	ctx := context.Background()
 	for i, key := range []string{"a", "b"} {
-		if _, err := tr.Track(ctx, tok(i), key, i); err != nil {
+		if _, err := tr.Track(ctx, tok(i), sk(key), i); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -178,7 +178,7 @@ func TestTrackerBarrier(t *testing.T) {
 	}
 	returned := make(chan error, 1)
 	go func() {
-		_, err := tr.Track(ctx, tok(2), "", 2)
+		_, err := tr.Track(ctx, tok(2), NoKey, 2)
 		returned <- err
 	}()
 	got[0].Resolve(true)
@@ -199,7 +199,7 @@ func TestTrackerBarrier(t *testing.T) {
 	if err := <-returned; err != nil {
 		t.Fatalf("Track of the barrier: %v", err)
 	}
-	if _, err := tr.Track(ctx, tok(3), "a", 3); err != nil {
+	if _, err := tr.Track(ctx, tok(3), sk("a"), 3); err != nil {
 		t.Fatal(err)
 	}
 	if r := readyNow(tr, got); fmt.Sprint(r) != "[3]" {
@@ -211,12 +211,12 @@ func TestTrackerBarrier(t *testing.T) {
 	}
 
 	// A barrier whose ctx ends while it waits for the others is not tracked.
-	if _, err := tr.Track(ctx, tok(4), "a", 4); err != nil {
+	if _, err := tr.Track(ctx, tok(4), sk("a"), 4); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := tr.Track(cctx, tok(5), "", 5); !errors.Is(err, context.Canceled) {
+	if _, err := tr.Track(cctx, tok(5), NoKey, 5); !errors.Is(err, context.Canceled) {
 		t.Fatalf("barrier Track with a canceled ctx = %v, want context.Canceled", err)
 	}
 	if n := tr.Pending(); n != 1 {
@@ -231,20 +231,20 @@ func TestTrackerBackpressure(t *testing.T) {
 	got := map[int]*Ticket[int]{}
 	ctx := context.Background()
 	for i := range 2 {
-		if _, err := tr.Track(ctx, tok(i), "", i); err != nil {
+		if _, err := tr.Track(ctx, tok(i), NoKey, i); err != nil {
 			t.Fatal(err)
 		}
 	}
 	readyNow(tr, got)
 	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()
-	if _, err := tr.Track(short, tok(2), "", 2); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := tr.Track(short, tok(2), NoKey, 2); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Track beyond capacity = %v, want it to block until ctx ends", err)
 	}
 	got[1].Resolve(true) // out of order: the watermark stays behind event 0
 	returned := make(chan error, 1)
 	go func() {
-		_, err := tr.Track(ctx, tok(2), "", 2)
+		_, err := tr.Track(ctx, tok(2), NoKey, 2)
 		returned <- err
 	}()
 	got[0].Resolve(true) // frees both slots
@@ -263,20 +263,20 @@ func TestTrackerClose(t *testing.T) {
 	tr := NewTracker[int](triggers.None, 1)
 	got := map[int]*Ticket[int]{}
 	ctx := context.Background()
-	if _, err := tr.Track(ctx, tok(0), "", 0); err != nil {
+	if _, err := tr.Track(ctx, tok(0), NoKey, 0); err != nil {
 		t.Fatal(err)
 	}
 	readyNow(tr, got)
 	returned := make(chan error, 1)
 	go func() {
-		_, err := tr.Track(ctx, tok(1), "", 1) // blocks: the tracker is full
+		_, err := tr.Track(ctx, tok(1), NoKey, 1) // blocks: the tracker is full
 		returned <- err
 	}()
 	tr.Close()
 	if err := <-returned; !errors.Is(err, ErrClosed) {
 		t.Fatalf("blocked Track after Close = %v, want ErrClosed", err)
 	}
-	if _, err := tr.Track(ctx, tok(2), "", 2); !errors.Is(err, ErrClosed) {
+	if _, err := tr.Track(ctx, tok(2), NoKey, 2); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Track after Close = %v, want ErrClosed", err)
 	}
 	select {
@@ -298,7 +298,7 @@ func TestTrackerClose(t *testing.T) {
 	tr2 := NewTracker[int](triggers.None, 4)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := tr2.Track(cctx, tok(0), "", 0); !errors.Is(err, context.Canceled) {
+	if _, err := tr2.Track(cctx, tok(0), NoKey, 0); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Track with a canceled ctx = %v", err)
 	}
 }
@@ -318,7 +318,7 @@ func TestTrackerWatermarkNeverPassesUnresolved(t *testing.T) {
 				keys := make([]string, n)
 				for i := range n {
 					keys[i] = string(rune('a' + rng.IntN(5)))
-					if _, err := tr.Track(context.Background(), tok(i), keys[i], i); err != nil {
+					if _, err := tr.Track(context.Background(), tok(i), sk(keys[i]), i); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -435,10 +435,10 @@ func TestTrackerResolveAllMatchesResolve(t *testing.T) {
 					for next < n && free(one) && free(all) && rng.IntN(4) != 0 {
 						key := string(rune('a' + rng.IntN(6)))
 						size := int64(1 + rng.IntN(100))
-						if _, err := one.TrackSized(context.Background(), tok(next), key, size, next); err != nil {
+						if _, err := one.TrackSized(context.Background(), tok(next), sk(key), size, next); err != nil {
 							t.Fatal(err)
 						}
-						if _, err := all.TrackSized(context.Background(), tok(next), key, size, next); err != nil {
+						if _, err := all.TrackSized(context.Background(), tok(next), sk(key), size, next); err != nil {
 							t.Fatal(err)
 						}
 						next++

@@ -41,10 +41,10 @@ type Event struct {
 	// Token is the event's _id (its resume token) exactly as the driver
 	// returned it; it is never re-encoded.
 	Token bson.Raw
-	// Key is the ordering key for triggers.PerDocument (the canonical
-	// documentKey bytes); "" makes the event a barrier under PerDocument
-	// (see there).
-	Key string
+	// Key is the ordering key for triggers.PerDocument (DocumentKey of the
+	// event's ns and documentKey); NoKey makes the event a barrier under
+	// PerDocument (see there). Other orderings ignore it.
+	Key Key
 	// Received is when the event was read from the stream; the delivery
 	// duration is measured from it (zero: from Submit, on the
 	// dispatcher's clock).

@@ -1077,9 +1077,9 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw
 	if len(op) > 0 && string(op) != w.lastOp {
 		w.lastOp = string(op)
 	}
-	var key string
+	key := dispatcher.NoKey
 	if perDocument && f.hasDocumentKey {
-		key = documentKey(f.ns.Value, f.documentKey.Value)
+		key = dispatcher.DocumentKey(f.ns.Value, f.documentKey.Value)
 	}
 	ev := dispatcher.Event{Raw: raw, Token: bson.Raw(token), Key: key, Received: now, More: more}
 	switch {
@@ -1129,17 +1129,6 @@ func (w *Watcher) handle(ctx context.Context, raw bson.Raw, streamToken bson.Raw
 		}
 	})
 	return false, positioned, nil
-}
-
-// documentKey is a per_document event's ordering key: its ns and
-// documentKey values' bytes, in one allocation (string(ns) +
-// string(documentKey) converts each operand to a string of its own first).
-func documentKey(ns, key []byte) string {
-	var b strings.Builder
-	b.Grow(len(ns) + len(key))
-	b.Write(ns)
-	b.Write(key)
-	return b.String()
 }
 
 // eventFields are the top-level fields of a change event the watch loop
