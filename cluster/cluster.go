@@ -149,6 +149,16 @@ type keyState struct {
 	waiters   int
 	deliver   chan *Ownership // buffered (1): the acquired ownership for Await
 	own       *Ownership      // held lease, nil when none
+	wait      leaseWait       // why the last round did not acquire it (see LeaseWait)
+}
+
+// leaseWait is why a round that tried to acquire a key did not: the member
+// holding its lease or one of its trigger's (by member and until, by this
+// instance's clock; "" and zero when not known) and a sentence.
+type leaseWait struct {
+	member string
+	until  time.Time
+	reason string
 }
 
 // NewInstanceID returns hostname-pid-random, the default instance id.
@@ -592,6 +602,9 @@ func (m *Manager) round(ctx context.Context) {
 		case ks.own == nil && ks.waiters > 0 && pref == m.self.ID && len(ks.deliver) == 0:
 			acquire = append(acquire, key)
 		}
+		if pref != m.self.ID {
+			ks.wait = leaseWait{} // another member is to run it: LeaseWait says which
+		}
 	}
 	m.mu.Unlock()
 	for _, o := range handoff {
@@ -605,15 +618,18 @@ func (m *Manager) round(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	sort.Strings(acquire)
+	var leases []store.Lease
+	var read time.Time // when leases were read, about
 	if len(acquire) > 0 {
 		var err error
-		if acquire, err = m.layoutsFree(opCtx, acquire); err != nil {
+		read = m.clock.Now()
+		if acquire, leases, err = m.layoutsFree(opCtx, acquire); err != nil {
 			m.log.Warn("cannot read the leases: acquiring nothing this round", "error", err)
 			acquire = nil
 		}
 	}
 	for _, key := range acquire {
-		m.acquire(ctx, opCtx, key)
+		m.acquire(ctx, opCtx, key, leases, read)
 	}
 	_ = m.st.PruneMembers(opCtx, 24*time.Hour)
 }
@@ -629,7 +645,9 @@ func (m *Manager) round(ctx context.Context) {
 // and go) would run it while the previous member still does, until that
 // member's next round hands its units off: both would deliver the same
 // events at once.
-func (m *Manager) layoutsFree(ctx context.Context, acquire []string) ([]string, error) {
+//
+// It also returns the leases it read (each held lease, at least).
+func (m *Manager) layoutsFree(ctx context.Context, acquire []string) ([]string, []store.Lease, error) {
 	var leases []store.Lease
 	var err error
 	if cr, ok := m.st.(currentLeaseReader); ok {
@@ -639,8 +657,9 @@ func (m *Manager) layoutsFree(ctx context.Context, acquire []string) ([]string, 
 		leases, err = m.st.ListLeases(ctx)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	now := m.clock.Now()
 	free := acquire[:0:0]
 	for _, key := range acquire {
 		name, _, n, ok := triggers.ParsePartitionKey(key)
@@ -662,6 +681,9 @@ func (m *Manager) layoutsFree(ctx context.Context, acquire []string) ([]string, 
 			m.layoutWait = map[string]string{}
 		}
 		m.layoutWait[key] = leases[i].Key + "\x00" + leases[i].Owner
+		m.setWaitLocked(key, leaseWait{member: leases[i].Owner, until: now.Add(time.Duration(leases[i].RemainingMS) * time.Millisecond),
+			reason: fmt.Sprintf("member %s runs the trigger with another number of partitions (lease %s): this member takes the unit once that lease is released or expires",
+				leases[i].Owner, leases[i].Key)})
 		m.mu.Unlock()
 		if !logged {
 			m.log.Info("not acquiring yet: another member runs the trigger with another number of partitions",
@@ -673,7 +695,58 @@ func (m *Manager) layoutsFree(ctx context.Context, acquire []string) ([]string, 
 		delete(m.layoutWait, key)
 	}
 	m.mu.Unlock()
-	return free, nil
+	return free, leases, nil
+}
+
+// setWaitLocked records why key was not acquired (when a runner still
+// awaits it). m.mu is held.
+func (m *Manager) setWaitLocked(key string, w leaseWait) {
+	if ks := m.keys[key]; ks != nil {
+		ks.wait = w
+	}
+}
+
+// LeaseWait says why this instance does not run the unit key (a trigger's
+// name, or a partition's key) now, as of its last round: the member that
+// runs it or holds its lease ("" when not known), when that lease lapses
+// unless renewed, by this instance's clock (zero: not known), and a
+// sentence. reason is "" when this instance holds the lease, or when no
+// runner here awaits the unit and another member is not meant to run it.
+func (m *Manager) LeaseWait(key string) (member string, until time.Time, reason string) {
+	trigger, _, _, ok := triggers.ParsePartitionKey(key)
+	if !ok {
+		return "", time.Time{}, ""
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ks := m.keys[key]
+	if ks != nil && ks.own != nil {
+		return "", time.Time{}, ""
+	}
+	if m.members == nil {
+		reason = "waiting for this member's first cluster round"
+		if m.undecided != "" {
+			reason += ": " + m.undecided
+		}
+		return "", time.Time{}, reason
+	}
+	switch p := m.preferred(m.members, trigger, key); {
+	case p != "" && p != m.self.ID:
+		member, reason = p, fmt.Sprintf("member %s runs it: the live members share the triggers out, and this one stands by", p)
+		if m.drift[trigger] {
+			reason = fmt.Sprintf("member %s runs it: this member's definition of the trigger differs from the majority's", p)
+		}
+	case ks == nil:
+		return "", time.Time{}, ""
+	case ks.wait.reason != "":
+		member, until, reason = ks.wait.member, ks.wait.until, ks.wait.reason
+	default:
+		reason = "this member is to run it and acquires its lease at its next cluster round"
+	}
+	if m.decided < m.gen && m.undecided != "" {
+		reason += "; the last cluster round decided nothing: " + m.undecided
+	}
+	return member, until, reason
 }
 
 // awaitDecided waits until a round has heartbeated this member's
@@ -888,14 +961,20 @@ func (m *Manager) reportDrift(live []store.Member) {
 	}
 }
 
-func (m *Manager) acquire(ctx, opCtx context.Context, key string) {
+func (m *Manager) acquire(ctx, opCtx context.Context, key string, leases []store.Lease, read time.Time) {
 	sent := m.clock.Now()
 	l, err := m.st.AcquireLease(opCtx, key, m.self.ID, m.opts.LeaseTTL)
 	if errors.Is(err, store.ErrLeaseHeld) {
+		m.mu.Lock()
+		m.setWaitLocked(key, m.heldWaitLocked(key, leases, read))
+		m.mu.Unlock()
 		return
 	}
 	if err != nil {
 		m.log.Warn("cannot acquire lease", "key", key, "error", err)
+		m.mu.Lock()
+		m.setWaitLocked(key, leaseWait{reason: "cannot acquire its lease: " + err.Error()})
+		m.mu.Unlock()
 		return
 	}
 	m.mu.Lock()
@@ -915,6 +994,25 @@ func (m *Manager) acquire(ctx, opCtx context.Context, key string) {
 	m.mu.Unlock()
 	m.log.Info("lease acquired", "key", key, "epoch", l.Epoch)
 	go o.watchdog()
+}
+
+// heldWaitLocked is the wait of key, whose lease another member holds:
+// that member and expiry as the leases read this round (at about now)
+// have them. m.mu is held.
+func (m *Manager) heldWaitLocked(key string, leases []store.Lease, now time.Time) leaseWait {
+	i := slices.IndexFunc(leases, func(l store.Lease) bool {
+		return l.Key == key && l.Owner != "" && l.Owner != m.self.ID && l.RemainingMS > 0
+	})
+	if i < 0 {
+		return leaseWait{reason: "its lease is held by another member: this member takes it once that lease is released or expires"}
+	}
+	l := leases[i]
+	w := leaseWait{member: l.Owner, until: now.Add(time.Duration(l.RemainingMS) * time.Millisecond),
+		reason: fmt.Sprintf("its lease is held by member %s: this member takes it once that lease is released or expires", l.Owner)}
+	if m.deadNoted[l.Owner] {
+		w.reason += " (that member is registered on this host and no longer running)"
+	}
+	return w
 }
 
 // leaseOwned sets o's changehook_lease_owned series while o's unit is one

@@ -106,6 +106,13 @@ type Options struct {
 	// "NAME/p<i>of<N>": such a stopped unit shows StateStandby and does not
 	// hold readiness back (*cluster.Manager's Standby). nil: none is.
 	Standby func(trigger string) bool
+	// LeaseWait, in a clustered runner, says why this member does not run
+	// the unit key now (*cluster.Manager's LeaseWait): the member that
+	// runs it or holds its lease ("" when not known), when that lease
+	// lapses (zero: not known), and a sentence ("": nothing to say). A
+	// unit shown StateStandby or, waiting for its lease, StateStarting
+	// carries it as TriggerStatus.LeaseWait. nil: never said.
+	LeaseWait func(key string) (member string, until time.Time, reason string)
 	// Controls applies the runtime controls stored in the state database
 	// (see Runner.Skip and the controls section of controls.go): paused
 	// triggers start paused and new requests are applied while Run runs.
@@ -439,8 +446,8 @@ func (r *Runner) standby(key string) bool {
 // on a lease that is no longer valid (a member woken after its lease
 // expired, until its lease driver stops the unit: its successor runs it)
 // — as StateStandby (another member is meant to run it) or StateStarting
-// (this member waits for the lease). A paused, failed or disabled unit
-// keeps its state.
+// (this member waits for the lease), with Options.LeaseWait's reason. A
+// paused, failed or disabled unit keeps its state.
 func (r *Runner) clusterState(s *slot, st TriggerStatus) TriggerStatus {
 	if !r.opts.Clustered {
 		return st
@@ -461,6 +468,11 @@ func (r *Runner) clusterState(s *slot, st TriggerStatus) TriggerStatus {
 		st.State = StateStandby
 	} else {
 		st.State = StateStarting
+	}
+	if r.opts.LeaseWait != nil {
+		if member, until, reason := r.opts.LeaseWait(key); reason != "" {
+			st.LeaseWait = &LeaseWait{Member: member, Until: until, Reason: reason}
+		}
 	}
 	return st
 }

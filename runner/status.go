@@ -135,10 +135,28 @@ type TriggerStatus struct {
 	// trigger's circuit section cannot open it, or no dispatcher runs). A
 	// partitioned trigger shows its most open partition's.
 	Circuit *dispatcher.CircuitStatus `json:"circuit,omitempty"`
+	// LeaseWait, for a clustered trigger this member does not run —
+	// StateStandby (another member runs it) or StateStarting while this
+	// member waits for its lease — says who runs it or holds its lease
+	// and until when (Options.LeaseWait); nil otherwise.
+	LeaseWait *LeaseWait `json:"lease_wait,omitempty"`
 	// Partitions is each partition's own state, in partition order, for a
 	// partitioned trigger (partitions > 1); absent otherwise. The fields
 	// above then sum the partitions: see combinePartitions.
 	Partitions []PartitionStatus `json:"partitions,omitempty"`
+}
+
+// LeaseWait says why a clustered unit does not run on this member, as of
+// this member's last cluster round.
+type LeaseWait struct {
+	// Member is the member that runs the unit or holds its lease (""
+	// when not known).
+	Member string `json:"member,omitempty"`
+	// Until is when that member's lease lapses unless it is renewed, by
+	// this member's clock (zero: not known, or no lease is involved).
+	Until time.Time `json:"until,omitzero"`
+	// Reason says it in a sentence, for people.
+	Reason string `json:"reason"`
 }
 
 // PartitionStatus is one partition of a partitioned trigger as this
@@ -158,6 +176,9 @@ type PartitionStatus struct {
 	LastError string `json:"last_error,omitempty"`
 	// WayOut says, in StateFailed, what gets it going again.
 	WayOut string `json:"way_out,omitempty"`
+	// LeaseWait says who runs it or holds its lease when it does not run
+	// here (see TriggerStatus.LeaseWait).
+	LeaseWait *LeaseWait `json:"lease_wait,omitempty"`
 	// HeadOfLine is its oldest event not yet delivered or dead-lettered.
 	HeadOfLine *HeadOfLine `json:"head_of_line,omitempty"`
 	// Circuit is its endpoint circuit (each partition has its own).
@@ -183,7 +204,8 @@ var statePriority = []State{StateFailed, StateRetrying, StatePaused, StateRunnin
 
 // combinePartitions folds the partitions' statuses (as from Watcher.Status,
 // in partition order) into the trigger's: State by statePriority, with
-// Since, Paused, WayOut and StartsAt from the first partition in that state;
+// Since, Paused, WayOut, StartsAt and LeaseWait from the first partition in
+// that state;
 // LastError the newest; HeadOfLine the oldest event held;
 // StreamOpen when every partition that is running or starting here has its
 // stream open (and at least one does); EventsReceived summed;
@@ -198,7 +220,7 @@ func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 	for i, p := range parts {
 		if k := slices.Index(statePriority, p.State); k >= 0 && k < best {
 			best = k
-			out.State, out.Since, out.Retrying, out.Paused, out.WayOut, out.StartsAt = p.State, p.Since, p.Retrying, p.Paused, p.WayOut, p.StartsAt
+			out.State, out.Since, out.Retrying, out.Paused, out.WayOut, out.StartsAt, out.LeaseWait = p.State, p.Since, p.Retrying, p.Paused, p.WayOut, p.StartsAt, p.LeaseWait
 		}
 		if p.Circuit != nil && (out.Circuit == nil || circuitRank(p.Circuit.State) > circuitRank(out.Circuit.State)) {
 			out.Circuit = p.Circuit
@@ -226,7 +248,7 @@ func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 		out.CheckpointLag = max(out.CheckpointLag, p.CheckpointLag)
 		out.Partitions = append(out.Partitions, PartitionStatus{
 			Partition: i, Key: triggers.PartitionKey(p.Name, i, n), State: p.State, Since: p.Since,
-			StreamOpen: p.StreamOpen, LastError: p.LastError, WayOut: p.WayOut, HeadOfLine: p.HeadOfLine, Circuit: p.Circuit, EventsReceived: p.EventsReceived,
+			StreamOpen: p.StreamOpen, LastError: p.LastError, WayOut: p.WayOut, LeaseWait: p.LeaseWait, HeadOfLine: p.HeadOfLine, Circuit: p.Circuit, EventsReceived: p.EventsReceived,
 			LastEventTime: p.LastEventTime, CheckpointTime: p.CheckpointTime, CheckpointFailure: p.CheckpointFailure, CheckpointLag: p.CheckpointLag,
 		})
 	}

@@ -458,6 +458,9 @@ func notReady(r Runner, rd readiness) []string {
 		if st.LastError != "" {
 			reason += ": " + st.LastError
 		}
+		if st.LeaseWait != nil {
+			reason += "; " + st.LeaseWait.Reason
+		}
 		reasons = append(reasons, reason)
 	}
 	if len(reasons) == 0 && !tolerated && !r.Ready() {

@@ -44,6 +44,8 @@ func TestReadyz(t *testing.T) {
 	streamRetrying := runner.TriggerStatus{Name: "g", State: runner.StateRetrying, Since: now.Add(-10 * time.Second), LastError: "connection refused"}
 	paused := runner.TriggerStatus{Name: "h", State: runner.StatePaused}
 	starting := runner.TriggerStatus{Name: "i", State: runner.StateStarting}
+	leaseWait := runner.TriggerStatus{Name: "k", State: runner.StateStarting, LeaseWait: &runner.LeaseWait{Member: "web-1",
+		Reason: "its lease is held by member web-1: this member takes it once that lease is released or expires"}}
 	waiting := runner.TriggerStatus{Name: "j", State: runner.StateWaiting, StartsAt: now.Add(time.Hour)}
 	for _, tc := range []struct {
 		name     string
@@ -61,6 +63,8 @@ func TestReadyz(t *testing.T) {
 			"trigger f: retrying for 6m0s (longer than 5m0s): delivery msg_2: HTTP 503; next attempt at 2026-01-02T03:04:35Z"},
 		{"waiting for start_at (planned)", fakeRunner{ready: true, sts: []runner.TriggerStatus{running, waiting}}, 200, "ready"},
 		{"starting", fakeRunner{sts: []runner.TriggerStatus{running, starting}}, 503, "trigger i: starting, change stream not open"},
+		{"waiting for its cluster lease", fakeRunner{sts: []runner.TriggerStatus{running, leaseWait}}, 503,
+			"trigger k: starting, change stream not open; its lease is held by member web-1: this member takes it once that lease is released or expires"},
 		{"not started", fakeRunner{}, 503, "runner not started"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -165,11 +165,12 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	hist := newHistoryWriter(st, cfg.History, reg, log)
 	var mgr *cluster.Manager
 	var standby func(string) bool
+	var leaseWait func(string) (string, time.Time, string)
 	if rf.clustered {
 		if mgr, err = cluster.New(st, cfg, cluster.Options{Version: env.Version, Logger: log, Registry: reg}); err != nil {
 			return fmt.Errorf("prepare cluster membership: %w", err)
 		}
-		standby = mgr.Standby
+		standby, leaseWait = mgr.Standby, mgr.LeaseWait
 	}
 	rn, err := runner.New(cfg, client, st, runner.Options{
 		Logger:             log,
@@ -181,6 +182,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		StartStopped:       rf.clustered,
 		Clustered:          rf.clustered,
 		Standby:            standby,
+		LeaseWait:          leaseWait,
 		Controls:           true,
 		WatchDeadLetters:   true,
 		DispatcherOptions:  dispatcherOptions(rf),
