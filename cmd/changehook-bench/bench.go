@@ -130,6 +130,8 @@ type modeResult struct {
 	PeakRSS    int64         // runner process VmHWM at the last receipt
 	Switches   int64         // runner process's context switches, start to last receipt (all threads)
 	Faults     int64         // runner process's minor page faults, start to last receipt
+	GCs        int64         // runner's garbage collections, start to last receipt (its /metrics)
+	Alloc      int64         // bytes the runner allocated, start to last receipt (its /metrics)
 	HostSwitch int64         // this process's context switches over the same span
 	Conns      int64         // connections the receiver accepted
 	HTTPS      bool          // drained to the HTTPS receiver
@@ -488,6 +490,11 @@ func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (
 	host1, hErr := readProc(os.Getpid())
 	hostSw1, hswErr := readSwitches(os.Getpid())
 	sErr = errors.Join(sErr, swErr, hErr, hswErr)
+	if waitErr == nil {
+		// After the samples: the scrape is neither party's drain work.
+		gcs, alloc, gErr := p.gcStats(ctx)
+		res.GCs, res.Alloc, sErr = gcs, alloc, errors.Join(sErr, gErr)
+	}
 	res.HostCPU = host1.CPU - host0.CPU
 	res.Switches, res.HostSwitch = sw, hostSw1-hostSw0
 	_, _, stopErr := p.stop(stopGrace)
@@ -672,6 +679,7 @@ func (r *report) print(w io.Writer, cfg config) {
 	printSwitches(w, r.Modes)
 	printKernel(w, r.Modes)
 	printFaults(w, r.Modes)
+	printGC(w, r.Modes)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Goals:")
 	for _, m := range r.Modes {
@@ -850,6 +858,23 @@ func printFaults(w io.Writer, modes []modeResult) {
 	}
 	if len(cells) > 0 {
 		fmt.Fprintf(w, "Runner page faults, start to last receipt (first touches of its memory, paid once by a new process): %s\n", strings.Join(cells, "; "))
+	}
+}
+
+// printGC writes each drain's runner garbage collections and the bytes it
+// allocated per event, both from the start of the process to the last
+// receipt (its go_gc_duration_seconds_count and
+// go_memstats_alloc_bytes_total): how often a drain's garbage makes the
+// runner collect, a cost its CPU per event carries.
+func printGC(w io.Writer, modes []modeResult) {
+	var cells []string
+	for _, m := range modes {
+		if m.Events > 0 && m.Alloc > 0 {
+			cells = append(cells, fmt.Sprintf("%s %d (%.0f B allocated per event)", m.label(), m.GCs, float64(m.Alloc)/float64(m.Events)))
+		}
+	}
+	if len(cells) > 0 {
+		fmt.Fprintf(w, "Runner garbage collections, start to last receipt: %s\n", strings.Join(cells, "; "))
 	}
 }
 

@@ -416,3 +416,51 @@ func TestPrintFaults(t *testing.T) {
 		t.Errorf("printFaults without drains wrote %q", buf.String())
 	}
 }
+
+func TestPrintGC(t *testing.T) {
+	var buf bytes.Buffer
+	printGC(&buf, []modeResult{
+		{Mode: "per_document", Events: 1000, GCs: 12, Alloc: 2_500_000},
+		{Mode: "none", Events: 1000}, // not read: left out
+		{Mode: "none", Events: 1000, GCs: 3, Alloc: 800_000, Batch: 100},
+	})
+	want := "Runner garbage collections, start to last receipt: per_document 12 (2500 B allocated per event); none batched 3 (800 B allocated per event)\n"
+	if got := buf.String(); got != want {
+		t.Errorf("printGC:\n got %q\nwant %q", got, want)
+	}
+	buf.Reset()
+	printGC(&buf, nil)
+	if buf.Len() != 0 {
+		t.Errorf("printGC without drains wrote %q", buf.String())
+	}
+}
+
+// TestParseGCMetrics reads the two series from a Prometheus text
+// exposition as the runner's Go collector writes them, and refuses one
+// without them or with a value that is not a number.
+func TestParseGCMetrics(t *testing.T) {
+	const text = `# HELP go_gc_duration_seconds A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles.
+# TYPE go_gc_duration_seconds summary
+go_gc_duration_seconds{quantile="0"} 2.3e-05
+go_gc_duration_seconds_sum 0.001234
+go_gc_duration_seconds_count 17
+# HELP go_memstats_alloc_bytes_total Total number of bytes allocated in heap until now, even if released already.
+# TYPE go_memstats_alloc_bytes_total counter
+go_memstats_alloc_bytes_total 1.23456789e+08
+go_memstats_alloc_bytes 4.5e+06
+`
+	gcs, alloc, err := parseGCMetrics([]byte(text))
+	if err != nil || gcs != 17 || alloc != 123456789 {
+		t.Errorf("parseGCMetrics = %d, %d, %v; want 17, 123456789, nil", gcs, alloc, err)
+	}
+	for name, bad := range map[string]string{
+		"no alloc":     "go_gc_duration_seconds_count 17\n",
+		"no count":     "go_memstats_alloc_bytes_total 5\n",
+		"not a number": "go_gc_duration_seconds_count x\ngo_memstats_alloc_bytes_total 5\n",
+		"empty":        "",
+	} {
+		if _, _, err := parseGCMetrics([]byte(bad)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}

@@ -247,6 +247,66 @@ func (p *runnerProc) sample(c *clock) (procSample, error) {
 	return s, err
 }
 
+// gcStats reads the runner's garbage collections and the bytes it
+// allocated so far from its /metrics (the Go collector's
+// go_gc_duration_seconds_count and go_memstats_alloc_bytes_total).
+func (p *runnerProc) gcStats(ctx context.Context) (gcs, alloc int64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+"/metrics", nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read runner metrics: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read runner metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read runner metrics: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("read runner metrics: HTTP %d", resp.StatusCode)
+	}
+	return parseGCMetrics(body)
+}
+
+// parseGCMetrics returns go_gc_duration_seconds_count and
+// go_memstats_alloc_bytes_total from a Prometheus text exposition.
+func parseGCMetrics(text []byte) (gcs, alloc int64, err error) {
+	found := 0
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		var dst *int64
+		switch {
+		case !ok:
+			continue
+		case name == "go_gc_duration_seconds_count":
+			dst = &gcs
+		case name == "go_memstats_alloc_bytes_total":
+			dst = &alloc
+		default:
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("parse runner metrics %s: %w", name, err)
+		}
+		*dst = int64(f)
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return 0, 0, fmt.Errorf("parse runner metrics: %w", err)
+	}
+	if found != 2 {
+		return 0, 0, errors.New("parse runner metrics: go_gc_duration_seconds_count or go_memstats_alloc_bytes_total missing")
+	}
+	return gcs, alloc, nil
+}
+
 // stop sends SIGTERM, waits up to grace for a clean exit, then SIGKILLs.
 // It returns the child's final rusage-based CPU time and peak RSS.
 func (p *runnerProc) stop(grace time.Duration) (cpu time.Duration, maxRSS int64, err error) {
