@@ -850,14 +850,27 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseco
 // they are a start-up cost the CPU per event carries; on a virtual machine
 // whose page faults are costly, a large share of it.
 func printFaults(w io.Writer, modes []modeResult) {
+	printDrains(w, "Runner page faults, start to last receipt (first touches of its memory, paid once by a new process)", modes,
+		func(m modeResult) (string, bool) {
+			return fmt.Sprintf("%d (%.2f per event)", m.Faults, float64(m.Faults)/float64(m.Events)), m.Faults > 0
+		})
+}
+
+// printDrains writes head and, for each drain with events for which cell
+// reports true, its label and cell, "; "-separated, on one line; nothing
+// when there is no such drain.
+func printDrains(w io.Writer, head string, modes []modeResult, cell func(m modeResult) (string, bool)) {
 	var cells []string
 	for _, m := range modes {
-		if m.Events > 0 && m.Faults > 0 {
-			cells = append(cells, fmt.Sprintf("%s %d (%.2f per event)", m.label(), m.Faults, float64(m.Faults)/float64(m.Events)))
+		if m.Events <= 0 {
+			continue
+		}
+		if c, ok := cell(m); ok {
+			cells = append(cells, m.label()+" "+c)
 		}
 	}
 	if len(cells) > 0 {
-		fmt.Fprintf(w, "Runner page faults, start to last receipt (first touches of its memory, paid once by a new process): %s\n", strings.Join(cells, "; "))
+		fmt.Fprintf(w, "%s: %s\n", head, strings.Join(cells, "; "))
 	}
 }
 
@@ -867,15 +880,9 @@ func printFaults(w io.Writer, modes []modeResult) {
 // go_memstats_alloc_bytes_total): how often a drain's garbage makes the
 // runner collect, a cost its CPU per event carries.
 func printGC(w io.Writer, modes []modeResult) {
-	var cells []string
-	for _, m := range modes {
-		if m.Events > 0 && m.Alloc > 0 {
-			cells = append(cells, fmt.Sprintf("%s %d (%.0f B allocated per event)", m.label(), m.GCs, float64(m.Alloc)/float64(m.Events)))
-		}
-	}
-	if len(cells) > 0 {
-		fmt.Fprintf(w, "Runner garbage collections, start to last receipt: %s\n", strings.Join(cells, "; "))
-	}
+	printDrains(w, "Runner garbage collections, start to last receipt", modes, func(m modeResult) (string, bool) {
+		return fmt.Sprintf("%d (%.0f B allocated per event)", m.GCs, float64(m.Alloc)/float64(m.Events)), m.Alloc > 0
+	})
 }
 
 // printKernel writes each drain's runner CPU per event split into the part
@@ -886,16 +893,10 @@ func printGC(w io.Writer, modes []modeResult) {
 // shows there. The user-space part is the runner's own code, which also runs
 // slower after each sleep (on caches and TLB the wait left cold).
 func printKernel(w io.Writer, modes []modeResult) {
-	var cells []string
-	for _, m := range modes {
-		if m.Events > 0 && m.CPU > 0 {
-			n := time.Duration(m.Events)
-			cells = append(cells, fmt.Sprintf("%s %.1f · %.1f", m.label(), us(m.Sys/n), us((m.CPU-m.Sys)/n)))
-		}
-	}
-	if len(cells) > 0 {
-		fmt.Fprintf(w, "Runner CPU µs per event, in the kernel · in user space: %s\n", strings.Join(cells, "; "))
-	}
+	printDrains(w, "Runner CPU µs per event, in the kernel · in user space", modes, func(m modeResult) (string, bool) {
+		n := time.Duration(m.Events)
+		return fmt.Sprintf("%.1f · %.1f", us(m.Sys/n), us((m.CPU-m.Sys)/n)), m.CPU > 0
+	})
 }
 
 // printSwitches writes each drain's context switches per event, of the
