@@ -36,7 +36,8 @@ func (b *ByteBudget) Used() int64 {
 // that the caller holds nothing of the budget (nil: nothing is held at all)
 // it takes them at once. alone is called with b's lock held and must not
 // call back into b. It returns false when ctx ends or stop is closed first.
-func (b *ByteBudget) acquire(ctx context.Context, n int64, alone func() bool, stop <-chan struct{}) bool {
+// blocking (nil: none) is called each time it is about to wait.
+func (b *ByteBudget) acquire(ctx context.Context, n int64, alone func() bool, stop <-chan struct{}, blocking func()) bool {
 	for {
 		b.mu.Lock()
 		if b.used+n <= b.limit || b.used == 0 || alone != nil && alone() {
@@ -49,6 +50,9 @@ func (b *ByteBudget) acquire(ctx context.Context, n int64, alone func() bool, st
 		}
 		ch := b.wake
 		b.mu.Unlock()
+		if blocking != nil {
+			blocking()
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():

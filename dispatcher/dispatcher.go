@@ -31,6 +31,7 @@ type Dispatcher struct {
 	metrics     *Metrics
 	maxBytes    int64       // this trigger's in-flight bytes (0: no bound)
 	shared      *ByteBudget // process-wide in-flight bytes (nil: none)
+	submitWait  *WaitClock  // WithSubmitWait (nil: not measured)
 	fail        failTrack   // FailingSince
 	payload     payloadGuard
 	circuit     *circuit             // nil: disabled
@@ -123,7 +124,7 @@ func newDispatcher(t *triggers.Trigger, sink DeadLetterSink, opts []Option) (*Di
 	d := &Dispatcher{
 		trigger: t.Name, deadLetter: t.DeadLetter, ordering: ordering, concurrency: ordering.Concurrency(t.Concurrency),
 		sender: s, sink: sink, clock: s.clock, log: s.log, metrics: s.metrics,
-		maxBytes: t.MaxInflightBytes, shared: o.shared,
+		maxBytes: t.MaxInflightBytes, shared: o.shared, submitWait: o.submitWait,
 		payload: payloadGuard{max: t.PayloadErrors.MaxConsecutive, pause: o.payloadPause},
 		circuit: newCircuit(t, s.retry, s.clock, s.metrics),
 	}
@@ -176,6 +177,9 @@ func (d *Dispatcher) start() {
 	}
 	d.tracker = NewTracker[job](ordering, d.capacity())
 	d.tracker.SetByteBudgets(d.maxBytes, d.shared)
+	if d.submitWait != nil {
+		d.tracker.SetWaitClock(d.submitWait, d.clock.Now)
+	}
 	d.tracker.onPass = releaseJob
 	d.runCtx, d.cancelRun = context.WithCancel(context.Background())
 	d.stopped = make(chan struct{})

@@ -39,6 +39,8 @@ type options struct {
 	payloadPause func(reason string)
 	// batchedHeld: WithBatchedHeld.
 	batchedHeld int
+	// submitWait: WithSubmitWait.
+	submitWait *WaitClock
 }
 
 // MaxBatchedHeld bounds WithBatchedHeld.
@@ -54,6 +56,12 @@ const MaxBatchedHeld = 1 << 16
 func WithBatchedHeld(n int) Option {
 	return func(o *options) { o.batchedHeld = min(max(n, 0), MaxBatchedHeld) }
 }
+
+// WithSubmitWait marks on c the time Submit spends blocked: while the
+// dispatcher holds as many events as it may (its in-flight limits and byte
+// budgets), or, PerDocument, while a keyless event waits for the events
+// before it. That is the backpressure deliveries put on the stream reader.
+func WithSubmitWait(c *WaitClock) Option { return func(o *options) { o.submitWait = c } }
 
 // WithHTTPClient sends requests with a shallow copy of c whose redirect
 // policy is "do not follow" and whose Timeout is replaced by the webhook's

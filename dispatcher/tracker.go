@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -60,6 +61,11 @@ type Tracker[T any] struct {
 	watermark bson.Raw      // a copy of the newest passed event's token (in wmBuf)
 	wmBuf     []byte        // holds watermark; reused, as Watermark returns copies
 	idleWait  chan struct{} // closed (and reset) when active drops to 0
+
+	// wait (nil: not measured) adds up the time Track spends blocked,
+	// read from now; set before the first Track (SetWaitClock).
+	wait *WaitClock
+	now  func() time.Time
 
 	// onPass (nil: none) is called with t.mu held for each event the
 	// watermark passes, in stream order, once the tracker no longer refers
@@ -124,6 +130,21 @@ func (t *Tracker[T]) SetByteBudgets(limit int64, shared *ByteBudget) {
 	t.shared = shared
 }
 
+// SetWaitClock makes Track mark on c the time it spends blocked: waiting
+// for a slot, for room in a byte budget, or (a PerDocument barrier) for
+// the events before it to be resolved; now reads the time. Call it before
+// the first Track.
+func (t *Tracker[T]) SetWaitClock(c *WaitClock, now func() time.Time) {
+	t.wait, t.now = c, now
+}
+
+// blocking marks that Track is about to block (see SetWaitClock).
+func (t *Tracker[T]) blocking() {
+	if t.wait != nil {
+		t.wait.Begin(t.now())
+	}
+}
+
 // HeldBytes returns the bytes of the held events (tracked, not yet passed
 // by the watermark).
 func (t *Tracker[T]) HeldBytes() int64 {
@@ -156,6 +177,9 @@ func (t *Tracker[T]) TrackSized(ctx context.Context, token bson.Raw, key Key, si
 	if ctx == nil {
 		return nil, fmt.Errorf("track event: %w", errNilContext)
 	}
+	if t.wait != nil {
+		defer t.endWait()
+	}
 	switch t.ordering {
 	case triggers.Strict:
 		key = strictKey
@@ -167,6 +191,13 @@ func (t *Tracker[T]) TrackSized(ctx context.Context, token bson.Raw, key Key, si
 		key = NoKey
 	}
 	return t.admit(ctx, token, key, size, v)
+}
+
+// endWait ends the wait blocking began, if Track blocked.
+func (t *Tracker[T]) endWait() {
+	if !t.wait.Since().IsZero() {
+		t.wait.End(t.now())
+	}
 }
 
 // trackBarrier admits a keyless PerDocument event once nothing is active
@@ -267,6 +298,7 @@ func (t *Tracker[T]) takeSlot(ctx context.Context) error {
 		}
 		ch := t.roomWait
 		t.mu.Unlock()
+		t.blocking()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -305,10 +337,10 @@ func (t *Tracker[T]) acquireBytes(ctx context.Context, size int64) error {
 		defer t.mu.Unlock()
 		return t.held == 0
 	}
-	if t.bytes != nil && !t.bytes.acquire(ctx, size, alone, t.closing) {
+	if t.bytes != nil && !t.bytes.acquire(ctx, size, alone, t.closing, t.blocking) {
 		return t.acquireErr(ctx)
 	}
-	if t.shared != nil && !t.shared.acquire(ctx, size, alone, t.closing) {
+	if t.shared != nil && !t.shared.acquire(ctx, size, alone, t.closing, t.blocking) {
 		if t.bytes != nil {
 			t.bytes.release(size)
 		}
@@ -469,6 +501,7 @@ func (t *Tracker[T]) waitIdle(ctx context.Context) error {
 		}
 		ch := t.idleWait
 		t.mu.Unlock()
+		t.blocking()
 		select {
 		case <-ch:
 		case <-ctx.Done():

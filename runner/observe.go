@@ -252,12 +252,15 @@ func (s refreshingSink) PutDeadLetter(ctx context.Context, dl dispatcher.DeadLet
 }
 
 // stateCollector exports changehook_trigger_state{trigger,state} (1 for the
-// current state, 0 for the others) and changehook_dead_letters{trigger}
-// (the current count, once it was read) from Status at scrape time, so they
-// are never stale and exist for every trigger from the start.
+// current state, 0 for the others), changehook_dead_letters{trigger} (the
+// current count, once it was read) and
+// changehook_watch_wait_seconds_total{trigger,on} (TriggerStatus.Waits,
+// on="stream" or "delivery") from Status at scrape time, so they are never
+// stale (a wait still going on counts) and exist for every trigger from
+// the start.
 type stateCollector struct {
-	r           *Runner
-	state, dead *prometheus.Desc
+	r                 *Runner
+	state, dead, wait *prometheus.Desc
 }
 
 func newStateCollector(r *Runner) *stateCollector {
@@ -268,13 +271,17 @@ func newStateCollector(r *Runner) *stateCollector {
 		dead: prometheus.NewDesc("changehook_dead_letters",
 			"Dead letters of the trigger in the state database now (replayed and purged ones are gone); refreshed periodically.",
 			[]string{"trigger"}, nil),
+		wait: prometheus.NewDesc("changehook_watch_wait_seconds_total",
+			"Time the trigger's watch loop waited, summed over its partitions: on=\"stream\" for the change stream (for changes, or for the server to return them), on=\"delivery\" for its dispatcher to take an event (backpressure: in-flight limits reached).",
+			[]string{"trigger", "on"}, nil),
 	}
 }
 
-// Describe sends the two descriptors.
+// Describe sends the three descriptors.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.state
 	ch <- c.dead
+	ch <- c.wait
 }
 
 // Collect sends every trigger's state series and dead-letter gauge.
@@ -289,5 +296,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		n := max(st.DeadLettersCurrent, 0) // 0 until first read: the series exists from the start
 		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(n), st.Name)
+		var w Waits // a disabled trigger has none: zero
+		if st.Waits != nil {
+			w = *st.Waits
+		}
+		ch <- prometheus.MustNewConstMetric(c.wait, prometheus.CounterValue, w.Stream.Seconds(), st.Name, "stream")
+		ch <- prometheus.MustNewConstMetric(c.wait, prometheus.CounterValue, w.Delivery.Seconds(), st.Name, "delivery")
 	}
 }

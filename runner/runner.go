@@ -381,8 +381,12 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 		return TriggerStatus{}, err
 	}
 	parts := make([]TriggerStatus, len(ss))
+	now := r.opts.Clock.Now()
 	for i, s := range ss {
 		parts[i] = r.clusterState(s, s.status())
+		if parts[i].State != StateDisabled {
+			parts[i].Waits = s.waits.status(now)
+		}
 	}
 	st := parts[0]
 	if len(ss) > 1 {

@@ -144,6 +144,57 @@ type TriggerStatus struct {
 	// partitioned trigger (partitions > 1); absent otherwise. The fields
 	// above then sum the partitions: see combinePartitions.
 	Partitions []PartitionStatus `json:"partitions,omitempty"`
+	// Waits says how long the watch loop waited, and for what (a
+	// partitioned trigger: its partitions' summed); nil for a trigger
+	// not enabled.
+	Waits *Waits `json:"waits,omitempty"`
+}
+
+// Waits is how long a unit's watch loop waited since the unit was created
+// in this process, across its watchers (a reload or restart keeps the
+// figures). The rest of the time it was busy reading and submitting, or
+// not running. Stream growing about as fast as time while events lag says
+// the database's replies limit the trigger; Delivery growing says its
+// deliveries do.
+type Waits struct {
+	// Stream is the time it waited for the change stream: for a change to
+	// happen, or for the server to return the changes it asked for.
+	Stream time.Duration `json:"stream_ns"`
+	// Delivery is the time it held an event and waited for the dispatcher
+	// to take it: the trigger's in-flight limits (concurrency,
+	// max_inflight_bytes, limits.max_inflight_bytes) were reached, or a
+	// per_document event without a document key waited for the events
+	// before it — backpressure from the webhook.
+	Delivery time.Duration `json:"delivery_ns"`
+	// DeliverySince is, while it waits for the dispatcher, since when.
+	DeliverySince time.Time `json:"delivery_since,omitzero"`
+}
+
+// watchWaits are a unit's wait clocks (see Waits), shared by its watchers
+// and their dispatchers.
+type watchWaits struct {
+	stream, delivery dispatcher.WaitClock
+}
+
+// status returns the waits up to now.
+func (w *watchWaits) status(now time.Time) *Waits {
+	return &Waits{Stream: w.stream.Total(now), Delivery: w.delivery.Total(now), DeliverySince: w.delivery.Since()}
+}
+
+// addWaits adds b to a (nil: nothing); the earlier DeliverySince wins.
+func addWaits(a, b *Waits) *Waits {
+	if b == nil {
+		return a
+	}
+	if a == nil {
+		a = &Waits{}
+	}
+	a.Stream += b.Stream
+	a.Delivery += b.Delivery
+	if !b.DeliverySince.IsZero() && (a.DeliverySince.IsZero() || b.DeliverySince.Before(a.DeliverySince)) {
+		a.DeliverySince = b.DeliverySince
+	}
+	return a
 }
 
 // LeaseWait says why a clustered unit does not run on this member, as of
@@ -194,6 +245,8 @@ type PartitionStatus struct {
 	CheckpointFailure *CheckpointFailure `json:"checkpoint_failure,omitempty"`
 	// CheckpointLag is its checkpoint lag.
 	CheckpointLag time.Duration `json:"checkpoint_lag_ns"`
+	// Waits is how long its watch loop waited (see TriggerStatus.Waits).
+	Waits *Waits `json:"waits,omitempty"`
 }
 
 // statePriority orders states for a partitioned trigger's overall state:
@@ -246,10 +299,14 @@ func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 			out.CheckpointFailure = f
 		}
 		out.CheckpointLag = max(out.CheckpointLag, p.CheckpointLag)
+		if p.Waits != nil {
+			out.Waits = addWaits(out.Waits, p.Waits)
+		}
 		out.Partitions = append(out.Partitions, PartitionStatus{
 			Partition: i, Key: triggers.PartitionKey(p.Name, i, n), State: p.State, Since: p.Since,
 			StreamOpen: p.StreamOpen, LastError: p.LastError, WayOut: p.WayOut, LeaseWait: p.LeaseWait, HeadOfLine: p.HeadOfLine, Circuit: p.Circuit, EventsReceived: p.EventsReceived,
 			LastEventTime: p.LastEventTime, CheckpointTime: p.CheckpointTime, CheckpointFailure: p.CheckpointFailure, CheckpointLag: p.CheckpointLag,
+			Waits: p.Waits,
 		})
 	}
 	out.StreamOpen = anyOpen && allOpen

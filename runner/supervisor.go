@@ -72,6 +72,10 @@ func (f ResumeFrom) String() string {
 // slot is one trigger of the runner and its supervision state. Every field
 // except the atomics is guarded by mu.
 type slot struct {
+	// waits adds up, across its watchers, the time the unit's watch loop
+	// waited for the change stream and for its dispatcher (backpressure).
+	waits watchWaits
+
 	mu    sync.Mutex
 	t     *triggers.Trigger
 	want  bool       // the supervisor wants it running (Start/Stop)
@@ -196,7 +200,7 @@ func (r *Runner) startLocked(s *slot) {
 	dopts = append(dopts, dispatcher.WithPayloadErrorPause(func(reason string) {
 		_ = r.Pause(t.Name, reason, PauseByPayloadErrors) // t is a trigger of r: never ErrUnknownTrigger
 	}))
-	dopts = append(dopts, dispatcher.WithBatchedHeld(batchedHeld))
+	dopts = append(dopts, dispatcher.WithBatchedHeld(batchedHeld), dispatcher.WithSubmitWait(&s.waits.delivery))
 	leaseOpts, sink, cps, deadline := r.leased(s)
 	dopts = append(dopts, leaseOpts...)
 	disp, err := dispatcher.New(t, refreshingSink{sink, r}, dopts...)
@@ -219,6 +223,7 @@ func (r *Runner) startLocked(s *slot) {
 		Metrics:                r.metrics,
 		ShutdownGrace:          r.opts.ShutdownGrace,
 		Deadline:               deadline,
+		StreamWait:             &s.waits.stream,
 	})
 	w.startNow = &s.startNow
 	if prev := s.last.Load(); prev != nil {

@@ -144,6 +144,11 @@ type WatcherOptions struct {
 	// longer deliver (its cluster lease's local deadline; zero: already
 	// past). The shutdown grace period never extends beyond it.
 	Deadline func() time.Time
+	// StreamWait (nil: a clock of the watcher's own) marks the time the
+	// loop waits for the change stream: for a getMore reply (a batched
+	// trigger: for the reader going ahead of it), whether the server
+	// waits for changes or takes long to return them.
+	StreamWait *dispatcher.WaitClock
 }
 
 // Watcher runs one trigger: it owns the trigger's change stream, submits
@@ -255,6 +260,9 @@ func NewWatcher(t *triggers.Trigger, client *mongo.Client, cps CheckpointStore, 
 	}
 	if opts.Clock == nil {
 		opts.Clock = dispatcher.SystemClock{}
+	}
+	if opts.StreamWait == nil {
+		opts.StreamWait = new(dispatcher.WaitClock)
 	}
 	if opts.CheckpointEvery <= 0 {
 		opts.CheckpointEvery = DefaultCheckpointEvery
@@ -914,7 +922,15 @@ func (w *Watcher) readEvents(ctx context.Context, cs *mongo.ChangeStream) error 
 	remaining, sinceCheck := 0, 0
 	for {
 		positioned, got := false, false
-		if cs.TryNext(ctx) {
+		if remaining == 0 {
+			// This TryNext sends a getMore (the reply is used up).
+			w.opts.StreamWait.Begin(w.clock.Now())
+		}
+		next := cs.TryNext(ctx)
+		if remaining == 0 {
+			w.opts.StreamWait.End(w.clock.Now())
+		}
+		if next {
 			got = true
 			// Within a reply the remaining count falls by one per event;
 			// the first event of the next reply (read only once the
@@ -988,8 +1004,17 @@ func (w *Watcher) readReplies(ctx context.Context, cs *mongo.ChangeStream) error
 		var r *readReply
 		select {
 		case r = <-replies:
-		case <-ctx.Done():
-			return ctx.Err()
+		default:
+			// Nothing read ahead: the loop waits for the stream.
+			w.opts.StreamWait.Begin(w.clock.Now())
+			select {
+			case r = <-replies:
+			case <-ctx.Done():
+			}
+			w.opts.StreamWait.End(w.clock.Now())
+			if r == nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
 		}
 		if r == nil {
 			return ctx.Err() // the reader stopped: ctx ended

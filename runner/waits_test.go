@@ -1,0 +1,113 @@
+package runner_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/runner"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// TestWatchWaits: while its webhook holds every request, a strict trigger
+// given more events than it may hold shows its watch loop waiting for
+// delivery (status waits.delivery_since, a growing delivery total, the
+// on="delivery" series); once the webhook answers and everything is
+// delivered that wait ends and the loop waits for the stream instead.
+func TestWatchWaits(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	release := recv.holdRequests()
+	t.Cleanup(release)
+	reg := prometheus.NewRegistry()
+	r := startRunner(t, parseTrigger(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook: { url: "${HOOK_URL}" }
+`, recv.srv.URL), client, runner.Options{Registry: reg})
+	waitFor(t, "stream open", func() bool { return statusOf(t, r, "orders").StreamOpen })
+	waits := func() runner.Waits {
+		st := statusOf(t, r, "orders")
+		if st.Waits == nil {
+			t.Fatal("a running trigger's status has no waits")
+		}
+		return *st.Waits
+	}
+	waitFor(t, "the idle loop waiting for the stream", func() bool { return waits().Stream > 0 })
+	if w := waits(); w.Delivery != 0 || !w.DeliverySince.IsZero() {
+		t.Fatalf("idle trigger: %+v, want no delivery wait", w)
+	}
+
+	// Strict holds one delivery and a queue of 64: the 100th event waits.
+	docs := make([]bson.D, 100)
+	for i := range docs {
+		docs[i] = bson.D{{Key: "_id", Value: int32(i)}}
+	}
+	insert(t, client.Database("shop").Collection("orders"), docs...)
+	<-recv.arrived
+	waitFor(t, "the loop waiting for delivery", func() bool { return !waits().DeliverySince.IsZero() })
+	first := waits().Delivery
+	waitFor(t, "the delivery wait growing while it goes on", func() bool { return waits().Delivery > first })
+	if v, ok := metricValue(t, reg, "changehook_watch_wait_seconds_total", map[string]string{"trigger": "orders", "on": "delivery"}); !ok || v <= 0 {
+		t.Errorf("changehook_watch_wait_seconds_total{on=delivery} = %v (present %v), want > 0", v, ok)
+	}
+
+	release()
+	for range docs {
+		recv.next(t)
+	}
+	waitFor(t, "the delivery wait over", func() bool { return waits().DeliverySince.IsZero() })
+	done := waits()
+	if done.Delivery < first {
+		t.Errorf("delivery wait fell from %v to %v", first, done.Delivery)
+	}
+	waitFor(t, "the loop waiting for the stream again", func() bool { return waits().Stream > done.Stream })
+	if w := waits(); w.Delivery != done.Delivery {
+		t.Errorf("delivery wait grew from %v to %v with nothing held", done.Delivery, w.Delivery)
+	}
+	if v, ok := metricValue(t, reg, "changehook_watch_wait_seconds_total", map[string]string{"trigger": "orders", "on": "stream"}); !ok || v <= 0 {
+		t.Errorf("changehook_watch_wait_seconds_total{on=stream} = %v (present %v), want > 0", v, ok)
+	}
+}
+
+// TestWatchWaitsBatched: a batched trigger's watch loop, which takes its
+// events from a reader going ahead of it, counts the time it waits for
+// that reader as waiting for the stream.
+func TestWatchWaitsBatched(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	got := make(chan struct{}, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		got <- struct{}{}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	r := startRunner(t, parseTrigger(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    batch: { max_events: 10 }
+    webhook: { url: "${HOOK_URL}" }
+`, srv.URL), client, runner.Options{})
+	waitFor(t, "stream open", func() bool { return statusOf(t, r, "orders").StreamOpen })
+	stream := func() time.Duration { return statusOf(t, r, "orders").Waits.Stream }
+	waitFor(t, "the idle loop waiting for the stream", func() bool { return stream() > 0 })
+	insert(t, client.Database("shop").Collection("orders"), bson.D{{Key: "_id", Value: int32(1)}})
+	select {
+	case <-got:
+	case <-time.After(waitTimeout):
+		t.Fatal("no delivery")
+	}
+	before := stream()
+	waitFor(t, "the stream wait growing", func() bool { return stream() > before })
+	if d := statusOf(t, r, "orders").Waits.Delivery; d != 0 {
+		t.Errorf("delivery wait %v with one event", d)
+	}
+}
