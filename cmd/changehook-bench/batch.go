@@ -66,6 +66,7 @@ func (r *report) printBatched(w io.Writer, cfg config) {
 	printKernel(w, r.Batched)
 	printFaults(w, r.Batched)
 	printGC(w, r.Batched)
+	printWaits(w, r.Batched)
 	for _, m := range r.Batched {
 		fmt.Fprintf(w, "  %s batched (max_events %d) ≥ 80%% of (a): %.0f%% %s\n", m.Mode, m.Batch, 100*m.Rate/r.StreamA, verdict(m.Rate >= 0.8*r.StreamA))
 		if len(m.Steady) > 0 {

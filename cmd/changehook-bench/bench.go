@@ -120,26 +120,31 @@ func (b *bench) logf(format string, args ...any) {
 
 // modeResult is one ordering mode's numbers.
 type modeResult struct {
-	Mode       string
-	Events     int
-	Requests   int64 // requests the receiver got (duplicates included)
-	Rate       float64
-	CPU        time.Duration // runner process, start to last receipt
-	Sys        time.Duration // of CPU, the runner's time in the kernel
-	HostCPU    time.Duration // this process (devdb + receiver) over the same span
-	PeakRSS    int64         // runner process VmHWM at the last receipt
-	Switches   int64         // runner process's context switches, start to last receipt (all threads)
-	Faults     int64         // runner process's minor page faults, start to last receipt
-	GCs        int64         // runner's garbage collections, start to last receipt (its /metrics)
-	Alloc      int64         // bytes the runner allocated, start to last receipt (its /metrics)
-	HostSwitch int64         // this process's context switches over the same span
-	Conns      int64         // connections the receiver accepted
-	HTTPS      bool          // drained to the HTTPS receiver
-	Batch      int           // batch.max_events (0: unbatched)
-	Steady     []time.Duration
-	SteadyN    int
-	SteadyCPU  time.Duration
-	SteadyPeak int64
+	Mode     string
+	Events   int
+	Requests int64 // requests the receiver got (duplicates included)
+	Rate     float64
+	CPU      time.Duration // runner process, start to last receipt
+	Sys      time.Duration // of CPU, the runner's time in the kernel
+	HostCPU  time.Duration // this process (devdb + receiver) over the same span
+	PeakRSS  int64         // runner process VmHWM at the last receipt
+	Switches int64         // runner process's context switches, start to last receipt (all threads)
+	Faults   int64         // runner process's minor page faults, start to last receipt
+	GCs      int64         // runner's garbage collections, start to last receipt (its /metrics)
+	Alloc    int64         // bytes the runner allocated, start to last receipt (its /metrics)
+	// WaitStream and WaitDelivery are the shares of the time from the
+	// first receipt to the last that the runner's watch loop waited for
+	// the change stream and for delivery (changehook_watch_wait_seconds_total);
+	// both 0 when not measured.
+	WaitStream, WaitDelivery float64
+	HostSwitch               int64 // this process's context switches over the same span
+	Conns                    int64 // connections the receiver accepted
+	HTTPS                    bool  // drained to the HTTPS receiver
+	Batch                    int   // batch.max_events (0: unbatched)
+	Steady                   []time.Duration
+	SteadyN                  int
+	SteadyCPU                time.Duration
+	SteadyPeak               int64
 }
 
 // report is everything one run measured.
@@ -484,6 +489,21 @@ func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (
 	if err != nil {
 		return res, err
 	}
+	// The wait counters at the first receipt, so that the drain's share
+	// of waiting is measured from there to the last (one scrape, about a
+	// millisecond of the runner's CPU, counted in its drain).
+	startWaits, drainOver := make(chan waitStats, 1), make(chan struct{})
+	defer close(drainOver)
+	go func() {
+		var w waitStats
+		select {
+		case <-rec.started:
+			w, _ = p.waits(ctx, b.clock) // a failed scrape leaves At 0: no figure
+		case <-drainOver:
+		case <-ctx.Done():
+		}
+		startWaits <- w
+	}()
 	waitErr := p.waitDelivered(ctx, rec, b.cfg.timeout)
 	s, sErr := p.sample(b.clock)
 	sw, swErr := readSwitches(p.Cmd.Process.Pid)
@@ -492,8 +512,12 @@ func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (
 	sErr = errors.Join(sErr, swErr, hErr, hswErr)
 	if waitErr == nil {
 		// After the samples: the scrape is neither party's drain work.
-		gcs, alloc, gErr := p.gcStats(ctx)
+		gcs, alloc, w1, gErr := p.gcStats(ctx, b.clock)
 		res.GCs, res.Alloc, sErr = gcs, alloc, errors.Join(sErr, gErr)
+		if w0 := <-startWaits; w0.At > 0 && gErr == nil && w1.At > w0.At {
+			span := (w1.At - w0.At).Seconds()
+			res.WaitStream, res.WaitDelivery = (w1.Stream-w0.Stream)/span, (w1.Delivery-w0.Delivery)/span
+		}
 	}
 	res.HostCPU = host1.CPU - host0.CPU
 	res.Switches, res.HostSwitch = sw, hostSw1-hostSw0
@@ -680,6 +704,7 @@ func (r *report) print(w io.Writer, cfg config) {
 	printKernel(w, r.Modes)
 	printFaults(w, r.Modes)
 	printGC(w, r.Modes)
+	printWaits(w, r.Modes)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Goals:")
 	for _, m := range r.Modes {
@@ -882,6 +907,17 @@ func printDrains(w io.Writer, head string, modes []modeResult, cell func(m modeR
 func printGC(w io.Writer, modes []modeResult) {
 	printDrains(w, "Runner garbage collections, start to last receipt", modes, func(m modeResult) (string, bool) {
 		return fmt.Sprintf("%d (%.0f B allocated per event)", m.GCs, float64(m.Alloc)/float64(m.Events)), m.Alloc > 0
+	})
+}
+
+// printWaits writes, for each drain, the share of the time from its first
+// receipt to its last that the runner's watch loop waited for the change
+// stream (the server's replies did not come fast enough) and for delivery
+// (its deliveries held as many events as they may): what limited the
+// drain, as the runner itself sees it.
+func printWaits(w io.Writer, modes []modeResult) {
+	printDrains(w, "Runner's watch loop waiting, first to last receipt, for the stream · for delivery", modes, func(m modeResult) (string, bool) {
+		return fmt.Sprintf("%.0f%% · %.0f%%", 100*m.WaitStream, 100*m.WaitDelivery), m.WaitStream > 0 || m.WaitDelivery > 0
 	})
 }
 

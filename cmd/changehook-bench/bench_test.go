@@ -464,3 +464,45 @@ go_memstats_alloc_bytes 4.5e+06
 		}
 	}
 }
+
+// TestPrintWaits writes each measured drain's wait shares and leaves out
+// drains without them.
+func TestPrintWaits(t *testing.T) {
+	var buf bytes.Buffer
+	printWaits(&buf, []modeResult{
+		{Mode: "per_document", Events: 1000, WaitStream: 0.684, WaitDelivery: 0.021},
+		{Mode: "none", Events: 1000}, // not measured: left out
+		{Mode: "none", Events: 1000, WaitStream: 0.05, WaitDelivery: 0.9, Batch: 100},
+	})
+	want := "Runner's watch loop waiting, first to last receipt, for the stream · for delivery: per_document 68% · 2%; none batched 5% · 90%\n"
+	if got := buf.String(); got != want {
+		t.Errorf("printWaits:\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestParseWaitMetrics reads the bench trigger's two wait series from a
+// Prometheus text exposition, ignores other triggers', and refuses one
+// without both or with a value that is not a number.
+func TestParseWaitMetrics(t *testing.T) {
+	const text = `# HELP changehook_watch_wait_seconds_total Time the trigger's watch loop waited.
+# TYPE changehook_watch_wait_seconds_total counter
+changehook_watch_wait_seconds_total{on="delivery",trigger="bench"} 0.25
+changehook_watch_wait_seconds_total{on="delivery",trigger="other"} 9
+changehook_watch_wait_seconds_total{on="stream",trigger="bench"} 1.5
+changehook_watch_wait_seconds_total{on="stream",trigger="other"} 9
+`
+	w, err := parseWaitMetrics([]byte(text))
+	if err != nil || w.Stream != 1.5 || w.Delivery != 0.25 {
+		t.Errorf("parseWaitMetrics = %+v, %v; want stream 1.5, delivery 0.25", w, err)
+	}
+	for name, bad := range map[string]string{
+		"no delivery":  `changehook_watch_wait_seconds_total{on="stream",trigger="bench"} 1` + "\n",
+		"other only":   `changehook_watch_wait_seconds_total{on="stream",trigger="other"} 1` + "\n" + `changehook_watch_wait_seconds_total{on="delivery",trigger="other"} 1` + "\n",
+		"not a number": `changehook_watch_wait_seconds_total{on="stream",trigger="bench"} x` + "\n" + `changehook_watch_wait_seconds_total{on="delivery",trigger="bench"} 1` + "\n",
+		"empty":        "",
+	} {
+		if _, err := parseWaitMetrics([]byte(bad)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}

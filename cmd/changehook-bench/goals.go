@@ -244,6 +244,8 @@ func printSummary(w io.Writer, reps []*report) {
 		modeRow(m.Mode+" batched runner page faults", batched, m.Mode, func(x modeResult) float64 { return float64(x.Faults) }, "%.0f")
 		modeRow(m.Mode+" batched runner garbage collections", batched, m.Mode, func(x modeResult) float64 { return float64(x.GCs) }, "%.0f")
 		modeRow(m.Mode+" batched runner B allocated/event", batched, m.Mode, func(x modeResult) float64 { return float64(x.Alloc) / float64(max(x.Events, 1)) }, "%.0f")
+		modeRow(m.Mode+" batched % waiting for stream", batched, m.Mode, func(x modeResult) float64 { return 100 * x.WaitStream }, "%.0f")
+		modeRow(m.Mode+" batched % waiting for delivery", batched, m.Mode, func(x modeResult) float64 { return 100 * x.WaitDelivery }, "%.0f")
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\nGoals on the medians of %d runs:\n", len(reps))

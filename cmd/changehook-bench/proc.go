@@ -247,29 +247,103 @@ func (p *runnerProc) sample(c *clock) (procSample, error) {
 	return s, err
 }
 
-// gcStats reads the runner's garbage collections and the bytes it
-// allocated so far from its /metrics (the Go collector's
-// go_gc_duration_seconds_count and go_memstats_alloc_bytes_total).
-func (p *runnerProc) gcStats(ctx context.Context) (gcs, alloc int64, err error) {
+// metrics returns the runner's /metrics (Prometheus text).
+func (p *runnerProc) metrics(ctx context.Context) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+"/metrics", nil)
 	if err != nil {
-		return 0, 0, fmt.Errorf("read runner metrics: %w", err)
+		return nil, fmt.Errorf("read runner metrics: %w", err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, 0, fmt.Errorf("read runner metrics: %w", err)
+		return nil, fmt.Errorf("read runner metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return 0, 0, fmt.Errorf("read runner metrics: %w", err)
+		return nil, fmt.Errorf("read runner metrics: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("read runner metrics: HTTP %d", resp.StatusCode)
+		return nil, fmt.Errorf("read runner metrics: HTTP %d", resp.StatusCode)
 	}
-	return parseGCMetrics(body)
+	return body, nil
+}
+
+// waitStats reads, from the runner's /metrics, how long the bench
+// trigger's watch loop has waited for the stream and for delivery
+// (changehook_watch_wait_seconds_total), and when (the benchmark's clock).
+type waitStats struct {
+	At               time.Duration
+	Stream, Delivery float64 // seconds
+}
+
+// waits scrapes the runner's wait counters.
+func (p *runnerProc) waits(ctx context.Context, c *clock) (waitStats, error) {
+	body, err := p.metrics(ctx)
+	if err != nil {
+		return waitStats{}, err
+	}
+	w, err := parseWaitMetrics(body)
+	w.At = c.now()
+	return w, err
+}
+
+// parseWaitMetrics returns the changehook_watch_wait_seconds_total series
+// of the trigger "bench" from a Prometheus text exposition.
+func parseWaitMetrics(text []byte) (waitStats, error) {
+	var w waitStats
+	found := 0
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, "changehook_watch_wait_seconds_total{")
+		if !ok {
+			continue
+		}
+		labels, val, ok := strings.Cut(rest, "} ")
+		if !ok || !strings.Contains(labels, `trigger="bench"`) {
+			continue
+		}
+		var dst *float64
+		switch {
+		case strings.Contains(labels, `on="stream"`):
+			dst = &w.Stream
+		case strings.Contains(labels, `on="delivery"`):
+			dst = &w.Delivery
+		default:
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			return w, fmt.Errorf("parse runner metrics: %s: %w", line, err)
+		}
+		*dst = f
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return w, fmt.Errorf("parse runner metrics: %w", err)
+	}
+	if found != 2 {
+		return w, errors.New(`parse runner metrics: changehook_watch_wait_seconds_total{trigger="bench"} on="stream" or on="delivery" missing`)
+	}
+	return w, nil
+}
+
+// gcStats reads the runner's garbage collections and the bytes it
+// allocated so far from its /metrics (the Go collector's
+// go_gc_duration_seconds_count and go_memstats_alloc_bytes_total), and
+// its wait counters (see waits).
+func (p *runnerProc) gcStats(ctx context.Context, c *clock) (gcs, alloc int64, w waitStats, err error) {
+	body, err := p.metrics(ctx)
+	if err != nil {
+		return 0, 0, w, err
+	}
+	w, wErr := parseWaitMetrics(body)
+	w.At = c.now()
+	gcs, alloc, err = parseGCMetrics(body)
+	return gcs, alloc, w, errors.Join(err, wErr)
 }
 
 // parseGCMetrics returns go_gc_duration_seconds_count and

@@ -34,6 +34,8 @@ type receiver struct {
 	scheme   string
 	done     chan struct{}
 	doneOnce sync.Once
+	started  chan struct{} // closed when the first seq arrives
+	startOne sync.Once
 
 	ln  net.Listener
 	srv *http.Server
@@ -55,10 +57,11 @@ func startReceiverTLS(c *clock, want int, delay time.Duration, tc *tls.Config) (
 	}
 	r := &receiver{
 		clock: c, delay: delay, want: int64(want),
-		first:  make([]atomic.Int64, want),
-		done:   make(chan struct{}),
-		ln:     ln,
-		scheme: "http",
+		first:   make([]atomic.Int64, want),
+		done:    make(chan struct{}),
+		started: make(chan struct{}),
+		ln:      ln,
+		scheme:  "http",
 	}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ConnState: func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
@@ -154,7 +157,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	for _, seq := range found {
 		if r.first[seq].CompareAndSwap(0, int64(now)+1) {
-			if r.distinct.Add(1) == r.want {
+			n := r.distinct.Add(1)
+			if n == 1 {
+				r.startOne.Do(func() { close(r.started) })
+			}
+			if n == r.want {
 				r.doneOnce.Do(func() { close(r.done) })
 			}
 		}
