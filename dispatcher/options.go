@@ -60,7 +60,8 @@ func WithBatchedHeld(n int) Option {
 // WithSubmitWait marks on c the time Submit spends blocked: while the
 // dispatcher holds as many events as it may (its in-flight limits and byte
 // budgets), or, PerDocument, while a keyless event waits for the events
-// before it. That is the backpressure deliveries put on the stream reader.
+// before it and for its own delivery. That is the backpressure deliveries
+// put on the stream reader.
 func WithSubmitWait(c *WaitClock) Option { return func(o *options) { o.submitWait = c } }
 
 // WithHTTPClient sends requests with a shallow copy of c whose redirect

@@ -164,7 +164,7 @@ type Waits struct {
 	// to take it: the trigger's in-flight limits (concurrency,
 	// max_inflight_bytes, limits.max_inflight_bytes) were reached, or a
 	// per_document event without a document key waited for the events
-	// before it — backpressure from the webhook.
+	// before it and for its own delivery — backpressure from the webhook.
 	Delivery time.Duration `json:"delivery_ns"`
 	// DeliverySince is, while it waits for the dispatcher, since when.
 	DeliverySince time.Time `json:"delivery_since,omitzero"`
