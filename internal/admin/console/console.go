@@ -404,6 +404,9 @@ type triggerRow struct {
 	runner.TriggerStatus
 	EventsRate, DeliveriesRate Sparkline
 	Delivered                  uint64
+	// Shares is what the watch loop waited for over the samples (nil:
+	// not enough of them yet).
+	Shares *WaitShares
 }
 
 func (c *Console) rows() []triggerRow {
@@ -415,6 +418,9 @@ func (c *Console) rows() []triggerRow {
 			EventsRate:     sparkline("events received per second", ev),
 			DeliveriesRate: sparkline("deliveries finished per second", dl),
 			Delivered:      st.Deliveries["delivered"]}
+		if ws, ok := c.samples.waitShares(st.Name); ok {
+			rows[i].Shares = &ws
+		}
 	}
 	return rows
 }
@@ -573,6 +579,7 @@ var funcs = template.FuncMap{
 	},
 	"dur":    roundDur,
 	"rate":   formatRate,
+	"pct":    func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
 	"lower":  strings.ToLower,
 	"sparkW": func() int { return sparkWidth },
 	"sparkH": func() int { return sparkHeight },

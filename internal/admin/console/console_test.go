@@ -87,7 +87,8 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 func TestPages(t *testing.T) {
 	r := &fakeRunner{sts: []runner.TriggerStatus{
 		{Name: "orders", Namespace: "shop.orders", State: runner.StateRunning, StreamOpen: true, Since: t0.Add(-time.Minute),
-			EventsReceived: 12, Deliveries: map[string]uint64{"delivered": 10, "dead_lettered": 2}, Attempts: map[string]uint64{"ok": 10, "client_error": 2}, InFlight: 3, BatchSplits: 4},
+			EventsReceived: 12, Deliveries: map[string]uint64{"delivered": 10, "dead_lettered": 2}, Attempts: map[string]uint64{"ok": 10, "client_error": 2}, InFlight: 3, BatchSplits: 4,
+			Waits: &runner.Waits{Stream: time.Second, Delivery: 3 * time.Second, DeliverySince: t0.Add(-2 * time.Second)}},
 		{Name: "held", Namespace: "shop.held", State: runner.StatePaused, Paused: &runner.PauseInfo{Reason: "endpoint maintenance", By: "cli", Since: t0}},
 		{Name: "broken", State: runner.StateFailed, LastError: "history lost: <script>alert(1)</script>", LastErrorAt: t0},
 		{Name: "planned", Namespace: "shop.planned", State: runner.StateWaiting, Since: t0, StartsAt: t0.Add(48 * time.Hour)},
@@ -107,7 +108,8 @@ func TestPages(t *testing.T) {
 			"history lost: &lt;script&gt;alert(1)&lt;/script&gt;", `<th scope="col">`, "not enough samples yet", "starts at 2026-03-03 12:00:00Z"}},
 		{"/triggers/orders", 200, []string{"Trigger orders", "dead_lettered", "client_error", "2026-03-01 11:59:50Z",
 			"2h0m0s ahead of the oldest oplog entry (2026-03-01 10:00:00Z)",
-			"4 batch requests refused as too large (HTTP 413)</span> and sent again in halves since start: set <code>batch.max_bytes</code> below"}},
+			"4 batch requests refused as too large (HTTP 413)</span> and sent again in halves since start: set <code>batch.max_bytes</code> below",
+			`<dt>Waiting</dt><dd>not enough samples yet; <span class="err">waiting for delivery since 2026-03-01 11:59:58Z</span>`}},
 		{"/triggers/broken", 200, []string{"No checkpoint saved yet"}},
 		{"/triggers/planned", 200, []string{"state-waiting", "<dt>Starts at</dt><dd>2026-03-03 12:00:00Z (its start_at): nothing is read"}},
 		{"/triggers/held", 200, []string{"state-paused", "by cli since 2026-03-01 12:00:00Z: endpoint maintenance"}},
@@ -200,6 +202,36 @@ func TestSamplerBoundedRates(t *testing.T) {
 	}
 	if ev, _ := s.rates("nope"); ev != nil {
 		t.Errorf("rates of an unknown trigger = %v", ev)
+	}
+}
+
+// TestSamplerWaitShares: the shares of the time the watch loop waited,
+// from a trigger's oldest sample to its newest; none with fewer than two
+// samples, without waits reported, or after a figure went down.
+func TestSamplerWaitShares(t *testing.T) {
+	s := newSampler(3)
+	st := func(name string, stream, delivery time.Duration) runner.TriggerStatus {
+		return runner.TriggerStatus{Name: name, Waits: &runner.Waits{Stream: stream, Delivery: delivery}}
+	}
+	s.record(t0, []runner.TriggerStatus{st("a", time.Second, 0), st("b", 0, 0)})
+	if _, ok := s.waitShares("a"); ok {
+		t.Error("shares from one sample")
+	}
+	s.record(t0.Add(2*time.Second), []runner.TriggerStatus{st("a", 1500*time.Millisecond, time.Second), st("b", 0, 0)})
+	s.record(t0.Add(4*time.Second), []runner.TriggerStatus{st("a", 2*time.Second, 3*time.Second), st("b", 0, 0)})
+	w, ok := s.waitShares("a")
+	if !ok || w.Over != 4*time.Second || w.Stream != 0.25 || w.Delivery != 0.75 {
+		t.Errorf("shares of a = %+v, %v; want over 4s, stream 0.25, delivery 0.75", w, ok)
+	}
+	s.record(t0.Add(6*time.Second), []runner.TriggerStatus{st("a", 0, 0), {Name: "b"}}) // a repartitioned; b without waits
+	if w, ok := s.waitShares("a"); ok {
+		t.Errorf("shares across a figure that went down = %+v", w)
+	}
+	if w, ok := s.waitShares("b"); !ok || w.Stream != 0 || w.Delivery != 0 {
+		t.Errorf("shares of b = %+v, %v; want 0, 0", w, ok)
+	}
+	if _, ok := s.waitShares("nope"); ok {
+		t.Error("shares of an unknown trigger")
 	}
 }
 

@@ -11,9 +11,10 @@ import (
 
 // sample is one reading of a trigger's cumulative counters.
 type sample struct {
-	at         time.Time
-	events     uint64
-	deliveries uint64
+	at                      time.Time
+	events                  uint64
+	deliveries              uint64
+	waitStream, waitDeliver time.Duration // runner.Waits (0: none reported)
 }
 
 // ring holds the newest samples of one trigger; it never grows past its
@@ -69,7 +70,11 @@ func (s *sampler) record(now time.Time, sts []runner.TriggerStatus) {
 		for _, n := range st.Deliveries {
 			d += n
 		}
-		r.add(sample{at: now, events: st.EventsReceived, deliveries: d})
+		smp := sample{at: now, events: st.EventsReceived, deliveries: d}
+		if w := st.Waits; w != nil {
+			smp.waitStream, smp.waitDeliver = w.Stream, w.Delivery
+		}
+		r.add(smp)
 	}
 	for name := range s.rings {
 		if !seen[name] {
@@ -98,6 +103,40 @@ func (s *sampler) rates(trigger string) (events, deliveries []float64) {
 		deliveries = append(deliveries, rate(smp[i-1].deliveries, smp[i].deliveries, dt))
 	}
 	return events, deliveries
+}
+
+// WaitShares is the share of the time a trigger's watch loop waited for
+// the change stream and for delivery (runner.Waits) over the console's
+// samples of it.
+type WaitShares struct {
+	// Over is the time the samples span.
+	Over time.Duration
+	// Stream and Delivery are the shares of Over, 0 to 1.
+	Stream, Delivery float64
+}
+
+// waitShares returns trigger's wait shares from its oldest sample to its
+// newest; ok is false with fewer than two samples, or when a figure went
+// down in between (the trigger was repartitioned).
+func (s *sampler) waitShares(trigger string) (w WaitShares, ok bool) {
+	s.mu.Lock()
+	r := s.rings[trigger]
+	var smp []sample
+	if r != nil {
+		smp = r.ordered()
+	}
+	s.mu.Unlock()
+	if len(smp) < 2 {
+		return w, false
+	}
+	first, last := smp[0], smp[len(smp)-1]
+	w.Over = last.at.Sub(first.at)
+	if w.Over <= 0 || last.waitStream < first.waitStream || last.waitDeliver < first.waitDeliver {
+		return WaitShares{}, false
+	}
+	share := func(d time.Duration) float64 { return min(1, d.Seconds()/w.Over.Seconds()) }
+	w.Stream, w.Delivery = share(last.waitStream-first.waitStream), share(last.waitDeliver-first.waitDeliver)
+	return w, true
 }
 
 func rate(before, after uint64, dt float64) float64 {
