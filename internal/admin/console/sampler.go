@@ -83,17 +83,22 @@ func (s *sampler) record(now time.Time, sts []runner.TriggerStatus) {
 	}
 }
 
+// samples returns a copy of trigger's samples, oldest first (nil when it
+// has none).
+func (s *sampler) samples(trigger string) []sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.rings[trigger]; r != nil {
+		return r.ordered()
+	}
+	return nil
+}
+
 // rates returns the events/s and deliveries/s between consecutive samples
 // of trigger, oldest first (nil with fewer than two samples). A counter that
 // went down (the trigger restarted) counts as 0 for that interval.
 func (s *sampler) rates(trigger string) (events, deliveries []float64) {
-	s.mu.Lock()
-	r := s.rings[trigger]
-	var smp []sample
-	if r != nil {
-		smp = r.ordered()
-	}
-	s.mu.Unlock()
+	smp := s.samples(trigger)
 	for i := 1; i < len(smp); i++ {
 		dt := smp[i].at.Sub(smp[i-1].at).Seconds()
 		if dt <= 0 {
@@ -119,13 +124,7 @@ type WaitShares struct {
 // newest; ok is false with fewer than two samples, or when a figure went
 // down in between (the trigger was repartitioned).
 func (s *sampler) waitShares(trigger string) (w WaitShares, ok bool) {
-	s.mu.Lock()
-	r := s.rings[trigger]
-	var smp []sample
-	if r != nil {
-		smp = r.ordered()
-	}
-	s.mu.Unlock()
+	smp := s.samples(trigger)
 	if len(smp) < 2 {
 		return w, false
 	}
