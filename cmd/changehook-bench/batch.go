@@ -67,6 +67,7 @@ func (r *report) printBatched(w io.Writer, cfg config) {
 	printFaults(w, r.Batched)
 	printGC(w, r.Batched)
 	printWaits(w, r.Batched)
+	printBusy(w, r.Batched, r.CPUs, r.StreamA)
 	for _, m := range r.Batched {
 		fmt.Fprintf(w, "  %s batched (max_events %d) ≥ 80%% of (a): %.0f%% %s\n", m.Mode, m.Batch, 100*m.Rate/r.StreamA, verdict(m.Rate >= 0.8*r.StreamA))
 		if len(m.Steady) > 0 {

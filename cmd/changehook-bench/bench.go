@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -137,19 +138,24 @@ type modeResult struct {
 	// the change stream and for delivery (changehook_watch_wait_seconds_total);
 	// both 0 when not measured.
 	WaitStream, WaitDelivery float64
-	HostSwitch               int64 // this process's context switches over the same span
-	Conns                    int64 // connections the receiver accepted
-	HTTPS                    bool  // drained to the HTTPS receiver
-	Batch                    int   // batch.max_events (0: unbatched)
-	Steady                   []time.Duration
-	SteadyN                  int
-	SteadyCPU                time.Duration
-	SteadyPeak               int64
+	// Busy is how many CPUs the runner and this process (devdb and the
+	// receiver) kept busy together from the first receipt to the last
+	// (their CPU time over the span, from /proc); 0 when not measured.
+	Busy       float64
+	HostSwitch int64 // this process's context switches over the same span
+	Conns      int64 // connections the receiver accepted
+	HTTPS      bool  // drained to the HTTPS receiver
+	Batch      int   // batch.max_events (0: unbatched)
+	Steady     []time.Duration
+	SteadyN    int
+	SteadyCPU  time.Duration
+	SteadyPeak int64
 }
 
 // report is everything one run measured.
 type report struct {
 	Machine string
+	CPUs    int // runtime.NumCPU(): the CPUs every process of the run shares
 	// HaltsAtOnce: the machine's idle vCPUs halt without polling first
 	// (hostinfo.IdlePolicy), so every cross-process wake-up is a round
 	// trip through the hypervisor — what bounds strict.
@@ -197,7 +203,7 @@ type report struct {
 
 func (b *bench) all(ctx context.Context) (*report, error) {
 	idle, halts := hostinfo.IdlePolicy()
-	rep := &report{Machine: machineIdle(idle), HaltsAtOnce: halts, Date: time.Now().UTC(), N: b.cfg.n, LoadFrom: loadavg()}
+	rep := &report{Machine: machineIdle(idle), CPUs: runtime.NumCPU(), HaltsAtOnce: halts, Date: time.Now().UTC(), N: b.cfg.n, LoadFrom: loadavg()}
 	defer func() { rep.LoadTo = loadavg() }()
 	b.logf("baseline (a): Go driver change stream, backlogs of %d", b.cfg.n)
 	a, err := b.baselineA(ctx)
@@ -489,32 +495,40 @@ func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (
 	if err != nil {
 		return res, err
 	}
-	// The wait counters at the first receipt, so that the drain's share
-	// of waiting is measured from there to the last (one scrape, about a
-	// millisecond of the runner's CPU, counted in its drain).
-	startWaits, drainOver := make(chan waitStats, 1), make(chan struct{})
+	// Both processes' CPU time and the wait counters at the first
+	// receipt, so that the drain's busy CPUs and share of waiting are
+	// measured from there to the last (one scrape, about a millisecond of
+	// the runner's CPU, counted in its drain).
+	startWaits, drainOver := make(chan firstReceipt, 1), make(chan struct{})
 	defer close(drainOver)
 	go func() {
-		var w waitStats
+		var f firstReceipt
 		select {
 		case <-rec.started:
-			w, _ = p.waits(ctx, b.clock) // a failed scrape leaves At 0: no figure
+			f.at = b.clock.now()
+			f.cpu = busySample(p.Cmd.Process.Pid)
+			f.waits, _ = p.waits(ctx, b.clock) // a failed scrape leaves At 0: no figure
 		case <-drainOver:
 		case <-ctx.Done():
 		}
-		startWaits <- w
+		startWaits <- f
 	}()
 	waitErr := p.waitDelivered(ctx, rec, b.cfg.timeout)
+	lastAt := b.clock.now()
 	s, sErr := p.sample(b.clock)
 	sw, swErr := readSwitches(p.Cmd.Process.Pid)
 	host1, hErr := readProc(os.Getpid())
 	hostSw1, hswErr := readSwitches(os.Getpid())
 	sErr = errors.Join(sErr, swErr, hErr, hswErr)
 	if waitErr == nil {
+		f0 := <-startWaits
+		if f0.cpu > 0 && sErr == nil && lastAt > f0.at {
+			res.Busy = (s.CPU + host1.CPU - f0.cpu).Seconds() / (lastAt - f0.at).Seconds()
+		}
 		// After the samples: the scrape is neither party's drain work.
 		gcs, alloc, w1, gErr := p.gcStats(ctx, b.clock)
 		res.GCs, res.Alloc, sErr = gcs, alloc, errors.Join(sErr, gErr)
-		if w0 := <-startWaits; w0.At > 0 && gErr == nil && w1.At > w0.At {
+		if w0 := f0.waits; w0.At > 0 && gErr == nil && w1.At > w0.At {
 			span := (w1.At - w0.At).Seconds()
 			res.WaitStream, res.WaitDelivery = (w1.Stream-w0.Stream)/span, (w1.Delivery-w0.Delivery)/span
 		}
@@ -705,6 +719,7 @@ func (r *report) print(w io.Writer, cfg config) {
 	printFaults(w, r.Modes)
 	printGC(w, r.Modes)
 	printWaits(w, r.Modes)
+	printBusy(w, r.Modes, r.CPUs, 0)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Goals:")
 	for _, m := range r.Modes {
@@ -920,6 +935,53 @@ func printWaits(w io.Writer, modes []modeResult) {
 		return fmt.Sprintf("%.0f%% · %.0f%%", 100*m.WaitStream, 100*m.WaitDelivery), m.WaitStream > 0 || m.WaitDelivery > 0
 	})
 }
+
+// firstReceipt is what a drain samples at its first receipt: both
+// processes' CPU time (busySample; 0 if unread) and when, and the runner's
+// wait counters.
+type firstReceipt struct {
+	cpu   time.Duration
+	at    time.Duration
+	waits waitStats
+}
+
+// busySample returns the CPU time the runner (pid) and this process have
+// used so far; 0 when either cannot be read.
+func busySample(pid int) time.Duration {
+	r, err := readProc(pid)
+	if err != nil {
+		return 0
+	}
+	h, err := readProc(os.Getpid())
+	if err != nil {
+		return 0
+	}
+	return r.CPU + h.CPU
+}
+
+// printBusy writes, for each drain whose busy CPUs were measured, how many
+// of the machine's cpus the runner and devdb with the receiver kept busy
+// from its first receipt to its last, and the rate the drain would reach
+// at the same CPU per event with all of them busy, against (a) when
+// streamA > 0. A drain close to all is limited by the CPU its parties
+// spend per event; one well below it waits on something serial.
+func printBusy(w io.Writer, modes []modeResult, cpus int, streamA float64) {
+	printDrains(w, fmt.Sprintf("CPUs busy, first to last receipt (runner, devdb and receiver), and the rate with all %d busy", cpus), modes, func(m modeResult) (string, bool) {
+		if m.Busy <= 0 || m.Rate <= 0 {
+			return "", false
+		}
+		full := m.fullRate(cpus)
+		c := fmt.Sprintf("%.2f of %d, %.0f/s", m.Busy, cpus, full)
+		if streamA > 0 {
+			c += fmt.Sprintf(" (%.0f%% of (a))", 100*full/streamA)
+		}
+		return c, true
+	})
+}
+
+// fullRate is the rate the drain would reach at its CPU per event with
+// all cpus busy (its rate scaled by cpus / Busy); Busy must be > 0.
+func (m modeResult) fullRate(cpus int) float64 { return m.Rate * float64(cpus) / m.Busy }
 
 // printKernel writes each drain's runner CPU per event split into the part
 // spent in the kernel and the part in user space. The kernel's part carries

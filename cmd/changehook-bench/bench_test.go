@@ -480,6 +480,34 @@ func TestPrintWaits(t *testing.T) {
 	}
 }
 
+// TestPrintBusy writes each measured drain's busy CPUs and its rate with
+// every CPU busy, against (a) when given, and leaves out drains without a
+// measurement.
+func TestPrintBusy(t *testing.T) {
+	modes := []modeResult{
+		{Mode: "per_document", Events: 1000, Rate: 150000, Busy: 1.5, Batch: 100},
+		{Mode: "none", Events: 1000, Rate: 150000}, // not measured: left out
+		{Mode: "strict", Events: 1000, Rate: 10000, Busy: 0.5},
+	}
+	var buf bytes.Buffer
+	printBusy(&buf, modes, 2, 250000)
+	want := "CPUs busy, first to last receipt (runner, devdb and receiver), and the rate with all 2 busy: " +
+		"per_document batched 1.50 of 2, 200000/s (80% of (a)); strict 0.50 of 2, 40000/s (16% of (a))\n"
+	if got := buf.String(); got != want {
+		t.Errorf("printBusy:\n got %q\nwant %q", got, want)
+	}
+	buf.Reset()
+	printBusy(&buf, modes[2:], 2, 0)
+	if got, want := buf.String(), "CPUs busy, first to last receipt (runner, devdb and receiver), and the rate with all 2 busy: strict 0.50 of 2, 40000/s\n"; got != want {
+		t.Errorf("printBusy without (a):\n got %q\nwant %q", got, want)
+	}
+	buf.Reset()
+	printBusy(&buf, modes[1:2], 2, 250000)
+	if buf.Len() != 0 {
+		t.Errorf("printBusy with nothing measured wrote %q", buf.String())
+	}
+}
+
 // TestParseWaitMetrics reads the bench trigger's two wait series from a
 // Prometheus text exposition, ignores other triggers', and refuses one
 // without both or with a value that is not a number.

@@ -246,6 +246,16 @@ func printSummary(w io.Writer, reps []*report) {
 		modeRow(m.Mode+" batched runner B allocated/event", batched, m.Mode, func(x modeResult) float64 { return float64(x.Alloc) / float64(max(x.Events, 1)) }, "%.0f")
 		modeRow(m.Mode+" batched % waiting for stream", batched, m.Mode, func(x modeResult) float64 { return 100 * x.WaitStream }, "%.0f")
 		modeRow(m.Mode+" batched % waiting for delivery", batched, m.Mode, func(x modeResult) float64 { return 100 * x.WaitDelivery }, "%.0f")
+		modeRow(m.Mode+" batched CPUs busy", batched, m.Mode, func(x modeResult) float64 { return x.Busy }, "%.2f")
+		mode := m.Mode
+		row(mode+" batched % of (a) with every CPU busy", func(r *report) (float64, bool) {
+			for _, x := range r.Batched {
+				if x.Mode == mode && x.Busy > 0 && r.StreamA > 0 {
+					return 100 * x.fullRate(r.CPUs) / r.StreamA, true
+				}
+			}
+			return 0, false
+		}, "%.0f")
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\nGoals on the medians of %d runs:\n", len(reps))

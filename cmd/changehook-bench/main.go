@@ -13,7 +13,10 @@
 //
 // With -batch N (default 100), per_document and none (those of -modes) are
 // drained again with batch: {max_events: N}, their rate compared with (a):
-// batched, the stream read rate is the limit.
+// batched, the stream read rate is the limit. For every drain it also
+// reports how many CPUs the runner, devdb and the receiver kept busy
+// together and the rate at the same CPU per event with every CPU busy:
+// where that is below the goal, only less CPU per event reaches it.
 //
 // Baselines in the same run: (a) one Go driver change stream reading a
 // backlog of the same size with no delivery (three backlogs, each written
