@@ -141,15 +141,19 @@ type modeResult struct {
 	// Busy is how many CPUs the runner and this process (devdb and the
 	// receiver) kept busy together from the first receipt to the last
 	// (their CPU time over the span, from /proc); 0 when not measured.
-	Busy       float64
-	HostSwitch int64 // this process's context switches over the same span
-	Conns      int64 // connections the receiver accepted
-	HTTPS      bool  // drained to the HTTPS receiver
-	Batch      int   // batch.max_events (0: unbatched)
-	Steady     []time.Duration
-	SteadyN    int
-	SteadyCPU  time.Duration
-	SteadyPeak int64
+	Busy float64
+	// MachineBusy is how many of the machine's CPUs were busy over the
+	// same span (/proc/stat): Busy plus any other process, interrupts,
+	// softirqs and steal; 0 when not measured.
+	MachineBusy float64
+	HostSwitch  int64 // this process's context switches over the same span
+	Conns       int64 // connections the receiver accepted
+	HTTPS       bool  // drained to the HTTPS receiver
+	Batch       int   // batch.max_events (0: unbatched)
+	Steady      []time.Duration
+	SteadyN     int
+	SteadyCPU   time.Duration
+	SteadyPeak  int64
 }
 
 // report is everything one run measured.
@@ -507,6 +511,7 @@ func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (
 		case <-rec.started:
 			f.at = b.clock.now()
 			f.cpu = busySample(p.Cmd.Process.Pid)
+			f.machine, _ = readMachine()
 			f.waits, _ = p.waits(ctx, b.clock) // a failed scrape leaves At 0: no figure
 		case <-drainOver:
 		case <-ctx.Done():
@@ -519,11 +524,15 @@ func (b *bench) drain(ctx context.Context, mode string, https bool, batch int) (
 	sw, swErr := readSwitches(p.Cmd.Process.Pid)
 	host1, hErr := readProc(os.Getpid())
 	hostSw1, hswErr := readSwitches(os.Getpid())
+	machine1, mErr := readMachine()
 	sErr = errors.Join(sErr, swErr, hErr, hswErr)
 	if waitErr == nil {
 		f0 := <-startWaits
-		if f0.cpu > 0 && sErr == nil && lastAt > f0.at {
-			res.Busy = (s.CPU + host1.CPU - f0.cpu).Seconds() / (lastAt - f0.at).Seconds()
+		if span := (lastAt - f0.at).Seconds(); f0.cpu > 0 && sErr == nil && span > 0 {
+			res.Busy = (s.CPU + host1.CPU - f0.cpu).Seconds() / span
+			if f0.machine.Total > 0 && mErr == nil {
+				res.MachineBusy = (machine1.Busy - f0.machine.Busy).Seconds() / span
+			}
 		}
 		// After the samples: the scrape is neither party's drain work.
 		gcs, alloc, w1, gErr := p.gcStats(ctx, b.clock)
@@ -937,12 +946,13 @@ func printWaits(w io.Writer, modes []modeResult) {
 }
 
 // firstReceipt is what a drain samples at its first receipt: both
-// processes' CPU time (busySample; 0 if unread) and when, and the runner's
-// wait counters.
+// processes' CPU time (busySample; 0 if unread), the machine's (zero if
+// unread) and when, and the runner's wait counters.
 type firstReceipt struct {
-	cpu   time.Duration
-	at    time.Duration
-	waits waitStats
+	cpu     time.Duration
+	machine machineSample
+	at      time.Duration
+	waits   waitStats
 }
 
 // busySample returns the CPU time the runner (pid) and this process have
@@ -961,17 +971,22 @@ func busySample(pid int) time.Duration {
 
 // printBusy writes, for each drain whose busy CPUs were measured, how many
 // of the machine's cpus the runner and devdb with the receiver kept busy
-// from its first receipt to its last, and the rate the drain would reach
-// at the same CPU per event with all of them busy, against (a) when
-// streamA > 0. A drain close to all is limited by the CPU its parties
-// spend per event; one well below it waits on something serial.
+// from its first receipt to its last, how many the whole machine had busy
+// (softirqs, steal and other processes too), and the rate the drain would
+// reach at the same use per event with all of them busy, against (a) when
+// streamA > 0. A drain close to all is limited by the CPU spent per event;
+// one well below it waits on something serial.
 func printBusy(w io.Writer, modes []modeResult, cpus int, streamA float64) {
-	printDrains(w, fmt.Sprintf("CPUs busy, first to last receipt (runner, devdb and receiver), and the rate with all %d busy", cpus), modes, func(m modeResult) (string, bool) {
+	printDrains(w, fmt.Sprintf("CPUs busy, first to last receipt: runner, devdb and receiver (the whole machine), and the rate with all %d busy", cpus), modes, func(m modeResult) (string, bool) {
 		if m.Busy <= 0 || m.Rate <= 0 {
 			return "", false
 		}
 		full := m.fullRate(cpus)
-		c := fmt.Sprintf("%.2f of %d, %.0f/s", m.Busy, cpus, full)
+		c := fmt.Sprintf("%.2f", m.Busy)
+		if m.MachineBusy > 0 {
+			c += fmt.Sprintf(" (%.2f)", m.MachineBusy)
+		}
+		c += fmt.Sprintf(" of %d, %.0f/s", cpus, full)
 		if streamA > 0 {
 			c += fmt.Sprintf(" (%.0f%% of (a))", 100*full/streamA)
 		}
@@ -979,9 +994,17 @@ func printBusy(w io.Writer, modes []modeResult, cpus int, streamA float64) {
 	})
 }
 
-// fullRate is the rate the drain would reach at its CPU per event with
-// all cpus busy (its rate scaled by cpus / Busy); Busy must be > 0.
-func (m modeResult) fullRate(cpus int) float64 { return m.Rate * float64(cpus) / m.Busy }
+// fullRate is the rate the drain would reach at its use of the machine per
+// event with all cpus busy: its rate scaled by cpus over the machine's busy
+// CPUs when measured (what the drain's processes are not charged with —
+// softirqs, steal — is then counted), else over Busy; Busy must be > 0.
+func (m modeResult) fullRate(cpus int) float64 {
+	busy := m.Busy
+	if m.MachineBusy > busy {
+		busy = m.MachineBusy
+	}
+	return m.Rate * float64(cpus) / busy
+}
 
 // printKernel writes each drain's runner CPU per event split into the part
 // spent in the kernel and the part in user space. The kernel's part carries

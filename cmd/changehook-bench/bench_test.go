@@ -480,31 +480,56 @@ func TestPrintWaits(t *testing.T) {
 	}
 }
 
-// TestPrintBusy writes each measured drain's busy CPUs and its rate with
-// every CPU busy, against (a) when given, and leaves out drains without a
-// measurement.
+// TestPrintBusy writes each measured drain's busy CPUs (the machine's
+// beside them when measured) and its rate with every CPU busy — scaled by
+// the machine's figure when there is one — against (a) when given, and
+// leaves out drains without a measurement.
 func TestPrintBusy(t *testing.T) {
 	modes := []modeResult{
-		{Mode: "per_document", Events: 1000, Rate: 150000, Busy: 1.5, Batch: 100},
+		{Mode: "per_document", Events: 1000, Rate: 150000, Busy: 1.4, MachineBusy: 1.5, Batch: 100},
 		{Mode: "none", Events: 1000, Rate: 150000}, // not measured: left out
 		{Mode: "strict", Events: 1000, Rate: 10000, Busy: 0.5},
 	}
+	const head = "CPUs busy, first to last receipt: runner, devdb and receiver (the whole machine), and the rate with all 2 busy: "
 	var buf bytes.Buffer
 	printBusy(&buf, modes, 2, 250000)
-	want := "CPUs busy, first to last receipt (runner, devdb and receiver), and the rate with all 2 busy: " +
-		"per_document batched 1.50 of 2, 200000/s (80% of (a)); strict 0.50 of 2, 40000/s (16% of (a))\n"
+	want := head + "per_document batched 1.40 (1.50) of 2, 200000/s (80% of (a)); strict 0.50 of 2, 40000/s (16% of (a))\n"
 	if got := buf.String(); got != want {
 		t.Errorf("printBusy:\n got %q\nwant %q", got, want)
 	}
 	buf.Reset()
 	printBusy(&buf, modes[2:], 2, 0)
-	if got, want := buf.String(), "CPUs busy, first to last receipt (runner, devdb and receiver), and the rate with all 2 busy: strict 0.50 of 2, 40000/s\n"; got != want {
+	if got, want := buf.String(), head+"strict 0.50 of 2, 40000/s\n"; got != want {
 		t.Errorf("printBusy without (a):\n got %q\nwant %q", got, want)
 	}
 	buf.Reset()
 	printBusy(&buf, modes[1:2], 2, 250000)
 	if buf.Len() != 0 {
 		t.Errorf("printBusy with nothing measured wrote %q", buf.String())
+	}
+}
+
+// TestParseMachineStat sums /proc/stat's cpu line into busy and total
+// time (idle and iowait are not busy; guest time, inside user and nice,
+// is not counted twice), also from a kernel without steal, and refuses a
+// first line that is not the total or a field that is not a count.
+func TestParseMachineStat(t *testing.T) {
+	for _, c := range []struct {
+		name, stat  string
+		busy, total time.Duration
+	}{
+		{"current", "cpu  100 1 20 300 4 0 5 2 50 0\ncpu0 50 0 10 150 2 0 3 1 25 0\n", 1280 * time.Millisecond, 4320 * time.Millisecond},
+		{"no steal", "cpu 100 0 20 300 4 0 5\n", 1250 * time.Millisecond, 4290 * time.Millisecond},
+	} {
+		s, err := parseMachineStat([]byte(c.stat))
+		if err != nil || s.Busy != c.busy || s.Total != c.total {
+			t.Errorf("%s: parseMachineStat = %+v, %v; want busy %v, total %v", c.name, s, err, c.busy, c.total)
+		}
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5\n", "cpu 1 2 3\n", "cpu 1 x 3 4 5\n", "cpu 1 -2 3 4 5\n"} {
+		if _, err := parseMachineStat([]byte(bad)); err == nil {
+			t.Errorf("parseMachineStat(%q): no error", bad)
+		}
 	}
 }
 

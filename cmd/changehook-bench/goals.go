@@ -247,6 +247,7 @@ func printSummary(w io.Writer, reps []*report) {
 		modeRow(m.Mode+" batched % waiting for stream", batched, m.Mode, func(x modeResult) float64 { return 100 * x.WaitStream }, "%.0f")
 		modeRow(m.Mode+" batched % waiting for delivery", batched, m.Mode, func(x modeResult) float64 { return 100 * x.WaitDelivery }, "%.0f")
 		modeRow(m.Mode+" batched CPUs busy", batched, m.Mode, func(x modeResult) float64 { return x.Busy }, "%.2f")
+		modeRow(m.Mode+" batched machine CPUs busy", batched, m.Mode, func(x modeResult) float64 { return x.MachineBusy }, "%.2f")
 		mode := m.Mode
 		row(mode+" batched % of (a) with every CPU busy", func(r *report) (float64, bool) {
 			for _, x := range r.Batched {

@@ -41,6 +41,46 @@ type procSample struct {
 	Taken  time.Duration // clock offset when sampled
 }
 
+// machineSample is the machine's CPU time so far, summed over its CPUs
+// (/proc/stat's "cpu" line): Busy is everything but idle and iowait —
+// user, nice, system, and what no process is charged with: interrupts,
+// softirqs (loopback TCP's delivery among them) and steal (time the
+// hypervisor gave to other guests) — and Total all of it.
+type machineSample struct{ Busy, Total time.Duration }
+
+// readMachine reads machineSample from /proc/stat.
+func readMachine() (machineSample, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineSample{}, fmt.Errorf("read machine CPU time: %w", err)
+	}
+	return parseMachineStat(b)
+}
+
+// parseMachineStat parses the first line of /proc/stat: "cpu" and user,
+// nice, system, idle, iowait, irq, softirq, steal (later kernels), then
+// guest and guest_nice, which user and nice already include.
+func parseMachineStat(stat []byte) (machineSample, error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 5 || f[0] != "cpu" {
+		return machineSample{}, fmt.Errorf("parse /proc/stat: first line %q is not the cpu total", line)
+	}
+	var s machineSample
+	for i, field := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseInt(field, 10, 64)
+		if err != nil || n < 0 {
+			return machineSample{}, fmt.Errorf("parse /proc/stat: cpu field %d %q is not a tick count", i+1, field)
+		}
+		d := time.Duration(n) * time.Second / clockTicks
+		s.Total += d
+		if i != 3 && i != 4 { // idle, iowait
+			s.Busy += d
+		}
+	}
+	return s, nil
+}
+
 // readProc reads pid's CPU time and minor page faults (/proc/PID/stat) and
 // RSS (/proc/PID/status).
 func readProc(pid int) (procSample, error) {
