@@ -55,6 +55,7 @@ import (
 
 	"github.com/changehook/changehook/cluster"
 	"github.com/changehook/changehook/internal/admin/console"
+	"github.com/changehook/changehook/internal/proccpu"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/triggers"
 )
@@ -261,7 +262,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	cons, err := console.New(console.Options{Runner: opts.Runner, Store: opts.Store, Oplog: opts.Oplog, History: opts.History, Cluster: consCluster, Controls: opts.Control != nil,
 		DeadLetterControls: opts.DeadLetters != nil,
-		SampleEvery:        opts.ConsoleSampleEvery, Logger: opts.Logger})
+		SampleEvery:        opts.ConsoleSampleEvery, Logger: opts.Logger, CPU: proccpu.Self})
 	if err != nil {
 		return nil, fmt.Errorf("start admin server: %w", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -282,6 +283,13 @@ type Options struct {
 	// /purge, which the buttons call with the admin token as a bearer
 	// header.
 	DeadLetterControls bool
+	// CPU returns the CPU time the process has used so far; Run samples it
+	// with the triggers' counters, and the pages show the CPUs the process
+	// kept busy over the samples against CPUs (nil: not shown).
+	CPU func() time.Duration
+	// CPUs is how many CPUs the process may use (0: runtime.GOMAXPROCS(0),
+	// which follows a container's CPU limit).
+	CPUs int
 	// Now returns the current time (nil: time.Now).
 	Now func() time.Time
 	// Logger receives rendering errors (nil: discarded).
@@ -310,6 +318,9 @@ func New(opts Options) (*Console, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.CPUs <= 0 {
+		opts.CPUs = runtime.GOMAXPROCS(0)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -361,8 +372,27 @@ func (c *Console) Run(ctx context.Context) {
 	}
 }
 
-// Sample records one sample of every trigger's counters now.
-func (c *Console) Sample() { c.samples.record(c.opts.Now(), c.opts.Runner.Status()) }
+// Sample records one sample of every trigger's counters now, and of the
+// process's CPU time when Options.CPU is set.
+func (c *Console) Sample() {
+	now := c.opts.Now()
+	if c.opts.CPU != nil {
+		c.samples.recordCPU(now, c.opts.CPU())
+	}
+	c.samples.record(now, c.opts.Runner.Status())
+}
+
+// cpuUse is the process's CPU use over the samples (nil: not measured, or
+// not enough samples yet).
+func (c *Console) cpuUse() *CPUUse {
+	if c.opts.CPU == nil {
+		return nil
+	}
+	if u, ok := c.samples.cpuUse(c.opts.CPUs); ok {
+		return &u
+	}
+	return nil
+}
 
 // page is the data every template gets.
 type page struct {
@@ -429,7 +459,8 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "overview", page{Title: "Triggers", Nav: "triggers", Refresh: true, Data: struct {
 		Rows    []triggerRow
 		Cluster clusterView
-	}{c.rows(), c.cluster(r.Context())}})
+		CPU     *CPUUse
+	}{c.rows(), c.cluster(r.Context()), c.cpuUse()}})
 }
 
 // checkpointView is the trigger page's checkpoint section.
@@ -460,7 +491,8 @@ func (c *Console) trigger(w http.ResponseWriter, r *http.Request) {
 			Row        triggerRow
 			Checkpoint checkpointView
 			Attempts   attemptsView
-		}{*row, c.checkpoint(r.Context(), name), c.attempts(r.Context(), name)}})
+			CPU        *CPUUse
+		}{*row, c.checkpoint(r.Context(), name), c.attempts(r.Context(), name), c.cpuUse()}})
 }
 
 func (c *Console) checkpoint(ctx context.Context, name string) checkpointView {

@@ -235,6 +235,92 @@ func TestSamplerWaitShares(t *testing.T) {
 	}
 }
 
+// TestSamplerCPUUse gives the process's CPU use from the oldest CPU sample
+// to the newest, near all of its CPUs from nine tenths, and none from one
+// sample or across CPU time that went down.
+func TestSamplerCPUUse(t *testing.T) {
+	s := newSampler(3)
+	s.recordCPU(t0, time.Second)
+	if _, ok := s.cpuUse(2); ok {
+		t.Error("CPU use from one sample")
+	}
+	s.recordCPU(t0.Add(2*time.Second), 2*time.Second)
+	s.recordCPU(t0.Add(4*time.Second), 3*time.Second)
+	u, ok := s.cpuUse(2)
+	if !ok || u.Over != 4*time.Second || u.Used != 0.5 || u.Of != 2 || u.Near() {
+		t.Errorf("cpuUse = %+v, %v (near %v); want over 4s, 0.5 of 2, not near", u, ok, u.Near())
+	}
+	s.recordCPU(t0.Add(6*time.Second), 6800*time.Millisecond) // the ring of 3 drops t0: 4.8 s over 4 s
+	if u, ok := s.cpuUse(2); !ok || u.Used != 1.2 || u.Near() {
+		t.Errorf("cpuUse = %+v, %v; want 1.2 of 2, not near", u, ok)
+	}
+	s.recordCPU(t0.Add(8*time.Second), 11*time.Second) // 8 s over 4 s
+	if u, ok := s.cpuUse(2); !ok || u.Used != 2 || !u.Near() {
+		t.Errorf("cpuUse = %+v, %v; want 2 of 2, near", u, ok)
+	}
+	s.recordCPU(t0.Add(10*time.Second), time.Second)
+	if u, ok := s.cpuUse(2); ok {
+		t.Errorf("cpuUse across CPU time that went down = %+v", u)
+	}
+}
+
+// TestConsoleCPU shows the process's CPU use on the overview and the
+// trigger page once two samples exist, warns when it is near all the CPUs
+// the process may use, and shows nothing without Options.CPU.
+func TestConsoleCPU(t *testing.T) {
+	r := &fakeRunner{sts: []runner.TriggerStatus{{Name: "orders", State: runner.StateRunning}}}
+	var now time.Time
+	var used time.Duration
+	console := func(o Options) *Console {
+		t.Helper()
+		now, used = t0, 0
+		o.Runner, o.Now = r, func() time.Time { return now }
+		c, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Sample()
+		return c
+	}
+	cpu := func() time.Duration { return used }
+	c := console(Options{CPUs: 2, CPU: cpu})
+	if _, body := get(t, c, "/"); strings.Contains(body, `id="cpu"`) {
+		t.Errorf("CPU use shown from one sample:\n%s", body)
+	}
+	now, used = now.Add(10*time.Second), 5*time.Second
+	c.Sample()
+	want := "changehook kept 0.50 of the 2 CPUs it may use busy over the last 10s"
+	for _, path := range []string{"/", "/triggers/orders"} {
+		if _, body := get(t, c, path); !strings.Contains(body, want) || strings.Contains(body, "close to all of them") {
+			t.Errorf("GET %s: want %q and no warning:\n%s", path, want, body)
+		}
+	}
+	now, used = now.Add(10*time.Second), 24*time.Second
+	c.Sample()
+	if _, body := get(t, c, "/triggers/orders"); !strings.Contains(body, `<dt>CPU</dt><dd>changehook kept 1.20 of the 2 CPUs it may use busy over the last 20s</dd>`) {
+		t.Errorf("trigger page at 1.2 of 2:\n%s", body)
+	}
+	now, used = now.Add(10*time.Second), 57*time.Second
+	c.Sample()
+	if _, body := get(t, c, "/"); !strings.Contains(body, `changehook kept 1.90 of the 2 CPUs it may use busy over the last 30s: <span class="err">close to all of them`) {
+		t.Errorf("no warning at 1.9 of 2:\n%s", body)
+	}
+
+	c = console(Options{CPUs: 1, CPU: cpu})
+	now, used = now.Add(10*time.Second), 50*time.Millisecond
+	c.Sample()
+	if _, body := get(t, c, "/"); !strings.Contains(body, "changehook kept under 0.01 of the 1 CPU it may use busy over the last 10s") {
+		t.Errorf("an idle process's CPU use:\n%s", body)
+	}
+
+	c = console(Options{})
+	now = now.Add(10 * time.Second)
+	c.Sample()
+	if _, body := get(t, c, "/triggers/orders"); strings.Contains(body, "<dt>CPU</dt>") {
+		t.Errorf("CPU shown without Options.CPU:\n%s", body)
+	}
+}
+
 func equal(a, b []float64) bool {
 	if len(a) != len(b) {
 		return false

@@ -17,15 +17,23 @@ type sample struct {
 	waitStream, waitDeliver time.Duration // runner.Waits (0: none reported)
 }
 
-// ring holds the newest samples of one trigger; it never grows past its
-// capacity.
-type ring struct {
-	buf  []sample
+// cpuSample is one reading of the process's CPU time.
+type cpuSample struct {
+	at   time.Time
+	used time.Duration
+}
+
+// ring holds the newest samples of one series (a trigger's, the
+// process's CPU time); it never grows past its capacity.
+type ring[T any] struct {
+	buf  []T
 	next int
 	full bool
 }
 
-func (r *ring) add(s sample) {
+func newRing[T any](size int) *ring[T] { return &ring[T]{buf: make([]T, size)} }
+
+func (r *ring[T]) add(s T) {
 	r.buf[r.next] = s
 	r.next = (r.next + 1) % len(r.buf)
 	if r.next == 0 {
@@ -34,23 +42,66 @@ func (r *ring) add(s sample) {
 }
 
 // ordered returns the samples oldest first.
-func (r *ring) ordered() []sample {
+func (r *ring[T]) ordered() []T {
 	if !r.full {
-		return append([]sample(nil), r.buf[:r.next]...)
+		return append([]T(nil), r.buf[:r.next]...)
 	}
-	return append(append([]sample(nil), r.buf[r.next:]...), r.buf[:r.next]...)
+	return append(append([]T(nil), r.buf[r.next:]...), r.buf[:r.next]...)
 }
 
-// sampler keeps a bounded ring of counter samples per trigger: at most one
-// ring per trigger the runner reports, each of at most size samples.
+// sampler keeps a bounded ring of counter samples per trigger — at most
+// one ring per trigger the runner reports, each of at most size samples —
+// and one of the process's CPU time.
 type sampler struct {
 	size  int
 	mu    sync.Mutex
-	rings map[string]*ring
+	rings map[string]*ring[sample]
+	cpu   *ring[cpuSample]
 }
 
 func newSampler(size int) *sampler {
-	return &sampler{size: size, rings: map[string]*ring{}}
+	return &sampler{size: size, rings: map[string]*ring[sample]{}, cpu: newRing[cpuSample](size)}
+}
+
+// recordCPU adds a sample of the process's CPU time used so far, taken at
+// now.
+func (s *sampler) recordCPU(now time.Time, used time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cpu.add(cpuSample{at: now, used: used})
+}
+
+// CPUUse is how much CPU the process used over the console's samples.
+type CPUUse struct {
+	// Over is the time the samples span.
+	Over time.Duration
+	// Used is the CPUs the process kept busy on average over Over (CPU
+	// time over wall time), Of the CPUs it may use (GOMAXPROCS).
+	Used float64
+	Of   int
+}
+
+// Near reports whether Used is at least nine tenths of Of: the process
+// may then be short of CPU, whatever its triggers' waits say.
+func (u CPUUse) Near() bool { return u.Used >= 0.9*float64(u.Of) }
+
+// cpuUse returns the process's CPU use from its oldest CPU sample to its
+// newest, of the of CPUs it may use; ok is false with fewer than two
+// samples or when the CPU time went down in between.
+func (s *sampler) cpuUse(of int) (u CPUUse, ok bool) {
+	s.mu.Lock()
+	smp := s.cpu.ordered()
+	s.mu.Unlock()
+	if len(smp) < 2 {
+		return u, false
+	}
+	first, last := smp[0], smp[len(smp)-1]
+	u.Over, u.Of = last.at.Sub(first.at), of
+	if u.Over <= 0 || last.used < first.used {
+		return CPUUse{}, false
+	}
+	u.Used = (last.used - first.used).Seconds() / u.Over.Seconds()
+	return u, true
 }
 
 // record adds one sample per trigger in sts, taken at now, and forgets the
@@ -63,7 +114,7 @@ func (s *sampler) record(now time.Time, sts []runner.TriggerStatus) {
 		seen[st.Name] = true
 		r := s.rings[st.Name]
 		if r == nil {
-			r = &ring{buf: make([]sample, s.size)}
+			r = newRing[sample](s.size)
 			s.rings[st.Name] = r
 		}
 		var d uint64
