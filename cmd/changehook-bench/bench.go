@@ -999,11 +999,7 @@ func printBusy(w io.Writer, modes []modeResult, cpus int, streamA float64) {
 // CPUs when measured (what the drain's processes are not charged with —
 // softirqs, steal — is then counted), else over Busy; Busy must be > 0.
 func (m modeResult) fullRate(cpus int) float64 {
-	busy := m.Busy
-	if m.MachineBusy > busy {
-		busy = m.MachineBusy
-	}
-	return m.Rate * float64(cpus) / busy
+	return m.Rate * float64(cpus) / max(m.Busy, m.MachineBusy)
 }
 
 // printKernel writes each drain's runner CPU per event split into the part
