@@ -84,6 +84,8 @@ func (c Code) String() string {
 		return "NotExactValueField"
 	case CommandNotSupported:
 		return "CommandNotSupported"
+	case CappedPositionLost:
+		return "CappedPositionLost"
 	case CursorInUse:
 		return "CursorInUse"
 	case InvalidPipelineOperator:

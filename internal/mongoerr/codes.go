@@ -52,6 +52,7 @@ const (
 	OperationFailed                          Code = 96
 	NotExactValueField                       Code = 111
 	CommandNotSupported                      Code = 115
+	CappedPositionLost                       Code = 136
 	CursorInUse                              Code = 143
 	InvalidPipelineOperator                  Code = 168
 	CannotIndexParallelArrays                Code = 171

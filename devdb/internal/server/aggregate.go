@@ -122,7 +122,11 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 				if i > 0 {
 					return nil, mongoerr.Errorf(mongoerr.StageNotFirst, "$listLocalSessions is only valid as the first stage in a pipeline")
 				}
-			case "$collStats", "$indexStats", "$currentOp", "$listSessions", "$planCacheStats":
+			case "$collStats":
+				if i > 0 {
+					return nil, mongoerr.Errorf(mongoerr.StageNotFirst, "$collStats is only valid as the first stage in a pipeline")
+				}
+			case "$indexStats", "$currentOp", "$listSessions", "$planCacheStats":
 				return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support the %s stage", st[0].Key)
 			}
 		}
@@ -174,6 +178,12 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		}
 		rest = stages[1:]
 	}
+	if len(stages) > 0 && len(stages[0]) == 1 && stages[0][0].Key == "$collStats" {
+		if documents, err = s.collStatsSource(req, req.DB, coll, stages[0][0].Value); err != nil {
+			return nil, err
+		}
+		rest = stages[1:]
+	}
 	memLimit := int64(0)
 	if disk, err := boolArg(req, "allowDiskUse", false); err != nil {
 		return nil, err
@@ -186,12 +196,17 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	}
 	var src iter.Seq2[bson.D, error]
 	ns := req.DB + ".$cmd.aggregate"
-	if coll != "" {
+	switch {
+	case documents != nil:
+		// $documents (collection-less) or $collStats (on coll).
+		src = documents
+		if coll != "" {
+			ns = req.DB + "." + coll
+		}
+	case coll != "":
 		src = s.stream(s.data(req), req.DB, coll, plan)
 		ns = req.DB + "." + coll
-	} else if documents != nil {
-		src = documents
-	} else {
+	default:
 		src = func(yield func(bson.D, error) bool) {
 			for _, d := range sessions {
 				if !yield(d, nil) {

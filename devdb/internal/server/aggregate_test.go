@@ -67,7 +67,9 @@ func TestAggregate(t *testing.T) {
 		code     mongoerr.Code
 	}{
 		{"unknown stage", bson.A{bson.D{{Key: "$bogus", Value: 1}}}, -1},
-		{"$collStats refused", bson.A{bson.D{{Key: "$collStats", Value: bson.D{}}}}, 115},
+		{"$indexStats refused", bson.A{bson.D{{Key: "$indexStats", Value: bson.D{}}}}, 115},
+		{"$collStats not first", bson.A{bson.D{{Key: "$match", Value: bson.D{}}}, bson.D{{Key: "$collStats", Value: bson.D{}}}}, 40602},
+		{"$collStats latencyStats refused", bson.A{bson.D{{Key: "$collStats", Value: bson.D{{Key: "latencyStats", Value: bson.D{}}}}}}, 115},
 	}
 	for _, tc := range errTests {
 		t.Run(tc.name, func(t *testing.T) {

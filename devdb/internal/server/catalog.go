@@ -150,6 +150,9 @@ func (s *Server) cmdDrop(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
+	if isOplog(req.DB, coll) {
+		return nil, mongoerr.Errorf(mongoerr.IllegalOperation, "can't drop live oplog while replicating")
+	}
 	return s.execWrite(req, "drop", coll, nil, func(tx *storage.Tx) (bson.D, error) {
 		c, err := tx.Collection(req.DB, coll)
 		if err != nil {
@@ -366,6 +369,20 @@ func (s *Server) cmdListCollections(ctx context.Context, req *Request) (bson.D, 
 		}
 		if m {
 			docs = append(docs, collectionInfo(c, nameOnly))
+		}
+	}
+	if req.DB == oplogDB {
+		// The oplog, which is no catalog entry (see oplogStream).
+		m, err := f.MatchErr(s.oplogInfo(false))
+		if err != nil {
+			return nil, err
+		}
+		if m {
+			i, _ := slices.BinarySearchFunc(docs, oplogColl, func(d bson.D, name string) int {
+				n, _ := fieldOf(d, "name")
+				return strings.Compare(fmt.Sprint(n), name)
+			})
+			docs = slices.Insert(docs, i, s.oplogInfo(nameOnly))
 		}
 	}
 	return s.sliceCursor(ctx, req, req.DB+".$cmd.listCollections", docs)

@@ -25,6 +25,10 @@ type findSpec struct {
 	proj  *mql.Projection
 	skip  int64
 	limit int64 // 0 = none
+	// natural is the direction of a {$natural: 1|-1} sort (or find's hint
+	// of it, without a sort): -1 reads newest first; 0 and 1 read in
+	// natural order.
+	natural int
 }
 
 // sortDocs sorts seq by spec, keeping only the first keep documents when
@@ -98,6 +102,9 @@ func approxSize(d bson.D) int {
 func (s *Server) results(st dataStore, db, coll string, f *findSpec) iter.Seq2[bson.D, error] {
 	return func(yield func(bson.D, error) bool) {
 		src := s.stream(st, db, coll, f.plan)
+		if f.natural < 0 {
+			src = s.reverseStream(st, db, coll, f.plan)
+		}
 		if f.sort != nil && f.sort.Len() > 0 {
 			keep := int64(0)
 			if f.limit > 0 {
@@ -179,6 +186,11 @@ func parseFind(req *Request, filterKey, projKey string, collation *mql.Collation
 	if sortSpec, ok, err := docArg(req, "sort"); err != nil {
 		return nil, err
 	} else if ok {
+		if f.natural, ok, err = naturalOrder(sortSpec); err != nil {
+			return nil, err
+		} else if ok {
+			sortSpec = nil
+		}
 		if f.sort, err = mql.CompileSort(sortSpec); err != nil {
 			return nil, err
 		}
@@ -193,6 +205,53 @@ func parseFind(req *Request, filterKey, projKey string, collation *mql.Collation
 		f.proj = f.proj.WithVars(f.vars)
 	}
 	return f, nil
+}
+
+// naturalOrder reads a sort (or hint) of natural order, {$natural: 1|-1},
+// and returns its direction; ok is false for any other spec. $natural with
+// other keys is refused: devdb sorts by $natural only alone.
+func naturalOrder(spec bson.D) (dir int, ok bool, err error) {
+	i := slices.IndexFunc(spec, func(e bson.E) bool { return e.Key == "$natural" })
+	if i < 0 {
+		return 0, false, nil
+	}
+	if len(spec) > 1 {
+		return 0, false, mongoerr.Errorf(mongoerr.BadValue, "devdb supports a $natural sort only on its own, not with other sort keys")
+	}
+	f, isNum := mql.ToFloat64(spec[0].Value)
+	if !isNum || (f != 1 && f != -1) {
+		return 0, false, mongoerr.Errorf(mongoerr.BadValue, "$natural must be 1 or -1")
+	}
+	return int(f), true, nil
+}
+
+// reverseStream is stream newest first: the oplog read backwards, a
+// collection's matching documents gathered and reversed (held as a blocking
+// sort holds them, under its memory limit).
+func (s *Server) reverseStream(st dataStore, db, coll string, p *queryPlan) iter.Seq2[bson.D, error] {
+	if isOplog(db, coll) {
+		return s.oplogStream(p, true)
+	}
+	return func(yield func(bson.D, error) bool) {
+		var docs []bson.D
+		bytes := 0
+		for d, err := range s.stream(st, db, coll, p) {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if bytes += approxSize(d); bytes > maxSortBytes {
+				yield(nil, mongoerr.Errorf(mongoerr.QueryExceededMemoryLimitNoDiskUseAllowed, "devdb reads a collection in reverse natural order in memory, and this one exceeded the limit of %d bytes", maxSortBytes))
+				return
+			}
+			docs = append(docs, d)
+		}
+		for i := len(docs) - 1; i >= 0; i-- {
+			if !yield(docs[i], nil) {
+				return
+			}
+		}
+	}
 }
 
 // cmdFind answers find with a cursor (default first batch 101 documents).
@@ -230,6 +289,15 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 			return nil, err
 		} else if b {
 			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support tailable cursors")
+		}
+	}
+	// A hint of {$natural: 1|-1} without a sort sets the read direction;
+	// any other hint is accepted and, as before, not used.
+	if hv, ok := fieldOf(req.Body, "hint"); ok && f.natural == 0 && (f.sort == nil || f.sort.Len() == 0) {
+		if hint, isDoc := hv.(bson.D); isDoc {
+			if f.natural, _, err = naturalOrder(hint); err != nil {
+				return nil, err
+			}
 		}
 	}
 	opts := CursorOptions{SingleBatch: singleBatch, ExecutorContext: execContextFind}

@@ -160,12 +160,16 @@ func (p *queryPlan) matches(tx *storage.Tx, c *storage.Collection, limit int) ([
 	return rids, docs, err
 }
 
-// stream yields the documents of db.coll matching p in natural order. It
+// stream yields the documents of db.coll matching p in natural order (for
+// local.oplog.rs, devdb's oplog entries: oplogStream). It
 // reads in chunks, each in its own short read transaction, and yields
 // outside any transaction, so a consumer may pause between documents for as
 // long as it likes (cursors across getMores). The stream ends early if the
 // collection is dropped or renamed meanwhile.
 func (s *Server) stream(st dataStore, db, coll string, p *queryPlan) iter.Seq2[bson.D, error] {
+	if isOplog(db, coll) {
+		return s.oplogStream(p, false)
+	}
 	return func(yield func(bson.D, error) bool) {
 		var id uint64
 		var after storage.RecordID

@@ -382,6 +382,9 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 	if err != nil {
 		return nil, err
 	}
+	if f.natural < 0 {
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "devdb does not support a {$natural: -1} sort in findAndModify")
+	}
 	remove, err := boolArg(req, "remove", false)
 	if err != nil {
 		return nil, err

@@ -282,8 +282,8 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 				if v == nil {
 					// An entry in a bucket of its own.
 					var err error
-					if v, err = cursorValue(oplog, k, v); err != nil {
-						return &DamagedError{Dir: e.dir, Err: fmt.Errorf("oplog entry %v: %w", unpackTS(binary.BigEndian.Uint64(k)), err)}
+					if v, err = e.entryValue(oplog, k); err != nil {
+						return err
 					}
 				}
 				if in != nil {
@@ -302,13 +302,9 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 						continue
 					}
 				}
-				r := RawOplogEntry{Raw: copyRaw(v)}
-				if !parseRawOplogEntry(&r) {
-					ent := new(OplogEntry)
-					if err := bson.Unmarshal(v, ent); err != nil {
-						return fmt.Errorf("decode oplog entry %x: %w", k, err)
-					}
-					r = RawOplogEntry{TS: ent.TS, Op: ent.Op, DB: ent.DB, Coll: ent.Coll, ToDB: ent.ToDB, ToColl: ent.ToColl, Raw: r.Raw}
+				r, err := newRawOplogEntry(k, copyRaw(v))
+				if err != nil {
+					return err
 				}
 				batch = append(batch, r)
 			}
@@ -335,3 +331,86 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 		start = packTS(batch[len(batch)-1].TS) + 1
 	}
 }
+
+// OplogRawBefore calls fn for every retained oplog entry before before (a
+// zero before: every entry), newest first, until fn returns false. It
+// reads in chunks, each in its own read transaction, and calls fn outside
+// any transaction, so fn may wait as long as it likes (a cursor across
+// getMores). Entries the retention bounds remove meanwhile are not seen:
+// reading backwards, the oldest end is where the read stops anyway.
+func (e *Engine) OplogRawBefore(before bson.Timestamp, fn func(*RawOplogEntry) bool) error {
+	end := packTS(before) // exclusive; 0: after the newest entry
+	for {
+		var batch []RawOplogEntry
+		more := false
+		err := e.db.View(func(btx *bolt.Tx) error {
+			oplog := btx.Bucket(bucketOplog)
+			c := oplog.Cursor()
+			// The newest entry before end: the one before the first at
+			// or after end, or the last when there is none.
+			var k, v []byte
+			if at, _ := c.Seek(u64(end)); end == 0 || at == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+			for ; k != nil && len(batch) < oplogChunk; k, v = c.Prev() {
+				if v == nil {
+					// An entry in a bucket of its own.
+					var err error
+					if v, err = e.entryValue(oplog, k); err != nil {
+						return err
+					}
+				}
+				r, err := newRawOplogEntry(k, bytes.Clone(v))
+				if err != nil {
+					return err
+				}
+				batch = append(batch, r)
+			}
+			more = k != nil
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read oplog: %w", err)
+		}
+		for i := range batch {
+			if !fn(&batch[i]) {
+				return nil
+			}
+		}
+		if !more || len(batch) == 0 {
+			return nil
+		}
+		end = packTS(batch[len(batch)-1].TS)
+	}
+}
+
+// entryValue reads the oplog entry stored under k in a bucket of its own
+// (a cursor's nil value); a damaged one is a DamagedError.
+func (e *Engine) entryValue(oplog *bolt.Bucket, k []byte) ([]byte, error) {
+	v, err := cursorValue(oplog, k, nil)
+	if err != nil {
+		return nil, &DamagedError{Dir: e.dir, Err: fmt.Errorf("oplog entry %v: %w", unpackTS(binary.BigEndian.Uint64(k)), err)}
+	}
+	return v, nil
+}
+
+// newRawOplogEntry returns the entry raw, stored under k, with its header
+// parsed; an entry not shaped as appendOplog writes it is decoded in full
+// instead, to report the decoding error.
+func newRawOplogEntry(k []byte, raw bson.Raw) (RawOplogEntry, error) {
+	r := RawOplogEntry{Raw: raw}
+	if parseRawOplogEntry(&r) {
+		return r, nil
+	}
+	ent := new(OplogEntry)
+	if err := bson.Unmarshal(raw, ent); err != nil {
+		return RawOplogEntry{}, fmt.Errorf("decode oplog entry %x: %w", k, err)
+	}
+	return RawOplogEntry{TS: ent.TS, Op: ent.Op, DB: ent.DB, Coll: ent.Coll, ToDB: ent.ToDB, ToColl: ent.ToColl, Raw: raw}, nil
+}
+
+// OplogMaxBytes is the oplog's size bound (Options.OplogMaxBytes, or its
+// default).
+func (e *Engine) OplogMaxBytes() int64 { return e.opts.OplogMaxBytes }

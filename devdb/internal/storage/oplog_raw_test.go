@@ -104,3 +104,56 @@ func (e *Engine) oplogAfter(after bson.Timestamp, fn func(*OplogEntry) bool) err
 		start = packTS(batch[len(batch)-1].TS) + 1
 	}
 }
+
+// TestOplogRawBeforeIsOplogRawAfterBackwards checks that OplogRawBefore
+// reads what OplogRawAfter reads, newest first, across several chunks,
+// from a position and stopping when fn says so.
+func TestOplogRawBeforeIsOplogRawAfterBackwards(t *testing.T) {
+	e := openTest(t, Options{})
+	n := 2*oplogChunk + 7
+	err := e.Update(func(tx *Tx) error {
+		c, err := tx.EnsureCollection("db", "a")
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			if _, err := tx.Insert(c, bson.D{{Key: "_id", Value: i}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fwd, back []bson.Timestamp
+	if err := e.OplogRawAfter(bson.Timestamp{}, func(r *RawOplogEntry) bool { fwd = append(fwd, r.TS); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.OplogRawBefore(bson.Timestamp{}, func(r *RawOplogEntry) bool {
+		if r.Raw == nil || !r.parsed {
+			t.Fatalf("entry %v: not parsed", r.TS)
+		}
+		back = append(back, r.TS)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(fwd) < n {
+		t.Fatalf("forward read %d entries, want at least %d", len(fwd), n)
+	}
+	for i := range fwd {
+		if back[len(back)-1-i] != fwd[i] {
+			t.Fatalf("backward read %v, want the forward %v reversed", back, fwd)
+		}
+	}
+	// From the middle, and stopping after three.
+	mid := fwd[len(fwd)/2]
+	var got []bson.Timestamp
+	if err := e.OplogRawBefore(mid, func(r *RawOplogEntry) bool { got = append(got, r.TS); return len(got) < 3 }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []bson.Timestamp{fwd[len(fwd)/2-1], fwd[len(fwd)/2-2], fwd[len(fwd)/2-3]}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("before %v: %v, want %v", mid, got, want)
+	}
+}

@@ -232,3 +232,14 @@ func decodeSessionTxn(v []byte) (*SessionTxn, error) {
 		Reply:     bytes.Clone(v[sessionHeader+n:]),
 	}, nil
 }
+
+// OplogCount returns how many entries the oplog retains. It counts them
+// (the oplog keeps no count), one key per entry.
+func (t *Tx) OplogCount() int64 {
+	var n int64
+	c := t.tx.Bucket(bucketOplog).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n
+}

@@ -184,6 +184,16 @@ func ValidateCollName(db, coll string) error {
 	return nil
 }
 
+// notOplog refuses to create local.oplog.rs, the name under which the
+// server serves the oplog (IllegalOperation 20): only devdb's own writes
+// write the oplog.
+func notOplog(db, coll string) error {
+	if db == "local" && coll == "oplog.rs" {
+		return mongoerr.Errorf(mongoerr.IllegalOperation, "cannot write to local.oplog.rs: devdb's oplog is written only by devdb itself")
+	}
+	return nil
+}
+
 // Collection returns the catalog entry of db.coll, or nil when it does not exist.
 func (t *Tx) Collection(db, coll string) (*Collection, error) {
 	v := t.tx.Bucket(bucketCatalog).Get(catalogKey(db, coll))
@@ -282,6 +292,9 @@ func (t *Tx) CreateCollection(db, coll string, options bson.D) (*Collection, err
 		return nil, err
 	}
 	if err := ValidateCollName(db, coll); err != nil {
+		return nil, err
+	}
+	if err := notOplog(db, coll); err != nil {
 		return nil, err
 	}
 	if existing, err := t.Collection(db, coll); err != nil {
@@ -404,6 +417,9 @@ func (t *Tx) RenameCollection(fromDB, from, toDB, to string, dropTarget bool) er
 		return err
 	}
 	if err := ValidateCollName(toDB, to); err != nil {
+		return err
+	}
+	if err := notOplog(toDB, to); err != nil {
 		return err
 	}
 	src, err := t.Collection(fromDB, from)

@@ -20,5 +20,17 @@ eq(2, d.items.countDocuments({}), 'd.items.countDocuments({})');
 check(db.adminCommand({ listDatabases: 1 }).databases.some((x) => x.name === 'shellcheck'), "db.adminCommand({ listDatabases: 1 }).databases.some((x) => x.name === 'shellcheck')");
 check(d.getCollectionNames().includes('items'), "d.getCollectionNames().includes('items')");
 eq('6.0.19', db.version(), 'db.version()');
+const st = d.items.stats();
+eq(2, st.count, 'd.items.stats().count');
+eq(false, st.capped, 'd.items.stats().capped');
+check(d.items.dataSize() > 0, 'd.items.dataSize() > 0');
+// The oplog window, as an operator reads it: db.getReplicationInfo() reads
+// local.oplog.rs's stats and its two ends by $natural.
+const ri = db.getReplicationInfo();
+check(ri.logSizeMB > 0 && ri.usedMB > 0, `db.getReplicationInfo() sizes: ${JSON.stringify(ri)}`);
+check(typeof ri.timeDiff === 'number' && ri.timeDiff >= 0, `db.getReplicationInfo().timeDiff: ${JSON.stringify(ri)}`);
+const last = db.getSiblingDB('local').oplog.rs.find({ ns: 'shellcheck.items' }).sort({ $natural: -1 }).limit(1).next();
+eq('d', last.op, "the last oplog entry of shellcheck.items: op");
+eq(1, last.o._id, "the last oplog entry of shellcheck.items: o._id");
 d.dropDatabase();
 print('ok');

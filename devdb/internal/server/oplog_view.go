@@ -1,0 +1,259 @@
+package server
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"iter"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/devdb/internal/storage"
+	"github.com/changehook/changehook/internal/mongoerr"
+)
+
+// The oplog as a replica-set member serves it: local.oplog.rs, read-only,
+// each of devdb's oplog entries rendered in MongoDB's entry format (op,
+// ns, ui, o, o2, ts, t, v, wall), oldest first in natural order. Tools read
+// it for the oplog's window (the oldest entry's time: changehook's console,
+// db.getReplicationInfo) and to inspect recent writes.
+//
+// What a client can tell from MongoDB's: a drop's o2 has no numRecords, an
+// array's delta is never replaced by the whole array when it is the larger,
+// and writes outside transactions carry no lsid, txnNumber or stmtId.
+const (
+	oplogDB   = "local"
+	oplogColl = "oplog.rs"
+)
+
+// isOplog reports whether db.coll is the oplog collection.
+func isOplog(db, coll string) bool { return db == oplogDB && coll == oplogColl }
+
+// oplogUUID is the oplog collection's UUID (ui of nothing, listCollections'
+// info.uuid): stable for the server's lifetime, derived from its election
+// id.
+func (s *Server) oplogUUID() bson.Binary {
+	h := sha256.Sum256(append([]byte("local.oplog.rs:"), s.electionID[:]...))
+	u := h[:16]
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return bson.Binary{Subtype: bson.TypeBinaryUUID, Data: u}
+}
+
+// oplogInfo is local.oplog.rs as listCollections describes it: a capped
+// collection of the oplog's size bound, without an _id index.
+func (s *Server) oplogInfo(nameOnly bool) bson.D {
+	d := bson.D{{Key: "name", Value: oplogColl}, {Key: "type", Value: "collection"}}
+	if nameOnly {
+		return d
+	}
+	return append(d,
+		bson.E{Key: "options", Value: bson.D{{Key: "capped", Value: true}, {Key: "size", Value: s.store.OplogMaxBytes()}, {Key: "autoIndexId", Value: false}}},
+		bson.E{Key: "info", Value: bson.D{{Key: "readOnly", Value: false}, {Key: "uuid", Value: s.oplogUUID()}}})
+}
+
+// oplogStream yields the oplog entries matching p in MongoDB's format,
+// oldest first (newest first when reverse). It reads lazily, in chunks, so
+// a cursor may pause between documents; entries the oplog's retention
+// removes while a forward cursor is paused before them end it with
+// CappedPositionLost, as on MongoDB. A transaction's entries are one
+// applyOps entry, as MongoDB logs a transaction that fits in one.
+func (s *Server) oplogStream(p *queryPlan, reverse bool) iter.Seq2[bson.D, error] {
+	return func(yield func(bson.D, error) bool) {
+		var txn []*storage.OplogEntry // the transaction being gathered
+		stopped := false
+		emit := func(d bson.D) bool {
+			m, err := p.filter.MatchErr(d)
+			if err != nil {
+				stopped = true
+				yield(nil, err)
+				return false
+			}
+			if m && !yield(d, nil) {
+				stopped = true
+				return false
+			}
+			return true
+		}
+		flush := func() bool {
+			if len(txn) == 0 {
+				return true
+			}
+			d := s.renderTxn(txn, reverse)
+			txn = txn[:0]
+			return emit(d)
+		}
+		var decodeErr error
+		fn := func(r *storage.RawOplogEntry) bool {
+			ent, err := r.Decode()
+			if err != nil {
+				decodeErr = fmt.Errorf("decode oplog entry %v: %w", r.TS, err)
+				return false
+			}
+			if ent.LSID != nil && ent.CommitTS != nil {
+				if len(txn) > 0 && !sameTxn(txn[0], ent) && !flush() {
+					return false
+				}
+				txn = append(txn, ent)
+				return true
+			}
+			if !flush() {
+				return false
+			}
+			return emit(s.renderEntry(ent))
+		}
+		var err error
+		if reverse {
+			err = s.store.OplogRawBefore(bson.Timestamp{}, fn)
+		} else {
+			err = s.store.OplogRawAfter(bson.Timestamp{}, fn)
+		}
+		if stopped {
+			return
+		}
+		if err == nil {
+			err = decodeErr
+		}
+		if errors.Is(err, storage.ErrHistoryLost) {
+			err = mongoerr.Errorf(mongoerr.CappedPositionLost, "CollectionScan died due to position in capped collection being deleted.")
+		}
+		if err != nil {
+			yield(nil, fmt.Errorf("scan local.oplog.rs: %w", dataErr(err)))
+			return
+		}
+		flush()
+	}
+}
+
+// sameTxn reports whether two transaction entries are of one commit.
+func sameTxn(a, b *storage.OplogEntry) bool {
+	return a.TxnNumber == b.TxnNumber && *a.CommitTS == *b.CommitTS
+}
+
+// renderTxn renders one committed transaction's entries (newest first when
+// reverse) as its applyOps entry: the operations in commit order, at the
+// commit's time.
+func (s *Server) renderTxn(ents []*storage.OplogEntry, reverse bool) bson.D {
+	ops := make(bson.A, 0, len(ents))
+	for i := range ents {
+		e := ents[i]
+		if reverse {
+			e = ents[len(ents)-1-i]
+		}
+		op := s.renderEntry(e)
+		// An applyOps operation has only what applies it: op, ns, ui, o, o2.
+		inner := op[:0:0]
+		for _, f := range op {
+			switch f.Key {
+			case "op", "ns", "ui", "o", "o2":
+				inner = append(inner, f)
+			}
+		}
+		ops = append(ops, inner)
+	}
+	first := ents[0]
+	return bson.D{
+		{Key: "lsid", Value: first.LSID},
+		{Key: "txnNumber", Value: first.TxnNumber},
+		{Key: "op", Value: "c"},
+		{Key: "ns", Value: "admin.$cmd"},
+		{Key: "o", Value: bson.D{{Key: "applyOps", Value: ops}}},
+		{Key: "ts", Value: *first.CommitTS},
+		{Key: "t", Value: admReplTerm},
+		{Key: "v", Value: int64(2)},
+		{Key: "wall", Value: bson.NewDateTimeFromTime(first.Wall)},
+		{Key: "prevOpTime", Value: bson.D{{Key: "ts", Value: bson.Timestamp{}}, {Key: "t", Value: int64(-1)}}},
+	}
+}
+
+// renderEntry renders one oplog entry as MongoDB logs its operation.
+func (s *Server) renderEntry(e *storage.OplogEntry) bson.D {
+	ns := e.DB + "." + e.Coll
+	cmdNS := e.DB + ".$cmd"
+	var op string
+	var o, o2 bson.D
+	switch e.Op {
+	case "insert":
+		op, o, o2 = "i", e.Doc, e.DocumentKey
+	case "update":
+		op, o, o2 = "u", updateOplogO(e.Pre, e.Doc), e.DocumentKey
+	case "replace":
+		op, o, o2 = "u", e.Doc, e.DocumentKey
+	case "delete":
+		op, o = "d", e.DocumentKey
+	case storage.OpNoop:
+		op, ns, o = "n", "", bson.D{{Key: "msg", Value: "initiating set"}}
+	case "create":
+		op, ns = "c", cmdNS
+		o = append(bson.D{{Key: "create", Value: e.Coll}}, e.Extra...)
+		if e.View {
+			// A view's creation is an insert of its definition in
+			// system.views.
+			op, ns = "i", e.DB+".system.views"
+			o = bson.D{{Key: "_id", Value: ns}}
+			for _, f := range e.Extra {
+				if f.Key != "idIndex" {
+					o = append(o, f)
+				}
+			}
+			o[0].Value = e.DB + "." + e.Coll
+			o2 = bson.D{{Key: "_id", Value: e.DB + "." + e.Coll}}
+		}
+	case "drop":
+		op, ns = "c", cmdNS
+		o = bson.D{{Key: "drop", Value: e.Coll}}
+		if e.View {
+			// A view's drop is a delete of its definition in system.views.
+			op, ns = "d", e.DB+".system.views"
+			o = bson.D{{Key: "_id", Value: e.DB + "." + e.Coll}}
+		}
+	case "rename":
+		op, ns = "c", cmdNS
+		o = bson.D{{Key: "renameCollection", Value: e.DB + "." + e.Coll}, {Key: "to", Value: e.ToDB + "." + e.ToColl}, {Key: "stayTemp", Value: false}}
+		if dt, ok := fieldOf(e.Extra, "dropTarget"); ok {
+			o = append(o, bson.E{Key: "dropTarget", Value: dt})
+		}
+	case "dropDatabase":
+		op, ns = "c", cmdNS
+		o = bson.D{{Key: "dropDatabase", Value: int32(1)}}
+	case "createIndexes", "dropIndexes":
+		op, ns = "c", cmdNS
+		var spec bson.D
+		if ixs, ok := fieldOf(e.Extra, "indexes"); ok {
+			if a, ok := ixs.(bson.A); ok && len(a) > 0 {
+				spec, _ = a[0].(bson.D)
+			}
+		}
+		if e.Op == "createIndexes" {
+			o = append(bson.D{{Key: "createIndexes", Value: e.Coll}}, spec...)
+		} else {
+			name, _ := fieldOf(spec, "name")
+			o, o2 = bson.D{{Key: "dropIndexes", Value: e.Coll}, {Key: "index", Value: name}}, spec
+		}
+	case "modify":
+		op, ns = "c", cmdNS
+		o = append(bson.D{{Key: "collMod", Value: e.Coll}}, e.Extra...)
+		if before, ok := fieldOf(e.StateBefore, "collectionOptions"); ok {
+			o2 = bson.D{{Key: "collectionOptions_old", Value: before}}
+		}
+	default:
+		op, ns, o = "n", "", bson.D{{Key: "msg", Value: e.Op}}
+	}
+	d := make(bson.D, 0, 9)
+	d = append(d, bson.E{Key: "op", Value: op}, bson.E{Key: "ns", Value: ns})
+	if len(e.UUID.Data) > 0 && op != "n" && !e.View {
+		d = append(d, bson.E{Key: "ui", Value: e.UUID})
+	}
+	if o == nil {
+		o = bson.D{}
+	}
+	d = append(d, bson.E{Key: "o", Value: o})
+	if o2 != nil {
+		d = append(d, bson.E{Key: "o2", Value: o2})
+	}
+	return append(d,
+		bson.E{Key: "ts", Value: e.TS},
+		bson.E{Key: "t", Value: admReplTerm},
+		bson.E{Key: "v", Value: int64(2)},
+		bson.E{Key: "wall", Value: bson.NewDateTimeFromTime(e.Wall)})
+}

@@ -1,0 +1,404 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/changehook/changehook/internal/mongoerr"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// oplogEntries returns the entries of local.oplog.rs matching filter, in
+// the order find with opts returns them.
+func oplogEntries(t *testing.T, c *mongo.Client, filter bson.D, opts ...options.Lister[options.FindOptions]) []bson.D {
+	t.Helper()
+	ctx := testContext(t)
+	cur, err := c.Database("local").Collection("oplog.rs").Find(ctx, filter, opts...)
+	if err != nil {
+		t.Fatalf("find local.oplog.rs: %v", err)
+	}
+	var out []bson.D
+	if err := cur.All(ctx, &out); err != nil {
+		t.Fatalf("read local.oplog.rs: %v", err)
+	}
+	return out
+}
+
+// keys returns d's field names.
+func keys(d bson.D) []string {
+	var k []string
+	for _, e := range d {
+		k = append(k, e.Key)
+	}
+	return k
+}
+
+func TestOplogServesWritesInMongoDBsFormat(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("app").Collection("things")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "n", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: 2}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "m", Value: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "m", Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	var info struct {
+		Info struct {
+			UUID bson.Binary `bson:"uuid"`
+		} `bson:"info"`
+	}
+	specs, err := c.Database("app").ListCollections(ctx, bson.D{{Key: "name", Value: "things"}})
+	if err != nil || !specs.Next(ctx) {
+		t.Fatalf("listCollections: %v", err)
+	}
+	if err := specs.Decode(&info); err != nil {
+		t.Fatal(err)
+	}
+	ui := info.Info.UUID
+
+	got := oplogEntries(t, c, bson.D{{Key: "ns", Value: bson.D{{Key: "$in", Value: bson.A{"app.things", "app.$cmd"}}}}})
+	id := bson.D{{Key: "_id", Value: int32(1)}}
+	want := []struct {
+		op, ns string
+		o, o2  bson.D
+	}{
+		{"c", "app.$cmd", nil, nil}, // create: its options checked below
+		{"i", "app.things", bson.D{{Key: "_id", Value: int32(1)}, {Key: "n", Value: int32(1)}}, id},
+		{"u", "app.things", bson.D{{Key: "$v", Value: int32(2)}, {Key: "diff", Value: bson.D{{Key: "u", Value: bson.D{{Key: "n", Value: int32(2)}}}}}}, id},
+		{"u", "app.things", bson.D{{Key: "_id", Value: int32(1)}, {Key: "m", Value: "x"}}, id},
+		{"d", "app.things", id, nil},
+		{"c", "app.$cmd", bson.D{{Key: "createIndexes", Value: "things"}, {Key: "v", Value: int32(2)}, {Key: "key", Value: bson.D{{Key: "m", Value: int32(1)}}}, {Key: "name", Value: "m_1"}}, nil},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("entries of app = %d, want %d: %v", len(got), len(want), got)
+	}
+	var last bson.Timestamp
+	for i, w := range want {
+		e := got[i]
+		ts, _ := get(e, "ts").(bson.Timestamp)
+		if !last.Before(ts) {
+			t.Errorf("entry %d: ts %v not after %v", i, ts, last)
+		}
+		last = ts
+		if get(e, "op") != w.op || get(e, "ns") != w.ns || get(e, "t") != int64(1) || get(e, "v") != int64(2) {
+			t.Errorf("entry %d = %v, want op %q ns %q t 1 v 2", i, e, w.op, w.ns)
+		}
+		if u, _ := get(e, "ui").(bson.Binary); !slices.Equal(u.Data, ui.Data) {
+			t.Errorf("entry %d: ui %v, want the collection's %v", i, get(e, "ui"), ui)
+		}
+		if _, ok := get(e, "wall").(bson.DateTime); !ok {
+			t.Errorf("entry %d: wall %v, want a date", i, get(e, "wall"))
+		}
+		if w.o != nil && !equalDoc(t, get(e, "o"), w.o) {
+			t.Errorf("entry %d: o = %v, want %v", i, get(e, "o"), w.o)
+		}
+		if !equalDoc(t, get(e, "o2"), w.o2) {
+			t.Errorf("entry %d: o2 = %v, want %v", i, get(e, "o2"), w.o2)
+		}
+	}
+	if get(got[0], "o", "create") != "things" || get(got[0], "o", "idIndex", "name") != "_id_" {
+		t.Errorf("create entry's o = %v, want {create: things, idIndex: {…, name: _id_}}", get(got[0], "o"))
+	}
+	if k := keys(got[1]); !slices.Equal(k, []string{"op", "ns", "ui", "o", "o2", "ts", "t", "v", "wall"}) {
+		t.Errorf("insert entry's fields = %v, want MongoDB's order", k)
+	}
+}
+
+// equalDoc compares a rendered value with want (nil: absent).
+func equalDoc(t *testing.T, got any, want bson.D) bool {
+	t.Helper()
+	if want == nil {
+		return got == nil
+	}
+	a, err := bson.Marshal(got)
+	if err != nil {
+		return false
+	}
+	b, err := bson.Marshal(want)
+	return err == nil && string(a) == string(b)
+}
+
+func TestOplogOldestAndNewestEntry(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	oplog := c.Database("local").Collection("oplog.rs")
+	if _, err := c.Database("app").Collection("a").InsertOne(ctx, bson.D{{Key: "k", Value: "last"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The console's read: an unsorted findOne is the oldest entry, the
+	// new data directory's "initiating set" no-op.
+	var first bson.D
+	if err := oplog.FindOne(ctx, bson.D{}).Decode(&first); err != nil {
+		t.Fatalf("findOne: %v", err)
+	}
+	if get(first, "op") != "n" || get(first, "ns") != "" || get(first, "o", "msg") != "initiating set" {
+		t.Fatalf("oldest entry = %v, want the initiating no-op", first)
+	}
+
+	// db.getReplicationInfo's reads: both ends by $natural.
+	oldest := oplogEntries(t, c, bson.D{}, options.Find().SetSort(bson.D{{Key: "$natural", Value: 1}}).SetLimit(1))
+	newest := oplogEntries(t, c, bson.D{}, options.Find().SetSort(bson.D{{Key: "$natural", Value: -1}}).SetLimit(1))
+	hinted := oplogEntries(t, c, bson.D{}, options.Find().SetHint(bson.D{{Key: "$natural", Value: -1}}).SetLimit(1))
+	if len(oldest) != 1 || !equalDoc(t, oldest[0], first) {
+		t.Errorf("$natural: 1 first = %v, want %v", oldest, first)
+	}
+	if len(newest) != 1 || get(newest[0], "op") != "i" || get(newest[0], "o", "k") != "last" {
+		t.Fatalf("$natural: -1 first = %v, want the last insert", newest)
+	}
+	if len(hinted) != 1 || !equalDoc(t, hinted[0], newest[0]) {
+		t.Errorf("hint $natural: -1 first = %v, want %v", hinted, newest)
+	}
+
+	all := oplogEntries(t, c, bson.D{})
+	back := oplogEntries(t, c, bson.D{}, options.Find().SetSort(bson.D{{Key: "$natural", Value: -1}}).SetBatchSize(2))
+	slices.Reverse(back)
+	if len(all) < 3 || len(back) != len(all) {
+		t.Fatalf("forward %d entries, backward %d", len(all), len(back))
+	}
+	for i := range all {
+		if !equalDoc(t, back[i], all[i]) {
+			t.Fatalf("entry %d backward = %v, forward %v", i, back[i], all[i])
+		}
+	}
+	n, err := oplog.CountDocuments(ctx, bson.D{{Key: "op", Value: "i"}})
+	if err != nil || n != 1 {
+		t.Errorf("count of inserts = %d, %v; want 1", n, err)
+	}
+}
+
+func TestOplogTransactionIsOneApplyOps(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("app").Collection("t")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := c.StartSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.EndSession(ctx)
+	if _, err := sess.WithTransaction(ctx, func(ctx context.Context) (any, error) {
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+			return nil, err
+		}
+		return coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 2}})
+	}); err != nil {
+		t.Fatalf("transaction: %v", err)
+	}
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 3}}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, dir := range []int{1, -1} {
+		got := oplogEntries(t, c, bson.D{{Key: "op", Value: bson.D{{Key: "$ne", Value: "n"}}}}, options.Find().SetSort(bson.D{{Key: "$natural", Value: dir}}))
+		if dir < 0 {
+			slices.Reverse(got)
+		}
+		var ops []string
+		for _, e := range got {
+			ops = append(ops, get(e, "op").(string)+" "+get(e, "ns").(string))
+		}
+		if want := []string{"c app.$cmd", "i app.t", "c admin.$cmd", "i app.t"}; !slices.Equal(ops, want) {
+			t.Fatalf("$natural %d: entries %v, want %v", dir, ops, want)
+		}
+		txn := got[2]
+		applied, _ := get(txn, "o", "applyOps").(bson.A)
+		if len(applied) != 2 || get(txn, "lsid") == nil || get(txn, "txnNumber") == nil {
+			t.Fatalf("$natural %d: transaction entry = %v, want applyOps of 2 with lsid and txnNumber", dir, txn)
+		}
+		for i, a := range applied {
+			d := a.(bson.D)
+			if k := keys(d); !slices.Equal(k, []string{"op", "ns", "ui", "o", "o2"}) || get(d, "o", "_id") != int32(i+1) {
+				t.Errorf("$natural %d: applyOps[%d] = %v, want the insert of _id %d", dir, i, d, i+1)
+			}
+		}
+	}
+}
+
+func TestOplogIsListedAndReadOnly(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	local := c.Database("local")
+
+	specs, err := local.ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: "oplog.rs"}})
+	if err != nil || len(specs) != 1 {
+		t.Fatalf("listCollections local: %v, %v; want oplog.rs", specs, err)
+	}
+	var opts struct {
+		Capped bool  `bson:"capped"`
+		Size   int64 `bson:"size"`
+	}
+	if err := bson.Unmarshal(specs[0].Options, &opts); err != nil || !opts.Capped || opts.Size != DefaultOplogMaxBytes {
+		t.Errorf("oplog.rs options = %v (%v), want capped with size %d", specs[0].Options, err, DefaultOplogMaxBytes)
+	}
+
+	hasCode := func(what string, err error) {
+		t.Helper()
+		var se mongo.ServerError
+		if !errors.As(err, &se) || !se.HasErrorCode(int(mongoerr.IllegalOperation)) {
+			t.Errorf("%s: err = %v, want IllegalOperation", what, err)
+		}
+	}
+	_, err = local.Collection("oplog.rs").InsertOne(ctx, bson.D{{Key: "op", Value: "n"}})
+	hasCode("insert", err)
+	_, err = local.Collection("oplog.rs").UpdateOne(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}, options.UpdateOne().SetUpsert(true))
+	hasCode("upsert", err)
+	hasCode("drop", local.Collection("oplog.rs").Drop(ctx))
+	if _, err := local.Collection("other").InsertOne(ctx, bson.D{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = runCommand(t, c, "admin", bson.D{{Key: "renameCollection", Value: "local.other"}, {Key: "to", Value: "local.oplog.rs"}})
+	hasCode("rename onto", err)
+	if n, err := local.Collection("oplog.rs").CountDocuments(ctx, bson.D{{Key: "op", Value: "n"}, {Key: "o.msg", Value: "initiating set"}}); err != nil || n != 1 {
+		t.Errorf("after the refused writes: %d initiating entries, %v", n, err)
+	}
+}
+
+func TestNaturalOrderOfACollection(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("app").Collection("n")
+	for _, id := range []int32{3, 1, 2} {
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(opts ...options.Lister[options.FindOptions]) []int32 {
+		cur, err := coll.Find(ctx, bson.D{}, opts...)
+		if err != nil {
+			t.Fatalf("find: %v", err)
+		}
+		var docs []struct {
+			ID int32 `bson:"_id"`
+		}
+		if err := cur.All(ctx, &docs); err != nil {
+			t.Fatal(err)
+		}
+		var out []int32
+		for _, d := range docs {
+			out = append(out, d.ID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		opts *options.FindOptionsBuilder
+		want []int32
+	}{
+		{"default", options.Find(), []int32{3, 1, 2}},
+		{"$natural 1", options.Find().SetSort(bson.D{{Key: "$natural", Value: 1}}), []int32{3, 1, 2}},
+		{"$natural -1", options.Find().SetSort(bson.D{{Key: "$natural", Value: -1}}), []int32{2, 1, 3}},
+		{"$natural -1, skip 1, limit 1", options.Find().SetSort(bson.D{{Key: "$natural", Value: -1}}).SetSkip(1).SetLimit(1), []int32{1}},
+		{"hint $natural -1", options.Find().SetHint(bson.D{{Key: "$natural", Value: -1}}), []int32{2, 1, 3}},
+		{"hint $natural -1 under a sort", options.Find().SetHint(bson.D{{Key: "$natural", Value: -1}}).SetSort(bson.D{{Key: "_id", Value: 1}}), []int32{1, 2, 3}},
+	} {
+		if got := ids(tc.opts); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	_, err := coll.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "$natural", Value: 1}, {Key: "_id", Value: 1}}))
+	wantCode(t, err, mongoerr.BadValue, "")
+	_, err = coll.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "$natural", Value: 2}}))
+	wantCode(t, err, mongoerr.BadValue, "")
+}
+
+func TestUpdateOplogDelta(t *testing.T) {
+	d := func(kv ...any) bson.D {
+		var out bson.D
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, bson.E{Key: kv[i].(string), Value: kv[i+1]})
+		}
+		return out
+	}
+	big := string(make([]byte, 64))
+	tests := []struct {
+		name      string
+		pre, post bson.D
+		want      bson.D
+	}{
+		{"set one field", d("_id", 1, "a", 1, "b", big), d("_id", 1, "a", 2, "b", big),
+			d("$v", int32(2), "diff", d("u", d("a", 2)))},
+		{"new field appended", d("_id", 1, "b", big), d("_id", 1, "b", big, "c", true),
+			d("$v", int32(2), "diff", d("i", d("c", true)))},
+		{"unset", d("_id", 1, "a", 1, "b", big), d("_id", 1, "b", big),
+			d("$v", int32(2), "diff", d("d", d("a", false)))},
+		{"nested field", d("_id", 1, "x", d("y", 1, "z", big)), d("_id", 1, "x", d("y", 2, "z", big)),
+			d("$v", int32(2), "diff", d("sx", d("u", d("y", 2))))},
+		{"array element and append", d("_id", 1, "arr", bson.A{big, 1}), d("_id", 1, "arr", bson.A{big, 2, 3}),
+			d("$v", int32(2), "diff", d("sarr", d("a", true, "u1", 2, "u2", 3)))},
+		{"array truncated", d("_id", 1, "arr", bson.A{big, 1, 2}), d("_id", 1, "arr", bson.A{big}),
+			d("$v", int32(2), "diff", d("sarr", d("a", true, "l", int32(1))))},
+		{"document inside an array", d("_id", 1, "arr", bson.A{d("k", 1, "p", big)}), d("_id", 1, "arr", bson.A{d("k", 2, "p", big)}),
+			d("$v", int32(2), "diff", d("sarr", d("a", true, "s0", d("u", d("k", 2)))))},
+		{"type change", d("_id", 1, "a", d("k", 1), "b", big), d("_id", 1, "a", "flat", "b", big),
+			d("$v", int32(2), "diff", d("u", d("a", "flat")))},
+		{"order changed: the rest is inserted", d("_id", 1, "a", 1, "b", 2, "c", big), d("_id", 1, "b", 2, "a", 1, "c", big),
+			d("$v", int32(2), "diff", d("i", d("b", 2, "a", 1, "c", big)))},
+		{"delta larger than the document: replacement", d("_id", 1, "a", 1), d("_id", 1, "b", 2),
+			d("_id", 1, "b", 2)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := updateOplogO(tc.pre, tc.post); !equalDoc(t, got, tc.want) {
+				t.Errorf("o = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestOplogCursorOvertakenByRetention(t *testing.T) {
+	s := startTestServer(t, Options{OplogMaxBytes: 256 << 10}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("app").Collection("t")
+	insert := func(n int) {
+		t.Helper()
+		docs := make([]any, n)
+		for i := range docs {
+			docs[i] = bson.D{{Key: "pad", Value: string(make([]byte, 50))}}
+		}
+		if _, err := coll.InsertMany(ctx, docs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(1000) // more than one read of the oplog
+	cur, err := c.Database("local").Collection("oplog.rs").Find(ctx, bson.D{}, options.Find().SetBatchSize(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close(ctx)
+	if !cur.Next(ctx) {
+		t.Fatalf("first entry: %v", cur.Err())
+	}
+	insert(5000) // the retention bound drops the entries the cursor has not read
+	read := 1
+	for cur.Next(ctx) {
+		read++
+	}
+	wantCode(t, cur.Err(), mongoerr.CappedPositionLost, "CappedPositionLost")
+	if read >= 1000+5000 {
+		t.Errorf("read %d entries, want the cursor to stop where the oplog was trimmed", read)
+	}
+}
