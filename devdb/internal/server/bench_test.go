@@ -110,3 +110,41 @@ func BenchmarkFilteredScan100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "scanned-docs/s")
 }
+
+// BenchmarkOplogTail measures what an oplog-polling tool does: after
+// 100,000 inserts, a find of the entries after the 99,990th's ts.
+func BenchmarkOplogTail(b *testing.B) {
+	_, client := crudStart(b, "")
+	const n = 100_000
+	benchLoad(b, client.Database("bench").Collection("tail"), n)
+	oplog := client.Database("local").Collection("oplog.rs")
+	ctx := context.Background()
+	var last []bson.D
+	cur, err := oplog.Find(ctx, bson.D{{Key: "ns", Value: "bench.tail"}}, options.Find().SetSort(bson.D{{Key: "$natural", Value: -1}}).SetLimit(11))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cur.All(ctx, &last); err != nil || len(last) != 11 {
+		b.Fatalf("the last entries: %d, %v", len(last), err)
+	}
+	var from any
+	for _, e := range last[10] {
+		if e.Key == "ts" {
+			from = e.Value
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		cur, err := oplog.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: from}}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var docs []bson.D
+		if err := cur.All(ctx, &docs); err != nil {
+			b.Fatal(err)
+		}
+		if len(docs) != 10 {
+			b.Fatalf("got %d entries, want 10", len(docs))
+		}
+	}
+}

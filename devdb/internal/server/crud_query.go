@@ -36,6 +36,9 @@ type queryPlan struct {
 	// pinned are the fields the filter pins to one value by top-level
 	// equality (for index-provided sorts).
 	pinned map[string]bool
+	// tsAfter is a timestamp every matching document's top-level ts is
+	// after (zero: none known): where a read of the oplog may start.
+	tsAfter bson.Timestamp
 }
 
 // letArg evaluates the command's optional let document (MongoDB 5.0+ on
@@ -65,6 +68,7 @@ func compileQuery(filter bson.D, coll *mql.Collation) (*queryPlan, error) {
 		return nil, err
 	}
 	p := &queryPlan{filter: f, coll: coll, pre: fieldConditions(filter, coll), pinned: equalityFields(filter)}
+	p.tsAfter, _ = tsLowerBound(filter)
 	if v, ok := fieldOf(filter, "_id"); ok {
 		switch x := v.(type) {
 		case bson.Regex, bson.A:

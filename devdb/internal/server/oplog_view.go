@@ -106,7 +106,15 @@ func (s *Server) oplogStream(p *queryPlan, reverse bool) iter.Seq2[bson.D, error
 		if reverse {
 			err = s.store.OplogRawBefore(bson.Timestamp{}, fn)
 		} else {
-			err = s.store.OplogRawAfter(bson.Timestamp{}, fn)
+			// A filter on ts from a point (a tool reading what came after
+			// its last entry) starts the read there; from before the
+			// oldest entry kept, it reads them all.
+			read := 0
+			counted := func(r *storage.RawOplogEntry) bool { read++; return fn(r) }
+			err = s.store.OplogRawAfter(p.tsAfter, counted)
+			if errors.Is(err, storage.ErrHistoryLost) && read == 0 && !p.tsAfter.IsZero() {
+				err = s.store.OplogRawAfter(bson.Timestamp{}, counted)
+			}
 		}
 		if stopped {
 			return
@@ -256,4 +264,59 @@ func (s *Server) renderEntry(e *storage.OplogEntry) bson.D {
 		bson.E{Key: "t", Value: admReplTerm},
 		bson.E{Key: "v", Value: int64(2)},
 		bson.E{Key: "wall", Value: bson.NewDateTimeFromTime(e.Wall)})
+}
+
+// tsLowerBound returns a timestamp every document matching filter has a
+// top-level ts after, from the filter's conditions on ts (equality, $eq,
+// $gt, $gte on a timestamp, also inside a top-level $and): ok is false
+// when it has none. A timestamp condition matches only timestamps, so a
+// document with a ts of another type (or none) never matches it.
+func tsLowerBound(filter bson.D) (after bson.Timestamp, ok bool) {
+	raise := func(t bson.Timestamp, inclusive bool) {
+		if inclusive {
+			// After the timestamp just before t.
+			switch {
+			case t.I > 0:
+				t.I--
+			case t.T > 0:
+				t.T, t.I = t.T-1, ^uint32(0)
+			default:
+				return
+			}
+		}
+		if !ok || after.Before(t) {
+			after, ok = t, true
+		}
+	}
+	for _, e := range filter {
+		switch e.Key {
+		case "ts":
+			switch v := e.Value.(type) {
+			case bson.Timestamp:
+				raise(v, true)
+			case bson.D:
+				for _, c := range v {
+					if t, isTS := c.Value.(bson.Timestamp); isTS {
+						switch c.Key {
+						case "$eq", "$gte":
+							raise(t, true)
+						case "$gt":
+							raise(t, false)
+						}
+					}
+				}
+			}
+		case "$and":
+			if a, isArray := e.Value.(bson.A); isArray {
+				for _, sub := range a {
+					if d, isDoc := sub.(bson.D); isDoc {
+						if t, found := tsLowerBound(d); found {
+							raise(t, false)
+						}
+					}
+				}
+			}
+		}
+	}
+	return after, ok
 }

@@ -402,3 +402,59 @@ func TestOplogCursorOvertakenByRetention(t *testing.T) {
 		t.Errorf("read %d entries, want the cursor to stop where the oplog was trimmed", read)
 	}
 }
+
+func TestTSLowerBound(t *testing.T) {
+	ts := bson.Timestamp{T: 100, I: 5}
+	tests := []struct {
+		name   string
+		filter bson.D
+		want   bson.Timestamp
+		ok     bool
+	}{
+		{"none", bson.D{{Key: "op", Value: "i"}}, bson.Timestamp{}, false},
+		{"$gt", bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: ts}}}}, ts, true},
+		{"$gte", bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: ts}}}}, bson.Timestamp{T: 100, I: 4}, true},
+		{"$gte at a second's start", bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: bson.Timestamp{T: 100}}}}}, bson.Timestamp{T: 99, I: ^uint32(0)}, true},
+		{"equality", bson.D{{Key: "ts", Value: ts}}, bson.Timestamp{T: 100, I: 4}, true},
+		{"$gt with $lt", bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: ts}, {Key: "$lt", Value: bson.Timestamp{T: 200}}}}}, ts, true},
+		{"the larger of two in $and", bson.D{{Key: "$and", Value: bson.A{
+			bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: ts}}}},
+			bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: bson.Timestamp{T: 150}}}}},
+		}}}, bson.Timestamp{T: 150}, true},
+		{"$or is no bound", bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: ts}}}}}}}, bson.Timestamp{}, false},
+		{"$not is no bound", bson.D{{Key: "ts", Value: bson.D{{Key: "$not", Value: bson.D{{Key: "$gt", Value: ts}}}}}}, bson.Timestamp{}, false},
+		{"a number is no bound", bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: 5}}}}, bson.Timestamp{}, false},
+	}
+	for _, tc := range tests {
+		if got, ok := tsLowerBound(tc.filter); got != tc.want || ok != tc.ok {
+			t.Errorf("%s: %v %v, want %v %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestOplogReadFromATimestamp(t *testing.T) {
+	s := startTestServer(t, Options{OplogMaxBytes: 64 << 10}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("app").Collection("t")
+	for i := range 2000 { // past the size bound: the oldest entries are gone
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "i", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := oplogEntries(t, c, bson.D{})
+	if get(all[0], "op") == "n" {
+		t.Fatalf("the oldest entry is still the initiating no-op: the bound did not trim")
+	}
+	mid, _ := get(all[len(all)/2], "ts").(bson.Timestamp)
+	after := oplogEntries(t, c, bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: mid}}}})
+	from := oplogEntries(t, c, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: mid}}}})
+	if len(after) != len(all)-len(all)/2-1 || len(from) != len(after)+1 || !equalDoc(t, from[1], after[0]) {
+		t.Fatalf("after %v: %d entries, from it: %d; want %d and %d", mid, len(after), len(from), len(all)-len(all)/2-1, len(all)-len(all)/2)
+	}
+	// From before the oldest entry kept: every entry, not an error.
+	old := oplogEntries(t, c, bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: bson.Timestamp{T: 1}}}}})
+	if len(old) != len(all) {
+		t.Fatalf("from an old timestamp: %d entries, want all %d", len(old), len(all))
+	}
+}
