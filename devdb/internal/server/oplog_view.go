@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -29,9 +30,8 @@ const (
 // isOplog reports whether db.coll is the oplog collection.
 func isOplog(db, coll string) bool { return db == oplogDB && coll == oplogColl }
 
-// oplogUUID is the oplog collection's UUID (ui of nothing, listCollections'
-// info.uuid): stable for the server's lifetime, derived from its election
-// id.
+// oplogUUID is the oplog collection's UUID (listCollections' info.uuid):
+// stable for the server's lifetime, derived from its election id.
 func (s *Server) oplogUUID() bson.Binary {
 	h := sha256.Sum256(append([]byte("local.oplog.rs:"), s.electionID[:]...))
 	u := h[:16]
@@ -56,8 +56,9 @@ func (s *Server) oplogInfo(nameOnly bool) bson.D {
 // oldest first (newest first when reverse). It reads lazily, in chunks, so
 // a cursor may pause between documents; entries the oplog's retention
 // removes while a forward cursor is paused before them end it with
-// CappedPositionLost, as on MongoDB. A transaction's entries are one
-// applyOps entry, as MongoDB logs a transaction that fits in one.
+// CappedPositionLost, as on MongoDB. A transaction's entries are its
+// applyOps entries (renderTxn); it is gathered whole before they are
+// rendered, which the transaction size limit bounds.
 func (s *Server) oplogStream(p *queryPlan, reverse bool) iter.Seq2[bson.D, error] {
 	return func(yield func(bson.D, error) bool) {
 		var txn []*storage.OplogEntry // the transaction being gathered
@@ -79,9 +80,18 @@ func (s *Server) oplogStream(p *queryPlan, reverse bool) iter.Seq2[bson.D, error
 			if len(txn) == 0 {
 				return true
 			}
-			d := s.renderTxn(txn, reverse)
+			entries := s.renderTxn(txn, reverse)
+			clear(txn)
 			txn = txn[:0]
-			return emit(d)
+			if reverse {
+				slices.Reverse(entries)
+			}
+			for _, d := range entries {
+				if !emit(d) {
+					return false
+				}
+			}
+			return true
 		}
 		var decodeErr error
 		fn := func(r *storage.RawOplogEntry) bool {
@@ -138,16 +148,29 @@ func sameTxn(a, b *storage.OplogEntry) bool {
 	return a.TxnNumber == b.TxnNumber && *a.CommitTS == *b.CommitTS
 }
 
-// renderTxn renders one committed transaction's entries (newest first when
-// reverse) as its applyOps entry: the operations in commit order, at the
-// commit's time.
-func (s *Server) renderTxn(ents []*storage.OplogEntry, reverse bool) bson.D {
-	ops := make(bson.A, 0, len(ents))
-	for i := range ents {
-		e := ents[i]
-		if reverse {
-			e = ents[len(ents)-1-i]
-		}
+// maxApplyOpsBytes bounds the operations of one applyOps entry, under
+// the 16 MiB document limit with room for the entry's other fields.
+const maxApplyOpsBytes = 16<<20 - 64<<10
+
+// renderTxn renders one committed transaction's entries (gathered newest
+// first when reverse) as MongoDB logs an unprepared transaction: one
+// applyOps entry at the commit's time, or, when its operations exceed one
+// entry's size, a chain of entries (partialTxn: true, each at its first
+// operation's time, linked by prevOpTime) whose last has the operations'
+// count. The entries are returned in commit order.
+func (s *Server) renderTxn(ents []*storage.OplogEntry, reverse bool) []bson.D {
+	ordered := ents
+	if reverse {
+		ordered = slices.Clone(ents)
+		slices.Reverse(ordered)
+	}
+	type chunk struct {
+		ops  bson.A
+		from *storage.OplogEntry
+	}
+	var chunks []chunk
+	size := 0
+	for _, e := range ordered {
 		op := s.renderEntry(e)
 		// An applyOps operation has only what applies it: op, ns, ui, o, o2.
 		inner := op[:0:0]
@@ -157,21 +180,46 @@ func (s *Server) renderTxn(ents []*storage.OplogEntry, reverse bool) bson.D {
 				inner = append(inner, f)
 			}
 		}
-		ops = append(ops, inner)
+		n := approxSize(inner)
+		if raw, err := bson.Marshal(inner); err == nil {
+			n = len(raw)
+		}
+		if len(chunks) == 0 || (size+n > maxApplyOpsBytes && len(chunks[len(chunks)-1].ops) > 0) {
+			chunks = append(chunks, chunk{from: e})
+			size = 0
+		}
+		c := &chunks[len(chunks)-1]
+		c.ops = append(c.ops, inner)
+		size += n
 	}
-	first := ents[0]
-	return bson.D{
-		{Key: "lsid", Value: first.LSID},
-		{Key: "txnNumber", Value: first.TxnNumber},
-		{Key: "op", Value: "c"},
-		{Key: "ns", Value: "admin.$cmd"},
-		{Key: "o", Value: bson.D{{Key: "applyOps", Value: ops}}},
-		{Key: "ts", Value: *first.CommitTS},
-		{Key: "t", Value: admReplTerm},
-		{Key: "v", Value: int64(2)},
-		{Key: "wall", Value: bson.NewDateTimeFromTime(first.Wall)},
-		{Key: "prevOpTime", Value: bson.D{{Key: "ts", Value: bson.Timestamp{}}, {Key: "t", Value: int64(-1)}}},
+	out := make([]bson.D, 0, len(chunks))
+	prev := bson.D{{Key: "ts", Value: bson.Timestamp{}}, {Key: "t", Value: int64(-1)}}
+	for i, c := range chunks {
+		o := bson.D{{Key: "applyOps", Value: c.ops}}
+		ts := *c.from.CommitTS
+		if len(chunks) > 1 {
+			ts = c.from.TS
+			if i < len(chunks)-1 {
+				o = append(o, bson.E{Key: "partialTxn", Value: true})
+			} else {
+				o = append(o, bson.E{Key: "count", Value: int64(len(ordered))})
+			}
+		}
+		out = append(out, bson.D{
+			{Key: "lsid", Value: c.from.LSID},
+			{Key: "txnNumber", Value: c.from.TxnNumber},
+			{Key: "op", Value: "c"},
+			{Key: "ns", Value: "admin.$cmd"},
+			{Key: "o", Value: o},
+			{Key: "ts", Value: ts},
+			{Key: "t", Value: admReplTerm},
+			{Key: "v", Value: int64(2)},
+			{Key: "wall", Value: bson.NewDateTimeFromTime(c.from.Wall)},
+			{Key: "prevOpTime", Value: prev},
+		})
+		prev = bson.D{{Key: "ts", Value: ts}, {Key: "t", Value: admReplTerm}}
 	}
+	return out
 }
 
 // renderEntry renders one oplog entry as MongoDB logs its operation.

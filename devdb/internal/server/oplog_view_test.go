@@ -437,8 +437,12 @@ func TestOplogReadFromATimestamp(t *testing.T) {
 	c := connect(t, s)
 	ctx := testContext(t)
 	coll := c.Database("app").Collection("t")
-	for i := range 2000 { // past the size bound: the oldest entries are gone
-		if _, err := coll.InsertOne(ctx, bson.D{{Key: "i", Value: i}}); err != nil {
+	for i := range 20 { // past the size bound: the oldest entries are gone
+		docs := make([]any, 100)
+		for j := range docs {
+			docs[j] = bson.D{{Key: "i", Value: i*100 + j}}
+		}
+		if _, err := coll.InsertMany(ctx, docs); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -456,5 +460,68 @@ func TestOplogReadFromATimestamp(t *testing.T) {
 	old := oplogEntries(t, c, bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: bson.Timestamp{T: 1}}}}})
 	if len(old) != len(all) {
 		t.Fatalf("from an old timestamp: %d entries, want all %d", len(old), len(all))
+	}
+}
+
+func TestOplogLargeTransactionIsAChain(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("app").Collection("big")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: -1}}); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := c.StartSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.EndSession(ctx)
+	const n = 20 // 20 MiB of documents: more than one applyOps entry holds
+	pad := string(make([]byte, 1<<20))
+	if _, err := sess.WithTransaction(ctx, func(ctx context.Context) (any, error) {
+		for i := range n {
+			if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}, {Key: "pad", Value: pad}}); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}); err != nil {
+		t.Fatalf("transaction: %v", err)
+	}
+	proj := options.Find().SetProjection(bson.D{{Key: "o.applyOps.o.pad", Value: 0}})
+	for _, dir := range []int{1, -1} {
+		got := oplogEntries(t, c, bson.D{{Key: "ns", Value: "admin.$cmd"}}, proj.SetSort(bson.D{{Key: "$natural", Value: dir}}))
+		if dir < 0 {
+			slices.Reverse(got)
+		}
+		if len(got) < 2 {
+			t.Fatalf("$natural %d: %d applyOps entries, want a chain of at least 2", dir, len(got))
+		}
+		ops := 0
+		prev := bson.Timestamp{}
+		for i, e := range got {
+			applied, _ := get(e, "o", "applyOps").(bson.A)
+			for _, a := range applied {
+				if id := get(a.(bson.D), "o", "_id"); id != int32(ops) {
+					t.Fatalf("$natural %d: operation %d is the insert of %v", dir, ops, id)
+				}
+				ops++
+			}
+			ts, _ := get(e, "ts").(bson.Timestamp)
+			if p, _ := get(e, "prevOpTime", "ts").(bson.Timestamp); p != prev || !prev.Before(ts) && i > 0 {
+				t.Errorf("$natural %d: entry %d prevOpTime %v, want %v before its ts %v", dir, i, p, prev, ts)
+			}
+			prev = ts
+			last := i == len(got)-1
+			if partial := get(e, "o", "partialTxn") == true; partial == last {
+				t.Errorf("$natural %d: entry %d of %d partialTxn %v", dir, i, len(got), partial)
+			}
+			if last && get(e, "o", "count") != int64(n) {
+				t.Errorf("$natural %d: the last entry's count %v, want %d", dir, get(e, "o", "count"), n)
+			}
+		}
+		if ops != n {
+			t.Fatalf("$natural %d: %d operations in the chain, want %d", dir, ops, n)
+		}
 	}
 }
