@@ -284,12 +284,23 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range []string{"tailable", "awaitData"} {
-		if b, err := boolArg(req, k, false); err != nil {
-			return nil, err
-		} else if b {
-			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support tailable cursors")
-		}
+	tailable, err := boolArg(req, "tailable", false)
+	if err != nil {
+		return nil, err
+	}
+	awaitData, err := boolArg(req, "awaitData", false)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := boolArg(req, "oplogReplay", false); err != nil {
+		return nil, err // accepted and unused, as by MongoDB since 4.4
+	}
+	switch {
+	case awaitData && !tailable:
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Cannot set 'awaitData' without also setting 'tailable'")
+	case tailable && !isOplog(req.DB, coll):
+		// The oplog is devdb's only capped collection.
+		return nil, mongoerr.Errorf(mongoerr.BadValue, "error processing query: ns=%s.%s: tailable cursor requested on non capped collection", req.DB, coll)
 	}
 	// A hint of {$natural: 1|-1} without a sort sets the read direction;
 	// any other hint is accepted and, as before, not used.
@@ -307,6 +318,13 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 	}
 	if f.limit > 0 && (opts.BatchSize == 0 || int64(opts.BatchSize) > f.limit) && !opts.ZeroBatch {
 		opts.BatchSize = int(min(f.limit, 1<<31-1))
+	}
+	if tailable {
+		if f.natural < 0 || (f.sort != nil && f.sort.Len() > 0) {
+			return nil, mongoerr.Errorf(mongoerr.BadValue, "cannot use tailable option with a sort other than {$natural: 1}")
+		}
+		opts.Awaitable = awaitData
+		return s.cursorFirstBatch(ctx, req.DB+"."+coll, s.newOplogTail(f), opts)
 	}
 	return s.cursorFirstBatch(ctx, req.DB+"."+coll, newSeqSource(s.results(s.data(req), req.DB, coll, f)), opts)
 }

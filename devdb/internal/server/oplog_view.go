@@ -52,18 +52,99 @@ func (s *Server) oplogInfo(nameOnly bool) bson.D {
 		bson.E{Key: "info", Value: bson.D{{Key: "readOnly", Value: false}, {Key: "uuid", Value: s.oplogUUID()}}})
 }
 
+// oplogDocs calls fn with the oplog's entries in MongoDB's format, after
+// the entry at after (zero: from the oldest kept) oldest first, or every
+// entry newest first when reverse, until fn returns false. upTo is the
+// position a reader resuming after that document starts from: its own
+// entry's time, or a transaction's last entry's. A transaction's entries
+// are its applyOps entries (renderTxn), gathered whole before they are
+// rendered, which the transaction size limit bounds. It reads in chunks
+// (storage.Engine.OplogRawAfter) and returns storage.ErrHistoryLost when
+// the retention bounds removed entries after after.
+func (s *Server) oplogDocs(after bson.Timestamp, reverse bool, fn func(d bson.D, upTo bson.Timestamp) bool) error {
+	var txn []*storage.OplogEntry // the transaction being gathered
+	stopped := false
+	flush := func() bool {
+		if len(txn) == 0 {
+			return true
+		}
+		upTo := txn[len(txn)-1].TS
+		if reverse {
+			upTo = txn[0].TS
+		}
+		entries := s.renderTxn(txn, reverse)
+		clear(txn)
+		txn = txn[:0]
+		if reverse {
+			slices.Reverse(entries)
+		}
+		for _, d := range entries {
+			if !fn(d, upTo) {
+				stopped = true
+				return false
+			}
+		}
+		return true
+	}
+	var decodeErr error
+	each := func(r *storage.RawOplogEntry) bool {
+		ent, err := r.Decode()
+		if err != nil {
+			decodeErr = fmt.Errorf("decode oplog entry %v: %w", r.TS, err)
+			return false
+		}
+		if ent.LSID != nil && ent.CommitTS != nil {
+			if len(txn) > 0 && !sameTxn(txn[0], ent) && !flush() {
+				return false
+			}
+			txn = append(txn, ent)
+			return true
+		}
+		if !flush() {
+			return false
+		}
+		if !fn(s.renderEntry(ent), ent.TS) {
+			stopped = true
+			return false
+		}
+		return true
+	}
+	var err error
+	if reverse {
+		err = s.store.OplogRawBefore(bson.Timestamp{}, each)
+	} else {
+		err = s.store.OplogRawAfter(after, each)
+	}
+	switch {
+	case stopped:
+		return nil
+	case err != nil:
+		return err
+	case decodeErr != nil:
+		return decodeErr
+	}
+	flush()
+	return nil
+}
+
+// errCappedPositionLost is MongoDB's error for a read of a capped
+// collection whose position the collection's bounds removed.
+func errCappedPositionLost() error {
+	return mongoerr.Errorf(mongoerr.CappedPositionLost, "CollectionScan died due to position in capped collection being deleted.")
+}
+
 // oplogStream yields the oplog entries matching p in MongoDB's format,
 // oldest first (newest first when reverse). It reads lazily, in chunks, so
 // a cursor may pause between documents; entries the oplog's retention
 // removes while a forward cursor is paused before them end it with
-// CappedPositionLost, as on MongoDB. A transaction's entries are its
-// applyOps entries (renderTxn); it is gathered whole before they are
-// rendered, which the transaction size limit bounds.
+// CappedPositionLost, as on MongoDB. A filter on ts from a point (a tool
+// reading what came after its last entry, tsLowerBound) starts the read
+// there; from before the oldest entry kept, it reads them all.
 func (s *Server) oplogStream(p *queryPlan, reverse bool) iter.Seq2[bson.D, error] {
 	return func(yield func(bson.D, error) bool) {
-		var txn []*storage.OplogEntry // the transaction being gathered
-		stopped := false
-		emit := func(d bson.D) bool {
+		read, stopped := 0, false
+		emit := func(d bson.D, _ bson.Timestamp) bool {
+			read++
 			m, err := p.filter.MatchErr(d)
 			if err != nil {
 				stopped = true
@@ -76,70 +157,19 @@ func (s *Server) oplogStream(p *queryPlan, reverse bool) iter.Seq2[bson.D, error
 			}
 			return true
 		}
-		flush := func() bool {
-			if len(txn) == 0 {
-				return true
-			}
-			entries := s.renderTxn(txn, reverse)
-			clear(txn)
-			txn = txn[:0]
-			if reverse {
-				slices.Reverse(entries)
-			}
-			for _, d := range entries {
-				if !emit(d) {
-					return false
-				}
-			}
-			return true
-		}
-		var decodeErr error
-		fn := func(r *storage.RawOplogEntry) bool {
-			ent, err := r.Decode()
-			if err != nil {
-				decodeErr = fmt.Errorf("decode oplog entry %v: %w", r.TS, err)
-				return false
-			}
-			if ent.LSID != nil && ent.CommitTS != nil {
-				if len(txn) > 0 && !sameTxn(txn[0], ent) && !flush() {
-					return false
-				}
-				txn = append(txn, ent)
-				return true
-			}
-			if !flush() {
-				return false
-			}
-			return emit(s.renderEntry(ent))
-		}
-		var err error
-		if reverse {
-			err = s.store.OplogRawBefore(bson.Timestamp{}, fn)
-		} else {
-			// A filter on ts from a point (a tool reading what came after
-			// its last entry) starts the read there; from before the
-			// oldest entry kept, it reads them all.
-			read := 0
-			counted := func(r *storage.RawOplogEntry) bool { read++; return fn(r) }
-			err = s.store.OplogRawAfter(p.tsAfter, counted)
-			if errors.Is(err, storage.ErrHistoryLost) && read == 0 && !p.tsAfter.IsZero() {
-				err = s.store.OplogRawAfter(bson.Timestamp{}, counted)
-			}
+		err := s.oplogDocs(p.tsAfter, reverse, emit)
+		if errors.Is(err, storage.ErrHistoryLost) && read == 0 && !p.tsAfter.IsZero() {
+			err = s.oplogDocs(bson.Timestamp{}, reverse, emit)
 		}
 		if stopped {
 			return
 		}
-		if err == nil {
-			err = decodeErr
-		}
 		if errors.Is(err, storage.ErrHistoryLost) {
-			err = mongoerr.Errorf(mongoerr.CappedPositionLost, "CollectionScan died due to position in capped collection being deleted.")
+			err = errCappedPositionLost()
 		}
 		if err != nil {
 			yield(nil, fmt.Errorf("scan local.oplog.rs: %w", dataErr(err)))
-			return
 		}
-		flush()
 	}
 }
 

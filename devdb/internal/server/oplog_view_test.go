@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -524,4 +525,88 @@ func TestOplogLargeTransactionIsAChain(t *testing.T) {
 			t.Fatalf("$natural %d: %d operations in the chain, want %d", dir, ops, n)
 		}
 	}
+}
+
+func TestOplogTailableCursor(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("app").Collection("tail")
+	oplog := c.Database("local").Collection("oplog.rs")
+	insert := func(id int) {
+		t.Helper()
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idOf := func(cur *mongo.Cursor) any {
+		var d bson.D
+		if err := cur.Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		return get(d, "o", "_id")
+	}
+	insert(1)
+	filter := bson.D{{Key: "ns", Value: "app.tail"}, {Key: "op", Value: "i"}}
+
+	// Tailable without awaitData: at the end, getMore answers at once with
+	// nothing and the cursor stays open for what comes next.
+	cur, err := oplog.Find(ctx, filter, options.Find().SetCursorType(options.Tailable).SetBatchSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close(ctx)
+	if !cur.TryNext(ctx) || idOf(cur) != int32(1) {
+		t.Fatalf("first entry: %v", cur.Err())
+	}
+	if cur.TryNext(ctx) || cur.Err() != nil || cur.ID() == 0 {
+		t.Fatalf("at the end: an entry, or err %v, or cursor id %d closed", cur.Err(), cur.ID())
+	}
+	insert(2)
+	insert(3)
+	for _, want := range []int32{2, 3} {
+		if !cur.TryNext(ctx) || idOf(cur) != want {
+			t.Fatalf("after the inserts: want _id %d (%v)", want, cur.Err())
+		}
+	}
+
+	// awaitData: a getMore waits for the next write.
+	await, err := oplog.Find(ctx, filter, options.Find().SetCursorType(options.TailableAwait).SetMaxAwaitTime(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer await.Close(ctx)
+	for range 3 {
+		if !await.Next(ctx) {
+			t.Fatalf("existing entries: %v", await.Err())
+		}
+	}
+	got := make(chan any, 1)
+	go func() {
+		if await.Next(ctx) {
+			got <- idOf(await)
+		} else {
+			got <- await.Err()
+		}
+	}()
+	insert(4)
+	if v := <-got; v != int32(4) {
+		t.Fatalf("awaited entry: %v, want _id 4", v)
+	}
+
+	// A tailable cursor whose first batch matches nothing is dead.
+	dead, err := oplog.Find(ctx, bson.D{{Key: "ns", Value: "app.nothing"}}, options.Find().SetCursorType(options.Tailable))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead.ID() != 0 {
+		t.Errorf("a tailable cursor matching nothing: id %d, want 0", dead.ID())
+	}
+
+	_, err = coll.Find(ctx, bson.D{}, options.Find().SetCursorType(options.Tailable))
+	wantCode(t, err, mongoerr.BadValue, "")
+	_, err = oplog.Find(ctx, bson.D{}, options.Find().SetCursorType(options.Tailable).SetSort(bson.D{{Key: "$natural", Value: -1}}))
+	wantCode(t, err, mongoerr.BadValue, "")
+	_, err = runCommand(t, c, "local", bson.D{{Key: "find", Value: "oplog.rs"}, {Key: "awaitData", Value: true}})
+	wantCode(t, err, mongoerr.FailedToParse, "")
 }
