@@ -102,3 +102,63 @@ func TestCollStats(t *testing.T) {
 	_, err = runCommand(t, c, "app", bson.D{{Key: "aggregate", Value: 1}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$collStats", Value: bson.D{}}}}}, {Key: "cursor", Value: bson.D{}}})
 	wantCode(t, err, mongoerr.InvalidNamespace, "")
 }
+
+func TestCollStatsAndDBStatsCommands(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	app := c.Database("app")
+	var size int64
+	for i := range 4 {
+		doc := bson.D{{Key: "_id", Value: int32(i)}, {Key: "s", Value: "some text"}}
+		raw, _ := bson.Marshal(doc)
+		size += int64(len(raw))
+		if _, err := app.Collection("a").InsertOne(ctx, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := app.Collection("b").InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.CreateView(ctx, "v", "a", bson.A{}); err != nil {
+		t.Fatal(err)
+	}
+
+	cs := mustRun(t, c, "app", bson.D{{Key: "collStats", Value: "a"}})
+	if get(cs, "ns") != "app.a" || get(cs, "count") != int32(4) || get(cs, "size") != int32(size) || get(cs, "nindexes") != int32(1) {
+		t.Errorf("collStats = %v, want ns app.a, count 4, size %d, 1 index", cs, size)
+	}
+	missing := mustRun(t, c, "app", bson.D{{Key: "collStats", Value: "missing"}})
+	if get(missing, "count") != int32(0) || get(missing, "size") != int32(0) {
+		t.Errorf("collStats of a missing collection = %v, want zero sizes", missing)
+	}
+	oplog := mustRun(t, c, "local", bson.D{{Key: "collStats", Value: "oplog.rs"}, {Key: "scale", Value: 1024}})
+	if get(oplog, "capped") != true || get(oplog, "maxSize") != int32(DefaultOplogMaxBytes/1024) || get(oplog, "scaleFactor") != int32(1024) {
+		t.Errorf("collStats of the oplog = %v, want capped, maxSize in KiB", oplog)
+	}
+	_, err := runCommand(t, c, "app", bson.D{{Key: "collStats", Value: "v"}})
+	wantCode(t, err, mongoerr.CommandNotSupportedOnView, "")
+	_, err = runCommand(t, c, "app", bson.D{{Key: "collStats", Value: "a"}, {Key: "scale", Value: -1}})
+	wantCode(t, err, mongoerr.BadValue, "")
+
+	ds := mustRun(t, c, "app", bson.D{{Key: "dbStats", Value: 1}})
+	for _, f := range []struct {
+		key  string
+		want any
+	}{{"db", "app"}, {"collections", int32(2)}, {"views", int32(1)}, {"objects", int32(5)}, {"indexes", int32(2)}} {
+		if v := get(ds, f.key); v != f.want {
+			t.Errorf("dbStats %s = %v (%T), want %v", f.key, v, v, f.want)
+		}
+	}
+	if d, _ := get(ds, "dataSize").(float64); d <= float64(size) {
+		t.Errorf("dbStats dataSize = %v, want more than collection a's %d", get(ds, "dataSize"), size)
+	}
+	local := mustRun(t, c, "local", bson.D{{Key: "dbStats", Value: 1}})
+	if get(local, "collections") != int32(1) {
+		t.Errorf("local's dbStats = %v, want the oplog as its collection", local)
+	}
+	empty := mustRun(t, c, "nothing", bson.D{{Key: "dbStats", Value: 1}})
+	if get(empty, "collections") != int32(0) || get(empty, "objects") != int32(0) {
+		t.Errorf("dbStats of a database that does not exist = %v, want zeros", empty)
+	}
+}

@@ -23,6 +23,8 @@ func (s *Server) registerCRUD() {
 	s.handle("dropDatabase", s.cmdDropDatabase)
 	s.handle("listDatabases", s.cmdListDatabases)
 	s.handle("listCollections", s.cmdListCollections)
+	s.handle("collStats", s.cmdCollStats)
+	s.handle("dbStats", s.cmdDBStats)
 	s.handle("renameCollection", s.cmdRenameCollection)
 	s.handle("collMod", s.cmdCollMod)
 	s.handle("createIndexes", s.cmdCreateIndexes)

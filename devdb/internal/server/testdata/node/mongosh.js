@@ -24,6 +24,9 @@ const st = d.items.stats();
 eq(2, st.count, 'd.items.stats().count');
 eq(false, st.capped, 'd.items.stats().capped');
 check(d.items.dataSize() > 0, 'd.items.dataSize() > 0');
+const ds = d.stats();
+eq(1, ds.collections, 'd.stats().collections');
+eq(2, ds.objects, 'd.stats().objects');
 // The oplog window, as an operator reads it: db.getReplicationInfo() reads
 // local.oplog.rs's stats and its two ends by $natural.
 const ri = db.getReplicationInfo();
