@@ -27,11 +27,13 @@ func updateOplogO(pre, post bson.D) bson.D {
 	return bson.D{{Key: "$v", Value: int32(2)}, {Key: "diff", Value: diff}}
 }
 
-// sameValue reports whether two values are the same BSON (type and bytes).
+// sameValue reports whether two values are the same BSON (type and bytes),
+// each encoded as a document's field is (where a nil bson.D is an empty
+// document, not null).
 func sameValue(a, b any) bool {
-	ta, ba, errA := bson.MarshalValue(a)
-	tb, bb, errB := bson.MarshalValue(b)
-	return errA == nil && errB == nil && ta == tb && bytes.Equal(ba, bb)
+	ba, errA := bson.Marshal(bson.D{{Key: "v", Value: a}})
+	bb, errB := bson.Marshal(bson.D{{Key: "v", Value: b}})
+	return errA == nil && errB == nil && bytes.Equal(ba, bb)
 }
 
 // docDiff is MongoDB's document delta from pre to post: fields in the same
@@ -51,10 +53,10 @@ func docDiff(pre, post bson.D) bson.D {
 		a, b := pre[i], post[j]
 		if a.Key == b.Key {
 			if !sameValue(a.Value, b.Value) {
-				if sub, ok := subDiff(a.Value, b.Value); ok {
-					if len(sub) > 0 {
-						subs = append(subs, bson.E{Key: "s" + a.Key, Value: sub})
-					}
+				// Values that differ in a way no nested delta shows (a
+				// nil document, which encodes as null) are updated whole.
+				if sub, ok := subDiff(a.Value, b.Value); ok && len(sub) > 0 {
+					subs = append(subs, bson.E{Key: "s" + a.Key, Value: sub})
 				} else {
 					ups = append(ups, bson.E{Key: a.Key, Value: b.Value})
 				}
@@ -120,10 +122,8 @@ func arrayDiff(pre, post bson.A) bson.D {
 			if sameValue(pre[k], v) {
 				continue
 			}
-			if sub, ok := subDiff(pre[k], v); ok {
-				if len(sub) > 0 {
-					out, changed = append(out, bson.E{Key: "s" + idx, Value: sub}), true
-				}
+			if sub, ok := subDiff(pre[k], v); ok && len(sub) > 0 {
+				out, changed = append(out, bson.E{Key: "s" + idx, Value: sub}), true
 				continue
 			}
 		}
