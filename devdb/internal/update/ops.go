@@ -596,7 +596,7 @@ func (o *pushOp) apply(arr bson.A) (bson.A, result) {
 	}
 	if o.sort != nil {
 		if res == noop {
-			out = append(bson.A(nil), arr...)
+			out = append(make(bson.A, 0, len(arr)), arr...) // [] stays [], not null
 		}
 		sort.SliceStable(out, func(i, j int) bool { return o.sort.compare(out[i], out[j]) < 0 })
 		res = modified
@@ -717,10 +717,13 @@ func (o *popOp) update(_ *applier, at *position, cur any) (any, result, error) {
 	if len(arr) == 0 {
 		return nil, noop, nil
 	}
+	// A new array even when it is left empty: a nil bson.A is stored as
+	// null, and MongoDB leaves [].
+	out := make(bson.A, 0, len(arr)-1)
 	if o.front {
-		return append(bson.A(nil), arr[1:]...), modified, nil
+		return append(out, arr[1:]...), modified, nil
 	}
-	return append(bson.A(nil), arr[:len(arr)-1]...), modified, nil
+	return append(out, arr[:len(arr)-1]...), modified, nil
 }
 
 func (o *popOp) create(*applier, *position) (any, bool, error) { return nil, false, nil }

@@ -1,6 +1,7 @@
 package update
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -76,6 +77,11 @@ func runUpdateCases(t *testing.T, cases []testCase) {
 			want := parseDoc(t, tc.want)
 			if !mql.Identical(out, want) {
 				t.Fatalf("got  %s\nwant %s", mql.FormatValue(out), mql.FormatValue(want))
+			}
+			// As stored: an emptied array must stay an array, not become
+			// the null a nil bson.A encodes as.
+			if got, exp := mustMarshal(t, out), mustMarshal(t, want); !bytes.Equal(got, exp) {
+				t.Fatalf("encoded %x\nwant    %x (%s)", got, exp, mql.FormatValue(want))
 			}
 			if changed != tc.changed {
 				t.Fatalf("changed = %v, want %v", changed, tc.changed)
@@ -285,6 +291,7 @@ func TestUpdateSetOnInsertCurrentDate(t *testing.T) {
 
 func TestUpdatePush(t *testing.T) {
 	runUpdateCases(t, []testCase{
+		{name: "nothing sorted into an empty array stays an array", doc: `{"_id": 1, "a": []}`, update: `{"$push": {"a": {"$each": [], "$sort": 1}}}`, want: `{"_id": 1, "a": []}`, changed: true},
 		{name: "manual append", doc: `{"_id": 1, "scores": [44, 78, 38, 80]}`, update: `{"$push": {"scores": 89}}`,
 			want: `{"_id": 1, "scores": [44, 78, 38, 80, 89]}`, changed: true},
 		{name: "manual $each", doc: `{"_id": 1, "scores": [44]}`, update: `{"$push": {"scores": {"$each": [90, 92, 85]}}}`,
@@ -339,6 +346,8 @@ func TestUpdatePop(t *testing.T) {
 		{name: "manual first", doc: `{"_id": 1, "scores": [8, 9, 10]}`, update: `{"$pop": {"scores": -1}}`, want: `{"_id": 1, "scores": [9, 10]}`, changed: true},
 		{name: "manual last", doc: `{"_id": 1, "scores": [9, 10]}`, update: `{"$pop": {"scores": 1}}`, want: `{"_id": 1, "scores": [9]}`, changed: true},
 		{name: "empty array", doc: `{"_id": 1, "a": []}`, update: `{"$pop": {"a": 1}}`, want: `{"_id": 1, "a": []}`},
+		{name: "the last element from the back", doc: `{"_id": 1, "a": [7]}`, update: `{"$pop": {"a": 1}}`, want: `{"_id": 1, "a": []}`, changed: true},
+		{name: "the last element from the front", doc: `{"_id": 1, "a": [7]}`, update: `{"$pop": {"a": -1}}`, want: `{"_id": 1, "a": []}`, changed: true},
 		{name: "missing", doc: `{"_id": 1}`, update: `{"$pop": {"a": 1}}`, want: `{"_id": 1}`},
 		{name: "not an array", doc: `{"_id": 1, "a": 5}`, update: `{"$pop": {"a": 1}}`, code: 14, msg: "Path 'a' contains an element of non-array type 'int'"},
 		{name: "bad argument", doc: `{}`, update: `{"$pop": {"a": 2}}`, code: 9, msg: "$pop expects 1 or -1, found: 2"},
@@ -571,4 +580,14 @@ func TestUpdateArrayMerges(t *testing.T) {
 		{name: "$set through all positional on scalar element", doc: `{"_id": 1, "a": [5]}`,
 			update: `{"$set": {"a.$[].z": 1}}`, code: 28, msg: "Cannot create field 'z' in element {0: 5}"},
 	})
+}
+
+// mustMarshal encodes d.
+func mustMarshal(t *testing.T, d bson.D) []byte {
+	t.Helper()
+	b, err := bson.Marshal(d)
+	if err != nil {
+		t.Fatalf("encode %v: %v", d, err)
+	}
+	return b
 }
