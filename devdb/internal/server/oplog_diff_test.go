@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // applyDelta applies a {$v: 2} update's diff to doc as a replica applying
@@ -192,5 +194,112 @@ func TestUpdateOplogDeltaReplays(t *testing.T) {
 	}
 	if deltas < 1000 {
 		t.Fatalf("only %d of 5000 updates were logged as deltas: the test exercises too little", deltas)
+	}
+}
+
+// TestOplogReplaysToTheCollection writes a random mix of upserts, updates
+// (operators, so deltas), replacements, deletes and transactions through
+// the driver, then replays local.oplog.rs from the start onto an empty
+// copy, as a secondary would, and checks the copy against the collection.
+func TestOplogReplaysToTheCollection(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("app").Collection("replay")
+	r := rand.New(rand.NewPCG(3, 4))
+	write := func(ctx context.Context) error {
+		id := int32(r.IntN(20))
+		filter := bson.D{{Key: "_id", Value: id}}
+		var err error
+		switch r.IntN(6) {
+		case 0, 1:
+			doc := append(bson.D{{Key: "_id", Value: id}}, randomDoc(r, 2)...)
+			_, err = coll.ReplaceOne(ctx, filter, doc, options.Replace().SetUpsert(true))
+		case 2:
+			_, err = coll.DeleteOne(ctx, filter)
+		case 3:
+			_, err = coll.UpdateOne(ctx, filter, bson.D{
+				{Key: "$set", Value: bson.D{{Key: "x." + string(rune('a'+r.IntN(3))), Value: randomValue(r, 1)}}},
+				{Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}},
+			}, options.UpdateOne().SetUpsert(true))
+		case 4:
+			_, err = coll.UpdateOne(ctx, filter, bson.D{
+				{Key: "$push", Value: bson.D{{Key: "list", Value: randomValue(r, 1)}}},
+				{Key: "$unset", Value: bson.D{{Key: string(rune('a' + r.IntN(6))), Value: ""}}},
+			})
+		default:
+			_, err = coll.UpdateOne(ctx, filter, bson.D{{Key: "$pop", Value: bson.D{{Key: "list", Value: 1}}}})
+		}
+		return err
+	}
+	for range 400 {
+		if r.IntN(10) == 0 {
+			sess, err := c.StartSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sess.WithTransaction(ctx, func(ctx context.Context) (any, error) {
+				for range 1 + r.IntN(4) {
+					if err := write(ctx); err != nil {
+						return nil, err
+					}
+				}
+				return nil, nil
+			}); err != nil {
+				t.Fatalf("transaction: %v", err)
+			}
+			sess.EndSession(ctx)
+			continue
+		}
+		if err := write(ctx); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+
+	copyOf := map[any]bson.D{}
+	var apply func(e bson.D)
+	apply = func(e bson.D) {
+		if get(e, "ns") != "app.replay" && get(e, "op") != "c" {
+			return
+		}
+		o, _ := get(e, "o").(bson.D)
+		switch get(e, "op") {
+		case "i":
+			copyOf[get(o, "_id")] = o
+		case "d":
+			delete(copyOf, get(o, "_id"))
+		case "u":
+			id := get(e, "o2", "_id")
+			if len(o) == 2 && o[0].Key == "$v" {
+				copyOf[id] = applyDelta(t, copyOf[id], o[1].Value.(bson.D))
+			} else {
+				copyOf[id] = o
+			}
+		case "c":
+			if ops, ok := get(o, "applyOps").(bson.A); ok {
+				for _, op := range ops {
+					apply(op.(bson.D))
+				}
+			}
+		}
+	}
+	for _, e := range oplogEntries(t, c, bson.D{}) {
+		apply(e)
+	}
+	cur, err := coll.Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []bson.D
+	if err := cur.All(ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != len(copyOf) {
+		t.Fatalf("the collection has %d documents, the replayed copy %d", len(docs), len(copyOf))
+	}
+	for _, d := range docs {
+		if want := copyOf[get(d, "_id")]; !equalDoc(t, want, d) {
+			t.Fatalf("document %v: replayed %v", d, want)
+		}
 	}
 }
