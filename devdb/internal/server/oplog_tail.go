@@ -16,10 +16,11 @@ import (
 // and awaitData to wait in getMore): it returns the entries matching its
 // find, oldest first, and at the end of the oplog stays open where it
 // stopped, so a later getMore returns the entries written since. As on
-// MongoDB, a tailable cursor whose first batch matched nothing is closed
-// (dead), one whose position the oplog's retention removed fails with
-// CappedPositionLost, and with awaitData an empty getMore waits up to its
-// maxTimeMS (1 s by default) for a write.
+// MongoDB, it stays open even when its first batch matched nothing (the
+// server drops a tailable cursor only on an empty collection, and the
+// oplog always holds an entry), one whose position the oplog's retention
+// removed fails with CappedPositionLost, and with awaitData an empty
+// getMore waits up to its maxTimeMS (1 s by default) for a write.
 type oplogTail struct {
 	s *Server
 	f *findSpec
@@ -60,9 +61,8 @@ func (t *oplogTail) NextBatch(ctx context.Context, n, maxBytes int, await time.D
 			t.failed = err
 			return nil, true, err
 		}
-		first := !t.started
 		t.started = true
-		if done := t.f.limit > 0 && t.returned >= t.f.limit && t.pending == nil; done || (first && len(out) == 0) {
+		if t.f.limit > 0 && t.returned >= t.f.limit && t.pending == nil {
 			return out, true, nil
 		}
 		if len(out) > 0 || await <= 0 {

@@ -594,13 +594,22 @@ func TestOplogTailableCursor(t *testing.T) {
 		t.Fatalf("awaited entry: %v, want _id 4", v)
 	}
 
-	// A tailable cursor whose first batch matches nothing is dead.
-	dead, err := oplog.Find(ctx, bson.D{{Key: "ns", Value: "app.nothing"}}, options.Find().SetCursorType(options.Tailable))
+	// A tailable cursor whose first batch matches nothing stays open (as
+	// MongoDB keeps one on any collection that is not empty) and returns
+	// what comes later: the oplog tailer's find of the entries after the
+	// last one it saw.
+	last := oplogEntries(t, c, bson.D{}, options.Find().SetSort(bson.D{{Key: "$natural", Value: -1}}).SetLimit(1))
+	later, err := oplog.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gt", Value: get(last[0], "ts")}}}}, options.Find().SetCursorType(options.Tailable))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dead.ID() != 0 {
-		t.Errorf("a tailable cursor matching nothing: id %d, want 0", dead.ID())
+	defer later.Close(ctx)
+	if later.TryNext(ctx) || later.ID() == 0 {
+		t.Fatalf("a tailable cursor with nothing after its ts: an entry, or cursor id %d closed (%v)", later.ID(), later.Err())
+	}
+	insert(5)
+	if !later.TryNext(ctx) || idOf(later) != int32(5) {
+		t.Fatalf("the entry after its ts: %v", later.Err())
 	}
 
 	_, err = coll.Find(ctx, bson.D{}, options.Find().SetCursorType(options.Tailable))

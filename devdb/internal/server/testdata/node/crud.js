@@ -59,6 +59,19 @@ async function main(uri) {
     assert.equal(await coll.countDocuments(), 202);
     const names = (await client.db('nodecheck').listCollections().toArray()).map((c) => c.name);
     assert.ok(names.includes('people'));
+
+    // Following the oplog as oplog tailers do: a tailable awaitData find on
+    // local.oplog.rs of the entries after the last one, then a write.
+    const oplog = client.db('local').collection('oplog.rs');
+    const [last] = await oplog.find({}).sort({ $natural: -1 }).limit(1).toArray();
+    const tail = oplog.find({ ts: { $gt: last.ts }, ns: 'nodecheck.people' },
+      { tailable: true, awaitData: true, maxAwaitTimeMS: 5000 });
+    const next = tail.next();
+    await coll.insertOne({ name: 'tailed' });
+    const entry = await next;
+    assert.equal(entry.op, 'i');
+    assert.equal(entry.o.name, 'tailed');
+    await tail.close();
     await coll.drop();
   } finally {
     await client.close();
