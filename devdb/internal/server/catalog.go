@@ -380,7 +380,8 @@ func (s *Server) cmdListCollections(ctx context.Context, req *Request) (bson.D, 
 		if m {
 			i, _ := slices.BinarySearchFunc(docs, oplogColl, func(d bson.D, name string) int {
 				n, _ := fieldOf(d, "name")
-				return strings.Compare(fmt.Sprint(n), name)
+				other, _ := n.(string)
+				return strings.Compare(other, name)
 			})
 			docs = slices.Insert(docs, i, s.oplogInfo(nameOnly))
 		}

@@ -238,13 +238,15 @@ func (s *Server) cmdDBStats(_ context.Context, req *Request) (bson.D, error) {
 	if objects > 0 {
 		avg = float64(data) / float64(objects)
 	}
+	// Sizes are divided as MongoDB divides them, in floating point.
+	scaled := func(n int64) float64 { return float64(n) / float64(scale) }
 	return append(out,
 		bson.E{Key: "avgObjSize", Value: avg},
-		bson.E{Key: "dataSize", Value: float64(data / scale)},
-		bson.E{Key: "storageSize", Value: float64(stor / scale)},
+		bson.E{Key: "dataSize", Value: scaled(data)},
+		bson.E{Key: "storageSize", Value: scaled(stor)},
 		bson.E{Key: "indexes", Value: statNumber(indexes)},
-		bson.E{Key: "indexSize", Value: float64(index / scale)},
-		bson.E{Key: "totalSize", Value: float64((stor + index) / scale)},
+		bson.E{Key: "indexSize", Value: scaled(index)},
+		bson.E{Key: "totalSize", Value: scaled(stor + index)},
 		bson.E{Key: "scaleFactor", Value: statNumber(scale)}), nil
 }
 

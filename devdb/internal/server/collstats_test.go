@@ -153,6 +153,10 @@ func TestCollStatsAndDBStatsCommands(t *testing.T) {
 	if d, _ := get(ds, "dataSize").(float64); d <= float64(size) {
 		t.Errorf("dbStats dataSize = %v, want more than collection a's %d", get(ds, "dataSize"), size)
 	}
+	scaled := mustRun(t, c, "app", bson.D{{Key: "dbStats", Value: 1}, {Key: "scale", Value: 1024}})
+	if d, _ := get(ds, "dataSize").(float64); get(scaled, "dataSize") != d/1024 {
+		t.Errorf("dbStats dataSize at scale 1024 = %v, want %v (divided in floating point)", get(scaled, "dataSize"), d/1024)
+	}
 	local := mustRun(t, c, "local", bson.D{{Key: "dbStats", Value: 1}})
 	if get(local, "collections") != int32(1) {
 		t.Errorf("local's dbStats = %v, want the oplog as its collection", local)
