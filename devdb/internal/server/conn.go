@@ -77,12 +77,19 @@ func (c *conn) releaseReply() {
 	}
 }
 
-// close cancels the connection's commands and closes the socket, which ends
-// serve's read. Safe to call from any goroutine, more than once.
+// close closes the socket, which ends serve's read, then cancels the
+// connection's commands. Safe to call from any goroutine, more than once.
+//
+// The order matters: a command the cancellation interrupts (a getMore
+// waiting for changes answers CursorKilled) must find its socket already
+// closed, so that its client sees the connection drop — a network error,
+// which drivers resume a change stream after — and never that error,
+// which they do not resume after. So it is in MongoDB, where the command
+// of a client that is gone has no one to answer.
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
-		c.cancel()
 		_ = c.nc.Close()
+		c.cancel()
 	})
 }
 

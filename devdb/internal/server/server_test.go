@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
@@ -135,6 +136,79 @@ func TestCloseClientConnections(t *testing.T) {
 	more := mustRun(t, c, "test", bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}})
 	if got := len(get(more, "cursor", "nextBatch").(bson.A)); got != 15 {
 		t.Fatalf("getMore after reconnect returned %d documents, want 15", got)
+	}
+}
+
+// closeProbe is a net.Conn whose Close records whether ctx had ended.
+type closeProbe struct {
+	net.Conn
+	ctx          context.Context
+	endedAtClose atomic.Bool
+}
+
+func (p *closeProbe) Close() error {
+	p.endedAtClose.Store(p.ctx.Err() != nil)
+	return nil
+}
+
+// waitUntil polls cond until it holds, failing the test after
+// rawIOTimeout (a hang detector).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(rawIOTimeout)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// TestConnCloseClosesTheSocketFirst: a connection's socket is closed before
+// its commands are canceled, so a command the cancellation interrupts
+// cannot answer on it (see conn.close).
+func TestConnCloseClosesTheSocketFirst(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p := &closeProbe{ctx: ctx}
+	c := &conn{nc: p, ctx: ctx, cancel: cancel}
+	c.close()
+	if p.endedAtClose.Load() {
+		t.Fatal("the connection's context was canceled before its socket was closed")
+	}
+	if ctx.Err() == nil {
+		t.Fatal("close left the connection's context alive")
+	}
+}
+
+// TestDroppedConnectionDoesNotAnswerItsWaitingGetMore: a change stream's
+// getMore waiting for changes when its connection is dropped gets no reply
+// (its client sees the connection close, and resumes), not the
+// CursorKilled its interrupted wait ends with, which drivers do not resume
+// after.
+func TestDroppedConnectionDoesNotAnswerItsWaitingGetMore(t *testing.T) {
+	s := startTestServer(t, Options{}, testHooks{})
+	for range 20 {
+		r := dialRaw(t, s)
+		id := r.command(0, bson.D{{Key: "aggregate", Value: "c"}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$changeStream", Value: bson.D{}}}}},
+			{Key: "cursor", Value: bson.D{}}, {Key: "$db", Value: "drop"}})
+		reply := r.readReply(id)
+		cursorID, _ := get(reply, "cursor", "id").(int64)
+		if cursorID == 0 {
+			t.Fatalf("aggregate $changeStream: %v", reply)
+		}
+		r.command(0, bson.D{{Key: "getMore", Value: cursorID}, {Key: "collection", Value: "c"},
+			{Key: "maxTimeMS", Value: int64(30_000)}, {Key: "$db", Value: "drop"}})
+		waitUntil(t, "the getMore pinned its cursor", func() bool {
+			s.cursors.mu.Lock()
+			defer s.cursors.mu.Unlock()
+			c := s.cursors.cursors[cursorID]
+			return c != nil && c.inUse
+		})
+		s.CloseClientConnections()
+		r.expectClosed()
 	}
 }
 
