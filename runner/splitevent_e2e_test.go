@@ -491,8 +491,15 @@ func TestLargeEventUnsplittable(t *testing.T) {
 			r := startRunner(t, cfg, client, runner.Options{Controls: true})
 			waitFor(t, "stream open", func() bool { return statusOf(t, r, "big").StreamOpen })
 			coll := client.Database("shop").Collection("big")
-			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-			defer cancel()
+			// Each operation gets its own bound (a hang detector): under
+			// the race detector, beside other packages' tests, the whole
+			// sequence of 9 MiB writes and 18 MiB deliveries has taken
+			// longer than one waitTimeout.
+			opCtx := func() context.Context {
+				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+				t.Cleanup(cancel)
+				return ctx
+			}
 			insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}}, bson.D{{Key: "_id", Value: int32(2)}})
 			for range 2 {
 				recv.next(t)
@@ -500,12 +507,12 @@ func TestLargeEventUnsplittable(t *testing.T) {
 			big := strings.Repeat("x", 9<<20)
 			set := func(id int32) {
 				t.Helper()
-				if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: "big", Value: big}}}}); err != nil {
+				if _, err := coll.UpdateOne(opCtx(), bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: "big", Value: big}}}}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			if tc.together {
-				if err := r.Stop(ctx, "big"); err != nil {
+				if err := r.Stop(opCtx(), "big"); err != nil {
 					t.Fatal(err)
 				}
 				set(1)
