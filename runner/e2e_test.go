@@ -27,9 +27,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// waitTimeout bounds every wait of these tests; nothing normally takes
-// more than a fraction of it.
-const waitTimeout = 20 * time.Second
+// waitTimeout bounds every wait of these tests, a hang detector; nothing
+// normally takes more than a fraction of it (raceSlowdown scales it under
+// the race detector).
+const waitTimeout = raceSlowdown * 20 * time.Second
 
 const stateDB = "changehook_state"
 
