@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"iter"
@@ -30,15 +29,9 @@ const (
 // isOplog reports whether db.coll is the oplog collection.
 func isOplog(db, coll string) bool { return db == oplogDB && coll == oplogColl }
 
-// oplogUUID is the oplog collection's UUID (listCollections' info.uuid):
-// stable for the server's lifetime, derived from its election id.
-func (s *Server) oplogUUID() bson.Binary {
-	h := sha256.Sum256(append([]byte("local.oplog.rs:"), s.electionID[:]...))
-	u := h[:16]
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return bson.Binary{Subtype: bson.TypeBinaryUUID, Data: u}
-}
+// oplogUUID is the oplog collection's UUID (listCollections' info.uuid),
+// kept in the data directory: the same across restarts, as MongoDB's.
+func (s *Server) oplogUUID() bson.Binary { return s.store.OplogUUID() }
 
 // oplogInfo is local.oplog.rs as listCollections describes it: a capped
 // collection of the oplog's size bound, without an _id index.

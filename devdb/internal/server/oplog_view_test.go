@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -233,6 +234,41 @@ func TestOplogTransactionIsOneApplyOps(t *testing.T) {
 				t.Errorf("$natural %d: applyOps[%d] = %v, want the insert of _id %d", dir, i, d, i+1)
 			}
 		}
+	}
+}
+
+// TestOplogUUIDSurvivesRestart: local.oplog.rs keeps its UUID (a v4 UUID,
+// binary subtype 4) across restarts on one data directory, as a replica
+// set member's oplog does; another data directory's oplog has another.
+func TestOplogUUIDSurvivesRestart(t *testing.T) {
+	uuidOf := func(data string) bson.Binary {
+		t.Helper()
+		s, err := start(testContext(t), Options{Data: data, Logger: testLogger(t)}, testHooks{})
+		if err != nil {
+			t.Fatalf("start devdb: %v", err)
+		}
+		defer func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("close devdb: %v", err)
+			}
+		}()
+		specs, err := connect(t, s).Database("local").ListCollectionSpecifications(testContext(t), bson.D{{Key: "name", Value: "oplog.rs"}})
+		if err != nil || len(specs) != 1 || specs[0].UUID == nil {
+			t.Fatalf("listCollections local: %v, %v; want oplog.rs with its uuid", specs, err)
+		}
+		u := *specs[0].UUID
+		if u.Subtype != bson.TypeBinaryUUID || len(u.Data) != 16 || u.Data[6]>>4 != 4 || u.Data[8]>>6 != 2 {
+			t.Fatalf("oplog.rs uuid %v, want a version 4 UUID of subtype 4", u)
+		}
+		return u
+	}
+	dir := t.TempDir()
+	first := uuidOf(dir)
+	if again := uuidOf(dir); !bytes.Equal(again.Data, first.Data) {
+		t.Errorf("after a restart the oplog's uuid is %x, want %x as before", again.Data, first.Data)
+	}
+	if other := uuidOf(t.TempDir()); bytes.Equal(other.Data, first.Data) {
+		t.Errorf("another data directory's oplog has the same uuid %x", other.Data)
 	}
 }
 

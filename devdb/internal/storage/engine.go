@@ -6,6 +6,7 @@
 //
 //	meta     "ts" → last allocated cluster time (8 bytes, T<<32|I)
 //	         "format" → the data format (1 byte, formatVersion; absent: 1)
+//	         "oplogUUID" → local.oplog.rs's UUID (16 bytes; written when absent)
 //	catalog  "<db>\x00<coll>" → collection record (BSON); bucket sequence = next collection id
 //	data     <collection id> → bucket { "d" → {record id → document},
 //	                                    "i:<index>" → {KeyString → record id}, "stats" }
@@ -50,6 +51,7 @@ var (
 	bucketOplog   = []byte("oplog")
 	keyTS         = []byte("ts")
 	keyOplogBytes = []byte("oplogBytes")
+	keyOplogUUID  = []byte("oplogUUID")
 	keyDocs       = []byte("d")
 	keyStats      = []byte("stats")
 )
@@ -100,6 +102,9 @@ type Engine struct {
 	// allocTS is the last cluster time handed out; only the single bbolt
 	// writer touches it, inside Update.
 	allocTS uint64
+
+	// oplogUUID is local.oplog.rs's UUID, kept in the data directory.
+	oplogUUID [16]byte
 
 	// ownBucketOver is the length above which a value is stored in a
 	// bucket of its own (see values.go).
@@ -207,6 +212,9 @@ func Open(opts Options) (*Engine, error) {
 		}
 		if v := tx.Bucket(bucketMeta).Get(keyTS); len(v) == 8 {
 			e.allocTS = binary.BigEndian.Uint64(v)
+		}
+		if err := e.loadOplogUUID(tx.Bucket(bucketMeta)); err != nil {
+			return err
 		}
 		if k, _ := tx.Bucket(bucketOplog).Cursor().First(); len(k) == 8 {
 			e.oldestTS.Store(binary.BigEndian.Uint64(k))

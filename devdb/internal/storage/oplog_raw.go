@@ -414,3 +414,25 @@ func newRawOplogEntry(k []byte, raw bson.Raw) (RawOplogEntry, error) {
 // OplogMaxBytes is the oplog's size bound (Options.OplogMaxBytes, or its
 // default).
 func (e *Engine) OplogMaxBytes() int64 { return e.opts.OplogMaxBytes }
+
+// OplogUUID returns local.oplog.rs's UUID (binary subtype 4): made when
+// the data directory is, and the same at every later open of it, as a
+// replica set member's oplog keeps its UUID across restarts.
+func (e *Engine) OplogUUID() bson.Binary {
+	return bson.Binary{Subtype: bson.TypeBinaryUUID, Data: bytes.Clone(e.oplogUUID[:])}
+}
+
+// loadOplogUUID reads the oplog's UUID from meta, or makes one and writes
+// it there (a new data directory, or one written before devdb kept it).
+func (e *Engine) loadOplogUUID(meta *bolt.Bucket) error {
+	if v := meta.Get(keyOplogUUID); len(v) == len(e.oplogUUID) {
+		copy(e.oplogUUID[:], v)
+		return nil
+	}
+	u, err := newUUID()
+	if err != nil {
+		return err
+	}
+	copy(e.oplogUUID[:], u.Data)
+	return meta.Put(keyOplogUUID, u.Data)
+}

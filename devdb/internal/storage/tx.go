@@ -277,7 +277,7 @@ func (t *Tx) dataBucket(c *Collection) *bolt.Bucket {
 func newUUID() (bson.Binary, error) {
 	var u [16]byte
 	if _, err := rand.Read(u[:]); err != nil {
-		return bson.Binary{}, fmt.Errorf("generate collection uuid: %w", err)
+		return bson.Binary{}, fmt.Errorf("generate uuid: %w", err)
 	}
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
