@@ -29,12 +29,9 @@ const (
 // isOplog reports whether db.coll is the oplog collection.
 func isOplog(db, coll string) bool { return db == oplogDB && coll == oplogColl }
 
-// oplogUUID is the oplog collection's UUID (listCollections' info.uuid),
-// kept in the data directory: the same across restarts, as MongoDB's.
-func (s *Server) oplogUUID() bson.Binary { return s.store.OplogUUID() }
-
 // oplogInfo is local.oplog.rs as listCollections describes it: a capped
-// collection of the oplog's size bound, without an _id index.
+// collection of the oplog's size bound, without an _id index, with the
+// UUID its data directory keeps.
 func (s *Server) oplogInfo(nameOnly bool) bson.D {
 	d := bson.D{{Key: "name", Value: oplogColl}, {Key: "type", Value: "collection"}}
 	if nameOnly {
@@ -42,7 +39,7 @@ func (s *Server) oplogInfo(nameOnly bool) bson.D {
 	}
 	return append(d,
 		bson.E{Key: "options", Value: bson.D{{Key: "capped", Value: true}, {Key: "size", Value: s.store.OplogMaxBytes()}, {Key: "autoIndexId", Value: false}}},
-		bson.E{Key: "info", Value: bson.D{{Key: "readOnly", Value: false}, {Key: "uuid", Value: s.oplogUUID()}}})
+		bson.E{Key: "info", Value: bson.D{{Key: "readOnly", Value: false}, {Key: "uuid", Value: s.store.OplogUUID()}}})
 }
 
 // oplogDocs calls fn with the oplog's entries in MongoDB's format, after
