@@ -202,6 +202,34 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		}
 	}
 
+	// What the new partitions of a repartitioned trigger inherit from its
+	// old ones (stopped for good above), read before r.mu is taken: a
+	// slot's lock comes before r.mu (reconcile), never inside it.
+	type inherited struct {
+		pause    *PauseInfo
+		pauseDoc string
+		received uint64
+	}
+	inherit := map[string]inherited{}
+	for _, name := range fresh {
+		// Repartitioned: the new partitions keep the trigger's pause.
+		// Its events_received continues with the old partitions' events.
+		var in inherited
+		for _, old := range oldSlots[name] {
+			old.mu.Lock()
+			if old.pause != nil && in.pause == nil {
+				p := *old.pause
+				in.pause = &p
+				if old.pauseDoc == name {
+					in.pauseDoc = name // the trigger's document, which the new partitions read too
+				}
+			}
+			in.received += old.total()
+			old.mu.Unlock()
+		}
+		inherit[name] = in
+	}
+
 	r.mu.Lock()
 	drop := func(name string) {
 		for _, key := range r.units[name] {
@@ -217,21 +245,9 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	}
 	var added []*slot
 	for _, name := range fresh {
-		// Repartitioned: the new partitions keep the trigger's pause.
-		// Its events_received continues with the old partitions' events.
-		var pause *PauseInfo
-		pauseDoc := ""
-		for _, old := range oldSlots[name] {
-			old.mu.Lock()
-			if old.pause != nil && pause == nil {
-				p := *old.pause
-				pause = &p
-				if old.pauseDoc == name {
-					pauseDoc = name // the trigger's document, which the new partitions read too
-				}
-			}
-			r.receivedBefore[name] += old.total()
-			old.mu.Unlock()
+		in := inherit[name]
+		if in.received != 0 {
+			r.receivedBefore[name] += in.received
 		}
 		drop(name)
 		// A repartitioned trigger's per-partition series describe units
@@ -243,7 +259,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		for _, u := range t.Units() {
 			// Held until its control documents are read (the controls
 			// goroutine, poked below, reads them): it may be paused.
-			s := &slot{t: u, want: !r.opts.StartStopped, pause: pause, pauseDoc: pauseDoc, unread: r.opts.Controls, since: r.opts.Clock.Now()}
+			s := &slot{t: u, want: !r.opts.StartStopped, pause: in.pause, pauseDoc: in.pauseDoc, unread: r.opts.Controls, since: r.opts.Clock.Now()}
 			r.slots[u.Key()] = s
 			r.units[name] = append(r.units[name], u.Key())
 			added = append(added, s)

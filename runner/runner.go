@@ -168,7 +168,10 @@ type Runner struct {
 	reloadMu sync.Mutex // one Reload at a time
 	started  atomic.Bool
 
-	mu    sync.Mutex // guards cfg, slots, order, units, receivedBefore, runCtx, closing and adding to wg
+	// mu guards cfg, slots, order, units, receivedBefore, runCtx, closing
+	// and adding to wg. Where a slot's lock is held too, the slot's is
+	// taken first (reconcile starts a watcher under both).
+	mu    sync.Mutex
 	cfg   *triggers.Config
 	slots map[string]*slot    // by unit key: the trigger's name, or NAME/p<i>of<N> per partition
 	order []string            // trigger names in configuration order
