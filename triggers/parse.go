@@ -456,13 +456,26 @@ func hasControlChar(s string) bool {
 
 // yamlProblemWhere says where to look for the mistake of a parser error
 // that yaml.v3 reports at the line its enclosing collection starts on, not
-// at the mistake's own line.
+// at the mistake's own line (used when breakingLine cannot find that line).
 var yamlProblemWhere = map[string]string{
 	"did not find expected '-' indicator": " (in the list that starts on this line: a line below it is indented differently from its items)",
 	"did not find expected key":           " (in the mapping that starts on this line: a line below it is indented differently from its keys)",
 	"did not find expected ',' or ']'":    " (in the [...] list that starts on this line)",
 	"did not find expected ',' or '}'":    " (in the {...} mapping that starts on this line)",
 }
+
+// yamlIndentHint explains a block parser error at the line that causes it
+// (see breakingLine); %d and %d are where the enclosing collection starts.
+var yamlIndentHint = map[string]string{
+	"did not find expected '-' indicator": " (its indentation matches no item or field above it; the list it is in starts at line %d, column %d)",
+	"did not find expected key":           " (its indentation matches no field above it; the mapping it is in starts at line %d, column %d)",
+}
+
+// mappingValuesHint explains yaml.v3's "mapping values are not allowed in
+// this context", reported at its own line: a key indented deeper than the
+// keys above it (read as the continuation of the value before it), or a
+// plain value with ": " in it.
+const mappingValuesHint = " (a field indented deeper than the fields above it, or a value with \": \" in it, which needs quotes)"
 
 func (d *decoder) lineError(msg string) {
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
@@ -489,11 +502,93 @@ func (d *decoder) lineError(msg string) {
 			if l, c, ok := flowReference(d.data, line); ok {
 				line, col, where = l, c, flowReferenceHint
 			}
+		case "did not find expected '-' indicator", "did not find expected key":
+			if l, start, ok := breakingLine(d.data, m[2], line); ok {
+				startCol := indentCol(d.data, start)
+				if m[2] == "did not find expected key" {
+					startCol = mappingCol(d.data, start)
+				}
+				where = fmt.Sprintf(yamlIndentHint[m[2]], start, startCol)
+				line, col = l, indentCol(d.data, l)
+			}
+		case "mapping values are not allowed in this context":
+			col, where = indentCol(d.data, line), mappingValuesHint
 		}
 		d.problems = append(d.problems, Problem{Pos: Pos{File: d.file, Line: line, Col: col}, Message: "invalid YAML: " + textcut.Marked(m[2], maxShownText) + where})
 		return
 	}
 	d.errorf(nil, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// breakingLine finds the line that makes yaml.v3 fail with a block
+// parser error (problem, reported at line, 1-based) and the line where the
+// enclosing list or mapping starts. yaml.v3 reports such an error at the
+// collection's start, or at the breaking line itself when the collection
+// starts on the document's first line. The search parses prefixes of data,
+// whole lines, in a binary search: a prefix that ends before the breaking
+// line parses (or fails otherwise), one that includes it fails the same
+// way. False when it cannot confirm a line.
+func breakingLine(data []byte, problem string, line int) (breaking, start int, ok bool) {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	fails := func(k int) bool {
+		var n yaml.Node
+		err := yaml.Unmarshal(bytes.Join(lines[:k], nil), &n)
+		if err == nil {
+			return false
+		}
+		m := yamlLineRE.FindStringSubmatch(err.Error())
+		if m == nil || m[2] != problem {
+			return false
+		}
+		l, _ := strconv.Atoi(m[1])
+		return l+1 == line
+	}
+	if line < 1 || line > len(lines) {
+		return 0, 0, false
+	}
+	if fails(line) {
+		return line, 1, true // reported at its own line
+	}
+	lo, hi := line, len(lines)
+	if !fails(hi) {
+		return 0, 0, false
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi, line, true
+}
+
+// indentCol returns the column of the first character of line (1-based)
+// after its indentation; 1 when there is no such line.
+func indentCol(data []byte, line int) int {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return 1
+	}
+	l := lines[line-1]
+	return 1 + utf8.RuneCount(l[:len(l)-len(bytes.TrimLeft(l, " "))])
+}
+
+// mappingCol returns the column where a block mapping starting on line
+// (1-based) has its first key: after the line's indentation and any list
+// item indicators ("- ") before the key.
+func mappingCol(data []byte, line int) int {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return 1
+	}
+	l := lines[line-1]
+	rest := bytes.TrimLeft(l, " ")
+	for len(rest) > 1 && rest[0] == '-' && rest[1] == ' ' {
+		rest = bytes.TrimLeft(rest[1:], " ")
+	}
+	return 1 + utf8.RuneCount(l[:len(l)-len(rest)])
 }
 
 // flowReferenceHint explains a syntax error at an unquoted ${VAR} in a
@@ -1690,10 +1785,12 @@ func checkCollectionName(s string) string {
 // never echoes the URL (it may carry a token).
 func checkWebhookURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil {
+	if err != nil && strings.Contains(s, "://") {
 		return "is not a valid URL"
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" {
+		// Without "://", "localhost:8080/hook" parses with the scheme
+		// "localhost" and "127.0.0.1:8080/hook" does not parse at all.
 		return "must be an absolute URL starting with http:// or https://"
 	}
 	if u.Host == "" || u.Hostname() == "" {

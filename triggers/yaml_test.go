@@ -49,3 +49,31 @@ func TestReferenceAfterByteOrderMark(t *testing.T) {
 		t.Errorf("Parse = %v, want %q", err, want)
 	}
 }
+
+// TestBreakingLine: a block collection's indentation error is found on the
+// line that causes it, whether yaml.v3 names the collection's first line
+// or (for a collection on the document's first line) the line itself; a
+// problem the prefixes do not reproduce is not attributed to any line.
+func TestBreakingLine(t *testing.T) {
+	list := "triggers:\n  - name: a\n    database: shop\n  - name: b\n    database: shop\n   ordering: strict\n    enabled: true\n"
+	top := "a: 1\nb:\n  c: 2\n d: 3\n"
+	tests := []struct {
+		name, data, problem string
+		line                int
+		breaking, start     int
+		ok                  bool
+	}{
+		{"list, reported at its start", list, "did not find expected '-' indicator", 2, 6, 2, true},
+		{"top mapping, reported at the line", top, "did not find expected key", 4, 4, 1, true},
+		{"another problem", list, "did not find expected key", 2, 0, 0, false},
+		{"line out of range", list, "did not find expected '-' indicator", 40, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			breaking, start, ok := breakingLine([]byte(tt.data), tt.problem, tt.line)
+			if breaking != tt.breaking || start != tt.start || ok != tt.ok {
+				t.Errorf("breakingLine = %d, %d, %v; want %d, %d, %v", breaking, start, ok, tt.breaking, tt.start, tt.ok)
+			}
+		})
+	}
+}
