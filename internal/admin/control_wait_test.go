@@ -96,7 +96,7 @@ func TestDeadLetterWorkEndsBeforeTheWriteTimeout(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		var got DeadLetterResult
+		var got DeadLetterCallEnd
 		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &got) != nil || got.Done {
 			t.Fatalf("%s: answer %d %s, want 200 with done false", action, resp.StatusCode, body)
 		}

@@ -95,15 +95,35 @@ type DeadLetterPage struct {
 	Next string `json:"next,omitempty"`
 }
 
-// DeadLetterResult is the body of a replay or purge call.
-type DeadLetterResult struct {
-	Replayed int   `json:"replayed"`
-	Failed   int   `json:"failed"`
-	Deleted  int64 `json:"deleted"`
+// DeadLetterReplayResult is the body of a replay call.
+type DeadLetterReplayResult struct {
+	// Replayed were delivered and deleted; Failed were not delivered and
+	// stay dead-lettered (their attempts updated).
+	Replayed int `json:"replayed"`
+	Failed   int `json:"failed"`
+	DeadLetterCallEnd
+}
+
+// DeadLetterPurgeResult is the body of a purge call.
+type DeadLetterPurgeResult struct {
+	Deleted int64 `json:"deleted"`
+	DeadLetterCallEnd
+}
+
+// DeadLetterCallEnd says how a replay or purge call ended.
+type DeadLetterCallEnd struct {
 	// Done is false when the call stopped after its time budget (or the
 	// state database failed: see Error); call again to continue.
 	Done  bool   `json:"done"`
 	Error string `json:"error,omitempty"`
+}
+
+// end records how the call ended: err is its error (nil: done).
+func (e *DeadLetterCallEnd) end(err error) {
+	e.Done = err == nil
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		e.Error = err.Error()
+	}
 }
 
 func extJSON(raw bson.Raw) json.RawMessage {
@@ -225,7 +245,7 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 	if ops == nil {
 		return
 	}
-	handle := func(action string, run func(ctx context.Context, sel deadletter.Selection) (DeadLetterResult, error)) {
+	handle := func(action string, run func(ctx context.Context, sel deadletter.Selection) (interface{ end(error) }, error)) {
 		mux.HandleFunc("POST /api/deadletters/"+action, func(w http.ResponseWriter, r *http.Request) {
 			if !auth.allow(w, r) {
 				return
@@ -268,19 +288,16 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 				}
 				cancel()
 			}
-			res.Done = err == nil
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				res.Error = err.Error()
-			}
+			res.end(err)
 			writeJSON(w, http.StatusOK, res)
 		})
 	}
-	handle("replay", func(ctx context.Context, sel deadletter.Selection) (DeadLetterResult, error) {
+	handle("replay", func(ctx context.Context, sel deadletter.Selection) (interface{ end(error) }, error) {
 		sum, err := ops.Replay(ctx, sel)
-		return DeadLetterResult{Replayed: sum.Replayed, Failed: sum.Failed}, err
+		return &DeadLetterReplayResult{Replayed: sum.Replayed, Failed: sum.Failed}, err
 	})
-	handle("purge", func(ctx context.Context, sel deadletter.Selection) (DeadLetterResult, error) {
+	handle("purge", func(ctx context.Context, sel deadletter.Selection) (interface{ end(error) }, error) {
 		n, err := ops.Purge(ctx, sel)
-		return DeadLetterResult{Deleted: n}, err
+		return &DeadLetterPurgeResult{Deleted: n}, err
 	})
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +145,20 @@ func TestDeadLetterAPI(t *testing.T) {
 		code, body := call("POST", tc.path, tc.token, tc.body)
 		if code != tc.code || !strings.Contains(string(body), tc.want) {
 			t.Errorf("POST %s %s (token %q) = %d %s; want %d with %q", tc.path, tc.body, tc.token, code, body, tc.code, tc.want)
+		}
+		if code != http.StatusOK {
+			continue
+		}
+		// Each answer has its own counts only: a replay's deleted (always 0)
+		// would read as "nothing removed" though every replayed one was.
+		var fields map[string]any
+		if err := json.Unmarshal(body, &fields); err != nil {
+			t.Fatalf("POST %s: %v", tc.path, err)
+		}
+		keys := slices.Sorted(maps.Keys(fields))
+		want := map[string]string{"/api/deadletters/replay": "[done failed replayed]", "/api/deadletters/purge": "[deleted done]"}[tc.path]
+		if fmt.Sprint(keys) != want {
+			t.Errorf("POST %s answered the fields %v, want %s", tc.path, keys, want)
 		}
 	}
 	if len(ops.sels) != 2 || ops.sels[0].Trigger != "orders" || len(ops.sels[1].IDs) != 2 {
