@@ -325,12 +325,14 @@ func validateEvents(cfg *triggers.Config, path string, env Env) int {
 				name += " (disabled)"
 			}
 			o := evaluateEvent(t, re.event)
+			if o.matched {
+				matched++ // a payload that then failed too: an error as well
+			}
 			switch {
 			case o.err != nil:
 				failures++
 				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: ERROR: %v\n", path, re.line, label, name, o.err)
 			case o.matched:
-				matched++
 				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: matched, payload ok (%d bytes)\n", path, re.line, label, name, len(o.body))
 			default:
 				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: no match — %s\n", path, re.line, label, name, o.reason)

@@ -193,21 +193,22 @@ func TestCaptureRoundTrip(t *testing.T) {
 	// validate --events: finding 2's payload fails on the captured events,
 	// with the line; exit 1. The fixed payload passes.
 	for _, tc := range []struct {
-		name  string
-		fixed bool
-		code  int
-		want  []string
+		name    string
+		fixed   bool
+		code    int
+		want    []string
+		summary string // a match whose payload fails counts as both
 	}{
 		{"number in $concat", false, ExitFailure, []string{
 			events + ":1: insert shop.orders {\"_id\":\"o1\"}: orders: ERROR: build payload: ",
 			events + ":2: update shop.orders {\"_id\":\"o1\"}: orders: ERROR: build payload: ",
 			"$concat",
 			events + ":1: insert shop.orders {\"_id\":\"o1\"}: off (disabled): matched, payload ok (",
-		}},
+		}, ": 3 events, 6 trigger matches, 3 errors"},
 		{"fixed", true, ExitOK, []string{
 			events + ":1: insert shop.orders {\"_id\":\"o1\"}: orders: matched, payload ok (",
 			events + ":3: insert shop.orders {\"_id\":\"o2\"}: orders: matched, payload ok (",
-		}},
+		}, ": 3 events, 6 trigger matches, 0 errors"},
 	} {
 		t.Run("validate "+tc.name, func(t *testing.T) {
 			cfg := writeConfig(t, captureConfig(srv.URI(), tc.fixed))
@@ -219,6 +220,9 @@ func TestCaptureRoundTrip(t *testing.T) {
 				if !strings.Contains(out, w) {
 					t.Errorf("validate --events output lacks %q:\n%s", w, out)
 				}
+			}
+			if !strings.Contains(errOut, tc.summary) {
+				t.Errorf("validate --events summary %q, want %q", errOut, tc.summary)
 			}
 			if strings.Count(out, "build payload") > strings.Count(out, "\n") {
 				t.Errorf("an error says build payload more than once:\n%s", out)
