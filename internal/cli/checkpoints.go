@@ -30,11 +30,12 @@ reset the checkpoint explicitly. Events between the old checkpoint and the
 new position are not delivered.
 
 reset takes the trigger's cluster lease while it writes, like a member would:
-it is refused while a running changehook holds the lease (that process keeps
-its own position and would overwrite the reset; use
+it is refused while a running changehook holds the lease, or while the
+running 'changehook dev' (which takes no lease) runs the trigger (that
+process keeps its own position and would overwrite the reset; use
 "changehook resume NAME --from now|TIME", which the running process applies,
-or stop every member first), and no member can run the trigger meanwhile. A
-member that starts the trigger afterwards continues from the new position.
+or stop it first), and no member can run the trigger meanwhile. A member
+that starts the trigger afterwards continues from the new position.
 
   --to now    the trigger continues from the current end of the stream
   --to TIME   the trigger continues from the first change at or after TIME
@@ -48,8 +49,9 @@ nothing is skipped; the changes between the oldest and the newest old
 checkpoint are delivered again, with the same webhook-id), set partitions: N
 in the configuration, start changehook again. repartition holds the leases of
 every old and new partition while it rewrites, like reset: it is refused,
-changing nothing, while any process holds one of them (it names the holder),
-and while a live cluster member lists the trigger unless --force. It removes
+changing nothing, while any process holds one of them (it names the holder)
+or the running 'changehook dev' runs the trigger, and while a live cluster
+member lists the trigger unless --force. It removes
 the old partitions' checkpoints, leases and control documents (a pause of one
 old partition does not carry over: it says so; a pause of the trigger does).
 
@@ -174,6 +176,9 @@ func checkpointsReset(ctx context.Context, args []string, env Env) int {
 	if _, one := t.PartitionIndex(); !one {
 		units = t.Units()
 	}
+	if err := resetDevRefusal(env, sc.cfg, t); err != nil {
+		return fail(env, "checkpoints reset", err)
+	}
 	var cps []store.Checkpoint
 	for _, u := range units {
 		cp, err := positionAt(ctx, sc, u, at)
@@ -189,8 +194,22 @@ func checkpointsReset(ctx context.Context, args []string, env Env) int {
 	if !at.IsZero() {
 		where = "the first change at or after " + at.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(env.Stdout, "checkpoint of %s reset: it continues from %s.\nNo changehook run held the trigger; the next one to run it starts there (a running changehook dev keeps its own position: restart it).\n", t.Key(), where)
+	fmt.Fprintf(env.Stdout, "checkpoint of %s reset: it continues from %s.\nNo changehook run held the trigger and no recorded changehook dev runs it; the next one to run it starts there.\n", t.Key(), where)
 	return ExitOK
+}
+
+// resetDevRefusal refuses checkpoints reset of t (a trigger or one of its
+// partitions) while the running `changehook dev` runs it (devRunning): dev
+// takes no lease, so resetFenced would not see it, and dev keeps its own
+// position and would overwrite the reset.
+func resetDevRefusal(env Env, cfg *triggers.Config, t *triggers.Trigger) error {
+	rt, ok := devRunning(env, cfg, t.Name)
+	if !ok {
+		return nil
+	}
+	return fmt.Errorf("trigger %s is running on the 'changehook dev' (pid %d), which takes no lease: it keeps its own position and would overwrite a reset; nothing was reset. "+
+		"Move it through that dev with `changehook resume %s --from now|TIME` (to deliver changes again, `changehook redeliver %s --since TIME`), or stop that dev first",
+		t.Key(), rt.PID, t.Name, t.Name)
 }
 
 // resetOwner names the lease holder while checkpoints reset writes.
@@ -261,7 +280,7 @@ func checkpointsRepartition(ctx context.Context, args []string, env Env) int {
 	path := configFlag(fs)
 	name := fs.String("trigger", "", "the trigger to repartition (required)")
 	n := fs.Int("partitions", 0, fmt.Sprintf("the new number of partitions, 1 to %d (required)", triggers.MaxPartitions))
-	force := fs.Bool("force", false, "do not refuse while live cluster members list the trigger (a held lease still refuses)")
+	force := fs.Bool("force", false, "do not refuse while live cluster members list the trigger (a held lease, or a running changehook dev, still refuses)")
 	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
 	}
@@ -282,6 +301,13 @@ func checkpointsRepartition(ctx context.Context, args []string, env Env) int {
 	}
 	if *n > 1 && t.Ordering == triggers.Strict {
 		return usageError(env, fs, "trigger %s has ordering strict, which partitions cannot keep; change its ordering first", t.Name)
+	}
+	if rt, ok := devRunning(env, sc.cfg, t.Name); ok {
+		// Like a held lease, and unlike a member that only lists the
+		// trigger, a dev running it refuses even with --force: it writes
+		// the old checkpoint again as it goes.
+		return fail(env, "checkpoints repartition", fmt.Errorf("repartition %s: %w on the 'changehook dev' (pid %d), which takes no lease (--force does not override this); nothing was changed. Stop that dev, then repartition again",
+			t.Name, runner.ErrTriggerRunning, rt.PID))
 	}
 	res, err := runner.Repartition(ctx, sc.store, t.Name, *n, runner.RepartitionOptions{Force: *force, LeaseTTL: sc.cfg.Cluster.LeaseTTL})
 	if err != nil {

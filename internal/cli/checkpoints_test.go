@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 )
 
 // TestResetFenced: checkpoints reset is refused while a member holds the
@@ -298,6 +300,130 @@ triggers:
 	} {
 		if !strings.HasPrefix(rows[name], want+" ") {
 			t.Errorf("%s: row %q, want its position %q\n%s", name, rows[name], want, out)
+		}
+	}
+}
+
+// TestCheckpointsRefusedWhileDevRunsTheTrigger: a running `changehook dev`
+// takes no lease, keeps its own position and would overwrite a reset or a
+// repartition, so both are refused, naming it (its pid) and the way out,
+// with nothing written, while it runs the trigger: reached through its
+// record (no -c) or through -c and a MONGODB_URI naming its devdb. A
+// trigger the dev does not run (disabled there) and another deployment are
+// reset as before.
+func TestCheckpointsRefusedWhileDevRunsTheTrigger(t *testing.T) {
+	cfg := writeConfig(t, `
+mongodb: { uri: "${MONGODB_URI}" }
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    ordering: per_document
+    webhook: { url: "http://127.0.0.1:1/orders" }
+  - name: off
+    enabled: false
+    database: shop
+    collection: off
+    webhook: { url: "http://127.0.0.1:1/off" }
+`)
+	rtDir := t.TempDir()
+	startDevIn(t, rtDir, nil, nil, running, "-c", cfg, "--addr", "127.0.0.1:0", "--admin-addr", "off", "--log-level", "info")
+	rt, ok := readDevRuntime(Env{RuntimeDir: rtDir})
+	if !ok {
+		t.Fatal("the running dev is not recorded")
+	}
+	client, err := connect(t.Context(), rt.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	st := store.New(client, triggers.DefaultStateDatabase)
+	other, _ := devdbtest.Start(t)
+	t.Chdir(t.TempDir()) // no triggers.yaml: without -c, the dev's configuration
+
+	devAsLocalhost := strings.Replace(rt.URI, "127.0.0.1", "localhost", 1)
+	dev := fmt.Sprintf("on the 'changehook dev' (pid %d)", rt.PID)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string // on stderr when refused, on stdout when not
+		ok   bool
+	}{
+		{name: "reset through the dev's record", args: []string{"checkpoints", "reset", "--trigger", "orders"},
+			want: []string{"trigger orders is running " + dev, "nothing was reset", "`changehook resume orders --from now|TIME`",
+				"`changehook redeliver orders --since TIME`", "stop that dev first"}},
+		{name: "reset with -c and MONGODB_URI naming the dev's devdb", env: map[string]string{"MONGODB_URI": devAsLocalhost},
+			args: []string{"checkpoints", "reset", "-c", cfg, "--trigger", "orders", "--to", "now"},
+			want: []string{"trigger orders is running " + dev, "nothing was reset"}},
+		{name: "repartition --force through the dev's record", args: []string{"checkpoints", "repartition", "--trigger", "orders", "--partitions", "2", "--force"},
+			want: []string{"repartition orders: the trigger is running " + dev, "--force does not override this", "nothing was changed"}},
+		{name: "reset of a trigger the dev does not run", args: []string{"checkpoints", "reset", "--trigger", "off"},
+			want: []string{"checkpoint of off reset"}, ok: true},
+		{name: "reset on another deployment", env: map[string]string{"MONGODB_URI": other.URI()},
+			args: []string{"checkpoints", "reset", "-c", cfg, "--trigger", "orders"},
+			want: []string{"checkpoint of orders reset"}, ok: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runWith(t, rtDir, tc.env, tc.args...)
+			got := errOut
+			if tc.ok {
+				got = out
+				if code != ExitOK {
+					t.Fatalf("exit %d, want %d\n%s%s", code, ExitOK, out, errOut)
+				}
+			} else if code != ExitFailure {
+				t.Fatalf("exit %d, want %d (refused)\n%s%s", code, ExitFailure, out, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("output lacks %q:\n%s%s", w, out, errOut)
+				}
+			}
+		})
+	}
+	// The refused commands wrote nothing: reset and repartition take the
+	// lease of every key they write, and the dev takes none.
+	ls, err := st.ListLeases(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		if l.Key == "orders" || strings.HasPrefix(l.Key, "orders/") {
+			t.Errorf("lease %s (owner %q, epoch %d) on the dev's devdb: a refused command wrote", l.Key, l.Owner, l.Epoch)
+		}
+	}
+	cps, err := st.TriggerCheckpoints(t.Context(), "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range cps {
+		if cp.Trigger != "orders" {
+			t.Errorf("checkpoint %s on the dev's devdb: the refused repartition wrote", cp.Trigger)
+		}
+	}
+}
+
+// TestSameDevdb: a URI reaches a dev's devdb when it is the dev's URI or
+// names a loopback address on its port.
+func TestSameDevdb(t *testing.T) {
+	const dev = "mongodb://127.0.0.1:38221/?directConnection=true"
+	for _, tc := range []struct {
+		uri  string
+		want bool
+	}{
+		{dev, true},
+		{"mongodb://localhost:38221/", true},
+		{"mongodb://user:pass@127.0.0.1:38221/shop?directConnection=true", true},
+		{"mongodb://[::1]:38221", true},
+		{"mongodb://127.0.0.1:38222/?directConnection=true", false},
+		{"mongodb://127.0.0.1/", false},
+		{"mongodb://db.example.com:38221/", false},
+		{"mongodb://127.0.0.1:38221,127.0.0.1:38222/?replicaSet=rs0", false},
+		{"mongodb+srv://localhost:38221/", false},
+	} {
+		if got := sameDevdb(tc.uri, dev); got != tc.want {
+			t.Errorf("sameDevdb(%q) = %v, want %v", triggers.RedactURI(tc.uri), got, tc.want)
 		}
 	}
 }

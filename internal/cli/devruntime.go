@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -323,4 +326,64 @@ func fileConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, error
 		return cfg, nil
 	}
 	return loadLocal(path, wanted, devOptions, env)
+}
+
+// devRunning returns the running `changehook dev` recorded in the runtime
+// file when it runs the trigger named name (a trigger's name, not a
+// partition's key) on the state database of cfg: its devdb is cfg's
+// deployment (sameDevdb), and its configuration (else cfg, when it cannot
+// be read here) has the trigger enabled with the same state database. A
+// dev takes no leases, so the commands that rewrite checkpoints under the
+// trigger's leases (checkpoints reset, repartition) would not see it
+// otherwise, and it would overwrite what they wrote.
+func devRunning(env Env, cfg *triggers.Config, name string) (devRuntime, bool) {
+	rt, ok := readDevRuntime(env)
+	if !ok || !sameDevdb(cfg.MongoDB.URI, rt.URI) {
+		return devRuntime{}, false
+	}
+	devCfg, err := devConfig(rt, env)
+	if err != nil {
+		devCfg = cfg
+	}
+	if devCfg.State.Database != cfg.State.Database {
+		return devRuntime{}, false
+	}
+	for _, t := range devCfg.Triggers {
+		if t.Name == name && t.Enabled {
+			return rt, true
+		}
+	}
+	return devRuntime{}, false
+}
+
+// sameDevdb reports whether the MongoDB URI uri reaches the devdb at
+// devURI: the same URI, or a plain mongodb:// URI with one host on the
+// same port of a loopback address (devdb listens on loopback only, so
+// 127.0.0.1 and localhost are the same server).
+func sameDevdb(uri, devURI string) bool {
+	if uri == devURI {
+		return true
+	}
+	hostPort := func(s string) (string, string, bool) {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme != "mongodb" || strings.Contains(u.Host, ",") {
+			return "", "", false
+		}
+		port := u.Port()
+		if port == "" {
+			port = "27017"
+		}
+		return u.Hostname(), port, true
+	}
+	h1, p1, ok1 := hostPort(uri)
+	h2, p2, ok2 := hostPort(devURI)
+	if !ok1 || !ok2 || p1 != p2 {
+		return false
+	}
+	if h1 == h2 {
+		return true
+	}
+	r1, err1 := isRemote(net.JoinHostPort(h1, p1))
+	r2, err2 := isRemote(net.JoinHostPort(h2, p2))
+	return err1 == nil && err2 == nil && !r1 && !r2
 }
