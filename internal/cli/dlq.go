@@ -30,8 +30,9 @@ failed). They live in <state.database>.deadletters, keyed by webhook-id.
 replay delivers them again with the trigger's current webhook settings and
 retry policy, and deletes each one that is delivered. Listings are ordered
 by trigger, then oldest first, one page at a time (--limit, default 100;
-the next page with --after); replay --all and purge work through any number
-of dead letters in batches.
+the next page with --after: a page prints the command that shows the next
+one); replay --all and purge work through any number of dead letters in
+batches.
 
 Examples:
   changehook dlq list --trigger low_stock
@@ -176,11 +177,7 @@ func dlqList(ctx context.Context, args []string, env Env) int {
 	}
 	fmt.Fprintf(env.Stderr, "%s\n", plural(shown, "dead letter"))
 	if more {
-		next := "changehook dlq list --after " + f.After.String()
-		if *trigger != "" {
-			next += " --trigger " + *trigger
-		}
-		fmt.Fprintf(env.Stderr, "more: %s\n", next)
+		fmt.Fprintf(env.Stderr, "more: %s\n", nextPageCommand(fs, []string{"c", "config", "trigger", "limit"}, nil, f.After.String()))
 	}
 	return ExitOK
 }

@@ -89,7 +89,14 @@ func historyCommand(ctx context.Context, args []string, env Env) int {
 		}
 	}
 	if next != "" {
-		fmt.Fprintf(env.Stderr, "more records: add --after %s\n", next)
+		// --since as the time it meant: a duration would mean a later
+		// time on the next page, and leave records out.
+		var values map[string]string
+		if *since != "" {
+			values = map[string]string{"since": f.Since.UTC().Format(time.RFC3339Nano)}
+		}
+		fmt.Fprintf(env.Stderr, "more records: %s\n", nextPageCommand(fs, []string{"c", "config", "trigger", "document-key", "webhook-id",
+			"since", "failed", "limit", "json"}, values, next))
 	}
 	return ExitOK
 }

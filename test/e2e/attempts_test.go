@@ -136,7 +136,7 @@ func TestHistoryRecordsEveryAttempt(t *testing.T) {
 		t.Errorf("history for another document = %d\n%s", code, out)
 	}
 	code, out, errOut = runCLI(t, "history", "-c", cfg, "--webhook-id", id, "--limit", "2")
-	if code != 0 || strings.Count(out, id) != 2 || !strings.Contains(errOut, "more records: add --after ") {
+	if code != 0 || strings.Count(out, id) != 2 || !strings.Contains(errOut, "more records: changehook history -c "+cfg+" --webhook-id "+id+" --limit 2 --after ") {
 		t.Errorf("history --webhook-id --limit 2 = %d\n%s%s", code, out, errOut)
 	}
 	if code, _, errOut = runCLI(t, "history", "-c", cfg, "--since", "yesterday"); code != 2 || !strings.Contains(errOut, "--since") {
