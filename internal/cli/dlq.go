@@ -171,13 +171,20 @@ func dlqList(ctx context.Context, args []string, env Env) int {
 			break
 		}
 	}
-	if shown == 0 {
+	switch {
+	case shown == 0 && *after != "":
+		fmt.Fprintln(env.Stdout, "no more dead letters")
+	case shown == 0:
 		fmt.Fprintln(env.Stdout, "no dead letters")
-		return ExitOK
-	}
-	fmt.Fprintf(env.Stderr, "%s\n", plural(shown, "dead letter"))
-	if more {
-		fmt.Fprintf(env.Stderr, "more: %s\n", nextPageCommand(fs, []string{"c", "config", "trigger", "limit"}, nil, f.After.String()))
+	case more:
+		// The count is of this page: counting every match would cost a
+		// query over all of them per page.
+		fmt.Fprintf(env.Stderr, "%s shown; more: %s\n", plural(shown, "dead letter"),
+			nextPageCommand(fs, []string{"c", "config", "trigger", "limit"}, nil, f.After.String()))
+	case *after != "":
+		fmt.Fprintf(env.Stderr, "%s shown, the last ones\n", plural(shown, "dead letter"))
+	default:
+		fmt.Fprintf(env.Stderr, "%s\n", plural(shown, "dead letter"))
 	}
 	return ExitOK
 }

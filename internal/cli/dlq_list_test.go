@@ -50,11 +50,12 @@ func followPages(t *testing.T, rtDir string, env map[string]string, more string,
 	}
 }
 
-// TestDlqListPages: the command `dlq list` prints for the next page,
-// pasted as it is elsewhere (no ./triggers.yaml, no dev), repeats -c,
-// --trigger and --limit, so that following it lists every dead letter of
-// the selection once, in order, a page of --limit at a time; never the
-// MongoDB URI.
+// TestDlqListPages: `dlq list` counts what it shows (a page is not the
+// total: "N dead letters shown; more: …"), and the command it prints for
+// the next page, pasted as it is elsewhere (no ./triggers.yaml, no dev),
+// repeats -c, --trigger and --limit, so that following it lists every
+// dead letter of the selection once, in order, a page of --limit at a
+// time; never the MongoDB URI.
 func TestDlqListPages(t *testing.T) {
 	srv, client := devdbtest.Start(t)
 	st := store.New(client, triggers.DefaultStateDatabase)
@@ -103,11 +104,11 @@ triggers:
 		pages             int
 	}{
 		{name: "a page of 2", args: []string{"dlq", "list", "-c", cfg, "--limit", "2"},
-			first: "2 dead letters\nmore: ", next: "changehook dlq list -c " + cfg + " --limit 2 --after dlc_",
-			last: "2 dead letters\n", pages: 4},
+			first: "2 dead letters shown; more: ", next: "changehook dlq list -c " + cfg + " --limit 2 --after dlc_",
+			last: "2 dead letters shown, the last ones\n", pages: 4},
 		{name: "a page of 1 of a trigger, with --config", args: []string{"dlq", "list", "--limit", "1", "--config", cfg, "--trigger", "orders"}, trigger: "orders",
-			first: "1 dead letter\nmore: ", next: "changehook dlq list -c " + cfg + " --trigger orders --limit 1 --after dlc_",
-			last: "1 dead letter\n", pages: 5},
+			first: "1 dead letter shown; more: ", next: "changehook dlq list -c " + cfg + " --trigger orders --limit 1 --after dlc_",
+			last: "1 dead letter shown, the last ones\n", pages: 5},
 		{name: "every dead letter of a trigger", args: []string{"dlq", "list", "-c", cfg, "--trigger", "users"}, trigger: "users",
 			first: "3 dead letters\n", last: "3 dead letters\n", pages: 1},
 		{name: "all, read in batches", args: []string{"dlq", "list", "-c", cfg, "--limit", "0"},
@@ -116,7 +117,7 @@ triggers:
 			first: "8 dead letters\n", last: "8 dead letters\n", pages: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ids, stderrs := followPages(t, rtDir, env, "more: ", 0, tc.args)
+			ids, stderrs := followPages(t, rtDir, env, "; more: ", 0, tc.args)
 			if want := stored(tc.trigger); !slices.Equal(ids, want) {
 				t.Errorf("listed, page after page:\n%v\nwant every dead letter once, in order:\n%v", ids, want)
 			}
@@ -135,6 +136,9 @@ triggers:
 				}
 			}
 		})
+	}
+	if code, out, errOut := runWith(t, rtDir, env, "dlq", "list", "-c", cfg, "--after", stored("")[7]); code != ExitOK || out != "no more dead letters\n" {
+		t.Errorf("dlq list after the last one: exit %d\n%s%s", code, out, errOut)
 	}
 }
 

@@ -86,7 +86,7 @@ func TestDeadLettersAtScale(t *testing.T) {
 	}
 
 	code, out, errOut := runCLI(t, "dlq", "list", "-c", cfg)
-	if code != 0 || strings.Count(out, "\n") != 101 || !strings.Contains(errOut, "more: changehook dlq list -c "+cfg+" --after dlc_") {
+	if code != 0 || strings.Count(out, "\n") != 101 || !strings.Contains(errOut, "100 dead letters shown; more: changehook dlq list -c "+cfg+" --after dlc_") {
 		t.Fatalf("dlq list = %d, %d lines\n%s", code, strings.Count(out, "\n"), errOut)
 	}
 	next := strings.Fields(errOut[strings.Index(errOut, "--after "):])[1]
