@@ -37,6 +37,14 @@ type HeadOfLine struct {
 	LastReason string
 	// LastError is the last attempt's error (never secrets).
 	LastError string
+	// LastResponse is the last attempt's response body, truncated to 4
+	// KiB, with the secrets the request carried masked
+	// (triggers.RedactedMask), as a dead letter keeps it ("" when it had
+	// none).
+	LastResponse string
+	// FirstAttemptAt is when the first of the Attempts started (when the
+	// payload first failed to build; zero before any attempt).
+	FirstAttemptAt time.Time
 	// NextAttemptAt is when the next attempt is due (zero when none is
 	// scheduled: the event is being attempted or not yet started).
 	NextAttemptAt time.Time
@@ -106,18 +114,21 @@ func (f *failTrack) note(failed bool) {
 }
 
 // attempted records an attempt; next is when the following one is due
-// (zero: none is scheduled).
+// (zero: none is scheduled). An attempt Close cut off (ReasonCanceled)
+// records nothing: the fields go on describing the last attempt that
+// ended, which is what a skip of the held event dead-letters it with.
 func (p *progress) attempted(at Attempt, permanent bool, next time.Time) {
-	if p == nil {
+	if p == nil || at.Reason == ReasonCanceled {
 		return
 	}
-	if at.Reason != ReasonCanceled {
-		p.fail.note(at.Err != nil && at.Reason != ReasonDropped)
-	}
+	p.fail.note(at.Err != nil && at.Reason != ReasonDropped)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.hol.Attempts = at.Number
-	p.hol.LastStatus, p.hol.LastReason, p.hol.LastError = at.Status, at.Reason, ""
+	if p.hol.FirstAttemptAt.IsZero() {
+		p.hol.FirstAttemptAt = at.Start
+	}
+	p.hol.LastStatus, p.hol.LastReason, p.hol.LastError, p.hol.LastResponse = at.Status, at.Reason, "", at.Body
 	if at.Err != nil {
 		p.hol.LastError = at.Err.Error()
 	}
@@ -125,16 +136,19 @@ func (p *progress) attempted(at Attempt, permanent bool, next time.Time) {
 	p.hol.NextAttemptAt = next
 }
 
-// failedPayload records a payload that could not be built; next is when it
-// is built again (zero: never).
-func (p *progress) failedPayload(err error, next time.Time) {
+// failedPayload records a payload that could not be built at now; next is
+// when it is built again (zero: never).
+func (p *progress) failedPayload(err error, now, next time.Time) {
 	if p == nil {
 		return
 	}
 	p.fail.note(true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.hol.LastStatus, p.hol.LastReason, p.hol.LastError = 0, ReasonPayload, err.Error()
+	if p.hol.FirstAttemptAt.IsZero() {
+		p.hol.FirstAttemptAt = now
+	}
+	p.hol.LastStatus, p.hol.LastReason, p.hol.LastError, p.hol.LastResponse = 0, ReasonPayload, err.Error(), ""
 	p.hol.Permanent, p.hol.NextAttemptAt = true, next
 }
 
@@ -183,8 +197,8 @@ func (p *progress) part(from, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.hol.PartFrom, p.hol.PartEvents = from, n
-	p.hol.Attempts, p.hol.LastStatus, p.hol.LastReason, p.hol.LastError = 0, 0, "", ""
-	p.hol.Permanent, p.hol.NextAttemptAt = false, time.Time{}
+	p.hol.Attempts, p.hol.LastStatus, p.hol.LastReason, p.hol.LastError, p.hol.LastResponse = 0, 0, "", "", ""
+	p.hol.FirstAttemptAt, p.hol.Permanent, p.hol.NextAttemptAt = time.Time{}, false, time.Time{}
 }
 
 // snapshot returns a copy of the progress (zero for nil: no attempt yet).

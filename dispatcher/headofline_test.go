@@ -169,3 +169,46 @@ func TestHeadOfLineOfABatchSentInParts(t *testing.T) {
 	defer cancel()
 	_ = d.Close(ctx)
 }
+
+// TestHeadOfLineAfterAProbeCutOff: without dead letters, an event's
+// rejection (400) opened the circuit, a first probe was rejected too, and
+// the second is in flight when Close's grace period ends. The head of
+// line the closed dispatcher still holds describes the attempts that
+// ended — their number, the last one's status, reason, error and response
+// body, the first one's time — not the probe Close cut off: a skip of the
+// event dead-letters it with them.
+func TestHeadOfLineAfterAProbeCutOff(t *testing.T) {
+	probing := make(chan struct{})
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n >= 3 {
+			if n == 3 {
+				close(probing)
+			}
+			<-r.Context().Done()
+			return
+		}
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"error":"sku unknown"}`))
+	})
+	clock := newFakeClock()
+	start := clock.Now()
+	d := newTestDispatcher(t, &triggers.Trigger{
+		Webhook: triggers.Webhook{URL: rc.srv.URL},
+		Retry:   triggers.RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond},
+		Circuit: triggers.CircuitPolicy{Failures: 1, MaxProbeInterval: time.Millisecond},
+	}, nil, WithClock(clock))
+	if err := d.Submit(context.Background(), testEvent(t, 1, "k")); err != nil {
+		t.Fatal(err)
+	}
+	<-probing
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := d.Close(ctx); err == nil {
+		t.Fatal("Close = nil, want the grace period's end: the probe never ends on its own")
+	}
+	h, ok := d.HeadOfLine()
+	if !ok || h.Attempts != 2 || h.LastStatus != http.StatusBadRequest || h.LastReason != ReasonClientError ||
+		h.LastError != "client_error: HTTP 400 Bad Request" || h.LastResponse != `{"error":"sku unknown"}` || !h.FirstAttemptAt.Equal(start) {
+		t.Errorf("HeadOfLine after Close = %+v, %v; want the 2 attempts that ended (400, its body), the first at %v", h, ok, start)
+	}
+}

@@ -409,10 +409,10 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 			DocumentKey: info.documentKey, Operation: info.operation})
 		res := Result{WebhookID: id, Reason: ReasonPayload, FirstAttemptAt: now}
 		if !payloadForever {
-			prog.failedPayload(err, time.Time{})
+			prog.failedPayload(err, now, time.Time{})
 			return res, fmt.Errorf("deliver %s: %w", id, err)
 		}
-		prog.failedPayload(err, s.clock.Now().Add(s.retry.MaxBackoff))
+		prog.failedPayload(err, now, s.clock.Now().Add(s.retry.MaxBackoff))
 		s.log.LogAttrs(ctx, slog.LevelError, "payload cannot be built; dead letters are disabled, so the event blocks until the configuration is fixed",
 			slog.String("webhook_id", id), slog.String("error", err.Error()))
 		if serr := s.clock.Sleep(ctx, s.retry.MaxBackoff); serr != nil {
