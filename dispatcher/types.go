@@ -111,6 +111,13 @@ type DeadLetter struct {
 	// returned it when Trimmed is TrimmedEvent (Event then holds only the
 	// event's identity); 0 otherwise.
 	EventSize int
+	// SkippedBy says who dead-lettered the event with a skip ("cli",
+	// "api", …; see runner.Runner.Skip) rather than the dispatcher giving
+	// up on it; "" for the dispatcher's own dead letters. Attempts and the
+	// Last* fields then still describe the delivery attempts made before
+	// the skip; an event that never had one (a change event too large to
+	// read) has LastReason "skipped".
+	SkippedBy string
 }
 
 // DeadLetterSink stores dead letters. PutDeadLetter must be idempotent on

@@ -45,9 +45,11 @@ const skipWait = 10 * time.Second
 // stuckOn). Otherwise Skip stops the trigger's watcher (waiting for it as
 // Stop does), dead-letters the first event after the checkpoint if it is
 // still the one the trigger was stuck on — refusing when the trigger
-// recovered meanwhile — and starts the watcher again. The dead letter's
-// last error says it was skipped by by (and the history records the skip);
-// it returns its webhook id.
+// recovered meanwhile — and starts the watcher again. The dead letter
+// keeps what the delivery's attempts established (their number, the last
+// one's status, reason, error and response, the first one's time) and
+// says it was skipped by by (SkippedBy; the history records the skip too);
+// Skip returns its webhook id.
 //
 // A batched trigger is stuck on a batch: Skip dead-letters each event of
 // the request the endpoint refused (the batch, or the part of it being
@@ -167,6 +169,13 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 			}
 			from, n = held.batch.from, held.batch.n
 		}
+		// What the attempts established, from the watcher that made the
+		// last ones: stopped now, it still holds the event.
+		var stopped dispatcher.HeadOfLine
+		var stoppedOK bool
+		if w := s.last.Load(); w != nil && !held.tooLarge {
+			stopped, stoppedOK = w.disp.HeadOfLine()
+		}
 		now := r.opts.Clock.Now()
 		// Under a lease the dead letters go through the lease's gate: a
 		// member whose lease lapsed while it read the events must not
@@ -181,12 +190,20 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 		ids := make([]string, 0, n)
 		for i := from; i < from+n; i++ {
 			id := dispatcher.WebhookID(t.Name, tokens[i])
-			lastError := "skipped by " + by
-			if held.batch.id != "" {
-				lastError += fmt.Sprintf(" with batch %s (event %d of its %d)", held.batch.id, i+1, held.batch.events)
-			}
+			// The dead letter keeps what the delivery's attempts
+			// established, as the dispatcher's own would, and says who
+			// skipped it.
+			a := held.attempts(stopped, stoppedOK, i)
 			dl := dispatcher.DeadLetter{Trigger: t.Name, WebhookID: id, Event: evs[i], Token: tokens[i],
-				LastReason: "skipped", LastError: lastError, FirstAttemptAt: now, DeadLetteredAt: now}
+				Attempts: a.Attempts, LastStatus: a.LastStatus, LastReason: a.LastReason, LastError: a.LastError,
+				LastResponse: a.LastResponse, FirstAttemptAt: a.FirstAttemptAt, DeadLetteredAt: now, SkippedBy: cmp.Or(by, "unknown")}
+			if a.LastReason == "" {
+				// Never attempted (an event too large to read).
+				dl.LastReason, dl.LastError, dl.FirstAttemptAt = "skipped", "skipped by "+dl.SkippedBy, now
+			}
+			if held.batch.id != "" {
+				dl.LastError = fmt.Sprintf("batch %s (event %d of its %d): %s", held.batch.id, i+1, held.batch.events, dl.LastError)
+			}
 			if largeSize > 0 {
 				// Its change event could not be read whole: stored as the
 				// sink stores an event too large to keep, with only what

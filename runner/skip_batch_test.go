@@ -165,8 +165,9 @@ func TestSkipOfABatchDeadLettersEachOfItsEvents(t *testing.T) {
 		if dl.WebhookID != dispatcher.WebhookID("strict", dl.Token) {
 			t.Errorf("dead letter of %d has webhook-id %s, not its event's own", docID(dl.Event), dl.WebhookID)
 		}
-		if !strings.HasPrefix(dl.LastError, "skipped by test with batch "+head.WebhookID+" (event ") {
-			t.Errorf("dead letter of %d has last error %q", docID(dl.Event), dl.LastError)
+		if want := fmt.Sprintf("batch %s (event %d of its 5): client_error: HTTP 400 Bad Request", head.WebhookID, docID(dl.Event)); dl.LastError != want ||
+			dl.LastStatus != http.StatusBadRequest || dl.SkippedBy != "test" {
+			t.Errorf("dead letter of %d: last error %q, status %d, skipped by %q; want %q, 400, test", docID(dl.Event), dl.LastError, dl.LastStatus, dl.SkippedBy, want)
 		}
 	}
 	slices.Sort(ids)
@@ -256,8 +257,12 @@ func TestSkipOfABatchSentInParts(t *testing.T) {
 	if err != nil || len(dls) != 1 || docID(dls[0].Event) != 3 {
 		t.Fatalf("dead letters %v (%v), want the third event's alone", dls, err)
 	}
-	if want := "skipped by test with batch " + head.WebhookID + " (event 3 of its 5)"; dls[0].LastError != want {
-		t.Errorf("dead letter's last error %q, want %q", dls[0].LastError, want)
+	// With the attempts of the part the endpoint refused, the third
+	// event alone.
+	if want := "batch " + head.WebhookID + " (event 3 of its 5): client_error: HTTP 413 Request Entity Too Large"; dls[0].LastError != want ||
+		dls[0].LastStatus != http.StatusRequestEntityTooLarge || dls[0].Attempts < 2 || dls[0].SkippedBy != "test" {
+		t.Errorf("dead letter: last error %q, status %d, %d attempts, skipped by %q; want %q, 413, 2 or more, test",
+			dls[0].LastError, dls[0].LastStatus, dls[0].Attempts, dls[0].SkippedBy, want)
 	}
 	for _, want := range []int32{4, 5} {
 		if id := waitRecv(t, delivered, "a delivery after the skip"); id != want {
@@ -413,8 +418,11 @@ func TestSkipOfABatchPartlyDeliveredMeanwhile(t *testing.T) {
 			var ids []int32
 			for _, dl := range dls {
 				ids = append(ids, docID(dl.Event))
-				if want := fmt.Sprintf("skipped by test with batch %s (event %d of its 5)", head.WebhookID, docID(dl.Event)); dl.LastError != want {
-					t.Errorf("dead letter's last error %q, want %q", dl.LastError, want)
+				// The attempts of the part of 3 to 5, the request the
+				// endpoint refused last.
+				if want := fmt.Sprintf("batch %s (event %d of its 5): server_error: HTTP 500 Internal Server Error", head.WebhookID, docID(dl.Event)); dl.LastError != want ||
+					dl.LastStatus != http.StatusInternalServerError || dl.SkippedBy != "test" {
+					t.Errorf("dead letter: last error %q, status %d, skipped by %q; want %q, 500, test", dl.LastError, dl.LastStatus, dl.SkippedBy, want)
 				}
 			}
 			slices.Sort(ids)

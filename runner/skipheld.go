@@ -59,6 +59,15 @@ import (
 // letter; a skip whose whole part was delivered so is refused. A
 // request naming the event it is meant for names the batch by the batch's
 // id, as the status shows it; naming one of its events is refused.
+//
+// Each dead letter a skip stores keeps what the attempts of the request
+// the endpoint refused established — their number, the last one's status,
+// reason, error and response body (truncated and masked as the sender
+// keeps it), the first one's time — as the dispatcher's dead letter of
+// that request would (each event of a batch the batch's), and says who
+// skipped it (dispatcher.DeadLetter.SkippedBy). They come from the stopped
+// watcher when it still holds that request, its newest attempts, else from
+// what stuckOn saw (heldEvent.attempts).
 
 // heldEvent is the event a unit is stuck on, as stuckOn found it.
 type heldEvent struct {
@@ -75,6 +84,10 @@ type heldEvent struct {
 	// tooLargeData is the _data of the resume token the server's error
 	// named for that event ("" when it named none).
 	tooLargeData string
+	// hol is the head of line as stuckOn saw it: what the attempts of the
+	// refused request established, which the dead letters keep (zero for
+	// tooLarge, whose event was never attempted).
+	hol dispatcher.HeadOfLine
 }
 
 // heldBatch is the sealed batch a unit is stuck on.
@@ -166,7 +179,7 @@ func headHeld(h dispatcher.HeadOfLine, want string) (heldEvent, error) {
 		if want != "" && want != h.WebhookID {
 			return heldEvent{}, fmt.Errorf("stuck on event %s, not on %s, so nothing was skipped", h.WebhookID, want)
 		}
-		return heldEvent{eventID: h.EventID}, nil
+		return heldEvent{eventID: h.EventID, hol: h}, nil
 	}
 	b := heldBatch{id: h.WebhookID, events: h.Events, from: h.PartFrom, n: h.PartEvents}
 	switch {
@@ -176,7 +189,7 @@ func headHeld(h dispatcher.HeadOfLine, want string) (heldEvent, error) {
 	case want != "" && want != b.id:
 		return heldEvent{}, fmt.Errorf("stuck on batch %s (%d events), not on %s, so nothing was skipped; a batch is skipped by its id, %s, as its head_of_line shows it", b.id, b.events, want, b.id)
 	}
-	return heldEvent{eventID: h.EventID, batch: b}, nil
+	return heldEvent{eventID: h.EventID, batch: b, hol: h}, nil
 }
 
 // check refuses the events read after the checkpoint, whose resume tokens
@@ -208,6 +221,26 @@ func (h heldEvent) check(trigger, key string, tokens []bson.Raw, want string) er
 		return fmt.Errorf("the %d events after the checkpoint are not batch %s, which it was stuck on (the first is, the last is not), so nothing was skipped", len(tokens), h.batch.id)
 	}
 	return nil
+}
+
+// attempts returns what the delivery attempts of event i of held (0 for
+// an event alone, else its index in the batch) established, for its dead
+// letter: the head of line of the unit's stopped watcher (stopped, ok
+// false when it holds none) when it still describes a failed attempt of a
+// request carrying that event — the newest — else what stuckOn saw, whose
+// refused request carried it (narrowToUndelivered only leaves events out).
+// Its LastReason is "" when no attempt was made (an event too large to
+// read).
+func (h heldEvent) attempts(stopped dispatcher.HeadOfLine, ok bool, i int) dispatcher.HeadOfLine {
+	want := h.eventID
+	if h.batch.id != "" {
+		want = h.batch.id
+	}
+	if ok && stopped.LastReason != "" && stopped.EventID == h.eventID && stopped.WebhookID == want &&
+		i >= stopped.PartFrom && i < stopped.PartFrom+stopped.PartEvents {
+		return stopped
+	}
+	return h.hol
 }
 
 // skipped is what a skip dead-lettered.

@@ -71,14 +71,68 @@ func TestHeldEventCheck(t *testing.T) {
 func TestHeadHeld(t *testing.T) {
 	h := dispatcher.HeadOfLine{WebhookID: "batch_1", EventID: "msg_1", Events: 5, PartFrom: 2, PartEvents: 1, LastReason: "client_error"}
 	held, err := headHeld(h, "batch_1")
-	if err != nil || held != (heldEvent{eventID: "msg_1", batch: heldBatch{id: "batch_1", events: 5, from: 2, n: 1}}) {
+	if err != nil || held != (heldEvent{eventID: "msg_1", batch: heldBatch{id: "batch_1", events: 5, from: 2, n: 1}, hol: h}) {
 		t.Fatalf("headHeld = %+v, %v", held, err)
 	}
 	if _, err := headHeld(h, "msg_1"); err == nil || !strings.Contains(err.Error(), "stuck on batch batch_1 (5 events), not on msg_1") {
 		t.Fatalf("headHeld naming the batch's first event = %v, want it refused", err)
 	}
 	one := dispatcher.HeadOfLine{WebhookID: "msg_1", EventID: "msg_1", Events: 1, PartEvents: 1, LastReason: "client_error"}
-	if held, err := headHeld(one, ""); err != nil || held != (heldEvent{eventID: "msg_1"}) {
+	if held, err := headHeld(one, ""); err != nil || held != (heldEvent{eventID: "msg_1", hol: one}) {
 		t.Fatalf("headHeld of an event = %+v, %v", held, err)
+	}
+}
+
+// TestHeldEventAttempts: a skip's dead letter of an event takes the
+// attempts from the stopped watcher's head of line when it describes a
+// failed attempt of a request carrying the event — its newest attempts —
+// and otherwise what the skip saw when it looked: another event or batch
+// at the head, no failed attempt yet (a part not attempted yet), a part
+// that does not carry the event.
+func TestHeldEventAttempts(t *testing.T) {
+	looked := dispatcher.HeadOfLine{WebhookID: "batch_1", EventID: "msg_1", Events: 5, PartFrom: 0, PartEvents: 5,
+		Attempts: 2, LastStatus: 500, LastReason: "server_error"}
+	held, err := headHeld(looked, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The part of events 3 to 5 (from index 2), refused after the skip
+	// looked.
+	later := dispatcher.HeadOfLine{WebhookID: "batch_1", EventID: "msg_1", Events: 5, PartFrom: 2, PartEvents: 3,
+		Attempts: 4, LastStatus: 503, LastReason: "server_error"}
+	for _, tc := range []struct {
+		name    string
+		stopped dispatcher.HeadOfLine
+		ok      bool
+		i       int
+		want    dispatcher.HeadOfLine
+	}{
+		{"none held", dispatcher.HeadOfLine{}, false, 2, looked},
+		{"the part carrying the event", later, true, 2, later},
+		{"the part's last event", later, true, 4, later},
+		{"a part without the event", later, true, 1, looked},
+		{"the part, not attempted yet", dispatcher.HeadOfLine{WebhookID: "batch_1", EventID: "msg_1", Events: 5, PartFrom: 2, PartEvents: 3}, true, 2, looked},
+		{"another batch", dispatcher.HeadOfLine{WebhookID: "batch_2", EventID: "msg_1", Events: 5, PartEvents: 5, LastReason: "server_error"}, true, 2, looked},
+		{"another event", dispatcher.HeadOfLine{WebhookID: "batch_1", EventID: "msg_6", Events: 5, PartEvents: 5, LastReason: "server_error"}, true, 2, looked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := held.attempts(tc.stopped, tc.ok, tc.i); got != tc.want {
+				t.Errorf("attempts = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	// An event alone: its own id, not a batch's.
+	one := dispatcher.HeadOfLine{WebhookID: "msg_1", EventID: "msg_1", Events: 1, PartEvents: 1, Attempts: 1, LastStatus: 400, LastReason: "client_error"}
+	held, err = headHeld(one, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := one
+	newer.Attempts = 3
+	if got := held.attempts(newer, true, 0); got != newer {
+		t.Errorf("attempts of an event alone = %+v, want the stopped watcher's %+v", got, newer)
+	}
+	if got := (heldEvent{tooLarge: true}).attempts(dispatcher.HeadOfLine{}, false, 0); got.LastReason != "" || got.Attempts != 0 {
+		t.Errorf("attempts of an event too large to read = %+v, want none", got)
 	}
 }

@@ -102,6 +102,11 @@ triggers:
 	if dl.LastError != lastError {
 		t.Errorf("dead letter's last error %q, want %q", dl.LastError, lastError)
 	}
+	// Never attempted: skipped, with no attempt to describe.
+	if dl.SkippedBy != "test" || dl.LastReason != "skipped" || dl.Attempts != 0 || dl.LastStatus != 0 || dl.LastResponse != "" {
+		t.Errorf("dead letter skipped by %q, reason %q, %d attempts, status %d, response %q; want test, skipped and none",
+			dl.SkippedBy, dl.LastReason, dl.Attempts, dl.LastStatus, dl.LastResponse)
+	}
 	op, _ := dl.Event.Lookup("operationType").StringValueOK()
 	if op != "update" || docID(dl.Event) != 1 {
 		t.Errorf("dead-lettered event %s, want the update of 1", dl.Event)

@@ -107,6 +107,7 @@ func trimmedDoc(dl dispatcher.DeadLetter, level string) (bson.Raw, int, error) {
 		FirstAttemptAt: dl.FirstAttemptAt,
 		DeadLetteredAt: dl.DeadLetteredAt,
 		Trimmed:        level,
+		SkippedBy:      dl.SkippedBy,
 	}
 	if level != "" {
 		doc.LastResponse = ""

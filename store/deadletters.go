@@ -135,6 +135,7 @@ var summaryProjection = bson.D{
 	{Key: "lastReason", Value: 1}, {Key: "lastError", Value: 1}, {Key: "firstAttemptAt", Value: 1},
 	{Key: "deadLetteredAt", Value: 1}, {Key: "event.operationType", Value: 1}, {Key: "event.ns", Value: 1},
 	{Key: "event.documentKey", Value: 1}, {Key: "trimmed", Value: 1}, {Key: "eventSize", Value: 1},
+	{Key: "skippedBy", Value: 1},
 }
 
 // ListDeadLetters returns the dead letters matching f, ordered by trigger,

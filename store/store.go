@@ -192,6 +192,9 @@ type deadLetterDoc struct {
 	// nothing was left out).
 	Trimmed   string `bson:"trimmed,omitempty"`
 	EventSize int    `bson:"eventSize,omitempty"`
+	// SkippedBy: see dispatcher.DeadLetter (absent unless a skip stored
+	// it).
+	SkippedBy string `bson:"skippedBy,omitempty"`
 }
 
 func (d deadLetterDoc) stored() StoredDeadLetter {
@@ -209,6 +212,7 @@ func (d deadLetterDoc) stored() StoredDeadLetter {
 		DeadLetteredAt: d.DeadLetteredAt,
 		Trimmed:        d.Trimmed,
 		EventSize:      d.EventSize,
+		SkippedBy:      d.SkippedBy,
 	}}
 }
 
