@@ -85,6 +85,10 @@ type DeadLetterJSON struct {
 	Trimmed   string `json:"trimmed,omitempty"`
 	EventSize int    `json:"event_size,omitempty"`
 	Note      string `json:"note,omitempty"`
+	// SkippedBy says who dead-lettered the event with a skip ("cli",
+	// "api"; see dispatcher.DeadLetter.SkippedBy), absent for the
+	// dispatcher's own dead letters.
+	SkippedBy string `json:"skipped_by,omitempty"`
 }
 
 // DeadLetterPage is the body of GET /api/deadletters.
@@ -140,7 +144,7 @@ func extJSON(raw bson.Raw) json.RawMessage {
 func deadLetterJSON(dl store.StoredDeadLetter, full bool) DeadLetterJSON {
 	out := DeadLetterJSON{ID: dl.ID, Trigger: dl.Trigger, Attempts: dl.Attempts, LastStatus: dl.LastStatus,
 		LastReason: dl.LastReason, LastError: dl.LastError, FirstAttemptAt: dl.FirstAttemptAt, DeadLetteredAt: dl.DeadLetteredAt,
-		Trimmed: dl.Trimmed, EventSize: dl.EventSize, Note: dl.TrimmedNote()}
+		Trimmed: dl.Trimmed, EventSize: dl.EventSize, Note: dl.TrimmedNote(), SkippedBy: dl.SkippedBy}
 	if len(dl.Event) > 0 {
 		out.OperationType, _ = dl.Event.Lookup("operationType").StringValueOK()
 		if key, ok := dl.Event.Lookup("documentKey").DocumentOK(); ok {

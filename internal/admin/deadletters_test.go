@@ -62,6 +62,9 @@ func TestDeadLetterAPI(t *testing.T) {
 		if i == 4 {
 			dl.Trimmed = dispatcher.TrimmedEvent // stored as one too large to keep its event
 		}
+		if i == 3 {
+			dl.SkippedBy = "cli" // stored by `changehook skip`
+		}
 		if err := st.PutDeadLetter(ctx, dl); err != nil {
 			t.Fatal(err)
 		}
@@ -107,6 +110,9 @@ func TestDeadLetterAPI(t *testing.T) {
 			if trimmed := len(ids) == 5; (dl.Trimmed == dispatcher.TrimmedEvent) != trimmed || (dl.EventSize > 0) != trimmed || (dl.Note != "") != trimmed {
 				t.Fatalf("listed dead letter %d = %+v; want only the last one trimmed, with its event size and a note", len(ids), dl)
 			}
+			if skipped := len(ids) == 4; (dl.SkippedBy == "cli") != skipped || (dl.SkippedBy == "") == skipped {
+				t.Fatalf("listed dead letter %d = %+v; want only the fourth skipped, by cli", len(ids), dl)
+			}
 		}
 		after = page.Next
 		if after == "" {
@@ -121,6 +127,11 @@ func TestDeadLetterAPI(t *testing.T) {
 	if code != 200 || json.Unmarshal(body, &one) != nil || one.ID != ids[4] || !strings.Contains(string(one.Event), `"insert"`) ||
 		one.Trimmed != dispatcher.TrimmedEvent || !strings.Contains(one.Note, "cannot be replayed; to deliver the change again, run `changehook redeliver orders --since TIME`") {
 		t.Fatalf("GET one = %d %s", code, body)
+	}
+	code, body = call("GET", "/api/deadletters/"+ids[3], "s3cret", "")
+	var skipped DeadLetterJSON
+	if code != 200 || json.Unmarshal(body, &skipped) != nil || skipped.SkippedBy != "cli" {
+		t.Fatalf("GET the skipped one = %d %s; want skipped_by cli", code, body)
 	}
 	if code, body := call("GET", "/api/deadletters/msg_nope", "s3cret", ""); code != 404 {
 		t.Fatalf("GET missing = %d %s", code, body)

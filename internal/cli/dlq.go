@@ -160,7 +160,7 @@ func dlqList(ctx context.Context, args []string, env Env) int {
 		for _, dl := range dls {
 			op, _ := dl.Event.Lookup("operationType").StringValueOK()
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", dl.ID, dl.Trigger, op, dl.Attempts, statusText(dl.LastStatus),
-				dl.LastReason, dl.DeadLetteredAt.UTC().Format(time.RFC3339), trimmedShort(dl.DeadLetter))
+				dl.LastReason, dl.DeadLetteredAt.UTC().Format(time.RFC3339), noteShort(dl.DeadLetter))
 			f.After = dl.Cursor()
 		}
 		shown += len(dls)
@@ -206,6 +206,24 @@ func afterPosition(ctx context.Context, st *store.Store, after string) (store.De
 		return store.DeadLetterCursor{}, fmt.Errorf("--after %q: no such dead letter (replayed or purged?); give the cursor the previous page printed", after)
 	}
 	return dl.Cursor(), nil
+}
+
+// noteShort is a listing's note on dl: who skipped it (see
+// dispatcher.DeadLetter.SkippedBy) and what was left out of it
+// (trimmedShort); "" for neither.
+func noteShort(dl dispatcher.DeadLetter) string {
+	skipped := ""
+	if dl.SkippedBy != "" {
+		skipped = "skipped by " + dl.SkippedBy
+	}
+	switch trimmed := trimmedShort(dl); {
+	case skipped == "":
+		return trimmed
+	case trimmed == "":
+		return skipped
+	default:
+		return skipped + "; " + trimmed
+	}
 }
 
 // trimmedShort is what a listing says of a trimmed dead letter (see
@@ -260,6 +278,9 @@ func dlqShow(ctx context.Context, args []string, env Env) int {
 	fmt.Fprintf(w, "last error:       %s\n", dl.LastError)
 	fmt.Fprintf(w, "first attempt:    %s\n", dl.FirstAttemptAt.UTC().Format(time.RFC3339Nano))
 	fmt.Fprintf(w, "dead-lettered at: %s\n", dl.DeadLetteredAt.UTC().Format(time.RFC3339Nano))
+	if dl.SkippedBy != "" {
+		fmt.Fprintf(w, "skipped by:       %s (the trigger was stuck on it; the fields above are from its delivery attempts)\n", dl.SkippedBy)
+	}
 	if dl.LastResponse != "" {
 		fmt.Fprintf(w, "last response:    %s\n", oneLine(dl.LastResponse, 1000))
 	}

@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/dispatcher"
+)
+
+// TestDlqOfASkippedEvent: the dead letter `changehook skip` stored shows
+// the delivery attempts made before the skip (their number, the last
+// status, reason, error and response, the first attempt's time) and who
+// skipped it, in `dlq list` (its note) and `dlq show`.
+func TestDlqOfASkippedEvent(t *testing.T) {
+	_, st, cfg := devdbConfig(t, `
+history: { enabled: false }
+triggers:
+  - name: strict
+    database: shop
+    collection: a
+    dead_letter: false
+    webhook: { url: "http://127.0.0.1:1/hook" }
+`)
+	tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: "82AA01"}})
+	ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
+		{Key: "ns", Value: bson.D{{Key: "db", Value: "shop"}, {Key: "coll", Value: "a"}}},
+		{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(1)}}}})
+	first := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	dl := dispatcher.DeadLetter{Trigger: "strict", WebhookID: dispatcher.WebhookID("strict", tok), Event: ev, Token: tok,
+		Attempts: 7, LastStatus: 400, LastReason: dispatcher.ReasonClientError, LastError: "client_error: HTTP 400 Bad Request",
+		LastResponse: `{"error":"sku unknown"}`, FirstAttemptAt: first, DeadLetteredAt: first.Add(time.Minute), SkippedBy: "cli"}
+	if err := st.PutDeadLetter(t.Context(), dl); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := run(t, nil, "", "dlq", "list", "-c", cfg)
+	if code != ExitOK || !strings.Contains(out, dl.WebhookID+"  strict   insert     7         400          client_error  2026-01-01T12:01:00Z  skipped by cli") {
+		t.Errorf("dlq list = %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = run(t, nil, "", "dlq", "show", "-c", cfg, dl.WebhookID)
+	for _, want := range []string{
+		"attempts:         7\n",
+		"last status:      400\n",
+		"last reason:      client_error\n",
+		"last error:       client_error: HTTP 400 Bad Request\n",
+		"first attempt:    2026-01-01T12:00:00Z\n",
+		"dead-lettered at: 2026-01-01T12:01:00Z\n",
+		"skipped by:       cli (the trigger was stuck on it; the fields above are from its delivery attempts)\n",
+		`last response:    {"error":"sku unknown"}` + "\n",
+	} {
+		if code != ExitOK || !strings.Contains(out, want) {
+			t.Errorf("dlq show lacks %q: %d\n%s%s", want, code, out, errOut)
+		}
+	}
+}
