@@ -39,8 +39,8 @@ type Dispatcher struct {
 	splitLog    splitLog             // throttles the 413 split log line
 	progs       chunkAlloc[progress] // newProgress's records (Submit's goroutine)
 
-	runCtx    context.Context // deliveries; canceled when Close's grace ends
-	cancelRun context.CancelFunc
+	runCtx    context.Context // deliveries; canceled when Close's grace ends, with its cause
+	cancelRun context.CancelCauseFunc
 	stopped   chan struct{} // closed when the workers have exited
 	closeMu   sync.Mutex
 	closed    bool
@@ -181,7 +181,7 @@ func (d *Dispatcher) start() {
 		d.tracker.SetWaitClock(d.submitWait, d.clock.Now)
 	}
 	d.tracker.onPass = releaseJob
-	d.runCtx, d.cancelRun = context.WithCancel(context.Background())
+	d.runCtx, d.cancelRun = context.WithCancelCause(context.Background())
 	d.stopped = make(chan struct{})
 	var workers sync.WaitGroup
 	if d.batcher != nil {
@@ -310,6 +310,11 @@ func (d *Dispatcher) Idle() bool { return d.tracker.Held() == 0 && !d.payload.ha
 // webhook connections it kept open. It returns
 // nil when everything finished within the grace period, otherwise an error
 // wrapping ctx's error. Calling Close again waits for the first Close.
+//
+// A ctx that ends with a cause of its own (context.WithTimeoutCause: not
+// just its deadline or a cancellation) says why the dispatcher is closed —
+// a control that restarts the trigger, say: the deliveries Close cuts off
+// are logged with it rather than as a shutdown's, and the error names it.
 func (d *Dispatcher) Close(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("close dispatcher: %w", errNilContext)
@@ -332,9 +337,13 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	select {
 	case <-d.tracker.Drained():
 	case <-ctx.Done():
-		graceErr = fmt.Errorf("close dispatcher: grace period ended with %d events unfinished: %w", d.tracker.Pending(), ctx.Err())
+		what := "close dispatcher"
+		if why := closeCause(ctx); why != "" {
+			what += " for " + why
+		}
+		graceErr = fmt.Errorf("%s: grace period ended with %d events unfinished: %w", what, d.tracker.Pending(), ctx.Err())
 	}
-	d.cancelRun()
+	d.cancelRun(context.Cause(ctx))
 	<-d.stopped
 	d.sender.CloseIdleConnections()
 	return graceErr
@@ -363,11 +372,17 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		}
 		return true
 	case res.Reason == ReasonCanceled || ctx.Err() != nil:
-		// Cut off by Close (a pause, reload, shutdown or lease loss): the
-		// event stays undone and is delivered later, so no outcome is
-		// recorded (its attempts are).
-		d.log.LogAttrs(ctx, slog.LevelInfo, "delivery canceled by shutdown",
-			slog.String("webhook_id", res.WebhookID), slog.Int("attempts", res.Attempts))
+		// Cut off by Close (a pause, reload, control, shutdown or lease
+		// loss): the event stays undone and is delivered later (or
+		// dead-lettered by a skip), so no outcome is recorded (its
+		// attempts are).
+		if why := closeCause(ctx); why != "" {
+			d.log.LogAttrs(ctx, slog.LevelInfo, "delivery canceled", slog.String("cause", why),
+				slog.String("webhook_id", res.WebhookID), slog.Int("attempts", res.Attempts))
+		} else {
+			d.log.LogAttrs(ctx, slog.LevelInfo, "delivery canceled by shutdown",
+				slog.String("webhook_id", res.WebhookID), slog.Int("attempts", res.Attempts))
+		}
 		return false
 	case !d.deadLetter:
 		// Unreachable: DeliverUntilSuccess ends only on success or
@@ -382,6 +397,17 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 	}
 	d.metrics.delivery(trigger, OutcomeDeadLettered, d.clock.Now().Sub(j.ev.Received).Seconds())
 	return true
+}
+
+// closeCause is why ctx (Close's, or the deliveries' once Close canceled
+// them) ended, as its cause says (context.Cause): "" when it says no more
+// than that its deadline passed or it was canceled.
+func closeCause(ctx context.Context) string {
+	c := context.Cause(ctx)
+	if c == nil || errors.Is(c, context.Canceled) || errors.Is(c, context.DeadlineExceeded) {
+		return ""
+	}
+	return c.Error()
 }
 
 // putDeadLetter stores dl, retrying with backoff until it succeeds (true) or

@@ -122,7 +122,7 @@ func (r *Runner) skipHeld(ctx context.Context, s *slot, by, control, want string
 		}
 		return skipped{}, false, notStuck
 	}
-	err = r.hold(ctx, []*slot{s}, func(ss []*slot) error {
+	err = r.hold(ctx, []*slot{s}, requestedBy("skip", by), func(ss []*slot) error {
 		s := ss[0]
 		s.mu.Lock()
 		t, l := s.t, s.lease
@@ -1454,7 +1454,7 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 		}
 		var sk Skipped
 		already := false
-		err = r.hold(ctx, []*slot{s}, func(ss []*slot) error {
+		err = r.hold(ctx, []*slot{s}, requestedBy("resume --from", req.By), func(ss []*slot) error {
 			done, err := r.rewrittenBy(ctx, ss[0], req.ID)
 			if err != nil {
 				return err
@@ -1510,7 +1510,7 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			break // by the server's clock, before the trigger is held
 		}
 		var rw rewound
-		err = r.hold(ctx, []*slot{s}, func(ss []*slot) error {
+		err = r.hold(ctx, []*slot{s}, requestedBy("redeliver", req.By), func(ss []*slot) error {
 			var err error
 			rw, err = r.rewind(ctx, ss[0], req.Since, req.ID)
 			return err

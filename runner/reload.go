@@ -113,7 +113,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		for _, st := range stops {
 			st.s.mu.Lock()
 			if st.held {
-				st.s.holds--
+				st.s.releaseHold()
 			} else {
 				st.s.want = st.want
 			}
@@ -126,7 +126,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		defer s.mu.Unlock()
 		st := stopping{name: name, s: s, want: s.want, held: held}
 		if held {
-			s.holds++
+			s.addHold("reload")
 		} else {
 			s.want = false
 		}
@@ -183,7 +183,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 				s.retireLast()
 				s.last.Store(nil)
 			}
-			s.holds--
+			s.releaseHold()
 			r.reconcile(s)
 			s.mu.Unlock()
 		}

@@ -87,8 +87,8 @@ func TestSkipRequestAppliedBeforeIsNotRepeated(t *testing.T) {
 
 // TestSkipCountsItsDeadLetter: skipping the head-of-line event of a
 // trigger without dead letters (the endpoint answers 410) logs the
-// delivery it cuts off at INFO, as part of the restart and not as an
-// unfinished shutdown, and counts the dead letter like one a dispatcher
+// delivery it cuts off at INFO, as part of the restart for the skip (and
+// who asked for it), not as an unfinished shutdown, and counts the dead letter like one a dispatcher
 // stores: dead_letters, deliveries{dead_lettered} and
 // changehook_dead_letters_total are 1.
 func TestSkipCountsItsDeadLetter(t *testing.T) {
@@ -125,8 +125,13 @@ triggers:
 	if strings.Contains(out, "deliveries unfinished at shutdown") {
 		t.Errorf("the skip's restart was logged as an unfinished shutdown:\n%s", out)
 	}
-	if !strings.Contains(out, `level=INFO msg="in-flight deliveries cut off by a control or reload; they are delivered again when the trigger restarts"`) {
-		t.Errorf("no INFO line for the delivery the skip cut off:\n%s", out)
+	if !strings.Contains(out, `level=INFO msg="in-flight deliveries cut off by a control or reload; they are delivered again when the trigger restarts" trigger=strict cause="skip by test" `+
+		`error="close dispatcher for skip by test: grace period ended with 1 events unfinished: context deadline exceeded"`) {
+		t.Errorf("no INFO line for the delivery the skip cut off, naming the skip:\n%s", out)
+	}
+	// The delivery is cut off by the skip, not by a shutdown.
+	if strings.Contains(out, "canceled by shutdown") || !strings.Contains(out, `level=INFO msg="delivery canceled" trigger=strict cause="skip by test" webhook_id=msg_`) {
+		t.Errorf("the delivery the skip cut off is not logged as the skip's:\n%s", out)
 	}
 
 	st := statusOf(t, r, "strict")

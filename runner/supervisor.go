@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -91,6 +92,10 @@ type slot struct {
 	holds    int       // control operations holding it stopped
 	cur      *instance // the running (or stopping) watcher, nil when none
 	lease    Lease     // the cluster lease it runs under (StartLeased), nil when none
+	// holdFor is what the newest of the holds holds it for ("skip by
+	// cli", "reload"; "" when none does), which the log of the watcher a
+	// hold stops gives as the cause (see heldFor).
+	holdFor string
 	// rewrite holds the unit stopped while a control request rewriting its
 	// checkpoint is pending for it: control document → request id.
 	rewrite map[string]string
@@ -146,6 +151,39 @@ type instance struct {
 	resumed bool
 }
 
+// requestedBy is the why of a hold for control kind requested by by
+// ("skip by cli").
+func requestedBy(kind, by string) string { return kind + " by " + cmp.Or(by, "unknown") }
+
+// addHold holds s stopped for why (see holdFor); s.mu must be held, and
+// reconcile called after.
+func (s *slot) addHold(why string) {
+	s.holds++
+	s.holdFor = why
+}
+
+// releaseHold ends a hold of addHold; s.mu must be held, and reconcile
+// called after.
+func (s *slot) releaseHold() {
+	s.holds--
+	if s.holds == 0 {
+		s.holdFor = ""
+	}
+}
+
+// heldFor says why s is stopped although it should run, for the log of
+// its watcher (Watcher.restarting): what a control or reload holds it for.
+// s.mu must be held.
+func (s *slot) heldFor() string {
+	switch {
+	case s.holds > 0 && s.holdFor != "":
+		return s.holdFor
+	case len(s.rewrite) > 0:
+		return "a pending resume --from or redeliver request"
+	}
+	return "a control or reload"
+}
+
 // shouldRun reports whether s should have a watcher; s.mu must be held.
 func (r *Runner) shouldRun(s *slot) bool {
 	return s.t.Enabled && s.want && s.pause == nil && !s.failed && s.holds == 0 && len(s.rewrite) == 0 && !s.unread
@@ -161,7 +199,10 @@ func (r *Runner) reconcile(s *slot) {
 			// Stopped only to be held by a control or a reload (not
 			// disabled, unwanted, paused or failed): it starts again as
 			// soon as that is done.
-			s.cur.w.restarting.Store(s.t.Enabled && s.want && s.pause == nil && !s.failed)
+			if s.t.Enabled && s.want && s.pause == nil && !s.failed {
+				why := s.heldFor()
+				s.cur.w.restarting.Store(&why)
+			}
 			s.cur.cancel()
 		}
 		return
@@ -536,13 +577,14 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 
 // holding stops the watchers of the trigger's units (every partition, or
 // the one partition name is the key of) and keeps them stopped while f
-// runs: see hold. Its error starts with action and the trigger's name.
+// runs: see hold, whose why is action. Its error starts with action and
+// the trigger's name.
 func (r *Runner) holding(ctx context.Context, name, action string, f func(ss []*slot) error) error {
 	ss, err := r.slotsOf(name)
 	if err != nil {
 		return fmt.Errorf("%s: %w", action, err) // the error names the trigger
 	}
-	if err := r.hold(ctx, ss, f); err != nil {
+	if err := r.hold(ctx, ss, action, f); err != nil {
 		return fmt.Errorf("%s %s: %w", action, name, err)
 	}
 	return nil
@@ -550,12 +592,14 @@ func (r *Runner) holding(ctx context.Context, name, action string, f func(ss []*
 
 // hold stops the watchers of the units ss and keeps them stopped (waiting
 // until they have stopped or ctx ends) while f runs, then lets them run
-// again if they should. It needs Run to be running, so that no other
-// watcher of the trigger can appear while f rewrites its state. Its error
+// again if they should. why says what for ("skip by cli"; see
+// requestedBy): the watchers it stops log the deliveries they cut off with
+// it as the cause. It needs Run to be running, so that no other watcher of
+// the trigger can appear while f rewrites its state. Its error
 // (f's, or why it could not hold them) names neither the action nor the
 // trigger: holding's caller, or RequestControl for a control request's
 // result, says them once.
-func (r *Runner) hold(ctx context.Context, ss []*slot, f func(ss []*slot) error) error {
+func (r *Runner) hold(ctx context.Context, ss []*slot, why string, f func(ss []*slot) error) error {
 	r.mu.Lock()
 	running := r.runCtx != nil && !r.closing
 	r.mu.Unlock()
@@ -565,7 +609,7 @@ func (r *Runner) hold(ctx context.Context, ss []*slot, f func(ss []*slot) error)
 	dones := make([]<-chan struct{}, len(ss))
 	for i, s := range ss {
 		s.mu.Lock()
-		s.holds++
+		s.addHold(why)
 		r.reconcile(s)
 		dones[i] = s.doneChan()
 		s.mu.Unlock()
@@ -573,7 +617,7 @@ func (r *Runner) hold(ctx context.Context, ss []*slot, f func(ss []*slot) error)
 	defer func() {
 		for _, s := range ss {
 			s.mu.Lock()
-			s.holds--
+			s.releaseHold()
 			r.reconcile(s)
 			s.mu.Unlock()
 		}

@@ -222,9 +222,11 @@ type Watcher struct {
 
 	// restarting is set when the watcher is stopped to be started again
 	// at once (a control such as skip, resume --from or redeliver, or a
-	// reload, holds the trigger): deliveries its shutdown cuts off are
-	// then part of the restart, not an unfinished shutdown.
-	restarting atomic.Bool
+	// reload, holds the trigger), to what it is stopped for ("skip by
+	// cli", "reload"): deliveries its shutdown cuts off are then part of
+	// the restart, not an unfinished shutdown, and are logged with that
+	// cause.
+	restarting atomic.Pointer[string]
 
 	mu     sync.Mutex
 	status TriggerStatus
@@ -1528,12 +1530,18 @@ func (w *Watcher) shutdown(ctx context.Context) {
 	if w.opts.Deadline != nil {
 		grace = max(0, min(grace, w.opts.Deadline().Sub(w.clock.Now())))
 	}
-	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	why := w.restarting.Load()
+	var cause error // nil: the grace period's end is the cause
+	if why != nil {
+		// The dispatcher logs the deliveries it cuts off with it.
+		cause = errors.New(*why)
+	}
+	graceCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), grace, cause)
 	closeErr := w.disp.Close(graceCtx)
 	cancel()
 	switch {
-	case closeErr != nil && w.restarting.Load():
-		w.log.Info("in-flight deliveries cut off by a control or reload; they are delivered again when the trigger restarts", "error", closeErr)
+	case closeErr != nil && why != nil:
+		w.log.Info("in-flight deliveries cut off by a control or reload; they are delivered again when the trigger restarts", "cause", *why, "error", closeErr)
 	case closeErr != nil:
 		w.log.Warn("deliveries unfinished at shutdown; they will be redelivered after restart", "error", closeErr)
 	}
