@@ -868,7 +868,8 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 			return Result{WebhookID: msg.ID, Reason: ReasonCanceled}, fmt.Errorf("wait for the circuit to close: %w", gerr), false
 		}
 		bounded := !forever || d.circuit != nil
-		res, err = d.sender.retryStage(ctx, msg, forever && !bounded, prog, info)
+		// Numbered on from the previous round's attempts (res).
+		res, err = d.sender.retryStage(ctx, msg, forever && !bounded, prog, info, res)
 		switch {
 		case err == nil:
 			d.payload.streak.Store(0)
@@ -957,5 +958,5 @@ func (s *Sender) DeliverBatch(ctx context.Context, evs []Event) (Result, error) 
 	}
 	info := s.eventInfo(evs[0])
 	info.events = len(evs)
-	return s.retryStage(ctx, msg, false, nil, info)
+	return s.retryStage(ctx, msg, false, nil, info, Result{})
 }

@@ -68,7 +68,8 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 		// (without dead letters a round is retry.max_attempts attempts).
 		bounded := !forever || d.circuit != nil
 		payloadForever := forever && !d.payload.enabled()
-		res, err = d.sender.deliver(ctx, j.ev, forever && !bounded, payloadForever, j.prog)
+		// Numbered on from the previous round's attempts (res).
+		res, err = d.sender.deliver(ctx, j.ev, forever && !bounded, payloadForever, j.prog, res)
 		switch {
 		case err == nil:
 			d.payload.streak.Store(0)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -424,13 +425,22 @@ func TestCircuitOpenBlocksAndBackpressures(t *testing.T) {
 
 // TestCircuitWithoutDeadLetters: without dead letters a failed round of
 // retry.max_attempts attempts counts as a failed delivery; the circuit
-// opens and closes the same way and the event is delivered.
+// opens and closes the same way and the event is delivered. The attempts
+// are numbered on across the rounds and the probes, as the delivery
+// history and the head of line show them: one event's attempt 2 is its
+// second request, never a second "attempt 1".
 func TestCircuitWithoutDeadLetters(t *testing.T) {
 	rc := newReceiver(t, statuses(500, 500, 500, 500, 204))
 	clock := newFakeClock()
 	tr := circuitTrigger(rc.srv.URL, triggers.CircuitPolicy{Failures: 2})
 	tr.DeadLetter = false
-	d := newTestDispatcher(t, tr, nil, WithClock(clock))
+	var mu sync.Mutex
+	var numbers []int
+	d := newTestDispatcher(t, tr, nil, WithClock(clock), WithObserver(func(a Attempt) {
+		mu.Lock()
+		numbers = append(numbers, a.Number)
+		mu.Unlock()
+	}))
 	ev := testEvent(t, 1, "k")
 	if err := d.Submit(context.Background(), ev); err != nil {
 		t.Fatal(err)
@@ -444,5 +454,10 @@ func TestCircuitWithoutDeadLetters(t *testing.T) {
 	}
 	if n := len(rc.deliveries()); n != 5 {
 		t.Fatalf("%d requests, want 5 (2 rounds, 2 failed probes, 1 success)", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(numbers) != "[1 2 3 4 5]" {
+		t.Errorf("attempt numbers %v, want [1 2 3 4 5]", numbers)
 	}
 }

@@ -364,7 +364,7 @@ func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, 
 // cannot be built fails with ReasonPayload and sends nothing (the observers
 // see one attempt with that reason).
 func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
-	return s.deliver(ctx, ev, false, false, nil)
+	return s.deliver(ctx, ev, false, false, nil, Result{})
 }
 
 // DeliverUntilSuccess is Deliver for a trigger without dead letters, whose
@@ -373,7 +373,7 @@ func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
 // retried every Retry.MaxBackoff (the configuration may be fixed and
 // reloaded), until the delivery succeeds or ctx ends.
 func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, error) {
-	return s.deliver(ctx, ev, true, true, nil)
+	return s.deliver(ctx, ev, true, true, nil, Result{})
 }
 
 // deliver builds the payload and runs the retry stage; forever: failed
@@ -381,8 +381,10 @@ func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, err
 // retried every Retry.MaxBackoff (see DeliverUntilSuccess) instead of being
 // returned. Every payload error counts as an attempt with reason
 // payload_error (metric and observers; nothing is sent). prog (may be nil)
-// follows the attempts.
-func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever bool, prog *progress) (Result, error) {
+// follows the attempts. prev is the result of the event's previous round
+// of attempts (zero for none): the attempts are numbered on from it, and
+// the Result's FirstAttemptAt stays the first round's.
+func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever bool, prog *progress, prev Result) (Result, error) {
 	if ctx == nil {
 		return Result{}, fmt.Errorf("deliver event: %w", errNilContext)
 	}
@@ -390,14 +392,14 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 		return Result{}, errors.New("deliver event: empty resume token")
 	}
 	id := WebhookID(s.trigger, ev.Token)
-	for n := 1; ; n++ {
+	for n := prev.Attempts + 1; ; n++ {
 		payload, err := BuildPayload(s.webhook, ev)
 		var msg Message
 		if err == nil {
 			msg, err = wrapMessage(&s.webhook, id, ev.Raw, payload)
 		}
 		if err == nil {
-			return s.retryStage(ctx, msg, forever, prog, s.eventInfo(ev))
+			return s.retryStage(ctx, msg, forever, prog, s.eventInfo(ev), prev)
 		}
 		s.metrics.attempt(s.trigger, ReasonPayload)
 		now := s.clock.Now()
@@ -407,7 +409,11 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 		info := s.eventInfo(ev)
 		s.observe(Attempt{WebhookID: id, Number: n, Reason: ReasonPayload, Err: err, Trigger: s.trigger, Start: now,
 			DocumentKey: info.documentKey, Operation: info.operation})
-		res := Result{WebhookID: id, Reason: ReasonPayload, FirstAttemptAt: now}
+		// Attempts counts the requests sent: none for this one.
+		res := Result{WebhookID: id, Reason: ReasonPayload, Attempts: prev.Attempts, FirstAttemptAt: prev.FirstAttemptAt}
+		if res.FirstAttemptAt.IsZero() {
+			res.FirstAttemptAt = now
+		}
 		if !payloadForever {
 			prog.failedPayload(err, now, time.Time{})
 			return res, fmt.Errorf("deliver %s: %w", id, err)
@@ -427,12 +433,20 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 // attempts; info is what the observers learn about the event. A batch of
 // several events that the endpoint refuses as too large (tooLarge), with a
 // status the policy does not retry, ends the stage at once, also when
-// forever: the caller sends its events in smaller requests.
-func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress, info eventInfo) (Result, error) {
+// forever: the caller sends its events in smaller requests. prev is the
+// result of the request's previous round of attempts (zero for none): a
+// round is retry.max_attempts attempts, backed off from
+// retry.initial_backoff again, but its attempts are numbered on from
+// prev's and FirstAttemptAt stays the first round's.
+func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress, info eventInfo, prev Result) (Result, error) {
 	id := msg.ID
-	res := Result{WebhookID: id, FirstAttemptAt: s.clock.Now()}
+	res := Result{WebhookID: id, FirstAttemptAt: prev.FirstAttemptAt}
+	if res.FirstAttemptAt.IsZero() {
+		res.FirstAttemptAt = s.clock.Now()
+	}
 	lastLog := ""
-	for n := 1; ; n++ {
+	for k := 1; ; k++ { // k: this round's attempt, n: the request's
+		n := prev.Attempts + k
 		at, retry, err := s.sendOnce(ctx, msg, n, info)
 		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
 		res.Latency = s.clock.Now().Sub(res.FirstAttemptAt)
@@ -479,11 +493,11 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 				slog.Bool("retry", retry),
 				slog.String("error", msg))
 		}
-		if !retry || (!forever && n >= s.retry.MaxAttempts) {
+		if !retry || (!forever && k >= s.retry.MaxAttempts) {
 			prog.attempted(at, permanent, time.Time{})
 			return res, fmt.Errorf("deliver %s to %s: giving up after %s: %w", id, s.redactedURL, attemptsText(n), err)
 		}
-		wait := s.backoff(s.retry.InitialBackoff, s.retry.MaxBackoff, n-1, at.resp)
+		wait := s.backoff(s.retry.InitialBackoff, s.retry.MaxBackoff, k-1, at.resp)
 		prog.attempted(at, permanent, s.clock.Now().Add(wait))
 		if serr := s.clock.Sleep(ctx, wait); serr != nil {
 			res.Reason = ReasonCanceled
