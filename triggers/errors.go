@@ -78,15 +78,25 @@ func sortProblems(ps []Problem) []Problem {
 // max_attempts, "payload_format" for format), when that part is at least
 // five letters long. Word parts at the end are tried first: in a compound
 // name the last word names the thing.
+//
+// Its cost stays bounded by the candidates whatever s is (a name from a URL
+// or a command line may be long): a candidate whose length differs from
+// s's by more than the distance allowed cannot be that close, so the edit
+// distance, quadratic in the lengths, is computed only for the others.
 func Suggest(s string, candidates []string) string {
 	best, bestDist := "", 0
+	limit := max(1, min(3, len(s)/3))
+	ls := strings.ToLower(s)
 	for _, c := range candidates {
-		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		lc := strings.ToLower(c)
+		if len(ls)-len(lc) > limit || len(lc)-len(ls) > limit {
+			continue // the edit distance is at least the length difference
+		}
+		d := editDistance(ls, lc)
 		if best == "" || d < bestDist {
 			best, bestDist = c, d
 		}
 	}
-	limit := max(1, min(3, len(s)/3))
 	if best != "" && bestDist <= limit {
 		return best
 	}
@@ -96,8 +106,11 @@ func Suggest(s string, candidates []string) string {
 	} {
 		found := ""
 		for _, c := range candidates {
-			ls, lc := strings.ToLower(s), strings.ToLower(c)
-			if min(len(ls), len(lc)) < 5 || !(part(ls, lc) || part(lc, ls)) {
+			long, short := ls, strings.ToLower(c)
+			if len(short) > len(long) {
+				long, short = short, long // only a longer name can hold the other at an underscore
+			}
+			if len(short) < 5 || !part(long, short) {
 				continue
 			}
 			if found != "" {

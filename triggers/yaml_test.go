@@ -1,6 +1,7 @@
 package triggers
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,22 @@ func TestBreakingLine(t *testing.T) {
 				t.Errorf("breakingLine = %d, %d, %v; want %d, %d, %v", breaking, start, ok, tt.breaking, tt.start, tt.ok)
 			}
 		})
+	}
+}
+
+// TestSuggestLongInput: a long name (from a URL, say) is compared with the
+// candidates in time bounded by theirs, and a suggestion stays the one the
+// distance gives.
+func TestSuggestLongInput(t *testing.T) {
+	names := make([]string, 2000)
+	for i := range names {
+		names[i] = fmt.Sprintf("trigger_%04d", i)
+	}
+	long := strings.Repeat("x", 1<<20)
+	if got := Suggest(long, names); got != "" {
+		t.Errorf("Suggest(1 MiB name) = %q, want none", got)
+	}
+	if got := Suggest("trigger_0O42", names); got != "trigger_0042" {
+		t.Errorf("Suggest(trigger_0O42) = %q, want trigger_0042", got)
 	}
 }
