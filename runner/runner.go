@@ -45,6 +45,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -341,7 +342,16 @@ func (r *Runner) slotsOf(name string) ([]*slot, error) {
 	if s, ok := r.slots[name]; ok {
 		return []*slot{s}, nil
 	}
-	return nil, fmt.Errorf("%w %s", ErrUnknownTrigger, textcut.Quote(name))
+	// As the CLI and the admin API's other endpoints say it: the closest
+	// trigger, and the configured ones.
+	hint := ""
+	if s := triggers.Suggest(name, r.order); s != "" {
+		hint = fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	if len(r.order) > 0 {
+		hint += "; triggers: " + strings.Join(r.order, ", ")
+	}
+	return nil, fmt.Errorf("%w %s%s", ErrUnknownTrigger, textcut.Quote(name), hint)
 }
 
 // slot finds the one slot of name: an unpartitioned trigger or one
