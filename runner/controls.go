@@ -671,6 +671,11 @@ func (r *Runner) planResume(ctx context.Context, s *slot, from ResumeFrom) (resu
 	if err != nil {
 		return resumePlan{}, err
 	}
+	if found && !from.Now {
+		if err := beforeCheckpoint(old, from.Time, t.Name); err != nil {
+			return resumePlan{}, err
+		}
+	}
 	cp, err := PositionAt(ctx, r.client, t, from.Time)
 	if err != nil {
 		return resumePlan{}, err
@@ -737,6 +742,27 @@ func notRewind(old, cp store.Checkpoint, at time.Time, name string) error {
 	if !before {
 		return nil
 	}
+	return rewindError(old, at, name)
+}
+
+// beforeCheckpoint returns rewindError when at falls in a second before
+// old's cluster time, which no position at at can follow, else nil (a
+// checkpoint of that second or without a time needs the position:
+// notRewind). Checked before the position is looked up, so that a time
+// both before the checkpoint and older than the oplog is refused for the
+// checkpoint, whose way out (redeliver, or a later time) holds, rather
+// than for the oplog, whose "earliest time it still reaches" may itself be
+// before the checkpoint.
+func beforeCheckpoint(old store.Checkpoint, at time.Time, name string) error {
+	if cpAt := checkpointTime(old); !cpAt.IsZero() && at.Unix() < cpAt.Unix() {
+		return rewindError(old, at, name)
+	}
+	return nil
+}
+
+// rewindError is the refusal of a resume from at, a time before old, the
+// checkpoint of trigger name.
+func rewindError(old store.Checkpoint, at time.Time, name string) error {
 	cpAt := checkpointTime(old)
 	where := ""
 	switch {
@@ -771,6 +797,14 @@ func CheckResumeFrom(ctx context.Context, client *mongo.Client, st *store.Store,
 		old, found, err := st.LoadCheckpoint(ctx, u.Key())
 		if err != nil {
 			return fmt.Errorf("check the resume position: %w", err)
+		}
+		if found {
+			if err := beforeCheckpoint(old, from.Time, t.Name); err != nil {
+				if len(units) > 1 {
+					return fmt.Errorf("partition %s: %w", u.Key(), err)
+				}
+				return err
+			}
 		}
 		cp, err := PositionAt(ctx, client, u, from.Time)
 		if err != nil {

@@ -159,10 +159,10 @@ const earliestWait = 10 * time.Second
 func positionError(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at time.Time, err error) error {
 	if !at.IsZero() && historyLost(err) {
 		if earliest, ok := earliestStart(ctx, client, t, at); ok {
-			return fmt.Errorf("%s is older than the oldest change still in the oplog: the earliest time it still reaches is %s (pick it or later, or now): %w",
+			return fmt.Errorf("%s is older than the oldest change still in the oplog: the earliest time it still reaches is %s (pick it or a later time): %w",
 				positionText(at), positionText(earliest), err)
 		}
-		return fmt.Errorf("%s is older than the oldest change still in the oplog: pick a later time, or now: %w", positionText(at), err)
+		return fmt.Errorf("%s is older than the oldest change still in the oplog: pick a later time: %w", positionText(at), err)
 	}
 	if errors.Is(err, errNoToken) {
 		return fmt.Errorf("open the change stream of %s: %w", t.Name, err)

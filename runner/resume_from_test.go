@@ -28,6 +28,7 @@ func TestResumeFromRefusesRewindsAndFutureTimes(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		future bool
+		old    bool // also older than the oplog: refused for the checkpoint all the same
 		via    string
 	}{
 		{name: "rewind via control request", via: "control"},
@@ -36,6 +37,8 @@ func TestResumeFromRefusesRewindsAndFutureTimes(t *testing.T) {
 		{name: "future via Runner.Resume", future: true, via: "runner"},
 		{name: "rewind via Runner.RequestControl", via: "request"},
 		{name: "future via Runner.RequestControl", future: true, via: "request"},
+		{name: "before the oplog via Runner.Resume", old: true, via: "runner"},
+		{name: "before the oplog via Runner.RequestControl", old: true, via: "request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -82,6 +85,13 @@ func TestResumeFromRefusesRewindsAndFutureTimes(t *testing.T) {
 			waitFor(t, "id 2 checkpointed", func() bool { _, ok := checkpointOK(); return ok })
 			want := []string{"before the trigger's checkpoint", "changehook redeliver orders --since " + from.Format(time.RFC3339)}
 			wantErr := runner.ErrRewind
+			if tc.old {
+				// Older than the oplog too: refused for the checkpoint, whose
+				// way out holds, not sent to the oplog's earliest time, which
+				// is before the checkpoint as well.
+				from = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+				want = []string{"before the trigger's checkpoint", "changehook redeliver orders --since 2020-01-01T00:00:00Z"}
+			}
 			if tc.future {
 				from = serverTime(t, client).Add(time.Hour).Truncate(time.Second)
 				want = []string{from.Format(time.RFC3339) + " is after the server's current time"}
