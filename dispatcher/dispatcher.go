@@ -376,13 +376,7 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		// loss): the event stays undone and is delivered later (or
 		// dead-lettered by a skip), so no outcome is recorded (its
 		// attempts are).
-		if why := closeCause(ctx); why != "" {
-			d.log.LogAttrs(ctx, slog.LevelInfo, "delivery canceled", slog.String("cause", why),
-				slog.String("webhook_id", res.WebhookID), slog.Int("attempts", res.Attempts))
-		} else {
-			d.log.LogAttrs(ctx, slog.LevelInfo, "delivery canceled by shutdown",
-				slog.String("webhook_id", res.WebhookID), slog.Int("attempts", res.Attempts))
-		}
+		d.logCanceled(ctx, "delivery canceled", slog.String("webhook_id", res.WebhookID), slog.Int("attempts", res.Attempts))
 		return false
 	case !d.deadLetter:
 		// Unreachable: DeliverUntilSuccess ends only on success or
@@ -397,6 +391,17 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 	}
 	d.metrics.delivery(trigger, OutcomeDeadLettered, d.clock.Now().Sub(j.ev.Received).Seconds())
 	return true
+}
+
+// logCanceled logs deliveries Close cut off: msg with the cause Close was
+// given (closeCause: a control that restarts the trigger, say), or msg
+// "by shutdown" when it was given none.
+func (d *Dispatcher) logCanceled(ctx context.Context, msg string, attrs ...slog.Attr) {
+	if why := closeCause(ctx); why != "" {
+		d.log.LogAttrs(ctx, slog.LevelInfo, msg, append([]slog.Attr{slog.String("cause", why)}, attrs...)...)
+		return
+	}
+	d.log.LogAttrs(ctx, slog.LevelInfo, msg+" by shutdown", attrs...)
 }
 
 // closeCause is why ctx (Close's, or the deliveries' once Close canceled
