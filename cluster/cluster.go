@@ -734,7 +734,8 @@ func (m *Manager) LeaseWait(key string) (member string, until time.Time, reason 
 	case p != "" && p != m.self.ID:
 		member, reason = p, fmt.Sprintf("member %s runs it: the live members share the triggers out, and this one stands by", p)
 		if m.drift[trigger] {
-			reason = fmt.Sprintf("member %s runs it: this member's definition of the trigger differs from the majority's", p)
+			_, tie := majority(m.members, trigger)
+			reason = fmt.Sprintf("member %s runs it: this member's definition of the trigger differs from %s", p, driftWords(tie))
 		}
 	case ks == nil:
 		return "", time.Time{}, ""
@@ -907,19 +908,40 @@ func (m *Manager) preferred(live []store.Member, trigger, key string) string {
 // majorityHash is the definition hash of trigger held by most live members
 // (ties: the smallest hash, so every member decides the same).
 func majorityHash(live []store.Member, trigger string) string {
+	h, _ := majority(live, trigger)
+	return h
+}
+
+// majority is majorityHash's answer and whether another definition is held
+// by as many live members (the smallest hash then won the tie).
+func majority(live []store.Member, trigger string) (hash string, tie bool) {
 	counts := map[string]int{}
 	for _, mem := range live {
 		if h, ok := mem.Triggers[trigger]; ok {
 			counts[h]++
 		}
 	}
-	best, n := "", 0
+	n := 0
 	for h, c := range counts {
-		if c > n || c == n && h < best {
-			best, n = h, c
+		if c > n || c == n && h < hash {
+			hash, n = h, c
 		}
 	}
-	return best
+	for h, c := range counts {
+		if c == n && h != hash {
+			tie = true
+		}
+	}
+	return hash, tie
+}
+
+// driftWords says how the definition a member drifted from was chosen:
+// by most live members, or, between equally many, by the smaller hash.
+func driftWords(tie bool) string {
+	if tie {
+		return "the definition that won a tie between equally many members (the smaller hash wins)"
+	}
+	return "the majority's"
 }
 
 // PreferredMember returns the member of ids that rendezvous hashing makes
@@ -946,11 +968,11 @@ func (m *Manager) reportDrift(live []store.Member) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for name, mine := range m.self.Triggers {
-		maj := majorityHash(live, name)
+		maj, tie := majority(live, name)
 		drift := maj != "" && maj != mine
 		if drift != m.drift[name] {
 			if drift {
-				m.log.Warn("trigger definition differs from the majority of members; this member does not run it",
+				m.log.Warn("trigger definition differs from "+driftWords(tie)+"; this member does not run it",
 					"trigger", name, "hash", mine, "majority_hash", maj)
 			} else {
 				m.log.Info("trigger definition agrees with the majority again", "trigger", name)

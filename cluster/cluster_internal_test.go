@@ -7,6 +7,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -732,5 +733,81 @@ func TestAwaitCancelledWhileAcquiringLeavesNoLease(t *testing.T) {
 				t.Fatalf("iteration %d: lease %s still owned by %s after the Await gave up", i, l.Key, l.Owner)
 			}
 		}
+	}
+}
+
+// TestMajority: the definition most live members hold wins; between
+// equally many the smaller hash wins, and the answer says it was a tie
+// (what the drift log and lease_wait then say instead of "the majority's").
+func TestMajority(t *testing.T) {
+	defs := func(hashes ...string) []store.Member {
+		var live []store.Member
+		for i, h := range hashes {
+			m := store.Member{ID: fmt.Sprint("m", i), Triggers: map[string]string{}}
+			if h != "" {
+				m.Triggers["orders"] = h
+			}
+			live = append(live, m)
+		}
+		return live
+	}
+	tests := []struct {
+		name string
+		live []store.Member
+		hash string
+		tie  bool
+	}{
+		{"no member has it", defs("", ""), "", false},
+		{"one member", defs("b"), "b", false},
+		{"all agree", defs("b", "b"), "b", false},
+		{"two against one", defs("b", "a", "b"), "b", false},
+		{"one each", defs("b", "a"), "a", true},
+		{"two each and one", defs("c", "b", "c", "b", "a"), "b", true},
+		{"a member without it does not count", defs("b", "", "a", "b"), "b", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hash, tie := majority(tc.live, "orders")
+			if hash != tc.hash || tie != tc.tie {
+				t.Errorf("majority = %q, tie %v; want %q, %v", hash, tie, tc.hash, tc.tie)
+			}
+			if got := majorityHash(tc.live, "orders"); got != tc.hash {
+				t.Errorf("majorityHash = %q, want %q", got, tc.hash)
+			}
+		})
+	}
+}
+
+// TestDriftTieSaysSo: with two members on two definitions (a rolling update
+// halfway), the one whose definition lost the tie does not call the other
+// "the majority".
+func TestDriftTieSaysSo(t *testing.T) {
+	st := newTestStore(t)
+	ctx := t.Context()
+	clock := newFakeClock()
+	changed := testConfig(t, "orders")
+	changed.Triggers[0].Collection = "orders_v2"
+	a := newManager(t, st, testConfig(t, "orders"), "a", clock)
+	c := newManager(t, st, changed, "c", clock)
+	for _, m := range []*Manager{a, c, a, c} {
+		m.round(ctx)
+	}
+	var drifted []string
+	for _, m := range []*Manager{a, c} {
+		s, err := m.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Drift) == 0 {
+			continue
+		}
+		drifted = append(drifted, m.self.ID)
+		_, _, reason := m.LeaseWait("orders")
+		if want := "differs from the definition that won a tie between equally many members (the smaller hash wins)"; !strings.Contains(reason, want) {
+			t.Errorf("member %s: reason %q, want it to contain %q", m.self.ID, reason, want)
+		}
+	}
+	if len(drifted) != 1 {
+		t.Fatalf("drifted members %v, want exactly one", drifted)
 	}
 }
