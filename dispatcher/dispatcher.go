@@ -308,8 +308,9 @@ func (d *Dispatcher) Idle() bool { return d.tracker.Held() == 0 && !d.payload.ha
 // is done (the grace period); then it cancels the remaining deliveries,
 // which are not marked done, waits for the workers to exit and closes the
 // webhook connections it kept open. It returns
-// nil when everything finished within the grace period, otherwise an error
-// wrapping ctx's error. Calling Close again waits for the first Close.
+// nil when everything finished within the grace period, otherwise an
+// *UnfinishedError wrapping ctx's error. Calling Close again waits for the
+// first Close.
 //
 // A ctx that ends with a cause of its own (context.WithTimeoutCause: not
 // just its deadline or a cancellation) says why the dispatcher is closed —
@@ -341,13 +342,35 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 		if why := closeCause(ctx); why != "" {
 			what += " for " + why
 		}
-		graceErr = fmt.Errorf("%s: grace period ended with %d events unfinished: %w", what, d.tracker.Pending(), ctx.Err())
+		graceErr = &UnfinishedError{What: what, Events: d.tracker.Pending(), Err: ctx.Err()}
 	}
 	d.cancelRun(context.Cause(ctx))
 	<-d.stopped
 	d.sender.CloseIdleConnections()
 	return graceErr
 }
+
+// UnfinishedError is Close's error when its context ended before every
+// submitted event was delivered or dead-lettered. The watermark stops
+// before the first of those events, so they are delivered again from the
+// checkpoint.
+type UnfinishedError struct {
+	// What names the close ("close dispatcher", with its cause).
+	What string
+	// Events is how many submitted events were neither delivered nor
+	// dead-lettered.
+	Events int
+	// Err is the context's error.
+	Err error
+}
+
+// Error says how many events the grace period left unfinished.
+func (e *UnfinishedError) Error() string {
+	return fmt.Sprintf("%s: grace period ended with %d events unfinished: %v", e.What, e.Events, e.Err)
+}
+
+// Unwrap returns the context's error.
+func (e *UnfinishedError) Unwrap() error { return e.Err }
 
 // process delivers one event and reports whether it is done (delivered or
 // dead-lettered).

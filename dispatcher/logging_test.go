@@ -93,8 +93,12 @@ func TestCanceledDeliveryLogsCloseCause(t *testing.T) {
 			<-arrived
 			ctx, cancel := context.WithTimeoutCause(context.Background(), 10*time.Millisecond, tc.cause)
 			defer cancel()
-			if err := d.Close(ctx); err == nil || !strings.Contains(err.Error(), tc.wantE) || !errors.Is(err, context.DeadlineExceeded) {
+			err := d.Close(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.wantE) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("Close = %v, want an error wrapping the deadline, with %q", err, tc.wantE)
+			}
+			if ue, ok := errors.AsType[*UnfinishedError](err); !ok || ue.Events != 1 {
+				t.Errorf("Close = %#v, want an *UnfinishedError counting 1 event", err)
 			}
 			if out := buf.String(); !strings.Contains(out, tc.wantLog) {
 				t.Errorf("log\n%s\nwant a line with %q", out, tc.wantLog)

@@ -168,6 +168,9 @@ type Runner struct {
 	dl       deadLetterCounts
 	reloadMu sync.Mutex // one Reload at a time
 	started  atomic.Bool
+	// unfinished counts the events the triggers' shutdown left unfinished
+	// (see Unfinished).
+	unfinished atomic.Int64
 
 	// mu guards cfg, slots, order, units, receivedBefore, runCtx, closing
 	// and adding to wg. Where a slot's lock is held too, the slot's is
@@ -313,6 +316,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.wg.Wait()
 	return nil
 }
+
+// Unfinished returns how many events Run's shutdown left neither delivered
+// nor dead-lettered: deliveries still in flight or queued when a trigger's
+// grace period (Options.ShutdownGrace) ended. Their checkpoints stay
+// before them, so they are delivered again at the next start. Read it
+// after Run returned; 0 when every trigger finished in time.
+func (r *Runner) Unfinished() int { return int(r.unfinished.Load()) }
 
 // orderedSlots returns every unit's slot in configuration (then
 // partition) order; r.mu must be held.

@@ -272,7 +272,8 @@ func (r *Runner) startLocked(s *slot) {
 		// on in this one if it loads the same checkpoint.
 		w.failedBefore, w.failedBeforeAt = prev.checkpointFailureLeft()
 	}
-	ctx, cancel := context.WithCancel(r.runCtx)
+	runCtx := r.runCtx
+	ctx, cancel := context.WithCancel(runCtx)
 	inst := &instance{w: w, cancel: cancel, done: make(chan struct{})}
 	s.cur = inst
 	s.err.Store(nil)
@@ -282,6 +283,9 @@ func (r *Runner) startLocked(s *slot) {
 		defer close(inst.done)
 		defer cancel()
 		err := w.Run(ctx)
+		if runCtx.Err() != nil { // stopped by the process's shutdown
+			r.unfinished.Add(w.unfinished.Load())
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if err != nil {

@@ -227,6 +227,9 @@ type Watcher struct {
 	// the restart, not an unfinished shutdown, and are logged with that
 	// cause.
 	restarting atomic.Pointer[string]
+	// unfinished is how many submitted events the last shutdown's grace
+	// period left neither delivered nor dead-lettered (see Runner.Unfinished).
+	unfinished atomic.Int64
 
 	mu     sync.Mutex
 	status TriggerStatus
@@ -1539,6 +1542,9 @@ func (w *Watcher) shutdown(ctx context.Context) {
 	graceCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), grace, cause)
 	closeErr := w.disp.Close(graceCtx)
 	cancel()
+	if ue, ok := errors.AsType[*dispatcher.UnfinishedError](closeErr); ok {
+		w.unfinished.Store(int64(ue.Events))
+	}
 	switch {
 	case closeErr != nil && why != nil:
 		w.log.Info("in-flight deliveries cut off by a control or reload; they are delivered again when the trigger restarts", "cause", *why, "error", closeErr)

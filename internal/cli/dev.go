@@ -185,13 +185,28 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 			})
 		}
 	}
-	err = serve(runCtx, env, cfg, rf, log, started)
+	var rn *runner.Runner
+	err = serve(runCtx, env, cfg, rf, log, func(r *runner.Runner) {
+		rn = r
+		if started != nil {
+			started(r)
+		}
+	})
 	stopDemo() // the writer stops with the runner, whatever ended it
 	wg.Wait()
 	if err != nil {
 		return fail(env, "dev", err)
 	}
-	fmt.Fprintln(env.Stdout, "stopped: in-flight deliveries finished, checkpoints saved.")
+	if n := rn.Unfinished(); n > 0 {
+		again := "a next dev with --data " + shellQuote(*data) + " delivers them again"
+		if *data == "" {
+			again = "they go with the temporary data (with --data DIR a next dev delivers them again)"
+		}
+		fmt.Fprintf(env.Stdout, "stopped: %s unfinished when the grace period (%s) ended; checkpoints saved before them: %s.\n",
+			plural(n, "event"), rf.grace, again)
+	} else {
+		fmt.Fprintln(env.Stdout, "stopped: in-flight deliveries finished, checkpoints saved.")
+	}
 	return ExitOK
 }
 

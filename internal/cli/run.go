@@ -296,7 +296,12 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	} else if err := rn.Run(ctx); err != nil {
 		return fmt.Errorf("run triggers: %w", err)
 	}
-	log.Info("changehook stopped: in-flight deliveries finished or timed out, checkpoints saved")
+	if n := rn.Unfinished(); n > 0 {
+		log.Warn("changehook stopped: the grace period ended with deliveries unfinished; their checkpoints stay before them, "+
+			"so they are delivered again at the next start", "unfinished", n, "grace", rf.grace)
+	} else {
+		log.Info("changehook stopped: in-flight deliveries finished, checkpoints saved")
+	}
 	return nil
 }
 

@@ -66,7 +66,8 @@ func gone(t *testing.T, dir, when string) {
 }
 
 // TestDevRemovesItsDataDirectory: dev's temporary data directory is removed
-// after SIGINT, after SIGTERM, after a second SIGINT that ends a slow
+// after a stop whose grace period a delivery outlasts (dev says so), after
+// SIGINT, after SIGTERM, after a second SIGINT that ends a slow
 // graceful shutdown at once, and after an error; when dev is SIGKILLed, the
 // next dev removes the leftover.
 func TestDevRemovesItsDataDirectory(t *testing.T) {
@@ -88,6 +89,31 @@ func TestDevRemovesItsDataDirectory(t *testing.T) {
     webhook: { timeout: 1m }
 `)
 
+	t.Run("grace period ends first", func(t *testing.T) {
+		// A delivery that outlasts --grace: dev says it did not finish
+		// rather than that every in-flight delivery did.
+		r, uri, dir := startDev(t, tmp, cfg, "--grace", "100ms")
+		r.waitReady()
+		client, err := mongo.Connect(options.Client().ApplyURI(uri))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = client.Disconnect(context.Background()) }()
+		if _, err := client.Database("e2e").Collection("d").InsertOne(context.Background(), bson.D{{Key: "_id", Value: 2}}); err != nil {
+			t.Fatal(err)
+		}
+		rc.waitInflight(t, 1)
+		if code := r.stop(); code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+		out := r.stdout.String()
+		if want := "stopped: 1 event unfinished when the grace period (100ms) ended; checkpoints saved before them: " +
+			"they go with the temporary data (with --data DIR a next dev delivers them again)."; !strings.Contains(out, want) ||
+			strings.Contains(out, "in-flight deliveries finished") {
+			t.Errorf("stdout\n%s\nwant %q", out, want)
+		}
+		gone(t, dir, "after the grace period ended")
+	})
 	t.Run("SIGINT", func(t *testing.T) {
 		r, _, dir := startDev(t, tmp, cfg)
 		r.waitReady()
