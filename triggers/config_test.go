@@ -195,6 +195,9 @@ func TestInterpolate(t *testing.T) {
 		{in: "x${UNSET}", want: "x", errs: []string{"1:environment variable UNSET is not set"}},
 		{in: "${1BAD}", want: "", errs: []string{`0:invalid environment variable name "1BAD"`}},
 		{in: "${}", want: "", errs: []string{`0:invalid environment variable name ""`}},
+		{in: "id ${fullDocument._id}", want: "id ", errs: []string{`3:invalid environment variable name "fullDocument._id" in "${fullDocument._id}": ` +
+			`${...} reads the environment when the file is loaded; a field of the change event is written as a field path in webhook.payload, ` +
+			`e.g. {$concat: ["Order ", {$toString: "$fullDocument._id"}]} (write "$${" for a literal "${")`}},
 		{in: "ab${OPEN", want: "ab${OPEN", errs: []string{`2:unterminated "${"`}},
 	}
 	for _, tt := range tests {

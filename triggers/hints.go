@@ -24,18 +24,23 @@ var fieldHints = map[string]map[string]string{
 		"operationTypes":  `the operation types are listed under operations`,
 		"operation_type":  `the operation types are listed under operations`,
 		"events":          `the operation types are listed under operations`,
-		"url":             `url belongs under webhook: (webhook: {url: ...})`,
 		"endpoint":        `the endpoint is webhook: {url: ...}`,
-		"secret":          `secret belongs under webhook: (webhook: {secret: ...})`,
-		"headers":         `headers belongs under webhook: (webhook: {headers: ...})`,
+		"body":            bodyHint,
+		"template":        bodyHint,
 		"retries":         `retries are configured under retry: (retry: {max_attempts: ...})`,
 		"disabled":        `use enabled: false`,
 	},
 	"webhook": {
 		"signing_secret": `the signing key is secret`,
 		"signing_key":    `the signing key is secret`,
+		"body":           bodyHint,
+		"template":       bodyHint,
 	},
 }
+
+// bodyHint is the hint for a request body given as body or template.
+const bodyHint = `the request body is built by webhook.payload, a MongoDB aggregation expression over the change event ` +
+	`(payload: {text: {$concat: ["New order ", {$toString: "$fullDocument._id"}]}})`
 
 // unknownFieldMessage is the problem reported for key k, not one of known,
 // in section: a hint from fieldHints, a "did you mean" from Suggest, or
@@ -46,6 +51,8 @@ func unknownFieldMessage(k, v *yaml.Node, section string, known []string) string
 		return fmt.Sprintf("unknown field %s in trigger: %s", textcut.Quote(k.Value), namespaceHint(v))
 	case fieldHints[section][k.Value] != "":
 		return fmt.Sprintf("unknown field %s in %s: %s", textcut.Quote(k.Value), section, fieldHints[section][k.Value])
+	case section == "trigger" && slices.Contains(webhookFields(), k.Value):
+		return fmt.Sprintf("unknown field %s in trigger: %s belongs under webhook: (webhook: {%s: ...})", textcut.Quote(k.Value), k.Value, k.Value)
 	}
 	if s := Suggest(k.Value, known); s != "" {
 		return fmt.Sprintf("unknown field %s in %s (did you mean %q?)", textcut.Quote(k.Value), section, s)

@@ -49,6 +49,11 @@ func interpolate(s string, env LookupEnv) (string, []interpolationError) {
 			body := s[i+2 : i+2+end]
 			name, def, hasDef := strings.Cut(body, ":-")
 			switch {
+			case !validVarName(name) && strings.Contains(name, "."):
+				// ${fullDocument._id}: a template's placeholder.
+				errs = append(errs, interpolationError{i, fmt.Sprintf("invalid environment variable name %s in %s: ${...} reads the environment "+
+					"when the file is loaded; a field of the change event is written as a field path in webhook.payload, e.g. "+
+					`{$concat: ["Order ", {$toString: "$%s"}]} (write "$${" for a literal "${")`, textcut.Quote(name), textcut.Quote("${"+body+"}"), textcut.Marked(name, textcut.QuoteLimit))})
 			case !validVarName(name):
 				errs = append(errs, interpolationError{i, fmt.Sprintf("invalid environment variable name %s in %s (use ${NAME} or ${NAME:-default})", textcut.Quote(name), textcut.Quote("${"+body+"}"))})
 			default:

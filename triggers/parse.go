@@ -1296,6 +1296,11 @@ func triggerFields() []string {
 	}
 }
 
+// webhookFields lists a trigger's webhook fields.
+func webhookFields() []string {
+	return []string{"url", "method", "headers", "secret", "timeout", "format", "payload", "secret_path", "rate_limit", "cloudevents", "auth", "tls"}
+}
+
 // trigger decodes one trigger from its own fields over the defaults section.
 // With defaultsOnly it decodes the defaults section itself (no required
 // fields).
@@ -1529,7 +1534,7 @@ func (d *decoder) retry(own, def entry) RetryPolicy {
 }
 
 func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webhook {
-	known := []string{"url", "method", "headers", "secret", "timeout", "format", "payload", "secret_path", "rate_limit", "cloudevents", "auth", "tls"}
+	known := webhookFields()
 	f := map[string]entry{}
 	headers := map[string]entry{}
 	var ownF, defF map[string]entry
