@@ -83,10 +83,22 @@ func runCommand(ctx context.Context, args []string, env Env) int {
 	}
 	rf.clustered = true
 	warnPublishedKeys(log, cfg)
+	logAdvice(log, cfg)
 	if err := serve(ctx, env, cfg, rf, log, nil); err != nil {
 		return fail(env, "run", err)
 	}
 	return ExitOK
+}
+
+// logAdvice logs each enabled trigger's triggers.Advice as a warning.
+func logAdvice(log *slog.Logger, cfg *triggers.Config) {
+	for _, t := range cfg.Triggers {
+		if t.Enabled {
+			for _, a := range triggers.Advice(t) {
+				log.Warn(a, "trigger", t.Name)
+			}
+		}
+	}
 }
 
 // warnPublishedKeys warns about each trigger of cfg that signs with a key

@@ -86,6 +86,9 @@ func writeSummary(env Env, cfg *triggers.Config) {
 		}
 		fmt.Fprintf(env.Stdout, "  %s%s: %s [%s] -> %s %s, ordering %s\n", t.Name, state, ns,
 			strings.Join(t.Operations, ", "), t.Webhook.Method, t.Webhook.RedactedURL(), t.Ordering)
+		for _, a := range triggers.Advice(t) {
+			fmt.Fprintf(env.Stdout, "    warning: %s\n", a)
+		}
 		if t.StartAt.After(time.Now()) {
 			fmt.Fprintf(env.Stdout, "    note: start_at %s is in the future: without a checkpoint the trigger shows waiting and reads nothing until the server's clock reaches it\n",
 				t.StartAt.Time.UTC().Format(time.RFC3339))
