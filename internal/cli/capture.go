@@ -144,7 +144,8 @@ type eventOutcome struct {
 	reason  string // why it matched or not
 	event   bson.D // after the trigger's pipeline, when matched
 	body    []byte // the request body, when matched and built
-	err     error  // the pipeline or the payload failed
+	gaps    payloadGaps
+	err     error // the pipeline or the payload failed
 }
 
 // evaluateEvent runs t on one recorded change event as run would: the
@@ -181,6 +182,7 @@ func evaluateEvent(t *triggers.Trigger, event bson.D) eventOutcome {
 		return o
 	}
 	o.body = msg.Body
+	o.gaps = findPayloadGaps(t, res.event)
 	return o
 }
 
@@ -332,6 +334,8 @@ func validateEvents(cfg *triggers.Config, path string, env Env) int {
 			case o.err != nil:
 				failures++
 				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: ERROR: %v\n", path, re.line, label, name, o.err)
+			case o.matched && !o.gaps.empty():
+				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: matched, payload ok (%d bytes), but %s\n", path, re.line, label, name, len(o.body), o.gaps.short())
 			case o.matched:
 				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: matched, payload ok (%d bytes)\n", path, re.line, label, name, len(o.body))
 			default:

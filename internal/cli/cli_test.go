@@ -201,6 +201,16 @@ func TestValidate(t *testing.T) {
 			t.Errorf("exit %d\n%s%s\nwant the note:\n%s", code, out, errOut, note)
 		}
 	})
+	t.Run("advice", func(t *testing.T) {
+		cfg := writeConfig(t, strings.Replace(okConfig, `" left!"] }`, `" left! {{fullDocument.sku}}"] }`, 1))
+		code, out, errOut := run(t, nil, "", "validate", "-c", cfg)
+		warning := "  low_stock: lessons.inventory [insert, update] -> POST http://127.0.0.1:1/hook?token=REDACTED, ordering strict\n" +
+			`    warning: webhook.payload: " left! {{fullDocument.sku}}" looks like a template placeholder, but payload is a MongoDB expression ` +
+			`and sends a string as written: build it with $concat and field paths, e.g. {$concat: ["Order ", {$toString: "$fullDocument._id"}]}` + "\n"
+		if code != ExitOK || !strings.Contains(out, warning) {
+			t.Errorf("exit %d\n%s%s\nwant the warning:\n%s", code, out, errOut, warning)
+		}
+	})
 	t.Run("admin token", func(t *testing.T) {
 		warning := "  warning: admin.token is shorter than 16 characters"
 		for _, tc := range []struct {
@@ -279,6 +289,27 @@ func TestTestCommand(t *testing.T) {
 			}
 		})
 	}
+	t.Run("payload field null", func(t *testing.T) {
+		noType := `{"_id": {"_data": "82AB"}, "operationType": "update", "ns": {"db": "lessons", "coll": "inventory"},
+			"documentKey": {"_id": 1}, "fullDocument": {"_id": 1, "quantity": 7}}`
+		code, out, errOut := run(t, nil, noType, "test", "-c", cfg, "--trigger", "low_stock", "--event", "-")
+		note := "note:     this event's payload has text null: a field the payload reads is missing from the event (or null in it)."
+		if code != ExitOK || !strings.Contains(out, `{"text":null}`) || !strings.Contains(out, note) {
+			t.Errorf("exit %d\n%s%s\nwant the body's null text and the note %q", code, out, errOut, note)
+		}
+		events := filepath.Join(t.TempDir(), "events.jsonl")
+		if err := os.WriteFile(events, []byte(strings.ReplaceAll(noType, "\n", " ")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut = run(t, nil, "", "validate", "-c", cfg, "--events", events)
+		if want := `low_stock: matched, payload ok (13 bytes), but null: text`; code != ExitOK || !strings.Contains(out, want) {
+			t.Errorf("validate --events: exit %d\n%s%s\nwant %q", code, out, errOut, want)
+		}
+		code, out, _ = run(t, nil, event("update", 7, "pears"), "test", "-c", cfg, "--trigger", "low_stock", "--event", "-")
+		if code != ExitOK || strings.Contains(out, "note:") {
+			t.Errorf("a complete event: exit %d, a note all the same:\n%s", code, out)
+		}
+	})
 	t.Run("batched", func(t *testing.T) {
 		batched := writeConfig(t, strings.Replace(okConfig, "    webhook:\n      url: \"http://127.0.0.1:1/hook", "    batch: { max_events: 50 }\n    webhook:\n      format: cloudevents\n      url: \"http://127.0.0.1:1/hook", 1))
 		code, out, errOut := run(t, nil, event("update", 7, "pears"), "test", "-c", batched, "--trigger", "low_stock", "--event", "-")

@@ -122,6 +122,9 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 	}
 	writeHeaders(w, t, env.Version, id, payload, msg.Header)
 	fmt.Fprintf(w, "\nbody (exact bytes, %d):\n%s\n", len(payload), payload)
+	if g := findPayloadGaps(t, res.event); !g.empty() {
+		fmt.Fprintf(w, "\nnote:     %s\n", g.sentence())
+	}
 	if !*send {
 		return ExitOK
 	}
