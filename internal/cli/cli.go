@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/internal/version"
 	"github.com/changehook/changehook/triggers"
 )
@@ -281,7 +282,8 @@ func usageError(env Env, fs *flag.FlagSet, format string, args ...any) int {
 
 // fail prints an error for a person and returns ExitFailure.
 func fail(env Env, cmd string, err error) int {
-	fmt.Fprintf(env.Stderr, "changehook %s: %v\n", cmd, err)
+	// An error may quote a server's or an endpoint's text.
+	fmt.Fprintf(env.Stderr, "changehook %s: %s\n", cmd, textcut.Terminal(err.Error()))
 	return ExitFailure
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/admin"
 	"github.com/changehook/changehook/internal/deadletter"
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
@@ -275,7 +276,7 @@ func dlqShow(ctx context.Context, args []string, env Env) int {
 	fmt.Fprintf(w, "attempts:         %d\n", dl.Attempts)
 	fmt.Fprintf(w, "last status:      %s\n", statusText(dl.LastStatus))
 	fmt.Fprintf(w, "last reason:      %s\n", dl.LastReason)
-	fmt.Fprintf(w, "last error:       %s\n", dl.LastError)
+	fmt.Fprintf(w, "last error:       %s\n", textcut.Terminal(dl.LastError))
 	fmt.Fprintf(w, "first attempt:    %s\n", dl.FirstAttemptAt.UTC().Format(time.RFC3339Nano))
 	fmt.Fprintf(w, "dead-lettered at: %s\n", dl.DeadLetteredAt.UTC().Format(time.RFC3339Nano))
 	if dl.SkippedBy != "" {
@@ -347,7 +348,7 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 		case errors.Is(res.Err, deadletter.ErrNotFound):
 			fmt.Fprintf(env.Stdout, "%s  FAILED: no such dead letter (see 'changehook dlq list')\n", res.ID)
 		case res.Err != nil:
-			fmt.Fprintf(env.Stdout, "%s  %s  FAILED: %v\n", res.ID, res.Trigger, res.Err)
+			fmt.Fprintf(env.Stdout, "%s  %s  FAILED: %s\n", res.ID, res.Trigger, textcut.Terminal(res.Err.Error()))
 		default:
 			fmt.Fprintf(env.Stdout, "%s  %s  delivered: HTTP %d after %s\n", res.ID, res.Trigger, res.Status, plural(res.Attempts, "attempt"))
 		}

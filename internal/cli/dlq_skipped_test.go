@@ -56,3 +56,42 @@ triggers:
 		}
 	}
 }
+
+// TestDlqShowEscapesTerminalControls: what an endpoint chose (its answer,
+// the names in its certificate quoted by an error) is shown with its
+// control characters escaped, so printing it cannot retitle, recolour or
+// clear the operator's terminal.
+func TestDlqShowEscapesTerminalControls(t *testing.T) {
+	_, st, cfg := devdbConfig(t, `
+history: { enabled: false }
+triggers:
+  - name: t
+    database: shop
+    collection: a
+    webhook: { url: "http://127.0.0.1:1/hook" }
+`)
+	tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: "82AA02"}})
+	ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
+		{Key: "ns", Value: bson.D{{Key: "db", Value: "shop"}, {Key: "coll", Value: "a"}}},
+		{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(1)}}}})
+	at := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	dl := dispatcher.DeadLetter{Trigger: "t", WebhookID: dispatcher.WebhookID("t", tok), Event: ev, Token: tok,
+		Attempts: 1, LastStatus: 500, LastReason: dispatcher.ReasonServerError,
+		LastError:    "tls: x509: certificate is valid for a\x1b]0;TLSPWN\x07.evil.example, not localhost",
+		LastResponse: "\x1b]0;PWNED\x07\x1b[31mRED\x1b[0m\u009b2J", FirstAttemptAt: at, DeadLetteredAt: at}
+	if err := st.PutDeadLetter(t.Context(), dl); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run(t, nil, "", "dlq", "show", "-c", cfg, dl.WebhookID)
+	for _, want := range []string{
+		`last error:       tls: x509: certificate is valid for a\x1b]0;TLSPWN\x07.evil.example, not localhost` + "\n",
+		`last response:    \x1b]0;PWNED\x07\x1b[31mRED\x1b[0m\x9b2J` + "\n",
+	} {
+		if code != ExitOK || !strings.Contains(out, want) {
+			t.Errorf("dlq show lacks %q: %d\n%q%s", want, code, out, errOut)
+		}
+	}
+	if strings.ContainsAny(out, "\x1b\x07\u009b") {
+		t.Errorf("dlq show printed control characters:\n%q", out)
+	}
+}

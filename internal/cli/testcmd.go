@@ -16,6 +16,7 @@ import (
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/mql"
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/internal/version"
 	"github.com/changehook/changehook/triggers"
 )
@@ -300,7 +301,7 @@ func printAttempt(w io.Writer, a dispatcher.Attempt, maxAttempts int) {
 	case a.Retry:
 		next = "will retry"
 	}
-	fmt.Fprintf(w, "  attempt %d: %s (%s) in %s, %s: %v\n", a.Number, status, a.Reason, lat, next, a.Err)
+	fmt.Fprintf(w, "  attempt %d: %s (%s) in %s, %s: %s\n", a.Number, status, a.Reason, lat, next, textcut.Terminal(a.Err.Error()))
 	if a.Body != "" {
 		fmt.Fprintf(w, "    response body: %s\n", oneLine(a.Body, 200))
 	}
@@ -326,9 +327,9 @@ func printResult(w io.Writer, res dispatcher.Result, err error) {
 func oneLine(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > n {
-		s = s[:n] + "…"
+		s = textcut.UTF8(s, n) + "…"
 	}
-	return s
+	return textcut.Terminal(s)
 }
 
 // newSender returns the Sender of t for a one-off delivery from the command

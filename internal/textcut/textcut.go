@@ -2,7 +2,10 @@
 // messages, and what they quote of an endpoint's answers.
 package textcut
 
-import "strconv"
+import (
+	"strconv"
+	"unicode/utf8"
+)
 
 // UTF8 returns s cut to at most n bytes (n ≥ 0) without splitting a UTF-8
 // sequence: s itself when it is short enough. A cut string may end up to
@@ -47,4 +50,53 @@ func Quote(s string) string {
 		return strconv.Quote(s)
 	}
 	return strconv.Quote(UTF8(s, QuoteLimit)) + "… (" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// Terminal returns s with what a terminal would act on rather than show
+// written as escapes: control characters other than newline and tab (ESC
+// starts the sequences that retitle a window, recolour or clear it), DEL,
+// the C1 controls and the bidirectional overrides that reorder what is
+// shown. For text another party chose (an endpoint's answer, a server's
+// error, a certificate's names) printed to a terminal. s itself when it
+// has none.
+func Terminal(s string) string {
+	clean := true
+	for _, r := range s {
+		if unsafeRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	b := make([]byte, 0, len(s)+16)
+	for _, r := range s {
+		switch {
+		case !unsafeRune(r):
+			b = utf8.AppendRune(b, r)
+		case r < 0x100:
+			b = append(b, `\x`...)
+			b = append(b, hexDigits[r>>4], hexDigits[r&0xF])
+		default:
+			b = append(b, `\u`...)
+			b = append(b, hexDigits[r>>12&0xF], hexDigits[r>>8&0xF], hexDigits[r>>4&0xF], hexDigits[r&0xF])
+		}
+	}
+	return string(b)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// unsafeRune reports whether Terminal escapes r.
+func unsafeRune(r rune) bool {
+	switch {
+	case r == '\n' || r == '\t':
+		return false
+	case r < 0x20 || r == 0x7F || r >= 0x80 && r <= 0x9F:
+		return true
+	case r >= 0x202A && r <= 0x202E, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
 }

@@ -80,3 +80,18 @@ func TestQuote(t *testing.T) {
 		})
 	}
 }
+
+func TestTerminal(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain text, ünïcode, 日本", "plain text, ünïcode, 日本"},
+		{"two\nlines\tand a tab", "two\nlines\tand a tab"},
+		{"\x1b]0;PWNED\x07\x1b[31mRED\x1b[0m", `\x1b]0;PWNED\x07\x1b[31mRED\x1b[0m`},
+		{"cr\rover", `cr\x0dover`},
+		{"del\x7f c1\u009b[2J", `del\x7f c1\x9b[2J`},
+		{"bidi \u202eevil\u2066", `bidi \u202eevil\u2066`},
+	} {
+		if got := Terminal(tc.in); got != tc.want {
+			t.Errorf("Terminal(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
