@@ -15,6 +15,7 @@ type LookupEnv func(name string) (value string, ok bool)
 type interpolationError struct {
 	offset int
 	msg    string
+	unset  bool // the variable is not set (the reference is well formed)
 }
 
 // interpolate expands ${VAR} and ${VAR:-default} in s.
@@ -41,7 +42,7 @@ func interpolate(s string, env LookupEnv) (string, []interpolationError) {
 		case c == '$' && strings.HasPrefix(s[i:], "${"):
 			end := strings.IndexByte(s[i+2:], '}')
 			if end < 0 {
-				errs = append(errs, interpolationError{i, `unterminated "${": close it with "}" or write "$${" for a literal "${"`})
+				errs = append(errs, interpolationError{offset: i, msg: `unterminated "${": close it with "}" or write "$${" for a literal "${"`})
 				b.WriteString(s[i:])
 				i = len(s)
 				continue
@@ -51,11 +52,11 @@ func interpolate(s string, env LookupEnv) (string, []interpolationError) {
 			switch {
 			case !validVarName(name) && strings.Contains(name, "."):
 				// ${fullDocument._id}: a template's placeholder.
-				errs = append(errs, interpolationError{i, fmt.Sprintf("invalid environment variable name %s in %s: ${...} reads the environment "+
+				errs = append(errs, interpolationError{offset: i, msg: fmt.Sprintf("invalid environment variable name %s in %s: ${...} reads the environment "+
 					"when the file is loaded; a field of the change event is written as a field path in webhook.payload, e.g. "+
 					`{$concat: ["Order ", {$toString: "$%s"}]} (write "$${" for a literal "${")`, textcut.Quote(name), textcut.Quote("${"+body+"}"), textcut.Marked(name, textcut.QuoteLimit))})
 			case !validVarName(name):
-				errs = append(errs, interpolationError{i, fmt.Sprintf("invalid environment variable name %s in %s (use ${NAME} or ${NAME:-default})", textcut.Quote(name), textcut.Quote("${"+body+"}"))})
+				errs = append(errs, interpolationError{offset: i, msg: fmt.Sprintf("invalid environment variable name %s in %s (use ${NAME} or ${NAME:-default})", textcut.Quote(name), textcut.Quote("${"+body+"}"))})
 			default:
 				v, ok := env(name)
 				switch {
@@ -64,7 +65,8 @@ func interpolate(s string, env LookupEnv) (string, []interpolationError) {
 				case ok:
 					b.WriteString(v)
 				default:
-					errs = append(errs, interpolationError{i, fmt.Sprintf("environment variable %s is not set (set it, or give a default: ${%s:-default})", textcut.Marked(name, textcut.QuoteLimit), textcut.Marked(name, textcut.QuoteLimit))})
+					errs = append(errs, interpolationError{offset: i, unset: true, msg: fmt.Sprintf("environment variable %s is not set (set it, or give a default: ${%s:-default})",
+						textcut.Marked(name, textcut.QuoteLimit), textcut.Marked(name, textcut.QuoteLimit))})
 				}
 			}
 			i += 2 + end + 1

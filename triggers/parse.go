@@ -51,6 +51,13 @@ type Options struct {
 	// name need not be set, it is not checked, and Config.MongoDB.URI is
 	// "" for the caller to fill in.
 	IgnoreMongoURI bool
+	// IgnoreUnsetWebhookVars, for a caller that sends no request (the
+	// state commands: dead-letter listings, history, checkpoints,
+	// controls), leaves a webhook field unset instead of reporting a
+	// problem when a ${VAR} of it names a variable that is not set: whoever
+	// runs those commands need not hold the endpoints' secrets. Such a
+	// field is empty in the Config (a URL, a secret, a header left out).
+	IgnoreUnsetWebhookVars bool
 }
 
 // LoadWith is Load with opts.
@@ -236,7 +243,7 @@ func (d *decoder) parse(data []byte) *Config {
 	if d.opts.IgnoreMongoURI {
 		d.unread = mongoURINode(d.file, doc)
 	}
-	d.interpolateTree(doc)
+	d.interpolateTree(doc, false)
 
 	cfg := &Config{
 		MongoDB: MongoDBConfig{URI: DefaultMongoURI},
@@ -658,7 +665,7 @@ func indentTab(data []byte, from, to int) (line, col int, ok bool) {
 // interpolateTree expands ${VAR} in every scalar value (never in keys).
 // A plain scalar whose text changed is re-resolved, so that
 // "concurrency: ${N:-4}" is an integer; quoted scalars stay strings.
-func (d *decoder) interpolateTree(n *yaml.Node) {
+func (d *decoder) interpolateTree(n *yaml.Node, inWebhook bool) {
 	if n == nil || n == d.unread {
 		return
 	}
@@ -669,17 +676,21 @@ func (d *decoder) interpolateTree(n *yaml.Node) {
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:
 		for _, c := range n.Content {
-			d.interpolateTree(c)
+			d.interpolateTree(c, inWebhook)
 		}
 	case yaml.MappingNode:
 		for i := 1; i < len(n.Content); i += 2 {
-			d.interpolateTree(n.Content[i])
+			d.interpolateTree(n.Content[i], inWebhook || n.Content[i-1].Value == "webhook")
 		}
 	case yaml.ScalarNode:
 		if n == d.unread {
 			return
 		}
 		out, errs := interpolate(n.Value, d.env)
+		if inWebhook && d.opts.IgnoreUnsetWebhookVars && len(errs) > 0 && !slices.ContainsFunc(errs, func(e interpolationError) bool { return !e.unset }) {
+			d.poison(n) // left unset, not reported
+			return
+		}
 		offsets := make([]int, len(errs))
 		for i, e := range errs {
 			offsets[i] = e.offset

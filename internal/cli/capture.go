@@ -46,7 +46,7 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 	if *n < 1 {
 		return usageError(env, fs, "-n must be 1 or more")
 	}
-	cfg, err := stateConfig(fs, *path, env)
+	cfg, err := stateConfig(fs, *path, env, triggers.Options{IgnoreUnsetWebhookVars: true})
 	if err != nil {
 		return fail(env, "capture", err)
 	}

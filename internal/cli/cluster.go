@@ -41,7 +41,7 @@ func clusterStatus(ctx context.Context, args []string, env Env) int {
 	if code, done := flagsNoArgs(fs, args, env); done {
 		return code
 	}
-	sc, err := openState(ctx, fs, *path, env)
+	sc, err := openStateToSend(ctx, fs, *path, env)
 	if err != nil {
 		return fail(env, "cluster status", err)
 	}

@@ -240,13 +240,14 @@ func processAlive(pid int) bool {
 // devConfig loads the configuration of the running dev rt (its file, or
 // the built-in demo configuration) as dev reads it, with rt's devdb as
 // mongodb.uri. Its errors are triggers.Load's (configError explains them).
-func devConfig(rt devRuntime, env Env) (*triggers.Config, error) {
+func devConfig(rt devRuntime, env Env, opts triggers.Options) (*triggers.Config, error) {
+	opts.IgnoreMongoURI = true // as dev reads it
 	var cfg *triggers.Config
 	var err error
 	if rt.Config == demo.ConfigName {
-		cfg, err = triggers.ParseWith(demo.ConfigName, demo.Config, env.LookupEnv, devOptions)
+		cfg, err = triggers.ParseWith(demo.ConfigName, demo.Config, env.LookupEnv, opts)
 	} else {
-		cfg, err = triggers.LoadWith(rt.Config, env.LookupEnv, devOptions)
+		cfg, err = triggers.LoadWith(rt.Config, env.LookupEnv, opts)
 	}
 	if err != nil {
 		return nil, err
@@ -258,14 +259,15 @@ func devConfig(rt devRuntime, env Env) (*triggers.Config, error) {
 // stateConfig loads the configuration of a state command (dlq,
 // checkpoints, ...). Without -c and without MONGODB_URI, a running
 // `changehook dev` recorded in the runtime file is used: its configuration
-// and its devdb. Otherwise the file given by -c (default triggers.yaml).
-func stateConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, error) {
+// and its devdb. Otherwise the file given by -c (default triggers.yaml),
+// read with opts.
+func stateConfig(fs *flag.FlagSet, path string, env Env, opts triggers.Options) (*triggers.Config, error) {
 	devWanted := false
 	if !flagSet(fs, "c", "config") {
 		if _, set := env.LookupEnv("MONGODB_URI"); !set {
 			devWanted = true
 			if rt, ok := readDevRuntime(env); ok {
-				cfg, err := devConfig(rt, env)
+				cfg, err := devConfig(rt, env, opts)
 				if err != nil {
 					return nil, configError(rt.Config, err)
 				}
@@ -274,7 +276,7 @@ func stateConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, erro
 			}
 		}
 	}
-	return loadLocal(path, devWanted, triggers.Options{}, env)
+	return loadLocal(path, devWanted, opts, env)
 }
 
 // loadLocal is loadConfig; devWanted: a missing file's error adds that no
@@ -319,7 +321,7 @@ func fileConfigDev(fs *flag.FlagSet, path string, env Env) (rt devRuntime, ok, w
 func fileConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, error) {
 	rt, ok, wanted := fileConfigDev(fs, path, env)
 	if ok {
-		cfg, err := devConfig(rt, env)
+		cfg, err := devConfig(rt, env, triggers.Options{})
 		if err != nil {
 			return nil, configError(rt.Config, err)
 		}
@@ -341,7 +343,7 @@ func devRunning(env Env, cfg *triggers.Config, name string) (devRuntime, bool) {
 	if !ok || !sameDevdb(cfg.MongoDB.URI, rt.URI) {
 		return devRuntime{}, false
 	}
-	devCfg, err := devConfig(rt, env)
+	devCfg, err := devConfig(rt, env, triggers.Options{})
 	if err != nil {
 		devCfg = cfg
 	}

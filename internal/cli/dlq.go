@@ -59,9 +59,22 @@ type stateConn struct {
 func (c *stateConn) close(ctx context.Context) { _ = c.client.Disconnect(context.WithoutCancel(ctx)) }
 
 // openState loads the configuration (stateConfig: a running dev is found
-// without -c) and connects to its state database.
+// without -c) and connects to its state database. The webhooks' unset
+// variables are no problem (triggers.Options.IgnoreUnsetWebhookVars): the
+// command sends no request; openStateToSend is for one that does.
 func openState(ctx context.Context, fs *flag.FlagSet, path string, env Env) (*stateConn, error) {
-	cfg, err := stateConfig(fs, path, env)
+	return openStateWith(ctx, fs, path, env, triggers.Options{IgnoreUnsetWebhookVars: true})
+}
+
+// openStateToSend is openState for a command that sends requests to the
+// webhooks (dlq replay) or compares their definitions (cluster status):
+// every variable of the file must be set.
+func openStateToSend(ctx context.Context, fs *flag.FlagSet, path string, env Env) (*stateConn, error) {
+	return openStateWith(ctx, fs, path, env, triggers.Options{})
+}
+
+func openStateWith(ctx context.Context, fs *flag.FlagSet, path string, env Env, opts triggers.Options) (*stateConn, error) {
+	cfg, err := stateConfig(fs, path, env, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +328,7 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 	case !*all && *trigger != "":
 		return usageError(env, fs, "--trigger only applies with --all")
 	}
-	sc, err := openState(ctx, fs, *path, env)
+	sc, err := openStateToSend(ctx, fs, *path, env)
 	if err != nil {
 		return fail(env, "dlq replay", err)
 	}
