@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,6 +145,13 @@ func TestCircuitOpenThroughProbesTurnsUnready(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the probes did not arrive")
+	}
+	// A probe is in flight (half-open): the way out says what the trigger
+	// waits for and what ends the wait.
+	if st := (circuitRunner{disp: d, start: start}).Status()[0]; !strings.HasPrefix(st.WayOut,
+		"the endpoint's circuit is open (last failure: server_error: HTTP 503 Service Unavailable): nothing is skipped or dead-lettered meanwhile; "+
+			"the delivery that opened it is being retried now,") {
+		t.Errorf("way_out = %q", st.WayOut)
 	}
 	close(release)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/changehook/changehook/dispatcher"
 )
@@ -53,8 +54,28 @@ func withCircuit(st TriggerStatus, disp *dispatcher.Dispatcher) TriggerStatus {
 		if st.LastError == "" || st.LastErrorAt.Before(c.Since) {
 			st.LastError, st.LastErrorAt = "circuit "+string(c.State)+": "+c.LastError, c.Since
 		}
+		if st.WayOut == "" {
+			st.WayOut = circuitWayOut(c)
+		}
 	}
 	return st
+}
+
+// circuitWayOut is the way out of a trigger whose circuit c is open or
+// half-open: what it waits for, and what ends the wait.
+func circuitWayOut(c dispatcher.CircuitStatus) string {
+	last := c.LastError
+	if last == "" && c.LastStatus != 0 {
+		last = fmt.Sprintf("HTTP %d", c.LastStatus)
+	}
+	next := "is being retried now"
+	if !c.NextProbeAt.IsZero() && c.State == dispatcher.CircuitOpen {
+		next = "is retried alone at " + c.NextProbeAt.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("the endpoint's circuit is open (last failure: %s): nothing is skipped or dead-lettered meanwhile; "+
+		"the delivery that opened it %s, then at doubling intervals up to circuit.max_probe_interval, and the first success "+
+		"resumes delivery in order. Fix the endpoint, or the payload if the endpoint refuses it (changehook test shows the body); "+
+		"a restart, or a reload that changes the trigger, retries at once", last, next)
 }
 
 // circuitRank orders circuit states from closed (0) to open (2).

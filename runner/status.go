@@ -84,7 +84,8 @@ type TriggerStatus struct {
 	// WayOut says, in StateFailed, what gets the trigger going again; in
 	// StateRetrying while a dead letter cannot be stored
 	// (HeadOfLine.DeadLetter), what gets it past the event, and while its
-	// checkpoint saves fail (CheckpointFailure), what lets them succeed; in StatePaused
+	// checkpoint saves fail (CheckpointFailure), what lets them succeed,
+	// and while its circuit is open, what it waits for; in StatePaused
 	// by PauseByPayloadErrors, what delivers the held event
 	// (PayloadErrorsWayOut).
 	WayOut string `json:"way_out,omitempty"`
