@@ -746,7 +746,7 @@ func (d *Dispatcher) splitPart(ctx context.Context, tks []*Ticket[job], from int
 			Header: msg.Header,
 			Body:   joinElements(elems[lo : lo+len(part)]),
 		}
-		prog.part(from+lo, len(part))
+		prog.part(from+lo, len(part), m.ID)
 		if !d.deliverPart(ctx, part, from+lo, m, prog) {
 			// Canceled or halted: the second half, if not sent yet,
 			// stays undone and is delivered later (no outcome).

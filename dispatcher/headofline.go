@@ -25,6 +25,9 @@ type HeadOfLine struct {
 	// being sent in parts (each its own request, with its own webhook-id),
 	// the events before PartFrom being delivered or dead-lettered already.
 	PartFrom, PartEvents int
+	// PartWebhookID is the webhook-id of the part's requests while the
+	// batch is sent in parts ("" otherwise: the requests carry WebhookID).
+	PartWebhookID string
 	// Submitted is when it was submitted; its age is now minus Submitted.
 	Submitted time.Time
 	// Attempts is the number of attempts made so far (0: not yet tried).
@@ -186,17 +189,17 @@ func (p *progress) deadLetterStored() {
 	p.hol.DeadLetter = nil
 }
 
-// part records that the request of a batch's events from..from+n-1 is to
-// be attempted next: a part of a batch the endpoint refused as too large,
-// after the parts before it are done. Its attempts start afresh: the
-// fields describing the last attempt are cleared.
-func (p *progress) part(from, n int) {
+// part records that the request of a batch's events from..from+n-1, with
+// webhook-id id, is to be attempted next: a part of a batch the endpoint
+// refused as too large, after the parts before it are done. Its attempts
+// start afresh: the fields describing the last attempt are cleared.
+func (p *progress) part(from, n int, id string) {
 	if p == nil {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.hol.PartFrom, p.hol.PartEvents = from, n
+	p.hol.PartFrom, p.hol.PartEvents, p.hol.PartWebhookID = from, n, id
 	p.hol.Attempts, p.hol.LastStatus, p.hol.LastReason, p.hol.LastError, p.hol.LastResponse = 0, 0, "", "", ""
 	p.hol.FirstAttemptAt, p.hol.Permanent, p.hol.NextAttemptAt = time.Time{}, false, time.Time{}
 }

@@ -158,9 +158,10 @@ func TestHeadOfLineOfABatchSentInParts(t *testing.T) {
 	})
 	h, ok := d.HeadOfLine()
 	want := HeadOfLine{WebhookID: BatchWebhookID("orders", evs[1].Token, evs[3].Token), EventID: WebhookID("orders", evs[1].Token),
-		Events: 3, PartFrom: 1, PartEvents: 1, LastStatus: http.StatusRequestEntityTooLarge, LastReason: ReasonClientError, Permanent: true}
+		Events: 3, PartFrom: 1, PartEvents: 1, PartWebhookID: BatchWebhookID("orders", evs[2].Token, evs[2].Token),
+		LastStatus: http.StatusRequestEntityTooLarge, LastReason: ReasonClientError, Permanent: true}
 	if !ok || h.WebhookID != want.WebhookID || h.EventID != want.EventID || h.Events != want.Events ||
-		h.PartFrom != want.PartFrom || h.PartEvents != want.PartEvents || h.LastStatus != want.LastStatus ||
+		h.PartFrom != want.PartFrom || h.PartEvents != want.PartEvents || h.PartWebhookID != want.PartWebhookID || h.LastStatus != want.LastStatus ||
 		h.LastReason != want.LastReason || !h.Permanent || h.Attempts < 1 {
 		t.Fatalf("HeadOfLine = %+v, %v; want %+v", h, ok, want)
 	}

@@ -239,6 +239,11 @@ func TestSkipOfABatchSentInParts(t *testing.T) {
 	if head == nil || !strings.HasPrefix(head.WebhookID, "batch_") || head.LastStatus != http.StatusRequestEntityTooLarge {
 		t.Fatalf("head of line %+v, want the batch, refused with 413", head)
 	}
+	// Its attempts are the part's: the part's own webhook-id (its
+	// requests' and history's) is shown beside the batch's.
+	if p := head.Part; p == nil || p.FirstEvent != 3 || p.Events != 1 || !strings.HasPrefix(p.WebhookID, "batch_") || p.WebhookID == head.WebhookID {
+		t.Errorf("head of line's part %+v, want event 3 alone, with a webhook-id of its own", p)
+	}
 	waitFor(t, "failed on the part", func() bool { return statusOf(t, r, "strict").State == runner.StateFailed })
 	if got, want := statusOf(t, r, "strict").WayOut, "the endpoint rejects event 3 of batch "+head.WebhookID+
 		" (5 events, sent in parts after the endpoint refused it as too large; events 1 to 2 were delivered) permanently (HTTP 413); "+

@@ -321,6 +321,10 @@ type HeadOfLine struct {
 	// WebhookID is the webhook-id its requests carry (look it up with
 	// `changehook history --webhook-id`).
 	WebhookID string `json:"webhook_id"`
+	// Part, while the endpoint's refusal of a batch as too large (413) has
+	// it sent in parts, is the part being sent: Attempts and the Last*
+	// fields describe its requests (nil otherwise).
+	Part *HeadOfLinePart `json:"part,omitempty"`
 	// EventAge is how long ago changehook read the event.
 	EventAge time.Duration `json:"event_age_ns"`
 	// Attempts is the number of attempts made (0: not yet tried).
@@ -343,6 +347,16 @@ type HeadOfLine struct {
 	// letter cannot be stored (the trigger is then retrying): the event
 	// holds the checkpoint until it is stored.
 	DeadLetter *DeadLetterFailure `json:"dead_letter_failure,omitempty"`
+}
+
+// HeadOfLinePart is the part of a batch being sent in parts.
+type HeadOfLinePart struct {
+	// WebhookID is the webhook-id of the part's requests.
+	WebhookID string `json:"webhook_id"`
+	// FirstEvent is the part's first event's place in the batch, from 1.
+	FirstEvent int `json:"first_event"`
+	// Events is how many events the part carries.
+	Events int `json:"events"`
 }
 
 // DeadLetterFailure is a dead letter that could not be stored yet.

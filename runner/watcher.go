@@ -375,6 +375,9 @@ func (w *Watcher) withHeadOfLine(st TriggerStatus) TriggerStatus {
 	st.HeadOfLine = &HeadOfLine{WebhookID: h.WebhookID, EventAge: max(0, now.Sub(h.Submitted)), Attempts: h.Attempts,
 		LastStatus: h.LastStatus, LastReason: h.LastReason, LastError: h.LastError, NextAttemptAt: h.NextAttemptAt,
 		Permanent: h.Permanent}
+	if h.PartWebhookID != "" {
+		st.HeadOfLine.Part = &HeadOfLinePart{WebhookID: h.PartWebhookID, FirstEvent: h.PartFrom + 1, Events: h.PartEvents}
+	}
 	if f := h.DeadLetter; f != nil {
 		st.HeadOfLine.DeadLetter = &DeadLetterFailure{WebhookID: f.WebhookID, Error: f.Error, Reason: f.Reason, Since: f.Since,
 			Tries: f.Tries, NextTryAt: f.NextTryAt}
