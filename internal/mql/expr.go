@@ -120,8 +120,38 @@ func (c *evalCtx) step(n int) error {
 // MongoDB's code for an invalid expression (for example 168
 // InvalidPipelineOperator for an unknown operator), and the error of a
 // constant sub-expression that fails to evaluate ({$divide: [1, 0]}), which
-// MongoDB reports while parsing.
+// MongoDB reports while parsing. A variable read where nothing binds it
+// and that is not a system variable ($$ROOT, $$CURRENT, $$NOW,
+// $$CLUSTER_TIME, $$REMOVE, $$DESCEND, $$PRUNE, $$KEEP) is refused as
+// MongoDB refuses it, with 17276 UndefinedVariable; use CompileExprVars
+// for an expression that reads variables its caller supplies.
 func CompileExpr(spec any) (*Expr, error) {
+	return CompileExprVars(spec, nil)
+}
+
+// CompileExprVars is CompileExpr for an expression evaluated with EvalVars
+// and vars: the keys of vars (a command's let variables, for example) are
+// in scope as well. Only the keys are read.
+func CompileExprVars(spec any, vars map[string]any) (*Expr, error) {
+	x, err := compileExprOpen(spec)
+	if err != nil {
+		return nil, err
+	}
+	walkUndefinedVars(spec, vars, func(_ []PathStep, e error) bool {
+		err = e
+		return false
+	})
+	if err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// compileExprOpen is CompileExpr without the check of the variables the
+// expression reads, for the expressions of filters, projections and
+// pipelines, whose caller variables (WithVars) are given after they are
+// compiled; a variable nothing supplies fails when it is evaluated.
+func compileExprOpen(spec any) (*Expr, error) {
 	if aggNestingDepth(spec, aggMaxNesting) > aggMaxNesting {
 		return nil, aggNestingErr()
 	}
@@ -143,8 +173,9 @@ func (e *Expr) Eval(root bson.D) (any, error) {
 }
 
 // EvalVars is Eval with additional variables visible to the expression as
-// $$name (for example $$KEEP for $redact or "NOW" to fix $$NOW). vars is
-// only read.
+// $$name ("NOW" fixes $$NOW). An expression that reads a variable of vars
+// other than a system variable must have been compiled with
+// CompileExprVars and vars' names. vars is only read.
 func (e *Expr) EvalVars(root bson.D, vars map[string]any) (any, error) {
 	c := &evalCtx{root: root, current: root, vars: vars}
 	if now, ok := vars["NOW"].(bson.DateTime); ok {

@@ -424,7 +424,7 @@ func TestTruthy(t *testing.T) {
 
 func TestEvalVarsAndNow(t *testing.T) {
 	t.Parallel()
-	e, err := CompileExpr("$$target.name")
+	e, err := CompileExprVars("$$target.name", map[string]any{"target": nil})
 	if err != nil {
 		t.Fatal(err)
 	}

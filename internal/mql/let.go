@@ -41,7 +41,7 @@ func CompileLet(let bson.D, now time.Time) (map[string]any, error) {
 		if err := aggCheckVarDef(e.Key); err != nil {
 			return nil, err
 		}
-		x, err := CompileExpr(e.Value)
+		x, err := CompileExprVars(e.Value, vars)
 		if err != nil {
 			return nil, err
 		}

@@ -16,7 +16,7 @@ func evalTopLevel() map[string]topLevelCompiler {
 	}
 	return map[string]topLevelCompiler{
 		"$expr": func(_ string, v any, cx compileCx) (matchNode, error) {
-			x, err := CompileExpr(v)
+			x, err := compileExprOpen(v)
 			if err != nil {
 				return nil, err
 			}

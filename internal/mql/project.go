@@ -305,7 +305,7 @@ func (b *projBuilder) addExpr(path string, parts []string, v any) error {
 	if b.mode == 2 {
 		return mongoerr.Errorf(mongoerr.ProjectionExpressionInExclusion, "Cannot use expression other than $meta in exclusion projection")
 	}
-	x, err := CompileExpr(v)
+	x, err := compileExprOpen(v)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func reshapeStages() map[string]stageCompiler {
 		"$unset":       func(_ string, spec any) (stage, error) { return compileUnset(spec) },
 		"$replaceRoot": func(_ string, spec any) (stage, error) { return compileReplaceRoot(spec) },
 		"$replaceWith": func(_ string, spec any) (stage, error) {
-			e, err := CompileExpr(spec)
+			e, err := compileExprOpen(spec)
 			if err != nil {
 				return nil, err
 			}
@@ -64,7 +64,7 @@ func compileReplaceRoot(spec any) (stage, error) {
 	if !found {
 		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field '$replaceRoot.newRoot' is missing but a required field")
 	}
-	e, err := CompileExpr(root)
+	e, err := compileExprOpen(root)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func compileAddFields(spec bson.D) (stage, error) {
 			if p, conflict := seen.add(path, key); conflict {
 				return mongoerr.Errorf(mongoerr.ConflictingPaths, "specification contains two conflicting paths. Cannot specify both '%s' and '%s'", p, key)
 			}
-			x, err := CompileExpr(e.Value)
+			x, err := compileExprOpen(e.Value)
 			if err != nil {
 				return err
 			}

@@ -34,7 +34,7 @@ func selectStages() map[string]stageCompiler {
 			return &matchStage{f: f, spec: d}, nil
 		},
 		"$redact": func(_ string, spec any) (stage, error) {
-			e, err := CompileExpr(spec)
+			e, err := compileExprOpen(spec)
 			if err != nil {
 				return nil, err
 			}

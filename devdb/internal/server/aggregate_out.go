@@ -291,7 +291,7 @@ func (s *Server) runMerge(o *outStage, src iter.Seq2[bson.D, error], vars map[st
 		expr *mql.Expr
 	}
 	for _, e := range o.matchedLet {
-		x, err := mql.CompileExpr(e.Value)
+		x, err := mql.CompileExprVars(e.Value, vars)
 		if err != nil {
 			return err
 		}
@@ -511,7 +511,7 @@ func mergeKeepID(existing, doc bson.D) bson.D {
 // collection-less aggregate: the expression must give an array of
 // documents, which become the pipeline's input.
 func documentsSource(spec any, vars map[string]any) (iter.Seq2[bson.D, error], error) {
-	x, err := mql.CompileExpr(spec)
+	x, err := mql.CompileExprVars(spec, vars)
 	if err != nil {
 		return nil, err
 	}
