@@ -482,19 +482,9 @@ func compileDoc(d bson.D) (exprNode, error) {
 	n := &docNode{keys: make([]string, 0, len(d)), nodes: make([]exprNode, 0, len(d))}
 	seen := make(map[string]bool, len(d))
 	for _, e := range d {
-		if strings.HasPrefix(e.Key, "$") {
-			return nil, mongoerr.Errorf(mongoerr.NestedDollarField, "a nested object must not contain a field beginning with '$' ('%s'); use $getField/$setField or $literal", e.Key)
+		if err := literalKeyErr(d, e.Key, seen); err != nil {
+			return nil, err
 		}
-		if strings.Contains(e.Key, ".") {
-			return nil, mongoerr.Errorf(mongoerr.FieldPathDot, "FieldPath field names may not contain '.'. Consider using $getField or $setField.")
-		}
-		if e.Key == "" {
-			return nil, mongoerr.Errorf(mongoerr.FieldPathDollarPrefix, "FieldPath field names may not be empty strings.")
-		}
-		if seen[e.Key] {
-			return nil, mongoerr.Errorf(mongoerr.DuplicateFieldName, "duplicate field name specified in object literal: %s", aggFmt(d))
-		}
-		seen[e.Key] = true
 		sub, err := compileNode(e.Value)
 		if err != nil {
 			return nil, err
@@ -503,6 +493,25 @@ func compileDoc(d bson.D) (exprNode, error) {
 		n.nodes = append(n.nodes, sub)
 	}
 	return n, nil
+}
+
+// literalKeyErr checks key, a field name of the literal document d, and
+// records it in seen (the names before it).
+func literalKeyErr(d bson.D, key string, seen map[string]bool) error {
+	if strings.HasPrefix(key, "$") {
+		return mongoerr.Errorf(mongoerr.NestedDollarField, "a nested object must not contain a field beginning with '$' ('%s'); use $getField/$setField or $literal", key)
+	}
+	if strings.Contains(key, ".") {
+		return mongoerr.Errorf(mongoerr.FieldPathDot, "FieldPath field names may not contain '.'. Consider using $getField or $setField.")
+	}
+	if key == "" {
+		return mongoerr.Errorf(mongoerr.FieldPathDollarPrefix, "FieldPath field names may not be empty strings.")
+	}
+	if seen[key] {
+		return mongoerr.Errorf(mongoerr.DuplicateFieldName, "duplicate field name specified in object literal: %s", aggFmt(d))
+	}
+	seen[key] = true
+	return nil
 }
 
 // aggFmt renders a value for an error message in a compact extended-JSON

@@ -107,12 +107,31 @@ type Problem struct {
 
 // CheckExpr returns every problem of the aggregation expression spec that
 // is knowable without evaluating it: unknown operators, argument counts
-// outside what MongoDB accepts, and literal arguments of a type the
-// operator never accepts (a number in $concat, a string in $add). It does
-// not stop at the first problem; nil means none is known.
+// outside what MongoDB accepts, literal arguments of a type the operator
+// never accepts (a number in $concat, a string in $add), every error
+// CompileExpr would stop at (each where it lies: a malformed operator, a
+// constant sub-expression that fails to evaluate, a bad field path or
+// variable name), and each variable read where it is not defined. It does
+// not stop at the first problem, reports each once, in the order of the
+// nodes they concern; nil means none is known, and then CompileExpr
+// succeeds.
 func CheckExpr(spec any) []Problem {
-	var out []Problem
-	checkNode(spec, nil, 0, &out)
+	var static []Problem
+	checkNode(spec, nil, 0, &static)
+	if aggNestingDepth(spec, aggMaxNesting) > aggMaxNesting {
+		return append(static, Problem{Message: aggNestingErr().(*mongoerr.Error).Message})
+	}
+	c := compileChecker{static: static}
+	c.check(spec, make([]PathStep, 0, 32), 0)
+	var undefined []Problem
+	walkUndefinedVars(spec, nil, func(p []PathStep, err error) bool {
+		undefined = append(undefined, Problem{Path: p, Message: err.(*mongoerr.Error).Message})
+		return true
+	})
+	out := orderProblems(spec, static, c.problems(), undefined)
+	if len(out) == 0 {
+		return nil
+	}
 	return out
 }
 

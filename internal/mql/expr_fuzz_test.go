@@ -27,6 +27,7 @@ func FuzzCompileExpr(f *testing.F) {
 		{{Key: "e", Value: bson.D{{Key: "$map", Value: bson.D{{Key: "input", Value: "$arr"}, {Key: "in", Value: bson.D{{Key: "$type", Value: "$$this"}}}}}}}},
 		{{Key: "e", Value: bson.D{{Key: "$dateToString", Value: bson.D{{Key: "date", Value: "$d"}, {Key: "format", Value: "%G-%V %z"}}}}}},
 		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$a"}, {Key: "n", Value: bson.D{{Key: "$sum", Value: int32(1)}}}}}},
+		{{Key: "e", Value: bson.D{{Key: "$let", Value: bson.D{{Key: "vars", Value: bson.D{{Key: "x", Value: bson.D{{Key: "$toInt", Value: "n/a"}}}}}, {Key: "in", Value: bson.A{"$$x", "$$y", bson.D{{Key: "$round", Value: bson.A{int32(1)}}, {Key: "x", Value: int32(1)}}}}}}}}},
 	}
 	for _, s := range seeds {
 		b, err := bson.Marshal(s)
@@ -41,10 +42,26 @@ func FuzzCompileExpr(f *testing.F) {
 		if err := bson.Unmarshal(data, &d); err != nil || len(d) == 0 {
 			return
 		}
-		if e, err := CompileExpr(d[0].Value); err == nil {
+		e, err := CompileExpr(d[0].Value)
+		if err == nil {
 			_, _ = e.Eval(sample)
 		}
-		_ = CheckExpr(d[0].Value)
+		// CheckExpr finds every error CompileExpr stops at, and its
+		// compile and variable checks find nothing in what compiles.
+		if probs := CheckExpr(d[0].Value); err != nil && len(probs) == 0 {
+			t.Errorf("CompileExpr failed (%v), CheckExpr found nothing", err)
+		}
+		if err == nil {
+			c := compileChecker{}
+			c.check(d[0].Value, nil, 0)
+			walkUndefinedVars(d[0].Value, nil, func(p []PathStep, err error) bool {
+				c.found = append(c.found, Problem{Path: p, Message: err.Error()})
+				return true
+			})
+			if probs := c.problems(); len(probs) > 0 {
+				t.Errorf("CompileExpr succeeded, CheckExpr's compile checks found %v", probs)
+			}
+		}
 		if p, err := CompilePipeline([]bson.D{d}); err == nil {
 			for _, err := range p.WithMemoryLimit(1 << 20).Run(aggTestSource([]bson.D{sample, sample})) {
 				if err != nil {

@@ -69,7 +69,7 @@ func undefinedVarError(name string) error {
 // are unknown, nor report a malformed variable name.
 func walkUndefinedVars(spec any, vars map[string]any, found func(path []PathStep, err error) bool) {
 	w := varWalker{found: found}
-	w.node(spec, nil, &boundVars{caller: vars}, 0)
+	w.node(spec, make([]PathStep, 0, 32), &boundVars{caller: vars}, 0)
 }
 
 // push returns path with s appended. The result may share path's storage
