@@ -1638,7 +1638,7 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 					d.errorf(findKey(deref(e.val), spec.(bson.D)[0].Key, 0), "webhook.payload: %s", msg)
 					bad = true
 				}
-				if d.exprProblems(e.val, spec, "webhook.payload") > 0 {
+				if d.exprProblems(e.val, nil, spec, "webhook.payload") > 0 {
 					bad = true
 				}
 				if expr, err := mql.CompileExpr(spec); err != nil {

@@ -37,12 +37,14 @@ func scalarPayload(spec any) string {
 }
 
 // exprProblems reports every problem mql.CheckExpr finds in the
-// expression spec, each at the YAML node it concerns under n, with prefix
-// ("webhook.payload") before the message. It returns how many it reported.
-func (d *decoder) exprProblems(n *yaml.Node, spec any, prefix string) int {
+// expression spec, at path under n, each at the YAML node it concerns,
+// with prefix ("webhook.payload") before the message. It returns how many
+// it reported.
+func (d *decoder) exprProblems(n *yaml.Node, path []mql.PathStep, spec any, prefix string) int {
 	probs := mql.CheckExpr(spec)
 	for _, p := range probs {
-		d.errorf(d.locatePath(n, p.Path), "%s: %s", prefix, withOperatorHint(p.Message))
+		full := append(slices.Clip(path), p.Path...)
+		d.errorf(d.locatePath(n, full), "%s: %s", prefix, withOperatorHint(p.Message))
 	}
 	return len(probs)
 }

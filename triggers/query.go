@@ -229,15 +229,7 @@ func (d *decoder) project(e entry, ordering Ordering) bson.D {
 		d.errorf(v, "project: an empty $project is not allowed; remove project")
 		return nil
 	}
-	bad := false
-	for _, f := range doc {
-		switch f.Value.(type) {
-		case bson.D, bson.A:
-			// A field's expression (or sub-projection, which has no
-			// operators); its problems are located under its key.
-			bad = d.exprProblems(v, bson.D{f}, "project") > 0 || bad
-		}
-	}
+	bad := d.projectExprProblems(v, doc, nil, 0)
 	p, err := mql.CompileProjectStage(doc)
 	switch {
 	case err != nil:
@@ -253,6 +245,38 @@ func (d *decoder) project(e entry, ordering Ordering) bson.D {
 		d.errorf(v, "project: must keep documentKey when ordering is per_document (events are ordered by documentKey)")
 	}
 	return doc
+}
+
+// projectExprProblems reports the problems of the expressions of a
+// projection (doc, at path): each field's value, or each field of its
+// sub-projection, that is an operator expression, an array or a "$" field
+// path or variable. A sub-projection is not an expression (its field names
+// may be dotted) and is not checked as one. It reports whether it found
+// a problem.
+func (d *decoder) projectExprProblems(root *yaml.Node, doc bson.D, path []mql.PathStep, depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	bad := false
+	for _, f := range doc {
+		p := append(slices.Clip(path), mql.PathStep{Key: f.Key})
+		switch x := f.Value.(type) {
+		case bson.D:
+			if len(x) > 0 && !strings.HasPrefix(x[0].Key, "$") {
+				bad = d.projectExprProblems(root, x, p, depth+1) || bad
+				continue
+			}
+		case bson.A:
+		case string:
+			if !strings.HasPrefix(x, "$") {
+				continue
+			}
+		default:
+			continue
+		}
+		bad = d.exprProblems(root, p, f.Value, "project") > 0 || bad
+	}
+	return bad
 }
 
 // payloadShape rejects payload specs that can never evaluate to a document.
