@@ -86,6 +86,34 @@ var exprSignatures = map[string]signature{
 	// dates
 	"$dateToString":   {named: map[string]argKind{"format": kString, "timezone": kString}},
 	"$dateFromString": {named: map[string]argKind{"dateString": kString, "format": kString, "timezone": kString}},
+	"$dateAdd":        {named: map[string]argKind{"unit": kString, "amount": kNumber, "timezone": kString}},
+	"$dateSubtract":   {named: map[string]argKind{"unit": kString, "amount": kNumber, "timezone": kString}},
+	"$dateDiff":       {named: map[string]argKind{"unit": kString, "timezone": kString, "startOfWeek": kString}},
+	"$dateTrunc":      {named: map[string]argKind{"unit": kString, "binSize": kNumber, "timezone": kString, "startOfWeek": kString}},
+	"$dateToParts":    {named: map[string]argKind{"timezone": kString}},
+	"$dateFromParts": {named: map[string]argKind{
+		"year": kNumber, "month": kNumber, "day": kNumber, "isoWeekYear": kNumber, "isoWeek": kNumber, "isoDayOfWeek": kNumber,
+		"hour": kNumber, "minute": kNumber, "second": kNumber, "millisecond": kNumber, "timezone": kString,
+	}},
+	// sets
+	"$setUnion": pos(0, -1, kArray), "$setIntersection": pos(0, -1, kArray), "$setDifference": pos(2, 2, kArray),
+	"$setEquals": pos(2, -1, kArray), "$setIsSubset": pos(2, 2, kArray),
+	"$allElementsTrue": pos(1, 1, kArray), "$anyElementTrue": pos(1, 1, kArray),
+	// n-element and sorting array operators
+	"$firstN":    {named: map[string]argKind{"n": kNumber, "input": kArray}},
+	"$lastN":     {named: map[string]argKind{"n": kNumber, "input": kArray}},
+	"$maxN":      {named: map[string]argKind{"n": kNumber, "input": kArray}},
+	"$minN":      {named: map[string]argKind{"n": kNumber, "input": kArray}},
+	"$sortArray": {named: map[string]argKind{"input": kArray}},
+	"$zip":       {named: map[string]argKind{"inputs": kArray, "defaults": kArray}},
+	// trigonometry, logarithms, timestamps and sizes
+	"$sin": pos(1, 1, kNumber), "$cos": pos(1, 1, kNumber), "$tan": pos(1, 1, kNumber),
+	"$asin": pos(1, 1, kNumber), "$acos": pos(1, 1, kNumber), "$atan": pos(1, 1, kNumber),
+	"$asinh": pos(1, 1, kNumber), "$acosh": pos(1, 1, kNumber), "$atanh": pos(1, 1, kNumber),
+	"$sinh": pos(1, 1, kNumber), "$cosh": pos(1, 1, kNumber), "$tanh": pos(1, 1, kNumber),
+	"$degreesToRadians": pos(1, 1, kNumber), "$radiansToDegrees": pos(1, 1, kNumber),
+	"$atan2": pos(2, 2, kNumber), "$log": pos(2, 2, kNumber),
+	"$tsSecond": pos(1, 1), "$tsIncrement": pos(1, 1), "$bsonSize": pos(1, 1), "$binarySize": pos(1, 1),
 }
 
 // PathStep is one step from an expression's root to one of its nodes: a

@@ -80,6 +80,22 @@ func foldOperands(n exprNode) (operands []exprNode, whole bool) {
 		return []exprNode{t.dateString, t.format, t.timezone, t.onError, t.onNull}, true
 	case *trimNode:
 		return []exprNode{t.input, t.chars}, true
+	case *nArrayNode:
+		return []exprNode{t.n, t.input}, true
+	case *sortArrayNode:
+		return []exprNode{t.input}, true
+	case *zipNode:
+		return append(append([]exprNode(nil), t.inputs...), t.defaults...), true
+	case *dateAddNode:
+		return []exprNode{t.start, t.unit, t.amount, t.tz}, true
+	case *dateDiffNode:
+		return []exprNode{t.start, t.end, t.unit, t.tz, t.startOfWeek}, true
+	case *dateTruncNode:
+		return []exprNode{t.date, t.unit, t.binSize, t.tz, t.startOfWeek}, true
+	case *dateFromPartsNode:
+		return append(t.parts[:], t.tz), true
+	case *dateToPartsNode:
+		return []exprNode{t.date, t.tz, t.iso}, true
 	case *letNode:
 		return append(append([]exprNode(nil), t.vals...), t.in), false
 	case *iterNode:

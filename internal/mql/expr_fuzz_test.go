@@ -28,6 +28,10 @@ func FuzzCompileExpr(f *testing.F) {
 		{{Key: "e", Value: bson.D{{Key: "$dateToString", Value: bson.D{{Key: "date", Value: "$d"}, {Key: "format", Value: "%G-%V %z"}}}}}},
 		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$a"}, {Key: "n", Value: bson.D{{Key: "$sum", Value: int32(1)}}}}}},
 		{{Key: "e", Value: bson.D{{Key: "$let", Value: bson.D{{Key: "vars", Value: bson.D{{Key: "x", Value: bson.D{{Key: "$toInt", Value: "n/a"}}}}}, {Key: "in", Value: bson.A{"$$x", "$$y", bson.D{{Key: "$round", Value: bson.A{int32(1)}}, {Key: "x", Value: int32(1)}}}}}}}}},
+		{{Key: "e", Value: bson.D{{Key: "$dateTrunc", Value: bson.D{{Key: "date", Value: "$d"}, {Key: "unit", Value: "week"}, {Key: "binSize", Value: int32(2)}, {Key: "timezone", Value: "+05:30"}, {Key: "startOfWeek", Value: "mon"}}}}}},
+		{{Key: "e", Value: bson.D{{Key: "$dateDiff", Value: bson.D{{Key: "startDate", Value: "$d"}, {Key: "endDate", Value: "$$NOW"}, {Key: "unit", Value: "month"}}}}}},
+		{{Key: "e", Value: bson.D{{Key: "$setUnion", Value: bson.A{"$arr", bson.A{int32(1), "x"}}}}}},
+		{{Key: "e", Value: bson.D{{Key: "$zip", Value: bson.D{{Key: "inputs", Value: bson.A{"$arr", bson.A{int32(1)}}}, {Key: "useLongestLength", Value: true}}}}}},
 	}
 	for _, s := range seeds {
 		b, err := bson.Marshal(s)

@@ -15,7 +15,10 @@ type exprCompiler func(name string, arg any) (exprNode, error)
 // compiler. init assembles it from the per-family tables (control flow and
 // comparison in expr_control.go, arithmetic in expr_arith.go, strings in
 // expr_string.go, arrays and objects in expr_array.go, types in
-// expr_convert.go, dates in expr_date.go); it is only read afterwards.
+// expr_convert.go, dates in expr_date.go; sets in expr_set.go,
+// trigonometry, logarithms and sizes in expr_trig.go, n-element and
+// sorting array operators in expr_arrayn.go, date arithmetic and parts in
+// expr_dateparts.go); it is only read afterwards.
 var exprOperators = map[string]exprCompiler{}
 
 func init() {
@@ -27,6 +30,10 @@ func init() {
 		convertOperators(),
 		dateOperators(),
 		hashOperators(),
+		setOperators(),
+		trigOperators(),
+		nArrayOperators(),
+		dateArithOperators(),
 	} {
 		for name, c := range family {
 			if _, dup := exprOperators[name]; dup {

@@ -1,0 +1,217 @@
+package mql
+
+import (
+	"github.com/changehook/changehook/internal/mongoerr"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// setOperators is the table of the set operators, which treat arrays as
+// sets: duplicates are ignored and values compare as $eq does (1 and 1.0
+// are one element; strings under the command's collation).
+func setOperators() map[string]exprCompiler {
+	return map[string]exprCompiler{
+		"$setUnion":        fixedOp(0, -1, evalSetUnion),
+		"$setIntersection": fixedOp(0, -1, evalSetIntersection),
+		"$setDifference":   fixedOp(2, 2, evalSetDifference),
+		"$setEquals":       compileSetEquals,
+		"$setIsSubset":     fixedOp(2, 2, evalSetIsSubset),
+		"$allElementsTrue": namedOp(1, 1, evalAllAnyElementsTrue),
+		"$anyElementTrue":  namedOp(1, 1, evalAllAnyElementsTrue),
+	}
+}
+
+// aggValueSet is a set of values keyed like $addToSet's, remembering the
+// order in which values were first added.
+type aggValueSet struct {
+	coll *Collation
+	keys map[string]bool
+	out  bson.A
+}
+
+func newAggValueSet(coll *Collation) *aggValueSet {
+	return &aggValueSet{coll: coll, keys: map[string]bool{}, out: bson.A{}}
+}
+
+func (s *aggValueSet) key(v any) string { return string(aggKey(nil, v, s.coll)) }
+
+func (s *aggValueSet) has(v any) bool { return s.keys[s.key(v)] }
+
+func (s *aggValueSet) add(v any) {
+	k := s.key(v)
+	if !s.keys[k] {
+		s.keys[k] = true
+		s.out = append(s.out, v)
+	}
+}
+
+// evalSetUnion implements $setUnion: null if any argument is null or
+// missing, else the distinct elements of all arguments. MongoDB leaves the
+// order unspecified; this returns them in order of first appearance.
+func evalSetUnion(c *evalCtx, vals []any) (any, error) {
+	null := false
+	for _, v := range vals {
+		if aggNullish(v) {
+			null = true
+			continue
+		}
+		if _, ok := v.(bson.A); !ok {
+			return nil, mongoerr.Errorf(mongoerr.SetUnionNotArray, "All operands of $setUnion must be arrays. One argument is of type: %s", TypeName(v))
+		}
+	}
+	if null {
+		return nil, nil
+	}
+	s := newAggValueSet(c.coll)
+	for _, v := range vals {
+		for _, e := range v.(bson.A) {
+			s.add(e)
+		}
+	}
+	return s.out, nil
+}
+
+// evalSetIntersection implements $setIntersection: null if any argument
+// is null or missing, else the distinct elements found in every argument
+// (an empty array for no arguments).
+func evalSetIntersection(c *evalCtx, vals []any) (any, error) {
+	null := false
+	for _, v := range vals {
+		if aggNullish(v) {
+			null = true
+			continue
+		}
+		if _, ok := v.(bson.A); !ok {
+			return nil, mongoerr.Errorf(mongoerr.SetIntersectionNotArray, "All operands of $setIntersection must be arrays. One argument is of type: %s", TypeName(v))
+		}
+	}
+	if null {
+		return nil, nil
+	}
+	if len(vals) == 0 {
+		return bson.A{}, nil
+	}
+	cur := newAggValueSet(c.coll)
+	for _, e := range vals[0].(bson.A) {
+		cur.add(e)
+	}
+	for _, v := range vals[1:] {
+		other := newAggValueSet(c.coll)
+		for _, e := range v.(bson.A) {
+			other.add(e)
+		}
+		next := newAggValueSet(c.coll)
+		for _, e := range cur.out {
+			if other.has(e) {
+				next.add(e)
+			}
+		}
+		cur = next
+	}
+	return cur.out, nil
+}
+
+// evalSetDifference implements $setDifference: the distinct elements of
+// the first array not in the second; null if either is null or missing.
+func evalSetDifference(c *evalCtx, vals []any) (any, error) {
+	if aggNullish(vals[0]) || aggNullish(vals[1]) {
+		return nil, nil
+	}
+	a, ok := vals[0].(bson.A)
+	if !ok {
+		return nil, mongoerr.Errorf(mongoerr.SetDifferenceFirstNotArray, "both operands of $setDifference must be arrays. First argument is of type: %s", TypeName(vals[0]))
+	}
+	b, ok := vals[1].(bson.A)
+	if !ok {
+		return nil, mongoerr.Errorf(mongoerr.SetDifferenceSecondNotArray, "both operands of $setDifference must be arrays. Second argument is of type: %s", TypeName(vals[1]))
+	}
+	exclude := newAggValueSet(c.coll)
+	for _, e := range b {
+		exclude.add(e)
+	}
+	out := newAggValueSet(c.coll)
+	for _, e := range a {
+		if !exclude.has(e) {
+			out.add(e)
+		}
+	}
+	return out.out, nil
+}
+
+// compileSetEquals compiles $setEquals, which takes at least two arrays
+// (MongoDB's own message for fewer, code 17045).
+func compileSetEquals(name string, arg any) (exprNode, error) {
+	if args := aggArgs(arg); len(args) < 2 {
+		return nil, mongoerr.Errorf(mongoerr.SetEqualsArgCount, "$setEquals needs at least two arguments had: %d", len(args))
+	}
+	return fixed(name, arg, 2, -1, evalSetEquals)
+}
+
+// evalSetEquals implements $setEquals: whether every argument has the
+// same distinct elements. Every argument must be an array (null too).
+func evalSetEquals(c *evalCtx, vals []any) (any, error) {
+	sets := make([]*aggValueSet, len(vals))
+	for i, v := range vals {
+		a, ok := v.(bson.A)
+		if !ok {
+			return nil, mongoerr.Errorf(mongoerr.SetEqualsNotArray, "All operands of $setEquals must be arrays. One argument is of type: %s", TypeName(v))
+		}
+		sets[i] = newAggValueSet(c.coll)
+		for _, e := range a {
+			sets[i].add(e)
+		}
+	}
+	for _, s := range sets[1:] {
+		if len(s.out) != len(sets[0].out) {
+			return false, nil
+		}
+		for _, e := range s.out {
+			if !sets[0].has(e) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// evalSetIsSubset implements $setIsSubset: whether every element of the
+// first array is in the second. Both must be arrays (null too).
+func evalSetIsSubset(c *evalCtx, vals []any) (any, error) {
+	a, ok := vals[0].(bson.A)
+	if !ok {
+		return nil, mongoerr.Errorf(mongoerr.SetIsSubsetFirstNotArray, "both operands of $setIsSubset must be arrays. First argument is of type: %s", TypeName(vals[0]))
+	}
+	b, ok := vals[1].(bson.A)
+	if !ok {
+		return nil, mongoerr.Errorf(mongoerr.SetIsSubsetSecondNotArray, "both operands of $setIsSubset must be arrays. Second argument is of type: %s", TypeName(vals[1]))
+	}
+	super := newAggValueSet(c.coll)
+	for _, e := range b {
+		super.add(e)
+	}
+	for _, e := range a {
+		if !super.has(e) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// evalAllAnyElementsTrue implements $allElementsTrue and $anyElementTrue
+// with aggregation truthiness; the argument must be an array (null too).
+func evalAllAnyElementsTrue(name string, vals []any) (any, error) {
+	a, ok := vals[0].(bson.A)
+	if !ok {
+		code := mongoerr.AllElementsTrueNotArray
+		if name == "$anyElementTrue" {
+			code = mongoerr.AnyElementTrueNotArray
+		}
+		return nil, mongoerr.Errorf(code, "%s's argument must be an array, but is %s", name, TypeName(vals[0]))
+	}
+	all := name == "$allElementsTrue"
+	for _, e := range a {
+		if Truthy(e) != all {
+			return !all, nil
+		}
+	}
+	return all, nil
+}
