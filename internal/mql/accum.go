@@ -62,6 +62,9 @@ func compileAccumulator(field string, spec any) (accumSpec, error) {
 		return accumSpec{}, mongoerr.Errorf(mongoerr.GroupFieldTwoAccumulators, "The field '%s' must specify one accumulator", field)
 	}
 	op, arg := d[0].Key, d[0].Value
+	if nAccumulators[op] {
+		return compileNAccumulator(field, op, arg)
+	}
 	newAcc, ok := accumulators[op]
 	if !ok {
 		if !strings.HasPrefix(op, "$") {

@@ -32,6 +32,7 @@ func FuzzCompileExpr(f *testing.F) {
 		{{Key: "e", Value: bson.D{{Key: "$dateDiff", Value: bson.D{{Key: "startDate", Value: "$d"}, {Key: "endDate", Value: "$$NOW"}, {Key: "unit", Value: "month"}}}}}},
 		{{Key: "e", Value: bson.D{{Key: "$setUnion", Value: bson.A{"$arr", bson.A{int32(1), "x"}}}}}},
 		{{Key: "e", Value: bson.D{{Key: "$zip", Value: bson.D{{Key: "inputs", Value: bson.A{"$arr", bson.A{int32(1)}}}, {Key: "useLongestLength", Value: true}}}}}},
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: nil}, {Key: "t", Value: bson.D{{Key: "$topN", Value: bson.D{{Key: "n", Value: int32(2)}, {Key: "sortBy", Value: bson.D{{Key: "a", Value: int32(-1)}}}, {Key: "output", Value: "$s"}}}}}}}},
 	}
 	for _, s := range seeds {
 		b, err := bson.Marshal(s)
