@@ -52,7 +52,8 @@ var accumulators = map[string]func() accumulator{
 }
 
 // compileAccumulator compiles the {$op: expr} document of a $group field.
-// An unknown $op is code 15952 UnknownGroupOperator.
+// An unknown $op is code 15952 UnknownGroupOperator, one MongoDB has but
+// mql does not implement code 238 NotImplemented.
 func compileAccumulator(field string, spec any) (accumSpec, error) {
 	d, ok := spec.(bson.D)
 	if !ok {
@@ -69,6 +70,9 @@ func compileAccumulator(field string, spec any) (accumSpec, error) {
 	if !ok {
 		if !strings.HasPrefix(op, "$") {
 			return accumSpec{}, mongoerr.Errorf(mongoerr.GroupFieldNotAccumulator, "The field '%s' must be an accumulator object", field)
+		}
+		if unsupportedAccumulators[op] {
+			return accumSpec{}, unsupportedOperatorErr(op)
 		}
 		return accumSpec{}, mongoerr.Errorf(mongoerr.UnknownGroupOperator, "unknown group operator '%s'", op)
 	}

@@ -100,3 +100,21 @@ func TestExprStdDev(t *testing.T) {
 		{name: "pop of nothing", expr: `{"$stdDevPop": "$nope"}`, want: `{"v": null}`},
 	})
 }
+
+// TestUnsupportedOperators checks that MongoDB operators mql does not
+// implement are NotImplemented, naming them, not unrecognized.
+func TestUnsupportedOperators(t *testing.T) {
+	t.Parallel()
+	runExprCases(t, []aggExprCase{
+		{name: "function", expr: `{"$function": {"body": "function() {}", "args": [], "lang": "js"}}`, code: 238},
+		{name: "meta", expr: `{"$meta": "textScore"}`, code: 238},
+		{name: "still unknown", expr: `{"$dateTruncate": {}}`, code: 168},
+	})
+	if _, err := CompilePipeline(aggTestDocs(t, `[{"$group": {"_id": 1, "a": {"$accumulator": {}}}}]`)); aggTestCode(err) != 238 {
+		t.Fatalf("$accumulator: %v, want NotImplemented", err)
+	}
+	got := CheckExpr(aggTestDoc(t, `{"e": {"$function": {}}}`)[0].Value)
+	if len(got) != 1 || got[0].Message != "$function is a MongoDB operator that changehook does not support" {
+		t.Fatalf("CheckExpr($function) = %+v", got)
+	}
+}

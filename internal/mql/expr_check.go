@@ -197,6 +197,10 @@ func checkOperator(name string, arg any, path []PathStep, depth int, out *[]Prob
 		*out = append(*out, Problem{Path: p, Message: fmt.Sprintf(format, a...)})
 	}
 	if _, ok := exprOperators[name]; !ok {
+		if unsupportedExprOperators[name] {
+			add(path, "%s is a MongoDB operator that changehook does not support", name)
+			return
+		}
 		add(path, "Unrecognized expression '%s'", name)
 		return
 	}

@@ -45,10 +45,14 @@ func init() {
 }
 
 // compileOperator compiles {name: arg} with the compiler registered for
-// name; an unknown name is code 168 InvalidPipelineOperator.
+// name; a MongoDB operator mql does not implement is code 238
+// NotImplemented, any other unknown name code 168 InvalidPipelineOperator.
 func compileOperator(name string, arg any) (exprNode, error) {
 	if c, ok := exprOperators[name]; ok {
 		return c(name, arg)
+	}
+	if unsupportedExprOperators[name] {
+		return nil, unsupportedOperatorErr(name)
 	}
 	return nil, mongoerr.Errorf(mongoerr.InvalidPipelineOperator, "Unrecognized expression '%s'", name)
 }
