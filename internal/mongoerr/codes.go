@@ -377,11 +377,11 @@ const (
 	SetUnionNotArray            Code = 17043   // Location17043
 	SetEqualsNotArray           Code = 17044   // Location17044
 	SetEqualsArgCount           Code = 17045   // Location17045
-	SetIsSubsetSecondNotArray   Code = 17046   // Location17046
+	SetIsSubsetFirstNotArray    Code = 17046   // Location17046
+	SetIsSubsetSecondNotArray   Code = 17042   // Location17042
 	SetIntersectionNotArray     Code = 17047   // Location17047
 	SetDifferenceFirstNotArray  Code = 17048   // Location17048
 	SetDifferenceSecondNotArray Code = 17049   // Location17049
-	SetIsSubsetFirstNotArray    Code = 17310   // Location17310
 	LogArgNotNumeric            Code = 28756   // Location28756
 	LogBaseNotNumeric           Code = 28757   // Location28757
 	LogArgNotPositive           Code = 28758   // Location28758

@@ -1,6 +1,8 @@
 package mql
 
 import (
+	"slices"
+
 	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -21,7 +23,7 @@ func setOperators() map[string]exprCompiler {
 }
 
 // aggValueSet is a set of values keyed like $addToSet's, remembering the
-// order in which values were first added.
+// order in which values were first added ($setDifference keeps it).
 type aggValueSet struct {
 	coll *Collation
 	keys map[string]bool
@@ -36,6 +38,13 @@ func (s *aggValueSet) key(v any) string { return string(aggKey(nil, v, s.coll)) 
 
 func (s *aggValueSet) has(v any) bool { return s.keys[s.key(v)] }
 
+// sorted returns the set's values in ascending BSON order (of values that
+// are one element, the first added).
+func (s *aggValueSet) sorted() bson.A {
+	slices.SortStableFunc(s.out, func(a, b any) int { return compareValues(a, b, s.coll) })
+	return s.out
+}
+
 func (s *aggValueSet) add(v any) {
 	k := s.key(v)
 	if !s.keys[k] {
@@ -45,8 +54,9 @@ func (s *aggValueSet) add(v any) {
 }
 
 // evalSetUnion implements $setUnion: null if any argument is null or
-// missing, else the distinct elements of all arguments. MongoDB leaves the
-// order unspecified; this returns them in order of first appearance.
+// missing, else the distinct elements of all arguments. MongoDB's manual
+// leaves the order unspecified; its server returns them sorted, and so
+// does this.
 func evalSetUnion(c *evalCtx, vals []any) (any, error) {
 	null := false
 	for _, v := range vals {
@@ -67,12 +77,12 @@ func evalSetUnion(c *evalCtx, vals []any) (any, error) {
 			s.add(e)
 		}
 	}
-	return s.out, nil
+	return s.sorted(), nil
 }
 
 // evalSetIntersection implements $setIntersection: null if any argument
-// is null or missing, else the distinct elements found in every argument
-// (an empty array for no arguments).
+// is null or missing, else the distinct elements found in every argument,
+// sorted like $setUnion's (an empty array for no arguments).
 func evalSetIntersection(c *evalCtx, vals []any) (any, error) {
 	null := false
 	for _, v := range vals {
@@ -107,7 +117,7 @@ func evalSetIntersection(c *evalCtx, vals []any) (any, error) {
 		}
 		cur = next
 	}
-	return cur.out, nil
+	return cur.sorted(), nil
 }
 
 // evalSetDifference implements $setDifference: the distinct elements of
@@ -153,7 +163,7 @@ func evalSetEquals(c *evalCtx, vals []any) (any, error) {
 	for i, v := range vals {
 		a, ok := v.(bson.A)
 		if !ok {
-			return nil, mongoerr.Errorf(mongoerr.SetEqualsNotArray, "All operands of $setEquals must be arrays. One argument is of type: %s", TypeName(v))
+			return nil, mongoerr.Errorf(mongoerr.SetEqualsNotArray, "All operands of $setEquals must be arrays. %d-th argument is of type: %s", i+1, TypeName(v))
 		}
 		sets[i] = newAggValueSet(c.coll)
 		for _, e := range a {
