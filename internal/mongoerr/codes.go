@@ -398,15 +398,19 @@ const (
 	TsSecondNotTimestamp        Code = 5687301 // Location5687301
 	TsIncrementNotTimestamp     Code = 5687302 // Location5687302
 	TrigOutOfBounds             Code = 50989   // Location50989
+	Atan2FirstNotNumeric        Code = 51044   // Location51044
+	Atan2SecondNotNumeric       Code = 51045   // Location51045
 	BsonSizeNotObject           Code = 31393   // Location31393
 	BinarySizeNotStringOrBinary Code = 51276   // Location51276
 	NArrayNotObject             Code = 5787801 // Location5787801
+	MinMaxNNotObject            Code = 5787900 // Location5787900
 	NArrayUnknownField          Code = 5787901 // Location5787901
 	NArrayMissingN              Code = 5787906 // Location5787906
 	NArrayMissingInput          Code = 5787907 // Location5787907
 	NArrayInputNotArray         Code = 5788200 // Location5788200
 	NArrayNNotPositive          Code = 5787908 // Location5787908
 	NArrayNNotInteger           Code = 5787902 // Location5787902
+	NArrayNNotIntegral          Code = 5787903 // Location5787903
 	TopNotObject                Code = 5788001 // Location5788001
 	TopUnknownField             Code = 5788002 // Location5788002
 	TopMissingN                 Code = 5788003 // Location5788003
@@ -425,6 +429,7 @@ const (
 	DateArithUnitNotString      Code = 5166404 // Location5166404
 	DateArithAmountNotInt       Code = 5166405 // Location5166405
 	DateArithOverflow           Code = 5166406 // Location5166406
+	DateSubtractMinAmount       Code = 6045000 // Location6045000
 	DateDiffNotObject           Code = 5166301 // Location5166301
 	DateDiffUnknownField        Code = 5166302 // Location5166302
 	DateDiffMissingStart        Code = 5166303 // Location5166303

@@ -60,9 +60,9 @@ func compileNAccumulator(field, op string, arg any) (accumSpec, error) {
 	withN := op != "$top" && op != "$bottom"
 	if !ok {
 		if sorted {
-			return accumSpec{}, mongoerr.Errorf(mongoerr.TopNotObject, "expected an object as specification for %s accumulator, got %s", op, TypeName(arg))
+			return accumSpec{}, mongoerr.Errorf(mongoerr.TopNotObject, "specification must be an object; found %s: %s", op, aggFmt(arg))
 		}
-		return accumSpec{}, mongoerr.Errorf(mongoerr.NArrayNotObject, "specification must be an object; found %s", aggFmt(arg))
+		return accumSpec{}, aggNSpecNotObject(op, arg)
 	}
 	a := &nAccArg{}
 	outName := "input"
@@ -95,15 +95,15 @@ func compileNAccumulator(field, op string, arg any) (accumSpec, error) {
 	}
 	switch {
 	case withN && a.n == nil && sorted:
-		return accumSpec{}, mongoerr.Errorf(mongoerr.TopMissingN, "Required 'n' missing from %s", op)
+		return accumSpec{}, mongoerr.Errorf(mongoerr.TopMissingN, "Missing value for 'n'")
 	case withN && a.n == nil:
 		return accumSpec{}, mongoerr.Errorf(mongoerr.NArrayMissingN, "Missing value for 'n'")
 	case a.out == nil && sorted:
-		return accumSpec{}, mongoerr.Errorf(mongoerr.TopMissingOutput, "Required 'output' missing from %s", op)
+		return accumSpec{}, mongoerr.Errorf(mongoerr.TopMissingOutput, "Missing value for 'output'")
 	case a.out == nil:
 		return accumSpec{}, mongoerr.Errorf(mongoerr.NArrayMissingInput, "Missing value for 'input'")
 	case sorted && !hasSortBy:
-		return accumSpec{}, mongoerr.Errorf(mongoerr.TopMissingSortBy, "Required 'sortBy' missing from %s", op)
+		return accumSpec{}, mongoerr.Errorf(mongoerr.TopMissingSortBy, "Missing value for 'sortBy'")
 	}
 	if sorted {
 		spec, ok := sortBy.(bson.D)

@@ -34,7 +34,7 @@ type nArrayNode struct {
 func compileNArray(name string, arg any) (exprNode, error) {
 	d, ok := arg.(bson.D)
 	if !ok {
-		return nil, mongoerr.Errorf(mongoerr.NArrayNotObject, "specification must be an object; found %s", aggFmt(arg))
+		return nil, aggNSpecNotObject(name, arg)
 	}
 	n := &nArrayNode{name: name}
 	err := aggCompileNamedArgs(d, func(key string) error {
@@ -52,6 +52,17 @@ func compileNArray(name string, arg any) (exprNode, error) {
 	return n, nil
 }
 
+// aggNSpecNotObject is the error for an argument of $firstN $lastN $maxN
+// $minN that is not an object (MongoDB has one code for the first two and
+// another for the last two).
+func aggNSpecNotObject(name string, arg any) error {
+	code := mongoerr.NArrayNotObject
+	if name == "$maxN" || name == "$minN" {
+		code = mongoerr.MinMaxNNotObject
+	}
+	return mongoerr.Errorf(code, "specification must be an object; found %s: %s", name, aggFmt(arg))
+}
+
 // aggPositiveN validates the n of an n-element operator: a number with an
 // integral value greater than zero.
 func aggPositiveN(v any) (int64, error) {
@@ -60,7 +71,7 @@ func aggPositiveN(v any) (int64, error) {
 	}
 	n, ok := aggToInt64Exact(v)
 	if !ok {
-		return 0, mongoerr.Errorf(mongoerr.NArrayNNotInteger, "Value for 'n' must be of integral type, but found %s", aggFmt(v))
+		return 0, mongoerr.Errorf(mongoerr.NArrayNNotIntegral, "Value for 'n' must be of integral type, but found %s", aggFmt(v))
 	}
 	if n <= 0 {
 		return 0, mongoerr.Errorf(mongoerr.NArrayNNotPositive, "'n' must be greater than 0, found %d", n)

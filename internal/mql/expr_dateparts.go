@@ -153,41 +153,45 @@ func compileDateAdd(name string, arg any) (exprNode, error) {
 	return n, nil
 }
 
-// eval is null when any argument is null or missing.
+// eval is null when any argument is null or missing. As in MongoDB, the
+// unit is checked before a null amount or timezone is noticed, and the
+// start date and amount after the timezone.
 func (n *dateAddNode) eval(c *evalCtx) (any, error) {
-	v, err := aggEvalAll(c, n.start, n.unit, n.amount)
+	v, err := aggEvalAll(c, n.start, n.unit, n.amount, n.tz)
 	if err != nil {
 		return nil, err
 	}
-	tzv, err := evalOpt(c, n.tz)
-	if err != nil {
-		return nil, err
-	}
-	if aggNullish(v[0]) || aggNullish(v[1]) || aggNullish(v[2]) || n.tz != nil && aggNullish(tzv) {
+	if aggNullish(v[0]) || aggNullish(v[1]) {
 		return nil, nil
+	}
+	// $dateAdd and $dateSubtract have their own codes for a bad unit,
+	// not $dateDiff's and $dateTrunc's.
+	us, ok := v[1].(string)
+	if !ok {
+		return nil, mongoerr.Errorf(mongoerr.DateArithUnitNotString, "%s expects string defining the time unit", n.name)
+	}
+	unit, ok := aggTimeUnits[us]
+	if !ok {
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "unknown time unit value: %s", us)
+	}
+	if aggNullish(v[2]) || n.tz != nil && aggNullish(v[3]) {
+		return nil, nil
+	}
+	loc, err := aggParseTZ(v[3])
+	if err != nil {
+		return nil, err
 	}
 	start, err := aggToDate(v[0])
 	if err != nil {
-		return nil, mongoerr.Errorf(mongoerr.DateArithStartNotDate, "%s requires startDate to be convertible to a date, but got %s", n.name, TypeName(v[0]))
-	}
-	if _, ok := v[1].(string); !ok {
-		return nil, mongoerr.Errorf(mongoerr.DateArithUnitNotString, "%s expects string defining the time unit, but got %s", n.name, TypeName(v[1]))
-	}
-	unit, err := aggParseTimeUnit(n.name, v[1])
-	if err != nil {
-		return nil, err
+		return nil, mongoerr.Errorf(mongoerr.DateArithStartNotDate, "%s requires startDate to be convertible to a date", n.name)
 	}
 	amount, ok := aggToInt64Exact(v[2])
 	if !ok {
-		return nil, mongoerr.Errorf(mongoerr.DateArithAmountNotInt, "%s expects integer amount of time units, but got %s", n.name, aggFmt(v[2]))
-	}
-	loc, err := aggParseTZ(tzv)
-	if err != nil {
-		return nil, err
+		return nil, mongoerr.Errorf(mongoerr.DateArithAmountNotInt, "%s expects integer amount of time units", n.name)
 	}
 	if n.name == "$dateSubtract" {
 		if amount == math.MinInt64 {
-			return nil, mongoerr.Errorf(mongoerr.DateArithOverflow, "%s overflowed", n.name)
+			return nil, mongoerr.Errorf(mongoerr.DateSubtractMinAmount, "invalid $dateSubtract 'amount' parameter value: %d", amount)
 		}
 		amount = -amount
 	}

@@ -97,9 +97,13 @@ func evalAtan2(_ *evalCtx, vals []any) (any, error) {
 	if aggNullish(vals[0]) || aggNullish(vals[1]) {
 		return nil, nil
 	}
-	for _, v := range vals {
+	for i, v := range vals {
 		if aggNumKind(v) == aggKNone {
-			return nil, mongoerr.Errorf(mongoerr.NumericOnly, "$atan2 only supports numeric types, not %s", TypeName(v))
+			code := mongoerr.Atan2FirstNotNumeric
+			if i == 1 {
+				code = mongoerr.Atan2SecondNotNumeric
+			}
+			return nil, mongoerr.Errorf(code, "$atan2 only supports numeric types, not %s", TypeName(v))
 		}
 	}
 	r := math.Atan2(aggToFloat(vals[0]), aggToFloat(vals[1]))
