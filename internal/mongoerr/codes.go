@@ -430,6 +430,9 @@ const (
 	DateArithAmountNotInt       Code = 5166405 // Location5166405
 	DateArithOverflow           Code = 5166406 // Location5166406
 	DateSubtractMinAmount       Code = 6045000 // Location6045000
+	DateAddAmountInvalid        Code = 5976500 // Location5976500
+	DateTruncOverflow           Code = 5439002 // Location5439002
+	DateTruncBinSizeUnsupported Code = 5439006 // Location5439006
 	DateDiffNotObject           Code = 5166301 // Location5166301
 	DateDiffUnknownField        Code = 5166302 // Location5166302
 	DateDiffMissingStart        Code = 5166303 // Location5166303

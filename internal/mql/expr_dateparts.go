@@ -45,6 +45,16 @@ var aggTimeUnits = map[string]aggTimeUnit{
 	"day": unitDay, "week": unitWeek, "month": unitMonth, "quarter": unitQuarter, "year": unitYear,
 }
 
+// aggUnitName is the name of a unit, as arguments spell it.
+func aggUnitName(u aggTimeUnit) string {
+	for name, v := range aggTimeUnits {
+		if v == u {
+			return name
+		}
+	}
+	return ""
+}
+
 // aggUnitMillis is the length of the fixed-length units.
 var aggUnitMillis = [...]int64{unitMillisecond: 1, unitSecond: 1000, unitMinute: 60_000, unitHour: 3_600_000}
 
@@ -198,11 +208,27 @@ func (n *dateAddNode) eval(c *evalCtx) (any, error) {
 	return aggDateAdd(n.name, start, unit, amount, loc)
 }
 
+// aggDateAddMaxAmount is, per unit, the bound (exclusive) on the amount
+// MongoDB's dateAdd accepts: roughly the span of a 64-bit count of
+// milliseconds in that unit.
+var aggDateAddMaxAmount = func() map[aggTimeUnit]int64 {
+	maxDays := int64(math.MaxUint64/86_400_000 + 1)
+	maxYears := maxDays/365 + 1
+	return map[aggTimeUnit]int64{
+		unitYear: maxYears, unitQuarter: maxYears * 4, unitMonth: maxYears * 12,
+		unitWeek: maxDays / 7, unitDay: maxDays, unitHour: maxDays * 24,
+		unitMinute: maxDays * 24 * 60, unitSecond: maxDays * 24 * 60 * 60,
+	}
+}()
+
 // aggDateAdd adds amount units to d: fixed-length units exactly, days and
 // weeks in local wall-clock time, months, quarters and years in the local
 // calendar with the day clamped to the end of a shorter month.
 func aggDateAdd(op string, d bson.DateTime, unit aggTimeUnit, amount int64, loc *time.Location) (bson.DateTime, error) {
 	overflow := mongoerr.Errorf(mongoerr.DateArithOverflow, "%s overflowed", op)
+	if m, ok := aggDateAddMaxAmount[unit]; ok && (amount <= -m || amount >= m) {
+		return 0, mongoerr.Errorf(mongoerr.DateAddAmountInvalid, "invalid dateAdd 'amount' parameter value: %d %s", amount, aggUnitName(unit))
+	}
 	if unit <= unitHour {
 		step := aggUnitMillis[unit]
 		if amount > math.MaxInt64/step || amount < math.MinInt64/step {
@@ -435,7 +461,7 @@ func (n *dateTruncNode) eval(c *evalCtx) (any, error) {
 
 // aggDateTrunc is the start of the bin holding d.
 func aggDateTrunc(d bson.DateTime, unit aggTimeUnit, bin int64, loc *time.Location, sow time.Weekday) (bson.DateTime, error) {
-	overflow := mongoerr.Errorf(mongoerr.DateArithOverflow, "$dateTrunc overflowed")
+	overflow := mongoerr.Errorf(mongoerr.DateTruncOverflow, "dateTrunc overflowed")
 	ref := time.Date(2000, 1, 1, 0, 0, 0, 0, loc)
 	if unit <= unitHour {
 		step := aggUnitMillis[unit]
@@ -448,11 +474,9 @@ func aggDateTrunc(d bson.DateTime, unit aggTimeUnit, bin int64, loc *time.Locati
 		dist := int64(d) - ref.UnixMilli()
 		return bson.DateTime(ref.UnixMilli() + aggFloorDiv(dist, width)*width), nil
 	}
-	// Any bin wider than the date range is refused rather than computed
-	// with wrapping arithmetic.
-	const maxBin = 1 << 36
-	if bin > maxBin {
-		return 0, overflow
+	// MongoDB refuses bins of more than 1e11 calendar units.
+	if bin > 100_000_000_000 {
+		return 0, mongoerr.Errorf(mongoerr.DateTruncBinSizeUnsupported, "dateTrunc unsupported binSize value")
 	}
 	lt := d.Time().In(loc)
 	switch unit {

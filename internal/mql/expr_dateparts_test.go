@@ -41,7 +41,9 @@ func TestExprDateAddSubtract(t *testing.T) {
 		{name: "subtract two months in New York", expr: `{"$dateSubtract": {"startDate": {"$date": "2021-01-31T03:00:00Z"}, "unit": "month", "amount": 2, "timezone": "America/New_York"}}`, want: `{"v": {"$date": "2020-12-01T03:00:00Z"}}`},
 		{name: "subtract quarter from field date", expr: `{"$dateSubtract": {"startDate": {"$date": "2020-12-31T12:10:05Z"}, "unit": "month", "amount": 3, "timezone": "Europe/Paris"}}`, want: `{"v": {"$date": "2020-09-30T11:10:05Z"}}`},
 		{name: "fractional amount", expr: `{"$dateAdd": {"startDate": "$d", "unit": "day", "amount": 1.5}}`, doc: doc, code: 5166405},
-		{name: "overflow", expr: `{"$dateAdd": {"startDate": "$d", "unit": "year", "amount": {"$numberLong": "9000000000000000000"}}}`, doc: doc, code: 5166406},
+		{name: "amount beyond the unit's range", expr: `{"$dateAdd": {"startDate": "$d", "unit": "year", "amount": {"$numberLong": "9000000000000000000"}}}`, doc: doc, code: 5976500},
+		{name: "amount in range overflows", expr: `{"$dateSubtract": {"startDate": "$d", "unit": "month", "amount": 3600000000}}`, doc: doc, code: 5166406},
+		{name: "server's invalid amount", expr: `{"$dateSubtract": {"startDate": "$d", "unit": "month", "amount": {"$numberLong": "-30000000000"}}}`, doc: doc, code: 5976500},
 		{name: "bad timezone", expr: `{"$dateAdd": {"startDate": "$d", "unit": "day", "amount": 1, "timezone": "Mars/Base"}}`, doc: doc, code: 40485},
 	})
 }
@@ -127,6 +129,7 @@ func TestExprDateTrunc(t *testing.T) {
 		{name: "unit unknown", expr: `{"$dateTrunc": {"date": "$d", "unit": "century"}}`, doc: order, code: 5439014},
 		{name: "binSize string", expr: `{"$dateTrunc": {"date": "$d", "unit": "hour", "binSize": "Number"}}`, doc: order, code: 5439017},
 		{name: "binSize fraction", expr: `{"$dateTrunc": {"date": "$d", "unit": "hour", "binSize": 2.5}}`, doc: order, code: 5439017},
+		{name: "binSize too large", expr: `{"$dateTrunc": {"date": "$d", "unit": "day", "binSize": {"$numberLong": "100000000001"}}}`, doc: order, code: 5439006},
 		{name: "binSize zero", expr: `{"$dateTrunc": {"date": "$d", "unit": "hour", "binSize": 0}}`, doc: order, code: 5439018},
 		{name: "timezone not a string", expr: `{"$dateTrunc": {"date": "$d", "unit": "hour", "timezone": 1}}`, doc: order, code: 40517},
 		{name: "timezone unknown", expr: `{"$dateTrunc": {"date": "$d", "unit": "hour", "timezone": "America/Invalid"}}`, doc: order, code: 40485},
