@@ -112,8 +112,10 @@ func (c *compileChecker) operator(d bson.D, path []PathStep, depth int) bool {
 	if _, known := exprOperators[name]; len(d) != 1 || !known {
 		// Neither its shape nor its arguments are known: its arguments
 		// are not looked into.
-		_, err := compileDoc(d)
-		c.add(opPath, err)
+		if !c.hasStatic(path) {
+			_, err := compileDoc(d)
+			c.add(opPath, err)
+		}
 		return true
 	}
 	// The operator's own problem comes before its arguments'.
