@@ -371,7 +371,7 @@ func (s *Server) runMerge(o *outStage, src iter.Seq2[bson.D, error], vars map[st
 					}
 					v[le.name] = x
 				}
-				if out, _, _, err = o.matched.withVars(v).apply(existing, 0, false, now); err != nil {
+				if out, _, _, _, err = o.matched.withVars(v).apply(existing, 0, false, now); err != nil {
 					return err
 				}
 			}

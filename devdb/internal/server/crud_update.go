@@ -102,16 +102,20 @@ func stmtConstants(st bson.D, vars map[string]any) (map[string]any, error) {
 }
 
 // apply computes the new version of doc (matched at array position pos).
-// It reports whether anything changed; op is "update" or "replace".
-func (u *updateSpec) apply(doc bson.D, pos int, insert bool, now time.Time) (out bson.D, changed bool, op string, err error) {
+// It reports whether anything changed; op is "update" or "replace", and
+// diff, for an update, the diff of its $v: 2 oplog entry (nil for a
+// replacement): for an operator update what its operators logged, for a
+// pipeline update the delta from doc as MongoDB computes it, which makes it
+// a "replace" instead when that delta is not small enough (pipelineDelta).
+func (u *updateSpec) apply(doc bson.D, pos int, insert bool, now time.Time) (out bson.D, changed bool, op string, diff bson.D, err error) {
 	if u.ops != nil {
-		out, changed, err = u.ops.Apply(doc, update.ApplyContext{Insert: insert, Now: now, Positional: pos})
-		return out, changed, "update", err
+		out, diff, changed, err = u.ops.ApplyDiff(doc, update.ApplyContext{Insert: insert, Now: now, Positional: pos})
+		return out, changed, "update", diff, err
 	}
 	if u.pipeline != nil {
 		out, _, err = u.pipeline.ApplyOne(doc)
 		if err != nil {
-			return nil, false, "", err
+			return nil, false, "", nil, err
 		}
 		oldID, hasOld := fieldOf(doc, "_id")
 		newID, hasNew := fieldOf(out, "_id")
@@ -119,14 +123,21 @@ func (u *updateSpec) apply(doc bson.D, pos int, insert bool, now time.Time) (out
 		case hasOld && !hasNew:
 			out = append(bson.D{{Key: "_id", Value: oldID}}, out...)
 		case hasOld && !mql.Equal(oldID, newID):
-			return nil, false, "", mongoerr.Errorf(mongoerr.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
+			return nil, false, "", nil, mongoerr.Errorf(mongoerr.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
 		}
-		return withID(out), !mql.Identical(doc, withID(out)), "update", nil
+		out = withID(out)
+		if mql.Identical(doc, out) {
+			return out, false, "update", nil, nil
+		}
+		if diff = pipelineDelta(doc, out); diff == nil {
+			return out, true, "replace", nil, nil
+		}
+		return out, true, "update", diff, nil
 	}
 	oldID, hasOld := fieldOf(doc, "_id")
 	newID, hasNew := fieldOf(u.replacement, "_id")
 	if hasOld && hasNew && !mql.Equal(oldID, newID) {
-		return nil, false, "", mongoerr.Errorf(mongoerr.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
+		return nil, false, "", nil, mongoerr.Errorf(mongoerr.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", mql.FormatValue(newID))
 	}
 	out = make(bson.D, 0, len(u.replacement)+1)
 	if hasOld {
@@ -137,7 +148,7 @@ func (u *updateSpec) apply(doc bson.D, pos int, insert bool, now time.Time) (out
 			out = append(out, e)
 		}
 	}
-	return out, !mql.Identical(doc, out), "replace", nil
+	return out, !mql.Identical(doc, out), "replace", nil, nil
 }
 
 // arrayFiltersArg reads arrayFilters from d.
@@ -348,7 +359,7 @@ func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st 
 	}
 	for i, rid := range rids {
 		_, pos := plan.filter.MatchPositional(docs[i])
-		out, changed, op, err := u.apply(docs[i], pos, false, now)
+		out, changed, op, diff, err := u.apply(docs[i], pos, false, now)
 		if err != nil {
 			return err
 		}
@@ -359,7 +370,7 @@ func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st 
 		if err := checkStorable(out); err != nil {
 			return err
 		}
-		if err := tx.Replace(c, rid, out, op); err != nil {
+		if err := tx.ReplaceDiff(c, rid, out, op, diff); err != nil {
 			return resultTooLarge(err, false)
 		}
 		res.modified++
@@ -490,7 +501,7 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 			return err
 		}
 		_, pos := f.plan.filter.MatchPositional(doc)
-		out, changed, op, err := u.apply(doc, pos, false, now)
+		out, changed, op, diff, err := u.apply(doc, pos, false, now)
 		if err != nil {
 			return err
 		}
@@ -498,7 +509,7 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 			if err := checkStorable(out); err != nil {
 				return err
 			}
-			if err := tx.Replace(c, rid, out, op); err != nil {
+			if err := tx.ReplaceDiff(c, rid, out, op, diff); err != nil {
 				return resultTooLarge(err, false)
 			}
 		}

@@ -54,7 +54,7 @@ func TestPipelineUpdateApply(t *testing.T) {
 			var out bson.D
 			var changed bool
 			if err == nil {
-				out, changed, _, err = u.apply(extDoc(t, tc.doc), -1, false, time.Now())
+				out, changed, _, _, err = u.apply(extDoc(t, tc.doc), -1, false, time.Now())
 			}
 			if tc.code != 0 {
 				var me *mongoerr.Error

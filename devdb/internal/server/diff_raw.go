@@ -125,6 +125,19 @@ func (d *rawDiff) removeField() {
 	d.removed = d.appendPathString(d.removed)
 }
 
+// truncate records that the array at d.path now has n elements.
+func (d *rawDiff) truncate(n int) {
+	b := appendIndexHeader(d.truncated, bsoncore.TypeEmbeddedDocument, d.nTruncated)
+	d.nTruncated++
+	idx, b := bsoncore.ReserveLength(b)
+	b = append(b, byte(bsoncore.TypeString))
+	b = append(b, "field\x00"...)
+	b = d.appendPathString(b)
+	b = bsoncore.AppendInt32Element(b, "newSize", int32(n))
+	b = append(b, 0)
+	d.truncated = bsoncore.UpdateLength(b, idx, int32(len(b)-int(idx)))
+}
+
 // push and pop maintain d.path.
 func (d *rawDiff) push(p rawPathPart) { d.path = append(d.path, p) }
 func (d *rawDiff) pop()               { d.path = d.path[:len(d.path)-1] }
@@ -217,15 +230,7 @@ func (d *rawDiff) array(pre, post []byte) {
 		return
 	}
 	if len(qe) < len(pe) {
-		b := appendIndexHeader(d.truncated, bsoncore.TypeEmbeddedDocument, d.nTruncated)
-		d.nTruncated++
-		idx, b := bsoncore.ReserveLength(b)
-		b = append(b, byte(bsoncore.TypeString))
-		b = append(b, "field\x00"...)
-		b = d.appendPathString(b)
-		b = bsoncore.AppendInt32Element(b, "newSize", int32(len(qe)))
-		b = append(b, 0)
-		d.truncated = bsoncore.UpdateLength(b, idx, int32(len(b)-int(idx)))
+		d.truncate(len(qe))
 	}
 	for k, v := range qe {
 		d.push(rawPathPart{index: k, isIdx: true})
@@ -258,12 +263,18 @@ func appendUpdateDescription(b, pre, post []byte) ([]byte, bool) {
 	if !d.ok {
 		return b, false
 	}
+	return d.appendDescription(b), true
+}
+
+// appendDescription appends the updateDescription d accumulated as an
+// encoded document.
+func (d *rawDiff) appendDescription(b []byte) []byte {
 	idx, b := bsoncore.ReserveLength(b)
 	b = appendFramed(b, bsoncore.TypeEmbeddedDocument, "updatedFields", d.updated)
 	b = appendFramed(b, bsoncore.TypeArray, "removedFields", d.removed)
 	b = appendFramed(b, bsoncore.TypeArray, "truncatedArrays", d.truncated)
 	b = append(b, 0)
-	return bsoncore.UpdateLength(b, idx, int32(len(b)-int(idx))), true
+	return bsoncore.UpdateLength(b, idx, int32(len(b)-int(idx)))
 }
 
 // appendFramed appends the element key of type t (document or array) whose

@@ -204,7 +204,13 @@ func buildEvent(ent *storage.OplogEntry, tok resumeToken, im csImages) (bson.D, 
 		}
 	}
 	if ent.Op == opUpdate {
-		ev = append(ev, bson.E{Key: "updateDescription", Value: diffDocuments(ent.Pre, ent.Doc).doc()})
+		var desc updateDescription
+		if ent.Diff != nil {
+			desc = describeDiff(ent.Diff) // what the update's operators logged
+		} else {
+			desc = diffDocuments(ent.Pre, ent.Doc)
+		}
+		ev = append(ev, bson.E{Key: "updateDescription", Value: desc.doc()})
 	}
 	switch ent.Op {
 	case opUpdate, opReplace, opDelete:

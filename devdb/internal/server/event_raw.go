@@ -13,8 +13,9 @@ import (
 // fullDocument and fullDocumentBeforeChange mode) outside multi-document
 // transactions are appended as BSON directly from the entry's encoded
 // sub-documents, without decoding the entry into an OplogEntry and
-// re-encoding the event; an update's updateDescription is computed on the
-// encoded pre- and post-image (appendUpdateDescription). The bytes are
+// re-encoding the event; an update's updateDescription is read from the
+// encoded diff the entry carries (appendDiffDescription) or, without one,
+// computed on the encoded pre- and post-image (appendUpdateDescription). The bytes are
 // exactly those bson.Marshal produces for buildEvent's bson.D
 // (TestBuildEventRawMatches, and every raw event of the change-stream tests
 // through rawEventCheck); every other event, and one whose required image is
@@ -196,7 +197,17 @@ func buildEventRaw(r *storage.RawOplogEntry, im csImages) (raw []byte, tok resum
 	b = bsoncore.AppendDocumentElement(b, "documentKey", dk)
 	if r.Op == opUpdate {
 		b = bsoncore.AppendHeader(b, bsoncore.TypeEmbeddedDocument, "updateDescription")
-		if b, ok = appendUpdateDescription(b, pre, doc); !ok {
+		if diff, found := r.Lookup("diff"); found {
+			// What the update's operators logged.
+			dd, isDoc := diff.DocumentOK()
+			if !isDoc {
+				return nil, tok, false
+			}
+			b, ok = appendDiffDescription(b, dd)
+		} else {
+			b, ok = appendUpdateDescription(b, pre, doc)
+		}
+		if !ok {
 			return nil, tok, false
 		}
 	}

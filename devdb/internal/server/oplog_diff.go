@@ -2,29 +2,50 @@ package server
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// updateOplogO is the o of an update's oplog entry as MongoDB logs it: the
-// delta from the document before (pre) to after (post), {$v: 2, diff},
-// when it is smaller than the updated document, else the updated document
-// itself (the replacement form).
-func updateOplogO(pre, post bson.D) bson.D {
-	if pre == nil {
-		return post
+// deltaPadding is what MongoDB adds to the size of a computed diff, for the
+// $v and diff fields around it, before comparing it with the size of the
+// document after the update (update_oplog_entry::kSizeOfDeltaOplogEntryMetadata).
+const deltaPadding = 15
+
+// updateOplogO is the o of an update's oplog entry: {$v: 2, diff}. An entry
+// carries its diff (an operator update's is what its operators did, which
+// MongoDB always logs as a delta; a pipeline update's the delta from its
+// pre- to its post-image); for one that does not (a $merge, or an entry
+// written before devdb kept diffs) it is that delta, or post itself (the
+// replacement form) when the delta is not small enough (pipelineDelta).
+func updateOplogO(pre, post, diff bson.D) bson.D {
+	if diff == nil {
+		if pre == nil {
+			return post
+		}
+		if diff = pipelineDelta(pre, post); diff == nil {
+			return post
+		}
 	}
+	return bson.D{{Key: "$v", Value: int32(2)}, {Key: "diff", Value: diff}}
+}
+
+// pipelineDelta is the diff MongoDB logs for a pipeline update that turned
+// pre into post, or nil when it logs a replacement instead: when the diff
+// plus deltaPadding is not smaller than post (doc_diff::computeOplogDiff as
+// the pipeline executor calls it).
+func pipelineDelta(pre, post bson.D) bson.D {
 	diff := docDiff(pre, post)
 	d, err := bson.Marshal(diff)
 	if err != nil {
-		return post
+		return nil
 	}
 	p, err := bson.Marshal(post)
-	if err != nil || len(d) >= len(p) {
-		return post
+	if err != nil || len(d)+deltaPadding >= len(p) {
+		return nil
 	}
-	return bson.D{{Key: "$v", Value: int32(2)}, {Key: "diff", Value: diff}}
+	return diff
 }
 
 // sameValue reports whether two values are the same BSON (type and bytes),
@@ -36,48 +57,50 @@ func sameValue(a, b any) bool {
 	return errA == nil && errB == nil && bytes.Equal(ba, bb)
 }
 
-// docDiff is MongoDB's document delta from pre to post: fields in the same
-// order whose values changed are updates (u) or, for two documents or two
-// arrays, nested deltas (s<name>); fields of pre not in post are deletes
-// (d, each false); from where the orders part, post's fields are inserts
-// (i, which also move a field to the end). Its fields are d, u, i, then the
-// nested deltas.
+// docDiff is MongoDB's document delta from pre to post
+// (doc_diff::computeDocDiff): fields are paired in order; a pair with the
+// same name whose values differ is a nested delta (s<name>) for two
+// documents or two arrays, else an update (u); a field of pre whose name
+// does not line up is deleted (d, false) and only pre moves on; the fields
+// of post left when pre runs out are inserts (i, which also move a field to
+// the end), and a deleted name inserted again is not deleted. Its fields are
+// d (the fields left in pre, then the other deleted names in byte order),
+// u, i, then the nested deltas.
 func docDiff(pre, post bson.D) bson.D {
-	var dels, ups, ins, subs bson.D
-	inPost := make(map[string]bool, len(post))
-	for _, e := range post {
-		inPost[e.Key] = true
-	}
+	var ups, ins, subs bson.D
+	var dels bson.D
+	var deleted []string
 	i, j := 0, 0
 	for i < len(pre) && j < len(post) {
 		a, b := pre[i], post[j]
-		if a.Key == b.Key {
-			if !sameValue(a.Value, b.Value) {
-				// Values that differ in a way no nested delta shows (a
-				// nil document, which encodes as null) are updated whole.
-				if sub, ok := subDiff(a.Value, b.Value); ok && len(sub) > 0 {
-					subs = append(subs, bson.E{Key: "s" + a.Key, Value: sub})
-				} else {
-					ups = append(ups, bson.E{Key: a.Key, Value: b.Value})
-				}
-			}
-			i, j = i+1, j+1
-			continue
-		}
-		if !inPost[a.Key] {
-			dels = append(dels, bson.E{Key: a.Key, Value: false})
+		if a.Key != b.Key {
+			deleted = append(deleted, a.Key)
 			i++
 			continue
 		}
-		break // the orders part: the rest of post is inserted
+		if !sameValue(a.Value, b.Value) {
+			// Values that differ in a way no nested delta shows (a
+			// nil document, which encodes as null), or whose delta is
+			// not smaller than the value, are updated whole.
+			if sub, ok := subDiff(a.Value, b.Value); ok && len(sub) > 0 && smaller(sub, b.Value) {
+				subs = append(subs, bson.E{Key: "s" + a.Key, Value: sub})
+			} else {
+				ups = append(ups, bson.E{Key: a.Key, Value: b.Value})
+			}
+		}
+		i, j = i+1, j+1
 	}
 	for ; i < len(pre); i++ {
-		if !inPost[pre[i].Key] {
-			dels = append(dels, bson.E{Key: pre[i].Key, Value: false})
-		}
+		dels = append(dels, bson.E{Key: pre[i].Key, Value: false})
 	}
 	for ; j < len(post); j++ {
 		ins = append(ins, post[j])
+		deleted = slices.DeleteFunc(deleted, func(k string) bool { return k == post[j].Key })
+	}
+	slices.Sort(deleted)
+	deleted = slices.Compact(deleted)
+	for _, k := range deleted {
+		dels = append(dels, bson.E{Key: k, Value: false})
 	}
 	var out bson.D
 	for _, part := range []struct {
@@ -89,6 +112,23 @@ func docDiff(pre, post bson.D) bson.D {
 		}
 	}
 	return append(out, subs...)
+}
+
+// smaller reports whether the nested delta sub is smaller than the value
+// v it describes, both encoded: MongoDB logs v whole otherwise.
+func smaller(sub bson.D, v any) bool {
+	ds, err := bson.Marshal(sub)
+	if err != nil {
+		return false
+	}
+	var vs []byte
+	switch x := v.(type) {
+	case bson.D:
+		vs, err = bson.Marshal(x)
+	case bson.A:
+		_, vs, err = bson.MarshalValue(x)
+	}
+	return err == nil && len(ds) < len(vs)
 }
 
 // subDiff is the nested delta of two documents or two arrays (ok false

@@ -182,7 +182,7 @@ func TestUpdateOplogDeltaReplays(t *testing.T) {
 	for i := range 5000 {
 		pre := append(bson.D{{Key: "_id", Value: int32(i)}}, randomDoc(r, 3)...)
 		post := append(bson.D{{Key: "_id", Value: int32(i)}}, mutate(r, pre[1:], 2).(bson.D)...)
-		o := updateOplogO(pre, post)
+		o := updateOplogO(pre, post, nil)
 		got := o
 		if len(o) == 2 && o[0].Key == "$v" {
 			deltas++

@@ -252,7 +252,7 @@ func (s *Server) renderEntry(e *storage.OplogEntry) bson.D {
 	case "insert":
 		op, o, o2 = "i", e.Doc, e.DocumentKey
 	case "update":
-		op, o, o2 = "u", updateOplogO(e.Pre, e.Doc), e.DocumentKey
+		op, o, o2 = "u", updateOplogO(e.Pre, e.Doc, e.Diff), e.DocumentKey
 	case "replace":
 		op, o, o2 = "u", e.Doc, e.DocumentKey
 	case "delete":

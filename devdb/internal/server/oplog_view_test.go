@@ -391,14 +391,20 @@ func TestUpdateOplogDelta(t *testing.T) {
 			d("$v", int32(2), "diff", d("sarr", d("a", true, "s0", d("u", d("k", 2)))))},
 		{"type change", d("_id", 1, "a", d("k", 1), "b", big), d("_id", 1, "a", "flat", "b", big),
 			d("$v", int32(2), "diff", d("u", d("a", "flat")))},
-		{"order changed: the rest is inserted", d("_id", 1, "a", 1, "b", 2, "c", big), d("_id", 1, "b", 2, "a", 1, "c", big),
-			d("$v", int32(2), "diff", d("i", d("b", 2, "a", 1, "c", big)))},
+		{"order changed: fields out of line are inserted again", d("_id", 1, "p", big, "a", 1, "b", 2, "c", 3), d("_id", 1, "p", big, "b", 2, "a", 1, "c", 3),
+			d("$v", int32(2), "diff", d("i", d("a", 1, "c", 3)))},
+		{"deleted fields: the rest of pre, then the others in byte order", d("_id", 1, "p", big, "y", 1, "x", 1, "b", 2, "zz", 1), d("_id", 1, "p", big, "b", 2),
+			d("$v", int32(2), "diff", d("d", d("zz", false, "x", false, "y", false)))},
+		{"nested delta not smaller than the value: the value whole", d("_id", 1, "p", big, "x", d("a", 1)), d("_id", 1, "p", big, "x", d("a", 2)),
+			d("$v", int32(2), "diff", d("u", d("x", d("a", 2))))},
+		{"delta plus its padding not smaller than the document: replacement", d("_id", 1, "a", 1, "b", "01234"), d("_id", 1, "a", 2, "b", "01234"),
+			d("_id", 1, "a", 2, "b", "01234")},
 		{"delta larger than the document: replacement", d("_id", 1, "a", 1), d("_id", 1, "b", 2),
 			d("_id", 1, "b", 2)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := updateOplogO(tc.pre, tc.post); !equalDoc(t, got, tc.want) {
+			if got := updateOplogO(tc.pre, tc.post, nil); !equalDoc(t, got, tc.want) {
 				t.Errorf("o = %v, want %v", got, tc.want)
 			}
 		})

@@ -327,6 +327,12 @@ func (t *Tx) damagedDoc(c *Collection, rid []byte, err error) error {
 // is the stored encoding of doc, and its pre-image the stored bytes of the
 // old document when RawInsertable accepts them, neither encoded again.
 func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
+	return t.ReplaceDiff(c, rid, doc, op, nil)
+}
+
+// ReplaceDiff is Replace for an update that logged its own $v: 2 diff
+// (nil: none), which the entry carries as its Diff.
+func (t *Tx) ReplaceDiff(c *Collection, rid RecordID, doc bson.D, op string, diff bson.D) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
@@ -388,7 +394,7 @@ func (t *Tx) Replace(c *Collection, rid RecordID, doc bson.D, op string) error {
 	if err != nil {
 		return err
 	}
-	ent := &OplogEntry{Op: op, DB: c.DB, Coll: c.Name, UUID: c.UUID, DocumentKey: dk, Doc: doc, Pre: old, Images: c.Images()}
+	ent := &OplogEntry{Op: op, DB: c.DB, Coll: c.Name, UUID: c.UUID, DocumentKey: dk, Doc: doc, Pre: old, Diff: diff, Images: c.Images()}
 	if !t.decodeDocuments {
 		// raw is doc encoded; oldRaw (still valid until the transaction
 		// ends) is old encoded when RawInsertable accepts it.

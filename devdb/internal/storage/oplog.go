@@ -39,9 +39,16 @@ type OplogEntry struct {
 	// Doc is the post-image for insert, replace and update.
 	Doc bson.D `bson:"doc,omitempty"`
 	// Pre is the pre-image for update, replace and delete. It is always
-	// recorded (change streams derive updateDescription from Pre and Doc);
+	// recorded (change streams derive an update's updateDescription from Pre
+	// and Doc when it has no Diff);
 	// Images says whether clients may see it as fullDocumentBeforeChange.
 	Pre bson.D `bson:"pre,omitempty"`
+	// Diff is, for an update, the diff of its $v: 2 delta oplog entry (an
+	// operator update logs what each operator did, a pipeline update the
+	// delta from Pre to Doc): change streams read updateDescription from
+	// it. Without it (a $merge, or an entry written before devdb kept it)
+	// the delta is computed from Pre and Doc.
+	Diff bson.D `bson:"diff,omitempty"`
 	// Images reports that the collection had changeStreamPreAndPostImages
 	// enabled at write time.
 	Images bool `bson:"images,omitempty"`
@@ -95,6 +102,7 @@ type oplogEntryRawDoc struct {
 	DocumentKey bson.D          `bson:"documentKey,omitempty"`
 	Doc         bson.Raw        `bson:"doc,omitempty"`
 	Pre         bson.Raw        `bson:"pre,omitempty"`
+	Diff        bson.D          `bson:"diff,omitempty"`
 	Images      bool            `bson:"images,omitempty"`
 	ToDB        string          `bson:"toDB,omitempty"`
 	ToColl      string          `bson:"toColl,omitempty"`
@@ -113,7 +121,7 @@ func marshalEntry(ent *OplogEntry) ([]byte, error) {
 		return bson.Marshal(ent)
 	}
 	w := &oplogEntryRawDoc{TS: ent.TS, Wall: ent.Wall, Op: ent.Op, DB: ent.DB, Coll: ent.Coll, UUID: ent.UUID,
-		DocumentKey: ent.DocumentKey, Doc: ent.docRaw, Pre: ent.preRaw, Images: ent.Images, ToDB: ent.ToDB, ToColl: ent.ToColl,
+		DocumentKey: ent.DocumentKey, Doc: ent.docRaw, Pre: ent.preRaw, Diff: ent.Diff, Images: ent.Images, ToDB: ent.ToDB, ToColl: ent.ToColl,
 		Extra: ent.Extra, StateBefore: ent.StateBefore, View: ent.View, LSID: ent.LSID, TxnNumber: ent.TxnNumber, CommitTS: ent.CommitTS}
 	for _, d := range []struct {
 		dst *bson.Raw

@@ -45,7 +45,7 @@ func (r *RawOplogEntry) Decode() (*OplogEntry, error) {
 
 // rawFields are the top-level fields whose values parseRawOplogEntry
 // records, so Lookup finds them without scanning the entry again.
-var rawFields = [...]string{"wall", "uuid", "documentKey", "doc", "pre", "images", "lsid"}
+var rawFields = [...]string{"wall", "uuid", "documentKey", "doc", "pre", "diff", "images", "lsid"}
 
 // Lookup returns the encoded value of the entry's top-level field key
 // ("doc", "documentKey", "pre", "uuid", "wall", "images", …), or ok false

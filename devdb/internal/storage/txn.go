@@ -351,7 +351,7 @@ func (t *Tx) applyOp(ent *OplogEntry) error {
 			_, err = t.Delete(c, rid)
 			return err
 		}
-		return t.Replace(c, rid, ent.Doc, ent.Op)
+		return t.ReplaceDiff(c, rid, ent.Doc, ent.Op, ent.Diff)
 	}
 	return mongoerr.Errorf(mongoerr.OperationNotSupportedInTransaction, "cannot apply a %s in a transaction", ent.Op)
 }

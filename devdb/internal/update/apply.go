@@ -23,6 +23,12 @@ type applier struct {
 	now   time.Time
 	doc   bson.D
 	fired []*renameOp
+	// logging says whether the operators' records are kept (ApplyDiff);
+	// creating counts the created subtrees being built, whose operators
+	// are not logged one by one (the subtree is logged at its root).
+	logging  bool
+	creating int
+	log      []logRecord
 }
 
 // position is where in the document a node is applied.
@@ -61,20 +67,41 @@ func (p *position) child(name string, parent any) *position {
 // match (2 BadValue) and changes to _id (66 ImmutableField).
 func (u *Update) Apply(doc bson.D, ac ApplyContext) (out bson.D, changed bool, err error) {
 	a := &applier{up: u, ac: ac, now: ac.Now, doc: doc}
+	return a.apply()
+}
+
+// ApplyDiff is Apply that also returns the diff of the update's $v: 2
+// oplog entry, built from what each operator did as MongoDB logs it (see
+// buildDiff); nil when nothing changed.
+func (u *Update) ApplyDiff(doc bson.D, ac ApplyContext) (out, diff bson.D, changed bool, err error) {
+	a := &applier{up: u, ac: ac, now: ac.Now, doc: doc, logging: true}
+	out, changed, err = a.apply()
+	if err != nil || !changed {
+		return out, nil, changed, err
+	}
+	return out, buildDiff(doc, a.log), true, nil
+}
+
+func (a *applier) apply() (out bson.D, changed bool, err error) {
+	u, doc := a.up, a.doc
 	if a.now.IsZero() {
 		a.now = time.Now()
 	}
-	if u.positional && ac.Positional < 0 {
+	if u.positional && a.ac.Positional < 0 {
 		return nil, false, mongoerr.Errorf(mongoerr.BadValue, "The positional operator did not find the match needed from the query.")
 	}
 	v, res, err := a.applyObject(u.root, doc, true, &position{})
 	if err != nil {
 		return nil, false, err
 	}
-	if res == noop {
+	if res == noop && len(a.fired) == 0 {
 		return doc, false, nil
 	}
 	out, _ = v.(bson.D)
+	if res == noop {
+		// Only renames onto an equal value: their sources still go.
+		out = doc
+	}
 	if out == nil {
 		out = bson.D{}
 	}
@@ -120,16 +147,51 @@ func lookup(d bson.D, key string) (any, bool) {
 func (a *applier) applyNode(n node, cur any, exists bool, pos *position) (any, result, error) {
 	switch x := n.(type) {
 	case *leafNode:
+		fired := len(a.fired)
 		if exists {
-			return x.op.update(a, pos, cur)
+			v, res, err := x.op.update(a, pos, cur)
+			if err != nil || res == noop {
+				a.recordFired(fired)
+				return v, res, err
+			}
+			switch res {
+			case remove:
+				a.record(pos.path, logRemoved, nil)
+			case appended:
+				// Each new element at its index (the array was not empty).
+				arr := v.(bson.A)
+				n := x.op.(*pushOp).appendedCount()
+				for i := len(arr) - n; i < len(arr); i++ {
+					a.record(append(pos.path[:len(pos.path):len(pos.path)], strconv.Itoa(i)), logCreated, arr[i])
+				}
+				res = modified
+			default:
+				a.record(pos.path, logUpdated, v)
+			}
+			a.recordFired(fired)
+			return v, res, nil
 		}
 		v, ok, err := x.op.create(a, pos)
 		if err != nil || !ok {
 			return nil, noop, err
 		}
+		a.record(pos.path, logCreated, v)
+		a.recordFired(fired)
 		return v, modified, nil
 	case *objectNode:
-		return a.applyObject(x, cur, exists, pos)
+		if exists {
+			return a.applyObject(x, cur, exists, pos)
+		}
+		// A subtree created here is logged whole, at its root.
+		fired := len(a.fired)
+		a.creating++
+		v, res, err := a.applyObject(x, cur, exists, pos)
+		a.creating--
+		if err == nil && res == modified {
+			a.record(pos.path, logCreated, v)
+		}
+		a.recordFired(fired)
+		return v, res, err
 	case *arrayNode:
 		return a.applyArray(x, cur, exists, pos)
 	}

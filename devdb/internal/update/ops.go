@@ -17,6 +17,7 @@ const (
 	noop     result = iota // nothing changed
 	modified               // the element has a new value
 	remove                 // the element is removed ($unset)
+	appended               // a $push only appended to a non-empty array
 )
 
 // operator is one update operator bound to its argument.
@@ -379,7 +380,9 @@ func (o *renameOp) update(a *applier, at *position, cur any) (any, result, error
 		return nil, noop, err
 	}
 	a.fired = append(a.fired, o)
-	if mql.Compare(v, cur) == 0 {
+	// The destination keeps its value only when it is the same BSON (as
+	// MongoDB's binary comparison): 1.0 moved onto 1 is written.
+	if mql.Identical(v, cur) {
 		return nil, noop, nil
 	}
 	return deepCopy(v), modified, nil
@@ -568,6 +571,10 @@ func sortKeyValue(v any, parts []string) any {
 	return cur
 }
 
+// apply pushes onto arr. The result is appended when the values were only
+// appended to a non-empty array: no $sort, a $position past the end (or
+// none) and no $slice that cut anything, as MongoDB's push node decides
+// which of its two log forms to use.
 func (o *pushOp) apply(arr bson.A) (bson.A, result) {
 	res := noop
 	out := arr
@@ -593,13 +600,17 @@ func (o *pushOp) apply(arr bson.A) (bson.A, result) {
 		}
 		out = append(out, arr[at:]...)
 		res = modified
+		if size > 0 && o.position > size {
+			// Appended: MongoDB logs the new elements, not the array.
+			res = appended
+		}
 	}
 	if o.sort != nil {
 		if res == noop {
 			out = append(make(bson.A, 0, len(arr)), arr...) // [] stays [], not null
 		}
 		sort.SliceStable(out, func(i, j int) bool { return o.sort.compare(out[i], out[j]) < 0 })
-		res = modified
+		res = modified // logged whole, even when nothing moved
 	}
 	if o.slice != nil {
 		n := *o.slice
@@ -616,11 +627,14 @@ func (o *pushOp) apply(arr bson.A) (bson.A, result) {
 			} else {
 				out = out[int64(len(out))-abs:]
 			}
-			res = modified
+			res = modified // logged whole
 		}
 	}
 	return out, res
 }
+
+// appendedCount is how many elements an appending push added.
+func (o *pushOp) appendedCount() int { return len(o.vals) }
 
 func (o *pushOp) update(a *applier, at *position, cur any) (any, result, error) {
 	arr, ok := cur.(bson.A)
