@@ -256,7 +256,16 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 		var res updateResult
 		now := time.Now()
 		writeErrs, err := eachStatement(len(b.stmts), b.ordered, func(i int) error {
-			return s.updateStatement(tx, req.DB, b.coll, i, b.stmts[i], vars, now, &res)
+			// A statement that fails adds nothing to n and nModified, also
+			// for the documents a multi update changed before it failed
+			// (which stay changed): MongoDB counts the results of the
+			// statements that succeeded.
+			before := res
+			err := s.updateStatement(tx, req.DB, b.coll, i, b.stmts[i], vars, now, &res)
+			if err != nil {
+				res.n, res.modified = before.n, before.modified
+			}
+			return err
 		})
 		if err != nil {
 			return nil, err
