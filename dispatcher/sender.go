@@ -333,10 +333,25 @@ func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, 
 		t.MaxConnsPerHost = conc
 		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: guard.control}
 		t.DialContext = dialer.DialContext
+		// HTTP/1.1 only, as on the direct transport (whose limits and
+		// errors this path keeps: maxResponseHeaderBytes above): a URL with
+		// userinfo or a host that is not ASCII, a request through a proxy
+		// (to the endpoint, over CONNECT) and the OAuth2 token requests
+		// offer only http/1.1 in ALPN. Net/http's HTTP/2 client would
+		// apply its own header limit and error text, and multiplex every
+		// delivery on one connection, where concurrency means conc
+		// connections.
+		t.ForceAttemptHTTP2 = false
+		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetHTTP1(true)
+		tc := &tls.Config{}
 		if tlsConf != nil {
 			// webhook.tls; the dialer (and so the network guard) stays.
-			t.TLSClientConfig = tlsConf
+			tc = tlsConf.Clone()
 		}
+		tc.NextProtos = []string{"http/1.1"}
+		t.TLSClientConfig = tc
 		// No "Accept-Encoding: gzip" added to requests, nor responses
 		// decompressed: response bodies are only kept (4 KiB) for the
 		// delivery history, and the direct transport writes exactly what
