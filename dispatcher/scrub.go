@@ -4,29 +4,34 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/changehook/changehook/triggers"
 )
 
 // bodySecrets returns the secret values a Sender of webhook w (its URL
-// parsed as u) sends, in every form a response body may echo them, longest
-// first, for scrubBody: the configured header values, the static
-// Authorization's credentials (the Basic value's base64 and password, the
-// bearer token), the OAuth2 client secret (see clientSecretForms), the
-// URL's userinfo user name and password and the Basic value net/http makes
-// of them (a user name without a password included), the
-// URL's query values and the path segments triggers.RedactURL hides (the
-// whole path with webhook.secret_path), and the signing keys. Each value
-// is listed as it is, form- and path-escaped and JSON-escaped; values
-// shorter than minScrubLen are left out.
-func bodySecrets(w *triggers.Webhook, u *url.URL) []string {
+// parsed as u, sent through proxy, nil for none) sends, in every form a
+// response body may echo them, longest first, for scrubBody and
+// scrubError: the configured header values and the credentials inside
+// them (see headerCredentials), the static Authorization's credentials
+// (the Basic value's base64 and password, the bearer token), the OAuth2
+// client secret (see clientSecretForms), the URL's userinfo user name and
+// password and the Basic value net/http makes of them (a user name without
+// a password included), the URL's query values and the path segments
+// triggers.RedactURL hides (the whole path with webhook.secret_path), the
+// proxy's credentials (see proxySecrets), and the signing keys. Each value
+// is listed as it is, form- and path-escaped and JSON-escaped (see
+// jsonForms); values shorter than minScrubLen are left out.
+func bodySecrets(w *triggers.Webhook, u, proxy *url.URL) []string {
 	var vals []string
 	add := func(vs ...string) { vals = append(vals, vs...) }
-	for _, v := range w.Headers {
+	for k, v := range w.Headers {
 		add(v.Reveal())
+		add(headerCredentials(k, v.Reveal())...)
 	}
 	if a := w.Auth; a != nil {
 		switch {
@@ -70,6 +75,7 @@ func bodySecrets(w *triggers.Webhook, u *url.URL) []string {
 		}
 	}
 	add(secretPathParts(w, u)...)
+	add(proxySecrets(proxy)...)
 	for _, sec := range w.Secrets {
 		add(sec.Reveal(), strings.TrimPrefix(sec.Reveal(), secretPrefix))
 	}
@@ -79,7 +85,8 @@ func bodySecrets(w *triggers.Webhook, u *url.URL) []string {
 		if len(v) < minScrubLen {
 			continue
 		}
-		forms = append(forms, v, url.QueryEscape(v), url.PathEscape(v), jsonEscaped(v, true), jsonEscaped(v, false))
+		forms = append(forms, v, url.QueryEscape(v), url.PathEscape(v))
+		forms = append(forms, jsonForms(v)...)
 	}
 	slices.SortFunc(forms, longestFirst)
 	return slices.Compact(forms)
@@ -90,6 +97,119 @@ func bodySecrets(w *triggers.Webhook, u *url.URL) []string {
 func basicCredentials(user, password string) string {
 	return base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
 }
+
+// headerCredentials returns the credentials inside a configured header
+// value (of header name) of the form "<scheme> <credentials>", which an
+// endpoint may quote without the scheme ("unknown token <credentials>"):
+// the credentials part and, for Basic, the password decoded from it (the
+// decoded value when it has no colon; the user name when the password is
+// empty, as then it is the token). The user name beside a password is not
+// listed, as webhook.auth.basic's is not: a body naming the account
+// ("user=carol") stays readable, its password masked. A value counts as
+// scheme and credentials in an Authorization or Proxy-Authorization
+// header, with a common authentication scheme (authScheme) in any header
+// (X-Auth: Token ...), or when the credentials look like a token
+// (triggers.SecretShapedSegment): "X-Note: Order created" is not one, so
+// "created" is not masked all over the body.
+func headerCredentials(name, v string) []string {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(v), " ")
+	cred = strings.TrimSpace(cred)
+	if !ok || cred == "" || !tokenString(scheme) {
+		return nil
+	}
+	switch ck := http.CanonicalHeaderKey(name); {
+	case ck == "Authorization", ck == "Proxy-Authorization", authScheme(scheme), triggers.SecretShapedSegment(cred):
+	default:
+		return nil
+	}
+	out := []string{cred}
+	if strings.EqualFold(scheme, "Basic") {
+		dec, err := base64.StdEncoding.DecodeString(cred)
+		if err != nil {
+			dec, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(cred, "="))
+		}
+		if err == nil && utf8.Valid(dec) {
+			if user, pw, _ := strings.Cut(string(dec), ":"); pw != "" {
+				out = append(out, pw)
+			} else {
+				out = append(out, user)
+			}
+		}
+	}
+	return out
+}
+
+// authScheme reports whether scheme (of an Authorization-style header
+// value) is a common HTTP authentication scheme, registered or in wide use
+// by APIs.
+func authScheme(scheme string) bool {
+	switch strings.ToLower(scheme) {
+	case "basic", "bearer", "token", "digest", "dpop", "negotiate", "oauth", "apikey", "api-key", "key", "jwt", "ssws", "bot":
+		return true
+	}
+	return false
+}
+
+// tokenString reports whether s is a non-empty HTTP token (RFC 9110
+// tchar): what an authentication scheme is.
+func tokenString(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// proxySecrets returns the credentials of proxy (the proxy a Sender's
+// requests go through, nil for none), which net/http sends to it as a
+// Proxy-Authorization header a proxy's error page (or an endpoint behind a
+// transparent one) may echo: the password as it is and as written in the
+// URL (escaped), the Basic value net/http makes of the user name and
+// password, and the user name when there is no password (it is the
+// token then). A user name beside a password stays readable, as
+// webhook.auth.basic's does.
+func proxySecrets(proxy *url.URL) []string {
+	if proxy == nil || proxy.User == nil {
+		return nil
+	}
+	user := proxy.User.Username()
+	pw, _ := proxy.User.Password()
+	if user == "" && pw == "" {
+		return nil
+	}
+	rawUser, rawPw, _ := strings.Cut(proxy.User.String(), ":")
+	out := []string{basicCredentials(user, pw)}
+	if pw != "" {
+		return append(out, pw, rawPw)
+	}
+	return append(out, user, rawUser)
+}
+
+// jsonForms returns the forms v takes inside a JSON string (without the
+// quotes) as common encoders write it: Go's, with and without HTML
+// escaping (\u003c for <, >, &); PHP's json_encode, which escapes / as \/;
+// and .NET's System.Text.Json, which escapes <, >, &, ', +, ` and " as
+// upper-case \u00XX. A value without such characters has one form.
+func jsonForms(v string) []string {
+	forms := []string{jsonEscaped(v, false), jsonEscaped(v, true)}
+	if strings.Contains(v, "/") {
+		forms = append(forms, strings.ReplaceAll(forms[0], "/", `\/`))
+	}
+	if strings.ContainsAny(v, "<>&'+`\"") {
+		forms = append(forms, dotnetEscaper.Replace(forms[0]))
+	}
+	return forms
+}
+
+// dotnetEscaper turns Go's unescaped JSON string contents into what .NET's
+// default JavaScriptEncoder writes for the characters it escapes beyond
+// JSON's own.
+var dotnetEscaper = strings.NewReplacer(`\"`, `\u0022`, "<", `\u003C`, ">", `\u003E`, "&", `\u0026`, "'", `\u0027`, "+", `\u002B`, "`", `\u0060`)
 
 // jsonEscaped returns v as a JSON string's contents (without the quotes),
 // with or without HTML escaping.

@@ -2,9 +2,12 @@ package dispatcher
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -87,6 +90,51 @@ func TestResponseBodySecretsMasked(t *testing.T) {
 			echo: func(r *http.Request) string { return long + r.Header.Get("X-Api-Key") },
 			want: long[:respBodyLimit-6] + "<secret>"},
 		{name: "no secret", echo: func(*http.Request) string { return "bad request" }, want: "bad request"},
+		// A configured "<scheme> <credentials>" header value, echoed
+		// without its scheme.
+		{name: "header bearer credentials alone", status: http.StatusUnauthorized,
+			webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"Authorization": "Bearer HDRTOKEN_abc123"}},
+			echo: func(r *http.Request) string {
+				return `{"error":"unknown token ` + strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") + `"}`
+			},
+			want: `{"error":"unknown token <secret>"}`},
+		{name: "header basic credentials decoded", status: http.StatusUnauthorized,
+			webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"Authorization": triggers.Secret("Basic " + basicCredentials("carol", "CAROLPW_77"))}},
+			echo: func(r *http.Request) string {
+				u, p, _ := r.BasicAuth()
+				return authz(r) + " user=" + u + " pass=" + p + " b64=" + strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+			},
+			want: "authorization=<secret> user=carol pass=<secret> b64=<secret>"},
+		{name: "header basic token as user name", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"Authorization": triggers.Secret("Basic " + basicCredentials("sk_tok_91xq", ""))}},
+			echo: basic, want: "basic=<secret>:"},
+		{name: "header basic, lower-case scheme", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"Authorization": triggers.Secret("basic " + basicCredentials("dave", "DAVEPW_8"))}},
+			echo: basic, want: "basic=dave:<secret>"},
+		{name: "other header, common scheme", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"X-Auth": "Token tok3n-xauth"}},
+			echo: func(r *http.Request) string {
+				return "bad token " + strings.TrimPrefix(r.Header.Get("X-Auth"), "Token ")
+			},
+			want: "bad token <secret>"},
+		{name: "other header, token-shaped credentials", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"X-Upstream": "Custom Xk39fjQm2Lp8Zr7Tq1Vw"}},
+			echo: func(r *http.Request) string {
+				return "bad " + strings.TrimPrefix(r.Header.Get("X-Upstream"), "Custom ")
+			},
+			want: "bad <secret>"},
+		// Two words that are no credentials: the value is masked, its
+		// second word elsewhere is not.
+		{name: "other header, words", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"X-Note": "Order created"}},
+			echo: func(r *http.Request) string { return "note=" + r.Header.Get("X-Note") + "; created" },
+			want: "note=<secret>; created"},
+		// A secret quoted as other JSON encoders escape it.
+		{name: "header value json-escaped by PHP", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"X-Api-Key": "Ab/Cd+Ef/123456"}},
+			echo: func(r *http.Request) string {
+				return `{"bad_key":"` + strings.ReplaceAll(r.Header.Get("X-Api-Key"), "/", `\/`) + `"}`
+			},
+			want: `{"bad_key":"<secret>"}`},
+		{name: "header value json-escaped by .NET", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"X-Api-Key": "Ab/Cd+Ef<'&>1"}},
+			echo: func(r *http.Request) string {
+				return `{"bad_key":"` + strings.NewReplacer("+", `\u002B`, "<", `\u003C`, ">", `\u003E`, "'", `\u0027`, "&", `\u0026`).Replace(r.Header.Get("X-Api-Key")) + `"}`
+			},
+			want: `{"bad_key":"<secret>"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,6 +211,129 @@ func TestScrubForms(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := scrubForms(tt.s, tt.forms); got != tt.want {
 				t.Errorf("scrubForms(%q) = %q, want %q", tt.s, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestResponseBodyProxyCredentialsMasked: the credentials of the proxy the
+// requests go through (HTTPS_PROXY=http://user:password@host:port), which
+// net/http sends to it as Proxy-Authorization, are masked in a kept body
+// that echoes them (a proxy's error page, an endpoint behind a
+// transparent one), in every form: the Basic value, the password as it is
+// and as written in the URL.
+func TestResponseBodyProxyCredentialsMasked(t *testing.T) {
+	echo := func(_ int, w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusProxyAuthRequired)
+		v := r.Header.Get("Proxy-Authorization")
+		dec, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(v, "Basic "))
+		fmt.Fprintf(w, "Proxy-Authorization: %s (%s)", v, dec)
+	}
+	tests := []struct {
+		name, userinfo string
+		extra          func(*http.Request) string // more echoed text
+		want           string
+	}{
+		{name: "user and password", userinfo: "puser:PROXYPW_4",
+			want: "Proxy-Authorization: Basic <secret> (puser:<secret>)"},
+		{name: "escaped password", userinfo: "puser:PROXY%2FPW%40x",
+			extra: func(*http.Request) string { return " raw=PROXY%2FPW%40x" },
+			want:  "Proxy-Authorization: Basic <secret> (puser:<secret>) raw=<secret>"},
+		{name: "token as the user name", userinfo: "ptoken_9f3k2",
+			want: "Proxy-Authorization: Basic <secret> (<secret>:)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				echo(n, w, r)
+				if tt.extra != nil {
+					fmt.Fprint(w, tt.extra(r))
+				}
+			})
+			proxy := withProxy(t, "http://"+tt.userinfo+"@"+strings.TrimPrefix(rc.srv.URL, "http://"))
+			s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: "http://hooks.example.test/h"}, Retry: triggers.RetryPolicy{MaxAttempts: 1}},
+				WithClock(newFakeClock()), proxy)
+			res, _ := s.Deliver(context.Background(), testEvent(t, 1, "k"))
+			if res.Status != http.StatusProxyAuthRequired {
+				t.Fatalf("status %d, want 407 (the proxy's)", res.Status)
+			}
+			if res.Body != tt.want {
+				t.Errorf("Result.Body\n got %q\nwant %q", res.Body, tt.want)
+			}
+		})
+	}
+}
+
+// TestResponseBodyEnvProxyCredentialsMasked: the same with the proxy
+// from HTTP_PROXY, which net/http reads once per process: the test runs
+// itself again with the variable set.
+func TestResponseBodyEnvProxyCredentialsMasked(t *testing.T) {
+	if os.Getenv("CHANGEHOOK_TEST_ENV_PROXY") == "1" {
+		s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: "http://hooks.example.test/h"}, Retry: triggers.RetryPolicy{MaxAttempts: 1}},
+			WithClock(newFakeClock()))
+		res, _ := s.Deliver(context.Background(), testEvent(t, 1, "k"))
+		if want := "Proxy-Authorization: Basic <secret> (puser:<secret>)"; res.Status != http.StatusProxyAuthRequired || res.Body != want {
+			t.Fatalf("status %d, body %q; want 407 and %q", res.Status, res.Body, want)
+		}
+		return
+	}
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusProxyAuthRequired)
+		v := r.Header.Get("Proxy-Authorization")
+		dec, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(v, "Basic "))
+		fmt.Fprintf(w, "Proxy-Authorization: %s (%s)", v, dec)
+	})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestResponseBodyEnvProxyCredentialsMasked$", "-test.count=1")
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "REQUEST_METHOD":
+			continue
+		}
+		env = append(env, kv)
+	}
+	cmd.Env = append(env, "CHANGEHOOK_TEST_ENV_PROXY=1", "HTTP_PROXY=http://puser:PROXYPW_4@"+strings.TrimPrefix(rc.srv.URL, "http://"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("with HTTP_PROXY set: %v\n%s", err, out)
+	}
+	if n := len(rc.deliveries()); n != 1 {
+		t.Fatalf("the proxy saw %d requests, want 1", n)
+	}
+}
+
+// TestAttemptErrorHeaderCredentialsMasked: the credentials of a
+// configured "<scheme> <credentials>" header, quoted alone in what
+// becomes the attempt's error (a redirect's Location here: last_error,
+// logs, dead letters), are masked as in a kept body.
+func TestAttemptErrorHeaderCredentialsMasked(t *testing.T) {
+	tests := []struct {
+		name, header, value, secret string
+		quote                       func(v string) string // the part of the header value the Location quotes
+	}{
+		{"bearer", "Authorization", "Bearer HDRTOKEN_abc123", "HDRTOKEN_abc123", func(v string) string { return strings.TrimPrefix(v, "Bearer ") }},
+		{"other header", "X-Auth", "Token tok3n-xauth", "tok3n-xauth", func(v string) string { return strings.TrimPrefix(v, "Token ") }},
+		{"basic password", "Authorization", "Basic " + basicCredentials("carol", "CAROLPW_77"), "CAROLPW_77", func(v string) string {
+			dec, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(v, "Basic "))
+			_, pw, _ := strings.Cut(string(dec), ":")
+			return pw
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Location", "/login/"+tt.quote(r.Header.Get(tt.header))+"/next")
+				w.WriteHeader(http.StatusFound)
+			})
+			s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: rc.srv.URL + "/h",
+				Headers: map[string]triggers.Secret{tt.header: triggers.Secret(tt.value)}}, Retry: triggers.RetryPolicy{MaxAttempts: 1}},
+				WithClock(newFakeClock()))
+			_, err := s.Deliver(context.Background(), testEvent(t, 1, "k"))
+			if err == nil {
+				t.Fatal("delivered; want a failure")
+			}
+			if strings.Contains(err.Error(), tt.secret) || !strings.Contains(err.Error(), "/login/"+triggers.RedactedMask+"/next") {
+				t.Errorf("error = %v, want the Location's %q masked", err, tt.secret)
 			}
 		})
 	}

@@ -182,7 +182,7 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 	if w.Format == triggers.FormatCloudEvents {
 		s.baseHeader.Set("Content-Type", ContentTypeCloudEventsJSON)
 	}
-	s.secrets = bodySecrets(w, u)
+	s.secrets = bodySecrets(w, u, senderProxy(o, u))
 	if s.clock == nil {
 		s.clock = SystemClock{}
 	}
@@ -245,6 +245,40 @@ func newSender(t *triggers.Trigger, o options) (*Sender, error) {
 		}
 	}
 	return s, nil
+}
+
+// senderProxy returns the proxy the requests of a Sender with options o to
+// u go through (the one httpClient's transport chooses: o.proxy, else
+// the client's or the default transport's Proxy function, the
+// environment's), nil for none or when it cannot tell. Asked once, when
+// the Sender is built: its credentials are among the secrets a kept body
+// is scrubbed of.
+func senderProxy(o options, u *url.URL) *url.URL {
+	proxy := o.proxy
+	if proxy == nil {
+		rt := http.DefaultTransport
+		if o.httpClient != nil && o.httpClient.Transport != nil {
+			rt = o.httpClient.Transport
+		}
+		switch t := rt.(type) {
+		case *http.Transport:
+			proxy = t.Proxy
+		case noSwitch:
+			proxy = t.t.Proxy
+		default:
+			if rt == http.DefaultTransport {
+				proxy = http.ProxyFromEnvironment
+			}
+		}
+	}
+	if proxy == nil {
+		return nil
+	}
+	p, err := proxy(&http.Request{URL: u})
+	if err != nil {
+		return nil
+	}
+	return p
 }
 
 // baseHeader returns the header every request of trigger carries: the
