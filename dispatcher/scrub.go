@@ -253,10 +253,18 @@ func secretPathParts(w *triggers.Webhook, u *url.URL) []string {
 			}
 		}
 	} else if n := len(rsegs); n > 0 && n <= len(segs) && rsegs[n-1] == "REDACTED" {
-		// The tail from the last segment on was hidden as one.
+		// The tail from the last segment on was hidden as one: it is
+		// masked as a whole, and so are its segments a body may quote
+		// alone (an ID, a token), but not the names among them
+		// (nameSegment): "orders" of "/hooks/orders/Xk39…" would be
+		// masked in every word of a body that names it.
 		tail := segs[n-1:]
 		hidden = append(hidden, strings.Join(tail, "/"))
-		hidden = append(hidden, tail...)
+		for _, s := range tail {
+			if !nameSegment(s) {
+				hidden = append(hidden, s)
+			}
+		}
 	}
 	var parts []string
 	for _, h := range hidden {
@@ -266,6 +274,24 @@ func secretPathParts(w *triggers.Webhook, u *url.URL) []string {
 		}
 	}
 	return parts
+}
+
+// nameSegment reports whether seg, a path segment, reads as a name rather
+// than an identifier or a token: lower-case ASCII letters, '-' and '_'
+// only, and shorter than a token (triggers.SecretShapedSegment's 16
+// characters). "hooks", "orders" and "order-events" are names;
+// "Xk39fjQm2Lp8", "T0123ABC", "a1b2c3d" and a long lower-case run such as
+// "teamsecretlowercasepath" are not.
+func nameSegment(seg string) bool {
+	if seg == "" || len(seg) >= 16 {
+		return false
+	}
+	for i := 0; i < len(seg); i++ {
+		if c := seg[i]; !('a' <= c && c <= 'z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // subDelim reports whether r is one of the sub-delimiters an escaped path

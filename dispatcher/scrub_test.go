@@ -135,6 +135,23 @@ func TestResponseBodySecretsMasked(t *testing.T) {
 				return `{"bad_key":"` + strings.NewReplacer("+", `\u002B`, "<", `\u003C`, ">", `\u003E`, "'", `\u0027`, "&", `\u0026`).Replace(r.Header.Get("X-Api-Key")) + `"}`
 			},
 			want: `{"bad_key":"<secret>"}`},
+		// webhook.secret_path masks the whole path wherever it appears,
+		// and its segments a body may quote alone, but not the names
+		// among them in every word of the body.
+		{name: "secret path, names in it", path: "/hooks/orders", webhook: triggers.Webhook{SecretPath: true},
+			echo: func(r *http.Request) string {
+				return uri(r) + " X-Changehook-Trigger: sp_" + r.Header.Get("X-Changehook-Trigger") + " (hooks)"
+			},
+			want: "POST /<secret> X-Changehook-Trigger: sp_orders (hooks)"},
+		{name: "secret path, one segment", path: "/orders", webhook: triggers.Webhook{SecretPath: true},
+			echo: func(r *http.Request) string { return uri(r) + " sp_" + r.Header.Get("X-Changehook-Trigger") },
+			want: "POST /<secret> sp_<secret>"},
+		{name: "secret path, identifiers in it", path: "/hooks/orders/a1b2c3d4/T0ABCDEF", webhook: triggers.Webhook{SecretPath: true},
+			echo: func(*http.Request) string { return "orders of a1b2c3d4: no T0ABCDEF" },
+			want: "orders of <secret>: no <secret>"},
+		{name: "known service path, names in it", path: "/webhook/orders/a1b2c3d4",
+			echo: func(r *http.Request) string { return uri(r) + " orders a1b2c3d4" },
+			want: "POST /webhook/<secret> orders <secret>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
