@@ -67,6 +67,33 @@ func benchLoad(b *testing.B, coll *mongo.Collection, n int) {
 	}
 }
 
+// BenchmarkUpdateOneByID measures updateOne round trips by _id in a
+// 10,000-document collection, each with four operators ($inc, $set of a
+// field, $push, $unset of one it set before): the write path that applies
+// the operators and logs what they changed for the oplog.
+func BenchmarkUpdateOneByID(b *testing.B) {
+	_, client := crudStart(b, "")
+	coll := client.Database("bench").Collection("update")
+	const n = 10000
+	benchLoad(b, coll, n)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		u := bson.D{
+			{Key: "$inc", Value: bson.D{{Key: "n", Value: int32(1)}}},
+			{Key: "$set", Value: bson.D{{Key: "name", Value: "renamed"}}},
+			{Key: "$push", Value: bson.D{{Key: "log", Value: int32(i)}}},
+			{Key: "$unset", Value: bson.D{{Key: "email", Value: ""}}},
+		}
+		if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: int64(i % n)}}, u); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+}
+
 // BenchmarkFindByID measures findOne by _id in a 100k-document collection.
 func BenchmarkFindByID(b *testing.B) {
 	_, client := crudStart(b, "")
