@@ -318,20 +318,28 @@ func compileDatePart(name string, arg any) (exprNode, error) {
 	return &datePartNode{name: name, date: nodes[0]}, nil
 }
 
+// evalTimezone evaluates an operator's optional timezone argument tz (nil:
+// not given, UTC): null reports a given timezone that is null or missing,
+// which makes the operator's result null.
+func evalTimezone(c *evalCtx, tz exprNode) (loc *time.Location, null bool, err error) {
+	tzv, err := evalOpt(c, tz)
+	if err != nil {
+		return nil, false, err
+	}
+	if tz != nil && aggNullish(tzv) {
+		return nil, true, nil
+	}
+	loc, err = aggParseTZ(tzv)
+	return loc, false, err
+}
+
 func (n *datePartNode) eval(c *evalCtx) (any, error) {
 	v, err := n.date.eval(c)
 	if err != nil {
 		return nil, err
 	}
-	tzv, err := evalOpt(c, n.tz)
-	if err != nil {
-		return nil, err
-	}
-	if n.tz != nil && aggNullish(tzv) {
-		return nil, nil
-	}
-	loc, err := aggParseTZ(tzv)
-	if err != nil {
+	loc, null, err := evalTimezone(c, n.tz)
+	if err != nil || null {
 		return nil, err
 	}
 	if aggNullish(v) {

@@ -584,15 +584,8 @@ func (n *dateFromPartsNode) eval(c *evalCtx) (any, error) {
 		}
 		vals[i] = x
 	}
-	tzv, err := evalOpt(c, n.tz)
-	if err != nil {
-		return nil, err
-	}
-	if n.tz != nil && aggNullish(tzv) {
-		return nil, nil
-	}
-	loc, err := aggParseTZ(tzv)
-	if err != nil {
+	loc, null, err := evalTimezone(c, n.tz)
+	if err != nil || null {
 		return nil, err
 	}
 	h, mi, s, ms := int(vals[3]), int(vals[4]), int(vals[5]), int(vals[6])

@@ -53,23 +53,30 @@ func (s *aggValueSet) add(v any) {
 	}
 }
 
-// evalSetUnion implements $setUnion: null if any argument is null or
-// missing, else the distinct elements of all arguments. MongoDB's manual
-// leaves the order unspecified; its server returns them sorted, and so
-// does this.
-func evalSetUnion(c *evalCtx, vals []any) (any, error) {
-	null := false
+// setOperands checks the operands of $setUnion or $setIntersection (op,
+// whose code for an operand that is not an array is code): null reports
+// an operand that is null or missing, which makes the result null, once
+// every other operand is an array.
+func setOperands(vals []any, code mongoerr.Code, op string) (null bool, err error) {
 	for _, v := range vals {
 		if aggNullish(v) {
 			null = true
 			continue
 		}
 		if _, ok := v.(bson.A); !ok {
-			return nil, mongoerr.Errorf(mongoerr.SetUnionNotArray, "All operands of $setUnion must be arrays. One argument is of type: %s", TypeName(v))
+			return false, mongoerr.Errorf(code, "All operands of %s must be arrays. One argument is of type: %s", op, TypeName(v))
 		}
 	}
-	if null {
-		return nil, nil
+	return null, nil
+}
+
+// evalSetUnion implements $setUnion: null if any argument is null or
+// missing, else the distinct elements of all arguments. MongoDB's manual
+// leaves the order unspecified; its server returns them sorted, and so
+// does this.
+func evalSetUnion(c *evalCtx, vals []any) (any, error) {
+	if null, err := setOperands(vals, mongoerr.SetUnionNotArray, "$setUnion"); err != nil || null {
+		return nil, err
 	}
 	s := newAggValueSet(c.coll)
 	for _, v := range vals {
@@ -84,18 +91,8 @@ func evalSetUnion(c *evalCtx, vals []any) (any, error) {
 // is null or missing, else the distinct elements found in every argument,
 // sorted like $setUnion's (an empty array for no arguments).
 func evalSetIntersection(c *evalCtx, vals []any) (any, error) {
-	null := false
-	for _, v := range vals {
-		if aggNullish(v) {
-			null = true
-			continue
-		}
-		if _, ok := v.(bson.A); !ok {
-			return nil, mongoerr.Errorf(mongoerr.SetIntersectionNotArray, "All operands of $setIntersection must be arrays. One argument is of type: %s", TypeName(v))
-		}
-	}
-	if null {
-		return nil, nil
+	if null, err := setOperands(vals, mongoerr.SetIntersectionNotArray, "$setIntersection"); err != nil || null {
+		return nil, err
 	}
 	if len(vals) == 0 {
 		return bson.A{}, nil
