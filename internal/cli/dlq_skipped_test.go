@@ -8,6 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/store"
 )
 
 // TestDlqOfASkippedEvent: the dead letter `changehook skip` stored shows
@@ -24,17 +25,10 @@ triggers:
     dead_letter: false
     webhook: { url: "http://127.0.0.1:1/hook" }
 `)
-	tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: "82AA01"}})
-	ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
-		{Key: "ns", Value: bson.D{{Key: "db", Value: "shop"}, {Key: "coll", Value: "a"}}},
-		{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(1)}}}})
 	first := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	dl := dispatcher.DeadLetter{Trigger: "strict", WebhookID: dispatcher.WebhookID("strict", tok), Event: ev, Token: tok,
+	dl := putInsertDeadLetter(t, st, "82AA01", dispatcher.DeadLetter{Trigger: "strict",
 		Attempts: 7, LastStatus: 400, LastReason: dispatcher.ReasonClientError, LastError: "client_error: HTTP 400 Bad Request",
-		LastResponse: `{"error":"sku unknown"}`, FirstAttemptAt: first, DeadLetteredAt: first.Add(time.Minute), SkippedBy: "cli"}
-	if err := st.PutDeadLetter(t.Context(), dl); err != nil {
-		t.Fatal(err)
-	}
+		LastResponse: `{"error":"sku unknown"}`, FirstAttemptAt: first, DeadLetteredAt: first.Add(time.Minute), SkippedBy: "cli"})
 
 	code, out, errOut := run(t, nil, "", "dlq", "list", "-c", cfg)
 	if code != ExitOK || !strings.Contains(out, dl.WebhookID+"  strict   insert     7         400          client_error  2026-01-01T12:01:00Z  skipped by cli") {
@@ -70,18 +64,11 @@ triggers:
     collection: a
     webhook: { url: "http://127.0.0.1:1/hook" }
 `)
-	tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: "82AA02"}})
-	ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
-		{Key: "ns", Value: bson.D{{Key: "db", Value: "shop"}, {Key: "coll", Value: "a"}}},
-		{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(1)}}}})
 	at := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	dl := dispatcher.DeadLetter{Trigger: "t", WebhookID: dispatcher.WebhookID("t", tok), Event: ev, Token: tok,
+	dl := putInsertDeadLetter(t, st, "82AA02", dispatcher.DeadLetter{Trigger: "t",
 		Attempts: 1, LastStatus: 500, LastReason: dispatcher.ReasonServerError,
 		LastError:    "tls: x509: certificate is valid for a\x1b]0;TLSPWN\x07.evil.example, not localhost",
-		LastResponse: "\x1b]0;PWNED\x07\x1b[31mRED\x1b[0m\u009b2J", FirstAttemptAt: at, DeadLetteredAt: at}
-	if err := st.PutDeadLetter(t.Context(), dl); err != nil {
-		t.Fatal(err)
-	}
+		LastResponse: "\x1b]0;PWNED\x07\x1b[31mRED\x1b[0m\u009b2J", FirstAttemptAt: at, DeadLetteredAt: at})
 	code, out, errOut := run(t, nil, "", "dlq", "show", "-c", cfg, dl.WebhookID)
 	for _, want := range []string{
 		`last error:       tls: x509: certificate is valid for a\x1b]0;TLSPWN\x07.evil.example, not localhost` + "\n",
@@ -94,4 +81,20 @@ triggers:
 	if strings.ContainsAny(out, "\x1b\x07\u009b") {
 		t.Errorf("dlq show printed control characters:\n%q", out)
 	}
+}
+
+// putInsertDeadLetter stores dl as the dead letter of an insert into
+// shop.a whose resume token's _data is data (dl's event, token and
+// webhook-id are set from it) and returns it.
+func putInsertDeadLetter(t *testing.T, st *store.Store, data string, dl dispatcher.DeadLetter) dispatcher.DeadLetter {
+	t.Helper()
+	tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: data}})
+	ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
+		{Key: "ns", Value: bson.D{{Key: "db", Value: "shop"}, {Key: "coll", Value: "a"}}},
+		{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(1)}}}})
+	dl.Event, dl.Token, dl.WebhookID = ev, tok, dispatcher.WebhookID(dl.Trigger, tok)
+	if err := st.PutDeadLetter(t.Context(), dl); err != nil {
+		t.Fatal(err)
+	}
+	return dl
 }
