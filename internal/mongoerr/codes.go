@@ -136,6 +136,7 @@ const (
 	SplitEventEmpty          Code = 7182502 // Location7182502
 	SplitEventSpecNotEmpty   Code = 7182800 // Location7182800
 	SplitEventNotLast        Code = 7182802 // Location7182802
+	ExplainOnSecondary       Code = 50746   // Location50746
 )
 
 // Location codes of field paths, variables and expression syntax.

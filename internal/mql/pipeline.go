@@ -188,6 +188,39 @@ func (p *Pipeline) Run(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] {
 	}
 }
 
+// RunCounted is Run that also adds to counts[i] every document stage i
+// passes on (for explain's per-stage nReturned). counts must have one
+// element per stage; its elements are written by the goroutine consuming
+// the result.
+func (p *Pipeline) RunCounted(src iter.Seq2[bson.D, error], counts []int64) iter.Seq2[bson.D, error] {
+	return func(yield func(bson.D, error) bool) {
+		rc := p.newRunCtx()
+		seq := src
+		for i, s := range p.stages {
+			seq = countedSeq(s.run(rc, seq), &counts[i])
+		}
+		for d, err := range seq {
+			if !yield(d, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// countedSeq is seq adding one to *n for every document it yields.
+func countedSeq(seq iter.Seq2[bson.D, error], n *int64) iter.Seq2[bson.D, error] {
+	return func(yield func(bson.D, error) bool) {
+		for d, err := range seq {
+			if err == nil {
+				*n++
+			}
+			if !yield(d, err) {
+				return
+			}
+		}
+	}
+}
+
 // streamRun adapts a per-document apply function to a stream.
 func streamRun(rc *runCtx, src iter.Seq2[bson.D, error], apply func(*runCtx, bson.D) (bson.D, bool, error)) iter.Seq2[bson.D, error] {
 	return func(yield func(bson.D, error) bool) {

@@ -76,6 +76,7 @@ func (s *Server) registerAdmin() {
 	for _, name := range []string{"saslStart", "saslContinue", "authenticate", "getnonce"} {
 		s.handle(name, func(context.Context, *Request) (bson.D, error) { return nil, admNoAuth() })
 	}
+	s.handle("explain", s.cmdExplain)
 }
 
 // admOK answers {ok: 1}.

@@ -36,13 +36,18 @@ func pipelineArg(req *Request) (bson.A, []bson.D, error) {
 	return arr, stages, nil
 }
 
-// checkAggregateCursorArgs refuses explain, which devdb does not support,
-// and, as MongoDB, an aggregate without the cursor option.
+// checkAggregateCursorArgs reads the explain option (explain: true asks
+// for the explain of the aggregate at queryPlanner verbosity, as the
+// explain command would give it) and refuses, as MongoDB, an aggregate
+// without the cursor option that is not explained.
 func checkAggregateCursorArgs(req *Request) error {
 	if explain, err := boolArg(req, "explain", false); err != nil {
 		return err
 	} else if explain {
-		return mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not support explain")
+		if req.explain == nil {
+			req.explain = &explainRequest{verbosity: explainQueryPlanner}
+		}
+		return nil
 	}
 	if _, ok := fieldOf(req.Body, "cursor"); !ok {
 		return mongoerr.Errorf(mongoerr.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
@@ -65,6 +70,9 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		}
 		if req.txn != nil {
 			return nil, mongoerr.Errorf(mongoerr.OperationNotSupportedInTransaction, "Operation not permitted in transaction :: caused by :: $changeStream cannot run in a multi-document transaction")
+		}
+		if req.explain != nil {
+			return nil, mongoerr.Errorf(mongoerr.CommandNotSupported, "devdb does not explain change stream pipelines")
 		}
 		return s.aggregateChangeStream(ctx, req, raw)
 	}
@@ -136,6 +144,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		return nil, err
 	}
 	var out *outStage
+	var outSpec bson.D
 	if n := len(stages); n > 0 && isOutputStage(stages[n-1]) {
 		if req.txn != nil {
 			return nil, mongoerr.Errorf(mongoerr.OperationNotSupportedInTransaction, "%s cannot be used in a transaction", stages[n-1][0].Key)
@@ -143,6 +152,7 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 		if out, err = parseOutStage(req.DB, stages[n-1]); err != nil {
 			return nil, err
 		}
+		outSpec = stages[n-1]
 		if rc, ok := fieldOf(req.Body, "readConcern"); ok {
 			if d, ok := rc.(bson.D); ok {
 				if lvl, _ := fieldOf(d, "level"); lvl == "linearizable" {
@@ -190,9 +200,29 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 	} else if disk {
 		memLimit = aggregateDiskUseMemoryLimit
 	}
-	run, err := s.compileAggregate(s.data(req), req.DB, rest, memLimit, vars, collation)
+	var counts []int64
+	if req.explain != nil {
+		counts = make([]int64, len(rest))
+	}
+	run, err := s.compileAggregate(s.data(req), req.DB, rest, memLimit, vars, collation, counts)
 	if err != nil {
 		return nil, err
+	}
+	if req.explain != nil {
+		src := documents
+		if src == nil && coll == "" {
+			src = func(yield func(bson.D, error) bool) {
+				for _, d := range sessions {
+					if !yield(d, nil) {
+						return
+					}
+				}
+			}
+		}
+		return s.explainAggregate(req, aggExplain{
+			coll: coll, plan: plan, pushed: len(stages) - len(rest), stages: stages, rest: rest,
+			out: out, outSpec: outSpec, source: src, run: run, counts: counts,
+		})
 	}
 	var src iter.Seq2[bson.D, error]
 	ns := req.DB + ".$cmd.aggregate"
@@ -229,20 +259,28 @@ func (s *Server) cmdAggregate(ctx context.Context, req *Request) (bson.D, error)
 // inside $lookup sub-pipelines) and strings compare under the collation
 // coll (nil: binary). mql runs the stages; devdb runs those that
 // read other collections ($lookup), splitting the pipeline around them.
-func (s *Server) compileAggregate(ds dataStore, db string, stages []bson.D, memLimit int64, vars map[string]any, coll *mql.Collation) (func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error], error) {
+// counts, when not nil (one element per stage), receives the number of
+// documents each stage passes on.
+func (s *Server) compileAggregate(ds dataStore, db string, stages []bson.D, memLimit int64, vars map[string]any, coll *mql.Collation, counts []int64) (func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error], error) {
 	var steps []func(iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error]
-	addSegment := func(seg []bson.D) error {
-		if len(seg) == 0 {
+	addSegment := func(from, to int) error {
+		if from == to {
 			return nil
 		}
-		p, err := mql.CompilePipeline(seg)
+		p, err := mql.CompilePipeline(stages[from:to])
 		if err != nil {
 			return err
 		}
 		if memLimit > 0 {
 			p = p.WithMemoryLimit(memLimit)
 		}
-		steps = append(steps, p.WithVars(vars).WithCollation(coll).Run)
+		p = p.WithVars(vars).WithCollation(coll)
+		if counts == nil {
+			steps = append(steps, p.Run)
+		} else {
+			seg := counts[from:to]
+			steps = append(steps, func(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] { return p.RunCounted(src, seg) })
+		}
 		return nil
 	}
 	start := 0
@@ -250,7 +288,7 @@ func (s *Server) compileAggregate(ds dataStore, db string, stages []bson.D, memL
 		if len(st) != 1 || st[0].Key != "$lookup" {
 			continue
 		}
-		if err := addSegment(stages[start:i]); err != nil {
+		if err := addSegment(start, i); err != nil {
 			return nil, err
 		}
 		ls, err := parseLookup(db, st[0].Value)
@@ -262,10 +300,19 @@ func (s *Server) compileAggregate(ds dataStore, db string, stages []bson.D, memL
 		}
 		ls.coll = coll
 		ls.st = ds
-		steps = append(steps, func(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] { return ls.run(s, src) })
+		var n *int64
+		if counts != nil {
+			n = &counts[i]
+		}
+		steps = append(steps, func(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] {
+			if n == nil {
+				return ls.run(s, src)
+			}
+			return countedDocs(ls.run(s, src), n)
+		})
 		start = i + 1
 	}
-	if err := addSegment(stages[start:]); err != nil {
+	if err := addSegment(start, len(stages)); err != nil {
 		return nil, err
 	}
 	return func(src iter.Seq2[bson.D, error]) iter.Seq2[bson.D, error] {

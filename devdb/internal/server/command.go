@@ -33,6 +33,9 @@ type Request struct {
 	cursorNS string
 	// txn is the multi-document transaction the command runs in, or nil.
 	txn *transaction
+	// explain, when not nil, asks the handler of an explainable command to
+	// answer with its explain output instead of running (see cmdExplain).
+	explain *explainRequest
 }
 
 // appName returns the application name the request's connection gave in its

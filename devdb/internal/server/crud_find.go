@@ -29,6 +29,49 @@ type findSpec struct {
 	// of it, without a sort): -1 reads newest first; 0 and 1 read in
 	// natural order.
 	natural int
+	// exec, when not nil, counts the documents passing each stage of
+	// results (explain's executionStats).
+	exec *findCounts
+}
+
+// findCounts are the documents that passed each stage of one execution of
+// results, for explain.
+type findCounts struct {
+	// source are the documents the access path returned (for an
+	// index-order sort: those its fetch returned).
+	source    int64
+	sourceEOF bool
+	// sortBytes is the approximate size of the documents a blocking sort
+	// held (approxSize, the measure of its memory limit) before top-k
+	// discarded any.
+	sortBytes int64
+	// sorted are the documents a blocking sort returned.
+	sorted int64
+	// skipped and returned are the documents skip dropped and results
+	// returned.
+	skipped, returned int64
+}
+
+// counted returns seq counting the documents it yields into *n (and their
+// approxSize into *bytes when bytes is not nil), and setting *eof when it
+// ends by itself.
+func (x *findCounts) counted(seq iter.Seq2[bson.D, error], n *int64, eof *bool, bytes *int64) iter.Seq2[bson.D, error] {
+	return func(yield func(bson.D, error) bool) {
+		for d, err := range seq {
+			if err == nil {
+				*n++
+				if bytes != nil {
+					*bytes += int64(approxSize(d))
+				}
+			}
+			if !yield(d, err) {
+				return
+			}
+		}
+		if eof != nil {
+			*eof = true
+		}
+	}
 }
 
 // sortDocs sorts seq by spec, keeping only the first keep documents when
@@ -101,9 +144,12 @@ func approxSize(d bson.D) int {
 // materialisation.
 func (s *Server) results(st dataStore, db, coll string, f *findSpec) iter.Seq2[bson.D, error] {
 	return func(yield func(bson.D, error) bool) {
-		src := s.stream(st, db, coll, f.plan)
+		x := f.exec
+		var src iter.Seq2[bson.D, error]
 		if f.natural < 0 {
 			src = s.reverseStream(st, db, coll, f.plan)
+		} else {
+			src = s.stream(st, db, coll, f.plan)
 		}
 		if f.sort != nil && f.sort.Len() > 0 {
 			keep := int64(0)
@@ -112,20 +158,34 @@ func (s *Server) results(st dataStore, db, coll string, f *findSpec) iter.Seq2[b
 			}
 			if s.indexProvidesSort(db, coll, f) {
 				src = s.indexOrder(st, db, coll, f.plan, f.sort, keep)
+				if x != nil {
+					src = x.counted(src, &x.source, &x.sourceEOF, nil)
+				}
 				goto emit
 			}
-			sorted, err := sortDocs(src, f.sort, keep)
+			var sorted []bson.D
+			var err error
+			if x != nil {
+				sorted, err = sortDocs(x.counted(src, &x.source, &x.sourceEOF, &x.sortBytes), f.sort, keep)
+			} else {
+				sorted, err = sortDocs(src, f.sort, keep)
+			}
 			if err != nil {
 				yield(nil, err)
 				return
 			}
 			src = func(y func(bson.D, error) bool) {
 				for _, d := range sorted {
+					if x != nil {
+						x.sorted++
+					}
 					if !y(d, nil) {
 						return
 					}
 				}
 			}
+		} else if x != nil {
+			src = x.counted(src, &x.source, &x.sourceEOF, nil)
 		}
 	emit:
 		var skipped, emitted int64
@@ -136,10 +196,10 @@ func (s *Server) results(st dataStore, db, coll string, f *findSpec) iter.Seq2[b
 			}
 			if skipped < f.skip {
 				skipped++
+				if x != nil {
+					x.skipped++
+				}
 				continue
-			}
-			if f.limit > 0 && emitted >= f.limit {
-				return
 			}
 			out, err := f.project(d)
 			if err != nil {
@@ -147,7 +207,14 @@ func (s *Server) results(st dataStore, db, coll string, f *findSpec) iter.Seq2[b
 				return
 			}
 			emitted++
+			if x != nil {
+				x.returned++
+			}
 			if !yield(out, nil) {
+				return
+			}
+			// Stop at the limit without reading another document.
+			if f.limit > 0 && emitted >= f.limit {
 				return
 			}
 		}
@@ -310,6 +377,9 @@ func (s *Server) cmdFind(ctx context.Context, req *Request) (bson.D, error) {
 				return nil, err
 			}
 		}
+	}
+	if req.explain != nil {
+		return s.explainFind(req, coll, f, explainFilter(req, "filter"), explainFilter(req, "sort"), explainProjection(req, "projection"))
 	}
 	opts := CursorOptions{SingleBatch: singleBatch, ExecutorContext: execContextFind}
 	if hasBatchSize {

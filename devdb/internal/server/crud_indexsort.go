@@ -174,12 +174,18 @@ func (s *Server) indexOrder(st dataStore, db, coll string, p *queryPlan, sort *m
 					return err
 				}
 				for _, r := range chunk {
+					if p.stats != nil {
+						p.stats.sortedOut++
+					}
 					doc, ok, err := tx.Load(c, r.rid)
 					if err != nil {
 						return err
 					}
 					if !ok {
 						continue
+					}
+					if p.stats != nil {
+						p.stats.sortFetched++
 					}
 					if m, err := p.filter.MatchErr(doc); err != nil {
 						return err
@@ -226,6 +232,7 @@ func (s *Server) sortKeys(st dataStore, db, coll string, p *queryPlan, sort *mql
 			if p.useID(c) {
 				done = true
 				return p.each(tx, c, func(rid storage.RecordID, doc bson.D) (bool, error) {
+					p.countKeyed()
 					recs = append(recs, keyedRecord{key: sort.KeyValues(doc), rid: rid})
 					return true, nil
 				})
@@ -234,17 +241,20 @@ func (s *Server) sortKeys(st dataStore, db, coll string, p *queryPlan, sort *mql
 			err = tx.Scan(c, after, func(rid storage.RecordID, raw bson.Raw) (bool, error) {
 				after = rid
 				scanned++
+				p.countScanned()
 				doc, m, err := p.matchRaw(raw, &scratch)
 				if err != nil {
 					return false, err
 				}
 				if m {
+					p.countKeyed()
 					recs = append(recs, keyedRecord{key: sort.KeyValues(doc), rid: rid})
 				}
 				return scanned < scanChunk, nil
 			})
 			if scanned < scanChunk {
 				done = true
+				p.countScanEnd()
 			}
 			return err
 		})

@@ -39,6 +39,54 @@ type queryPlan struct {
 	// tsAfter is a timestamp every matching document's top-level ts is
 	// after (zero: none known): where a read of the oplog may start.
 	tsAfter bson.Timestamp
+	// stats, when not nil, counts what the plan's reads examine (explain).
+	stats *scanStats
+}
+
+// scanStats counts what one execution of a query plan read, for explain's
+// executionStats: the real counts of devdb's access paths.
+type scanStats struct {
+	// keys are _id index entries found by point lookups.
+	keys int64
+	// scanned are documents a collection (or oplog) scan read.
+	scanned int64
+	// fetched are documents an _id lookup loaded; sortFetched those an
+	// index-order sort loaded by record id in key order.
+	fetched, sortFetched int64
+	// keyed are the matching documents whose sort keys an index-order sort
+	// collected; sortedOut the record ids it handed to its fetch.
+	keyed, sortedOut int64
+	// scanEOF reports that a scan read to the end of the collection.
+	scanEOF bool
+}
+
+// countKey records an _id index entry found and its document loaded.
+func (p *queryPlan) countKey() {
+	if p.stats != nil {
+		p.stats.keys++
+		p.stats.fetched++
+	}
+}
+
+// countScanned records a document read by a scan.
+func (p *queryPlan) countScanned() {
+	if p.stats != nil {
+		p.stats.scanned++
+	}
+}
+
+// countKeyed records a sort key an index-order sort collected.
+func (p *queryPlan) countKeyed() {
+	if p.stats != nil {
+		p.stats.keyed++
+	}
+}
+
+// countScanEnd records that a scan reached the end of its collection.
+func (p *queryPlan) countScanEnd() {
+	if p.stats != nil {
+		p.stats.scanEOF = true
+	}
 }
 
 // letArg evaluates the command's optional let document (MongoDB 5.0+ on
@@ -114,6 +162,7 @@ func (p *queryPlan) each(tx *storage.Tx, c *storage.Collection, fn func(rid stor
 		if err != nil || !ok {
 			return err
 		}
+		p.countKey()
 		m, err := p.filter.MatchErr(doc)
 		if err != nil || !m {
 			return err
@@ -122,7 +171,9 @@ func (p *queryPlan) each(tx *storage.Tx, c *storage.Collection, fn func(rid stor
 		return err
 	}
 	var scratch bson.D
-	return tx.Scan(c, 0, func(rid storage.RecordID, raw bson.Raw) (bool, error) {
+	stopped := false
+	err := tx.Scan(c, 0, func(rid storage.RecordID, raw bson.Raw) (bool, error) {
+		p.countScanned()
 		doc, m, err := p.matchRaw(raw, &scratch)
 		if err != nil {
 			return false, err
@@ -130,8 +181,14 @@ func (p *queryPlan) each(tx *storage.Tx, c *storage.Collection, fn func(rid stor
 		if !m {
 			return true, nil
 		}
-		return fn(rid, doc)
+		more, err := fn(rid, doc)
+		stopped = !more
+		return more, err
 	})
+	if err == nil && !stopped {
+		p.countScanEnd()
+	}
+	return err
 }
 
 // matchRaw reports whether the stored document raw matches p and returns it
@@ -198,6 +255,7 @@ func (s *Server) stream(st dataStore, db, coll string, p *queryPlan) iter.Seq2[b
 				err = tx.Scan(c, after, func(rid storage.RecordID, raw bson.Raw) (bool, error) {
 					after = rid
 					scanned++
+					p.countScanned()
 					doc, m, err := p.matchRaw(raw, &scratch)
 					if err != nil {
 						// The documents matched before it are returned
@@ -211,8 +269,9 @@ func (s *Server) stream(st dataStore, db, coll string, p *queryPlan) iter.Seq2[b
 					}
 					return scanned < scanChunk, nil
 				})
-				if scanned < scanChunk {
+				if scanned < scanChunk && matchErr == nil {
 					done = true
+					p.countScanEnd()
 				}
 				return err
 			})
@@ -255,6 +314,9 @@ func (s *Server) cmdDelete(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
+	if req.explain != nil {
+		return s.explainDelete(req, b, vars)
+	}
 	return s.execWrite(req, "delete from", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
 		n := 0
 		c, err := tx.Collection(req.DB, b.coll)
@@ -277,35 +339,51 @@ func (s *Server) cmdDelete(_ context.Context, req *Request) (bson.D, error) {
 // collection does not exist), with the command's let variables vars, and
 // returns the number of deleted documents.
 func deleteOne(tx *storage.Tx, c *storage.Collection, st bson.D, vars map[string]any) (int, error) {
-	filter, err := stmtFilter(st, "delete.deletes")
+	plan, limit, err := prepareDelete(c, st, vars)
 	if err != nil {
 		return 0, err
+	}
+	return runDelete(tx, c, plan, limit)
+}
+
+// prepareDelete parses the delete statement st on c (nil when the
+// collection does not exist) into its plan and limit (0: all matching
+// documents, 1: the first).
+func prepareDelete(c *storage.Collection, st bson.D, vars map[string]any) (*queryPlan, int64, error) {
+	filter, err := stmtFilter(st, "delete.deletes")
+	if err != nil {
+		return nil, 0, err
 	}
 	lv, ok := fieldOf(st, "limit")
 	if !ok {
-		return 0, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'delete.deletes.limit' is missing but a required field")
+		return nil, 0, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'delete.deletes.limit' is missing but a required field")
 	}
 	limit, err := intValue("delete.deletes.limit", lv)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	if limit != 0 && limit != 1 {
-		return 0, mongoerr.Errorf(mongoerr.FailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
+		return nil, 0, mongoerr.Errorf(mongoerr.FailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
 	}
 	qc, err := stmtCollation(st, "delete.deletes")
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	plan, err := compileQuery(filter, qc.resolve(c))
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	plan = plan.withVars(vars)
+	return plan.withVars(vars), limit, nil
+}
+
+// runDelete deletes the documents of c matching plan, the first only when
+// limit is 1, and returns how many it deleted.
+func runDelete(tx *storage.Tx, c *storage.Collection, plan *queryPlan, limit int64) (int, error) {
 	if c == nil {
 		return 0, nil
 	}
 	var rids []storage.RecordID
-	err = plan.each(tx, c, func(rid storage.RecordID, _ bson.D) (bool, error) {
+	err := plan.each(tx, c, func(rid storage.RecordID, _ bson.D) (bool, error) {
 		rids = append(rids, rid)
 		return limit == 0, nil
 	})
@@ -352,9 +430,28 @@ func (s *Server) cmdCount(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
+	if req.explain != nil {
+		return s.explainCount(req, coll, query, plan, skip, limit)
+	}
+	n, err := s.countMatching(req.DB, coll, query, plan, skip, limit)
+	if err != nil {
+		return nil, err
+	}
+	n = max(n-skip, 0)
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	return bson.D{{Key: "n", Value: int32OrInt64(n)}}, nil
+}
+
+// countMatching returns how many documents of db.coll match query
+// (compiled into plan), counting no further than skip+limit when limit is
+// set; without a query it is the collection's document count, read
+// without a scan.
+func (s *Server) countMatching(db, coll string, query bson.D, plan *queryPlan, skip, limit int64) (int64, error) {
 	var n int64
-	err = s.store.View(func(tx *storage.Tx) error {
-		c, err := tx.Collection(req.DB, coll)
+	err := s.store.View(func(tx *storage.Tx) error {
+		c, err := tx.Collection(db, coll)
 		if err != nil || c == nil {
 			return err
 		}
@@ -368,13 +465,9 @@ func (s *Server) cmdCount(_ context.Context, req *Request) (bson.D, error) {
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("count %s.%s: %w", req.DB, coll, dataErr(err))
+		return 0, fmt.Errorf("count %s.%s: %w", db, coll, dataErr(err))
 	}
-	n = max(n-skip, 0)
-	if limit > 0 {
-		n = min(n, limit)
-	}
-	return bson.D{{Key: "n", Value: int32OrInt64(n)}}, nil
+	return n, nil
 }
 
 // stmtFilter returns the required filter document q of a delete or update
@@ -431,6 +524,9 @@ func (s *Server) cmdDistinct(_ context.Context, req *Request) (bson.D, error) {
 	plan, err := compileQuery(query, collation)
 	if err != nil {
 		return nil, err
+	}
+	if req.explain != nil {
+		return s.explainDistinct(req, coll, query, plan)
 	}
 	parts := strings.Split(key, ".")
 	type entry struct {

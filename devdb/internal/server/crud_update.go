@@ -252,6 +252,9 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
+	if req.explain != nil {
+		return s.explainUpdate(req, b, vars)
+	}
 	return s.execWrite(req, "update", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
 		var res updateResult
 		now := time.Now()
@@ -286,56 +289,81 @@ var updateStatementFields = []string{"q", "u", "c", "arrayFilters", "hint", "mul
 // statement; the filter and a pipeline u see the command's let variables
 // vars and the statement's constants c as $$name.
 func (s *Server) updateStatement(tx *storage.Tx, db, coll string, index int, st bson.D, vars map[string]any, now time.Time, res *updateResult) error {
-	filter, err := stmtFilter(st, "update.updates")
+	pu, err := prepareUpdate(tx, db, coll, st, vars)
 	if err != nil {
 		return err
 	}
+	return pu.run(tx, db, coll, index, now, res)
+}
+
+// preparedUpdate is a parsed update statement of a collection, ready to run.
+type preparedUpdate struct {
+	filter        bson.D
+	multi, upsert bool
+	u             *updateSpec
+	plan          *queryPlan
+	c             *storage.Collection // nil: the collection does not exist
+}
+
+// prepareUpdate parses the update statement st on db.coll: everything
+// MongoDB refuses before it runs the statement is refused here.
+func prepareUpdate(tx *storage.Tx, db, coll string, st bson.D, vars map[string]any) (*preparedUpdate, error) {
+	filter, err := stmtFilter(st, "update.updates")
+	if err != nil {
+		return nil, err
+	}
 	uv, ok := fieldOf(st, "u")
 	if !ok {
-		return mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'update.updates.u' is missing but a required field")
+		return nil, mongoerr.Errorf(mongoerr.IDLMissingField, "BSON field 'update.updates.u' is missing but a required field")
 	}
 	var multi, upsert bool
 	if v, ok := fieldOf(st, "multi"); ok {
 		if multi, err = boolValue("update.updates.multi", v); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if v, ok := fieldOf(st, "upsert"); ok {
 		if upsert, err = boolValue("update.updates.upsert", v); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	qc, err := stmtCollation(st, "update.updates")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	afs, err := arrayFiltersArg("update.updates", st)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := tx.Collection(db, coll)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	collation := qc.resolve(c)
 	u, err := compileUpdateSpec("update.updates.u", uv, afs, collation)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if multi && u.replacement != nil {
-		return mongoerr.Errorf(mongoerr.FailedToParse, "multi update is not supported for replacement-style update")
+		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "multi update is not supported for replacement-style update")
 	}
 	plan, err := compileQuery(filter, collation)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if vars, err = stmtConstants(st, vars); err != nil {
-		return err
+		return nil, err
 	}
-	plan = plan.withVars(vars)
-	u = u.withVars(vars)
+	return &preparedUpdate{filter: filter, multi: multi, upsert: upsert, u: u.withVars(vars), plan: plan.withVars(vars), c: c}, nil
+}
+
+// run runs the prepared statement, the index-th of its command, adding its
+// results to res.
+func (pu *preparedUpdate) run(tx *storage.Tx, db, coll string, index int, now time.Time, res *updateResult) error {
+	filter, multi, upsert, u, plan, c := pu.filter, pu.multi, pu.upsert, pu.u, pu.plan, pu.c
 	var rids []storage.RecordID
 	var docs []bson.D
+	var err error
 	if c != nil {
 		limit := 1
 		if multi {
@@ -446,6 +474,7 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 	}
 	var value any
 	var lastErr bson.D
+	var fc famCounts
 	// run finds and modifies the document in c (nil when the collection
 	// does not exist): what MongoDB's plan executor does.
 	run := func(tx *storage.Tx, c *storage.Collection) error {
@@ -460,9 +489,11 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 				}
 				if len(rids) > 0 {
 					rid, doc, found = rids[0], docs[0], true
+					fc.matched++
 				}
 			} else {
 				err := f.plan.each(tx, c, func(r storage.RecordID, d bson.D) (bool, error) {
+					fc.matched++
 					if !found || f.sort.Compare(d, doc) < 0 {
 						rid, doc, found = r, d, true
 					}
@@ -494,6 +525,7 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 			if _, err := tx.Insert(c, ins); err != nil {
 				return resultTooLarge(err, true)
 			}
+			fc.upserted = true
 			id, _ := fieldOf(ins, "_id")
 			lastErr = bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: false}, {Key: "upserted", Value: id}}
 			if returnNew {
@@ -505,15 +537,18 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 			if _, err := tx.Delete(c, rid); err != nil {
 				return err
 			}
+			fc.found = true
 			lastErr = bson.D{{Key: "n", Value: int32(1)}}
 			value, err = projectOrNil(f, doc)
 			return err
 		}
+		fc.found = true
 		_, pos := f.plan.filter.MatchPositional(doc)
 		out, changed, op, diff, err := u.apply(doc, pos, false, now)
 		if err != nil {
 			return err
 		}
+		fc.modified = changed
 		if changed {
 			if err := checkStorable(out); err != nil {
 				return err
@@ -529,6 +564,9 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 			value, err = projectOrNil(f, doc)
 		}
 		return err
+	}
+	if req.explain != nil {
+		return s.explainFindAndModify(req, coll, f, remove, run, &fc)
 	}
 	return s.execWrite(req, "findAndModify", coll, rw, func(tx *storage.Tx) (bson.D, error) {
 		value, lastErr = nil, nil

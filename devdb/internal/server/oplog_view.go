@@ -135,6 +135,7 @@ func (s *Server) oplogStream(p *queryPlan, reverse bool) iter.Seq2[bson.D, error
 		read, stopped := 0, false
 		emit := func(d bson.D, _ bson.Timestamp) bool {
 			read++
+			p.countScanned()
 			m, err := p.filter.MatchErr(d)
 			if err != nil {
 				stopped = true
@@ -153,6 +154,9 @@ func (s *Server) oplogStream(p *queryPlan, reverse bool) iter.Seq2[bson.D, error
 		}
 		if stopped {
 			return
+		}
+		if err == nil {
+			p.countScanEnd()
 		}
 		if errors.Is(err, storage.ErrHistoryLost) {
 			err = errCappedPositionLost()

@@ -22,7 +22,7 @@ var secondaryWrites = map[string]bool{
 var secondaryReads = map[string]bool{
 	"find": true, "aggregate": true, "count": true, "distinct": true,
 	"listCollections": true, "listIndexes": true, "listDatabases": true,
-	"dbStats": true, "collStats": true,
+	"dbStats": true, "collStats": true, "explain": true,
 }
 
 // secondaryRefuses returns the error a MongoDB secondary answers req with,

@@ -131,3 +131,47 @@ func TestSecondaryRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondaryExplain: the secondary explains reads (with a read
+// preference that allows a secondary, which drivers send on a direct
+// connection) and refuses to explain writes with 50746, as MongoDB does.
+func TestSecondaryExplain(t *testing.T) {
+	s := startTestServer(t, Options{SecondaryAddr: "127.0.0.1:0"}, testHooks{})
+	ctx := testContext(t)
+	direct := func(rp *readpref.ReadPref) *mongo.Database {
+		opts := options.Client().ApplyURI("mongodb://" + s.SecondaryAddr() + "/?directConnection=true")
+		if rp != nil {
+			opts.SetReadPreference(rp)
+		}
+		c, err := mongo.Connect(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Disconnect(ctx) })
+		return c.Database("rs")
+	}
+	find := bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: "c"}}}}
+	update := bson.D{{Key: "explain", Value: bson.D{{Key: "update", Value: "c"}, {Key: "updates", Value: bson.A{
+		bson.D{{Key: "q", Value: bson.D{}}, {Key: "u", Value: bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}}}}}}}}
+	tests := []struct {
+		name string
+		rp   *readpref.ReadPref
+		cmd  bson.D
+		code mongoerr.Code
+	}{
+		{"a read with secondaryOk", readpref.SecondaryPreferred(), find, 0},
+		{"a write", readpref.SecondaryPreferred(), update, mongoerr.ExplainOnSecondary},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := direct(tc.rp).RunCommand(ctx, tc.cmd).Err()
+			var ce mongo.CommandError
+			switch {
+			case tc.code == 0 && err != nil:
+				t.Fatalf("explain: %v", err)
+			case tc.code != 0 && (!errors.As(err, &ce) || ce.Code != int32(tc.code)):
+				t.Fatalf("explain: %v, want code %d", err, tc.code)
+			}
+		})
+	}
+}

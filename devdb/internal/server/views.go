@@ -245,8 +245,8 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 		agg = append(agg, bson.E{Key: "pipeline", Value: pipeline}, bson.E{Key: "cursor", Value: bson.D{}})
 		generic()
 		out, err := s.viewAggregate(req, agg, ns, viewColl)
-		if err != nil {
-			return nil, true, err
+		if err != nil || req.explain != nil {
+			return out, true, err
 		}
 		n := int64(0)
 		if docs := firstBatch(out); len(docs) > 0 {
@@ -273,8 +273,8 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 		agg = append(agg, bson.E{Key: "pipeline", Value: pipeline}, bson.E{Key: "cursor", Value: bson.D{}})
 		generic()
 		out, err := s.viewAggregate(req, agg, ns, viewColl)
-		if err != nil {
-			return nil, true, err
+		if err != nil || req.explain != nil {
+			return out, true, err
 		}
 		values := bson.A{}
 		if docs := firstBatch(out); len(docs) > 0 {
@@ -296,7 +296,7 @@ func (s *Server) viewRewrite(req *Request) (reply bson.D, handled bool, err erro
 func (s *Server) viewAggregate(req *Request, agg bson.D, ns string, coll *mql.Collation) (bson.D, error) {
 	// The view's collation, not the underlying collection's default.
 	agg = append(agg, bson.E{Key: "collation", Value: coll.Document()})
-	sub := &Request{DB: req.DB, Name: "aggregate", Body: agg, ConnID: req.ConnID, Remote: req.Remote, conn: req.conn, cursorNS: ns}
+	sub := &Request{DB: req.DB, Name: "aggregate", Body: agg, ConnID: req.ConnID, Remote: req.Remote, conn: req.conn, cursorNS: ns, explain: req.explain}
 	ctx := s.ctx
 	if req.conn != nil {
 		ctx = req.conn.ctx

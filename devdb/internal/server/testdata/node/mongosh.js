@@ -35,5 +35,20 @@ check(typeof ri.timeDiff === 'number' && ri.timeDiff >= 0, `db.getReplicationInf
 const last = db.getSiblingDB('local').oplog.rs.find({ ns: 'shellcheck.items' }).sort({ $natural: -1 }).limit(1).next();
 eq('d', last.op, "the last oplog entry of shellcheck.items: op");
 eq(1, last.o._id, "the last oplog entry of shellcheck.items: o._id");
+// explain, as a mongosh user calls it: the winning plan devdb reports.
+const byId = d.items.find({ _id: 2 }).explain();
+print(`find({ _id: 2 }).explain() winning stage: ${byId.queryPlanner.winningPlan.stage}`);
+eq('IDHACK', byId.queryPlanner.winningPlan.stage, 'd.items.find({ _id: 2 }).explain().queryPlanner.winningPlan.stage');
+const scan = d.items.find({ n: { $gt: 1 } }).explain('executionStats');
+print(`find({ n: { $gt: 1 } }).explain('executionStats') winning stage: ${scan.queryPlanner.winningPlan.stage}`);
+eq('COLLSCAN', scan.queryPlanner.winningPlan.stage, "d.items.find({ n: { $gt: 1 } }).explain('executionStats') winning stage");
+eq(2, scan.executionStats.nReturned, "d.items.find({ n: { $gt: 1 } }).explain('executionStats').executionStats.nReturned");
+eq(2, scan.executionStats.totalDocsExamined, "d.items.find({ n: { $gt: 1 } }).explain('executionStats').executionStats.totalDocsExamined");
+const agg = d.items.explain('executionStats').aggregate([{ $match: { n: { $gt: 1 } } }, { $group: { _id: null, c: { $sum: 1 } } }]);
+eq('COLLSCAN', agg.stages[0].$cursor.queryPlanner.winningPlan.stage, "d.items.explain('executionStats').aggregate(...).stages[0].$cursor winning stage");
+const upd = d.items.explain('executionStats').findOneAndUpdate({ _id: 2 }, { $set: { n: 0 } });
+eq('UPDATE', upd.queryPlanner.winningPlan.stage, "d.items.explain('executionStats').findOneAndUpdate(...) winning stage");
+eq(1, upd.executionStats.executionStages.nWouldModify, "d.items.explain('executionStats').findOneAndUpdate(...) nWouldModify");
+eq(20, d.items.findOne({ _id: 2 }).n, 'd.items.findOne({ _id: 2 }).n after an explained findOneAndUpdate');
 d.dropDatabase();
 print('ok');
