@@ -46,37 +46,36 @@ func admNoAuth() error {
 // registerAdmin registers the handshake, diagnostic, session and refusal
 // commands.
 func (s *Server) registerAdmin() {
-	s.handle("hello", s.cmdHello)
-	s.handle("isMaster", s.cmdHello)
-	s.handle("ismaster", s.cmdHello)
-	s.handle("ping", admOK)
-	s.handle("buildInfo", s.cmdBuildInfo)
-	s.handle("buildinfo", s.cmdBuildInfo)
-	s.handle("getParameter", s.cmdGetParameter)
-	s.handle("getLog", cmdGetLog)
-	s.handle("hostInfo", s.cmdHostInfo)
-	s.handle("getCmdLineOpts", s.cmdGetCmdLineOpts)
-	s.handle("connectionStatus", cmdConnectionStatus)
-	s.handle("whatsmyuri", cmdWhatsMyURI)
-	s.handle("serverStatus", s.cmdServerStatus)
-	s.handle("replSetGetStatus", s.cmdReplSetGetStatus)
-	s.handle("getFreeMonitoringStatus", cmdFreeMonitoring)
-	s.handle("startSession", s.cmdStartSession)
-	s.handle("endSessions", s.cmdEndSessions)
-	for _, name := range []string{"killSessions", "killAllSessions", "killAllSessionsByPattern"} {
-		s.handle(name, s.cmdKillSessions)
-	}
-	for _, name := range []string{"refreshSessions", "logout"} {
-		s.handle(name, admOK)
-	}
-	for _, name := range []string{"abortTransaction", "commitTransaction"} {
-		// Run by invokeInTxn; invoke refuses them outside a transaction.
-		s.handle(name, admOK)
-	}
+	s.command("hello", "report this server's role in the replica set and its limits (the handshake)", s.cmdHello).apiV1()
+	s.command("isMaster", "the former name of hello", s.cmdHello)
+	s.command("ismaster", "the former name of hello", s.cmdHello)
+	s.command("ping", "answer ok: the server is reachable", admOK).apiV1()
+	s.command("buildInfo", "report the MongoDB version devdb presents", s.cmdBuildInfo)
+	s.command("buildinfo", "the lower-case name of buildInfo", s.cmdBuildInfo)
+	s.command("getParameter", "report server parameters", s.cmdGetParameter).admin()
+	s.command("getLog", "report the in-memory log (always empty in devdb)", cmdGetLog).admin()
+	s.command("hostInfo", "describe the machine devdb runs on", s.cmdHostInfo)
+	s.command("getCmdLineOpts", "report the command line devdb was started with", s.cmdGetCmdLineOpts)
+	s.command("connectionStatus", "report the connection's authentication (devdb has none)", cmdConnectionStatus)
+	s.command("whatsmyuri", "report the client's address as the server sees it", cmdWhatsMyURI)
+	s.command("serverStatus", "report server statistics", s.cmdServerStatus)
+	s.command("replSetGetStatus", "report the replica set's members", s.cmdReplSetGetStatus).admin()
+	s.command("getFreeMonitoringStatus", "report free monitoring (always disabled)", cmdFreeMonitoring)
+	s.command("startSession", "start a logical session", s.cmdStartSession)
+	s.command("endSessions", "end logical sessions, aborting their transactions", s.cmdEndSessions).apiV1()
+	s.command("killSessions", "kill sessions, aborting their transactions and closing their cursors", s.cmdKillSessions)
+	s.command("killAllSessions", "kill the sessions of the given users (devdb: all)", s.cmdKillSessions)
+	s.command("killAllSessionsByPattern", "kill the sessions matching patterns (devdb: all)", s.cmdKillSessions)
+	s.command("refreshSessions", "keep sessions alive", admOK).apiV1()
+	s.command("logout", "end the connection's authentication (devdb has none)", admOK)
+	// Run by invokeInTxn; invoke refuses them outside a transaction.
+	s.command("abortTransaction", "abort the session's multi-document transaction", admOK).apiV1()
+	s.command("commitTransaction", "commit the session's multi-document transaction", admOK).apiV1()
 	for _, name := range []string{"saslStart", "saslContinue", "authenticate", "getnonce"} {
-		s.handle(name, func(context.Context, *Request) (bson.D, error) { return nil, admNoAuth() })
+		s.command(name, "refused: devdb has no authentication", func(context.Context, *Request) (bson.D, error) { return nil, admNoAuth() })
 	}
-	s.handle("explain", s.cmdExplain)
+	s.command("explain", "explain how a find, aggregate, count, distinct, update, delete or findAndModify runs", s.cmdExplain).apiV1()
+	s.command("listCommands", "list the commands this server implements", s.cmdListCommands)
 }
 
 // admOK answers {ok: 1}.

@@ -2,11 +2,11 @@ package server
 
 // registerQueryCommands registers the query, update and aggregate commands.
 func (s *Server) registerQueryCommands() {
-	s.handle("count", s.cmdCount)
-	s.handle("distinct", s.cmdDistinct)
-	s.handle("find", s.cmdFind)
-	s.handle("update", s.cmdUpdate)
-	s.handle("findAndModify", s.cmdFindAndModify)
-	s.handle("findandmodify", s.cmdFindAndModify)
-	s.handle("aggregate", s.cmdAggregate)
+	s.command("count", "count the documents matching a query", s.cmdCount).apiV1()
+	s.command("distinct", "list the distinct values of a field", s.cmdDistinct)
+	s.command("find", "query a collection", s.cmdFind).apiV1()
+	s.command("update", "update documents", s.cmdUpdate).apiV1()
+	s.command("findAndModify", "update or remove one document and return it", s.cmdFindAndModify).apiV1()
+	s.command("findandmodify", "the lower-case name of findAndModify", s.cmdFindAndModify)
+	s.command("aggregate", "run an aggregation pipeline or open a change stream", s.cmdAggregate).apiV1()
 }

@@ -13,8 +13,8 @@ import (
 
 // registerCursorCommands registers getMore and killCursors.
 func (s *Server) registerCursorCommands() {
-	s.handle("getMore", s.cmdGetMore)
-	s.handle("killCursors", s.cmdKillCursors)
+	s.command("getMore", "return the next batch of a cursor", s.cmdGetMore).apiV1()
+	s.command("killCursors", "close cursors", s.cmdKillCursors).apiV1()
 }
 
 // cmdGetMore answers {getMore: <long>, collection, batchSize?, maxTimeMS?}

@@ -138,7 +138,7 @@ func (f *failPoints) set(name string, fp *failPoint) int64 {
 
 // registerTestCommands registers configureFailPoint (Options.EnableTestCommands).
 func (s *Server) registerTestCommands() {
-	s.handle("configureFailPoint", s.cmdConfigureFailPoint)
+	s.command("configureFailPoint", "configure a fail point (test command)", s.cmdConfigureFailPoint).admin()
 }
 
 // cmdConfigureFailPoint answers {configureFailPoint: NAME, mode, data?} on

@@ -39,6 +39,8 @@ type Server struct {
 	tmpDir        string // removed on Close when Options.Data was empty
 
 	handlers map[string]HandlerFunc
+	// commands describes the registered commands for listCommands.
+	commands map[string]*commandDoc
 	cursors  *cursorManager
 
 	started    time.Time
@@ -124,6 +126,7 @@ func start(ctx context.Context, opts Options, hooks testHooks) (*Server, error) 
 		opts:       opts,
 		log:        opts.Logger,
 		handlers:   map[string]HandlerFunc{},
+		commands:   map[string]*commandDoc{},
 		conns:      map[int64]*conn{},
 		started:    time.Now(),
 		electionID: bson.NewObjectID(),
@@ -272,6 +275,36 @@ func (s *Server) handle(name string, h HandlerFunc) {
 		s.log.Error("devdb: command registered twice; the later handler wins", "command", name)
 	}
 	s.handlers[name] = h
+}
+
+// commandDoc describes a registered command as listCommands reports it.
+type commandDoc struct {
+	help      string
+	adminOnly bool // devdb refuses it on any database but admin
+	v1        bool // it belongs to MongoDB's Stable API version 1
+}
+
+// command registers h for the command name, as handle does, with help
+// describing it for listCommands. The returned description may be marked
+// further (admin, apiV1).
+func (s *Server) command(name, help string, h HandlerFunc) *commandDoc {
+	s.handle(name, h)
+	d := &commandDoc{help: help}
+	s.commands[name] = d
+	return d
+}
+
+// admin marks the command as refused on any database but admin; the
+// handler enforces it (admRequireAdmin).
+func (d *commandDoc) admin() *commandDoc {
+	d.adminOnly = true
+	return d
+}
+
+// apiV1 marks the command as part of MongoDB's Stable API version 1.
+func (d *commandDoc) apiV1() *commandDoc {
+	d.v1 = true
+	return d
 }
 
 // acceptLoop accepts connections on ln until it is closed; secondary marks
