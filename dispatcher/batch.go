@@ -871,10 +871,12 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 			return res, nil, false
 		case res.Reason == ReasonCanceled || ctx.Err() != nil:
 			return res, err, false
+		case errors.Is(err, errCircuitHeld):
+			continue // another delivery opened the circuit: wait at its gate
 		case tooLarge(res.Status, info.events):
 			return res, err, false
 		}
-		if d.circuit.failed(res.Status, err.Error()) {
+		if d.circuit.failed(res.Status, err.Error(), msg.ID, prog) {
 			return d.probeBatch(ctx, msg, info, prog, res, err)
 		}
 		if d.circuit.open() {

@@ -16,8 +16,9 @@ type CircuitState string
 const (
 	// CircuitClosed: deliveries flow.
 	CircuitClosed CircuitState = "closed"
-	// CircuitOpen: no delivery starts; the delivery that opened the circuit
-	// waits for its next probe.
+	// CircuitOpen: no delivery starts, and no attempt of one under way
+	// (a retry) either; the delivery that opened the circuit waits for its
+	// next probe (CircuitStatus.Probe).
 	CircuitOpen CircuitState = "open"
 	// CircuitHalfOpen: the probe is being sent.
 	CircuitHalfOpen CircuitState = "half_open"
@@ -55,6 +56,21 @@ type CircuitStatus struct {
 	LastStatus int `json:"last_status,omitempty"`
 	// LastError is that failure's error (never secrets).
 	LastError string `json:"last_error,omitempty"`
+	// Probe is, while the circuit is not closed, the delivery whose
+	// failure opened it: the one request sent while it is open, at
+	// NextProbeAt (nil while closed). Every other held delivery waits
+	// until a probe succeeds; none of their attempts starts meanwhile.
+	Probe *CircuitProbe `json:"probe,omitempty"`
+}
+
+// CircuitProbe is the delivery an open circuit probes the endpoint with.
+type CircuitProbe struct {
+	// WebhookID is the webhook-id its requests carry: the event's, a
+	// batch's, or the part's of a batch sent in parts.
+	WebhookID string `json:"webhook_id"`
+	// Attempts is the number of attempts it made so far, those before the
+	// circuit opened included (the attempt numbers its requests carry).
+	Attempts int `json:"attempts"`
 }
 
 // circuit is a trigger's circuit breaker: a small state machine of its own
@@ -84,6 +100,8 @@ type circuit struct {
 	st       CircuitStatus
 	interval time.Duration // current probe interval
 	closedCh chan struct{} // closed when the circuit closes; nil while closed
+	probeID  string        // the probe's webhook-id (CircuitStatus.Probe); "" while closed
+	probe    *progress     // the probe's progress record, for its attempts (nil: none)
 }
 
 // newCircuit returns t's circuit, nil when t's circuit section cannot open
@@ -111,8 +129,24 @@ func (c *circuit) status() CircuitStatus {
 		return CircuitStatus{}
 	}
 	c.mu.Lock()
+	st, id, prog := c.st, c.probeID, c.probe
+	c.mu.Unlock()
+	if id != "" {
+		st.Probe = &CircuitProbe{WebhookID: id, Attempts: prog.snapshot().Attempts}
+	}
+	return st
+}
+
+// probing returns the webhook-id and progress record of the delivery the
+// circuit probes the endpoint with; id is "" while the circuit is closed
+// (or disabled).
+func (c *circuit) probing() (id string, prog *progress) {
+	if c == nil {
+		return "", nil
+	}
+	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.st
+	return c.probeID, c.probe
 }
 
 // gate returns at once while the circuit is closed; otherwise it waits until
@@ -146,6 +180,7 @@ func (c *circuit) succeeded() {
 	c.st.Failures = 0
 	if c.st.State != CircuitClosed {
 		c.st.NextProbeAt, c.st.LastStatus, c.st.LastError = time.Time{}, 0, ""
+		c.probeID, c.probe = "", nil
 		c.transition(CircuitClosed)
 		close(c.closedCh)
 		c.closedCh = nil
@@ -154,9 +189,11 @@ func (c *circuit) succeeded() {
 
 // failed records a failed delivery (status 0: no response) and reports
 // whether this failure opened the circuit, so that the caller's delivery
-// becomes the probe. When the circuit is already open, it reports false and
-// counts nothing: the caller holds its event and waits at gate.
-func (c *circuit) failed(status int, msg string) (opened bool) {
+// becomes the probe: id is its webhook-id, prog its progress record (nil:
+// none), which CircuitStatus.Probe shows. When the circuit is already
+// open, it reports false and counts nothing: the caller holds its event
+// and waits at gate.
+func (c *circuit) failed(status int, msg, id string, prog *progress) (opened bool) {
 	if c == nil {
 		return false
 	}
@@ -172,6 +209,7 @@ func (c *circuit) failed(status int, msg string) (opened bool) {
 	c.interval = c.initial
 	c.st.NextProbeAt = c.clock.Now().Add(c.interval)
 	c.st.LastStatus, c.st.LastError = status, msg
+	c.probeID, c.probe = id, prog
 	c.closedCh = make(chan struct{})
 	c.transition(CircuitOpen)
 	return true

@@ -129,6 +129,9 @@ func newDispatcher(t *triggers.Trigger, sink DeadLetterSink, opts []Option) (*Di
 		circuit: newCircuit(t, s.retry, s.clock, s.metrics),
 	}
 	d.fail.clock = d.clock
+	if d.circuit != nil {
+		s.circuitOpen = d.circuit.open // only the probe is sent while it is open
+	}
 	if t.Batch != nil {
 		if d.batcher, err = newBatcher(d, t, t.Batch); err != nil {
 			return nil, err

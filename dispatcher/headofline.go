@@ -49,8 +49,15 @@ type HeadOfLine struct {
 	// payload first failed to build; zero before any attempt).
 	FirstAttemptAt time.Time
 	// NextAttemptAt is when the next attempt is due (zero when none is
-	// scheduled: the event is being attempted or not yet started).
+	// scheduled: the event is being attempted or not yet started, or it
+	// waits for the circuit's probe, WaitsForProbe).
 	NextAttemptAt time.Time
+	// WaitsForProbe is, while the endpoint's circuit is open and another
+	// delivery is its probe (CircuitStatus.Probe), that delivery's
+	// webhook-id: this one makes no attempt until a probe succeeds and
+	// closes the circuit ("" otherwise; when it is the probe itself,
+	// Attempts and NextAttemptAt are the probe's).
+	WaitsForProbe string
 	// Permanent reports that the retry policy judged the last failure
 	// permanent (a 4xx other than 408/429, a redirect, a blocked address,
 	// a payload error): a trigger without dead letters retries it anyway
@@ -219,10 +226,16 @@ func (p *progress) snapshot() HeadOfLine {
 // scan: the tracker keeps its held events in stream order) and safe for
 // concurrent use.
 func (d *Dispatcher) HeadOfLine() (h HeadOfLine, ok bool) {
+	probeID, probe := d.circuit.probing()
 	// Read under the tracker's lock: once the event is passed, its bytes
 	// may be reused (Event.Release).
 	ok = d.tracker.withOldest(func(j *job) {
 		h = j.prog.snapshot()
+		if probeID != "" && (j.prog == nil || j.prog != probe) {
+			// Not the probe: it waits at the circuit's gate, and a retry
+			// it had scheduled waits too (Sender.heldByCircuit).
+			h.WaitsForProbe, h.NextAttemptAt = probeID, time.Time{}
+		}
 		h.EventID = WebhookID(d.trigger, j.ev.Token)
 		if h.WebhookID == "" {
 			// Not the first event of a sealed batch (whose progress

@@ -77,6 +77,8 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 			return res, nil, false
 		case res.Reason == ReasonCanceled || ctx.Err() != nil:
 			return res, err, false
+		case errors.Is(err, errCircuitHeld):
+			continue // another delivery opened the circuit: wait at its gate
 		case res.Reason == ReasonPayload:
 			if d.payloadError(ctx, err) {
 				return res, err, true
@@ -84,7 +86,7 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 			return res, err, false // dead-lettered by the caller
 		}
 		d.payload.streak.Store(0)
-		if d.circuit.failed(res.Status, err.Error()) {
+		if d.circuit.failed(res.Status, err.Error(), res.WebhookID, j.prog) {
 			return d.probe(ctx, j, res, err)
 		}
 		if d.circuit.open() {

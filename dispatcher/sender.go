@@ -98,7 +98,14 @@ type Sender struct {
 	limiters    []*rate.Limiter
 	tokens      *tokenSource // webhook.auth.oauth2_client_credentials (nil: none)
 	secrets     []string     // the secret forms masked in kept response bodies (bodySecrets)
+	circuitOpen func() bool  // the dispatcher's circuit is open: no retry starts (nil: no circuit)
 }
+
+// errCircuitHeld ends a round of attempts whose next retry would start
+// while the dispatcher's circuit is open (another delivery opened it): the
+// caller holds the delivery at the circuit's gate, without counting the
+// round as a failure.
+var errCircuitHeld = errors.New("held while the endpoint's circuit is open")
 
 // NewSender returns the Sender of trigger t, a trigger as triggers.Parse
 // validated it (tests may build one by hand). It reads t's Name, Webhook,
@@ -494,8 +501,15 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 		res.FirstAttemptAt = s.clock.Now()
 	}
 	lastLog := ""
+	var lastErr error   // the previous attempt's failure
 	for k := 1; ; k++ { // k: this round's attempt, n: the request's
 		n := prev.Attempts + k
+		if k > 1 && s.heldByCircuit() {
+			// The circuit opened while this delivery waited for its
+			// retry: the next attempt waits for the circuit to close.
+			prog.scheduled(time.Time{})
+			return res, s.circuitHeld(id, res.Attempts, lastErr)
+		}
 		at, retry, err := s.sendOnce(ctx, msg, n, info)
 		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
 		res.Latency = s.clock.Now().Sub(res.FirstAttemptAt)
@@ -546,6 +560,13 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 			prog.attempted(at, permanent, time.Time{})
 			return res, fmt.Errorf("deliver %s to %s: giving up after %s: %w", id, s.redactedURL, attemptsText(n), err)
 		}
+		if s.heldByCircuit() {
+			// Another delivery opened the circuit: no retry is scheduled
+			// until it closes.
+			prog.attempted(at, permanent, time.Time{})
+			return res, s.circuitHeld(id, n, err)
+		}
+		lastErr = err
 		wait := s.backoff(s.retry.InitialBackoff, s.retry.MaxBackoff, k-1, at.resp)
 		prog.attempted(at, permanent, s.clock.Now().Add(wait))
 		if serr := s.clock.Sleep(ctx, wait); serr != nil {
@@ -553,6 +574,16 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, serr)
 		}
 	}
+}
+
+// heldByCircuit reports whether the dispatcher's circuit is open, so that
+// no retry may start.
+func (s *Sender) heldByCircuit() bool { return s.circuitOpen != nil && s.circuitOpen() }
+
+// circuitHeld is the error of delivery id's round of attempts cut short
+// by the open circuit after n attempts, the last of which failed with err.
+func (s *Sender) circuitHeld(id string, n int, err error) error {
+	return fmt.Errorf("deliver %s to %s: %w after %s: %w", id, s.redactedURL, errCircuitHeld, attemptsText(n), err)
 }
 
 // attemptsText is "1 attempt" or "N attempts".

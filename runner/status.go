@@ -338,8 +338,15 @@ type HeadOfLine struct {
 	// LastError is the last attempt's error.
 	LastError string `json:"last_error,omitempty"`
 	// NextAttemptAt is when the next attempt is due (zero when none is
-	// scheduled).
+	// scheduled, as while it waits for the circuit's probe).
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+	// WaitsForProbe is, while the trigger's circuit is open and another
+	// delivery is its probe, the webhook-id of that delivery
+	// (Circuit.Probe, whose attempts and next try Circuit shows): this
+	// event makes no attempt until a probe succeeds and closes the
+	// circuit. "" otherwise; when this event is the probe, Attempts and
+	// NextAttemptAt are the probe's.
+	WaitsForProbe string `json:"waits_for_probe,omitempty"`
 	// Permanent reports that the last failure is permanent by the retry
 	// policy (a trigger without dead letters retries it anyway).
 	Permanent bool `json:"permanent,omitempty"`

@@ -374,7 +374,7 @@ func (w *Watcher) withHeadOfLine(st TriggerStatus) TriggerStatus {
 	now := w.clock.Now()
 	st.HeadOfLine = &HeadOfLine{WebhookID: h.WebhookID, EventAge: max(0, now.Sub(h.Submitted)), Attempts: h.Attempts,
 		LastStatus: h.LastStatus, LastReason: h.LastReason, LastError: h.LastError, NextAttemptAt: h.NextAttemptAt,
-		Permanent: h.Permanent}
+		Permanent: h.Permanent, WaitsForProbe: h.WaitsForProbe}
 	if h.PartWebhookID != "" {
 		st.HeadOfLine.Part = &HeadOfLinePart{WebhookID: h.PartWebhookID, FirstEvent: h.PartFrom + 1, Events: h.PartEvents}
 	}

@@ -92,6 +92,8 @@ func TestPages(t *testing.T) {
 		{Name: "held", Namespace: "shop.held", State: runner.StatePaused, Paused: &runner.PauseInfo{Reason: "endpoint maintenance", By: "cli", Since: t0}},
 		{Name: "broken", State: runner.StateFailed, LastError: "history lost: <script>alert(1)</script>", LastErrorAt: t0},
 		{Name: "planned", Namespace: "shop.planned", State: runner.StateWaiting, Since: t0, StartsAt: t0.Add(48 * time.Hour)},
+		{Name: "probing", Namespace: "shop.probing", State: runner.StateRetrying, Retrying: true, Since: t0,
+			HeadOfLine: &runner.HeadOfLine{WebhookID: "msg_a", Attempts: 1, LastStatus: 503, LastReason: "server_error", WaitsForProbe: "msg_b"}},
 	}}
 	event, _ := bson.Marshal(bson.D{{Key: "operationType", Value: "insert"}, {Key: "fullDocument", Value: bson.D{{Key: "sku", Value: "apple"}}}})
 	s := &fakeStore{
@@ -105,7 +107,8 @@ func TestPages(t *testing.T) {
 		want []string
 	}{
 		{"/", 200, []string{`<main id="main"`, `href="/triggers/orders"`, "shop.orders", "whole deployment", "state-failed", "by cli: endpoint maintenance",
-			"history lost: &lt;script&gt;alert(1)&lt;/script&gt;", `<th scope="col">`, "not enough samples yet", "starts at 2026-03-03 12:00:00Z"}},
+			"history lost: &lt;script&gt;alert(1)&lt;/script&gt;", `<th scope="col">`, "not enough samples yet", "starts at 2026-03-03 12:00:00Z",
+			"head of line: 1 attempt, HTTP 503, waits for the circuit's probe msg_b"}},
 		{"/triggers/orders", 200, []string{"Trigger orders", "dead_lettered", "client_error", "2026-03-01 11:59:50Z",
 			"2h0m0s ahead of the oldest oplog entry (2026-03-01 10:00:00Z)",
 			"4 batch requests refused as too large (HTTP 413)</span> and sent again in halves since start: set <code>batch.max_bytes</code> below",
@@ -113,6 +116,7 @@ func TestPages(t *testing.T) {
 		{"/triggers/broken", 200, []string{"No checkpoint saved yet"}},
 		{"/triggers/planned", 200, []string{"state-waiting", "<dt>Starts at</dt><dd>2026-03-03 12:00:00Z (its start_at): nothing is read"}},
 		{"/triggers/held", 200, []string{"state-paused", "by cli since 2026-03-01 12:00:00Z: endpoint maintenance"}},
+		{"/triggers/probing", 200, []string{"event msg_a, read 0s ago; 1 attempt, last HTTP 503; no attempt until the circuit's probe, msg_b, succeeds"}},
 		{"/triggers/nope", 404, []string{`There is no trigger named &#34;nope&#34;`}},
 		{"/deadletters", 200, []string{`href="/deadletters/msg_1"`, "HTTP 410", `<label for="trigger">`}},
 		{"/deadletters?trigger=broken", 200, []string{"No dead letters for trigger broken."}},
