@@ -594,6 +594,7 @@ func (m *Manager) round(ctx context.Context) {
 	}
 	var acquire []string
 	var handoff []*Ownership
+	var standby map[string]string // awaited keys another member is to run: that member
 	for key, ks := range m.keys {
 		pref := m.preferred(live, ks.trigger, key)
 		switch {
@@ -604,6 +605,12 @@ func (m *Manager) round(ctx context.Context) {
 		}
 		if pref != m.self.ID {
 			ks.wait = leaseWait{} // another member is to run it: LeaseWait says which
+			if ks.own == nil && ks.waiters > 0 && pref != "" {
+				if standby == nil {
+					standby = map[string]string{}
+				}
+				standby[key] = pref
+			}
 		}
 	}
 	m.mu.Unlock()
@@ -631,7 +638,49 @@ func (m *Manager) round(ctx context.Context) {
 	for _, key := range acquire {
 		m.acquire(ctx, opCtx, key, leases, read)
 	}
+	m.noteStandbyLeases(opCtx, standby, leases, read)
 	_ = m.st.PruneMembers(opCtx, 24*time.Hour)
+}
+
+// noteStandbyLeases records, for each key of standby (a unit a runner here
+// awaits and the member standby names is to run), when that member's lease
+// of the unit lapses unless renewed, as leases (read at read; nil: not
+// read this round, so they are read now) have it: LeaseWait shows it. A
+// unit whose lease that member does not hold keeps no time.
+func (m *Manager) noteStandbyLeases(ctx context.Context, standby map[string]string, leases []store.Lease, read time.Time) {
+	if len(standby) == 0 {
+		return
+	}
+	if leases == nil {
+		var err error
+		read = m.clock.Now()
+		if leases, err = m.currentLeases(ctx); err != nil {
+			m.log.Debug("cannot read the leases: the standby units' lease_wait has no time this round", "error", err)
+			return
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key, member := range standby {
+		ks := m.keys[key]
+		if ks == nil || ks.own != nil {
+			continue
+		}
+		i := slices.IndexFunc(leases, func(l store.Lease) bool { return l.Key == key && l.Owner == member && l.RemainingMS > 0 })
+		if i >= 0 {
+			ks.wait = leaseWait{member: member, until: read.Add(time.Duration(leases[i].RemainingMS) * time.Millisecond)}
+		}
+	}
+}
+
+// currentLeases reads the leases held unexpired (at least; every lease
+// when the store cannot tell them apart).
+func (m *Manager) currentLeases(ctx context.Context) ([]store.Lease, error) {
+	if cr, ok := m.st.(currentLeaseReader); ok {
+		// The held leases only, not every lease document ever kept.
+		return cr.ListCurrentLeases(ctx, nil)
+	}
+	return m.st.ListLeases(ctx)
 }
 
 // layoutsFree returns the keys of acquire whose trigger no other member
@@ -648,14 +697,7 @@ func (m *Manager) round(ctx context.Context) {
 //
 // It also returns the leases it read (each held lease, at least).
 func (m *Manager) layoutsFree(ctx context.Context, acquire []string) ([]string, []store.Lease, error) {
-	var leases []store.Lease
-	var err error
-	if cr, ok := m.st.(currentLeaseReader); ok {
-		// The held leases only, not every lease document ever kept.
-		leases, err = cr.ListCurrentLeases(ctx, nil)
-	} else {
-		leases, err = m.st.ListLeases(ctx)
-	}
+	leases, err := m.currentLeases(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -709,9 +751,11 @@ func (m *Manager) setWaitLocked(key string, w leaseWait) {
 // LeaseWait says why this instance does not run the unit key (a trigger's
 // name, or a partition's key) now, as of its last round: the member that
 // runs it or holds its lease ("" when not known), when that lease lapses
-// unless renewed, by this instance's clock (zero: not known), and a
-// sentence. reason is "" when this instance holds the lease, or when no
-// runner here awaits the unit and another member is not meant to run it.
+// unless renewed, by this instance's clock (zero: not known — for a unit
+// another member is meant to run, while that member did not hold its
+// lease when the round read the leases), and a sentence. reason is ""
+// when this instance holds the lease, or when no runner here awaits the
+// unit and another member is not meant to run it.
 func (m *Manager) LeaseWait(key string) (member string, until time.Time, reason string) {
 	trigger, _, _, ok := triggers.ParsePartitionKey(key)
 	if !ok {
@@ -733,6 +777,9 @@ func (m *Manager) LeaseWait(key string) (member string, until time.Time, reason 
 	switch p := m.preferred(m.members, trigger, key); {
 	case p != "" && p != m.self.ID:
 		member, reason = p, fmt.Sprintf("member %s runs it: the live members share the triggers out, and this one stands by", p)
+		if ks != nil && ks.wait.member == p {
+			until = ks.wait.until // p's lease, as the last round read it
+		}
 		if m.drift[trigger] {
 			_, tie := majority(m.members, trigger)
 			reason = fmt.Sprintf("member %s runs it: this member's definition of the trigger differs from %s", p, driftWords(tie))

@@ -12,7 +12,8 @@ import (
 // TestLeaseWait: a member awaiting a unit says why it does not run it —
 // before its first round, while another member holds the unit's lease
 // (naming that member and when its lease lapses), while another member
-// is the one meant to run it — and says nothing once it holds the lease.
+// is the one meant to run it (and, when that member holds the unit's
+// lease, when it lapses) — and says nothing once it holds the lease.
 func TestLeaseWait(t *testing.T) {
 	hour := time.Hour
 	tests := []struct {
@@ -33,6 +34,8 @@ func TestLeaseWait(t *testing.T) {
 				"(that member is registered on this host and no longer running)", until: true},
 		{name: "another member preferred", other: "peer", sameDef: true,
 			member: "peer", reason: "member peer runs it: the live members share the triggers out, and this one stands by"},
+		{name: "another member preferred, holding the lease", other: "peer", sameDef: true, otherLease: true,
+			member: "peer", reason: "member peer runs it: the live members share the triggers out, and this one stands by", until: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

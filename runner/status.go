@@ -205,7 +205,10 @@ type LeaseWait struct {
 	// when not known).
 	Member string `json:"member,omitempty"`
 	// Until is when that member's lease lapses unless it is renewed, by
-	// this member's clock (zero: not known, or no lease is involved).
+	// this member's clock, as of this member's last read of the leases —
+	// for a StateStandby unit too, the lease of the member that runs it
+	// (zero: not known, as while the member meant to run a standby unit
+	// does not hold its lease yet, or no lease is involved).
 	Until time.Time `json:"until,omitzero"`
 	// Reason says it in a sentence, for people.
 	Reason string `json:"reason"`
