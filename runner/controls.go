@@ -637,8 +637,10 @@ func (r *Runner) saveUnitCheckpoint(ctx context.Context, s *slot, cp store.Check
 
 // resumeFrom moves the checkpoint of s's unit to from (now or a time),
 // marked as control request control's rewrite ("" for none), records the
-// skipped range in the history and lifts the unit's pause and permanent
-// failure; the unit must be held stopped. It only skips forward: a time
+// range it passed over in the history (the changes in it not delivered yet
+// are left undelivered, not dead-lettered: see passedOver) and lifts the
+// unit's pause and permanent failure; the unit must be held stopped. It
+// only skips forward: a time
 // whose position is before the unit's checkpoint (or that cannot be
 // compared with it) is refused with an error wrapping ErrRewind that names
 // `changehook redeliver`, and a time in the future with one wrapping
@@ -725,6 +727,22 @@ func (r *Runner) applyResume(ctx context.Context, p resumePlan, from ResumeFrom,
 	}
 	return skipped, nil
 }
+
+// passedOver says what a resume that moved a checkpoint forward over sk
+// did to the changes in between: those not delivered yet (the events the
+// stopped trigger held, those not read yet) are left undelivered, and the
+// resume does not dead-letter them either (no dead letter keeps them, so
+// `dlq replay` cannot send them; `redeliver --since` can, while the oplog
+// has them); those delivered (or dead-lettered) before stay so.
+func passedOver(sk Skipped) string {
+	return fmt.Sprintf("checkpoint moved from %s to %s: the changes in between that were not delivered yet are left undelivered, and not dead-lettered",
+		timeText(sk.From), timeText(sk.To))
+}
+
+// passedOverLog is the log message of a resume that moved a checkpoint
+// forward (see passedOver); skipped_from and skipped_to name the range,
+// as the history's record of it does.
+const passedOverLog = "trigger resumed past its checkpoint: the changes in between that were not delivered yet are left undelivered, and not dead-lettered"
 
 // ErrRewind is returned (wrapped) by a resume from a time before the
 // trigger's checkpoint: resume skips forward only; redeliver delivers again.
@@ -1509,8 +1527,8 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			msg = fmt.Sprintf("resumed from %s, before its checkpoint (%s, ahead of the server's clock): nothing skipped; every change from %s is delivered",
 				from, timeText(sk.From), timeText(sk.To))
 		case err == nil:
-			msg = fmt.Sprintf("resumed from %s; skipped the changes from %s to %s", from, timeText(sk.From), timeText(sk.To))
-			r.log.Warn("trigger resumed, skipping changes", "trigger", t.Name, "key", t.Key(), "from", from.String(),
+			msg = fmt.Sprintf("resumed from %s: %s", from, passedOver(sk))
+			r.log.Warn(passedOverLog, "trigger", t.Name, "key", t.Key(), "from", from.String(),
 				"skipped_from", sk.From, "skipped_to", sk.To)
 		case !errors.Is(err, ErrFenced) && ctx.Err() == nil:
 			// The request lifted the unit's pause (or failure) when this
@@ -1522,7 +1540,7 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			s.mu.Unlock()
 			if lifted {
 				err = fmt.Errorf("%w; the resume lifted the pause (or failure) of %s all the same, so it runs again from its checkpoint, "+
-					"delivering the changes since it: to skip them, run `changehook resume %s --from %s` again", err, t.Key(), t.Key(), from)
+					"delivering the changes since it: to leave them undelivered (not dead-lettered), run `changehook resume %s --from %s` again", err, t.Key(), t.Key(), from)
 			}
 		}
 	case store.RequestSkip:

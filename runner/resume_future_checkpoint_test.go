@@ -59,7 +59,7 @@ triggers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(msg, "skipped the changes") || !strings.Contains(msg, "nothing skipped") || !strings.Contains(msg, ahead.Format(time.RFC3339)) {
+	if strings.Contains(msg, "checkpoint moved from") || !strings.Contains(msg, "nothing skipped") || !strings.Contains(msg, ahead.Format(time.RFC3339)) {
 		t.Errorf("resume --from now before a checkpoint an hour ahead = %q; want it to say nothing was skipped, naming the checkpoint's time", msg)
 	}
 	waitFor(t, "running", func() bool {

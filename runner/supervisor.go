@@ -29,8 +29,9 @@ type PauseInfo struct {
 // ResumeFrom says where Resume continues. The zero value continues from the
 // trigger's checkpoint, so every event held by the pause is delivered.
 type ResumeFrom struct {
-	// Now skips every event up to now (the skipped range is reported by
-	// Resume).
+	// Now moves the checkpoint to now (the range passed over is reported
+	// by Resume): the changes after the old checkpoint not delivered yet
+	// are left undelivered, and are not dead-lettered either.
 	Now bool
 	// Time continues from the first change at or after Time (when not
 	// zero and Now is false); it must still be in the oplog, not be after
@@ -498,7 +499,9 @@ func (r *Runner) Paused(name string) (p PauseInfo, ok bool, err error) {
 }
 
 // Skipped is the range of the stream a Resume from now or from a time
-// jumped over, for the history: From is the old checkpoint's position
+// jumped over, for the history: the changes in it not delivered yet are
+// left undelivered, and the resume does not dead-letter them either (those
+// delivered or dead-lettered before stay so). From is the old checkpoint's position
 // (cluster time, or the time its resume token opens with, or when it was
 // saved when neither is known; zero when the trigger had no checkpoint),
 // To the new position (the time resumed from; for now, the time the new
@@ -519,13 +522,14 @@ type Skipped struct {
 // again. With the zero ResumeFrom it continues from its checkpoint: nothing
 // written during the pause is lost. With from.Now or from.Time it first
 // waits for the old watcher to stop (until ctx ends), moves the checkpoint to
-// that position (every change before it is skipped) and returns the skipped
-// range, which it also records in the history (Options.History); a time
+// that position (every change before it not delivered yet is left
+// undelivered, not dead-lettered) and returns the range passed over, which it
+// also records in the history (Options.History); a time
 // in the future or before the checkpoint is refused and changes nothing
 // (see ResumeFrom.Time).
 // Resuming a trigger that is not paused from its checkpoint does nothing but
 // clear a permanent failure. On a partitioned trigger it applies to every
-// partition; the skipped range then runs from the oldest partition
+// partition; the range passed over then runs from the oldest partition
 // checkpoint to the newest new position.
 func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skipped, error) {
 	var skipped Skipped
@@ -572,7 +576,7 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 				skipped.To = sk.To
 			}
 		}
-		r.log.Warn("trigger resumed, skipping changes", "trigger", name, "from", from.String(),
+		r.log.Warn(passedOverLog, "trigger", name, "from", from.String(),
 			"skipped_from", skipped.From, "skipped_to", skipped.To)
 		return nil
 	})

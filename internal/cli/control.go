@@ -31,7 +31,7 @@ func pauseCommand(ctx context.Context, args []string, env Env) int {
 func resumeCommand(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet(env, "resume", "resume [-c FILE] NAME [--from now|RFC3339-TIME]",
 		"changehook resume low_stock                # deliver everything held by the pause",
-		"changehook resume low_stock --from now     # skip what was written meanwhile",
+		"changehook resume low_stock --from now     # leave what was written meanwhile undelivered (not dead-lettered)",
 		"changehook resume low_stock --from 2025-01-31T12:00:00Z")
 	path := configFlag(fs)
 	from := fs.String("from", "", "where to continue: the checkpoint (default), now, or an RFC 3339 time after the checkpoint and not in the future")

@@ -112,7 +112,7 @@ func printHistory(env Env, recs []store.AttemptRecord) error {
 		result := "ok"
 		switch {
 		case r.Kind == store.KindSkipped && !r.SkippedTo.IsZero():
-			result = fmt.Sprintf("%s: changes %s … %s not delivered", r.Reason, fmtTime(r.SkippedFrom), fmtTime(r.SkippedTo))
+			result = fmt.Sprintf("%s: checkpoint moved %s … %s, changes not delivered by then left undelivered (not dead-lettered)", r.Reason, fmtTime(r.SkippedFrom), fmtTime(r.SkippedTo))
 		case r.Kind == store.KindSkipped:
 			result = "skipped (dead-lettered)"
 			if r.By != "" {

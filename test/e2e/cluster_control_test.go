@@ -271,8 +271,8 @@ func TestControlsOnPartitionsSpreadOverMembers(t *testing.T) {
 	insertIDs(t, coll, 41, 60)
 	after := time.Now()
 	code, out, errOut = runCLI(t, "resume", "-c", cfgs[1], "parts", "--from", "now")
-	if code != 0 || !strings.Contains(out, "skipped the changes from") ||
-		strings.Count(out, "skipped the changes from") != partsN && !strings.Contains(out, fmt.Sprintf("all %d partitions", partsN)) {
+	if code != 0 || !strings.Contains(out, "checkpoint moved from") ||
+		strings.Count(out, "checkpoint moved from") != partsN && !strings.Contains(out, fmt.Sprintf("all %d partitions", partsN)) {
 		t.Fatalf("resume --from now: code %d, stdout %q, stderr %q (want each partition's skipped range)", code, out, errOut)
 	}
 	checkAppliedBy(t, client, "parts", owner)

@@ -191,7 +191,7 @@ func (c *Console) attempts(ctx context.Context, name string) attemptsView {
 		}
 		switch {
 		case r.Kind == store.KindSkipped && !r.SkippedTo.IsZero():
-			row.Result = fmt.Sprintf("%s: changes from %s to %s not delivered", r.Reason, fmtTime(r.SkippedFrom), fmtTime(r.SkippedTo))
+			row.Result = fmt.Sprintf("%s: checkpoint moved from %s to %s, changes not delivered by then left undelivered (not dead-lettered)", r.Reason, fmtTime(r.SkippedFrom), fmtTime(r.SkippedTo))
 		case r.Kind == store.KindSkipped:
 			row.Result = "skipped and dead-lettered"
 		case r.Error != "":

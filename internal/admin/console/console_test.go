@@ -416,7 +416,7 @@ func TestRecentAttempts(t *testing.T) {
 	}
 	_, body := get(t, c, "/triggers/a")
 	for _, want := range []string{"Recent attempts", "The latest 4 delivery history records", "msg_1", "3.2 ms", `class="err">server_error: HTTP 500 Internal Server Error`,
-		"{&#34;_id&#34;:7}", "{&#34;_id&#34;:7} (first of 3 events)", "resumed from now: changes from 2026-03-01 11:59:00Z to 2026-03-01 12:00:00Z not delivered"} {
+		"{&#34;_id&#34;:7}", "{&#34;_id&#34;:7} (first of 3 events)", "resumed from now: checkpoint moved from 2026-03-01 11:59:00Z to 2026-03-01 12:00:00Z, changes not delivered by then left undelivered (not dead-lettered)"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("trigger page lacks %q:\n%s", want, body)
 		}
