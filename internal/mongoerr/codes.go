@@ -132,6 +132,7 @@ const (
 	ChangeStreamNotObject    Code = 50808   // Location50808
 	ResumeAfterAndStartAfter Code = 50865   // Location50865
 	MultipleResumeOptions    Code = 40674   // Location40674
+	SystemCollectionWriteTxn Code = 50791   // Location50791
 	SplitEventTooLarge       Code = 7182500 // Location7182500
 	SplitEventEmpty          Code = 7182502 // Location7182502
 	SplitEventSpecNotEmpty   Code = 7182800 // Location7182800
@@ -366,7 +367,10 @@ const (
 	MergeOnFieldArray         Code = 51185   // Location51185
 	MergeOnNoUniqueIndex      Code = 51183   // Location51183
 	MergeWhenMatchedBad       Code = 51191   // Location51191
-	MergeOutInvalidTarget     Code = 31321   // Location31321
+	OutToSystemCollection     Code = 17385   // Location17385
+	OutToInternalDatabase     Code = 31321   // Location31321
+	MergeToSystemCollection   Code = 31319   // Location31319
+	MergeToInternalDatabase   Code = 31320   // Location31320
 	DocumentsNotArrayOfObject Code = 5858203 // Location5858203
 )
 

@@ -67,8 +67,8 @@ func parseOutStage(db string, st bson.D) (*outStage, error) {
 		if o.coll == "" {
 			return mongoerr.Errorf(mongoerr.InvalidNamespace, "Invalid %s target namespace: '%s.%s'", name, o.db, o.coll)
 		}
-		if o.db == "admin" || o.db == "config" || o.db == "local" || strings.HasPrefix(o.coll, "system.") {
-			return mongoerr.Errorf(mongoerr.MergeOutInvalidTarget, "Invalid %s target namespace, %s.%s is not allowed", name, o.db, o.coll)
+		if err := checkOutputTarget(name, o.db, o.coll); err != nil {
+			return err
 		}
 		return storage.ValidateCollName(o.db, o.coll)
 	}

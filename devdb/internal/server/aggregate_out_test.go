@@ -79,7 +79,7 @@ func TestAggregateOutMergeDocuments(t *testing.T) {
 		{"merge on empty", merge("into", "dst", "on", bson.A{}), "", mongoerr.MergeOnEmpty},
 		{"merge unknown field", merge("into", "dst", "nope", 1), "", mongoerr.IDLUnknownField},
 		{"out not last", mongo.Pipeline{{{Key: "$out", Value: "dst"}}, {{Key: "$match", Value: d()}}}, "", mongoerr.OutputStageNotLast},
-		{"out to admin", mongo.Pipeline{{{Key: "$out", Value: d("db", "admin", "coll", "x")}}}, "", mongoerr.MergeOutInvalidTarget},
+		{"out to admin", mongo.Pipeline{{{Key: "$out", Value: d("db", "admin", "coll", "x")}}}, "", mongoerr.OutToInternalDatabase},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -93,6 +93,17 @@ func (s *Server) cmdCreate(_ context.Context, req *Request) (bson.D, error) {
 			}
 		}
 	}
+	if err := checkCreateNS(req.DB, coll); err != nil {
+		return nil, err
+	}
+	if isView && coll == "system.views" {
+		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "Cannot create a view called '%s': this is a reserved system namespace", coll)
+	}
+	if !isView {
+		if err := checkTxnCreateNS(req, req.DB, coll); err != nil {
+			return nil, err
+		}
+	}
 	if collation != nil && !isView {
 		opts = append(opts, bson.E{Key: "collation", Value: collation})
 		s.hasCollations.Store(true)

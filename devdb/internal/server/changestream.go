@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -283,7 +282,7 @@ func (s *Server) aggregateChangeStream(ctx context.Context, req *Request, pipeli
 	switch {
 	case db == "admin" && !spec.AllChangesForCluster, db == "local", db == "config":
 		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "$changeStream may not be opened on the internal %s database", db)
-	case scope == csCollection && strings.HasPrefix(coll, "system."):
+	case scope == csCollection && isSystemCollection(coll):
 		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "$changeStream may not be opened on the internal %s.%s collection", db, coll)
 	}
 	if tok := spec.token(); tok != nil && scope == csCollection && !tok.HighWaterMark && !tok.HasUUID {

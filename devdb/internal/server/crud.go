@@ -530,6 +530,9 @@ func (s *Server) cmdInsert(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkBatchWriteNS(req, b.coll); err != nil {
+		return nil, err
+	}
 	return s.execWrite(req, "insert into", b.coll, b.rw, func(tx *storage.Tx) (bson.D, error) {
 		n := 0
 		c, err := tx.EnsureCollection(req.DB, b.coll)

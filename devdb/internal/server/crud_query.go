@@ -301,6 +301,9 @@ func (s *Server) cmdDelete(_ context.Context, req *Request) (bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkBatchWriteNS(req, b.coll); err != nil {
+		return nil, err
+	}
 	if b.rw != nil {
 		for _, st := range b.stmts {
 			if lv, ok := fieldOf(st, "limit"); ok {

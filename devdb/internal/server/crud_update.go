@@ -239,6 +239,9 @@ func (s *Server) cmdUpdate(_ context.Context, req *Request) (bson.D, error) {
 			}
 		}
 	}
+	if err := checkBatchWriteNS(req, b.coll); err != nil {
+		return nil, err
+	}
 	if b.rw != nil {
 		for _, st := range b.stmts {
 			if v, ok := fieldOf(st, "multi"); ok {
@@ -455,6 +458,14 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Cannot specify both upsert=true and remove=true")
 	case remove && returnNew:
 		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
+	}
+	// MongoDB checks findAndModify's namespace before the transaction's
+	// rule, unlike insert, update and delete.
+	if err := checkWriteNS(req.DB, coll); err != nil {
+		return nil, err
+	}
+	if err := checkTxnWriteNS(req, req.DB, coll); err != nil {
+		return nil, err
 	}
 	var u *updateSpec
 	if hasUpdate {

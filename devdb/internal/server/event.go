@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -35,12 +34,6 @@ func expandedOnly(op string) bool {
 		return true
 	}
 	return false
-}
-
-// internalDatabase reports whether db is admin, config or local, which
-// database and deployment streams never report.
-func internalDatabase(db string) bool {
-	return db == "admin" || db == "config" || db == "local"
 }
 
 // csTarget is what a change stream watches: its scope and namespace.
@@ -92,11 +85,6 @@ func (t csTarget) invalidates(ent *storage.OplogEntry) bool {
 	default:
 		return false
 	}
-}
-
-// isSystemCollection reports whether coll is an internal system.* collection.
-func isSystemCollection(coll string) bool {
-	return strings.HasPrefix(coll, "system.")
 }
 
 // entryUUID returns the entry's collection UUID, if it has one.

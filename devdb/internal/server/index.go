@@ -133,6 +133,9 @@ func (s *Server) cmdCreateIndexes(_ context.Context, req *Request) (bson.D, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := checkWriteNS(req.DB, coll); err != nil {
+		return nil, err
+	}
 	specs := make([]storage.IndexSpec, len(raw))
 	inherit := make([]bool, len(raw))
 	for i, d := range raw {
@@ -152,6 +155,9 @@ func (s *Server) cmdCreateIndexes(_ context.Context, req *Request) (bson.D, erro
 		}
 		createdColl := c == nil
 		if c == nil {
+			if err := checkTxnCreateNS(req, req.DB, coll); err != nil {
+				return nil, err
+			}
 			if c, err = tx.CreateCollection(req.DB, coll, nil); err != nil {
 				return nil, err
 			}

@@ -290,23 +290,26 @@ func TestOplogIsListedAndReadOnly(t *testing.T) {
 		t.Errorf("oplog.rs options = %v (%v), want capped with size %d", specs[0].Options, err, DefaultOplogMaxBytes)
 	}
 
-	hasCode := func(what string, err error) {
+	hasCode := func(what string, err error, code mongoerr.Code) {
 		t.Helper()
 		var se mongo.ServerError
-		if !errors.As(err, &se) || !se.HasErrorCode(int(mongoerr.IllegalOperation)) {
-			t.Errorf("%s: err = %v, want IllegalOperation", what, err)
+		if !errors.As(err, &se) || !se.HasErrorCode(int(code)) {
+			t.Errorf("%s: err = %v, want %s", what, err, code)
 		}
 	}
+	// Writes are refused as MongoDB refuses them on a replica set's oplog.
 	_, err = local.Collection("oplog.rs").InsertOne(ctx, bson.D{{Key: "op", Value: "n"}})
-	hasCode("insert", err)
+	hasCode("insert", err, mongoerr.InvalidNamespace)
 	_, err = local.Collection("oplog.rs").UpdateOne(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}, options.UpdateOne().SetUpsert(true))
-	hasCode("upsert", err)
-	hasCode("drop", local.Collection("oplog.rs").Drop(ctx))
+	hasCode("upsert", err, mongoerr.InvalidNamespace)
+	_, err = local.Collection("oplog.rs").DeleteMany(ctx, bson.D{})
+	hasCode("delete", err, mongoerr.InvalidNamespace)
+	hasCode("drop", local.Collection("oplog.rs").Drop(ctx), mongoerr.IllegalOperation)
 	if _, err := local.Collection("other").InsertOne(ctx, bson.D{}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = runCommand(t, c, "admin", bson.D{{Key: "renameCollection", Value: "local.other"}, {Key: "to", Value: "local.oplog.rs"}})
-	hasCode("rename onto", err)
+	hasCode("rename onto", err, mongoerr.IllegalOperation)
 	if n, err := local.Collection("oplog.rs").CountDocuments(ctx, bson.D{{Key: "op", Value: "n"}, {Key: "o.msg", Value: "initiating set"}}); err != nil || n != 1 {
 		t.Errorf("after the refused writes: %d initiating entries, %v", n, err)
 	}

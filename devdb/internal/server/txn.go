@@ -347,6 +347,10 @@ func (s *Server) beginTxnCommand(req *Request) (*transaction, error) {
 	if !commitOrAbort && internalDatabase(req.DB) {
 		return nil, mongoerr.Errorf(mongoerr.OperationNotSupportedInTransaction, "Cannot run command against the '%s' database in a transaction.", req.DB)
 	}
+	if coll, _ := req.Body[0].Value.(string); coll == "system.profile" && !commitOrAbort {
+		// The profiler writes system.profile outside any transaction.
+		return nil, mongoerr.Errorf(mongoerr.OperationNotSupportedInTransaction, "Cannot run command against the '%s.%s' collection in a transaction.", req.DB, coll)
+	}
 	if _, ok := cmdField(req.Body, "writeConcern"); ok && !commitOrAbort {
 		return nil, mongoerr.Errorf(mongoerr.InvalidOptions, "Cannot set write concern after starting a transaction.")
 	}
