@@ -251,7 +251,12 @@ func (s *Server) runOut(o *outStage, src iter.Seq2[bson.D, error]) (err error) {
 			if err := checkStorable(d); err != nil {
 				return err
 			}
-			if _, err := tx.Insert(c, d); err != nil {
+			// $out inserts as the insert command does.
+			filled, err := fillEmptyTimestamps(tx, d)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Insert(c, filled); err != nil {
 				return dataErr(err)
 			}
 		}
@@ -337,7 +342,17 @@ func (s *Server) runMerge(o *outStage, src iter.Seq2[bson.D, error], vars map[st
 				case "fail":
 					return mongoerr.Errorf(mongoerr.MergeStageNoMatchingDocument, "$merge could not find a matching document in the target collection for at least one document in the source collection")
 				}
-				if _, err := tx.Insert(c, withID(doc)); err != nil {
+				ins := withID(doc)
+				if o.whenMatched != "merge" && o.whenMatched != "keepExisting" {
+					// MongoDB inserts it with an insert, a replacement
+					// upsert or an upsert of the supplied document, which
+					// fill in empty timestamps; merge and keepExisting
+					// upsert with $set and $setOnInsert, which do not.
+					if ins, err = fillEmptyTimestamps(tx, ins); err != nil {
+						return err
+					}
+				}
+				if _, err := tx.Insert(c, ins); err != nil {
 					return dataErr(err)
 				}
 				continue
@@ -355,7 +370,12 @@ func (s *Server) runMerge(o *outStage, src iter.Seq2[bson.D, error], vars map[st
 				}
 				return mongoerr.Errorf(mongoerr.DuplicateKey, "$merge: a document matched with whenMatched: fail")
 			case "replace":
-				out, op = mergeKeepID(existing, doc), "replace"
+				// A replacement update, which fills in empty timestamps.
+				filled, err := fillEmptyTimestamps(tx, doc)
+				if err != nil {
+					return err
+				}
+				out, op = mergeKeepID(existing, filled), "replace"
 			case "merge":
 				out = mergeKeepID(existing, mergeFields(existing, doc))
 			case "pipeline":

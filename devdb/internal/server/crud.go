@@ -556,6 +556,10 @@ func (s *Server) cmdInsert(_ context.Context, req *Request) (bson.D, error) {
 			if err := checkStorable(d); err != nil {
 				return err
 			}
+			d, err := fillEmptyTimestamps(tx, d)
+			if err != nil {
+				return err
+			}
 			if _, err := tx.Insert(c, withID(d)); err != nil {
 				return err
 			}

@@ -229,6 +229,14 @@ func TestRawInsertDifferential(t *testing.T) {
 		{"invalid boolean", insert("plain", false), [][]byte{corpus[0], badBool}},
 		{"over 16 MiB", insert("big", false), [][]byte{sized(storage.MaxDocumentSize+1, true)}},
 		{"in the body", insert("plain", false, bson.E{Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: "body"}}}}), nil},
+		{"corpus of empty timestamps", insert("plain", false), [][]byte{
+			mk(bson.D{{Key: "_id", Value: "ets3"}, {Key: "t", Value: bson.Timestamp{}}, {Key: "x", Value: 1}, {Key: "u", Value: bson.Timestamp{}}}),
+			mk(bson.D{{Key: "t", Value: bson.Timestamp{}}}),
+			mk(bson.D{{Key: "_id", Value: "ets4"}, {Key: "n", Value: bson.D{{Key: "t", Value: bson.Timestamp{}}}}, {Key: "one", Value: bson.Timestamp{I: 1}}}),
+			mk(bson.D{{Key: "_id", Value: "ets3"}, {Key: "t", Value: bson.Timestamp{}}}),
+			mk(bson.D{{Key: "_id", Value: "ets5"}, {Key: "t", Value: bson.Timestamp{}}, {Key: "bad", Value: bson.Undefined{}}})}},
+		{"corpus of empty timestamps, ordered", insert("ordered", true), [][]byte{
+			mk(bson.D{{Key: "_id", Value: "ets6"}, {Key: "t", Value: bson.Timestamp{}}}), mk(bson.D{{Key: "_id", Value: "ets7"}, {Key: "t", Value: bson.Timestamp{I: 9}}})}},
 		{"transaction", insert("txn", true, bson.E{Key: "lsid", Value: lsid}, bson.E{Key: "txnNumber", Value: int64(1)},
 			bson.E{Key: "autocommit", Value: false}, bson.E{Key: "startTransaction", Value: true}), corpus[:5]},
 		{"transaction insert", insert("txn", false, bson.E{Key: "lsid", Value: lsid}, bson.E{Key: "txnNumber", Value: int64(1)},
@@ -243,6 +251,8 @@ func TestRawInsertDifferential(t *testing.T) {
 		{"update with pre-images", upd("images", bson.D{}, bson.D{{Key: "$inc", Value: bson.D{{Key: "cnt", Value: 1}}}}, true, false), nil},
 		{"update failing validation", upd("valid", bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: "s"}}}}, false, false), nil},
 		{"upsert", upd("plain", bson.D{{Key: "_id", Value: "up"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: 1}}}}, false, true), nil},
+		{"update: replace with an empty timestamp", upd("ordered", bson.D{{Key: "_id", Value: "ets6"}}, bson.D{{Key: "t", Value: bson.Timestamp{}}, {Key: "n", Value: bson.D{{Key: "t", Value: bson.Timestamp{}}}}}, false, false), nil},
+		{"update: upsert a replacement with an empty timestamp", upd("ordered", bson.D{{Key: "_id", Value: "ets8"}}, bson.D{{Key: "t", Value: bson.Timestamp{}}}, false, true), nil},
 		{"delete one", del("plain", bson.D{{Key: "_id", Value: "str"}}, 1), nil},
 		{"delete all", del("plain", bson.D{}, 0), nil},
 		{"delete with a unique index", del("uniq", bson.D{{Key: "_id", Value: bson.D{{Key: "$lt", Value: 5}}}}, 0), nil},

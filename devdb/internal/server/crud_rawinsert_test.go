@@ -50,6 +50,11 @@ func rawInsertCorpus(t testing.TB) (docs [][]byte, want []bool) {
 	add(true, bson.D{{Key: "_id", Value: "str"}})
 	add(true, bson.D{{Key: "_id", Value: nil}})
 	add(true, bson.D{{Key: "_id", Value: bson.MinKey{}}, {Key: "n", Value: bson.D{{Key: "$x", Value: 1}}}})
+	// The insert fills in an empty timestamp at the top level, and stores
+	// one in _id, in embedded fields and Timestamp(0, 1) as sent.
+	add(false, bson.D{{Key: "_id", Value: "ets1"}, {Key: "t", Value: bson.Timestamp{}}})
+	add(true, bson.D{{Key: "_id", Value: bson.Timestamp{}}, {Key: "n", Value: bson.D{{Key: "t", Value: bson.Timestamp{}}}},
+		{Key: "a", Value: bson.A{bson.Timestamp{}}}, {Key: "one", Value: bson.Timestamp{I: 1}}, {Key: "t1", Value: bson.Timestamp{T: 1}}})
 	// The decoded path changes or refuses these.
 	add(false, bson.D{})
 	add(false, bson.D{{Key: "x", Value: 1}})
@@ -106,6 +111,9 @@ func checkRawInsertable(t testing.TB, raw []byte) bool {
 	w := withID(d)
 	if len(w) != len(d) || &w[0] != &d[0] {
 		t.Fatalf("RawInsertable accepts %v, which withID changes to %v", d, w)
+	}
+	if hasEmptyTimestamp(w) {
+		t.Fatalf("RawInsertable accepts %v, whose empty timestamp the insert fills in", d)
 	}
 	enc, err := bson.Marshal(w)
 	if err != nil || !bytes.Equal(enc, raw) {

@@ -350,6 +350,9 @@ func prepareUpdate(tx *storage.Tx, db, coll string, st bson.D, vars map[string]a
 	if multi && u.replacement != nil {
 		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "multi update is not supported for replacement-style update")
 	}
+	if u, err = u.withFilledTimestamps(tx); err != nil {
+		return nil, err
+	}
 	plan, err := compileQuery(filter, collation)
 	if err != nil {
 		return nil, err
@@ -488,7 +491,7 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 	var fc famCounts
 	// run finds and modifies the document in c (nil when the collection
 	// does not exist): what MongoDB's plan executor does.
-	run := func(tx *storage.Tx, c *storage.Collection) error {
+	run := func(tx *storage.Tx, c *storage.Collection, u *updateSpec) error {
 		var rid storage.RecordID
 		var doc bson.D
 		found := false
@@ -577,7 +580,13 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 		return err
 	}
 	if req.explain != nil {
-		return s.explainFindAndModify(req, coll, f, remove, run, &fc)
+		return s.explainFindAndModify(req, coll, f, remove, func(tx *storage.Tx, c *storage.Collection) error {
+			fu, err := u.withFilledTimestamps(tx)
+			if err != nil {
+				return err
+			}
+			return run(tx, c, fu)
+		}, &fc)
 	}
 	return s.execWrite(req, "findAndModify", coll, rw, func(tx *storage.Tx) (bson.D, error) {
 		value, lastErr = nil, nil
@@ -585,7 +594,11 @@ func (s *Server) cmdFindAndModify(_ context.Context, req *Request) (bson.D, erro
 		if err != nil {
 			return nil, err
 		}
-		if err := run(tx, c); err != nil {
+		fu, err := u.withFilledTimestamps(tx)
+		if err != nil {
+			return nil, err
+		}
+		if err := run(tx, c, fu); err != nil {
 			return nil, withExecutorContext(dataErr(err), execContextFindAndModify)
 		}
 		return bson.D{{Key: "lastErrorObject", Value: lastErr}, {Key: "value", Value: value}}, nil

@@ -151,16 +151,7 @@ func (t *Tx) appendOplog(ent *OplogEntry) error {
 		ent.LSID, ent.TxnNumber = t.txn.LSID, t.txn.TxnNumber
 	}
 	now := t.e.opts.Now()
-	last := unpackTS(t.e.allocTS)
-	sec := uint32(now.Unix())
-	ts := bson.Timestamp{T: sec, I: 1}
-	if sec <= last.T {
-		ts = bson.Timestamp{T: last.T, I: last.I + 1}
-		if ts.I == 0 { // counter wrapped: move to the next second
-			ts = bson.Timestamp{T: last.T + 1, I: 1}
-		}
-	}
-	t.e.allocTS = packTS(ts)
+	ts := t.e.tickClusterTime(now)
 	ent.TS = ts
 	ent.Wall = now.UTC().Truncate(time.Millisecond)
 	if t.txn != nil {
@@ -188,6 +179,38 @@ func (t *Tx) appendOplog(ent *OplogEntry) error {
 		t.oldest = packTS(ts)
 	}
 	return nil
+}
+
+// tickClusterTime hands out the next cluster time at wall-clock time now:
+// the current second with increment 1 once the clock has passed the last
+// time handed out, else the last time's increment plus one. Only the single
+// bbolt writer calls it, inside Update.
+func (e *Engine) tickClusterTime(now time.Time) bson.Timestamp {
+	last := unpackTS(e.allocTS)
+	sec := uint32(now.Unix())
+	ts := bson.Timestamp{T: sec, I: 1}
+	if sec <= last.T {
+		ts = bson.Timestamp{T: last.T, I: last.I + 1}
+		if ts.I == 0 { // counter wrapped: move to the next second
+			ts = bson.Timestamp{T: last.T + 1, I: 1}
+		}
+	}
+	e.allocTS = packTS(ts)
+	return ts
+}
+
+// NextClusterTime hands out a cluster time for a value a write stores: the
+// time the next oplog entry would get, which no entry will get, as MongoDB
+// ticks its cluster-time clock for the empty timestamps an insert or a
+// replacement fills in. It is later than every time handed out before
+// (every committed entry's, so every operationTime a client has seen) and
+// earlier than every entry written after it, also in this transaction. It
+// fails in a read-only transaction.
+func (t *Tx) NextClusterTime() (bson.Timestamp, error) {
+	if err := t.writable(); err != nil {
+		return bson.Timestamp{}, err
+	}
+	return t.e.tickClusterTime(t.e.opts.Now()), nil
 }
 
 // DocumentWrites returns how many documents this transaction has inserted,

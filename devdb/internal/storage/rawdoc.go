@@ -19,6 +19,9 @@ import (
 //   - the _id is not an array, regex or undefined, and holds no
 //     $-prefixed field name at any depth (checkStorable);
 //   - the document nests at most MaxStoredDepth levels (checkStorable);
+//   - no top-level field other than _id holds the empty timestamp
+//     Timestamp(0, 0), which the insert fills in with a cluster time (the
+//     server's fillEmptyTimestamps);
 //   - every value is of a type that decodes to bson.D/bson.A values and
 //     encodes back to the same bytes: double, string, document, array with
 //     the keys "0", "1", … in order (encoding renumbers them), binary other
@@ -44,6 +47,9 @@ func RawInsertable(raw []byte) bool {
 		isID := string(key) == "_id"
 		if isID != (i == 0) {
 			return false // _id not first, or a second _id
+		}
+		if !isID && t == 0x11 && string(val) == "\x00\x00\x00\x00\x00\x00\x00\x00" {
+			return false // an empty timestamp the insert fills in
 		}
 		if isID {
 			switch t {
