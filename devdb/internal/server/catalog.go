@@ -471,6 +471,9 @@ func (s *Server) cmdRenameCollection(_ context.Context, req *Request) (bson.D, e
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.InvalidNamespace, "Invalid target namespace: %s", to)
 	}
+	if err := checkRenameNS(fromDB, fromColl, toDB, toColl); err != nil {
+		return nil, err
+	}
 	err = s.store.Update(func(tx *storage.Tx) error {
 		return tx.RenameCollection(fromDB, fromColl, toDB, toColl, dropTarget)
 	})

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/changehook/changehook/internal/mongoerr"
@@ -9,9 +10,10 @@ import (
 // The rules deciding which namespaces a client may write to or create live
 // here, and every command that writes documents or creates a collection
 // consults them: insert, update, delete and findAndModify (and the drivers'
-// bulk writes, which are made of those), create, createIndexes, and the
-// targets of $out and $merge. They are MongoDB 6.0's: its checks of a write's
-// namespace, of a created collection's namespace, its list of the system
+// bulk writes, which are made of those), create, createIndexes,
+// renameCollection, and the targets of $out and $merge. They are MongoDB 6.0's: its checks of a write's
+// namespace, of a created collection's namespace, of a renamed collection's
+// source and target, its list of the system
 // collections clients may use, the system collections a multi-document
 // transaction may not write to, and the output stages' target checks, with
 // MongoDB's codes and messages.
@@ -163,6 +165,38 @@ func checkOutputTarget(stage, db, coll string) error {
 		return mongoerr.Errorf(mongoerr.MergeToInternalDatabase, "Cannot %s to internal database: %s", stage, db)
 	case internalDatabase(db):
 		return mongoerr.Errorf(mongoerr.OutToInternalDatabase, "Can't %s to internal database: %s", stage, db)
+	}
+	return nil
+}
+
+// checkRenameNS refuses a renameCollection of fromDB.from to toDB.to as
+// MongoDB 6.0 does, every refusal IllegalOperation (20): the oplog on either
+// side, a source or target a client may not write (checkWriteNS, its reason
+// quoted), admin.system.version as the source, system.views and system.js on
+// either side, and time-series buckets as the source.
+func checkRenameNS(fromDB, from, toDB, to string) error {
+	oplog := func(db, coll string) bool { return db == "local" && strings.HasPrefix(coll, "oplog.") }
+	switch {
+	case oplog(fromDB, from):
+		return mongoerr.Errorf(mongoerr.IllegalOperation, "can't rename live oplog while replicating")
+	case oplog(toDB, to):
+		return mongoerr.Errorf(mongoerr.IllegalOperation, "can't rename to live oplog while replicating")
+	}
+	for _, side := range []struct{ name, db, coll string }{{"source", fromDB, from}, {"target", toDB, to}} {
+		var me *mongoerr.Error
+		if err := checkWriteNS(side.db, side.coll); errors.As(err, &me) {
+			return mongoerr.Errorf(mongoerr.IllegalOperation, "error with %s namespace: %s", side.name, me.Message)
+		}
+	}
+	switch {
+	case fromDB == "admin" && from == "system.version":
+		return mongoerr.Errorf(mongoerr.IllegalOperation, "renaming the server configuration collection (admin.system.version) is not allowed")
+	case from == "system.views" || to == "system.views":
+		return mongoerr.Errorf(mongoerr.IllegalOperation, "renaming system.views collection or renaming to system.views is not allowed")
+	case from == "system.js" || to == "system.js":
+		return mongoerr.Errorf(mongoerr.IllegalOperation, "renaming system.js collection or renaming to system.js is not allowed")
+	case strings.HasPrefix(from, "system.buckets."):
+		return mongoerr.Errorf(mongoerr.IllegalOperation, "Renaming system.buckets collections is not allowed")
 	}
 	return nil
 }

@@ -123,6 +123,13 @@ var (
 	}
 )
 
+// nsRename returns a renameCollection of from to to (namespaces).
+func nsRename(from, to string) nsOp {
+	return func(ctx context.Context, db *mongo.Database, _ string) error {
+		return db.Client().Database("admin").RunCommand(ctx, bson.D{{Key: "renameCollection", Value: from}, {Key: "to", Value: to}}).Err()
+	}
+}
+
 // nsAggregate returns the write of an aggregate on db.src whose last stage is
 // stage (a $out or $merge naming its target).
 func nsAggregate(stage bson.D) nsOp {
@@ -138,7 +145,7 @@ func nsAggregate(stage bson.D) nsOp {
 // TestWritesToSystemNamespaces sends each kind of write to system
 // namespaces and to names MongoDB refuses, expecting MongoDB 6.0's codes
 // and messages (its userAllowedWriteNS, userAllowedCreateNS,
-// isLegalClientSystemNS and the $out/$merge target checks), and checks that
+// isLegalClientSystemNS, rename and $out/$merge target checks), and checks that
 // the system collections clients may use stay writable.
 func TestWritesToSystemNamespaces(t *testing.T) {
 	s := startTestServer(t, Options{}, testHooks{})
@@ -204,6 +211,15 @@ func TestWritesToSystemNamespaces(t *testing.T) {
 		{"create system.profile", nsCreate, "sysns", "system.profile", 0, ""},
 		{"create system.views", nsCreate, "sysns", "system.views", 0, ""},
 		{"insert admin.x", nsInsert, "admin", "x", 0, ""},
+
+		{"rename onto system.foo", nsRename("sysns.src", "sysns.system.foo"), "", "", mongoerr.IllegalOperation, "error with target namespace: " + invalidNS + "sysns.system.foo"},
+		{"rename onto system.views", nsRename("sysns.src", "sysns.system.views"), "", "", mongoerr.IllegalOperation, "error with target namespace: " + cannotWrite + "sysns.system.views"},
+		{"rename onto .system. inside the name", nsRename("sysns.src", "sysns.a.system.b"), "", "", mongoerr.IllegalOperation, "error with target namespace: Invalid namespace: sysns.a.system.b"},
+		{"rename system.profile", nsRename("sysns.system.profile", "sysns.p"), "", "", mongoerr.IllegalOperation, "error with source namespace: " + cannotWrite + "sysns.system.profile"},
+		{"rename onto system.js", nsRename("sysns.src", "other.system.js"), "", "", mongoerr.IllegalOperation, "renaming system.js collection or renaming to system.js is not allowed"},
+		{"rename system.js", nsRename("sysns.system.js", "sysns.js"), "", "", mongoerr.IllegalOperation, "renaming system.js collection or renaming to system.js is not allowed"},
+		{"rename onto the oplog", nsRename("sysns.src", "local.oplog.rs"), "", "", mongoerr.IllegalOperation, "can't rename to live oplog while replicating"},
+		{"rename the oplog", nsRename("local.oplog.rs", "local.x"), "", "", mongoerr.IllegalOperation, "can't rename live oplog while replicating"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
