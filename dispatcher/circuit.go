@@ -169,22 +169,37 @@ func (c *circuit) gate(ctx context.Context) error {
 	}
 }
 
-// succeeded records a successful delivery: it resets the count and closes
-// an open circuit.
+// succeeded records a successful delivery other than the probe's: it
+// resets the count of consecutive failures while the circuit is closed.
+// It never closes an open circuit: a delivery already under way when the
+// circuit opened may still succeed, but only the probe closes the circuit
+// (probeSucceeded), so that the probe is never left probing a circuit that
+// closed under it (which would send it, and every held retry, in a loop).
 func (c *circuit) succeeded() {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.st.Failures = 0
-	if c.st.State != CircuitClosed {
-		c.st.NextProbeAt, c.st.LastStatus, c.st.LastError = time.Time{}, 0, ""
-		c.probeID, c.probe = "", nil
-		c.transition(CircuitClosed)
-		close(c.closedCh)
-		c.closedCh = nil
+	if c.st.State == CircuitClosed {
+		c.st.Failures = 0
 	}
+}
+
+// probeSucceeded closes the circuit after its probe succeeded (or the
+// endpoint answered it, see probeLoop): the held deliveries go on.
+func (c *circuit) probeSucceeded() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st.Failures = 0
+	if c.st.State == CircuitClosed {
+		return
+	}
+	c.st.NextProbeAt, c.st.LastStatus, c.st.LastError = time.Time{}, 0, ""
+	c.probeID, c.probe = "", nil
+	c.transition(CircuitClosed)
+	close(c.closedCh)
+	c.closedCh = nil
 }
 
 // failed records a failed delivery (status 0: no response) and reports
@@ -232,11 +247,14 @@ func (c *circuit) nextProbe() time.Duration {
 	return c.st.NextProbeAt.Sub(c.clock.Now())
 }
 
-// halfOpen marks the probe as being sent.
+// halfOpen marks the probe as being sent. The circuit is open: only the
+// probe, which calls it, closes it.
 func (c *circuit) halfOpen() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.transition(CircuitHalfOpen)
+	if c.st.State != CircuitClosed {
+		c.transition(CircuitHalfOpen)
+	}
 }
 
 // probeFailed reopens the circuit after a failed probe, doubling the
@@ -244,6 +262,9 @@ func (c *circuit) halfOpen() {
 func (c *circuit) probeFailed(status int, msg string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.st.State == CircuitClosed {
+		return // not opened (gate would not hold anything): nothing to reopen
+	}
 	c.interval = min(2*c.interval, c.policy.MaxProbeInterval)
 	c.st.NextProbeAt = c.clock.Now().Add(c.interval)
 	c.st.LastStatus, c.st.LastError = status, msg

@@ -158,3 +158,123 @@ func TestCircuitOpenHoldsTheRetriesOfOthers(t *testing.T) {
 		})
 	}
 }
+
+// TestCircuitOpenOnlyItsProbeClosesIt: a delivery already under way when
+// another one's failures opened the circuit (a, per_document) succeeds
+// while the circuit is open. The endpoint answered, but only the probe (b)
+// closes the circuit: a's success leaves it open, b's probe goes on (its
+// first probe fails, the second succeeds and closes it), and a third event
+// (c) held meanwhile starts no attempt while the circuit is open — before,
+// a's success closed the circuit under the probe, whose next success then
+// closed a closed circuit (a panic) and whose failure left it open with
+// nothing to wait on (c retried in a loop without backoff).
+func TestCircuitOpenOnlyItsProbeClosesIt(t *testing.T) {
+	var dp atomic.Pointer[Dispatcher]
+	var (
+		mu         sync.Mutex
+		counts     = map[string]int{}
+		cWhileOpen int // c's requests that found the circuit not closed
+		afterA     []CircuitState
+	)
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ev := "b"
+		for _, k := range []string{"a", "c"} {
+			if bytes.Contains(body, []byte(`"`+k+`"`)) {
+				ev = k
+			}
+		}
+		st, _ := dp.Load().Circuit()
+		mu.Lock()
+		counts[ev]++
+		n := counts[ev]
+		if ev == "c" && st.State != CircuitClosed {
+			cWhileOpen++
+		}
+		mu.Unlock()
+		switch {
+		case ev == "a":
+			// Answered 204 once b's failures opened the circuit.
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			deadline := time.After(10 * time.Second)
+			for st, _ := dp.Load().Circuit(); st.State == CircuitClosed; st, _ = dp.Load().Circuit() {
+				select {
+				case <-tick.C:
+				case <-deadline:
+					t.Error("the circuit did not open")
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+			}
+			w.WriteHeader(http.StatusNoContent)
+		case ev == "c":
+			// Fails until the circuit has closed once.
+			mu.Lock()
+			closed := counts["b"] >= 5
+			mu.Unlock()
+			if !closed {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		case n <= 3: // b's round: its third failure opens the circuit
+			if n == 1 {
+				// a's request is under way before the circuit opens.
+				waitFor(t, func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					return counts["a"] == 1
+				})
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case n == 4: // b's first probe, sent after a's success
+			// a is acknowledged: the head of the line is b.
+			bID := WebhookID("orders", testEvent(t, 2, "b").Token)
+			waitFor(t, func() bool { h, ok := dp.Load().HeadOfLine(); return ok && h.EventID == bID })
+			mu.Lock()
+			afterA = append(afterA, st.State)
+			mu.Unlock()
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default: // b's second probe
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+	tr := circuitTrigger(rc.srv.URL, triggers.CircuitPolicy{Failures: 1, MaxProbeInterval: time.Hour})
+	tr.Retry.MaxAttempts = 3
+	tr.Ordering, tr.Concurrency, tr.DeadLetter = triggers.PerDocument, 3, true
+	sink := &memSink{}
+	d := newTestDispatcher(t, tr, sink, WithClock(newFakeClock()))
+	dp.Store(d)
+	a, b, c := testEvent(t, 1, "a"), testEvent(t, 2, "b"), testEvent(t, 3, "c")
+	for _, ev := range []Event{a, b} {
+		if err := d.Submit(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// c arrives once the circuit is open: it waits at the gate.
+	waitFor(t, func() bool { st, _ := d.Circuit(); return st.State != CircuitClosed })
+	if err := d.Submit(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { tok, ok := d.Watermark(); return ok && bytes.Equal(tok, c.Token) })
+	closeWithin(t, d, 10*time.Second)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(afterA) != 1 || afterA[0] != CircuitHalfOpen {
+		t.Errorf("b's first probe found the circuit %v after a's success; want half_open: only the probe closes it", afterA)
+	}
+	if counts["a"] != 1 || counts["b"] != 5 {
+		t.Errorf("requests a=%d b=%d; want 1 and 5 (b: 3 attempts, 2 probes)", counts["a"], counts["b"])
+	}
+	if cWhileOpen != 0 {
+		t.Errorf("c sent %d requests while the circuit was open; want none", cWhileOpen)
+	}
+	if n := len(sink.All()); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+	if st, _ := d.Circuit(); st.State != CircuitClosed || st.Probe != nil {
+		t.Errorf("circuit at the end = %+v; want closed, no probe", st)
+	}
+}

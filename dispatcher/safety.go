@@ -186,12 +186,12 @@ func (d *Dispatcher) probeLoop(ctx context.Context, prog *progress, res Result, 
 		res.Attempts, res.Status, res.Reason, res.Body = n, at.Status, at.Reason, at.Body
 		if perr == nil || at.Reason == ReasonDropped {
 			res.Dropped = at.Reason == ReasonDropped
-			d.circuit.succeeded()
+			d.circuit.probeSucceeded()
 			d.log.LogAttrs(ctx, slog.LevelInfo, "circuit closed: the probe succeeded", slog.String("webhook_id", res.WebhookID))
 			return res, nil, false
 		}
 		if refused {
-			d.circuit.succeeded()
+			d.circuit.probeSucceeded()
 			d.log.LogAttrs(ctx, slog.LevelInfo, "circuit closed: the endpoint answered the probe, refusing the batch as too large; it is sent in parts",
 				slog.String("webhook_id", res.WebhookID), slog.Int("events", events))
 			return res, fmt.Errorf("probe %s: %w", res.WebhookID, perr), false

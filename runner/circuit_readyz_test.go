@@ -148,9 +148,9 @@ func TestCircuitOpenThroughProbesTurnsUnready(t *testing.T) {
 		t.Fatal("the probes did not arrive")
 	}
 	// A probe is in flight (half-open): the way out says what the trigger
-	// waits for, the delivery being retried with its attempts so far (the
-	// first and the failed probes: the sixth request's, or the seventh's
-	// once the sixth was answered), and what ends the wait.
+	// waits for, the delivery being retried with its attempts so far (5
+	// while the sixth request, the probe in flight, is unanswered; 6 once
+	// it was answered and the next probe is due), and what ends the wait.
 	st := (circuitRunner{disp: d, start: start}).Status()[0]
 	ok := false
 	for _, n := range []int{5, 6} {
