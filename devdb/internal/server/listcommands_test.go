@@ -43,14 +43,17 @@ func TestListCommands(t *testing.T) {
 				name                 string
 				present              bool
 				secondaryOk, adminOk bool
+				overrideOk           bool // secondaryOverrideOk: a read a secondary serves on opt-in
 				apiVersions          bson.A
 			}{
-				{name: "find", present: true, secondaryOk: true, apiVersions: bson.A{"1"}},
-				{name: "explain", present: true, secondaryOk: true, apiVersions: bson.A{"1"}},
+				{name: "find", present: true, overrideOk: true, apiVersions: bson.A{"1"}},
+				{name: "explain", present: true, overrideOk: true, apiVersions: bson.A{"1"}},
 				{name: "listCommands", present: true, secondaryOk: true, apiVersions: bson.A{}},
 				{name: "insert", present: true, secondaryOk: false, apiVersions: bson.A{"1"}},
-				{name: "listDatabases", present: true, secondaryOk: true, adminOk: true, apiVersions: bson.A{"1"}},
-				{name: "distinct", present: true, secondaryOk: true, apiVersions: bson.A{}},
+				{name: "listDatabases", present: true, overrideOk: true, adminOk: true, apiVersions: bson.A{"1"}},
+				{name: "distinct", present: true, overrideOk: true, apiVersions: bson.A{}},
+				{name: "findandmodify", present: true, secondaryOk: false, apiVersions: bson.A{}},
+				{name: "deleteIndexes", present: true, secondaryOk: false, apiVersions: bson.A{}},
 				{name: "mapReduce", present: false},
 				{name: "configureFailPoint", present: testCommands, secondaryOk: true, adminOk: true, apiVersions: bson.A{}},
 			}
@@ -68,9 +71,14 @@ func TestListCommands(t *testing.T) {
 					{Key: "requiresAuth", Value: false},
 					{Key: "secondaryOk", Value: tc.secondaryOk},
 					{Key: "adminOnly", Value: tc.adminOk},
+				}
+				if tc.overrideOk {
+					want = append(want, bson.E{Key: "secondaryOverrideOk", Value: true})
+				}
+				want = append(want, bson.D{
 					{Key: "apiVersions", Value: tc.apiVersions},
 					{Key: "deprecatedApiVersions", Value: bson.A{}},
-				}
+				}...)
 				if !reflect.DeepEqual(d, want) {
 					t.Errorf("%s = %v, want %v", tc.name, d, want)
 				}

@@ -9,9 +9,9 @@ import (
 // NotWritablePrimary: they write, or they run a multi-document transaction
 // (which only a primary can).
 var secondaryWrites = map[string]bool{
-	"insert": true, "update": true, "delete": true, "findAndModify": true,
+	"insert": true, "update": true, "delete": true, "findAndModify": true, "findandmodify": true,
 	"create": true, "drop": true, "dropDatabase": true, "createIndexes": true,
-	"dropIndexes": true, "collMod": true, "renameCollection": true,
+	"dropIndexes": true, "deleteIndexes": true, "collMod": true, "renameCollection": true,
 	"commitTransaction": true, "abortTransaction": true,
 }
 

@@ -113,6 +113,9 @@ func TestSecondaryRefuses(t *testing.T) {
 		{"find", bson.D{{Key: "find", Value: "c"}, {Key: "autocommit", Value: false}, rp("secondary")}, mongoerr.NotWritablePrimary},
 		{"aggregate", bson.D{{Key: "aggregate", Value: "c"}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$out", Value: "o"}}}}, rp("secondary")}, mongoerr.NotWritablePrimary},
 		{"aggregate", bson.D{{Key: "aggregate", Value: "c"}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$match", Value: bson.D{}}}}}, rp("nearest")}, 0},
+		// The lower-case aliases write too.
+		{"findandmodify", bson.D{{Key: "findandmodify", Value: "c"}, rp("secondary")}, mongoerr.NotWritablePrimary},
+		{"deleteIndexes", bson.D{{Key: "deleteIndexes", Value: "c"}, rp("secondary")}, mongoerr.NotWritablePrimary},
 		{"hello", bson.D{{Key: "hello", Value: 1}}, 0},
 		{"getMore", bson.D{{Key: "getMore", Value: int64(1)}}, 0},
 	}
