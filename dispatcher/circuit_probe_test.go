@@ -64,21 +64,8 @@ func TestCircuitOpenHoldsTheRetriesOfOthers(t *testing.T) {
 				mu.Unlock()
 				switch {
 				case ev == "a" && n == 1:
-					// Answered once b's failures opened the circuit:
-					// polled, as nothing signals it (t.Fatal is not for
-					// this goroutine).
-					tick := time.NewTicker(time.Millisecond)
-					defer tick.Stop()
-					deadline := time.After(10 * time.Second)
-					for st, _ := dp.Load().Circuit(); st.State == CircuitClosed; st, _ = dp.Load().Circuit() {
-						select {
-						case <-tick.C:
-						case <-deadline:
-							t.Error("the circuit did not open")
-							w.WriteHeader(http.StatusServiceUnavailable)
-							return
-						}
-					}
+					// Answered once b's failures opened the circuit.
+					awaitCircuitOpen(t, &dp)
 					w.WriteHeader(http.StatusServiceUnavailable)
 				case ev == "a":
 					if st.State != CircuitClosed {
@@ -209,17 +196,9 @@ func TestCircuitOpenOnlyItsProbeClosesIt(t *testing.T) {
 		switch {
 		case ev == "a":
 			// Answered 204 once b's failures opened the circuit.
-			tick := time.NewTicker(time.Millisecond)
-			defer tick.Stop()
-			deadline := time.After(10 * time.Second)
-			for st, _ := dp.Load().Circuit(); st.State == CircuitClosed; st, _ = dp.Load().Circuit() {
-				select {
-				case <-tick.C:
-				case <-deadline:
-					t.Error("the circuit did not open")
-					w.WriteHeader(http.StatusServiceUnavailable)
-					return
-				}
+			if !awaitCircuitOpen(t, &dp) {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
 			}
 			w.WriteHeader(http.StatusNoContent)
 		case ev == "c":
@@ -298,4 +277,23 @@ func TestCircuitOpenOnlyItsProbeClosesIt(t *testing.T) {
 	if st, _ := d.Circuit(); st.State != CircuitClosed || st.Probe != nil {
 		t.Errorf("circuit at the end = %+v; want closed, no probe", st)
 	}
+}
+
+// awaitCircuitOpen waits, in a receiver's handler, until the dispatcher's
+// circuit is no longer closed, polling as nothing signals it; after 10s it
+// reports the failure with t.Error (t.Fatal is not for that goroutine) and
+// returns false.
+func awaitCircuitOpen(t *testing.T, dp *atomic.Pointer[Dispatcher]) bool {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for st, _ := dp.Load().Circuit(); st.State == CircuitClosed; st, _ = dp.Load().Circuit() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Error("the circuit did not open")
+			return false
+		}
+	}
+	return true
 }
