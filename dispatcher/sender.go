@@ -558,7 +558,7 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 		}
 		if !retry || (!forever && k >= s.retry.MaxAttempts) {
 			prog.attempted(at, permanent, time.Time{})
-			return res, fmt.Errorf("deliver %s to %s: giving up after %s: %w", id, s.redactedURL, attemptsText(n), err)
+			return res, fmt.Errorf("deliver %s to %s: giving up after %s: %w", id, s.redactedURL, AttemptsText(n), err)
 		}
 		if s.heldByCircuit() {
 			// Another delivery opened the circuit: no retry is scheduled
@@ -583,11 +583,12 @@ func (s *Sender) heldByCircuit() bool { return s.circuitOpen != nil && s.circuit
 // circuitHeld is the error of delivery id's round of attempts cut short
 // by the open circuit after n attempts, the last of which failed with err.
 func (s *Sender) circuitHeld(id string, n int, err error) error {
-	return fmt.Errorf("deliver %s to %s: %w after %s: %w", id, s.redactedURL, errCircuitHeld, attemptsText(n), err)
+	return fmt.Errorf("deliver %s to %s: %w after %s: %w", id, s.redactedURL, errCircuitHeld, AttemptsText(n), err)
 }
 
-// attemptsText is "1 attempt" or "N attempts".
-func attemptsText(n int) string {
+// AttemptsText is n attempts in words: "1 attempt" or "N attempts", as
+// delivery errors and statuses count them.
+func AttemptsText(n int) string {
 	if n == 1 {
 		return "1 attempt"
 	}

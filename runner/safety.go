@@ -74,20 +74,12 @@ func circuitWayOut(c dispatcher.CircuitStatus) string {
 	}
 	probe := ""
 	if p := c.Probe; p != nil {
-		probe = fmt.Sprintf(" (%s, %s so far)", p.WebhookID, attemptsWord(p.Attempts))
+		probe = fmt.Sprintf(" (%s, %s so far)", p.WebhookID, dispatcher.AttemptsText(p.Attempts))
 	}
 	return fmt.Sprintf("the endpoint's circuit is open (last failure: %s): nothing is skipped or dead-lettered meanwhile; "+
 		"the delivery that opened it%s %s, then at doubling intervals up to circuit.max_probe_interval, every other one waits, and the first success "+
 		"resumes delivery in order. Fix the endpoint, or the payload if the endpoint refuses it (changehook test shows the body); "+
 		"a restart, or a reload that changes the trigger, retries at once", last, probe, next)
-}
-
-// attemptsWord is "1 attempt" or "n attempts".
-func attemptsWord(n int) string {
-	if n == 1 {
-		return "1 attempt"
-	}
-	return fmt.Sprintf("%d attempts", n)
 }
 
 // circuitRank orders circuit states from closed (0) to open (2).

@@ -182,11 +182,7 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 		if out.Status != 0 {
 			status = fmt.Sprintf("HTTP %d", out.Status)
 		}
-		attempts := fmt.Sprintf("%d attempts", out.Attempts)
-		if out.Attempts == 1 {
-			attempts = "1 attempt"
-		}
-		res.Err = fmt.Errorf("%s after %s: %w", status, attempts, err)
+		res.Err = fmt.Errorf("%s after %s: %w", status, dispatcher.AttemptsText(out.Attempts), err)
 		// The dead letter keeps the replay's trace: its attempts and last
 		// status, reason, error and response.
 		if _, uerr := r.Store.RecordReplayFailure(ctx, dl.ID, out, err); uerr != nil {
