@@ -69,8 +69,8 @@ func (s *Server) registerAdmin() {
 	s.command("refreshSessions", "keep sessions alive", admOK).apiV1()
 	s.command("logout", "end the connection's authentication (devdb has none)", admOK)
 	// Run by invokeInTxn; invoke refuses them outside a transaction.
-	s.command("abortTransaction", "abort the session's multi-document transaction", admOK).apiV1()
-	s.command("commitTransaction", "commit the session's multi-document transaction", admOK).apiV1()
+	s.command("abortTransaction", "abort the session's multi-document transaction", admOK).admin().apiV1()
+	s.command("commitTransaction", "commit the session's multi-document transaction", admOK).admin().apiV1()
 	for _, name := range []string{"saslStart", "saslContinue", "authenticate", "getnonce"} {
 		s.command(name, "refused: devdb has no authentication", func(context.Context, *Request) (bson.D, error) { return nil, admNoAuth() })
 	}
@@ -81,9 +81,13 @@ func (s *Server) registerAdmin() {
 // admOK answers {ok: 1}.
 func admOK(context.Context, *Request) (bson.D, error) { return bson.D{}, nil }
 
-// admRequireAdmin fails commands that MongoDB accepts only on the admin database.
-func admRequireAdmin(req *Request) error {
-	if req.DB != "admin" {
+// admRequireAdmin fails a command MongoDB accepts only on the admin database
+// (registered with admin) when req names another database. MongoDB checks it
+// before anything else about the command (its pre-parse authorization check),
+// so a transaction's commit sent elsewhere is refused without touching the
+// transaction.
+func (s *Server) admRequireAdmin(req *Request) error {
+	if d := s.commands[req.Name]; d != nil && d.adminOnly && req.DB != "admin" {
 		return mongoerr.Errorf(mongoerr.Unauthorized, "%s may only be run against the admin database.", req.Name)
 	}
 	return nil
@@ -234,9 +238,6 @@ func admIsGenericField(name string) bool {
 // {getParameter: "*"} (all) and {getParameter: {allParameters, showDetails}}.
 // No known parameter requested → InvalidOptions "no option found to get".
 func (s *Server) cmdGetParameter(_ context.Context, req *Request) (bson.D, error) {
-	if err := admRequireAdmin(req); err != nil {
-		return nil, err
-	}
 	all, details := false, false
 	switch v := req.Body[0].Value.(type) {
 	case string:
@@ -291,9 +292,6 @@ func admTruthy(v any) bool {
 // cmdGetLog answers getLog: "*" lists the logs; "global" and
 // "startupWarnings" are empty (devdb keeps no in-memory log).
 func cmdGetLog(_ context.Context, req *Request) (bson.D, error) {
-	if err := admRequireAdmin(req); err != nil {
-		return nil, err
-	}
 	name, ok := req.Body[0].Value.(string)
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "Argument to getLog must be of type String; found %s", mql.TypeName(req.Body[0].Value))
@@ -393,9 +391,6 @@ func (s *Server) cmdServerStatus(context.Context, *Request) (bson.D, error) {
 
 // cmdReplSetGetStatus answers replSetGetStatus with the single PRIMARY member.
 func (s *Server) cmdReplSetGetStatus(_ context.Context, req *Request) (bson.D, error) {
-	if err := admRequireAdmin(req); err != nil {
-		return nil, err
-	}
 	ts := s.store.LastOpTime()
 	now := bson.NewDateTimeFromTime(time.Now())
 	return bson.D{

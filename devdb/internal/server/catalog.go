@@ -239,9 +239,6 @@ const pageSize = 4096
 // up to 4 KiB pages, plus one page per collection. With nameOnly the filter
 // sees only {name}, as in MongoDB.
 func (s *Server) cmdListDatabases(_ context.Context, req *Request) (bson.D, error) {
-	if req.DB != "admin" {
-		return nil, mongoerr.Errorf(mongoerr.Unauthorized, "listDatabases may only be run against the admin database.")
-	}
 	filter, _, err := docArg(req, "filter")
 	if err != nil {
 		return nil, err
@@ -444,9 +441,6 @@ func splitNamespace(ns string) (string, string, bool) {
 
 // cmdRenameCollection answers renameCollection {to, dropTarget?} on admin.
 func (s *Server) cmdRenameCollection(_ context.Context, req *Request) (bson.D, error) {
-	if req.DB != "admin" {
-		return nil, mongoerr.Errorf(mongoerr.Unauthorized, "renameCollection may only be run against the admin database.")
-	}
 	from, ok := req.Body[0].Value.(string)
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'renameCollection.renameCollection' is the wrong type '%s', expected type 'string'", mql.TypeName(req.Body[0].Value))

@@ -288,6 +288,9 @@ func (s *Server) invoke(ctx context.Context, req *Request) (reply bson.D, err er
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.CommandNotFound, "no such command: '%s'", req.Name)
 	}
+	if err := s.admRequireAdmin(req); err != nil {
+		return nil, err
+	}
 	if req.conn != nil && req.conn.secondary {
 		if err := secondaryRefuses(req); err != nil {
 			return nil, err

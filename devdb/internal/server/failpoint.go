@@ -144,9 +144,6 @@ func (s *Server) registerTestCommands() {
 // cmdConfigureFailPoint answers {configureFailPoint: NAME, mode, data?} on
 // the admin database with {count: <times the point fired before>}.
 func (s *Server) cmdConfigureFailPoint(_ context.Context, req *Request) (bson.D, error) {
-	if req.DB != "admin" {
-		return nil, mongoerr.Errorf(mongoerr.Unauthorized, "configureFailPoint may only be run against the admin database.")
-	}
 	name, ok := req.Body[0].Value.(string)
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.TypeMismatch, "BSON field 'configureFailPoint' is the wrong type '%s', expected type 'string'", mql.TypeName(req.Body[0].Value))

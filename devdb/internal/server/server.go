@@ -294,8 +294,8 @@ func (s *Server) command(name, help string, h HandlerFunc) *commandDoc {
 	return d
 }
 
-// admin marks the command as refused on any database but admin; the
-// handler enforces it (admRequireAdmin).
+// admin marks the command as refused on any database but admin; invoke
+// enforces it (admRequireAdmin) before the handler runs.
 func (d *commandDoc) admin() *commandDoc {
 	d.adminOnly = true
 	return d

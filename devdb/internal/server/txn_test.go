@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -286,6 +287,16 @@ func TestTransactionCommandRules(t *testing.T) {
 	mustRun(t, c, "db", cmd(5, bson.E{Key: "startTransaction", Value: true}, snapshot))
 	_, err = runCommand(t, c, "db", cmd(5, snapshot))
 	wantCode(t, err, mongoerr.InvalidOptions, "")
+	// commit and abort only on admin, refused before the transaction is
+	// looked at: the open transaction still commits afterwards.
+	for _, name := range []string{"commitTransaction", "abortTransaction"} {
+		_, err = runCommand(t, c, "db", bson.D{{Key: name, Value: 1}, {Key: "lsid", Value: lsidDoc},
+			{Key: "txnNumber", Value: int64(5)}, {Key: "autocommit", Value: false}})
+		wantCode(t, err, mongoerr.Unauthorized, "Unauthorized")
+		if err == nil || !strings.Contains(err.Error(), name+" may only be run against the admin database.") {
+			t.Errorf("%s on db: %v, want MongoDB's message", name, err)
+		}
+	}
 	mustRun(t, c, "admin", bson.D{{Key: "commitTransaction", Value: 1}, {Key: "lsid", Value: lsidDoc},
 		{Key: "txnNumber", Value: int64(5)}, {Key: "autocommit", Value: false}})
 	_, err = runCommand(t, c, "db", cmd(5, bson.E{Key: "startTransaction", Value: true}))
