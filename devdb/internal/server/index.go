@@ -196,6 +196,10 @@ func (s *Server) cmdListIndexes(ctx context.Context, req *Request) (bson.D, erro
 			return err
 		}
 		if c == nil {
+			if req.DB == oplogDB && coll == oplogColl {
+				// The oplog, which is no catalog entry, has no indexes.
+				return nil
+			}
 			return mongoerr.Errorf(mongoerr.NamespaceNotFound, "ns does not exist: %s.%s", req.DB, coll)
 		}
 		for _, ix := range c.Indexes {

@@ -305,6 +305,12 @@ func TestOplogIsListedAndReadOnly(t *testing.T) {
 	_, err = local.Collection("oplog.rs").DeleteMany(ctx, bson.D{})
 	hasCode("delete", err, mongoerr.InvalidNamespace)
 	hasCode("drop", local.Collection("oplog.rs").Drop(ctx), mongoerr.IllegalOperation)
+	// It exists, so creating it is NamespaceExists; it has no indexes.
+	hasCode("create", local.CreateCollection(ctx, "oplog.rs"), mongoerr.NamespaceExists)
+	ixs, err := local.Collection("oplog.rs").Indexes().ListSpecifications(ctx)
+	if err != nil || len(ixs) != 0 {
+		t.Errorf("the oplog's indexes: %v, %v; want none", ixs, err)
+	}
 	if _, err := local.Collection("other").InsertOne(ctx, bson.D{}); err != nil {
 		t.Fatal(err)
 	}

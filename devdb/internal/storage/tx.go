@@ -185,11 +185,11 @@ func ValidateCollName(db, coll string) error {
 }
 
 // notOplog refuses to create local.oplog.rs, the name under which the
-// server serves the oplog (IllegalOperation 20): only devdb's own writes
-// write the oplog.
+// server serves the oplog: it exists already, so NamespaceExists (48) as
+// MongoDB answers a create of it; only devdb's own writes write the oplog.
 func notOplog(db, coll string) error {
 	if db == "local" && coll == "oplog.rs" {
-		return mongoerr.Errorf(mongoerr.IllegalOperation, "cannot write to local.oplog.rs: devdb's oplog is written only by devdb itself")
+		return mongoerr.Errorf(mongoerr.NamespaceExists, "Collection local.oplog.rs already exists.")
 	}
 	return nil
 }
