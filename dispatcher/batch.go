@@ -676,7 +676,7 @@ func (d *Dispatcher) deliverPart(ctx context.Context, tks []*Ticket[job], from i
 	case res.Reason == ReasonCanceled || ctx.Err() != nil:
 		// Cut off by Close: the events stay undone and are delivered
 		// later (or dead-lettered by a skip), so no outcome is recorded.
-		d.logCanceled(ctx, "batch delivery canceled", slog.String("webhook_id", res.WebhookID), slog.Int("events", n), slog.Int("attempts", res.Attempts))
+		d.logCanceled(ctx, err, "batch delivery canceled", slog.String("webhook_id", res.WebhookID), slog.Int("events", n), slog.Int("attempts", res.Attempts))
 		return false
 	case tooLarge(res.Status, n):
 		return d.splitPart(ctx, tks, from, msg, prog)

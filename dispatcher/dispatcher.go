@@ -402,7 +402,7 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 		// loss): the event stays undone and is delivered later (or
 		// dead-lettered by a skip), so no outcome is recorded (its
 		// attempts are).
-		d.logCanceled(ctx, "delivery canceled", slog.String("webhook_id", res.WebhookID), slog.Int("attempts", res.Attempts))
+		d.logCanceled(ctx, err, "delivery canceled", slog.String("webhook_id", res.WebhookID), slog.Int("attempts", res.Attempts))
 		return false
 	case !d.deadLetter:
 		// Unreachable: DeliverUntilSuccess ends only on success or
@@ -421,8 +421,14 @@ func (d *Dispatcher) process(ctx context.Context, j job) bool {
 
 // logCanceled logs deliveries Close cut off: msg with the cause Close was
 // given (closeCause: a control that restarts the trigger, say), or msg
-// "by shutdown" when it was given none.
-func (d *Dispatcher) logCanceled(ctx context.Context, msg string, attrs ...slog.Attr) {
+// "by shutdown" when it was given none; or, for a delivery the transport
+// withheld (err matches ErrWithheld), msg saying so with err.
+func (d *Dispatcher) logCanceled(ctx context.Context, err error, msg string, attrs ...slog.Attr) {
+	if ctx.Err() == nil && errors.Is(err, ErrWithheld) {
+		// Refused before sending (the lease gate), not cut off by Close.
+		d.log.LogAttrs(ctx, slog.LevelInfo, msg+": withheld, not sent", append(attrs, slog.String("error", err.Error()))...)
+		return
+	}
 	if why := closeCause(ctx); why != "" {
 		d.log.LogAttrs(ctx, slog.LevelInfo, msg, append([]slog.Attr{slog.String("cause", why)}, attrs...)...)
 		return

@@ -178,7 +178,7 @@ func (d *Dispatcher) probeLoop(ctx context.Context, prog *progress, res Result, 
 		at, perr := send(n)
 		var next time.Time
 		refused := perr != nil && tooLarge(at.Status, events) && ctx.Err() == nil
-		if perr != nil && at.Reason != ReasonDropped && ctx.Err() == nil && !refused {
+		if perr != nil && at.Reason != ReasonDropped && at.Reason != ReasonCanceled && ctx.Err() == nil && !refused {
 			d.circuit.probeFailed(at.Status, perr.Error())
 			next = d.circuit.status().NextProbeAt
 		}

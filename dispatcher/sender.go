@@ -107,6 +107,16 @@ type Sender struct {
 // round as a failure.
 var errCircuitHeld = errors.New("held while the endpoint's circuit is open")
 
+// ErrWithheld is matched (errors.Is) by the error a transport wrapper
+// (WithTransportWrapper) or a send check (WithSendCheck) returns when it
+// refuses to send a request because its owner must stop delivering: the
+// runner's lease gate once the member's lease lapsed. Nothing was sent, so
+// it is no failed attempt: no attempt metric, no retry, no circuit breaker
+// failure and never a dead letter. The delivery ends as canceled
+// (ReasonCanceled, and the observers learn of it as a canceled attempt) and
+// its event stays undone, for whoever runs the trigger next.
+var ErrWithheld = errors.New("request withheld: not sent")
+
 // NewSender returns the Sender of trigger t, a trigger as triggers.Parse
 // validated it (tests may build one by hand). It reads t's Name, Webhook,
 // Retry, Ordering and Concurrency (for the HTTP client's idle connections)
@@ -531,6 +541,11 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 			res.Reason = ReasonCanceled
 			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, cerr)
 		}
+		if at.Reason == ReasonCanceled {
+			// Withheld (ErrWithheld): nothing was sent; the event stays undone.
+			res.Attempts = n - 1
+			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, err)
+		}
 		permanent := !retry
 		if permanent && tooLarge(at.Status, info.events) {
 			// Sending the same body again cannot succeed, even when
@@ -765,6 +780,11 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 		at.resp = resp
 	}
 	at.Latency = s.clock.Now().Sub(start)
+	if doErr != nil && errors.Is(doErr, ErrWithheld) {
+		at.Reason, at.Err = ReasonCanceled, doErr
+		s.observe(at)
+		return at, false, at.Err
+	}
 	retry, cerr := s.checkRetry(ctx, resp, doErr)
 	if ctx.Err() != nil {
 		at.Reason, at.Err = ReasonCanceled, ctx.Err()

@@ -179,13 +179,27 @@ func (g *gateTransport) sendCheckCtx(parent context.Context) context.Context {
 	return c.ctx
 }
 
-// check fails with ErrFenced once the lease is no longer valid by the
+// check fails with errFencedSend once the lease is no longer valid by the
 // local monotonic deadline.
 func (g *gateTransport) check() error {
 	if !g.l.Valid() {
-		return fmt.Errorf("deliver: %w", ErrFenced)
+		return errFencedSend
 	}
 	return nil
+}
+
+// errFencedSend is the gate's refusal to send. It matches ErrFenced, and
+// dispatcher.ErrWithheld so that the dispatcher counts it as no attempt:
+// nothing reached the endpoint, and the event stays undone for the member
+// that holds the lease now.
+var errFencedSend error = fencedSendError{}
+
+type fencedSendError struct{}
+
+func (fencedSendError) Error() string { return "deliver: " + ErrFenced.Error() }
+
+func (fencedSendError) Is(target error) bool {
+	return target == ErrFenced || target == dispatcher.ErrWithheld //nolint:errorlint // identity of the sentinels is what Is compares.
 }
 
 // CloseIdleConnections closes the wrapped transport's idle connections.
