@@ -187,7 +187,13 @@ func (ts *tokenSource) tokenError(ctx context.Context, err error) error {
 	}
 	ae := &AttemptError{Reason: ReasonAuth}
 	var re *oauth2.RetrieveError
+	var be *BlockedError
 	switch {
+	case errors.As(err, &be):
+		// The network guard refused the token endpoint's address: as for
+		// a refused webhook address, nothing was sent and no retry can
+		// pass the guard.
+		ae.Reason, ae.Err = ReasonBlocked, fmt.Errorf("request a token from %s: %w", ts.tokenURL, redactError(err))
 	case errors.As(err, &re) && re.Response != nil:
 		code := re.Response.StatusCode
 		msg := fmt.Sprintf("token endpoint %s answered HTTP %d %s", ts.tokenURL, code, http.StatusText(code))

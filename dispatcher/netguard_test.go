@@ -266,17 +266,21 @@ func TestNetGuardThroughProxy(t *testing.T) {
 
 // TestNetGuardTokenRequestThroughProxy: the OAuth2 token request is checked
 // as a delivery is: a token URL on a refused address is never sent
-// through the proxy.
+// through the proxy, and fails the delivery permanently as blocked.
 func TestNetGuardTokenRequestThroughProxy(t *testing.T) {
 	proxy := newProxyStub(t)
-	s := newTestSender(t, &triggers.Trigger{Name: "p", Retry: triggers.RetryPolicy{MaxAttempts: 1},
+	clock := newFakeClock()
+	s := newTestSender(t, &triggers.Trigger{Name: "p", Retry: triggers.RetryPolicy{MaxAttempts: 5},
 		Webhook: triggers.Webhook{URL: "http://192.0.2.1/hook", Auth: &triggers.Auth{OAuth2: &triggers.OAuth2ClientCredentials{
 			TokenURL: "http://169.254.169.254/token", ClientID: "c", ClientSecret: "sup3rs3cret"}}}},
-		WithClock(newFakeClock()), withProxy(t, proxy.URL))
+		WithClock(clock), withProxy(t, proxy.URL))
 	res, err := s.Deliver(context.Background(), testEvent(t, 1, "k"))
 	var be *BlockedError
-	if res.Reason != ReasonAuth || !errors.As(err, &be) {
-		t.Fatalf("Deliver = %+v, %v; want the token request blocked", res, err)
+	if res.Reason != ReasonBlocked || res.Attempts != 1 || !errors.As(err, &be) {
+		t.Fatalf("Deliver = %+v, %v; want one attempt, the token request blocked", res, err)
+	}
+	if len(clock.Sleeps()) != 0 {
+		t.Errorf("a token request the network guard refuses was retried after %v", clock.Sleeps())
 	}
 	if asked := proxy.Asked(); len(asked) != 0 {
 		t.Fatalf("the proxy was asked %q", asked)
