@@ -31,15 +31,31 @@ func (e *BlockedError) Error() string {
 
 // netGuard checks dialled addresses against a NetworkPolicy.
 type netGuard struct {
-	deny     []netip.Prefix
+	deny     []denyRule
 	metadata []netip.Addr // refused unless allow_metadata
 	// lookup resolves a name (nil: net.DefaultResolver.LookupNetIP).
 	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// denyRule is a network.deny range as the guard compares it: an IPv4 range
+// written in IPv4-mapped IPv6 form longer than /96 (::ffff:10.0.0.0/104) is
+// compared as the IPv4 range it covers (10.0.0.0/8), since addresses are
+// compared unmapped; text is the range as written, for the error.
+type denyRule struct {
+	prefix netip.Prefix
+	text   string
+}
+
 // newNetGuard returns the guard of p.
 func newNetGuard(p triggers.NetworkPolicy) *netGuard {
-	g := &netGuard{deny: p.Deny}
+	g := &netGuard{}
+	for _, d := range p.Deny {
+		r := denyRule{prefix: d, text: d.String()}
+		if d.Addr().Is4In6() && d.Bits() > 96 {
+			r.prefix = netip.PrefixFrom(d.Addr().Unmap(), d.Bits()-96)
+		}
+		g.deny = append(g.deny, r)
+	}
 	if !p.AllowMetadata {
 		g.metadata = triggers.MetadataAddrs()
 	}
@@ -49,7 +65,9 @@ func newNetGuard(p triggers.NetworkPolicy) *netGuard {
 // check returns a *BlockedError when addr may not be dialled. An address
 // that connects to this host although it is not a loopback address (see
 // reachedAs) is checked as the loopback address it reaches too, so that a
-// network.deny of the loopback ranges refuses it.
+// network.deny of the loopback ranges refuses it. Addresses are compared
+// unmapped (::ffff:10.1.2.3 as 10.1.2.3), so an IPv6 range that covers the
+// mapped addresses (::/0, ::ffff:0:0/96) refuses no IPv4 address.
 func (g *netGuard) check(addr netip.Addr) error {
 	addr = addr.Unmap().WithZone("")
 	for _, m := range g.metadata {
@@ -58,12 +76,13 @@ func (g *netGuard) check(addr netip.Addr) error {
 		}
 	}
 	reached, local := reachedAs(addr)
-	for _, p := range g.deny {
+	for _, r := range g.deny {
+		p := r.prefix
 		if p.Contains(addr) {
-			return &BlockedError{Addr: addr, Rule: "network.deny " + p.String()}
+			return &BlockedError{Addr: addr, Rule: "network.deny " + r.text}
 		}
 		if local && p.Contains(reached) {
-			return &BlockedError{Addr: addr, Rule: "network.deny " + p.String() + "; " + addr.String() +
+			return &BlockedError{Addr: addr, Rule: "network.deny " + r.text + "; " + addr.String() +
 				" connects to this host, as " + reached.String() + " does"}
 		}
 	}

@@ -37,6 +37,14 @@ func TestNetGuardControl(t *testing.T) {
 		{"denied v4", triggers.NetworkPolicy{Deny: deny}, "10.1.2.3:443", "network.deny 10.0.0.0/8"},
 		{"denied v4-mapped", triggers.NetworkPolicy{Deny: deny}, "[::ffff:10.1.2.3]:443", "network.deny 10.0.0.0/8"},
 		{"denied v6", triggers.NetworkPolicy{Deny: deny}, "[fd12::1]:443", "network.deny fc00::/7"},
+		{"denied by a v4-mapped rule", triggers.NetworkPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")}}, "10.1.2.3:443", "network.deny ::ffff:10.0.0.0/104"},
+		{"denied by a v4-mapped rule, v4-mapped", triggers.NetworkPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")}}, "[::ffff:10.1.2.3]:443", "network.deny ::ffff:10.0.0.0/104"},
+		{"outside a v4-mapped rule", triggers.NetworkPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")}}, "11.1.2.3:443", ""},
+		// IPv6 ranges that cover every mapped address do not refuse IPv4.
+		{"::/0 leaves v4", triggers.NetworkPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("::/0")}}, "192.0.2.1:443", ""},
+		{"::/0 refuses v6", triggers.NetworkPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("::/0")}}, "[2001:db8::1]:443", "network.deny ::/0"},
+		{"::ffff:0:0/96 leaves v4", triggers.NetworkPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("::ffff:0:0/96")}}, "192.0.2.1:443", ""},
+		{"::ffff:0:0/96 leaves v4-mapped", triggers.NetworkPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("::ffff:0:0/96")}}, "[::ffff:192.0.2.1]:443", ""},
 		{"outside deny", triggers.NetworkPolicy{Deny: deny}, "192.0.2.1:443", ""},
 		// The unspecified addresses connect to this host: checked as
 		// loopback.
