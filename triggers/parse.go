@@ -664,7 +664,9 @@ func indentTab(data []byte, from, to int) (line, col int, ok bool) {
 
 // interpolateTree expands ${VAR} in every scalar value (never in keys).
 // A plain scalar whose text changed is re-resolved, so that
-// "concurrency: ${N:-4}" is an integer; quoted scalars stay strings.
+// "concurrency: ${N:-4}" is an integer; quoted scalars stay strings. Every
+// plain scalar is resolved by YAML 1.2's core schema (coreTag), not
+// yaml.v3's mix with YAML 1.1: 010 is the integer ten, 1_000 a string.
 func (d *decoder) interpolateTree(n *yaml.Node, inWebhook bool) {
 	if n == nil || n == d.unread {
 		return
@@ -701,16 +703,15 @@ func (d *decoder) interpolateTree(n *yaml.Node, inWebhook bool) {
 		if len(errs) > 0 {
 			d.poison(n)
 		}
-		if out != n.Value {
-			n.Value = out
-			switch {
-			case n.Style != 0:
-			case out == "":
-				n.Tag = "!!str" // an empty variable is an empty string, not null
-			default:
-				n.Tag = (&yaml.Node{Kind: yaml.ScalarNode, Value: out}).ShortTag()
-			}
+		switch {
+		case out != n.Value && n.Style == 0 && out == "":
+			n.Tag = "!!str" // an empty variable is an empty string, not null
+		case out != n.Value && n.Style == 0:
+			n.Tag = resolveCore(out)
+		case n.Style == 0:
+			n.Tag = coreTag(n.ShortTag(), n.Value)
 		}
+		n.Value = out
 	}
 }
 
@@ -1060,10 +1061,6 @@ func (d *decoder) enum(e entry, field, def string, allowed []string) string {
 	return s
 }
 
-// hugeIntegerRE matches a plain decimal integer, which YAML resolves to a
-// float when it does not fit 64 bits.
-var hugeIntegerRE = regexp.MustCompile(`^[-+]?[0-9][0-9_]*$`)
-
 // integer returns an integer scalar within [lo, hi].
 func (d *decoder) integer(e entry, field string, def, lo, hi int) int {
 	if !e.set() {
@@ -1073,13 +1070,15 @@ func (d *decoder) integer(e entry, field string, def, lo, hi int) int {
 	if d.poisoned[v] {
 		return def
 	}
-	// An integer beyond 64 bits is a !!float to YAML: out of range too.
-	huge := v.Kind == yaml.ScalarNode && v.ShortTag() == "!!float" && hugeIntegerRE.MatchString(v.Value)
-	if !huge && (v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int") {
-		d.errorf(v, "%s: expected an integer, got %s", field, describe(v))
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" {
+		d.errorf(v, "%s: expected an integer, got %s%s", field, describe(v), notCoreNumberHint(v))
 		return def
 	}
-	n, err := strconv.ParseInt(strings.ReplaceAll(v.Value, "_", ""), 0, 64)
+	n, err := parseCoreInt(v.Value)
+	if errors.Is(err, errNotCoreNumber) { // an explicit !!int tag on another text
+		d.errorf(v, "%s: expected an integer such as 10, 0o17 or 0x1F, got %q", field, v.Value)
+		return def
+	}
 	if err != nil || n < int64(lo) || n > int64(hi) {
 		d.errorf(v, "%s: must be an integer between %d and %d, got %s", field, lo, hi, v.Value)
 		return def

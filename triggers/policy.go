@@ -215,9 +215,9 @@ func (d *decoder) rateLimit(e entry, field string) *RateLimit {
 	if d.poisoned[v] {
 		return nil
 	}
-	n, err := strconv.ParseFloat(strings.ReplaceAll(v.Value, "_", ""), 64)
-	if v.Kind != yaml.ScalarNode || (v.ShortTag() != "!!int" && v.ShortTag() != "!!float") || err != nil || !(n > 0) || n > 1e6 {
-		d.errorf(v, "%s.per_second: expected a number of requests per second above 0 and at most 1000000", field)
+	n, ok := coreNumber(v)
+	if !ok || !(n > 0) || n > 1e6 {
+		d.errorf(v, "%s.per_second: expected a number of requests per second above 0 and at most 1000000%s", field, notCoreNumberHint(v))
 		return nil
 	}
 	rl.PerSecond = n

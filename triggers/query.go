@@ -439,24 +439,19 @@ func scalarToBSON(n *yaml.Node) (any, string) {
 		}
 		return b, ""
 	case "!!int":
-		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+		i, err := parseCoreInt(n.Value)
+		if errors.Is(err, errNotCoreNumber) { // an explicit !!int tag on another text
+			return nil, fmt.Sprintf("%s is not an integer such as 10, 0o17 or 0x1F", textcut.Quote(n.Value))
+		}
 		if err != nil {
-			return nil, fmt.Sprintf("integer %s does not fit in 64 bits", n.Value)
+			return nil, fmt.Sprintf("integer %s does not fit in 64 bits", textcut.Marked(n.Value, 80))
 		}
 		if i >= math.MinInt32 && i <= math.MaxInt32 {
 			return int32(i), ""
 		}
 		return i, ""
 	case "!!float":
-		switch strings.ToLower(n.Value) {
-		case ".inf", "+.inf":
-			return math.Inf(1), ""
-		case "-.inf":
-			return math.Inf(-1), ""
-		case ".nan":
-			return math.NaN(), ""
-		}
-		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
+		f, err := parseCoreFloat(n.Value)
 		if err != nil {
 			return nil, fmt.Sprintf("%s is not a number", textcut.Quote(n.Value))
 		}
@@ -470,6 +465,12 @@ func scalarToBSON(n *yaml.Node) (any, string) {
 		}
 		return bson.NewDateTimeFromTime(ts), ""
 	case "!!str":
+		if n.Style == 0 && yaml11Number(n.Value) {
+			// A number to YAML 1.1 (and to changehook before it read
+			// the core schema): compared or sent as a string, it would
+			// match nothing or change the payload's type unnoticed.
+			return nil, fmt.Sprintf("%s is a string in YAML 1.2's core schema, not a number: write the integer as 1024, 0o17 or 0x1F (no digit separators, no 0b), or quote it if a string is meant", textcut.Quote(n.Value))
+		}
 		return n.Value, ""
 	}
 	return nil, fmt.Sprintf("unsupported YAML tag %s", n.Tag)

@@ -95,3 +95,81 @@ func TestSuggestLongInput(t *testing.T) {
 		t.Errorf("Suggest(trigger_0O42) = %q, want trigger_0042", got)
 	}
 }
+
+// TestCoreSchemaNumbers: integers and floats are read by YAML 1.2's core
+// schema wherever they are written (a field, match, project, payload, a
+// ${VAR}'s value): a leading zero is decimal (010 is ten, 09 nine), 0o is
+// octal and 0x hex.
+func TestCoreSchemaNumbers(t *testing.T) {
+	env := func(name string) (string, bool) {
+		v, ok := map[string]string{"N": "010", "ZIP": "01234"}[name]
+		return v, ok
+	}
+	tests := []struct {
+		name, trigger string
+		got           func(*Trigger) any
+		want          any
+	}{
+		{"concurrency with a leading zero", "concurrency: 010", func(t *Trigger) any { return t.Concurrency }, 10},
+		{"concurrency 09", "concurrency: 09", func(t *Trigger) any { return t.Concurrency }, 9},
+		{"concurrency in octal", "concurrency: 0o10", func(t *Trigger) any { return t.Concurrency }, 8},
+		{"concurrency in hex", "concurrency: 0x10", func(t *Trigger) any { return t.Concurrency }, 16},
+		{"concurrency with a plus sign", "concurrency: +12", func(t *Trigger) any { return t.Concurrency }, 12},
+		{"concurrency from a variable", "concurrency: ${N}", func(t *Trigger) any { return t.Concurrency }, 10},
+		{"concurrency tagged !!int", "concurrency: !!int 010", func(t *Trigger) any { return t.Concurrency }, 10},
+		{"match on a leading zero", "match: {fullDocument.zip: 01234}", func(t *Trigger) any { return t.Match[0].Value }, int32(1234)},
+		{"match on 09", "match: {fullDocument.n: 09}", func(t *Trigger) any { return t.Match[0].Value }, int32(9)},
+		{"match on a variable", "match:\n      fullDocument.zip: ${ZIP}", func(t *Trigger) any { return t.Match[0].Value }, int32(1234)},
+		{"match on a float with a leading zero", "match: {fullDocument.n: 010.5}", func(t *Trigger) any { return t.Match[0].Value }, 10.5},
+		{"match on octal", "match: {fullDocument.mode: 0o777}", func(t *Trigger) any { return t.Match[0].Value }, int32(511)},
+		{"match on a quoted leading zero", "match: {fullDocument.zip: '01234'}", func(t *Trigger) any { return t.Match[0].Value }, "01234"},
+		{"match on a YAML 1.1 number, quoted", "match: {fullDocument.n: '1_000'}", func(t *Trigger) any { return t.Match[0].Value }, "1_000"},
+		{"project with a leading zero", "project: {_id: 1, operationType: 1, code: {$literal: 0777}}",
+			func(t *Trigger) any { return t.Project[2].Value.(bson.D)[0].Value }, int32(777)},
+		{"payload constant with a leading zero", "webhook: {url: 'http://h/x', payload: {code: 0777}}",
+			func(t *Trigger) any { return t.Webhook.PayloadSpec.(bson.D)[0].Value }, int32(777)},
+		{"rate limit with a leading zero", "webhook: {url: 'http://h/x', rate_limit: {per_second: 010, burst: 020}}",
+			func(t *Trigger) any { return *t.Webhook.RateLimit }, RateLimit{PerSecond: 10, Burst: 20}},
+		{"rate limit in hex", "webhook: {url: 'http://h/x', rate_limit: {per_second: 0x10}}",
+			func(t *Trigger) any { return t.Webhook.RateLimit.PerSecond }, 16.0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "defaults: {webhook: {url: 'http://h/x'}}\ntriggers:\n  - name: t\n    database: d\n    ordering: none\n    " + tt.trigger + "\n"
+			cfg, err := Parse("n.yaml", []byte(src), env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tt.got(cfg.Triggers[0]); got != tt.want {
+				t.Errorf("%s read as %T %v, want %T %v", tt.trigger, got, got, tt.want, tt.want)
+			}
+		})
+	}
+}
+
+// TestYAML11NumbersAreNotNumbers: what yaml.v3 reads as a number by YAML
+// 1.1's rules but the core schema does not (0b101, 1_000, 0X1F, -0x1F) is
+// refused where a number is required, and in match, project and payload,
+// where it would silently be a string, with the way to write it.
+func TestYAML11NumbersAreNotNumbers(t *testing.T) {
+	tests := []struct{ trigger, want string }{
+		{"concurrency: 1_024", "n.yaml:6:18: concurrency: expected an integer, got a string (the configuration is read with YAML 1.2's core schema"},
+		{"concurrency: 0b101", "n.yaml:6:18: concurrency: expected an integer, got a string (the configuration is read with YAML 1.2's core schema"},
+		{"concurrency: 0X1F", "n.yaml:6:18: concurrency: expected an integer, got a string (the configuration is read with YAML 1.2's core schema"},
+		{"concurrency: !!int 0b101", `n.yaml:6:18: concurrency: expected an integer such as 10, 0o17 or 0x1F, got "0b101"`},
+		{"webhook: {url: 'http://h/x', rate_limit: {per_second: 1_000}}", "n.yaml:6:59: webhook.rate_limit.per_second: expected a number of requests per second above 0 and at most 1000000 (the configuration"},
+		{"match: {fullDocument.n: 1_000}", `n.yaml:6:29: "1_000" is a string in YAML 1.2's core schema, not a number`},
+		{"match: {fullDocument.n: {$gt: -0x1F}}", `n.yaml:6:35: "-0x1F" is a string in YAML 1.2's core schema, not a number`},
+		{"webhook: {url: 'http://h/x', payload: {flags: 0b101}}", `n.yaml:6:51: "0b101" is a string in YAML 1.2's core schema, not a number`},
+		{"match: {fullDocument.n: !!float 0x1p3}", `n.yaml:6:29: "0x1p3" is not a number`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.trigger, func(t *testing.T) {
+			src := "defaults: {webhook: {url: 'http://h/x'}}\ntriggers:\n  - name: t\n    database: d\n    ordering: none\n    " + tt.trigger + "\n"
+			_, err := Parse("n.yaml", []byte(src), nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse: %v\nwant an error with %q", err, tt.want)
+			}
+		})
+	}
+}
