@@ -237,6 +237,7 @@ func (d *decoder) project(e entry, ordering Ordering) bson.D {
 			d.errorf(locateOperator(v, err), "project: %s", withOperatorHint(mqlMessage(err)))
 		}
 	case bad:
+	case d.idChanged(v, doc):
 	case !p.KeepsID():
 		d.errorf(v, "project: must keep _id (the resume token); MongoDB fails the change stream with ChangeStreamFatalError (280) otherwise")
 	case !p.Keeps("operationType"):
@@ -245,6 +246,43 @@ func (d *decoder) project(e entry, ordering Ordering) bson.D {
 		d.errorf(v, "project: must keep documentKey when ordering is per_document (events are ordered by documentKey)")
 	}
 	return doc
+}
+
+// idChanged reports, at its key, each field of the projection doc (at
+// root) that changes _id, the event's resume token, and whether there was
+// one: a part of it ("_id._data": 0, _id: {_data: 1}) or a value computed
+// for it (_id: {$literal: 1}, _id: "$documentKey"). MongoDB fails the
+// change stream with ChangeStreamFatalError (280) on the first event whose
+// _id a pipeline changed. _id is kept unchanged only when it is absent,
+// included (1, true or any other non-zero number) or "$_id"; excluding it
+// (0, false) is reported by the caller.
+func (d *decoder) idChanged(root *yaml.Node, doc bson.D) bool {
+	const why = "MongoDB fails the change stream with ChangeStreamFatalError (280) on the first event when the resume token is changed"
+	found := false
+	for _, f := range doc {
+		switch {
+		case strings.HasPrefix(f.Key, "_id."):
+			d.errorf(d.locatePath(root, []mql.PathStep{{Key: f.Key}}), "project: %s: a part of _id (the resume token) cannot be projected; leave _id out of project, or write _id: 1; %s", f.Key, why)
+			found = true
+		case f.Key == "_id" && !idUnchanged(f.Value):
+			d.errorf(d.locatePath(root, []mql.PathStep{{Key: f.Key}}), "project: _id: must be kept unchanged (left out of project, 1 or \"$_id\"), not computed or projected in part: it is the resume token; %s", why)
+			found = true
+		}
+	}
+	return found
+}
+
+// idUnchanged reports whether v, the value of _id in a $project, leaves
+// _id as it is or excludes it: a boolean, a number (0 excludes, any other
+// includes) or "$_id".
+func idUnchanged(v any) bool {
+	switch x := v.(type) {
+	case bool, int32, int64, float64, bson.Decimal128:
+		return true
+	case string:
+		return x == "$_id"
+	}
+	return false
 }
 
 // projectExprProblems reports the problems of the expressions of a
