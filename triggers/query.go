@@ -128,6 +128,9 @@ type filterError struct {
 // field's operator document and each branch of $and, $or and $nor is
 // compiled on its own. Only when no part fails alone is the whole filter's
 // error returned (a problem of the combination). path is doc's own path.
+// An operator MongoDB evaluates but the local evaluator does not
+// ($geoWithin, $geoIntersects, $sampleRate: mql.UnevaluatedError) is not a
+// problem: the server runs match.
 func filterErrors(doc bson.D, path []mql.PathStep) []filterError {
 	at := func(steps ...mql.PathStep) []mql.PathStep { return append(slices.Clip(path), steps...) }
 	if _, err := mql.CompileFilter(doc); err == nil {
@@ -171,13 +174,13 @@ func filterErrors(doc bson.D, path []mql.PathStep) []filterError {
 						case op.Key == "$regex" && opts >= 0:
 							cond = append(cond, v[opts])
 						}
-						if _, perr := mql.CompileFilter(bson.D{{Key: e.Key, Value: cond}}); perr != nil {
+						if _, perr := mql.CompileFilter(bson.D{{Key: e.Key, Value: cond}}); perr != nil && !unevaluated(perr) {
 							parts = append(parts, filterError{perr, at(mql.PathStep{Key: e.Key}, mql.PathStep{Key: op.Key})})
 						}
 					}
 				}
 			}
-			if len(parts) == 0 {
+			if len(parts) == 0 && !unevaluated(err) {
 				p := at(mql.PathStep{Key: e.Key})
 				if v, ok := e.Value.(bson.D); ok && len(v) == 1 && !strings.HasPrefix(e.Key, "$") && strings.HasPrefix(v[0].Key, "$") {
 					p = append(p, mql.PathStep{Key: v[0].Key}) // the field's one operator
@@ -190,10 +193,49 @@ func filterErrors(doc bson.D, path []mql.PathStep) []filterError {
 		}
 	}
 	if len(errs) == 0 {
-		_, err := mql.CompileFilter(doc)
-		errs = append(errs, filterError{err, path})
+		if _, err := mql.CompileFilter(doc); !unevaluated(err) {
+			errs = append(errs, filterError{err, path})
+		}
 	}
 	return errs
+}
+
+// unevaluated reports whether err is only that a filter uses an operator
+// MongoDB evaluates but the local evaluator does not.
+func unevaluated(err error) bool {
+	var ue *mql.UnevaluatedError
+	return errors.As(err, &ue)
+}
+
+// UnevaluatedMatchOperators returns the operators of the trigger's match
+// that MongoDB evaluates but changehook's local evaluator does not
+// ($geoWithin, $within, $geoIntersects, $sampleRate), once each in the
+// order they appear; nil when there is none. Such a trigger runs against
+// MongoDB, but changehook test and validate --events cannot tell whether
+// an event matches, and devdb cannot serve its stream.
+func (t *Trigger) UnevaluatedMatchOperators() []string {
+	var out []string
+	var walk func(v any, depth int)
+	walk = func(v any, depth int) {
+		if depth > maxDepth {
+			return
+		}
+		switch x := v.(type) {
+		case bson.D:
+			for _, e := range x {
+				if mql.IsUnevaluatedOperator(e.Key) && !slices.Contains(out, e.Key) {
+					out = append(out, e.Key)
+				}
+				walk(e.Value, depth+1)
+			}
+		case bson.A:
+			for _, e := range x {
+				walk(e, depth+1)
+			}
+		}
+	}
+	walk(t.Match, 0)
+	return out
 }
 
 // locateFilterError points at the key of an operator the message of fe

@@ -141,11 +141,14 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 // eventOutcome is what one trigger does with one recorded event.
 type eventOutcome struct {
 	matched bool
-	reason  string // why it matched or not
-	event   bson.D // after the trigger's pipeline, when matched
-	body    []byte // the request body, when matched and built
-	gaps    payloadGaps
-	err     error // the pipeline or the payload failed
+	// undecided names the match conditions left to MongoDB when matched
+	// only means that the others are true (see matchResult).
+	undecided string
+	reason    string // why it matched or not
+	event     bson.D // after the trigger's pipeline, when matched
+	body      []byte // the request body, when matched and built
+	gaps      payloadGaps
+	err       error // the pipeline or the payload failed
 }
 
 // evaluateEvent runs t on one recorded change event as run would: the
@@ -162,7 +165,7 @@ func evaluateEvent(t *triggers.Trigger, event bson.D) eventOutcome {
 	if !res.matched {
 		return eventOutcome{reason: res.reason}
 	}
-	o := eventOutcome{matched: true, reason: res.reason, event: res.event}
+	o := eventOutcome{matched: true, undecided: res.undecided, reason: res.reason, event: res.event}
 	if op, _ := mql.Lookup(event, "operationType").(string); op == "invalidate" {
 		return o
 	}
@@ -330,14 +333,18 @@ func validateEvents(cfg *triggers.Config, path string, env Env) int {
 			if o.matched {
 				matched++ // a payload that then failed too: an error as well
 			}
+			verdict := "matched"
+			if o.undecided != "" {
+				verdict = "matched if MongoDB finds " + oneLine(o.undecided, 200) + " true (changehook cannot evaluate it)"
+			}
 			switch {
 			case o.err != nil:
 				failures++
 				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: ERROR: %v\n", path, re.line, label, name, o.err)
 			case o.matched && !o.gaps.empty():
-				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: matched, payload ok (%d bytes), but %s\n", path, re.line, label, name, len(o.body), o.gaps.short())
+				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: %s, payload ok (%d bytes), but %s\n", path, re.line, label, name, verdict, len(o.body), o.gaps.short())
 			case o.matched:
-				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: matched, payload ok (%d bytes)\n", path, re.line, label, name, len(o.body))
+				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: %s, payload ok (%d bytes)\n", path, re.line, label, name, verdict, len(o.body))
 			default:
 				fmt.Fprintf(env.Stdout, "%s:%d: %s: %s: no match — %s\n", path, re.line, label, name, o.reason)
 			}
@@ -383,6 +390,10 @@ func testEvents(t *triggers.Trigger, path string, env Env) int {
 		}
 		fmt.Fprintf(w, "%s:%d: %s\n", path, re.line, eventLabel(re.event))
 		o := evaluateEvent(t, re.event)
+		verdict := "yes"
+		if o.undecided != "" {
+			verdict = "undecided"
+		}
 		switch {
 		case o.err != nil && !o.matched:
 			failures++
@@ -391,11 +402,11 @@ func testEvents(t *triggers.Trigger, path string, env Env) int {
 			fmt.Fprintf(w, "  match:   no — %s\n", o.reason)
 		case o.err != nil:
 			failures++
-			fmt.Fprintf(w, "  match:   yes — %s\n  payload: ERROR: %v\n", o.reason, o.err)
+			fmt.Fprintf(w, "  match:   %s — %s\n  payload: ERROR: %v\n", verdict, o.reason, o.err)
 		case o.body == nil:
-			fmt.Fprintf(w, "  match:   yes — %s\n", o.reason)
+			fmt.Fprintf(w, "  match:   %s — %s\n", verdict, o.reason)
 		default:
-			fmt.Fprintf(w, "  match:   yes — %s\n  body (%d bytes): %s\n", o.reason, len(o.body), o.body)
+			fmt.Fprintf(w, "  match:   %s — %s\n  body (%d bytes): %s\n", verdict, o.reason, len(o.body), o.body)
 		}
 	})
 	if err != nil {

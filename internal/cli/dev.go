@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +51,9 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 		err = configError(*rf.config, err)
 	}
 	if err != nil {
+		return fail(env, "dev", err)
+	}
+	if err := devServable(cfg); err != nil {
 		return fail(env, "dev", err)
 	}
 	level := pick(rf.log.level, cfg.Log.Level)
@@ -279,4 +283,22 @@ func flagSet(fs *flag.FlagSet, names ...string) bool {
 		}
 	})
 	return set
+}
+
+// devServable returns an error naming every enabled trigger whose match
+// uses an operator devdb does not evaluate ($geoWithin, $geoIntersects,
+// $sampleRate): devdb would refuse its change stream, so the trigger would
+// deliver nothing. MongoDB runs it; dev cannot.
+func devServable(cfg *triggers.Config) error {
+	var bad []string
+	for _, t := range cfg.Triggers {
+		if ops := t.UnevaluatedMatchOperators(); t.Enabled && len(ops) > 0 {
+			bad = append(bad, fmt.Sprintf("trigger %s: match uses %s", t.Name, strings.Join(ops, ", ")))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("check triggers for devdb: %s, which MongoDB evaluates but devdb does not, so devdb cannot serve the change stream; "+
+		"run it against MongoDB (changehook run), or set enabled: false on it for dev", strings.Join(bad, "; "))
 }

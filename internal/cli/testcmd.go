@@ -95,7 +95,7 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 		}
 		return ExitOK
 	}
-	fmt.Fprintf(w, "match:    yes — %s\n", res.reason)
+	fmt.Fprintf(w, "match:    %s — %s\n", res.verdict(), res.reason)
 	fmt.Fprintf(w, "\nevent after the trigger's pipeline:\n%s\n", extJSONIndent(res.event))
 
 	raw, err := bson.Marshal(res.event)
@@ -137,10 +137,19 @@ type matchResult struct {
 	matched bool
 	reason  string
 	event   bson.D // after $project
+	// undecided is set when matched only means that the conditions of the
+	// match changehook can evaluate are true: it names the ones it cannot
+	// (an operator only MongoDB evaluates, such as $geoWithin).
+	undecided string
 }
 
 // evaluate runs the trigger's compiled pipeline (the stages the server runs
-// after $changeStream) on event with mql, and explains the outcome.
+// after $changeStream) on event with mql, and explains the outcome. A match
+// whose top-level conditions use an operator mql does not evaluate
+// ($geoWithin, $geoIntersects, $sampleRate) is decided by its other
+// conditions: a false one is no match; else the event goes through the rest
+// of the pipeline as if it matched, with undecided naming the conditions
+// left to MongoDB.
 func evaluate(t *triggers.Trigger, event bson.D) (matchResult, error) {
 	var stages []bson.D
 	for _, s := range t.Pipeline() {
@@ -151,6 +160,10 @@ func evaluate(t *triggers.Trigger, event bson.D) (matchResult, error) {
 		stages = append(stages, d)
 	}
 	p, err := mql.CompilePipeline(stages)
+	var ue *mql.UnevaluatedError
+	if errors.As(err, &ue) {
+		return evaluateDecidable(t, event, ue.Operator)
+	}
 	if err != nil {
 		return matchResult{}, fmt.Errorf("compile trigger %s: %w", t.Name, err)
 	}
@@ -170,6 +183,50 @@ func evaluate(t *triggers.Trigger, event bson.D) (matchResult, error) {
 		reason += " and the match filter " + extJSON(t.Match) + " is true"
 	}
 	return matchResult{matched: true, event: out, reason: reason}, nil
+}
+
+// verdict is "yes" for a match, "undecided" when the conditions left to
+// MongoDB decide it, "no" otherwise.
+func (r matchResult) verdict() string {
+	switch {
+	case r.undecided != "":
+		return "undecided"
+	case r.matched:
+		return "yes"
+	}
+	return "no"
+}
+
+// evaluateDecidable is evaluate for a trigger whose match uses op, an
+// operator mql does not evaluate: it evaluates the match without its
+// top-level conditions that use one, and says which were left out.
+func evaluateDecidable(t *triggers.Trigger, event bson.D, op string) (matchResult, error) {
+	var kept, left bson.D
+	for _, e := range t.Match {
+		var ue *mql.UnevaluatedError
+		if _, err := mql.CompileFilter(bson.D{e}); errors.As(err, &ue) {
+			left = append(left, e)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	cannot := fmt.Sprintf("changehook cannot evaluate %s locally (MongoDB evaluates the match on its server; devdb does not either)", op)
+	if len(left) == 0 {
+		// Inside $and, $or, $nor, $not or $elemMatch: not a condition
+		// that can be set aside.
+		return matchResult{}, fmt.Errorf("run trigger %s on the event: %s, so whether the event matches the filter %s cannot be told here",
+			t.Name, cannot, extJSON(t.Match))
+	}
+	local := *t
+	local.Match = kept
+	res, err := evaluate(&local, event)
+	if err != nil || !res.matched || mql.Lookup(event, "operationType") == "invalidate" {
+		return res, err
+	}
+	res.undecided = extJSON(left)
+	res.reason = fmt.Sprintf("%s: %s is left to MongoDB; %s, so the event is shown as it is sent if MongoDB finds that true",
+		cannot, res.undecided, res.reason)
+	return res, nil
 }
 
 // whyNot explains why event does not pass the trigger's filter: the

@@ -89,6 +89,10 @@ func writeSummary(env Env, cfg *triggers.Config) {
 		for _, a := range triggers.Advice(t) {
 			fmt.Fprintf(env.Stdout, "    warning: %s\n", a)
 		}
+		if ops := t.UnevaluatedMatchOperators(); len(ops) > 0 {
+			fmt.Fprintf(env.Stdout, "    note: match uses %s, which MongoDB evaluates but changehook's local evaluator does not: "+
+				"test and validate --events cannot tell whether an event matches, and dev (devdb) cannot run this trigger\n", strings.Join(ops, ", "))
+		}
 		if t.StartAt.After(time.Now()) {
 			fmt.Fprintf(env.Stdout, "    note: start_at %s is in the future: without a checkpoint the trigger shows waiting and reads nothing until the server's clock reaches it\n",
 				t.StartAt.Time.UTC().Format(time.RFC3339))

@@ -25,8 +25,21 @@ func evalTopLevel() map[string]topLevelCompiler {
 		"$where":      refuse(mongoerr.NotImplemented, "$where is not supported by devdb"),
 		"$text":       refuse(mongoerr.IndexNotFound, "text index required for $text query"),
 		"$jsonSchema": compileJSONSchemaTop,
-		"$sampleRate": refuse(mongoerr.NotImplemented, "$sampleRate is not supported by devdb"),
+		"$sampleRate": compileSampleRate,
 	}
+}
+
+// compileSampleRate checks $sampleRate's argument as MongoDB does (a
+// number from 0 to 1) and fails with an *UnevaluatedError: mql does not
+// sample.
+func compileSampleRate(_ string, v any, _ compileCx) (matchNode, error) {
+	if !IsNumber(v) {
+		return nil, badValue("argument to $sampleRate must be a numeric type")
+	}
+	if f, _ := ToFloat64(v); !(f >= 0 && f <= 1) {
+		return nil, badValue("numeric argument to $sampleRate must be in [0, 1]")
+	}
+	return nil, unevaluated("$sampleRate")
 }
 
 // evalQuery is the table of evaluation query operators applied to a path
