@@ -4,8 +4,12 @@
 // it holds the trigger's lease in <state>.leases.
 //
 // Leases expire by the state database's clock ($$NOW), so clock skew between
-// hosts cannot give a lease two owners. An owner renews every RenewEvery;
-// when it cannot, it fences itself: its Ownership's local deadline (the
+// hosts cannot give a lease two owners. An owner renews at the start of
+// every round, and rounds start RenewEvery apart (a round takes at most
+// RenewEvery), so that after one lost renewal the next comes 2 × RenewEvery
+// after the last that succeeded, within the local deadline below
+// (triggers.MaxRenewEvery bounds RenewEvery for that); when it cannot
+// renew, it fences itself: its Ownership's local deadline (the
 // instant the renewal request was sent plus the TTL, minus a margin, on its
 // own monotonic clock) passes before the lease can expire at the server,
 // and from then on Ownership.Valid is false (no delivery may start, no
@@ -86,7 +90,9 @@ type Options struct {
 	// triggers.DefaultLeaseTTL).
 	LeaseTTL time.Duration
 	// RenewEvery is the period of heartbeats, renewals and acquisition
-	// rounds (default LeaseTTL/3).
+	// rounds, from the start of one to the start of the next (default
+	// LeaseTTL/3, also taken instead of a value above
+	// triggers.MaxRenewEvery(LeaseTTL)).
 	RenewEvery time.Duration
 	// Version is recorded in the member document.
 	Version string
@@ -256,7 +262,7 @@ func settings(cfg *triggers.Config, opts Options) Options {
 	if opts.RenewEvery <= 0 {
 		opts.RenewEvery = cfg.Cluster.RenewEvery
 	}
-	if opts.RenewEvery <= 0 || opts.RenewEvery >= opts.LeaseTTL/2 {
+	if opts.RenewEvery <= 0 || opts.RenewEvery > triggers.MaxRenewEvery(opts.LeaseTTL) {
 		opts.RenewEvery = opts.LeaseTTL / 3
 	}
 	return opts
@@ -440,8 +446,9 @@ func (m *Manager) poke() {
 	}
 }
 
-// Run heartbeats and manages leases every RenewEvery until ctx ends; then
-// it releases what is still held and removes this member. Runners should
+// Run heartbeats and manages leases in rounds starting every RenewEvery
+// (or earlier, when a lease is released) until ctx ends; then it releases
+// what is still held and removes this member. Runners should
 // have stopped (and released) first: a lease released here may be taken by
 // another member at once.
 func (m *Manager) Run(ctx context.Context) error {
@@ -460,6 +467,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		}()
 	}
 	for {
+		started := m.clock.Now()
 		m.round(ctx)
 		roundCtx, cancel := context.WithCancel(ctx)
 		select {
@@ -468,10 +476,21 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.shutdown()
 			return nil
 		case <-m.wake:
-		case <-m.after(roundCtx, m.opts.RenewEvery):
+		case <-m.after(roundCtx, m.untilNextRound(started)):
 		}
 		cancel()
 	}
+}
+
+// untilNextRound is how long Run waits, now, before the round after the
+// one that started at started: RenewEvery from that start, never less than
+// nothing. Counted from the round's end instead, a round whose renewal
+// timed out (it takes up to RenewEvery) would put the next renewal
+// 3 × RenewEvery after the last successful one, past the owner's local
+// deadline with the default RenewEvery: one lost renewal would fence a
+// healthy owner.
+func (m *Manager) untilNextRound(started time.Time) time.Duration {
+	return max(0, m.opts.RenewEvery-m.clock.Now().Sub(started))
 }
 
 // watchReleases brings a round forward whenever a lease is released or a

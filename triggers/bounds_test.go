@@ -21,6 +21,8 @@ func TestBoundsAreInclusive(t *testing.T) {
 			func(c *Config) any { return c.Checkpoint.IdleInterval }, MinCheckpointIdleInterval},
 		{"cluster.renew_every at its minimum", "cluster: {lease_ttl: 1s, renew_every: 100ms}\ntriggers: [{name: t, webhook: {url: \"http://h/x\"}}]",
 			func(c *Config) any { return c.Cluster.RenewEvery }, MinRenewEvery},
+		{"cluster.renew_every at its maximum", "cluster: {lease_ttl: 10s, renew_every: 3.5s}\ntriggers: [{name: t, webhook: {url: \"http://h/x\"}}]",
+			func(c *Config) any { return c.Cluster.RenewEvery }, MaxRenewEvery(10 * time.Second)},
 		{"history.retention at its maximum", "history: {retention: 87600h}\ntriggers: [{name: t, webhook: {url: \"http://h/x\"}}]",
 			func(c *Config) any { return c.History.Retention }, MaxHistoryRetention},
 		{"a size at its maximum", "limits: {max_inflight_bytes: 1TiB}\ntriggers: [{name: t, webhook: {url: \"http://h/x\"}}]",

@@ -167,6 +167,18 @@ const (
 	MinRenewEvery = 100 * time.Millisecond
 )
 
+// MaxRenewEvery is the largest accepted cluster.renew_every for a lease
+// TTL of leaseTTL: 35% of it. An owner fences itself leaseTTL − leaseTTL/5
+// after sending its last successful renewal, and renewal rounds start
+// renew_every apart (a round, its renewal included, takes at most
+// renew_every): after one lost renewal, failed at once or timed out, the
+// next is sent 2 × renew_every after the last that succeeded, which leaves
+// at least leaseTTL/10 for its round trip. So one lost renewal never costs
+// the lease.
+func MaxRenewEvery(leaseTTL time.Duration) time.Duration {
+	return leaseTTL * 7 / 20
+}
+
 // ClusterConfig is the cluster section: how instances sharing one state
 // database split the triggers between them (see the cluster package).
 type ClusterConfig struct {
@@ -177,7 +189,7 @@ type ClusterConfig struct {
 	// measured by the state database's clock (default DefaultLeaseTTL).
 	LeaseTTL time.Duration `json:"lease_ttl"`
 	// RenewEvery is how often leases and the heartbeat are renewed; always
-	// less than LeaseTTL/2 (default LeaseTTL/3).
+	// at most MaxRenewEvery(LeaseTTL) (default LeaseTTL/3).
 	RenewEvery time.Duration `json:"renew_every"`
 }
 

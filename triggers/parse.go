@@ -1185,8 +1185,8 @@ func unsetByEmpty(section, key string) bool {
 }
 
 // cluster decodes the cluster section: instance_id, lease_ttl and
-// renew_every (default lease_ttl/3, and less than lease_ttl/2 so that one
-// lost renewal never costs the lease).
+// renew_every (default lease_ttl/3, and at most MaxRenewEvery(lease_ttl)
+// so that one lost renewal never costs the lease).
 func (d *decoder) cluster(e entry) ClusterConfig {
 	c := ClusterConfig{LeaseTTL: DefaultLeaseTTL}
 	f := d.fields(e.val, "cluster", []string{"instance_id", "lease_ttl", "renew_every"})
@@ -1214,8 +1214,9 @@ func (d *decoder) cluster(e entry) ClusterConfig {
 		d.errorf(re.val, "cluster.renew_every: must be at least %s, got %s", MinRenewEvery, c.RenewEvery)
 		c.RenewEvery = c.LeaseTTL / 3
 	}
-	if re.set() && c.RenewEvery >= c.LeaseTTL/2 {
-		d.errorf(re.val, "cluster.renew_every: must be less than half of lease_ttl (%s), got %s", c.LeaseTTL, c.RenewEvery)
+	if most := MaxRenewEvery(c.LeaseTTL); re.set() && c.RenewEvery > most {
+		d.errorf(re.val, "cluster.renew_every: must be at most %s (35%% of lease_ttl %s, so that one lost renewal never costs the lease), got %s",
+			most, c.LeaseTTL, c.RenewEvery)
 		c.RenewEvery = c.LeaseTTL / 3
 	}
 	return c

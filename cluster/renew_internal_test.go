@@ -1,0 +1,144 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+)
+
+// lostRenewals makes renewals fail while fail is set: at once, or, with
+// hang, after taking the round's whole budget (RenewEvery, on the fake
+// clock) as a renewal whose request or reply was lost does.
+type lostRenewals struct {
+	*store.Store
+	clock *fakeClock
+	every time.Duration
+	fail  atomic.Bool
+	hang  bool
+}
+
+func (s *lostRenewals) lost() error {
+	if s.hang {
+		s.clock.Advance(s.every)
+		return context.DeadlineExceeded
+	}
+	return errors.New("network unreachable")
+}
+
+func (s *lostRenewals) RenewLease(ctx context.Context, key string, fe store.Fence, ttl time.Duration) (store.Lease, error) {
+	if s.fail.Load() {
+		return store.Lease{}, s.lost()
+	}
+	return s.Store.RenewLease(ctx, key, fe, ttl)
+}
+
+func (s *lostRenewals) RenewLeases(ctx context.Context, refs []store.LeaseRef, ttl time.Duration) (int, error) {
+	if s.fail.Load() {
+		return 0, s.lost()
+	}
+	return s.Store.RenewLeases(ctx, refs, ttl)
+}
+
+// TestOneLostRenewalKeepsTheLease: with every accepted renew_every, one
+// renewal that fails, at once or by timing out after the round's budget,
+// leaves the owner valid until the next round renews: rounds are scheduled
+// from their start (as Run does, with untilNextRound), so that round comes
+// 2 × renew_every after the last successful renewal, before the local
+// deadline (lease_ttl − lease_ttl/5).
+func TestOneLostRenewalKeepsTheLease(t *testing.T) {
+	const ttl = 10 * time.Second
+	tests := []struct {
+		name  string
+		every time.Duration // 0: the default
+		hang  bool
+	}{
+		{"default renew_every, renewal fails at once", 0, false},
+		{"default renew_every, renewal times out", 0, true},
+		{"largest renew_every, renewal fails at once", triggers.MaxRenewEvery(ttl), false},
+		{"largest renew_every, renewal times out", triggers.MaxRenewEvery(ttl), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			st := &lostRenewals{Store: newTestStore(t), clock: clock, hang: tt.hang}
+			cfg := testConfig(t, "orders")
+			cfg.Cluster = triggers.ClusterConfig{LeaseTTL: ttl, RenewEvery: tt.every}
+			m := newManager(t, st, cfg, "a", clock)
+			st.every = m.opts.RenewEvery
+			ctx := t.Context()
+			// round runs one round and waits for the next as Run does.
+			round := func() {
+				started := clock.Now()
+				m.round(ctx)
+				clock.Advance(m.untilNextRound(started))
+			}
+			got := await(ctx, m, "orders")
+			waitRegistered(t, m, 1)
+			round()
+			o := <-got
+			if o == nil {
+				t.Fatal("not acquired")
+			}
+			st.fail.Store(true)
+			round() // the lost renewal
+			st.fail.Store(false)
+			if !o.Valid() {
+				t.Fatalf("renew_every %s, lease_ttl %s: after one lost renewal the owner fenced itself before the next round (deadline passed %s before it)",
+					m.opts.RenewEvery, ttl, clock.Now().Sub(o.Deadline()))
+			}
+			m.round(ctx)
+			if d := o.Deadline().Sub(clock.Now()); !o.Valid() || d != ttl-ttl/5 {
+				t.Fatalf("after the next renewal: valid %v, deadline in %s; want valid, %s", o.Valid(), d, ttl-ttl/5)
+			}
+			o.Release(ctx)
+		})
+	}
+}
+
+// TestUntilNextRound: the next round starts RenewEvery after the previous
+// one started, at once when that round took longer.
+func TestUntilNextRound(t *testing.T) {
+	clock := newFakeClock()
+	m := &Manager{clock: clock, opts: Options{RenewEvery: 3 * time.Second}}
+	tests := []struct {
+		took, want time.Duration
+	}{
+		{0, 3 * time.Second},
+		{time.Second, 2 * time.Second},
+		{3 * time.Second, 0},
+		{5 * time.Second, 0},
+	}
+	for _, tt := range tests {
+		started := clock.Now()
+		clock.Advance(tt.took)
+		if got := m.untilNextRound(started); got != tt.want {
+			t.Errorf("round took %s: next in %s, want %s", tt.took, got, tt.want)
+		}
+	}
+}
+
+// TestSettingsRenewEvery: a renew_every the configuration would refuse
+// (above triggers.MaxRenewEvery) or none gives the default lease_ttl/3.
+func TestSettingsRenewEvery(t *testing.T) {
+	const ttl = 10 * time.Second
+	tests := []struct {
+		every, want time.Duration
+	}{
+		{0, ttl / 3},
+		{time.Second, time.Second},
+		{triggers.MaxRenewEvery(ttl), triggers.MaxRenewEvery(ttl)},
+		{triggers.MaxRenewEvery(ttl) + time.Millisecond, ttl / 3},
+		{ttl / 2, ttl / 3},
+	}
+	for _, tt := range tests {
+		got := settings(&triggers.Config{}, Options{LeaseTTL: ttl, RenewEvery: tt.every}).RenewEvery
+		if got != tt.want {
+			t.Errorf("renew_every %s: %s, want %s", tt.every, got, tt.want)
+		}
+	}
+}
