@@ -1131,6 +1131,11 @@ func (m *Manager) configured(o *Ownership) bool {
 }
 
 // renewAll renews every held lease; a lease that is lost fences its owner.
+// An ownership that fenced itself is not renewed, though its runner has not
+// released it yet: the lease then lapses at the state database within
+// lease_ttl of its last renewal, so another member can take the unit
+// instead of waiting for a Release that, the lease being lost, writes
+// nothing.
 func (m *Manager) renewAll(ctx context.Context) {
 	m.mu.Lock()
 	var owns []*Ownership
@@ -1140,6 +1145,7 @@ func (m *Manager) renewAll(ctx context.Context) {
 		}
 	}
 	m.mu.Unlock()
+	owns = slices.DeleteFunc(owns, (*Ownership).isLost)
 	if b, ok := m.st.(batchRenewer); ok && len(owns) > 1 {
 		// One write renews them all: per-lease round trips grow with the
 		// number of triggers until a round no longer fits in RenewEvery.
@@ -1170,6 +1176,13 @@ func (m *Manager) renewAll(ctx context.Context) {
 				"key", o.key, "error", err, "deadline_in", o.Deadline().Sub(m.clock.Now()))
 		}
 	}
+}
+
+// isLost reports whether o fenced itself (or was abandoned).
+func (o *Ownership) isLost() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.lost
 }
 
 func (o *Ownership) extend(d time.Time) {

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -140,5 +142,132 @@ func TestSettingsRenewEvery(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("renew_every %s: %s, want %s", tt.every, got, tt.want)
 		}
+	}
+}
+
+// renewalSpy fails the renewals of the leases in failing (a batch that
+// includes one fails whole) and records the keys of the renewals sent
+// otherwise.
+type renewalSpy struct {
+	*store.Store
+	mu      sync.Mutex
+	failing map[string]bool
+	sent    []string
+}
+
+func (s *renewalSpy) setFailing(keys ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failing = map[string]bool{}
+	for _, k := range keys {
+		s.failing[k] = true
+	}
+}
+
+// renewed returns the keys of the renewals sent since the last call.
+func (s *renewalSpy) renewed() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := s.sent
+	s.sent = nil
+	return keys
+}
+
+func (s *renewalSpy) RenewLease(ctx context.Context, key string, fe store.Fence, ttl time.Duration) (store.Lease, error) {
+	s.mu.Lock()
+	fail := s.failing[key]
+	if !fail {
+		s.sent = append(s.sent, key)
+	}
+	s.mu.Unlock()
+	if fail {
+		return store.Lease{}, errors.New("network unreachable")
+	}
+	return s.Store.RenewLease(ctx, key, fe, ttl)
+}
+
+func (s *renewalSpy) RenewLeases(ctx context.Context, refs []store.LeaseRef, ttl time.Duration) (int, error) {
+	s.mu.Lock()
+	fail := slices.ContainsFunc(refs, func(r store.LeaseRef) bool { return s.failing[r.Key] })
+	if !fail {
+		for _, r := range refs {
+			s.sent = append(s.sent, r.Key)
+		}
+	}
+	s.mu.Unlock()
+	if fail {
+		return 0, errors.New("network unreachable")
+	}
+	return s.Store.RenewLeases(ctx, refs, ttl)
+}
+
+// TestFencedOwnershipIsNotRenewed: once an ownership fenced itself (its
+// renewals failed past its local deadline), its lease is no longer renewed,
+// though its runner has not stopped the unit (no Release yet) and the state
+// database answers again: the lease lapses there, and another member can
+// take the unit. The other leases held, renewed one by one or in a batch,
+// still are.
+func TestFencedOwnershipIsNotRenewed(t *testing.T) {
+	tests := []struct {
+		name string
+		held []string // orders is fenced; the others stay valid
+	}{
+		{"one lease, renewed alone", []string{"orders"}},
+		{"two leases, one left to renew alone", []string{"orders", "users"}},
+		{"three leases, two left to renew in a batch", []string{"orders", "users", "items"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &renewalSpy{Store: newTestStore(t)}
+			clock := newFakeClock()
+			m := newManager(t, st, testConfig(t, tt.held...), "a", clock)
+			ctx := t.Context()
+			owns := map[string]*Ownership{}
+			chans := map[string]<-chan *Ownership{}
+			for _, n := range tt.held {
+				chans[n] = await(ctx, m, n)
+			}
+			waitRegistered(t, m, len(tt.held))
+			m.round(ctx)
+			for n, ch := range chans {
+				if owns[n] = <-ch; owns[n] == nil {
+					t.Fatalf("%s not acquired", n)
+				}
+			}
+			// orders' renewals fail until its local deadline (8s after
+			// the acquisition) passes: it fences itself.
+			st.setFailing("orders")
+			clock.Advance(3 * time.Second)
+			m.round(ctx)
+			clock.Advance(5 * time.Second)
+			o := owns["orders"]
+			select {
+			case <-o.Context().Done():
+			case <-time.After(30 * time.Second): // a hang detector, not a speed check
+				t.Fatal("orders not fenced after its local deadline")
+			}
+			if !errors.Is(context.Cause(o.Context()), ErrFenced) {
+				t.Fatalf("orders: cause %v, want ErrFenced", context.Cause(o.Context()))
+			}
+			// The state database answers again; orders is not released.
+			st.setFailing()
+			st.renewed()
+			for _, d := range []time.Duration{2 * time.Second, 3 * time.Second} {
+				clock.Advance(d) // the others' deadline is 11s after the acquisition
+				m.round(ctx)
+			}
+			sent := st.renewed()
+			if slices.Contains(sent, "orders") {
+				t.Errorf("renewals sent after orders fenced itself: %v; want none of orders", sent)
+			}
+			for n, own := range owns {
+				if n != "orders" && (!own.Valid() || !slices.Contains(sent, n)) {
+					t.Errorf("%s: valid %v, renewals sent %v; want valid and renewed", n, own.Valid(), sent)
+				}
+			}
+			for _, own := range owns {
+				own.Release(ctx)
+			}
+		})
 	}
 }
