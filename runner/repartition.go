@@ -65,7 +65,9 @@ type RepartitionOptions struct {
 // keys and the control documents of the partition keys other than the new
 // ones (DroppedControls) are removed — the control documents after the
 // checkpoints, so that a Repartition that fails before leaves the old
-// partitions' pauses with their checkpoints.
+// partitions' pauses with their checkpoints. A removed checkpoint leaves
+// its epoch fence (store.DeleteFencedCheckpoint), so that a former owner's
+// save still in flight cannot bring it back.
 // The changes between the oldest and the newest old
 // checkpoint were delivered by the partitions that were ahead and are
 // delivered again after the restart (same webhook-id); nothing else is.
@@ -184,7 +186,7 @@ func Repartition(ctx context.Context, st *store.Store, trigger string, n int, op
 		if slices.Contains(res.Keys, cp.Trigger) {
 			continue
 		}
-		if err := st.DeleteCheckpoint(ctx, cp.Trigger); err != nil {
+		if err := st.DeleteFencedCheckpoint(ctx, cp.Trigger, held[cp.Trigger]); err != nil {
 			return res, fmt.Errorf("repartition %s: %w", trigger, err)
 		}
 	}

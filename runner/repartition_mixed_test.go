@@ -80,7 +80,7 @@ func TestNewPartitionDoesNotStartWhenTheListingFails(t *testing.T) {
 // TestRepartitionKilledHalfWayLosesNothing: `checkpoints repartition`
 // from 4 partitions to 2 that dies half-way — after writing the new
 // partitions' checkpoints, before removing the old ones (a fail point
-// fails its first delete), or after writing only the first new one — leaves
+// fails its first removal), or after writing only the first new one — leaves
 // both partitionings' checkpoints side by side. Started with 2 partitions,
 // a partition with a checkpoint of its own runs from it (the oldest old
 // one, so nothing is skipped) and one without refuses to start, naming
@@ -107,14 +107,29 @@ func TestRepartitionKilledHalfWayLosesNothing(t *testing.T) {
 
 			deliverWith4ThenStop(t, client, st, recv, slog.New(slog.NewTextHandler(t.Output(), nil)))
 
-			// The repartition dies at its first delete: the new
+			// The repartition dies at its first removal of an old
+			// checkpoint: its updates after the 4 claims of the old
+			// checkpoints and the 2 saves of the new ones fail. The new
 			// checkpoints are written, the old ones all still there.
-			const app = "repartition"
+			const app, owner = "repartition", "repartition-test"
 			repClient := devdbtest.Connect(t, srv.URI(), options.Client().SetAppName(app))
-			configureFailPoint(t, admin, "failCommand", bson.D{{Key: "times", Value: 1}},
-				bson.D{{Key: "failCommands", Value: bson.A{"delete"}}, {Key: "appName", Value: app}, {Key: "errorCode", Value: 2}})
-			if _, err := runner.Repartition(ctx, store.New(repClient, stateDB), "orders", 2, runner.RepartitionOptions{LeaseTTL: time.Second}); err == nil {
-				t.Fatal("Repartition succeeded through a failing delete")
+			configureFailPoint(t, admin, "failCommand", bson.D{{Key: "skip", Value: 6}},
+				bson.D{{Key: "failCommands", Value: bson.A{"update"}}, {Key: "appName", Value: app}, {Key: "errorCode", Value: 2}})
+			if _, err := runner.Repartition(ctx, store.New(repClient, stateDB), "orders", 2, runner.RepartitionOptions{Owner: owner, LeaseTTL: time.Second}); err == nil {
+				t.Fatal("Repartition succeeded through a failing removal")
+			}
+			// Its releases of the leases failed too: released here.
+			configureFailPoint(t, admin, "failCommand", "off", nil)
+			leases, err := st.ListLeases(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range leases {
+				if l.Owner == owner {
+					if err := st.ReleaseLease(ctx, l.Key, store.Fence{Owner: owner, Epoch: l.Epoch}); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			cps, err := st.TriggerCheckpoints(ctx, "orders")
 			if err != nil || len(cps) != 6 {

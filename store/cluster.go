@@ -428,7 +428,8 @@ func nonNil(keys []string) []string {
 // ClaimCheckpoint fences key's checkpoint for f right after f's lease was
 // acquired: from then on a writer with an older epoch can no longer move
 // it (see SaveFencedCheckpoint). It then returns the checkpoint like
-// LoadCheckpoint. ErrLeaseLost means a newer epoch already claimed it.
+// LoadCheckpoint. ErrLeaseLost means a newer epoch already claimed it, or
+// removed it (DeleteFencedCheckpoint).
 func (s *Store) ClaimCheckpoint(ctx context.Context, key string, f Fence) (cp Checkpoint, ok bool, err error) {
 	res, err := s.checkpoints.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: key}, {Key: "$or", Value: bson.A{
@@ -439,19 +440,24 @@ func (s *Store) ClaimCheckpoint(ctx context.Context, key string, f Fence) (cp Ch
 	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("claim checkpoint of %q: %w", key, err)
 	}
-	cp, ok, err = s.LoadCheckpoint(ctx, key)
-	if err != nil {
-		return Checkpoint{}, false, err
+	if res.MatchedCount == 0 {
+		// None, or one a newer epoch holds (a removed one's fence too).
+		epoch, err := s.checkpointEpoch(ctx, key)
+		if err != nil {
+			return Checkpoint{}, false, fmt.Errorf("claim checkpoint of %q: %w", key, err)
+		}
+		if epoch > f.Epoch {
+			return Checkpoint{}, false, fmt.Errorf("claim checkpoint of %q with epoch %d: %w", key, f.Epoch, ErrLeaseLost)
+		}
 	}
-	if ok && res.MatchedCount == 0 {
-		return Checkpoint{}, false, fmt.Errorf("claim checkpoint of %q with epoch %d: %w", key, f.Epoch, ErrLeaseLost)
-	}
-	return cp, ok, nil
+	return s.LoadCheckpoint(ctx, key)
 }
 
 // SaveFencedCheckpoint saves cp like SaveCheckpoint, but only while no
-// newer epoch than f's has claimed or written the checkpoint; otherwise it
-// returns an error wrapping ErrLeaseLost and leaves the checkpoint alone.
+// newer epoch than f's has claimed, written or removed the checkpoint (see
+// DeleteFencedCheckpoint); otherwise it returns an error wrapping
+// ErrLeaseLost and leaves the checkpoint alone. It creates a checkpoint
+// that never existed (the first save of a new trigger or partition).
 func (s *Store) SaveFencedCheckpoint(ctx context.Context, cp Checkpoint, f Fence) error {
 	if err := validCheckpoint(&cp); err != nil {
 		return err
@@ -478,6 +484,39 @@ func (s *Store) SaveFencedCheckpoint(ctx context.Context, cp Checkpoint, f Fence
 	}
 	if err != nil {
 		return fmt.Errorf("save checkpoint of %q: %w", cp.Trigger, err)
+	}
+	return nil
+}
+
+// DeleteFencedCheckpoint removes key's checkpoint as the holder of f's
+// lease (which claimed it: ClaimCheckpoint), leaving its fence behind: a
+// document with f's owner and epoch and no position. LoadCheckpoint,
+// ListCheckpoints and TriggerCheckpoints do not return it, but a writer
+// with an older epoch, such as a superseded owner whose save was still in
+// flight, can no longer create the checkpoint again with its stale
+// position (SaveFencedCheckpoint returns ErrLeaseLost), and AcquireLease
+// still numbers the key's next epoch above it, even once the lease
+// document is deleted too. A holder with f's epoch or a newer one saves the
+// checkpoint again as usual. It returns an error wrapping ErrLeaseLost,
+// and removes nothing, when a newer epoch than f's claimed the checkpoint.
+func (s *Store) DeleteFencedCheckpoint(ctx context.Context, key string, f Fence) error {
+	if key == "" {
+		return errors.New("delete checkpoint: empty key")
+	}
+	filter := bson.D{{Key: "_id", Value: key}, {Key: "$or", Value: bson.A{
+		bson.D{{Key: "epoch", Value: bson.D{{Key: "$lte", Value: f.Epoch}}}},
+		bson.D{{Key: "epoch", Value: bson.D{{Key: "$exists", Value: false}}}},
+	}}}
+	update := bson.D{
+		{Key: "$set", Value: bson.D{{Key: "owner", Value: f.Owner}, {Key: "epoch", Value: f.Epoch}, {Key: "updatedAt", Value: time.Now()}}},
+		{Key: "$unset", Value: bson.D{{Key: "token", Value: ""}, {Key: "clusterTime", Value: ""}, {Key: "control", Value: ""}}},
+	}
+	_, err := s.checkpoints.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(true))
+	if mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("delete checkpoint of %q with epoch %d: %w", key, f.Epoch, ErrLeaseLost)
+	}
+	if err != nil {
+		return fmt.Errorf("delete checkpoint of %q: %w", key, err)
 	}
 	return nil
 }

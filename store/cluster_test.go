@@ -278,3 +278,96 @@ func TestAcquireLeaseStartsAboveTheCheckpointsEpoch(t *testing.T) {
 		stale = fresh
 	}
 }
+
+// TestDeletedCheckpointStaysFenced: a checkpoint the holder of a newer
+// epoch removed (as `checkpoints repartition` removes the old
+// partitioning's) cannot be written again by a writer with an older epoch
+// — a superseded owner's save still in flight — though neither the
+// checkpoint nor, afterwards, the lease document is there any more. The
+// readers do not see what it leaves, the next acquisition's epoch is above
+// it, and the holder of that epoch, or a new key's first holder, saves as
+// usual.
+func TestDeletedCheckpointStaysFenced(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	tok1, tok2, tok3 := token(t, "01"), token(t, "02"), token(t, "03")
+	save := func(key string, tok bson.Raw, f store.Fence) func() error {
+		return func() error { return s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: key, Token: tok}, f) }
+	}
+	acquire := func(key, owner string) store.Fence {
+		t.Helper()
+		l, err := s.AcquireLease(ctx, key, owner, time.Hour)
+		if err != nil {
+			t.Fatalf("acquire %s for %s: %v", key, owner, err)
+		}
+		return store.Fence{Owner: owner, Epoch: l.Epoch}
+	}
+	// a runs orders and saves; its lease lapses, and the repartition (r)
+	// takes the lease, claims the checkpoint and removes it, then the
+	// lease document.
+	stale := acquire("orders", "a")
+	if err := save("orders", tok1, stale)(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseLease(ctx, "orders", stale); err != nil {
+		t.Fatal(err)
+	}
+	rep := acquire("orders", "r")
+	if _, _, err := s.ClaimCheckpoint(ctx, "orders", rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteFencedCheckpoint(ctx, "orders", rep); err != nil {
+		t.Fatalf("delete with epoch %d: %v", rep.Epoch, err)
+	}
+	if err := s.ReleaseLease(ctx, "orders", rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteFreeLease(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+
+	steps := []struct {
+		name string
+		run  func() error
+		want error
+	}{
+		{"the superseded owner's save", save("orders", tok3, stale), store.ErrLeaseLost},
+		{"the superseded owner's claim", func() error { _, _, err := s.ClaimCheckpoint(ctx, "orders", stale); return err }, store.ErrLeaseLost},
+		{"the superseded owner's delete", func() error { return s.DeleteFencedCheckpoint(ctx, "orders", stale) }, store.ErrLeaseLost},
+		{"a new key's first save", save("users", tok1, acquire("users", "a")), nil},
+	}
+	for _, st := range steps {
+		if err := st.run(); !errors.Is(err, st.want) {
+			t.Fatalf("%s: err = %v, want %v", st.name, err, st.want)
+		}
+	}
+	if cp, ok, err := s.LoadCheckpoint(ctx, "orders"); err != nil || ok {
+		t.Fatalf("removed checkpoint = %+v, %v, %v; want none", cp, ok, err)
+	}
+	if cps, err := s.TriggerCheckpoints(ctx, "orders"); err != nil || len(cps) != 0 {
+		t.Fatalf("trigger checkpoints = %+v, %v; want none", cps, err)
+	}
+	all, err := s.ListCheckpoints(ctx)
+	if err != nil || len(all) != 1 || all[0].Trigger != "users" {
+		t.Fatalf("checkpoints = %+v, %v; want users' only", all, err)
+	}
+
+	// The key used again: its next holder's epoch is above the removal's,
+	// even with the lease document gone; it finds no checkpoint and saves.
+	next := acquire("orders", "b")
+	if next.Epoch <= rep.Epoch {
+		t.Fatalf("epoch after the removal = %d, want above %d", next.Epoch, rep.Epoch)
+	}
+	if _, ok, err := s.ClaimCheckpoint(ctx, "orders", next); err != nil || ok {
+		t.Fatalf("claim after the removal = ok %v, err %v; want none, nil", ok, err)
+	}
+	if err := save("orders", tok2, next)(); err != nil {
+		t.Fatalf("save with epoch %d: %v", next.Epoch, err)
+	}
+	if cp, ok, err := s.LoadCheckpoint(ctx, "orders"); err != nil || !ok || string(cp.Token) != string(tok2) {
+		t.Fatalf("checkpoint = %+v, %v, %v; want tok2", cp, ok, err)
+	}
+	if err := save("orders", tok3, stale)(); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("the superseded owner's save after that: err = %v, want ErrLeaseLost", err)
+	}
+}

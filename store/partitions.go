@@ -18,7 +18,7 @@ func (s *Store) TriggerCheckpoints(ctx context.Context, trigger string) ([]Check
 	filter := bson.D{{Key: "$or", Value: bson.A{
 		bson.D{{Key: "_id", Value: trigger}},
 		bson.D{{Key: "_id", Value: bson.Regex{Pattern: "^" + regexp.QuoteMeta(trigger) + `/p[0-9]+of[0-9]+$`}}},
-	}}}
+	}}, positioned}
 	cur, err := s.checkpoints.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(10000))
 	if err != nil {
 		return nil, fmt.Errorf("list checkpoints of trigger %q: %w", trigger, err)

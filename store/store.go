@@ -70,6 +70,10 @@ type Checkpoint struct {
 	Control string
 }
 
+// positioned selects the checkpoint documents that hold a position: not
+// the fences DeleteFencedCheckpoint leaves of removed checkpoints.
+var positioned = bson.E{Key: "token", Value: bson.D{{Key: "$exists", Value: true}}}
+
 // checkpointDoc is the stored form of a Checkpoint.
 type checkpointDoc struct {
 	ID          string         `bson:"_id"`
@@ -84,10 +88,11 @@ func (c checkpointDoc) checkpoint() Checkpoint {
 }
 
 // LoadCheckpoint returns the checkpoint of trigger; ok is false when the
-// trigger has none.
+// trigger has none (or only the fence of a removed one: see
+// DeleteFencedCheckpoint).
 func (s *Store) LoadCheckpoint(ctx context.Context, trigger string) (cp Checkpoint, ok bool, err error) {
 	var doc checkpointDoc
-	err = s.checkpoints.FindOne(ctx, bson.D{{Key: "_id", Value: trigger}}).Decode(&doc)
+	err = s.checkpoints.FindOne(ctx, bson.D{{Key: "_id", Value: trigger}, positioned}).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return Checkpoint{}, false, nil
 	}
@@ -140,9 +145,10 @@ func validCheckpoint(cp *Checkpoint) error {
 	return nil
 }
 
-// ListCheckpoints returns every checkpoint, ordered by trigger name.
+// ListCheckpoints returns every checkpoint, ordered by trigger name (not
+// the fences removed ones leave: see DeleteFencedCheckpoint).
 func (s *Store) ListCheckpoints(ctx context.Context) ([]Checkpoint, error) {
-	cur, err := s.checkpoints.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	cur, err := s.checkpoints.Find(ctx, bson.D{positioned}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("list checkpoints: %w", err)
 	}
@@ -158,7 +164,9 @@ func (s *Store) ListCheckpoints(ctx context.Context) ([]Checkpoint, error) {
 }
 
 // DeleteCheckpoint removes the checkpoint of trigger (the trigger then starts
-// from its start_at position). Deleting a missing checkpoint is not an error.
+// from its start_at position), and its epoch fence with it: a lease holder
+// removes a checkpoint with DeleteFencedCheckpoint instead. Deleting a
+// missing checkpoint is not an error.
 func (s *Store) DeleteCheckpoint(ctx context.Context, trigger string) error {
 	if _, err := s.checkpoints.DeleteOne(ctx, bson.D{{Key: "_id", Value: trigger}}); err != nil {
 		return fmt.Errorf("delete checkpoint of trigger %q: %w", trigger, err)
