@@ -270,12 +270,12 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start admin server: %w", err)
 	}
-	mux := routes(opts.Runner, opts.Gatherer, readiness{limit: opts.RetryingUnreadyAfter, now: opts.Now})
-	loopback := isLoopback(ln.Addr())
 	tokens := newTokenAuth(opts.Token, opts.Logger)
 	if opts.authDelay != 0 {
 		tokens.delay = max(opts.authDelay, 0)
 	}
+	mux := routes(opts.Runner, opts.Gatherer, readiness{limit: opts.RetryingUnreadyAfter, now: opts.Now, detailed: tokens.reveal})
+	loopback := isLoopback(ln.Addr())
 	auth := authorizer{token: tokens, loopback: loopback}
 	if opts.Control != nil {
 		controlRoutes(mux, opts.Control, auth, controlWait(opts.WriteTimeout))
@@ -354,6 +354,17 @@ func Handler(r Runner, g prometheus.Gatherer) http.Handler { return noSniff(rout
 type readiness struct {
 	limit time.Duration    // retrying longer than this is not ready (0: the default)
 	now   func() time.Time // nil: time.Now
+	// detailed reports whether a /readyz request may read the reasons'
+	// error text (nil: every request may).
+	detailed func(*http.Request) bool
+}
+
+// unready is why one trigger (or the runner) is not ready, in full and
+// in brief. The full text adds the trigger's error and reason text, which
+// may quote document values and endpoints' answers; the brief one is the
+// trigger, its state and its way out.
+type unready struct {
+	full, brief string
 }
 
 // routes registers the admin endpoints on a new mux.
@@ -364,7 +375,7 @@ func routes(r Runner, g prometheus.Gatherer, rd readiness) *http.ServeMux {
 	if rd.now == nil {
 		rd.now = time.Now
 	}
-	notReady := func(r Runner) []string { return notReady(r, rd) }
+	notReady := func(r Runner) []unready { return notReady(r, rd) }
 	mux := http.NewServeMux()
 	// Browsers ask for /favicon.ico on the pages that are not the
 	// console's (its own declare none): no icon, and no 404 or 401 in
@@ -377,15 +388,28 @@ func routes(r Runner, g prometheus.Gatherer, rd readiness) *http.ServeMux {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		reasons := notReady(r)
 		if len(reasons) == 0 {
 			_, _ = fmt.Fprintln(w, "ready")
 			return
 		}
+		// The reasons' error text quotes what the triggers read (a payload
+		// error quotes a changed document's value): only for a request
+		// that may read the API; a probe without the token gets the
+		// trigger, its state and the way out.
+		detailed := rd.detailed == nil || rd.detailed(req)
+		lines := make([]string, len(reasons))
+		for i, reason := range reasons {
+			lines[i] = reason.brief
+			if detailed {
+				lines[i] = reason.full
+			}
+		}
+		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = fmt.Fprintln(w, strings.Join(reasons, "\n"))
+		_, _ = fmt.Fprintln(w, strings.Join(lines, "\n"))
 	})
 	if g == nil {
 		g = prometheus.NewRegistry()
@@ -407,8 +431,17 @@ func routes(r Runner, g prometheus.Gatherer, rd readiness) *http.ServeMux {
 // change stream is not open. Disabled, standby, waiting (a start_at to
 // come) and otherwise paused triggers are held on purpose; a trigger retrying for less than rd.limit (an election, an
 // endpoint's short outage) is ready.
-func notReady(r Runner, rd readiness) []string {
-	var reasons []string
+func notReady(r Runner, rd readiness) []unready {
+	var reasons []unready
+	add := func(st runner.TriggerStatus, state, detail string) {
+		brief := fmt.Sprintf("trigger %s: %s", st.Name, state)
+		full := brief + detail
+		if st.WayOut != "" {
+			brief += "; way out: " + withoutErrorText(st)
+			full += "; way out: " + st.WayOut
+		}
+		reasons = append(reasons, unready{full: full, brief: brief})
+	}
 	tolerated := false
 	now := rd.now()
 	for _, st := range r.Status() {
@@ -416,20 +449,17 @@ func notReady(r Runner, rd readiness) []string {
 		case runner.StatePaused:
 			if st.Paused != nil && st.Paused.By == runner.PauseByPayloadErrors {
 				// Nobody asked for this pause: the configuration needs fixing.
-				reasons = append(reasons, fmt.Sprintf("trigger %s: paused by payload_errors: %s", st.Name, st.Paused.Reason))
+				add(st, "paused by payload_errors", ": "+st.Paused.Reason)
 			}
 			continue
 		case runner.StateDisabled, runner.StateStandby, runner.StateWaiting:
 			continue
 		case runner.StateFailed:
-			reason := fmt.Sprintf("trigger %s: failed", st.Name)
+			detail := ""
 			if st.LastError != "" {
-				reason += ": " + st.LastError
+				detail = ": " + st.LastError
 			}
-			if st.WayOut != "" {
-				reason += "; way out: " + st.WayOut
-			}
-			reasons = append(reasons, reason)
+			add(st, "failed", detail)
 			continue
 		case runner.StateRetrying:
 			for_ := now.Sub(st.Since)
@@ -437,37 +467,57 @@ func notReady(r Runner, rd readiness) []string {
 				tolerated = true
 				continue
 			}
-			reason := fmt.Sprintf("trigger %s: retrying for %s (longer than %s)", st.Name, for_.Round(time.Second), rd.limit)
+			detail := ""
 			if st.LastError != "" {
-				reason += ": " + st.LastError
+				detail = ": " + st.LastError
 			}
 			if h := st.HeadOfLine; h != nil && h.DeadLetter != nil && !h.DeadLetter.NextTryAt.IsZero() {
-				reason += fmt.Sprintf("; next try to store it at %s", h.DeadLetter.NextTryAt.UTC().Format(time.RFC3339))
+				detail += fmt.Sprintf("; next try to store it at %s", h.DeadLetter.NextTryAt.UTC().Format(time.RFC3339))
 			} else if h != nil && !h.NextAttemptAt.IsZero() {
-				reason += fmt.Sprintf("; next attempt at %s", h.NextAttemptAt.UTC().Format(time.RFC3339))
+				detail += fmt.Sprintf("; next attempt at %s", h.NextAttemptAt.UTC().Format(time.RFC3339))
 			}
-			if st.WayOut != "" {
-				reason += "; way out: " + st.WayOut
-			}
-			reasons = append(reasons, reason)
+			add(st, fmt.Sprintf("retrying for %s (longer than %s)", for_.Round(time.Second), rd.limit), detail)
 			continue
 		}
 		if st.StreamOpen {
 			continue
 		}
-		reason := fmt.Sprintf("trigger %s: %s, change stream not open", st.Name, st.State)
+		detail := ""
 		if st.LastError != "" {
-			reason += ": " + st.LastError
+			detail = ": " + st.LastError
 		}
 		if st.LeaseWait != nil {
-			reason += "; " + st.LeaseWait.Reason
+			detail += "; " + st.LeaseWait.Reason
 		}
-		reasons = append(reasons, reason)
+		// Not a way out: a trigger that should run and does not yet.
+		reasons = append(reasons, unready{full: fmt.Sprintf("trigger %s: %s, change stream not open%s", st.Name, st.State, detail),
+			brief: fmt.Sprintf("trigger %s: %s, change stream not open", st.Name, st.State)})
 	}
 	if len(reasons) == 0 && !tolerated && !r.Ready() {
-		reasons = append(reasons, "runner not started")
+		reasons = append(reasons, unready{full: "runner not started", brief: "runner not started"})
 	}
 	return reasons
+}
+
+// withoutErrorText returns st's way out with the error text it quotes (the
+// circuit's last failure, which may quote an endpoint's answer; the last
+// error; a pause's reason) replaced by a note that the admin token shows
+// it.
+func withoutErrorText(st runner.TriggerStatus) string {
+	texts := []string{st.LastError}
+	if st.Circuit != nil {
+		texts = append(texts, st.Circuit.LastError)
+	}
+	if st.Paused != nil {
+		texts = append(texts, st.Paused.Reason)
+	}
+	w := st.WayOut
+	for _, t := range texts {
+		if t != "" {
+			w = strings.ReplaceAll(w, t, "(error text: shown with the admin token)")
+		}
+	}
+	return w
 }
 
 // TriggersResponse is the body of GET /api/triggers.

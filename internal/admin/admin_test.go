@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/runner"
 )
 
@@ -136,5 +138,104 @@ func TestServerLifecycle(t *testing.T) {
 	}
 	if _, err := Start(Options{Addr: "127.0.0.1:0"}); err == nil {
 		t.Error("Start without a runner succeeded")
+	}
+}
+
+// TestReadyzErrorTextNeedsToken: with admin.token set, /readyz stays open
+// for probes, but the reasons' error text (a payload error quoting a
+// changed document's value, an endpoint's answer) goes only to a request
+// presenting the token; without it, or with a wrong one, each line is the
+// trigger, its state and its way out, the error text the way out quotes
+// (an open circuit's last failure) left out too.
+func TestReadyzErrorTextNeedsToken(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	const secret = "078-05-1120" // a document's value, quoted by the errors
+	sts := []runner.TriggerStatus{
+		{Name: "a", State: runner.StatePaused, Paused: &runner.PauseInfo{By: runner.PauseByPayloadErrors,
+			Reason: `build payload: $convert: Failed to parse number '` + secret + `'`}, WayOut: "fix webhook.payload"},
+		{Name: "b", State: runner.StateFailed, LastError: "delivery msg_1: HTTP 422: bad ssn " + secret, WayOut: "changehook skip b"},
+		{Name: "c", State: runner.StateRetrying, Since: now.Add(-time.Hour), LastError: "HTTP 400: " + secret},
+		{Name: "d", State: runner.StateStarting, LastError: "open stream: " + secret},
+		{Name: "e", State: runner.StateRetrying, Since: now.Add(-time.Hour), StreamOpen: true,
+			Circuit: &dispatcher.CircuitStatus{State: dispatcher.CircuitOpen, LastError: "HTTP 422: bad ssn " + secret},
+			WayOut:  "the endpoint's circuit is open (last failure: HTTP 422: bad ssn " + secret + "): fix the endpoint"},
+	}
+	s, err := Start(Options{Addr: "127.0.0.1:0", Runner: fakeRunner{ready: true, sts: sts}, Token: authToken, authDelay: -1,
+		Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	brief := "trigger a: paused by payload_errors; way out: fix webhook.payload\n" +
+		"trigger b: failed; way out: changehook skip b\n" +
+		"trigger c: retrying for 1h0m0s (longer than 5m0s)\n" +
+		"trigger d: starting, change stream not open\n" +
+		"trigger e: retrying for 1h0m0s (longer than 5m0s); way out: the endpoint's circuit is open (last failure: (error text: shown with the admin token)): fix the endpoint\n"
+	for _, tc := range []struct {
+		name, auth string
+		full       bool
+	}{
+		{"no credentials", "", false},
+		{"wrong token", "Bearer not-" + authToken, false},
+		{"bearer token", "Bearer " + authToken, true},
+		{"basic credentials", basic("probe", authToken), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, s.URL()+"/readyz", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			body := string(b)
+			if res.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("status %d, want 503", res.StatusCode)
+			}
+			if tc.full {
+				for _, want := range []string{"trigger a: paused by payload_errors: build payload: $convert: Failed to parse number '" + secret + "'; way out: fix webhook.payload",
+					"trigger b: failed: delivery msg_1: HTTP 422: bad ssn " + secret + "; way out: changehook skip b",
+					"trigger c: retrying for 1h0m0s (longer than 5m0s): HTTP 400: " + secret,
+					"trigger d: starting, change stream not open: open stream: " + secret,
+					"trigger e: retrying for 1h0m0s (longer than 5m0s); way out: the endpoint's circuit is open (last failure: HTTP 422: bad ssn " + secret + "): fix the endpoint"} {
+					if !strings.Contains(body, want) {
+						t.Errorf("body %q, want a line %q", body, want)
+					}
+				}
+				return
+			}
+			if body != brief {
+				t.Errorf("body %q, want %q", body, brief)
+			}
+		})
+	}
+	// Guessing the token through /readyz: once an address sent more wrong
+	// tokens than a guarded path tolerates undelayed, it gets the brief
+	// text even with the right token, so /readyz tells it nothing.
+	readyz := func(auth string) string {
+		req, err := http.NewRequest(http.MethodGet, s.URL()+"/readyz", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", auth)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	for i := range authFailsBeforeDelay + 1 {
+		readyz(fmt.Sprintf("Bearer guess-%d", i))
+	}
+	if body := readyz("Bearer " + authToken); body != brief {
+		t.Errorf("right token after %d wrong ones from the address: body %q, want the brief one", authFailsBeforeDelay+1, body)
 	}
 }

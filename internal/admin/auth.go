@@ -162,14 +162,7 @@ func (a *tokenAuth) require(next http.Handler) http.Handler {
 // a remote address that presented many, delayed (see failed).
 func (a *tokenAuth) deny(w http.ResponseWriter, r *http.Request) {
 	if _, presented := credentials(r); presented {
-		if d := a.failed(r); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-			}
-		}
+		a.wrong(r)
 	}
 	if r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/") {
 		w.Header().Add("WWW-Authenticate", bearerChallenge)
@@ -182,6 +175,55 @@ func (a *tokenAuth) deny(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = w.Write([]byte(unauthorizedPage))
+}
+
+// wrong records r's wrong credentials (see failed) and waits as long as
+// failed says, or until r is cancelled.
+func (a *tokenAuth) wrong(r *http.Request) {
+	if d := a.failed(r); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
+	}
+}
+
+// reveal reports whether r may read what an open path shows only to
+// those holding the token (the error text of /readyz): true when no token
+// is configured or r presents it. It never delays the answer (a probe
+// must not time out), so that an open path is no faster way to guess the
+// token: wrong credentials count as failures (and are logged) like those
+// of a guarded path, and a remote address that failed more than
+// authFailsBeforeDelay times is shown nothing more, the right token
+// included, until its failures are older than authFailWindow.
+func (a *tokenAuth) reveal(r *http.Request) bool {
+	if !a.isSet {
+		return true
+	}
+	if _, presented := credentials(r); !presented {
+		return false
+	}
+	if a.penalised(r) {
+		return false
+	}
+	if !a.ok(r) {
+		a.failed(r)
+		return false
+	}
+	a.succeeded(r)
+	return true
+}
+
+// penalised reports whether r's remote address failed more than
+// authFailsBeforeDelay times within authFailWindow.
+func (a *tokenAuth) penalised(r *http.Request) bool {
+	host := remoteHost(r)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rm, known := a.remotes[host]
+	return known && a.now().Sub(rm.last) <= authFailWindow && rm.fails > authFailsBeforeDelay
 }
 
 // remoteHost is r's remote address without its port.
