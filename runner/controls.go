@@ -1720,10 +1720,14 @@ func skipNeedsPartition(n int, first, last string) error {
 // the request stays recorded and is applied when a process runs the trigger
 // (each partition that has none yet); the error is then a *PendingError,
 // which wraps ctx's error and names the partitions that applied it so far.
+// Only a *PendingError means "recorded, applies later": when the request
+// could not be recorded (the state database refused it or did not answer
+// before ctx ended) the error wraps ErrNotRecorded and the store's error,
+// and nothing will apply it.
 func RequestControl(ctx context.Context, st *store.Store, name, reason string, req store.ControlRequest) (string, error) {
 	id, err := st.RequestControl(ctx, name, reason, req)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%s %s: %w: %w", req.Kind, name, ErrNotRecorded, err)
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -1756,6 +1760,11 @@ func RequestControl(ctx context.Context, st *store.Store, name, reason string, r
 		}
 	}
 }
+
+// ErrNotRecorded is wrapped by RequestControl's error when the request
+// could not be stored: no process will ever apply it, so it must be sent
+// again.
+var ErrNotRecorded = errors.New("not recorded, so nothing applies it: send it again once the state database answers")
 
 // PendingError is RequestControl's error when its context ended before
 // the request was applied everywhere; the request stays recorded.

@@ -22,7 +22,10 @@ import (
 // them).
 type Controller interface {
 	// RequestControl records req for the trigger and waits until it is
-	// applied or ctx ends; it returns the result's message.
+	// applied or ctx ends; it returns the result's message. When ctx ends
+	// after the request was recorded its error is a *runner.PendingError
+	// (answered 202: it applies later); one that could not be recorded
+	// wraps runner.ErrNotRecorded (answered 503).
 	RequestControl(ctx context.Context, name, reason string, req store.ControlRequest) (string, error)
 }
 
@@ -154,8 +157,9 @@ func controlRoutes(mux *http.ServeMux, c Controller, auth authorizer, wait time.
 // controlRoute registers POST /api/triggers/{name}/kind: once authorised,
 // its body (empty, or a JSON object of at most 64 KiB) is decoded into a
 // B, refusing any field B does not have with 400, and build turns it into
-// the request and the pause reason, which c applies; a request not applied
-// within wait is answered 202.
+// the request and the pause reason, which c applies; a request recorded
+// but not applied within wait is answered 202, one that could not even be
+// recorded 503.
 func controlRoute[B any](mux *http.ServeMux, c Controller, auth authorizer, wait time.Duration, kind string, build func(b B) (store.ControlRequest, string, error)) {
 	mux.HandleFunc("POST /api/triggers/{name}/"+kind, func(w http.ResponseWriter, r *http.Request) {
 		if !auth.allow(w, r) {
@@ -176,13 +180,19 @@ func controlRoute[B any](mux *http.ServeMux, c Controller, auth authorizer, wait
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		defer cancel()
 		msg, err := c.RequestControl(ctx, name, reason, req)
+		var pending *runner.PendingError
 		switch {
 		case err == nil:
 			writeJSON(w, http.StatusOK, ControlResponse{Trigger: name, Applied: true, Message: msg})
 		case errors.Is(err, runner.ErrUnknownTrigger):
 			writeError(w, http.StatusNotFound, err.Error())
-		case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
+		case errors.As(err, &pending) && r.Context().Err() == nil:
+			// Recorded: the process that runs the trigger applies it later.
 			writeJSON(w, http.StatusAccepted, ControlResponse{Trigger: name, Message: err.Error()})
+		case errors.Is(err, runner.ErrNotRecorded) || errors.Is(err, context.DeadlineExceeded):
+			// Nothing recorded (the wait ran out before it was stored,
+			// or while checking it): nothing will apply it.
+			writeError(w, http.StatusServiceUnavailable, err.Error())
 		default:
 			writeError(w, http.StatusConflict, err.Error())
 		}

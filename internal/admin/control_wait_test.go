@@ -10,16 +10,18 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/internal/deadletter"
+	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 )
 
-// unappliedController is a Controller whose requests no process applies:
-// it waits for the call's context to end, as runner.RequestControl does.
+// unappliedController is a Controller whose requests are recorded and no
+// process applies: it waits for the call's context to end and returns the
+// *runner.PendingError runner.RequestControl returns then.
 type unappliedController struct{}
 
-func (unappliedController) RequestControl(ctx context.Context, _, _ string, _ store.ControlRequest) (string, error) {
+func (unappliedController) RequestControl(ctx context.Context, name, _ string, req store.ControlRequest) (string, error) {
 	<-ctx.Done()
-	return "", ctx.Err()
+	return "", &runner.PendingError{Kind: req.Kind, Trigger: name, Err: ctx.Err()}
 }
 
 // TestControlWaitEndsBeforeTheWriteTimeout: a control call that no

@@ -15,8 +15,9 @@ import (
 
 // controlWait is how long pause, resume, skip and redeliver wait for the
 // running changehook to apply the request (skip and redeliver first stop the
-// trigger, which may take the shutdown grace period).
-const controlWait = 30 * time.Second
+// trigger, which may take the shutdown grace period). A variable only so
+// that tests can shorten it.
+var controlWait = 30 * time.Second
 
 func pauseCommand(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet(env, "pause", "pause [-c FILE] NAME [--reason TEXT]",
@@ -113,13 +114,16 @@ func controlCommand(ctx context.Context, flagSet *flag.FlagSet, path *string, ar
 	wctx, cancel := context.WithTimeout(ctx, controlWait)
 	defer cancel()
 	msg, err := runner.RequestControl(wctx, sc.store, t.Key(), reason, req)
+	var pe *runner.PendingError
 	switch {
 	case err == nil:
 		fmt.Fprintf(env.Stdout, "%s: %s\n", t.Key(), msg)
 		return ExitOK
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		var pe *runner.PendingError
-		if errors.As(err, &pe) && len(pe.Applied) > 0 {
+	case errors.As(err, &pe) && ctx.Err() == nil:
+		// Recorded (only then is the error a PendingError): the process
+		// that runs the trigger applies it later. A request that could
+		// not be recorded fails below: nothing would ever apply it.
+		if len(pe.Applied) > 0 {
 			fmt.Fprintf(env.Stdout, "%s: %s recorded; within %s it was applied by %s only, so the other partitions apply it when a changehook runs them.\n",
 				t.Key(), req.Kind, controlWait, strings.Join(pe.Applied, ", "))
 			return ExitOK

@@ -5,7 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 )
 
 // TestSkipOfPartitionedTriggerRefusedBeforeStoring: `skip NAME` naming a
@@ -35,5 +40,65 @@ triggers:
 	c, ok, err := st.LoadControl(ctx, "parts")
 	if err != nil || !ok || c.Request == nil || c.Request.ID != pending || c.Request.Kind != store.RequestRedeliver {
 		t.Fatalf("control after the refused skip = %+v, %v, %v; want the pending redeliver %s kept", c.Request, ok, err, pending)
+	}
+}
+
+// TestControlNotRecordedFails: a control request the state database does
+// not store within the command's wait (every update blocks longer, then
+// fails) exits 1 saying it was not recorded, not "recorded … applies
+// when changehook runs the trigger" with exit 0: nothing would apply it.
+// A request recorded and not applied in time still says so and exits 0.
+// Not parallel: it shortens controlWait.
+func TestControlNotRecordedFails(t *testing.T) {
+	srv, client := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
+	cfg := writeConfig(t, "\nmongodb: { uri: \""+srv.URI()+"\" }\n"+`
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook: { url: "http://127.0.0.1:1/hook" }
+`)
+	st := store.New(client, triggers.DefaultStateDatabase)
+	defer func(w time.Duration) { controlWait = w }(controlWait)
+	controlWait = time.Second
+	failPoint := func(mode any, data bson.D) {
+		cmd := bson.D{{Key: "configureFailPoint", Value: "failCommand"}, {Key: "mode", Value: mode}}
+		if data != nil {
+			cmd = append(cmd, bson.E{Key: "data", Value: data})
+		}
+		if err := client.Database("admin").RunCommand(t.Context(), cmd).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		blocked  bool // every update blocks 2 s, then fails
+		code     int
+		stdout   string
+		stderr   string
+		recorded bool
+	}{
+		{"not recorded", true, ExitFailure, "",
+			"changehook pause: pause orders: not recorded, so nothing applies it: send it again once the state database answers: ", false},
+		{"recorded, no changehook runs it", false, ExitOK,
+			"orders: pause recorded; no running changehook applied it within 1s, so it applies when changehook runs the trigger.\n", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := st.DeleteControl(t.Context(), "orders"); err != nil {
+				t.Fatal(err)
+			}
+			if tc.blocked {
+				failPoint("alwaysOn", bson.D{{Key: "failCommands", Value: bson.A{"update"}}, {Key: "blockConnection", Value: true},
+					{Key: "blockTimeMS", Value: 2000}, {Key: "errorCode", Value: 2}})
+			}
+			code, out, errOut := run(t, nil, "", "pause", "-c", cfg, "orders")
+			failPoint("off", nil)
+			if code != tc.code || out != tc.stdout || !strings.Contains(errOut, tc.stderr) {
+				t.Errorf("pause: exit %d, stdout %q, stderr %q; want %d, %q and %q", code, out, errOut, tc.code, tc.stdout, tc.stderr)
+			}
+			if _, found, err := st.LoadControl(t.Context(), "orders"); err != nil || found != tc.recorded {
+				t.Errorf("control of orders recorded = %v (%v), want %v", found, err, tc.recorded)
+			}
+		})
 	}
 }
