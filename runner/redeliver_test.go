@@ -278,3 +278,49 @@ func TestRedeliverByTheServersClock(t *testing.T) {
 		t.Errorf("Redeliver from an hour after the server's time = %v, want ErrFutureTime", err)
 	}
 }
+
+// TestStartAppliesARedeliverRecordedWhileStopped: a redeliver recorded
+// while the trigger is stopped (Runner.Stop) is pending, and the controls
+// goroutine holds the trigger until it is applied. Runner.Start, like
+// StartLeased, makes the runner apply it: the changes since the time are
+// delivered again, the request is recorded as applied, and new changes
+// follow (before, nothing at all was delivered after Start).
+func TestStartAppliesARedeliverRecordedWhileStopped(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	st := store.New(client, stateDB)
+	r := startRunner(t, parseTrigger(t, fmt.Sprintf(strictOrdersYAML, ""), recv.srv.URL), client, runner.Options{Controls: true})
+	waitFor(t, "runner ready", r.Ready)
+	coll := client.Database("shop").Collection("orders")
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+
+	since := insertIDsBefore(t, client, coll, 100, 100)
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	receiveThrough(t, recv, 1)
+	if err := r.Stop(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, time.Second) // nobody runs it: the request stays pending
+	_, err := runner.RequestControl(wctx, st, "orders", "", store.ControlRequest{ID: "r1", Kind: store.RequestRedeliver, Since: since, By: "cli"})
+	wcancel()
+	if !errors.As(err, new(*runner.PendingError)) {
+		t.Fatalf("redeliver of a stopped trigger = %v, want a *runner.PendingError", err)
+	}
+	if err := r.Start("orders"); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveThrough(t, recv, 1); len(got) != 1 {
+		t.Errorf("after Start, delivered %v before id 1 again, want only 1: the changes since %s", got, since.Format(time.RFC3339))
+	}
+	waitFor(t, "redeliver r1 recorded as applied", func() bool {
+		c, _, err := st.LoadControl(ctx, "orders")
+		return err == nil && c.Applied != nil && c.Applied.ID == "r1" && c.Applied.Error == ""
+	})
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	receiveThrough(t, recv, 2)
+	if s := statusOf(t, r, "orders"); s.State != runner.StateRunning {
+		t.Errorf("state %s after Start, want running", s.State)
+	}
+}

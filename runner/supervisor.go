@@ -394,6 +394,8 @@ func (s *slot) status() TriggerStatus {
 // the package documentation); it returns without waiting for the stream to
 // open. Starting a running trigger does nothing. On a partitioned trigger
 // it applies to every partition; name may also be one partition's key.
+// Control requests recorded while it was stopped (a redeliver, say) are
+// then applied, as on StartLeased.
 func (r *Runner) Start(name string) error {
 	ss, err := r.slotsOf(name)
 	if err != nil {
@@ -405,6 +407,9 @@ func (r *Runner) Start(name string) error {
 		r.reconcile(s)
 		s.mu.Unlock()
 	}
+	// Control requests pending for the trigger are now this runner's to
+	// apply; until one is, the controls goroutine holds the trigger.
+	r.pokeControls()
 	return nil
 }
 
