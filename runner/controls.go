@@ -1723,9 +1723,14 @@ func skipNeedsPartition(n int, first, last string) error {
 // Only a *PendingError means "recorded, applies later": when the request
 // could not be recorded (the state database refused it or did not answer
 // before ctx ended) the error wraps ErrNotRecorded and the store's error,
-// and nothing will apply it.
+// and nothing will apply it. A request refused because the trigger has a
+// redeliver, skip or resume from a position pending, which it would drop,
+// wraps *store.PendingRequestError.
 func RequestControl(ctx context.Context, st *store.Store, name, reason string, req store.ControlRequest) (string, error) {
 	id, err := st.RequestControl(ctx, name, reason, req)
+	if errors.As(err, new(*store.PendingRequestError)) {
+		return "", fmt.Errorf("%s %s: refused: %w", req.Kind, name, err)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w: %w", req.Kind, name, ErrNotRecorded, err)
 	}

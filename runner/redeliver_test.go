@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/changehook/changehook/dispatcher"
+	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -322,5 +324,56 @@ func TestStartAppliesARedeliverRecordedWhileStopped(t *testing.T) {
 	receiveThrough(t, recv, 2)
 	if s := statusOf(t, r, "orders"); s.State != runner.StateRunning {
 		t.Errorf("state %s after Start, want running", s.State)
+	}
+}
+
+// TestPendingRedeliverIsNotDroppedByTheNextControl: a redeliver recorded
+// while no changehook runs the trigger stays pending; the trigger's next
+// control (a pause) is refused naming it instead of replacing it, so the
+// next changehook to run the trigger delivers the changes since the time
+// again, as it was told (before, the pause silently dropped it).
+func TestPendingRedeliverIsNotDroppedByTheNextControl(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	st := store.New(client, stateDB)
+	cfg := parseTrigger(t, fmt.Sprintf(strictOrdersYAML, ""), recv.srv.URL)
+	r1, err := runner.New(cfg, client, st, runner.Options{Controls: true, CheckpointInterval: 20 * time.Millisecond,
+		ShutdownGrace: 5 * time.Second, Version: "test", Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r1.Run(rctx) }()
+	waitFor(t, "runner ready", r1.Ready)
+	coll := client.Database("shop").Collection("orders")
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+
+	since := insertIDsBefore(t, client, coll, 100, 100)
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}}, bson.D{{Key: "_id", Value: int32(2)}})
+	receiveThrough(t, recv, 2)
+	stop() // no changehook runs the trigger now
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, time.Second)
+	_, err = runner.RequestControl(wctx, st, "orders", "", store.ControlRequest{Kind: store.RequestRedeliver, Since: since, By: "cli"})
+	wcancel()
+	if !errors.As(err, new(*runner.PendingError)) {
+		t.Fatalf("redeliver = %v, want it recorded and pending", err)
+	}
+	_, err = runner.RequestControl(ctx, st, "orders", "hold on", store.ControlRequest{Kind: store.RequestPause, By: "cli"})
+	want := "pause orders: refused: orders has a request still pending, redeliver --since " + since.Format(time.RFC3339)
+	if !errors.As(err, new(*store.PendingRequestError)) || !strings.HasPrefix(err.Error(), want) || errors.Is(err, runner.ErrNotRecorded) {
+		t.Fatalf("pause while a redeliver is pending = %v, want %q…", err, want)
+	}
+	r2 := startRunner(t, cfg, client, runner.Options{Controls: true})
+	if got := receiveThrough(t, recv, 2); !slices.Equal(got, []int32{1, 2}) {
+		t.Fatalf("after the restart, delivered %v, want 1 and 2 again: the changes since %s", got, since.Format(time.RFC3339))
+	}
+	if s := statusOf(t, r2, "orders"); s.State == runner.StatePaused {
+		t.Errorf("trigger paused by the refused pause")
 	}
 }

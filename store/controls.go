@@ -144,6 +144,12 @@ func (s *Store) ControlsCollection() *mongo.Collection { return s.controls() }
 // RequestControl records req for trigger (replacing an earlier request and
 // its units' results) and returns its ID. A pause request also sets Paused with reason; a resume
 // clears it. req.ID and req.At are filled in when empty.
+//
+// A request that rewrites a position or dead-letters an event (redeliver,
+// skip, resume from a position: see Rewrites) is never dropped: while one
+// is pending (Control.Pending) RequestControl records nothing and returns a
+// *PendingRequestError naming it. A pending pause or resume from the
+// checkpoint is replaced: the newer request says what the trigger is to be.
 func (s *Store) RequestControl(ctx context.Context, trigger, reason string, req ControlRequest) (string, error) {
 	if trigger == "" {
 		return "", errors.New("request control: empty trigger name")
@@ -167,11 +173,90 @@ func (s *Store) RequestControl(ctx context.Context, trigger, reason string, req 
 	default:
 		return "", fmt.Errorf("request control of trigger %q: unknown kind %q", trigger, req.Kind)
 	}
-	_, err := s.controls().UpdateOne(ctx, bson.D{{Key: "_id", Value: trigger}}, bson.D{{Key: "$set", Value: set}}, options.UpdateOne().SetUpsert(true))
-	if err != nil {
-		return "", fmt.Errorf("request %s of trigger %q: %w", req.Kind, trigger, err)
+	// Replace only the request read here (none: the document has none, or
+	// there is no document): a request stored in between makes the upsert
+	// insert a second document with the same _id, refused as a duplicate
+	// key, and the check is made again.
+	for range maxRequestRaces {
+		cur, found, err := s.LoadControl(ctx, trigger)
+		if err != nil {
+			return "", fmt.Errorf("request %s of trigger %q: %w", req.Kind, trigger, err)
+		}
+		filter := bson.D{{Key: "_id", Value: trigger}, {Key: "request", Value: bson.D{{Key: "$exists", Value: false}}}}
+		if found && cur.Request != nil {
+			if cur.Pending() && Rewrites(*cur.Request) {
+				return "", &PendingRequestError{Trigger: trigger, Pending: *cur.Request}
+			}
+			filter = bson.D{{Key: "_id", Value: trigger}, {Key: "request.id", Value: cur.Request.ID}}
+		}
+		_, err = s.controls().UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}}, options.UpdateOne().SetUpsert(true))
+		if mongo.IsDuplicateKeyError(err) {
+			continue // another request was stored meanwhile
+		}
+		if err != nil {
+			return "", fmt.Errorf("request %s of trigger %q: %w", req.Kind, trigger, err)
+		}
+		return req.ID, nil
 	}
-	return req.ID, nil
+	return "", fmt.Errorf("request %s of trigger %q: other requests kept being stored meanwhile (%d times): try again", req.Kind, trigger, maxRequestRaces)
+}
+
+// maxRequestRaces bounds how often RequestControl reads the control
+// document again because another request was stored in between.
+const maxRequestRaces = 5
+
+// Rewrites reports whether req rewrites a unit's position or dead-letters
+// an event when it is applied (a redeliver, a skip, a resume from a
+// position), so that dropping it unapplied would lose what the operator
+// asked for; a pause, or a resume from the checkpoint, only says what state
+// the trigger is to be in.
+func Rewrites(req ControlRequest) bool {
+	switch req.Kind {
+	case RequestRedeliver, RequestSkip:
+		return true
+	case RequestResume:
+		return req.From != ""
+	}
+	return false
+}
+
+// PendingRequestError is RequestControl's error when the trigger has a
+// request pending that must not be dropped (see Rewrites): nothing was
+// recorded.
+type PendingRequestError struct {
+	// Trigger is the control document's key (a trigger or a partition).
+	Trigger string
+	// Pending is the request still waiting to be applied.
+	Pending ControlRequest
+}
+
+// Error names the pending request and how to proceed.
+func (e *PendingRequestError) Error() string {
+	return fmt.Sprintf("%s has a request still pending, %s (asked%s at %s), which is applied when a changehook runs it and which a new request would drop: "+
+		"nothing was recorded; send this one again once that one is applied (run changehook with %s, or in a cluster wait for the member that takes it over)",
+		e.Trigger, describeRequest(e.Pending), byText(e.Pending.By), e.Pending.At.UTC().Format(time.RFC3339), e.Trigger)
+}
+
+// describeRequest is req as the command that asks for it: "redeliver
+// --since T", "skip --webhook-id ID", "resume --from now".
+func describeRequest(req ControlRequest) string {
+	switch {
+	case req.Kind == RequestRedeliver:
+		return "redeliver --since " + req.Since.UTC().Format(time.RFC3339)
+	case req.Kind == RequestSkip && req.WebhookID != "":
+		return "skip --webhook-id " + req.WebhookID
+	case req.Kind == RequestResume && req.From != "":
+		return "resume --from " + req.From
+	}
+	return req.Kind
+}
+
+// byText is " by WHO", or "" when nobody is named.
+func byText(by string) string {
+	if by == "" {
+		return ""
+	}
+	return " by " + by
 }
 
 // MarkControlApplied records res as the combined result of trigger's

@@ -1,8 +1,11 @@
 package store_test
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/changehook/changehook/store"
 )
@@ -142,5 +145,69 @@ func TestLoadControls(t *testing.T) {
 	}
 	if all, err := st.ListControls(ctx); err != nil || len(all) != 4 {
 		t.Errorf("ListControls: %d documents, %v; want all 4 kept", len(all), err)
+	}
+}
+
+// TestRequestControlKeepsAPendingRewrite: a redeliver, a skip or a resume
+// from a position that is still pending (no process applied it yet) is
+// never replaced by the trigger's next request, which is refused naming
+// it, and nothing is recorded; once it is applied, the next request is
+// recorded. A pending pause or resume from the checkpoint is replaced.
+func TestRequestControlKeepsAPendingRewrite(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := time.Date(2026, 1, 2, 4, 0, 0, 0, time.UTC)
+	pause := store.ControlRequest{Kind: store.RequestPause, By: "cli"}
+	for _, tc := range []struct {
+		name    string
+		pending store.ControlRequest
+		refused string // "": the next request replaces it
+	}{
+		{"redeliver", store.ControlRequest{Kind: store.RequestRedeliver, Since: since, By: "cli", At: at},
+			`orders has a request still pending, redeliver --since 2026-01-02T03:04:05Z (asked by cli at 2026-01-02T04:00:00Z)`},
+		{"skip", store.ControlRequest{Kind: store.RequestSkip, WebhookID: "msg_1", By: "api", At: at},
+			"orders has a request still pending, skip --webhook-id msg_1 (asked by api at 2026-01-02T04:00:00Z)"},
+		{"skip of any event", store.ControlRequest{Kind: store.RequestSkip, At: at},
+			"orders has a request still pending, skip (asked at 2026-01-02T04:00:00Z)"},
+		{"resume from a position", store.ControlRequest{Kind: store.RequestResume, From: "now", By: "cli", At: at},
+			"orders has a request still pending, resume --from now (asked by cli at 2026-01-02T04:00:00Z)"},
+		{"resume from the checkpoint", store.ControlRequest{Kind: store.RequestResume, By: "cli", At: at}, ""},
+		{"pause", store.ControlRequest{Kind: store.RequestPause, By: "cli", At: at}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, _ := newStore(t)
+			ctx := t.Context()
+			id, err := st.RequestControl(ctx, "orders", "", tc.pending)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next, err := st.RequestControl(ctx, "orders", "hold on", pause)
+			c, _, lerr := st.LoadControl(ctx, "orders")
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			if tc.refused == "" {
+				if err != nil || c.Request == nil || c.Request.ID != next || !c.Paused {
+					t.Fatalf("pause after a pending %s: %v; request now %+v, want the pause recorded", tc.name, err, c.Request)
+				}
+				return
+			}
+			var pe *store.PendingRequestError
+			if !errors.As(err, &pe) || pe.Pending.ID != id || !strings.Contains(err.Error(), tc.refused) {
+				t.Fatalf("pause after a pending %s: %v; want a *store.PendingRequestError containing %q", tc.name, err, tc.refused)
+			}
+			if c.Request == nil || c.Request.ID != id || c.Paused {
+				t.Fatalf("after the refused pause: request %+v, paused %v; want the pending %s kept and nothing else changed", c.Request, c.Paused, tc.name)
+			}
+			// Applied: the next request is recorded.
+			if err := st.MarkControlApplied(ctx, "orders", store.ControlResult{ID: id}); err != nil {
+				t.Fatal(err)
+			}
+			if next, err = st.RequestControl(ctx, "orders", "hold on", pause); err != nil {
+				t.Fatalf("pause after the %s was applied: %v", tc.name, err)
+			}
+			if c, _, _ := st.LoadControl(ctx, "orders"); c.Request == nil || c.Request.ID != next || !c.Paused {
+				t.Errorf("after the %s was applied, pause not recorded: request %+v, paused %v", tc.name, c.Request, c.Paused)
+			}
+		})
 	}
 }
