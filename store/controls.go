@@ -143,7 +143,10 @@ func (s *Store) ControlsCollection() *mongo.Collection { return s.controls() }
 
 // RequestControl records req for trigger (replacing an earlier request and
 // its units' results) and returns its ID. A pause request also sets Paused with reason; a resume
-// clears it. req.ID and req.At are filled in when empty.
+// clears it, and for a trigger's name also the pauses stored for its
+// partitions' keys ("NAME/p<i>of<N>", see PartitionControls): it resumes
+// every partition, so none is paused again when a process reads the
+// documents later. req.ID and req.At are filled in when empty.
 //
 // A request that rewrites a position or dead-letters an event (redeliver,
 // skip, resume from a position: see Rewrites) is never dropped: while one
@@ -189,6 +192,13 @@ func (s *Store) RequestControl(ctx context.Context, trigger, reason string, req 
 			}
 			filter = bson.D{{Key: "_id", Value: trigger}, {Key: "request.id", Value: cur.Request.ID}}
 		}
+		if req.Kind == RequestResume {
+			// Before the resume is recorded, so that no process reads a
+			// partition's pause again after applying it.
+			if err := s.clearPartitionPauses(ctx, trigger); err != nil {
+				return "", fmt.Errorf("request %s of trigger %q: %w", req.Kind, trigger, err)
+			}
+		}
 		_, err = s.controls().UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}}, options.UpdateOne().SetUpsert(true))
 		if mongo.IsDuplicateKeyError(err) {
 			continue // another request was stored meanwhile
@@ -199,6 +209,17 @@ func (s *Store) RequestControl(ctx context.Context, trigger, reason string, req 
 		return req.ID, nil
 	}
 	return "", fmt.Errorf("request %s of trigger %q: other requests kept being stored meanwhile (%d times): try again", req.Kind, trigger, maxRequestRaces)
+}
+
+// clearPartitionPauses sets Paused false in the control documents of
+// trigger's partitions' keys that are paused (none when trigger is itself
+// a partition's key).
+func (s *Store) clearPartitionPauses(ctx context.Context, trigger string) error {
+	filter := bson.D{{Key: "_id", Value: bson.Regex{Pattern: "^" + regexp.QuoteMeta(trigger) + `/p[0-9]+of[0-9]+$`}}, {Key: "paused", Value: true}}
+	if _, err := s.controls().UpdateMany(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "paused", Value: false}}}}); err != nil {
+		return fmt.Errorf("resume the partitions: %w", err)
+	}
+	return nil
 }
 
 // maxRequestRaces bounds how often RequestControl reads the control

@@ -211,3 +211,47 @@ func TestRequestControlKeepsAPendingRewrite(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeClearsThePartitionsPauses: a resume of a trigger's name
+// resumes every partition, so it clears the pauses stored under its
+// partitions' keys too (else the next process reading them pauses the
+// partition again); a resume of one partition's key clears only its own,
+// and other triggers' documents are left as they are.
+func TestResumeClearsThePartitionsPauses(t *testing.T) {
+	for _, tc := range []struct {
+		resume string
+		paused []string // the keys still paused after it
+	}{
+		{"orders", []string{"orders-eu/p0of2"}},
+		{"orders/p0of2", []string{"orders-eu/p0of2", "orders/p1of2"}},
+		{"orders-eu", []string{"orders/p0of2", "orders/p1of2"}},
+	} {
+		t.Run(tc.resume, func(t *testing.T) {
+			st, _ := newStore(t)
+			ctx := t.Context()
+			keys := []string{"orders/p0of2", "orders/p1of2", "orders-eu/p0of2"}
+			for _, key := range keys {
+				if _, err := st.RequestControl(ctx, key, "one partition", store.ControlRequest{Kind: store.RequestPause, By: "cli"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := st.RequestControl(ctx, tc.resume, "", store.ControlRequest{Kind: store.RequestResume, By: "cli"}); err != nil {
+				t.Fatal(err)
+			}
+			var paused []string
+			for _, key := range keys {
+				c, _, err := st.LoadControl(ctx, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Paused {
+					paused = append(paused, key)
+				}
+			}
+			slices.Sort(paused)
+			if !slices.Equal(paused, tc.paused) {
+				t.Errorf("after resume %s, paused %v; want %v", tc.resume, paused, tc.paused)
+			}
+		})
+	}
+}
