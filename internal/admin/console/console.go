@@ -463,14 +463,17 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	}{c.rows(), c.cluster(r.Context()), c.cpuUse()}})
 }
 
-// checkpointView is the trigger page's checkpoint section.
+// checkpointView is one checkpoint of the trigger page's checkpoint
+// section: the trigger's, or one partition's of a partitioned trigger.
 type checkpointView struct {
+	Key         string // the partition's key, "NAME/p<i>of<N>" ("": the trigger's own)
 	Available   bool   // a checkpoint was read
 	Problem     string // why it is not shown ("" when Available or none saved)
 	Saved       time.Time
-	ClusterTime time.Time // zero: unknown
-	FromToken   bool      // ClusterTime is the resume token's: the checkpoint recorded none
-	Oplog       string    // the oplog distance sentence
+	ClusterTime time.Time     // zero: unknown
+	FromToken   bool          // ClusterTime is the resume token's: the checkpoint recorded none
+	Lag         time.Duration // of the events read and not saved yet
+	Oplog       string        // the oplog distance sentence
 }
 
 func (c *Console) trigger(w http.ResponseWriter, r *http.Request) {
@@ -488,27 +491,69 @@ func (c *Console) trigger(w http.ResponseWriter, r *http.Request) {
 	}
 	c.render(w, r, http.StatusOK, "trigger", page{Title: "Trigger " + name, Nav: "triggers", Refresh: true,
 		Data: struct {
-			Row        triggerRow
-			Checkpoint checkpointView
-			Attempts   attemptsView
-			CPU        *CPUUse
-		}{*row, c.checkpoint(r.Context(), name), c.attempts(r.Context(), name), c.cpuUse()}})
+			Row         triggerRow
+			Checkpoints []checkpointView
+			Attempts    attemptsView
+			CPU         *CPUUse
+		}{*row, c.checkpoints(r.Context(), row.TriggerStatus), c.attempts(r.Context(), name), c.cpuUse()}})
 }
 
-func (c *Console) checkpoint(ctx context.Context, name string) checkpointView {
+// checkpoints returns the checkpoint of the trigger st, or for a
+// partitioned trigger one per partition (each saves its own, under its
+// key), in partition order.
+func (c *Console) checkpoints(ctx context.Context, st runner.TriggerStatus) []checkpointView {
 	if c.opts.Store == nil {
-		return checkpointView{Problem: "The state database is not available to the console."}
+		return []checkpointView{{Problem: "The state database is not available to the console."}}
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	cp, ok, err := c.opts.Store.LoadCheckpoint(ctx, name)
+	if len(st.Partitions) == 0 {
+		return []checkpointView{c.checkpoint(ctx, checkpointView{Lag: st.CheckpointLag}, st.Name, oldestOnce(ctx, c.opts.Oplog))}
+	}
+	oldest := oldestOnce(ctx, c.opts.Oplog)
+	views := make([]checkpointView, len(st.Partitions))
+	for i, p := range st.Partitions {
+		views[i] = c.checkpoint(ctx, checkpointView{Key: p.Key, Lag: p.CheckpointLag}, p.Key, oldest)
+	}
+	return views
+}
+
+// oldestOnce returns a function reading the oplog's oldest entry from o on
+// its first call only (nil o: the function is nil).
+func oldestOnce(ctx context.Context, o Oplog) func() (time.Time, error) {
+	if o == nil {
+		return nil
+	}
+	var (
+		read   bool
+		oldest time.Time
+		err    error
+	)
+	return func() (time.Time, error) {
+		if !read {
+			read = true
+			oldest, err = o.OldestEntry(ctx)
+		}
+		return oldest, err
+	}
+}
+
+// checkpoint fills v with the checkpoint saved under key, and its distance
+// to the oplog's oldest entry (from oldest; nil: not known).
+func (c *Console) checkpoint(ctx context.Context, v checkpointView, key string, oldest func() (time.Time, error)) checkpointView {
+	cp, ok, err := c.opts.Store.LoadCheckpoint(ctx, key)
 	switch {
 	case err != nil:
-		return checkpointView{Problem: "The checkpoint could not be read: " + err.Error()}
+		v.Problem = "The checkpoint could not be read: " + err.Error()
+		return v
 	case !ok:
-		return checkpointView{Problem: "No checkpoint saved yet: the trigger starts at its start_at position."}
+		v.Problem = "No checkpoint saved yet: the trigger starts at its start_at position."
+		if v.Key != "" {
+			v.Problem = "No checkpoint saved yet: the partition starts at the trigger's start_at position."
+		}
+		return v
 	}
-	v := checkpointView{Available: true, Saved: cp.UpdatedAt}
+	v.Available, v.Saved = true, cp.UpdatedAt
 	if cp.ClusterTime.T != 0 {
 		v.ClusterTime = time.Unix(int64(cp.ClusterTime.T), 0).UTC()
 	} else if at, ok := runner.TokenTime(cp.Token); ok {
@@ -518,19 +563,24 @@ func (c *Console) checkpoint(ctx context.Context, name string) checkpointView {
 		v.ClusterTime, v.FromToken = at, true
 	}
 	switch {
-	case c.opts.Oplog == nil:
+	case oldest == nil:
 		v.Oplog = "The oplog's oldest entry is not known to the console."
 	case v.ClusterTime.IsZero():
 		v.Oplog = "The checkpoint's cluster time is not known yet, so its distance to the oldest oplog entry is not either."
 	default:
-		oldest, err := c.opts.Oplog.OldestEntry(ctx)
+		oldest, err := oldest()
 		switch d := v.ClusterTime.Sub(oldest); {
 		case err != nil:
 			v.Oplog = "The oldest oplog entry is not available (" + err.Error() + ")."
 		case d < 0:
 			v.Oplog = fmt.Sprintf("The checkpoint is %s older than the oldest oplog entry (%s): its history is lost.", roundDur(-d), fmtTime(oldest))
 		default:
-			v.Oplog = fmt.Sprintf("%s ahead of the oldest oplog entry (%s): the oplog can roll over that much before this trigger's history is lost.", roundDur(d), fmtTime(oldest))
+			whose := "trigger's"
+			if v.Key != "" {
+				whose = "partition's"
+			}
+			v.Oplog = fmt.Sprintf("%s ahead of the oldest oplog entry (%s): the oplog can roll over that much before this %s history is lost.",
+				roundDur(d), fmtTime(oldest), whose)
 		}
 	}
 	return v

@@ -18,6 +18,7 @@ import (
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
 )
 
 type fakeRunner struct{ sts []runner.TriggerStatus }
@@ -551,5 +552,45 @@ func TestDeadLettersTriggerQueryCut(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPartitionedTriggerCheckpoints: a partitioned trigger saves one
+// checkpoint per partition, under NAME/p<i>of<N>, and none under its name:
+// its page shows one row per partition, each with its position, its lag
+// and its distance to the oldest oplog entry (not "No checkpoint saved
+// yet", which it said for every partitioned trigger), and says which
+// partition has none yet.
+func TestPartitionedTriggerCheckpoints(t *testing.T) {
+	k0, k1, k2 := triggers.PartitionKey("orders", 0, 3), triggers.PartitionKey("orders", 1, 3), triggers.PartitionKey("orders", 2, 3)
+	r := &fakeRunner{sts: []runner.TriggerStatus{{Name: "orders", Namespace: "shop.orders", State: runner.StateRunning, StreamOpen: true,
+		Since: t0.Add(-time.Hour), CheckpointTime: t0,
+		Partitions: []runner.PartitionStatus{
+			{Partition: 0, Key: k0, State: runner.StateRunning, StreamOpen: true, CheckpointTime: t0, CheckpointLag: 3 * time.Second},
+			{Partition: 1, Key: k1, State: runner.StateRunning, StreamOpen: true, CheckpointTime: t0},
+			{Partition: 2, Key: k2, State: runner.StateStarting},
+		}}}}
+	s := &fakeStore{cps: map[string]store.Checkpoint{
+		k0: {Trigger: k0, ClusterTime: bson.Timestamp{T: uint32(t0.Add(-10 * time.Minute).Unix())}, UpdatedAt: t0},
+		k1: {Trigger: k1, ClusterTime: bson.Timestamp{T: uint32(t0.Add(-90 * time.Minute).Unix())}, UpdatedAt: t0},
+	}}
+	code, body := get(t, newTestConsole(t, r, s, fakeOplog{oldest: t0.Add(-2 * time.Hour)}), "/triggers/orders")
+	if code != 200 {
+		t.Fatalf("GET /triggers/orders = %d", code)
+	}
+	for _, want := range []string{
+		"<h2 id=\"cp-h\">Checkpoints</h2>",
+		"<th scope=\"row\"><code>orders/p0of3</code></th><td>2026-03-01 12:00:00Z</td><td>2026-03-01 11:50:00Z</td><td class=\"num\">3s</td>" +
+			"<td>1h50m0s ahead of the oldest oplog entry (2026-03-01 10:00:00Z): the oplog can roll over that much before this partition&#39;s history is lost.</td>",
+		"<th scope=\"row\"><code>orders/p1of3</code></th><td>2026-03-01 12:00:00Z</td><td>2026-03-01 10:30:00Z</td>",
+		"<td>30m0s ahead of the oldest oplog entry (2026-03-01 10:00:00Z)",
+		"<th scope=\"row\"><code>orders/p2of3</code></th><td colspan=\"4\">No checkpoint saved yet: the partition starts at the trigger&#39;s start_at position.</td>",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page of a partitioned trigger lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "No checkpoint saved yet: the trigger starts") {
+		t.Errorf("page of a partitioned trigger says the trigger has no checkpoint")
 	}
 }
