@@ -105,6 +105,11 @@ type DeadLetterReplayResult struct {
 	// stay dead-lettered (their attempts updated).
 	Replayed int `json:"replayed"`
 	Failed   int `json:"failed"`
+	// Next, when the call stopped before the end (done false), is where
+	// the next call continues: send it as "after" with the same trigger
+	// or all, so that it goes past the dead letters this one handled,
+	// those that failed included.
+	Next string `json:"next,omitempty"`
 	DeadLetterCallEnd
 }
 
@@ -272,6 +277,10 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 				writeError(w, http.StatusBadRequest, err.Error())
 				return
 			}
+			if sel.After != "" && action != "replay" {
+				writeError(w, http.StatusBadRequest, "after continues a replay; a purge takes none")
+				return
+			}
 			ctx, cancel := context.WithTimeout(r.Context(), work)
 			defer cancel()
 			if !knownTrigger(ctx, w, sel.Trigger) {
@@ -298,7 +307,7 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 	}
 	handle("replay", func(ctx context.Context, sel deadletter.Selection) (interface{ end(error) }, error) {
 		sum, err := ops.Replay(ctx, sel)
-		return &DeadLetterReplayResult{Replayed: sum.Replayed, Failed: sum.Failed}, err
+		return &DeadLetterReplayResult{Replayed: sum.Replayed, Failed: sum.Failed, Next: sum.Next}, err
 	})
 	handle("purge", func(ctx context.Context, sel deadletter.Selection) (interface{ end(error) }, error) {
 		n, err := ops.Purge(ctx, sel)

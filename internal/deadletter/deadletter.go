@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/store"
@@ -23,6 +24,11 @@ type Selection struct {
 	IDs []string `json:"ids,omitempty"`
 	// All selects every dead letter (of Trigger when set).
 	All bool `json:"all,omitempty"`
+	// After, with Trigger or All, starts after this position in the
+	// dead-letter order: the Summary.Next of a replay that stopped early,
+	// so that the next one continues past the dead letters it handled
+	// (those that failed included) instead of starting at the oldest.
+	After string `json:"after,omitempty"`
 }
 
 // Validate reports a selection that names nothing or mixes ids with a
@@ -39,15 +45,28 @@ func (s Selection) Validate() error {
 			return errors.New("empty dead letter id")
 		}
 	}
+	if s.After != "" {
+		if len(s.IDs) > 0 {
+			return errors.New("after continues a replay of a trigger or all, not of ids")
+		}
+		if _, err := store.ParseDeadLetterCursor(s.After); err != nil {
+			return fmt.Errorf("after: %w", err)
+		}
+	}
 	return nil
 }
 
-// Filter returns the store filter of s (assumed valid).
+// Filter returns the store filter of s (assumed valid), starting after
+// s.After.
 func (s Selection) Filter() store.DeadLetterFilter {
 	if len(s.IDs) > 0 {
 		return store.DeadLetterFilter{IDs: s.IDs}
 	}
-	return store.DeadLetterFilter{Trigger: s.Trigger}
+	var after store.DeadLetterCursor
+	if s.After != "" {
+		after, _ = store.ParseDeadLetterCursor(s.After) // checked by Validate
+	}
+	return store.DeadLetterFilter{Trigger: s.Trigger, After: after}
 }
 
 // Result is the outcome of replaying one dead letter.
@@ -62,6 +81,8 @@ type Result struct {
 	// Err is nil when the event was delivered and its dead letter
 	// deleted; otherwise the dead letter stays and Err says why.
 	Err error
+
+	cut bool // the delivery was ended by the replay's time running out
 }
 
 // Summary counts a replay's results.
@@ -69,6 +90,11 @@ type Summary struct {
 	// Replayed were delivered and deleted; Failed stay dead-lettered.
 	Replayed int `json:"replayed"`
 	Failed   int `json:"failed"`
+	// Next is, when a replay of a trigger or all stopped early (its
+	// context ended, or the state database failed), the position of the
+	// last dead letter it handled: a Selection with After set to it
+	// continues after it. "" when the replay went through to the end.
+	Next string `json:"next,omitempty"`
 }
 
 // ErrNotFound is the Result.Err of an id with no dead letter.
@@ -108,8 +134,10 @@ type Replayer struct {
 // Replay replays the dead letters sel selects, in the dead-letter order
 // (ids: in the order given), calling each (when not nil) after every one.
 // It stops early only when ctx ends or the state database fails, returning
-// the summary so far with the error; a delivery that fails is counted and
-// reported, and the replay goes on. When it returns, the connections its
+// the summary so far with the error (and, for a trigger or all, its Next);
+// a delivery that fails is counted and reported, and the replay goes on.
+// Each delivery ends a little before ctx's deadline, and a failed one is
+// recorded in its dead letter even when ctx has ended. When it returns, the connections its
 // deliveries opened are closed.
 func (r *Replayer) Replay(ctx context.Context, sel Selection, each func(Result)) (Summary, error) {
 	var sum Summary
@@ -140,15 +168,49 @@ func (r *Replayer) Replay(ctx context.Context, sel Selection, each func(Result))
 				report(Result{ID: id, Err: ErrNotFound})
 				continue
 			}
-			report(r.replayOne(ctx, dl))
+			res := r.replayOne(ctx, dl)
+			report(res)
+			if res.cut {
+				return sum, context.DeadlineExceeded
+			}
 		}
 		return sum, ctx.Err()
 	}
 	err := r.Store.EachDeadLetter(ctx, sel.Filter(), func(dl store.StoredDeadLetter) error {
-		report(r.replayOne(ctx, dl))
+		res := r.replayOne(ctx, dl)
+		report(res)
+		sum.Next = dl.Cursor().String()
+		if res.cut {
+			// What is left of the time is for recording, not for another
+			// delivery.
+			return context.DeadlineExceeded
+		}
 		return ctx.Err()
 	})
+	if err == nil {
+		sum.Next = ""
+	}
 	return sum, err
+}
+
+// recordReserve is the part of a replay's remaining time (at most) kept
+// from a delivery for recording its failure in the dead letter.
+const recordReserve = 2 * time.Second
+
+// recordTimeout bounds recording a failed replay in its dead letter, on a
+// context of its own: the replay's may have ended, which is what cut the
+// delivery short.
+const recordTimeout = 5 * time.Second
+
+// deliveryContext returns ctx for one delivery, ending early enough before
+// ctx's deadline (a fifth of the time left, at most recordReserve) that
+// the failure of a delivery cut short can be recorded within it.
+func deliveryContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, deadline.Add(-min(recordReserve, time.Until(deadline)/5)))
 }
 
 // replayOne delivers dl and deletes it once delivered; a failed replay adds
@@ -169,13 +231,16 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 	}
 	ev := dispatcher.Event{Raw: dl.Event, Token: dl.Token}
 	var out dispatcher.Result
+	dctx, cancel := deliveryContext(ctx)
 	if s.batched {
 		// The shape every request of the trigger has: its receiver
 		// reads JSON arrays.
-		out, err = s.DeliverBatch(ctx, []dispatcher.Event{ev})
+		out, err = s.DeliverBatch(dctx, []dispatcher.Event{ev})
 	} else {
-		out, err = s.Deliver(ctx, ev)
+		out, err = s.Deliver(dctx, ev)
 	}
+	res.cut = err != nil && errors.Is(dctx.Err(), context.DeadlineExceeded)
+	cancel()
 	res.Status, res.Attempts = out.Status, out.Attempts
 	if err != nil {
 		status := "no response"
@@ -184,8 +249,12 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 		}
 		res.Err = fmt.Errorf("%s after %s: %w", status, dispatcher.AttemptsText(out.Attempts), err)
 		// The dead letter keeps the replay's trace: its attempts and last
-		// status, reason, error and response.
-		if _, uerr := r.Store.RecordReplayFailure(ctx, dl.ID, out, err); uerr != nil {
+		// status, reason, error and response. On a context of its own:
+		// the replay's may be what ended the delivery.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		_, uerr := r.Store.RecordReplayFailure(rctx, dl.ID, out, err)
+		cancel()
+		if uerr != nil {
 			res.Err = fmt.Errorf("%w (and the dead letter was not updated: %v)", res.Err, uerr)
 		}
 		return res

@@ -12,7 +12,9 @@
 // 3. Dead-letter replay and purge buttons POST {ids} or {trigger} to
 //    /api/deadletters/replay|purge the same way, after a confirmation
 //    dialog for purges and whole-trigger replays; a call answering
-//    done: false is repeated (bounded) and the counts are added up. A
+//    done: false is repeated (bounded; a replay with the answer's next as
+//    "after", so it goes past what the call handled) and the counts are
+//    added up. A
 //    refusal (a trigger neither configured nor named by a dead letter is
 //    404) shows the API's error.
 "use strict";
@@ -216,7 +218,13 @@
           say(verb + " " + what + " stopped: " + r.data.error + "; so far " + counts + ".");
         } else if (!r.data.done && calls + 1 < MAX_DLQ_CALLS) {
           say(verb + " " + what + ": " + counts + " so far; continuing…");
-          dlq(action, sel, what, token, total, calls + 1);
+          // A replay continues after the dead letters this call handled
+          // (next), the failed ones too, rather than at the oldest again.
+          var more = sel;
+          if (r.data.next) {
+            more = Object.assign({}, sel, { after: r.data.next });
+          }
+          dlq(action, more, what, token, total, calls + 1);
           return;
         } else if (!r.data.done) {
           say(verb + " " + what + ": " + counts + "; not finished, press the button again to continue.");

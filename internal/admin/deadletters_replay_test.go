@@ -1,0 +1,138 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/deadletter"
+	"github.com/changehook/changehook/internal/devdbtest"
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+)
+
+// replayerOps is DeadLetterOps as the CLI builds it: a new Replayer per
+// call.
+type replayerOps struct {
+	st  *store.Store
+	cfg *triggers.Config
+}
+
+func (o replayerOps) Replay(ctx context.Context, sel deadletter.Selection) (deadletter.Summary, error) {
+	r := deadletter.Replayer{Store: o.st, Config: o.cfg, NewSender: func(t *triggers.Trigger) (*dispatcher.Sender, error) { return dispatcher.NewSender(t) }}
+	return r.Replay(ctx, sel, nil)
+}
+
+func (o replayerOps) Purge(ctx context.Context, sel deadletter.Selection) (int64, error) {
+	return deadletter.Purge(ctx, o.st, sel)
+}
+
+// TestReplayCallsGetPastADeadLetterThatOutlastsTheBudget: the oldest of a
+// trigger's dead letters cannot be delivered within one replay call's time
+// budget (its endpoint never answers for it). The first call records that
+// failed replay in the dead letter (its context had ended: it was not
+// recorded) and answers done: false with next; the next call, given it as
+// after, replays the others. Before, every call started again at the
+// oldest, so however often it was repeated the others were never
+// replayed.
+func TestReplayCallsGetPastADeadLetterThatOutlastsTheBudget(t *testing.T) {
+	srv, _ := devdbtest.Start(t)
+	client := devdbtest.Connect(t, srv.URI(), options.Client().SetTimeout(10*time.Second))
+	st := store.New(client, "chstate")
+	ctx := t.Context()
+	if err := st.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[string]int{}
+	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		if strings.Contains(string(b), `"poison"`) {
+			got["poison"]++
+			mu.Unlock()
+			<-r.Context().Done() // never answered: the delivery times out
+			return
+		}
+		got["ok"]++
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(ep.Close)
+	var poisonID string
+	for i := range 3 {
+		tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("82%08X", i)}})
+		name := "fine"
+		if i == 0 {
+			name, poisonID = "poison", dispatcher.WebhookID("orders", tok)
+		}
+		ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
+			{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(i)}}}, {Key: "fullDocument", Value: bson.D{{Key: "name", Value: name}}}})
+		if err := st.PutDeadLetter(ctx, dispatcher.DeadLetter{Trigger: "orders", Event: ev, Token: tok, Attempts: 8, LastStatus: 500,
+			DeadLetteredAt: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{{Name: "orders", DeadLetter: true,
+		Webhook: triggers.Webhook{URL: ep.URL, Timeout: 5 * time.Second},
+		Retry:   triggers.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Second, MaxBackoff: time.Second}}}}
+	s := startServer(t, Options{Store: st, DeadLetters: replayerOps{st, cfg}, WriteTimeout: 2 * time.Second}) // 0.8 s of work per call
+	call := func(body string) DeadLetterReplayResult {
+		t.Helper()
+		res, err := http.Post(s.URL()+"/api/deadletters/replay", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		var out DeadLetterReplayResult
+		if res.StatusCode != http.StatusOK || json.Unmarshal(b, &out) != nil {
+			t.Fatalf("POST %s = %d %s", body, res.StatusCode, b)
+		}
+		return out
+	}
+
+	first := call(`{"trigger": "orders"}`)
+	if first.Done || first.Failed != 1 || first.Replayed != 0 || first.Next == "" {
+		t.Fatalf("first call = %+v, want done false, the oldest failed, and next", first)
+	}
+	dl, _, err := st.GetDeadLetter(ctx, poisonID)
+	if err != nil || dl.Attempts <= 8 || dl.LastError == "" {
+		t.Errorf("the oldest dead letter after its replay failed: attempts %d, last error %q (%v); want the replay's attempts recorded", dl.Attempts, dl.LastError, err)
+	}
+	second := call(fmt.Sprintf(`{"trigger": "orders", "after": %q}`, first.Next))
+	if !second.Done || second.Replayed != 2 || second.Failed != 0 || second.Next != "" {
+		t.Errorf("second call, after %s = %+v, want done with the other 2 replayed", first.Next, second)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n, _ := st.CountDeadLetters(ctx, "orders"); got["ok"] != 2 || n != 1 {
+		t.Errorf("the endpoint got the replayable events %d times, %d dead letters left; want 2 and 1", got["ok"], n)
+	}
+	for _, tc := range []struct{ path, body, want string }{
+		{"/api/deadletters/replay", `{"ids": ["msg_1"], "after": "` + first.Next + `"}`, "after continues a replay of a trigger or all, not of ids"},
+		{"/api/deadletters/replay", `{"trigger": "orders", "after": "msg_1"}`, "after: "},
+		{"/api/deadletters/purge", `{"trigger": "orders", "after": "` + first.Next + `"}`, "after continues a replay; a purge takes none"},
+	} {
+		res, err := http.Post(s.URL()+tc.path, "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), tc.want) {
+			t.Errorf("POST %s %s = %d %s, want 400 with %q", tc.path, tc.body, res.StatusCode, b, tc.want)
+		}
+	}
+}
