@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -26,7 +27,89 @@ func Advice(t *Trigger) []string {
 		out = append(out, "batch: a batched request's body is a JSON array of events, which chat incoming webhooks "+
 			"(Slack, Discord, Teams) refuse; remove batch for this endpoint")
 	}
+	out = append(out, matchAdvice(t)...)
 	return out
+}
+
+// eventFields are the top-level fields a change event may carry (MongoDB's
+// manual, Change Events, expanded events included).
+var eventFields = map[string]bool{
+	"_id": true, "operationType": true, "clusterTime": true, "wallTime": true, "ns": true, "to": true,
+	"documentKey": true, "fullDocument": true, "fullDocumentBeforeChange": true, "updateDescription": true,
+	"txnNumber": true, "lsid": true, "collectionUUID": true, "operationDescription": true, "splitEvent": true,
+	"nsType": true, "commitTimestamp": true,
+}
+
+// maxAdvisedPaths bounds how many field paths one piece of match advice names.
+const maxAdvisedPaths = 3
+
+// matchAdvice returns advice on t's match filter: a field path that is no
+// field of a change event (the changed document is under fullDocument), and
+// a condition on fullDocument while updates, which carry no fullDocument
+// without full_document, are delivered.
+func matchAdvice(t *Trigger) []string {
+	var paths []string
+	matchPaths(t.Match, 0, &paths)
+	var foreign, full []string
+	for _, p := range paths {
+		first, _, _ := strings.Cut(p, ".")
+		switch {
+		case !eventFields[first]:
+			if !slices.Contains(foreign, p) {
+				foreign = append(foreign, p)
+			}
+		case first == "fullDocument":
+			if !slices.Contains(full, p) {
+				full = append(full, p)
+			}
+		}
+	}
+	var out []string
+	if len(foreign) > 0 {
+		foreign = foreign[:min(len(foreign), maxAdvisedPaths)]
+		out = append(out, fmt.Sprintf("match: %s %s no field of a change event, so every event sees it missing; "+
+			"the changed document is under fullDocument (%s)", strings.Join(foreign, ", "), plural(len(foreign), "is", "are"),
+			"fullDocument."+foreign[0]))
+	}
+	noFull := t.FullDocument == "" || t.FullDocument == "default"
+	if len(full) > 0 && noFull && slices.Contains(t.Operations, "update") {
+		full = full[:min(len(full), maxAdvisedPaths)]
+		out = append(out, fmt.Sprintf("match: update events carry no fullDocument unless full_document is updateLookup, "+
+			"whenAvailable or required, so for every update %s %s missing; set full_document: updateLookup, "+
+			"or test updateDescription.updatedFields", strings.Join(full, ", "), plural(len(full), "is", "are")))
+	}
+	return out
+}
+
+// plural returns one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// matchPaths appends the field paths filter's conditions test, at the top
+// level and under $and, $or and $nor (not inside $expr or other operators).
+func matchPaths(filter bson.D, depth int, out *[]string) {
+	if depth > maxAdviceDepth {
+		return
+	}
+	for _, e := range filter {
+		switch e.Key {
+		case "$and", "$or", "$nor":
+			arr, _ := e.Value.(bson.A)
+			for _, c := range arr {
+				if d, ok := c.(bson.D); ok {
+					matchPaths(d, depth+1, out)
+				}
+			}
+		default:
+			if !strings.HasPrefix(e.Key, "$") {
+				*out = append(*out, e.Key)
+			}
+		}
+	}
 }
 
 // placeholder matches the {{ name }} and ${ name } placeholders of

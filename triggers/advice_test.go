@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // TestAdvice: a payload string holding a template placeholder and a batch
@@ -42,6 +43,50 @@ func TestAdvice(t *testing.T) {
 			for i, w := range tc.want {
 				if !strings.HasPrefix(got[i], w) && !strings.Contains(got[i], w) {
 					t.Errorf("advice %d = %q, want it to contain %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// TestMatchAdvice: a match on a field no change event has, and a match on
+// fullDocument while updates arrive without it, are advised against; the
+// same filters where they can match are not.
+func TestMatchAdvice(t *testing.T) {
+	d := func(k string, v any) bson.D { return bson.D{{Key: k, Value: v}} }
+	all := []string{"insert", "update", "replace", "delete"}
+	tests := []struct {
+		name  string
+		match bson.D
+		ops   []string
+		full  string
+		want  []string
+	}{
+		{name: "event fields", match: bson.D{{Key: "operationType", Value: "insert"}, {Key: "ns.coll", Value: "c"}}, ops: all},
+		{name: "a document field at the top", match: d("quantity", d("$lt", 20)), ops: []string{"insert"},
+			want: []string{"match: quantity is no field of a change event, so every event sees it missing; the changed document is under fullDocument (fullDocument.quantity)"}},
+		{name: "under $or, named once", match: d("$or", bson.A{d("status", "paid"), d("status", "sent"), d("fullDocument.x", 1)}), ops: []string{"insert"},
+			want: []string{"match: status is no field"}},
+		{name: "fullDocument with updates", match: d("fullDocument.quantity", d("$lt", 20)), ops: all,
+			want: []string{"match: update events carry no fullDocument unless full_document is updateLookup, whenAvailable or required, so for every update fullDocument.quantity is missing"}},
+		{name: "fullDocument with updateLookup", match: d("fullDocument.quantity", d("$lt", 20)), ops: all, full: "updateLookup"},
+		{name: "fullDocument without updates", match: d("fullDocument.quantity", d("$lt", 20)), ops: []string{"insert", "replace"}},
+		{name: "updatedFields with updates", match: d("updateDescription.updatedFields.quantity", d("$exists", true)), ops: []string{"update"}},
+		{name: "$expr is not walked", match: d("$expr", d("$gt", bson.A{"$fullDocument.a", 1})), ops: all},
+		{name: "both", match: bson.D{{Key: "qty", Value: 1}, {Key: "fullDocument.a", Value: 1}}, ops: all,
+			want: []string{"match: qty is no field", "match: update events carry no fullDocument"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &Trigger{Match: tc.match, Operations: tc.ops, Webhook: Webhook{URL: "https://example.com/h"}}
+			tr.FullDocument = options.FullDocument(tc.full)
+			got := Advice(tr)
+			if len(got) != len(tc.want) {
+				t.Fatalf("Advice = %q, want %d pieces like %q", got, len(tc.want), tc.want)
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("advice %d = %q, want it to start with %q", i, got[i], w)
 				}
 			}
 		})

@@ -148,6 +148,7 @@ triggers:
     database: lessons
     collection: inventory
     operations: [insert, update]
+    full_document: updateLookup
     match: { fullDocument.quantity: { $lt: 20 }, fullDocument.type: { $ne: "rocks" } }
     webhook:
       url: "http://127.0.0.1:1/hook?token=s3cret"
