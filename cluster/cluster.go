@@ -1185,10 +1185,18 @@ func (o *Ownership) isLost() bool {
 	return o.lost
 }
 
+// extend moves o's local deadline to d after a successful renewal, unless
+// o is lost or its deadline already passed (see below).
 func (o *Ownership) extend(d time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.lost && d.After(o.expires) {
+	if o.lost || !o.m.clock.Now().Before(o.expires) {
+		// A deadline that passed is final, even before the watchdog
+		// fences: Valid has been false, so a delivery may have been
+		// withheld, and the trigger must stop rather than go on past it.
+		return
+	}
+	if d.After(o.expires) {
 		o.expires = d
 	}
 }

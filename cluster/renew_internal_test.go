@@ -271,3 +271,37 @@ func TestFencedOwnershipIsNotRenewed(t *testing.T) {
 		})
 	}
 }
+
+// TestExpiredDeadlineIsFinal: once an ownership's local deadline has come
+// (Valid is false, so the runner's lease gate withholds its requests), a
+// renewal that succeeds before the watchdog fenced it (one sent before the
+// deadline and answered after it) does not make it valid again: the
+// trigger must stop, or the withheld events would stay undone while it ran
+// on.
+func TestExpiredDeadlineIsFinal(t *testing.T) {
+	clock := newFakeClock()
+	cfg := testConfig(t, "orders")
+	cfg.Cluster = triggers.ClusterConfig{LeaseTTL: 10 * time.Second}
+	m := newManager(t, newTestStore(t), cfg, "a", clock)
+	ctx := t.Context()
+	got := await(ctx, m, "orders")
+	waitRegistered(t, m, 1)
+	m.round(ctx)
+	o := <-got
+	if o == nil {
+		t.Fatal("not acquired")
+	}
+	// The local deadline is reached; the watchdog, asleep until it on the
+	// fake clock, has not run yet.
+	o.mu.Lock()
+	o.expires = clock.Now()
+	o.mu.Unlock()
+	if o.Valid() {
+		t.Fatal("valid at its deadline")
+	}
+	m.round(ctx) // the renewal succeeds
+	if o.Valid() {
+		t.Errorf("valid again after its deadline passed (deadline now %s after the clock)", o.Deadline().Sub(clock.Now()))
+	}
+	o.Release(ctx)
+}
