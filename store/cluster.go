@@ -490,7 +490,10 @@ func (s *Store) SaveFencedCheckpoint(ctx context.Context, cp Checkpoint, f Fence
 
 // DeleteFencedCheckpoint removes key's checkpoint as the holder of f's
 // lease (which claimed it: ClaimCheckpoint), leaving its fence behind: a
-// document with f's owner and epoch and no position. LoadCheckpoint,
+// document with f's owner and epoch and no position (its token is the
+// string removedToken, not a resume token, so that a release before fences
+// existed fails to read it, loudly, instead of taking it for a checkpoint
+// without position and starting the trigger at start_at). LoadCheckpoint,
 // ListCheckpoints and TriggerCheckpoints do not return it, but a writer
 // with an older epoch, such as a superseded owner whose save was still in
 // flight, can no longer create the checkpoint again with its stale
@@ -508,8 +511,9 @@ func (s *Store) DeleteFencedCheckpoint(ctx context.Context, key string, f Fence)
 		bson.D{{Key: "epoch", Value: bson.D{{Key: "$exists", Value: false}}}},
 	}}}
 	update := bson.D{
-		{Key: "$set", Value: bson.D{{Key: "owner", Value: f.Owner}, {Key: "epoch", Value: f.Epoch}, {Key: "updatedAt", Value: time.Now()}}},
-		{Key: "$unset", Value: bson.D{{Key: "token", Value: ""}, {Key: "clusterTime", Value: ""}, {Key: "control", Value: ""}}},
+		{Key: "$set", Value: bson.D{{Key: "owner", Value: f.Owner}, {Key: "epoch", Value: f.Epoch}, {Key: "updatedAt", Value: time.Now()},
+			{Key: "token", Value: removedToken}}},
+		{Key: "$unset", Value: bson.D{{Key: "clusterTime", Value: ""}, {Key: "control", Value: ""}}},
 	}
 	_, err := s.checkpoints.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(true))
 	if mongo.IsDuplicateKeyError(err) {

@@ -288,7 +288,7 @@ func TestAcquireLeaseStartsAboveTheCheckpointsEpoch(t *testing.T) {
 // it, and the holder of that epoch, or a new key's first holder, saves as
 // usual.
 func TestDeletedCheckpointStaysFenced(t *testing.T) {
-	s, _ := newStore(t)
+	s, client := newStore(t)
 	ctx := context.Background()
 	tok1, tok2, tok3 := token(t, "01"), token(t, "02"), token(t, "03")
 	save := func(key string, tok bson.Raw, f store.Fence) func() error {
@@ -318,6 +318,16 @@ func TestDeletedCheckpointStaysFenced(t *testing.T) {
 	}
 	if err := s.DeleteFencedCheckpoint(ctx, "orders", rep); err != nil {
 		t.Fatalf("delete with epoch %d: %v", rep.Epoch, err)
+	}
+	// The fence's token is no resume token: a release that predates fences
+	// (it decodes every token as a document) fails to load it, rather than
+	// taking it for a checkpoint without position and starting at start_at.
+	var previous struct {
+		Token bson.Raw `bson:"token"`
+	}
+	err := client.Database("changehook_state").Collection(store.CheckpointsCollection).FindOne(ctx, bson.D{{Key: "_id", Value: "orders"}}).Decode(&previous)
+	if err == nil {
+		t.Fatalf("the fence decodes as a checkpoint of the previous form (token %v)", previous.Token)
 	}
 	if err := s.ReleaseLease(ctx, "orders", rep); err != nil {
 		t.Fatal(err)

@@ -70,9 +70,16 @@ type Checkpoint struct {
 	Control string
 }
 
-// positioned selects the checkpoint documents that hold a position: not
-// the fences DeleteFencedCheckpoint leaves of removed checkpoints.
-var positioned = bson.E{Key: "token", Value: bson.D{{Key: "$exists", Value: true}}}
+// positioned selects the checkpoint documents that hold a position (a
+// resume token, a document): not the fences DeleteFencedCheckpoint leaves
+// of removed checkpoints.
+var positioned = bson.E{Key: "token", Value: bson.D{{Key: "$type", Value: "object"}}}
+
+// removedToken is the token of a removed checkpoint's fence: a string, so
+// that a release that predates fences, which decodes every checkpoint's
+// token as a document, fails to load it instead of starting the trigger at
+// start_at.
+const removedToken = "removed"
 
 // checkpointDoc is the stored form of a Checkpoint.
 type checkpointDoc struct {
