@@ -437,7 +437,9 @@ func notReady(r Runner, rd readiness) []unready {
 		brief := fmt.Sprintf("trigger %s: %s", st.Name, state)
 		full := brief + detail
 		if st.WayOut != "" {
-			brief += "; way out: " + withoutErrorText(st)
+			// A way out is free text that may quote errors (of any
+			// partition, of the endpoint): only the token shows it.
+			brief += "; its way out: GET /api/triggers with the admin token"
 			full += "; way out: " + st.WayOut
 		}
 		reasons = append(reasons, unready{full: full, brief: brief})
@@ -497,27 +499,6 @@ func notReady(r Runner, rd readiness) []unready {
 		reasons = append(reasons, unready{full: "runner not started", brief: "runner not started"})
 	}
 	return reasons
-}
-
-// withoutErrorText returns st's way out with the error text it quotes (the
-// circuit's last failure, which may quote an endpoint's answer; the last
-// error; a pause's reason) replaced by a note that the admin token shows
-// it.
-func withoutErrorText(st runner.TriggerStatus) string {
-	texts := []string{st.LastError}
-	if st.Circuit != nil {
-		texts = append(texts, st.Circuit.LastError)
-	}
-	if st.Paused != nil {
-		texts = append(texts, st.Paused.Reason)
-	}
-	w := st.WayOut
-	for _, t := range texts {
-		if t != "" {
-			w = strings.ReplaceAll(w, t, "(error text: shown with the admin token)")
-		}
-	}
-	return w
 }
 
 // TriggersResponse is the body of GET /api/triggers.
