@@ -121,7 +121,7 @@ func TestReplayCallsGetPastADeadLetterThatOutlastsTheBudget(t *testing.T) {
 		t.Errorf("the endpoint got the replayable events %d times, %d dead letters left; want 2 and 1", got["ok"], n)
 	}
 	for _, tc := range []struct{ path, body, want string }{
-		{"/api/deadletters/replay", `{"ids": ["msg_1"], "after": "` + first.Next + `"}`, "after continues a replay of a trigger or all, not of ids"},
+		{"/api/deadletters/replay", `{"ids": ["msg_1"], "after": "` + first.Next + `"}`, "after: not one of the ids"},
 		{"/api/deadletters/replay", `{"trigger": "orders", "after": "msg_1"}`, "after: "},
 		{"/api/deadletters/purge", `{"trigger": "orders", "after": "` + first.Next + `"}`, "after continues a replay; a purge takes none"},
 	} {

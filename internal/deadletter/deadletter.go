@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
@@ -24,10 +25,11 @@ type Selection struct {
 	IDs []string `json:"ids,omitempty"`
 	// All selects every dead letter (of Trigger when set).
 	All bool `json:"all,omitempty"`
-	// After, with Trigger or All, starts after this position in the
-	// dead-letter order: the Summary.Next of a replay that stopped early,
-	// so that the next one continues past the dead letters it handled
-	// (those that failed included) instead of starting at the oldest.
+	// After starts after this position: the Summary.Next of a replay that
+	// stopped early, so that the next one continues past the dead letters
+	// it handled (those that failed included) instead of starting at the
+	// oldest. With Trigger or All it is a position in the dead-letter
+	// order; with IDs, one of the IDs (those after it are replayed).
 	After string `json:"after,omitempty"`
 }
 
@@ -47,7 +49,10 @@ func (s Selection) Validate() error {
 	}
 	if s.After != "" {
 		if len(s.IDs) > 0 {
-			return errors.New("after continues a replay of a trigger or all, not of ids")
+			if !slices.Contains(s.IDs, s.After) {
+				return errors.New("after: not one of the ids; give the next value of the previous call with the same ids")
+			}
+			return nil
 		}
 		if _, err := store.ParseDeadLetterCursor(s.After); err != nil {
 			return fmt.Errorf("after: %w", err)
@@ -90,10 +95,11 @@ type Summary struct {
 	// Replayed were delivered and deleted; Failed stay dead-lettered.
 	Replayed int `json:"replayed"`
 	Failed   int `json:"failed"`
-	// Next is, when a replay of a trigger or all stopped early (its
-	// context ended, or the state database failed), the position of the
-	// last dead letter it handled: a Selection with After set to it
-	// continues after it. "" when the replay went through to the end.
+	// Next is, when a replay stopped early (its context ended, or the
+	// state database failed), the position of the last dead letter it
+	// handled (with IDs, its id; "" when it handled none): the same
+	// Selection with After set to it continues after it. "" when the
+	// replay went through to the end.
 	Next string `json:"next,omitempty"`
 }
 
@@ -156,25 +162,37 @@ func (r *Replayer) Replay(ctx context.Context, sel Selection, each func(Result))
 		}
 	}
 	if len(sel.IDs) > 0 {
-		for _, id := range sel.IDs {
+		ids := sel.IDs
+		if sel.After != "" {
+			ids = ids[slices.Index(ids, sel.After)+1:] // checked by Validate
+		}
+		// Next, when the call stops early, is the last id handled: a call
+		// with the same ids and it as After continues with the rest.
+		last := sel.After
+		for _, id := range ids {
 			if err := ctx.Err(); err != nil {
+				sum.Next = last
 				return sum, err
 			}
 			dl, ok, err := r.Store.GetDeadLetter(ctx, id)
 			if err != nil {
+				sum.Next = last
 				return sum, err
 			}
 			if !ok {
 				report(Result{ID: id, Err: ErrNotFound})
+				last = id
 				continue
 			}
 			res := r.replayOne(ctx, dl)
 			report(res)
+			last = id
 			if res.cut {
+				sum.Next = id
 				return sum, context.DeadlineExceeded
 			}
 		}
-		return sum, ctx.Err()
+		return sum, nil
 	}
 	err := r.Store.EachDeadLetter(ctx, sel.Filter(), func(dl store.StoredDeadLetter) error {
 		res := r.replayOne(ctx, dl)
