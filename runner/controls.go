@@ -1766,10 +1766,13 @@ func RequestControl(ctx context.Context, st *store.Store, name, reason string, r
 	}
 }
 
-// ErrNotRecorded is wrapped by RequestControl's error when the request
-// could not be stored: no process will ever apply it, so it must be sent
-// again.
-var ErrNotRecorded = errors.New("not recorded, so nothing applies it: send it again once the state database answers")
+// ErrNotRecorded is wrapped by RequestControl's error when the state
+// database did not confirm storing the request: most likely no process
+// will ever apply it, so it must be sent again (a write that timed out may
+// still have landed: a redeliver, skip or resume from a position sent again
+// is then refused as pending, which says so).
+var ErrNotRecorded = errors.New("not recorded, so nothing applies it: send it again once the state database answers " +
+	"(if this write landed after all, a redeliver, skip or resume --from sent again is refused as already pending)")
 
 // PendingError is RequestControl's error when its context ended before
 // the request was applied everywhere; the request stays recorded.

@@ -304,7 +304,7 @@ func TestStartAppliesARedeliverRecordedWhileStopped(t *testing.T) {
 	if err := r.Stop(ctx, "orders"); err != nil {
 		t.Fatal(err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, time.Second) // nobody runs it: the request stays pending
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second) // nobody runs it: the request stays pending
 	_, err := runner.RequestControl(wctx, st, "orders", "", store.ControlRequest{ID: "r1", Kind: store.RequestRedeliver, Since: since, By: "cli"})
 	wcancel()
 	if !errors.As(err, new(*runner.PendingError)) {
@@ -358,7 +358,7 @@ func TestPendingRedeliverIsNotDroppedByTheNextControl(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, time.Second)
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second) // nobody runs it: the request stays pending
 	_, err = runner.RequestControl(wctx, st, "orders", "", store.ControlRequest{Kind: store.RequestRedeliver, Since: since, By: "cli"})
 	wcancel()
 	if !errors.As(err, new(*runner.PendingError)) {

@@ -79,7 +79,8 @@ triggers:
 		recorded bool
 	}{
 		{"not recorded", true, ExitFailure, "",
-			"changehook pause: pause orders: not recorded, so nothing applies it: send it again once the state database answers: ", false},
+			"changehook pause: pause orders: not recorded, so nothing applies it: send it again once the state database answers " +
+				"(if this write landed after all, a redeliver, skip or resume --from sent again is refused as already pending): ", false},
 		{"recorded, no changehook runs it", false, ExitOK,
 			"orders: pause recorded; no running changehook applied it within 1s, so it applies when changehook runs the trigger.\n", "", true},
 	} {
