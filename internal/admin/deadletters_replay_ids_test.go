@@ -67,7 +67,7 @@ func TestReplayIDsGetPastADeadLetterThatOutlastsTheBudget(t *testing.T) {
 	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{{Name: "orders", DeadLetter: true,
 		Webhook: triggers.Webhook{URL: ep.URL, Timeout: 5 * time.Second},
 		Retry:   triggers.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Second, MaxBackoff: time.Second}}}}
-	s := startServer(t, Options{Store: st, DeadLetters: replayerOps{st, cfg}, WriteTimeout: 2 * time.Second})
+	s := startServer(t, Options{Store: st, DeadLetters: replayerOps{st, cfg}, WriteTimeout: 4 * time.Second})
 	sel := map[string]any{"ids": ids}
 	var nexts []string
 	for call := 1; call <= 3; call++ {

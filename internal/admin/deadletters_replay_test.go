@@ -87,7 +87,7 @@ func TestReplayCallsGetPastADeadLetterThatOutlastsTheBudget(t *testing.T) {
 	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{{Name: "orders", DeadLetter: true,
 		Webhook: triggers.Webhook{URL: ep.URL, Timeout: 5 * time.Second},
 		Retry:   triggers.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Second, MaxBackoff: time.Second}}}}
-	s := startServer(t, Options{Store: st, DeadLetters: replayerOps{st, cfg}, WriteTimeout: 2 * time.Second}) // 0.8 s of work per call
+	s := startServer(t, Options{Store: st, DeadLetters: replayerOps{st, cfg}, WriteTimeout: 4 * time.Second}) // 1.6 s of work per call
 	call := func(body string) DeadLetterReplayResult {
 		t.Helper()
 		res, err := http.Post(s.URL()+"/api/deadletters/replay", "application/json", strings.NewReader(body))
