@@ -38,6 +38,64 @@ func (o replayerOps) Purge(ctx context.Context, sel deadletter.Selection) (int64
 	return deadletter.Purge(ctx, o.st, sel)
 }
 
+// outlastingReplay is the setup of the replay continuation tests: three
+// dead letters of trigger orders, oldest first; the endpoint never answers
+// the oldest ("poison", its id ids[0]), so its replay outlasts any call,
+// and accepts the others. got counts the requests by kind under mu; the
+// server's calls have 1.6 s of work each.
+type outlastingReplay struct {
+	s   *Server
+	st  *store.Store
+	ids []string
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func newOutlastingReplay(t *testing.T) *outlastingReplay {
+	t.Helper()
+	o := &outlastingReplay{got: map[string]int{}}
+	srv, _ := devdbtest.Start(t)
+	client := devdbtest.Connect(t, srv.URI(), options.Client().SetTimeout(10*time.Second))
+	o.st = store.New(client, "chstate")
+	ctx := t.Context()
+	if err := o.st.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		o.mu.Lock()
+		if strings.Contains(string(b), `"poison"`) {
+			o.got["poison"]++
+			o.mu.Unlock()
+			<-r.Context().Done() // never answered: the delivery times out
+			return
+		}
+		o.got["ok"]++
+		o.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(ep.Close)
+	for i := range 3 {
+		tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("82%08X", i)}})
+		name := "fine"
+		if i == 0 {
+			name = "poison"
+		}
+		o.ids = append(o.ids, dispatcher.WebhookID("orders", tok))
+		ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
+			{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(i)}}}, {Key: "fullDocument", Value: bson.D{{Key: "name", Value: name}}}})
+		if err := o.st.PutDeadLetter(ctx, dispatcher.DeadLetter{Trigger: "orders", Event: ev, Token: tok, Attempts: 8, LastStatus: 500,
+			DeadLetteredAt: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{{Name: "orders", DeadLetter: true,
+		Webhook: triggers.Webhook{URL: ep.URL, Timeout: 5 * time.Second},
+		Retry:   triggers.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Second, MaxBackoff: time.Second}}}}
+	o.s = startServer(t, Options{Store: o.st, DeadLetters: replayerOps{o.st, cfg}, WriteTimeout: 4 * time.Second})
+	return o
+}
+
 // TestReplayCallsGetPastADeadLetterThatOutlastsTheBudget: the oldest of a
 // trigger's dead letters cannot be delivered within one replay call's time
 // budget (its endpoint never answers for it). The first call records that
@@ -47,47 +105,8 @@ func (o replayerOps) Purge(ctx context.Context, sel deadletter.Selection) (int64
 // oldest, so however often it was repeated the others were never
 // replayed.
 func TestReplayCallsGetPastADeadLetterThatOutlastsTheBudget(t *testing.T) {
-	srv, _ := devdbtest.Start(t)
-	client := devdbtest.Connect(t, srv.URI(), options.Client().SetTimeout(10*time.Second))
-	st := store.New(client, "chstate")
-	ctx := t.Context()
-	if err := st.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	got := map[string]int{}
-	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		if strings.Contains(string(b), `"poison"`) {
-			got["poison"]++
-			mu.Unlock()
-			<-r.Context().Done() // never answered: the delivery times out
-			return
-		}
-		got["ok"]++
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(ep.Close)
-	var poisonID string
-	for i := range 3 {
-		tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("82%08X", i)}})
-		name := "fine"
-		if i == 0 {
-			name, poisonID = "poison", dispatcher.WebhookID("orders", tok)
-		}
-		ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"},
-			{Key: "documentKey", Value: bson.D{{Key: "_id", Value: int32(i)}}}, {Key: "fullDocument", Value: bson.D{{Key: "name", Value: name}}}})
-		if err := st.PutDeadLetter(ctx, dispatcher.DeadLetter{Trigger: "orders", Event: ev, Token: tok, Attempts: 8, LastStatus: 500,
-			DeadLetteredAt: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{{Name: "orders", DeadLetter: true,
-		Webhook: triggers.Webhook{URL: ep.URL, Timeout: 5 * time.Second},
-		Retry:   triggers.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Second, MaxBackoff: time.Second}}}}
-	s := startServer(t, Options{Store: st, DeadLetters: replayerOps{st, cfg}, WriteTimeout: 4 * time.Second}) // 1.6 s of work per call
+	o := newOutlastingReplay(t)
+	s, st, poisonID, ctx := o.s, o.st, o.ids[0], t.Context()
 	call := func(body string) DeadLetterReplayResult {
 		t.Helper()
 		res, err := http.Post(s.URL()+"/api/deadletters/replay", "application/json", strings.NewReader(body))
@@ -115,10 +134,10 @@ func TestReplayCallsGetPastADeadLetterThatOutlastsTheBudget(t *testing.T) {
 	if !second.Done || second.Replayed != 2 || second.Failed != 0 || second.Next != "" {
 		t.Errorf("second call, after %s = %+v, want done with the other 2 replayed", first.Next, second)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if n, _ := st.CountDeadLetters(ctx, "orders"); got["ok"] != 2 || n != 1 {
-		t.Errorf("the endpoint got the replayable events %d times, %d dead letters left; want 2 and 1", got["ok"], n)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if n, _ := st.CountDeadLetters(ctx, "orders"); o.got["ok"] != 2 || n != 1 {
+		t.Errorf("the endpoint got the replayable events %d times, %d dead letters left; want 2 and 1", o.got["ok"], n)
 	}
 	for _, tc := range []struct{ path, body, want string }{
 		{"/api/deadletters/replay", `{"ids": ["msg_1"], "after": "` + first.Next + `"}`, "after: not one of the ids"},
@@ -134,5 +153,40 @@ func TestReplayCallsGetPastADeadLetterThatOutlastsTheBudget(t *testing.T) {
 		if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), tc.want) {
 			t.Errorf("POST %s %s = %d %s, want 400 with %q", tc.path, tc.body, res.StatusCode, b, tc.want)
 		}
+	}
+}
+
+// TestReplayIDsGetPastADeadLetterThatOutlastsTheBudget: a replay of ids
+// whose first dead letter outlasts a call's budget answers done false with
+// that id as next; the call repeated with it as after (as the console
+// does) replays the other ids instead of spending its budget on the first
+// one again.
+func TestReplayIDsGetPastADeadLetterThatOutlastsTheBudget(t *testing.T) {
+	o := newOutlastingReplay(t)
+	sel := map[string]any{"ids": o.ids}
+	var nexts []string
+	for call := 1; call <= 3; call++ {
+		body, _ := json.Marshal(sel)
+		res, err := http.Post(o.s.URL()+"/api/deadletters/replay", "application/json", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		var out DeadLetterReplayResult
+		if res.StatusCode != http.StatusOK || json.Unmarshal(b, &out) != nil {
+			t.Fatalf("call %d = %d %s", call, res.StatusCode, b)
+		}
+		if out.Done {
+			break
+		}
+		nexts = append(nexts, out.Next)
+		sel["after"] = out.Next
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.got["poison"] != 1 || o.got["ok"] != 2 || len(nexts) != 1 || nexts[0] != o.ids[0] {
+		t.Errorf("the endpoint got the outlasting dead letter %d times and the other two %d times, nexts %q; want 1, 2 and [%s]",
+			o.got["poison"], o.got["ok"], nexts, o.ids[0])
 	}
 }
