@@ -1,7 +1,9 @@
 package runner_test
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,4 +51,61 @@ triggers:
 		}
 	}
 	recv.none(t, 100*time.Millisecond)
+}
+
+// slowFirstLoad is a checkpoint store whose first LoadCheckpoint runs
+// before first (a state database slow to answer the first read, during
+// which the watched collection is written).
+type slowFirstLoad struct {
+	*store.Store
+	once  sync.Once
+	first func()
+}
+
+func (s *slowFirstLoad) LoadCheckpoint(ctx context.Context, key string) (store.Checkpoint, bool, error) {
+	s.once.Do(s.first)
+	return s.Store.LoadCheckpoint(ctx, key)
+}
+
+// TestStartNowPinnedBeforeEventsAreRead: with start_at: now, a change made
+// between the moment "now" is read and the moment the stream opens comes
+// in the stream's first read. The start is pinned before it is read, so
+// that a trigger stopped before delivering it (the endpoint is down) starts
+// again before it, not at a new "now" that skips it.
+func TestStartNowPinnedBeforeEventsAreRead(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	cfg := parseTrigger(t, lowStockYAML, recv.srv.URL)
+	coll := client.Database("lessons").Collection("inventory")
+	st := store.New(client, stateDB)
+	var insErr error
+	cps := &slowFirstLoad{Store: st, first: func() {
+		_, insErr = coll.InsertOne(context.Background(), item(1, 1))
+	}}
+	release := recv.failRequests() // nothing is delivered before the stop
+	w, stop := runWatcher(t, cfg.Triggers[0], client, cps)
+	if insErr != nil {
+		t.Fatal(insErr)
+	}
+	waitFor(t, "event 1 read", func() bool { return w.Status().EventsReceived >= 1 })
+	<-recv.arrived
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if _, found, err := st.LoadCheckpoint(context.Background(), "low_stock"); err != nil || !found {
+		t.Fatalf("no checkpoint after the stop (found %v, error %v): a restart would start at a new now", found, err)
+	}
+	_, stop2 := runWatcher(t, cfg.Triggers[0], client, st) // a new process: a new "now"
+	defer func() { _ = stop2() }()
+	insert(t, coll, item(2, 2))
+	// per_document: the two documents' events may arrive in either order.
+	got := map[int32]bool{}
+	for range 2 {
+		got[recv.next(t).Lookup("id").Int32()] = true
+	}
+	if !got[1] || !got[2] {
+		t.Fatalf("after the restart delivered %v, want 1 and 2", got)
+	}
 }

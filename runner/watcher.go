@@ -826,6 +826,17 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 		batch = 1
 	}
 	opts := w.t.ChangeStreamOptions().SetMaxAwaitTime(w.opts.MaxAwait).SetBatchSize(batch)
+	if from == nil {
+		// A stream without a position to resume from opens with an empty
+		// first batch: its post-batch resume token is then the start
+		// position itself, which pinStart saves before any event is read.
+		// With a full first batch, the changes made since start_at (its
+		// "now" is read before the checkpoint) would come in it, the
+		// stream would have no position of its own, and until one of them
+		// was delivered nothing would be saved: a restart would start at a
+		// later "now" and skip them.
+		opts.SetBatchSize(0)
+	}
 	switch {
 	case from != nil:
 		opts.SetResumeAfter(from)
@@ -856,6 +867,9 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 	}()
 	if rt := cs.ResumeToken(); rt != nil && cs.RemainingBatchLength() == 0 {
 		w.setStreamToken(rt)
+	}
+	if from == nil {
+		cs.SetBatchSize(batch) // every getMore reads full batches
 	}
 	w.setRunning()
 	w.log.Info("change stream open", "namespace", w.t.Namespace(), "resumed", from != nil, "split_large_events", w.streamSplit)
