@@ -576,6 +576,9 @@ func TestWatcherReadsOnWhileCheckpointWritesFail(t *testing.T) {
 
 	configureFailPoint(t, rig.admin, "failCommand", "alwaysOn", bson.D{{Key: "failCommands", Value: bson.A{"update"}},
 		{Key: "appName", Value: faultApp}, {Key: "errorCode", Value: 10107}})
+	// Caught-up saves moved the checkpoint (and its cluster time) past
+	// the state database's own writes until the fail point was on.
+	cp = rig.checkpoint(t)
 	rig.writeDuring(100)(t)
 	rig.aud.waitDelivered(t, rig.w)
 	waitFor(t, "the failing checkpoint write in the status", func() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -292,6 +293,36 @@ func TokenPosition(token bson.Raw) (string, error) {
 		return "", errors.New("resume token without _data")
 	}
 	return strings.ToUpper(data), nil
+}
+
+// tokenClusterTime returns the cluster time a resume token opens with,
+// seconds and increment, as TokenTime reads it; ok is false for a token of
+// another form.
+func tokenClusterTime(token bson.Raw) (ts bson.Timestamp, ok bool) {
+	p, err := TokenPosition(token)
+	if err != nil || len(p) < 18 || p[:2] != "82" {
+		return bson.Timestamp{}, false
+	}
+	secs, err := strconv.ParseUint(p[2:10], 16, 32)
+	if err != nil {
+		return bson.Timestamp{}, false
+	}
+	inc, err := strconv.ParseUint(p[10:18], 16, 32)
+	if err != nil {
+		return bson.Timestamp{}, false
+	}
+	return bson.Timestamp{T: uint32(secs), I: uint32(inc)}, true
+}
+
+// justBefore returns the last cluster time before ts (zero for zero).
+func justBefore(ts bson.Timestamp) bson.Timestamp {
+	switch {
+	case ts.I > 0:
+		return bson.Timestamp{T: ts.T, I: ts.I - 1}
+	case ts.T > 0:
+		return bson.Timestamp{T: ts.T - 1, I: math.MaxUint32}
+	}
+	return ts
 }
 
 // TokenTime returns the cluster time a resume token opens with (seconds

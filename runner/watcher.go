@@ -1414,7 +1414,17 @@ func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
 		caughtUp bool
 	)
 	if upTo == streamWhenIdle && w.streamToken != nil && w.disp.Idle() {
-		token, cluster, caughtUp = w.streamToken, w.lastCluster, true
+		// Caught up, the stream may have moved past changes it filtered
+		// out since the last event it delivered: the position's time is
+		// the token's own, not that event's.
+		token, caughtUp = w.streamToken, true
+		if cluster = w.pending.clusterOf(token); cluster.IsZero() {
+			// A position between events (a post-batch resume token):
+			// every change before its time is covered, none at it.
+			if at, ok := tokenClusterTime(token); ok {
+				cluster = justBefore(at)
+			}
+		}
 	} else if wm, ok := w.disp.Watermark(); ok {
 		token, cluster = wm, w.pending.clusterOf(wm)
 	}

@@ -56,8 +56,11 @@ type Checkpoint struct {
 	Trigger string
 	// Token is the resume token exactly as the driver returned it.
 	Token bson.Raw
-	// ClusterTime is the event's clusterTime when known (zero: unknown); it
-	// lets operators see how far behind a checkpoint is.
+	// ClusterTime is the cluster time of the position when known (zero:
+	// unknown): the event's clusterTime or, for a position between events
+	// (a trigger caught up with its stream), the last cluster time before
+	// the one its resume token opens with. It lets operators see how far
+	// behind a checkpoint is.
 	ClusterTime bson.Timestamp
 	// UpdatedAt is when the checkpoint was saved. SaveCheckpoint sets it to
 	// the current time when zero.

@@ -557,9 +557,9 @@ func (c *Console) checkpoint(ctx context.Context, v checkpointView, key string, 
 	if cp.ClusterTime.T != 0 {
 		v.ClusterTime = time.Unix(int64(cp.ClusterTime.T), 0).UTC()
 	} else if at, ok := runner.TokenTime(cp.Token); ok {
-		// An idle trigger's checkpoint, or one written by a reset or
-		// resume --from now, records no cluster time: its resume token
-		// says where it stands.
+		// A checkpoint written by a reset or resume --from now (or by an
+		// earlier version at an idle save) records no cluster time: its
+		// resume token says where it stands.
 		v.ClusterTime, v.FromToken = at, true
 	}
 	switch {
