@@ -68,7 +68,9 @@ const (
 	// maxPendingTracked bounds the lag bookkeeping of received events not
 	// yet checkpointed. The dispatcher admits at most Concurrency +
 	// max(Concurrency, 64) events beyond the watermark, a batched one
-	// batchedHeld, so the bound is never reached in practice.
+	// batchedHeld, but an event leaves the bookkeeping only when a save
+	// covers it: while saves fail, the bound is reached, and the oldest
+	// forgotten event stays as the lag's floor (pendingQueue.dropped).
 	maxPendingTracked = max(4*triggers.MaxConcurrency, 2*batchedHeld)
 	// batchedHeld is how many events a batched trigger's dispatcher holds
 	// (dispatcher.WithBatchedHeld): two replies. A batched dispatcher
@@ -1761,15 +1763,27 @@ type pendingEvent struct {
 	seq     uint64 // Watcher.pushed when it was pushed
 }
 
-// pendingQueue holds pendingEvents in stream order.
+// pendingQueue holds pendingEvents in stream order. It tracks at most
+// maxPendingTracked of them: beyond, it forgets the oldest, but keeps the
+// oldest it forgot (dropped) until a save covers it, so that the lag still
+// counts from the oldest event the checkpoint does not cover.
 type pendingQueue struct {
 	items []pendingEvent
 	head  int
+	// dropped is the oldest event forgotten at the bound and not covered
+	// by a save since (valid when hasDropped); it is older than every
+	// tracked event.
+	dropped    pendingEvent
+	hasDropped bool
 }
 
 func (q *pendingQueue) push(e pendingEvent) {
 	if len(q.items)-q.head >= maxPendingTracked {
-		q.head++ // bounded: forget the oldest (the lag then reads low)
+		if !q.hasDropped {
+			q.dropped, q.hasDropped = q.items[q.head], true
+		}
+		q.items[q.head] = pendingEvent{}
+		q.head++ // bounded: forget the oldest but the first forgotten
 	}
 	if q.head > 0 && q.head >= len(q.items)/2 {
 		n := copy(q.items, q.items[q.head:])
@@ -1779,27 +1793,43 @@ func (q *pendingQueue) push(e pendingEvent) {
 	q.items = append(q.items, e)
 }
 
+// front returns the oldest event not covered by a save: the oldest
+// forgotten one if any, else the oldest tracked one.
 func (q *pendingQueue) front() (pendingEvent, bool) {
+	if q.hasDropped {
+		return q.dropped, true
+	}
 	if q.head >= len(q.items) {
 		return pendingEvent{}, false
 	}
 	return q.items[q.head], true
 }
 
-// popThrough drops every event up to and including token (nothing when
-// token is not tracked).
+// popThrough drops every event up to and including token. When token is
+// not tracked, it drops only the forgotten event, if token is at or after
+// it in the stream (a token of a forgotten event).
 func (q *pendingQueue) popThrough(token bson.Raw) {
 	for i := q.head; i < len(q.items); i++ {
 		if bytes.Equal(q.items[i].token, token) {
 			clear(q.items[q.head : i+1])
 			q.head = i + 1
+			q.hasDropped, q.dropped = false, pendingEvent{}
 			return
 		}
+	}
+	if !q.hasDropped {
+		return
+	}
+	if before, err := positionBefore(store.Checkpoint{Token: token}, store.Checkpoint{Token: q.dropped.token}); err == nil && !before {
+		q.hasDropped, q.dropped = false, pendingEvent{}
 	}
 }
 
 // popUpTo drops every event whose seq is at most seq.
 func (q *pendingQueue) popUpTo(seq uint64) {
+	if q.hasDropped && q.dropped.seq <= seq {
+		q.hasDropped, q.dropped = false, pendingEvent{}
+	}
 	i := q.head
 	for i < len(q.items) && q.items[i].seq <= seq {
 		i++
@@ -1808,11 +1838,16 @@ func (q *pendingQueue) popUpTo(seq uint64) {
 	q.head = i
 }
 
+// clusterOf returns the cluster time of the event whose token is token
+// (zero: not known).
 func (q *pendingQueue) clusterOf(token bson.Raw) bson.Timestamp {
 	for i := len(q.items) - 1; i >= q.head; i-- {
 		if bytes.Equal(q.items[i].token, token) {
 			return q.items[i].cluster
 		}
+	}
+	if q.hasDropped && bytes.Equal(q.dropped.token, token) {
+		return q.dropped.cluster
 	}
 	return bson.Timestamp{}
 }

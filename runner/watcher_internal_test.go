@@ -126,6 +126,55 @@ func TestPendingQueue(t *testing.T) {
 	}
 }
 
+// TestPendingQueueKeepsOldestForgotten: beyond its bound the queue forgets
+// its oldest events but keeps the oldest forgotten one, so that the lag
+// still counts from the oldest event no save covered (checkpoint saves
+// failing for a long time) until a save covers it.
+func TestPendingQueueKeepsOldestForgotten(t *testing.T) {
+	tok := func(i int) bson.Raw {
+		b, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("%08d", i)}})
+		return b
+	}
+	noPosition, _ := bson.Marshal(bson.D{{Key: "x", Value: 1}})
+	const first, extra = 10, 5 // events first … first+maxPendingTracked+extra-1
+	last := first + maxPendingTracked + extra - 1
+	base := time.Unix(1000, 0)
+	tests := []struct {
+		name  string
+		save  func(q *pendingQueue)
+		front int // the event front returns (-1: none)
+	}{
+		{"no save", func(*pendingQueue) {}, first},
+		{"a save of the newest event", func(q *pendingQueue) { q.popThrough(tok(last)) }, -1},
+		{"a save of a tracked event", func(q *pendingQueue) { q.popThrough(tok(first + extra + 10)) }, first + extra + 11},
+		{"a save of a forgotten event", func(q *pendingQueue) { q.popThrough(tok(first + 2)) }, first + extra},
+		{"a save before the oldest forgotten event", func(q *pendingQueue) { q.popThrough(tok(first - 1)) }, first},
+		{"a save of an unreadable token", func(q *pendingQueue) { q.popThrough(noPosition) }, first},
+		{"a caught-up save", func(q *pendingQueue) { q.popUpTo(uint64(last + 1)) }, -1},
+		{"a caught-up save of forgotten events", func(q *pendingQueue) { q.popUpTo(uint64(first + 3)) }, first + extra},
+		{"a caught-up save before them", func(q *pendingQueue) { q.popUpTo(uint64(first)) }, first},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var q pendingQueue
+			for i := first; i <= last; i++ {
+				q.push(pendingEvent{token: tok(i), cluster: bson.Timestamp{T: uint32(i)}, at: base.Add(time.Duration(i) * time.Second), seq: uint64(i + 1)})
+			}
+			if n := len(q.items) - q.head; n > maxPendingTracked {
+				t.Errorf("queue holds %d events, bound is %d", n, maxPendingTracked)
+			}
+			tt.save(&q)
+			f, ok := q.front()
+			switch {
+			case tt.front < 0 && ok:
+				t.Errorf("front = event %d, want none", f.seq-1)
+			case tt.front >= 0 && (!ok || !f.at.Equal(base.Add(time.Duration(tt.front)*time.Second)) || f.cluster.T != uint32(tt.front)):
+				t.Errorf("front = event %d (%v), want event %d", f.seq-1, ok, tt.front)
+			}
+		})
+	}
+}
+
 // lookupEventFields is what the watch loop read before scanEvent: one
 // bson.Raw.Lookup per field.
 func lookupEventFields(raw bson.Raw) eventFields {
