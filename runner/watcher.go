@@ -1665,6 +1665,17 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 					"run `changehook redeliver " + name + " --since TIME` with TIME the second of that event" + w.checkpointSecond() +
 						", then `changehook resume " + name + "`: it delivers the changes since then again, the large event included, as the trigger now makes them", false
 			}
+			if strings.Contains(ce.Message, "resume token was not found") {
+				// The checkpoint is not a position of this stream: resuming
+				// from it again fails the same way, so only moving it helps.
+				return fmt.Sprintf("the checkpoint's resume token was not found in the change stream (ChangeStreamFatalError): "+
+						"the checkpoint does not belong to this collection or deployment (a state database shared with another deployment, "+
+						"a trigger pointed at another collection under the same name), and resuming from it fails every time. "+
+						"The way out: `changehook resume %s --from now|TIME` on the running changehook (the changes before it are skipped), "+
+						"or `changehook checkpoints reset --trigger %s` when no changehook runs; the server said: %s", name, name, ce.Message),
+					"on the running changehook, run `changehook resume " + name + " --from now` to start from now, " +
+						"or `changehook resume " + name + " --from TIME` with a time still in the oplog; when it is stopped, `changehook checkpoints reset --trigger " + name + "`", false
+			}
 			return fmt.Sprintf("the server ended the change stream (ChangeStreamFatalError): %s", ce.Message),
 				"fix the cause, then run `changehook resume " + name + "`", false
 		}

@@ -34,6 +34,8 @@ func TestClassify(t *testing.T) {
 		{"history lost", triggers.Trigger{Name: "orders"}, "", mongo.CommandError{Code: 286, Name: "ChangeStreamHistoryLost"}, false, false, "The way out: `changehook resume orders --from now|TIME` on the running changehook"},
 		{"invalid token", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 260, Name: "InvalidResumeToken"}, false, false, "history lost"},
 		{"fatal", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 280, Name: "ChangeStreamFatalError", Message: "_id changed"}, false, false, "_id changed"},
+		{"checkpoint of another collection", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 280, Name: "ChangeStreamFatalError",
+			Message: `cannot resume stream; the resume token was not found. {_data: "8200"}`}, false, false, "does not belong to this collection or deployment"},
 		{"pipeline rejected", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 40324, Name: "Location40324", Message: "Unrecognized pipeline stage"}, false, false, "rejected"},
 		{"election", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 10107, Name: "NotWritablePrimary"}, false, true, "NotWritablePrimary"},
 		{"resumable label", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 12345, Labels: []string{"ResumableChangeStreamError"}}, false, true, ""},
