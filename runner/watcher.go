@@ -1605,10 +1605,14 @@ func (w *Watcher) shutdown(ctx context.Context) {
 func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry bool) {
 	name := w.t.Name
 	if errors.Is(err, errInvalidated) {
-		what := "collection dropped"
+		// The event before the invalidate says why, when the trigger's
+		// operations let it through; otherwise either may have happened.
+		what := "collection dropped or renamed"
 		switch {
-		case w.t.Collection == "" && w.t.Database != "":
+		case w.t.Collection == "" && w.t.Database != "", w.lastOp == "dropDatabase":
 			what = "database dropped"
+		case w.lastOp == "drop":
+			what = "collection dropped"
 		case w.lastOp == "rename":
 			what = "collection renamed"
 		}

@@ -30,6 +30,8 @@ func TestClassify(t *testing.T) {
 	}{
 		{"invalidate on collection", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "drop", errInvalidated, false, false, "collection dropped: the change stream was invalidated; recreate it (or point the trigger elsewhere and reload), then run `changehook resume t --from now` on the running changehook"},
 		{"invalidate after rename", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "rename", errInvalidated, false, false, "collection renamed"},
+		{"invalidate after a filtered-out event", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "insert", errInvalidated, false, false, "collection dropped or renamed: "},
+		{"invalidate after dropDatabase", triggers.Trigger{Name: "t", Database: "d", Collection: "c"}, "dropDatabase", errInvalidated, false, false, "database dropped: "},
 		{"invalidate on database", triggers.Trigger{Name: "t", Database: "d"}, "", errInvalidated, false, false, "database dropped"},
 		{"history lost", triggers.Trigger{Name: "orders"}, "", mongo.CommandError{Code: 286, Name: "ChangeStreamHistoryLost"}, false, false, "The way out: `changehook resume orders --from now|TIME` on the running changehook"},
 		{"invalid token", triggers.Trigger{Name: "t"}, "", mongo.CommandError{Code: 260, Name: "InvalidResumeToken"}, false, false, "history lost"},
