@@ -613,9 +613,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 // watched deployment's current operation time as the unit's "now" of
 // start_at: the position a unit without a checkpoint starts from, however
 // long the checkpoint read then takes. The change at that time itself was
-// before the start, so "now" is just after it. When the time cannot be read
-// (or the server reports none), nothing is recorded and the stream starts
-// at the time it opens, as it did before.
+// before the start, so "now" is just after it. The time is just after the
+// operation time hello reports or, when the server reports none (MongoDB does not
+// always), the position of a change stream opened for it (streamNow). When
+// neither can be read, nothing is recorded, a warning says so, and the
+// stream starts at the time it opens, after the checkpoint read.
 func (w *Watcher) readStartNow(ctx context.Context) {
 	if w.startNow.Load() != nil {
 		return
@@ -625,17 +627,45 @@ func (w *Watcher) readStartNow(ctx context.Context) {
 	var hello struct {
 		OperationTime bson.Timestamp `bson:"operationTime"`
 	}
-	if err := w.client.Database("admin").RunCommand(tctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil || hello.OperationTime.T == 0 {
-		w.log.Debug("cannot read the server's operation time for start_at: now; the stream starts when it opens", "error", err)
-		return
-	}
-	at := hello.OperationTime
-	if at.I == math.MaxUint32 {
-		at = bson.Timestamp{T: at.T + 1}
-	} else {
-		at.I++
+	err := w.client.Database("admin").RunCommand(tctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello)
+	at := justAfter(hello.OperationTime)
+	if err != nil || hello.OperationTime.T == 0 {
+		w.log.Debug("the server reports no operation time for start_at: now; reading it from a change stream", "error", err)
+		var serr error
+		if at, serr = w.streamNow(tctx); serr != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("cannot read the watched deployment's time for start_at: now; the trigger starts when its stream opens, "+
+					"after its checkpoint is read, so changes written while the state database is slow to answer are not delivered",
+					"hello_error", err, "stream_error", serr)
+			}
+			return
+		}
 	}
 	w.startNow.CompareAndSwap(nil, &at)
+}
+
+// justAfter returns the first cluster time after ts.
+func justAfter(ts bson.Timestamp) bson.Timestamp {
+	if ts.I == math.MaxUint32 {
+		return bson.Timestamp{T: ts.T + 1}
+	}
+	return bson.Timestamp{T: ts.T, I: ts.I + 1}
+}
+
+// streamNow returns the watched deployment's time as the trigger's change
+// stream sees it: the cluster time of the position a stream opened now
+// starts at (openAt), already after the changes made before it (a stream
+// started at that time reads from the first change after them).
+func (w *Watcher) streamNow(ctx context.Context) (bson.Timestamp, error) {
+	token, err := openAt(ctx, w.client, w.t, time.Time{})
+	if err != nil {
+		return bson.Timestamp{}, fmt.Errorf("open change stream for the time: %w", err)
+	}
+	at, ok := tokenClusterTime(token)
+	if !ok {
+		return bson.Timestamp{}, errors.New("open change stream for the time: its resume token has no cluster time")
+	}
+	return at, nil
 }
 
 // startAtRecheck bounds how long waitForStartAt sleeps before it reads the
