@@ -21,7 +21,8 @@ import (
 // (the Basic value's base64 and password, the bearer token), the OAuth2
 // client secret (see clientSecretForms), the URL's userinfo user name and
 // password and the Basic value net/http makes of them (a user name without
-// a password included), the URL's query values and the path segments
+// a password included), the URL's query values (raw, form-decoded and
+// %-decoded keeping '+') and the path segments
 // triggers.RedactURL hides (the whole path with webhook.secret_path), the
 // proxy's credentials (see proxySecrets), and the signing keys. Each value
 // is listed as it is, form- and path-escaped and JSON-escaped (see
@@ -71,6 +72,12 @@ func bodySecrets(w *triggers.Webhook, u, proxy *url.URL) []string {
 		}
 		add(v)
 		if dv, err := url.QueryUnescape(v); err == nil {
+			add(dv)
+		}
+		// An endpoint that %-decodes without turning '+' into a space
+		// (JavaScript's decodeURIComponent, Python's unquote) echoes
+		// this form.
+		if dv, err := url.PathUnescape(v); err == nil {
 			add(dv)
 		}
 	}

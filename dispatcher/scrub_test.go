@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -67,6 +68,12 @@ func TestResponseBodySecretsMasked(t *testing.T) {
 			echo: uri, want: "POST /h?token=<secret>&mode=<secret>&v=1"},
 		{name: "query value decoded", path: "/h?token=qu3ry%2Fv4lue",
 			echo: func(r *http.Request) string { return "token=" + r.URL.Query().Get("token") }, want: "token=<secret>"},
+		// decodeURIComponent and Python's unquote decode %XX but keep '+'.
+		{name: "query value %-decoded keeping +", path: "/h?key=q+s/e=cr%2Fet9Q",
+			echo: func(r *http.Request) string {
+				v, _ := url.PathUnescape(strings.TrimPrefix(r.URL.RawQuery, "key="))
+				return "key=" + v
+			}, want: "key=<secret>"},
 		{name: "secret path", path: "/hooks/teamsecretlowercasepath", webhook: triggers.Webhook{SecretPath: true},
 			echo: func(r *http.Request) string { return uri(r) + " no hook named teamsecretlowercasepath" },
 			want: "POST /<secret> no hook named <secret>"},
