@@ -124,14 +124,10 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 		var other *otherDevError
 		switch {
 		case errors.As(err, &other):
-			file := configName
-			if file == demo.ConfigName {
-				file = "FILE (`changehook init` writes the demo's)"
-			}
-			fmt.Fprintf(env.Stderr, "changehook dev: %v; this dev (pid %d) is not recorded, so to reach it give them -c %s and MONGODB_URI=%s\n",
-				other, os.Getpid(), file, srv.URI())
+			fmt.Fprintf(env.Stderr, "changehook dev: %v; this dev (pid %d) is not recorded, so %s\n",
+				other, os.Getpid(), devReachAdvice(env, configName, srv.URI()))
 		case err != nil:
-			log.Warn("other commands will not find this dev (pass them -c and MONGODB_URI)", "error", err)
+			log.Warn("other commands will not find this dev, so "+devReachAdvice(env, configName, srv.URI()), "error", err)
 		default:
 			unhook := atForcedExit(f)
 			forget = func() {
@@ -213,6 +209,37 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintln(env.Stdout, "stopped: in-flight deliveries finished, checkpoints saved.")
 	}
 	return ExitOK
+}
+
+// devReachAdvice tells how other commands reach a dev that is not recorded
+// (its devdb at uri, its configuration file, demo.ConfigName for the built-in
+// one): "-c FILE and MONGODB_URI=uri" only when FILE takes mongodb.uri from
+// that variable (leaves it out or sets it to ${MONGODB_URI}); when FILE sets
+// mongodb.uri otherwise, that wins over MONGODB_URI and the commands would
+// act on another deployment, so the advice is a copy of FILE without it.
+func devReachAdvice(env Env, file, uri string) string {
+	lookup := func(name string) (string, bool) {
+		if name == triggers.MongoURIEnv {
+			return uri, true
+		}
+		return env.LookupEnv(name)
+	}
+	opts := triggers.Options{IgnoreUnsetWebhookVars: true}
+	var cfg *triggers.Config
+	var err error
+	shown := file
+	if file == demo.ConfigName {
+		shown = "FILE (`changehook init` writes the demo's)"
+		cfg, err = triggers.ParseWith(demo.ConfigName, demo.Config, lookup, opts)
+	} else {
+		cfg, err = triggers.LoadWith(file, lookup, opts)
+	}
+	if err == nil && cfg.MongoDB.URI == uri {
+		return fmt.Sprintf("to reach it give them -c %s and %s=%s", shown, triggers.MongoURIEnv, uri)
+	}
+	return fmt.Sprintf("to reach it give them -c with a copy of %s whose mongodb.uri is left out or set to ${%s}, and %s=%s "+
+		"(-c %s itself does not reach it: its mongodb.uri wins over %s)",
+		shown, triggers.MongoURIEnv, triggers.MongoURIEnv, uri, shown, triggers.MongoURIEnv)
 }
 
 // pickDemoTrigger returns the first enabled trigger whose webhook points at

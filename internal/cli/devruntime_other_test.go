@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -122,4 +123,59 @@ func TestSecondDevLeavesTheFirstsRecord(t *testing.T) {
 			t.Errorf("the second dev does not say it is not recorded and how to reach it:\n%s", s)
 		}
 	})
+}
+
+// TestSecondDevAdviceReachesIt: the way a second dev (not recorded) tells
+// other commands to reach it works: "-c FILE and MONGODB_URI=URI" only when
+// FILE takes mongodb.uri from MONGODB_URI. A mongodb.uri the file sets
+// otherwise wins over the variable, so that advice would reach the file's
+// deployment (where `dlq purge --yes` acts on other data): the second dev
+// says so instead.
+func TestSecondDevAdviceReachesIt(t *testing.T) {
+	const rest = `triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook:
+      url: http://127.0.0.1:1/hook
+`
+	tests := []struct {
+		name       string
+		mongodb    string // the file's mongodb section
+		followable bool   // the advice is -c FILE with MONGODB_URI
+	}{
+		{name: "uri left out", followable: true},
+		{name: "uri from MONGODB_URI", mongodb: "mongodb:\n  uri: ${MONGODB_URI}\n", followable: true},
+		{name: "literal uri", mongodb: "mongodb:\n  uri: mongodb://127.0.0.1:1/?directConnection=true&serverSelectionTimeoutMS=2000\n"},
+		{name: "uri from another variable", mongodb: "mongodb:\n  uri: ${PROD_MONGODB_URI}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rtDir := t.TempDir()
+			writeOtherDev(t, rtDir)
+			file := filepath.Join(t.TempDir(), "triggers.yaml")
+			if err := os.WriteFile(file, []byte(tt.mongodb+rest), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, stderr, stop := startDevIn(t, rtDir, nil, nil,
+				func(_, stderr string) bool { return strings.Contains(stderr, "is not recorded, so to reach it") },
+				"-c", file, "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+			defer stop()
+			m := regexp.MustCompile(`give them -c (\S+) and MONGODB_URI=(\S+)`).FindStringSubmatch(stderr.String())
+			if !tt.followable {
+				if m != nil || !strings.Contains(stderr.String(), "its mongodb.uri wins over MONGODB_URI") {
+					t.Fatalf("the second dev advises -c FILE with MONGODB_URI, or does not say the file's mongodb.uri wins:\n%s", stderr)
+				}
+				return
+			}
+			if m == nil {
+				t.Fatalf("no -c FILE and MONGODB_URI advice on stderr:\n%s", stderr)
+			}
+			code, out, errOut := runWith(t, rtDir, map[string]string{"MONGODB_URI": m[2]}, "checkpoints", "list", "-c", m[1])
+			if code != ExitOK {
+				t.Errorf("following the advice (MONGODB_URI=%s changehook checkpoints list -c %s) = exit %d, want 0:\n%s%s",
+					m[2], m[1], code, out, errOut)
+			}
+		})
+	}
 }
