@@ -196,6 +196,12 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	stopDemo() // the writer stops with the runner, whatever ended it
 	wg.Wait()
 	if err != nil {
+		if rn == nil && ctx.Err() != nil {
+			// A stop request (Ctrl-C, the console closed: `dev | head -3`)
+			// while connecting: nothing ran, nothing failed.
+			fmt.Fprintln(env.Stdout, "stopped before the triggers started.")
+			return ExitOK
+		}
 		return fail(env, "dev", err)
 	}
 	if n := rn.Unfinished(); n > 0 {

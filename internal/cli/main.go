@@ -2,8 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -26,6 +31,13 @@ const DuplicateSignalWindow = 100 * time.Millisecond
 // after the first, runs ForcedExit (dev's temporary data directory is
 // removed) and exits at once with ExitInterrupted. It returns Run's exit
 // code.
+//
+// For run, dev and devdb, which serve until stopped, env.Stdout or
+// env.Stderr closed by its reader (`dev --demo | head -3`: a write fails
+// with EPIPE) is a stop request like the first SIGINT, and the writes to
+// it from then on are dropped; SIGPIPE, which would otherwise kill the
+// process without its shutdown, is only turned into that EPIPE. Other
+// commands keep the default: SIGPIPE ends them.
 func Main(args []string, env Env) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -34,6 +46,29 @@ func Main(args []string, env Env) int {
 	defer signal.Stop(sigs)
 	done := make(chan struct{})
 	defer close(done)
+	if len(args) > 0 && servesUntilStopped(args[0]) {
+		// With SIGPIPE notified, a write to a closed pipe or socket fails
+		// with EPIPE instead of killing the process: the webhook sockets'
+		// writes already handle that error, the console's start the stop.
+		pipes := make(chan os.Signal, 1)
+		signal.Notify(pipes, syscall.SIGPIPE)
+		defer signal.Stop(pipes)
+		go func() {
+			for {
+				select {
+				case <-pipes:
+				case <-done:
+					return
+				}
+			}
+		}()
+		env = consoleStops(env, func() {
+			select {
+			case sigs <- syscall.SIGPIPE:
+			default: // full: stop requests are already pending
+			}
+		})
+	}
 	go watchStopSignals(sigs, done, time.Now, cancel, func() {
 		ForcedExit()
 		os.Exit(ExitInterrupted)
@@ -64,4 +99,60 @@ func watchStopSignals(sigs <-chan os.Signal, done <-chan struct{}, now func() ti
 			return
 		}
 	}
+}
+
+// servesUntilStopped reports whether command name serves until a stop
+// request (run, dev, devdb), so that a closed console must stop it
+// gracefully rather than kill it.
+func servesUntilStopped(name string) bool {
+	return name == "run" || name == "dev" || name == "devdb"
+}
+
+// consoleStops returns env with Stdout and Stderr wrapped in
+// consoleWriters: the first EPIPE on either says on Stderr (when that is
+// still open) that the console is closed and calls stop, once.
+func consoleStops(env Env, stop func()) Env {
+	stop = sync.OnceFunc(stop) // shared: either writer may break first, or both
+	var stderr *consoleWriter
+	broken := func(name string) func() {
+		return func() {
+			fmt.Fprintf(stderr, "changehook: stopping: %s is closed (the program reading it exited)\n", name)
+			stop()
+		}
+	}
+	if env.Stderr != nil {
+		stderr = &consoleWriter{w: env.Stderr, broken: broken("standard error")}
+		env.Stderr = stderr
+	}
+	if env.Stdout != nil {
+		env.Stdout = &consoleWriter{w: env.Stdout, broken: broken("standard output")}
+	}
+	return env
+}
+
+// consoleWriter passes writes to w until one fails with EPIPE (its reader
+// is gone): it then calls broken and reports that write, and drops every
+// later one, as written, so that a serving command carries on to its
+// graceful stop. It is safe for concurrent use when w is. A nil
+// *consoleWriter drops every write.
+type consoleWriter struct {
+	w      io.Writer
+	broken func()
+	closed atomic.Bool
+}
+
+// Write writes p to w unless w has failed with EPIPE; it never returns
+// EPIPE.
+func (c *consoleWriter) Write(p []byte) (int, error) {
+	if c == nil || c.closed.Load() {
+		return len(p), nil
+	}
+	n, err := c.w.Write(p)
+	if err != nil && errors.Is(err, syscall.EPIPE) {
+		if !c.closed.Swap(true) {
+			c.broken()
+		}
+		return len(p), nil
+	}
+	return n, err
 }
