@@ -149,7 +149,7 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 		}
 		recv, err := demo.StartReceiver(demo.ReceiverOptions{Addr: recvAddr, Secrets: demoTrigger.Webhook.SigningKeys(), Out: env.Stdout})
 		if err != nil {
-			return fail(env, "dev", fmt.Errorf("%w (set CHANGEHOOK_DEMO_URL to a free address, e.g. http://127.0.0.1:9571/hooks/stock)", err))
+			return fail(env, "dev", fmt.Errorf("%w (%s)", err, demoPortAdvice(env, cfg, demoTrigger)))
 		}
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -260,6 +260,51 @@ func pickDemoTrigger(cfg *triggers.Config) (*triggers.Trigger, error) {
 		}
 	}
 	return nil, errors.New("--demo needs an enabled trigger whose webhook URL points at this machine (http://127.0.0.1:PORT/...), like low_stock in the repository's triggers.yaml")
+}
+
+// demoURLEnv is the variable the demo configuration takes the demo
+// trigger's webhook URL from.
+const demoURLEnv = "CHANGEHOOK_DEMO_URL"
+
+// demoPortAdvice tells how to get past the demo receiver's address being
+// taken: setting CHANGEHOOK_DEMO_URL when trigger t's URL comes from it in
+// cfg's file (the built-in demo configuration's does), else freeing the
+// port or changing the URL in the file, which the variable would not do.
+func demoPortAdvice(env Env, cfg *triggers.Config, t *triggers.Trigger) string {
+	if demoURLFromEnv(env, cfg, t) {
+		return "set " + demoURLEnv + " to a free address, e.g. http://127.0.0.1:9571/hooks/stock"
+	}
+	return fmt.Sprintf("the demo receiver listens on trigger %s's webhook URL %s: free that port or change the URL in %s",
+		t.Name, triggers.RedactURL(t.Webhook.URL), cfg.Path)
+}
+
+// demoURLFromEnv reports whether trigger t's webhook URL changes with
+// CHANGEHOOK_DEMO_URL: cfg's file read again with the variable set to
+// another address.
+func demoURLFromEnv(env Env, cfg *triggers.Config, t *triggers.Trigger) bool {
+	const probe = "http://127.0.0.1:1/changehook-demo-url-probe"
+	lookup := func(k string) (string, bool) {
+		if k == demoURLEnv {
+			return probe, true
+		}
+		return env.LookupEnv(k)
+	}
+	var again *triggers.Config
+	var err error
+	if cfg.Path == demo.ConfigName {
+		again, err = triggers.ParseWith(demo.ConfigName, demo.Config, lookup, devOptions)
+	} else {
+		again, err = triggers.LoadWith(cfg.Path, lookup, devOptions)
+	}
+	if err != nil {
+		return false
+	}
+	for _, u := range again.Triggers {
+		if u.Name == t.Name {
+			return u.Webhook.URL != t.Webhook.URL
+		}
+	}
+	return false
 }
 
 // receiverAddr returns the loopback host:port of a webhook URL.

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -72,6 +74,61 @@ func TestDevdbAddressInUse(t *testing.T) {
 			code, _, errOut := runWith(t, t.TempDir(), nil, tc.args...)
 			if code != ExitFailure || !strings.Contains(errOut, "address already in use") || !strings.Contains(errOut, tc.hint) {
 				t.Errorf("exit %d, stderr:\n%s", code, errOut)
+			}
+		})
+	}
+}
+
+// TestDemoReceiverAddressInUse: when the demo receiver's port is taken,
+// dev --demo advises what moves it: CHANGEHOOK_DEMO_URL for the built-in
+// configuration or a file whose trigger URL comes from it; for a file that
+// sets the URL itself (which ignores the variable), the trigger, its URL
+// and freeing the port or changing the URL in the file.
+func TestDemoReceiverAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	takenURL := "http://" + ln.Addr().String() + "/hook"
+	dir := t.TempDir()
+	const trigger = "triggers:\n  - name: orders\n    database: shop\n    collection: orders\n    webhook:\n      url: "
+	fixed := filepath.Join(dir, "fixed.yaml")
+	fromVar := filepath.Join(dir, "var.yaml")
+	for file, url := range map[string]string{fixed: takenURL, fromVar: "${CHANGEHOOK_DEMO_URL:-" + takenURL + "}"} {
+		if err := os.WriteFile(file, []byte(trigger+url+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		vars    map[string]string
+		want    []string
+		notWant string
+	}{
+		{name: "built-in", args: []string{"--demo"}, vars: map[string]string{"CHANGEHOOK_DEMO_URL": takenURL},
+			want: []string{"set CHANGEHOOK_DEMO_URL to a free address"}},
+		{name: "file with the variable", args: []string{"-c", fromVar, "--demo"},
+			want: []string{"set CHANGEHOOK_DEMO_URL to a free address"}},
+		{name: "file with a fixed URL", args: []string{"-c", fixed, "--demo"},
+			want:    []string{"trigger orders's webhook URL " + takenURL, "free that port or change the URL in " + fixed},
+			notWant: "CHANGEHOOK_DEMO_URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"dev"}, tc.args...)
+			args = append(args, "--addr", "127.0.0.1:0", "--admin-addr", "off")
+			code, _, errOut := runWith(t, t.TempDir(), tc.vars, args...)
+			if code != ExitFailure || !strings.Contains(errOut, "address already in use") {
+				t.Fatalf("exit %d, want %d with address already in use; stderr:\n%s", code, ExitFailure, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if tc.notWant != "" && strings.Contains(errOut, tc.notWant) {
+				t.Errorf("stderr mentions %s, which the file ignores:\n%s", tc.notWant, errOut)
 			}
 		})
 	}
