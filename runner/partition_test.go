@@ -162,24 +162,48 @@ func TestPartitionedTriggerDeliversEveryEventOnce(t *testing.T) {
 // TestChangedPartitionsRefuseToStart: a trigger whose partitions changed in
 // the configuration, without `checkpoints repartition`, has checkpoints
 // only under the old keys; it must fail with the way out instead of
-// starting at start_at (which would skip every change since).
+// starting at start_at (which would skip every change since). Under dev,
+// which `checkpoints repartition` refuses to act beside, the way out is
+// resuming from now or setting partitions back.
 func TestChangedPartitionsRefuseToStart(t *testing.T) {
-	client := startDB(t, devdb.Options{})
-	recv := newReceiver(t)
-	st := store.New(client, stateDB)
-	ctx := t.Context()
-	cfg := parseTrigger(t, partitionedYAML, recv.srv.URL)
-	saveCheckpointAs(t, client, st, cfg.Triggers[0].Partition(1), "orders/p1of3") // as if it ran with partitions: 3
-	r := startRunner(t, cfg, client, runner.Options{})
-	waitFor(t, "trigger failed", func() bool { return statusOf(t, r, "orders").State == runner.StateFailed })
-	st0 := statusOf(t, r, "orders")
-	if !strings.Contains(st0.WayOut, "checkpoints repartition --trigger orders --partitions 4") || !strings.Contains(st0.LastError, "orders/p1of3") {
-		t.Fatalf("last error = %q, way out = %q", st0.LastError, st0.WayOut)
+	tests := []struct {
+		name    string
+		dev     bool
+		want    []string
+		notWant string
+	}{
+		{name: "run", want: []string{"checkpoints repartition --trigger orders --partitions 4"}},
+		{name: "dev", dev: true, want: []string{"changehook resume orders --from now", "set partitions back to 3"},
+			notWant: "checkpoints repartition --trigger"},
 	}
-	for i := range 4 {
-		if _, ok, _ := st.LoadCheckpoint(ctx, fmt.Sprintf("orders/p%dof4", i)); ok {
-			t.Errorf("partition %d wrote a checkpoint; it must not start", i)
-		}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			client := startDB(t, devdb.Options{})
+			recv := newReceiver(t)
+			st := store.New(client, stateDB)
+			ctx := t.Context()
+			cfg := parseTrigger(t, partitionedYAML, recv.srv.URL)
+			saveCheckpointAs(t, client, st, cfg.Triggers[0].Partition(1), "orders/p1of3") // as if it ran with partitions: 3
+			r := startRunner(t, cfg, client, runner.Options{Dev: tc.dev})
+			waitFor(t, "trigger failed", func() bool { return statusOf(t, r, "orders").State == runner.StateFailed })
+			st0 := statusOf(t, r, "orders")
+			if !strings.Contains(st0.LastError, "orders/p1of3") {
+				t.Fatalf("last error = %q", st0.LastError)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(st0.WayOut, w) {
+					t.Errorf("way out %q lacks %q", st0.WayOut, w)
+				}
+			}
+			if tc.notWant != "" && strings.Contains(st0.WayOut, tc.notWant) {
+				t.Errorf("way out %q says %q", st0.WayOut, tc.notWant)
+			}
+			for i := range 4 {
+				if _, ok, _ := st.LoadCheckpoint(ctx, fmt.Sprintf("orders/p%dof4", i)); ok {
+					t.Errorf("partition %d wrote a checkpoint; it must not start", i)
+				}
+			}
+		})
 	}
 }
 
@@ -614,6 +638,7 @@ func TestRepartitioningReloadSaysWhatHappened(t *testing.T) {
 		// reload (as `checkpoints repartition` writes them).
 		repartitioned bool
 		paused        bool // paused before the reload
+		dev           bool // runner.Options.Dev
 		want          runner.State
 		wantLog       []string
 		notLog        []string
@@ -625,6 +650,10 @@ func TestRepartitioningReloadSaysWhatHappened(t *testing.T) {
 				`checkpoints="[orders/p0of3 orders/p1of3 orders/p2of3]"`,
 				"changehook checkpoints repartition --trigger orders --partitions 4"},
 			notLog: []string{"restarted"}},
+		// Under dev, checkpoints repartition is refused while it runs.
+		{name: "checkpoints only under the old partitioning, under dev", dev: true, want: runner.StateFailed,
+			wantLog: []string{"trigger changed by reload: partitions changed", "changehook resume orders --from now", "set partitions back to 3"},
+			notLog:  []string{"restarted", "checkpoints repartition --trigger"}},
 		{name: "checkpoints repartitioned", repartitioned: true, want: runner.StateRunning,
 			wantLog: []string{`level=INFO msg="trigger changed by reload: partitions changed; restarted" trigger=orders partitions=4`},
 			notLog:  []string{"refuse"}},
@@ -640,7 +669,7 @@ func TestRepartitioningReloadSaysWhatHappened(t *testing.T) {
 			st := store.New(client, stateDB)
 			var logs syncbuf.Buffer
 			three := strings.Replace(partitionedYAML, "partitions: 4", "partitions: 3", 1)
-			r := startRunner(t, parseTrigger(t, three, recv.srv.URL), client, runner.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			r := startRunner(t, parseTrigger(t, three, recv.srv.URL), client, runner.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Dev: tc.dev})
 			waitFor(t, "3 partitions ready with their checkpoints", func() bool {
 				for i := range 3 {
 					if _, ok, _ := st.LoadCheckpoint(t.Context(), fmt.Sprintf("orders/p%dof3", i)); !ok {

@@ -336,7 +336,7 @@ func (r *Runner) logRepartitioned(ctx context.Context, t *triggers.Trigger, paus
 	}
 	r.log.Warn("trigger changed by reload: partitions changed, but its checkpoints are under another partitioning; "+
 		"the new partitions without a checkpoint of their own refuse to start", "trigger", t.Name, "partitions", len(t.Units()),
-		"refusing", refusing, "checkpoints", others, "way_out", repartitionWayOut(t))
+		"refusing", refusing, "checkpoints", others, "way_out", repartitionWayOut(t, others, r.opts.Dev))
 }
 
 // Diff returns what Reload(cfg) would do, without doing it.

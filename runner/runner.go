@@ -122,6 +122,12 @@ type Options struct {
 	// LastError "cannot read the runtime controls: …", and they are read
 	// again with backoff until it can start.
 	Controls bool
+	// Dev marks the runner of `changehook dev`, under which `changehook
+	// checkpoints repartition` is refused while it runs (and stopping a dev
+	// without --data loses its data): the way out of partitions changed by
+	// a reload then names `changehook resume NAME --from now` or setting
+	// partitions back, not a repartition.
+	Dev bool
 	// WatchDeadLetters watches the deadletters collection's change stream
 	// while Run runs and recounts the current dead-letter counts when it
 	// changes, so that a replay or purge by another process (`changehook

@@ -266,6 +266,7 @@ func (r *Runner) startLocked(s *slot) {
 		ShutdownGrace:          r.opts.ShutdownGrace,
 		Deadline:               deadline,
 		StreamWait:             &s.waits.stream,
+		Dev:                    r.opts.Dev,
 	})
 	w.startNow = &s.startNow
 	if prev := s.last.Load(); prev != nil {

@@ -151,6 +151,8 @@ type WatcherOptions struct {
 	// trigger: for the reader going ahead of it), whether the server
 	// waits for changes or takes long to return them.
 	StreamWait *dispatcher.WaitClock
+	// Dev: the watcher runs under `changehook dev` (see Options.Dev).
+	Dev bool
 }
 
 // Watcher runs one trigger: it owns the trigger's change stream, submits
@@ -788,7 +790,7 @@ func (w *Watcher) otherLayout(ctx context.Context) (reason, wayOut string, ok bo
 			}
 			reason = fmt.Sprintf("no checkpoint under %s, but checkpoints of another partitioning exist (%s): partitions changed in the configuration; "+
 				"starting at start_at would skip the changes since them", w.t.Key(), strings.Join(keys, ", "))
-			return reason, repartitionWayOut(w.t), true
+			return reason, repartitionWayOut(w.t, keys, w.opts.Dev), true
 		}
 		if ctx.Err() != nil {
 			return "", "", false
@@ -843,10 +845,31 @@ func otherPartitioning(t *triggers.Trigger, cps []store.Checkpoint) []string {
 }
 
 // repartitionWayOut is the way out of t's units that refuse to start
-// because only another partitioning's checkpoints exist (otherLayout).
-func repartitionWayOut(t *triggers.Trigger) string {
+// because only another partitioning's checkpoints exist (otherLayout;
+// others are their keys). Under dev (see Options.Dev), where `checkpoints
+// repartition` is refused while it runs, it is resuming from now or setting
+// partitions back to the old checkpoints' number.
+func repartitionWayOut(t *triggers.Trigger, others []string, dev bool) string {
+	if dev {
+		return fmt.Sprintf("`changehook checkpoints repartition` is refused while this dev runs the trigger: run `changehook resume %s --from now` "+
+			"(the new partitions start now; the changes since the old checkpoints are not delivered), "+
+			"or set partitions back to %d and reload",
+			t.Name, formerPartitions(others))
+	}
 	return fmt.Sprintf("run `changehook checkpoints repartition --trigger %s --partitions %d` (every new partition then starts from the oldest old checkpoint), then restart",
 		t.Name, max(1, t.Partitions))
+}
+
+// formerPartitions returns the number of partitions the first of keys,
+// checkpoint keys of another partitioning, was saved under (1 for the
+// trigger's own name).
+func formerPartitions(keys []string) int {
+	for _, k := range keys {
+		if _, _, n, ok := triggers.ParsePartitionKey(k); ok {
+			return n
+		}
+	}
+	return 1
 }
 
 // stream opens the change stream after from (or at start_at) and reads it

@@ -115,6 +115,7 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 		}
 	}()
 	rf.deliveries = env.Stdout
+	rf.dev = true
 	rf.parse = devOptions
 	rf.adminListening = func(url string) {
 		if url != "" {

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -159,5 +160,54 @@ func TestDevPrintsTheAdminURL(t *testing.T) {
 	}
 	if code := stop(); code != ExitOK {
 		t.Errorf("dev: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestDevPartitionsChangeWayOut: under dev, a reload changing a trigger's
+// partitions (its checkpoints under the old partitioning) fails the new
+// partitions with a way out that works while dev runs: `changehook resume
+// NAME --from now`, not `checkpoints repartition`, which is refused beside
+// a running dev.
+func TestDevPartitionsChangeWayOut(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "triggers.yaml")
+	writePartitions := func(n int) {
+		s := fmt.Sprintf("triggers:\n  - name: orders\n    database: shop\n    collection: orders\n    ordering: per_document\n    partitions: %d\n"+
+			"    webhook: {url: \"http://127.0.0.1:1/orders\"}\n", n)
+		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePartitions(2)
+	rtDir := t.TempDir()
+	reload := make(chan struct{}, 1)
+	_, stderr, stop := startDevIn(t, rtDir, nil, reload, running,
+		"-c", file, "--addr", "127.0.0.1:0", "--admin-addr", "off", "--log-level", "info")
+	defer stop()
+	// As waitFor polls the log: until both partitions saved a checkpoint.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, out, _ := runWith(t, rtDir, nil, "checkpoints", "list")
+		if strings.Contains(out, "orders/p0of2") && strings.Contains(out, "orders/p1of2") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoints of both partitions:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	writePartitions(3)
+	reload <- struct{}{}
+	waitFor(t, stderr, "refuse to start")
+	line := ""
+	for l := range strings.Lines(stderr.String()) {
+		if strings.Contains(l, "refuse to start") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "changehook resume orders --from now") || strings.Contains(line, "checkpoints repartition --trigger") {
+		t.Fatalf("the reload's way out under dev is not resume --from now:\n%s", line)
+	}
+	if code, out, errOut := runWith(t, rtDir, nil, "resume", "orders", "--from", "now"); code != ExitOK {
+		t.Errorf("the way out (resume orders --from now) = exit %d:\n%s%s", code, out, errOut)
 	}
 }

@@ -37,6 +37,8 @@ type runFlags struct {
 	clustered bool
 	// parse is how a reload reads the file (dev: devOptions).
 	parse triggers.Options
+	// dev: the runner serves `changehook dev` (runner.Options.Dev).
+	dev bool
 	// deliveries, when set, receives one line per delivery attempt (dev).
 	deliveries io.Writer
 	// adminListening, when set, is called once every listener is bound,
@@ -199,6 +201,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		WatchDeadLetters:   true,
 		DispatcherOptions:  dispatcherOptions(rf),
 		History:            hist,
+		Dev:                rf.dev,
 	})
 	if err != nil {
 		closeHistory(ctx, log, hist)
