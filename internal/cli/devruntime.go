@@ -319,15 +319,22 @@ func fileConfigDev(fs *flag.FlagSet, path string, env Env) (rt devRuntime, ok, w
 // stderr names). It never connects, so mongodb.uri is not read (its
 // ${VAR}s need not be set), as dev does not read it.
 func fileConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, error) {
+	return fileConfigWith(fs, path, env, triggers.Options{})
+}
+
+// fileConfigWith is fileConfig reading the file with opts (mongodb.uri is
+// never read).
+func fileConfigWith(fs *flag.FlagSet, path string, env Env, opts triggers.Options) (*triggers.Config, error) {
 	rt, ok, wanted := fileConfigDev(fs, path, env)
 	if ok {
-		cfg, err := devConfig(rt, env, triggers.Options{})
+		cfg, err := devConfig(rt, env, opts)
 		if err != nil {
 			return nil, configError(rt.Config, err)
 		}
 		return cfg, nil
 	}
-	return loadLocal(path, wanted, devOptions, env)
+	opts.IgnoreMongoURI = devOptions.IgnoreMongoURI
+	return loadLocal(path, wanted, opts, env)
 }
 
 // devRunning returns the running `changehook dev` recorded in the runtime

@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -13,8 +15,10 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"gopkg.in/yaml.v3"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/demo"
 	"github.com/changehook/changehook/internal/mql"
 	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/internal/version"
@@ -62,6 +66,9 @@ func testCommand(ctx context.Context, args []string, env Env) int {
 		return usageError(env, fs, "--event or --events is required")
 	}
 	cfg, err := fileConfig(fs, *path, env)
+	if err != nil && !*send {
+		cfg, err = otherTriggersUnset(fs, *path, env, *name, err)
+	}
 	if err != nil {
 		return fail(env, "test", err)
 	}
@@ -397,6 +404,95 @@ func newSender(t *triggers.Trigger, env Env, opts ...dispatcher.Option) (*dispat
 		return nil, fmt.Errorf("prepare delivery: %w", err)
 	}
 	return s, nil
+}
+
+// otherTriggersUnset handles test without --send when the file was
+// refused (strictErr): when every problem is a ${VAR} naming an unset
+// variable in the webhook of a trigger other than name (test sends
+// nothing, so those are not needed, as for the state commands), it returns
+// the configuration read with those fields left unset, saying so on
+// stderr; otherwise strictErr.
+func otherTriggersUnset(fs *flag.FlagSet, path string, env Env, name string, strictErr error) (*triggers.Config, error) {
+	var ve *triggers.ValidationError
+	if !errors.As(strictErr, &ve) {
+		return nil, strictErr
+	}
+	quiet := env
+	quiet.Stderr = io.Discard // fileConfigDev said which file once already
+	cfg, err := fileConfigWith(fs, path, quiet, triggers.Options{IgnoreUnsetWebhookVars: true})
+	if err != nil {
+		return nil, strictErr
+	}
+	t, err := findTrigger(cfg, name)
+	if err != nil {
+		return nil, strictErr
+	}
+	items, err := triggerItems(cfg)
+	if err != nil {
+		return nil, strictErr
+	}
+	own := slices.IndexFunc(items, func(it itemRange) bool { return it.start == [2]int{t.Pos.Line, t.Pos.Col} })
+	if own < 0 {
+		return nil, strictErr // an alias: its fields are another item's
+	}
+	for _, p := range ve.Problems {
+		at := [2]int{p.Pos.Line, p.Pos.Col}
+		i := slices.IndexFunc(items, func(it itemRange) bool { return !posLess(at, it.start) && posLess(at, it.end) })
+		if i < 0 || i == own {
+			return nil, strictErr
+		}
+	}
+	fmt.Fprintf(env.Stderr, "note: %s of other triggers' webhooks name unset variables; test sends nothing, so they are left unset\n",
+		plural(len(ve.Problems), "${VAR}"))
+	return cfg, nil
+}
+
+// itemRange is where an item of the triggers list is in the file: from
+// start (line, column) to before end.
+type itemRange struct{ start, end [2]int }
+
+// posLess orders (line, column) positions.
+func posLess(a, b [2]int) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
+
+// triggerItems returns the ranges of the items of cfg's file's triggers
+// list: each ends where the next item, or the next top-level key, starts.
+func triggerItems(cfg *triggers.Config) ([]itemRange, error) {
+	data := demo.Config
+	if cfg.Path != demo.ConfigName {
+		var err error
+		if data, err = os.ReadFile(cfg.Path); err != nil {
+			return nil, err
+		}
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("read %s: %w", cfg.Path, err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("read %s: not a mapping", cfg.Path)
+	}
+	top := doc.Content[0].Content
+	for i := 0; i+1 < len(top); i += 2 {
+		if top[i].Value != "triggers" || top[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		end := [2]int{math.MaxInt, 0}
+		if i+2 < len(top) {
+			end = [2]int{top[i+2].Line, top[i+2].Column}
+		}
+		seq := top[i+1].Content
+		items := make([]itemRange, len(seq))
+		for j, it := range seq {
+			items[j].start = [2]int{it.Line, it.Column}
+			if j+1 < len(seq) {
+				items[j].end = [2]int{seq[j+1].Line, seq[j+1].Column}
+			} else {
+				items[j].end = end
+			}
+		}
+		return items, nil
+	}
+	return nil, fmt.Errorf("read %s: no triggers list", cfg.Path)
 }
 
 // findTrigger returns the trigger called name; "" is accepted when the file
