@@ -34,8 +34,9 @@ const DuplicateSignalWindow = 100 * time.Millisecond
 //
 // For run, dev and devdb, which serve until stopped, env.Stdout or
 // env.Stderr closed by its reader (`dev --demo | head -3`: a write fails
-// with EPIPE) is a stop request like the first SIGINT, and the writes to
-// it from then on are dropped; SIGPIPE, which would otherwise kill the
+// with EPIPE) starts the graceful stop, as the first SIGINT does, but is
+// never taken for a second stop request; the writes to it from then on
+// are dropped; SIGPIPE, which would otherwise kill the
 // process without its shutdown, is only turned into that EPIPE. Other
 // commands keep the default: SIGPIPE ends them.
 func Main(args []string, env Env) int {
@@ -62,12 +63,11 @@ func Main(args []string, env Env) int {
 				}
 			}
 		}()
-		env = consoleStops(env, func() {
-			select {
-			case sigs <- syscall.SIGPIPE:
-			default: // full: stop requests are already pending
-			}
-		})
+		// A closed console asks for the graceful stop and never counts
+		// as a second request: after Ctrl-C on `dev | tee`, tee is gone
+		// and the shutdown's own lines fail, which must not force the
+		// exit before deliveries finish and checkpoints are saved.
+		env = consoleStops(env, cancel)
 	}
 	go watchStopSignals(sigs, done, time.Now, cancel, func() {
 		ForcedExit()
