@@ -881,15 +881,20 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 		batch = 1
 	}
 	opts := w.t.ChangeStreamOptions().SetMaxAwaitTime(w.opts.MaxAwait).SetBatchSize(batch)
-	if from == nil {
-		// A stream without a position to resume from opens with an empty
-		// first batch: its post-batch resume token is then the start
+	pinFirst := from == nil && w.t.StartAt.Now
+	if pinFirst {
+		// start_at: now without a position to resume from opens with an
+		// empty first batch: its post-batch resume token is then the start
 		// position itself, which pinStart saves before any event is read.
-		// With a full first batch, the changes made since start_at (its
-		// "now" is read before the checkpoint) would come in it, the
-		// stream would have no position of its own, and until one of them
-		// was delivered nothing would be saved: a restart would start at a
-		// later "now" and skip them.
+		// With a full first batch, the changes made since "now" (read
+		// before the checkpoint) would come in it, the stream would have
+		// no position of its own, and until one of them was delivered
+		// nothing would be saved: a restart would start at a later "now"
+		// and skip them. A start_at time needs no pin (a restart starts
+		// there again) and must not get one: an empty first batch reads
+		// no oplog, so a time the oplog no longer reaches would be saved
+		// as the checkpoint before the first read fails with history
+		// lost, and a corrected start_at would then be ignored.
 		opts.SetBatchSize(0)
 	}
 	switch {
@@ -923,7 +928,7 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 	if rt := cs.ResumeToken(); rt != nil && cs.RemainingBatchLength() == 0 {
 		w.setStreamToken(rt)
 	}
-	if from == nil {
+	if pinFirst {
 		cs.SetBatchSize(batch) // every getMore reads full batches
 	}
 	w.setRunning()
