@@ -90,6 +90,13 @@ func TestTestWithOtherTriggersVariablesUnset(t *testing.T) {
 		{name: "variable in defaults unset", config: "defaults:\n  webhook: { headers: { X-Key: \"${KEY}\" } }\ntriggers:\n" + fmt.Sprintf(b, "http://127.0.0.1:1/b"),
 			wantErr: "KEY is not set"},
 		{name: "with --send", config: "triggers:\n" + a + fmt.Sprintf(b, "http://127.0.0.1:1/b"), send: true, wantErr: "A_URL is not set"},
+		// b's webhook written in a's item through an alias or a merge key:
+		// its variables are b's own.
+		{name: "own variable through an alias", wantErr: "A_URL is not set",
+			config: "triggers:\n" + strings.Replace(a, "webhook:", "webhook: &hook", 1) + "  - name: b\n    database: shop\n    collection: b\n    webhook: *hook\n"},
+		{name: "own variable through a merge key", wantErr: "A_SECRET is not set",
+			config: "triggers:\n" + strings.Replace(a, "webhook:", "webhook: &hook", 1) +
+				"  - name: b\n    database: shop\n    collection: b\n    webhook:\n      <<: *hook\n      url: \"http://127.0.0.1:1/b\"\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -480,6 +480,12 @@ func triggerItems(cfg *triggers.Config) ([]itemRange, error) {
 		if i+2 < len(top) {
 			end = [2]int{top[i+2].Line, top[i+2].Column}
 		}
+		if hasAlias(top[i+1], 0) {
+			// An alias or merge key copies fields written in one item into
+			// another: where a problem is written says nothing of whose
+			// it is.
+			return nil, fmt.Errorf("read %s: the triggers list uses aliases", cfg.Path)
+		}
 		seq := top[i+1].Content
 		items := make([]itemRange, len(seq))
 		for j, it := range seq {
@@ -494,6 +500,23 @@ func triggerItems(cfg *triggers.Config) ([]itemRange, error) {
 	}
 	return nil, fmt.Errorf("read %s: no triggers list", cfg.Path)
 }
+
+// hasAlias reports whether n or a node under it is an alias (a merge key's
+// value included). The walk stops at maxAliasDepth, answering true.
+func hasAlias(n *yaml.Node, depth int) bool {
+	if n.Kind == yaml.AliasNode || depth > maxAliasDepth {
+		return true
+	}
+	for _, c := range n.Content {
+		if hasAlias(c, depth+1) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxAliasDepth bounds hasAlias's walk, far deeper than any trigger.
+const maxAliasDepth = 200
 
 // findTrigger returns the trigger called name; "" is accepted when the file
 // has exactly one trigger.
