@@ -727,3 +727,37 @@ func lineOf(out, s string) string {
 	}
 	return ""
 }
+
+// TestDevPartitionsWayOutLeavesNoUnfollowableAdvice: under dev, once the
+// way out of a partitions change is taken (resume --from now), the new
+// partitions run and the warning about the old partitioning's checkpoints
+// does not advise `checkpoints repartition`, which dev refuses while it
+// runs.
+func TestDevPartitionsWayOutLeavesNoUnfollowableAdvice(t *testing.T) {
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	st := store.New(client, stateDB)
+	cfg := parseTrigger(t, partitionedYAML, recv.srv.URL)
+	saveCheckpointAs(t, client, st, cfg.Triggers[0].Partition(1), "orders/p1of3")
+	var logs syncbuf.Buffer
+	r := startRunner(t, cfg, client, runner.Options{Dev: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	waitFor(t, "trigger failed", func() bool { return statusOf(t, r, "orders").State == runner.StateFailed })
+	if _, err := r.Resume(t.Context(), "orders", runner.ResumeFrom{Now: true}); err != nil {
+		t.Fatalf("resume --from now: %v", err)
+	}
+	waitFor(t, "trigger running", func() bool { return statusOf(t, r, "orders").State == runner.StateRunning })
+	insert(t, client.Database("shop").Collection("orders"), item(1, 1))
+	recv.next(t)
+	warned := false
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "checkpoints of another partitioning remain") {
+			warned = true
+			if _, wayOut, _ := strings.Cut(l, "way_out="); strings.Contains(wayOut, "checkpoints repartition") {
+				t.Errorf("under dev, the warning's way out is a command dev refuses:\n%s", l)
+			}
+		}
+	}
+	if !warned {
+		t.Errorf("no warning about the old partitioning's checkpoints:\n%s", logs.String())
+	}
+}
