@@ -851,6 +851,9 @@ func (r *Runner) loadPauses(ctx context.Context) {
 	defer cancel()
 	cs, err := r.store.LoadControls(loadCtx, r.controlKeys())
 	if err != nil {
+		if ctx.Err() != nil {
+			return // stopping: nothing is waiting for the read
+		}
 		r.controlsUnreadable(unread, err)
 		r.pokeControls()
 		return
