@@ -117,6 +117,7 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	rf.deliveries = env.Stdout
 	rf.dev = true
 	rf.parse = devOptions
+	rf.check = devServable
 	rf.adminListening = func(url string) {
 		if url != "" {
 			fmt.Fprintf(env.Stdout, "admin      %s  (console; API under /api, /metrics, /readyz)\n", url)

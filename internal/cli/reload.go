@@ -74,8 +74,11 @@ type reloader struct {
 	path string
 	env  Env
 	opts triggers.Options // how the file is read (dev: devOptions)
-	log  *slog.Logger
-	cfg  *triggers.Config // the running configuration
+	// check, when set, refuses a configuration the process could not run
+	// although it is valid (dev: devServable, a trigger devdb cannot serve).
+	check func(*triggers.Config) error
+	log   *slog.Logger
+	cfg   *triggers.Config // the running configuration
 	// started is the configuration the process started with: its
 	// settings outside the triggers are those in force until a restart.
 	started *triggers.Config
@@ -299,6 +302,11 @@ func (rl *reloader) load() (cfg *triggers.Config, pinned []string, err error) {
 			re.Problems = []string{err.Error()}
 		}
 		return nil, nil, re
+	}
+	if rl.check != nil {
+		if err := rl.check(cfg); err != nil {
+			return nil, nil, &ReloadError{Problems: []string{err.Error()}, err: err}
+		}
 	}
 	if !rl.opts.IgnoreMongoURI && cfg.MongoDB.URI != rl.cfg.MongoDB.URI {
 		pinned = append(pinned, "mongodb.uri")

@@ -37,6 +37,9 @@ type runFlags struct {
 	clustered bool
 	// parse is how a reload reads the file (dev: devOptions).
 	parse triggers.Options
+	// check, when set, is what a reloaded configuration must also pass
+	// (dev: devServable), as the configuration the process started with did.
+	check func(*triggers.Config) error
 	// dev: the runner serves `changehook dev` (runner.Options.Dev).
 	dev bool
 	// deliveries, when set, receives one line per delivery attempt (dev).
@@ -215,7 +218,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	}()
 
 	rl := newReloader(cfg.Path, env, log, cfg, rn, reg)
-	rl.st, rl.opts = st, rf.parse
+	rl.st, rl.opts, rl.check = st, rf.parse, rf.check
 	rl.poolCap = poolCapacity(cfg.MongoDB.URI, streamCount(cfg))
 	var driver *cluster.Driver
 	if mgr != nil {

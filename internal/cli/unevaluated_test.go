@@ -83,3 +83,33 @@ func TestMatchOperatorsOnlyMongoDBEvaluates(t *testing.T) {
 		})
 	}
 }
+
+// TestDevReloadRefusesATriggerDevdbCannotServe: a reload under dev that
+// adds a trigger whose match uses an operator devdb does not evaluate is
+// rejected as dev's start would be, naming the trigger and the operator,
+// and the running configuration stays.
+func TestDevReloadRefusesATriggerDevdbCannotServe(t *testing.T) {
+	const plain = `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook: { url: "http://127.0.0.1:1/orders" }
+`
+	cfg := writeConfig(t, plain)
+	reload := make(chan struct{}, 1)
+	_, stderr, stop := startDevIn(t, t.TempDir(), nil, reload, running,
+		"-c", cfg, "--addr", "127.0.0.1:0", "--admin-addr", "off", "--log-level", "info")
+	if err := os.WriteFile(cfg, []byte(plain+strings.TrimPrefix(geoConfig, "\ntriggers:\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	waitFor(t, stderr, "reload rejected")
+	want := "check triggers for devdb: trigger near: match uses $geoWithin, which MongoDB evaluates but devdb does not"
+	if s := stderr.String(); !strings.Contains(s, want) || strings.Contains(s, "configuration reloaded") {
+		t.Errorf("dev's log after the reload:\n%s\nwant a rejected reload with %q", s, want)
+	}
+	if code := stop(); code != ExitOK {
+		t.Errorf("dev: exit %d\n%s", code, stderr)
+	}
+}
