@@ -942,7 +942,9 @@ func BuildBatchMessage(trigger string, w triggers.Webhook, evs []Event) (Message
 // DeliverBatch sends evs as one batch request (BuildBatchMessage) through
 // the retry policy, as Deliver does for one event: it never dead-letters or
 // checkpoints, and the observers see Attempt.Events. A batch whose payload
-// cannot be built fails with ReasonPayload and no attempt.
+// cannot be built fails with ReasonPayload and no attempt. A batch of two
+// or more events the endpoint refuses with 413 (too large) fails at once,
+// whatever retry_on says: the caller sends its events in smaller batches.
 func (s *Sender) DeliverBatch(ctx context.Context, evs []Event) (Result, error) {
 	if ctx == nil {
 		return Result{}, fmt.Errorf("deliver batch: %w", errNilContext)

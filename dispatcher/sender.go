@@ -497,9 +497,11 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 // retryStage sends msg with sendOnce until an attempt succeeds, the policy
 // gives up (never when forever) or ctx ends. prog (may be nil) follows the
 // attempts; info is what the observers learn about the event. A batch of
-// several events that the endpoint refuses as too large (tooLarge), with a
-// status the policy does not retry, ends the stage at once, also when
-// forever: the caller sends its events in smaller requests. prev is the
+// several events that the endpoint refuses as too large (tooLarge) ends the
+// stage at once, whatever the policy says of 413 (retry.retry_on) and also
+// when forever: the same body cannot pass, and the caller sends its events
+// in smaller requests. An event alone refused with 413 is retried as the
+// policy says. prev is the
 // result of the request's previous round of attempts (zero for none): a
 // round is retry.max_attempts attempts, backed off from
 // retry.initial_backoff again, but its attempts are numbered on from
@@ -547,9 +549,10 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, err)
 		}
 		permanent := !retry
-		if permanent && tooLarge(at.Status, info.events) {
+		if tooLarge(at.Status, info.events) {
 			// Sending the same body again cannot succeed, even when
-			// retrying forever: the dispatcher sends the batch in parts.
+			// retry_on lists 413 or when retrying forever: the
+			// dispatcher sends the batch in parts.
 			prog.attempted(at, true, time.Time{})
 			return res, fmt.Errorf("deliver %s to %s: the endpoint refused a batch of %d events as too large: %w", id, s.redactedURL, info.events, err)
 		}
