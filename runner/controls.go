@@ -654,13 +654,18 @@ func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom, contr
 }
 
 // resumePlan is where resumeFrom moves one unit: its slot, its checkpoint
-// (old, when found) and the position of the resume's time (cp).
+// (old, when found), the position of the resume's time (cp) and, when the
+// unit has no checkpoint, the one it would have resumed from under the
+// trigger's previous partitioning (prior, when priorFound: see
+// priorCheckpoint).
 type resumePlan struct {
-	s     *slot
-	t     *triggers.Trigger
-	old   store.Checkpoint
-	found bool
-	cp    store.Checkpoint
+	s          *slot
+	t          *triggers.Trigger
+	old        store.Checkpoint
+	found      bool
+	cp         store.Checkpoint
+	prior      store.Checkpoint
+	priorFound bool
 }
 
 // planResume reads s's checkpoint and the position of from, and checks
@@ -687,7 +692,44 @@ func (r *Runner) planResume(ctx context.Context, s *slot, from ResumeFrom) (resu
 			return resumePlan{}, err
 		}
 	}
-	return resumePlan{s: s, t: t, old: old, found: found, cp: cp}, nil
+	p := resumePlan{s: s, t: t, old: old, found: found, cp: cp}
+	if !found {
+		if p.prior, p.priorFound, err = r.priorCheckpoint(ctx, t); err != nil {
+			return resumePlan{}, err
+		}
+	}
+	return p, nil
+}
+
+// priorCheckpoint returns, for t's unit that has no checkpoint of its own,
+// the checkpoint it would have resumed from under the trigger's previous
+// partitioning: the oldest of the checkpoints of another partitioning
+// (otherPartitioning; the single checkpoint under the trigger's name when
+// it ran unpartitioned), as `checkpoints repartition` would start every
+// new partition from it. Its position is where a resume's skipped range
+// truly starts after a change of partitions that did not carry the
+// checkpoints over. ok is false when there is none.
+func (r *Runner) priorCheckpoint(ctx context.Context, t *triggers.Trigger) (store.Checkpoint, bool, error) {
+	cps, err := r.store.TriggerCheckpoints(ctx, t.Name)
+	if err != nil {
+		return store.Checkpoint{}, false, fmt.Errorf("list the checkpoints of %s under every partitioning: %w", t.Name, err)
+	}
+	others := otherPartitioning(t, cps)
+	var oldest store.Checkpoint
+	var oldestAt string
+	for _, cp := range cps {
+		if !slices.Contains(others, cp.Trigger) {
+			continue
+		}
+		at, err := TokenPosition(cp.Token)
+		if err != nil {
+			continue // not comparable: it cannot start a range
+		}
+		if oldestAt == "" || at < oldestAt {
+			oldest, oldestAt = cp, at
+		}
+	}
+	return oldest, oldestAt != "", nil
 }
 
 // applyResume carries out p (see resumeFrom).
@@ -707,6 +749,17 @@ func (r *Runner) applyResume(ctx context.Context, p resumePlan, from ResumeFrom,
 	// comparable with From; this machine's clock only when it has none.
 	if skipped.To = checkpointTime(cp); skipped.To.IsZero() {
 		skipped.To = cp.UpdatedAt
+	}
+	if !found && p.priorFound {
+		// No checkpoint of this partitioning (its partitions changed
+		// without the checkpoints carried over): the range starts where
+		// the previous partitioning stood, when that is before the new
+		// position; otherwise nothing of it was passed over.
+		if back, err := positionBefore(cp, p.prior); err == nil && !back {
+			if skipped.From = checkpointTime(p.prior); skipped.From.IsZero() {
+				skipped.From = p.prior.UpdatedAt
+			}
+		}
 	}
 	s.mu.Lock()
 	s.pause, s.failed = nil, false
@@ -735,8 +788,22 @@ func (r *Runner) applyResume(ctx context.Context, p resumePlan, from ResumeFrom,
 // `dlq replay` cannot send them; `redeliver --since` can, while the oplog
 // has them); those delivered (or dead-lettered) before stay so.
 func passedOver(sk Skipped) string {
+	if sk.From.IsZero() {
+		return fmt.Sprintf("checkpoint set to %s, with no checkpoint before it to skip from: the changes before it that were not delivered yet are left undelivered, and not dead-lettered",
+			timeText(sk.To))
+	}
 	return fmt.Sprintf("checkpoint moved from %s to %s: the changes in between that were not delivered yet are left undelivered, and not dead-lettered",
 		timeText(sk.From), timeText(sk.To))
+}
+
+// skippedAttrs are the log attributes of sk's range: skipped_from (left
+// out when there was no checkpoint before, rather than the zero time) and
+// skipped_to.
+func skippedAttrs(sk Skipped) []any {
+	if sk.From.IsZero() {
+		return []any{"skipped_to", sk.To}
+	}
+	return []any{"skipped_from", sk.From, "skipped_to", sk.To}
 }
 
 // passedOverLog is the log message of a resume that moved a checkpoint
@@ -1531,8 +1598,7 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 				from, timeText(sk.From), timeText(sk.To))
 		case err == nil:
 			msg = fmt.Sprintf("resumed from %s: %s", from, passedOver(sk))
-			r.log.Warn(passedOverLog, "trigger", t.Name, "key", t.Key(), "from", from.String(),
-				"skipped_from", sk.From, "skipped_to", sk.To)
+			r.log.Warn(passedOverLog, append([]any{"trigger", t.Name, "key", t.Key(), "from", from.String()}, skippedAttrs(sk)...)...)
 		case !errors.Is(err, ErrFenced) && ctx.Err() == nil:
 			// The request lifted the unit's pause (or failure) when this
 			// process read it (applyLocally), as on every member: the

@@ -513,7 +513,11 @@ func (r *Runner) Paused(name string) (p PauseInfo, ok bool, err error) {
 // To the new position (the time resumed from; for now, the time the new
 // position's resume token opens with, by the server's clock).
 type Skipped struct {
-	// From is where the old checkpoint stood.
+	// From is where the old checkpoint stood: the unit's own, or, when it
+	// had none because the trigger's partitions changed without its
+	// checkpoints carried over, the oldest checkpoint of the previous
+	// partitioning (the one it would have resumed from). Zero when there
+	// was neither: no range was passed over from a checkpoint.
 	From time.Time
 	// To is where the trigger continues.
 	To time.Time
@@ -582,8 +586,7 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 				skipped.To = sk.To
 			}
 		}
-		r.log.Warn(passedOverLog, "trigger", name, "from", from.String(),
-			"skipped_from", skipped.From, "skipped_to", skipped.To)
+		r.log.Warn(passedOverLog, append([]any{"trigger", name, "from", from.String()}, skippedAttrs(skipped)...)...)
 		return nil
 	})
 	return skipped, err
