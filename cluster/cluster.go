@@ -10,12 +10,24 @@
 // after the last that succeeded, within the local deadline below
 // (triggers.MaxRenewEvery bounds RenewEvery for that); when it cannot
 // renew, it fences itself: its Ownership's local deadline (the
-// instant the renewal request was sent plus the TTL, minus a margin, on its
-// own monotonic clock) passes before the lease can expire at the server,
-// and from then on Ownership.Valid is false (no delivery may start, no
-// checkpoint may be written) and Ownership.Context is canceled (stop
-// reading). Checkpoint writes are also fenced in the database by the lease
-// epoch (see store.SaveFencedCheckpoint).
+// instant the renewal request was sent plus the TTL, minus a margin)
+// passes before the lease can expire at the server, and from then on
+// Ownership.Valid is false (no delivery may start, no checkpoint may be
+// written) and Ownership.Context is canceled (stop reading). Checkpoint
+// writes are also fenced in the database by the lease epoch (see
+// store.SaveFencedCheckpoint).
+//
+// The local deadline is kept on two clocks, and it holds only while
+// neither says it has passed: the process's monotonic clock, which a
+// stepped wall clock cannot move, and the wall clock, which keeps counting
+// while the host is suspended (a closed laptop, a virtual machine paused
+// by its hypervisor), when the monotonic clock stops (CLOCK_MONOTONIC on
+// Linux) while the lease goes on expiring by the state database's clock.
+// A member resumed after a suspend longer than the time its deadline had
+// left is invalid at once, and its Context is canceled within RenewEvery
+// (the watchdog sleeps on the monotonic clock); a wall clock stepped
+// backwards cannot extend a lease (the monotonic clock still bounds it),
+// and one stepped forward only fences early.
 //
 // Triggers are spread over the live members by rendezvous hashing; a member
 // whose definition of a trigger differs from the majority of members does
@@ -96,9 +108,16 @@ type Options struct {
 	RenewEvery time.Duration
 	// Version is recorded in the member document.
 	Version string
-	// Clock is the local monotonic clock for self-fencing (default
-	// dispatcher.SystemClock).
+	// Clock is the process's clock for self-fencing: with
+	// dispatcher.SystemClock (the default), Go's monotonic clock, which a
+	// stepped wall clock does not move but which stops while the host is
+	// suspended.
 	Clock dispatcher.Clock
+	// Wall is the clock that keeps counting while the host is suspended
+	// (default: the wall reading of Clock.Now(), so that one reading
+	// serves both). A lease's local deadline passes when either Clock or
+	// Wall says it has.
+	Wall func() time.Time
 	// Logger receives membership and lease changes (default slog.Default()).
 	Logger *slog.Logger
 	// Registry receives the cluster metrics (nil: not registered).
@@ -300,7 +319,7 @@ type Ownership struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	mu      sync.Mutex
-	expires time.Time // local monotonic deadline
+	expires instant // local deadline, on both clocks
 	lost    bool
 	stopped bool // graceful handoff asked
 	done    bool // released
@@ -328,21 +347,65 @@ func (o *Ownership) Fence() store.Fence { return o.fence }
 // given to Await ends.
 func (o *Ownership) Context() context.Context { return o.ctx }
 
-// Deadline returns the local instant after which this instance may no
-// longer deliver or checkpoint under this lease (it moves on each renewal).
+// Deadline returns the instant, on the Manager's Clock, after which this
+// instance may no longer deliver or checkpoint under this lease: the local
+// deadline by whichever of Clock and the wall clock (Options.Wall) has the
+// less of it left now. It moves on each renewal, and comes nearer at once
+// when the wall clock leaps ahead of Clock (the host was suspended); zero
+// when the lease is lost or released.
 func (o *Ownership) Deadline() time.Time {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.lost || o.done {
+	exp, held := o.expires, !o.lost && !o.done
+	o.mu.Unlock()
+	if !held {
 		return time.Time{}
 	}
-	return o.expires
+	now := o.m.now()
+	if mono, wall := now.until(exp); wall < mono {
+		return now.mono.Add(wall)
+	}
+	return exp.mono
 }
 
-// Valid reports whether a delivery may start or a checkpoint be written now.
+// Valid reports whether a delivery may start or a checkpoint be written
+// now: the lease is held and neither Clock nor the wall clock says its
+// local deadline has passed. With the default wall clock it reads the
+// clock once.
 func (o *Ownership) Valid() bool {
-	d := o.Deadline()
-	return !d.IsZero() && o.m.clock.Now().Before(d)
+	o.mu.Lock()
+	exp, held := o.expires, !o.lost && !o.done
+	o.mu.Unlock()
+	return held && o.m.now().before(exp)
+}
+
+// instant is one reading of the Manager's clocks, or a deadline on them:
+// mono on Options.Clock, wall on the wall clock, without a monotonic
+// reading (so that comparing two walls compares wall times).
+type instant struct{ mono, wall time.Time }
+
+// now reads the Manager's clocks: with the default wall clock, one reading
+// of Clock carries both (Round(0) strips its monotonic reading).
+func (m *Manager) now() instant {
+	t := m.clock.Now()
+	if m.opts.Wall != nil {
+		return instant{mono: t, wall: m.opts.Wall().Round(0)}
+	}
+	return instant{mono: t, wall: t.Round(0)}
+}
+
+// add returns i moved by d on both clocks.
+func (i instant) add(d time.Duration) instant {
+	return instant{mono: i.mono.Add(d), wall: i.wall.Add(d)}
+}
+
+// before reports whether i comes before d on both clocks.
+func (i instant) before(d instant) bool {
+	return i.mono.Before(d.mono) && i.wall.Before(d.wall)
+}
+
+// until returns how long from i to d on each clock.
+func (i instant) until(d instant) (mono, wall time.Duration) {
+	return d.mono.Sub(i.mono), d.wall.Sub(i.wall)
 }
 
 // abandon forgets the ownership without releasing the lease (the trigger
@@ -1050,7 +1113,7 @@ func (m *Manager) reportDrift(live []store.Member) {
 }
 
 func (m *Manager) acquire(ctx, opCtx context.Context, key string, leases []store.Lease, read time.Time) {
-	sent := m.clock.Now()
+	sent := m.now()
 	l, err := m.st.AcquireLease(opCtx, key, m.self.ID, m.opts.LeaseTTL)
 	if errors.Is(err, store.ErrLeaseHeld) {
 		m.mu.Lock()
@@ -1074,7 +1137,7 @@ func (m *Manager) acquire(ctx, opCtx context.Context, key string, leases []store
 	}
 	octx, cancel := context.WithCancelCause(ctx)
 	o := &Ownership{m: m, key: key, trigger: ks.trigger, part: ks.partition, fence: store.Fence{Owner: m.self.ID, Epoch: l.Epoch},
-		ctx: octx, cancel: cancel, expires: sent.Add(m.opts.LeaseTTL - m.margin)}
+		ctx: octx, cancel: cancel, expires: sent.add(m.opts.LeaseTTL - m.margin)}
 	ks.own = o
 	ks.deliver <- o
 	m.leaseOwned(o, true)
@@ -1149,25 +1212,25 @@ func (m *Manager) renewAll(ctx context.Context) {
 	if b, ok := m.st.(batchRenewer); ok && len(owns) > 1 {
 		// One write renews them all: per-lease round trips grow with the
 		// number of triggers until a round no longer fits in RenewEvery.
-		sent := m.clock.Now()
+		sent := m.now()
 		refs := make([]store.LeaseRef, len(owns))
 		for i, o := range owns {
 			refs[i] = store.LeaseRef{Key: o.key, Fence: o.fence}
 		}
 		if n, err := b.RenewLeases(ctx, refs, m.opts.LeaseTTL); err == nil && n == len(owns) {
 			for _, o := range owns {
-				o.extend(sent.Add(m.opts.LeaseTTL - m.margin))
+				o.extend(sent.add(m.opts.LeaseTTL - m.margin))
 			}
 			return
 		}
 		// A lease lost, or an error: one by one, to know which.
 	}
 	for _, o := range owns {
-		sent := m.clock.Now()
+		sent := m.now()
 		_, err := m.st.RenewLease(ctx, o.key, o.fence, m.opts.LeaseTTL)
 		switch {
 		case err == nil:
-			o.extend(sent.Add(m.opts.LeaseTTL - m.margin))
+			o.extend(sent.add(m.opts.LeaseTTL - m.margin))
 		case errors.Is(err, store.ErrLeaseLost):
 			o.fenced("lease lost at renewal")
 		default:
@@ -1186,17 +1249,22 @@ func (o *Ownership) isLost() bool {
 }
 
 // extend moves o's local deadline to d after a successful renewal, unless
-// o is lost or its deadline already passed (see below).
-func (o *Ownership) extend(d time.Time) {
+// o is lost or its deadline already passed on either clock (see below).
+func (o *Ownership) extend(d instant) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.lost || !o.m.clock.Now().Before(o.expires) {
+	if o.lost || !o.m.now().before(o.expires) {
 		// A deadline that passed is final, even before the watchdog
 		// fences: Valid has been false, so a delivery may have been
 		// withheld, and the trigger must stop rather than go on past it.
+		// The same after a suspend: the lease may have another owner.
 		return
 	}
-	if d.After(o.expires) {
+	// Renewals are ordered by Clock, which a stepped wall clock does not
+	// move: d replaces the deadline on both clocks, so that after the wall
+	// clock was stepped back the wall deadline follows it instead of
+	// staying ahead (where it would not catch a suspend).
+	if d.mono.After(o.expires.mono) {
 		o.expires = d
 	}
 }
@@ -1236,8 +1304,10 @@ func (o *Ownership) handoff() {
 	o.cancel(ErrHandoff)
 }
 
-// watchdog fences the ownership when its local deadline passes without a
-// renewal.
+// watchdog fences the ownership when its local deadline passes, on either
+// clock, without a renewal. It sleeps on Clock, which stops while the host
+// is suspended: after a resume it notices within RenewEvery, and Valid,
+// which reads both clocks, is false meanwhile.
 func (o *Ownership) watchdog() {
 	for {
 		o.mu.Lock()
@@ -1246,14 +1316,19 @@ func (o *Ownership) watchdog() {
 		if over {
 			return
 		}
-		d := exp.Sub(o.m.clock.Now())
-		if d <= 0 {
+		mono, wall := o.m.now().until(exp)
+		switch {
+		case mono <= 0:
 			o.fenced("lease not renewed before its local deadline")
+			return
+		case wall <= 0:
+			o.fenced("the wall clock passed the lease's local deadline while the process's clock did not: " +
+				"the host was suspended or its clock was stepped forward")
 			return
 		}
 		// Sleep on a context that ends only at release or fencing, not at
 		// handoff: a draining owner still needs its deadline watched.
-		if o.m.clock.Sleep(context.Background(), min(d, o.m.opts.RenewEvery)) != nil {
+		if o.m.clock.Sleep(context.Background(), min(mono, wall, o.m.opts.RenewEvery)) != nil {
 			return
 		}
 	}

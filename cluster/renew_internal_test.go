@@ -294,7 +294,7 @@ func TestExpiredDeadlineIsFinal(t *testing.T) {
 	// The local deadline is reached; the watchdog, asleep until it on the
 	// fake clock, has not run yet.
 	o.mu.Lock()
-	o.expires = clock.Now()
+	o.expires = m.now()
 	o.mu.Unlock()
 	if o.Valid() {
 		t.Fatal("valid at its deadline")

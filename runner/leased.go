@@ -24,11 +24,17 @@ type Lease interface {
 	Key() string
 	// Fence is the owner and epoch every checkpoint write carries.
 	Fence() store.Fence
-	// Deadline is the local instant after which nothing may be delivered or
-	// checkpointed under the lease (zero: already lost).
+	// Deadline is the local instant, on the runner's clock, after which
+	// nothing may be delivered or checkpointed under the lease (zero:
+	// already lost). It may come nearer than the clock alone says: a
+	// cluster lease's deadline also passes by the wall clock, which keeps
+	// counting while the host is suspended.
 	Deadline() time.Time
 	// Valid reports whether a delivery may start or a checkpoint be written
-	// now.
+	// now. It is what bounds the lease: every delivery attempt, dead letter
+	// and checkpoint asks it just before it starts, so a timer derived from
+	// Deadline that runs late (its clock stopped while the host was
+	// suspended) delays only a stop, never lets any of them start.
 	Valid() bool
 }
 
@@ -179,8 +185,8 @@ func (g *gateTransport) sendCheckCtx(parent context.Context) context.Context {
 	return c.ctx
 }
 
-// check fails with errFencedSend once the lease is no longer valid by the
-// local monotonic deadline.
+// check fails with errFencedSend once the lease is no longer valid
+// (Lease.Valid: its local deadline passed, or it was lost).
 func (g *gateTransport) check() error {
 	if !g.l.Valid() {
 		return errFencedSend
