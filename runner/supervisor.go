@@ -541,6 +541,12 @@ type Skipped struct {
 // clear a permanent failure. On a partitioned trigger it applies to every
 // partition; the range passed over then runs from the oldest partition
 // checkpoint to the newest new position.
+//
+// Resume lifts the pause this process holds. A pause recorded in the state
+// database's runtime controls (changehook pause, the admin API, another
+// member) is read again at the next controls read and pauses the trigger
+// again: lift it with a resume request recorded there (RequestControl),
+// which every member applies.
 func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skipped, error) {
 	var skipped Skipped
 	if from.IsCheckpoint() {
