@@ -13,14 +13,9 @@ import (
 	"github.com/changehook/changehook/store"
 )
 
-// TestResumeRefusedOnOnePartitionChangesNoPartition: a resume from a time
-// before one partition's checkpoint is refused, and the other partitions,
-// whose checkpoints are before the time, are neither moved nor unpaused:
-// every partition is checked before any moves.
-func TestResumeRefusedOnOnePartitionChangesNoPartition(t *testing.T) {
-	client := startDB(t, devdb.Options{})
-	recv := newReceiver(t)
-	cfg := parseTrigger(t, `
+// twoPartitionsYAML is the trigger orders in two partitions (per_document,
+// as partitions need), its webhook at ${HOOK_URL}.
+const twoPartitionsYAML = `
 triggers:
   - name: orders
     database: shop
@@ -28,7 +23,16 @@ triggers:
     ordering: per_document
     partitions: 2
     webhook: { url: "${HOOK_URL}" }
-`, recv.srv.URL)
+`
+
+// TestResumeRefusedOnOnePartitionChangesNoPartition: a resume from a time
+// before one partition's checkpoint is refused, and the other partitions,
+// whose checkpoints are before the time, are neither moved nor unpaused:
+// every partition is checked before any moves.
+func TestResumeRefusedOnOnePartitionChangesNoPartition(t *testing.T) {
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	cfg := parseTrigger(t, twoPartitionsYAML, recv.srv.URL)
 	st := store.New(client, stateDB)
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
@@ -86,15 +90,7 @@ func TestResumeOfTriggerClearsAPartitionsStoredPause(t *testing.T) {
 	client := startDB(t, devdb.Options{})
 	recv := newReceiver(t)
 	st := store.New(client, stateDB)
-	cfg := parseTrigger(t, `
-triggers:
-  - name: orders
-    database: shop
-    collection: orders
-    ordering: per_document
-    partitions: 2
-    webhook: { url: "${HOOK_URL}" }
-`, recv.srv.URL)
+	cfg := parseTrigger(t, twoPartitionsYAML, recv.srv.URL)
 	r1, err := runner.New(cfg, client, st, runner.Options{Controls: true, CheckpointInterval: 20 * time.Millisecond,
 		ShutdownGrace: 5 * time.Second, Version: "test", Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
