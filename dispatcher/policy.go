@@ -278,8 +278,15 @@ func fullJitter(n int, initial, maxWait time.Duration, jitter func(int64) int64)
 	return time.Duration(jitter(int64(ceiling) + 1))
 }
 
+// maxRetryAfter bounds the wait a Retry-After asks for (a year): more
+// than any max_backoff, and within a time.Duration.
+const maxRetryAfter = 365 * 24 * time.Hour
+
 // parseRetryAfter parses a Retry-After value (RFC 9110 §10.2.3):
 // delta-seconds or an HTTP-date. A date in the past means "now" (0).
+// Delta-seconds are capped at maxRetryAfter, and so is a value of more
+// digits than an int64 holds: it is valid delta-seconds (1*DIGIT) asking
+// for a longer wait than any cap, not a malformed header.
 func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -289,14 +296,26 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		if secs < 0 {
 			return 0, false
 		}
-		if secs > int64(365*24*time.Hour/time.Second) {
-			secs = int64(365 * 24 * time.Hour / time.Second)
-		}
-		return time.Duration(secs) * time.Second, true
+		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second, true
+	} else if errors.Is(err, strconv.ErrRange) && allDigits(v) {
+		return maxRetryAfter, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
 		return 0, false
 	}
 	return max(t.Sub(now), 0), true
+}
+
+// allDigits reports whether s is one or more ASCII digits.
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
