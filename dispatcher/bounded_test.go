@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -188,6 +189,49 @@ func TestResponseHeaderLimit(t *testing.T) {
 					return
 				}
 				want := fmt.Sprintf("server response headers exceeded %d bytes; aborted", maxResponseHeaderBytes)
+				if err == nil || res.Reason != ReasonConnection || !strings.Contains(err.Error(), want) {
+					t.Fatalf("Deliver = %+v, %v; want a connection failure saying %q", res, err, want)
+				}
+			})
+		}
+	}
+}
+
+// TestResponseHeaderLimitWhateverTheCut: wherever the limit cuts a
+// response header (interim 1xx responses included), the attempt fails
+// naming the limit, on both transports. The direct transport's limit cuts
+// the bytes read, so its parser sees a cut last line: one cut in its key,
+// after its CR or inside a status line is malformed as it stands, and must
+// not be reported as such (TestResponseHeaderLimit's 1 KB lines are cut in
+// their values, which parse).
+func TestResponseHeaderLimitWhateverTheCut(t *testing.T) {
+	const status = "HTTP/1.1 200 OK\r\n" // 17 bytes
+	tests := []struct {
+		name, head, unit string
+	}{
+		// (65536-17) mod 11 = 3: the limit cuts the key "X-Abcd" to "X-A".
+		{"cut in a key", status, "X-Abcd: e\r\n"},
+		// (65536-17) mod 8 = 7: the limit falls between a line's CR and LF.
+		{"cut after a CR", status, "X-A: b\r\n"},
+		// 65536 mod 25 = 11: the limit cuts a status line in its code.
+		{"cut in an interim status line", "", "HTTP/1.1 100 Continue\r\n\r\n"},
+	}
+	want := fmt.Sprintf("server response headers exceeded %d bytes; aborted", maxResponseHeaderBytes)
+	for _, tt := range tests {
+		for _, netHTTP := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s net/http %t", tt.name, netHTTP), func(t *testing.T) {
+				addr := rawEndpoint(t, func(c net.Conn) {
+					if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+						return
+					}
+					_, _ = io.WriteString(c, tt.head+strings.Repeat(tt.unit, 2*maxResponseHeaderBytes/len(tt.unit)))
+				})
+				opts := []Option{WithClock(newFakeClock())}
+				if netHTTP {
+					opts = append(opts, func(o *options) { o.netHTTPOnly = true })
+				}
+				s := newTestSender(t, &triggers.Trigger{Webhook: triggers.Webhook{URL: "http://" + addr + "/hook"}, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, opts...)
+				res, err := s.Deliver(context.Background(), testEvent(t, 1, "k"))
 				if err == nil || res.Reason != ReasonConnection || !strings.Contains(err.Error(), want) {
 					t.Fatalf("Deliver = %+v, %v; want a connection failure saying %q", res, err, want)
 				}

@@ -512,7 +512,11 @@ func (c *directConn) roundTrip(req *http.Request) (*http.Response, error) {
 		if werr != nil {
 			return nil, werr
 		}
-		if errors.Is(err, errHeaderLimit) {
+		if errors.Is(err, errHeaderLimit) || c.lr.n <= 0 {
+			// The limit used up is the failure whatever the parser
+			// says of what it cut: a line cut in its key or inside a
+			// status line (bufio's ReadLine returns a partial last line
+			// without error) parses as malformed, not as too long.
 			err = fmt.Errorf("server response headers exceeded %d bytes; aborted", maxResponseHeaderBytes)
 		}
 		return nil, err
