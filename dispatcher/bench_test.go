@@ -193,7 +193,7 @@ func BenchmarkScrubBody(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				_ = s.scrubBody(bc.body, "")
+				_ = s.scrubBody(bc.body, "", "")
 			}
 		})
 	}

@@ -684,7 +684,7 @@ func TestDirectTransportFallbackTimeout(t *testing.T) {
 	if _, ok := reqCtx.Deadline(); !ok || reqCtx.Err() != nil {
 		t.Fatalf("fallback request context: deadline set %v, err %v; want a live deadline until the body is closed", ok, reqCtx.Err())
 	}
-	if body := readBody(resp); body != "ok" {
+	if body, _ := readBody(resp, 0); body != "ok" {
 		t.Fatalf("body %q", body)
 	}
 	if !errors.Is(reqCtx.Err(), context.Canceled) {

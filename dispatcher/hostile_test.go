@@ -73,8 +73,18 @@ func TestAttemptErrorNeverQuotesASecret(t *testing.T) {
 		w.WriteHeader(http.StatusFound)
 	}))
 	t.Cleanup(login.Close)
-
 	const token, key = "qs-t0ken-secret", "letmein-please-now"
+	// The same with the value where the quoted Location is cut (at
+	// maxQuoted bytes): the unmasked Location of 589 bytes keeps 487 of
+	// them, all of the value but its last byte, so the value is masked
+	// only if the whole Location is masked before it is cut.
+	pad := strings.Repeat("a", 480-len(key))
+	longLogin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "/login/"+pad+"/"+r.Header.Get("X-Api-Key")+"/"+strings.Repeat("b", 100))
+		w.WriteHeader(http.StatusFound)
+	}))
+	t.Cleanup(longLogin.Close)
+
 	for _, p := range sendPaths {
 		for _, c := range []struct {
 			name, url string
@@ -83,6 +93,7 @@ func TestAttemptErrorNeverQuotesASecret(t *testing.T) {
 		}{
 			{"echoed request line", "http://" + p.userinfo + echo + "/hook?token=" + token, []string{token, "pa55word-for-hook"}, "connection: "},
 			{"redirect to a header's value", strings.Replace(login.URL, "http://", "http://"+p.userinfo, 1) + "/hook", []string{key, "pa55word-for-hook"}, "redirect: HTTP 302 Found: redirect to /login/"},
+			{"redirect to a header's value where the Location is cut", strings.Replace(longLogin.URL, "http://", "http://"+p.userinfo, 1) + "/hook", []string{key[:len(key)-1], "pa55word-for-hook"}, "redirect: HTTP 302 Found: redirect to /login/" + pad + "/" + triggers.RedactedMask + "/bbb"},
 		} {
 			t.Run(p.name+"/"+c.name, func(t *testing.T) {
 				s := newTestSender(t, &triggers.Trigger{Name: "orders",

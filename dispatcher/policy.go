@@ -203,8 +203,11 @@ func classify(ctx context.Context, resp *http.Response, err error, p *triggers.R
 const maxQuoted = 512
 
 // redirectDetail describes a redirect that was not followed, its Location
-// redacted by redact (triggers.RedactURL here, the webhook's own rule,
-// webhook.secret_path, in a Sender) and quoted up to maxQuoted bytes.
+// redacted by redact (triggers.RedactURL here; in a Sender the webhook's
+// own rule, webhook.secret_path, and the masking of what the request
+// carried) and quoted up to maxQuoted bytes. The whole Location is
+// redacted before it is cut, never the other way round: a secret the cut
+// splits would no longer be found whole.
 func redirectDetail(resp *http.Response, redact func(string) string) string {
 	if loc := resp.Header.Get("Location"); loc != "" {
 		return "redirect to " + textcut.Marked(redact(loc), maxQuoted) + " not followed"

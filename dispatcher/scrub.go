@@ -308,28 +308,39 @@ func subDelim(r rune) bool { return strings.ContainsRune(":;,!$&'()*@", r) }
 // scrubBody returns body, a response body about to be kept (Attempt.Body,
 // Result.Body: the delivery history, dead letters, the API), with every
 // secret the Sender sent replaced by triggers.RedactedMask: s.secrets and
-// token, the request's OAuth2 access token ("" for none). A body cut at
-// respBodyLimit that ends with the start of a secret has that start
-// masked too (a mask may make a cut body a few bytes longer than
-// respBodyLimit). An empty body, or one without a secret, costs a search
-// per secret form and no allocation.
-func (s *Sender) scrubBody(body, token string) string {
+// token, the request's OAuth2 access token ("" for none). over is what
+// was read of the body beyond body when body fills respBodyLimit (see
+// readBody): the secrets are then found in body and over together before
+// the text is cut to body's length (scrubCut), so a secret the cut splits
+// is masked whole (a mask may make a cut body a few bytes longer than
+// respBodyLimit), and so is the start of one with which a body read no
+// further ends. An uncut body without a secret costs a search per secret
+// form and no allocation.
+func (s *Sender) scrubBody(body, over, token string) string {
 	if body == "" || (len(s.secrets) == 0 && token == "") {
 		return body
 	}
 	forms := s.secrets
-	if len(token) >= minScrubLen && containsAny(body, tokenForms(token)) {
+	cut := len(body) >= respBodyLimit
+	if len(token) >= minScrubLen && (cut || containsAny(body, tokenForms(token))) {
 		forms = s.secretForms(token)
 	}
-	cut := len(body) >= respBodyLimit
-	body = scrubForms(body, forms)
-	if cut {
-		body = scrubTail(body, forms)
-		if len(token) >= minScrubLen {
-			body = scrubTail(body, tokenForms(token))
-		}
+	if !cut {
+		return scrubForms(body, forms)
 	}
-	return body
+	return scrubCut(body+over, len(body), forms)
+}
+
+// bodyLookahead returns how many bytes readBody reads beyond respBodyLimit
+// for scrubBody to find whole a secret the cut splits: one less than the
+// longest form of a secret s sends, or of token (a request's OAuth2 access
+// token, "" for none; escaped, at most three times its length).
+func (s *Sender) bodyLookahead(token string) int {
+	n := 3 * len(token)
+	if len(s.secrets) > 0 {
+		n = max(n, len(s.secrets[0])) // longest first
+	}
+	return max(n-1, 0)
 }
 
 // secretForms returns the secrets s sends, and the forms of token (a
@@ -398,15 +409,54 @@ func scrubForms(s string, forms []string) string {
 	return strings.NewReplacer(pairs...).Replace(s)
 }
 
-// scrubTail masks the start of one of forms (at least minScrubLen bytes
-// of it) with which s ends: what is left of a secret cut by truncation.
-func scrubTail(s string, forms []string) string {
+// scrubCut returns the first n bytes of s with the secrets among forms
+// (ordered by longestFirst) masked as scrubForms masks them, found in all
+// of s before it is cut: one that starts in the first n bytes is masked
+// whole, wherever it ends. The start (at least minScrubLen bytes) of a
+// form with which s ends is masked too when it starts in the first n
+// bytes: s is all there is to read, and the rest of the secret never came.
+func scrubCut(s string, n int, forms []string) string {
+	var b strings.Builder
+	i := 0
+	for i < n {
+		at, f := len(s), ""
+		for _, g := range forms {
+			if j := strings.Index(s[i:], g); j >= 0 && i+j < at {
+				at, f = i+j, g
+			}
+		}
+		if at >= n {
+			break
+		}
+		b.WriteString(s[i:at])
+		b.WriteString(triggers.RedactedMask)
+		i = at + len(f)
+	}
+	if i < n {
+		if at := tailStart(s[i:], forms); at >= 0 && i+at < n {
+			b.WriteString(s[i : i+at])
+			b.WriteString(triggers.RedactedMask)
+		} else {
+			b.WriteString(s[i:n])
+		}
+	}
+	return b.String()
+}
+
+// tailStart returns where the start of one of forms (at least minScrubLen
+// bytes of it, shorter than it) with which s ends begins in s, the longest
+// such start first; -1 for none.
+func tailStart(s string, forms []string) int {
+	at := -1
 	for _, f := range forms {
 		for k := min(len(f)-1, len(s)); k >= minScrubLen; k-- {
 			if strings.HasSuffix(s, f[:k]) {
-				return s[:len(s)-k] + triggers.RedactedMask
+				if at < 0 || len(s)-k < at {
+					at = len(s) - k
+				}
+				break
 			}
 		}
 	}
-	return s
+	return at
 }

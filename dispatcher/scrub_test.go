@@ -96,6 +96,21 @@ func TestResponseBodySecretsMasked(t *testing.T) {
 		{name: "secret cut by truncation", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"X-Api-Key": "h3adervalue"}},
 			echo: func(r *http.Request) string { return long + r.Header.Get("X-Api-Key") },
 			want: long[:respBodyLimit-6] + "<secret>"},
+		// Masked before the body is cut: a secret the cut splits is found
+		// whole however little of it comes before the cut, and a start of
+		// one the bytes after the cut show is no secret stays.
+		{name: "secret cut by truncation, three bytes before the cut", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"X-Api-Key": "h3adervalue"}},
+			echo: func(r *http.Request) string { return long + "xxx" + r.Header.Get("X-Api-Key") + " and more" },
+			want: long + "xxx<secret>"},
+		{name: "secret's start at the cut, not the secret", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"X-Api-Key": "h3adervalue"}},
+			echo: func(*http.Request) string { return long + "h3ader-is-not-it, the rest of the answer" },
+			want: long + "h3ader"},
+		{name: "secret cut by truncation, the answer ends in it", webhook: triggers.Webhook{Headers: map[string]triggers.Secret{"X-Api-Key": "h3adervalue"}},
+			echo: func(r *http.Request) string { return long + r.Header.Get("X-Api-Key")[:8] },
+			want: long + "<secret>"},
+		{name: "query value cut by truncation", path: "/h?token=qu3ry%2Fv4lue",
+			echo: func(r *http.Request) string { return long[4:] + r.URL.RawQuery + " was refused" },
+			want: long[4:] + "token=<secret>"},
 		{name: "no secret", echo: func(*http.Request) string { return "bad request" }, want: "bad request"},
 		// A configured "<scheme> <credentials>" header value, echoed
 		// without its scheme.
@@ -235,6 +250,38 @@ func TestScrubForms(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := scrubForms(tt.s, tt.forms); got != tt.want {
 				t.Errorf("scrubForms(%q) = %q, want %q", tt.s, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestScrubCut: the secrets are found in the whole text before it is cut
+// at n, as scrubForms finds them: one the cut splits is masked whole, a
+// start of one that the bytes after the cut show to be something else is
+// kept, and the start of one with which the text ends is masked.
+func TestScrubCut(t *testing.T) {
+	forms := []string{"abcdsecret1", "secret"}
+	tests := []struct {
+		name string
+		s    string
+		n    int
+		want string
+	}{
+		{"no secret", "0123456789", 4, "0123"},
+		{"secret before the cut", "secret 6789", 8, "<secret> 6"},
+		{"secret split by the cut", "01secret89", 4, "01<secret>"},
+		{"one byte before the cut", "012secret", 4, "012<secret>"},
+		{"secret right after the cut", "0123secret", 4, "0123"},
+		{"longest first across the cut", "0abcdsecret1", 4, "0<secret>"},
+		{"a start that is no secret", "01secrexxxx", 4, "01se"},
+		{"the text ends in a start", "01secre", 4, "01<secret>"},
+		{"a start shorter than minScrubLen", "012sec", 4, "012s"},
+		{"masks on both sides of a mask", "secret secret", 8, "<secret> <secret>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := scrubCut(tt.s, tt.n, forms); got != tt.want {
+				t.Errorf("scrubCut(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
 			}
 		})
 	}

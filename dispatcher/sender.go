@@ -812,13 +812,14 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 		// rule; this webhook's path is secret as a whole, and a redirect
 		// (a trailing slash added) usually repeats it. And a Location may
 		// echo what the request carried (a header's value in a login
-		// path) where the general rule sees nothing secret.
+		// path) where the general rule sees nothing secret. The detail is
+		// always rebuilt from the whole Location, masked before it is
+		// cut: the policy's detail is already cut, and a secret the cut
+		// splits is no longer whole in it.
 		forms := s.secretForms(bearerToken(resp.Request))
-		if s.webhook.SecretPath || containsAny(ae.detail, forms) {
-			c := *ae
-			c.detail = redirectDetail(resp, func(loc string) string { return scrubForms(s.redactLocation(loc), forms) })
-			cerr = &c
-		}
+		c := *ae
+		c.detail = redirectDetail(resp, func(loc string) string { return scrubForms(s.redactLocation(loc), forms) })
+		cerr = &c
 	}
 	var ae *AttemptError
 	switch {
@@ -836,8 +837,9 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 }
 
 // do sends one request of msg stamped at now, within webhook.timeout, and
-// reads its response body (kept up to 4 KiB, its secrets masked: see
-// scrubBody; resp's body is then replaced by the kept bytes as read).
+// reads its response body (kept up to 4 KiB, its secrets masked before it
+// is cut: see scrubBody; resp's body is then replaced by the kept bytes as
+// read).
 // authErr is a failure before sending: the OAuth2 token could not be
 // obtained (an *AttemptError), or the request could not be built.
 //
@@ -883,7 +885,8 @@ func (s *Sender) do(ctx context.Context, msg Message, now time.Time) (resp *http
 		// Before the deadline's cancel; also closes the body. What is kept
 		// of it never holds a secret the request carried (an endpoint
 		// that echoes the request, an error page quoting a header).
-		body = s.scrubBody(readBody(resp), tok)
+		kept, over := readBody(resp, s.bodyLookahead(tok))
+		body = s.scrubBody(kept, over, tok)
 	}
 	return resp, body, doErr, nil
 }
@@ -1041,19 +1044,22 @@ func (s *Sender) stampValues(id string, now time.Time, payload []byte) (ts, sig 
 	return ts, sig
 }
 
-// readBody reads up to respBodyLimit bytes of resp's body, drains a bounded
-// remainder so the connection can be reused, closes it, and replaces it with
-// the bytes read (so later readers and closers are harmless).
-func readBody(resp *http.Response) string {
+// readBody reads up to respBodyLimit bytes of resp's body, and, when the
+// body goes on, up to lookahead more (over), for the secrets to be masked
+// before the body is cut (see scrubBody); it drains a bounded remainder so
+// the connection can be reused, closes the body, and replaces it with the
+// first respBodyLimit bytes read (so later readers, a retry policy, and
+// closers are harmless).
+func readBody(resp *http.Response, lookahead int) (body, over string) {
 	if resp.Body == nil || resp.Body == http.NoBody {
-		return ""
+		return "", ""
 	}
 	if b, ok := resp.Body.(*directBody); ok && b.rc == http.NoBody && !b.closed {
 		// No body (204, 304, Content-Length: 0): nothing to read or keep;
 		// closing hands the connection back.
 		_ = b.Close()
 		resp.Body = http.NoBody
-		return ""
+		return "", ""
 	}
 	bp := bodyBufPool.Get().(*[respBodyLimit]byte)
 	defer bodyBufPool.Put(bp)
@@ -1063,10 +1069,20 @@ func readBody(resp *http.Response) string {
 		m, err = resp.Body.Read(bp[n:])
 		n += m
 	}
-	body := string(bp[:n])
+	body = string(bp[:n])
+	left := drainLimit // bytes read and discarded over the kept ones
+	if err == nil && lookahead > 0 {
+		ob := make([]byte, lookahead)
+		k := 0
+		for k < len(ob) && err == nil {
+			var m int
+			m, err = resp.Body.Read(ob[k:])
+			k += m
+		}
+		over, left = string(ob[:k]), left-k
+	}
 	if err == nil {
-		// Drain at most drainLimit more bytes (over the kept ones).
-		for left := drainLimit; left > 0 && err == nil; {
+		for left > 0 && err == nil {
 			var m int
 			m, err = resp.Body.Read(bp[:min(left, len(bp))])
 			left -= m
@@ -1076,7 +1092,7 @@ func readBody(resp *http.Response) string {
 	sb := new(stringBody)
 	sb.Reset(body)
 	resp.Body = sb
-	return body
+	return body, over
 }
 
 // bodyBufPool holds readBody's scratch buffers.
