@@ -21,9 +21,9 @@ import (
 // (the Basic value's base64 and password, the bearer token), the OAuth2
 // client secret (see clientSecretForms), the URL's userinfo user name and
 // password and the Basic value net/http makes of them (a user name without
-// a password included), the URL's query values (raw, form-decoded and
-// %-decoded keeping '+') and the path segments
-// triggers.RedactURL hides (the whole path with webhook.secret_path), the
+// a password included), the parts of the URL's query and path that
+// w.RedactedURL hides (see secretQueryParts and secretPathParts; query
+// parts raw, form-decoded and %-decoded keeping '+'), the
 // proxy's credentials (see proxySecrets), and the signing keys. Each value
 // is listed as it is, form- and path-escaped and JSON-escaped (see
 // jsonForms); values shorter than minScrubLen are left out.
@@ -61,15 +61,7 @@ func bodySecrets(w *triggers.Webhook, u, proxy *url.URL) []string {
 			add(pw, rawPw)
 		}
 	}
-	for part := range strings.SplitSeq(u.RawQuery, "&") {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			// A valueless part: a bare token when it is shaped like one.
-			if !triggers.SecretShapedSegment(k) {
-				continue
-			}
-			v = k
-		}
+	for _, v := range secretQueryParts(w, u) {
 		add(v)
 		if dv, err := url.QueryUnescape(v); err == nil {
 			add(dv)
@@ -231,47 +223,116 @@ func jsonEscaped(v string, html bool) string {
 	return string(b[1 : len(b)-1])
 }
 
+// redactedSegment is what triggers.RedactURL writes in place of a hidden
+// part of a URL.
+const redactedSegment = "REDACTED"
+
+// secretQueryParts returns the parts of u's query (raw, as sent) that
+// w.RedactedURL hides: every value, and every name it hides (a
+// token-shaped one, with a value or without). They are read off the
+// redacted URL, part by part, so that what is masked is what RedactURL
+// decided to hide; should the two not line up, every value and every
+// token-shaped name is listed.
+func secretQueryParts(w *triggers.Webhook, u *url.URL) []string {
+	if u.RawQuery == "" {
+		return nil
+	}
+	parts := strings.Split(u.RawQuery, "&")
+	var rparts []string
+	if ru, err := url.Parse(w.RedactedURL()); err == nil {
+		rparts = strings.Split(ru.RawQuery, "&")
+	}
+	aligned := len(rparts) == len(parts)
+	var hidden []string
+	for i, p := range parts {
+		k, v, hasValue := strings.Cut(p, "=")
+		hideKey, hideValue := triggers.SecretShapedSegment(k), hasValue
+		if aligned {
+			rk, rv, _ := strings.Cut(rparts[i], "=")
+			hideKey = rk == redactedSegment && k != redactedSegment
+			hideValue = rv == redactedSegment && v != redactedSegment
+		}
+		if hideKey {
+			hidden = append(hidden, k)
+		}
+		if hideValue {
+			hidden = append(hidden, v)
+		}
+	}
+	return hidden
+}
+
 // secretPathParts returns the parts of u's path that w.RedactedURL hides,
 // escaped and unescaped: each hidden segment, the token-shaped parts of a
 // segment hidden for one (triggers.SecretShapedSegment: the token of
 // "bot123456789:<token>", which a body may quote alone) and, when several
 // segments are hidden together (webhook.secret_path, a known
 // incoming-webhook service), the hidden part of the path as a whole.
+//
+// The hidden segments are read off the redacted URL's path, lined up with
+// u's segment by segment: RedactURL decides on the escaped segments and
+// then unescapes the path, so a kept segment holding an escaped slash
+// ("a%2Fb") is two segments there, a hidden one is "REDACTED", and a
+// hidden tail of several segments is one "REDACTED" at the end. Should
+// the two not line up, the rest of the path from there is taken as hidden.
 func secretPathParts(w *triggers.Webhook, u *url.URL) []string {
-	ru, err := url.Parse(w.RedactedURL())
-	if err != nil {
+	path := u.EscapedPath()
+	if strings.Trim(path, "/") == "" {
 		return nil
 	}
-	path := u.EscapedPath()
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
-	rsegs := strings.Split(strings.TrimPrefix(ru.EscapedPath(), "/"), "/")
+	var rsegs []string
+	if ru, err := url.Parse(w.RedactedURL()); err == nil {
+		rsegs = strings.Split(strings.TrimPrefix(ru.Path, "/"), "/")
+	}
 	var hidden []string
-	if len(rsegs) == len(segs) {
-		for i, s := range segs {
-			if rsegs[i] == "REDACTED" && s != "REDACTED" {
-				hidden = append(hidden, s)
-				if parts := strings.FieldsFunc(s, subDelim); len(parts) > 1 {
-					for _, p := range parts {
-						if triggers.SecretShapedSegment(p) {
-							hidden = append(hidden, p)
-						}
-					}
-				}
-			}
-		}
-	} else if n := len(rsegs); n > 0 && n <= len(segs) && rsegs[n-1] == "REDACTED" {
-		// The tail from the last segment on was hidden as one: it is
-		// masked as a whole, and so are its segments a body may quote
-		// alone (an ID, a token), but not the names among them
-		// (nameSegment): "orders" of "/hooks/orders/Xk39…" would be
-		// masked in every word of a body that names it.
-		tail := segs[n-1:]
+	hideTail := func(tail []string) {
+		// The tail from a segment on was hidden as one: it is masked as
+		// a whole, and so are its segments a body may quote alone (an
+		// ID, a token), but not the names among them (nameSegment):
+		// "orders" of "/hooks/orders/Xk39…" would be masked in every
+		// word of a body that names it.
 		hidden = append(hidden, strings.Join(tail, "/"))
 		for _, s := range tail {
 			if !nameSegment(s) {
 				hidden = append(hidden, s)
 			}
 		}
+	}
+	j := 0
+	for i, s := range segs {
+		if j >= len(rsegs) {
+			hideTail(segs[i:])
+			break
+		}
+		plain, err := url.PathUnescape(s)
+		if err != nil {
+			plain = s
+		}
+		if rsegs[j] != redactedSegment || plain == redactedSegment {
+			// Kept: as many segments of the redacted path as it holds
+			// slashes once unescaped, and one more.
+			n := strings.Count(plain, "/") + 1
+			if j+n > len(rsegs) || strings.Join(rsegs[j:j+n], "/") != plain {
+				hideTail(segs[i:])
+				break
+			}
+			j += n
+			continue
+		}
+		if j == len(rsegs)-1 && i < len(segs)-1 {
+			hideTail(segs[i:])
+			break
+		}
+		hidden = append(hidden, s)
+		if parts := strings.FieldsFunc(s, subDelim); len(parts) > 1 {
+			for _, p := range parts {
+				if triggers.SecretShapedSegment(p) {
+					hidden = append(hidden, p)
+				}
+			}
+		}
+		j++
 	}
 	var parts []string
 	for _, h := range hidden {

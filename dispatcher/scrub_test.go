@@ -1,16 +1,19 @@
 package dispatcher
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/changehook/changehook/triggers"
 )
@@ -408,4 +411,117 @@ func TestAttemptErrorHeaderCredentialsMasked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedactedURLPartsNeverQuoted: whatever the shape of the webhook URL,
+// every part of its path and query that the URL as shown (RedactURL, or
+// webhook.secret_path) hides is masked where an endpoint quotes the
+// request: in a kept body echoing the request's URI, decoded path and
+// query, and in the error quoting an echoed request line. The parts hidden
+// are taken from the redacted URL itself, so the masking cannot drift from
+// what RedactURL decides.
+func TestRedactedURLPartsNeverQuoted(t *testing.T) {
+	echoBody := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		var query []string
+		for part := range strings.SplitSeq(r.URL.RawQuery, "&") {
+			k, v, _ := strings.Cut(part, "=")
+			dk, _ := url.QueryUnescape(k)
+			dv, _ := url.QueryUnescape(v)
+			query = append(query, dk+"="+dv)
+		}
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "%s %s path=%s query=%s", r.Method, r.RequestURI, r.URL.Path, strings.Join(query, "&"))
+	})
+	echoLine := rawEndpoint(t, func(c net.Conn) {
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
+		}
+		fmt.Fprint(c, line)
+	})
+	tests := []struct {
+		name       string
+		path       string // after the host
+		secretPath bool
+	}{
+		{"query value", "/h?token=qu3ry%2Fv4lue&mode=fast&v=1", false},
+		{"token-shaped query name with a value", "/h?Xk39fjQm2Lp8Zr7Tq1Vw=1", false},
+		{"token-shaped query name, empty value", "/h?Xk39fjQm2Lp8Zr7Tq1Vw=", false},
+		{"token-shaped query name alone", "/h?Xk39fjQm2Lp8Zr7Tq1Vw&flag", false},
+		{"token-shaped query name and value", "/h?Xk39fjQm2Lp8Zr7Tq1Vw=Ab12Cd34Ef56Gh78", false},
+		{"token-shaped path segment", "/in/Xk39fjQm2Lp8Zr7Tq1Vw", false},
+		{"token-shaped segment before an escaped slash", "/hooks/Xk39fjQm2Lp8Zr7Tq1Vw/a%2Fb", false},
+		{"token-shaped segment after an escaped slash", "/a%2Fb/Xk39fjQm2Lp8Zr7Tq1Vw/next", false},
+		{"token-shaped segment holding an escaped slash", "/v1/Xk39fjQm2Lp8Zr7Tq1Vw%2Fextra/x", false},
+		{"token in a segment with sub-delimiters", "/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage", false},
+		{"known service path", "/webhook/orders/a1b2c3d4", false},
+		{"known service path with an escaped slash", "/webhook/a1b2%2Fc3d4/T0ABCDEF", false},
+		{"secret path", "/hooks/teamsecretlowercasepath", true},
+		{"secret path with an escaped slash", "/hooks%2Fteam/secretpart9?q=v4lue", true},
+		{"everything", "/v1%2Fx/Xk39fjQm2Lp8Zr7Tq1Vw/y?Ab12Cd34Ef56Gh78=Zz99&flag&k=qu3ry", false},
+	}
+	for _, tt := range tests {
+		for _, c := range []struct{ name, base string }{{"body", echoBody.srv.URL}, {"request line", "http://" + echoLine}} {
+			t.Run(tt.name+"/"+c.name, func(t *testing.T) {
+				wh := triggers.Webhook{URL: c.base + tt.path, SecretPath: tt.secretPath, Timeout: 5 * time.Second}
+				red := wh.RedactedURL()
+				hidden := hiddenPieces(wh.URL, red)
+				if len(hidden) == 0 {
+					t.Fatalf("%s hides nothing of %s", red, wh.URL)
+				}
+				s := newTestSender(t, &triggers.Trigger{Webhook: wh, Retry: triggers.RetryPolicy{MaxAttempts: 1}}, WithClock(newFakeClock()))
+				res, err := s.Deliver(context.Background(), testEvent(t, 1, "k"))
+				if err == nil {
+					t.Fatal("delivered; want a failure")
+				}
+				quoted := res.Body
+				if c.name == "request line" {
+					quoted = err.Error()
+				}
+				if !strings.Contains(quoted, triggers.RedactedMask) {
+					t.Fatalf("nothing masked in %q", quoted)
+				}
+				for _, p := range hidden {
+					if strings.Contains(quoted, p) {
+						t.Errorf("%q, hidden in %s, is quoted: %s", p, red, quoted)
+					}
+				}
+			})
+		}
+	}
+}
+
+// hiddenPieces returns the pieces of raw's path and query (decoded, split
+// at /, ?, & and =) that redacted, the URL as shown, does not show, of at
+// least minScrubLen bytes (shorter ones are not masked).
+func hiddenPieces(raw, redacted string) []string {
+	pieces := func(s string) map[string]bool {
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil
+		}
+		m := map[string]bool{}
+		add := func(s string) {
+			for _, p := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune("/?&=", r) }) {
+				m[p] = true
+			}
+		}
+		add(u.Path)
+		for part := range strings.SplitSeq(u.RawQuery, "&") {
+			k, v, _ := strings.Cut(part, "=")
+			dk, _ := url.QueryUnescape(k)
+			dv, _ := url.QueryUnescape(v)
+			add(dk)
+			add(dv)
+		}
+		return m
+	}
+	shown := pieces(redacted)
+	var hidden []string
+	for p := range pieces(raw) {
+		if !shown[p] && len(p) >= minScrubLen {
+			hidden = append(hidden, p)
+		}
+	}
+	return hidden
 }
