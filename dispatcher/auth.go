@@ -57,9 +57,8 @@ type tokenSource struct {
 	client   *http.Client
 	tokenURL string // redacted
 	rules    triggers.RetryPolicy
-	// secretForms are the forms of the client secret a token endpoint may
-	// echo (see clientSecretForms), removed from every text derived from
-	// its response.
+	// secretForms are the forms of the secrets a token request carries (see
+	// tokenSecretForms), removed from every text derived from its response.
 	secretForms []string
 
 	mu  sync.Mutex
@@ -87,8 +86,24 @@ func newTokenSource(o *triggers.OAuth2ClientCredentials, transport http.RoundTri
 		},
 		tokenURL:    triggers.RedactURL(o.TokenURL),
 		rules:       rules,
-		secretForms: clientSecretForms(o.ClientID, o.ClientSecret.Reveal()),
+		secretForms: tokenSecretForms(o),
 	}
+}
+
+// tokenSecretForms returns the forms of the secrets a token request of o
+// carries, longest first, for scrubForms: the client secret (see
+// clientSecretForms) and the token URL's own secrets, derived as
+// bodySecrets derives a webhook URL's (its userinfo and the Basic
+// credentials net/http makes of it, its query values, the path segments
+// triggers.RedactURL hides), since an endpoint's answer or a malformed
+// status line may echo the request line or its headers.
+func tokenSecretForms(o *triggers.OAuth2ClientCredentials) []string {
+	forms := clientSecretForms(o.ClientID, o.ClientSecret.Reveal())
+	if u, err := url.Parse(o.TokenURL); err == nil {
+		forms = append(forms, bodySecrets(&triggers.Webhook{URL: o.TokenURL}, u, nil)...)
+	}
+	slices.SortFunc(forms, longestFirst)
+	return slices.Compact(forms)
 }
 
 // minScrubLen is the length below which a secret is not searched for in
@@ -177,10 +192,12 @@ func (ts *tokenSource) invalidate(used string) {
 }
 
 // tokenError classifies a failed token request by the trigger's retry
-// rules, without the response body or the client secret: the endpoint's
-// error code is quoted only when it is one (tokenErrorCode), and the
-// client secret, in any form the request carried it, is masked in what
-// remains of the endpoint's answer (x/oauth2's parse errors quote it).
+// rules, without the response body or the request's secrets: the
+// endpoint's error code is quoted only when it is one (tokenErrorCode),
+// and the client secret and the token URL's secrets, in any form the
+// request carried them (tokenSecretForms), are masked in what remains of
+// the endpoint's answer (x/oauth2's parse errors quote it, a malformed
+// status line may echo the request line).
 func (ts *tokenSource) tokenError(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
@@ -193,7 +210,7 @@ func (ts *tokenSource) tokenError(ctx context.Context, err error) error {
 		// The network guard refused the token endpoint's address: as for
 		// a refused webhook address, nothing was sent and no retry can
 		// pass the guard.
-		ae.Reason, ae.Err = ReasonBlocked, fmt.Errorf("request a token from %s: %w", ts.tokenURL, redactError(err))
+		ae.Reason, ae.Err = ReasonBlocked, scrubError(fmt.Errorf("request a token from %s: %w", ts.tokenURL, redactError(err)), ts.secretForms)
 	case errors.As(err, &re) && re.Response != nil:
 		code := re.Response.StatusCode
 		msg := fmt.Sprintf("token endpoint %s answered HTTP %d %s", ts.tokenURL, code, http.StatusText(code))
@@ -207,12 +224,7 @@ func (ts *tokenSource) tokenError(ctx context.Context, err error) error {
 		if errors.As(err, &ue) {
 			err = &url.Error{Op: ue.Op, URL: ts.tokenURL, Err: ue.Err}
 		}
-		ae.Err = fmt.Errorf("request a token from %s: %w", ts.tokenURL, redactError(err))
-		if msg := ae.Err.Error(); len(ts.secretForms) > 0 {
-			if clean := scrubForms(msg, ts.secretForms); clean != msg {
-				ae.Err = &scrubbedError{msg: clean, err: ae.Err}
-			}
-		}
+		ae.Err = scrubError(fmt.Errorf("request a token from %s: %w", ts.tokenURL, redactError(err)), ts.secretForms)
 		if isTimeout(err) {
 			ae.Retryable = ts.rules.RetryOn.Has(triggers.RuleTimeout)
 		} else {

@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -363,6 +364,113 @@ func TestOAuth2TokenErrorScrubsClientSecret(t *testing.T) {
 			}
 			if !errors.Is(err, cause) {
 				t.Errorf("error %v does not unwrap to its cause", err)
+			}
+		})
+	}
+}
+
+// TestOAuth2TokenErrorScrubsTokenURLSecrets: the token URL's own secrets
+// (its query values, a path segment triggers.RedactURL hides, its userinfo
+// and the Basic credentials net/http makes of it) are masked in the text
+// of a failed token request, as the client secret is, in the forms a
+// request line or header carries them, and the error still unwraps to its
+// cause.
+func TestOAuth2TokenErrorScrubsTokenURLSecrets(t *testing.T) {
+	const (
+		queryURL = "https://idp.example/oauth/token?api_key=k3y%2Fin%2Bthe-url"
+		pathURL  = "https://idp.example/oauth/Xk39fjQm2Lp8aB7cD9eF/token"
+		userURL  = "https://svc:pa55w0rd-x@idp.example/oauth/token"
+	)
+	userBasic := base64.StdEncoding.EncodeToString([]byte("svc:pa55w0rd-x"))
+	tests := []struct {
+		name     string
+		tokenURL string
+		cause    string
+		want     string // %s: the redacted token URL
+		secrets  []string
+	}{
+		{"query value as sent", queryURL, `malformed HTTP response "POST /oauth/token?api_key=k3y%2Fin%2Bthe-url HTTP/1.1"`,
+			`auth: request a token from %s: malformed HTTP response "POST /oauth/token?api_key=<secret> HTTP/1.1"`, []string{"k3y%2Fin%2Bthe-url"}},
+		{"query value decoded", queryURL, "echo: api_key is k3y/in+the-url",
+			"auth: request a token from %s: echo: api_key is <secret>", []string{"k3y/in+the-url"}},
+		{"hidden path segment", pathURL, `malformed HTTP response "POST /oauth/Xk39fjQm2Lp8aB7cD9eF/token HTTP/1.1"`,
+			`auth: request a token from %s: malformed HTTP response "POST /oauth/<secret>/token HTTP/1.1"`, []string{"Xk39fjQm2Lp8aB7cD9eF"}},
+		{"userinfo password", userURL, "echo: password pa55w0rd-x",
+			"auth: request a token from %s: echo: password <secret>", []string{"pa55w0rd-x"}},
+		{"userinfo as Basic credentials", userURL, "echo: Authorization: Basic " + userBasic,
+			"auth: request a token from %s: echo: Authorization: Basic <secret>", []string{userBasic}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTokenSource(&triggers.OAuth2ClientCredentials{TokenURL: tt.tokenURL, ClientID: "app", ClientSecret: "sup3rs3cret"},
+				http.DefaultTransport, time.Second, triggers.RetryPolicy{}.WithDefaults())
+			cause := errors.New(tt.cause)
+			err := ts.tokenError(context.Background(), cause)
+			if got, want := err.Error(), fmt.Sprintf(tt.want, triggers.RedactURL(tt.tokenURL)); got != want {
+				t.Errorf("error\n got %q\nwant %q", got, want)
+			}
+			for _, sec := range tt.secrets {
+				if strings.Contains(err.Error(), sec) {
+					t.Errorf("error quotes %q: %v", sec, err)
+				}
+			}
+			if !errors.Is(err, cause) {
+				t.Errorf("error %v does not unwrap to its cause", err)
+			}
+		})
+	}
+}
+
+// TestOAuth2TokenEndpointEchoKeepsTokenURLSecrets: a token endpoint that
+// answers with the request's target and Basic credentials as its status
+// code (a malformed status line, which net/http quotes) gets none of the
+// token URL's secrets into the attempt's error: not its query value, nor
+// the userinfo net/http sends as Basic credentials when the client
+// credentials go in the body (after the endpoint refused them in the
+// header).
+func TestOAuth2TokenEndpointEchoKeepsTokenURLSecrets(t *testing.T) {
+	echo := rawEndpoint(t, func(c net.Conn) {
+		r, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		if user, _, _ := r.BasicAuth(); user == "app" {
+			// The client credentials in the header: refused, so that they
+			// are sent in the body next.
+			const body = `{"error":"invalid_client"}`
+			fmt.Fprintf(c, "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+			return
+		}
+		cred, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Basic ")
+		fmt.Fprintf(c, "HTTP/1.1 %s,%s\r\n\r\n", r.RequestURI, cred)
+	})
+	userBasic := base64.StdEncoding.EncodeToString([]byte("svc:pa55w0rd-x"))
+	tests := []struct {
+		name     string
+		tokenURL string
+		secrets  []string
+	}{
+		{"query value", "http://" + echo + "/oauth/token?api_key=k3y-in-the-token-url", []string{"k3y-in-the-token-url"}},
+		{"userinfo", "http://svc:pa55w0rd-x@" + echo + "/oauth/token", []string{"pa55w0rd-x", userBasic}},
+	}
+	ep := newAuthEndpoint(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := NewSender(&triggers.Trigger{Name: "t", Retry: triggers.RetryPolicy{MaxAttempts: 1}, Webhook: triggers.Webhook{URL: ep.URL,
+				Auth: &triggers.Auth{OAuth2: &triggers.OAuth2ClientCredentials{TokenURL: tt.tokenURL, ClientID: "app", ClientSecret: "sup3rs3cret"}}}},
+				WithClock(newFakeClock()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Deliver(context.Background(), testEvent(t, 1, "a"))
+			var ae *AttemptError
+			if !errors.As(err, &ae) || ae.Reason != ReasonAuth || !strings.Contains(err.Error(), "malformed HTTP") {
+				t.Fatalf("Deliver error %v, want an auth AttemptError quoting the malformed answer", err)
+			}
+			for _, sec := range tt.secrets {
+				if strings.Contains(err.Error(), sec) {
+					t.Errorf("error quotes %q: %v", sec, err)
+				}
 			}
 		})
 	}
