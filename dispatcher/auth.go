@@ -49,44 +49,97 @@ func staticAuthorization(a *triggers.Auth) string {
 }
 
 // tokenSource is an OAuth2 client-credentials token cache shared by a
-// Sender's deliveries: one token request at a time, the token reused until
-// it expires (oauth2.Token.Valid: ten seconds before its expiry), and
-// dropped when the endpoint answers 401 to it (invalidate).
+// Sender's deliveries: the token is reused until it expires
+// (oauth2.Token.Valid: ten seconds before its expiry), and dropped when the
+// endpoint answers 401 to it (invalidate).
+//
+// One token request is in flight at a time, and every attempt needing a
+// token shares it: each waits for it only until its own deadline (the
+// webhook timeout from when it asked, or its context), never for requests
+// made one after another. The request itself is bounded by the deadline of
+// the attempt that started it. A failed request is remembered for
+// failedTokenHold, so that a burst of attempts against a token endpoint
+// that is down shares one failure instead of each sending a request.
 type tokenSource struct {
-	cfg      clientcredentials.Config
+	// byStyle are the grant's configurations with the client credentials
+	// in the Authorization header (oauth2.AuthStyleInHeader) and in the
+	// request body (oauth2.AuthStyleInParams); see fetch.
+	byStyle  map[oauth2.AuthStyle]*clientcredentials.Config
 	client   *http.Client
-	tokenURL string // redacted
+	timeout  time.Duration // webhook.timeout: an attempt's deadline
+	tokenURL string        // redacted
 	rules    triggers.RetryPolicy
 	// secretForms are the forms of the secrets a token request carries (see
 	// tokenSecretForms), removed from every text derived from its response.
 	secretForms []string
+	// now is the clock of the failure hold (time.Now; tests replace it).
+	now func() time.Time
 
 	mu  sync.Mutex
 	tok *oauth2.Token
+	// style is how the endpoint took the client credentials the last time
+	// a token was issued (oauth2.AuthStyleAutoDetect: not known yet).
+	style oauth2.AuthStyle
+	// inflight is the token request under way (nil: none).
+	inflight *tokenFetch
+	// failed is the last failed token request, answered to every attempt
+	// until failedUntil.
+	failed      *tokenFetch
+	failedUntil time.Time
 
 	// fetches counts token requests (tests, metrics).
 	fetches atomic.Int64
+}
+
+// failedTokenHold is how long a failed token request is answered to the
+// attempts that ask for a token after it: one second, long enough that the
+// deliveries of a burst (up to the trigger's concurrency of them, starting
+// together, and the retries that full-jitter backoff draws close to zero)
+// share the one failure rather than each sending a request to a token
+// endpoint that is down or refusing, and short against the retry backoffs
+// (retry.initial_backoff defaults to 500 ms and doubles), so that a
+// delivery's later retries each ask the token endpoint again.
+const failedTokenHold = time.Second
+
+// tokenFetch is one token request, shared by the attempts waiting for it.
+type tokenFetch struct {
+	done   chan struct{} // closed when tok and err are set
+	cancel context.CancelFunc
+	// waiters counts the attempts waiting for done, and timedOut records
+	// that one of them gave up at its deadline (both guarded by
+	// tokenSource.mu; see leave).
+	waiters  int
+	timedOut bool
+	tok      *oauth2.Token
+	err      error
 }
 
 // newTokenSource returns the token cache of o; token requests go through
 // a client whose transport is transport (the network guard's dialer), with
 // the webhook's timeout.
 func newTokenSource(o *triggers.OAuth2ClientCredentials, transport http.RoundTripper, timeout time.Duration, rules triggers.RetryPolicy) *tokenSource {
-	return &tokenSource{
-		cfg: clientcredentials.Config{
+	byStyle := map[oauth2.AuthStyle]*clientcredentials.Config{}
+	for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
+		byStyle[style] = &clientcredentials.Config{
 			ClientID:     o.ClientID,
 			ClientSecret: o.ClientSecret.Reveal(),
 			TokenURL:     o.TokenURL,
 			Scopes:       o.Scopes,
-		},
+			AuthStyle:    style,
+		}
+	}
+	return &tokenSource{
+		byStyle: byStyle,
 		client: &http.Client{
 			Transport:     transport,
 			Timeout:       timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+		timeout:     timeout,
 		tokenURL:    triggers.RedactURL(o.TokenURL),
 		rules:       rules,
 		secretForms: tokenSecretForms(o),
+		now:         time.Now,
 	}
 }
 
@@ -162,23 +215,176 @@ func (e *scrubbedError) Error() string { return e.msg }
 func (e *scrubbedError) Unwrap() error { return e.err }
 
 // token returns a valid access token, requesting one when none is cached
-// or the cached one expired. Its error is an *AttemptError with ReasonAuth.
+// or the cached one expired (see tokenSource for how attempts share a
+// request). Its error is an *AttemptError with ReasonAuth (ReasonBlocked
+// for a token URL the network guard refuses), a timeout when no token came
+// within the webhook timeout, or ctx's error when ctx ended first.
 func (ts *tokenSource) token(ctx context.Context) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	ts.mu.Lock()
+	if ts.tok != nil && ts.tok.Valid() {
+		tok := ts.tok.AccessToken
+		ts.mu.Unlock()
+		return tok, nil
+	}
+	if f := ts.failed; f != nil && ts.now().Before(ts.failedUntil) {
+		ts.mu.Unlock()
+		return "", ts.fetchError(ctx, f.err)
+	}
+	f := ts.inflight
+	if f == nil {
+		f = ts.start(ctx)
+	}
+	f.waiters++
+	ts.mu.Unlock()
+
+	wctx := ctx
+	if ts.timeout > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, ts.timeout)
+		defer cancel()
+	}
+	select {
+	case <-f.done:
+	case <-wctx.Done():
+		select {
+		case <-f.done: // answered as the wait ended: the answer counts
+		default:
+			ts.leave(f, ctx.Err() != nil)
+			if err := ctx.Err(); err != nil {
+				return "", err
+			}
+			return "", ts.tokenError(ctx, ts.timeoutError())
+		}
+	}
+	if f.err != nil {
+		return "", ts.fetchError(ctx, f.err)
+	}
+	return f.tok.AccessToken, nil
+}
+
+// errEmptyAccessToken is a token endpoint's answer without an access
+// token.
+var errEmptyAccessToken = errors.New("empty access token")
+
+// fetchError is the error of an attempt whose token request failed with
+// err.
+func (ts *tokenSource) fetchError(ctx context.Context, err error) error {
+	if errors.Is(err, errEmptyAccessToken) {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return &AttemptError{Reason: ReasonAuth, Err: fmt.Errorf("token endpoint %s returned an empty access token", ts.tokenURL)}
+	}
+	return ts.tokenError(ctx, err)
+}
+
+// timeoutError is the cause of a token request that did not finish within
+// the webhook timeout, as a *url.Error of the token URL (redacted), which
+// is a timeout for the retry rules.
+func (ts *tokenSource) timeoutError() error {
+	return &url.Error{Op: urlErrorOp(http.MethodPost), URL: ts.tokenURL, Err: &attemptTimeoutError{timeout: ts.timeout}}
+}
+
+// start starts a token request for an attempt with context ctx, bounded
+// by ctx's deadline and the webhook timeout but not ended by ctx's
+// cancellation (other attempts may wait for it; see leave). ts.mu is held.
+func (ts *tokenSource) start(ctx context.Context) *tokenFetch {
+	fctx := context.WithoutCancel(ctx)
+	var cancel context.CancelFunc
+	if dl, ok := ctx.Deadline(); ok {
+		fctx, cancel = context.WithDeadline(fctx, dl)
+	} else {
+		fctx, cancel = context.WithCancel(fctx)
+	}
+	if ts.timeout > 0 {
+		var cancelTimeout context.CancelFunc
+		fctx, cancelTimeout = context.WithTimeout(fctx, ts.timeout)
+		cancelDeadline := cancel
+		cancel = func() { cancelTimeout(); cancelDeadline() }
+	}
+	f := &tokenFetch{done: make(chan struct{}), cancel: cancel}
+	ts.inflight, ts.failed = f, nil
+	style := ts.style
+	go ts.run(fctx, f, style)
+	return f
+}
+
+// run makes token request f and records its outcome: the token, and the
+// credentials style that got it; or the failure, remembered for
+// failedTokenHold unless the request was canceled because no attempt
+// waited for it any more.
+func (ts *tokenSource) run(ctx context.Context, f *tokenFetch, style oauth2.AuthStyle) {
+	defer f.cancel()
+	tok, style, err := ts.fetch(ctx, style)
+	if err == nil && tok.AccessToken == "" {
+		err = errEmptyAccessToken
+	}
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// The attempt's deadline: the error says so, as an attempt's own
+		// timeout does, whatever the transport made of it.
+		err = ts.timeoutError()
+	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if ts.tok != nil && ts.tok.Valid() {
-		return ts.tok.AccessToken, nil
+	abandoned := ts.inflight != f
+	if !abandoned {
+		ts.inflight = nil
+	}
+	f.tok, f.err = tok, err
+	switch {
+	case err == nil:
+		ts.tok, ts.style = tok, style
+	case !abandoned:
+		ts.failed, ts.failedUntil = f, ts.now().Add(failedTokenHold)
+	}
+	close(f.done)
+}
+
+// fetch requests a token with the client credentials sent in style. A
+// style not known yet (oauth2.AuthStyleAutoDetect) is detected as x/oauth2
+// does, in the Authorization header first and then in the request body,
+// except that the second request is made only when the endpoint answered
+// the first with a 4xx status (refusing how the credentials were sent): a
+// token endpoint that does not answer, or fails, is not asked twice. It
+// returns the style that got the token.
+func (ts *tokenSource) fetch(ctx context.Context, style oauth2.AuthStyle) (*oauth2.Token, oauth2.AuthStyle, error) {
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, ts.client)
+	if style != oauth2.AuthStyleAutoDetect {
+		ts.fetches.Add(1)
+		tok, err := ts.byStyle[style].Token(ctx)
+		return tok, style, err
 	}
 	ts.fetches.Add(1)
-	tok, err := ts.cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, ts.client))
-	if err != nil {
-		return "", ts.tokenError(ctx, err)
+	tok, err := ts.byStyle[oauth2.AuthStyleInHeader].Token(ctx)
+	var re *oauth2.RetrieveError
+	if err == nil || !errors.As(err, &re) || re.Response == nil || re.Response.StatusCode < 400 || re.Response.StatusCode > 499 || ctx.Err() != nil {
+		return tok, oauth2.AuthStyleInHeader, err
 	}
-	if tok.AccessToken == "" {
-		return "", &AttemptError{Reason: ReasonAuth, Err: fmt.Errorf("token endpoint %s returned an empty access token", ts.tokenURL)}
+	ts.fetches.Add(1)
+	tok, err = ts.byStyle[oauth2.AuthStyleInParams].Token(ctx)
+	return tok, oauth2.AuthStyleInParams, err
+}
+
+// leave records that an attempt stopped waiting for f, because its
+// delivery was canceled (canceled) or its deadline passed. When every
+// attempt that waited for f left because its delivery was canceled, f is
+// canceled and forgotten: no attempt wants its answer, and the next one
+// starts a request of its own. A request an attempt gave up on at its
+// deadline runs on to its own, and its failure is remembered.
+func (ts *tokenSource) leave(f *tokenFetch, canceled bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	f.waiters--
+	if !canceled {
+		f.timedOut = true
 	}
-	ts.tok = tok
-	return tok.AccessToken, nil
+	if f.waiters == 0 && !f.timedOut && ts.inflight == f {
+		ts.inflight = nil
+		f.cancel()
+	}
 }
 
 // invalidate drops the cached token if it is still used (the endpoint

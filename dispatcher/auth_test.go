@@ -476,6 +476,205 @@ func TestOAuth2TokenEndpointEchoKeepsTokenURLSecrets(t *testing.T) {
 	}
 }
 
+// TestOAuth2TokenEndpointOutageBoundedByTimeout: a token endpoint that
+// does not answer costs each of several concurrent attempts one webhook
+// timeout, not one per attempt waiting before it: they share one token
+// request, which is sent once (not again with the credentials in the body
+// after the timeout), and each fails as a retryable auth timeout.
+func TestOAuth2TokenEndpointOutageBoundedByTimeout(t *testing.T) {
+	const conc, timeout = 4, 300 * time.Millisecond
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var requests atomic.Int64
+	hang := rawEndpoint(t, func(c net.Conn) {
+		requests.Add(1)
+		<-release
+	})
+	ep := newAuthEndpoint(t)
+	s := newTestSender(t, &triggers.Trigger{Name: "orders", Ordering: triggers.PerDocument, Concurrency: conc,
+		Webhook: triggers.Webhook{URL: ep.URL, Timeout: timeout,
+			Auth: &triggers.Auth{OAuth2: &triggers.OAuth2ClientCredentials{TokenURL: "http://" + hang + "/token", ClientID: "app", ClientSecret: "sup3rs3cret"}}},
+		Retry: triggers.RetryPolicy{MaxAttempts: 1}})
+	var wg sync.WaitGroup
+	took := make([]time.Duration, conc)
+	errs := make([]error, conc)
+	for i := range conc {
+		wg.Go(func() {
+			start := time.Now()
+			_, errs[i] = s.Deliver(context.Background(), testEvent(t, i+1, fmt.Sprint("k", i)))
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if took[i] > 2*timeout {
+			t.Errorf("attempt %d took %v with webhook.timeout %v", i, took[i], timeout)
+		}
+		var ae *AttemptError
+		if !errors.As(err, &ae) || ae.Reason != ReasonAuth || !ae.Retryable || !isTimeout(err) {
+			t.Errorf("attempt %d: %v, want a retryable auth timeout", i, err)
+		}
+	}
+	if n := requests.Load(); n != 1 {
+		t.Errorf("%d token requests for %d concurrent attempts, want 1", n, conc)
+	}
+	if len(ep.Seen()) != 0 {
+		t.Errorf("the endpoint got %d requests without a token", len(ep.Seen()))
+	}
+}
+
+// TestOAuth2FailedTokenRequestHeldBriefly: a failed token request is the
+// answer of the attempts asking within failedTokenHold after it, without a
+// request of their own; after that an attempt asks the endpoint again.
+func TestOAuth2FailedTokenRequestHeldBriefly(t *testing.T) {
+	tokens := newTokenServer(t, 3600)
+	tokens.status = http.StatusServiceUnavailable
+	clock := newFakeClock()
+	ts := newTokenSource(&triggers.OAuth2ClientCredentials{TokenURL: tokens.URL, ClientID: "app", ClientSecret: "sup3rs3cret"},
+		http.DefaultTransport, 5*time.Second, triggers.RetryPolicy{}.WithDefaults())
+	ts.now = clock.Now
+	steps := []struct {
+		advance  time.Duration
+		requests int64
+	}{
+		{0, 1},                                  // the first asks
+		{0, 1},                                  // at once: the held failure
+		{failedTokenHold - time.Millisecond, 1}, // still held
+		{time.Millisecond, 2},                   // the hold is over
+		{failedTokenHold / 2, 2},                // the new failure is held
+	}
+	for i, st := range steps {
+		_ = clock.Sleep(context.Background(), st.advance)
+		_, err := ts.token(context.Background())
+		var ae *AttemptError
+		if !errors.As(err, &ae) || ae.Reason != ReasonAuth || !ae.Retryable || !strings.Contains(err.Error(), "answered HTTP 503") {
+			t.Errorf("step %d: %v, want the retryable 503 auth failure", i, err)
+		}
+		if n := tokens.requests.Load(); n != st.requests {
+			t.Errorf("step %d: %d token requests, want %d", i, n, st.requests)
+		}
+	}
+}
+
+// TestOAuth2TokenRequestsPerFetch: how many requests a token costs. The
+// client credentials go in the Authorization header first; only an
+// endpoint refusing them there with a 4xx gets them in the body next, and
+// the way that got a token is used from then on. A server error or no
+// answer in time is not asked twice.
+func TestOAuth2TokenRequestsPerFetch(t *testing.T) {
+	tests := []struct {
+		name string
+		// answer is the endpoint's status for credentials in the header
+		// or the body (0: a token; -1: no answer).
+		header, body int
+		// want lists the requests of the first token and of one requested
+		// after the first was dropped: "h" in the header, "b" in the body.
+		want string
+	}{
+		{"header accepted", 0, 0, "h h"},
+		{"body only", http.StatusUnauthorized, 0, "hb b"},
+		{"body only, 400", http.StatusBadRequest, 0, "hb b"},
+		{"refused both ways", http.StatusUnauthorized, http.StatusUnauthorized, "hb"},
+		{"server error", http.StatusServiceUnavailable, 0, "h"},
+		{"no answer", -1, 0, "h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var seen strings.Builder
+			n := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_ = r.ParseForm()
+				how, status := "b", tt.body
+				if _, _, ok := r.BasicAuth(); ok {
+					how, status = "h", tt.header
+				}
+				mu.Lock()
+				seen.WriteString(how)
+				n++
+				tok := n
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/json")
+				switch status {
+				case -1:
+					<-r.Context().Done()
+				case 0:
+					fmt.Fprintf(w, `{"access_token":"tok-%d","token_type":"Bearer","expires_in":3600}`, tok)
+				default:
+					w.WriteHeader(status)
+					fmt.Fprint(w, `{"error":"invalid_client"}`)
+				}
+			}))
+			t.Cleanup(srv.Close)
+			ts := newTokenSource(&triggers.OAuth2ClientCredentials{TokenURL: srv.URL, ClientID: "app", ClientSecret: "sup3rs3cret"},
+				http.DefaultTransport, 200*time.Millisecond, triggers.RetryPolicy{}.WithDefaults())
+			tok, err := ts.token(context.Background())
+			if err == nil {
+				mu.Lock()
+				seen.WriteString(" ")
+				mu.Unlock()
+				ts.invalidate(tok)
+				if _, err := ts.token(context.Background()); err != nil {
+					t.Fatalf("second token: %v", err)
+				}
+			}
+			mu.Lock()
+			got := seen.String()
+			mu.Unlock()
+			if got != tt.want {
+				t.Errorf("requests %q, want %q (error %v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
+// TestOAuth2TokenRequestCanceledWithItsAttempts: a token request whose
+// every waiting attempt was canceled is canceled too, and not remembered
+// as a failure: the next attempt makes a request of its own at once.
+func TestOAuth2TokenRequestCanceledWithItsAttempts(t *testing.T) {
+	arrived, gone := make(chan struct{}, 2), make(chan struct{}, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm() // the body read, the server notices the client leaving
+		arrived <- struct{}{}
+		<-r.Context().Done()
+		gone <- struct{}{}
+	}))
+	t.Cleanup(srv.Close)
+	ts := newTokenSource(&triggers.OAuth2ClientCredentials{TokenURL: srv.URL, ClientID: "app", ClientSecret: "sup3rs3cret"},
+		http.DefaultTransport, time.Minute, triggers.RetryPolicy{}.WithDefaults())
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := ts.token(ctx)
+			errc <- err
+		}()
+	}
+	<-arrived
+	cancel()
+	for range 2 {
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Errorf("canceled attempt: %v, want context.Canceled", err)
+		}
+	}
+	<-gone // the request was canceled
+
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go func() {
+		_, err := ts.token(ctx2)
+		errc <- err
+	}()
+	<-arrived // a new request, not the held failure of the canceled one
+	cancel2()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("second attempt: %v, want context.Canceled", err)
+	}
+	<-gone
+	if n := ts.fetches.Load(); n != 2 {
+		t.Errorf("%d token requests, want 2", n)
+	}
+}
+
 // testPKI is a CA with a server certificate for 127.0.0.1 and a client
 // certificate, written as PEM files under dir.
 type testPKI struct {
