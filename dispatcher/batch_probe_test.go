@@ -17,8 +17,25 @@ import (
 // circuit is the probe; when the endpoint comes back and answers it 413
 // (its body limit), the endpoint is up: the circuit closes and the batch
 // is sent in halves, as a 413 outside the circuit is, instead of being
-// probed again, as it is, forever.
+// probed again, as it is, forever — and instead of being dropped or taken
+// as delivered when retry.drop_on or success_on lists 413.
 func TestBatchProbeRefusedAsTooLargeIsSplit(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		retry triggers.RetryPolicy // status rules
+	}{
+		{"default rules", triggers.RetryPolicy{}},
+		{"4xx dropped", triggers.RetryPolicy{DropOn: triggers.StatusRules{"4xx"}}},
+		{"413 dropped", triggers.RetryPolicy{DropOn: triggers.StatusRules{"413"}}},
+		{"413 success", triggers.RetryPolicy{SuccessOn: triggers.StatusRules{"2xx", "413"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testBatchProbeRefusedAsTooLarge(t, tc.retry) })
+	}
+}
+
+// testBatchProbeRefusedAsTooLarge is TestBatchProbeRefusedAsTooLargeIsSplit
+// with the status rules of retry.
+func testBatchProbeRefusedAsTooLarge(t *testing.T, retry triggers.RetryPolicy) {
 	const events = 5
 	evs := batchEvents(t, events, func(int) string { return "" })
 	first, release := make(chan struct{}), make(chan struct{})
@@ -48,10 +65,11 @@ func TestBatchProbeRefusedAsTooLargeIsSplit(t *testing.T) {
 		}
 	})
 	sink := &memSink{}
+	retry.MaxAttempts, retry.InitialBackoff, retry.MaxBackoff = 1, time.Millisecond, time.Millisecond
 	d := newTestDispatcher(t, &triggers.Trigger{
 		Webhook:  triggers.Webhook{URL: rc.srv.URL},
 		Ordering: triggers.Strict, DeadLetter: true,
-		Retry:   triggers.RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond},
+		Retry:   retry,
 		Circuit: triggers.CircuitPolicy{Failures: 1, MaxProbeInterval: time.Millisecond},
 		Batch:   &triggers.BatchPolicy{MaxEvents: events - 1, MaxWait: time.Hour},
 	}, sink)

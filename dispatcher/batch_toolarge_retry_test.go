@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -18,24 +19,32 @@ import (
 // as too large (413) is split at once, also when retry.retry_on lists 413:
 // without dead letters and without a circuit, retrying it as it is would
 // go on forever and hold the trigger behind it; with either, every bounded
-// round would waste retries on a body that cannot pass. An event refused
-// alone with 413 keeps retry_on's meaning: it is retried, then
-// dead-lettered.
+// round would waste retries on a body that cannot pass. Nor is it dropped
+// or delivered when retry.drop_on or success_on lists 413: the endpoint
+// refused the request's size, and none of its events was received. An
+// event refused alone with 413 keeps the rules' meaning: retried, then
+// dead-lettered (retry_on), dropped (drop_on) or delivered (success_on).
 func TestBatchTooLargeSplitBeforeRetryOn(t *testing.T) {
 	const events, maxEvents = 16, 8
 	const tries = 3 // retry.max_attempts
 	for _, tc := range []struct {
 		name       string
-		retryOn    triggers.StatusRules
+		retry      triggers.RetryPolicy // status rules
 		deadLetter bool
 		circuit    triggers.CircuitPolicy
-		refuse     int // an event refused even alone (-1: none)
+		refuse     int    // an event refused even alone (-1: none)
+		alone      string // the outcome of the event refused alone
 	}{
-		{"413 retried, no dead letters, no circuit", triggers.StatusRules{"413"}, false, triggers.CircuitPolicy{}, -1},
-		{"4xx retried, no dead letters, no circuit", triggers.StatusRules{"4xx"}, false, triggers.CircuitPolicy{}, -1},
-		{"413 retried, no dead letters, circuit", triggers.StatusRules{"413"}, false, triggers.CircuitPolicy{Failures: 100}, -1},
-		{"413 retried, dead letters", triggers.StatusRules{"413"}, true, triggers.CircuitPolicy{}, -1},
-		{"413 retried, dead letters, one event refused alone", triggers.StatusRules{"413"}, true, triggers.CircuitPolicy{}, 11},
+		{"413 retried, no dead letters, no circuit", triggers.RetryPolicy{RetryOn: triggers.StatusRules{"413"}}, false, triggers.CircuitPolicy{}, -1, ""},
+		{"4xx retried, no dead letters, no circuit", triggers.RetryPolicy{RetryOn: triggers.StatusRules{"4xx"}}, false, triggers.CircuitPolicy{}, -1, ""},
+		{"413 retried, no dead letters, circuit", triggers.RetryPolicy{RetryOn: triggers.StatusRules{"413"}}, false, triggers.CircuitPolicy{Failures: 100}, -1, ""},
+		{"413 retried, dead letters", triggers.RetryPolicy{RetryOn: triggers.StatusRules{"413"}}, true, triggers.CircuitPolicy{}, -1, ""},
+		{"413 retried, dead letters, one event refused alone", triggers.RetryPolicy{RetryOn: triggers.StatusRules{"413"}}, true, triggers.CircuitPolicy{}, 11, OutcomeDeadLettered},
+		{"4xx dropped, dead letters", triggers.RetryPolicy{DropOn: triggers.StatusRules{"4xx"}, RetryOn: triggers.StatusRules{"5xx"}}, true, triggers.CircuitPolicy{}, -1, ""},
+		{"413 dropped, no dead letters, circuit", triggers.RetryPolicy{DropOn: triggers.StatusRules{"413"}}, false, triggers.CircuitPolicy{Failures: 100}, -1, ""},
+		{"4xx dropped, dead letters, one event refused alone", triggers.RetryPolicy{DropOn: triggers.StatusRules{"4xx"}, RetryOn: triggers.StatusRules{"5xx"}}, true, triggers.CircuitPolicy{}, 11, OutcomeDropped},
+		{"413 success, dead letters", triggers.RetryPolicy{SuccessOn: triggers.StatusRules{"2xx", "413"}}, true, triggers.CircuitPolicy{}, -1, ""},
+		{"413 success, no dead letters, one event refused alone", triggers.RetryPolicy{SuccessOn: triggers.StatusRules{"2xx", "413"}}, false, triggers.CircuitPolicy{}, 11, OutcomeDelivered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			evs := batchEvents(t, events, func(int) string { return "" })
@@ -67,16 +76,16 @@ func TestBatchTooLargeSplitBeforeRetryOn(t *testing.T) {
 				w.WriteHeader(http.StatusNoContent)
 			})
 			sink := &memSink{}
+			m := NewMetrics(nil)
+			retry := tc.retry
+			retry.MaxAttempts, retry.InitialBackoff, retry.MaxBackoff = tries, time.Millisecond, time.Millisecond
 			d := newTestDispatcher(t, &triggers.Trigger{
 				Webhook:  triggers.Webhook{URL: rc.srv.URL, Secrets: []triggers.Secret{testSecret}},
 				Ordering: triggers.Strict, Concurrency: 1, DeadLetter: tc.deadLetter,
-				Retry: triggers.RetryPolicy{
-					MaxAttempts: tries, RetryOn: tc.retryOn,
-					InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond,
-				},
+				Retry:   retry,
 				Circuit: tc.circuit,
 				Batch:   &triggers.BatchPolicy{MaxEvents: maxEvents, MaxWait: time.Millisecond},
-			}, sink)
+			}, sink, WithMetrics(m))
 			for _, ev := range evs {
 				if err := d.Submit(context.Background(), ev); err != nil {
 					t.Fatal(err)
@@ -108,10 +117,22 @@ func TestBatchTooLargeSplitBeforeRetryOn(t *testing.T) {
 			if tok, _ := d.Watermark(); !bytes.Equal(tok, evs[events-1].Token) {
 				t.Error("watermark did not reach the last event")
 			}
+			// Every event's outcome: delivered, but the one refused alone.
+			want := map[string]uint64{OutcomeDelivered: events}
+			if tc.refuse >= 0 {
+				want[OutcomeDelivered]--
+				want[tc.alone]++
+			}
+			if got := m.Counts("orders").Deliveries; !maps.Equal(got, want) {
+				t.Errorf("deliveries by outcome %v, want %v", got, want)
+			}
 			dls := sink.All()
-			if tc.refuse < 0 {
+			if tc.alone != OutcomeDeadLettered {
 				if len(dls) != 0 {
 					t.Errorf("%d dead letters, want none", len(dls))
+				}
+				if n := sent[fmt.Sprint([]int{tc.refuse})]; tc.refuse >= 0 && n != 1 {
+					t.Errorf("event %d, refused alone, sent %d times, want once (%s)", tc.refuse, n, tc.alone)
 				}
 				return
 			}

@@ -164,7 +164,8 @@ func (d *Dispatcher) probe(ctx context.Context, j job, res Result, err error) (R
 // until one succeeds (the circuit closes) or ctx ends; res is that
 // delivery's result so far. Nothing is dead-lettered here. events is the
 // number of events the request carries: a batch of several that the
-// endpoint refuses as too large (tooLarge) closes the circuit too, since
+// endpoint refuses as too large (tooLarge; a failure whatever
+// retry.success_on and drop_on say, see sendOnce) closes the circuit too, since
 // the endpoint answered, and is returned as that failure for the caller
 // to send in parts (the same request would be refused forever, and the
 // parts would wait at the gate of a circuit no probe closes).

@@ -498,10 +498,11 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 // gives up (never when forever) or ctx ends. prog (may be nil) follows the
 // attempts; info is what the observers learn about the event. A batch of
 // several events that the endpoint refuses as too large (tooLarge) ends the
-// stage at once, whatever the policy says of 413 (retry.retry_on) and also
-// when forever: the same body cannot pass, and the caller sends its events
-// in smaller requests. An event alone refused with 413 is retried as the
-// policy says. prev is the
+// stage at once as a failure, whatever the policy says of 413
+// (retry.retry_on, and success_on and drop_on, which sendOnce does not
+// apply to it) and also when forever: the same body cannot pass, and the
+// caller sends its events in smaller requests. An event alone refused with
+// 413 is retried, dropped or done as the policy says. prev is the
 // result of the request's previous round of attempts (zero for none): a
 // round is retry.max_attempts attempts, backed off from
 // retry.initial_backoff again, but its attempts are numbered on from
@@ -673,6 +674,13 @@ func tooLarge(status, events int) bool {
 	return status == http.StatusRequestEntityTooLarge && events > 1
 }
 
+// isDropped reports whether err is a retry policy's verdict that the
+// response is in retry.drop_on (an *AttemptError with ReasonDropped).
+func isDropped(err error) bool {
+	var ae *AttemptError
+	return errors.As(err, &ae) && ae.Reason == ReasonDropped
+}
+
 // eventInfo reads ev's documentKey and operationType for the observers
 // (nothing when none is on: delivery pays for it only when observed).
 func (s *Sender) eventInfo(ev Event) eventInfo {
@@ -733,7 +741,9 @@ func operationName(b []byte) string {
 
 // sendOnce is SendOnce for a Message. With OAuth2 auth, a 401 answer to a
 // cached token drops it and the attempt is sent once more with a new token
-// (once: no loop).
+// (once: no loop). A 413 to a request of several events (info.events) is a
+// failure (ReasonClientError, not retried as it is) also when
+// retry.success_on or drop_on lists it: see tooLarge.
 func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInfo) (Attempt, bool, error) {
 	id := msg.ID
 	at := Attempt{WebhookID: id, Number: n, Trigger: s.trigger, DocumentKey: info.documentKey, Operation: info.operation, Events: info.events}
@@ -793,6 +803,13 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 		at.Reason, at.Err = ReasonCanceled, ctx.Err()
 		s.observe(at)
 		return at, false, at.Err
+	}
+	if resp != nil && tooLarge(resp.StatusCode, info.events) && (cerr == nil || isDropped(cerr)) {
+		// A request of several events refused as too large failed,
+		// whatever retry.success_on and drop_on say of 413: they judge
+		// the events, and the endpoint refused the request's size, not
+		// them. The dispatcher sends them in smaller requests.
+		retry, cerr = false, &AttemptError{Reason: ReasonClientError, Status: resp.StatusCode}
 	}
 	if cerr == nil && (retry || !s.succeeded(resp)) {
 		// A plugged-in policy (go-retryablehttp's answer (false, nil) to a
