@@ -851,7 +851,9 @@ func joinElements(elems [][]byte) []byte {
 // halted the dispatcher. A request refused as too large (tooLarge) returns
 // at once, for the caller to split, without counting against the circuit:
 // the endpoint answered, and it is the request, not the endpoint, that
-// failed.
+// failed. A round that succeeds or fails otherwise resets the streak of
+// consecutive payload errors (payload_errors.max_consecutive): the batch's
+// payloads were built.
 func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info eventInfo, prog *progress) (res Result, err error, held bool) {
 	forever := !d.deadLetter
 	for round := 0; ; round++ {
@@ -876,6 +878,10 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 		case tooLarge(res.Status, info.events):
 			return res, err, false
 		}
+		// A failed delivery whose payloads were built breaks the streak
+		// of consecutive payload errors, as in deliverGuarded; also when
+		// the circuit opens and the batch becomes its probe.
+		d.payload.streak.Store(0)
 		if d.circuit.failed(res.Status, err.Error(), msg.ID, prog) {
 			return d.probeBatch(ctx, msg, info, prog, res, err)
 		}

@@ -461,3 +461,62 @@ func TestCircuitWithoutDeadLetters(t *testing.T) {
 		t.Errorf("attempt numbers %v, want [1 2 3 4 5]", numbers)
 	}
 }
+
+// TestPayloadErrorStreakResetByFailedDelivery: an event whose payload was
+// built breaks the streak of payload errors also when its delivery fails
+// (dead-lettered, or opening the circuit and delivered as its probe), batched
+// as unbatched: two payload errors around it are not consecutive.
+func TestPayloadErrorStreakResetByFailedDelivery(t *testing.T) {
+	// $toInt of the documentKey: "x" cannot be converted, "1" can.
+	expr, err := mql.CompileExpr(bson.D{{Key: "n", Value: bson.D{{Key: "$toInt", Value: "$documentKey._id"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		batched bool
+		circuit triggers.CircuitPolicy
+		status  []int // the endpoint's answers to event 1's requests, in order
+		dls     int   // dead letters: the payload errors and a refused event
+	}{
+		{"unbatched, dead-lettered", false, triggers.CircuitPolicy{}, []int{http.StatusUnprocessableEntity}, 3},
+		{"batched, dead-lettered", true, triggers.CircuitPolicy{}, []int{http.StatusUnprocessableEntity}, 3},
+		{"unbatched, probe", false, triggers.CircuitPolicy{Failures: 1, MaxProbeInterval: time.Millisecond}, []int{http.StatusServiceUnavailable, http.StatusNoContent}, 2},
+		{"batched, probe", true, triggers.CircuitPolicy{Failures: 1, MaxProbeInterval: time.Millisecond}, []int{http.StatusServiceUnavailable, http.StatusNoContent}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Events 0 and 2: payload errors; event 1: built, and failed
+			// once (refused, or answered 503 and probed).
+			evs := batchEvents(t, 3, func(i int) string {
+				if i%2 == 0 {
+					return "x"
+				}
+				return fmt.Sprint(i)
+			})
+			rc := newReceiver(t, statuses(tc.status...))
+			cfg := &triggers.Trigger{
+				Webhook:  triggers.Webhook{URL: rc.srv.URL, Payload: expr},
+				Ordering: triggers.Strict, Concurrency: 1, DeadLetter: true,
+				Retry:         triggers.RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond},
+				Circuit:       tc.circuit,
+				PayloadErrors: triggers.PayloadErrorPolicy{MaxConsecutive: 2},
+			}
+			if tc.batched {
+				cfg.Batch = &triggers.BatchPolicy{MaxEvents: 10, MaxWait: time.Millisecond}
+			}
+			sink := &memSink{}
+			var p pauses
+			d := newTestDispatcher(t, cfg, sink, WithPayloadErrorPause(p.pause))
+			submitAndClose(t, d, evs, 10*time.Second)
+			if got := p.all(); len(got) != 0 {
+				t.Errorf("paused (%q) on payload errors that were not consecutive", got)
+			}
+			if n := len(sink.All()); n != tc.dls {
+				t.Errorf("%d dead letters, want %d", n, tc.dls)
+			}
+			if n := len(rc.deliveries()); n != len(tc.status) {
+				t.Errorf("%d requests, want %d", n, len(tc.status))
+			}
+		})
+	}
+}
