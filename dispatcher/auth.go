@@ -57,9 +57,11 @@ func staticAuthorization(a *triggers.Auth) string {
 // token shares it: each waits for it only until its own deadline (the
 // webhook timeout from when it asked, or its context), never for requests
 // made one after another. The request itself is bounded by the deadline of
-// the attempt that started it. A failed request is remembered for
-// failedTokenHold, so that a burst of attempts against a token endpoint
-// that is down shares one failure instead of each sending a request.
+// the attempt that started it. A failed request is the answer of the
+// attempts that were waiting for it when it failed, and of no later one:
+// an attempt asking after it (a retry, another delivery) sends a request
+// of its own, so a brief failure of the token endpoint costs a delivery no
+// more than the attempts that shared it.
 type tokenSource struct {
 	// byStyle are the grant's configurations with the client credentials
 	// in the Authorization header (oauth2.AuthStyleInHeader) and in the
@@ -72,8 +74,6 @@ type tokenSource struct {
 	// secretForms are the forms of the secrets a token request carries (see
 	// tokenSecretForms), removed from every text derived from its response.
 	secretForms []string
-	// now is the clock of the failure hold (time.Now; tests replace it).
-	now func() time.Time
 
 	mu  sync.Mutex
 	tok *oauth2.Token
@@ -82,24 +82,10 @@ type tokenSource struct {
 	style oauth2.AuthStyle
 	// inflight is the token request under way (nil: none).
 	inflight *tokenFetch
-	// failed is the last failed token request, answered to every attempt
-	// until failedUntil.
-	failed      *tokenFetch
-	failedUntil time.Time
 
 	// fetches counts token requests (tests, metrics).
 	fetches atomic.Int64
 }
-
-// failedTokenHold is how long a failed token request is answered to the
-// attempts that ask for a token after it: one second, long enough that the
-// deliveries of a burst (up to the trigger's concurrency of them, starting
-// together, and the retries that full-jitter backoff draws close to zero)
-// share the one failure rather than each sending a request to a token
-// endpoint that is down or refusing, and short against the retry backoffs
-// (retry.initial_backoff defaults to 500 ms and doubles), so that a
-// delivery's later retries each ask the token endpoint again.
-const failedTokenHold = time.Second
 
 // tokenFetch is one token request, shared by the attempts waiting for it.
 type tokenFetch struct {
@@ -139,7 +125,6 @@ func newTokenSource(o *triggers.OAuth2ClientCredentials, transport http.RoundTri
 		tokenURL:    triggers.RedactURL(o.TokenURL),
 		rules:       rules,
 		secretForms: tokenSecretForms(o),
-		now:         time.Now,
 	}
 }
 
@@ -229,10 +214,6 @@ func (ts *tokenSource) token(ctx context.Context) (string, error) {
 		ts.mu.Unlock()
 		return tok, nil
 	}
-	if f := ts.failed; f != nil && ts.now().Before(ts.failedUntil) {
-		ts.mu.Unlock()
-		return "", ts.fetchError(ctx, f.err)
-	}
 	f := ts.inflight
 	if f == nil {
 		f = ts.start(ctx)
@@ -306,16 +287,16 @@ func (ts *tokenSource) start(ctx context.Context) *tokenFetch {
 		cancel = func() { cancelTimeout(); cancelDeadline() }
 	}
 	f := &tokenFetch{done: make(chan struct{}), cancel: cancel}
-	ts.inflight, ts.failed = f, nil
+	ts.inflight = f
 	style := ts.style
 	go ts.run(fctx, f, style)
 	return f
 }
 
-// run makes token request f and records its outcome: the token, and the
-// credentials style that got it; or the failure, remembered for
-// failedTokenHold unless the request was canceled because no attempt
-// waited for it any more.
+// run makes token request f and records its outcome in f for the
+// attempts waiting for it, and the token and the credentials style that
+// got it in ts. A failure is not kept beyond f: the next attempt asking
+// for a token starts a request of its own.
 func (ts *tokenSource) run(ctx context.Context, f *tokenFetch, style oauth2.AuthStyle) {
 	defer f.cancel()
 	tok, style, err := ts.fetch(ctx, style)
@@ -329,16 +310,12 @@ func (ts *tokenSource) run(ctx context.Context, f *tokenFetch, style oauth2.Auth
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	abandoned := ts.inflight != f
-	if !abandoned {
+	if ts.inflight == f {
 		ts.inflight = nil
 	}
 	f.tok, f.err = tok, err
-	switch {
-	case err == nil:
+	if err == nil {
 		ts.tok, ts.style = tok, style
-	case !abandoned:
-		ts.failed, ts.failedUntil = f, ts.now().Add(failedTokenHold)
 	}
 	close(f.done)
 }
@@ -373,7 +350,7 @@ func (ts *tokenSource) fetch(ctx context.Context, style oauth2.AuthStyle) (*oaut
 // attempt that waited for f left because its delivery was canceled, f is
 // canceled and forgotten: no attempt wants its answer, and the next one
 // starts a request of its own. A request an attempt gave up on at its
-// deadline runs on to its own, and its failure is remembered.
+// deadline runs on to its own, for the attempts still waiting for it.
 func (ts *tokenSource) leave(f *tokenFetch, canceled bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()

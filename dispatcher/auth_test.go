@@ -523,36 +523,55 @@ func TestOAuth2TokenEndpointOutageBoundedByTimeout(t *testing.T) {
 	}
 }
 
-// TestOAuth2FailedTokenRequestHeldBriefly: a failed token request is the
-// answer of the attempts asking within failedTokenHold after it, without a
-// request of their own; after that an attempt asks the endpoint again.
-func TestOAuth2FailedTokenRequestHeldBriefly(t *testing.T) {
-	tokens := newTokenServer(t, 3600)
-	tokens.status = http.StatusServiceUnavailable
-	clock := newFakeClock()
-	ts := newTokenSource(&triggers.OAuth2ClientCredentials{TokenURL: tokens.URL, ClientID: "app", ClientSecret: "sup3rs3cret"},
-		http.DefaultTransport, 5*time.Second, triggers.RetryPolicy{}.WithDefaults())
-	ts.now = clock.Now
-	steps := []struct {
-		advance  time.Duration
-		requests int64
+// TestOAuth2FailedTokenRequestNotHeld: a failed token request is the
+// answer of the attempts that waited for it, not of the ones asking after
+// it: a delivery's retry, however soon its backoff comes (the fake clock's
+// sleeps take no time), asks the token endpoint again, so each failure of
+// the token endpoint costs the delivery one attempt and no more.
+func TestOAuth2FailedTokenRequestNotHeld(t *testing.T) {
+	tests := []struct {
+		name        string
+		failures    int64 // token requests answered 503 before tokens are issued
+		maxAttempts int
+		wantErr     bool
+		// wantRequests is the number of token requests: one per attempt.
+		wantRequests int64
 	}{
-		{0, 1},                                  // the first asks
-		{0, 1},                                  // at once: the held failure
-		{failedTokenHold - time.Millisecond, 1}, // still held
-		{time.Millisecond, 2},                   // the hold is over
-		{failedTokenHold / 2, 2},                // the new failure is held
+		{"one failure, two attempts", 1, 2, false, 2},
+		{"two failures, three attempts", 2, 3, false, 3},
+		{"two failures, two attempts", 2, 2, true, 2},
+		{"no failure", 0, 2, false, 1},
 	}
-	for i, st := range steps {
-		_ = clock.Sleep(context.Background(), st.advance)
-		_, err := ts.token(context.Background())
-		var ae *AttemptError
-		if !errors.As(err, &ae) || ae.Reason != ReasonAuth || !ae.Retryable || !strings.Contains(err.Error(), "answered HTTP 503") {
-			t.Errorf("step %d: %v, want the retryable 503 auth failure", i, err)
-		}
-		if n := tokens.requests.Load(); n != st.requests {
-			t.Errorf("step %d: %d token requests, want %d", i, n, st.requests)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var requests atomic.Int64
+			tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := requests.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				if n <= tt.failures {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					fmt.Fprint(w, `{"error":"temporarily_unavailable"}`)
+					return
+				}
+				fmt.Fprintf(w, `{"access_token":"tok-%d","token_type":"Bearer","expires_in":3600}`, n)
+			}))
+			t.Cleanup(tokens.Close)
+			ep := newAuthEndpoint(t)
+			s := newTestSender(t, &triggers.Trigger{Name: "orders",
+				Webhook: triggers.Webhook{URL: ep.URL,
+					Auth: &triggers.Auth{OAuth2: &triggers.OAuth2ClientCredentials{TokenURL: tokens.URL, ClientID: "app", ClientSecret: "sup3rs3cret"}}},
+				Retry: triggers.RetryPolicy{MaxAttempts: tt.maxAttempts}.WithDefaults()}, WithClock(newFakeClock()))
+			res, err := s.Deliver(context.Background(), testEvent(t, 1, "a"))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Deliver after %d attempts: %v, want error %v", res.Attempts, err, tt.wantErr)
+			}
+			if n := requests.Load(); n != tt.wantRequests {
+				t.Errorf("%d token requests in %d attempts, want %d", n, res.Attempts, tt.wantRequests)
+			}
+			if want := int(tt.wantRequests); res.Attempts != want {
+				t.Errorf("%d attempts, want %d", res.Attempts, want)
+			}
+		})
 	}
 }
 
