@@ -56,12 +56,16 @@ func staticAuthorization(a *triggers.Auth) string {
 // One token request is in flight at a time, and every attempt needing a
 // token shares it: each waits for it only until its own deadline (the
 // webhook timeout from when it asked, or its context), never for requests
-// made one after another. The request itself is bounded by the deadline of
-// the attempt that started it. A failed request is the answer of the
-// attempts that were waiting for it when it failed, and of no later one:
-// an attempt asking after it (a retry, another delivery) sends a request
-// of its own, so a brief failure of the token endpoint costs a delivery no
-// more than the attempts that shared it.
+// made one after another. The request has a context of its own, bounded by
+// the webhook timeout from its start (every attempt of the trigger has
+// that timeout, so it ends no later than any attempt that joined it would
+// stop waiting), and canceled earlier only when every attempt waiting for
+// it has gone: the attempt that started it leaving, at its deadline or on
+// its cancellation, does not cut it off for the others. A failed request
+// is the answer of the attempts that were waiting for it when it failed,
+// and of no later one: an attempt asking after it (a retry, another
+// delivery) sends a request of its own, so a brief failure of the token
+// endpoint costs a delivery no more than the attempts that shared it.
 type tokenSource struct {
 	// byStyle are the grant's configurations with the client credentials
 	// in the Authorization header (oauth2.AuthStyleInHeader) and in the
@@ -91,13 +95,11 @@ type tokenSource struct {
 type tokenFetch struct {
 	done   chan struct{} // closed when tok and err are set
 	cancel context.CancelFunc
-	// waiters counts the attempts waiting for done, and timedOut records
-	// that one of them gave up at its deadline (both guarded by
+	// waiters counts the attempts waiting for done (guarded by
 	// tokenSource.mu; see leave).
-	waiters  int
-	timedOut bool
-	tok      *oauth2.Token
-	err      error
+	waiters int
+	tok     *oauth2.Token
+	err     error
 }
 
 // newTokenSource returns the token cache of o; token requests go through
@@ -203,7 +205,10 @@ func (e *scrubbedError) Unwrap() error { return e.err }
 // or the cached one expired (see tokenSource for how attempts share a
 // request). Its error is an *AttemptError with ReasonAuth (ReasonBlocked
 // for a token URL the network guard refuses), a timeout when no token came
-// within the webhook timeout, or ctx's error when ctx ended first.
+// within the webhook timeout from when this attempt asked (a
+// *tokenWaitError when the request it waited for was still under way
+// then), or ctx's error when ctx ended first. An attempt that stops
+// waiting leaves the request to the attempts still waiting for it.
 func (ts *tokenSource) token(ctx context.Context) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -216,7 +221,7 @@ func (ts *tokenSource) token(ctx context.Context) (string, error) {
 	}
 	f := ts.inflight
 	if f == nil {
-		f = ts.start(ctx)
+		f = ts.start(context.WithoutCancel(ctx))
 	}
 	f.waiters++
 	ts.mu.Unlock()
@@ -233,11 +238,12 @@ func (ts *tokenSource) token(ctx context.Context) (string, error) {
 		select {
 		case <-f.done: // answered as the wait ended: the answer counts
 		default:
-			ts.leave(f, ctx.Err() != nil)
+			ts.leave(f)
 			if err := ctx.Err(); err != nil {
 				return "", err
 			}
-			return "", ts.tokenError(ctx, ts.timeoutError())
+			return "", &AttemptError{Reason: ReasonAuth, Retryable: ts.rules.RetryOn.Has(triggers.RuleTimeout),
+				Err: &tokenWaitError{tokenURL: ts.tokenURL, timeout: ts.timeout}}
 		}
 	}
 	if f.err != nil {
@@ -262,6 +268,26 @@ func (ts *tokenSource) fetchError(ctx context.Context, err error) error {
 	return ts.tokenError(ctx, err)
 }
 
+// tokenWaitError is the failure of an attempt that waited for a token
+// request (shared with other attempts, or started by this one) for the
+// whole webhook timeout from when it asked, without an answer: the
+// request may still succeed for the attempts waiting after it. It is a
+// timeout for the retry rules (net.Error).
+type tokenWaitError struct {
+	tokenURL string // redacted
+	timeout  time.Duration
+}
+
+func (e *tokenWaitError) Error() string {
+	return fmt.Sprintf("waited for a token from %s, which did not come within this attempt's webhook timeout (%s)", e.tokenURL, e.timeout)
+}
+
+// Timeout reports true: the attempt's time ran out.
+func (e *tokenWaitError) Timeout() bool { return true }
+
+// Temporary reports true, as net/http's timeouts do.
+func (e *tokenWaitError) Temporary() bool { return true }
+
 // timeoutError is the cause of a token request that did not finish within
 // the webhook timeout, as a *url.Error of the token URL (redacted), which
 // is a timeout for the retry rules.
@@ -269,22 +295,17 @@ func (ts *tokenSource) timeoutError() error {
 	return &url.Error{Op: urlErrorOp(http.MethodPost), URL: ts.tokenURL, Err: &attemptTimeoutError{timeout: ts.timeout}}
 }
 
-// start starts a token request for an attempt with context ctx, bounded
-// by ctx's deadline and the webhook timeout but not ended by ctx's
-// cancellation (other attempts may wait for it; see leave). ts.mu is held.
-func (ts *tokenSource) start(ctx context.Context) *tokenFetch {
-	fctx := context.WithoutCancel(ctx)
+// start starts a token request on a context of its own derived from
+// parent (which carries values, never a deadline or a cancellation: see
+// token), bounded by the webhook timeout from now and canceled by leave
+// when every attempt waiting for it has gone. ts.mu is held.
+func (ts *tokenSource) start(parent context.Context) *tokenFetch {
+	var fctx context.Context
 	var cancel context.CancelFunc
-	if dl, ok := ctx.Deadline(); ok {
-		fctx, cancel = context.WithDeadline(fctx, dl)
-	} else {
-		fctx, cancel = context.WithCancel(fctx)
-	}
 	if ts.timeout > 0 {
-		var cancelTimeout context.CancelFunc
-		fctx, cancelTimeout = context.WithTimeout(fctx, ts.timeout)
-		cancelDeadline := cancel
-		cancel = func() { cancelTimeout(); cancelDeadline() }
+		fctx, cancel = context.WithTimeout(parent, ts.timeout)
+	} else {
+		fctx, cancel = context.WithCancel(parent)
 	}
 	f := &tokenFetch{done: make(chan struct{}), cancel: cancel}
 	ts.inflight = f
@@ -304,8 +325,9 @@ func (ts *tokenSource) run(ctx context.Context, f *tokenFetch, style oauth2.Auth
 		err = errEmptyAccessToken
 	}
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		// The attempt's deadline: the error says so, as an attempt's own
-		// timeout does, whatever the transport made of it.
+		// The request's own bound, the webhook timeout: the error says
+		// so, as an attempt's own timeout does, whatever the transport
+		// made of it.
 		err = ts.timeoutError()
 	}
 	ts.mu.Lock()
@@ -345,20 +367,16 @@ func (ts *tokenSource) fetch(ctx context.Context, style oauth2.AuthStyle) (*oaut
 	return tok, oauth2.AuthStyleInParams, err
 }
 
-// leave records that an attempt stopped waiting for f, because its
-// delivery was canceled (canceled) or its deadline passed. When every
-// attempt that waited for f left because its delivery was canceled, f is
-// canceled and forgotten: no attempt wants its answer, and the next one
-// starts a request of its own. A request an attempt gave up on at its
-// deadline runs on to its own, for the attempts still waiting for it.
-func (ts *tokenSource) leave(f *tokenFetch, canceled bool) {
+// leave records that an attempt stopped waiting for f before its answer
+// (its context ended, or its webhook timeout). While other attempts wait
+// for f it runs on for them, and is not marked failed. When the last one
+// left, f is canceled and forgotten: no attempt wants its answer, and the
+// next one starts a request of its own.
+func (ts *tokenSource) leave(f *tokenFetch) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	f.waiters--
-	if !canceled {
-		f.timedOut = true
-	}
-	if f.waiters == 0 && !f.timedOut && ts.inflight == f {
+	if f.waiters == 0 && ts.inflight == f {
 		ts.inflight = nil
 		f.cancel()
 	}

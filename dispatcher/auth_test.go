@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -691,6 +692,148 @@ func TestOAuth2TokenRequestCanceledWithItsAttempts(t *testing.T) {
 	<-gone
 	if n := ts.fetches.Load(); n != 2 {
 		t.Errorf("%d token requests, want 2", n)
+	}
+}
+
+// TestOAuth2TokenRequestOutlivesItsStarter: the shared token request is
+// not cut off when the attempt that started it stops waiting, at its
+// deadline or on its cancellation, while another attempt still waits: the
+// request runs on, within its own webhook timeout, and its token is the
+// other attempt's answer and the next attempts' too.
+func TestOAuth2TokenRequestOutlivesItsStarter(t *testing.T) {
+	tests := []struct {
+		name string
+		// starter returns the starting attempt's context and how it ends.
+		starter func() (context.Context, context.CancelFunc, error)
+		// end: the test cancels the starting attempt (false: its deadline ends it).
+		end bool
+	}{
+		{"starter's deadline passes", func() (context.Context, context.CancelFunc, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			return ctx, cancel, context.DeadlineExceeded
+		}, false},
+		{"starter canceled", func() (context.Context, context.CancelFunc, error) {
+			ctx, cancel := context.WithCancel(context.Background())
+			return ctx, cancel, context.Canceled
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			arrived, release := make(chan struct{}, 1), make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_ = r.ParseForm() // the body read, the server notices the client leaving
+				arrived <- struct{}{}
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, `{"access_token":"tok","token_type":"Bearer","expires_in":3600}`)
+			}))
+			var once sync.Once
+			rel := func() { once.Do(func() { close(release) }) }
+			t.Cleanup(srv.Close)
+			t.Cleanup(rel) // before srv.Close
+			ts := newTokenSource(&triggers.OAuth2ClientCredentials{TokenURL: srv.URL, ClientID: "app", ClientSecret: "sup3rs3cret"},
+				http.DefaultTransport, 5*time.Second, triggers.RetryPolicy{}.WithDefaults())
+
+			ctx, cancel, wantErr := tt.starter()
+			defer cancel()
+			starterErr, otherErr := make(chan error, 1), make(chan error, 1)
+			go func() {
+				_, err := ts.token(ctx)
+				starterErr <- err
+			}()
+			<-arrived
+			go func() {
+				tok, err := ts.token(context.Background())
+				if err == nil && tok != "tok" {
+					err = fmt.Errorf("token %q, want tok", tok)
+				}
+				otherErr <- err
+			}()
+			for { // until the second attempt waits for the request too
+				ts.mu.Lock()
+				n := ts.inflight.waiters
+				ts.mu.Unlock()
+				if n == 2 {
+					break
+				}
+				runtime.Gosched()
+			}
+			if tt.end {
+				cancel()
+			}
+			if err := <-starterErr; !errors.Is(err, wantErr) {
+				t.Errorf("starting attempt: %v, want %v", err, wantErr)
+			}
+			rel() // the endpoint answers once the starting attempt is gone
+			if err := <-otherErr; err != nil {
+				t.Errorf("the attempt still waiting: %v, want the token", err)
+			}
+			if _, err := ts.token(context.Background()); err != nil {
+				t.Errorf("the next attempt: %v, want the cached token", err)
+			}
+			if n := ts.fetches.Load(); n != 1 {
+				t.Errorf("%d token requests, want 1", n)
+			}
+		})
+	}
+}
+
+// TestOAuth2TokenWaitEndsWithItsAttempt: an attempt whose webhook timeout
+// ends while the token request it waits for is still under way fails
+// with a retryable auth timeout saying it waited for a token, and leaves
+// the request as it is for the attempts still waiting (neither failed nor
+// canceled); the last attempt to leave cancels it.
+func TestOAuth2TokenWaitEndsWithItsAttempt(t *testing.T) {
+	tests := []struct {
+		name       string
+		others     int // attempts still waiting for the request
+		wantCancel bool
+	}{
+		{"others wait", 1, false},
+		{"the last one leaves", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTokenSource(&triggers.OAuth2ClientCredentials{TokenURL: "http://127.0.0.1:1/token", ClientID: "app", ClientSecret: "sup3rs3cret"},
+				http.DefaultTransport, 50*time.Millisecond, triggers.RetryPolicy{}.WithDefaults())
+			canceled := make(chan struct{})
+			// A request under way that never answers, as another attempt
+			// started it.
+			f := &tokenFetch{done: make(chan struct{}), cancel: func() { close(canceled) }, waiters: tt.others}
+			ts.inflight = f
+			_, err := ts.token(context.Background())
+			var ae *AttemptError
+			if !errors.As(err, &ae) || ae.Reason != ReasonAuth || !ae.Retryable || !isTimeout(err) ||
+				!strings.Contains(err.Error(), "waited for a token from http://127.0.0.1:1/token, which did not come within this attempt's webhook timeout (50ms)") {
+				t.Errorf("token: %v, want a retryable auth timeout saying it waited for a token", err)
+			}
+			ts.mu.Lock()
+			inflight, waiters := ts.inflight, f.waiters
+			ts.mu.Unlock()
+			select {
+			case <-canceled:
+				if !tt.wantCancel {
+					t.Error("the request was canceled while another attempt waits for it")
+				}
+				if inflight != nil {
+					t.Error("a canceled request is still the one in flight")
+				}
+			default:
+				if tt.wantCancel {
+					t.Error("the request runs on with no attempt waiting for it")
+				}
+				if inflight != f || f.err != nil {
+					t.Errorf("the request others wait for: in flight %v, error %v; want it in flight, not failed", inflight == f, f.err)
+				}
+			}
+			if waiters != tt.others {
+				t.Errorf("%d attempts wait, want %d", waiters, tt.others)
+			}
+		})
 	}
 }
 
