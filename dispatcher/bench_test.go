@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -194,6 +195,35 @@ func BenchmarkScrubBody(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				_ = s.scrubBody(bc.body, "", "")
+			}
+		})
+	}
+}
+
+// BenchmarkScrubCut measures masking a body cut at respBodyLimit
+// (scrubCut, what scrubBody does with a body longer than that) for a
+// webhook with 16 header secrets: a 4 KiB body without a secret, and one
+// that echoes a secret all along (an echo endpoint, an error page quoting
+// the request), whose cost must stay linear in the body.
+func BenchmarkScrubCut(b *testing.B) {
+	hdr := map[string]triggers.Secret{}
+	for i := range 16 {
+		hdr[fmt.Sprintf("X-Key-%d", i)] = triggers.Secret(fmt.Sprintf("Sk%02dQm2Lp8Zr7Tq1VwXk39", i))
+	}
+	w := &triggers.Webhook{URL: "http://example.test/h", Headers: hdr}
+	u, err := url.Parse(w.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	forms := bodySecrets(w, u, nil)
+	for _, bc := range []struct{ name, body string }{
+		{"4KiB_clean", strings.Repeat("<p>Bad request: not what this endpoint expects.</p>\n", 1+2*respBodyLimit/52)},
+		{"4KiB_echo", strings.Repeat("Sk07Qm2Lp8Zr7Tq1VwXk39 ", 1+2*respBodyLimit/24)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = scrubCut(bc.body, respBodyLimit, forms)
 			}
 		})
 	}

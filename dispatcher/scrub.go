@@ -476,14 +476,37 @@ func scrubForms(s string, forms []string) string {
 // whole, wherever it ends. The start (at least minScrubLen bytes) of a
 // form with which s ends is masked too when it starts in the first n
 // bytes: s is all there is to read, and the rest of the secret never came.
+// It takes time linear in len(s) for each form, however many secrets s
+// echoes: each form's next occurrence is remembered, and searched for
+// again only once the scan has gone past it.
 func scrubCut(s string, n int, forms []string) string {
+	return scrubCutIndex(s, n, forms, strings.Index)
+}
+
+// scrubCutIndex is scrubCut finding a form in a text with index (which
+// returns what strings.Index returns): tests count the bytes it reads.
+func scrubCutIndex(s string, n int, forms []string, index func(s, substr string) int) string {
 	var b strings.Builder
+	// next[k] is where forms[k] next occurs at or after i (len(s) for
+	// nowhere, -1 before the first search); an occurrence found from an
+	// earlier i is still the first one from i as long as it does not start
+	// before i.
+	next := make([]int, len(forms))
+	for k := range next {
+		next[k] = -1
+	}
 	i := 0
 	for i < n {
 		at, f := len(s), ""
-		for _, g := range forms {
-			if j := strings.Index(s[i:], g); j >= 0 && i+j < at {
-				at, f = i+j, g
+		for k, g := range forms {
+			if next[k] < i {
+				next[k] = len(s)
+				if j := index(s[i:], g); j >= 0 {
+					next[k] = i + j
+				}
+			}
+			if next[k] < at { // the first of the forms there: the longest
+				at, f = next[k], g
 			}
 		}
 		if at >= n {

@@ -6,11 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -285,6 +287,134 @@ func TestScrubCut(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := scrubCut(tt.s, tt.n, forms); got != tt.want {
 				t.Errorf("scrubCut(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestScrubCutDifferential: on random texts over a small alphabet (so
+// that the forms occur often, overlap and contain one another), scrubCut
+// masks what scrubForms masks, and at every cut position exactly what a
+// search of every form from each position after a mask masks (the plain
+// definition of the leftmost match, longest first, that scrubCut
+// computes without searching again).
+func TestScrubCutDifferential(t *testing.T) {
+	// naive is scrubCut as defined: at each step the leftmost occurrence
+	// of any form from i, the first of forms (the longest) at a tie.
+	naive := func(s string, n int, forms []string) string {
+		var b strings.Builder
+		i := 0
+		for i < n {
+			at, f := len(s), ""
+			for _, g := range forms {
+				if j := strings.Index(s[i:], g); j >= 0 && i+j < at {
+					at, f = i+j, g
+				}
+			}
+			if at >= n {
+				break
+			}
+			b.WriteString(s[i:at] + triggers.RedactedMask)
+			i = at + len(f)
+		}
+		if i < n {
+			if at := tailStart(s[i:], forms); at >= 0 && i+at < n {
+				b.WriteString(s[i:i+at] + triggers.RedactedMask)
+			} else {
+				b.WriteString(s[i:n])
+			}
+		}
+		return b.String()
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	word := func(alphabet string, n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	for _, alphabet := range []string{"ab", "abc", "abcd"} {
+		for range 300 {
+			var forms []string
+			for range 1 + rng.IntN(5) {
+				if f := word(alphabet, minScrubLen+rng.IntN(5)); !slices.Contains(forms, f) {
+					forms = append(forms, f)
+				}
+			}
+			slices.SortFunc(forms, longestFirst)
+			var text strings.Builder
+			for range rng.IntN(12) {
+				if rng.IntN(2) == 0 {
+					text.WriteString(forms[rng.IntN(len(forms))])
+				} else {
+					text.WriteString(word(alphabet, rng.IntN(6)))
+				}
+			}
+			s := text.String()
+			if got, want := scrubCut(s+"#", len(s)+1, forms), scrubForms(s, forms)+"#"; got != want {
+				t.Fatalf("forms %q: scrubCut(%q, all) = %q, scrubForms = %q", forms, s+"#", got, want)
+			}
+			for n := 0; n <= len(s); n++ {
+				if got, want := scrubCut(s, n, forms), naive(s, n, forms); got != want {
+					t.Fatalf("forms %q: scrubCut(%q, %d) = %q, want %q", forms, s, n, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestScrubCutLinear: masking a cut body reads each byte of it a bounded
+// number of times per form, however many secrets it echoes: a body
+// echoing a secret all along is read no more than one without any (a form
+// is searched for again only once the scan has passed its occurrence, not
+// from every mask to the end of the text).
+func TestScrubCutLinear(t *testing.T) {
+	hdr := map[string]triggers.Secret{}
+	for i := range 16 {
+		hdr[fmt.Sprintf("X-Key-%d", i)] = triggers.Secret(fmt.Sprintf("Sk%02dQm2Lp8Zr7Tq1VwXk39", i))
+	}
+	w := &triggers.Webhook{URL: "http://example.test/h", Headers: hdr}
+	u, err := url.Parse(w.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forms := bodySecrets(w, u, nil)
+	longest := len(forms[0])
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"no secret", strings.Repeat("<p>Bad request: not what this endpoint expects.</p>\n", 1+2*respBodyLimit/52)},
+		{"one secret at the end", strings.Repeat("x", respBodyLimit-10) + "Sk07Qm2Lp8Zr7Tq1VwXk39"},
+		{"echoing one secret", strings.Repeat("Sk07Qm2Lp8Zr7Tq1VwXk39 ", 1+2*respBodyLimit/24)},
+		{"echoing every secret", strings.Repeat("Sk00Qm2Lp8Zr7Tq1VwXk39 Sk01Qm2Lp8Zr7Tq1VwXk39 Sk02Qm2Lp8Zr7Tq1VwXk39 "+
+			"Sk03Qm2Lp8Zr7Tq1VwXk39 Sk04Qm2Lp8Zr7Tq1VwXk39 Sk05Qm2Lp8Zr7Tq1VwXk39 Sk06Qm2Lp8Zr7Tq1VwXk39 "+
+			"Sk07Qm2Lp8Zr7Tq1VwXk39 Sk08Qm2Lp8Zr7Tq1VwXk39 Sk09Qm2Lp8Zr7Tq1VwXk39 Sk10Qm2Lp8Zr7Tq1VwXk39 "+
+			"Sk11Qm2Lp8Zr7Tq1VwXk39 Sk12Qm2Lp8Zr7Tq1VwXk39 Sk13Qm2Lp8Zr7Tq1VwXk39 Sk14Qm2Lp8Zr7Tq1VwXk39 "+
+			"Sk15Qm2Lp8Zr7Tq1VwXk39 ", 1+respBodyLimit/(16*23))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			read := 0
+			index := func(s, substr string) int {
+				j := strings.Index(s, substr)
+				if j < 0 {
+					read += len(s)
+				} else {
+					read += j + len(substr)
+				}
+				return j
+			}
+			got := scrubCutIndex(tt.body, respBodyLimit, forms, index)
+			if want := scrubCut(tt.body, respBodyLimit, forms); got != want {
+				t.Fatalf("scrubCutIndex = %q, scrubCut = %q", got, want)
+			}
+			// Each form's searches read the text once, and again at most
+			// the length of the form from each search on.
+			masks := strings.Count(got, triggers.RedactedMask)
+			if bound := len(forms) * (len(tt.body) + (masks+1)*longest); read > bound {
+				t.Errorf("%d forms, %d masks: %d bytes read in a %d-byte text, want at most %d", len(forms), masks, read, len(tt.body), bound)
 			}
 		})
 	}
