@@ -644,7 +644,12 @@ func (r *Runner) saveUnitCheckpoint(ctx context.Context, s *slot, cp store.Check
 // whose position is before the unit's checkpoint (or that cannot be
 // compared with it) is refused with an error wrapping ErrRewind that names
 // `changehook redeliver`, and a time in the future with one wrapping
-// ErrFutureTime (PositionAt); nothing is changed then.
+// ErrFutureTime (PositionAt); nothing is changed then. A unit without a
+// checkpoint of its own after a change of partitions that did not carry
+// them over is held to the one it would have resumed from (see
+// priorCheckpoint) as to its own: a time before it is refused so, and a
+// resume from now that finds it ahead of the server's clock moves back
+// (Skipped.Back) and records nothing.
 func (r *Runner) resumeFrom(ctx context.Context, s *slot, from ResumeFrom, control string) (Skipped, error) {
 	p, err := r.planResume(ctx, s, from)
 	if err != nil {
@@ -678,39 +683,49 @@ func (r *Runner) planResume(ctx context.Context, s *slot, from ResumeFrom) (resu
 	if err != nil {
 		return resumePlan{}, err
 	}
-	if found && !from.Now {
-		if err := beforeCheckpoint(old, from.Time, t.Name); err != nil {
+	p := resumePlan{s: s, t: t, old: old, found: found}
+	if !found {
+		if p.prior, p.priorFound, err = priorCheckpoint(ctx, r.store, t); err != nil {
 			return resumePlan{}, err
 		}
 	}
-	cp, err := PositionAt(ctx, r.client, t, from.Time)
-	if err != nil {
+	last, has := p.last()
+	if has && !from.Now {
+		if err := beforeCheckpoint(last, from.Time, t.Name); err != nil {
+			return resumePlan{}, err
+		}
+	}
+	if p.cp, err = PositionAt(ctx, r.client, t, from.Time); err != nil {
 		return resumePlan{}, err
 	}
-	if found && !from.Now {
-		if err := notRewind(old, cp, from.Time, t.Name); err != nil {
-			return resumePlan{}, err
-		}
-	}
-	p := resumePlan{s: s, t: t, old: old, found: found, cp: cp}
-	if !found {
-		if p.prior, p.priorFound, err = r.priorCheckpoint(ctx, t); err != nil {
+	if has && !from.Now {
+		if err := notRewind(last, p.cp, from.Time, t.Name); err != nil {
 			return resumePlan{}, err
 		}
 	}
 	return p, nil
 }
 
+// last returns the checkpoint p's unit would resume from without the
+// resume: its own, or else the previous partitioning's (prior); ok is
+// false when there is neither.
+func (p resumePlan) last() (cp store.Checkpoint, ok bool) {
+	if p.found {
+		return p.old, true
+	}
+	return p.prior, p.priorFound
+}
+
 // priorCheckpoint returns, for t's unit that has no checkpoint of its own,
-// the checkpoint it would have resumed from under the trigger's previous
-// partitioning: the oldest of the checkpoints of another partitioning
+// read from st, the checkpoint it would have resumed from under the
+// trigger's previous partitioning: the oldest of the checkpoints of another partitioning
 // (otherPartitioning; the single checkpoint under the trigger's name when
 // it ran unpartitioned), as `checkpoints repartition` would start every
 // new partition from it. Its position is where a resume's skipped range
 // truly starts after a change of partitions that did not carry the
 // checkpoints over. ok is false when there is none.
-func (r *Runner) priorCheckpoint(ctx context.Context, t *triggers.Trigger) (store.Checkpoint, bool, error) {
-	cps, err := r.store.TriggerCheckpoints(ctx, t.Name)
+func priorCheckpoint(ctx context.Context, st *store.Store, t *triggers.Trigger) (store.Checkpoint, bool, error) {
+	cps, err := st.TriggerCheckpoints(ctx, t.Name)
 	if err != nil {
 		return store.Checkpoint{}, false, fmt.Errorf("list the checkpoints of %s under every partitioning: %w", t.Name, err)
 	}
@@ -735,11 +750,15 @@ func (r *Runner) priorCheckpoint(ctx context.Context, t *triggers.Trigger) (stor
 // applyResume carries out p (see resumeFrom).
 func (r *Runner) applyResume(ctx context.Context, p resumePlan, from ResumeFrom, control string) (Skipped, error) {
 	var skipped Skipped
-	s, t, old, found, cp := p.s, p.t, p.old, p.found, p.cp
+	s, t, cp := p.s, p.t, p.cp
 	cp.Control = control
 	if err := r.saveUnitCheckpoint(ctx, s, cp); err != nil {
 		return skipped, err
 	}
+	// The range starts at the unit's checkpoint or, when it has none (its
+	// partitions changed without the checkpoints carried over), where
+	// the previous partitioning stood.
+	old, found := p.last()
 	if found {
 		if skipped.From = checkpointTime(old); skipped.From.IsZero() {
 			skipped.From = old.UpdatedAt
@@ -749,17 +768,6 @@ func (r *Runner) applyResume(ctx context.Context, p resumePlan, from ResumeFrom,
 	// comparable with From; this machine's clock only when it has none.
 	if skipped.To = checkpointTime(cp); skipped.To.IsZero() {
 		skipped.To = cp.UpdatedAt
-	}
-	if !found && p.priorFound {
-		// No checkpoint of this partitioning (its partitions changed
-		// without the checkpoints carried over): the range starts where
-		// the previous partitioning stood, when that is before the new
-		// position; otherwise nothing of it was passed over.
-		if back, err := positionBefore(cp, p.prior); err == nil && !back {
-			if skipped.From = checkpointTime(p.prior); skipped.From.IsZero() {
-				skipped.From = p.prior.UpdatedAt
-			}
-		}
 	}
 	s.mu.Lock()
 	s.pause, s.failed = nil, false
@@ -865,8 +873,10 @@ func rewindError(old store.Checkpoint, at time.Time, name string) error {
 // CheckResumeFrom returns the error a resume of t (a trigger: each of its
 // partitions; or one partition) from from would be refused with, read from
 // the state database st and the deployment client watches: a time in the
-// future (ErrFutureTime), before a unit's checkpoint (ErrRewind) or no
-// longer in the oplog. It returns nil for a resume from the checkpoint or
+// future (ErrFutureTime), before a unit's checkpoint (ErrRewind; for a unit
+// without one after a change of partitions that did not carry them over,
+// the previous partitioning's it would resume from, see priorCheckpoint)
+// or no longer in the oplog. It returns nil for a resume from the checkpoint or
 // now. The CLI checks it before recording the request, so that a refused
 // resume changes nothing (a recorded resume lifts the pause); the process
 // applying the request checks the same again.
@@ -878,10 +888,21 @@ func CheckResumeFrom(ctx context.Context, client *mongo.Client, st *store.Store,
 	if _, one := t.PartitionIndex(); !one {
 		units = t.Units()
 	}
+	var prior store.Checkpoint
+	priorRead, priorFound := false, false
 	for _, u := range units {
 		old, found, err := st.LoadCheckpoint(ctx, u.Key())
 		if err != nil {
 			return fmt.Errorf("check the resume position: %w", err)
+		}
+		if !found {
+			if !priorRead { // the same for every unit of t's partitioning
+				if prior, priorFound, err = priorCheckpoint(ctx, st, u); err != nil {
+					return fmt.Errorf("check the resume position: %w", err)
+				}
+				priorRead = true
+			}
+			old, found = prior, priorFound
 		}
 		if found {
 			if err := beforeCheckpoint(old, from.Time, t.Name); err != nil {
