@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -25,7 +27,8 @@ import (
 // changed: no checkpoint written, no `skipped` record. A resume from now
 // that finds it ahead of the server's clock moves back and says nothing
 // was skipped, as with a checkpoint of the unit's own, rather than "with
-// no checkpoint before it to skip from", and records no range either.
+// no checkpoint before it to skip from", and records or logs no range
+// either.
 func TestResumeNeverMovesBackFromThePriorCheckpoint(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -36,6 +39,7 @@ func TestResumeNeverMovesBackFromThePriorCheckpoint(t *testing.T) {
 		{"time before it, the command's check", false, "check"},
 		{"time before it, via Runner.Resume", false, "runner"},
 		{"time before it, via control request", false, "control"},
+		{"now with it ahead, via Runner.Resume", true, "runner"},
 		{"now with it ahead, via control request", true, "control"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,7 +87,8 @@ func TestResumeNeverMovesBackFromThePriorCheckpoint(t *testing.T) {
 
 			hist := store.NewHistoryWriter(st, store.HistoryWriterOptions{})
 			t.Cleanup(func() { _ = hist.Close(context.Background()) }) // after the runner stops
-			r := startRunner(t, cfg, client, runner.Options{Dev: true, Controls: true, History: hist})
+			var logs syncbuf.Buffer
+			r := startRunner(t, cfg, client, runner.Options{Dev: true, Controls: true, History: hist, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			waitFor(t, "trigger failed", func() bool { return statusOf(t, r, "orders").State == runner.StateFailed })
 
 			var msg string
@@ -109,6 +114,9 @@ func TestResumeNeverMovesBackFromThePriorCheckpoint(t *testing.T) {
 				if tc.via == "control" && (!strings.Contains(msg, "nothing skipped") || !strings.Contains(msg, priorAt.Format(time.RFC3339)) ||
 					strings.Contains(msg, "no checkpoint before it")) {
 					t.Errorf("resume --from now = %q, want it to say nothing was skipped, naming the prior checkpoint's time %s", msg, priorAt.Format(time.RFC3339))
+				}
+				if line := lineOf(logs.String(), "trigger resumed past"); line != "" {
+					t.Errorf("the log says a range was passed over: %s", line)
 				}
 			} else {
 				wantErr := fmt.Sprintf("%s is before the trigger's checkpoint (%s)", from, priorAt.Format(time.RFC3339))

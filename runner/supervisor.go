@@ -540,7 +540,11 @@ type Skipped struct {
 // Resuming a trigger that is not paused from its checkpoint does nothing but
 // clear a permanent failure. On a partitioned trigger it applies to every
 // partition; the range passed over then runs from the oldest partition
-// checkpoint to the newest new position.
+// checkpoint to the newest new position, over the partitions that moved
+// forward. When none did (every checkpoint was ahead of the server's clock,
+// met by a resume from now), the returned Skipped has Back set, From the
+// oldest of those checkpoints and To the newest new position, and no range
+// passed over is logged.
 //
 // Resume lifts the pause this process holds. A pause recorded in the state
 // database's runtime controls (changehook pause, the admin API, another
@@ -577,20 +581,35 @@ func (r *Runner) Resume(ctx context.Context, name string, from ResumeFrom) (Skip
 			}
 			plans[i] = p
 		}
+		var back Skipped // the range of the units that moved back
+		moved := 0
 		for _, p := range plans {
 			sk, err := r.applyResume(ctx, p, from, "")
 			if err != nil {
 				return err
 			}
 			if sk.Back {
-				continue // nothing skipped there
+				// Nothing skipped there (applyResume logged it).
+				if back.From.IsZero() || sk.From.Before(back.From) {
+					back.From = sk.From
+				}
+				if sk.To.After(back.To) {
+					back.To = sk.To
+				}
+				continue
 			}
+			moved++
 			if !sk.From.IsZero() && (skipped.From.IsZero() || sk.From.Before(skipped.From)) {
 				skipped.From = sk.From
 			}
 			if sk.To.After(skipped.To) {
 				skipped.To = sk.To
 			}
+		}
+		if moved == 0 {
+			back.Back = true
+			skipped = back
+			return nil
 		}
 		r.log.Warn(passedOverLog, append([]any{"trigger", name, "from", from.String()}, skippedAttrs(skipped)...)...)
 		return nil
