@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -206,16 +205,7 @@ func BenchmarkScrubBody(b *testing.B) {
 // that echoes a secret all along (an echo endpoint, an error page quoting
 // the request), whose cost must stay linear in the body.
 func BenchmarkScrubCut(b *testing.B) {
-	hdr := map[string]triggers.Secret{}
-	for i := range 16 {
-		hdr[fmt.Sprintf("X-Key-%d", i)] = triggers.Secret(fmt.Sprintf("Sk%02dQm2Lp8Zr7Tq1VwXk39", i))
-	}
-	w := &triggers.Webhook{URL: "http://example.test/h", Headers: hdr}
-	u, err := url.Parse(w.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	forms := bodySecrets(w, u, nil)
+	forms := sixteenHeaderSecretForms(b)
 	for _, bc := range []struct{ name, body string }{
 		{"4KiB_clean", strings.Repeat("<p>Bad request: not what this endpoint expects.</p>\n", 1+2*respBodyLimit/52)},
 		{"4KiB_echo", strings.Repeat("Sk07Qm2Lp8Zr7Tq1VwXk39 ", 1+2*respBodyLimit/24)},

@@ -370,16 +370,7 @@ func TestScrubCutDifferential(t *testing.T) {
 // is searched for again only once the scan has passed its occurrence, not
 // from every mask to the end of the text).
 func TestScrubCutLinear(t *testing.T) {
-	hdr := map[string]triggers.Secret{}
-	for i := range 16 {
-		hdr[fmt.Sprintf("X-Key-%d", i)] = triggers.Secret(fmt.Sprintf("Sk%02dQm2Lp8Zr7Tq1VwXk39", i))
-	}
-	w := &triggers.Webhook{URL: "http://example.test/h", Headers: hdr}
-	u, err := url.Parse(w.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forms := bodySecrets(w, u, nil)
+	forms := sixteenHeaderSecretForms(t)
 	longest := len(forms[0])
 	tests := []struct {
 		name string
@@ -654,4 +645,21 @@ func hiddenPieces(raw, redacted string) []string {
 		}
 	}
 	return hidden
+}
+
+// sixteenHeaderSecretForms returns the secret forms the Sender masks for a
+// webhook with 16 header secrets ("Sk00Qm2Lp8Zr7Tq1VwXk39" to
+// "Sk15Qm2Lp8Zr7Tq1VwXk39"), longest first.
+func sixteenHeaderSecretForms(tb testing.TB) []string {
+	tb.Helper()
+	hdr := map[string]triggers.Secret{}
+	for i := range 16 {
+		hdr[fmt.Sprintf("X-Key-%d", i)] = triggers.Secret(fmt.Sprintf("Sk%02dQm2Lp8Zr7Tq1VwXk39", i))
+	}
+	w := &triggers.Webhook{URL: "http://example.test/h", Headers: hdr}
+	u, err := url.Parse(w.URL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return bodySecrets(w, u, nil)
 }
