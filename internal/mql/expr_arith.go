@@ -542,6 +542,18 @@ func evalMultiply(_ *evalCtx, vals []any) (any, error) {
 	return acc, nil
 }
 
+// divisorErr returns the error $divide and $mod (op) raise for b, a
+// numeric divisor, when it is zero.
+func divisorErr(op string, b any) error {
+	switch {
+	case !aggIsZero(b):
+		return nil
+	case op == "$mod":
+		return mongoerr.Errorf(mongoerr.ModByZero, "can't $mod by zero")
+	}
+	return mongoerr.Errorf(mongoerr.BadValue, "can't $divide by zero")
+}
+
 // evalDivide implements $divide: a double result unless a decimal is
 // involved; dividing by zero is BadValue.
 func evalDivide(_ *evalCtx, vals []any) (any, error) {
@@ -553,8 +565,8 @@ func evalDivide(_ *evalCtx, vals []any) (any, error) {
 	if ka == aggKNone || kb == aggKNone {
 		return nil, mongoerr.Errorf(mongoerr.DivideNotNumeric, "$divide only supports numeric types, not %s and %s", TypeName(a), TypeName(b))
 	}
-	if aggIsZero(b) {
-		return nil, mongoerr.Errorf(mongoerr.BadValue, "can't $divide by zero")
+	if err := divisorErr("$divide", b); err != nil {
+		return nil, err
 	}
 	if ka == aggKDecimal || kb == aggKDecimal {
 		return aggDecDiv(aggDecFrom(a), aggDecFrom(b)).to128(), nil
@@ -572,8 +584,8 @@ func evalMod(_ *evalCtx, vals []any) (any, error) {
 	if ka == aggKNone || kb == aggKNone {
 		return nil, mongoerr.Errorf(mongoerr.ModNotNumeric, "$mod only supports numeric types, not %s and %s", TypeName(a), TypeName(b))
 	}
-	if aggIsZero(b) {
-		return nil, mongoerr.Errorf(mongoerr.ModByZero, "can't $mod by zero")
+	if err := divisorErr("$mod", b); err != nil {
+		return nil, err
 	}
 	k := max(ka, kb)
 	switch k {
@@ -798,6 +810,22 @@ func aggDecRoundPlace(d aggDec, place int, mode int) aggDec {
 	return aggDec{coef: q, exp: -place}
 }
 
+// roundPlace returns p, the non-null place of $round or $trunc (name), or
+// the error when it is not an integral number in [-20, 100].
+func roundPlace(name string, p any) (int64, error) {
+	if aggNumKind(p) == aggKNone {
+		return 0, mongoerr.Errorf(mongoerr.RoundNotNumeric, "%s only supports numeric types, not %s", name, TypeName(p))
+	}
+	n, ok := aggToInt64Exact(p)
+	if !ok {
+		return 0, mongoerr.Errorf(mongoerr.RoundPrecisionNotIntegral, "precision argument to %s must be a integral value", name)
+	}
+	if n < -20 || n > 100 {
+		return 0, mongoerr.Errorf(mongoerr.RoundPrecisionOutOfRange, "cannot apply %s with precision value %d value must be in [-20, 100]", name, n)
+	}
+	return n, nil
+}
+
 // evalRound implements $round (half to even) and $trunc with an optional
 // place in [-20, 100].
 func evalRound(name string, vals []any) (any, error) {
@@ -818,15 +846,9 @@ func evalRound(name string, vals []any) (any, error) {
 		if aggNullish(p) {
 			return nil, nil
 		}
-		if aggNumKind(p) == aggKNone {
-			return nil, mongoerr.Errorf(mongoerr.RoundNotNumeric, "%s only supports numeric types, not %s", name, TypeName(p))
-		}
-		n, ok := aggToInt64Exact(p)
-		if !ok {
-			return nil, mongoerr.Errorf(mongoerr.RoundPrecisionNotIntegral, "precision argument to %s must be a integral value", name)
-		}
-		if n < -20 || n > 100 {
-			return nil, mongoerr.Errorf(mongoerr.RoundPrecisionOutOfRange, "cannot apply %s with precision value %d value must be in [-20, 100]", name, n)
+		n, err := roundPlace(name, p)
+		if err != nil {
+			return nil, err
 		}
 		place = n
 	}

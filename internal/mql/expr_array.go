@@ -44,6 +44,19 @@ func evalSize(_ *evalCtx, vals []any) (any, error) {
 	return int32(len(a)), nil
 }
 
+// arrayElemAtIndex returns v, the index of $arrayElemAt, or the error when
+// it is not a number representable as a 32-bit integer.
+func arrayElemAtIndex(v any) (int64, error) {
+	if aggNumKind(v) == aggKNone {
+		return 0, mongoerr.Errorf(mongoerr.ArrayElemAtIndexNotNumeric, "$arrayElemAt's second argument must be a numeric value, but is %s", TypeName(v))
+	}
+	i, ok := aggToInt64Exact(v)
+	if !ok || i > math.MaxInt32 || i < math.MinInt32 {
+		return 0, mongoerr.Errorf(mongoerr.ArrayElemAtIndexNotInt32, "$arrayElemAt's second argument must be representable as a 32-bit integer: %s", aggFmt(v))
+	}
+	return i, nil
+}
+
 // evalArrayElemAt implements $arrayElemAt (negative indexes count from the
 // end; out of range yields Missing).
 func evalArrayElemAt(_ *evalCtx, vals []any) (any, error) {
@@ -54,12 +67,9 @@ func evalArrayElemAt(_ *evalCtx, vals []any) (any, error) {
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.ArrayElemAtNotArray, "$arrayElemAt's first argument must be an array, but is %s", TypeName(vals[0]))
 	}
-	if aggNumKind(vals[1]) == aggKNone {
-		return nil, mongoerr.Errorf(mongoerr.ArrayElemAtIndexNotNumeric, "$arrayElemAt's second argument must be a numeric value, but is %s", TypeName(vals[1]))
-	}
-	i, ok := aggToInt64Exact(vals[1])
-	if !ok || i > math.MaxInt32 || i < math.MinInt32 {
-		return nil, mongoerr.Errorf(mongoerr.ArrayElemAtIndexNotInt32, "$arrayElemAt's second argument must be representable as a 32-bit integer: %s", aggFmt(vals[1]))
+	i, err := arrayElemAtIndex(vals[1])
+	if err != nil {
+		return nil, err
 	}
 	if i < 0 {
 		i += int64(len(a))
@@ -129,6 +139,24 @@ func evalConcatArrays(c *evalCtx, vals []any) (any, error) {
 	return out, nil
 }
 
+// sliceArg returns v, argument i (1 or 2) of $slice, or the error when it
+// is not a number representable as a 32-bit integer, or, as the third
+// argument (the count of [array, position, n]), not positive.
+func sliceArg(i int, v any) (int64, error) {
+	code, what := mongoerr.SliceSecondNotInt32, "Second"
+	if i == 2 {
+		code, what = mongoerr.SliceThirdNotInt32, "Third"
+	}
+	n, ok := aggToInt64Exact(v)
+	if aggNumKind(v) == aggKNone || !ok || n > math.MaxInt32 || n < math.MinInt32 {
+		return 0, mongoerr.Errorf(code, "%s argument to $slice must be numeric and a 32-bit integer, but is of type: %s", what, TypeName(v))
+	}
+	if i == 2 && n <= 0 {
+		return 0, mongoerr.Errorf(mongoerr.SliceCountNotPositive, "Third argument to $slice must be positive: %d", n)
+	}
+	return n, nil
+}
+
 // evalSlice implements $slice: [array, n] or [array, position, n].
 func evalSlice(_ *evalCtx, vals []any) (any, error) {
 	for _, v := range vals {
@@ -140,16 +168,9 @@ func evalSlice(_ *evalCtx, vals []any) (any, error) {
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.SliceInvalid, "First argument to $slice must be an array, but is of type: %s", TypeName(vals[0]))
 	}
-	toInt := func(v any, code mongoerr.Code, what string) (int64, error) {
-		i, ok := aggToInt64Exact(v)
-		if aggNumKind(v) == aggKNone || !ok || i > math.MaxInt32 || i < math.MinInt32 {
-			return 0, mongoerr.Errorf(code, "%s argument to $slice must be numeric and a 32-bit integer, but is of type: %s", what, TypeName(v))
-		}
-		return i, nil
-	}
 	l := int64(len(a))
 	if len(vals) == 2 {
-		n, err := toInt(vals[1], mongoerr.SliceSecondNotInt32, "Second")
+		n, err := sliceArg(1, vals[1])
 		if err != nil {
 			return nil, err
 		}
@@ -158,16 +179,13 @@ func evalSlice(_ *evalCtx, vals []any) (any, error) {
 		}
 		return append(bson.A{}, a[max(0, l+n):]...), nil
 	}
-	pos, err := toInt(vals[1], mongoerr.SliceSecondNotInt32, "Second")
+	pos, err := sliceArg(1, vals[1])
 	if err != nil {
 		return nil, err
 	}
-	n, err := toInt(vals[2], mongoerr.SliceThirdNotInt32, "Third")
+	n, err := sliceArg(2, vals[2])
 	if err != nil {
 		return nil, err
-	}
-	if n <= 0 {
-		return nil, mongoerr.Errorf(mongoerr.SliceCountNotPositive, "Third argument to $slice must be positive: %d", n)
 	}
 	if pos < 0 {
 		pos = max(0, l+pos)
@@ -194,26 +212,37 @@ func evalReverseArray(_ *evalCtx, vals []any) (any, error) {
 	return out, nil
 }
 
+// rangeArg returns v, argument i of $range (0 the start, 1 the end, 2 the
+// step), or the error when it is not a number representable as a 32-bit
+// integer, or, as the step, zero.
+func rangeArg(i int, v any) (int64, error) {
+	names := [...]string{"starting value", "ending value", "step value"}
+	notNumeric := [...]mongoerr.Code{mongoerr.RangeStartNotNumeric, mongoerr.RangeEndNotNumeric, mongoerr.RangeStepNotNumeric}
+	notInt32 := [...]mongoerr.Code{mongoerr.RangeStartNotInt32, mongoerr.RangeEndNotInt32, mongoerr.RangeStepNotInt32}
+	if aggNumKind(v) == aggKNone {
+		return 0, mongoerr.Errorf(notNumeric[i], "$range requires a numeric %s, found value of type: %s", names[i], TypeName(v))
+	}
+	n, ok := aggToInt64Exact(v)
+	if !ok || n > math.MaxInt32 || n < math.MinInt32 {
+		return 0, mongoerr.Errorf(notInt32[i], "$range requires a %s that can be represented as a 32-bit integer, found value: %s", names[i], aggFmt(v))
+	}
+	if i == 2 && n == 0 {
+		return 0, mongoerr.Errorf(mongoerr.RangeZeroStep, "$range requires a non-zero step value")
+	}
+	return n, nil
+}
+
 // evalRange implements $range (bounded by the evaluation step budget).
 func evalRange(c *evalCtx, vals []any) (any, error) {
-	names := []string{"starting value", "ending value", "step value"}
-	notNumeric := []mongoerr.Code{mongoerr.RangeStartNotNumeric, mongoerr.RangeEndNotNumeric, mongoerr.RangeStepNotNumeric}
-	notInt32 := []mongoerr.Code{mongoerr.RangeStartNotInt32, mongoerr.RangeEndNotInt32, mongoerr.RangeStepNotInt32}
 	nums := []int64{0, 0, 1}
 	for i, v := range vals {
-		if aggNumKind(v) == aggKNone {
-			return nil, mongoerr.Errorf(notNumeric[i], "$range requires a numeric %s, found value of type: %s", names[i], TypeName(v))
-		}
-		n, ok := aggToInt64Exact(v)
-		if !ok || n > math.MaxInt32 || n < math.MinInt32 {
-			return nil, mongoerr.Errorf(notInt32[i], "$range requires a %s that can be represented as a 32-bit integer, found value: %s", names[i], aggFmt(v))
+		n, err := rangeArg(i, v)
+		if err != nil {
+			return nil, err
 		}
 		nums[i] = n
 	}
 	start, end, step := nums[0], nums[1], nums[2]
-	if step == 0 {
-		return nil, mongoerr.Errorf(mongoerr.RangeZeroStep, "$range requires a non-zero step value")
-	}
 	count := int64(0)
 	if step > 0 && end > start {
 		count = (end - start + step - 1) / step
@@ -244,12 +273,9 @@ func evalIndexOfArray(c *evalCtx, vals []any) (any, error) {
 	}
 	start, end := int64(0), int64(len(a))
 	for i := 2; i < len(vals); i++ {
-		n, ok := aggToInt64Exact(vals[i])
-		if !ok || aggNumKind(vals[i]) == aggKNone {
-			return nil, mongoerr.Errorf(mongoerr.IndexOfStartNotIntegral, "$indexOfArray requires an integral starting index, found a value of type: %s, with value: %s", TypeName(vals[i]), aggFmt(vals[i]))
-		}
-		if n < 0 {
-			return nil, mongoerr.Errorf(mongoerr.IndexOfStartNegative, "$indexOfArray requires a nonnegative starting index, found: %d", n)
+		n, err := indexOfBound("$indexOfArray", vals[i])
+		if err != nil {
+			return nil, err
 		}
 		if i == 2 {
 			start = n
@@ -632,6 +658,16 @@ func compileMap(arg any) (exprNode, error) {
 	return &iterNode{input: in, as: as, body: body}, nil
 }
 
+// filterLimit returns lv, a non-null limit of $filter, or the error when
+// it is not a positive integral number representable as a 32-bit integer.
+func filterLimit(lv any) (int64, error) {
+	l, ok := aggToInt64Exact(lv)
+	if !ok || l <= 0 || l > 1<<31-1 {
+		return 0, mongoerr.Errorf(mongoerr.FilterLimitNotPositive, "$filter: limit must be a positive 32-bit integer, got %s", aggFmt(lv))
+	}
+	return l, nil
+}
+
 func (n *iterNode) eval(c *evalCtx) (any, error) {
 	v, err := n.input.eval(c)
 	if err != nil {
@@ -654,9 +690,9 @@ func (n *iterNode) eval(c *evalCtx) (any, error) {
 			return nil, err
 		}
 		if !aggNullish(lv) {
-			l, ok := aggToInt64Exact(lv)
-			if !ok || l <= 0 || l > 1<<31-1 {
-				return nil, mongoerr.Errorf(mongoerr.FilterLimitNotPositive, "$filter: limit must be a positive 32-bit integer, got %s", aggFmt(lv))
+			l, err := filterLimit(lv)
+			if err != nil {
+				return nil, err
 			}
 			limit = int(l)
 		}

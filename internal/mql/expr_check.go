@@ -136,7 +136,10 @@ type Problem struct {
 // CheckExpr returns every problem of the aggregation expression spec that
 // is knowable without evaluating it: unknown operators, argument counts
 // outside what MongoDB accepts, literal arguments of a type the operator
-// never accepts (a number in $concat, a string in $add), every error
+// never accepts (a number in $concat, a string in $add), constant
+// arguments whose value makes every evaluation fail ($divide by 0, a
+// negative $substrCP start; see constArgChecks), told with the run-time
+// error's message, every error
 // CompileExpr would stop at (each where it lies: a malformed operator, a
 // constant sub-expression that fails to evaluate, a bad field path or
 // variable name), and each variable read where it is not defined. It does
@@ -225,6 +228,7 @@ func checkOperator(name string, arg any, path []PathStep, depth int, out *[]Prob
 			p := appendStep(path, PathStep{Key: e.Key})
 			if want, ok := sig.named[e.Key]; ok {
 				checkLiteral(name, fmt.Sprintf("%s.%s", name, e.Key), "", want, e.Value, p, add)
+				checkConstArg(name, constArgChecks[name].named[e.Key], want, e.Value, p, add)
 			}
 			checkNode(e.Value, p, depth+1, out)
 		}
@@ -244,6 +248,7 @@ func checkOperator(name string, arg any, path []PathStep, depth int, out *[]Prob
 			if len(sig.kinds) > 0 {
 				want := sig.kinds[min(i, len(sig.kinds)-1)]
 				checkLiteral(name, name, fmt.Sprintf(" argument %d", i+1), want, a, p, add)
+				checkConstArg(name, constArgChecks[name].pos[i], want, a, p, add)
 			}
 			checkNode(a, p, depth+1, out)
 		}

@@ -1,11 +1,14 @@
 package mql
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/changehook/changehook/internal/mongoerr"
 )
 
 func pathString(p []PathStep) string {
@@ -86,7 +89,7 @@ func TestCheckExpr(t *testing.T) {
 		{name: "operator and its argument", expr: `{"$toString": [{"$divide": [1, 0]}, {"$concat": ["$x", 1]}]}`,
 			want: []string{
 				".$toString: Expression $toString takes exactly 1 arguments. 2 were passed in.",
-				".$toString[0].$divide: can't $divide by zero",
+				".$toString[0].$divide[1]: can't $divide by zero",
 				".$toString[1].$concat[1]: $concat takes strings, but argument 2 is the number 1; convert it with {$toString: ...}",
 			}},
 		{name: "constant failing once its argument is folded", expr: `{"$divide": [1, {"$subtract": [2, 2]}]}`,
@@ -179,4 +182,127 @@ func TestExprSignaturesMatchCompilers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCheckExprConstantArguments checks the constant arguments that make
+// every evaluation fail (with the field x set to a value of the type the
+// operator takes), and that CheckExpr tells them with the run-time error's
+// own message; a field path, an expression or null in the same place is
+// left to run time, as is a constant whose failure depends on another
+// argument.
+func TestCheckExprConstantArguments(t *testing.T) {
+	tests := []struct {
+		name string
+		expr string
+		x    any    // the field the expression reads, for the run-time check
+		want string // "path: message", "" when CheckExpr finds nothing
+	}{
+		{name: "substrCP negative start", expr: `{"$substrCP": ["$x", -1, 2]}`, x: "abc",
+			want: ".$substrCP[1]: $substrCP: the starting index must be nonnegative integer."},
+		{name: "substrCP negative length", expr: `{"$substrCP": ["$x", 0, -2]}`, x: "abc",
+			want: ".$substrCP[2]: $substrCP: length must be a nonnegative integer."},
+		{name: "substrCP fractional start", expr: `{"$substrCP": ["$x", 1.5, 2]}`, x: "abc",
+			want: ".$substrCP[1]: $substrCP: starting index cannot be represented as a 32-bit integral value: 1.5"},
+		{name: "substrBytes negative start", expr: `{"$substrBytes": ["$x", -1, 2]}`, x: "abc",
+			want: ".$substrBytes[1]: $substrBytes: starting index must be non-negative (got: -1)"},
+		{name: "substr negative start", expr: `{"$substr": ["$x", -2, 2]}`, x: "abc",
+			want: ".$substr[1]: $substr: starting index must be non-negative (got: -2)"},
+		{name: "substrBytes negative length is to the end", expr: `{"$substrBytes": ["$x", 0, -1]}`, x: "abc"},
+		{name: "split empty separator", expr: `{"$split": ["$x", ""]}`, x: "a,b",
+			want: ".$split[1]: $split requires a non-empty separator"},
+		{name: "round place too large", expr: `{"$round": ["$x", 200]}`, x: 1.5,
+			want: ".$round[1]: cannot apply $round with precision value 200 value must be in [-20, 100]"},
+		{name: "trunc place too small", expr: `{"$trunc": ["$x", -21]}`, x: 1.5,
+			want: ".$trunc[1]: cannot apply $trunc with precision value -21 value must be in [-20, 100]"},
+		{name: "round place fractional", expr: `{"$round": ["$x", 1.5]}`, x: 1.5,
+			want: ".$round[1]: precision argument to $round must be a integral value"},
+		{name: "round place in range", expr: `{"$round": ["$x", 100]}`, x: 1.5},
+		{name: "divide by zero", expr: `{"$divide": ["$x", 0]}`, x: int32(10),
+			want: ".$divide[1]: can't $divide by zero"},
+		{name: "divide by decimal zero", expr: `{"$divide": ["$x", {"$numberDecimal": "0.0"}]}`, x: int32(10),
+			want: ".$divide[1]: can't $divide by zero"},
+		{name: "mod by zero", expr: `{"$mod": ["$x", 0]}`, x: int32(10),
+			want: ".$mod[1]: can't $mod by zero"},
+		{name: "zero dividend", expr: `{"$divide": [0, "$x"]}`, x: int32(10)},
+		{name: "log base one", expr: `{"$log": ["$x", 1]}`, x: int32(10),
+			want: ".$log[1]: $log's base must be a positive number not equal to 1, but is 1"},
+		{name: "log of negative", expr: `{"$log": [-5, "$x"]}`, x: int32(10),
+			want: ".$log[0]: $log's argument must be a positive number, but is -5"},
+		{name: "arrayElemAt fractional index", expr: `{"$arrayElemAt": ["$x", 0.5]}`, x: bson.A{1},
+			want: ".$arrayElemAt[1]: $arrayElemAt's second argument must be representable as a 32-bit integer: 0.5"},
+		{name: "arrayElemAt negative index", expr: `{"$arrayElemAt": ["$x", -1]}`, x: bson.A{1}},
+		{name: "slice count zero", expr: `{"$slice": ["$x", 0, 0]}`, x: bson.A{1},
+			want: ".$slice[2]: Third argument to $slice must be positive: 0"},
+		{name: "slice n fractional", expr: `{"$slice": ["$x", 1.5]}`, x: bson.A{1},
+			want: ".$slice[1]: Second argument to $slice must be numeric and a 32-bit integer, but is of type: double"},
+		{name: "slice from the end", expr: `{"$slice": ["$x", -1]}`, x: bson.A{1}},
+		{name: "indexOfCP negative start", expr: `{"$indexOfCP": ["$x", "b", -1]}`, x: "abc",
+			want: ".$indexOfCP[2]: $indexOfCP requires a nonnegative start index, found: -1"},
+		{name: "indexOfBytes fractional end", expr: `{"$indexOfBytes": ["$x", "b", 0, 1.5]}`, x: "abc",
+			want: ".$indexOfBytes[3]: $indexOfBytes requires an integral starting index, found a value of type: double, with value: 1.5"},
+		{name: "indexOfArray negative start", expr: `{"$indexOfArray": ["$x", 1, -1]}`, x: bson.A{1},
+			want: ".$indexOfArray[2]: $indexOfArray requires a nonnegative starting index, found: -1"},
+		{name: "range step zero", expr: `{"$range": [0, "$x", 0]}`, x: int32(5),
+			want: ".$range[2]: $range requires a non-zero step value"},
+		{name: "range fractional start", expr: `{"$range": [0.5, "$x"]}`, x: int32(5),
+			want: ".$range[0]: $range requires a starting value that can be represented as a 32-bit integer, found value: 0.5"},
+		{name: "filter limit zero", expr: `{"$filter": {"input": "$x", "cond": true, "limit": 0}}`, x: bson.A{1},
+			want: ".$filter.limit: $filter: limit must be a positive 32-bit integer, got 0"},
+		{name: "firstN n zero", expr: `{"$firstN": {"input": "$x", "n": 0}}`, x: bson.A{1},
+			want: ".$firstN.n: 'n' must be greater than 0, found 0"},
+		{name: "dateAdd unknown unit", expr: `{"$dateAdd": {"startDate": "$x", "unit": "days", "amount": 1}}`, x: bson.DateTime(0),
+			want: ".$dateAdd.unit: unknown time unit value: days"},
+		{name: "dateTrunc unknown unit", expr: `{"$dateTrunc": {"date": "$x", "unit": "days"}}`, x: bson.DateTime(0),
+			want: ".$dateTrunc.unit: $dateTrunc parameter 'unit' value cannot be recognized as a time unit: days"},
+		{name: "dateTrunc binSize zero", expr: `{"$dateTrunc": {"date": "$x", "unit": "day", "binSize": 0}}`, x: bson.DateTime(0),
+			want: ".$dateTrunc.binSize: $dateTrunc requires 'binSize' to be greater than 0, but got value 0"},
+		// Left to run time: the argument is not a constant, or is null,
+		// or its failure depends on another argument's value.
+		{name: "field path divisor", expr: `{"$divide": [1, "$x"]}`, x: int32(2)},
+		{name: "expression divisor", expr: `{"$divide": [1, {"$abs": "$x"}]}`, x: int32(2)},
+		{name: "null place", expr: `{"$round": ["$x", null]}`, x: 1.5},
+		{name: "pow zero base", expr: `{"$pow": [0, "$x"]}`, x: int32(2)},
+		{name: "pow negative exponent", expr: `{"$pow": ["$x", -1]}`, x: int32(2)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var spec bson.D
+			if err := bson.UnmarshalExtJSON([]byte(`{"e": `+tt.expr+`}`), false, &spec); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range CheckExpr(spec[0].Value) {
+				got = append(got, pathString(p.Path)+": "+p.Message)
+			}
+			var want []string
+			if tt.want != "" {
+				want = []string{tt.want}
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("CheckExpr(%s):\n got %q\nwant %q", tt.expr, got, want)
+			}
+			// The run time fails with the same message, or succeeds when
+			// CheckExpr finds nothing.
+			e, err := CompileExpr(spec[0].Value)
+			if err != nil {
+				t.Fatalf("CompileExpr(%s): %v", tt.expr, err)
+			}
+			_, err = e.Eval(bson.D{{Key: "x", Value: tt.x}})
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("x = %v: run time fails (%v) but CheckExpr found nothing", tt.x, err)
+			case tt.want != "" && (err == nil || !strings.HasSuffix(tt.want, ": "+mqlErrMessage(err))):
+				t.Errorf("x = %v: run time gives %v, CheckExpr %q", tt.x, err, tt.want)
+			}
+		})
+	}
+}
+
+// mqlErrMessage is err's MongoDB message without its code.
+func mqlErrMessage(err error) string {
+	var me *mongoerr.Error
+	if errors.As(err, &me) {
+		return me.Message
+	}
+	return err.Error()
 }

@@ -71,6 +71,21 @@ func aggParseTimeUnit(op string, v any) (aggTimeUnit, error) {
 	return u, nil
 }
 
+// aggDateArithUnit resolves the unit argument of $dateAdd or
+// $dateSubtract (op), which have their own codes for a bad unit, not
+// $dateDiff's and $dateTrunc's.
+func aggDateArithUnit(op string, v any) (aggTimeUnit, error) {
+	us, ok := v.(string)
+	if !ok {
+		return 0, mongoerr.Errorf(mongoerr.DateArithUnitNotString, "%s expects string defining the time unit", op)
+	}
+	unit, ok := aggTimeUnits[us]
+	if !ok {
+		return 0, mongoerr.Errorf(mongoerr.FailedToParse, "unknown time unit value: %s", us)
+	}
+	return unit, nil
+}
+
 // aggParseStartOfWeek resolves a startOfWeek argument of op: a day's
 // full or three-letter English name in any case.
 func aggParseStartOfWeek(op string, v any) (time.Weekday, error) {
@@ -174,15 +189,9 @@ func (n *dateAddNode) eval(c *evalCtx) (any, error) {
 	if aggNullish(v[0]) || aggNullish(v[1]) {
 		return nil, nil
 	}
-	// $dateAdd and $dateSubtract have their own codes for a bad unit,
-	// not $dateDiff's and $dateTrunc's.
-	us, ok := v[1].(string)
-	if !ok {
-		return nil, mongoerr.Errorf(mongoerr.DateArithUnitNotString, "%s expects string defining the time unit", n.name)
-	}
-	unit, ok := aggTimeUnits[us]
-	if !ok {
-		return nil, mongoerr.Errorf(mongoerr.FailedToParse, "unknown time unit value: %s", us)
+	unit, err := aggDateArithUnit(n.name, v[1])
+	if err != nil {
+		return nil, err
 	}
 	if aggNullish(v[2]) || n.tz != nil && aggNullish(v[3]) {
 		return nil, nil
@@ -414,6 +423,19 @@ func compileDateTrunc(arg any) (exprNode, error) {
 	return n, nil
 }
 
+// dateTruncBinSize returns v, the non-null binSize of $dateTrunc, or the
+// error when it is not a positive integral number.
+func dateTruncBinSize(v any) (int64, error) {
+	b, ok := aggToInt64Exact(v)
+	if !ok {
+		return 0, mongoerr.Errorf(mongoerr.DateTruncBinSizeNotInt, "$dateTrunc requires 'binSize' to be a 64-bit integer, but got value '%s' of type %s", aggFmt(v), TypeName(v))
+	}
+	if b <= 0 {
+		return 0, mongoerr.Errorf(mongoerr.DateTruncBinSizeNotPositive, "$dateTrunc requires 'binSize' to be greater than 0, but got value %d", b)
+	}
+	return b, nil
+}
+
 // eval truncates date down to the start of its bin of binSize units; bins
 // count from 2000-01-01T00:00:00 in the timezone, weeks from the first
 // startOfWeek day on or after it. The result is null when an argument, or
@@ -437,12 +459,9 @@ func (n *dateTruncNode) eval(c *evalCtx) (any, error) {
 	}
 	bin := int64(1)
 	if n.binSize != nil {
-		b, ok := aggToInt64Exact(v[2])
-		if !ok {
-			return nil, mongoerr.Errorf(mongoerr.DateTruncBinSizeNotInt, "$dateTrunc requires 'binSize' to be a 64-bit integer, but got value '%s' of type %s", aggFmt(v[2]), TypeName(v[2]))
-		}
-		if b <= 0 {
-			return nil, mongoerr.Errorf(mongoerr.DateTruncBinSizeNotPositive, "$dateTrunc requires 'binSize' to be greater than 0, but got value %d", b)
+		b, err := dateTruncBinSize(v[2])
+		if err != nil {
+			return nil, err
 		}
 		bin = b
 	}

@@ -180,10 +180,10 @@ func evalSubstrBytes(name string, vals []any) (any, error) {
 	if aggNumKind(vals[2]) == aggKNone {
 		return nil, mongoerr.Errorf(mongoerr.SubstrLengthNotNumeric, "%s: length must be a numeric type (is BSON type %s)", name, TypeName(vals[2]))
 	}
-	startF, lenF := aggToFloat(vals[1]), aggToFloat(vals[2])
-	if startF < 0 {
-		return nil, mongoerr.Errorf(mongoerr.SubstrStartNegative, "%s: starting index must be non-negative (got: %v)", name, startF)
+	if err := substrBytesStartErr(name, vals[1]); err != nil {
+		return nil, err
 	}
+	startF, lenF := aggToFloat(vals[1]), aggToFloat(vals[2])
 	start := int(min(startF, float64(len(s))))
 	if start >= len(s) {
 		return "", nil
@@ -201,31 +201,65 @@ func evalSubstrBytes(name string, vals []any) (any, error) {
 	return s[start:end], nil
 }
 
+// substrBytesStartErr returns the error $substrBytes and $substr (name)
+// raise for v, a numeric starting index, when it is negative.
+func substrBytesStartErr(name string, v any) error {
+	if f := aggToFloat(v); f < 0 {
+		return mongoerr.Errorf(mongoerr.SubstrStartNegative, "%s: starting index must be non-negative (got: %v)", name, f)
+	}
+	return nil
+}
+
+// substrCPInt returns v, argument i of $substrCP (1 the starting index, 2
+// the length), as an integer, or the error when it is not a number
+// representable as a 32-bit integer.
+func substrCPInt(i int, v any) (int64, error) {
+	what, notNum, notInt := "starting index", mongoerr.SubstrCPStartNotNumeric, mongoerr.SubstrCPStartNotInt32
+	if i == 2 {
+		what, notNum, notInt = "length", mongoerr.SubstrCPLengthNotNumeric, mongoerr.SubstrCPLengthNotInt32
+	}
+	if aggNumKind(v) == aggKNone {
+		return 0, mongoerr.Errorf(notNum, "$substrCP: %s must be a numeric type (is BSON type %s)", what, TypeName(v))
+	}
+	n, ok := aggToInt64Exact(v)
+	if !ok || n > math.MaxInt32 || n < math.MinInt32 {
+		return 0, mongoerr.Errorf(notInt, "$substrCP: %s cannot be represented as a 32-bit integral value: %s", what, aggFmt(v))
+	}
+	return n, nil
+}
+
+// substrCPNegativeErr returns the error $substrCP raises when n, its
+// argument i as substrCPInt returned it, is negative.
+func substrCPNegativeErr(i int, n int64) error {
+	switch {
+	case n >= 0:
+		return nil
+	case i == 2:
+		return mongoerr.Errorf(mongoerr.SubstrCPLengthNegative, "$substrCP: length must be a nonnegative integer.")
+	}
+	return mongoerr.Errorf(mongoerr.SubstrCPStartNegative, "$substrCP: the starting index must be nonnegative integer.")
+}
+
 // evalSubstrCP implements $substrCP (code point indexes).
 func evalSubstrCP(_ *evalCtx, vals []any) (any, error) {
 	s, err := aggCoerceString(vals[0])
 	if err != nil {
 		return nil, err
 	}
-	if aggNumKind(vals[1]) == aggKNone {
-		return nil, mongoerr.Errorf(mongoerr.SubstrCPStartNotNumeric, "$substrCP: starting index must be a numeric type (is BSON type %s)", TypeName(vals[1]))
+	start, err := substrCPInt(1, vals[1])
+	if err != nil {
+		return nil, err
 	}
-	start, ok := aggToInt64Exact(vals[1])
-	if !ok || start > math.MaxInt32 || start < math.MinInt32 {
-		return nil, mongoerr.Errorf(mongoerr.SubstrCPStartNotInt32, "$substrCP: starting index cannot be represented as a 32-bit integral value: %s", aggFmt(vals[1]))
+	length, err := substrCPInt(2, vals[2])
+	if err != nil {
+		return nil, err
 	}
-	if aggNumKind(vals[2]) == aggKNone {
-		return nil, mongoerr.Errorf(mongoerr.SubstrCPLengthNotNumeric, "$substrCP: length must be a numeric type (is BSON type %s)", TypeName(vals[2]))
+	// MongoDB checks the length's sign before the start's.
+	if err := substrCPNegativeErr(2, length); err != nil {
+		return nil, err
 	}
-	length, ok := aggToInt64Exact(vals[2])
-	if !ok || length > math.MaxInt32 || length < math.MinInt32 {
-		return nil, mongoerr.Errorf(mongoerr.SubstrCPLengthNotInt32, "$substrCP: length cannot be represented as a 32-bit integral value: %s", aggFmt(vals[2]))
-	}
-	if length < 0 {
-		return nil, mongoerr.Errorf(mongoerr.SubstrCPLengthNegative, "$substrCP: length must be a nonnegative integer.")
-	}
-	if start < 0 {
-		return nil, mongoerr.Errorf(mongoerr.SubstrCPStartNegative, "$substrCP: the starting index must be nonnegative integer.")
+	if err := substrCPNegativeErr(1, start); err != nil {
+		return nil, err
 	}
 	i, cp := 0, int64(0)
 	for i < len(s) && cp < start {
@@ -258,6 +292,15 @@ func evalStrLen(name string, v any) (any, error) {
 	return int32(len(s)), nil
 }
 
+// splitSeparatorErr returns the error $split raises for sep, a string
+// separator, when it is empty.
+func splitSeparatorErr(sep any) error {
+	if sep == "" {
+		return mongoerr.Errorf(mongoerr.SplitEmptySeparator, "$split requires a non-empty separator")
+	}
+	return nil
+}
+
 // evalSplit implements $split.
 func evalSplit(_ *evalCtx, vals []any) (any, error) {
 	if aggNullish(vals[0]) || aggNullish(vals[1]) {
@@ -271,8 +314,8 @@ func evalSplit(_ *evalCtx, vals []any) (any, error) {
 	if !ok {
 		return nil, mongoerr.Errorf(mongoerr.SplitSeparatorNotString, "$split requires an expression that evaluates to a string as a second argument, found: %s", TypeName(vals[1]))
 	}
-	if sep == "" {
-		return nil, mongoerr.Errorf(mongoerr.SplitEmptySeparator, "$split requires a non-empty separator")
+	if err := splitSeparatorErr(sep); err != nil {
+		return nil, err
 	}
 	parts := strings.Split(s, sep)
 	out := make(bson.A, len(parts))
@@ -345,6 +388,23 @@ func (n *trimNode) eval(c *evalCtx) (any, error) {
 	return strings.Trim(s, cut), nil
 }
 
+// indexOfBound returns v, a start or end index of $indexOfBytes,
+// $indexOfCP or $indexOfArray (name), or the error when it is not a
+// nonnegative integral number.
+func indexOfBound(name string, v any) (int64, error) {
+	n, ok := aggToInt64Exact(v)
+	if !ok || aggNumKind(v) == aggKNone {
+		return 0, mongoerr.Errorf(mongoerr.IndexOfStartNotIntegral, "%s requires an integral starting index, found a value of type: %s, with value: %s", name, TypeName(v), aggFmt(v))
+	}
+	if n < 0 {
+		if name == "$indexOfArray" {
+			return 0, mongoerr.Errorf(mongoerr.IndexOfStartNegative, "$indexOfArray requires a nonnegative starting index, found: %d", n)
+		}
+		return 0, mongoerr.Errorf(mongoerr.IndexOfStartNegative, "%s requires a nonnegative start index, found: %d", name, n)
+	}
+	return n, nil
+}
+
 // evalIndexOf implements $indexOfBytes and $indexOfCP.
 func evalIndexOf(name string, vals []any) (any, error) {
 	if aggNullish(vals[0]) {
@@ -365,12 +425,9 @@ func evalIndexOf(name string, vals []any) (any, error) {
 	}
 	bounds := [2]int{0, length}
 	for i := 2; i < len(vals); i++ {
-		n, ok := aggToInt64Exact(vals[i])
-		if !ok || aggNumKind(vals[i]) == aggKNone {
-			return nil, mongoerr.Errorf(mongoerr.IndexOfStartNotIntegral, "%s requires an integral starting index, found a value of type: %s, with value: %s", name, TypeName(vals[i]), aggFmt(vals[i]))
-		}
-		if n < 0 {
-			return nil, mongoerr.Errorf(mongoerr.IndexOfStartNegative, "%s requires a nonnegative start index, found: %d", name, n)
+		n, err := indexOfBound(name, vals[i])
+		if err != nil {
+			return nil, err
 		}
 		bounds[i-2] = int(min(n, int64(length)+1))
 	}

@@ -113,6 +113,24 @@ func evalAtan2(_ *evalCtx, vals []any) (any, error) {
 	return r, nil
 }
 
+// logArgErr returns the error $log raises for x, its numeric argument,
+// when it is not positive.
+func logArgErr(x any) error {
+	if fx := aggToFloat(x); !(fx > 0) && !math.IsNaN(fx) {
+		return mongoerr.Errorf(mongoerr.LogArgNotPositive, "$log's argument must be a positive number, but is %s", aggFmtNum(x))
+	}
+	return nil
+}
+
+// logBaseErr returns the error $log raises for b, its numeric base, when
+// it is not positive or is 1.
+func logBaseErr(b any) error {
+	if fb := aggToFloat(b); (!(fb > 0) || fb == 1) && !math.IsNaN(fb) {
+		return mongoerr.Errorf(mongoerr.LogBaseNotPositive, "$log's base must be a positive number not equal to 1, but is %s", aggFmtNum(b))
+	}
+	return nil
+}
+
 // evalLog implements $log [number, base]: null when either is null or
 // missing; the number must be positive and the base positive and not 1.
 // The result is a decimal when either is a decimal, else a double.
@@ -127,13 +145,13 @@ func evalLog(_ *evalCtx, vals []any) (any, error) {
 	if aggNumKind(b) == aggKNone {
 		return nil, mongoerr.Errorf(mongoerr.LogBaseNotNumeric, "$log's base must be numeric, not %s", TypeName(b))
 	}
+	if err := logArgErr(x); err != nil {
+		return nil, err
+	}
+	if err := logBaseErr(b); err != nil {
+		return nil, err
+	}
 	fx, fb := aggToFloat(x), aggToFloat(b)
-	if !(fx > 0) && !math.IsNaN(fx) {
-		return nil, mongoerr.Errorf(mongoerr.LogArgNotPositive, "$log's argument must be a positive number, but is %s", aggFmtNum(x))
-	}
-	if (!(fb > 0) || fb == 1) && !math.IsNaN(fb) {
-		return nil, mongoerr.Errorf(mongoerr.LogBaseNotPositive, "$log's base must be a positive number not equal to 1, but is %s", aggFmtNum(b))
-	}
 	r := math.Log(fx) / math.Log(fb)
 	if aggNumKind(x) == aggKDecimal || aggNumKind(b) == aggKDecimal {
 		return aggDecFrom(r).to128(), nil
