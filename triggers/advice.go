@@ -9,6 +9,10 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"gopkg.in/yaml.v3"
+
+	"github.com/changehook/changehook/internal/mql"
 	"github.com/changehook/changehook/internal/textcut"
 )
 
@@ -44,9 +48,11 @@ var eventFields = map[string]bool{
 const maxAdvisedPaths = 3
 
 // matchAdvice returns advice on t's match filter: a field path that is no
-// field of a change event (the changed document is under fullDocument), and
-// a condition on fullDocument while updates, which carry no fullDocument
-// without full_document, are delivered.
+// field of a change event (the changed document is under fullDocument); a
+// condition on fullDocument while updates, which carry no fullDocument
+// without full_document, are delivered; a condition that no event the
+// trigger delivers can satisfy (see neverHolds); and a comparison with a
+// quoted ${VAR} that reads as a number.
 func matchAdvice(t *Trigger) []string {
 	var paths []string
 	matchPaths(t.Match, 0, &paths)
@@ -77,6 +83,162 @@ func matchAdvice(t *Trigger) []string {
 		out = append(out, fmt.Sprintf("match: update events carry no fullDocument unless full_document is updateLookup, "+
 			"whenAvailable or required, so for every update %s %s missing; set full_document: updateLookup, "+
 			"or test updateDescription.updatedFields", strings.Join(full, ", "), plural(len(full), "is", "are")))
+	}
+	out = append(out, neverHolds(t)...)
+	for _, q := range t.quotedNumbers {
+		out = append(out, fmt.Sprintf("match: %s: {%s: %s} compares with the string %s, not a number: a quoted ${VAR} stays a string, "+
+			"and %s with a string matches only string values; write the condition in block style with the variable unquoted, "+
+			"%s on a line of its own (see ${VAR} under Configuration reference in README.md)",
+			q.path, q.op, textcut.Quote(q.written), textcut.Quote(q.value), q.op, q.op+": "+q.written))
+	}
+	return out
+}
+
+// A field of a change event that only some operations carry (MongoDB's
+// manual, Change Events): fullDocument is in insert and replace events,
+// and in update events with full_document (updateLookup, whenAvailable or
+// required); fullDocumentBeforeChange in update, replace and delete events
+// with full_document_before_change (whenAvailable or required);
+// updateDescription in update events.
+
+// carriesFullDocument reports whether an operation t delivers carries
+// fullDocument.
+func carriesFullDocument(t *Trigger) bool {
+	for _, op := range t.Operations {
+		if op == "insert" || op == "replace" {
+			return true
+		}
+	}
+	return false // an update without full_document: matchAdvice says so
+}
+
+// neverHolds returns advice on the conditions of t's match that must hold
+// for it to hold (at the top level and inside $and: one under $or, $nor or
+// $not can be true through another branch) but test a field that no event
+// t delivers carries, and that a missing field does not satisfy ($exists:
+// false, null and $ne do): fullDocument when no operation carries it,
+// fullDocumentBeforeChange without full_document_before_change or without
+// an operation carrying it, updateDescription without update.
+func neverHolds(t *Trigger) []string {
+	var conds bson.D
+	requiredConditions(t.Match, 0, &conds)
+	var full, before, desc []string
+	for _, c := range conds {
+		first, _, _ := strings.Cut(c.Key, ".")
+		var list *[]string
+		switch {
+		case first == "fullDocument" && !carriesFullDocument(t) && !slices.Contains(t.Operations, "update"):
+			list = &full
+		case first == "fullDocumentBeforeChange" && (!preImages(t) || !slices.ContainsFunc(t.Operations, func(op string) bool {
+			return op == "update" || op == "replace" || op == "delete"
+		})):
+			list = &before
+		case first == "updateDescription" && !slices.Contains(t.Operations, "update"):
+			list = &desc
+		default:
+			continue
+		}
+		if f, err := mql.CompileFilter(bson.D{c}); err != nil || f.Match(bson.D{}) || slices.Contains(*list, c.Key) {
+			continue
+		}
+		*list = append(*list, c.Key)
+	}
+	ops := strings.Join(t.Operations, ", ")
+	var out []string
+	if len(full) > 0 {
+		out = append(out, fmt.Sprintf("match: %s must hold, but no operation delivered (%s) carries fullDocument "+
+			"(insert and replace events do, and update events with full_document), so the match never holds", joinPaths(full), ops))
+	}
+	if len(before) > 0 && !preImages(t) {
+		out = append(out, fmt.Sprintf("match: %s must hold, but full_document_before_change is off, so no event carries "+
+			"fullDocumentBeforeChange and the match never holds; set full_document_before_change: whenAvailable or required "+
+			"(the collection needs changeStreamPreAndPostImages)", joinPaths(before)))
+	} else if len(before) > 0 {
+		out = append(out, fmt.Sprintf("match: %s must hold, but no operation delivered (%s) carries fullDocumentBeforeChange "+
+			"(update, replace and delete events do), so the match never holds", joinPaths(before), ops))
+	}
+	if len(desc) > 0 {
+		out = append(out, fmt.Sprintf("match: %s must hold, but only update events carry updateDescription and the operations "+
+			"delivered (%s) do not include update, so the match never holds", joinPaths(desc), ops))
+	}
+	return out
+}
+
+// preImages reports whether t asks for fullDocumentBeforeChange.
+func preImages(t *Trigger) bool {
+	return t.FullDocumentBeforeChange != "" && t.FullDocumentBeforeChange != options.Off
+}
+
+// joinPaths names at most maxAdvisedPaths of paths.
+func joinPaths(paths []string) string {
+	return strings.Join(paths[:min(len(paths), maxAdvisedPaths)], ", ")
+}
+
+// requiredConditions appends the field conditions of filter that must
+// hold for it to hold: those at its top level and inside $and.
+func requiredConditions(filter bson.D, depth int, out *bson.D) {
+	if depth > maxAdviceDepth {
+		return
+	}
+	for _, e := range filter {
+		switch {
+		case e.Key == "$and":
+			arr, _ := e.Value.(bson.A)
+			for _, c := range arr {
+				if d, ok := c.(bson.D); ok {
+					requiredConditions(d, depth+1, out)
+				}
+			}
+		case !strings.HasPrefix(e.Key, "$"):
+			*out = append(*out, e)
+		}
+	}
+}
+
+// quotedNumber is a comparison in a match whose operand is a quoted
+// ${VAR} that reads as a number.
+type quotedNumber struct {
+	path    string // the field compared
+	op      string // $lt, $lte, $gt or $gte
+	written string // the operand as written, "${LIMIT}"
+	value   string // the operand's value, "20"
+}
+
+// noteQuotedNumber records n, a quoted scalar whose ${VAR}s are about to
+// be replaced by text that reads as a number.
+func (d *decoder) noteQuotedNumber(n *yaml.Node) {
+	if d.quotedNumbers == nil {
+		d.quotedNumbers = map[*yaml.Node]string{}
+	}
+	d.quotedNumbers[n] = n.Value
+}
+
+// quotedNumberComparisons returns the comparisons ($lt, $lte, $gt, $gte)
+// of match, a match mapping, that must hold for it to hold (at the top
+// level and inside $and) and whose operand is a quoted ${VAR} that reads
+// as a number.
+func (d *decoder) quotedNumberComparisons(match *yaml.Node, depth int) []quotedNumber {
+	match = deref(match)
+	if len(d.quotedNumbers) == 0 || match == nil || match.Kind != yaml.MappingNode || depth > maxAdviceDepth {
+		return nil
+	}
+	var out []quotedNumber
+	for i := 0; i+1 < len(match.Content); i += 2 {
+		k, v := deref(match.Content[i]), deref(match.Content[i+1])
+		switch {
+		case k.Value == "$and" && v.Kind == yaml.SequenceNode:
+			for _, c := range v.Content {
+				out = append(out, d.quotedNumberComparisons(c, depth+1)...)
+			}
+		case !strings.HasPrefix(k.Value, "$") && v.Kind == yaml.MappingNode:
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				op, operand := deref(v.Content[j]).Value, deref(v.Content[j+1])
+				written, ok := d.quotedNumbers[operand]
+				if ok && (op == "$lt" || op == "$lte" || op == "$gt" || op == "$gte") {
+					out = append(out, quotedNumber{path: k.Value, op: op, written: written, value: operand.Value})
+				}
+			}
+		}
 	}
 	return out
 }

@@ -92,3 +92,122 @@ func TestMatchAdvice(t *testing.T) {
 		})
 	}
 }
+
+// TestMatchNeverHoldsAdvice: a condition that must hold for the match to
+// hold, on a field that no operation the trigger delivers carries, is
+// advised against, word for word; the same condition where some event
+// carries the field, where a missing field satisfies it, or where another
+// branch of $or, $nor or $not can make the match hold, is not.
+func TestMatchNeverHoldsAdvice(t *testing.T) {
+	d := func(k string, v any) bson.D { return bson.D{{Key: k, Value: v}} }
+	paid := d("fullDocument.status", "paid")
+	before := d("fullDocumentBeforeChange.status", "paid")
+	updated := d("updateDescription.updatedFields.status", d("$exists", true))
+	const (
+		noFull = "match: fullDocument.status must hold, but no operation delivered (delete) carries fullDocument " +
+			"(insert and replace events do, and update events with full_document), so the match never holds"
+		noPreImages = "match: fullDocumentBeforeChange.status must hold, but full_document_before_change is off, so no event carries " +
+			"fullDocumentBeforeChange and the match never holds; set full_document_before_change: whenAvailable or required " +
+			"(the collection needs changeStreamPreAndPostImages)"
+		noPreImageOp = "match: fullDocumentBeforeChange.status must hold, but no operation delivered (insert) carries fullDocumentBeforeChange " +
+			"(update, replace and delete events do), so the match never holds"
+		noUpdate = "match: updateDescription.updatedFields.status must hold, but only update events carry updateDescription and the operations " +
+			"delivered (insert, replace) do not include update, so the match never holds"
+	)
+	tests := []struct {
+		name   string
+		match  bson.D
+		ops    []string
+		full   string
+		before string
+		want   []string
+	}{
+		{name: "fullDocument on delete only", match: paid, ops: []string{"delete"}, want: []string{noFull}},
+		{name: "fullDocument under $and", match: d("$and", bson.A{d("operationType", "delete"), paid}), ops: []string{"delete"}, want: []string{noFull}},
+		{name: "fullDocument as a whole document", match: d("fullDocument", d("status", "paid")), ops: []string{"delete"},
+			want: []string{"match: fullDocument must hold, but no operation delivered (delete) carries fullDocument " +
+				"(insert and replace events do, and update events with full_document), so the match never holds"}},
+		{name: "fullDocument with insert", match: paid, ops: []string{"insert", "delete"}},
+		{name: "fullDocument with replace", match: paid, ops: []string{"replace"}},
+		{name: "fullDocument with update and updateLookup", match: paid, ops: []string{"update", "delete"}, full: "updateLookup"},
+		{name: "fullDocument missing is what is asked", match: d("fullDocument.status", d("$exists", false)), ops: []string{"delete"}},
+		{name: "fullDocument null matches missing", match: d("fullDocument.status", nil), ops: []string{"delete"}},
+		{name: "fullDocument $ne matches missing", match: d("fullDocument.status", d("$ne", "paid")), ops: []string{"delete"}},
+		{name: "fullDocument under $or", match: d("$or", bson.A{d("operationType", "delete"), paid}), ops: []string{"delete"}},
+		{name: "fullDocument under $nor", match: d("$nor", bson.A{paid}), ops: []string{"delete"}},
+		{name: "fullDocument $not matches missing", match: d("fullDocument.n", d("$not", d("$gt", 1))), ops: []string{"delete"}},
+		{name: "pre-image off", match: before, ops: []string{"update", "delete"}, before: "off", want: []string{noPreImages}},
+		{name: "pre-image unset", match: before, ops: []string{"delete"}, want: []string{noPreImages}},
+		{name: "pre-image on, insert only", match: before, ops: []string{"insert"}, before: "whenAvailable", want: []string{noPreImageOp}},
+		{name: "pre-image on", match: before, ops: []string{"delete"}, before: "required"},
+		{name: "updateDescription without update", match: updated, ops: []string{"insert", "replace"}, want: []string{noUpdate}},
+		{name: "updateDescription with update", match: updated, ops: []string{"update"}},
+		{name: "updateDescription missing is what is asked", match: d("updateDescription", d("$exists", false)), ops: []string{"insert"}},
+		{name: "each once, in order", ops: []string{"delete"},
+			match: bson.D{paid[0], before[0], {Key: "fullDocument.status", Value: "sent"}, {Key: "updateDescription.x", Value: 1}},
+			want: []string{noFull, noPreImages, "match: updateDescription.x must hold, but only update events carry updateDescription and the operations " +
+				"delivered (delete) do not include update, so the match never holds"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &Trigger{Match: tc.match, Operations: tc.ops, Webhook: Webhook{URL: "https://example.com/h"},
+				FullDocument: options.FullDocument(tc.full), FullDocumentBeforeChange: options.FullDocument(tc.before)}
+			if got := Advice(tr); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("Advice:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestQuotedNumberVariableAdvice: a comparison whose operand is a quoted
+// ${VAR} reading as a number is a comparison with a string (README's
+// flow-style trap), advised against word for word; the same variable
+// unquoted in block style, a quoted variable that is no number, an
+// equality, and a comparison under $or are not.
+func TestQuotedNumberVariableAdvice(t *testing.T) {
+	env := func(k string) (string, bool) {
+		switch k {
+		case "LIMIT":
+			return "20", true
+		case "RATE":
+			return "0.5", true
+		case "STATUS":
+			return "paid", true
+		}
+		return testEnv(k)
+	}
+	limit := `match: fullDocument.quantity: {$lt: "${LIMIT}"} compares with the string "20", not a number: a quoted ${VAR} stays a string, ` +
+		"and $lt with a string matches only string values; write the condition in block style with the variable unquoted, " +
+		"$lt: ${LIMIT} on a line of its own (see ${VAR} under Configuration reference in README.md)"
+	tests := []struct {
+		name  string
+		match string // the match section, indented under it
+		want  []string
+	}{
+		{name: "flow style", match: `      fullDocument.quantity: { $lt: "${LIMIT}" }`, want: []string{limit}},
+		{name: "quoted in block style", match: "      fullDocument.quantity:\n        $lt: '${LIMIT}'",
+			want: []string{limit}},
+		{name: "under $and, a float", match: `      $and: [{ fullDocument.rate: { $gte: "${RATE:-1}" } }]`,
+			want: []string{`match: fullDocument.rate: {$gte: "${RATE:-1}"} compares with the string "0.5", not a number: a quoted ${VAR} stays a string, ` +
+				"and $gte with a string matches only string values; write the condition in block style with the variable unquoted, " +
+				"$gte: ${RATE:-1} on a line of its own (see ${VAR} under Configuration reference in README.md)"}},
+		{name: "unquoted in block style", match: "      fullDocument.quantity:\n        $lt: ${LIMIT}"},
+		{name: "not a number", match: `      fullDocument.status: { $gt: "${STATUS}" }`},
+		{name: "equality", match: `      fullDocument.code: { $eq: "${LIMIT}" }`},
+		{name: "a number written quoted", match: `      fullDocument.quantity: { $lt: "20" }`},
+		{name: "under $or", match: `      $or: [{ fullDocument.quantity: { $lt: "${LIMIT}" } }, { operationType: delete }]`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "triggers:\n  - name: t1\n    database: shop\n    full_document: updateLookup\n    match:\n" + tc.match +
+				"\n    webhook:\n      url: http://127.0.0.1:9999/h\n"
+			cfg, err := Parse("triggers.yaml", []byte(src), env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := Advice(cfg.Triggers[0]); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("Advice:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}

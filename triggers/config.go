@@ -340,6 +340,10 @@ type Trigger struct {
 	// unit is 1 + the partition this value reads, set by Partition on a
 	// copy; 0 on the trigger as configured, which reads every event.
 	unit int
+	// quotedNumbers are the comparisons of Match whose operand is a quoted
+	// ${VAR} that reads as a number, set by Parse for Advice: the operand
+	// is a string.
+	quotedNumbers []quotedNumber
 	// Enabled false keeps the trigger in the file without running it.
 	Enabled bool
 	// Webhook is the endpoint.

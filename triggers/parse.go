@@ -167,6 +167,9 @@ type decoder struct {
 	// unread is a scalar left as written, not interpolated
 	// (Options.IgnoreMongoURI: mongodb.uri).
 	unread *yaml.Node
+	// quotedNumbers holds the quoted scalars whose ${VAR}s made text that
+	// reads as a number (it stays a string), with their text as written.
+	quotedNumbers map[*yaml.Node]string
 }
 
 // entry is one key/value pair of a mapping.
@@ -702,6 +705,11 @@ func (d *decoder) interpolateTree(n *yaml.Node, inWebhook bool) {
 		}
 		if len(errs) > 0 {
 			d.poison(n)
+		}
+		if out != n.Value && n.Style != 0 && len(errs) == 0 {
+			if tag := resolveCore(out); tag == "!!int" || tag == "!!float" {
+				d.noteQuotedNumber(n)
+			}
 		}
 		switch {
 		case out != n.Value && n.Style == 0 && out == "":
@@ -1420,6 +1428,7 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 
 	if e := get("match"); e.set() {
 		t.Match = d.match(e)
+		t.quotedNumbers = d.quotedNumberComparisons(e.val, 0)
 	}
 	if e := get("project"); e.set() {
 		t.Project = d.project(e, t.Ordering)
