@@ -296,7 +296,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{
 		ln: ln,
 		srv: &http.Server{
-			Handler:           noSniff(refuseForeignHost(refuseCrossOrigin(tokens.require(mux)), loopback)),
+			Handler:           noSniff(refuseForeignHost(refuseCrossOrigin(tokens.require(mux, openRoute(mux, cons.ServesAsset))), loopback)),
 			ReadHeaderTimeout: min(triggers.DefaultAdminReadHeaderTimeout, opts.ReadTimeout),
 			ReadTimeout:       opts.ReadTimeout,
 			WriteTimeout:      opts.WriteTimeout,

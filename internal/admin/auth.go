@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path"
 	"strings"
 	"sync"
 	"time"
@@ -119,30 +118,39 @@ func (a *tokenAuth) ok(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(got[:], a.want[:]) == 1
 }
 
-// openPath reports whether r may be served without the token: GET or HEAD
-// of the probes, the metrics, the console's static assets (its
-// stylesheet and script: no data) and /favicon.ico (none).
-func openPath(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+// openRoute returns the check of whether a request may be served without
+// the token: GET or HEAD of the probes, the metrics, /favicon.ico (none)
+// and the console's static assets (its stylesheet and script: no data).
+// It decides from the route mux picks for the request, and for mux's
+// catch-all "/" (the console) from asset (console.Console.ServesAsset),
+// never from a decoded or cleaned copy of the path: those can name an
+// open path while mux, which matches the escaped path, routes the request
+// to a guarded handler (/triggers/x%2F..%2F..%2Fhealthz is one {name}
+// segment of the console's trigger page).
+func openRoute(mux *http.ServeMux, asset func(*http.Request) bool) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			return false
+		}
+		switch _, pattern := mux.Handler(r); pattern {
+		case "GET /healthz", "GET /readyz", "GET /metrics", "GET /favicon.ico":
+			return true
+		case "/":
+			return asset != nil && asset(r)
+		}
 		return false
 	}
-	p := path.Clean("/" + r.URL.Path)
-	switch p {
-	case "/healthz", "/readyz", "/metrics", "/favicon.ico":
-		return true
-	}
-	return strings.HasPrefix(p, "/assets/")
 }
 
 // require wraps next so that, when a token is configured, every request
-// but the open ones (openPath) presents it; others are answered 401 (see
-// deny).
-func (a *tokenAuth) require(next http.Handler) http.Handler {
+// but those open says may be served without it (openRoute) presents it;
+// others are answered 401 (see deny).
+func (a *tokenAuth) require(next http.Handler, open func(*http.Request) bool) http.Handler {
 	if !a.isSet {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if openPath(r) {
+		if open(r) {
 			next.ServeHTTP(w, r)
 			return
 		}

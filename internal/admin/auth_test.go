@@ -98,10 +98,18 @@ func TestTokenGuardsEveryPath(t *testing.T) {
 		{"GET", "/healthz", "", true, 200},
 		{"HEAD", "/healthz", "", true, 200},
 		{"GET", "/readyz", "", true, 200},
+		{"HEAD", "/readyz", "", true, 200},
 		{"GET", "/metrics", "", true, 200},
+		{"HEAD", "/metrics", "", true, 200},
 		{"GET", "/assets/console.js", "", true, 200},
 		{"GET", "/assets/console.css", "", true, 200},
+		{"HEAD", "/assets/console.css", "", true, 200},
 		{"GET", "/favicon.ico", "", true, 204},
+		{"HEAD", "/favicon.ico", "", true, 204},
+		{"GET", "/assets/", "", false, 404},       // the console's not found, no listing
+		{"GET", "/assets/nope.js", "", true, 404}, // an asset route: no data either way
+		{"POST", "/assets/console.js", "", false, 404},
+		{"GET", "/healthz/", "", false, 404},
 		{"POST", "/healthz", "", false, 404}, // the console's not found
 		{"GET", "/api/triggers", "", false, 200},
 		{"GET", "/api/history", "", false, 200},
@@ -196,20 +204,56 @@ func TestTokenGuardsEveryPath(t *testing.T) {
 }
 
 // TestTokenPathTricks: a path that only looks like an open one is not.
+// The token check decides from the route the server takes, not from a
+// decoded or cleaned copy of the path: dots and slashes escaped in a
+// segment ("%2F", "%2f", "%2e") stay inside that segment of a guarded
+// route. A path the server only redirects to its clean form is answered
+// as the clean form would be.
 func TestTokenPathTricks(t *testing.T) {
 	s, _, _ := startAuthServer(t, "127.0.0.1:0", authToken)
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	for _, p := range []string{"/assets/../api/deadletters/msg_1", "/assets/%2e%2e/deadletters/msg_1", "/healthz/../api/history"} {
-		req, _ := http.NewRequest("GET", s.URL()+p, nil)
-		req.URL.Opaque = p // sent as is, not cleaned by the client
-		resp, err := noRedirect.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(b), piiEmail) {
-			t.Errorf("GET %s without the token: %d %.200s; want 401", p, resp.StatusCode, b)
+	for _, tc := range []struct {
+		method, path string
+		want         int // the answer without the token
+	}{
+		{"GET", "/assets/../api/deadletters/msg_1", 401},
+		{"GET", "/assets/%2e%2e/deadletters/msg_1", 401},
+		{"GET", "/healthz/../api/history", 401},
+		{"GET", "/api/deadletters/x%2F..%2F..%2Fmetrics", 401},
+		{"GET", "/api/deadletters/x%2f..%2f..%2fmetrics", 401},
+		{"GET", "/api/deadletters/msg_1%2F..%2F..%2F..%2Fhealthz", 401},
+		{"GET", "/triggers/x%2F..%2F..%2Fhealthz", 401},
+		{"GET", "/triggers/x%2f..%2f..%2fhealthz", 401},
+		{"HEAD", "/triggers/x%2F..%2F..%2Fhealthz", 401},
+		{"GET", "/deadletters/x%2F..%2F..%2Freadyz", 401},
+		{"GET", "/deadletters/x%2f..%2f..%2freadyz", 401},
+		{"GET", "/deadletters/x%2F..%2F..%2Fassets%2Fconsole.js", 401},
+		{"GET", "/deadletters/msg_1%2F%2E%2E%2F%2E%2E%2Ffavicon.ico", 401},
+		{"GET", "/triggers/orders%2F..%2F..%2Fassets/console.js", 401},
+		// Open: redirected to the clean path, an open one.
+		{"GET", "/api/../healthz", 307},
+		{"GET", "/deadletters/../assets/console.js", 307},
+		// Guarded: the clean path is.
+		{"GET", "/assets/../deadletters", 401},
+	} {
+		for _, token := range []bool{false, true} {
+			req, _ := http.NewRequest(tc.method, s.URL()+tc.path, nil)
+			req.URL.Opaque = tc.path // sent as is, not cleaned by the client
+			if token {
+				req.Header.Set("Authorization", "Bearer "+authToken)
+			}
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case !token && (resp.StatusCode != tc.want || strings.Contains(string(b), piiEmail)):
+				t.Errorf("%s %s without the token: %d %.200s; want %d", tc.method, tc.path, resp.StatusCode, b, tc.want)
+			case token && resp.StatusCode == http.StatusUnauthorized:
+				t.Errorf("%s %s with the token: 401 %.200s", tc.method, tc.path, b)
+			}
 		}
 	}
 }
@@ -264,7 +308,8 @@ func TestFailedAuthenticationLogged(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	a.now = func() time.Time { return now }
 	a.delay = 0 // TestFailedAuthenticationDelay covers it
-	h := a.require(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	h := a.require(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }),
+		func(*http.Request) bool { return false })
 	call := func(remote, method, path, auth string) int {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(method, path, nil)

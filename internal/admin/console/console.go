@@ -344,7 +344,7 @@ func New(opts Options) (*Console, error) {
 	mux.HandleFunc("GET /deadletters/{id}", c.deadLetter)
 	// One file per name: /assets/ and any other directory is the
 	// catch-all's 404, not a listing.
-	mux.Handle("GET /assets/{file}", http.StripPrefix("/assets/", http.FileServerFS(assets)))
+	mux.Handle(assetPattern, http.StripPrefix("/assets/", http.FileServerFS(assets)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Message: "There is no page at " + textcut.Quote(r.URL.Path) + "."})
 	})
@@ -355,6 +355,18 @@ func New(opts Options) (*Console, error) {
 // ServeHTTP serves the console's pages and assets; other paths get a 404
 // page.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.mux.ServeHTTP(w, r) }
+
+// assetPattern is the route of the embedded stylesheet and script.
+const assetPattern = "GET /assets/{file}"
+
+// ServesAsset reports whether ServeHTTP would serve r from the embedded
+// assets (the stylesheet and script: no data) or redirect it to one. It
+// decides as ServeHTTP routes, from the escaped path, so that an escaped
+// slash or dot cannot make a page look like an asset.
+func (c *Console) ServesAsset(r *http.Request) bool {
+	_, pattern := c.mux.Handler(r)
+	return pattern == assetPattern
+}
 
 // Run samples every trigger's counters every SampleEvery until ctx is
 // canceled.
