@@ -102,9 +102,14 @@ type DeadLetterPage struct {
 // DeadLetterReplayResult is the body of a replay call.
 type DeadLetterReplayResult struct {
 	// Replayed were delivered and deleted; Failed were not delivered and
-	// stay dead-lettered (their attempts updated).
+	// stay dead-lettered.
 	Replayed int `json:"replayed"`
 	Failed   int `json:"failed"`
+	// Reasons say why the Failed ones failed: per reason a count, the
+	// first ids, the attempts made (none: the dead letters are unchanged)
+	// and how many dead letters record them (deadletter.Summary.Reasons;
+	// bounded, and never quoting a webhook's URL or an endpoint's answer).
+	Reasons []deadletter.Reason `json:"reasons,omitempty"`
 	// Next, when the call stopped before the end (done false), is where
 	// the next call continues: send it as "after" with the same trigger
 	// or all, so that it goes past the dead letters this one handled,
@@ -307,7 +312,7 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 	}
 	handle("replay", func(ctx context.Context, sel deadletter.Selection) (interface{ end(error) }, error) {
 		sum, err := ops.Replay(ctx, sel)
-		return &DeadLetterReplayResult{Replayed: sum.Replayed, Failed: sum.Failed, Next: sum.Next}, err
+		return &DeadLetterReplayResult{Replayed: sum.Replayed, Failed: sum.Failed, Reasons: sum.Reasons, Next: sum.Next}, err
 	})
 	handle("purge", func(ctx context.Context, sel deadletter.Selection) (interface{ end(error) }, error) {
 		n, err := ops.Purge(ctx, sel)

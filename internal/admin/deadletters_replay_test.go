@@ -190,3 +190,83 @@ func TestReplayIDsGetPastADeadLetterThatOutlastsTheBudget(t *testing.T) {
 			o.got["poison"], o.got["ok"], nexts, o.ids[0])
 	}
 }
+
+// TestReplayAnswerSaysWhy: a replay call's answer says why its dead
+// letters failed, per reason with a count, the ids, the attempts made and
+// how many dead letters record them, also for a replay that makes no
+// attempt (a trigger removed from the configuration, whose dead letters
+// keep their old attempts and error); the answer quotes neither the
+// webhook's URL nor the endpoint's answer.
+func TestReplayAnswerSaysWhy(t *testing.T) {
+	const urlToken = "url-token-71d2"
+	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no, token="+urlToken, http.StatusGone)
+	}))
+	t.Cleanup(ep.Close)
+	_, client := devdbtest.Start(t)
+	st := store.New(client, "chstate")
+	ctx := t.Context()
+	if err := st.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	put := func(trigger string, i int) string {
+		tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: fmt.Sprintf("82%08X", i)}})
+		ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"}})
+		if err := st.PutDeadLetter(ctx, dispatcher.DeadLetter{Trigger: trigger, Event: ev, Token: tok, Attempts: 3, LastStatus: 500, LastError: "HTTP 500"}); err != nil {
+			t.Fatal(err)
+		}
+		return dispatcher.WebhookID(trigger, tok)
+	}
+	gone1, gone2, orders := put("gone", 1), put("gone", 2), put("orders", 3)
+	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{{Name: "orders",
+		Webhook: triggers.Webhook{URL: ep.URL + "/hook?token=" + urlToken}, Retry: triggers.RetryPolicy{MaxAttempts: 1}}}}
+	s := startServer(t, Options{Store: st, DeadLetters: replayerOps{st, cfg}})
+
+	type reason struct {
+		Reason   string   `json:"reason"`
+		Count    int      `json:"count"`
+		IDs      []string `json:"ids"`
+		Attempts int      `json:"attempts"`
+		Recorded int      `json:"recorded"`
+	}
+	removed := `trigger "gone" is not in triggers.yaml: its webhook is unknown`
+	for _, tc := range []struct {
+		name string
+		body string
+		want []reason
+	}{
+		{"removed trigger, by ids", fmt.Sprintf(`{"ids": [%q, %q]}`, gone1, gone2), []reason{{removed, 2, []string{gone1, gone2}, 0, 0}}},
+		{"removed trigger, by trigger", `{"trigger": "gone"}`, []reason{{removed, 2, []string{gone1, gone2}, 0, 0}}},
+		{"endpoint refuses", fmt.Sprintf(`{"ids": [%q]}`, orders), []reason{{"delivery failed: HTTP 410 (client_error)", 1, []string{orders}, 1, 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := http.Post(s.URL()+"/api/deadletters/replay", "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			var out struct {
+				Failed  int      `json:"failed"`
+				Done    bool     `json:"done"`
+				Reasons []reason `json:"reasons"`
+			}
+			if res.StatusCode != http.StatusOK || json.Unmarshal(b, &out) != nil {
+				t.Fatalf("POST %s = %d %s", tc.body, res.StatusCode, b)
+			}
+			if got, _ := json.Marshal(out.Reasons); !out.Done || out.Failed != len(tc.want[0].IDs) || string(got) != string(must(json.Marshal(tc.want))) {
+				t.Errorf("POST %s = %s; want done, %d failed, reasons %s", tc.body, b, len(tc.want[0].IDs), must(json.Marshal(tc.want)))
+			}
+			if strings.Contains(string(b), urlToken) || strings.Contains(string(b), ep.URL) {
+				t.Errorf("the answer quotes the webhook's URL or the endpoint's answer: %s", b)
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/internal/textcut"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
@@ -88,6 +89,12 @@ type Result struct {
 	Err error
 
 	cut bool // the delivery was ended by the replay's time running out
+	// reason is Err in words shared by every dead letter failing the same
+	// way, quoting neither the endpoint's URL nor its answer (see Reason).
+	reason string
+	// recorded: the replay's attempts and last outcome are in the dead
+	// letter.
+	recorded bool
 }
 
 // Summary counts a replay's results.
@@ -101,6 +108,72 @@ type Summary struct {
 	// Selection with After set to it continues after it. "" when the
 	// replay went through to the end.
 	Next string `json:"next,omitempty"`
+	// Reasons say why the Failed ones failed, one entry per reason in
+	// the order first met (their counts add up to Failed). It is bounded:
+	// at most MaxReasons entries, the failures of further reasons counted
+	// in a last one whose Reason is OtherReasons.
+	Reasons []Reason `json:"reasons,omitempty"`
+}
+
+// Reason counts the dead letters a replay failed to deliver for one reason.
+type Reason struct {
+	// Reason says why in words that fit every dead letter counted, and
+	// that quote neither a webhook's URL (nor its query) nor an endpoint's
+	// answer: "delivery failed: HTTP 503 (server_error)", `trigger
+	// "orders" is not in triggers.yaml: its webhook is unknown`, "no such
+	// dead letter". Each dead letter's own error is Result.Err.
+	Reason string `json:"reason"`
+	// Count is how many dead letters failed for it.
+	Count int `json:"count"`
+	// IDs are the ids of the first of them, at most MaxReasonIDs.
+	IDs []string `json:"ids"`
+	// Attempts is how many delivery attempts the replay made for them.
+	// With none, their dead letters are as they were: their attempts and
+	// last error are those of before the replay.
+	Attempts int `json:"attempts"`
+	// Recorded is how many of them have the replay's attempts and last
+	// outcome recorded in their dead letter.
+	Recorded int `json:"recorded"`
+}
+
+// Bounds of Summary.Reasons.
+const (
+	// MaxReasons is the most entries Summary.Reasons holds, the
+	// OtherReasons one included.
+	MaxReasons = 8
+	// MaxReasonIDs is the most ids a Reason lists.
+	MaxReasonIDs = 5
+	// maxReasonText bounds a Reason's text.
+	maxReasonText = 300
+)
+
+// OtherReasons is the Reason of the entry counting failures whose own
+// reason did not fit in Summary.Reasons.
+const OtherReasons = "other reasons (more than the answer lists; changehook dlq replay prints each dead letter's)"
+
+// add counts res, a failure, in s.Reasons.
+func (s *Summary) add(res Result) {
+	why := textcut.Marked(res.reason, maxReasonText)
+	i := slices.IndexFunc(s.Reasons, func(r Reason) bool { return r.Reason == why })
+	if i < 0 {
+		if len(s.Reasons) >= MaxReasons-1 {
+			why = OtherReasons
+			i = slices.IndexFunc(s.Reasons, func(r Reason) bool { return r.Reason == why })
+		}
+		if i < 0 {
+			s.Reasons = append(s.Reasons, Reason{Reason: why, IDs: []string{}})
+			i = len(s.Reasons) - 1
+		}
+	}
+	r := &s.Reasons[i]
+	r.Count++
+	r.Attempts += res.Attempts
+	if res.recorded {
+		r.Recorded++
+	}
+	if len(r.IDs) < MaxReasonIDs {
+		r.IDs = append(r.IDs, res.ID)
+	}
 }
 
 // ErrNotFound is the Result.Err of an id with no dead letter.
@@ -154,6 +227,7 @@ func (r *Replayer) Replay(ctx context.Context, sel Selection, each func(Result))
 	report := func(res Result) {
 		if res.Err != nil {
 			sum.Failed++
+			sum.add(res)
 		} else {
 			sum.Replayed++
 		}
@@ -180,7 +254,7 @@ func (r *Replayer) Replay(ctx context.Context, sel Selection, each func(Result))
 				return sum, err
 			}
 			if !ok {
-				report(Result{ID: id, Err: ErrNotFound})
+				report(Result{ID: id, Err: ErrNotFound, reason: ErrNotFound.Error() + " (replayed or purged already?)"})
 				last = id
 				continue
 			}
@@ -240,11 +314,15 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 	res := Result{ID: dl.ID, Trigger: dl.Trigger}
 	if dl.Trimmed == dispatcher.TrimmedEvent {
 		res.Err = fmt.Errorf("%w (%d bytes); %s", ErrEventNotKept, dl.EventSize, dl.RedeliverHint())
+		res.reason = ErrEventNotKept.Error() + "; its dead letter says how to deliver the change again"
 		return res
 	}
 	s, err := r.sender(dl.Trigger)
 	if err != nil {
+		// The sender's errors name the webhook's URL only redacted
+		// (triggers.RedactURL).
 		res.Err = err
+		res.reason = err.Error()
 		return res
 	}
 	ev := dispatcher.Event{Raw: dl.Event, Token: dl.Token}
@@ -266,6 +344,13 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 			status = fmt.Sprintf("HTTP %d", out.Status)
 		}
 		res.Err = fmt.Errorf("%s after %s: %w", status, dispatcher.AttemptsText(out.Attempts), err)
+		res.reason = "delivery failed: " + status
+		if out.Reason != "" {
+			res.reason += " (" + out.Reason + ")"
+		}
+		if res.cut {
+			res.reason += ", cut short as the replay's time ran out"
+		}
 		// The dead letter keeps the replay's trace: its attempts and last
 		// status, reason, error and response. On a context of its own:
 		// the replay's may be what ended the delivery.
@@ -274,11 +359,15 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 		cancel()
 		if uerr != nil {
 			res.Err = fmt.Errorf("%w (and the dead letter was not updated: %v)", res.Err, uerr)
+			res.reason += "; the dead letter was not updated (the state database failed)"
+		} else {
+			res.recorded = true
 		}
 		return res
 	}
 	if _, err := r.Store.DeleteDeadLetter(ctx, dl.ID); err != nil {
 		res.Err = fmt.Errorf("delivered (HTTP %d) but could not delete the dead letter; a later replay would deliver it again: %w", out.Status, err)
+		res.reason = "delivered but the dead letter could not be deleted (the state database failed); a later replay would deliver it again"
 	}
 	return res
 }

@@ -464,6 +464,10 @@ triggers:
 	if open := eval[bool](t, b, `document.getElementById("token-dialog").open`); open {
 		t.Error("the console asked for the token again on replay")
 	}
+	// The status line says why, and that the attempt is recorded.
+	if got, want := b.text(t, "#action-status"), "1 failed and still dead-lettered (attempts updated); why: delivery failed: HTTP 410 (client_error): 1 ("+kept+")."; !strings.Contains(got, want) {
+		t.Errorf("status after the failed replay = %q, want it to contain %q", got, want)
+	}
 	after, found, err := st.GetDeadLetter(ctx, kept)
 	if err != nil || !found {
 		t.Fatalf("the dead letter whose replay failed: found %v, %v", found, err)
@@ -477,6 +481,24 @@ triggers:
 	if !b.poll(t, fmt.Sprintf(`document.getElementById("dl-facts").textContent.replace(/\s+/g, "").includes(%q)`, want)) {
 		got := strings.Join(strings.Fields(b.text(t, "#dl-facts")), "")
 		t.Errorf("dead-letter facts after the failed replay = %q, want %q", got, want)
+	}
+	// The dead letter of a trigger removed from the configuration: its
+	// replay makes no attempt, the status line says why and does not
+	// claim the attempts were updated.
+	tok, _ := bson.Marshal(bson.D{{Key: "_data", Value: "82FFFF0001"}})
+	ev, _ := bson.Marshal(bson.D{{Key: "_id", Value: bson.Raw(tok)}, {Key: "operationType", Value: "insert"}})
+	if err := st.PutDeadLetter(ctx, dispatcher.DeadLetter{Trigger: "removed", Event: ev, Token: tok, Attempts: 2, LastStatus: 500, LastError: "HTTP 500"}); err != nil {
+		t.Fatal(err)
+	}
+	removedID := dispatcher.WebhookID("removed", tok)
+	b.run(t, "replay the dead letter of a removed trigger", chromedp.Navigate(base+"/deadletters/"+removedID),
+		chromedp.Click(chromedp.CSS(`#dl-actions button[data-dlq="replay"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="action-status"][contains(., "done: 0 delivered and removed, 1 failed")]`)))
+	if got, want := b.text(t, "#action-status"), `1 failed and still dead-lettered (no attempt made: unchanged); why: trigger "removed" is not in console.yaml: its webhook is unknown: 1 (`+removedID+`).`; !strings.Contains(got, want) || strings.Contains(got, "attempts updated") {
+		t.Errorf("status after replaying a removed trigger's dead letter = %q, want it to contain %q", got, want)
+	}
+	if _, err := st.DeleteDeadLetter(ctx, removedID); err != nil {
+		t.Fatal(err)
 	}
 	// A trigger neither configured nor named by a dead letter (a page
 	// left open while the trigger was removed and its dead letters purged

@@ -14,7 +14,9 @@
 //    dialog for purges and whole-trigger replays; a call answering
 //    done: false is repeated (bounded; a replay with the answer's next as
 //    "after", so it goes past what the call handled) and the counts are
-//    added up. A
+//    added up, with the answers' reasons for the failed ones (per reason a
+//    count and the first ids; "attempts updated" only for dead letters
+//    that record the replay's attempts). A
 //    refusal (a trigger neither configured nor named by a dead letter is
 //    404) shows the API's error.
 "use strict";
@@ -165,6 +167,61 @@
   }
 
   var MAX_DLQ_CALLS = 50;
+  // Bounds of the reasons shown for a replay's failures (the API's own:
+  // 8 reasons, 5 ids each).
+  var MAX_REASONS = 8;
+  var MAX_REASON_IDS = 5;
+
+  // addReasons adds the reasons of one replay answer to total's.
+  function addReasons(total, reasons) {
+    (reasons || []).forEach(function (x) {
+      total.attempts += x.attempts || 0;
+      total.recorded += x.recorded || 0;
+      var mine = null;
+      total.reasons.forEach(function (y) {
+        if (y.reason === x.reason) {
+          mine = y;
+        }
+      });
+      if (!mine && total.reasons.length >= MAX_REASONS) {
+        mine = total.reasons[total.reasons.length - 1];
+        mine.reason = "other reasons";
+      }
+      if (!mine) {
+        mine = { reason: x.reason, count: 0, ids: [] };
+        total.reasons.push(mine);
+      }
+      mine.count += x.count || 0;
+      (x.ids || []).forEach(function (id) {
+        if (mine.ids.length < MAX_REASON_IDS) {
+          mine.ids.push(id);
+        }
+      });
+    });
+  }
+
+  // replayCounts says what a replay did so far: the counts, whether the
+  // failed dead letters record the replay's attempts (only those that
+  // do: a replay that made none left them as they were) and why they
+  // failed.
+  function replayCounts(total) {
+    var text = total.replayed + " delivered and removed, " + total.failed + " failed and still dead-lettered";
+    if (total.failed > 0) {
+      if (total.recorded === total.failed) {
+        text += " (attempts updated)";
+      } else if (total.recorded > 0) {
+        text += " (attempts updated on " + total.recorded + ")";
+      } else if (total.attempts === 0) {
+        text += " (no attempt made: unchanged)";
+      }
+    }
+    if (total.reasons.length > 0) {
+      text += "; why: " + total.reasons.map(function (x) {
+        return x.reason + ": " + x.count + " (" + x.ids.join(", ") + (x.count > x.ids.length ? ", …" : "") + ")";
+      }).join("; ");
+    }
+    return text;
+  }
 
   // dlq runs one replay or purge of sel ({ids} or {trigger}), what naming
   // it for the status line, and repeats the call while the server answers
@@ -211,9 +268,8 @@
         total.replayed += r.data.replayed || 0;
         total.failed += r.data.failed || 0;
         total.deleted += r.data.deleted || 0;
-        var counts = action === "replay"
-          ? total.replayed + " delivered and removed, " + total.failed + " failed and still dead-lettered (attempts updated)"
-          : total.deleted + " deleted";
+        addReasons(total, r.data.reasons);
+        var counts = action === "replay" ? replayCounts(total) : total.deleted + " deleted";
         if (r.data.error) {
           say(verb + " " + what + " stopped: " + r.data.error + "; so far " + counts + ".");
         } else if (!r.data.done && calls + 1 < MAX_DLQ_CALLS) {
@@ -269,7 +325,7 @@
         : "Replay every dead letter of trigger " + btn.dataset.trigger + " (not only the ones shown) to its webhook now?";
     }
     var go = function () {
-      dlq(action, sel, what, sessionStorage.getItem(TOKEN_KEY) || "", { replayed: 0, failed: 0, deleted: 0 }, 0);
+      dlq(action, sel, what, sessionStorage.getItem(TOKEN_KEY) || "", { replayed: 0, failed: 0, deleted: 0, attempts: 0, recorded: 0, reasons: [] }, 0);
     };
     if (ask) {
       confirmStep(ask, action === "purge" ? "Purge" : "Replay", go);
