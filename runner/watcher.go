@@ -144,7 +144,10 @@ type WatcherOptions struct {
 	InitialRetryBackoff, MaxRetryBackoff time.Duration
 	// Deadline, when set, returns the instant after which the trigger may no
 	// longer deliver (its cluster lease's local deadline; zero: already
-	// past). The shutdown grace period never extends beyond it.
+	// past). The shutdown grace period never extends beyond it: a stop's
+	// drain ends at the grace period's end or once the deadline has passed,
+	// whichever comes first. It is read again as the drain goes, so a
+	// deadline that renewals move on lets the drain go on.
 	Deadline func() time.Time
 	// StreamWait (nil: a clock of the watcher's own) marks the time the
 	// loop waits for the change stream: for a getMore reply (a batched
@@ -1622,17 +1625,18 @@ func (w *Watcher) drain(ctx context.Context) {
 // checkpoint. Only when every delivery finished in time may the stream's own
 // token be saved; otherwise the watermark stops before the abandoned events.
 func (w *Watcher) shutdown(ctx context.Context) {
-	grace := w.opts.ShutdownGrace
-	if w.opts.Deadline != nil {
-		grace = max(0, min(grace, w.opts.Deadline().Sub(w.clock.Now())))
-	}
 	why := w.restarting.Load()
 	var cause error // nil: the grace period's end is the cause
 	if why != nil {
 		// The dispatcher logs the deliveries it cuts off with it.
 		cause = errors.New(*why)
 	}
-	graceCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), grace, cause)
+	graceCtx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), w.opts.ShutdownGrace, cause)
+	if w.opts.Deadline != nil {
+		var stopCut context.CancelFunc
+		graceCtx, stopCut = w.untilLeaseDeadline(graceCtx, cause)
+		defer stopCut()
+	}
 	closeErr := w.disp.Close(graceCtx)
 	cancel()
 	if ue, ok := errors.AsType[*dispatcher.UnfinishedError](closeErr); ok {
@@ -1658,6 +1662,45 @@ func (w *Watcher) shutdown(ctx context.Context) {
 		}
 	})
 	w.log.Info("trigger stopped")
+}
+
+// untilLeaseDeadline returns a context of parent that also ends, with
+// cause (nil: context.DeadlineExceeded, as the grace period's own end),
+// once the lease's local deadline (WatcherOptions.Deadline) has passed.
+// The deadline is read again whenever the one read last comes, so a lease
+// that goes on being renewed while the trigger drains (a handoff, or a
+// shutdown: the lease holder renews it until it is released) leaves the
+// drain the whole grace period, and one that is not renewed, or is lost,
+// ends it at its deadline. The returned function releases the context's
+// resources; call it once Close returned.
+func (w *Watcher) untilLeaseDeadline(parent context.Context, cause error) (context.Context, context.CancelFunc) {
+	if cause == nil {
+		cause = context.DeadlineExceeded
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	left := func() time.Duration { return w.opts.Deadline().Sub(w.clock.Now()) }
+	if left() <= 0 {
+		cancel(cause)
+		return ctx, func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			d := left()
+			if d <= 0 {
+				cancel(cause)
+				return
+			}
+			if w.clock.Sleep(ctx, d) != nil {
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		cancel(context.Canceled)
+		<-done
+	}
 }
 
 // classify turns a stream error into a status reason, the way out of a
