@@ -164,6 +164,19 @@ type Manager struct {
 	// deadNoted: the live members already logged as certainly dead (see
 	// noteDeadMembers), rebuilt each round from those still registered.
 	deadNoted map[string]bool
+	// leaving: Leave was called; heartbeats list no trigger from then on
+	// and rounds decide nothing.
+	leaving bool
+
+	// hbMu orders this member's heartbeats (a round's, Leave's) and the
+	// removal of its registration, so that none of them reaches the state
+	// database after one that was decided later: a round's heartbeat
+	// carrying the triggers must not land after Leave's, nor any after
+	// shutdown removed the registration.
+	hbMu sync.Mutex
+	// heartbeated: a heartbeat succeeded (guarded by hbMu).
+	heartbeated bool
+	leaveOnce   sync.Once
 }
 
 // keyState is one lease key this instance wants (a runner is in Await) or
@@ -592,6 +605,8 @@ func (m *Manager) after(ctx context.Context, d time.Duration) <-chan struct{} {
 func (m *Manager) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), m.opts.LeaseTTL)
 	defer cancel()
+	m.hbMu.Lock()
+	defer m.hbMu.Unlock()
 	m.mu.Lock()
 	m.stopped = true
 	var owns []*Ownership
@@ -632,12 +647,24 @@ func (m *Manager) round(ctx context.Context) {
 		}
 		m.checkedPrevious = true
 	}
+	m.hbMu.Lock()
 	m.mu.Lock()
-	self, gen := m.self, m.gen // SetTriggers replaces Triggers and ConfigHash under mu
+	self, gen, leaving := m.announcedLocked(), m.gen, m.leaving // SetTriggers replaces Triggers and ConfigHash under mu
 	m.mu.Unlock()
-	if err := m.st.Heartbeat(opCtx, self, m.opts.LeaseTTL); err != nil {
+	err := m.st.Heartbeat(opCtx, self, m.opts.LeaseTTL)
+	if err == nil {
+		m.heartbeated = true
+	}
+	m.hbMu.Unlock()
+	if err != nil {
 		m.log.Warn("heartbeat failed", "error", err)
 		m.setUndecided("heartbeat failed: " + err.Error())
+		return
+	}
+	if leaving {
+		// Renewed and announced as running nothing: the triggers still
+		// draining keep their leases, and nothing is handed off or
+		// acquired any more.
 		return
 	}
 	live, err := m.st.LiveMembers(opCtx)
@@ -722,6 +749,53 @@ func (m *Manager) round(ctx context.Context) {
 	}
 	m.noteStandbyLeases(opCtx, standby, leases, read)
 	_ = m.st.PruneMembers(opCtx, 24*time.Hour)
+}
+
+// announcedLocked is the registration this member's heartbeats write:
+// self, or, once it is leaving, self listing no trigger. m.mu is held.
+func (m *Manager) announcedLocked() store.Member {
+	self := m.self
+	if m.leaving {
+		self.Triggers = map[string]string{}
+	}
+	return self
+}
+
+// Leave announces that this member is leaving (it is shutting down): from
+// then on its registration lists no trigger, so that no member takes it
+// for the preferred owner of any — members of versions that do not know
+// of Leave included, as for a member that has every trigger disabled —
+// and each lease it releases while its other triggers still drain is
+// taken at once by the member preferred without it. The leases it still
+// holds stay renewed and keep protecting the triggers still draining until
+// they are released; this member hands off and acquires nothing more.
+//
+// Leave writes the heartbeat before it returns (bounded by RenewEvery;
+// a failure is logged, and the other members then take the released
+// leases once this member's registration is removed or expires). Call it
+// before releasing the first lease at shutdown; later calls wait for the
+// first one and do nothing else. A Driver calls it once its context ended.
+func (m *Manager) Leave(ctx context.Context) {
+	m.leaveOnce.Do(func() {
+		m.hbMu.Lock()
+		defer m.hbMu.Unlock()
+		m.mu.Lock()
+		m.leaving = true
+		self, stopped := m.announcedLocked(), m.stopped
+		m.mu.Unlock()
+		if stopped || !m.heartbeated {
+			// Not registered (yet, or any more): nothing to announce.
+			return
+		}
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.RenewEvery)
+		defer cancel()
+		if err := m.st.Heartbeat(hctx, self, m.opts.LeaseTTL); err != nil {
+			m.log.Warn("cannot announce that this member is leaving; the others take its released leases once its registration is gone",
+				"error", err)
+			return
+		}
+		m.log.Info("leaving the cluster: announced as running no trigger, so that the leases released from now on are taken over at once")
+	})
 }
 
 // noteStandbyLeases records, for each key of standby (a unit a runner here

@@ -64,7 +64,10 @@ type driven struct {
 	keep   bool   // stopped for a changed definition: keep the lease (guarded by Driver.mu)
 }
 
-// NewDriver returns a Driver that runs triggers until ctx ends.
+// NewDriver returns a Driver that runs triggers until ctx ends. The end of
+// ctx is the member's shutdown: before the Driver releases a lease from
+// then on, it calls m.Leave, so that the lease is taken over at once while
+// the member's other triggers still drain.
 func NewDriver(ctx context.Context, m *Manager, sup Supervisor, grace time.Duration) *Driver {
 	return &Driver{ctx: ctx, m: m, sup: sup, grace: grace, driven: map[string]*driven{}, kept: map[string]*Ownership{}}
 }
@@ -177,6 +180,9 @@ func (d *Driver) Wait() {
 		kept := d.kept
 		d.kept = map[string]*Ownership{}
 		d.mu.Unlock()
+		if len(kept) > 0 {
+			d.m.Leave(d.ctx)
+		}
 		for _, o := range kept {
 			o.Release(context.WithoutCancel(d.ctx))
 		}
@@ -220,6 +226,11 @@ func (d *Driver) drive(ctx context.Context, dr *driven, name string, i, n int, k
 		} else {
 			cancel()
 			if !d.keep(dr, key, o) {
+				if d.ctx.Err() != nil {
+					// Shutting down: announced as leaving first, so the
+					// member preferred without this one takes it at once.
+					m.Leave(d.ctx)
+				}
 				o.Release(context.WithoutCancel(ctx))
 			}
 		}

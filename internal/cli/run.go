@@ -293,9 +293,10 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		}
 	}()
 	if mgr != nil {
-		// The membership outlives the triggers: on shutdown every trigger
-		// drains, saves its final checkpoint and releases its lease first,
-		// then the member leaves.
+		// The membership outlives the triggers: on shutdown the driver
+		// announces that the member is leaving (Manager.Leave), every
+		// trigger drains, saves its final checkpoint and releases its lease
+		// (taken over at once), then the member leaves.
 		mctx, stopMembership := context.WithCancel(context.WithoutCancel(ctx))
 		mdone := make(chan error, 1)
 		go func() { mdone <- mgr.Run(mctx) }()
