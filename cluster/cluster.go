@@ -829,6 +829,35 @@ func (m *Manager) noteStandbyLeases(ctx context.Context, standby map[string]stri
 	}
 }
 
+// Unrun reports whether no member runs trigger now, as the state
+// database has it: no live member lists the trigger enabled (whatever its
+// definition) and no lease of any unit of it, under any number of
+// partitions, is held unexpired. A member that has the trigger disabled
+// acknowledges control requests for it only then
+// (runner.Options.Unrun): otherwise the unit's lease holder, which has
+// applied them, does.
+func (m *Manager) Unrun(ctx context.Context, trigger string) (bool, error) {
+	live, err := m.st.LiveMembers(ctx)
+	if err != nil {
+		return false, fmt.Errorf("tell whether a member runs the trigger: %w", err)
+	}
+	for _, mem := range live {
+		if _, ok := mem.Triggers[trigger]; ok {
+			return false, nil
+		}
+	}
+	leases, err := m.currentLeases(ctx)
+	if err != nil {
+		return false, fmt.Errorf("tell whether a member runs the trigger: %w", err)
+	}
+	for _, l := range leases {
+		if name, _, _, ok := triggers.ParsePartitionKey(l.Key); ok && name == trigger && l.Owner != "" && l.RemainingMS > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // currentLeases reads the leases held unexpired (at least; every lease
 // when the store cannot tell them apart).
 func (m *Manager) currentLeases(ctx context.Context) ([]store.Lease, error) {

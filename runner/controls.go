@@ -1362,9 +1362,9 @@ func rewrites(req store.ControlRequest) bool {
 //     here or not, so that a unit acquired later starts in the right
 //     state: a paused document pauses them (at every reading, so units a
 //     reload created are paused too); a resume lifts it, once.
-//   - The runner of each unit (the lease holder in a cluster; a disabled
-//     trigger, which nobody runs, by every member for pause and resume)
-//     applies it to that unit — a checkpoint rewrite under the unit's lease
+//   - The runner of each unit (the lease holder in a cluster; for a pause
+//     or a resume of a trigger no member runs — disabled on every live
+//     member, no lease of it held — every member) applies it to that unit — a checkpoint rewrite under the unit's lease
 //     — and records the unit's result in the document
 //     (store.Store.RecordUnitApplied). Units nobody runs now are applied
 //     by whichever member acquires them later (StartLeased pokes this
@@ -1406,11 +1406,12 @@ func (r *Runner) applyControl(ctx context.Context, c store.Control) {
 	if !c.Pending() {
 		return
 	}
+	unrun := r.unrun(ctx, c.Trigger, ss, req, done)
 	fresh := false
 	for _, s := range ss {
 		s.mu.Lock()
 		key := s.t.Key()
-		mine := r.runsUnit(s, req)
+		mine := r.runsUnit(s, req, unrun)
 		s.mu.Unlock()
 		if _, ok := done[key]; ok || !mine {
 			continue
@@ -1503,17 +1504,57 @@ func (r *Runner) applyLocally(c store.Control, ss []*slot, pending bool) {
 
 // runsUnit reports whether this Runner is the one to apply req to the unit
 // of s and record its result: it runs the unit (holds its lease in a
-// cluster); a pause or resume from the checkpoint outside a cluster, or of
-// a disabled trigger (which no member runs), is every Runner's. s.mu must
-// be held.
-func (r *Runner) runsUnit(s *slot, req store.ControlRequest) bool {
+// cluster); a pause or resume from the checkpoint outside a cluster, or,
+// in a cluster, of a trigger disabled here that no member runs (unrun: see
+// Runner.unrun), is every Runner's. s.mu must be held.
+func (r *Runner) runsUnit(s *slot, req store.ControlRequest, unrun bool) bool {
 	switch {
 	case s.want:
 		return true
 	case rewrites(req) || req.Kind == store.RequestSkip:
 		return false
+	case !r.opts.Clustered:
+		return true
 	}
-	return !r.opts.Clustered || !s.t.Enabled
+	return !s.t.Enabled && unrun
+}
+
+// unrun reports, for a pending pause or resume from the checkpoint of
+// trigger (its units ss, done those that recorded a result), whether no
+// member of the cluster runs the trigger (Options.Unrun), when that
+// decides runsUnit: the trigger is disabled here, this Runner is
+// clustered and a unit has recorded no result yet. A member that has the
+// trigger disabled must not acknowledge a request that the trigger's
+// lease holder, on another member, has not applied. When it cannot tell,
+// it records nothing: the request stays pending, and is looked at again
+// the next time the controls are read.
+func (r *Runner) unrun(ctx context.Context, trigger string, ss []*slot, req store.ControlRequest, done map[string]store.UnitResult) bool {
+	if !r.opts.Clustered || rewrites(req) || req.Kind == store.RequestSkip {
+		return false
+	}
+	open := false
+	for _, s := range ss {
+		s.mu.Lock()
+		_, ok := done[s.t.Key()]
+		disabled := !s.t.Enabled
+		s.mu.Unlock()
+		if !disabled {
+			return false
+		}
+		open = open || !ok
+	}
+	if !open || r.opts.Unrun == nil {
+		return false
+	}
+	uctx, cancel := context.WithTimeout(ctx, DefaultCheckpointTimeout)
+	defer cancel()
+	unrun, err := r.opts.Unrun(uctx, trigger)
+	if err != nil {
+		r.log.Warn("cannot tell whether another member runs a trigger disabled here; its control request is acknowledged by the member that does, or looked at again when the controls are next read",
+			"trigger", trigger, "error", err)
+		return false
+	}
+	return unrun
 }
 
 // applyAndRecord applies c's request to the unit of s and records the

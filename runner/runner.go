@@ -107,6 +107,15 @@ type Options struct {
 	// "NAME/p<i>of<N>": such a stopped unit shows StateStandby and does not
 	// hold readiness back (*cluster.Manager's Standby). nil: none is.
 	Standby func(trigger string) bool
+	// Unrun, in a clustered runner, reports whether no member runs the
+	// trigger now: no live member lists it enabled and no lease of it is
+	// held (*cluster.Manager's Unrun). A pause or a resume from the
+	// checkpoint of a trigger disabled here is recorded as applied by this
+	// member only then (by every member: nobody else would); while another
+	// member runs the trigger, its units' lease holders record their
+	// results once they applied the request. nil, or an error: this member
+	// records none for a trigger disabled here.
+	Unrun func(ctx context.Context, trigger string) (bool, error)
 	// LeaseWait, in a clustered runner, says why this member does not run
 	// the unit key now (*cluster.Manager's LeaseWait): the member that
 	// runs it or holds its lease ("" when not known), when that lease

@@ -183,11 +183,12 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 	var mgr *cluster.Manager
 	var standby func(string) bool
 	var leaseWait func(string) (string, time.Time, string)
+	var unrun func(context.Context, string) (bool, error)
 	if rf.clustered {
 		if mgr, err = cluster.New(st, cfg, cluster.Options{Version: env.Version, Logger: log, Registry: reg}); err != nil {
 			return fmt.Errorf("prepare cluster membership: %w", err)
 		}
-		standby, leaseWait = mgr.Standby, mgr.LeaseWait
+		standby, leaseWait, unrun = mgr.Standby, mgr.LeaseWait, mgr.Unrun
 	}
 	rn, err := runner.New(cfg, client, st, runner.Options{
 		Logger:             log,
@@ -200,6 +201,7 @@ func serve(ctx context.Context, env Env, cfg *triggers.Config, rf runFlags, log 
 		Clustered:          rf.clustered,
 		Standby:            standby,
 		LeaseWait:          leaseWait,
+		Unrun:              unrun,
 		Controls:           true,
 		WatchDeadLetters:   true,
 		DispatcherOptions:  dispatcherOptions(rf),
