@@ -152,6 +152,10 @@ type Manager struct {
 	// of their trigger under another partitioning (layoutsFree), with
 	// that lease's key and owner, so that the wait is logged once.
 	layoutWait map[string]string
+	// fencedWhy: why this member last fenced its ownership of a key,
+	// until it acquires the key again, so that the wait for its own lease
+	// to lapse says why (see heldWaitLocked).
+	fencedWhy map[string]string
 	// parts is the number of partitions (1: not partitioned) of every
 	// configured trigger, enabled or not: the units whose lease series
 	// are exported.
@@ -1243,6 +1247,7 @@ func (m *Manager) acquire(ctx, opCtx context.Context, key string, leases []store
 		ctx: octx, cancel: cancel, expires: sent.add(m.opts.LeaseTTL - m.margin)}
 	ks.own = o
 	ks.deliver <- o
+	delete(m.fencedWhy, key)
 	m.leaseOwned(o, true)
 	m.leaseTransition(o, "acquired")
 	m.mu.Unlock()
@@ -1254,6 +1259,23 @@ func (m *Manager) acquire(ctx, opCtx context.Context, key string, leases []store
 // that member and expiry as the leases read this round (at about now)
 // have them. m.mu is held.
 func (m *Manager) heldWaitLocked(key string, leases []store.Lease, now time.Time) leaseWait {
+	if i := slices.IndexFunc(leases, func(l store.Lease) bool {
+		return l.Key == key && l.Owner == m.self.ID && l.RemainingMS > 0
+	}); i >= 0 {
+		// A lease under this member's id that it does not hold: from an
+		// ownership it fenced (no longer renewed), or a previous process
+		// with the same id; it lapses by itself.
+		l := leases[i]
+		w := leaseWait{member: l.Owner, until: now.Add(time.Duration(l.RemainingMS) * time.Millisecond)}
+		if why := m.fencedWhy[key]; why != "" {
+			w.reason = fmt.Sprintf("this member stopped running it and fenced its lease (epoch %d; %s), which it no longer renews: "+
+				"it takes the lease again, at a higher epoch, once that one lapses", l.Epoch, why)
+		} else {
+			w.reason = fmt.Sprintf("its lease (epoch %d) names this member's instance id but this process does not hold it "+
+				"(a previous process with the same instance_id): this member takes it once it lapses", l.Epoch)
+		}
+		return w
+	}
 	i := slices.IndexFunc(leases, func(l store.Lease) bool {
 		return l.Key == key && l.Owner != "" && l.Owner != m.self.ID && l.RemainingMS > 0
 	})
@@ -1384,10 +1406,34 @@ func (o *Ownership) fenced(why string) {
 	o.m.mu.Lock()
 	o.m.leaseOwned(o, false)
 	o.m.leaseTransition(o, "lost")
+	if o.m.fencedWhy == nil {
+		o.m.fencedWhy = map[string]string{}
+	}
+	o.m.fencedWhy[o.key] = why
 	o.m.mu.Unlock()
 	o.m.log.Warn("self-fenced: stopped reading and delivering; no checkpoint will be written", "key", o.key,
 		"epoch", o.fence.Epoch, "reason", why)
 	o.cancel(ErrFenced)
+}
+
+// Lost fences the ownership at once when the runner found the lease lost
+// at the checkpoint (runner.Lease): the state database refused a fenced
+// claim or save of the unit's checkpoint (err wraps store.ErrLeaseLost)
+// because a higher epoch than this lease's is there (or, there being no
+// checkpoint, the lease document names another holder). That is a newer
+// holder's, or, after the state database lost its documents (restored
+// from a backup, or started empty), a former holder's while this lease's
+// epoch was numbered anew from the missing documents: then the lease
+// document still names this member, its renewals would go on succeeding,
+// and without this it would deliver for good without ever checkpointing.
+// Like any fenced ownership it is neither renewed nor released any more:
+// it lapses at the state database within lease_ttl, and the next
+// acquisition, by this member or another, numbers its epoch above the
+// checkpoint's (store.AcquireLease), which clears the refusal. A
+// re-acquisition refused again is fenced again and waits for its own lease
+// to lapse: one attempt per lease_ttl at most, never a tight loop.
+func (o *Ownership) Lost(err error) {
+	o.fenced(fmt.Sprintf("lease lost at the checkpoint: the state database refused a checkpoint write under epoch %d (%v)", o.fence.Epoch, err))
 }
 
 // handoff asks the runner to stop the trigger gracefully; the lease stays

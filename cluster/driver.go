@@ -315,6 +315,11 @@ func (m *Manager) SetTriggers(cfg *triggers.Config) {
 		}
 	}
 	parts := partitionCounts(cfg)
+	for key := range m.fencedWhy {
+		if name, _, n, ok := triggers.ParsePartitionKey(key); !ok || parts[name] != n {
+			delete(m.fencedWhy, key) // a unit no longer configured
+		}
+	}
 	for name, n := range m.parts {
 		switch now, ok := parts[name]; {
 		case !ok:

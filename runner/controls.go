@@ -581,8 +581,8 @@ func (r *Runner) rewrittenBy(ctx context.Context, s *slot, id string) (bool, err
 // rewrites it: under the unit's lease when it runs under one — refused
 // with ErrFenced once the lease is no longer valid, and otherwise claimed
 // for the lease's epoch, so that a newer epoch's checkpoint is never read
-// (and then overwritten) by a superseded holder — plainly otherwise. The
-// unit must be held stopped.
+// (and then overwritten) by a superseded holder (a refused claim tells the
+// lease: Lease.Lost) — plainly otherwise. The unit must be held stopped.
 func (r *Runner) loadUnitCheckpoint(ctx context.Context, s *slot) (store.Checkpoint, bool, error) {
 	s.mu.Lock()
 	key, l := s.t.Key(), s.lease
@@ -595,6 +595,7 @@ func (r *Runner) loadUnitCheckpoint(ctx context.Context, s *slot) (store.Checkpo
 	}
 	cp, found, err := r.store.ClaimCheckpoint(ctx, l.Key(), l.Fence())
 	if errors.Is(err, store.ErrLeaseLost) {
+		l.Lost(err)
 		return store.Checkpoint{}, false, fmt.Errorf("%w: %w", ErrFenced, err)
 	}
 	return cp, found, err
@@ -606,7 +607,8 @@ const appliedBefore = "already applied to this partition by its previous lease h
 
 // saveUnitCheckpoint writes a control's new checkpoint of s's unit: under
 // the unit's lease when it runs under one (so a member that lost the lease
-// can no longer move it, and an older epoch cannot overwrite it), plainly
+// can no longer move it, and an older epoch cannot overwrite it; a refused
+// save tells the lease: Lease.Lost), plainly
 // otherwise, and makes it the unit's known position (see
 // knownCheckpoints) in place of the one its last watcher saved. The unit
 // must be held stopped.
@@ -627,6 +629,7 @@ func (r *Runner) saveUnitCheckpoint(ctx context.Context, s *slot, cp store.Check
 	cp.Trigger = l.Key()
 	if err := r.store.SaveFencedCheckpoint(ctx, cp, l.Fence()); err != nil {
 		if errors.Is(err, store.ErrLeaseLost) {
+			l.Lost(err)
 			return fmt.Errorf("%w: %w", ErrFenced, err)
 		}
 		return err

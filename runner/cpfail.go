@@ -118,7 +118,8 @@ func checkpointWayOut(f CheckpointFailure, key string) string {
 		fix = "Make the state database reachable: it does not answer (network, no primary, an election, a shutdown); " +
 			"the next save then succeeds by itself"
 	case CheckpointFailLeaseLost:
-		fix = "This member lost the lease of " + key + ": it stops, and the member holding the lease checkpoints; " +
+		fix = "This member lost the lease of " + key + " (a higher epoch than its own is at the checkpoint): it stops the unit " +
+			"and, if it is still the one to run it, takes the lease again once its own lapses, at an epoch above the checkpoint's; " +
 			"if it does not stop, run `changehook cluster status` to see who holds it"
 	default:
 		fix = "Make the state database take the write (no validator refusing it on the checkpoints collection, space); " +
@@ -132,9 +133,10 @@ func checkpointWayOut(f CheckpointFailure, key string) string {
 // claimRefusedWayOut is the way out of unit key whose checkpoint a newer
 // lease epoch claimed than the one this member loads it with.
 func claimRefusedWayOut(key string) string {
-	return "a newer lease epoch than this member's claimed the checkpoint of " + key + ": another member took it over, " +
-		"and this one stops once it finds its lease lost. If it keeps retrying, run `changehook cluster status` " +
-		"to see the lease (a lease document deleted behind the cluster's back), then restart this member"
+	return "a higher lease epoch than this member's is at the checkpoint of " + key + " (another member took it over, " +
+		"or a former holder saved it after the state database lost its documents): this member stops the unit and, " +
+		"if it is still the one to run it, takes the lease again once its own lapses, at an epoch above the checkpoint's. " +
+		"If it keeps retrying, run `changehook cluster status` to see the lease"
 }
 
 // saveErrorText is a failed checkpoint save's error as LastError shows it:

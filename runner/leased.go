@@ -36,6 +36,19 @@ type Lease interface {
 	// Deadline that runs late (its clock stopped while the host was
 	// suspended) delays only a stop, never lets any of them start.
 	Valid() bool
+	// Lost tells the lease's holder that the state database refused a
+	// checkpoint claim or save under the lease (err wraps
+	// store.ErrLeaseLost): a higher epoch than the lease's is at the
+	// checkpoint — a newer holder's, or, after the state database lost its
+	// documents, a superseded holder's written while the lease's epoch was
+	// numbered anew; or, there being no checkpoint, the lease document
+	// names another holder — so no checkpoint of the unit can be written under
+	// this lease any more, though its renewals may go on succeeding. The
+	// holder is to fence the lease (Valid false from then on), stop the
+	// unit and acquire the lease again, at an epoch above the checkpoint's
+	// (store.AcquireLease), without a tight loop when that is refused
+	// again. It must not block.
+	Lost(err error)
 }
 
 // ErrFenced is returned (wrapped) by deliveries, dead letters and
@@ -93,21 +106,32 @@ type fencedCheckpoints struct {
 }
 
 // LoadCheckpoint claims the checkpoint for the lease's epoch and reads it.
+// A claim refused for a higher epoch at the checkpoint tells the lease
+// (Lease.Lost).
 func (f fencedCheckpoints) LoadCheckpoint(ctx context.Context, _ string) (store.Checkpoint, bool, error) {
 	if !f.l.Valid() {
 		return store.Checkpoint{}, false, fmt.Errorf("load checkpoint of %q: %w", f.l.Key(), ErrFenced)
 	}
-	return f.st.ClaimCheckpoint(ctx, f.l.Key(), f.l.Fence())
+	cp, found, err := f.st.ClaimCheckpoint(ctx, f.l.Key(), f.l.Fence())
+	if errors.Is(err, store.ErrLeaseLost) {
+		f.l.Lost(err)
+	}
+	return cp, found, err
 }
 
 // SaveCheckpoint writes cp under the lease's key and epoch, unless the
-// lease's local deadline passed.
+// lease's local deadline passed. A save refused for a higher epoch at the
+// checkpoint tells the lease (Lease.Lost).
 func (f fencedCheckpoints) SaveCheckpoint(ctx context.Context, cp store.Checkpoint) error {
 	if !f.l.Valid() {
 		return fmt.Errorf("save checkpoint of %q: %w", f.l.Key(), ErrFenced)
 	}
 	cp.Trigger = f.l.Key()
-	return f.st.SaveFencedCheckpoint(ctx, cp, f.l.Fence())
+	err := f.st.SaveFencedCheckpoint(ctx, cp, f.l.Fence())
+	if errors.Is(err, store.ErrLeaseLost) {
+		f.l.Lost(err)
+	}
+	return err
 }
 
 // TriggerCheckpoints lists the trigger's checkpoints under every

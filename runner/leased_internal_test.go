@@ -22,6 +22,7 @@ func (*switchLease) Key() string         { return "t" }
 func (*switchLease) Fence() store.Fence  { return store.Fence{} }
 func (*switchLease) Deadline() time.Time { return time.Now().Add(time.Hour) }
 func (l *switchLease) Valid() bool       { return l.valid.Load() }
+func (*switchLease) Lost(error)          {}
 func (l *switchLease) set(v bool)        { l.valid.Store(v) }
 func (l *switchLease) String() string    { return "switchLease" }
 

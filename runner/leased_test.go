@@ -18,12 +18,14 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
-// testLease is a runner.Lease whose validity the test switches.
+// testLease is a runner.Lease whose validity the test switches. Lost
+// records the first error it is given and leaves the validity alone.
 type testLease struct {
 	key   string
 	fence store.Fence
 	mu    sync.Mutex
 	valid bool
+	lost  error
 }
 
 func (l *testLease) Key() string        { return l.key }
@@ -38,6 +40,20 @@ func (l *testLease) Deadline() time.Time {
 		return time.Now().Add(time.Hour)
 	}
 	return time.Time{}
+}
+func (l *testLease) Lost(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost == nil {
+		l.lost = err
+	}
+}
+
+// lostErr returns the first error Lost was given (nil: none).
+func (l *testLease) lostErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost
 }
 func (l *testLease) set(v bool) {
 	l.mu.Lock()

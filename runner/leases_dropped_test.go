@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -115,8 +116,11 @@ func TestLeasesDroppedNextHolderRuns(t *testing.T) {
 		s = ra.Status()[0]
 		return strings.Contains(s.LastError, "lease lost")
 	})
-	if s.State != runner.StateRetrying || s.StreamOpen || !strings.Contains(s.WayOut, "a newer lease epoch than this member's claimed the checkpoint of orders") {
+	if s.State != runner.StateRetrying || s.StreamOpen || !strings.Contains(s.WayOut, "a higher lease epoch than this member's is at the checkpoint of orders") {
 		t.Errorf("stale holder: state %s, stream open %v, way_out %q", s.State, s.StreamOpen, s.WayOut)
+	}
+	if err := stale.lostErr(); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("the stale holder's lease was told %v, want it lost (ErrLeaseLost)", err)
 	}
 	stale.set(false)
 	if err := ra.Stop(ctx, "orders"); err != nil {
@@ -124,5 +128,104 @@ func TestLeasesDroppedNextHolderRuns(t *testing.T) {
 	}
 	if err := rb.Stop(ctx, "orders"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStateDatabaseLostHolderRefusedAtCheckpointTellsItsLease: after the
+// state database lost its documents, the lease was acquired anew at epoch
+// 1, and a superseded holder, still on epoch 5 by its own clocks until its
+// next renewal fails, saved the checkpoint with its epoch (the new
+// holder's epoch-1 checkpoint does not fence out epoch 5). The new
+// holder's renewals succeed (the lease document is its own), but every
+// save of its checkpoint is refused: the runner tells its lease
+// (Lease.Lost), so the holder stops it and acquires the lease again, above
+// the checkpoint's epoch, and the checkpoint follows its deliveries from
+// then on; the refused saves never moved it.
+func TestStateDatabaseLostHolderRefusedAtCheckpointTellsItsLease(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	st := store.New(client, stateDB)
+	cfg := parseTrigger(t, strings.Replace(partitionedYAML, "    partitions: 4\n", "", 1), recv.srv.URL)
+	coll := client.Database("shop").Collection("orders")
+	cps := client.Database(stateDB).Collection(store.CheckpointsCollection)
+	ctx := t.Context()
+
+	l1, err := st.AcquireLease(ctx, "orders", "b", time.Hour)
+	if err != nil || l1.Epoch != 1 {
+		t.Fatalf("acquire on an empty state database = %+v, %v; want epoch 1", l1, err)
+	}
+	r := startLeaseMember(t, cfg, client, st)
+	lease := &testLease{key: "orders", fence: store.Fence{Owner: "b", Epoch: l1.Epoch}, valid: true}
+	if err := r.StartLeased("orders", lease); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b's stream open", func() bool { return statusOf(t, r, "orders").StreamOpen })
+	waitFor(t, "b's first checkpoint", func() bool {
+		var d bson.M
+		return cps.FindOne(ctx, bson.D{{Key: "_id", Value: "orders"}}).Decode(&d) == nil && d["owner"] == "b"
+	})
+	// The superseded holder's save, at the position of event 1.
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	stale := bytes.Clone(recv.next(t).Lookup("_id").Document())
+	if err := st.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "orders", Token: stale}, store.Fence{Owner: "a", Epoch: 5}); err != nil {
+		t.Fatal(err)
+	}
+
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
+	recv.next(t)
+	waitFor(t, "b's lease told lost", func() bool { return lease.lostErr() != nil })
+	if err := lease.lostErr(); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("the lease was told %v, want ErrLeaseLost", err)
+	}
+	s := statusOf(t, r, "orders")
+	if f := s.CheckpointFailure; f == nil || f.Reason != runner.CheckpointFailLeaseLost || !strings.Contains(f.Error, "carries epoch 5") {
+		t.Errorf("checkpoint failure = %+v, want lease_lost naming the checkpoint's epoch 5", f)
+	}
+	var doc struct {
+		Token bson.Raw `bson:"token"`
+		Owner string   `bson:"owner"`
+		Epoch int64    `bson:"epoch"`
+	}
+	if err := cps.FindOne(ctx, bson.D{{Key: "_id", Value: "orders"}}).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Owner != "a" || doc.Epoch != 5 || !bytes.Equal(doc.Token, stale) {
+		t.Fatalf("refused saves moved the checkpoint: %s/%d", doc.Owner, doc.Epoch)
+	}
+
+	// The holder fences the lease and stops the unit; its lease lapses
+	// (released here) and the next acquisition is above the checkpoint.
+	lease.set(false)
+	if err := r.Stop(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ReleaseLease(ctx, "orders", lease.fence); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := st.AcquireLease(ctx, "orders", "b", time.Hour)
+	if err != nil || l2.Epoch != 6 {
+		t.Fatalf("acquire again = %+v, %v; want epoch 6, above the checkpoint's 5", l2, err)
+	}
+	again := &testLease{key: "orders", fence: store.Fence{Owner: "b", Epoch: l2.Epoch}, valid: true}
+	if err := r.StartLeased("orders", again); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b's stream open again", func() bool { return statusOf(t, r, "orders").StreamOpen })
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(3)}})
+	for {
+		if id := recv.next(t).Lookup("documentKey", "_id").Int32(); id == 3 {
+			break
+		}
+	}
+	waitFor(t, "b's checkpoint past event 3", func() bool {
+		cp, ok, _ := st.LoadCheckpoint(ctx, "orders")
+		return ok && len(eventsAfter(t, coll, cp.Token)) == 0
+	})
+	if err := again.lostErr(); err != nil {
+		t.Errorf("the new lease was told lost: %v", err)
+	}
+	if s := statusOf(t, r, "orders"); s.CheckpointFailure != nil {
+		t.Errorf("checkpoint failure after the re-acquisition: %+v", s.CheckpointFailure)
 	}
 }

@@ -457,15 +457,18 @@ func (s *Store) ClaimCheckpoint(ctx context.Context, key string, f Fence) (cp Ch
 // newer epoch than f's has claimed, written or removed the checkpoint (see
 // DeleteFencedCheckpoint); otherwise it returns an error wrapping
 // ErrLeaseLost and leaves the checkpoint alone. It creates a checkpoint
-// that never existed (the first save of a new trigger or partition).
+// that does not exist (the first save of a new trigger or partition, or
+// one whose document was deleted) only while key's lease document, if
+// there is one, names f's owner and epoch: otherwise it returns an error
+// wrapping ErrLeaseLost and creates nothing. A holder superseded while the
+// state database lost its documents (restored from a backup, or started
+// empty) would otherwise write its epoch, above the one the new holder's
+// lease started again from, into the checkpoint, and lock that holder out
+// of every later save.
 func (s *Store) SaveFencedCheckpoint(ctx context.Context, cp Checkpoint, f Fence) error {
 	if err := validCheckpoint(&cp); err != nil {
 		return err
 	}
-	filter := bson.D{{Key: "_id", Value: cp.Trigger}, {Key: "$or", Value: bson.A{
-		bson.D{{Key: "epoch", Value: bson.D{{Key: "$lte", Value: f.Epoch}}}},
-		bson.D{{Key: "epoch", Value: bson.D{{Key: "$exists", Value: false}}}},
-	}}}
 	set := bson.D{
 		{Key: "token", Value: cp.Token},
 		{Key: "clusterTime", Value: cp.ClusterTime},
@@ -476,16 +479,63 @@ func (s *Store) SaveFencedCheckpoint(ctx context.Context, cp Checkpoint, f Fence
 	if cp.Control != "" {
 		set = append(set, bson.E{Key: "control", Value: cp.Control})
 	}
-	update := bson.D{{Key: "$set", Value: set}}
-	_, err := s.checkpoints.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(true))
-	if mongo.IsDuplicateKeyError(err) {
-		// The checkpoint exists with a newer epoch: the upsert collided.
-		return fmt.Errorf("save checkpoint of %q with epoch %d: %w", cp.Trigger, f.Epoch, ErrLeaseLost)
+	moved, err := s.moveFencedCheckpoint(ctx, cp.Trigger, f, set)
+	if err != nil || moved {
+		return err
 	}
+	// None, or one a newer epoch holds.
+	epoch, err := s.checkpointEpoch(ctx, cp.Trigger)
 	if err != nil {
 		return fmt.Errorf("save checkpoint of %q: %w", cp.Trigger, err)
 	}
-	return nil
+	if epoch > f.Epoch {
+		return fmt.Errorf("save checkpoint of %q with epoch %d: the checkpoint carries epoch %d: %w", cp.Trigger, f.Epoch, epoch, ErrLeaseLost)
+	}
+	var l Lease
+	err = s.leases().FindOne(ctx, bson.D{{Key: "_id", Value: cp.Trigger}}).Decode(&l)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+	case err != nil:
+		return fmt.Errorf("save checkpoint of %q: read its lease: %w", cp.Trigger, err)
+	case l.Owner != f.Owner || l.Epoch != f.Epoch:
+		return fmt.Errorf("save checkpoint of %q with epoch %d: no checkpoint to move, and the lease names %s at epoch %d: %w",
+			cp.Trigger, f.Epoch, leaseOwnerText(l.Owner), l.Epoch, ErrLeaseLost)
+	}
+	_, err = s.checkpoints.InsertOne(ctx, append(bson.D{{Key: "_id", Value: cp.Trigger}}, set...))
+	if !mongo.IsDuplicateKeyError(err) {
+		if err != nil {
+			return fmt.Errorf("save checkpoint of %q: %w", cp.Trigger, err)
+		}
+		return nil
+	}
+	// Created meanwhile: move it if its epoch allows.
+	if moved, err = s.moveFencedCheckpoint(ctx, cp.Trigger, f, set); err != nil || moved {
+		return err
+	}
+	return fmt.Errorf("save checkpoint of %q with epoch %d: a newer epoch created it: %w", cp.Trigger, f.Epoch, ErrLeaseLost)
+}
+
+// moveFencedCheckpoint sets set on key's checkpoint when one exists that
+// no newer epoch than f's holds, and reports whether it did.
+func (s *Store) moveFencedCheckpoint(ctx context.Context, key string, f Fence, set bson.D) (bool, error) {
+	filter := bson.D{{Key: "_id", Value: key}, {Key: "$or", Value: bson.A{
+		bson.D{{Key: "epoch", Value: bson.D{{Key: "$lte", Value: f.Epoch}}}},
+		bson.D{{Key: "epoch", Value: bson.D{{Key: "$exists", Value: false}}}},
+	}}}
+	res, err := s.checkpoints.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
+	if err != nil {
+		return false, fmt.Errorf("save checkpoint of %q: %w", key, err)
+	}
+	return res.MatchedCount > 0, nil
+}
+
+// leaseOwnerText names a lease's owner in an error ("no owner" when
+// released).
+func leaseOwnerText(owner string) string {
+	if owner == "" {
+		return "no owner"
+	}
+	return fmt.Sprintf("member %q", owner)
 }
 
 // DeleteFencedCheckpoint removes key's checkpoint as the holder of f's

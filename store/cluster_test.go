@@ -381,3 +381,67 @@ func TestDeletedCheckpointStaysFenced(t *testing.T) {
 		t.Fatalf("the superseded owner's save after that: err = %v, want ErrLeaseLost", err)
 	}
 }
+
+// TestFencedSaveCreatesOnlyUnderItsLease: a fenced save creates a missing
+// checkpoint only while the key's lease document, if any, names the
+// saver's owner and epoch. After the state database lost its documents a
+// new holder's lease starts again at epoch 1; a superseded holder still
+// saving with its old, higher epoch must not create the checkpoint with
+// it, or every later save of the new holder is refused as stale.
+func TestFencedSaveCreatesOnlyUnderItsLease(t *testing.T) {
+	s, client := newStore(t)
+	ctx := context.Background()
+	leases := client.Database("changehook_state").Collection(store.LeasesCollection)
+	saver := store.Fence{Owner: "a", Epoch: 5}
+	for _, tc := range []struct {
+		name  string
+		lease bson.D // the key's lease document; nil: none
+		want  error
+	}{
+		{"no lease document", nil, nil},
+		{"lease names the saver", bson.D{{Key: "owner", Value: "a"}, {Key: "epoch", Value: int64(5)}}, nil},
+		{"another owner at a lower epoch (state database lost)", bson.D{{Key: "owner", Value: "b"}, {Key: "epoch", Value: int64(1)}}, store.ErrLeaseLost},
+		{"another owner at a higher epoch", bson.D{{Key: "owner", Value: "b"}, {Key: "epoch", Value: int64(6)}}, store.ErrLeaseLost},
+		{"the saver at another epoch", bson.D{{Key: "owner", Value: "a"}, {Key: "epoch", Value: int64(6)}}, store.ErrLeaseLost},
+		{"released", bson.D{{Key: "owner", Value: ""}, {Key: "epoch", Value: int64(5)}}, store.ErrLeaseLost},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "orders-" + tc.name
+			if tc.lease != nil {
+				if _, err := leases.InsertOne(ctx, append(bson.D{{Key: "_id", Value: key}}, tc.lease...)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: key, Token: token(t, "05")}, saver)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("save = %v, want %v", err, tc.want)
+			}
+			_, ok, lerr := s.LoadCheckpoint(ctx, key)
+			if lerr != nil || ok != (tc.want == nil) {
+				t.Fatalf("checkpoint after the save: found %v, %v; want found %v", ok, lerr, tc.want == nil)
+			}
+		})
+	}
+
+	// The new holder of the lost state database's first case saves as
+	// usual; the superseded holder is refused from then on.
+	if _, err := leases.InsertOne(ctx, bson.D{{Key: "_id", Value: "lost"}, {Key: "owner", Value: "b"}, {Key: "epoch", Value: int64(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	holder := store.Fence{Owner: "b", Epoch: 1}
+	if _, _, err := s.ClaimCheckpoint(ctx, "lost", holder); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "lost", Token: token(t, "06")}, saver); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("superseded holder's save: %v, want ErrLeaseLost", err)
+	}
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "lost", Token: token(t, "07")}, holder); err != nil {
+		t.Fatalf("new holder's first save: %v", err)
+	}
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "lost", Token: token(t, "08")}, holder); err != nil {
+		t.Fatalf("new holder's next save: %v", err)
+	}
+	if cp, _, err := s.LoadCheckpoint(ctx, "lost"); err != nil || string(cp.Token) != string(token(t, "08")) {
+		t.Fatalf("checkpoint = %v, %v; want the new holder's last save", cp, err)
+	}
+}
