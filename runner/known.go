@@ -17,7 +17,11 @@ import (
 // database in between (its collection dropped, the document deleted), the
 // next watcher writes that position again instead of starting at
 // start_at, which would skip every change since it, such as the ones
-// written during a pause.
+// written during a pause. A checkpoint its lease holder removed (`checkpoints
+// repartition` removes the old partitioning's, leaving their fences) did
+// not vanish: it is not written again, so a member still configured with
+// the old partitioning finds the new one's checkpoints and fails, instead
+// of running the old partitioning beside the new one.
 type knownCheckpoints struct {
 	CheckpointStore
 	s   *slot
@@ -27,8 +31,9 @@ type knownCheckpoints struct {
 
 // LoadCheckpoint loads the checkpoint and remembers it. When there is none
 // but the slot knows a position, it saves that position again (logging a
-// warning that names it) and returns it; a failed save is returned as the
-// load's error, so the watcher retries it.
+// warning that names it) and returns it, unless the wrapped store reports
+// the checkpoint removed (removedReporter: it then returns none); a failed
+// save or read is returned as the load's error, so the watcher retries it.
 func (k knownCheckpoints) LoadCheckpoint(ctx context.Context, key string) (store.Checkpoint, bool, error) {
 	cp, found, err := k.CheckpointStore.LoadCheckpoint(ctx, key)
 	if err != nil {
@@ -42,6 +47,17 @@ func (k knownCheckpoints) LoadCheckpoint(ctx context.Context, key string) (store
 	if known == nil {
 		return cp, false, nil
 	}
+	if rr, ok := k.CheckpointStore.(removedReporter); ok {
+		removed, err := rr.CheckpointRemoved(ctx, key)
+		if err != nil {
+			return store.Checkpoint{}, false, fmt.Errorf("load checkpoint: %w", err)
+		}
+		if removed {
+			k.log.Warn("the checkpoint was removed by its lease holder (checkpoints repartition), only its fence left: not saving again the position this process last saved or loaded",
+				"position", knownPosition(*known), "saved_at", known.UpdatedAt)
+			return cp, false, nil
+		}
+	}
 	again := *known
 	again.Trigger, again.UpdatedAt, again.Control = key, k.now(), ""
 	if err := k.CheckpointStore.SaveCheckpoint(ctx, again); err != nil {
@@ -50,6 +66,15 @@ func (k knownCheckpoints) LoadCheckpoint(ctx context.Context, key string) (store
 	k.log.Warn("the checkpoint vanished from the state database (its document or collection deleted); saved again the position this process last saved or loaded, instead of starting at start_at",
 		"position", knownPosition(again), "saved_at", known.UpdatedAt)
 	return again, true, nil
+}
+
+// removedReporter is implemented by checkpoint stores that tell a
+// checkpoint its lease holder removed, only its fence left, from one that
+// is absent (*store.Store, fencedCheckpoints).
+type removedReporter interface {
+	// CheckpointRemoved reports whether key's checkpoint was removed so
+	// (store.Store.CheckpointRemoved).
+	CheckpointRemoved(ctx context.Context, key string) (bool, error)
 }
 
 // SaveCheckpoint saves cp and, once it is written, remembers it.

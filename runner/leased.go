@@ -134,6 +134,12 @@ func (f fencedCheckpoints) SaveCheckpoint(ctx context.Context, cp store.Checkpoi
 	return err
 }
 
+// CheckpointRemoved reports whether the lease's checkpoint was removed by
+// a holder of its lease, only its fence left (reading needs no fence).
+func (f fencedCheckpoints) CheckpointRemoved(ctx context.Context, key string) (bool, error) {
+	return f.st.CheckpointRemoved(ctx, key)
+}
+
 // TriggerCheckpoints lists the trigger's checkpoints under every
 // partitioning (reading needs no fence).
 func (f fencedCheckpoints) TriggerCheckpoints(ctx context.Context, trigger string) ([]store.Checkpoint, error) {

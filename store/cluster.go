@@ -538,6 +538,20 @@ func leaseOwnerText(owner string) string {
 	return fmt.Sprintf("member %q", owner)
 }
 
+// CheckpointRemoved reports whether key's checkpoint was removed by the
+// holder of its lease (DeleteFencedCheckpoint: `checkpoints repartition`
+// removes the old partitioning's so) and only its fence is left, as
+// opposed to absent: never saved, or deleted with its document or
+// collection. LoadCheckpoint and ClaimCheckpoint report both as no
+// checkpoint.
+func (s *Store) CheckpointRemoved(ctx context.Context, key string) (bool, error) {
+	n, err := s.checkpoints.CountDocuments(ctx, bson.D{{Key: "_id", Value: key}, {Key: "token", Value: removedToken}})
+	if err != nil {
+		return false, fmt.Errorf("read whether the checkpoint of %q was removed: %w", key, err)
+	}
+	return n > 0, nil
+}
+
 // DeleteFencedCheckpoint removes key's checkpoint as the holder of f's
 // lease (which claimed it: ClaimCheckpoint), leaving its fence behind: a
 // document with f's owner and epoch and no position (its token is the

@@ -445,3 +445,39 @@ func TestFencedSaveCreatesOnlyUnderItsLease(t *testing.T) {
 		t.Fatalf("checkpoint = %v, %v; want the new holder's last save", cp, err)
 	}
 }
+
+// TestCheckpointRemoved tells a checkpoint its lease holder removed (only
+// its fence left) from one that is absent or present.
+func TestCheckpointRemoved(t *testing.T) {
+	s, client := newStore(t)
+	ctx := context.Background()
+	f := store.Fence{Owner: "r", Epoch: 3}
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "kept", Token: token(t, "01")}, f); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "removed", Token: token(t, "01")}, f); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteFencedCheckpoint(ctx, "removed", f); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveFencedCheckpoint(ctx, store.Checkpoint{Trigger: "deleted", Token: token(t, "01")}, f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Database("changehook_state").Collection(store.CheckpointsCollection).DeleteOne(ctx, bson.D{{Key: "_id", Value: "deleted"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key  string
+		want bool
+	}{
+		{"kept", false},
+		{"removed", true},
+		{"deleted", false},
+		{"never saved", false},
+	} {
+		if got, err := s.CheckpointRemoved(ctx, tc.key); err != nil || got != tc.want {
+			t.Errorf("CheckpointRemoved(%q) = %v, %v; want %v", tc.key, got, err, tc.want)
+		}
+	}
+}
