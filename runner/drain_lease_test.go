@@ -26,6 +26,7 @@ type drainLease struct {
 
 	mu       sync.Mutex
 	deadline time.Time // zero: renewed so far
+	lost     error     // the first error Lost was given
 }
 
 func (l *drainLease) Key() string        { return l.key }
@@ -43,6 +44,16 @@ func (l *drainLease) Deadline() time.Time {
 		return now.Add(l.ahead)
 	}
 	return l.deadline
+}
+
+// Lost records err: the runner found the lease lost at the checkpoint,
+// which no drain of this test's may see.
+func (l *drainLease) Lost(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost == nil {
+		l.lost = err
+	}
 }
 
 func (l *drainLease) Valid() bool {
@@ -128,6 +139,12 @@ func TestStopDrainFollowsTheLeaseDeadline(t *testing.T) {
 			took := time.Since(began)
 			if stopErr != nil {
 				t.Fatal(stopErr)
+			}
+			l.mu.Lock()
+			lost := l.lost
+			l.mu.Unlock()
+			if lost != nil {
+				t.Errorf("the runner told the lease it was lost at the checkpoint: %v", lost)
 			}
 			if !tc.renewed && took >= grace {
 				t.Errorf("the stop took %v: the drain was not cut at the lease deadline (%v ahead)", took, ahead)
