@@ -454,6 +454,9 @@ type rewound struct {
 	// cluster time (zero: unknown).
 	kept bool
 	from time.Time
+	// prior: the unit had no checkpoint of its own, and its position was
+	// the previous partitioning's checkpoint (see priorCheckpoint).
+	prior bool
 }
 
 // message is the unit's result of a redeliver from since, as the control
@@ -466,6 +469,10 @@ func (rw rewound) message(since time.Time) string {
 		from := ""
 		if !rw.from.IsZero() {
 			from = " (" + timeText(rw.from) + ")"
+		}
+		if rw.prior {
+			return fmt.Sprintf("checkpoint of the previous partitioning (partitions changed without the checkpoints carried over) is before %s; "+
+				"delivering everything since that checkpoint%s, every change since %s included", timeText(since), from, timeText(since))
 		}
 		return fmt.Sprintf("checkpoint is before %s; delivering everything since the checkpoint%s, every change since %s included",
 			timeText(since), from, timeText(since))
@@ -483,9 +490,16 @@ func (rw rewound) message(since time.Time) string {
 // change since since anyway, and moving it would skip the changes in
 // between, neither delivered nor dead-lettered yet (those written while
 // the trigger was paused, or after a lease holder that died had fallen
-// behind). A unit without a checkpoint whose trigger starts at a start_at
-// time before since is kept at that start likewise. With a control, the
-// kept position is written again marked with it, so that the request is
+// behind). A unit without a checkpoint of its own after a change of
+// partitions that did not carry them over is held to the one it would
+// have resumed from (see priorCheckpoint) as to its own, as resumeFrom
+// holds it: when that is before since, it becomes the unit's checkpoint
+// (as `checkpoints repartition` would start the unit there), so that the
+// changes since it are delivered; when the previous partitioning's
+// checkpoints have no position to compare, it fails and writes nothing.
+// A unit without a checkpoint whose trigger starts at a start_at time
+// before since is kept at that start likewise. With a control, the kept
+// position is written again marked with it, so that the request is
 // applied once. When the two positions cannot be compared it fails and
 // writes nothing.
 //
@@ -504,6 +518,22 @@ func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control s
 	if found && control != "" && cur.Control == control {
 		rw.already = true
 		return rw, nil
+	}
+	if !found {
+		// After a change of partitions that did not carry the checkpoints
+		// over, the unit would resume from the previous partitioning's:
+		// moving it to since from anywhere later would skip the changes in
+		// between, neither delivered nor dead-lettered.
+		prior, ok, others, err := priorCheckpoints(ctx, r.store, t)
+		switch {
+		case err != nil:
+			return rw, err
+		case ok:
+			cur, found, rw.prior = prior, true, true
+		case others > 0:
+			return rw, fmt.Errorf("cannot tell whether the previous partitioning's checkpoints are before %s (none has a position to compare), "+
+				"so nothing was changed", timeText(since))
+		}
 	}
 	// since was compared with the server's clock before the unit was held
 	// (Redeliver, applyUnit), once: so is start_at, before it.
@@ -526,8 +556,13 @@ func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control s
 	if rw.kept {
 		cp, rw.from = cur, checkpointTime(cur)
 	}
-	if !rw.kept || control != "" {
+	if !rw.kept || control != "" || rw.prior {
+		// The previous partitioning's position is written as the unit's
+		// own even without a control: the unit has none to resume from.
 		cp.Trigger, cp.Control = t.Key(), control
+		if rw.kept && rw.prior {
+			cp.UpdatedAt = r.opts.Clock.Now()
+		}
 		if err := r.saveUnitCheckpoint(ctx, s, cp); err != nil {
 			return rw, err
 		}
@@ -728,12 +763,20 @@ func (p resumePlan) last() (cp store.Checkpoint, ok bool) {
 // truly starts after a change of partitions that did not carry the
 // checkpoints over. ok is false when there is none.
 func priorCheckpoint(ctx context.Context, st *store.Store, t *triggers.Trigger) (store.Checkpoint, bool, error) {
+	cp, ok, _, err := priorCheckpoints(ctx, st, t)
+	return cp, ok, err
+}
+
+// priorCheckpoints is priorCheckpoint, and also returns how many
+// checkpoints of another partitioning there are (those without a position
+// to compare included): a unit that must not move forward past them
+// cannot be moved when there are some but none has a position (ok false).
+func priorCheckpoints(ctx context.Context, st *store.Store, t *triggers.Trigger) (oldest store.Checkpoint, ok bool, n int, err error) {
 	cps, err := st.TriggerCheckpoints(ctx, t.Name)
 	if err != nil {
-		return store.Checkpoint{}, false, fmt.Errorf("list the checkpoints of %s under every partitioning: %w", t.Name, err)
+		return store.Checkpoint{}, false, 0, fmt.Errorf("list the checkpoints of %s under every partitioning: %w", t.Name, err)
 	}
 	others := otherPartitioning(t, cps)
-	var oldest store.Checkpoint
 	var oldestAt string
 	for _, cp := range cps {
 		if !slices.Contains(others, cp.Trigger) {
@@ -747,7 +790,7 @@ func priorCheckpoint(ctx context.Context, st *store.Store, t *triggers.Trigger) 
 			oldest, oldestAt = cp, at
 		}
 	}
-	return oldest, oldestAt != "", nil
+	return oldest, oldestAt != "", len(others), nil
 }
 
 // applyResume carries out p (see resumeFrom).
