@@ -1518,9 +1518,11 @@ func (r *Runner) mirrorRewrites(c store.Control, ss []*slot, done map[string]sto
 // until rewritten), and notes in each unit whether it lifted either (for
 // applyUnit's result). A resume that was already applied everywhere before
 // this process saw it (it was not watching the controls then) lifts only
-// operators' pauses.
+// operators' pauses. A resume of a partition that a pause of its whole
+// trigger superseded (store.Control.ResumeSuperseded) lifts nothing.
 func (r *Runner) applyLocally(c store.Control, ss []*slot, pending bool) {
-	if c.Paused || c.Request.Kind != store.RequestResume {
+	if c.Paused || c.Request.Kind != store.RequestResume || c.ResumeSuperseded {
+		// A resume a pause of the whole trigger superseded lifts nothing.
 		return
 	}
 	logged := false
@@ -1673,6 +1675,10 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			s.mu.Lock()
 			lifted := s.lifted[c.Trigger] == req.ID
 			s.mu.Unlock()
+			if c.ResumeSuperseded && !lifted {
+				msg = supersededMessage(c.Trigger)
+				break
+			}
 			if lifted {
 				msg = "resumed from the checkpoint"
 			} else {
@@ -1691,11 +1697,26 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			}
 			if already = done; already {
 				ss[0].mu.Lock()
-				ss[0].pause, ss[0].failed = nil, false
+				if !c.ResumeSuperseded {
+					ss[0].pause = nil
+				}
+				ss[0].failed = false
 				ss[0].mu.Unlock()
 				return nil
 			}
+			ss[0].mu.Lock()
+			pause := ss[0].pause
+			ss[0].mu.Unlock()
 			sk, err = r.resumeFrom(ctx, ss[0], from, req.ID)
+			if c.ResumeSuperseded && pause != nil {
+				// The checkpoint moved, but the pause of the whole
+				// trigger recorded after the request holds.
+				ss[0].mu.Lock()
+				if ss[0].pause == nil {
+					ss[0].pause = pause
+				}
+				ss[0].mu.Unlock()
+			}
 			return err
 		})
 		switch {
@@ -1707,6 +1728,9 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 		case err == nil:
 			msg = fmt.Sprintf("resumed from %s: %s", from, passedOver(sk))
 			r.log.Warn(passedOverLog, append([]any{"trigger", t.Name, "key", t.Key(), "from", from.String()}, skippedAttrs(sk)...)...)
+			if c.ResumeSuperseded {
+				msg += "; " + supersededMessage(c.Trigger)
+			}
 		case !errors.Is(err, ErrFenced) && ctx.Err() == nil:
 			// The request lifted the unit's pause (or failure) when this
 			// process read it (applyLocally), as on every member: the
@@ -1767,6 +1791,13 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 	r.reconcile(s)
 	s.mu.Unlock()
 	return res, true
+}
+
+// supersededMessage is the result of a resume of partition key that a
+// pause of its whole trigger, recorded after it, superseded.
+func supersededMessage(key string) string {
+	name, _, _, _ := triggers.ParsePartitionKey(key)
+	return fmt.Sprintf("still paused: `pause %s`, recorded after this resume, holds every partition (`changehook resume %s` resumes them all)", name, name)
 }
 
 // combine returns the combined result of c's request once every unit of ss
@@ -1902,10 +1933,11 @@ func skipNeedsPartition(n int, first, last string) error {
 // before ctx ended) the error wraps ErrNotRecorded and the store's error,
 // and nothing will apply it. A request refused because the trigger has a
 // redeliver, skip or resume from a position pending, which it would drop,
-// wraps *store.PendingRequestError.
+// wraps *store.PendingRequestError; a resume of one partition while its
+// whole trigger is paused wraps *store.TriggerPausedError.
 func RequestControl(ctx context.Context, st *store.Store, name, reason string, req store.ControlRequest) (string, error) {
 	id, err := st.RequestControl(ctx, name, reason, req)
-	if errors.As(err, new(*store.PendingRequestError)) {
+	if errors.As(err, new(*store.PendingRequestError)) || errors.As(err, new(*store.TriggerPausedError)) {
 		return "", fmt.Errorf("%s %s: refused: %w", req.Kind, name, err)
 	}
 	if err != nil {

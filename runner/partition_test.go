@@ -586,8 +586,9 @@ func TestRepartitionDropsTheOldPartitionsControls(t *testing.T) {
 	}{
 		{"orders/p2of4", "maintenance", store.ControlRequest{Kind: store.RequestPause, By: "cli"}},
 		{"orders/p3of4", "", store.ControlRequest{Kind: store.RequestSkip, By: "cli"}},
-		{"orders", "all of it", store.ControlRequest{Kind: store.RequestPause, By: "cli"}},
+		// Before the trigger's pause, which refuses a partition's resume.
 		{"orders/p1of2", "", store.ControlRequest{Kind: store.RequestResume, By: "cli"}},
+		{"orders", "all of it", store.ControlRequest{Kind: store.RequestPause, By: "cli"}},
 		{"orders2/p0of4", "other trigger", store.ControlRequest{Kind: store.RequestPause, By: "cli"}},
 	} {
 		if _, err := st.RequestControl(ctx, c.key, c.reason, c.req); err != nil {

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
+	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -111,6 +113,14 @@ type Control struct {
 	// Units are the results recorded so far for the newest request, one
 	// per unit (partition) that applied it; a new request empties it.
 	Units []UnitResult `bson:"units,omitempty"`
+	// ResumeSuperseded is set on a partition's document whose newest
+	// request is a resume when a pause of the whole trigger is recorded
+	// after it (RequestControl): that resume no longer lifts the
+	// partition's pause (a resume from a position still moves its
+	// checkpoint), so that the trigger's pause holds every partition
+	// whatever order a process reads the documents in, after a restart or
+	// a reload too. The partition's next request clears it.
+	ResumeSuperseded bool `bson:"resumeSuperseded,omitempty"`
 }
 
 // UnitsDone returns the keys of the units that recorded a result for the
@@ -146,7 +156,13 @@ func (s *Store) ControlsCollection() *mongo.Collection { return s.controls() }
 // clears it, and for a trigger's name also the pauses stored for its
 // partitions' keys ("NAME/p<i>of<N>", see PartitionControls): it resumes
 // every partition, so none is paused again when a process reads the
-// documents later. req.ID and req.At are filled in when empty.
+// documents later. A pause of a trigger's name marks the resumes stored
+// for its partitions' keys as superseded (Control.ResumeSuperseded), so
+// that none lifts the pause when a process reads the documents later; a
+// resume of one partition's key while its trigger's document says paused
+// is refused with a *TriggerPausedError and nothing is recorded (the
+// trigger's pause holds every partition: `resume NAME` lifts it). req.ID
+// and req.At are filled in when empty.
 //
 // A request that rewrites a position or dead-letters an event (redeliver,
 // skip, resume from a position: see Rewrites) is never dropped: while one
@@ -192,14 +208,25 @@ func (s *Store) RequestControl(ctx context.Context, trigger, reason string, req 
 			}
 			filter = bson.D{{Key: "_id", Value: trigger}, {Key: "request.id", Value: cur.Request.ID}}
 		}
-		if req.Kind == RequestResume {
+		switch req.Kind {
+		case RequestResume:
+			if err := s.refuseUnderTriggerPause(ctx, trigger); err != nil {
+				return "", err
+			}
 			// Before the resume is recorded, so that no process reads a
 			// partition's pause again after applying it.
 			if err := s.clearPartitionPauses(ctx, trigger); err != nil {
 				return "", fmt.Errorf("request %s of trigger %q: %w", req.Kind, trigger, err)
 			}
+		case RequestPause:
+			// Before the pause is recorded, so that no process reads a
+			// partition's resume as lifting it after applying it.
+			if err := s.supersedePartitionResumes(ctx, trigger); err != nil {
+				return "", fmt.Errorf("request %s of trigger %q: %w", req.Kind, trigger, err)
+			}
 		}
-		_, err = s.controls().UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}}, options.UpdateOne().SetUpsert(true))
+		update := bson.D{{Key: "$set", Value: set}, {Key: "$unset", Value: bson.D{{Key: "resumeSuperseded", Value: ""}}}}
+		_, err = s.controls().UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(true))
 		if mongo.IsDuplicateKeyError(err) {
 			continue // another request was stored meanwhile
 		}
@@ -220,6 +247,65 @@ func (s *Store) clearPartitionPauses(ctx context.Context, trigger string) error 
 		return fmt.Errorf("resume the partitions: %w", err)
 	}
 	return nil
+}
+
+// supersedePartitionResumes marks the control documents of trigger's
+// partitions' keys whose newest request is a resume as superseded by a
+// pause of the whole trigger (Control.ResumeSuperseded); none when trigger
+// is itself a partition's key.
+func (s *Store) supersedePartitionResumes(ctx context.Context, trigger string) error {
+	filter := bson.D{{Key: "_id", Value: bson.Regex{Pattern: "^" + regexp.QuoteMeta(trigger) + `/p[0-9]+of[0-9]+$`}},
+		{Key: "request.kind", Value: RequestResume}, {Key: "resumeSuperseded", Value: bson.D{{Key: "$ne", Value: true}}}}
+	if _, err := s.controls().UpdateMany(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "resumeSuperseded", Value: true}}}}); err != nil {
+		return fmt.Errorf("supersede the partitions' resumes: %w", err)
+	}
+	return nil
+}
+
+// refuseUnderTriggerPause returns a *TriggerPausedError when key is one
+// partition's key whose trigger's control document says paused, else nil
+// (or the error reading that document).
+func (s *Store) refuseUnderTriggerPause(ctx context.Context, key string) error {
+	name, _, n, ok := triggers.ParsePartitionKey(key)
+	if !ok || n <= 1 || name == key {
+		return nil // a trigger's own name
+	}
+	c, found, err := s.LoadControl(ctx, name)
+	if err != nil {
+		return fmt.Errorf("request %s of trigger %q: %w", RequestResume, key, err)
+	}
+	if found && c.Paused {
+		return &TriggerPausedError{Partition: key, Trigger: name, By: c.By, Reason: c.Reason, PausedAt: c.PausedAt}
+	}
+	return nil
+}
+
+// TriggerPausedError is RequestControl's error for a resume of one
+// partition while its whole trigger is paused: nothing was recorded.
+type TriggerPausedError struct {
+	// Partition is the partition's key the resume named; Trigger its
+	// trigger's name.
+	Partition, Trigger string
+	// By, Reason and PausedAt are the trigger's pause.
+	By, Reason string
+	PausedAt   time.Time
+}
+
+// Error names the trigger's pause and the resume that lifts it.
+func (e *TriggerPausedError) Error() string {
+	pause := strings.TrimPrefix(byText(e.By), " ")
+	if !e.PausedAt.IsZero() {
+		pause += " since " + e.PausedAt.UTC().Format(time.RFC3339)
+	}
+	if e.Reason != "" {
+		pause += fmt.Sprintf(": %q", e.Reason)
+	}
+	if pause = strings.TrimSpace(pause); pause != "" {
+		pause = " (" + pause + ")"
+	}
+	return fmt.Sprintf("%s is paused as a whole%s, which holds every partition, so %s cannot be resumed alone: nothing was recorded; "+
+		"run `changehook resume %s` to resume every partition (then `changehook pause` the partitions to keep held by their keys)",
+		e.Trigger, pause, e.Partition, e.Trigger)
 }
 
 // maxRequestRaces bounds how often RequestControl reads the control

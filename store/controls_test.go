@@ -255,3 +255,59 @@ func TestResumeClearsThePartitionsPauses(t *testing.T) {
 		})
 	}
 }
+
+// TestPauseSupersedesThePartitionsResumes: a pause of a trigger's name
+// holds every partition, so it marks the resumes stored under its
+// partitions' keys as superseded (a process reading them later must not
+// lift the pause with them), not its partitions' other requests nor other
+// triggers' documents; the partition's next request clears the mark. A
+// resume of one partition's key while its trigger's document says paused
+// is refused and records nothing; once the trigger is resumed it is
+// recorded.
+func TestPauseSupersedesThePartitionsResumes(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := t.Context()
+	for _, key := range []string{"orders/p0of2", "orders-eu/p0of2"} {
+		if _, err := st.RequestControl(ctx, key, "", store.ControlRequest{Kind: store.RequestResume, By: "cli"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.RequestControl(ctx, "orders/p1of2", "one partition", store.ControlRequest{Kind: store.RequestPause, By: "cli"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RequestControl(ctx, "orders", "whole trigger", store.ControlRequest{Kind: store.RequestPause, By: "cli"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key        string
+		superseded bool
+	}{
+		{"orders/p0of2", true},
+		{"orders/p1of2", false}, // a pause: nothing to supersede
+		{"orders-eu/p0of2", false},
+		{"orders", false},
+	} {
+		if c, _, err := st.LoadControl(ctx, tc.key); err != nil || c.ResumeSuperseded != tc.superseded {
+			t.Errorf("%s after pause orders: resumeSuperseded %v (%v); want %v", tc.key, c.ResumeSuperseded, err, tc.superseded)
+		}
+	}
+
+	_, err := st.RequestControl(ctx, "orders/p0of2", "", store.ControlRequest{Kind: store.RequestResume, From: "now", By: "api"})
+	var tp *store.TriggerPausedError
+	if !errors.As(err, &tp) || tp.Trigger != "orders" || !strings.Contains(err.Error(), "`changehook resume orders`") {
+		t.Errorf("resume orders/p0of2 under pause orders: %v; want a TriggerPausedError naming `changehook resume orders`", err)
+	}
+	if c, _, err := st.LoadControl(ctx, "orders/p0of2"); err != nil || c.Request.From != "" || !c.ResumeSuperseded {
+		t.Errorf("orders/p0of2 after the refused resume: %+v (%v); want its earlier resume, superseded, kept", c, err)
+	}
+
+	if _, err := st.RequestControl(ctx, "orders", "", store.ControlRequest{Kind: store.RequestResume, By: "cli"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RequestControl(ctx, "orders/p0of2", "", store.ControlRequest{Kind: store.RequestResume, By: "api"}); err != nil {
+		t.Fatalf("resume orders/p0of2 once orders is resumed: %v", err)
+	}
+	if c, _, err := st.LoadControl(ctx, "orders/p0of2"); err != nil || c.ResumeSuperseded {
+		t.Errorf("orders/p0of2 after its next request: resumeSuperseded %v (%v); want it cleared", c.ResumeSuperseded, err)
+	}
+}
