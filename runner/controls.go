@@ -1861,7 +1861,10 @@ func timeText(t time.Time) string {
 }
 
 // RequestControl is the package function RequestControl on the Runner's
-// store, for a trigger of its configuration (else ErrUnknownTrigger).
+// store, for a trigger of its configuration (else ErrUnknownTrigger). A
+// skip, redeliver or resume from a position of a trigger disabled in its
+// configuration is refused before anything is recorded, with an error
+// wrapping ErrTriggerDisabled (see CheckEnabled).
 func (r *Runner) RequestControl(ctx context.Context, name, reason string, req store.ControlRequest) (string, error) {
 	ss, err := r.slotsOf(name)
 	if err != nil {
@@ -1871,6 +1874,14 @@ func (r *Runner) RequestControl(ctx context.Context, name, reason string, req st
 		// Refused before it is stored, where it would replace a request
 		// still pending on the trigger.
 		return "", fmt.Errorf("%s %s: %w", req.Kind, name, skipNeedsPartition(len(ss), ss[0].key(), ss[len(ss)-1].key()))
+	}
+	ss[0].mu.Lock()
+	enabled := ss[0].t.Enabled // every unit's, as the trigger's
+	ss[0].mu.Unlock()
+	if err := checkEnabled(enabled, req); err != nil {
+		// Refused before it is stored, where no member would ever apply
+		// it and it would block the trigger's other controls.
+		return "", fmt.Errorf("%s %s: %w", req.Kind, name, err)
 	}
 	if req.Kind == store.RequestResume {
 		// Refused before it is stored, as the CLI does: a stored resume
@@ -1896,6 +1907,31 @@ func (r *Runner) RequestControl(ctx context.Context, name, reason string, req st
 		}
 	}
 	return RequestControl(ctx, r.store, name, reason, req)
+}
+
+// ErrTriggerDisabled is wrapped by the refusal of a skip, a redeliver or a
+// resume from a position (see store.Rewrites) of a trigger disabled in the
+// configuration (enabled: false): no changehook runs it, so the request
+// would never be applied, and while pending it would refuse every other
+// control of the trigger.
+var ErrTriggerDisabled = errors.New("disabled (enabled: false), so no changehook runs it to apply this, and while pending it would refuse the trigger's other controls: " +
+	"nothing was recorded; enable it first (enabled: true, then reload)")
+
+// CheckEnabled returns an error wrapping ErrTriggerDisabled when req
+// rewrites a position or dead-letters an event (store.Rewrites) and t, a
+// trigger or one partition of it, is disabled; nil otherwise (a pause or a
+// resume from the checkpoint of a disabled trigger is recorded: it says
+// what the trigger is to be once enabled). Runner.RequestControl and the
+// CLI check it before recording a request.
+func CheckEnabled(t *triggers.Trigger, req store.ControlRequest) error {
+	return checkEnabled(t.Enabled, req)
+}
+
+func checkEnabled(enabled bool, req store.ControlRequest) error {
+	if enabled || !store.Rewrites(req) {
+		return nil
+	}
+	return ErrTriggerDisabled
 }
 
 // CheckSkipTarget returns nil when t, a trigger or one partition of it,

@@ -97,6 +97,11 @@ func controlCommand(ctx context.Context, flagSet *flag.FlagSet, path *string, ar
 	if err != nil {
 		return usageError(env, flagSet, "%v", err)
 	}
+	if err := runner.CheckEnabled(t, req); err != nil {
+		// Refused before it is recorded: no changehook runs a disabled
+		// trigger to apply it, and pending it would refuse the others.
+		return fail(env, cmd, fmt.Errorf("%s %s: %w", req.Kind, t.Key(), err))
+	}
 	if req.Kind == store.RequestSkip {
 		if err := runner.CheckSkipTarget(t); err != nil {
 			return usageError(env, flagSet, "%s %s: %v", req.Kind, t.Key(), err)

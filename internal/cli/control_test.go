@@ -43,6 +43,39 @@ triggers:
 	}
 }
 
+// TestRewriteOfADisabledTriggerRefusedBeforeStoring: `skip`, `redeliver`
+// and `resume --from` of a trigger disabled in the configuration are
+// refused (exit 1, saying to enable it first) before anything is
+// recorded: no changehook runs a disabled trigger to apply them, and a
+// pending one would refuse every other control of the trigger. `pause`
+// is still recorded.
+func TestRewriteOfADisabledTriggerRefusedBeforeStoring(t *testing.T) {
+	_, st, cfg := devdbConfig(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    enabled: false
+    webhook: { url: "http://127.0.0.1:1/hook" }
+`)
+	for _, args := range [][]string{
+		{"skip"},
+		{"redeliver", "--since", time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)},
+		{"resume", "--from", "now"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			code, out, errOut := run(t, nil, "", append([]string{args[0], "-c", cfg, "orders"}, args[1:]...)...)
+			want := args[0] + " orders: disabled (enabled: false), so no changehook runs it"
+			if code != ExitFailure || !strings.Contains(errOut, want) || !strings.Contains(errOut, "enable it first") {
+				t.Fatalf("%s of a disabled trigger: code %d, stdout %q, stderr %q; want %d and %q… enable it first", args[0], code, out, errOut, ExitFailure, want)
+			}
+			if c, ok, err := st.LoadControl(t.Context(), "orders"); err != nil || ok {
+				t.Fatalf("control after the refused %s = %+v, %v, %v; want nothing recorded", args[0], c, ok, err)
+			}
+		})
+	}
+}
+
 // TestControlNotRecordedFails: a control request the state database does
 // not store within the command's wait (every update blocks longer, then
 // fails) exits 1 saying it was not recorded, not "recorded … applies
