@@ -419,7 +419,7 @@ func (ts *tokenSource) tokenError(ctx context.Context, err error) error {
 			msg += " (" + ec + ")"
 		}
 		ae.Err = errors.New(scrubForms(msg, ts.secretForms))
-		ae.Retryable = ts.rules.RetryOn.MatchStatus(code)
+		ae.Retryable = ts.rules.ListOf(code) == triggers.ListRetryOn
 	default:
 		var ue *url.Error
 		if errors.As(err, &ue) {

@@ -23,7 +23,8 @@ import (
 // or delivered when retry.drop_on or success_on lists 413: the endpoint
 // refused the request's size, and none of its events was received. An
 // event refused alone with 413 keeps the rules' meaning: retried, then
-// dead-lettered (retry_on), dropped (drop_on) or delivered (success_on).
+// dead-lettered (retry_on), dropped (drop_on) or delivered (success_on),
+// 413 listed by itself beating a 4xx in another list.
 func TestBatchTooLargeSplitBeforeRetryOn(t *testing.T) {
 	const events, maxEvents = 16, 8
 	const tries = 3 // retry.max_attempts
@@ -43,6 +44,10 @@ func TestBatchTooLargeSplitBeforeRetryOn(t *testing.T) {
 		{"4xx dropped, dead letters", triggers.RetryPolicy{DropOn: triggers.StatusRules{"4xx"}, RetryOn: triggers.StatusRules{"5xx"}}, true, triggers.CircuitPolicy{}, -1, ""},
 		{"413 dropped, no dead letters, circuit", triggers.RetryPolicy{DropOn: triggers.StatusRules{"413"}}, false, triggers.CircuitPolicy{Failures: 100}, -1, ""},
 		{"4xx dropped, dead letters, one event refused alone", triggers.RetryPolicy{DropOn: triggers.StatusRules{"4xx"}, RetryOn: triggers.StatusRules{"5xx"}}, true, triggers.CircuitPolicy{}, 11, OutcomeDropped},
+		// A code beats a class (RetryPolicy.ListOf), in a batch as alone.
+		{"4xx dropped but 413 retried, dead letters, one event refused alone", triggers.RetryPolicy{DropOn: triggers.StatusRules{"4xx"}, RetryOn: triggers.StatusRules{"413", "5xx"}}, true, triggers.CircuitPolicy{}, 11, OutcomeDeadLettered},
+		{"4xx success but 413 dropped, dead letters, one event refused alone", triggers.RetryPolicy{SuccessOn: triggers.StatusRules{"2xx", "4xx"}, DropOn: triggers.StatusRules{"413"}}, true, triggers.CircuitPolicy{}, 11, OutcomeDropped},
+		{"4xx retried but 413 success, no dead letters, one event refused alone", triggers.RetryPolicy{SuccessOn: triggers.StatusRules{"2xx", "413"}, RetryOn: triggers.StatusRules{"4xx"}}, false, triggers.CircuitPolicy{}, 11, OutcomeDelivered},
 		{"413 success, dead letters", triggers.RetryPolicy{SuccessOn: triggers.StatusRules{"2xx", "413"}}, true, triggers.CircuitPolicy{}, -1, ""},
 		{"413 success, no dead letters, one event refused alone", triggers.RetryPolicy{SuccessOn: triggers.StatusRules{"2xx", "413"}}, false, triggers.CircuitPolicy{}, 11, OutcomeDelivered},
 	} {

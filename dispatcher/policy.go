@@ -133,10 +133,12 @@ func DefaultCheckRetry(ctx context.Context, resp *http.Response, err error) (boo
 var defaultRules = triggers.RetryPolicy{}.WithDefaults()
 
 // StatusCheckRetry returns the CheckRetry of p's status rules (a Sender's
-// default policy): a response in p.SuccessOn is success; one in p.DropOn is
-// an *AttemptError with ReasonDropped (the event is acknowledged without a
+// default policy). The list that decides a response's status is
+// p.ListOf's (the most specific rule wins: a code beats its class,
+// whichever lists they are in): success_on's is success; drop_on's is an
+// *AttemptError with ReasonDropped (the event is acknowledged without a
 // dead letter); anything else is a failure with its reason (see Reason*),
-// retried when p.RetryOn lists its status, its class, RuleTimeout (a
+// retried when retry_on decides its status, or lists RuleTimeout (a
 // timeout) or RuleConnection (no response), permanent otherwise. A status
 // outside 100–599 is a server error, retried when 5xx is listed. nil lists
 // take triggers' defaults. A done ctx stops retrying with ctx.Err().
@@ -170,12 +172,13 @@ func classify(ctx context.Context, resp *http.Response, err error, p *triggers.R
 		return ae.Retryable, ae
 	}
 	code := resp.StatusCode
-	if p.SuccessOn.MatchStatus(code) {
+	list := p.ListOf(code)
+	if list == triggers.ListSuccessOn {
 		return false, nil
 	}
 	ae := &AttemptError{Status: code}
 	switch {
-	case p.DropOn.MatchStatus(code):
+	case list == triggers.ListDropOn:
 		ae.Reason = ReasonDropped
 		return false, ae
 	case code >= 300 && code < 400:
@@ -190,7 +193,7 @@ func classify(ctx context.Context, resp *http.Response, err error, p *triggers.R
 	default: // 5xx, 1xx, 2xx outside success_on and codes outside the registry
 		ae.Reason = ReasonServerError
 	}
-	ae.Retryable = p.RetryOn.MatchStatus(code)
+	ae.Retryable = list == triggers.ListRetryOn
 	if code < 100 || code > 599 {
 		// Outside the registry: a server error, retried with 5xx.
 		ae.Retryable = slices.Contains(p.RetryOn, "5xx")

@@ -62,6 +62,68 @@ func TestStatusCheckRetryRules(t *testing.T) {
 	}
 }
 
+// TestStatusCheckRetryMostSpecificRule checks that a status listed by its
+// code in one of success_on, drop_on and retry_on beats its class in
+// another, whichever two lists they are and whether set or default: a
+// drop_on: [4xx] must not swallow the 429 that retry_on lists (a lost
+// event), nor success_on's default 2xx a 202 that retry_on lists.
+func TestStatusCheckRetryMostSpecificRule(t *testing.T) {
+	rules := func(r ...triggers.StatusRule) triggers.StatusRules { return r }
+	tests := []struct {
+		name       string
+		policy     triggers.RetryPolicy
+		code       int
+		wantRetry  bool
+		wantReason string // "" = success
+	}{
+		// retry_on's code over drop_on's class, and back.
+		{"drop 4xx, retry 429: 429 retried", triggers.RetryPolicy{DropOn: rules("4xx"), RetryOn: rules("429", "5xx")}, 429, true, ReasonRateLimited},
+		{"drop 4xx, retry 429: 404 dropped", triggers.RetryPolicy{DropOn: rules("4xx"), RetryOn: rules("429", "5xx")}, 404, false, ReasonDropped},
+		{"drop 4xx, default retry: 408 retried", triggers.RetryPolicy{DropOn: rules("4xx")}, 408, true, ReasonTimeout},
+		{"drop 4xx, default retry: 429 retried", triggers.RetryPolicy{DropOn: rules("4xx")}, 429, true, ReasonRateLimited},
+		{"drop 4xx and 429, default retry: 429 dropped", triggers.RetryPolicy{DropOn: rules("4xx", "429")}, 429, false, ReasonDropped},
+		{"drop 429, retry 4xx: 429 dropped", triggers.RetryPolicy{DropOn: rules("429"), RetryOn: rules("4xx")}, 429, false, ReasonDropped},
+		{"drop 429, retry 4xx: 404 retried", triggers.RetryPolicy{DropOn: rules("429"), RetryOn: rules("4xx")}, 404, true, ReasonClientError},
+		{"drop 503, default retry: 503 dropped", triggers.RetryPolicy{DropOn: rules("503")}, 503, false, ReasonDropped},
+		{"drop 503, default retry: 500 retried", triggers.RetryPolicy{DropOn: rules("503")}, 500, true, ReasonServerError},
+		{"drop 5xx, retry 503: 503 retried", triggers.RetryPolicy{DropOn: rules("5xx"), RetryOn: rules("503")}, 503, true, ReasonServerError},
+		{"drop 5xx, retry 503: 500 dropped", triggers.RetryPolicy{DropOn: rules("5xx"), RetryOn: rules("503")}, 500, false, ReasonDropped},
+		// success_on and retry_on.
+		{"default success, retry 202: 202 retried", triggers.RetryPolicy{RetryOn: rules("202", "5xx")}, 202, true, ReasonServerError},
+		{"default success, retry 202: 200 success", triggers.RetryPolicy{RetryOn: rules("202", "5xx")}, 200, false, ""},
+		{"success 2xx and 4xx, default retry: 429 retried", triggers.RetryPolicy{SuccessOn: rules("2xx", "4xx")}, 429, true, ReasonRateLimited},
+		{"success 2xx and 4xx, default retry: 404 success", triggers.RetryPolicy{SuccessOn: rules("2xx", "4xx")}, 404, false, ""},
+		{"success 503, default retry: 503 success", triggers.RetryPolicy{SuccessOn: rules("2xx", "503")}, 503, false, ""},
+		{"success 429, default retry: 429 success", triggers.RetryPolicy{SuccessOn: rules("2xx", "429")}, 429, false, ""},
+		// success_on and drop_on.
+		{"default success, drop 204: 204 dropped", triggers.RetryPolicy{DropOn: rules("204")}, 204, false, ReasonDropped},
+		{"default success, drop 204: 200 success", triggers.RetryPolicy{DropOn: rules("204")}, 200, false, ""},
+		{"success 409, drop 4xx: 409 success", triggers.RetryPolicy{SuccessOn: rules("2xx", "409"), DropOn: rules("4xx")}, 409, false, ""},
+		{"success 409, drop 4xx: 410 dropped", triggers.RetryPolicy{SuccessOn: rules("2xx", "409"), DropOn: rules("4xx")}, 410, false, ReasonDropped},
+		// A class only: as before.
+		{"drop 4xx, default retry: 404 dropped", triggers.RetryPolicy{DropOn: rules("4xx")}, 404, false, ReasonDropped},
+		{"success 2xx, retry 5xx: 500 retried", triggers.RetryPolicy{RetryOn: rules("5xx")}, 500, true, ReasonServerError},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := &http.Response{StatusCode: tc.code, Header: http.Header{}}
+			retry, err := StatusCheckRetry(tc.policy)(context.Background(), resp, nil)
+			if retry != tc.wantRetry {
+				t.Errorf("retry = %v, want %v", retry, tc.wantRetry)
+			}
+			var ae *AttemptError
+			switch {
+			case tc.wantReason == "" && err != nil:
+				t.Errorf("err = %v, want success", err)
+			case tc.wantReason != "" && !errors.As(err, &ae):
+				t.Errorf("err = %v, want an *AttemptError", err)
+			case tc.wantReason != "" && ae.Reason != tc.wantReason:
+				t.Errorf("reason = %q, want %q", ae.Reason, tc.wantReason)
+			}
+		})
+	}
+}
+
 // TestDropOnAcknowledgesWithoutDeadLetter checks that a drop_on status ends
 // the delivery at once, stores no dead letter, moves the watermark and
 // counts the "dropped" outcome.

@@ -977,9 +977,9 @@ func bearerToken(req *http.Request) string {
 }
 
 // succeeded reports whether resp is a success by the trigger's
-// retry.success_on.
+// retry.success_on (as RetryPolicy.ListOf decides its status).
 func (s *Sender) succeeded(resp *http.Response) bool {
-	return resp != nil && s.retry.SuccessOn.MatchStatus(resp.StatusCode)
+	return resp != nil && s.retry.ListOf(resp.StatusCode) == triggers.ListSuccessOn
 }
 
 // observe hands at to the observers that are on, in order.

@@ -151,6 +151,11 @@ type Config struct {
 	Endpoints []*Endpoint `json:"endpoints,omitempty"`
 	// Triggers are the triggers in file order.
 	Triggers []*Trigger `json:"triggers"`
+	// Warnings are settings of the file that are accepted but very likely
+	// not what was meant (a retry class whose codes another list takes,
+	// an endpoint no enabled trigger uses), at their positions, sorted;
+	// validate prints them and run logs them. Nil when there is none.
+	Warnings []Problem `json:"-"`
 }
 
 // Cluster defaults (the cluster section's zero values).

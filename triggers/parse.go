@@ -138,6 +138,9 @@ func ParseWith(filename string, data []byte, env LookupEnv, opts Options) (*Conf
 		return nil, &ValidationError{Problems: sortProblems(d.problems)}
 	}
 	cfg.Path = filename
+	if len(d.warnings) > 0 {
+		cfg.Warnings = sortProblems(d.warnings)
+	}
 	return cfg, nil
 }
 
@@ -157,6 +160,9 @@ type decoder struct {
 	opts     Options
 	budget   int
 	problems []Problem
+	// warnings are what a valid file very likely gets wrong
+	// (Config.Warnings).
+	warnings []Problem
 	// stopAt is the number of problems when the budget ran out (-1: it
 	// did not): the ones after it are follow-ups of an unfinished walk
 	// (fields not read, so "missing"), which Parse drops.
@@ -197,6 +203,16 @@ func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
 		}
 	}
 	d.problems = append(d.problems, Problem{Pos: d.pos(n), Message: fmt.Sprintf(format, args...)})
+}
+
+// warnf records a warning at n, its arguments shown as errorf's are.
+func (d *decoder) warnf(n *yaml.Node, format string, args ...any) {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = shown(s)
+		}
+	}
+	d.warnings = append(d.warnings, Problem{Pos: d.pos(n), Message: fmt.Sprintf(format, args...)})
 }
 
 // maxShownText bounds a string argument of a problem's message printed

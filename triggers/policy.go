@@ -39,24 +39,121 @@ func DefaultRetryOn() StatusRules {
 func DefaultSuccessOn() StatusRules { return StatusRules{"2xx"} }
 
 // MatchStatus reports whether an HTTP status code is listed, as a code or
-// through its class.
+// through its class. It looks at one list alone: which of a retry
+// policy's lists decides a status is RetryPolicy.ListOf's answer.
 func (r StatusRules) MatchStatus(code int) bool {
+	return r.hasCode(code) || r.hasClass(code)
+}
+
+// hasCode reports whether code is listed as itself ("429").
+func (r StatusRules) hasCode(code int) bool {
 	for _, rule := range r {
-		if len(rule) != 3 {
-			continue
-		}
-		if rule[1] == 'x' && rule[2] == 'x' {
-			if int(rule[0]-'0') == code/100 {
-				return true
-			}
-			continue
-		}
-		if int(rule[0]-'0')*100+int(rule[1]-'0')*10+int(rule[2]-'0') == code {
+		if n, ok := rule.code(); ok && n == code {
 			return true
 		}
 	}
 	return false
 }
+
+// hasClass reports whether code's class ("4xx" for 429) is listed.
+func (r StatusRules) hasClass(code int) bool {
+	for _, rule := range r {
+		if c, ok := rule.class(); ok && code >= 0 && c == code/100 {
+			return true
+		}
+	}
+	return false
+}
+
+// code returns the status a code rule ("429") names.
+func (r StatusRule) code() (int, bool) {
+	if len(r) != 3 || !isDigit(r[0]) || !isDigit(r[1]) || !isDigit(r[2]) {
+		return 0, false
+	}
+	return int(r[0]-'0')*100 + int(r[1]-'0')*10 + int(r[2]-'0'), true
+}
+
+// class returns the hundreds digit of a class rule ("4xx": 4).
+func (r StatusRule) class() (int, bool) {
+	if len(r) != 3 || !isDigit(r[0]) || r[1] != 'x' || r[2] != 'x' {
+		return 0, false
+	}
+	return int(r[0] - '0'), true
+}
+
+// isDigit reports whether c is an ASCII digit.
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// StatusList names the list of a RetryPolicy that decides a response
+// status (RetryPolicy.ListOf).
+type StatusList int
+
+// The lists a status can fall in.
+const (
+	// ListNone: no list names the status, as a code or through its class.
+	ListNone StatusList = iota
+	// ListSuccessOn: retry.success_on; the event is delivered.
+	ListSuccessOn
+	// ListDropOn: retry.drop_on; the event is acknowledged without a dead
+	// letter.
+	ListDropOn
+	// ListRetryOn: retry.retry_on; the attempt failed and is retried.
+	ListRetryOn
+)
+
+// String returns the list's field name ("retry_on"; "" for ListNone).
+func (l StatusList) String() string {
+	switch l {
+	case ListSuccessOn:
+		return "success_on"
+	case ListDropOn:
+		return "drop_on"
+	case ListRetryOn:
+		return "retry_on"
+	}
+	return ""
+}
+
+// ListOf returns the list of p that decides an HTTP response status: the
+// most specific rule wins, so a list naming the status by its code beats
+// one naming its class, whichever lists they are and whether they are set
+// or defaults (with drop_on: [4xx] and the default retry_on, a 429 is
+// retried and a 404 dropped; with retry_on: [202], a 202 is retried
+// despite success_on's 2xx). Equally specific rules in two lists, which
+// Parse refuses unless one of them is a default, go to success_on, then
+// drop_on, then retry_on. nil SuccessOn and RetryOn are their defaults
+// (DefaultSuccessOn, DefaultRetryOn), as in WithDefaults. Every user of the
+// three lists decides a status through ListOf.
+func (p RetryPolicy) ListOf(status int) StatusList {
+	success, retry := p.SuccessOn, p.RetryOn
+	if success == nil {
+		success = defaultSuccessOn
+	}
+	if retry == nil {
+		retry = defaultRetryOn
+	}
+	lists := [...]struct {
+		list  StatusList
+		rules StatusRules
+	}{{ListSuccessOn, success}, {ListDropOn, p.DropOn}, {ListRetryOn, retry}}
+	for _, l := range lists {
+		if l.rules.hasCode(status) {
+			return l.list
+		}
+	}
+	for _, l := range lists {
+		if l.rules.hasClass(status) {
+			return l.list
+		}
+	}
+	return ListNone
+}
+
+// defaultSuccessOn and defaultRetryOn are ListOf's defaults. Read-only.
+var (
+	defaultSuccessOn = DefaultSuccessOn()
+	defaultRetryOn   = DefaultRetryOn()
+)
 
 // Has reports whether cond (RuleTimeout or RuleConnection) is listed.
 func (r StatusRules) Has(cond StatusRule) bool { return slices.Contains(r, cond) }
@@ -125,9 +222,12 @@ func (d *decoder) statusRules(e entry, field string, def StatusRules, conditions
 	return out
 }
 
-// checkRuleOverlap reports a status listed (as itself, not through a class)
-// in two of success_on, drop_on and retry_on: which one applies would
-// otherwise depend on a precedence the reader has to look up.
+// checkRuleOverlap reports a status code or class listed in two of
+// success_on, drop_on and retry_on: which one applies would otherwise
+// depend on a precedence the reader has to look up. A code in one and its
+// class in another is no error (ListOf: a code beats a class); a class the
+// file sets whose codes another list names gets a warning
+// (warnClassOverlap).
 func (d *decoder) checkRuleOverlap(f map[string]entry, p RetryPolicy) {
 	lists := []struct {
 		field string
@@ -142,6 +242,84 @@ func (d *decoder) checkRuleOverlap(f map[string]entry, p RetryPolicy) {
 			}
 		}
 	}
+	d.warnClassOverlap(f, p)
+}
+
+// warnClassOverlap warns about each class that the file sets in one of
+// success_on, drop_on and retry_on while another of them, set or default,
+// lists codes of that class: ListOf gives those codes to the other list (a
+// code beats a class), which a reader of the class alone would not expect.
+func (d *decoder) warnClassOverlap(f map[string]entry, p RetryPolicy) {
+	lists := []struct {
+		field string
+		list  StatusList
+		rules StatusRules
+		verb  string // what happens to a status of the list
+	}{{"success_on", ListSuccessOn, p.SuccessOn, "taken as delivered"}, {"drop_on", ListDropOn, p.DropOn, "dropped"}, {"retry_on", ListRetryOn, p.RetryOn, "retried"}}
+	for i, x := range lists {
+		e := f[x.field]
+		if !e.set() || d.poisoned[deref(e.val)] {
+			continue
+		}
+		for _, it := range ruleNodes(e) {
+			class, ok := StatusRule(strings.ToLower(it.Value)).class()
+			if !ok || !slices.Contains(x.rules, StatusRule(strings.ToLower(it.Value))) {
+				continue
+			}
+			var parts []string
+			for j, y := range lists {
+				if j == i {
+					continue
+				}
+				var codes []string
+				for _, r := range y.rules {
+					if n, ok := r.code(); ok && n/100 == class && p.ListOf(n) == y.list {
+						codes = append(codes, string(r))
+					}
+				}
+				if len(codes) == 0 {
+					continue
+				}
+				is, them, list := "is", "it", y.field
+				if len(codes) > 1 {
+					is, them = "are", "them"
+				}
+				if !f[y.field].set() {
+					list = "the default " + y.field
+				}
+				parts = append(parts, fmt.Sprintf("%s %s %s (%s lists %s)", joinAnd(codes), is, y.verb, list, them))
+			}
+			if len(parts) > 0 {
+				d.warnf(it, "retry.%s: %s: %s; a code beats a class", x.field, strings.ToLower(it.Value), strings.Join(parts, ", "))
+			}
+		}
+	}
+}
+
+// ruleNodes returns the scalars of a status rule list as written.
+func ruleNodes(e entry) []*yaml.Node {
+	v := deref(e.val)
+	switch {
+	case v.Kind == yaml.SequenceNode:
+		out := make([]*yaml.Node, 0, len(v.Content))
+		for _, it := range v.Content {
+			if it = deref(it); it.Kind == yaml.ScalarNode {
+				out = append(out, it)
+			}
+		}
+		return out
+	case v.Kind == yaml.ScalarNode:
+		return []*yaml.Node{v}
+	}
+	return nil
+}
+
+// joinAnd joins words as "a", "a and b", "a, b and c".
+func joinAnd(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
 }
 
 // RateLimit is a token bucket: PerSecond requests per second on average,

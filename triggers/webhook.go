@@ -76,14 +76,14 @@ type RetryPolicy struct {
 	MaxBackoff time.Duration `json:"max_backoff"`
 	// RetryOn lists what is retried: statuses, classes, RuleTimeout and
 	// RuleConnection (nil: DefaultRetryOn). A failure that is not listed is
-	// permanent.
+	// permanent. Which of RetryOn, SuccessOn and DropOn decides a status
+	// is ListOf's answer: a code beats a class.
 	RetryOn StatusRules `json:"retry_on"`
 	// SuccessOn lists the statuses that mean delivered (nil:
-	// DefaultSuccessOn). It is checked first.
+	// DefaultSuccessOn).
 	SuccessOn StatusRules `json:"success_on"`
 	// DropOn lists the statuses that acknowledge the event without a dead
-	// letter ("409: already have it"); checked after SuccessOn, before
-	// RetryOn. nil: none.
+	// letter ("409: already have it"). nil: none.
 	DropOn StatusRules `json:"drop_on"`
 }
 

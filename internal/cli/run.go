@@ -95,8 +95,12 @@ func runCommand(ctx context.Context, args []string, env Env) int {
 	return ExitOK
 }
 
-// logAdvice logs each enabled trigger's triggers.Advice as a warning.
+// logAdvice logs the configuration's warnings (triggers.Config.Warnings)
+// and each enabled trigger's triggers.Advice as warnings.
 func logAdvice(log *slog.Logger, cfg *triggers.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn(w.Message, "at", w.Pos.String())
+	}
 	for _, t := range cfg.Triggers {
 		if t.Enabled {
 			for _, a := range triggers.Advice(t) {

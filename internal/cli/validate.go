@@ -75,6 +75,9 @@ func writeSummary(env Env, cfg *triggers.Config) {
 		fmt.Fprintf(env.Stdout, "  warning: admin.token is shorter than %d characters: anyone who can reach the admin server may guess it; use a long random one (openssl rand -hex 32)\n",
 			triggers.MinAdminTokenLength)
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(env.Stdout, "  warning: %s\n", w)
+	}
 	for _, t := range cfg.Triggers {
 		ns := t.Namespace()
 		if ns == "" {
