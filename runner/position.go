@@ -46,6 +46,13 @@ func PositionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, 
 // set after a failover whose clock is behind — and refuse a time that was
 // accepted, after the caller stopped the trigger to move it.
 func positionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at time.Time) (store.Checkpoint, error) {
+	var ts bson.Timestamp
+	if !at.IsZero() {
+		var err error
+		if ts, err = triggers.OperationTime(at); err != nil {
+			return store.Checkpoint{}, fmt.Errorf("position trigger %s: %w", t.Name, err)
+		}
+	}
 	token, err := openAt(ctx, client, t, at)
 	if err != nil {
 		return store.Checkpoint{}, positionError(ctx, client, t, at, err)
@@ -53,7 +60,7 @@ func positionAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, 
 	now := time.Now()
 	cp := store.Checkpoint{Trigger: t.Key(), Token: token, UpdatedAt: now}
 	if !at.IsZero() {
-		cp.ClusterTime = bson.Timestamp{T: uint32(at.Unix())}
+		cp.ClusterTime = ts
 	}
 	return cp, nil
 }
@@ -64,11 +71,16 @@ var errNoToken = errors.New("the server returned no resume token")
 // openAt opens t's change stream at time at (zero: now) with an empty first
 // batch and returns its post-batch resume token; for a time, it also reads
 // once, to learn whether the oplog still reaches it. It returns the
-// server's errors as they are.
+// server's errors as they are, and triggers.OperationTime's for a time
+// that no timestamp holds.
 func openAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at time.Time) (bson.Raw, error) {
 	opts := t.ChangeStreamOptions().SetBatchSize(0)
 	if !at.IsZero() {
-		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(at.Unix())}).SetMaxAwaitTime(historyCheckAwait)
+		ts, err := triggers.OperationTime(at)
+		if err != nil {
+			return nil, err
+		}
+		opts.SetStartAtOperationTime(&ts).SetMaxAwaitTime(historyCheckAwait)
 	}
 	cs, err := t.Watch(ctx, client, opts)
 	if err != nil {

@@ -910,7 +910,11 @@ func (w *Watcher) stream(ctx context.Context, from bson.Raw) (opened bool, err e
 	case from != nil:
 		opts.SetResumeAfter(from)
 	case !w.t.StartAt.Now:
-		opts.SetStartAtOperationTime(&bson.Timestamp{T: uint32(w.t.StartAt.Time.Unix())})
+		ts, err := triggers.OperationTime(w.t.StartAt.Time)
+		if err != nil {
+			return false, fmt.Errorf("open change stream for trigger %s at start_at: %w", w.t.Name, err)
+		}
+		opts.SetStartAtOperationTime(&ts)
 	default:
 		if at := w.startNow.Load(); at != nil {
 			opts.SetStartAtOperationTime(at)

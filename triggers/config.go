@@ -8,6 +8,9 @@
 package triggers
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"time"
 	"unicode/utf8"
 
@@ -301,6 +304,31 @@ type StartAt struct {
 // checkpoint delivers nothing.
 func (s StartAt) After(now time.Time) bool {
 	return !s.Now && s.Time.Unix() > now.Unix()
+}
+
+// ErrOutsideTimestamps is OperationTime's error for a time that a MongoDB
+// timestamp cannot hold.
+var ErrOutsideTimestamps = errors.New("outside the times a MongoDB timestamp holds")
+
+// The first and last seconds a MongoDB timestamp holds (OperationTime).
+const (
+	minTimestampText = "1970-01-01T00:00:00Z"
+	maxTimestampText = "2106-02-07T06:28:15Z"
+)
+
+// OperationTime returns the MongoDB timestamp of t's second (seconds since
+// 1970-01-01 UTC in 32 bits, increment 0), as a change stream's
+// startAtOperationTime takes it. A time before 1970-01-01T00:00:00Z or
+// after 2106-02-07T06:28:15Z is refused with an error wrapping
+// ErrOutsideTimestamps that names the range; it is never wrapped around.
+// Parse refuses such a start_at.
+func OperationTime(t time.Time) (bson.Timestamp, error) {
+	s := t.Unix()
+	if s < 0 || s > math.MaxUint32 {
+		return bson.Timestamp{}, fmt.Errorf("convert %s to an operation time: %w (%s to %s)",
+			t.UTC().Format(time.RFC3339), ErrOutsideTimestamps, minTimestampText, maxTimestampText)
+	}
+	return bson.Timestamp{T: uint32(s)}, nil
 }
 
 // Trigger is one validated trigger.

@@ -1512,6 +1512,11 @@ func (d *decoder) startAt(e entry) StartAt {
 			return StartAt{Now: true}
 		}
 		if ts, err := time.Parse(time.RFC3339Nano, v.Value); err == nil {
+			if _, err := OperationTime(ts); err != nil {
+				d.errorf(v, "start_at: %s is outside the times a MongoDB timestamp holds, %s to %s (a change stream starts at a timestamp)",
+					v.Value, minTimestampText, maxTimestampText)
+				return StartAt{Now: true}
+			}
 			return StartAt{Time: ts}
 		}
 	}

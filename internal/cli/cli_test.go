@@ -194,10 +194,10 @@ func TestValidate(t *testing.T) {
 		t.Errorf("stdout:\n%s\nwant:\n%s", out, want)
 	}
 	t.Run("start_at in the future", func(t *testing.T) {
-		cfg := writeConfig(t, strings.Replace(okConfig, "    operations: [insert, update]\n", "    operations: [insert, update]\n    start_at: 2999-01-01T00:00:00Z\n", 1))
+		cfg := writeConfig(t, strings.Replace(okConfig, "    operations: [insert, update]\n", "    operations: [insert, update]\n    start_at: 2099-01-01T00:00:00Z\n", 1))
 		code, out, errOut := run(t, nil, "", "validate", "-c", cfg)
 		note := "  low_stock: lessons.inventory [insert, update] -> POST http://127.0.0.1:1/hook?token=REDACTED, ordering strict\n" +
-			"    note: start_at 2999-01-01T00:00:00Z is in the future: without a checkpoint the trigger shows waiting and reads nothing until the server's clock reaches it\n"
+			"    note: start_at 2099-01-01T00:00:00Z is in the future: without a checkpoint the trigger shows waiting and reads nothing until the server's clock reaches it\n"
 		if code != ExitOK || !strings.Contains(out, note) {
 			t.Errorf("exit %d\n%s%s\nwant the note:\n%s", code, out, errOut, note)
 		}
