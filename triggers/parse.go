@@ -1386,11 +1386,17 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 	if e := get("collection"); e.set() {
 		if s, ok := d.str(e, "collection"); ok {
 			t.Collection = s
-			if msg := checkCollectionName(s); msg != "" {
+			msg := checkCollectionName(s)
+			if msg != "" {
 				d.errorf(deref(e.val), "collection: %s", msg)
 			}
 			if !get("database").set() && !defaultsOnly {
 				d.errorf(deref(e.val), "collection: a collection needs a database; set database too")
+			} else if msg == "" && t.Database != "" && checkDatabaseName(t.Database) == "" {
+				// Where both are known: the database may come from defaults.
+				if msg := checkNamespace(t.Database, s); msg != "" {
+					d.errorf(deref(e.val), "collection: %s", msg)
+				}
 			}
 		}
 	}
@@ -1806,23 +1812,44 @@ func checkDatabaseName(s string) string {
 		return "must not be empty"
 	case len(s) > 63:
 		return "must be at most 63 bytes"
+	case !utf8.ValidString(s):
+		return fmt.Sprintf("%s is not valid UTF-8, which MongoDB requires of database names", textcut.Quote(s))
 	case strings.ContainsAny(s, "/\\. \"$*<>:|?\x00"):
 		return fmt.Sprintf("%s contains a character MongoDB does not allow in database names (/\\. \"$*<>:|?)", textcut.Quote(s))
 	}
 	return ""
 }
 
-// checkCollectionName applies MongoDB's collection naming rules.
+// maxNamespaceBytes bounds a namespace, database "." collection, in bytes
+// (MongoDB's limit).
+const maxNamespaceBytes = 255
+
+// checkCollectionName applies MongoDB's collection naming rules to the name
+// alone; checkNamespace adds the database's share of the length limit.
 func checkCollectionName(s string) string {
 	switch {
 	case s == "":
 		return "must not be empty"
+	case !utf8.ValidString(s):
+		return fmt.Sprintf("%s is not valid UTF-8, which MongoDB requires of collection names", textcut.Quote(s))
 	case strings.ContainsAny(s, "$\x00"):
 		return fmt.Sprintf("%s contains $ or NUL, which MongoDB does not allow in collection names", textcut.Quote(s))
+	case strings.HasPrefix(s, "."):
+		return fmt.Sprintf("%s starts with a dot, which MongoDB does not allow in collection names", textcut.Quote(s))
 	case strings.HasPrefix(s, "system."):
 		return "MongoDB does not open change streams on system collections"
-	case len(s) > 255:
-		return "must be at most 255 bytes"
+	case len(s) > maxNamespaceBytes-2:
+		return fmt.Sprintf("must be at most %d bytes (a namespace, database.collection, is at most %d)", maxNamespaceBytes-2, maxNamespaceBytes)
+	}
+	return ""
+}
+
+// checkNamespace applies MongoDB's length limit to db.coll, both names
+// valid on their own.
+func checkNamespace(db, coll string) string {
+	if n := len(db) + 1 + len(coll); n > maxNamespaceBytes {
+		return fmt.Sprintf("the namespace (database %s, a dot and this collection) is %d bytes; MongoDB allows at most %d: shorten the collection or the database name",
+			textcut.Quote(db), n, maxNamespaceBytes)
 	}
 	return ""
 }
