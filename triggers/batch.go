@@ -1,6 +1,7 @@
 package triggers
 
 import (
+	"fmt"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -64,9 +65,9 @@ func (b BatchPolicy) MarshalJSON() ([]byte, error) {
 
 // batch decodes the batch section (the trigger's fields over the defaults
 // section's; a trigger's "batch: ~" turns a defaulted batch off). It returns
-// nil when neither sets it. at is the trigger, for errors about a batch
-// inherited from defaults.
-func (d *decoder) batch(own, def entry, at *yaml.Node, defaultsOnly bool, maxInflight int64) *BatchPolicy {
+// nil when neither sets it. at is the trigger and name its name, for
+// errors about a batch inherited from defaults.
+func (d *decoder) batch(own, def entry, at *yaml.Node, name string, defaultsOnly bool, maxInflight int64) *BatchPolicy {
 	if own.set() {
 		if v := deref(own.val); v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null" {
 			return nil
@@ -96,12 +97,18 @@ func (d *decoder) batch(own, def entry, at *yaml.Node, defaultsOnly bool, maxInf
 		d.errorf(n, "batch: missing field \"max_events\" (the most events in one request, %d to %d)", MinBatchEvents, MaxBatchEvents)
 	}
 	if !defaultsOnly && b.MaxBytes > maxInflight {
-		n, from := at, " (default)"
-		if e := f["max_bytes"]; e.set() {
-			n, from = deref(e.val), ""
+		// At the trigger's own max_bytes when it sets one; else at the
+		// trigger, named: the defaults section's value may suit its other
+		// triggers, and with many of them its line would not say which.
+		n, from, whose := at, " (default)", fmt.Sprintf("trigger %q's", name)
+		switch {
+		case own.set() && ownFieldSet(own, "max_bytes"):
+			n, from, whose = deref(f["max_bytes"].val), "", "the trigger's"
+		case f["max_bytes"].set():
+			from = " (from defaults)"
 		}
-		d.errorf(n, "batch.max_bytes: %d bytes%s is more than the trigger's max_inflight_bytes (%d): a batch could never fill; "+
-			"lower batch.max_bytes or raise max_inflight_bytes", b.MaxBytes, from, maxInflight)
+		d.errorf(n, "batch.max_bytes: %d bytes%s is more than %s max_inflight_bytes (%d): a batch could never fill; "+
+			"lower batch.max_bytes or raise max_inflight_bytes", b.MaxBytes, from, whose, maxInflight)
 	}
 	return b
 }
@@ -120,4 +127,19 @@ func (d *decoder) checkBatch(t *Trigger, own map[string]entry, at *yaml.Node) {
 		d.errorf(n, "batch%s: the cloudevents-binary format carries one event per request (its attributes are headers); "+
 			"use format: cloudevents, whose batches are sent as application/cloudevents-batch+json, or remove batch", from)
 	}
+}
+
+// ownFieldSet reports whether the mapping e sets key (as the last of its
+// keys of that name would).
+func ownFieldSet(e entry, key string) bool {
+	v := deref(e.val)
+	if v == nil || v.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		if v.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }

@@ -1443,7 +1443,7 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 	t.PayloadErrors = d.payloadErrors(merged("payload_errors"))
 	t.Circuit = d.circuit(merged("circuit"))
 	t.Webhook = d.webhook(own["webhook"], defs["webhook"], at, defaultsOnly)
-	t.Batch = d.batch(own["batch"], defs["batch"], at, defaultsOnly, t.MaxInflightBytes)
+	t.Batch = d.batch(own["batch"], defs["batch"], at, t.Name, defaultsOnly, t.MaxInflightBytes)
 	if !defaultsOnly {
 		d.checkBatch(t, own, at)
 	}
