@@ -119,6 +119,14 @@ func TestUsageErrors(t *testing.T) {
 		{"devdb remote without flag", []string{"devdb", "--addr", "0.0.0.0:0"}, "devdb has no authentication"},
 		{"dev remote", []string{"dev", "--addr", "0.0.0.0:0"}, "--addr must be a loopback"},
 		{"bad log level", []string{"run", "-c", cfg, "--log-level", "loud"}, `unknown log level "loud"`},
+		{"zero grace", []string{"run", "-c", cfg, "--grace", "0s"}, "--grace must be a positive duration such as 10s, got 0s"},
+		{"negative grace", []string{"run", "-c", cfg, "--grace", "-5s"}, "--grace must be a positive duration such as 10s, got -5s"},
+		{"zero checkpoint-every", []string{"run", "-c", cfg, "--checkpoint-every", "0"}, "--checkpoint-every must be 1 or more events, got 0"},
+		{"negative checkpoint-every", []string{"run", "-c", cfg, "--checkpoint-every", "-1"}, "--checkpoint-every must be 1 or more events, got -1"},
+		{"zero checkpoint-interval", []string{"run", "-c", cfg, "--checkpoint-interval", "0"}, "--checkpoint-interval must be a positive duration such as 1s, got 0s"},
+		{"negative checkpoint-interval", []string{"run", "-c", cfg, "--checkpoint-interval", "-1ms"}, "--checkpoint-interval must be a positive duration such as 1s, got -1ms"},
+		{"dev zero grace", []string{"dev", "-c", cfg, "--grace", "0s"}, "--grace must be a positive duration such as 10s, got 0s"},
+		{"dev zero checkpoint-every", []string{"dev", "-c", cfg, "--checkpoint-every", "0"}, "--checkpoint-every must be 1 or more events, got 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, errOut := run(t, nil, "", tc.args...)

@@ -35,6 +35,9 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	if fs.NArg() > 0 {
 		return usageError(env, fs, "unexpected argument %q (the file goes after -c)", fs.Arg(0))
 	}
+	if code, done := rf.checkPositive(env, fs); done {
+		return code
+	}
 	if remote, err := isRemote(*addr); err != nil || remote {
 		return usageError(env, fs, "--addr must be a loopback host:port such as 127.0.0.1:27017 (use 'changehook devdb --allow-remote' to expose devdb)")
 	}

@@ -63,6 +63,22 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.watchConfig, "watch-config", false, "reload the configuration whenever its file changes (as SIGHUP and POST /api/reload do)")
 }
 
+// checkPositive refuses a --grace, --checkpoint-every or
+// --checkpoint-interval of 0 or less, which none of them has a meaning
+// for, as a usage error (done is true): the runner would use its default
+// while the log showed the value given.
+func (f *runFlags) checkPositive(env Env, fs *flag.FlagSet) (code int, done bool) {
+	switch {
+	case f.grace <= 0:
+		return usageError(env, fs, "--grace must be a positive duration such as %s, got %s", runner.DefaultShutdownGrace, f.grace), true
+	case f.cpEvery <= 0:
+		return usageError(env, fs, "--checkpoint-every must be 1 or more events, got %d", f.cpEvery), true
+	case f.cpEveryT <= 0:
+		return usageError(env, fs, "--checkpoint-interval must be a positive duration such as %s, got %s", runner.DefaultCheckpointInterval, f.cpEveryT), true
+	}
+	return 0, false
+}
+
 func runCommand(ctx context.Context, args []string, env Env) int {
 	fs := newFlagSet(env, "run", "run [-c FILE] [--watch-config] [--grace 10s] [--log-format text|json] [--log-level info]",
 		"changehook run                                   # ./triggers.yaml",
@@ -77,6 +93,9 @@ func runCommand(ctx context.Context, args []string, env Env) int {
 	}
 	if fs.NArg() > 0 {
 		return usageError(env, fs, "unexpected argument %q (the file goes after -c)", fs.Arg(0))
+	}
+	if code, done := rf.checkPositive(env, fs); done {
+		return code
 	}
 	cfg, err := loadConfig(*rf.config, env)
 	if err != nil {
