@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -338,8 +339,11 @@ type RateLimit struct {
 type Endpoint struct {
 	// Name identifies the endpoint (the key of its shared limiter).
 	Name string `json:"name"`
-	// URLPrefix selects the triggers: the longest matching prefix wins.
-	// It may carry a token: it is only shown redacted.
+	// URLPrefix selects the triggers: those whose webhook URL it is a
+	// prefix of, compared as URLs (scheme and host in any case, a default
+	// port equal to none, the prefix ending at a path segment or at the
+	// end of the host); the longest matching prefix wins. It may carry a
+	// token: it is only shown redacted.
 	URLPrefix string `json:"-"`
 	// RateLimit is shared by the endpoint's triggers.
 	RateLimit RateLimit `json:"rate_limit"`
@@ -440,8 +444,9 @@ func (d *decoder) network(e entry) NetworkPolicy {
 	return p
 }
 
-// endpoints decodes the top-level endpoints section.
-func (d *decoder) endpoints(e entry) []*Endpoint {
+// endpoints decodes the top-level endpoints section. nodes gets each
+// endpoint's node, for warnings about it.
+func (d *decoder) endpoints(e entry, nodes map[*Endpoint]*yaml.Node) []*Endpoint {
 	if !e.set() {
 		return nil
 	}
@@ -483,21 +488,77 @@ func (d *decoder) endpoints(e entry) []*Endpoint {
 		} else if rl := d.rateLimit(r, "endpoints.rate_limit"); rl != nil {
 			ep.RateLimit = *rl
 		}
+		nodes[ep] = at
 		out = append(out, ep)
 	}
 	return out
 }
 
 // endpointFor returns the endpoint whose URLPrefix is the longest prefix of
-// url (nil: none).
+// url (nil: none), as urlPrefixMatch compares them.
 func endpointFor(eps []*Endpoint, url string) *Endpoint {
 	var best *Endpoint
+	bestLen := -1
 	for _, ep := range eps {
-		if ep.URLPrefix != "" && strings.HasPrefix(url, ep.URLPrefix) && (best == nil || len(ep.URLPrefix) > len(best.URLPrefix)) {
-			best = ep
+		if n, ok := urlPrefixMatch(ep.URLPrefix, url); ok && n > bestLen {
+			best, bestLen = ep, n
 		}
 	}
 	return best
+}
+
+// urlPrefixMatch reports whether the URL prefix matches rawURL and how
+// long (specific) the match is. Both are compared as URLs, not as text:
+// the schemes and hosts case-insensitively, a default port (80 for http,
+// 443 for https) equal to none, the user information exactly; the
+// prefix's path must end at a path segment of the URL's ("/api" matches
+// "/api" and "/api/x", not "/apix"; "/api/" matches "/api/x"), and
+// without one any path matches, the host ending where the URL's does
+// (https://example.com does not match https://example.com.evil/). A
+// prefix with a query matches its own path only, with a query that starts
+// with the prefix's.
+func urlPrefixMatch(prefix, rawURL string) (int, bool) {
+	if prefix == "" {
+		return 0, false
+	}
+	p, err := url.Parse(prefix)
+	if err != nil {
+		return 0, false
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return 0, false
+	}
+	if !strings.EqualFold(p.Scheme, u.Scheme) || !strings.EqualFold(p.Hostname(), u.Hostname()) ||
+		portOrDefault(p) != portOrDefault(u) || p.User.String() != u.User.String() {
+		return 0, false
+	}
+	pp, up := p.EscapedPath(), u.EscapedPath()
+	switch {
+	case p.RawQuery != "" || p.ForceQuery:
+		if pp != up || !strings.HasPrefix(u.RawQuery, p.RawQuery) {
+			return 0, false
+		}
+	case pp == "" || pp == "/":
+	case up == pp, strings.HasPrefix(up, pp) && (strings.HasSuffix(pp, "/") || up[len(pp)] == '/'):
+	default:
+		return 0, false
+	}
+	return len(pp) + len(p.RawQuery), true
+}
+
+// portOrDefault returns u's port, its scheme's default when it has none.
+func portOrDefault(u *url.URL) string {
+	if port := u.Port(); port != "" {
+		return port
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http":
+		return "80"
+	case "https":
+		return "443"
+	}
+	return ""
 }
 
 // isNull reports whether e's value is an explicit null.
@@ -511,9 +572,20 @@ func isNull(e entry) bool {
 // endpoint).
 func (d *decoder) applyPolicy(cfg *Config, top map[string]entry) {
 	cfg.Network = d.network(top["network"])
-	cfg.Endpoints = d.endpoints(top["endpoints"])
+	at := map[*Endpoint]*yaml.Node{}
+	cfg.Endpoints = d.endpoints(top["endpoints"], at)
+	used := map[*Endpoint]bool{}
 	for _, t := range cfg.Triggers {
 		t.Network = cfg.Network
 		t.Webhook.Endpoint = endpointFor(cfg.Endpoints, t.Webhook.URL)
+		if t.Enabled && t.Webhook.Endpoint != nil {
+			used[t.Webhook.Endpoint] = true
+		}
+	}
+	for _, ep := range cfg.Endpoints {
+		if !used[ep] && ep.URLPrefix != "" {
+			d.warnf(at[ep], "endpoints: %q applies to no enabled trigger (no webhook.url of one is under its url_prefix %s): its rate limit limits nothing",
+				ep.Name, RedactURL(ep.URLPrefix))
+		}
 	}
 }
