@@ -1671,12 +1671,20 @@ func (w *Watcher) shutdown(ctx context.Context) {
 // untilLeaseDeadline returns a context of parent that also ends, with
 // cause (nil: context.DeadlineExceeded, as the grace period's own end),
 // once the lease's local deadline (WatcherOptions.Deadline) has passed.
-// The deadline is read again whenever the one read last comes, so a lease
-// that goes on being renewed while the trigger drains (a handoff, or a
-// shutdown: the lease holder renews it until it is released) leaves the
-// drain the whole grace period, and one that is not renewed, or is lost,
-// ends it at its deadline. The returned function releases the context's
+// The deadline is read again whenever the one read last comes, and at
+// least every drainLeaseRecheck, so a lease that goes on being renewed
+// while the trigger drains (a handoff, or a shutdown: the lease holder
+// renews it until it is released) leaves the drain the whole grace period,
+// one that is not renewed ends it at its deadline, and one fenced
+// meanwhile (its deadline then zero: a renewal refused as lost, Lost, a
+// suspend) ends it within drainLeaseRecheck, not when the deadline read
+// before the fence comes. The returned function releases the context's
 // resources; call it once Close returned.
+// drainLeaseRecheck bounds how long a drain under a lease goes on after the
+// lease was fenced: ten reads of the deadline a second while a stop
+// drains, nothing otherwise.
+const drainLeaseRecheck = 100 * time.Millisecond
+
 func (w *Watcher) untilLeaseDeadline(parent context.Context, cause error) (context.Context, context.CancelFunc) {
 	if cause == nil {
 		cause = context.DeadlineExceeded
@@ -1696,7 +1704,7 @@ func (w *Watcher) untilLeaseDeadline(parent context.Context, cause error) (conte
 				cancel(cause)
 				return
 			}
-			if w.clock.Sleep(ctx, d) != nil {
+			if w.clock.Sleep(ctx, min(d, drainLeaseRecheck)) != nil {
 				return
 			}
 		}
