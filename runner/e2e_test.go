@@ -168,6 +168,30 @@ func (s *recordingStore) SaveCheckpoint(ctx context.Context, cp store.Checkpoint
 	return nil
 }
 
+// fixture is the start many runner tests share: an in-process devdb
+// (client), a receiver, the state store, a context bounded by waitTimeout
+// (canceled when the test ends), the configuration parsed from a YAML
+// whose webhook URL is the receiver's, and the shop.orders collection.
+type fixture struct {
+	client *mongo.Client
+	recv   *receiver
+	st     *store.Store
+	ctx    context.Context
+	cfg    *triggers.Config
+	coll   *mongo.Collection
+}
+
+// newFixture starts a fixture for yaml (see parseTrigger).
+func newFixture(t *testing.T, yaml string) fixture {
+	t.Helper()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	t.Cleanup(cancel)
+	return fixture{client: client, recv: recv, st: store.New(client, stateDB), ctx: ctx,
+		cfg: parseTrigger(t, yaml, recv.srv.URL), coll: client.Database("shop").Collection("orders")}
+}
+
 func parseTrigger(t *testing.T, yaml string, url string) *triggers.Config {
 	t.Helper()
 	env := func(name string) (string, bool) {

@@ -1,12 +1,10 @@
 package runner_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -36,13 +34,8 @@ func TestRedeliverAfterAPartitionsChangeNeverSkipsForward(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			client := startDB(t, devdb.Options{})
-			recv := newReceiver(t)
-			st := store.New(client, stateDB)
-			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-			defer cancel()
-			cfg := parseTrigger(t, partitionedYAML, recv.srv.URL)
-			coll := client.Database("shop").Collection("orders")
+			f := newFixture(t, partitionedYAML)
+			client, recv, st, ctx, cfg, coll := f.client, f.recv, f.st, f.ctx, f.cfg, f.coll
 
 			early := insertIDsBefore(t, client, coll, 0, 0)
 			t0 := insertIDsBefore(t, client, coll, 1, 5)

@@ -1,11 +1,9 @@
 package runner_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 
-	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -32,13 +30,8 @@ func TestForcedRepartitionOldLayoutFails(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			client := startDB(t, devdb.Options{})
-			recv := newReceiver(t)
-			st := store.New(client, stateDB)
-			cfg := parseTrigger(t, strings.Replace(partitionedYAML, "partitions: 4", "partitions: 2", 1), recv.srv.URL)
-			coll := client.Database("shop").Collection("orders")
-			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-			defer cancel()
+			f := newFixture(t, strings.Replace(partitionedYAML, "partitions: 4", "partitions: 2", 1))
+			client, recv, st, ctx, cfg, coll := f.client, f.recv, f.st, f.ctx, f.cfg, f.coll
 			p0, p1 := "orders/p0of2", "orders/p1of2"
 
 			var r *runner.Runner

@@ -1,12 +1,10 @@
 package runner_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/internal/mql"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
@@ -44,13 +42,8 @@ func TestPartitionedResumeWhileALeaseMoves(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			client := startDB(t, devdb.Options{})
-			recv := newReceiver(t)
-			st := store.New(client, stateDB)
-			cfg := parseTrigger(t, strings.Replace(partitionedYAML, "partitions: 4", "partitions: 2", 1), recv.srv.URL)
-			coll := client.Database("shop").Collection("orders")
-			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-			defer cancel()
+			f := newFixture(t, strings.Replace(partitionedYAML, "partitions: 4", "partitions: 2", 1))
+			client, recv, st, ctx, cfg, coll := f.client, f.recv, f.st, f.ctx, f.cfg, f.coll
 			partOf := func(id int32) int {
 				h := mql.HashedIndexKey(id) % 2
 				return int(max(h, -h))

@@ -1,13 +1,11 @@
 package runner_test
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
@@ -38,13 +36,8 @@ func TestResumeFromNowAfterPartitionsChangeSkipsFromThePriorCheckpoint(t *testin
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			client := startDB(t, devdb.Options{})
-			recv := newReceiver(t)
-			st := store.New(client, stateDB)
-			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-			defer cancel()
-			cfg := parseTrigger(t, partitionedYAML, recv.srv.URL)
-			coll := client.Database("shop").Collection("orders")
+			f := newFixture(t, partitionedYAML)
+			client, st, ctx, cfg, coll := f.client, f.st, f.ctx, f.cfg, f.coll
 			// Checkpoints a second apart, the oldest first.
 			var oldest time.Time
 			for i, key := range tc.prior {

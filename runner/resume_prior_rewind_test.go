@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/changehook/changehook/devdb"
 	"github.com/changehook/changehook/internal/syncbuf"
 	"github.com/changehook/changehook/runner"
 	"github.com/changehook/changehook/store"
@@ -44,13 +43,8 @@ func TestResumeNeverMovesBackFromThePriorCheckpoint(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			client := startDB(t, devdb.Options{})
-			recv := newReceiver(t)
-			st := store.New(client, stateDB)
-			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-			defer cancel()
-			cfg := parseTrigger(t, partitionedYAML, recv.srv.URL)
-			coll := client.Database("shop").Collection("orders")
+			f := newFixture(t, partitionedYAML)
+			client, st, ctx, cfg, coll := f.client, f.st, f.ctx, f.cfg, f.coll
 
 			// The single checkpoint from before partitioning: at a second
 			// after a first insert or, for a resume from now, an hour
