@@ -213,6 +213,9 @@ func checkOperator(name string, arg any, path []PathStep, depth int, out *[]Prob
 	sig, ok := exprSignatures[name]
 	switch {
 	case !ok:
+		if datePartOperators[name] {
+			checkDatePartTimezone(name, arg, path, add)
+		}
 		checkNode(arg, path, depth+1, out)
 	case sig.named != nil:
 		d, isDoc := arg.(bson.D)
@@ -228,7 +231,7 @@ func checkOperator(name string, arg any, path []PathStep, depth int, out *[]Prob
 			p := appendStep(path, PathStep{Key: e.Key})
 			if want, ok := sig.named[e.Key]; ok {
 				checkLiteral(name, fmt.Sprintf("%s.%s", name, e.Key), "", want, e.Value, p, add)
-				checkConstArg(name, constArgChecks[name].named[e.Key], want, e.Value, p, add)
+				checkConstArg(name, namedConstCheck(name, e.Key, d), want, e.Value, p, add)
 			}
 			checkNode(e.Value, p, depth+1, out)
 		}

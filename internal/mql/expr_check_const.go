@@ -2,6 +2,9 @@ package mql
 
 import (
 	"errors"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/internal/mongoerr"
 )
@@ -17,11 +20,16 @@ type constCheck func(op string, v any) error
 // once they are not null), the check of each such argument: positional
 // arguments by index, named ones by name. Arguments whose failure depends
 // on another argument's value ($pow's base 0 with a negative exponent) are
-// not here; an expression whose arguments are all constants is evaluated
-// whole by the compile check instead.
+// not here, except where onlyIf names the constant other arguments that
+// make the run time look at one (startOfWeek is read only for unit
+// "week"); an expression whose arguments are all constants is evaluated
+// whole by the compile check instead. $dateToString's timezone is checked
+// by its compilation, and the timezone of $year and the other date parts
+// by checkDatePartTimezone.
 var constArgChecks = map[string]struct {
-	pos   map[int]constCheck
-	named map[string]constCheck
+	pos    map[int]constCheck
+	named  map[string]constCheck
+	onlyIf map[string]func(args bson.D) bool
 }{
 	"$divide":       {pos: map[int]constCheck{1: divisorErr}},
 	"$mod":          {pos: map[int]constCheck{1: divisorErr}},
@@ -38,15 +46,70 @@ var constArgChecks = map[string]struct {
 	"$arrayElemAt":  {pos: map[int]constCheck{1: ignoreOp(valueErr1(arrayElemAtIndex))}},
 	"$slice":        {pos: map[int]constCheck{1: indexedErr(sliceArg, 1), 2: indexedErr(sliceArg, 2)}},
 	"$range":        {pos: map[int]constCheck{0: indexedErr(rangeArg, 0), 1: indexedErr(rangeArg, 1), 2: indexedErr(rangeArg, 2)}},
-	"$dateAdd":      {named: map[string]constCheck{"unit": unitErr(aggDateArithUnit)}},
-	"$dateSubtract": {named: map[string]constCheck{"unit": unitErr(aggDateArithUnit)}},
-	"$dateDiff":     {named: map[string]constCheck{"unit": unitErr(aggParseTimeUnit)}},
-	"$dateTrunc":    {named: map[string]constCheck{"unit": unitErr(aggParseTimeUnit), "binSize": ignoreOp(valueErr1(dateTruncBinSize))}},
-	"$filter":       {named: map[string]constCheck{"limit": ignoreOp(valueErr1(filterLimit))}},
-	"$firstN":       {named: map[string]constCheck{"n": ignoreOp(valueErr1(aggPositiveN))}},
-	"$lastN":        {named: map[string]constCheck{"n": ignoreOp(valueErr1(aggPositiveN))}},
-	"$maxN":         {named: map[string]constCheck{"n": ignoreOp(valueErr1(aggPositiveN))}},
-	"$minN":         {named: map[string]constCheck{"n": ignoreOp(valueErr1(aggPositiveN))}},
+	"$dateAdd":      {named: map[string]constCheck{"unit": unitErr(aggDateArithUnit), "amount": valueErr(dateArithAmount), "timezone": timezoneErr}},
+	"$dateSubtract": {named: map[string]constCheck{"unit": unitErr(aggDateArithUnit), "amount": valueErr(dateArithAmount), "timezone": timezoneErr}},
+	"$dateDiff": {
+		named:  map[string]constCheck{"unit": unitErr(aggParseTimeUnit), "timezone": timezoneErr, "startOfWeek": startOfWeekErr},
+		onlyIf: map[string]func(bson.D) bool{"startOfWeek": unitIsWeek},
+	},
+	"$dateTrunc": {
+		named: map[string]constCheck{
+			"unit": unitErr(aggParseTimeUnit), "binSize": ignoreOp(valueErr1(dateTruncBinSize)),
+			"timezone": timezoneErr, "startOfWeek": startOfWeekErr,
+		},
+		onlyIf: map[string]func(bson.D) bool{"startOfWeek": unitIsWeek},
+	},
+	"$dateToParts":    {named: map[string]constCheck{"timezone": timezoneErr}},
+	"$dateFromParts":  {named: map[string]constCheck{"timezone": timezoneErr}},
+	"$dateFromString": {named: map[string]constCheck{"timezone": timezoneErr}},
+	"$filter":         {named: map[string]constCheck{"limit": ignoreOp(valueErr1(filterLimit))}},
+	"$firstN":         {named: map[string]constCheck{"n": ignoreOp(valueErr1(aggPositiveN))}},
+	"$lastN":          {named: map[string]constCheck{"n": ignoreOp(valueErr1(aggPositiveN))}},
+	"$maxN":           {named: map[string]constCheck{"n": ignoreOp(valueErr1(aggPositiveN))}},
+	"$minN":           {named: map[string]constCheck{"n": ignoreOp(valueErr1(aggPositiveN))}},
+}
+
+// namedConstCheck returns the check of op's named argument key, or nil
+// when there is none or args, op's arguments, make the run time skip it.
+func namedConstCheck(op, key string, args bson.D) constCheck {
+	c := constArgChecks[op]
+	if cond := c.onlyIf[key]; cond != nil && !cond(args) {
+		return nil
+	}
+	return c.named[key]
+}
+
+// unitIsWeek reports whether args give the constant unit "week", the one
+// for which $dateDiff and $dateTrunc read startOfWeek.
+func unitIsWeek(args bson.D) bool {
+	for _, e := range args {
+		if e.Key == "unit" {
+			return e.Value == "week"
+		}
+	}
+	return false
+}
+
+func timezoneErr(_ string, v any) error { _, err := aggParseTZ(v); return err }
+
+func startOfWeekErr(op string, v any) error { _, err := aggParseStartOfWeek(op, v); return err }
+
+// checkDatePartTimezone reports the constant timezone of a date part
+// operator op ($year, $hour, ...) written as {date, timezone}, which every
+// evaluation resolves: a literal that is not a string, or a string that
+// names no time zone.
+func checkDatePartTimezone(op string, arg any, path []PathStep, add func([]PathStep, string, ...any)) {
+	d, ok := arg.(bson.D)
+	if !ok || len(d) == 0 || strings.HasPrefix(d[0].Key, "$") {
+		return
+	}
+	for _, e := range d {
+		if e.Key == "timezone" {
+			p := appendStep(path, PathStep{Key: e.Key})
+			checkLiteral(op, op+".timezone", "", kString, e.Value, p, add)
+			checkConstArg(op, timezoneErr, kString, e.Value, p, add)
+		}
+	}
 }
 
 func valueErr(f func(string, any) (int64, error)) constCheck {

@@ -13,23 +13,22 @@ import (
 
 // dateOperators is the table of date operators.
 func dateOperators() map[string]exprCompiler {
-	return map[string]exprCompiler{
+	ops := map[string]exprCompiler{
 		"$dateToString":   argOnly(compileDateToString),
 		"$dateFromString": argOnly(compileDateFromString),
-		"$year":           compileDatePart,
-		"$month":          compileDatePart,
-		"$dayOfMonth":     compileDatePart,
-		"$hour":           compileDatePart,
-		"$minute":         compileDatePart,
-		"$second":         compileDatePart,
-		"$millisecond":    compileDatePart,
-		"$dayOfYear":      compileDatePart,
-		"$dayOfWeek":      compileDatePart,
-		"$week":           compileDatePart,
-		"$isoWeek":        compileDatePart,
-		"$isoWeekYear":    compileDatePart,
-		"$isoDayOfWeek":   compileDatePart,
 	}
+	for name := range datePartOperators {
+		ops[name] = compileDatePart
+	}
+	return ops
+}
+
+// datePartOperators are the operators that return one part of a date,
+// given as an expression or as {date, timezone}.
+var datePartOperators = map[string]bool{
+	"$year": true, "$month": true, "$dayOfMonth": true, "$hour": true, "$minute": true,
+	"$second": true, "$millisecond": true, "$dayOfYear": true, "$dayOfWeek": true, "$week": true,
+	"$isoWeek": true, "$isoWeekYear": true, "$isoDayOfWeek": true,
 }
 
 // aggISODate renders a date as MongoDB's ISO string with milliseconds,

@@ -204,17 +204,29 @@ func (n *dateAddNode) eval(c *evalCtx) (any, error) {
 	if err != nil {
 		return nil, mongoerr.Errorf(mongoerr.DateArithStartNotDate, "%s requires startDate to be convertible to a date", n.name)
 	}
-	amount, ok := aggToInt64Exact(v[2])
-	if !ok {
-		return nil, mongoerr.Errorf(mongoerr.DateArithAmountNotInt, "%s expects integer amount of time units", n.name)
+	amount, err := dateArithAmount(n.name, v[2])
+	if err != nil {
+		return nil, err
 	}
 	if n.name == "$dateSubtract" {
-		if amount == math.MinInt64 {
-			return nil, mongoerr.Errorf(mongoerr.DateSubtractMinAmount, "invalid $dateSubtract 'amount' parameter value: %d", amount)
-		}
 		amount = -amount
 	}
 	return aggDateAdd(n.name, start, unit, amount, loc)
+}
+
+// dateArithAmount returns v, the non-null amount of $dateAdd or
+// $dateSubtract (op), or the error when it is not an integral number or,
+// for $dateSubtract, is the one long that cannot be negated. The bounds
+// that depend on the unit are aggDateAdd's.
+func dateArithAmount(op string, v any) (int64, error) {
+	amount, ok := aggToInt64Exact(v)
+	if !ok {
+		return 0, mongoerr.Errorf(mongoerr.DateArithAmountNotInt, "%s expects integer amount of time units", op)
+	}
+	if op == "$dateSubtract" && amount == math.MinInt64 {
+		return 0, mongoerr.Errorf(mongoerr.DateSubtractMinAmount, "invalid $dateSubtract 'amount' parameter value: %d", amount)
+	}
+	return amount, nil
 }
 
 // aggDateAddMaxAmount is, per unit, the bound (exclusive) on the amount
