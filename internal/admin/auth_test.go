@@ -106,8 +106,8 @@ func TestTokenGuardsEveryPath(t *testing.T) {
 		{"HEAD", "/assets/console.css", "", true, 200},
 		{"GET", "/favicon.ico", "", true, 204},
 		{"HEAD", "/favicon.ico", "", true, 204},
-		{"GET", "/assets/", "", false, 404},       // the console's not found, no listing
-		{"GET", "/assets/nope.js", "", true, 404}, // an asset route: no data either way
+		{"GET", "/assets/", "", false, 404},        // the console's not found, no listing
+		{"GET", "/assets/nope.js", "", false, 404}, // assets are routed by their exact names
 		{"POST", "/assets/console.js", "", false, 404},
 		{"GET", "/healthz/", "", false, 404},
 		{"POST", "/healthz", "", false, 404}, // the console's not found
@@ -230,6 +230,16 @@ func TestTokenPathTricks(t *testing.T) {
 		{"GET", "/deadletters/x%2F..%2F..%2Fassets%2Fconsole.js", 401},
 		{"GET", "/deadletters/msg_1%2F%2E%2E%2F%2E%2E%2Ffavicon.ico", 401},
 		{"GET", "/triggers/orders%2F..%2F..%2Fassets/console.js", 401},
+		// One escaped segment under /assets/ is no asset's name: the
+		// console's 404 behind the token, never the assets' listing.
+		{"GET", "/assets/..%2F", 401},
+		{"GET", "/assets/.%2F", 401},
+		{"GET", "/assets/x%2F..%2F", 401},
+		{"GET", "/assets/%2E%2E%2F", 401},
+		{"GET", "/assets/%2e", 401},
+		{"GET", "/assets/%2e%2e", 401},
+		{"GET", "/assets/console.js%2F..%2F", 401},
+		{"HEAD", "/assets/..%2F", 401},
 		// Open: redirected to the clean path, an open one.
 		{"GET", "/api/../healthz", 307},
 		{"GET", "/deadletters/../assets/console.js", 307},
@@ -253,6 +263,8 @@ func TestTokenPathTricks(t *testing.T) {
 				t.Errorf("%s %s without the token: %d %.200s; want %d", tc.method, tc.path, resp.StatusCode, b, tc.want)
 			case token && resp.StatusCode == http.StatusUnauthorized:
 				t.Errorf("%s %s with the token: 401 %.200s", tc.method, tc.path, b)
+			case strings.Contains(string(b), `<a href="console.js">`):
+				t.Errorf("%s %s (token %v): a directory listing: %.200s", tc.method, tc.path, token, b)
 			}
 		}
 	}

@@ -11,7 +11,8 @@
 //	                          distance to the oldest oplog entry
 //	GET /deadletters          dead letters, optionally ?trigger=NAME
 //	GET /deadletters/{id}     one dead letter: event, attempts, last response
-//	GET /assets/{file}        the embedded stylesheet and script
+//	GET /assets/{file}        the embedded stylesheet and script (these two
+//	                          names only)
 //
 // Every page is read-only and shows no secrets: it renders the runner's
 // status, stored dead letters and cluster members, never the configuration's
@@ -302,6 +303,8 @@ type Console struct {
 	samples *sampler
 	pages   map[string]*template.Template
 	mux     *http.ServeMux
+	// assetPatterns are the mux's routes of the embedded assets.
+	assetPatterns map[string]bool
 }
 
 // New returns a Console for opts. It starts nothing; call Run to sample the
@@ -342,9 +345,22 @@ func New(opts Options) (*Console, error) {
 	mux.HandleFunc("GET /triggers/{name}", c.trigger)
 	mux.HandleFunc("GET /deadletters", c.deadLetters)
 	mux.HandleFunc("GET /deadletters/{id}", c.deadLetter)
-	// One file per name: /assets/ and any other directory is the
-	// catch-all's 404, not a listing.
-	mux.Handle(assetPattern, http.StripPrefix("/assets/", http.FileServerFS(assets)))
+	// One route per embedded file, by its exact name: /assets/, a
+	// directory or any other name (an escaped "..%2F" included) is the
+	// catch-all's 404, never a listing.
+	files, err := fs.ReadDir(assets, ".")
+	if err != nil {
+		return nil, fmt.Errorf("new console: list assets: %w", err)
+	}
+	c.assetPatterns = make(map[string]bool, len(files))
+	for _, f := range files {
+		if !f.Type().IsRegular() {
+			continue
+		}
+		name, pattern := f.Name(), "GET /assets/"+f.Name()
+		c.assetPatterns[pattern] = true
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { http.ServeFileFS(w, r, assets, name) })
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusNotFound, "notfound", page{Title: "Not found", Message: "There is no page at " + textcut.Quote(r.URL.Path) + "."})
 	})
@@ -356,16 +372,14 @@ func New(opts Options) (*Console, error) {
 // page.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.mux.ServeHTTP(w, r) }
 
-// assetPattern is the route of the embedded stylesheet and script.
-const assetPattern = "GET /assets/{file}"
-
-// ServesAsset reports whether ServeHTTP would serve r from the embedded
-// assets (the stylesheet and script: no data) or redirect it to one. It
-// decides as ServeHTTP routes, from the escaped path, so that an escaped
-// slash or dot cannot make a page look like an asset.
+// ServesAsset reports whether ServeHTTP would serve r one of the embedded
+// assets (the stylesheet and script: no data), each routed by its exact
+// name. It decides as ServeHTTP routes, from the escaped path, so that an
+// escaped slash or dot cannot make a page or a directory look like an
+// asset.
 func (c *Console) ServesAsset(r *http.Request) bool {
 	_, pattern := c.mux.Handler(r)
-	return pattern == assetPattern
+	return c.assetPatterns[pattern]
 }
 
 // Run samples every trigger's counters every SampleEvery until ctx is
