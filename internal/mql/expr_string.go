@@ -183,7 +183,8 @@ func evalSubstrBytes(name string, vals []any) (any, error) {
 	if err := substrBytesStartErr(name, vals[1]); err != nil {
 		return nil, err
 	}
-	startF, lenF := aggToFloat(vals[1]), aggToFloat(vals[2])
+	// MongoDB converts both to longs (truncating toward zero) first.
+	startF, lenF := math.Trunc(aggToFloat(vals[1])), math.Trunc(aggToFloat(vals[2]))
 	start := int(min(startF, float64(len(s))))
 	if start >= len(s) {
 		return "", nil
@@ -202,9 +203,11 @@ func evalSubstrBytes(name string, vals []any) (any, error) {
 }
 
 // substrBytesStartErr returns the error $substrBytes and $substr (name)
-// raise for v, a numeric starting index, when it is negative.
+// raise for v, a numeric starting index, when it is negative once
+// truncated to an integer, as MongoDB converts it to a long before its
+// sign check (-0.5 is the index 0).
 func substrBytesStartErr(name string, v any) error {
-	if f := aggToFloat(v); f < 0 {
+	if f := math.Trunc(aggToFloat(v)); f < 0 {
 		return mongoerr.Errorf(mongoerr.SubstrStartNegative, "%s: starting index must be non-negative (got: %v)", name, f)
 	}
 	return nil

@@ -231,6 +231,13 @@ func TestExprStrings(t *testing.T) {
 		{name: "toUpper object", expr: `{"$toUpper": {"$literal": {"a": 1}}}`, code: 16007},
 		{name: "substrBytes", expr: `{"$substrBytes": ["hello", 1, 3]}`, want: `{"v": "ell"}`},
 		{name: "substr negative length", expr: `{"$substr": ["hello", 2, -1]}`, want: `{"v": "llo"}`},
+		// MongoDB truncates the start and length to longs first.
+		{name: "substrBytes fractional negative start", expr: `{"$substrBytes": ["hello", -0.5, 2]}`, want: `{"v": "he"}`},
+		{name: "substr fractional negative start", expr: `{"$substr": ["hello", -0.9, 2]}`, want: `{"v": "he"}`},
+		{name: "substrBytes fractional start", expr: `{"$substrBytes": ["hello", 1.9, 2]}`, want: `{"v": "el"}`},
+		{name: "substrBytes fractional length", expr: `{"$substrBytes": ["hello", 1, 2.9]}`, want: `{"v": "el"}`},
+		{name: "substrBytes fractional negative length", expr: `{"$substrBytes": ["hello", 1, -0.5]}`, want: `{"v": ""}`},
+		{name: "substrBytes start below -1", expr: `{"$substrBytes": ["hello", -1.5, 2]}`, code: 50752},
 		{name: "substrBytes mid rune", expr: `{"$substrBytes": ["é", 1, 1]}`, code: 28656},
 		{name: "substrCP", expr: `{"$substrCP": ["héllo", 1, 2]}`, want: `{"v": "él"}`},
 		{name: "substrCP negative length", expr: `{"$substrCP": ["abc", 0, -1]}`, code: 34454},
