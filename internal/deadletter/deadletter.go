@@ -344,23 +344,28 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 			status = fmt.Sprintf("HTTP %d", out.Status)
 		}
 		res.Err = fmt.Errorf("%s after %s: %w", status, dispatcher.AttemptsText(out.Attempts), err)
-		res.reason = "delivery failed: " + status
-		if out.Reason != "" {
-			res.reason += " (" + out.Reason + ")"
-		}
+		res.reason = failureReason(status, out)
 		if res.cut {
 			res.reason += ", cut short as the replay's time ran out"
+		}
+		if out.Attempts == 0 {
+			// No request was sent: the dead letter stays as it was.
+			return res
 		}
 		// The dead letter keeps the replay's trace: its attempts and last
 		// status, reason, error and response. On a context of its own:
 		// the replay's may be what ended the delivery.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-		_, uerr := r.Store.RecordReplayFailure(rctx, dl.ID, out, err)
+		found, uerr := r.Store.RecordReplayFailure(rctx, dl.ID, out, err)
 		cancel()
-		if uerr != nil {
+		switch {
+		case uerr != nil:
 			res.Err = fmt.Errorf("%w (and the dead letter was not updated: %v)", res.Err, uerr)
 			res.reason += "; the dead letter was not updated (the state database failed)"
-		} else {
+		case !found:
+			res.Err = fmt.Errorf("%w (and the dead letter is gone: replayed or purged meanwhile)", res.Err)
+			res.reason += "; the dead letter is gone (replayed or purged meanwhile)"
+		default:
 			res.recorded = true
 		}
 		return res
@@ -370,6 +375,24 @@ func (r *Replayer) replayOne(ctx context.Context, dl store.StoredDeadLetter) Res
 		res.reason = "delivered but the dead letter could not be deleted (the state database failed); a later replay would deliver it again"
 	}
 	return res
+}
+
+// failureReason words a failed replay's outcome out (status: its last
+// HTTP status in words) for Reason: a payload that could not be built, or
+// another delivery that sent no request, as what it is, not as a delivery
+// that got no response.
+func failureReason(status string, out dispatcher.Result) string {
+	switch {
+	case out.Reason == dispatcher.ReasonPayload && out.Attempts == 0:
+		return "payload could not be built from the event (payload_error): no request was sent"
+	case out.Attempts == 0 && out.Reason != "":
+		return "not sent (" + out.Reason + ")"
+	case out.Attempts == 0:
+		return "not sent"
+	case out.Reason != "":
+		return "delivery failed: " + status + " (" + out.Reason + ")"
+	}
+	return "delivery failed: " + status
 }
 
 // replaySender is the Sender of a trigger and whether the trigger is

@@ -12,6 +12,7 @@ import (
 
 	"github.com/changehook/changehook/dispatcher"
 	"github.com/changehook/changehook/internal/deadletter"
+	"github.com/changehook/changehook/internal/mql"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
@@ -20,7 +21,9 @@ import (
 // failed, one entry per reason in the order first met, with a count, the
 // first ids, the attempts made and how many dead letters record them; also
 // when no attempt was made (a trigger no longer configured, an unknown id,
-// an event not kept), and then the dead letter is as it was. No reason
+// an event not kept, a payload that cannot be built), and then the dead
+// letter is as it was and counts as recorded by none, as does one removed
+// while its replay ran. No reason
 // quotes the webhook's URL or the endpoint's answer, and the entries and
 // ids are bounded.
 func TestReplayFailureReasons(t *testing.T) {
@@ -29,14 +32,35 @@ func TestReplayFailureReasons(t *testing.T) {
 		http.Error(w, "refused, token="+urlToken, http.StatusBadRequest)
 	}))
 	t.Cleanup(srv.Close)
+	// The endpoint of trigger "racing" removes the dead letter being
+	// replayed (a purge or another replay meanwhile) before it answers.
+	var racing *store.Store
+	racingSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := racing.DeleteDeadLetter(r.Context(), r.Header.Get("webhook-id")); err != nil {
+			t.Error(err)
+		}
+		http.Error(w, "refused, token="+urlToken, http.StatusBadRequest)
+	}))
+	t.Cleanup(racingSrv.Close)
+	// Trigger "badpayload" has a payload that fails on every event: no
+	// request is sent.
+	spec := bson.D{{Key: "n", Value: bson.D{{Key: "$toInt", Value: "$operationType"}}}}
+	payload, err := mql.CompileExpr(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := &triggers.Config{Path: "triggers.yaml", Triggers: []*triggers.Trigger{
 		{Name: "orders", Webhook: triggers.Webhook{URL: srv.URL + "/hook?token=" + urlToken}, Retry: triggers.RetryPolicy{MaxAttempts: 1}},
+		{Name: "racing", Webhook: triggers.Webhook{URL: racingSrv.URL + "/hook"}, Retry: triggers.RetryPolicy{MaxAttempts: 1}},
+		{Name: "badpayload", Webhook: triggers.Webhook{URL: srv.URL + "/hook", Payload: payload, PayloadSpec: spec}, Retry: triggers.RetryPolicy{MaxAttempts: 1}},
 	}}
 	const (
-		removed  = `trigger "gone" is not in triggers.yaml: its webhook is unknown`
-		notFound = "no such dead letter (replayed or purged already?)"
-		notKept  = "not replayed: its change event was too large to keep in the dead letter; its dead letter says how to deliver the change again"
-		refused  = "delivery failed: HTTP 400 (client_error)"
+		removed    = `trigger "gone" is not in triggers.yaml: its webhook is unknown`
+		notFound   = "no such dead letter (replayed or purged already?)"
+		notKept    = "not replayed: its change event was too large to keep in the dead letter; its dead letter says how to deliver the change again"
+		refused    = "delivery failed: HTTP 400 (client_error)"
+		gone       = "delivery failed: HTTP 400 (client_error); the dead letter is gone (replayed or purged meanwhile)"
+		badPayload = "payload could not be built from the event (payload_error): no request was sent"
 	)
 	// item is one id of the selection: a dead letter stored for trigger
 	// (its event not kept when trimmed), or an id without one ("").
@@ -49,7 +73,7 @@ func TestReplayFailureReasons(t *testing.T) {
 		count, attempts, recorded int
 		ids                       []int // the items listed, by index
 	}
-	gone := func(n int) []item { return repeat(item{trigger: "gone"}, n) }
+	unknown := func(n int) []item { return repeat(item{trigger: "gone"}, n) }
 	var many []item // one trigger with 7 dead letters, then 9 others
 	many = append(many, repeat(item{trigger: "gone-0"}, 7)...)
 	for i := 1; i <= 9; i++ {
@@ -66,7 +90,10 @@ func TestReplayFailureReasons(t *testing.T) {
 		items []item
 		want  []reason
 	}{
-		{"trigger no longer configured", gone(2), []reason{{text: removed, count: 2, ids: []int{0, 1}}}},
+		{"trigger no longer configured", unknown(2), []reason{{text: removed, count: 2, ids: []int{0, 1}}}},
+		{"payload fails", repeat(item{trigger: "badpayload"}, 2), []reason{{text: badPayload, count: 2, ids: []int{0, 1}}}},
+		{"removed during its replay", []item{{trigger: "racing"}, {trigger: "orders"}},
+			[]reason{{text: gone, count: 1, attempts: 1, ids: []int{0}}, {text: refused, count: 1, attempts: 1, recorded: 1, ids: []int{1}}}},
 		{"unknown id", []item{{}}, []reason{{text: notFound, count: 1, ids: []int{0}}}},
 		{"event not kept", []item{{trigger: "orders", trimmed: true}}, []reason{{text: notKept, count: 1, ids: []int{0}}}},
 		{"endpoint refuses", repeat(item{trigger: "orders"}, 2), []reason{{text: refused, count: 2, attempts: 2, recorded: 2, ids: []int{0, 1}}}},
@@ -76,6 +103,7 @@ func TestReplayFailureReasons(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, st := newStateStore(t)
+			racing = st
 			ids := make([]string, len(tc.items))
 			for i, it := range tc.items {
 				switch {
@@ -129,11 +157,11 @@ func TestReplayFailureReasons(t *testing.T) {
 				}
 			}
 			// A dead letter failed without attempts is as it was; one
-			// with attempts records them.
+			// with attempts records them (unless it was removed).
 			for i, it := range tc.items {
 				dl, ok, err := st.GetDeadLetter(ctx, ids[i])
 				was, stored := before[ids[i]]
-				if err != nil || ok != stored {
+				if err != nil || ok != (stored && it.trigger != "racing") {
 					t.Fatalf("dead letter %s after the replay: %v, %v; stored before: %v", ids[i], ok, err, stored)
 				}
 				attempted := it.trigger == "orders" && !it.trimmed
