@@ -87,9 +87,9 @@ func matchAdvice(t *Trigger) []string {
 	out = append(out, neverHolds(t)...)
 	for _, q := range t.quotedNumbers {
 		out = append(out, fmt.Sprintf("match: %s: {%s: %s} compares with the string %s, not a number: a quoted ${VAR} stays a string, "+
-			"and %s with a string matches only string values; write the condition in block style with the variable unquoted, "+
-			"%s on a line of its own (see ${VAR} under Configuration reference in README.md)",
-			q.path, q.op, textcut.Quote(q.written), textcut.Quote(q.value), q.op, q.op+": "+q.written))
+			"and %s with a string matches only string values; if %s holds numbers, write the condition in block style with the variable unquoted, "+
+			"%s on a line of its own; if it holds strings, write %s to say so (see ${VAR} under Configuration reference in README.md)",
+			q.path, q.op, textcut.Quote(q.written), textcut.Quote(q.value), q.op, q.path, q.op+": "+q.written, q.op+": !!str "+textcut.Quote(q.written)))
 	}
 	return out
 }
@@ -202,6 +202,13 @@ type quotedNumber struct {
 	op      string // $lt, $lte, $gt or $gte
 	written string // the operand as written, "${LIMIT}"
 	value   string // the operand's value, "20"
+}
+
+// quotedUntagged reports whether n is written in single or double quotes
+// without an explicit tag: a string perhaps only by accident. A block
+// scalar or an explicit !!str says "a string" on purpose.
+func quotedUntagged(n *yaml.Node) bool {
+	return n.Style == yaml.DoubleQuotedStyle || n.Style == yaml.SingleQuotedStyle
 }
 
 // noteQuotedNumber records n, a quoted scalar whose ${VAR}s are about to

@@ -163,7 +163,9 @@ func TestMatchNeverHoldsAdvice(t *testing.T) {
 // ${VAR} reading as a number is a comparison with a string (README's
 // flow-style trap), advised against word for word; the same variable
 // unquoted in block style, a quoted variable that is no number, an
-// equality, and a comparison under $or are not.
+// equality, a comparison under $or, and an operand that says it is a
+// string on purpose (an explicit !!str, a block scalar) are not. The
+// advice is conditional: unquoting is right only for numbers.
 func TestQuotedNumberVariableAdvice(t *testing.T) {
 	env := func(k string) (string, bool) {
 		switch k {
@@ -173,12 +175,14 @@ func TestQuotedNumberVariableAdvice(t *testing.T) {
 			return "0.5", true
 		case "STATUS":
 			return "paid", true
+		case "ZIP":
+			return "02134", true
 		}
 		return testEnv(k)
 	}
 	limit := `match: fullDocument.quantity: {$lt: "${LIMIT}"} compares with the string "20", not a number: a quoted ${VAR} stays a string, ` +
-		"and $lt with a string matches only string values; write the condition in block style with the variable unquoted, " +
-		"$lt: ${LIMIT} on a line of its own (see ${VAR} under Configuration reference in README.md)"
+		"and $lt with a string matches only string values; if fullDocument.quantity holds numbers, write the condition in block style with the variable unquoted, " +
+		`$lt: ${LIMIT} on a line of its own; if it holds strings, write $lt: !!str "${LIMIT}" to say so (see ${VAR} under Configuration reference in README.md)`
 	tests := []struct {
 		name  string
 		match string // the match section, indented under it
@@ -189,13 +193,18 @@ func TestQuotedNumberVariableAdvice(t *testing.T) {
 			want: []string{limit}},
 		{name: "under $and, a float", match: `      $and: [{ fullDocument.rate: { $gte: "${RATE:-1}" } }]`,
 			want: []string{`match: fullDocument.rate: {$gte: "${RATE:-1}"} compares with the string "0.5", not a number: a quoted ${VAR} stays a string, ` +
-				"and $gte with a string matches only string values; write the condition in block style with the variable unquoted, " +
-				"$gte: ${RATE:-1} on a line of its own (see ${VAR} under Configuration reference in README.md)"}},
+				"and $gte with a string matches only string values; if fullDocument.rate holds numbers, write the condition in block style with the variable unquoted, " +
+				`$gte: ${RATE:-1} on a line of its own; if it holds strings, write $gte: !!str "${RATE:-1}" to say so (see ${VAR} under Configuration reference in README.md)`}},
 		{name: "unquoted in block style", match: "      fullDocument.quantity:\n        $lt: ${LIMIT}"},
 		{name: "not a number", match: `      fullDocument.status: { $gt: "${STATUS}" }`},
 		{name: "equality", match: `      fullDocument.code: { $eq: "${LIMIT}" }`},
 		{name: "a number written quoted", match: `      fullDocument.quantity: { $lt: "20" }`},
 		{name: "under $or", match: `      $or: [{ fullDocument.quantity: { $lt: "${LIMIT}" } }, { operationType: delete }]`},
+		// A string on purpose: an explicit !!str, or a block scalar.
+		{name: "explicit string tag", match: "      fullDocument.zip:\n        $gte: !!str ${ZIP}"},
+		{name: "explicit string tag, quoted", match: `      fullDocument.zip: { $gte: !!str "${ZIP}" }`},
+		{name: "literal block scalar", match: "      fullDocument.zip:\n        $gte: |-\n          ${ZIP}"},
+		{name: "folded block scalar", match: "      fullDocument.zip:\n        $gte: >-\n          ${ZIP}"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

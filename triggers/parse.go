@@ -722,7 +722,7 @@ func (d *decoder) interpolateTree(n *yaml.Node, inWebhook bool) {
 		if len(errs) > 0 {
 			d.poison(n)
 		}
-		if out != n.Value && n.Style != 0 && len(errs) == 0 {
+		if out != n.Value && quotedUntagged(n) && len(errs) == 0 {
 			if tag := resolveCore(out); tag == "!!int" || tag == "!!float" {
 				d.noteQuotedNumber(n)
 			}
