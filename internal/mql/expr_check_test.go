@@ -122,20 +122,13 @@ func TestCheckExpr(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var spec bson.D
-			if err := bson.UnmarshalExtJSON([]byte(`{"e": `+tt.expr+`}`), false, &spec); err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, p := range CheckExpr(spec[0].Value) {
-				got = append(got, pathString(p.Path)+": "+p.Message)
-			}
+			spec, got := checkExprJSON(t, tt.expr)
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("CheckExpr(%s):\n got %q\nwant %q", tt.expr, got, tt.want)
 			}
 			// What CheckExpr finds nothing in CompileExpr accepts.
 			if len(tt.want) == 0 {
-				if _, err := CompileExpr(spec[0].Value); err != nil {
+				if _, err := CompileExpr(spec); err != nil {
 					t.Errorf("CheckExpr found nothing but CompileExpr failed: %v", err)
 				}
 			}
@@ -301,14 +294,7 @@ func TestCheckExprConstantArguments(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var spec bson.D
-			if err := bson.UnmarshalExtJSON([]byte(`{"e": `+tt.expr+`}`), false, &spec); err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, p := range CheckExpr(spec[0].Value) {
-				got = append(got, pathString(p.Path)+": "+p.Message)
-			}
+			spec, got := checkExprJSON(t, tt.expr)
 			var want []string
 			if tt.want != "" {
 				want = []string{tt.want}
@@ -318,7 +304,7 @@ func TestCheckExprConstantArguments(t *testing.T) {
 			}
 			// The run time fails with the same message, or succeeds when
 			// CheckExpr finds nothing.
-			e, err := CompileExpr(spec[0].Value)
+			e, err := CompileExpr(spec)
 			if err != nil {
 				t.Fatalf("CompileExpr(%s): %v", tt.expr, err)
 			}
@@ -331,6 +317,21 @@ func TestCheckExprConstantArguments(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkExprJSON decodes expr (Extended JSON) and returns it with
+// CheckExpr's problems, each as "path: message".
+func checkExprJSON(t *testing.T, expr string) (any, []string) {
+	t.Helper()
+	var spec bson.D
+	if err := bson.UnmarshalExtJSON([]byte(`{"e": `+expr+`}`), false, &spec); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range CheckExpr(spec[0].Value) {
+		got = append(got, pathString(p.Path)+": "+p.Message)
+	}
+	return spec[0].Value, got
 }
 
 // mqlErrMessage is err's MongoDB message without its code.
