@@ -65,7 +65,8 @@ const (
 	// MaxAdminMaxConnections bounds admin.max_connections.
 	MaxAdminMaxConnections = 65536
 	// MinAdminTokenLength is the admin.token length (in characters) below
-	// which validate and the admin server warn that it is easy to guess.
+	// which the configuration has a warning (Config.Warnings) that it is
+	// easy to guess.
 	MinAdminTokenLength = 16
 	// DefaultCheckpointIdleInterval is checkpoint.idle_interval when
 	// omitted: how often a trigger that delivered nothing saves the
@@ -155,9 +156,15 @@ type Config struct {
 	// Triggers are the triggers in file order.
 	Triggers []*Trigger `json:"triggers"`
 	// Warnings are settings of the file that are accepted but very likely
-	// not what was meant (a retry class whose codes another list takes,
-	// an endpoint no enabled trigger uses), at their positions, sorted;
-	// validate prints them and run logs them. Nil when there is none.
+	// not what was meant, each at the position of the node it is about,
+	// sorted as ValidationError's problems are: about the file (a retry
+	// class whose codes another list takes, an endpoint no enabled trigger
+	// uses, a short admin.token) and, with Problem.Trigger set, about one
+	// trigger, disabled ones included (a payload string that looks like a
+	// template placeholder, a batch sent to a chat webhook, a match
+	// condition that can never hold as written). validate prints them all;
+	// run and dev log them, but not those of a disabled trigger. They never
+	// contain a secret. Nil when there is none.
 	Warnings []Problem `json:"-"`
 }
 
@@ -216,8 +223,8 @@ type StateConfig struct {
 }
 
 // ShortAdminToken reports whether token, a configured admin.token, has
-// fewer than MinAdminTokenLength characters (validate and the admin server
-// warn about it; it is not an error).
+// fewer than MinAdminTokenLength characters (a warning of Config.Warnings,
+// not an error).
 func ShortAdminToken(token string) bool {
 	return token != "" && utf8.RuneCountInString(token) < MinAdminTokenLength
 }
@@ -373,10 +380,6 @@ type Trigger struct {
 	// unit is 1 + the partition this value reads, set by Partition on a
 	// copy; 0 on the trigger as configured, which reads every event.
 	unit int
-	// quotedNumbers are the comparisons of Match whose operand is a quoted
-	// ${VAR} that reads as a number, set by Parse for Advice: the operand
-	// is a string.
-	quotedNumbers []quotedNumber
 	// Enabled false keeps the trigger in the file without running it.
 	Enabled bool
 	// Webhook is the endpoint.

@@ -26,13 +26,20 @@ func (p Pos) String() string {
 	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
 }
 
-// Problem is one configuration problem at a position.
+// Problem is one configuration problem at a position: an error of a
+// ValidationError, or a warning of Config.Warnings.
 type Problem struct {
 	// Pos is where the problem is.
 	Pos Pos
 	// Message says what is wrong and, where it helps, what would be right.
 	// It never contains a secret.
 	Message string
+	// Trigger names the trigger a warning (Config.Warnings) is about, for
+	// one about a trigger's own settings: what its match, payload or batch
+	// very likely gets wrong. Its position may be in the defaults section,
+	// where the trigger got the setting from. "" for a warning about the
+	// file (a retry list, an endpoint, admin.token) and for every error.
+	Trigger string
 }
 
 // String formats the problem as FILE:LINE:COL: message.
@@ -55,9 +62,9 @@ func (e *ValidationError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// sortProblems orders problems by file, line, column and message and drops
-// exact duplicates (a defaults entry is checked once per trigger that
-// inherits it).
+// sortProblems orders problems by file, line, column, message and trigger
+// and drops exact duplicates (a defaults entry is checked once per trigger
+// that inherits it).
 func sortProblems(ps []Problem) []Problem {
 	slices.SortStableFunc(ps, func(a, b Problem) int {
 		return cmp.Or(
@@ -65,6 +72,7 @@ func sortProblems(ps []Problem) []Problem {
 			cmp.Compare(a.Pos.Line, b.Pos.Line),
 			cmp.Compare(a.Pos.Col, b.Pos.Col),
 			cmp.Compare(a.Message, b.Message),
+			cmp.Compare(a.Trigger, b.Trigger),
 		)
 	})
 	return slices.Compact(ps)

@@ -205,14 +205,20 @@ func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
 	d.problems = append(d.problems, Problem{Pos: d.pos(n), Message: fmt.Sprintf(format, args...)})
 }
 
-// warnf records a warning at n, its arguments shown as errorf's are.
+// warnf records a warning about the file at n, its arguments shown as
+// errorf's are.
 func (d *decoder) warnf(n *yaml.Node, format string, args ...any) {
+	d.warnings = append(d.warnings, d.problem(n, format, args...))
+}
+
+// problem is a problem at n, its arguments shown as errorf's are.
+func (d *decoder) problem(n *yaml.Node, format string, args ...any) Problem {
 	for i, a := range args {
 		if s, ok := a.(string); ok {
 			args[i] = shown(s)
 		}
 	}
-	d.warnings = append(d.warnings, Problem{Pos: d.pos(n), Message: fmt.Sprintf(format, args...)})
+	return Problem{Pos: d.pos(n), Message: fmt.Sprintf(format, args...)}
 }
 
 // maxShownText bounds a string argument of a problem's message printed
@@ -332,6 +338,10 @@ func (d *decoder) parse(data []byte) *Config {
 					d.errorf(deref(tok.val), "admin.token: must not contain control characters such as CR, LF or NUL (no Authorization header can carry them)")
 				}
 				cfg.Admin.Token = Secret(s)
+				if ShortAdminToken(s) {
+					d.warnf(deref(tok.val), "admin.token is shorter than %d characters: anyone who can reach the admin server may guess it; "+
+						"use a long random one (openssl rand -hex 32)", MinAdminTokenLength)
+				}
 			}
 		}
 		if a := f["addr"]; a.set() {
@@ -1442,18 +1452,26 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 	t.Retry = d.retry(merged("retry"))
 	t.PayloadErrors = d.payloadErrors(merged("payload_errors"))
 	t.Circuit = d.circuit(merged("circuit"))
-	t.Webhook = d.webhook(own["webhook"], defs["webhook"], at, defaultsOnly)
+	var payload entry
+	t.Webhook, payload = d.webhook(own["webhook"], defs["webhook"], at, defaultsOnly)
 	t.Batch = d.batch(own["batch"], defs["batch"], at, t.Name, defaultsOnly, t.MaxInflightBytes)
 	if !defaultsOnly {
 		d.checkBatch(t, own, at)
 	}
 
-	if e := get("match"); e.set() {
-		t.Match = d.match(e)
-		t.quotedNumbers = d.quotedNumberComparisons(e.val, 0)
+	match := get("match")
+	if match.set() {
+		t.Match = d.match(match)
 	}
 	if e := get("project"); e.set() {
 		t.Project = d.project(e, t.Ordering)
+	}
+	if !defaultsOnly {
+		batch := own["batch"]
+		if !batch.set() {
+			batch = defs["batch"]
+		}
+		d.advise(t, payload, batch, match)
 	}
 	return t
 }
@@ -1580,7 +1598,10 @@ func (d *decoder) retry(own, def entry) RetryPolicy {
 	return p
 }
 
-func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webhook {
+// webhook decodes a trigger's webhook section, its fields over the
+// defaults section's, and returns it with the payload entry it read (not
+// set when there is none).
+func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) (Webhook, entry) {
 	known := webhookFields()
 	f := map[string]entry{}
 	headers := map[string]entry{}
@@ -1602,7 +1623,7 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 	w := Webhook{}.WithDefaults()
 	if !defaultsOnly && !own.set() && !def.set() {
 		d.errorf(at, "trigger: missing field \"webhook\"")
-		return w
+		return w, entry{}
 	}
 	if e := f["url"]; e.set() {
 		if s, ok := d.str(e, "webhook.url"); ok {
@@ -1691,7 +1712,7 @@ func (d *decoder) webhook(own, def entry, at *yaml.Node, defaultsOnly bool) Webh
 			}
 		}
 	}
-	return w
+	return w, f["payload"]
 }
 
 // headerEntries adds a headers mapping to out, keyed by canonical name.

@@ -214,7 +214,7 @@ func TestValidate(t *testing.T) {
 		cfg := writeConfig(t, strings.Replace(okConfig, `" left!"] }`, `" left! {{fullDocument.sku}}"] }`, 1))
 		code, out, errOut := run(t, nil, "", "validate", "-c", cfg)
 		warning := "  low_stock: lessons.inventory [insert, update] -> POST http://127.0.0.1:1/hook?token=REDACTED, ordering strict\n" +
-			`    warning: webhook.payload: " left! {{fullDocument.sku}}" looks like a template placeholder, but payload is a MongoDB expression ` +
+			"    warning: " + cfg + `:15:104: webhook.payload: " left! {{fullDocument.sku}}" looks like a template placeholder, but payload is a MongoDB expression ` +
 			`and sends a string as written: build it with $concat and field paths, e.g. {$concat: ["Order ", {$toString: "$fullDocument._id"}]}` + "\n"
 		if code != ExitOK || !strings.Contains(out, warning) {
 			t.Errorf("exit %d\n%s%s\nwant the warning:\n%s", code, out, errOut, warning)
@@ -229,7 +229,7 @@ func TestValidate(t *testing.T) {
 		}
 	})
 	t.Run("admin token", func(t *testing.T) {
-		warning := "  warning: admin.token is shorter than 16 characters"
+		warning := ":1:17: admin.token is shorter than 16 characters"
 		for _, tc := range []struct {
 			token string
 			warn  bool
@@ -241,7 +241,7 @@ func TestValidate(t *testing.T) {
 		} {
 			cfg := writeConfig(t, "admin: { token: \""+tc.token+"\" }\n"+okConfig)
 			code, out, errOut := run(t, nil, "", "validate", "-c", cfg)
-			if code != ExitOK || strings.Contains(out, warning) != tc.warn || tc.token != "" && strings.Contains(out+errOut, tc.token) {
+			if code != ExitOK || strings.Contains(out, "  warning: "+cfg+warning) != tc.warn || tc.token != "" && strings.Contains(out+errOut, tc.token) {
 				t.Errorf("token %q: exit %d\n%s%s\nwant the warning %v (and never the token)", tc.token, code, out, errOut, tc.warn)
 			}
 		}

@@ -67,7 +67,7 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		return usageError(env, fs, "%v", err)
 	}
-	logAdvice(log, cfg)
+	logWarnings(log, cfg)
 
 	var demoTrigger *triggers.Trigger
 	if *demoMode {

@@ -107,24 +107,28 @@ func runCommand(ctx context.Context, args []string, env Env) int {
 	}
 	rf.clustered = true
 	warnPublishedKeys(log, cfg)
-	logAdvice(log, cfg)
+	logWarnings(log, cfg)
 	if err := serve(ctx, env, cfg, rf, log, nil); err != nil {
 		return fail(env, "run", err)
 	}
 	return ExitOK
 }
 
-// logAdvice logs the configuration's warnings (triggers.Config.Warnings)
-// and each enabled trigger's triggers.Advice as warnings.
-func logAdvice(log *slog.Logger, cfg *triggers.Config) {
-	for _, w := range cfg.Warnings {
-		log.Warn(w.Message, "at", w.Pos.String())
-	}
+// logWarnings logs each of the configuration's warnings
+// (triggers.Config.Warnings) once, with its position as "at" and, for one
+// about a trigger, the trigger's name; those about a disabled trigger are
+// left out, since it does not run.
+func logWarnings(log *slog.Logger, cfg *triggers.Config) {
+	enabled := make(map[string]bool, len(cfg.Triggers))
 	for _, t := range cfg.Triggers {
-		if t.Enabled {
-			for _, a := range triggers.Advice(t) {
-				log.Warn(a, "trigger", t.Name)
-			}
+		enabled[t.Name] = t.Enabled
+	}
+	for _, w := range cfg.Warnings {
+		switch {
+		case w.Trigger == "":
+			log.Warn(w.Message, "at", w.Pos.String())
+		case enabled[w.Trigger]:
+			log.Warn(w.Message, "at", w.Pos.String(), "trigger", w.Trigger)
 		}
 	}
 }

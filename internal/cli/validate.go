@@ -62,7 +62,9 @@ func validateCommand(_ context.Context, args []string, env Env) int {
 	return ExitOK
 }
 
-// writeSummary prints a valid configuration's triggers, secrets masked.
+// writeSummary prints a valid configuration's triggers, secrets masked,
+// and every warning as "warning: FILE:LINE:COL: message": those about the
+// file under its first line, those about one trigger under the trigger.
 func writeSummary(env Env, cfg *triggers.Config) {
 	enabled := 0
 	for _, t := range cfg.Triggers {
@@ -71,12 +73,10 @@ func writeSummary(env Env, cfg *triggers.Config) {
 		}
 	}
 	fmt.Fprintf(env.Stdout, "%s is valid: %s (%d enabled)\n", cfg.Path, plural(len(cfg.Triggers), "trigger"), enabled)
-	if triggers.ShortAdminToken(cfg.Admin.Token.Reveal()) {
-		fmt.Fprintf(env.Stdout, "  warning: admin.token is shorter than %d characters: anyone who can reach the admin server may guess it; use a long random one (openssl rand -hex 32)\n",
-			triggers.MinAdminTokenLength)
-	}
 	for _, w := range cfg.Warnings {
-		fmt.Fprintf(env.Stdout, "  warning: %s\n", w)
+		if w.Trigger == "" {
+			fmt.Fprintf(env.Stdout, "  warning: %s\n", w)
+		}
 	}
 	for _, t := range cfg.Triggers {
 		ns := t.Namespace()
@@ -89,8 +89,10 @@ func writeSummary(env Env, cfg *triggers.Config) {
 		}
 		fmt.Fprintf(env.Stdout, "  %s%s: %s [%s] -> %s %s, ordering %s\n", t.Name, state, ns,
 			strings.Join(t.Operations, ", "), t.Webhook.Method, t.Webhook.RedactedURL(), t.Ordering)
-		for _, a := range triggers.Advice(t) {
-			fmt.Fprintf(env.Stdout, "    warning: %s\n", a)
+		for _, w := range cfg.Warnings {
+			if w.Trigger == t.Name {
+				fmt.Fprintf(env.Stdout, "    warning: %s\n", w)
+			}
 		}
 		if ops := t.UnevaluatedMatchOperators(); len(ops) > 0 {
 			fmt.Fprintf(env.Stdout, "    note: match uses %s, which MongoDB evaluates but changehook's local evaluator does not: "+
