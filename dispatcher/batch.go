@@ -885,7 +885,7 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 		if d.circuit.failed(res.Status, err.Error(), msg.ID, prog) {
 			return d.probeBatch(ctx, msg, info, prog, res, err)
 		}
-		if d.circuit.open() {
+		if d.circuit.open() || errors.Is(err, errOpensCircuit) {
 			continue // opened by another delivery: redeliver after it closes
 		}
 		if !forever {

@@ -202,6 +202,12 @@ func (c *circuit) probeSucceeded() {
 	c.closedCh = nil
 }
 
+// opensOn reports whether status (0: no response) opens the circuit at
+// once: circuit.open_on lists it.
+func (c *circuit) opensOn(status int) bool {
+	return status > 0 && c.policy.OpenOn.MatchStatus(status)
+}
+
 // failed records a failed delivery (status 0: no response) and reports
 // whether this failure opened the circuit, so that the caller's delivery
 // becomes the probe: id is its webhook-id, prog its progress record (nil:
@@ -218,7 +224,7 @@ func (c *circuit) failed(status int, msg, id string, prog *progress) (opened boo
 		return false
 	}
 	c.st.Failures++
-	if !(status > 0 && c.policy.OpenOn.MatchStatus(status)) && (c.policy.Failures == 0 || c.st.Failures < c.policy.Failures) {
+	if !c.opensOn(status) && (c.policy.Failures == 0 || c.st.Failures < c.policy.Failures) {
 		return false
 	}
 	c.interval = c.initial

@@ -131,6 +131,7 @@ func newDispatcher(t *triggers.Trigger, sink DeadLetterSink, opts []Option) (*Di
 	d.fail.clock = d.clock
 	if d.circuit != nil {
 		s.circuitOpen = d.circuit.open // only the probe is sent while it is open
+		s.opensCircuit = d.circuit.opensOn
 	}
 	if t.Batch != nil {
 		if d.batcher, err = newBatcher(d, t, t.Batch); err != nil {

@@ -89,9 +89,10 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 		if d.circuit.failed(res.Status, err.Error(), res.WebhookID, j.prog) {
 			return d.probe(ctx, j, res, err)
 		}
-		if d.circuit.open() {
+		if d.circuit.open() || errors.Is(err, errOpensCircuit) {
 			// Opened by another delivery: hold this one, redeliver after
-			// the circuit closes.
+			// the circuit closes. (A round an open_on status ended whose
+			// circuit another delivery's probe closed meanwhile goes on.)
 			continue
 		}
 		if !forever {

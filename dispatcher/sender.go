@@ -99,6 +99,10 @@ type Sender struct {
 	tokens      *tokenSource // webhook.auth.oauth2_client_credentials (nil: none)
 	secrets     []string     // the secret forms masked in kept response bodies (bodySecrets)
 	circuitOpen func() bool  // the dispatcher's circuit is open: no retry starts (nil: no circuit)
+	// opensCircuit reports whether a status opens the dispatcher's circuit
+	// at once (circuit.open_on): the round of attempts ends there (nil: no
+	// circuit).
+	opensCircuit func(status int) bool
 }
 
 // errCircuitHeld ends a round of attempts whose next retry would start
@@ -106,6 +110,12 @@ type Sender struct {
 // caller holds the delivery at the circuit's gate, without counting the
 // round as a failure.
 var errCircuitHeld = errors.New("held while the endpoint's circuit is open")
+
+// errOpensCircuit ends a round of attempts at a failure whose status is in
+// circuit.open_on, before the retries the policy would still allow: the
+// caller opens the circuit at once and the delivery becomes its probe (or,
+// when another delivery's failure opened it meanwhile, waits at its gate).
+var errOpensCircuit = errors.New("stopped: circuit.open_on lists the status")
 
 // ErrWithheld is matched (errors.Is) by the error a transport wrapper
 // (WithTransportWrapper) or a send check (WithSendCheck) returns when it
@@ -506,7 +516,9 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 // result of the request's previous round of attempts (zero for none): a
 // round is retry.max_attempts attempts, backed off from
 // retry.initial_backoff again, but its attempts are numbered on from
-// prev's and FirstAttemptAt stays the first round's.
+// prev's and FirstAttemptAt stays the first round's. With the
+// dispatcher's circuit a failure whose status is in circuit.open_on ends
+// the round (errOpensCircuit) unless it ends anyway.
 func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress, info eventInfo, prev Result) (Result, error) {
 	id := msg.ID
 	res := Result{WebhookID: id, FirstAttemptAt: prev.FirstAttemptAt}
@@ -584,6 +596,12 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 			// until it closes.
 			prog.attempted(at, permanent, time.Time{})
 			return res, s.circuitHeld(id, n, err)
+		}
+		if s.opensCircuit != nil && s.opensCircuit(at.Status) {
+			// circuit.open_on: the circuit opens now, not once the
+			// retries have run out; the caller probes with this delivery.
+			prog.attempted(at, permanent, time.Time{})
+			return res, fmt.Errorf("deliver %s to %s: %w after %s: %w", id, s.redactedURL, errOpensCircuit, AttemptsText(n), err)
 		}
 		lastErr = err
 		wait := s.backoff(s.retry.InitialBackoff, s.retry.MaxBackoff, k-1, at.resp)
