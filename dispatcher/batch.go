@@ -865,7 +865,9 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 		}
 		bounded := !forever || d.circuit != nil
 		// Numbered on from the previous round's attempts (res).
-		res, err = d.sender.retryStage(ctx, msg, forever && !bounded, prog, info, res)
+		var r roundResult
+		r, err = d.sender.retryStage(ctx, msg, forever && !bounded, prog, info, res)
+		res = r.Result
 		switch {
 		case err == nil:
 			d.payload.streak.Store(0)
@@ -882,7 +884,7 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 		// of consecutive payload errors, as in deliverGuarded; also when
 		// the circuit opens and the batch becomes its probe.
 		d.payload.streak.Store(0)
-		if d.circuit.failed(res.Status, err.Error(), msg.ID, prog) {
+		if d.circuit.failed(res.Status, err.Error(), msg.ID, prog, d.sender.retryAfter(r.resp)) {
 			return d.probeBatch(ctx, msg, info, prog, res, err)
 		}
 		if d.circuit.open() || errors.Is(err, errOpensCircuit) {
@@ -891,7 +893,7 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 		if !forever {
 			return res, err, false
 		}
-		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(round, 30), nil)
+		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(round, 30), r.resp)
 		if serr := d.clock.Sleep(ctx, wait); serr != nil {
 			res.Reason = ReasonCanceled
 			return res, fmt.Errorf("deliver %s: %w", res.WebhookID, serr), false
@@ -962,5 +964,6 @@ func (s *Sender) DeliverBatch(ctx context.Context, evs []Event) (Result, error) 
 	}
 	info := s.eventInfo(evs[0])
 	info.events = len(evs)
-	return s.retryStage(ctx, msg, false, nil, info, Result{})
+	r, err := s.retryStage(ctx, msg, false, nil, info, Result{})
+	return r.Result, err
 }

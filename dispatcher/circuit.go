@@ -211,10 +211,12 @@ func (c *circuit) opensOn(status int) bool {
 // failed records a failed delivery (status 0: no response) and reports
 // whether this failure opened the circuit, so that the caller's delivery
 // becomes the probe: id is its webhook-id, prog its progress record (nil:
-// none), which CircuitStatus.Probe shows. When the circuit is already
-// open, it reports false and counts nothing: the caller holds its event
-// and waits at gate.
-func (c *circuit) failed(status int, msg, id string, prog *progress) (opened bool) {
+// none), which CircuitStatus.Probe shows. after is the wait the failed
+// attempt's Retry-After asks for (Sender.retryAfter): the first probe
+// waits for the longer of it and the probe interval. When the circuit is
+// already open, it reports false and counts nothing: the caller holds its
+// event and waits at gate.
+func (c *circuit) failed(status int, msg, id string, prog *progress, after time.Duration) (opened bool) {
 	if c == nil {
 		return false
 	}
@@ -228,7 +230,7 @@ func (c *circuit) failed(status int, msg, id string, prog *progress) (opened boo
 		return false
 	}
 	c.interval = c.initial
-	c.st.NextProbeAt = c.clock.Now().Add(c.interval)
+	c.st.NextProbeAt = c.clock.Now().Add(max(c.interval, after))
 	c.st.LastStatus, c.st.LastError = status, msg
 	c.probeID, c.probe = id, prog
 	c.closedCh = make(chan struct{})
@@ -264,15 +266,18 @@ func (c *circuit) halfOpen() {
 }
 
 // probeFailed reopens the circuit after a failed probe, doubling the
-// interval up to circuit.max_probe_interval.
-func (c *circuit) probeFailed(status int, msg string) {
+// interval up to circuit.max_probe_interval; the next probe waits for the
+// longer of that interval and after, the wait the probe's Retry-After asks
+// for (Sender.retryAfter). A Retry-After lengthens one wait, never the
+// interval the doubling goes on from.
+func (c *circuit) probeFailed(status int, msg string, after time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.st.State == CircuitClosed {
 		return // not opened (gate would not hold anything): nothing to reopen
 	}
 	c.interval = min(2*c.interval, c.policy.MaxProbeInterval)
-	c.st.NextProbeAt = c.clock.Now().Add(c.interval)
+	c.st.NextProbeAt = c.clock.Now().Add(max(c.interval, after))
 	c.st.LastStatus, c.st.LastError = status, msg
 	c.transition(CircuitOpen)
 }

@@ -89,3 +89,111 @@ func TestCircuitOpenOnEndsTheRound(t *testing.T) {
 		})
 	}
 }
+
+// answer is a scripted response: a status and a Retry-After value ("":
+// none).
+type answer struct {
+	status     int
+	retryAfter string
+}
+
+// answers answers the n-th request with as[n-1] (the last one after the
+// script ends).
+func answers(as ...answer) func(int, http.ResponseWriter, *http.Request) {
+	return func(n int, w http.ResponseWriter, _ *http.Request) {
+		a := as[min(n, len(as))-1]
+		if a.retryAfter != "" {
+			w.Header().Set("Retry-After", a.retryAfter)
+		}
+		w.WriteHeader(a.status)
+	}
+}
+
+// TestCircuitWaitsForRetryAfter: the Retry-After of the failure that
+// opened the circuit, or of a failed probe, lengthens the wait before the
+// next probe (the later of it and the probe interval, a Retry-After capped
+// at retry.max_backoff; the interval doubles on as before), and so does
+// the Retry-After of the last failure of a round between two rounds
+// without dead letters. Before, the probe waited for the interval alone
+// and the rounds for the backoff alone.
+func TestCircuitWaitsForRetryAfter(t *testing.T) {
+	// The clock's start (newFakeClock) and 45 s later, as an HTTP date.
+	date := newFakeClock().Now().Add(45 * time.Second).Format(http.TimeFormat)
+	for _, tc := range []struct {
+		name       string
+		failures   int // circuit.failures
+		deadLetter bool
+		batched    bool
+		answers    []answer
+		want       string // the waits on the clock
+	}{
+		{"opened by a 429 asking for 30s", 1, true, false, []answer{{429, "30"}, {204, ""}}, "30s"},
+		{"opened, Retry-After over max_backoff", 1, true, false, []answer{{503, "120"}, {204, ""}}, "1m0s"},
+		{"opened, Retry-After: 0", 1, true, false, []answer{{503, "0"}, {204, ""}}, "1s"},
+		{"opened, Retry-After as a date", 1, true, false, []answer{{503, date}, {204, ""}}, "45s"},
+		{"a failed probe asking for 45s", 1, true, false, []answer{{503, ""}, {503, "45"}, {503, ""}, {204, ""}}, "1s 45s 4s"},
+		{"a failed probe asking for less than the interval", 1, true, false, []answer{{503, ""}, {503, "1"}, {204, ""}}, "1s 2s"},
+		{"opened without dead letters", 1, false, false, []answer{{429, "30"}, {204, ""}}, "30s"},
+		{"batched, opened", 1, true, true, []answer{{429, "30"}, {204, ""}}, "30s"},
+		{"batched, a failed probe", 1, true, true, []answer{{503, ""}, {503, "45"}, {204, ""}}, "1s 45s"},
+		{"between rounds without dead letters", 5, false, false, []answer{{429, "30"}, {204, ""}}, "30s"},
+		{"batched, between rounds without dead letters", 5, false, true, []answer{{429, "30"}, {204, ""}}, "30s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			// A batch's max_wait timer sleeps on the clock once, when the
+			// batch opens: the first request is answered after that
+			// sleep, so that every later one is the delivery's.
+			timerSlept := make(chan struct{})
+			if tc.batched {
+				clock.onSleep = func(n int) {
+					if n == 1 {
+						close(timerSlept)
+					}
+				}
+			}
+			answer := answers(tc.answers...)
+			rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				if tc.batched && n == 1 {
+					select {
+					case <-timerSlept:
+					case <-r.Context().Done():
+						return
+					}
+				}
+				answer(n, w, r)
+			})
+			tr := circuitTrigger(rc.srv.URL, triggers.CircuitPolicy{Failures: tc.failures, MaxProbeInterval: time.Minute})
+			tr.Retry.MaxBackoff, tr.DeadLetter = time.Minute, tc.deadLetter
+			if tc.batched {
+				tr.Batch = &triggers.BatchPolicy{MaxEvents: 2, MaxWait: time.Millisecond}
+			}
+			var sink *memSink
+			var dlSink DeadLetterSink
+			if tc.deadLetter {
+				sink = &memSink{}
+				dlSink = sink
+			}
+			d := newTestDispatcher(t, tr, dlSink, WithClock(clock))
+			ev := testEvent(t, 1, "k")
+			if err := d.Submit(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+			closeWithin(t, d, 10*time.Second)
+
+			if tok, ok := d.Watermark(); !ok || !bytes.Equal(tok, ev.Token) {
+				t.Fatal("the event was not delivered")
+			}
+			if n := len(rc.deliveries()); n != len(tc.answers) {
+				t.Errorf("%d requests, want %d", n, len(tc.answers))
+			}
+			sleeps := clock.Sleeps()
+			if tc.batched && len(sleeps) > 0 {
+				sleeps = sleeps[1:] // the batch's max_wait
+			}
+			if got := fmtDurations(sleeps); got != tc.want {
+				t.Errorf("waits %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

@@ -69,7 +69,9 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 		bounded := !forever || d.circuit != nil
 		payloadForever := forever && !d.payload.enabled()
 		// Numbered on from the previous round's attempts (res).
-		res, err = d.sender.deliver(ctx, j.ev, forever && !bounded, payloadForever, j.prog, res)
+		var r roundResult
+		r, err = d.sender.deliver(ctx, j.ev, forever && !bounded, payloadForever, j.prog, res)
+		res = r.Result
 		switch {
 		case err == nil:
 			d.payload.streak.Store(0)
@@ -86,7 +88,7 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 			return res, err, false // dead-lettered by the caller
 		}
 		d.payload.streak.Store(0)
-		if d.circuit.failed(res.Status, err.Error(), res.WebhookID, j.prog) {
+		if d.circuit.failed(res.Status, err.Error(), res.WebhookID, j.prog, d.sender.retryAfter(r.resp)) {
 			return d.probe(ctx, j, res, err)
 		}
 		if d.circuit.open() || errors.Is(err, errOpensCircuit) {
@@ -98,8 +100,9 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 		if !forever {
 			return res, err, false
 		}
-		// Without dead letters: the next round after a backoff.
-		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(round, 30), nil)
+		// Without dead letters: the next round after a backoff, which the
+		// last answer's Retry-After may lengthen.
+		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(round, 30), r.resp)
 		if serr := d.clock.Sleep(ctx, wait); serr != nil {
 			res.Reason = ReasonCanceled
 			return res, fmt.Errorf("deliver %s: %w", res.WebhookID, serr), false
@@ -181,7 +184,7 @@ func (d *Dispatcher) probeLoop(ctx context.Context, prog *progress, res Result, 
 		var next time.Time
 		refused := perr != nil && tooLarge(at.Status, events) && ctx.Err() == nil
 		if perr != nil && at.Reason != ReasonDropped && at.Reason != ReasonCanceled && ctx.Err() == nil && !refused {
-			d.circuit.probeFailed(at.Status, perr.Error())
+			d.circuit.probeFailed(at.Status, perr.Error(), d.sender.retryAfter(at.resp))
 			next = d.circuit.status().NextProbeAt
 		}
 		prog.attempted(at, !at.Retry, next)

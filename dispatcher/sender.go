@@ -440,7 +440,8 @@ func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, 
 // cannot be built fails with ReasonPayload and sends nothing (the observers
 // see one attempt with that reason).
 func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
-	return s.deliver(ctx, ev, false, false, nil, Result{})
+	r, err := s.deliver(ctx, ev, false, false, nil, Result{})
+	return r.Result, err
 }
 
 // DeliverUntilSuccess is Deliver for a trigger without dead letters, whose
@@ -449,7 +450,8 @@ func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
 // retried every Retry.MaxBackoff (the configuration may be fixed and
 // reloaded), until the delivery succeeds or ctx ends.
 func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, error) {
-	return s.deliver(ctx, ev, true, true, nil, Result{})
+	r, err := s.deliver(ctx, ev, true, true, nil, Result{})
+	return r.Result, err
 }
 
 // deliver builds the payload and runs the retry stage; forever: failed
@@ -460,12 +462,12 @@ func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, err
 // follows the attempts. prev is the result of the event's previous round
 // of attempts (zero for none): the attempts are numbered on from it, and
 // the Result's FirstAttemptAt stays the first round's.
-func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever bool, prog *progress, prev Result) (Result, error) {
+func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever bool, prog *progress, prev Result) (roundResult, error) {
 	if ctx == nil {
-		return Result{}, fmt.Errorf("deliver event: %w", errNilContext)
+		return roundResult{}, fmt.Errorf("deliver event: %w", errNilContext)
 	}
 	if len(ev.Token) == 0 {
-		return Result{}, errors.New("deliver event: empty resume token")
+		return roundResult{}, errors.New("deliver event: empty resume token")
 	}
 	id := WebhookID(s.trigger, ev.Token)
 	for n := prev.Attempts + 1; ; n++ {
@@ -486,7 +488,7 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 		s.observe(Attempt{WebhookID: id, Number: n, Reason: ReasonPayload, Err: err, Trigger: s.trigger, Start: now,
 			DocumentKey: info.documentKey, Operation: info.operation})
 		// Attempts counts the requests sent: none for this one.
-		res := Result{WebhookID: id, Reason: ReasonPayload, Attempts: prev.Attempts, FirstAttemptAt: prev.FirstAttemptAt}
+		res := roundResult{Result: Result{WebhookID: id, Reason: ReasonPayload, Attempts: prev.Attempts, FirstAttemptAt: prev.FirstAttemptAt}}
 		if res.FirstAttemptAt.IsZero() {
 			res.FirstAttemptAt = now
 		}
@@ -519,9 +521,9 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 // prev's and FirstAttemptAt stays the first round's. With the
 // dispatcher's circuit a failure whose status is in circuit.open_on ends
 // the round (errOpensCircuit) unless it ends anyway.
-func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress, info eventInfo, prev Result) (Result, error) {
+func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress, info eventInfo, prev Result) (roundResult, error) {
 	id := msg.ID
-	res := Result{WebhookID: id, FirstAttemptAt: prev.FirstAttemptAt}
+	res := roundResult{Result: Result{WebhookID: id, FirstAttemptAt: prev.FirstAttemptAt}}
 	if res.FirstAttemptAt.IsZero() {
 		res.FirstAttemptAt = s.clock.Now()
 	}
@@ -551,6 +553,7 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 				slog.String("webhook_id", id), slog.Int("status", at.Status))
 			return res, nil
 		}
+		res.resp = at.resp
 		if cerr := ctx.Err(); cerr != nil {
 			// Shutdown: not a failure of the endpoint, and never "done".
 			res.Reason = ReasonCanceled
@@ -611,6 +614,29 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 			return res, fmt.Errorf("deliver %s to %s: %w", id, s.redactedURL, serr)
 		}
 	}
+}
+
+// roundResult is the Result of a round of attempts (retryStage) and the
+// response of its last failed attempt (nil: none, or the round succeeded),
+// its body already read and replaced: its Retry-After may lengthen the
+// wait before the next round and before the circuit's probe.
+type roundResult struct {
+	Result
+	resp *http.Response
+}
+
+// retryAfter is the wait resp's Retry-After header asks for (0 for none, a
+// date in the past or no response), at most retry.max_backoff: what it
+// may lengthen a wait to, as ExponentialJitterBackoff honours it.
+func (s *Sender) retryAfter(resp *http.Response) time.Duration {
+	if resp == nil {
+		return 0
+	}
+	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), s.clock.Now())
+	if !ok {
+		return 0
+	}
+	return min(d, s.retry.MaxBackoff)
 }
 
 // heldByCircuit reports whether the dispatcher's circuit is open, so that
