@@ -856,6 +856,7 @@ func joinElements(elems [][]byte) []byte {
 // payloads were built.
 func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info eventInfo, prog *progress) (res Result, err error, held bool) {
 	forever := !d.deadLetter
+	roundStart := 0 // res.Attempts when the current round began
 	for round := 0; ; round++ {
 		if d.payload.halted.Load() {
 			return Result{}, nil, true
@@ -863,10 +864,14 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 		if gerr := d.circuit.gate(ctx); gerr != nil {
 			return Result{WebhookID: msg.ID, Reason: ReasonCanceled}, fmt.Errorf("wait for the circuit to close: %w", gerr), false
 		}
+		made, done := d.heldRound(res.Attempts, &roundStart)
+		if done {
+			return res, err, false // dead-lettered by the caller, now that the circuit is closed
+		}
 		bounded := !forever || d.circuit != nil
-		// Numbered on from the previous round's attempts (res).
+		// Numbered on from the previous rounds' attempts (res).
 		var r roundResult
-		r, err = d.sender.retryStage(ctx, msg, forever && !bounded, prog, info, res)
+		r, err = d.sender.retryStage(ctx, msg, forever && !bounded, prog, info, res, made)
 		res = r.Result
 		switch {
 		case err == nil:
@@ -893,6 +898,7 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 		if !forever {
 			return res, err, false
 		}
+		roundStart = res.Attempts
 		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(round, 30), r.resp)
 		if serr := d.clock.Sleep(ctx, wait); serr != nil {
 			res.Reason = ReasonCanceled
@@ -964,6 +970,6 @@ func (s *Sender) DeliverBatch(ctx context.Context, evs []Event) (Result, error) 
 	}
 	info := s.eventInfo(evs[0])
 	info.events = len(evs)
-	r, err := s.retryStage(ctx, msg, false, nil, info, Result{})
+	r, err := s.retryStage(ctx, msg, false, nil, info, Result{}, 0)
 	return r.Result, err
 }

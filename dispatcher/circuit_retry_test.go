@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -196,4 +197,156 @@ func TestCircuitWaitsForRetryAfter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCircuitHoldKeepsMaxAttempts: an event whose round of attempts is
+// held while another delivery's failure has the circuit open goes on,
+// once the circuit closes, with the attempts retry.max_attempts leaves it
+// (before, it got a new round of retry.max_attempts): with dead letters it
+// is dead-lettered after retry.max_attempts attempts in all, at once when
+// its last attempt failed while the circuit was open; without, the held
+// round and its continuation are one round, which opens the circuit
+// (circuit.failures: 1) after retry.max_attempts attempts. The attempts
+// are numbered on across the hold.
+func TestCircuitHoldKeepsMaxAttempts(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		deadLetter  bool
+		maxAttempts int
+		failures    int            // circuit.failures
+		fail        int            // event 1's requests answered 500 (then 204)
+		want        []CircuitState // the circuit as event 1's requests arrive
+		dlAttempts  int            // event 1's dead letter's attempts (0: none)
+	}{
+		{"a retry held", true, 2, 0, 100,
+			[]CircuitState{CircuitClosed, CircuitClosed}, 2},
+		{"the last attempt failed while open", true, 1, 0, 100,
+			[]CircuitState{CircuitClosed}, 1},
+		{"without dead letters", false, 3, 1, 3,
+			[]CircuitState{CircuitClosed, CircuitClosed, CircuitClosed, CircuitHalfOpen}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var dp atomic.Pointer[Dispatcher]
+			ev1, ev2 := testEvent(t, 1, "a"), testEvent(t, 2, "b")
+			id1 := WebhookID("orders", ev1.Token)
+			var (
+				mu      sync.Mutex
+				states  []CircuitState
+				n1, n2  int
+				first1  = make(chan struct{}) // event 1's first request arrived
+				numbers []int                 // event 1's attempt numbers
+			)
+			rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				st, _ := dp.Load().Circuit()
+				mu.Lock()
+				n := 0
+				if bytes.Contains(body, []byte(`"a"`)) { // event 1
+					states = append(states, st.State)
+					n1++
+					n = n1
+				} else {
+					n2++
+					n = -n2
+				}
+				mu.Unlock()
+				switch {
+				case n == 1:
+					// Answered once event 2's 410 opened the circuit.
+					close(first1)
+					awaitCircuitOpen(t, &dp)
+					w.WriteHeader(http.StatusInternalServerError)
+				case n > 0 && n <= tc.fail:
+					w.WriteHeader(http.StatusInternalServerError)
+				case n == -1:
+					// Event 2 opens the circuit (open_on) while event 1's
+					// first request is under way.
+					select {
+					case <-first1:
+					case <-r.Context().Done():
+						return
+					}
+					w.WriteHeader(http.StatusGone)
+				case n == -2:
+					// Event 2's probe closes the circuit once event 1's
+					// failed attempt is held.
+					awaitCond(t, "event 1 held at the circuit", func() bool {
+						h, ok := dp.Load().HeadOfLine()
+						return ok && h.WebhookID == id1 && h.Attempts == 1 && h.LastStatus == http.StatusInternalServerError && h.NextAttemptAt.IsZero()
+					})
+					w.WriteHeader(http.StatusNoContent)
+				default:
+					w.WriteHeader(http.StatusNoContent)
+				}
+			})
+			tr := &triggers.Trigger{
+				Webhook:     triggers.Webhook{URL: rc.srv.URL},
+				Ordering:    triggers.None,
+				Concurrency: 2,
+				DeadLetter:  tc.deadLetter,
+				Retry:       triggers.RetryPolicy{MaxAttempts: tc.maxAttempts, InitialBackoff: time.Second, MaxBackoff: time.Second},
+				Circuit:     triggers.CircuitPolicy{Failures: tc.failures, OpenOn: triggers.StatusRules{"410"}, MaxProbeInterval: time.Second},
+			}
+			var sink *memSink
+			var dlSink DeadLetterSink
+			if tc.deadLetter {
+				sink = &memSink{}
+				dlSink = sink
+			}
+			d := newTestDispatcher(t, tr, dlSink, WithClock(newFakeClock()), WithObserver(func(a Attempt) {
+				if a.WebhookID == id1 {
+					mu.Lock()
+					numbers = append(numbers, a.Number)
+					mu.Unlock()
+				}
+			}))
+			dp.Store(d)
+			for _, ev := range []Event{ev1, ev2} {
+				if err := d.Submit(context.Background(), ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			closeWithin(t, d, 10*time.Second)
+
+			if tok, ok := d.Watermark(); !ok || !bytes.Equal(tok, ev2.Token) {
+				t.Fatal("the watermark is not the last event")
+			}
+			if sink != nil {
+				dls := sink.All()
+				if len(dls) != 1 || dls[0].WebhookID != id1 || dls[0].Attempts != tc.dlAttempts {
+					t.Errorf("dead letters %+v, want event 1's after %d attempts", dls, tc.dlAttempts)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if fmt.Sprint(states) != fmt.Sprint(tc.want) {
+				t.Errorf("the circuit at event 1's requests: %v, want %v", states, tc.want)
+			}
+			var want []int
+			for i := range tc.want {
+				want = append(want, i+1)
+			}
+			if fmt.Sprint(numbers) != fmt.Sprint(want) {
+				t.Errorf("event 1's attempt numbers %v, want %v", numbers, want)
+			}
+		})
+	}
+}
+
+// awaitCond waits, in a receiver's handler, until cond holds, polling as
+// nothing signals it; after 10s it reports the failure with t.Error
+// (t.Fatal is not for that goroutine) and returns false.
+func awaitCond(t *testing.T, what string, cond func() bool) bool {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Errorf("%s: not within 10s", what)
+			return false
+		}
+	}
+	return true
 }

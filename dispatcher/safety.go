@@ -53,9 +53,12 @@ func (d *Dispatcher) Halted() bool { return d.payload.halted.Load() }
 // Otherwise res and err are the delivery's outcome, as Deliver (with dead
 // letters) or DeliverUntilSuccess (without) report it: a failure returned
 // here is dead-lettered by the caller. While the circuit is open the event
-// is never returned as failed: it waits at the gate, or is the probe.
+// is never returned as failed: it waits at the gate, or is the probe. A
+// round of attempts held at the gate goes on, once the circuit closes,
+// with the attempts retry.max_attempts leaves it (heldRound).
 func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err error, held bool) {
 	forever := !d.deadLetter
+	roundStart := 0 // res.Attempts when the current round began
 	for round := 0; ; round++ {
 		if d.payload.halted.Load() {
 			return Result{}, nil, true
@@ -63,14 +66,18 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 		if gerr := d.circuit.gate(ctx); gerr != nil {
 			return Result{WebhookID: WebhookID(d.trigger, j.ev.Token), Reason: ReasonCanceled}, fmt.Errorf("wait for the circuit to close: %w", gerr), false
 		}
+		made, done := d.heldRound(res.Attempts, &roundStart)
+		if done {
+			return res, err, false // dead-lettered by the caller, now that the circuit is closed
+		}
 		// Bounded rounds when something must see each failure: a payload
 		// error that may pause, or a circuit that counts failed deliveries
 		// (without dead letters a round is retry.max_attempts attempts).
 		bounded := !forever || d.circuit != nil
 		payloadForever := forever && !d.payload.enabled()
-		// Numbered on from the previous round's attempts (res).
+		// Numbered on from the previous rounds' attempts (res).
 		var r roundResult
-		r, err = d.sender.deliver(ctx, j.ev, forever && !bounded, payloadForever, j.prog, res)
+		r, err = d.sender.deliver(ctx, j.ev, forever && !bounded, payloadForever, j.prog, res, made)
 		res = r.Result
 		switch {
 		case err == nil:
@@ -102,12 +109,34 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 		}
 		// Without dead letters: the next round after a backoff, which the
 		// last answer's Retry-After may lengthen.
+		roundStart = res.Attempts
 		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(round, 30), r.resp)
 		if serr := d.clock.Sleep(ctx, wait); serr != nil {
 			res.Reason = ReasonCanceled
 			return res, fmt.Errorf("deliver %s: %w", res.WebhookID, serr), false
 		}
 	}
+}
+
+// heldRound returns the number of attempts made of the current round of a
+// delivery whose rounds have made attempts so far, the current round
+// having begun at *roundStart: a round held at the open circuit goes on
+// after it closes with the attempts retry.max_attempts leaves it, so that
+// with dead letters an event is never sent more than retry.max_attempts
+// times (a probe aside). A round whose last attempt failed while the
+// circuit was open has none left: with dead letters the delivery is done
+// (dead-lettered once the circuit closes); without, a new round begins
+// (*roundStart moves to attempts).
+func (d *Dispatcher) heldRound(attempts int, roundStart *int) (made int, done bool) {
+	made = attempts - *roundStart
+	if made < d.sender.retry.MaxAttempts {
+		return made, false
+	}
+	if d.deadLetter {
+		return made, true
+	}
+	*roundStart = attempts
+	return 0, false
 }
 
 // payloadError counts a payload error and reports whether the event must

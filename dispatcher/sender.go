@@ -440,7 +440,7 @@ func httpClient(base *http.Client, u *url.URL, conc int, timeout time.Duration, 
 // cannot be built fails with ReasonPayload and sends nothing (the observers
 // see one attempt with that reason).
 func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
-	r, err := s.deliver(ctx, ev, false, false, nil, Result{})
+	r, err := s.deliver(ctx, ev, false, false, nil, Result{}, 0)
 	return r.Result, err
 }
 
@@ -450,7 +450,7 @@ func (s *Sender) Deliver(ctx context.Context, ev Event) (Result, error) {
 // retried every Retry.MaxBackoff (the configuration may be fixed and
 // reloaded), until the delivery succeeds or ctx ends.
 func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, error) {
-	r, err := s.deliver(ctx, ev, true, true, nil, Result{})
+	r, err := s.deliver(ctx, ev, true, true, nil, Result{}, 0)
 	return r.Result, err
 }
 
@@ -459,10 +459,11 @@ func (s *Sender) DeliverUntilSuccess(ctx context.Context, ev Event) (Result, err
 // retried every Retry.MaxBackoff (see DeliverUntilSuccess) instead of being
 // returned. Every payload error counts as an attempt with reason
 // payload_error (metric and observers; nothing is sent). prog (may be nil)
-// follows the attempts. prev is the result of the event's previous round
+// follows the attempts. prev is the result of the event's previous rounds
 // of attempts (zero for none): the attempts are numbered on from it, and
-// the Result's FirstAttemptAt stays the first round's.
-func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever bool, prog *progress, prev Result) (roundResult, error) {
+// the Result's FirstAttemptAt stays the first round's. made is the number
+// of prev's attempts that belong to this round (see retryStage).
+func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever bool, prog *progress, prev Result, made int) (roundResult, error) {
 	if ctx == nil {
 		return roundResult{}, fmt.Errorf("deliver event: %w", errNilContext)
 	}
@@ -477,7 +478,7 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 			msg, err = wrapMessage(&s.webhook, id, ev.Raw, payload)
 		}
 		if err == nil {
-			return s.retryStage(ctx, msg, forever, prog, s.eventInfo(ev), prev)
+			return s.retryStage(ctx, msg, forever, prog, s.eventInfo(ev), prev, made)
 		}
 		s.metrics.attempt(s.trigger, ReasonPayload)
 		now := s.clock.Now()
@@ -515,23 +516,26 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 // apply to it) and also when forever: the same body cannot pass, and the
 // caller sends its events in smaller requests. An event alone refused with
 // 413 is retried, dropped or done as the policy says. prev is the
-// result of the request's previous round of attempts (zero for none): a
+// result of the request's previous rounds of attempts (zero for none): a
 // round is retry.max_attempts attempts, backed off from
 // retry.initial_backoff again, but its attempts are numbered on from
-// prev's and FirstAttemptAt stays the first round's. With the
+// prev's and FirstAttemptAt stays the first round's. made is the number
+// of this round's attempts already made (0 for a new round): a round
+// held at the dispatcher's open circuit goes on after it closes with the
+// attempts it has left, and its backoff where it stopped. With the
 // dispatcher's circuit a failure whose status is in circuit.open_on ends
 // the round (errOpensCircuit) unless it ends anyway.
-func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress, info eventInfo, prev Result) (roundResult, error) {
+func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress, info eventInfo, prev Result, made int) (roundResult, error) {
 	id := msg.ID
 	res := roundResult{Result: Result{WebhookID: id, FirstAttemptAt: prev.FirstAttemptAt}}
 	if res.FirstAttemptAt.IsZero() {
 		res.FirstAttemptAt = s.clock.Now()
 	}
 	lastLog := ""
-	var lastErr error   // the previous attempt's failure
-	for k := 1; ; k++ { // k: this round's attempt, n: the request's
-		n := prev.Attempts + k
-		if k > 1 && s.heldByCircuit() {
+	var lastErr error          // the previous attempt's failure
+	for k := made + 1; ; k++ { // k: this round's attempt, n: the request's
+		n := prev.Attempts + k - made
+		if k > made+1 && s.heldByCircuit() {
 			// The circuit opened while this delivery waited for its
 			// retry: the next attempt waits for the circuit to close.
 			prog.scheduled(time.Time{})
