@@ -199,6 +199,10 @@ func TestInterpolate(t *testing.T) {
 			`${...} reads the environment when the file is loaded; a field of the change event is written as a field path in webhook.payload, ` +
 			`e.g. {$concat: ["Order ", {$toString: "$fullDocument._id"}]} (write "$${" for a literal "${")`}},
 		{in: "ab${OPEN", want: "ab${OPEN", errs: []string{`2:unterminated "${"`}},
+		{in: "${X:=a.b}", want: "", errs: []string{`0:unsupported form ":=" in "${X:=...}": the shell's assign-default form is not supported; write ${X:-default}`}},
+		{in: "a ${X:?secret}", want: "a ", errs: []string{`2:unsupported form ":?" in "${X:?...}"`}},
+		{in: "${X-secret}", want: "", errs: []string{`0:unsupported form "-" in "${X-...}"`}},
+		{in: "${A B:-secret}", want: "", errs: []string{`0:invalid environment variable name "A B" in "${A B:-...}"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/changehook/changehook/internal/textcut"
@@ -25,6 +26,9 @@ type interpolationError struct {
 // rule). $${ writes a literal "${". Any other "$" is kept as is, so MongoDB
 // operators and aggregation variables ("$lt", "$$ROOT") need no escaping.
 // The default is literal text up to the first "}"; it is not expanded again.
+// The shell's other forms (${VAR:=default}, ${VAR:?message}, ${VAR-default}
+// ...) and a malformed name are errors that quote only the name and the
+// operator, never what follows them: a default may be a literal secret.
 func interpolate(s string, env LookupEnv) (string, []interpolationError) {
 	if !strings.Contains(s, "${") {
 		return s, nil
@@ -48,19 +52,29 @@ func interpolate(s string, env LookupEnv) (string, []interpolationError) {
 				continue
 			}
 			body := s[i+2 : i+2+end]
-			name, def, hasDef := strings.Cut(body, ":-")
+			// The name ends where an operator starts; what follows the
+			// operator (a default, a message) may be a literal secret and
+			// is never quoted in a problem.
+			name, op := body, ""
+			if k := strings.IndexAny(body, refOperatorStart); k >= 0 {
+				name, op = body[:k], refOperator(body[k:])
+			}
+			shown := textcut.Quote("${" + name + op + elided(body, name, op) + "}")
 			switch {
-			case !validVarName(name) && strings.Contains(name, "."):
+			case op == "" && !validVarName(name) && strings.Contains(name, "."):
 				// ${fullDocument._id}: a template's placeholder.
 				errs = append(errs, interpolationError{offset: i, msg: fmt.Sprintf("invalid environment variable name %s in %s: ${...} reads the environment "+
 					"when the file is loaded; a field of the change event is written as a field path in webhook.payload, e.g. "+
-					`{$concat: ["Order ", {$toString: "$%s"}]} (write "$${" for a literal "${")`, textcut.Quote(name), textcut.Quote("${"+body+"}"), textcut.Marked(name, textcut.QuoteLimit))})
+					`{$concat: ["Order ", {$toString: "$%s"}]} (write "$${" for a literal "${")`, textcut.Quote(name), shown, textcut.Marked(name, textcut.QuoteLimit))})
 			case !validVarName(name):
-				errs = append(errs, interpolationError{offset: i, msg: fmt.Sprintf("invalid environment variable name %s in %s (use ${NAME} or ${NAME:-default})", textcut.Quote(name), textcut.Quote("${"+body+"}"))})
+				errs = append(errs, interpolationError{offset: i, msg: fmt.Sprintf("invalid environment variable name %s in %s (use ${NAME} or ${NAME:-default})", textcut.Quote(name), shown)})
+			case op != "" && op != ":-":
+				errs = append(errs, interpolationError{offset: i, msg: fmt.Sprintf("unsupported form %s in %s: %s", strconv.Quote(op), shown, unsupportedAdvice(op, textcut.Marked(name, textcut.QuoteLimit)))})
 			default:
+				def := strings.TrimPrefix(body[len(name):], op)
 				v, ok := env(name)
 				switch {
-				case hasDef && (!ok || v == ""):
+				case op == ":-" && (!ok || v == ""):
 					b.WriteString(def)
 				case ok:
 					b.WriteString(v)
@@ -92,4 +106,44 @@ func validVarName(name string) bool {
 		}
 	}
 	return true
+}
+
+// refOperatorStart holds the bytes that start an operator after a
+// reference's name: the supported ":-" and the shell's other forms
+// (":=", ":?", ":+", "-", "=", "?", "+", "#", "%", "/", ":offset").
+const refOperatorStart = ":-=?+#%/"
+
+// refOperator returns the operator at the start of rest, which starts
+// with a byte of refOperatorStart: ":" and the byte after it, or that
+// byte alone.
+func refOperator(rest string) string {
+	if rest[0] == ':' && len(rest) > 1 && strings.IndexByte(refOperatorStart, rest[1]) >= 0 {
+		return rest[:2]
+	}
+	return rest[:1]
+}
+
+// elided is what a problem shows after a reference's name and operator:
+// "..." when anything follows them (a default, a message, a pattern,
+// possibly a literal secret), else nothing.
+func elided(body, name, op string) string {
+	if len(body) > len(name)+len(op) {
+		return "..."
+	}
+	return ""
+}
+
+// unsupportedAdvice says what to write instead of the shell form op in a
+// reference to name.
+func unsupportedAdvice(op, name string) string {
+	switch op {
+	case ":=", "=":
+		return "the shell's assign-default form is not supported; write ${" + name + ":-default} for a default when " + name + " is unset or empty"
+	case ":?", "?":
+		return "the shell's error-if-unset form is not supported; write ${" + name + "}, which is already an error naming " + name + " when it is not set"
+	case "-":
+		return "the shell's default-if-unset form is not supported; write ${" + name + ":-default} (the default is also used when " + name + " is empty)"
+	default:
+		return "only ${" + name + "} and ${" + name + ":-default} are supported"
+	}
 }
