@@ -39,11 +39,11 @@ package cluster
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,6 +71,9 @@ type Store interface {
 	RenewLease(ctx context.Context, key string, f store.Fence, ttl time.Duration) (store.Lease, error)
 	ReleaseLease(ctx context.Context, key string, f store.Fence) error
 	ListLeases(ctx context.Context) ([]store.Lease, error)
+	// DefinitionHashKey returns the key of the definition hashes members
+	// publish, the same for every member (see store.Store.DefinitionHashKey).
+	DefinitionHashKey(ctx context.Context) ([]byte, error)
 }
 
 // batchRenewer is implemented by a Store (such as *store.Store) that can
@@ -134,6 +137,12 @@ type Manager struct {
 	margin time.Duration
 	self   store.Member
 	met    *clusterMetrics
+	// defs are the enabled triggers whose hashes self announces, by
+	// name; hashKey is the cluster's definition hash key once a round
+	// read it (nil before): self.Triggers and self.ConfigHash are empty
+	// until then. Both guarded by mu.
+	defs    map[string]*triggers.Trigger
+	hashKey []byte
 
 	mu      sync.Mutex
 	keys    map[string]*keyState // every key a runner awaits or owns
@@ -214,18 +223,33 @@ func NewInstanceID() string {
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
-// DefinitionHash returns a hash of t's definition (everything but its
-// position in the file), used to detect members whose triggers differ.
-// Secret values are not part of it: they are hashed as their redacted form.
+// DefinitionHash returns a hash of t's whole definition (everything but
+// its position in the file, secret values included), for telling within
+// one process whether a reload changed a trigger's definition. It is not
+// keyed, so a secret with few possible values could be guessed from it:
+// it is never published, logged or shown. What members publish is
+// memberHash, keyed by the cluster's definition hash key.
 func DefinitionHash(t *triggers.Trigger) string {
-	c := *t
-	c.Pos = triggers.Pos{}
-	b, err := json.Marshal(&c)
-	if err != nil {
-		b = []byte(t.Name) // cannot happen for a parsed trigger; hash the name alone
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
+	h := sha256.New()
+	triggers.WriteDefinition(h, t)
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// keyedHashPrefix starts every hash memberHash returns, telling it from
+// the unkeyed hash of the redacted definition (16 hex digits) that
+// members of earlier versions publish.
+const keyedHashPrefix = "k:"
+
+// memberHash is the hash of t's definition a member publishes: HMAC-SHA256
+// under the cluster's definition hash key of everything
+// triggers.WriteDefinition writes (secret values included, so a webhook
+// URL, header value or signing key that differs between members is
+// drift), cut to 8 bytes, in hex after keyedHashPrefix. Without the key
+// it tells nothing about a secret, however few values it could take.
+func memberHash(key []byte, t *triggers.Trigger) string {
+	mac := hmac.New(sha256.New, key)
+	triggers.WriteDefinition(mac, t)
+	return keyedHashPrefix + hex.EncodeToString(mac.Sum(nil)[:8])
 }
 
 // ConfigHash hashes the definitions of every trigger of cfg.
@@ -257,7 +281,6 @@ func New(st Store, cfg *triggers.Config, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	hashes := definitionHashes(cfg)
 	host, _ := os.Hostname()
 	m := &Manager{
 		st:    st,
@@ -269,12 +292,13 @@ func New(st Store, cfg *triggers.Config, opts Options) (*Manager, error) {
 		// reading $$NOW and our next check.
 		margin: opts.LeaseTTL / 5,
 		self: store.Member{ID: opts.InstanceID, Host: host, PID: os.Getpid(), Version: opts.Version,
-			ConfigHash: ConfigHash(hashes), Triggers: hashes, Started: opts.Clock.Now(),
+			Triggers: map[string]string{}, Started: opts.Clock.Now(),
 			Incarnation: incarnation(os.Getpid())},
 		met:       newMetrics(opts.Registry),
 		keys:      map[string]*keyState{},
 		drift:     map[string]bool{},
 		parts:     partitionCounts(cfg),
+		defs:      enabledTriggers(cfg),
 		wake:      make(chan struct{}, 1),
 		decidedCh: make(chan struct{}),
 	}
@@ -304,16 +328,47 @@ func settings(cfg *triggers.Config, opts Options) Options {
 	return opts
 }
 
-// definitionHashes maps each enabled trigger of cfg to its DefinitionHash:
-// what a member running cfg publishes (store.Member.Triggers).
-func definitionHashes(cfg *triggers.Config) map[string]string {
-	hashes := map[string]string{}
+// PublishedHash returns the hash this member publishes for the definition
+// t (store.Member.Triggers), keyed by the cluster's definition hash key;
+// "" until its first round read the key.
+func (m *Manager) PublishedHash(t *triggers.Trigger) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.hashKey == nil {
+		return ""
+	}
+	return memberHash(m.hashKey, t)
+}
+
+// enabledTriggers maps each enabled trigger of cfg to its definition.
+func enabledTriggers(cfg *triggers.Config) map[string]*triggers.Trigger {
+	defs := map[string]*triggers.Trigger{}
 	for _, t := range cfg.Triggers {
 		if t.Enabled {
-			hashes[t.Name] = DefinitionHash(t)
+			defs[t.Name] = t
 		}
 	}
+	return defs
+}
+
+// definitionHashes maps each trigger of defs to its memberHash under key:
+// what a member running them publishes (store.Member.Triggers).
+func definitionHashes(key []byte, defs map[string]*triggers.Trigger) map[string]string {
+	hashes := make(map[string]string, len(defs))
+	for name, t := range defs {
+		hashes[name] = memberHash(key, t)
+	}
 	return hashes
+}
+
+// rehashLocked sets self's trigger hashes and configuration hash from
+// defs, once the definition hash key is known. m.mu is held.
+func (m *Manager) rehashLocked() {
+	if m.hashKey == nil {
+		return
+	}
+	hashes := definitionHashes(m.hashKey, m.defs)
+	m.self.Triggers, m.self.ConfigHash = hashes, ConfigHash(hashes)
 }
 
 // InstanceID returns this instance's id.
@@ -532,8 +587,7 @@ func (m *Manager) poke() {
 // have stopped (and released) first: a lease released here may be taken by
 // another member at once.
 func (m *Manager) Run(ctx context.Context) error {
-	m.log.Info("cluster member started", "lease_ttl", m.opts.LeaseTTL, "renew_every", m.opts.RenewEvery,
-		"config_hash", m.self.ConfigHash)
+	m.log.Info("cluster member started", "lease_ttl", m.opts.LeaseTTL, "renew_every", m.opts.RenewEvery)
 	if w, ok := m.st.(releaseWatcher); ok {
 		wctx, stopWatch := context.WithCancel(ctx)
 		watched := make(chan struct{})
@@ -650,6 +704,24 @@ func (m *Manager) round(ctx context.Context) {
 			return
 		}
 		m.checkedPrevious = true
+	}
+	m.mu.Lock()
+	known := m.hashKey != nil
+	m.mu.Unlock()
+	if !known {
+		// Before the first heartbeat: it publishes the definitions' hashes.
+		key, err := m.st.DefinitionHashKey(opCtx)
+		if err != nil {
+			m.log.Warn("cannot read the cluster's definition hash key", "error", err)
+			m.setUndecided("cannot read the cluster's definition hash key: " + err.Error())
+			return
+		}
+		m.mu.Lock()
+		m.hashKey = key
+		m.rehashLocked()
+		configHash := m.self.ConfigHash
+		m.mu.Unlock()
+		m.log.Info("read the cluster's definition hash key", "config_hash", configHash)
 	}
 	m.hbMu.Lock()
 	m.mu.Lock()
@@ -1620,7 +1692,11 @@ func ReadConfigStatus(ctx context.Context, st Store, cfg *triggers.Config) (Stat
 		return s, err
 	}
 	opts := settings(cfg, Options{})
-	hashes := definitionHashes(cfg)
+	key, err := st.DefinitionHashKey(ctx)
+	if err != nil {
+		return s, fmt.Errorf("read cluster status: %w", err)
+	}
+	hashes := definitionHashes(key, enabledTriggers(cfg))
 	s.InstanceID, s.ConfigHash = opts.InstanceID, ConfigHash(hashes)
 	s.LeaseTTL, s.RenewEvery = opts.LeaseTTL.String(), opts.RenewEvery.String()
 	for name, h := range hashes {

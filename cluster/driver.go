@@ -298,17 +298,13 @@ func (d *Driver) keep(dr *driven, key string, o *Ownership) bool {
 // the per-partition series of those whose partitions it changed; the
 // caller has stopped their lease loops first (Retain).
 func (m *Manager) SetTriggers(cfg *triggers.Config) {
-	hashes := map[string]string{}
-	for _, t := range cfg.Triggers {
-		if t.Enabled {
-			hashes[t.Name] = DefinitionHash(t)
-		}
-	}
+	defs := enabledTriggers(cfg)
 	m.mu.Lock()
-	m.self.Triggers, m.self.ConfigHash = hashes, ConfigHash(hashes)
+	m.defs = defs
+	m.rehashLocked()
 	m.gen++
 	for name := range m.drift {
-		if _, ok := hashes[name]; !ok {
+		if _, ok := defs[name]; !ok {
 			// Removed or disabled: no definition to differ any more.
 			delete(m.drift, name)
 			m.met.forgetDrift(name)

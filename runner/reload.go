@@ -3,15 +3,9 @@ package runner
 import (
 	"context"
 	"fmt"
-	"hash"
 	"hash/fnv"
-	"math"
-	"reflect"
 	"slices"
-	"sort"
-	"strconv"
 
-	"github.com/changehook/changehook/internal/mql"
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
@@ -414,86 +408,10 @@ func SameDefinition(a, b *triggers.Trigger) bool {
 	return fingerprint(a) == fingerprint(b)
 }
 
-// exprType is the compiled payload expression's type, skipped by
-// fingerprint (Webhook.PayloadSpec holds its source).
-var exprType = reflect.TypeFor[mql.Expr]()
-
-// fingerprint hashes t's definition without its position.
+// fingerprint hashes t's definition without its position
+// (triggers.WriteDefinition).
 func fingerprint(t *triggers.Trigger) uint64 {
-	c := *t
-	c.Pos = triggers.Pos{}
 	h := fnv.New64a()
-	walk(h, reflect.ValueOf(c), 0)
+	triggers.WriteDefinition(h, t)
 	return h.Sum64()
-}
-
-// walk writes v's content to h: every field, element and map entry (sorted),
-// type-tagged; functions, channels and compiled expressions are skipped.
-func walk(h hash.Hash64, v reflect.Value, depth int) {
-	if depth > 64 {
-		return
-	}
-	w := func(s string) { _, _ = h.Write([]byte(s)); _, _ = h.Write([]byte{0}) }
-	if !v.IsValid() {
-		w("invalid")
-		return
-	}
-	if v.Type() == exprType {
-		return
-	}
-	w(v.Kind().String())
-	switch v.Kind() {
-	case reflect.Pointer, reflect.Interface:
-		if v.IsNil() {
-			w("nil")
-			return
-		}
-		walk(h, v.Elem(), depth+1)
-	case reflect.Struct:
-		for i := range v.NumField() {
-			w(v.Type().Field(i).Name)
-			walk(h, v.Field(i), depth+1)
-		}
-	case reflect.Slice, reflect.Array:
-		if v.Kind() == reflect.Slice && v.IsNil() {
-			w("nil")
-			return
-		}
-		w(strconv.Itoa(v.Len()))
-		for i := range v.Len() {
-			walk(h, v.Index(i), depth+1)
-		}
-	case reflect.Map:
-		keys := v.MapKeys()
-		type kv struct {
-			k string
-			v reflect.Value
-		}
-		entries := make([]kv, 0, len(keys))
-		for _, k := range keys {
-			kh := fnv.New64a()
-			walk(kh, k, depth+1)
-			entries = append(entries, kv{strconv.FormatUint(kh.Sum64(), 16), v.MapIndex(k)})
-		}
-		sort.Slice(entries, func(i, j int) bool { return entries[i].k < entries[j].k })
-		w(strconv.Itoa(len(entries)))
-		for _, e := range entries {
-			w(e.k)
-			walk(h, e.v, depth+1)
-		}
-	case reflect.String:
-		w(v.String())
-	case reflect.Bool:
-		w(strconv.FormatBool(v.Bool()))
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		w(strconv.FormatInt(v.Int(), 10))
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		w(strconv.FormatUint(v.Uint(), 10))
-	case reflect.Float32, reflect.Float64:
-		w(strconv.FormatUint(math.Float64bits(v.Float()), 16))
-	case reflect.Complex64, reflect.Complex128:
-		c := v.Complex()
-		w(strconv.FormatUint(math.Float64bits(real(c)), 16) + "," + strconv.FormatUint(math.Float64bits(imag(c)), 16))
-	default: // func, chan, unsafe pointer: not part of a definition
-	}
 }

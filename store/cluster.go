@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -19,7 +20,17 @@ const (
 	// LeasesCollection holds one lease per trigger (partition), keyed by the
 	// checkpoint key.
 	LeasesCollection = "leases"
+	// ClusterCollection holds the cluster's own documents: the key of the
+	// definition hashes members publish (see DefinitionHashKey).
+	ClusterCollection = "cluster"
 )
+
+// definitionHashKeyID is the _id of the ClusterCollection document that
+// holds the definition hash key.
+const definitionHashKeyID = "definitionHashKey"
+
+// DefinitionHashKeySize is the length in bytes of the definition hash key.
+const DefinitionHashKeySize = 32
 
 // ErrLeaseHeld is returned by AcquireLease when another instance holds a
 // lease that has not expired.
@@ -92,6 +103,39 @@ func (s *Store) members() *mongo.Collection {
 }
 func (s *Store) leases() *mongo.Collection {
 	return s.checkpoints.Database().Collection(LeasesCollection)
+}
+
+// DefinitionHashKey returns the cluster's definition hash key: the key of
+// the keyed hash of each trigger's definition that members publish
+// (Member.Triggers), so that a definition's secrets (a webhook URL's
+// query, a header value, a signing key) count in it without the hash
+// letting anyone who reads it guess them offline. The first call on a
+// state database creates it (DefinitionHashKeySize random bytes, inserted
+// only if absent, so members starting together agree on one); every later
+// call reads that one. The key is as secret as the definitions: never log
+// or show it.
+func (s *Store) DefinitionHashKey(ctx context.Context) ([]byte, error) {
+	coll := s.checkpoints.Database().Collection(ClusterCollection)
+	key := make([]byte, DefinitionHashKeySize)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails on supported platforms
+	_, err := coll.InsertOne(ctx, bson.D{
+		{Key: "_id", Value: definitionHashKeyID},
+		{Key: "key", Value: bson.Binary{Data: key}},
+	})
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return nil, fmt.Errorf("create definition hash key: %w", err)
+	}
+	var doc struct {
+		Key bson.Binary `bson:"key"`
+	}
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: definitionHashKeyID}}).Decode(&doc); err != nil {
+		return nil, fmt.Errorf("read definition hash key: %w", err)
+	}
+	if len(doc.Key.Data) != DefinitionHashKeySize {
+		return nil, fmt.Errorf("read definition hash key: %s.%s holds a key of %d bytes, want %d",
+			ClusterCollection, definitionHashKeyID, len(doc.Key.Data), DefinitionHashKeySize)
+	}
+	return doc.Key.Data, nil
 }
 
 // expiresIn is the update-pipeline expression "server time + ttl".

@@ -1,9 +1,11 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -479,5 +481,32 @@ func TestCheckpointRemoved(t *testing.T) {
 		if got, err := s.CheckpointRemoved(ctx, tc.key); err != nil || got != tc.want {
 			t.Errorf("CheckpointRemoved(%q) = %v, %v; want %v", tc.key, got, err, tc.want)
 		}
+	}
+}
+
+// TestDefinitionHashKey: the first call creates the key and every call,
+// however many run at once on a fresh state database, returns that one.
+func TestDefinitionHashKey(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	const n = 8
+	keys := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { keys[i], errs[i] = s.DefinitionHashKey(ctx) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("call %d: %v", i, errs[i])
+		}
+		if len(keys[i]) != store.DefinitionHashKeySize || !bytes.Equal(keys[i], keys[0]) {
+			t.Fatalf("call %d returned key %x, call 0 %x: want one key of %d bytes", i, keys[i], keys[0], store.DefinitionHashKeySize)
+		}
+	}
+	again, err := s.DefinitionHashKey(ctx)
+	if err != nil || !bytes.Equal(again, keys[0]) {
+		t.Fatalf("a later call returned %x, %v; want the key created first", again, err)
 	}
 }

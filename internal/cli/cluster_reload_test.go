@@ -235,8 +235,8 @@ func (c *clusterMember) runs() (coll, published string) {
 }
 
 // TestClusterReloadThatDoesNotFinish: a reload changes the secret header of
-// trigger a (its definition hash stays) and the collection of trigger b
-// (its hash changes); both run on this member under their leases. The
+// trigger a and the collection of trigger b (both their hashes change);
+// both run on this member under their leases. The
 // runner's reload does not finish: the request goes away while a drains
 // (its context ends), before the runner gave b its new definition. b must
 // then go on with the definition the runner has, and announce its hash:
@@ -249,7 +249,7 @@ func TestClusterReloadThatDoesNotFinish(t *testing.T) {
 	oldB := c.load().Triggers[1]
 	c.write("A2", "B2")
 	newB := c.load().Triggers[1]
-	hashOf := map[string]string{"B": cluster.DefinitionHash(oldB), "B2": cluster.DefinitionHash(newB)}
+	hashOf := map[string]string{"B": c.mgr.PublishedHash(oldB), "B2": c.mgr.PublishedHash(newB)}
 
 	release := make(chan struct{}) // lets a's held-up stop go on
 	var releaseOnce sync.Once

@@ -206,8 +206,7 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 // runnerHas returns the configuration the runner has after its reload to
 // cfg did not finish: each of its triggers as cfg defines it when every
 // unit has cfg's definition hash (the reload got to it), else as rl.driven
-// does when every unit has that one's. Secret values, which the hashes
-// leave out, may differ. A trigger whose units have either (the reload
+// does when every unit has that one's (secret values included). A trigger whose units have either (the reload
 // stopped part way through its partitions) is left out, and logged: this
 // member neither announces nor runs it until a reload finishes.
 func (rl *reloader) runnerHas(cfg *triggers.Config, why string) *triggers.Config {

@@ -1,0 +1,153 @@
+package cluster
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/changehook/changehook/store"
+	"github.com/changehook/changehook/triggers"
+)
+
+// parseTrigger parses one trigger whose webhook mapping is webhook.
+func parseTrigger(t *testing.T, webhook string) *triggers.Trigger {
+	t.Helper()
+	src := "triggers:\n  - name: orders\n    database: shop\n    collection: orders\n    webhook: " + webhook + "\n"
+	cfg, err := triggers.Parse("t.yaml", []byte(src), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Triggers[0]
+}
+
+const (
+	keyA = "whsec_YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
+	keyB = "whsec_YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmI="
+)
+
+// TestMemberHashCoversSecrets: the hash a member publishes differs for
+// definitions that differ only in what the redacted form hides (the
+// webhook URL's query values, hook tokens, userinfo, a secret_path's path,
+// header values, signing keys), so that members delivering to different
+// endpoints or signing with different keys show as drift; the same
+// definition hashes the same, and the hash depends on the cluster's key.
+func TestMemberHashCoversSecrets(t *testing.T) {
+	key := []byte(strings.Repeat("k", store.DefinitionHashKeySize))
+	tests := []struct {
+		name string
+		a, b string // webhook mappings
+		same bool
+	}{
+		{name: "identical", a: `{ url: "https://api.example.com/hook?tenant=prod" }`, b: `{ url: "https://api.example.com/hook?tenant=prod" }`, same: true},
+		{name: "identical, written differently", a: `{ url: "https://api.example.com/hook", headers: { X-A: "1", X-B: "2" } }`,
+			b: `{ headers: { X-B: "2", X-A: "1" }, url: "https://api.example.com/hook" }`, same: true},
+		{name: "query value", a: `{ url: "https://api.example.com/hook?tenant=prod" }`, b: `{ url: "https://api.example.com/hook?tenant=staging" }`},
+		{name: "rotated Slack hook", a: `{ url: "https://hooks.slack.com/services/T01/B01/oldrevokedtoken" }`,
+			b: `{ url: "https://hooks.slack.com/services/T01/B02/newchanneltoken" }`},
+		{name: "token-shaped path segment", a: `{ url: "https://api.example.com/hook/a1b2c3d4e5f6a7b8c9d0" }`,
+			b: `{ url: "https://api.example.com/hook/ffffffffffff00000000" }`},
+		{name: "userinfo", a: `{ url: "https://app:one@api.example.com/hook" }`, b: `{ url: "https://app:two@api.example.com/hook" }`},
+		{name: "path under secret_path", a: `{ url: "https://api.example.com/one", secret_path: true }`,
+			b: `{ url: "https://api.example.com/two", secret_path: true }`},
+		{name: "header value", a: `{ url: "https://api.example.com/hook", headers: { Authorization: "Bearer one" } }`,
+			b: `{ url: "https://api.example.com/hook", headers: { Authorization: "Bearer two" } }`},
+		{name: "rotated signing key", a: `{ url: "https://api.example.com/hook", secret: "` + keyA + `" }`,
+			b: `{ url: "https://api.example.com/hook", secret: "` + keyB + `" }`},
+		{name: "an added signing key", a: `{ url: "https://api.example.com/hook", secret: ["` + keyA + `"] }`,
+			b: `{ url: "https://api.example.com/hook", secret: ["` + keyA + `", "` + keyB + `"] }`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := memberHash(key, parseTrigger(t, tc.a)), memberHash(key, parseTrigger(t, tc.b))
+			if same := a == b; same != tc.same {
+				t.Errorf("hashes %s and %s: same = %v, want %v", a, b, same, tc.same)
+			}
+			if !strings.HasPrefix(a, keyedHashPrefix) {
+				t.Errorf("hash %s does not start with %q", a, keyedHashPrefix)
+			}
+		})
+	}
+	tr := parseTrigger(t, `{ url: "https://api.example.com/hook?tenant=prod" }`)
+	other := []byte(strings.Repeat("o", store.DefinitionHashKeySize))
+	if memberHash(key, tr) == memberHash(other, tr) {
+		t.Error("the same hash under two keys: the hash does not depend on the key")
+	}
+}
+
+// TestDefinitionHashDriftAndKeyHidden: members whose webhook URLs differ
+// only in a query value show as drift in Status and ReadConfigStatus, and
+// neither the cluster's key nor the URL shows in what they publish.
+func TestDefinitionHashDriftAndKeyHidden(t *testing.T) {
+	st := newTestStore(t)
+	ctx := t.Context()
+	clock := newFakeClock()
+	config := func(url string) *triggers.Config {
+		cfg := testConfig(t, "orders")
+		cfg.Triggers[0] = parseTrigger(t, `{ url: "`+url+`" }`)
+		return cfg
+	}
+	prod, staging := config("https://api.example.com/hook?tenant=prod"), config("https://api.example.com/hook?tenant=staging")
+	a := newManager(t, st, prod, "a", clock)
+	b := newManager(t, st, prod, "b", clock)
+	c := newManager(t, st, staging, "c", clock)
+	for _, m := range []*Manager{a, b, c, c} {
+		m.round(ctx)
+	}
+	sc, err := c.Status(ctx)
+	if err != nil || len(sc.Drift) != 1 || sc.Drift[0] != "orders" {
+		t.Fatalf("status of c = %+v, %v; want drift [orders]", sc, err)
+	}
+	sa, err := a.Status(ctx)
+	if err != nil || len(sa.Drift) != 0 {
+		t.Fatalf("status of a = %+v, %v; want no drift", sa, err)
+	}
+	cs, err := ReadConfigStatus(ctx, st, staging)
+	if err != nil || len(cs.Drift) != 1 || cs.Drift[0] != "orders" {
+		t.Fatalf("configuration status = %+v, %v; want drift [orders]", cs, err)
+	}
+	key, err := st.DefinitionHashKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []Status{sa, sc, cs} {
+		out, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, secret := range []string{hex.EncodeToString(key), base64.StdEncoding.EncodeToString(key), "tenant=", "prod", "staging"} {
+			if strings.Contains(string(out), secret) {
+				t.Errorf("status shows %q: %s", secret, out)
+			}
+		}
+	}
+}
+
+// TestMixedHashVersions: during a rolling upgrade, a member of an earlier
+// version publishes the unkeyed hash of the redacted definition. A member
+// publishing the keyed hash of the same definition neither fails nor runs
+// the trigger beside it: both see the two hashes as two definitions, and
+// only the one that won (here the tie, the earlier version's smaller hash)
+// runs the trigger, the other reporting drift.
+func TestMixedHashVersions(t *testing.T) {
+	st := newTestStore(t)
+	ctx := t.Context()
+	clock := newFakeClock()
+	cfg := testConfig(t, "orders")
+	// An earlier version's hash: 16 hex digits, as any that version makes.
+	old := store.Member{ID: "old", Version: "earlier", Triggers: map[string]string{"orders": "0f3c9a2b7d4e5f61"}}
+	if err := st.Heartbeat(ctx, old, cfg.Cluster.LeaseTTL); err != nil {
+		t.Fatal(err)
+	}
+	n := newManager(t, st, cfg, "new", clock)
+	n.round(ctx)
+	n.round(ctx)
+	s, err := n.Status(ctx)
+	if err != nil || len(s.Members) != 2 || len(s.Drift) != 1 || s.Drift[0] != "orders" {
+		t.Fatalf("status = %+v, %v; want 2 members and drift [orders]", s, err)
+	}
+	if member, _, _ := n.LeaseWait("orders"); member != "old" {
+		t.Fatalf("LeaseWait names member %q, want old (the tie's winner)", member)
+	}
+}
