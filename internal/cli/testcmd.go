@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -279,7 +280,8 @@ func extJSONValue(v any) string {
 }
 
 // writeHeaders prints the request headers as the dispatcher would send
-// them, configured header values masked.
+// them, configured header values and the credentials of webhook.auth and of
+// the URL's userinfo masked.
 func writeHeaders(w io.Writer, t *triggers.Trigger, ver, id string, payload []byte, extra http.Header) {
 	h := http.Header{}
 	for k := range t.Webhook.Headers {
@@ -293,6 +295,11 @@ func writeHeaders(w io.Writer, t *triggers.Trigger, ver, id string, payload []by
 		h.Set("Authorization", triggers.RedactedMask+"   (webhook.auth."+k+")")
 	case "oauth2_client_credentials":
 		h.Set("Authorization", "Bearer "+triggers.RedactedMask+"   (an OAuth2 access token, requested when sent)")
+	}
+	if u, err := url.Parse(t.Webhook.URL); err == nil && u.User != nil && h.Get("Authorization") == "" {
+		// As net/http sends it: Basic credentials from the userinfo,
+		// unless the request has an Authorization of its own.
+		h.Set("Authorization", triggers.RedactedMask+"   (the URL's user:password)")
 	}
 	h.Set("Content-Type", "application/json")
 	if t.Webhook.Format == triggers.FormatCloudEvents {
