@@ -261,8 +261,10 @@ var statePriority = []State{StateFailed, StateRetrying, StatePaused, StateRunnin
 
 // combinePartitions folds the partitions' statuses (as from Watcher.Status,
 // in partition order) into the trigger's: State by statePriority, with
-// Since, Paused, WayOut, StartsAt and LeaseWait from the first partition in
-// that state;
+// Since, Paused, WayOut, StartsAt and LeaseWait from the partition longest
+// in that state (the earliest Since; the first one on a tie or when none
+// says since when), so that a partition retrying for an hour is not hidden
+// by another that started retrying a second ago;
 // LastError the newest; HeadOfLine the oldest event held;
 // StreamOpen when every partition that is running or starting here has its
 // stream open (and at least one does); EventsReceived summed;
@@ -275,7 +277,9 @@ func combinePartitions(parts []TriggerStatus, n int) TriggerStatus {
 	best := len(statePriority)
 	anyOpen, allOpen := false, true
 	for i, p := range parts {
-		if k := slices.Index(statePriority, p.State); k >= 0 && k < best {
+		k := slices.Index(statePriority, p.State)
+		longer := k == best && !p.Since.IsZero() && (out.Since.IsZero() || p.Since.Before(out.Since))
+		if k >= 0 && (k < best || longer) {
 			best = k
 			out.State, out.Since, out.Retrying, out.Paused, out.WayOut, out.StartsAt, out.LeaseWait = p.State, p.Since, p.Retrying, p.Paused, p.WayOut, p.StartsAt, p.LeaseWait
 		}
