@@ -296,7 +296,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		n := max(st.DeadLettersCurrent, 0) // 0 until first read: the series exists from the start
 		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(n), st.Name)
-		var w Waits // a disabled trigger has none: zero
+		var w Waits // Status always sets it; zero otherwise
 		if st.Waits != nil {
 			w = *st.Waits
 		}

@@ -422,9 +422,9 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	now := r.opts.Clock.Now()
 	for i, s := range ss {
 		parts[i] = r.clusterState(s, s.status())
-		if parts[i].State != StateDisabled {
-			parts[i].Waits = s.waits.status(now)
-		}
+		// A disabled trigger's too: its clocks stand still, and its
+		// changehook_watch_wait_seconds_total must not fall back to 0.
+		parts[i].Waits = s.waits.status(now)
 	}
 	st := parts[0]
 	if len(ss) > 1 {

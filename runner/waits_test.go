@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -109,5 +110,78 @@ triggers:
 	waitFor(t, "the stream wait growing", func() bool { return stream() > before })
 	if d := statusOf(t, r, "orders").Waits.Delivery; d != 0 {
 		t.Errorf("delivery wait %v with one event", d)
+	}
+}
+
+// TestWatchWaitsKeptWhileDisabled: changehook_watch_wait_seconds_total is
+// a counter, so a reload that disables a trigger keeps its figures (in
+// /metrics and the status alike), which stand still while it is disabled
+// and go on from there once a reload enables it again: never a fall to 0
+// and a jump back, which Prometheus would read as a reset and then an
+// increase of the whole total.
+func TestWatchWaitsKeptWhileDisabled(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		partitions string // the trigger's partitions line ("": none)
+	}{
+		{name: "one unit"},
+		{name: "partitioned", partitions: "    ordering: per_document\n    partitions: 2\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := startDB(t, devdb.Options{})
+			recv := newReceiver(t)
+			reg := prometheus.NewRegistry()
+			yaml := func(enabled bool) string {
+				return fmt.Sprintf("\ntriggers:\n  - name: idle\n    database: shop\n    collection: a\n    enabled: %v\n%s    webhook: { url: \"${HOOK_URL}\" }\n",
+					enabled, tc.partitions)
+			}
+			r := startRunner(t, parseTrigger(t, yaml(true), recv.srv.URL), client, runner.Options{Registry: reg})
+			waitFor(t, "ready", r.Ready)
+			counter := func() float64 {
+				v, ok := metricValue(t, reg, "changehook_watch_wait_seconds_total", map[string]string{"trigger": "idle", "on": "stream"})
+				if !ok {
+					t.Fatal("no changehook_watch_wait_seconds_total{on=stream} series")
+				}
+				return v
+			}
+			stream := func() time.Duration {
+				st := statusOf(t, r, "idle")
+				if st.Waits == nil {
+					t.Fatalf("status of the %s trigger has no waits", st.State)
+				}
+				return st.Waits.Stream
+			}
+			reload := func(enabled bool) {
+				t.Helper()
+				if _, err := r.Reload(t.Context(), parseTrigger(t, yaml(enabled), recv.srv.URL)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "some stream wait counted", func() bool { return counter() > 0 })
+			before, beforeStatus := counter(), stream()
+
+			reload(false)
+			waitFor(t, "disabled", func() bool { return statusOf(t, r, "idle").State == runner.StateDisabled })
+			disabled := counter()
+			if disabled < before {
+				t.Errorf("disabled: counter %.6f, %.6f before: it went down", disabled, before)
+			}
+			if disabledStatus := stream(); disabledStatus < beforeStatus {
+				t.Errorf("disabled: status waits.stream %v, %v before: it went down", disabledStatus, beforeStatus)
+			}
+			disabledStatus := stream()
+			if again, againStatus := counter(), stream(); again != disabled || againStatus != disabledStatus {
+				t.Errorf("still disabled: counter %.6f (status %v), then %.6f (%v): it moved with no watch loop", disabled, disabledStatus, again, againStatus)
+			}
+
+			reload(true)
+			waitFor(t, "enabled again", func() bool { return statusOf(t, r, "idle").StreamOpen })
+			if after := counter(); after < disabled {
+				t.Errorf("enabled again: counter %.6f, %.6f while disabled: it went down", after, disabled)
+			}
+			waitFor(t, "the stream wait going on", func() bool { return counter() > disabled })
+		})
 	}
 }
