@@ -163,8 +163,23 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 			defer s.mu.Unlock()
 			return s.pause != nil
 		})
+		wasEnabled := slices.ContainsFunc(ss, func(s *slot) bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.t.Enabled
+		})
+		if !t.Enabled {
+			// Stopped for good (or still not started): no restart to tell of.
+			if wasEnabled {
+				r.log.Info("trigger disabled by reload; stopped, its checkpoint is kept", "trigger", name)
+			} else {
+				r.log.Info("trigger changed by reload; still disabled: the new definition starts from its checkpoint when a reload enables it", "trigger", name)
+			}
+		}
 		if repartitioned[name] {
-			r.logRepartitioned(ctx, t, paused)
+			if t.Enabled {
+				r.logRepartitioned(ctx, t, paused)
+			}
 			continue
 		}
 		// Swap the held partitions' definitions, let them run again.
@@ -187,12 +202,15 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 			return r.shouldRun(s)
 		})
 		switch {
-		case paused && t.Enabled:
+		case !t.Enabled: // logged above
+		case paused:
 			r.log.Info("trigger changed by reload; paused: the new definition starts from its checkpoint when the trigger is resumed", "trigger", name)
+		case (running || !r.opts.Clustered) && !wasEnabled:
+			r.log.Info("trigger enabled by reload; started from its checkpoint", "trigger", name)
 		case running || !r.opts.Clustered:
-			r.log.Info("trigger changed by reload; restarted from its checkpoint", "trigger", name, "enabled", t.Enabled)
+			r.log.Info("trigger changed by reload; restarted from its checkpoint", "trigger", name)
 		default:
-			r.log.Info("trigger changed by reload; not running here now: the new definition starts from its checkpoint when this member runs it under its lease", "trigger", name, "enabled", t.Enabled)
+			r.log.Info("trigger changed by reload; not running here now: the new definition starts from its checkpoint when this member runs it under its lease", "trigger", name)
 		}
 	}
 
