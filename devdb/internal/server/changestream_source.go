@@ -139,12 +139,15 @@ func historyLostError() *mongoerr.Error {
 // checkHistory fails with ChangeStreamHistoryLost when the oplog no longer
 // holds every entry at or after from.
 func (cs *changeStreamSource) checkHistory(from bson.Timestamp) error {
-	// As on MongoDB, a start before the oldest retained entry counts as lost:
-	// the oplog cannot show that nothing was written in between. A new data
-	// directory's oplog starts with a no-op entry (storage.OpNoop), so a
-	// stream opened on a fresh server is never before it.
-	oldest := cs.s.store.OldestOpTime()
-	if csTSLess(from, oldest) {
+	// Lost only when retention removed an entry at or after from: a
+	// caught-up stream whose last entry the next write trims (devdb writes
+	// none of a replica set's periodic no-ops, so after a quiet period
+	// longer than the age limit that entry is the only one) missed
+	// nothing. As on MongoDB, a start before the oplog's first entry ever
+	// counts as lost: a new data directory's oplog starts with a no-op
+	// entry (storage.OpNoop), so a stream opened on a fresh server is never
+	// before it.
+	if csTSLess(from, cs.s.store.HistoryStart()) {
 		return historyLostError()
 	}
 	return nil
@@ -377,7 +380,7 @@ func (cs *changeStreamSource) fill(n, maxBytes int) error {
 	}
 	if errors.Is(err, storage.ErrHistoryLost) {
 		// Trimmed while this stream was reading: checkHistory's look at
-		// OldestOpTime came before the trim or its publication.
+		// HistoryStart came before the trim or its publication.
 		return historyLostError()
 	}
 	if err != nil {

@@ -20,6 +20,7 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,8 +53,10 @@ var (
 	keyTS         = []byte("ts")
 	keyOplogBytes = []byte("oplogBytes")
 	keyOplogUUID  = []byte("oplogUUID")
-	keyDocs       = []byte("d")
-	keyStats      = []byte("stats")
+	// keyHistoryStart holds the oplog's history start (Engine.HistoryStart).
+	keyHistoryStart = []byte("oplogHistoryStart")
+	keyDocs         = []byte("d")
+	keyStats        = []byte("stats")
 )
 
 // Options configures Open.
@@ -112,7 +115,9 @@ type Engine struct {
 
 	lastTS   atomic.Uint64
 	oldestTS atomic.Uint64
-	dirty    atomic.Bool
+	// historyStart is HistoryStart, packed.
+	historyStart atomic.Uint64
+	dirty        atomic.Bool
 
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -219,7 +224,7 @@ func Open(opts Options) (*Engine, error) {
 		if k, _ := tx.Bucket(bucketOplog).Cursor().First(); len(k) == 8 {
 			e.oldestTS.Store(binary.BigEndian.Uint64(k))
 		}
-		return nil
+		return e.loadHistoryStart(tx)
 	})
 	if err == nil {
 		err = db.Sync()
@@ -368,6 +373,46 @@ func (e *Engine) CommittedOpTime() (bson.Timestamp, error) {
 // (zero when the oplog is empty and has never been written).
 func (e *Engine) OldestOpTime() bson.Timestamp { return unpackTS(e.oldestTS.Load()) }
 
+// HistoryStart returns the earliest cluster time from which the oplog holds
+// every entry ever written: just after the newest entry retention removed,
+// or the first entry's time while none was removed (zero when the oplog has
+// never been written). A reader that needs the entries from a time before
+// it has lost history; one from it or later has not, even when the entry
+// it last read is gone, as no entry lies between the two.
+func (e *Engine) HistoryStart() bson.Timestamp { return unpackTS(e.historyStart.Load()) }
+
+// loadHistoryStart reads the history start from meta, or records it for a
+// data directory written before devdb kept it: its oldest entry's time,
+// since what preceded that entry is not known.
+func (e *Engine) loadHistoryStart(btx *bolt.Tx) error {
+	meta := btx.Bucket(bucketMeta)
+	if v := meta.Get(keyHistoryStart); len(v) == 8 {
+		e.historyStart.Store(binary.BigEndian.Uint64(v))
+		return nil
+	}
+	k, _ := btx.Bucket(bucketOplog).Cursor().First()
+	if len(k) != 8 {
+		return nil // a new data directory: its first entry sets it
+	}
+	e.historyStart.Store(binary.BigEndian.Uint64(k))
+	if err := meta.Put(keyHistoryStart, bytes.Clone(k)); err != nil {
+		return fmt.Errorf("record the oplog's history start: %w", err)
+	}
+	return nil
+}
+
+// historyStartIn returns the history start as the storage transaction btx
+// sees it (packed; see HistoryStart).
+func historyStartIn(btx *bolt.Tx) uint64 {
+	if v := btx.Bucket(bucketMeta).Get(keyHistoryStart); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	if k, _ := btx.Bucket(bucketOplog).Cursor().First(); len(k) == 8 {
+		return binary.BigEndian.Uint64(k)
+	}
+	return 0
+}
+
 // Changed returns a channel that is closed when the next oplog entry is
 // committed. Callers take a fresh channel after every wake-up.
 func (e *Engine) Changed() <-chan struct{} {
@@ -406,6 +451,9 @@ func (e *Engine) Update(fn func(*Tx) error) error {
 	e.dirty.Store(true)
 	if tx.oldest != 0 {
 		storeMax(&e.oldestTS, tx.oldest)
+	}
+	if tx.historyStart != 0 {
+		storeMax(&e.historyStart, tx.historyStart)
 	}
 	if tx.maxTS != 0 {
 		storeMax(&e.lastTS, tx.maxTS)

@@ -176,7 +176,9 @@ func (t *Tx) appendOplog(ent *OplogEntry) error {
 		t.docWrites++
 	}
 	if t.oldest == 0 && t.e.oldestTS.Load() == 0 {
+		// The first entry ever: history starts here.
 		t.oldest = packTS(ts)
+		t.historyStart = t.oldest
 	}
 	return nil
 }
@@ -238,12 +240,19 @@ func (t *Tx) finish() error {
 		if t.e.opts.OplogMaxAge > 0 {
 			cutoff = t.e.opts.Now().Add(-t.e.opts.OplogMaxAge)
 		}
-		n, err := trimOplog(t.tx, size-t.e.opts.OplogMaxBytes, cutoff, t.maxTS)
+		n, newest, err := trimOplog(t.tx, size-t.e.opts.OplogMaxBytes, cutoff, t.maxTS)
 		if err != nil {
 			return err
 		}
 		size -= n
-		trimmed = n > 0
+		if trimmed = n > 0; trimmed {
+			t.historyStart = newest + 1
+		}
+	}
+	if t.historyStart != 0 {
+		if err := meta.Put(keyHistoryStart, u64(t.historyStart)); err != nil {
+			return fmt.Errorf("persist the oplog's history start: %w", err)
+		}
 	}
 	if err := meta.Put(keyOplogBytes, u64(uint64(max(size, 0)))); err != nil {
 		return fmt.Errorf("persist oplog size: %w", err)
@@ -259,11 +268,12 @@ func (t *Tx) finish() error {
 // trimOplog deletes the oldest entries while more than excess bytes must go
 // or while entries are older than cutoff, never deleting the entry at keep
 // (the newest), so the oplog always holds its newest entry and OldestOpTime
-// is the TS of an existing entry. It returns the bytes removed.
-func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (int64, error) {
+// is the TS of an existing entry. It returns the bytes removed and the
+// packed time of the newest entry removed (zero when none was): the caller
+// moves the history start just after it.
+func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (removed int64, newest uint64, err error) {
 	oplog := btx.Bucket(bucketOplog)
 	c := oplog.Cursor()
-	var removed int64
 	cutMS := int64(0)
 	if !cutoff.IsZero() {
 		cutMS = cutoff.UnixMilli()
@@ -276,11 +286,12 @@ func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (int64
 		if own {
 			var err error
 			if v, err = cursorValue(oplog, k, v); err != nil {
-				return removed, fmt.Errorf("trim oplog: %w", err)
+				return removed, newest, fmt.Errorf("trim oplog: %w", err)
 			}
 		}
 		if removed < excess || (cutMS != 0 && entryWallMS(v) < cutMS) {
 			removed += int64(len(v))
+			newest = binary.BigEndian.Uint64(k)
 			var err error
 			if own {
 				// k points into the page the deletion changes.
@@ -289,13 +300,13 @@ func trimOplog(btx *bolt.Tx, excess int64, cutoff time.Time, keep uint64) (int64
 				err = c.Delete()
 			}
 			if err != nil {
-				return removed, fmt.Errorf("trim oplog: %w", err)
+				return removed, newest, fmt.Errorf("trim oplog: %w", err)
 			}
 			continue
 		}
 		break
 	}
-	return removed, nil
+	return removed, newest, nil
 }
 
 // entryWallMS extracts the wall time (ms) of an encoded entry without
@@ -314,7 +325,7 @@ func entryWallMS(raw []byte) int64 {
 // trimByAge applies the age limit outside write traffic (janitor).
 func (e *Engine) trimByAge() error {
 	cutoff := e.opts.Now().Add(-e.opts.OplogMaxAge)
-	var oldest uint64
+	var oldest, start uint64
 	var trimmed bool
 	err := e.db.Update(func(btx *bolt.Tx) error {
 		oplog := btx.Bucket(bucketOplog)
@@ -331,11 +342,17 @@ func (e *Engine) trimByAge() error {
 			return nil
 		}
 		last, _ := c.Last()
-		n, err := trimOplog(btx, 0, cutoff, binary.BigEndian.Uint64(last))
+		n, newest, err := trimOplog(btx, 0, cutoff, binary.BigEndian.Uint64(last))
 		if err != nil {
 			return err
 		}
 		meta := btx.Bucket(bucketMeta)
+		if n > 0 {
+			start = newest + 1
+			if err := meta.Put(keyHistoryStart, u64(start)); err != nil {
+				return err
+			}
+		}
 		var size int64
 		if v := meta.Get(keyOplogBytes); len(v) == 8 {
 			size = int64(binary.BigEndian.Uint64(v))
@@ -355,6 +372,9 @@ func (e *Engine) trimByAge() error {
 	if trimmed && oldest != 0 {
 		e.dirty.Store(true)
 		storeMax(&e.oldestTS, oldest)
+	}
+	if start != 0 {
+		storeMax(&e.historyStart, start)
 	}
 	return nil
 }

@@ -203,8 +203,8 @@ func parseOplogHeaderView(raw []byte, h *OplogEntry) bool {
 }
 
 // ErrHistoryLost is returned by OplogRawAfter and OplogRawAfterIn when
-// entries after the reader's position are no longer retained: the oplog's
-// oldest entry is later than the one that would follow after.
+// entries after the reader's position are no longer retained: retention
+// removed an entry later than the position (Engine.HistoryStart).
 var ErrHistoryLost = errors.New("oplog entries after the position were removed")
 
 // OplogRawAfter calls fn for every retained entry with TS > after, in order,
@@ -268,11 +268,11 @@ func (e *Engine) OplogRawAfterIn(after bson.Timestamp, in func(*OplogEntry) bool
 			c := oplog.Cursor()
 			// Retention trims from the oldest end in other transactions;
 			// checked here, in the read's own snapshot, a trim can never
-			// fall between the check and the read.
-			if start > 1 {
-				if k, _ := c.First(); len(k) == 8 && binary.BigEndian.Uint64(k) > start {
-					return ErrHistoryLost
-				}
+			// fall between the check and the read. Only a removed entry at
+			// or after start is lost: the reader's own last entry may be
+			// gone (a caught-up reader when the next write trims by age).
+			if start > 1 && historyStartIn(btx) > start {
+				return ErrHistoryLost
 			}
 			scanned := 0
 			var hdr OplogEntry // reused: in may not keep it

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/changehook/changehook/internal/mongoerr"
@@ -146,4 +148,92 @@ func TestCommitTxnTooOldWhileTrimUnpublished(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestOplogHistoryStartAfterTrim: retention that removes a reader's last
+// entry A, but nothing after it, loses no history for that reader, only
+// for one before A. The history start is kept across a restart, and a data
+// directory written before it was kept starts its history at its oldest
+// entry.
+func TestOplogHistoryStartAfterTrim(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+		// trim writes what removes A (written with pad bytes), with the
+		// clock at now.
+		trim func(t *testing.T, e *Engine, now *time.Time)
+		pad  int
+	}{
+		{"age, by the next write", Options{OplogMaxAge: time.Hour}, func(t *testing.T, e *Engine, now *time.Time) {
+			*now = now.Add(2 * time.Hour)
+			insertN(t, e, "other", 0, 1, 0)
+		}, 0},
+		{"age, by the janitor", Options{OplogMaxAge: time.Hour}, func(t *testing.T, e *Engine, now *time.Time) {
+			*now = now.Add(time.Second)
+			insertN(t, e, "other", 0, 1, 0)
+			*now = now.Add(2 * time.Hour)
+			if err := e.trimByAge(); err != nil {
+				t.Fatal(err)
+			}
+		}, 0},
+		{"size", Options{OplogMaxBytes: 32 << 10}, func(t *testing.T, e *Engine, now *time.Time) {
+			*now = now.Add(time.Second)
+			insertN(t, e, "other", 0, 1, 20<<10)
+		}, 20 << 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(2_000_000_000, 0)
+			tc.opts.Dir, tc.opts.Now = t.TempDir(), func() time.Time { return now }
+			e, err := Open(tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = e.Close() }()
+			insertN(t, e, "other", -1, 1, 0) // its create entry before A
+			a := insertN(t, e, "c", 0, 1, tc.pad)
+			tc.trim(t, e, &now)
+			if !a.Before(e.OldestOpTime()) {
+				t.Fatalf("A (%v) not trimmed: oldest %v", a, e.OldestOpTime())
+			}
+			after := unpackTS(packTS(a) + 1)
+			if got := e.HistoryStart(); got != after {
+				t.Fatalf("HistoryStart = %v, want just after A: %v", got, after)
+			}
+			read := func(from bson.Timestamp) (int, error) {
+				n := 0
+				err := e.OplogRawAfter(from, func(*RawOplogEntry) bool { n++; return true })
+				return n, err
+			}
+			if n, err := read(a); err != nil || n == 0 {
+				t.Fatalf("read after A: %d entries, %v; want the later ones", n, err)
+			}
+			if _, err := read(unpackTS(packTS(a) - 1)); !errors.Is(err, ErrHistoryLost) {
+				t.Fatalf("read from A: %v, want ErrHistoryLost", err)
+			}
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			e, err = Open(tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.HistoryStart(); got != after {
+				t.Fatalf("HistoryStart after a restart = %v, want %v", got, after)
+			}
+			// A data directory from before the history start was kept.
+			if err := e.db.Update(func(btx *bolt.Tx) error { return btx.Bucket(bucketMeta).Delete(keyHistoryStart) }); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if e, err = Open(tc.opts); err != nil {
+				t.Fatal(err)
+			}
+			if got := e.HistoryStart(); got != e.OldestOpTime() {
+				t.Fatalf("HistoryStart of an older data directory = %v, want its oldest entry's %v", got, e.OldestOpTime())
+			}
+		})
+	}
 }

@@ -25,12 +25,16 @@ import (
 // *DuplicateKeyError) it has changed nothing, so a caller may continue and
 // commit the writes that succeeded (unordered inserts).
 type Tx struct {
-	e          *Engine
-	tx         *bolt.Tx
-	maxTS      uint64
-	oldest     uint64
-	oplogAdded int64
-	docWrites  int
+	e      *Engine
+	tx     *bolt.Tx
+	maxTS  uint64
+	oldest uint64
+	// historyStart, when not zero, is the history start this transaction
+	// set (Engine.HistoryStart): it trimmed the oplog or wrote its first
+	// entry.
+	historyStart uint64
+	oplogAdded   int64
+	docWrites    int
 
 	// skipValidation is set by SkipValidation (bypassDocumentValidation).
 	skipValidation bool
