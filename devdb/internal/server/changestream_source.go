@@ -65,6 +65,15 @@ type changeStreamSource struct {
 	// resume is the event token the stream must find at its start before
 	// producing events (resumeAfter/startAfter an event); nil once found.
 	resume *resumeToken
+	// startAt is a startAtOperationTime (or a high-water mark resumed
+	// from) the scan has not yet passed: the entries of a transaction
+	// committed before it that lie at or after it (each entry has its own
+	// time, its events the commit's) are not shown. nil once an entry
+	// committed at or after it was read.
+	startAt *bson.Timestamp
+	// stopped reports that the last scan stopped at a full batch, maybe
+	// inside a transaction, rather than at the committed end.
+	stopped bool
 	// done is set once the invalidate event has been queued.
 	done bool
 	// failed is the error that broke the stream; later calls return it.
@@ -101,9 +110,13 @@ func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec chang
 	}
 	switch tok := spec.token(); {
 	case tok != nil && tok.HighWaterMark:
-		// Every event at or after the mark.
+		// Every event at or after the mark: as for startAtOperationTime,
+		// whose first postBatchResumeToken it may be. The marks a scan
+		// gives (take) lie between transactions, where the two agree.
 		cs.pos = csTSPrev(tok.ClusterTime)
 		cs.pbrt = *tok
+		at := tok.ClusterTime
+		cs.startAt = &at
 	case tok != nil:
 		// Strictly after the event (for startAfter an invalidate: after the
 		// invalidate, i.e. after the event that caused it).
@@ -112,10 +125,12 @@ func newChangeStreamSource(s *Server, scope csScope, db, coll string, spec chang
 		cs.resume = &t
 		cs.pbrt = t
 	case spec.StartAtOperationTime != nil:
-		// Inclusive.
+		// Inclusive, of the events' clusterTime: a transaction's events
+		// all report its commit time, its first entry's.
 		at := *spec.StartAtOperationTime
 		cs.pos = csTSPrev(at)
 		cs.pbrt = highWaterMark(at)
+		cs.startAt = &at
 	default:
 		// Everything after the latest committed entry, including any a
 		// client has already read: those are not shown.
@@ -299,7 +314,10 @@ const maxQueueKept = 8192
 // take removes up to n queued events within maxBytes and updates the
 // postBatchResumeToken: the last returned event's token when the batch is
 // full or events remain queued (as MongoDB), else the high-water mark just
-// after the scanned position, which covers entries the filters dropped.
+// after the scanned position, which covers entries the filters dropped —
+// only once the scan has reached the committed end, so that a mark never
+// falls inside a transaction, whose events all report its first entry's
+// time.
 func (cs *changeStreamSource) take(n, maxBytes int) ([]bson.Raw, bool) {
 	var docs []bson.Raw
 	if want := len(cs.queue); want > 0 {
@@ -340,7 +358,7 @@ func (cs *changeStreamSource) take(n, maxBytes int) ([]bson.Raw, bool) {
 		if cap(cs.queue) > maxQueueKept {
 			cs.queue = nil
 		}
-		if !exhausted && cs.resume == nil && (n <= 0 || len(docs) < n) {
+		if !exhausted && cs.resume == nil && !cs.stopped && (n <= 0 || len(docs) < n) {
 			if hwm := highWaterMark(csTSNext(cs.pos)); hwm.compare(cs.pbrt) > 0 {
 				cs.pbrt = hwm
 			}
@@ -368,12 +386,14 @@ func (cs *changeStreamSource) fill(n, maxBytes int) error {
 		in = cs.target.inScope
 	}
 	var perr error
+	cs.stopped = false
 	err := cs.s.store.OplogRawAfterIn(cs.pos, in, func(r *storage.RawOplogEntry) bool {
 		if perr = cs.processRaw(r); perr != nil {
 			return false
 		}
 		cs.pos = r.TS
-		return !cs.done && !cs.full(n, maxBytes)
+		cs.stopped = cs.done || cs.full(n, maxBytes)
+		return !cs.stopped
 	})
 	if perr != nil {
 		return perr
@@ -411,6 +431,17 @@ var matchCheck func(p csPipeline, raw bson.Raw, keep bool)
 // are built from the encoded entry (buildEventRaw); everything else is
 // decoded and goes through process.
 func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
+	if cs.startAt != nil && r.Raw != nil {
+		// Entries are scanned from startAt on, so only a transaction
+		// committed before it and still writing at it is left out. Later
+		// entries are all committed later: the check ends with the first
+		// entry that passes it. (An entry reaching here without Raw is out
+		// of the stream's scope and shows nothing either way.)
+		if csTSLess(commitTime(r), *cs.startAt) {
+			return nil
+		}
+		cs.startAt = nil
+	}
 	if cs.resume == nil {
 		hdr := storage.OplogEntry{TS: r.TS, Op: r.Op, DB: r.DB, Coll: r.Coll, ToDB: r.ToDB, ToColl: r.ToColl}
 		if !cs.target.inScope(&hdr) {
@@ -459,6 +490,18 @@ func (cs *changeStreamSource) processRaw(r *storage.RawOplogEntry) error {
 		return fmt.Errorf("read oplog for change stream: read oplog: decode oplog entry %016x: %w", uint64(r.TS.T)<<32|uint64(r.TS.I), err)
 	}
 	return cs.process(ent)
+}
+
+// commitTime returns the cluster time the events of r report: its
+// transaction's commit time (CommitTS), or its own time outside a
+// transaction.
+func commitTime(r *storage.RawOplogEntry) bson.Timestamp {
+	if v, ok := r.Lookup("commitTs"); ok {
+		if t, i, ok := v.TimestampOK(); ok {
+			return bson.Timestamp{T: t, I: i}
+		}
+	}
+	return r.TS
 }
 
 // emitRaw is emit for an encoded event (never final) of operation type op

@@ -36,6 +36,10 @@ type Request struct {
 	// explain, when not nil, asks the handler of an explainable command to
 	// answer with its explain output instead of running (see cmdExplain).
 	explain *explainRequest
+	// opTime, when not zero, is the operationTime of the command's
+	// successful reply, set by its handler (a commitTransaction's commit
+	// time); otherwise the reply carries the last op time.
+	opTime bson.Timestamp
 }
 
 // appName returns the application name the request's connection gave in its

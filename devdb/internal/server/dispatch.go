@@ -278,7 +278,7 @@ func (s *Server) runCommand(ctx context.Context, req *Request) (bson.D, error) {
 		}
 		return reply, nil
 	}
-	return s.okReply(s.failCommandAfter(req, reply)), nil
+	return s.okReply(s.failCommandAfter(req, reply), req.opTime), nil
 }
 
 // invoke checks the generic command fields and calls the handler,
@@ -331,8 +331,9 @@ func (s *Server) invokeHandler(ctx context.Context, req *Request, h HandlerFunc)
 	return h(ctx, req)
 }
 
-// okReply appends the success envelope to a handler's reply fields.
-func (s *Server) okReply(fields bson.D) bson.D {
+// okReply appends the success envelope to a handler's reply fields, with
+// opTime as operationTime (zero: the last op time).
+func (s *Server) okReply(fields bson.D, opTime bson.Timestamp) bson.D {
 	reply := make(bson.D, 0, len(fields)+3)
 	for _, e := range fields {
 		if e.Key != "ok" && e.Key != "operationTime" && e.Key != "$clusterTime" {
@@ -340,7 +341,7 @@ func (s *Server) okReply(fields bson.D) bson.D {
 		}
 	}
 	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
-	return s.appendTimes(reply)
+	return s.appendTimesAt(reply, opTime)
 }
 
 // errorReply builds {ok: 0, errmsg, code, codeName, errorLabels?} plus the
@@ -364,7 +365,16 @@ func (s *Server) errorReply(ce *mongoerr.Error) bson.D {
 
 // appendTimes appends $clusterTime and operationTime from the last op time.
 func (s *Server) appendTimes(reply bson.D) bson.D {
+	return s.appendTimesAt(reply, bson.Timestamp{})
+}
+
+// appendTimesAt appends $clusterTime, the last op time, and operationTime:
+// opTime, or the last op time when opTime is zero.
+func (s *Server) appendTimesAt(reply bson.D, opTime bson.Timestamp) bson.D {
 	ts := s.store.LastOpTime()
+	if opTime.IsZero() {
+		opTime = ts
+	}
 	return append(reply,
 		bson.E{Key: "$clusterTime", Value: bson.D{
 			{Key: "clusterTime", Value: ts},
@@ -373,6 +383,6 @@ func (s *Server) appendTimes(reply bson.D) bson.D {
 				{Key: "keyId", Value: int64(0)},
 			}},
 		}},
-		bson.E{Key: "operationTime", Value: ts},
+		bson.E{Key: "operationTime", Value: opTime},
 	)
 }

@@ -75,6 +75,9 @@ type transaction struct {
 	opBytes int64
 	held    []string // storage.DocKey of the documents it holds
 	timer   *time.Timer
+	// commitTS is the committed transaction's commit time (zero without
+	// writes): the operationTime a commitTransaction answers with.
+	commitTS bson.Timestamp
 }
 
 // txnTable is the server's transactions by session.
@@ -505,10 +508,13 @@ func (s *Server) invokeInTxn(ctx context.Context, req *Request, h HandlerFunc) (
 }
 
 // commitTxn commits t; a transaction already committed is answered with
-// success again (commitTransaction is retryable).
+// success again (commitTransaction is retryable). The reply's operationTime
+// is the commit's cluster time, which all the transaction's change events
+// report as clusterTime (a change stream started at it shows them all), not
+// the time of the transaction's last oplog entry.
 func (s *Server) commitTxn(req *Request, t *transaction) (bson.D, error) {
 	t.mu.Lock()
-	state, snap, ops := t.state, t.snap, t.ops
+	state, snap, ops, commitTS := t.state, t.snap, t.ops, t.commitTS
 	var err error
 	if state == txnAborted {
 		err = t.endedError()
@@ -526,7 +532,8 @@ func (s *Server) commitTxn(req *Request, t *transaction) (bson.D, error) {
 		record := func(tx *storage.Tx) error {
 			return tx.PutSessionTxn(session, &storage.SessionTxn{TxnNumber: t.number, Command: commitRecord, Reply: reply, LastUse: now}, retryLimits())
 		}
-		err := s.store.CommitTxn(snap, ops, &storage.TxnInfo{LSID: t.lsid, TxnNumber: t.number}, record)
+		var err error
+		commitTS, err = s.store.CommitTxn(snap, ops, &storage.TxnInfo{LSID: t.lsid, TxnNumber: t.number}, record)
 		if err != nil {
 			s.finishTxn(t, txnAborted, "its commit failed")
 			var ce *mongoerr.Error
@@ -535,7 +542,13 @@ func (s *Server) commitTxn(req *Request, t *transaction) (bson.D, error) {
 			}
 			return nil, fmt.Errorf("commit transaction %d: %w", t.number, dataErr(err))
 		}
+		t.mu.Lock()
+		t.commitTS = commitTS
+		t.mu.Unlock()
 		s.finishTxn(t, txnCommitted, "")
+	}
+	if !commitTS.IsZero() {
+		req.opTime = commitTS
 	}
 	return txnWriteConcernReply(req), s.finishWrite(req)
 }

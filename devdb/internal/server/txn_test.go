@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -434,4 +435,126 @@ func TestTransactionCommitRetriedAfterRestart(t *testing.T) {
 	if got := findIDs(t, testContext(t), c.Database("db").Collection("c"), bson.D{}); len(got) != 1 {
 		t.Errorf("documents after restart: %v, want the committed one", got)
 	}
+}
+
+// TestTransactionStartAtOperationTime: every event of a transaction reports
+// its commit's clusterTime (devdb gives each of its oplog entries a time of
+// its own, the first the commit's), commitTransaction answers with that
+// time as operationTime, also when retried, and startAtOperationTime is
+// inclusive of the events' clusterTime: a stream started at the commit's
+// operationTime shows the whole transaction, one started after it (also
+// at one of its later entries' times) none of it, and never an event whose
+// clusterTime is before the start. A stream resumed from such a stream's
+// first postBatchResumeToken (what changehook's resume --from records)
+// shows the same.
+func TestTransactionStartAtOperationTime(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s := startTestServer(t, Options{}, testHooks{storageNow: func() time.Time { return at }})
+	c := connect(t, s)
+	ctx := testContext(t)
+	coll := c.Database("txs").Collection("c")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	next := func(ts bson.Timestamp) bson.Timestamp { return bson.Timestamp{T: ts.T, I: ts.I + 1} }
+	// Just after the insert of _id 0.
+	zero, _ := get(mustRun(t, c, "admin", bson.D{{Key: "ping", Value: 1}}), "operationTime").(bson.Timestamp)
+	before := next(zero)
+	lsid := bson.D{{Key: "id", Value: bson.Binary{Subtype: bson.TypeBinaryUUID, Data: []byte("0123456789abcdef")}}}
+	txn := bson.D{{Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: int64(1)}, {Key: "autocommit", Value: false}}
+	for i := 1; i <= 3; i++ {
+		cmd := append(bson.D{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: i}}}}}, txn...)
+		if i == 1 {
+			cmd = append(cmd, bson.E{Key: "startTransaction", Value: true})
+		}
+		mustRun(t, c, "txs", cmd)
+	}
+	commit := append(bson.D{{Key: "commitTransaction", Value: 1}}, txn...)
+	commitTime, _ := get(mustRun(t, c, "admin", commit), "operationTime").(bson.Timestamp)
+	if retried, _ := get(mustRun(t, c, "admin", commit), "operationTime").(bson.Timestamp); retried != commitTime {
+		t.Errorf("retried commit's operationTime = %v, want the commit's %v", retried, commitTime)
+	}
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 99}}); err != nil {
+		t.Fatal(err)
+	}
+	// The events from before the transaction: their clusterTimes.
+	all := txnEvents(t, ctx, coll, options.ChangeStream().SetStartAtOperationTime(&before))
+	if len(all) != 4 || all[0].id != 1 || all[0].time != commitTime {
+		t.Fatalf("events from before the transaction = %+v, want the transaction's 3 then 99, the first at the commit's operationTime %v", all, commitTime)
+	}
+	for _, e := range all[:3] {
+		if e.time != commitTime {
+			t.Errorf("transaction event %+v, want clusterTime %v (the commit's)", e, commitTime)
+		}
+	}
+	tests := []struct {
+		name  string
+		start bson.Timestamp
+		want  []int32
+	}{
+		{"before the transaction", before, []int32{1, 2, 3, 99}},
+		{"the commit's operationTime", commitTime, []int32{1, 2, 3, 99}},
+		{"its second entry's time", next(commitTime), []int32{99}},
+		{"its last entry's time", next(next(commitTime)), []int32{99}},
+		{"the next write's time", all[3].time, []int32{99}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			start := tc.start
+			got := txnEvents(t, ctx, coll, options.ChangeStream().SetStartAtOperationTime(&start))
+			// Opened with an empty first batch, its postBatchResumeToken
+			// is the position before any scan.
+			cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetStartAtOperationTime(&start).SetBatchSize(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			token := cs.ResumeToken()
+			_ = cs.Close(ctx)
+			resumed := txnEvents(t, ctx, coll, options.ChangeStream().SetResumeAfter(token))
+			for _, r := range []struct {
+				how    string
+				events []txnEvent
+			}{{"startAtOperationTime", got}, {"resumed from its first postBatchResumeToken", resumed}} {
+				var ids []int32
+				for _, e := range r.events {
+					ids = append(ids, e.id)
+					if e.time.Before(start) {
+						t.Errorf("%s %v: event %+v has a clusterTime before the start", r.how, start, e)
+					}
+				}
+				if !slices.Equal(ids, tc.want) {
+					t.Errorf("%s %v: events %v, want %v", r.how, start, ids, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// txnEvent is a change event's documentKey._id and clusterTime.
+type txnEvent struct {
+	id   int32
+	time bson.Timestamp
+}
+
+// txnEvents reads coll's change stream opened with opts up to the event
+// of _id 99, the last write.
+func txnEvents(t *testing.T, ctx context.Context, coll *mongo.Collection, opts *options.ChangeStreamOptionsBuilder) []txnEvent {
+	t.Helper()
+	cs, err := coll.Watch(ctx, mongo.Pipeline{}, opts.SetMaxAwaitTime(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	var out []txnEvent
+	for cs.Next(ctx) {
+		ts, inc := cs.Current.Lookup("clusterTime").Timestamp()
+		e := txnEvent{id: cs.Current.Lookup("documentKey", "_id").Int32(), time: bson.Timestamp{T: ts, I: inc}}
+		out = append(out, e)
+		if e.id == 99 {
+			return out
+		}
+	}
+	t.Fatalf("stream ended before the last write: %v", cs.Err())
+	return nil
 }

@@ -137,7 +137,7 @@ func TestCommitTxnTooOldWhileTrimUnpublished(t *testing.T) {
 		t.Fatalf("oplog not trimmed: oldest %v", e.OldestOpTime())
 	}
 	e.oldestTS.Store(packTS(oldest)) // the publication not yet made
-	err = e.CommitTxn(snap.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 1}, nil)
+	_, err = e.CommitTxn(snap.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 1}, nil)
 	var me *mongoerr.Error
 	if !errors.As(err, &me) || me.Code != mongoerr.SnapshotTooOld {
 		t.Fatalf("commit after the trim: %v, want SnapshotTooOld", err)

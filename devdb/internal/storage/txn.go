@@ -134,12 +134,15 @@ func (e *Engine) InShadow(snap *Snapshot, fn func(*Tx) error) ([]*OplogEntry, er
 // at: otherwise nothing is applied and the error is WriteConflict (112).
 // record, when not nil, runs last in the same storage transaction (the
 // session table's commit record). A transaction without writes stores
-// nothing.
-func (e *Engine) CommitTxn(at bson.Timestamp, ops []*OplogEntry, info *TxnInfo, record func(*Tx) error) error {
+// nothing. It returns the commit's cluster time: its first entry's, which
+// every entry carries as CommitTS and its change events report (zero
+// without writes).
+func (e *Engine) CommitTxn(at bson.Timestamp, ops []*OplogEntry, info *TxnInfo, record func(*Tx) error) (bson.Timestamp, error) {
 	if len(ops) == 0 {
-		return nil
+		return bson.Timestamp{}, nil
 	}
-	return e.Update(func(tx *Tx) error {
+	var commit bson.Timestamp
+	err := e.Update(func(tx *Tx) error {
 		changed, err := tx.changedSince(packTS(at))
 		if err != nil {
 			return err
@@ -164,11 +167,16 @@ func (e *Engine) CommitTxn(at bson.Timestamp, ops []*OplogEntry, info *TxnInfo, 
 			}
 		}
 		tx.txn, tx.skipValidation = nil, false
+		commit = tx.txnTS
 		if record != nil {
 			return record(tx)
 		}
 		return nil
 	})
+	if err != nil {
+		return bson.Timestamp{}, err
+	}
+	return commit, nil
 }
 
 // checkWrite is called by the document write methods before they change the

@@ -109,7 +109,7 @@ func TestShadowSeesSnapshotAndCommitsAtomically(t *testing.T) {
 	if err := e.Update(func(tx *Tx) error { return setN(tx, 3, 30) }); err != nil {
 		t.Fatal(err)
 	}
-	err = e.CommitTxn(snap.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 7}, nil)
+	_, err = e.CommitTxn(snap.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 7}, nil)
 	if !isCode(err, mongoerr.WriteConflict) {
 		t.Fatalf("conflicting commit: %v, want WriteConflict", err)
 	}
@@ -130,12 +130,19 @@ func TestShadowSeesSnapshotAndCommitsAtomically(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := e.LastOpTime()
-	if err := e.CommitTxn(snap2.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 8}, nil); err != nil {
+	commit, err := e.CommitTxn(snap2.At, ops, &TxnInfo{LSID: bson.D{{Key: "id", Value: "s"}}, TxnNumber: 8}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	ents := collectOplog(t, e, at)
 	if len(ents) != 2 || ents[0].TxnNumber != 8 || ents[1].TxnNumber != 8 || ents[0].LSID == nil {
 		t.Fatalf("commit's oplog entries = %+v, want 2 with txnNumber 8 and lsid", ents)
+	}
+	// The commit's time is its first entry's, which both carry.
+	for _, ent := range ents {
+		if commit != ents[0].TS || ent.CommitTS == nil || *ent.CommitTS != commit {
+			t.Fatalf("commit time %v, entry %v with CommitTS %v; want the first entry's time everywhere", commit, ent.TS, ent.CommitTS)
+		}
 	}
 	_ = e.View(func(tx *Tx) error {
 		if got := docsOf(t, tx); got[3] != 31 || got[5] != 50 {

@@ -369,13 +369,14 @@ func TestOwnBucketsMatchInline(t *testing.T) {
 			b, _ := bson.Marshal(op)
 			enc = append(enc, hex.EncodeToString(b))
 		}
-		cerr := e.CommitTxn(at[i], ops, &TxnInfo{TxnNumber: 1}, nil)
+		_, cerr := e.CommitTxn(at[i], ops, &TxnInfo{TxnNumber: 1}, nil)
 		txnOut[i] = fmt.Sprint(seen, enc, err, cerr)
 		ops, err = e.InShadow(&Snapshot{At: e.LastOpTime()}, func(tx *Tx) error {
 			_, err := tx.Insert(coll(tx, "app", "a"), bigTestDoc(601, 601, 9000))
 			return err
 		})
-		txnOut[i] += fmt.Sprint(len(ops), err, e.CommitTxn(e.LastOpTime(), ops, &TxnInfo{TxnNumber: 2}, nil))
+		_, cerr = e.CommitTxn(e.LastOpTime(), ops, &TxnInfo{TxnNumber: 2}, nil)
+		txnOut[i] += fmt.Sprint(len(ops), err, cerr)
 	}
 	if txnOut[0] != txnOut[1] {
 		t.Fatalf("transactions differ:\nown:    %.500s\ninline: %.500s", txnOut[0], txnOut[1])
