@@ -200,6 +200,9 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 	rl.reloads.WithLabelValues("success").Inc()
 	rl.log.Info("configuration reloaded", "by", why, "file", rl.path, "added", res.Added, "removed", res.Removed,
 		"changed", res.Changed, "unchanged", len(res.Unchanged))
+	// The warnings of the file now running, as at the start: a reload is
+	// where an edit's likely mistake would otherwise go unseen.
+	logWarnings(rl.log.With("by", why), cfg)
 	return res, nil
 }
 
