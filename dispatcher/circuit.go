@@ -91,17 +91,18 @@ type CircuitProbe struct {
 // events after the circuit closes. A nil *circuit is disabled: gate returns
 // at once and nothing is counted.
 type circuit struct {
-	trigger  string
-	policy   triggers.CircuitPolicy
-	initial  time.Duration // first probe interval (retry.initial_backoff)
-	clock    Clock
-	metrics  *Metrics
-	mu       sync.Mutex
-	st       CircuitStatus
-	interval time.Duration // current probe interval
-	closedCh chan struct{} // closed when the circuit closes; nil while closed
-	probeID  string        // the probe's webhook-id (CircuitStatus.Probe); "" while closed
-	probe    *progress     // the probe's progress record, for its attempts (nil: none)
+	trigger   string
+	partition string // its partition label (circuitPartition)
+	policy    triggers.CircuitPolicy
+	initial   time.Duration // first probe interval (retry.initial_backoff)
+	clock     Clock
+	metrics   *Metrics
+	mu        sync.Mutex
+	st        CircuitStatus
+	interval  time.Duration // current probe interval
+	closedCh  chan struct{} // closed when the circuit closes; nil while closed
+	probeID   string        // the probe's webhook-id (CircuitStatus.Probe); "" while closed
+	probe     *progress     // the probe's progress record, for its attempts (nil: none)
 }
 
 // newCircuit returns t's circuit, nil when t's circuit section cannot open
@@ -117,9 +118,9 @@ func newCircuit(t *triggers.Trigger, retry triggers.RetryPolicy, clock Clock, m 
 	if p.MaxProbeInterval <= 0 {
 		p.MaxProbeInterval = triggers.DefaultCircuitMaxProbeInterval
 	}
-	c := &circuit{trigger: t.Name, policy: p, initial: min(retry.InitialBackoff, p.MaxProbeInterval), clock: clock, metrics: m,
-		st: CircuitStatus{State: CircuitClosed}}
-	m.circuitInit(t.Name)
+	c := &circuit{trigger: t.Name, partition: circuitPartition(t), policy: p, initial: min(retry.InitialBackoff, p.MaxProbeInterval),
+		clock: clock, metrics: m, st: CircuitStatus{State: CircuitClosed}}
+	m.circuitInit(c.trigger, c.partition)
 	return c
 }
 
@@ -296,5 +297,5 @@ func (c *circuit) transition(to CircuitState) {
 		c.st.OpenedAt = now
 	}
 	c.st.State, c.st.Since = to, now
-	c.metrics.circuitTransition(c.trigger, to)
+	c.metrics.circuitTransition(c.trigger, c.partition, to)
 }

@@ -10,16 +10,17 @@ import (
 )
 
 // TestForgetDeletesEverySeries: Forget deletes every series of the
-// removed trigger, its circuit's included (an open circuit left exported
-// would keep a "circuit open" alert firing), and leaves the other
+// removed trigger, its partitions' circuits' included (an open circuit left
+// exported would keep a "circuit open" alert firing), and leaves the other
 // triggers' series as they were.
 func TestForgetDeletesEverySeries(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	for _, trigger := range []string{"gone", "kept"} {
 		m.Init(trigger)
-		m.circuitInit(trigger)
-		m.circuitTransition(trigger, CircuitOpen)
+		m.circuitInit(trigger, "0")
+		m.circuitInit(trigger, "1")
+		m.circuitTransition(trigger, "1", CircuitOpen)
 		m.delivery(trigger, OutcomeDelivered, 0.5)
 		m.attempt(trigger, ReasonServerError)
 		m.batchSplit(trigger)
@@ -38,7 +39,8 @@ func TestForgetDeletesEverySeries(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]float64{
-		`changehook_circuit_state{trigger="kept"}`:                                         2,
+		`changehook_circuit_state{partition="0",trigger="kept"}`:                           0,
+		`changehook_circuit_state{partition="1",trigger="kept"}`:                           2,
 		`changehook_circuit_transitions_total{to="open",trigger="kept"}`:                   1,
 		`changehook_circuit_transitions_total{to="closed",trigger="kept"}`:                 0,
 		`changehook_deliveries_total{outcome="delivered",trigger="kept"}`:                  1,
@@ -66,7 +68,7 @@ func TestCircuitTurnedOffDeletesItsSeries(t *testing.T) {
 	if newCircuit(on, triggers.RetryPolicy{}, nil, m) == nil {
 		t.Fatal("no circuit with failures: 3")
 	}
-	m.circuitTransition("orders", CircuitOpen)
+	m.circuitTransition("orders", "0", CircuitOpen)
 	if c := newCircuit(&triggers.Trigger{Name: "orders"}, triggers.RetryPolicy{}, nil, m); c != nil {
 		t.Fatal("a circuit without failures or open_on")
 	}

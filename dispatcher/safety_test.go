@@ -271,7 +271,7 @@ func TestCircuitOpenHalfOpenClose(t *testing.T) {
 	}
 	m := flatten(fams)
 	for k, v := range map[string]float64{
-		`changehook_circuit_state{trigger="orders"}`:                            0,
+		`changehook_circuit_state{partition="0",trigger="orders"}`:              0,
 		`changehook_circuit_transitions_total{to="open",trigger="orders"}`:      4,
 		`changehook_circuit_transitions_total{to="half_open",trigger="orders"}`: 4,
 		`changehook_circuit_transitions_total{to="closed",trigger="orders"}`:    1,

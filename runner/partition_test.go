@@ -490,7 +490,10 @@ func TestRewriteAppliedBeforeIsNotRepeated(t *testing.T) {
 
 // TestRepartitioningReloadForgetsOldPartitionSeries: a reload from 4
 // partitions to 2 deletes the series of partitions 2 and 3 and starts the
-// remaining partitions' series again at zero (they are new units).
+// remaining partitions' series again at zero (they are new units). Their
+// circuits' states (changehook_circuit_state, by partition: the default
+// circuit is on) go too: an open one would otherwise stay exported for a
+// partition that no longer exists.
 func TestRepartitioningReloadForgetsOldPartitionSeries(t *testing.T) {
 	client := startDB(t, devdb.Options{})
 	recv := newReceiver(t)
@@ -516,7 +519,7 @@ func TestRepartitioningReloadForgetsOldPartitionSeries(t *testing.T) {
 		got := map[string][]string{}
 		for _, mf := range mfs {
 			switch mf.GetName() {
-			case "changehook_events_received_total", "changehook_checkpoint_lag_seconds", "changehook_trigger_up":
+			case "changehook_events_received_total", "changehook_checkpoint_lag_seconds", "changehook_trigger_up", "changehook_circuit_state":
 			default:
 				continue
 			}
@@ -551,6 +554,10 @@ func TestRepartitioningReloadForgetsOldPartitionSeries(t *testing.T) {
 		if !slices.Equal(got[name], []string{"0", "1"}) {
 			t.Errorf("%s partitions after the reload 4 → 2 = %v, want [0 1]", name, got[name])
 		}
+	}
+	// None of the old partitions 2 and 3 keeps a circuit state.
+	if ps := got["changehook_circuit_state"]; slices.Contains(ps, "2") || slices.Contains(ps, "3") {
+		t.Errorf("changehook_circuit_state partitions after the reload 4 → 2 = %v, want none of the old partitions 2 and 3", ps)
 	}
 	// The new partitions wait for `changehook repartition`: none reads.
 	if received != 0 {

@@ -265,9 +265,11 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		// A repartitioned trigger's per-partition series describe units
 		// that no longer exist (partition "3" of 4 has no successor among
 		// 2): they are deleted before the new units' series start at
-		// zero. Its delivery series are per trigger and continue.
+		// zero. Its delivery series are per trigger and continue; so do
+		// its circuits' transitions, but not their per-partition states.
 		r.metrics.forget(name)
 		t := byName[name]
+		r.dmet.ForgetCircuitState(t)
 		for _, u := range t.Units() {
 			// Held until its control documents are read (the controls
 			// goroutine, poked below, reads them): it may be paused.
