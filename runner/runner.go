@@ -488,8 +488,8 @@ func (r *Runner) standby(key string) bool {
 // on a lease that is no longer valid (a member woken after its lease
 // expired, until its lease driver stops the unit: its successor runs it)
 // — as StateStandby (another member is meant to run it) or StateStarting
-// (this member waits for the lease), with Options.LeaseWait's reason. A
-// paused, failed or disabled unit keeps its state.
+// (this member waits for the lease), with Options.LeaseWait's reason and
+// without a circuit. A paused, failed or disabled unit keeps its state.
 func (r *Runner) clusterState(s *slot, st TriggerStatus) TriggerStatus {
 	if !r.opts.Clustered {
 		return st
@@ -511,6 +511,9 @@ func (r *Runner) clusterState(s *slot, st TriggerStatus) TriggerStatus {
 	} else {
 		st.State = StateStarting
 	}
+	// Not run here: a circuit of a watcher still stopping, which may not
+	// deliver or probe any more, is not the endpoint's state.
+	st.Circuit = nil
 	if r.opts.LeaseWait != nil {
 		if member, until, reason := r.opts.LeaseWait(key); reason != "" {
 			st.LeaseWait = &LeaseWait{Member: member, Until: until, Reason: reason}

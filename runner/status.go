@@ -133,8 +133,10 @@ type TriggerStatus struct {
 	// Filled in by Runner.Status, like Deliveries.
 	BatchSplits uint64 `json:"batch_splits,omitempty"`
 	// Circuit is the endpoint circuit breaker's state (nil when the
-	// trigger's circuit section cannot open it, or no dispatcher runs). A
-	// partitioned trigger shows its most open partition's.
+	// trigger's circuit section cannot open it, or no dispatcher of it
+	// runs here: stopped, standby, disabled, paused, or failed once its
+	// watcher ended; it runs again with a closed circuit). A partitioned
+	// trigger shows the most open of its partitions' that run here.
 	Circuit *dispatcher.CircuitStatus `json:"circuit,omitempty"`
 	// LeaseWait, for a clustered trigger this member does not run —
 	// StateStandby (another member runs it) or StateStarting while this

@@ -247,6 +247,7 @@ func (r *Runner) startLocked(s *slot) {
 	dopts = append(dopts, leaseOpts...)
 	disp, err := dispatcher.New(t, refreshingSink{sink, r}, dopts...)
 	if err != nil {
+		r.dmet.ForgetCircuitState(t) // no dispatcher: no circuit
 		log.Error("trigger failed", "reason", err.Error())
 		now := r.opts.Clock.Now()
 		s.failed = true
@@ -302,6 +303,11 @@ func (r *Runner) startLocked(s *slot) {
 			// at the value it had when it stopped.
 			w.clearLag()
 		}
+		// Whatever stopped it (paused and failed too): its dispatcher
+		// is closed, so its circuit probes nothing any more, and the
+		// next watcher's circuit starts closed. Its last state (open,
+		// say) must not stay exported, as Status no longer shows it.
+		r.dmet.ForgetCircuitState(t)
 		if s.cur == inst {
 			s.cur = nil
 		}

@@ -237,6 +237,10 @@ type Watcher struct {
 	// unfinished is how many submitted events the last shutdown's grace
 	// period left neither delivered nor dead-lettered (see Runner.Unfinished).
 	unfinished atomic.Int64
+	// dispClosed is set once shutdown closed the dispatcher: its circuit
+	// no longer holds or probes anything (the next watcher's starts
+	// closed), so Status shows none.
+	dispClosed atomic.Bool
 
 	mu     sync.Mutex
 	status TriggerStatus
@@ -361,12 +365,19 @@ func (w *Watcher) eventsReceived() uint64 {
 // head-of-line delivery. A running trigger whose head-of-line delivery is
 // failing shows StateRetrying (since its dispatcher's first failure), or
 // StateFailed when the failure is permanent and the trigger has no dead
-// letters, so it cannot get past the event.
+// letters, so it cannot get past the event. Its dispatcher's circuit
+// (TriggerStatus.Circuit) is shown until Run closed the dispatcher, not
+// after: a stopped watcher's circuit probes nothing, whatever state it
+// was left in, and the next watcher's starts closed.
 func (w *Watcher) Status() TriggerStatus {
 	w.mu.Lock()
 	st := w.status
 	w.mu.Unlock()
-	return withCheckpointFailure(withCircuit(w.withHeadOfLine(st), w.disp), w.t.Key())
+	st = w.withHeadOfLine(st)
+	if !w.dispClosed.Load() {
+		st = withCircuit(st, w.disp)
+	}
+	return withCheckpointFailure(st, w.t.Key())
 }
 
 // withHeadOfLine adds the head-of-line delivery to st (see Status).
@@ -1643,6 +1654,7 @@ func (w *Watcher) shutdown(ctx context.Context) {
 	}
 	closeErr := w.disp.Close(graceCtx)
 	cancel()
+	w.dispClosed.Store(true)
 	if ue, ok := errors.AsType[*dispatcher.UnfinishedError](closeErr); ok {
 		w.unfinished.Store(int64(ue.Events))
 	}
