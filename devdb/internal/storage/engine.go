@@ -55,8 +55,13 @@ var (
 	keyOplogUUID  = []byte("oplogUUID")
 	// keyHistoryStart holds the oplog's history start (Engine.HistoryStart).
 	keyHistoryStart = []byte("oplogHistoryStart")
-	keyDocs         = []byte("d")
-	keyStats        = []byte("stats")
+	// keyHistoryStartOldest holds the time of the oplog's oldest entry
+	// when keyHistoryStart was written, in the same transaction: a devdb
+	// from before the history start was kept trims the oplog without
+	// updating it, and a different oldest entry shows that it did.
+	keyHistoryStartOldest = []byte("oplogHistoryStartOldest")
+	keyDocs               = []byte("d")
+	keyStats              = []byte("stats")
 )
 
 // Options configures Open.
@@ -382,23 +387,50 @@ func (e *Engine) OldestOpTime() bson.Timestamp { return unpackTS(e.oldestTS.Load
 func (e *Engine) HistoryStart() bson.Timestamp { return unpackTS(e.historyStart.Load()) }
 
 // loadHistoryStart reads the history start from meta, or records it for a
-// data directory written before devdb kept it: its oldest entry's time,
-// since what preceded that entry is not known.
+// data directory whose saved one cannot be trusted: its oldest entry's
+// time, since what preceded that entry is not known. A saved history start
+// is trusted only while the oplog's oldest entry is still the one it was
+// saved with: a devdb from before the history start was kept opens the
+// same data format and trims the oplog without updating it, and such a
+// stale value would let a reader whose next entries were trimmed go on
+// from the oldest surviving one instead of losing its history. A history
+// start saved without its oldest entry is not trusted either, and a data
+// directory written before the history start was kept has none.
 func (e *Engine) loadHistoryStart(btx *bolt.Tx) error {
 	meta := btx.Bucket(bucketMeta)
-	if v := meta.Get(keyHistoryStart); len(v) == 8 {
+	k, _ := btx.Bucket(bucketOplog).Cursor().First()
+	if len(k) != 8 {
+		// A new data directory (its first entry sets the history start),
+		// or an emptied oplog, which no retention leaves: keep what is saved.
+		if v := meta.Get(keyHistoryStart); len(v) == 8 {
+			e.historyStart.Store(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	}
+	oldest := binary.BigEndian.Uint64(k)
+	if v, o := meta.Get(keyHistoryStart), meta.Get(keyHistoryStartOldest); len(v) == 8 && len(o) == 8 && binary.BigEndian.Uint64(o) == oldest {
 		e.historyStart.Store(binary.BigEndian.Uint64(v))
 		return nil
 	}
-	k, _ := btx.Bucket(bucketOplog).Cursor().First()
-	if len(k) != 8 {
-		return nil // a new data directory: its first entry sets it
-	}
-	e.historyStart.Store(binary.BigEndian.Uint64(k))
-	if err := meta.Put(keyHistoryStart, bytes.Clone(k)); err != nil {
+	if err := putHistoryStart(btx, oldest); err != nil {
 		return fmt.Errorf("record the oplog's history start: %w", err)
 	}
+	e.historyStart.Store(oldest)
 	return nil
+}
+
+// putHistoryStart saves the history start (packed; see HistoryStart) in the
+// storage transaction btx, with the time of the oplog's oldest entry as btx
+// holds it, which loadHistoryStart compares: call it after any trim in btx.
+func putHistoryStart(btx *bolt.Tx, start uint64) error {
+	meta := btx.Bucket(bucketMeta)
+	if err := meta.Put(keyHistoryStart, u64(start)); err != nil {
+		return err
+	}
+	if k, _ := btx.Bucket(bucketOplog).Cursor().First(); len(k) == 8 {
+		return meta.Put(keyHistoryStartOldest, bytes.Clone(k))
+	}
+	return meta.Delete(keyHistoryStartOldest)
 }
 
 // historyStartIn returns the history start as the storage transaction btx

@@ -250,7 +250,7 @@ func (t *Tx) finish() error {
 		}
 	}
 	if t.historyStart != 0 {
-		if err := meta.Put(keyHistoryStart, u64(t.historyStart)); err != nil {
+		if err := putHistoryStart(t.tx, t.historyStart); err != nil {
 			return fmt.Errorf("persist the oplog's history start: %w", err)
 		}
 	}
@@ -349,8 +349,8 @@ func (e *Engine) trimByAge() error {
 		meta := btx.Bucket(bucketMeta)
 		if n > 0 {
 			start = newest + 1
-			if err := meta.Put(keyHistoryStart, u64(start)); err != nil {
-				return err
+			if err := putHistoryStart(btx, start); err != nil {
+				return fmt.Errorf("persist the oplog's history start: %w", err)
 			}
 		}
 		var size int64

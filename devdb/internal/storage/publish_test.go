@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -235,5 +236,109 @@ func TestOplogHistoryStartAfterTrim(t *testing.T) {
 				t.Fatalf("HistoryStart of an older data directory = %v, want its oldest entry's %v", got, e.OldestOpTime())
 			}
 		})
+	}
+}
+
+// TestOplogHistoryStartAfterOlderDevdb: a devdb from before the history
+// start was kept opens the same data format and trims the oplog without
+// updating the saved history start. Opened again by this version, the data
+// directory's history starts at its oldest entry whenever that entry is not
+// the one the history start was saved with, so a reader whose next entries
+// were trimmed loses its history instead of reading on from the oldest
+// surviving entry. While the oldest entry is unchanged the saved history
+// start holds.
+func TestOplogHistoryStartAfterOlderDevdb(t *testing.T) {
+	tests := []struct {
+		name string
+		// older changes the closed data directory as an older devdb would.
+		older func(t *testing.T, btx *bolt.Tx)
+		// trusted: the saved history start holds; else it is the oldest
+		// entry's time.
+		trusted bool
+		// lost: a read after the reader's last entry fails.
+		lost bool
+	}{
+		{"nothing trimmed", func(*testing.T, *bolt.Tx) {}, true, false},
+		// What preceded the oldest entry is not known: lost, as for a
+		// data directory written before the history start was kept.
+		{"the reader's own entry trimmed", func(t *testing.T, btx *bolt.Tx) { trimOldest(t, btx, 1) }, false, true},
+		{"entries after the reader trimmed", func(t *testing.T, btx *bolt.Tx) { trimOldest(t, btx, 4) }, false, true},
+		{"saved without its oldest entry", func(t *testing.T, btx *bolt.Tx) {
+			if err := btx.Bucket(bucketMeta).Delete(keyHistoryStartOldest); err != nil {
+				t.Fatal(err)
+			}
+		}, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(2_000_000_000, 0)
+			opts := Options{Dir: t.TempDir(), Now: func() time.Time { return now }, OplogMaxAge: time.Hour}
+			e, err := Open(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := insertN(t, e, "c", 0, 1, 0)
+			now = now.Add(2 * time.Hour)
+			reader := insertN(t, e, "c", 1, 1, 0) // trims A and all before it
+			now = now.Add(time.Second)
+			insertN(t, e, "c", 2, 5, 0) // entries the reader has not read yet
+			saved := unpackTS(packTS(a) + 1)
+			if got := e.HistoryStart(); got != saved {
+				t.Fatalf("HistoryStart = %v, want just after A: %v", got, saved)
+			}
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err := bolt.Open(opts.Dir+"/devdb.bbolt", 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Update(func(btx *bolt.Tx) error { tc.older(t, btx); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 { // the second open reads what the first saved
+				if e, err = Open(opts); err != nil {
+					t.Fatal(err)
+				}
+				want := saved
+				if !tc.trusted {
+					want = e.OldestOpTime()
+				}
+				if got := e.HistoryStart(); got != want {
+					t.Errorf("HistoryStart = %v, want %v (oldest entry %v)", got, want, e.OldestOpTime())
+				}
+				var got []bson.Timestamp
+				err := e.OplogRawAfter(reader, func(r *RawOplogEntry) bool { got = append(got, r.TS); return true })
+				if lost := errors.Is(err, ErrHistoryLost); lost != tc.lost || (!lost && err != nil) {
+					t.Errorf("read after the reader's %v: entries %v, err %v; want history lost: %t", reader, got, err, tc.lost)
+				}
+				if err := e.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// trimOldest deletes the n oldest oplog entries, as a devdb from before the
+// history start was kept trims them: meta is left as it is.
+func trimOldest(t *testing.T, btx *bolt.Tx, n int) {
+	t.Helper()
+	oplog := btx.Bucket(bucketOplog)
+	c := oplog.Cursor()
+	for k, v := c.First(); k != nil && n > 0; k, v = c.First() {
+		var err error
+		if v == nil {
+			err = oplog.DeleteBucket(bytes.Clone(k))
+		} else {
+			err = c.Delete()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n--
 	}
 }
