@@ -157,12 +157,13 @@ type Config struct {
 	Triggers []*Trigger `json:"triggers"`
 	// Warnings are settings of the file that are accepted but very likely
 	// not what was meant, each at the position of the node it is about,
-	// sorted as ValidationError's problems are: about the file (a retry
-	// class whose codes another list takes, an endpoint no enabled trigger
-	// uses, a short admin.token) and, with Problem.Trigger set, about one
-	// trigger, disabled ones included (a payload string that looks like a
-	// template placeholder, a batch sent to a chat webhook, a match
-	// condition that can never hold as written). validate prints them all;
+	// sorted as ValidationError's problems are: about the file (an
+	// endpoint no enabled trigger uses, a short admin.token) and, with
+	// Problem.Trigger set, about one trigger, disabled ones included (a
+	// payload string that looks like a template placeholder, a batch sent
+	// to a chat webhook, a match condition that can never hold as written,
+	// a retry class whose codes another list takes), also when the trigger
+	// gets the setting from the defaults section. validate prints them all;
 	// run and dev log them, but not those of a disabled trigger. They never
 	// contain a secret. Nil when there is none.
 	Warnings []Problem `json:"-"`

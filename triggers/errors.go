@@ -35,10 +35,11 @@ type Problem struct {
 	// It never contains a secret.
 	Message string
 	// Trigger names the trigger a warning (Config.Warnings) is about, for
-	// one about a trigger's own settings: what its match, payload or batch
-	// very likely gets wrong. Its position may be in the defaults section,
-	// where the trigger got the setting from. "" for a warning about the
-	// file (a retry list, an endpoint, admin.token) and for every error.
+	// one about a trigger's own settings: what its match, payload, batch
+	// or retry lists very likely get wrong. Its position may be in the
+	// defaults section, where the trigger got the setting from. "" for a
+	// warning about the file (an endpoint, admin.token) and for every
+	// error.
 	Trigger string
 }
 

@@ -205,8 +205,10 @@ func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
 	d.problems = append(d.problems, Problem{Pos: d.pos(n), Message: fmt.Sprintf(format, args...)})
 }
 
-// warnf records a warning about the file at n, its arguments shown as
-// errorf's are.
+// warnf records a warning about the file at n (a setting outside the
+// triggers and the defaults section), its arguments shown as errorf's are.
+// A warning about a trigger's settings, own or from defaults, is
+// warnTrigger's: run and dev leave a disabled trigger's out.
 func (d *decoder) warnf(n *yaml.Node, format string, args ...any) {
 	d.warnings = append(d.warnings, d.problem(n, format, args...))
 }
@@ -1449,7 +1451,12 @@ func (d *decoder) trigger(own, defs map[string]entry, at *yaml.Node, defaultsOnl
 		}
 		return own[k], defs[k]
 	}
-	t.Retry = d.retry(merged("retry"))
+	ownRetry, defRetry := merged("retry")
+	retryOf := t // whose warnings: none for the defaults section itself
+	if defaultsOnly {
+		retryOf = nil
+	}
+	t.Retry = d.retry(retryOf, ownRetry, defRetry)
 	t.PayloadErrors = d.payloadErrors(merged("payload_errors"))
 	t.Circuit = d.circuit(merged("circuit"))
 	var payload entry
@@ -1548,7 +1555,12 @@ func (d *decoder) startAt(e entry) StartAt {
 	return StartAt{Now: true}
 }
 
-func (d *decoder) retry(own, def entry) RetryPolicy {
+// retry decodes a retry section: own's fields over def's (the defaults
+// section's), the built-in defaults for the rest. t is the trigger the
+// policy is for, whose warnings they are; nil when decoding the defaults
+// section itself, which records errors but no warnings (every trigger that
+// gets a list from it is warned about).
+func (d *decoder) retry(t *Trigger, own, def entry) RetryPolicy {
 	f := map[string]entry{}
 	known := []string{"max_attempts", "initial_backoff", "max_backoff", "retry_on", "success_on", "drop_on"}
 	if def.set() {
@@ -1576,7 +1588,7 @@ func (d *decoder) retry(own, def entry) RetryPolicy {
 			d.errorf(v, "retry.success_on: an empty list makes no answer a delivery, so every event would be retried and then dead-lettered; list the statuses that mean delivered, or leave it out for [2xx]")
 		}
 	}
-	d.checkRuleOverlap(f, p)
+	d.checkRuleOverlap(t, f, p)
 	if p.MaxBackoff < p.InitialBackoff {
 		// At the trigger's own field when one of the two is: the defaults
 		// section's value may suit its other triggers.

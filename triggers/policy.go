@@ -227,9 +227,10 @@ func (d *decoder) statusRules(e entry, field string, def StatusRules, conditions
 // success_on, drop_on and retry_on: which one applies would otherwise
 // depend on a precedence the reader has to look up. A code in one and its
 // class in another is no error (ListOf: a code beats a class); a class the
-// file sets whose codes another list names gets a warning
-// (warnClassOverlap).
-func (d *decoder) checkRuleOverlap(f map[string]entry, p RetryPolicy) {
+// file sets whose codes another list names gets a warning about t
+// (warnClassOverlap), none when t is nil (the defaults section itself:
+// each trigger that gets its lists is warned about).
+func (d *decoder) checkRuleOverlap(t *Trigger, f map[string]entry, p RetryPolicy) {
 	lists := []struct {
 		field string
 		rules StatusRules
@@ -243,14 +244,19 @@ func (d *decoder) checkRuleOverlap(f map[string]entry, p RetryPolicy) {
 			}
 		}
 	}
-	d.warnClassOverlap(f, p)
+	if t != nil {
+		d.warnClassOverlap(t, f, p)
+	}
 }
 
 // warnClassOverlap warns about each class that the file sets in one of
 // success_on, drop_on and retry_on while another of them, set or default,
 // lists codes of that class: ListOf gives those codes to the other list (a
 // code beats a class), which a reader of the class alone would not expect.
-func (d *decoder) warnClassOverlap(f map[string]entry, p RetryPolicy) {
+// Each is a warning about trigger t, whose retry policy p is, at the class
+// as written: in t's own retry section, or in the defaults section's when
+// t gets the list from there.
+func (d *decoder) warnClassOverlap(t *Trigger, f map[string]entry, p RetryPolicy) {
 	lists := []struct {
 		field string
 		list  StatusList
@@ -291,7 +297,7 @@ func (d *decoder) warnClassOverlap(f map[string]entry, p RetryPolicy) {
 				parts = append(parts, fmt.Sprintf("%s %s %s (%s lists %s)", joinAnd(codes), is, y.verb, list, them))
 			}
 			if len(parts) > 0 {
-				d.warnf(it, "retry.%s: %s: %s; a code beats a class", x.field, strings.ToLower(it.Value), strings.Join(parts, ", "))
+				d.warnTrigger(t, it, "retry.%s: %s: %s; a code beats a class", x.field, strings.ToLower(it.Value), strings.Join(parts, ", "))
 			}
 		}
 	}

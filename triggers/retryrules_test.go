@@ -52,7 +52,9 @@ func TestRetryPolicyListOf(t *testing.T) {
 // TestRetryClassOverlap checks what validation says of a status in two of
 // success_on, drop_on and retry_on: the same code or class twice is an
 // error; a class the file sets whose codes another list (set or default)
-// takes is accepted with a warning naming them.
+// takes is accepted with a warning naming them, about the trigger whose
+// policy it is (formatWarnings: "t1: " before it), also when the class is
+// in the defaults section.
 func TestRetryClassOverlap(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -62,21 +64,21 @@ func TestRetryClassOverlap(t *testing.T) {
 		warnings []string
 	}{
 		{name: "drop class, retry code", retry: `{ drop_on: [4xx], retry_on: [429, 5xx] }`,
-			warnings: []string{`c.yaml:4:24: retry.drop_on: 4xx: 429 is retried (retry_on lists it); a code beats a class`}},
+			warnings: []string{`t1: c.yaml:4:24: retry.drop_on: 4xx: 429 is retried (retry_on lists it); a code beats a class`}},
 		{name: "drop class, default retry", retry: `{ drop_on: [4xx] }`,
-			warnings: []string{`c.yaml:4:24: retry.drop_on: 4xx: 408 and 429 are retried (the default retry_on lists them); a code beats a class`}},
+			warnings: []string{`t1: c.yaml:4:24: retry.drop_on: 4xx: 408 and 429 are retried (the default retry_on lists them); a code beats a class`}},
 		{name: "default success class, retry code", retry: `{ retry_on: [202, 5xx] }`},
 		{name: "success class set, retry code", retry: `{ success_on: [2xx], retry_on: [202, 5xx] }`,
-			warnings: []string{`c.yaml:4:27: retry.success_on: 2xx: 202 is retried (retry_on lists it); a code beats a class`}},
+			warnings: []string{`t1: c.yaml:4:27: retry.success_on: 2xx: 202 is retried (retry_on lists it); a code beats a class`}},
 		{name: "success class set, drop code", retry: `{ success_on: [2xx], drop_on: [204] }`,
-			warnings: []string{`c.yaml:4:27: retry.success_on: 2xx: 204 is dropped (drop_on lists it); a code beats a class`}},
+			warnings: []string{`t1: c.yaml:4:27: retry.success_on: 2xx: 204 is dropped (drop_on lists it); a code beats a class`}},
 		{name: "retry class, codes in two lists", retry: `{ success_on: [2xx, 409], drop_on: [410], retry_on: [4xx] }`,
-			warnings: []string{`c.yaml:4:65: retry.retry_on: 4xx: 409 is taken as delivered (success_on lists it), 410 is dropped (drop_on lists it); a code beats a class`}},
+			warnings: []string{`t1: c.yaml:4:65: retry.retry_on: 4xx: 409 is taken as delivered (success_on lists it), 410 is dropped (drop_on lists it); a code beats a class`}},
 		{name: "drop class and its code", retry: `{ drop_on: [4xx, 429] }`,
-			warnings: []string{`c.yaml:4:24: retry.drop_on: 4xx: 408 is retried (the default retry_on lists it); a code beats a class`}},
+			warnings: []string{`t1: c.yaml:4:24: retry.drop_on: 4xx: 408 is retried (the default retry_on lists it); a code beats a class`}},
 		{name: "retry class only", retry: `{ retry_on: [4xx, 5xx] }`},
 		{name: "from defaults", defaults: `{ drop_on: [4xx] }`,
-			warnings: []string{`c.yaml:2:22: retry.drop_on: 4xx: 408 and 429 are retried (the default retry_on lists them); a code beats a class`}},
+			warnings: []string{`t1: c.yaml:2:22: retry.drop_on: 4xx: 408 and 429 are retried (the default retry_on lists them); a code beats a class`}},
 		{name: "same code twice", retry: `{ drop_on: [429] , retry_on: [429] }`,
 			problems: []string{`c.yaml:4:41: retry.retry_on: 429 is also in retry.drop_on; list each status in one of success_on, drop_on and retry_on`}},
 		{name: "same class twice", retry: `{ drop_on: [5xx], retry_on: [5xx] }`,
@@ -109,8 +111,8 @@ func TestRetryClassOverlap(t *testing.T) {
 				return
 			}
 			var warnings []string
-			for _, w := range cfg.Warnings {
-				warnings = append(warnings, w.String())
+			if w := formatWarnings(cfg.Warnings); w != "" {
+				warnings = strings.Split(strings.TrimSuffix(w, "\n"), "\n")
 			}
 			if !slices.Equal(warnings, tc.warnings) {
 				t.Errorf("warnings\n%q\nwant\n%q", warnings, tc.warnings)

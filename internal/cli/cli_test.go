@@ -223,7 +223,8 @@ func TestValidate(t *testing.T) {
 	t.Run("configuration warning", func(t *testing.T) {
 		cfg := writeConfig(t, strings.Replace(okConfig, "    full_document: updateLookup\n", "    full_document: updateLookup\n    retry: { drop_on: [4xx] }\n", 1))
 		code, out, errOut := run(t, nil, "", "validate", "-c", cfg)
-		warning := "  warning: " + cfg + ":9:24: retry.drop_on: 4xx: 408 and 429 are retried (the default retry_on lists them); a code beats a class\n"
+		warning := "  low_stock: lessons.inventory [insert, update] -> POST http://127.0.0.1:1/hook?token=REDACTED, ordering strict\n" +
+			"    warning: " + cfg + ":9:24: retry.drop_on: 4xx: 408 and 429 are retried (the default retry_on lists them); a code beats a class\n"
 		if code != ExitOK || !strings.Contains(out, warning) {
 			t.Errorf("exit %d\n%s%s\nwant the warning:\n%s", code, out, errOut, warning)
 		}

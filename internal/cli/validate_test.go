@@ -9,13 +9,13 @@ import (
 	"github.com/changehook/changehook/triggers"
 )
 
-// warningsConfig has one warning of each kind: a short admin.token, an
-// endpoint no enabled trigger uses and a retry class another list takes
-// (about the file); a payload string that looks like a template
-// placeholder, a batch to a chat webhook, a match on a field no event
-// has, a fullDocument condition on updates without full_document, a
-// condition that never holds and a quoted ${VAR} read as a number (about
-// one trigger, a disabled one's included).
+// warningsConfig has one warning of each kind: a short admin.token and an
+// endpoint no enabled trigger uses (about the file); a retry class another
+// list takes, a payload string that looks like a template placeholder, a
+// batch to a chat webhook, a match on a field no event has, a
+// fullDocument condition on updates without full_document, a condition
+// that never holds and a quoted ${VAR} read as a number (about one
+// trigger, a disabled one's included: its match and retry class).
 const warningsConfig = `admin: { token: "short-s3cret" }
 endpoints:
   - name: unused
@@ -46,6 +46,7 @@ triggers:
     operations: [delete]
     match: { updateDescription.x: 1 }
     webhook: { url: https://hooks.example.com/off }
+    retry: { drop_on: [4xx] }
 `
 
 // TestValidateWarnings: validate prints every warning as "warning:
@@ -61,8 +62,8 @@ func TestValidateWarnings(t *testing.T) {
 	want := cfg + " is valid: 3 triggers (2 enabled)\n" +
 		"  warning: " + cfg + ":1:17: admin.token is shorter than 16 characters: anyone who can reach the admin server may guess it; use a long random one (openssl rand -hex 32)\n" +
 		"  warning: " + cfg + `:3:5: endpoints: "unused" applies to no enabled trigger (no webhook.url of one is under its url_prefix https://hooks.example.com/): its rate limit limits nothing` + "\n" +
-		"  warning: " + cfg + ":11:24: retry.drop_on: 4xx: 408 and 429 are retried (the default retry_on lists them); a code beats a class\n" +
 		"  chat: shop.orders [insert, update] -> POST https://hooks.slack.com/services/REDACTED, ordering strict\n" +
+		"    warning: " + cfg + ":11:24: retry.drop_on: 4xx: 408 and 429 are retried (the default retry_on lists them); a code beats a class\n" +
 		"    warning: " + cfg + ":12:5: batch: a batched request's body is a JSON array of events, which chat incoming webhooks (Slack, Discord, Teams) refuse; remove batch for this endpoint\n" +
 		"    warning: " + cfg + ":14:7: match: quantity is no field of a change event, so every event sees it missing; the changed document is under fullDocument (fullDocument.quantity)\n" +
 		"    warning: " + cfg + ":15:7: match: update events carry no fullDocument unless full_document is updateLookup, whenAvailable or required, so for every update fullDocument.status is missing; set full_document: updateLookup, or test updateDescription.updatedFields\n" +
@@ -71,7 +72,8 @@ func TestValidateWarnings(t *testing.T) {
 		"    warning: " + cfg + ":23:7: match: fullDocument.qty must hold, but no operation delivered (delete) carries fullDocument (insert and replace events do, and update events with full_document), so the match never holds\n" +
 		"    warning: " + cfg + `:23:32: match: fullDocument.qty: {$lt: "${LIMIT}"} compares with the string "20", not a number: a quoted ${VAR} stays a string, and $lt with a string matches only string values; if fullDocument.qty holds numbers, write the condition in block style with the variable unquoted, $lt: ${LIMIT} on a line of its own; if it holds strings, write $lt: !!str "${LIMIT}" to say so (see ${VAR} under Configuration reference in README.md)` + "\n" +
 		"  off (disabled): shop [delete] -> POST https://hooks.example.com/off, ordering strict\n" +
-		"    warning: " + cfg + ":29:14: match: updateDescription.x must hold, but only update events carry updateDescription and the operations delivered (delete) do not include update, so the match never holds\n"
+		"    warning: " + cfg + ":29:14: match: updateDescription.x must hold, but only update events carry updateDescription and the operations delivered (delete) do not include update, so the match never holds\n" +
+		"    warning: " + cfg + ":31:24: retry.drop_on: 4xx: 408 and 429 are retried (the default retry_on lists them); a code beats a class\n"
 	if out != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", out, want)
 	}
@@ -117,7 +119,7 @@ func TestLogWarnings(t *testing.T) {
 		})
 	}
 	ats := []string{
-		" at=triggers.yaml:1:17", " at=triggers.yaml:3:5", " at=triggers.yaml:11:24",
+		" at=triggers.yaml:1:17", " at=triggers.yaml:3:5", " at=triggers.yaml:11:24 trigger=chat",
 		" at=triggers.yaml:12:5 trigger=chat", " at=triggers.yaml:14:7 trigger=chat", " at=triggers.yaml:15:7 trigger=chat",
 		" at=triggers.yaml:18:24 trigger=chat", " at=triggers.yaml:23:7 trigger=deletes", " at=triggers.yaml:23:32 trigger=deletes",
 	}
