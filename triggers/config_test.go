@@ -198,6 +198,14 @@ func TestInterpolate(t *testing.T) {
 		{in: "id ${fullDocument._id}", want: "id ", errs: []string{`3:invalid environment variable name "fullDocument._id" in "${fullDocument._id}": ` +
 			`${...} reads the environment when the file is loaded; a field of the change event is written as a field path in webhook.payload, ` +
 			`e.g. {$concat: ["Order ", {$toString: "$fullDocument._id"}]} (write "$${" for a literal "${")`}},
+		{in: "Order ${fullDocument.total:-0}", want: "Order ", errs: []string{`6:invalid environment variable name "fullDocument.total" in "${fullDocument.total:-...}": ` +
+			`${...} reads the environment when the file is loaded; a field of the change event is written as a field path in webhook.payload, ` +
+			`e.g. {$concat: ["Order ", {$toString: "$fullDocument.total"}]} (write "$${" for a literal "${")`}},
+		{in: "${fullDocument.total:=0}", want: "", errs: []string{`0:invalid environment variable name "fullDocument.total" in "${fullDocument.total:=...}": ` +
+			`${...} reads the environment when the file is loaded; a field of the change event is written as a field path in webhook.payload, ` +
+			`e.g. {$concat: ["Order ", {$toString: "$fullDocument.total"}]} (write "$${" for a literal "${")`}},
+		{in: "${X-a.b}", want: "", errs: []string{`0:unsupported form "-" in "${X-...}": the shell's default-if-unset form is not supported; ` +
+			`write ${X:-default} (the default is also used when X is empty)`}},
 		{in: "ab${OPEN", want: "ab${OPEN", errs: []string{`2:unterminated "${"`}},
 		{in: "${X:=a.b}", want: "", errs: []string{`0:unsupported form ":=" in "${X:=...}": the shell's assign-default form is not supported; write ${X:-default}`}},
 		{in: "a ${X:?secret}", want: "a ", errs: []string{`2:unsupported form ":?" in "${X:?...}"`}},

@@ -28,7 +28,10 @@ type interpolationError struct {
 // The default is literal text up to the first "}"; it is not expanded again.
 // The shell's other forms (${VAR:=default}, ${VAR:?message}, ${VAR-default}
 // ...) and a malformed name are errors that quote only the name and the
-// operator, never what follows them: a default may be a literal secret.
+// operator, never what follows them: a default may be a literal secret. A
+// name holding "." (${fullDocument.total}, ${fullDocument.total:-0}) is a
+// template's placeholder: its error says to write a field path in
+// webhook.payload instead.
 func interpolate(s string, env LookupEnv) (string, []interpolationError) {
 	if !strings.Contains(s, "${") {
 		return s, nil
@@ -61,8 +64,10 @@ func interpolate(s string, env LookupEnv) (string, []interpolationError) {
 			}
 			shown := textcut.Quote("${" + name + op + elided(body, name, op) + "}")
 			switch {
-			case op == "" && !validVarName(name) && strings.Contains(name, "."):
-				// ${fullDocument._id}: a template's placeholder.
+			case strings.Contains(name, "."):
+				// ${fullDocument._id}, ${fullDocument.total:-0}: a
+				// template's placeholder, with a default or not (shown
+				// elided, as everywhere).
 				errs = append(errs, interpolationError{offset: i, msg: fmt.Sprintf("invalid environment variable name %s in %s: ${...} reads the environment "+
 					"when the file is loaded; a field of the change event is written as a field path in webhook.payload, e.g. "+
 					`{$concat: ["Order ", {$toString: "$%s"}]} (write "$${" for a literal "${")`, textcut.Quote(name), shown, textcut.Marked(name, textcut.QuoteLimit))})
