@@ -178,6 +178,9 @@ func TestStateDatabaseLostHolderRefusedAtCheckpointTellsItsLease(t *testing.T) {
 	if err := lease.lostErr(); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("the lease was told %v, want ErrLeaseLost", err)
 	}
+	// The save tells the lease before its caller records the failure in
+	// the status.
+	waitFor(t, "the checkpoint failure in the status", func() bool { return statusOf(t, r, "orders").CheckpointFailure != nil })
 	s := statusOf(t, r, "orders")
 	if f := s.CheckpointFailure; f == nil || f.Reason != runner.CheckpointFailLeaseLost || !strings.Contains(f.Error, "carries epoch 5") {
 		t.Errorf("checkpoint failure = %+v, want lease_lost naming the checkpoint's epoch 5", f)
