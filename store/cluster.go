@@ -109,22 +109,35 @@ func (s *Store) leases() *mongo.Collection {
 // the keyed hash of each trigger's definition that members publish
 // (Member.Triggers), so that a definition's secrets (a webhook URL's
 // query, a header value, a signing key) count in it without the hash
-// letting anyone who reads it guess them offline. The first call on a
-// state database creates it (DefinitionHashKeySize random bytes, inserted
-// only if absent, so members starting together agree on one); every later
-// call reads that one. The key is as secret as the definitions: never log
-// or show it.
+// letting anyone who reads it guess them offline. It reads the key first,
+// so a user that may read the state database but not write it (one
+// running `cluster status`) gets the key once a member created it; only
+// when there is none yet does it create one (DefinitionHashKeySize random
+// bytes, inserted only if absent) and read again, so members starting
+// together agree on one. The key is as secret as the definitions: never
+// log or show it.
 func (s *Store) DefinitionHashKey(ctx context.Context) ([]byte, error) {
 	coll := s.checkpoints.Database().Collection(ClusterCollection)
-	key := make([]byte, DefinitionHashKeySize)
+	key, err := readDefinitionHashKey(ctx, coll)
+	if !errors.Is(err, mongo.ErrNoDocuments) {
+		return key, err
+	}
+	key = make([]byte, DefinitionHashKeySize)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails on supported platforms
-	_, err := coll.InsertOne(ctx, bson.D{
+	_, err = coll.InsertOne(ctx, bson.D{
 		{Key: "_id", Value: definitionHashKeyID},
 		{Key: "key", Value: bson.Binary{Data: key}},
 	})
 	if err != nil && !mongo.IsDuplicateKeyError(err) {
 		return nil, fmt.Errorf("create definition hash key: %w", err)
 	}
+	// Inserted, or another member's insert won: read the one stored.
+	return readDefinitionHashKey(ctx, coll)
+}
+
+// readDefinitionHashKey reads the definition hash key from coll; the error
+// wraps mongo.ErrNoDocuments when there is none yet.
+func readDefinitionHashKey(ctx context.Context, coll *mongo.Collection) ([]byte, error) {
 	var doc struct {
 		Key bson.Binary `bson:"key"`
 	}

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/devdb"
+	"github.com/changehook/changehook/internal/devdbtest"
 	"github.com/changehook/changehook/store"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -508,5 +511,49 @@ func TestDefinitionHashKey(t *testing.T) {
 	again, err := s.DefinitionHashKey(ctx)
 	if err != nil || !bytes.Equal(again, keys[0]) {
 		t.Fatalf("a later call returned %x, %v; want the key created first", again, err)
+	}
+}
+
+// TestDefinitionHashKeyReadOnly: a user that may read the state database
+// but not insert into it (one running `cluster status`; here every insert
+// fails Unauthorized) reads the key a member created; only when there is
+// none yet does it fail, saying it could not create one.
+func TestDefinitionHashKeyReadOnly(t *testing.T) {
+	tests := []struct {
+		name    string
+		created bool // a member created the key before inserts were refused
+		wantErr string
+	}{
+		{name: "key present", created: true},
+		{name: "no key yet", wantErr: "create definition hash key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, client := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
+			s := store.New(client, "changehook_state")
+			ctx := context.Background()
+			var created []byte
+			if tc.created {
+				var err error
+				if created, err = s.DefinitionHashKey(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			refuseInserts := bson.D{{Key: "configureFailPoint", Value: "failCommand"}, {Key: "mode", Value: "alwaysOn"},
+				{Key: "data", Value: bson.D{{Key: "failCommands", Value: bson.A{"insert"}}, {Key: "errorCode", Value: 13}}}}
+			if err := client.Database("admin").RunCommand(ctx, refuseInserts).Err(); err != nil {
+				t.Fatal(err)
+			}
+			key, err := s.DefinitionHashKey(ctx)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("DefinitionHashKey = %x, %v; want an error containing %q", key, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(key, created) {
+				t.Fatalf("DefinitionHashKey without the insert privilege = %x, %v; want the key created before, %x", key, err, created)
+			}
+		})
 	}
 }
