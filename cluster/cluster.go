@@ -46,6 +46,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -223,15 +225,19 @@ func NewInstanceID() string {
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
-// DefinitionHash returns a hash of t's whole definition (everything but
-// its position in the file, secret values included), for telling within
-// one process whether a reload changed a trigger's definition. It is not
-// keyed, so a secret with few possible values could be guessed from it:
-// it is never published, logged or shown. What members publish is
-// memberHash, keyed by the cluster's definition hash key.
+// DefinitionHash returns a hash of the definition of t that members
+// compare (triggers.WriteClusterDefinition: the trigger as shown, secret
+// values included; not its position, the partition a copy reads, the
+// network or state sections, or the process's time zone), for telling
+// within one process whether a reload changed a trigger as the cluster
+// sees it: it changes exactly when the hash a member publishes for t does,
+// and a partition's copy hashes as its trigger. It is not keyed, so a
+// secret with few possible values could be guessed from it: it is never
+// published, logged or shown. What members publish is memberHash, keyed
+// by the cluster's definition hash key.
 func DefinitionHash(t *triggers.Trigger) string {
 	h := sha256.New()
-	triggers.WriteDefinition(h, t)
+	writeDefinition(h, t)
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
@@ -241,15 +247,25 @@ func DefinitionHash(t *triggers.Trigger) string {
 const keyedHashPrefix = "k:"
 
 // memberHash is the hash of t's definition a member publishes: HMAC-SHA256
-// under the cluster's definition hash key of everything
-// triggers.WriteDefinition writes (secret values included, so a webhook
-// URL, header value or signing key that differs between members is
-// drift), cut to 8 bytes, in hex after keyedHashPrefix. Without the key
-// it tells nothing about a secret, however few values it could take.
+// under the cluster's definition hash key of what
+// triggers.WriteClusterDefinition writes (secret values included, so a
+// webhook URL, header value or signing key that differs between members
+// is drift), cut to 8 bytes, in hex after keyedHashPrefix. Without the
+// key it tells nothing about a secret, however few values it could take.
 func memberHash(key []byte, t *triggers.Trigger) string {
 	mac := hmac.New(sha256.New, key)
-	triggers.WriteDefinition(mac, t)
+	writeDefinition(mac, t)
 	return keyedHashPrefix + hex.EncodeToString(mac.Sum(nil)[:8])
+}
+
+// writeDefinition writes t's triggers.WriteClusterDefinition to h; a
+// definition it cannot write (which a parsed trigger never is) is hashed
+// by its name alone.
+func writeDefinition(h hash.Hash, t *triggers.Trigger) {
+	if err := triggers.WriteClusterDefinition(h, t); err != nil {
+		h.Reset()
+		_, _ = io.WriteString(h, t.Name)
+	}
 }
 
 // ConfigHash hashes the definitions of every trigger of cfg.

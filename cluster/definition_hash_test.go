@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -57,6 +58,14 @@ func TestMemberHashCoversSecrets(t *testing.T) {
 			b: `{ url: "https://api.example.com/hook", secret: "` + keyB + `" }`},
 		{name: "an added signing key", a: `{ url: "https://api.example.com/hook", secret: ["` + keyA + `"] }`,
 			b: `{ url: "https://api.example.com/hook", secret: ["` + keyA + `", "` + keyB + `"] }`},
+		{name: "basic password", a: `{ url: "https://api.example.com/hook", auth: { basic: { username: app, password: one } } }`,
+			b: `{ url: "https://api.example.com/hook", auth: { basic: { username: app, password: two } } }`},
+		{name: "bearer token", a: `{ url: "https://api.example.com/hook", auth: { bearer: { token: one } } }`,
+			b: `{ url: "https://api.example.com/hook", auth: { bearer: { token: two } } }`},
+		{name: "OAuth 2.0 client secret", a: `{ url: "https://api.example.com/hook", auth: { oauth2_client_credentials: { token_url: "https://auth.example.com/token", client_id: app, client_secret: one } } }`,
+			b: `{ url: "https://api.example.com/hook", auth: { oauth2_client_credentials: { token_url: "https://auth.example.com/token", client_id: app, client_secret: two } } }`},
+		{name: "OAuth 2.0 token URL query", a: `{ url: "https://api.example.com/hook", auth: { oauth2_client_credentials: { token_url: "https://auth.example.com/token?tenant=prod", client_id: app, client_secret: one } } }`,
+			b: `{ url: "https://api.example.com/hook", auth: { oauth2_client_credentials: { token_url: "https://auth.example.com/token?tenant=staging", client_id: app, client_secret: one } } }`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,5 +158,82 @@ func TestMixedHashVersions(t *testing.T) {
 	}
 	if member, _, _ := n.LeaseWait("orders"); member != "old" {
 		t.Fatalf("LeaseWait names member %q, want old (the tie's winner)", member)
+	}
+}
+
+// TestDefinitionHashCoversTheTriggerOnly: the hash a member publishes, and
+// the in-process DefinitionHash the lease loops compare, cover the
+// trigger's definition as the file gives it and nothing a member may set
+// for itself or that depends on its process: the network and state
+// sections, the host's time zone (a start_at parsed on a host whose zone
+// has its offset), which partition a copy of the trigger reads. Whatever
+// the trigger defines still counts.
+func TestDefinitionHashCoversTheTriggerOnly(t *testing.T) {
+	key := []byte(strings.Repeat("k", store.DefinitionHashKeySize))
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Skip(err)
+	}
+	const orders = "triggers:\n  - name: orders\n    database: shop\n    collection: orders\n" +
+		"    webhook: { url: \"https://api.example.com/hook\" }\n"
+	const partitioned = "triggers:\n  - name: orders\n    database: shop\n    collection: orders\n" +
+		"    ordering: per_document\n    partitions: 3\n    webhook: { url: \"https://api.example.com/hook\" }\n"
+	startAt := func(at string) string {
+		return strings.Replace(orders, "    webhook:", "    start_at: "+at+"\n    webhook:", 1)
+	}
+	type side struct {
+		src   string
+		local *time.Location // time.Local while the file is parsed (nil: UTC)
+		unit  int            // the partition copy hashed (-1: the trigger)
+	}
+	tests := []struct {
+		name string
+		a, b side
+		same bool
+	}{
+		{name: "network section", a: side{src: orders, unit: -1},
+			b: side{src: "network: { deny: [10.0.0.0/8] }\n" + orders, unit: -1}, same: true},
+		{name: "state database", a: side{src: orders, unit: -1},
+			b: side{src: "state: { database: other }\n" + orders, unit: -1}, same: true},
+		{name: "host time zone", a: side{src: startAt("2026-01-15T09:00:00+01:00"), local: paris, unit: -1},
+			b: side{src: startAt("2026-01-15T09:00:00+01:00"), unit: -1}, same: true},
+		{name: "host time zone after a DST change", a: side{src: startAt("2026-07-15T09:00:00+02:00"), local: paris, unit: -1},
+			b: side{src: startAt("2026-07-15T09:00:00+02:00"), unit: -1}, same: true},
+		{name: "partition copy", a: side{src: partitioned, unit: -1}, b: side{src: partitioned, unit: 1}, same: true},
+		{name: "another partition copy", a: side{src: partitioned, unit: 0}, b: side{src: partitioned, unit: 2}, same: true},
+		{name: "start_at", a: side{src: startAt("2026-01-15T09:00:00+01:00"), unit: -1},
+			b: side{src: startAt("2026-01-15T10:00:00+01:00"), unit: -1}},
+		{name: "partitions", a: side{src: partitioned, unit: -1},
+			b: side{src: strings.Replace(partitioned, "partitions: 3", "partitions: 4", 1), unit: -1}},
+		{name: "collection", a: side{src: orders, unit: -1},
+			b: side{src: strings.Replace(orders, "collection: orders", "collection: invoices", 1), unit: -1}},
+	}
+	parse := func(t *testing.T, s side) *triggers.Trigger {
+		t.Helper()
+		saved := time.Local
+		defer func() { time.Local = saved }()
+		time.Local = time.UTC
+		if s.local != nil {
+			time.Local = s.local
+		}
+		cfg, err := triggers.Parse("t.yaml", []byte(s.src), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.unit >= 0 {
+			return cfg.Triggers[0].Units()[s.unit]
+		}
+		return cfg.Triggers[0]
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := parse(t, tc.a), parse(t, tc.b)
+			if ha, hb := memberHash(key, a), memberHash(key, b); (ha == hb) != tc.same {
+				t.Errorf("published hashes %s and %s: same = %v, want %v", ha, hb, ha == hb, tc.same)
+			}
+			if ha, hb := DefinitionHash(a), DefinitionHash(b); (ha == hb) != tc.same {
+				t.Errorf("definition hashes %s and %s: same = %v, want %v", ha, hb, ha == hb, tc.same)
+			}
+		})
 	}
 }

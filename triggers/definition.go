@@ -1,6 +1,8 @@
 package triggers
 
 import (
+	"encoding/json"
+	"fmt"
 	"hash/fnv"
 	"io"
 	"math"
@@ -26,6 +28,72 @@ func WriteDefinition(w io.Writer, t *Trigger) {
 	c := *t
 	c.Pos = Pos{}
 	walk(w, reflect.ValueOf(c), 0)
+}
+
+// WriteClusterDefinition writes the part of t's definition that the
+// members of a cluster compare: t as MarshalJSON shows it (everything the
+// configuration file says of the trigger, as the defaults complete it;
+// not its position, not which partition a copy of it reads, not the
+// sections a member may set for itself such as network or state, times
+// by instant and offset, not by the process's time zone), then, as a
+// second JSON document, the values MarshalJSON hides: the webhook URL
+// whole, the header values, the signing keys, the basic, bearer and
+// OAuth 2.0 secrets and token URL. Two triggers with the same definition
+// write the same bytes in any process of the same version, whatever its
+// time zone, and a partition's copy writes what its trigger does. What
+// it writes holds secrets: it is for a hash (keyed, when the hash is
+// shown to anyone), never for output.
+func WriteClusterDefinition(w io.Writer, t *Trigger) error {
+	shown, err := t.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("write the definition of trigger %s: %w", t.Name, err)
+	}
+	hidden, err := json.Marshal(hiddenValues(t))
+	if err != nil {
+		return fmt.Errorf("write the secrets of trigger %s: %w", t.Name, err)
+	}
+	for _, b := range [][]byte{shown, {'\n'}, hidden} {
+		if _, err := w.Write(b); err != nil {
+			return fmt.Errorf("write the definition of trigger %s: %w", t.Name, err)
+		}
+	}
+	return nil
+}
+
+// hidden holds the values of a trigger that MarshalJSON redacts or masks,
+// in a fixed order (JSON writes a map's keys sorted).
+type hidden struct {
+	URL                string            `json:"url"`
+	Headers            map[string]string `json:"headers,omitempty"`
+	SigningKeys        []string          `json:"signing_keys,omitempty"`
+	BasicPassword      string            `json:"basic_password,omitempty"`
+	BearerToken        string            `json:"bearer_token,omitempty"`
+	OAuth2TokenURL     string            `json:"oauth2_token_url,omitempty"`
+	OAuth2ClientSecret string            `json:"oauth2_client_secret,omitempty"`
+}
+
+// hiddenValues returns the values of t that MarshalJSON hides.
+func hiddenValues(t *Trigger) hidden {
+	w := t.Webhook
+	h := hidden{URL: w.URL, SigningKeys: w.SigningKeys()}
+	if len(w.Headers) > 0 {
+		h.Headers = make(map[string]string, len(w.Headers))
+		for name, v := range w.Headers {
+			h.Headers[name] = v.Reveal()
+		}
+	}
+	if a := w.Auth; a != nil {
+		if a.Basic != nil {
+			h.BasicPassword = a.Basic.Password.Reveal()
+		}
+		if a.Bearer != nil {
+			h.BearerToken = a.Bearer.Token.Reveal()
+		}
+		if a.OAuth2 != nil {
+			h.OAuth2TokenURL, h.OAuth2ClientSecret = a.OAuth2.TokenURL, a.OAuth2.ClientSecret.Reveal()
+		}
+	}
+	return h
 }
 
 // walk writes v's content to out: every field, element and map entry (sorted),

@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,27 +25,38 @@ import (
 	"github.com/changehook/changehook/triggers"
 )
 
-// clusterReloadYAML is a clustered configuration of two triggers: a (whose
-// header value, a secret, is A) and b (reading collection B).
+// clusterReloadYAML is a clustered configuration of two triggers, a and b
+// (reading collection B), under a network section that denies the range
+// denyA.
 const clusterReloadYAML = `
 mongodb: { uri: "mongodb://127.0.0.1:1/" }
 state: { database: chstate }
 cluster: { instance_id: m0, lease_ttl: 3s }
+network: { deny: [` + denyA + `] }
 triggers:
   - name: a
     database: shop
     collection: a
-    webhook: { url: "http://127.0.0.1:1/a", headers: { X-Key: A } }
+    webhook: { url: "http://127.0.0.1:1/a" }
   - name: b
     database: shop
     collection: B
     webhook: { url: "http://127.0.0.1:1/b" }
 `
 
-// clusterReloadConfig returns clusterReloadYAML with a's header value and
-// b's collection.
-func clusterReloadConfig(key, coll string) string {
-	return strings.NewReplacer("X-Key: A", "X-Key: "+key, "collection: B", "collection: "+coll).Replace(clusterReloadYAML)
+// Denied ranges of the network section. A change of the network section
+// changes how the runner runs every trigger (it restarts them), but not
+// their definition hashes: the lease loops keep running them, and the
+// runner's reload stops and starts them under their leases.
+const (
+	denyA  = "192.0.2.0/24"
+	denyA2 = "198.51.100.0/24"
+)
+
+// clusterReloadConfig returns clusterReloadYAML with the denied range deny
+// and b's collection.
+func clusterReloadConfig(deny, coll string) string {
+	return strings.NewReplacer("deny: ["+denyA+"]", "deny: ["+deny+"]", "collection: B", "collection: "+coll).Replace(clusterReloadYAML)
 }
 
 // hookSup is the Supervisor a cluster.Driver drives: the runner, with every
@@ -97,7 +110,7 @@ func (l *hookLease) Deadline() time.Time {
 
 // clusterMember is one clustered changehook, as serve puts it together
 // (runner, membership, lease driver, reloader), on its own devdb, running
-// clusterReloadYAML's file with key A and collection B.
+// clusterReloadYAML's file with denied range denyA and collection B.
 type clusterMember struct {
 	t      *testing.T
 	path   string
@@ -122,7 +135,7 @@ func startClusterMember(t *testing.T) *clusterMember {
 	t.Helper()
 	_, client := devdbtest.Start(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c := &clusterMember{t: t, path: writeConfig(t, clusterReloadConfig("A", "B")), client: client,
+	c := &clusterMember{t: t, path: writeConfig(t, clusterReloadConfig(denyA, "B")), client: client,
 		ran: make(chan error, 1), membered: make(chan error, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	cfg := c.load()
@@ -170,10 +183,10 @@ func (c *clusterMember) load() *triggers.Config {
 	return cfg
 }
 
-// write replaces the configuration file's a key and b collection.
-func (c *clusterMember) write(key, coll string) {
+// write replaces the configuration file's denied range and b collection.
+func (c *clusterMember) write(deny, coll string) {
 	c.t.Helper()
-	if err := os.WriteFile(c.path, []byte(clusterReloadConfig(key, coll)), 0o600); err != nil {
+	if err := os.WriteFile(c.path, []byte(clusterReloadConfig(deny, coll)), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
 }
@@ -234,11 +247,13 @@ func (c *clusterMember) runs() (coll, published string) {
 	return strings.TrimPrefix(s.Namespace, "shop."), published
 }
 
-// TestClusterReloadThatDoesNotFinish: a reload changes the secret header of
-// trigger a and the collection of trigger b (both their hashes change);
-// both run on this member under their leases. The
-// runner's reload does not finish: the request goes away while a drains
-// (its context ends), before the runner gave b its new definition. b must
+// TestClusterReloadThatDoesNotFinish: a reload changes the network section
+// (which the definition hashes leave out: a's lease loop goes on, and the
+// runner's reload restarts a) and the collection of trigger b (its hash
+// changes: its lease loop stops first); both run on this member under
+// their leases. The runner's reload does not finish: the request goes
+// away while a drains (its context ends), before the runner gave b its
+// new definition. b must
 // then go on with the definition the runner has, and announce its hash:
 // were the new hash published while the runner ran the old definition, the
 // other members would take that member for one with the new definition.
@@ -247,7 +262,7 @@ func (c *clusterMember) runs() (coll, published string) {
 func TestClusterReloadThatDoesNotFinish(t *testing.T) {
 	c := startClusterMember(t)
 	oldB := c.load().Triggers[1]
-	c.write("A2", "B2")
+	c.write(denyA2, "B2")
 	newB := c.load().Triggers[1]
 	hashOf := map[string]string{"B": c.mgr.PublishedHash(oldB), "B2": c.mgr.PublishedHash(newB)}
 
@@ -259,8 +274,12 @@ func TestClusterReloadThatDoesNotFinish(t *testing.T) {
 		gone() // the reload request goes away while a drains
 		<-release
 	})
-	if _, err := c.rl.Reload(rctx, "test"); err == nil {
+	_, err := c.rl.Reload(rctx, "test")
+	if err == nil {
 		t.Fatal("the reload finished although its context ended while a drained")
+	}
+	if strings.Contains(err.Error(), "stop removed and changed triggers") {
+		t.Fatalf("the reload ended while its lease loops stopped (%v), not in the runner's step: a's definition hash changed", err)
 	}
 	c.started("b") // under the lease the reload kept
 	coll, published := c.runs()
@@ -311,7 +330,7 @@ func TestClusterShutdownDuringReload(t *testing.T) {
 		return out
 	}
 
-	c.write("A2", "B2")
+	c.write(denyA2, "B2")
 	draining := make(chan struct{})
 	release := make(chan struct{})
 	c.sup.holdStop(func() {
@@ -399,7 +418,7 @@ func TestClusterReloadStoppedByItsDeadlineIsLogged(t *testing.T) {
 	c.rl.log = slog.New(slog.NewTextHandler(&logs, nil))
 	// a's URL changes: its definition hash does, so the reload stops its
 	// lease loop before the runner's reload.
-	if err := os.WriteFile(c.path, []byte(strings.Replace(clusterReloadConfig("A", "B"), "127.0.0.1:1/a", "127.0.0.1:1/a2", 1)), 0o600); err != nil {
+	if err := os.WriteFile(c.path, []byte(strings.Replace(clusterReloadConfig(denyA, "B"), "127.0.0.1:1/a", "127.0.0.1:1/a2", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	release := make(chan struct{})
@@ -416,5 +435,78 @@ func TestClusterReloadStoppedByItsDeadlineIsLogged(t *testing.T) {
 	releaseOnce.Do(func() { close(release) })
 	if got := logs.String(); !strings.Contains(got, "reload did not finish") || !strings.Contains(got, "by=SIGHUP") {
 		t.Errorf("a reload that did not finish logged:\n%s\nwant its failure, by SIGHUP", got)
+	}
+}
+
+// TestRunnerHas: after a clustered reload that did not finish, runnerHas
+// gives each trigger the definition the runner has, the new file's or the
+// one driven before, by the hash the lease loops compare; a partitioned
+// trigger's units hash as the trigger, so one the reload did not change,
+// or did not get to, is kept, not dropped (dropped, nobody would run it
+// on a single member).
+func TestRunnerHas(t *testing.T) {
+	_, client := devdbtest.Start(t)
+	const old = `
+mongodb: { uri: "mongodb://127.0.0.1:1/" }
+state: { database: chstate }
+cluster: { instance_id: m0 }
+triggers:
+  - name: p
+    database: shop
+    collection: orders
+    ordering: per_document
+    partitions: 2
+    webhook: { url: "http://127.0.0.1:1/p", headers: { X-Key: one } }
+  - name: u
+    database: shop
+    collection: users
+    webhook: { url: "http://127.0.0.1:1/u" }
+`
+	tests := []struct {
+		name string
+		cfg  string            // the file the reload did not finish applying
+		want map[string]string // trigger → "new" (cfg's definition) or "old" (the driven one)
+	}{
+		{name: "unchanged", cfg: old, want: map[string]string{"p": "new", "u": "new"}},
+		{name: "partitioned trigger's secret changed, not reached",
+			cfg:  strings.Replace(old, "X-Key: one", "X-Key: two", 1),
+			want: map[string]string{"p": "old", "u": "new"}},
+		{name: "partitioned trigger's collection changed, not reached",
+			cfg:  strings.Replace(old, "collection: orders", "collection: invoices", 1),
+			want: map[string]string{"p": "old", "u": "new"}},
+		{name: "other trigger changed, not reached",
+			cfg:  strings.Replace(old, "collection: users", "collection: people", 1),
+			want: map[string]string{"p": "new", "u": "old"}},
+	}
+	load := func(t *testing.T, src string) *triggers.Config {
+		t.Helper()
+		cfg, err := triggers.LoadWith(writeConfig(t, src), nil, triggers.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			driven, cfg := load(t, old), load(t, tc.cfg)
+			rn, err := runner.New(driven, client, store.New(client, "chstate"), runner.Options{Logger: log, StartStopped: true, Clustered: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rl := &reloader{log: log, cfg: driven, started: driven, driven: driven, rn: rn}
+			got := map[string]string{}
+			for _, tr := range rl.runnerHas(cfg, "test").Triggers {
+				switch {
+				case slices.Contains(cfg.Triggers, tr):
+					got[tr.Name] = "new"
+				case slices.Contains(driven.Triggers, tr):
+					got[tr.Name] = "old"
+				}
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("runnerHas gives %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

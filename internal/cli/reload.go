@@ -208,10 +208,14 @@ func (rl *reloader) Reload(ctx context.Context, why string) (runner.ReloadResult
 
 // runnerHas returns the configuration the runner has after its reload to
 // cfg did not finish: each of its triggers as cfg defines it when every
-// unit has cfg's definition hash (the reload got to it), else as rl.driven
-// does when every unit has that one's (secret values included). A trigger whose units have either (the reload
-// stopped part way through its partitions) is left out, and logged: this
-// member neither announces nor runs it until a reload finishes.
+// unit has cfg's definition hash (the reload got to it, or did not change
+// it), else as rl.driven does when every unit has that one's. The hash is
+// cluster.DefinitionHash, the one the lease loops compare: secret values
+// count, and a partition's unit hashes as its trigger; what it leaves out
+// (the network section) the next reload's runner step applies. A trigger
+// whose units have neither, or both kinds (the reload stopped part way
+// through its partitions), is left out, and logged: this member neither
+// announces nor runs it until a reload finishes.
 func (rl *reloader) runnerHas(cfg *triggers.Config, why string) *triggers.Config {
 	units := rl.rn.Units()
 	has := func(t *triggers.Trigger) bool {
