@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/changehook/changehook/internal/mql"
 )
@@ -17,13 +18,20 @@ import (
 // WriteDefinition (Webhook.PayloadSpec holds its source).
 var exprType = reflect.TypeFor[mql.Expr]()
 
+// timeType is time.Time, which WriteDefinition writes as the instant and
+// offset it names: its *Location depends on the process's local zone.
+var timeType = reflect.TypeFor[time.Time]()
+
 // WriteDefinition writes t's whole definition to w, everything but its
 // position in the file: every field, element and map entry (in an order
 // that does not depend on the map's), type-tagged, secrets by value,
 // compiled payload expressions left out (Webhook.PayloadSpec holds their
-// source). Two triggers with the same definition write the same bytes, in
-// any process of the same version; what it writes holds secrets and is for
-// a hash (keyed, when the hash is shown to anyone), never for output.
+// source), a time (start_at) as the instant and offset it names, not by
+// the *time.Location the parse gave it (the process's local zone when its
+// offset matched). Two triggers with the same definition write the same
+// bytes, in any process of the same version, whatever its time zone; what
+// it writes holds secrets and is for a hash (keyed, when the hash is shown
+// to anyone), never for output.
 func WriteDefinition(w io.Writer, t *Trigger) {
 	c := *t
 	c.Pos = Pos{}
@@ -108,6 +116,12 @@ func walk(out io.Writer, v reflect.Value, depth int) {
 		return
 	}
 	if v.Type() == exprType {
+		return
+	}
+	if v.Type() == timeType && v.CanInterface() {
+		// Its zone is the process's Local when the offset matched it.
+		w("time")
+		w(v.Interface().(time.Time).Format(time.RFC3339Nano))
 		return
 	}
 	w(v.Kind().String())
