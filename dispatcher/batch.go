@@ -856,22 +856,28 @@ func joinElements(elems [][]byte) []byte {
 // payloads were built.
 func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info eventInfo, prog *progress) (res Result, err error, held bool) {
 	forever := !d.deadLetter
-	roundStart := 0 // res.Attempts when the current round began
-	for round := 0; ; round++ {
+	var rs rounds
+	for {
 		if d.payload.halted.Load() {
 			return Result{}, nil, true
 		}
 		if gerr := d.circuit.gate(ctx); gerr != nil {
 			return Result{WebhookID: msg.ID, Reason: ReasonCanceled}, fmt.Errorf("wait for the circuit to close: %w", gerr), false
 		}
-		made, done := d.heldRound(res.Attempts, &roundStart)
-		if done {
+		if rs.done {
 			return res, err, false // dead-lettered by the caller, now that the circuit is closed
 		}
+		if waited, werr := d.awaitDue(ctx, prog, &rs); werr != nil {
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("deliver %s: %w", res.WebhookID, werr), false
+		} else if waited {
+			continue // the circuit may have opened meanwhile: back to its gate
+		}
 		bounded := !forever || d.circuit != nil
-		// Numbered on from the previous rounds' attempts (res).
+		// Numbered on from the previous rounds' attempts (res), the
+		// current round's among them.
 		var r roundResult
-		r, err = d.sender.retryStage(ctx, msg, forever && !bounded, prog, info, res, made)
+		r, err = d.sender.retryStage(ctx, msg, forever && !bounded, prog, info, res, res.Attempts-rs.start)
 		res = r.Result
 		switch {
 		case err == nil:
@@ -881,6 +887,7 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 		case res.Reason == ReasonCanceled || ctx.Err() != nil:
 			return res, err, false
 		case errors.Is(err, errCircuitHeld):
+			d.hold(&rs, r)
 			continue // another delivery opened the circuit: wait at its gate
 		case tooLarge(res.Status, info.events):
 			return res, err, false
@@ -893,17 +900,13 @@ func (d *Dispatcher) deliverBatchGuarded(ctx context.Context, msg Message, info 
 			return d.probeBatch(ctx, msg, info, prog, res, err)
 		}
 		if d.circuit.open() || errors.Is(err, errOpensCircuit) {
+			d.hold(&rs, r)
 			continue // opened by another delivery: redeliver after it closes
 		}
 		if !forever {
 			return res, err, false
 		}
-		roundStart = res.Attempts
-		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(round, 30), r.resp)
-		if serr := d.clock.Sleep(ctx, wait); serr != nil {
-			res.Reason = ReasonCanceled
-			return res, fmt.Errorf("deliver %s: %w", res.WebhookID, serr), false
-		}
+		rs.next(d, res.Attempts, r.resp)
 	}
 }
 

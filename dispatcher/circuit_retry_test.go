@@ -350,3 +350,150 @@ func awaitCond(t *testing.T, what string, cond func() bool) bool {
 	}
 	return true
 }
+
+// heldRun is what runHeld saw of event 1.
+type heldRun struct {
+	numbers []int        // its attempt numbers
+	at      []time.Time  // when its requests arrived, on the clock
+	dls     []DeadLetter // the dead letters (nil without dead letters)
+	circuit CircuitState // the circuit once every event is done
+}
+
+// runHeld runs tr (its webhook URL set here; ordering none, concurrency
+// 2, circuit.open_on [410], retry.initial_backoff 1s and max_backoff 1m),
+// batched in requests of one event or not, on the fake clock: event 1
+// ("a") is sent first; while its first request is under way, event 2's
+// ("b") is answered 410, which opens the circuit; event 1's first request
+// is then answered first, its later ones later. Event 2's probe closes
+// the circuit once event 1's failed attempt is held at it (no next
+// attempt scheduled while the circuit is open).
+func runHeld(t *testing.T, tr *triggers.Trigger, batched bool, first, later answer) heldRun {
+	t.Helper()
+	var dp atomic.Pointer[Dispatcher]
+	clock := newFakeClock()
+	ev1, ev2 := testEvent(t, 1, "a"), testEvent(t, 2, "b")
+	id1 := WebhookID("orders", ev1.Token)
+	if batched {
+		id1 = BatchWebhookID("orders", ev1.Token, ev1.Token)
+	}
+	var (
+		mu     sync.Mutex
+		run    heldRun
+		n1, n2 int
+		first1 = make(chan struct{}) // event 1's first request arrived
+	)
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		n := 0
+		if bytes.Contains(body, []byte(`"a"`)) { // event 1
+			n1++
+			n = n1
+			run.at = append(run.at, clock.Now())
+		} else {
+			n2++
+			n = -n2
+		}
+		mu.Unlock()
+		a := answer{status: http.StatusNoContent}
+		switch {
+		case n == 1:
+			close(first1)
+			awaitCircuitOpen(t, &dp)
+			a = first
+		case n > 1:
+			a = later
+		case n == -1:
+			a = answer{status: http.StatusGone}
+		case n == -2:
+			awaitCond(t, "event 1 held at the circuit", func() bool {
+				h, ok := dp.Load().HeadOfLine()
+				return ok && h.WebhookID == id1 && h.Attempts == 1 && h.LastStatus == first.status && h.NextAttemptAt.IsZero()
+			})
+		}
+		if a.retryAfter != "" {
+			w.Header().Set("Retry-After", a.retryAfter)
+		}
+		w.WriteHeader(a.status)
+	})
+	tr.Webhook.URL = rc.srv.URL
+	tr.Ordering, tr.Concurrency = triggers.None, 2
+	tr.Retry.InitialBackoff, tr.Retry.MaxBackoff = time.Second, time.Minute
+	tr.Circuit.OpenOn, tr.Circuit.MaxProbeInterval = triggers.StatusRules{"410"}, time.Minute
+	if batched {
+		tr.Batch = &triggers.BatchPolicy{MaxEvents: 2, MaxWait: time.Millisecond}
+	}
+	var sink *memSink
+	var dlSink DeadLetterSink
+	if tr.DeadLetter {
+		sink = &memSink{}
+		dlSink = sink
+	}
+	d := newTestDispatcher(t, tr, dlSink, WithClock(clock), WithObserver(func(a Attempt) {
+		if a.WebhookID == id1 {
+			mu.Lock()
+			run.numbers = append(run.numbers, a.Number)
+			mu.Unlock()
+		}
+	}))
+	dp.Store(d)
+	if err := d.Submit(context.Background(), ev1); err != nil {
+		t.Fatal(err)
+	}
+	<-first1 // event 2 goes in a request of its own
+	if err := d.Submit(context.Background(), ev2); err != nil {
+		t.Fatal(err)
+	}
+	closeWithin(t, d, 10*time.Second)
+
+	if tok, ok := d.Watermark(); !ok || !bytes.Equal(tok, ev2.Token) {
+		t.Fatal("the watermark is not the last event")
+	}
+	if sink != nil {
+		run.dls = sink.All()
+	}
+	st, _ := d.Circuit()
+	run.circuit = st.State
+	mu.Lock()
+	defer mu.Unlock()
+	return run
+}
+
+// TestCircuitHoldKeepsBackoff: a retry held while another delivery's
+// failure has the circuit open is sent, once the circuit closes, no
+// sooner than its backoff would have let it: here the 30s the answer's
+// Retry-After asks for, although the probe closed the circuit after 1s
+// (before, it was sent at once, 1s after that answer). Without dead
+// letters a round whose last attempt failed while the circuit was open
+// waits likewise for the wait between rounds before the next round
+// begins.
+func TestCircuitHoldKeepsBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		deadLetter  bool
+		maxAttempts int
+		batched     bool
+		first       answer // event 1's first answer, while the circuit is open
+	}{
+		{"a retry held", true, 5, false, answer{429, "30"}},
+		{"a retry held, without dead letters", false, 5, false, answer{429, "30"}},
+		{"a round used up, without dead letters", false, 1, false, answer{503, "30"}},
+		{"batched, a retry held", true, 5, true, answer{429, "30"}},
+		{"batched, a round used up, without dead letters", false, 1, true, answer{503, "30"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &triggers.Trigger{DeadLetter: tc.deadLetter, Retry: triggers.RetryPolicy{MaxAttempts: tc.maxAttempts}}
+			run := runHeld(t, tr, tc.batched, tc.first, answer{status: http.StatusNoContent})
+
+			if fmt.Sprint(run.numbers) != "[1 2]" {
+				t.Fatalf("event 1's attempt numbers %v, want [1 2]", run.numbers)
+			}
+			if len(run.dls) != 0 {
+				t.Errorf("dead letters %+v, want none", run.dls)
+			}
+			if gap := run.at[1].Sub(run.at[0]); gap < 30*time.Second {
+				t.Errorf("event 1 sent again %s after the answer asking for 30s (Retry-After), want at least 30s", gap)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 )
@@ -55,29 +56,36 @@ func (d *Dispatcher) Halted() bool { return d.payload.halted.Load() }
 // here is dead-lettered by the caller. While the circuit is open the event
 // is never returned as failed: it waits at the gate, or is the probe. A
 // round of attempts held at the gate goes on, once the circuit closes,
-// with the attempts retry.max_attempts leaves it (heldRound).
+// with the attempts retry.max_attempts leaves it and no sooner than its
+// backoff let it (see rounds).
 func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err error, held bool) {
 	forever := !d.deadLetter
-	roundStart := 0 // res.Attempts when the current round began
-	for round := 0; ; round++ {
+	var rs rounds
+	for {
 		if d.payload.halted.Load() {
 			return Result{}, nil, true
 		}
 		if gerr := d.circuit.gate(ctx); gerr != nil {
 			return Result{WebhookID: WebhookID(d.trigger, j.ev.Token), Reason: ReasonCanceled}, fmt.Errorf("wait for the circuit to close: %w", gerr), false
 		}
-		made, done := d.heldRound(res.Attempts, &roundStart)
-		if done {
+		if rs.done {
 			return res, err, false // dead-lettered by the caller, now that the circuit is closed
+		}
+		if waited, werr := d.awaitDue(ctx, j.prog, &rs); werr != nil {
+			res.Reason = ReasonCanceled
+			return res, fmt.Errorf("deliver %s: %w", res.WebhookID, werr), false
+		} else if waited {
+			continue // the circuit may have opened meanwhile: back to its gate
 		}
 		// Bounded rounds when something must see each failure: a payload
 		// error that may pause, or a circuit that counts failed deliveries
 		// (without dead letters a round is retry.max_attempts attempts).
 		bounded := !forever || d.circuit != nil
 		payloadForever := forever && !d.payload.enabled()
-		// Numbered on from the previous rounds' attempts (res).
+		// Numbered on from the previous rounds' attempts (res), the
+		// current round's among them.
 		var r roundResult
-		r, err = d.sender.deliver(ctx, j.ev, forever && !bounded, payloadForever, j.prog, res, made)
+		r, err = d.sender.deliver(ctx, j.ev, forever && !bounded, payloadForever, j.prog, res, res.Attempts-rs.start)
 		res = r.Result
 		switch {
 		case err == nil:
@@ -87,6 +95,7 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 		case res.Reason == ReasonCanceled || ctx.Err() != nil:
 			return res, err, false
 		case errors.Is(err, errCircuitHeld):
+			d.hold(&rs, r)
 			continue // another delivery opened the circuit: wait at its gate
 		case res.Reason == ReasonPayload:
 			if d.payloadError(ctx, err) {
@@ -102,6 +111,7 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 			// Opened by another delivery: hold this one, redeliver after
 			// the circuit closes. (A round an open_on status ended whose
 			// circuit another delivery's probe closed meanwhile goes on.)
+			d.hold(&rs, r)
 			continue
 		}
 		if !forever {
@@ -109,34 +119,64 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 		}
 		// Without dead letters: the next round after a backoff, which the
 		// last answer's Retry-After may lengthen.
-		roundStart = res.Attempts
-		wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(round, 30), r.resp)
-		if serr := d.clock.Sleep(ctx, wait); serr != nil {
-			res.Reason = ReasonCanceled
-			return res, fmt.Errorf("deliver %s: %w", res.WebhookID, serr), false
-		}
+		rs.next(d, res.Attempts, r.resp)
 	}
 }
 
-// heldRound returns the number of attempts made of the current round of a
-// delivery whose rounds have made attempts so far, the current round
-// having begun at *roundStart: a round held at the open circuit goes on
-// after it closes with the attempts retry.max_attempts leaves it, so that
-// with dead letters an event is never sent more than retry.max_attempts
-// times (a probe aside). A round whose last attempt failed while the
-// circuit was open has none left: with dead letters the delivery is done
-// (dead-lettered once the circuit closes); without, a new round begins
-// (*roundStart moves to attempts).
-func (d *Dispatcher) heldRound(attempts int, roundStart *int) (made int, done bool) {
-	made = attempts - *roundStart
-	if made < d.sender.retry.MaxAttempts {
-		return made, false
+// rounds is where a delivery's rounds of attempts stand between two runs
+// of the retry stage (deliverGuarded, deliverBatchGuarded). A round held
+// at the open circuit, another delivery's failure having opened it, goes
+// on once the circuit closes with the attempts retry.max_attempts leaves
+// it (with dead letters an event is never sent more than
+// retry.max_attempts times, a probe aside), and not before the backoff,
+// lengthened by Retry-After, that its last attempt was due to wait. A
+// round whose last attempt failed while the circuit was open has no
+// attempt left: with dead letters the delivery is done once the circuit
+// closes, without another request; without, a new round begins once the
+// wait between rounds is over.
+type rounds struct {
+	start int       // res.Attempts when the current round began
+	ended int       // the rounds ended so far: the exponent of the next wait between rounds
+	done  bool      // with dead letters, the round ended while the circuit was open
+	due   time.Time // when the next attempt may be sent (zero: at once)
+}
+
+// hold records that the round r was cut short, or ended, while the
+// circuit was open (or, for a round open_on cut short, while another
+// delivery's probe closed it).
+func (d *Dispatcher) hold(rs *rounds, r roundResult) {
+	switch {
+	case !r.ended:
+		rs.due = r.due
+	case d.deadLetter:
+		rs.done = true
+	default:
+		rs.next(d, r.Attempts, r.resp)
 	}
-	if d.deadLetter {
-		return made, true
+}
+
+// next ends the current round: the next one begins with the delivery's
+// attempts-th attempt, after the backoff between rounds (d's retry
+// policy, by the rounds ended before), which resp's Retry-After may
+// lengthen.
+func (rs *rounds) next(d *Dispatcher, attempts int, resp *http.Response) {
+	wait := d.sender.backoff(d.sender.retry.InitialBackoff, d.sender.retry.MaxBackoff, min(rs.ended, 30), resp)
+	rs.start, rs.ended, rs.due = attempts, rs.ended+1, d.clock.Now().Add(wait)
+}
+
+// awaitDue waits until the delivery's next attempt may be sent (rs.due),
+// which prog records, and reports whether it waited: the circuit may have
+// opened meanwhile, so the caller goes back to its gate. Its error is
+// ctx's.
+func (d *Dispatcher) awaitDue(ctx context.Context, prog *progress, rs *rounds) (waited bool, err error) {
+	due := rs.due
+	rs.due = time.Time{}
+	wait := due.Sub(d.clock.Now())
+	if due.IsZero() || wait <= 0 {
+		return false, nil
 	}
-	*roundStart = attempts
-	return 0, false
+	prog.scheduled(due)
+	return true, d.clock.Sleep(ctx, wait)
 }
 
 // payloadError counts a payload error and reports whether the event must

@@ -524,7 +524,10 @@ func (s *Sender) deliver(ctx context.Context, ev Event, forever, payloadForever 
 // held at the dispatcher's open circuit goes on after it closes with the
 // attempts it has left, and its backoff where it stopped. With the
 // dispatcher's circuit a failure whose status is in circuit.open_on ends
-// the round (errOpensCircuit) unless it ends anyway.
+// the round (errOpensCircuit) unless it ends anyway. A round cut short,
+// held (errCircuitHeld) or by open_on, says when its next attempt would
+// have been due (roundResult.due); a round that ends at a failure says so
+// (roundResult.ended).
 func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog *progress, info eventInfo, prev Result, made int) (roundResult, error) {
 	id := msg.ID
 	res := roundResult{Result: Result{WebhookID: id, FirstAttemptAt: prev.FirstAttemptAt}}
@@ -596,22 +599,27 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 		}
 		if !retry || (!forever && k >= s.retry.MaxAttempts) {
 			prog.attempted(at, permanent, time.Time{})
+			res.ended = !forever && k >= s.retry.MaxAttempts
 			return res, fmt.Errorf("deliver %s to %s: giving up after %s: %w", id, s.redactedURL, AttemptsText(n), err)
 		}
+		lastErr = err
+		wait := s.backoff(s.retry.InitialBackoff, s.retry.MaxBackoff, k-1, at.resp)
 		if s.heldByCircuit() {
 			// Another delivery opened the circuit: no retry is scheduled
-			// until it closes.
+			// until it closes, and none before its backoff is over.
 			prog.attempted(at, permanent, time.Time{})
+			res.due = s.clock.Now().Add(wait)
 			return res, s.circuitHeld(id, n, err)
 		}
 		if s.opensCircuit != nil && s.opensCircuit(at.Status) {
 			// circuit.open_on: the circuit opens now, not once the
-			// retries have run out; the caller probes with this delivery.
+			// retries have run out; the caller probes with this delivery
+			// (or, another delivery's failure having opened the circuit,
+			// holds it until its backoff is over and the circuit closed).
 			prog.attempted(at, permanent, time.Time{})
+			res.due = s.clock.Now().Add(wait)
 			return res, fmt.Errorf("deliver %s to %s: %w after %s: %w", id, s.redactedURL, errOpensCircuit, AttemptsText(n), err)
 		}
-		lastErr = err
-		wait := s.backoff(s.retry.InitialBackoff, s.retry.MaxBackoff, k-1, at.resp)
 		prog.attempted(at, permanent, s.clock.Now().Add(wait))
 		if serr := s.clock.Sleep(ctx, wait); serr != nil {
 			res.Reason = ReasonCanceled
@@ -627,6 +635,14 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 type roundResult struct {
 	Result
 	resp *http.Response
+	// ended: the round ended at its last attempt's failure, which used
+	// up retry.max_attempts; the next attempt, if any, is a new round's.
+	ended bool
+	// due is, for a round cut short before its next attempt (held at the
+	// open circuit, or ended by circuit.open_on), when that attempt would
+	// have been sent: the last attempt's backoff, lengthened by its
+	// Retry-After. Zero: at once (or the round was not cut short).
+	due time.Time
 }
 
 // retryAfter is the wait resp's Retry-After header asks for (0 for none, a
