@@ -497,3 +497,48 @@ func TestCircuitHoldKeepsBackoff(t *testing.T) {
 		})
 	}
 }
+
+// TestCircuitHoldPermanentFailure: an event whose attempt the endpoint
+// answered, while another delivery's failure had the circuit open, with a
+// status the retry policy never retries (400; 410, which circuit.open_on
+// lists too) has made its last attempt: with dead letters it is
+// dead-lettered once the circuit closes, without another request, and
+// does not reopen the circuit (before, it was sent again, and its 410
+// opened the circuit anew). Without dead letters the next request is a
+// new round's, after the wait between rounds.
+func TestCircuitHoldPermanentFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		deadLetter bool
+		batched    bool
+		first      answer // event 1's first answer, while the circuit is open
+		later      answer // its later ones
+		numbers    string // its attempt numbers
+		wait       time.Duration
+	}{
+		{"dead-lettered", true, false, answer{400, ""}, answer{400, ""}, "[1]", 0},
+		{"a status open_on lists, dead-lettered", true, false, answer{410, ""}, answer{410, ""}, "[1]", 0},
+		{"without dead letters, a new round", false, false, answer{400, "30"}, answer{204, ""}, "[1 2]", 30 * time.Second},
+		{"batched, dead-lettered", true, true, answer{400, ""}, answer{400, ""}, "[1]", 0},
+		{"batched, without dead letters, a new round", false, true, answer{400, "30"}, answer{204, ""}, "[1 2]", 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &triggers.Trigger{DeadLetter: tc.deadLetter, Retry: triggers.RetryPolicy{MaxAttempts: 3}}
+			run := runHeld(t, tr, tc.batched, tc.first, tc.later)
+
+			if fmt.Sprint(run.numbers) != tc.numbers {
+				t.Fatalf("event 1's attempt numbers %v, want %s", run.numbers, tc.numbers)
+			}
+			if tc.deadLetter {
+				if len(run.dls) != 1 || run.dls[0].Attempts != 1 || run.dls[0].LastStatus != tc.first.status {
+					t.Errorf("dead letters %+v, want event 1's after 1 attempt answered %d", run.dls, tc.first.status)
+				}
+			} else if gap := run.at[1].Sub(run.at[0]); gap < tc.wait {
+				t.Errorf("event 1's new round began %s after the answer asking for %s (Retry-After), want at least that", gap, tc.wait)
+			}
+			if run.circuit != CircuitClosed {
+				t.Errorf("the circuit is %s, want closed", run.circuit)
+			}
+		})
+	}
+}

@@ -130,10 +130,10 @@ func (d *Dispatcher) deliverGuarded(ctx context.Context, j job) (res Result, err
 // it (with dead letters an event is never sent more than
 // retry.max_attempts times, a probe aside), and not before the backoff,
 // lengthened by Retry-After, that its last attempt was due to wait. A
-// round whose last attempt failed while the circuit was open has no
-// attempt left: with dead letters the delivery is done once the circuit
-// closes, without another request; without, a new round begins once the
-// wait between rounds is over.
+// round that ended while the circuit was open (its last attempt failed,
+// or failed permanently) has no attempt left: with dead letters the
+// delivery is done once the circuit closes, without another request;
+// without, a new round begins once the wait between rounds is over.
 type rounds struct {
 	start int       // res.Attempts when the current round began
 	ended int       // the rounds ended so far: the exponent of the next wait between rounds

@@ -599,7 +599,10 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 		}
 		if !retry || (!forever && k >= s.retry.MaxAttempts) {
 			prog.attempted(at, permanent, time.Time{})
-			res.ended = !forever && k >= s.retry.MaxAttempts
+			// The policy gave up: not sent again in this round, also
+			// when the circuit opened meanwhile (with dead letters,
+			// not at all).
+			res.ended = true
 			return res, fmt.Errorf("deliver %s to %s: giving up after %s: %w", id, s.redactedURL, AttemptsText(n), err)
 		}
 		lastErr = err
@@ -635,8 +638,9 @@ func (s *Sender) retryStage(ctx context.Context, msg Message, forever bool, prog
 type roundResult struct {
 	Result
 	resp *http.Response
-	// ended: the round ended at its last attempt's failure, which used
-	// up retry.max_attempts; the next attempt, if any, is a new round's.
+	// ended: the round ended at its last attempt's failure, which the
+	// policy does not retry (a permanent failure) or which used up
+	// retry.max_attempts; the next attempt, if any, is a new round's.
 	ended bool
 	// due is, for a round cut short before its next attempt (held at the
 	// open circuit, or ended by circuit.open_on), when that attempt would
