@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"time"
 
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -221,11 +222,14 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		pause    *PauseInfo
 		pauseDoc string
 		received uint64
+		waits    *Waits
 	}
 	inherit := map[string]inherited{}
+	now := r.opts.Clock.Now()
 	for _, name := range fresh {
 		// Repartitioned: the new partitions keep the trigger's pause.
-		// Its events_received continues with the old partitions' events.
+		// Its events_received continues with the old partitions' events,
+		// and its wait totals (counters) with the old partitions' waits.
 		var in inherited
 		for _, old := range oldSlots[name] {
 			old.mu.Lock()
@@ -237,6 +241,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 				}
 			}
 			in.received += old.total()
+			in.waits = addWaits(in.waits, old.waits.status(now))
 			old.mu.Unlock()
 		}
 		inherit[name] = in
@@ -252,6 +257,7 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	for _, name := range res.Removed {
 		drop(name)
 		delete(r.receivedBefore, name)
+		delete(r.waitsBefore, name)
 		r.dmet.Forget(name)
 		r.metrics.forget(name)
 	}
@@ -260,6 +266,11 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 		in := inherit[name]
 		if in.received != 0 {
 			r.receivedBefore[name] += in.received
+		}
+		if in.waits != nil {
+			w := addWaits(r.waitsBefore[name], in.waits)
+			w.DeliverySince = time.Time{} // the old partitions wait no more
+			r.waitsBefore[name] = w
 		}
 		drop(name)
 		// A repartitioned trigger's per-partition series describe units

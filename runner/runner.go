@@ -187,7 +187,7 @@ type Runner struct {
 	// (see Unfinished).
 	unfinished atomic.Int64
 
-	// mu guards cfg, slots, order, units, receivedBefore, runCtx, closing
+	// mu guards cfg, slots, order, units, receivedBefore, waitsBefore, runCtx, closing
 	// and adding to wg. Where a slot's lock is held too, the slot's is
 	// taken first (reconcile starts a watcher under both).
 	mu    sync.Mutex
@@ -199,9 +199,13 @@ type Runner struct {
 	// reload replaced (repartitioned), so that the trigger's
 	// events_received continues; dropped when the trigger is removed.
 	receivedBefore map[string]uint64
-	runCtx         context.Context
-	closing        bool
-	wg             sync.WaitGroup
+	// waitsBefore holds, per trigger, the wait totals of partitions a
+	// reload replaced, so that changehook_watch_wait_seconds_total (a
+	// counter) continues; dropped when the trigger is removed.
+	waitsBefore map[string]*Waits
+	runCtx      context.Context
+	closing     bool
+	wg          sync.WaitGroup
 
 	// ctlPoke asks the controls goroutine to read the configuration's
 	// control documents again. ctlSeen is, per control document of a
@@ -250,7 +254,7 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	// Set once: a reload keeps the first configuration's idle interval and
 	// process-wide byte budget.
 	opts.IdleCheckpointInterval = cmp.Or(opts.IdleCheckpointInterval, cfg.Checkpoint.IdleInterval)
-	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}, units: map[string][]string{}, receivedBefore: map[string]uint64{},
+	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}, units: map[string][]string{}, receivedBefore: map[string]uint64{}, waitsBefore: map[string]*Waits{},
 		ctlPoke: make(chan struct{}, 1), ctlSeen: map[string]string{}, hist: opts.History}
 	if n := cfg.Limits.MaxInflightBytes; n > 0 {
 		r.budget = dispatcher.NewByteBudget(n)
@@ -437,6 +441,9 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	if name == st.Name { // the whole trigger, not one partition's key
 		r.mu.Lock()
 		st.EventsReceived += r.receivedBefore[name]
+		if b := r.waitsBefore[name]; b != nil {
+			st.Waits = addWaits(st.Waits, &Waits{Stream: b.Stream, Delivery: b.Delivery})
+		}
 		r.mu.Unlock()
 	}
 	return st, nil

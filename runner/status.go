@@ -148,7 +148,8 @@ type TriggerStatus struct {
 	// above then sum the partitions: see combinePartitions.
 	Partitions []PartitionStatus `json:"partitions,omitempty"`
 	// Waits says how long the watch loop waited, and for what (a
-	// partitioned trigger: its partitions' summed). In Runner.Status it is
+	// partitioned trigger: its partitions' summed, and those a reload
+	// that changed its partitions replaced). In Runner.Status it is
 	// never nil: a trigger disabled by a reload keeps its figures, which
 	// stand still until it is enabled again (they are counters).
 	Waits *Waits `json:"waits,omitempty"`

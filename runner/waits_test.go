@@ -185,3 +185,43 @@ func TestWatchWaitsKeptWhileDisabled(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchWaitsContinueAcrossRepartition: a reload that changes a
+// trigger's partitions replaces its units, and the new ones' wait clocks
+// start at zero; changehook_watch_wait_seconds_total, summed over the
+// partitions, goes on from the old partitions' totals instead of falling
+// back (which Prometheus would read as a reset), as events_received does.
+func TestWatchWaitsContinueAcrossRepartition(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{})
+	recv := newReceiver(t)
+	reg := prometheus.NewRegistry()
+	yaml := func(partitions int) string {
+		return fmt.Sprintf("\ntriggers:\n  - name: idle\n    database: shop\n    collection: a\n    ordering: per_document\n    partitions: %d\n    webhook: { url: \"${HOOK_URL}\" }\n", partitions)
+	}
+	r := startRunner(t, parseTrigger(t, yaml(2), recv.srv.URL), client, runner.Options{Registry: reg})
+	waitFor(t, "ready", r.Ready)
+	counter := func() float64 {
+		v, ok := metricValue(t, reg, "changehook_watch_wait_seconds_total", map[string]string{"trigger": "idle", "on": "stream"})
+		if !ok {
+			t.Fatal("no changehook_watch_wait_seconds_total{on=stream} series")
+		}
+		return v
+	}
+	waitFor(t, "the old partitions' stream waits counted", func() bool { return counter() > 0.5 })
+	if _, err := r.Reload(t.Context(), parseTrigger(t, yaml(3), recv.srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	// The new partitions wait for `changehook checkpoints repartition`:
+	// their own clocks stand at zero.
+	after, st := counter(), statusOf(t, r, "idle")
+	if len(st.Partitions) != 3 {
+		t.Fatalf("after the reload the trigger has %d partitions, want 3", len(st.Partitions))
+	}
+	if after < 0.5 {
+		t.Errorf("after the repartition the counter is %.3f, above 0.5 before it: it went down", after)
+	}
+	if status := st.Waits; status == nil || status.Stream.Seconds() < 0.5 {
+		t.Errorf("after the repartition the status' waits are %+v, want the old partitions' stream wait (> 0.5s) carried on", status)
+	}
+}
