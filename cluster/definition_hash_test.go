@@ -237,3 +237,46 @@ func TestDefinitionHashCoversTheTriggerOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestMemberHashCoversSharedEndpoint: a trigger's hash covers the shared
+// endpoint its URL falls under, which its redacted form names only: two
+// members whose endpoint of the same name shares a different rate limit,
+// or another set of URLs, show as drift; the same endpoints hash the same.
+func TestMemberHashCoversSharedEndpoint(t *testing.T) {
+	key := []byte(strings.Repeat("k", store.DefinitionHashKeySize))
+	parse := func(t *testing.T, endpoint string) *triggers.Trigger {
+		t.Helper()
+		src := "endpoints:\n  - " + endpoint + "\ntriggers:\n  - name: orders\n    database: shop\n    collection: orders\n" +
+			"    webhook: { url: \"https://hooks.example.com/t/abc/orders\" }\n"
+		cfg, err := triggers.Parse("t.yaml", []byte(src), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Triggers[0].Webhook.Endpoint == nil {
+			t.Fatal("the trigger falls under no endpoint")
+		}
+		return cfg.Triggers[0]
+	}
+	tests := []struct {
+		name string
+		a, b string // endpoint entries
+		same bool
+	}{
+		{name: "identical", a: `{ name: hooks, url_prefix: "https://hooks.example.com/t/abc", rate_limit: { per_second: 5 } }`,
+			b: `{ name: hooks, url_prefix: "https://hooks.example.com/t/abc", rate_limit: { per_second: 5 } }`, same: true},
+		{name: "rate", a: `{ name: hooks, url_prefix: "https://hooks.example.com/t/abc", rate_limit: { per_second: 5 } }`,
+			b: `{ name: hooks, url_prefix: "https://hooks.example.com/t/abc", rate_limit: { per_second: 50 } }`},
+		{name: "burst", a: `{ name: hooks, url_prefix: "https://hooks.example.com/t/abc", rate_limit: { per_second: 5, burst: 5 } }`,
+			b: `{ name: hooks, url_prefix: "https://hooks.example.com/t/abc", rate_limit: { per_second: 5, burst: 10 } }`},
+		{name: "prefix", a: `{ name: hooks, url_prefix: "https://hooks.example.com/t/abc", rate_limit: { per_second: 5 } }`,
+			b: `{ name: hooks, url_prefix: "https://hooks.example.com", rate_limit: { per_second: 5 } }`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := memberHash(key, parse(t, tc.a)), memberHash(key, parse(t, tc.b))
+			if (a == b) != tc.same {
+				t.Errorf("same hash = %v, want %v (%s, %s)", a == b, tc.same, a, b)
+			}
+		})
+	}
+}

@@ -46,7 +46,9 @@ func WriteDefinition(w io.Writer, t *Trigger) {
 // by instant and offset, not by the process's time zone), then, as a
 // second JSON document, the values MarshalJSON hides: the webhook URL
 // whole, the header values, the signing keys, the basic, bearer and
-// OAuth 2.0 secrets and token URL. Two triggers with the same definition
+// OAuth 2.0 secrets and token URL, and the shared endpoint the URL falls
+// under (its whole URL prefix and its rate limit; MarshalJSON names it
+// only). Two triggers with the same definition
 // write the same bytes in any process of the same version, whatever its
 // time zone, and a partition's copy writes what its trigger does. What
 // it writes holds secrets: it is for a hash (keyed, when the hash is
@@ -78,6 +80,14 @@ type hidden struct {
 	BearerToken        string            `json:"bearer_token,omitempty"`
 	OAuth2TokenURL     string            `json:"oauth2_token_url,omitempty"`
 	OAuth2ClientSecret string            `json:"oauth2_client_secret,omitempty"`
+	Endpoint           *hiddenEndpoint   `json:"endpoint,omitempty"`
+}
+
+// hiddenEndpoint is the shared endpoint a trigger's webhook falls under:
+// its URL prefix whole and the rate limit its triggers share.
+type hiddenEndpoint struct {
+	URLPrefix string    `json:"url_prefix"`
+	RateLimit RateLimit `json:"rate_limit"`
 }
 
 // hiddenValues returns the values of t that MarshalJSON hides.
@@ -100,6 +110,9 @@ func hiddenValues(t *Trigger) hidden {
 		if a.OAuth2 != nil {
 			h.OAuth2TokenURL, h.OAuth2ClientSecret = a.OAuth2.TokenURL, a.OAuth2.ClientSecret.Reveal()
 		}
+	}
+	if e := w.Endpoint; e != nil {
+		h.Endpoint = &hiddenEndpoint{URLPrefix: e.URLPrefix, RateLimit: e.RateLimit}
 	}
 	return h
 }
