@@ -76,6 +76,9 @@ type Store interface {
 	// DefinitionHashKey returns the key of the definition hashes members
 	// publish, the same for every member (see store.Store.DefinitionHashKey).
 	DefinitionHashKey(ctx context.Context) ([]byte, error)
+	// ReadDefinitionHashKey returns that key without creating it; its
+	// error wraps store.ErrNoDefinitionHashKey when there is none.
+	ReadDefinitionHashKey(ctx context.Context) ([]byte, error)
 }
 
 // batchRenewer is implemented by a Store (such as *store.Store) that can
@@ -1614,6 +1617,11 @@ type Status struct {
 	// Drift lists triggers this instance does not run because its
 	// definition differs from the majority's.
 	Drift []string `json:"drift"`
+	// Note says why ConfigHash and Drift are missing from a
+	// configuration's view (ReadConfigStatus): the state database holds
+	// no definition hash key to hash the configuration with. Empty in a
+	// member's view.
+	Note string `json:"note,omitempty"`
 }
 
 // Status reads the members and leases from the state database.
@@ -1701,20 +1709,36 @@ func (m *Manager) configuredKeys() []string {
 // section, defaults applied), the hash of cfg's trigger definitions, and
 // as drift the triggers of cfg whose definition differs from the one most
 // live members run. It is the view of a process that is no member, such as
-// `changehook cluster status`.
+// `changehook cluster status`, and it only reads: when the state database
+// holds no definition hash key (no member has run yet, or the key was
+// deleted since the members read it), ConfigHash and Drift stay empty and
+// Note says why, rather than creating a key the running members do not
+// hash with (every trigger would then look drifted).
 func ReadConfigStatus(ctx context.Context, st Store, cfg *triggers.Config) (Status, error) {
 	s, err := ReadStatus(ctx, st, nil)
 	if err != nil {
 		return s, err
 	}
 	opts := settings(cfg, Options{})
-	key, err := st.DefinitionHashKey(ctx)
+	s.InstanceID = opts.InstanceID
+	s.LeaseTTL, s.RenewEvery = opts.LeaseTTL.String(), opts.RenewEvery.String()
+	key, err := st.ReadDefinitionHashKey(ctx)
+	if errors.Is(err, store.ErrNoDefinitionHashKey) {
+		s.Note = "the state database holds no definition hash key (" + store.ClusterCollection +
+			" collection), so this file's trigger definitions cannot be compared with the members': " +
+			"the first member to start creates it"
+		if len(s.Members) > 0 {
+			s.Note = "the state database holds no definition hash key (" + store.ClusterCollection +
+				" collection) although members are running: it was deleted after they read it, and members " +
+				"started from now on create a new one and disagree with them on every trigger until all have restarted"
+		}
+		return s, nil
+	}
 	if err != nil {
 		return s, fmt.Errorf("read cluster status: %w", err)
 	}
 	hashes := definitionHashes(key, enabledTriggers(cfg))
-	s.InstanceID, s.ConfigHash = opts.InstanceID, ConfigHash(hashes)
-	s.LeaseTTL, s.RenewEvery = opts.LeaseTTL.String(), opts.RenewEvery.String()
+	s.ConfigHash = ConfigHash(hashes)
 	for name, h := range hashes {
 		if maj := majorityHash(s.Members, name); maj != "" && maj != h {
 			s.Drift = append(s.Drift, name)

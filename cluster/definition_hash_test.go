@@ -10,6 +10,7 @@ import (
 
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // parseTrigger parses one trigger whose webhook mapping is webhook.
@@ -278,5 +279,61 @@ func TestMemberHashCoversSharedEndpoint(t *testing.T) {
 				t.Errorf("same hash = %v, want %v (%s, %s)", a == b, tc.same, a, b)
 			}
 		})
+	}
+}
+
+// TestConfigStatusCreatesNoKey: the view of a configuration (`cluster
+// status`) only reads. With no key stored it shows no config hash and no
+// drift and says why, creating none; when the key was deleted under
+// running members it says so, and a member started afterwards still
+// creates one. Had the view created the key, every trigger of the file
+// would have looked drifted against the running members.
+func TestConfigStatusCreatesNoKey(t *testing.T) {
+	st := newTestStore(t)
+	ctx := t.Context()
+	cfg := testConfig(t, "orders")
+	keys := st.DeadLettersCollection().Database().Collection(store.ClusterCollection)
+	stored := func(t *testing.T) int64 {
+		t.Helper()
+		n, err := keys.CountDocuments(ctx, bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	cs, err := ReadConfigStatus(ctx, st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.ConfigHash != "" || len(cs.Drift) != 0 || !strings.Contains(cs.Note, "the first member to start creates it") {
+		t.Errorf("status before any member = hash %q, drift %v, note %q", cs.ConfigHash, cs.Drift, cs.Note)
+	}
+	if n := stored(t); n != 0 {
+		t.Fatalf("the status created %d documents in %s", n, store.ClusterCollection)
+	}
+
+	clock := newFakeClock()
+	a := newManager(t, st, cfg, "a", clock)
+	a.round(ctx)
+	cs, err = ReadConfigStatus(ctx, st, cfg)
+	if err != nil || cs.ConfigHash == "" || cs.ConfigHash != a.self.ConfigHash || len(cs.Drift) != 0 || cs.Note != "" {
+		t.Fatalf("status beside a member = %+v, %v; want the member's hash %q, no drift, no note", cs, err, a.self.ConfigHash)
+	}
+
+	if _, err := keys.DeleteMany(ctx, bson.D{}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err = ReadConfigStatus(ctx, st, cfg)
+	if err != nil || cs.ConfigHash != "" || len(cs.Drift) != 0 || !strings.Contains(cs.Note, "deleted after they read it") {
+		t.Fatalf("status after the key's deletion = %+v, %v", cs, err)
+	}
+	if n := stored(t); n != 0 {
+		t.Fatalf("the status recreated the key (%d documents)", n)
+	}
+	b := newManager(t, st, cfg, "b", clock)
+	b.round(ctx)
+	if n := stored(t); n != 1 {
+		t.Fatalf("a new member stored %d keys, want 1", n)
 	}
 }

@@ -109,10 +109,8 @@ func (s *Store) leases() *mongo.Collection {
 // the keyed hash of each trigger's definition that members publish
 // (Member.Triggers), so that a definition's secrets (a webhook URL's
 // query, a header value, a signing key) count in it without the hash
-// letting anyone who reads it guess them offline. It reads the key first,
-// so a user that may read the state database but not write it (one
-// running `cluster status`) gets the key once a member created it; only
-// when there is none yet does it create one (DefinitionHashKeySize random
+// letting anyone who reads it guess them offline. It reads the key first;
+// only when there is none yet does it create one (DefinitionHashKeySize random
 // bytes, inserted only if absent) and read again, so members starting
 // together agree on one. The key is as secret as the definitions: never
 // log or show it.
@@ -133,6 +131,23 @@ func (s *Store) DefinitionHashKey(ctx context.Context) ([]byte, error) {
 	}
 	// Inserted, or another member's insert won: read the one stored.
 	return readDefinitionHashKey(ctx, coll)
+}
+
+// ErrNoDefinitionHashKey is the error (wrapped) of ReadDefinitionHashKey
+// when no member has created the definition hash key yet.
+var ErrNoDefinitionHashKey = errors.New("no definition hash key: no member has created one")
+
+// ReadDefinitionHashKey returns the cluster's definition hash key as
+// DefinitionHashKey does, but only reads: when there is none it returns an
+// error wrapping ErrNoDefinitionHashKey and creates nothing. It is for a
+// process that is no member (`cluster status`), which must not create a
+// key the running members do not hash with.
+func (s *Store) ReadDefinitionHashKey(ctx context.Context) ([]byte, error) {
+	key, err := readDefinitionHashKey(ctx, s.checkpoints.Database().Collection(ClusterCollection))
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("read definition hash key: %w", ErrNoDefinitionHashKey)
+	}
+	return key, err
 }
 
 // readDefinitionHashKey reads the definition hash key from coll; the error

@@ -77,6 +77,9 @@ func clusterStatus(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(tw, "(no live member)\t\t\t\t\t\t\n")
 	}
 	_ = tw.Flush()
+	if st.Note != "" {
+		fmt.Fprintf(env.Stdout, "note: %s\n", st.Note)
+	}
 	fmt.Fprintln(env.Stdout)
 	tw = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "LEASE\tOWNER\tEPOCH\tEXPIRES IN\n")
