@@ -361,6 +361,11 @@ func (r *Runner) orderedSlots() []*slot {
 func (r *Runner) slotsOf(name string) ([]*slot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.slotsOfLocked(name)
+}
+
+// slotsOfLocked is slotsOf with r.mu held.
+func (r *Runner) slotsOfLocked(name string) ([]*slot, error) {
 	if keys, ok := r.units[name]; ok {
 		out := make([]*slot, len(keys))
 		for i, k := range keys {
@@ -418,7 +423,18 @@ func (r *Runner) Status() []TriggerStatus {
 // partitioned trigger's status sums its partitions (see
 // TriggerStatus.Partitions); a partition's key gives that partition alone.
 func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
-	ss, err := r.slotsOf(name)
+	// The slots and what the trigger's replaced partitions counted are
+	// read together: a repartitioning reload swaps the one for the other
+	// under r.mu, and read apart they would count the old partitions
+	// twice, or not at all, making the counters fall back.
+	r.mu.Lock()
+	ss, err := r.slotsOfLocked(name)
+	receivedBefore := r.receivedBefore[name]
+	var waitsBefore *Waits // a copy: a reload adds to the map's in place
+	if b := r.waitsBefore[name]; b != nil {
+		waitsBefore = &Waits{Stream: b.Stream, Delivery: b.Delivery}
+	}
+	r.mu.Unlock()
 	if err != nil {
 		return TriggerStatus{}, err
 	}
@@ -439,12 +455,8 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	st.BatchSplits = c.BatchSplits
 	st.DeadLettersCurrent = r.dl.get(st.Name)
 	if name == st.Name { // the whole trigger, not one partition's key
-		r.mu.Lock()
-		st.EventsReceived += r.receivedBefore[name]
-		if b := r.waitsBefore[name]; b != nil {
-			st.Waits = addWaits(st.Waits, &Waits{Stream: b.Stream, Delivery: b.Delivery})
-		}
-		r.mu.Unlock()
+		st.EventsReceived += receivedBefore
+		st.Waits = addWaits(st.Waits, waitsBefore)
 	}
 	return st, nil
 }
