@@ -155,10 +155,9 @@ func historyLostError() *mongoerr.Error {
 // holds every entry at or after from.
 func (cs *changeStreamSource) checkHistory(from bson.Timestamp) error {
 	// Lost only when retention removed an entry at or after from: a
-	// caught-up stream whose last entry the next write trims (devdb writes
-	// none of a replica set's periodic no-ops, so after a quiet period
-	// longer than the age limit that entry is the only one) missed
-	// nothing. As on MongoDB, a start before the oplog's first entry ever
+	// caught-up stream whose last entry the next write trims (with the
+	// periodic no-ops off, after a quiet period longer than the age limit
+	// that entry is the only one) missed nothing. As on MongoDB, a start before the oplog's first entry ever
 	// counts as lost: a new data directory's oplog starts with a no-op
 	// entry (storage.OpNoop), so a stream opened on a fresh server is never
 	// before it.

@@ -262,7 +262,12 @@ func (s *Server) renderEntry(e *storage.OplogEntry) bson.D {
 	case "delete":
 		op, o = "d", e.DocumentKey
 	case storage.OpNoop:
-		op, ns, o = "n", "", bson.D{{Key: "msg", Value: "initiating set"}}
+		// The entry's msg: "initiating set" or storage.PeriodicNoopMsg
+		// (a data directory's first entry may have none).
+		op, ns, o = "n", "", e.Extra
+		if len(o) == 0 {
+			o = bson.D{{Key: "msg", Value: "initiating set"}}
+		}
 	case "create":
 		op, ns = "c", cmdNS
 		o = append(bson.D{{Key: "create", Value: e.Coll}}, e.Extra...)

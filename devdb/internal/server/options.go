@@ -42,6 +42,12 @@ type Options struct {
 	// OplogMaxAge bounds the age of retained oplog entries; 0 means
 	// DefaultOplogMaxAge.
 	OplogMaxAge time.Duration
+	// NoopInterval is how often a server with nothing else written since
+	// writes a no-op oplog entry ({op: "n", o: {msg: "periodic noop"}}),
+	// as a replica set primary does every periodicNoopIntervalSecs: an
+	// idle change stream's postBatchResumeToken then keeps up with the
+	// clock. 0 means 10s (MongoDB's default); negative writes none.
+	NoopInterval time.Duration
 	// AllowRemote must be set to bind a non-loopback address: devdb has no
 	// authentication.
 	AllowRemote bool

@@ -140,7 +140,8 @@ func start(ctx context.Context, opts Options, hooks testHooks) (*Server, error) 
 		}
 		s.tmpDir = dir
 	}
-	s.store, err = storage.Open(storage.Options{Dir: dir, OplogMaxBytes: opts.OplogMaxBytes, OplogMaxAge: opts.OplogMaxAge, Now: hooks.storageNow})
+	s.store, err = storage.Open(storage.Options{Dir: dir, OplogMaxBytes: opts.OplogMaxBytes, OplogMaxAge: opts.OplogMaxAge,
+		NoopInterval: opts.NoopInterval, Now: hooks.storageNow})
 	if err != nil {
 		s.removeTmp()
 		return nil, fmt.Errorf("start devdb: open storage in %s: %w", dir, err)

@@ -45,6 +45,15 @@ const DefaultOplogMaxBytes = 128 << 20
 // matching MongoDB's default journal commit interval (100 ms).
 const syncInterval = 100 * time.Millisecond
 
+// DefaultNoopInterval is how often an engine with nothing else to write
+// writes a periodic no-op oplog entry when Options.NoopInterval is 0: the
+// default of MongoDB's periodicNoopIntervalSecs.
+const DefaultNoopInterval = 10 * time.Second
+
+// PeriodicNoopMsg is the msg of a periodic no-op entry, as a replica set
+// primary writes it: {op: "n", o: {msg: "periodic noop"}}.
+const PeriodicNoopMsg = "periodic noop"
+
 var (
 	bucketMeta    = []byte("meta")
 	bucketCatalog = []byte("catalog")
@@ -84,6 +93,13 @@ type Options struct {
 	// stored in a bucket of its own; 0 means the page size, negative stores
 	// every value in one (tests compare that with the default).
 	OwnBucketOver int
+	// NoopInterval is how often the engine checks whether anything was
+	// written since its last check and, when nothing was, writes a no-op
+	// oplog entry (OpNoop, msg PeriodicNoopMsg), as a replica set primary
+	// does: an idle change stream's postBatchResumeToken, the newest
+	// oplog entry and the cluster time then keep up with the clock. It is
+	// measured on Now; 0 means DefaultNoopInterval, negative writes none.
+	NoopInterval time.Duration
 }
 
 // Engine is an open storage engine. It is safe for concurrent use by many
@@ -296,17 +312,22 @@ func (e *Engine) removeTemp() {
 
 // loop flushes commits to stable storage every syncInterval and applies the
 // oplog age limit when no writes arrive.
+//
+// It also writes the periodic no-ops (Options.NoopInterval): at each
+// check, when the newest oplog entry is the one the previous check saw.
 func (e *Engine) loop() {
 	defer close(e.loopDone)
 	t := time.NewTicker(syncInterval)
 	defer t.Stop()
 	ticks := 0
+	noops := e.newNoopCheck()
 	for {
 		select {
 		case <-e.stop:
 			return
 		case <-t.C:
 		}
+		_, _ = e.noopIfIdle(&noops, e.opts.Now()) // a failed write is tried again at the next check
 		if e.dirty.Swap(false) {
 			if err := e.db.Sync(); err != nil {
 				e.dirty.Store(true)
@@ -317,6 +338,48 @@ func (e *Engine) loop() {
 			_ = e.trimByAge()
 		}
 	}
+}
+
+// noopCheck is the state of the periodic no-op writer (Options.NoopInterval).
+type noopCheck struct {
+	every time.Duration // 0: writes none
+	last  time.Time     // the last check
+	seen  uint64        // the newest entry at the last check, packed
+}
+
+// newNoopCheck returns the no-op writer's state as of now.
+func (e *Engine) newNoopCheck() noopCheck {
+	every := e.opts.NoopInterval
+	switch {
+	case every == 0:
+		every = DefaultNoopInterval
+	case every < 0:
+		every = 0
+	}
+	return noopCheck{every: every, last: e.opts.Now(), seen: e.lastTS.Load()}
+}
+
+// noopIfIdle is one check of the periodic no-op writer at now: once n.every
+// has passed since the last check, it writes a no-op entry (OpNoop, msg
+// PeriodicNoopMsg) when the newest entry is still the one the last check
+// saw, as MongoDB's no-op writer does, and starts the next period. It
+// reports whether it wrote one; after an error the next check tries again.
+func (e *Engine) noopIfIdle(n *noopCheck, now time.Time) (bool, error) {
+	if n.every <= 0 || now.Sub(n.last) < n.every {
+		return false, nil
+	}
+	wrote := false
+	if e.lastTS.Load() == n.seen {
+		err := e.Update(func(tx *Tx) error {
+			return tx.appendOplog(&OplogEntry{Op: OpNoop, Extra: bson.D{{Key: "msg", Value: PeriodicNoopMsg}}})
+		})
+		if err != nil {
+			return false, fmt.Errorf("write a periodic no-op: %w", err)
+		}
+		wrote = true
+	}
+	n.last, n.seen = now, e.lastTS.Load()
+	return wrote, nil
 }
 
 // Close stops the flush loop, syncs and closes the file; a temporary data
