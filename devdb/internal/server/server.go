@@ -140,8 +140,12 @@ func start(ctx context.Context, opts Options, hooks testHooks) (*Server, error) 
 		}
 		s.tmpDir = dir
 	}
+	noopEvery := opts.NoopInterval
+	if hooks.storageNow != nil && noopEvery == 0 {
+		noopEvery = -1 // a test that sets the clock writes every entry itself, unless it asks for no-ops
+	}
 	s.store, err = storage.Open(storage.Options{Dir: dir, OplogMaxBytes: opts.OplogMaxBytes, OplogMaxAge: opts.OplogMaxAge,
-		NoopInterval: opts.NoopInterval, Now: hooks.storageNow})
+		NoopInterval: noopEvery, Now: hooks.storageNow})
 	if err != nil {
 		s.removeTmp()
 		return nil, fmt.Errorf("start devdb: open storage in %s: %w", dir, err)

@@ -1,9 +1,12 @@
 package storage
 
 import (
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/changehook/changehook/internal/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -68,4 +71,61 @@ func TestPeriodicNoop(t *testing.T) {
 	check(t, 2*time.Minute, false) // written during the period
 	check(t, 3*time.Minute, true)  // idle again
 	check(t, 3*time.Minute+time.Second, false)
+}
+
+// TestPeriodicNoopKeepsOpenTransactionsSnapshot: a periodic no-op never
+// fails an open transaction, as MongoDB's does not. devdb restarts after
+// a quiet period longer than OplogMaxAge (the newest entry survives every
+// trim) and a transaction takes that entry as its snapshot; the next no-op's
+// commit trims it by age. Nothing after the snapshot was removed, so the
+// transaction's next statement goes on (it failed with SnapshotTooOld when
+// the check compared the snapshot with the oldest surviving entry rather
+// than with the history start); a snapshot after which an entry was
+// removed still fails with it.
+func TestPeriodicNoopKeepsOpenTransactionsSnapshot(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Unix(2_000_000_000, 0)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) time.Time { mu.Lock(); defer mu.Unlock(); clock = clock.Add(d); return clock }
+	opts := Options{Dir: t.TempDir(), OplogMaxAge: time.Hour, Now: now, NoopInterval: -1} // the test writes the no-ops
+	e, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := insertN(t, e, "c", 0, 1, 0)
+	at := insertN(t, e, "c", 1, 1, 0)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	advance(2 * time.Hour) // devdb is down
+	e = openTest(t, opts)
+	stmt := func(snap *Snapshot) error {
+		_, err := e.InShadow(snap, func(tx *Tx) error {
+			c, err := tx.EnsureCollection("db", "c")
+			if err != nil {
+				return err
+			}
+			_, err = tx.Insert(c, bson.D{{Key: "_id", Value: 100}})
+			return err
+		})
+		return err
+	}
+	snap := &Snapshot{At: at}
+	if err := stmt(snap); err != nil {
+		t.Fatalf("first statement: %v", err)
+	}
+	n := noopCheck{every: DefaultNoopInterval, last: now(), seen: e.lastTS.Load()}
+	if wrote, err := e.noopIfIdle(&n, advance(DefaultNoopInterval)); err != nil || !wrote {
+		t.Fatalf("no-op: wrote %v, %v", wrote, err)
+	}
+	if oldest := e.OldestOpTime(); !at.Before(oldest) {
+		t.Fatalf("the snapshot's entry %v was not trimmed (oldest %v): the test checks nothing", at, oldest)
+	}
+	if err := stmt(snap); err != nil {
+		t.Fatalf("the transaction's next statement, with only a periodic no-op written since its snapshot: %v", err)
+	}
+	var me *mongoerr.Error
+	if err := stmt(&Snapshot{At: before}); !errors.As(err, &me) || me.Code != mongoerr.SnapshotTooOld {
+		t.Fatalf("a snapshot before a trimmed entry: %v, want SnapshotTooOld", err)
+	}
 }

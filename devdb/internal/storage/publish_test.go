@@ -186,6 +186,7 @@ func TestOplogHistoryStartAfterTrim(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Unix(2_000_000_000, 0)
 			tc.opts.Dir, tc.opts.Now = t.TempDir(), func() time.Time { return now }
+			tc.opts.NoopInterval = -1 // the test moves the clock, unsynchronised; no entry of its own
 			e, err := Open(tc.opts)
 			if err != nil {
 				t.Fatal(err)
@@ -272,7 +273,8 @@ func TestOplogHistoryStartAfterOlderDevdb(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Unix(2_000_000_000, 0)
-			opts := Options{Dir: t.TempDir(), Now: func() time.Time { return now }, OplogMaxAge: time.Hour}
+			opts := Options{Dir: t.TempDir(), Now: func() time.Time { return now }, OplogMaxAge: time.Hour,
+				NoopInterval: -1} // the test moves the clock, unsynchronised; no entry of its own
 			e, err := Open(opts)
 			if err != nil {
 				t.Fatal(err)

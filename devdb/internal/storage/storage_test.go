@@ -358,7 +358,7 @@ func TestClusterTimeMonotonicAcrossRestartWithClockBackwards(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e, err := Open(Options{Dir: dir, Now: now})
+	e, err := Open(Options{Dir: dir, Now: now, NoopInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestClusterTimeMonotonicAcrossRestartWithClockBackwards(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock = clock.Add(-time.Hour)
-	e2 := openTest(t, Options{Dir: dir, Now: now})
+	e2 := openTest(t, Options{Dir: dir, Now: now, NoopInterval: -1})
 	if got := e2.LastOpTime(); got != first {
 		t.Fatalf("LastOpTime after reopen = %v, want %v", got, first)
 	}

@@ -96,8 +96,8 @@ func WriteConflictError() error {
 // on the data as of snap.At with snap.Ops applied, and returns the writes fn
 // made, in order, as oplog entries (without cluster times). Writes to a
 // document that another writer changed after snap.At fail with
-// WriteConflict, as do those snap.Check refuses. A snapshot older than the
-// retained oplog is SnapshotTooOld (239).
+// WriteConflict, as do those snap.Check refuses. A snapshot after which
+// retention removed an entry is SnapshotTooOld (239).
 func (e *Engine) InShadow(snap *Snapshot, fn func(*Tx) error) ([]*OplogEntry, error) {
 	var captured []*OplogEntry
 	tx := &Tx{e: e}
@@ -216,18 +216,22 @@ func (t *Tx) capture(ent *OplogEntry) error {
 }
 
 // laterDocEntries returns the document-write oplog entries committed after
-// at, oldest first. A snapshot older than the retained oplog is
-// SnapshotTooOld.
+// at, oldest first. A snapshot after which retention removed an entry is
+// SnapshotTooOld; one whose own entry alone was removed (the oplog's
+// newest entry, trimmed by age at the next write, a periodic no-op
+// included) has lost nothing after it.
 func (t *Tx) laterDocEntries(at uint64) ([]*OplogEntry, error) {
 	var out []*OplogEntry
 	oplog := t.tx.Bucket(bucketOplog)
 	cur := oplog.Cursor()
-	// The oldest entry as this transaction sees it: the published
-	// OldestOpTime may still lag a trim the previous writer committed.
-	if k, _ := cur.First(); len(k) == 8 {
-		if oldest := binary.BigEndian.Uint64(k); oldest > at {
-			return nil, mongoerr.Errorf(mongoerr.SnapshotTooOld, "Read timestamp %v is older than the oldest available timestamp %v", unpackTS(at), unpackTS(oldest))
+	// The history start as this transaction sees it: the published
+	// HistoryStart may still lag a trim the previous writer committed.
+	if start := historyStartIn(t.tx); start > at+1 {
+		oldest := start
+		if k, _ := cur.First(); len(k) == 8 {
+			oldest = binary.BigEndian.Uint64(k)
 		}
+		return nil, mongoerr.Errorf(mongoerr.SnapshotTooOld, "Read timestamp %v is older than the oldest available timestamp %v", unpackTS(at), unpackTS(oldest))
 	}
 	for k, v := cur.Seek(u64(at + 1)); k != nil; k, v = cur.Next() {
 		if v == nil {
