@@ -352,14 +352,11 @@ type noopCheck struct {
 // newNoopCheck returns the no-op writer's state as of now.
 func (e *Engine) newNoopCheck() noopCheck {
 	every := e.opts.NoopInterval
-	switch {
-	case every == 0:
-		every = DefaultNoopInterval
-	case every < 0:
-		every = 0
+	if every < 0 {
+		return noopCheck{} // none; Now is not read: a test's clock may not be safe to read from the loop
 	}
 	if every == 0 {
-		return noopCheck{} // Now is not read: a test's clock may not be safe to read from the loop
+		every = DefaultNoopInterval
 	}
 	return noopCheck{every: every, last: e.opts.Now(), seen: e.lastTS.Load()}
 }

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,10 +82,8 @@ func TestPeriodicNoop(t *testing.T) {
 // than with the history start); a snapshot after which an entry was
 // removed still fails with it.
 func TestPeriodicNoopKeepsOpenTransactionsSnapshot(t *testing.T) {
-	var mu sync.Mutex
-	clock := time.Unix(2_000_000_000, 0)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	advance := func(d time.Duration) time.Time { mu.Lock(); defer mu.Unlock(); clock = clock.Add(d); return clock }
+	clock := newTestClock(time.Unix(2_000_000_000, 0))
+	now, advance := clock.now, clock.add
 	opts := Options{Dir: t.TempDir(), OplogMaxAge: time.Hour, Now: now, NoopInterval: -1} // the test writes the no-ops
 	e, err := Open(opts)
 	if err != nil {

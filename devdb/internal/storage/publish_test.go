@@ -160,33 +160,33 @@ func TestOplogHistoryStartAfterTrim(t *testing.T) {
 	tests := []struct {
 		name string
 		opts Options
-		// trim writes what removes A (written with pad bytes), with the
-		// clock at now.
-		trim func(t *testing.T, e *Engine, now *time.Time)
+		// trim writes what removes A (written with pad bytes), moving
+		// the clock.
+		trim func(t *testing.T, e *Engine, clock *testClock)
 		pad  int
 	}{
-		{"age, by the next write", Options{OplogMaxAge: time.Hour}, func(t *testing.T, e *Engine, now *time.Time) {
-			*now = now.Add(2 * time.Hour)
+		{"age, by the next write", Options{OplogMaxAge: time.Hour}, func(t *testing.T, e *Engine, clock *testClock) {
+			clock.add(2 * time.Hour)
 			insertN(t, e, "other", 0, 1, 0)
 		}, 0},
-		{"age, by the janitor", Options{OplogMaxAge: time.Hour}, func(t *testing.T, e *Engine, now *time.Time) {
-			*now = now.Add(time.Second)
+		{"age, by the janitor", Options{OplogMaxAge: time.Hour}, func(t *testing.T, e *Engine, clock *testClock) {
+			clock.add(time.Second)
 			insertN(t, e, "other", 0, 1, 0)
-			*now = now.Add(2 * time.Hour)
+			clock.add(2 * time.Hour)
 			if err := e.trimByAge(); err != nil {
 				t.Fatal(err)
 			}
 		}, 0},
-		{"size", Options{OplogMaxBytes: 32 << 10}, func(t *testing.T, e *Engine, now *time.Time) {
-			*now = now.Add(time.Second)
+		{"size", Options{OplogMaxBytes: 32 << 10}, func(t *testing.T, e *Engine, clock *testClock) {
+			clock.add(time.Second)
 			insertN(t, e, "other", 0, 1, 20<<10)
 		}, 20 << 10},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			now := time.Unix(2_000_000_000, 0)
-			tc.opts.Dir, tc.opts.Now = t.TempDir(), func() time.Time { return now }
-			tc.opts.NoopInterval = -1 // the test moves the clock, unsynchronised; no entry of its own
+			clock := newTestClock(time.Unix(2_000_000_000, 0))
+			tc.opts.Dir, tc.opts.Now = t.TempDir(), clock.now
+			tc.opts.NoopInterval = -1 // the test moves the clock: no entry of the engine's own
 			e, err := Open(tc.opts)
 			if err != nil {
 				t.Fatal(err)
@@ -194,7 +194,7 @@ func TestOplogHistoryStartAfterTrim(t *testing.T) {
 			defer func() { _ = e.Close() }()
 			insertN(t, e, "other", -1, 1, 0) // its create entry before A
 			a := insertN(t, e, "c", 0, 1, tc.pad)
-			tc.trim(t, e, &now)
+			tc.trim(t, e, clock)
 			if !a.Before(e.OldestOpTime()) {
 				t.Fatalf("A (%v) not trimmed: oldest %v", a, e.OldestOpTime())
 			}
@@ -272,17 +272,17 @@ func TestOplogHistoryStartAfterOlderDevdb(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			now := time.Unix(2_000_000_000, 0)
-			opts := Options{Dir: t.TempDir(), Now: func() time.Time { return now }, OplogMaxAge: time.Hour,
-				NoopInterval: -1} // the test moves the clock, unsynchronised; no entry of its own
+			clock := newTestClock(time.Unix(2_000_000_000, 0))
+			opts := Options{Dir: t.TempDir(), Now: clock.now, OplogMaxAge: time.Hour,
+				NoopInterval: -1} // the test moves the clock: no entry of the engine's own
 			e, err := Open(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			a := insertN(t, e, "c", 0, 1, 0)
-			now = now.Add(2 * time.Hour)
+			clock.add(2 * time.Hour)
 			reader := insertN(t, e, "c", 1, 1, 0) // trims A and all before it
-			now = now.Add(time.Second)
+			clock.add(time.Second)
 			insertN(t, e, "c", 2, 5, 0) // entries the reader has not read yet
 			saved := unpackTS(packTS(a) + 1)
 			if got := e.HistoryStart(); got != saved {

@@ -12,6 +12,30 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
+// testClock is a clock a test moves while an engine reads it from its
+// background loop (the age limit's janitor, the periodic no-ops).
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock(t time.Time) *testClock { return &testClock{t: t} }
+
+// now is the clock's time, for Options.Now.
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// add moves the clock by d and returns its new time.
+func (c *testClock) add(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	return c.t
+}
+
 func openTest(t *testing.T, opts Options) *Engine {
 	t.Helper()
 	e, err := Open(opts)
