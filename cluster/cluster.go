@@ -1724,13 +1724,13 @@ func ReadConfigStatus(ctx context.Context, st Store, cfg *triggers.Config) (Stat
 	s.LeaseTTL, s.RenewEvery = opts.LeaseTTL.String(), opts.RenewEvery.String()
 	key, err := st.ReadDefinitionHashKey(ctx)
 	if errors.Is(err, store.ErrNoDefinitionHashKey) {
-		s.Note = "the state database holds no definition hash key (" + store.ClusterCollection +
-			" collection), so this file's trigger definitions cannot be compared with the members': " +
-			"the first member to start creates it"
+		s.Note = "the state database holds no definition hash key (" + store.ClusterCollection + " collection)"
 		if len(s.Members) > 0 {
-			s.Note = "the state database holds no definition hash key (" + store.ClusterCollection +
-				" collection) although members are running: it was deleted after they read it, and members " +
+			s.Note += " although members are running: it was deleted after they read it, and members " +
 				"started from now on create a new one and disagree with them on every trigger until all have restarted"
+		} else {
+			s.Note += ", so this file's trigger definitions cannot be compared with the members': " +
+				"the first member to start creates it"
 		}
 		return s, nil
 	}

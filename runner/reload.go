@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"time"
 
 	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
@@ -256,21 +255,21 @@ func (r *Runner) Reload(ctx context.Context, cfg *triggers.Config) (ReloadResult
 	}
 	for _, name := range res.Removed {
 		drop(name)
-		delete(r.receivedBefore, name)
-		delete(r.waitsBefore, name)
+		delete(r.replaced, name)
 		r.dmet.Forget(name)
 		r.metrics.forget(name)
 	}
 	var added []*slot
 	for _, name := range fresh {
 		in := inherit[name]
-		if in.received != 0 {
-			r.receivedBefore[name] += in.received
-		}
-		if in.waits != nil {
-			w := addWaits(r.waitsBefore[name], in.waits)
-			w.DeliverySince = time.Time{} // the old partitions wait no more
-			r.waitsBefore[name] = w
+		if in.received != 0 || in.waits != nil {
+			tot := r.replaced[name]
+			tot.received += in.received
+			if in.waits != nil { // the old partitions wait no more: no DeliverySince
+				tot.stream += in.waits.Stream
+				tot.delivery += in.waits.Delivery
+			}
+			r.replaced[name] = tot
 		}
 		drop(name)
 		// A repartitioned trigger's per-partition series describe units

@@ -187,7 +187,7 @@ type Runner struct {
 	// (see Unfinished).
 	unfinished atomic.Int64
 
-	// mu guards cfg, slots, order, units, receivedBefore, waitsBefore, runCtx, closing
+	// mu guards cfg, slots, order, units, replaced, runCtx, closing
 	// and adding to wg. Where a slot's lock is held too, the slot's is
 	// taken first (reconcile starts a watcher under both).
 	mu    sync.Mutex
@@ -195,17 +195,13 @@ type Runner struct {
 	slots map[string]*slot    // by unit key: the trigger's name, or NAME/p<i>of<N> per partition
 	order []string            // trigger names in configuration order
 	units map[string][]string // trigger name → its unit keys in partition order
-	// receivedBefore counts, per trigger, the events read by partitions a
-	// reload replaced (repartitioned), so that the trigger's
-	// events_received continues; dropped when the trigger is removed.
-	receivedBefore map[string]uint64
-	// waitsBefore holds, per trigger, the wait totals of partitions a
-	// reload replaced, so that changehook_watch_wait_seconds_total (a
-	// counter) continues; dropped when the trigger is removed.
-	waitsBefore map[string]*Waits
-	runCtx      context.Context
-	closing     bool
-	wg          sync.WaitGroup
+	// replaced holds, per trigger, what the partitions a reload replaced
+	// (repartitioned) counted, so that the trigger's counters continue;
+	// dropped when the trigger is removed.
+	replaced map[string]replacedTotals
+	runCtx   context.Context
+	closing  bool
+	wg       sync.WaitGroup
 
 	// ctlPoke asks the controls goroutine to read the configuration's
 	// control documents again. ctlSeen is, per control document of a
@@ -254,7 +250,7 @@ func New(cfg *triggers.Config, client *mongo.Client, st *store.Store, opts Optio
 	// Set once: a reload keeps the first configuration's idle interval and
 	// process-wide byte budget.
 	opts.IdleCheckpointInterval = cmp.Or(opts.IdleCheckpointInterval, cfg.Checkpoint.IdleInterval)
-	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}, units: map[string][]string{}, receivedBefore: map[string]uint64{}, waitsBefore: map[string]*Waits{},
+	r := &Runner{cfg: cfg, client: client, store: st, opts: opts, log: opts.Logger, slots: map[string]*slot{}, units: map[string][]string{}, replaced: map[string]replacedTotals{},
 		ctlPoke: make(chan struct{}, 1), ctlSeen: map[string]string{}, hist: opts.History}
 	if n := cfg.Limits.MaxInflightBytes; n > 0 {
 		r.budget = dispatcher.NewByteBudget(n)
@@ -429,11 +425,7 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	// twice, or not at all, making the counters fall back.
 	r.mu.Lock()
 	ss, err := r.slotsOfLocked(name)
-	receivedBefore := r.receivedBefore[name]
-	var waitsBefore *Waits // a copy: a reload adds to the map's in place
-	if b := r.waitsBefore[name]; b != nil {
-		waitsBefore = &Waits{Stream: b.Stream, Delivery: b.Delivery}
-	}
+	before := r.replaced[name]
 	r.mu.Unlock()
 	if err != nil {
 		return TriggerStatus{}, err
@@ -455,8 +447,8 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 	st.BatchSplits = c.BatchSplits
 	st.DeadLettersCurrent = r.dl.get(st.Name)
 	if name == st.Name { // the whole trigger, not one partition's key
-		st.EventsReceived += receivedBefore
-		st.Waits = addWaits(st.Waits, waitsBefore)
+		st.EventsReceived += before.received
+		st.Waits = addWaits(st.Waits, &Waits{Stream: before.stream, Delivery: before.delivery})
 	}
 	return st, nil
 }

@@ -155,6 +155,13 @@ type TriggerStatus struct {
 	Waits *Waits `json:"waits,omitempty"`
 }
 
+// replacedTotals is what the partitions of a trigger that a reload
+// replaced counted: its events_received and wait totals continue with them.
+type replacedTotals struct {
+	received         uint64
+	stream, delivery time.Duration
+}
+
 // Waits is how long a unit's watch loop waited since the unit was created
 // in this process, across its watchers (a reload or restart keeps the
 // figures). The rest of the time it was busy reading and submitting, or
