@@ -188,10 +188,10 @@ func (bt *batcher) run() {
 	d := bt.d
 	ready := d.tracker.Ready()
 	closing := d.tracker.closing
-	runDone := d.runCtx.Done()
+	runDone := d.workCtx.Done()
 	defer close(bt.start)
 	defer bt.disarm()
-	timerCtx, stopTimer := context.WithCancel(d.runCtx)
+	timerCtx, stopTimer := context.WithCancel(d.workCtx)
 	timerDone := make(chan struct{})
 	go func() {
 		defer close(timerDone)
@@ -295,7 +295,7 @@ func (bt *batcher) settle(ready <-chan *Ticket[job]) {
 }
 
 // abandon resolves the open batch's and the pending event as not done:
-// the deliveries were canceled (Close's grace period ended).
+// the deliveries were canceled (Close's grace period ended, or Stop).
 func (bt *batcher) abandon() {
 	if bt.open != nil {
 		bt.d.tracker.ResolveAll(bt.open.tickets, false)
@@ -619,11 +619,11 @@ func (d *Dispatcher) batchWorker() {
 	bt := d.batcher
 	for b := range bt.start {
 		done := false
-		if d.runCtx.Err() == nil {
+		if d.workCtx.Err() == nil {
 			if b.single {
-				done = d.process(d.runCtx, b.tickets[0].Value)
+				done = d.process(d.workCtx, b.tickets[0].Value)
 			} else {
-				done = d.processBatch(d.runCtx, b)
+				done = d.processBatch(d.workCtx, b)
 			}
 		}
 		d.tracker.ResolveAll(b.tickets, done)

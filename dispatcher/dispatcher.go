@@ -39,11 +39,17 @@ type Dispatcher struct {
 	splitLog    splitLog             // throttles the 413 split log line
 	progs       chunkAlloc[progress] // newProgress's records (Submit's goroutine)
 
-	runCtx    context.Context // deliveries; canceled when Close's grace ends, with its cause
+	runCtx    context.Context // requests on the wire; canceled when Close's or Stop's grace ends, with its cause
 	cancelRun context.CancelCauseFunc
-	stopped   chan struct{} // closed when the workers have exited
-	closeMu   sync.Mutex
-	closed    bool
+	// workCtx is what deliveries run under: a child of runCtx that Stop
+	// cancels at once, so that no delivery starts, waits or retries once
+	// the dispatcher stops, while the requests already on the wire run
+	// on under runCtx (it carries runCtx for them: attemptContext).
+	workCtx  context.Context
+	stopWork context.CancelCauseFunc
+	stopped  chan struct{} // closed when the workers have exited
+	closeMu  sync.Mutex
+	closed   bool
 }
 
 // job is one submitted event.
@@ -186,6 +192,8 @@ func (d *Dispatcher) start() {
 	}
 	d.tracker.onPass = releaseJob
 	d.runCtx, d.cancelRun = context.WithCancelCause(context.Background())
+	work, stopWork := context.WithCancelCause(d.runCtx)
+	d.workCtx, d.stopWork = context.WithValue(work, attemptCtxKey{}, d.runCtx), stopWork
 	d.stopped = make(chan struct{})
 	var workers sync.WaitGroup
 	if d.batcher != nil {
@@ -287,8 +295,8 @@ func (d *Dispatcher) newProgress() *progress {
 func (d *Dispatcher) worker() {
 	for tk := range d.tracker.Ready() {
 		done := false
-		if d.runCtx.Err() == nil {
-			done = d.process(d.runCtx, tk.Value)
+		if d.workCtx.Err() == nil {
+			done = d.process(d.workCtx, tk.Value)
 		}
 		tk.Resolve(done)
 	}
@@ -354,9 +362,86 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	return graceErr
 }
 
-// UnfinishedError is Close's error when its context ended before every
-// submitted event was delivered or dead-lettered. The watermark stops
-// before the first of those events, so they are delivered again from the
+// Stop is Close for a trigger held by a pause, a control or a reload: it
+// stops accepting events and, from now on, starts nothing — no queued
+// event or batch is sent, no retry is made, and every wait (a backoff, a
+// rate limit, the open circuit, a batch's max_wait) ends at once — while
+// the attempts already on the wire finish until ctx is done (the grace
+// period), when they are cut off. An attempt that finishes with success
+// counts; one that fails is neither retried nor dead-lettered. The events
+// it leaves undone are never marked done, so the watermark stops before
+// the first of them and they are delivered again from the checkpoint,
+// under the same webhook-id. why, when not nil, is why the dispatcher
+// stops ("pause", "skip by cli"): the deliveries it cuts short are logged
+// with it. Stop waits for the workers to exit and closes the webhook
+// connections it kept open, as Close does. It returns nil when every
+// submitted event was done, otherwise an *UnfinishedError: wrapping ctx's
+// error when the grace period cut attempts off, ErrStopped when only
+// events not on the wire were left. Calling Stop or Close again waits for
+// the first call.
+func (d *Dispatcher) Stop(ctx context.Context, why error) error {
+	if ctx == nil {
+		return fmt.Errorf("stop dispatcher: %w", errNilContext)
+	}
+	d.closeMu.Lock()
+	if d.closed {
+		d.closeMu.Unlock()
+		select {
+		case <-d.stopped:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("stop dispatcher: %w", ctx.Err())
+		}
+	}
+	d.closed = true
+	d.closeMu.Unlock()
+	d.tracker.Close()
+	if why == nil {
+		why = ErrStopped
+	}
+	d.stopWork(why)
+
+	what := "stop dispatcher"
+	if why != ErrStopped { //nolint:errorlint // the sentinel itself, not a wrapped one.
+		what += " for " + why.Error()
+	}
+	var graceErr error
+	select {
+	case <-d.stopped:
+	case <-ctx.Done():
+		graceErr = &UnfinishedError{What: what, Events: d.tracker.Held(), Err: ctx.Err()}
+	}
+	d.cancelRun(context.Cause(ctx))
+	<-d.stopped
+	d.sender.CloseIdleConnections()
+	if n := d.tracker.Held(); graceErr == nil && n > 0 {
+		graceErr = &UnfinishedError{What: what, Events: n, Err: ErrStopped}
+	}
+	return graceErr
+}
+
+// ErrStopped is the error of the events Dispatcher.Stop left undone
+// without cutting an attempt off (see UnfinishedError).
+var ErrStopped = errors.New("deliveries stopped before they were made")
+
+// attemptCtxKey is the context key under which the deliveries' context
+// (Dispatcher.workCtx) carries the context their requests run under.
+type attemptCtxKey struct{}
+
+// attemptContext returns the context a request of a delivery running under
+// ctx is sent under: the dispatcher's run context when ctx is its
+// deliveries' (Stop ends those at once, but not the requests already on
+// the wire), ctx itself otherwise (a Sender used alone).
+func attemptContext(ctx context.Context) context.Context {
+	if a, ok := ctx.Value(attemptCtxKey{}).(context.Context); ok {
+		return a
+	}
+	return ctx
+}
+
+// UnfinishedError is Close's or Stop's error when they left submitted
+// events neither delivered nor dead-lettered. The watermark stops before
+// the first of those events, so they are delivered again from the
 // checkpoint.
 type UnfinishedError struct {
 	// What names the close ("close dispatcher", with its cause).
@@ -364,12 +449,16 @@ type UnfinishedError struct {
 	// Events is how many submitted events were neither delivered nor
 	// dead-lettered.
 	Events int
-	// Err is the context's error.
+	// Err is the context's error, or ErrStopped for the events Stop left
+	// before they were sent.
 	Err error
 }
 
-// Error says how many events the grace period left unfinished.
+// Error says how many events the grace period (or Stop) left unfinished.
 func (e *UnfinishedError) Error() string {
+	if e.Err == ErrStopped { //nolint:errorlint // the sentinel itself, not a wrapped one.
+		return fmt.Sprintf("%s: %d events left undone: %v", e.What, e.Events, e.Err)
+	}
 	return fmt.Sprintf("%s: grace period ended with %d events unfinished: %v", e.What, e.Events, e.Err)
 }
 

@@ -822,13 +822,25 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 			return at, false, err
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		// The dispatcher stopped (Stop) or closed: nothing is sent.
+		at.Start, at.Reason, at.Err = s.clock.Now(), ReasonCanceled, err
+		s.observe(at)
+		return at, false, err
+	}
+	// From here on the attempt is under way: a Stop of the dispatcher lets
+	// it finish (its grace period bounds it), so it is judged under the
+	// context its request runs under, while the wait for the rate limit
+	// before a second request (a refreshed token) is a new start.
+	wctx := ctx
+	ctx = attemptContext(ctx)
 	start := s.clock.Now()
 	at.Start = start
 	resp, body, doErr, authErr := s.do(ctx, msg, start)
 	if authErr == nil && doErr == nil && s.tokens != nil && resp.StatusCode == http.StatusUnauthorized {
 		s.tokens.invalidate(bearerToken(resp.Request))
 		if s.limiters != nil {
-			if err := s.waitRate(ctx); err != nil {
+			if err := s.waitRate(wctx); err != nil {
 				at.Reason, at.Err = ReasonCanceled, err
 				s.observe(at)
 				return at, false, err

@@ -185,6 +185,28 @@ func (s *slot) heldFor() string {
 	return "a control or reload"
 }
 
+// stopsAtOnce says why s's watcher, which should no longer run, stops its
+// deliveries at once (Watcher.stopNow, dispatcher.Stop: the attempts on
+// the wire finish, nothing else is sent, retried or dead-lettered) rather
+// than letting them finish within the grace period: a pause ("pause"), a
+// reload that disables the trigger ("disable"), or a control or reload
+// that holds it (heldFor). "" when its deliveries drain: the trigger is
+// stopped (Stop: its lease ended or was handed off, a reload removed it)
+// or failed. s.mu must be held.
+func (s *slot) stopsAtOnce() string {
+	switch {
+	case !s.want || s.failed:
+		return ""
+	case s.pause != nil:
+		return "pause"
+	case !s.t.Enabled:
+		return "disable"
+	case s.holds > 0 || len(s.rewrite) > 0:
+		return s.heldFor()
+	}
+	return ""
+}
+
 // shouldRun reports whether s should have a watcher; s.mu must be held.
 func (r *Runner) shouldRun(s *slot) bool {
 	return s.t.Enabled && s.want && s.pause == nil && !s.failed && s.holds == 0 && len(s.rewrite) == 0 && !s.unread
@@ -203,6 +225,9 @@ func (r *Runner) reconcile(s *slot) {
 			if s.t.Enabled && s.want && s.pause == nil && !s.failed {
 				why := s.heldFor()
 				s.cur.w.restarting.Store(&why)
+			}
+			if why := s.stopsAtOnce(); why != "" {
+				s.cur.w.stopNow.Store(&why)
 			}
 			s.cur.cancel()
 		}

@@ -234,6 +234,13 @@ type Watcher struct {
 	// the restart, not an unfinished shutdown, and are logged with that
 	// cause.
 	restarting atomic.Pointer[string]
+	// stopNow is set when the watcher is stopped for a pause, a disable,
+	// or a control or reload that holds it (slot.stopsAtOnce), to what
+	// for: its shutdown then stops the deliveries at once
+	// (dispatcher.Stop) instead of letting them finish within the grace
+	// period, so that a paused trigger sends nothing more than the
+	// attempts already on the wire.
+	stopNow atomic.Pointer[string]
 	// unfinished is how many submitted events the last shutdown's grace
 	// period left neither delivered nor dead-lettered (see Runner.Unfinished).
 	unfinished atomic.Int64
@@ -1652,7 +1659,13 @@ func (w *Watcher) shutdown(ctx context.Context) {
 		graceCtx, stopCut = w.untilLeaseDeadline(graceCtx, cause)
 		defer stopCut()
 	}
-	closeErr := w.disp.Close(graceCtx)
+	now := w.stopNow.Load()
+	var closeErr error
+	if now != nil {
+		closeErr = w.disp.Stop(graceCtx, errors.New(*now))
+	} else {
+		closeErr = w.disp.Close(graceCtx)
+	}
 	cancel()
 	w.dispClosed.Store(true)
 	if ue, ok := errors.AsType[*dispatcher.UnfinishedError](closeErr); ok {
@@ -1661,6 +1674,8 @@ func (w *Watcher) shutdown(ctx context.Context) {
 	switch {
 	case closeErr != nil && why != nil:
 		w.log.Info("in-flight deliveries cut off by a control or reload; they are delivered again when the trigger restarts", "cause", *why, "error", closeErr)
+	case closeErr != nil && now != nil:
+		w.log.Info("deliveries stopped; the events not delivered are delivered again when the trigger runs again", "cause", *now, "error", closeErr)
 	case closeErr != nil:
 		w.log.Warn("deliveries unfinished at shutdown; they will be redelivered after restart", "error", closeErr)
 	}
