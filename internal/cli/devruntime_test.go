@@ -206,9 +206,17 @@ triggers:
     database: shop
     webhook: { url: "http://127.0.0.1:1/orders" }
 `, srv.URI()))
-	for _, args := range [][]string{{"msg_x"}, {"--trigger", "orders"}, {"--all"}} {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"msg_x"}, "the given ID is no dead letter: nothing would be deleted"},
+		{[]string{"--trigger", "orders"}, "would delete 0 dead letters of trigger orders; nothing deleted"},
+		{[]string{"--all"}, "would delete 0 dead letters of all triggers; nothing deleted"},
+	} {
+		args := tc.args
 		code, out, errOut := runWith(t, t.TempDir(), nil, append([]string{"dlq", "purge", "-c", cfg}, args...)...)
-		if code != ExitOK || !strings.Contains(out, "would delete 0 dead letters") || !strings.Contains(out, "nothing deleted") {
+		if code != ExitOK || !strings.Contains(out, tc.want) {
 			t.Errorf("dlq purge %v: exit %d\n%s%s", args, code, out, errOut)
 		}
 	}
