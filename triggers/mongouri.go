@@ -1,6 +1,8 @@
 package triggers
 
 import (
+	"fmt"
+	"net"
 	"net/url"
 	"strings"
 
@@ -15,8 +17,17 @@ import (
 func checkMongoURI(uri string) string {
 	switch {
 	case strings.HasPrefix(uri, "mongodb://"):
-		if _, err := connstring.ParseAndValidate(uri); err != nil {
+		cs, err := connstring.ParseAndValidate(uri)
+		if err != nil {
 			return "invalid connection string: " + scrubCredentials(err.Error(), uri)
+		}
+		for _, h := range cs.Hosts {
+			if !dialableHost(h) {
+				// The driver's parser takes it, and every connection
+				// attempt then fails: "[bad", "ho st".
+				return "invalid connection string: " + scrubCredentials(fmt.Sprintf(
+					"host %q is not a host name, an IPv4 address or an [IPv6] address, with an optional :port", h), uri)
+			}
 		}
 		return ""
 	case strings.HasPrefix(uri, "mongodb+srv://"):
@@ -36,6 +47,36 @@ func checkMongoURI(uri string) string {
 		return ""
 	}
 	return `must start with "mongodb://" or "mongodb+srv://"`
+}
+
+// dialableHost reports whether h, one host of a parsed mongodb://
+// connection string ("host", "host:port", "[IPv6]:port", or a Unix socket
+// path ending in ".sock"), is one the driver can connect to: a host name
+// of letters, digits, '-', '_' and '.' (or non-ASCII), or an IP address,
+// IPv6 in brackets. The driver's parser checks the port, not this.
+func dialableHost(h string) bool {
+	if strings.HasSuffix(h, ".sock") {
+		return true
+	}
+	if rest, ok := strings.CutPrefix(h, "["); ok {
+		ip, port, ok := strings.Cut(rest, "]")
+		ip, _, _ = strings.Cut(ip, "%") // a zone: fe80::1%eth0
+		return ok && net.ParseIP(ip) != nil && (port == "" || strings.HasPrefix(port, ":"))
+	}
+	name := h
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		name = h[:i]
+	}
+	if name == "" {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if c < 0x80 && c != '-' && c != '_' && c != '.' &&
+			(c < '0' || c > '9') && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // scrubCredentials removes the URI and its user information from a message.

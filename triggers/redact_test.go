@@ -235,3 +235,24 @@ func TestCheckMongoURIScrubsOptionSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckMongoURIHosts: a host the driver's parser takes but no
+// connection can reach ("[bad", a space in a name) is a validation error
+// naming the host, never the password; every host form the driver
+// connects to passes.
+func TestCheckMongoURIHosts(t *testing.T) {
+	for uri, want := range map[string]string{
+		"mongodb://u:s3cretpw@[bad":           `invalid connection string: host "[bad" is not a host name, an IPv4 address or an [IPv6] address, with an optional :port`,
+		"mongodb://u:s3cretpw@[bad]:27017":    `invalid connection string: host "[bad]:27017" is not a host name, an IPv4 address or an [IPv6] address, with an optional :port`,
+		"mongodb://u:s3cretpw@ho st":          `invalid connection string: host "ho st" is not a host name, an IPv4 address or an [IPv6] address, with an optional :port`,
+		"mongodb://u:s3cretpw@a,b c:27018/db": `invalid connection string: host "b c:27018" is not a host name, an IPv4 address or an [IPv6] address, with an optional :port`,
+		"mongodb://u:s3cretpw@[::1]x":         `invalid connection string: host "[::1]x" is not a host name, an IPv4 address or an [IPv6] address, with an optional :port`,
+		"mongodb://u:s3cretpw@db-1.example_net.com:27017,10.0.0.1,[::1]:27018,[fe80::1%25eth0]/?replicaSet=rs": "",
+		"mongodb://%2Ftmp%2Fmongodb-27017.sock": "",
+		"mongodb://localhost":                   "",
+	} {
+		if got := checkMongoURI(uri); got != want {
+			t.Errorf("checkMongoURI(%q) = %q, want %q", uri, got, want)
+		}
+	}
+}

@@ -213,7 +213,7 @@ func apiNotFound(mux *http.ServeMux, opts Options) http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s: method not allowed; %s takes %s", req, r.URL.Path, strings.Join(allow, ", ")))
 			return
 		}
-		why := "no such API endpoint (the README's Admin API section lists them)"
+		why := `no such API endpoint (the README lists them under Operations, "Admin endpoints")`
 		switch {
 		case r.URL.Path == "/api/cluster" && opts.Cluster == nil:
 			why = "this process is not a cluster member (changehook run is; dev is not)"

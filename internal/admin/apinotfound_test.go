@@ -31,7 +31,7 @@ func TestAPINotFoundAnswersJSON(t *testing.T) {
 	}{
 		{"GET", "/api/cluster", 404, "", "GET /api/cluster: this process is not a cluster member (changehook run is; dev is not)"},
 		{"GET", "/api/history", 404, "", "GET /api/history: the delivery history is off here (history.enabled: false, or no state database)"},
-		{"GET", "/api/nope", 404, "", "GET /api/nope: no such API endpoint (the README's Admin API section lists them)"},
+		{"GET", "/api/nope", 404, "", "GET /api/nope: no such API endpoint (the README lists them under Operations, \"Admin endpoints\")"},
 		{"POST", "/api/triggers/t/pause", 404, "", "POST /api/triggers/t/pause: this process takes no control requests"},
 		{"GET", "/api/reload", 405, "POST", "GET /api/reload: method not allowed; /api/reload takes POST"},
 		{"DELETE", "/api/triggers", 405, "GET", "DELETE /api/triggers: method not allowed; /api/triggers takes GET"},

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -40,6 +41,60 @@ func TestBodyTrailingData(t *testing.T) {
 			}
 			if got := strings.Join(calls, "; "); got != tc.wantCall {
 				t.Errorf("%s %s: calls %q, want %q", tc.path, tc.body, got, tc.wantCall)
+			}
+		})
+	}
+}
+
+// TestBodyErrorsInAPITerms: a body the API cannot take is refused with 400
+// and an error in the API's terms — the field by its JSON name, the type
+// by its JSON type, the object wanted — never Go's (a Go type, a struct
+// field, io.EOF), the same for every endpoint that takes a body.
+func TestBodyErrorsInAPITerms(t *testing.T) {
+	ops := &recordingOps{}
+	s := startServer(t, Options{Control: ops, DeadLetters: ops, Store: emptyStore{}})
+	for _, tc := range []struct {
+		name, path, body, want string
+	}{
+		{"pause, an array", "/api/triggers/a/pause", `[]`,
+			`pause: the body must be a JSON object such as {"reason": …}, not an array`},
+		{"pause, a number", "/api/triggers/a/pause", `5`,
+			`pause: the body must be a JSON object such as {"reason": …}, not a number`},
+		{"pause, a number for the reason", "/api/triggers/a/pause", `{"reason": 5}`,
+			`pause: reason must be a string, not a number`},
+		{"redeliver, an object for since", "/api/triggers/a/redeliver", `{"since": {}}`,
+			`redeliver: since must be a string, not an object`},
+		{"pause, cut short", "/api/triggers/a/pause", `{"reason": "x"`,
+			`pause: the body is not valid JSON: it ends before its value does`},
+		{"pause, not JSON", "/api/triggers/a/pause", `{reason}`,
+			`pause: the body is not valid JSON: invalid character 'r' looking for beginning of object key string (at byte 2)`},
+		{"pause, another control's field", "/api/triggers/a/pause", `{"since": "x"}`,
+			`pause: unknown field "since" in the body (its fields: reason)`},
+		{"purge, no body", "/api/deadletters/purge", ``,
+			`purge: the body is empty: want {"trigger": NAME}, {"ids": [ID, ...]} or {"all": true}`},
+		{"replay, white space", "/api/deadletters/replay", " \n",
+			`replay: the body is empty: want {"trigger": NAME}, {"ids": [ID, ...]} or {"all": true}`},
+		{"purge, an array", "/api/deadletters/purge", `["msg_1"]`,
+			`purge: the body must be a JSON object such as {"trigger": NAME}, {"ids": [ID, ...]} or {"all": true}, not an array`},
+		{"purge, ids a string", "/api/deadletters/purge", `{"ids": "msg_1"}`,
+			`purge: ids must be an array of strings, not a string`},
+		{"purge, an id a number", "/api/deadletters/purge", `{"ids": [5]}`,
+			`purge: ids must be an array of strings`},
+		{"replay, all a string", "/api/deadletters/replay", `{"all": "yes"}`,
+			`replay: all must be true or false, not a string`},
+		{"replay, an unknown field", "/api/deadletters/replay", `{"trigger": "a", "force": true}`,
+			`replay: unknown field "force" in the body (its fields: trigger, ids, all, after)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", s.URL()+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			code, body := send(t, req)
+			if calls := ops.take(); len(calls) > 0 {
+				t.Errorf("%s %s reached %q", tc.path, tc.body, calls)
+			}
+			var answer struct{ Error string }
+			if err := json.Unmarshal([]byte(body), &answer); err != nil || code != http.StatusBadRequest || answer.Error != tc.want {
+				t.Errorf("%s %s: %d %s (%v), want 400 with error %q", tc.path, tc.body, code, body, err, tc.want)
 			}
 		})
 	}

@@ -216,8 +216,12 @@ func decodeControlBody(body io.Reader, kind string, b any) (int, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return http.StatusOK, nil
 	}
-	if err := decodeJSONBody(data, b); err != nil {
-		return http.StatusBadRequest, fmt.Errorf("body of %s: %w (its fields: %s)", kind, err, strings.Join(jsonFields(reflect.TypeOf(b).Elem()), ", "))
+	fields := jsonFields(reflect.TypeOf(b).Elem())
+	for i, f := range fields {
+		fields[i] = fmt.Sprintf("%q: …", f)
+	}
+	if err := decodeJSONBody(data, b, "{"+strings.Join(fields, ", ")+"}"); err != nil {
+		return http.StatusBadRequest, fmt.Errorf("%s: %w", kind, err)
 	}
 	return http.StatusOK, nil
 }

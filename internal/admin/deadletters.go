@@ -274,8 +274,8 @@ func deadLetterRoutes(mux *http.ServeMux, st console.Store, ops DeadLetterOps, c
 				return
 			}
 			var sel deadletter.Selection
-			if err := decodeJSONBody(data, &sel); err != nil {
-				writeError(w, http.StatusBadRequest, `body: want {"trigger": NAME} | {"ids": [ID, ...]} | {"all": true}: `+err.Error())
+			if err := decodeJSONBody(data, &sel, `{"trigger": NAME}, {"ids": [ID, ...]} or {"all": true}`); err != nil {
+				writeError(w, http.StatusBadRequest, action+": "+err.Error())
 				return
 			}
 			if err := sel.Validate(); err != nil {

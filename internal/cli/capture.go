@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 		"Without -c and MONGODB_URI it uses a running 'changehook dev'.")
 	path := configFlag(fs)
 	n := fs.Int("n", 10, "stop after `N` events")
-	out := fs.String("o", "", "write the events to `FILE` (replaced) instead of standard output")
+	out := fs.String("o", "", "write the events to `FILE` (replaced at the first event) instead of standard output")
 	pos, code, done := flagsThenArgs(fs, args, env)
 	if done {
 		return code
@@ -93,13 +94,13 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 
 	var w io.Writer = env.Stdout
 	dest := "standard output"
+	var file *replacingFile
 	if *out != "" {
-		f, err := os.Create(*out)
-		if err != nil {
-			return fail(env, "capture", fmt.Errorf("create %s: %w", *out, err))
+		if file, err = newReplacingFile(*out); err != nil {
+			return fail(env, "capture", err)
 		}
-		defer f.Close()
-		w, dest = f, *out
+		defer file.Close()
+		w, dest = file, *out
 	}
 	ns := t.Namespace()
 	if ns == "" {
@@ -134,8 +135,76 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 	if err := cs.Err(); err != nil && ctx.Err() == nil {
 		return fail(env, "capture", fmt.Errorf("read change stream of trigger %s after %s: %w", t.Name, plural(got, "event"), err))
 	}
+	if file != nil && got == 0 {
+		fmt.Fprintf(env.Stderr, "captured 0 events; %s not replaced\n", dest)
+		return ExitOK
+	}
 	fmt.Fprintf(env.Stderr, "captured %s\n", plural(got, "event"))
 	return ExitOK
+}
+
+// replacingFile is capture's -o FILE: written to a temporary file beside
+// it, which replaces FILE at the first write, so that a capture that
+// records nothing (stopped before any event) leaves FILE as it was, and
+// every line after it reaches FILE as soon as it is written.
+type replacingFile struct {
+	path     string
+	tmp      *os.File
+	replaced bool
+}
+
+// newReplacingFile creates the temporary file beside path (so that a
+// directory not writable fails at once), with path's permissions when it
+// exists, else 0644. A path that exists and is no regular file (a device,
+// a pipe) is opened and written in place.
+func newReplacingFile(path string) (*replacingFile, error) {
+	mode := os.FileMode(0o644)
+	if fi, err := os.Stat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			// A device or a pipe (/dev/stdout): written in place, as
+			// there is nothing to keep.
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				return nil, fmt.Errorf("create %s: %w", path, err)
+			}
+			return &replacingFile{path: path, tmp: f, replaced: true}, nil
+		}
+		mode = fi.Mode().Perm()
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return &replacingFile{path: path, tmp: tmp}, nil
+}
+
+// Write writes p, then, the first time, renames the temporary file to
+// the path it replaces.
+func (f *replacingFile) Write(p []byte) (int, error) {
+	n, err := f.tmp.Write(p)
+	if err != nil || f.replaced {
+		return n, err
+	}
+	if err := os.Rename(f.tmp.Name(), f.path); err != nil {
+		return n, fmt.Errorf("replace %s: %w", f.path, err)
+	}
+	f.replaced = true
+	return n, nil
+}
+
+// Close closes the file, removing the temporary file when nothing was
+// written (the path it would replace is left as it was).
+func (f *replacingFile) Close() error {
+	err := f.tmp.Close()
+	if !f.replaced {
+		_ = os.Remove(f.tmp.Name())
+	}
+	return err
 }
 
 // eventOutcome is what one trigger does with one recorded event.

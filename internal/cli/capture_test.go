@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -470,5 +471,85 @@ func TestCaptureLargeEvent(t *testing.T) {
 		if op, _ := r.Lookup("operationType").StringValueOK(); op != "update" {
 			t.Errorf("operationType %q, want update", op)
 		}
+	}
+}
+
+// TestCaptureKeepsTheFileUntilAnEvent: capture -o FILE replaces FILE only
+// once it has an event to write: stopped before any (Ctrl-C), FILE keeps
+// its previous recording and no temporary file is left beside it; with
+// one, FILE holds that event alone, with FILE's permissions, as soon as it
+// arrived.
+func TestCaptureKeepsTheFileUntilAnEvent(t *testing.T) {
+	srv, client := devdbtest.Start(t)
+	cfg := writeConfig(t, captureConfig(srv.URI(), false))
+	dir := t.TempDir()
+	out := filepath.Join(dir, "keep.jsonl")
+	const old = "{\"previous\": \"recording\"}\n"
+	if err := os.WriteFile(out, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	capture := func(insert bool) (int, string) {
+		stderr := &signalWriter{want: "capturing up to", ready: make(chan struct{})}
+		env := Env{Stdout: io.Discard, Stderr: stderr, Version: "v0", RuntimeDir: t.TempDir(),
+			LookupEnv: func(string) (string, bool) { return "", false }}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan int, 1)
+		go func() { done <- Run(ctx, []string{"capture", "orders", "-c", cfg, "-n", "5", "-o", out}, env) }()
+		select {
+		case <-stderr.ready:
+		case code := <-done:
+			t.Fatalf("capture ended before its stream opened: exit %d\n%s", code, stderr)
+		case <-time.After(60 * time.Second):
+			t.Fatal("capture did not open its stream")
+		}
+		if insert {
+			if _, err := client.Database("shop").Collection("orders").InsertOne(ctx, bson.D{{Key: "_id", Value: "o1"}, {Key: "total", Value: 12.5}}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for b, _ := os.ReadFile(out); !strings.Contains(string(b), `"o1"`); b, _ = os.ReadFile(out) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s has no event 30 s after the insert: %q", out, b)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		cancel()
+		select {
+		case code := <-done:
+			return code, stderr.String()
+		case <-time.After(60 * time.Second):
+			t.Fatal("capture did not stop when canceled")
+			return 0, ""
+		}
+	}
+	files := func() []string {
+		entries, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+
+	code, stderr := capture(false)
+	if b, _ := os.ReadFile(out); code != ExitOK || string(b) != old || !strings.Contains(stderr, "captured 0 events; "+out+" not replaced\n") {
+		t.Errorf("capture stopped before any event: exit %d, %s holds %q (want %q)\n%s", code, out, b, old, stderr)
+	}
+	if names := files(); len(names) != 1 {
+		t.Errorf("files beside it: %q, want keep.jsonl alone", names)
+	}
+
+	code, stderr = capture(true)
+	b, _ := os.ReadFile(out)
+	if code != ExitOK || strings.Count(string(b), "\n") != 1 || strings.Contains(string(b), "previous") || !strings.Contains(stderr, "captured 1 event\n") {
+		t.Errorf("capture of one event: exit %d, %s holds %q\n%s", code, out, b, stderr)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s after the capture: %v, %v; want mode 0600 as before", out, fi.Mode(), err)
+	}
+	if names := files(); len(names) != 1 {
+		t.Errorf("files beside it: %q, want keep.jsonl alone", names)
 	}
 }

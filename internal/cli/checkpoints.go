@@ -122,9 +122,10 @@ func checkpointsList(ctx context.Context, args []string, env Env) int {
 }
 
 // positionText shows where checkpoint cp stands: its recorded cluster time
-// or, when it has none (one written by checkpoints reset or resume --from
-// now), the cluster time its resume token opens with; "unknown" only when
-// neither says.
+// or, when it has none (a checkpoint moved to "now" by an unfenced save,
+// or by checkpoints reset over an existing one, until the trigger saves
+// again), the cluster time its resume token opens with; "unknown" only
+// when neither says.
 func positionText(cp store.Checkpoint) string {
 	if cp.ClusterTime.T == 0 {
 		if at, ok := runner.TokenTime(cp.Token); ok {

@@ -161,7 +161,7 @@ func devCommand(ctx context.Context, args []string, env Env) int {
 			defer cancel()
 			_ = recv.Close(sctx)
 		}()
-		fmt.Fprintf(env.Stdout, "receiver   http://%s  (prints every delivery; verifies its signature with the demo secret)\n", recv.Addr())
+		fmt.Fprintf(env.Stdout, "receiver   http://%s  (prints every delivery; %s)\n", recv.Addr(), receiverCheck(cfg.Path, demoTrigger))
 		fmt.Fprintf(env.Stdout, "trigger    %s: %s where %s -> webhook\n", demoTrigger.Name, demoTrigger.Namespace(), describeMatch(demoTrigger))
 		started = func(r *runner.Runner) {
 			fmt.Fprintln(env.Stdout, "Press Ctrl-C to stop.") // after the admin line
@@ -265,6 +265,25 @@ func pickDemoTrigger(cfg *triggers.Config) (*triggers.Trigger, error) {
 		}
 	}
 	return nil, errors.New("--demo needs an enabled trigger whose webhook URL points at this machine (http://127.0.0.1:PORT/...), like low_stock in the repository's triggers.yaml")
+}
+
+// receiverCheck says, for dev's banner, what the demo receiver checks the
+// signature of trigger t's deliveries with: t's own secrets, which are the
+// demo secret only in the built-in demo configuration, or nothing when t
+// has none. path is the configuration's file (demo.ConfigName for the
+// built-in one).
+func receiverCheck(path string, t *triggers.Trigger) string {
+	n := len(t.Webhook.Secrets)
+	switch {
+	case n == 0:
+		return fmt.Sprintf("checks no signature: trigger %s has no secret", t.Name)
+	case path == demo.ConfigName:
+		return "verifies its signature with the demo secret"
+	case n == 1:
+		return fmt.Sprintf("verifies its signature with trigger %s's secret from %s", t.Name, path)
+	default:
+		return fmt.Sprintf("verifies its signature with trigger %s's %d secrets from %s", t.Name, n, path)
+	}
 }
 
 // demoURLEnv is the variable the demo configuration takes the demo

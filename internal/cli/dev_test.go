@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/changehook/changehook/internal/demo"
+	"github.com/changehook/changehook/triggers"
 )
 
 // startDevIn runs `changehook dev args...` in-process with its runtime
@@ -209,5 +212,55 @@ func TestDevPartitionsChangeWayOut(t *testing.T) {
 	}
 	if code, out, errOut := runWith(t, rtDir, nil, "resume", "orders", "--from", "now"); code != ExitOK {
 		t.Errorf("the way out (resume orders --from now) = exit %d:\n%s%s", code, out, errOut)
+	}
+}
+
+// TestDevDemoBannerNamesTheReceiversSecret: the demo receiver checks
+// signatures with the demo trigger's own secrets, so the banner names
+// the demo secret only for the built-in configuration; with -c FILE it
+// names FILE's trigger, and with no secret it says nothing is checked.
+func TestDevDemoBannerNamesTheReceiversSecret(t *testing.T) {
+	for _, tc := range []struct {
+		name, path string
+		secrets    []triggers.Secret
+		want       string
+	}{
+		{"built-in", demo.ConfigName, []triggers.Secret{"whsec_a"}, "verifies its signature with the demo secret"},
+		{"a file's secret", "my.yaml", []triggers.Secret{"whsec_a"}, "verifies its signature with trigger low_stock's secret from my.yaml"},
+		{"a file's two secrets", "my.yaml", []triggers.Secret{"whsec_a", "whsec_b"}, "verifies its signature with trigger low_stock's 2 secrets from my.yaml"},
+		{"no secret", "my.yaml", nil, "checks no signature: trigger low_stock has no secret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &triggers.Trigger{Name: "low_stock", Webhook: triggers.Webhook{Secrets: tc.secrets}}
+			if got := receiverCheck(tc.path, tr); got != tc.want {
+				t.Errorf("receiverCheck(%q) = %q, want %q", tc.path, got, tc.want)
+			}
+		})
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String() + "/hooks/stock"
+	ln.Close()
+	cfg := writeConfig(t, `
+triggers:
+  - name: stock
+    database: shop
+    collection: items
+    webhook:
+      url: "`+url+`"
+      secret: whsec_EZQGwCu/jl8apnj/X5Y+X2MOFX/knB2EvA4g1VC4694=
+`)
+	stdout, _, stop := startDevIn(t, t.TempDir(), nil, nil,
+		func(stdout, _ string) bool { return strings.Contains(stdout, "Press Ctrl-C to stop.") },
+		"-c", cfg, "--demo", "--addr", "127.0.0.1:0", "--admin-addr", "off")
+	want := "receiver   http://" + ln.Addr().String() + "  (prints every delivery; verifies its signature with trigger stock's secret from " + cfg + ")\n"
+	if !strings.Contains(stdout.String(), want) {
+		t.Errorf("dev -c FILE --demo's banner has no line %q:\n%s", want, stdout)
+	}
+	if code := stop(); code != ExitOK {
+		t.Errorf("dev: exit %d\n%s", code, stdout)
 	}
 }

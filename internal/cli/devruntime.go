@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -240,20 +241,44 @@ func processAlive(pid int) bool {
 // devConfig loads the configuration of the running dev rt (its file, or
 // the built-in demo configuration) as dev reads it, with rt's devdb as
 // mongodb.uri. Its errors are triggers.Load's (configError explains them).
-func devConfig(rt devRuntime, env Env, opts triggers.Options) (*triggers.Config, error) {
+// The file's ${VAR}s are read from this process's environment (env), not
+// dev's, which the record never holds (it may hold secrets): vars names
+// the variables it read, in the order first read, for the note saying so.
+func devConfig(rt devRuntime, env Env, opts triggers.Options) (cfg *triggers.Config, vars []string, err error) {
 	opts.IgnoreMongoURI = true // as dev reads it
-	var cfg *triggers.Config
-	var err error
+	lookup := func(k string) (string, bool) {
+		if k != "MONGODB_URI" && !slices.Contains(vars, k) { // dev ignores MONGODB_URI
+			vars = append(vars, k)
+		}
+		return env.LookupEnv(k)
+	}
 	if rt.Config == demo.ConfigName {
-		cfg, err = triggers.ParseWith(demo.ConfigName, demo.Config, env.LookupEnv, opts)
+		cfg, err = triggers.ParseWith(demo.ConfigName, demo.Config, lookup, opts)
 	} else {
-		cfg, err = triggers.LoadWith(rt.Config, env.LookupEnv, opts)
+		cfg, err = triggers.LoadWith(rt.Config, lookup, opts)
 	}
 	if err != nil {
-		return nil, err
+		return nil, vars, err
 	}
 	cfg.MongoDB.URI = rt.URI
-	return cfg, nil
+	return cfg, vars, nil
+}
+
+// devVarsNote ends the note a command prints when it uses the running
+// dev's configuration: the variables the file read (devConfig's vars),
+// which come from this terminal's environment, or "" when it read none.
+func devVarsNote(vars []string) string {
+	if len(vars) == 0 {
+		return ""
+	}
+	refs := make([]string, len(vars))
+	for i, v := range vars {
+		refs[i] = "${" + v + "}"
+	}
+	if len(refs) == 1 {
+		return fmt.Sprintf("; its %s is read from this terminal's environment, not dev's: set it here as for dev", refs[0])
+	}
+	return fmt.Sprintf("; its %s are read from this terminal's environment, not dev's: set them here as for dev", strings.Join(refs, ", "))
 }
 
 // stateConfig loads the configuration of a state command (dlq,
@@ -267,11 +292,11 @@ func stateConfig(fs *flag.FlagSet, path string, env Env, opts triggers.Options) 
 		if _, set := env.LookupEnv("MONGODB_URI"); !set {
 			devWanted = true
 			if rt, ok := readDevRuntime(env); ok {
-				cfg, err := devConfig(rt, env, opts)
+				cfg, vars, err := devConfig(rt, env, opts)
+				fmt.Fprintf(env.Stderr, "using the running 'changehook dev' (pid %d): %s, %s%s\n", rt.PID, rt.URI, rt.Config, devVarsNote(vars))
 				if err != nil {
 					return nil, configError(rt.Config, err)
 				}
-				fmt.Fprintf(env.Stderr, "using the running 'changehook dev' (pid %d): %s, %s\n", rt.PID, rt.URI, rt.Config)
 				return cfg, nil
 			}
 		}
@@ -307,10 +332,16 @@ func fileConfigDev(fs *flag.FlagSet, path string, env Env) (rt devRuntime, ok, w
 		return devRuntime{}, false, false
 	}
 	rt, ok = readDevRuntime(env)
-	if ok {
-		fmt.Fprintf(env.Stderr, "no %s here: using the configuration of the running 'changehook dev' (pid %d): %s\n", path, rt.PID, rt.Config)
-	}
 	return rt, ok, true
+}
+
+// fileConfigOfDev is devConfig for a command that only reads the
+// configuration (fileConfigDev found rt): it says on stderr that it uses
+// the running dev's, and which variables come from this terminal.
+func fileConfigOfDev(rt devRuntime, path string, env Env, opts triggers.Options) (*triggers.Config, error) {
+	cfg, vars, err := devConfig(rt, env, opts)
+	fmt.Fprintf(env.Stderr, "no %s here: using the configuration of the running 'changehook dev' (pid %d): %s%s\n", path, rt.PID, rt.Config, devVarsNote(vars))
+	return cfg, err
 }
 
 // fileConfig loads the configuration of a command that only reads it
@@ -327,7 +358,7 @@ func fileConfig(fs *flag.FlagSet, path string, env Env) (*triggers.Config, error
 func fileConfigWith(fs *flag.FlagSet, path string, env Env, opts triggers.Options) (*triggers.Config, error) {
 	rt, ok, wanted := fileConfigDev(fs, path, env)
 	if ok {
-		cfg, err := devConfig(rt, env, opts)
+		cfg, err := fileConfigOfDev(rt, path, env, opts)
 		if err != nil {
 			return nil, configError(rt.Config, err)
 		}
@@ -350,7 +381,7 @@ func devRunning(env Env, cfg *triggers.Config, name string) (devRuntime, bool) {
 	if !ok || !sameDevdb(cfg.MongoDB.URI, rt.URI) {
 		return devRuntime{}, false
 	}
-	devCfg, err := devConfig(rt, env, triggers.Options{})
+	devCfg, _, err := devConfig(rt, env, triggers.Options{})
 	if err != nil {
 		devCfg = cfg
 	}

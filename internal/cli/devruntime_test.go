@@ -206,10 +206,74 @@ triggers:
     database: shop
     webhook: { url: "http://127.0.0.1:1/orders" }
 `, srv.URI()))
-	for _, args := range [][]string{{"msg_x"}, {"--trigger", "orders"}, {"--all"}} {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"msg_x"}, "the given ID is no dead letter: nothing would be deleted"},
+		{[]string{"--trigger", "orders"}, "would delete 0 dead letters of trigger orders; nothing deleted"},
+		{[]string{"--all"}, "would delete 0 dead letters of all triggers; nothing deleted"},
+	} {
+		args := tc.args
 		code, out, errOut := runWith(t, t.TempDir(), nil, append([]string{"dlq", "purge", "-c", cfg}, args...)...)
-		if code != ExitOK || !strings.Contains(out, "would delete 0 dead letters") || !strings.Contains(out, "nothing deleted") {
+		if code != ExitOK || !strings.Contains(out, tc.want) {
 			t.Errorf("dlq purge %v: exit %d\n%s%s", args, code, out, errOut)
 		}
+	}
+}
+
+// TestDevConfigVarsFromThisTerminal: a command using the running dev's
+// configuration reads its file's ${VAR}s from its own environment (the
+// record holds only the file's name, never what the variables held), and
+// its note on stderr names them and says so; a file without variables
+// gets the note alone.
+func TestDevConfigVarsFromThisTerminal(t *testing.T) {
+	srv, _ := devdbtest.Start(t)
+	withVars := writeConfig(t, `
+mongodb: { uri: "${MONGODB_URI}" }
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook:
+      url: ${HOOK_URL}
+      secret: ${HOOK_SECRET:-whsec_EZQGwCu/jl8apnj/X5Y+X2MOFX/knB2EvA4g1VC4694=}
+`)
+	plain := writeConfig(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook: { url: "http://127.0.0.1:1/orders" }
+`)
+	vars := map[string]string{"HOOK_URL": "http://127.0.0.1:2/here"}
+	const varsNote = "; its ${HOOK_URL}, ${HOOK_SECRET} are read from this terminal's environment, not dev's: set them here as for dev\n"
+	t.Chdir(t.TempDir()) // no triggers.yaml here
+	for _, tc := range []struct {
+		name, config string
+		args         []string
+		want         string // the note on stderr, after the record's pid
+	}{
+		{"test, a file with variables", withVars, []string{"test", "--trigger", "orders", "--event", "-"},
+			": " + withVars + varsNote},
+		{"dlq list, a file with variables", withVars, []string{"dlq", "list"},
+			": " + srv.URI() + ", " + withVars + varsNote},
+		{"validate, a file without", plain, []string{"validate"}, ": " + plain + "\n"},
+		{"dlq list, a file without", plain, []string{"dlq", "list"}, ": " + srv.URI() + ", " + plain + "\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rtDir := t.TempDir()
+			forget, err := writeDevRuntime(Env{RuntimeDir: rtDir, LookupEnv: func(string) (string, bool) { return "", false }},
+				devRuntime{URI: srv.URI(), Config: tc.config})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer forget()
+			code, out, errOut := runWith(t, rtDir, vars, tc.args...)
+			want := fmt.Sprintf("(pid %d)%s", os.Getpid(), tc.want)
+			if !strings.Contains(errOut, want) || strings.Contains(errOut, "MONGODB_URI") {
+				t.Errorf("%v: exit %d\n%s%s\nwant a note ending %q", tc.args, code, out, errOut, want)
+			}
+		})
 	}
 }

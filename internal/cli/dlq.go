@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -356,30 +357,78 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 		}
 		return newSender(t, env, dispatcher.WithObserver(replayObserver(t, "cli", hist.Observer)))
 	}}
+	notFound := 0 // counted in sum.Failed, but never a dead letter left
 	sum, err := r.Replay(ctx, deadletter.Selection{IDs: ids, Trigger: *trigger, All: *all}, func(res deadletter.Result) {
 		switch {
 		case errors.Is(res.Err, deadletter.ErrNotFound):
-			fmt.Fprintf(env.Stdout, "%s  FAILED: no such dead letter (see 'changehook dlq list')\n", res.ID)
+			notFound++
+			fmt.Fprintf(env.Stdout, "%s  %s\n", res.ID, notFoundText)
 		case res.Err != nil:
 			fmt.Fprintf(env.Stdout, "%s  %s  FAILED: %s\n", res.ID, res.Trigger, textcut.Terminal(res.Err.Error()))
 		default:
 			fmt.Fprintf(env.Stdout, "%s  %s  delivered: HTTP %d after %s\n", res.ID, res.Trigger, res.Status, plural(res.Attempts, "attempt"))
 		}
 	})
-	total := sum.Replayed + sum.Failed
+	found := sum.Replayed + sum.Failed - notFound
 	if err != nil {
-		fmt.Fprintf(env.Stdout, "replayed %d of %d so far; %d failed\n", sum.Replayed, total, sum.Failed)
+		fmt.Fprintf(env.Stdout, "replayed %d of %d so far; %d failed%s\n", sum.Replayed, found, sum.Failed-notFound, notFoundSuffix(notFound))
 		return fail(env, "dlq replay", err)
 	}
-	if total == 0 {
+	switch {
+	case found == 0 && notFound > 0:
+		fmt.Fprintf(env.Stdout, "%s: nothing replayed\n", noneFound(notFound))
+	case found == 0:
 		fmt.Fprintln(env.Stdout, "no dead letters to replay")
-		return ExitOK
+	default:
+		fmt.Fprintf(env.Stdout, "replayed %d of %d; %d left in the dead letters%s\n", sum.Replayed, found, sum.Failed-notFound, notFoundSuffix(notFound))
 	}
-	fmt.Fprintf(env.Stdout, "replayed %d of %d; %d left in the dead letters\n", sum.Replayed, total, sum.Failed)
 	if sum.Failed > 0 {
-		return ExitFailure
+		return ExitFailure // a dead letter left, or an ID that names none
 	}
 	return ExitOK
+}
+
+// notFoundText follows a given ID that names no dead letter, in the output
+// of dlq replay and purge.
+const notFoundText = "not found: no such dead letter (see 'changehook dlq list')"
+
+// notFoundSuffix ends a dlq replay or purge summary with how many of the
+// given IDs named no dead letter ("" when all did).
+func notFoundSuffix(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %s not found", plural(n, "ID"))
+}
+
+// noneFound says that none of the n IDs given to dlq replay or purge
+// names a dead letter.
+func noneFound(n int) string {
+	if n == 1 {
+		return "the given ID is no dead letter"
+	}
+	return fmt.Sprintf("none of the %d given IDs is a dead letter", n)
+}
+
+// unknownIDs returns the ids (deduplicated, in the order given) that name
+// no dead letter in st.
+func unknownIDs(ctx context.Context, st *store.Store, ids []string) ([]string, error) {
+	found, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{IDs: ids, Summary: true})
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(ids))
+	for _, dl := range found {
+		seen[dl.ID] = true
+	}
+	var unknown []string
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			unknown = append(unknown, id)
+		}
+	}
+	return unknown, nil
 }
 
 func dlqPurge(ctx context.Context, args []string, env Env) int {
@@ -418,21 +467,44 @@ func dlqPurge(ctx context.Context, args []string, env Env) int {
 	if code, done := reportRecordedTrigger(env, fs, "dlq purge", note, err); done {
 		return code
 	}
+	var unknown []string
+	if len(ids) > 0 {
+		// Named, so that a typo is not taken for a dead letter deleted.
+		if unknown, err = unknownIDs(ctx, sc.store, ids); err != nil {
+			return fail(env, "dlq purge", err)
+		}
+		for _, id := range unknown {
+			fmt.Fprintf(env.Stdout, "%s  %s\n", id, notFoundText)
+		}
+	}
+	noneKnown := len(ids) > 0 && len(unknown) == len(slices.Compact(slices.Sorted(slices.Values(ids))))
 	if !*yes {
+		if noneKnown {
+			fmt.Fprintf(env.Stdout, "%s: nothing would be deleted\n", noneFound(len(unknown)))
+			return ExitOK // a dry run that worked
+		}
 		n, err := sc.store.CountDeadLettersMatching(ctx, sel.Filter())
 		if err != nil {
 			return fail(env, "dlq purge", err)
 		}
-		fmt.Fprintf(env.Stdout, "would delete %s %s; nothing deleted. Run again with --yes to delete them.\n", plural(int(n), "dead letter"), what)
+		fmt.Fprintf(env.Stdout, "would delete %s %s%s; nothing deleted. Run again with --yes to delete them.\n", plural(int(n), "dead letter"), what, notFoundSuffix(len(unknown)))
 		return ExitOK // a dry run that worked
+	}
+	exit := ExitOK
+	if len(unknown) > 0 {
+		exit = ExitFailure // as dlq show and replay of an ID that names none
+	}
+	if noneKnown {
+		fmt.Fprintf(env.Stdout, "%s: nothing deleted\n", noneFound(len(unknown)))
+		return exit
 	}
 	n, err := deadletter.Purge(ctx, sc.store, sel)
 	if err != nil {
 		fmt.Fprintf(env.Stdout, "deleted %s %s before the error\n", plural(int(n), "dead letter"), what)
 		return fail(env, "dlq purge", err)
 	}
-	fmt.Fprintf(env.Stdout, "deleted %s %s\n", plural(int(n), "dead letter"), what)
-	return ExitOK
+	fmt.Fprintf(env.Stdout, "deleted %s %s%s\n", plural(int(n), "dead letter"), what, notFoundSuffix(len(unknown)))
+	return exit
 }
 
 // deadLetterOps serves the admin API's dead-letter replay and purge with

@@ -34,7 +34,8 @@ const DuplicateSignalWindow = 100 * time.Millisecond
 //
 // For run, dev and devdb, which serve until stopped, env.Stdout or
 // env.Stderr closed by its reader (`dev --demo | head -3`: a write fails
-// with EPIPE) starts the graceful stop, as the first SIGINT does, but is
+// with EPIPE, or, for a pipe, it polls an error before any write: see
+// watchClosedPipe) starts the graceful stop, as the first SIGINT does, but is
 // never taken for a second stop request; the writes to it from then on
 // are dropped; SIGPIPE, which would otherwise kill the
 // process without its shutdown, is only turned into that EPIPE. Other
@@ -67,7 +68,7 @@ func Main(args []string, env Env) int {
 		// as a second request: after Ctrl-C on `dev | tee`, tee is gone
 		// and the shutdown's own lines fail, which must not force the
 		// exit before deliveries finish and checkpoints are saved.
-		env = consoleStops(env, cancel)
+		env = consoleStops(env, cancel, done)
 	}
 	go watchStopSignals(sigs, done, time.Now, cancel, func() {
 		ForcedExit()
@@ -110,8 +111,11 @@ func servesUntilStopped(name string) bool {
 
 // consoleStops returns env with Stdout and Stderr wrapped in
 // consoleWriters: the first EPIPE on either says on Stderr (when that is
-// still open) that the console is closed and calls stop, once.
-func consoleStops(env Env, stop func()) Env {
+// still open) that the console is closed and calls stop, once. A Stdout or
+// Stderr that is a pipe is also watched until done is closed, so that its
+// reader exiting is noticed without a write (devdb writes nothing after
+// its first lines): see watchClosedPipe.
+func consoleStops(env Env, stop func(), done <-chan struct{}) Env {
 	stop = sync.OnceFunc(stop) // shared: either writer may break first, or both
 	var stderr *consoleWriter
 	broken := func(name string) func() {
@@ -122,10 +126,17 @@ func consoleStops(env Env, stop func()) Env {
 	}
 	if env.Stderr != nil {
 		stderr = &consoleWriter{w: env.Stderr, broken: broken("standard error")}
+		if f, ok := env.Stderr.(*os.File); ok {
+			watchClosedPipe(f, done, stderr.gone)
+		}
 		env.Stderr = stderr
 	}
 	if env.Stdout != nil {
-		env.Stdout = &consoleWriter{w: env.Stdout, broken: broken("standard output")}
+		stdout := &consoleWriter{w: env.Stdout, broken: broken("standard output")}
+		if f, ok := env.Stdout.(*os.File); ok {
+			watchClosedPipe(f, done, stdout.gone)
+		}
+		env.Stdout = stdout
 	}
 	return env
 }
@@ -149,10 +160,16 @@ func (c *consoleWriter) Write(p []byte) (int, error) {
 	}
 	n, err := c.w.Write(p)
 	if err != nil && errors.Is(err, syscall.EPIPE) {
-		if !c.closed.Swap(true) {
-			c.broken()
-		}
+		c.gone()
 		return len(p), nil
 	}
 	return n, err
+}
+
+// gone marks w's reader as gone: the first call calls broken, and every
+// write from then on is dropped.
+func (c *consoleWriter) gone() {
+	if !c.closed.Swap(true) {
+		c.broken()
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -77,7 +78,9 @@ func TestConsoleStopsOnce(t *testing.T) {
 	}
 	defer errW.Close()
 	stops := 0
-	env := consoleStops(Env{Stdout: outW, Stderr: errW}, func() { stops++ })
+	unwatched := make(chan struct{})
+	close(unwatched) // writes alone tell here
+	env := consoleStops(Env{Stdout: outW, Stderr: errW}, func() { stops++ }, unwatched)
 	outR.Close()
 	if _, err := env.Stdout.Write([]byte("delivery\n")); err != nil {
 		t.Fatalf("write to the closed stdout: %v", err)
@@ -92,6 +95,59 @@ func TestConsoleStopsOnce(t *testing.T) {
 	}
 	if stops != 1 {
 		t.Errorf("stop requested %d times, want 1", stops)
+	}
+}
+
+// TestConsoleNoticesClosedPipeWithoutWriting: a serving command whose
+// standard output is a pipe notices its reader exiting without writing to
+// it (`changehook devdb | head -1`: devdb writes nothing after its first
+// lines): it says so on standard error and requests the stop, once; while
+// the reader is there, nothing happens, and once done is closed the pipe
+// is no longer watched.
+func TestConsoleNoticesClosedPipeWithoutWriting(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		closeReader bool
+		closeDone   bool
+		wantStops   int32
+		wantStderr  string
+	}{
+		{name: "reader exits", closeReader: true, wantStops: 1,
+			wantStderr: "changehook: stopping: standard output is closed (the program reading it exited)\n"},
+		{name: "reader stays", wantStops: 0},
+		{name: "reader exits after done", closeReader: true, closeDone: true, wantStops: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			outR, outW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer outW.Close()
+			defer outR.Close()
+			var stops atomic.Int32
+			var stderr lockedBuffer
+			done := make(chan struct{})
+			consoleStops(Env{Stdout: outW, Stderr: &stderr}, func() { stops.Add(1) }, done)
+			if tc.closeDone {
+				close(done)
+				time.Sleep(2 * pipePollInterval * time.Millisecond) // the watcher's wait ends, sees done
+			} else {
+				defer close(done)
+			}
+			if tc.closeReader {
+				outR.Close()
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for tc.wantStops > 0 && stops.Load() < tc.wantStops && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if tc.wantStops == 0 {
+				time.Sleep(3 * pipePollInterval * time.Millisecond)
+			}
+			if got := stops.Load(); got != tc.wantStops || stderr.String() != tc.wantStderr {
+				t.Errorf("stop requested %d times, stderr %q; want %d, %q", got, stderr.String(), tc.wantStops, tc.wantStderr)
+			}
+		})
 	}
 }
 

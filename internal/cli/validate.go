@@ -37,7 +37,7 @@ func validateCommand(_ context.Context, args []string, env Env) int {
 	rt, useDev, devWanted := fileConfigDev(fs, *path, env)
 	if useDev {
 		source = rt.Config
-		cfg, err = devConfig(rt, env, triggers.Options{})
+		cfg, err = fileConfigOfDev(rt, *path, env, triggers.Options{})
 	} else {
 		cfg, err = triggers.Load(*path, env.LookupEnv)
 	}

@@ -143,3 +143,21 @@ func dropTime(groups []string, a slog.Attr) slog.Attr {
 	}
 	return a
 }
+
+// TestValidateRefusesAnUnreachableURIHost: MONGODB_URI with a host no
+// connection can reach, which the driver's parser takes ("[bad"), fails
+// validate with the host named and the password nowhere.
+func TestValidateRefusesAnUnreachableURIHost(t *testing.T) {
+	cfg := writeConfig(t, `
+triggers:
+  - name: orders
+    database: shop
+    collection: orders
+    webhook: { url: "http://127.0.0.1:1/orders" }
+`)
+	code, out, errOut := runWith(t, t.TempDir(), map[string]string{"MONGODB_URI": "mongodb://u:s3cretpw@[bad"}, "validate", "-c", cfg)
+	want := cfg + `:1:1: mongodb.uri is omitted, so its default is MONGODB_URI from the environment, which is not valid: invalid connection string: host "[bad" is not a host name, an IPv4 address or an [IPv6] address, with an optional :port`
+	if code != ExitFailure || !strings.Contains(out+errOut, want) || strings.Contains(out+errOut, "s3cretpw") {
+		t.Errorf("validate with MONGODB_URI=mongodb://u:…@[bad: exit %d\n%s%s\nwant exit %d with %q, no password", code, out, errOut, ExitFailure, want)
+	}
+}
