@@ -480,6 +480,10 @@ func (rw rewound) message(since time.Time) string {
 	return "redelivering every change since " + timeText(since)
 }
 
+// pausedRedeliverNote ends the result of a redeliver applied to a paused
+// unit, whose rewound checkpoint waits for the pause to be lifted.
+const pausedRedeliverNote = "paused: delivered once the trigger is resumed"
+
 // rewind moves the checkpoint of s's unit back to the first change at or
 // after since, marked as control request control's rewrite ("" for none);
 // the unit must be held stopped, and since already compared with the
@@ -1770,6 +1774,13 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 		})
 		if err == nil {
 			msg = rw.message(req.Since)
+			s.mu.Lock()
+			paused := s.pause != nil
+			s.mu.Unlock()
+			if paused && !rw.already {
+				// The pause holds: nothing is delivered until a resume.
+				msg += "; " + pausedRedeliverNote
+			}
 		}
 	default:
 		err = fmt.Errorf("unknown control request %q", req.Kind)
