@@ -429,6 +429,17 @@ var (
 // Key returns the lease key.
 func (o *Ownership) Key() string { return o.key }
 
+// triggerOf returns the name of the trigger whose unit has lease key (a
+// trigger's name, or a partition's key made by Key), for the trigger
+// attribute of a log line about the lease; the key itself when Key cannot
+// have made it.
+func triggerOf(key string) string {
+	if name, _, _, ok := triggers.ParsePartitionKey(key); ok {
+		return name
+	}
+	return key
+}
+
 // Fence returns the owner and epoch for fenced checkpoint writes.
 func (o *Ownership) Fence() store.Fence { return o.fence }
 
@@ -535,13 +546,13 @@ func (o *Ownership) Release(ctx context.Context) {
 		return
 	}
 	if err := m.st.ReleaseLease(context.WithoutCancel(ctx), o.key, o.fence); err != nil {
-		m.log.Warn("cannot release lease; it will expire", "key", o.key, "error", err)
+		m.log.Warn("cannot release lease; it will expire", "trigger", o.trigger, "key", o.key, "error", err)
 		return
 	}
 	m.mu.Lock()
 	m.leaseTransition(o, "released")
 	m.mu.Unlock()
-	m.log.Info("lease released", "key", o.key, "epoch", o.fence.Epoch)
+	m.log.Info("lease released", "trigger", o.trigger, "key", o.key, "epoch", o.fence.Epoch)
 	m.poke()
 }
 
@@ -1009,7 +1020,7 @@ func (m *Manager) layoutsFree(ctx context.Context, acquire []string) ([]string, 
 		m.mu.Unlock()
 		if !logged {
 			m.log.Info("not acquiring yet: another member runs the trigger with another number of partitions",
-				"key", key, "held", leases[i].Key, "owner", leases[i].Owner, "expires_in", time.Duration(leases[i].RemainingMS)*time.Millisecond)
+				"trigger", triggerOf(key), "key", key, "held", leases[i].Key, "owner", leases[i].Owner, "expires_in", time.Duration(leases[i].RemainingMS)*time.Millisecond)
 		}
 	}
 	m.mu.Lock()
@@ -1165,7 +1176,7 @@ func (m *Manager) releasePrevious(ctx context.Context) error {
 			return err
 		}
 		m.log.Info("released a lease left by this instance's previous process, which is no longer running",
-			"key", l.Key, "epoch", l.Epoch, "previous_pid", prev.PID)
+			"trigger", triggerOf(l.Key), "key", l.Key, "epoch", l.Epoch, "previous_pid", prev.PID)
 	}
 	return nil
 }
@@ -1320,7 +1331,7 @@ func (m *Manager) acquire(ctx, opCtx context.Context, key string, leases []store
 		return
 	}
 	if err != nil {
-		m.log.Warn("cannot acquire lease", "key", key, "error", err)
+		m.log.Warn("cannot acquire lease", "trigger", triggerOf(key), "key", key, "error", err)
 		m.mu.Lock()
 		m.setWaitLocked(key, leaseWait{reason: "cannot acquire its lease: " + err.Error()})
 		m.mu.Unlock()
@@ -1342,7 +1353,7 @@ func (m *Manager) acquire(ctx, opCtx context.Context, key string, leases []store
 	m.leaseOwned(o, true)
 	m.leaseTransition(o, "acquired")
 	m.mu.Unlock()
-	m.log.Info("lease acquired", "key", key, "epoch", l.Epoch)
+	m.log.Info("lease acquired", "trigger", o.trigger, "key", key, "epoch", l.Epoch)
 	go o.watchdog()
 }
 
@@ -1452,7 +1463,7 @@ func (m *Manager) renewAll(ctx context.Context) {
 		default:
 			// Keep the old deadline: the watchdog fences at it.
 			m.log.Warn("cannot renew lease; will fence itself at the deadline unless a renewal succeeds",
-				"key", o.key, "error", err, "deadline_in", o.Deadline().Sub(m.clock.Now()))
+				"trigger", o.trigger, "key", o.key, "error", err, "deadline_in", o.Deadline().Sub(m.clock.Now()))
 		}
 	}
 }
@@ -1502,7 +1513,7 @@ func (o *Ownership) fenced(why string) {
 	}
 	o.m.fencedWhy[o.key] = why
 	o.m.mu.Unlock()
-	o.m.log.Warn("self-fenced: stopped reading and delivering; no checkpoint will be written", "key", o.key,
+	o.m.log.Warn("self-fenced: stopped reading and delivering; no checkpoint will be written", "trigger", o.trigger, "key", o.key,
 		"epoch", o.fence.Epoch, "reason", why)
 	o.cancel(ErrFenced)
 }
@@ -1540,7 +1551,7 @@ func (o *Ownership) handoff() {
 	o.m.mu.Lock()
 	o.m.leaseTransition(o, "handoff")
 	o.m.mu.Unlock()
-	o.m.log.Info("handing lease off to the preferred member: draining", "key", o.key)
+	o.m.log.Info("handing lease off to the preferred member: draining", "trigger", o.trigger, "key", o.key)
 	o.cancel(ErrHandoff)
 }
 

@@ -480,6 +480,10 @@ func (rw rewound) message(since time.Time) string {
 	return "redelivering every change since " + timeText(since)
 }
 
+// pausedRedeliverNote ends the result of a redeliver applied to a paused
+// unit, whose rewound checkpoint waits for the pause to be lifted.
+const pausedRedeliverNote = "paused: delivered once the trigger is resumed"
+
 // rewind moves the checkpoint of s's unit back to the first change at or
 // after since, marked as control request control's rewrite ("" for none);
 // the unit must be held stopped, and since already compared with the
@@ -1515,7 +1519,9 @@ func (r *Runner) mirrorRewrites(c store.Control, ss []*slot, done map[string]sto
 // applyLocally applies a resume's effect on this process's state to every
 // unit of ss, once per request: it lifts the pause and a permanent failure
 // (a resume from a position too: its units stay held by mirrorRewrites
-// until rewritten), and notes in each unit whether it lifted either (for
+// until rewritten) — but not lost history under a resume from the
+// checkpoint, which would fail again at once (see lostHistory; applyUnit
+// decides) — and notes in each unit whether it lifted either (for
 // applyUnit's result). A resume that was already applied everywhere before
 // this process saw it (it was not watching the controls then) lifts only
 // operators' pauses. A resume of a partition that a pause of its whole
@@ -1533,7 +1539,12 @@ func (r *Runner) applyLocally(c store.Control, ss []*slot, pending bool) {
 			r.log.Info("trigger resumed", "trigger", c.Trigger, "from", cmp.Or(c.Request.From, "checkpoint"))
 			logged = true
 		}
-		if pending && (lift || s.failedNow()) {
+		// History lost stays failed under a resume from the checkpoint,
+		// which would fail again at once: applyUnit refuses it (or lifts
+		// it, when the checkpoint was moved since).
+		_, lost := s.lostHistory()
+		lost = lost && c.Request.From == ""
+		if pending && (lift || s.failedNow() && !lost) {
 			if s.lifted == nil {
 				s.lifted = map[string]string{}
 			}
@@ -1542,7 +1553,7 @@ func (r *Runner) applyLocally(c store.Control, ss []*slot, pending bool) {
 		if lift {
 			s.pause = nil
 		}
-		if pending {
+		if pending && !lost {
 			s.clearFailure()
 		}
 		r.reconcile(s)
@@ -1674,10 +1685,28 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 		if from.IsCheckpoint() {
 			s.mu.Lock()
 			lifted := s.lifted[c.Trigger] == req.ID
+			wayOut, lost := s.lostHistory()
 			s.mu.Unlock()
 			if c.ResumeSuperseded && !lifted {
 				msg = supersededMessage(c.Trigger)
 				break
+			}
+			if lost {
+				if !r.checkpointResumable(ctx, t) {
+					err = lostHistoryRefusal(t.Key(), wayOut)
+					break
+				}
+				// The checkpoint was moved since it failed: resumed from
+				// there, the failure applyLocally left is lifted now.
+				s.mu.Lock()
+				if s.lifted == nil {
+					s.lifted = map[string]string{}
+				}
+				s.lifted[c.Trigger] = req.ID
+				s.clearFailure()
+				r.reconcile(s)
+				s.mu.Unlock()
+				lifted = true
 			}
 			if lifted {
 				msg = "resumed from the checkpoint"
@@ -1770,6 +1799,13 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 		})
 		if err == nil {
 			msg = rw.message(req.Since)
+			s.mu.Lock()
+			paused := s.pause != nil
+			s.mu.Unlock()
+			if paused && !rw.already {
+				// The pause holds: nothing is delivered until a resume.
+				msg += "; " + pausedRedeliverNote
+			}
 		}
 	default:
 		err = fmt.Errorf("unknown control request %q", req.Kind)

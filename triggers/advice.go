@@ -27,9 +27,19 @@ func (d *decoder) advise(t *Trigger, payload, batch, match entry) {
 	}
 	if payload.set() {
 		if s, path, ok := placeholderString(t.Webhook.PayloadSpec, nil, 0); ok {
-			d.warnTrigger(t, d.locateValue(payload.val, path), "webhook.payload: %q looks like a template placeholder, but payload is a MongoDB expression "+
-				"and sends a string as written: build it with $concat and field paths, e.g. "+
-				`{$concat: ["Order ", {$toString: "$fullDocument._id"}]}`, s)
+			at := d.locateValue(payload.val, path)
+			if strings.HasPrefix(s, "$") {
+				// "$${HOME}" is "${HOME}" once loaded: a field path
+				// ("{HOME}"), not text, and the event lacks that field.
+				d.warnTrigger(t, at, "webhook.payload: %q looks like a template placeholder, but payload is a MongoDB expression "+
+					"and reads a string that starts with \"$\" as a field path (%q), not as text: "+
+					"for the text as written use {$literal: %q}; to build it from fields use $concat and field paths, e.g. "+
+					`{$concat: ["Order ", {$toString: "$fullDocument._id"}]}`, s, s[1:], strings.ReplaceAll(s, "${", "$${"))
+			} else {
+				d.warnTrigger(t, at, "webhook.payload: %q looks like a template placeholder, but payload is a MongoDB expression "+
+					"and sends a string as written: build it with $concat and field paths, e.g. "+
+					`{$concat: ["Order ", {$toString: "$fullDocument._id"}]}`, s)
+			}
 		}
 	}
 	if t.Batch != nil && batch.set() && chatHook(t.Webhook.URL) {

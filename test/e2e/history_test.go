@@ -136,8 +136,25 @@ func TestHistoryLostAndReset(t *testing.T) {
 		!strings.Contains(errOut, "changehook resume lost --from now|TIME") {
 		t.Errorf("reset while the runner holds the lease = %d, stderr %q; want refused with the way out", code, errOut)
 	}
+	// A resume from the checkpoint would fail the same way at once: it is
+	// refused (exit 1; the API answers 409) with the way out, and lost
+	// stays failed.
+	refused := "resume lost: refused: lost failed with history lost (its checkpoint is no longer in the oplog): " +
+		"resuming from the checkpoint would fail the same way at once, so it stays failed; the way out: " +
+		"on the running changehook, run `changehook resume lost --from now` to continue from now (the lost range is skipped), " +
+		"or `changehook resume lost --from TIME` with a time still in the oplog; when it is stopped, `changehook checkpoints reset --trigger lost`"
+	code, out, errOut := runCLI(t, "resume", "-c", cfg2, "lost")
+	if code != 1 || !strings.Contains(errOut, refused) {
+		t.Errorf("resume lost from the checkpoint = %d, stdout %q, stderr %q; want exit 1 and %q", code, out, errOut, refused)
+	}
+	if status, body := r.post("/api/triggers/lost/resume", ""); status != http.StatusConflict || !strings.Contains(string(body), "resume lost: refused: lost failed with history lost") {
+		t.Errorf("POST /api/triggers/lost/resume = %d %s; want 409 and the refusal", status, body)
+	}
+	if m := apiTriggers(t, r.waitAdmin("/api/triggers", func(int, []byte) bool { return true })); m["lost"].State != "failed" {
+		t.Errorf("lost is %s after the refused resumes, want failed", m["lost"].State)
+	}
 	// The way out last_error gives works on the running process.
-	code, out, errOut := runCLI(t, "resume", "-c", cfg2, "lost", "--from", "now")
+	code, out, errOut = runCLI(t, "resume", "-c", cfg2, "lost", "--from", "now")
 	if code != 0 || !strings.Contains(out, "resumed from now") {
 		t.Fatalf("resume lost --from now on the running changehook = %d, stdout %q, stderr %q", code, out, errOut)
 	}

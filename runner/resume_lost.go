@@ -1,0 +1,83 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/changehook/changehook/triggers"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// historyLostPrefix begins the status reason of a watcher whose position
+// (its checkpoint, or its start_at) is no longer in the oplog, as
+// Watcher.classify words it for ChangeStreamHistoryLost and
+// InvalidResumeToken.
+const historyLostPrefix = "history lost: "
+
+// lostHistory reports whether s failed permanently with history lost, and
+// returns the way out its status names: running it again from the same
+// position fails the same way at once, so a resume from the checkpoint
+// cannot help (only a resume from a position, a reload that changes the
+// trigger, or, when no changehook runs it, `checkpoints reset`). s.mu must
+// be held.
+func (s *slot) lostHistory() (wayOut string, ok bool) {
+	if !s.failedNow() || s.err.Load() != nil {
+		return "", false // not failed, or failed before a watcher started
+	}
+	w := s.last.Load()
+	if w == nil {
+		return "", false
+	}
+	w.mu.Lock()
+	st := w.status
+	w.mu.Unlock()
+	if st.State != StateFailed || st.Retrying || !strings.HasPrefix(st.LastError, historyLostPrefix) {
+		return "", false
+	}
+	return st.WayOut, true
+}
+
+// checkpointResumable reports whether the change stream of unit t resumes
+// from its stored checkpoint now — it was moved since the unit failed with
+// history lost (by a process that did not lift the failure here) — by
+// opening the stream there and reading once, as openAt does for a time.
+// It is false when there is no checkpoint (the unit starts at its
+// start_at) and when the stream fails for any reason: the unit then stays
+// as its status says.
+func (r *Runner) checkpointResumable(ctx context.Context, t *triggers.Trigger) bool {
+	cp, found, err := r.store.LoadCheckpoint(ctx, t.Key())
+	if err != nil || !found {
+		return false
+	}
+	return resumable(ctx, r.client, t, cp.Token)
+}
+
+// resumable reports whether t's change stream opens after token and reads
+// once without an error.
+func resumable(ctx context.Context, client *mongo.Client, t *triggers.Trigger, token bson.Raw) bool {
+	opts := t.ChangeStreamOptions().SetResumeAfter(token).SetBatchSize(0).SetMaxAwaitTime(historyCheckAwait)
+	cs, err := t.Watch(ctx, client, opts)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
+	// The empty first batch read nothing: a getMore of at most one event
+	// finds whether the oplog still reaches the token (see openAt).
+	cs.SetBatchSize(1)
+	for range 2 {
+		if cs.TryNext(ctx) || cs.Err() != nil {
+			break
+		}
+	}
+	return cs.Err() == nil
+}
+
+// lostHistoryRefusal is the result of a resume from the checkpoint of unit
+// key, which failed with history lost (see lostHistory) and whose status
+// names wayOut.
+func lostHistoryRefusal(key, wayOut string) error {
+	return fmt.Errorf("refused: %s failed with history lost (its checkpoint is no longer in the oplog): resuming from the checkpoint "+
+		"would fail the same way at once, so it stays failed; the way out: %s", key, wayOut)
+}
