@@ -46,6 +46,8 @@ func watchClosedPipe(f *os.File, done <-chan struct{}, gone func()) {
 			case n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0:
 				gone()
 				return
+			case n > 0 && fds[0].Revents&unix.POLLNVAL != 0:
+				return // f was closed: a poll would return at once, forever
 			}
 		}
 	}()
