@@ -1563,7 +1563,9 @@ func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
 // save, also one of the unit's previous watcher: failedBefore), which
 // Status shows as the last error while it lasts (withCheckpointFailure),
 // the failure metric by reason, and a warning at the watcher's
-// first failure and when the reason changes (every failure at debug).
+// first failure and when the reason changes (every failure at debug). A
+// save fenced out because the lease is gone (CheckpointFailLeaseLost) is
+// not followed by further deliveries here, and its warning says so.
 func (w *Watcher) saveFailed(err error, now time.Time) {
 	reason := checkpointFailReason(err)
 	w.opts.Metrics.checkpointSaveFailed(w.t, reason)
@@ -1587,10 +1589,17 @@ func (w *Watcher) saveFailed(err error, now time.Time) {
 		s.CheckpointFailure = f
 		since = f.Since
 	})
-	if first {
+	switch {
+	case first && reason == CheckpointFailLeaseLost:
+		// Fenced out: this member stops the unit, so nothing continues
+		// here; its next holder starts from the last save.
+		w.log.Warn("cannot save checkpoint: this member no longer holds the trigger's lease; it stops reading and delivering, "+
+			"and the member that runs the trigger next continues from the last saved checkpoint, delivering again every event since then",
+			"error", err, "reason", reason, "failing_since", since)
+	case first:
 		w.log.Warn("cannot save checkpoint; deliveries continue, a restart would deliver again every event since the last save; will retry",
 			"error", err, "reason", reason, "failing_since", since)
-	} else {
+	default:
 		w.log.Debug("cannot save checkpoint; will retry", "error", err, "reason", reason)
 	}
 }
