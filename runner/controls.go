@@ -510,6 +510,10 @@ const pausedRedeliverNote = "paused: delivered once the trigger is resumed"
 // With a control, a checkpoint already marked with it was rewritten by a
 // previous lease holder that could not record its result: rewind then does
 // nothing again (already).
+//
+// A unit that failed with its position lost (see lostHistory) is refused,
+// unless its checkpoint was moved since: it would stay failed and deliver
+// nothing; the error gives its way out.
 func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control string) (rewound, error) {
 	var rw rewound
 	s.mu.Lock()
@@ -522,6 +526,14 @@ func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control s
 	if found && control != "" && cur.Control == control {
 		rw.already = true
 		return rw, nil
+	}
+	s.mu.Lock()
+	wayOut, loss, lost := s.lostHistory()
+	s.mu.Unlock()
+	if lost && !r.checkpointResumable(ctx, t) {
+		// The checkpoint, which cannot be resumed from, would be kept
+		// (it is before since) and the unit stay failed.
+		return rw, lostRedeliverRefusal(t.Key(), loss, since, wayOut)
 	}
 	if !found {
 		// After a change of partitions that did not carry the checkpoints
@@ -1542,7 +1554,7 @@ func (r *Runner) applyLocally(c store.Control, ss []*slot, pending bool) {
 		// History lost stays failed under a resume from the checkpoint,
 		// which would fail again at once: applyUnit refuses it (or lifts
 		// it, when the checkpoint was moved since).
-		_, lost := s.lostHistory()
+		_, _, lost := s.lostHistory()
 		lost = lost && c.Request.From == ""
 		if pending && (lift || s.failedNow() && !lost) {
 			if s.lifted == nil {
@@ -1685,7 +1697,7 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 		if from.IsCheckpoint() {
 			s.mu.Lock()
 			lifted := s.lifted[c.Trigger] == req.ID
-			wayOut, lost := s.lostHistory()
+			wayOut, loss, lost := s.lostHistory()
 			s.mu.Unlock()
 			if c.ResumeSuperseded && !lifted {
 				msg = supersededMessage(c.Trigger)
@@ -1693,7 +1705,7 @@ func (r *Runner) applyUnit(ctx context.Context, c store.Control, s *slot) (res s
 			}
 			if lost {
 				if !r.checkpointResumable(ctx, t) {
-					err = lostHistoryRefusal(t.Key(), wayOut)
+					err = lostHistoryRefusal(t.Key(), loss, wayOut)
 					break
 				}
 				// The checkpoint was moved since it failed: resumed from

@@ -125,9 +125,13 @@ func checkpointWayOut(f CheckpointFailure, key string) string {
 		fix = "Make the state database take the write (no validator refusing it on the checkpoints collection, space); " +
 			"the next save then succeeds by itself"
 	}
-	return fmt.Sprintf("checkpoint saves of %s fail since %s (%s; %s): deliveries continue and nothing is lost, "+
-		"but the checkpoint stays at the last successful save, so a restart delivers again every event since then. %s",
-		key, f.Since.UTC().Format(time.RFC3339), f.Reason, failedTries(f.Tries), fix)
+	what := "deliveries continue and nothing is lost, but the checkpoint stays at the last successful save, so a restart delivers again every event since then"
+	if f.Reason == CheckpointFailLeaseLost {
+		what = "this member no longer delivers; nothing is lost, but the checkpoint stays at the last successful save, " +
+			"so the member that runs the unit next delivers again every event since then"
+	}
+	return fmt.Sprintf("checkpoint saves of %s fail since %s (%s; %s): %s. %s",
+		key, f.Since.UTC().Format(time.RFC3339), f.Reason, failedTries(f.Tries), what, fix)
 }
 
 // claimRefusedWayOut is the way out of unit key whose checkpoint a newer

@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -206,5 +207,71 @@ func TestResumeFromACheckpointMovedSinceHistoryWasLost(t *testing.T) {
 	insert(t, coll, bson.D{{Key: "_id", Value: int32(2)}})
 	if id := recv.next(t).Lookup("documentKey", "_id").Int32(); id != 2 {
 		t.Errorf("delivered %d after the resume, want 2", id)
+	}
+}
+
+// TestRedeliverOfLostHistoryIsRefused: a redeliver of a trigger that
+// failed with history lost would keep its checkpoint (before since) and
+// leave it failed, delivering nothing: it is refused, saying so and naming
+// the way out, by Redeliver and as a control request, and changes nothing.
+func TestRedeliverOfLostHistoryIsRefused(t *testing.T) {
+	t.Parallel()
+	client := startDB(t, devdb.Options{OplogMaxBytes: 16 << 10})
+	recv := newReceiver(t)
+	st := store.New(startDB(t, devdb.Options{}), stateDB)
+	cfg := parseTrigger(t, fmt.Sprintf(strictOrdersYAML, ""), recv.srv.URL)
+	coll := client.Database("shop").Collection("orders")
+	ctx := t.Context()
+	r := startRunnerOn(t, cfg, client, st, runner.Options{Controls: true})
+	waitFor(t, "trigger running", func() bool { s := statusOf(t, r, "orders"); return s.State == runner.StateRunning && s.StreamOpen })
+	insert(t, coll, bson.D{{Key: "_id", Value: int32(1)}})
+	recv.next(t)
+	if err := r.Stop(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	before, _, err := st.LoadCheckpoint(ctx, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 1024)
+	for i := int32(1); i < 80; i++ {
+		insert(t, client.Database("shop").Collection("pad"), bson.D{{Key: "_id", Value: i}, {Key: "pad", Value: pad}})
+	}
+	if err := r.Start("orders"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "trigger failed with history lost", func() bool {
+		s := statusOf(t, r, "orders")
+		return s.State == runner.StateFailed && !s.Retrying && strings.HasPrefix(s.LastError, "history lost: ")
+	})
+	failed := statusOf(t, r, "orders")
+	// A since still in the oplog: the start of a second with a change in it.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	since := time.Now().UTC().Truncate(time.Second)
+	insert(t, client.Database("shop").Collection("pad"), bson.D{{Key: "_id", Value: int32(1000)}})
+	sinceText := since.Format(time.RFC3339)
+	refusal := "refused: orders failed with history lost (its checkpoint is no longer in the oplog): a redeliver keeps a checkpoint before " + sinceText +
+		", so the trigger would stay failed and deliver nothing; nothing was changed. The way out: " + failed.WayOut +
+		" (`changehook resume orders --from " + sinceText + "` delivers every change since then, the range before it skipped)"
+	for _, tc := range []struct {
+		name string
+		run  func() error
+		want string
+	}{
+		{"Redeliver", func() error { return r.Redeliver(ctx, "orders", since) }, "redeliver trigger orders: " + refusal},
+		{"control request", func() error {
+			_, err := runner.RequestControl(ctx, st, "orders", "", store.ControlRequest{Kind: store.RequestRedeliver, Since: since, By: "cli"})
+			return err
+		}, "redeliver orders: " + refusal},
+	} {
+		if err := tc.run(); err == nil || err.Error() != tc.want {
+			t.Errorf("%s = %v,\nwant %s", tc.name, err, tc.want)
+		}
+		if s := statusOf(t, r, "orders"); s.State != runner.StateFailed || !s.LastErrorAt.Equal(failed.LastErrorAt) {
+			t.Errorf("after the refused %s: state %s, last error at %s; want failed as before (%s)", tc.name, s.State, s.LastErrorAt, failed.LastErrorAt)
+		}
+		if cp, _, err := st.LoadCheckpoint(ctx, "orders"); err != nil || !bytes.Equal(cp.Token, before.Token) {
+			t.Errorf("after the refused %s: checkpoint %v (%v), want it unchanged", tc.name, cp.Token, err)
+		}
 	}
 }

@@ -3,40 +3,35 @@ package runner
 import (
 	"context"
 	"fmt"
-	"strings"
+	"time"
 
 	"github.com/changehook/changehook/triggers"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
-// historyLostPrefix begins the status reason of a watcher whose position
-// (its checkpoint, or its start_at) is no longer in the oplog, as
-// Watcher.classify words it for ChangeStreamHistoryLost and
-// InvalidResumeToken.
-const historyLostPrefix = "history lost: "
-
-// lostHistory reports whether s failed permanently with history lost, and
-// returns the way out its status names: running it again from the same
-// position fails the same way at once, so a resume from the checkpoint
-// cannot help (only a resume from a position, a reload that changes the
-// trigger, or, when no changehook runs it, `checkpoints reset`). s.mu must
-// be held.
-func (s *slot) lostHistory() (wayOut string, ok bool) {
+// lostHistory reports how s failed permanently when its position was
+// lost (history lost, or its checkpoint's resume token not found: see
+// positionLoss), and returns the way out its status names: running it
+// again from the same position fails the same way at once, so a resume
+// from the checkpoint cannot help (only a resume from a position, a reload
+// that changes the trigger, or, when no changehook runs it, `checkpoints
+// reset`). ok is false when s did not fail so. s.mu must be held.
+func (s *slot) lostHistory() (wayOut string, lost positionLoss, ok bool) {
 	if !s.failedNow() || s.err.Load() != nil {
-		return "", false // not failed, or failed before a watcher started
+		return "", positionKept, false // not failed, or failed before a watcher started
 	}
 	w := s.last.Load()
 	if w == nil {
-		return "", false
+		return "", positionKept, false
 	}
 	w.mu.Lock()
-	st := w.status
+	st, lost := w.status, w.lost
 	w.mu.Unlock()
-	if st.State != StateFailed || st.Retrying || !strings.HasPrefix(st.LastError, historyLostPrefix) {
-		return "", false
+	if st.State != StateFailed || st.Retrying || lost == positionKept {
+		return "", positionKept, false
 	}
-	return st.WayOut, true
+	return st.WayOut, lost, true
 }
 
 // checkpointResumable reports whether the change stream of unit t resumes
@@ -75,9 +70,19 @@ func resumable(ctx context.Context, client *mongo.Client, t *triggers.Trigger, t
 }
 
 // lostHistoryRefusal is the result of a resume from the checkpoint of unit
-// key, which failed with history lost (see lostHistory) and whose status
-// names wayOut.
-func lostHistoryRefusal(key, wayOut string) error {
-	return fmt.Errorf("refused: %s failed with history lost (its checkpoint is no longer in the oplog): resuming from the checkpoint "+
-		"would fail the same way at once, so it stays failed; the way out: %s", key, wayOut)
+// key, which failed with its position lost (see lostHistory) and whose
+// status names wayOut.
+func lostHistoryRefusal(key string, lost positionLoss, wayOut string) error {
+	return fmt.Errorf("refused: %s failed with %s: resuming from the checkpoint "+
+		"would fail the same way at once, so it stays failed; the way out: %s", key, lost, wayOut)
+}
+
+// lostRedeliverRefusal is the result of a redeliver of unit key, which
+// failed with its position lost (see lostHistory) and whose status names
+// wayOut: the redeliver would keep that checkpoint, before since, and the
+// unit would stay failed without delivering anything.
+func lostRedeliverRefusal(key string, lost positionLoss, since time.Time, wayOut string) error {
+	return fmt.Errorf("refused: %s failed with %s: a redeliver keeps a checkpoint before %s, so the trigger would stay failed "+
+		"and deliver nothing; nothing was changed. The way out: %s (`changehook resume %s --from %s` delivers every change since then, the range before it skipped)",
+		key, lost, timeText(since), wayOut, key, timeText(since))
 }

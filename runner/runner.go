@@ -455,8 +455,9 @@ func (r *Runner) TriggerStatus(name string) (TriggerStatus, error) {
 
 // Ready reports whether Run has started, every trigger that should run
 // (enabled, wanted, not paused) has its change stream open or waits for
-// its start_at (StateWaiting: a planned start), and no trigger is paused
-// by PauseByPayloadErrors. A trigger paused by an operator does
+// its start_at (StateWaiting: a planned start), and no trigger run here
+// is paused by PauseByPayloadErrors (clustered: a unit this member does
+// not hold the lease of never counts). A trigger paused by an operator does
 // not make the runner unready (it is held on purpose); one paused by its
 // payload errors does, because nobody asked for it and it needs a fixed
 // configuration (and a rollout of a configuration that breaks a payload
@@ -473,7 +474,10 @@ func (r *Runner) Ready() bool {
 		// Clustered: a trigger another member runs is not expected here;
 		// one this member should run is, from before its lease is held.
 		expected := s.t.Enabled && (s.want || r.opts.Clustered && !r.standby(s.t.Key())) && s.pause == nil
-		payloadPaused := s.pause != nil && s.pause.By == PauseByPayloadErrors
+		// A payload-error pause counts only while the unit is held here:
+		// clustered, a unit this member does not run (standby, its lease
+		// lost) is the running member's to report.
+		payloadPaused := s.pause != nil && s.pause.By == PauseByPayloadErrors && (s.want || !r.opts.Clustered)
 		s.mu.Unlock()
 		if payloadPaused {
 			return false

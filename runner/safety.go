@@ -30,9 +30,10 @@ func PayloadErrorsWayOut(name string) string {
 // circuit is not closed as StateRetrying (TriggerStatus.Circuit says until
 // when): the stream is open but deliveries wait for the probe. Its Since is
 // the first failure: when the circuit opened (probe cycles do not move it),
-// or the trigger's own retrying since when that is earlier (the head-of-line
-// delivery was retried before the circuit opened), so that /readyz reports
-// an endpoint that stays down past admin.retrying_unready_after.
+// or, when earlier, the trigger's own retrying since or the dispatcher's
+// first failed attempt (deliveries failed before the circuit opened; also
+// while the oldest event waits for the probe), so that /readyz reports an
+// endpoint that stays down past admin.retrying_unready_after.
 func withCircuit(st TriggerStatus, disp *dispatcher.Dispatcher) TriggerStatus {
 	if disp == nil {
 		return st
@@ -49,6 +50,12 @@ func withCircuit(st TriggerStatus, disp *dispatcher.Dispatcher) TriggerStatus {
 		}
 		if st.State == StateRetrying && !st.Since.IsZero() && st.Since.Before(since) {
 			since = st.Since
+		}
+		// The first failed attempt, also when the watcher did not see the
+		// trigger retrying (its oldest event waits for the probe and has
+		// no next attempt of its own).
+		if first := disp.FailingSince(); !first.IsZero() && first.Before(since) {
+			since = first
 		}
 		st.State, st.Since, st.Retrying = StateRetrying, since, true
 		if st.LastError == "" || st.LastErrorAt.Before(c.Since) {

@@ -264,6 +264,9 @@ type Watcher struct {
 	// token the server's error names (nil: none).
 	tooLarge      bool
 	tooLargeToken bson.Raw
+	// lost is the position loss Run's last stream failure was classified
+	// as (positionKept: none); guarded by mu.
+	lost positionLoss
 
 	// startNow is, for a trigger with start_at: now, the watched
 	// deployment's operation time when the first watcher of the unit
@@ -601,7 +604,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			// with $changeStreamSplitLargeEvent or, refused, without.
 			continue
 		}
-		reason, wayOut, retry := w.classify(err, opened)
+		reason, wayOut, retry, lost := w.classifyLoss(err, opened)
 		if _, _, large := eventTooLarge(err); large && !w.oneByOne {
 			// The failed read abandoned the events before the large one
 			// in its batch: read them one per batch, then fail on it.
@@ -617,6 +620,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.tooLarge, w.tooLargeToken = true, token
 			w.mu.Unlock()
 		}
+		w.mu.Lock()
+		w.lost = lost // before the status shows the failure, as tooLarge
+		w.mu.Unlock()
 		w.setFailed(reason, wayOut, retry)
 		if !retry {
 			w.log.Error("trigger failed", "reason", reason)
@@ -1563,7 +1569,9 @@ func (w *Watcher) saveLocked(ctx context.Context, upTo safeToken) {
 // save, also one of the unit's previous watcher: failedBefore), which
 // Status shows as the last error while it lasts (withCheckpointFailure),
 // the failure metric by reason, and a warning at the watcher's
-// first failure and when the reason changes (every failure at debug).
+// first failure and when the reason changes (every failure at debug). A
+// save fenced out because the lease is gone (CheckpointFailLeaseLost) is
+// not followed by further deliveries here, and its warning says so.
 func (w *Watcher) saveFailed(err error, now time.Time) {
 	reason := checkpointFailReason(err)
 	w.opts.Metrics.checkpointSaveFailed(w.t, reason)
@@ -1587,10 +1595,17 @@ func (w *Watcher) saveFailed(err error, now time.Time) {
 		s.CheckpointFailure = f
 		since = f.Since
 	})
-	if first {
+	switch {
+	case first && reason == CheckpointFailLeaseLost:
+		// Fenced out: this member stops the unit, so nothing continues
+		// here; its next holder starts from the last save.
+		w.log.Warn("cannot save checkpoint: this member no longer holds the trigger's lease; it stops reading and delivering, "+
+			"and the member that runs the trigger next continues from the last saved checkpoint, delivering again every event since then",
+			"error", err, "reason", reason, "failing_since", since)
+	case first:
 		w.log.Warn("cannot save checkpoint; deliveries continue, a restart would deliver again every event since the last save; will retry",
 			"error", err, "reason", reason, "failing_since", since)
-	} else {
+	default:
 		w.log.Debug("cannot save checkpoint; will retry", "error", err, "reason", reason)
 	}
 }
@@ -1742,13 +1757,50 @@ func (w *Watcher) untilLeaseDeadline(parent context.Context, cause error) (conte
 	}
 }
 
-// classify turns a stream error into a status reason, the way out of a
-// permanent failure and whether reopening the stream can help. opened says
+// positionLoss says whether a watcher failed permanently because its
+// position (its checkpoint, or its start_at) cannot be resumed from, so
+// that running it again from the same position fails the same way at
+// once: only moving the position helps (a resume from now or a time, or
+// `checkpoints reset`).
+type positionLoss int
+
+const (
+	// positionKept: the failure is not about the position.
+	positionKept positionLoss = iota
+	// positionHistoryLost: the position is no longer in the oplog
+	// (ChangeStreamHistoryLost, InvalidResumeToken).
+	positionHistoryLost
+	// positionNotFound: the checkpoint's resume token is not a position
+	// of this change stream (ChangeStreamFatalError "resume token was not
+	// found").
+	positionNotFound
+)
+
+// String says what was lost, as a refused resume or redeliver words it.
+func (l positionLoss) String() string {
+	switch l {
+	case positionHistoryLost:
+		return "history lost (its checkpoint is no longer in the oplog)"
+	case positionNotFound:
+		return "its checkpoint's resume token not found in the change stream (the checkpoint does not belong to this collection or deployment)"
+	}
+	return "a position that can be resumed from"
+}
+
+// classify is classifyLoss without the position loss.
+func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry bool) {
+	reason, wayOut, retry, _ = w.classifyLoss(err, opened)
+	return reason, wayOut, retry
+}
+
+// classifyLoss turns a stream error into a status reason, the way out of a
+// permanent failure, whether reopening the stream can help and whether the
+// failure is a lost position (see positionLoss). opened says
 // whether the stream was open when it failed: a server error that neither
 // the driver resumes (no ResumableChangeStreamError label) nor is a
 // transient code is then the server ending a running stream, not the
 // server rejecting the trigger's pipeline.
-func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry bool) {
+func (w *Watcher) classifyLoss(err error, opened bool) (reason, wayOut string, retry bool, lost positionLoss) {
 	name := w.t.Name
 	if errors.Is(err, errInvalidated) {
 		// The event before the invalidate says why, when the trigger's
@@ -1763,28 +1815,28 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 			what = "collection renamed"
 		}
 		return what + ": the change stream was invalidated; recreate it (or point the trigger elsewhere and reload), then run `changehook resume " + name + " --from now` on the running changehook",
-			"recreate it (or point the trigger elsewhere and reload), then run `changehook resume " + name + " --from now` on the running changehook", false
+			"recreate it (or point the trigger elsewhere and reload), then run `changehook resume " + name + " --from now` on the running changehook", false, positionKept
 	}
 	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
-		return err.Error(), "", true
+		return err.Error(), "", true, positionKept
 	}
 	if errors.Is(err, errSplitIncomplete) {
 		return fmt.Sprintf("%v; the trigger holds on the event", err),
 			"run `changehook resume " + name + "`: it reopens the stream from the checkpoint, before the event, and reads its fragments again; " +
 				"when the stream starts within the split event (the checkpoint is one of its fragments), run `changehook redeliver " + name +
 				" --since TIME` with TIME the second of that event" + w.checkpointSecond() + ", then `changehook resume " + name +
-				"`: it reads the event whole again, with the other changes since then", false
+				"`: it reads the event whole again, with the other changes since then", false, positionKept
 	}
 	if _, at, ok := eventTooLarge(err); ok {
 		return fmt.Sprintf("change event too large: %s is larger than the 16 MiB a change stream can return (BSONObjectTooLarge), so the trigger cannot read past it", tooLargeText(at)),
 			"make the trigger's events smaller — a `project` that drops the large fields (fullDocument, fullDocumentBeforeChange, updateDescription), " +
 				"or no `full_document: updateLookup` / `full_document_before_change` (pre-images) — and reload, then run `changehook resume " + name + "` (the event is then delivered as projected); " +
-				"or run `changehook skip " + name + "`: it dead-letters the event without its fullDocument, fullDocumentBeforeChange and updateDescription and continues after it", false
+				"or run `changehook skip " + name + "`: it dead-letters the event without its fullDocument, fullDocumentBeforeChange and updateDescription and continues after it", false, positionKept
 	}
 	var ce mongo.CommandError
 	if errors.As(err, &ce) && ce.Code != 0 && !ce.HasErrorLabel("NetworkError") {
 		if reason, wayOut, ok := deploymentRejection(ce, w.t); ok {
-			return reason, wayOut, false
+			return reason, wayOut, false, positionKept
 		}
 		switch ce.Code {
 		case 286, 260:
@@ -1795,7 +1847,7 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 					"The way out: `changehook resume %s --from now|TIME` on the running changehook (from now or a time still in the oplog; the changes before it are skipped), "+
 					"or `changehook checkpoints reset --trigger %s` when no changehook runs", ce.Name, name, name),
 				"on the running changehook, run `changehook resume " + name + " --from now` to continue from now (the lost range is skipped), " +
-					"or `changehook resume " + name + " --from TIME` with a time still in the oplog; when it is stopped, `changehook checkpoints reset --trigger " + name + "`", false
+					"or `changehook resume " + name + " --from TIME` with a time still in the oplog; when it is stopped, `changehook checkpoints reset --trigger " + name + "`", false, positionHistoryLost
 		case 280:
 			if resumeNeedsSplit(err) && w.splitRefused != "" {
 				// The stage was turned off (splitRetry) on an event the
@@ -1805,7 +1857,7 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 				return fmt.Sprintf("the change event after the checkpoint cannot be read: it is larger than 16 MiB and %s; "+
 						"and the checkpoint, the last fragment of a split change event, can be resumed from only with $changeStreamSplitLargeEvent", w.splitRefused),
 					"make the trigger's events smaller — a `project` that keeps the large fields (fullDocument, fullDocumentBeforeChange, updateDescription) in fields of their own, or drops them — " +
-						"and reload, then run `changehook resume " + name + "`; or run `changehook resume " + name + " --from TIME` with TIME after that change, which also skips the changes up to then", false
+						"and reload, then run `changehook resume " + name + "`; or run `changehook resume " + name + " --from TIME` with TIME after that change, which also skips the changes up to then", false, positionKept
 			}
 			if strings.Contains(ce.Message, "resume from a split event") {
 				// The checkpoint is a split event's last fragment, and the
@@ -1813,7 +1865,7 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 				// event as it did: MongoDB cannot resume there.
 				return fmt.Sprintf("the server cannot resume after the checkpoint, a fragment of a change event larger than 16 MiB (ChangeStreamFatalError): %s", ce.Message),
 					"run `changehook redeliver " + name + " --since TIME` with TIME the second of that event" + w.checkpointSecond() +
-						", then `changehook resume " + name + "`: it delivers the changes since then again, the large event included, as the trigger now makes them", false
+						", then `changehook resume " + name + "`: it delivers the changes since then again, the large event included, as the trigger now makes them", false, positionKept
 			}
 			if strings.Contains(ce.Message, "resume token was not found") {
 				// The checkpoint is not a position of this stream: resuming
@@ -1824,21 +1876,21 @@ func (w *Watcher) classify(err error, opened bool) (reason, wayOut string, retry
 						"The way out: `changehook resume %s --from now|TIME` on the running changehook (the changes before it are skipped), "+
 						"or `changehook checkpoints reset --trigger %s` when no changehook runs; the server said: %s", name, name, ce.Message),
 					"on the running changehook, run `changehook resume " + name + " --from now` to start from now, " +
-						"or `changehook resume " + name + " --from TIME` with a time still in the oplog; when it is stopped, `changehook checkpoints reset --trigger " + name + "`", false
+						"or `changehook resume " + name + " --from TIME` with a time still in the oplog; when it is stopped, `changehook checkpoints reset --trigger " + name + "`", false, positionNotFound
 			}
 			return fmt.Sprintf("the server ended the change stream (ChangeStreamFatalError): %s", ce.Message),
-				"fix the cause, then run `changehook resume " + name + "`", false
+				"fix the cause, then run `changehook resume " + name + "`", false, positionKept
 		}
 		if !transientCode(ce.Code) && !ce.HasErrorLabel("ResumableChangeStreamError") && !ce.HasErrorLabel("RetryableError") {
 			if opened {
 				return fmt.Sprintf("the server ended the change stream with an error that is not resumable (%s %d): %s", ce.Name, ce.Code, ce.Message),
-					"find the cause in the server's log, then run `changehook resume " + name + "`: it reopens the stream from the checkpoint and delivers every change since", false
+					"find the cause in the server's log, then run `changehook resume " + name + "`: it reopens the stream from the checkpoint and delivers every change since", false, positionKept
 			}
 			return fmt.Sprintf("the server rejected the change stream (%s %d): %s", ce.Name, ce.Code, ce.Message),
-				"fix the trigger's match/pipeline in the configuration and reload (kill -HUP, or POST /api/reload)", false
+				"fix the trigger's match/pipeline in the configuration and reload (kill -HUP, or POST /api/reload)", false, positionKept
 		}
 	}
-	return err.Error(), "", true
+	return err.Error(), "", true, positionKept
 }
 
 // checkpointSecond is " (TIME)", the second of the stream's position
