@@ -288,6 +288,8 @@ func checkpointsRepartition(ctx context.Context, args []string, env Env) int {
 	switch {
 	case *name == "":
 		return usageError(env, fs, "--trigger is required")
+	case !flagSet(fs, "partitions"):
+		return usageError(env, fs, "--partitions is required")
 	case *n < 1 || *n > triggers.MaxPartitions:
 		return usageError(env, fs, "--partitions must be between 1 and %d, got %d", triggers.MaxPartitions, *n)
 	}
