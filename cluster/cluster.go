@@ -1075,6 +1075,13 @@ func (m *Manager) LeaseWait(key string) (member string, until time.Time, reason 
 			_, tie := majority(m.members, trigger)
 			reason = fmt.Sprintf("member %s runs it: this member's definition of the trigger differs from %s", p, driftWords(tie))
 		}
+		if m.deadNoted[p] {
+			// p still counts until its registration expires, though it
+			// certainly runs nothing: say so, or the wait looks like a
+			// healthy standby for up to lease_ttl.
+			reason = fmt.Sprintf("member %s was to run it (that member is registered on this host and no longer running): "+
+				"this member stands by until that registration expires, then takes the unit once its lease is released or expires", p)
+		}
 	case ks == nil:
 		return "", time.Time{}, ""
 	case ks.wait.reason != "":

@@ -13,7 +13,9 @@ import (
 // before its first round, while another member holds the unit's lease
 // (naming that member and when its lease lapses), while another member
 // is the one meant to run it (and, when that member holds the unit's
-// lease, when it lapses) — and says nothing once it holds the lease.
+// lease, when it lapses), saying so when that member is certainly gone
+// (registered on this host, its process no longer running) — and says
+// nothing once it holds the lease.
 func TestLeaseWait(t *testing.T) {
 	hour := time.Hour
 	tests := []struct {
@@ -36,6 +38,12 @@ func TestLeaseWait(t *testing.T) {
 			member: "peer", reason: "member peer runs it: the live members share the triggers out, and this one stands by"},
 		{name: "another member preferred, holding the lease", other: "peer", sameDef: true, otherLease: true,
 			member: "peer", reason: "member peer runs it: the live members share the triggers out, and this one stands by", until: true},
+		{name: "a crashed member on this host preferred", other: "crashed", sameDef: true, deadHere: true,
+			member: "crashed", reason: "member crashed was to run it (that member is registered on this host and no longer running): " +
+				"this member stands by until that registration expires, then takes the unit once its lease is released or expires"},
+		{name: "a crashed member on this host preferred, holding the lease", other: "crashed", sameDef: true, otherLease: true, deadHere: true,
+			member: "crashed", reason: "member crashed was to run it (that member is registered on this host and no longer running): " +
+				"this member stands by until that registration expires, then takes the unit once its lease is released or expires", until: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package runner
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/changehook/changehook/triggers"
@@ -47,14 +48,14 @@ func deploymentRejection(ce mongo.CommandError, t *triggers.Trigger) (reason, wa
 		}
 		if pre {
 			return fmt.Sprintf("a pre-image is missing (%s %d): the trigger sets full_document_before_change: required, but the collection did not record the document before this change: %s", ce.Name, ce.Code, ce.Message),
-				"record pre-images on the collection: db.runCommand({collMod: \"<collection>\", changeStreamPreAndPostImages: {enabled: true}}) (changes made before that have none), " +
+				"record pre-images on the collection: " + recordImages(t) + " (changes made before that have none), " +
 					"or set `full_document_before_change: whenAvailable` and reload (kill -HUP, or POST /api/reload); " +
 					"then run `changehook resume " + name + "` (with whenAvailable: the changes without a pre-image are delivered without one) " +
 					"or `changehook resume " + name + " --from now` (skips the changes since the checkpoint)", true
 		}
 		if post {
 			return fmt.Sprintf("a post-image is missing (%s %d): the trigger sets full_document: required, but the collection did not record the document after this change: %s", ce.Name, ce.Code, ce.Message),
-				"record post-images on the collection: db.runCommand({collMod: \"<collection>\", changeStreamPreAndPostImages: {enabled: true}}) (changes made before that have none), " +
+				"record post-images on the collection: " + recordImages(t) + " (changes made before that have none), " +
 					"or set `full_document: whenAvailable` (or updateLookup) and reload (kill -HUP, or POST /api/reload); " +
 					"then run `changehook resume " + name + "`, or `changehook resume " + name + " --from now` to skip the changes since the checkpoint", true
 		}
@@ -65,6 +66,22 @@ func deploymentRejection(ce mongo.CommandError, t *triggers.Trigger) (reason, wa
 		}
 	}
 	return "", "", false
+}
+
+// recordImages is the mongosh command that makes the collection t
+// watches record pre- and post-images, naming its database and collection
+// and leaving a placeholder only for what t does not name (a trigger on a
+// whole database or deployment).
+func recordImages(t *triggers.Trigger) string {
+	db, coll := "<database>", "<collection>"
+	if t.Database != "" {
+		db = t.Database
+	}
+	if t.Collection != "" {
+		coll = t.Collection
+	}
+	return fmt.Sprintf("db.getSiblingDB(%s).runCommand({collMod: %s, changeStreamPreAndPostImages: {enabled: true}})",
+		strconv.Quote(db), strconv.Quote(coll))
 }
 
 // newerFeature names the feature of t, among those newer MongoDB versions

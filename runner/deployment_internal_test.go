@@ -94,3 +94,47 @@ func TestClassifyDeployment(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingImageWayOutNamesTheCollection: the way out of a missing pre-
+// or post-image names the database and collection the trigger watches in
+// its collMod command, with a placeholder only for what the trigger does
+// not name (a trigger on a whole database or deployment).
+func TestMissingImageWayOutNamesTheCollection(t *testing.T) {
+	const preTail = " (changes made before that have none), or set `full_document_before_change: whenAvailable` and reload (kill -HUP, or POST /api/reload); " +
+		"then run `changehook resume t` (with whenAvailable: the changes without a pre-image are delivered without one) " +
+		"or `changehook resume t --from now` (skips the changes since the checkpoint)"
+	const postTail = " (changes made before that have none), or set `full_document: whenAvailable` (or updateLookup) and reload (kill -HUP, or POST /api/reload); " +
+		"then run `changehook resume t`, or `changehook resume t --from now` to skip the changes since the checkpoint"
+	pre := mongo.CommandError{Code: 47, Name: "NoMatchingDocument", Message: "Change stream was configured to require a pre-image for all update, delete and replace events, but the pre-image was not found for event: {...}"}
+	post := mongo.CommandError{Code: 47, Name: "NoMatchingDocument", Message: "Change stream was configured to require a post-image for all update events, but the post-image was not found for event: {...}"}
+	tests := []struct {
+		name     string
+		db, coll string
+		image    options.FullDocument // which image the trigger requires
+		err      mongo.CommandError
+		want     string
+	}{
+		{"pre-image, a collection", "shop", "pre", options.Required, pre,
+			`record pre-images on the collection: db.getSiblingDB("shop").runCommand({collMod: "pre", changeStreamPreAndPostImages: {enabled: true}})` + preTail},
+		{"pre-image, a whole database", "shop", "", options.Required, pre,
+			`record pre-images on the collection: db.getSiblingDB("shop").runCommand({collMod: "<collection>", changeStreamPreAndPostImages: {enabled: true}})` + preTail},
+		{"pre-image, the whole deployment", "", "", options.Required, pre,
+			`record pre-images on the collection: db.getSiblingDB("<database>").runCommand({collMod: "<collection>", changeStreamPreAndPostImages: {enabled: true}})` + preTail},
+		{"post-image, a collection", "shop", "orders", "", post,
+			`record post-images on the collection: db.getSiblingDB("shop").runCommand({collMod: "orders", changeStreamPreAndPostImages: {enabled: true}})` + postTail},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := triggers.Trigger{Name: "t", Database: tt.db, Collection: tt.coll}
+			if tt.image == options.Required {
+				tr.FullDocumentBeforeChange = options.Required
+			} else {
+				tr.FullDocument = options.Required
+			}
+			_, wayOut, ok := deploymentRejection(tt.err, &tr)
+			if !ok || wayOut != tt.want {
+				t.Errorf("way out (ok %v):\n%s\nwant:\n%s", ok, wayOut, tt.want)
+			}
+		})
+	}
+}

@@ -172,7 +172,12 @@ func TestChangedPartitionsRefuseToStart(t *testing.T) {
 		want    []string
 		notWant string
 	}{
-		{name: "run", want: []string{"checkpoints repartition --trigger orders --partitions 4"}},
+		// Literally followable: repartition is refused while this process
+		// holds the failed partitions' leases, so it is stopped too.
+		{name: "run", want: []string{"stop every changehook that has the trigger in its configuration " +
+			"(this one included: it holds the leases of the partitions that failed), " +
+			"run `changehook checkpoints repartition --trigger orders --partitions 4` (every new partition then starts from the oldest old checkpoint), " +
+			"then start them again"}},
 		{name: "dev", dev: true, want: []string{"changehook resume orders --from now", "set partitions back to 3"},
 			notWant: "checkpoints repartition --trigger"},
 	}

@@ -16,9 +16,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// ErrTriggerRunning is returned (wrapped) by Repartition when a cluster
-// member runs, or may start, the trigger.
-var ErrTriggerRunning = errors.New("the trigger is running")
+// ErrTriggerRunning is returned (wrapped) by Repartition when a process
+// holds the lease of one of the trigger's units (it may run it, or hold it
+// failed), or a live cluster member lists the trigger and may start it.
+var ErrTriggerRunning = errors.New("the trigger is in use")
 
 // Repartitioned is what Repartition did.
 type Repartitioned struct {
@@ -129,7 +130,8 @@ func Repartition(ctx context.Context, st *store.Store, trigger string, n int, op
 			fresh++
 			l, err := st.AcquireLease(ctx, key, opts.Owner, opts.LeaseTTL)
 			if errors.Is(err, store.ErrLeaseHeld) {
-				return res, fmt.Errorf("repartition %s: %w: %s; nothing was changed. Stop every changehook running it, then repartition again",
+				return res, fmt.Errorf("repartition %s: %w: %s; a changehook keeps the lease of a partition it has, running or failed, until it stops; "+
+					"nothing was changed. Stop every changehook that has the trigger in its configuration, the holder included, then repartition again",
 					trigger, ErrTriggerRunning, leaseHolder(ctx, st, key))
 			}
 			if err != nil {
@@ -277,7 +279,8 @@ func notListed(ctx context.Context, st *store.Store, trigger string) error {
 		}
 	}
 	if len(ids) > 0 {
-		return fmt.Errorf("%w on cluster members %s: stop them (or remove the trigger from their configuration) first, or use --force", ErrTriggerRunning, strings.Join(ids, ", "))
+		return fmt.Errorf("%w: live cluster members list it in their configuration (they run it, stand by for it, or hold it failed): %s; "+
+			"stop them (or remove the trigger from their configuration) first, or use --force", ErrTriggerRunning, strings.Join(ids, ", "))
 	}
 	return nil
 }

@@ -209,7 +209,8 @@ func TestRepartitionKilledHalfWayLosesNothing(t *testing.T) {
 			// The mixed state is reported where it is not refused: the
 			// partitions that resume say the old checkpoints remain.
 			if line := lineOf(logs.String(), "checkpoints of another partitioning remain"); !strings.Contains(line, "orders/p0of4") ||
-				!strings.Contains(line, "checkpoints repartition --trigger orders --partitions 2") {
+				!strings.Contains(line, "stop every changehook that has the trigger in its configuration (this one included), "+
+					"run `changehook checkpoints repartition --trigger orders --partitions 2` again to remove them, then start them again") {
 				t.Errorf("no warning naming the old checkpoints and the way out: %q", line)
 			}
 			if !tc.onlyFirst {

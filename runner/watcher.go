@@ -849,7 +849,7 @@ func (w *Watcher) warnStaleLayout(ctx context.Context) {
 		return
 	}
 	if keys := otherPartitioning(w.t, cps); len(keys) > 0 {
-		wayOut := fmt.Sprintf("stop every changehook running the trigger, then run `changehook checkpoints repartition --trigger %s --partitions %d` again to remove them",
+		wayOut := fmt.Sprintf("stop every changehook that has the trigger in its configuration (this one included), run `changehook checkpoints repartition --trigger %s --partitions %d` again to remove them, then start them again",
 			w.t.Name, max(1, w.t.Partitions))
 		if w.opts.Dev {
 			// dev refuses a repartition while it runs, and its data goes
@@ -889,7 +889,8 @@ func repartitionWayOut(t *triggers.Trigger, others []string, dev bool) string {
 			"or set partitions back to %d and reload",
 			t.Name, formerPartitions(others))
 	}
-	return fmt.Sprintf("run `changehook checkpoints repartition --trigger %s --partitions %d` (every new partition then starts from the oldest old checkpoint), then restart",
+	return fmt.Sprintf("stop every changehook that has the trigger in its configuration (this one included: it holds the leases of the partitions that failed), "+
+		"run `changehook checkpoints repartition --trigger %s --partitions %d` (every new partition then starts from the oldest old checkpoint), then start them again",
 		t.Name, max(1, t.Partitions))
 }
 

@@ -1239,18 +1239,22 @@ func (d *decoder) cluster(e entry) ClusterConfig {
 		}
 	}
 	ttl := f["lease_ttl"]
+	before := len(d.problems)
 	c.LeaseTTL = d.duration(ttl, "cluster.lease_ttl", DefaultLeaseTTL)
 	if c.LeaseTTL < MinLeaseTTL {
 		d.errorf(ttl.val, "cluster.lease_ttl: must be at least %s, got %s", MinLeaseTTL, c.LeaseTTL)
 		c.LeaseTTL = DefaultLeaseTTL
 	}
+	// An invalid lease_ttl was replaced by the default: renew_every is not
+	// judged against a lease_ttl the file does not set.
+	ttlValid := len(d.problems) == before && !(ttl.set() && d.poisoned[deref(ttl.val)])
 	re := f["renew_every"]
 	c.RenewEvery = d.duration(re, "cluster.renew_every", c.LeaseTTL/3)
 	if re.set() && c.RenewEvery < MinRenewEvery {
 		d.errorf(re.val, "cluster.renew_every: must be at least %s, got %s", MinRenewEvery, c.RenewEvery)
 		c.RenewEvery = c.LeaseTTL / 3
 	}
-	if most := MaxRenewEvery(c.LeaseTTL); re.set() && c.RenewEvery > most {
+	if most := MaxRenewEvery(c.LeaseTTL); ttlValid && re.set() && c.RenewEvery > most {
 		d.errorf(re.val, "cluster.renew_every: must be at most %s (35%% of lease_ttl %s, so that one lost renewal never costs the lease), got %s",
 			most, c.LeaseTTL, c.RenewEvery)
 		c.RenewEvery = c.LeaseTTL / 3

@@ -43,7 +43,9 @@ that starts the trigger afterwards continues from the new position.
               current time is refused)
 
 A partitioned trigger has one checkpoint per partition, NAME/p<i>of<N>.
-Changing its partitions is explicit: stop every changehook running it, run
+Changing its partitions is explicit: stop every changehook that has it (one
+showing it failed after a reload changed partitions too: it holds the old
+partitions' leases), run
 repartition (every new partition continues from the OLDEST old checkpoint, so
 nothing is skipped; the changes between the oldest and the newest old
 checkpoint are delivered again, with the same webhook-id), set partitions: N
@@ -288,6 +290,8 @@ func checkpointsRepartition(ctx context.Context, args []string, env Env) int {
 	switch {
 	case *name == "":
 		return usageError(env, fs, "--trigger is required")
+	case !flagSet(fs, "partitions"):
+		return usageError(env, fs, "--partitions is required")
 	case *n < 1 || *n > triggers.MaxPartitions:
 		return usageError(env, fs, "--partitions must be between 1 and %d, got %d", triggers.MaxPartitions, *n)
 	}
@@ -307,7 +311,7 @@ func checkpointsRepartition(ctx context.Context, args []string, env Env) int {
 		// Like a held lease, and unlike a member that only lists the
 		// trigger, a dev running it refuses even with --force: it writes
 		// the old checkpoint again as it goes.
-		return fail(env, "checkpoints repartition", fmt.Errorf("repartition %s: %w on the 'changehook dev' (pid %d), which takes no lease (--force does not override this); nothing was changed. Stop that dev, then repartition again",
+		return fail(env, "checkpoints repartition", fmt.Errorf("repartition %s: %w: the 'changehook dev' (pid %d) runs it and takes no lease (--force does not override this); nothing was changed. Stop that dev, then repartition again",
 			t.Name, runner.ErrTriggerRunning, rt.PID))
 	}
 	res, err := runner.Repartition(ctx, sc.store, t.Name, *n, runner.RepartitionOptions{Force: *force, LeaseTTL: sc.cfg.Cluster.LeaseTTL})

@@ -118,6 +118,20 @@ func controlCommand(ctx context.Context, flagSet *flag.FlagSet, path *string, ar
 	req.By = "cli"
 	wctx, cancel := context.WithTimeout(ctx, controlWait)
 	defer cancel()
+	if noneRunning(wctx, sc, env) {
+		// Nothing could apply it within the wait: recorded, the answer
+		// is the one the wait would end with, given at once.
+		_, err := sc.store.RequestControl(wctx, t.Key(), reason, req)
+		switch {
+		case errors.As(err, new(*store.PendingRequestError)) || errors.As(err, new(*store.TriggerPausedError)):
+			return fail(env, cmd, fmt.Errorf("%s %s: refused: %w", req.Kind, t.Key(), err))
+		case err != nil:
+			return fail(env, cmd, fmt.Errorf("%s %s: %w: %w", req.Kind, t.Key(), runner.ErrNotRecorded, err))
+		}
+		fmt.Fprintf(env.Stdout, "%s: %s recorded; no changehook is running (no live cluster member, no recorded dev on this deployment), "+
+			"so it applies when changehook runs the trigger.\n", t.Key(), req.Kind)
+		return ExitOK
+	}
 	msg, err := runner.RequestControl(wctx, sc.store, t.Key(), reason, req)
 	var pe *runner.PendingError
 	switch {
@@ -137,6 +151,19 @@ func controlCommand(ctx context.Context, flagSet *flag.FlagSet, path *string, ar
 		return ExitOK
 	}
 	return fail(env, cmd, err)
+}
+
+// noneRunning reports whether no changehook can be running on sc's state
+// database: every `run` registers as a live cluster member and heartbeats
+// while it runs, and a `dev`, which does not, records itself in env's
+// runtime directory (a dev that is not recorded there, another user's, is
+// not seen). false when the members cannot be read.
+func noneRunning(ctx context.Context, sc *stateConn, env Env) bool {
+	if rt, ok := readDevRuntime(env); ok && sameDevdb(sc.cfg.MongoDB.URI, rt.URI) {
+		return false
+	}
+	live, err := sc.store.LiveMembers(ctx)
+	return err == nil && len(live) == 0
 }
 
 // findUnit is findTrigger that also accepts one partition's key of a

@@ -80,7 +80,9 @@ triggers:
 // not store within the command's wait (every update blocks longer, then
 // fails) exits 1 saying it was not recorded, not "recorded … applies
 // when changehook runs the trigger" with exit 0: nothing would apply it.
-// A request recorded and not applied in time still says so and exits 0.
+// A request recorded and not applied in time still says so and exits 0;
+// when no changehook runs at all (no live cluster member, no recorded
+// dev) it says so at once instead of waiting.
 // Not parallel: it shortens controlWait.
 func TestControlNotRecordedFails(t *testing.T) {
 	srv, client := devdbtest.StartWith(t, devdb.Options{EnableTestCommands: true})
@@ -106,27 +108,47 @@ triggers:
 	for _, tc := range []struct {
 		name     string
 		blocked  bool // every update blocks 2 s, then fails
+		member   bool // a live cluster member is registered (which applies nothing here)
 		code     int
 		stdout   string
 		stderr   string
 		recorded bool
 	}{
-		{"not recorded", true, ExitFailure, "",
+		{"not recorded", true, false, ExitFailure, "",
 			"changehook pause: pause orders: not recorded, so nothing applies it: send it again once the state database answers " +
 				"(if this write landed after all, a redeliver, skip or resume --from sent again is refused as already pending): ", false},
-		{"recorded, no changehook runs it", false, ExitOK,
+		{"not recorded, a member live", true, true, ExitFailure, "",
+			"changehook pause: pause orders: not recorded, so nothing applies it: send it again once the state database answers " +
+				"(if this write landed after all, a redeliver, skip or resume --from sent again is refused as already pending): ", false},
+		{"recorded, a live member does not apply it", false, true, ExitOK,
 			"orders: pause recorded; no running changehook applied it within 1s, so it applies when changehook runs the trigger.\n", "", true},
+		{"recorded, no changehook runs", false, false, ExitOK,
+			"orders: pause recorded; no changehook is running (no live cluster member, no recorded dev on this deployment), " +
+				"so it applies when changehook runs the trigger.\n", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := st.DeleteControl(t.Context(), "orders"); err != nil {
 				t.Fatal(err)
 			}
+			if err := st.RemoveMember(t.Context(), "m1"); err != nil {
+				t.Fatal(err)
+			}
+			if tc.member {
+				if err := st.Heartbeat(t.Context(), store.Member{ID: "m1", Triggers: map[string]string{"orders": "h"}}, time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if tc.blocked {
 				failPoint("alwaysOn", bson.D{{Key: "failCommands", Value: bson.A{"update"}}, {Key: "blockConnection", Value: true},
 					{Key: "blockTimeMS", Value: 2000}, {Key: "errorCode", Value: 2}})
 			}
+			start := time.Now()
 			code, out, errOut := run(t, nil, "", "pause", "-c", cfg, "orders")
+			took := time.Since(start)
 			failPoint("off", nil)
+			if waited := took >= controlWait; !tc.blocked && waited != tc.member {
+				t.Errorf("pause took %v; want it to wait the %v for a running changehook: %v", took, controlWait, tc.member)
+			}
 			if code != tc.code || out != tc.stdout || !strings.Contains(errOut, tc.stderr) {
 				t.Errorf("pause: exit %d, stdout %q, stderr %q; want %d, %q and %q", code, out, errOut, tc.code, tc.stdout, tc.stderr)
 			}

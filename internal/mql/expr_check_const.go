@@ -3,6 +3,7 @@ package mql
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -23,9 +24,8 @@ type constCheck func(op string, v any) error
 // not here, except where onlyIf names the constant other arguments that
 // make the run time look at one (startOfWeek is read only for unit
 // "week"); an expression whose arguments are all constants is evaluated
-// whole by the compile check instead. $dateToString's timezone is checked
-// by its compilation, and the timezone of $year and the other date parts
-// by checkDatePartTimezone.
+// whole by the compile check instead. The timezone of $year and the other
+// date parts is checked by checkDatePartTimezone.
 var constArgChecks = map[string]struct {
 	pos    map[int]constCheck
 	named  map[string]constCheck
@@ -59,6 +59,8 @@ var constArgChecks = map[string]struct {
 		},
 		onlyIf: map[string]func(bson.D) bool{"startOfWeek": unitIsWeek},
 	},
+	// $dateToString's compilation refuses both too, but at the operator.
+	"$dateToString":   {named: map[string]constCheck{"format": dateFormatErr, "timezone": timezoneErr}},
 	"$dateToParts":    {named: map[string]constCheck{"timezone": timezoneErr}},
 	"$dateFromParts":  {named: map[string]constCheck{"timezone": timezoneErr}},
 	"$dateFromString": {named: map[string]constCheck{"timezone": timezoneErr}},
@@ -91,6 +93,17 @@ func unitIsWeek(args bson.D) bool {
 }
 
 func timezoneErr(_ string, v any) error { _, err := aggParseTZ(v); return err }
+
+// dateFormatErr is the error of $dateToString's constant format string v,
+// as its compilation finds it.
+func dateFormatErr(_ string, v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return nil // a literal of another type is checkLiteral's
+	}
+	_, err := aggFormatDate(time.Unix(0, 0).UTC(), s)
+	return err
+}
 
 func startOfWeekErr(op string, v any) error { _, err := aggParseStartOfWeek(op, v); return err }
 

@@ -49,6 +49,13 @@ func TestCheckExpr(t *testing.T) {
 			want: []string{`.$round[1]: $round takes numbers, but argument 2 is the string "2"`}},
 		{name: "dateToString format", expr: `{"$dateToString": {"date": "$$NOW", "format": 5}}`,
 			want: []string{".$dateToString.format: $dateToString.format takes a string, but it is the number 5; convert it with {$toString: ...}"}},
+		// $dateToString refuses these when it compiles; reported at the
+		// constant, each of them.
+		{name: "dateToString unknown timezone", expr: `{"$dateToString": {"date": "$$NOW", "format": "%H", "timezone": "Mars/Base"}}`,
+			want: []string{`.$dateToString.timezone: unrecognized time zone identifier: "Mars/Base"`}},
+		{name: "dateToString unknown format and timezone", expr: `{"$dateToString": {"date": "$$NOW", "format": "%Q", "timezone": "Mars/Base"}}`,
+			want: []string{".$dateToString.format: Invalid format character '%Q' in format string",
+				`.$dateToString.timezone: unrecognized time zone identifier: "Mars/Base"`}},
 		{name: "named not a doc", expr: `{"$dateToString": 5}`,
 			want: []string{".$dateToString: $dateToString expects an object of named arguments but found: int"}},
 		{name: "map input", expr: `{"$map": {"input": 3, "in": "$$this"}}`,
