@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -94,9 +93,9 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 
 	var w io.Writer = env.Stdout
 	dest := "standard output"
-	var file *replacingFile
+	var file *captureFile
 	if *out != "" {
-		if file, err = newReplacingFile(*out); err != nil {
+		if file, err = newCaptureFile(*out); err != nil {
 			return fail(env, "capture", err)
 		}
 		defer file.Close()
@@ -135,7 +134,7 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 	if err := cs.Err(); err != nil && ctx.Err() == nil {
 		return fail(env, "capture", fmt.Errorf("read change stream of trigger %s after %s: %w", t.Name, plural(got, "event"), err))
 	}
-	if file != nil && got == 0 {
+	if file != nil && got == 0 && file.truncate {
 		fmt.Fprintf(env.Stderr, "captured 0 events; %s not replaced\n", dest)
 		return ExitOK
 	}
@@ -143,69 +142,47 @@ func captureCommand(ctx context.Context, args []string, env Env) int {
 	return ExitOK
 }
 
-// replacingFile is capture's -o FILE: written to a temporary file beside
-// it, which replaces FILE at the first write, so that a capture that
-// records nothing (stopped before any event) leaves FILE as it was, and
-// every line after it reaches FILE as soon as it is written.
-type replacingFile struct {
-	path     string
-	tmp      *os.File
-	replaced bool
+// captureFile is capture's -o FILE, opened as os.Create would open it —
+// through a symlink, a device such as /dev/stdout, a bind mount — but
+// emptied only at the first write, so that a capture that records nothing
+// (stopped before any event) leaves an existing FILE as it was.
+type captureFile struct {
+	f        *os.File
+	truncate bool // an existing regular file: emptied at the first write
+	written  bool
 }
 
-// newReplacingFile creates the temporary file beside path (so that a
-// directory not writable fails at once), with path's permissions when it
-// exists, else 0644. A path that exists and is no regular file (a device,
-// a pipe) is opened and written in place.
-func newReplacingFile(path string) (*replacingFile, error) {
-	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		if !fi.Mode().IsRegular() {
-			// A device or a pipe (/dev/stdout): written in place, as
-			// there is nothing to keep.
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-			if err != nil {
-				return nil, fmt.Errorf("create %s: %w", path, err)
-			}
-			return &replacingFile{path: path, tmp: f, replaced: true}, nil
-		}
-		mode = fi.Mode().Perm()
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+// newCaptureFile opens path for writing without truncating it (creating it
+// when it does not exist, so that a path that cannot be written fails at
+// once).
+func newCaptureFile(path string) (*captureFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
-	if err := tmp.Chmod(mode); err != nil {
-		_ = tmp.Close()
-		_ = os.Remove(tmp.Name())
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
-	return &replacingFile{path: path, tmp: tmp}, nil
+	return &captureFile{f: f, truncate: fi.Mode().IsRegular() && fi.Size() > 0}, nil
 }
 
-// Write writes p, then, the first time, renames the temporary file to
-// the path it replaces.
-func (f *replacingFile) Write(p []byte) (int, error) {
-	n, err := f.tmp.Write(p)
-	if err != nil || f.replaced {
-		return n, err
+// Write writes p, emptying the file first the first time.
+func (c *captureFile) Write(p []byte) (int, error) {
+	if !c.written {
+		c.written = true
+		if c.truncate {
+			if err := c.f.Truncate(0); err != nil {
+				return 0, err
+			}
+		}
 	}
-	if err := os.Rename(f.tmp.Name(), f.path); err != nil {
-		return n, fmt.Errorf("replace %s: %w", f.path, err)
-	}
-	f.replaced = true
-	return n, nil
+	return c.f.Write(p)
 }
 
-// Close closes the file, removing the temporary file when nothing was
-// written (the path it would replace is left as it was).
-func (f *replacingFile) Close() error {
-	err := f.tmp.Close()
-	if !f.replaced {
-		_ = os.Remove(f.tmp.Name())
-	}
-	return err
-}
+// Close closes the file.
+func (c *captureFile) Close() error { return c.f.Close() }
 
 // eventOutcome is what one trigger does with one recorded event.
 type eventOutcome struct {
