@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"fmt"
+	"go.mongodb.org/mongo-driver/v2/mongo/address"
 	"net"
 	"net/url"
 	"strings"
@@ -55,8 +56,8 @@ func checkMongoURI(uri string) string {
 // of letters, digits, '-', '_' and '.' (or non-ASCII), or an IP address,
 // IPv6 in brackets. The driver's parser checks the port, not this.
 func dialableHost(h string) bool {
-	if strings.HasSuffix(h, ".sock") {
-		return true
+	if address.Address(h).Network() == "unix" {
+		return true // a Unix socket, as the driver tells one: a path ending in "sock"
 	}
 	if rest, ok := strings.CutPrefix(h, "["); ok {
 		ip, port, ok := strings.Cut(rest, "]")

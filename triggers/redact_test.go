@@ -248,8 +248,9 @@ func TestCheckMongoURIHosts(t *testing.T) {
 		"mongodb://u:s3cretpw@a,b c:27018/db": `invalid connection string: host "b c:27018" is not a host name, an IPv4 address or an [IPv6] address, with an optional :port`,
 		"mongodb://u:s3cretpw@[::1]x":         `invalid connection string: host "[::1]x" is not a host name, an IPv4 address or an [IPv6] address, with an optional :port`,
 		"mongodb://u:s3cretpw@db-1.example_net.com:27017,10.0.0.1,[::1]:27018,[fe80::1%25eth0]/?replicaSet=rs": "",
-		"mongodb://%2Ftmp%2Fmongodb-27017.sock": "",
-		"mongodb://localhost":                   "",
+		"mongodb://%2Ftmp%2Fmongodb-27017.sock":          "",
+		"mongodb://%2Fvar%2Frun%2Fmongodb%2Fmongod-sock": "", // the driver dials any host ending in "sock" as a socket
+		"mongodb://localhost":                            "",
 	} {
 		if got := checkMongoURI(uri); got != want {
 			t.Errorf("checkMongoURI(%q) = %q, want %q", uri, got, want)
