@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,8 @@ triggers:
 		return st.State == runner.StateRunning && st.StreamOpen
 	})
 
+	cannotTell := fmt.Sprintf("cannot tell whether the checkpoint is before %s, so it was left as it is: checkpoint: %v",
+		since.UTC().Format(time.RFC3339), oddErr)
 	for _, tc := range []struct {
 		name    string
 		trigger string
@@ -73,13 +76,12 @@ triggers:
 			want: "skip one: not stuck on an event (state running: it holds no undelivered event), " + notStuckText},
 		{name: "skip of a partitioned trigger's name", trigger: "parts", req: store.ControlRequest{Kind: store.RequestSkip},
 			want: "skip parts: it has 2 partitions, each holding its own events: name one of them (parts/p0of2 … parts/p1of2)"},
-		// The units failed on their checkpoints' position, which the
-		// stream cannot resume from: the redeliver is refused for that
-		// before its time is compared (cannotTell).
 		{name: "redeliver failed", trigger: "odd", req: store.ControlRequest{Kind: store.RequestRedeliver, Since: since},
-			want: "redeliver odd: refused: odd failed with history lost", prefix: true},
+			want: "redeliver odd: " + cannotTell},
 		{name: "redeliver failed on every partition", trigger: "parts", req: store.ControlRequest{Kind: store.RequestRedeliver, Since: since},
-			want: "redeliver parts: failed on 2 of 2 partitions (parts/p0of2: refused: parts/p0of2 failed with history lost", prefix: true},
+			want: "redeliver parts: failed on 2 of 2 partitions (parts/p0of2: " + cannotTell + "; parts/p1of2: " + cannotTell + "); per partition:\n" +
+				"  parts/p0of2: failed: " + cannotTell + "\n" +
+				"  parts/p1of2: failed: " + cannotTell},
 		{name: "redeliver from the future", trigger: "one", req: store.ControlRequest{Kind: store.RequestRedeliver, Since: time.Now().Add(time.Hour).UTC().Truncate(time.Second)},
 			want: "redeliver one: time in the future: " + time.Now().Add(time.Hour).UTC().Format("2006-01-02T15"), prefix: true},
 	} {

@@ -527,14 +527,6 @@ func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control s
 		rw.already = true
 		return rw, nil
 	}
-	s.mu.Lock()
-	wayOut, loss, lost := s.lostHistory()
-	s.mu.Unlock()
-	if lost && !r.checkpointResumable(ctx, t) {
-		// The checkpoint, which cannot be resumed from, would be kept
-		// (it is before since) and the unit stay failed.
-		return rw, lostRedeliverRefusal(t.Key(), loss, since, wayOut)
-	}
 	if !found {
 		// After a change of partitions that did not carry the checkpoints
 		// over, the unit would resume from the previous partitioning's:
@@ -567,6 +559,16 @@ func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control s
 	if found {
 		if rw.kept, err = positionBefore(cur, cp); err != nil {
 			return rw, fmt.Errorf("cannot tell whether the checkpoint is before %s, so it was left as it is: %w", timeText(since), err)
+		}
+	}
+	if rw.kept {
+		s.mu.Lock()
+		wayOut, loss, lost := s.lostHistory()
+		s.mu.Unlock()
+		if lost && !r.checkpointResumable(ctx, t) {
+			// The checkpoint, before since, would be kept, and the unit,
+			// which cannot resume from it, would stay failed.
+			return rw, lostRedeliverRefusal(t.Key(), loss, since, wayOut)
 		}
 	}
 	if rw.kept {

@@ -70,6 +70,18 @@ func (r *Runner) StartLeased(name string, l Lease) error {
 		return fmt.Errorf("start trigger under lease: %w", err)
 	}
 	s.mu.Lock()
+	if s.pause != nil && s.pause.By == PauseByPayloadErrors && s.lease != nil && s.lease.Fence() != l.Fence() {
+		// The payload-error pause is this member's own (not in the
+		// controls) and belonged to its earlier tenure of the unit, which
+		// another member may have run since with a fixed payload; under
+		// the new lease the unit meets its payload again, and pauses
+		// again if it still fails. It starts only once the controls were
+		// read again, so that a pause an operator recorded meanwhile
+		// (shown here under the payload-error one) holds it.
+		r.log.Info("payload-error pause of an earlier lease dropped: the unit's payload is tried again under the new lease",
+			"trigger", s.t.Key(), "paused_since", timeText(s.pause.Since))
+		s.pause, s.pauseDoc, s.unread = nil, "", r.opts.Controls
+	}
 	s.lease = l
 	s.want = true
 	r.reconcile(s)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/changehook/changehook/dispatcher"
+	"github.com/changehook/changehook/store"
 	"github.com/changehook/changehook/triggers"
 )
 
@@ -26,44 +27,71 @@ func newTenureRunner(standby bool, want bool, pause *PauseInfo) (*Runner, *slot,
 	return r, s, &buf
 }
 
+// fenceLease is a Lease of unit pe2 with a fixed fence.
+type fenceLease struct{ fence store.Fence }
+
+func (fenceLease) Key() string          { return "pe2" }
+func (l fenceLease) Fence() store.Fence { return l.fence }
+func (fenceLease) Deadline() time.Time  { return time.Now().Add(time.Hour) }
+func (fenceLease) Valid() bool          { return true }
+func (fenceLease) Lost(error)           {}
+func (l fenceLease) String() string     { return "fenceLease" }
+
 // TestPayloadPauseBelongsToTheLeaseTenure: a payload-error pause is this
-// member's own and ends with its tenure of the unit: Stop (the lease ended
-// or was handed off) drops it, so the unit shows standby, does not hold
-// /readyz back and is not held paused when its lease comes back; a pause
-// of the controls (an operator's) stays.
+// member's own and belongs to its tenure of the unit. Stop keeps it (the
+// cluster driver stops and starts a unit under the same lease for a
+// reload, which must not lift it: README's Safety section), as does a
+// start under the same lease; a start under a new lease (the unit came
+// back after another member may have run it) drops it, logs so, and holds
+// the unit until the controls are read again (an operator's pause there
+// then holds it). A pause of the controls (an operator's) always stays.
 func TestPayloadPauseBelongsToTheLeaseTenure(t *testing.T) {
 	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	first := fenceLease{store.Fence{Owner: "a", Epoch: 1}}
 	for _, tc := range []struct {
-		name      string
-		by        string
-		wantPause bool
-		wantState State
-		wantLog   string
+		name       string
+		by         string
+		next       Lease
+		wantPause  bool
+		wantUnread bool
+		wantLog    string
 	}{
-		{name: "payload errors", by: PauseByPayloadErrors, wantPause: false, wantState: StateStandby,
-			wantLog: `msg="payload-error pause dropped: this member no longer runs the trigger; the member that runs it next pauses it again if its payload still fails" trigger=pe2 paused_since=2026-01-02T03:04:05Z`},
-		{name: "operator", by: "cli", wantPause: true, wantState: StatePaused},
+		{name: "payload errors, same lease", by: PauseByPayloadErrors, next: first, wantPause: true},
+		{name: "payload errors, new lease", by: PauseByPayloadErrors, next: fenceLease{store.Fence{Owner: "a", Epoch: 3}}, wantUnread: true,
+			wantLog: `msg="payload-error pause of an earlier lease dropped: the unit's payload is tried again under the new lease" trigger=pe2 paused_since=2026-01-02T03:04:05Z`},
+		{name: "operator, new lease", by: "cli", next: fenceLease{store.Fence{Owner: "a", Epoch: 3}}, wantPause: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, s, buf := newTenureRunner(true, true, &PauseInfo{By: tc.by, Reason: "r", Since: since})
+			r.opts.Controls = true
+			s.lease = first
 			if err := r.Stop(context.Background(), "pe2"); err != nil {
 				t.Fatal(err)
 			}
 			s.mu.Lock()
 			paused := s.pause != nil
 			s.mu.Unlock()
-			if paused != tc.wantPause {
-				t.Errorf("paused after Stop = %v, want %v", paused, tc.wantPause)
-			}
-			st, err := r.TriggerStatus("pe2")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if st.State != tc.wantState {
-				t.Errorf("state after Stop = %s, want %s", st.State, tc.wantState)
+			if !paused {
+				t.Fatal("Stop dropped the pause")
 			}
 			if !r.Ready() {
 				t.Errorf("Ready() = false after Stop: a unit another member runs does not hold /readyz back")
+			}
+			wantState := StateStandby // the payload-error pause belongs to the lease
+			if tc.by != PauseByPayloadErrors {
+				wantState = StatePaused
+			}
+			if st, err := r.TriggerStatus("pe2"); err != nil || st.State != wantState {
+				t.Errorf("state after Stop = %s (%v), want %s", st.State, err, wantState)
+			}
+			if err := r.StartLeased("pe2", tc.next); err != nil {
+				t.Fatal(err)
+			}
+			s.mu.Lock()
+			paused, unread := s.pause != nil, s.unread
+			s.mu.Unlock()
+			if paused != tc.wantPause || unread != tc.wantUnread {
+				t.Errorf("after StartLeased: paused %v, waiting for the controls %v; want %v, %v", paused, unread, tc.wantPause, tc.wantUnread)
 			}
 			logged := strings.TrimSpace(buf.String())
 			if tc.wantLog == "" && logged != "" || tc.wantLog != "" && !strings.HasSuffix(logged, tc.wantLog) {
@@ -73,9 +101,7 @@ func TestPayloadPauseBelongsToTheLeaseTenure(t *testing.T) {
 	}
 }
 
-// TestPayloadPauseOfAUnitNotHeldHere: a payload error of a delivery that
-// drains after Stop does not pause the unit here (the next holder pauses
-// it if the payload still fails), and a payload-error pause of a unit not
+// TestPayloadPauseOfAUnitNotHeldHere: a payload-error pause of a unit not
 // held here never makes the runner unready; one held here does.
 func TestPayloadPauseOfAUnitNotHeldHere(t *testing.T) {
 	for _, tc := range []struct {
@@ -85,7 +111,7 @@ func TestPayloadPauseOfAUnitNotHeldHere(t *testing.T) {
 		wantReady bool
 	}{
 		{name: "held here", want: true, wantPause: true, wantReady: false},
-		{name: "not held here", want: false, wantPause: false, wantReady: true},
+		{name: "not held here", want: false, wantPause: true, wantReady: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, s, _ := newTenureRunner(!tc.want, tc.want, nil)

@@ -504,16 +504,24 @@ func (r *Runner) standby(key string) bool {
 // expired, until its lease driver stops the unit: its successor runs it)
 // — as StateStandby (another member is meant to run it) or StateStarting
 // (this member waits for the lease), with Options.LeaseWait's reason and
-// without a circuit. A paused, failed or disabled unit keeps its state.
+// without a circuit. A paused, failed or disabled unit keeps its state,
+// except one paused by its payload errors under a lease this member no
+// longer runs it under: that pause belongs to the lease (StartLeased), and
+// the unit is shown as any other unit not run here.
 func (r *Runner) clusterState(s *slot, st TriggerStatus) TriggerStatus {
 	if !r.opts.Clustered {
 		return st
 	}
 	s.mu.Lock()
 	key, l := s.t.Key(), s.lease
+	earlierLease := s.pause != nil && s.pause.By == PauseByPayloadErrors && !s.want
 	s.mu.Unlock()
 	switch st.State {
 	case StateStopped:
+	case StatePaused:
+		if !earlierLease {
+			return st
+		}
 	case StateStarting, StateRunning, StateRetrying, StateWaiting:
 		if l == nil || l.Valid() {
 			return st

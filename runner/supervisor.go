@@ -447,10 +447,7 @@ func (r *Runner) Start(name string) error {
 
 // Stop marks the trigger unwanted and stops its watcher: it stops reading,
 // lets in-flight deliveries finish within the shutdown grace period and
-// saves its checkpoint. It drops a payload-error pause (PauseByPayloadErrors,
-// this process's own), which belongs to this run of the trigger: the lease
-// holder calls Stop when the trigger's lease ends or is handed off, and the
-// member that runs it next pauses it again if its payload still fails. Stop waits until the watcher has stopped, and a
+// saves its checkpoint. Stop waits until the watcher has stopped, and a
 // control request being applied to the trigger has been recorded, or ctx
 // ends (the watcher then still stops in the background). On a partitioned
 // trigger it applies to every partition; name may also be one partition's
@@ -464,7 +461,6 @@ func (r *Runner) Stop(ctx context.Context, name string) error {
 	for _, s := range ss {
 		s.mu.Lock()
 		s.want = false
-		r.dropPayloadPause(s)
 		r.reconcile(s)
 		dones = append(dones, s.doneChan())
 		if s.ctl != nil {
@@ -476,22 +472,6 @@ func (r *Runner) Stop(ctx context.Context, name string) error {
 		return fmt.Errorf("stop trigger %s: %w", name, err)
 	}
 	return nil
-}
-
-// dropPayloadPause lifts s's payload-error pause (PauseByPayloadErrors)
-// when s is stopped: that pause is this process's own, not a control
-// document's, and belongs to its tenure of the unit. Another cluster member
-// that runs the unit next meets the payload error again, if the payload is
-// still wrong, and pauses it there; this member neither shows the stale
-// pause nor holds the unit paused when its lease comes back. A pause
-// recorded in the controls stays. s.mu must be held.
-func (r *Runner) dropPayloadPause(s *slot) {
-	if s.pause == nil || s.pause.By != PauseByPayloadErrors {
-		return
-	}
-	r.log.Info("payload-error pause dropped: this member no longer runs the trigger; the member that runs it next pauses it again if its payload still fails",
-		"trigger", s.t.Key(), "paused_since", timeText(s.pause.Since))
-	s.pause = nil
 }
 
 // Restart stops the trigger's watcher (waiting as Stop does), clears a
@@ -524,14 +504,6 @@ func (r *Runner) Pause(name, reason, by string) error {
 	logged := false
 	for _, s := range ss {
 		s.mu.Lock()
-		if by == PauseByPayloadErrors && !s.want {
-			// A delivery draining after Stop (the lease ended or was
-			// handed off): the payload-error pause belongs to this
-			// member's tenure of the unit, which is over; the member that
-			// runs it next meets the payload error again and pauses it.
-			s.mu.Unlock()
-			continue
-		}
 		if s.pause == nil {
 			s.pause, s.pauseDoc = &PauseInfo{Reason: reason, By: by, Since: since}, ""
 			if !logged {
