@@ -422,7 +422,7 @@ func (d *Dispatcher) Stop(ctx context.Context, why error) error {
 
 // ErrStopped is the error of the events Dispatcher.Stop left undone
 // without cutting an attempt off (see UnfinishedError).
-var ErrStopped = errors.New("deliveries stopped before they were made")
+var ErrStopped = errors.New("stopped before they were delivered or dead-lettered")
 
 // attemptCtxKey is the context key under which the deliveries' context
 // (Dispatcher.workCtx) carries the context their requests run under.
@@ -538,10 +538,16 @@ func closeCause(ctx context.Context) string {
 }
 
 // putDeadLetter stores dl, retrying with backoff until it succeeds (true) or
-// ctx ends (false). Each failure is counted (by its DeadLetterFailReason)
+// ctx ends (false; for the deliveries' context, its run context: a Stop
+// does not cut it off, its grace period does). Each failure is counted (by its DeadLetterFailReason)
 // and recorded in prog, the delivery's progress, which the head of line
 // shows while the event holds the checkpoint.
 func (d *Dispatcher) putDeadLetter(ctx context.Context, dl DeadLetter, prog *progress) bool {
+	// A dead letter decided before a Stop is stored as an attempt on the
+	// wire finishes: within the grace period (the run context), not cut
+	// off at once (an insert the server applied would be left beside an
+	// event still undone).
+	ctx = attemptContext(ctx)
 	var last string
 	for attempt := 0; ; attempt++ {
 		dl.DeadLetteredAt = d.clock.Now()

@@ -846,6 +846,12 @@ func (s *Sender) sendOnce(ctx context.Context, msg Message, n int, info eventInf
 				return at, false, err
 			}
 		}
+		if err := wctx.Err(); err != nil {
+			// Stopped meanwhile: the second request would be a new start.
+			at.Reason, at.Err = ReasonCanceled, err
+			s.observe(at)
+			return at, false, err
+		}
 		resp, body, doErr, authErr = s.do(ctx, msg, s.clock.Now())
 	}
 	if authErr != nil {
