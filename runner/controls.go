@@ -561,15 +561,15 @@ func (r *Runner) rewind(ctx context.Context, s *slot, since time.Time, control s
 			return rw, fmt.Errorf("cannot tell whether the checkpoint is before %s, so it was left as it is: %w", timeText(since), err)
 		}
 	}
-	if rw.kept {
-		s.mu.Lock()
-		wayOut, loss, lost := s.lostHistory()
-		s.mu.Unlock()
-		if lost && !r.checkpointResumable(ctx, t) {
-			// The checkpoint, before since, would be kept, and the unit,
-			// which cannot resume from it, would stay failed.
-			return rw, lostRedeliverRefusal(t.Key(), loss, since, wayOut)
-		}
+	s.mu.Lock()
+	wayOut, loss, lost := s.lostHistory()
+	s.mu.Unlock()
+	if lost && !r.checkpointResumable(ctx, t) {
+		// The unit stays failed whatever the redeliver writes: a
+		// checkpoint before since would be kept, and one moved back to
+		// since is not resumed from until the failure is lifted, which
+		// resume --from since does.
+		return rw, lostRedeliverRefusal(t.Key(), loss, since, rw.kept, wayOut)
 	}
 	if rw.kept {
 		cp, rw.from = cur, checkpointTime(cur)

@@ -70,14 +70,15 @@ func (r *Runner) StartLeased(name string, l Lease) error {
 		return fmt.Errorf("start trigger under lease: %w", err)
 	}
 	s.mu.Lock()
-	if s.pause != nil && s.pause.By == PauseByPayloadErrors && s.lease != nil && s.lease.Fence() != l.Fence() {
+	if s.pause != nil && s.pause.By == PauseByPayloadErrors && !(s.pauseLeased && s.pauseLease == l.Fence()) {
 		// The payload-error pause is this member's own (not in the
-		// controls) and belonged to its earlier tenure of the unit, which
-		// another member may have run since with a fixed payload; under
-		// the new lease the unit meets its payload again, and pauses
-		// again if it still fails. It starts only once the controls were
-		// read again, so that a pause an operator recorded meanwhile
-		// (shown here under the payload-error one) holds it.
+		// controls) and belongs to the lease it was set under (none: it
+		// came with the unit from a reload's repartitioning), which
+		// another member may have followed with a fixed payload; under
+		// this lease the unit meets its payload again, and pauses again
+		// if it still fails. It starts only once the controls were read
+		// again, so that a pause an operator recorded meanwhile (shown
+		// here under the payload-error one) holds it.
 		r.log.Info("payload-error pause of an earlier lease dropped: the unit's payload is tried again under the new lease",
 			"trigger", s.t.Key(), "paused_since", timeText(s.pause.Since))
 		s.pause, s.pauseDoc, s.unread = nil, "", r.opts.Controls

@@ -65,6 +65,7 @@ func TestPayloadPauseBelongsToTheLeaseTenure(t *testing.T) {
 			r, s, buf := newTenureRunner(true, true, &PauseInfo{By: tc.by, Reason: "r", Since: since})
 			r.opts.Controls = true
 			s.lease = first
+			s.pauseLeased, s.pauseLease = tc.by == PauseByPayloadErrors, first.fence // set under the first lease
 			if err := r.Stop(context.Background(), "pe2"); err != nil {
 				t.Fatal(err)
 			}
@@ -101,8 +102,10 @@ func TestPayloadPauseBelongsToTheLeaseTenure(t *testing.T) {
 	}
 }
 
-// TestPayloadPauseOfAUnitNotHeldHere: a payload-error pause of a unit not
-// held here never makes the runner unready; one held here does.
+// TestPayloadPauseOfAUnitNotHeldHere: a payload error does not pause a
+// unit not held here (another partition's, or a delivery draining after
+// Stop), and a payload-error pause of a unit not held here never makes the
+// runner unready; one held here does.
 func TestPayloadPauseOfAUnitNotHeldHere(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -111,7 +114,7 @@ func TestPayloadPauseOfAUnitNotHeldHere(t *testing.T) {
 		wantReady bool
 	}{
 		{name: "held here", want: true, wantPause: true, wantReady: false},
-		{name: "not held here", want: false, wantPause: true, wantReady: true},
+		{name: "not held here", want: false, wantPause: false, wantReady: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, s, _ := newTenureRunner(!tc.want, tc.want, nil)

@@ -79,10 +79,15 @@ func lostHistoryRefusal(key string, lost positionLoss, wayOut string) error {
 
 // lostRedeliverRefusal is the result of a redeliver of unit key, which
 // failed with its position lost (see lostHistory) and whose status names
-// wayOut: the redeliver would keep that checkpoint, before since, and the
-// unit would stay failed without delivering anything.
-func lostRedeliverRefusal(key string, lost positionLoss, since time.Time, wayOut string) error {
-	return fmt.Errorf("refused: %s failed with %s: a redeliver keeps a checkpoint before %s, so the trigger would stay failed "+
+// wayOut: the redeliver would keep that checkpoint when it is before since
+// (kept), or move it back to since, and either way the unit would stay
+// failed without delivering anything.
+func lostRedeliverRefusal(key string, lost positionLoss, since time.Time, kept bool, wayOut string) error {
+	what := "a redeliver keeps a checkpoint before " + timeText(since)
+	if !kept {
+		what = "a redeliver does not lift the failure"
+	}
+	return fmt.Errorf("refused: %s failed with %s: %s, so the trigger would stay failed "+
 		"and deliver nothing; nothing was changed. The way out: %s (`changehook resume %s --from %s` delivers every change since then, the range before it skipped)",
-		key, lost, timeText(since), wayOut, key, timeText(since))
+		key, lost, what, wayOut, key, timeText(since))
 }

@@ -522,6 +522,9 @@ func (r *Runner) clusterState(s *slot, st TriggerStatus) TriggerStatus {
 		if !earlierLease {
 			return st
 		}
+		// Not this member's to show: the member running the unit shows
+		// its own state and way out.
+		st.Paused, st.WayOut, st.LastError = nil, "", ""
 	case StateStarting, StateRunning, StateRetrying, StateWaiting:
 		if l == nil || l.Valid() {
 			return st

@@ -85,6 +85,12 @@ type slot struct {
 	// pauseDoc is the control document pause was read from ("" when Pause
 	// set it): that document's newer pause replaces its details.
 	pauseDoc string
+	// pauseLease is the fence of the lease a payload-error pause was set
+	// under (pauseLeased false: none, or not such a pause): it belongs to
+	// that lease and is dropped when the unit starts under another
+	// (StartLeased).
+	pauseLease  store.Fence
+	pauseLeased bool
 	// repaused is, per control document, the newest pause request this
 	// unit saw and the pause it had before (nil: none), for the request's
 	// result.
@@ -504,8 +510,19 @@ func (r *Runner) Pause(name, reason, by string) error {
 	logged := false
 	for _, s := range ss {
 		s.mu.Lock()
+		if by == PauseByPayloadErrors && r.opts.Clustered && !s.want {
+			// Not held here: another member runs the unit (the trigger's
+			// other partitions, or a delivery draining after Stop), which
+			// meets its payload itself and pauses it there.
+			s.mu.Unlock()
+			continue
+		}
 		if s.pause == nil {
 			s.pause, s.pauseDoc = &PauseInfo{Reason: reason, By: by, Since: since}, ""
+			s.pauseLeased = by == PauseByPayloadErrors && s.lease != nil
+			if s.pauseLeased {
+				s.pauseLease = s.lease.Fence()
+			}
 			if !logged {
 				r.log.Warn("trigger paused", "trigger", name, "by", by, "reason", reason)
 				logged = true
