@@ -154,8 +154,17 @@ type captureFile struct {
 
 // newCaptureFile opens path for writing without truncating it (creating it
 // when it does not exist, so that a path that cannot be written fails at
-// once).
+// once); a path naming one of this process's descriptors (/dev/stdout) is
+// written through that descriptor (openDescriptorPath).
 func newCaptureFile(path string) (*captureFile, error) {
+	if f, ok, err := openDescriptorPath(path); ok {
+		// The shell's own redirection (-o /dev/stdout): written where it
+		// points, never emptied.
+		if err != nil {
+			return nil, fmt.Errorf("create %s: %w", path, err)
+		}
+		return &captureFile{f: f}, nil
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)

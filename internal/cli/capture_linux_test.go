@@ -63,3 +63,63 @@ func TestCaptureThroughASymlink(t *testing.T) {
 		t.Errorf("the symlink's target %s still holds %q: the capture did not reach it", target, b)
 	}
 }
+
+// TestCaptureToDevStdoutAppended: `capture -o /dev/stdout >>
+// events.jsonl` adds to the earlier recording: the descriptor the shell
+// opened for appending is written through. /proc/self/fd/N stands in for
+// /dev/stdout.
+func TestCaptureToDevStdoutAppended(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "events.jsonl")
+	if err := os.WriteFile(name, []byte("{\"earlier\":1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0) // the shell's >>
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	f, err := newCaptureFile(fmt.Sprintf("/proc/self/fd/%d", dst.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("{\"e\":1}\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	if b, _ := os.ReadFile(name); string(b) != "{\"earlier\":1}\n{\"e\":1}\n" {
+		t.Errorf("stdout appended to a recording (>>): the file holds %q, want the earlier recording then the event", b)
+	}
+}
+
+// TestCaptureToDevStdoutWithStderr: `capture -o /dev/stdout > out.jsonl
+// 2>&1` keeps stderr's lines and the events in order, whole: stdout and
+// stderr share the shell's open file, written through, never from its
+// start.
+func TestCaptureToDevStdoutWithStderr(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "out.jsonl")
+	dst, err := os.Create(name) // the shell's > out.jsonl 2>&1
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	const begin, event, end = "capturing up to 1 event of trigger orders (shop.orders) to /dev/stdout; Ctrl-C stops\n",
+		"{\"_id\":{\"_data\":\"82AA01\"},\"operationType\":\"insert\",\"fullDocument\":{\"_id\":1,\"sku\":\"x\"}}\n", "captured 1 event\n"
+	if _, err := dst.WriteString(begin); err != nil { // stderr
+		t.Fatal(err)
+	}
+	f, err := newCaptureFile(fmt.Sprintf("/proc/self/fd/%d", dst.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte(event)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.WriteString(end); err != nil { // stderr
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	b, _ := os.ReadFile(name)
+	if want := begin + event + end; string(b) != want {
+		t.Errorf("out.jsonl holds %q,\nwant %q (the event line whole)", b, want)
+	}
+}

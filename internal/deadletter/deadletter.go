@@ -236,7 +236,9 @@ func (r *Replayer) Replay(ctx context.Context, sel Selection, each func(Result))
 		}
 	}
 	if len(sel.IDs) > 0 {
-		ids := sel.IDs
+		// An id given twice is replayed once: its second copy would find
+		// the dead letter the first delivered gone.
+		ids := uniqueIDs(sel.IDs)
 		if sel.After != "" {
 			ids = ids[slices.Index(ids, sel.After)+1:] // checked by Validate
 		}
@@ -443,4 +445,17 @@ func Purge(ctx context.Context, st *store.Store, sel Selection) (int64, error) {
 		return 0, err
 	}
 	return st.PurgeDeadLetters(ctx, sel.Filter())
+}
+
+// uniqueIDs returns ids without repeats, each where it first appears.
+func uniqueIDs(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
