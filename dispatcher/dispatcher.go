@@ -329,22 +329,9 @@ func (d *Dispatcher) Idle() bool { return d.tracker.Held() == 0 && !d.payload.ha
 // a control that restarts the trigger, say: the deliveries Close cuts off
 // are logged with it rather than as a shutdown's, and the error names it.
 func (d *Dispatcher) Close(ctx context.Context) error {
-	if ctx == nil {
-		return fmt.Errorf("close dispatcher: %w", errNilContext)
+	if first, err := d.beginClose(ctx, "close dispatcher"); !first {
+		return err
 	}
-	d.closeMu.Lock()
-	if d.closed {
-		d.closeMu.Unlock()
-		select {
-		case <-d.stopped:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("close dispatcher: %w", ctx.Err())
-		}
-	}
-	d.closed = true
-	d.closeMu.Unlock()
-	d.tracker.Close()
 
 	var graceErr error
 	select {
@@ -380,22 +367,9 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 // events not on the wire were left. Calling Stop or Close again waits for
 // the first call.
 func (d *Dispatcher) Stop(ctx context.Context, why error) error {
-	if ctx == nil {
-		return fmt.Errorf("stop dispatcher: %w", errNilContext)
+	if first, err := d.beginClose(ctx, "stop dispatcher"); !first {
+		return err
 	}
-	d.closeMu.Lock()
-	if d.closed {
-		d.closeMu.Unlock()
-		select {
-		case <-d.stopped:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("stop dispatcher: %w", ctx.Err())
-		}
-	}
-	d.closed = true
-	d.closeMu.Unlock()
-	d.tracker.Close()
 	if why == nil {
 		why = ErrStopped
 	}
@@ -418,6 +392,30 @@ func (d *Dispatcher) Stop(ctx context.Context, why error) error {
 		graceErr = &UnfinishedError{What: what, Events: n, Err: ErrStopped}
 	}
 	return graceErr
+}
+
+// beginClose starts the first Close or Stop (what names it in errors):
+// it stops admitting events and reports first. A later call (first false)
+// waits for the first one's workers to exit, or ctx to end, and returns
+// its error; so does one with a nil ctx, at once.
+func (d *Dispatcher) beginClose(ctx context.Context, what string) (first bool, err error) {
+	if ctx == nil {
+		return false, fmt.Errorf("%s: %w", what, errNilContext)
+	}
+	d.closeMu.Lock()
+	if d.closed {
+		d.closeMu.Unlock()
+		select {
+		case <-d.stopped:
+			return false, nil
+		case <-ctx.Done():
+			return false, fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+	}
+	d.closed = true
+	d.closeMu.Unlock()
+	d.tracker.Close()
+	return true, nil
 }
 
 // ErrStopped is the error of the events Dispatcher.Stop left undone
