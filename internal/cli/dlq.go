@@ -321,9 +321,6 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 	if done {
 		return code
 	}
-	// An ID given twice is replayed once: its second copy would find the
-	// dead letter the first delivered gone, as if it named none.
-	ids = uniqueInOrder(ids)
 	switch {
 	case *all && len(ids) > 0:
 		return usageError(env, fs, "give IDs or --all, not both")
@@ -389,20 +386,6 @@ func dlqReplay(ctx context.Context, args []string, env Env) int {
 		return ExitFailure // a dead letter left, or an ID that names none
 	}
 	return ExitOK
-}
-
-// uniqueInOrder returns ids without repeats, each kept where it first
-// appears.
-func uniqueInOrder(ids []string) []string {
-	seen := make(map[string]bool, len(ids))
-	out := ids[:0:0]
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
 }
 
 // notFoundText follows a given ID that names no dead letter, in the output
