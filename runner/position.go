@@ -92,25 +92,31 @@ func openAt(ctx context.Context, client *mongo.Client, t *triggers.Trigger, at t
 		return nil, errNoToken
 	}
 	if !at.IsZero() {
-		// MongoDB finds that at is no longer in the oplog only while
-		// reading, and the empty first batch read nothing: read once with a
-		// getMore of at most one event (the driver's first TryNext only
-		// takes the empty first batch, the second sends it). An event it
-		// returns is not used: the position is the token above. Only lost
-		// history fails it: reading the first change may fail for reasons
-		// of its own (one too large to return, BSONObjectTooLarge), which
-		// the trigger meets, and deals with, when it reads from here.
-		cs.SetBatchSize(1)
-		for range 2 {
-			if cs.TryNext(ctx) || cs.Err() != nil {
-				break
-			}
-		}
-		if err := cs.Err(); err != nil && (historyLost(err) || ctx.Err() != nil) {
+		// An event readOnce returns is not used: the position is the
+		// token above. Only lost history fails it: reading the first
+		// change may fail for reasons of its own (one too large to
+		// return, BSONObjectTooLarge), which the trigger meets, and deals
+		// with, when it reads from here.
+		if err := readOnce(ctx, cs); err != nil && (historyLost(err) || ctx.Err() != nil) {
 			return nil, err
 		}
 	}
 	return token, nil
+}
+
+// readOnce reads change stream cs, opened with an empty first batch, once:
+// MongoDB finds that its position is no longer in the oplog only while
+// reading, and the empty first batch read nothing, so it sends a getMore
+// of at most one event (the driver's first TryNext only takes the empty
+// first batch, the second sends it). It returns the stream's error.
+func readOnce(ctx context.Context, cs *mongo.ChangeStream) error {
+	cs.SetBatchSize(1)
+	for range 2 {
+		if cs.TryNext(ctx) || cs.Err() != nil {
+			break
+		}
+	}
+	return cs.Err()
 }
 
 // CheckNotFuture returns nil when at is not after the deployment's current

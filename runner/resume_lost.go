@@ -58,15 +58,7 @@ func resumable(ctx context.Context, client *mongo.Client, t *triggers.Trigger, t
 		return false
 	}
 	defer func() { _ = cs.Close(context.WithoutCancel(ctx)) }()
-	// The empty first batch read nothing: a getMore of at most one event
-	// finds whether the oplog still reaches the token (see openAt).
-	cs.SetBatchSize(1)
-	for range 2 {
-		if cs.TryNext(ctx) || cs.Err() != nil {
-			break
-		}
-	}
-	return cs.Err() == nil
+	return readOnce(ctx, cs) == nil
 }
 
 // lostHistoryRefusal is the result of a resume from the checkpoint of unit
